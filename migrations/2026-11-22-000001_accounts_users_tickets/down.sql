@@ -1,0 +1,3 @@
+DROP TABLE tickets;
+DROP TABLE users;
+DROP TABLE accounts;

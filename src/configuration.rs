@@ -1,0 +1,336 @@
+//! Settings, read once at start-up from environment variables (and an optional dotenv-style
+//! file) and validated as a whole: a missing or malformed setting stops the process with a
+//! message naming every offending variable. Connection URLs are secrets and never print.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Everything the service needs to run. Built by [`Settings::load`] or, in tests, by hand.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub server: ServerSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Clone, Debug)]
+pub struct DatabaseSettings {
+    /// `DATABASE_URL`: may hold a password, hence secret.
+    pub url: SecretString,
+    /// `DATABASE_POOL_SIZE`
+    pub pool_size: u32,
+    /// `DATABASE_CONNECT_TIMEOUT_MS`: how long a request waits for a connection before it is
+    /// answered UNAVAILABLE. Short on purpose: bb8's default of 30 s outlives every client.
+    pub connect_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    /// `REDIS_URL`: may hold a password, hence secret.
+    pub url: SecretString,
+    /// `REDIS_KEY_PREFIX`: prepended to every key, so instances (and tests) can share a server.
+    pub key_prefix: String,
+    /// `REDIS_POOL_SIZE`
+    pub pool_size: u32,
+    /// `REDIS_CONNECT_TIMEOUT_MS`
+    pub connect_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// `GRPC_LISTEN_ADDR`; port 0 picks a free port (tests).
+    pub listen_addr: SocketAddr,
+    /// `REQUEST_TIMEOUT_MS`: the deadline of a request that brings none, and the longest one a
+    /// client may ask for with `grpc-timeout`.
+    pub request_timeout: Duration,
+    /// `MAX_REQUEST_BYTES`: the largest request message accepted.
+    pub max_request_bytes: usize,
+    /// `MAX_CONCURRENT_STREAMS`: concurrent RPCs per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+    /// `HTTP2_KEEPALIVE_INTERVAL_MS`
+    pub http2_keepalive_interval: Duration,
+    /// `HTTP2_KEEPALIVE_TIMEOUT_MS`
+    pub http2_keepalive_timeout: Duration,
+    /// `HEALTH_PROBE_INTERVAL_MS`: how often PostgreSQL and Redis are probed.
+    pub health_probe_interval: Duration,
+    /// `SHUTDOWN_DELAY_MS`: after a signal, how long the server keeps serving while health says
+    /// NOT_SERVING, so that load balancers stop sending traffic before it stops listening.
+    pub shutdown_delay: Duration,
+    /// `SHUTDOWN_DRAIN_TIMEOUT_MS`: how long in-flight RPCs may then take to finish.
+    pub shutdown_drain_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    /// `LOG_FORMAT`
+    pub format: LogFormat,
+    /// `RUST_LOG`: a tracing-subscriber filter directive.
+    pub filter: String,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object a line: for production and log shippers.
+    Json,
+    /// Human-readable, coloured: for a terminal.
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "json" => Ok(Self::Json),
+            "pretty" => Ok(Self::Pretty),
+            _ => Err("must be `json` or `pretty`".to_owned()),
+        }
+    }
+}
+
+/// Every setting that was missing or malformed, so one start-up names them all.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}", self.problems.join("; "))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    /// Reads the process environment, falling back to `config_file` (dotenv syntax) for
+    /// variables the environment does not set.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut values: HashMap<String, String> = HashMap::new();
+        if let Some(path) = config_file {
+            let entries = dotenvy::from_path_iter(path).map_err(|error| ConfigError {
+                problems: vec![format!("config file {}: {error}", path.display())],
+            })?;
+            for entry in entries {
+                let (key, value) = entry.map_err(|error| ConfigError {
+                    problems: vec![format!("config file {}: {error}", path.display())],
+                })?;
+                values.insert(key, value);
+            }
+        }
+        values.extend(std::env::vars());
+        Self::from_lookup(|key| values.get(key).cloned())
+    }
+
+    /// Builds settings from any key → value source; every problem is collected, not just the
+    /// first.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut reader = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+        let settings = Self {
+            database: DatabaseSettings {
+                url: reader.secret_url("DATABASE_URL", &["postgres", "postgresql"]),
+                pool_size: reader.parsed("DATABASE_POOL_SIZE", 10),
+                connect_timeout: reader.millis("DATABASE_CONNECT_TIMEOUT_MS", 2_000),
+            },
+            redis: RedisSettings {
+                url: reader.secret_url("REDIS_URL", &["redis", "rediss"]),
+                key_prefix: reader.parsed("REDIS_KEY_PREFIX", "supportdesk:".to_owned()),
+                pool_size: reader.parsed("REDIS_POOL_SIZE", 10),
+                connect_timeout: reader.millis("REDIS_CONNECT_TIMEOUT_MS", 1_000),
+            },
+            server: ServerSettings {
+                listen_addr: reader.parsed(
+                    "GRPC_LISTEN_ADDR",
+                    SocketAddr::from(([127, 0, 0, 1], 50051)),
+                ),
+                request_timeout: reader.millis("REQUEST_TIMEOUT_MS", 10_000),
+                max_request_bytes: reader.parsed("MAX_REQUEST_BYTES", 1024 * 1024),
+                max_concurrent_streams: reader.parsed("MAX_CONCURRENT_STREAMS", 200),
+                http2_keepalive_interval: reader.millis("HTTP2_KEEPALIVE_INTERVAL_MS", 30_000),
+                http2_keepalive_timeout: reader.millis("HTTP2_KEEPALIVE_TIMEOUT_MS", 10_000),
+                health_probe_interval: reader.millis("HEALTH_PROBE_INTERVAL_MS", 1_000),
+                shutdown_delay: reader.millis_or_zero("SHUTDOWN_DELAY_MS", 1_000),
+                shutdown_drain_timeout: reader.millis("SHUTDOWN_DRAIN_TIMEOUT_MS", 30_000),
+            },
+            log: LogSettings {
+                format: reader.parsed("LOG_FORMAT", LogFormat::Json),
+                filter: reader.parsed("RUST_LOG", "info".to_owned()),
+            },
+        };
+        reader.positive("DATABASE_POOL_SIZE", settings.database.pool_size);
+        reader.positive("REDIS_POOL_SIZE", settings.redis.pool_size);
+        reader.positive(
+            "MAX_CONCURRENT_STREAMS",
+            settings.server.max_concurrent_streams,
+        );
+        if reader.problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError {
+                problems: reader.problems,
+            })
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// The URL with the database name replaced: tests clone one database per test.
+    pub fn with_database_name(&self, name: &str) -> SecretString {
+        let url = self.url.expose_secret();
+        let base = url.split('?').next().unwrap_or(url);
+        let query = url.strip_prefix(base).unwrap_or("");
+        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+        SecretString::from(format!("{server}/{name}{query}"))
+    }
+}
+
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, key: &str) -> Option<String> {
+        (self.lookup)(key).filter(|value| !value.trim().is_empty())
+    }
+
+    fn parsed<T>(&mut self, key: &str, default: T) -> T
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.raw(key) {
+            None => default,
+            Some(value) => value.trim().parse().unwrap_or_else(|error| {
+                self.problems
+                    .push(format!("{key}={value:?} is invalid: {error}"));
+                default
+            }),
+        }
+    }
+
+    fn millis(&mut self, key: &str, default_ms: u64) -> Duration {
+        let millis = self.parsed(key, default_ms);
+        if millis == 0 {
+            self.problems.push(format!("{key} must be greater than 0"));
+        }
+        Duration::from_millis(millis)
+    }
+
+    fn millis_or_zero(&mut self, key: &str, default_ms: u64) -> Duration {
+        Duration::from_millis(self.parsed(key, default_ms))
+    }
+
+    fn positive(&mut self, key: &str, value: u32) {
+        if value == 0 {
+            self.problems.push(format!("{key} must be greater than 0"));
+        }
+    }
+
+    fn secret_url(&mut self, key: &str, schemes: &[&str]) -> SecretString {
+        let Some(value) = self.raw(key) else {
+            self.problems.push(format!("{key} is not set"));
+            return SecretString::from(String::new());
+        };
+        let scheme = value.split_once("://").map(|(scheme, _)| scheme);
+        if !scheme.is_some_and(|scheme| schemes.contains(&scheme)) {
+            // The value itself is not echoed: it may carry a password.
+            self.problems.push(format!(
+                "{key} must be a URL starting with {}",
+                schemes
+                    .iter()
+                    .map(|scheme| format!("{scheme}://"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ));
+        }
+        SecretString::from(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup_from(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        move |key| map.get(key).cloned()
+    }
+
+    const REQUIRED: [(&str, &str); 2] = [
+        ("DATABASE_URL", "postgres://app:hunter2@db/supportdesk"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+    ];
+
+    #[test]
+    fn the_two_urls_are_enough_and_everything_else_has_a_default() {
+        let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
+        assert_eq!(
+            settings.server.listen_addr,
+            "127.0.0.1:50051".parse().unwrap()
+        );
+        assert_eq!(settings.log.format, LogFormat::Json);
+        assert_eq!(settings.database.connect_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn every_missing_or_malformed_setting_is_named_at_once() {
+        let error = Settings::from_lookup(lookup_from(&[
+            ("DATABASE_URL", "mysql://nope"),
+            ("LOG_FORMAT", "xml"),
+            ("GRPC_LISTEN_ADDR", "localhost"),
+            ("DATABASE_POOL_SIZE", "0"),
+        ]))
+        .expect_err("invalid settings");
+        let text = error.to_string();
+        for key in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "LOG_FORMAT",
+            "GRPC_LISTEN_ADDR",
+            "DATABASE_POOL_SIZE",
+        ] {
+            assert!(text.contains(key), "{key} missing from: {text}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output_or_errors() {
+        let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        let error =
+            Settings::from_lookup(lookup_from(&[("DATABASE_URL", "mysql://root:hunter2@db")]))
+                .expect_err("wrong scheme");
+        assert!(!error.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn the_database_name_can_be_swapped_keeping_server_and_options() {
+        let settings = Settings::from_lookup(lookup_from(&[
+            ("DATABASE_URL", "postgres://u:p@h:5432/main?sslmode=disable"),
+            ("REDIS_URL", "redis://r"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            settings
+                .database
+                .with_database_name("other")
+                .expose_secret(),
+            "postgres://u:p@h:5432/other?sslmode=disable"
+        );
+    }
+}

@@ -1,0 +1,83 @@
+//! PostgreSQL access: the bb8 pool of diesel-async connections, the embedded migrations, and the
+//! statement limit that carries a request's deadline down to the server as
+//! `statement_timeout`, so a query outliving its client is cancelled by PostgreSQL itself.
+
+pub mod models;
+pub mod schema;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::sql_types::Text;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::configuration::DatabaseSettings;
+use crate::errors::{AppError, AppResult};
+
+pub type PgPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+pub type PooledConnection<'a> =
+    bb8::PooledConnection<'a, AsyncDieselConnectionManager<AsyncPgConnection>>;
+
+/// Every migration in `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// A hash of `migrations/` computed by build.rs: test templates are keyed by it.
+pub const MIGRATIONS_FINGERPRINT: &str = env!("MIGRATIONS_FINGERPRINT");
+
+/// A pool that connects lazily: the service starts (and reports NOT_SERVING) while PostgreSQL is
+/// down, and a request that cannot get a connection within `connect_timeout` fails fast.
+pub fn build_pool(settings: &DatabaseSettings) -> PgPool {
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.expose_secret());
+    bb8::Pool::builder()
+        .max_size(settings.pool_size)
+        .connection_timeout(settings.connect_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .build_unchecked(manager)
+}
+
+/// Applies every pending migration. diesel's migration harness is synchronous, so it runs on a
+/// blocking thread through `AsyncConnectionWrapper` (on a runtime thread it would panic).
+pub async fn run_migrations(database_url: SecretString) -> anyhow::Result<Vec<String>> {
+    tokio::task::spawn_blocking(move || {
+        let mut connection: AsyncConnectionWrapper<AsyncPgConnection> =
+            diesel::Connection::establish(database_url.expose_secret())
+                .context("cannot connect to DATABASE_URL to migrate")?;
+        let applied = connection
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|error| anyhow::anyhow!(error))
+            .context("a migration failed")?;
+        Ok(applied.iter().map(ToString::to_string).collect())
+    })
+    .await
+    .context("the migration thread panicked")?
+}
+
+/// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes.
+pub async fn connection(pool: &PgPool) -> AppResult<PooledConnection<'_>> {
+    Ok(pool.get().await?)
+}
+
+/// Inside a transaction: has PostgreSQL cancel any statement still running when `budget` (what
+/// is left of the request's deadline) runs out. `SET LOCAL` semantics: it ends with the
+/// transaction, so the pooled connection goes back unchanged.
+pub async fn limit_statements_to(conn: &mut AsyncPgConnection, budget: Duration) -> AppResult<()> {
+    diesel::sql_query("SELECT set_config('statement_timeout', $1, true)")
+        .bind::<Text, _>(statement_timeout_ms(budget)?)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The budget in whole milliseconds, at least 1: PostgreSQL reads 0 as "no timeout".
+fn statement_timeout_ms(budget: Duration) -> AppResult<String> {
+    let millis = budget.as_millis();
+    if millis == 0 {
+        return Err(AppError::DeadlineExceeded);
+    }
+    Ok(millis.to_string())
+}

@@ -1,0 +1,19 @@
+//! One file per table: the row as read (`Ticket`), the row as inserted (`NewTicket<'a>`), and the
+//! queries on that table as async methods taking a connection. Rows convert into `domain` types
+//! here, so nothing above this module sees a raw column.
+
+pub mod account;
+pub mod ticket;
+pub mod user;
+
+pub use account::{Account, NewAccount};
+pub use ticket::{NewTicket, TicketRow};
+pub use user::{NewUser, User};
+
+use crate::domain::InvalidValue;
+use crate::errors::AppError;
+
+/// A stored value that no longer parses is a bug or a hand-edited row, never the client's fault.
+pub(crate) fn corrupt(column: &str, problem: InvalidValue) -> AppError {
+    AppError::internal(anyhow::anyhow!("stored {column} does not parse: {problem}"))
+}

@@ -1,0 +1,43 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    accounts (id) {
+        id -> Uuid,
+        name -> Text,
+        slug -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    tickets (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        subject -> Text,
+        description -> Text,
+        priority -> Text,
+        status -> Text,
+        requester_id -> Uuid,
+        assignee_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        email -> Text,
+        display_name -> Text,
+        role -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(tickets -> accounts (account_id));
+diesel::joinable!(users -> accounts (account_id));
+
+diesel::allow_tables_to_appear_in_same_query!(accounts, tickets, users,);

@@ -1,0 +1,396 @@
+//! The service's one error type and the error policy, in one place.
+//!
+//! - Handlers and repositories return [`AppResult`]; nothing else builds a `tonic::Status`
+//!   (middleware that rejects before a handler runs goes through [`AppError`] too).
+//! - [`AppError`] maps to `tonic::Status` in one exhaustive `match`: a new variant does not compile
+//!   until it has a status code, a reason and its details.
+//! - Every status carries `google.rpc.ErrorInfo` with an UPPER_SNAKE_CASE `reason` and the domain
+//!   `supportdesk`; clients branch on the reason, never on the message. Field errors add a
+//!   `BadRequest` naming every offending field; retryable errors add `RetryInfo`.
+//! - Database and pool failures are classified once, here: a lost or unreachable PostgreSQL is
+//!   UNAVAILABLE (retryable), a statement cut short by the request's deadline is
+//!   DEADLINE_EXCEEDED, anything unexpected is INTERNAL.
+//! - Internal errors are logged with their whole cause chain and answered with a generic message:
+//!   a client never sees SQL, hostnames or stack traces.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::pooled_connection::PoolError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::InvalidValue;
+
+/// The `domain` of every ErrorInfo this service sends.
+pub const ERROR_DOMAIN: &str = "supportdesk";
+
+pub type AppResult<T> = Result<T, AppError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request names fields whose values cannot be accepted.
+    #[error("invalid request: {0}")]
+    InvalidArgument(FieldViolations),
+
+    /// The caller did not say who it is, or said it in a way that cannot be believed.
+    #[error("{message}")]
+    Unauthenticated {
+        reason: &'static str,
+        message: String,
+    },
+
+    /// No such resource in the caller's account (which includes: it exists in another one).
+    #[error("{resource} {id} not found")]
+    NotFound { resource: Resource, id: String },
+
+    /// A dependency cannot be reached now; retrying later may succeed.
+    #[error("{dependency} is unavailable")]
+    Unavailable {
+        dependency: Dependency,
+        #[source]
+        source: anyhow::Error,
+    },
+
+    /// The request's deadline passed before the work finished; nothing was committed.
+    #[error("the request's deadline passed before it completed")]
+    DeadlineExceeded,
+
+    /// A bug or an unexpected state: logged in full, answered generically.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// Resources that can be looked up by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    Account,
+    Ticket,
+    User,
+}
+
+impl Resource {
+    fn type_name(self) -> &'static str {
+        match self {
+            Self::Account => "supportdesk.v1.Account",
+            Self::Ticket => "supportdesk.v1.Ticket",
+            Self::User => "supportdesk.v1.User",
+        }
+    }
+
+    fn not_found_reason(self) -> &'static str {
+        match self {
+            Self::Account => "ACCOUNT_NOT_FOUND",
+            Self::Ticket => "TICKET_NOT_FOUND",
+            Self::User => "USER_NOT_FOUND",
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Account => "account",
+            Self::Ticket => "ticket",
+            Self::User => "user",
+        })
+    }
+}
+
+/// The services this one depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dependency {
+    Database,
+    Redis,
+}
+
+impl fmt::Display for Dependency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Database => "the database",
+            Self::Redis => "the cache",
+        })
+    }
+}
+
+/// One refused field: its path in the request (`ticket.subject`) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+/// Every refused field of one request, so a client can fix them all in one round trip.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldViolations(Vec<FieldViolation>);
+
+impl FieldViolations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, problem: &InvalidValue) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: problem.description().to_owned(),
+        });
+    }
+
+    /// Keeps the parsed value, or records why `field` was refused and returns `None`.
+    pub fn check<T>(
+        &mut self,
+        field: impl Into<String>,
+        parsed: Result<T, InvalidValue>,
+    ) -> Option<T> {
+        match parsed {
+            Ok(value) => Some(value),
+            Err(problem) => {
+                self.add(field, &problem);
+                None
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &FieldViolation> {
+        self.0.iter()
+    }
+
+    /// `Ok(())` when nothing was refused; the error for all of them otherwise.
+    pub fn into_result(self) -> AppResult<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::InvalidArgument(self))
+        }
+    }
+}
+
+impl fmt::Display for FieldViolations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|violation| format!("{} {}", violation.field, violation.description))
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl AppError {
+    /// A single refused field.
+    pub fn invalid_field(field: impl Into<String>, problem: &InvalidValue) -> Self {
+        let mut violations = FieldViolations::new();
+        violations.add(field, problem);
+        Self::InvalidArgument(violations)
+    }
+
+    pub fn not_found(resource: Resource, id: impl fmt::Display) -> Self {
+        Self::NotFound {
+            resource,
+            id: id.to_string(),
+        }
+    }
+
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+/// How long a client should wait before retrying after UNAVAILABLE.
+const UNAVAILABLE_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+impl From<AppError> for Status {
+    fn from(error: AppError) -> Self {
+        let mut details = ErrorDetails::new();
+        let (code, reason, message, metadata): (Code, &str, String, HashMap<String, String>) =
+            match &error {
+                AppError::InvalidArgument(violations) => {
+                    details.set_bad_request(
+                        violations
+                            .iter()
+                            .map(|violation| {
+                                tonic_types::FieldViolation::new(
+                                    &violation.field,
+                                    &violation.description,
+                                )
+                            })
+                            .collect::<Vec<_>>(),
+                    );
+                    (
+                        Code::InvalidArgument,
+                        "INVALID_ARGUMENT",
+                        error.to_string(),
+                        HashMap::new(),
+                    )
+                }
+                AppError::Unauthenticated { reason, message } => (
+                    Code::Unauthenticated,
+                    reason,
+                    message.clone(),
+                    HashMap::new(),
+                ),
+                AppError::NotFound { resource, id } => {
+                    details.set_resource_info(resource.type_name(), id, "", "");
+                    (
+                        Code::NotFound,
+                        resource.not_found_reason(),
+                        error.to_string(),
+                        HashMap::from([("resource".to_owned(), resource.to_string())]),
+                    )
+                }
+                AppError::Unavailable { dependency, source } => {
+                    tracing::warn!(error = ?source, "{dependency} is unavailable");
+                    details.set_retry_info(Some(UNAVAILABLE_RETRY_DELAY));
+                    let reason = match dependency {
+                        Dependency::Database => "DATABASE_UNAVAILABLE",
+                        Dependency::Redis => "CACHE_UNAVAILABLE",
+                    };
+                    (
+                        Code::Unavailable,
+                        reason,
+                        format!("{dependency} is unavailable; retry later"),
+                        HashMap::new(),
+                    )
+                }
+                AppError::DeadlineExceeded => (
+                    Code::DeadlineExceeded,
+                    "DEADLINE_EXCEEDED",
+                    error.to_string(),
+                    HashMap::new(),
+                ),
+                AppError::Internal(source) => {
+                    tracing::error!(error = ?source, "internal error");
+                    (
+                        Code::Internal,
+                        "INTERNAL",
+                        "internal error; quote the x-request-id of this response when reporting it"
+                            .to_owned(),
+                        HashMap::new(),
+                    )
+                }
+            };
+        details.set_error_info(reason, ERROR_DOMAIN, metadata);
+        Status::with_error_details(code, message, details)
+    }
+}
+
+/// Database errors classified once: see the module's policy.
+impl From<DieselError> for AppError {
+    fn from(error: DieselError) -> Self {
+        match &error {
+            DieselError::DatabaseError(kind, info) => match kind {
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
+                    Self::Unavailable {
+                        dependency: Dependency::Database,
+                        source: error.into(),
+                    }
+                }
+                // SQLSTATE 57014 has no kind of its own in diesel; its message is fixed by
+                // PostgreSQL and is what a `SET LOCAL statement_timeout` produces.
+                DatabaseErrorKind::Unknown
+                    if info
+                        .message()
+                        .contains("canceling statement due to statement timeout") =>
+                {
+                    Self::DeadlineExceeded
+                }
+                DatabaseErrorKind::UniqueViolation
+                | DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::SerializationFailure
+                | DatabaseErrorKind::ReadOnlyTransaction
+                | DatabaseErrorKind::RestrictViolation
+                | DatabaseErrorKind::NotNullViolation
+                | DatabaseErrorKind::CheckViolation
+                | DatabaseErrorKind::ExclusionViolation
+                | DatabaseErrorKind::Unknown
+                | _ => Self::Internal(error.into()),
+            },
+            DieselError::BrokenTransactionManager => Self::Unavailable {
+                dependency: Dependency::Database,
+                source: error.into(),
+            },
+            DieselError::NotFound
+            | DieselError::InvalidCString(_)
+            | DieselError::QueryBuilderError(_)
+            | DieselError::DeserializationError(_)
+            | DieselError::SerializationError(_)
+            | DieselError::RollbackErrorOnCommit { .. }
+            | DieselError::RollbackTransaction
+            | DieselError::AlreadyInTransaction
+            | DieselError::NotInTransaction
+            | DieselError::IntegerConversion(_)
+            // diesel's error is non-exhaustive: an unknown future variant is a bug until mapped.
+            | _ => Self::Internal(error.into()),
+        }
+    }
+}
+
+/// A connection that cannot be had within the pool's short timeout means the database is down
+/// or saturated: retryable, never a 30-second hang.
+impl From<bb8::RunError<PoolError>> for AppError {
+    fn from(error: bb8::RunError<PoolError>) -> Self {
+        Self::Unavailable {
+            dependency: Dependency::Database,
+            source: anyhow::Error::new(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn details_of(error: AppError) -> (Code, ErrorDetails) {
+        let status = Status::from(error);
+        (status.code(), status.get_error_details())
+    }
+
+    #[test]
+    fn every_refused_field_is_named_in_bad_request() {
+        let mut violations = FieldViolations::new();
+        violations.add("ticket.subject", &InvalidValue::new("must not be empty"));
+        violations.add(
+            "ticket.description",
+            &InvalidValue::new("must not be empty"),
+        );
+        let (code, details) = details_of(AppError::InvalidArgument(violations));
+        assert_eq!(code, Code::InvalidArgument);
+        let fields: Vec<&str> = details
+            .bad_request()
+            .expect("BadRequest")
+            .field_violations
+            .iter()
+            .map(|violation| violation.field.as_str())
+            .collect();
+        assert_eq!(fields, ["ticket.subject", "ticket.description"]);
+        assert_eq!(details.error_info().unwrap().reason, "INVALID_ARGUMENT");
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause_from_the_client() {
+        let status = Status::from(AppError::internal(anyhow::anyhow!(
+            "relation \"secret_table\" does not exist"
+        )));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret_table"));
+        let details = status.get_error_details();
+        assert_eq!(details.error_info().unwrap().domain, ERROR_DOMAIN);
+    }
+
+    #[test]
+    fn unavailable_tells_the_client_when_to_retry() {
+        let (code, details) = details_of(AppError::Unavailable {
+            dependency: Dependency::Database,
+            source: anyhow::anyhow!("connection refused"),
+        });
+        assert_eq!(code, Code::Unavailable);
+        assert!(details.retry_info().is_some());
+        assert_eq!(details.error_info().unwrap().reason, "DATABASE_UNAVAILABLE");
+    }
+}

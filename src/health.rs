@@ -1,0 +1,99 @@
+//! `grpc.health.v1.Health`: the overall status (`""`) and one per API service, all driven by a
+//! background probe of PostgreSQL and Redis. A dependency that stops answering flips them to
+//! NOT_SERVING within one probe interval plus the probe's timeout; its return flips them back.
+
+use std::time::Duration;
+
+use diesel_async::RunQueryDsl;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::db::PgPool;
+use crate::redis_pool::RedisPool;
+
+/// Every name the health service answers for: the server as a whole and each API service.
+pub const HEALTH_SERVICE_NAMES: &[&str] = &["", "supportdesk.v1.TicketService"];
+
+/// Sets every name in [`HEALTH_SERVICE_NAMES`] at once.
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+}
+
+impl Health {
+    pub fn new(reporter: HealthReporter) -> Self {
+        Self { reporter }
+    }
+
+    pub async fn set_all(&self, status: ServingStatus) {
+        for name in HEALTH_SERVICE_NAMES {
+            self.reporter.set_service_status(name, status).await;
+        }
+    }
+}
+
+/// Probes the dependencies every `interval` until `stop` is cancelled.
+pub struct DependencyProbe {
+    pub health: Health,
+    pub database: PgPool,
+    pub redis: RedisPool,
+    pub interval: Duration,
+    /// How long one probe may take before its dependency counts as down.
+    pub timeout: Duration,
+}
+
+impl DependencyProbe {
+    pub async fn run(self, stop: CancellationToken) {
+        let mut was_healthy = None;
+        loop {
+            let (database, redis) = tokio::join!(self.database_is_up(), self.redis_is_up());
+            let healthy = database && redis;
+            // Checked after the probe so that a shutdown which began meanwhile is not undone.
+            if stop.is_cancelled() {
+                return;
+            }
+            if was_healthy != Some(healthy) {
+                if healthy {
+                    tracing::info!("dependencies are up: serving");
+                } else {
+                    tracing::warn!(database, redis, "a dependency is down: not serving");
+                }
+                self.health
+                    .set_all(if healthy {
+                        ServingStatus::Serving
+                    } else {
+                        ServingStatus::NotServing
+                    })
+                    .await;
+                was_healthy = Some(healthy);
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    async fn database_is_up(&self) -> bool {
+        let probe = async {
+            let mut connection = self.database.get().await.ok()?;
+            diesel::sql_query("SELECT 1")
+                .execute(&mut *connection)
+                .await
+                .ok()
+        };
+        matches!(tokio::time::timeout(self.timeout, probe).await, Ok(Some(_)))
+    }
+
+    async fn redis_is_up(&self) -> bool {
+        let probe = async {
+            let mut connection = self.redis.get().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut *connection)
+                .await
+                .ok()
+        };
+        matches!(tokio::time::timeout(self.timeout, probe).await, Ok(Some(_)))
+    }
+}

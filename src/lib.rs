@@ -1,0 +1,18 @@
+//! supportdesk: a support-desk service served over gRPC (tonic), reachable as REST/JSON through
+//! Envoy's gRPC-JSON transcoder. `main.rs` only parses the command line; everything else is here
+//! so that integration tests can build the same `Application` the binary runs.
+
+pub mod api;
+pub mod cli;
+pub mod configuration;
+pub mod db;
+pub mod domain;
+pub mod errors;
+pub mod health;
+pub mod middleware;
+pub mod proto;
+pub mod redis_pool;
+pub mod seed;
+pub mod service;
+pub mod startup;
+pub mod telemetry;

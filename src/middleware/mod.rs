@@ -1,0 +1,114 @@
+//! The one ordered tower stack every RPC passes through. The first layer listed sees the request
+//! first:
+//!
+//! 1. request id: `x-request-id` taken from the caller or generated (tower-http);
+//! 2. trace: a span per RPC carrying the request id, so every log line of the request has it;
+//! 3. request id propagation: the id is returned in the response metadata;
+//! 4. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
+//! 5. auth: who is calling, failing closed ([`caller`]).
+
+mod caller;
+mod deadline;
+
+pub use caller::{ACCOUNT_HEADER, AuthLayer, Authenticate, Caller};
+pub use deadline::{Deadline, DeadlineLayer, RequestDeadline};
+
+use std::time::Duration;
+
+use http::Request;
+use tower::{Layer, ServiceBuilder};
+use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{
+    DefaultOnBodyChunk, DefaultOnEos, DefaultOnFailure, DefaultOnRequest, DefaultOnResponse,
+    MakeSpan, Trace, TraceLayer,
+};
+use tracing::{Level, Span};
+
+/// The header (gRPC metadata entry) carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The whole stack as one layer, so `startup` adds it in one call.
+#[derive(Clone, Debug)]
+pub struct MiddlewareLayer {
+    max_request_time: Duration,
+}
+
+impl MiddlewareLayer {
+    pub fn new(max_request_time: Duration) -> Self {
+        Self { max_request_time }
+    }
+}
+
+/// What [`MiddlewareLayer`] wraps a service in, outermost first.
+pub type MiddlewareStack<S> = SetRequestId<
+    Trace<
+        PropagateRequestId<Deadline<Authenticate<S>>>,
+        SharedClassifier<GrpcErrorsAsFailures>,
+        RpcSpan,
+        DefaultOnRequest,
+        DefaultOnResponse,
+        DefaultOnBodyChunk,
+        DefaultOnEos,
+        DefaultOnFailure,
+    >,
+    MakeRequestUuid,
+>;
+
+impl<S> Layer<S> for MiddlewareLayer {
+    type Service = MiddlewareStack<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(
+                TraceLayer::new(SharedClassifier::new(client_errors_are_not_failures()))
+                    .make_span_with(RpcSpan)
+                    .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+                    .on_response(DefaultOnResponse::new().level(Level::INFO))
+                    .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+            )
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(DeadlineLayer::new(self.max_request_time))
+            .layer(AuthLayer)
+            .service(inner)
+    }
+}
+
+/// Codes that answer a bad request rather than report a fault of the service: logged with the
+/// response at INFO, not as failures at WARN.
+fn client_errors_are_not_failures() -> GrpcErrorsAsFailures {
+    [
+        GrpcCode::InvalidArgument,
+        GrpcCode::NotFound,
+        GrpcCode::AlreadyExists,
+        GrpcCode::PermissionDenied,
+        GrpcCode::Unauthenticated,
+        GrpcCode::FailedPrecondition,
+        GrpcCode::Aborted,
+        GrpcCode::OutOfRange,
+        GrpcCode::ResourceExhausted,
+    ]
+    .into_iter()
+    .fold(
+        GrpcErrorsAsFailures::new(),
+        GrpcErrorsAsFailures::with_success,
+    )
+}
+
+/// The span of one RPC: its method path and request id.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RpcSpan;
+
+impl<B> MakeSpan<B> for RpcSpan {
+    fn make_span(&mut self, request: &Request<B>) -> Span {
+        let request_id = request
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!("rpc", method = %request.uri().path(), request_id = %request_id)
+    }
+}

@@ -1,0 +1,187 @@
+//! Builds the running service: pools, health, reflection, the API services behind the middleware
+//! stack, and the listener. [`Application::build`] binds (port 0 in tests picks a free port);
+//! [`Application::run_until_stopped`] serves until its shutdown future resolves, then drains:
+//! health goes NOT_SERVING first, in-flight RPCs finish within the drain timeout, pools close.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::api::tickets::TicketApi;
+use crate::configuration::Settings;
+use crate::db::{self, PgPool};
+use crate::health::{DependencyProbe, Health};
+use crate::middleware::MiddlewareLayer;
+use crate::proto::{self, v1};
+use crate::redis_pool::{self, RedisPool};
+use crate::service::TicketDesk;
+
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    settings: Settings,
+    database: PgPool,
+    redis: RedisPool,
+}
+
+impl Application {
+    /// Creates the pools (connecting lazily) and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let database = db::build_pool(&settings.database);
+        let redis = redis_pool::build_pool(&settings.redis)?;
+        let listener = TcpListener::bind(settings.server.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.server.listen_addr))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            settings,
+            database,
+            redis,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// Serves until `shutdown` resolves, then drains and returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let server_settings = self.settings.server.clone();
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let health = Health::new(reporter);
+        // Until the first probe says otherwise, nothing is known to work.
+        health.set_all(ServingStatus::NotServing).await;
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+            .build_v1()?;
+        // grpcurl 1.8 speaks only v1alpha.
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+            .build_v1alpha()?;
+
+        let tickets = v1::ticket_service_server::TicketServiceServer::new(TicketApi::new(
+            TicketDesk::new(self.database.clone()),
+        ))
+        .max_decoding_message_size(server_settings.max_request_bytes);
+
+        let stop_probe = CancellationToken::new();
+        let probe = tokio::spawn(
+            DependencyProbe {
+                health: health.clone(),
+                database: self.database.clone(),
+                redis: self.redis.clone(),
+                interval: server_settings.health_probe_interval,
+                timeout: self
+                    .settings
+                    .database
+                    .connect_timeout
+                    .max(self.settings.redis.connect_timeout),
+            }
+            .run(stop_probe.clone()),
+        );
+
+        let drain = CancellationToken::new();
+        let server = Server::builder()
+            .http2_keepalive_interval(Some(server_settings.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(server_settings.http2_keepalive_timeout))
+            .max_concurrent_streams(Some(server_settings.max_concurrent_streams))
+            .concurrency_limit_per_connection(server_settings.max_concurrent_streams as usize)
+            .tcp_nodelay(true)
+            .layer(MiddlewareLayer::new(server_settings.request_timeout))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(tickets)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(self.listener),
+                drain.clone().cancelled_owned(),
+            );
+        let mut server = tokio::spawn(server);
+        tracing::info!(address = %self.local_addr, "serving gRPC");
+
+        tokio::select! {
+            result = &mut server => {
+                stop_probe.cancel();
+                return result.context("the server task panicked")?.context("the server failed");
+            }
+            () = shutdown => {}
+        }
+
+        tracing::info!(
+            delay = ?server_settings.shutdown_delay,
+            "shutting down: reporting NOT_SERVING, then draining in-flight RPCs"
+        );
+        stop_probe.cancel();
+        let _ = probe.await;
+        health.set_all(ServingStatus::NotServing).await;
+        tokio::time::sleep(server_settings.shutdown_delay).await;
+        drain.cancel();
+        match tokio::time::timeout(server_settings.shutdown_drain_timeout, &mut server).await {
+            Ok(result) => result
+                .context("the server task panicked")?
+                .context("the server failed while draining")?,
+            Err(_) => {
+                tracing::warn!(
+                    timeout = ?server_settings.shutdown_drain_timeout,
+                    "drain timeout passed: abandoning the RPCs still running"
+                );
+                server.abort();
+            }
+        }
+        drop(self.database);
+        drop(self.redis);
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,144 @@
+//! Deadlines reach the database: work a client gave up on is cancelled by PostgreSQL itself, and
+//! requests without a deadline get the server's default.
+
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tonic::Code;
+
+use super::helpers::{TestApp, TestDatabase, error_reason, valid_create_request};
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+}
+
+/// Holds a row lock on the app's account, so that creating a ticket (whose foreign keys must
+/// share-lock that row) blocks inside PostgreSQL until the lock is released.
+async fn lock_account(app: &TestApp) -> AsyncPgConnection {
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+    diesel::sql_query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind::<SqlUuid, _>(app.account_id.as_uuid())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+async fn backends_waiting_on_locks(database: &TestDatabase) -> i64 {
+    let mut conn = database.connect().await;
+    let rows: Vec<Count> = diesel::sql_query(
+        "SELECT count(*) AS count FROM pg_stat_activity \
+         WHERE datname = $1 AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    )
+    .bind::<Text, _>(&database.name)
+    .load(&mut conn)
+    .await
+    .unwrap();
+    rows[0].count
+}
+
+async fn ticket_count(database: &TestDatabase) -> i64 {
+    let mut conn = database.connect().await;
+    let rows: Vec<Count> = diesel::sql_query("SELECT count(*) AS count FROM tickets")
+        .load(&mut conn)
+        .await
+        .unwrap();
+    rows[0].count
+}
+
+#[tokio::test]
+async fn a_client_deadline_cancels_the_database_work_it_started() {
+    let app = TestApp::spawn().await;
+    let mut lock = lock_account(&app).await;
+
+    let mut request = app.as_account(valid_create_request("too slow"));
+    request.set_timeout(Duration::from_millis(400));
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(request)
+        .await
+        .expect_err("the deadline passes while the row is locked");
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+
+    // PostgreSQL cancels the blocked statement at the deadline, not when the lock goes away.
+    let started = Instant::now();
+    while backends_waiting_on_locks(&app.database).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a statement is still waiting after its client gave up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ticket_count(&app.database).await, 0, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_request_without_a_deadline_gets_the_servers_default() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.server.request_timeout = Duration::from_millis(600);
+    })
+    .await;
+    let _lock = lock_account(&app).await;
+
+    let started = Instant::now();
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(app.as_account(valid_create_request("no deadline given")))
+        .await
+        .expect_err("the server's deadline passes");
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    assert_eq!(error_reason(&status), "DEADLINE_EXCEEDED");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_generous_client_deadline_is_capped_by_the_servers_maximum() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.server.request_timeout = Duration::from_millis(600);
+    })
+    .await;
+    let _lock = lock_account(&app).await;
+
+    let mut request = app.as_account(valid_create_request("asks for an hour"));
+    request.set_timeout(Duration::from_secs(3600));
+    let started = Instant::now();
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(request)
+        .await
+        .expect_err("capped");
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_is_refused() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.server.max_request_bytes = 16 * 1024;
+    })
+    .await;
+    let mut request = valid_create_request("big");
+    request.ticket.as_mut().unwrap().description = "x".repeat(32 * 1024);
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(app.as_account(request))
+        .await
+        .expect_err("too large");
+    assert_eq!(status.code(), Code::OutOfRange);
+}

@@ -1,0 +1,102 @@
+//! Real Envoy, started from the repository's own `deploy/envoy/envoy.yaml` with only its ports and
+//! descriptor path substituted, in front of a test server.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::helpers::{envoy, free_port, repository_root};
+
+pub(crate) struct Envoy {
+    pub(crate) port: u16,
+    child: Child,
+    _workdir: tempfile::TempDir,
+}
+
+impl Envoy {
+    pub(crate) async fn start_in_front_of(grpc_port: u16) -> Self {
+        let workdir = tempfile::tempdir().expect("a temporary directory");
+        let descriptor = workdir.path().join("supportdesk.pb");
+        std::fs::write(&descriptor, supportdesk::proto::FILE_DESCRIPTOR_SET)
+            .expect("write the descriptor set");
+        let port = free_port();
+        let config = configure(grpc_port, port, free_port(), &descriptor);
+        let config_path = workdir.path().join("envoy.yaml");
+        std::fs::write(&config_path, config).expect("write the Envoy config");
+        let child = Command::new(envoy())
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--disable-hot-restart", "--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start envoy");
+        let envoy = Self {
+            port,
+            child,
+            _workdir: workdir,
+        };
+        envoy.wait_until_listening().await;
+        envoy
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn wait_until_listening(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "envoy did not listen on {} within 20 s",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The repository's config with the listener, admin and backend ports and the descriptor path
+/// replaced; each replacement must hit exactly once, so the config cannot drift from the test.
+fn configure(grpc_port: u16, listen_port: u16, admin_port: u16, descriptor: &PathBuf) -> String {
+    let original = std::fs::read_to_string(repository_root().join("deploy/envoy/envoy.yaml"))
+        .expect("read deploy/envoy/envoy.yaml");
+    let mut config = original;
+    for (from, to) in [
+        (
+            "port_value: 8080".to_owned(),
+            format!("port_value: {listen_port}"),
+        ),
+        (
+            "port_value: 9901".to_owned(),
+            format!("port_value: {admin_port}"),
+        ),
+        (
+            "port_value: 50051".to_owned(),
+            format!("port_value: {grpc_port}"),
+        ),
+        (
+            "proto_descriptor: deploy/envoy/supportdesk.pb".to_owned(),
+            format!("proto_descriptor: {}", descriptor.display()),
+        ),
+    ] {
+        assert_eq!(
+            config.matches(&from).count(),
+            1,
+            "deploy/envoy/envoy.yaml should contain `{from}` exactly once"
+        );
+        config = config.replace(&from, &to);
+    }
+    config
+}

@@ -1,0 +1,237 @@
+//! The real `supportdesk` binary as an operator runs it: JSON logs with request ids, no secrets
+//! in them, a graceful SIGTERM, and start-up errors that name the setting.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::Uuid as SqlUuid;
+use diesel_async::RunQueryDsl;
+use secrecy::ExposeSecret;
+use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use super::helpers::{
+    TestDatabase, as_account, create_account, free_port, redis_url, valid_create_request,
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_supportdesk");
+
+struct Running {
+    child: Child,
+    port: u16,
+}
+
+impl Running {
+    fn start(database: &TestDatabase, extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        // trust auth ignores the password: it is there to prove it never reaches a log line.
+        let url = database.url().expose_secret().replace(
+            "postgres://postgres@",
+            "postgres://postgres:hunter2-secret@",
+        );
+        let child = Command::new(BINARY)
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", url)
+            .env("REDIS_URL", redis_url())
+            .env("GRPC_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("LOG_FORMAT", "json")
+            .env("HEALTH_PROBE_INTERVAL_MS", "200")
+            .envs(extra.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start supportdesk");
+        Self { child, port }
+    }
+
+    async fn channel(&self) -> Channel {
+        let started = Instant::now();
+        loop {
+            if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{}", self.port))
+                .unwrap()
+                .connect()
+                .await
+            {
+                return channel;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the binary did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn health(&self) -> Option<String> {
+        let channel = Channel::from_shared(format!("http://127.0.0.1:{}", self.port))
+            .unwrap()
+            .connect()
+            .await
+            .ok()?;
+        let response = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .ok()?;
+        Some(format!("{:?}", response.into_inner().status()))
+    }
+
+    async fn wait_for_health(&self, status: &str) {
+        let started = Instant::now();
+        while self.health().await.as_deref() != Some(status) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "health never became {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the exit and returns (exit code, stdout lines, stderr).
+    fn wait(mut self) -> (Option<i32>, Vec<String>, String) {
+        let stdout = BufReader::new(self.child.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .collect();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut stderr).ok();
+        let status = self.child.wait().expect("wait for supportdesk");
+        (status.code(), stdout, stderr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[tokio::test]
+async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
+    let database = TestDatabase::create().await;
+    let account = create_account(&database).await;
+    let running = Running::start(&database, &[("SHUTDOWN_DELAY_MS", "0")]);
+    let channel = running.channel().await;
+    running.wait_for_health("Serving").await;
+
+    let mut request = as_account(account, valid_create_request("logged"));
+    request
+        .metadata_mut()
+        .insert("x-request-id", "log-me-42".parse().unwrap());
+    TicketServiceClient::new(channel)
+        .create_ticket(request)
+        .await
+        .expect("created");
+
+    running.terminate();
+    let (code, stdout, stderr) = running.wait();
+    assert_eq!(code, Some(0), "clean exit; stderr: {stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let of_request: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|line| line["span"]["method"] == "/supportdesk.v1.TicketService/CreateTicket")
+        .collect();
+    assert!(!of_request.is_empty(), "the request was logged");
+    for line in &of_request {
+        assert_eq!(line["span"]["request_id"], "log-me-42", "{line}");
+    }
+    let everything = format!("{}{stderr}", stdout.join("\n"));
+    assert!(!everything.contains("hunter2-secret"), "a password leaked");
+}
+
+#[tokio::test]
+async fn sigterm_reports_not_serving_finishes_in_flight_rpcs_and_exits_zero() {
+    let database = TestDatabase::create().await;
+    let account = create_account(&database).await;
+    let running = Running::start(&database, &[("SHUTDOWN_DELAY_MS", "1500")]);
+    let channel = running.channel().await;
+    running.wait_for_health("Serving").await;
+
+    // A row lock keeps the create inside PostgreSQL while the signal arrives.
+    let mut lock = database.connect().await;
+    diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
+    diesel::sql_query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind::<SqlUuid, _>(account.as_uuid())
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let in_flight = tokio::spawn({
+        let channel = channel.clone();
+        async move {
+            TicketServiceClient::new(channel)
+                .create_ticket(as_account(account, valid_create_request("in flight")))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    running.terminate();
+    running.wait_for_health("NotServing").await;
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+
+    let created = in_flight.await.expect("joined");
+    assert!(created.is_ok(), "the in-flight RPC completed: {created:?}");
+    let (code, _, stderr) = tokio::task::spawn_blocking(move || running.wait())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn a_missing_setting_stops_the_process_naming_it() {
+    let output = Command::new(BINARY)
+        .arg("serve")
+        .env_clear()
+        .env("LOG_FORMAT", "yaml")
+        .output()
+        .expect("run supportdesk");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for name in ["DATABASE_URL", "REDIS_URL", "LOG_FORMAT"] {
+        assert!(stderr.contains(name), "{name} not named in: {stderr}");
+    }
+}
+
+#[test]
+fn the_descriptor_command_writes_the_set_envoy_needs() {
+    let directory = tempfile::tempdir().unwrap();
+    let out = directory.path().join("supportdesk.pb");
+    let status = Command::new(BINARY)
+        .args(["descriptor", "--out"])
+        .arg(&out)
+        .env_clear()
+        .status()
+        .expect("run supportdesk descriptor");
+    assert!(status.success());
+    let written = std::fs::read(&out).unwrap();
+    assert_eq!(written, supportdesk::proto::FILE_DESCRIPTOR_SET);
+    let text = String::from_utf8_lossy(&written);
+    for needed in [
+        "/v1/tickets/{id}",
+        "google/api/http.proto",
+        "google/rpc/error_details.proto",
+    ] {
+        assert!(
+            text.contains(needed),
+            "{needed} missing from the descriptor set"
+        );
+    }
+}
