@@ -1,7 +1,7 @@
 //! Real Envoy, started from the repository's own `deploy/envoy/envoy.yaml` with only its ports and
 //! descriptor path substituted, in front of a test server.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -69,7 +69,7 @@ impl Drop for Envoy {
 
 /// The repository's config with the listener, admin and backend ports and the descriptor path
 /// replaced; each replacement must hit exactly once, so the config cannot drift from the test.
-fn configure(grpc_port: u16, listen_port: u16, admin_port: u16, descriptor: &PathBuf) -> String {
+fn configure(grpc_port: u16, listen_port: u16, admin_port: u16, descriptor: &Path) -> String {
     let original = std::fs::read_to_string(repository_root().join("deploy/envoy/envoy.yaml"))
         .expect("read deploy/envoy/envoy.yaml");
     let mut config = original;

@@ -107,8 +107,8 @@ async fn template_database() -> String {
             .await
             .expect("read the template's state");
             let ready = comment
-                .iter()
-                .next()
+                .as_slice()
+                .first()
                 .is_some_and(|row| row.comment.as_deref() == Some("ready"));
             if !ready {
                 for statement in [

@@ -89,7 +89,10 @@ async fn grpcurl_creates_a_ticket_and_sees_error_details() {
     ])
     .await;
     assert!(!ok);
-    assert!(refused.contains("\"code\": 3"), "INVALID_ARGUMENT: {refused}");
+    assert!(
+        refused.contains("\"code\": 3"),
+        "INVALID_ARGUMENT: {refused}"
+    );
     assert!(
         refused.contains("type.googleapis.com/google.rpc.BadRequest")
             && refused.contains("\"field\":\"ticket.subject\""),
