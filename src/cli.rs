@@ -31,8 +31,25 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
-    /// Create the demo account if it is missing and print its id.
+    /// Create the demo account (slug `demo`, admin admin@demo.example / supportdesk-demo) if it
+    /// is missing and print its id.
     SeedDemo,
+    /// Create an account with its first admin and print the account's id. The admin's password
+    /// is read from SUPPORTDESK_ADMIN_PASSWORD, or else from the first line of standard input.
+    CreateAccount {
+        /// The organisation's name.
+        #[arg(long)]
+        name: String,
+        /// The account's unique handle, used to log in (lower-case letters, digits, hyphens).
+        #[arg(long)]
+        slug: String,
+        /// The first admin's email address.
+        #[arg(long)]
+        admin_email: String,
+        /// The first admin's display name.
+        #[arg(long, default_value = "")]
+        admin_name: String,
+    },
     /// Write the encoded descriptor set (for Envoy's transcoder) to a file.
     Descriptor {
         /// Where to write it.
@@ -103,6 +120,45 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("{account_id}");
             Ok(())
         }
+        Command::CreateAccount {
+            name,
+            slug,
+            admin_email,
+            admin_name,
+        } => {
+            let password = admin_password()?;
+            let pool = db::build_pool(&settings.database);
+            let (account, admin) = seed::create_account(
+                &pool,
+                seed::AccountInput {
+                    name: &name,
+                    slug: &slug,
+                    admin_email: &admin_email,
+                    admin_password: &password,
+                    admin_display_name: &admin_name,
+                },
+            )
+            .await?;
+            tracing::info!(account_id = %account.id, admin_id = %admin.id, "account created");
+            println!("{}", account.id);
+            Ok(())
+        }
         Command::Descriptor { .. } => unreachable!("handled before settings are loaded"),
     }
+}
+
+/// The new admin's password: from SUPPORTDESK_ADMIN_PASSWORD, or the first line of stdin (so
+/// that it never appears in the process list or shell history).
+fn admin_password() -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("SUPPORTDESK_ADMIN_PASSWORD") {
+        return Ok(password);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "give the admin's password in SUPPORTDESK_ADMIN_PASSWORD or on standard input"
+    );
+    Ok(password)
 }

@@ -17,6 +17,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub server: ServerSettings,
+    pub auth: AuthSettings,
     pub log: LogSettings,
 }
 
@@ -65,6 +66,16 @@ pub struct ServerSettings {
     pub shutdown_delay: Duration,
     /// `SHUTDOWN_DRAIN_TIMEOUT_MS`: how long in-flight RPCs may then take to finish.
     pub shutdown_drain_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// `JWT_SECRET`: the HS256 key access tokens are signed with; at least 32 bytes.
+    pub jwt_secret: SecretString,
+    /// `ACCESS_TOKEN_TTL_SECS`: how long an access token works.
+    pub access_token_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL_SECS`: how long an unused refresh token (and so a session) lives.
+    pub refresh_token_ttl: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -163,6 +174,13 @@ impl Settings {
                 shutdown_delay: reader.millis_or_zero("SHUTDOWN_DELAY_MS", 1_000),
                 shutdown_drain_timeout: reader.millis("SHUTDOWN_DRAIN_TIMEOUT_MS", 30_000),
             },
+            auth: AuthSettings {
+                jwt_secret: reader.secret_key("JWT_SECRET", 32),
+                access_token_ttl: Duration::from_secs(reader.parsed("ACCESS_TOKEN_TTL_SECS", 900)),
+                refresh_token_ttl: Duration::from_secs(
+                    reader.parsed("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600),
+                ),
+            },
             log: LogSettings {
                 format: reader.parsed("LOG_FORMAT", LogFormat::Json),
                 filter: reader.parsed("RUST_LOG", "info".to_owned()),
@@ -174,6 +192,8 @@ impl Settings {
             "MAX_CONCURRENT_STREAMS",
             settings.server.max_concurrent_streams,
         );
+        reader.positive_duration("ACCESS_TOKEN_TTL_SECS", settings.auth.access_token_ttl);
+        reader.positive_duration("REFRESH_TOKEN_TTL_SECS", settings.auth.refresh_token_ttl);
         if reader.problems.is_empty() {
             Ok(settings)
         } else {
@@ -238,6 +258,25 @@ impl Reader<'_> {
         }
     }
 
+    fn positive_duration(&mut self, key: &str, value: Duration) {
+        if value.is_zero() {
+            self.problems.push(format!("{key} must be greater than 0"));
+        }
+    }
+
+    fn secret_key(&mut self, key: &str, min_bytes: usize) -> SecretString {
+        match self.raw(key) {
+            None => self.problems.push(format!(
+                "{key} is not set (use at least {min_bytes} random bytes, e.g. `openssl rand -hex 32`)"
+            )),
+            Some(value) if value.len() < min_bytes => self
+                .problems
+                .push(format!("{key} must be at least {min_bytes} bytes long")),
+            Some(_) => {}
+        }
+        SecretString::from(self.raw(key).unwrap_or_default())
+    }
+
     fn secret_url(&mut self, key: &str, schemes: &[&str]) -> SecretString {
         let Some(value) = self.raw(key) else {
             self.problems.push(format!("{key} is not set"));
@@ -271,9 +310,10 @@ mod tests {
         move |key| map.get(key).cloned()
     }
 
-    const REQUIRED: [(&str, &str); 2] = [
+    const REQUIRED: [(&str, &str); 3] = [
         ("DATABASE_URL", "postgres://app:hunter2@db/supportdesk"),
         ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef-hunter2"),
     ];
 
     #[test]
@@ -300,6 +340,7 @@ mod tests {
         for key in [
             "DATABASE_URL",
             "REDIS_URL",
+            "JWT_SECRET",
             "LOG_FORMAT",
             "GRPC_LISTEN_ADDR",
             "DATABASE_POOL_SIZE",
@@ -323,6 +364,7 @@ mod tests {
         let settings = Settings::from_lookup(lookup_from(&[
             ("DATABASE_URL", "postgres://u:p@h:5432/main?sslmode=disable"),
             ("REDIS_URL", "redis://r"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
         ]))
         .unwrap();
         assert_eq!(

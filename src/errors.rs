@@ -42,6 +42,28 @@ pub enum AppError {
         message: String,
     },
 
+    /// The caller is known but may not do this.
+    #[error("{message}")]
+    PermissionDenied {
+        reason: &'static str,
+        message: String,
+    },
+
+    /// What the request would create exists already.
+    #[error("{message}")]
+    AlreadyExists {
+        reason: &'static str,
+        message: String,
+    },
+
+    /// The request is valid but the resource is not in a state that allows it.
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+        violations: Vec<PreconditionViolation>,
+    },
+
     /// No such resource in the caller's account (which includes: it exists in another one).
     #[error("{resource} {id} not found")]
     NotFound { resource: Resource, id: String },
@@ -67,6 +89,7 @@ pub enum AppError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resource {
     Account,
+    ApiKey,
     Ticket,
     User,
 }
@@ -75,6 +98,7 @@ impl Resource {
     fn type_name(self) -> &'static str {
         match self {
             Self::Account => "supportdesk.v1.Account",
+            Self::ApiKey => "supportdesk.v1.ApiKey",
             Self::Ticket => "supportdesk.v1.Ticket",
             Self::User => "supportdesk.v1.User",
         }
@@ -83,6 +107,7 @@ impl Resource {
     fn not_found_reason(self) -> &'static str {
         match self {
             Self::Account => "ACCOUNT_NOT_FOUND",
+            Self::ApiKey => "API_KEY_NOT_FOUND",
             Self::Ticket => "TICKET_NOT_FOUND",
             Self::User => "USER_NOT_FOUND",
         }
@@ -93,6 +118,7 @@ impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Account => "account",
+            Self::ApiKey => "API key",
             Self::Ticket => "ticket",
             Self::User => "user",
         })
@@ -110,7 +136,7 @@ impl fmt::Display for Dependency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Database => "the database",
-            Self::Redis => "the cache",
+            Self::Redis => "Redis",
         })
     }
 }
@@ -119,6 +145,14 @@ impl fmt::Display for Dependency {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldViolation {
     pub field: String,
+    pub description: String,
+}
+
+/// One unmet precondition: of what kind (`USER_ROLE`), about what (`users/<id>`), and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreconditionViolation {
+    pub kind: String,
+    pub subject: String,
     pub description: String,
 }
 
@@ -235,6 +269,39 @@ impl From<AppError> for Status {
                     message.clone(),
                     HashMap::new(),
                 ),
+                AppError::PermissionDenied { reason, message } => (
+                    Code::PermissionDenied,
+                    reason,
+                    message.clone(),
+                    HashMap::new(),
+                ),
+                AppError::AlreadyExists { reason, message } => {
+                    (Code::AlreadyExists, reason, message.clone(), HashMap::new())
+                }
+                AppError::FailedPrecondition {
+                    reason,
+                    message,
+                    violations,
+                } => {
+                    details.set_precondition_failure(
+                        violations
+                            .iter()
+                            .map(|violation| {
+                                tonic_types::PreconditionViolation::new(
+                                    &violation.kind,
+                                    &violation.subject,
+                                    &violation.description,
+                                )
+                            })
+                            .collect::<Vec<_>>(),
+                    );
+                    (
+                        Code::FailedPrecondition,
+                        reason,
+                        message.clone(),
+                        HashMap::new(),
+                    )
+                }
                 AppError::NotFound { resource, id } => {
                     details.set_resource_info(resource.type_name(), id, "", "");
                     (
@@ -249,7 +316,7 @@ impl From<AppError> for Status {
                     details.set_retry_info(Some(UNAVAILABLE_RETRY_DELAY));
                     let reason = match dependency {
                         Dependency::Database => "DATABASE_UNAVAILABLE",
-                        Dependency::Redis => "CACHE_UNAVAILABLE",
+                        Dependency::Redis => "REDIS_UNAVAILABLE",
                     };
                     (
                         Code::Unavailable,
@@ -338,6 +405,37 @@ impl From<bb8::RunError<PoolError>> for AppError {
         Self::Unavailable {
             dependency: Dependency::Database,
             source: anyhow::Error::new(error),
+        }
+    }
+}
+
+/// Redis failures: a connection that cannot be had, or one that broke, is UNAVAILABLE; anything
+/// else (a script error, a wrong type) is a bug.
+impl From<redis::RedisError> for AppError {
+    fn from(error: redis::RedisError) -> Self {
+        if error.is_io_error()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_timeout()
+        {
+            Self::Unavailable {
+                dependency: Dependency::Redis,
+                source: error.into(),
+            }
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+impl From<bb8::RunError<redis::RedisError>> for AppError {
+    fn from(error: bb8::RunError<redis::RedisError>) -> Self {
+        match error {
+            bb8::RunError::User(error) => error.into(),
+            bb8::RunError::TimedOut => Self::Unavailable {
+                dependency: Dependency::Redis,
+                source: anyhow::anyhow!("timed out waiting for a Redis connection"),
+            },
         }
     }
 }

@@ -13,7 +13,14 @@ use crate::db::PgPool;
 use crate::redis_pool::RedisPool;
 
 /// Every name the health service answers for: the server as a whole and each API service.
-pub const HEALTH_SERVICE_NAMES: &[&str] = &["", "supportdesk.v1.TicketService"];
+pub const HEALTH_SERVICE_NAMES: &[&str] = &[
+    "",
+    "supportdesk.v1.AccountService",
+    "supportdesk.v1.ApiKeyService",
+    "supportdesk.v1.AuthService",
+    "supportdesk.v1.TicketService",
+    "supportdesk.v1.UserService",
+];
 
 /// Sets every name in [`HEALTH_SERVICE_NAMES`] at once.
 #[derive(Clone)]

@@ -3,6 +3,7 @@
 //! so that integration tests can build the same `Application` the binary runs.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod configuration;
 pub mod db;

@@ -1,43 +1,118 @@
-//! Demo data for the README run command: one account with an admin, created once and found
-//! again on every later run.
+//! Accounts made from the command line: `create-account` for operators, and `seed-demo` for the
+//! README run command (a demo account with a well-known admin login, created once and found
+//! again on every later run).
 
-use diesel_async::AsyncConnection;
+use std::time::Duration;
 
+use crate::auth::PasswordHasher;
 use crate::db::PgPool;
-use crate::db::models::{Account, NewAccount, NewUser};
-use crate::domain::{AccountId, UserId};
+use crate::db::models::{Account, NewUser};
+use crate::domain::{self, AccountName, AccountSlug, DisplayName, Email, Password, Role, UserId};
 use crate::errors::AppError;
+use crate::service::Accounts;
+use crate::service::accounts::NewAccountRequest;
 
 pub const DEMO_ACCOUNT_SLUG: &str = "demo";
 pub const DEMO_ADMIN_EMAIL: &str = "admin@demo.example";
+/// Public on purpose: the demo account exists to be tried out locally.
+pub const DEMO_ADMIN_PASSWORD: &str = "supportdesk-demo";
 
-/// The demo account, created if missing. Returns its id.
-pub async fn seed_demo_account(pool: &PgPool) -> anyhow::Result<AccountId> {
-    let mut conn = pool.get().await?;
-    let account = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            if let Some(account) = Account::find_by_slug(conn, DEMO_ACCOUNT_SLUG).await? {
-                return Ok(account);
+/// How long a command-line statement may run.
+const COMMAND_BUDGET: Duration = Duration::from_secs(30);
+
+/// What `create-account` is given, as text.
+pub struct AccountInput<'a> {
+    pub name: &'a str,
+    pub slug: &'a str,
+    pub admin_email: &'a str,
+    pub admin_password: &'a str,
+    pub admin_display_name: &'a str,
+}
+
+/// Creates an account and its first admin; every invalid value is named.
+pub async fn create_account(
+    pool: &PgPool,
+    input: AccountInput<'_>,
+) -> anyhow::Result<(domain::Account, domain::User)> {
+    let mut problems = Vec::new();
+    let mut check = |flag: &str, problem: domain::InvalidValue| {
+        problems.push(format!("{flag} {problem}"));
+    };
+    let name = AccountName::parse(input.name)
+        .map_err(|p| check("--name", p))
+        .ok();
+    let slug = AccountSlug::parse(input.slug)
+        .map_err(|p| check("--slug", p))
+        .ok();
+    let email = Email::parse(input.admin_email)
+        .map_err(|p| check("--admin-email", p))
+        .ok();
+    let password = Password::parse(input.admin_password)
+        .map_err(|p| check("the admin password", p))
+        .ok();
+    let display_name = DisplayName::parse(input.admin_display_name)
+        .map_err(|p| check("--admin-name", p))
+        .ok();
+    let (Some(name), Some(slug), Some(admin_email), Some(admin_password), Some(admin_display_name)) =
+        (name, slug, email, password, display_name)
+    else {
+        anyhow::bail!("{}", problems.join("; "));
+    };
+    Accounts::new(pool.clone(), PasswordHasher::new())
+        .create(
+            NewAccountRequest {
+                name,
+                slug,
+                admin_email,
+                admin_password,
+                admin_display_name,
+            },
+            COMMAND_BUDGET,
+        )
+        .await
+        .map_err(|error| {
+            if let AppError::Internal(source) = error {
+                source
+            } else {
+                anyhow::anyhow!("{error}")
             }
-            let account = NewAccount {
-                id: AccountId::generate().as_uuid(),
+        })
+}
+
+/// The demo account, created if missing, with its admin able to log in with the demo password
+/// (restored if someone changed it). Returns the account's id.
+pub async fn seed_demo_account(pool: &PgPool) -> anyhow::Result<domain::AccountId> {
+    let mut conn = pool.get().await?;
+    let Some(account) = Account::find_by_slug(&mut conn, DEMO_ACCOUNT_SLUG).await? else {
+        drop(conn);
+        let (account, _) = create_account(
+            pool,
+            AccountInput {
                 name: "Demo Company",
                 slug: DEMO_ACCOUNT_SLUG,
-            }
-            .insert(conn)
-            .await?;
-            NewUser {
-                id: UserId::generate().as_uuid(),
-                account_id: account.id,
-                email: DEMO_ADMIN_EMAIL,
-                display_name: "Demo Admin",
-                role: "admin",
-            }
-            .insert(conn)
-            .await?;
-            Ok(account)
-        })
+                admin_email: DEMO_ADMIN_EMAIL,
+                admin_password: DEMO_ADMIN_PASSWORD,
+                admin_display_name: "Demo Admin",
+            },
+        )
+        .await?;
+        return Ok(account.id);
+    };
+    let password =
+        Password::parse(DEMO_ADMIN_PASSWORD).map_err(|problem| anyhow::anyhow!("{problem}"))?;
+    let hash = PasswordHasher::new()
+        .hash(&password)
         .await
-        .map_err(|error| anyhow::anyhow!("cannot seed the demo account: {error}"))?;
-    Ok(AccountId::from_uuid(account.id))
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    NewUser {
+        id: UserId::generate().as_uuid(),
+        account_id: account.id,
+        email: DEMO_ADMIN_EMAIL,
+        display_name: "Demo Admin",
+        role: Role::Admin.as_str(),
+        password_hash: Some(&hash),
+    }
+    .upsert_login(&mut conn)
+    .await?;
+    Ok(domain::AccountId::from_uuid(account.id))
 }

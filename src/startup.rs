@@ -13,14 +13,19 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::api::accounts::AccountApi;
+use crate::api::api_keys::ApiKeyApi;
+use crate::api::auth::AuthApi;
 use crate::api::tickets::TicketApi;
+use crate::api::users::UserApi;
+use crate::auth::{Authenticator, PasswordHasher, SessionStore, TokenIssuer};
 use crate::configuration::Settings;
 use crate::db::{self, PgPool};
 use crate::health::{DependencyProbe, Health};
 use crate::middleware::MiddlewareLayer;
 use crate::proto::{self, v1};
-use crate::redis_pool::{self, RedisPool};
-use crate::service::TicketDesk;
+use crate::redis_pool::{self, RedisKeys, RedisPool};
+use crate::service::{Accounts, ApiKeys, Authentication, TicketDesk, Users};
 
 pub struct Application {
     listener: TcpListener,
@@ -82,10 +87,8 @@ impl Application {
             )
             .build_v1alpha()?;
 
-        let tickets = v1::ticket_service_server::TicketServiceServer::new(TicketApi::new(
-            TicketDesk::new(self.database.clone()),
-        ))
-        .max_decoding_message_size(server_settings.max_request_bytes);
+        let services = Services::build(&self.settings, &self.database, &self.redis);
+        let max_bytes = server_settings.max_request_bytes;
 
         let stop_probe = CancellationToken::new();
         let probe = tokio::spawn(
@@ -110,11 +113,41 @@ impl Application {
             .max_concurrent_streams(Some(server_settings.max_concurrent_streams))
             .concurrency_limit_per_connection(server_settings.max_concurrent_streams as usize)
             .tcp_nodelay(true)
-            .layer(MiddlewareLayer::new(server_settings.request_timeout))
+            .layer(MiddlewareLayer::new(
+                server_settings.request_timeout,
+                services.authenticator.clone(),
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(tickets)
+            .add_service(
+                v1::account_service_server::AccountServiceServer::new(AccountApi::new(
+                    services.accounts,
+                ))
+                .max_decoding_message_size(max_bytes),
+            )
+            .add_service(
+                v1::api_key_service_server::ApiKeyServiceServer::new(ApiKeyApi::new(
+                    services.api_keys,
+                ))
+                .max_decoding_message_size(max_bytes),
+            )
+            .add_service(
+                v1::auth_service_server::AuthServiceServer::new(AuthApi::new(
+                    services.authentication,
+                ))
+                .max_decoding_message_size(max_bytes),
+            )
+            .add_service(
+                v1::ticket_service_server::TicketServiceServer::new(TicketApi::new(
+                    services.tickets,
+                ))
+                .max_decoding_message_size(max_bytes),
+            )
+            .add_service(
+                v1::user_service_server::UserServiceServer::new(UserApi::new(services.users))
+                    .max_decoding_message_size(max_bytes),
+            )
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(self.listener),
                 drain.clone().cancelled_owned(),
@@ -155,6 +188,41 @@ impl Application {
         drop(self.redis);
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The operations behind the RPCs, wired to the pools and to each other.
+struct Services {
+    authenticator: Authenticator,
+    accounts: Accounts,
+    api_keys: ApiKeys,
+    authentication: Authentication,
+    tickets: TicketDesk,
+    users: Users,
+}
+
+impl Services {
+    fn build(settings: &Settings, database: &PgPool, redis: &RedisPool) -> Self {
+        let tokens = TokenIssuer::new(&settings.auth.jwt_secret, settings.auth.access_token_ttl);
+        let hasher = PasswordHasher::new();
+        let sessions = SessionStore::new(
+            redis.clone(),
+            RedisKeys::new(settings.redis.key_prefix.clone()),
+            settings.auth.refresh_token_ttl,
+        );
+        Self {
+            authenticator: Authenticator::new(tokens.clone(), database.clone()),
+            accounts: Accounts::new(database.clone(), hasher.clone()),
+            api_keys: ApiKeys::new(database.clone()),
+            authentication: Authentication::new(
+                database.clone(),
+                hasher.clone(),
+                sessions.clone(),
+                tokens,
+            ),
+            tickets: TicketDesk::new(database.clone()),
+            users: Users::new(database.clone(), hasher, sessions),
+        }
     }
 }
 

@@ -2,14 +2,17 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{request_context, timestamp};
+use super::{next_page_token, page_request, request_context, required, timestamp};
 use crate::domain::{
-    Email, InvalidValue, NewTicketRequest, PageSize, Ticket, TicketCursor, TicketDescription,
-    TicketId, TicketPriority, TicketStatus, TicketSubject, UserId,
+    Email, InvalidValue, NewTicketRequest, Ticket, TicketDescription, TicketId, TicketPriority,
+    TicketStatus, TicketSubject, UserId,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::proto::v1;
 use crate::service::TicketDesk;
+
+/// The name page tokens of ListTickets carry.
+const LIST: &str = "tickets";
 
 pub struct TicketApi {
     desk: TicketDesk,
@@ -29,10 +32,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, budget) = request_context(&request)?;
         let new_ticket = parse_new_ticket(request.into_inner().ticket)?;
-        let ticket = self
-            .desk
-            .create(caller.account_id, new_ticket, budget)
-            .await?;
+        let ticket = self.desk.create(&caller, new_ticket, budget).await?;
         Ok(Response::new(to_wire(ticket)))
     }
 
@@ -43,7 +43,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (caller, budget) = request_context(&request)?;
         let id = TicketId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
-        let ticket = self.desk.get(caller.account_id, id, budget).await?;
+        let ticket = self.desk.get(&caller, id, budget).await?;
         Ok(Response::new(to_wire(ticket)))
     }
 
@@ -53,22 +53,11 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::ListTicketsResponse>, Status> {
         let (caller, budget) = request_context(&request)?;
         let message = request.get_ref();
-        let mut violations = FieldViolations::new();
-        let page_size = violations.check("page_size", PageSize::parse(message.page_size));
-        let after = match message.page_token.as_str() {
-            "" => None,
-            token => violations.check("page_token", TicketCursor::parse(token)),
-        };
-        let (Some(page_size), true) = (page_size, violations.is_empty()) else {
-            return Err(AppError::InvalidArgument(violations).into());
-        };
-        let page = self
-            .desk
-            .list(caller.account_id, page_size, after, budget)
-            .await?;
+        let (page_size, after) = page_request(message.page_size, &message.page_token, LIST)?;
+        let page = self.desk.list(&caller, page_size, after, budget).await?;
         Ok(Response::new(v1::ListTicketsResponse {
-            tickets: page.tickets.into_iter().map(to_wire).collect(),
-            next_page_token: page.next.map(|cursor| cursor.encode()).unwrap_or_default(),
+            tickets: page.items.into_iter().map(to_wire).collect(),
+            next_page_token: next_page_token(page.next, LIST),
         }))
     }
 }
@@ -77,7 +66,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 fn parse_new_ticket(ticket: Option<v1::Ticket>) -> Result<NewTicketRequest, AppError> {
     let mut violations = FieldViolations::new();
     let Some(ticket) = ticket else {
-        violations.add("ticket", &InvalidValue::new("is required"));
+        violations.add("ticket", &required());
         return Err(AppError::InvalidArgument(violations));
     };
     let subject = violations.check("ticket.subject", TicketSubject::parse(&ticket.subject));
@@ -86,10 +75,12 @@ fn parse_new_ticket(ticket: Option<v1::Ticket>) -> Result<NewTicketRequest, AppE
         TicketDescription::parse(&ticket.description),
     );
     let priority = violations.check("ticket.priority", priority_from_wire(ticket.priority));
-    let requester_email = violations.check(
-        "ticket.requester_email",
-        Email::parse(&ticket.requester_email),
-    );
+    let requester_email = match ticket.requester_email.trim() {
+        "" => Some(None),
+        raw => violations
+            .check("ticket.requester_email", Email::parse(raw))
+            .map(Some),
+    };
     let assignee = match ticket.assignee_id.trim() {
         "" => Some(None),
         raw => violations

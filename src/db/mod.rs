@@ -57,6 +57,22 @@ pub async fn run_migrations(database_url: SecretString) -> anyhow::Result<Vec<St
     .context("the migration thread panicked")?
 }
 
+/// Runs `$body` in one transaction on a pooled connection from `$pool`, with the statements
+/// limited to `$budget` (what is left of the request's deadline); `$conn` names the connection
+/// inside. Evaluates to the body's `AppResult`. A macro, not a function: diesel-async takes the
+/// transaction body as an async closure whose future's `Send` bound cannot be named yet.
+#[macro_export]
+macro_rules! in_transaction {
+    ($pool:expr, $budget:expr, |$conn:ident| $body:block) => {{
+        let mut connection = $crate::db::connection($pool).await?;
+        diesel_async::AsyncConnection::transaction(&mut *connection, async |$conn| {
+            $crate::db::limit_statements_to($conn, $budget).await?;
+            $body
+        })
+        .await
+    }};
+}
+
 /// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes.
 pub async fn connection(pool: &PgPool) -> AppResult<PooledConnection<'_>> {
     Ok(pool.get().await?)

@@ -11,6 +11,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        name -> Text,
+        prefix -> Text,
+        secret_hash -> Bytea,
+        roles -> Array<Nullable<Text>>,
+        created_by -> Uuid,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     tickets (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -34,10 +49,13 @@ diesel::table! {
         role -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        password_hash -> Nullable<Text>,
+        active -> Bool,
     }
 }
 
+diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(tickets -> accounts (account_id));
 diesel::joinable!(users -> accounts (account_id));
 
-diesel::allow_tables_to_appear_in_same_query!(accounts, tickets, users,);
+diesel::allow_tables_to_appear_in_same_query!(accounts, api_keys, tickets, users,);

@@ -23,11 +23,11 @@ macro_rules! uuid_id {
             pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
                 let raw = raw.trim();
                 if raw.is_empty() {
-                    return Err(InvalidValue::new(concat!("a ", $what, " id is required")));
+                    return Err(InvalidValue::new("is required"));
                 }
                 Uuid::try_parse(raw).map(Self).map_err(|_| {
                     InvalidValue::new(concat!(
-                        "must be a ", $what, " id (a UUID such as 0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c)"
+                        "must be ", $what, " id (a UUID such as 0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c)"
                     ))
                 })
             }
@@ -52,17 +52,27 @@ macro_rules! uuid_id {
 uuid_id!(
     /// The id of an account (tenant).
     AccountId,
-    "account"
+    "an account"
 );
 uuid_id!(
     /// The id of a user of an account.
     UserId,
-    "user"
+    "a user"
 );
 uuid_id!(
     /// The id of a ticket.
     TicketId,
-    "ticket"
+    "a ticket"
+);
+uuid_id!(
+    /// The id of an API key.
+    ApiKeyId,
+    "an API key"
+);
+uuid_id!(
+    /// The id of a login session: the family of refresh tokens one login starts.
+    SessionId,
+    "a session"
 );
 
 #[cfg(test)]

@@ -3,13 +3,17 @@
 //! knows of tonic or diesel; `api/` converts wire types into these at the edge.
 
 mod email;
+mod identity;
 mod ids;
 mod pagination;
 mod ticket;
 
 pub use email::Email;
-pub use ids::{AccountId, TicketId, UserId};
-pub use pagination::{PageSize, TicketCursor};
+pub use identity::{
+    Account, AccountName, AccountSlug, ApiKey, ApiKeyName, DisplayName, Password, Role, User,
+};
+pub use ids::{AccountId, ApiKeyId, SessionId, TicketId, UserId};
+pub use pagination::{PageCursor, PageSize};
 pub use ticket::{
     NewTicketRequest, Ticket, TicketDescription, TicketPriority, TicketStatus, TicketSubject,
 };

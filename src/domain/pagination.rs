@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{InvalidValue, TicketId};
+use super::InvalidValue;
 
 /// How many items a page holds: 0 (unset) means the default; above the maximum is lowered to it,
 /// as Google's AIP-158 asks; negative is an error.
@@ -34,47 +34,45 @@ impl PageSize {
     }
 }
 
-/// Where the next page of a newest-first ticket list starts: the last ticket already returned.
-/// Keyset, not offset: tickets created meanwhile do not shift later pages.
+/// Where the next page of a newest-first list starts: the last item already returned. Keyset,
+/// not offset: items created meanwhile do not shift later pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TicketCursor {
+pub struct PageCursor {
     pub created_at: DateTime<Utc>,
-    pub id: TicketId,
+    pub id: Uuid,
 }
 
-impl TicketCursor {
-    const VERSION: &'static str = "t1";
-
-    /// The opaque `page_token` a client sends back.
-    pub fn encode(&self) -> String {
+impl PageCursor {
+    /// The opaque `page_token` a client sends back. `list` names the list it belongs to, so a
+    /// token of one list is refused by another.
+    pub fn encode(&self, list: &str) -> String {
         let raw = format!(
-            "{}:{}:{}",
-            Self::VERSION,
+            "{list}:{}:{}",
             self.created_at.timestamp_micros(),
-            self.id.as_uuid().simple()
+            self.id.simple()
         );
         URL_SAFE_NO_PAD.encode(raw)
     }
 
-    pub fn parse(token: &str) -> Result<Self, InvalidValue> {
+    pub fn parse(token: &str, list: &str) -> Result<Self, InvalidValue> {
         let invalid = || InvalidValue::new("is not a page token returned by this list");
         let bytes = URL_SAFE_NO_PAD
             .decode(token.trim())
             .map_err(|_| invalid())?;
         let raw = String::from_utf8(bytes).map_err(|_| invalid())?;
         let mut parts = raw.split(':');
-        let (Some(Self::VERSION), Some(micros), Some(id), None) =
+        let (Some(owner), Some(micros), Some(id), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(invalid());
         };
+        if owner != list {
+            return Err(invalid());
+        }
         let micros: i64 = micros.parse().map_err(|_| invalid())?;
         let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
         let id = Uuid::try_parse(id).map_err(|_| invalid())?;
-        Ok(Self {
-            created_at,
-            id: TicketId::from_uuid(id),
-        })
+        Ok(Self { created_at, id })
     }
 }
 
@@ -95,7 +93,7 @@ mod tests {
     fn garbage_is_not_a_page_token() {
         for token in ["", "abc", "dDE6MTox", "!!!"] {
             assert!(
-                TicketCursor::parse(token).is_err(),
+                PageCursor::parse(token, "tickets").is_err(),
                 "{token:?} was accepted"
             );
         }
@@ -104,11 +102,12 @@ mod tests {
     proptest! {
         #[test]
         fn a_cursor_round_trips_through_its_token(micros in 0i64..4_000_000_000_000_000, id in any::<u128>()) {
-            let cursor = TicketCursor {
+            let cursor = PageCursor {
                 created_at: DateTime::from_timestamp_micros(micros).unwrap(),
-                id: TicketId::from_uuid(Uuid::from_u128(id)),
+                id: Uuid::from_u128(id),
             };
-            prop_assert_eq!(TicketCursor::parse(&cursor.encode()), Ok(cursor));
+            prop_assert_eq!(PageCursor::parse(&cursor.encode("tickets"), "tickets"), Ok(cursor));
+            prop_assert!(PageCursor::parse(&cursor.encode("users"), "tickets").is_err());
         }
     }
 }

@@ -113,7 +113,8 @@ pub struct NewTicketRequest {
     pub subject: TicketSubject,
     pub description: TicketDescription,
     pub priority: TicketPriority,
-    pub requester_email: Email,
+    /// Who the ticket is for; `None` means the caller (customers only).
+    pub requester_email: Option<Email>,
     pub assignee: Option<UserId>,
 }
 

@@ -1,6 +1,7 @@
-//! Who is calling. Fails closed: every RPC needs a [`Caller`] except the explicit allow-list of
-//! health and reflection. Until user authentication lands, the caller is the account named by the
-//! `x-account-id` metadata entry.
+//! Who is calling. Fails closed: every RPC needs a caller except the explicit allow-list below
+//! (probes, tooling, signing up and logging in). The caller is established by
+//! [`Authenticator`] and handed to handlers as a [`Caller`] request extension, never as raw
+//! metadata.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,44 +11,60 @@ use http::{Request, Response};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use crate::domain::AccountId;
-use crate::errors::AppError;
+use crate::auth::Authenticator;
 
-/// The metadata entry that names the caller's account.
-pub const ACCOUNT_HEADER: &str = "x-account-id";
-
-/// RPC paths (prefixes) that answer without a caller: probes and tooling.
-const PUBLIC_PATH_PREFIXES: &[&str] = &[
+/// RPC paths (or path prefixes, ending in `/`) that answer without credentials.
+const PUBLIC_PATHS: &[&str] = &[
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1.ServerReflection/",
     "/grpc.reflection.v1alpha.ServerReflection/",
+    "/supportdesk.v1.AuthService/Login",
+    "/supportdesk.v1.AuthService/RefreshToken",
+    "/supportdesk.v1.AccountService/CreateAccount",
 ];
 
-/// The authenticated caller, put in the request's extensions for handlers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caller {
-    pub account_id: AccountId,
+/// Whether `path` may be called without credentials.
+pub fn is_public(path: &str) -> bool {
+    PUBLIC_PATHS.iter().any(|public| {
+        if public.ends_with('/') {
+            path.starts_with(public)
+        } else {
+            path == *public
+        }
+    })
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AuthLayer;
+#[derive(Clone)]
+pub struct AuthLayer {
+    authenticator: Authenticator,
+}
+
+impl AuthLayer {
+    pub fn new(authenticator: Authenticator) -> Self {
+        Self { authenticator }
+    }
+}
 
 impl<S> Layer<S> for AuthLayer {
     type Service = Authenticate<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Authenticate { inner }
+        Authenticate {
+            inner,
+            authenticator: self.authenticator.clone(),
+        }
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Authenticate<S> {
     inner: S,
+    authenticator: Authenticator,
 }
 
 impl<S, B> Service<Request<B>> for Authenticate<S>
 where
-    S: Service<Request<B>, Response = Response<Body>>,
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -60,39 +77,40 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let path = request.uri().path();
-        if !PUBLIC_PATH_PREFIXES
-            .iter()
-            .any(|prefix| path.starts_with(prefix))
-        {
-            match identify(&request) {
+        if is_public(request.uri().path()) {
+            return Box::pin(self.inner.call(request));
+        }
+        // The service that was polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let authenticator = self.authenticator.clone();
+        Box::pin(async move {
+            let authorization = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|value| value.to_str().unwrap_or_default().to_owned());
+            match authenticator.authenticate(authorization.as_deref()).await {
                 Ok(caller) => {
                     request.extensions_mut().insert(caller);
+                    inner.call(request).await
                 }
-                Err(error) => {
-                    let response = tonic::Status::from(error).into_http();
-                    return Box::pin(async move { Ok(response) });
-                }
+                Err(error) => Ok(tonic::Status::from(error).into_http()),
             }
-        }
-        Box::pin(self.inner.call(request))
+        })
     }
 }
 
-fn identify<B>(request: &Request<B>) -> Result<Caller, AppError> {
-    let Some(value) = request.headers().get(ACCOUNT_HEADER) else {
-        return Err(AppError::Unauthenticated {
-            reason: "MISSING_CREDENTIALS",
-            message: format!("this RPC needs the {ACCOUNT_HEADER} metadata entry"),
-        });
-    };
-    let account_id = value
-        .to_str()
-        .ok()
-        .and_then(|raw| AccountId::parse(raw).ok())
-        .ok_or_else(|| AppError::Unauthenticated {
-            reason: "INVALID_CREDENTIALS",
-            message: format!("{ACCOUNT_HEADER} must be an account id (a UUID)"),
-        })?;
-    Ok(Caller { account_id })
+#[cfg(test)]
+mod tests {
+    use super::is_public;
+
+    #[test]
+    fn only_the_allow_list_is_public() {
+        assert!(is_public("/grpc.health.v1.Health/Check"));
+        assert!(is_public("/supportdesk.v1.AuthService/Login"));
+        assert!(!is_public("/supportdesk.v1.AuthService/LoginAll"));
+        assert!(!is_public("/supportdesk.v1.AuthService/Logout"));
+        assert!(!is_public("/supportdesk.v1.TicketService/GetTicket"));
+        assert!(!is_public("/"));
+    }
 }

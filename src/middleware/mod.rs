@@ -5,12 +5,12 @@
 //! 2. trace: a span per RPC carrying the request id, so every log line of the request has it;
 //! 3. request id propagation: the id is returned in the response metadata;
 //! 4. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
-//! 5. auth: who is calling, failing closed ([`caller`]).
+//! 5. auth: who is calling, failing closed ([`caller`]); handlers get a `Caller` extension.
 
 mod caller;
 mod deadline;
 
-pub use caller::{ACCOUNT_HEADER, AuthLayer, Authenticate, Caller};
+pub use caller::{AuthLayer, Authenticate, is_public};
 pub use deadline::{Deadline, DeadlineLayer, RequestDeadline};
 
 use std::time::Duration;
@@ -27,18 +27,24 @@ use tower_http::trace::{
 };
 use tracing::{Level, Span};
 
+use crate::auth::Authenticator;
+
 /// The header (gRPC metadata entry) carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The whole stack as one layer, so `startup` adds it in one call.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MiddlewareLayer {
     max_request_time: Duration,
+    authenticator: Authenticator,
 }
 
 impl MiddlewareLayer {
-    pub fn new(max_request_time: Duration) -> Self {
-        Self { max_request_time }
+    pub fn new(max_request_time: Duration, authenticator: Authenticator) -> Self {
+        Self {
+            max_request_time,
+            authenticator,
+        }
     }
 }
 
@@ -72,7 +78,7 @@ impl<S> Layer<S> for MiddlewareLayer {
             )
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(DeadlineLayer::new(self.max_request_time))
-            .layer(AuthLayer)
+            .layer(AuthLayer::new(self.authenticator.clone()))
             .service(inner)
     }
 }

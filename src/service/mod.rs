@@ -1,6 +1,60 @@
-//! The operations behind the RPCs: business rules and transactions, in domain types. `api/`
-//! calls these after converting the wire request; these call `db/` and never see tonic.
+//! The operations behind the RPCs: permissions, business rules and transactions, in domain
+//! types. `api/` calls these after converting the wire request; these call `db/` and `auth/`
+//! and never see tonic.
 
+pub mod accounts;
+pub mod api_keys;
+pub mod authentication;
 pub mod tickets;
+pub mod users;
 
-pub use tickets::{TicketDesk, TicketPage};
+pub use accounts::Accounts;
+pub use api_keys::ApiKeys;
+pub use authentication::{Authentication, IssuedTokens};
+pub use tickets::TicketDesk;
+pub use users::{UserChanges, Users};
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::domain::{PageCursor, PageSize};
+use crate::errors::AppError;
+
+/// One page of a newest-first list and where the next one starts.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<PageCursor>,
+}
+
+/// How many rows to ask for: one more than the page, to know whether another page exists
+/// without a count query.
+fn rows_to_fetch(page_size: PageSize) -> i64 {
+    i64::from(page_size.get()) + 1
+}
+
+/// Cuts `rows` (fetched with [`rows_to_fetch`]) to a page and notes where the next one starts.
+fn paginate<T>(
+    mut rows: Vec<T>,
+    page_size: PageSize,
+    position: impl Fn(&T) -> PageCursor,
+) -> Page<T> {
+    let size = usize::from(page_size.get());
+    let has_more = rows.len() > size;
+    rows.truncate(size);
+    let next = match rows.last() {
+        Some(last) if has_more => Some(position(last)),
+        _ => None,
+    };
+    Page { items: rows, next }
+}
+
+/// Turns the unique violation of `constraint` into `conflict`; other errors map as usual.
+fn on_unique_violation(error: DieselError, constraint: &str, conflict: AppError) -> AppError {
+    if let DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) = &error
+        && info.constraint_name() == Some(constraint)
+    {
+        conflict
+    } else {
+        error.into()
+    }
+}

@@ -1,31 +1,34 @@
-//! Opening, reading and listing tickets.
+//! Opening, reading and listing tickets. Agents, admins and API keys work on the whole account;
+//! a customer raises tickets for themselves and sees only those.
 
 use std::time::Duration;
 
-use diesel_async::AsyncConnection;
+use diesel_async::AsyncPgConnection;
 
-use crate::db::models::{Account, NewTicket, NewUser, TicketRow, User};
-use crate::db::{self, PgPool};
+use super::{Page, paginate, rows_to_fetch};
+use crate::auth::Caller;
+use crate::db::PgPool;
+use crate::db::models::{NewTicket, NewUser, TicketRow, User};
 use crate::domain::{
-    AccountId, InvalidValue, NewTicketRequest, PageSize, Ticket, TicketCursor, TicketId,
+    Email, InvalidValue, NewTicketRequest, PageCursor, PageSize, Role, Ticket, TicketId,
     TicketStatus, UserId,
 };
 use crate::errors::{AppError, AppResult, Resource};
+use crate::in_transaction;
 
-/// Role names as stored in `users.role`.
-const CUSTOMER_ROLE: &str = "customer";
-
-/// The tickets of every account, reached through one account at a time.
+/// The tickets of every account, reached through the caller's.
 #[derive(Clone)]
 pub struct TicketDesk {
     pool: PgPool,
 }
 
-/// One page of a ticket list and where the next one starts.
+/// Who a ticket is for, as the caller may ask.
 #[derive(Debug)]
-pub struct TicketPage {
-    pub tickets: Vec<Ticket>,
-    pub next: Option<TicketCursor>,
+pub enum Requester {
+    /// The calling customer.
+    Caller(UserId),
+    /// Someone else, by email: found in the account or added to it as a customer.
+    ByEmail(Email),
 }
 
 impl TicketDesk {
@@ -33,36 +36,58 @@ impl TicketDesk {
         Self { pool }
     }
 
-    /// Opens a ticket in status NEW. The requester is found by email in the account, or added
-    /// to it as a customer; an assignee must be an agent or admin of the account. All of it
-    /// commits together or not at all.
+    /// Opens a ticket in status NEW; everything commits together or not at all. Customers raise
+    /// tickets for themselves and cannot assign them; others name the requester by email, and an
+    /// assignee must be an agent or admin of the account.
     pub async fn create(
         &self,
-        account_id: AccountId,
+        caller: &Caller,
         request: NewTicketRequest,
         budget: Duration,
     ) -> AppResult<Ticket> {
-        let mut conn = db::connection(&self.pool).await?;
-        conn.transaction(async |conn| {
-            db::limit_statements_to(conn, budget).await?;
-            if Account::find(conn, account_id.as_uuid()).await?.is_none() {
-                return Err(AppError::Unauthenticated {
-                    reason: "UNKNOWN_ACCOUNT",
-                    message: format!("no account has the id {account_id}"),
-                });
+        let requester = match (caller.restricted_to_user(), request.requester_email.clone()) {
+            (Some(customer), None) => Requester::Caller(customer),
+            (Some(_), Some(_)) => {
+                return Err(AppError::invalid_field(
+                    "ticket.requester_email",
+                    &InvalidValue::new("must be empty: customers raise tickets for themselves"),
+                ));
             }
+            (None, Some(email)) => Requester::ByEmail(email),
+            (None, None) => {
+                return Err(AppError::invalid_field(
+                    "ticket.requester_email",
+                    &InvalidValue::new("an email address is required"),
+                ));
+            }
+        };
+        if request.assignee.is_some() {
+            caller.require(Role::Agent)?;
+        }
+        let account_id = caller.account_id;
+        in_transaction!(&self.pool, budget, |conn| {
             if let Some(assignee) = request.assignee {
-                ensure_agent(conn, account_id, assignee).await?;
+                ensure_agent(conn, caller, assignee).await?;
             }
-            let requester = NewUser {
-                id: UserId::generate().as_uuid(),
-                account_id: account_id.as_uuid(),
-                email: request.requester_email.as_str(),
-                display_name: "",
-                role: CUSTOMER_ROLE,
-            }
-            .find_or_insert_by_email(conn)
-            .await?;
+            let requester = match requester {
+                Requester::Caller(user_id) => {
+                    User::find_in_account(conn, account_id.as_uuid(), user_id.as_uuid())
+                        .await?
+                        .ok_or_else(|| AppError::not_found(Resource::User, user_id))?
+                }
+                Requester::ByEmail(email) => {
+                    NewUser {
+                        id: UserId::generate().as_uuid(),
+                        account_id: account_id.as_uuid(),
+                        email: email.as_str(),
+                        display_name: "",
+                        role: Role::Customer.as_str(),
+                        password_hash: None,
+                    }
+                    .find_or_insert_by_email(conn)
+                    .await?
+                }
+            };
             let row = NewTicket {
                 id: TicketId::generate().as_uuid(),
                 account_id: account_id.as_uuid(),
@@ -77,70 +102,64 @@ impl TicketDesk {
             .await?;
             row.into_domain(&requester.email)
         })
-        .await
     }
 
-    pub async fn get(
-        &self,
-        account_id: AccountId,
-        id: TicketId,
-        budget: Duration,
-    ) -> AppResult<Ticket> {
-        let mut conn = db::connection(&self.pool).await?;
-        conn.transaction(async |conn| {
-            db::limit_statements_to(conn, budget).await?;
-            let (row, requester_email) = TicketRow::find(conn, account_id, id)
-                .await?
-                .ok_or_else(|| AppError::not_found(Resource::Ticket, id))?;
+    /// One ticket; a customer's view is limited to their own, the rest is NOT_FOUND.
+    pub async fn get(&self, caller: &Caller, id: TicketId, budget: Duration) -> AppResult<Ticket> {
+        in_transaction!(&self.pool, budget, |conn| {
+            let (row, requester_email) =
+                TicketRow::find(conn, caller.account_id, caller.restricted_to_user(), id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(Resource::Ticket, id))?;
             row.into_domain(&requester_email)
         })
-        .await
     }
 
-    /// A page of the account's tickets, newest first, after `after` when given.
+    /// A page of the tickets the caller may see, newest first, after `after` when given.
     pub async fn list(
         &self,
-        account_id: AccountId,
+        caller: &Caller,
         page_size: PageSize,
-        after: Option<TicketCursor>,
+        after: Option<PageCursor>,
         budget: Duration,
-    ) -> AppResult<TicketPage> {
-        let size = usize::from(page_size.get());
-        let mut conn = db::connection(&self.pool).await?;
-        conn.transaction(async |conn| {
-            db::limit_statements_to(conn, budget).await?;
-            // One extra row tells whether another page exists without a count query.
-            let mut rows =
-                TicketRow::list_for_account(conn, account_id, after, (size + 1) as i64).await?;
-            let has_more = rows.len() > size;
-            rows.truncate(size);
-            let tickets = rows
+    ) -> AppResult<Page<Ticket>> {
+        let rows = in_transaction!(&self.pool, budget, |conn| {
+            Ok::<_, AppError>(
+                TicketRow::list_for_account(
+                    conn,
+                    caller.account_id,
+                    caller.restricted_to_user(),
+                    after,
+                    rows_to_fetch(page_size),
+                )
+                .await?,
+            )
+        })?;
+        let page = paginate(rows, page_size, |(row, _)| PageCursor {
+            created_at: row.created_at,
+            id: row.id,
+        });
+        Ok(Page {
+            items: page
+                .items
                 .into_iter()
                 .map(|(row, requester_email)| row.into_domain(&requester_email))
-                .collect::<AppResult<Vec<_>>>()?;
-            let next = match tickets.last() {
-                Some(last) if has_more => Some(TicketCursor {
-                    created_at: last.created_at,
-                    id: last.id,
-                }),
-                _ => None,
-            };
-            Ok(TicketPage { tickets, next })
+                .collect::<AppResult<_>>()?,
+            next: page.next,
         })
-        .await
     }
 }
 
 async fn ensure_agent(
-    conn: &mut diesel_async::AsyncPgConnection,
-    account_id: AccountId,
+    conn: &mut AsyncPgConnection,
+    caller: &Caller,
     assignee: UserId,
 ) -> AppResult<()> {
-    match User::find_in_account(conn, account_id.as_uuid(), assignee.as_uuid()).await? {
-        Some(user) if user.role != CUSTOMER_ROLE => Ok(()),
+    match User::find_in_account(conn, caller.account_id.as_uuid(), assignee.as_uuid()).await? {
+        Some(user) if user.active && user.role != Role::Customer.as_str() => Ok(()),
         Some(_) | None => Err(AppError::invalid_field(
             "ticket.assignee_id",
-            &InvalidValue::new("names no agent or admin of this account"),
+            &InvalidValue::new("names no active agent or admin of this account"),
         )),
     }
 }

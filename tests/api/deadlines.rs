@@ -55,7 +55,7 @@ async fn a_client_deadline_cancels_the_database_work_it_started() {
     let app = TestApp::spawn().await;
     let mut lock = lock_account(&app).await;
 
-    let mut request = app.as_account(valid_create_request("too slow"));
+    let mut request = app.as_admin(valid_create_request("too slow"));
     request.set_timeout(Duration::from_millis(400));
     let status = app
         .tickets
@@ -97,7 +97,7 @@ async fn a_request_without_a_deadline_gets_the_servers_default() {
     let status = app
         .tickets
         .clone()
-        .create_ticket(app.as_account(valid_create_request("no deadline given")))
+        .create_ticket(app.as_admin(valid_create_request("no deadline given")))
         .await
         .expect_err("the server's deadline passes");
     assert_eq!(status.code(), Code::DeadlineExceeded);
@@ -113,7 +113,7 @@ async fn a_generous_client_deadline_is_capped_by_the_servers_maximum() {
     .await;
     let _lock = lock_account(&app).await;
 
-    let mut request = app.as_account(valid_create_request("asks for an hour"));
+    let mut request = app.as_admin(valid_create_request("asks for an hour"));
     request.set_timeout(Duration::from_secs(3600));
     let started = Instant::now();
     let status = app
@@ -137,7 +137,7 @@ async fn a_message_over_the_size_limit_is_refused() {
     let status = app
         .tickets
         .clone()
-        .create_ticket(app.as_account(request))
+        .create_ticket(app.as_admin(request))
         .await
         .expect_err("too large");
     assert_eq!(status.code(), Code::OutOfRange);

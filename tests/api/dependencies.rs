@@ -43,7 +43,7 @@ async fn losing_postgres_flips_health_and_answers_unavailable_fast_then_recovers
     let status = app
         .tickets
         .clone()
-        .list_tickets(app.as_account(v1::ListTicketsRequest::default()))
+        .list_tickets(app.as_admin(v1::ListTicketsRequest::default()))
         .await
         .expect_err("no database");
     assert_eq!(status.code(), Code::Unavailable);

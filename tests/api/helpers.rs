@@ -14,11 +14,14 @@ use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::{ExposeSecret, SecretString};
 use supportdesk::configuration::{LogFormat, Settings};
-use supportdesk::db::models::{NewAccount, NewUser};
 use supportdesk::db::{self, MIGRATIONS_FINGERPRINT};
 use supportdesk::domain::{AccountId, UserId};
 use supportdesk::proto::v1;
+use supportdesk::proto::v1::account_service_client::AccountServiceClient;
+use supportdesk::proto::v1::api_key_service_client::ApiKeyServiceClient;
+use supportdesk::proto::v1::auth_service_client::AuthServiceClient;
 use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
+use supportdesk::proto::v1::user_service_client::UserServiceClient;
 use supportdesk::startup::Application;
 use supportdesk::telemetry::{get_subscriber, init_subscriber};
 use tokio::sync::{OnceCell, oneshot};
@@ -29,6 +32,12 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use uuid::Uuid;
+
+/// The key test instances sign access tokens with.
+pub(crate) const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// The password of every user the tests create through the API.
+pub(crate) const TEST_PASSWORD: &str = "correct horse battery staple";
 
 /// Logs are silent unless `TEST_LOG` is set.
 static TRACING: LazyLock<()> = LazyLock::new(|| {
@@ -56,6 +65,7 @@ pub(crate) fn test_settings(database_name: &str) -> Settings {
         "DATABASE_URL" => Some(admin_url.clone()),
         "REDIS_URL" => Some(redis_url()),
         "REDIS_KEY_PREFIX" => Some(redis_prefix.clone()),
+        "JWT_SECRET" => Some(TEST_JWT_SECRET.to_owned()),
         "GRPC_LISTEN_ADDR" => Some("127.0.0.1:0".to_owned()),
         "HEALTH_PROBE_INTERVAL_MS" => Some("200".to_owned()),
         "SHUTDOWN_DELAY_MS" => Some("0".to_owned()),
@@ -188,12 +198,47 @@ impl Drop for TestDatabase {
     }
 }
 
-/// A running service with its own database, an account to act as, and typed clients.
+/// A user the tests created through the API, logged in.
+#[derive(Clone, Debug)]
+pub(crate) struct TestUser {
+    pub(crate) id: UserId,
+    pub(crate) account_id: AccountId,
+    pub(crate) account_slug: String,
+    pub(crate) email: String,
+    pub(crate) access_token: String,
+    pub(crate) refresh_token: String,
+}
+
+impl TestUser {
+    /// A request made as this user.
+    pub(crate) fn request<T>(&self, message: T) -> Request<T> {
+        with_token(&self.access_token, message)
+    }
+}
+
+/// A request with `authorization: Bearer <token>`.
+pub(crate) fn with_token<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).expect("ascii"),
+    );
+    request
+}
+
+/// A running service with its own database, a signed-up account whose admin is logged in, and
+/// typed clients.
 pub(crate) struct TestApp {
     pub(crate) address: SocketAddr,
     pub(crate) account_id: AccountId,
+    pub(crate) admin: TestUser,
     pub(crate) tickets: TicketServiceClient<Channel>,
+    pub(crate) users: UserServiceClient<Channel>,
+    pub(crate) accounts: AccountServiceClient<Channel>,
+    pub(crate) auth: AuthServiceClient<Channel>,
+    pub(crate) api_keys: ApiKeyServiceClient<Channel>,
     pub(crate) health: HealthClient<Channel>,
+    pub(crate) redis_prefix: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     // Last: dropped after the server has been told to stop.
@@ -211,6 +256,7 @@ impl TestApp {
         let database = TestDatabase::create().await;
         let mut settings = test_settings(&database.name);
         configure(&mut settings);
+        let redis_prefix = settings.redis.key_prefix.clone();
         let application = Application::build(settings)
             .await
             .expect("the application builds");
@@ -224,21 +270,61 @@ impl TestApp {
             .connect()
             .await
             .expect("connect to the test server");
-        let account_id = create_account(&database).await;
+        let accounts = AccountServiceClient::new(channel.clone());
+        let auth = AuthServiceClient::new(channel.clone());
+        let admin = sign_up(&accounts, &auth).await;
         Self {
             address,
-            account_id,
+            account_id: admin.account_id,
+            admin,
             tickets: TicketServiceClient::new(channel.clone()),
+            users: UserServiceClient::new(channel.clone()),
+            accounts,
+            auth,
+            api_keys: ApiKeyServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
+            redis_prefix,
             shutdown: Some(shutdown),
             server: Some(server),
             database,
         }
     }
 
-    /// A request acting as this app's account.
-    pub(crate) fn as_account<T>(&self, message: T) -> Request<T> {
-        as_account(self.account_id, message)
+    /// A request made as this app's admin.
+    pub(crate) fn as_admin<T>(&self, message: T) -> Request<T> {
+        self.admin.request(message)
+    }
+
+    /// Another account, signed up through the API, with its admin logged in.
+    pub(crate) async fn sign_up_another_account(&self) -> TestUser {
+        sign_up(&self.accounts, &self.auth).await
+    }
+
+    /// Adds a user with `role` to `admin`'s account and logs them in.
+    pub(crate) async fn add_user(&self, admin: &TestUser, role: v1::UserRole) -> TestUser {
+        let email = format!(
+            "{}-{}@example.com",
+            role.as_str_name().to_lowercase(),
+            Uuid::now_v7().simple()
+        );
+        let user = self
+            .users
+            .clone()
+            .create_user(admin.request(v1::CreateUserRequest {
+                user: Some(v1::User {
+                    email: email.clone(),
+                    role: role.into(),
+                    ..Default::default()
+                }),
+                password: TEST_PASSWORD.to_owned(),
+            }))
+            .await
+            .expect("the admin adds a user")
+            .into_inner();
+        let mut logged_in = log_in(&self.auth, &admin.account_slug, &email).await;
+        assert_eq!(logged_in.id.to_string(), user.id);
+        logged_in.account_slug.clone_from(&admin.account_slug);
+        logged_in
     }
 
     /// The health status of `service` ("" for the whole server), as a name.
@@ -269,14 +355,59 @@ impl TestApp {
         }
     }
 
-    /// Opens a ticket with valid values, for tests about something else.
+    /// Opens a ticket with valid values as the admin, for tests about something else.
     pub(crate) async fn create_ticket(&self, subject: &str) -> v1::Ticket {
         self.tickets
             .clone()
-            .create_ticket(self.as_account(valid_create_request(subject)))
+            .create_ticket(self.as_admin(valid_create_request(subject)))
             .await
             .expect("a valid ticket is created")
             .into_inner()
+    }
+}
+
+/// Signs a new account up through CreateAccount and logs its admin in.
+pub(crate) async fn sign_up(
+    accounts: &AccountServiceClient<Channel>,
+    auth: &AuthServiceClient<Channel>,
+) -> TestUser {
+    let slug = format!("test-{}", Uuid::now_v7().simple());
+    let email = format!("admin@{slug}.example.com");
+    accounts
+        .clone()
+        .create_account(v1::CreateAccountRequest {
+            name: "Test Account".to_owned(),
+            slug: slug.clone(),
+            admin_email: email.clone(),
+            admin_password: TEST_PASSWORD.to_owned(),
+            admin_display_name: "Test Admin".to_owned(),
+        })
+        .await
+        .expect("sign up");
+    log_in(auth, &slug, &email).await
+}
+
+/// Logs `email` of account `slug` in with [`TEST_PASSWORD`].
+pub(crate) async fn log_in(auth: &AuthServiceClient<Channel>, slug: &str, email: &str) -> TestUser {
+    let response = auth
+        .clone()
+        .login(v1::LoginRequest {
+            account: slug.to_owned(),
+            email: email.to_owned(),
+            password: TEST_PASSWORD.to_owned(),
+        })
+        .await
+        .expect("log in")
+        .into_inner();
+    let user = response.user.expect("the user");
+    let tokens = response.tokens.expect("tokens");
+    TestUser {
+        id: UserId::parse(&user.id).expect("a user id"),
+        account_id: AccountId::parse(&user.account_id).expect("an account id"),
+        account_slug: slug.to_owned(),
+        email: email.to_owned(),
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
     }
 }
 
@@ -291,15 +422,6 @@ impl Drop for TestApp {
     }
 }
 
-pub(crate) fn as_account<T>(account_id: AccountId, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "x-account-id",
-        MetadataValue::try_from(account_id.to_string()).expect("ascii"),
-    );
-    request
-}
-
 pub(crate) fn valid_create_request(subject: &str) -> v1::CreateTicketRequest {
     v1::CreateTicketRequest {
         ticket: Some(v1::Ticket {
@@ -309,41 +431,6 @@ pub(crate) fn valid_create_request(subject: &str) -> v1::CreateTicketRequest {
             ..Default::default()
         }),
     }
-}
-
-/// A fresh account (with an agent) in `database`.
-pub(crate) async fn create_account(database: &TestDatabase) -> AccountId {
-    let mut conn = database.connect().await;
-    let id = AccountId::generate();
-    NewAccount {
-        id: id.as_uuid(),
-        name: "Test Account",
-        slug: &format!("test-{}", id.as_uuid().simple()),
-    }
-    .insert(&mut conn)
-    .await
-    .expect("insert an account");
-    id
-}
-
-/// An agent of `account_id`, for assignment.
-pub(crate) async fn create_agent(
-    database: &TestDatabase,
-    account_id: AccountId,
-    email: &str,
-) -> UserId {
-    let mut conn = database.connect().await;
-    let user = NewUser {
-        id: UserId::generate().as_uuid(),
-        account_id: account_id.as_uuid(),
-        email,
-        display_name: "Agent",
-        role: "agent",
-    }
-    .insert(&mut conn)
-    .await
-    .expect("insert an agent");
-    UserId::from_uuid(user.id)
 }
 
 /// The error details of a failed call.

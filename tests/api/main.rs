@@ -1,5 +1,8 @@
 //! The integration suite: one binary, so the template database and the build are shared.
 
+mod accounts_and_users;
+mod api_keys;
+mod authentication;
 mod deadlines;
 mod dependencies;
 mod envoy;
@@ -9,5 +12,6 @@ mod proxy;
 mod reflection;
 mod request_id;
 mod rest;
+mod tenancy;
 mod tickets;
 mod tooling;

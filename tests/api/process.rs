@@ -8,13 +8,16 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::RunQueryDsl;
 use secrecy::ExposeSecret;
+use supportdesk::proto::v1::account_service_client::AccountServiceClient;
+use supportdesk::proto::v1::auth_service_client::AuthServiceClient;
 use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::helpers::{
-    TestDatabase, as_account, create_account, free_port, redis_url, valid_create_request,
+    TEST_JWT_SECRET, TEST_PASSWORD, TestDatabase, TestUser, free_port, redis_url, sign_up,
+    valid_create_request,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_supportdesk");
@@ -38,6 +41,11 @@ impl Running {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DATABASE_URL", url)
             .env("REDIS_URL", redis_url())
+            .env(
+                "REDIS_KEY_PREFIX",
+                format!("supportdesk-test:{}:", uuid::Uuid::now_v7().simple()),
+            )
+            .env("JWT_SECRET", TEST_JWT_SECRET)
             .env("GRPC_LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("LOG_FORMAT", "json")
             .env("HEALTH_PROBE_INTERVAL_MS", "200")
@@ -112,6 +120,15 @@ impl Running {
     }
 }
 
+/// Signs an account up through the running binary and logs its admin in.
+async fn sign_up_through(channel: &Channel) -> TestUser {
+    sign_up(
+        &AccountServiceClient::new(channel.clone()),
+        &AuthServiceClient::new(channel.clone()),
+    )
+    .await
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -121,12 +138,22 @@ impl Drop for Running {
 #[tokio::test]
 async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
     let database = TestDatabase::create().await;
-    let account = create_account(&database).await;
     let running = Running::start(&database, &[("SHUTDOWN_DELAY_MS", "0")]);
     let channel = running.channel().await;
     running.wait_for_health("Serving").await;
+    // Signing up and logging in handle a password and mint tokens: none may reach the logs.
+    let admin = sign_up_through(&channel).await;
+    let refreshed = AuthServiceClient::new(channel.clone())
+        .refresh_token(supportdesk::proto::v1::RefreshTokenRequest {
+            refresh_token: admin.refresh_token.clone(),
+        })
+        .await
+        .expect("refreshed")
+        .into_inner()
+        .tokens
+        .expect("tokens");
 
-    let mut request = as_account(account, valid_create_request("logged"));
+    let mut request = admin.request(valid_create_request("logged"));
     request
         .metadata_mut()
         .insert("x-request-id", "log-me-42".parse().unwrap());
@@ -151,30 +178,48 @@ async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
         assert_eq!(line["span"]["request_id"], "log-me-42", "{line}");
     }
     let everything = format!("{}{stderr}", stdout.join("\n"));
-    assert!(!everything.contains("hunter2-secret"), "a password leaked");
+    for secret in [
+        "hunter2-secret",
+        TEST_PASSWORD,
+        TEST_JWT_SECRET,
+        &admin.access_token,
+        &admin.refresh_token,
+        &refreshed.access_token,
+        &refreshed.refresh_token,
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "a secret leaked into the logs"
+        );
+    }
+    assert!(
+        everything.contains("logged in"),
+        "the login itself was logged (without its secrets)"
+    );
 }
 
 #[tokio::test]
 async fn sigterm_reports_not_serving_finishes_in_flight_rpcs_and_exits_zero() {
     let database = TestDatabase::create().await;
-    let account = create_account(&database).await;
     let running = Running::start(&database, &[("SHUTDOWN_DELAY_MS", "1500")]);
     let channel = running.channel().await;
     running.wait_for_health("Serving").await;
+    let admin = sign_up_through(&channel).await;
 
     // A row lock keeps the create inside PostgreSQL while the signal arrives.
     let mut lock = database.connect().await;
     diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
     diesel::sql_query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
-        .bind::<SqlUuid, _>(account.as_uuid())
+        .bind::<SqlUuid, _>(admin.account_id.as_uuid())
         .execute(&mut lock)
         .await
         .unwrap();
     let in_flight = tokio::spawn({
         let channel = channel.clone();
+        let admin = admin.clone();
         async move {
             TicketServiceClient::new(channel)
-                .create_ticket(as_account(account, valid_create_request("in flight")))
+                .create_ticket(admin.request(valid_create_request("in flight")))
                 .await
         }
     });
@@ -205,7 +250,7 @@ fn a_missing_setting_stops_the_process_naming_it() {
         .expect("run supportdesk");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for name in ["DATABASE_URL", "REDIS_URL", "LOG_FORMAT"] {
+    for name in ["DATABASE_URL", "REDIS_URL", "JWT_SECRET", "LOG_FORMAT"] {
         assert!(stderr.contains(name), "{name} not named in: {stderr}");
     }
 }
@@ -234,4 +279,46 @@ fn the_descriptor_command_writes_the_set_envoy_needs() {
             "{needed} missing from the descriptor set"
         );
     }
+}
+
+#[tokio::test]
+async fn an_operator_creates_an_account_from_the_command_line_and_its_admin_logs_in() {
+    let app = super::helpers::TestApp::spawn().await;
+    let slug = format!("cli-{}", uuid::Uuid::now_v7().simple());
+    let mut child = Command::new(BINARY)
+        .args(["create-account", "--name", "From the CLI", "--slug", &slug])
+        .args(["--admin-email", "ops@cli.example", "--admin-name", "Ops"])
+        .env_clear()
+        .env("DATABASE_URL", app.database.url().expose_secret())
+        .env("REDIS_URL", redis_url())
+        .env("JWT_SECRET", TEST_JWT_SECRET)
+        .env("LOG_FORMAT", "json")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run supportdesk create-account");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{TEST_PASSWORD}").unwrap();
+    }
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .expect("create-account finishes");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!stdout.contains(TEST_PASSWORD), "the password was echoed");
+
+    let admin = super::helpers::log_in(&app.auth, &slug, "ops@cli.example").await;
+    assert_eq!(
+        stdout.lines().last().unwrap_or_default().trim(),
+        admin.account_id.to_string(),
+        "the last line is the new account's id"
+    );
 }

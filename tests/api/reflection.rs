@@ -26,7 +26,11 @@ async fn grpcurl_lists_every_service_through_reflection() {
     let (ok, listed) = run_grpcurl(&[&address, "list"]).await;
     assert!(ok, "{listed}");
     for service in [
+        "supportdesk.v1.AccountService",
+        "supportdesk.v1.ApiKeyService",
+        "supportdesk.v1.AuthService",
         "supportdesk.v1.TicketService",
+        "supportdesk.v1.UserService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -62,7 +66,7 @@ async fn grpcurl_describes_the_ticket_service_with_its_http_paths() {
 async fn grpcurl_creates_a_ticket_and_sees_error_details() {
     let app = TestApp::spawn().await;
     let address = app.address.to_string();
-    let account = format!("x-account-id: {}", app.account_id);
+    let account = format!("authorization: Bearer {}", app.admin.access_token);
     let (ok, created) = run_grpcurl(
         &[
             "-H",
@@ -109,4 +113,31 @@ async fn grpcurl_checks_health_without_credentials() {
     let (ok, answer) = run_grpcurl(&[&address, "grpc.health.v1.Health/Check"]).await;
     assert!(ok, "{answer}");
     assert!(answer.contains("SERVING"), "{answer}");
+}
+
+#[tokio::test]
+async fn grpcurl_logs_in_and_calls_with_the_token() {
+    let app = TestApp::spawn().await;
+    let address = app.address.to_string();
+    let login = format!(
+        r#"{{"account":"{}","email":"{}","password":"{}"}}"#,
+        app.admin.account_slug,
+        app.admin.email,
+        super::helpers::TEST_PASSWORD
+    );
+    let (ok, answer) =
+        run_grpcurl(&["-d", &login, &address, "supportdesk.v1.AuthService/Login"]).await;
+    assert!(ok, "{answer}");
+    let response: serde_json::Value = serde_json::from_str(&answer).expect("JSON output");
+    let token = response["tokens"]["accessToken"].as_str().expect("a token");
+    let authorization = format!("authorization: Bearer {token}");
+    let (ok, me) = run_grpcurl(&[
+        "-H",
+        &authorization,
+        &address,
+        "supportdesk.v1.UserService/GetCurrentUser",
+    ])
+    .await;
+    assert!(ok, "{me}");
+    assert!(me.contains(&app.admin.email), "{me}");
 }

@@ -10,7 +10,7 @@ async fn a_request_without_an_id_gets_one_in_the_response() {
     let response = app
         .tickets
         .clone()
-        .list_tickets(app.as_account(v1::ListTicketsRequest::default()))
+        .list_tickets(app.as_admin(v1::ListTicketsRequest::default()))
         .await
         .expect("listed");
     let id = response
@@ -31,9 +31,12 @@ async fn the_callers_request_id_comes_back_even_on_errors() {
     request
         .metadata_mut()
         .insert("x-request-id", "caller-chosen-1".parse().unwrap());
-    request
-        .metadata_mut()
-        .insert("x-account-id", app.account_id.to_string().parse().unwrap());
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", app.admin.access_token)
+            .parse()
+            .unwrap(),
+    );
     let status = app
         .tickets
         .clone()

@@ -20,7 +20,7 @@ async fn a_ticket_is_created_and_fetched_with_json() {
 
     let response = http
         .post(envoy.url("/v1/tickets"))
-        .header("x-account-id", app.account_id.to_string())
+        .bearer_auth(&app.admin.access_token)
         .json(&json!({
             "subject": "Printer on fire",
             "description": "Smoke everywhere",
@@ -41,7 +41,7 @@ async fn a_ticket_is_created_and_fetched_with_json() {
 
     let response = http
         .get(envoy.url(&format!("/v1/tickets/{id}")))
-        .header("x-account-id", app.account_id.to_string())
+        .bearer_auth(&app.admin.access_token)
         .send()
         .await
         .expect("GET /v1/tickets/{id}");
@@ -51,7 +51,7 @@ async fn a_ticket_is_created_and_fetched_with_json() {
 
     let response = http
         .get(envoy.url("/v1/tickets?pageSize=1"))
-        .header("x-account-id", app.account_id.to_string())
+        .bearer_auth(&app.admin.access_token)
         .send()
         .await
         .expect("GET /v1/tickets");
@@ -67,7 +67,7 @@ async fn a_validation_error_is_400_json_with_every_field_violation() {
 
     let response = http
         .post(envoy.url("/v1/tickets"))
-        .header("x-account-id", app.account_id.to_string())
+        .bearer_auth(&app.admin.access_token)
         .json(&json!({"subject": "", "description": "", "requesterEmail": "nope"}))
         .send()
         .await
@@ -112,7 +112,7 @@ async fn a_missing_ticket_is_404_and_a_missing_account_401() {
 
     let response = http
         .get(envoy.url("/v1/tickets/0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c"))
-        .header("x-account-id", app.account_id.to_string())
+        .bearer_auth(&app.admin.access_token)
         .send()
         .await
         .expect("GET");
@@ -135,7 +135,7 @@ async fn unknown_paths_and_query_parameters_are_rejected() {
 
     let response = http
         .get(envoy.url("/v1/nothing-here"))
-        .header("x-account-id", app.account_id.to_string())
+        .bearer_auth(&app.admin.access_token)
         .send()
         .await
         .expect("GET");
@@ -143,7 +143,7 @@ async fn unknown_paths_and_query_parameters_are_rejected() {
 
     let response = http
         .get(envoy.url("/v1/tickets?colour=blue"))
-        .header("x-account-id", app.account_id.to_string())
+        .bearer_auth(&app.admin.access_token)
         .send()
         .await
         .expect("GET");
@@ -156,11 +156,209 @@ async fn the_callers_request_id_is_kept_and_returned() {
     let (envoy, http) = envoy_for(&app).await;
     let response = http
         .get(envoy.url("/v1/tickets"))
-        .header("x-account-id", app.account_id.to_string())
+        .bearer_auth(&app.admin.access_token)
         .header("x-request-id", "trace-me-123")
         .send()
         .await
         .expect("GET");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-request-id"], "trace-me-123");
+}
+
+#[tokio::test]
+async fn a_browser_signs_up_logs_in_and_calls_with_its_token_over_json() {
+    let app = TestApp::spawn().await;
+    let (envoy, http) = envoy_for(&app).await;
+    let slug = format!("rest-{}", uuid::Uuid::now_v7().simple());
+
+    let response = http
+        .post(envoy.url("/v1/accounts"))
+        .json(&json!({
+            "name": "Over REST",
+            "slug": slug,
+            "adminEmail": "owner@rest.example",
+            "adminPassword": super::helpers::TEST_PASSWORD
+        }))
+        .send()
+        .await
+        .expect("POST /v1/accounts");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let response = http
+        .post(envoy.url("/v1/auth:login"))
+        .json(&json!({
+            "account": slug,
+            "email": "owner@rest.example",
+            "password": super::helpers::TEST_PASSWORD
+        }))
+        .send()
+        .await
+        .expect("POST /v1/auth:login");
+    assert_eq!(response.status(), StatusCode::OK);
+    let login: Value = response.json().await.expect("JSON");
+    let token = login["tokens"]["accessToken"].as_str().expect("a token");
+
+    let response = http
+        .get(envoy.url("/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /v1/me");
+    assert_eq!(response.status(), StatusCode::OK);
+    let me: Value = response.json().await.expect("JSON");
+    assert_eq!(me["role"], "USER_ROLE_ADMIN");
+
+    let response = http
+        .post(envoy.url("/v1/auth:login"))
+        .json(&json!({"account": slug, "email": "owner@rest.example", "password": "wrong wrong wrong"}))
+        .send()
+        .await
+        .expect("POST /v1/auth:login");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let response = http
+        .get(envoy.url("/v1/users"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /v1/users");
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_customer_asking_for_admin_things_gets_403() {
+    let app = TestApp::spawn().await;
+    let customer = app
+        .add_user(&app.admin, supportdesk::proto::v1::UserRole::Customer)
+        .await;
+    let (envoy, http) = envoy_for(&app).await;
+    let response = http
+        .get(envoy.url("/v1/apiKeys"))
+        .bearer_auth(&customer.access_token)
+        .send()
+        .await
+        .expect("GET /v1/apiKeys");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["details"][0]["reason"], "ROLE_REQUIRED");
+}
+
+/// Sends `method path` with an optional JSON body as `token`, expecting 200, and returns the body.
+async fn call_ok(
+    http: &reqwest::Client,
+    envoy: &Envoy,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut request = http
+        .request(method.clone(), envoy.url(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("sent");
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, StatusCode::OK, "{method} {path}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn every_identity_rpc_is_reachable_over_rest() {
+    let app = TestApp::spawn().await;
+    let (envoy, http) = envoy_for(&app).await;
+    let admin = app.admin.access_token.clone();
+    use reqwest::Method;
+
+    let account = call_ok(&http, &envoy, Method::GET, "/v1/account", &admin, None).await;
+    assert_eq!(account["slug"], app.admin.account_slug.as_str());
+
+    let user = call_ok(
+        &http,
+        &envoy,
+        Method::POST,
+        "/v1/users",
+        &admin,
+        Some(json!({
+            "user": {"email": "agent@rest.example", "role": "USER_ROLE_AGENT"},
+            "password": super::helpers::TEST_PASSWORD
+        })),
+    )
+    .await;
+    let user_id = user["id"].as_str().expect("id");
+    let fetched = call_ok(
+        &http,
+        &envoy,
+        Method::GET,
+        &format!("/v1/users/{user_id}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(fetched["email"], "agent@rest.example");
+    let updated = call_ok(
+        &http,
+        &envoy,
+        Method::PATCH,
+        &format!("/v1/users/{user_id}?updateMask=displayName"),
+        &admin,
+        Some(json!({"displayName": "Renamed"})),
+    )
+    .await;
+    assert_eq!(updated["displayName"], "Renamed");
+
+    let key = call_ok(
+        &http,
+        &envoy,
+        Method::POST,
+        "/v1/apiKeys",
+        &admin,
+        Some(json!({"name": "ci", "roles": ["USER_ROLE_AGENT"]})),
+    )
+    .await;
+    let key_id = key["apiKey"]["id"].as_str().expect("key id");
+    let revoked = call_ok(
+        &http,
+        &envoy,
+        Method::POST,
+        &format!("/v1/apiKeys/{key_id}:revoke"),
+        &admin,
+        Some(json!({})),
+    )
+    .await;
+    assert!(revoked["revokeTime"].is_string());
+
+    let response = http
+        .post(envoy.url("/v1/auth:refresh"))
+        .json(&json!({"refreshToken": app.admin.refresh_token}))
+        .send()
+        .await
+        .expect("POST /v1/auth:refresh");
+    assert_eq!(response.status(), StatusCode::OK);
+    let refreshed: Value = response.json().await.expect("JSON");
+    let token = refreshed["tokens"]["accessToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    call_ok(
+        &http,
+        &envoy,
+        Method::POST,
+        "/v1/auth:logout",
+        &token,
+        Some(json!({})),
+    )
+    .await;
+    let ended = call_ok(
+        &http,
+        &envoy,
+        Method::POST,
+        "/v1/auth:logoutAll",
+        &token,
+        Some(json!({})),
+    )
+    .await;
+    assert!(ended["endedSessions"].is_number());
 }

@@ -2,14 +2,10 @@
 
 use std::collections::HashSet;
 
-use supportdesk::domain::AccountId;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{
-    TestApp, as_account, create_account, create_agent, error_reason, valid_create_request,
-    violated_fields,
-};
+use super::helpers::{TestApp, error_reason, valid_create_request, violated_fields};
 
 #[tokio::test]
 async fn a_created_ticket_can_be_fetched_by_its_id() {
@@ -19,7 +15,7 @@ async fn a_created_ticket_can_be_fetched_by_its_id() {
     let fetched = app
         .tickets
         .clone()
-        .get_ticket(app.as_account(v1::GetTicketRequest {
+        .get_ticket(app.as_admin(v1::GetTicketRequest {
             id: created.id.clone(),
         }))
         .await
@@ -41,7 +37,7 @@ async fn text_is_trimmed_the_email_lower_cased_and_output_only_fields_ignored() 
     let created = app
         .tickets
         .clone()
-        .create_ticket(app.as_account(v1::CreateTicketRequest {
+        .create_ticket(app.as_admin(v1::CreateTicketRequest {
             ticket: Some(v1::Ticket {
                 id: "chosen-by-client".to_owned(),
                 status: v1::TicketStatus::Closed.into(),
@@ -73,7 +69,7 @@ async fn the_same_requester_email_is_the_same_requester() {
     let second = app
         .tickets
         .clone()
-        .create_ticket(app.as_account(request))
+        .create_ticket(app.as_admin(request))
         .await
         .expect("created")
         .into_inner();
@@ -86,7 +82,7 @@ async fn every_invalid_field_is_named_in_one_answer_and_nothing_is_written() {
     let status = app
         .tickets
         .clone()
-        .create_ticket(app.as_account(v1::CreateTicketRequest {
+        .create_ticket(app.as_admin(v1::CreateTicketRequest {
             ticket: Some(v1::Ticket {
                 subject: " ".to_owned(),
                 description: "x".repeat(5001),
@@ -114,7 +110,7 @@ async fn every_invalid_field_is_named_in_one_answer_and_nothing_is_written() {
     let listed = app
         .tickets
         .clone()
-        .list_tickets(app.as_account(v1::ListTicketsRequest::default()))
+        .list_tickets(app.as_admin(v1::ListTicketsRequest::default()))
         .await
         .expect("listed")
         .into_inner();
@@ -127,7 +123,7 @@ async fn a_create_without_a_ticket_names_the_ticket_field() {
     let status = app
         .tickets
         .clone()
-        .create_ticket(app.as_account(v1::CreateTicketRequest { ticket: None }))
+        .create_ticket(app.as_admin(v1::CreateTicketRequest { ticket: None }))
         .await
         .expect_err("refused");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -137,20 +133,20 @@ async fn a_create_without_a_ticket_names_the_ticket_field() {
 #[tokio::test]
 async fn a_ticket_can_be_assigned_to_an_agent_of_the_account_only() {
     let app = TestApp::spawn().await;
-    let agent = create_agent(&app.database, app.account_id, "agent@example.com").await;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await.id;
     let mut request = valid_create_request("assigned");
     request.ticket.as_mut().unwrap().assignee_id = agent.to_string();
     let assigned = app
         .tickets
         .clone()
-        .create_ticket(app.as_account(request))
+        .create_ticket(app.as_admin(request))
         .await
         .expect("created")
         .into_inner();
     assert_eq!(assigned.assignee_id, agent.to_string());
 
-    let other_account = create_account(&app.database).await;
-    let stranger = create_agent(&app.database, other_account, "stranger@example.com").await;
+    let other_admin = app.sign_up_another_account().await;
+    let stranger = app.add_user(&other_admin, v1::UserRole::Agent).await.id;
     let customer = app.create_ticket("by a customer").await.requester_id;
     for assignee in [stranger.to_string(), customer] {
         let mut request = valid_create_request("misassigned");
@@ -158,7 +154,7 @@ async fn a_ticket_can_be_assigned_to_an_agent_of_the_account_only() {
         let status = app
             .tickets
             .clone()
-            .create_ticket(app.as_account(request))
+            .create_ticket(app.as_admin(request))
             .await
             .expect_err("refused");
         assert_eq!(status.code(), Code::InvalidArgument);
@@ -172,7 +168,7 @@ async fn a_missing_ticket_is_not_found_with_its_reason() {
     let status = app
         .tickets
         .clone()
-        .get_ticket(app.as_account(v1::GetTicketRequest {
+        .get_ticket(app.as_admin(v1::GetTicketRequest {
             id: "0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c".to_owned(),
         }))
         .await
@@ -187,7 +183,7 @@ async fn a_malformed_ticket_id_is_an_invalid_argument_naming_the_id() {
     let status = app
         .tickets
         .clone()
-        .get_ticket(app.as_account(v1::GetTicketRequest {
+        .get_ticket(app.as_admin(v1::GetTicketRequest {
             id: "42".to_owned(),
         }))
         .await
@@ -200,15 +196,12 @@ async fn a_malformed_ticket_id_is_an_invalid_argument_naming_the_id() {
 async fn another_accounts_ticket_is_indistinguishable_from_a_missing_one() {
     let app = TestApp::spawn().await;
     let ticket = app.create_ticket("private").await;
-    let other_account = create_account(&app.database).await;
+    let other_admin = app.sign_up_another_account().await;
 
     let status = app
         .tickets
         .clone()
-        .get_ticket(as_account(
-            other_account,
-            v1::GetTicketRequest { id: ticket.id },
-        ))
+        .get_ticket(other_admin.request(v1::GetTicketRequest { id: ticket.id }))
         .await
         .expect_err("hidden");
     assert_eq!(status.code(), Code::NotFound);
@@ -216,59 +209,17 @@ async fn another_accounts_ticket_is_indistinguishable_from_a_missing_one() {
     let listed = app
         .tickets
         .clone()
-        .list_tickets(as_account(other_account, v1::ListTicketsRequest::default()))
+        .list_tickets(other_admin.request(v1::ListTicketsRequest::default()))
         .await
         .expect("listed")
         .into_inner();
     assert!(listed.tickets.is_empty());
 }
 
-#[tokio::test]
-async fn a_call_without_an_account_is_unauthenticated() {
-    let app = TestApp::spawn().await;
-    let status = app
-        .tickets
-        .clone()
-        .list_tickets(v1::ListTicketsRequest::default())
-        .await
-        .expect_err("refused");
-    assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(error_reason(&status), "MISSING_CREDENTIALS");
-
-    let mut request = tonic::Request::new(v1::ListTicketsRequest::default());
-    request
-        .metadata_mut()
-        .insert("x-account-id", "not-a-uuid".parse().unwrap());
-    let status = app
-        .tickets
-        .clone()
-        .list_tickets(request)
-        .await
-        .expect_err("refused");
-    assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
-}
-
-#[tokio::test]
-async fn creating_in_an_account_that_does_not_exist_is_unauthenticated() {
-    let app = TestApp::spawn().await;
-    let status = app
-        .tickets
-        .clone()
-        .create_ticket(as_account(
-            AccountId::generate(),
-            valid_create_request("ghost"),
-        ))
-        .await
-        .expect_err("refused");
-    assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(error_reason(&status), "UNKNOWN_ACCOUNT");
-}
-
 async fn list_page(app: &TestApp, page_size: i32, page_token: &str) -> v1::ListTicketsResponse {
     app.tickets
         .clone()
-        .list_tickets(app.as_account(v1::ListTicketsRequest {
+        .list_tickets(app.as_admin(v1::ListTicketsRequest {
             page_size,
             page_token: page_token.to_owned(),
         }))
@@ -311,7 +262,7 @@ async fn page_size_defaults_to_20_and_is_capped_at_100() {
     let status = app
         .tickets
         .clone()
-        .list_tickets(app.as_account(v1::ListTicketsRequest {
+        .list_tickets(app.as_admin(v1::ListTicketsRequest {
             page_size: -1,
             page_token: "garbage".to_owned(),
         }))
@@ -329,15 +280,12 @@ async fn paging_is_stable_while_tickets_are_being_created() {
     }
     let writer = {
         let tickets = app.tickets.clone();
-        let account_id = app.account_id;
+        let admin = app.admin.clone();
         tokio::spawn(async move {
             for number in 0..30 {
                 tickets
                     .clone()
-                    .create_ticket(as_account(
-                        account_id,
-                        valid_create_request(&format!("new {number}")),
-                    ))
+                    .create_ticket(admin.request(valid_create_request(&format!("new {number}"))))
                     .await
                     .expect("created while paging");
             }
@@ -379,4 +327,89 @@ async fn paging_is_stable_while_tickets_are_being_created() {
 fn micros(ticket: &v1::Ticket) -> i64 {
     let time = ticket.create_time.expect("create_time");
     time.seconds * 1_000_000 + i64::from(time.nanos / 1_000)
+}
+
+#[tokio::test]
+async fn customers_raise_tickets_for_themselves_and_see_only_their_own() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let someone_elses = app.create_ticket("not the customer's").await;
+
+    let mut request = valid_create_request("my printer");
+    request.ticket.as_mut().unwrap().requester_email = String::new();
+    let own = app
+        .tickets
+        .clone()
+        .create_ticket(customer.request(request))
+        .await
+        .expect("a customer raises a ticket")
+        .into_inner();
+    assert_eq!(own.requester_id, customer.id.to_string());
+    assert_eq!(own.requester_email, customer.email);
+
+    let listed = app
+        .tickets
+        .clone()
+        .list_tickets(customer.request(v1::ListTicketsRequest::default()))
+        .await
+        .expect("listed")
+        .into_inner();
+    let ids: Vec<&str> = listed
+        .tickets
+        .iter()
+        .map(|ticket| ticket.id.as_str())
+        .collect();
+    assert_eq!(ids, [own.id.as_str()]);
+
+    let status = app
+        .tickets
+        .clone()
+        .get_ticket(customer.request(v1::GetTicketRequest {
+            id: someone_elses.id,
+        }))
+        .await
+        .expect_err("hidden");
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn customers_cannot_raise_tickets_for_others_or_assign_them() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(customer.request(valid_create_request("for jane")))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["ticket.requester_email"]);
+
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let mut request = valid_create_request("assign it");
+    let ticket = request.ticket.as_mut().unwrap();
+    ticket.requester_email = String::new();
+    ticket.assignee_id = agent.id.to_string();
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(customer.request(request))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn agents_and_admins_must_name_the_requester() {
+    let app = TestApp::spawn().await;
+    let mut request = valid_create_request("for whom?");
+    request.ticket.as_mut().unwrap().requester_email = String::new();
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(app.as_admin(request))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["ticket.requester_email"]);
 }

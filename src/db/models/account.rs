@@ -5,7 +5,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::corrupt;
 use crate::db::schema::accounts;
+use crate::domain::{self, AccountId, AccountName, AccountSlug};
+use crate::errors::AppResult;
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
@@ -55,5 +58,19 @@ impl NewAccount<'_> {
             .returning(Account::as_returning())
             .get_result(conn)
             .await
+    }
+}
+
+impl Account {
+    /// The domain view of this row.
+    pub fn into_domain(self) -> AppResult<domain::Account> {
+        Ok(domain::Account {
+            id: AccountId::from_uuid(self.id),
+            name: AccountName::parse(&self.name)
+                .map_err(|problem| corrupt("accounts.name", problem))?,
+            slug: AccountSlug::parse(&self.slug)
+                .map_err(|problem| corrupt("accounts.slug", problem))?,
+            created_at: self.created_at,
+        })
     }
 }

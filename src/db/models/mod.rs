@@ -3,12 +3,14 @@
 //! here, so nothing above this module sees a raw column.
 
 pub mod account;
+pub mod api_key;
 pub mod ticket;
 pub mod user;
 
 pub use account::{Account, NewAccount};
+pub use api_key::{ApiKey, NewApiKey};
 pub use ticket::{NewTicket, TicketRow};
-pub use user::{NewUser, User};
+pub use user::{NewUser, User, UserChangeset};
 
 use crate::domain::InvalidValue;
 use crate::errors::AppError;

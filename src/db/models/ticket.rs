@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::corrupt;
 use crate::db::schema::{tickets, users};
 use crate::domain::{
-    AccountId, Email, Ticket, TicketCursor, TicketDescription, TicketId, TicketPriority,
+    AccountId, Email, PageCursor, Ticket, TicketDescription, TicketId, TicketPriority,
     TicketStatus, TicketSubject, UserId,
 };
 use crate::errors::AppResult;
@@ -53,28 +53,33 @@ impl NewTicket<'_> {
 }
 
 impl TicketRow {
-    /// The ticket `id` of `account_id` with its requester's email.
+    /// The ticket `id` of `account_id` with its requester's email; with `requester`, only if
+    /// that user raised it.
     pub async fn find(
         conn: &mut AsyncPgConnection,
         account_id: AccountId,
+        requester: Option<UserId>,
         id: TicketId,
     ) -> QueryResult<Option<(Self, String)>> {
-        tickets::table
+        let mut query = tickets::table
             .inner_join(users::table.on(users::id.eq(tickets::requester_id)))
             .filter(tickets::account_id.eq(account_id.as_uuid()))
             .filter(tickets::id.eq(id.as_uuid()))
             .select((Self::as_select(), users::email))
-            .first(conn)
-            .await
-            .optional()
+            .into_boxed();
+        if let Some(requester) = requester {
+            query = query.filter(tickets::requester_id.eq(requester.as_uuid()));
+        }
+        query.first(conn).await.optional()
     }
 
-    /// Up to `limit` tickets of `account_id`, newest first, strictly after `after`. Served by
-    /// `tickets_account_created_idx`.
+    /// Up to `limit` tickets of `account_id` (raised by `requester`, when given), newest first,
+    /// strictly after `after`. Served by `tickets_account_created_idx`.
     pub async fn list_for_account(
         conn: &mut AsyncPgConnection,
         account_id: AccountId,
-        after: Option<TicketCursor>,
+        requester: Option<UserId>,
+        after: Option<PageCursor>,
         limit: i64,
     ) -> QueryResult<Vec<(Self, String)>> {
         let mut query = tickets::table
@@ -84,6 +89,9 @@ impl TicketRow {
             .order((tickets::created_at.desc(), tickets::id.desc()))
             .limit(limit)
             .into_boxed();
+        if let Some(requester) = requester {
+            query = query.filter(tickets::requester_id.eq(requester.as_uuid()));
+        }
         if let Some(cursor) = after {
             // The first bound lets the index range-scan; the second breaks ties on id.
             query = query
@@ -91,7 +99,7 @@ impl TicketRow {
                 .filter(
                     tickets::created_at
                         .lt(cursor.created_at)
-                        .or(tickets::id.lt(cursor.id.as_uuid())),
+                        .or(tickets::id.lt(cursor.id)),
                 );
         }
         query.load(conn).await

@@ -6,9 +6,12 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::corrupt;
 use crate::db::schema::users;
+use crate::domain::{self, AccountId, DisplayName, Email, PageCursor, Role, UserId};
+use crate::errors::AppResult;
 
-#[derive(Clone, Debug, Queryable, Selectable)]
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct User {
     pub id: Uuid,
@@ -18,9 +21,41 @@ pub struct User {
     pub role: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub password_hash: Option<String>,
+    pub active: bool,
 }
 
-#[derive(Debug, Insertable)]
+/// Written by hand to leave the password hash out.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl User {
+    /// The domain view of this row.
+    pub fn into_domain(self) -> AppResult<domain::User> {
+        Ok(domain::User {
+            id: UserId::from_uuid(self.id),
+            account_id: AccountId::from_uuid(self.account_id),
+            email: Email::parse(&self.email).map_err(|problem| corrupt("users.email", problem))?,
+            display_name: DisplayName::parse(&self.display_name)
+                .map_err(|problem| corrupt("users.display_name", problem))?,
+            role: Role::parse(&self.role).map_err(|problem| corrupt("users.role", problem))?,
+            active: self.active,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
     pub id: Uuid,
@@ -28,6 +63,17 @@ pub struct NewUser<'a> {
     pub email: &'a str,
     pub display_name: &'a str,
     pub role: &'a str,
+    pub password_hash: Option<&'a str>,
+}
+
+/// The columns UpdateUser may change; `None` leaves a column as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserChangeset<'a> {
+    pub display_name: Option<&'a str>,
+    pub role: Option<&'a str>,
+    pub active: Option<bool>,
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl User {
@@ -47,10 +93,111 @@ impl User {
     }
 }
 
+impl User {
+    pub async fn find_by_email(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        email: &str,
+    ) -> QueryResult<Option<Self>> {
+        users::table
+            .filter(users::account_id.eq(account_id))
+            .filter(users::email.eq(email))
+            .select(Self::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// Up to `limit` users of `account_id`, newest first, strictly after `after`.
+    pub async fn list_for_account(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        after: Option<PageCursor>,
+        limit: i64,
+    ) -> QueryResult<Vec<Self>> {
+        let mut query = users::table
+            .filter(users::account_id.eq(account_id))
+            .select(Self::as_select())
+            .order((users::created_at.desc(), users::id.desc()))
+            .limit(limit)
+            .into_boxed();
+        if let Some(cursor) = after {
+            query = query
+                .filter(users::created_at.le(cursor.created_at))
+                .filter(
+                    users::created_at
+                        .lt(cursor.created_at)
+                        .or(users::id.lt(cursor.id)),
+                );
+        }
+        query.load(conn).await
+    }
+
+    /// Gives a user who never had a password one, with a role and display name: inviting a
+    /// requester the account knows from a ticket.
+    pub async fn claim_without_password(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        id: Uuid,
+        display_name: &str,
+        role: &str,
+        password_hash: &str,
+    ) -> QueryResult<Self> {
+        diesel::update(users::table)
+            .filter(users::account_id.eq(account_id))
+            .filter(users::id.eq(id))
+            .filter(users::password_hash.is_null())
+            .set((
+                users::display_name.eq(display_name),
+                users::role.eq(role),
+                users::password_hash.eq(password_hash),
+                users::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(Self::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// Applies `changes` to the user `id` of `account_id`; `None` when there is no such user.
+    pub async fn update(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        id: Uuid,
+        changes: &UserChangeset<'_>,
+    ) -> QueryResult<Option<Self>> {
+        diesel::update(users::table)
+            .filter(users::account_id.eq(account_id))
+            .filter(users::id.eq(id))
+            .set(changes)
+            .returning(Self::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    }
+}
+
 impl NewUser<'_> {
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<User> {
         diesel::insert_into(users::table)
             .values(self)
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// Inserts the user, or gives the one the account already has with this email this user's
+    /// role, password and active flag: an operator restoring a login.
+    pub async fn upsert_login(&self, conn: &mut AsyncPgConnection) -> QueryResult<User> {
+        diesel::insert_into(users::table)
+            .values(self)
+            .on_conflict((users::account_id, users::email))
+            .do_update()
+            .set((
+                users::role.eq(excluded(users::role)),
+                users::password_hash.eq(excluded(users::password_hash)),
+                users::active.eq(true),
+                users::updated_at.eq(diesel::dsl::now),
+            ))
             .returning(User::as_returning())
             .get_result(conn)
             .await

@@ -1,0 +1,87 @@
+//! `supportdesk.v1.AccountService`.
+
+use tonic::{Request, Response, Status};
+
+use super::users::user_to_wire;
+use super::{request_budget, request_context, timestamp};
+use crate::domain::{self, AccountName, AccountSlug, DisplayName, Email, Password};
+use crate::errors::{AppError, FieldViolations};
+use crate::proto::v1;
+use crate::service::Accounts;
+use crate::service::accounts::NewAccountRequest;
+
+pub struct AccountApi {
+    accounts: Accounts,
+}
+
+impl AccountApi {
+    pub fn new(accounts: Accounts) -> Self {
+        Self { accounts }
+    }
+}
+
+#[tonic::async_trait]
+impl v1::account_service_server::AccountService for AccountApi {
+    async fn create_account(
+        &self,
+        request: Request<v1::CreateAccountRequest>,
+    ) -> Result<Response<v1::CreateAccountResponse>, Status> {
+        let budget = request_budget(&request)?;
+        let message = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let name = violations.check("name", AccountName::parse(&message.name));
+        let slug = violations.check("slug", AccountSlug::parse(&message.slug));
+        let admin_email = violations.check("admin_email", Email::parse(&message.admin_email));
+        let admin_password =
+            violations.check("admin_password", Password::parse(&message.admin_password));
+        let admin_display_name = violations.check(
+            "admin_display_name",
+            DisplayName::parse(&message.admin_display_name),
+        );
+        let (
+            Some(name),
+            Some(slug),
+            Some(admin_email),
+            Some(admin_password),
+            Some(admin_display_name),
+        ) = (name, slug, admin_email, admin_password, admin_display_name)
+        else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let (account, admin) = self
+            .accounts
+            .create(
+                NewAccountRequest {
+                    name,
+                    slug,
+                    admin_email,
+                    admin_password,
+                    admin_display_name,
+                },
+                budget,
+            )
+            .await?;
+        Ok(Response::new(v1::CreateAccountResponse {
+            account: Some(account_to_wire(account)),
+            admin: Some(user_to_wire(admin)),
+        }))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<v1::GetAccountRequest>,
+    ) -> Result<Response<v1::Account>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        let account = self.accounts.get(&caller, budget).await?;
+        Ok(Response::new(account_to_wire(account)))
+    }
+}
+
+fn account_to_wire(account: domain::Account) -> v1::Account {
+    v1::Account {
+        id: account.id.to_string(),
+        name: account.name.as_str().to_owned(),
+        slug: account.slug.as_str().to_owned(),
+        create_time: Some(timestamp(account.created_at)),
+    }
+}

@@ -1,0 +1,93 @@
+//! `supportdesk.v1.AuthService`.
+
+use tonic::{Request, Response, Status};
+
+use super::users::user_to_wire;
+use super::{request_budget, request_context, required, timestamp};
+use crate::errors::{AppError, FieldViolations};
+use crate::proto::v1;
+use crate::service::{Authentication, IssuedTokens};
+
+pub struct AuthApi {
+    authentication: Authentication,
+}
+
+impl AuthApi {
+    pub fn new(authentication: Authentication) -> Self {
+        Self { authentication }
+    }
+}
+
+#[tonic::async_trait]
+impl v1::auth_service_server::AuthService for AuthApi {
+    async fn login(
+        &self,
+        request: Request<v1::LoginRequest>,
+    ) -> Result<Response<v1::LoginResponse>, Status> {
+        let budget = request_budget(&request)?;
+        let message = request.into_inner();
+        let mut violations = FieldViolations::new();
+        for (field, value) in [
+            ("account", &message.account),
+            ("email", &message.email),
+            ("password", &message.password),
+        ] {
+            if value.is_empty() {
+                violations.add(field, &required());
+            }
+        }
+        violations.into_result()?;
+        let (tokens, user) = self
+            .authentication
+            .login(&message.account, &message.email, &message.password, budget)
+            .await?;
+        Ok(Response::new(v1::LoginResponse {
+            tokens: Some(tokens_to_wire(tokens)),
+            user: Some(user_to_wire(user)),
+        }))
+    }
+
+    async fn refresh_token(
+        &self,
+        request: Request<v1::RefreshTokenRequest>,
+    ) -> Result<Response<v1::RefreshTokenResponse>, Status> {
+        let budget = request_budget(&request)?;
+        let presented = &request.get_ref().refresh_token;
+        if presented.trim().is_empty() {
+            return Err(AppError::invalid_field("refresh_token", &required()).into());
+        }
+        let tokens = self.authentication.refresh(presented, budget).await?;
+        Ok(Response::new(v1::RefreshTokenResponse {
+            tokens: Some(tokens_to_wire(tokens)),
+        }))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<v1::LogoutRequest>,
+    ) -> Result<Response<v1::LogoutResponse>, Status> {
+        let (caller, _) = request_context(&request)?;
+        self.authentication.logout(&caller).await?;
+        Ok(Response::new(v1::LogoutResponse {}))
+    }
+
+    async fn logout_all(
+        &self,
+        request: Request<v1::LogoutAllRequest>,
+    ) -> Result<Response<v1::LogoutAllResponse>, Status> {
+        let (caller, _) = request_context(&request)?;
+        let ended = self.authentication.logout_all(&caller).await?;
+        Ok(Response::new(v1::LogoutAllResponse {
+            ended_sessions: i32::try_from(ended).unwrap_or(i32::MAX),
+        }))
+    }
+}
+
+fn tokens_to_wire(tokens: IssuedTokens) -> v1::Tokens {
+    v1::Tokens {
+        access_token_expire_time: Some(timestamp(tokens.access.expires_at)),
+        access_token: tokens.access.token,
+        refresh_token: tokens.refresh.reveal().to_owned(),
+        refresh_token_expire_time: Some(timestamp(tokens.refresh_expires_at)),
+    }
+}

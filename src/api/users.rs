@@ -1,0 +1,169 @@
+//! `supportdesk.v1.UserService`, and the user and role conversions other services share.
+
+use tonic::{Request, Response, Status};
+
+use super::{next_page_token, page_request, request_context, required, timestamp};
+use crate::domain::{self, DisplayName, Email, InvalidValue, Password, Role, UserId};
+use crate::errors::{AppError, FieldViolations};
+use crate::proto::v1;
+use crate::service::{UserChanges, Users};
+
+/// The name page tokens of ListUsers carry.
+const LIST: &str = "users";
+
+pub struct UserApi {
+    users: Users,
+}
+
+impl UserApi {
+    pub fn new(users: Users) -> Self {
+        Self { users }
+    }
+}
+
+#[tonic::async_trait]
+impl v1::user_service_server::UserService for UserApi {
+    async fn create_user(
+        &self,
+        request: Request<v1::CreateUserRequest>,
+    ) -> Result<Response<v1::User>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        // Permission before validation: a caller who may not add users learns nothing more.
+        caller.require(Role::Admin)?;
+        let message = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let user = message.user.unwrap_or_default();
+        let email = violations.check("user.email", Email::parse(&user.email));
+        let display_name =
+            violations.check("user.display_name", DisplayName::parse(&user.display_name));
+        let role = violations.check("user.role", role_from_wire(user.role));
+        let password = violations.check("password", Password::parse(&message.password));
+        let (Some(email), Some(display_name), Some(role), Some(password)) =
+            (email, display_name, role, password)
+        else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let created = self
+            .users
+            .create(&caller, email, display_name, role, password, budget)
+            .await?;
+        Ok(Response::new(user_to_wire(created)))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<v1::GetUserRequest>,
+    ) -> Result<Response<v1::User>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        let id = UserId::parse(&request.get_ref().id)
+            .map_err(|problem| AppError::invalid_field("id", &problem))?;
+        let user = self.users.get(&caller, id, budget).await?;
+        Ok(Response::new(user_to_wire(user)))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<v1::ListUsersRequest>,
+    ) -> Result<Response<v1::ListUsersResponse>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        caller.require(Role::Agent)?;
+        let message = request.get_ref();
+        let (page_size, after) = page_request(message.page_size, &message.page_token, LIST)?;
+        let page = self.users.list(&caller, page_size, after, budget).await?;
+        Ok(Response::new(v1::ListUsersResponse {
+            users: page.items.into_iter().map(user_to_wire).collect(),
+            next_page_token: next_page_token(page.next, LIST),
+        }))
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<v1::UpdateUserRequest>,
+    ) -> Result<Response<v1::User>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        caller.require(Role::Admin)?;
+        let message = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let Some(user) = message.user else {
+            violations.add("user", &required());
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let id = violations.check("user.id", UserId::parse(&user.id));
+        let paths = message
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
+        if paths.is_empty() {
+            violations.add(
+                "update_mask",
+                &InvalidValue::new("must name at least one of: display_name, role, active"),
+            );
+        }
+        let mut changes = UserChanges::default();
+        for (index, path) in paths.iter().enumerate() {
+            match path.as_str() {
+                "display_name" => {
+                    changes.display_name = violations
+                        .check("user.display_name", DisplayName::parse(&user.display_name));
+                }
+                "role" => changes.role = violations.check("user.role", role_from_wire(user.role)),
+                "active" => changes.active = Some(user.active),
+                other => violations.add(
+                    format!("update_mask.paths[{index}]"),
+                    &InvalidValue::new(format!(
+                        "{other:?} cannot be updated (allowed: display_name, role, active)"
+                    )),
+                ),
+            }
+        }
+        let Some(id) = id else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        violations.into_result()?;
+        let updated = self.users.update(&caller, id, changes, budget).await?;
+        Ok(Response::new(user_to_wire(updated)))
+    }
+
+    async fn get_current_user(
+        &self,
+        request: Request<v1::GetCurrentUserRequest>,
+    ) -> Result<Response<v1::User>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        let user = self.users.current(&caller, budget).await?;
+        Ok(Response::new(user_to_wire(user)))
+    }
+}
+
+/// A role from the wire; UNSPECIFIED is refused, as is a number outside the enum.
+pub(crate) fn role_from_wire(value: i32) -> Result<Role, InvalidValue> {
+    match v1::UserRole::try_from(value) {
+        Ok(v1::UserRole::Admin) => Ok(Role::Admin),
+        Ok(v1::UserRole::Agent) => Ok(Role::Agent),
+        Ok(v1::UserRole::Customer) => Ok(Role::Customer),
+        Ok(v1::UserRole::Unspecified) => Err(InvalidValue::new(
+            "is required: USER_ROLE_ADMIN, USER_ROLE_AGENT or USER_ROLE_CUSTOMER",
+        )),
+        Err(_) => Err(InvalidValue::new(format!("{value} is not a UserRole"))),
+    }
+}
+
+pub(crate) fn role_to_wire(role: Role) -> v1::UserRole {
+    match role {
+        Role::Admin => v1::UserRole::Admin,
+        Role::Agent => v1::UserRole::Agent,
+        Role::Customer => v1::UserRole::Customer,
+    }
+}
+
+pub(crate) fn user_to_wire(user: domain::User) -> v1::User {
+    v1::User {
+        id: user.id.to_string(),
+        account_id: user.account_id.to_string(),
+        email: user.email.as_str().to_owned(),
+        display_name: user.display_name.as_str().to_owned(),
+        role: role_to_wire(user.role).into(),
+        active: user.active,
+        create_time: Some(timestamp(user.created_at)),
+        update_time: Some(timestamp(user.updated_at)),
+    }
+}

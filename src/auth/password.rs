@@ -1,0 +1,129 @@
+//! Password hashing with argon2id at OWASP's parameters (19 MiB, 2 iterations, 1 lane). Hashing
+//! runs on blocking threads, at most one per core at a time, so a login storm queues logins
+//! instead of stalling every other RPC on the async runtime.
+
+use std::sync::Arc;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::domain::Password;
+use crate::errors::{AppError, AppResult};
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    permits: Arc<Semaphore>,
+    /// A hash of a random password, verified against when there is no real hash to check, so
+    /// that an unknown email costs as much time as a wrong password.
+    decoy: Arc<OnceCell<String>>,
+}
+
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+impl PasswordHasher {
+    pub fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get());
+        Self {
+            permits: Arc::new(Semaphore::new(cores)),
+            decoy: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// The PHC string of `password` with a fresh salt.
+    pub async fn hash(&self, password: &Password) -> AppResult<String> {
+        let password = password.clone();
+        self.blocking(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            argon2()
+                .hash_password(password.expose().as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|error| AppError::internal(anyhow::anyhow!("argon2: {error}")))
+        })
+        .await
+    }
+
+    /// Whether `password` matches `stored`. With no stored hash (unknown user, or one who never
+    /// set a password) a decoy is checked instead and the answer is false: same work, same time.
+    pub async fn verify(&self, password: &str, stored: Option<String>) -> AppResult<bool> {
+        let decoy = self
+            .decoy
+            .get_or_try_init(|| async {
+                let random = Password::parse(&uuid::Uuid::new_v4().to_string())
+                    .expect("a UUID is a valid password");
+                self.hash(&random).await
+            })
+            .await?
+            .clone();
+        let matches_real = stored.is_some();
+        let hash = stored.unwrap_or(decoy);
+        let password = password.to_owned();
+        let verified = self
+            .blocking(move || {
+                let parsed = PasswordHash::new(&hash).map_err(|error| {
+                    AppError::internal(anyhow::anyhow!("stored password hash: {error}"))
+                })?;
+                // argon2's verification compares in constant time.
+                Ok(argon2()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok())
+            })
+            .await?;
+        Ok(verified && matches_real)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> AppResult<T> + Send + 'static,
+    ) -> AppResult<T> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|error| AppError::internal(anyhow::anyhow!(error)))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|error| AppError::internal(anyhow::anyhow!("hashing panicked: {error}")))?
+    }
+}
+
+impl Default for PasswordHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hashed_password_verifies_and_a_wrong_one_does_not() {
+        let hasher = PasswordHasher::new();
+        let password = Password::parse("correct horse battery staple").unwrap();
+        let hash = hasher.hash(&password).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(
+            hasher
+                .verify("correct horse battery staple", Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !hasher
+                .verify("wrong horse battery staple", Some(hash))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_stored_hash_nothing_verifies() {
+        let hasher = PasswordHasher::new();
+        assert!(!hasher.verify("anything at all", None).await.unwrap());
+    }
+}

@@ -1,0 +1,85 @@
+//! Signing up (an account with its first admin) and reading the caller's account.
+
+use std::time::Duration;
+
+use super::on_unique_violation;
+use crate::auth::{Caller, PasswordHasher};
+use crate::db::PgPool;
+use crate::db::models::{Account, NewAccount, NewUser};
+use crate::domain::{
+    self, AccountId, AccountName, AccountSlug, DisplayName, Email, Password, Role, UserId,
+};
+use crate::errors::{AppError, AppResult, Resource};
+use crate::in_transaction;
+
+/// What CreateAccount asks for, every part valid.
+#[derive(Debug)]
+pub struct NewAccountRequest {
+    pub name: AccountName,
+    pub slug: AccountSlug,
+    pub admin_email: Email,
+    pub admin_password: Password,
+    pub admin_display_name: DisplayName,
+}
+
+#[derive(Clone)]
+pub struct Accounts {
+    pool: PgPool,
+    hasher: PasswordHasher,
+}
+
+impl Accounts {
+    pub fn new(pool: PgPool, hasher: PasswordHasher) -> Self {
+        Self { pool, hasher }
+    }
+
+    /// Creates the account and its first admin together: both or neither.
+    pub async fn create(
+        &self,
+        request: NewAccountRequest,
+        budget: Duration,
+    ) -> AppResult<(domain::Account, domain::User)> {
+        // Hashed before a connection is taken: the pool is not held during argon2.
+        let password_hash = self.hasher.hash(&request.admin_password).await?;
+        in_transaction!(&self.pool, budget, |conn| {
+            let account = NewAccount {
+                id: AccountId::generate().as_uuid(),
+                name: request.name.as_str(),
+                slug: request.slug.as_str(),
+            }
+            .insert(conn)
+            .await
+            .map_err(|error| {
+                on_unique_violation(
+                    error,
+                    "accounts_slug_key",
+                    AppError::AlreadyExists {
+                        reason: "ACCOUNT_SLUG_TAKEN",
+                        message: format!("the slug {} is taken", request.slug.as_str()),
+                    },
+                )
+            })?;
+            let admin = NewUser {
+                id: UserId::generate().as_uuid(),
+                account_id: account.id,
+                email: request.admin_email.as_str(),
+                display_name: request.admin_display_name.as_str(),
+                role: Role::Admin.as_str(),
+                password_hash: Some(&password_hash),
+            }
+            .insert(conn)
+            .await?;
+            Ok((account.into_domain()?, admin.into_domain()?))
+        })
+    }
+
+    /// The caller's own account.
+    pub async fn get(&self, caller: &Caller, budget: Duration) -> AppResult<domain::Account> {
+        in_transaction!(&self.pool, budget, |conn| {
+            Account::find(conn, caller.account_id.as_uuid())
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::Account, caller.account_id))?
+                .into_domain()
+        })
+    }
+}

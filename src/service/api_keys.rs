@@ -1,0 +1,101 @@
+//! API keys for internal services: created by an admin, shown once, revocable.
+
+use std::time::Duration;
+
+use super::{Page, paginate, rows_to_fetch};
+use crate::auth::{ApiKeySecret, Caller};
+use crate::db::PgPool;
+use crate::db::models::{ApiKey, NewApiKey};
+use crate::domain::{self, ApiKeyId, ApiKeyName, PageCursor, PageSize, Role};
+use crate::errors::{AppError, AppResult, Resource};
+use crate::in_transaction;
+
+#[derive(Clone)]
+pub struct ApiKeys {
+    pool: PgPool,
+}
+
+impl ApiKeys {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Creates a key with `roles` (admin and/or agent; checked by the caller of this). Keys are
+    /// created by people, so the creator is on record.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        name: ApiKeyName,
+        roles: Vec<Role>,
+        budget: Duration,
+    ) -> AppResult<(domain::ApiKey, ApiKeySecret)> {
+        caller.require(Role::Admin)?;
+        let creator = caller.require_user()?;
+        let secret = ApiKeySecret::generate();
+        let key = in_transaction!(&self.pool, budget, |conn| {
+            Ok::<_, AppError>(
+                NewApiKey {
+                    id: ApiKeyId::generate().as_uuid(),
+                    account_id: caller.account_id.as_uuid(),
+                    name: name.as_str(),
+                    prefix: &secret.shown_prefix(),
+                    secret_hash: &secret.hash(),
+                    roles: roles.iter().map(|role| Some(role.as_str())).collect(),
+                    created_by: creator.as_uuid(),
+                }
+                .insert(conn)
+                .await?,
+            )
+        })?;
+        Ok((key.into_domain()?, secret))
+    }
+
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        page_size: PageSize,
+        after: Option<PageCursor>,
+        budget: Duration,
+    ) -> AppResult<Page<domain::ApiKey>> {
+        caller.require(Role::Admin)?;
+        let rows = in_transaction!(&self.pool, budget, |conn| {
+            Ok::<_, AppError>(
+                ApiKey::list_for_account(
+                    conn,
+                    caller.account_id.as_uuid(),
+                    after,
+                    rows_to_fetch(page_size),
+                )
+                .await?,
+            )
+        })?;
+        let page = paginate(rows, page_size, |key| PageCursor {
+            created_at: key.created_at,
+            id: key.id,
+        });
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(ApiKey::into_domain)
+                .collect::<AppResult<_>>()?,
+            next: page.next,
+        })
+    }
+
+    /// Revokes a key; the next call made with it is refused.
+    pub async fn revoke(
+        &self,
+        caller: &Caller,
+        id: ApiKeyId,
+        budget: Duration,
+    ) -> AppResult<domain::ApiKey> {
+        caller.require(Role::Admin)?;
+        in_transaction!(&self.pool, budget, |conn| {
+            ApiKey::revoke(conn, caller.account_id.as_uuid(), id.as_uuid())
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::ApiKey, id))?
+                .into_domain()
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! Logging in and out: passwords against argon2id hashes, sessions in Redis, JWT access tokens.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::auth::{
+    AccessToken, Caller, PasswordHasher, Principal, RefreshToken, RefreshTokenOutcome,
+    SessionStore, TokenIssuer,
+};
+use crate::db::PgPool;
+use crate::db::models::{Account, User};
+use crate::domain::{self, AccountSlug, Email, Role};
+use crate::errors::{AppError, AppResult};
+use crate::in_transaction;
+
+/// What a successful login or refresh hands out.
+#[derive(Debug)]
+pub struct IssuedTokens {
+    pub access: AccessToken,
+    pub refresh: RefreshToken,
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct Authentication {
+    pool: PgPool,
+    hasher: PasswordHasher,
+    sessions: SessionStore,
+    tokens: TokenIssuer,
+}
+
+/// One answer for every failed login, so that none tells which part was wrong.
+fn wrong_credentials() -> AppError {
+    AppError::Unauthenticated {
+        reason: "INVALID_CREDENTIALS",
+        message: "the account, email or password is incorrect".to_owned(),
+    }
+}
+
+impl Authentication {
+    pub fn new(
+        pool: PgPool,
+        hasher: PasswordHasher,
+        sessions: SessionStore,
+        tokens: TokenIssuer,
+    ) -> Self {
+        Self {
+            pool,
+            hasher,
+            sessions,
+            tokens,
+        }
+    }
+
+    /// Checks the password and starts a session. An unknown account or email, a user without a
+    /// password or a deactivated one all verify a decoy hash and fail like a wrong password.
+    pub async fn login(
+        &self,
+        account: &str,
+        email: &str,
+        password: &str,
+        budget: Duration,
+    ) -> AppResult<(IssuedTokens, domain::User)> {
+        let user = match (AccountSlug::parse(account), Email::parse(email)) {
+            (Ok(slug), Ok(email)) => self.find_user(&slug, &email, budget).await?,
+            _ => None,
+        };
+        let stored_hash = user
+            .as_ref()
+            .filter(|user| user.active)
+            .and_then(|user| user.password_hash.clone());
+        if !self.hasher.verify(password, stored_hash).await? {
+            return Err(wrong_credentials());
+        }
+        let user = user.ok_or_else(wrong_credentials)?.into_domain()?;
+        let (session_id, refresh, refresh_expires_at) =
+            self.sessions.start(user.id, user.account_id).await?;
+        let access = self
+            .tokens
+            .issue(user.id, user.account_id, user.role, session_id)?;
+        tracing::info!(user_id = %user.id, session_id = %session_id, "logged in");
+        Ok((
+            IssuedTokens {
+                access,
+                refresh,
+                refresh_expires_at,
+            },
+            user,
+        ))
+    }
+
+    async fn find_user(
+        &self,
+        slug: &AccountSlug,
+        email: &Email,
+        budget: Duration,
+    ) -> AppResult<Option<User>> {
+        in_transaction!(&self.pool, budget, |conn| {
+            let Some(account) = Account::find_by_slug(conn, slug.as_str()).await? else {
+                return Ok(None);
+            };
+            Ok(User::find_by_email(conn, account.id, email.as_str()).await?)
+        })
+    }
+
+    /// Rotates a refresh token. A token presented twice revokes its whole session.
+    pub async fn refresh(&self, presented: &str, budget: Duration) -> AppResult<IssuedTokens> {
+        match self
+            .sessions
+            .rotate(&RefreshToken::from_presented(presented))
+            .await?
+        {
+            RefreshTokenOutcome::Invalid => Err(AppError::Unauthenticated {
+                reason: "INVALID_CREDENTIALS",
+                message: "the refresh token is unknown, expired or revoked".to_owned(),
+            }),
+            RefreshTokenOutcome::Reused { owner } => {
+                tracing::warn!(
+                    user_id = %owner.user_id,
+                    session_id = %owner.session_id,
+                    "a used refresh token was presented again: session revoked"
+                );
+                Err(AppError::Unauthenticated {
+                    reason: "REFRESH_TOKEN_REUSED",
+                    message: "this refresh token was already used; the session has been revoked"
+                        .to_owned(),
+                })
+            }
+            RefreshTokenOutcome::Rotated {
+                owner,
+                next,
+                expires_at,
+            } => {
+                let user = in_transaction!(&self.pool, budget, |conn| {
+                    Ok::<_, AppError>(
+                        User::find_in_account(
+                            conn,
+                            owner.account_id.as_uuid(),
+                            owner.user_id.as_uuid(),
+                        )
+                        .await?,
+                    )
+                })?;
+                let Some(user) = user.filter(|user| user.active) else {
+                    self.sessions.end(owner.session_id, owner.user_id).await?;
+                    return Err(AppError::Unauthenticated {
+                        reason: "USER_DEACTIVATED",
+                        message: "this user can no longer sign in".to_owned(),
+                    });
+                };
+                let role = Role::parse(&user.role)
+                    .map_err(|problem| crate::db::models::corrupt("users.role", problem))?;
+                let access =
+                    self.tokens
+                        .issue(owner.user_id, owner.account_id, role, owner.session_id)?;
+                Ok(IssuedTokens {
+                    access,
+                    refresh: next,
+                    refresh_expires_at: expires_at,
+                })
+            }
+        }
+    }
+
+    /// Ends the session the caller's access token belongs to.
+    pub async fn logout(&self, caller: &Caller) -> AppResult<()> {
+        let Principal::User {
+            user_id,
+            session_id,
+            ..
+        } = &caller.principal
+        else {
+            return Err(AppError::PermissionDenied {
+                reason: "USER_REQUIRED",
+                message: "API keys have no session to end".to_owned(),
+            });
+        };
+        self.sessions.end(*session_id, *user_id).await
+    }
+
+    /// Ends every session of the calling user.
+    pub async fn logout_all(&self, caller: &Caller) -> AppResult<u32> {
+        let user_id = caller.require_user()?;
+        self.sessions.end_all(user_id).await
+    }
+}

@@ -1,0 +1,201 @@
+//! The people of an account: added and changed by admins, read by agents and admins; a
+//! customer sees only themselves.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{Page, on_unique_violation, paginate, rows_to_fetch};
+use crate::auth::{Caller, PasswordHasher, SessionStore};
+use crate::db::PgPool;
+use crate::db::models::{NewUser, User, UserChangeset};
+use crate::domain::{self, DisplayName, Email, PageCursor, PageSize, Password, Role, UserId};
+use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
+use crate::in_transaction;
+
+/// The changes UpdateUser asks for: only the fields named in its mask.
+#[derive(Debug, Default)]
+pub struct UserChanges {
+    pub display_name: Option<DisplayName>,
+    pub role: Option<Role>,
+    pub active: Option<bool>,
+}
+
+#[derive(Clone)]
+pub struct Users {
+    pool: PgPool,
+    hasher: PasswordHasher,
+    sessions: SessionStore,
+}
+
+impl Users {
+    pub fn new(pool: PgPool, hasher: PasswordHasher, sessions: SessionStore) -> Self {
+        Self {
+            pool,
+            hasher,
+            sessions,
+        }
+    }
+
+    /// Adds a user who can log in. A customer the account already knows from a ticket, who has
+    /// never had a password, is given this one (and the role) instead: that is how a requester
+    /// is invited. Anyone else with the email makes it ALREADY_EXISTS.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        email: Email,
+        display_name: DisplayName,
+        role: Role,
+        password: Password,
+        budget: Duration,
+    ) -> AppResult<domain::User> {
+        caller.require(Role::Admin)?;
+        let password_hash = self.hasher.hash(&password).await?;
+        in_transaction!(&self.pool, budget, |conn| {
+            let account_id = caller.account_id.as_uuid();
+            if let Some(existing) = User::find_by_email(conn, account_id, email.as_str()).await? {
+                if existing.password_hash.is_some() {
+                    return Err(AppError::AlreadyExists {
+                        reason: "USER_EMAIL_TAKEN",
+                        message: format!("the account already has a user {email}"),
+                    });
+                }
+                let claimed = User::claim_without_password(
+                    conn,
+                    account_id,
+                    existing.id,
+                    display_name.as_str(),
+                    role.as_str(),
+                    &password_hash,
+                )
+                .await?;
+                return claimed.into_domain();
+            }
+            NewUser {
+                id: UserId::generate().as_uuid(),
+                account_id,
+                email: email.as_str(),
+                display_name: display_name.as_str(),
+                role: role.as_str(),
+                password_hash: Some(&password_hash),
+            }
+            .insert(conn)
+            .await
+            .map_err(|error| {
+                on_unique_violation(
+                    error,
+                    "users_account_email_key",
+                    AppError::AlreadyExists {
+                        reason: "USER_EMAIL_TAKEN",
+                        message: format!("the account already has a user {email}"),
+                    },
+                )
+            })?
+            .into_domain()
+        })
+    }
+
+    /// One user: agents and admins may read anyone in the account, customers only themselves.
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        id: UserId,
+        budget: Duration,
+    ) -> AppResult<domain::User> {
+        if caller.user_id() != Some(id) {
+            caller.require(Role::Agent)?;
+        }
+        self.find(caller, id, budget).await
+    }
+
+    pub async fn current(&self, caller: &Caller, budget: Duration) -> AppResult<domain::User> {
+        let id = caller.require_user()?;
+        self.find(caller, id, budget).await
+    }
+
+    async fn find(&self, caller: &Caller, id: UserId, budget: Duration) -> AppResult<domain::User> {
+        in_transaction!(&self.pool, budget, |conn| {
+            User::find_in_account(conn, caller.account_id.as_uuid(), id.as_uuid())
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::User, id))?
+                .into_domain()
+        })
+    }
+
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        page_size: PageSize,
+        after: Option<PageCursor>,
+        budget: Duration,
+    ) -> AppResult<Page<domain::User>> {
+        caller.require(Role::Agent)?;
+        let rows = in_transaction!(&self.pool, budget, |conn| {
+            Ok::<_, AppError>(
+                User::list_for_account(
+                    conn,
+                    caller.account_id.as_uuid(),
+                    after,
+                    rows_to_fetch(page_size),
+                )
+                .await?,
+            )
+        })?;
+        let page = paginate(rows, page_size, |user| PageCursor {
+            created_at: user.created_at,
+            id: user.id,
+        });
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(User::into_domain)
+                .collect::<AppResult<_>>()?,
+            next: page.next,
+        })
+    }
+
+    /// Changes a user. Admins cannot demote or deactivate themselves, so an account can never
+    /// lose its last admin by accident. A deactivated user's sessions all end.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        id: UserId,
+        changes: UserChanges,
+        budget: Duration,
+    ) -> AppResult<domain::User> {
+        caller.require(Role::Admin)?;
+        let demotes = changes.role.is_some_and(|role| role != Role::Admin);
+        let deactivates = changes.active == Some(false);
+        if caller.user_id() == Some(id) && (demotes || deactivates) {
+            return Err(AppError::FailedPrecondition {
+                reason: "SELF_LOCKOUT",
+                message: "admins cannot demote or deactivate themselves; ask another admin"
+                    .to_owned(),
+                violations: vec![PreconditionViolation {
+                    kind: "USER_ROLE".to_owned(),
+                    subject: format!("users/{id}"),
+                    description: "the caller is this admin".to_owned(),
+                }],
+            });
+        }
+        let user = in_transaction!(&self.pool, budget, |conn| {
+            let changeset = UserChangeset {
+                display_name: changes.display_name.as_ref().map(DisplayName::as_str),
+                role: changes.role.as_ref().map(Role::as_str),
+                active: changes.active,
+                updated_at: Some(Utc::now()),
+            };
+            User::update(conn, caller.account_id.as_uuid(), id.as_uuid(), &changeset)
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::User, id))?
+                .into_domain()
+        })?;
+        if deactivates {
+            // After the commit: the authenticator already refuses the user's tokens, and a
+            // failure here leaves only refresh tokens that the deactivated user cannot use.
+            self.sessions.end_all(id).await?;
+        }
+        Ok(user)
+    }
+}

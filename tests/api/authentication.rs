@@ -1,0 +1,322 @@
+//! AuthService and the authentication layer: logins that give nothing away, rotating refresh
+//! tokens with reuse detection, logouts, and tokens that cannot be forged.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use redis::AsyncCommands;
+use supportdesk::proto::v1;
+use tonic::Code;
+
+use super::helpers::{TEST_PASSWORD, TestApp, TestUser, error_reason, redis_url, with_token};
+
+fn login_request(user: &TestUser, password: &str) -> v1::LoginRequest {
+    v1::LoginRequest {
+        account: user.account_slug.clone(),
+        email: user.email.clone(),
+        password: password.to_owned(),
+    }
+}
+
+async fn refresh(app: &TestApp, token: &str) -> Result<v1::Tokens, tonic::Status> {
+    app.auth
+        .clone()
+        .refresh_token(v1::RefreshTokenRequest {
+            refresh_token: token.to_owned(),
+        })
+        .await
+        .map(|response| response.into_inner().tokens.expect("tokens"))
+}
+
+#[tokio::test]
+async fn a_login_returns_working_tokens_and_the_user() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .auth
+        .clone()
+        .login(login_request(&app.admin, TEST_PASSWORD))
+        .await
+        .expect("logged in")
+        .into_inner();
+    let tokens = response.tokens.expect("tokens");
+    assert_eq!(response.user.expect("user").email, app.admin.email);
+    let expires = tokens.access_token_expire_time.expect("expiry").seconds;
+    let lifetime = expires - chrono::Utc::now().timestamp();
+    assert!(
+        (890..=900).contains(&lifetime),
+        "15 minutes, got {lifetime} s"
+    );
+    app.users
+        .clone()
+        .get_current_user(with_token(
+            &tokens.access_token,
+            v1::GetCurrentUserRequest {},
+        ))
+        .await
+        .expect("the access token works");
+}
+
+#[tokio::test]
+async fn every_failed_login_answers_the_same_error() {
+    let app = TestApp::spawn().await;
+    let attempts = [
+        login_request(&app.admin, "wrong password, long enough"),
+        login_request(&app.admin, "short"),
+        v1::LoginRequest {
+            email: "nobody@example.com".to_owned(),
+            ..login_request(&app.admin, TEST_PASSWORD)
+        },
+        v1::LoginRequest {
+            account: "no-such-account".to_owned(),
+            ..login_request(&app.admin, TEST_PASSWORD)
+        },
+    ];
+    let mut answers = Vec::new();
+    for attempt in attempts {
+        let status = app.auth.clone().login(attempt).await.expect_err("refused");
+        answers.push((
+            status.code(),
+            status.message().to_owned(),
+            error_reason(&status),
+        ));
+    }
+    assert_eq!(answers[0].0, Code::Unauthenticated);
+    assert_eq!(answers[0].2, "INVALID_CREDENTIALS");
+    assert!(
+        answers.iter().all(|answer| *answer == answers[0]),
+        "{answers:?}"
+    );
+}
+
+async fn median_login_time(app: &TestApp, request: &v1::LoginRequest) -> Duration {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let _ = app.auth.clone().login(request.clone()).await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[2]
+}
+
+#[tokio::test]
+async fn an_unknown_email_takes_as_long_as_a_wrong_password() {
+    let app = TestApp::spawn().await;
+    let wrong_password = login_request(&app.admin, "wrong password, long enough");
+    let unknown_email = v1::LoginRequest {
+        email: "nobody@example.com".to_owned(),
+        ..wrong_password.clone()
+    };
+    let _ = median_login_time(&app, &unknown_email).await; // warms the decoy hash up
+    let known = median_login_time(&app, &wrong_password).await;
+    let unknown = median_login_time(&app, &unknown_email).await;
+    let ratio = unknown.as_secs_f64() / known.as_secs_f64();
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "unknown email {unknown:?} vs wrong password {known:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_login_storm_does_not_stall_other_calls() {
+    let app = TestApp::spawn().await;
+    let storm_started = Instant::now();
+    let storm: Vec<_> = (0..16)
+        .map(|_| {
+            let auth = app.auth.clone();
+            let request = login_request(&app.admin, "wrong password, long enough");
+            tokio::spawn(async move { auth.clone().login(request).await })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let started = Instant::now();
+        app.users
+            .clone()
+            .get_current_user(app.as_admin(v1::GetCurrentUserRequest {}))
+            .await
+            .expect("answered during the storm");
+        slowest = slowest.max(started.elapsed());
+    }
+    for login in storm {
+        let _ = login.await;
+    }
+    let storm_took = storm_started.elapsed();
+    assert!(
+        slowest < storm_took / 3,
+        "a call took {slowest:?} while the storm took {storm_took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_rotates_the_token_and_the_old_one_stops_working() {
+    let app = TestApp::spawn().await;
+    let first = refresh(&app, &app.admin.refresh_token)
+        .await
+        .expect("rotated");
+    assert_ne!(first.refresh_token, app.admin.refresh_token);
+    app.users
+        .clone()
+        .get_current_user(with_token(
+            &first.access_token,
+            v1::GetCurrentUserRequest {},
+        ))
+        .await
+        .expect("the new access token works");
+    let second = refresh(&app, &first.refresh_token)
+        .await
+        .expect("the new refresh token works once");
+    assert_ne!(second.refresh_token, first.refresh_token);
+}
+
+#[tokio::test]
+async fn reusing_a_refresh_token_revokes_the_whole_session() {
+    let app = TestApp::spawn().await;
+    let stolen = app.admin.refresh_token.clone();
+    let legitimate = refresh(&app, &stolen).await.expect("rotated");
+
+    let status = refresh(&app, &stolen).await.expect_err("replayed");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(error_reason(&status), "REFRESH_TOKEN_REUSED");
+
+    let status = refresh(&app, &legitimate.refresh_token)
+        .await
+        .expect_err("the family is revoked");
+    assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
+}
+
+#[tokio::test]
+async fn two_simultaneous_refreshes_of_one_token_cannot_both_succeed() {
+    let app = TestApp::spawn().await;
+    let (first, second) = tokio::join!(
+        refresh(&app, &app.admin.refresh_token),
+        refresh(&app, &app.admin.refresh_token)
+    );
+    assert!(
+        !(first.is_ok() && second.is_ok()),
+        "one token rotated twice"
+    );
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_logout_all_every_session() {
+    let app = TestApp::spawn().await;
+    let second_session =
+        super::helpers::log_in(&app.auth, &app.admin.account_slug, &app.admin.email).await;
+    let third_session =
+        super::helpers::log_in(&app.auth, &app.admin.account_slug, &app.admin.email).await;
+
+    app.auth
+        .clone()
+        .logout(app.as_admin(v1::LogoutRequest {}))
+        .await
+        .expect("logged out");
+    refresh(&app, &app.admin.refresh_token)
+        .await
+        .expect_err("this session is over");
+    refresh(&app, &second_session.refresh_token)
+        .await
+        .expect("the others are not");
+
+    let ended = app
+        .auth
+        .clone()
+        .logout_all(third_session.request(v1::LogoutAllRequest {}))
+        .await
+        .expect("logged out everywhere")
+        .into_inner()
+        .ended_sessions;
+    assert_eq!(ended, 2);
+    refresh(&app, &third_session.refresh_token)
+        .await
+        .expect_err("over");
+}
+
+#[tokio::test]
+async fn refresh_tokens_are_stored_only_as_hashes_that_expire() {
+    let app = TestApp::spawn().await;
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    let keys: Vec<String> = redis
+        .keys(format!("{}*", app.redis_prefix))
+        .await
+        .expect("keys");
+    assert!(!keys.is_empty(), "the session is in Redis");
+    for key in &keys {
+        assert!(
+            !key.contains(&app.admin.refresh_token),
+            "a token in a key name"
+        );
+        let ttl: i64 = redis.ttl(key).await.expect("ttl");
+        assert!(ttl > 0, "{key} never expires");
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .expect("type");
+        if kind == "hash" {
+            let values: Vec<String> = redis.hvals(key).await.expect("values");
+            assert!(
+                values
+                    .iter()
+                    .all(|value| !value.contains(&app.admin.refresh_token))
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn calls_without_valid_credentials_are_unauthenticated() {
+    let app = TestApp::spawn().await;
+    let genuine = &app.admin.access_token;
+    let mut parts = genuine.split('.');
+    let (header, payload) = (parts.next().unwrap(), parts.next().unwrap());
+    let unsigned = format!(
+        "{}.{payload}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#)
+    );
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["role"] = "admin".into();
+    claims["sub"] = uuid::Uuid::now_v7().to_string().into();
+    let tampered = format!(
+        "{header}.{}.{}",
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        genuine.split('.').nth(2).unwrap()
+    );
+
+    let cases: Vec<(Option<String>, &str)> = vec![
+        (None, "MISSING_CREDENTIALS"),
+        (
+            Some("Basic YWRtaW46YWRtaW4=".to_owned()),
+            "INVALID_CREDENTIALS",
+        ),
+        (Some("Bearer not-a-token".to_owned()), "INVALID_CREDENTIALS"),
+        (Some(format!("Bearer {unsigned}")), "INVALID_CREDENTIALS"),
+        (Some(format!("Bearer {tampered}")), "INVALID_CREDENTIALS"),
+        (
+            Some("Bearer sd_live_unknownkey".to_owned()),
+            "INVALID_CREDENTIALS",
+        ),
+    ];
+    for (authorization, reason) in cases {
+        let mut request = tonic::Request::new(v1::ListTicketsRequest::default());
+        if let Some(value) = &authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.parse().unwrap());
+        }
+        let status = app
+            .tickets
+            .clone()
+            .list_tickets(request)
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::Unauthenticated, "{authorization:?}");
+        assert_eq!(error_reason(&status), reason, "{authorization:?}");
+    }
+}

@@ -1,0 +1,415 @@
+//! Tenant isolation, RPC by RPC: every RPC of the API is called by the admin of another account
+//! and by a customer of the same account who owns none of the resources, aimed at the account's
+//! resources. Nothing may leak and nothing may change. The list of RPCs comes from the
+//! descriptor set, so a new RPC fails this test until it is given a probe.
+
+use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use prost::Message;
+use supportdesk::proto::v1;
+use tonic::{Code, Status};
+
+use super::helpers::{TEST_PASSWORD, TestApp, TestUser, valid_create_request, with_token};
+
+/// What the attack is aimed at: resources of the target account.
+struct Target {
+    admin: TestUser,
+    owner: TestUser,
+    agent: TestUser,
+    ticket: v1::Ticket,
+    api_key_id: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Snapshot {
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    rows: Option<String>,
+}
+
+/// Every row of the target account, as text: equal snapshots mean nothing changed.
+async fn snapshot(app: &TestApp) -> String {
+    let mut conn = app.database.connect().await;
+    let mut all = String::new();
+    for table in ["accounts", "users", "tickets", "api_keys"] {
+        let column = if table == "accounts" {
+            "id"
+        } else {
+            "account_id"
+        };
+        let rows: Vec<Snapshot> = diesel::sql_query(format!(
+            "SELECT json_agg(t ORDER BY t.id)::text AS rows FROM {table} t WHERE {column} = $1"
+        ))
+        .bind::<SqlUuid, _>(app.account_id.as_uuid())
+        .load(&mut conn)
+        .await
+        .expect("snapshot");
+        all.push_str(rows[0].rows.as_deref().unwrap_or("[]"));
+    }
+    all
+}
+
+/// Every RPC of package supportdesk.v1, as `Service/Method`.
+fn every_rpc() -> Vec<String> {
+    let set = prost_types::FileDescriptorSet::decode(supportdesk::proto::FILE_DESCRIPTOR_SET)
+        .expect("the descriptor set decodes");
+    set.file
+        .iter()
+        .filter(|file| file.package() == "supportdesk.v1")
+        .flat_map(|file| {
+            file.service.iter().flat_map(|service| {
+                service
+                    .method
+                    .iter()
+                    .map(move |method| format!("{}/{}", service.name(), method.name()))
+            })
+        })
+        .collect()
+}
+
+fn assert_refused<T: std::fmt::Debug>(rpc: &str, result: Result<T, Status>, codes: &[Code]) {
+    match result {
+        Ok(answer) => panic!("{rpc} answered {answer:?}"),
+        Err(status) => assert!(
+            codes.contains(&status.code()),
+            "{rpc}: {:?} {}",
+            status.code(),
+            status.message()
+        ),
+    }
+}
+
+const HIDDEN: &[Code] = &[Code::NotFound];
+const DENIED: &[Code] = &[Code::PermissionDenied];
+const HIDDEN_OR_DENIED: &[Code] = &[Code::NotFound, Code::PermissionDenied];
+
+/// Calls `rpc` as `attacker` against `target` and checks that nothing of the target leaks.
+async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
+    let foreign = attacker.account_id != target.admin.account_id;
+    let ticket_id = target.ticket.id.clone();
+    let agent_id = target.agent.id.to_string();
+    match rpc {
+        "AccountService/CreateAccount" => {
+            // Public: it creates a new account and touches no other.
+            let created = app
+                .accounts
+                .clone()
+                .create_account(v1::CreateAccountRequest {
+                    name: "Another".to_owned(),
+                    slug: format!("probe-{}", uuid::Uuid::now_v7().simple()),
+                    admin_email: target.admin.email.clone(),
+                    admin_password: TEST_PASSWORD.to_owned(),
+                    admin_display_name: String::new(),
+                })
+                .await
+                .expect("signing up is open")
+                .into_inner();
+            assert_ne!(
+                created.account.unwrap().id,
+                target.admin.account_id.to_string()
+            );
+        }
+        "AccountService/GetAccount" => {
+            let account = app
+                .accounts
+                .clone()
+                .get_account(attacker.request(v1::GetAccountRequest {}))
+                .await
+                .expect("the caller's own account")
+                .into_inner();
+            assert_eq!(account.id, attacker.account_id.to_string());
+        }
+        "ApiKeyService/CreateApiKey" => {
+            let result = app
+                .api_keys
+                .clone()
+                .create_api_key(attacker.request(v1::CreateApiKeyRequest {
+                    api_key: Some(v1::ApiKey {
+                        name: "probe".to_owned(),
+                        roles: vec![v1::UserRole::Admin.into()],
+                        ..Default::default()
+                    }),
+                }))
+                .await;
+            if foreign {
+                // An admin elsewhere makes a key of their own account, never of the target's.
+                let created = result
+                    .expect("created in the attacker's account")
+                    .into_inner();
+                let listed = app
+                    .api_keys
+                    .clone()
+                    .list_api_keys(target.admin.request(v1::ListApiKeysRequest::default()))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(
+                    listed
+                        .api_keys
+                        .iter()
+                        .all(|key| key.id != created.api_key.as_ref().unwrap().id)
+                );
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
+        "ApiKeyService/ListApiKeys" => {
+            let result = app
+                .api_keys
+                .clone()
+                .list_api_keys(attacker.request(v1::ListApiKeysRequest::default()))
+                .await;
+            if foreign {
+                let keys = result
+                    .expect("the attacker's own keys")
+                    .into_inner()
+                    .api_keys;
+                assert!(keys.iter().all(|key| key.id != target.api_key_id));
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
+        "ApiKeyService/RevokeApiKey" => {
+            let result = app
+                .api_keys
+                .clone()
+                .revoke_api_key(attacker.request(v1::RevokeApiKeyRequest {
+                    id: target.api_key_id.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "AuthService/Login" => {
+            // The attacker's own password does not open the target's account.
+            let result = app
+                .auth
+                .clone()
+                .login(v1::LoginRequest {
+                    account: target.admin.account_slug.clone(),
+                    email: attacker.email.clone(),
+                    password: "not the target's password".to_owned(),
+                })
+                .await;
+            assert_refused(rpc, result, &[Code::Unauthenticated]);
+        }
+        "AuthService/RefreshToken" => {
+            let tokens = app
+                .auth
+                .clone()
+                .refresh_token(v1::RefreshTokenRequest {
+                    refresh_token: attacker.refresh_token.clone(),
+                })
+                .await
+                .expect("the attacker's own session")
+                .into_inner()
+                .tokens
+                .unwrap();
+            let me = app
+                .users
+                .clone()
+                .get_current_user(with_token(
+                    &tokens.access_token,
+                    v1::GetCurrentUserRequest {},
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(me.id, attacker.id.to_string(), "still the attacker");
+        }
+        "AuthService/Logout" | "AuthService/LogoutAll" => {
+            let session =
+                super::helpers::log_in(&app.auth, &attacker.account_slug, &attacker.email).await;
+            if rpc.ends_with("LogoutAll") {
+                app.auth
+                    .clone()
+                    .logout_all(session.request(v1::LogoutAllRequest {}))
+                    .await
+                    .expect("the attacker's own sessions");
+            } else {
+                app.auth
+                    .clone()
+                    .logout(session.request(v1::LogoutRequest {}))
+                    .await
+                    .expect("the attacker's own session");
+            }
+            // The target's sessions are checked once all probes have run.
+        }
+        "TicketService/CreateTicket" => {
+            // Aimed at the target: assign it to the target's agent, or raise it for its owner.
+            let mut request = valid_create_request("probe");
+            let ticket = request.ticket.as_mut().unwrap();
+            if foreign {
+                ticket.assignee_id = agent_id;
+            } else {
+                ticket.requester_email = target.owner.email.clone();
+            }
+            let result = app
+                .tickets
+                .clone()
+                .create_ticket(attacker.request(request))
+                .await;
+            assert_refused(rpc, result, &[Code::InvalidArgument]);
+        }
+        "TicketService/GetTicket" => {
+            let result = app
+                .tickets
+                .clone()
+                .get_ticket(attacker.request(v1::GetTicketRequest { id: ticket_id }))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
+        }
+        "TicketService/ListTickets" => {
+            let tickets = app
+                .tickets
+                .clone()
+                .list_tickets(attacker.request(v1::ListTicketsRequest {
+                    page_size: 100,
+                    page_token: String::new(),
+                }))
+                .await
+                .expect("the attacker's own tickets")
+                .into_inner()
+                .tickets;
+            assert!(tickets.iter().all(|ticket| ticket.id != target.ticket.id));
+        }
+        "UserService/CreateUser" => {
+            let result = app
+                .users
+                .clone()
+                .create_user(attacker.request(v1::CreateUserRequest {
+                    user: Some(v1::User {
+                        email: target.agent.email.clone(),
+                        role: v1::UserRole::Admin.into(),
+                        ..Default::default()
+                    }),
+                    password: TEST_PASSWORD.to_owned(),
+                }))
+                .await;
+            if foreign {
+                let created = result
+                    .expect("created in the attacker's account")
+                    .into_inner();
+                assert_eq!(created.account_id, attacker.account_id.to_string());
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
+        "UserService/GetUser" => {
+            let result = app
+                .users
+                .clone()
+                .get_user(attacker.request(v1::GetUserRequest { id: agent_id }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "UserService/ListUsers" => {
+            let result = app
+                .users
+                .clone()
+                .list_users(attacker.request(v1::ListUsersRequest {
+                    page_size: 100,
+                    page_token: String::new(),
+                }))
+                .await;
+            if foreign {
+                let users = result.expect("the attacker's own users").into_inner().users;
+                assert!(
+                    users
+                        .iter()
+                        .all(|user| user.account_id == attacker.account_id.to_string())
+                );
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
+        "UserService/UpdateUser" => {
+            let result = app
+                .users
+                .clone()
+                .update_user(attacker.request(v1::UpdateUserRequest {
+                    user: Some(v1::User {
+                        id: agent_id,
+                        role: v1::UserRole::Customer.into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["role".to_owned()],
+                    }),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "UserService/GetCurrentUser" => {
+            let me = app
+                .users
+                .clone()
+                .get_current_user(attacker.request(v1::GetCurrentUserRequest {}))
+                .await
+                .expect("the attacker themselves")
+                .into_inner();
+            assert_eq!(me.id, attacker.id.to_string());
+        }
+        other => panic!("{other} has no tenancy probe: add one to tests/api/tenancy.rs"),
+    }
+}
+
+#[tokio::test]
+async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anything() {
+    let app = TestApp::spawn().await;
+    let owner = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let mut request = valid_create_request("owned by the customer");
+    request.ticket.as_mut().unwrap().requester_email = owner.email.clone();
+    let ticket = app
+        .tickets
+        .clone()
+        .create_ticket(app.as_admin(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let api_key_id = app
+        .api_keys
+        .clone()
+        .create_api_key(app.as_admin(v1::CreateApiKeyRequest {
+            api_key: Some(v1::ApiKey {
+                name: "target key".to_owned(),
+                roles: vec![v1::UserRole::Agent.into()],
+                ..Default::default()
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_key
+        .unwrap()
+        .id;
+    let target = Target {
+        admin: app.admin.clone(),
+        agent: app.add_user(&app.admin, v1::UserRole::Agent).await,
+        owner,
+        ticket,
+        api_key_id,
+    };
+    let other_admin = app.sign_up_another_account().await;
+    let other_customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+
+    let rpcs = every_rpc();
+    assert!(rpcs.len() >= 17, "the descriptor lists the API: {rpcs:?}");
+    for attacker in [&other_admin, &other_customer] {
+        for rpc in &rpcs {
+            let before = snapshot(&app).await;
+            probe(&app, rpc, attacker, &target).await;
+            assert_eq!(
+                snapshot(&app).await,
+                before,
+                "{rpc} called by {} changed the target account",
+                attacker.email
+            );
+        }
+    }
+    app.auth
+        .clone()
+        .refresh_token(v1::RefreshTokenRequest {
+            refresh_token: target.owner.refresh_token.clone(),
+        })
+        .await
+        .expect("no logout of another ended the target's session");
+}
