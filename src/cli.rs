@@ -33,7 +33,12 @@ pub enum Command {
     Migrate,
     /// Create the demo account (slug `demo`, admin admin@demo.example / supportdesk-demo) if it
     /// is missing and print its id.
-    SeedDemo,
+    SeedDemo {
+        /// Also fill the demo account up to this many generated tickets (e.g. 100000), to try
+        /// listing and filtering on a realistic amount of data.
+        #[arg(long, default_value_t = 0)]
+        tickets: u32,
+    },
     /// Create an account with its first admin and print the account's id. The admin's password
     /// is read from SUPPORTDESK_ADMIN_PASSWORD, or else from the first line of standard input.
     CreateAccount {
@@ -114,9 +119,13 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             tracing::info!(count = applied.len(), ?applied, "migrations applied");
             Ok(())
         }
-        Command::SeedDemo => {
+        Command::SeedDemo { tickets } => {
             let pool = db::build_pool(&settings.database);
             let account_id = seed::seed_demo_account(&pool).await?;
+            if tickets > 0 {
+                let added = seed::seed_demo_tickets(&pool, account_id, tickets).await?;
+                tracing::info!(added, "demo tickets generated");
+            }
             println!("{account_id}");
             Ok(())
         }

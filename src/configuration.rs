@@ -18,6 +18,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub server: ServerSettings,
     pub auth: AuthSettings,
+    pub tickets: TicketSettings,
     pub log: LogSettings,
 }
 
@@ -76,6 +77,15 @@ pub struct AuthSettings {
     pub access_token_ttl: Duration,
     /// `REFRESH_TOKEN_TTL_SECS`: how long an unused refresh token (and so a session) lives.
     pub refresh_token_ttl: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct TicketSettings {
+    /// `MAX_OPEN_TICKETS_PER_REQUESTER`: how many tickets one requester may have open (not solved
+    /// or closed) at once.
+    pub max_open_per_requester: u32,
+    /// `TICKET_CACHE_TTL_SECS`: how long GetTicket may serve a ticket from Redis.
+    pub cache_ttl: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -181,6 +191,10 @@ impl Settings {
                     reader.parsed("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600),
                 ),
             },
+            tickets: TicketSettings {
+                max_open_per_requester: reader.parsed("MAX_OPEN_TICKETS_PER_REQUESTER", 10),
+                cache_ttl: Duration::from_secs(reader.parsed("TICKET_CACHE_TTL_SECS", 300)),
+            },
             log: LogSettings {
                 format: reader.parsed("LOG_FORMAT", LogFormat::Json),
                 filter: reader.parsed("RUST_LOG", "info".to_owned()),
@@ -193,6 +207,11 @@ impl Settings {
             settings.server.max_concurrent_streams,
         );
         reader.positive_duration("ACCESS_TOKEN_TTL_SECS", settings.auth.access_token_ttl);
+        reader.positive_duration("TICKET_CACHE_TTL_SECS", settings.tickets.cache_ttl);
+        reader.positive(
+            "MAX_OPEN_TICKETS_PER_REQUESTER",
+            settings.tickets.max_open_per_requester,
+        );
         reader.positive_duration("REFRESH_TOKEN_TTL_SECS", settings.auth.refresh_token_ttl);
         if reader.problems.is_empty() {
             Ok(settings)

@@ -64,6 +64,13 @@ pub enum AppError {
         violations: Vec<PreconditionViolation>,
     },
 
+    /// A concurrent change got there first (a stale etag); re-read and retry.
+    #[error("{message}")]
+    Aborted {
+        reason: &'static str,
+        message: String,
+    },
+
     /// No such resource in the caller's account (which includes: it exists in another one).
     #[error("{resource} {id} not found")]
     NotFound { resource: Resource, id: String },
@@ -90,6 +97,7 @@ pub enum AppError {
 pub enum Resource {
     Account,
     ApiKey,
+    Comment,
     Ticket,
     User,
 }
@@ -99,6 +107,7 @@ impl Resource {
         match self {
             Self::Account => "supportdesk.v1.Account",
             Self::ApiKey => "supportdesk.v1.ApiKey",
+            Self::Comment => "supportdesk.v1.Comment",
             Self::Ticket => "supportdesk.v1.Ticket",
             Self::User => "supportdesk.v1.User",
         }
@@ -108,6 +117,7 @@ impl Resource {
         match self {
             Self::Account => "ACCOUNT_NOT_FOUND",
             Self::ApiKey => "API_KEY_NOT_FOUND",
+            Self::Comment => "COMMENT_NOT_FOUND",
             Self::Ticket => "TICKET_NOT_FOUND",
             Self::User => "USER_NOT_FOUND",
         }
@@ -119,6 +129,7 @@ impl fmt::Display for Resource {
         f.write_str(match self {
             Self::Account => "account",
             Self::ApiKey => "API key",
+            Self::Comment => "comment",
             Self::Ticket => "ticket",
             Self::User => "user",
         })
@@ -301,6 +312,9 @@ impl From<AppError> for Status {
                         message.clone(),
                         HashMap::new(),
                     )
+                }
+                AppError::Aborted { reason, message } => {
+                    (Code::Aborted, reason, message.clone(), HashMap::new())
                 }
                 AppError::NotFound { resource, id } => {
                     details.set_resource_info(resource.type_name(), id, "", "");

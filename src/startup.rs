@@ -25,7 +25,7 @@ use crate::health::{DependencyProbe, Health};
 use crate::middleware::MiddlewareLayer;
 use crate::proto::{self, v1};
 use crate::redis_pool::{self, RedisKeys, RedisPool};
-use crate::service::{Accounts, ApiKeys, Authentication, TicketDesk, Users};
+use crate::service::{Accounts, ApiKeys, Authentication, TicketCache, TicketDesk, Users};
 
 pub struct Application {
     listener: TcpListener,
@@ -220,7 +220,15 @@ impl Services {
                 sessions.clone(),
                 tokens,
             ),
-            tickets: TicketDesk::new(database.clone()),
+            tickets: TicketDesk::new(
+                database.clone(),
+                TicketCache::new(
+                    redis.clone(),
+                    RedisKeys::new(settings.redis.key_prefix.clone()),
+                    settings.tickets.cache_ttl,
+                ),
+                settings.tickets.max_open_per_requester,
+            ),
             users: Users::new(database.clone(), hasher, sessions),
         }
     }

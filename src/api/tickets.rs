@@ -4,15 +4,16 @@ use tonic::{Request, Response, Status};
 
 use super::{next_page_token, page_request, request_context, required, timestamp};
 use crate::domain::{
-    Email, InvalidValue, NewTicketRequest, Ticket, TicketDescription, TicketId, TicketPriority,
-    TicketStatus, TicketSubject, UserId,
+    self, Actor, CommentBody, Email, Etag, InvalidValue, NewTicketRequest, Role, Ticket,
+    TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority, TicketStatus,
+    TicketSubject, TicketTransition, UserId,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::proto::v1;
-use crate::service::TicketDesk;
+use crate::service::{TicketDesk, TicketEdits};
 
-/// The name page tokens of ListTickets carry.
-const LIST: &str = "tickets";
+/// Ticket fields UpdateTicket can change.
+const EDITABLE: &[&str] = &["subject", "description", "priority"];
 
 pub struct TicketApi {
     desk: TicketDesk,
@@ -53,13 +54,329 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::ListTicketsResponse>, Status> {
         let (caller, budget) = request_context(&request)?;
         let message = request.get_ref();
-        let (page_size, after) = page_request(message.page_size, &message.page_token, LIST)?;
-        let page = self.desk.list(&caller, page_size, after, budget).await?;
+        let filter = parse_filter(message)?;
+        let list = format!("tickets:{}", filter.fingerprint());
+        let (page_size, after) = page_request(message.page_size, &message.page_token, &list)?;
+        let page = self
+            .desk
+            .list(&caller, &filter, page_size, after, budget)
+            .await?;
         Ok(Response::new(v1::ListTicketsResponse {
             tickets: page.items.into_iter().map(to_wire).collect(),
-            next_page_token: next_page_token(page.next, LIST),
+            next_page_token: next_page_token(page.next, &list),
         }))
     }
+
+    async fn update_ticket(
+        &self,
+        request: Request<v1::UpdateTicketRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        caller.require(Role::Agent)?;
+        let message = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let Some(ticket) = message.ticket else {
+            violations.add("ticket", &required());
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let id = violations.check("ticket.id", TicketId::parse(&ticket.id));
+        let etag = optional_etag(&mut violations, "ticket.etag", &ticket.etag);
+        let paths = message
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
+        if paths.is_empty() {
+            violations.add(
+                "update_mask",
+                &InvalidValue::new(
+                    "must name at least one of: subject, description, priority, or *",
+                ),
+            );
+        }
+        let mut edits = TicketEdits::default();
+        for (index, path) in paths.iter().enumerate() {
+            let fields: Vec<&str> = match path.as_str() {
+                "*" => EDITABLE.to_vec(),
+                other if EDITABLE.contains(&other) => vec![other],
+                other => {
+                    violations.add(format!("update_mask.paths[{index}]"), &not_editable(other));
+                    Vec::new()
+                }
+            };
+            for field in fields {
+                match field {
+                    "subject" => {
+                        edits.subject = violations
+                            .check("ticket.subject", TicketSubject::parse(&ticket.subject));
+                    }
+                    "description" => {
+                        edits.description = violations.check(
+                            "ticket.description",
+                            TicketDescription::parse(&ticket.description),
+                        );
+                    }
+                    _ => {
+                        edits.priority = violations
+                            .check("ticket.priority", priority_from_wire(ticket.priority));
+                    }
+                }
+            }
+        }
+        let (Some(id), Some(etag), true) = (id, etag, violations.is_empty()) else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let updated = self.desk.update(&caller, id, edits, etag, budget).await?;
+        Ok(Response::new(to_wire(updated)))
+    }
+
+    async fn assign_ticket(
+        &self,
+        request: Request<v1::AssignTicketRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        caller.require(Role::Agent)?;
+        let message = request.get_ref();
+        let mut violations = FieldViolations::new();
+        let id = violations.check("id", TicketId::parse(&message.id));
+        let assignee = match message.assignee_id.trim() {
+            "" => Some(None),
+            raw => violations
+                .check("assignee_id", UserId::parse(raw))
+                .map(Some),
+        };
+        let etag = optional_etag(&mut violations, "etag", &message.etag);
+        let (Some(id), Some(assignee), Some(etag)) = (id, assignee, etag) else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let ticket = self
+            .desk
+            .assign(&caller, id, assignee, etag, budget)
+            .await?;
+        Ok(Response::new(to_wire(ticket)))
+    }
+
+    async fn resolve_ticket(
+        &self,
+        request: Request<v1::ResolveTicketRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        let (id, etag) = (request.get_ref().id.clone(), request.get_ref().etag.clone());
+        self.transition(request, &id, &etag, TicketTransition::Resolve)
+            .await
+    }
+
+    async fn reopen_ticket(
+        &self,
+        request: Request<v1::ReopenTicketRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        let (id, etag) = (request.get_ref().id.clone(), request.get_ref().etag.clone());
+        self.transition(request, &id, &etag, TicketTransition::Reopen)
+            .await
+    }
+
+    async fn close_ticket(
+        &self,
+        request: Request<v1::CloseTicketRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        let (id, etag) = (request.get_ref().id.clone(), request.get_ref().etag.clone());
+        self.transition(request, &id, &etag, TicketTransition::Close)
+            .await
+    }
+
+    async fn delete_ticket(
+        &self,
+        request: Request<v1::DeleteTicketRequest>,
+    ) -> Result<Response<v1::DeleteTicketResponse>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        caller.require(Role::Admin)?;
+        let (id, etag) = id_and_etag(&request.get_ref().id, &request.get_ref().etag)?;
+        self.desk.delete(&caller, id, etag, budget).await?;
+        Ok(Response::new(v1::DeleteTicketResponse {}))
+    }
+
+    async fn add_comment(
+        &self,
+        request: Request<v1::AddCommentRequest>,
+    ) -> Result<Response<v1::Comment>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        let message = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
+        let Some(comment) = message.comment else {
+            violations.add("comment", &required());
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let body = violations.check("comment.body", CommentBody::parse(&comment.body));
+        let (Some(ticket_id), Some(body)) = (ticket_id, body) else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let added = self
+            .desk
+            .add_comment(&caller, ticket_id, body, comment.public, budget)
+            .await?;
+        Ok(Response::new(comment_to_wire(added)))
+    }
+
+    async fn list_comments(
+        &self,
+        request: Request<v1::ListCommentsRequest>,
+    ) -> Result<Response<v1::ListCommentsResponse>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        let message = request.get_ref();
+        let ticket_id = TicketId::parse(&message.ticket_id)
+            .map_err(|problem| AppError::invalid_field("ticket_id", &problem))?;
+        let list = format!("comments:{ticket_id}");
+        let (page_size, after) = page_request(message.page_size, &message.page_token, &list)?;
+        let page = self
+            .desk
+            .list_comments(&caller, ticket_id, page_size, after, budget)
+            .await?;
+        Ok(Response::new(v1::ListCommentsResponse {
+            comments: page.items.into_iter().map(comment_to_wire).collect(),
+            next_page_token: next_page_token(page.next, &list),
+        }))
+    }
+
+    async fn list_ticket_activity(
+        &self,
+        request: Request<v1::ListTicketActivityRequest>,
+    ) -> Result<Response<v1::ListTicketActivityResponse>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        caller.require(Role::Agent)?;
+        let message = request.get_ref();
+        let ticket_id = TicketId::parse(&message.ticket_id)
+            .map_err(|problem| AppError::invalid_field("ticket_id", &problem))?;
+        let list = format!("activity:{ticket_id}");
+        let (page_size, after) = page_request(message.page_size, &message.page_token, &list)?;
+        let page = self
+            .desk
+            .list_activity(&caller, ticket_id, page_size, after, budget)
+            .await?;
+        Ok(Response::new(v1::ListTicketActivityResponse {
+            activities: page.items.into_iter().map(activity_to_wire).collect(),
+            next_page_token: next_page_token(page.next, &list),
+        }))
+    }
+}
+
+impl TicketApi {
+    /// Resolve, reopen and close: the same request shape, different rules.
+    async fn transition<T>(
+        &self,
+        request: Request<T>,
+        id: &str,
+        etag: &str,
+        transition: TicketTransition,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        if transition != TicketTransition::Reopen {
+            caller.require(Role::Agent)?;
+        }
+        let (id, etag) = id_and_etag(id, etag)?;
+        let ticket = self
+            .desk
+            .transition(&caller, id, transition, etag, budget)
+            .await?;
+        Ok(Response::new(to_wire(ticket)))
+    }
+}
+
+fn id_and_etag(id: &str, etag: &str) -> Result<(TicketId, Option<Etag>), AppError> {
+    let mut violations = FieldViolations::new();
+    let id = violations.check("id", TicketId::parse(id));
+    let etag = optional_etag(&mut violations, "etag", etag);
+    match (id, etag) {
+        (Some(id), Some(etag)) => Ok((id, etag)),
+        _ => Err(AppError::InvalidArgument(violations)),
+    }
+}
+
+/// An empty etag means "unconditionally"; anything else must be one this API issued.
+fn optional_etag(violations: &mut FieldViolations, field: &str, raw: &str) -> Option<Option<Etag>> {
+    if raw.trim().is_empty() {
+        Some(None)
+    } else {
+        violations.check(field, Etag::parse(raw)).map(Some)
+    }
+}
+
+fn not_editable(path: &str) -> InvalidValue {
+    let hint = match path {
+        "status" => "change it with ResolveTicket, ReopenTicket or CloseTicket",
+        "assignee_id" => "change it with AssignTicket",
+        "id" | "account_id" | "requester_id" | "requester_email" | "create_time"
+        | "update_time" | "etag" => "it cannot be changed",
+        _ => "it is not a field of Ticket",
+    };
+    InvalidValue::new(format!(
+        "{path:?} cannot be updated: {hint} (UpdateTicket changes subject, description, priority)"
+    ))
+}
+
+/// The filters and order of a ListTickets request, every refused one named.
+fn parse_filter(message: &v1::ListTicketsRequest) -> Result<TicketFilter, AppError> {
+    let mut violations = FieldViolations::new();
+    let mut filter = TicketFilter::default();
+    for (index, value) in message.statuses.iter().enumerate() {
+        if let Some(status) =
+            violations.check(format!("statuses[{index}]"), status_from_wire(*value))
+        {
+            filter.statuses.push(status);
+        }
+    }
+    for (index, value) in message.priorities.iter().enumerate() {
+        if let Some(priority) =
+            violations.check(format!("priorities[{index}]"), strict_priority(*value))
+        {
+            filter.priorities.push(priority);
+        }
+    }
+    if !message.assignee_id.is_empty() {
+        filter.assignee = violations.check("assignee_id", UserId::parse(&message.assignee_id));
+    }
+    if !message.requester_id.is_empty() {
+        filter.requester = violations.check("requester_id", UserId::parse(&message.requester_id));
+    }
+    filter.created_after = message
+        .created_after
+        .and_then(|at| violations.check("created_after", instant(at)));
+    filter.created_before = message
+        .created_before
+        .and_then(|at| violations.check("created_before", instant(at)));
+    if let Some(order) = violations.check("order_by", TicketOrder::parse(&message.order_by)) {
+        filter.order = order;
+    }
+    violations.into_result()?;
+    Ok(filter)
+}
+
+fn instant(at: prost_types::Timestamp) -> Result<chrono::DateTime<chrono::Utc>, InvalidValue> {
+    u32::try_from(at.nanos)
+        .ok()
+        .and_then(|nanos| chrono::DateTime::from_timestamp(at.seconds, nanos))
+        .ok_or_else(|| InvalidValue::new("is not a valid timestamp"))
+}
+
+fn status_from_wire(value: i32) -> Result<TicketStatus, InvalidValue> {
+    match v1::TicketStatus::try_from(value) {
+        Ok(v1::TicketStatus::New) => Ok(TicketStatus::New),
+        Ok(v1::TicketStatus::Open) => Ok(TicketStatus::Open),
+        Ok(v1::TicketStatus::Pending) => Ok(TicketStatus::Pending),
+        Ok(v1::TicketStatus::Solved) => Ok(TicketStatus::Solved),
+        Ok(v1::TicketStatus::Closed) => Ok(TicketStatus::Closed),
+        Ok(v1::TicketStatus::Unspecified) | Err(_) => Err(InvalidValue::new(format!(
+            "{value} is not a ticket status to filter by"
+        ))),
+    }
+}
+
+/// A priority to filter by: UNSPECIFIED means nothing here, so it is refused.
+fn strict_priority(value: i32) -> Result<TicketPriority, InvalidValue> {
+    if value == i32::from(v1::TicketPriority::Unspecified) {
+        return Err(InvalidValue::new(
+            "TICKET_PRIORITY_UNSPECIFIED is not a priority to filter by",
+        ));
+    }
+    priority_from_wire(value)
 }
 
 /// The ticket of a CreateTicket request, with every refused field named at once.
@@ -155,5 +472,46 @@ fn to_wire(ticket: Ticket) -> v1::Ticket {
             .unwrap_or_default(),
         create_time: Some(timestamp(ticket.created_at)),
         update_time: Some(timestamp(ticket.updated_at)),
+        etag: ticket.etag().to_string(),
+    }
+}
+
+fn actor_ids(actor: Actor) -> (String, String) {
+    match actor {
+        Actor::User(user) => (user.to_string(), String::new()),
+        Actor::ApiKey(key) => (String::new(), key.to_string()),
+    }
+}
+
+fn comment_to_wire(comment: domain::Comment) -> v1::Comment {
+    let (author_id, _) = actor_ids(comment.author);
+    v1::Comment {
+        id: comment.id.to_string(),
+        ticket_id: comment.ticket_id.to_string(),
+        author_id,
+        body: comment.body.as_str().to_owned(),
+        public: comment.public,
+        create_time: Some(timestamp(comment.created_at)),
+    }
+}
+
+fn activity_to_wire(activity: domain::TicketActivity) -> v1::TicketActivity {
+    let (actor_user_id, actor_api_key_id) = actor_ids(activity.actor);
+    v1::TicketActivity {
+        id: activity.id.to_string(),
+        ticket_id: activity.ticket_id.to_string(),
+        actor_user_id,
+        actor_api_key_id,
+        action: activity.action,
+        changes: activity
+            .changes
+            .into_iter()
+            .map(|(field, change)| v1::FieldChange {
+                field,
+                old_value: change.old.unwrap_or_default(),
+                new_value: change.new.unwrap_or_default(),
+            })
+            .collect(),
+        create_time: Some(timestamp(activity.created_at)),
     }
 }

@@ -1,6 +1,6 @@
 //! The authenticated caller and what it may do.
 
-use crate::domain::{AccountId, ApiKeyId, Role, SessionId, UserId};
+use crate::domain::{AccountId, Actor, ApiKeyId, Role, SessionId, UserId};
 use crate::errors::{AppError, AppResult};
 
 /// Who is calling: always within one account.
@@ -32,6 +32,14 @@ impl Caller {
             Principal::ApiKey { roles, .. } => {
                 roles.iter().copied().max().unwrap_or(Role::Customer)
             }
+        }
+    }
+
+    /// Who the audit trail names for what this caller does.
+    pub fn actor(&self) -> Actor {
+        match &self.principal {
+            Principal::User { user_id, .. } => Actor::User(*user_id),
+            Principal::ApiKey { key_id, .. } => Actor::ApiKey(*key_id),
         }
     }
 

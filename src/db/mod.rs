@@ -97,3 +97,25 @@ fn statement_timeout_ms(budget: Duration) -> AppResult<String> {
     }
     Ok(millis.to_string())
 }
+
+/// `EXPLAIN` of a diesel query, with the query's own binds: how tests (and operators) check that
+/// a query the service runs is served by an index.
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+pub struct Explain<Q>(pub Q);
+
+impl<Q> diesel::query_builder::QueryFragment<diesel::pg::Pg> for Explain<Q>
+where
+    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("EXPLAIN ");
+        self.0.walk_ast(out.reborrow())
+    }
+}
+
+impl<Q> diesel::query_builder::Query for Explain<Q> {
+    type SqlType = Text;
+}

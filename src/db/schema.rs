@@ -26,6 +26,32 @@ diesel::table! {
 }
 
 diesel::table! {
+    ticket_activities (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        ticket_id -> Uuid,
+        actor_user_id -> Nullable<Uuid>,
+        actor_api_key_id -> Nullable<Uuid>,
+        action -> Text,
+        changes -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ticket_comments (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        ticket_id -> Uuid,
+        author_user_id -> Nullable<Uuid>,
+        author_api_key_id -> Nullable<Uuid>,
+        body -> Text,
+        public -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     tickets (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -37,6 +63,8 @@ diesel::table! {
         assignee_id -> Nullable<Uuid>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        version -> Int8,
+        deleted_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -55,7 +83,16 @@ diesel::table! {
 }
 
 diesel::joinable!(api_keys -> accounts (account_id));
+diesel::joinable!(ticket_activities -> api_keys (actor_api_key_id));
+diesel::joinable!(ticket_comments -> api_keys (author_api_key_id));
 diesel::joinable!(tickets -> accounts (account_id));
 diesel::joinable!(users -> accounts (account_id));
 
-diesel::allow_tables_to_appear_in_same_query!(accounts, api_keys, tickets, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    api_keys,
+    ticket_activities,
+    ticket_comments,
+    tickets,
+    users,
+);

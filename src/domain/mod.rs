@@ -2,12 +2,17 @@
 //! that takes raw input and either returns the value or says what is wrong with it. Nothing here
 //! knows of tonic or diesel; `api/` converts wire types into these at the edge.
 
+mod comment;
 mod email;
 mod identity;
 mod ids;
 mod pagination;
 mod ticket;
+mod ticket_query;
 
+pub use comment::{
+    Actor, Comment, CommentBody, FieldChange, FieldChanges, TicketAction, TicketActivity,
+};
 pub use email::Email;
 pub use identity::{
     Account, AccountName, AccountSlug, ApiKey, ApiKeyName, DisplayName, Password, Role, User,
@@ -15,8 +20,10 @@ pub use identity::{
 pub use ids::{AccountId, ApiKeyId, SessionId, TicketId, UserId};
 pub use pagination::{PageCursor, PageSize};
 pub use ticket::{
-    NewTicketRequest, Ticket, TicketDescription, TicketPriority, TicketStatus, TicketSubject,
+    Etag, NewTicketRequest, Ticket, TicketDescription, TicketPriority, TicketStatus, TicketSubject,
+    TicketTransition,
 };
+pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};
 
 use std::fmt;
 

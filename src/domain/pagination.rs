@@ -38,7 +38,8 @@ impl PageSize {
 /// not offset: items created meanwhile do not shift later pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageCursor {
-    pub created_at: DateTime<Utc>,
+    /// The sort timestamp of the last item returned (created or updated time).
+    pub at: DateTime<Utc>,
     pub id: Uuid,
 }
 
@@ -46,11 +47,7 @@ impl PageCursor {
     /// The opaque `page_token` a client sends back. `list` names the list it belongs to, so a
     /// token of one list is refused by another.
     pub fn encode(&self, list: &str) -> String {
-        let raw = format!(
-            "{list}:{}:{}",
-            self.created_at.timestamp_micros(),
-            self.id.simple()
-        );
+        let raw = format!("{list}:{}:{}", self.at.timestamp_micros(), self.id.simple());
         URL_SAFE_NO_PAD.encode(raw)
     }
 
@@ -60,9 +57,9 @@ impl PageCursor {
             .decode(token.trim())
             .map_err(|_| invalid())?;
         let raw = String::from_utf8(bytes).map_err(|_| invalid())?;
-        let mut parts = raw.split(':');
-        let (Some(owner), Some(micros), Some(id), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        // From the right: the list's name may itself contain colons.
+        let mut parts = raw.rsplitn(3, ':');
+        let (Some(id), Some(micros), Some(owner)) = (parts.next(), parts.next(), parts.next())
         else {
             return Err(invalid());
         };
@@ -70,9 +67,9 @@ impl PageCursor {
             return Err(invalid());
         }
         let micros: i64 = micros.parse().map_err(|_| invalid())?;
-        let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+        let at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
         let id = Uuid::try_parse(id).map_err(|_| invalid())?;
-        Ok(Self { created_at, id })
+        Ok(Self { at, id })
     }
 }
 
@@ -103,11 +100,13 @@ mod tests {
         #[test]
         fn a_cursor_round_trips_through_its_token(micros in 0i64..4_000_000_000_000_000, id in any::<u128>()) {
             let cursor = PageCursor {
-                created_at: DateTime::from_timestamp_micros(micros).unwrap(),
+                at: DateTime::from_timestamp_micros(micros).unwrap(),
                 id: Uuid::from_u128(id),
             };
             prop_assert_eq!(PageCursor::parse(&cursor.encode("tickets"), "tickets"), Ok(cursor));
             prop_assert!(PageCursor::parse(&cursor.encode("users"), "tickets").is_err());
+            prop_assert_eq!(PageCursor::parse(&cursor.encode("tickets:ab12"), "tickets:ab12"), Ok(cursor));
+            prop_assert!(PageCursor::parse(&cursor.encode("tickets:ab12"), "tickets:cd34").is_err());
         }
     }
 }

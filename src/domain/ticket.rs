@@ -132,6 +132,96 @@ pub struct Ticket {
     pub assignee_id: Option<UserId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Grows by one with every change.
+    pub version: i64,
+}
+
+impl Ticket {
+    pub fn etag(&self) -> Etag {
+        Etag(self.version)
+    }
+}
+
+/// A ticket's version as clients see it: opaque text (`v3`) that changes whenever the ticket
+/// does. Sent back with a change, it makes the change conditional on nobody having changed the
+/// ticket since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Etag(i64);
+
+impl Etag {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        raw.trim()
+            .strip_prefix('v')
+            .and_then(|digits| digits.parse::<i64>().ok())
+            .filter(|version| *version > 0)
+            .map(Self)
+            .ok_or_else(|| InvalidValue::new("is not an etag returned by this API"))
+    }
+
+    pub fn version(&self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Etag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+/// The lifecycle: which action is allowed in which status, and where it leads.
+impl TicketStatus {
+    /// Solved and closed tickets do not count against the open-ticket limit.
+    pub fn is_open(&self) -> bool {
+        matches!(self, Self::New | Self::Open | Self::Pending)
+    }
+
+    /// Closed is final: nothing changes a closed ticket any more.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Closed)
+    }
+
+    /// The status after an assignment: a new ticket someone takes on is open.
+    pub fn after_assignment(&self) -> Self {
+        match self {
+            Self::New => Self::Open,
+            other @ (Self::Open | Self::Pending | Self::Solved | Self::Closed) => *other,
+        }
+    }
+}
+
+/// A state-changing action on a ticket, with the statuses it starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TicketTransition {
+    Resolve,
+    Reopen,
+    Close,
+}
+
+impl TicketTransition {
+    /// The statuses the action is allowed in.
+    pub fn allowed_from(&self) -> &'static [TicketStatus] {
+        match self {
+            Self::Resolve => &[TicketStatus::New, TicketStatus::Open, TicketStatus::Pending],
+            Self::Reopen | Self::Close => &[TicketStatus::Solved],
+        }
+    }
+
+    pub fn target(&self) -> TicketStatus {
+        match self {
+            Self::Resolve => TicketStatus::Solved,
+            Self::Reopen => TicketStatus::Open,
+            Self::Close => TicketStatus::Closed,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Resolve => "resolve",
+            Self::Reopen => "reopen",
+            Self::Close => "close",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +256,33 @@ mod tests {
         assert!(TicketSubject::parse(&"é".repeat(201)).is_err());
         assert!(TicketDescription::parse(&"ü".repeat(5000)).is_ok());
         assert!(TicketDescription::parse(&"ü".repeat(5001)).is_err());
+    }
+
+    #[test]
+    fn etags_round_trip_and_garbage_is_refused() {
+        assert_eq!(Etag::parse("v7").unwrap().to_string(), "v7");
+        for raw in ["", "7", "v", "v0", "v-1", "w7"] {
+            assert!(Etag::parse(raw).is_err(), "{raw:?} accepted");
+        }
+    }
+
+    #[test]
+    fn only_solved_tickets_reopen_or_close_and_closed_is_final() {
+        assert_eq!(
+            TicketTransition::Reopen.allowed_from(),
+            [TicketStatus::Solved]
+        );
+        assert!(
+            !TicketTransition::Resolve
+                .allowed_from()
+                .contains(&TicketStatus::Closed)
+        );
+        assert!(TicketStatus::Closed.is_final());
+        assert_eq!(TicketStatus::New.after_assignment(), TicketStatus::Open);
+        assert_eq!(
+            TicketStatus::Pending.after_assignment(),
+            TicketStatus::Pending
+        );
     }
 
     #[test]

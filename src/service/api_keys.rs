@@ -70,7 +70,7 @@ impl ApiKeys {
             )
         })?;
         let page = paginate(rows, page_size, |key| PageCursor {
-            created_at: key.created_at,
+            at: key.created_at,
             id: key.id,
         });
         Ok(Page {

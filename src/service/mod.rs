@@ -5,13 +5,15 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod authentication;
+pub mod ticket_cache;
 pub mod tickets;
 pub mod users;
 
 pub use accounts::Accounts;
 pub use api_keys::ApiKeys;
 pub use authentication::{Authentication, IssuedTokens};
-pub use tickets::TicketDesk;
+pub use ticket_cache::TicketCache;
+pub use tickets::{TicketDesk, TicketEdits};
 pub use users::{UserChanges, Users};
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};

@@ -142,7 +142,7 @@ impl Users {
             )
         })?;
         let page = paginate(rows, page_size, |user| PageCursor {
-            created_at: user.created_at,
+            at: user.created_at,
             id: user.id,
         });
         Ok(Page {

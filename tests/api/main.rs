@@ -13,5 +13,7 @@ mod reflection;
 mod request_id;
 mod rest;
 mod tenancy;
+mod ticket_lifecycle;
+mod ticket_queries;
 mod tickets;
 mod tooling;

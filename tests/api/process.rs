@@ -322,3 +322,67 @@ async fn an_operator_creates_an_account_from_the_command_line_and_its_admin_logs
         "the last line is the new account's id"
     );
 }
+
+#[tokio::test]
+async fn seed_demo_makes_a_demo_login_and_can_generate_tickets_to_list() {
+    let app = super::helpers::TestApp::spawn().await;
+    let seed = |tickets: &str| {
+        let output = Command::new(BINARY)
+            .args(["seed-demo", "--tickets", tickets])
+            .env_clear()
+            .env("DATABASE_URL", app.database.url().expose_secret())
+            .env("REDIS_URL", redis_url())
+            .env("JWT_SECRET", TEST_JWT_SECRET)
+            .output()
+            .expect("run supportdesk seed-demo");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    seed("300");
+    seed("500"); // tops up to 500, does not add 500 more
+
+    let response = AuthServiceClient::new(
+        Channel::from_shared(format!("http://{}", app.address))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    )
+    .login(supportdesk::proto::v1::LoginRequest {
+        account: "demo".to_owned(),
+        email: "admin@demo.example".to_owned(),
+        password: "supportdesk-demo".to_owned(),
+    })
+    .await
+    .expect("the printed demo login works")
+    .into_inner();
+    let token = response.tokens.unwrap().access_token;
+    let mut seen = 0;
+    let mut page_token = String::new();
+    loop {
+        let page = app
+            .tickets
+            .clone()
+            .list_tickets(super::helpers::with_token(
+                &token,
+                supportdesk::proto::v1::ListTicketsRequest {
+                    page_size: 100,
+                    page_token,
+                    statuses: vec![supportdesk::proto::v1::TicketStatus::Open.into()],
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        seen += page.tickets.len();
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen, 100, "a fifth of 500 generated tickets are open");
+}

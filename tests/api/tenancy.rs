@@ -30,7 +30,14 @@ struct Snapshot {
 async fn snapshot(app: &TestApp) -> String {
     let mut conn = app.database.connect().await;
     let mut all = String::new();
-    for table in ["accounts", "users", "tickets", "api_keys"] {
+    for table in [
+        "accounts",
+        "users",
+        "tickets",
+        "api_keys",
+        "ticket_comments",
+        "ticket_activities",
+    ] {
         let column = if table == "accounts" {
             "id"
         } else {
@@ -264,6 +271,7 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 .list_tickets(attacker.request(v1::ListTicketsRequest {
                     page_size: 100,
                     page_token: String::new(),
+                    ..Default::default()
                 }))
                 .await
                 .expect("the attacker's own tickets")
@@ -348,6 +356,116 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 .into_inner();
             assert_eq!(me.id, attacker.id.to_string());
         }
+        "TicketService/UpdateTicket" => {
+            let result = app
+                .tickets
+                .clone()
+                .update_ticket(attacker.request(v1::UpdateTicketRequest {
+                    ticket: Some(v1::Ticket {
+                        id: ticket_id,
+                        subject: "hijacked".to_owned(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["subject".to_owned()],
+                    }),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "TicketService/AssignTicket" => {
+            let result = app
+                .tickets
+                .clone()
+                .assign_ticket(attacker.request(v1::AssignTicketRequest {
+                    id: ticket_id,
+                    assignee_id: agent_id,
+                    etag: String::new(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "TicketService/ResolveTicket" => {
+            let result = app
+                .tickets
+                .clone()
+                .resolve_ticket(attacker.request(v1::ResolveTicketRequest {
+                    id: ticket_id,
+                    etag: String::new(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "TicketService/ReopenTicket" => {
+            let result = app
+                .tickets
+                .clone()
+                .reopen_ticket(attacker.request(v1::ReopenTicketRequest {
+                    id: ticket_id,
+                    etag: String::new(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
+        }
+        "TicketService/CloseTicket" => {
+            let result = app
+                .tickets
+                .clone()
+                .close_ticket(attacker.request(v1::CloseTicketRequest {
+                    id: ticket_id,
+                    etag: String::new(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "TicketService/DeleteTicket" => {
+            let result = app
+                .tickets
+                .clone()
+                .delete_ticket(attacker.request(v1::DeleteTicketRequest {
+                    id: ticket_id,
+                    etag: String::new(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "TicketService/AddComment" => {
+            let result = app
+                .tickets
+                .clone()
+                .add_comment(attacker.request(v1::AddCommentRequest {
+                    ticket_id,
+                    comment: Some(v1::Comment {
+                        body: "let me in".to_owned(),
+                        public: true,
+                        ..Default::default()
+                    }),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
+        }
+        "TicketService/ListComments" => {
+            let result = app
+                .tickets
+                .clone()
+                .list_comments(attacker.request(v1::ListCommentsRequest {
+                    ticket_id,
+                    ..Default::default()
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
+        }
+        "TicketService/ListTicketActivity" => {
+            let result = app
+                .tickets
+                .clone()
+                .list_ticket_activity(attacker.request(v1::ListTicketActivityRequest {
+                    ticket_id,
+                    ..Default::default()
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
         other => panic!("{other} has no tenancy probe: add one to tests/api/tenancy.rs"),
     }
 }
@@ -392,7 +510,7 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
     let other_customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
 
     let rpcs = every_rpc();
-    assert!(rpcs.len() >= 17, "the descriptor lists the API: {rpcs:?}");
+    assert!(rpcs.len() >= 26, "the descriptor lists the API: {rpcs:?}");
     for attacker in [&other_admin, &other_customer] {
         for rpc in &rpcs {
             let before = snapshot(&app).await;

@@ -222,6 +222,7 @@ async fn list_page(app: &TestApp, page_size: i32, page_token: &str) -> v1::ListT
         .list_tickets(app.as_admin(v1::ListTicketsRequest {
             page_size,
             page_token: page_token.to_owned(),
+            ..Default::default()
         }))
         .await
         .expect("listed")
@@ -265,6 +266,7 @@ async fn page_size_defaults_to_20_and_is_capped_at_100() {
         .list_tickets(app.as_admin(v1::ListTicketsRequest {
             page_size: -1,
             page_token: "garbage".to_owned(),
+            ..Default::default()
         }))
         .await
         .expect_err("refused");

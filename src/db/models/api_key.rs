@@ -89,13 +89,11 @@ impl ApiKey {
             .limit(limit)
             .into_boxed();
         if let Some(cursor) = after {
-            query = query
-                .filter(api_keys::created_at.le(cursor.created_at))
-                .filter(
-                    api_keys::created_at
-                        .lt(cursor.created_at)
-                        .or(api_keys::id.lt(cursor.id)),
-                );
+            query = query.filter(api_keys::created_at.le(cursor.at)).filter(
+                api_keys::created_at
+                    .lt(cursor.at)
+                    .or(api_keys::id.lt(cursor.id)),
+            );
         }
         query.load(conn).await
     }

@@ -3,13 +3,17 @@
 //! here, so nothing above this module sees a raw column.
 
 pub mod account;
+pub mod activity;
 pub mod api_key;
+pub mod comment;
 pub mod ticket;
 pub mod user;
 
 pub use account::{Account, NewAccount};
+pub use activity::{ActivityRow, NewActivity};
 pub use api_key::{ApiKey, NewApiKey};
-pub use ticket::{NewTicket, TicketRow};
+pub use comment::{CommentRow, NewComment};
+pub use ticket::{NewTicket, TicketChangeset, TicketListQuery, TicketRow};
 pub use user::{NewUser, User, UserChangeset};
 
 use crate::domain::InvalidValue;

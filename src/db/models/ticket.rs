@@ -1,20 +1,24 @@
 //! The `tickets` table. Reads join the requester's email in the same query: a page of tickets
-//! is one round trip, never one query per ticket.
+//! is one round trip, never one query per ticket. Deleted tickets are invisible to every query
+//! here but the one that deletes them.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl::count_star;
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::corrupt;
 use crate::db::schema::{tickets, users};
 use crate::domain::{
-    AccountId, Email, PageCursor, Ticket, TicketDescription, TicketId, TicketPriority,
-    TicketStatus, TicketSubject, UserId,
+    AccountId, Email, PageCursor, Ticket, TicketDescription, TicketFilter, TicketId,
+    TicketOrderField, TicketPriority, TicketStatus, TicketSubject, UserId,
 };
 use crate::errors::AppResult;
 
-#[derive(Clone, Debug, Queryable, Selectable)]
+#[derive(Clone, Debug, Queryable, Selectable, Serialize, Deserialize)]
 #[diesel(table_name = tickets, check_for_backend(diesel::pg::Pg))]
 pub struct TicketRow {
     pub id: Uuid,
@@ -27,6 +31,8 @@ pub struct TicketRow {
     pub assignee_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub version: i64,
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Insertable)]
@@ -41,6 +47,22 @@ pub struct NewTicket<'a> {
     pub requester_id: Uuid,
     pub assignee_id: Option<Uuid>,
 }
+
+/// The columns a change may set; `None` leaves a column as it is. Every change bumps the
+/// version and the update time.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = tickets)]
+pub struct TicketChangeset {
+    pub subject: Option<String>,
+    pub description: Option<String>,
+    pub priority: Option<String>,
+    pub status: Option<String>,
+    pub assignee_id: Option<Option<Uuid>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// A ticket list query, boxed so that filters can be added one by one.
+pub type TicketListQuery<'a> = tickets::BoxedQuery<'a, Pg>;
 
 impl NewTicket<'_> {
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<TicketRow> {
@@ -65,6 +87,7 @@ impl TicketRow {
             .inner_join(users::table.on(users::id.eq(tickets::requester_id)))
             .filter(tickets::account_id.eq(account_id.as_uuid()))
             .filter(tickets::id.eq(id.as_uuid()))
+            .filter(tickets::deleted_at.is_null())
             .select((Self::as_select(), users::email))
             .into_boxed();
         if let Some(requester) = requester {
@@ -73,36 +96,223 @@ impl TicketRow {
         query.first(conn).await.optional()
     }
 
-    /// Up to `limit` tickets of `account_id` (raised by `requester`, when given), newest first,
-    /// strictly after `after`. Served by `tickets_account_created_idx`.
-    pub async fn list_for_account(
+    /// Like [`TicketRow::find`], and locks the row (and its requester's, which the open-ticket
+    /// limit also locks) until the transaction ends, so that a change is decided on the state it
+    /// will change.
+    pub async fn find_for_update(
         conn: &mut AsyncPgConnection,
         account_id: AccountId,
         requester: Option<UserId>,
+        id: TicketId,
+    ) -> QueryResult<Option<(Self, String)>> {
+        // Locking clauses cannot be boxed: one statement per shape.
+        let candidates = tickets::table
+            .inner_join(users::table.on(users::id.eq(tickets::requester_id)))
+            .filter(tickets::account_id.eq(account_id.as_uuid()))
+            .filter(tickets::id.eq(id.as_uuid()))
+            .filter(tickets::deleted_at.is_null());
+        match requester {
+            Some(requester) => {
+                candidates
+                    .filter(tickets::requester_id.eq(requester.as_uuid()))
+                    .select((Self::as_select(), users::email))
+                    .for_update()
+                    .first(conn)
+                    .await
+            }
+            None => {
+                candidates
+                    .select((Self::as_select(), users::email))
+                    .for_update()
+                    .first(conn)
+                    .await
+            }
+        }
+        .optional()
+    }
+
+    /// Applies `changes` to the (locked) ticket, bumping its version.
+    pub async fn apply(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        changes: &TicketChangeset,
+    ) -> QueryResult<Self> {
+        diesel::update(tickets::table.find(id))
+            .set((
+                changes,
+                tickets::version.eq(tickets::version + 1),
+                tickets::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(Self::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// Bumps the version and update time only: something about the ticket changed that is not
+    /// a column of it (a comment).
+    pub async fn touch(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Self> {
+        diesel::update(tickets::table.find(id))
+            .set((
+                tickets::version.eq(tickets::version + 1),
+                tickets::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(Self::as_returning())
+            .get_result(conn)
+            .await
+    }
+
+    /// How many open (not solved, not closed) tickets `requester` has.
+    pub async fn count_open_for_requester(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        requester: Uuid,
+    ) -> QueryResult<i64> {
+        tickets::table
+            .filter(tickets::account_id.eq(account_id.as_uuid()))
+            .filter(tickets::requester_id.eq(requester))
+            .filter(tickets::deleted_at.is_null())
+            .filter(
+                tickets::status
+                    .ne_all([TicketStatus::Solved.as_str(), TicketStatus::Closed.as_str()]),
+            )
+            .select(count_star())
+            .get_result(conn)
+            .await
+    }
+
+    /// The ids of the tickets a list holds, in order: `filter` and `requester` (a customer's
+    /// restriction) applied, strictly after `after`. Every combination is served by an index
+    /// (see migrations/*_ticketing), which `tests/api/ticket_queries.rs` checks with EXPLAIN.
+    pub fn list_query<'a>(
+        account_id: AccountId,
+        requester: Option<UserId>,
+        filter: &TicketFilter,
+        after: Option<PageCursor>,
+        limit: i64,
+    ) -> TicketListQuery<'a> {
+        let mut query = tickets::table
+            .filter(tickets::account_id.eq(account_id.as_uuid()))
+            .filter(tickets::deleted_at.is_null())
+            .limit(limit)
+            .into_boxed();
+        if let Some(requester) = requester.or(filter.requester) {
+            query = query.filter(tickets::requester_id.eq(requester.as_uuid()));
+        }
+        if requester.is_some() && filter.requester.is_some() && requester != filter.requester {
+            // A customer asking for someone else's tickets gets none.
+            query = query.filter(tickets::id.is_null());
+        }
+        if !filter.statuses.is_empty() {
+            query = query.filter(
+                tickets::status.eq_any(
+                    filter
+                        .statuses
+                        .iter()
+                        .map(TicketStatus::as_str)
+                        .collect::<Vec<_>>(),
+                ),
+            );
+        }
+        if !filter.priorities.is_empty() {
+            query = query.filter(
+                tickets::priority.eq_any(
+                    filter
+                        .priorities
+                        .iter()
+                        .map(TicketPriority::as_str)
+                        .collect::<Vec<_>>(),
+                ),
+            );
+        }
+        if let Some(assignee) = filter.assignee {
+            query = query.filter(tickets::assignee_id.eq(assignee.as_uuid()));
+        }
+        if let Some(after) = filter.created_after {
+            query = query.filter(tickets::created_at.ge(after));
+        }
+        if let Some(before) = filter.created_before {
+            query = query.filter(tickets::created_at.lt(before));
+        }
+        let descending = filter.order.descending;
+        match filter.order.field {
+            TicketOrderField::Created => {
+                query = if descending {
+                    query.order((tickets::created_at.desc(), tickets::id.desc()))
+                } else {
+                    query.order((tickets::created_at.asc(), tickets::id.asc()))
+                };
+                if let Some(cursor) = after {
+                    // The first bound lets the index range-scan; the second breaks ties on id.
+                    query = if descending {
+                        query.filter(tickets::created_at.le(cursor.at)).filter(
+                            tickets::created_at
+                                .lt(cursor.at)
+                                .or(tickets::id.lt(cursor.id)),
+                        )
+                    } else {
+                        query.filter(tickets::created_at.ge(cursor.at)).filter(
+                            tickets::created_at
+                                .gt(cursor.at)
+                                .or(tickets::id.gt(cursor.id)),
+                        )
+                    };
+                }
+            }
+            TicketOrderField::Updated => {
+                query = if descending {
+                    query.order((tickets::updated_at.desc(), tickets::id.desc()))
+                } else {
+                    query.order((tickets::updated_at.asc(), tickets::id.asc()))
+                };
+                if let Some(cursor) = after {
+                    query = if descending {
+                        query.filter(tickets::updated_at.le(cursor.at)).filter(
+                            tickets::updated_at
+                                .lt(cursor.at)
+                                .or(tickets::id.lt(cursor.id)),
+                        )
+                    } else {
+                        query.filter(tickets::updated_at.ge(cursor.at)).filter(
+                            tickets::updated_at
+                                .gt(cursor.at)
+                                .or(tickets::id.gt(cursor.id)),
+                        )
+                    };
+                }
+            }
+        }
+        query
+    }
+
+    /// A page of tickets with their requesters' emails: one query.
+    pub async fn list(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        requester: Option<UserId>,
+        filter: &TicketFilter,
         after: Option<PageCursor>,
         limit: i64,
     ) -> QueryResult<Vec<(Self, String)>> {
-        let mut query = tickets::table
-            .inner_join(users::table.on(users::id.eq(tickets::requester_id)))
-            .filter(tickets::account_id.eq(account_id.as_uuid()))
-            .select((Self::as_select(), users::email))
-            .order((tickets::created_at.desc(), tickets::id.desc()))
-            .limit(limit)
-            .into_boxed();
-        if let Some(requester) = requester {
-            query = query.filter(tickets::requester_id.eq(requester.as_uuid()));
+        let mut rows: Vec<(Self, String)> =
+            Self::list_query(account_id, requester, filter, after, limit)
+                .inner_join(users::table.on(users::id.eq(tickets::requester_id)))
+                .select((Self::as_select(), users::email))
+                .load(conn)
+                .await?;
+        // The join keeps the order of the boxed query; nothing to re-sort.
+        rows.shrink_to_fit();
+        Ok(rows)
+    }
+
+    /// The position of this row in a list ordered by `field`.
+    pub fn position(&self, field: TicketOrderField) -> PageCursor {
+        PageCursor {
+            at: match field {
+                TicketOrderField::Created => self.created_at,
+                TicketOrderField::Updated => self.updated_at,
+            },
+            id: self.id,
         }
-        if let Some(cursor) = after {
-            // The first bound lets the index range-scan; the second breaks ties on id.
-            query = query
-                .filter(tickets::created_at.le(cursor.created_at))
-                .filter(
-                    tickets::created_at
-                        .lt(cursor.created_at)
-                        .or(tickets::id.lt(cursor.id)),
-                );
-        }
-        query.load(conn).await
     }
 
     /// The domain view of this row, given its requester's email.
@@ -124,6 +334,7 @@ impl TicketRow {
             assignee_id: self.assignee_id.map(UserId::from_uuid),
             created_at: self.created_at,
             updated_at: self.updated_at,
+            version: self.version,
         })
     }
 }

@@ -123,14 +123,23 @@ impl User {
             .into_boxed();
         if let Some(cursor) = after {
             query = query
-                .filter(users::created_at.le(cursor.created_at))
-                .filter(
-                    users::created_at
-                        .lt(cursor.created_at)
-                        .or(users::id.lt(cursor.id)),
-                );
+                .filter(users::created_at.le(cursor.at))
+                .filter(users::created_at.lt(cursor.at).or(users::id.lt(cursor.id)));
         }
         query.load(conn).await
+    }
+
+    /// Locks the user's row until the transaction ends: changes that must see a consistent
+    /// count of the user's tickets (the open-ticket limit) take this lock first.
+    pub async fn lock(conn: &mut AsyncPgConnection, account_id: Uuid, id: Uuid) -> QueryResult<()> {
+        users::table
+            .filter(users::account_id.eq(account_id))
+            .filter(users::id.eq(id))
+            .select(users::id)
+            .for_update()
+            .first::<Uuid>(conn)
+            .await
+            .map(|_| ())
     }
 
     /// Gives a user who never had a password one, with a role and display name: inviting a

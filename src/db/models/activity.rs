@@ -1,0 +1,120 @@
+//! The `ticket_activities` table: the audit trail.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::comment::actor;
+use crate::db::schema::ticket_activities;
+use crate::domain::{self, FieldChange, FieldChanges, PageCursor, TicketId};
+use crate::errors::{AppError, AppResult};
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = ticket_activities, check_for_backend(diesel::pg::Pg))]
+pub struct ActivityRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub ticket_id: Uuid,
+    pub actor_user_id: Option<Uuid>,
+    pub actor_api_key_id: Option<Uuid>,
+    pub action: String,
+    pub changes: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = ticket_activities)]
+pub struct NewActivity<'a> {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub ticket_id: Uuid,
+    pub actor_user_id: Option<Uuid>,
+    pub actor_api_key_id: Option<Uuid>,
+    pub action: &'a str,
+    pub changes: Value,
+}
+
+impl NewActivity<'_> {
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+        diesel::insert_into(ticket_activities::table)
+            .values(self)
+            .execute(conn)
+            .await
+    }
+}
+
+/// `{"field": {"old": ..., "new": ...}}`, nulls for absent values.
+pub fn changes_to_json(changes: &FieldChanges) -> Value {
+    Value::Object(
+        changes
+            .iter()
+            .map(|(field, change)| (field.clone(), json!({"old": change.old, "new": change.new})))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+impl ActivityRow {
+    /// Up to `limit` records of a ticket, newest first, after `after`.
+    pub async fn list_for_ticket(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        ticket_id: Uuid,
+        after: Option<PageCursor>,
+        limit: i64,
+    ) -> QueryResult<Vec<Self>> {
+        let mut query = ticket_activities::table
+            .filter(ticket_activities::account_id.eq(account_id))
+            .filter(ticket_activities::ticket_id.eq(ticket_id))
+            .select(Self::as_select())
+            .order((
+                ticket_activities::created_at.desc(),
+                ticket_activities::id.desc(),
+            ))
+            .limit(limit)
+            .into_boxed();
+        if let Some(cursor) = after {
+            query = query
+                .filter(ticket_activities::created_at.le(cursor.at))
+                .filter(
+                    ticket_activities::created_at
+                        .lt(cursor.at)
+                        .or(ticket_activities::id.lt(cursor.id)),
+                );
+        }
+        query.load(conn).await
+    }
+
+    pub fn into_domain(self) -> AppResult<domain::TicketActivity> {
+        let corrupt = || AppError::internal(anyhow::anyhow!("malformed ticket_activities.changes"));
+        let Value::Object(fields) = self.changes else {
+            return Err(corrupt());
+        };
+        let text = |value: Option<&Value>| match value {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        let changes = fields
+            .into_iter()
+            .map(|(field, change)| {
+                (
+                    field,
+                    FieldChange {
+                        old: text(change.get("old")),
+                        new: text(change.get("new")),
+                    },
+                )
+            })
+            .collect();
+        Ok(domain::TicketActivity {
+            id: self.id,
+            ticket_id: TicketId::from_uuid(self.ticket_id),
+            actor: actor(self.actor_user_id, self.actor_api_key_id)?,
+            action: self.action,
+            changes,
+            created_at: self.created_at,
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! The `ticket_comments` table.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::corrupt;
+use crate::db::schema::ticket_comments;
+use crate::domain::{self, Actor, ApiKeyId, CommentBody, PageCursor, TicketId, UserId};
+use crate::errors::{AppError, AppResult};
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = ticket_comments, check_for_backend(diesel::pg::Pg))]
+pub struct CommentRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub ticket_id: Uuid,
+    pub author_user_id: Option<Uuid>,
+    pub author_api_key_id: Option<Uuid>,
+    pub body: String,
+    pub public: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = ticket_comments)]
+pub struct NewComment<'a> {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub ticket_id: Uuid,
+    pub author_user_id: Option<Uuid>,
+    pub author_api_key_id: Option<Uuid>,
+    pub body: &'a str,
+    pub public: bool,
+}
+
+impl NewComment<'_> {
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<CommentRow> {
+        diesel::insert_into(ticket_comments::table)
+            .values(self)
+            .returning(CommentRow::as_returning())
+            .get_result(conn)
+            .await
+    }
+}
+
+impl CommentRow {
+    /// Up to `limit` comments of a ticket, oldest first, after `after`; internal notes only
+    /// when `with_internal`.
+    pub async fn list_for_ticket(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        ticket_id: Uuid,
+        with_internal: bool,
+        after: Option<PageCursor>,
+        limit: i64,
+    ) -> QueryResult<Vec<Self>> {
+        let mut query = ticket_comments::table
+            .filter(ticket_comments::account_id.eq(account_id))
+            .filter(ticket_comments::ticket_id.eq(ticket_id))
+            .select(Self::as_select())
+            .order((ticket_comments::created_at.asc(), ticket_comments::id.asc()))
+            .limit(limit)
+            .into_boxed();
+        if !with_internal {
+            query = query.filter(ticket_comments::public.eq(true));
+        }
+        if let Some(cursor) = after {
+            query = query
+                .filter(ticket_comments::created_at.ge(cursor.at))
+                .filter(
+                    ticket_comments::created_at
+                        .gt(cursor.at)
+                        .or(ticket_comments::id.gt(cursor.id)),
+                );
+        }
+        query.load(conn).await
+    }
+
+    pub fn into_domain(self) -> AppResult<domain::Comment> {
+        Ok(domain::Comment {
+            id: self.id,
+            ticket_id: TicketId::from_uuid(self.ticket_id),
+            author: actor(self.author_user_id, self.author_api_key_id)?,
+            body: CommentBody::parse(&self.body)
+                .map_err(|problem| corrupt("ticket_comments.body", problem))?,
+            public: self.public,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// The actor of a row with a user column and an API key column, exactly one of them set.
+pub(crate) fn actor(user: Option<Uuid>, api_key: Option<Uuid>) -> AppResult<Actor> {
+    match (user, api_key) {
+        (Some(user), None) => Ok(Actor::User(UserId::from_uuid(user))),
+        (None, Some(key)) => Ok(Actor::ApiKey(ApiKeyId::from_uuid(key))),
+        (Some(_), Some(_)) | (None, None) => Err(AppError::internal(anyhow::anyhow!(
+            "a row has both or neither of its actor columns"
+        ))),
+    }
+}
+
+/// The two actor columns of `actor`.
+pub(crate) fn actor_columns(actor: Actor) -> (Option<Uuid>, Option<Uuid>) {
+    match actor {
+        Actor::User(user) => (Some(user.as_uuid()), None),
+        Actor::ApiKey(key) => (None, Some(key.as_uuid())),
+    }
+}

@@ -1,0 +1,189 @@
+//! Cache-aside for GetTicket, in Redis, per account: `ticket:<account>:<id>`.
+//!
+//! Entries carry the ticket's version, and a Lua script stores an entry only when it is newer
+//! than the one cached. Every write stores the ticket as it committed (a deleted ticket as a
+//! tombstone), so a reader that loaded an older row before the write cannot put it back after:
+//! no stale read follows a write. When Redis fails, reads and writes go on without it for a
+//! short while (logged and counted), then try it again; the database stays the truth.
+
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
+
+use crate::db::models::TicketRow;
+use crate::domain::{AccountId, Ticket, TicketId};
+use crate::errors::AppResult;
+use crate::redis_pool::{RedisKeys, RedisPool};
+
+/// How long the cache is left alone after Redis failed.
+const BACKOFF: Duration = Duration::from_secs(2);
+
+/// Stores ARGV[1] under KEYS[1] for ARGV[3] seconds unless the entry there has a version at
+/// least ARGV[2].
+const STORE_IF_NEWER: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if ok and tonumber(decoded.version) >= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 1
+";
+
+static STORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(STORE_IF_NEWER));
+
+/// A cached ticket: the row and its requester's email, or a tombstone for a deleted ticket.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    version: i64,
+    ticket: Option<(TicketRow, String)>,
+}
+
+/// What the cache knows about a ticket.
+#[derive(Debug)]
+pub enum Cached {
+    Ticket(Ticket),
+    Deleted,
+    Unknown,
+}
+
+#[derive(Clone)]
+pub struct TicketCache {
+    pool: RedisPool,
+    keys: RedisKeys,
+    ttl: Duration,
+    /// Unix milliseconds before which Redis is not tried again.
+    resting_until: Arc<AtomicU64>,
+    /// How many cache operations failed, for operators.
+    failures: Arc<AtomicU64>,
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+impl TicketCache {
+    pub fn new(pool: RedisPool, keys: RedisKeys, ttl: Duration) -> Self {
+        Self {
+            pool,
+            keys,
+            ttl,
+            resting_until: Arc::new(AtomicU64::new(0)),
+            failures: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// How many cache operations have failed since start.
+    pub fn failures(&self) -> u64 {
+        AtomicU64::load(&self.failures, Ordering::Relaxed)
+    }
+
+    fn key(&self, account_id: AccountId, id: TicketId) -> String {
+        self.keys.key(&format!("ticket:{account_id}:{id}"))
+    }
+
+    fn resting(&self) -> bool {
+        now_millis() < AtomicU64::load(&self.resting_until, Ordering::Relaxed)
+    }
+
+    fn failed(&self, operation: &str, error: &dyn std::fmt::Display) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.resting_until.store(
+            now_millis() + u64::try_from(BACKOFF.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        tracing::warn!(%error, operation, "ticket cache unavailable: serving from PostgreSQL");
+    }
+
+    pub async fn get(&self, account_id: AccountId, id: TicketId) -> Cached {
+        if self.resting() {
+            return Cached::Unknown;
+        }
+        let key = self.key(account_id, id);
+        let read = async {
+            let mut connection = self.pool.get().await?;
+            let raw: Option<String> = connection.get(&key).await?;
+            Ok::<_, crate::errors::AppError>(raw)
+        };
+        let raw = match read.await {
+            Ok(raw) => raw,
+            Err(error) => {
+                self.failed("get", &error);
+                return Cached::Unknown;
+            }
+        };
+        let Some(raw) = raw else {
+            return Cached::Unknown;
+        };
+        match serde_json::from_str::<Entry>(&raw) {
+            Ok(Entry {
+                ticket: Some((row, email)),
+                ..
+            }) => match row.into_domain(&email) {
+                Ok(ticket) => Cached::Ticket(ticket),
+                Err(_) => Cached::Unknown,
+            },
+            Ok(Entry { ticket: None, .. }) => Cached::Deleted,
+            Err(error) => {
+                tracing::warn!(%error, "an unreadable ticket cache entry: ignored");
+                Cached::Unknown
+            }
+        }
+    }
+
+    /// Caches `row` unless a newer version is cached already.
+    pub async fn store(&self, row: &TicketRow, requester_email: &str) {
+        let entry = Entry {
+            version: row.version,
+            ticket: Some((row.clone(), requester_email.to_owned())),
+        };
+        self.store_entry(
+            AccountId::from_uuid(row.account_id),
+            TicketId::from_uuid(row.id),
+            &entry,
+        )
+        .await;
+    }
+
+    /// Remembers that the ticket is gone, at `version`.
+    pub async fn store_deleted(&self, account_id: AccountId, id: TicketId, version: i64) {
+        let entry = Entry {
+            version,
+            ticket: None,
+        };
+        self.store_entry(account_id, id, &entry).await;
+    }
+
+    async fn store_entry(&self, account_id: AccountId, id: TicketId, entry: &Entry) {
+        if self.resting() {
+            return;
+        }
+        let result: AppResult<()> = async {
+            let payload = serde_json::to_string(entry)
+                .map_err(|error| crate::errors::AppError::internal(anyhow::anyhow!(error)))?;
+            let mut connection = self.pool.get().await?;
+            STORE_SCRIPT
+                .key(self.key(account_id, id))
+                .arg(payload)
+                .arg(entry.version)
+                .arg(self.ttl.as_secs().max(1))
+                .invoke_async::<i64>(&mut *connection)
+                .await?;
+            Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            self.failed("store", &error);
+        }
+    }
+}
