@@ -19,6 +19,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub auth: AuthSettings,
     pub tickets: TicketSettings,
+    pub rate_limits: RateLimitSettings,
     pub log: LogSettings,
 }
 
@@ -89,6 +90,48 @@ pub struct TicketSettings {
 }
 
 #[derive(Clone, Debug)]
+pub struct RateLimitSettings {
+    /// `RATE_LIMIT_READ` (`count/seconds`): Get and List RPCs, per caller.
+    pub read: RateQuota,
+    /// `RATE_LIMIT_WRITE`: every other RPC of a caller.
+    pub write: RateQuota,
+    /// `RATE_LIMIT_PUBLIC`: RPCs without credentials (sign-up, refresh), per client IP.
+    pub public: RateQuota,
+    /// `RATE_LIMIT_LOGIN`: Login, per client IP and, separately, per account and email.
+    pub login: RateQuota,
+    /// `RATE_LIMIT_ON_REDIS_FAILURE`: `open` lets requests through when Redis cannot decide,
+    /// `closed` refuses them with UNAVAILABLE.
+    pub fail_open: bool,
+    /// `TRUSTED_PROXIES`: peers whose `x-forwarded-for` is believed (Envoy).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// `count` requests per `window`, with bursts of up to `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateQuota {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl FromStr for RateQuota {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let invalid = || "must be `count/seconds`, e.g. 100/60".to_owned();
+        let (count, seconds) = value.split_once('/').ok_or_else(invalid)?;
+        let count: u32 = count.trim().parse().map_err(|_| invalid())?;
+        let seconds: u64 = seconds.trim().parse().map_err(|_| invalid())?;
+        if count == 0 || seconds == 0 {
+            return Err("count and seconds must both be greater than 0".to_owned());
+        }
+        Ok(Self {
+            count,
+            window: Duration::from_secs(seconds),
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
 pub struct LogSettings {
     /// `LOG_FORMAT`
     pub format: LogFormat,
@@ -114,6 +157,45 @@ impl FromStr for LogFormat {
             "pretty" => Ok(Self::Pretty),
             _ => Err("must be `json` or `pretty`".to_owned()),
         }
+    }
+}
+
+/// What the rate limiter does when Redis cannot decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FailurePolicy {
+    Open,
+    Closed,
+}
+
+impl FromStr for FailurePolicy {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            _ => Err("must be `open` or `closed`".to_owned()),
+        }
+    }
+}
+
+/// A comma-separated list of IP addresses.
+struct IpList(Vec<std::net::IpAddr>);
+
+impl FromStr for IpList {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.parse()
+                    .map_err(|_| format!("{item:?} is not an IP address"))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 }
 
@@ -194,6 +276,47 @@ impl Settings {
             tickets: TicketSettings {
                 max_open_per_requester: reader.parsed("MAX_OPEN_TICKETS_PER_REQUESTER", 10),
                 cache_ttl: Duration::from_secs(reader.parsed("TICKET_CACHE_TTL_SECS", 300)),
+            },
+            rate_limits: RateLimitSettings {
+                read: reader.parsed(
+                    "RATE_LIMIT_READ",
+                    RateQuota {
+                        count: 600,
+                        window: Duration::from_secs(60),
+                    },
+                ),
+                write: reader.parsed(
+                    "RATE_LIMIT_WRITE",
+                    RateQuota {
+                        count: 120,
+                        window: Duration::from_secs(60),
+                    },
+                ),
+                public: reader.parsed(
+                    "RATE_LIMIT_PUBLIC",
+                    RateQuota {
+                        count: 30,
+                        window: Duration::from_secs(60),
+                    },
+                ),
+                login: reader.parsed(
+                    "RATE_LIMIT_LOGIN",
+                    RateQuota {
+                        count: 10,
+                        window: Duration::from_secs(900),
+                    },
+                ),
+                fail_open: reader.parsed("RATE_LIMIT_ON_REDIS_FAILURE", FailurePolicy::Open)
+                    == FailurePolicy::Open,
+                trusted_proxies: reader
+                    .parsed(
+                        "TRUSTED_PROXIES",
+                        IpList(vec![
+                            [127, 0, 0, 1].into(),
+                            std::net::Ipv6Addr::LOCALHOST.into(),
+                        ]),
+                    )
+                    .0,
             },
             log: LogSettings {
                 format: reader.parsed("LOG_FORMAT", LogFormat::Json),

@@ -64,6 +64,15 @@ pub enum AppError {
         violations: Vec<PreconditionViolation>,
     },
 
+    /// The caller used up a quota; `retry_after` says when to try again.
+    #[error("too many requests: at most {} per {} s ({policy}); retry in {} s", quota.count, quota.window.as_secs(), retry_after.as_secs_f64().ceil())]
+    RateLimited {
+        subject: String,
+        policy: &'static str,
+        quota: crate::configuration::RateQuota,
+        retry_after: Duration,
+    },
+
     /// A concurrent change got there first (a stale etag); re-read and retry.
     #[error("{message}")]
     Aborted {
@@ -288,6 +297,28 @@ impl From<AppError> for Status {
                 ),
                 AppError::AlreadyExists { reason, message } => {
                     (Code::AlreadyExists, reason, message.clone(), HashMap::new())
+                }
+                AppError::RateLimited {
+                    subject,
+                    policy,
+                    quota,
+                    retry_after,
+                } => {
+                    details.set_retry_info(Some(*retry_after));
+                    details.set_quota_failure(vec![tonic_types::QuotaViolation::new(
+                        subject,
+                        format!(
+                            "at most {} requests per {} s ({policy} quota)",
+                            quota.count,
+                            quota.window.as_secs()
+                        ),
+                    )]);
+                    (
+                        Code::ResourceExhausted,
+                        "RATE_LIMITED",
+                        error.to_string(),
+                        HashMap::from([("policy".to_owned(), (*policy).to_owned())]),
+                    )
                 }
                 AppError::FailedPrecondition {
                     reason,

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod health;
 pub mod middleware;
 pub mod proto;
+pub mod rate_limit;
 pub mod redis_pool;
 pub mod seed;
 pub mod service;

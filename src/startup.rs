@@ -24,6 +24,7 @@ use crate::db::{self, PgPool};
 use crate::health::{DependencyProbe, Health};
 use crate::middleware::MiddlewareLayer;
 use crate::proto::{self, v1};
+use crate::rate_limit::RateLimiter;
 use crate::redis_pool::{self, RedisKeys, RedisPool};
 use crate::service::{Accounts, ApiKeys, Authentication, TicketCache, TicketDesk, Users};
 
@@ -116,6 +117,7 @@ impl Application {
             .layer(MiddlewareLayer::new(
                 server_settings.request_timeout,
                 services.authenticator.clone(),
+                services.limiter.clone(),
             ))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -194,6 +196,7 @@ impl Application {
 /// The operations behind the RPCs, wired to the pools and to each other.
 struct Services {
     authenticator: Authenticator,
+    limiter: RateLimiter,
     accounts: Accounts,
     api_keys: ApiKeys,
     authentication: Authentication,
@@ -210,8 +213,14 @@ impl Services {
             RedisKeys::new(settings.redis.key_prefix.clone()),
             settings.auth.refresh_token_ttl,
         );
+        let limiter = RateLimiter::new(
+            redis.clone(),
+            RedisKeys::new(settings.redis.key_prefix.clone()),
+            settings.rate_limits.clone(),
+        );
         Self {
             authenticator: Authenticator::new(tokens.clone(), database.clone()),
+            limiter: limiter.clone(),
             accounts: Accounts::new(database.clone(), hasher.clone()),
             api_keys: ApiKeys::new(database.clone()),
             authentication: Authentication::new(
@@ -219,6 +228,7 @@ impl Services {
                 hasher.clone(),
                 sessions.clone(),
                 tokens,
+                limiter,
             ),
             tickets: TicketDesk::new(
                 database.clone(),

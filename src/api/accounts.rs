@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::users::user_to_wire;
-use super::{request_budget, request_context, timestamp};
+use super::{created, request_budget, request_context, timestamp};
 use crate::domain::{self, AccountName, AccountSlug, DisplayName, Email, Password};
 use crate::errors::{AppError, FieldViolations};
 use crate::proto::v1;
@@ -61,10 +61,14 @@ impl v1::account_service_server::AccountService for AccountApi {
                 budget,
             )
             .await?;
-        Ok(Response::new(v1::CreateAccountResponse {
-            account: Some(account_to_wire(account)),
-            admin: Some(user_to_wire(admin)),
-        }))
+        // The account is read at /v1/account by its members once they log in.
+        Ok(created(
+            Response::new(v1::CreateAccountResponse {
+                account: Some(account_to_wire(account)),
+                admin: Some(user_to_wire(admin)),
+            }),
+            "/v1/account",
+        ))
     }
 
     async fn get_account(

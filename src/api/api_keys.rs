@@ -4,7 +4,8 @@ use tonic::{Request, Response, Status};
 
 use super::users::{role_from_wire, role_to_wire};
 use super::{
-    next_page_token, optional_timestamp, page_request, request_context, required, timestamp,
+    created, next_page_token, optional_timestamp, page_request, request_context, required,
+    timestamp,
 };
 use crate::domain::{self, ApiKeyId, ApiKeyName, InvalidValue, Role};
 use crate::errors::{AppError, FieldViolations};
@@ -43,10 +44,14 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
             return Err(AppError::InvalidArgument(violations).into());
         };
         let (created, secret) = self.keys.create(&caller, name, roles, budget).await?;
-        Ok(Response::new(v1::CreateApiKeyResponse {
-            api_key: Some(api_key_to_wire(created)),
-            secret: secret.reveal().to_owned(),
-        }))
+        // Keys are read in the list (no single-key GET): the location is the collection.
+        Ok(self::created(
+            Response::new(v1::CreateApiKeyResponse {
+                api_key: Some(api_key_to_wire(created)),
+                secret: secret.reveal().to_owned(),
+            }),
+            "/v1/apiKeys",
+        ))
     }
 
     async fn list_api_keys(

@@ -88,3 +88,29 @@ pub(crate) fn next_page_token(cursor: Option<PageCursor>, list: &str) -> String 
 pub(crate) fn required() -> InvalidValue {
     InvalidValue::new("is required")
 }
+
+/// The response metadata entry Envoy turns into the HTTP status (see deploy/envoy/envoy.yaml):
+/// REST clients get 201 Created, 204 No Content where gRPC can only say OK.
+const HTTP_STATUS: &str = "x-http-status";
+
+/// Marks `response` as creating the resource at `location` (HTTP 201 + Location).
+pub(crate) fn created<T>(mut response: tonic::Response<T>, location: &str) -> tonic::Response<T> {
+    let metadata = response.metadata_mut();
+    metadata.insert(
+        HTTP_STATUS,
+        tonic::metadata::MetadataValue::from_static("201"),
+    );
+    if let Ok(value) = location.parse() {
+        metadata.insert("location", value);
+    }
+    response
+}
+
+/// Marks `response` as having no content (HTTP 204, empty body).
+pub(crate) fn no_content<T>(mut response: tonic::Response<T>) -> tonic::Response<T> {
+    response.metadata_mut().insert(
+        HTTP_STATUS,
+        tonic::metadata::MetadataValue::from_static("204"),
+    );
+    response
+}

@@ -2,7 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{next_page_token, page_request, request_context, required, timestamp};
+use super::{
+    created, next_page_token, no_content, page_request, request_context, required, timestamp,
+};
 use crate::domain::{
     self, Actor, CommentBody, Email, Etag, InvalidValue, NewTicketRequest, Role, Ticket,
     TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority, TicketStatus,
@@ -34,7 +36,8 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (caller, budget) = request_context(&request)?;
         let new_ticket = parse_new_ticket(request.into_inner().ticket)?;
         let ticket = self.desk.create(&caller, new_ticket, budget).await?;
-        Ok(Response::new(to_wire(ticket)))
+        let location = format!("/v1/tickets/{}", ticket.id);
+        Ok(created(Response::new(to_wire(ticket)), &location))
     }
 
     async fn get_ticket(
@@ -190,7 +193,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         caller.require(Role::Admin)?;
         let (id, etag) = id_and_etag(&request.get_ref().id, &request.get_ref().etag)?;
         self.desk.delete(&caller, id, etag, budget).await?;
-        Ok(Response::new(v1::DeleteTicketResponse {}))
+        Ok(no_content(Response::new(v1::DeleteTicketResponse {})))
     }
 
     async fn add_comment(
@@ -213,7 +216,8 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             .desk
             .add_comment(&caller, ticket_id, body, comment.public, budget)
             .await?;
-        Ok(Response::new(comment_to_wire(added)))
+        let location = format!("/v1/tickets/{ticket_id}/comments");
+        Ok(created(Response::new(comment_to_wire(added)), &location))
     }
 
     async fn list_comments(

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{next_page_token, page_request, request_context, required, timestamp};
+use super::{created, next_page_token, page_request, request_context, required, timestamp};
 use crate::domain::{self, DisplayName, Email, InvalidValue, Password, Role, UserId};
 use crate::errors::{AppError, FieldViolations};
 use crate::proto::v1;
@@ -47,7 +47,11 @@ impl v1::user_service_server::UserService for UserApi {
             .users
             .create(&caller, email, display_name, role, password, budget)
             .await?;
-        Ok(Response::new(user_to_wire(created)))
+        let location = format!("/v1/users/{}", created.id);
+        Ok(self::created(
+            Response::new(user_to_wire(created)),
+            &location,
+        ))
     }
 
     async fn get_user(

@@ -5,13 +5,16 @@
 //! 2. trace: a span per RPC carrying the request id, so every log line of the request has it;
 //! 3. request id propagation: the id is returned in the response metadata;
 //! 4. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
-//! 5. auth: who is calling, failing closed ([`caller`]); handlers get a `Caller` extension.
+//! 5. auth: who is calling, failing closed ([`caller`]); handlers get a `Caller` extension;
+//! 6. rate limit: the caller's (or client IP's) quota ([`rate_limit`]).
 
 mod caller;
 mod deadline;
+mod rate_limit;
 
 pub use caller::{AuthLayer, Authenticate, is_public};
 pub use deadline::{Deadline, DeadlineLayer, RequestDeadline};
+pub use rate_limit::{RateLimit, RateLimitLayer, client_ip};
 
 use std::time::Duration;
 
@@ -28,6 +31,7 @@ use tower_http::trace::{
 use tracing::{Level, Span};
 
 use crate::auth::Authenticator;
+use crate::rate_limit::RateLimiter;
 
 /// The header (gRPC metadata entry) carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -37,13 +41,19 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct MiddlewareLayer {
     max_request_time: Duration,
     authenticator: Authenticator,
+    limiter: RateLimiter,
 }
 
 impl MiddlewareLayer {
-    pub fn new(max_request_time: Duration, authenticator: Authenticator) -> Self {
+    pub fn new(
+        max_request_time: Duration,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+    ) -> Self {
         Self {
             max_request_time,
             authenticator,
+            limiter,
         }
     }
 }
@@ -51,7 +61,7 @@ impl MiddlewareLayer {
 /// What [`MiddlewareLayer`] wraps a service in, outermost first.
 pub type MiddlewareStack<S> = SetRequestId<
     Trace<
-        PropagateRequestId<Deadline<Authenticate<S>>>,
+        PropagateRequestId<Deadline<Authenticate<RateLimit<S>>>>,
         SharedClassifier<GrpcErrorsAsFailures>,
         RpcSpan,
         DefaultOnRequest,
@@ -79,6 +89,7 @@ impl<S> Layer<S> for MiddlewareLayer {
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(DeadlineLayer::new(self.max_request_time))
             .layer(AuthLayer::new(self.authenticator.clone()))
+            .layer(RateLimitLayer::new(self.limiter.clone()))
             .service(inner)
     }
 }

@@ -13,6 +13,7 @@ use crate::db::models::{Account, User};
 use crate::domain::{self, AccountSlug, Email, Role};
 use crate::errors::{AppError, AppResult};
 use crate::in_transaction;
+use crate::rate_limit::{Policy, RateLimiter, Subject};
 
 /// What a successful login or refresh hands out.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ pub struct Authentication {
     hasher: PasswordHasher,
     sessions: SessionStore,
     tokens: TokenIssuer,
+    limiter: RateLimiter,
 }
 
 /// One answer for every failed login, so that none tells which part was wrong.
@@ -44,12 +46,14 @@ impl Authentication {
         hasher: PasswordHasher,
         sessions: SessionStore,
         tokens: TokenIssuer,
+        limiter: RateLimiter,
     ) -> Self {
         Self {
             pool,
             hasher,
             sessions,
             tokens,
+            limiter,
         }
     }
 
@@ -62,6 +66,32 @@ impl Authentication {
         password: &str,
         budget: Duration,
     ) -> AppResult<(IssuedTokens, domain::User)> {
+        // Per login name, on top of the per-IP quota of the middleware: guessing one user's
+        // password from many addresses is throttled too.
+        let name = Subject::new(
+            "login",
+            format!(
+                "{}/{}",
+                account.trim().to_lowercase(),
+                email.trim().to_lowercase()
+            ),
+        );
+        let decision = self.limiter.check(Policy::Login, &name).await;
+        if !decision.allowed {
+            return Err(if decision.decided {
+                AppError::RateLimited {
+                    subject: "login".to_owned(),
+                    policy: decision.policy.name(),
+                    quota: decision.quota,
+                    retry_after: decision.retry_after,
+                }
+            } else {
+                AppError::Unavailable {
+                    dependency: crate::errors::Dependency::Redis,
+                    source: anyhow::anyhow!("the rate limiter cannot decide and fails closed"),
+                }
+            });
+        }
         let user = match (AccountSlug::parse(account), Email::parse(email)) {
             (Ok(slug), Ok(email)) => self.find_user(&slug, &email, budget).await?,
             _ => None,

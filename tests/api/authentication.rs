@@ -122,7 +122,7 @@ async fn an_unknown_email_takes_as_long_as_a_wrong_password() {
 async fn a_login_storm_does_not_stall_other_calls() {
     let app = TestApp::spawn().await;
     let storm_started = Instant::now();
-    let storm: Vec<_> = (0..16)
+    let storm: Vec<_> = (0..32)
         .map(|_| {
             let auth = app.auth.clone();
             let request = login_request(&app.admin, "wrong password, long enough");
@@ -143,8 +143,9 @@ async fn a_login_storm_does_not_stall_other_calls() {
         let _ = login.await;
     }
     let storm_took = storm_started.elapsed();
+    // Were hashing on the runtime's threads, a call would wait for most of the storm.
     assert!(
-        slowest < storm_took / 3,
+        slowest < storm_took / 2,
         "a call took {slowest:?} while the storm took {storm_took:?}"
     );
 }

@@ -72,6 +72,10 @@ pub(crate) fn test_settings(database_name: &str) -> Settings {
         // Tests about other things open many tickets for one requester; the limit's own tests
         // set it back.
         "MAX_OPEN_TICKETS_PER_REQUESTER" => Some("1000".to_owned()),
+        // Likewise for quotas: the rate-limit tests set their own.
+        "RATE_LIMIT_READ" | "RATE_LIMIT_WRITE" | "RATE_LIMIT_PUBLIC" | "RATE_LIMIT_LOGIN" => {
+            Some("100000/60".to_owned())
+        }
         "SHUTDOWN_DRAIN_TIMEOUT_MS" => Some("5000".to_owned()),
         _ => None,
     })
@@ -242,6 +246,7 @@ pub(crate) struct TestApp {
     pub(crate) api_keys: ApiKeyServiceClient<Channel>,
     pub(crate) health: HealthClient<Channel>,
     pub(crate) redis_prefix: String,
+    pub(crate) settings: Settings,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     // Last: dropped after the server has been told to stop.
@@ -260,7 +265,7 @@ impl TestApp {
         let mut settings = test_settings(&database.name);
         configure(&mut settings);
         let redis_prefix = settings.redis.key_prefix.clone();
-        let application = Application::build(settings)
+        let application = Application::build(settings.clone())
             .await
             .expect("the application builds");
         let address = application.local_addr();
@@ -287,6 +292,7 @@ impl TestApp {
             api_keys: ApiKeyServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
             redis_prefix,
+            settings,
             shutdown: Some(shutdown),
             server: Some(server),
             database,

@@ -3,12 +3,14 @@
 mod accounts_and_users;
 mod api_keys;
 mod authentication;
+mod contract;
 mod deadlines;
 mod dependencies;
 mod envoy;
 mod helpers;
 mod process;
 mod proxy;
+mod rate_limits;
 mod reflection;
 mod request_id;
 mod rest;

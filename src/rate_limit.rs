@@ -1,0 +1,228 @@
+//! Fair use: a GCRA rate limiter in Redis, one atomic Lua script per decision, so that every
+//! instance sharing the Redis enforces one global limit. Time comes from Redis (`TIME`), not
+//! from the instances' clocks.
+//!
+//! When Redis cannot decide within [`DECISION_TIMEOUT`], the configured policy applies (let the
+//! request through, or refuse it), the failure is logged and counted, and Redis is left alone for
+//! [`BACKOFF`] so that an outage costs requests nothing.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Script;
+
+use crate::configuration::{RateLimitSettings, RateQuota};
+use crate::redis_pool::{RedisKeys, RedisPool};
+
+const DECISION_TIMEOUT: Duration = Duration::from_millis(150);
+const BACKOFF: Duration = Duration::from_secs(2);
+
+/// GCRA: KEYS[1] holds the theoretical arrival time (ms). ARGV: emission interval (ms), burst.
+/// Returns {allowed, remaining, retry_after_ms, reset_ms}.
+const GCRA: &str = r"
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tolerance = interval * burst
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+if new_tat - tolerance > now then
+  return {0, 0, new_tat - tolerance - now, tat - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
+";
+
+static GCRA_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA));
+
+/// Which quota a request counts against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Read,
+    Write,
+    Public,
+    Login,
+}
+
+impl Policy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Public => "public",
+            Self::Login => "login",
+        }
+    }
+}
+
+/// A limiter's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub policy: Policy,
+    pub quota: RateQuota,
+    /// Requests left before the limit.
+    pub remaining: u32,
+    /// When a refused request may be retried.
+    pub retry_after: Duration,
+    /// When the quota is whole again.
+    pub reset: Duration,
+    /// False when Redis could not decide and the failure policy answered.
+    pub decided: bool,
+}
+
+impl Decision {
+    /// The IETF `RateLimit-Policy` field: `"write";q=100;w=60`.
+    pub fn policy_header(&self) -> String {
+        format!(
+            "\"{}\";q={};w={}",
+            self.policy.name(),
+            self.quota.count,
+            self.quota.window.as_secs()
+        )
+    }
+
+    /// The IETF `RateLimit` field: `"write";r=99;t=1`.
+    pub fn limit_header(&self) -> String {
+        format!(
+            "\"{}\";r={};t={}",
+            self.policy.name(),
+            self.remaining,
+            self.reset.as_secs_f64().ceil() as u64
+        )
+    }
+
+    /// Whole seconds for `retry-after`, at least 1.
+    pub fn retry_after_secs(&self) -> u64 {
+        (self.retry_after.as_secs_f64().ceil() as u64).max(1)
+    }
+}
+
+/// Who a quota belongs to: a user, an API key, an IP address, or a login name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subject(String);
+
+impl Subject {
+    pub fn new(kind: &str, id: impl fmt::Display) -> Self {
+        Self(format!("{kind}:{id}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Clone)]
+pub struct RateLimiter {
+    pool: RedisPool,
+    keys: RedisKeys,
+    settings: RateLimitSettings,
+    resting_until: Arc<AtomicU64>,
+    failures: Arc<AtomicU64>,
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+impl RateLimiter {
+    pub fn new(pool: RedisPool, keys: RedisKeys, settings: RateLimitSettings) -> Self {
+        Self {
+            pool,
+            keys,
+            settings,
+            resting_until: Arc::new(AtomicU64::new(0)),
+            failures: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn settings(&self) -> &RateLimitSettings {
+        &self.settings
+    }
+
+    /// How many decisions Redis could not make since start.
+    pub fn failures(&self) -> u64 {
+        AtomicU64::load(&self.failures, Ordering::Relaxed)
+    }
+
+    pub fn quota(&self, policy: Policy) -> RateQuota {
+        match policy {
+            Policy::Read => self.settings.read,
+            Policy::Write => self.settings.write,
+            Policy::Public => self.settings.public,
+            Policy::Login => self.settings.login,
+        }
+    }
+
+    /// Counts one request of `subject` against `policy`.
+    pub async fn check(&self, policy: Policy, subject: &Subject) -> Decision {
+        let quota = self.quota(policy);
+        let undecided = || Decision {
+            allowed: self.settings.fail_open,
+            policy,
+            quota,
+            remaining: 0,
+            retry_after: BACKOFF,
+            reset: quota.window,
+            decided: false,
+        };
+        if now_millis() < AtomicU64::load(&self.resting_until, Ordering::Relaxed) {
+            return undecided();
+        }
+        let interval_ms = (quota.window.as_millis() / u128::from(quota.count)).max(1);
+        let key = self
+            .keys
+            .key(&format!("rl:{}:{}", policy.name(), subject.as_str()));
+        let decide = async {
+            let mut connection = self.pool.get().await?;
+            let answer: Vec<i64> = GCRA_SCRIPT
+                .key(key)
+                .arg(u64::try_from(interval_ms).unwrap_or(u64::MAX))
+                .arg(quota.count)
+                .invoke_async(&mut *connection)
+                .await?;
+            Ok::<_, crate::errors::AppError>(answer)
+        };
+        match tokio::time::timeout(DECISION_TIMEOUT, decide).await {
+            Ok(Ok(answer)) if answer.len() == 4 => {
+                let millis = |value: i64| Duration::from_millis(u64::try_from(value).unwrap_or(0));
+                Decision {
+                    allowed: answer[0] == 1,
+                    policy,
+                    quota,
+                    remaining: u32::try_from(answer[1]).unwrap_or(0),
+                    retry_after: millis(answer[2]),
+                    reset: millis(answer[3]),
+                    decided: true,
+                }
+            }
+            outcome => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                self.resting_until.store(
+                    now_millis() + u64::try_from(BACKOFF.as_millis()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                let fail_open = self.settings.fail_open;
+                match outcome {
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, fail_open, "rate limiter: Redis failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(fail_open, "rate limiter: Redis did not answer in time")
+                    }
+                    Ok(Ok(_)) => tracing::warn!(fail_open, "rate limiter: malformed answer"),
+                }
+                undecided()
+            }
+        }
+    }
+}

@@ -1,0 +1,783 @@
+//! The REST contract: docs/http-contract.md lists every RPC with its method, path and success
+//! status; this suite checks the table against the API and calls every RPC through real Envoy
+//! (the repository's config), once to succeed and once to fail as documented.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use prost::Message;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::envoy::Envoy;
+use super::helpers::{TEST_PASSWORD, TestApp, TestUser, log_in, repository_root};
+
+/// A row of the contract table.
+#[derive(Debug)]
+struct Row {
+    method: String,
+    path: String,
+    success: u16,
+    errors: String,
+}
+
+fn contract_table() -> BTreeMap<String, Row> {
+    let text = std::fs::read_to_string(repository_root().join("docs/http-contract.md"))
+        .expect("docs/http-contract.md");
+    let table = text
+        .split("<!-- contract:begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- contract:end -->").next())
+        .expect("the contract markers");
+    table
+        .lines()
+        .filter(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            (
+                cells[1].to_owned(),
+                Row {
+                    method: cells[2].to_owned(),
+                    path: cells[3].to_owned(),
+                    success: cells[4].parse().expect("a bare success status"),
+                    errors: cells[5].to_owned(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn every_rpc() -> BTreeSet<String> {
+    let set = prost_types::FileDescriptorSet::decode(supportdesk::proto::FILE_DESCRIPTOR_SET)
+        .expect("descriptor set");
+    set.file
+        .iter()
+        .filter(|file| file.package() == "supportdesk.v1")
+        .flat_map(|file| {
+            file.service.iter().flat_map(|service| {
+                service
+                    .method
+                    .iter()
+                    .map(move |method| format!("{}.{}", service.name(), method.name()))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn the_contract_table_lists_exactly_the_rpcs_of_the_api() {
+    let documented: BTreeSet<String> = contract_table().into_keys().collect();
+    let existing = every_rpc();
+    let undocumented: Vec<&String> = existing.difference(&documented).collect();
+    let stale: Vec<&String> = documented.difference(&existing).collect();
+    assert!(
+        undocumented.is_empty(),
+        "missing from docs/http-contract.md: {undocumented:?}"
+    );
+    assert!(stale.is_empty(), "documented but not in the API: {stale:?}");
+}
+
+/// One HTTP call through Envoy.
+struct Call {
+    method: Method,
+    path: String,
+    token: Option<String>,
+    body: Option<Value>,
+}
+
+fn call(method: Method, path: impl Into<String>, token: Option<&str>, body: Option<Value>) -> Call {
+    Call {
+        method,
+        path: path.into(),
+        token: token.map(str::to_owned),
+        body,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+struct Harness {
+    app: TestApp,
+    envoy: Envoy,
+    http: reqwest::Client,
+    agent: TestUser,
+    customer: TestUser,
+    api_key: String,
+}
+
+impl Harness {
+    async fn send(&self, call: Call) -> Answer {
+        let mut request = self.http.request(call.method, self.envoy.url(&call.path));
+        if let Some(token) = call.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = call.body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("sent through Envoy");
+        Answer {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: response.text().await.unwrap_or_default(),
+        }
+    }
+
+    fn admin(&self) -> Option<&str> {
+        Some(&self.app.admin.access_token)
+    }
+
+    async fn new_ticket(&self) -> String {
+        self.app.create_ticket("contract").await.id
+    }
+
+    async fn assigned_ticket(&self) -> String {
+        let id = self.new_ticket().await;
+        let answer = self
+            .send(call(
+                Method::POST,
+                format!("/v1/tickets/{id}:assign"),
+                self.admin(),
+                Some(json!({"assigneeId": self.agent.id.to_string()})),
+            ))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        id
+    }
+
+    async fn solved_ticket(&self) -> String {
+        let id = self.assigned_ticket().await;
+        let answer = self
+            .send(call(
+                Method::POST,
+                format!("/v1/tickets/{id}:resolve"),
+                self.admin(),
+                Some(json!({})),
+            ))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        id
+    }
+
+    async fn fresh_session(&self) -> TestUser {
+        log_in(
+            &self.app.auth,
+            &self.app.admin.account_slug,
+            &self.app.admin.email,
+        )
+        .await
+    }
+
+    /// For `rpc`: a call that succeeds, the `location` it must carry, and a call that fails with
+    /// the given status.
+    async fn cases(&self, rpc: &str) -> (Call, Option<String>, Call, StatusCode) {
+        let admin = self.admin();
+        let unknown = "0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c";
+        match rpc {
+            "AccountService.CreateAccount" => {
+                let slug = format!("contract-{}", uuid::Uuid::now_v7().simple());
+                let body = |slug: &str| {
+                    json!({"name": "Contract", "slug": slug, "adminEmail": "c@contract.example",
+                           "adminPassword": TEST_PASSWORD})
+                };
+                (
+                    call(Method::POST, "/v1/accounts", None, Some(body(&slug))),
+                    Some("/v1/account".to_owned()),
+                    call(Method::POST, "/v1/accounts", None, Some(body("Not A Slug"))),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "AccountService.GetAccount" => (
+                call(Method::GET, "/v1/account", admin, None),
+                None,
+                call(Method::GET, "/v1/account", None, None),
+                StatusCode::UNAUTHORIZED,
+            ),
+            "ApiKeyService.CreateApiKey" => {
+                let body = json!({"name": "contract", "roles": ["USER_ROLE_AGENT"]});
+                (
+                    call(Method::POST, "/v1/apiKeys", admin, Some(body.clone())),
+                    Some("/v1/apiKeys".to_owned()),
+                    call(
+                        Method::POST,
+                        "/v1/apiKeys",
+                        Some(&self.agent.access_token),
+                        Some(body),
+                    ),
+                    StatusCode::FORBIDDEN,
+                )
+            }
+            "ApiKeyService.ListApiKeys" => (
+                call(Method::GET, "/v1/apiKeys", admin, None),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/apiKeys",
+                    Some(&self.agent.access_token),
+                    None,
+                ),
+                StatusCode::FORBIDDEN,
+            ),
+            "ApiKeyService.RevokeApiKey" => {
+                let created = self
+                    .send(call(
+                        Method::POST,
+                        "/v1/apiKeys",
+                        admin,
+                        Some(json!({"name": "to revoke", "roles": ["USER_ROLE_AGENT"]})),
+                    ))
+                    .await
+                    .json();
+                let id = created["apiKey"]["id"].as_str().expect("key id").to_owned();
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/apiKeys/{id}:revoke"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        format!("/v1/apiKeys/{unknown}:revoke"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "AuthService.Login" => {
+                let body = |password: &str| {
+                    json!({"account": self.app.admin.account_slug, "email": self.app.admin.email,
+                           "password": password})
+                };
+                (
+                    call(
+                        Method::POST,
+                        "/v1/auth:login",
+                        None,
+                        Some(body(TEST_PASSWORD)),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        "/v1/auth:login",
+                        None,
+                        Some(body("wrong, wrong, wrong")),
+                    ),
+                    StatusCode::UNAUTHORIZED,
+                )
+            }
+            "AuthService.RefreshToken" => {
+                let session = self.fresh_session().await;
+                (
+                    call(
+                        Method::POST,
+                        "/v1/auth:refresh",
+                        None,
+                        Some(json!({"refreshToken": session.refresh_token})),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        "/v1/auth:refresh",
+                        None,
+                        Some(json!({"refreshToken": "not-a-token"})),
+                    ),
+                    StatusCode::UNAUTHORIZED,
+                )
+            }
+            "AuthService.Logout" | "AuthService.LogoutAll" => {
+                let session = self.fresh_session().await;
+                let path = if rpc.ends_with("All") {
+                    "/v1/auth:logoutAll"
+                } else {
+                    "/v1/auth:logout"
+                };
+                (
+                    call(
+                        Method::POST,
+                        path,
+                        Some(&session.access_token),
+                        Some(json!({})),
+                    ),
+                    None,
+                    call(Method::POST, path, Some(&self.api_key), Some(json!({}))),
+                    StatusCode::FORBIDDEN,
+                )
+            }
+            "TicketService.CreateTicket" => (
+                call(
+                    Method::POST,
+                    "/v1/tickets",
+                    admin,
+                    Some(
+                        json!({"subject": "REST", "description": "Contract", "requesterEmail": "r@example.com"}),
+                    ),
+                ),
+                Some("/v1/tickets/".to_owned()),
+                call(
+                    Method::POST,
+                    "/v1/tickets",
+                    admin,
+                    Some(json!({"subject": ""})),
+                ),
+                StatusCode::BAD_REQUEST,
+            ),
+            "TicketService.GetTicket" => {
+                let id = self.new_ticket().await;
+                (
+                    call(Method::GET, format!("/v1/tickets/{id}"), admin, None),
+                    None,
+                    call(Method::GET, format!("/v1/tickets/{unknown}"), admin, None),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "TicketService.ListTickets" => (
+                call(
+                    Method::GET,
+                    "/v1/tickets?statuses=TICKET_STATUS_NEW&orderBy=update_time%20desc",
+                    admin,
+                    None,
+                ),
+                None,
+                call(Method::GET, "/v1/tickets?pageSize=-1", admin, None),
+                StatusCode::BAD_REQUEST,
+            ),
+            "TicketService.UpdateTicket" => {
+                let id = self.new_ticket().await;
+                (
+                    call(
+                        Method::PATCH,
+                        format!("/v1/tickets/{id}?updateMask=subject"),
+                        admin,
+                        Some(json!({"subject": "renamed"})),
+                    ),
+                    None,
+                    call(
+                        Method::PATCH,
+                        format!("/v1/tickets/{id}?updateMask=subject"),
+                        admin,
+                        Some(json!({"subject": "stale", "etag": "v999"})),
+                    ),
+                    StatusCode::CONFLICT,
+                )
+            }
+            "TicketService.AssignTicket" => {
+                let id = self.new_ticket().await;
+                let body = json!({"assigneeId": self.agent.id.to_string()});
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/tickets/{id}:assign"),
+                        admin,
+                        Some(body.clone()),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        format!("/v1/tickets/{id}:assign"),
+                        Some(&self.customer.access_token),
+                        Some(body),
+                    ),
+                    StatusCode::FORBIDDEN,
+                )
+            }
+            "TicketService.ResolveTicket" => {
+                let assigned = self.assigned_ticket().await;
+                let unassigned = self.new_ticket().await;
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/tickets/{assigned}:resolve"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        format!("/v1/tickets/{unassigned}:resolve"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "TicketService.ReopenTicket" | "TicketService.CloseTicket" => {
+                let solved = self.solved_ticket().await;
+                let fresh = self.new_ticket().await;
+                let verb = if rpc.ends_with("Reopen") || rpc.contains("Reopen") {
+                    "reopen"
+                } else {
+                    "close"
+                };
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/tickets/{solved}:{verb}"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        format!("/v1/tickets/{fresh}:{verb}"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "TicketService.DeleteTicket" => {
+                let id = self.new_ticket().await;
+                (
+                    call(Method::DELETE, format!("/v1/tickets/{id}"), admin, None),
+                    None,
+                    call(
+                        Method::DELETE,
+                        format!("/v1/tickets/{id}"),
+                        Some(&self.agent.access_token),
+                        None,
+                    ),
+                    StatusCode::FORBIDDEN,
+                )
+            }
+            "TicketService.AddComment" => {
+                let id = self.new_ticket().await;
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/tickets/{id}/comments"),
+                        admin,
+                        Some(json!({"body": "hello", "public": true})),
+                    ),
+                    Some(format!("/v1/tickets/{id}/comments")),
+                    call(
+                        Method::POST,
+                        format!("/v1/tickets/{id}/comments"),
+                        admin,
+                        Some(json!({"body": " "})),
+                    ),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "TicketService.ListComments" => {
+                let id = self.new_ticket().await;
+                (
+                    call(
+                        Method::GET,
+                        format!("/v1/tickets/{id}/comments"),
+                        admin,
+                        None,
+                    ),
+                    None,
+                    call(
+                        Method::GET,
+                        format!("/v1/tickets/{unknown}/comments"),
+                        admin,
+                        None,
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "TicketService.ListTicketActivity" => {
+                let id = self.new_ticket().await;
+                (
+                    call(
+                        Method::GET,
+                        format!("/v1/tickets/{id}/activity"),
+                        admin,
+                        None,
+                    ),
+                    None,
+                    call(
+                        Method::GET,
+                        format!("/v1/tickets/{id}/activity"),
+                        Some(&self.customer.access_token),
+                        None,
+                    ),
+                    StatusCode::FORBIDDEN,
+                )
+            }
+            "UserService.CreateUser" => {
+                let body = |email: &str| json!({"user": {"email": email, "role": "USER_ROLE_AGENT"}, "password": TEST_PASSWORD});
+                let email = format!("{}@contract.example", uuid::Uuid::now_v7().simple());
+                (
+                    call(Method::POST, "/v1/users", admin, Some(body(&email))),
+                    Some("/v1/users/".to_owned()),
+                    call(
+                        Method::POST,
+                        "/v1/users",
+                        admin,
+                        Some(body(&self.agent.email)),
+                    ),
+                    StatusCode::CONFLICT,
+                )
+            }
+            "UserService.GetUser" => (
+                call(
+                    Method::GET,
+                    format!("/v1/users/{}", self.agent.id),
+                    admin,
+                    None,
+                ),
+                None,
+                call(Method::GET, format!("/v1/users/{unknown}"), admin, None),
+                StatusCode::NOT_FOUND,
+            ),
+            "UserService.ListUsers" => (
+                call(Method::GET, "/v1/users", admin, None),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/users",
+                    Some(&self.customer.access_token),
+                    None,
+                ),
+                StatusCode::FORBIDDEN,
+            ),
+            "UserService.UpdateUser" => (
+                call(
+                    Method::PATCH,
+                    format!("/v1/users/{}?updateMask=displayName", self.agent.id),
+                    admin,
+                    Some(json!({"displayName": "Renamed"})),
+                ),
+                None,
+                call(
+                    Method::PATCH,
+                    format!("/v1/users/{}?updateMask=role", self.app.admin.id),
+                    admin,
+                    Some(json!({"role": "USER_ROLE_AGENT"})),
+                ),
+                StatusCode::BAD_REQUEST,
+            ),
+            "UserService.GetCurrentUser" => (
+                call(Method::GET, "/v1/me", admin, None),
+                None,
+                call(Method::GET, "/v1/me", Some(&self.api_key), None),
+                StatusCode::FORBIDDEN,
+            ),
+            other => panic!("{other} has no contract case: add one to tests/api/contract.rs"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_rpc_answers_its_documented_statuses_through_envoy() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let agent = app
+        .add_user(&app.admin, supportdesk::proto::v1::UserRole::Agent)
+        .await;
+    let customer = app
+        .add_user(&app.admin, supportdesk::proto::v1::UserRole::Customer)
+        .await;
+    let http = reqwest::Client::new();
+    let key = http
+        .post(envoy.url("/v1/apiKeys"))
+        .bearer_auth(&app.admin.access_token)
+        .json(&json!({"name": "contract key", "roles": ["USER_ROLE_ADMIN"]}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["secret"]
+        .as_str()
+        .expect("a secret")
+        .to_owned();
+    let harness = Harness {
+        app,
+        envoy,
+        http,
+        agent,
+        customer,
+        api_key: key,
+    };
+    let table = contract_table();
+    for (rpc, row) in &table {
+        let (success, location, failure, error_status) = harness.cases(rpc).await;
+        assert_eq!(
+            success.method.as_str(),
+            row.method,
+            "{rpc}: the documented method"
+        );
+        let answer = harness.send(success).await;
+        assert_eq!(
+            answer.status.as_u16(),
+            row.success,
+            "{rpc} {} {}: {}",
+            row.method,
+            row.path,
+            answer.body
+        );
+        match row.success {
+            201 => {
+                let header = answer
+                    .headers
+                    .get("location")
+                    .expect("201 carries Location");
+                let expected = location.expect("a location for a create");
+                assert!(
+                    header.to_str().unwrap().starts_with(&expected),
+                    "{rpc}: {header:?}"
+                );
+            }
+            204 => assert!(
+                answer.body.is_empty(),
+                "{rpc}: 204 with a body {:?}",
+                answer.body
+            ),
+            _ => assert!(answer.json().is_object(), "{rpc}: a JSON body"),
+        }
+        assert!(
+            answer.headers.get("x-http-status").is_none(),
+            "{rpc}: the marker leaked"
+        );
+
+        let answer = harness.send(failure).await;
+        assert_eq!(answer.status, error_status, "{rpc}: {}", answer.body);
+        assert!(
+            row.errors.contains(&error_status.as_u16().to_string()),
+            "{rpc}: {error_status} is not documented in its row"
+        );
+        assert_eq!(
+            answer.headers["content-type"], "application/json",
+            "{rpc}: errors are JSON"
+        );
+        let body = answer.json();
+        let details = body["details"].as_array().cloned().unwrap_or_default();
+        assert!(
+            details.iter().any(|detail| detail["@type"]
+                == "type.googleapis.com/google.rpc.ErrorInfo"
+                && detail["domain"] == "supportdesk"),
+            "{rpc}: no ErrorInfo in {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_browser_preflights_and_calls_from_an_allowed_origin_only() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let http = reqwest::Client::new();
+    let allowed = "http://localhost:3000";
+
+    let preflight = http
+        .request(Method::OPTIONS, envoy.url("/v1/tickets"))
+        .header("origin", allowed)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,idempotency-key",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], allowed);
+    assert_eq!(
+        preflight.headers()["access-control-allow-credentials"],
+        "true"
+    );
+
+    let created = http
+        .post(envoy.url("/v1/tickets"))
+        .header("origin", allowed)
+        .bearer_auth(&app.admin.access_token)
+        .json(&json!({"subject": "From a browser", "description": "CORS", "requesterEmail": "b@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.headers()["access-control-allow-origin"], allowed);
+    let exposed = created.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for header in ["location", "x-request-id", "retry-after", "ratelimit"] {
+        assert!(exposed.contains(header), "{header} not exposed: {exposed}");
+    }
+
+    let stranger = http
+        .get(envoy.url("/v1/tickets"))
+        .header("origin", "https://evil.example")
+        .bearer_auth(&app.admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        stranger
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn envoys_own_errors_use_the_same_json_shape() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let http = reqwest::Client::new();
+    let cases = [
+        (
+            Method::GET,
+            "/v1/nothing-here",
+            None,
+            StatusCode::NOT_FOUND,
+            "UNKNOWN_PATH",
+        ),
+        (
+            Method::GET,
+            "/v1/tickets?colour=blue",
+            None,
+            StatusCode::BAD_REQUEST,
+            "UNKNOWN_QUERY_PARAMETER",
+        ),
+        (
+            Method::POST,
+            "/v1/tickets",
+            Some("{not json"),
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_REQUEST",
+        ),
+    ];
+    for (method, path, body, status, reason) in cases {
+        let mut request = http
+            .request(method, envoy.url(path))
+            .bearer_auth(&app.admin.access_token)
+            .header("content-type", "application/json");
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{path}"
+        );
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(body["details"][0]["reason"], reason, "{path}: {body}");
+    }
+    let large = "x".repeat(2 * 1024 * 1024);
+    let response = http
+        .post(envoy.url("/v1/tickets"))
+        .bearer_auth(&app.admin.access_token)
+        .json(&json!({"subject": "big", "description": large}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
