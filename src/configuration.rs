@@ -20,6 +20,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub tickets: TicketSettings,
     pub rate_limits: RateLimitSettings,
+    pub idempotency: IdempotencySettings,
     pub log: LogSettings,
 }
 
@@ -87,6 +88,17 @@ pub struct TicketSettings {
     pub max_open_per_requester: u32,
     /// `TICKET_CACHE_TTL_SECS`: how long GetTicket may serve a ticket from Redis.
     pub cache_ttl: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct IdempotencySettings {
+    /// `IDEMPOTENCY_KEY_TTL_SECS`: how long a key's outcome is kept for replays.
+    pub retention: Duration,
+    /// `IDEMPOTENCY_WAIT_MS`: how long a retry waits for the first request holding its key
+    /// before answering ABORTED.
+    pub wait: Duration,
+    /// `IDEMPOTENCY_SWEEP_INTERVAL_SECS`: how often expired keys are deleted.
+    pub sweep_interval: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -318,6 +330,15 @@ impl Settings {
                     )
                     .0,
             },
+            idempotency: IdempotencySettings {
+                retention: Duration::from_secs(
+                    reader.parsed("IDEMPOTENCY_KEY_TTL_SECS", 24 * 3600),
+                ),
+                wait: reader.millis("IDEMPOTENCY_WAIT_MS", 100),
+                sweep_interval: Duration::from_secs(
+                    reader.parsed("IDEMPOTENCY_SWEEP_INTERVAL_SECS", 60),
+                ),
+            },
             log: LogSettings {
                 format: reader.parsed("LOG_FORMAT", LogFormat::Json),
                 filter: reader.parsed("RUST_LOG", "info".to_owned()),
@@ -331,6 +352,11 @@ impl Settings {
         );
         reader.positive_duration("ACCESS_TOKEN_TTL_SECS", settings.auth.access_token_ttl);
         reader.positive_duration("TICKET_CACHE_TTL_SECS", settings.tickets.cache_ttl);
+        reader.positive_duration("IDEMPOTENCY_KEY_TTL_SECS", settings.idempotency.retention);
+        reader.positive_duration(
+            "IDEMPOTENCY_SWEEP_INTERVAL_SECS",
+            settings.idempotency.sweep_interval,
+        );
         reader.positive(
             "MAX_OPEN_TICKETS_PER_REQUESTER",
             settings.tickets.max_open_per_requester,

@@ -178,7 +178,11 @@ pub struct PreconditionViolation {
 
 /// Every refused field of one request, so a client can fix them all in one round trip.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FieldViolations(Vec<FieldViolation>);
+pub struct FieldViolations {
+    violations: Vec<FieldViolation>,
+    /// The ErrorInfo reason, when more precise than INVALID_ARGUMENT.
+    reason: Option<&'static str>,
+}
 
 impl FieldViolations {
     pub fn new() -> Self {
@@ -186,7 +190,7 @@ impl FieldViolations {
     }
 
     pub fn add(&mut self, field: impl Into<String>, problem: &InvalidValue) {
-        self.0.push(FieldViolation {
+        self.violations.push(FieldViolation {
             field: field.into(),
             description: problem.description().to_owned(),
         });
@@ -208,16 +212,20 @@ impl FieldViolations {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.violations.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &FieldViolation> {
-        self.0.iter()
+        self.violations.iter()
+    }
+
+    pub fn reason(&self) -> &'static str {
+        self.reason.unwrap_or("INVALID_ARGUMENT")
     }
 
     /// `Ok(())` when nothing was refused; the error for all of them otherwise.
     pub fn into_result(self) -> AppResult<()> {
-        if self.0.is_empty() {
+        if self.violations.is_empty() {
             Ok(())
         } else {
             Err(AppError::InvalidArgument(self))
@@ -228,7 +236,7 @@ impl FieldViolations {
 impl fmt::Display for FieldViolations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<String> = self
-            .0
+            .violations
             .iter()
             .map(|violation| format!("{} {}", violation.field, violation.description))
             .collect();
@@ -244,6 +252,14 @@ impl AppError {
         Self::InvalidArgument(violations)
     }
 
+    /// A single refused field whose ErrorInfo reason says more than INVALID_ARGUMENT.
+    pub fn invalid_field_reason(field: &str, reason: &'static str, description: &str) -> Self {
+        let mut violations = FieldViolations::new();
+        violations.add(field, &InvalidValue::new(description));
+        violations.reason = Some(reason);
+        Self::InvalidArgument(violations)
+    }
+
     pub fn not_found(resource: Resource, id: impl fmt::Display) -> Self {
         Self::NotFound {
             resource,
@@ -256,14 +272,43 @@ impl AppError {
     }
 }
 
+/// How long a client should wait before retrying a request whose idempotency key is in use.
+const IN_USE_RETRY_DELAY: Duration = Duration::from_millis(200);
+
 /// How long a client should wait before retrying after UNAVAILABLE.
 const UNAVAILABLE_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 impl From<AppError> for Status {
     fn from(error: AppError) -> Self {
+        Status::from(&error)
+    }
+}
+
+impl AppError {
+    /// Whether the error is the request's final answer, to be replayed for a retry with the same
+    /// idempotency key; retryable ones (a dependency down, a deadline, a bug) are not.
+    pub fn is_final(&self) -> bool {
+        match self {
+            Self::InvalidArgument(_)
+            | Self::Unauthenticated { .. }
+            | Self::PermissionDenied { .. }
+            | Self::AlreadyExists { .. }
+            | Self::FailedPrecondition { .. }
+            | Self::Aborted { .. }
+            | Self::NotFound { .. } => true,
+            Self::RateLimited { .. }
+            | Self::Unavailable { .. }
+            | Self::DeadlineExceeded
+            | Self::Internal(_) => false,
+        }
+    }
+}
+
+impl From<&AppError> for Status {
+    fn from(error: &AppError) -> Self {
         let mut details = ErrorDetails::new();
         let (code, reason, message, metadata): (Code, &str, String, HashMap<String, String>) =
-            match &error {
+            match error {
                 AppError::InvalidArgument(violations) => {
                     details.set_bad_request(
                         violations
@@ -278,7 +323,7 @@ impl From<AppError> for Status {
                     );
                     (
                         Code::InvalidArgument,
-                        "INVALID_ARGUMENT",
+                        violations.reason(),
                         error.to_string(),
                         HashMap::new(),
                     )
@@ -345,6 +390,10 @@ impl From<AppError> for Status {
                     )
                 }
                 AppError::Aborted { reason, message } => {
+                    if *reason == "IDEMPOTENCY_KEY_IN_USE" {
+                        // The first request is still running: worth retrying soon.
+                        details.set_retry_info(Some(IN_USE_RETRY_DELAY));
+                    }
                     (Code::Aborted, reason, message.clone(), HashMap::new())
                 }
                 AppError::NotFound { resource, id } => {

@@ -68,8 +68,11 @@ pub async fn create_account(
                 admin_display_name,
             },
             COMMAND_BUDGET,
+            None,
         )
         .await
+        .and_then(crate::service::idempotency::Outcome::done)
+        .map(|created| created.expect("without a key there is nothing to replay"))
         .map_err(|error| {
             if let AppError::Internal(source) = error {
                 source

@@ -26,6 +26,7 @@ use crate::middleware::MiddlewareLayer;
 use crate::proto::{self, v1};
 use crate::rate_limit::RateLimiter;
 use crate::redis_pool::{self, RedisKeys, RedisPool};
+use crate::service::idempotency::IdempotencyPolicy;
 use crate::service::{Accounts, ApiKeys, Authentication, TicketCache, TicketDesk, Users};
 
 pub struct Application {
@@ -107,6 +108,12 @@ impl Application {
             .run(stop_probe.clone()),
         );
 
+        let sweeper = tokio::spawn(sweep_idempotency_keys(
+            self.database.clone(),
+            self.settings.idempotency.sweep_interval,
+            stop_probe.clone(),
+        ));
+
         let drain = CancellationToken::new();
         let server = Server::builder()
             .http2_keepalive_interval(Some(server_settings.http2_keepalive_interval))
@@ -125,12 +132,14 @@ impl Application {
             .add_service(
                 v1::account_service_server::AccountServiceServer::new(AccountApi::new(
                     services.accounts,
+                    services.idempotency,
                 ))
                 .max_decoding_message_size(max_bytes),
             )
             .add_service(
                 v1::api_key_service_server::ApiKeyServiceServer::new(ApiKeyApi::new(
                     services.api_keys,
+                    services.idempotency,
                 ))
                 .max_decoding_message_size(max_bytes),
             )
@@ -143,12 +152,16 @@ impl Application {
             .add_service(
                 v1::ticket_service_server::TicketServiceServer::new(TicketApi::new(
                     services.tickets,
+                    services.idempotency,
                 ))
                 .max_decoding_message_size(max_bytes),
             )
             .add_service(
-                v1::user_service_server::UserServiceServer::new(UserApi::new(services.users))
-                    .max_decoding_message_size(max_bytes),
+                v1::user_service_server::UserServiceServer::new(UserApi::new(
+                    services.users,
+                    services.idempotency,
+                ))
+                .max_decoding_message_size(max_bytes),
             )
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(self.listener),
@@ -171,6 +184,7 @@ impl Application {
         );
         stop_probe.cancel();
         let _ = probe.await;
+        let _ = sweeper.await;
         health.set_all(ServingStatus::NotServing).await;
         tokio::time::sleep(server_settings.shutdown_delay).await;
         drain.cancel();
@@ -193,8 +207,28 @@ impl Application {
     }
 }
 
+/// Deletes expired idempotency keys every `interval` until `stop`.
+async fn sweep_idempotency_keys(
+    database: PgPool,
+    interval: std::time::Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match crate::service::idempotency::sweep_expired(&database, 500).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired idempotency keys deleted"),
+            Err(error) => tracing::warn!(%error, "sweeping idempotency keys failed; will retry"),
+        }
+    }
+}
+
 /// The operations behind the RPCs, wired to the pools and to each other.
 struct Services {
+    idempotency: IdempotencyPolicy,
     authenticator: Authenticator,
     limiter: RateLimiter,
     accounts: Accounts,
@@ -219,6 +253,10 @@ impl Services {
             settings.rate_limits.clone(),
         );
         Self {
+            idempotency: IdempotencyPolicy {
+                retention: settings.idempotency.retention,
+                wait: settings.idempotency.wait,
+            },
             authenticator: Authenticator::new(tokens.clone(), database.clone()),
             limiter: limiter.clone(),
             accounts: Accounts::new(database.clone(), hasher.clone()),

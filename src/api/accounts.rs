@@ -3,20 +3,28 @@
 use tonic::{Request, Response, Status};
 
 use super::users::user_to_wire;
-use super::{created, request_budget, request_context, timestamp};
+use super::{
+    IdempotencyRequest, created, created_metadata, request_budget, request_context, respond,
+    stored, timestamp,
+};
 use crate::domain::{self, AccountName, AccountSlug, DisplayName, Email, Password};
 use crate::errors::{AppError, FieldViolations};
 use crate::proto::v1;
 use crate::service::Accounts;
 use crate::service::accounts::NewAccountRequest;
+use crate::service::idempotency::IdempotencyPolicy;
 
 pub struct AccountApi {
     accounts: Accounts,
+    idempotency: IdempotencyPolicy,
 }
 
 impl AccountApi {
-    pub fn new(accounts: Accounts) -> Self {
-        Self { accounts }
+    pub fn new(accounts: Accounts, idempotency: IdempotencyPolicy) -> Self {
+        Self {
+            accounts,
+            idempotency,
+        }
     }
 }
 
@@ -27,6 +35,7 @@ impl v1::account_service_server::AccountService for AccountApi {
         request: Request<v1::CreateAccountRequest>,
     ) -> Result<Response<v1::CreateAccountResponse>, Status> {
         let budget = request_budget(&request)?;
+        let idempotency = IdempotencyRequest::of(&request, None, self.idempotency);
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let name = violations.check("name", AccountName::parse(&message.name));
@@ -48,7 +57,15 @@ impl v1::account_service_server::AccountService for AccountApi {
         else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let (account, admin) = self
+        let encode = |(account, admin): &(domain::Account, domain::User)| {
+            stored(
+                &account_response(account.clone(), admin.clone()),
+                &created_metadata("/v1/account".to_owned()),
+            )
+        };
+        let idempotent =
+            idempotency.for_rpc("/supportdesk.v1.AccountService/CreateAccount", &encode);
+        let outcome = self
             .accounts
             .create(
                 NewAccountRequest {
@@ -59,16 +76,16 @@ impl v1::account_service_server::AccountService for AccountApi {
                     admin_display_name,
                 },
                 budget,
+                idempotent.as_ref(),
             )
             .await?;
         // The account is read at /v1/account by its members once they log in.
-        Ok(created(
-            Response::new(v1::CreateAccountResponse {
-                account: Some(account_to_wire(account)),
-                admin: Some(user_to_wire(admin)),
-            }),
-            "/v1/account",
-        ))
+        respond(outcome, |(account, admin)| {
+            created(
+                Response::new(account_response(account, admin)),
+                "/v1/account",
+            )
+        })
     }
 
     async fn get_account(
@@ -78,6 +95,13 @@ impl v1::account_service_server::AccountService for AccountApi {
         let (caller, budget) = request_context(&request)?;
         let account = self.accounts.get(&caller, budget).await?;
         Ok(Response::new(account_to_wire(account)))
+    }
+}
+
+fn account_response(account: domain::Account, admin: domain::User) -> v1::CreateAccountResponse {
+    v1::CreateAccountResponse {
+        account: Some(account_to_wire(account)),
+        admin: Some(user_to_wire(admin)),
     }
 }
 

@@ -4,24 +4,26 @@ use tonic::{Request, Response, Status};
 
 use super::users::{role_from_wire, role_to_wire};
 use super::{
-    created, next_page_token, optional_timestamp, page_request, request_context, required,
-    timestamp,
+    IdempotencyRequest, created, created_metadata, next_page_token, optional_timestamp,
+    page_request, request_context, required, respond, stored, timestamp,
 };
 use crate::domain::{self, ApiKeyId, ApiKeyName, InvalidValue, Role};
 use crate::errors::{AppError, FieldViolations};
 use crate::proto::v1;
 use crate::service::ApiKeys;
+use crate::service::idempotency::IdempotencyPolicy;
 
 /// The name page tokens of ListApiKeys carry.
 const LIST: &str = "api-keys";
 
 pub struct ApiKeyApi {
     keys: ApiKeys,
+    idempotency: IdempotencyPolicy,
 }
 
 impl ApiKeyApi {
-    pub fn new(keys: ApiKeys) -> Self {
-        Self { keys }
+    pub fn new(keys: ApiKeys, idempotency: IdempotencyPolicy) -> Self {
+        Self { keys, idempotency }
     }
 }
 
@@ -33,6 +35,9 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
     ) -> Result<Response<v1::CreateApiKeyResponse>, Status> {
         let (caller, budget) = request_context(&request)?;
         caller.require(Role::Admin)?;
+        // Required: a retry without a key would leave a second live credential behind.
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
+        idempotency.require()?;
         let mut violations = FieldViolations::new();
         let Some(key) = request.into_inner().api_key else {
             violations.add("api_key", &required());
@@ -43,15 +48,32 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
         let (Some(name), Some(roles)) = (name, roles) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let (created, secret) = self.keys.create(&caller, name, roles, budget).await?;
+        // The secret is never stored, not even for replays: a replay names the key so that it
+        // can be revoked, and carries no secret.
+        let encode = |key: &domain::ApiKey| {
+            stored(
+                &v1::CreateApiKeyResponse {
+                    api_key: Some(api_key_to_wire(key.clone())),
+                    secret: String::new(),
+                },
+                &created_metadata("/v1/apiKeys".to_owned()),
+            )
+        };
+        let idempotent = idempotency.for_rpc("/supportdesk.v1.ApiKeyService/CreateApiKey", &encode);
+        let (outcome, secret) = self
+            .keys
+            .create(&caller, name, roles, budget, idempotent.as_ref())
+            .await?;
         // Keys are read in the list (no single-key GET): the location is the collection.
-        Ok(self::created(
-            Response::new(v1::CreateApiKeyResponse {
-                api_key: Some(api_key_to_wire(created)),
-                secret: secret.reveal().to_owned(),
-            }),
-            "/v1/apiKeys",
-        ))
+        respond(outcome, |key| {
+            created(
+                Response::new(v1::CreateApiKeyResponse {
+                    api_key: Some(api_key_to_wire(key)),
+                    secret: secret.reveal().to_owned(),
+                }),
+                "/v1/apiKeys",
+            )
+        })
     }
 
     async fn list_api_keys(
@@ -75,10 +97,16 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
     ) -> Result<Response<v1::ApiKey>, Status> {
         let (caller, budget) = request_context(&request)?;
         caller.require(Role::Admin)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
         let id = ApiKeyId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
-        let revoked = self.keys.revoke(&caller, id, budget).await?;
-        Ok(Response::new(api_key_to_wire(revoked)))
+        let encode = |key: &domain::ApiKey| stored(&api_key_to_wire(key.clone()), &[]);
+        let idempotent = idempotency.for_rpc("/supportdesk.v1.ApiKeyService/RevokeApiKey", &encode);
+        let outcome = self
+            .keys
+            .revoke(&caller, id, budget, idempotent.as_ref())
+            .await?;
+        respond(outcome, |key| Response::new(api_key_to_wire(key)))
     }
 }
 

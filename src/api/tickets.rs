@@ -3,7 +3,8 @@
 use tonic::{Request, Response, Status};
 
 use super::{
-    created, next_page_token, no_content, page_request, request_context, required, timestamp,
+    IdempotencyRequest, created, created_metadata, next_page_token, no_content, page_request,
+    request_context, required, respond, stored, timestamp,
 };
 use crate::domain::{
     self, Actor, CommentBody, Email, Etag, InvalidValue, NewTicketRequest, Role, Ticket,
@@ -12,6 +13,7 @@ use crate::domain::{
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::proto::v1;
+use crate::service::idempotency::IdempotencyPolicy;
 use crate::service::{TicketDesk, TicketEdits};
 
 /// Ticket fields UpdateTicket can change.
@@ -19,12 +21,18 @@ const EDITABLE: &[&str] = &["subject", "description", "priority"];
 
 pub struct TicketApi {
     desk: TicketDesk,
+    idempotency: IdempotencyPolicy,
 }
 
 impl TicketApi {
-    pub fn new(desk: TicketDesk) -> Self {
-        Self { desk }
+    pub fn new(desk: TicketDesk, idempotency: IdempotencyPolicy) -> Self {
+        Self { desk, idempotency }
     }
+}
+
+/// A ticket response as stored for replays: plain 200.
+fn stored_ticket(ticket: &Ticket) -> crate::service::idempotency::StoredSuccess {
+    stored(&to_wire(ticket.clone()), &[])
 }
 
 #[tonic::async_trait]
@@ -34,10 +42,23 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         request: Request<v1::CreateTicketRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, budget) = request_context(&request)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
         let new_ticket = parse_new_ticket(request.into_inner().ticket)?;
-        let ticket = self.desk.create(&caller, new_ticket, budget).await?;
-        let location = format!("/v1/tickets/{}", ticket.id);
-        Ok(created(Response::new(to_wire(ticket)), &location))
+        let encode = |ticket: &Ticket| {
+            stored(
+                &to_wire(ticket.clone()),
+                &created_metadata(format!("/v1/tickets/{}", ticket.id)),
+            )
+        };
+        let idempotent = idempotency.for_rpc("/supportdesk.v1.TicketService/CreateTicket", &encode);
+        let outcome = self
+            .desk
+            .create(&caller, new_ticket, budget, idempotent.as_ref())
+            .await?;
+        respond(outcome, |ticket| {
+            let location = format!("/v1/tickets/{}", ticket.id);
+            created(Response::new(to_wire(ticket)), &location)
+        })
     }
 
     async fn get_ticket(
@@ -76,6 +97,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, budget) = request_context(&request)?;
         caller.require(Role::Agent)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let Some(ticket) = message.ticket else {
@@ -128,8 +150,13 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (Some(id), Some(etag), true) = (id, etag, violations.is_empty()) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let updated = self.desk.update(&caller, id, edits, etag, budget).await?;
-        Ok(Response::new(to_wire(updated)))
+        let idempotent =
+            idempotency.for_rpc("/supportdesk.v1.TicketService/UpdateTicket", &stored_ticket);
+        let outcome = self
+            .desk
+            .update(&caller, id, edits, etag, budget, idempotent.as_ref())
+            .await?;
+        respond(outcome, |ticket| Response::new(to_wire(ticket)))
     }
 
     async fn assign_ticket(
@@ -138,6 +165,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, budget) = request_context(&request)?;
         caller.require(Role::Agent)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let id = violations.check("id", TicketId::parse(&message.id));
@@ -151,11 +179,13 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (Some(id), Some(assignee), Some(etag)) = (id, assignee, etag) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let ticket = self
+        let idempotent =
+            idempotency.for_rpc("/supportdesk.v1.TicketService/AssignTicket", &stored_ticket);
+        let outcome = self
             .desk
-            .assign(&caller, id, assignee, etag, budget)
+            .assign(&caller, id, assignee, etag, budget, idempotent.as_ref())
             .await?;
-        Ok(Response::new(to_wire(ticket)))
+        respond(outcome, |ticket| Response::new(to_wire(ticket)))
     }
 
     async fn resolve_ticket(
@@ -191,9 +221,22 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::DeleteTicketResponse>, Status> {
         let (caller, budget) = request_context(&request)?;
         caller.require(Role::Admin)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
         let (id, etag) = id_and_etag(&request.get_ref().id, &request.get_ref().etag)?;
-        self.desk.delete(&caller, id, etag, budget).await?;
-        Ok(no_content(Response::new(v1::DeleteTicketResponse {})))
+        let encode = |_: &Ticket| {
+            stored(
+                &v1::DeleteTicketResponse {},
+                &[("x-http-status", "204".to_owned())],
+            )
+        };
+        let idempotent = idempotency.for_rpc("/supportdesk.v1.TicketService/DeleteTicket", &encode);
+        let outcome = self
+            .desk
+            .delete(&caller, id, etag, budget, idempotent.as_ref())
+            .await?;
+        respond(outcome, |_| {
+            no_content(Response::new(v1::DeleteTicketResponse {}))
+        })
     }
 
     async fn add_comment(
@@ -201,6 +244,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         request: Request<v1::AddCommentRequest>,
     ) -> Result<Response<v1::Comment>, Status> {
         let (caller, budget) = request_context(&request)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
@@ -212,12 +256,28 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (Some(ticket_id), Some(body)) = (ticket_id, body) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let added = self
-            .desk
-            .add_comment(&caller, ticket_id, body, comment.public, budget)
-            .await?;
         let location = format!("/v1/tickets/{ticket_id}/comments");
-        Ok(created(Response::new(comment_to_wire(added)), &location))
+        let encode = |added: &domain::Comment| {
+            stored(
+                &comment_to_wire(added.clone()),
+                &created_metadata(location.clone()),
+            )
+        };
+        let idempotent = idempotency.for_rpc("/supportdesk.v1.TicketService/AddComment", &encode);
+        let outcome = self
+            .desk
+            .add_comment(
+                &caller,
+                ticket_id,
+                body,
+                comment.public,
+                budget,
+                idempotent.as_ref(),
+            )
+            .await?;
+        respond(outcome, |added| {
+            created(Response::new(comment_to_wire(added)), &location)
+        })
     }
 
     async fn list_comments(
@@ -264,7 +324,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 
 impl TicketApi {
     /// Resolve, reopen and close: the same request shape, different rules.
-    async fn transition<T>(
+    async fn transition<T: prost::Message>(
         &self,
         request: Request<T>,
         id: &str,
@@ -275,12 +335,19 @@ impl TicketApi {
         if transition != TicketTransition::Reopen {
             caller.require(Role::Agent)?;
         }
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
         let (id, etag) = id_and_etag(id, etag)?;
-        let ticket = self
+        let rpc = match transition {
+            TicketTransition::Resolve => "/supportdesk.v1.TicketService/ResolveTicket",
+            TicketTransition::Reopen => "/supportdesk.v1.TicketService/ReopenTicket",
+            TicketTransition::Close => "/supportdesk.v1.TicketService/CloseTicket",
+        };
+        let idempotent = idempotency.for_rpc(rpc, &stored_ticket);
+        let outcome = self
             .desk
-            .transition(&caller, id, transition, etag, budget)
+            .transition(&caller, id, transition, etag, budget, idempotent.as_ref())
             .await?;
-        Ok(Response::new(to_wire(ticket)))
+        respond(outcome, |ticket| Response::new(to_wire(ticket)))
     }
 }
 

@@ -2,23 +2,33 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{created, next_page_token, page_request, request_context, required, timestamp};
+use super::{
+    IdempotencyRequest, created, created_metadata, next_page_token, page_request, request_context,
+    required, respond, stored, timestamp,
+};
 use crate::domain::{self, DisplayName, Email, InvalidValue, Password, Role, UserId};
 use crate::errors::{AppError, FieldViolations};
 use crate::proto::v1;
-use crate::service::{UserChanges, Users};
+use crate::service::idempotency::IdempotencyPolicy;
+use crate::service::{NewUserRequest, UserChanges, Users};
 
 /// The name page tokens of ListUsers carry.
 const LIST: &str = "users";
 
 pub struct UserApi {
     users: Users,
+    idempotency: IdempotencyPolicy,
 }
 
 impl UserApi {
-    pub fn new(users: Users) -> Self {
-        Self { users }
+    pub fn new(users: Users, idempotency: IdempotencyPolicy) -> Self {
+        Self { users, idempotency }
     }
+}
+
+/// A user response as stored for replays: plain 200.
+fn stored_user(user: &domain::User) -> crate::service::idempotency::StoredSuccess {
+    stored(&user_to_wire(user.clone()), &[])
 }
 
 #[tonic::async_trait]
@@ -30,6 +40,7 @@ impl v1::user_service_server::UserService for UserApi {
         let (caller, budget) = request_context(&request)?;
         // Permission before validation: a caller who may not add users learns nothing more.
         caller.require(Role::Admin)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let user = message.user.unwrap_or_default();
@@ -43,15 +54,31 @@ impl v1::user_service_server::UserService for UserApi {
         else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let created = self
+        let encode = |user: &domain::User| {
+            stored(
+                &user_to_wire(user.clone()),
+                &created_metadata(format!("/v1/users/{}", user.id)),
+            )
+        };
+        let idempotent = idempotency.for_rpc("/supportdesk.v1.UserService/CreateUser", &encode);
+        let outcome = self
             .users
-            .create(&caller, email, display_name, role, password, budget)
+            .create(
+                &caller,
+                NewUserRequest {
+                    email,
+                    display_name,
+                    role,
+                    password,
+                },
+                budget,
+                idempotent.as_ref(),
+            )
             .await?;
-        let location = format!("/v1/users/{}", created.id);
-        Ok(self::created(
-            Response::new(user_to_wire(created)),
-            &location,
-        ))
+        respond(outcome, |user| {
+            let location = format!("/v1/users/{}", user.id);
+            created(Response::new(user_to_wire(user)), &location)
+        })
     }
 
     async fn get_user(
@@ -86,6 +113,7 @@ impl v1::user_service_server::UserService for UserApi {
     ) -> Result<Response<v1::User>, Status> {
         let (caller, budget) = request_context(&request)?;
         caller.require(Role::Admin)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let Some(user) = message.user else {
@@ -124,8 +152,13 @@ impl v1::user_service_server::UserService for UserApi {
             return Err(AppError::InvalidArgument(violations).into());
         };
         violations.into_result()?;
-        let updated = self.users.update(&caller, id, changes, budget).await?;
-        Ok(Response::new(user_to_wire(updated)))
+        let idempotent =
+            idempotency.for_rpc("/supportdesk.v1.UserService/UpdateUser", &stored_user);
+        let outcome = self
+            .users
+            .update(&caller, id, changes, budget, idempotent.as_ref())
+            .await?;
+        respond(outcome, |user| Response::new(user_to_wire(user)))
     }
 
     async fn get_current_user(

@@ -26,6 +26,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (id) {
+        id -> Uuid,
+        caller -> Text,
+        rpc -> Text,
+        key -> Text,
+        request_hash -> Bytea,
+        status_code -> Int4,
+        status_message -> Text,
+        status_details -> Nullable<Bytea>,
+        response_body -> Nullable<Bytea>,
+        response_metadata -> Jsonb,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     ticket_activities (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -91,6 +108,7 @@ diesel::joinable!(users -> accounts (account_id));
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     api_keys,
+    idempotency_keys,
     ticket_activities,
     ticket_comments,
     tickets,

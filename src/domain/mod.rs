@@ -4,6 +4,7 @@
 
 mod comment;
 mod email;
+mod idempotency_key;
 mod identity;
 mod ids;
 mod pagination;
@@ -14,6 +15,7 @@ pub use comment::{
     Actor, Comment, CommentBody, FieldChange, FieldChanges, TicketAction, TicketActivity,
 };
 pub use email::Email;
+pub use idempotency_key::IdempotencyKey;
 pub use identity::{
     Account, AccountName, AccountSlug, ApiKey, ApiKeyName, DisplayName, Password, Role, User,
 };

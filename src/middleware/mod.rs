@@ -6,14 +6,17 @@
 //! 3. request id propagation: the id is returned in the response metadata;
 //! 4. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
 //! 5. auth: who is calling, failing closed ([`caller`]); handlers get a `Caller` extension;
-//! 6. rate limit: the caller's (or client IP's) quota ([`rate_limit`]).
+//! 6. rate limit: the caller's (or client IP's) quota ([`rate_limit`]);
+//! 7. idempotency key: read and checked; the handler decides what it means.
 
 mod caller;
 mod deadline;
+mod idempotency_key;
 mod rate_limit;
 
 pub use caller::{AuthLayer, Authenticate, is_public};
 pub use deadline::{Deadline, DeadlineLayer, RequestDeadline};
+pub use idempotency_key::{IDEMPOTENCY_KEY_HEADER, IdempotencyKeyLayer, ReadIdempotencyKey};
 pub use rate_limit::{RateLimit, RateLimitLayer, client_ip};
 
 use std::time::Duration;
@@ -61,7 +64,7 @@ impl MiddlewareLayer {
 /// What [`MiddlewareLayer`] wraps a service in, outermost first.
 pub type MiddlewareStack<S> = SetRequestId<
     Trace<
-        PropagateRequestId<Deadline<Authenticate<RateLimit<S>>>>,
+        PropagateRequestId<Deadline<Authenticate<RateLimit<ReadIdempotencyKey<S>>>>>,
         SharedClassifier<GrpcErrorsAsFailures>,
         RpcSpan,
         DefaultOnRequest,
@@ -90,6 +93,7 @@ impl<S> Layer<S> for MiddlewareLayer {
             .layer(DeadlineLayer::new(self.max_request_time))
             .layer(AuthLayer::new(self.authenticator.clone()))
             .layer(RateLimitLayer::new(self.limiter.clone()))
+            .layer(IdempotencyKeyLayer)
             .service(inner)
     }
 }

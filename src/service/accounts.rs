@@ -10,7 +10,8 @@ use crate::domain::{
     self, AccountId, AccountName, AccountSlug, DisplayName, Email, Password, Role, UserId,
 };
 use crate::errors::{AppError, AppResult, Resource};
-use crate::in_transaction;
+use crate::service::idempotency::{Idempotent, Outcome, as_is};
+use crate::{in_idempotent_transaction, in_transaction};
 
 /// What CreateAccount asks for, every part valid.
 #[derive(Debug)]
@@ -38,10 +39,11 @@ impl Accounts {
         &self,
         request: NewAccountRequest,
         budget: Duration,
-    ) -> AppResult<(domain::Account, domain::User)> {
+        idempotent: Option<&Idempotent<'_, (domain::Account, domain::User)>>,
+    ) -> AppResult<Outcome<(domain::Account, domain::User)>> {
         // Hashed before a connection is taken: the pool is not held during argon2.
         let password_hash = self.hasher.hash(&request.admin_password).await?;
-        in_transaction!(&self.pool, budget, |conn| {
+        in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
             let account = NewAccount {
                 id: AccountId::generate().as_uuid(),
                 name: request.name.as_str(),
@@ -69,7 +71,7 @@ impl Accounts {
             }
             .insert(conn)
             .await?;
-            Ok((account.into_domain()?, admin.into_domain()?))
+            Ok::<_, AppError>((account.into_domain()?, admin.into_domain()?))
         })
     }
 

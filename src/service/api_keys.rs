@@ -8,7 +8,8 @@ use crate::db::PgPool;
 use crate::db::models::{ApiKey, NewApiKey};
 use crate::domain::{self, ApiKeyId, ApiKeyName, PageCursor, PageSize, Role};
 use crate::errors::{AppError, AppResult, Resource};
-use crate::in_transaction;
+use crate::service::idempotency::{Idempotent, Outcome, as_is};
+use crate::{in_idempotent_transaction, in_transaction};
 
 #[derive(Clone)]
 pub struct ApiKeys {
@@ -28,26 +29,26 @@ impl ApiKeys {
         name: ApiKeyName,
         roles: Vec<Role>,
         budget: Duration,
-    ) -> AppResult<(domain::ApiKey, ApiKeySecret)> {
+        idempotent: Option<&Idempotent<'_, domain::ApiKey>>,
+    ) -> AppResult<(Outcome<domain::ApiKey>, ApiKeySecret)> {
         caller.require(Role::Admin)?;
         let creator = caller.require_user()?;
         let secret = ApiKeySecret::generate();
-        let key = in_transaction!(&self.pool, budget, |conn| {
-            Ok::<_, AppError>(
-                NewApiKey {
-                    id: ApiKeyId::generate().as_uuid(),
-                    account_id: caller.account_id.as_uuid(),
-                    name: name.as_str(),
-                    prefix: &secret.shown_prefix(),
-                    secret_hash: &secret.hash(),
-                    roles: roles.iter().map(|role| Some(role.as_str())).collect(),
-                    created_by: creator.as_uuid(),
-                }
-                .insert(conn)
-                .await?,
-            )
+        let outcome = in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
+            let key = NewApiKey {
+                id: ApiKeyId::generate().as_uuid(),
+                account_id: caller.account_id.as_uuid(),
+                name: name.as_str(),
+                prefix: &secret.shown_prefix(),
+                secret_hash: &secret.hash(),
+                roles: roles.iter().map(|role| Some(role.as_str())).collect(),
+                created_by: creator.as_uuid(),
+            }
+            .insert(conn)
+            .await?;
+            key.into_domain()
         })?;
-        Ok((key.into_domain()?, secret))
+        Ok((outcome, secret))
     }
 
     pub async fn list(
@@ -89,9 +90,10 @@ impl ApiKeys {
         caller: &Caller,
         id: ApiKeyId,
         budget: Duration,
-    ) -> AppResult<domain::ApiKey> {
+        idempotent: Option<&Idempotent<'_, domain::ApiKey>>,
+    ) -> AppResult<Outcome<domain::ApiKey>> {
         caller.require(Role::Admin)?;
-        in_transaction!(&self.pool, budget, |conn| {
+        in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
             ApiKey::revoke(conn, caller.account_id.as_uuid(), id.as_uuid())
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::ApiKey, id))?

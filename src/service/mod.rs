@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod authentication;
+pub mod idempotency;
 pub mod ticket_cache;
 pub mod tickets;
 pub mod users;
@@ -14,7 +15,7 @@ pub use api_keys::ApiKeys;
 pub use authentication::{Authentication, IssuedTokens};
 pub use ticket_cache::TicketCache;
 pub use tickets::{TicketDesk, TicketEdits};
-pub use users::{UserChanges, Users};
+pub use users::{NewUserRequest, UserChanges, Users};
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 

@@ -28,7 +28,8 @@ use crate::domain::{
     TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
-use crate::in_transaction;
+use crate::service::idempotency::{Idempotent, Outcome};
+use crate::{in_idempotent_transaction, in_transaction};
 
 /// Who a ticket is for, as the caller may ask.
 #[derive(Debug)]
@@ -72,7 +73,8 @@ impl TicketDesk {
         caller: &Caller,
         request: NewTicketRequest,
         budget: Duration,
-    ) -> AppResult<Ticket> {
+        idempotent: Option<&Idempotent<'_, Ticket>>,
+    ) -> AppResult<Outcome<Ticket>> {
         let requester = match (caller.restricted_to_user(), request.requester_email.clone()) {
             (Some(customer), None) => Requester::Caller(customer),
             (Some(_), Some(_)) => {
@@ -93,66 +95,84 @@ impl TicketDesk {
             caller.require(Role::Agent)?;
         }
         let account_id = caller.account_id;
-        let (row, email) = in_transaction!(&self.pool, budget, |conn| {
-            if let Some(assignee) = request.assignee {
-                ensure_agent(conn, account_id, assignee, "ticket.assignee_id").await?;
-            }
-            let requester = match requester {
-                Requester::Caller(user_id) => {
-                    User::find_in_account(conn, account_id.as_uuid(), user_id.as_uuid())
-                        .await?
-                        .ok_or_else(|| AppError::not_found(Resource::User, user_id))?
+        let outcome =
+            in_idempotent_transaction!(&self.pool, budget, idempotent, as_ticket, |conn| {
+                if let Some(assignee) = request.assignee {
+                    ensure_agent(conn, account_id, assignee, "ticket.assignee_id").await?;
                 }
-                Requester::ByEmail(email) => {
-                    NewUser {
-                        id: UserId::generate().as_uuid(),
-                        account_id: account_id.as_uuid(),
-                        email: email.as_str(),
-                        display_name: "",
-                        role: Role::Customer.as_str(),
-                        password_hash: None,
+                let requester = match requester {
+                    Requester::Caller(user_id) => {
+                        User::find_in_account(conn, account_id.as_uuid(), user_id.as_uuid())
+                            .await?
+                            .ok_or_else(|| AppError::not_found(Resource::User, user_id))?
                     }
-                    .find_or_insert_by_email(conn)
-                    .await?
+                    Requester::ByEmail(email) => {
+                        NewUser {
+                            id: UserId::generate().as_uuid(),
+                            account_id: account_id.as_uuid(),
+                            email: email.as_str(),
+                            display_name: "",
+                            role: Role::Customer.as_str(),
+                            password_hash: None,
+                        }
+                        .find_or_insert_by_email(conn)
+                        .await?
+                    }
+                };
+                self.ensure_below_open_limit(conn, account_id, requester.id)
+                    .await?;
+                let row = NewTicket {
+                    id: TicketId::generate().as_uuid(),
+                    account_id: account_id.as_uuid(),
+                    subject: request.subject.as_str(),
+                    description: request.description.as_str(),
+                    priority: request.priority.as_str(),
+                    status: TicketStatus::New.as_str(),
+                    requester_id: requester.id,
+                    assignee_id: request.assignee.map(|id| id.as_uuid()),
                 }
-            };
-            self.ensure_below_open_limit(conn, account_id, requester.id)
+                .insert(conn)
                 .await?;
-            let row = NewTicket {
-                id: TicketId::generate().as_uuid(),
-                account_id: account_id.as_uuid(),
-                subject: request.subject.as_str(),
-                description: request.description.as_str(),
-                priority: request.priority.as_str(),
-                status: TicketStatus::New.as_str(),
-                requester_id: requester.id,
-                assignee_id: request.assignee.map(|id| id.as_uuid()),
-            }
-            .insert(conn)
-            .await?;
-            let mut changes = FieldChanges::new();
-            for (field, value) in [
-                ("subject", Some(row.subject.clone())),
-                ("priority", Some(row.priority.clone())),
-                ("status", Some(row.status.clone())),
-                ("requester_id", Some(row.requester_id.to_string())),
-                ("assignee_id", row.assignee_id.map(|id| id.to_string())),
-            ] {
-                if value.is_some() {
-                    changes.insert(
-                        field.to_owned(),
-                        FieldChange {
-                            old: None,
-                            new: value,
-                        },
-                    );
+                let mut changes = FieldChanges::new();
+                for (field, value) in [
+                    ("subject", Some(row.subject.clone())),
+                    ("priority", Some(row.priority.clone())),
+                    ("status", Some(row.status.clone())),
+                    ("requester_id", Some(row.requester_id.to_string())),
+                    ("assignee_id", row.assignee_id.map(|id| id.to_string())),
+                ] {
+                    if value.is_some() {
+                        changes.insert(
+                            field.to_owned(),
+                            FieldChange {
+                                old: None,
+                                new: value,
+                            },
+                        );
+                    }
                 }
+                record(conn, caller.actor(), &row, TicketAction::Created, &changes).await?;
+                Ok::<_, AppError>((row, requester.email))
+            })?;
+        self.finish(outcome).await
+    }
+
+    /// Caches a fresh result and turns it into the domain view.
+    async fn finish(&self, outcome: Outcome<(TicketRow, String)>) -> AppResult<Outcome<Ticket>> {
+        Ok(match outcome {
+            Outcome::Done((row, email)) => {
+                if row.deleted_at.is_some() {
+                    let id = TicketId::from_uuid(row.id);
+                    let account_id = AccountId::from_uuid(row.account_id);
+                    self.cache.store_deleted(account_id, id, row.version).await;
+                } else {
+                    self.cache.store(&row, &email).await;
+                }
+                Outcome::Done(row.into_domain(&email)?)
             }
-            record(conn, caller.actor(), &row, TicketAction::Created, &changes).await?;
-            Ok::<_, AppError>((row, requester.email))
-        })?;
-        self.cache.store(&row, &email).await;
-        row.into_domain(&email)
+            Outcome::Failed(error) => Outcome::Failed(error),
+            Outcome::Replay(row) => Outcome::Replay(row),
+        })
     }
 
     /// Fails with FAILED_PRECONDITION when `requester` already has the maximum of open tickets.
@@ -250,9 +270,10 @@ impl TicketDesk {
         edits: TicketEdits,
         etag: Option<Etag>,
         budget: Duration,
-    ) -> AppResult<Ticket> {
+        idempotent: Option<&Idempotent<'_, Ticket>>,
+    ) -> AppResult<Outcome<Ticket>> {
         caller.require(Role::Agent)?;
-        self.change(caller, id, etag, budget, |current| {
+        self.change(caller, id, etag, budget, idempotent, |current| {
             ensure_not_closed(current, "update")?;
             let mut changes = FieldChanges::new();
             let mut changeset = TicketChangeset::default();
@@ -308,9 +329,10 @@ impl TicketDesk {
         assignee: Option<UserId>,
         etag: Option<Etag>,
         budget: Duration,
-    ) -> AppResult<Ticket> {
+        idempotent: Option<&Idempotent<'_, Ticket>>,
+    ) -> AppResult<Outcome<Ticket>> {
         caller.require(Role::Agent)?;
-        self.change(caller, id, etag, budget, |current| {
+        self.change(caller, id, etag, budget, idempotent, |current| {
             ensure_not_closed(current, "assign")?;
             let status = parse_status(current)?;
             let mut changes = FieldChanges::new();
@@ -354,12 +376,13 @@ impl TicketDesk {
         transition: TicketTransition,
         etag: Option<Etag>,
         budget: Duration,
-    ) -> AppResult<Ticket> {
+        idempotent: Option<&Idempotent<'_, Ticket>>,
+    ) -> AppResult<Outcome<Ticket>> {
         if transition != TicketTransition::Reopen {
             // A customer may reopen their own ticket; everything else is the agents' work.
             caller.require(Role::Agent)?;
         }
-        self.change(caller, id, etag, budget, |current| {
+        self.change(caller, id, etag, budget, idempotent, |current| {
             let status = parse_status(current)?;
             if !transition.allowed_from().contains(&status) {
                 let allowed: Vec<&str> = transition
@@ -421,9 +444,10 @@ impl TicketDesk {
         id: TicketId,
         etag: Option<Etag>,
         budget: Duration,
-    ) -> AppResult<()> {
+        idempotent: Option<&Idempotent<'_, Ticket>>,
+    ) -> AppResult<Outcome<Ticket>> {
         caller.require(Role::Admin)?;
-        self.change(caller, id, etag, budget, |_| {
+        self.change(caller, id, etag, budget, idempotent, |_| {
             Ok(Change {
                 action: TicketAction::Deleted,
                 changeset: TicketChangeset {
@@ -435,8 +459,7 @@ impl TicketDesk {
                 counts_against_limit: false,
             })
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     /// The one way a ticket changes: lock it (as the caller may see it), check the etag, let
@@ -448,47 +471,49 @@ impl TicketDesk {
         id: TicketId,
         etag: Option<Etag>,
         budget: Duration,
+        idempotent: Option<&Idempotent<'_, Ticket>>,
         decide: impl FnOnce(&TicketRow) -> AppResult<Change> + Send,
-    ) -> AppResult<Ticket> {
+    ) -> AppResult<Outcome<Ticket>> {
         let account_id = caller.account_id;
-        let (row, email) = in_transaction!(&self.pool, budget, |conn| {
-            let (current, email) =
-                TicketRow::find_for_update(conn, account_id, caller.restricted_to_user(), id)
-                    .await?
-                    .ok_or_else(|| AppError::not_found(Resource::Ticket, id))?;
-            if let Some(etag) = etag
-                && etag.version() != current.version
-            {
-                return Err(AppError::Aborted {
-                    reason: "ETAG_MISMATCH",
-                    message: format!(
-                        "the ticket changed since etag {etag} was read (it is now v{}); read it again",
-                        current.version
-                    ),
-                });
+        let outcome = in_idempotent_transaction!(
+            &self.pool,
+            budget,
+            idempotent,
+            as_ticket,
+            |conn| {
+                let (current, email) =
+                    TicketRow::find_for_update(conn, account_id, caller.restricted_to_user(), id)
+                        .await?
+                        .ok_or_else(|| AppError::not_found(Resource::Ticket, id))?;
+                if let Some(etag) = etag
+                    && etag.version() != current.version
+                {
+                    return Err(AppError::Aborted {
+                        reason: "ETAG_MISMATCH",
+                        message: format!(
+                            "the ticket changed since etag {etag} was read (it is now v{}); read it again",
+                            current.version
+                        ),
+                    });
+                }
+                let change = decide(&current)?;
+                if let Some(assignee) = change.assignee_to_check {
+                    ensure_agent(conn, account_id, assignee, "assignee_id").await?;
+                }
+                if change.counts_against_limit {
+                    self.ensure_below_open_limit(conn, account_id, current.requester_id)
+                        .await?;
+                }
+                if change.changes.is_empty() && change.action != TicketAction::Deleted {
+                    // Nothing differs: no write, no record, the same etag.
+                    return Ok((current, email));
+                }
+                let row = TicketRow::apply(conn, current.id, &change.changeset).await?;
+                record(conn, caller.actor(), &row, change.action, &change.changes).await?;
+                Ok::<_, AppError>((row, email))
             }
-            let change = decide(&current)?;
-            if let Some(assignee) = change.assignee_to_check {
-                ensure_agent(conn, account_id, assignee, "assignee_id").await?;
-            }
-            if change.counts_against_limit {
-                self.ensure_below_open_limit(conn, account_id, current.requester_id)
-                    .await?;
-            }
-            if change.changes.is_empty() && change.action != TicketAction::Deleted {
-                // Nothing differs: no write, no record, the same etag.
-                return Ok((current, email));
-            }
-            let row = TicketRow::apply(conn, current.id, &change.changeset).await?;
-            record(conn, caller.actor(), &row, change.action, &change.changes).await?;
-            Ok::<_, AppError>((row, email))
-        })?;
-        if row.deleted_at.is_some() {
-            self.cache.store_deleted(account_id, id, row.version).await;
-        } else {
-            self.cache.store(&row, &email).await;
-        }
-        row.into_domain(&email)
+        )?;
+        self.finish(outcome).await
     }
 
     /// Adds a comment. Customers write public replies on their own tickets only; internal
@@ -500,59 +525,72 @@ impl TicketDesk {
         body: CommentBody,
         public: bool,
         budget: Duration,
-    ) -> AppResult<Comment> {
+        idempotent: Option<&Idempotent<'_, Comment>>,
+    ) -> AppResult<Outcome<Comment>> {
         if !public {
             caller.require(Role::Agent)?;
         }
         let account_id = caller.account_id;
-        let (row, email, comment) = in_transaction!(&self.pool, budget, |conn| {
-            let (current, email) = TicketRow::find_for_update(
-                conn,
-                account_id,
-                caller.restricted_to_user(),
-                ticket_id,
-            )
-            .await?
-            .ok_or_else(|| AppError::not_found(Resource::Ticket, ticket_id))?;
-            ensure_not_closed(&current, "comment on")?;
-            let (author_user_id, author_api_key_id) = actor_columns(caller.actor());
-            let comment = NewComment {
-                id: Uuid::now_v7(),
-                account_id: account_id.as_uuid(),
-                ticket_id: current.id,
-                author_user_id,
-                author_api_key_id,
-                body: body.as_str(),
-                public,
+        let outcome = in_idempotent_transaction!(
+            &self.pool,
+            budget,
+            idempotent,
+            |(_, _, comment): &(TicketRow, String, CommentRow)| comment.clone().into_domain(),
+            |conn| {
+                let (current, email) = TicketRow::find_for_update(
+                    conn,
+                    account_id,
+                    caller.restricted_to_user(),
+                    ticket_id,
+                )
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::Ticket, ticket_id))?;
+                ensure_not_closed(&current, "comment on")?;
+                let (author_user_id, author_api_key_id) = actor_columns(caller.actor());
+                let comment = NewComment {
+                    id: Uuid::now_v7(),
+                    account_id: account_id.as_uuid(),
+                    ticket_id: current.id,
+                    author_user_id,
+                    author_api_key_id,
+                    body: body.as_str(),
+                    public,
+                }
+                .insert(conn)
+                .await?;
+                let row = TicketRow::touch(conn, current.id).await?;
+                let mut changes = FieldChanges::new();
+                note(
+                    &mut changes,
+                    "comment_id",
+                    None,
+                    Some(&comment.id.to_string()),
+                );
+                note(
+                    &mut changes,
+                    "comment_visibility",
+                    None,
+                    Some(if public { "public" } else { "internal" }),
+                );
+                record(
+                    conn,
+                    caller.actor(),
+                    &row,
+                    TicketAction::Commented,
+                    &changes,
+                )
+                .await?;
+                Ok::<_, AppError>((row, email, comment))
             }
-            .insert(conn)
-            .await?;
-            let row = TicketRow::touch(conn, current.id).await?;
-            let mut changes = FieldChanges::new();
-            note(
-                &mut changes,
-                "comment_id",
-                None,
-                Some(&comment.id.to_string()),
-            );
-            note(
-                &mut changes,
-                "comment_visibility",
-                None,
-                Some(if public { "public" } else { "internal" }),
-            );
-            record(
-                conn,
-                caller.actor(),
-                &row,
-                TicketAction::Commented,
-                &changes,
-            )
-            .await?;
-            Ok::<_, AppError>((row, email, comment))
-        })?;
-        self.cache.store(&row, &email).await;
-        comment.into_domain()
+        )?;
+        Ok(match outcome {
+            Outcome::Done((row, email, comment)) => {
+                self.cache.store(&row, &email).await;
+                Outcome::Done(comment.into_domain()?)
+            }
+            Outcome::Failed(error) => Outcome::Failed(error),
+            Outcome::Replay(row) => Outcome::Replay(row),
+        })
     }
 
     /// A page of a ticket's comments, oldest first; customers see public ones only.
@@ -637,6 +675,11 @@ impl TicketDesk {
             next: page.next,
         })
     }
+}
+
+/// The domain view of a transaction's ticket result, for the stored response.
+fn as_ticket((row, email): &(TicketRow, String)) -> AppResult<Ticket> {
+    row.clone().into_domain(email)
 }
 
 /// What a change does to a locked ticket.

@@ -11,7 +11,17 @@ use crate::db::PgPool;
 use crate::db::models::{NewUser, User, UserChangeset};
 use crate::domain::{self, DisplayName, Email, PageCursor, PageSize, Password, Role, UserId};
 use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
-use crate::in_transaction;
+use crate::service::idempotency::{Idempotent, Outcome, as_is};
+use crate::{in_idempotent_transaction, in_transaction};
+
+/// A user CreateUser asks for, every part valid.
+#[derive(Debug)]
+pub struct NewUserRequest {
+    pub email: Email,
+    pub display_name: DisplayName,
+    pub role: Role,
+    pub password: Password,
+}
 
 /// The changes UpdateUser asks for: only the fields named in its mask.
 #[derive(Debug, Default)]
@@ -43,15 +53,19 @@ impl Users {
     pub async fn create(
         &self,
         caller: &Caller,
-        email: Email,
-        display_name: DisplayName,
-        role: Role,
-        password: Password,
+        request: NewUserRequest,
         budget: Duration,
-    ) -> AppResult<domain::User> {
+        idempotent: Option<&Idempotent<'_, domain::User>>,
+    ) -> AppResult<Outcome<domain::User>> {
+        let NewUserRequest {
+            email,
+            display_name,
+            role,
+            password,
+        } = request;
         caller.require(Role::Admin)?;
         let password_hash = self.hasher.hash(&password).await?;
-        in_transaction!(&self.pool, budget, |conn| {
+        in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
             let account_id = caller.account_id.as_uuid();
             if let Some(existing) = User::find_by_email(conn, account_id, email.as_str()).await? {
                 if existing.password_hash.is_some() {
@@ -163,7 +177,8 @@ impl Users {
         id: UserId,
         changes: UserChanges,
         budget: Duration,
-    ) -> AppResult<domain::User> {
+        idempotent: Option<&Idempotent<'_, domain::User>>,
+    ) -> AppResult<Outcome<domain::User>> {
         caller.require(Role::Admin)?;
         let demotes = changes.role.is_some_and(|role| role != Role::Admin);
         let deactivates = changes.active == Some(false);
@@ -179,7 +194,7 @@ impl Users {
                 }],
             });
         }
-        let user = in_transaction!(&self.pool, budget, |conn| {
+        let outcome = in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
             let changeset = UserChangeset {
                 display_name: changes.display_name.as_ref().map(DisplayName::as_str),
                 role: changes.role.as_ref().map(Role::as_str),
@@ -191,11 +206,11 @@ impl Users {
                 .ok_or_else(|| AppError::not_found(Resource::User, id))?
                 .into_domain()
         })?;
-        if deactivates {
+        if deactivates && matches!(outcome, Outcome::Done(_)) {
             // After the commit: the authenticator already refuses the user's tokens, and a
             // failure here leaves only refresh tokens that the deactivated user cannot use.
             self.sessions.end_all(id).await?;
         }
-        Ok(user)
+        Ok(outcome)
     }
 }

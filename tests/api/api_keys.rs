@@ -5,18 +5,18 @@ use diesel_async::RunQueryDsl;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{TestApp, error_reason, violated_fields, with_token};
+use super::helpers::{TestApp, error_reason, keyed, violated_fields, with_token};
 
 async fn create_key(app: &TestApp, roles: &[v1::UserRole]) -> v1::CreateApiKeyResponse {
     app.api_keys
         .clone()
-        .create_api_key(app.as_admin(v1::CreateApiKeyRequest {
+        .create_api_key(keyed(app.as_admin(v1::CreateApiKeyRequest {
             api_key: Some(v1::ApiKey {
                 name: "billing sync".to_owned(),
                 roles: roles.iter().map(|role| (*role).into()).collect(),
                 ..Default::default()
             }),
-        }))
+        })))
         .await
         .expect("created")
         .into_inner()
@@ -126,13 +126,13 @@ async fn keys_need_a_name_and_staff_roles_and_only_admins_manage_them() {
     let status = app
         .api_keys
         .clone()
-        .create_api_key(app.as_admin(v1::CreateApiKeyRequest {
+        .create_api_key(keyed(app.as_admin(v1::CreateApiKeyRequest {
             api_key: Some(v1::ApiKey {
                 name: String::new(),
                 roles: vec![v1::UserRole::Customer.into()],
                 ..Default::default()
             }),
-        }))
+        })))
         .await
         .expect_err("invalid");
     assert_eq!(status.code(), Code::InvalidArgument);

@@ -515,3 +515,29 @@ pub(crate) fn free_port() -> u16 {
         .expect("local address")
         .port()
 }
+
+/// `request` with a fresh `idempotency-key`.
+pub(crate) fn keyed<T>(mut request: Request<T>) -> Request<T> {
+    request.metadata_mut().insert(
+        "idempotency-key",
+        MetadataValue::try_from(Uuid::now_v7().to_string()).expect("ascii"),
+    );
+    request
+}
+
+/// A second instance of the service on `settings`' database and Redis (another port).
+pub(crate) async fn second_instance(settings: &Settings) -> (Channel, JoinHandle<()>) {
+    let mut settings = settings.clone();
+    settings.server.listen_addr = "127.0.0.1:0".parse().expect("an address");
+    let application = Application::build(settings).await.expect("builds");
+    let address = application.local_addr();
+    let server = tokio::spawn(async move {
+        let _ = application.run_until_stopped(std::future::pending()).await;
+    });
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .expect("a valid uri")
+        .connect()
+        .await
+        .expect("connect to the second instance");
+    (channel, server)
+}

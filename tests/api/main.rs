@@ -8,6 +8,7 @@ mod deadlines;
 mod dependencies;
 mod envoy;
 mod helpers;
+mod idempotency;
 mod process;
 mod proxy;
 mod rate_limits;

@@ -5,15 +5,13 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
-use supportdesk::configuration::{RateQuota, Settings};
+use supportdesk::configuration::RateQuota;
 use supportdesk::proto::v1;
 use supportdesk::proto::v1::user_service_client::UserServiceClient;
-use supportdesk::startup::Application;
 use tonic::Code;
-use tonic::transport::Channel;
 
 use super::envoy::Envoy;
-use super::helpers::{TEST_PASSWORD, TestApp, details, error_reason, redis_url};
+use super::helpers::{TEST_PASSWORD, TestApp, details, error_reason, redis_url, second_instance};
 use super::proxy::{TcpProxy, socket_address_of, url_through};
 
 fn quota(count: u32, seconds: u64) -> RateQuota {
@@ -89,29 +87,11 @@ async fn a_caller_gets_exactly_its_quota_then_429_with_the_retry_details() {
     app.create_ticket("writes are counted apart").await;
 }
 
-/// A second instance on the first one's database and Redis.
-async fn second_instance(
-    settings: &Settings,
-) -> (UserServiceClient<Channel>, tokio::task::JoinHandle<()>) {
-    let mut settings = settings.clone();
-    settings.server.listen_addr = "127.0.0.1:0".parse().unwrap();
-    let application = Application::build(settings).await.expect("builds");
-    let address = application.local_addr();
-    let server = tokio::spawn(async move {
-        let _ = application.run_until_stopped(std::future::pending()).await;
-    });
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    (UserServiceClient::new(channel), server)
-}
-
 #[tokio::test]
 async fn two_instances_sharing_redis_admit_no_more_than_the_quota_together() {
     let app = TestApp::spawn_with(|settings| settings.rate_limits.read = quota(6, 3600)).await;
-    let (other, server) = second_instance(&app.settings).await;
+    let (channel, server) = second_instance(&app.settings).await;
+    let other = UserServiceClient::new(channel);
     let mut admitted = 0;
     for attempt in 0..20 {
         let mut client = if attempt % 2 == 0 {

@@ -242,3 +242,32 @@ async fn a_customer_asking_for_admin_things_gets_403() {
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["details"][0]["reason"], "ROLE_REQUIRED");
 }
+
+#[tokio::test]
+async fn a_rest_retry_with_the_same_idempotency_key_replays_the_201() {
+    let app = TestApp::spawn().await;
+    let (envoy, http) = envoy_for(&app).await;
+    let create = || {
+        http.post(envoy.url("/v1/tickets"))
+            .bearer_auth(&app.admin.access_token)
+            .header("Idempotency-Key", "rest-retry-1")
+            .json(&json!({"subject": "Once", "description": "Only once", "requesterEmail": "o@example.com"}))
+            .send()
+    };
+    let first = create().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let location = first.headers()["location"].clone();
+    let first: Value = first.json().await.unwrap();
+
+    let second = create().await.unwrap();
+    assert_eq!(
+        second.status(),
+        StatusCode::CREATED,
+        "the stored status, again"
+    );
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    assert_eq!(second.headers()["location"], location);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(second, first);
+}

@@ -9,7 +9,7 @@ use prost::Message;
 use supportdesk::proto::v1;
 use tonic::{Code, Status};
 
-use super::helpers::{TEST_PASSWORD, TestApp, TestUser, valid_create_request, with_token};
+use super::helpers::{TEST_PASSWORD, TestApp, TestUser, keyed, valid_create_request, with_token};
 
 /// What the attack is aimed at: resources of the target account.
 struct Target {
@@ -129,13 +129,13 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
             let result = app
                 .api_keys
                 .clone()
-                .create_api_key(attacker.request(v1::CreateApiKeyRequest {
+                .create_api_key(keyed(attacker.request(v1::CreateApiKeyRequest {
                     api_key: Some(v1::ApiKey {
                         name: "probe".to_owned(),
                         roles: vec![v1::UserRole::Admin.into()],
                         ..Default::default()
                     }),
-                }))
+                })))
                 .await;
             if foreign {
                 // An admin elsewhere makes a key of their own account, never of the target's.
@@ -486,13 +486,13 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
     let api_key_id = app
         .api_keys
         .clone()
-        .create_api_key(app.as_admin(v1::CreateApiKeyRequest {
+        .create_api_key(keyed(app.as_admin(v1::CreateApiKeyRequest {
             api_key: Some(v1::ApiKey {
                 name: "target key".to_owned(),
                 roles: vec![v1::UserRole::Agent.into()],
                 ..Default::default()
             }),
-        }))
+        })))
         .await
         .unwrap()
         .into_inner()

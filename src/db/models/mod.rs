@@ -6,6 +6,7 @@ pub mod account;
 pub mod activity;
 pub mod api_key;
 pub mod comment;
+pub mod idempotency;
 pub mod ticket;
 pub mod user;
 
@@ -13,6 +14,7 @@ pub use account::{Account, NewAccount};
 pub use activity::{ActivityRow, NewActivity};
 pub use api_key::{ApiKey, NewApiKey};
 pub use comment::{CommentRow, NewComment};
+pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 pub use ticket::{NewTicket, TicketChangeset, TicketListQuery, TicketRow};
 pub use user::{NewUser, User, UserChangeset};
 

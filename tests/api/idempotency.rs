@@ -1,0 +1,480 @@
+//! Exactly-once mutations: retries with an idempotency key replay the first outcome, never run
+//! twice, across instances, and recover from requests that died midway.
+
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use supportdesk::proto::v1;
+use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+use super::helpers::{
+    TestApp, TestDatabase, details, error_reason, second_instance, valid_create_request,
+    violated_fields,
+};
+
+fn with_key<T>(mut request: Request<T>, key: &str) -> Request<T> {
+    request
+        .metadata_mut()
+        .insert("idempotency-key", key.parse().unwrap());
+    request
+}
+
+fn replayed<T>(response: &tonic::Response<T>) -> bool {
+    response
+        .metadata()
+        .get("idempotent-replayed")
+        .is_some_and(|value| value == "true")
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+}
+
+async fn count(database: &TestDatabase, sql: &str) -> i64 {
+    let mut conn = database.connect().await;
+    let rows: Vec<Count> = diesel::sql_query(sql).load(&mut conn).await.unwrap();
+    rows[0].count
+}
+
+/// Sends a create with `key` until it is no longer ABORTED (in use), as a client following
+/// RetryInfo would.
+async fn create_until_settled(
+    mut client: TicketServiceClient<Channel>,
+    request: impl Fn() -> Request<v1::CreateTicketRequest>,
+) -> Result<tonic::Response<v1::Ticket>, Status> {
+    for _ in 0..200 {
+        match client.create_ticket(request()).await {
+            Err(status) if error_reason(&status) == "IDEMPOTENCY_KEY_IN_USE" => {
+                let delay = details(&status)
+                    .retry_info()
+                    .and_then(|info| info.retry_delay)
+                    .expect("RetryInfo says when");
+                tokio::time::sleep(delay.min(Duration::from_millis(50))).await;
+            }
+            settled => return settled,
+        }
+    }
+    panic!("the key stayed in use");
+}
+
+#[tokio::test]
+async fn fifty_concurrent_identical_requests_with_one_key_create_one_ticket_and_agree() {
+    let app = TestApp::spawn().await;
+    let attempts: Vec<_> = (0..50)
+        .map(|_| {
+            let client = app.tickets.clone();
+            let admin = app.admin.clone();
+            tokio::spawn(async move {
+                create_until_settled(client, || {
+                    with_key(
+                        admin.request(valid_create_request("exactly once")),
+                        "key-50",
+                    )
+                })
+                .await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut replays = 0;
+    for attempt in attempts {
+        let response = attempt
+            .await
+            .unwrap()
+            .expect("every retry settles on the answer");
+        replays += usize::from(replayed(&response));
+        ids.push(response.into_inner().id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "all 50 answers name the same ticket");
+    assert_eq!(replays, 49, "one ran, 49 were replays");
+    assert_eq!(
+        count(&app.database, "SELECT count(*) AS count FROM tickets").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn two_instances_sharing_the_database_run_a_keyed_request_once() {
+    let app = TestApp::spawn().await;
+    let (channel, server) = second_instance(&app.settings).await;
+    let other = TicketServiceClient::new(channel);
+    let attempts: Vec<_> = (0..20)
+        .map(|attempt| {
+            let client = if attempt % 2 == 0 {
+                app.tickets.clone()
+            } else {
+                other.clone()
+            };
+            let admin = app.admin.clone();
+            tokio::spawn(async move {
+                create_until_settled(client, || {
+                    with_key(
+                        admin.request(valid_create_request("two instances")),
+                        "key-2",
+                    )
+                })
+                .await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for attempt in attempts {
+        ids.push(attempt.await.unwrap().expect("settled").into_inner().id);
+    }
+    server.abort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        count(&app.database, "SELECT count(*) AS count FROM tickets").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_request_is_refused_and_runs_nothing() {
+    let app = TestApp::spawn().await;
+    app.tickets
+        .clone()
+        .create_ticket(with_key(
+            app.as_admin(valid_create_request("first")),
+            "reused",
+        ))
+        .await
+        .expect("created");
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(with_key(
+            app.as_admin(valid_create_request("second")),
+            "reused",
+        ))
+        .await
+        .expect_err("another request");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(error_reason(&status), "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(violated_fields(&status), ["idempotency-key"]);
+    assert_eq!(
+        count(&app.database, "SELECT count(*) AS count FROM tickets").await,
+        1
+    );
+}
+
+/// Holds a row lock on the app's account so that a create blocks inside its transaction.
+async fn lock_account(app: &TestApp) -> diesel_async::AsyncPgConnection {
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+    diesel::sql_query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind::<SqlUuid, _>(app.account_id.as_uuid())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+#[tokio::test]
+async fn a_retry_while_the_first_runs_is_aborted_at_once_and_then_replayed() {
+    let app = TestApp::spawn().await;
+    let mut lock = lock_account(&app).await;
+    let first = tokio::spawn({
+        let mut client = app.tickets.clone();
+        let request = with_key(app.as_admin(valid_create_request("slow")), "in-flight");
+        async move { client.create_ticket(request).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(with_key(
+            app.as_admin(valid_create_request("slow")),
+            "in-flight",
+        ))
+        .await
+        .expect_err("the first still runs");
+    assert_eq!(status.code(), Code::Aborted);
+    assert_eq!(error_reason(&status), "IDEMPOTENCY_KEY_IN_USE");
+    assert!(details(&status).retry_info().is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no long block: {:?}",
+        started.elapsed()
+    );
+
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let created = first
+        .await
+        .unwrap()
+        .expect("the first completes")
+        .into_inner();
+    let again = app
+        .tickets
+        .clone()
+        .create_ticket(with_key(
+            app.as_admin(valid_create_request("slow")),
+            "in-flight",
+        ))
+        .await
+        .expect("replayed");
+    assert!(replayed(&again));
+    assert_eq!(again.into_inner(), created);
+}
+
+#[tokio::test]
+async fn a_request_that_died_midway_leaves_its_key_free_for_the_retry() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.server.request_timeout = Duration::from_millis(700);
+    })
+    .await;
+    let mut lock = lock_account(&app).await;
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(with_key(
+            app.as_admin(valid_create_request("dies")),
+            "crash",
+        ))
+        .await
+        .expect_err("cut short by its deadline while holding the key");
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+
+    // A process that crashed holding a key: its transaction, and the key with it, is gone.
+    let mut crashed = app.database.connect().await;
+    diesel::sql_query("BEGIN")
+        .execute(&mut crashed)
+        .await
+        .unwrap();
+    diesel::sql_query(
+        "INSERT INTO idempotency_keys (id, caller, rpc, key, request_hash, status_code, expires_at) \
+         VALUES (gen_random_uuid(), $1, '/supportdesk.v1.TicketService/CreateTicket', 'crash2', \
+                 '\\x00', -1, now() + interval '1 day')",
+    )
+    .bind::<Text, _>(format!("user:{}", app.admin.id))
+    .execute(&mut crashed)
+    .await
+    .unwrap();
+    drop(crashed);
+
+    for key in ["crash", "crash2"] {
+        let retried = app
+            .tickets
+            .clone()
+            .create_ticket(with_key(app.as_admin(valid_create_request("dies")), key))
+            .await
+            .expect("the retry runs");
+        assert!(!replayed(&retried), "{key}: nothing had been stored");
+    }
+    assert_eq!(
+        count(&app.database, "SELECT count(*) AS count FROM tickets").await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_final_error_is_stored_and_replayed_even_after_things_change() {
+    let app = TestApp::spawn_with(|settings| settings.tickets.max_open_per_requester = 1).await;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let first = app.create_ticket("the one open ticket").await;
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(with_key(
+            app.as_admin(valid_create_request("one too many")),
+            "limit",
+        ))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(error_reason(&status), "OPEN_TICKET_LIMIT");
+
+    app.tickets
+        .clone()
+        .assign_ticket(app.as_admin(v1::AssignTicketRequest {
+            id: first.id.clone(),
+            assignee_id: agent.id.to_string(),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap();
+    app.tickets
+        .clone()
+        .resolve_ticket(app.as_admin(v1::ResolveTicketRequest {
+            id: first.id,
+            etag: String::new(),
+        }))
+        .await
+        .unwrap();
+
+    let replay = app
+        .tickets
+        .clone()
+        .create_ticket(with_key(
+            app.as_admin(valid_create_request("one too many")),
+            "limit",
+        ))
+        .await
+        .expect_err("the stored outcome, not a new attempt");
+    assert_eq!(error_reason(&replay), "OPEN_TICKET_LIMIT");
+    assert_eq!(
+        replay.metadata().get("idempotent-replayed").unwrap(),
+        "true"
+    );
+    assert_eq!(replay.message(), status.message());
+}
+
+#[tokio::test]
+async fn requests_refused_before_running_store_nothing_and_bad_keys_are_named() {
+    let app = TestApp::spawn().await;
+    let mut invalid = valid_create_request("");
+    invalid.ticket.as_mut().unwrap().subject = String::new();
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(with_key(app.as_admin(invalid), "validated"))
+        .await
+        .expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    app.tickets
+        .clone()
+        .create_ticket(with_key(
+            app.as_admin(valid_create_request("valid now")),
+            "validated",
+        ))
+        .await
+        .expect("the key was never used: no REUSED");
+
+    let mut request = app.as_admin(valid_create_request("bad key"));
+    request
+        .metadata_mut()
+        .insert("idempotency-key", "k".repeat(256).parse().unwrap());
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(request)
+        .await
+        .expect_err("too long");
+    assert_eq!(violated_fields(&status), ["idempotency-key"]);
+    assert_eq!(
+        count(
+            &app.database,
+            "SELECT count(*) AS count FROM idempotency_keys"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn keys_expire_and_the_sweeper_deletes_them() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.idempotency.retention = Duration::from_secs(1);
+        settings.idempotency.sweep_interval = Duration::from_millis(300);
+    })
+    .await;
+    let first = app
+        .tickets
+        .clone()
+        .create_ticket(with_key(
+            app.as_admin(valid_create_request("expiring")),
+            "short-lived",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let started = Instant::now();
+    while count(
+        &app.database,
+        "SELECT count(*) AS count FROM idempotency_keys",
+    )
+    .await
+        > 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(5), "never swept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = app
+        .tickets
+        .clone()
+        .create_ticket(with_key(
+            app.as_admin(valid_create_request("expiring")),
+            "short-lived",
+        ))
+        .await
+        .unwrap();
+    assert!(!replayed(&second));
+    assert_ne!(
+        second.into_inner().id,
+        first.id,
+        "an expired key is a new request"
+    );
+}
+
+#[tokio::test]
+async fn create_api_key_requires_a_key_and_its_replay_never_holds_the_secret() {
+    let app = TestApp::spawn().await;
+    let request = || v1::CreateApiKeyRequest {
+        api_key: Some(v1::ApiKey {
+            name: "sync".to_owned(),
+            roles: vec![v1::UserRole::Agent.into()],
+            ..Default::default()
+        }),
+    };
+    let status = app
+        .api_keys
+        .clone()
+        .create_api_key(app.as_admin(request()))
+        .await
+        .expect_err("required");
+    assert_eq!(violated_fields(&status), ["idempotency-key"]);
+
+    let created = app
+        .api_keys
+        .clone()
+        .create_api_key(with_key(app.as_admin(request()), "api-key"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(created.secret.starts_with("sd_live_"));
+    let replay = app
+        .api_keys
+        .clone()
+        .create_api_key(with_key(app.as_admin(request()), "api-key"))
+        .await
+        .unwrap();
+    assert!(replayed(&replay));
+    let replay = replay.into_inner();
+    assert_eq!(replay.api_key, created.api_key, "the same key");
+    assert!(replay.secret.is_empty(), "the secret is never stored");
+
+    let mut conn = app.database.connect().await;
+    #[derive(diesel::QueryableByName)]
+    struct Body {
+        #[diesel(sql_type = diesel::sql_types::Bytea)]
+        response_body: Vec<u8>,
+    }
+    let bodies: Vec<Body> = diesel::sql_query(
+        "SELECT response_body FROM idempotency_keys WHERE response_body IS NOT NULL",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let secret = created.secret.as_bytes();
+    assert!(bodies.iter().all(|body| {
+        !body
+            .response_body
+            .windows(secret.len())
+            .any(|window| window == secret)
+    }));
+}
