@@ -7,15 +7,13 @@
 //! [`BACKOFF`] so that an outage costs requests nothing.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::Script;
 
 use crate::configuration::{RateLimitSettings, RateQuota};
-use crate::redis_pool::{RedisKeys, RedisPool};
+use crate::redis_pool::{RedisBackoff, RedisKeys, RedisPool};
 
 const DECISION_TIMEOUT: Duration = Duration::from_millis(150);
 const BACKOFF: Duration = Duration::from_secs(2);
@@ -122,16 +120,7 @@ pub struct RateLimiter {
     pool: RedisPool,
     keys: RedisKeys,
     settings: RateLimitSettings,
-    resting_until: Arc<AtomicU64>,
-    failures: Arc<AtomicU64>,
-}
-
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
+    backoff: RedisBackoff,
 }
 
 impl RateLimiter {
@@ -140,8 +129,7 @@ impl RateLimiter {
             pool,
             keys,
             settings,
-            resting_until: Arc::new(AtomicU64::new(0)),
-            failures: Arc::new(AtomicU64::new(0)),
+            backoff: RedisBackoff::new(BACKOFF),
         }
     }
 
@@ -151,7 +139,7 @@ impl RateLimiter {
 
     /// How many decisions Redis could not make since start.
     pub fn failures(&self) -> u64 {
-        AtomicU64::load(&self.failures, Ordering::Relaxed)
+        self.backoff.failures()
     }
 
     pub fn quota(&self, policy: Policy) -> RateQuota {
@@ -175,7 +163,7 @@ impl RateLimiter {
             reset: quota.window,
             decided: false,
         };
-        if now_millis() < AtomicU64::load(&self.resting_until, Ordering::Relaxed) {
+        if self.backoff.resting() {
             return undecided();
         }
         let interval_ms = (quota.window.as_millis() / u128::from(quota.count)).max(1);
@@ -206,21 +194,15 @@ impl RateLimiter {
                 }
             }
             outcome => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                self.resting_until.store(
-                    now_millis() + u64::try_from(BACKOFF.as_millis()).unwrap_or(u64::MAX),
-                    Ordering::Relaxed,
-                );
+                self.backoff.failed();
                 let fail_open = self.settings.fail_open;
-                match outcome {
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, fail_open, "rate limiter: Redis failed")
-                    }
-                    Err(_) => {
-                        tracing::warn!(fail_open, "rate limiter: Redis did not answer in time")
-                    }
-                    Ok(Ok(_)) => tracing::warn!(fail_open, "rate limiter: malformed answer"),
-                }
+                let failures = self.backoff.failures();
+                let problem = match outcome {
+                    Ok(Err(error)) => error.to_string(),
+                    Err(_) => "no answer in time".to_owned(),
+                    Ok(Ok(_)) => "a malformed answer".to_owned(),
+                };
+                tracing::warn!(%problem, fail_open, failures, "rate limiter: Redis cannot decide");
                 undecided()
             }
         }

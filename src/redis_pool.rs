@@ -1,6 +1,10 @@
 //! The Redis connection pool: bb8 over multiplexed connections, with short timeouts so a dead
 //! or paused Redis costs a request milliseconds to a second, never a hang.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use bb8_redis::RedisConnectionManager;
 use secrecy::ExposeSecret;
 
@@ -37,5 +41,52 @@ impl RedisKeys {
 
     pub fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
+    }
+}
+
+/// After a Redis failure, leaves Redis alone for a pause, so that an outage costs the features
+/// that can do without it (the ticket cache, the rate limiter) nothing, and counts failures for
+/// operators. Cheap to clone: clones share their state.
+#[derive(Clone, Debug)]
+pub struct RedisBackoff {
+    pause: Duration,
+    /// Unix milliseconds before which Redis is not tried again.
+    resting_until: Arc<AtomicU64>,
+    failures: Arc<AtomicU64>,
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+impl RedisBackoff {
+    pub fn new(pause: Duration) -> Self {
+        Self {
+            pause,
+            resting_until: Arc::new(AtomicU64::new(0)),
+            failures: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Whether Redis failed less than a pause ago.
+    pub fn resting(&self) -> bool {
+        now_millis() < AtomicU64::load(&self.resting_until, Ordering::Relaxed)
+    }
+
+    /// Notes a failure: Redis rests for a pause.
+    pub fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let pause = u64::try_from(self.pause.as_millis()).unwrap_or(u64::MAX);
+        self.resting_until
+            .store(now_millis().saturating_add(pause), Ordering::Relaxed);
+    }
+
+    /// How many failures since start.
+    pub fn failures(&self) -> u64 {
+        AtomicU64::load(&self.failures, Ordering::Relaxed)
     }
 }

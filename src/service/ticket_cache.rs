@@ -6,10 +6,8 @@
 //! no stale read follows a write. When Redis fails, reads and writes go on without it for a
 //! short while (logged and counted), then try it again; the database stays the truth.
 
-use std::sync::Arc;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
@@ -17,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::models::TicketRow;
 use crate::domain::{AccountId, Ticket, TicketId};
 use crate::errors::AppResult;
-use crate::redis_pool::{RedisKeys, RedisPool};
+use crate::redis_pool::{RedisBackoff, RedisKeys, RedisPool};
 
 /// How long the cache is left alone after Redis failed.
 const BACKOFF: Duration = Duration::from_secs(2);
@@ -58,18 +56,7 @@ pub struct TicketCache {
     pool: RedisPool,
     keys: RedisKeys,
     ttl: Duration,
-    /// Unix milliseconds before which Redis is not tried again.
-    resting_until: Arc<AtomicU64>,
-    /// How many cache operations failed, for operators.
-    failures: Arc<AtomicU64>,
-}
-
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
+    backoff: RedisBackoff,
 }
 
 impl TicketCache {
@@ -78,14 +65,13 @@ impl TicketCache {
             pool,
             keys,
             ttl,
-            resting_until: Arc::new(AtomicU64::new(0)),
-            failures: Arc::new(AtomicU64::new(0)),
+            backoff: RedisBackoff::new(BACKOFF),
         }
     }
 
     /// How many cache operations have failed since start.
     pub fn failures(&self) -> u64 {
-        AtomicU64::load(&self.failures, Ordering::Relaxed)
+        self.backoff.failures()
     }
 
     fn key(&self, account_id: AccountId, id: TicketId) -> String {
@@ -93,16 +79,17 @@ impl TicketCache {
     }
 
     fn resting(&self) -> bool {
-        now_millis() < AtomicU64::load(&self.resting_until, Ordering::Relaxed)
+        self.backoff.resting()
     }
 
     fn failed(&self, operation: &str, error: &dyn std::fmt::Display) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        self.resting_until.store(
-            now_millis() + u64::try_from(BACKOFF.as_millis()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
+        self.backoff.failed();
+        tracing::warn!(
+            %error,
+            operation,
+            failures = self.backoff.failures(),
+            "ticket cache unavailable: serving from PostgreSQL"
         );
-        tracing::warn!(%error, operation, "ticket cache unavailable: serving from PostgreSQL");
     }
 
     pub async fn get(&self, account_id: AccountId, id: TicketId) -> Cached {

@@ -4,13 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use prost::Message;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::envoy::Envoy;
-use super::helpers::{TEST_PASSWORD, TestApp, TestUser, log_in, repository_root};
+use super::helpers::{TEST_PASSWORD, TestApp, TestUser, every_rpc, log_in, repository_root};
 
 /// A row of the contract table.
 #[derive(Debug)]
@@ -48,27 +47,13 @@ fn contract_table() -> BTreeMap<String, Row> {
         .collect()
 }
 
-fn every_rpc() -> BTreeSet<String> {
-    let set = prost_types::FileDescriptorSet::decode(supportdesk::proto::FILE_DESCRIPTOR_SET)
-        .expect("descriptor set");
-    set.file
-        .iter()
-        .filter(|file| file.package() == "supportdesk.v1")
-        .flat_map(|file| {
-            file.service.iter().flat_map(|service| {
-                service
-                    .method
-                    .iter()
-                    .map(move |method| format!("{}.{}", service.name(), method.name()))
-            })
-        })
-        .collect()
-}
-
 #[test]
 fn the_contract_table_lists_exactly_the_rpcs_of_the_api() {
     let documented: BTreeSet<String> = contract_table().into_keys().collect();
-    let existing = every_rpc();
+    let existing: BTreeSet<String> = every_rpc()
+        .into_iter()
+        .map(|(service, method)| format!("{service}.{method}"))
+        .collect();
     let undocumented: Vec<&String> = existing.difference(&documented).collect();
     let stale: Vec<&String> = documented.difference(&existing).collect();
     assert!(

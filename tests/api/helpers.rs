@@ -541,3 +541,23 @@ pub(crate) async fn second_instance(settings: &Settings) -> (Channel, JoinHandle
         .expect("connect to the second instance");
     (channel, server)
 }
+
+/// Every RPC of package supportdesk.v1 as (service, method), read from the descriptor set the
+/// server registers: tests that must cover the whole API iterate over this.
+pub(crate) fn every_rpc() -> Vec<(String, String)> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(supportdesk::proto::FILE_DESCRIPTOR_SET)
+        .expect("the descriptor set decodes");
+    set.file
+        .iter()
+        .filter(|file| file.package() == "supportdesk.v1")
+        .flat_map(|file| {
+            file.service.iter().flat_map(|service| {
+                service
+                    .method
+                    .iter()
+                    .map(move |method| (service.name().to_owned(), method.name().to_owned()))
+            })
+        })
+        .collect()
+}

@@ -5,11 +5,12 @@
 
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
-use prost::Message;
 use supportdesk::proto::v1;
 use tonic::{Code, Status};
 
-use super::helpers::{TEST_PASSWORD, TestApp, TestUser, keyed, valid_create_request, with_token};
+use super::helpers::{
+    TEST_PASSWORD, TestApp, TestUser, every_rpc, keyed, valid_create_request, with_token,
+};
 
 /// What the attack is aimed at: resources of the target account.
 struct Target {
@@ -53,24 +54,6 @@ async fn snapshot(app: &TestApp) -> String {
         all.push_str(rows[0].rows.as_deref().unwrap_or("[]"));
     }
     all
-}
-
-/// Every RPC of package supportdesk.v1, as `Service/Method`.
-fn every_rpc() -> Vec<String> {
-    let set = prost_types::FileDescriptorSet::decode(supportdesk::proto::FILE_DESCRIPTOR_SET)
-        .expect("the descriptor set decodes");
-    set.file
-        .iter()
-        .filter(|file| file.package() == "supportdesk.v1")
-        .flat_map(|file| {
-            file.service.iter().flat_map(|service| {
-                service
-                    .method
-                    .iter()
-                    .map(move |method| format!("{}/{}", service.name(), method.name()))
-            })
-        })
-        .collect()
 }
 
 fn assert_refused<T: std::fmt::Debug>(rpc: &str, result: Result<T, Status>, codes: &[Code]) {
@@ -509,7 +492,10 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
     let other_admin = app.sign_up_another_account().await;
     let other_customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
 
-    let rpcs = every_rpc();
+    let rpcs: Vec<String> = every_rpc()
+        .into_iter()
+        .map(|(service, method)| format!("{service}/{method}"))
+        .collect();
     assert!(rpcs.len() >= 26, "the descriptor lists the API: {rpcs:?}");
     for attacker in [&other_admin, &other_customer] {
         for rpc in &rpcs {
