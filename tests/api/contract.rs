@@ -772,3 +772,33 @@ async fn envoys_own_errors_use_the_same_json_shape() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+#[tokio::test]
+async fn browser_grpc_web_clients_reach_the_service_through_envoy() {
+    let app = TestApp::spawn().await;
+    app.wait_for_health("Serving", std::time::Duration::from_secs(5))
+        .await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    // A gRPC-Web frame: no compression, length 0, i.e. an empty HealthCheckRequest.
+    let response = reqwest::Client::new()
+        .post(envoy.url("/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("origin", "http://localhost:3000")
+        .body(vec![0_u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .expect("a gRPC-Web call");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    let body = response.bytes().await.unwrap();
+    // Data frame: flag 0, length 2, HealthCheckResponse { status: SERVING (1) }.
+    assert_eq!(&body[..7], &[0, 0, 0, 0, 2, 0x08, 0x01], "{body:?}");
+    // Then the trailers frame (flag 0x80) saying grpc-status 0.
+    assert_eq!(body[7], 0x80);
+    let trailers = String::from_utf8_lossy(&body[12..]).to_lowercase();
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+}
