@@ -74,14 +74,7 @@ impl ApiKeys {
             at: key.created_at,
             id: key.id,
         });
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(ApiKey::into_domain)
-                .collect::<AppResult<_>>()?,
-            next: page.next,
-        })
+        page.try_map(ApiKey::into_domain)
     }
 
     /// Revokes a key; the next call made with it is refused.

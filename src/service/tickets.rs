@@ -252,14 +252,7 @@ impl TicketDesk {
         })?;
         let order = filter.order.field;
         let page = paginate(rows, page_size, |(row, _)| row.position(order));
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(|(row, email)| row.into_domain(&email))
-                .collect::<AppResult<_>>()?,
-            next: page.next,
-        })
+        page.try_map(|(row, email)| row.into_domain(&email))
     }
 
     /// Changes subject, description or priority. Agents and admins; not on closed tickets.
@@ -627,14 +620,7 @@ impl TicketDesk {
             at: row.created_at,
             id: row.id,
         });
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(CommentRow::into_domain)
-                .collect::<AppResult<_>>()?,
-            next: page.next,
-        })
+        page.try_map(CommentRow::into_domain)
     }
 
     /// A page of a ticket's audit trail, newest first. Agents and admins.
@@ -666,14 +652,7 @@ impl TicketDesk {
             at: row.created_at,
             id: row.id,
         });
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(ActivityRow::into_domain)
-                .collect::<AppResult<_>>()?,
-            next: page.next,
-        })
+        page.try_map(ActivityRow::into_domain)
     }
 }
 

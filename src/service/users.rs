@@ -159,14 +159,7 @@ impl Users {
             at: user.created_at,
             id: user.id,
         });
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(User::into_domain)
-                .collect::<AppResult<_>>()?,
-            next: page.next,
-        })
+        page.try_map(User::into_domain)
     }
 
     /// Changes a user. Admins cannot demote or deactivate themselves, so an account can never
