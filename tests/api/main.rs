@@ -5,6 +5,7 @@ mod api_keys;
 mod authentication;
 mod contract;
 mod deadlines;
+mod declarations;
 mod dependencies;
 mod envoy;
 mod helpers;
