@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::api::accounts::AccountApi;
@@ -147,7 +147,6 @@ impl Application {
             .http2_keepalive_timeout(Some(server_settings.http2_keepalive_timeout))
             .max_concurrent_streams(Some(server_settings.max_concurrent_streams))
             .concurrency_limit_per_connection(server_settings.max_concurrent_streams as usize)
-            .tcp_nodelay(true)
             .layer(MiddlewareLayer::new(
                 self.methods,
                 server_settings.request_timeout,
@@ -163,7 +162,10 @@ impl Application {
             .add_service(tickets)
             .add_service(users)
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.listener),
+                // `Server::tcp_nodelay` applies only to listeners tonic binds itself: without
+                // this, Nagle's algorithm holds each response's last frame until the client's
+                // delayed ACK, 40 ms on Linux.
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
                 drain.clone().cancelled_owned(),
             );
         let mut server = tokio::spawn(server);

@@ -21,3 +21,4 @@ mod ticket_lifecycle;
 mod ticket_queries;
 mod tickets;
 mod tooling;
+mod transport;
