@@ -71,7 +71,7 @@ pub async fn create_account(
             None,
         )
         .await
-        .and_then(crate::service::idempotency::Outcome::done)
+        .and_then(crate::idempotency::Outcome::done)
         .map(|created| created.expect("without a key there is nothing to replay"))
         .map_err(|error| {
             if let AppError::Internal(source) = error {

@@ -23,6 +23,7 @@ use crate::auth::{Authenticator, PasswordHasher, SessionStore, TokenIssuer};
 use crate::configuration::Settings;
 use crate::db::{self, PgPool};
 use crate::health::{DependencyProbe, Health};
+use crate::idempotency::IdempotencyPolicy;
 use crate::methods::MethodTable;
 use crate::middleware::MiddlewareLayer;
 use crate::proto;
@@ -33,7 +34,6 @@ use crate::proto::v1::ticket_service_server::TicketServiceServer;
 use crate::proto::v1::user_service_server::UserServiceServer;
 use crate::rate_limit::RateLimiter;
 use crate::redis_pool::{self, RedisKeys, RedisPool};
-use crate::service::idempotency::IdempotencyPolicy;
 use crate::service::{Accounts, ApiKeys, Authentication, TicketCache, TicketDesk, Users};
 
 pub struct Application {
@@ -237,7 +237,7 @@ async fn sweep_idempotency_keys(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        match crate::service::idempotency::sweep_expired(&database, 500).await {
+        match crate::idempotency::sweep_expired(&database, 500).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "expired idempotency keys deleted"),
             Err(error) => tracing::warn!(%error, "sweeping idempotency keys failed; will retry"),

@@ -4,15 +4,14 @@ use tonic::{Request, Response, Status};
 
 use super::users::user_to_wire;
 use super::{
-    IdempotencyRequest, created, created_metadata, request_budget, request_context, respond,
-    stored, timestamp,
+    IdempotencyRequest, answer, created, request_budget, request_context, stored_as, timestamp,
 };
 use crate::domain::{self, AccountName, AccountSlug, DisplayName, Email, Password};
 use crate::errors::{AppError, FieldViolations};
+use crate::idempotency::IdempotencyPolicy;
 use crate::proto::v1;
 use crate::service::Accounts;
 use crate::service::accounts::NewAccountRequest;
-use crate::service::idempotency::IdempotencyPolicy;
 
 pub struct AccountApi {
     accounts: Accounts,
@@ -35,7 +34,7 @@ impl v1::account_service_server::AccountService for AccountApi {
         request: Request<v1::CreateAccountRequest>,
     ) -> Result<Response<v1::CreateAccountResponse>, Status> {
         let budget = request_budget(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, None, self.idempotency);
+        let idempotency = IdempotencyRequest::of(&request, None, self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let name = violations.check("name", AccountName::parse(&message.name));
@@ -57,14 +56,15 @@ impl v1::account_service_server::AccountService for AccountApi {
         else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let encode = |(account, admin): &(domain::Account, domain::User)| {
-            stored(
-                &account_response(account.clone(), admin.clone()),
-                &created_metadata("/v1/account".to_owned()),
+        // The account is read at /v1/account by its members once they log in.
+        let respond = |(account, admin): &(domain::Account, domain::User)| {
+            created(
+                Response::new(account_response(account.clone(), admin.clone())),
+                "/v1/account",
             )
         };
-        let idempotent =
-            idempotency.for_rpc("/supportdesk.v1.AccountService/CreateAccount", &encode);
+        let store = stored_as(&respond);
+        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .accounts
             .create(
@@ -79,13 +79,7 @@ impl v1::account_service_server::AccountService for AccountApi {
                 idempotent.as_ref(),
             )
             .await?;
-        // The account is read at /v1/account by its members once they log in.
-        respond(outcome, |(account, admin)| {
-            created(
-                Response::new(account_response(account, admin)),
-                "/v1/account",
-            )
-        })
+        answer(outcome, &respond)
     }
 
     async fn get_account(

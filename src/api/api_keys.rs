@@ -4,14 +4,14 @@ use tonic::{Request, Response, Status};
 
 use super::users::{role_from_wire, role_to_wire};
 use super::{
-    IdempotencyRequest, created, created_metadata, next_page_token, optional_timestamp,
-    page_request, request_context, required, respond, stored, timestamp,
+    IdempotencyRequest, answer, created, next_page_token, optional_timestamp, page_request,
+    request_context, required, stored_as, timestamp,
 };
 use crate::domain::{self, ApiKeyId, ApiKeyName, InvalidValue, Role};
 use crate::errors::{AppError, FieldViolations};
+use crate::idempotency::IdempotencyPolicy;
 use crate::proto::v1;
 use crate::service::ApiKeys;
-use crate::service::idempotency::IdempotencyPolicy;
 
 /// The name page tokens of ListApiKeys carry.
 const LIST: &str = "api-keys";
@@ -35,9 +35,9 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
     ) -> Result<Response<v1::CreateApiKeyResponse>, Status> {
         let (caller, budget) = request_context(&request)?;
         caller.require(Role::Admin)?;
-        // Required: a retry without a key would leave a second live credential behind.
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
-        idempotency.require()?;
+        // Declared IDEMPOTENCY_REQUIRED: a retry without a key would leave a second live
+        // credential behind.
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
         let mut violations = FieldViolations::new();
         let Some(key) = request.into_inner().api_key else {
             violations.add("api_key", &required());
@@ -48,31 +48,32 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
         let (Some(name), Some(roles)) = (name, roles) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        // The secret is never stored, not even for replays: a replay names the key so that it
-        // can be revoked, and carries no secret.
-        let encode = |key: &domain::ApiKey| {
-            stored(
-                &v1::CreateApiKeyResponse {
-                    api_key: Some(api_key_to_wire(key.clone())),
-                    secret: String::new(),
-                },
-                &created_metadata("/v1/apiKeys".to_owned()),
-            )
-        };
-        let idempotent = idempotency.for_rpc("/supportdesk.v1.ApiKeyService/CreateApiKey", &encode);
-        let (outcome, secret) = self
-            .keys
-            .create(&caller, name, roles, budget, idempotent.as_ref())
-            .await?;
         // Keys are read in the list (no single-key GET): the location is the collection.
-        respond(outcome, |key| {
+        let respond_with_secret = |key: &domain::ApiKey, secret: &str| {
             created(
                 Response::new(v1::CreateApiKeyResponse {
-                    api_key: Some(api_key_to_wire(key)),
-                    secret: secret.reveal().to_owned(),
+                    api_key: Some(api_key_to_wire(key.clone())),
+                    secret: secret.to_owned(),
                 }),
                 "/v1/apiKeys",
             )
+        };
+        // The secret is never stored, not even for replays: a replay names the key so that it
+        // can be revoked, and carries no secret.
+        let without_secret = |key: &domain::ApiKey| respond_with_secret(key, "");
+        let store = stored_as(&without_secret);
+        let (outcome, secret) = self
+            .keys
+            .create(
+                &caller,
+                name,
+                roles,
+                budget,
+                idempotency.for_service(&store).as_ref(),
+            )
+            .await?;
+        answer(outcome, &|key: &domain::ApiKey| {
+            respond_with_secret(key, secret.reveal())
         })
     }
 
@@ -97,16 +98,21 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
     ) -> Result<Response<v1::ApiKey>, Status> {
         let (caller, budget) = request_context(&request)?;
         caller.require(Role::Admin)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
         let id = ApiKeyId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
-        let encode = |key: &domain::ApiKey| stored(&api_key_to_wire(key.clone()), &[]);
-        let idempotent = idempotency.for_rpc("/supportdesk.v1.ApiKeyService/RevokeApiKey", &encode);
+        let respond = |key: &domain::ApiKey| Response::new(api_key_to_wire(key.clone()));
+        let store = stored_as(&respond);
         let outcome = self
             .keys
-            .revoke(&caller, id, budget, idempotent.as_ref())
+            .revoke(
+                &caller,
+                id,
+                budget,
+                idempotency.for_service(&store).as_ref(),
+            )
             .await?;
-        respond(outcome, |key| Response::new(api_key_to_wire(key)))
+        answer(outcome, &respond)
     }
 }
 

@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::users::user_to_wire;
-use super::{no_content, request_budget, request_context, required, timestamp};
+use super::{request_budget, request_context, required, timestamp};
 use crate::errors::{AppError, FieldViolations};
 use crate::proto::v1;
 use crate::service::{Authentication, IssuedTokens};
@@ -68,7 +68,7 @@ impl v1::auth_service_server::AuthService for AuthApi {
     ) -> Result<Response<v1::LogoutResponse>, Status> {
         let (caller, _) = request_context(&request)?;
         self.authentication.logout(&caller).await?;
-        Ok(no_content(Response::new(v1::LogoutResponse {})))
+        Ok(Response::new(v1::LogoutResponse {}))
     }
 
     async fn logout_all(

@@ -16,10 +16,11 @@ use crate::auth::Caller;
 use crate::domain::IdempotencyKey;
 use crate::domain::{InvalidValue, PageCursor, PageSize};
 use crate::errors::{AppError, AppResult, FieldViolations};
-use crate::middleware::RequestDeadline;
-use crate::service::idempotency::{
-    IdempotencyPolicy, Idempotent, Outcome, StoredSuccess, caller_scope, fingerprint,
+use crate::idempotency::{
+    IdempotencyPolicy, Idempotent, Outcome, StoredResponse, caller_scope, fingerprint,
 };
+use crate::methods::Method;
+use crate::middleware::RequestDeadline;
 
 /// How long the work of a public RPC (no caller) may take.
 pub(crate) fn request_budget<T>(request: &Request<T>) -> AppResult<Duration> {
@@ -93,124 +94,122 @@ pub(crate) fn required() -> InvalidValue {
     InvalidValue::new("is required")
 }
 
-/// The response metadata entry Envoy turns into the HTTP status (see deploy/envoy/envoy.yaml):
-/// REST clients get 201 Created, 204 No Content where gRPC can only say OK.
-const HTTP_STATUS: &str = "x-http-status";
-
-/// Marks `response` as creating the resource at `location` (HTTP 201 + Location).
+/// Marks `response` as having created the resource at `location` (HTTP `Location`). The 201
+/// itself comes from the RPC's declaration (`http_success`), applied by the method layer.
 pub(crate) fn created<T>(mut response: tonic::Response<T>, location: &str) -> tonic::Response<T> {
-    let metadata = response.metadata_mut();
-    metadata.insert(
-        HTTP_STATUS,
-        tonic::metadata::MetadataValue::from_static("201"),
-    );
     if let Ok(value) = location.parse() {
-        metadata.insert("location", value);
+        response.metadata_mut().insert("location", value);
     }
     response
 }
 
-/// Marks `response` as having no content (HTTP 204, empty body).
-pub(crate) fn no_content<T>(mut response: tonic::Response<T>) -> tonic::Response<T> {
-    response.metadata_mut().insert(
-        HTTP_STATUS,
-        tonic::metadata::MetadataValue::from_static("204"),
-    );
-    response
-}
-
 /// The idempotency of one request: the key the middleware found (if any), the caller's scope,
-/// and the request's fingerprint.
+/// the RPC (from its declaration) and the request's fingerprint.
 pub(crate) struct IdempotencyRequest {
     key: Option<IdempotencyKey>,
     caller: String,
+    rpc: &'static str,
     hash: Vec<u8>,
     policy: IdempotencyPolicy,
 }
 
 impl IdempotencyRequest {
-    /// Reads the key from `request` (put there by the middleware) and fingerprints the message.
+    /// Reads the key and the RPC's declaration from `request` (put there by the middleware) and
+    /// fingerprints the message.
     pub(crate) fn of<T: prost::Message>(
         request: &Request<T>,
         caller: Option<&Caller>,
         policy: IdempotencyPolicy,
-    ) -> Self {
-        Self {
+    ) -> AppResult<Self> {
+        let method = request
+            .extensions()
+            .get::<&'static Method>()
+            .copied()
+            .ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!(
+                    "no Method: is the method layer in the stack?"
+                ))
+            })?;
+        Ok(Self {
             key: request.extensions().get::<IdempotencyKey>().cloned(),
             caller: caller_scope(caller),
+            rpc: &method.path,
             hash: fingerprint(&request.get_ref().encode_to_vec()),
             policy,
-        }
+        })
     }
 
-    /// Fails with INVALID_ARGUMENT when the RPC requires a key and none was sent.
-    pub(crate) fn require(&self) -> AppResult<()> {
-        if self.key.is_none() {
-            return Err(AppError::invalid_field(
-                "idempotency-key",
-                &InvalidValue::new(
-                    "this RPC requires an Idempotency-Key (1 to 255 printable ASCII characters)",
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The service's view, with `encode` turning a success into the stored response.
-    pub(crate) fn for_rpc<'a, D>(
-        &self,
-        rpc: &'static str,
-        encode: &'a (dyn Fn(&D) -> StoredSuccess + Send + Sync),
+    /// The service's view: `None` without a key; with one, outcomes stored as `store` says.
+    pub(crate) fn for_service<'a, D>(
+        &'a self,
+        store: &'a (dyn Fn(&D) -> StoredResponse + Send + Sync),
     ) -> Option<Idempotent<'a, D>> {
         self.key.clone().map(|key| Idempotent {
             caller: self.caller.clone(),
-            rpc,
+            rpc: self.rpc,
             key,
             request_hash: self.hash.clone(),
             policy: self.policy,
-            encode,
+            store_success: store,
+            store_failure: stored_failure,
         })
     }
 }
 
-/// A success to store: the response message and the metadata it is answered with.
-pub(crate) fn stored<R: prost::Message>(
-    response: &R,
-    metadata: &[(&str, String)],
-) -> StoredSuccess {
-    StoredSuccess {
-        body: response.encode_to_vec(),
-        metadata: metadata
+/// How a success is stored: exactly the response `respond` answers it with, encoded.
+pub(crate) fn stored_as<D, R: prost::Message>(
+    respond: &(impl Fn(&D) -> tonic::Response<R> + Sync),
+) -> impl Fn(&D) -> StoredResponse + Send + Sync + '_ {
+    move |value| {
+        let response = respond(value);
+        let metadata = response
+            .metadata()
             .iter()
-            .map(|(name, value)| ((*name).to_owned(), value.clone()))
-            .collect(),
+            .filter_map(|entry| match entry {
+                tonic::metadata::KeyAndValueRef::Ascii(name, value) => {
+                    Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                }
+                tonic::metadata::KeyAndValueRef::Binary(..) => None,
+            })
+            .collect();
+        StoredResponse::Success {
+            body: response.get_ref().encode_to_vec(),
+            metadata,
+        }
     }
 }
 
-/// The response for `outcome`: `fresh` builds it from a new success; a failure is its status; a
-/// replay is the stored outcome, marked `idempotent-replayed: true`.
-pub(crate) fn respond<D, R: prost::Message + Default>(
+/// How a final error is stored: the status it is answered with.
+fn stored_failure(error: &AppError) -> StoredResponse {
+    let status = tonic::Status::from(error);
+    StoredResponse::Failure {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        details: status.details().to_vec(),
+    }
+}
+
+/// The answer to `outcome`: a fresh success is answered by `respond`, a failure with its status,
+/// a replay with the stored outcome, marked `idempotent-replayed: true`.
+pub(crate) fn answer<D, R: prost::Message + Default>(
     outcome: Outcome<D>,
-    fresh: impl FnOnce(D) -> tonic::Response<R>,
+    respond: &impl Fn(&D) -> tonic::Response<R>,
 ) -> Result<tonic::Response<R>, tonic::Status> {
     let replayed = tonic::metadata::MetadataValue::from_static("true");
     match outcome {
-        Outcome::Done(value) => Ok(fresh(value)),
+        Outcome::Done(value) => Ok(respond(&value)),
         Outcome::Failed(error) => Err(error.into()),
-        Outcome::Replay(row) if row.status_code == 0 => {
-            let body =
-                R::decode(row.response_body.unwrap_or_default().as_slice()).map_err(|error| {
-                    AppError::internal(anyhow::anyhow!("a stored response: {error}"))
-                })?;
+        Outcome::Replay(StoredResponse::Success { body, metadata }) => {
+            let body = R::decode(body.as_slice()).map_err(|error| {
+                AppError::internal(anyhow::anyhow!("a stored response: {error}"))
+            })?;
             let mut response = tonic::Response::new(body);
-            if let serde_json::Value::Object(entries) = row.response_metadata {
-                for (name, value) in entries {
-                    if let (Ok(name), Some(Ok(value))) = (
-                        tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
-                        value.as_str().map(str::parse),
-                    ) {
-                        response.metadata_mut().insert(name, value);
-                    }
+            for (name, value) in metadata {
+                if let (Ok(name), Ok(value)) = (
+                    tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
+                    value.parse(),
+                ) {
+                    response.metadata_mut().insert(name, value);
                 }
             }
             response
@@ -218,13 +217,13 @@ pub(crate) fn respond<D, R: prost::Message + Default>(
                 .insert(IDEMPOTENT_REPLAYED, replayed);
             Ok(response)
         }
-        Outcome::Replay(row) => {
-            let row = *row;
-            let mut status = tonic::Status::with_details(
-                tonic::Code::from(row.status_code),
-                row.status_message,
-                row.status_details.unwrap_or_default().into(),
-            );
+        Outcome::Replay(StoredResponse::Failure {
+            code,
+            message,
+            details,
+        }) => {
+            let mut status =
+                tonic::Status::with_details(tonic::Code::from(code), message, details.into());
             status.metadata_mut().insert(IDEMPOTENT_REPLAYED, replayed);
             Err(status)
         }
@@ -233,8 +232,3 @@ pub(crate) fn respond<D, R: prost::Message + Default>(
 
 /// The response metadata entry that marks a replayed outcome.
 const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
-
-/// The metadata of a stored create: 201 and where the new resource is.
-pub(crate) fn created_metadata(location: String) -> [(&'static str, String); 2] {
-    [("x-http-status", "201".to_owned()), ("location", location)]
-}

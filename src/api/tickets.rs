@@ -3,8 +3,8 @@
 use tonic::{Request, Response, Status};
 
 use super::{
-    IdempotencyRequest, created, created_metadata, next_page_token, no_content, page_request,
-    request_context, required, respond, stored, timestamp,
+    IdempotencyRequest, answer, created, next_page_token, page_request, request_context, required,
+    stored_as, timestamp,
 };
 use crate::domain::{
     self, Actor, CommentBody, Email, Etag, InvalidValue, NewTicketRequest, Role, Ticket,
@@ -12,8 +12,8 @@ use crate::domain::{
     TicketSubject, TicketTransition, UserId,
 };
 use crate::errors::{AppError, FieldViolations};
+use crate::idempotency::IdempotencyPolicy;
 use crate::proto::v1;
-use crate::service::idempotency::IdempotencyPolicy;
 use crate::service::{TicketDesk, TicketEdits};
 
 /// Ticket fields UpdateTicket can change.
@@ -30,9 +30,9 @@ impl TicketApi {
     }
 }
 
-/// A ticket response as stored for replays: plain 200.
-fn stored_ticket(ticket: &Ticket) -> crate::service::idempotency::StoredSuccess {
-    stored(&to_wire(ticket.clone()), &[])
+/// The answer of every RPC that returns the ticket it changed.
+fn ticket_response(ticket: &Ticket) -> Response<v1::Ticket> {
+    Response::new(to_wire(ticket.clone()))
 }
 
 #[tonic::async_trait]
@@ -42,23 +42,25 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         request: Request<v1::CreateTicketRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
         let new_ticket = parse_new_ticket(request.into_inner().ticket)?;
-        let encode = |ticket: &Ticket| {
-            stored(
-                &to_wire(ticket.clone()),
-                &created_metadata(format!("/v1/tickets/{}", ticket.id)),
+        let respond = |ticket: &Ticket| {
+            created(
+                ticket_response(ticket),
+                &format!("/v1/tickets/{}", ticket.id),
             )
         };
-        let idempotent = idempotency.for_rpc("/supportdesk.v1.TicketService/CreateTicket", &encode);
+        let store = stored_as(&respond);
         let outcome = self
             .desk
-            .create(&caller, new_ticket, budget, idempotent.as_ref())
+            .create(
+                &caller,
+                new_ticket,
+                budget,
+                idempotency.for_service(&store).as_ref(),
+            )
             .await?;
-        respond(outcome, |ticket| {
-            let location = format!("/v1/tickets/{}", ticket.id);
-            created(Response::new(to_wire(ticket)), &location)
-        })
+        answer(outcome, &respond)
     }
 
     async fn get_ticket(
@@ -97,7 +99,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, budget) = request_context(&request)?;
         caller.require(Role::Agent)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let Some(ticket) = message.ticket else {
@@ -150,13 +152,13 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (Some(id), Some(etag), true) = (id, etag, violations.is_empty()) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let idempotent =
-            idempotency.for_rpc("/supportdesk.v1.TicketService/UpdateTicket", &stored_ticket);
+        let store = stored_as(&ticket_response);
+        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .desk
             .update(&caller, id, edits, etag, budget, idempotent.as_ref())
             .await?;
-        respond(outcome, |ticket| Response::new(to_wire(ticket)))
+        answer(outcome, &ticket_response)
     }
 
     async fn assign_ticket(
@@ -165,7 +167,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, budget) = request_context(&request)?;
         caller.require(Role::Agent)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let id = violations.check("id", TicketId::parse(&message.id));
@@ -179,13 +181,13 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (Some(id), Some(assignee), Some(etag)) = (id, assignee, etag) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let idempotent =
-            idempotency.for_rpc("/supportdesk.v1.TicketService/AssignTicket", &stored_ticket);
+        let store = stored_as(&ticket_response);
+        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .desk
             .assign(&caller, id, assignee, etag, budget, idempotent.as_ref())
             .await?;
-        respond(outcome, |ticket| Response::new(to_wire(ticket)))
+        answer(outcome, &ticket_response)
     }
 
     async fn resolve_ticket(
@@ -221,22 +223,21 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::DeleteTicketResponse>, Status> {
         let (caller, budget) = request_context(&request)?;
         caller.require(Role::Admin)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
         let (id, etag) = id_and_etag(&request.get_ref().id, &request.get_ref().etag)?;
-        let encode = |_: &Ticket| {
-            stored(
-                &v1::DeleteTicketResponse {},
-                &[("x-http-status", "204".to_owned())],
-            )
-        };
-        let idempotent = idempotency.for_rpc("/supportdesk.v1.TicketService/DeleteTicket", &encode);
+        let respond = |_: &Ticket| Response::new(v1::DeleteTicketResponse {});
+        let store = stored_as(&respond);
         let outcome = self
             .desk
-            .delete(&caller, id, etag, budget, idempotent.as_ref())
+            .delete(
+                &caller,
+                id,
+                etag,
+                budget,
+                idempotency.for_service(&store).as_ref(),
+            )
             .await?;
-        respond(outcome, |_| {
-            no_content(Response::new(v1::DeleteTicketResponse {}))
-        })
+        answer(outcome, &respond)
     }
 
     async fn add_comment(
@@ -244,7 +245,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         request: Request<v1::AddCommentRequest>,
     ) -> Result<Response<v1::Comment>, Status> {
         let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
@@ -257,13 +258,11 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             return Err(AppError::InvalidArgument(violations).into());
         };
         let location = format!("/v1/tickets/{ticket_id}/comments");
-        let encode = |added: &domain::Comment| {
-            stored(
-                &comment_to_wire(added.clone()),
-                &created_metadata(location.clone()),
-            )
+        let respond = |added: &domain::Comment| {
+            created(Response::new(comment_to_wire(added.clone())), &location)
         };
-        let idempotent = idempotency.for_rpc("/supportdesk.v1.TicketService/AddComment", &encode);
+        let store = stored_as(&respond);
+        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .desk
             .add_comment(
@@ -275,9 +274,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                 idempotent.as_ref(),
             )
             .await?;
-        respond(outcome, |added| {
-            created(Response::new(comment_to_wire(added)), &location)
-        })
+        answer(outcome, &respond)
     }
 
     async fn list_comments(
@@ -335,19 +332,15 @@ impl TicketApi {
         if transition != TicketTransition::Reopen {
             caller.require(Role::Agent)?;
         }
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
         let (id, etag) = id_and_etag(id, etag)?;
-        let rpc = match transition {
-            TicketTransition::Resolve => "/supportdesk.v1.TicketService/ResolveTicket",
-            TicketTransition::Reopen => "/supportdesk.v1.TicketService/ReopenTicket",
-            TicketTransition::Close => "/supportdesk.v1.TicketService/CloseTicket",
-        };
-        let idempotent = idempotency.for_rpc(rpc, &stored_ticket);
+        let store = stored_as(&ticket_response);
+        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .desk
             .transition(&caller, id, transition, etag, budget, idempotent.as_ref())
             .await?;
-        respond(outcome, |ticket| Response::new(to_wire(ticket)))
+        answer(outcome, &ticket_response)
     }
 }
 

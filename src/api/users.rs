@@ -3,13 +3,13 @@
 use tonic::{Request, Response, Status};
 
 use super::{
-    IdempotencyRequest, created, created_metadata, next_page_token, page_request, request_context,
-    required, respond, stored, timestamp,
+    IdempotencyRequest, answer, created, next_page_token, page_request, request_context, required,
+    stored_as, timestamp,
 };
 use crate::domain::{self, DisplayName, Email, InvalidValue, Password, Role, UserId};
 use crate::errors::{AppError, FieldViolations};
+use crate::idempotency::IdempotencyPolicy;
 use crate::proto::v1;
-use crate::service::idempotency::IdempotencyPolicy;
 use crate::service::{NewUserRequest, UserChanges, Users};
 
 /// The name page tokens of ListUsers carry.
@@ -26,9 +26,9 @@ impl UserApi {
     }
 }
 
-/// A user response as stored for replays: plain 200.
-fn stored_user(user: &domain::User) -> crate::service::idempotency::StoredSuccess {
-    stored(&user_to_wire(user.clone()), &[])
+/// The answer of every RPC that returns the user it changed.
+fn user_response(user: &domain::User) -> Response<v1::User> {
+    Response::new(user_to_wire(user.clone()))
 }
 
 #[tonic::async_trait]
@@ -40,7 +40,7 @@ impl v1::user_service_server::UserService for UserApi {
         let (caller, budget) = request_context(&request)?;
         // Permission before validation: a caller who may not add users learns nothing more.
         caller.require(Role::Admin)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let user = message.user.unwrap_or_default();
@@ -54,13 +54,10 @@ impl v1::user_service_server::UserService for UserApi {
         else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let encode = |user: &domain::User| {
-            stored(
-                &user_to_wire(user.clone()),
-                &created_metadata(format!("/v1/users/{}", user.id)),
-            )
-        };
-        let idempotent = idempotency.for_rpc("/supportdesk.v1.UserService/CreateUser", &encode);
+        let respond =
+            |user: &domain::User| created(user_response(user), &format!("/v1/users/{}", user.id));
+        let store = stored_as(&respond);
+        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .users
             .create(
@@ -75,10 +72,7 @@ impl v1::user_service_server::UserService for UserApi {
                 idempotent.as_ref(),
             )
             .await?;
-        respond(outcome, |user| {
-            let location = format!("/v1/users/{}", user.id);
-            created(Response::new(user_to_wire(user)), &location)
-        })
+        answer(outcome, &respond)
     }
 
     async fn get_user(
@@ -113,7 +107,7 @@ impl v1::user_service_server::UserService for UserApi {
     ) -> Result<Response<v1::User>, Status> {
         let (caller, budget) = request_context(&request)?;
         caller.require(Role::Admin)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency);
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let Some(user) = message.user else {
@@ -152,13 +146,13 @@ impl v1::user_service_server::UserService for UserApi {
             return Err(AppError::InvalidArgument(violations).into());
         };
         violations.into_result()?;
-        let idempotent =
-            idempotency.for_rpc("/supportdesk.v1.UserService/UpdateUser", &stored_user);
+        let store = stored_as(&user_response);
+        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .users
             .update(&caller, id, changes, budget, idempotent.as_ref())
             .await?;
-        respond(outcome, |user| Response::new(user_to_wire(user)))
+        answer(outcome, &user_response)
     }
 
     async fn get_current_user(

@@ -73,53 +73,6 @@ macro_rules! in_transaction {
     }};
 }
 
-/// [`in_transaction!`] for a request that may carry an idempotency key (`$idempotent`: an
-/// `Option<&Idempotent<D>>`). With a key, the transaction first claims it (or finds the outcome
-/// of an earlier request with it, and returns that as `Outcome::Replay` without running
-/// `$body`); `$body` then runs in a savepoint, and its success (converted by `$project`, a
-/// `Fn(&T) -> AppResult<D>`) or final error is stored before the commit. Evaluates to
-/// `AppResult<Outcome<T>>`.
-#[macro_export]
-macro_rules! in_idempotent_transaction {
-    ($pool:expr, $budget:expr, $idempotent:expr, $project:expr, |$conn:ident| $body:block) => {{
-        use $crate::service::idempotency::{Claimed, Outcome};
-        let idempotent = $idempotent;
-        let mut connection = $crate::db::connection($pool).await?;
-        diesel_async::AsyncConnection::transaction(&mut *connection, async |$conn| {
-            $crate::db::limit_statements_to($conn, $budget).await?;
-            let Some(idempotent) = idempotent else {
-                // A block of its own, so that a `return` in `$body` leaves the body alone.
-                return Ok(Outcome::Done(async $body.await?));
-            };
-            let id = match idempotent.claim($conn).await? {
-                Claimed::Fresh(id) => id,
-                Claimed::Replay(row) => return Ok(Outcome::Replay(row)),
-            };
-            // A savepoint: a final error undoes the work but keeps the claim, to store it.
-            let result =
-                diesel_async::AsyncConnection::transaction::<_, $crate::errors::AppError, _>(
-                    &mut *$conn,
-                    async |$conn| $body,
-                )
-                .await;
-            match result {
-                Ok(value) => {
-                    idempotent
-                        .succeeded($conn, id, &($project)(&value)?)
-                        .await?;
-                    Ok(Outcome::Done(value))
-                }
-                Err(error) if error.is_final() => {
-                    idempotent.failed($conn, id, &error).await?;
-                    Ok(Outcome::Failed(error))
-                }
-                Err(error) => Err(error),
-            }
-        })
-        .await
-    }};
-}
-
 /// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes.
 pub async fn connection(pool: &PgPool) -> AppResult<PooledConnection<'_>> {
     Ok(pool.get().await?)

@@ -10,7 +10,7 @@ use crate::domain::{
     self, AccountId, AccountName, AccountSlug, DisplayName, Email, Password, Role, UserId,
 };
 use crate::errors::{AppError, AppResult, Resource};
-use crate::service::idempotency::{Idempotent, Outcome, as_is};
+use crate::idempotency::{Idempotent, Outcome, as_is};
 use crate::{in_idempotent_transaction, in_transaction};
 
 /// What CreateAccount asks for, every part valid.

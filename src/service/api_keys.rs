@@ -8,7 +8,7 @@ use crate::db::PgPool;
 use crate::db::models::{ApiKey, NewApiKey};
 use crate::domain::{self, ApiKeyId, ApiKeyName, PageCursor, PageSize, Role};
 use crate::errors::{AppError, AppResult, Resource};
-use crate::service::idempotency::{Idempotent, Outcome, as_is};
+use crate::idempotency::{Idempotent, Outcome, as_is};
 use crate::{in_idempotent_transaction, in_transaction};
 
 #[derive(Clone)]

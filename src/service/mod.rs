@@ -5,7 +5,6 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod authentication;
-pub mod idempotency;
 pub mod ticket_cache;
 pub mod tickets;
 pub mod users;

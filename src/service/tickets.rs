@@ -28,7 +28,7 @@ use crate::domain::{
     TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
-use crate::service::idempotency::{Idempotent, Outcome};
+use crate::idempotency::{Idempotent, Outcome};
 use crate::{in_idempotent_transaction, in_transaction};
 
 /// Who a ticket is for, as the caller may ask.

@@ -11,7 +11,7 @@ use crate::db::PgPool;
 use crate::db::models::{NewUser, User, UserChangeset};
 use crate::domain::{self, DisplayName, Email, PageCursor, PageSize, Password, Role, UserId};
 use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
-use crate::service::idempotency::{Idempotent, Outcome, as_is};
+use crate::idempotency::{Idempotent, Outcome, as_is};
 use crate::{in_idempotent_transaction, in_transaction};
 
 /// A user CreateUser asks for, every part valid.

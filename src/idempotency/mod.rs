@@ -5,6 +5,13 @@
 //! gets ABORTED after a short wait, to retry. A request that dies midway rolls back with its
 //! claim, so the key is free again at once: the claim is a row lock, held by the request's own
 //! transaction, which PostgreSQL releases when the request's connection or deadline ends.
+//!
+//! The whole mechanism lives here: [`Idempotent`] (one request's scope, key and fingerprint),
+//! [`in_idempotent_transaction!`] (claim, work in a savepoint, store, in one transaction),
+//! [`StoredResponse`] (the one stored form of an outcome, success or final error) and the sweep
+//! of expired keys. It knows nothing of tonic: `api/` turns a response into a
+//! [`StoredResponse`] and a [`StoredResponse`] back into a response or a status, so a handler
+//! writes its response once and the same function serves the answer and its replay.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,11 +37,73 @@ pub struct IdempotencyPolicy {
     pub wait: Duration,
 }
 
-/// A success as stored: the encoded response and the metadata it carried.
-#[derive(Clone, Debug)]
-pub struct StoredSuccess {
-    pub body: Vec<u8>,
-    pub metadata: BTreeMap<String, String>,
+/// An outcome as stored for replays: a success (the encoded response message and the metadata
+/// it was answered with) or a final error (its gRPC code, message and encoded details).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoredResponse {
+    Success {
+        body: Vec<u8>,
+        metadata: BTreeMap<String, String>,
+    },
+    Failure {
+        code: i32,
+        message: String,
+        details: Vec<u8>,
+    },
+}
+
+impl StoredResponse {
+    fn into_outcome(self) -> AppResult<IdempotencyOutcome> {
+        Ok(match self {
+            Self::Success { body, metadata } => IdempotencyOutcome {
+                status_code: 0,
+                status_message: String::new(),
+                status_details: None,
+                response_body: Some(body),
+                response_metadata: serde_json::to_value(&metadata)
+                    .map_err(|error| AppError::internal(anyhow::anyhow!(error)))?,
+            },
+            Self::Failure {
+                code,
+                message,
+                details,
+            } => IdempotencyOutcome {
+                status_code: code,
+                status_message: message,
+                status_details: Some(details),
+                response_body: None,
+                response_metadata: serde_json::json!({}),
+            },
+        })
+    }
+
+    fn from_row(row: IdempotencyRow) -> Self {
+        if row.status_code == 0 {
+            // Written by `into_outcome` as an object of strings; anything else holds nothing.
+            let metadata = row
+                .response_metadata
+                .as_object()
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .filter_map(|(name, value)| {
+                            Some((name.clone(), value.as_str()?.to_owned()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Self::Success {
+                body: row.response_body.unwrap_or_default(),
+                metadata,
+            }
+        } else {
+            Self::Failure {
+                code: row.status_code,
+                message: row.status_message,
+                details: row.status_details.unwrap_or_default(),
+            }
+        }
+    }
 }
 
 /// What a request made idempotent did.
@@ -45,7 +114,7 @@ pub enum Outcome<T> {
     /// It ran now and ended with a final error, stored for retries.
     Failed(AppError),
     /// It ran before: here is what it answered then.
-    Replay(Box<IdempotencyRow>),
+    Replay(StoredResponse),
 }
 
 impl<T> Outcome<T> {
@@ -59,20 +128,22 @@ impl<T> Outcome<T> {
     }
 }
 
-/// One request's idempotency: its scope, key and fingerprint, and how to store its success.
+/// One request's idempotency: its scope, key and fingerprint, and how its outcomes are stored
+/// (given by `api/`, which alone knows the wire form).
 pub struct Idempotent<'a, D> {
     pub caller: String,
-    pub rpc: &'static str,
+    pub rpc: &'a str,
     pub key: IdempotencyKey,
     pub request_hash: Vec<u8>,
     pub policy: IdempotencyPolicy,
-    pub encode: &'a (dyn Fn(&D) -> StoredSuccess + Send + Sync),
+    pub store_success: &'a (dyn Fn(&D) -> StoredResponse + Send + Sync),
+    pub store_failure: fn(&AppError) -> StoredResponse,
 }
 
 /// Whether the request owns its key now, or ran before.
 pub enum Claimed {
     Fresh(Uuid),
-    Replay(Box<IdempotencyRow>),
+    Replay(StoredResponse),
 }
 
 /// The projection of a transaction result that is already the stored domain value.
@@ -142,7 +213,7 @@ impl<D> Idempotent<'_, D> {
                 ));
             }
             set_lock_timeout(conn, Duration::ZERO).await?;
-            return Ok(Claimed::Replay(Box::new(existing)));
+            return Ok(Claimed::Replay(StoredResponse::from_row(existing)));
         }
         Err(in_use())
     }
@@ -154,15 +225,7 @@ impl<D> Idempotent<'_, D> {
         id: Uuid,
         value: &D,
     ) -> AppResult<()> {
-        let stored = (self.encode)(value);
-        let outcome = IdempotencyOutcome {
-            status_code: 0,
-            status_message: String::new(),
-            status_details: None,
-            response_body: Some(stored.body),
-            response_metadata: serde_json::to_value(&stored.metadata)
-                .map_err(|error| AppError::internal(anyhow::anyhow!(error)))?,
-        };
+        let outcome = (self.store_success)(value).into_outcome()?;
         IdempotencyRow::record(conn, id, &outcome).await?;
         Ok(())
     }
@@ -174,14 +237,7 @@ impl<D> Idempotent<'_, D> {
         id: Uuid,
         error: &AppError,
     ) -> AppResult<()> {
-        let status = tonic::Status::from(error);
-        let outcome = IdempotencyOutcome {
-            status_code: status.code() as i32,
-            status_message: status.message().to_owned(),
-            status_details: Some(status.details().to_vec()),
-            response_body: None,
-            response_metadata: serde_json::json!({}),
-        };
+        let outcome = (self.store_failure)(error).into_outcome()?;
         IdempotencyRow::record(conn, id, &outcome).await?;
         Ok(())
     }
@@ -216,4 +272,51 @@ pub async fn sweep_expired(pool: &PgPool, batch: i64) -> AppResult<usize> {
             return Ok(deleted);
         }
     }
+}
+
+/// [`in_transaction!`] for a request that may carry an idempotency key (`$idempotent`: an
+/// `Option<&Idempotent<D>>`). With a key, the transaction first claims it (or finds the outcome
+/// of an earlier request with it, and returns that as `Outcome::Replay` without running
+/// `$body`); `$body` then runs in a savepoint, and its success (converted by `$project`, a
+/// `Fn(&T) -> AppResult<D>`) or final error is stored before the commit. Evaluates to
+/// `AppResult<Outcome<T>>`.
+#[macro_export]
+macro_rules! in_idempotent_transaction {
+    ($pool:expr, $budget:expr, $idempotent:expr, $project:expr, |$conn:ident| $body:block) => {{
+        use $crate::idempotency::{Claimed, Outcome};
+        let idempotent = $idempotent;
+        let mut connection = $crate::db::connection($pool).await?;
+        diesel_async::AsyncConnection::transaction(&mut *connection, async |$conn| {
+            $crate::db::limit_statements_to($conn, $budget).await?;
+            let Some(idempotent) = idempotent else {
+                // A block of its own, so that a `return` in `$body` leaves the body alone.
+                return Ok(Outcome::Done(async $body.await?));
+            };
+            let id = match idempotent.claim($conn).await? {
+                Claimed::Fresh(id) => id,
+                Claimed::Replay(row) => return Ok(Outcome::Replay(row)),
+            };
+            // A savepoint: a final error undoes the work but keeps the claim, to store it.
+            let result =
+                diesel_async::AsyncConnection::transaction::<_, $crate::errors::AppError, _>(
+                    &mut *$conn,
+                    async |$conn| $body,
+                )
+                .await;
+            match result {
+                Ok(value) => {
+                    idempotent
+                        .succeeded($conn, id, &($project)(&value)?)
+                        .await?;
+                    Ok(Outcome::Done(value))
+                }
+                Err(error) if error.is_final() => {
+                    idempotent.failed($conn, id, &error).await?;
+                    Ok(Outcome::Failed(error))
+                }
+                Err(error) => Err(error),
+            }
+        })
+        .await
+    }};
 }
