@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod errors;
 pub mod health;
+pub mod metrics;
 pub mod middleware;
 pub mod proto;
 pub mod rate_limit;

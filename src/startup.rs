@@ -22,6 +22,7 @@ use crate::auth::{Authenticator, PasswordHasher, SessionStore, TokenIssuer};
 use crate::configuration::Settings;
 use crate::db::{self, PgPool};
 use crate::health::{DependencyProbe, Health};
+use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::middleware::MiddlewareLayer;
 use crate::proto::{self, v1};
 use crate::rate_limit::RateLimiter;
@@ -35,6 +36,7 @@ pub struct Application {
     settings: Settings,
     database: PgPool,
     redis: RedisPool,
+    metrics_endpoint: Option<MetricsEndpoint>,
 }
 
 impl Application {
@@ -46,13 +48,21 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen_addr))?;
         let local_addr = listener.local_addr()?;
+        let metrics_endpoint = MetricsEndpoint::bind(settings.server.metrics_listen_addr).await?;
         Ok(Self {
             listener,
             local_addr,
             settings,
             database,
             redis,
+            metrics_endpoint,
         })
+    }
+
+    /// Where `GET /metrics` is served, when `METRICS_LISTEN_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let endpoint = self.metrics_endpoint.as_ref()?;
+        endpoint.local_addr().ok()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -107,6 +117,10 @@ impl Application {
             }
             .run(stop_probe.clone()),
         );
+
+        if let Some(endpoint) = self.metrics_endpoint {
+            tokio::spawn(endpoint.serve(services.metrics.clone(), stop_probe.clone()));
+        }
 
         let sweeper = tokio::spawn(sweep_idempotency_keys(
             self.database.clone(),
@@ -228,6 +242,7 @@ async fn sweep_idempotency_keys(
 
 /// The operations behind the RPCs, wired to the pools and to each other.
 struct Services {
+    metrics: Metrics,
     idempotency: IdempotencyPolicy,
     authenticator: Authenticator,
     limiter: RateLimiter,
@@ -247,10 +262,12 @@ impl Services {
             RedisKeys::new(settings.redis.key_prefix.clone()),
             settings.auth.refresh_token_ttl,
         );
+        let metrics = Metrics::default();
         let limiter = RateLimiter::new(
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
             settings.rate_limits.clone(),
+            &metrics,
         );
         Self {
             idempotency: IdempotencyPolicy {
@@ -274,10 +291,12 @@ impl Services {
                     redis.clone(),
                     RedisKeys::new(settings.redis.key_prefix.clone()),
                     settings.tickets.cache_ttl,
+                    &metrics,
                 ),
                 settings.tickets.max_open_per_requester,
             ),
             users: Users::new(database.clone(), hasher, sessions),
+            metrics,
         }
     }
 }

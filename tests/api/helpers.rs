@@ -237,6 +237,8 @@ pub(crate) fn with_token<T>(token: &str, message: T) -> Request<T> {
 /// typed clients.
 pub(crate) struct TestApp {
     pub(crate) address: SocketAddr,
+    /// Where `GET /metrics` answers, when the test set `metrics_listen_addr`.
+    pub(crate) metrics_address: Option<SocketAddr>,
     pub(crate) account_id: AccountId,
     pub(crate) admin: TestUser,
     pub(crate) tickets: TicketServiceClient<Channel>,
@@ -269,6 +271,7 @@ impl TestApp {
             .await
             .expect("the application builds");
         let address = application.local_addr();
+        let metrics_address = application.metrics_addr();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async {
             let _ = stopped.await;
@@ -283,6 +286,7 @@ impl TestApp {
         let admin = sign_up(&accounts, &auth).await;
         Self {
             address,
+            metrics_address,
             account_id: admin.account_id,
             admin,
             tickets: TicketServiceClient::new(channel.clone()),

@@ -9,6 +9,7 @@ mod dependencies;
 mod envoy;
 mod helpers;
 mod idempotency;
+mod metrics;
 mod process;
 mod proxy;
 mod rate_limits;
