@@ -511,6 +511,51 @@ pub(crate) fn diesel_cli() -> PathBuf {
     tool("DIESEL_BIN")
 }
 
+/// Polls `condition` until it holds; fails the test naming `what` once `within` has passed.
+pub(crate) async fn wait_until<F, Fut>(what: &str, within: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = tokio::time::Instant::now();
+    while !condition().await {
+        assert!(
+            started.elapsed() < within,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    count: i64,
+}
+
+/// How many of the service's connections to `database` are waiting for a lock.
+pub(crate) async fn backends_waiting_on_locks(database: &TestDatabase) -> i64 {
+    backends_where(database, "wait_event_type = 'Lock'").await
+}
+
+/// How many of the service's connections to `database` are doing anything (not idle).
+pub(crate) async fn busy_backends(database: &TestDatabase) -> i64 {
+    backends_where(database, "state <> 'idle'").await
+}
+
+async fn backends_where(database: &TestDatabase, condition: &str) -> i64 {
+    let mut conn = database.connect().await;
+    let rows: Vec<Count> = diesel::sql_query(format!(
+        "SELECT count(*) AS count FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid() AND {condition}"
+    ))
+    .bind::<Text, _>(&database.name)
+    .load(&mut conn)
+    .await
+    .expect("pg_stat_activity");
+    rows[0].count
+}
+
 /// A free TCP port on the loopback interface.
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

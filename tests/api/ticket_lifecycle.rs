@@ -1,6 +1,7 @@
 //! Changing tickets: partial updates with etags, the lifecycle, deletion, comments, the audit
 //! trail, and the open-ticket limit under concurrency.
 
+use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::RunQueryDsl;
 use supportdesk::proto::v1;
 use tonic::Code;
@@ -515,10 +516,25 @@ async fn a_failure_midway_leaves_neither_the_change_nor_its_record() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let after = get(&app, &ticket.id).await.unwrap();
-    assert_eq!(after.subject, "atomic");
-    assert_eq!(after.etag, ticket.etag);
+    // Read PostgreSQL, not GetTicket: the cache still holds the ticket as created.
+    let stored: Vec<StoredTicket> =
+        diesel::sql_query("SELECT subject, version FROM tickets WHERE id = $1")
+            .bind::<SqlUuid, _>(uuid::Uuid::parse_str(&ticket.id).unwrap())
+            .load(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].subject, "atomic");
+    assert_eq!(stored[0].version, 1, "never written");
     assert_eq!(activity(&app, &ticket.id).await.len(), 1);
+}
+
+#[derive(diesel::QueryableByName)]
+struct StoredTicket {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    subject: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    version: i64,
 }
 
 #[tokio::test]
