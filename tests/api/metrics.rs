@@ -1,7 +1,7 @@
 //! The `/metrics` endpoint operators scrape: every rate-limit decision and ticket-cache lookup
 //! counted exactly, per instance, including the ones Redis could not answer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
@@ -55,7 +55,7 @@ impl Scrape {
     }
 
     /// How much each series grew since `before`.
-    fn since(&self, before: &Self) -> HashMap<&'static str, u64> {
+    fn since(&self, before: &Self) -> BTreeMap<&'static str, u64> {
         [
             ALLOWED,
             REFUSED,
@@ -75,7 +75,7 @@ fn with_metrics(settings: &mut Settings) {
     settings.server.metrics_listen_addr = Some("127.0.0.1:0".parse().expect("an address"));
 }
 
-fn counts(pairs: &[(&'static str, u64)]) -> HashMap<&'static str, u64> {
+fn counts(pairs: &[(&'static str, u64)]) -> BTreeMap<&'static str, u64> {
     pairs.iter().copied().collect()
 }
 
