@@ -368,6 +368,15 @@ impl TestApp {
         }
     }
 
+    /// GetTicket as the admin.
+    pub(crate) async fn get_ticket(&self, id: &str) -> Result<v1::Ticket, tonic::Status> {
+        self.tickets
+            .clone()
+            .get_ticket(self.as_admin(v1::GetTicketRequest { id: id.to_owned() }))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// Opens a ticket with valid values as the admin, for tests about something else.
     pub(crate) async fn create_ticket(&self, subject: &str) -> v1::Ticket {
         self.tickets

@@ -79,14 +79,6 @@ fn counts(pairs: &[(&'static str, u64)]) -> BTreeMap<&'static str, u64> {
     pairs.iter().copied().collect()
 }
 
-async fn get_ticket(app: &TestApp, id: &str) -> Result<v1::Ticket, tonic::Status> {
-    app.tickets
-        .clone()
-        .get_ticket(app.as_admin(v1::GetTicketRequest { id: id.to_owned() }))
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 async fn get_current_user(app: &TestApp) -> Result<v1::User, tonic::Status> {
     app.users
         .clone()
@@ -115,9 +107,9 @@ async fn each_rate_limit_decision_and_cache_lookup_is_counted_exactly() {
     assert_eq!(before.get(FAIL_OPEN), 1, "failing open is the default");
 
     let ticket = app.create_ticket("counted").await;
-    get_ticket(&app, &ticket.id).await.expect("a cache hit");
+    app.get_ticket(&ticket.id).await.expect("a cache hit");
     let unknown = uuid::Uuid::now_v7().to_string();
-    let status = get_ticket(&app, &unknown).await.expect_err("a cache miss");
+    let status = app.get_ticket(&unknown).await.expect_err("a cache miss");
     assert_eq!(status.code(), Code::NotFound);
     let mut refused = 0;
     for _ in 0..4 {
@@ -168,7 +160,7 @@ async fn with_redis_cut_every_undecided_call_and_each_failure_is_counted_exactly
         call.await.expect("joined").expect("let through");
     }
     // The cache has its own pause: it tries Redis once, then serves from PostgreSQL.
-    let read = get_ticket(&app, &ticket.id).await.expect("from PostgreSQL");
+    let read = app.get_ticket(&ticket.id).await.expect("from PostgreSQL");
     assert_eq!(read.subject, "cached before the cut");
 
     assert_eq!(

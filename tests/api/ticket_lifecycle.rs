@@ -16,14 +16,6 @@ fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     })
 }
 
-async fn get(app: &TestApp, id: &str) -> Result<v1::Ticket, tonic::Status> {
-    app.tickets
-        .clone()
-        .get_ticket(app.as_admin(v1::GetTicketRequest { id: id.to_owned() }))
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 async fn activity(app: &TestApp, id: &str) -> Vec<v1::TicketActivity> {
     app.tickets
         .clone()
@@ -375,7 +367,7 @@ async fn only_admins_delete_and_a_deleted_ticket_disappears_from_every_read() {
     let app = TestApp::spawn().await;
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
     let ticket = app.create_ticket("to delete").await;
-    get(&app, &ticket.id)
+    app.get_ticket(&ticket.id)
         .await
         .expect("cached before the delete");
 
@@ -399,7 +391,7 @@ async fn only_admins_delete_and_a_deleted_ticket_disappears_from_every_read() {
         .await
         .expect("deleted");
     assert_eq!(
-        get(&app, &ticket.id).await.unwrap_err().code(),
+        app.get_ticket(&ticket.id).await.unwrap_err().code(),
         Code::NotFound
     );
     let listed = app
