@@ -1,30 +1,28 @@
 //! Compiles `proto/` without a system `protoc`: protox parses the files, tonic-prost-build
 //! generates the Rust code, and the encoded descriptor set (imports, source info and the
-//! `google.api.http` options intact) is written for reflection and Envoy.
+//! `google.api.http` options intact) is written for reflection and Envoy. The `google/api` and
+//! `google/rpc` files the API imports are vendored in `proto/vendor/`: a clone builds with
+//! nothing but cargo.
 
 use std::env;
 use std::path::{Path, PathBuf};
-
-const SETUP_COMMAND: &str = "deploy/local/setup";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=migrations");
-    println!("cargo:rerun-if-env-changed=GOOGLEAPIS_PROTO_DIR");
-
-    let googleapis = find_googleapis(&manifest_dir)?;
-    println!("cargo:rerun-if-changed={}", googleapis.display());
+    let proto_root = manifest_dir.join("proto");
+    let vendored = proto_root.join("vendor");
 
     let mut protos = vec![
         // Not imported by our files, but grpcurl and Envoy need them to render error details.
         PathBuf::from("google/rpc/status.proto"),
         PathBuf::from("google/rpc/error_details.proto"),
     ];
-    protos.extend(service_protos(&manifest_dir.join("proto"))?);
+    protos.extend(service_protos(&proto_root)?);
 
-    let mut compiler = protox::Compiler::new([manifest_dir.join("proto"), googleapis])?;
+    let mut compiler = protox::Compiler::new([proto_root, vendored])?;
     compiler.include_imports(true).include_source_info(true);
     compiler.open_files(&protos)?;
 
@@ -59,28 +57,6 @@ fn service_protos(proto_root: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error:
     }
     files.sort();
     Ok(files)
-}
-
-/// Where `google/api/*.proto` and `google/rpc/*.proto` are: PyPI `googleapis-common-protos`,
-/// installed by the set-up command into `.tools/googleapis`, or wherever
-/// `GOOGLEAPIS_PROTO_DIR` points.
-fn find_googleapis(manifest_dir: &Path) -> Result<PathBuf, String> {
-    let candidates: Vec<PathBuf> = match env::var_os("GOOGLEAPIS_PROTO_DIR") {
-        Some(dir) => vec![PathBuf::from(dir)],
-        None => vec![manifest_dir.join(".tools/googleapis")],
-    };
-    candidates
-        .iter()
-        .find(|dir| dir.join("google/api/annotations.proto").is_file())
-        .cloned()
-        .ok_or_else(|| {
-            format!(
-                "google/api/annotations.proto not found in {candidates:?}. \
-                 Run `{SETUP_COMMAND}` once (it installs PyPI googleapis-common-protos into \
-                 .tools/googleapis), or set GOOGLEAPIS_PROTO_DIR to a directory holding google/api \
-                 and google/rpc."
-            )
-        })
 }
 
 /// A stable hash of every migration file, so test databases cloned from a template are rebuilt

@@ -112,36 +112,30 @@ pub enum Resource {
 }
 
 impl Resource {
-    fn type_name(self) -> &'static str {
+    /// Its message type in the API, its NOT_FOUND reason, and its name in messages: one match,
+    /// so a new resource is described completely or not at all.
+    fn describe(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            Self::Account => "supportdesk.v1.Account",
-            Self::ApiKey => "supportdesk.v1.ApiKey",
-            Self::Comment => "supportdesk.v1.Comment",
-            Self::Ticket => "supportdesk.v1.Ticket",
-            Self::User => "supportdesk.v1.User",
+            Self::Account => ("supportdesk.v1.Account", "ACCOUNT_NOT_FOUND", "account"),
+            Self::ApiKey => ("supportdesk.v1.ApiKey", "API_KEY_NOT_FOUND", "API key"),
+            Self::Comment => ("supportdesk.v1.Comment", "COMMENT_NOT_FOUND", "comment"),
+            Self::Ticket => ("supportdesk.v1.Ticket", "TICKET_NOT_FOUND", "ticket"),
+            Self::User => ("supportdesk.v1.User", "USER_NOT_FOUND", "user"),
         }
     }
 
+    fn type_name(self) -> &'static str {
+        self.describe().0
+    }
+
     fn not_found_reason(self) -> &'static str {
-        match self {
-            Self::Account => "ACCOUNT_NOT_FOUND",
-            Self::ApiKey => "API_KEY_NOT_FOUND",
-            Self::Comment => "COMMENT_NOT_FOUND",
-            Self::Ticket => "TICKET_NOT_FOUND",
-            Self::User => "USER_NOT_FOUND",
-        }
+        self.describe().1
     }
 }
 
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Account => "account",
-            Self::ApiKey => "API key",
-            Self::Comment => "comment",
-            Self::Ticket => "ticket",
-            Self::User => "user",
-        })
+        f.write_str(self.describe().2)
     }
 }
 

@@ -12,29 +12,22 @@ use tonic_health::server::HealthReporter;
 use crate::db::PgPool;
 use crate::redis_pool::RedisPool;
 
-/// Every name the health service answers for: the server as a whole and each API service.
-pub const HEALTH_SERVICE_NAMES: &[&str] = &[
-    "",
-    "supportdesk.v1.AccountService",
-    "supportdesk.v1.ApiKeyService",
-    "supportdesk.v1.AuthService",
-    "supportdesk.v1.TicketService",
-    "supportdesk.v1.UserService",
-];
-
-/// Sets every name in [`HEALTH_SERVICE_NAMES`] at once.
+/// Sets the overall status (`""`) and every API service's at once.
 #[derive(Clone)]
 pub struct Health {
     reporter: HealthReporter,
+    services: Vec<String>,
 }
 
 impl Health {
-    pub fn new(reporter: HealthReporter) -> Self {
-        Self { reporter }
+    /// `services`: the full names of the API services served (tonic's `NamedService::NAME`).
+    pub fn new(reporter: HealthReporter, services: Vec<String>) -> Self {
+        Self { reporter, services }
     }
 
     pub async fn set_all(&self, status: ServingStatus) {
-        for name in HEALTH_SERVICE_NAMES {
+        self.reporter.set_service_status("", status).await;
+        for name in &self.services {
             self.reporter.set_service_status(name, status).await;
         }
     }

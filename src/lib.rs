@@ -11,6 +11,7 @@ pub mod domain;
 pub mod errors;
 pub mod health;
 pub mod metrics;
+pub mod methods;
 pub mod middleware;
 pub mod proto;
 pub mod rate_limit;

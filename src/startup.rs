@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::api::accounts::AccountApi;
@@ -23,8 +24,14 @@ use crate::configuration::Settings;
 use crate::db::{self, PgPool};
 use crate::health::{DependencyProbe, Health};
 use crate::metrics::{Metrics, MetricsEndpoint};
+use crate::methods::MethodTable;
 use crate::middleware::MiddlewareLayer;
-use crate::proto::{self, v1};
+use crate::proto;
+use crate::proto::v1::account_service_server::AccountServiceServer;
+use crate::proto::v1::api_key_service_server::ApiKeyServiceServer;
+use crate::proto::v1::auth_service_server::AuthServiceServer;
+use crate::proto::v1::ticket_service_server::TicketServiceServer;
+use crate::proto::v1::user_service_server::UserServiceServer;
 use crate::rate_limit::RateLimiter;
 use crate::redis_pool::{self, RedisKeys, RedisPool};
 use crate::service::idempotency::IdempotencyPolicy;
@@ -37,11 +44,13 @@ pub struct Application {
     database: PgPool,
     redis: RedisPool,
     metrics_endpoint: Option<MetricsEndpoint>,
+    methods: &'static MethodTable,
 }
 
 impl Application {
     /// Creates the pools (connecting lazily) and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let methods = MethodTable::get().context("the method table cannot be read")?;
         let database = db::build_pool(&settings.database);
         let redis = redis_pool::build_pool(&settings.redis)?;
         let listener = TcpListener::bind(settings.server.listen_addr)
@@ -56,6 +65,7 @@ impl Application {
             database,
             redis,
             metrics_endpoint,
+            methods,
         })
     }
 
@@ -69,18 +79,9 @@ impl Application {
         self.local_addr
     }
 
-    pub fn port(&self) -> u16 {
-        self.local_addr.port()
-    }
-
     /// Serves until `shutdown` resolves, then drains and returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let server_settings = self.settings.server.clone();
-        let (reporter, health_service) = tonic_health::server::health_reporter();
-        let health = Health::new(reporter);
-        // Until the first probe says otherwise, nothing is known to work.
-        health.set_all(ServingStatus::NotServing).await;
-
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -101,6 +102,32 @@ impl Application {
 
         let services = Services::build(&self.settings, &self.database, &self.redis);
         let max_bytes = server_settings.max_request_bytes;
+        let accounts =
+            AccountServiceServer::new(AccountApi::new(services.accounts, services.idempotency))
+                .max_decoding_message_size(max_bytes);
+        let api_keys =
+            ApiKeyServiceServer::new(ApiKeyApi::new(services.api_keys, services.idempotency))
+                .max_decoding_message_size(max_bytes);
+        let auth = AuthServiceServer::new(AuthApi::new(services.authentication))
+            .max_decoding_message_size(max_bytes);
+        let tickets =
+            TicketServiceServer::new(TicketApi::new(services.tickets, services.idempotency))
+                .max_decoding_message_size(max_bytes);
+        let users = UserServiceServer::new(UserApi::new(services.users, services.idempotency))
+            .max_decoding_message_size(max_bytes);
+        let served = vec![
+            served_name(&accounts),
+            served_name(&api_keys),
+            served_name(&auth),
+            served_name(&tickets),
+            served_name(&users),
+        ];
+        ensure_served_as_declared(self.methods, &served)?;
+
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let health = Health::new(reporter, served.into_iter().map(str::to_owned).collect());
+        // Until the first probe says otherwise, nothing is known to work.
+        health.set_all(ServingStatus::NotServing).await;
 
         let stop_probe = CancellationToken::new();
         let probe = tokio::spawn(
@@ -134,8 +161,8 @@ impl Application {
             .http2_keepalive_timeout(Some(server_settings.http2_keepalive_timeout))
             .max_concurrent_streams(Some(server_settings.max_concurrent_streams))
             .concurrency_limit_per_connection(server_settings.max_concurrent_streams as usize)
-            .tcp_nodelay(true)
             .layer(MiddlewareLayer::new(
+                self.methods,
                 server_settings.request_timeout,
                 services.authenticator.clone(),
                 services.limiter.clone(),
@@ -143,42 +170,16 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(
-                v1::account_service_server::AccountServiceServer::new(AccountApi::new(
-                    services.accounts,
-                    services.idempotency,
-                ))
-                .max_decoding_message_size(max_bytes),
-            )
-            .add_service(
-                v1::api_key_service_server::ApiKeyServiceServer::new(ApiKeyApi::new(
-                    services.api_keys,
-                    services.idempotency,
-                ))
-                .max_decoding_message_size(max_bytes),
-            )
-            .add_service(
-                v1::auth_service_server::AuthServiceServer::new(AuthApi::new(
-                    services.authentication,
-                ))
-                .max_decoding_message_size(max_bytes),
-            )
-            .add_service(
-                v1::ticket_service_server::TicketServiceServer::new(TicketApi::new(
-                    services.tickets,
-                    services.idempotency,
-                ))
-                .max_decoding_message_size(max_bytes),
-            )
-            .add_service(
-                v1::user_service_server::UserServiceServer::new(UserApi::new(
-                    services.users,
-                    services.idempotency,
-                ))
-                .max_decoding_message_size(max_bytes),
-            )
+            .add_service(accounts)
+            .add_service(api_keys)
+            .add_service(auth)
+            .add_service(tickets)
+            .add_service(users)
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.listener),
+                // `Server::tcp_nodelay` applies only to listeners tonic binds itself: without
+                // this, Nagle's algorithm holds each response's last frame until the client's
+                // delayed ACK, 40 ms on Linux.
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
                 drain.clone().cancelled_owned(),
             );
         let mut server = tokio::spawn(server);
@@ -219,6 +220,24 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The name a tonic server is routed (and health-checked) by.
+fn served_name<S: NamedService>(_: &S) -> &'static str {
+    S::NAME
+}
+
+/// Fails unless the services served are exactly the API services the proto declares: a service
+/// added to the proto but not to the server, or the other way round, stops the start.
+fn ensure_served_as_declared(methods: &MethodTable, served: &[&str]) -> anyhow::Result<()> {
+    let mut served = served.to_vec();
+    served.sort_unstable();
+    let declared = methods.api_services();
+    anyhow::ensure!(
+        served == declared,
+        "the services served ({served:?}) are not the API services of the proto ({declared:?})"
+    );
+    Ok(())
 }
 
 /// Deletes expired idempotency keys every `interval` until `stop`.

@@ -1,5 +1,6 @@
-//! Who is calling. Fails closed: every RPC needs a caller except the explicit allow-list below
-//! (probes, tooling, signing up and logging in). The caller is established by
+//! Who is calling. Fails closed: every RPC needs a caller unless its declaration in the method
+//! table says `ACCESS_PUBLIC` (signing up, logging in; health and reflection as
+//! infrastructure); a path the table does not know needs one too. The caller is established by
 //! [`Authenticator`] and handed to handlers as a [`Caller`] request extension, never as raw
 //! metadata.
 
@@ -11,27 +12,13 @@ use http::{Request, Response};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use super::method::declared_method;
 use crate::auth::Authenticator;
+use crate::methods::Access;
 
-/// RPC paths (or path prefixes, ending in `/`) that answer without credentials.
-const PUBLIC_PATHS: &[&str] = &[
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1.ServerReflection/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-    "/supportdesk.v1.AuthService/Login",
-    "/supportdesk.v1.AuthService/RefreshToken",
-    "/supportdesk.v1.AccountService/CreateAccount",
-];
-
-/// Whether `path` may be called without credentials.
-pub fn is_public(path: &str) -> bool {
-    PUBLIC_PATHS.iter().any(|public| {
-        if public.ends_with('/') {
-            path.starts_with(public)
-        } else {
-            path == *public
-        }
-    })
+/// Whether a request may go on without credentials: only when its RPC is declared public.
+fn is_public<B>(request: &Request<B>) -> bool {
+    declared_method(request).is_some_and(|method| method.access == Access::Public)
 }
 
 #[derive(Clone)]
@@ -77,7 +64,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if is_public(request.uri().path()) {
+        if is_public(&request) {
             return Box::pin(self.inner.call(request));
         }
         // The service that was polled ready is the one that must be called.
@@ -97,20 +84,5 @@ where
                 Err(error) => Ok(tonic::Status::from(error).into_http()),
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_public;
-
-    #[test]
-    fn only_the_allow_list_is_public() {
-        assert!(is_public("/grpc.health.v1.Health/Check"));
-        assert!(is_public("/supportdesk.v1.AuthService/Login"));
-        assert!(!is_public("/supportdesk.v1.AuthService/LoginAll"));
-        assert!(!is_public("/supportdesk.v1.AuthService/Logout"));
-        assert!(!is_public("/supportdesk.v1.TicketService/GetTicket"));
-        assert!(!is_public("/"));
     }
 }

@@ -1,6 +1,8 @@
-//! Reads the `idempotency-key` metadata entry (the `Idempotency-Key` header through Envoy) and
-//! hands it to handlers as an [`IdempotencyKey`] extension; a malformed key is refused before
-//! anything runs. What the key means is decided where the work is done (`service::idempotency`).
+//! Reads the `idempotency-key` metadata entry (the `Idempotency-Key` header through Envoy) and,
+//! for an RPC declared `IDEMPOTENCY_OPTIONAL` or `IDEMPOTENCY_REQUIRED`, hands it to handlers as
+//! an [`IdempotencyKey`] extension. A malformed key is refused before anything runs, whatever
+//! the RPC; so is a call without a key to an RPC that requires one. What the key means is
+//! decided where the work is done (`idempotency`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,8 +12,10 @@ use http::{Request, Response};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use super::method::declared_method;
 use crate::domain::{IdempotencyKey, InvalidValue};
 use crate::errors::AppError;
+use crate::methods::Idempotency;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
@@ -46,24 +50,30 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if let Some(value) = request.headers().get(IDEMPOTENCY_KEY_HEADER) {
-            let parsed = value
+        let declared =
+            declared_method(&request).map_or(Idempotency::Ignored, |method| method.idempotency);
+        let key = request.headers().get(IDEMPOTENCY_KEY_HEADER).map(|value| {
+            value
                 .to_str()
                 .map_err(|_| InvalidValue::new("must be printable ASCII"))
-                .and_then(IdempotencyKey::parse);
-            match parsed {
-                Ok(key) => {
-                    request.extensions_mut().insert(key);
-                }
-                Err(problem) => {
-                    let response = tonic::Status::from(AppError::invalid_field(
-                        IDEMPOTENCY_KEY_HEADER,
-                        &problem,
-                    ))
-                    .into_http();
-                    return Box::pin(async move { Ok(response) });
-                }
+                .and_then(IdempotencyKey::parse)
+        });
+        let refusal = match (key, declared) {
+            (Some(Err(problem)), _) => Some(problem),
+            (None, Idempotency::Required) => Some(InvalidValue::new(
+                "this RPC requires an Idempotency-Key (1 to 255 printable ASCII characters)",
+            )),
+            (Some(Ok(key)), Idempotency::Optional | Idempotency::Required) => {
+                request.extensions_mut().insert(key);
+                None
             }
+            (Some(Ok(_)) | None, Idempotency::Ignored) | (None, Idempotency::Optional) => None,
+        };
+        if let Some(problem) = refusal {
+            let response =
+                tonic::Status::from(AppError::invalid_field(IDEMPOTENCY_KEY_HEADER, &problem))
+                    .into_http();
+            return Box::pin(async move { Ok(response) });
         }
         Box::pin(self.inner.call(request))
     }

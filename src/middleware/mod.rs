@@ -4,19 +4,24 @@
 //! 1. request id: `x-request-id` taken from the caller or generated (tower-http);
 //! 2. trace: a span per RPC carrying the request id, so every log line of the request has it;
 //! 3. request id propagation: the id is returned in the response metadata;
-//! 4. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
-//! 5. auth: who is calling, failing closed ([`caller`]); handlers get a `Caller` extension;
-//! 6. rate limit: the caller's (or client IP's) quota ([`rate_limit`]);
-//! 7. idempotency key: read and checked; the handler decides what it means.
+//! 4. method: the RPC's declaration from the method table, for every layer below and the
+//!    handler; on the way back, the declared REST success status ([`method`]);
+//! 5. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
+//! 6. auth: who is calling, failing closed ([`caller`]); handlers get a `Caller` extension;
+//! 7. rate limit: the declared quota of the caller (or client IP) ([`rate_limit`]);
+//! 8. idempotency key: read, checked, and required where declared; the handler decides what it
+//!    means.
 
 mod caller;
 mod deadline;
 mod idempotency_key;
+mod method;
 mod rate_limit;
 
-pub use caller::{AuthLayer, Authenticate, is_public};
+pub use caller::{AuthLayer, Authenticate};
 pub use deadline::{Deadline, DeadlineLayer, RequestDeadline};
 pub use idempotency_key::{IDEMPOTENCY_KEY_HEADER, IdempotencyKeyLayer, ReadIdempotencyKey};
+pub use method::{HTTP_STATUS_HEADER, MethodLayer, ResolveMethod, declared_method};
 pub use rate_limit::{RateLimit, RateLimitLayer, client_ip};
 
 use std::time::Duration;
@@ -34,6 +39,7 @@ use tower_http::trace::{
 use tracing::{Level, Span};
 
 use crate::auth::Authenticator;
+use crate::methods::MethodTable;
 use crate::rate_limit::RateLimiter;
 
 /// The header (gRPC metadata entry) carrying the request id.
@@ -42,6 +48,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The whole stack as one layer, so `startup` adds it in one call.
 #[derive(Clone)]
 pub struct MiddlewareLayer {
+    methods: &'static MethodTable,
     max_request_time: Duration,
     authenticator: Authenticator,
     limiter: RateLimiter,
@@ -49,11 +56,13 @@ pub struct MiddlewareLayer {
 
 impl MiddlewareLayer {
     pub fn new(
+        methods: &'static MethodTable,
         max_request_time: Duration,
         authenticator: Authenticator,
         limiter: RateLimiter,
     ) -> Self {
         Self {
+            methods,
             max_request_time,
             authenticator,
             limiter,
@@ -64,7 +73,7 @@ impl MiddlewareLayer {
 /// What [`MiddlewareLayer`] wraps a service in, outermost first.
 pub type MiddlewareStack<S> = SetRequestId<
     Trace<
-        PropagateRequestId<Deadline<Authenticate<RateLimit<ReadIdempotencyKey<S>>>>>,
+        PropagateRequestId<ResolveMethod<Deadline<Authenticate<RateLimit<ReadIdempotencyKey<S>>>>>>,
         SharedClassifier<GrpcErrorsAsFailures>,
         RpcSpan,
         DefaultOnRequest,
@@ -90,6 +99,7 @@ impl<S> Layer<S> for MiddlewareLayer {
                     .on_failure(DefaultOnFailure::new().level(Level::WARN)),
             )
             .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(MethodLayer::new(self.methods))
             .layer(DeadlineLayer::new(self.max_request_time))
             .layer(AuthLayer::new(self.authenticator.clone()))
             .layer(RateLimitLayer::new(self.limiter.clone()))

@@ -1,5 +1,6 @@
-//! The rate-limit layer: every RPC but health and reflection counts against a quota, per caller
-//! when there is one (user or API key), per client IP otherwise. The client IP is the TCP peer,
+//! The rate-limit layer: every RPC counts against the quota its declaration names (health and
+//! reflection against none), per caller when there is one (user or API key), per client IP
+//! otherwise. The client IP is the TCP peer,
 //! or, when the peer is a trusted proxy (Envoy), the address it appended to `x-forwarded-for`.
 //! Allowed responses carry the IETF `ratelimit` and `ratelimit-policy` fields so clients can
 //! pace themselves; refused ones are RESOURCE_EXHAUSTED with `retry-after` as well.
@@ -14,16 +15,11 @@ use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 use tower::{Layer, Service};
 
+use super::method::declared_method;
 use crate::auth::{Caller, Principal};
 use crate::errors::AppError;
+use crate::methods::{Method, Quota};
 use crate::rate_limit::{Decision, Policy, RateLimiter, Subject};
-
-/// Paths no quota applies to: probes and tooling.
-const EXEMPT_PREFIXES: &[&str] = &[
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1.ServerReflection/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-];
 
 #[derive(Clone)]
 pub struct RateLimitLayer {
@@ -53,17 +49,15 @@ pub struct RateLimit<S> {
     limiter: RateLimiter,
 }
 
-/// Which quota an RPC path counts against, for a caller or an anonymous client.
-fn policy_for(path: &str, authenticated: bool) -> Policy {
-    let method = path.rsplit('/').next().unwrap_or_default();
-    if path == "/supportdesk.v1.AuthService/Login" {
-        Policy::Login
-    } else if !authenticated {
-        Policy::Public
-    } else if method.starts_with("Get") || method.starts_with("List") {
-        Policy::Read
-    } else {
-        Policy::Write
+/// Which quota a request counts against; `None` for none. A path the table does not know (it
+/// reached here with a caller, since authentication fails closed) counts as a write.
+fn policy_for(method: Option<&Method>) -> Option<Policy> {
+    match method.map_or(Quota::Write, |method| method.quota) {
+        Quota::Exempt => None,
+        Quota::Read => Some(Policy::Read),
+        Quota::Write => Some(Policy::Write),
+        Quota::Public => Some(Policy::Public),
+        Quota::Login => Some(Policy::Login),
     }
 }
 
@@ -135,14 +129,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let path = request.uri().path();
-        if EXEMPT_PREFIXES
-            .iter()
-            .any(|prefix| path.starts_with(prefix))
-        {
+        let Some(policy) = policy_for(declared_method(&request)) else {
             return Box::pin(self.inner.call(request));
-        }
-        let policy = policy_for(path, request.extensions().get::<Caller>().is_some());
+        };
         let subject = subject_of(&request, &self.limiter.settings().trusted_proxies);
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -182,30 +171,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_writes_login_and_anonymous_calls_have_their_own_quotas() {
-        assert_eq!(
-            policy_for("/supportdesk.v1.TicketService/GetTicket", true),
-            Policy::Read
-        );
-        assert_eq!(
-            policy_for("/supportdesk.v1.TicketService/ListTickets", true),
-            Policy::Read
-        );
-        assert_eq!(
-            policy_for("/supportdesk.v1.TicketService/CreateTicket", true),
-            Policy::Write
-        );
-        assert_eq!(
-            policy_for("/supportdesk.v1.AuthService/Login", false),
-            Policy::Login
-        );
-        assert_eq!(
-            policy_for("/supportdesk.v1.AccountService/CreateAccount", false),
-            Policy::Public
-        );
-    }
 
     #[test]
     fn x_forwarded_for_is_believed_only_from_a_trusted_proxy() {

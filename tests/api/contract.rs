@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use supportdesk::methods::{HttpSuccess, Idempotency, MethodTable};
 
 use super::envoy::Envoy;
 use super::helpers::{TEST_PASSWORD, TestApp, TestUser, every_rpc, log_in, repository_root};
@@ -103,12 +104,11 @@ struct Harness {
 
 impl Harness {
     async fn send(&self, call: Call) -> Answer {
-        let writes = call.method != Method::GET;
-        let mut request = self.http.request(call.method, self.envoy.url(&call.path));
-        if writes {
-            // Accepted by every mutating RPC; required by CreateApiKey.
-            request = request.header("idempotency-key", uuid::Uuid::now_v7().to_string());
-        }
+        // On every call: the declaration decides whether the key is ignored or honoured.
+        let mut request = self
+            .http
+            .request(call.method, self.envoy.url(&call.path))
+            .header("idempotency-key", uuid::Uuid::now_v7().to_string());
         if let Some(token) = call.token {
             request = request.bearer_auth(token);
         }
@@ -563,6 +563,33 @@ impl Harness {
     }
 }
 
+/// The declaration of `rpc` (`TicketService.GetTicket`) in the method table.
+fn declaration_of(rpc: &str) -> &'static supportdesk::methods::Method {
+    let path = format!("/supportdesk.v1.{}", rpc.replace('.', "/"));
+    MethodTable::get()
+        .expect("the method table loads")
+        .lookup(&path)
+        .unwrap_or_else(|| panic!("{rpc} is not in the method table"))
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    count: i64,
+}
+
+/// How many outcomes the idempotency table holds for the RPC at `path`.
+async fn stored_keys(app: &TestApp, path: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("SELECT count(*) AS count FROM idempotency_keys WHERE rpc = $1")
+        .bind::<diesel::sql_types::Text, _>(path)
+        .get_result::<Count>(&mut conn)
+        .await
+        .expect("count stored keys")
+        .count
+}
+
 #[tokio::test]
 async fn every_rpc_answers_its_documented_statuses_through_envoy() {
     let app = TestApp::spawn().await;
@@ -598,13 +625,34 @@ async fn every_rpc_answers_its_documented_statuses_through_envoy() {
     };
     let table = contract_table();
     for (rpc, row) in &table {
+        let declared = declaration_of(rpc);
+        assert_eq!(
+            row.success,
+            match declared.http_success {
+                HttpSuccess::Ok => 200,
+                HttpSuccess::Created => 201,
+                HttpSuccess::NoContent => 204,
+            },
+            "{rpc}: the documented success status is the declared one"
+        );
         let (success, location, failure, error_status) = harness.cases(rpc).await;
         assert_eq!(
             success.method.as_str(),
             row.method,
             "{rpc}: the documented method"
         );
+        let keys_before = stored_keys(&harness.app, &declared.path).await;
         let answer = harness.send(success).await;
+        let stored = stored_keys(&harness.app, &declared.path).await - keys_before;
+        assert_eq!(
+            stored,
+            match declared.idempotency {
+                Idempotency::Ignored => 0,
+                Idempotency::Optional | Idempotency::Required => 1,
+            },
+            "{rpc}: declared {:?}, its key stored {stored} outcomes",
+            declared.idempotency
+        );
         assert_eq!(
             answer.status.as_u16(),
             row.success,

@@ -1,0 +1,90 @@
+//! Finds the RPC a request calls in the [`MethodTable`] and hands its declaration to the layers
+//! and handlers below as a `&'static Method` request extension, so that none of them matches on
+//! path strings. On the way back it applies the declared REST success status: a successful
+//! answer of an RPC declared `HTTP_SUCCESS_CREATED` or `HTTP_SUCCESS_NO_CONTENT` carries
+//! `x-http-status`, which Envoy's response filter turns into 201 or 204 (deploy/envoy/envoy.yaml).
+//!
+//! A path the table does not know gets no extension: every layer below then treats the request
+//! as strictly as it can (authentication required), and tonic answers UNIMPLEMENTED.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response};
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+use crate::methods::{Method, MethodTable};
+
+/// The response header Envoy turns into the HTTP status of a success.
+pub const HTTP_STATUS_HEADER: &str = "x-http-status";
+
+/// The declaration of the RPC a request calls, when the table knows it.
+pub fn declared_method<B>(request: &Request<B>) -> Option<&'static Method> {
+    request.extensions().get::<&'static Method>().copied()
+}
+
+#[derive(Clone, Copy)]
+pub struct MethodLayer {
+    table: &'static MethodTable,
+}
+
+impl MethodLayer {
+    pub fn new(table: &'static MethodTable) -> Self {
+        Self { table }
+    }
+}
+
+impl<S> Layer<S> for MethodLayer {
+    type Service = ResolveMethod<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ResolveMethod {
+            inner,
+            table: self.table,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ResolveMethod<S> {
+    inner: S,
+    table: &'static MethodTable,
+}
+
+impl<S, B> Service<Request<B>> for ResolveMethod<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let method = self.table.lookup(request.uri().path());
+        let success_status = method.and_then(|method| method.http_success.status_code());
+        if let Some(method) = method {
+            request.extensions_mut().insert(method);
+        }
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            // An error is answered trailers-only, with grpc-status among the headers; a success
+            // sends its status in the trailers.
+            if let Some(status) = success_status
+                && !response.headers().contains_key("grpc-status")
+            {
+                response
+                    .headers_mut()
+                    .insert(HTTP_STATUS_HEADER, HeaderValue::from_static(status));
+            }
+            Ok(response)
+        })
+    }
+}

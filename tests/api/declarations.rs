@@ -1,0 +1,177 @@
+//! Every RPC's declaration (`option (supportdesk.v1.method)`) is honoured: each test walks the
+//! whole method table, so a new RPC is checked the moment it is declared, and a declaration that
+//! no code honours fails here. The REST success status and idempotency are checked RPC by RPC
+//! through Envoy in `contract.rs`.
+
+use std::collections::BTreeSet;
+
+use supportdesk::methods::{Access, Idempotency, Method, MethodTable, Quota};
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use super::helpers::{TestApp, error_reason, repository_root, violated_fields};
+
+fn table() -> &'static MethodTable {
+    MethodTable::get().expect("the method table loads")
+}
+
+/// Calls `method` with an empty request message, as anyone could, with `token` if any.
+async fn call_with_empty_message(
+    channel: &Channel,
+    method: &Method,
+    token: Option<&str>,
+) -> Result<MetadataMap, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("the channel is ready");
+    let mut request = tonic::Request::new(());
+    if let Some(token) = token {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ascii"),
+        );
+    }
+    let path = method.path.parse().expect("a path");
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    grpc.unary(request, path, codec)
+        .await
+        .map(|response| response.metadata().clone())
+}
+
+/// The credentials a call to `method` needs: none for a public RPC, the admin's otherwise.
+fn credentials_for<'a>(app: &'a TestApp, method: &Method) -> Option<&'a str> {
+    match method.access {
+        Access::Public => None,
+        Access::Authenticated => Some(&app.admin.access_token),
+    }
+}
+
+async fn channel_to(app: &TestApp) -> Channel {
+    Channel::from_shared(format!("http://{}", app.address))
+        .expect("a valid uri")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn only_rpcs_declared_public_answer_without_credentials() {
+    let app = TestApp::spawn().await;
+    let channel = channel_to(&app).await;
+    for method in table().api_methods() {
+        let reason = match call_with_empty_message(&channel, method, None).await {
+            Ok(_) => String::new(),
+            Err(status) => error_reason(&status),
+        };
+        match method.access {
+            Access::Public => assert_ne!(
+                reason, "MISSING_CREDENTIALS",
+                "{} is declared public but asked for credentials",
+                method.path
+            ),
+            Access::Authenticated => assert_eq!(
+                reason, "MISSING_CREDENTIALS",
+                "{} is declared authenticated",
+                method.path
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_rpc_counts_against_the_quota_it_declares() {
+    let app = TestApp::spawn().await;
+    let channel = channel_to(&app).await;
+    // Reflection and health's Watch are streams; health's Check speaks for infrastructure.
+    let unary = table()
+        .methods()
+        .filter(|method| !method.path.contains("ServerReflection") && method.name != "Watch");
+    for method in unary {
+        let metadata =
+            match call_with_empty_message(&channel, method, credentials_for(&app, method)).await {
+                Ok(metadata) => metadata,
+                Err(status) => status.metadata().clone(),
+            };
+        let policy = metadata
+            .get("ratelimit-policy")
+            .map(|value| value.to_str().expect("ascii").to_owned());
+        let expected = match method.quota {
+            Quota::Exempt => None,
+            Quota::Read => Some("read"),
+            Quota::Write => Some("write"),
+            Quota::Public => Some("public"),
+            Quota::Login => Some("login"),
+        };
+        assert_eq!(
+            policy
+                .as_deref()
+                .and_then(|policy| policy.split('"').nth(1)),
+            expected,
+            "{}: the quota named by ratelimit-policy",
+            method.path
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_rpcs_that_require_an_idempotency_key_refuse_a_call_without_one() {
+    let app = TestApp::spawn().await;
+    let channel = channel_to(&app).await;
+    for method in table().api_methods() {
+        let refused_for_the_key =
+            match call_with_empty_message(&channel, method, credentials_for(&app, method)).await {
+                Ok(_) => false,
+                Err(status) => {
+                    status.code() == Code::InvalidArgument
+                        && violated_fields(&status) == ["idempotency-key"]
+                }
+            };
+        assert_eq!(
+            refused_for_the_key,
+            method.idempotency == Idempotency::Required,
+            "{}: declared {:?}",
+            method.path,
+            method.idempotency
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_answers_for_every_api_service_the_proto_declares() {
+    let app = TestApp::spawn().await;
+    app.wait_for_health("Serving", std::time::Duration::from_secs(10))
+        .await;
+    for service in table().api_services() {
+        assert_eq!(app.health_of(service).await, "Serving", "{service}");
+    }
+}
+
+#[test]
+fn envoy_transcodes_exactly_the_api_services_of_the_proto() {
+    let config = std::fs::read_to_string(repository_root().join("deploy/envoy/envoy.yaml"))
+        .expect("deploy/envoy/envoy.yaml");
+    let mut lines = config.lines().skip_while(|line| line.trim() != "services:");
+    lines.next();
+    let listed: BTreeSet<&str> = lines
+        .map_while(|line| line.trim().strip_prefix("- "))
+        .collect();
+    let declared: BTreeSet<&str> = table().api_services().into_iter().collect();
+    assert_eq!(listed, declared, "the services: list of envoy.yaml");
+}
+
+#[test]
+fn an_rpc_without_a_declaration_stops_the_table_from_loading() {
+    use prost::Message;
+    // prost_types keeps no extension options: re-encoding the set strips every declaration.
+    let stripped = prost_types::FileDescriptorSet::decode(supportdesk::proto::FILE_DESCRIPTOR_SET)
+        .expect("decodes")
+        .encode_to_vec();
+    let error = MethodTable::from_descriptor_sets(&stripped, &[])
+        .expect_err("a table without declarations");
+    assert!(
+        error.to_string().contains(
+            "supportdesk.v1.TicketService.CreateTicket: no (supportdesk.v1.method) option"
+        ),
+        "{error}"
+    );
+}
