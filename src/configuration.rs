@@ -51,6 +51,8 @@ pub struct RedisSettings {
 pub struct ServerSettings {
     /// `GRPC_LISTEN_ADDR`; port 0 picks a free port (tests).
     pub listen_addr: SocketAddr,
+    /// `METRICS_LISTEN_ADDR`: where Prometheus scrapes `GET /metrics`; unset, nothing is served.
+    pub metrics_listen_addr: Option<SocketAddr>,
     /// `REQUEST_TIMEOUT_MS`: the deadline of a request that brings none, and the longest one a
     /// client may ask for with `grpc-timeout`.
     pub request_timeout: Duration,
@@ -269,6 +271,7 @@ impl Settings {
                     "GRPC_LISTEN_ADDR",
                     SocketAddr::from(([127, 0, 0, 1], 50051)),
                 ),
+                metrics_listen_addr: reader.optional("METRICS_LISTEN_ADDR"),
                 request_timeout: reader.millis("REQUEST_TIMEOUT_MS", 10_000),
                 max_request_bytes: reader.parsed("MAX_REQUEST_BYTES", 1024 * 1024),
                 max_concurrent_streams: reader.parsed("MAX_CONCURRENT_STREAMS", 200),
@@ -408,6 +411,22 @@ impl Reader<'_> {
         }
     }
 
+    fn optional<T>(&mut self, key: &str) -> Option<T>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        let value = self.raw(key)?;
+        match value.trim().parse() {
+            Ok(parsed) => Some(parsed),
+            Err(error) => {
+                self.problems
+                    .push(format!("{key}={value:?} is invalid: {error}"));
+                None
+            }
+        }
+    }
+
     fn millis(&mut self, key: &str, default_ms: u64) -> Duration {
         let millis = self.parsed(key, default_ms);
         if millis == 0 {
@@ -493,6 +512,7 @@ mod tests {
         );
         assert_eq!(settings.log.format, LogFormat::Json);
         assert_eq!(settings.database.connect_timeout, Duration::from_secs(2));
+        assert_eq!(settings.server.metrics_listen_addr, None, "metrics are off");
     }
 
     #[test]
@@ -501,6 +521,7 @@ mod tests {
             ("DATABASE_URL", "mysql://nope"),
             ("LOG_FORMAT", "xml"),
             ("GRPC_LISTEN_ADDR", "localhost"),
+            ("METRICS_LISTEN_ADDR", "9090"),
             ("DATABASE_POOL_SIZE", "0"),
         ]))
         .expect_err("invalid settings");
@@ -511,6 +532,7 @@ mod tests {
             "JWT_SECRET",
             "LOG_FORMAT",
             "GRPC_LISTEN_ADDR",
+            "METRICS_LISTEN_ADDR",
             "DATABASE_POOL_SIZE",
         ] {
             assert!(text.contains(key), "{key} missing from: {text}");

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod health;
 pub mod idempotency;
 pub mod methods;
+pub mod metrics;
 pub mod middleware;
 pub mod proto;
 pub mod rate_limit;

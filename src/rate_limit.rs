@@ -13,6 +13,7 @@ use std::time::Duration;
 use redis::Script;
 
 use crate::configuration::{RateLimitSettings, RateQuota};
+use crate::metrics::Metrics;
 use crate::redis_pool::{RedisBackoff, RedisKeys, RedisPool};
 
 const DECISION_TIMEOUT: Duration = Duration::from_millis(150);
@@ -121,25 +122,32 @@ pub struct RateLimiter {
     keys: RedisKeys,
     settings: RateLimitSettings,
     backoff: RedisBackoff,
+    metrics: Metrics,
 }
 
 impl RateLimiter {
-    pub fn new(pool: RedisPool, keys: RedisKeys, settings: RateLimitSettings) -> Self {
+    /// A limiter counting its decisions in `metrics`.
+    pub fn new(
+        pool: RedisPool,
+        keys: RedisKeys,
+        settings: RateLimitSettings,
+        metrics: &Metrics,
+    ) -> Self {
+        let counters = metrics.rate_limit();
+        counters
+            .fail_open
+            .store(settings.fail_open, std::sync::atomic::Ordering::Relaxed);
         Self {
             pool,
             keys,
             settings,
-            backoff: RedisBackoff::new(BACKOFF),
+            backoff: RedisBackoff::new(BACKOFF, counters.redis_failures.clone()),
+            metrics: metrics.clone(),
         }
     }
 
     pub fn settings(&self) -> &RateLimitSettings {
         &self.settings
-    }
-
-    /// How many decisions Redis could not make since start.
-    pub fn failures(&self) -> u64 {
-        self.backoff.failures()
     }
 
     pub fn quota(&self, policy: Policy) -> RateQuota {
@@ -154,14 +162,17 @@ impl RateLimiter {
     /// Counts one request of `subject` against `policy`.
     pub async fn check(&self, policy: Policy, subject: &Subject) -> Decision {
         let quota = self.quota(policy);
-        let undecided = || Decision {
-            allowed: self.settings.fail_open,
-            policy,
-            quota,
-            remaining: 0,
-            retry_after: BACKOFF,
-            reset: quota.window,
-            decided: false,
+        let undecided = || {
+            self.metrics.rate_limit().undecided.increment();
+            Decision {
+                allowed: self.settings.fail_open,
+                policy,
+                quota,
+                remaining: 0,
+                retry_after: BACKOFF,
+                reset: quota.window,
+                decided: false,
+            }
         };
         if self.backoff.resting() {
             return undecided();
@@ -183,8 +194,10 @@ impl RateLimiter {
         match tokio::time::timeout(DECISION_TIMEOUT, decide).await {
             Ok(Ok(answer)) if answer.len() == 4 => {
                 let millis = |value: i64| Duration::from_millis(u64::try_from(value).unwrap_or(0));
+                let allowed = answer[0] == 1;
+                self.metrics.rate_limit().decided(allowed);
                 Decision {
-                    allowed: answer[0] == 1,
+                    allowed,
                     policy,
                     quota,
                     remaining: u32::try_from(answer[1]).unwrap_or(0),

@@ -9,6 +9,7 @@ use bb8_redis::RedisConnectionManager;
 use secrecy::ExposeSecret;
 
 use crate::configuration::RedisSettings;
+use crate::metrics::Counter;
 
 pub type RedisPool = bb8::Pool<RedisConnectionManager>;
 
@@ -35,10 +36,6 @@ impl RedisKeys {
         }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     pub fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
     }
@@ -46,13 +43,13 @@ impl RedisKeys {
 
 /// After a Redis failure, leaves Redis alone for a pause, so that an outage costs the features
 /// that can do without it (the ticket cache, the rate limiter) nothing, and counts failures for
-/// operators. Cheap to clone: clones share their state.
+/// operators (exported by [`crate::metrics`]). Cheap to clone: clones share their state.
 #[derive(Clone, Debug)]
 pub struct RedisBackoff {
     pause: Duration,
     /// Unix milliseconds before which Redis is not tried again.
     resting_until: Arc<AtomicU64>,
-    failures: Arc<AtomicU64>,
+    failures: Counter,
 }
 
 fn now_millis() -> u64 {
@@ -64,11 +61,12 @@ fn now_millis() -> u64 {
 }
 
 impl RedisBackoff {
-    pub fn new(pause: Duration) -> Self {
+    /// Rests for `pause` after each failure, counting failures in `failures`.
+    pub fn new(pause: Duration, failures: Counter) -> Self {
         Self {
             pause,
             resting_until: Arc::new(AtomicU64::new(0)),
-            failures: Arc::new(AtomicU64::new(0)),
+            failures,
         }
     }
 
@@ -79,7 +77,7 @@ impl RedisBackoff {
 
     /// Notes a failure: Redis rests for a pause.
     pub fn failed(&self) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.failures.increment();
         let pause = u64::try_from(self.pause.as_millis()).unwrap_or(u64::MAX);
         self.resting_until
             .store(now_millis().saturating_add(pause), Ordering::Relaxed);
@@ -87,6 +85,6 @@ impl RedisBackoff {
 
     /// How many failures since start.
     pub fn failures(&self) -> u64 {
-        AtomicU64::load(&self.failures, Ordering::Relaxed)
+        self.failures.get()
     }
 }

@@ -25,6 +25,7 @@ use crate::db::{self, PgPool};
 use crate::health::{DependencyProbe, Health};
 use crate::idempotency::IdempotencyPolicy;
 use crate::methods::MethodTable;
+use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::middleware::MiddlewareLayer;
 use crate::proto;
 use crate::proto::v1::account_service_server::AccountServiceServer;
@@ -42,6 +43,7 @@ pub struct Application {
     settings: Settings,
     database: PgPool,
     redis: RedisPool,
+    metrics_endpoint: Option<MetricsEndpoint>,
     methods: &'static MethodTable,
 }
 
@@ -55,14 +57,22 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen_addr))?;
         let local_addr = listener.local_addr()?;
+        let metrics_endpoint = MetricsEndpoint::bind(settings.server.metrics_listen_addr).await?;
         Ok(Self {
             listener,
             local_addr,
             settings,
             database,
             redis,
+            metrics_endpoint,
             methods,
         })
+    }
+
+    /// Where `GET /metrics` is served, when `METRICS_LISTEN_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let endpoint = self.metrics_endpoint.as_ref()?;
+        endpoint.local_addr().ok()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -134,6 +144,10 @@ impl Application {
             }
             .run(stop_probe.clone()),
         );
+
+        if let Some(endpoint) = self.metrics_endpoint {
+            tokio::spawn(endpoint.serve(services.metrics.clone(), stop_probe.clone()));
+        }
 
         let sweeper = tokio::spawn(sweep_idempotency_keys(
             self.database.clone(),
@@ -247,6 +261,7 @@ async fn sweep_idempotency_keys(
 
 /// The operations behind the RPCs, wired to the pools and to each other.
 struct Services {
+    metrics: Metrics,
     idempotency: IdempotencyPolicy,
     authenticator: Authenticator,
     limiter: RateLimiter,
@@ -266,10 +281,12 @@ impl Services {
             RedisKeys::new(settings.redis.key_prefix.clone()),
             settings.auth.refresh_token_ttl,
         );
+        let metrics = Metrics::default();
         let limiter = RateLimiter::new(
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
             settings.rate_limits.clone(),
+            &metrics,
         );
         Self {
             idempotency: IdempotencyPolicy {
@@ -293,10 +310,12 @@ impl Services {
                     redis.clone(),
                     RedisKeys::new(settings.redis.key_prefix.clone()),
                     settings.tickets.cache_ttl,
+                    &metrics,
                 ),
                 settings.tickets.max_open_per_requester,
             ),
             users: Users::new(database.clone(), hasher, sessions),
+            metrics,
         }
     }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::models::TicketRow;
 use crate::domain::{AccountId, Ticket, TicketId};
 use crate::errors::AppResult;
+use crate::metrics::Metrics;
 use crate::redis_pool::{RedisBackoff, RedisKeys, RedisPool};
 
 /// How long the cache is left alone after Redis failed.
@@ -57,21 +58,19 @@ pub struct TicketCache {
     keys: RedisKeys,
     ttl: Duration,
     backoff: RedisBackoff,
+    metrics: Metrics,
 }
 
 impl TicketCache {
-    pub fn new(pool: RedisPool, keys: RedisKeys, ttl: Duration) -> Self {
+    /// A cache counting its hits, misses and failures in `metrics`.
+    pub fn new(pool: RedisPool, keys: RedisKeys, ttl: Duration, metrics: &Metrics) -> Self {
         Self {
             pool,
             keys,
             ttl,
-            backoff: RedisBackoff::new(BACKOFF),
+            backoff: RedisBackoff::new(BACKOFF, metrics.ticket_cache().redis_failures.clone()),
+            metrics: metrics.clone(),
         }
-    }
-
-    /// How many cache operations have failed since start.
-    pub fn failures(&self) -> u64 {
-        self.backoff.failures()
     }
 
     fn key(&self, account_id: AccountId, id: TicketId) -> String {
@@ -110,9 +109,10 @@ impl TicketCache {
             }
         };
         let Some(raw) = raw else {
+            self.metrics.ticket_cache().looked_up(false);
             return Cached::Unknown;
         };
-        match serde_json::from_str::<Entry>(&raw) {
+        let cached = match serde_json::from_str::<Entry>(&raw) {
             Ok(Entry {
                 ticket: Some((row, email)),
                 ..
@@ -125,7 +125,10 @@ impl TicketCache {
                 tracing::warn!(%error, "an unreadable ticket cache entry: ignored");
                 Cached::Unknown
             }
-        }
+        };
+        let hit = !matches!(cached, Cached::Unknown);
+        self.metrics.ticket_cache().looked_up(hit);
+        cached
     }
 
     /// Caches `row` unless a newer version is cached already.

@@ -194,10 +194,13 @@ async fn two_simultaneous_refreshes_of_one_token_cannot_both_succeed() {
         refresh(&app, &app.admin.refresh_token),
         refresh(&app, &app.admin.refresh_token)
     );
-    assert!(
-        !(first.is_ok() && second.is_ok()),
-        "one token rotated twice"
-    );
+    let (rotated, refused) = match (first, second) {
+        (Ok(rotated), Err(refused)) | (Err(refused), Ok(rotated)) => (rotated, refused),
+        (first, second) => panic!("exactly one refresh must succeed: {first:?} / {second:?}"),
+    };
+    assert_ne!(rotated.refresh_token, app.admin.refresh_token);
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(error_reason(&refused), "REFRESH_TOKEN_REUSED");
 }
 
 #[tokio::test]

@@ -3,11 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tonic::Code;
 
-use super::helpers::{TestApp, TestDatabase, error_reason, valid_create_request};
+use super::helpers::{
+    TestApp, TestDatabase, backends_waiting_on_locks, busy_backends, error_reason,
+    valid_create_request, wait_until,
+};
 
 #[derive(diesel::QueryableByName)]
 struct Count {
@@ -26,19 +29,6 @@ async fn lock_account(app: &TestApp) -> AsyncPgConnection {
         .await
         .unwrap();
     conn
-}
-
-async fn backends_waiting_on_locks(database: &TestDatabase) -> i64 {
-    let mut conn = database.connect().await;
-    let rows: Vec<Count> = diesel::sql_query(
-        "SELECT count(*) AS count FROM pg_stat_activity \
-         WHERE datname = $1 AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-    )
-    .bind::<Text, _>(&database.name)
-    .load(&mut conn)
-    .await
-    .unwrap();
-    rows[0].count
 }
 
 async fn ticket_count(database: &TestDatabase) -> i64 {
@@ -69,19 +59,22 @@ async fn a_client_deadline_cancels_the_database_work_it_started() {
     );
 
     // PostgreSQL cancels the blocked statement at the deadline, not when the lock goes away.
-    let started = Instant::now();
-    while backends_waiting_on_locks(&app.database).await > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "a statement is still waiting after its client gave up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the waiting statement's cancellation",
+        Duration::from_secs(2),
+        || async { backends_waiting_on_locks(&app.database).await == 0 },
+    )
+    .await;
     diesel::sql_query("ROLLBACK")
         .execute(&mut lock)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until(
+        "every connection going idle",
+        Duration::from_secs(5),
+        || async { busy_backends(&app.database).await == 0 },
+    )
+    .await;
     assert_eq!(ticket_count(&app.database).await, 0, "nothing was written");
 }
 

@@ -237,6 +237,8 @@ pub(crate) fn with_token<T>(token: &str, message: T) -> Request<T> {
 /// typed clients.
 pub(crate) struct TestApp {
     pub(crate) address: SocketAddr,
+    /// Where `GET /metrics` answers, when the test set `metrics_listen_addr`.
+    pub(crate) metrics_address: Option<SocketAddr>,
     pub(crate) account_id: AccountId,
     pub(crate) admin: TestUser,
     pub(crate) tickets: TicketServiceClient<Channel>,
@@ -269,6 +271,7 @@ impl TestApp {
             .await
             .expect("the application builds");
         let address = application.local_addr();
+        let metrics_address = application.metrics_addr();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async {
             let _ = stopped.await;
@@ -283,6 +286,7 @@ impl TestApp {
         let admin = sign_up(&accounts, &auth).await;
         Self {
             address,
+            metrics_address,
             account_id: admin.account_id,
             admin,
             tickets: TicketServiceClient::new(channel.clone()),
@@ -362,6 +366,15 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// GetTicket as the admin.
+    pub(crate) async fn get_ticket(&self, id: &str) -> Result<v1::Ticket, tonic::Status> {
+        self.tickets
+            .clone()
+            .get_ticket(self.as_admin(v1::GetTicketRequest { id: id.to_owned() }))
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// Opens a ticket with valid values as the admin, for tests about something else.
@@ -505,6 +518,51 @@ pub(crate) fn buf() -> PathBuf {
 
 pub(crate) fn diesel_cli() -> PathBuf {
     tool("DIESEL_BIN")
+}
+
+/// Polls `condition` until it holds; fails the test naming `what` once `within` has passed.
+pub(crate) async fn wait_until<F, Fut>(what: &str, within: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = tokio::time::Instant::now();
+    while !condition().await {
+        assert!(
+            started.elapsed() < within,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    count: i64,
+}
+
+/// How many of the service's connections to `database` are waiting for a lock.
+pub(crate) async fn backends_waiting_on_locks(database: &TestDatabase) -> i64 {
+    backends_where(database, "wait_event_type = 'Lock'").await
+}
+
+/// How many of the service's connections to `database` are doing anything (not idle).
+pub(crate) async fn busy_backends(database: &TestDatabase) -> i64 {
+    backends_where(database, "state <> 'idle'").await
+}
+
+async fn backends_where(database: &TestDatabase, condition: &str) -> i64 {
+    let mut conn = database.connect().await;
+    let rows: Vec<Count> = diesel::sql_query(format!(
+        "SELECT count(*) AS count FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid() AND {condition}"
+    ))
+    .bind::<Text, _>(&database.name)
+    .load(&mut conn)
+    .await
+    .expect("pg_stat_activity");
+    rows[0].count
 }
 
 /// A free TCP port on the loopback interface.

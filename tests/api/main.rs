@@ -10,6 +10,7 @@ mod dependencies;
 mod envoy;
 mod helpers;
 mod idempotency;
+mod metrics;
 mod process;
 mod proxy;
 mod rate_limits;

@@ -16,8 +16,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::helpers::{
-    TEST_JWT_SECRET, TEST_PASSWORD, TestDatabase, TestUser, free_port, redis_url, sign_up,
-    valid_create_request,
+    TEST_JWT_SECRET, TEST_PASSWORD, TestDatabase, TestUser, backends_waiting_on_locks, free_port,
+    redis_url, sign_up, valid_create_request, wait_until,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_supportdesk");
@@ -201,7 +201,7 @@ async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
 #[tokio::test]
 async fn sigterm_reports_not_serving_finishes_in_flight_rpcs_and_exits_zero() {
     let database = TestDatabase::create().await;
-    let running = Running::start(&database, &[("SHUTDOWN_DELAY_MS", "1500")]);
+    let running = Running::start(&database, &[("SHUTDOWN_DELAY_MS", "1000")]);
     let channel = running.channel().await;
     running.wait_for_health("Serving").await;
     let admin = sign_up_through(&channel).await;
@@ -223,17 +223,33 @@ async fn sigterm_reports_not_serving_finishes_in_flight_rpcs_and_exits_zero() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until(
+        "the create waiting for the lock",
+        Duration::from_secs(10),
+        || async { backends_waiting_on_locks(&database).await == 1 },
+    )
+    .await;
 
     running.terminate();
     running.wait_for_health("NotServing").await;
+    // After SHUTDOWN_DELAY_MS the listener closes and draining starts, the create still waiting.
+    let address = format!("127.0.0.1:{}", running.port);
+    wait_until("the listener closing", Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(&address).await.is_err()
+    })
+    .await;
+    assert!(!in_flight.is_finished(), "the RPC is still in flight");
     diesel::sql_query("ROLLBACK")
         .execute(&mut lock)
         .await
         .unwrap();
 
-    let created = in_flight.await.expect("joined");
-    assert!(created.is_ok(), "the in-flight RPC completed: {created:?}");
+    let created = in_flight
+        .await
+        .expect("joined")
+        .expect("the in-flight RPC completes while the server drains")
+        .into_inner();
+    assert_eq!(created.subject, "in flight");
     let (code, _, stderr) = tokio::task::spawn_blocking(move || running.wait())
         .await
         .unwrap();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
-use supportdesk::configuration::RateQuota;
+use supportdesk::configuration::{RateQuota, Settings};
 use supportdesk::proto::v1;
 use supportdesk::proto::v1::user_service_client::UserServiceClient;
 use tonic::Code;
@@ -140,11 +140,12 @@ async fn over_the_quota_rest_clients_get_429_with_retry_after_and_ratelimit_head
     assert_eq!(body["code"], 8);
 }
 
-async fn with_redis_cut(fail_open: bool) -> (TestApp, TcpProxy) {
+/// An app whose Redis is cut once it runs; `configure` adjusts the rest of its settings.
+async fn with_redis_cut(configure: impl FnOnce(&mut Settings)) -> (TestApp, TcpProxy) {
     let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
     let app = TestApp::spawn_with(|settings| {
         settings.redis.url = url_through(settings.redis.url.expose_secret(), proxy.address).into();
-        settings.rate_limits.fail_open = fail_open;
+        configure(settings);
     })
     .await;
     proxy.cut();
@@ -153,7 +154,8 @@ async fn with_redis_cut(fail_open: bool) -> (TestApp, TcpProxy) {
 
 #[tokio::test]
 async fn with_redis_down_the_limiter_fails_open_by_default_and_answers_fast() {
-    let (app, _proxy) = with_redis_cut(true).await;
+    // The policy is left at its default: that default is what this test is about.
+    let (app, _proxy) = with_redis_cut(|_| {}).await;
     for _ in 0..5 {
         let started = Instant::now();
         app.users
@@ -171,7 +173,7 @@ async fn with_redis_down_the_limiter_fails_open_by_default_and_answers_fast() {
 
 #[tokio::test]
 async fn with_redis_down_a_closed_limiter_refuses_fast_with_unavailable() {
-    let (app, _proxy) = with_redis_cut(false).await;
+    let (app, _proxy) = with_redis_cut(|settings| settings.rate_limits.fail_open = false).await;
     let started = Instant::now();
     let status = app
         .users

@@ -1,0 +1,252 @@
+//! Counters for operators, served as Prometheus text on `GET /metrics` from a listener of its
+//! own (`METRICS_LISTEN_ADDR`; nothing is served when it is unset), never on the gRPC port.
+//!
+//! Each [`Metrics`] belongs to one running instance (no global recorder): the tests run many
+//! instances in one process and read each one's exact counts. Counting is one relaxed atomic
+//! add, so every event is counted exactly, however many requests race.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A monotonic count; clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn increment(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        AtomicU64::load(&self.0, Ordering::Relaxed)
+    }
+}
+
+/// What the rate limiter counts.
+#[derive(Debug, Default)]
+pub struct RateLimitCounters {
+    /// Redis decided: within the quota.
+    pub allowed: Counter,
+    /// Redis decided: over the quota.
+    pub refused: Counter,
+    /// Redis could not decide (failed, too slow, or resting after a failure): the failure
+    /// policy answered.
+    pub undecided: Counter,
+    /// Calls to Redis that failed (fewer than `undecided`: Redis rests after each).
+    pub redis_failures: Counter,
+    /// The failure policy: undecided requests are let through when true.
+    pub fail_open: AtomicBool,
+}
+
+impl RateLimitCounters {
+    /// Counts a decision Redis made.
+    pub fn decided(&self, allowed: bool) {
+        let counter = if allowed {
+            &self.allowed
+        } else {
+            &self.refused
+        };
+        counter.increment();
+    }
+}
+
+/// What the ticket cache counts.
+#[derive(Debug, Default)]
+pub struct TicketCacheCounters {
+    /// Lookups Redis answered with an entry (a ticket or a tombstone).
+    pub hits: Counter,
+    /// Lookups Redis answered without a usable entry.
+    pub misses: Counter,
+    /// Reads and writes that failed in Redis.
+    pub redis_failures: Counter,
+}
+
+impl TicketCacheCounters {
+    /// Counts a lookup Redis answered.
+    pub fn looked_up(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.increment();
+    }
+}
+
+/// One instance's counters. Cheap to clone: clones share the counts.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics(Arc<Registry>);
+
+#[derive(Debug, Default)]
+struct Registry {
+    rate_limit: RateLimitCounters,
+    ticket_cache: TicketCacheCounters,
+}
+
+impl Metrics {
+    pub fn rate_limit(&self) -> &RateLimitCounters {
+        &self.0.rate_limit
+    }
+
+    pub fn ticket_cache(&self) -> &TicketCacheCounters {
+        &self.0.ticket_cache
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let limit = self.rate_limit();
+        let cache = self.ticket_cache();
+        let mut text = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(text, "{name}{labels} {value}");
+            }
+        };
+        family(
+            "supportdesk_rate_limit_decisions_total",
+            "counter",
+            "Rate-limit decisions by outcome; undecided: Redis could not decide and the failure policy answered.",
+            &[
+                (r#"{outcome="allowed"}"#, limit.allowed.get()),
+                (r#"{outcome="refused"}"#, limit.refused.get()),
+                (r#"{outcome="undecided"}"#, limit.undecided.get()),
+            ],
+        );
+        family(
+            "supportdesk_rate_limit_fail_open",
+            "gauge",
+            "1 when undecided requests are let through (RATE_LIMIT_ON_REDIS_FAILURE=open), 0 when refused.",
+            &[("", u64::from(limit.fail_open.load(Ordering::Relaxed)))],
+        );
+        family(
+            "supportdesk_rate_limit_redis_failures_total",
+            "counter",
+            "Rate-limit calls to Redis that failed or timed out.",
+            &[("", limit.redis_failures.get())],
+        );
+        family(
+            "supportdesk_ticket_cache_lookups_total",
+            "counter",
+            "Ticket cache lookups Redis answered, by outcome.",
+            &[
+                (r#"{outcome="hit"}"#, cache.hits.get()),
+                (r#"{outcome="miss"}"#, cache.misses.get()),
+            ],
+        );
+        family(
+            "supportdesk_ticket_cache_redis_failures_total",
+            "counter",
+            "Ticket cache reads and writes that failed in Redis.",
+            &[("", cache.redis_failures.get())],
+        );
+        text
+    }
+}
+
+/// The bound metrics listener, before it serves.
+#[derive(Debug)]
+pub struct MetricsEndpoint {
+    listener: TcpListener,
+}
+
+impl MetricsEndpoint {
+    /// Binds `address` (port 0 picks a free port), or nothing when metrics are off.
+    pub async fn bind(address: Option<SocketAddr>) -> anyhow::Result<Option<Self>> {
+        let Some(address) = address else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {address}"))?;
+        Ok(Some(Self { listener }))
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Answers `GET /metrics` with `metrics` until `stop`.
+    pub async fn serve(self, metrics: Metrics, stop: CancellationToken) {
+        loop {
+            let stream = tokio::select! {
+                () = stop.cancelled() => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "metrics listener: accept failed");
+                        continue;
+                    }
+                },
+            };
+            let metrics = metrics.clone();
+            let answer = service_fn(move |request| {
+                let response = respond(&metrics, &request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            tokio::spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), answer);
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "metrics connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
+fn respond<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
+    let (status, content_type, body) =
+        if request.method() == Method::GET && request.uri().path() == "/metrics" {
+            (
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics.render(),
+            )
+        } else {
+            (
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "only GET /metrics is served here\n".to_owned(),
+            )
+        };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_typed_and_each_count_appears_once() {
+        let metrics = Metrics::default();
+        metrics.rate_limit().allowed.increment();
+        metrics.rate_limit().allowed.increment();
+        metrics.ticket_cache().misses.increment();
+        let text = metrics.render();
+        assert!(text.contains("supportdesk_rate_limit_decisions_total{outcome=\"allowed\"} 2\n"));
+        assert!(text.contains("supportdesk_ticket_cache_lookups_total{outcome=\"miss\"} 1\n"));
+        assert!(text.contains("supportdesk_rate_limit_fail_open 0\n"));
+        for line in text.lines().filter(|line| !line.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} has no TYPE line"
+            );
+        }
+    }
+}
