@@ -22,8 +22,8 @@ pub use identity::{
 pub use ids::{AccountId, ApiKeyId, SessionId, TicketId, UserId};
 pub use pagination::{PageCursor, PageSize};
 pub use ticket::{
-    Etag, NewTicketRequest, Ticket, TicketDescription, TicketPriority, TicketStatus, TicketSubject,
-    TicketTransition,
+    Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
+    TicketPriority, TicketStatus, TicketSubject, TicketTransition,
 };
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};
 

@@ -4,7 +4,10 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use super::{AccountId, Email, InvalidValue, TicketId, UserId, bounded_text};
+use super::{
+    AccountId, Email, FieldChange, FieldChanges, InvalidValue, PageCursor, TicketAction, TicketId,
+    TicketOrderField, UserId, bounded_text,
+};
 
 /// A one-line summary: 1 to 200 characters after trimming.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +143,223 @@ impl Ticket {
     pub fn etag(&self) -> Etag {
         Etag(self.version)
     }
+
+    /// Where this ticket stands in a list ordered by `field`.
+    pub fn position(&self, field: TicketOrderField) -> PageCursor {
+        PageCursor {
+            at: match field {
+                TicketOrderField::Created => self.created_at,
+                TicketOrderField::Updated => self.updated_at,
+            },
+            id: self.id.as_uuid(),
+        }
+    }
+
+    /// The lifecycle's one decision: what `change` makes of this ticket, the field changes the
+    /// audit trail records, and what must still be checked against other state (the assignee,
+    /// the requester's open-ticket limit), or why the lifecycle refuses it. Pure: the caller
+    /// locks, persists and records.
+    pub fn apply(&self, change: &TicketChange) -> Result<TicketDecision, RuleViolation> {
+        let mut after = self.clone();
+        let mut changes = FieldChanges::new();
+        let decision = |action| TicketDecision {
+            action,
+            after: self.clone(),
+            changes: FieldChanges::new(),
+            assignee_to_check: None,
+            reopens: false,
+            deletes: false,
+        };
+        match change {
+            TicketChange::Edit {
+                subject,
+                description,
+                priority,
+            } => {
+                self.ensure_not_final("update")?;
+                if let Some(subject) = subject.as_ref().filter(|new| **new != self.subject) {
+                    note(
+                        &mut changes,
+                        "subject",
+                        Some(self.subject.as_str()),
+                        Some(subject.as_str()),
+                    );
+                    after.subject = subject.clone();
+                }
+                if let Some(description) =
+                    description.as_ref().filter(|new| **new != self.description)
+                {
+                    note(
+                        &mut changes,
+                        "description",
+                        Some(self.description.as_str()),
+                        Some(description.as_str()),
+                    );
+                    after.description = description.clone();
+                }
+                if let Some(priority) = priority.filter(|new| *new != self.priority) {
+                    note(
+                        &mut changes,
+                        "priority",
+                        Some(self.priority.as_str()),
+                        Some(priority.as_str()),
+                    );
+                    after.priority = priority;
+                }
+                Ok(TicketDecision {
+                    after,
+                    changes,
+                    ..decision(TicketAction::Updated)
+                })
+            }
+            TicketChange::Assign(assignee) => {
+                self.ensure_not_final("assign")?;
+                if *assignee != self.assignee_id {
+                    let text = |id: Option<UserId>| id.map(|id| id.to_string());
+                    note(
+                        &mut changes,
+                        "assignee_id",
+                        text(self.assignee_id).as_deref(),
+                        text(*assignee).as_deref(),
+                    );
+                    after.assignee_id = *assignee;
+                }
+                if assignee.is_some() {
+                    after.status = self.status.after_assignment();
+                }
+                if after.status != self.status {
+                    note(
+                        &mut changes,
+                        "status",
+                        Some(self.status.as_str()),
+                        Some(after.status.as_str()),
+                    );
+                }
+                Ok(TicketDecision {
+                    after,
+                    changes,
+                    assignee_to_check: *assignee,
+                    ..decision(TicketAction::Assigned)
+                })
+            }
+            TicketChange::Transition(transition) => {
+                if !transition.allowed_from().contains(&self.status) {
+                    return Err(RuleViolation::IllegalTransition {
+                        transition: *transition,
+                        status: self.status,
+                    });
+                }
+                if *transition == TicketTransition::Resolve && self.assignee_id.is_none() {
+                    return Err(RuleViolation::Unassigned);
+                }
+                after.status = transition.target();
+                note(
+                    &mut changes,
+                    "status",
+                    Some(self.status.as_str()),
+                    Some(after.status.as_str()),
+                );
+                Ok(TicketDecision {
+                    after,
+                    changes,
+                    reopens: *transition == TicketTransition::Reopen,
+                    ..decision(transition.action())
+                })
+            }
+            TicketChange::Comment { comment_id, public } => {
+                self.ensure_not_final("comment on")?;
+                note(&mut changes, "comment_id", None, Some(comment_id));
+                note(
+                    &mut changes,
+                    "comment_visibility",
+                    None,
+                    Some(if *public { "public" } else { "internal" }),
+                );
+                Ok(TicketDecision {
+                    changes,
+                    ..decision(TicketAction::Commented)
+                })
+            }
+            TicketChange::Delete => Ok(TicketDecision {
+                deletes: true,
+                ..decision(TicketAction::Deleted)
+            }),
+        }
+    }
+
+    fn ensure_not_final(&self, action: &'static str) -> Result<(), RuleViolation> {
+        if self.status.is_final() {
+            return Err(RuleViolation::Final { action });
+        }
+        Ok(())
+    }
+}
+
+/// A change asked of a ticket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TicketChange {
+    /// New content; `None` leaves a field as it is.
+    Edit {
+        subject: Option<TicketSubject>,
+        description: Option<TicketDescription>,
+        priority: Option<TicketPriority>,
+    },
+    /// Assign to someone, or unassign with `None`.
+    Assign(Option<UserId>),
+    Transition(TicketTransition),
+    /// A comment was added: the ticket records it and counts as changed.
+    Comment {
+        comment_id: String,
+        public: bool,
+    },
+    Delete,
+}
+
+/// What [`Ticket::apply`] decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketDecision {
+    pub action: TicketAction,
+    /// The ticket as the change leaves it (its version and times are the database's to set).
+    pub after: Ticket,
+    /// The audit trail's record of the change; empty when nothing differs.
+    pub changes: FieldChanges,
+    /// An assignee that must be an active agent or admin of the account.
+    pub assignee_to_check: Option<UserId>,
+    /// The ticket is open again, so the requester's open-ticket limit applies.
+    pub reopens: bool,
+    pub deletes: bool,
+}
+
+impl TicketDecision {
+    /// Whether anything is to be written: a change with no differing field writes nothing
+    /// and keeps the etag.
+    pub fn writes(&self) -> bool {
+        self.deletes || !self.changes.is_empty()
+    }
+}
+
+/// Why the lifecycle refuses a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleViolation {
+    /// The ticket is closed, and closed is final.
+    Final { action: &'static str },
+    /// The transition does not start from the ticket's status.
+    IllegalTransition {
+        transition: TicketTransition,
+        status: TicketStatus,
+    },
+    /// Only an assigned ticket can be resolved.
+    Unassigned,
+}
+
+fn note(changes: &mut FieldChanges, field: &str, old: Option<&str>, new: Option<&str>) {
+    changes.insert(
+        field.to_owned(),
+        FieldChange {
+            old: old.map(str::to_owned),
+            new: new.map(str::to_owned),
+        },
+    );
 }
 
 /// A ticket's version as clients see it: opaque text (`v3`) that changes whenever the ticket
@@ -220,6 +440,15 @@ impl TicketTransition {
             Self::Resolve => "resolve",
             Self::Reopen => "reopen",
             Self::Close => "close",
+        }
+    }
+
+    /// How the audit trail names it.
+    pub fn action(&self) -> TicketAction {
+        match self {
+            Self::Resolve => TicketAction::Resolved,
+            Self::Reopen => TicketAction::Reopened,
+            Self::Close => TicketAction::Closed,
         }
     }
 }

@@ -5,15 +5,22 @@
 //! tombstone), so a reader that loaded an older row before the write cannot put it back after:
 //! no stale read follows a write. When Redis fails, reads and writes go on without it for a
 //! short while (logged and counted), then try it again; the database stays the truth.
+//!
+//! An entry is the cache's own serde type, [`CachedTicket`], stamped with [`SCHEMA`]: never a
+//! database row, so a migration cannot silently change what the cache holds, and an entry of
+//! another schema (written by an older or newer release) is a miss, not an error.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-use crate::db::models::TicketRow;
-use crate::domain::{AccountId, Ticket, TicketId};
+use crate::domain::{
+    AccountId, Email, InvalidValue, Ticket, TicketDescription, TicketId, TicketPriority,
+    TicketStatus, TicketSubject, UserId,
+};
 use crate::errors::AppResult;
 use crate::metrics::Metrics;
 use crate::redis_pool::{RedisBackoff, RedisKeys, RedisPool};
@@ -37,11 +44,76 @@ return 1
 
 static STORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(STORE_IF_NEWER));
 
-/// A cached ticket: the row and its requester's email, or a tombstone for a deleted ticket.
+/// The version of [`CachedTicket`]'s layout; bump it with any change to that type.
+const SCHEMA: u32 = 2;
+
+/// A cache entry: the ticket, or a tombstone for a deleted ticket, at the ticket's `version`
+/// (which the store script compares).
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
     version: i64,
-    ticket: Option<(TicketRow, String)>,
+    #[serde(default)]
+    schema: u32,
+    #[serde(default)]
+    ticket: Option<serde_json::Value>,
+}
+
+/// A ticket as the cache keeps it.
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedTicket {
+    id: Uuid,
+    account_id: Uuid,
+    subject: String,
+    description: String,
+    priority: String,
+    status: String,
+    requester_id: Uuid,
+    requester_email: String,
+    assignee_id: Option<Uuid>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    version: i64,
+}
+
+impl From<&Ticket> for CachedTicket {
+    fn from(ticket: &Ticket) -> Self {
+        Self {
+            id: ticket.id.as_uuid(),
+            account_id: ticket.account_id.as_uuid(),
+            subject: ticket.subject.as_str().to_owned(),
+            description: ticket.description.as_str().to_owned(),
+            priority: ticket.priority.as_str().to_owned(),
+            status: ticket.status.as_str().to_owned(),
+            requester_id: ticket.requester_id.as_uuid(),
+            requester_email: ticket.requester_email.as_str().to_owned(),
+            assignee_id: ticket.assignee_id.map(|id| id.as_uuid()),
+            created_at: ticket.created_at,
+            updated_at: ticket.updated_at,
+            version: ticket.version,
+        }
+    }
+}
+
+impl TryFrom<CachedTicket> for Ticket {
+    type Error = InvalidValue;
+
+    /// Parsed like any input: an entry that no longer parses is a miss.
+    fn try_from(cached: CachedTicket) -> Result<Self, InvalidValue> {
+        Ok(Self {
+            id: TicketId::from_uuid(cached.id),
+            account_id: AccountId::from_uuid(cached.account_id),
+            subject: TicketSubject::parse(&cached.subject)?,
+            description: TicketDescription::parse(&cached.description)?,
+            priority: TicketPriority::parse(&cached.priority)?,
+            status: TicketStatus::parse(&cached.status)?,
+            requester_id: UserId::from_uuid(cached.requester_id),
+            requester_email: Email::parse(&cached.requester_email)?,
+            assignee_id: cached.assignee_id.map(UserId::from_uuid),
+            created_at: cached.created_at,
+            updated_at: cached.updated_at,
+            version: cached.version,
+        })
+    }
 }
 
 /// What the cache knows about a ticket.
@@ -113,13 +185,14 @@ impl TicketCache {
             return Cached::Unknown;
         };
         let cached = match serde_json::from_str::<Entry>(&raw) {
+            Ok(Entry { schema, .. }) if schema != SCHEMA => Cached::Unknown,
             Ok(Entry {
-                ticket: Some((row, email)),
+                ticket: Some(ticket),
                 ..
-            }) => match row.into_domain(&email) {
-                Ok(ticket) => Cached::Ticket(ticket),
-                Err(_) => Cached::Unknown,
-            },
+            }) => serde_json::from_value::<CachedTicket>(ticket)
+                .ok()
+                .and_then(|cached| Ticket::try_from(cached).ok())
+                .map_or(Cached::Unknown, Cached::Ticket),
             Ok(Entry { ticket: None, .. }) => Cached::Deleted,
             Err(error) => {
                 tracing::warn!(%error, "an unreadable ticket cache entry: ignored");
@@ -131,24 +204,24 @@ impl TicketCache {
         cached
     }
 
-    /// Caches `row` unless a newer version is cached already.
-    pub async fn store(&self, row: &TicketRow, requester_email: &str) {
-        let entry = Entry {
-            version: row.version,
-            ticket: Some((row.clone(), requester_email.to_owned())),
+    /// Caches `ticket` unless a newer version is cached already.
+    pub async fn store(&self, ticket: &Ticket) {
+        let Ok(cached) = serde_json::to_value(CachedTicket::from(ticket)) else {
+            return;
         };
-        self.store_entry(
-            AccountId::from_uuid(row.account_id),
-            TicketId::from_uuid(row.id),
-            &entry,
-        )
-        .await;
+        let entry = Entry {
+            version: ticket.version,
+            schema: SCHEMA,
+            ticket: Some(cached),
+        };
+        self.store_entry(ticket.account_id, ticket.id, &entry).await;
     }
 
     /// Remembers that the ticket is gone, at `version`.
     pub async fn store_deleted(&self, account_id: AccountId, id: TicketId, version: i64) {
         let entry = Entry {
             version,
+            schema: SCHEMA,
             ticket: None,
         };
         self.store_entry(account_id, id, &entry).await;

@@ -22,10 +22,10 @@ use crate::db::models::{
     TicketRow, User,
 };
 use crate::domain::{
-    AccountId, Actor, Comment, CommentBody, Etag, FieldChange, FieldChanges, InvalidValue,
-    NewTicketRequest, PageCursor, PageSize, Role, Ticket, TicketAction, TicketActivity,
-    TicketDescription, TicketFilter, TicketId, TicketPriority, TicketStatus, TicketSubject,
-    TicketTransition, UserId,
+    AccountId, Actor, Comment, CommentBody, Email, Etag, FieldChange, FieldChanges, InvalidValue,
+    NewTicketRequest, PageCursor, PageSize, Role, RuleViolation, Ticket, TicketAction,
+    TicketActivity, TicketChange, TicketDescription, TicketFilter, TicketId, TicketPriority,
+    TicketStatus, TicketSubject, TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
 use crate::idempotency::{Idempotent, Outcome};
@@ -37,7 +37,7 @@ enum Requester {
     /// The calling customer.
     Caller(UserId),
     /// Someone else, by email: found in the account or added to it as a customer.
-    ByEmail(crate::domain::Email),
+    ByEmail(Email),
 }
 
 /// The content fields UpdateTicket may change; `None` leaves a field as it is.
@@ -96,7 +96,7 @@ impl TicketDesk {
         }
         let account_id = caller.account_id;
         let outcome =
-            in_idempotent_transaction!(&self.pool, budget, idempotent, as_ticket, |conn| {
+            in_idempotent_transaction!(&self.pool, budget, idempotent, Written::ticket, |conn| {
                 if let Some(assignee) = request.assignee {
                     ensure_agent(conn, account_id, assignee, "ticket.assignee_id").await?;
                 }
@@ -121,7 +121,9 @@ impl TicketDesk {
                 };
                 self.ensure_below_open_limit(conn, account_id, requester.id)
                     .await?;
-                let row = NewTicket {
+                let requester_email = Email::parse(&requester.email)
+                    .map_err(|problem| crate::db::models::corrupt("users.email", problem))?;
+                let ticket = NewTicket {
                     id: TicketId::generate().as_uuid(),
                     account_id: account_id.as_uuid(),
                     subject: request.subject.as_str(),
@@ -131,15 +133,15 @@ impl TicketDesk {
                     requester_id: requester.id,
                     assignee_id: request.assignee.map(|id| id.as_uuid()),
                 }
-                .insert(conn)
+                .insert(conn, &requester_email)
                 .await?;
                 let mut changes = FieldChanges::new();
                 for (field, value) in [
-                    ("subject", Some(row.subject.clone())),
-                    ("priority", Some(row.priority.clone())),
-                    ("status", Some(row.status.clone())),
-                    ("requester_id", Some(row.requester_id.to_string())),
-                    ("assignee_id", row.assignee_id.map(|id| id.to_string())),
+                    ("subject", Some(ticket.subject.as_str().to_owned())),
+                    ("priority", Some(ticket.priority.as_str().to_owned())),
+                    ("status", Some(ticket.status.as_str().to_owned())),
+                    ("requester_id", Some(ticket.requester_id.to_string())),
+                    ("assignee_id", ticket.assignee_id.map(|id| id.to_string())),
                 ] {
                     if value.is_some() {
                         changes.insert(
@@ -151,28 +153,36 @@ impl TicketDesk {
                         );
                     }
                 }
-                record(conn, caller.actor(), &row, TicketAction::Created, &changes).await?;
-                Ok::<_, AppError>((row, requester.email))
+                record(
+                    conn,
+                    caller.actor(),
+                    &ticket,
+                    TicketAction::Created,
+                    &changes,
+                )
+                .await?;
+                Ok::<_, AppError>(Written::Stored(ticket))
             })?;
-        self.finish(outcome).await
+        Ok(self.finish(outcome).await)
     }
 
-    /// Caches a fresh result and turns it into the domain view.
-    async fn finish(&self, outcome: Outcome<(TicketRow, String)>) -> AppResult<Outcome<Ticket>> {
-        Ok(match outcome {
-            Outcome::Done((row, email)) => {
-                if row.deleted_at.is_some() {
-                    let id = TicketId::from_uuid(row.id);
-                    let account_id = AccountId::from_uuid(row.account_id);
-                    self.cache.store_deleted(account_id, id, row.version).await;
-                } else {
-                    self.cache.store(&row, &email).await;
-                }
-                Outcome::Done(row.into_domain(&email)?)
+    /// Caches a fresh result (after the commit: a rolled-back change is never cached) and
+    /// answers with the ticket.
+    async fn finish(&self, outcome: Outcome<Written>) -> Outcome<Ticket> {
+        match outcome {
+            Outcome::Done(Written::Stored(ticket)) => {
+                self.cache.store(&ticket).await;
+                Outcome::Done(ticket)
+            }
+            Outcome::Done(Written::Deleted(ticket)) => {
+                self.cache
+                    .store_deleted(ticket.account_id, ticket.id, ticket.version)
+                    .await;
+                Outcome::Done(ticket)
             }
             Outcome::Failed(error) => Outcome::Failed(error),
-            Outcome::Replay(row) => Outcome::Replay(row),
-        })
+            Outcome::Replay(stored) => Outcome::Replay(stored),
+        }
     }
 
     /// Fails with FAILED_PRECONDITION when `requester` already has the maximum of open tickets.
@@ -219,13 +229,13 @@ impl TicketDesk {
             Cached::Deleted => return Err(AppError::not_found(Resource::Ticket, id)),
             Cached::Unknown => {}
         }
-        let (row, email) = in_transaction!(&self.pool, budget, |conn| {
+        let ticket = in_transaction!(&self.pool, budget, |conn| {
             TicketRow::find(conn, caller.account_id, None, id)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::Ticket, id))
         })?;
-        self.cache.store(&row, &email).await;
-        visible(row.into_domain(&email)?)
+        self.cache.store(&ticket).await;
+        visible(ticket)
     }
 
     /// A page of the tickets the caller may see, as `filter` asks, after `after`.
@@ -238,21 +248,18 @@ impl TicketDesk {
         budget: Duration,
     ) -> AppResult<Page<Ticket>> {
         let rows = in_transaction!(&self.pool, budget, |conn| {
-            Ok::<_, AppError>(
-                TicketRow::list(
-                    conn,
-                    caller.account_id,
-                    caller.restricted_to_user(),
-                    filter,
-                    after,
-                    rows_to_fetch(page_size),
-                )
-                .await?,
+            TicketRow::list(
+                conn,
+                caller.account_id,
+                caller.restricted_to_user(),
+                filter,
+                after,
+                rows_to_fetch(page_size),
             )
+            .await
         })?;
         let order = filter.order.field;
-        let page = paginate(rows, page_size, |(row, _)| row.position(order));
-        page.try_map(|(row, email)| row.into_domain(&email))
+        Ok(paginate(rows, page_size, |ticket| ticket.position(order)))
     }
 
     /// Changes subject, description or priority. Agents and admins; not on closed tickets.
@@ -266,52 +273,13 @@ impl TicketDesk {
         idempotent: Option<&Idempotent<'_, Ticket>>,
     ) -> AppResult<Outcome<Ticket>> {
         caller.require(Role::Agent)?;
-        self.change(caller, id, etag, budget, idempotent, |current| {
-            ensure_not_closed(current, "update")?;
-            let mut changes = FieldChanges::new();
-            let mut changeset = TicketChangeset::default();
-            if let Some(subject) = &edits.subject
-                && subject.as_str() != current.subject
-            {
-                note(
-                    &mut changes,
-                    "subject",
-                    Some(&current.subject),
-                    Some(subject.as_str()),
-                );
-                changeset.subject = Some(subject.as_str().to_owned());
-            }
-            if let Some(description) = &edits.description
-                && description.as_str() != current.description
-            {
-                note(
-                    &mut changes,
-                    "description",
-                    Some(&current.description),
-                    Some(description.as_str()),
-                );
-                changeset.description = Some(description.as_str().to_owned());
-            }
-            if let Some(priority) = edits.priority
-                && priority.as_str() != current.priority
-            {
-                note(
-                    &mut changes,
-                    "priority",
-                    Some(&current.priority),
-                    Some(priority.as_str()),
-                );
-                changeset.priority = Some(priority.as_str().to_owned());
-            }
-            Ok(Change {
-                action: TicketAction::Updated,
-                changeset,
-                changes,
-                assignee_to_check: None,
-                counts_against_limit: false,
-            })
-        })
-        .await
+        let change = TicketChange::Edit {
+            subject: edits.subject,
+            description: edits.description,
+            priority: edits.priority,
+        };
+        self.change(caller, id, etag, budget, idempotent, change)
+            .await
     }
 
     /// Assigns the ticket (or unassigns it, with `None`); a new ticket becomes open.
@@ -325,40 +293,9 @@ impl TicketDesk {
         idempotent: Option<&Idempotent<'_, Ticket>>,
     ) -> AppResult<Outcome<Ticket>> {
         caller.require(Role::Agent)?;
-        self.change(caller, id, etag, budget, idempotent, |current| {
-            ensure_not_closed(current, "assign")?;
-            let status = parse_status(current)?;
-            let mut changes = FieldChanges::new();
-            let mut changeset = TicketChangeset::default();
-            let old = current.assignee_id.map(|id| id.to_string());
-            let new = assignee.map(|id| id.to_string());
-            if old != new {
-                note(&mut changes, "assignee_id", old.as_deref(), new.as_deref());
-                changeset.assignee_id = Some(assignee.map(|id| id.as_uuid()));
-            }
-            let next = if assignee.is_some() {
-                status.after_assignment()
-            } else {
-                status
-            };
-            if next != status {
-                note(
-                    &mut changes,
-                    "status",
-                    Some(status.as_str()),
-                    Some(next.as_str()),
-                );
-                changeset.status = Some(next.as_str().to_owned());
-            }
-            Ok(Change {
-                action: TicketAction::Assigned,
-                changeset,
-                changes,
-                assignee_to_check: assignee,
-                counts_against_limit: false,
-            })
-        })
-        .await
+        let change = TicketChange::Assign(assignee);
+        self.change(caller, id, etag, budget, idempotent, change)
+            .await
     }
 
     /// Resolves, reopens or closes the ticket, if its status allows.
@@ -375,59 +312,9 @@ impl TicketDesk {
             // A customer may reopen their own ticket; everything else is the agents' work.
             caller.require(Role::Agent)?;
         }
-        self.change(caller, id, etag, budget, idempotent, |current| {
-            let status = parse_status(current)?;
-            if !transition.allowed_from().contains(&status) {
-                let allowed: Vec<&str> = transition
-                    .allowed_from()
-                    .iter()
-                    .map(TicketStatus::as_str)
-                    .collect();
-                return Err(AppError::FailedPrecondition {
-                    reason: "ILLEGAL_TRANSITION",
-                    message: format!(
-                        "the ticket is {status}; {} needs it to be {}",
-                        transition.name(),
-                        allowed.join(" or ")
-                    ),
-                    violations: vec![status_violation(current, &allowed)],
-                });
-            }
-            if transition == TicketTransition::Resolve && current.assignee_id.is_none() {
-                return Err(AppError::FailedPrecondition {
-                    reason: "TICKET_UNASSIGNED",
-                    message: "a ticket needs an assignee to be resolved".to_owned(),
-                    violations: vec![PreconditionViolation {
-                        kind: "TICKET_ASSIGNEE".to_owned(),
-                        subject: format!("tickets/{}", current.id),
-                        description: "assign the ticket first (AssignTicket)".to_owned(),
-                    }],
-                });
-            }
-            let target = transition.target();
-            let mut changes = FieldChanges::new();
-            note(
-                &mut changes,
-                "status",
-                Some(status.as_str()),
-                Some(target.as_str()),
-            );
-            Ok(Change {
-                action: match transition {
-                    TicketTransition::Resolve => TicketAction::Resolved,
-                    TicketTransition::Reopen => TicketAction::Reopened,
-                    TicketTransition::Close => TicketAction::Closed,
-                },
-                changeset: TicketChangeset {
-                    status: Some(target.as_str().to_owned()),
-                    ..TicketChangeset::default()
-                },
-                changes,
-                assignee_to_check: None,
-                counts_against_limit: transition == TicketTransition::Reopen,
-            })
-        })
-        .await
+        let change = TicketChange::Transition(transition);
+        self.change(caller, id, etag, budget, idempotent, change)
+            .await
     }
 
     /// Soft-deletes the ticket: it disappears from every read. Admins only.
@@ -440,24 +327,13 @@ impl TicketDesk {
         idempotent: Option<&Idempotent<'_, Ticket>>,
     ) -> AppResult<Outcome<Ticket>> {
         caller.require(Role::Admin)?;
-        self.change(caller, id, etag, budget, idempotent, |_| {
-            Ok(Change {
-                action: TicketAction::Deleted,
-                changeset: TicketChangeset {
-                    deleted_at: Some(chrono::Utc::now()),
-                    ..TicketChangeset::default()
-                },
-                changes: FieldChanges::new(),
-                assignee_to_check: None,
-                counts_against_limit: false,
-            })
-        })
-        .await
+        self.change(caller, id, etag, budget, idempotent, TicketChange::Delete)
+            .await
     }
 
-    /// The one way a ticket changes: lock it (as the caller may see it), check the etag, let
-    /// `decide` turn the locked state into a change (or refuse), write the change and its audit
-    /// record together, then refresh the cache.
+    /// The one way a ticket changes: lock it (as the caller may see it), check the etag, let the
+    /// lifecycle decide ([`Ticket::apply`]), check what the decision leaves to other state,
+    /// write the change and its audit record together, then (after the commit) cache it.
     async fn change(
         &self,
         caller: &Caller,
@@ -465,19 +341,16 @@ impl TicketDesk {
         etag: Option<Etag>,
         budget: Duration,
         idempotent: Option<&Idempotent<'_, Ticket>>,
-        decide: impl FnOnce(&TicketRow) -> AppResult<Change> + Send,
+        change: TicketChange,
     ) -> AppResult<Outcome<Ticket>> {
         let account_id = caller.account_id;
         let outcome = in_idempotent_transaction!(
             &self.pool,
             budget,
             idempotent,
-            as_ticket,
+            Written::ticket,
             |conn| {
-                let (current, email) =
-                    TicketRow::find_for_update(conn, account_id, caller.restricted_to_user(), id)
-                        .await?
-                        .ok_or_else(|| AppError::not_found(Resource::Ticket, id))?;
+                let current = lock_visible(conn, caller, id).await?;
                 if let Some(etag) = etag
                     && etag.version() != current.version
                 {
@@ -489,24 +362,39 @@ impl TicketDesk {
                         ),
                     });
                 }
-                let change = decide(&current)?;
-                if let Some(assignee) = change.assignee_to_check {
+                let decision = current
+                    .apply(&change)
+                    .map_err(|rule| refused(&current, rule))?;
+                if let Some(assignee) = decision.assignee_to_check {
                     ensure_agent(conn, account_id, assignee, "assignee_id").await?;
                 }
-                if change.counts_against_limit {
-                    self.ensure_below_open_limit(conn, account_id, current.requester_id)
+                if decision.reopens {
+                    self.ensure_below_open_limit(conn, account_id, current.requester_id.as_uuid())
                         .await?;
                 }
-                if change.changes.is_empty() && change.action != TicketAction::Deleted {
+                if !decision.writes() {
                     // Nothing differs: no write, no record, the same etag.
-                    return Ok((current, email));
+                    return Ok(Written::Stored(current));
                 }
-                let row = TicketRow::apply(conn, current.id, &change.changeset).await?;
-                record(conn, caller.actor(), &row, change.action, &change.changes).await?;
-                Ok::<_, AppError>((row, email))
+                let changeset =
+                    TicketChangeset::between(&current, &decision.after, decision.deletes);
+                let stored = TicketRow::apply(conn, &current, &changeset).await?;
+                record(
+                    conn,
+                    caller.actor(),
+                    &stored,
+                    decision.action,
+                    &decision.changes,
+                )
+                .await?;
+                Ok::<_, AppError>(if decision.deletes {
+                    Written::Deleted(stored)
+                } else {
+                    Written::Stored(stored)
+                })
             }
         )?;
-        self.finish(outcome).await
+        Ok(self.finish(outcome).await)
     }
 
     /// Adds a comment. Customers write public replies on their own tickets only; internal
@@ -528,22 +416,21 @@ impl TicketDesk {
             &self.pool,
             budget,
             idempotent,
-            |(_, _, comment): &(TicketRow, String, CommentRow)| comment.clone().into_domain(),
+            |(_, comment): &(Ticket, CommentRow)| comment.clone().into_domain(),
             |conn| {
-                let (current, email) = TicketRow::find_for_update(
-                    conn,
-                    account_id,
-                    caller.restricted_to_user(),
-                    ticket_id,
-                )
-                .await?
-                .ok_or_else(|| AppError::not_found(Resource::Ticket, ticket_id))?;
-                ensure_not_closed(&current, "comment on")?;
+                let current = lock_visible(conn, caller, ticket_id).await?;
+                let comment_id = Uuid::now_v7();
+                let decision = current
+                    .apply(&TicketChange::Comment {
+                        comment_id: comment_id.to_string(),
+                        public,
+                    })
+                    .map_err(|rule| refused(&current, rule))?;
                 let (author_user_id, author_api_key_id) = actor_columns(caller.actor());
                 let comment = NewComment {
-                    id: Uuid::now_v7(),
+                    id: comment_id,
                     account_id: account_id.as_uuid(),
-                    ticket_id: current.id,
+                    ticket_id: current.id.as_uuid(),
                     author_user_id,
                     author_api_key_id,
                     body: body.as_str(),
@@ -551,38 +438,25 @@ impl TicketDesk {
                 }
                 .insert(conn)
                 .await?;
-                let row = TicketRow::touch(conn, current.id).await?;
-                let mut changes = FieldChanges::new();
-                note(
-                    &mut changes,
-                    "comment_id",
-                    None,
-                    Some(&comment.id.to_string()),
-                );
-                note(
-                    &mut changes,
-                    "comment_visibility",
-                    None,
-                    Some(if public { "public" } else { "internal" }),
-                );
+                let stored = TicketRow::touch(conn, &current).await?;
                 record(
                     conn,
                     caller.actor(),
-                    &row,
-                    TicketAction::Commented,
-                    &changes,
+                    &stored,
+                    decision.action,
+                    &decision.changes,
                 )
                 .await?;
-                Ok::<_, AppError>((row, email, comment))
+                Ok::<_, AppError>((stored, comment))
             }
         )?;
         Ok(match outcome {
-            Outcome::Done((row, email, comment)) => {
-                self.cache.store(&row, &email).await;
+            Outcome::Done((ticket, comment)) => {
+                self.cache.store(&ticket).await;
                 Outcome::Done(comment.into_domain()?)
             }
             Outcome::Failed(error) => Outcome::Failed(error),
-            Outcome::Replay(row) => Outcome::Replay(row),
+            Outcome::Replay(stored) => Outcome::Replay(stored),
         })
     }
 
@@ -656,73 +530,91 @@ impl TicketDesk {
     }
 }
 
-/// The domain view of a transaction's ticket result, for the stored response.
-fn as_ticket((row, email): &(TicketRow, String)) -> AppResult<Ticket> {
-    row.clone().into_domain(email)
+/// What a change's transaction wrote: the ticket as stored, or deleted at its last version.
+enum Written {
+    Stored(Ticket),
+    Deleted(Ticket),
 }
 
-/// What a change does to a locked ticket.
-struct Change {
-    action: TicketAction,
-    changeset: TicketChangeset,
-    changes: FieldChanges,
-    /// An assignee that must be an active agent or admin of the account.
-    assignee_to_check: Option<UserId>,
-    /// Whether the change opens the ticket again, so the requester's limit applies.
-    counts_against_limit: bool,
+impl Written {
+    /// The ticket the response is made of.
+    fn ticket(&self) -> AppResult<Ticket> {
+        match self {
+            Self::Stored(ticket) | Self::Deleted(ticket) => Ok(ticket.clone()),
+        }
+    }
 }
 
-fn parse_status(row: &TicketRow) -> AppResult<TicketStatus> {
-    TicketStatus::parse(&row.status)
-        .map_err(|problem| crate::db::models::corrupt("tickets.status", problem))
+/// Locks the ticket `id` as `caller` may see it (a customer: only their own), or NOT_FOUND.
+async fn lock_visible(
+    conn: &mut AsyncPgConnection,
+    caller: &Caller,
+    id: TicketId,
+) -> AppResult<Ticket> {
+    TicketRow::find_for_update(conn, caller.account_id, caller.restricted_to_user(), id)
+        .await?
+        .ok_or_else(|| AppError::not_found(Resource::Ticket, id))
 }
 
-fn status_violation(row: &TicketRow, allowed: &[&str]) -> PreconditionViolation {
-    PreconditionViolation {
+/// The answer to a change the lifecycle refuses.
+fn refused(ticket: &Ticket, rule: RuleViolation) -> AppError {
+    let status_violation = |allowed: &[TicketStatus]| PreconditionViolation {
         kind: "TICKET_STATUS".to_owned(),
-        subject: format!("tickets/{}", row.id),
+        subject: format!("tickets/{}", ticket.id),
         description: format!(
             "the ticket is {}; allowed: {}",
-            row.status,
-            allowed.join(", ")
+            ticket.status,
+            names(allowed)
         ),
-    }
-}
-
-fn ensure_not_closed(row: &TicketRow, action: &str) -> AppResult<()> {
-    if row.status == TicketStatus::Closed.as_str() {
-        return Err(AppError::FailedPrecondition {
+    };
+    match rule {
+        RuleViolation::Final { action } => AppError::FailedPrecondition {
             reason: "TICKET_CLOSED",
             message: format!("the ticket is closed; nobody can {action} it any more"),
-            violations: vec![status_violation(row, &[])],
-        });
+            violations: vec![status_violation(&[])],
+        },
+        RuleViolation::IllegalTransition { transition, status } => AppError::FailedPrecondition {
+            reason: "ILLEGAL_TRANSITION",
+            message: format!(
+                "the ticket is {status}; {} needs it to be {}",
+                transition.name(),
+                names(transition.allowed_from()).replace(", ", " or ")
+            ),
+            violations: vec![status_violation(transition.allowed_from())],
+        },
+        RuleViolation::Unassigned => AppError::FailedPrecondition {
+            reason: "TICKET_UNASSIGNED",
+            message: "a ticket needs an assignee to be resolved".to_owned(),
+            violations: vec![PreconditionViolation {
+                kind: "TICKET_ASSIGNEE".to_owned(),
+                subject: format!("tickets/{}", ticket.id),
+                description: "assign the ticket first (AssignTicket)".to_owned(),
+            }],
+        },
     }
-    Ok(())
 }
 
-fn note(changes: &mut FieldChanges, field: &str, old: Option<&str>, new: Option<&str>) {
-    changes.insert(
-        field.to_owned(),
-        FieldChange {
-            old: old.map(str::to_owned),
-            new: new.map(str::to_owned),
-        },
-    );
+fn names(statuses: &[TicketStatus]) -> String {
+    statuses
+        .iter()
+        .map(TicketStatus::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Writes the audit record of a change, in the change's transaction.
 async fn record(
     conn: &mut AsyncPgConnection,
     actor: Actor,
-    row: &TicketRow,
+    ticket: &Ticket,
     action: TicketAction,
     changes: &FieldChanges,
 ) -> AppResult<()> {
     let (actor_user_id, actor_api_key_id) = actor_columns(actor);
     NewActivity {
         id: Uuid::now_v7(),
-        account_id: row.account_id,
-        ticket_id: row.id,
+        account_id: ticket.account_id.as_uuid(),
+        ticket_id: ticket.id.as_uuid(),
         actor_user_id,
         actor_api_key_id,
         action: action.as_str(),

@@ -1,13 +1,13 @@
 //! The `tickets` table. Reads join the requester's email in the same query: a page of tickets
 //! is one round trip, never one query per ticket. Deleted tickets are invisible to every query
-//! here but the one that deletes them.
+//! here but the one that deletes them. Every query returns domain [`Ticket`]s: the rows never
+//! leave this file.
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::count_star;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::corrupt;
@@ -18,7 +18,7 @@ use crate::domain::{
 };
 use crate::errors::AppResult;
 
-#[derive(Clone, Debug, Queryable, Selectable, Serialize, Deserialize)]
+#[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = tickets, check_for_backend(diesel::pg::Pg))]
 pub struct TicketRow {
     pub id: Uuid,
@@ -65,12 +65,34 @@ pub struct TicketChangeset {
 pub type TicketListQuery<'a> = tickets::BoxedQuery<'a, Pg>;
 
 impl NewTicket<'_> {
-    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<TicketRow> {
+    /// Inserts the ticket of the requester whose address is `requester_email`.
+    pub async fn insert(
+        &self,
+        conn: &mut AsyncPgConnection,
+        requester_email: &Email,
+    ) -> AppResult<Ticket> {
         diesel::insert_into(tickets::table)
             .values(self)
             .returning(TicketRow::as_returning())
-            .get_result(conn)
-            .await
+            .get_result::<TicketRow>(conn)
+            .await?
+            .into_domain(requester_email.as_str())
+    }
+}
+
+impl TicketChangeset {
+    /// The columns that differ between `before` and `after`; with `deletes`, the deletion.
+    pub fn between(before: &Ticket, after: &Ticket, deletes: bool) -> Self {
+        let differs = |old: &str, new: &str| (old != new).then(|| new.to_owned());
+        Self {
+            subject: differs(before.subject.as_str(), after.subject.as_str()),
+            description: differs(before.description.as_str(), after.description.as_str()),
+            priority: differs(before.priority.as_str(), after.priority.as_str()),
+            status: differs(before.status.as_str(), after.status.as_str()),
+            assignee_id: (before.assignee_id != after.assignee_id)
+                .then(|| after.assignee_id.map(|id| id.as_uuid())),
+            deleted_at: deletes.then(Utc::now),
+        }
     }
 }
 
@@ -82,7 +104,7 @@ impl TicketRow {
         account_id: AccountId,
         requester: Option<UserId>,
         id: TicketId,
-    ) -> QueryResult<Option<(Self, String)>> {
+    ) -> AppResult<Option<Ticket>> {
         let mut query = tickets::table
             .inner_join(users::table.on(users::id.eq(tickets::requester_id)))
             .filter(tickets::account_id.eq(account_id.as_uuid()))
@@ -93,7 +115,12 @@ impl TicketRow {
         if let Some(requester) = requester {
             query = query.filter(tickets::requester_id.eq(requester.as_uuid()));
         }
-        query.first(conn).await.optional()
+        query
+            .first::<(Self, String)>(conn)
+            .await
+            .optional()?
+            .map(|(row, email)| row.into_domain(&email))
+            .transpose()
     }
 
     /// Like [`TicketRow::find`], and locks the row (and its requester's, which the open-ticket
@@ -104,14 +131,14 @@ impl TicketRow {
         account_id: AccountId,
         requester: Option<UserId>,
         id: TicketId,
-    ) -> QueryResult<Option<(Self, String)>> {
+    ) -> AppResult<Option<Ticket>> {
         // Locking clauses cannot be boxed: one statement per shape.
         let candidates = tickets::table
             .inner_join(users::table.on(users::id.eq(tickets::requester_id)))
             .filter(tickets::account_id.eq(account_id.as_uuid()))
             .filter(tickets::id.eq(id.as_uuid()))
             .filter(tickets::deleted_at.is_null());
-        match requester {
+        let found: Option<(Self, String)> = match requester {
             Some(requester) => {
                 candidates
                     .filter(tickets::requester_id.eq(requester.as_uuid()))
@@ -128,37 +155,34 @@ impl TicketRow {
                     .await
             }
         }
-        .optional()
+        .optional()?;
+        found
+            .map(|(row, email)| row.into_domain(&email))
+            .transpose()
     }
 
-    /// Applies `changes` to the (locked) ticket, bumping its version.
+    /// Applies `changes` to the (locked) `ticket`, bumping its version: the ticket as stored.
     pub async fn apply(
         conn: &mut AsyncPgConnection,
-        id: Uuid,
+        ticket: &Ticket,
         changes: &TicketChangeset,
-    ) -> QueryResult<Self> {
-        diesel::update(tickets::table.find(id))
+    ) -> AppResult<Ticket> {
+        diesel::update(tickets::table.find(ticket.id.as_uuid()))
             .set((
                 changes,
                 tickets::version.eq(tickets::version + 1),
                 tickets::updated_at.eq(diesel::dsl::now),
             ))
             .returning(Self::as_returning())
-            .get_result(conn)
-            .await
+            .get_result::<Self>(conn)
+            .await?
+            .into_domain(ticket.requester_email.as_str())
     }
 
     /// Bumps the version and update time only: something about the ticket changed that is not
     /// a column of it (a comment).
-    pub async fn touch(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Self> {
-        diesel::update(tickets::table.find(id))
-            .set((
-                tickets::version.eq(tickets::version + 1),
-                tickets::updated_at.eq(diesel::dsl::now),
-            ))
-            .returning(Self::as_returning())
-            .get_result(conn)
-            .await
+    pub async fn touch(conn: &mut AsyncPgConnection, ticket: &Ticket) -> AppResult<Ticket> {
+        Self::apply(conn, ticket, &TicketChangeset::default()).await
     }
 
     /// How many open (not solved, not closed) tickets `requester` has.
@@ -292,31 +316,20 @@ impl TicketRow {
         filter: &TicketFilter,
         after: Option<PageCursor>,
         limit: i64,
-    ) -> QueryResult<Vec<(Self, String)>> {
-        let mut rows: Vec<(Self, String)> =
-            Self::list_query(account_id, requester, filter, after, limit)
-                .inner_join(users::table.on(users::id.eq(tickets::requester_id)))
-                .select((Self::as_select(), users::email))
-                .load(conn)
-                .await?;
+    ) -> AppResult<Vec<Ticket>> {
         // The join keeps the order of the boxed query; nothing to re-sort.
-        rows.shrink_to_fit();
-        Ok(rows)
-    }
-
-    /// The position of this row in a list ordered by `field`.
-    pub fn position(&self, field: TicketOrderField) -> PageCursor {
-        PageCursor {
-            at: match field {
-                TicketOrderField::Created => self.created_at,
-                TicketOrderField::Updated => self.updated_at,
-            },
-            id: self.id,
-        }
+        Self::list_query(account_id, requester, filter, after, limit)
+            .inner_join(users::table.on(users::id.eq(tickets::requester_id)))
+            .select((Self::as_select(), users::email))
+            .load::<(Self, String)>(conn)
+            .await?
+            .into_iter()
+            .map(|(row, email)| row.into_domain(&email))
+            .collect()
     }
 
     /// The domain view of this row, given its requester's email.
-    pub fn into_domain(self, requester_email: &str) -> AppResult<Ticket> {
+    fn into_domain(self, requester_email: &str) -> AppResult<Ticket> {
         Ok(Ticket {
             id: TicketId::from_uuid(self.id),
             account_id: AccountId::from_uuid(self.account_id),
