@@ -525,6 +525,143 @@ mod tests {
         assert!(TicketStatus::parse("archived").is_err());
     }
 
+    fn ticket(status: TicketStatus, assignee: Option<UserId>) -> Ticket {
+        Ticket {
+            id: TicketId::generate(),
+            account_id: AccountId::generate(),
+            subject: TicketSubject::parse("Printer on fire").unwrap(),
+            description: TicketDescription::parse("Smoke everywhere").unwrap(),
+            priority: TicketPriority::Normal,
+            status,
+            requester_id: UserId::generate(),
+            requester_email: Email::parse("jane@example.com").unwrap(),
+            assignee_id: assignee,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn an_edit_that_changes_nothing_writes_nothing() {
+        let current = ticket(TicketStatus::Open, None);
+        let decision = current
+            .apply(&TicketChange::Edit {
+                subject: Some(current.subject.clone()),
+                description: None,
+                priority: Some(TicketPriority::Normal),
+            })
+            .unwrap();
+        assert!(!decision.writes());
+        assert_eq!(decision.after, current);
+    }
+
+    #[test]
+    fn an_edit_records_the_old_and_new_value_of_each_changed_field() {
+        let current = ticket(TicketStatus::Open, None);
+        let decision = current
+            .apply(&TicketChange::Edit {
+                subject: None,
+                description: None,
+                priority: Some(TicketPriority::Urgent),
+            })
+            .unwrap();
+        assert_eq!(decision.after.priority, TicketPriority::Urgent);
+        assert_eq!(
+            decision.changes.into_iter().collect::<Vec<_>>(),
+            [(
+                "priority".to_owned(),
+                FieldChange {
+                    old: Some("normal".to_owned()),
+                    new: Some("urgent".to_owned())
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn assigning_a_new_ticket_opens_it_and_names_the_assignee_to_check() {
+        let agent = UserId::generate();
+        let decision = ticket(TicketStatus::New, None)
+            .apply(&TicketChange::Assign(Some(agent)))
+            .unwrap();
+        assert_eq!(decision.after.status, TicketStatus::Open);
+        assert_eq!(decision.after.assignee_id, Some(agent));
+        assert_eq!(decision.assignee_to_check, Some(agent));
+        assert_eq!(
+            decision.changes.keys().collect::<Vec<_>>(),
+            ["assignee_id", "status"]
+        );
+    }
+
+    #[test]
+    fn a_closed_ticket_refuses_every_change_but_deletion() {
+        let closed = ticket(TicketStatus::Closed, Some(UserId::generate()));
+        for change in [
+            TicketChange::Edit {
+                subject: None,
+                description: None,
+                priority: Some(TicketPriority::High),
+            },
+            TicketChange::Assign(None),
+            TicketChange::Comment {
+                comment_id: "c".to_owned(),
+                public: true,
+            },
+            TicketChange::Transition(TicketTransition::Reopen),
+        ] {
+            assert!(closed.apply(&change).is_err(), "{change:?} accepted");
+        }
+        assert!(closed.apply(&TicketChange::Delete).unwrap().deletes);
+    }
+
+    #[test]
+    fn only_an_assigned_ticket_is_resolved_and_reopening_counts_against_the_limit() {
+        assert_eq!(
+            ticket(TicketStatus::Open, None)
+                .apply(&TicketChange::Transition(TicketTransition::Resolve)),
+            Err(RuleViolation::Unassigned)
+        );
+        let reopened = ticket(TicketStatus::Solved, Some(UserId::generate()))
+            .apply(&TicketChange::Transition(TicketTransition::Reopen))
+            .unwrap();
+        assert!(reopened.reopens);
+        assert_eq!(reopened.after.status, TicketStatus::Open);
+    }
+
+    fn any_status() -> impl Strategy<Value = TicketStatus> {
+        proptest::sample::select(TicketStatus::ALL.to_vec())
+    }
+
+    fn any_transition() -> impl Strategy<Value = TicketTransition> {
+        proptest::sample::select(vec![
+            TicketTransition::Resolve,
+            TicketTransition::Reopen,
+            TicketTransition::Close,
+        ])
+    }
+
+    proptest! {
+        #[test]
+        fn a_transition_applies_exactly_from_the_statuses_it_allows(
+            status in any_status(),
+            transition in any_transition(),
+            assigned in any::<bool>(),
+        ) {
+            let current = ticket(status, assigned.then(UserId::generate));
+            let applies = transition.allowed_from().contains(&status)
+                && (assigned || transition != TicketTransition::Resolve);
+            match current.apply(&TicketChange::Transition(transition)) {
+                Ok(decision) => {
+                    prop_assert!(applies);
+                    prop_assert_eq!(decision.after.status, transition.target());
+                    prop_assert_eq!(decision.action, transition.action());
+                }
+                Err(_) => prop_assert!(!applies),
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn any_accepted_subject_is_within_bounds(raw in "\\PC{0,300}") {
