@@ -17,6 +17,7 @@ use std::sync::LazyLock;
 
 use prost_reflect::{DescriptorPool, MethodDescriptor, Value};
 
+use crate::domain::Role;
 use crate::proto;
 
 /// The package whose services are the API.
@@ -93,6 +94,8 @@ pub struct Method {
     pub quota: Quota,
     pub idempotency: Idempotency,
     pub http_success: HttpSuccess,
+    /// The least role an authenticated caller needs; `None` for public RPCs.
+    pub role: Option<Role>,
 }
 
 /// Every RPC the server answers, by path.
@@ -170,6 +173,7 @@ impl MethodTable {
                         quota: Quota::Exempt,
                         idempotency: Idempotency::Ignored,
                         http_success: HttpSuccess::Ok,
+                        role: None,
                     };
                     by_path.insert(infrastructure.path.clone(), infrastructure);
                 }
@@ -262,6 +266,22 @@ fn declared(
         3 => HttpSuccess::NoContent,
         other => return Err(format!("http_success is {}", unknown(other))),
     };
+    let role = match field("role") {
+        0 => None,
+        1 => Some(Role::Customer),
+        2 => Some(Role::Agent),
+        3 => Some(Role::Admin),
+        other => return Err(format!("role is {}", unknown(other))),
+    };
+    match (access, role) {
+        (Access::Public, None) | (Access::Authenticated, Some(_)) => {}
+        (Access::Public, Some(_)) => {
+            return Err("a public RPC has no caller: it cannot require a role".to_owned());
+        }
+        (Access::Authenticated, None) => {
+            return Err("role is unspecified: name the least role a caller needs".to_owned());
+        }
+    }
     match (access, quota) {
         (Access::Public, Quota::Public | Quota::Login)
         | (Access::Authenticated, Quota::Read | Quota::Write) => {}
@@ -283,6 +303,7 @@ fn declared(
         quota,
         idempotency,
         http_success,
+        role,
     })
 }
 
@@ -353,10 +374,14 @@ mod tests {
                 HttpSuccess::Created
             )
         );
+        assert_eq!(create.role, Some(Role::Admin));
         let login = table()
             .lookup("/supportdesk.v1.AuthService/Login")
             .expect("Login");
-        assert_eq!((login.access, login.quota), (Access::Public, Quota::Login));
+        assert_eq!(
+            (login.access, login.quota, login.role),
+            (Access::Public, Quota::Login, None)
+        );
         assert!(
             table()
                 .lookup("/supportdesk.v1.AuthService/LoginAll")

@@ -34,7 +34,6 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
         request: Request<v1::CreateApiKeyRequest>,
     ) -> Result<Response<v1::CreateApiKeyResponse>, Status> {
         let (caller, budget) = request_context(&request)?;
-        caller.require(Role::Admin)?;
         // Declared IDEMPOTENCY_REQUIRED: a retry without a key would leave a second live
         // credential behind.
         let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
@@ -82,7 +81,6 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
         request: Request<v1::ListApiKeysRequest>,
     ) -> Result<Response<v1::ListApiKeysResponse>, Status> {
         let (caller, budget) = request_context(&request)?;
-        caller.require(Role::Admin)?;
         let message = request.get_ref();
         let (page_size, after) = page_request(message.page_size, &message.page_token, LIST)?;
         let page = self.keys.list(&caller, page_size, after, budget).await?;
@@ -97,7 +95,6 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
         request: Request<v1::RevokeApiKeyRequest>,
     ) -> Result<Response<v1::ApiKey>, Status> {
         let (caller, budget) = request_context(&request)?;
-        caller.require(Role::Admin)?;
         let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
         let id = ApiKeyId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;

@@ -2,7 +2,8 @@
 //! table says `ACCESS_PUBLIC` (signing up, logging in; health and reflection as
 //! infrastructure); a path the table does not know needs one too. The caller is established by
 //! [`Authenticator`] and handed to handlers as a [`Caller`] request extension, never as raw
-//! metadata.
+//! metadata. A caller below the RPC's declared least `role` is PERMISSION_DENIED here, before the
+//! request is decoded or validated: each role rule is written once, beside its RPC.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -76,7 +77,17 @@ where
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .map(|value| value.to_str().unwrap_or_default().to_owned());
-            match authenticator.authenticate(authorization.as_deref()).await {
+            let least_role = declared_method(&request).and_then(|method| method.role);
+            let authorized = authenticator
+                .authenticate(authorization.as_deref())
+                .await
+                .and_then(|caller| {
+                    if let Some(role) = least_role {
+                        caller.require(role)?;
+                    }
+                    Ok(caller)
+                });
+            match authorized {
                 Ok(caller) => {
                     request.extensions_mut().insert(caller);
                     inner.call(request).await

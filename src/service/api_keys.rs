@@ -31,7 +31,6 @@ impl ApiKeys {
         budget: Duration,
         idempotent: Option<&Idempotent<'_, domain::ApiKey>>,
     ) -> AppResult<(Outcome<domain::ApiKey>, ApiKeySecret)> {
-        caller.require(Role::Admin)?;
         let creator = caller.require_user()?;
         let secret = ApiKeySecret::generate();
         let outcome = in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
@@ -58,7 +57,6 @@ impl ApiKeys {
         after: Option<PageCursor>,
         budget: Duration,
     ) -> AppResult<Page<domain::ApiKey>> {
-        caller.require(Role::Admin)?;
         let rows = in_transaction!(&self.pool, budget, |conn| {
             Ok::<_, AppError>(
                 ApiKey::list_for_account(
@@ -85,7 +83,6 @@ impl ApiKeys {
         budget: Duration,
         idempotent: Option<&Idempotent<'_, domain::ApiKey>>,
     ) -> AppResult<Outcome<domain::ApiKey>> {
-        caller.require(Role::Admin)?;
         in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
             ApiKey::revoke(conn, caller.account_id.as_uuid(), id.as_uuid())
                 .await?

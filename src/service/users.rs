@@ -63,7 +63,6 @@ impl Users {
             role,
             password,
         } = request;
-        caller.require(Role::Admin)?;
         let password_hash = self.hasher.hash(&password).await?;
         in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
             let account_id = caller.account_id.as_uuid();
@@ -143,7 +142,6 @@ impl Users {
         after: Option<PageCursor>,
         budget: Duration,
     ) -> AppResult<Page<domain::User>> {
-        caller.require(Role::Agent)?;
         let rows = in_transaction!(&self.pool, budget, |conn| {
             Ok::<_, AppError>(
                 User::list_for_account(
@@ -172,7 +170,6 @@ impl Users {
         budget: Duration,
         idempotent: Option<&Idempotent<'_, domain::User>>,
     ) -> AppResult<Outcome<domain::User>> {
-        caller.require(Role::Admin)?;
         let demotes = changes.role.is_some_and(|role| role != Role::Admin);
         let deactivates = changes.active == Some(false);
         if caller.user_id() == Some(id) && (demotes || deactivates) {

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 
+use supportdesk::domain::Role;
 use supportdesk::methods::{Access, Idempotency, Method, MethodTable, Quota};
+use supportdesk::proto::v1;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -133,6 +135,34 @@ async fn only_rpcs_that_require_an_idempotency_key_refuse_a_call_without_one() {
             method.path,
             method.idempotency
         );
+    }
+}
+
+#[tokio::test]
+async fn a_caller_below_the_declared_role_is_refused_before_the_request_is_read() {
+    let app = TestApp::spawn().await;
+    let channel = channel_to(&app).await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    for (caller, role) in [(&customer, Role::Customer), (&agent, Role::Agent)] {
+        for method in table().api_methods() {
+            let Some(least) = method.role else { continue };
+            let refused =
+                match call_with_empty_message(&channel, method, Some(&caller.access_token)).await {
+                    Ok(_) => false,
+                    Err(status) => {
+                        status.code() == Code::PermissionDenied
+                            && error_reason(&status) == "ROLE_REQUIRED"
+                    }
+                };
+            assert_eq!(
+                refused,
+                role < least,
+                "{} declares {least:?}; a {role:?} was {}",
+                method.path,
+                if refused { "refused" } else { "let through" }
+            );
+        }
     }
 }
 
