@@ -1,14 +1,17 @@
-//! The command line: `serve` (the default), `migrate`, `seed-demo` and `descriptor`.
+//! The command line: `serve` (the default), `migrate`, `seed-demo`, `create-account` and
+//! `descriptor` for operators, and two clients of a running service for scripts (the local run
+//! command, container health checks): `healthcheck` and `login`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::configuration::Settings;
 use crate::startup::{Application, shutdown_signal};
 use crate::telemetry::{get_subscriber, init_subscriber};
-use crate::{db, proto, seed};
+use crate::{client, db, proto, seed};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,7 +33,12 @@ pub enum Command {
     /// Serve gRPC on GRPC_LISTEN_ADDR until SIGTERM or SIGINT (the default).
     Serve,
     /// Apply pending database migrations, then exit.
-    Migrate,
+    Migrate {
+        /// First create DATABASE_URL's database when the server does not have it (connecting to
+        /// the server's `postgres` database as the same user).
+        #[arg(long)]
+        create_database: bool,
+    },
     /// Create the demo account (slug `demo`, admin admin@demo.example / supportdesk-demo) if it
     /// is missing and print its id.
     SeedDemo {
@@ -61,21 +69,76 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Ask a running service's `grpc.health.v1.Health/Check`; exit 0 when it answers SERVING,
+    /// else 1 with what it answered. Needs no settings.
+    Healthcheck {
+        /// The service's gRPC address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        /// The service to ask about (`supportdesk.v1.TicketService`, ...); empty: the whole server.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// Keep asking, every 200 ms, for up to this many seconds before giving up.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// Log in to a running service (AuthService/Login) and print the access token. The password
+    /// is read from SUPPORTDESK_PASSWORD, or else from the first line of standard input. Needs
+    /// no settings.
+    Login {
+        /// The service's gRPC address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        /// The account's slug.
+        #[arg(long)]
+        account: String,
+        /// The user's email address.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 /// Runs the command; configuration and start-up errors end the process with code 1 and a
 /// message naming the problem.
 pub fn run(cli: Cli) -> ExitCode {
-    let command = cli.command.unwrap_or(Command::Serve);
-    if let Command::Descriptor { out } = &command {
-        return match std::fs::write(out, proto::FILE_DESCRIPTOR_SET) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("supportdesk: cannot write {}: {error}", out.display());
-                ExitCode::FAILURE
-            }
-        };
-    }
+    let command = match cli.command.unwrap_or(Command::Serve) {
+        Command::Descriptor { out } => {
+            return match std::fs::write(&out, proto::FILE_DESCRIPTOR_SET) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("supportdesk: cannot write {}: {error}", out.display());
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Healthcheck {
+            addr,
+            service,
+            wait,
+        } => {
+            return as_client(client::healthcheck(
+                &addr,
+                service,
+                Duration::from_secs(wait),
+            ));
+        }
+        Command::Login {
+            addr,
+            account,
+            email,
+        } => {
+            return as_client(async move {
+                let password = secret_input("SUPPORTDESK_PASSWORD", "the password")?;
+                let token = client::login(&addr, account, email, password).await?;
+                println!("{token}");
+                Ok(())
+            });
+        }
+        command @ (Command::Serve
+        | Command::Migrate { .. }
+        | Command::SeedDemo { .. }
+        | Command::CreateAccount { .. }) => command,
+    };
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(error) => {
@@ -114,7 +177,10 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             let application = Application::build(settings).await?;
             application.run_until_stopped(shutdown_signal()).await
         }
-        Command::Migrate => {
+        Command::Migrate { create_database } => {
+            if create_database && db::create_database_if_missing(&settings.database.url).await? {
+                tracing::info!("database created");
+            }
             let applied = db::run_migrations(settings.database.url.clone()).await?;
             tracing::info!(count = applied.len(), ?applied, "migrations applied");
             Ok(())
@@ -135,7 +201,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             admin_email,
             admin_name,
         } => {
-            let password = admin_password()?;
+            let password = secret_input("SUPPORTDESK_ADMIN_PASSWORD", "the admin's password")?;
             let pool = db::build_pool(&settings.database);
             let (account, admin) = seed::create_account(
                 &pool,
@@ -152,22 +218,40 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("{}", account.id);
             Ok(())
         }
-        Command::Descriptor { .. } => unreachable!("handled before settings are loaded"),
+        Command::Descriptor { .. } | Command::Healthcheck { .. } | Command::Login { .. } => {
+            unreachable!("handled before settings are loaded")
+        }
     }
 }
 
-/// The new admin's password: from SUPPORTDESK_ADMIN_PASSWORD, or the first line of stdin (so
+/// Runs a client command on a small runtime; its error is printed and exits 1.
+fn as_client(work: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(work));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("supportdesk: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A secret from the environment variable `variable`, or the first line of standard input (so
 /// that it never appears in the process list or shell history).
-fn admin_password() -> anyhow::Result<String> {
-    if let Ok(password) = std::env::var("SUPPORTDESK_ADMIN_PASSWORD") {
-        return Ok(password);
+fn secret_input(variable: &str, what: &str) -> anyhow::Result<String> {
+    if let Ok(secret) = std::env::var(variable) {
+        return Ok(secret);
     }
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
-    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    let secret = line.trim_end_matches(['\n', '\r']).to_owned();
     anyhow::ensure!(
-        !password.is_empty(),
-        "give the admin's password in SUPPORTDESK_ADMIN_PASSWORD or on standard input"
+        !secret.is_empty(),
+        "give {what} in {variable} or on standard input"
     );
-    Ok(password)
+    Ok(secret)
 }

@@ -122,7 +122,8 @@ pub async fn seed_demo_account(pool: &PgPool) -> anyhow::Result<domain::AccountI
 
 /// Fills the demo account up to `count` tickets of varied status, priority, requester and age
 /// (for trying out listing and filtering), in one statement. Generated tickets have no audit
-/// records: they were never created through the API.
+/// records: they were never created through the API. The tables are analyzed afterwards, so the
+/// first list query is planned for the rows that are there.
 pub async fn seed_demo_tickets(
     pool: &PgPool,
     account_id: domain::AccountId,
@@ -163,5 +164,12 @@ pub async fn seed_demo_tickets(
     .bind::<BigInt, _>(i64::from(count))
     .execute(&mut conn)
     .await?;
+    // Without fresh statistics the planner takes the new rows for an empty table and hash-joins
+    // and sorts all of them for every page until autovacuum gets round to it.
+    if inserted > 0 {
+        diesel::sql_query("ANALYZE tickets, users")
+            .execute(&mut conn)
+            .await?;
+    }
     Ok(u64::try_from(inserted).unwrap_or(0))
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shared functions of the deploy/local scripts (setup, test, run): messages, apt installs, and
-# finding PostgreSQL and Redis (the caller's, the usual local ones, or throwaway instances that
+# process supervision: finding PostgreSQL and Redis (the caller's, the usual local ones, or throwaway instances that
 # these scripts start under .tools/run/ and stop again). Sourced, never run: it does nothing by
 # itself. ensure_postgres and ensure_redis must run in the calling shell (not in $(...)), so
 # that their exports and the record of throwaway instances stay in it.
@@ -16,6 +16,9 @@ SD_APT_UPDATED=0
 # sd_stop_throwaway_services.
 SD_PG_INSTANCE=""
 SD_REDIS_INSTANCE=""
+# The ports of the local servers sd_local_postgres and sd_local_redis found or started.
+SD_PG_PORT=""
+SD_REDIS_PORT=""
 
 : "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
 export HOME
@@ -68,15 +71,12 @@ sd_port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# A TCP port free on 127.0.0.1 (never 5432 or 6379).
+# A TCP port nothing listens on at 127.0.0.1 (never 5432 or 6379), for a throwaway server. The
+# server itself fails to start should another take the port first.
 sd_free_port() {
-  local python=python3 port
-  [[ -x $SD_TOOLS/venv/bin/python ]] && python=$SD_TOOLS/venv/bin/python
-  for _ in 1 2 3 4 5; do
-    port=$("$python" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])') || sd_die "cannot pick a free port (python3 failed)"
+  local port
+  for _ in {1..50}; do
+    port=$((20000 + RANDOM % 30000))
     if [[ $port != 5432 && $port != 6379 ]] && ! sd_port_in_use "$port"; then
       printf '%s\n' "$port"
       return 0
@@ -199,7 +199,7 @@ EOF
     tail -n 20 "$dir/postgres.log" >&2 || true
     sd_die "the throwaway PostgreSQL on 127.0.0.1:$port does not answer after ${SD_WAIT_SECONDS}s"
   fi
-  export SUPPORTDESK_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  SD_PG_PORT=$port
 }
 
 sd_stop_postgres_instance() {
@@ -216,20 +216,26 @@ sd_stop_postgres_instance() {
   rm -rf "$dir"
 }
 
-# Exports SUPPORTDESK_TEST_DATABASE_URL: an admin URL (database `postgres`) of a server where we
-# may CREATE DATABASE. The caller's value wins; then the usual server on 127.0.0.1:5432 (unless
-# SUPPORTDESK_THROWAWAY_SERVICES=1); then a throwaway instance.
-ensure_postgres() {
-  if [[ -n ${SUPPORTDESK_TEST_DATABASE_URL:-} ]]; then
-    export SUPPORTDESK_TEST_DATABASE_URL
-    return 0
-  fi
+# Sets SD_PG_PORT to a PostgreSQL on 127.0.0.1 that lets user postgres in without a password
+# (and so may CREATE DATABASE): the usual one on 5432 (unless SUPPORTDESK_THROWAWAY_SERVICES=1),
+# else a throwaway instance.
+sd_local_postgres() {
   if [[ ${SUPPORTDESK_THROWAWAY_SERVICES:-} != 1 ]] && sd_pg_answers 127.0.0.1 5432; then
-    export SUPPORTDESK_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
+    SD_PG_PORT=5432
     return 0
   fi
   sd_reap_stale_instances
   sd_start_throwaway_postgres
+}
+
+# Exports SUPPORTDESK_TEST_DATABASE_URL, an admin URL (database `postgres`) of a server where
+# tests may CREATE DATABASE: the caller's value, else sd_local_postgres's server.
+ensure_postgres() {
+  if [[ -z ${SUPPORTDESK_TEST_DATABASE_URL:-} ]]; then
+    sd_local_postgres
+    SUPPORTDESK_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$SD_PG_PORT/postgres"
+  fi
+  export SUPPORTDESK_TEST_DATABASE_URL
 }
 
 # --- Redis -------------------------------------------------------------------------------------
@@ -264,7 +270,7 @@ sd_start_throwaway_redis() {
     tail -n 20 "$dir/redis.log" >&2 || true
     sd_die "the throwaway Redis on 127.0.0.1:$port does not answer after ${SD_WAIT_SECONDS}s (log: $dir/redis.log)"
   fi
-  export SUPPORTDESK_TEST_REDIS_URL="redis://127.0.0.1:$port"
+  SD_REDIS_PORT=$port
 }
 
 sd_stop_redis_instance() {
@@ -289,19 +295,24 @@ sd_pid_is() {
   [[ $1 =~ ^[0-9]+$ && -r /proc/$1/comm && $(<"/proc/$1/comm") == "$2" ]]
 }
 
-# Exports SUPPORTDESK_TEST_REDIS_URL: the caller's value, else the usual server on
-# 127.0.0.1:6379 (unless SUPPORTDESK_THROWAWAY_SERVICES=1), else a throwaway instance.
-ensure_redis() {
-  if [[ -n ${SUPPORTDESK_TEST_REDIS_URL:-} ]]; then
-    export SUPPORTDESK_TEST_REDIS_URL
-    return 0
-  fi
+# Sets SD_REDIS_PORT to a Redis on 127.0.0.1: the usual one on 6379 (unless
+# SUPPORTDESK_THROWAWAY_SERVICES=1), else a throwaway instance.
+sd_local_redis() {
   if [[ ${SUPPORTDESK_THROWAWAY_SERVICES:-} != 1 ]] && sd_redis_answers 127.0.0.1 6379; then
-    export SUPPORTDESK_TEST_REDIS_URL="redis://127.0.0.1:6379"
+    SD_REDIS_PORT=6379
     return 0
   fi
   sd_reap_stale_instances
   sd_start_throwaway_redis
+}
+
+# Exports SUPPORTDESK_TEST_REDIS_URL: the caller's value, else sd_local_redis's server.
+ensure_redis() {
+  if [[ -z ${SUPPORTDESK_TEST_REDIS_URL:-} ]]; then
+    sd_local_redis
+    SUPPORTDESK_TEST_REDIS_URL="redis://127.0.0.1:$SD_REDIS_PORT"
+  fi
+  export SUPPORTDESK_TEST_REDIS_URL
 }
 
 # --- clean-up ----------------------------------------------------------------------------------

@@ -57,6 +57,55 @@ pub async fn run_migrations(database_url: SecretString) -> anyhow::Result<Vec<St
     .context("the migration thread panicked")?
 }
 
+/// Creates the database `database_url` names when it does not exist yet, connecting to the same
+/// server's `postgres` database to do so. Returns whether it created it. A concurrent creation
+/// of the same database counts as existing.
+pub async fn create_database_if_missing(database_url: &SecretString) -> anyhow::Result<bool> {
+    let mut url = url::Url::parse(database_url.expose_secret())
+        .map_err(|error| anyhow::anyhow!("DATABASE_URL is not a URL: {error}"))?;
+    let name = percent_encoding::percent_decode_str(url.path().trim_start_matches('/'))
+        .decode_utf8()
+        .context("DATABASE_URL's database name is not UTF-8")?
+        .into_owned();
+    anyhow::ensure!(
+        !name.is_empty() && !name.contains('/'),
+        "DATABASE_URL names no database (its path should be /NAME)"
+    );
+    url.set_path("/postgres");
+    let mut server = <AsyncPgConnection as diesel_async::AsyncConnection>::establish(url.as_str())
+        .await
+        .context("cannot connect to the `postgres` database of DATABASE_URL's server")?;
+    #[derive(diesel::QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    let found: Found =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(&name)
+            .get_result(&mut server)
+            .await
+            .context("cannot list the server's databases")?;
+    if found.exists {
+        return Ok(false);
+    }
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    match diesel::sql_query(format!("CREATE DATABASE {quoted}"))
+        .execute(&mut server)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message().contains("already exists") =>
+        {
+            Ok(false)
+        }
+        Err(error) => {
+            Err(anyhow::anyhow!(error).context(format!("cannot create database {quoted}")))
+        }
+    }
+}
+
 /// Runs `$body` in one transaction on a pooled connection from `$pool`, with the statements
 /// limited to `$budget` (what is left of the request's deadline); `$conn` names the connection
 /// inside. Evaluates to the body's `AppResult`. A macro, not a function: diesel-async takes the

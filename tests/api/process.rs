@@ -401,4 +401,26 @@ async fn seed_demo_makes_a_demo_login_and_can_generate_tickets_to_list() {
         }
     }
     assert_eq!(seen, 100, "a fifth of 500 generated tickets are open");
+
+    wait_until(
+        "seed-demo's own ANALYZE of tickets",
+        Duration::from_secs(5),
+        || async {
+            #[derive(diesel::QueryableByName)]
+            struct Analyzed {
+                #[diesel(sql_type = diesel::sql_types::Bool)]
+                analyzed: bool,
+            }
+            // last_analyze is set by ANALYZE itself, never by autovacuum (last_autoanalyze).
+            diesel::sql_query(
+                "SELECT last_analyze IS NOT NULL AS analyzed FROM pg_stat_user_tables \
+                 WHERE relname = 'tickets'",
+            )
+            .get_result::<Analyzed>(&mut app.database.connect().await)
+            .await
+            .unwrap()
+            .analyzed
+        },
+    )
+    .await;
 }
