@@ -186,7 +186,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SeedDemo { tickets } => {
-            let pool = db::build_pool(&settings.database);
+            let pool = db::build_pool(&settings.database, settings.server.request_timeout);
             let account_id = seed::seed_demo_account(&pool).await?;
             if tickets > 0 {
                 let added = seed::seed_demo_tickets(&pool, account_id, tickets).await?;
@@ -202,7 +202,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             admin_name,
         } => {
             let password = secret_input("SUPPORTDESK_ADMIN_PASSWORD", "the admin's password")?;
-            let pool = db::build_pool(&settings.database);
+            let pool = db::build_pool(&settings.database, settings.server.request_timeout);
             let (account, admin) = seed::create_account(
                 &pool,
                 seed::AccountInput {

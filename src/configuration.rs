@@ -41,8 +41,6 @@ pub struct RedisSettings {
     pub url: SecretString,
     /// `REDIS_KEY_PREFIX`: prepended to every key, so instances (and tests) can share a server.
     pub key_prefix: String,
-    /// `REDIS_POOL_SIZE`
-    pub pool_size: u32,
     /// `REDIS_CONNECT_TIMEOUT_MS`
     pub connect_timeout: Duration,
 }
@@ -263,7 +261,6 @@ impl Settings {
             redis: RedisSettings {
                 url: reader.secret_url("REDIS_URL", &["redis", "rediss"]),
                 key_prefix: reader.parsed("REDIS_KEY_PREFIX", "supportdesk:".to_owned()),
-                pool_size: reader.parsed("REDIS_POOL_SIZE", 10),
                 connect_timeout: reader.millis("REDIS_CONNECT_TIMEOUT_MS", 1_000),
             },
             server: ServerSettings {
@@ -348,7 +345,6 @@ impl Settings {
             },
         };
         reader.positive("DATABASE_POOL_SIZE", settings.database.pool_size);
-        reader.positive("REDIS_POOL_SIZE", settings.redis.pool_size);
         reader.positive(
             "MAX_CONCURRENT_STREAMS",
             settings.server.max_concurrent_streams,

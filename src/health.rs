@@ -10,7 +10,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::db::PgPool;
-use crate::redis_pool::RedisPool;
+use crate::redis_pool::Redis;
 
 /// Sets the overall status (`""`) and every API service's at once.
 #[derive(Clone)]
@@ -37,7 +37,7 @@ impl Health {
 pub struct DependencyProbe {
     pub health: Health,
     pub database: PgPool,
-    pub redis: RedisPool,
+    pub redis: Redis,
     pub interval: Duration,
     /// How long one probe may take before its dependency counts as down.
     pub timeout: Duration,
@@ -90,7 +90,7 @@ impl DependencyProbe {
         let probe = async {
             let mut connection = self.redis.get().await.ok()?;
             redis::cmd("PING")
-                .query_async::<String>(&mut *connection)
+                .query_async::<String>(&mut connection)
                 .await
                 .ok()
         };

@@ -14,7 +14,7 @@ use redis::Script;
 
 use crate::configuration::{RateLimitSettings, RateQuota};
 use crate::metrics::Metrics;
-use crate::redis_pool::{RedisBackoff, RedisKeys, RedisPool};
+use crate::redis_pool::{Redis, RedisBackoff, RedisKeys};
 
 const DECISION_TIMEOUT: Duration = Duration::from_millis(150);
 const BACKOFF: Duration = Duration::from_secs(2);
@@ -118,7 +118,7 @@ impl Subject {
 
 #[derive(Clone)]
 pub struct RateLimiter {
-    pool: RedisPool,
+    pool: Redis,
     keys: RedisKeys,
     settings: RateLimitSettings,
     backoff: RedisBackoff,
@@ -128,7 +128,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter counting its decisions in `metrics`.
     pub fn new(
-        pool: RedisPool,
+        pool: Redis,
         keys: RedisKeys,
         settings: RateLimitSettings,
         metrics: &Metrics,
@@ -187,7 +187,7 @@ impl RateLimiter {
                 .key(key)
                 .arg(u64::try_from(interval_ms).unwrap_or(u64::MAX))
                 .arg(quota.count)
-                .invoke_async(&mut *connection)
+                .invoke_async(&mut connection)
                 .await?;
             Ok::<_, crate::errors::AppError>(answer)
         };

@@ -34,7 +34,7 @@ use crate::proto::v1::auth_service_server::AuthServiceServer;
 use crate::proto::v1::ticket_service_server::TicketServiceServer;
 use crate::proto::v1::user_service_server::UserServiceServer;
 use crate::rate_limit::RateLimiter;
-use crate::redis_pool::{self, RedisKeys, RedisPool};
+use crate::redis_pool::{self, Redis, RedisKeys};
 use crate::service::{Accounts, ApiKeys, Authentication, TicketCache, TicketDesk, Users};
 
 pub struct Application {
@@ -42,7 +42,7 @@ pub struct Application {
     local_addr: SocketAddr,
     settings: Settings,
     database: PgPool,
-    redis: RedisPool,
+    redis: Redis,
     metrics_endpoint: Option<MetricsEndpoint>,
     methods: &'static MethodTable,
 }
@@ -51,7 +51,7 @@ impl Application {
     /// Creates the pools (connecting lazily) and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let methods = MethodTable::get().context("the method table cannot be read")?;
-        let database = db::build_pool(&settings.database);
+        let database = db::build_pool(&settings.database, settings.server.request_timeout);
         let redis = redis_pool::build_pool(&settings.redis)?;
         let listener = TcpListener::bind(settings.server.listen_addr)
             .await
@@ -273,7 +273,7 @@ struct Services {
 }
 
 impl Services {
-    fn build(settings: &Settings, database: &PgPool, redis: &RedisPool) -> Self {
+    fn build(settings: &Settings, database: &PgPool, redis: &Redis) -> Self {
         let tokens = TokenIssuer::new(&settings.auth.jwt_secret, settings.auth.access_token_ttl);
         let hasher = PasswordHasher::new();
         let sessions = SessionStore::new(

@@ -67,10 +67,10 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         &self,
         request: Request<v1::GetTicketRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let (caller, _) = request_context(&request)?;
         let id = TicketId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
-        let ticket = self.desk.get(&caller, id, budget).await?;
+        let ticket = self.desk.get(&caller, id).await?;
         Ok(Response::new(to_wire(ticket)))
     }
 
@@ -78,15 +78,12 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         &self,
         request: Request<v1::ListTicketsRequest>,
     ) -> Result<Response<v1::ListTicketsResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
         let filter = parse_filter(message)?;
         let list = format!("tickets:{}", filter.fingerprint());
         let (page_size, after) = page_request(message.page_size, &message.page_token, &list)?;
-        let page = self
-            .desk
-            .list(&caller, &filter, page_size, after, budget)
-            .await?;
+        let page = self.desk.list(&caller, &filter, page_size, after).await?;
         Ok(Response::new(v1::ListTicketsResponse {
             tickets: page.items.into_iter().map(to_wire).collect(),
             next_page_token: next_page_token(page.next, &list),

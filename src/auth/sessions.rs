@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{AccountId, SessionId, UserId};
 use crate::errors::{AppError, AppResult};
-use crate::redis_pool::{RedisKeys, RedisPool};
+use crate::redis_pool::{Redis, RedisKeys};
 
 /// A refresh token as handed to a client or presented by one. Never printed.
 pub struct RefreshToken(String);
@@ -123,13 +123,13 @@ static END_ALL_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(END_ALL))
 
 #[derive(Clone)]
 pub struct SessionStore {
-    pool: RedisPool,
+    pool: Redis,
     keys: RedisKeys,
     lifetime: Duration,
 }
 
 impl SessionStore {
-    pub fn new(pool: RedisPool, keys: RedisKeys, lifetime: Duration) -> Self {
+    pub fn new(pool: Redis, keys: RedisKeys, lifetime: Duration) -> Self {
         Self {
             pool,
             keys,
@@ -158,7 +158,7 @@ impl SessionStore {
             .arg(user_id.to_string())
             .arg(account_id.to_string())
             .arg(self.lifetime.as_secs())
-            .invoke_async::<i64>(&mut *connection)
+            .invoke_async::<i64>(&mut connection)
             .await?;
         Ok((session_id, token, self.expires_at()))
     }
@@ -173,7 +173,7 @@ impl SessionStore {
             .arg(self.keys.key("session:"))
             .arg(self.lifetime.as_secs())
             .arg(self.keys.key("user-sessions:"))
-            .invoke_async(&mut *connection)
+            .invoke_async(&mut connection)
             .await?;
         let owner = |answer: &[String]| -> AppResult<SessionOwner> {
             let corrupt = || AppError::internal(anyhow::anyhow!("malformed session record"));
@@ -209,7 +209,7 @@ impl SessionStore {
                 self.keys.key(&format!("user-sessions:{user_id}")),
                 session_id.to_string(),
             )
-            .query_async::<()>(&mut *connection)
+            .query_async::<()>(&mut connection)
             .await?;
         Ok(())
     }
@@ -220,7 +220,7 @@ impl SessionStore {
         let ended: u32 = END_ALL_SCRIPT
             .key(self.keys.key(&format!("user-sessions:{user_id}")))
             .arg(self.keys.key("session:"))
-            .invoke_async(&mut *connection)
+            .invoke_async(&mut connection)
             .await?;
         Ok(ended)
     }

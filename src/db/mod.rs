@@ -10,8 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use diesel::sql_types::Text;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -30,9 +32,31 @@ pub const MIGRATIONS_FINGERPRINT: &str = env!("MIGRATIONS_FINGERPRINT");
 
 /// A pool that connects lazily: the service starts (and reports NOT_SERVING) while PostgreSQL is
 /// down, and a request that cannot get a connection within `connect_timeout` fails fast.
-pub fn build_pool(settings: &DatabaseSettings) -> PgPool {
-    let manager =
-        AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.expose_secret());
+///
+/// A checkout costs no round trip (diesel-async's `Fast` recycling checks only that no
+/// transaction was left open; a dead connection fails its first query and is replaced). Every
+/// connection starts with `statement_timeout` at `longest_statement` (the longest request
+/// deadline), which bounds the single reads that run outside a transaction; transactions lower
+/// it to what is left of their request's deadline ([`limit_statements_to`]).
+pub fn build_pool(settings: &DatabaseSettings, longest_statement: Duration) -> PgPool {
+    let timeout_ms = longest_statement.as_millis().max(1);
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    config.recycling_method = RecyclingMethod::Fast;
+    config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        Box::pin(async move {
+            let mut connection = AsyncPgConnection::establish(&url).await?;
+            diesel::sql_query(format!("SET statement_timeout = {timeout_ms}"))
+                .execute(&mut connection)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(connection)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        settings.url.expose_secret(),
+        config,
+    );
     bb8::Pool::builder()
         .max_size(settings.pool_size)
         .connection_timeout(settings.connect_timeout)
@@ -72,7 +96,7 @@ pub async fn create_database_if_missing(database_url: &SecretString) -> anyhow::
         "DATABASE_URL names no database (its path should be /NAME)"
     );
     url.set_path("/postgres");
-    let mut server = <AsyncPgConnection as diesel_async::AsyncConnection>::establish(url.as_str())
+    let mut server = AsyncPgConnection::establish(url.as_str())
         .await
         .context("cannot connect to the `postgres` database of DATABASE_URL's server")?;
     #[derive(diesel::QueryableByName)]

@@ -23,7 +23,7 @@ use crate::domain::{
 };
 use crate::errors::AppResult;
 use crate::metrics::Metrics;
-use crate::redis_pool::{RedisBackoff, RedisKeys, RedisPool};
+use crate::redis_pool::{Redis, RedisBackoff, RedisKeys};
 
 /// How long the cache is left alone after Redis failed.
 const BACKOFF: Duration = Duration::from_secs(2);
@@ -126,7 +126,7 @@ pub enum Cached {
 
 #[derive(Clone)]
 pub struct TicketCache {
-    pool: RedisPool,
+    pool: Redis,
     keys: RedisKeys,
     ttl: Duration,
     backoff: RedisBackoff,
@@ -135,7 +135,7 @@ pub struct TicketCache {
 
 impl TicketCache {
     /// A cache counting its hits, misses and failures in `metrics`.
-    pub fn new(pool: RedisPool, keys: RedisKeys, ttl: Duration, metrics: &Metrics) -> Self {
+    pub fn new(pool: Redis, keys: RedisKeys, ttl: Duration, metrics: &Metrics) -> Self {
         Self {
             pool,
             keys,
@@ -240,7 +240,7 @@ impl TicketCache {
                 .arg(payload)
                 .arg(entry.version)
                 .arg(self.ttl.as_secs().max(1))
-                .invoke_async::<i64>(&mut *connection)
+                .invoke_async::<i64>(&mut connection)
                 .await?;
             Ok(())
         }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::ticket_cache::{Cached, TicketCache};
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
+use crate::db;
 use crate::db::PgPool;
 use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
@@ -217,7 +218,7 @@ impl TicketDesk {
     }
 
     /// One ticket, from the cache when it has it; a customer's view is limited to their own.
-    pub async fn get(&self, caller: &Caller, id: TicketId, budget: Duration) -> AppResult<Ticket> {
+    pub async fn get(&self, caller: &Caller, id: TicketId) -> AppResult<Ticket> {
         let visible = |ticket: Ticket| match caller.restricted_to_user() {
             Some(user) if ticket.requester_id != user => {
                 Err(AppError::not_found(Resource::Ticket, id))
@@ -229,11 +230,15 @@ impl TicketDesk {
             Cached::Deleted => return Err(AppError::not_found(Resource::Ticket, id)),
             Cached::Unknown => {}
         }
-        let ticket = in_transaction!(&self.pool, budget, |conn| {
-            TicketRow::find(conn, caller.account_id, None, id)
-                .await?
-                .ok_or_else(|| AppError::not_found(Resource::Ticket, id))
-        })?;
+        // One statement needs no transaction: it is bounded by the connection's statement_timeout.
+        let ticket = TicketRow::find(
+            &mut *db::connection(&self.pool).await?,
+            caller.account_id,
+            None,
+            id,
+        )
+        .await?
+        .ok_or_else(|| AppError::not_found(Resource::Ticket, id))?;
         self.cache.store(&ticket).await;
         visible(ticket)
     }
@@ -245,19 +250,16 @@ impl TicketDesk {
         filter: &TicketFilter,
         page_size: PageSize,
         after: Option<PageCursor>,
-        budget: Duration,
     ) -> AppResult<Page<Ticket>> {
-        let rows = in_transaction!(&self.pool, budget, |conn| {
-            TicketRow::list(
-                conn,
-                caller.account_id,
-                caller.restricted_to_user(),
-                filter,
-                after,
-                rows_to_fetch(page_size),
-            )
-            .await
-        })?;
+        let rows = TicketRow::list(
+            &mut *db::connection(&self.pool).await?,
+            caller.account_id,
+            caller.restricted_to_user(),
+            filter,
+            after,
+            rows_to_fetch(page_size),
+        )
+        .await?;
         let order = filter.order.field;
         Ok(paginate(rows, page_size, |ticket| ticket.position(order)))
     }
