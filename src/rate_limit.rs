@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use redis::Script;
 
+use crate::auth::principals::{LEASE_TTL, Lease};
 use crate::configuration::{RateLimitSettings, RateQuota};
 use crate::metrics::Metrics;
 use crate::redis_pool::{Redis, RedisBackoff, RedisKeys};
@@ -20,8 +21,18 @@ const DECISION_TIMEOUT: Duration = Duration::from_millis(150);
 const BACKOFF: Duration = Duration::from_secs(2);
 
 /// GCRA: KEYS[1] holds the theoretical arrival time (ms). ARGV: emission interval (ms), burst.
-/// Returns {allowed, remaining, retry_after_ms, reset_ms}.
+/// With KEYS[2], also reads that key in the same round trip, and when it is empty stores ARGV[3]
+/// there (NX, for ARGV[4] ms): a reader's lease ([`crate::auth::principals`]).
+/// Returns {allowed, remaining, retry_after_ms, reset_ms, value read or '', lease taken 0/1}.
 const GCRA: &str = r"
+local read = false
+local leased = 0
+if KEYS[2] then
+  read = redis.call('GET', KEYS[2])
+  if not read and redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then
+    leased = 1
+  end
+end
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
 local interval = tonumber(ARGV[1])
@@ -31,10 +42,10 @@ local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
 local new_tat = tat + interval
 if new_tat - tolerance > now then
-  return {0, 0, new_tat - tolerance - now, tat - now}
+  return {0, 0, new_tat - tolerance - now, tat - now, read or '', leased}
 end
 redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
-return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
+return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now, read or '', leased}
 ";
 
 static GCRA_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA));
@@ -102,6 +113,15 @@ impl Decision {
     }
 }
 
+/// What [`RateLimiter::admit`] read beside its decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Read {
+    /// The key's value; `None` when it was empty.
+    pub value: Option<String>,
+    /// Whether the lease was stored there (the key was empty).
+    pub took_lease: bool,
+}
+
 /// Who a quota belongs to: a user, an API key, an IP address, or a login name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subject(String);
@@ -118,7 +138,7 @@ impl Subject {
 
 #[derive(Clone)]
 pub struct RateLimiter {
-    pool: Redis,
+    redis: Redis,
     keys: RedisKeys,
     settings: RateLimitSettings,
     backoff: RedisBackoff,
@@ -128,7 +148,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter counting its decisions in `metrics`.
     pub fn new(
-        pool: Redis,
+        redis: Redis,
         keys: RedisKeys,
         settings: RateLimitSettings,
         metrics: &Metrics,
@@ -138,7 +158,7 @@ impl RateLimiter {
             .fail_open
             .store(settings.fail_open, std::sync::atomic::Ordering::Relaxed);
         Self {
-            pool,
+            redis,
             keys,
             settings,
             backoff: RedisBackoff::new(BACKOFF, counters.redis_failures.clone()),
@@ -161,6 +181,18 @@ impl RateLimiter {
 
     /// Counts one request of `subject` against `policy`.
     pub async fn check(&self, policy: Policy, subject: &Subject) -> Decision {
+        self.admit(policy, subject, None).await.0
+    }
+
+    /// Counts one request of `subject` against `policy` and, in the same round trip, reads
+    /// `also_read` (a key and the lease to store there when it is empty). The read is `None`
+    /// when Redis could not answer.
+    pub async fn admit(
+        &self,
+        policy: Policy,
+        subject: &Subject,
+        also_read: Option<(&str, &Lease)>,
+    ) -> (Decision, Option<Read>) {
         let quota = self.quota(policy);
         let undecided = || {
             self.metrics.rate_limit().undecided.increment();
@@ -175,36 +207,47 @@ impl RateLimiter {
             }
         };
         if self.backoff.resting() {
-            return undecided();
+            return (undecided(), None);
         }
         let interval_ms = (quota.window.as_millis() / u128::from(quota.count)).max(1);
         let key = self
             .keys
             .key(&format!("rl:{}:{}", policy.name(), subject.as_str()));
         let decide = async {
-            let mut connection = self.pool.get().await?;
-            let answer: Vec<i64> = GCRA_SCRIPT
-                .key(key)
+            let mut connection = self.redis.get().await?;
+            let mut invocation = GCRA_SCRIPT.key(key);
+            invocation
                 .arg(u64::try_from(interval_ms).unwrap_or(u64::MAX))
-                .arg(quota.count)
-                .invoke_async(&mut connection)
-                .await?;
+                .arg(quota.count);
+            if let Some((read_key, lease)) = also_read {
+                invocation
+                    .key(read_key)
+                    .arg(lease.value())
+                    .arg(u64::try_from(LEASE_TTL.as_millis()).unwrap_or(u64::MAX));
+            }
+            let answer: (i64, i64, i64, i64, String, i64) =
+                invocation.invoke_async(&mut connection).await?;
             Ok::<_, crate::errors::AppError>(answer)
         };
         match tokio::time::timeout(DECISION_TIMEOUT, decide).await {
-            Ok(Ok(answer)) if answer.len() == 4 => {
+            Ok(Ok((allowed, remaining, retry_after, reset, value, leased))) => {
                 let millis = |value: i64| Duration::from_millis(u64::try_from(value).unwrap_or(0));
-                let allowed = answer[0] == 1;
+                let allowed = allowed == 1;
                 self.metrics.rate_limit().decided(allowed);
-                Decision {
+                let decision = Decision {
                     allowed,
                     policy,
                     quota,
-                    remaining: u32::try_from(answer[1]).unwrap_or(0),
-                    retry_after: millis(answer[2]),
-                    reset: millis(answer[3]),
+                    remaining: u32::try_from(remaining).unwrap_or(0),
+                    retry_after: millis(retry_after),
+                    reset: millis(reset),
                     decided: true,
-                }
+                };
+                let read = also_read.map(|_| Read {
+                    value: (!value.is_empty()).then_some(value),
+                    took_lease: leased == 1,
+                });
+                (decision, read)
             }
             outcome => {
                 self.backoff.failed();
@@ -216,7 +259,7 @@ impl RateLimiter {
                     Ok(Ok(_)) => "a malformed answer".to_owned(),
                 };
                 tracing::warn!(%problem, fail_open, failures, "rate limiter: Redis cannot decide");
-                undecided()
+                (undecided(), None)
             }
         }
     }

@@ -14,6 +14,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::auth::principals::{ChangeWindow, PrincipalStates};
 use crate::api::accounts::AccountApi;
 use crate::api::api_keys::ApiKeyApi;
 use crate::api::auth::AuthApi;
@@ -282,6 +283,11 @@ impl Services {
             settings.auth.refresh_token_ttl,
         );
         let metrics = Metrics::default();
+        let principals = PrincipalStates::new(
+            redis.clone(),
+            RedisKeys::new(settings.redis.key_prefix.clone()),
+            ChangeWindow::for_requests_up_to(settings.server.request_timeout),
+        );
         let limiter = RateLimiter::new(
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
@@ -293,10 +299,10 @@ impl Services {
                 retention: settings.idempotency.retention,
                 wait: settings.idempotency.wait,
             },
-            authenticator: Authenticator::new(tokens.clone(), database.clone()),
+            authenticator: Authenticator::new(tokens.clone(), database.clone(), principals.clone()),
             limiter: limiter.clone(),
             accounts: Accounts::new(database.clone(), hasher.clone()),
-            api_keys: ApiKeys::new(database.clone()),
+            api_keys: ApiKeys::new(database.clone(), principals.clone()),
             authentication: Authentication::new(
                 database.clone(),
                 hasher.clone(),
@@ -314,7 +320,7 @@ impl Services {
                 ),
                 settings.tickets.max_open_per_requester,
             ),
-            users: Users::new(database.clone(), hasher, sessions),
+            users: Users::new(database.clone(), hasher, sessions, principals),
             metrics,
         }
     }

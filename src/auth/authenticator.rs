@@ -1,28 +1,80 @@
-//! Turns the `authorization` metadata into a [`Caller`]: a JWT access token for people, an API
-//! key for services. Both are checked against the database on every call, so a deactivated user,
-//! a changed role or a revoked key takes effect on the next request.
+//! Turns the `authorization` metadata into a [`Caller`], in two steps:
+//! 1. [`Authenticator::verify`]: the credential itself, CPU only (a JWT's signature and expiry,
+//!    an API key's form and hash), before any pool or network is touched;
+//! 2. [`Authenticator::resolve`]: whether the principal is still allowed in and with which role,
+//!    from the state the admission round trip read from Redis ([`super::principals`]), or from
+//!    PostgreSQL when Redis had none (then stored for the next call). A deactivated user, a
+//!    changed role or a revoked key therefore takes effect on the very next call.
 
-use diesel_async::AsyncPgConnection;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use super::{ApiKeySecret, Caller, Principal, TokenIssuer};
-use crate::db::models::{ApiKey, User};
+use super::principals::{KnownState, PrincipalKey, PrincipalState, PrincipalStates};
+use super::{AccessClaims, ApiKeySecret, Caller, Principal, TokenIssuer};
+use crate::db::models::{ApiKey, User, corrupt};
 use crate::db::{self, PgPool};
-use crate::domain::{Role, UserId};
+use crate::domain::{ApiKeyId, Role};
 use crate::errors::{AppError, AppResult};
+
+/// How often an API key's `last_used_at` is written, at most, per instance.
+const LAST_USE_PRECISION: Duration = Duration::from_secs(60);
+
+/// A credential whose form (and, for tokens, signature and expiry) has been checked.
+#[derive(Debug)]
+pub enum Credential {
+    AccessToken(AccessClaims),
+    ApiKey(ApiKeySecret),
+}
+
+impl Credential {
+    /// Whose state decides whether this credential still lets its holder in.
+    pub fn principal(&self) -> PrincipalKey {
+        match self {
+            Self::AccessToken(claims) => PrincipalKey::User(claims.user_id),
+            Self::ApiKey(secret) => PrincipalKey::ApiKey {
+                secret_hash: secret.hash(),
+            },
+        }
+    }
+
+    /// Who the rate limit counts: the user, or the key (by its hash, known before the key's id).
+    pub fn quota_subject(&self) -> crate::rate_limit::Subject {
+        match self {
+            Self::AccessToken(claims) => crate::rate_limit::Subject::new("user", claims.user_id),
+            Self::ApiKey(secret) => {
+                crate::rate_limit::Subject::new("key", hex::encode(secret.hash()))
+            }
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Authenticator {
     tokens: TokenIssuer,
     pool: PgPool,
+    states: PrincipalStates,
+    /// When each API key's use was last written to PostgreSQL by this instance.
+    last_use_written: Arc<Mutex<HashMap<ApiKeyId, Instant>>>,
 }
 
 impl Authenticator {
-    pub fn new(tokens: TokenIssuer, pool: PgPool) -> Self {
-        Self { tokens, pool }
+    pub fn new(tokens: TokenIssuer, pool: PgPool, states: PrincipalStates) -> Self {
+        Self {
+            tokens,
+            pool,
+            states,
+            last_use_written: Arc::default(),
+        }
     }
 
-    /// The caller named by `authorization` (`Bearer <access token or API key>`).
-    pub async fn authenticate(&self, authorization: Option<&str>) -> AppResult<Caller> {
+    pub fn states(&self) -> &PrincipalStates {
+        &self.states
+    }
+
+    /// The credential of `authorization` (`Bearer <access token or API key>`), checked without
+    /// any I/O.
+    pub fn verify(&self, authorization: Option<&str>) -> AppResult<Credential> {
         let Some(authorization) = authorization else {
             return Err(AppError::Unauthenticated {
                 reason: "MISSING_CREDENTIALS",
@@ -35,65 +87,158 @@ impl Authenticator {
                 reason: "INVALID_CREDENTIALS",
                 message: "authorization must be `Bearer <access token or API key>`".to_owned(),
             })?;
-        let mut conn = db::connection(&self.pool).await?;
         match ApiKeySecret::from_presented(credential) {
-            Some(secret) => authenticate_api_key(&mut conn, &secret).await,
-            None => self.authenticate_user(&mut conn, credential).await,
+            Some(secret) => Ok(Credential::ApiKey(secret)),
+            None => Ok(Credential::AccessToken(self.tokens.verify(credential)?)),
         }
     }
 
-    async fn authenticate_user(
-        &self,
-        conn: &mut AsyncPgConnection,
-        token: &str,
-    ) -> AppResult<Caller> {
-        let claims = self.tokens.verify(token)?;
-        let user =
-            User::find_in_account(conn, claims.account_id.as_uuid(), claims.user_id.as_uuid())
+    /// The caller `credential` stands for, as `known` (the admission round trip's read) or, when
+    /// that knew nothing, PostgreSQL says.
+    pub async fn resolve(&self, credential: &Credential, known: KnownState) -> AppResult<Caller> {
+        let state = match known {
+            KnownState::Stored(state) => state,
+            KnownState::Unknown { lease } => {
+                let state = self.read_state(credential).await?;
+                if let Some(lease) = lease {
+                    self.states
+                        .store(&credential.principal(), &lease, &state)
+                        .await;
+                }
+                state
+            }
+        };
+        let caller = caller_from(credential, state)?;
+        if let Principal::ApiKey { key_id, .. } = caller.principal {
+            self.note_use(key_id);
+        }
+        Ok(caller)
+    }
+
+    /// What PostgreSQL says of the credential's principal; refuses one it does not know.
+    async fn read_state(&self, credential: &Credential) -> AppResult<PrincipalState> {
+        let mut conn = db::connection(&self.pool).await?;
+        match credential {
+            Credential::AccessToken(claims) => {
+                let user = User::find_in_account(
+                    &mut conn,
+                    claims.account_id.as_uuid(),
+                    claims.user_id.as_uuid(),
+                )
                 .await?
-                .filter(|user| user.active)
-                .ok_or_else(|| AppError::Unauthenticated {
-                    reason: "USER_DEACTIVATED",
-                    message: "this user can no longer sign in".to_owned(),
-                })?;
-        Ok(Caller {
-            account_id: claims.account_id,
-            principal: Principal::User {
-                user_id: UserId::from_uuid(user.id),
-                // The role is read now, not from the token: a demotion applies at once.
-                role: Role::parse(&user.role)
-                    .map_err(|problem| crate::db::models::corrupt("users.role", problem))?,
-                session_id: claims.session_id,
-            },
-        })
+                .ok_or_else(user_deactivated)?;
+                Ok(PrincipalState::User {
+                    account_id: claims.account_id,
+                    role: Role::parse(&user.role)
+                        .map_err(|problem| corrupt("users.role", problem))?,
+                    active: user.active,
+                })
+            }
+            Credential::ApiKey(secret) => {
+                let key = ApiKey::find_by_secret_hash(&mut conn, &secret.hash())
+                    .await?
+                    .ok_or_else(|| AppError::Unauthenticated {
+                        reason: "INVALID_CREDENTIALS",
+                        message: "this API key is not valid".to_owned(),
+                    })?
+                    .into_domain()?;
+                Ok(PrincipalState::ApiKey {
+                    account_id: key.account_id,
+                    key_id: key.id,
+                    roles: key.roles,
+                    revoked: key.revoked_at.is_some(),
+                })
+            }
+        }
+    }
+
+    /// Writes the key's `last_used_at` in the background, at most once a minute per instance:
+    /// a use is not worth a database round trip on every call.
+    fn note_use(&self, key_id: ApiKeyId) {
+        let now = Instant::now();
+        {
+            let mut written = self
+                .last_use_written
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if written
+                .get(&key_id)
+                .is_some_and(|at| now.duration_since(*at) < LAST_USE_PRECISION)
+            {
+                return;
+            }
+            written.insert(key_id, now);
+        }
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let written = async {
+                let mut conn = db::connection(&pool).await?;
+                ApiKey::record_use(&mut conn, key_id.as_uuid()).await?;
+                Ok::<_, AppError>(())
+            };
+            if let Err(error) = written.await {
+                tracing::debug!(%error, "an API key's last use was not recorded");
+            }
+        });
     }
 }
 
-async fn authenticate_api_key(
-    conn: &mut AsyncPgConnection,
-    secret: &ApiKeySecret,
-) -> AppResult<Caller> {
-    let key = ApiKey::find_by_secret_hash(conn, &secret.hash())
-        .await?
-        .ok_or_else(|| AppError::Unauthenticated {
-            reason: "INVALID_CREDENTIALS",
-            message: "this API key is not valid".to_owned(),
-        })?;
-    if key.revoked_at.is_some() {
-        return Err(AppError::Unauthenticated {
-            reason: "API_KEY_REVOKED",
-            message: "this API key has been revoked".to_owned(),
-        });
+fn user_deactivated() -> AppError {
+    AppError::Unauthenticated {
+        reason: "USER_DEACTIVATED",
+        message: "this user can no longer sign in".to_owned(),
     }
-    ApiKey::record_use(conn, key.id).await?;
-    let key = key.into_domain()?;
-    Ok(Caller {
-        account_id: key.account_id,
-        principal: Principal::ApiKey {
-            key_id: key.id,
-            roles: key.roles,
-        },
-    })
+}
+
+/// The caller, if `state` still lets the credential's holder in.
+fn caller_from(credential: &Credential, state: PrincipalState) -> AppResult<Caller> {
+    match (credential, state) {
+        (
+            Credential::AccessToken(claims),
+            PrincipalState::User {
+                account_id,
+                role,
+                active,
+            },
+        ) => {
+            if account_id != claims.account_id || !active {
+                return Err(user_deactivated());
+            }
+            Ok(Caller {
+                account_id,
+                principal: Principal::User {
+                    user_id: claims.user_id,
+                    // The role is the stored one, not the token's: a demotion applies at once.
+                    role,
+                    session_id: claims.session_id,
+                },
+            })
+        }
+        (
+            Credential::ApiKey(_),
+            PrincipalState::ApiKey {
+                account_id,
+                key_id,
+                roles,
+                revoked,
+            },
+        ) => {
+            if revoked {
+                return Err(AppError::Unauthenticated {
+                    reason: "API_KEY_REVOKED",
+                    message: "this API key has been revoked".to_owned(),
+                });
+            }
+            Ok(Caller {
+                account_id,
+                principal: Principal::ApiKey { key_id, roles },
+            })
+        }
+        (Credential::AccessToken(_), PrincipalState::ApiKey { .. })
+        | (Credential::ApiKey(_), PrincipalState::User { .. }) => Err(AppError::internal(
+            anyhow::anyhow!("a principal's stored state is of the other kind"),
+        )),
+    }
 }
 
 /// The credential of `Bearer <credential>` (scheme case-insensitive, as RFC 7235 says).

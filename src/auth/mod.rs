@@ -6,11 +6,12 @@ mod api_key_secret;
 mod authenticator;
 mod caller;
 mod password;
+pub mod principals;
 mod sessions;
 mod tokens;
 
 pub use api_key_secret::{API_KEY_PREFIX, ApiKeySecret};
-pub use authenticator::Authenticator;
+pub use authenticator::{Authenticator, Credential};
 pub use caller::{Caller, Principal};
 pub use password::PasswordHasher;
 pub use sessions::{RefreshToken, RefreshTokenOutcome, SessionOwner, SessionStore};

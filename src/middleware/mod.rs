@@ -7,22 +7,23 @@
 //! 4. method: the RPC's declaration from the method table, for every layer below and the
 //!    handler; on the way back, the declared REST success status ([`method`]);
 //! 5. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
-//! 6. auth: who is calling, failing closed ([`caller`]); handlers get a `Caller` extension;
-//! 7. rate limit: the declared quota of the caller (or client IP) ([`rate_limit`]);
-//! 8. idempotency key: read, checked, and required where declared; the handler decides what it
+//! 6. admission: who is calling (failing closed), with the declared role, within the declared
+//!    quota of the caller (or client IP), in one Redis round trip ([`admission`],
+//!    [`rate_limit`]); handlers get a `Caller` extension;
+//! 7. idempotency key: read, checked, and required where declared; the handler decides what it
 //!    means.
 
-mod caller;
+mod admission;
 mod deadline;
 mod idempotency_key;
 mod method;
 mod rate_limit;
 
-pub use caller::{AuthLayer, Authenticate};
+pub use admission::{AdmissionLayer, Admit};
 pub use deadline::{Deadline, DeadlineLayer, RequestDeadline};
 pub use idempotency_key::{IDEMPOTENCY_KEY_HEADER, IdempotencyKeyLayer, ReadIdempotencyKey};
 pub use method::{HTTP_STATUS_HEADER, MethodLayer, ResolveMethod, declared_method};
-pub use rate_limit::{RateLimit, RateLimitLayer, client_ip};
+pub use rate_limit::client_ip;
 
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ impl MiddlewareLayer {
 /// What [`MiddlewareLayer`] wraps a service in, outermost first.
 pub type MiddlewareStack<S> = SetRequestId<
     Trace<
-        PropagateRequestId<ResolveMethod<Deadline<Authenticate<RateLimit<ReadIdempotencyKey<S>>>>>>,
+        PropagateRequestId<ResolveMethod<Deadline<Admit<ReadIdempotencyKey<S>>>>>,
         SharedClassifier<GrpcErrorsAsFailures>,
         RpcSpan,
         DefaultOnRequest,
@@ -101,8 +102,10 @@ impl<S> Layer<S> for MiddlewareLayer {
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(MethodLayer::new(self.methods))
             .layer(DeadlineLayer::new(self.max_request_time))
-            .layer(AuthLayer::new(self.authenticator.clone()))
-            .layer(RateLimitLayer::new(self.limiter.clone()))
+            .layer(AdmissionLayer::new(
+                self.authenticator.clone(),
+                self.limiter.clone(),
+            ))
             .layer(IdempotencyKeyLayer)
             .service(inner)
     }

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use super::{Page, paginate, rows_to_fetch};
+use crate::auth::principals::{PrincipalKey, PrincipalState, PrincipalStates};
 use crate::auth::{ApiKeySecret, Caller};
-use crate::db::PgPool;
+use crate::db::{self, PgPool};
 use crate::db::models::{ApiKey, NewApiKey};
 use crate::domain::{self, ApiKeyId, ApiKeyName, PageCursor, PageSize, Role};
 use crate::errors::{AppError, AppResult, Resource};
@@ -14,11 +15,12 @@ use crate::{in_idempotent_transaction, in_transaction};
 #[derive(Clone)]
 pub struct ApiKeys {
     pool: PgPool,
+    principals: PrincipalStates,
 }
 
 impl ApiKeys {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, principals: PrincipalStates) -> Self {
+        Self { pool, principals }
     }
 
     /// Creates a key with `roles` (admin and/or agent; checked by the caller of this). Keys are
@@ -83,11 +85,35 @@ impl ApiKeys {
         budget: Duration,
         idempotent: Option<&Idempotent<'_, domain::ApiKey>>,
     ) -> AppResult<Outcome<domain::ApiKey>> {
-        in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
+        let secret_hash = ApiKey::secret_hash_of(
+            &mut *db::connection(&self.pool).await?,
+            caller.account_id.as_uuid(),
+            id.as_uuid(),
+        )
+        .await?
+        .ok_or_else(|| AppError::not_found(Resource::ApiKey, id))?;
+        // Before the commit, so that no instance can go on trusting the key after it.
+        let marker = self
+            .principals
+            .changing(PrincipalKey::ApiKey { secret_hash })
+            .await?;
+        let outcome = in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
             ApiKey::revoke(conn, caller.account_id.as_uuid(), id.as_uuid())
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::ApiKey, id))?
                 .into_domain()
-        })
+        });
+        marker
+            .settle(match &outcome {
+                Ok(Outcome::Done(key)) => Some(PrincipalState::ApiKey {
+                    account_id: key.account_id,
+                    key_id: key.id,
+                    roles: key.roles.clone(),
+                    revoked: key.revoked_at.is_some(),
+                }),
+                Ok(Outcome::Replay(_) | Outcome::Failed(_)) | Err(_) => None,
+            })
+            .await;
+        outcome
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::{Page, on_unique_violation, paginate, rows_to_fetch};
+use crate::auth::principals::{PrincipalKey, PrincipalState, PrincipalStates};
 use crate::auth::{Caller, PasswordHasher, SessionStore};
 use crate::db::PgPool;
 use crate::db::models::{NewUser, User, UserChangeset};
@@ -36,14 +37,21 @@ pub struct Users {
     pool: PgPool,
     hasher: PasswordHasher,
     sessions: SessionStore,
+    principals: PrincipalStates,
 }
 
 impl Users {
-    pub fn new(pool: PgPool, hasher: PasswordHasher, sessions: SessionStore) -> Self {
+    pub fn new(
+        pool: PgPool,
+        hasher: PasswordHasher,
+        sessions: SessionStore,
+        principals: PrincipalStates,
+    ) -> Self {
         Self {
             pool,
             hasher,
             sessions,
+            principals,
         }
     }
 
@@ -184,6 +192,8 @@ impl Users {
                 }],
             });
         }
+        // Before the commit, so that no instance can go on trusting the old state after it.
+        let marker = self.principals.changing(PrincipalKey::User(id)).await?;
         let outcome = in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
             let changeset = UserChangeset {
                 display_name: changes.display_name.as_ref().map(DisplayName::as_str),
@@ -195,7 +205,18 @@ impl Users {
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::User, id))?
                 .into_domain()
-        })?;
+        });
+        marker
+            .settle(match &outcome {
+                Ok(Outcome::Done(user)) => Some(PrincipalState::User {
+                    account_id: user.account_id,
+                    role: user.role,
+                    active: user.active,
+                }),
+                Ok(Outcome::Replay(_) | Outcome::Failed(_)) | Err(_) => None,
+            })
+            .await;
+        let outcome = outcome?;
         if deactivates && matches!(outcome, Outcome::Done(_)) {
             // After the commit: the authenticator already refuses the user's tokens, and a
             // failure here leaves only refresh tokens that the deactivated user cannot use.

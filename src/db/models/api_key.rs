@@ -114,6 +114,21 @@ impl ApiKey {
 
     /// Revokes the key `id` of `account_id`. Revoking a revoked key keeps its first revocation
     /// time; `None` when the account has no such key.
+    /// The stored hash of a key's secret, which names its state in Redis.
+    pub async fn secret_hash_of(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> QueryResult<Option<Vec<u8>>> {
+        api_keys::table
+            .filter(api_keys::account_id.eq(account_id))
+            .filter(api_keys::id.eq(id))
+            .select(api_keys::secret_hash)
+            .first(conn)
+            .await
+            .optional()
+    }
+
     pub async fn revoke(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
