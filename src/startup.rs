@@ -14,12 +14,12 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::auth::principals::{ChangeWindow, PrincipalStates};
 use crate::api::accounts::AccountApi;
 use crate::api::api_keys::ApiKeyApi;
 use crate::api::auth::AuthApi;
 use crate::api::tickets::TicketApi;
 use crate::api::users::UserApi;
+use crate::auth::principals::{ChangeWindow, PrincipalStates};
 use crate::auth::{Authenticator, PasswordHasher, SessionStore, TokenIssuer};
 use crate::configuration::Settings;
 use crate::db::{self, PgPool};

@@ -12,6 +12,7 @@ mod envoy;
 mod helpers;
 mod idempotency;
 mod metrics;
+mod principal_states;
 mod process;
 mod proxy;
 mod rate_limits;
