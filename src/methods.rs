@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::LazyLock;
 
-use prost_reflect::{DescriptorPool, MethodDescriptor, Value};
+use prost_reflect::{DescriptorPool, Kind, MessageDescriptor, MethodDescriptor, Value};
 
 use crate::domain::Role;
 use crate::proto;
@@ -81,6 +81,14 @@ impl HttpSuccess {
     }
 }
 
+/// What admission reads ahead for an RPC, in its own round trip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prefetch {
+    /// The ticket cache's entry for the ticket named by the request's string field `id`
+    /// (checked at start-up to exist in the request message).
+    Ticket { request: MessageDescriptor },
+}
+
 /// One RPC and how the service treats it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Method {
@@ -96,6 +104,8 @@ pub struct Method {
     pub http_success: HttpSuccess,
     /// The least role an authenticated caller needs; `None` for public RPCs.
     pub role: Option<Role>,
+    /// What admission reads ahead; `None` for nothing.
+    pub prefetch: Option<Prefetch>,
 }
 
 /// Every RPC the server answers, by path.
@@ -174,6 +184,7 @@ impl MethodTable {
                         idempotency: Idempotency::Ignored,
                         http_success: HttpSuccess::Ok,
                         role: None,
+                        prefetch: None,
                     };
                     by_path.insert(infrastructure.path.clone(), infrastructure);
                 }
@@ -295,6 +306,23 @@ fn declared(
             );
         }
     }
+    let prefetch = match field("prefetch") {
+        0 => None,
+        1 => {
+            let request = method.input();
+            let names_a_ticket = request
+                .get_field_by_name("id")
+                .is_some_and(|id| id.kind() == Kind::String && !id.is_list());
+            if access != Access::Authenticated || !names_a_ticket {
+                return Err(
+                    "prefetch TICKET needs an authenticated RPC whose request has a string `id`"
+                        .to_owned(),
+                );
+            }
+            Some(Prefetch::Ticket { request })
+        }
+        other => return Err(format!("prefetch is {}", unknown(other))),
+    };
     Ok(Method {
         path: path_of(method),
         service: method.parent_service().full_name().to_owned(),
@@ -304,6 +332,7 @@ fn declared(
         idempotency,
         http_success,
         role,
+        prefetch,
     })
 }
 

@@ -22,16 +22,22 @@ const BACKOFF: Duration = Duration::from_secs(2);
 
 /// GCRA: KEYS[1] holds the theoretical arrival time (ms). ARGV: emission interval (ms), burst.
 /// With KEYS[2], also reads that key in the same round trip, and when it is empty stores ARGV[3]
-/// there (NX, for ARGV[4] ms): a reader's lease ([`crate::auth::principals`]).
-/// Returns {allowed, remaining, retry_after_ms, reset_ms, value read or '', lease taken 0/1}.
+/// there (NX, for ARGV[4] ms): a reader's lease ([`crate::auth::principals`]). With KEYS[3], also
+/// reads that one (a prefetch).
+/// Returns {allowed, remaining, retry_after_ms, reset_ms, value read or '', lease taken 0/1,
+/// value prefetched or ''}.
 const GCRA: &str = r"
 local read = false
 local leased = 0
+local fetched = false
 if KEYS[2] then
   read = redis.call('GET', KEYS[2])
   if not read and redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then
     leased = 1
   end
+end
+if KEYS[3] then
+  fetched = redis.call('GET', KEYS[3])
 end
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
@@ -42,10 +48,10 @@ local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
 local new_tat = tat + interval
 if new_tat - tolerance > now then
-  return {0, 0, new_tat - tolerance - now, tat - now, read or '', leased}
+  return {0, 0, new_tat - tolerance - now, tat - now, read or '', leased, fetched or ''}
 end
 redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
-return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now, read or '', leased}
+return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now, read or '', leased, fetched or ''}
 ";
 
 static GCRA_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA));
@@ -120,6 +126,8 @@ pub struct Read {
     pub value: Option<String>,
     /// Whether the lease was stored there (the key was empty).
     pub took_lease: bool,
+    /// The prefetched key's value; `None` when it was empty or none was asked for.
+    pub prefetched: Option<String>,
 }
 
 /// Who a quota belongs to: a user, an API key, an IP address, or a login name.
@@ -181,17 +189,18 @@ impl RateLimiter {
 
     /// Counts one request of `subject` against `policy`.
     pub async fn check(&self, policy: Policy, subject: &Subject) -> Decision {
-        self.admit(policy, subject, None).await.0
+        self.admit(policy, subject, None, None).await.0
     }
 
     /// Counts one request of `subject` against `policy` and, in the same round trip, reads
-    /// `also_read` (a key and the lease to store there when it is empty). The read is `None`
-    /// when Redis could not answer.
+    /// `also_read` (a key and the lease to store there when it is empty) and `prefetch`. The
+    /// read is `None` when Redis could not answer.
     pub async fn admit(
         &self,
         policy: Policy,
         subject: &Subject,
         also_read: Option<(&str, &Lease)>,
+        prefetch: Option<&str>,
     ) -> (Decision, Option<Read>) {
         let quota = self.quota(policy);
         let undecided = || {
@@ -224,13 +233,16 @@ impl RateLimiter {
                     .key(read_key)
                     .arg(lease.value())
                     .arg(u64::try_from(LEASE_TTL.as_millis()).unwrap_or(u64::MAX));
+                if let Some(prefetch) = prefetch {
+                    invocation.key(prefetch);
+                }
             }
-            let answer: (i64, i64, i64, i64, String, i64) =
+            let answer: (i64, i64, i64, i64, String, i64, String) =
                 invocation.invoke_async(&mut connection).await?;
             Ok::<_, crate::errors::AppError>(answer)
         };
         match tokio::time::timeout(DECISION_TIMEOUT, decide).await {
-            Ok(Ok((allowed, remaining, retry_after, reset, value, leased))) => {
+            Ok(Ok((allowed, remaining, retry_after, reset, value, leased, prefetched))) => {
                 let millis = |value: i64| Duration::from_millis(u64::try_from(value).unwrap_or(0));
                 let allowed = allowed == 1;
                 self.metrics.rate_limit().decided(allowed);
@@ -246,6 +258,7 @@ impl RateLimiter {
                 let read = also_read.map(|_| Read {
                     value: (!value.is_empty()).then_some(value),
                     took_lease: leased == 1,
+                    prefetched: (!prefetched.is_empty()).then_some(prefetched),
                 });
                 (decision, read)
             }

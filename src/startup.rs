@@ -164,9 +164,10 @@ impl Application {
             .concurrency_limit_per_connection(server_settings.max_concurrent_streams as usize)
             .layer(MiddlewareLayer::new(
                 self.methods,
-                server_settings.request_timeout,
+                &server_settings,
                 services.authenticator.clone(),
                 services.limiter.clone(),
+                services.ticket_cache.clone(),
             ))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -270,6 +271,7 @@ struct Services {
     api_keys: ApiKeys,
     authentication: Authentication,
     tickets: TicketDesk,
+    ticket_cache: TicketCache,
     users: Users,
 }
 
@@ -287,6 +289,12 @@ impl Services {
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
             ChangeWindow::for_requests_up_to(settings.server.request_timeout),
+        );
+        let ticket_cache = TicketCache::new(
+            redis.clone(),
+            RedisKeys::new(settings.redis.key_prefix.clone()),
+            settings.tickets.cache_ttl,
+            &metrics,
         );
         let limiter = RateLimiter::new(
             redis.clone(),
@@ -312,14 +320,10 @@ impl Services {
             ),
             tickets: TicketDesk::new(
                 database.clone(),
-                TicketCache::new(
-                    redis.clone(),
-                    RedisKeys::new(settings.redis.key_prefix.clone()),
-                    settings.tickets.cache_ttl,
-                    &metrics,
-                ),
+                ticket_cache.clone(),
                 settings.tickets.max_open_per_requester,
             ),
+            ticket_cache,
             users: Users::new(database.clone(), hasher, sessions, principals),
             metrics,
         }

@@ -14,7 +14,7 @@ use crate::domain::{
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::proto::v1;
-use crate::service::{TicketDesk, TicketEdits};
+use crate::service::{PrefetchedEntry, TicketDesk, TicketEdits};
 
 /// Ticket fields UpdateTicket can change.
 const EDITABLE: &[&str] = &["subject", "description", "priority"];
@@ -70,7 +70,8 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (caller, _) = request_context(&request)?;
         let id = TicketId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
-        let ticket = self.desk.get(&caller, id).await?;
+        let prefetched = request.extensions().get::<PrefetchedEntry>();
+        let ticket = self.desk.get(&caller, id, prefetched).await?;
         Ok(Response::new(to_wire(ticket)))
     }
 

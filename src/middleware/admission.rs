@@ -7,7 +7,9 @@
 //! 2. any other call must bring a credential, checked without I/O ([`Authenticator::verify`]):
 //!    a missing, malformed, forged or expired one is UNAUTHENTICATED before any pool is touched;
 //! 3. one Redis script counts the call against the caller's declared quota and reads the
-//!    caller's state ([`crate::auth::principals`]);
+//!    caller's state ([`crate::auth::principals`]), and what the RPC declares to prefetch (for
+//!    GetTicket, the ticket's cache entry, found through the request's `id`: the unary request
+//!    body is read here for that, and handed on unchanged);
 //! 4. the caller is resolved from that state, or from PostgreSQL when Redis had none
 //!    ([`Authenticator::resolve`]): a deactivated user or revoked key is UNAUTHENTICATED;
 //! 5. a caller below the RPC's declared least `role` is PERMISSION_DENIED, so each role rule is
@@ -28,22 +30,36 @@ use tower::{Layer, Service};
 
 use super::method::declared_method;
 use super::rate_limit::{add_headers, client_subject, policy_for, refusal};
+use http_body_util::{BodyExt, Full, Limited};
+use prost_reflect::{DynamicMessage, MessageDescriptor};
+
 use crate::auth::principals::{KnownState, Lease};
-use crate::auth::{Authenticator, Caller};
-use crate::methods::{Access, Method};
+use crate::auth::{Authenticator, Caller, Credential};
+use crate::domain::TicketId;
+use crate::service::{PrefetchedEntry, TicketCache};
+use crate::methods::{Access, Method, Prefetch};
 use crate::rate_limit::{Decision, RateLimiter, Subject};
 
 #[derive(Clone)]
 pub struct AdmissionLayer {
     authenticator: Authenticator,
     limiter: RateLimiter,
+    ticket_cache: TicketCache,
+    max_request_bytes: usize,
 }
 
 impl AdmissionLayer {
-    pub fn new(authenticator: Authenticator, limiter: RateLimiter) -> Self {
+    pub fn new(
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        ticket_cache: TicketCache,
+        max_request_bytes: usize,
+    ) -> Self {
         Self {
             authenticator,
             limiter,
+            ticket_cache,
+            max_request_bytes,
         }
     }
 }
@@ -56,6 +72,8 @@ impl<S> Layer<S> for AdmissionLayer {
             inner,
             authenticator: self.authenticator.clone(),
             limiter: self.limiter.clone(),
+            ticket_cache: self.ticket_cache.clone(),
+            max_request_bytes: self.max_request_bytes,
         }
     }
 }
@@ -65,12 +83,15 @@ pub struct Admit<S> {
     inner: S,
     authenticator: Authenticator,
     limiter: RateLimiter,
+    ticket_cache: TicketCache,
+    max_request_bytes: usize,
 }
 
 /// What admission decided about a request that may go on.
 struct Admitted {
     caller: Option<Caller>,
     decision: Option<Decision>,
+    prefetched: Option<PrefetchedEntry>,
 }
 
 /// What admission needs of a request, taken out of it so that the request is not borrowed
@@ -79,10 +100,12 @@ struct Presented {
     method: Option<&'static Method>,
     authorization: Option<String>,
     client: Subject,
+    /// The ticket the request's `id` names, for a declared `PREFETCH_TICKET`.
+    ticket: Option<TicketId>,
 }
 
 impl Presented {
-    fn of<B>(request: &Request<B>, limiter: &RateLimiter) -> Self {
+    fn of<B>(request: &Request<B>, limiter: &RateLimiter, ticket: Option<TicketId>) -> Self {
         Self {
             method: declared_method(request),
             authorization: request
@@ -90,20 +113,61 @@ impl Presented {
                 .get(http::header::AUTHORIZATION)
                 .map(|value| value.to_str().unwrap_or_default().to_owned()),
             client: client_subject(request, &limiter.settings().trusted_proxies),
+            ticket,
         }
     }
+}
+
+/// The ticket id in a unary gRPC request body (one uncompressed frame) of `request_type`, and
+/// the body to hand on: the same bytes. `None` when the body is not such a frame, or the id not
+/// a ticket id: the handler then decodes and refuses it as it would anyway.
+async fn ticket_named_in(
+    body: Body,
+    request_type: &MessageDescriptor,
+    max_request_bytes: usize,
+) -> Result<(Body, Option<TicketId>), Response<Body>> {
+    let bytes = match Limited::new(body, max_request_bytes.saturating_add(5))
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            let status = match error.downcast::<tonic::Status>() {
+                Ok(status) => *status,
+                Err(_) => tonic::Status::out_of_range(format!(
+                    "the request is larger than the {max_request_bytes} bytes allowed"
+                )),
+            };
+            return Err(status.into_http());
+        }
+    };
+    let id = (bytes.len() >= 5 && bytes[0] == 0)
+        .then(|| {
+            let length = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+            bytes.get(5..5 + length)
+        })
+        .flatten()
+        .and_then(|message| DynamicMessage::decode(request_type.clone(), message).ok())
+        .and_then(|message| {
+            message
+                .get_field_by_name("id")
+                .and_then(|id| id.as_str().and_then(|id| TicketId::parse(id).ok()))
+        });
+    Ok((Body::new(Full::new(bytes)), id))
 }
 
 /// Admits a request, or answers why not.
 async fn admit(
     authenticator: Authenticator,
     limiter: RateLimiter,
+    ticket_cache: TicketCache,
     presented: Presented,
 ) -> Result<Admitted, Response<Body>> {
     let Presented {
         method,
         authorization,
         client,
+        ticket,
     } = presented;
     {
         let policy = policy_for(method);
@@ -112,6 +176,7 @@ async fn admit(
                 return Ok(Admitted {
                     caller: None,
                     decision: None,
+                    prefetched: None,
                 });
             };
             let decision = limiter.check(policy, &client).await;
@@ -121,6 +186,7 @@ async fn admit(
             return Ok(Admitted {
                 caller: None,
                 decision: Some(decision),
+                prefetched: None,
             });
         }
 
@@ -130,15 +196,31 @@ async fn admit(
         let subject = credential.quota_subject();
         let state_key = authenticator.states().key(&credential.principal());
         let lease = Lease::new();
+        // The account comes from the verified token; the state read beside it confirms it.
+        let prefetch_key = match (&credential, ticket) {
+            (Credential::AccessToken(claims), Some(ticket)) => {
+                Some(ticket_cache.entry_key(claims.account_id, ticket))
+            }
+            _ => None,
+        };
         let (decision, read) = match policy {
             Some(policy) => {
                 let (decision, read) = limiter
-                    .admit(policy, &subject, Some((&state_key, &lease)))
+                    .admit(
+                        policy,
+                        &subject,
+                        Some((&state_key, &lease)),
+                        prefetch_key.as_deref(),
+                    )
                     .await;
                 (Some(decision), read)
             }
             None => (None, None),
         };
+        let prefetched = prefetch_key.zip(read.as_ref()).map(|(key, read)| PrefetchedEntry {
+            key,
+            value: read.prefetched.clone(),
+        });
         let known = match read {
             Some(read) => KnownState::from_read(read.value.as_deref(), lease, read.took_lease),
             None => KnownState::Unknown { lease: None },
@@ -161,6 +243,7 @@ async fn admit(
         Ok(Admitted {
             caller: Some(caller),
             decision,
+            prefetched,
         })
     }
 }
@@ -169,11 +252,10 @@ fn answer(error: crate::errors::AppError) -> Response<Body> {
     tonic::Status::from(error).into_http()
 }
 
-impl<S, B> Service<Request<B>> for Admit<S>
+impl<S> Service<Request<Body>> for Admit<S>
 where
-    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = S::Error;
@@ -183,21 +265,44 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
         // The service that was polled ready is the one that must be called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authenticator = self.authenticator.clone();
         let limiter = self.limiter.clone();
-        let presented = Presented::of(&request, &limiter);
+        let ticket_cache = self.ticket_cache.clone();
+        let max_request_bytes = self.max_request_bytes;
         Box::pin(async move {
-            let Admitted { caller, decision } = match admit(authenticator, limiter, presented).await
+            let (parts, body) = request.into_parts();
+            let (body, ticket) = match parts
+                .extensions
+                .get::<&'static Method>()
+                .and_then(|method| method.prefetch.as_ref())
             {
+                Some(Prefetch::Ticket { request }) => {
+                    match ticket_named_in(body, request, max_request_bytes).await {
+                        Ok(peeked) => peeked,
+                        Err(refused) => return Ok(refused),
+                    }
+                }
+                None => (body, None),
+            };
+            let mut request = Request::from_parts(parts, body);
+            let presented = Presented::of(&request, &limiter, ticket);
+            let Admitted {
+                caller,
+                decision,
+                prefetched,
+            } = match admit(authenticator, limiter, ticket_cache, presented).await {
                 Ok(admitted) => admitted,
                 Err(refused) => return Ok(refused),
             };
             if let Some(caller) = caller {
                 request.extensions_mut().insert(caller);
+            }
+            if let Some(prefetched) = prefetched {
+                request.extensions_mut().insert(prefetched);
             }
             let mut response = inner.call(request).await?;
             if let Some(decision) = decision.filter(|decision| decision.decided) {

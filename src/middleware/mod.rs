@@ -40,8 +40,10 @@ use tower_http::trace::{
 use tracing::{Level, Span};
 
 use crate::auth::Authenticator;
+use crate::configuration::ServerSettings;
 use crate::methods::MethodTable;
 use crate::rate_limit::RateLimiter;
+use crate::service::TicketCache;
 
 /// The header (gRPC metadata entry) carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -51,22 +53,27 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct MiddlewareLayer {
     methods: &'static MethodTable,
     max_request_time: Duration,
+    max_request_bytes: usize,
     authenticator: Authenticator,
     limiter: RateLimiter,
+    ticket_cache: TicketCache,
 }
 
 impl MiddlewareLayer {
     pub fn new(
         methods: &'static MethodTable,
-        max_request_time: Duration,
+        server: &ServerSettings,
         authenticator: Authenticator,
         limiter: RateLimiter,
+        ticket_cache: TicketCache,
     ) -> Self {
         Self {
             methods,
-            max_request_time,
+            max_request_time: server.request_timeout,
+            max_request_bytes: server.max_request_bytes,
             authenticator,
             limiter,
+            ticket_cache,
         }
     }
 }
@@ -105,6 +112,8 @@ impl<S> Layer<S> for MiddlewareLayer {
             .layer(AdmissionLayer::new(
                 self.authenticator.clone(),
                 self.limiter.clone(),
+                self.ticket_cache.clone(),
+                self.max_request_bytes,
             ))
             .layer(IdempotencyKeyLayer)
             .service(inner)

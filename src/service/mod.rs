@@ -12,7 +12,7 @@ pub mod users;
 pub use accounts::Accounts;
 pub use api_keys::ApiKeys;
 pub use authentication::{Authentication, IssuedTokens};
-pub use ticket_cache::TicketCache;
+pub use ticket_cache::{PrefetchedEntry, TicketCache};
 pub use tickets::{TicketDesk, TicketEdits};
 pub use users::{NewUserRequest, UserChanges, Users};
 

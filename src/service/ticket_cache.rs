@@ -6,6 +6,9 @@
 //! no stale read follows a write. When Redis fails, reads and writes go on without it for a
 //! short while (logged and counted), then try it again; the database stays the truth.
 //!
+//! GetTicket declares `prefetch: PREFETCH_TICKET`: admission reads the entry in the same Redis
+//! round trip as the caller's quota and state, so a hit costs no round trip of its own.
+//!
 //! An entry is the cache's own serde type, [`CachedTicket`], stamped with [`SCHEMA`]: never a
 //! database row, so a migration cannot silently change what the cache holds, and an entry of
 //! another schema (written by an older or newer release) is a miss, not an error.
@@ -116,6 +119,14 @@ impl TryFrom<CachedTicket> for Ticket {
     }
 }
 
+/// A ticket cache entry that admission read in its round trip (`PREFETCH_TICKET`), handed to
+/// the handler as a request extension.
+#[derive(Clone, Debug)]
+pub struct PrefetchedEntry {
+    pub key: String,
+    pub value: Option<String>,
+}
+
 /// What the cache knows about a ticket.
 #[derive(Debug)]
 pub enum Cached {
@@ -145,7 +156,8 @@ impl TicketCache {
         }
     }
 
-    fn key(&self, account_id: AccountId, id: TicketId) -> String {
+    /// The Redis key of a ticket's entry.
+    pub fn entry_key(&self, account_id: AccountId, id: TicketId) -> String {
         self.keys.key(&format!("ticket:{account_id}:{id}"))
     }
 
@@ -163,28 +175,41 @@ impl TicketCache {
         );
     }
 
-    pub async fn get(&self, account_id: AccountId, id: TicketId) -> Cached {
+    /// What the cache knows of the ticket: from `prefetched` when admission read its entry
+    /// already (no round trip), else from Redis.
+    pub async fn get(
+        &self,
+        account_id: AccountId,
+        id: TicketId,
+        prefetched: Option<&PrefetchedEntry>,
+    ) -> Cached {
+        let key = self.entry_key(account_id, id);
+        if let Some(prefetched) = prefetched.filter(|prefetched| prefetched.key == key) {
+            return self.decode(prefetched.value.as_deref());
+        }
         if self.resting() {
             return Cached::Unknown;
         }
-        let key = self.key(account_id, id);
         let read = async {
             let mut connection = self.pool.get().await?;
             let raw: Option<String> = connection.get(&key).await?;
             Ok::<_, crate::errors::AppError>(raw)
         };
-        let raw = match read.await {
-            Ok(raw) => raw,
+        match read.await {
+            Ok(raw) => self.decode(raw.as_deref()),
             Err(error) => {
                 self.failed("get", &error);
-                return Cached::Unknown;
+                Cached::Unknown
             }
-        };
+        }
+    }
+
+    fn decode(&self, raw: Option<&str>) -> Cached {
         let Some(raw) = raw else {
             self.metrics.ticket_cache().looked_up(false);
             return Cached::Unknown;
         };
-        let cached = match serde_json::from_str::<Entry>(&raw) {
+        let cached = match serde_json::from_str::<Entry>(raw) {
             Ok(Entry { schema, .. }) if schema != SCHEMA => Cached::Unknown,
             Ok(Entry {
                 ticket: Some(ticket),
@@ -236,7 +261,7 @@ impl TicketCache {
                 .map_err(|error| crate::errors::AppError::internal(anyhow::anyhow!(error)))?;
             let mut connection = self.pool.get().await?;
             STORE_SCRIPT
-                .key(self.key(account_id, id))
+                .key(self.entry_key(account_id, id))
                 .arg(payload)
                 .arg(entry.version)
                 .arg(self.ttl.as_secs().max(1))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::ticket_cache::{Cached, TicketCache};
+use super::ticket_cache::{Cached, PrefetchedEntry, TicketCache};
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
 use crate::db;
@@ -218,14 +218,19 @@ impl TicketDesk {
     }
 
     /// One ticket, from the cache when it has it; a customer's view is limited to their own.
-    pub async fn get(&self, caller: &Caller, id: TicketId) -> AppResult<Ticket> {
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        id: TicketId,
+        prefetched: Option<&PrefetchedEntry>,
+    ) -> AppResult<Ticket> {
         let visible = |ticket: Ticket| match caller.restricted_to_user() {
             Some(user) if ticket.requester_id != user => {
                 Err(AppError::not_found(Resource::Ticket, id))
             }
             Some(_) | None => Ok(ticket),
         };
-        match self.cache.get(caller.account_id, id).await {
+        match self.cache.get(caller.account_id, id, prefetched).await {
             Cached::Ticket(ticket) => return visible(ticket),
             Cached::Deleted => return Err(AppError::not_found(Resource::Ticket, id)),
             Cached::Unknown => {}
