@@ -56,6 +56,11 @@ return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - no
 
 static GCRA_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA));
 
+/// The scripts this module runs, for loading at start-up.
+pub fn scripts() -> [&'static Script; 1] {
+    [&GCRA_SCRIPT]
+}
+
 /// Which quota a request counts against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {

@@ -63,6 +63,22 @@ impl Redis {
         })
     }
 
+    /// Loads `scripts` into Redis's script cache, so that no call pays for a `NOSCRIPT` answer
+    /// and a reload (two more round trips) the first time it runs one. Best effort: a script
+    /// missing later (Redis restarted) is loaded again on demand by the `redis` crate.
+    pub async fn load_scripts(&self, scripts: &[&redis::Script]) {
+        let loaded = async {
+            let mut connection = self.get().await?;
+            for script in scripts {
+                script.prepare_invoke().load_async(&mut connection).await?;
+            }
+            Ok::<_, crate::errors::AppError>(())
+        };
+        if let Err(error) = loaded.await {
+            tracing::warn!(%error, "Redis scripts not loaded at start-up: loaded on first use");
+        }
+    }
+
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
         self.shared
             .lock()

@@ -54,6 +54,19 @@ impl Application {
         let methods = MethodTable::get().context("the method table cannot be read")?;
         let database = db::build_pool(&settings.database, settings.server.request_timeout);
         let redis = redis_pool::build_pool(&settings.redis)?;
+        let scripts: Vec<&redis::Script> = [
+            crate::rate_limit::scripts().as_slice(),
+            crate::auth::principals::scripts().as_slice(),
+            crate::auth::sessions::scripts().as_slice(),
+            crate::service::ticket_cache::scripts().as_slice(),
+        ]
+        .concat();
+        // Bounded: the service starts (NOT_SERVING) while Redis is down.
+        let _ = tokio::time::timeout(
+            settings.redis.connect_timeout * 2,
+            redis.load_scripts(&scripts),
+        )
+        .await;
         let listener = TcpListener::bind(settings.server.listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen_addr))?;

@@ -7,7 +7,7 @@ mod authenticator;
 mod caller;
 mod password;
 pub mod principals;
-mod sessions;
+pub mod sessions;
 mod tokens;
 
 pub use api_key_secret::{API_KEY_PREFIX, ApiKeySecret};

@@ -51,6 +51,11 @@ return 0
 
 static SWAP_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SWAP_IF_STILL));
 
+/// The scripts this module runs, for loading at start-up.
+pub fn scripts() -> [&'static Script; 1] {
+    [&SWAP_SCRIPT]
+}
+
 /// Whose state: a user (from a verified access token) or an API key (by its secret's hash).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PrincipalKey {

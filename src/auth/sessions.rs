@@ -121,6 +121,11 @@ static START_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(START));
 static ROTATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ROTATE));
 static END_ALL_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(END_ALL));
 
+/// The scripts this module runs, for loading at start-up.
+pub fn scripts() -> [&'static Script; 3] {
+    [&START_SCRIPT, &ROTATE_SCRIPT, &END_ALL_SCRIPT]
+}
+
 #[derive(Clone)]
 pub struct SessionStore {
     pool: Redis,

@@ -155,8 +155,22 @@ pub async fn connection(pool: &PgPool) -> AppResult<PooledConnection<'_>> {
 /// is left of the request's deadline) runs out. `SET LOCAL` semantics: it ends with the
 /// transaction, so the pooled connection goes back unchanged.
 pub async fn limit_statements_to(conn: &mut AsyncPgConnection, budget: Duration) -> AppResult<()> {
-    diesel::sql_query("SELECT set_config('statement_timeout', $1, true)")
-        .bind::<Text, _>(statement_timeout_ms(budget)?)
+    set_for_transaction(conn, "statement_timeout", statement_timeout_ms(budget)?).await
+}
+
+diesel::define_sql_function! {
+    /// PostgreSQL's `set_config(setting, value, is_local)`.
+    fn set_config(setting: Text, value: Text, is_local: diesel::sql_types::Bool) -> Text;
+}
+
+/// Sets a PostgreSQL setting until the end of the current transaction. A typed query with owned
+/// binds, so that the connection keeps it prepared: one round trip, not a prepare and an execute.
+pub async fn set_for_transaction(
+    conn: &mut AsyncPgConnection,
+    setting: &'static str,
+    value: String,
+) -> AppResult<()> {
+    diesel::select(set_config(setting, value, true))
         .execute(conn)
         .await?;
     Ok(())

@@ -17,8 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use diesel::sql_types::Text;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -179,10 +178,10 @@ impl<D> Idempotent<'_, D> {
         for _ in 0..3 {
             let claimed = NewIdempotencyKey {
                 id: Uuid::now_v7(),
-                caller: &self.caller,
-                rpc: self.rpc,
-                key: self.key.as_str(),
-                request_hash: &self.request_hash,
+                caller: self.caller.clone(),
+                rpc: self.rpc.to_owned(),
+                key: self.key.as_str().to_owned(),
+                request_hash: self.request_hash.clone(),
                 status_code: -1,
                 expires_at: Utc::now()
                     + chrono::Duration::from_std(self.policy.retention)
@@ -226,7 +225,7 @@ impl<D> Idempotent<'_, D> {
         value: &D,
     ) -> AppResult<()> {
         let outcome = (self.store_success)(value).into_outcome()?;
-        IdempotencyRow::record(conn, id, &outcome).await?;
+        IdempotencyRow::record(conn, id, outcome).await?;
         Ok(())
     }
 
@@ -238,17 +237,13 @@ impl<D> Idempotent<'_, D> {
         error: &AppError,
     ) -> AppResult<()> {
         let outcome = (self.store_failure)(error).into_outcome()?;
-        IdempotencyRow::record(conn, id, &outcome).await?;
+        IdempotencyRow::record(conn, id, outcome).await?;
         Ok(())
     }
 }
 
 async fn set_lock_timeout(conn: &mut AsyncPgConnection, timeout: Duration) -> AppResult<()> {
-    diesel::sql_query("SELECT set_config('lock_timeout', $1, true)")
-        .bind::<Text, _>(timeout.as_millis().to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
+    crate::db::set_for_transaction(conn, "lock_timeout", timeout.as_millis().to_string()).await
 }
 
 /// PostgreSQL's lock_timeout (SQLSTATE 55P03) while claiming means another request holds the key.

@@ -36,9 +36,9 @@ use prost_reflect::{DynamicMessage, MessageDescriptor};
 use crate::auth::principals::{KnownState, Lease};
 use crate::auth::{Authenticator, Caller, Credential};
 use crate::domain::TicketId;
-use crate::service::{PrefetchedEntry, TicketCache};
 use crate::methods::{Access, Method, Prefetch};
 use crate::rate_limit::{Decision, RateLimiter, Subject};
+use crate::service::{PrefetchedEntry, TicketCache};
 
 #[derive(Clone)]
 pub struct AdmissionLayer {
@@ -217,10 +217,12 @@ async fn admit(
             }
             None => (None, None),
         };
-        let prefetched = prefetch_key.zip(read.as_ref()).map(|(key, read)| PrefetchedEntry {
-            key,
-            value: read.prefetched.clone(),
-        });
+        let prefetched = prefetch_key
+            .zip(read.as_ref())
+            .map(|(key, read)| PrefetchedEntry {
+                key,
+                value: read.prefetched.clone(),
+            });
         let known = match read {
             Some(read) => KnownState::from_read(read.value.as_deref(), lease, read.took_lease),
             None => KnownState::Unknown { lease: None },

@@ -47,6 +47,11 @@ return 1
 
 static STORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(STORE_IF_NEWER));
 
+/// The scripts this module runs, for loading at start-up.
+pub fn scripts() -> [&'static Script; 1] {
+    [&STORE_SCRIPT]
+}
+
 /// The version of [`CachedTicket`]'s layout; bump it with any change to that type.
 const SCHEMA: u32 = 2;
 

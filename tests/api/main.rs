@@ -19,6 +19,7 @@ mod rate_limits;
 mod reflection;
 mod request_id;
 mod rest;
+mod round_trips;
 mod tenancy;
 mod ticket_lifecycle;
 mod ticket_queries;

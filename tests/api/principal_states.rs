@@ -155,7 +155,12 @@ async fn a_reader_that_read_postgresql_before_a_change_cannot_store_what_it_read
     let read = async || {
         let lease = Lease::new();
         let (_, read) = limiter
-            .admit(Policy::Read, &subject, Some((&states.key(&user), &lease)), None)
+            .admit(
+                Policy::Read,
+                &subject,
+                Some((&states.key(&user), &lease)),
+                None,
+            )
             .await;
         let read = read.expect("Redis answered");
         KnownState::from_read(read.value.as_deref(), lease, read.took_lease)

@@ -25,14 +25,16 @@ pub struct IdempotencyRow {
     pub expires_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Insertable)]
+/// Owned values, not borrowed ones: diesel keeps a statement prepared only when its binds'
+/// types are `'static`, and a re-prepare costs a round trip on every call.
+#[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = idempotency_keys)]
-pub struct NewIdempotencyKey<'a> {
+pub struct NewIdempotencyKey {
     pub id: Uuid,
-    pub caller: &'a str,
-    pub rpc: &'a str,
-    pub key: &'a str,
-    pub request_hash: &'a [u8],
+    pub caller: String,
+    pub rpc: String,
+    pub key: String,
+    pub request_hash: Vec<u8>,
     /// Until the outcome is written in the same transaction: never visible to others.
     pub status_code: i32,
     pub expires_at: DateTime<Utc>,
@@ -49,12 +51,12 @@ pub struct IdempotencyOutcome {
     pub response_metadata: Value,
 }
 
-impl NewIdempotencyKey<'_> {
+impl NewIdempotencyKey {
     /// Inserts the key unless its scope has it already: `Some(id)` when this request owns it.
     /// Waits for a concurrent request holding the same key (bounded by `lock_timeout`).
     pub async fn claim(&self, conn: &mut AsyncPgConnection) -> QueryResult<Option<Uuid>> {
         diesel::insert_into(idempotency_keys::table)
-            .values(self)
+            .values(self.clone())
             .on_conflict_do_nothing()
             .returning(idempotency_keys::id)
             .get_result(conn)
@@ -89,7 +91,7 @@ impl IdempotencyRow {
     pub async fn record(
         conn: &mut AsyncPgConnection,
         id: Uuid,
-        outcome: &IdempotencyOutcome,
+        outcome: IdempotencyOutcome,
     ) -> QueryResult<usize> {
         diesel::update(idempotency_keys::table.find(id))
             .set(outcome)
