@@ -86,8 +86,8 @@ impl v1::account_service_server::AccountService for AccountApi {
         &self,
         request: Request<v1::GetAccountRequest>,
     ) -> Result<Response<v1::Account>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let account = self.accounts.get(&caller, budget).await?;
+        let (caller, _) = request_context(&request)?;
+        let account = self.accounts.get(&caller).await?;
         Ok(Response::new(account_to_wire(account)))
     }
 }

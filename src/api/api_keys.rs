@@ -80,10 +80,10 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
         &self,
         request: Request<v1::ListApiKeysRequest>,
     ) -> Result<Response<v1::ListApiKeysResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
         let (page_size, after) = page_request(message.page_size, &message.page_token, LIST)?;
-        let page = self.keys.list(&caller, page_size, after, budget).await?;
+        let page = self.keys.list(&caller, page_size, after).await?;
         Ok(Response::new(v1::ListApiKeysResponse {
             api_keys: page.items.into_iter().map(api_key_to_wire).collect(),
             next_page_token: next_page_token(page.next, LIST),

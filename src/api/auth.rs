@@ -24,7 +24,7 @@ impl v1::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<v1::LoginRequest>,
     ) -> Result<Response<v1::LoginResponse>, Status> {
-        let budget = request_budget(&request)?;
+        request_budget(&request)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         for (field, value) in [
@@ -39,7 +39,7 @@ impl v1::auth_service_server::AuthService for AuthApi {
         violations.into_result()?;
         let (tokens, user) = self
             .authentication
-            .login(&message.account, &message.email, &message.password, budget)
+            .login(&message.account, &message.email, &message.password)
             .await?;
         Ok(Response::new(v1::LoginResponse {
             tokens: Some(tokens_to_wire(tokens)),
@@ -51,12 +51,12 @@ impl v1::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<v1::RefreshTokenRequest>,
     ) -> Result<Response<v1::RefreshTokenResponse>, Status> {
-        let budget = request_budget(&request)?;
+        request_budget(&request)?;
         let presented = &request.get_ref().refresh_token;
         if presented.trim().is_empty() {
             return Err(AppError::invalid_field("refresh_token", &required()).into());
         }
-        let tokens = self.authentication.refresh(presented, budget).await?;
+        let tokens = self.authentication.refresh(presented).await?;
         Ok(Response::new(v1::RefreshTokenResponse {
             tokens: Some(tokens_to_wire(tokens)),
         }))

@@ -276,7 +276,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         &self,
         request: Request<v1::ListCommentsRequest>,
     ) -> Result<Response<v1::ListCommentsResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
         let ticket_id = TicketId::parse(&message.ticket_id)
             .map_err(|problem| AppError::invalid_field("ticket_id", &problem))?;
@@ -284,7 +284,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (page_size, after) = page_request(message.page_size, &message.page_token, &list)?;
         let page = self
             .desk
-            .list_comments(&caller, ticket_id, page_size, after, budget)
+            .list_comments(&caller, ticket_id, page_size, after)
             .await?;
         Ok(Response::new(v1::ListCommentsResponse {
             comments: page.items.into_iter().map(comment_to_wire).collect(),
@@ -296,7 +296,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         &self,
         request: Request<v1::ListTicketActivityRequest>,
     ) -> Result<Response<v1::ListTicketActivityResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
         let ticket_id = TicketId::parse(&message.ticket_id)
             .map_err(|problem| AppError::invalid_field("ticket_id", &problem))?;
@@ -304,7 +304,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (page_size, after) = page_request(message.page_size, &message.page_token, &list)?;
         let page = self
             .desk
-            .list_activity(&caller, ticket_id, page_size, after, budget)
+            .list_activity(&caller, ticket_id, page_size, after)
             .await?;
         Ok(Response::new(v1::ListTicketActivityResponse {
             activities: page.items.into_iter().map(activity_to_wire).collect(),

@@ -77,10 +77,10 @@ impl v1::user_service_server::UserService for UserApi {
         &self,
         request: Request<v1::GetUserRequest>,
     ) -> Result<Response<v1::User>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let (caller, _) = request_context(&request)?;
         let id = UserId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
-        let user = self.users.get(&caller, id, budget).await?;
+        let user = self.users.get(&caller, id).await?;
         Ok(Response::new(user_to_wire(user)))
     }
 
@@ -88,10 +88,10 @@ impl v1::user_service_server::UserService for UserApi {
         &self,
         request: Request<v1::ListUsersRequest>,
     ) -> Result<Response<v1::ListUsersResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
         let (page_size, after) = page_request(message.page_size, &message.page_token, LIST)?;
-        let page = self.users.list(&caller, page_size, after, budget).await?;
+        let page = self.users.list(&caller, page_size, after).await?;
         Ok(Response::new(v1::ListUsersResponse {
             users: page.items.into_iter().map(user_to_wire).collect(),
             next_page_token: next_page_token(page.next, LIST),
@@ -155,8 +155,8 @@ impl v1::user_service_server::UserService for UserApi {
         &self,
         request: Request<v1::GetCurrentUserRequest>,
     ) -> Result<Response<v1::User>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let user = self.users.current(&caller, budget).await?;
+        let (caller, _) = request_context(&request)?;
+        let user = self.users.current(&caller).await?;
         Ok(Response::new(user_to_wire(user)))
     }
 }

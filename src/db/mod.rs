@@ -146,6 +146,23 @@ macro_rules! in_transaction {
     }};
 }
 
+/// Runs `$body` on a pooled connection from `$pool` without a transaction; `$conn` names the
+/// connection inside. For reads: under READ COMMITTED a transaction would give them nothing (each
+/// statement sees its own snapshot either way) and cost a BEGIN, a `set_config` and a COMMIT.
+/// Their statements are bounded by the connection's `statement_timeout` (the longest request
+/// deadline). Evaluates to the body's `AppResult`.
+#[macro_export]
+macro_rules! with_connection {
+    ($pool:expr, |$conn:ident| $body:block) => {{
+        async {
+            let mut connection = $crate::db::connection($pool).await?;
+            let $conn: &mut diesel_async::AsyncPgConnection = &mut connection;
+            $body
+        }
+        .await
+    }};
+}
+
 /// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes.
 pub async fn connection(pool: &PgPool) -> AppResult<PooledConnection<'_>> {
     Ok(pool.get().await?)

@@ -11,7 +11,7 @@ use crate::domain::{
 };
 use crate::errors::{AppError, AppResult, Resource};
 use crate::idempotency::{Idempotent, Outcome, as_is};
-use crate::{in_idempotent_transaction, in_transaction};
+use crate::{in_idempotent_transaction, with_connection};
 
 /// What CreateAccount asks for, every part valid.
 #[derive(Debug)]
@@ -76,8 +76,8 @@ impl Accounts {
     }
 
     /// The caller's own account.
-    pub async fn get(&self, caller: &Caller, budget: Duration) -> AppResult<domain::Account> {
-        in_transaction!(&self.pool, budget, |conn| {
+    pub async fn get(&self, caller: &Caller) -> AppResult<domain::Account> {
+        with_connection!(&self.pool, |conn| {
             Account::find(conn, caller.account_id.as_uuid())
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::Account, caller.account_id))?

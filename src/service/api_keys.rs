@@ -10,7 +10,7 @@ use crate::db::{self, PgPool};
 use crate::domain::{self, ApiKeyId, ApiKeyName, PageCursor, PageSize, Role};
 use crate::errors::{AppError, AppResult, Resource};
 use crate::idempotency::{Idempotent, Outcome, as_is};
-use crate::{in_idempotent_transaction, in_transaction};
+use crate::{in_idempotent_transaction, with_connection};
 
 #[derive(Clone)]
 pub struct ApiKeys {
@@ -57,9 +57,8 @@ impl ApiKeys {
         caller: &Caller,
         page_size: PageSize,
         after: Option<PageCursor>,
-        budget: Duration,
     ) -> AppResult<Page<domain::ApiKey>> {
-        let rows = in_transaction!(&self.pool, budget, |conn| {
+        let rows = with_connection!(&self.pool, |conn| {
             Ok::<_, AppError>(
                 ApiKey::list_for_account(
                     conn,

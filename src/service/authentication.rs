@@ -1,7 +1,5 @@
 //! Logging in and out: passwords against argon2id hashes, sessions in Redis, JWT access tokens.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 
 use crate::auth::{
@@ -12,8 +10,8 @@ use crate::db::PgPool;
 use crate::db::models::{Account, User};
 use crate::domain::{self, AccountSlug, Email, Role};
 use crate::errors::{AppError, AppResult};
-use crate::in_transaction;
 use crate::rate_limit::{Policy, RateLimiter, Subject};
+use crate::with_connection;
 
 /// What a successful login or refresh hands out.
 #[derive(Debug)]
@@ -64,7 +62,6 @@ impl Authentication {
         account: &str,
         email: &str,
         password: &str,
-        budget: Duration,
     ) -> AppResult<(IssuedTokens, domain::User)> {
         // Per login name, on top of the per-IP quota of the middleware: guessing one user's
         // password from many addresses is throttled too.
@@ -93,7 +90,7 @@ impl Authentication {
             });
         }
         let user = match (AccountSlug::parse(account), Email::parse(email)) {
-            (Ok(slug), Ok(email)) => self.find_user(&slug, &email, budget).await?,
+            (Ok(slug), Ok(email)) => self.find_user(&slug, &email).await?,
             _ => None,
         };
         let stored_hash = user
@@ -120,13 +117,8 @@ impl Authentication {
         ))
     }
 
-    async fn find_user(
-        &self,
-        slug: &AccountSlug,
-        email: &Email,
-        budget: Duration,
-    ) -> AppResult<Option<User>> {
-        in_transaction!(&self.pool, budget, |conn| {
+    async fn find_user(&self, slug: &AccountSlug, email: &Email) -> AppResult<Option<User>> {
+        with_connection!(&self.pool, |conn| {
             let Some(account) = Account::find_by_slug(conn, slug.as_str()).await? else {
                 return Ok(None);
             };
@@ -135,7 +127,7 @@ impl Authentication {
     }
 
     /// Rotates a refresh token. A token presented twice revokes its whole session.
-    pub async fn refresh(&self, presented: &str, budget: Duration) -> AppResult<IssuedTokens> {
+    pub async fn refresh(&self, presented: &str) -> AppResult<IssuedTokens> {
         match self
             .sessions
             .rotate(&RefreshToken::from_presented(presented))
@@ -162,7 +154,7 @@ impl Authentication {
                 next,
                 expires_at,
             } => {
-                let user = in_transaction!(&self.pool, budget, |conn| {
+                let user = with_connection!(&self.pool, |conn| {
                     Ok::<_, AppError>(
                         User::find_in_account(
                             conn,

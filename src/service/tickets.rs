@@ -30,7 +30,7 @@ use crate::domain::{
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
 use crate::idempotency::{Idempotent, Outcome};
-use crate::{in_idempotent_transaction, in_transaction};
+use crate::{in_idempotent_transaction, with_connection};
 
 /// Who a ticket is for, as the caller may ask.
 #[derive(Debug)]
@@ -467,9 +467,8 @@ impl TicketDesk {
         ticket_id: TicketId,
         page_size: PageSize,
         after: Option<PageCursor>,
-        budget: Duration,
     ) -> AppResult<Page<Comment>> {
-        let rows = in_transaction!(&self.pool, budget, |conn| {
+        let rows = with_connection!(&self.pool, |conn| {
             TicketRow::find(
                 conn,
                 caller.account_id,
@@ -504,9 +503,8 @@ impl TicketDesk {
         ticket_id: TicketId,
         page_size: PageSize,
         after: Option<PageCursor>,
-        budget: Duration,
     ) -> AppResult<Page<TicketActivity>> {
-        let rows = in_transaction!(&self.pool, budget, |conn| {
+        let rows = with_connection!(&self.pool, |conn| {
             TicketRow::find(conn, caller.account_id, None, ticket_id)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::Ticket, ticket_id))?;

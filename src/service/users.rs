@@ -13,7 +13,7 @@ use crate::db::models::{NewUser, User, UserChangeset};
 use crate::domain::{self, DisplayName, Email, PageCursor, PageSize, Password, Role, UserId};
 use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
 use crate::idempotency::{Idempotent, Outcome, as_is};
-use crate::{in_idempotent_transaction, in_transaction};
+use crate::{in_idempotent_transaction, with_connection};
 
 /// A user CreateUser asks for, every part valid.
 #[derive(Debug)]
@@ -117,25 +117,20 @@ impl Users {
     }
 
     /// One user: agents and admins may read anyone in the account, customers only themselves.
-    pub async fn get(
-        &self,
-        caller: &Caller,
-        id: UserId,
-        budget: Duration,
-    ) -> AppResult<domain::User> {
+    pub async fn get(&self, caller: &Caller, id: UserId) -> AppResult<domain::User> {
         if caller.user_id() != Some(id) {
             caller.require(Role::Agent)?;
         }
-        self.find(caller, id, budget).await
+        self.find(caller, id).await
     }
 
-    pub async fn current(&self, caller: &Caller, budget: Duration) -> AppResult<domain::User> {
+    pub async fn current(&self, caller: &Caller) -> AppResult<domain::User> {
         let id = caller.require_user()?;
-        self.find(caller, id, budget).await
+        self.find(caller, id).await
     }
 
-    async fn find(&self, caller: &Caller, id: UserId, budget: Duration) -> AppResult<domain::User> {
-        in_transaction!(&self.pool, budget, |conn| {
+    async fn find(&self, caller: &Caller, id: UserId) -> AppResult<domain::User> {
+        with_connection!(&self.pool, |conn| {
             User::find_in_account(conn, caller.account_id.as_uuid(), id.as_uuid())
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::User, id))?
@@ -148,9 +143,8 @@ impl Users {
         caller: &Caller,
         page_size: PageSize,
         after: Option<PageCursor>,
-        budget: Duration,
     ) -> AppResult<Page<domain::User>> {
-        let rows = in_transaction!(&self.pool, budget, |conn| {
+        let rows = with_connection!(&self.pool, |conn| {
             Ok::<_, AppError>(
                 User::list_for_account(
                     conn,

@@ -590,39 +590,45 @@ async fn stored_keys(app: &TestApp, path: &str) -> i64 {
         .count
 }
 
+impl Harness {
+    /// Envoy in front of `app`, an agent, a customer and an admin API key.
+    async fn start(app: TestApp) -> Self {
+        let envoy = Envoy::start_in_front_of(app.address.port()).await;
+        let agent = app
+            .add_user(&app.admin, supportdesk::proto::v1::UserRole::Agent)
+            .await;
+        let customer = app
+            .add_user(&app.admin, supportdesk::proto::v1::UserRole::Customer)
+            .await;
+        let http = reqwest::Client::new();
+        let key = http
+            .post(envoy.url("/v1/apiKeys"))
+            .bearer_auth(&app.admin.access_token)
+            .header("idempotency-key", "contract-key")
+            .json(&json!({"name": "contract key", "roles": ["USER_ROLE_ADMIN"]}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["secret"]
+            .as_str()
+            .expect("a secret")
+            .to_owned();
+        Self {
+            app,
+            envoy,
+            http,
+            agent,
+            customer,
+            api_key: key,
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_rpc_answers_its_documented_statuses_through_envoy() {
-    let app = TestApp::spawn().await;
-    let envoy = Envoy::start_in_front_of(app.address.port()).await;
-    let agent = app
-        .add_user(&app.admin, supportdesk::proto::v1::UserRole::Agent)
-        .await;
-    let customer = app
-        .add_user(&app.admin, supportdesk::proto::v1::UserRole::Customer)
-        .await;
-    let http = reqwest::Client::new();
-    let key = http
-        .post(envoy.url("/v1/apiKeys"))
-        .bearer_auth(&app.admin.access_token)
-        .header("idempotency-key", "contract-key")
-        .json(&json!({"name": "contract key", "roles": ["USER_ROLE_ADMIN"]}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["secret"]
-        .as_str()
-        .expect("a secret")
-        .to_owned();
-    let harness = Harness {
-        app,
-        envoy,
-        http,
-        agent,
-        customer,
-        api_key: key,
-    };
+    let harness = Harness::start(TestApp::spawn().await).await;
     let table = contract_table();
     for (rpc, row) in &table {
         let declared = declaration_of(rpc);
@@ -849,4 +855,88 @@ async fn browser_grpc_web_clients_reach_the_service_through_envoy() {
     assert_eq!(body[7], 0x80);
     let trailers = String::from_utf8_lossy(&body[12..]).to_lowercase();
     assert!(trailers.contains("grpc-status:0"), "{trailers}");
+}
+
+/// The round-trip budget table of docs/performance.md: RPC → (Redis, PostgreSQL) round trips of
+/// one successful call.
+fn budget_table() -> BTreeMap<String, (u64, u64)> {
+    let text = std::fs::read_to_string(repository_root().join("docs/performance.md"))
+        .expect("docs/performance.md");
+    let start = text
+        .find("<!-- budget:start -->")
+        .expect("the budget:start marker");
+    let end = text
+        .find("<!-- budget:end -->")
+        .expect("the budget:end marker");
+    text[start..end]
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            let rpc = cells.first()?.trim_matches('`');
+            let redis = cells.get(1)?.parse().ok()?;
+            let postgres = cells.get(2)?.parse().ok()?;
+            Some((rpc.to_owned(), (redis, postgres)))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_rpc_costs_the_round_trips_docs_performance_md_lists() {
+    use secrecy::ExposeSecret;
+
+    use super::helpers::{admin_database_url, redis_url};
+    use super::proxy::{Protocol, TcpProxy, socket_address_of, url_through};
+
+    let postgres = TcpProxy::start_counting(
+        socket_address_of(&admin_database_url()),
+        Some(Protocol::Postgres),
+    )
+    .await;
+    let redis =
+        TcpProxy::start_counting(socket_address_of(&redis_url()), Some(Protocol::Redis)).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.database.url =
+            url_through(settings.database.url.expose_secret(), postgres.address).into();
+        settings.redis.url = url_through(settings.redis.url.expose_secret(), redis.address).into();
+        // One connection, so each statement is prepared once (by the warm-up call); nothing in
+        // the background.
+        settings.database.pool_size = 1;
+        settings.server.health_probe_interval = std::time::Duration::from_secs(3600);
+        settings.idempotency.sweep_interval = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let harness = Harness::start(app).await;
+    let budget = budget_table();
+    let mut measured = BTreeMap::new();
+    for rpc in contract_table().keys() {
+        // The first call prepares the RPC's statements on the connection; the second is counted.
+        let (warm_up, ..) = harness.cases(rpc).await;
+        harness.send(warm_up).await;
+        let (success, ..) = harness.cases(rpc).await;
+        let before = (redis.round_trips(), postgres.round_trips());
+        let answer = harness.send(success).await;
+        assert!(answer.status.is_success(), "{rpc}: {}", answer.body);
+        let after = (redis.round_trips(), postgres.round_trips());
+        measured.insert(rpc.clone(), (after.0 - before.0, after.1 - before.1));
+    }
+    let differences: Vec<String> = measured
+        .iter()
+        .filter(|(rpc, cost)| budget.get(*rpc) != Some(*cost))
+        .map(|(rpc, (redis, postgres))| {
+            format!(
+                "| `{rpc}` | {redis} | {postgres} | (documented: {:?})",
+                budget.get(rpc)
+            )
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "docs/performance.md's budget differs from what these RPCs cost:\n{}",
+        differences.join("\n")
+    );
 }
