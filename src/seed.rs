@@ -101,6 +101,7 @@ pub async fn seed_demo_account(pool: &PgPool) -> anyhow::Result<domain::AccountI
         .await?;
         return Ok(account.id);
     };
+    let account_id = account.id;
     let password =
         Password::parse(DEMO_ADMIN_PASSWORD).map_err(|problem| anyhow::anyhow!("{problem}"))?;
     let hash = PasswordHasher::new()
@@ -109,7 +110,7 @@ pub async fn seed_demo_account(pool: &PgPool) -> anyhow::Result<domain::AccountI
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     NewUser {
         id: UserId::generate().as_uuid(),
-        account_id: account.id,
+        account_id: account_id.as_uuid(),
         email: DEMO_ADMIN_EMAIL,
         display_name: "Demo Admin",
         role: Role::Admin.as_str(),
@@ -117,7 +118,7 @@ pub async fn seed_demo_account(pool: &PgPool) -> anyhow::Result<domain::AccountI
     }
     .upsert_login(&mut conn)
     .await?;
-    Ok(domain::AccountId::from_uuid(account.id))
+    Ok(account_id)
 }
 
 /// Fills the demo account up to `count` tickets of varied status, priority, requester and age

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use super::principals::{KnownState, PrincipalKey, PrincipalState, PrincipalStates};
 use super::{AccessClaims, ApiKeySecret, Caller, Principal, TokenIssuer};
-use crate::db::models::{ApiKey, User, corrupt};
+use crate::db::models::{ApiKey, User};
 use crate::db::{self, PgPool};
-use crate::domain::{ApiKeyId, Role};
+use crate::domain::ApiKeyId;
 use crate::errors::{AppError, AppResult};
 
 /// How often an API key's `last_used_at` is written, at most, per instance.
@@ -129,8 +129,7 @@ impl Authenticator {
                 .ok_or_else(user_deactivated)?;
                 Ok(PrincipalState::User {
                     account_id: claims.account_id,
-                    role: Role::parse(&user.role)
-                        .map_err(|problem| corrupt("users.role", problem))?,
+                    role: user.role,
                     active: user.active,
                 })
             }
@@ -140,8 +139,7 @@ impl Authenticator {
                     .ok_or_else(|| AppError::Unauthenticated {
                         reason: "INVALID_CREDENTIALS",
                         message: "this API key is not valid".to_owned(),
-                    })?
-                    .into_domain()?;
+                    })?;
                 Ok(PrincipalState::ApiKey {
                     account_id: key.account_id,
                     key_id: key.id,

@@ -183,6 +183,22 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A user as logging in (and inviting) needs them: with the stored password hash, `None` for a
+/// requester who never had a password. Never printed.
+#[derive(Clone)]
+pub struct UserLogin {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for UserLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserLogin")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A stored API key (never its secret).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKey {

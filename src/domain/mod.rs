@@ -18,6 +18,7 @@ pub use email::Email;
 pub use idempotency_key::IdempotencyKey;
 pub use identity::{
     Account, AccountName, AccountSlug, ApiKey, ApiKeyName, DisplayName, Password, Role, User,
+    UserLogin,
 };
 pub use ids::{AccountId, ApiKeyId, SessionId, TicketId, UserId};
 pub use pagination::{PageCursor, PageSize};

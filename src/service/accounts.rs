@@ -60,18 +60,18 @@ impl Accounts {
                         message: format!("the slug {} is taken", request.slug.as_str()),
                     },
                 )
-            })?;
+            })??;
             let admin = NewUser {
                 id: UserId::generate().as_uuid(),
-                account_id: account.id,
+                account_id: account.id.as_uuid(),
                 email: request.admin_email.as_str(),
                 display_name: request.admin_display_name.as_str(),
                 role: Role::Admin.as_str(),
                 password_hash: Some(&password_hash),
             }
             .insert(conn)
-            .await?;
-            Ok::<_, AppError>((account.into_domain()?, admin.into_domain()?))
+            .await??;
+            Ok::<_, AppError>((account, admin))
         })
     }
 
@@ -80,8 +80,7 @@ impl Accounts {
         with_connection!(&self.pool, |conn| {
             Account::find(conn, caller.account_id.as_uuid())
                 .await?
-                .ok_or_else(|| AppError::not_found(Resource::Account, caller.account_id))?
-                .into_domain()
+                .ok_or_else(|| AppError::not_found(Resource::Account, caller.account_id))
         })
     }
 }

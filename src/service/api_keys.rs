@@ -36,7 +36,7 @@ impl ApiKeys {
         let creator = caller.require_user()?;
         let secret = ApiKeySecret::generate();
         let outcome = in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
-            let key = NewApiKey {
+            NewApiKey {
                 id: ApiKeyId::generate().as_uuid(),
                 account_id: caller.account_id.as_uuid(),
                 name: name.as_str(),
@@ -46,8 +46,7 @@ impl ApiKeys {
                 created_by: creator.as_uuid(),
             }
             .insert(conn)
-            .await?;
-            key.into_domain()
+            .await
         })?;
         Ok((outcome, secret))
     }
@@ -59,21 +58,18 @@ impl ApiKeys {
         after: Option<PageCursor>,
     ) -> AppResult<Page<domain::ApiKey>> {
         let rows = with_connection!(&self.pool, |conn| {
-            Ok::<_, AppError>(
-                ApiKey::list_for_account(
-                    conn,
-                    caller.account_id.as_uuid(),
-                    after,
-                    rows_to_fetch(page_size),
-                )
-                .await?,
+            ApiKey::list_for_account(
+                conn,
+                caller.account_id.as_uuid(),
+                after,
+                rows_to_fetch(page_size),
             )
+            .await
         })?;
-        let page = paginate(rows, page_size, |key| PageCursor {
+        Ok(paginate(rows, page_size, |key| PageCursor {
             at: key.created_at,
-            id: key.id,
-        });
-        page.try_map(ApiKey::into_domain)
+            id: key.id.as_uuid(),
+        }))
     }
 
     /// Revokes a key; the next call made with it is refused.
@@ -99,8 +95,7 @@ impl ApiKeys {
         let outcome = in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
             ApiKey::revoke(conn, caller.account_id.as_uuid(), id.as_uuid())
                 .await?
-                .ok_or_else(|| AppError::not_found(Resource::ApiKey, id))?
-                .into_domain()
+                .ok_or_else(|| AppError::not_found(Resource::ApiKey, id))
         });
         marker
             .settle(match &outcome {

@@ -8,7 +8,7 @@ use crate::auth::{
 };
 use crate::db::PgPool;
 use crate::db::models::{Account, User};
-use crate::domain::{self, AccountSlug, Email, Role};
+use crate::domain::{self, AccountSlug, Email, UserLogin};
 use crate::errors::{AppError, AppResult};
 use crate::rate_limit::{Policy, RateLimiter, Subject};
 use crate::with_connection;
@@ -95,12 +95,12 @@ impl Authentication {
         };
         let stored_hash = user
             .as_ref()
-            .filter(|user| user.active)
-            .and_then(|user| user.password_hash.clone());
+            .filter(|login| login.user.active)
+            .and_then(|login| login.password_hash.clone());
         if !self.hasher.verify(password, stored_hash).await? {
             return Err(wrong_credentials());
         }
-        let user = user.ok_or_else(wrong_credentials)?.into_domain()?;
+        let user = user.ok_or_else(wrong_credentials)?.user;
         let (session_id, refresh, refresh_expires_at) =
             self.sessions.start(user.id, user.account_id).await?;
         let access = self
@@ -117,12 +117,12 @@ impl Authentication {
         ))
     }
 
-    async fn find_user(&self, slug: &AccountSlug, email: &Email) -> AppResult<Option<User>> {
+    async fn find_user(&self, slug: &AccountSlug, email: &Email) -> AppResult<Option<UserLogin>> {
         with_connection!(&self.pool, |conn| {
             let Some(account) = Account::find_by_slug(conn, slug.as_str()).await? else {
                 return Ok(None);
             };
-            Ok(User::find_by_email(conn, account.id, email.as_str()).await?)
+            User::find_login(conn, account.id.as_uuid(), email.as_str()).await
         })
     }
 
@@ -155,14 +155,8 @@ impl Authentication {
                 expires_at,
             } => {
                 let user = with_connection!(&self.pool, |conn| {
-                    Ok::<_, AppError>(
-                        User::find_in_account(
-                            conn,
-                            owner.account_id.as_uuid(),
-                            owner.user_id.as_uuid(),
-                        )
-                        .await?,
-                    )
+                    User::find_in_account(conn, owner.account_id.as_uuid(), owner.user_id.as_uuid())
+                        .await
                 })?;
                 let Some(user) = user.filter(|user| user.active) else {
                     self.sessions.end(owner.session_id, owner.user_id).await?;
@@ -171,8 +165,7 @@ impl Authentication {
                         message: "this user can no longer sign in".to_owned(),
                     });
                 };
-                let role = Role::parse(&user.role)
-                    .map_err(|problem| crate::db::models::corrupt("users.role", problem))?;
+                let role = user.role;
                 let access =
                     self.tokens
                         .issue(owner.user_id, owner.account_id, role, owner.session_id)?;

@@ -19,28 +19,13 @@ pub use users::{NewUserRequest, UserChanges, Users};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use crate::domain::{PageCursor, PageSize};
-use crate::errors::{AppError, AppResult};
+use crate::errors::AppError;
 
 /// One page of a newest-first list and where the next one starts.
 #[derive(Debug)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<PageCursor>,
-}
-
-impl<T> Page<T> {
-    /// The same page with every item converted (rows into domain values), the first failure
-    /// failing it.
-    fn try_map<U>(self, convert: impl FnMut(T) -> AppResult<U>) -> AppResult<Page<U>> {
-        Ok(Page {
-            items: self
-                .items
-                .into_iter()
-                .map(convert)
-                .collect::<AppResult<_>>()?,
-            next: self.next,
-        })
-    }
 }
 
 /// How many rows to ask for: one more than the page, to know whether another page exists

@@ -120,10 +120,9 @@ impl TicketDesk {
                         .await?
                     }
                 };
-                self.ensure_below_open_limit(conn, account_id, requester.id)
+                self.ensure_below_open_limit(conn, account_id, requester.id.as_uuid())
                     .await?;
-                let requester_email = Email::parse(&requester.email)
-                    .map_err(|problem| crate::db::models::corrupt("users.email", problem))?;
+                let requester_email = requester.email.clone();
                 let ticket = NewTicket {
                     id: TicketId::generate().as_uuid(),
                     account_id: account_id.as_uuid(),
@@ -131,7 +130,7 @@ impl TicketDesk {
                     description: request.description.as_str(),
                     priority: request.priority.as_str(),
                     status: TicketStatus::New.as_str(),
-                    requester_id: requester.id,
+                    requester_id: requester.id.as_uuid(),
                     assignee_id: request.assignee.map(|id| id.as_uuid()),
                 }
                 .insert(conn, &requester_email)
@@ -416,7 +415,7 @@ impl TicketDesk {
             &self.pool,
             budget,
             idempotent,
-            |(_, comment): &(Ticket, CommentRow)| comment.clone().into_domain(),
+            |(_, comment): &(Ticket, Comment)| Ok::<_, AppError>(comment.clone()),
             |conn| {
                 let current = lock_visible(conn, caller, ticket_id).await?;
                 let comment_id = Uuid::now_v7();
@@ -453,7 +452,7 @@ impl TicketDesk {
         Ok(match outcome {
             Outcome::Done((ticket, comment)) => {
                 self.cache.store(&ticket).await;
-                Outcome::Done(comment.into_domain()?)
+                Outcome::Done(comment)
             }
             Outcome::Failed(error) => Outcome::Failed(error),
             Outcome::Replay(stored) => Outcome::Replay(stored),
@@ -477,23 +476,20 @@ impl TicketDesk {
             )
             .await?
             .ok_or_else(|| AppError::not_found(Resource::Ticket, ticket_id))?;
-            Ok::<_, AppError>(
-                CommentRow::list_for_ticket(
-                    conn,
-                    caller.account_id.as_uuid(),
-                    ticket_id.as_uuid(),
-                    caller.role().works_tickets(),
-                    after,
-                    rows_to_fetch(page_size),
-                )
-                .await?,
+            CommentRow::list_for_ticket(
+                conn,
+                caller.account_id.as_uuid(),
+                ticket_id.as_uuid(),
+                caller.role().works_tickets(),
+                after,
+                rows_to_fetch(page_size),
             )
+            .await
         })?;
-        let page = paginate(rows, page_size, |row| PageCursor {
-            at: row.created_at,
-            id: row.id,
-        });
-        page.try_map(CommentRow::into_domain)
+        Ok(paginate(rows, page_size, |comment| PageCursor {
+            at: comment.created_at,
+            id: comment.id,
+        }))
     }
 
     /// A page of a ticket's audit trail, newest first. Agents and admins.
@@ -508,22 +504,19 @@ impl TicketDesk {
             TicketRow::find(conn, caller.account_id, None, ticket_id)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::Ticket, ticket_id))?;
-            Ok::<_, AppError>(
-                ActivityRow::list_for_ticket(
-                    conn,
-                    caller.account_id.as_uuid(),
-                    ticket_id.as_uuid(),
-                    after,
-                    rows_to_fetch(page_size),
-                )
-                .await?,
+            ActivityRow::list_for_ticket(
+                conn,
+                caller.account_id.as_uuid(),
+                ticket_id.as_uuid(),
+                after,
+                rows_to_fetch(page_size),
             )
+            .await
         })?;
-        let page = paginate(rows, page_size, |row| PageCursor {
-            at: row.created_at,
-            id: row.id,
-        });
-        page.try_map(ActivityRow::into_domain)
+        Ok(paginate(rows, page_size, |activity| PageCursor {
+            at: activity.created_at,
+            id: activity.id,
+        }))
     }
 }
 
@@ -629,7 +622,7 @@ async fn ensure_agent(
     field: &str,
 ) -> AppResult<()> {
     match User::find_in_account(conn, account_id.as_uuid(), assignee.as_uuid()).await? {
-        Some(user) if user.active && user.role != Role::Customer.as_str() => Ok(()),
+        Some(user) if user.active && user.role != Role::Customer => Ok(()),
         Some(_) | None => Err(AppError::invalid_field(
             field,
             &InvalidValue::new("names no active agent or admin of this account"),

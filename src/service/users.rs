@@ -74,23 +74,22 @@ impl Users {
         let password_hash = self.hasher.hash(&password).await?;
         in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
             let account_id = caller.account_id.as_uuid();
-            if let Some(existing) = User::find_by_email(conn, account_id, email.as_str()).await? {
+            if let Some(existing) = User::find_login(conn, account_id, email.as_str()).await? {
                 if existing.password_hash.is_some() {
                     return Err(AppError::AlreadyExists {
                         reason: "USER_EMAIL_TAKEN",
                         message: format!("the account already has a user {email}"),
                     });
                 }
-                let claimed = User::claim_without_password(
+                return User::claim_without_password(
                     conn,
                     account_id,
-                    existing.id,
+                    existing.user.id.as_uuid(),
                     display_name.as_str(),
                     role.as_str(),
                     &password_hash,
                 )
-                .await?;
-                return claimed.into_domain();
+                .await;
             }
             NewUser {
                 id: UserId::generate().as_uuid(),
@@ -112,7 +111,6 @@ impl Users {
                     },
                 )
             })?
-            .into_domain()
         })
     }
 
@@ -133,8 +131,7 @@ impl Users {
         with_connection!(&self.pool, |conn| {
             User::find_in_account(conn, caller.account_id.as_uuid(), id.as_uuid())
                 .await?
-                .ok_or_else(|| AppError::not_found(Resource::User, id))?
-                .into_domain()
+                .ok_or_else(|| AppError::not_found(Resource::User, id))
         })
     }
 
@@ -145,21 +142,18 @@ impl Users {
         after: Option<PageCursor>,
     ) -> AppResult<Page<domain::User>> {
         let rows = with_connection!(&self.pool, |conn| {
-            Ok::<_, AppError>(
-                User::list_for_account(
-                    conn,
-                    caller.account_id.as_uuid(),
-                    after,
-                    rows_to_fetch(page_size),
-                )
-                .await?,
+            User::list_for_account(
+                conn,
+                caller.account_id.as_uuid(),
+                after,
+                rows_to_fetch(page_size),
             )
+            .await
         })?;
-        let page = paginate(rows, page_size, |user| PageCursor {
+        Ok(paginate(rows, page_size, |user| PageCursor {
             at: user.created_at,
-            id: user.id,
-        });
-        page.try_map(User::into_domain)
+            id: user.id.as_uuid(),
+        }))
     }
 
     /// Changes a user. Admins cannot demote or deactivate themselves, so an account can never
@@ -197,8 +191,7 @@ impl Users {
             };
             User::update(conn, caller.account_id.as_uuid(), id.as_uuid(), &changeset)
                 .await?
-                .ok_or_else(|| AppError::not_found(Resource::User, id))?
-                .into_domain()
+                .ok_or_else(|| AppError::not_found(Resource::User, id))
         });
         marker
             .settle(match &outcome {

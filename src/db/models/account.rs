@@ -1,4 +1,5 @@
-//! The `accounts` table: tenants.
+//! The `accounts` table: tenants. Queries answer in [`domain::Account`]; the row type stays
+//! inside this module.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -12,12 +13,11 @@ use crate::errors::AppResult;
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
-pub struct Account {
+struct AccountRow {
     pub id: Uuid,
     pub name: String,
     pub slug: String,
     pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Insertable)]
@@ -28,42 +28,57 @@ pub struct NewAccount<'a> {
     pub slug: &'a str,
 }
 
+/// The queries of the `accounts` table.
+pub struct Account;
+
 impl Account {
-    pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Self>> {
+    pub async fn find(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+    ) -> AppResult<Option<domain::Account>> {
         accounts::table
             .find(id)
-            .select(Self::as_select())
+            .select(AccountRow::as_select())
             .first(conn)
             .await
-            .optional()
+            .optional()?
+            .map(AccountRow::into_domain)
+            .transpose()
     }
 
     pub async fn find_by_slug(
         conn: &mut AsyncPgConnection,
         slug: &str,
-    ) -> QueryResult<Option<Self>> {
+    ) -> AppResult<Option<domain::Account>> {
         accounts::table
             .filter(accounts::slug.eq(slug))
-            .select(Self::as_select())
+            .select(AccountRow::as_select())
             .first(conn)
             .await
-            .optional()
+            .optional()?
+            .map(AccountRow::into_domain)
+            .transpose()
     }
 }
 
 impl NewAccount<'_> {
-    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<Account> {
+    /// Inserts the account. The database's error is kept, so a caller can tell a taken slug.
+    pub async fn insert(
+        &self,
+        conn: &mut AsyncPgConnection,
+    ) -> QueryResult<AppResult<domain::Account>> {
         diesel::insert_into(accounts::table)
             .values(self)
-            .returning(Account::as_returning())
+            .returning(AccountRow::as_returning())
             .get_result(conn)
             .await
+            .map(AccountRow::into_domain)
     }
 }
 
-impl Account {
+impl AccountRow {
     /// The domain view of this row.
-    pub fn into_domain(self) -> AppResult<domain::Account> {
+    fn into_domain(self) -> AppResult<domain::Account> {
         Ok(domain::Account {
             id: AccountId::from_uuid(self.id),
             name: AccountName::parse(&self.name)

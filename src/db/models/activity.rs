@@ -63,7 +63,7 @@ impl ActivityRow {
         ticket_id: Uuid,
         after: Option<PageCursor>,
         limit: i64,
-    ) -> QueryResult<Vec<Self>> {
+    ) -> AppResult<Vec<domain::TicketActivity>> {
         let mut query = ticket_activities::table
             .filter(ticket_activities::account_id.eq(account_id))
             .filter(ticket_activities::ticket_id.eq(ticket_id))
@@ -83,10 +83,15 @@ impl ActivityRow {
                         .or(ticket_activities::id.lt(cursor.id)),
                 );
         }
-        query.load(conn).await
+        query
+            .load::<Self>(conn)
+            .await?
+            .into_iter()
+            .map(Self::into_domain)
+            .collect()
     }
 
-    pub fn into_domain(self) -> AppResult<domain::TicketActivity> {
+    fn into_domain(self) -> AppResult<domain::TicketActivity> {
         let corrupt = || AppError::internal(anyhow::anyhow!("malformed ticket_activities.changes"));
         let Value::Object(fields) = self.changes else {
             return Err(corrupt());

@@ -1,4 +1,5 @@
-//! The `api_keys` table: credentials of internal services.
+//! The `api_keys` table: credentials of internal services. Queries answer in
+//! [`domain::ApiKey`]; the row type stays inside this module.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -12,14 +13,13 @@ use crate::errors::AppResult;
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg))]
-pub struct ApiKey {
+struct ApiKeyRow {
     pub id: Uuid,
     pub account_id: Uuid,
     pub name: String,
     pub prefix: String,
     /// `text[]` allows NULL elements in PostgreSQL's eyes; the CHECK constraint does not.
     pub roles: Vec<Option<String>>,
-    pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -38,26 +38,32 @@ pub struct NewApiKey<'a> {
 }
 
 impl NewApiKey<'_> {
-    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<ApiKey> {
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<domain::ApiKey> {
         diesel::insert_into(api_keys::table)
             .values(self)
-            .returning(ApiKey::as_returning())
+            .returning(ApiKeyRow::as_returning())
             .get_result(conn)
-            .await
+            .await?
+            .into_domain()
     }
 }
+
+/// The queries of the `api_keys` table.
+pub struct ApiKey;
 
 impl ApiKey {
     pub async fn find_by_secret_hash(
         conn: &mut AsyncPgConnection,
         secret_hash: &[u8],
-    ) -> QueryResult<Option<Self>> {
+    ) -> AppResult<Option<domain::ApiKey>> {
         api_keys::table
             .filter(api_keys::secret_hash.eq(secret_hash))
-            .select(Self::as_select())
+            .select(ApiKeyRow::as_select())
             .first(conn)
             .await
-            .optional()
+            .optional()?
+            .map(ApiKeyRow::into_domain)
+            .transpose()
     }
 
     /// Notes that the key was used, at most once a minute: a write on every call would cost
@@ -81,10 +87,10 @@ impl ApiKey {
         account_id: Uuid,
         after: Option<PageCursor>,
         limit: i64,
-    ) -> QueryResult<Vec<Self>> {
+    ) -> AppResult<Vec<domain::ApiKey>> {
         let mut query = api_keys::table
             .filter(api_keys::account_id.eq(account_id))
-            .select(Self::as_select())
+            .select(ApiKeyRow::as_select())
             .order((api_keys::created_at.desc(), api_keys::id.desc()))
             .limit(limit)
             .into_boxed();
@@ -95,25 +101,30 @@ impl ApiKey {
                     .or(api_keys::id.lt(cursor.id)),
             );
         }
-        query.load(conn).await
+        query
+            .load::<ApiKeyRow>(conn)
+            .await?
+            .into_iter()
+            .map(ApiKeyRow::into_domain)
+            .collect()
     }
 
     pub async fn find_in_account(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
         id: Uuid,
-    ) -> QueryResult<Option<Self>> {
+    ) -> AppResult<Option<domain::ApiKey>> {
         api_keys::table
             .filter(api_keys::account_id.eq(account_id))
             .filter(api_keys::id.eq(id))
-            .select(Self::as_select())
+            .select(ApiKeyRow::as_select())
             .first(conn)
             .await
-            .optional()
+            .optional()?
+            .map(ApiKeyRow::into_domain)
+            .transpose()
     }
 
-    /// Revokes the key `id` of `account_id`. Revoking a revoked key keeps its first revocation
-    /// time; `None` when the account has no such key.
     /// The stored hash of a key's secret, which names its state in Redis.
     pub async fn secret_hash_of(
         conn: &mut AsyncPgConnection,
@@ -129,30 +140,32 @@ impl ApiKey {
             .optional()
     }
 
+    /// Revokes the key `id` of `account_id`. Revoking a revoked key keeps its first revocation
+    /// time; `None` when the account has no such key.
     pub async fn revoke(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
         id: Uuid,
-    ) -> QueryResult<Option<Self>> {
+    ) -> AppResult<Option<domain::ApiKey>> {
         let revoked = diesel::update(api_keys::table)
             .filter(api_keys::account_id.eq(account_id))
             .filter(api_keys::id.eq(id))
             .filter(api_keys::revoked_at.is_null())
             .set(api_keys::revoked_at.eq(diesel::dsl::now))
-            .returning(Self::as_returning())
+            .returning(ApiKeyRow::as_returning())
             .get_result(conn)
             .await
             .optional()?;
         match revoked {
-            Some(key) => Ok(Some(key)),
+            Some(key) => key.into_domain().map(Some),
             None => Self::find_in_account(conn, account_id, id).await,
         }
     }
 }
 
-impl ApiKey {
+impl ApiKeyRow {
     /// The domain view of this row.
-    pub fn into_domain(self) -> AppResult<domain::ApiKey> {
+    fn into_domain(self) -> AppResult<domain::ApiKey> {
         Ok(domain::ApiKey {
             id: ApiKeyId::from_uuid(self.id),
             account_id: AccountId::from_uuid(self.account_id),

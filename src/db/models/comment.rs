@@ -36,12 +36,13 @@ pub struct NewComment<'a> {
 }
 
 impl NewComment<'_> {
-    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<CommentRow> {
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<domain::Comment> {
         diesel::insert_into(ticket_comments::table)
             .values(self)
             .returning(CommentRow::as_returning())
             .get_result(conn)
-            .await
+            .await?
+            .into_domain()
     }
 }
 
@@ -55,7 +56,7 @@ impl CommentRow {
         with_internal: bool,
         after: Option<PageCursor>,
         limit: i64,
-    ) -> QueryResult<Vec<Self>> {
+    ) -> AppResult<Vec<domain::Comment>> {
         let mut query = ticket_comments::table
             .filter(ticket_comments::account_id.eq(account_id))
             .filter(ticket_comments::ticket_id.eq(ticket_id))
@@ -75,10 +76,15 @@ impl CommentRow {
                         .or(ticket_comments::id.gt(cursor.id)),
                 );
         }
-        query.load(conn).await
+        query
+            .load::<Self>(conn)
+            .await?
+            .into_iter()
+            .map(Self::into_domain)
+            .collect()
     }
 
-    pub fn into_domain(self) -> AppResult<domain::Comment> {
+    fn into_domain(self) -> AppResult<domain::Comment> {
         Ok(domain::Comment {
             id: self.id,
             ticket_id: TicketId::from_uuid(self.ticket_id),

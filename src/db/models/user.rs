@@ -1,4 +1,6 @@
-//! The `users` table: the people of an account.
+//! The `users` table: the people of an account. Queries answer in domain types
+//! ([`domain::User`], and [`domain::UserLogin`] where the stored password hash is needed); the
+//! row type stays inside this module.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -13,7 +15,7 @@ use crate::errors::AppResult;
 
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
-pub struct User {
+pub struct UserRow {
     pub id: Uuid,
     pub account_id: Uuid,
     pub email: String,
@@ -26,7 +28,7 @@ pub struct User {
 }
 
 /// Written by hand to leave the password hash out.
-impl std::fmt::Debug for User {
+impl std::fmt::Debug for UserRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("User")
             .field("id", &self.id)
@@ -38,9 +40,9 @@ impl std::fmt::Debug for User {
     }
 }
 
-impl User {
+impl UserRow {
     /// The domain view of this row.
-    pub fn into_domain(self) -> AppResult<domain::User> {
+    fn into_domain(self) -> AppResult<domain::User> {
         Ok(domain::User {
             id: UserId::from_uuid(self.id),
             account_id: AccountId::from_uuid(self.account_id),
@@ -53,7 +55,18 @@ impl User {
             updated_at: self.updated_at,
         })
     }
+
+    fn into_login(self) -> AppResult<domain::UserLogin> {
+        let password_hash = self.password_hash.clone();
+        Ok(domain::UserLogin {
+            user: self.into_domain()?,
+            password_hash,
+        })
+    }
 }
+
+/// The queries of the `users` table.
+pub struct User;
 
 #[derive(Insertable)]
 #[diesel(table_name = users)]
@@ -82,30 +95,35 @@ impl User {
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
         id: Uuid,
-    ) -> QueryResult<Option<Self>> {
+    ) -> AppResult<Option<domain::User>> {
         users::table
             .filter(users::account_id.eq(account_id))
             .filter(users::id.eq(id))
-            .select(Self::as_select())
+            .select(UserRow::as_select())
             .first(conn)
             .await
-            .optional()
+            .optional()?
+            .map(UserRow::into_domain)
+            .transpose()
     }
 }
 
 impl User {
-    pub async fn find_by_email(
+    /// The user with `email` and their stored password hash, for logging in and inviting.
+    pub async fn find_login(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
         email: &str,
-    ) -> QueryResult<Option<Self>> {
+    ) -> AppResult<Option<domain::UserLogin>> {
         users::table
             .filter(users::account_id.eq(account_id))
             .filter(users::email.eq(email))
-            .select(Self::as_select())
+            .select(UserRow::as_select())
             .first(conn)
             .await
-            .optional()
+            .optional()?
+            .map(UserRow::into_login)
+            .transpose()
     }
 
     /// Up to `limit` users of `account_id`, newest first, strictly after `after`.
@@ -114,10 +132,10 @@ impl User {
         account_id: Uuid,
         after: Option<PageCursor>,
         limit: i64,
-    ) -> QueryResult<Vec<Self>> {
+    ) -> AppResult<Vec<domain::User>> {
         let mut query = users::table
             .filter(users::account_id.eq(account_id))
-            .select(Self::as_select())
+            .select(UserRow::as_select())
             .order((users::created_at.desc(), users::id.desc()))
             .limit(limit)
             .into_boxed();
@@ -126,7 +144,12 @@ impl User {
                 .filter(users::created_at.le(cursor.at))
                 .filter(users::created_at.lt(cursor.at).or(users::id.lt(cursor.id)));
         }
-        query.load(conn).await
+        query
+            .load::<UserRow>(conn)
+            .await?
+            .into_iter()
+            .map(UserRow::into_domain)
+            .collect()
     }
 
     /// Locks the user's row until the transaction ends: changes that must see a consistent
@@ -151,7 +174,7 @@ impl User {
         display_name: &str,
         role: &str,
         password_hash: &str,
-    ) -> QueryResult<Self> {
+    ) -> AppResult<domain::User> {
         diesel::update(users::table)
             .filter(users::account_id.eq(account_id))
             .filter(users::id.eq(id))
@@ -162,9 +185,10 @@ impl User {
                 users::password_hash.eq(password_hash),
                 users::updated_at.eq(diesel::dsl::now),
             ))
-            .returning(Self::as_returning())
+            .returning(UserRow::as_returning())
             .get_result(conn)
-            .await
+            .await?
+            .into_domain()
     }
 
     /// Applies `changes` to the user `id` of `account_id`; `None` when there is no such user.
@@ -173,30 +197,37 @@ impl User {
         account_id: Uuid,
         id: Uuid,
         changes: &UserChangeset<'_>,
-    ) -> QueryResult<Option<Self>> {
+    ) -> AppResult<Option<domain::User>> {
         diesel::update(users::table)
             .filter(users::account_id.eq(account_id))
             .filter(users::id.eq(id))
             .set(changes)
-            .returning(Self::as_returning())
+            .returning(UserRow::as_returning())
             .get_result(conn)
             .await
-            .optional()
+            .optional()?
+            .map(UserRow::into_domain)
+            .transpose()
     }
 }
 
 impl NewUser<'_> {
-    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<User> {
+    /// Inserts the user. The database's error is kept, so a caller can tell a taken email.
+    pub async fn insert(
+        &self,
+        conn: &mut AsyncPgConnection,
+    ) -> QueryResult<AppResult<domain::User>> {
         diesel::insert_into(users::table)
             .values(self)
-            .returning(User::as_returning())
+            .returning(UserRow::as_returning())
             .get_result(conn)
             .await
+            .map(UserRow::into_domain)
     }
 
     /// Inserts the user, or gives the one the account already has with this email this user's
     /// role, password and active flag: an operator restoring a login.
-    pub async fn upsert_login(&self, conn: &mut AsyncPgConnection) -> QueryResult<User> {
+    pub async fn upsert_login(&self, conn: &mut AsyncPgConnection) -> AppResult<domain::User> {
         diesel::insert_into(users::table)
             .values(self)
             .on_conflict((users::account_id, users::email))
@@ -207,22 +238,27 @@ impl NewUser<'_> {
                 users::active.eq(true),
                 users::updated_at.eq(diesel::dsl::now),
             ))
-            .returning(User::as_returning())
+            .returning(UserRow::as_returning())
             .get_result(conn)
-            .await
+            .await?
+            .into_domain()
     }
 
     /// Inserts the user, or returns the one the account already has with this email. One
     /// statement, so two concurrent tickets from a new address cannot create it twice.
-    pub async fn find_or_insert_by_email(&self, conn: &mut AsyncPgConnection) -> QueryResult<User> {
+    pub async fn find_or_insert_by_email(
+        &self,
+        conn: &mut AsyncPgConnection,
+    ) -> AppResult<domain::User> {
         diesel::insert_into(users::table)
             .values(self)
             .on_conflict((users::account_id, users::email))
             // A no-op update, so that RETURNING yields the existing row too.
             .do_update()
             .set(users::email.eq(excluded(users::email)))
-            .returning(User::as_returning())
+            .returning(UserRow::as_returning())
             .get_result(conn)
-            .await
+            .await?
+            .into_domain()
     }
 }
