@@ -10,6 +10,7 @@ pub mod report;
 pub mod rest;
 pub mod scenario;
 pub mod setup;
+pub mod table;
 
 /// `bench.hello.v1`: the Greeter of `proto/hello.proto`.
 pub mod hello {

@@ -25,7 +25,13 @@ pub enum Label {
     Grpc(&'static str),
     Http(u16),
     Transport,
+    /// No answer within [`CALL_TIMEOUT`].
+    Timeout,
 }
+
+/// How long one call may take before it counts as failed: a server that stops answering ends
+/// the run with errors, not a hang.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Label {
     pub fn grpc(code: tonic::Code) -> Self {
@@ -36,7 +42,7 @@ impl Label {
         match self {
             Self::Grpc(name) => *name == "OK",
             Self::Http(status) => (200..300).contains(status),
-            Self::Transport => false,
+            Self::Transport | Self::Timeout => false,
         }
     }
 
@@ -45,6 +51,7 @@ impl Label {
             Self::Grpc(name) => (*name).to_owned(),
             Self::Http(status) => status.to_string(),
             Self::Transport => "TRANSPORT".to_owned(),
+            Self::Timeout => "TIMEOUT".to_owned(),
         }
     }
 }
@@ -230,6 +237,8 @@ pub async fn drive(scenario: Arc<dyn Scenario>, shape: &LoadShape) -> anyhow::Re
 pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
     Endpoint::from_shared(format!("http://{addr}"))?
         .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(CALL_TIMEOUT)
         .connect()
         .await
         .with_context(|| format!("connect to {addr}"))

@@ -52,6 +52,11 @@ impl HttpConnection {
         Ok(())
     }
 
+    /// Drops the connection; the next request opens a new one.
+    pub fn abandon(&mut self) {
+        self.sender = None;
+    }
+
     /// `GET path` with the given headers; reconnects first if the last request failed.
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<Answer> {
         let sender = match self.sender.as_mut() {

@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 use crate::data::BenchData;
 use crate::hello::HelloRequest;
 use crate::hello::greeter_client::GreeterClient;
-use crate::load::{Label, Outcome, Scenario, Worker, bearer, connect_many};
+use crate::load::{CALL_TIMEOUT, Label, Outcome, Scenario, Worker, bearer, connect_many};
 use crate::rest::HttpConnection;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -277,12 +277,17 @@ impl Worker for RestWorker {
             .iter()
             .map(|value| ("authorization", value.as_str()))
             .collect();
-        match self.connection.get(path, &headers).await {
-            Ok(answer) => Outcome {
+        match tokio::time::timeout(CALL_TIMEOUT, self.connection.get(path, &headers)).await {
+            Ok(Ok(answer)) => Outcome {
                 label: Label::Http(answer.status.as_u16()),
                 server_time: answer.upstream_time,
             },
-            Err(_) => Outcome::of(Label::Transport),
+            Ok(Err(_)) => Outcome::of(Label::Transport),
+            Err(_) => {
+                // The request may still be in flight on this connection: start a new one.
+                self.connection.abandon();
+                Outcome::of(Label::Timeout)
+            }
         }
     }
 }

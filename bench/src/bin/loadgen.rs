@@ -59,6 +59,15 @@ enum Command {
     Run(RunArgs),
     /// One call at a time, for --calls calls after a short warm-up.
     Latency(LatencyArgs),
+    /// Print the markdown table of a bench/run from its rows file and JSON reports.
+    Table {
+        /// Lines of `key<TAB>label<TAB>ratio-to key or -<TAB>targets` (comma-separated:
+        /// errors=0, undecided=0, hit>=R, p99<Nms); the report of a row is RESULTS/key.json.
+        #[arg(long)]
+        rows: PathBuf,
+        #[arg(long)]
+        results: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -145,6 +154,10 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let data = setup::collect(&addr, &account, &email, &password, max_tickets).await?;
             data.write(&out)
+        }
+        Command::Table { rows, results } => {
+            print!("{}", supportdesk_bench::table::render(&rows, &results)?);
+            Ok(())
         }
         Command::Run(args) => {
             let shape = LoadShape {
