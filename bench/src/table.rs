@@ -134,8 +134,10 @@ fn notes(report: &Value) -> String {
     }
     if let Some(peak) = report["rss"]["peak_kib"].as_u64() {
         let end = report["rss"]["end_kib"].as_u64().unwrap_or(0);
+        let start = report["rss"]["samples_kib"][0].as_u64().unwrap_or(0);
         notes.push(format!(
-            "RSS peak {:.1} MiB, end {:.1} MiB",
+            "RSS at start {:.1} MiB, peak {:.1} MiB, end {:.1} MiB",
+            start as f64 / 1024.0,
             peak as f64 / 1024.0,
             end as f64 / 1024.0
         ));
