@@ -1,0 +1,232 @@
+//! `loadgen`: sets up bench data through supportdesk's public API (`setup`, `collect`), then
+//! drives a scenario closed-loop or at a fixed rate (`run`) or one call at a time (`latency`),
+//! and reports req/s, outcomes by status code and HDR latency percentiles as one JSON line on
+//! stdout and one human line on stderr.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use supportdesk_bench::data::BenchData;
+use supportdesk_bench::load::{LoadShape, drive};
+use supportdesk_bench::probes::{CounterDelta, RssSampler, scrape};
+use supportdesk_bench::report::Report;
+use supportdesk_bench::scenario::{self, ScenarioName};
+use supportdesk_bench::setup::{self, SetupPlan};
+
+#[derive(Parser)]
+#[command(about = "Load generator of the supportdesk benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sign up a fresh account, create and log in customers, create tickets; write the data file.
+    Setup {
+        /// The service's gRPC address.
+        #[arg(long)]
+        addr: String,
+        /// How many customers to create (each logged in).
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// How many tickets to create, spread over the customers.
+        #[arg(long, default_value_t = 2000)]
+        tickets: usize,
+        /// Where to write the data.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Log in to an existing account (the demo one) and collect its ticket ids.
+    Collect {
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value = "demo")]
+        account: String,
+        #[arg(long, default_value = "admin@demo.example")]
+        email: String,
+        /// The password; from LOADGEN_PASSWORD when not given.
+        #[arg(long, env = "LOADGEN_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value_t = 100_000)]
+        max_tickets: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Drive a scenario: closed loop, or open loop at --rate calls per second.
+    Run(RunArgs),
+    /// One call at a time, for --calls calls after a short warm-up.
+    Latency(LatencyArgs),
+    /// Print the markdown table of a bench/run from its rows file and JSON reports.
+    Table {
+        /// Lines of `key<TAB>label<TAB>ratio-to key or -<TAB>targets` (comma-separated:
+        /// errors=0, undecided=0, hit>=R, p99<Nms); the report of a row is RESULTS/key.json.
+        #[arg(long)]
+        rows: PathBuf,
+        #[arg(long)]
+        results: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct Target {
+    #[arg(long, value_enum)]
+    scenario: ScenarioName,
+    /// gRPC address (`host:port`) of the service or hello; for REST scenarios, Envoy's.
+    #[arg(long)]
+    addr: String,
+    /// The data file of `setup` or `collect` (every scenario but hello and rest-hello).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The service's metrics address: counters are read before and after the measured window.
+    #[arg(long)]
+    metrics_addr: Option<String>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Calls in flight (gRPC: streams over --connections connections; REST: one HTTP/1.1
+    /// connection each).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// HTTP/2 connections the gRPC streams are spread over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of warm-up, not counted.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Calls per second (open loop); closed loop when absent.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Sample this process's VmRSS during the run.
+    #[arg(long)]
+    rss_pid: Option<u32>,
+    /// Seconds between RSS samples.
+    #[arg(long, default_value_t = 1.0)]
+    rss_every: f64,
+}
+
+#[derive(Args)]
+struct LatencyArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Recorded calls.
+    #[arg(long, default_value_t = 2000)]
+    calls: u64,
+    /// Seconds of warm-up calls, not counted.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup {
+            addr,
+            users,
+            tickets,
+            out,
+        } => {
+            let data = setup::populate(
+                &addr,
+                &SetupPlan {
+                    customers: users,
+                    tickets,
+                },
+            )
+            .await?;
+            data.write(&out)
+        }
+        Command::Collect {
+            addr,
+            account,
+            email,
+            password,
+            max_tickets,
+            out,
+        } => {
+            let data = setup::collect(&addr, &account, &email, &password, max_tickets).await?;
+            data.write(&out)
+        }
+        Command::Table { rows, results } => {
+            print!("{}", supportdesk_bench::table::render(&rows, &results)?);
+            Ok(())
+        }
+        Command::Run(args) => {
+            let shape = LoadShape {
+                workers: args.concurrency,
+                warmup: Duration::from_secs_f64(args.warmup),
+                duration: Duration::from_secs_f64(args.duration),
+                rate: args.rate,
+                max_calls: None,
+            };
+            let mode = if args.rate.is_some() {
+                "open"
+            } else {
+                "closed"
+            };
+            let rss = args
+                .rss_pid
+                .map(|pid| (pid, Duration::from_secs_f64(args.rss_every)));
+            measure(&args.target, args.connections, &shape, mode, rss).await
+        }
+        Command::Latency(args) => {
+            let shape = LoadShape {
+                workers: 1,
+                warmup: Duration::from_secs_f64(args.warmup),
+                // Bounded by the call count; the duration is only a safety net.
+                duration: Duration::from_secs(600),
+                rate: None,
+                max_calls: Some(args.calls),
+            };
+            measure(&args.target, 1, &shape, "one-at-a-time", None).await
+        }
+    }
+}
+
+async fn measure(
+    target: &Target,
+    connections: usize,
+    shape: &LoadShape,
+    mode: &str,
+    rss: Option<(u32, Duration)>,
+) -> anyhow::Result<()> {
+    let data = match &target.data {
+        Some(path) => Some(BenchData::read(path)?),
+        None => None,
+    };
+    let scenario = scenario::build(target.scenario, &target.addr, connections, data).await?;
+    // The "before" counters are read when the warm-up ends, from a task of their own, so the
+    // window they bound is the measured one.
+    let before = target.metrics_addr.clone().map(|addr| {
+        let warmup = shape.warmup;
+        tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            scrape(&addr).await
+        })
+    });
+    let sampler = rss.map(|(pid, every)| (pid, RssSampler::start(pid, every)));
+    let recording = drive(Arc::clone(&scenario), shape).await?;
+    let name = format!("{:?}", target.scenario);
+    let mut report = Report::new(
+        name,
+        mode,
+        &target.addr,
+        (shape.workers, connections, shape.rate),
+        &recording,
+    );
+    if let (Some(before), Some(addr)) = (before, &target.metrics_addr) {
+        let before = before.await??;
+        let after = scrape(addr).await?;
+        report.counters = Some(CounterDelta::between(&before, &after));
+    }
+    report.rss = sampler.map(|(pid, sampler)| sampler.finish(pid));
+    report.emit()
+}

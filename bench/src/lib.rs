@@ -1,0 +1,26 @@
+//! The benchmark harness of supportdesk, as a library shared by its two binaries: `hello` (a plain
+//! tonic server, the ceiling every service figure is compared with) and `loadgen` (sets up data
+//! through the public API, then drives gRPC or HTTP/1.1 load and reports throughput, status codes
+//! and latency percentiles).
+
+pub mod data;
+pub mod load;
+pub mod probes;
+pub mod report;
+pub mod rest;
+pub mod scenario;
+pub mod setup;
+pub mod table;
+
+/// `bench.hello.v1`: the Greeter of `proto/hello.proto`.
+pub mod hello {
+    #[allow(clippy::all, reason = "generated code")]
+    mod generated {
+        tonic::include_proto!("bench.hello.v1");
+    }
+    pub use generated::*;
+
+    /// hello.proto with its imports and the `google.api.http` option: what Envoy transcodes with.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/hello_descriptor.bin"));
+}

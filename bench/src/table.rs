@@ -1,0 +1,204 @@
+//! `loadgen table`: turns the JSON reports of one `bench/run` into the markdown table people
+//! read. Each row names its report, the row its ratio is taken against, and the targets it is
+//! checked against (`errors=0`, `undecided=0`, `hit>=0.99`, `p99<40ms`), so the table says
+//! what passed, not only what was measured.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::Value;
+
+/// One line of the rows file: `key<TAB>label<TAB>ratio-to key or -<TAB>targets`.
+struct Row {
+    key: String,
+    label: String,
+    ratio_to: Option<String>,
+    targets: Vec<String>,
+}
+
+pub fn render(rows_file: &Path, results: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(rows_file)
+        .with_context(|| format!("read {}", rows_file.display()))?;
+    let rows: Vec<Row> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let mut fields = line.split('\t');
+            let mut next = || fields.next().unwrap_or("").to_owned();
+            let (key, label, ratio_to, targets) = (next(), next(), next(), next());
+            Row {
+                key,
+                label,
+                ratio_to: (ratio_to != "-" && !ratio_to.is_empty()).then_some(ratio_to),
+                targets: targets
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            }
+        })
+        .collect();
+    let load = |key: &str| -> Option<Value> {
+        let path = results.join(format!("{key}.json"));
+        let text = std::fs::read_to_string(path).ok()?;
+        // The report is the last JSON line (loadgen prints exactly one).
+        serde_json::from_str(text.lines().last()?).ok()
+    };
+
+    let mut out = String::new();
+    out.push_str(
+        "| scenario | req/s | p50 | p99 | p99.9 | outcomes | ratio | target | notes |\n\
+         |---|---:|---:|---:|---:|---|---|---|---|\n",
+    );
+    for row in &rows {
+        let Some(report) = load(&row.key) else {
+            let _ = writeln!(out, "| {} | (no result) | | | | | | | |", row.label);
+            continue;
+        };
+        let rps = report["rps"].as_f64().unwrap_or(0.0);
+        let latency = &report["latency_us"];
+        let ratio = row.ratio_to.as_deref().map_or_else(String::new, |other| {
+            let other_report = load(other);
+            let other_rps = other_report
+                .as_ref()
+                .and_then(|r| r["rps"].as_f64())
+                .unwrap_or(0.0);
+            let other_label = rows
+                .iter()
+                .find(|r| r.key == other)
+                .map_or(other, |r| r.label.as_str());
+            if report["mode"] == "pgbench" {
+                // Database rows: how much of the database's ceiling the service reached.
+                if rps > 0.0 {
+                    format!("{:.2} (service {other} ÷ this)", other_rps / rps)
+                } else {
+                    String::new()
+                }
+            } else if other_rps > 0.0 {
+                format!("{:.2} of {}", rps / other_rps, short(other_label))
+            } else {
+                String::new()
+            }
+        });
+        let targets: Vec<String> = row.targets.iter().map(|t| check(t, &report)).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            row.label,
+            rps,
+            ms(&latency["p50"]),
+            ms(&latency["p99"]),
+            ms(&latency["p999"]),
+            outcomes(&report),
+            ratio,
+            targets.join(", "),
+            notes(&report)
+        );
+    }
+    Ok(out)
+}
+
+/// The first words of a label, for the ratio column.
+fn short(label: &str) -> &str {
+    label.split(" (").next().unwrap_or(label)
+}
+
+fn ms(micros: &Value) -> String {
+    micros
+        .as_f64()
+        .map_or_else(|| "–".to_owned(), |m| format!("{:.2} ms", m / 1000.0))
+}
+
+fn outcomes(report: &Value) -> String {
+    report["codes"]
+        .as_object()
+        .map(|codes| {
+            codes
+                .iter()
+                .map(|(code, count)| format!("{code} {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+fn notes(report: &Value) -> String {
+    let mut notes = Vec::new();
+    let counters = &report["counters"];
+    if let Some(undecided) = counters["limiter_undecided"].as_u64() {
+        notes.push(format!("limiter undecided {undecided}"));
+    }
+    if let Some(ratio) = counters["cache_hit_ratio"].as_f64() {
+        notes.push(format!("cache hit {:.1}%", ratio * 100.0));
+    }
+    if let Some(peak) = report["rss"]["peak_kib"].as_u64() {
+        let end = report["rss"]["end_kib"].as_u64().unwrap_or(0);
+        let start = report["rss"]["samples_kib"][0].as_u64().unwrap_or(0);
+        notes.push(format!(
+            "RSS at start {:.1} MiB, peak {:.1} MiB, end {:.1} MiB",
+            start as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            end as f64 / 1024.0
+        ));
+    }
+    let upstream = &report["upstream_time_us"];
+    if upstream.is_object() {
+        notes.push(format!(
+            "Envoy upstream time p50 {} p99 {}",
+            ms(&upstream["p50"]),
+            ms(&upstream["p99"])
+        ));
+    }
+    if report["mode"] == "pgbench" {
+        notes.push(format!(
+            "tps; mean latency {}",
+            ms(&report["latency_us"]["mean"])
+        ));
+    }
+    notes.join("; ")
+}
+
+/// Checks one target against a report: `✓ target`, or `✗ target (actual)`.
+fn check(target: &str, report: &Value) -> String {
+    let verdict = |passed: Option<bool>, actual: String| match passed {
+        Some(true) => format!("✓ {target}"),
+        Some(false) => format!("✗ {target} ({actual})"),
+        None => format!("? {target} (not measured)"),
+    };
+    match target {
+        "errors=0" => {
+            let errors = report["errors"].as_u64();
+            verdict(errors.map(|e| e == 0), format!("{}", errors.unwrap_or(0)))
+        }
+        "undecided=0" => {
+            let undecided = report["counters"]["limiter_undecided"].as_u64();
+            verdict(
+                undecided.map(|u| u == 0),
+                format!("{}", undecided.unwrap_or(0)),
+            )
+        }
+        _ => {
+            if let Some(min) = target.strip_prefix("hit>=") {
+                let ratio = report["counters"]["cache_hit_ratio"].as_f64();
+                let min: f64 = min.parse().unwrap_or(1.0);
+                verdict(
+                    ratio.map(|r| r >= min),
+                    format!("{:.3}", ratio.unwrap_or(0.0)),
+                )
+            } else if let Some(max) = target
+                .strip_prefix("p99<")
+                .and_then(|t| t.strip_suffix("ms"))
+            {
+                let p99 = report["latency_us"]["p99"].as_f64();
+                let max: f64 = max.parse().unwrap_or(0.0);
+                verdict(
+                    p99.map(|p| p < max * 1000.0),
+                    format!("{:.2} ms", p99.unwrap_or(0.0) / 1000.0),
+                )
+            } else {
+                format!("? {target}")
+            }
+        }
+    }
+}
