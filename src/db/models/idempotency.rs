@@ -25,8 +25,7 @@ pub struct IdempotencyRow {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Owned values, not borrowed ones: diesel keeps a statement prepared only when its binds'
-/// types are `'static`, and a re-prepare costs a round trip on every call.
+/// A key to claim, before its outcome is known.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = idempotency_keys)]
 pub struct NewIdempotencyKey {
