@@ -33,7 +33,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         compiler.encode_file_descriptor_set(),
     )?;
 
+    // Decoding failures are the client's mistake (INVALID_ARGUMENT), not INTERNAL: src/codec.rs.
     tonic_prost_build::configure()
+        .codec_path("crate::codec::ApiCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(compiler.file_descriptor_set())?;

@@ -79,6 +79,10 @@ pub struct AuthSettings {
     pub access_token_ttl: Duration,
     /// `REFRESH_TOKEN_TTL_SECS`: how long an unused refresh token (and so a session) lives.
     pub refresh_token_ttl: Duration,
+    /// `PAGE_TOKEN_KEYS`: comma-separated keys (at least 32 bytes each) page tokens are signed
+    /// with; the first signs, all verify, so a key is rotated by putting a new one first and
+    /// dropping the old one a release later. Unset: one key derived from `JWT_SECRET`.
+    pub page_token_keys: Vec<SecretString>,
 }
 
 #[derive(Clone, Debug)]
@@ -284,6 +288,7 @@ impl Settings {
                 refresh_token_ttl: Duration::from_secs(
                     reader.parsed("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600),
                 ),
+                page_token_keys: reader.secret_keys("PAGE_TOKEN_KEYS", 32),
             },
             tickets: TicketSettings {
                 max_open_per_requester: reader.parsed("MAX_OPEN_TICKETS_PER_REQUESTER", 10),
@@ -458,6 +463,25 @@ impl Reader<'_> {
             Some(_) => {}
         }
         SecretString::from(self.raw(key).unwrap_or_default())
+    }
+
+    /// A comma-separated list of secret keys, each at least `min_bytes` long; empty when unset.
+    fn secret_keys(&mut self, key: &str, min_bytes: usize) -> Vec<SecretString> {
+        let Some(value) = self.raw(key) else {
+            return Vec::new();
+        };
+        let keys: Vec<&str> = value.split(',').map(str::trim).collect();
+        if let Some(position) = keys.iter().position(|item| item.len() < min_bytes) {
+            // Which one, never what it is.
+            self.problems.push(format!(
+                "{key}: key {} of {} must be at least {min_bytes} bytes long",
+                position + 1,
+                keys.len()
+            ));
+        }
+        keys.into_iter()
+            .map(|item| SecretString::from(item.to_owned()))
+            .collect()
     }
 
     fn secret_url(&mut self, key: &str, schemes: &[&str]) -> SecretString {

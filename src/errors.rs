@@ -35,6 +35,10 @@ pub enum AppError {
     #[error("invalid request: {0}")]
     InvalidArgument(FieldViolations),
 
+    /// The request's bytes are not a protobuf message of the RPC's request type.
+    #[error("the request message does not decode: {}{}", .0.field.as_deref().map(|field| format!("{field}: ")).unwrap_or_default(), .0.problem)]
+    MalformedMessage(crate::codec::MalformedMessage),
+
     /// The caller did not say who it is, or said it in a way that cannot be believed.
     #[error("{message}")]
     Unauthenticated {
@@ -284,6 +288,7 @@ impl AppError {
     pub fn is_final(&self) -> bool {
         match self {
             Self::InvalidArgument(_)
+            | Self::MalformedMessage(_)
             | Self::Unauthenticated { .. }
             | Self::PermissionDenied { .. }
             | Self::AlreadyExists { .. }
@@ -318,6 +323,20 @@ impl From<&AppError> for Status {
                     (
                         Code::InvalidArgument,
                         violations.reason(),
+                        error.to_string(),
+                        HashMap::new(),
+                    )
+                }
+                AppError::MalformedMessage(malformed) => {
+                    if let Some(field) = &malformed.field {
+                        details.set_bad_request(vec![tonic_types::FieldViolation::new(
+                            field,
+                            &malformed.problem,
+                        )]);
+                    }
+                    (
+                        Code::InvalidArgument,
+                        "MALFORMED_MESSAGE",
                         error.to_string(),
                         HashMap::new(),
                     )

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod codec;
 pub mod configuration;
 pub mod db;
 pub mod domain;

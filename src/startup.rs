@@ -21,8 +21,9 @@ use crate::api::tickets::TicketApi;
 use crate::api::users::UserApi;
 use crate::auth::principals::{ChangeWindow, PrincipalStates};
 use crate::auth::{Authenticator, PasswordHasher, SessionStore, TokenIssuer};
-use crate::configuration::Settings;
+use crate::configuration::{AuthSettings, Settings};
 use crate::db::{self, PgPool};
+use crate::domain::PageTokenKeys;
 use crate::health::{DependencyProbe, Health};
 use crate::idempotency::IdempotencyPolicy;
 use crate::methods::MethodTable;
@@ -119,16 +120,26 @@ impl Application {
         let accounts =
             AccountServiceServer::new(AccountApi::new(services.accounts, services.idempotency))
                 .max_decoding_message_size(max_bytes);
-        let api_keys =
-            ApiKeyServiceServer::new(ApiKeyApi::new(services.api_keys, services.idempotency))
-                .max_decoding_message_size(max_bytes);
+        let api_keys = ApiKeyServiceServer::new(ApiKeyApi::new(
+            services.api_keys,
+            services.idempotency,
+            services.page_tokens.clone(),
+        ))
+        .max_decoding_message_size(max_bytes);
         let auth = AuthServiceServer::new(AuthApi::new(services.authentication))
             .max_decoding_message_size(max_bytes);
-        let tickets =
-            TicketServiceServer::new(TicketApi::new(services.tickets, services.idempotency))
-                .max_decoding_message_size(max_bytes);
-        let users = UserServiceServer::new(UserApi::new(services.users, services.idempotency))
-            .max_decoding_message_size(max_bytes);
+        let tickets = TicketServiceServer::new(TicketApi::new(
+            services.tickets,
+            services.idempotency,
+            services.page_tokens.clone(),
+        ))
+        .max_decoding_message_size(max_bytes);
+        let users = UserServiceServer::new(UserApi::new(
+            services.users,
+            services.idempotency,
+            services.page_tokens.clone(),
+        ))
+        .max_decoding_message_size(max_bytes);
         let served = vec![
             served_name(&accounts),
             served_name(&api_keys),
@@ -278,6 +289,7 @@ async fn sweep_idempotency_keys(
 struct Services {
     metrics: Metrics,
     idempotency: IdempotencyPolicy,
+    page_tokens: PageTokenKeys,
     authenticator: Authenticator,
     limiter: RateLimiter,
     accounts: Accounts,
@@ -316,6 +328,7 @@ impl Services {
             &metrics,
         );
         Self {
+            page_tokens: page_token_keys(&settings.auth),
             idempotency: IdempotencyPolicy {
                 retention: settings.idempotency.retention,
                 wait: settings.idempotency.wait,
@@ -368,5 +381,26 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => tracing::info!("SIGINT received"),
         () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// The keys of `PAGE_TOKEN_KEYS`, or one derived from `JWT_SECRET` when none are set: an
+/// HMAC of a fixed label, so the JWT key itself never signs anything else.
+fn page_token_keys(auth: &AuthSettings) -> PageTokenKeys {
+    use hmac::{Hmac, KeyInit, Mac};
+    use secrecy::ExposeSecret;
+    if auth.page_token_keys.is_empty() {
+        let mut derive =
+            Hmac::<sha2::Sha256>::new_from_slice(auth.jwt_secret.expose_secret().as_bytes())
+                .expect("HMAC takes keys of any length");
+        derive.update(b"supportdesk page tokens v1");
+        PageTokenKeys::new(vec![derive.finalize().into_bytes().to_vec()])
+    } else {
+        PageTokenKeys::new(
+            auth.page_token_keys
+                .iter()
+                .map(|key| key.expose_secret().as_bytes().to_vec())
+                .collect(),
+        )
     }
 }

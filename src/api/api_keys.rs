@@ -4,10 +4,10 @@ use tonic::{Request, Response, Status};
 
 use super::users::{role_from_wire, role_to_wire};
 use super::{
-    IdempotencyRequest, answer, created, next_page_token, optional_timestamp, page_request,
-    request_context, required, stored_as, timestamp,
+    IdempotencyRequest, ListPages, answer, created, optional_timestamp, request_context, required,
+    stored_as, timestamp,
 };
-use crate::domain::{self, ApiKeyId, ApiKeyName, InvalidValue, Role};
+use crate::domain::{self, ApiKeyId, ApiKeyName, InvalidValue, PageTokenKeys, Role};
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::proto::v1;
@@ -19,11 +19,16 @@ const LIST: &str = "api-keys";
 pub struct ApiKeyApi {
     keys: ApiKeys,
     idempotency: IdempotencyPolicy,
+    pages: PageTokenKeys,
 }
 
 impl ApiKeyApi {
-    pub fn new(keys: ApiKeys, idempotency: IdempotencyPolicy) -> Self {
-        Self { keys, idempotency }
+    pub fn new(keys: ApiKeys, idempotency: IdempotencyPolicy, pages: PageTokenKeys) -> Self {
+        Self {
+            keys,
+            idempotency,
+            pages,
+        }
     }
 }
 
@@ -82,11 +87,12 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
     ) -> Result<Response<v1::ListApiKeysResponse>, Status> {
         let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
-        let (page_size, after) = page_request(message.page_size, &message.page_token, LIST)?;
+        let pages = ListPages::new(&self.pages, &caller, LIST);
+        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self.keys.list(&caller, page_size, after).await?;
         Ok(Response::new(v1::ListApiKeysResponse {
             api_keys: page.items.into_iter().map(api_key_to_wire).collect(),
-            next_page_token: next_page_token(page.next, LIST),
+            next_page_token: pages.next_token(page.next),
         }))
     }
 

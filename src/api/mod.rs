@@ -14,7 +14,7 @@ use tonic::Request;
 
 use crate::auth::Caller;
 use crate::domain::IdempotencyKey;
-use crate::domain::{InvalidValue, PageCursor, PageSize};
+use crate::domain::{InvalidValue, PageCursor, PageScope, PageSize, PageTokenKeys};
 use crate::errors::{AppError, AppResult, FieldViolations};
 use crate::idempotency::{
     IdempotencyPolicy, Idempotent, Outcome, StoredResponse, caller_scope, fingerprint,
@@ -66,27 +66,48 @@ pub(crate) fn optional_timestamp(
     at.map(timestamp)
 }
 
-/// `page_size` and `page_token` of a List request, both checked, for the list named `list`.
-pub(crate) fn page_request(
-    page_size: i32,
-    page_token: &str,
-    list: &str,
-) -> AppResult<(PageSize, Option<PageCursor>)> {
-    let mut violations = FieldViolations::new();
-    let size = violations.check("page_size", PageSize::parse(page_size));
-    let after = match page_token {
-        "" => None,
-        token => violations.check("page_token", PageCursor::parse(token, list)),
-    };
-    match size {
-        Some(size) if violations.is_empty() => Ok((size, after)),
-        _ => Err(AppError::InvalidArgument(violations)),
-    }
+/// The page tokens of one list as one caller sees it: tokens are signed with the server's keys
+/// and bound to the caller's account and to `list` (which names the query where it has one).
+pub(crate) struct ListPages<'a> {
+    keys: &'a PageTokenKeys,
+    scope: PageScope<'a>,
 }
 
-/// The token of the page after `cursor`, or empty on the last page.
-pub(crate) fn next_page_token(cursor: Option<PageCursor>, list: &str) -> String {
-    cursor.map(|cursor| cursor.encode(list)).unwrap_or_default()
+impl<'a> ListPages<'a> {
+    pub(crate) fn new(keys: &'a PageTokenKeys, caller: &Caller, list: &'a str) -> Self {
+        Self {
+            keys,
+            scope: PageScope {
+                account: caller.account_id,
+                list,
+            },
+        }
+    }
+
+    /// `page_size` and `page_token` of a List request, both checked.
+    pub(crate) fn request(
+        &self,
+        page_size: i32,
+        page_token: &str,
+    ) -> AppResult<(PageSize, Option<PageCursor>)> {
+        let mut violations = FieldViolations::new();
+        let size = violations.check("page_size", PageSize::parse(page_size));
+        let after = match page_token {
+            "" => None,
+            token => violations.check("page_token", self.keys.parse(token, self.scope)),
+        };
+        match size {
+            Some(size) if violations.is_empty() => Ok((size, after)),
+            _ => Err(AppError::InvalidArgument(violations)),
+        }
+    }
+
+    /// The token of the page after `cursor`, or empty on the last page.
+    pub(crate) fn next_token(&self, cursor: Option<PageCursor>) -> String {
+        cursor
+            .map(|cursor| self.keys.encode(&cursor, self.scope))
+            .unwrap_or_default()
+    }
 }
 
 /// A required field that was left out.

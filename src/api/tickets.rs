@@ -3,13 +3,12 @@
 use tonic::{Request, Response, Status};
 
 use super::{
-    IdempotencyRequest, answer, created, next_page_token, page_request, request_context, required,
-    stored_as, timestamp,
+    IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as, timestamp,
 };
 use crate::domain::{
-    self, Actor, CommentBody, Email, Etag, InvalidValue, NewTicketRequest, Ticket,
+    self, Actor, CommentBody, Email, Etag, InvalidValue, NewTicketRequest, PageTokenKeys, Ticket,
     TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority, TicketStatus,
-    TicketSubject, TicketTransition, UserId,
+    TicketSubject, TicketTransition, Timestamp, UserId,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -22,11 +21,16 @@ const EDITABLE: &[&str] = &["subject", "description", "priority"];
 pub struct TicketApi {
     desk: TicketDesk,
     idempotency: IdempotencyPolicy,
+    pages: PageTokenKeys,
 }
 
 impl TicketApi {
-    pub fn new(desk: TicketDesk, idempotency: IdempotencyPolicy) -> Self {
-        Self { desk, idempotency }
+    pub fn new(desk: TicketDesk, idempotency: IdempotencyPolicy, pages: PageTokenKeys) -> Self {
+        Self {
+            desk,
+            idempotency,
+            pages,
+        }
     }
 }
 
@@ -83,11 +87,12 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let message = request.get_ref();
         let filter = parse_filter(message)?;
         let list = format!("tickets:{}", filter.fingerprint());
-        let (page_size, after) = page_request(message.page_size, &message.page_token, &list)?;
+        let pages = ListPages::new(&self.pages, &caller, &list);
+        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self.desk.list(&caller, &filter, page_size, after).await?;
         Ok(Response::new(v1::ListTicketsResponse {
             tickets: page.items.into_iter().map(to_wire).collect(),
-            next_page_token: next_page_token(page.next, &list),
+            next_page_token: pages.next_token(page.next),
         }))
     }
 
@@ -281,14 +286,15 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let ticket_id = TicketId::parse(&message.ticket_id)
             .map_err(|problem| AppError::invalid_field("ticket_id", &problem))?;
         let list = format!("comments:{ticket_id}");
-        let (page_size, after) = page_request(message.page_size, &message.page_token, &list)?;
+        let pages = ListPages::new(&self.pages, &caller, &list);
+        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self
             .desk
             .list_comments(&caller, ticket_id, page_size, after)
             .await?;
         Ok(Response::new(v1::ListCommentsResponse {
             comments: page.items.into_iter().map(comment_to_wire).collect(),
-            next_page_token: next_page_token(page.next, &list),
+            next_page_token: pages.next_token(page.next),
         }))
     }
 
@@ -301,14 +307,15 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let ticket_id = TicketId::parse(&message.ticket_id)
             .map_err(|problem| AppError::invalid_field("ticket_id", &problem))?;
         let list = format!("activity:{ticket_id}");
-        let (page_size, after) = page_request(message.page_size, &message.page_token, &list)?;
+        let pages = ListPages::new(&self.pages, &caller, &list);
+        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self
             .desk
             .list_activity(&caller, ticket_id, page_size, after)
             .await?;
         Ok(Response::new(v1::ListTicketActivityResponse {
             activities: page.items.into_iter().map(activity_to_wire).collect(),
-            next_page_token: next_page_token(page.next, &list),
+            next_page_token: pages.next_token(page.next),
         }))
     }
 }
@@ -404,11 +411,8 @@ fn parse_filter(message: &v1::ListTicketsRequest) -> Result<TicketFilter, AppErr
     Ok(filter)
 }
 
-fn instant(at: prost_types::Timestamp) -> Result<chrono::DateTime<chrono::Utc>, InvalidValue> {
-    u32::try_from(at.nanos)
-        .ok()
-        .and_then(|nanos| chrono::DateTime::from_timestamp(at.seconds, nanos))
-        .ok_or_else(|| InvalidValue::new("is not a valid timestamp"))
+fn instant(at: prost_types::Timestamp) -> Result<Timestamp, InvalidValue> {
+    Timestamp::parse(at.seconds, at.nanos)
 }
 
 fn status_from_wire(value: i32) -> Result<TicketStatus, InvalidValue> {

@@ -3,10 +3,11 @@
 use tonic::{Request, Response, Status};
 
 use super::{
-    IdempotencyRequest, answer, created, next_page_token, page_request, request_context, required,
-    stored_as, timestamp,
+    IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as, timestamp,
 };
-use crate::domain::{self, DisplayName, Email, InvalidValue, Password, Role, UserId};
+use crate::domain::{
+    self, DisplayName, Email, InvalidValue, PageTokenKeys, Password, Role, UserId,
+};
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::proto::v1;
@@ -18,11 +19,16 @@ const LIST: &str = "users";
 pub struct UserApi {
     users: Users,
     idempotency: IdempotencyPolicy,
+    pages: PageTokenKeys,
 }
 
 impl UserApi {
-    pub fn new(users: Users, idempotency: IdempotencyPolicy) -> Self {
-        Self { users, idempotency }
+    pub fn new(users: Users, idempotency: IdempotencyPolicy, pages: PageTokenKeys) -> Self {
+        Self {
+            users,
+            idempotency,
+            pages,
+        }
     }
 }
 
@@ -90,11 +96,12 @@ impl v1::user_service_server::UserService for UserApi {
     ) -> Result<Response<v1::ListUsersResponse>, Status> {
         let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
-        let (page_size, after) = page_request(message.page_size, &message.page_token, LIST)?;
+        let pages = ListPages::new(&self.pages, &caller, LIST);
+        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self.users.list(&caller, page_size, after).await?;
         Ok(Response::new(v1::ListUsersResponse {
             users: page.items.into_iter().map(user_to_wire).collect(),
-            next_page_token: next_page_token(page.next, LIST),
+            next_page_token: pages.next_token(page.next),
         }))
     }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{AccountId, ApiKeyId, Email, InvalidValue, UserId, bounded_text};
+use super::{AccountId, ApiKeyId, Email, InvalidValue, UserId, bounded_text, single_line};
 
 /// What a user (or an API key) may do in its account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,13 +89,13 @@ impl fmt::Debug for Password {
     }
 }
 
-/// An account's display name: 1 to 200 characters.
+/// An account's display name: 1 to 200 characters on one line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountName(String);
 
 impl AccountName {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        bounded_text(raw, 1, 200).map(Self)
+        bounded_text(raw, 1, 200).and_then(single_line).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -130,7 +130,7 @@ impl AccountSlug {
     }
 }
 
-/// The name a user is shown by: up to 200 characters, may be empty.
+/// The name a user is shown by: up to 200 characters on one line, may be empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DisplayName(String);
 
@@ -139,7 +139,7 @@ impl DisplayName {
         if raw.trim().is_empty() {
             return Ok(Self(String::new()));
         }
-        bounded_text(raw, 1, 200).map(Self)
+        bounded_text(raw, 1, 200).and_then(single_line).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -147,13 +147,13 @@ impl DisplayName {
     }
 }
 
-/// What an API key is for: 1 to 100 characters.
+/// What an API key is for: 1 to 100 characters on one line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKeyName(String);
 
 impl ApiKeyName {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        bounded_text(raw, 1, 100).map(Self)
+        bounded_text(raw, 1, 100).and_then(single_line).map(Self)
     }
 
     pub fn as_str(&self) -> &str {

@@ -10,6 +10,7 @@ mod ids;
 mod pagination;
 mod ticket;
 mod ticket_query;
+mod timestamp;
 
 pub use comment::{
     Actor, Comment, CommentBody, FieldChange, FieldChanges, TicketAction, TicketActivity,
@@ -21,12 +22,13 @@ pub use identity::{
     UserLogin,
 };
 pub use ids::{AccountId, ApiKeyId, SessionId, TicketId, UserId};
-pub use pagination::{PageCursor, PageSize};
+pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys};
 pub use ticket::{
     Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
     TicketPriority, TicketStatus, TicketSubject, TicketTransition,
 };
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};
+pub use timestamp::Timestamp;
 
 use std::fmt;
 
@@ -75,5 +77,90 @@ fn bounded_text(raw: &str, min: usize, max: usize) -> Result<String, InvalidValu
     {
         return Err(InvalidValue::new("must not contain control characters"));
     }
+    if trimmed.chars().any(is_bidi_control) {
+        return Err(InvalidValue::new(
+            "must not contain bidirectional override, embedding or isolate characters (U+202A to U+202E, U+2066 to U+2069)",
+        ));
+    }
+    if !trimmed
+        .chars()
+        .any(|c| !c.is_whitespace() && !is_default_ignorable(c))
+    {
+        return Err(InvalidValue::new(
+            "must contain visible characters, not only invisible ones such as zero-width spaces",
+        ));
+    }
     Ok(trimmed.to_owned())
+}
+
+/// Text that must stay on one line: no line feed or carriage return, and none of Unicode's
+/// other line breaks (U+2028 LINE SEPARATOR, U+2029 PARAGRAPH SEPARATOR), which renderers and
+/// JavaScript treat as line ends too.
+fn single_line(text: String) -> Result<String, InvalidValue> {
+    if text.contains(['\n', '\r', '\u{2028}', '\u{2029}']) {
+        return Err(InvalidValue::new("must be a single line"));
+    }
+    Ok(text)
+}
+
+/// Characters that reorder the text around them when displayed, so what a reader sees is not
+/// what was stored ("Trojan Source", CVE-2021-42574). The implicit marks (U+200E, U+200F, U+061C)
+/// only nudge neutral characters and are fine in right-to-left text.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Unicode's Default_Ignorable_Code_Point: characters with no visible glyph of their own (zero
+/// width spaces and joiners, variation selectors, fillers, tags). Inside visible text they do
+/// work (joining an emoji sequence, shaping Persian); alone they make a value that looks empty.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_of_only_invisible_characters_is_refused() {
+        for raw in [
+            "\u{200B}",
+            "\u{200B}\u{200D}\u{FEFF}",
+            " \u{2060} ",
+            "\u{E0041}",
+        ] {
+            assert!(bounded_text(raw, 1, 10).is_err(), "{raw:?} accepted");
+        }
+    }
+
+    #[test]
+    fn bidirectional_overrides_and_isolates_are_refused_anywhere() {
+        for c in ['\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}'] {
+            assert!(bounded_text(&format!("a{c}b"), 1, 10).is_err(), "{c:?}");
+        }
+        for c in ['\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}'] {
+            assert!(bounded_text(&format!("a{c}b"), 1, 10).is_err(), "{c:?}");
+        }
+        // The implicit right-to-left mark is ordinary in Hebrew and Arabic text.
+        assert!(bounded_text("שלום\u{200F}!", 1, 10).is_ok());
+    }
+
+    #[test]
+    fn unicode_line_breaks_end_a_single_line() {
+        for raw in ["a\u{2028}b", "a\u{2029}b", "a\nb", "a\rb"] {
+            assert!(single_line(raw.to_owned()).is_err(), "{raw:?} accepted");
+        }
+        assert!(single_line("one line".to_owned()).is_ok());
+    }
+
+    #[test]
+    fn joiners_inside_visible_text_are_kept() {
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+        assert_eq!(bounded_text(family, 1, 10).unwrap(), family);
+    }
 }

@@ -1,11 +1,18 @@
-//! Page sizes and the opaque cursors of keyset pagination.
+//! Page sizes and the cursors of keyset pagination, carried in page tokens that are opaque,
+//! signed with a server key and bound to the account, the list and its query: a client can
+//! neither forge a position nor replay a token against another list or account.
+
+use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use uuid::Uuid;
 
-use super::InvalidValue;
+use super::{AccountId, InvalidValue, Timestamp};
 
 /// How many items a page holds: 0 (unset) means the default; above the maximum is lowered to it,
 /// as Google's AIP-158 asks; negative is an error.
@@ -34,42 +41,123 @@ impl PageSize {
     }
 }
 
-/// Where the next page of a newest-first list starts: the last item already returned. Keyset,
-/// not offset: items created meanwhile do not shift later pages.
+/// Where the next page of a list starts: the last item already returned. Keyset, not offset:
+/// items created meanwhile do not shift later pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageCursor {
     /// The sort timestamp of the last item returned (created or updated time).
     pub at: DateTime<Utc>,
     pub id: Uuid,
+    /// The snapshot a list ordered by a changing time is bounded by (see docs/tickets.md): items
+    /// whose sort time moved past it after the first page are left out, so none is listed twice.
+    pub until: Option<DateTime<Utc>>,
 }
 
 impl PageCursor {
-    /// The opaque `page_token` a client sends back. `list` names the list it belongs to, so a
-    /// token of one list is refused by another.
-    pub fn encode(&self, list: &str) -> String {
-        let raw = format!("{list}:{}:{}", self.at.timestamp_micros(), self.id.simple());
-        URL_SAFE_NO_PAD.encode(raw)
+    /// The position of an item in a list that needs no snapshot.
+    pub fn at(at: DateTime<Utc>, id: Uuid) -> Self {
+        Self {
+            at,
+            id,
+            until: None,
+        }
+    }
+}
+
+/// Which list a page token belongs to: the account it was issued in, and the list with its query
+/// (`tickets:<fingerprint of the filters and order>`, `users`, ...). A token answers for exactly
+/// one scope.
+#[derive(Clone, Copy, Debug)]
+pub struct PageScope<'a> {
+    pub account: AccountId,
+    pub list: &'a str,
+}
+
+/// The keys page tokens are signed with (HMAC-SHA256): the first signs, every one verifies, so a
+/// new key can be put first while tokens signed with the old one still work for a release.
+#[derive(Clone)]
+pub struct PageTokenKeys {
+    keys: Arc<[Vec<u8>]>,
+}
+
+impl fmt::Debug for PageTokenKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PageTokenKeys({} keys, redacted)", self.keys.len())
+    }
+}
+
+/// The token's layout version, signed with the rest.
+const TOKEN_VERSION: u8 = 1;
+/// The bytes of HMAC-SHA256 a token carries: 128 bits, ample for a value that is checked online.
+const TAG_BYTES: usize = 16;
+/// version, position (i64 micros), id (16 bytes), snapshot flag and bound (1 + i64 micros).
+const BODY_BYTES: usize = 1 + 8 + 16 + 1 + 8;
+
+impl PageTokenKeys {
+    /// `keys` in order of preference; at least one.
+    pub fn new(keys: Vec<Vec<u8>>) -> Self {
+        assert!(!keys.is_empty(), "page tokens need at least one key");
+        Self { keys: keys.into() }
     }
 
-    pub fn parse(token: &str, list: &str) -> Result<Self, InvalidValue> {
+    /// The opaque `page_token` a client sends back to get the page after `cursor`.
+    pub fn encode(&self, cursor: &PageCursor, scope: PageScope<'_>) -> String {
+        let mut token = Vec::with_capacity(BODY_BYTES + TAG_BYTES);
+        token.push(TOKEN_VERSION);
+        token.extend_from_slice(&cursor.at.timestamp_micros().to_be_bytes());
+        token.extend_from_slice(cursor.id.as_bytes());
+        let until = cursor.until.map(|until| until.timestamp_micros());
+        token.push(u8::from(until.is_some()));
+        token.extend_from_slice(&until.unwrap_or_default().to_be_bytes());
+        let tag = Self::mac(&self.keys[0], &token, scope)
+            .finalize()
+            .into_bytes();
+        token.extend_from_slice(&tag[..TAG_BYTES]);
+        URL_SAFE_NO_PAD.encode(token)
+    }
+
+    /// The cursor in `token`, when one of the keys signed it for exactly this `scope`.
+    pub fn parse(&self, token: &str, scope: PageScope<'_>) -> Result<PageCursor, InvalidValue> {
         let invalid = || InvalidValue::new("is not a page token returned by this list");
         let bytes = URL_SAFE_NO_PAD
             .decode(token.trim())
             .map_err(|_| invalid())?;
-        let raw = String::from_utf8(bytes).map_err(|_| invalid())?;
-        // From the right: the list's name may itself contain colons.
-        let mut parts = raw.rsplitn(3, ':');
-        let (Some(id), Some(micros), Some(owner)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(invalid());
-        };
-        if owner != list {
+        if bytes.len() != BODY_BYTES + TAG_BYTES || bytes[0] != TOKEN_VERSION {
             return Err(invalid());
         }
-        let micros: i64 = micros.parse().map_err(|_| invalid())?;
-        let at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
-        let id = Uuid::try_parse(id).map_err(|_| invalid())?;
-        Ok(Self { at, id })
+        let (body, tag) = bytes.split_at(BODY_BYTES);
+        // Constant-time comparison (`verify_truncated_left`), against every key in turn.
+        if !self.keys.iter().any(|key| {
+            Self::mac(key, body, scope)
+                .verify_truncated_left(tag)
+                .is_ok()
+        }) {
+            return Err(invalid());
+        }
+        let micros = |range: std::ops::Range<usize>| {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&body[range]);
+            Timestamp::from_micros(i64::from_be_bytes(raw)).map(Timestamp::get)
+        };
+        let at = micros(1..9)?;
+        let id = Uuid::from_slice(&body[9..25]).map_err(|_| invalid())?;
+        let until = match body[25] {
+            0 => None,
+            1 => Some(micros(26..34)?),
+            _ => return Err(invalid()),
+        };
+        Ok(PageCursor { at, id, until })
+    }
+
+    fn mac(key: &[u8], body: &[u8], scope: PageScope<'_>) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+        // Length-prefixed, so no two scopes sign the same bytes.
+        let list = scope.list.as_bytes();
+        mac.update(scope.account.as_uuid().as_bytes());
+        mac.update(&(list.len() as u64).to_be_bytes());
+        mac.update(list);
+        mac.update(body);
+        mac
     }
 }
 
@@ -86,27 +174,87 @@ mod tests {
         assert!(PageSize::parse(-1).is_err());
     }
 
+    fn keys(raw: &[&str]) -> PageTokenKeys {
+        PageTokenKeys::new(raw.iter().map(|key| key.as_bytes().to_vec()).collect())
+    }
+
+    fn scope(account: u128, list: &str) -> PageScope<'_> {
+        PageScope {
+            account: AccountId::from_uuid(Uuid::from_u128(account)),
+            list,
+        }
+    }
+
+    fn cursor() -> PageCursor {
+        PageCursor::at(
+            DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            Uuid::from_u128(42),
+        )
+    }
+
     #[test]
     fn garbage_is_not_a_page_token() {
+        let keys = keys(&["first key"]);
         for token in ["", "abc", "dDE6MTox", "!!!"] {
             assert!(
-                PageCursor::parse(token, "tickets").is_err(),
+                keys.parse(token, scope(1, "tickets")).is_err(),
                 "{token:?} was accepted"
             );
         }
     }
 
+    #[test]
+    fn every_single_bit_flip_of_a_token_is_refused() {
+        let keys = keys(&["first key"]);
+        let token = keys.encode(&cursor(), scope(1, "tickets"));
+        let bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        for bit in 0..bytes.len() * 8 {
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let flipped = URL_SAFE_NO_PAD.encode(flipped);
+            assert!(
+                keys.parse(&flipped, scope(1, "tickets")).is_err(),
+                "bit {bit} flipped was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_answers_only_for_its_account_and_list() {
+        let keys = keys(&["first key"]);
+        let token = keys.encode(&cursor(), scope(1, "tickets:ab12"));
+        assert_eq!(keys.parse(&token, scope(1, "tickets:ab12")), Ok(cursor()));
+        assert!(keys.parse(&token, scope(2, "tickets:ab12")).is_err());
+        assert!(keys.parse(&token, scope(1, "tickets:cd34")).is_err());
+        assert!(keys.parse(&token, scope(1, "users")).is_err());
+    }
+
+    #[test]
+    fn a_token_signed_with_the_previous_key_still_works_after_rotation() {
+        let before = keys(&["old key"]);
+        let token = before.encode(&cursor(), scope(1, "users"));
+        let rotated = keys(&["new key", "old key"]);
+        assert_eq!(rotated.parse(&token, scope(1, "users")), Ok(cursor()));
+        let retired = keys(&["new key"]);
+        assert!(retired.parse(&token, scope(1, "users")).is_err());
+        let fresh = rotated.encode(&cursor(), scope(1, "users"));
+        assert_eq!(retired.parse(&fresh, scope(1, "users")), Ok(cursor()));
+    }
+
     proptest! {
         #[test]
-        fn a_cursor_round_trips_through_its_token(micros in 0i64..4_000_000_000_000_000, id in any::<u128>()) {
+        fn a_cursor_round_trips_through_its_token(
+            micros in -62_135_596_800_000_000i64..253_402_300_799_000_000,
+            id in any::<u128>(),
+            until in proptest::option::of(0i64..4_000_000_000_000_000),
+        ) {
+            let keys = keys(&["first key"]);
             let cursor = PageCursor {
                 at: DateTime::from_timestamp_micros(micros).unwrap(),
                 id: Uuid::from_u128(id),
+                until: until.map(|until| DateTime::from_timestamp_micros(until).unwrap()),
             };
-            prop_assert_eq!(PageCursor::parse(&cursor.encode("tickets"), "tickets"), Ok(cursor));
-            prop_assert!(PageCursor::parse(&cursor.encode("users"), "tickets").is_err());
-            prop_assert_eq!(PageCursor::parse(&cursor.encode("tickets:ab12"), "tickets:ab12"), Ok(cursor));
-            prop_assert!(PageCursor::parse(&cursor.encode("tickets:ab12"), "tickets:cd34").is_err());
+            prop_assert_eq!(keys.parse(&keys.encode(&cursor, scope(7, "tickets")), scope(7, "tickets")), Ok(cursor));
         }
     }
 }

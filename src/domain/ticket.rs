@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     AccountId, Email, FieldChange, FieldChanges, InvalidValue, PageCursor, TicketAction, TicketId,
-    TicketOrderField, UserId, bounded_text,
+    TicketOrderField, UserId, bounded_text, single_line,
 };
 
 /// A one-line summary: 1 to 200 characters after trimming.
@@ -17,11 +17,9 @@ impl TicketSubject {
     pub const MAX_LENGTH: usize = 200;
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let text = bounded_text(raw, 1, Self::MAX_LENGTH)?;
-        if text.contains(['\n', '\r']) {
-            return Err(InvalidValue::new("must be a single line"));
-        }
-        Ok(Self(text))
+        bounded_text(raw, 1, Self::MAX_LENGTH)
+            .and_then(single_line)
+            .map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -146,13 +144,11 @@ impl Ticket {
 
     /// Where this ticket stands in a list ordered by `field`.
     pub fn position(&self, field: TicketOrderField) -> PageCursor {
-        PageCursor {
-            at: match field {
-                TicketOrderField::Created => self.created_at,
-                TicketOrderField::Updated => self.updated_at,
-            },
-            id: self.id.as_uuid(),
-        }
+        let at = match field {
+            TicketOrderField::Created => self.created_at,
+            TicketOrderField::Updated => self.updated_at,
+        };
+        PageCursor::at(at, self.id.as_uuid())
     }
 
     /// The lifecycle's one decision: what `change` makes of this ticket, the field changes the

@@ -1,10 +1,9 @@
 //! What ListTickets may ask for: filters and an order, folded into a fingerprint that page
 //! tokens carry so that a token cannot be replayed against another query.
 
-use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{InvalidValue, TicketPriority, TicketStatus, UserId};
+use super::{InvalidValue, TicketPriority, TicketStatus, Timestamp, UserId};
 
 /// Which timestamp a ticket list is ordered by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,8 +56,8 @@ pub struct TicketFilter {
     pub priorities: Vec<TicketPriority>,
     pub assignee: Option<UserId>,
     pub requester: Option<UserId>,
-    pub created_after: Option<DateTime<Utc>>,
-    pub created_before: Option<DateTime<Utc>>,
+    pub created_after: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
     pub order: TicketOrder,
 }
 
@@ -88,8 +87,8 @@ impl TicketFilter {
             "{statuses:?}|{priorities:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             self.assignee.map(|id| id.to_string()),
             self.requester.map(|id| id.to_string()),
-            self.created_after.map(|at| at.timestamp_micros()),
-            self.created_before.map(|at| at.timestamp_micros()),
+            self.created_after.map(Timestamp::micros),
+            self.created_before.map(Timestamp::micros),
             self.order
         );
         hex::encode(&Sha256::digest(canonical.as_bytes())[..6])

@@ -66,9 +66,8 @@ impl ApiKeys {
             )
             .await
         })?;
-        Ok(paginate(rows, page_size, |key| PageCursor {
-            at: key.created_at,
-            id: key.id.as_uuid(),
+        Ok(paginate(rows, page_size, |key| {
+            PageCursor::at(key.created_at, key.id.as_uuid())
         }))
     }
 

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use chrono::Utc;
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
@@ -25,8 +26,8 @@ use crate::db::models::{
 use crate::domain::{
     AccountId, Actor, Comment, CommentBody, Email, Etag, FieldChange, FieldChanges, InvalidValue,
     NewTicketRequest, PageCursor, PageSize, Role, RuleViolation, Ticket, TicketAction,
-    TicketActivity, TicketChange, TicketDescription, TicketFilter, TicketId, TicketPriority,
-    TicketStatus, TicketSubject, TicketTransition, UserId,
+    TicketActivity, TicketChange, TicketDescription, TicketFilter, TicketId, TicketOrderField,
+    TicketPriority, TicketStatus, TicketSubject, TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
 use crate::idempotency::{Idempotent, Outcome};
@@ -264,8 +265,18 @@ impl TicketDesk {
             rows_to_fetch(page_size),
         )
         .await?;
-        let order = filter.order.field;
-        Ok(paginate(rows, page_size, |ticket| ticket.position(order)))
+        let order = filter.order;
+        // Oldest-updated first, a ticket changed while a client pages would move behind the
+        // cursor and be listed again: every page after the first is bounded by the time the
+        // first was read (docs/tickets.md, "Paging while tickets change").
+        let until = after.and_then(|cursor| cursor.until).or_else(|| {
+            (order.field == TicketOrderField::Updated && !order.descending).then(Utc::now)
+        });
+        let mut page = paginate(rows, page_size, |ticket| ticket.position(order.field));
+        if let Some(next) = &mut page.next {
+            next.until = until;
+        }
+        Ok(page)
     }
 
     /// Changes subject, description or priority. Agents and admins; not on closed tickets.
@@ -486,9 +497,8 @@ impl TicketDesk {
             )
             .await
         })?;
-        Ok(paginate(rows, page_size, |comment| PageCursor {
-            at: comment.created_at,
-            id: comment.id,
+        Ok(paginate(rows, page_size, |comment| {
+            PageCursor::at(comment.created_at, comment.id)
         }))
     }
 
@@ -513,9 +523,8 @@ impl TicketDesk {
             )
             .await
         })?;
-        Ok(paginate(rows, page_size, |activity| PageCursor {
-            at: activity.created_at,
-            id: activity.id,
+        Ok(paginate(rows, page_size, |activity| {
+            PageCursor::at(activity.created_at, activity.id)
         }))
     }
 }

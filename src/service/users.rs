@@ -150,9 +150,8 @@ impl Users {
             )
             .await
         })?;
-        Ok(paginate(rows, page_size, |user| PageCursor {
-            at: user.created_at,
-            id: user.id.as_uuid(),
+        Ok(paginate(rows, page_size, |user| {
+            PageCursor::at(user.created_at, user.id.as_uuid())
         }))
     }
 

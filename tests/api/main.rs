@@ -3,6 +3,7 @@
 mod accounts_and_users;
 mod api_keys;
 mod authentication;
+mod bad_input;
 mod command_line;
 mod contract;
 mod deadlines;

@@ -12,7 +12,7 @@ use supportdesk::db::Explain;
 use supportdesk::db::models::TicketRow;
 use supportdesk::domain::{
     AccountId, PageCursor, TicketFilter, TicketOrder, TicketOrderField, TicketPriority,
-    TicketStatus, UserId,
+    TicketStatus, Timestamp, UserId,
 };
 use supportdesk::proto::v1;
 use tonic::Code;
@@ -306,6 +306,7 @@ async fn every_ticket_list_query_is_served_by_an_index_over_100000_tickets() {
     let cursor = Some(PageCursor {
         at: chrono::Utc::now() - chrono::Duration::days(3),
         id: uuid::Uuid::max(),
+        until: Some(chrono::Utc::now()),
     });
     let orders = [
         TicketOrder::NEWEST_CREATED_FIRST,
@@ -345,8 +346,12 @@ async fn every_ticket_list_query_is_served_by_an_index_over_100000_tickets() {
             ..TicketFilter::default()
         },
         TicketFilter {
-            created_after: Some(chrono::Utc::now() - chrono::Duration::days(10)),
-            created_before: Some(chrono::Utc::now() - chrono::Duration::days(5)),
+            created_after: Some(Timestamp::from_stored(
+                chrono::Utc::now() - chrono::Duration::days(10),
+            )),
+            created_before: Some(Timestamp::from_stored(
+                chrono::Utc::now() - chrono::Duration::days(5),
+            )),
             ..TicketFilter::default()
         },
         TicketFilter {

@@ -252,10 +252,10 @@ impl TicketRow {
             query = query.filter(tickets::assignee_id.eq(assignee.as_uuid()));
         }
         if let Some(after) = filter.created_after {
-            query = query.filter(tickets::created_at.ge(after));
+            query = query.filter(tickets::created_at.ge(after.get()));
         }
         if let Some(before) = filter.created_before {
-            query = query.filter(tickets::created_at.lt(before));
+            query = query.filter(tickets::created_at.lt(before.get()));
         }
         let descending = filter.order.descending;
         match filter.order.field {
@@ -289,6 +289,9 @@ impl TicketRow {
                     query.order((tickets::updated_at.asc(), tickets::id.asc()))
                 };
                 if let Some(cursor) = after {
+                    if let Some(until) = cursor.until {
+                        query = query.filter(tickets::updated_at.le(until));
+                    }
                     query = if descending {
                         query.filter(tickets::updated_at.le(cursor.at)).filter(
                             tickets::updated_at
