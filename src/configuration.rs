@@ -489,9 +489,9 @@ impl Reader<'_> {
             self.problems.push(format!("{key} is not set"));
             return SecretString::from(String::new());
         };
+        // The value itself is never echoed: it may carry a password.
         let scheme = value.split_once("://").map(|(scheme, _)| scheme);
         if !scheme.is_some_and(|scheme| schemes.contains(&scheme)) {
-            // The value itself is not echoed: it may carry a password.
             self.problems.push(format!(
                 "{key} must be a URL starting with {}",
                 schemes
@@ -500,6 +500,21 @@ impl Reader<'_> {
                     .collect::<Vec<_>>()
                     .join(" or ")
             ));
+        } else {
+            match url::Url::parse(&value) {
+                // url's messages ("invalid port number", "empty host") say what, never the value.
+                Err(error) => self
+                    .problems
+                    .push(format!("{key} is not a valid URL: {error}")),
+                // A socket directory in `?host=` stands in for the host (libpq's convention).
+                Ok(parsed)
+                    if parsed.host_str().is_none_or(str::is_empty)
+                        && !parsed.query_pairs().any(|(name, _)| name == "host") =>
+                {
+                    self.problems.push(format!("{key} names no host"));
+                }
+                Ok(_) => {}
+            }
         }
         SecretString::from(value)
     }
@@ -557,6 +572,41 @@ mod tests {
         ] {
             assert!(text.contains(key), "{key} missing from: {text}");
         }
+    }
+
+    #[test]
+    fn malformed_urls_and_a_short_key_are_all_named_together() {
+        let error = Settings::from_lookup(lookup_from(&[
+            (
+                "DATABASE_URL",
+                "postgres://app:hunter2@db:notaport/supportdesk",
+            ),
+            ("REDIS_URL", "redis://:hunter2@cache:99999"),
+            ("JWT_SECRET", "short"),
+            ("PAGE_TOKEN_KEYS", "0123456789abcdef0123456789abcdef, short"),
+        ]))
+        .expect_err("invalid settings");
+        assert_eq!(
+            error.problems,
+            [
+                "DATABASE_URL is not a valid URL: invalid port number",
+                "REDIS_URL is not a valid URL: invalid port number",
+                "JWT_SECRET must be at least 32 bytes long",
+                "PAGE_TOKEN_KEYS: key 2 of 2 must be at least 32 bytes long",
+            ]
+        );
+        assert!(!error.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn a_url_without_a_host_is_refused() {
+        let error = Settings::from_lookup(lookup_from(&[
+            ("DATABASE_URL", "postgres:///supportdesk"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]))
+        .expect_err("no host");
+        assert_eq!(error.problems, ["DATABASE_URL names no host"]);
     }
 
     #[test]

@@ -147,6 +147,8 @@ impl fmt::Display for Resource {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dependency {
     Database,
+    /// PostgreSQL answers, but every connection of the pool is busy.
+    DatabaseConnections,
     Redis,
 }
 
@@ -154,6 +156,7 @@ impl fmt::Display for Dependency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Database => "the database",
+            Self::DatabaseConnections => "a database connection",
             Self::Redis => "Redis",
         })
     }
@@ -421,14 +424,23 @@ impl From<&AppError> for Status {
                 AppError::Unavailable { dependency, source } => {
                     tracing::warn!(error = ?source, "{dependency} is unavailable");
                     details.set_retry_info(Some(UNAVAILABLE_RETRY_DELAY));
-                    let reason = match dependency {
-                        Dependency::Database => "DATABASE_UNAVAILABLE",
-                        Dependency::Redis => "REDIS_UNAVAILABLE",
+                    let (reason, message) = match dependency {
+                        Dependency::Database => (
+                            "DATABASE_UNAVAILABLE",
+                            "the database is unavailable; retry later",
+                        ),
+                        Dependency::DatabaseConnections => (
+                            "DATABASE_BUSY",
+                            "every database connection is busy; retry shortly",
+                        ),
+                        Dependency::Redis => {
+                            ("REDIS_UNAVAILABLE", "Redis is unavailable; retry later")
+                        }
                     };
                     (
                         Code::Unavailable,
                         reason,
-                        format!("{dependency} is unavailable; retry later"),
+                        message.to_owned(),
                         HashMap::new(),
                     )
                 }

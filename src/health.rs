@@ -10,7 +10,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::db::PgPool;
-use crate::redis_pool::Redis;
+use crate::redis_pool::{Redis, RedisBackoff};
 
 /// Sets the overall status (`""`) and every API service's at once.
 #[derive(Clone)]
@@ -41,6 +41,11 @@ pub struct DependencyProbe {
     pub interval: Duration,
     /// How long one probe may take before its dependency counts as down.
     pub timeout: Duration,
+    /// The rate limiter's Redis backoff: a failure of the limiter, or its first success after
+    /// failures, triggers a probe at once, and
+    /// Redis answering the probe ends the limiter's pause, so that health and the limiter agree
+    /// (with `RATE_LIMIT_ON_REDIS_FAILURE=closed`, a resting limiter refuses every request).
+    pub limiter: RedisBackoff,
 }
 
 impl DependencyProbe {
@@ -49,6 +54,9 @@ impl DependencyProbe {
         loop {
             let (database, redis) = tokio::join!(self.database_is_up(), self.redis_is_up());
             let healthy = database && redis;
+            if redis {
+                self.limiter.recovered();
+            }
             // Checked after the probe so that a shutdown which began meanwhile is not undone.
             if stop.is_cancelled() {
                 return;
@@ -71,6 +79,7 @@ impl DependencyProbe {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(self.interval) => {}
+                () = self.limiter.next_change() => {}
             }
         }
     }

@@ -188,6 +188,13 @@ impl RateLimiter {
         &self.settings
     }
 
+    /// The limiter's Redis backoff, for the health probe: with the closed policy a limiter that
+    /// cannot decide refuses every request, so health must say so as soon as it happens, and
+    /// the limiter must try again as soon as health sees Redis back.
+    pub fn backoff(&self) -> &RedisBackoff {
+        &self.backoff
+    }
+
     pub fn quota(&self, policy: Policy) -> RateQuota {
         match policy {
             Policy::Read => self.settings.read,
@@ -255,6 +262,7 @@ impl RateLimiter {
             Ok(Ok((allowed, remaining, retry_after, reset, value, leased, prefetched))) => {
                 let millis = |value: i64| Duration::from_millis(u64::try_from(value).unwrap_or(0));
                 let allowed = allowed == 1;
+                self.backoff.succeeded();
                 self.metrics.rate_limit().decided(allowed);
                 let decision = Decision {
                     allowed,

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -184,6 +184,10 @@ pub struct RedisBackoff {
     /// Unix milliseconds before which Redis is not tried again.
     resting_until: Arc<AtomicU64>,
     failures: Counter,
+    /// Whether the last attempt failed.
+    failing: Arc<AtomicBool>,
+    /// Woken when Redis starts or stops failing, so that health can look at Redis at once.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 fn now_millis() -> u64 {
@@ -201,6 +205,8 @@ impl RedisBackoff {
             pause,
             resting_until: Arc::new(AtomicU64::new(0)),
             failures,
+            failing: Arc::new(AtomicBool::new(false)),
+            changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -215,6 +221,27 @@ impl RedisBackoff {
         let pause = u64::try_from(self.pause.as_millis()).unwrap_or(u64::MAX);
         self.resting_until
             .store(now_millis().saturating_add(pause), Ordering::Relaxed);
+        self.failing.store(true, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    /// Notes a success: after failures, Redis is back.
+    pub fn succeeded(&self) {
+        if self.failing.swap(false, Ordering::Relaxed) {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Redis answered someone else (the health probe): the pause ends now, so that what
+    /// health reports and what this feature does agree.
+    pub fn recovered(&self) {
+        self.resting_until.store(0, Ordering::Relaxed);
+        self.failing.store(false, Ordering::Relaxed);
+    }
+
+    /// Completes when Redis next starts or stops failing for this feature.
+    pub async fn next_change(&self) {
+        self.changed.notified().await;
     }
 
     /// How many failures since start.

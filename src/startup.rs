@@ -166,6 +166,7 @@ impl Application {
                     .database
                     .connect_timeout
                     .max(self.settings.redis.connect_timeout),
+                limiter: services.limiter.backoff().clone(),
             }
             .run(stop_probe.clone()),
         );

@@ -18,7 +18,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::configuration::DatabaseSettings;
-use crate::errors::{AppError, AppResult};
+use crate::errors::{AppError, AppResult, Dependency};
 
 pub type PgPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 pub type PooledConnection<'a> =
@@ -165,7 +165,23 @@ macro_rules! with_connection {
 
 /// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes.
 pub async fn connection(pool: &PgPool) -> AppResult<PooledConnection<'_>> {
-    Ok(pool.get().await?)
+    pool.get().await.map_err(|error| {
+        let state = pool.state();
+        match error {
+            // Connections exist and none came free in time: PostgreSQL is up, the service is
+            // at its connection limit. Worth telling apart from an unreachable database.
+            bb8::RunError::TimedOut if state.connections > 0 && state.idle_connections == 0 => {
+                AppError::Unavailable {
+                    dependency: Dependency::DatabaseConnections,
+                    source: anyhow::anyhow!(
+                        "all {} database connections stayed in use for the connect timeout",
+                        state.connections
+                    ),
+                }
+            }
+            error => error.into(),
+        }
+    })
 }
 
 /// Inside a transaction: has PostgreSQL cancel any statement still running when `budget` (what

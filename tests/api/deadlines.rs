@@ -135,3 +135,56 @@ async fn a_message_over_the_size_limit_is_refused() {
         .expect_err("too large");
     assert_eq!(status.code(), Code::OutOfRange);
 }
+
+#[tokio::test]
+async fn a_request_that_finds_every_connection_busy_is_told_so_not_that_the_database_is_down() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.database.pool_size = 1;
+        settings.database.connect_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let ticket = app.create_ticket("listed while the pool is busy").await;
+    let mut lock = lock_account(&app).await;
+    // The pool's one connection waits on the lock inside this create.
+    let blocked = tokio::spawn({
+        let mut tickets = app.tickets.clone();
+        let request = app.as_admin(valid_create_request("holds the only connection"));
+        async move { tickets.create_ticket(request).await }
+    });
+    wait_until(
+        "the create waiting on the row lock",
+        Duration::from_secs(5),
+        || async { backends_waiting_on_locks(&app.database).await == 1 },
+    )
+    .await;
+
+    let status = app
+        .tickets
+        .clone()
+        .list_tickets(app.as_admin(supportdesk::proto::v1::ListTicketsRequest::default()))
+        .await
+        .expect_err("no connection comes free within the connect timeout");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(error_reason(&status), "DATABASE_BUSY");
+    assert_eq!(
+        status.message(),
+        "every database connection is busy; retry shortly"
+    );
+
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    blocked
+        .await
+        .unwrap()
+        .expect("the create finishes once the lock goes");
+    let listed = app
+        .tickets
+        .clone()
+        .list_tickets(app.as_admin(supportdesk::proto::v1::ListTicketsRequest::default()))
+        .await
+        .expect("listed once a connection is free")
+        .into_inner();
+    assert!(listed.tickets.iter().any(|listed| listed.id == ticket.id));
+}

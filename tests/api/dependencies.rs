@@ -80,3 +80,79 @@ async fn losing_redis_flips_health_until_it_returns() {
     proxy.restore();
     app.wait_for_health("Serving", Duration::from_secs(5)).await;
 }
+
+/// A call of a rate-limited RPC as the app's admin.
+async fn call_as_admin(app: &TestApp) -> Result<(), tonic::Status> {
+    app.users
+        .clone()
+        .get_current_user(app.as_admin(v1::GetCurrentUserRequest {}))
+        .await
+        .map(drop)
+}
+
+#[tokio::test]
+async fn with_a_closed_limiter_health_says_not_serving_exactly_while_requests_are_refused() {
+    let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.redis.url = url_through(settings.redis.url.expose_secret(), proxy.address).into();
+        settings.rate_limits.fail_open = false;
+        // The scheduled probe would come too late to matter: what this test sees, the
+        // limiter's own failures and recoveries made happen.
+        settings.server.health_probe_interval = Duration::from_secs(60);
+    })
+    .await;
+    app.wait_for_health("Serving", Duration::from_secs(5)).await;
+    call_as_admin(&app)
+        .await
+        .expect("admitted while Redis answers");
+
+    proxy.cut();
+    let refused = call_as_admin(&app)
+        .await
+        .expect_err("refused without Redis");
+    assert_eq!(refused.code(), Code::Unavailable);
+    app.wait_for_health("NotServing", Duration::from_secs(5))
+        .await;
+
+    proxy.restore();
+    // The limiter tries Redis again after its pause; its first decision brings health back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call_as_admin(&app).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "never admitted after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.wait_for_health("Serving", Duration::from_secs(5)).await;
+    call_as_admin(&app)
+        .await
+        .expect("health and admission agree once Redis is back");
+}
+
+#[tokio::test]
+async fn with_a_closed_limiter_requests_are_admitted_as_soon_as_health_sees_redis_back() {
+    let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.redis.url = url_through(settings.redis.url.expose_secret(), proxy.address).into();
+        settings.rate_limits.fail_open = false;
+    })
+    .await;
+    app.wait_for_health("Serving", Duration::from_secs(5)).await;
+    proxy.cut();
+    // The limiter fails and pauses for 2 s from here.
+    call_as_admin(&app)
+        .await
+        .expect_err("refused without Redis");
+    app.wait_for_health("NotServing", Duration::from_secs(5))
+        .await;
+    proxy.restore();
+    let waited = app.wait_for_health("Serving", Duration::from_secs(5)).await;
+    assert!(
+        waited < Duration::from_secs(2),
+        "{waited:?}: not within the pause"
+    );
+    call_as_admin(&app)
+        .await
+        .expect("admitted: health's probe ended the limiter's pause");
+}
