@@ -179,7 +179,7 @@ pub async fn connection(pool: &PgPool) -> AppResult<PooledConnection<'_>> {
                     ),
                 }
             }
-            error => error.into(),
+            error @ (bb8::RunError::User(_) | bb8::RunError::TimedOut) => error.into(),
         }
     })
 }
