@@ -108,9 +108,7 @@ pub enum AppError {
 /// Resources that can be looked up by id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resource {
-    Account,
     ApiKey,
-    Comment,
     Ticket,
     User,
 }
@@ -120,9 +118,7 @@ impl Resource {
     /// so a new resource is described completely or not at all.
     fn describe(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            Self::Account => ("supportdesk.v1.Account", "ACCOUNT_NOT_FOUND", "account"),
             Self::ApiKey => ("supportdesk.v1.ApiKey", "API_KEY_NOT_FOUND", "API key"),
-            Self::Comment => ("supportdesk.v1.Comment", "COMMENT_NOT_FOUND", "comment"),
             Self::Ticket => ("supportdesk.v1.Ticket", "TICKET_NOT_FOUND", "ticket"),
             Self::User => ("supportdesk.v1.User", "USER_NOT_FOUND", "user"),
         }
@@ -598,6 +594,7 @@ mod tests {
         assert!(!status.message().contains("secret_table"));
         let details = status.get_error_details();
         assert_eq!(details.error_info().unwrap().domain, ERROR_DOMAIN);
+        assert_eq!(details.error_info().unwrap().reason, "INTERNAL");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::db::models::{Account, NewAccount, NewUser};
 use crate::domain::{
     self, AccountId, AccountName, AccountSlug, DisplayName, Email, Password, Role, UserId,
 };
-use crate::errors::{AppError, AppResult, Resource};
+use crate::errors::{AppError, AppResult};
 use crate::idempotency::{Idempotent, Outcome, as_is};
 use crate::{in_idempotent_transaction, with_connection};
 
@@ -75,12 +75,18 @@ impl Accounts {
         })
     }
 
-    /// The caller's own account.
+    /// The caller's own account. Accounts are never deleted, and a caller was found in it, so
+    /// its absence is a broken invariant, not a NOT_FOUND a client could act on.
     pub async fn get(&self, caller: &Caller) -> AppResult<domain::Account> {
         with_connection!(&self.pool, |conn| {
             Account::find(conn, caller.account_id.as_uuid())
                 .await?
-                .ok_or_else(|| AppError::not_found(Resource::Account, caller.account_id))
+                .ok_or_else(|| {
+                    AppError::internal(anyhow::anyhow!(
+                        "the caller's account {} does not exist",
+                        caller.account_id
+                    ))
+                })
         })
     }
 }

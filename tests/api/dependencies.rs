@@ -111,6 +111,7 @@ async fn with_a_closed_limiter_health_says_not_serving_exactly_while_requests_ar
         .await
         .expect_err("refused without Redis");
     assert_eq!(refused.code(), Code::Unavailable);
+    assert_eq!(error_reason(&refused), "REDIS_UNAVAILABLE");
     app.wait_for_health("NotServing", Duration::from_secs(5))
         .await;
 

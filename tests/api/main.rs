@@ -10,6 +10,7 @@ mod deadlines;
 mod declarations;
 mod dependencies;
 mod envoy;
+mod error_reasons;
 mod helpers;
 mod idempotency;
 mod metrics;
