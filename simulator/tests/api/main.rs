@@ -1,0 +1,1 @@
+//! Drives the simulator over real HTTP.
