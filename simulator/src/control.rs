@@ -136,6 +136,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_sim/ledger", routing::get(ledger))
         .route("/_sim/ledger/summary", routing::get(ledger_summary))
         .route("/_sim/events", routing::get(events))
+        .route("/_sim/idempotency", routing::get(idempotency_stats))
         .route(
             "/_sim/faults",
             routing::get(list_faults)
@@ -213,6 +214,12 @@ async fn ledger_summary(
 
 async fn events(State(shared): State<Arc<Shared>>) -> Json<Vec<Event>> {
     Json(shared.events())
+}
+
+async fn idempotency_stats(
+    State(shared): State<Arc<Shared>>,
+) -> Json<crate::idempotency::IdempotencyStats> {
+    Json(shared.book().idempotency.stats())
 }
 
 async fn list_faults(State(shared): State<Arc<Shared>>) -> Json<Vec<ActiveFault>> {

@@ -112,6 +112,27 @@ impl IdempotencyStore {
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
     }
+
+    pub(crate) fn stats(&self) -> IdempotencyStats {
+        let running = self
+            .entries
+            .values()
+            .filter(|entry| matches!(entry.state, EntryState::Running))
+            .count();
+        IdempotencyStats {
+            running,
+            saved: self.entries.len() - running,
+        }
+    }
+}
+
+/// How many idempotency keys are held by a running request, and how many have a saved result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdempotencyStats {
+    /// Keys whose first request is still executing (a retry now answers 409).
+    pub running: usize,
+    /// Keys with a saved response (a retry now replays it).
+    pub saved: usize,
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ pub use crate::error::{ApiFailure, StripeError};
 pub use crate::faults::{
     ActiveFault, Endpoint, FaultAction, FaultRule, InvalidFault, SettleOutcome,
 };
+pub use crate::idempotency::IdempotencyStats;
 pub use crate::ledger::{LedgerSnapshot, LedgerSummary};
 pub use crate::objects::{Charge, Dispute, Event, PaymentIntent, Refund};
 pub use crate::webhooks::{
@@ -130,6 +131,11 @@ impl SimulatorHandle {
         self.ledger_for_metadata("charge_id", charge_id)
             .payment_intents
             .len()
+    }
+
+    /// How many idempotency keys are running or saved.
+    pub fn idempotency_stats(&self) -> IdempotencyStats {
+        self.shared.book().idempotency.stats()
     }
 
     /// Every event recorded, oldest first (whether or not a webhook endpoint is set).
