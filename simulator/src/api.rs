@@ -109,20 +109,33 @@ fn bytes_response(status: StatusCode, body: Bytes, headers: &ResponseHeaders) ->
     response
 }
 
+/// The secret key in `Authorization`: `Bearer <key>`, or Basic with the key as user name (what
+/// `curl -u sk_test_...:` sends, as in Stripe's documentation).
+fn presented_key(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if let Some(key) = value.strip_prefix("Bearer ") {
+        return Some(key.trim().to_owned());
+    }
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let credentials = String::from_utf8(decoded).ok()?;
+    let (user, _password) = credentials.split_once(':').unwrap_or((&credentials, ""));
+    Some(user.to_owned())
+}
+
 /// Finds the caller's secret key, or the 401 to answer.
 fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<String, ApiFailure> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(key) = presented.filter(|key| !key.is_empty()) else {
+    let presented = presented_key(headers);
+    let Some(key) = presented.as_deref().filter(|key| !key.is_empty()) else {
         return Err(ApiFailure::invalid_request(
             StatusCode::UNAUTHORIZED,
             None,
             "You did not provide an API key. You need to provide your API key in the \
              Authorization header, using Bearer auth (e.g. 'Authorization: Bearer \
-             YOUR_SECRET_KEY').",
+             YOUR_SECRET_KEY') or Basic auth with the key as user name.",
         ));
     };
     if shared.config.api_keys.iter().any(|known| known == key) {
@@ -175,6 +188,9 @@ fn admit(
         }
     };
     let fault = shared.book().faults.take(endpoint);
+    if let Some(fault) = &fault {
+        tracing::info!(?endpoint, ?fault, "applying fault");
+    }
     match fault {
         Some(FaultAction::ServerError { status }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -427,6 +443,13 @@ async fn run_post(
         shared.settle_later(settlement, after, outcome);
     }
     response_headers.replayed = answer.replayed;
+    tracing::info!(
+        ?endpoint,
+        status = answer.status.as_u16(),
+        replayed = answer.replayed,
+        idempotency_key = response_headers.idempotency_key.as_deref(),
+        "answered"
+    );
     let response = bytes_response(answer.status, answer.body, &response_headers);
     deliver_or_hang(&connection, fault.as_ref(), response).await
 }

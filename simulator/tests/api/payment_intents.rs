@@ -160,6 +160,24 @@ async fn a_missing_or_wrong_api_key_is_refused_with_401_and_charges_nothing() {
 }
 
 #[tokio::test]
+async fn the_key_is_also_accepted_as_basic_auth_user_as_curl_u_sends_it() {
+    let sim = spawn_simulator().await;
+    let response = sim
+        .client
+        .post(sim.url("/v1/payment_intents"))
+        .basic_auth(sim.handle.api_key(), None::<&str>)
+        .body(crate::helpers::form(&payment_params(
+            "c1",
+            "100",
+            "pm_card_visa",
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
 async fn an_unknown_url_answers_stripes_404() {
     let sim = spawn_simulator().await;
     let response = sim.get("/v1/customers").await;
