@@ -149,3 +149,43 @@ async fn a_refund_made_outside_the_service_counts_against_the_limit() {
         .unwrap();
     assert_eq!(rest.amount, 300);
 }
+
+#[tokio::test]
+async fn the_ledger_filters_by_metadata_and_resets() {
+    let sim = spawn_simulator().await;
+    let first = sim.paid_intent("c1", "1000").await;
+    sim.paid_intent("c2", "500").await;
+    sim.post("/v1/refunds", Some("r"), &[("payment_intent", &first)])
+        .await;
+
+    let ledger: Value = sim
+        .client
+        .get(sim.url("/_sim/ledger?metadata%5Bcharge_id%5D=c1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ledger["payment_intents"].as_array().unwrap().len(), 1);
+    assert_eq!(ledger["payment_intents"][0]["id"], first.as_str());
+    assert_eq!(ledger["charges"].as_array().unwrap().len(), 1);
+    assert_eq!(ledger["refunds"][0]["amount"], 1000);
+    let summary = sim.handle.ledger().summary();
+    assert_eq!(summary.payment_intents, 2);
+    assert_eq!(summary.amount_received, 1500);
+    assert_eq!(summary.amount_refunded, 1000);
+
+    let reset = sim
+        .client
+        .post(sim.url("/_sim/reset"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 204);
+    assert_eq!(sim.handle.ledger(), Default::default());
+    assert!(sim.handle.events().is_empty());
+    // The keys went too: the same key now charges anew.
+    sim.paid_intent("c1", "1000").await;
+    assert_eq!(sim.handle.payment_intent_count_for_charge_id("c1"), 1);
+}

@@ -431,3 +431,21 @@ async fn the_webhook_endpoint_can_be_set_through_the_control_api() {
         .unwrap();
     assert_eq!(events[0]["type"], "payment_intent.succeeded");
 }
+
+#[tokio::test]
+async fn a_delay_fault_holds_the_first_attempt_back() {
+    let receiver = WebhookReceiver::start(SECRET, 0).await;
+    let sim = simulator_sending_to(&receiver, &[SECRET]).await;
+    sim.handle.add_delivery_fault(DeliveryFaultRule::new(
+        DeliveryFault::Delay { millis: 400 },
+        1,
+    ));
+    let paid_at = std::time::Instant::now();
+    sim.paid_intent("c1", "2000").await;
+    eventually("the delayed delivery", || async {
+        receiver.verified_of_type("payment_intent.succeeded").pop()
+    })
+    .await;
+    assert!(paid_at.elapsed() >= Duration::from_millis(400));
+    assert_eq!(sim.handle.deliveries().len(), 1);
+}
