@@ -7,11 +7,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::ids::unix_now;
+use crate::ids::{unix_now, unix_now_millis};
 use crate::objects::Event;
 use crate::state::Shared;
 use crate::webhooks::{
-    Corruption, DeliveryFault, DeliveryPlan, REORDER_WINDOW, record_attempt, signature_header,
+    Corruption, DeliveryAttempt, DeliveryFault, DeliveryPlan, REORDER_WINDOW, signature_header,
 };
 
 /// Dispatches events until the simulator stops.
@@ -158,6 +158,7 @@ async fn deliver(
                 signature_header(&payload, &endpoint.secrets, timestamp),
             ),
         };
+        let sent_at = unix_now_millis();
         let outcome = client
             .post(&endpoint.url)
             .header("content-type", "application/json; charset=utf-8")
@@ -172,15 +173,21 @@ async fn deliver(
             .map(|response| response.status().as_u16())
             .map_err(|error| error.to_string());
         let accepted = matches!(outcome, Ok(status) if (200..300).contains(&status));
-        record_attempt(
-            &mut shared.webhooks(),
-            &event,
-            &plan,
+        let (status, error) = match outcome {
+            Ok(status) => (Some(status), None),
+            Err(error) => (None, Some(error)),
+        };
+        shared.webhooks().deliveries.push(DeliveryAttempt {
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            copy: plan.copy,
             attempt,
-            corruption.is_some(),
+            sent_at_unix_ms: u64::try_from(sent_at).unwrap_or(u64::MAX),
+            status,
+            error,
+            corruption: corruption.map(|corruption| corruption.name().to_owned()),
             signature,
-            outcome,
-        );
+        });
         if let Some(done) = first_attempt_done.take() {
             let _ = done.send(());
         }

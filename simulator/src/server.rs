@@ -80,10 +80,9 @@ async fn serve_connection(stream: TcpStream, router: Router, shutdown: Cancellat
             Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
         }
     });
-    let connection = Box::pin(
+    let mut connection = Box::pin(
         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service),
     );
-    let mut connection = connection;
     let how = tokio::select! {
         _ = connection.as_mut() => None,
         () = shutdown.cancelled() => None,

@@ -21,7 +21,7 @@ use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::ids::{new_id, unix_now_millis};
+use crate::ids::new_id;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -266,7 +266,7 @@ pub(crate) enum Corruption {
 }
 
 impl Corruption {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Corruption::BadSignature => "bad_signature",
             Corruption::MangledBody => "mangled_body",
@@ -320,35 +320,6 @@ impl Default for DeliveryPlan {
             corruption: None,
         }
     }
-}
-
-pub(crate) fn record_attempt(
-    book: &mut WebhookBook,
-    event: &crate::objects::Event,
-    plan: &DeliveryPlan,
-    attempt: u32,
-    corrupted: bool,
-    signature: String,
-    outcome: Result<u16, String>,
-) {
-    let (status, error) = match outcome {
-        Ok(status) => (Some(status), None),
-        Err(error) => (None, Some(error)),
-    };
-    book.deliveries.push(DeliveryAttempt {
-        event_id: event.id.clone(),
-        event_type: event.event_type.clone(),
-        copy: plan.copy,
-        attempt,
-        sent_at_unix_ms: u64::try_from(unix_now_millis()).unwrap_or(u64::MAX),
-        status,
-        error,
-        corruption: plan
-            .corruption
-            .filter(|_| corrupted)
-            .map(|corruption| corruption.name().to_owned()),
-        signature,
-    });
 }
 
 #[cfg(test)]
