@@ -1,21 +1,23 @@
 //! Webhooks against a tiny receiver that verifies signatures on its own and can fail on purpose.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::{Router, routing};
 use hmac::{KeyInit, Mac};
 use hyper::body::Incoming;
-use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use payment_simulator::{
     DeliveryFault, DeliveryFaultRule, DisputeRequest, OutsideRefund, RetryPolicy, SimulatorConfig,
     WebhookEndpoint,
 };
 use serde_json::Value;
+use tower::ServiceExt;
 
 use crate::helpers::{TestSimulator, eventually, spawn_simulator_with};
 
@@ -35,7 +37,7 @@ impl Received {
     }
 }
 
-/// Answers 400 to a bad signature, 500 while `failures_left` lasts, else 200.
+/// A tiny axum app standing in for the service's webhook endpoint.
 #[derive(Clone)]
 struct WebhookReceiver {
     addr: SocketAddr,
@@ -68,17 +70,19 @@ impl WebhookReceiver {
             received: Arc::default(),
             failures_left: Arc::new(AtomicUsize::new(failures)),
         };
-        let serving = receiver.clone();
+        let app = Router::new()
+            .route("/webhooks", routing::post(receive))
+            .with_state((receiver.clone(), secret));
+        // Served with hyper directly: the simulator builds axum without its `serve` feature.
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let receiver = serving.clone();
+                let app = app.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                        let receiver = receiver.clone();
-                        async move { Ok::<_, Infallible>(receiver.answer(request, secret).await) }
+                        app.clone().oneshot(request.map(Body::new))
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -87,40 +91,6 @@ impl WebhookReceiver {
             }
         });
         receiver
-    }
-
-    async fn answer(&self, request: Request<Incoming>, secret: &str) -> Response<Body> {
-        let signature = request
-            .headers()
-            .get("stripe-signature")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body = axum::body::to_bytes(Body::new(request.into_body()), 1 << 20)
-            .await
-            .unwrap_or_default();
-        let verified = signature_matches(&signature, &body, secret);
-        self.received.lock().unwrap().push(Received {
-            signature,
-            body,
-            verified,
-        });
-        let status = if !verified {
-            400
-        } else if self
-            .failures_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            })
-            .is_ok()
-        {
-            500
-        } else {
-            200
-        };
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-        response
     }
 
     fn url(&self) -> String {
@@ -137,6 +107,38 @@ impl WebhookReceiver {
             .into_iter()
             .filter(|received| received.verified && received.event()["type"] == event_type)
             .collect()
+    }
+}
+
+/// Records the POST; answers 400 to a bad signature, 500 while failures are left, else 200.
+async fn receive(
+    State((receiver, secret)): State<(WebhookReceiver, &'static str)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let verified = signature_matches(&signature, &body, secret);
+    receiver.received.lock().unwrap().push(Received {
+        signature,
+        body,
+        verified,
+    });
+    if !verified {
+        StatusCode::BAD_REQUEST
+    } else if receiver
+        .failures_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(1)
+        })
+        .is_ok()
+    {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
     }
 }
 
