@@ -24,12 +24,17 @@ use crate::form::{FormParams, NewPaymentIntent, NewRefund};
 use crate::idempotency::{Claim, MAX_KEY_LENGTH, SavedResponse};
 use crate::ids::new_id;
 use crate::ledger::{Ledger, Origin};
+use crate::search::SearchQuery;
 use crate::server::{Abort, ConnectionControl};
 use crate::state::{Settlement, Shared};
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/v1/payment_intents", routing::post(create_payment_intent))
+        .route(
+            "/v1/payment_intents/search",
+            routing::get(search_payment_intents),
+        )
         .route(
             "/v1/payment_intents/{id}",
             routing::get(retrieve_payment_intent),
@@ -547,6 +552,51 @@ async fn retrieve_payment_intent(
                 value["latest_charge"] = serde_json::to_value(charge).unwrap_or_default();
             }
             Ok(value)
+        },
+    )
+    .await
+}
+
+async fn search_payment_intents(
+    State(shared): State<Arc<Shared>>,
+    Extension(connection): Extension<ConnectionControl>,
+    headers: HeaderMap,
+    RawQuery(raw_query): RawQuery,
+) -> Response {
+    let raw_query = raw_query.unwrap_or_default();
+    let params = FormParams::parse(raw_query.as_bytes());
+    run_get(
+        shared,
+        connection,
+        headers,
+        Endpoint::SearchPaymentIntents,
+        move |ledger| {
+            let query = params
+                .get("query")
+                .ok_or_else(|| ApiFailure::missing_param("query"))?;
+            let parsed = SearchQuery::parse(query)?;
+            let limit = match params.get("limit") {
+                None => 10,
+                Some(raw) => raw
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|limit| (1..=100).contains(limit))
+                    .ok_or_else(|| {
+                        ApiFailure::invalid_param(
+                            "limit",
+                            Some("parameter_invalid_integer"),
+                            "limit must be an integer between 1 and 100.",
+                        )
+                    })?,
+            };
+            let found = ledger.search_payment_intents(&parsed);
+            Ok(serde_json::json!({
+                "object": "search_result",
+                "url": "/v1/payment_intents/search",
+                "has_more": found.len() > limit,
+                "next_page": null,
+                "data": found.into_iter().take(limit).collect::<Vec<_>>(),
+            }))
         },
     )
     .await

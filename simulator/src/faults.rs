@@ -22,6 +22,8 @@ pub enum Endpoint {
     CreatePaymentIntent,
     /// `GET /v1/payment_intents/{id}`
     RetrievePaymentIntent,
+    /// `GET /v1/payment_intents/search`
+    SearchPaymentIntents,
     /// `POST /v1/refunds`
     CreateRefund,
     /// `GET /v1/refunds/{id}`

@@ -42,7 +42,7 @@ impl FormParams {
     }
 
     /// The last value of a plain parameter.
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
             .rev()

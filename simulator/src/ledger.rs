@@ -297,6 +297,19 @@ impl Ledger {
         self.record_event(event_type, object, &Origin::default());
     }
 
+    /// The payment intents matching `query`, newest first (as Stripe orders search results).
+    pub(crate) fn search_payment_intents(
+        &self,
+        query: &crate::search::SearchQuery,
+    ) -> Vec<&PaymentIntent> {
+        self.payment_intents
+            .rows
+            .iter()
+            .rev()
+            .filter(|intent| query.matches(intent))
+            .collect()
+    }
+
     pub(crate) fn payment_intent(&self, id: &str) -> Option<&PaymentIntent> {
         self.payment_intents.get(id)
     }

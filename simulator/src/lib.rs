@@ -30,6 +30,7 @@ mod idempotency;
 mod ids;
 pub mod ledger;
 pub mod objects;
+mod search;
 mod server;
 mod state;
 pub mod webhooks;

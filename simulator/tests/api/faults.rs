@@ -104,10 +104,25 @@ async fn the_timeout_fault_charges_while_the_client_times_out_and_the_retry_repl
     assert!(error.is_timeout(), "{error:?}");
 
     // The provider charged: the unknown outcome is a real payment.
-    let ledger = sim.handle.ledger_for_metadata("charge_id", "c1");
+    let ledger = eventually("the charge in the ledger", || async {
+        let ledger = sim.handle.ledger_for_metadata("charge_id", "c1");
+        (!ledger.payment_intents.is_empty()).then_some(ledger)
+    })
+    .await;
     assert_eq!(ledger.payment_intents.len(), 1);
     let charged = &ledger.payment_intents[0];
     assert_eq!(charged.amount_received, 2000);
+
+    // Billing never learned the id; searching by its own charge id finds the payment.
+    let found: Value = sim
+        .get("/v1/payment_intents/search?query=metadata%5B%27charge_id%27%5D%3A%27c1%27")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["object"], "search_result");
+    assert_eq!(found["data"].as_array().unwrap().len(), 1);
+    assert_eq!(found["data"][0]["id"], charged.id.as_str());
 
     // Retrying with the same key resolves it to the same payment, never a second one.
     let retry = sim.pay(Some("k"), "c1", "2000", "pm_card_visa").await;
