@@ -375,6 +375,12 @@ async fn run_post(
     };
     let latency = latency_of(fault.as_ref());
     let settle_later = settle_later_of(fault.as_ref());
+    let failed_after_execution = match &fault {
+        Some(FaultAction::ExecuteThenServerError { status }) => {
+            Some(StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        }
+        Some(_) | None => None,
+    };
     let fingerprint = params.fingerprint(path);
     let task_shared = Arc::clone(&shared);
     let execution = tokio::spawn(async move {
@@ -423,8 +429,13 @@ async fn run_post(
             tokio::time::sleep(latency).await;
         }
         let mut book = shared.book();
-        let (status, body, settlement) =
+        let (mut status, mut body, settlement) =
             write.execute(&mut book.ledger, settle_later.is_some(), &origin);
+        if let Some(error_status) = failed_after_execution {
+            // The work is done and stays done; only the answer (and so the replay) is an error.
+            let failure = ApiFailure::api_error(error_status);
+            (status, body) = (failure.status, failure.body());
+        }
         let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
         if let Some(key) = &key {
             let saved = SavedResponse {
@@ -516,7 +527,11 @@ async fn run_get(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let outcome = read(&shared.book().ledger);
+    let mut outcome = read(&shared.book().ledger);
+    if let Some(FaultAction::ExecuteThenServerError { status }) = &fault {
+        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        outcome = Err(ApiFailure::api_error(status));
+    }
     let response = match outcome {
         Ok(body) => json_response(StatusCode::OK, &body, &response_headers),
         Err(failure) => json_response(failure.status, &failure.body(), &response_headers),

@@ -284,6 +284,12 @@ async fn set_webhook_endpoint(
             "the webhook url must start with http:// (the simulator speaks no TLS)",
         );
     }
+    if endpoint.secrets.is_empty() {
+        return control_error(
+            StatusCode::BAD_REQUEST,
+            "at least one signing secret (whsec_...) is needed",
+        );
+    }
     shared.set_webhook_endpoint(Some(endpoint));
     StatusCode::NO_CONTENT.into_response()
 }

@@ -80,6 +80,14 @@ pub enum FaultAction {
         /// How long to hold the connection before closing it; 0 closes at once.
         hang_millis: u64,
     },
+    /// Execute the request (the charge or refund happens), then answer `status` (5xx) with an
+    /// `api_error` and save *that* under the idempotency key, as Stripe saves a 500 raised after
+    /// execution began: a retry with the same key replays the error, and only reading the payment
+    /// back (by id or search) shows it went through. On GETs it answers the error after reading.
+    ExecuteThenServerError {
+        /// The HTTP status; must be 5xx.
+        status: u16,
+    },
     /// The payment intent is created `processing` (a refund `pending`) and reaches its outcome
     /// after `after_millis`, with the matching webhook event.
     SettleLater {
@@ -138,8 +146,8 @@ pub struct ActiveFault {
 /// Why a rule was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidFault {
-    /// `server_error` needs a 5xx status.
-    #[error("server_error needs a status between 500 and 599, got {0}")]
+    /// `server_error` and `execute_then_server_error` need a 5xx status.
+    #[error("server errors need a status between 500 and 599, got {0}")]
     NotAServerError(u16),
     /// `times: 0` would never apply.
     #[error("times must be at least 1 (leave it out for \"until cleared\")")]
@@ -155,7 +163,8 @@ pub(crate) struct FaultBook {
 
 impl FaultBook {
     pub(crate) fn add(&mut self, rule: FaultRule) -> Result<ActiveFault, InvalidFault> {
-        if let FaultAction::ServerError { status } = rule.action
+        if let FaultAction::ServerError { status } | FaultAction::ExecuteThenServerError { status } =
+            rule.action
             && !(500..=599).contains(&status)
         {
             return Err(InvalidFault::NotAServerError(status));

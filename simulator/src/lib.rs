@@ -1,5 +1,5 @@
-//! A local payment provider speaking supportdesk's subset of Stripe's REST API (see
-//! `/work/shared/PROVIDER.md` and this crate's README), for billing's tests and local runs.
+//! A local payment provider speaking supportdesk's subset of Stripe's REST API (the team's
+//! PROVIDER.md, and this crate's README), for billing's tests and local runs.
 //!
 //! It is a real HTTP/1.1 server with Stripe's idempotency semantics, a ledger that makes
 //! duplicate charges visible, scriptable faults (latency, 5xx, 429, connection resets, "charged

@@ -302,3 +302,27 @@ async fn a_settle_later_refund_is_pending_then_fails_and_frees_its_amount() {
         .await;
     assert_eq!(retry.status(), 200);
 }
+
+#[tokio::test]
+async fn a_500_after_execution_is_saved_and_replayed_while_the_payment_exists() {
+    let sim = spawn_simulator().await;
+    sim.handle
+        .add_fault(FaultRule::new(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ExecuteThenServerError { status: 500 },
+            1,
+        ))
+        .unwrap();
+    let failed = sim.pay(Some("k"), "c1", "2000", "pm_card_visa").await;
+    assert_eq!(failed.status(), 500);
+    let failed_body = failed.bytes().await.unwrap();
+
+    let retry = sim.pay(Some("k"), "c1", "2000", "pm_card_visa").await;
+    assert_eq!(retry.status(), 500);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.bytes().await.unwrap(), failed_body);
+
+    let ledger = sim.handle.ledger_for_metadata("charge_id", "c1");
+    assert_eq!(ledger.payment_intents.len(), 1);
+    assert_eq!(ledger.payment_intents[0].amount_received, 2000);
+}

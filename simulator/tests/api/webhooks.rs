@@ -343,7 +343,12 @@ async fn a_duplicate_fault_delivers_the_event_twice() {
     })
     .await;
     assert_eq!(received_id(&copies[0]), received_id(&copies[1]));
-    let mut logged: Vec<u32> = sim.handle.deliveries().iter().map(|a| a.copy).collect();
+    let log = eventually("both copies logged", || async {
+        let log = sim.handle.deliveries();
+        (log.len() == 2).then_some(log)
+    })
+    .await;
+    let mut logged: Vec<u32> = log.iter().map(|attempt| attempt.copy).collect();
     logged.sort_unstable();
     assert_eq!(logged, [1, 2]);
 }
@@ -449,5 +454,12 @@ async fn a_delay_fault_holds_the_first_attempt_back() {
     })
     .await;
     assert!(paid_at.elapsed() >= Duration::from_millis(400));
-    assert_eq!(sim.handle.deliveries().len(), 1);
+    // The receiver records before it answers; the simulator logs once the answer is in.
+    let log = eventually("the logged attempt", || async {
+        let log = sim.handle.deliveries();
+        (!log.is_empty()).then_some(log)
+    })
+    .await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, Some(200));
 }
