@@ -137,6 +137,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_sim/ledger/summary", routing::get(ledger_summary))
         .route("/_sim/events", routing::get(events))
         .route("/_sim/idempotency", routing::get(idempotency_stats))
+        .route("/_sim/requests", routing::get(requests))
         .route(
             "/_sim/faults",
             routing::get(list_faults)
@@ -220,6 +221,10 @@ async fn idempotency_stats(
     State(shared): State<Arc<Shared>>,
 ) -> Json<crate::idempotency::IdempotencyStats> {
     Json(shared.book().idempotency.stats())
+}
+
+async fn requests(State(shared): State<Arc<Shared>>) -> Json<Vec<crate::ApiRequest>> {
+    Json(shared.requests())
 }
 
 async fn list_faults(State(shared): State<Arc<Shared>>) -> Json<Vec<ActiveFault>> {

@@ -32,6 +32,10 @@ impl FormParams {
         }
     }
 
+    pub(crate) fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
     pub(crate) fn fingerprint(&self, path: &str) -> RequestFingerprint {
         let mut params = self.pairs.clone();
         params.sort();

@@ -30,6 +30,7 @@ mod idempotency;
 mod ids;
 pub mod ledger;
 pub mod objects;
+mod request_log;
 mod search;
 mod server;
 mod state;
@@ -49,6 +50,7 @@ pub use crate::faults::{
 pub use crate::idempotency::IdempotencyStats;
 pub use crate::ledger::{LedgerSnapshot, LedgerSummary};
 pub use crate::objects::{Charge, Dispute, Event, PaymentIntent, Refund};
+pub use crate::request_log::ApiRequest;
 pub use crate::webhooks::{
     DeliveryAttempt, DeliveryFault, DeliveryFaultRule, RetryPolicy, WebhookEndpoint,
 };
@@ -68,6 +70,10 @@ impl Simulator {
         let (event_sink, events) = tokio::sync::mpsc::unbounded_channel();
         let shared = Shared::new(config, Ledger::new(event_sink));
         let router = api::routes()
+            .route_layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&shared),
+                request_log::record,
+            ))
             .merge(control::routes())
             .fallback(api::unrecognized_url)
             .with_state(Arc::clone(&shared));
@@ -132,6 +138,11 @@ impl SimulatorHandle {
         self.ledger_for_metadata("charge_id", charge_id)
             .payment_intents
             .len()
+    }
+
+    /// Every `/v1` request received, in the order they finished (or were dropped).
+    pub fn requests(&self) -> Vec<ApiRequest> {
+        self.shared.requests()
     }
 
     /// How many idempotency keys are running or saved.
@@ -203,7 +214,7 @@ impl SimulatorHandle {
         self.shared.deliveries()
     }
 
-    /// Forgets the ledger, idempotency keys, events' delivery log and all faults.
+    /// Forgets the ledger, idempotency keys, the delivery and request logs and all faults.
     pub fn reset(&self) {
         self.shared.reset();
     }

@@ -10,6 +10,7 @@ use crate::config::SimulatorConfig;
 use crate::faults::{FaultBook, SettleOutcome};
 use crate::idempotency::IdempotencyStore;
 use crate::ledger::Ledger;
+use crate::request_log::ApiRequest;
 use crate::webhooks::WebhookBook;
 
 /// Everything one lock guards, so a request's claim, execution and saving see one consistent book.
@@ -25,6 +26,7 @@ pub(crate) struct Shared {
     pub(crate) config: SimulatorConfig,
     book: Mutex<Book>,
     webhooks: Mutex<WebhookBook>,
+    requests: Mutex<Vec<ApiRequest>>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -53,6 +55,7 @@ impl Shared {
                 faults: FaultBook::default(),
             }),
             webhooks: Mutex::new(webhooks),
+            requests: Mutex::new(Vec::new()),
             config,
             shutdown: CancellationToken::new(),
         })
@@ -64,6 +67,14 @@ impl Shared {
 
     pub(crate) fn webhooks(&self) -> MutexGuard<'_, WebhookBook> {
         lock(&self.webhooks)
+    }
+
+    pub(crate) fn log_request(&self, request: ApiRequest) {
+        lock(&self.requests).push(request);
+    }
+
+    pub(crate) fn requests(&self) -> Vec<ApiRequest> {
+        lock(&self.requests).clone()
     }
 
     /// Runs `settlement` after `after` unless the simulator stops first.
@@ -90,7 +101,7 @@ impl Shared {
         });
     }
 
-    /// Forgets the ledger, idempotency keys, faults and the delivery log.
+    /// Forgets the ledger, idempotency keys, faults, the delivery log and the request log.
     pub(crate) fn reset(&self) {
         {
             let mut book = self.book();
@@ -98,8 +109,11 @@ impl Shared {
             book.idempotency.clear();
             book.faults.clear();
         }
-        let mut webhooks = self.webhooks();
-        webhooks.clear_faults();
-        webhooks.deliveries.clear();
+        {
+            let mut webhooks = self.webhooks();
+            webhooks.clear_faults();
+            webhooks.deliveries.clear();
+        }
+        lock(&self.requests).clear();
     }
 }

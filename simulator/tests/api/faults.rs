@@ -79,6 +79,15 @@ async fn a_reset_fault_drops_the_connection_without_executing() {
     let retry = sim.pay(Some("k"), "c1", "2000", "pm_card_visa").await;
     assert_eq!(retry.status(), 200);
     assert_eq!(sim.handle.payment_intent_count_for_charge_id("c1"), 1);
+
+    // The request log shows both attempts, the first without an answer.
+    let requests = sim.handle.requests();
+    let statuses: Vec<_> = requests.iter().map(|request| request.status).collect();
+    assert_eq!(statuses, [None, Some(200)]);
+    assert!(requests.iter().all(|request| {
+        request.idempotency_key.as_deref() == Some("k")
+            && request.param("metadata[charge_id]") == Some("c1")
+    }));
 }
 
 #[tokio::test]

@@ -106,6 +106,13 @@ async fn fifty_concurrent_requests_with_one_key_create_exactly_one_payment_inten
     assert!(!ids.is_empty());
     assert!(ids.iter().all(|id| *id == ids[0]), "one payment intent id");
     assert_eq!(sim.handle.payment_intent_count_for_charge_id("c1"), 1);
+    let requests = sim.handle.requests();
+    assert_eq!(requests.len(), 50);
+    assert_eq!(
+        requests.iter().filter(|request| !request.replayed).count(),
+        1 + conflicts,
+        "one execution, the rest replays or conflicts"
+    );
 }
 
 #[tokio::test]
