@@ -8,7 +8,9 @@
 //! Faults that answer before execution (`server_error`, `rate_limit`, `reset_connection`) save
 //! nothing under the request's idempotency key, as Stripe saves results only once an endpoint
 //! began executing; a retry with the same key then runs normally. `execute_then_timeout` is the
-//! opposite: the request runs and its result is saved, only the answer is lost.
+//! opposite: the request runs and its result is saved, only the answer is lost. And
+//! `execute_then_server_error` runs the request but saves and answers a 5xx, as Stripe does for
+//! a 500 raised after execution began.
 
 use std::collections::VecDeque;
 
