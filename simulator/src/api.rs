@@ -4,8 +4,9 @@
 //! parse and validate the form (a refusal saves nothing) → claim the idempotency key (replay,
 //! 409 or `idempotency_error` end here) → added latency → execute against the ledger → save the
 //! status and body under the key → answer (or, for `execute_then_timeout`, hang and close).
-//! The claim-to-save part runs in its own task, so a client that disconnects mid-request does
-//! not leave its key claimed forever: like Stripe, the simulator finishes what it started.
+//! The claim-to-save part, with scheduling a `settle_later` outcome, runs in its own task, so a
+//! client that disconnects mid-request leaves neither its key claimed forever nor a payment
+//! `processing` forever: like Stripe, the simulator finishes what it started.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use serde_json::Value;
 use crate::error::ApiFailure;
 use crate::faults::{Endpoint, FaultAction, SettleOutcome};
 use crate::form::{FormParams, NewPaymentIntent, NewRefund};
-use crate::idempotency::{Claim, MAX_KEY_LENGTH, SavedResponse};
+use crate::idempotency::{Claim, MAX_KEY_LENGTH, RequestFingerprint, SavedResponse};
 use crate::ids::new_id;
 use crate::ledger::{Ledger, Origin};
 use crate::search::SearchQuery;
@@ -317,7 +318,6 @@ struct Answer {
     status: StatusCode,
     body: Bytes,
     replayed: bool,
-    settlement: Option<Settlement>,
 }
 
 impl Answer {
@@ -326,7 +326,6 @@ impl Answer {
             status: saved.status,
             body: saved.body,
             replayed: true,
-            settlement: None,
         }
     }
 
@@ -335,8 +334,101 @@ impl Answer {
             status: failure.status,
             body: Bytes::from(serde_json::to_vec(&failure.body()).unwrap_or_default()),
             replayed: false,
-            settlement: None,
         }
+    }
+}
+
+/// Everything a POST's execution needs once it was admitted and validated.
+struct Execution {
+    api_key: String,
+    key: Option<String>,
+    fingerprint: RequestFingerprint,
+    path: &'static str,
+    write: Write,
+    latency: Duration,
+    settle_later: Option<(Duration, SettleOutcome)>,
+    failed_after_execution: Option<StatusCode>,
+    origin: Origin,
+}
+
+/// Claims the key, executes once and saves the answer. Runs as its own task so that it completes
+/// even when the client goes away.
+async fn execute_once(shared: Arc<Shared>, execution: Execution) -> Answer {
+    let Execution {
+        api_key,
+        key,
+        fingerprint,
+        path,
+        write,
+        latency,
+        settle_later,
+        failed_after_execution,
+        origin,
+    } = execution;
+    if let Some(key) = &key {
+        let claim = shared
+            .book()
+            .idempotency
+            .claim(&api_key, key, fingerprint, Instant::now());
+        match claim {
+            Claim::Execute => {}
+            Claim::Replay(saved) => return Answer::replayed(saved),
+            Claim::StillRunning => {
+                return Answer::refused(&ApiFailure::idempotency(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "There is currently another in-progress request using this \
+                         Idempotent Key (that probably means you submitted twice, and the \
+                         other request is still going through): {key}. Please try again \
+                         later."
+                    ),
+                ));
+            }
+            Claim::Mismatch { first_path } => {
+                let message = if first_path == path {
+                    format!(
+                        "Keys for idempotent requests can only be used with the same \
+                         parameters they were first used with. Try using a key other than \
+                         '{key}' if you meant to execute a different request."
+                    )
+                } else {
+                    format!(
+                        "Keys for idempotent requests can only be used for the same endpoint \
+                         they were first used for ('{first_path}' vs '{path}'). Try using a \
+                         key other than '{key}' if you meant to execute a different request."
+                    )
+                };
+                return Answer::refused(&ApiFailure::idempotency(StatusCode::BAD_REQUEST, message));
+            }
+        }
+    }
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut book = shared.book();
+    let (mut status, mut body, settlement) =
+        write.execute(&mut book.ledger, settle_later.is_some(), &origin);
+    if let Some(error_status) = failed_after_execution {
+        // The work is done and stays done; only the answer (and so the replay) is an error.
+        let failure = ApiFailure::api_error(error_status);
+        (status, body) = (failure.status, failure.body());
+    }
+    let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+    if let Some(key) = &key {
+        let saved = SavedResponse {
+            status,
+            body: body.clone(),
+        };
+        book.idempotency.save(&api_key, key, saved);
+    }
+    drop(book);
+    if let (Some(settlement), Some((after, outcome))) = (settlement, settle_later) {
+        shared.settle_later(settlement, after, outcome);
+    }
+    Answer {
+        status,
+        body,
+        replayed: false,
     }
 }
 
@@ -374,90 +466,30 @@ async fn run_post(
         idempotency_key: key.clone(),
     };
     let latency = latency_of(fault.as_ref());
-    let settle_later = settle_later_of(fault.as_ref());
     let failed_after_execution = match &fault {
         Some(FaultAction::ExecuteThenServerError { status }) => {
             Some(StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         }
         Some(_) | None => None,
     };
-    let fingerprint = params.fingerprint(path);
-    let task_shared = Arc::clone(&shared);
-    let execution = tokio::spawn(async move {
-        let shared = task_shared;
-        if let Some(key) = &key {
-            let claim = shared
-                .book()
-                .idempotency
-                .claim(&api_key, key, fingerprint, Instant::now());
-            match claim {
-                Claim::Execute => {}
-                Claim::Replay(saved) => return Answer::replayed(saved),
-                Claim::StillRunning => {
-                    return Answer::refused(&ApiFailure::idempotency(
-                        StatusCode::CONFLICT,
-                        format!(
-                            "There is currently another in-progress request using this \
-                             Idempotent Key (that probably means you submitted twice, and the \
-                             other request is still going through): {key}. Please try again \
-                             later."
-                        ),
-                    ));
-                }
-                Claim::Mismatch { first_path } => {
-                    let message = if first_path == path {
-                        format!(
-                            "Keys for idempotent requests can only be used with the same \
-                             parameters they were first used with. Try using a key other than \
-                             '{key}' if you meant to execute a different request."
-                        )
-                    } else {
-                        format!(
-                            "Keys for idempotent requests can only be used for the same endpoint \
-                             they were first used for ('{first_path}' vs '{path}'). Try using a \
-                             key other than '{key}' if you meant to execute a different request."
-                        )
-                    };
-                    return Answer::refused(&ApiFailure::idempotency(
-                        StatusCode::BAD_REQUEST,
-                        message,
-                    ));
-                }
-            }
-        }
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        let mut book = shared.book();
-        let (mut status, mut body, settlement) =
-            write.execute(&mut book.ledger, settle_later.is_some(), &origin);
-        if let Some(error_status) = failed_after_execution {
-            // The work is done and stays done; only the answer (and so the replay) is an error.
-            let failure = ApiFailure::api_error(error_status);
-            (status, body) = (failure.status, failure.body());
-        }
-        let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-        if let Some(key) = &key {
-            let saved = SavedResponse {
-                status,
-                body: body.clone(),
-            };
-            book.idempotency.save(&api_key, key, saved);
-        }
-        Answer {
-            status,
-            body,
-            replayed: false,
-            settlement,
-        }
-    });
+    let execution = tokio::spawn(execute_once(
+        Arc::clone(&shared),
+        Execution {
+            api_key,
+            key,
+            fingerprint: params.fingerprint(path),
+            path,
+            write,
+            latency,
+            settle_later: settle_later_of(fault.as_ref()),
+            failed_after_execution,
+            origin,
+        },
+    ));
     let Ok(answer) = execution.await else {
         let failure = ApiFailure::api_error(StatusCode::INTERNAL_SERVER_ERROR);
         return json_response(failure.status, &failure.body(), &response_headers);
     };
-    if let (Some(settlement), Some((after, outcome))) = (answer.settlement, settle_later) {
-        shared.settle_later(settlement, after, outcome);
-    }
     response_headers.replayed = answer.replayed;
     tracing::info!(
         ?endpoint,
