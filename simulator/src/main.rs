@@ -128,3 +128,48 @@ async fn wait_for_stop_signal() -> std::io::Result<()> {
         _ = terminate.recv() => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_from(args: &[&str]) -> anyhow::Result<SimulatorConfig> {
+        let argv = std::iter::once("payment-simulator").chain(args.iter().copied());
+        Cli::try_parse_from(argv)?.into_config()
+    }
+
+    #[test]
+    fn webhook_flags_become_an_endpoint_with_every_secret() {
+        let config = config_from(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--webhook-url",
+            "http://127.0.0.1:9/hooks",
+            "--webhook-secret",
+            "whsec_old",
+            "--webhook-secret",
+            "whsec_new",
+            "--webhook-retry-base-ms",
+            "50",
+        ])
+        .unwrap();
+        let endpoint = config.webhook_endpoint.unwrap();
+        assert_eq!(endpoint.secrets, ["whsec_old", "whsec_new"]);
+        assert_eq!(config.webhook_retry.base_delay, Duration::from_millis(50));
+        assert_eq!(config.api_keys, [payment_simulator::DEFAULT_API_KEY]);
+    }
+
+    #[test]
+    fn a_webhook_url_without_a_secret_or_with_https_is_refused() {
+        assert!(config_from(&["--webhook-url", "http://127.0.0.1:9/hooks"]).is_err());
+        assert!(
+            config_from(&[
+                "--webhook-url",
+                "https://example.com/hooks",
+                "--webhook-secret",
+                "whsec_x"
+            ])
+            .is_err()
+        );
+    }
+}
