@@ -56,6 +56,10 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// `MAX_REQUEST_BYTES`: the largest request message accepted.
     pub max_request_bytes: usize,
+    /// `MAX_REQUEST_HEADER_BYTES`: the largest request header list (metadata) accepted, counted
+    /// as HTTP/2 counts it (name + value + 32 bytes per field). The default leaves room above
+    /// Envoy's 32 KiB for what Envoy adds, so nothing Envoy forwards is refused here.
+    pub max_request_header_bytes: usize,
     /// `MAX_CONCURRENT_STREAMS`: concurrent RPCs per HTTP/2 connection.
     pub max_concurrent_streams: u32,
     /// `HTTP2_KEEPALIVE_INTERVAL_MS`
@@ -271,6 +275,7 @@ impl Settings {
                 metrics_listen_addr: reader.optional("METRICS_LISTEN_ADDR"),
                 request_timeout: reader.millis("REQUEST_TIMEOUT_MS", 10_000),
                 max_request_bytes: reader.parsed("MAX_REQUEST_BYTES", 1024 * 1024),
+                max_request_header_bytes: reader.parsed("MAX_REQUEST_HEADER_BYTES", 40 * 1024),
                 max_concurrent_streams: reader.parsed("MAX_CONCURRENT_STREAMS", 200),
                 http2_keepalive_interval: reader.millis("HTTP2_KEEPALIVE_INTERVAL_MS", 30_000),
                 http2_keepalive_timeout: reader.millis("HTTP2_KEEPALIVE_TIMEOUT_MS", 10_000),
