@@ -8,6 +8,7 @@ mod contract;
 mod deadlines;
 mod declarations;
 mod dependencies;
+mod edge;
 mod envoy;
 mod helpers;
 mod idempotency;
