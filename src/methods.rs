@@ -593,6 +593,52 @@ mod tests {
     }
 
     #[test]
+    fn rest_path_variables_are_read_from_google_api_http() {
+        let update = table()
+            .lookup("/supportdesk.v1.TicketService/UpdateTicket")
+            .expect("UpdateTicket");
+        let bindings = update.path_bindings.as_ref().expect("a path variable");
+        let binding = &bindings.bindings[0];
+        assert_eq!(
+            (
+                binding.http_method.as_str(),
+                binding.template.as_str(),
+                binding.body.as_str()
+            ),
+            ("PATCH", "/v1/tickets/{ticket.id}", "ticket")
+        );
+        assert_eq!(binding.template.variables(), ["ticket.id"]);
+        assert!(
+            bindings
+                .binding_for(Some("PATCH"), "/v1/tickets/X")
+                .is_some()
+        );
+        assert!(bindings.binding_for(Some("GET"), "/v1/tickets/X").is_none());
+    }
+
+    #[test]
+    fn a_path_variable_naming_no_field_of_the_request_stops_the_table_from_loading() {
+        // Same length, so every length prefix around it still holds.
+        let (from, to): (&[u8], &[u8]) = (b"/v1/tickets/{ticket.id}", b"/v1/tickets/{ticket.no}");
+        let mut set = proto::FILE_DESCRIPTOR_SET.to_vec();
+        let mut replaced = 0;
+        while let Some(at) = set.windows(from.len()).position(|window| window == from) {
+            set[at..at + to.len()].copy_from_slice(to);
+            replaced += 1;
+        }
+        assert!(replaced >= 1, "the template is in the descriptor set");
+        let error =
+            MethodTable::from_descriptor_sets(&set, &[]).expect_err("a variable naming no field");
+        assert!(
+            error.to_string().contains(
+                "supportdesk.v1.TicketService.UpdateTicket: path variable {ticket.no} of \
+                 `/v1/tickets/{ticket.no}` names no field of supportdesk.v1.Ticket"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn only_the_api_package_counts_as_api_services() {
         assert!(is_api_service("supportdesk.v1.TicketService"));
         assert!(!is_api_service("supportdesk.v1alpha.TicketService"));

@@ -250,4 +250,49 @@ async fn the_access_log_records_the_grpc_status_the_client_was_told() {
         assert_eq!(entry["status"], status.as_u16(), "{name}: {entry}");
         assert_eq!(entry["grpc_status"], grpc_status, "{name}: {entry}");
     }
+
+    // gRPC-Web: a success, whose status travels in the trailers, and an error.
+    for (name, token, grpc_status) in [
+        ("grpc-web-ok", app.admin.access_token.as_str(), "0"),
+        ("grpc-web-unauthenticated", "not-a-token", "16"),
+    ] {
+        let request_id = format!("access-log-{name}-{}", uuid::Uuid::now_v7());
+        let response = http
+            .post(envoy.url("/supportdesk.v1.TicketService/ListTickets"))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .header("x-request-id", &request_id)
+            .bearer_auth(token)
+            .body(vec![0_u8, 0, 0, 0, 0])
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), StatusCode::OK, "{name}");
+        let entry = envoy.access_log_entry(&request_id).await;
+        assert_eq!(entry["grpc_status"], grpc_status, "{name}: {entry}");
+    }
+}
+
+#[tokio::test]
+async fn a_grpc_web_stream_reaches_the_client_before_it_ends() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    // Health/Watch never ends on its own: its first answer must pass the Lua filter unbuffered.
+    let mut response = reqwest::Client::new()
+        .post(envoy.url("/grpc.health.v1.Health/Watch"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(vec![0_u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let first = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+        .await
+        .expect("the first message within 5 s")
+        .expect("a chunk")
+        .expect("not the end of the stream");
+    // A data frame (flag 0) holding a HealthCheckResponse.
+    assert_eq!(first[0], 0, "{first:?}");
+    assert_eq!(first[5], 0x08, "{first:?}");
 }
