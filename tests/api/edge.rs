@@ -176,12 +176,42 @@ async fn a_grpc_web_request_over_1_mib_is_http_200_with_resource_exhausted() {
         .send()
         .await
         .expect("an answer");
+    let status = grpc_web_status(response).await;
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(status.message(), "the request is larger than 1 MiB");
+    assert_eq!(error_reason(&status), "REQUEST_TOO_LARGE");
+}
+
+/// The status of a trailers-only gRPC-Web answer, checked to be one: HTTP 200, the gRPC-Web
+/// content type, the status in the headers, no body.
+async fn grpc_web_status(response: reqwest::Response) -> tonic::Status {
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers().clone();
     assert_eq!(headers["content-type"], "application/grpc-web+proto");
-    assert_eq!(headers["grpc-status"], "8");
-    assert_eq!(headers["grpc-message"], "the request is larger than 1 MiB");
     assert!(response.bytes().await.expect("the body").is_empty());
+    tonic::Status::from_header_map(&headers).expect("grpc-status in the headers")
+}
+
+#[tokio::test]
+async fn a_grpc_web_client_is_told_the_service_is_unreachable_in_grpc_status_with_http_200() {
+    // Nothing listens on the backend port.
+    let envoy = Envoy::start_in_front_of(super::helpers::free_port()).await;
+    let response = reqwest::Client::new()
+        .post(envoy.url("/supportdesk.v1.TicketService/ListTickets"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(vec![0_u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .expect("an answer");
+    let status = grpc_web_status(response).await;
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(error_reason(&status), "BACKEND_UNAVAILABLE");
+    let details = super::helpers::details(&status);
+    assert_eq!(
+        details.error_info().expect("ErrorInfo").domain,
+        "supportdesk"
+    );
 }
 
 #[tokio::test]
