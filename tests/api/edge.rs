@@ -10,7 +10,7 @@ use supportdesk::proto::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::envoy::Envoy;
-use super::helpers::{TestApp, error_reason};
+use super::helpers::{TestApp, error_reason, repository_root};
 
 /// The ErrorInfo reason of a JSON error body.
 fn reason_of(body: &Value) -> &Value {
@@ -325,4 +325,72 @@ async fn a_grpc_web_stream_reaches_the_client_before_it_ends() {
     // A data frame (flag 0) holding a HealthCheckResponse.
     assert_eq!(first[0], 0, "{first:?}");
     assert_eq!(first[5], 0x08, "{first:?}");
+}
+
+/// `(grpc-status, grpc-message, ErrorInfo reason)` of every trailers-only answer Envoy's config
+/// sends gRPC-Web clients, decoded from its `grpc-status-details-bin`, which must agree with the
+/// two headers beside it.
+fn grpc_web_failures_in_the_config() -> Vec<(String, String, String)> {
+    let config = std::fs::read_to_string(repository_root().join("deploy/envoy/envoy.yaml"))
+        .expect("deploy/envoy/envoy.yaml");
+    let value_of = |line: &str| {
+        line.split("value: \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a quoted value")
+            .to_owned()
+    };
+    let mut headers = http::HeaderMap::new();
+    let mut found = Vec::new();
+    for line in config.lines() {
+        for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+            if line.contains(&format!("key: {name},")) {
+                headers.insert(name, value_of(line).parse().expect("a header value"));
+            }
+        }
+        if headers.len() == 3 {
+            let status = tonic::Status::from_header_map(&headers).expect("a status");
+            let details = super::helpers::details(&status);
+            let info = details.error_info().expect("ErrorInfo in the details");
+            assert_eq!(info.domain, "supportdesk");
+            let code = headers["grpc-status"].to_str().unwrap().to_owned();
+            assert_eq!(
+                i32::from(status.code()).to_string(),
+                code,
+                "grpc-status-details-bin's code is the grpc-status beside it"
+            );
+            found.push((code, status.message().to_owned(), info.reason.clone()));
+            headers.clear();
+        }
+    }
+    found
+}
+
+#[test]
+fn envoys_grpc_web_failures_carry_the_documented_status_and_reason() {
+    let contract = std::fs::read_to_string(repository_root().join("docs/http-contract.md"))
+        .expect("docs/http-contract.md");
+    let table = contract
+        .split("| when | grpc-status | grpc-message | reason |")
+        .nth(1)
+        .expect("the gRPC-Web failures table");
+    let documented: Vec<(String, String, String)> = table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let code = cells[2].split(' ').next().unwrap_or_default();
+            (
+                code.to_owned(),
+                cells[3].to_owned(),
+                cells[4].trim_matches('`').to_owned(),
+            )
+        })
+        .collect();
+    let configured = grpc_web_failures_in_the_config();
+    assert_eq!(
+        configured, documented,
+        "deploy/envoy/envoy.yaml's gRPC-Web answers and docs/http-contract.md's table differ"
+    );
 }
