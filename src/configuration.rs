@@ -45,6 +45,9 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
 }
 
+/// The least `MAX_REQUEST_HEADER_BYTES` accepted: hyper's own default.
+const MIN_REQUEST_HEADER_BYTES: usize = 16 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
     /// `GRPC_LISTEN_ADDR`; port 0 picks a free port (tests).
@@ -366,6 +369,13 @@ impl Settings {
             settings.tickets.max_open_per_requester,
         );
         reader.positive_duration("REFRESH_TOKEN_TTL_SECS", settings.auth.refresh_token_ttl);
+        // Below hyper's own default every ordinary client would be refused (a token and a few
+        // headers already take some kilobytes).
+        if settings.server.max_request_header_bytes < MIN_REQUEST_HEADER_BYTES {
+            reader.problems.push(format!(
+                "MAX_REQUEST_HEADER_BYTES must be at least {MIN_REQUEST_HEADER_BYTES}"
+            ));
+        }
         if reader.problems.is_empty() {
             Ok(settings)
         } else {
@@ -538,6 +548,21 @@ mod tests {
         ] {
             assert!(text.contains(key), "{key} missing from: {text}");
         }
+    }
+
+    #[test]
+    fn a_header_limit_below_16_kib_is_refused_and_the_default_is_40_kib() {
+        let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
+        assert_eq!(settings.server.max_request_header_bytes, 40 * 1024);
+        let mut small = REQUIRED.to_vec();
+        small.push(("MAX_REQUEST_HEADER_BYTES", "1000"));
+        let error = Settings::from_lookup(lookup_from(&small)).expect_err("too small");
+        assert!(
+            error
+                .to_string()
+                .contains("MAX_REQUEST_HEADER_BYTES must be at least 16384"),
+            "{error}"
+        );
     }
 
     #[test]
