@@ -190,9 +190,11 @@ impl PathTemplate {
         &self.variables
     }
 
-    /// The variables of `path` (without its query), or `None` when `path` does not match.
+    /// The variables of `path` (without its query), or `None` when `path` does not match. One
+    /// trailing `/` is ignored, as the transcoder ignores it.
     pub fn captures(&self, path: &str) -> Option<Vec<Captured>> {
         let path = path.strip_prefix('/')?;
+        let path = path.strip_suffix('/').unwrap_or(path);
         let path = match &self.verb {
             Some(verb) => path.strip_suffix(verb.as_str())?.strip_suffix(':')?,
             None => path,
@@ -281,6 +283,15 @@ mod tests {
         assert_eq!(captured(template, "/v1/tickets/T/activity"), None);
         assert_eq!(captured(template, "/v1/tickets/T/comments/extra"), None);
         assert_eq!(captured(template, "/v1/tickets//comments"), None);
+    }
+
+    #[test]
+    fn one_trailing_slash_is_ignored_as_the_transcoder_ignores_it() {
+        assert_eq!(
+            captured("/v1/tickets/{id}", "/v1/tickets/X/"),
+            Some(vec![pair("id", "X")])
+        );
+        assert_eq!(captured("/v1/tickets/{id}", "/v1/tickets/X//"), None);
     }
 
     #[test]

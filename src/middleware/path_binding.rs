@@ -76,7 +76,22 @@ fn disagreeing_fields(
     let path = original_path.split(['?', '#']).next().unwrap_or_default();
     let mut violations = FieldViolations::new();
     let Some(binding) = bindings.binding_for(http_method, path) else {
-        return violations;
+        // The transcoder matched a path this service cannot read: fail closed rather than let
+        // the body decide unchecked.
+        for binding in &bindings.bindings {
+            for variable in binding.template.variables() {
+                if !violations.iter().any(|refused| &refused.field == variable) {
+                    violations.add(
+                        variable.clone(),
+                        &InvalidValue::new(format!(
+                            "cannot be checked: the path does not match {}",
+                            binding.template.as_str()
+                        )),
+                    );
+                }
+            }
+        }
+        return violations.with_reason(PATH_BODY_MISMATCH);
     };
     for captured in binding.template.captures(path).unwrap_or_default() {
         let agrees =
@@ -201,6 +216,31 @@ mod tests {
             &update_ticket("X"),
         );
         assert!(violations.is_empty());
+    }
+
+    #[test]
+    fn a_path_no_template_matches_is_refused_rather_than_left_unchecked() {
+        let bindings = bindings_of("/supportdesk.v1.TicketService/UpdateTicket");
+        let violations = disagreeing_fields(
+            bindings,
+            Some("PATCH"),
+            "/v1/tickets/X/extra",
+            &update_ticket("X"),
+        );
+        assert_eq!(refused_fields(&violations), ["ticket.id"]);
+        assert_eq!(violations.reason(), PATH_BODY_MISMATCH);
+    }
+
+    #[test]
+    fn a_trailing_slash_does_not_hide_a_mismatch() {
+        let bindings = bindings_of("/supportdesk.v1.TicketService/UpdateTicket");
+        let violations = disagreeing_fields(
+            bindings,
+            Some("PATCH"),
+            "/v1/tickets/X/",
+            &update_ticket("Y"),
+        );
+        assert_eq!(refused_fields(&violations), ["ticket.id"]);
     }
 
     #[test]

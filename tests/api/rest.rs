@@ -294,6 +294,17 @@ async fn a_body_naming_another_ticket_than_the_path_changes_neither_ticket() {
         body["details"][1]["fieldViolations"][0]["field"], "ticket.id",
         "{body}"
     );
+    // A trailing slash, which the transcoder accepts, hides nothing.
+    let response = http
+        .patch(envoy.url(&format!("/v1/tickets/{}/?updateMask=subject", named.id)))
+        .bearer_auth(&app.admin.access_token)
+        .json(&json!({"id": other.id, "subject": "hijacked"}))
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["details"][0]["reason"], "PATH_BODY_MISMATCH", "{body}");
     for ticket in [&named, &other] {
         let stored = app.get_ticket(&ticket.id).await.expect("the ticket");
         assert_eq!(stored.subject, ticket.subject, "{} changed", ticket.id);
