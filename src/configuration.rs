@@ -45,6 +45,9 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
 }
 
+/// The least `MAX_REQUEST_HEADER_BYTES` accepted: hyper's own default.
+const MIN_REQUEST_HEADER_BYTES: usize = 16 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
     /// `GRPC_LISTEN_ADDR`; port 0 picks a free port (tests).
@@ -56,6 +59,10 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// `MAX_REQUEST_BYTES`: the largest request message accepted.
     pub max_request_bytes: usize,
+    /// `MAX_REQUEST_HEADER_BYTES`: the largest request header list (metadata) accepted, counted
+    /// as HTTP/2 counts it (name + value + 32 bytes per field). The default leaves room above
+    /// Envoy's 32 KiB for what Envoy adds, so nothing Envoy forwards is refused here.
+    pub max_request_header_bytes: usize,
     /// `MAX_CONCURRENT_STREAMS`: concurrent RPCs per HTTP/2 connection.
     pub max_concurrent_streams: u32,
     /// `HTTP2_KEEPALIVE_INTERVAL_MS`
@@ -275,6 +282,7 @@ impl Settings {
                 metrics_listen_addr: reader.optional("METRICS_LISTEN_ADDR"),
                 request_timeout: reader.millis("REQUEST_TIMEOUT_MS", 10_000),
                 max_request_bytes: reader.parsed("MAX_REQUEST_BYTES", 1024 * 1024),
+                max_request_header_bytes: reader.parsed("MAX_REQUEST_HEADER_BYTES", 40 * 1024),
                 max_concurrent_streams: reader.parsed("MAX_CONCURRENT_STREAMS", 200),
                 http2_keepalive_interval: reader.millis("HTTP2_KEEPALIVE_INTERVAL_MS", 30_000),
                 http2_keepalive_timeout: reader.millis("HTTP2_KEEPALIVE_TIMEOUT_MS", 10_000),
@@ -366,6 +374,13 @@ impl Settings {
             settings.tickets.max_open_per_requester,
         );
         reader.positive_duration("REFRESH_TOKEN_TTL_SECS", settings.auth.refresh_token_ttl);
+        // Below hyper's own default every ordinary client would be refused (a token and a few
+        // headers already take some kilobytes).
+        if settings.server.max_request_header_bytes < MIN_REQUEST_HEADER_BYTES {
+            reader.problems.push(format!(
+                "MAX_REQUEST_HEADER_BYTES must be at least {MIN_REQUEST_HEADER_BYTES}"
+            ));
+        }
         if reader.problems.is_empty() {
             Ok(settings)
         } else {
@@ -607,6 +622,21 @@ mod tests {
         ]))
         .expect_err("no host");
         assert_eq!(error.problems, ["DATABASE_URL names no host"]);
+    }
+
+    #[test]
+    fn a_header_limit_below_16_kib_is_refused_and_the_default_is_40_kib() {
+        let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
+        assert_eq!(settings.server.max_request_header_bytes, 40 * 1024);
+        let mut small = REQUIRED.to_vec();
+        small.push(("MAX_REQUEST_HEADER_BYTES", "1000"));
+        let error = Settings::from_lookup(lookup_from(&small)).expect_err("too small");
+        assert!(
+            error
+                .to_string()
+                .contains("MAX_REQUEST_HEADER_BYTES must be at least 16384"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -100,6 +100,11 @@ pub enum AppError {
     #[error("the request's deadline passed before it completed")]
     DeadlineExceeded,
 
+    /// The request's header list (metadata) is larger than the service accepts; sending it
+    /// again will not help.
+    #[error("the request's headers are {size} bytes, more than the {limit} bytes allowed")]
+    HeadersTooLarge { size: usize, limit: usize },
+
     /// A bug or an unexpected state: logged in full, answered generically.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -220,6 +225,12 @@ impl FieldViolations {
         self.reason.unwrap_or("INVALID_ARGUMENT")
     }
 
+    /// The same violations under an ErrorInfo reason that says more than INVALID_ARGUMENT.
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
     /// `Ok(())` when nothing was refused; the error for all of them otherwise.
     pub fn into_result(self) -> AppResult<()> {
         if self.violations.is_empty() {
@@ -293,7 +304,8 @@ impl AppError {
             | Self::AlreadyExists { .. }
             | Self::FailedPrecondition { .. }
             | Self::Aborted { .. }
-            | Self::NotFound { .. } => true,
+            | Self::NotFound { .. }
+            | Self::HeadersTooLarge { .. } => true,
             Self::RateLimited { .. }
             | Self::Unavailable { .. }
             | Self::DeadlineExceeded
@@ -440,6 +452,12 @@ impl From<&AppError> for Status {
                         HashMap::new(),
                     )
                 }
+                AppError::HeadersTooLarge { limit, .. } => (
+                    Code::ResourceExhausted,
+                    "HEADERS_TOO_LARGE",
+                    error.to_string(),
+                    HashMap::from([("limit".to_owned(), limit.to_string())]),
+                ),
                 AppError::DeadlineExceeded => (
                     Code::DeadlineExceeded,
                     "DEADLINE_EXCEEDED",
@@ -595,6 +613,18 @@ mod tests {
         let details = status.get_error_details();
         assert_eq!(details.error_info().unwrap().domain, ERROR_DOMAIN);
         assert_eq!(details.error_info().unwrap().reason, "INTERNAL");
+    }
+
+    #[test]
+    fn headers_too_large_is_resource_exhausted_with_the_limit() {
+        let (code, details) = details_of(AppError::HeadersTooLarge {
+            size: 50_000,
+            limit: 40_960,
+        });
+        assert_eq!(code, Code::ResourceExhausted);
+        let info = details.error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "HEADERS_TOO_LARGE");
+        assert_eq!(info.metadata["limit"], "40960");
     }
 
     #[test]

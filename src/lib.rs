@@ -12,6 +12,7 @@ pub mod db;
 pub mod domain;
 pub mod errors;
 pub mod health;
+pub mod http_rule;
 pub mod idempotency;
 pub mod methods;
 pub mod metrics;

@@ -15,9 +15,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::LazyLock;
 
-use prost_reflect::{DescriptorPool, Kind, MessageDescriptor, MethodDescriptor, Value};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, Kind, MessageDescriptor, MethodDescriptor, Value,
+};
 
 use crate::domain::Role;
+use crate::http_rule::PathTemplate;
 use crate::proto;
 
 /// The package whose services are the API.
@@ -25,6 +28,9 @@ pub const API_PACKAGE: &str = "supportdesk.v1";
 
 /// The full name of the method option every API RPC declares.
 const METHOD_OPTION: &str = "supportdesk.v1.method";
+
+/// The full name of the option mapping an RPC to REST.
+const HTTP_OPTION: &str = "google.api.http";
 
 /// Who may call an RPC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +95,66 @@ pub enum Prefetch {
     Ticket { request: MessageDescriptor },
 }
 
+/// The REST bindings of an RPC whose path templates name request fields
+/// (`PATCH /v1/tickets/{ticket.id}`): what the path-binding layer needs to check that a
+/// transcoded request names the resource its path names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathBindings {
+    /// The request message.
+    pub request: MessageDescriptor,
+    /// Each binding (the rule and its `additional_bindings`) with at least one variable.
+    pub bindings: Vec<PathBinding>,
+}
+
+/// One `google.api.http` binding with variables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathBinding {
+    /// The HTTP method, upper case: `PATCH`.
+    pub http_method: String,
+    pub template: PathTemplate,
+    /// The rule's `body`: `*`, a field name, or empty for none.
+    pub body: String,
+}
+
+impl PathBindings {
+    /// The binding a transcoded request was matched by: its HTTP method (when known) and a
+    /// template its original path (without the query) matches.
+    pub fn binding_for(&self, http_method: Option<&str>, path: &str) -> Option<&PathBinding> {
+        self.bindings.iter().find(|binding| {
+            http_method.is_none_or(|method| method.eq_ignore_ascii_case(&binding.http_method))
+                && binding.template.captures(path).is_some()
+        })
+    }
+}
+
+/// The value of the scalar field at `path` (`ticket.id`) of `message`, as text; `None` when the
+/// path does not lead to a scalar (checked at start-up for every variable).
+pub fn field_text(message: &DynamicMessage, path: &str) -> Option<String> {
+    let (parents, leaf) = match path.rsplit_once('.') {
+        Some((parents, leaf)) => (Some(parents), leaf),
+        None => (None, path),
+    };
+    let mut current = message.clone();
+    for name in parents.into_iter().flat_map(|parents| parents.split('.')) {
+        let child = current.get_field_by_name(name)?.as_message()?.clone();
+        current = child;
+    }
+    match current.get_field_by_name(leaf)?.as_ref() {
+        Value::String(text) => Some(text.clone()),
+        Value::I32(number) | Value::EnumNumber(number) => Some(number.to_string()),
+        Value::I64(number) => Some(number.to_string()),
+        Value::U32(number) => Some(number.to_string()),
+        Value::U64(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        Value::F32(_)
+        | Value::F64(_)
+        | Value::Bytes(_)
+        | Value::Message(_)
+        | Value::List(_)
+        | Value::Map(_) => None,
+    }
+}
+
 /// One RPC and how the service treats it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Method {
@@ -106,6 +172,9 @@ pub struct Method {
     pub role: Option<Role>,
     /// What admission reads ahead; `None` for nothing.
     pub prefetch: Option<Prefetch>,
+    /// Its REST paths that name request fields; `None` when none does (and for health and
+    /// reflection, which have no REST mapping).
+    pub path_bindings: Option<PathBindings>,
 }
 
 /// Every RPC the server answers, by path.
@@ -154,11 +223,19 @@ impl MethodTable {
                 "the descriptor set does not define {METHOD_OPTION}"
             ))
         })?;
+        let http = pool.get_extension_by_name(HTTP_OPTION);
         let mut by_path = BTreeMap::new();
         let mut problems = Vec::new();
         for service in pool.services().filter(|s| s.package_name() == API_PACKAGE) {
             for method in service.methods() {
-                match declared(&method, &option) {
+                let declared = declared(&method, &option).and_then(|mut declared| {
+                    declared.path_bindings = match &http {
+                        Some(http) => path_bindings(&method, http)?,
+                        None => None,
+                    };
+                    Ok(declared)
+                });
+                match declared {
                     Ok(declared) => {
                         by_path.insert(declared.path.clone(), declared);
                     }
@@ -185,6 +262,7 @@ impl MethodTable {
                         http_success: HttpSuccess::Ok,
                         role: None,
                         prefetch: None,
+                        path_bindings: None,
                     };
                     by_path.insert(infrastructure.path.clone(), infrastructure);
                 }
@@ -333,7 +411,103 @@ fn declared(
         http_success,
         role,
         prefetch,
+        path_bindings: None,
     })
+}
+
+/// The `google.api.http` bindings of `method` whose templates have variables, each variable
+/// checked to name a singular scalar field of the request (through singular message fields).
+fn path_bindings(
+    method: &MethodDescriptor,
+    http: &prost_reflect::ExtensionDescriptor,
+) -> Result<Option<PathBindings>, String> {
+    let options = method.options();
+    if !options.has_extension(http) {
+        return Ok(None);
+    }
+    let Value::Message(rule) = options.get_extension(http).into_owned() else {
+        return Err("(google.api.http) is not a message".to_owned());
+    };
+    let request = method.input();
+    let mut bindings = Vec::new();
+    let mut rules = vec![rule];
+    while let Some(rule) = rules.pop() {
+        let text = |message: &DynamicMessage, name: &str| -> Option<String> {
+            message
+                .get_field_by_name(name)?
+                .as_str()
+                .filter(|text| !text.is_empty())
+                .map(str::to_owned)
+        };
+        let pattern = ["get", "put", "post", "delete", "patch"]
+            .into_iter()
+            .find_map(|verb| text(&rule, verb).map(|path| (verb.to_ascii_uppercase(), path)))
+            .or_else(|| {
+                let custom = rule.get_field_by_name("custom")?;
+                let custom = custom.as_message()?;
+                Some((text(custom, "kind")?, text(custom, "path")?))
+            });
+        if let Some((http_method, path)) = pattern {
+            let template = PathTemplate::parse(&path).map_err(|error| error.to_string())?;
+            for variable in template.variables() {
+                check_scalar_path(&request, variable)
+                    .map_err(|why| format!("path variable {{{variable}}} of `{path}` {why}"))?;
+            }
+            if !template.variables().is_empty() {
+                bindings.push(PathBinding {
+                    http_method,
+                    template,
+                    body: text(&rule, "body").unwrap_or_default(),
+                });
+            }
+        }
+        if let Some(more) = rule.get_field_by_name("additional_bindings")
+            && let Value::List(more) = more.as_ref()
+        {
+            rules.extend(more.iter().filter_map(|value| value.as_message().cloned()));
+        }
+    }
+    Ok((!bindings.is_empty()).then_some(PathBindings { request, bindings }))
+}
+
+/// Whether `path` (`ticket.id`) leads from `message` through singular message fields to a
+/// singular string, integer or bool field.
+fn check_scalar_path(message: &MessageDescriptor, path: &str) -> Result<(), String> {
+    let mut current = message.clone();
+    let names: Vec<&str> = path.split('.').collect();
+    for (index, name) in names.iter().enumerate() {
+        let field = current
+            .get_field_by_name(name)
+            .ok_or_else(|| format!("names no field of {}", current.full_name()))?;
+        if field.is_list() || field.is_map() {
+            return Err("names a repeated field".to_owned());
+        }
+        let last = index + 1 == names.len();
+        let kind = field.kind();
+        if !last {
+            match kind.as_message() {
+                Some(child) => current = child.clone(),
+                None => return Err(format!("crosses {name}, which is not a message")),
+            }
+        } else if !matches!(
+            kind,
+            Kind::String
+                | Kind::Int32
+                | Kind::Int64
+                | Kind::Uint32
+                | Kind::Uint64
+                | Kind::Sint32
+                | Kind::Sint64
+                | Kind::Fixed32
+                | Kind::Fixed64
+                | Kind::Sfixed32
+                | Kind::Sfixed64
+                | Kind::Bool
+        ) {
+            return Err("does not name a string, integer or bool field".to_owned());
+        }
+    }
+    Ok(())
 }
 
 fn unknown(number: i32) -> String {
@@ -415,6 +589,52 @@ mod tests {
             table()
                 .lookup("/supportdesk.v1.AuthService/LoginAll")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn rest_path_variables_are_read_from_google_api_http() {
+        let update = table()
+            .lookup("/supportdesk.v1.TicketService/UpdateTicket")
+            .expect("UpdateTicket");
+        let bindings = update.path_bindings.as_ref().expect("a path variable");
+        let binding = &bindings.bindings[0];
+        assert_eq!(
+            (
+                binding.http_method.as_str(),
+                binding.template.as_str(),
+                binding.body.as_str()
+            ),
+            ("PATCH", "/v1/tickets/{ticket.id}", "ticket")
+        );
+        assert_eq!(binding.template.variables(), ["ticket.id"]);
+        assert!(
+            bindings
+                .binding_for(Some("PATCH"), "/v1/tickets/X")
+                .is_some()
+        );
+        assert!(bindings.binding_for(Some("GET"), "/v1/tickets/X").is_none());
+    }
+
+    #[test]
+    fn a_path_variable_naming_no_field_of_the_request_stops_the_table_from_loading() {
+        // Same length, so every length prefix around it still holds.
+        let (from, to): (&[u8], &[u8]) = (b"/v1/tickets/{ticket.id}", b"/v1/tickets/{ticket.no}");
+        let mut set = proto::FILE_DESCRIPTOR_SET.to_vec();
+        let mut replaced = 0;
+        while let Some(at) = set.windows(from.len()).position(|window| window == from) {
+            set[at..at + to.len()].copy_from_slice(to);
+            replaced += 1;
+        }
+        assert!(replaced >= 1, "the template is in the descriptor set");
+        let error =
+            MethodTable::from_descriptor_sets(&set, &[]).expect_err("a variable naming no field");
+        assert!(
+            error.to_string().contains(
+                "supportdesk.v1.TicketService.UpdateTicket: path variable {ticket.no} of \
+                 `/v1/tickets/{ticket.no}` names no field of supportdesk.v1.Ticket"
+            ),
+            "{error}"
         );
     }
 

@@ -186,6 +186,13 @@ impl Application {
             .http2_keepalive_interval(Some(server_settings.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(server_settings.http2_keepalive_timeout))
             .max_concurrent_streams(Some(server_settings.max_concurrent_streams))
+            // Above the service's own header limit, so that a direct gRPC client over it gets
+            // RESOURCE_EXHAUSTED `HEADERS_TOO_LARGE` from the middleware rather than hyper's bare
+            // HTTP 431; only beyond twice the limit does hyper refuse by itself.
+            .http2_max_header_list_size(
+                u32::try_from(server_settings.max_request_header_bytes.saturating_mul(2))
+                    .unwrap_or(u32::MAX),
+            )
             .concurrency_limit_per_connection(server_settings.max_concurrent_streams as usize)
             .layer(MiddlewareLayer::new(
                 self.methods,

@@ -30,8 +30,8 @@ use tower::{Layer, Service};
 
 use super::method::declared_method;
 use super::rate_limit::{add_headers, client_subject, policy_for, refusal};
-use http_body_util::{BodyExt, Full, Limited};
-use prost_reflect::{DynamicMessage, MessageDescriptor};
+use super::unary_body::Peeked;
+use prost_reflect::MessageDescriptor;
 
 use crate::auth::principals::{KnownState, Lease};
 use crate::auth::{Authenticator, Caller, Credential};
@@ -126,34 +126,13 @@ async fn ticket_named_in(
     request_type: &MessageDescriptor,
     max_request_bytes: usize,
 ) -> Result<(Body, Option<TicketId>), Response<Body>> {
-    let bytes = match Limited::new(body, max_request_bytes.saturating_add(5))
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
-            let status = match error.downcast::<tonic::Status>() {
-                Ok(status) => *status,
-                Err(_) => tonic::Status::out_of_range(format!(
-                    "the request is larger than the {max_request_bytes} bytes allowed"
-                )),
-            };
-            return Err(status.into_http());
-        }
-    };
-    let id = (bytes.len() >= 5 && bytes[0] == 0)
-        .then(|| {
-            let length = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-            bytes.get(5..5 + length)
-        })
-        .flatten()
-        .and_then(|message| DynamicMessage::decode(request_type.clone(), message).ok())
-        .and_then(|message| {
-            message
-                .get_field_by_name("id")
-                .and_then(|id| id.as_str().and_then(|id| TicketId::parse(id).ok()))
-        });
-    Ok((Body::new(Full::new(bytes)), id))
+    let peeked = Peeked::read(body, max_request_bytes).await?;
+    let id = peeked.message(request_type).and_then(|message| {
+        message
+            .get_field_by_name("id")
+            .and_then(|id| id.as_str().and_then(|id| TicketId::parse(id).ok()))
+    });
+    Ok((peeked.into_body(), id))
 }
 
 /// Admits a request, or answers why not.

@@ -4,25 +4,37 @@
 //! 1. request id: `x-request-id` taken from the caller or generated (tower-http);
 //! 2. trace: a span per RPC carrying the request id, so every log line of the request has it;
 //! 3. request id propagation: the id is returned in the response metadata;
-//! 4. method: the RPC's declaration from the method table, for every layer below and the
+//! 4. header limit: a header list over `MAX_REQUEST_HEADER_BYTES` is refused as
+//!    `HEADERS_TOO_LARGE` ([`header_limit`]);
+//! 5. method: the RPC's declaration from the method table, for every layer below and the
 //!    handler; on the way back, the declared REST success status ([`method`]);
-//! 5. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
-//! 6. admission: who is calling (failing closed), with the declared role, within the declared
+//! 6. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
+//! 7. admission: who is calling (failing closed), with the declared role, within the declared
 //!    quota of the caller (or client IP), in one Redis round trip ([`admission`],
 //!    [`rate_limit`]); handlers get a `Caller` extension;
-//! 7. idempotency key: read, checked, and required where declared; the handler decides what it
+//! 8. path binding: a REST request whose body or query names another resource than its path is
+//!    refused as `PATH_BODY_MISMATCH` ([`path_binding`]);
+//! 9. idempotency key: read, checked, and required where declared; the handler decides what it
 //!    means.
 
 mod admission;
 mod deadline;
+mod header_limit;
 mod idempotency_key;
 mod method;
+mod path_binding;
 mod rate_limit;
+mod unary_body;
 
 pub use admission::{AdmissionLayer, Admit};
 pub use deadline::{Deadline, DeadlineLayer, RequestDeadline};
+pub use header_limit::{HeaderLimitLayer, LimitHeaders, header_list_size};
 pub use idempotency_key::{IDEMPOTENCY_KEY_HEADER, IdempotencyKeyLayer, ReadIdempotencyKey};
 pub use method::{HTTP_STATUS_HEADER, MethodLayer, ResolveMethod, declared_method};
+pub use path_binding::{
+    CheckPathBinding, ORIGINAL_METHOD_HEADER, ORIGINAL_PATH_HEADER, PATH_BODY_MISMATCH,
+    PathBindingLayer,
+};
 pub use rate_limit::client_ip;
 
 use std::time::Duration;
@@ -54,6 +66,7 @@ pub struct MiddlewareLayer {
     methods: &'static MethodTable,
     max_request_time: Duration,
     max_request_bytes: usize,
+    max_request_header_bytes: usize,
     authenticator: Authenticator,
     limiter: RateLimiter,
     ticket_cache: TicketCache,
@@ -71,6 +84,7 @@ impl MiddlewareLayer {
             methods,
             max_request_time: server.request_timeout,
             max_request_bytes: server.max_request_bytes,
+            max_request_header_bytes: server.max_request_header_bytes,
             authenticator,
             limiter,
             ticket_cache,
@@ -81,7 +95,9 @@ impl MiddlewareLayer {
 /// What [`MiddlewareLayer`] wraps a service in, outermost first.
 pub type MiddlewareStack<S> = SetRequestId<
     Trace<
-        PropagateRequestId<ResolveMethod<Deadline<Admit<ReadIdempotencyKey<S>>>>>,
+        PropagateRequestId<
+            LimitHeaders<ResolveMethod<Deadline<Admit<CheckPathBinding<ReadIdempotencyKey<S>>>>>>,
+        >,
         SharedClassifier<GrpcErrorsAsFailures>,
         RpcSpan,
         DefaultOnRequest,
@@ -107,6 +123,7 @@ impl<S> Layer<S> for MiddlewareLayer {
                     .on_failure(DefaultOnFailure::new().level(Level::WARN)),
             )
             .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(HeaderLimitLayer::new(self.max_request_header_bytes))
             .layer(MethodLayer::new(self.methods))
             .layer(DeadlineLayer::new(self.max_request_time))
             .layer(AdmissionLayer::new(
@@ -115,6 +132,7 @@ impl<S> Layer<S> for MiddlewareLayer {
                 self.ticket_cache.clone(),
                 self.max_request_bytes,
             ))
+            .layer(PathBindingLayer::new(self.max_request_bytes))
             .layer(IdempotencyKeyLayer)
             .service(inner)
     }

@@ -10,7 +10,7 @@ use super::helpers::{envoy, free_port, repository_root};
 pub(crate) struct Envoy {
     pub(crate) port: u16,
     child: Child,
-    _workdir: tempfile::TempDir,
+    workdir: tempfile::TempDir,
 }
 
 impl Envoy {
@@ -23,18 +23,22 @@ impl Envoy {
         let config = configure(grpc_port, port, free_port(), &descriptor);
         let config_path = workdir.path().join("envoy.yaml");
         std::fs::write(&config_path, config).expect("write the Envoy config");
+        // stdout is the access log; flushed every 100 ms so tests can read it.
+        let access_log =
+            std::fs::File::create(workdir.path().join(ACCESS_LOG)).expect("the access log file");
         let child = Command::new(envoy())
             .arg("-c")
             .arg(&config_path)
             .args(["--disable-hot-restart", "--log-level", "error"])
-            .stdout(Stdio::null())
+            .args(["--file-flush-interval-msec", "100"])
+            .stdout(Stdio::from(access_log))
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start envoy");
         let envoy = Self {
             port,
             child,
-            _workdir: workdir,
+            workdir,
         };
         envoy.wait_until_listening().await;
         envoy
@@ -42,6 +46,27 @@ impl Envoy {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The access log entry of the request with `request_id`, once Envoy has written it.
+    pub(crate) async fn access_log_entry(&self, request_id: &str) -> serde_json::Value {
+        let path = self.workdir.path().join(ACCESS_LOG);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if let Some(entry) = text
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .find(|entry| entry["request_id"] == request_id)
+            {
+                return entry;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no access log entry for {request_id} within 10 s:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn wait_until_listening(&self) {
@@ -59,6 +84,9 @@ impl Envoy {
         }
     }
 }
+
+/// The file in the work directory Envoy's stdout (the access log) goes to.
+const ACCESS_LOG: &str = "access.log";
 
 impl Drop for Envoy {
     fn drop(&mut self) {

@@ -47,7 +47,8 @@ fn is_reason(word: &str) -> bool {
         && word.starts_with(|c: char| c.is_ascii_uppercase())
 }
 
-/// The reasons the code can answer: every `reason: "X"` in src/, the literals of the one
+/// The reasons the code can answer: every `reason: "X"` in src/ (and `const X: &str = "X"`), the
+/// literals of the one
 /// mapping in src/errors.rs, the ErrorInfo reasons of deploy/envoy/envoy.yaml (its JSON
 /// mappers and its Lua filter).
 fn reasons_in_the_source() -> BTreeSet<String> {
@@ -71,6 +72,8 @@ fn reasons_in_the_source() -> BTreeSet<String> {
             let before = code[..index].trim_end();
             let names_a_reason = before.ends_with("reason:")
                 || before.ends_with("reason =")
+                // `pub const PATH_BODY_MISMATCH: &str = "PATH_BODY_MISMATCH";`
+                || before.ends_with(&format!("{word}: &str ="))
                 || (before.ends_with(',') && code[..index].contains("invalid_field_reason("))
                 || is_errors;
             if names_a_reason {
@@ -190,7 +193,7 @@ async fn an_api_key_may_not_do_what_only_people_do() {
 }
 
 #[tokio::test]
-async fn envoy_answers_backend_unavailable_and_request_too_large_in_the_json_shape() {
+async fn envoy_answers_its_own_refusals_in_the_json_shape_with_their_reasons() {
     let app = TestApp::spawn().await;
     let envoy = Envoy::start_in_front_of(app.address.port()).await;
     let http = reqwest::Client::new();
@@ -205,6 +208,19 @@ async fn envoy_answers_backend_unavailable_and_request_too_large_in_the_json_sha
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["details"][0]["reason"], "REQUEST_TOO_LARGE", "{body}");
+
+    // Envoy refuses what it does not proxy, here a WebSocket upgrade, in the same shape.
+    let response = http
+        .get(envoy.url("/v1/me"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["code"], 2);
+    assert_eq!(body["details"][0]["reason"], "PROXY_ERROR", "{body}");
 
     // Nothing listens behind this one.
     let orphan = Envoy::start_in_front_of(free_port()).await;

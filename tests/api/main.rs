@@ -9,6 +9,7 @@ mod contract;
 mod deadlines;
 mod declarations;
 mod dependencies;
+mod edge;
 mod envoy;
 mod error_reasons;
 mod helpers;

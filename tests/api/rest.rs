@@ -271,3 +271,57 @@ async fn a_rest_retry_with_the_same_idempotency_key_replays_the_201() {
     let second: Value = second.json().await.unwrap();
     assert_eq!(second, first);
 }
+
+#[tokio::test]
+async fn a_body_naming_another_ticket_than_the_path_changes_neither_ticket() {
+    let app = TestApp::spawn().await;
+    let (envoy, http) = envoy_for(&app).await;
+    let named = app.create_ticket("Named in the path").await;
+    let other = app.create_ticket("Named in the body").await;
+
+    let response = http
+        .patch(envoy.url(&format!("/v1/tickets/{}?updateMask=subject", named.id)))
+        .bearer_auth(&app.admin.access_token)
+        .json(&json!({"id": other.id, "subject": "hijacked"}))
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["code"], 3);
+    assert_eq!(body["details"][0]["reason"], "PATH_BODY_MISMATCH");
+    assert_eq!(
+        body["details"][1]["fieldViolations"][0]["field"], "ticket.id",
+        "{body}"
+    );
+    // A trailing slash, which the transcoder accepts, hides nothing.
+    let response = http
+        .patch(envoy.url(&format!("/v1/tickets/{}/?updateMask=subject", named.id)))
+        .bearer_auth(&app.admin.access_token)
+        .json(&json!({"id": other.id, "subject": "hijacked"}))
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["details"][0]["reason"], "PATH_BODY_MISMATCH", "{body}");
+    for ticket in [&named, &other] {
+        let stored = app.get_ticket(&ticket.id).await.expect("the ticket");
+        assert_eq!(stored.subject, ticket.subject, "{} changed", ticket.id);
+    }
+
+    let response = http
+        .patch(envoy.url(&format!("/v1/tickets/{}?updateMask=subject", named.id)))
+        .bearer_auth(&app.admin.access_token)
+        .json(&json!({"id": named.id, "subject": "renamed"}))
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the same id is no conflict"
+    );
+    let updated: Value = response.json().await.expect("JSON");
+    assert_eq!(updated["subject"], "renamed");
+}
