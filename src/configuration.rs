@@ -99,6 +99,8 @@ pub struct IdempotencySettings {
     pub wait: Duration,
     /// `IDEMPOTENCY_SWEEP_INTERVAL_SECS`: how often expired keys are deleted.
     pub sweep_interval: Duration,
+    /// `IDEMPOTENCY_FINGERPRINT_KEY`: the HMAC key of request fingerprints; at least 32 bytes.
+    pub fingerprint_key: SecretString,
 }
 
 #[derive(Clone, Debug)]
@@ -338,6 +340,7 @@ impl Settings {
                 sweep_interval: Duration::from_secs(
                     reader.parsed("IDEMPOTENCY_SWEEP_INTERVAL_SECS", 60),
                 ),
+                fingerprint_key: reader.secret_key("IDEMPOTENCY_FINGERPRINT_KEY", 32),
             },
             log: LogSettings {
                 format: reader.parsed("LOG_FORMAT", LogFormat::Json),
@@ -493,14 +496,18 @@ mod tests {
         move |key| map.get(key).cloned()
     }
 
-    const REQUIRED: [(&str, &str); 3] = [
+    const REQUIRED: [(&str, &str); 4] = [
         ("DATABASE_URL", "postgres://app:hunter2@db/supportdesk"),
         ("REDIS_URL", "redis://127.0.0.1:6379"),
         ("JWT_SECRET", "0123456789abcdef0123456789abcdef-hunter2"),
+        (
+            "IDEMPOTENCY_FINGERPRINT_KEY",
+            "fedcba9876543210fedcba9876543210-hunter2",
+        ),
     ];
 
     #[test]
-    fn the_two_urls_are_enough_and_everything_else_has_a_default() {
+    fn the_urls_and_secrets_are_enough_and_everything_else_has_a_default() {
         let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
         assert_eq!(
             settings.server.listen_addr,
@@ -526,6 +533,7 @@ mod tests {
             "DATABASE_URL",
             "REDIS_URL",
             "JWT_SECRET",
+            "IDEMPOTENCY_FINGERPRINT_KEY",
             "LOG_FORMAT",
             "GRPC_LISTEN_ADDR",
             "METRICS_LISTEN_ADDR",
@@ -551,6 +559,7 @@ mod tests {
             ("DATABASE_URL", "postgres://u:p@h:5432/main?sslmode=disable"),
             ("REDIS_URL", "redis://r"),
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("IDEMPOTENCY_FINGERPRINT_KEY", "fedcba9876543210fedcba9876543210"),
         ]))
         .unwrap();
         assert_eq!(

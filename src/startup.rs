@@ -24,7 +24,7 @@ use crate::auth::{Authenticator, PasswordHasher, SessionStore, TokenIssuer};
 use crate::configuration::Settings;
 use crate::db::{self, PgPool};
 use crate::health::{DependencyProbe, Health};
-use crate::idempotency::IdempotencyPolicy;
+use crate::idempotency::{FingerprintKey, IdempotencyPolicy};
 use crate::methods::MethodTable;
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::middleware::MiddlewareLayer;
@@ -117,15 +117,15 @@ impl Application {
         let services = Services::build(&self.settings, &self.database, &self.redis);
         let max_bytes = server_settings.max_request_bytes;
         let accounts =
-            AccountServiceServer::new(AccountApi::new(services.accounts, services.idempotency))
+            AccountServiceServer::new(AccountApi::new(services.accounts, services.idempotency.clone()))
                 .max_decoding_message_size(max_bytes);
         let api_keys =
-            ApiKeyServiceServer::new(ApiKeyApi::new(services.api_keys, services.idempotency))
+            ApiKeyServiceServer::new(ApiKeyApi::new(services.api_keys, services.idempotency.clone()))
                 .max_decoding_message_size(max_bytes);
         let auth = AuthServiceServer::new(AuthApi::new(services.authentication))
             .max_decoding_message_size(max_bytes);
         let tickets =
-            TicketServiceServer::new(TicketApi::new(services.tickets, services.idempotency))
+            TicketServiceServer::new(TicketApi::new(services.tickets, services.idempotency.clone()))
                 .max_decoding_message_size(max_bytes);
         let users = UserServiceServer::new(UserApi::new(services.users, services.idempotency))
             .max_decoding_message_size(max_bytes);
@@ -319,6 +319,7 @@ impl Services {
             idempotency: IdempotencyPolicy {
                 retention: settings.idempotency.retention,
                 wait: settings.idempotency.wait,
+                fingerprint_key: FingerprintKey::new(&settings.idempotency.fingerprint_key),
             },
             authenticator: Authenticator::new(tokens.clone(), database.clone(), principals.clone()),
             limiter: limiter.clone(),

@@ -29,7 +29,7 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use super::method::declared_method;
-use super::rate_limit::{add_headers, client_subject, policy_for, refusal};
+use super::rate_limit::{ClientAddress, add_headers, client_subject, policy_for, refusal};
 use http_body_util::{BodyExt, Full, Limited};
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 
@@ -292,6 +292,7 @@ where
             };
             let mut request = Request::from_parts(parts, body);
             let presented = Presented::of(&request, &limiter, ticket);
+            let client = ClientAddress::new(presented.client.clone());
             let Admitted {
                 caller,
                 decision,
@@ -300,6 +301,7 @@ where
                 Ok(admitted) => admitted,
                 Err(refused) => return Ok(refused),
             };
+            request.extensions_mut().insert(client);
             if let Some(caller) = caller {
                 request.extensions_mut().insert(caller);
             }

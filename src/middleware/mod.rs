@@ -23,7 +23,7 @@ pub use admission::{AdmissionLayer, Admit};
 pub use deadline::{Deadline, DeadlineLayer, RequestDeadline};
 pub use idempotency_key::{IDEMPOTENCY_KEY_HEADER, IdempotencyKeyLayer, ReadIdempotencyKey};
 pub use method::{HTTP_STATUS_HEADER, MethodLayer, ResolveMethod, declared_method};
-pub use rate_limit::client_ip;
+pub use rate_limit::{ClientAddress, client_ip};
 
 use std::time::Duration;
 
