@@ -79,6 +79,10 @@ pub struct AuthSettings {
     pub access_token_ttl: Duration,
     /// `REFRESH_TOKEN_TTL_SECS`: how long an unused refresh token (and so a session) lives.
     pub refresh_token_ttl: Duration,
+    /// `REFRESH_TOKEN_REUSE_GRACE_SECS`: how long after a rotation the rotated token answers
+    /// the same successor again (two tabs refreshing at once) instead of revoking the session;
+    /// 0 turns the window off.
+    pub refresh_reuse_grace: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -111,8 +115,17 @@ pub struct RateLimitSettings {
     pub write: RateQuota,
     /// `RATE_LIMIT_PUBLIC`: RPCs without credentials (sign-up, refresh), per client IP.
     pub public: RateQuota,
-    /// `RATE_LIMIT_LOGIN`: Login, per client IP and, separately, per account and email.
+    /// `RATE_LIMIT_LOGIN`: failed logins per client IP.
     pub login: RateQuota,
+    /// `RATE_LIMIT_LOGIN_ATTEMPTS`: login attempts per client IP and login name (account and
+    /// email), successful or not.
+    pub login_attempt: RateQuota,
+    /// `RATE_LIMIT_LOGIN_NAME_FAILURES`: failed logins per login name, from addresses the name
+    /// has not logged in from.
+    pub login_name: RateQuota,
+    /// `RATE_LIMIT_AUTH_FAILURES`: failed authentications (bad access token or API key) per
+    /// client IP.
+    pub auth_failure: RateQuota,
     /// `RATE_LIMIT_ON_REDIS_FAILURE`: `open` lets requests through when Redis cannot decide,
     /// `closed` refuses them with UNAVAILABLE.
     pub fail_open: bool,
@@ -286,6 +299,9 @@ impl Settings {
                 refresh_token_ttl: Duration::from_secs(
                     reader.parsed("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600),
                 ),
+                refresh_reuse_grace: Duration::from_secs(
+                    reader.parsed("REFRESH_TOKEN_REUSE_GRACE_SECS", 15),
+                ),
             },
             tickets: TicketSettings {
                 max_open_per_requester: reader.parsed("MAX_OPEN_TICKETS_PER_REQUESTER", 10),
@@ -316,8 +332,29 @@ impl Settings {
                 login: reader.parsed(
                     "RATE_LIMIT_LOGIN",
                     RateQuota {
+                        count: 100,
+                        window: Duration::from_secs(900),
+                    },
+                ),
+                login_attempt: reader.parsed(
+                    "RATE_LIMIT_LOGIN_ATTEMPTS",
+                    RateQuota {
                         count: 10,
                         window: Duration::from_secs(900),
+                    },
+                ),
+                login_name: reader.parsed(
+                    "RATE_LIMIT_LOGIN_NAME_FAILURES",
+                    RateQuota {
+                        count: 30,
+                        window: Duration::from_secs(900),
+                    },
+                ),
+                auth_failure: reader.parsed(
+                    "RATE_LIMIT_AUTH_FAILURES",
+                    RateQuota {
+                        count: 30,
+                        window: Duration::from_secs(60),
                     },
                 ),
                 fail_open: reader.parsed("RATE_LIMIT_ON_REDIS_FAILURE", FailurePolicy::Open)
@@ -364,6 +401,12 @@ impl Settings {
             settings.tickets.max_open_per_requester,
         );
         reader.positive_duration("REFRESH_TOKEN_TTL_SECS", settings.auth.refresh_token_ttl);
+        // RFC 9700 allows a short window; a long one would let a thief's replay pass too.
+        if settings.auth.refresh_reuse_grace > Duration::from_secs(60) {
+            reader
+                .problems
+                .push("REFRESH_TOKEN_REUSE_GRACE_SECS must be at most 60".to_owned());
+        }
         if reader.problems.is_empty() {
             Ok(settings)
         } else {
@@ -559,7 +602,10 @@ mod tests {
             ("DATABASE_URL", "postgres://u:p@h:5432/main?sslmode=disable"),
             ("REDIS_URL", "redis://r"),
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
-            ("IDEMPOTENCY_FINGERPRINT_KEY", "fedcba9876543210fedcba9876543210"),
+            (
+                "IDEMPOTENCY_FINGERPRINT_KEY",
+                "fedcba9876543210fedcba9876543210",
+            ),
         ]))
         .unwrap();
         assert_eq!(

@@ -116,17 +116,23 @@ impl Application {
 
         let services = Services::build(&self.settings, &self.database, &self.redis);
         let max_bytes = server_settings.max_request_bytes;
-        let accounts =
-            AccountServiceServer::new(AccountApi::new(services.accounts, services.idempotency.clone()))
-                .max_decoding_message_size(max_bytes);
-        let api_keys =
-            ApiKeyServiceServer::new(ApiKeyApi::new(services.api_keys, services.idempotency.clone()))
-                .max_decoding_message_size(max_bytes);
+        let accounts = AccountServiceServer::new(AccountApi::new(
+            services.accounts,
+            services.idempotency.clone(),
+        ))
+        .max_decoding_message_size(max_bytes);
+        let api_keys = ApiKeyServiceServer::new(ApiKeyApi::new(
+            services.api_keys,
+            services.idempotency.clone(),
+        ))
+        .max_decoding_message_size(max_bytes);
         let auth = AuthServiceServer::new(AuthApi::new(services.authentication))
             .max_decoding_message_size(max_bytes);
-        let tickets =
-            TicketServiceServer::new(TicketApi::new(services.tickets, services.idempotency.clone()))
-                .max_decoding_message_size(max_bytes);
+        let tickets = TicketServiceServer::new(TicketApi::new(
+            services.tickets,
+            services.idempotency.clone(),
+        ))
+        .max_decoding_message_size(max_bytes);
         let users = UserServiceServer::new(UserApi::new(services.users, services.idempotency))
             .max_decoding_message_size(max_bytes);
         let served = vec![
@@ -296,6 +302,8 @@ impl Services {
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
             settings.auth.refresh_token_ttl,
+            settings.auth.refresh_reuse_grace,
+            &settings.auth.jwt_secret,
         );
         let metrics = Metrics::default();
         let principals = PrincipalStates::new(

@@ -11,7 +11,6 @@ use http::{HeaderValue, Request, Response};
 use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 
-use crate::errors::AppError;
 use crate::methods::{Method, Quota};
 use crate::rate_limit::{Decision, Policy, Subject};
 
@@ -97,20 +96,7 @@ pub(super) fn add_headers(response: &mut Response<Body>, decision: &Decision) {
 /// The answer to a refused request: RESOURCE_EXHAUSTED when the quota is spent, UNAVAILABLE when
 /// Redis could not decide and the policy is to fail closed; with the rate-limit headers.
 pub(super) fn refusal(subject: &Subject, decision: &Decision) -> Response<Body> {
-    let error = if decision.decided {
-        AppError::RateLimited {
-            subject: subject.as_str().to_owned(),
-            policy: decision.policy.name(),
-            quota: decision.quota,
-            retry_after: decision.retry_after,
-        }
-    } else {
-        AppError::Unavailable {
-            dependency: crate::errors::Dependency::Redis,
-            source: anyhow::anyhow!("the rate limiter cannot decide and fails closed"),
-        }
-    };
-    let mut response = tonic::Status::from(error).into_http();
+    let mut response = tonic::Status::from(decision.refusal(subject)).into_http();
     add_headers(&mut response, decision);
     if let Ok(value) = HeaderValue::from_str(&decision.retry_after_secs().to_string()) {
         response.headers_mut().insert("retry-after", value);

@@ -77,9 +77,13 @@ pub(crate) fn test_settings(database_name: &str) -> Settings {
         // set it back.
         "MAX_OPEN_TICKETS_PER_REQUESTER" => Some("1000".to_owned()),
         // Likewise for quotas: the rate-limit tests set their own.
-        "RATE_LIMIT_READ" | "RATE_LIMIT_WRITE" | "RATE_LIMIT_PUBLIC" | "RATE_LIMIT_LOGIN" => {
-            Some("100000/60".to_owned())
-        }
+        "RATE_LIMIT_READ"
+        | "RATE_LIMIT_WRITE"
+        | "RATE_LIMIT_PUBLIC"
+        | "RATE_LIMIT_LOGIN"
+        | "RATE_LIMIT_LOGIN_ATTEMPTS"
+        | "RATE_LIMIT_LOGIN_NAME_FAILURES"
+        | "RATE_LIMIT_AUTH_FAILURES" => Some("100000/60".to_owned()),
         "SHUTDOWN_DRAIN_TIMEOUT_MS" => Some("5000".to_owned()),
         _ => None,
     })
