@@ -587,6 +587,29 @@ mod tests {
     }
 
     #[test]
+    fn a_short_fingerprint_key_and_a_long_refresh_grace_window_are_refused() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.retain(|(key, _)| *key != "IDEMPOTENCY_FINGERPRINT_KEY");
+        pairs.push(("IDEMPOTENCY_FINGERPRINT_KEY", "too-short"));
+        pairs.push(("REFRESH_TOKEN_REUSE_GRACE_SECS", "61"));
+        let text = Settings::from_lookup(lookup_from(&pairs))
+            .expect_err("invalid settings")
+            .to_string();
+        assert!(
+            text.contains("IDEMPOTENCY_FINGERPRINT_KEY must be at least 32 bytes"),
+            "{text}"
+        );
+        assert!(
+            text.contains("REFRESH_TOKEN_REUSE_GRACE_SECS must be at most 60"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("too-short"),
+            "a secret is never echoed: {text}"
+        );
+    }
+
+    #[test]
     fn secrets_never_appear_in_debug_output_or_errors() {
         let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
         assert!(!format!("{settings:?}").contains("hunter2"));
