@@ -13,7 +13,7 @@
 
 mod login;
 
-pub use login::{LoginAttempt, LoginGate};
+pub use login::{LoginAttempt, LoginGate, LoginOutcome};
 
 use std::fmt;
 use std::future::Future;

@@ -124,6 +124,15 @@ impl LoginAttempt {
     }
 }
 
+/// How an attempt the gate let through ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// A wrong password (or account, or email): a failure for the address and the name.
+    Failed,
+    /// The right password, from an address the name had not logged in from: now known.
+    SucceededFromNewAddress,
+}
+
 /// The gate's answer.
 #[derive(Debug)]
 pub enum LoginGate {
@@ -205,7 +214,7 @@ impl RateLimiter {
     /// Records how the attempt the gate let through ended: a failure counts against the address
     /// and the name; a success from an address not yet known makes it known. Best effort: a
     /// Redis that cannot take it is logged and the login's answer stands.
-    pub async fn login_settled(&self, attempt: &LoginAttempt, succeeded: bool) {
+    pub async fn login_settled(&self, attempt: &LoginAttempt, outcome: LoginOutcome) {
         let address = self.quota(Policy::Login);
         let per_name = self.quota(Policy::LoginName);
         self.ask(async {
@@ -215,7 +224,7 @@ impl RateLimiter {
             invocation
                 .key(self.quota_key(Policy::LoginName, &attempt.name_subject()))
                 .key(self.known_addresses_key(attempt));
-            if succeeded {
+            if outcome == LoginOutcome::SucceededFromNewAddress {
                 invocation
                     .arg("succeeded")
                     .arg(attempt.client.as_str())

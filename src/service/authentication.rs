@@ -10,7 +10,7 @@ use crate::db::PgPool;
 use crate::db::models::{Account, User};
 use crate::domain::{self, AccountSlug, Email, UserLogin};
 use crate::errors::{AppError, AppResult};
-use crate::rate_limit::{LoginAttempt, LoginGate, RateLimiter, Subject};
+use crate::rate_limit::{LoginAttempt, LoginGate, LoginOutcome, RateLimiter, Subject};
 use crate::with_connection;
 
 /// What a successful login or refresh hands out.
@@ -79,12 +79,16 @@ impl Authentication {
             .filter(|login| login.user.active)
             .and_then(|login| login.password_hash.clone());
         if !self.hasher.verify(password, stored_hash).await? {
-            self.limiter.login_settled(&attempt, false).await;
+            self.limiter
+                .login_settled(&attempt, LoginOutcome::Failed)
+                .await;
             return Err(wrong_credentials());
         }
         let user = user.ok_or_else(wrong_credentials)?.user;
         if !known_address {
-            self.limiter.login_settled(&attempt, true).await;
+            self.limiter
+                .login_settled(&attempt, LoginOutcome::SucceededFromNewAddress)
+                .await;
         }
         let (session_id, refresh, refresh_expires_at) =
             self.sessions.start(user.id, user.account_id).await?;
