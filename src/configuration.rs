@@ -90,6 +90,10 @@ pub struct AuthSettings {
     /// with; the first signs, all verify, so a key is rotated by putting a new one first and
     /// dropping the old one a release later. Unset: one key derived from `JWT_SECRET`.
     pub page_token_keys: Vec<SecretString>,
+    /// `REFRESH_TOKEN_REUSE_GRACE_SECS`: how long after a rotation the rotated token answers
+    /// the same successor again (two tabs refreshing at once) instead of revoking the session;
+    /// 0 turns the window off.
+    pub refresh_reuse_grace: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -110,6 +114,8 @@ pub struct IdempotencySettings {
     pub wait: Duration,
     /// `IDEMPOTENCY_SWEEP_INTERVAL_SECS`: how often expired keys are deleted.
     pub sweep_interval: Duration,
+    /// `IDEMPOTENCY_FINGERPRINT_KEY`: the HMAC key of request fingerprints; at least 32 bytes.
+    pub fingerprint_key: SecretString,
 }
 
 #[derive(Clone, Debug)]
@@ -120,8 +126,17 @@ pub struct RateLimitSettings {
     pub write: RateQuota,
     /// `RATE_LIMIT_PUBLIC`: RPCs without credentials (sign-up, refresh), per client IP.
     pub public: RateQuota,
-    /// `RATE_LIMIT_LOGIN`: Login, per client IP and, separately, per account and email.
+    /// `RATE_LIMIT_LOGIN`: failed logins per client IP.
     pub login: RateQuota,
+    /// `RATE_LIMIT_LOGIN_ATTEMPTS`: login attempts per client IP and login name (account and
+    /// email), successful or not.
+    pub login_attempt: RateQuota,
+    /// `RATE_LIMIT_LOGIN_NAME_FAILURES`: failed logins per login name, from addresses the name
+    /// has not logged in from.
+    pub login_name: RateQuota,
+    /// `RATE_LIMIT_AUTH_FAILURES`: failed authentications (bad access token or API key) per
+    /// client IP.
+    pub auth_failure: RateQuota,
     /// `RATE_LIMIT_ON_REDIS_FAILURE`: `open` lets requests through when Redis cannot decide,
     /// `closed` refuses them with UNAVAILABLE.
     pub fail_open: bool,
@@ -297,6 +312,9 @@ impl Settings {
                     reader.parsed("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600),
                 ),
                 page_token_keys: reader.secret_keys("PAGE_TOKEN_KEYS", 32),
+                refresh_reuse_grace: Duration::from_secs(
+                    reader.parsed("REFRESH_TOKEN_REUSE_GRACE_SECS", 15),
+                ),
             },
             tickets: TicketSettings {
                 max_open_per_requester: reader.parsed("MAX_OPEN_TICKETS_PER_REQUESTER", 10),
@@ -327,8 +345,29 @@ impl Settings {
                 login: reader.parsed(
                     "RATE_LIMIT_LOGIN",
                     RateQuota {
+                        count: 100,
+                        window: Duration::from_secs(900),
+                    },
+                ),
+                login_attempt: reader.parsed(
+                    "RATE_LIMIT_LOGIN_ATTEMPTS",
+                    RateQuota {
                         count: 10,
                         window: Duration::from_secs(900),
+                    },
+                ),
+                login_name: reader.parsed(
+                    "RATE_LIMIT_LOGIN_NAME_FAILURES",
+                    RateQuota {
+                        count: 30,
+                        window: Duration::from_secs(900),
+                    },
+                ),
+                auth_failure: reader.parsed(
+                    "RATE_LIMIT_AUTH_FAILURES",
+                    RateQuota {
+                        count: 30,
+                        window: Duration::from_secs(60),
                     },
                 ),
                 fail_open: reader.parsed("RATE_LIMIT_ON_REDIS_FAILURE", FailurePolicy::Open)
@@ -351,6 +390,7 @@ impl Settings {
                 sweep_interval: Duration::from_secs(
                     reader.parsed("IDEMPOTENCY_SWEEP_INTERVAL_SECS", 60),
                 ),
+                fingerprint_key: reader.secret_key("IDEMPOTENCY_FINGERPRINT_KEY", 32),
             },
             log: LogSettings {
                 format: reader.parsed("LOG_FORMAT", LogFormat::Json),
@@ -380,6 +420,12 @@ impl Settings {
             reader.problems.push(format!(
                 "MAX_REQUEST_HEADER_BYTES must be at least {MIN_REQUEST_HEADER_BYTES}"
             ));
+        }
+        // RFC 9700 allows a short window; a long one would let a thief's replay pass too.
+        if settings.auth.refresh_reuse_grace > Duration::from_secs(60) {
+            reader
+                .problems
+                .push("REFRESH_TOKEN_REUSE_GRACE_SECS must be at most 60".to_owned());
         }
         if reader.problems.is_empty() {
             Ok(settings)
@@ -547,14 +593,18 @@ mod tests {
         move |key| map.get(key).cloned()
     }
 
-    const REQUIRED: [(&str, &str); 3] = [
+    const REQUIRED: [(&str, &str); 4] = [
         ("DATABASE_URL", "postgres://app:hunter2@db/supportdesk"),
         ("REDIS_URL", "redis://127.0.0.1:6379"),
         ("JWT_SECRET", "0123456789abcdef0123456789abcdef-hunter2"),
+        (
+            "IDEMPOTENCY_FINGERPRINT_KEY",
+            "fedcba9876543210fedcba9876543210-hunter2",
+        ),
     ];
 
     #[test]
-    fn the_two_urls_are_enough_and_everything_else_has_a_default() {
+    fn the_urls_and_secrets_are_enough_and_everything_else_has_a_default() {
         let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
         assert_eq!(
             settings.server.listen_addr,
@@ -580,6 +630,7 @@ mod tests {
             "DATABASE_URL",
             "REDIS_URL",
             "JWT_SECRET",
+            "IDEMPOTENCY_FINGERPRINT_KEY",
             "LOG_FORMAT",
             "GRPC_LISTEN_ADDR",
             "METRICS_LISTEN_ADDR",
@@ -640,6 +691,29 @@ mod tests {
     }
 
     #[test]
+    fn a_short_fingerprint_key_and_a_long_refresh_grace_window_are_refused() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.retain(|(key, _)| *key != "IDEMPOTENCY_FINGERPRINT_KEY");
+        pairs.push(("IDEMPOTENCY_FINGERPRINT_KEY", "too-short"));
+        pairs.push(("REFRESH_TOKEN_REUSE_GRACE_SECS", "61"));
+        let text = Settings::from_lookup(lookup_from(&pairs))
+            .expect_err("invalid settings")
+            .to_string();
+        assert!(
+            text.contains("IDEMPOTENCY_FINGERPRINT_KEY must be at least 32 bytes"),
+            "{text}"
+        );
+        assert!(
+            text.contains("REFRESH_TOKEN_REUSE_GRACE_SECS must be at most 60"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("too-short"),
+            "a secret is never echoed: {text}"
+        );
+    }
+
+    #[test]
     fn secrets_never_appear_in_debug_output_or_errors() {
         let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
         assert!(!format!("{settings:?}").contains("hunter2"));
@@ -655,6 +729,10 @@ mod tests {
             ("DATABASE_URL", "postgres://u:p@h:5432/main?sslmode=disable"),
             ("REDIS_URL", "redis://r"),
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "IDEMPOTENCY_FINGERPRINT_KEY",
+                "fedcba9876543210fedcba9876543210",
+            ),
         ]))
         .unwrap();
         assert_eq!(

@@ -52,7 +52,7 @@ pub enum Quota {
     Write,
     /// The client IP's quota for anonymous calls.
     Public,
-    /// The client IP's login quota.
+    /// The client IP's failed-login quota (the other login quotas apply inside Login).
     Login,
 }
 

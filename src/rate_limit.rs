@@ -11,7 +11,12 @@
 //! matters (at 1,000 concurrent streams a 150 ms budget let 9,695 calls through undecided in
 //! 10 s; with one second, none).
 
+mod login;
+
+pub use login::{LoginAttempt, LoginGate, LoginOutcome};
+
 use std::fmt;
+use std::future::Future;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -19,6 +24,7 @@ use redis::Script;
 
 use crate::auth::principals::{LEASE_TTL, Lease};
 use crate::configuration::{RateLimitSettings, RateQuota};
+use crate::errors::{AppError, AppResult};
 use crate::metrics::Metrics;
 use crate::redis_pool::{Redis, RedisBackoff, RedisKeys};
 
@@ -27,25 +33,40 @@ const BACKOFF: Duration = Duration::from_secs(2);
 
 /// GCRA: KEYS[1] holds the theoretical arrival time (ms). ARGV: emission interval (ms), burst.
 /// With KEYS[2], also reads that key in the same round trip, and when it is empty stores ARGV[3]
-/// there (NX, for ARGV[4] ms): a reader's lease ([`crate::auth::principals`]). With KEYS[3], also
-/// reads that one (a prefetch).
+/// there (NX, for ARGV[4] ms): a reader's lease ([`crate::auth::principals`]). ARGV[5] then names
+/// what the keys after KEYS[2] are, one letter each: `p`, a key to read (a prefetch); `f`, the
+/// client's failed-authentication quota (interval ARGV[6], burst ARGV[7]), looked at only when
+/// KEYS[2] is empty: a client over it is *barred* (no lease is taken, and the caller does not ask
+/// PostgreSQL about a credential Redis does not know).
 /// Returns {allowed, remaining, retry_after_ms, reset_ms, value read or '', lease taken 0/1,
-/// value prefetched or ''}.
+/// value prefetched or '', ms the client stays barred (0: not barred)}.
 const GCRA: &str = r"
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
 local read = false
 local leased = 0
 local fetched = false
+local barred = 0
 if KEYS[2] then
   read = redis.call('GET', KEYS[2])
-  if not read and redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then
+  local extra = ARGV[5] or ''
+  for i = 1, #extra do
+    local kind = string.sub(extra, i, i)
+    if kind == 'p' then
+      fetched = redis.call('GET', KEYS[2 + i])
+    elseif kind == 'f' and not read then
+      local failures_tat = tonumber(redis.call('GET', KEYS[2 + i]))
+      if failures_tat then
+        local failure_interval = tonumber(ARGV[6])
+        local wait = failures_tat + failure_interval - failure_interval * tonumber(ARGV[7]) - now
+        if wait > 0 then barred = wait end
+      end
+    end
+  end
+  if not read and barred == 0 and redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then
     leased = 1
   end
 end
-if KEYS[3] then
-  fetched = redis.call('GET', KEYS[3])
-end
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local tolerance = interval * burst
@@ -53,17 +74,38 @@ local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
 local new_tat = tat + interval
 if new_tat - tolerance > now then
-  return {0, 0, new_tat - tolerance - now, tat - now, read or '', leased, fetched or ''}
+  return {0, 0, new_tat - tolerance - now, tat - now, read or '', leased, fetched or '', barred}
 end
 redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
-return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now, read or '', leased, fetched or ''}
+return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now, read or '', leased, fetched or '', barred}
+";
+
+/// GCRA without counting: would one more event fit in KEYS[1]'s quota now? Same ARGV; returns
+/// {fits, events that fit, retry_after_ms, reset_ms}.
+const GCRA_PEEK: &str = r"
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+if tat + interval - tolerance > now then
+  return {0, 0, tat + interval - tolerance - now, tat - now}
+end
+return {1, math.floor((tolerance - (tat - now)) / interval), 0, tat - now}
 ";
 
 static GCRA_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA));
+static GCRA_PEEK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA_PEEK));
 
 /// The scripts this module runs, for loading at start-up.
-pub fn scripts() -> [&'static Script; 1] {
-    [&GCRA_SCRIPT]
+pub fn scripts() -> [&'static Script; 4] {
+    [
+        &GCRA_SCRIPT,
+        &GCRA_PEEK_SCRIPT,
+        &login::LOGIN_GATE_SCRIPT,
+        &login::LOGIN_SETTLE_SCRIPT,
+    ]
 }
 
 /// Which quota a request counts against.
@@ -72,7 +114,14 @@ pub enum Policy {
     Read,
     Write,
     Public,
+    /// Failed logins per client IP.
     Login,
+    /// Login attempts per client IP and login name.
+    LoginAttempt,
+    /// Failed logins per login name, from addresses the name has not logged in from.
+    LoginName,
+    /// Failed authentications (a bad access token or API key) per client IP.
+    AuthFailure,
 }
 
 impl Policy {
@@ -82,6 +131,9 @@ impl Policy {
             Self::Write => "write",
             Self::Public => "public",
             Self::Login => "login",
+            Self::LoginAttempt => "login-attempt",
+            Self::LoginName => "login-name",
+            Self::AuthFailure => "auth-failure",
         }
     }
 }
@@ -123,6 +175,24 @@ impl Decision {
         )
     }
 
+    /// The error a refused request is answered with: RESOURCE_EXHAUSTED naming `subject` in its
+    /// QuotaFailure, or UNAVAILABLE when Redis could not decide and the policy is to fail closed.
+    pub fn refusal(&self, subject: &Subject) -> AppError {
+        if self.decided {
+            AppError::RateLimited {
+                subject: subject.as_str().to_owned(),
+                policy: self.policy.name(),
+                quota: self.quota,
+                retry_after: self.retry_after,
+            }
+        } else {
+            AppError::Unavailable {
+                dependency: crate::errors::Dependency::Redis,
+                source: anyhow::anyhow!("the rate limiter cannot decide and fails closed"),
+            }
+        }
+    }
+
     /// Whole seconds for `retry-after`, at least 1.
     pub fn retry_after_secs(&self) -> u64 {
         (self.retry_after.as_secs_f64().ceil() as u64).max(1)
@@ -138,6 +208,20 @@ pub struct Read {
     pub took_lease: bool,
     /// The prefetched key's value; `None` when it was empty or none was asked for.
     pub prefetched: Option<String>,
+    /// When the key was empty and the client is over its failed-authentication quota: how long
+    /// until it is not. No lease was taken then.
+    pub barred_for: Option<Duration>,
+}
+
+/// What [`RateLimiter::admit`] reads beside its decision.
+pub struct AlsoRead<'a> {
+    /// The key to read, and the lease to store there when it is empty.
+    pub key: &'a str,
+    pub lease: &'a Lease,
+    /// A key to read as well.
+    pub prefetch: Option<&'a str>,
+    /// The client whose failed-authentication quota bars a lookup Redis cannot answer.
+    pub barring: Option<&'a Subject>,
 }
 
 /// Who a quota belongs to: a user, an API key, an IP address, or a login name.
@@ -201,97 +285,179 @@ impl RateLimiter {
             Policy::Write => self.settings.write,
             Policy::Public => self.settings.public,
             Policy::Login => self.settings.login,
+            Policy::LoginAttempt => self.settings.login_attempt,
+            Policy::LoginName => self.settings.login_name,
+            Policy::AuthFailure => self.settings.auth_failure,
         }
     }
 
-    /// Counts one request of `subject` against `policy`.
-    pub async fn check(&self, policy: Policy, subject: &Subject) -> Decision {
-        self.admit(policy, subject, None, None).await.0
+    /// The Redis key of `subject`'s GCRA state under `policy`.
+    fn quota_key(&self, policy: Policy, subject: &Subject) -> String {
+        self.keys
+            .key(&format!("rl:{}:{}", policy.name(), subject.as_str()))
     }
 
-    /// Counts one request of `subject` against `policy` and, in the same round trip, reads
-    /// `also_read` (a key and the lease to store there when it is empty) and `prefetch`. The
-    /// read is `None` when Redis could not answer.
-    pub async fn admit(
-        &self,
-        policy: Policy,
-        subject: &Subject,
-        also_read: Option<(&str, &Lease)>,
-        prefetch: Option<&str>,
-    ) -> (Decision, Option<Read>) {
-        let quota = self.quota(policy);
-        let undecided = || {
-            self.metrics.rate_limit().undecided.increment();
-            Decision {
-                allowed: self.settings.fail_open,
-                policy,
-                quota,
-                remaining: 0,
-                retry_after: BACKOFF,
-                reset: quota.window,
-                decided: false,
-            }
-        };
+    /// GCRA's emission interval of `quota` in ms: the quota comes back one request at a time.
+    fn interval_ms(quota: RateQuota) -> u64 {
+        u64::try_from((quota.window.as_millis() / u128::from(quota.count)).max(1))
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Runs `decide` against Redis within [`DECISION_TIMEOUT`], unless Redis is resting after a
+    /// failure; `None` (logged and counted) when Redis cannot decide.
+    async fn ask<T>(&self, decide: impl Future<Output = AppResult<T>>) -> Option<T> {
         if self.backoff.resting() {
-            return (undecided(), None);
+            self.metrics.rate_limit().undecided.increment();
+            return None;
         }
-        let interval_ms = (quota.window.as_millis() / u128::from(quota.count)).max(1);
-        let key = self
-            .keys
-            .key(&format!("rl:{}:{}", policy.name(), subject.as_str()));
-        let decide = async {
-            let mut connection = self.redis.get().await?;
-            let mut invocation = GCRA_SCRIPT.key(key);
-            invocation
-                .arg(u64::try_from(interval_ms).unwrap_or(u64::MAX))
-                .arg(quota.count);
-            if let Some((read_key, lease)) = also_read {
-                invocation
-                    .key(read_key)
-                    .arg(lease.value())
-                    .arg(u64::try_from(LEASE_TTL.as_millis()).unwrap_or(u64::MAX));
-                if let Some(prefetch) = prefetch {
-                    invocation.key(prefetch);
-                }
-            }
-            let answer: (i64, i64, i64, i64, String, i64, String) =
-                invocation.invoke_async(&mut connection).await?;
-            Ok::<_, crate::errors::AppError>(answer)
-        };
         match tokio::time::timeout(DECISION_TIMEOUT, decide).await {
-            Ok(Ok((allowed, remaining, retry_after, reset, value, leased, prefetched))) => {
-                let millis = |value: i64| Duration::from_millis(u64::try_from(value).unwrap_or(0));
-                let allowed = allowed == 1;
+            Ok(Ok(answer)) => {
                 self.backoff.succeeded();
-                self.metrics.rate_limit().decided(allowed);
-                let decision = Decision {
-                    allowed,
-                    policy,
-                    quota,
-                    remaining: u32::try_from(remaining).unwrap_or(0),
-                    retry_after: millis(retry_after),
-                    reset: millis(reset),
-                    decided: true,
-                };
-                let read = also_read.map(|_| Read {
-                    value: (!value.is_empty()).then_some(value),
-                    took_lease: leased == 1,
-                    prefetched: (!prefetched.is_empty()).then_some(prefetched),
-                });
-                (decision, read)
+                Some(answer)
             }
             outcome => {
                 self.backoff.failed();
-                let fail_open = self.settings.fail_open;
-                let failures = self.backoff.failures();
+                self.metrics.rate_limit().undecided.increment();
                 let problem = match outcome {
                     Ok(Err(error)) => error.to_string(),
                     Err(_) => "no answer in time".to_owned(),
                     Ok(Ok(_)) => "a malformed answer".to_owned(),
                 };
-                tracing::warn!(%problem, fail_open, failures, "rate limiter: Redis cannot decide");
-                (undecided(), None)
+                tracing::warn!(
+                    %problem,
+                    fail_open = self.settings.fail_open,
+                    failures = self.backoff.failures(),
+                    "rate limiter: Redis cannot decide"
+                );
+                None
             }
         }
     }
+
+    /// The decision the failure policy makes when Redis could not.
+    fn undecided(&self, policy: Policy) -> Decision {
+        let quota = self.quota(policy);
+        Decision {
+            allowed: self.settings.fail_open,
+            policy,
+            quota,
+            remaining: 0,
+            retry_after: BACKOFF,
+            reset: quota.window,
+            decided: false,
+        }
+    }
+
+    /// Whether one more request of `subject` would fit in `policy` now, without counting it:
+    /// for quotas that count failures, known only once the request has run.
+    pub async fn peek(&self, policy: Policy, subject: &Subject) -> Decision {
+        let quota = self.quota(policy);
+        let key = self.quota_key(policy, subject);
+        let answer = self
+            .ask(async {
+                let mut connection = self.redis.get().await?;
+                let answer: (i64, i64, i64, i64) = GCRA_PEEK_SCRIPT
+                    .key(key)
+                    .arg(Self::interval_ms(quota))
+                    .arg(quota.count)
+                    .invoke_async(&mut connection)
+                    .await?;
+                Ok(answer)
+            })
+            .await;
+        let Some((fits, remaining, retry_after, reset)) = answer else {
+            return self.undecided(policy);
+        };
+        self.metrics.rate_limit().decided(fits == 1);
+        Decision {
+            allowed: fits == 1,
+            policy,
+            quota,
+            remaining: u32::try_from(remaining).unwrap_or(0),
+            retry_after: millis(retry_after),
+            reset: millis(reset),
+            decided: true,
+        }
+    }
+
+    /// Counts one request of `subject` against `policy`.
+    pub async fn check(&self, policy: Policy, subject: &Subject) -> Decision {
+        self.admit(policy, subject, None).await.0
+    }
+
+    /// Counts one request of `subject` against `policy` and, in the same round trip, reads
+    /// `also` (a key, with the lease to store there when it is empty, a prefetch, the client
+    /// whose failed authentications may bar a lookup). The read is `None` when Redis could not
+    /// answer.
+    pub async fn admit(
+        &self,
+        policy: Policy,
+        subject: &Subject,
+        also: Option<AlsoRead<'_>>,
+    ) -> (Decision, Option<Read>) {
+        let quota = self.quota(policy);
+        let key = self.quota_key(policy, subject);
+        let barring_key = also
+            .as_ref()
+            .and_then(|also| also.barring)
+            .map(|client| self.quota_key(Policy::AuthFailure, client));
+        let answer = self
+            .ask(async {
+                let mut connection = self.redis.get().await?;
+                let mut invocation = GCRA_SCRIPT.key(key);
+                invocation.arg(Self::interval_ms(quota)).arg(quota.count);
+                if let Some(also) = &also {
+                    invocation
+                        .key(also.key)
+                        .arg(also.lease.value())
+                        .arg(u64::try_from(LEASE_TTL.as_millis()).unwrap_or(u64::MAX));
+                    let mut extra = String::new();
+                    if let Some(prefetch) = also.prefetch {
+                        invocation.key(prefetch);
+                        extra.push('p');
+                    }
+                    if let Some(barring_key) = &barring_key {
+                        invocation.key(barring_key);
+                        extra.push('f');
+                    }
+                    let failures = self.quota(Policy::AuthFailure);
+                    invocation
+                        .arg(extra)
+                        .arg(Self::interval_ms(failures))
+                        .arg(failures.count);
+                }
+                let answer: (i64, i64, i64, i64, String, i64, String, i64) =
+                    invocation.invoke_async(&mut connection).await?;
+                Ok(answer)
+            })
+            .await;
+        let Some((allowed, remaining, retry_after, reset, value, leased, prefetched, barred)) =
+            answer
+        else {
+            return (self.undecided(policy), None);
+        };
+        let allowed = allowed == 1;
+        self.metrics.rate_limit().decided(allowed);
+        let decision = Decision {
+            allowed,
+            policy,
+            quota,
+            remaining: u32::try_from(remaining).unwrap_or(0),
+            retry_after: millis(retry_after),
+            reset: millis(reset),
+            decided: true,
+        };
+        let read = also.map(|_| Read {
+            value: (!value.is_empty()).then_some(value),
+            took_lease: leased == 1,
+            prefetched: (!prefetched.is_empty()).then_some(prefetched),
+            barred_for: (barred > 0).then(|| millis(barred)),
+        });
+        (decision, read)
+    }
+}
+
+/// Milliseconds from a script's answer as a duration; a negative one (never sent) as zero.
+fn millis(value: i64) -> Duration {
+    Duration::from_millis(u64::try_from(value).unwrap_or(0))
 }

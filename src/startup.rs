@@ -25,7 +25,7 @@ use crate::configuration::{AuthSettings, Settings};
 use crate::db::{self, PgPool};
 use crate::domain::PageTokenKeys;
 use crate::health::{DependencyProbe, Health};
-use crate::idempotency::IdempotencyPolicy;
+use crate::idempotency::{FingerprintKey, IdempotencyPolicy};
 use crate::methods::MethodTable;
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::middleware::MiddlewareLayer;
@@ -117,12 +117,14 @@ impl Application {
 
         let services = Services::build(&self.settings, &self.database, &self.redis);
         let max_bytes = server_settings.max_request_bytes;
-        let accounts =
-            AccountServiceServer::new(AccountApi::new(services.accounts, services.idempotency))
-                .max_decoding_message_size(max_bytes);
+        let accounts = AccountServiceServer::new(AccountApi::new(
+            services.accounts,
+            services.idempotency.clone(),
+        ))
+        .max_decoding_message_size(max_bytes);
         let api_keys = ApiKeyServiceServer::new(ApiKeyApi::new(
             services.api_keys,
-            services.idempotency,
+            services.idempotency.clone(),
             services.page_tokens.clone(),
         ))
         .max_decoding_message_size(max_bytes);
@@ -130,7 +132,7 @@ impl Application {
             .max_decoding_message_size(max_bytes);
         let tickets = TicketServiceServer::new(TicketApi::new(
             services.tickets,
-            services.idempotency,
+            services.idempotency.clone(),
             services.page_tokens.clone(),
         ))
         .max_decoding_message_size(max_bytes);
@@ -316,6 +318,8 @@ impl Services {
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
             settings.auth.refresh_token_ttl,
+            settings.auth.refresh_reuse_grace,
+            &settings.auth.jwt_secret,
         );
         let metrics = Metrics::default();
         let principals = PrincipalStates::new(
@@ -340,6 +344,7 @@ impl Services {
             idempotency: IdempotencyPolicy {
                 retention: settings.idempotency.retention,
                 wait: settings.idempotency.wait,
+                fingerprint_key: FingerprintKey::new(&settings.idempotency.fingerprint_key),
             },
             authenticator: Authenticator::new(tokens.clone(), database.clone(), principals.clone()),
             limiter: limiter.clone(),

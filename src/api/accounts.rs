@@ -34,7 +34,10 @@ impl v1::account_service_server::AccountService for AccountApi {
         request: Request<v1::CreateAccountRequest>,
     ) -> Result<Response<v1::CreateAccountResponse>, Status> {
         let budget = request_budget(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, None, self.idempotency)?;
+        let idempotency =
+            IdempotencyRequest::of_with_secrets(&request, None, &self.idempotency, |message| {
+                message.admin_password.clear()
+            })?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let name = violations.check("name", AccountName::parse(&message.name));

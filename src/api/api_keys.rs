@@ -41,7 +41,7 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
         let (caller, budget) = request_context(&request)?;
         // Declared IDEMPOTENCY_REQUIRED: a retry without a key would leave a second live
         // credential behind.
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
         let mut violations = FieldViolations::new();
         let Some(key) = request.into_inner().api_key else {
             violations.add("api_key", &required());
@@ -101,7 +101,7 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
         request: Request<v1::RevokeApiKeyRequest>,
     ) -> Result<Response<v1::ApiKey>, Status> {
         let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
         let id = ApiKeyId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
         let respond = |key: &domain::ApiKey| Response::new(api_key_to_wire(key.clone()));

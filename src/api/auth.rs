@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 use super::users::user_to_wire;
 use super::{request_budget, request_context, required, timestamp};
 use crate::errors::{AppError, FieldViolations};
+use crate::middleware::ClientAddress;
 use crate::proto::v1;
 use crate::service::{Authentication, IssuedTokens};
 
@@ -25,6 +26,15 @@ impl v1::auth_service_server::AuthService for AuthApi {
         request: Request<v1::LoginRequest>,
     ) -> Result<Response<v1::LoginResponse>, Status> {
         request_budget(&request)?;
+        let client = request
+            .extensions()
+            .get::<ClientAddress>()
+            .map(|client| client.subject().clone())
+            .ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!(
+                    "no ClientAddress: is the admission layer in the stack?"
+                ))
+            })?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         for (field, value) in [
@@ -39,7 +49,7 @@ impl v1::auth_service_server::AuthService for AuthApi {
         violations.into_result()?;
         let (tokens, user) = self
             .authentication
-            .login(&message.account, &message.email, &message.password)
+            .login(&client, &message.account, &message.email, &message.password)
             .await?;
         Ok(Response::new(v1::LoginResponse {
             tokens: Some(tokens_to_wire(tokens)),

@@ -20,7 +20,7 @@ use crate::idempotency::{
     IdempotencyPolicy, Idempotent, Outcome, StoredResponse, caller_scope, fingerprint,
 };
 use crate::methods::Method;
-use crate::middleware::RequestDeadline;
+use crate::middleware::{ClientAddress, RequestDeadline};
 
 /// How long the work of a public RPC (no caller) may take.
 pub(crate) fn request_budget<T>(request: &Request<T>) -> AppResult<Duration> {
@@ -136,11 +136,33 @@ pub(crate) struct IdempotencyRequest {
 
 impl IdempotencyRequest {
     /// Reads the key and the RPC's declaration from `request` (put there by the middleware) and
-    /// fingerprints the message.
+    /// fingerprints the message, which has no secret fields.
     pub(crate) fn of<T: prost::Message>(
         request: &Request<T>,
         caller: Option<&Caller>,
-        policy: IdempotencyPolicy,
+        policy: &IdempotencyPolicy,
+    ) -> AppResult<Self> {
+        Self::fingerprinting(request, caller, policy, request.get_ref().encode_to_vec())
+    }
+
+    /// [`Self::of`] for a message with secret fields (a password), which `clear_secrets` empties
+    /// before the message is fingerprinted: a retry that differs only in a secret replays.
+    pub(crate) fn of_with_secrets<T: prost::Message + Clone>(
+        request: &Request<T>,
+        caller: Option<&Caller>,
+        policy: &IdempotencyPolicy,
+        clear_secrets: impl FnOnce(&mut T),
+    ) -> AppResult<Self> {
+        let mut without_secrets = request.get_ref().clone();
+        clear_secrets(&mut without_secrets);
+        Self::fingerprinting(request, caller, policy, without_secrets.encode_to_vec())
+    }
+
+    fn fingerprinting<T>(
+        request: &Request<T>,
+        caller: Option<&Caller>,
+        policy: &IdempotencyPolicy,
+        fingerprinted: Vec<u8>,
     ) -> AppResult<Self> {
         let method = request
             .extensions()
@@ -153,10 +175,17 @@ impl IdempotencyRequest {
             })?;
         Ok(Self {
             key: request.extensions().get::<IdempotencyKey>().cloned(),
-            caller: caller_scope(caller),
+            caller: caller_scope(
+                caller,
+                request
+                    .extensions()
+                    .get::<ClientAddress>()
+                    .map_or("unknown", ClientAddress::as_str),
+                &policy.fingerprint_key,
+            ),
             rpc: &method.path,
-            hash: fingerprint(&request.get_ref().encode_to_vec()),
-            policy,
+            hash: fingerprint(&policy.fingerprint_key, &fingerprinted),
+            policy: policy.clone(),
         })
     }
 
@@ -170,7 +199,7 @@ impl IdempotencyRequest {
             rpc: self.rpc,
             key,
             request_hash: self.hash.clone(),
-            policy: self.policy,
+            policy: self.policy.clone(),
             store_success: store,
             store_failure: stored_failure,
         })

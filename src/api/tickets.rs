@@ -46,7 +46,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         request: Request<v1::CreateTicketRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
         let new_ticket = parse_new_ticket(request.into_inner().ticket)?;
         let respond = |ticket: &Ticket| {
             created(
@@ -101,7 +101,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         request: Request<v1::UpdateTicketRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let Some(ticket) = message.ticket else {
@@ -168,7 +168,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         request: Request<v1::AssignTicketRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let id = violations.check("id", TicketId::parse(&message.id));
@@ -223,7 +223,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         request: Request<v1::DeleteTicketRequest>,
     ) -> Result<Response<v1::DeleteTicketResponse>, Status> {
         let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
         let (id, etag) = id_and_etag(&request.get_ref().id, &request.get_ref().etag)?;
         let respond = |_: &Ticket| Response::new(v1::DeleteTicketResponse {});
         let store = stored_as(&respond);
@@ -245,7 +245,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         request: Request<v1::AddCommentRequest>,
     ) -> Result<Response<v1::Comment>, Status> {
         let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
@@ -330,7 +330,7 @@ impl TicketApi {
         transition: TicketTransition,
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
         let (id, etag) = id_and_etag(id, etag)?;
         let store = stored_as(&ticket_response);
         let idempotent = idempotency.for_service(&store);

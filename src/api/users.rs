@@ -44,7 +44,12 @@ impl v1::user_service_server::UserService for UserApi {
         request: Request<v1::CreateUserRequest>,
     ) -> Result<Response<v1::User>, Status> {
         let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
+        let idempotency = IdempotencyRequest::of_with_secrets(
+            &request,
+            Some(&caller),
+            &self.idempotency,
+            |message| message.password.clear(),
+        )?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let user = message.user.unwrap_or_default();
@@ -110,7 +115,7 @@ impl v1::user_service_server::UserService for UserApi {
         request: Request<v1::UpdateUserRequest>,
     ) -> Result<Response<v1::User>, Status> {
         let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), self.idempotency)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let Some(user) = message.user else {

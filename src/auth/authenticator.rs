@@ -126,7 +126,7 @@ impl Authenticator {
                     claims.user_id.as_uuid(),
                 )
                 .await?
-                .ok_or_else(user_deactivated)?;
+                .ok_or_else(unknown_user)?;
                 Ok(PrincipalState::User {
                     account_id: claims.account_id,
                     role: user.role,
@@ -181,6 +181,15 @@ impl Authenticator {
     }
 }
 
+/// A validly signed token naming a user its account does not have: never issued as such, so
+/// the credentials are wrong rather than the user deactivated.
+fn unknown_user() -> AppError {
+    AppError::Unauthenticated {
+        reason: "INVALID_CREDENTIALS",
+        message: "the access token names no user of its account".to_owned(),
+    }
+}
+
 fn user_deactivated() -> AppError {
     AppError::Unauthenticated {
         reason: "USER_DEACTIVATED",
@@ -199,7 +208,10 @@ fn caller_from(credential: &Credential, state: PrincipalState) -> AppResult<Call
                 active,
             },
         ) => {
-            if account_id != claims.account_id || !active {
+            if account_id != claims.account_id {
+                return Err(unknown_user());
+            }
+            if !active {
                 return Err(user_deactivated());
             }
             Ok(Caller {

@@ -4,10 +4,22 @@
 //! token used and issues the next one; presenting a used token again means it was stolen or
 //! replayed, so the whole session is revoked (RFC 9700, section 4.14.2). Only SHA-256 hashes of
 //! tokens are stored, and every key expires with the refresh-token lifetime. Each step is one
-//! Lua script, so concurrent refreshes of one token cannot both succeed.
+//! Lua script, so concurrent refreshes of one token cannot rotate it twice.
+//!
+//! **Grace window.** Two tabs refreshing with the same token at once are not a theft: for a
+//! short window after a rotation (`REFRESH_TOKEN_REUSE_GRACE_SECS`) presenting the token just
+//! rotated answers the same successor again instead of revoking. The successor is not stored
+//! to make that possible: it is derived from the presented token with a server key (an HMAC), so
+//! whoever presents the old token within the window computes the same successor, the script
+//! recognises it by its hash, and the access token is re-issued with the same claims (time of
+//! the rotation, an id derived from the successor): a byte-identical pair. Without the server
+//! key nobody can derive a successor from a stolen token; after the window, reuse revokes as
+//! before.
 //!
 //! Keys, under the configured prefix: `session:<sid>` (hash: user, account),
-//! `refresh:<sha256>` (hash: sid, state live|used), `user-sessions:<uid>` (set of sids).
+//! `refresh:<sha256>` (hash: sid, state live|used), `refresh-grace:<sha256>` (hash: the
+//! successor's record key, the rotation time; lives as long as the grace window),
+//! `user-sessions:<uid>` (set of sids).
 
 use std::fmt;
 use std::sync::LazyLock;
@@ -19,7 +31,9 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use rand::rngs::OsRng;
 use redis::Script;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::domain::{AccountId, SessionId, UserId};
 use crate::errors::{AppError, AppResult};
@@ -41,6 +55,21 @@ impl RefreshToken {
 
     fn hash(&self) -> String {
         hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+
+    /// The token that rotating this one issues: the same for every presenter of this one,
+    /// unknowable without the server key.
+    fn successor(&self, key: &ring::hmac::Key) -> Self {
+        Self(URL_SAFE_NO_PAD.encode(ring::hmac::sign(key, self.0.as_bytes())))
+    }
+
+    /// An id derived from the token, for the access token issued beside it: the same pair for
+    /// every presenter of its predecessor within the grace window.
+    pub fn derived_id(&self) -> Uuid {
+        let digest = Sha256::digest(format!("jti\0{}", self.0).as_bytes());
+        let mut bytes = [0_u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
     }
 
     /// The token itself: only for the response that hands it over.
@@ -66,10 +95,12 @@ pub struct SessionOwner {
 /// What presenting a refresh token did.
 #[derive(Debug)]
 pub enum RefreshTokenOutcome {
-    /// The token was live: here is the next one.
+    /// The token was live, or was rotated within the grace window: here is the next one, and
+    /// when the rotation happened (the access token issued with it carries that time).
     Rotated {
         owner: SessionOwner,
         next: RefreshToken,
+        rotated_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     },
     /// The token had been used already: the session is now revoked.
@@ -88,6 +119,9 @@ redis.call('EXPIRE', KEYS[3], ARGV[4])
 return 1
 ";
 
+/// KEYS: the presented token's record, its successor's record, the presented token's grace
+/// record. ARGV: the session key prefix, the lifetime (s), the user-sessions key prefix, the
+/// grace window (ms). Returns {outcome, sid, user, account, rotation time in ms}.
 const ROTATE: &str = r"
 local sid = redis.call('HGET', KEYS[1], 'sid')
 if not sid then return {'invalid'} end
@@ -96,16 +130,25 @@ local user = redis.call('HGET', session, 'user')
 if not user then return {'invalid'} end
 local account = redis.call('HGET', session, 'account')
 if redis.call('HGET', KEYS[1], 'state') ~= 'live' then
+  if redis.call('HGET', KEYS[3], 'next') == KEYS[2] then
+    return {'rotated', sid, user, account, redis.call('HGET', KEYS[3], 'at')}
+  end
   redis.call('DEL', session)
   redis.call('SREM', ARGV[3] .. user, sid)
   return {'reused', sid, user, account}
 end
+local now_parts = redis.call('TIME')
+local now = string.format('%.0f', tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000))
 redis.call('HSET', KEYS[1], 'state', 'used')
 redis.call('HSET', KEYS[2], 'sid', sid, 'state', 'live')
 redis.call('EXPIRE', KEYS[2], ARGV[2])
+if tonumber(ARGV[4]) > 0 then
+  redis.call('HSET', KEYS[3], 'next', KEYS[2], 'at', now)
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
 redis.call('EXPIRE', session, ARGV[2])
 redis.call('EXPIRE', ARGV[3] .. user, ARGV[2])
-return {'rotated', sid, user, account}
+return {'rotated', sid, user, account, now}
 ";
 
 const END_ALL: &str = r"
@@ -131,19 +174,40 @@ pub struct SessionStore {
     pool: Redis,
     keys: RedisKeys,
     lifetime: Duration,
+    /// How long after a rotation the rotated token still answers its successor.
+    reuse_grace: Duration,
+    /// The key successors are derived with.
+    successor_key: ring::hmac::Key,
 }
 
 impl SessionStore {
-    pub fn new(pool: Redis, keys: RedisKeys, lifetime: Duration) -> Self {
+    /// `secret` is the server secret the successor key is derived from (`JWT_SECRET`).
+    pub fn new(
+        pool: Redis,
+        keys: RedisKeys,
+        lifetime: Duration,
+        reuse_grace: Duration,
+        secret: &SecretString,
+    ) -> Self {
+        let derived = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.expose_secret().as_bytes()),
+            b"supportdesk refresh-token successor v1",
+        );
         Self {
             pool,
             keys,
             lifetime,
+            reuse_grace,
+            successor_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref()),
         }
     }
 
     fn expires_at(&self) -> DateTime<Utc> {
-        Utc::now() + chrono::Duration::from_std(self.lifetime).unwrap_or(chrono::Duration::MAX)
+        self.expires_after(Utc::now())
+    }
+
+    fn expires_after(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        at + chrono::Duration::from_std(self.lifetime).unwrap_or(chrono::Duration::MAX)
     }
 
     /// Starts a session for a user who just logged in.
@@ -168,16 +232,20 @@ impl SessionStore {
         Ok((session_id, token, self.expires_at()))
     }
 
-    /// Uses `presented` up and, if it was live, returns the session's next token.
+    /// Uses `presented` up and, if it was live (or rotated within the grace window), returns the
+    /// session's next token.
     pub async fn rotate(&self, presented: &RefreshToken) -> AppResult<RefreshTokenOutcome> {
-        let next = RefreshToken::generate();
+        let next = presented.successor(&self.successor_key);
+        let presented_hash = presented.hash();
         let mut connection = self.pool.get().await?;
         let answer: Vec<String> = ROTATE_SCRIPT
-            .key(self.keys.key(&format!("refresh:{}", presented.hash())))
+            .key(self.keys.key(&format!("refresh:{presented_hash}")))
             .key(self.keys.key(&format!("refresh:{}", next.hash())))
+            .key(self.keys.key(&format!("refresh-grace:{presented_hash}")))
             .arg(self.keys.key("session:"))
             .arg(self.lifetime.as_secs())
             .arg(self.keys.key("user-sessions:"))
+            .arg(u64::try_from(self.reuse_grace.as_millis()).unwrap_or(u64::MAX))
             .invoke_async(&mut connection)
             .await?;
         let owner = |answer: &[String]| -> AppResult<SessionOwner> {
@@ -192,11 +260,21 @@ impl SessionStore {
             })
         };
         Ok(match answer.first().map(String::as_str) {
-            Some("rotated") => RefreshTokenOutcome::Rotated {
-                owner: owner(&answer)?,
-                next,
-                expires_at: self.expires_at(),
-            },
+            Some("rotated") => {
+                let rotated_at = answer
+                    .get(4)
+                    .and_then(|millis| millis.parse::<i64>().ok())
+                    .and_then(DateTime::<Utc>::from_timestamp_millis)
+                    .ok_or_else(|| {
+                        AppError::internal(anyhow::anyhow!("malformed rotation time"))
+                    })?;
+                RefreshTokenOutcome::Rotated {
+                    owner: owner(&answer)?,
+                    next,
+                    rotated_at,
+                    expires_at: self.expires_after(rotated_at),
+                }
+            }
             Some("reused") => RefreshTokenOutcome::Reused {
                 owner: owner(&answer)?,
             },

@@ -14,6 +14,9 @@ use crate::errors::{AppError, AppResult};
 
 const ISSUER: &str = "supportdesk";
 
+/// How far the clocks of two instances may disagree: the leeway on `exp` and on `iat`.
+const CLOCK_SKEW_SECS: i64 = 5;
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
@@ -65,7 +68,7 @@ impl TokenIssuer {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "iss"]);
-        validation.leeway = 5;
+        validation.leeway = CLOCK_SKEW_SECS.unsigned_abs();
         Self {
             encoding: EncodingKey::from_secret(key),
             decoding: DecodingKey::from_secret(key),
@@ -81,7 +84,27 @@ impl TokenIssuer {
         role: Role,
         session_id: SessionId,
     ) -> AppResult<AccessToken> {
-        let issued_at = Utc::now();
+        self.issue_as(
+            user_id,
+            account_id,
+            role,
+            session_id,
+            Utc::now(),
+            Uuid::new_v4(),
+        )
+    }
+
+    /// A token issued at `issued_at` with the id `token_id`: the same arguments sign the same
+    /// token, which is how two refreshes within the grace window get the same pair.
+    pub fn issue_as(
+        &self,
+        user_id: UserId,
+        account_id: AccountId,
+        role: Role,
+        session_id: SessionId,
+        issued_at: DateTime<Utc>,
+        token_id: Uuid,
+    ) -> AppResult<AccessToken> {
         let expires_at = issued_at
             + chrono::Duration::from_std(self.lifetime)
                 .map_err(|error| AppError::internal(anyhow::anyhow!(error)))?;
@@ -93,7 +116,7 @@ impl TokenIssuer {
             iss: ISSUER.to_owned(),
             iat: issued_at.timestamp(),
             exp: expires_at.timestamp(),
-            jti: Uuid::new_v4().to_string(),
+            jti: token_id.to_string(),
         };
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -115,6 +138,14 @@ impl TokenIssuer {
                 }
             })?
             .claims;
+        // jsonwebtoken checks `exp` but not `iat`: a token "issued" later than now (beyond the
+        // clock skew between instances) was not issued by this service as it claims.
+        if claims.iat > Utc::now().timestamp() + CLOCK_SKEW_SECS {
+            return Err(AppError::Unauthenticated {
+                reason: "INVALID_CREDENTIALS",
+                message: "the access token claims to be issued in the future".to_owned(),
+            });
+        }
         Ok(AccessClaims {
             user_id: UserId::parse(&claims.sub).map_err(|_| invalid_token())?,
             account_id: AccountId::parse(&claims.acct).map_err(|_| invalid_token())?,
@@ -229,6 +260,45 @@ mod tests {
             reason(issuer().verify(&token).unwrap_err()),
             "INVALID_CREDENTIALS"
         );
+    }
+
+    fn signed(claims: &Claims) -> String {
+        let key = EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef");
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key).unwrap()
+    }
+
+    fn claims_issued_at(iat: i64) -> Claims {
+        Claims {
+            sub: UserId::generate().to_string(),
+            acct: AccountId::generate().to_string(),
+            role: "admin".to_owned(),
+            sid: SessionId::generate().to_string(),
+            iss: ISSUER.to_owned(),
+            iat,
+            exp: iat + 600,
+            jti: "x".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_refused() {
+        let in_a_minute = Utc::now().timestamp() + 60;
+        let error = issuer()
+            .verify(&signed(&claims_issued_at(in_a_minute)))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("issued in the future"),
+            "{error}"
+        );
+        assert_eq!(reason(error), "INVALID_CREDENTIALS");
+    }
+
+    #[test]
+    fn a_token_issued_within_the_clock_skew_is_accepted() {
+        let just_ahead = Utc::now().timestamp() + CLOCK_SKEW_SECS - 2;
+        issuer()
+            .verify(&signed(&claims_issued_at(just_ahead)))
+            .expect("within the skew two instances' clocks may have");
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! claim, so the key is free again at once: the claim is a row lock, held by the request's own
 //! transaction, which PostgreSQL releases when the request's connection or deadline ends.
 //!
+//! A request is recognised by its *fingerprint*: an HMAC, under a server secret, of the request
+//! message with its secret fields (passwords) cleared, so that the table holds nothing a reader
+//! could test password guesses against.
+//!
 //! The whole mechanism lives here: [`Idempotent`] (one request's scope, key and fingerprint),
 //! [`in_idempotent_transaction!`] (claim, work in a savepoint, store, in one transaction),
 //! [`StoredResponse`] (the one stored form of an outcome, success or final error) and the sweep
@@ -18,7 +22,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use diesel_async::AsyncPgConnection;
-use sha2::{Digest, Sha256};
+use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Principal};
@@ -28,12 +32,40 @@ use crate::domain::IdempotencyKey;
 use crate::errors::{AppError, AppResult};
 
 /// The settings every idempotent request shares.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct IdempotencyPolicy {
     /// How long a key's outcome is kept (at least 24 hours by default).
     pub retention: Duration,
     /// How long a retry waits for the first request holding its key before ABORTED.
     pub wait: Duration,
+    /// The key request fingerprints (and anonymous scopes) are made with.
+    pub fingerprint_key: FingerprintKey,
+}
+
+/// The server secret fingerprints are HMACs with (`IDEMPOTENCY_FINGERPRINT_KEY`). Unkeyed, a
+/// fingerprint kept for a day is a fast hash of the request, against which anyone reading the
+/// table could test guesses of what the request held; keyed, it tells nothing without the key.
+#[derive(Clone)]
+pub struct FingerprintKey(std::sync::Arc<ring::hmac::Key>);
+
+impl FingerprintKey {
+    pub fn new(secret: &SecretString) -> Self {
+        Self(std::sync::Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            secret.expose_secret().as_bytes(),
+        )))
+    }
+
+    /// HMAC-SHA256 of `data` under the key.
+    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
+        ring::hmac::sign(&self.0, data).as_ref().to_vec()
+    }
+}
+
+impl std::fmt::Debug for FingerprintKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FingerprintKey([REDACTED])")
+    }
 }
 
 /// An outcome as stored for replays: a success (the encoded response message and the metadata
@@ -150,18 +182,25 @@ pub fn as_is<T: Clone>(value: &T) -> AppResult<T> {
     Ok(value.clone())
 }
 
-/// The scope part naming the caller: user and key ids are unique across accounts.
-pub fn caller_scope(caller: Option<&Caller>) -> String {
+/// The scope part naming the caller: user and key ids are unique across accounts. A request
+/// without a caller is scoped to its client address (`client`, e.g. `ip:203.0.113.7`), kept
+/// only as a keyed hash: a stranger elsewhere who happens on the same key gets a scope of their
+/// own, so IDEMPOTENCY_KEY_REUSED cannot tell them that someone else used it.
+pub fn caller_scope(caller: Option<&Caller>, client: &str, key: &FingerprintKey) -> String {
     match caller.map(|caller| &caller.principal) {
         Some(Principal::User { user_id, .. }) => format!("user:{user_id}"),
         Some(Principal::ApiKey { key_id, .. }) => format!("key:{key_id}"),
-        None => "anonymous".to_owned(),
+        None => format!(
+            "anonymous:{}",
+            hex::encode(&key.sign(format!("client\0{client}").as_bytes())[..16])
+        ),
     }
 }
 
-/// The fingerprint of a request message: prost encodes fields in a fixed order.
-pub fn fingerprint(encoded_request: &[u8]) -> Vec<u8> {
-    Sha256::digest(encoded_request).to_vec()
+/// The fingerprint of a request message (encoded with its secret fields cleared: prost encodes
+/// fields in a fixed order): a keyed HMAC, never a plain hash.
+pub fn fingerprint(key: &FingerprintKey, encoded_request: &[u8]) -> Vec<u8> {
+    key.sign(encoded_request)
 }
 
 fn in_use() -> AppError {

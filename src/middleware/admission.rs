@@ -6,12 +6,16 @@
 //!    reflection as infrastructure) counts against the client IP's quota and goes on;
 //! 2. any other call must bring a credential, checked without I/O ([`Authenticator::verify`]):
 //!    a missing, malformed, forged or expired one is UNAUTHENTICATED before any pool is touched;
+//!    every failed authentication but a missing credential costs one Redis round trip, counting
+//!    it against the client IP's `auth-failure` quota: past it, RESOURCE_EXHAUSTED;
 //! 3. one Redis script counts the call against the caller's declared quota and reads the
 //!    caller's state ([`crate::auth::principals`]), and what the RPC declares to prefetch (for
 //!    GetTicket, the ticket's cache entry, found through the request's `id`: the unary request
 //!    body is read here for that, and handed on unchanged);
 //! 4. the caller is resolved from that state, or from PostgreSQL when Redis had none
-//!    ([`Authenticator::resolve`]): a deactivated user or revoked key is UNAUTHENTICATED;
+//!    ([`Authenticator::resolve`]): a deactivated user or revoked key is UNAUTHENTICATED (and
+//!    counted as in 2). An API key Redis does not know, from a client over its `auth-failure`
+//!    quota, is refused before PostgreSQL is asked (the script of 3 looks at that quota too);
 //! 5. a caller below the RPC's declared least `role` is PERMISSION_DENIED, so each role rule is
 //!    written once, beside its RPC;
 //! 6. a spent quota is RESOURCE_EXHAUSTED (after the checks above, so a refused credential
@@ -29,15 +33,16 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use super::method::declared_method;
-use super::rate_limit::{add_headers, client_subject, policy_for, refusal};
+use super::rate_limit::{ClientAddress, add_headers, client_subject, policy_for, refusal};
 use super::unary_body::Peeked;
 use prost_reflect::MessageDescriptor;
 
 use crate::auth::principals::{KnownState, Lease};
 use crate::auth::{Authenticator, Caller, Credential};
 use crate::domain::TicketId;
+use crate::errors::AppError;
 use crate::methods::{Access, Method, Prefetch};
-use crate::rate_limit::{Decision, RateLimiter, Subject};
+use crate::rate_limit::{AlsoRead, Decision, Policy, RateLimiter, Subject};
 use crate::service::{PrefetchedEntry, TicketCache};
 
 #[derive(Clone)]
@@ -148,88 +153,141 @@ async fn admit(
         client,
         ticket,
     } = presented;
-    {
-        let policy = policy_for(method);
-        if method.is_some_and(|method| method.access == Access::Public) {
-            let Some(policy) = policy else {
-                return Ok(Admitted {
-                    caller: None,
-                    decision: None,
-                    prefetched: None,
-                });
-            };
-            let decision = limiter.check(policy, &client).await;
-            if !decision.allowed {
-                return Err(refusal(&client, &decision));
-            }
+    let policy = policy_for(method);
+    if method.is_some_and(|method| method.access == Access::Public) {
+        let Some(policy) = policy else {
             return Ok(Admitted {
                 caller: None,
-                decision: Some(decision),
+                decision: None,
                 prefetched: None,
             });
+        };
+        // The login quota counts failed logins, known only once the password is checked (by
+        // the handler, with the other login quotas): here the address is only looked at, so
+        // that one already over it is refused before its request is read.
+        let decision = if policy == Policy::Login {
+            limiter.peek(policy, &client).await
+        } else {
+            limiter.check(policy, &client).await
+        };
+        if !decision.allowed {
+            return Err(refusal(&client, &decision));
         }
-
-        let credential = authenticator
-            .verify(authorization.as_deref())
-            .map_err(answer)?;
-        let subject = credential.quota_subject();
-        let state_key = authenticator.states().key(&credential.principal());
-        let lease = Lease::new();
-        // The account comes from the verified token; the state read beside it confirms it.
-        let prefetch_key = match (&credential, ticket) {
-            (Credential::AccessToken(claims), Some(ticket)) => {
-                Some(ticket_cache.entry_key(claims.account_id, ticket))
-            }
-            _ => None,
-        };
-        let (decision, read) = match policy {
-            Some(policy) => {
-                let (decision, read) = limiter
-                    .admit(
-                        policy,
-                        &subject,
-                        Some((&state_key, &lease)),
-                        prefetch_key.as_deref(),
-                    )
-                    .await;
-                (Some(decision), read)
-            }
-            None => (None, None),
-        };
-        let prefetched = prefetch_key
-            .zip(read.as_ref())
-            .map(|(key, read)| PrefetchedEntry {
-                key,
-                value: read.prefetched.clone(),
-            });
-        let known = match read {
-            Some(read) => KnownState::from_read(read.value.as_deref(), lease, read.took_lease),
-            None => KnownState::Unknown { lease: None },
-        };
-        let caller = authenticator
-            .resolve(&credential, known)
-            .await
-            .and_then(|caller| {
-                if let Some(role) = method.and_then(|method| method.role) {
-                    caller.require(role)?;
-                }
-                Ok(caller)
-            })
-            .map_err(answer)?;
-        if let Some(decision) = &decision
-            && !decision.allowed
-        {
-            return Err(refusal(&subject, decision));
-        }
-        Ok(Admitted {
-            caller: Some(caller),
-            decision,
-            prefetched,
-        })
+        return Ok(Admitted {
+            caller: None,
+            decision: Some(decision),
+            prefetched: None,
+        });
     }
+
+    let credential = match authenticator.verify(authorization.as_deref()) {
+        Ok(credential) => credential,
+        Err(error) => return Err(failed_authentication(&limiter, &client, error).await),
+    };
+    let subject = credential.quota_subject();
+    let state_key = authenticator.states().key(&credential.principal());
+    let lease = Lease::new();
+    // The account comes from the verified token; the state read beside it confirms it.
+    let prefetch_key = match (&credential, ticket) {
+        (Credential::AccessToken(claims), Some(ticket)) => {
+            Some(ticket_cache.entry_key(claims.account_id, ticket))
+        }
+        _ => None,
+    };
+    // An API key Redis does not know costs a PostgreSQL lookup: a client over its
+    // failed-authentication quota (guessing keys) does not get one. A token's signature already
+    // proved it genuine.
+    let barring = matches!(credential, Credential::ApiKey(_)).then_some(&client);
+    let (decision, read) = match policy {
+        Some(policy) => {
+            let (decision, read) = limiter
+                .admit(
+                    policy,
+                    &subject,
+                    Some(AlsoRead {
+                        key: &state_key,
+                        lease: &lease,
+                        prefetch: prefetch_key.as_deref(),
+                        barring,
+                    }),
+                )
+                .await;
+            (Some(decision), read)
+        }
+        None => (None, None),
+    };
+    if let Some(barred_for) = read.as_ref().and_then(|read| read.barred_for) {
+        let quota = limiter.quota(Policy::AuthFailure);
+        let decision = Decision {
+            allowed: false,
+            policy: Policy::AuthFailure,
+            quota,
+            remaining: 0,
+            retry_after: barred_for,
+            reset: quota.window,
+            decided: true,
+        };
+        return Err(refusal(&client, &decision));
+    }
+    let prefetched = prefetch_key
+        .zip(read.as_ref())
+        .map(|(key, read)| PrefetchedEntry {
+            key,
+            value: read.prefetched.clone(),
+        });
+    let known = match read {
+        Some(read) => KnownState::from_read(read.value.as_deref(), lease, read.took_lease),
+        None => KnownState::Unknown { lease: None },
+    };
+    let caller = match authenticator.resolve(&credential, known).await {
+        Ok(caller) => caller,
+        Err(error @ AppError::Unauthenticated { .. }) => {
+            return Err(failed_authentication(&limiter, &client, error).await);
+        }
+        Err(error) => return Err(answer(error)),
+    };
+    if let Some(role) = method.and_then(|method| method.role) {
+        caller.require(role).map_err(answer)?;
+    }
+    if let Some(decision) = &decision
+        && !decision.allowed
+    {
+        return Err(refusal(&subject, decision));
+    }
+    Ok(Admitted {
+        caller: Some(caller),
+        decision,
+        prefetched,
+    })
 }
 
-fn answer(error: crate::errors::AppError) -> Response<Body> {
+/// The answer to a credential that did not authenticate (malformed, forged, expired, unknown,
+/// revoked, of a deactivated user): counted against the client's failed-authentication quota,
+/// which costs it one Redis round trip and nothing else; past the quota the answer is
+/// RESOURCE_EXHAUSTED instead of UNAUTHENTICATED. A call without any credential is no attempt
+/// to authenticate and is not counted.
+async fn failed_authentication(
+    limiter: &RateLimiter,
+    client: &Subject,
+    error: AppError,
+) -> Response<Body> {
+    if matches!(
+        error,
+        AppError::Unauthenticated {
+            reason: "MISSING_CREDENTIALS",
+            ..
+        }
+    ) {
+        return answer(error);
+    }
+    let decision = limiter.check(Policy::AuthFailure, client).await;
+    if decision.decided && !decision.allowed {
+        return refusal(client, &decision);
+    }
+    answer(error)
+}
+
+fn answer(error: AppError) -> Response<Body> {
     tonic::Status::from(error).into_http()
 }
 
@@ -271,6 +329,7 @@ where
             };
             let mut request = Request::from_parts(parts, body);
             let presented = Presented::of(&request, &limiter, ticket);
+            let client = ClientAddress::new(presented.client.clone());
             let Admitted {
                 caller,
                 decision,
@@ -279,6 +338,7 @@ where
                 Ok(admitted) => admitted,
                 Err(refused) => return Ok(refused),
             };
+            request.extensions_mut().insert(client);
             if let Some(caller) = caller {
                 request.extensions_mut().insert(caller);
             }

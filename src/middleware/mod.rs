@@ -35,7 +35,7 @@ pub use path_binding::{
     CheckPathBinding, ORIGINAL_METHOD_HEADER, ORIGINAL_PATH_HEADER, PATH_BODY_MISMATCH,
     PathBindingLayer,
 };
-pub use rate_limit::client_ip;
+pub use rate_limit::{ClientAddress, client_ip};
 
 use std::time::Duration;
 

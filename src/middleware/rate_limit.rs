@@ -11,7 +11,6 @@ use http::{HeaderValue, Request, Response};
 use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 
-use crate::errors::AppError;
 use crate::methods::{Method, Quota};
 use crate::rate_limit::{Decision, Policy, Subject};
 
@@ -48,7 +47,26 @@ pub fn client_ip(
         .or(Some(peer))
 }
 
-/// The client-IP subject of a request without a caller.
+/// The client's address as admission established it (`ip:<address>`), in the request
+/// extensions for handlers that throttle or scope by it: `Login`, anonymous idempotency keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAddress(Subject);
+
+impl ClientAddress {
+    pub fn new(subject: Subject) -> Self {
+        Self(subject)
+    }
+
+    pub fn subject(&self) -> &Subject {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// The client-IP subject of a request.
 pub(super) fn client_subject<B>(request: &Request<B>, trusted: &[IpAddr]) -> Subject {
     let peer = request
         .extensions()
@@ -78,20 +96,7 @@ pub(super) fn add_headers(response: &mut Response<Body>, decision: &Decision) {
 /// The answer to a refused request: RESOURCE_EXHAUSTED when the quota is spent, UNAVAILABLE when
 /// Redis could not decide and the policy is to fail closed; with the rate-limit headers.
 pub(super) fn refusal(subject: &Subject, decision: &Decision) -> Response<Body> {
-    let error = if decision.decided {
-        AppError::RateLimited {
-            subject: subject.as_str().to_owned(),
-            policy: decision.policy.name(),
-            quota: decision.quota,
-            retry_after: decision.retry_after,
-        }
-    } else {
-        AppError::Unavailable {
-            dependency: crate::errors::Dependency::Redis,
-            source: anyhow::anyhow!("the rate limiter cannot decide and fails closed"),
-        }
-    };
-    let mut response = tonic::Status::from(error).into_http();
+    let mut response = tonic::Status::from(decision.refusal(subject)).into_http();
     add_headers(&mut response, decision);
     if let Ok(value) = HeaderValue::from_str(&decision.retry_after_secs().to_string()) {
         response.headers_mut().insert("retry-after", value);

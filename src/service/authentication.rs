@@ -10,7 +10,7 @@ use crate::db::PgPool;
 use crate::db::models::{Account, User};
 use crate::domain::{self, AccountSlug, Email, UserLogin};
 use crate::errors::{AppError, AppResult};
-use crate::rate_limit::{Policy, RateLimiter, Subject};
+use crate::rate_limit::{LoginAttempt, LoginGate, LoginOutcome, RateLimiter, Subject};
 use crate::with_connection;
 
 /// What a successful login or refresh hands out.
@@ -55,40 +55,21 @@ impl Authentication {
         }
     }
 
-    /// Checks the password and starts a session. An unknown account or email, a user without a
+    /// Checks the password and starts a session, within the login quotas of `client`
+    /// ([`crate::rate_limit::LoginAttempt`]). An unknown account or email, a user without a
     /// password or a deactivated one all verify a decoy hash and fail like a wrong password.
     pub async fn login(
         &self,
+        client: &Subject,
         account: &str,
         email: &str,
         password: &str,
     ) -> AppResult<(IssuedTokens, domain::User)> {
-        // Per login name, on top of the per-IP quota of the middleware: guessing one user's
-        // password from many addresses is throttled too.
-        let name = Subject::new(
-            "login",
-            format!(
-                "{}/{}",
-                account.trim().to_lowercase(),
-                email.trim().to_lowercase()
-            ),
-        );
-        let decision = self.limiter.check(Policy::Login, &name).await;
-        if !decision.allowed {
-            return Err(if decision.decided {
-                AppError::RateLimited {
-                    subject: "login".to_owned(),
-                    policy: decision.policy.name(),
-                    quota: decision.quota,
-                    retry_after: decision.retry_after,
-                }
-            } else {
-                AppError::Unavailable {
-                    dependency: crate::errors::Dependency::Redis,
-                    source: anyhow::anyhow!("the rate limiter cannot decide and fails closed"),
-                }
-            });
-        }
+        let attempt = LoginAttempt::new(client.clone(), account, email);
+        let known_address = match self.limiter.login_gate(&attempt).await {
+            LoginGate::Open { known_address } => known_address,
+            LoginGate::Refused { subject, decision } => return Err(decision.refusal(&subject)),
+        };
         let user = match (AccountSlug::parse(account), Email::parse(email)) {
             (Ok(slug), Ok(email)) => self.find_user(&slug, &email).await?,
             _ => None,
@@ -98,9 +79,17 @@ impl Authentication {
             .filter(|login| login.user.active)
             .and_then(|login| login.password_hash.clone());
         if !self.hasher.verify(password, stored_hash).await? {
+            self.limiter
+                .login_settled(&attempt, LoginOutcome::Failed)
+                .await;
             return Err(wrong_credentials());
         }
         let user = user.ok_or_else(wrong_credentials)?.user;
+        if !known_address {
+            self.limiter
+                .login_settled(&attempt, LoginOutcome::SucceededFromNewAddress)
+                .await;
+        }
         let (session_id, refresh, refresh_expires_at) =
             self.sessions.start(user.id, user.account_id).await?;
         let access = self
@@ -126,7 +115,8 @@ impl Authentication {
         })
     }
 
-    /// Rotates a refresh token. A token presented twice revokes its whole session.
+    /// Rotates a refresh token. A token presented again within the grace window gets the same
+    /// pair; after it, a token presented twice revokes its whole session.
     pub async fn refresh(&self, presented: &str) -> AppResult<IssuedTokens> {
         match self
             .sessions
@@ -152,6 +142,7 @@ impl Authentication {
             RefreshTokenOutcome::Rotated {
                 owner,
                 next,
+                rotated_at,
                 expires_at,
             } => {
                 let user = with_connection!(&self.pool, |conn| {
@@ -166,9 +157,16 @@ impl Authentication {
                     });
                 };
                 let role = user.role;
-                let access =
-                    self.tokens
-                        .issue(owner.user_id, owner.account_id, role, owner.session_id)?;
+                // Issued as of the rotation, with an id derived from the successor: a second
+                // presenter within the grace window gets the very same access token.
+                let access = self.tokens.issue_as(
+                    owner.user_id,
+                    owner.account_id,
+                    role,
+                    owner.session_id,
+                    rotated_at,
+                    next.derived_id(),
+                )?;
                 Ok(IssuedTokens {
                     access,
                     refresh: next,

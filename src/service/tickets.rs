@@ -66,8 +66,8 @@ impl TicketDesk {
         }
     }
 
-    /// Opens a ticket in status NEW. Customers raise tickets for themselves and cannot assign
-    /// them; others name the requester by email, and an assignee must be an active agent or
+    /// Opens a ticket in status NEW. Customers raise tickets for themselves, cannot assign
+    /// them and may choose any priority but URGENT; others name the requester by email, and an assignee must be an active agent or
     /// admin of the account. A requester with the maximum of open tickets gets
     /// FAILED_PRECONDITION.
     pub async fn create(
@@ -95,6 +95,16 @@ impl TicketDesk {
         };
         if request.assignee.is_some() {
             caller.require(Role::Agent)?;
+        }
+        // Urgency is triage, the desk's call: a customer who could say URGENT would jump every
+        // queue. They may say how much it matters to them, up to HIGH.
+        if caller.restricted_to_user().is_some() && request.priority == TicketPriority::Urgent {
+            return Err(AppError::invalid_field(
+                "ticket.priority",
+                &InvalidValue::new(
+                    "customers may choose low, normal or high; urgent is set by agents",
+                ),
+            ));
         }
         let account_id = caller.account_id;
         let outcome =

@@ -9,8 +9,8 @@ use secrecy::ExposeSecret;
 use supportdesk::proto::v1;
 
 use super::helpers::{
-    TEST_JWT_SECRET, TEST_PASSWORD, TestApp, TestDatabase, admin_database_url, free_port,
-    redis_url, with_token,
+    TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, TestDatabase,
+    admin_database_url, free_port, redis_url, with_token,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_supportdesk");
@@ -58,6 +58,7 @@ async fn migrate_creates_a_missing_database_once_and_migrates_it() {
         ("DATABASE_URL", url.expose_secret()),
         ("REDIS_URL", &redis_url()),
         ("JWT_SECRET", TEST_JWT_SECRET),
+        ("IDEMPOTENCY_FINGERPRINT_KEY", TEST_FINGERPRINT_KEY),
     ];
 
     let without_flag = supportdesk(&["migrate"], &settings).await;

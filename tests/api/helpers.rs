@@ -36,6 +36,9 @@ use uuid::Uuid;
 /// The key test instances sign access tokens with.
 pub(crate) const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
+/// The key test instances make idempotency fingerprints with.
+pub(crate) const TEST_FINGERPRINT_KEY: &str = "test-fingerprint-key-test-fingerprint-key";
+
 /// The password of every user the tests create through the API.
 pub(crate) const TEST_PASSWORD: &str = "correct horse battery staple";
 
@@ -66,6 +69,7 @@ pub(crate) fn test_settings(database_name: &str) -> Settings {
         "REDIS_URL" => Some(redis_url()),
         "REDIS_KEY_PREFIX" => Some(redis_prefix.clone()),
         "JWT_SECRET" => Some(TEST_JWT_SECRET.to_owned()),
+        "IDEMPOTENCY_FINGERPRINT_KEY" => Some(TEST_FINGERPRINT_KEY.to_owned()),
         "GRPC_LISTEN_ADDR" => Some("127.0.0.1:0".to_owned()),
         "HEALTH_PROBE_INTERVAL_MS" => Some("200".to_owned()),
         "SHUTDOWN_DELAY_MS" => Some("0".to_owned()),
@@ -73,9 +77,13 @@ pub(crate) fn test_settings(database_name: &str) -> Settings {
         // set it back.
         "MAX_OPEN_TICKETS_PER_REQUESTER" => Some("1000".to_owned()),
         // Likewise for quotas: the rate-limit tests set their own.
-        "RATE_LIMIT_READ" | "RATE_LIMIT_WRITE" | "RATE_LIMIT_PUBLIC" | "RATE_LIMIT_LOGIN" => {
-            Some("100000/60".to_owned())
-        }
+        "RATE_LIMIT_READ"
+        | "RATE_LIMIT_WRITE"
+        | "RATE_LIMIT_PUBLIC"
+        | "RATE_LIMIT_LOGIN"
+        | "RATE_LIMIT_LOGIN_ATTEMPTS"
+        | "RATE_LIMIT_LOGIN_NAME_FAILURES"
+        | "RATE_LIMIT_AUTH_FAILURES" => Some("100000/60".to_owned()),
         "SHUTDOWN_DRAIN_TIMEOUT_MS" => Some("5000".to_owned()),
         _ => None,
     })

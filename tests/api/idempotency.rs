@@ -478,3 +478,221 @@ async fn create_api_key_requires_a_key_and_its_replay_never_holds_the_secret() {
             .any(|window| window == secret)
     }));
 }
+
+#[derive(diesel::QueryableByName)]
+struct StoredFingerprint {
+    #[diesel(sql_type = diesel::sql_types::Bytea)]
+    request_hash: Vec<u8>,
+    #[diesel(sql_type = Text)]
+    caller: String,
+}
+
+/// The fingerprint and scope stored for `key` of `rpc`.
+async fn stored_under(database: &TestDatabase, rpc: &str, key: &str) -> StoredFingerprint {
+    let mut conn = database.connect().await;
+    let mut rows: Vec<StoredFingerprint> = diesel::sql_query(
+        "SELECT request_hash, caller FROM idempotency_keys WHERE rpc = $1 AND key = $2",
+    )
+    .bind::<Text, _>(rpc)
+    .bind::<Text, _>(key)
+    .load(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1, "one row for {rpc} {key}");
+    rows.remove(0)
+}
+
+/// Every unkeyed hash a reader of the table could test guesses against.
+fn unkeyed_hashes(encoded: &[u8]) -> Vec<Vec<u8>> {
+    use sha2::Digest;
+    vec![
+        sha2::Sha256::digest(encoded).to_vec(),
+        sha2::Sha512::digest(encoded).to_vec(),
+        sha2::Sha224::digest(encoded).to_vec(),
+        sha2::Sha384::digest(encoded).to_vec(),
+    ]
+}
+
+fn keyed_fingerprint(encoded: &[u8]) -> Vec<u8> {
+    let key = ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        super::helpers::TEST_FINGERPRINT_KEY.as_bytes(),
+    );
+    ring::hmac::sign(&key, encoded).as_ref().to_vec()
+}
+
+#[tokio::test]
+async fn a_stored_fingerprint_is_keyed_and_leaves_passwords_out() {
+    use prost::Message;
+    let app = TestApp::spawn().await;
+    let slug = format!("fp-{}", uuid::Uuid::now_v7().simple());
+    let account = v1::CreateAccountRequest {
+        name: "Fingerprinted".to_owned(),
+        slug: slug.clone(),
+        admin_email: format!("admin@{slug}.example.com"),
+        admin_password: "a password worth guessing".to_owned(),
+        admin_display_name: "Admin".to_owned(),
+    };
+    app.accounts
+        .clone()
+        .create_account(with_key(Request::new(account.clone()), "fp-account"))
+        .await
+        .expect("signed up");
+    let user = v1::CreateUserRequest {
+        user: Some(v1::User {
+            email: "fingerprinted@example.com".to_owned(),
+            role: v1::UserRole::Agent.into(),
+            ..Default::default()
+        }),
+        password: "another password worth guessing".to_owned(),
+    };
+    app.users
+        .clone()
+        .create_user(with_key(app.as_admin(user.clone()), "fp-user"))
+        .await
+        .expect("added");
+
+    let cases = [
+        (
+            "/supportdesk.v1.AccountService/CreateAccount",
+            "fp-account",
+            account.encode_to_vec(),
+            v1::CreateAccountRequest {
+                admin_password: String::new(),
+                ..account.clone()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "/supportdesk.v1.UserService/CreateUser",
+            "fp-user",
+            user.encode_to_vec(),
+            v1::CreateUserRequest {
+                password: String::new(),
+                ..user.clone()
+            }
+            .encode_to_vec(),
+        ),
+    ];
+    for (rpc, key, whole, without_password) in cases {
+        let stored = stored_under(&app.database, rpc, key).await.request_hash;
+        for unkeyed in unkeyed_hashes(&whole)
+            .into_iter()
+            .chain(unkeyed_hashes(&without_password))
+        {
+            assert_ne!(stored, unkeyed, "{rpc}: an unkeyed hash of the request");
+        }
+        assert_ne!(
+            stored,
+            keyed_fingerprint(&whole),
+            "{rpc}: the password is part of the fingerprint"
+        );
+        assert_eq!(
+            stored,
+            keyed_fingerprint(&without_password),
+            "{rpc}: the HMAC of the request without its password"
+        );
+    }
+
+    // Without the password in the fingerprint, a retry that differs only in it replays.
+    let retried = app
+        .users
+        .clone()
+        .create_user(with_key(
+            app.as_admin(v1::CreateUserRequest {
+                password: "a third password entirely".to_owned(),
+                ..user
+            }),
+            "fp-user",
+        ))
+        .await
+        .expect("replayed");
+    assert!(replayed(&retried));
+}
+
+fn sign_up_from(address: &str, slug: &str, key: &str) -> Request<v1::CreateAccountRequest> {
+    let mut request = with_key(
+        Request::new(v1::CreateAccountRequest {
+            name: "Scoped".to_owned(),
+            slug: slug.to_owned(),
+            admin_email: format!("admin@{slug}.example.com"),
+            admin_password: super::helpers::TEST_PASSWORD.to_owned(),
+            admin_display_name: "Admin".to_owned(),
+        }),
+        key,
+    );
+    // The test client is on loopback, a trusted proxy: its x-forwarded-for is believed.
+    request
+        .metadata_mut()
+        .insert("x-forwarded-for", address.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn anonymous_keys_are_scoped_to_the_client_address_so_strangers_learn_nothing() {
+    let app = TestApp::spawn().await;
+    let key = "a-key-two-strangers-chose";
+    let first_slug = format!("first-{}", uuid::Uuid::now_v7().simple());
+    app.accounts
+        .clone()
+        .create_account(sign_up_from("203.0.113.1", &first_slug, key))
+        .await
+        .expect("the first client signs up");
+
+    // A stranger elsewhere with the same key and another body: a request of their own.
+    let stranger = app
+        .accounts
+        .clone()
+        .create_account(sign_up_from(
+            "198.51.100.2",
+            &format!("stranger-{}", uuid::Uuid::now_v7().simple()),
+            key,
+        ))
+        .await
+        .expect("not IDEMPOTENCY_KEY_REUSED: nothing is learnt about the first client");
+    assert!(!replayed(&stranger));
+    // The same body as the first client's is not replayed to a stranger either: it runs.
+    let status = app
+        .accounts
+        .clone()
+        .create_account(sign_up_from("198.51.100.3", &first_slug, key))
+        .await
+        .expect_err("runs, and finds the slug taken");
+    assert_eq!(error_reason(&status), "ACCOUNT_SLUG_TAKEN");
+
+    // The first client is still protected against its own mistakes.
+    let status = app
+        .accounts
+        .clone()
+        .create_account(sign_up_from("203.0.113.1", "something-else", key))
+        .await
+        .expect_err("the same client, another body");
+    assert_eq!(error_reason(&status), "IDEMPOTENCY_KEY_REUSED");
+    let replay = app
+        .accounts
+        .clone()
+        .create_account(sign_up_from("203.0.113.1", &first_slug, key))
+        .await
+        .expect("the same client's retry");
+    assert!(replayed(&replay));
+
+    // Three scopes hold the key (the first client's and two strangers'), none naming an
+    // address in clear.
+    let mut conn = app.database.connect().await;
+    let scopes: Vec<StoredFingerprint> = diesel::sql_query(
+        "SELECT DISTINCT request_hash, caller FROM idempotency_keys WHERE key = $1",
+    )
+    .bind::<Text, _>(key)
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let callers: std::collections::BTreeSet<&str> =
+        scopes.iter().map(|row| row.caller.as_str()).collect();
+    assert_eq!(callers.len(), 3, "{callers:?}");
+    for caller in callers {
+        assert!(caller.starts_with("anonymous:"), "{caller}");
+        for address in ["203.0.113.1", "198.51.100.2", "198.51.100.3"] {
+            assert!(!caller.contains(address), "{caller}");
+        }
+    }
+}

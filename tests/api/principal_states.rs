@@ -13,7 +13,7 @@ use supportdesk::metrics::Metrics;
 use supportdesk::proto::v1;
 use supportdesk::proto::v1::api_key_service_client::ApiKeyServiceClient;
 use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
-use supportdesk::rate_limit::{Policy, RateLimiter, Subject};
+use supportdesk::rate_limit::{AlsoRead, Policy, RateLimiter, Subject};
 use supportdesk::redis_pool::{self, RedisKeys};
 use tonic::Code;
 
@@ -154,12 +154,17 @@ async fn a_reader_that_read_postgresql_before_a_change_cannot_store_what_it_read
     };
     let read = async || {
         let lease = Lease::new();
+        let key = states.key(&user);
         let (_, read) = limiter
             .admit(
                 Policy::Read,
                 &subject,
-                Some((&states.key(&user), &lease)),
-                None,
+                Some(AlsoRead {
+                    key: &key,
+                    lease: &lease,
+                    prefetch: None,
+                    barring: None,
+                }),
             )
             .await;
         let read = read.expect("Redis answered");

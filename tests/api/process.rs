@@ -16,8 +16,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::helpers::{
-    TEST_JWT_SECRET, TEST_PASSWORD, TestDatabase, TestUser, backends_waiting_on_locks, free_port,
-    redis_url, sign_up, valid_create_request, wait_until,
+    TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestDatabase, TestUser,
+    backends_waiting_on_locks, free_port, redis_url, sign_up, valid_create_request, wait_until,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_supportdesk");
@@ -46,6 +46,7 @@ impl Running {
                 format!("supportdesk-test:{}:", uuid::Uuid::now_v7().simple()),
             )
             .env("JWT_SECRET", TEST_JWT_SECRET)
+            .env("IDEMPOTENCY_FINGERPRINT_KEY", TEST_FINGERPRINT_KEY)
             .env("GRPC_LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("LOG_FORMAT", "json")
             .env("HEALTH_PROBE_INTERVAL_MS", "200")
@@ -182,6 +183,7 @@ async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
         "hunter2-secret",
         TEST_PASSWORD,
         TEST_JWT_SECRET,
+        TEST_FINGERPRINT_KEY,
         &admin.access_token,
         &admin.refresh_token,
         &refreshed.access_token,
@@ -266,7 +268,13 @@ fn a_missing_setting_stops_the_process_naming_it() {
         .expect("run supportdesk");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for name in ["DATABASE_URL", "REDIS_URL", "JWT_SECRET", "LOG_FORMAT"] {
+    for name in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "JWT_SECRET",
+        "IDEMPOTENCY_FINGERPRINT_KEY",
+        "LOG_FORMAT",
+    ] {
         assert!(stderr.contains(name), "{name} not named in: {stderr}");
     }
 }
@@ -308,6 +316,7 @@ async fn an_operator_creates_an_account_from_the_command_line_and_its_admin_logs
         .env("DATABASE_URL", app.database.url().expose_secret())
         .env("REDIS_URL", redis_url())
         .env("JWT_SECRET", TEST_JWT_SECRET)
+        .env("IDEMPOTENCY_FINGERPRINT_KEY", TEST_FINGERPRINT_KEY)
         .env("LOG_FORMAT", "json")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -349,6 +358,7 @@ async fn seed_demo_makes_a_demo_login_and_can_generate_tickets_to_list() {
             .env("DATABASE_URL", app.database.url().expose_secret())
             .env("REDIS_URL", redis_url())
             .env("JWT_SECRET", TEST_JWT_SECRET)
+            .env("IDEMPOTENCY_FINGERPRINT_KEY", TEST_FINGERPRINT_KEY)
             .output()
             .expect("run supportdesk seed-demo");
         assert!(

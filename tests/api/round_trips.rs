@@ -7,7 +7,9 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use supportdesk::proto::v1;
 
-use super::helpers::{TestApp, admin_database_url, keyed, redis_url, valid_create_request};
+use super::helpers::{
+    TestApp, admin_database_url, error_reason, keyed, redis_url, valid_create_request, with_token,
+};
 use super::proxy::{Protocol, TcpProxy, socket_address_of, url_through};
 
 /// Round trips made by the service.
@@ -25,6 +27,10 @@ struct CountedApp {
 
 impl CountedApp {
     async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    async fn spawn_with(configure: impl FnOnce(&mut supportdesk::configuration::Settings)) -> Self {
         let postgres = TcpProxy::start_counting(
             socket_address_of(&admin_database_url()),
             Some(Protocol::Postgres),
@@ -43,6 +49,7 @@ impl CountedApp {
             // Nothing in the background while calls are counted.
             settings.server.health_probe_interval = Duration::from_secs(3600);
             settings.idempotency.sweep_interval = Duration::from_secs(3600);
+            configure(settings);
         })
         .await;
         Self {
@@ -211,5 +218,101 @@ async fn a_ticket_is_created_in_one_transaction_of_a_known_number_of_round_trips
             redis: 2 * CALLS,
             postgres: CREATE_TICKET_POSTGRES * CALLS
         }
+    );
+}
+
+#[tokio::test]
+async fn a_forged_token_costs_one_redis_round_trip_and_no_postgresql() {
+    let counted = CountedApp::spawn().await;
+    let genuine = counted.app.admin.access_token.clone();
+    let (signed, _) = genuine.rsplit_once('.').unwrap();
+    let forged = format!("{signed}.{}", "A".repeat(43));
+    let cost = counted
+        .cost_of(async || {
+            for _ in 0..CALLS {
+                let status = counted
+                    .app
+                    .users
+                    .clone()
+                    .get_current_user(with_token(&forged, v1::GetCurrentUserRequest {}))
+                    .await
+                    .expect_err("forged");
+                assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
+            }
+        })
+        .await;
+    assert_eq!(
+        cost,
+        RoundTrips {
+            redis: CALLS,
+            postgres: 0
+        },
+        "each forged token: the signature checked in memory, the failure counted in Redis"
+    );
+}
+
+#[tokio::test]
+async fn api_key_guesses_cost_postgresql_only_until_the_guesser_is_over_its_quota() {
+    let counted = CountedApp::spawn_with(|settings| {
+        settings.rate_limits.auth_failure = supportdesk::configuration::RateQuota {
+            count: 5,
+            window: Duration::from_secs(3600),
+        };
+    })
+    .await;
+    let guess = |n: u64| -> tonic::Request<v1::GetCurrentUserRequest> {
+        with_token(&format!("sd_live_{n:0>43}"), v1::GetCurrentUserRequest {})
+    };
+    // A warm-up, so that the key lookup's statement is prepared.
+    counted
+        .app
+        .users
+        .clone()
+        .get_current_user(guess(0))
+        .await
+        .expect_err("a guess");
+    let under_the_quota = counted
+        .cost_of(async || {
+            for n in 1..5 {
+                let status = counted
+                    .app
+                    .users
+                    .clone()
+                    .get_current_user(guess(n))
+                    .await
+                    .expect_err("a guess");
+                assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
+            }
+        })
+        .await;
+    assert_eq!(
+        under_the_quota,
+        RoundTrips {
+            redis: 2 * 4,
+            postgres: 4
+        },
+        "admission, the key's lookup, the failure counted"
+    );
+    let over_the_quota = counted
+        .cost_of(async || {
+            for n in 100..100 + CALLS {
+                let status = counted
+                    .app
+                    .users
+                    .clone()
+                    .get_current_user(guess(n))
+                    .await
+                    .expect_err("a guess");
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+            }
+        })
+        .await;
+    assert_eq!(
+        over_the_quota,
+        RoundTrips {
+            redis: CALLS,
+            postgres: 0
+        },
+        "refused in admission's one round trip, before PostgreSQL is asked"
     );
 }

@@ -402,6 +402,53 @@ async fn customers_cannot_raise_tickets_for_others_or_assign_them() {
 }
 
 #[tokio::test]
+async fn customers_may_choose_any_priority_but_urgent_which_agents_may_set() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let customers_request = |priority: v1::TicketPriority| {
+        let mut request = valid_create_request("how much it matters");
+        let ticket = request.ticket.as_mut().unwrap();
+        ticket.requester_email = String::new();
+        ticket.priority = priority.into();
+        customer.request(request)
+    };
+    for allowed in [
+        v1::TicketPriority::Low,
+        v1::TicketPriority::Normal,
+        v1::TicketPriority::High,
+    ] {
+        let ticket = app
+            .tickets
+            .clone()
+            .create_ticket(customers_request(allowed))
+            .await
+            .expect("a customer says how much it matters to them")
+            .into_inner();
+        assert_eq!(ticket.priority(), allowed);
+    }
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(customers_request(v1::TicketPriority::Urgent))
+        .await
+        .expect_err("urgency is the desk's call");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["ticket.priority"]);
+
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let mut request = valid_create_request("the line is down");
+    request.ticket.as_mut().unwrap().priority = v1::TicketPriority::Urgent.into();
+    let ticket = app
+        .tickets
+        .clone()
+        .create_ticket(agent.request(request))
+        .await
+        .expect("an agent may raise an urgent ticket")
+        .into_inner();
+    assert_eq!(ticket.priority(), v1::TicketPriority::Urgent);
+}
+
+#[tokio::test]
 async fn agents_and_admins_must_name_the_requester() {
     let app = TestApp::spawn().await;
     let mut request = valid_create_request("for whom?");
