@@ -650,7 +650,10 @@ mod tests {
             ("REDIS_URL", "redis://:hunter2@cache:99999"),
             ("JWT_SECRET", "short"),
             ("PAGE_TOKEN_KEYS", "0123456789abcdef0123456789abcdef, short"),
-            ("IDEMPOTENCY_FINGERPRINT_KEY", "fedcba9876543210fedcba9876543210"),
+            (
+                "IDEMPOTENCY_FINGERPRINT_KEY",
+                "fedcba9876543210fedcba9876543210",
+            ),
         ]))
         .expect_err("invalid settings");
         assert_eq!(
@@ -671,7 +674,10 @@ mod tests {
             ("DATABASE_URL", "postgres:///supportdesk"),
             ("REDIS_URL", "redis://127.0.0.1:6379"),
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
-            ("IDEMPOTENCY_FINGERPRINT_KEY", "fedcba9876543210fedcba9876543210"),
+            (
+                "IDEMPOTENCY_FINGERPRINT_KEY",
+                "fedcba9876543210fedcba9876543210",
+            ),
         ]))
         .expect_err("no host");
         assert_eq!(error.problems, ["DATABASE_URL names no host"]);
