@@ -183,6 +183,13 @@ impl Application {
             stop_probe.clone(),
         ));
 
+        let cache_repairs = tokio::spawn(
+            services
+                .ticket_cache
+                .clone()
+                .run_repairs(stop_probe.clone()),
+        );
+
         let drain = CancellationToken::new();
         let server = Server::builder()
             .http2_keepalive_interval(Some(server_settings.http2_keepalive_interval))
@@ -236,6 +243,7 @@ impl Application {
         stop_probe.cancel();
         let _ = probe.await;
         let _ = sweeper.await;
+        let _ = cache_repairs.await;
         health.set_all(ServingStatus::NotServing).await;
         tokio::time::sleep(server_settings.shutdown_delay).await;
         drain.cancel();

@@ -3,8 +3,15 @@
 //! Entries carry the ticket's version, and a Lua script stores an entry only when it is newer
 //! than the one cached. Every write stores the ticket as it committed (a deleted ticket as a
 //! tombstone), so a reader that loaded an older row before the write cannot put it back after:
-//! no stale read follows a write. When Redis fails, reads and writes go on without it for a
-//! short while (logged and counted), then try it again; the database stays the truth.
+//! no stale read follows a write whose entry reached Redis. When Redis fails, reads and writes
+//! go on without it for a short while (logged and counted), then try it again; the database
+//! stays the truth.
+//!
+//! A write whose entry could not reach Redis (Redis down, or this instance cut off from it) left
+//! the previous version there. The instance keeps such entries ([`MAX_UNSYNCED`] at most) and
+//! stores them as soon as it reaches Redis again: [`TicketCache::run_repairs`] tries every
+//! [`REPAIR_INTERVAL`], and every cache operation first. Until then, instances that do reach
+//! Redis may serve the previous version; an instance that stops first leaves it at most the TTL.
 //!
 //! GetTicket declares `prefetch: PREFETCH_TICKET`: admission reads the entry in the same Redis
 //! round trip as the caller's quota and state, so a hit costs no round trip of its own.
@@ -13,7 +20,9 @@
 //! database row, so a migration cannot silently change what the cache holds, and an entry of
 //! another schema (written by an older or newer release) is a miss, not an error.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::{AsyncCommands, Script};
@@ -30,6 +39,13 @@ use crate::redis_pool::{Redis, RedisBackoff, RedisKeys};
 
 /// How long the cache is left alone after Redis failed.
 const BACKOFF: Duration = Duration::from_secs(2);
+
+/// How many entries that could not be stored an instance keeps for repair; past that, the oldest
+/// version in Redis may be served until its TTL (logged).
+pub const MAX_UNSYNCED: usize = 10_000;
+
+/// How often the repair of entries that could not be stored is tried.
+pub const REPAIR_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Stores ARGV[1] under KEYS[1] for ARGV[3] seconds unless the entry there has a version at
 /// least ARGV[2].
@@ -147,6 +163,10 @@ pub struct TicketCache {
     ttl: Duration,
     backoff: RedisBackoff,
     metrics: Metrics,
+    /// Entries of committed writes that did not reach Redis, by key: (version, payload).
+    unsynced: Arc<Mutex<HashMap<String, (i64, String)>>>,
+    /// `unsynced.len()`, read without the lock on every cache operation.
+    unsynced_count: Arc<AtomicUsize>,
 }
 
 impl TicketCache {
@@ -158,7 +178,71 @@ impl TicketCache {
             ttl,
             backoff: RedisBackoff::new(BACKOFF, metrics.ticket_cache().redis_failures.clone()),
             metrics: metrics.clone(),
+            unsynced: Arc::new(Mutex::new(HashMap::new())),
+            unsynced_count: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Stores the entries that could not reach Redis every [`REPAIR_INTERVAL`] until `stop`.
+    pub async fn run_repairs(self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(REPAIR_INTERVAL) => {}
+            }
+            self.repair().await;
+        }
+    }
+
+    /// Stores every entry kept for repair, unless Redis is resting; one that fails again is
+    /// kept, and Redis rests.
+    async fn repair(&self) {
+        if self.unsynced_count.load(Ordering::Relaxed) == 0 || self.resting() {
+            return;
+        }
+        let pending: Vec<(String, (i64, String))> = {
+            let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
+            self.unsynced_count.store(0, Ordering::Relaxed);
+            unsynced.drain().collect()
+        };
+        let mut repaired = 0_usize;
+        let mut pending = pending.into_iter();
+        for (key, (version, payload)) in pending.by_ref() {
+            if let Err(error) = self.store_payload(&key, version, &payload).await {
+                self.failed("repair", &error);
+                self.keep_unsynced(key, version, payload);
+                break;
+            }
+            repaired += 1;
+        }
+        for (key, (version, payload)) in pending {
+            self.keep_unsynced(key, version, payload);
+        }
+        if repaired > 0 {
+            tracing::info!(
+                repaired,
+                "ticket cache entries written while Redis was unreachable are stored now"
+            );
+        }
+    }
+
+    /// Keeps an entry that could not reach Redis, unless a newer one of the key is kept.
+    fn keep_unsynced(&self, key: String, version: i64, payload: String) {
+        let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((kept, _)) = unsynced.get(&key)
+            && *kept >= version
+        {
+            return;
+        }
+        if unsynced.len() >= MAX_UNSYNCED && !unsynced.contains_key(&key) {
+            tracing::warn!(
+                key,
+                "too many ticket cache entries await Redis: this one may be stale there until its TTL"
+            );
+            return;
+        }
+        unsynced.insert(key, (version, payload));
+        self.unsynced_count.store(unsynced.len(), Ordering::Relaxed);
     }
 
     /// The Redis key of a ticket's entry.
@@ -195,6 +279,7 @@ impl TicketCache {
         if self.resting() {
             return Cached::Unknown;
         }
+        self.repair().await;
         let read = async {
             let mut connection = self.pool.get().await?;
             let raw: Option<String> = connection.get(&key).await?;
@@ -258,25 +343,30 @@ impl TicketCache {
     }
 
     async fn store_entry(&self, account_id: AccountId, id: TicketId, entry: &Entry) {
+        let Ok(payload) = serde_json::to_string(entry) else {
+            return;
+        };
+        let key = self.entry_key(account_id, id);
         if self.resting() {
+            self.keep_unsynced(key, entry.version, payload);
             return;
         }
-        let result: AppResult<()> = async {
-            let payload = serde_json::to_string(entry)
-                .map_err(|error| crate::errors::AppError::internal(anyhow::anyhow!(error)))?;
-            let mut connection = self.pool.get().await?;
-            STORE_SCRIPT
-                .key(self.entry_key(account_id, id))
-                .arg(payload)
-                .arg(entry.version)
-                .arg(self.ttl.as_secs().max(1))
-                .invoke_async::<i64>(&mut connection)
-                .await?;
-            Ok(())
-        }
-        .await;
-        if let Err(error) = result {
+        self.repair().await;
+        if let Err(error) = self.store_payload(&key, entry.version, &payload).await {
             self.failed("store", &error);
+            self.keep_unsynced(key, entry.version, payload);
         }
+    }
+
+    async fn store_payload(&self, key: &str, version: i64, payload: &str) -> AppResult<()> {
+        let mut connection = self.pool.get().await?;
+        STORE_SCRIPT
+            .key(key)
+            .arg(payload)
+            .arg(version)
+            .arg(self.ttl.as_secs().max(1))
+            .invoke_async::<i64>(&mut connection)
+            .await?;
+        Ok(())
     }
 }

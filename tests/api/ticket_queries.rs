@@ -581,3 +581,62 @@ async fn with_redis_down_tickets_are_still_served_from_postgres() {
         .expect("writes go on without the cache");
     assert_eq!(updated.into_inner().subject, "changed while Redis was away");
 }
+
+#[tokio::test]
+async fn a_write_made_while_redis_was_cut_off_reaches_the_cache_once_redis_is_back() {
+    let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.redis.url = url_through(settings.redis.url.expose_secret(), proxy.address).into();
+    })
+    .await;
+    let ticket = app.create_ticket("cached before the cut").await;
+    app.get_ticket(&ticket.id).await.expect("read, and cached");
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let cached_version = |entry: Option<String>| -> i64 {
+        let entry: serde_json::Value = serde_json::from_str(&entry.expect("an entry")).unwrap();
+        entry["version"].as_i64().unwrap()
+    };
+    let key = cache_key(&app, &ticket);
+    let before = cached_version(redis.get(&key).await.unwrap());
+
+    proxy.cut();
+    let updated = app
+        .tickets
+        .clone()
+        .update_ticket(app.as_admin(v1::UpdateTicketRequest {
+            ticket: Some(v1::Ticket {
+                id: ticket.id.clone(),
+                subject: "changed while Redis was cut off".to_owned(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["subject".to_owned()],
+            }),
+        }))
+        .await
+        .expect("writes go on without Redis")
+        .into_inner();
+    assert_eq!(
+        cached_version(redis.get(&key).await.unwrap()),
+        before,
+        "the instance could not reach Redis: the old entry is still there"
+    );
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let cached: serde_json::Value =
+            serde_json::from_str(&redis.get::<_, String>(&key).await.unwrap()).unwrap();
+        if cached["ticket"]["subject"] == "changed while Redis was cut off" {
+            assert!(cached["version"].as_i64().unwrap() > before);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the write never reached the cache: {cached}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.get_ticket(&ticket.id).await.unwrap(), updated);
+}
