@@ -105,6 +105,10 @@ pub enum AppError {
     #[error("the request's headers are {size} bytes, more than the {limit} bytes allowed")]
     HeadersTooLarge { size: usize, limit: usize },
 
+    /// The request message is larger than `MAX_REQUEST_BYTES`.
+    #[error("the request message is larger than the {limit} bytes allowed")]
+    MessageTooLarge { limit: usize },
+
     /// A bug or an unexpected state: logged in full, answered generically.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -305,7 +309,8 @@ impl AppError {
             | Self::FailedPrecondition { .. }
             | Self::Aborted { .. }
             | Self::NotFound { .. }
-            | Self::HeadersTooLarge { .. } => true,
+            | Self::HeadersTooLarge { .. }
+            | Self::MessageTooLarge { .. } => true,
             Self::RateLimited { .. }
             | Self::Unavailable { .. }
             | Self::DeadlineExceeded
@@ -455,6 +460,14 @@ impl From<&AppError> for Status {
                 AppError::HeadersTooLarge { limit, .. } => (
                     Code::ResourceExhausted,
                     "HEADERS_TOO_LARGE",
+                    error.to_string(),
+                    HashMap::from([("limit".to_owned(), limit.to_string())]),
+                ),
+                // RESOURCE_EXHAUSTED, as gRPC's own implementations answer a message over the
+                // limit, and the reason Envoy uses for a REST body over its limit.
+                AppError::MessageTooLarge { limit } => (
+                    Code::ResourceExhausted,
+                    "REQUEST_TOO_LARGE",
                     error.to_string(),
                     HashMap::from([("limit".to_owned(), limit.to_string())]),
                 ),

@@ -15,6 +15,7 @@ use http::{HeaderValue, Request, Response};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use crate::errors::AppError;
 use crate::methods::{Method, MethodTable};
 
 /// The response header Envoy turns into the HTTP status of a success.
@@ -28,11 +29,17 @@ pub fn declared_method<B>(request: &Request<B>) -> Option<&'static Method> {
 #[derive(Clone, Copy)]
 pub struct MethodLayer {
     table: &'static MethodTable,
+    max_request_bytes: usize,
 }
 
 impl MethodLayer {
-    pub fn new(table: &'static MethodTable) -> Self {
-        Self { table }
+    /// `max_request_bytes`: the limit tonic enforces on request messages, named in the answer
+    /// to a message over it.
+    pub fn new(table: &'static MethodTable, max_request_bytes: usize) -> Self {
+        Self {
+            table,
+            max_request_bytes,
+        }
     }
 }
 
@@ -43,6 +50,7 @@ impl<S> Layer<S> for MethodLayer {
         ResolveMethod {
             inner,
             table: self.table,
+            max_request_bytes: self.max_request_bytes,
         }
     }
 }
@@ -51,6 +59,16 @@ impl<S> Layer<S> for MethodLayer {
 pub struct ResolveMethod<S> {
     inner: S,
     table: &'static MethodTable,
+    max_request_bytes: usize,
+}
+
+/// Whether `response` is tonic's own answer to a request message over its size limit:
+/// OUT_OF_RANGE with no details. Nothing of ours answers OUT_OF_RANGE (errors.rs has no such
+/// variant), so this is the only source of it.
+fn is_tonics_size_refusal(response: &Response<Body>) -> bool {
+    let headers = response.headers();
+    headers.get("grpc-status").map(HeaderValue::as_bytes) == Some(b"11")
+        && !headers.contains_key("grpc-status-details-bin")
 }
 
 impl<S, B> Service<Request<B>> for ResolveMethod<S>
@@ -73,8 +91,17 @@ where
             request.extensions_mut().insert(method);
         }
         let answer = self.inner.call(request);
+        let max_request_bytes = self.max_request_bytes;
         Box::pin(async move {
             let mut response = answer.await?;
+            // tonic refuses a message over its limit before any of our code runs, with a bare
+            // status; clients get the same ErrorInfo as for every other refusal.
+            if is_tonics_size_refusal(&response) {
+                return Ok(tonic::Status::from(AppError::MessageTooLarge {
+                    limit: max_request_bytes,
+                })
+                .into_http());
+            }
             // An error is answered trailers-only, with grpc-status among the headers; a success
             // sends its status in the trailers.
             if let Some(status) = success_status

@@ -124,7 +124,7 @@ impl<S> Layer<S> for MiddlewareLayer {
             )
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(HeaderLimitLayer::new(self.max_request_header_bytes))
-            .layer(MethodLayer::new(self.methods))
+            .layer(MethodLayer::new(self.methods, self.max_request_bytes))
             .layer(DeadlineLayer::new(self.max_request_time))
             .layer(AdmissionLayer::new(
                 self.authenticator.clone(),

@@ -10,6 +10,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use tonic::body::Body;
 
+use crate::errors::AppError;
+
 /// A unary request body read whole.
 pub(super) struct Peeked {
     bytes: Bytes,
@@ -28,9 +30,9 @@ impl Peeked {
             Err(error) => {
                 let status = match error.downcast::<tonic::Status>() {
                     Ok(status) => *status,
-                    Err(_) => tonic::Status::out_of_range(format!(
-                        "the request is larger than the {max_request_bytes} bytes allowed"
-                    )),
+                    Err(_) => tonic::Status::from(AppError::MessageTooLarge {
+                        limit: max_request_bytes,
+                    }),
                 };
                 Err(status.into_http())
             }

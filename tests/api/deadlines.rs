@@ -120,7 +120,7 @@ async fn a_generous_client_deadline_is_capped_by_the_servers_maximum() {
 }
 
 #[tokio::test]
-async fn a_message_over_the_size_limit_is_refused() {
+async fn a_message_over_the_size_limit_is_refused_with_the_limit_named() {
     let app = TestApp::spawn_with(|settings| {
         settings.server.max_request_bytes = 16 * 1024;
     })
@@ -133,7 +133,22 @@ async fn a_message_over_the_size_limit_is_refused() {
         .create_ticket(app.as_admin(request))
         .await
         .expect_err("too large");
-    assert_eq!(status.code(), Code::OutOfRange);
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(error_reason(&status), "REQUEST_TOO_LARGE");
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    assert_eq!(details.error_info().unwrap().metadata["limit"], "16384");
+
+    // GetTicket reads its body ahead of the handler (the cache prefetch): the same answer.
+    let status = app
+        .tickets
+        .clone()
+        .get_ticket(app.as_admin(supportdesk::proto::v1::GetTicketRequest {
+            id: "x".repeat(32 * 1024),
+        }))
+        .await
+        .expect_err("too large");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(error_reason(&status), "REQUEST_TOO_LARGE");
 }
 
 #[tokio::test]
