@@ -18,7 +18,7 @@ use super::helpers::{TestApp, error_reason, valid_create_request, violated_field
 /// Sends and receives message bytes as they are, so a test can send what no generated client
 /// would.
 #[derive(Clone, Copy, Default)]
-struct RawBytes;
+pub(crate) struct RawBytes;
 
 impl Codec for RawBytes {
     type Encode = Vec<u8>;

@@ -158,10 +158,29 @@ async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
     request
         .metadata_mut()
         .insert("x-request-id", "log-me-42".parse().unwrap());
-    TicketServiceClient::new(channel)
+    TicketServiceClient::new(channel.clone())
         .create_ticket(request)
         .await
         .expect("created");
+
+    // Bytes that are no LoginRequest: refused, and logged at INFO with the request's id.
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let mut malformed = tonic::Request::new(vec![0x0a_u8, 0x0a, b'x']);
+    malformed
+        .metadata_mut()
+        .insert("x-request-id", "malformed-7".parse().unwrap());
+    let status = grpc
+        .unary(
+            malformed,
+            http::uri::PathAndQuery::from_static("/supportdesk.v1.AuthService/Login"),
+            super::bad_input::RawBytes,
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    // An open connection would hold the drain until its timeout.
+    drop(grpc);
 
     running.terminate();
     let (code, stdout, stderr) = running.wait();
@@ -178,6 +197,13 @@ async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
     for line in &of_request {
         assert_eq!(line["span"]["request_id"], "log-me-42", "{line}");
     }
+    let refusal = lines
+        .iter()
+        .find(|line| line["reason"] == "MALFORMED_MESSAGE")
+        .expect("the malformed message was logged");
+    assert_eq!(refusal["level"], "INFO", "{refusal}");
+    assert_eq!(refusal["field"], "account", "{refusal}");
+    assert_eq!(refusal["span"]["request_id"], "malformed-7", "{refusal}");
     let everything = format!("{}{stderr}", stdout.join("\n"));
     for secret in [
         "hunter2-secret",
