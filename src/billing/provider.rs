@@ -300,7 +300,7 @@ pub enum ProviderError {
     /// caller's, and retrying changes nothing.
     #[error("the provider refused the request ({status} {code}): {message}")]
     InvalidRequest {
-        /// The HTTP status (400, 401, 404, ...).
+        /// The HTTP status (400, 401, 404, ...); 0 when the client refused it before sending.
         status: u16,
         /// The provider's error code (`amount_too_large`, `resource_missing`, ...), or empty.
         code: String,

@@ -132,13 +132,18 @@ impl StripeHttpProvider {
                 Err(failure) => failure,
             };
             permit.record(failure.breaker);
-            tracing::warn!(
-                attempt,
-                path = request.path,
-                error = %failure.error,
-                retryable = failure.retryable,
-                "payment provider call failed"
-            );
+            // Declines and refusals are the provider doing its job; only trouble is a warning.
+            if failure.breaker == CallOutcome::Success {
+                tracing::info!(attempt, path = request.path, error = %failure.error, "payment provider refused");
+            } else {
+                tracing::warn!(
+                    attempt,
+                    path = request.path,
+                    error = %failure.error,
+                    retryable = failure.retryable,
+                    "payment provider attempt failed"
+                );
+            }
             if failure.error.outcome_unknown() {
                 outcome_unknown = Some(failure.error.clone());
             }
