@@ -800,6 +800,26 @@ mod tests {
     }
 
     #[test]
+    fn an_https_url_is_refused_while_the_client_has_no_tls() {
+        let settings = PaymentProviderSettings {
+            url: "https://api.stripe.com".parse().unwrap(),
+            secret_key: SecretString::from("sk_test_x".to_owned()),
+            timeout: Duration::from_secs(1),
+            max_attempts: 1,
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(1),
+            retry_budget_percent: 0,
+            retry_budget_burst: 0,
+            breaker_failure_threshold: 1,
+            breaker_cool_down: Duration::from_secs(1),
+        };
+        assert!(matches!(
+            StripeHttpProvider::new(&settings),
+            Err(ProviderSetupError::UnsupportedScheme(scheme)) if scheme == "https"
+        ));
+    }
+
+    #[test]
     fn an_unknown_payment_status_is_not_guessed() {
         let body = r#"{"id":"pi_1","amount":1,"currency":"usd","status":"weird"}"#;
         assert!(parse_payment(body.as_bytes()).is_err());

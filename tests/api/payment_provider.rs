@@ -694,3 +694,48 @@ async fn a_retry_while_the_first_attempt_still_runs_waits_for_it_instead_of_char
         "{statuses:?}"
     );
 }
+
+#[tokio::test]
+async fn a_provider_that_refuses_connections_is_unavailable_not_an_unknown_outcome() {
+    let harness = harness_with(|_| {}).await;
+    // A port that was just free: connecting is refused, so nothing can have been sent.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let settings = PaymentProviderSettings {
+        url: format!("http://{address}").parse().unwrap(),
+        secret_key: SecretString::from(harness.simulator.api_key().to_owned()),
+        timeout: Duration::from_millis(500),
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(20),
+        retry_budget_percent: 100,
+        retry_budget_burst: 10,
+        breaker_failure_threshold: 2,
+        breaker_cool_down: Duration::from_secs(60),
+    };
+    let provider = StripeHttpProvider::new(&settings).unwrap();
+
+    let error = provider
+        .create_payment(&payment_with_card("pm_card_visa"), in_seconds(5))
+        .await
+        .expect_err("nobody listens");
+
+    assert!(
+        matches!(&error, ProviderError::CircuitOpen { .. }),
+        "two refused attempts opened the breaker before the third: {error:?}"
+    );
+    assert_eq!(provider.breaker().state(), BreakerState::Open);
+    let error = StripeHttpProvider::new(&PaymentProviderSettings {
+        breaker_failure_threshold: 10,
+        ..settings
+    })
+    .unwrap()
+    .create_payment(&payment_with_card("pm_card_visa"), in_seconds(5))
+    .await
+    .expect_err("nobody listens");
+    let ProviderError::Unavailable { detail } = &error else {
+        panic!("a refused connection sent nothing, so it is not unknown: {error:?}");
+    };
+    assert!(detail.starts_with("cannot connect"), "{detail}");
+}
