@@ -22,6 +22,8 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub idempotency: IdempotencySettings,
     pub log: LogSettings,
+    /// The payment provider; `None` when `PAYMENT_PROVIDER_URL` is unset (billing unconfigured).
+    pub payment_provider: Option<PaymentProviderSettings>,
 }
 
 #[derive(Clone, Debug)]
@@ -167,6 +169,31 @@ impl FromStr for RateQuota {
             window: Duration::from_secs(seconds),
         })
     }
+}
+
+/// The payment provider billing charges and refunds through (docs/billing.md).
+#[derive(Clone, Debug)]
+pub struct PaymentProviderSettings {
+    /// `PAYMENT_PROVIDER_URL`: the base URL of its Stripe-style API (`http://` or `https://`).
+    pub url: url::Url,
+    /// `PAYMENT_PROVIDER_SECRET_KEY`: sent as `Authorization: Bearer`; required with the URL.
+    pub secret_key: SecretString,
+    /// `PAYMENT_PROVIDER_TIMEOUT_MS`: how long one attempt may take, the answer included.
+    pub timeout: Duration,
+    /// `PAYMENT_PROVIDER_MAX_ATTEMPTS`: attempts per call, the first included.
+    pub max_attempts: u32,
+    /// `PAYMENT_PROVIDER_BACKOFF_BASE_MS`: the cap of the first retry's random delay; doubles.
+    pub backoff_base: Duration,
+    /// `PAYMENT_PROVIDER_BACKOFF_MAX_MS`: the largest cap of a retry's random delay.
+    pub backoff_max: Duration,
+    /// `PAYMENT_PROVIDER_RETRY_BUDGET_PERCENT`: retries may be at most this share of calls.
+    pub retry_budget_percent: u32,
+    /// `PAYMENT_PROVIDER_RETRY_BUDGET_BURST`: retries allowed at once before the share applies.
+    pub retry_budget_burst: u32,
+    /// `PAYMENT_PROVIDER_BREAKER_FAILURES`: consecutive failures that open the circuit breaker.
+    pub breaker_failure_threshold: u32,
+    /// `PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS`: how long it stays open before one probe.
+    pub breaker_cool_down: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -396,6 +423,7 @@ impl Settings {
                 format: reader.parsed("LOG_FORMAT", LogFormat::Json),
                 filter: reader.parsed("RUST_LOG", "info".to_owned()),
             },
+            payment_provider: reader.payment_provider(),
         };
         reader.positive("DATABASE_POOL_SIZE", settings.database.pool_size);
         reader.positive(
@@ -434,6 +462,85 @@ impl Settings {
                 problems: reader.problems,
             })
         }
+    }
+}
+
+impl Reader<'_> {
+    /// Every knob is read and checked even without a URL, so a typo shows up before billing is
+    /// switched on; the settings exist only with a URL.
+    fn payment_provider(&mut self) -> Option<PaymentProviderSettings> {
+        let timeout = self.millis("PAYMENT_PROVIDER_TIMEOUT_MS", 3_000);
+        let max_attempts = self.parsed("PAYMENT_PROVIDER_MAX_ATTEMPTS", 3);
+        self.positive("PAYMENT_PROVIDER_MAX_ATTEMPTS", max_attempts);
+        let backoff_base = self.millis("PAYMENT_PROVIDER_BACKOFF_BASE_MS", 100);
+        let backoff_max = self.millis("PAYMENT_PROVIDER_BACKOFF_MAX_MS", 2_000);
+        if backoff_max < backoff_base {
+            self.problems.push(
+                "PAYMENT_PROVIDER_BACKOFF_MAX_MS must not be less than PAYMENT_PROVIDER_BACKOFF_BASE_MS"
+                    .to_owned(),
+            );
+        }
+        let retry_budget_percent = self.parsed("PAYMENT_PROVIDER_RETRY_BUDGET_PERCENT", 20);
+        if retry_budget_percent > 100 {
+            self.problems
+                .push("PAYMENT_PROVIDER_RETRY_BUDGET_PERCENT must be between 0 and 100".to_owned());
+        }
+        let retry_budget_burst = self.parsed("PAYMENT_PROVIDER_RETRY_BUDGET_BURST", 10);
+        let breaker_failure_threshold = self.parsed("PAYMENT_PROVIDER_BREAKER_FAILURES", 5);
+        self.positive(
+            "PAYMENT_PROVIDER_BREAKER_FAILURES",
+            breaker_failure_threshold,
+        );
+        let breaker_cool_down = self.millis("PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS", 10_000);
+
+        let secret = self.raw("PAYMENT_PROVIDER_SECRET_KEY");
+        let Some(raw_url) = self.raw("PAYMENT_PROVIDER_URL") else {
+            if secret.is_some() {
+                self.problems.push(
+                    "PAYMENT_PROVIDER_SECRET_KEY is set but PAYMENT_PROVIDER_URL is not".to_owned(),
+                );
+            }
+            return None;
+        };
+        let url = match url::Url::parse(raw_url.trim()) {
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                self.problems.push(
+                    "PAYMENT_PROVIDER_URL must be a URL starting with http:// or https://"
+                        .to_owned(),
+                );
+                None
+            }
+            Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+                self.problems
+                    .push("PAYMENT_PROVIDER_URL names no host".to_owned());
+                None
+            }
+            Ok(url) => Some(url),
+            Err(error) => {
+                self.problems
+                    .push(format!("PAYMENT_PROVIDER_URL is not a valid URL: {error}"));
+                None
+            }
+        };
+        let Some(secret) = secret else {
+            self.problems.push(
+                "PAYMENT_PROVIDER_SECRET_KEY is not set (required with PAYMENT_PROVIDER_URL)"
+                    .to_owned(),
+            );
+            return None;
+        };
+        Some(PaymentProviderSettings {
+            url: url?,
+            secret_key: SecretString::from(secret.trim().to_owned()),
+            timeout,
+            max_attempts,
+            backoff_base,
+            backoff_max,
+            retry_budget_percent,
+            retry_budget_burst,
+            breaker_failure_threshold,
+            breaker_cool_down,
+        })
     }
 }
 
@@ -729,6 +836,100 @@ mod tests {
             Settings::from_lookup(lookup_from(&[("DATABASE_URL", "mysql://root:hunter2@db")]))
                 .expect_err("wrong scheme");
         assert!(!error.to_string().contains("hunter2"));
+    }
+
+    fn with_required(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        REQUIRED.iter().chain(extra).copied().collect()
+    }
+
+    #[test]
+    fn billing_is_unconfigured_without_a_payment_provider_url() {
+        let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
+        assert!(settings.payment_provider.is_none());
+    }
+
+    #[test]
+    fn a_payment_provider_url_and_key_are_enough_and_the_knobs_have_defaults() {
+        let settings = Settings::from_lookup(lookup_from(&with_required(&[
+            ("PAYMENT_PROVIDER_URL", "http://127.0.0.1:12111"),
+            ("PAYMENT_PROVIDER_SECRET_KEY", "sk_test_hunter2"),
+        ])))
+        .expect("valid settings");
+        let provider = settings.payment_provider.expect("billing configured");
+        assert_eq!(provider.url.as_str(), "http://127.0.0.1:12111/");
+        assert_eq!(provider.secret_key.expose_secret(), "sk_test_hunter2");
+        assert_eq!(provider.timeout, Duration::from_secs(3));
+        assert_eq!(provider.max_attempts, 3);
+        assert_eq!(provider.backoff_base, Duration::from_millis(100));
+        assert_eq!(provider.backoff_max, Duration::from_secs(2));
+        assert_eq!(provider.retry_budget_percent, 20);
+        assert_eq!(provider.retry_budget_burst, 10);
+        assert_eq!(provider.breaker_failure_threshold, 5);
+        assert_eq!(provider.breaker_cool_down, Duration::from_secs(10));
+        assert!(!format!("{provider:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_payment_provider_url_without_its_secret_key_is_refused() {
+        let error = Settings::from_lookup(lookup_from(&with_required(&[(
+            "PAYMENT_PROVIDER_URL",
+            "https://api.stripe.com",
+        )])))
+        .expect_err("no key");
+        assert_eq!(
+            error.problems,
+            ["PAYMENT_PROVIDER_SECRET_KEY is not set (required with PAYMENT_PROVIDER_URL)"]
+        );
+        let error = Settings::from_lookup(lookup_from(&with_required(&[(
+            "PAYMENT_PROVIDER_SECRET_KEY",
+            "sk_live_hunter2",
+        )])))
+        .expect_err("a key without a URL is a mistake");
+        assert_eq!(
+            error.problems,
+            ["PAYMENT_PROVIDER_SECRET_KEY is set but PAYMENT_PROVIDER_URL is not"]
+        );
+        assert!(!error.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn malformed_payment_provider_settings_are_all_named_together() {
+        let error = Settings::from_lookup(lookup_from(&with_required(&[
+            ("PAYMENT_PROVIDER_URL", "ftp://payments.example"),
+            ("PAYMENT_PROVIDER_SECRET_KEY", "sk_live_hunter2"),
+            ("PAYMENT_PROVIDER_TIMEOUT_MS", "0"),
+            ("PAYMENT_PROVIDER_MAX_ATTEMPTS", "0"),
+            ("PAYMENT_PROVIDER_BACKOFF_BASE_MS", "500"),
+            ("PAYMENT_PROVIDER_BACKOFF_MAX_MS", "100"),
+            ("PAYMENT_PROVIDER_RETRY_BUDGET_PERCENT", "150"),
+            ("PAYMENT_PROVIDER_RETRY_BUDGET_BURST", "many"),
+            ("PAYMENT_PROVIDER_BREAKER_FAILURES", "0"),
+            ("PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS", "-1"),
+        ])))
+        .expect_err("invalid settings");
+        assert_eq!(
+            error.problems,
+            [
+                "PAYMENT_PROVIDER_TIMEOUT_MS must be greater than 0",
+                "PAYMENT_PROVIDER_MAX_ATTEMPTS must be greater than 0",
+                "PAYMENT_PROVIDER_BACKOFF_MAX_MS must not be less than PAYMENT_PROVIDER_BACKOFF_BASE_MS",
+                "PAYMENT_PROVIDER_RETRY_BUDGET_PERCENT must be between 0 and 100",
+                "PAYMENT_PROVIDER_RETRY_BUDGET_BURST=\"many\" is invalid: invalid digit found in string",
+                "PAYMENT_PROVIDER_BREAKER_FAILURES must be greater than 0",
+                "PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS=\"-1\" is invalid: invalid digit found in string",
+                "PAYMENT_PROVIDER_URL must be a URL starting with http:// or https://",
+            ]
+        );
+        assert!(!error.to_string().contains("hunter2"));
+        let error = Settings::from_lookup(lookup_from(&with_required(&[
+            ("PAYMENT_PROVIDER_URL", "http://:80"),
+            ("PAYMENT_PROVIDER_SECRET_KEY", "sk_live_hunter2"),
+        ])))
+        .expect_err("no host");
+        assert_eq!(
+            error.problems,
+            ["PAYMENT_PROVIDER_URL is not a valid URL: empty host"]
+        );
     }
 
     #[test]

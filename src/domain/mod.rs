@@ -7,6 +7,7 @@ mod email;
 mod idempotency_key;
 mod identity;
 mod ids;
+mod money;
 mod pagination;
 mod ticket;
 mod ticket_query;
@@ -22,6 +23,7 @@ pub use identity::{
     UserLogin,
 };
 pub use ids::{AccountId, ApiKeyId, SessionId, TicketId, UserId};
+pub use money::{Currency, Money, MoneyArithmeticError};
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys};
 pub use ticket::{
     Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,

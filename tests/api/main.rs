@@ -15,6 +15,7 @@ mod error_reasons;
 mod helpers;
 mod idempotency;
 mod metrics;
+mod payment_provider;
 mod principal_states;
 mod process;
 mod proxy;

@@ -1,0 +1,16 @@
+//! Billing's foundation (issue 13, docs/billing.md): the payment provider as a trait, its
+//! Stripe-dialect HTTP client with timeouts, retries under a budget and a circuit breaker. Money
+//! itself is a domain type (`crate::domain::Money`). The RPCs, tables and the completer that
+//! finishes interrupted charges build on these.
+
+pub mod breaker;
+pub mod provider;
+pub mod retry;
+pub mod stripe;
+
+pub use breaker::{BreakerState, CircuitBreaker};
+pub use provider::{
+    BillingReference, CreatePayment, CreateRefund, Payment, PaymentProvider, PaymentStatus,
+    ProviderError, Refund, RefundStatus,
+};
+pub use stripe::{ProviderSetupError, StripeHttpProvider};

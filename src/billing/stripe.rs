@@ -1,0 +1,827 @@
+//! [`StripeHttpProvider`]: the [`PaymentProvider`] that speaks the subset of Stripe's REST API
+//! in the team's PROVIDER.md: form-encoded bodies, `Authorization: Bearer`, an `Idempotency-Key`
+//! on every POST, Stripe's error object and its `Stripe-Should-Retry` header.
+//!
+//! Every call runs the same loop (docs/billing.md): ask the circuit breaker, make one attempt
+//! bounded by `min(attempt timeout, time left before the caller's deadline)`, classify the answer,
+//! and retry only what is retryable, after a full-jitter backoff (at least the provider's
+//! `Retry-After`), while attempts, the retry budget and the deadline allow. A POST is retried with
+//! the very same body and idempotency key, so the provider executes it at most once; once any
+//! attempt's outcome is unknown, a call that ends without an answer reports `UnknownOutcome`,
+//! never a plain failure, because the payment may exist.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::time::Instant;
+use url::Url;
+
+use super::breaker::{BreakerConfig, CallOutcome, CircuitBreaker};
+use super::provider::{
+    BillingReference, CreatePayment, CreateRefund, Payment, PaymentProvider, PaymentStatus,
+    ProviderError, ProviderFuture, Refund, RefundStatus,
+};
+use super::retry::{RetryBudget, RetryPolicy};
+use crate::configuration::PaymentProviderSettings;
+use crate::domain::Money;
+
+/// The HTTP client of a Stripe-style provider, with its retry budget and circuit breaker.
+#[derive(Debug)]
+pub struct StripeHttpProvider {
+    client: reqwest::Client,
+    base_url: Url,
+    secret_key: SecretString,
+    attempt_timeout: Duration,
+    policy: RetryPolicy,
+    budget: RetryBudget,
+    breaker: CircuitBreaker,
+}
+
+/// Why a [`StripeHttpProvider`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderSetupError {
+    /// This build's HTTP client has no TLS (reqwest without a TLS feature).
+    #[error("PAYMENT_PROVIDER_URL uses {0}://, which this build cannot speak (http:// only)")]
+    UnsupportedScheme(String),
+    #[error("the HTTP client could not be built: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+impl StripeHttpProvider {
+    pub fn new(settings: &PaymentProviderSettings) -> Result<Self, ProviderSetupError> {
+        if settings.url.scheme() != "http" {
+            return Err(ProviderSetupError::UnsupportedScheme(
+                settings.url.scheme().to_owned(),
+            ));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(settings.timeout)
+            // Redirects would resend a POST somewhere we did not configure.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let mut base_url = settings.url.clone();
+        // `join` replaces the last path segment unless the base ends with a slash.
+        if !base_url.path().ends_with('/') {
+            base_url.set_path(&format!("{}/", base_url.path()));
+        }
+        Ok(Self {
+            client,
+            base_url,
+            secret_key: settings.secret_key.clone(),
+            attempt_timeout: settings.timeout,
+            policy: RetryPolicy {
+                max_attempts: settings.max_attempts.max(1),
+                base_delay: settings.backoff_base,
+                max_delay: settings.backoff_max,
+            },
+            budget: RetryBudget::new(settings.retry_budget_percent, settings.retry_budget_burst),
+            breaker: CircuitBreaker::new(BreakerConfig {
+                failure_threshold: settings.breaker_failure_threshold,
+                cool_down: settings.breaker_cool_down,
+            }),
+        })
+    }
+
+    /// The provider's circuit breaker: its state, and a way to watch it change.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// One call: attempts, backoff and classification, within `deadline`.
+    async fn call<T>(
+        &self,
+        request: &HttpRequest,
+        deadline: Instant,
+        parse: fn(&[u8]) -> Result<T, String>,
+    ) -> Result<T, ProviderError> {
+        self.budget.deposit();
+        // Once an attempt of a POST may have executed, a later failure without an answer must
+        // not hide that: the caller has to resolve the payment, not treat it as failed.
+        let mut outcome_unknown: Option<ProviderError> = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(resolve(ProviderError::DeadlineExceeded, outcome_unknown));
+            }
+            let permit = match self.breaker.try_acquire() {
+                Ok(permit) => permit,
+                Err(rejection) => {
+                    return Err(resolve(
+                        ProviderError::CircuitOpen {
+                            retry_after: rejection.retry_after,
+                        },
+                        outcome_unknown,
+                    ));
+                }
+            };
+            let timeout = self.attempt_timeout.min(deadline - now);
+            let failure = match self.attempt(request, timeout).await {
+                Ok(answer) => match classify(request, answer, parse) {
+                    Ok(value) => {
+                        permit.record(CallOutcome::Success);
+                        return Ok(value);
+                    }
+                    Err(failure) => failure,
+                },
+                Err(failure) => failure,
+            };
+            permit.record(failure.breaker);
+            // Declines and refusals are the provider doing its job; only trouble is a warning.
+            if failure.breaker == CallOutcome::Success {
+                tracing::info!(attempt, path = request.path, error = %failure.error, "payment provider refused");
+            } else {
+                tracing::warn!(
+                    attempt,
+                    path = request.path,
+                    error = %failure.error,
+                    retryable = failure.retryable,
+                    "payment provider attempt failed"
+                );
+            }
+            if failure.error.outcome_unknown() {
+                outcome_unknown = Some(failure.error.clone());
+            }
+            if !failure.retryable || attempt >= self.policy.max_attempts {
+                return Err(resolve(failure.error, outcome_unknown));
+            }
+            let delay = self
+                .policy
+                .backoff(attempt)
+                .max(failure.retry_after.unwrap_or_default());
+            if Instant::now() + delay >= deadline {
+                return Err(resolve(failure.error, outcome_unknown));
+            }
+            if !self.budget.try_withdraw() {
+                tracing::warn!(path = request.path, "payment provider retry budget spent");
+                return Err(resolve(failure.error, outcome_unknown));
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Sends the request once and reads the whole answer, or says why there is none.
+    async fn attempt(&self, request: &HttpRequest, timeout: Duration) -> Result<Answer, Failure> {
+        let url = self
+            .base_url
+            .join(request.path.trim_start_matches('/'))
+            .map_err(|error| Failure::final_error(unexpected(0, error.to_string())))?;
+        let mut authorization =
+            HeaderValue::from_str(&format!("Bearer {}", self.secret_key.expose_secret())).map_err(
+                |_| {
+                    Failure::final_error(ProviderError::InvalidRequest {
+                        status: 0,
+                        code: String::new(),
+                        param: None,
+                        message: "the secret key is not a valid header value".to_owned(),
+                    })
+                },
+            )?;
+        authorization.set_sensitive(true);
+        let builder = match &request.method {
+            Method::Get { query } => {
+                let mut url = url;
+                if !query.is_empty() {
+                    url.query_pairs_mut().extend_pairs(query);
+                }
+                self.client.get(url)
+            }
+            Method::Post {
+                form,
+                idempotency_key,
+            } => {
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish();
+                self.client
+                    .post(url)
+                    .header("Idempotency-Key", idempotency_key)
+                    .header(
+                        http::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(body)
+            }
+        };
+        let exchange = async {
+            let response = builder
+                .header(http::header::AUTHORIZATION, authorization)
+                .send()
+                .await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>(Answer {
+                status,
+                headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Err(_elapsed) => {
+                Err(request.no_answer(format!("no answer within {} ms", timeout.as_millis())))
+            }
+            // Refused or unreachable: the request never left, so nothing can have happened.
+            Ok(Err(error)) if error.is_connect() => Err(Failure {
+                error: ProviderError::Unavailable {
+                    detail: format!("cannot connect: {}", error_chain(&error)),
+                },
+                retryable: true,
+                retry_after: None,
+                breaker: CallOutcome::Failure,
+            }),
+            // Reset or closed after the request may have been written: for a POST, unknown.
+            Ok(Err(error)) => {
+                Err(request.no_answer(format!("the connection failed: {}", error_chain(&error))))
+            }
+        }
+    }
+}
+
+impl PaymentProvider for StripeHttpProvider {
+    fn create_payment<'a>(
+        &'a self,
+        request: &'a CreatePayment,
+        deadline: Instant,
+    ) -> ProviderFuture<'a, Payment> {
+        let mut form = vec![
+            (
+                "amount".to_owned(),
+                request.amount().amount_minor().to_string(),
+            ),
+            (
+                "currency".to_owned(),
+                request.amount().currency().lowercase_code(),
+            ),
+            ("customer".to_owned(), request.customer().to_owned()),
+            (
+                "payment_method".to_owned(),
+                request.payment_method().to_owned(),
+            ),
+            ("confirm".to_owned(), "true".to_owned()),
+        ];
+        form.extend(
+            request
+                .metadata()
+                .into_iter()
+                .map(|(key, value)| (format!("metadata[{key}]"), value)),
+        );
+        let http = HttpRequest {
+            path: "v1/payment_intents".to_owned(),
+            method: Method::Post {
+                form,
+                idempotency_key: request.idempotency_key(),
+            },
+        };
+        Box::pin(async move { self.call(&http, deadline, parse_payment).await })
+    }
+
+    fn get_payment<'a>(
+        &'a self,
+        payment_id: &'a str,
+        deadline: Instant,
+    ) -> ProviderFuture<'a, Payment> {
+        Box::pin(async move {
+            if payment_id.is_empty()
+                || !payment_id
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+            {
+                return Err(ProviderError::InvalidRequest {
+                    status: 0,
+                    code: "invalid_payment_id".to_owned(),
+                    param: Some("payment_id".to_owned()),
+                    message: "a payment id is ASCII letters, digits and '_'".to_owned(),
+                });
+            }
+            let http = HttpRequest {
+                path: format!("v1/payment_intents/{payment_id}"),
+                method: Method::Get {
+                    query: vec![("expand[]".to_owned(), "latest_charge".to_owned())],
+                },
+            };
+            self.call(&http, deadline, parse_payment).await
+        })
+    }
+
+    fn find_payments_by_charge_id<'a>(
+        &'a self,
+        charge_id: &'a BillingReference,
+        deadline: Instant,
+    ) -> ProviderFuture<'a, Vec<Payment>> {
+        // The reference's alphabet never needs escaping inside the quotes.
+        let query = format!(
+            "metadata['{}']:'{charge_id}'",
+            CreatePayment::CHARGE_ID_METADATA_KEY
+        );
+        let http = HttpRequest {
+            path: "v1/payment_intents/search".to_owned(),
+            method: Method::Get {
+                query: vec![
+                    ("query".to_owned(), query),
+                    ("limit".to_owned(), "100".to_owned()),
+                ],
+            },
+        };
+        Box::pin(async move { self.call(&http, deadline, parse_search).await })
+    }
+
+    fn create_refund<'a>(
+        &'a self,
+        request: &'a CreateRefund,
+        deadline: Instant,
+    ) -> ProviderFuture<'a, Refund> {
+        let mut form = vec![
+            ("payment_intent".to_owned(), request.payment_id().to_owned()),
+            (
+                format!("metadata[{}]", CreateRefund::REFUND_ID_METADATA_KEY),
+                request.refund_id().as_str().to_owned(),
+            ),
+        ];
+        if let Some(amount) = request.amount() {
+            form.push(("amount".to_owned(), amount.amount_minor().to_string()));
+        }
+        let http = HttpRequest {
+            path: "v1/refunds".to_owned(),
+            method: Method::Post {
+                form,
+                idempotency_key: request.idempotency_key(),
+            },
+        };
+        Box::pin(async move { self.call(&http, deadline, parse_refund).await })
+    }
+}
+
+struct HttpRequest {
+    path: String,
+    method: Method,
+}
+
+enum Method {
+    Get {
+        query: Vec<(String, String)>,
+    },
+    Post {
+        form: Vec<(String, String)>,
+        idempotency_key: String,
+    },
+}
+
+impl HttpRequest {
+    fn is_post(&self) -> bool {
+        matches!(self.method, Method::Post { .. })
+    }
+
+    /// The request may have arrived and no answer came back. A POST may have executed: its
+    /// outcome is unknown, and a retry is safe only because it carries the same key. A GET
+    /// changed nothing.
+    fn no_answer(&self, detail: String) -> Failure {
+        let error = if self.is_post() {
+            ProviderError::UnknownOutcome { detail }
+        } else {
+            ProviderError::Unavailable { detail }
+        };
+        Failure {
+            error,
+            retryable: true,
+            retry_after: None,
+            breaker: CallOutcome::Failure,
+        }
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// A failed attempt, classified.
+struct Failure {
+    error: ProviderError,
+    retryable: bool,
+    /// The provider's `Retry-After`: the next attempt waits at least this long.
+    retry_after: Option<Duration>,
+    breaker: CallOutcome,
+}
+
+impl Failure {
+    fn final_error(error: ProviderError) -> Self {
+        Self {
+            error,
+            retryable: false,
+            retry_after: None,
+            breaker: CallOutcome::Failure,
+        }
+    }
+}
+
+/// The error a call ends with: when an earlier attempt's outcome was unknown and the last one got
+/// no definitive answer either, the outcome is still unknown.
+fn resolve(last: ProviderError, outcome_unknown: Option<ProviderError>) -> ProviderError {
+    match (outcome_unknown, last) {
+        (_, last @ ProviderError::UnknownOutcome { .. }) => last,
+        (
+            Some(ProviderError::UnknownOutcome { detail }),
+            last @ (ProviderError::Unavailable { .. }
+            | ProviderError::RateLimited { .. }
+            | ProviderError::CircuitOpen { .. }
+            | ProviderError::DeadlineExceeded),
+        ) => ProviderError::UnknownOutcome {
+            detail: format!("{detail}; then {last}"),
+        },
+        (_, last) => last,
+    }
+}
+
+fn unexpected(status: u16, detail: String) -> ProviderError {
+    ProviderError::UnexpectedResponse { status, detail }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Turns an HTTP answer into the result or a classified failure.
+fn classify<T>(
+    request: &HttpRequest,
+    answer: Answer,
+    parse: fn(&[u8]) -> Result<T, String>,
+) -> Result<T, Failure> {
+    let status = answer.status.as_u16();
+    if answer.status.is_success() {
+        return parse(&answer.body).map_err(|detail| {
+            // A POST's answer that cannot be read still means the provider executed it.
+            let error = if request.is_post() {
+                ProviderError::UnknownOutcome {
+                    detail: format!("the answer ({status}) could not be read: {detail}"),
+                }
+            } else {
+                unexpected(status, detail)
+            };
+            Failure::final_error(error)
+        });
+    }
+    let should_retry = answer
+        .headers
+        .get("stripe-should-retry")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| match value {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        });
+    let replayed = answer
+        .headers
+        .get("idempotent-replayed")
+        .is_some_and(|value| value.as_bytes() == b"true");
+    let retry_after = answer
+        .headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let object = serde_json::from_slice::<WireErrorBody>(&answer.body)
+        .map(|body| body.error)
+        .unwrap_or_default();
+    let message = object
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("HTTP {status} without an error message"));
+    let code = object.code.clone().unwrap_or_default();
+
+    let (error, retryable_by_status, breaker) = match answer.status {
+        StatusCode::PAYMENT_REQUIRED => (
+            ProviderError::Declined {
+                code,
+                decline_code: object.decline_code,
+                message,
+                payment_id: object.payment_intent.and_then(|value| match value {
+                    serde_json::Value::String(id) => Some(id),
+                    serde_json::Value::Object(fields) => fields
+                        .get("id")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned),
+                    serde_json::Value::Null
+                    | serde_json::Value::Bool(_)
+                    | serde_json::Value::Number(_)
+                    | serde_json::Value::Array(_) => None,
+                }),
+            },
+            false,
+            CallOutcome::Success,
+        ),
+        // The first request with this key is still running: it may charge.
+        StatusCode::CONFLICT => (
+            request
+                .no_answer(format!(
+                    "a request with the same key is still running: {message}"
+                ))
+                .error,
+            true,
+            CallOutcome::Neutral,
+        ),
+        StatusCode::TOO_MANY_REQUESTS => (
+            ProviderError::RateLimited { retry_after },
+            true,
+            // The provider is healthy and asking us to slow down; the backoff does that.
+            CallOutcome::Neutral,
+        ),
+        _ if object.kind.as_deref() == Some("idempotency_error") => (
+            ProviderError::IdempotencyConflict { message },
+            false,
+            CallOutcome::Success,
+        ),
+        _ if answer.status.is_client_error() => (
+            ProviderError::InvalidRequest {
+                status,
+                code,
+                param: object.param,
+                message,
+            },
+            false,
+            CallOutcome::Success,
+        ),
+        // Stripe: a 500 (and a gateway timeout) may come after execution began, so for a POST
+        // the payment may exist. A replayed 500 is the saved answer of an execution that began:
+        // retrying replays it again, so it is final, and only reading the payment back resolves it.
+        StatusCode::INTERNAL_SERVER_ERROR | StatusCode::GATEWAY_TIMEOUT if request.is_post() => (
+            ProviderError::UnknownOutcome {
+                detail: format!("HTTP {status} after the request was accepted: {message}"),
+            },
+            !replayed,
+            CallOutcome::Failure,
+        ),
+        _ if answer.status.is_server_error() => (
+            ProviderError::Unavailable {
+                detail: format!("HTTP {status}: {message}"),
+            },
+            true,
+            CallOutcome::Failure,
+        ),
+        _ => (
+            unexpected(status, format!("unexpected HTTP status: {message}")),
+            false,
+            CallOutcome::Failure,
+        ),
+    };
+    // The provider's own opinion wins, except that a replayed saved answer never changes.
+    let retryable = if replayed && matches!(error, ProviderError::UnknownOutcome { .. }) {
+        false
+    } else {
+        should_retry.unwrap_or(retryable_by_status)
+    };
+    Err(Failure {
+        error,
+        retryable,
+        retry_after,
+        breaker,
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireErrorBody {
+    #[serde(default)]
+    error: WireError,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireError {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    code: Option<String>,
+    decline_code: Option<String>,
+    message: Option<String>,
+    param: Option<String>,
+    payment_intent: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WirePaymentIntent {
+    id: String,
+    amount: i64,
+    currency: String,
+    status: String,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    latest_charge: Option<WireLatestCharge>,
+}
+
+/// `latest_charge` is an id, or the charge itself when expanded.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum WireLatestCharge {
+    Id(String),
+    Expanded { id: String, amount_refunded: i64 },
+}
+
+#[derive(Debug, Deserialize)]
+struct WireSearchResult {
+    data: Vec<WirePaymentIntent>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireRefund {
+    id: String,
+    amount: i64,
+    currency: String,
+    payment_intent: String,
+    status: String,
+}
+
+fn parse_payment(body: &[u8]) -> Result<Payment, String> {
+    let wire: WirePaymentIntent =
+        serde_json::from_slice(body).map_err(|error| format!("not a payment intent: {error}"))?;
+    payment_from_wire(wire)
+}
+
+fn parse_search(body: &[u8]) -> Result<Vec<Payment>, String> {
+    let wire: WireSearchResult =
+        serde_json::from_slice(body).map_err(|error| format!("not a search result: {error}"))?;
+    // The provider lists newest first; callers want the first payment first.
+    let mut payments = wire
+        .data
+        .into_iter()
+        .map(payment_from_wire)
+        .collect::<Result<Vec<_>, _>>()?;
+    payments.reverse();
+    Ok(payments)
+}
+
+fn payment_from_wire(wire: WirePaymentIntent) -> Result<Payment, String> {
+    let amount = Money::parse(wire.amount, &wire.currency)
+        .map_err(|error| format!("payment {}: {error}", wire.id))?;
+    let status = match wire.status.as_str() {
+        "succeeded" => PaymentStatus::Succeeded,
+        "processing" => PaymentStatus::Processing,
+        "requires_payment_method" => PaymentStatus::RequiresPaymentMethod,
+        "requires_confirmation" => PaymentStatus::RequiresConfirmation,
+        "requires_action" => PaymentStatus::RequiresAction,
+        "canceled" => PaymentStatus::Canceled,
+        other => return Err(format!("payment {}: unknown status {other:?}", wire.id)),
+    };
+    let (latest_charge, amount_refunded) = match wire.latest_charge {
+        None => (None, None),
+        Some(WireLatestCharge::Id(id)) => (Some(id), None),
+        Some(WireLatestCharge::Expanded {
+            id,
+            amount_refunded,
+        }) => {
+            let refunded = Money::new(amount_refunded, amount.currency())
+                .map_err(|error| format!("payment {}: amount refunded {error}", wire.id))?;
+            (Some(id), Some(refunded))
+        }
+    };
+    Ok(Payment {
+        charge_id: wire
+            .metadata
+            .get(CreatePayment::CHARGE_ID_METADATA_KEY)
+            .cloned(),
+        id: wire.id,
+        status,
+        amount,
+        amount_refunded,
+        latest_charge,
+    })
+}
+
+fn parse_refund(body: &[u8]) -> Result<Refund, String> {
+    let wire: WireRefund =
+        serde_json::from_slice(body).map_err(|error| format!("not a refund: {error}"))?;
+    let amount = Money::parse(wire.amount, &wire.currency)
+        .map_err(|error| format!("refund {}: {error}", wire.id))?;
+    let status = match wire.status.as_str() {
+        "pending" => RefundStatus::Pending,
+        "succeeded" => RefundStatus::Succeeded,
+        "failed" => RefundStatus::Failed,
+        "canceled" => RefundStatus::Canceled,
+        "requires_action" => RefundStatus::RequiresAction,
+        other => return Err(format!("refund {}: unknown status {other:?}", wire.id)),
+    };
+    Ok(Refund {
+        id: wire.id,
+        payment_id: wire.payment_intent,
+        amount,
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post() -> HttpRequest {
+        HttpRequest {
+            path: "v1/payment_intents".to_owned(),
+            method: Method::Post {
+                form: Vec::new(),
+                idempotency_key: "k".to_owned(),
+            },
+        }
+    }
+
+    fn answer(status: u16, headers: &[(&'static str, &'static str)], body: &str) -> Answer {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: map,
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    fn failure(status: u16, headers: &[(&'static str, &'static str)], body: &str) -> Failure {
+        match classify(&post(), answer(status, headers, body), parse_payment) {
+            Ok(_) => panic!("{status} classified as a success"),
+            Err(failure) => failure,
+        }
+    }
+
+    #[test]
+    fn a_500_on_a_post_is_an_unknown_outcome_and_a_replayed_one_is_final() {
+        let fresh = failure(
+            500,
+            &[],
+            r#"{"error":{"type":"api_error","message":"boom"}}"#,
+        );
+        assert!(fresh.error.outcome_unknown());
+        assert!(fresh.retryable);
+        let replayed = failure(
+            500,
+            &[
+                ("idempotent-replayed", "true"),
+                ("stripe-should-retry", "true"),
+            ],
+            "{}",
+        );
+        assert!(replayed.error.outcome_unknown());
+        assert!(!replayed.retryable);
+    }
+
+    #[test]
+    fn the_providers_should_retry_header_wins_over_the_status() {
+        assert!(!failure(503, &[("stripe-should-retry", "false")], "{}").retryable);
+        assert!(failure(503, &[], "{}").retryable);
+        assert!(failure(400, &[("stripe-should-retry", "true")], "{}").retryable);
+    }
+
+    #[test]
+    fn an_unknown_earlier_outcome_survives_a_later_failure_without_an_answer() {
+        let unknown = ProviderError::UnknownOutcome {
+            detail: "timed out".to_owned(),
+        };
+        let later = ProviderError::CircuitOpen {
+            retry_after: Duration::from_secs(1),
+        };
+        assert!(resolve(later.clone(), Some(unknown.clone())).outcome_unknown());
+        assert_eq!(resolve(later.clone(), None), later);
+        let decline = ProviderError::Declined {
+            code: "card_declined".to_owned(),
+            decline_code: None,
+            message: String::new(),
+            payment_id: None,
+        };
+        assert_eq!(resolve(decline.clone(), Some(unknown)), decline);
+    }
+
+    #[test]
+    fn an_https_url_is_refused_while_the_client_has_no_tls() {
+        let settings = PaymentProviderSettings {
+            url: "https://api.stripe.com".parse().unwrap(),
+            secret_key: SecretString::from("sk_test_x".to_owned()),
+            timeout: Duration::from_secs(1),
+            max_attempts: 1,
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(1),
+            retry_budget_percent: 0,
+            retry_budget_burst: 0,
+            breaker_failure_threshold: 1,
+            breaker_cool_down: Duration::from_secs(1),
+        };
+        assert!(matches!(
+            StripeHttpProvider::new(&settings),
+            Err(ProviderSetupError::UnsupportedScheme(scheme)) if scheme == "https"
+        ));
+    }
+
+    #[test]
+    fn an_unknown_payment_status_is_not_guessed() {
+        let body = r#"{"id":"pi_1","amount":1,"currency":"usd","status":"weird"}"#;
+        assert!(parse_payment(body.as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,741 @@
+//! The payment provider client against the real payment simulator, in-process: every outcome is
+//! checked in the simulator's ledger (what the provider created) and its request log (what we
+//! sent), so a retry that would charge twice, or a retry that should not have happened, shows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use payment_simulator::{
+    ApiRequest, Endpoint, FaultAction, FaultRule, Simulator, SimulatorConfig, SimulatorHandle,
+};
+use secrecy::SecretString;
+use supportdesk::billing::{
+    BillingReference, BreakerState, CreatePayment, CreateRefund, PaymentProvider, PaymentStatus,
+    ProviderError, RefundStatus, StripeHttpProvider,
+};
+use supportdesk::configuration::PaymentProviderSettings;
+use supportdesk::domain::Money;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+struct Harness {
+    simulator: SimulatorHandle,
+    provider: Arc<StripeHttpProvider>,
+}
+
+/// A simulator and a client whose knobs suit tests: short backoffs, a generous budget and a
+/// breaker that does not open unless a test asks it to.
+async fn harness_with(adjust: impl FnOnce(&mut PaymentProviderSettings)) -> Harness {
+    let simulator = Simulator::start(SimulatorConfig::default())
+        .await
+        .expect("the simulator starts");
+    let mut settings = PaymentProviderSettings {
+        url: simulator.base_url().parse().unwrap(),
+        secret_key: SecretString::from(simulator.api_key().to_owned()),
+        timeout: Duration::from_millis(1_000),
+        max_attempts: 4,
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        retry_budget_percent: 100,
+        retry_budget_burst: 100,
+        breaker_failure_threshold: 100,
+        breaker_cool_down: Duration::from_secs(1),
+    };
+    adjust(&mut settings);
+    let provider = Arc::new(StripeHttpProvider::new(&settings).expect("the client builds"));
+    Harness {
+        simulator,
+        provider,
+    }
+}
+
+async fn harness() -> Harness {
+    harness_with(|_| {}).await
+}
+
+fn in_seconds(seconds: u64) -> Instant {
+    Instant::now() + Duration::from_secs(seconds)
+}
+
+fn new_reference() -> BillingReference {
+    BillingReference::parse(&Uuid::now_v7().to_string()).unwrap()
+}
+
+fn usd(cents: i64) -> Money {
+    Money::parse(cents, "USD").unwrap()
+}
+
+fn payment_with_card(card: &str) -> CreatePayment {
+    let metadata = BTreeMap::from([("account_id".to_owned(), "acct-1".to_owned())]);
+    CreatePayment::new(new_reference(), usd(2_000), "cus_1", card, metadata).unwrap()
+}
+
+fn fault(endpoint: Endpoint, action: FaultAction, times: u32) -> FaultRule {
+    FaultRule::new(endpoint, action, times)
+}
+
+impl Harness {
+    /// The requests that carried `key`, in the order the simulator logged them.
+    fn requests_with_key(&self, key: &str) -> Vec<ApiRequest> {
+        self.simulator
+            .requests()
+            .into_iter()
+            .filter(|request| request.idempotency_key.as_deref() == Some(key))
+            .collect()
+    }
+
+    /// Polls the request log until `count` requests carried `key` (a request whose connection
+    /// hangs is logged only when the connection closes).
+    async fn wait_for_requests_with_key(&self, key: &str, count: usize) -> Vec<ApiRequest> {
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            let requests = self.requests_with_key(key);
+            if requests.len() >= count || Instant::now() > give_up {
+                return requests;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn succeeded_payment(&self) -> (CreatePayment, String) {
+        let request = payment_with_card("pm_card_visa");
+        let payment = self
+            .provider
+            .create_payment(&request, in_seconds(5))
+            .await
+            .expect("the payment succeeds");
+        (request, payment.id)
+    }
+}
+
+#[tokio::test]
+async fn a_visa_payment_succeeds_once_with_our_charge_id_and_a_key_derived_from_it() {
+    let harness = harness().await;
+    let request = payment_with_card("pm_card_visa");
+
+    let payment = harness
+        .provider
+        .create_payment(&request, in_seconds(5))
+        .await
+        .expect("the payment succeeds");
+
+    assert_eq!(payment.status, PaymentStatus::Succeeded);
+    assert_eq!(payment.amount, usd(2_000));
+    assert_eq!(
+        payment.charge_id.as_deref(),
+        Some(request.charge_id().as_str())
+    );
+    let charge_id = request.charge_id().as_str();
+    assert_eq!(
+        harness
+            .simulator
+            .payment_intent_count_for_charge_id(charge_id),
+        1
+    );
+    let sent = harness.requests_with_key(&request.idempotency_key());
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].param("amount"), Some("2000"));
+    assert_eq!(sent[0].param("currency"), Some("usd"));
+    assert_eq!(sent[0].param("confirm"), Some("true"));
+    assert_eq!(sent[0].param("metadata[charge_id]"), Some(charge_id));
+    assert_eq!(sent[0].param("metadata[account_id]"), Some("acct-1"));
+
+    let read_back = harness
+        .provider
+        .get_payment(&payment.id, in_seconds(5))
+        .await
+        .expect("the payment reads back");
+    assert_eq!(read_back.status, PaymentStatus::Succeeded);
+    assert_eq!(read_back.amount_refunded, Some(usd(0)));
+}
+
+#[tokio::test]
+async fn each_declining_test_card_is_declined_with_its_code_and_never_retried() {
+    let harness = harness().await;
+    for (card, code, decline_code) in [
+        (
+            "pm_card_chargeDeclined",
+            "card_declined",
+            Some("generic_decline"),
+        ),
+        (
+            "pm_card_chargeDeclinedInsufficientFunds",
+            "card_declined",
+            Some("insufficient_funds"),
+        ),
+        ("pm_card_chargeDeclinedExpiredCard", "expired_card", None),
+    ] {
+        let request = payment_with_card(card);
+
+        let error = harness
+            .provider
+            .create_payment(&request, in_seconds(5))
+            .await
+            .expect_err("declined");
+
+        let ProviderError::Declined {
+            code: got_code,
+            decline_code: got_decline_code,
+            payment_id,
+            ..
+        } = error
+        else {
+            panic!("{card}: expected a decline, got {error:?}");
+        };
+        assert_eq!(got_code, code, "{card}");
+        assert_eq!(got_decline_code.as_deref(), decline_code, "{card}");
+        let ledger = harness
+            .simulator
+            .ledger_for_metadata("charge_id", request.charge_id().as_str());
+        assert_eq!(ledger.payment_intents.len(), 1, "{card}");
+        assert_eq!(
+            payment_id.as_deref(),
+            Some(ledger.payment_intents[0].id.as_str())
+        );
+        assert_eq!(
+            harness.requests_with_key(&request.idempotency_key()).len(),
+            1,
+            "{card}: a decline is not retried"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_after_the_provider_charged_is_resolved_without_a_second_charge() {
+    let harness = harness_with(|settings| settings.timeout = Duration::from_millis(300)).await;
+    harness
+        .simulator
+        .add_fault(fault(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ExecuteThenTimeout { hang_millis: 1_500 },
+            1,
+        ))
+        .unwrap();
+    let request = payment_with_card("pm_card_visa");
+
+    let payment = harness
+        .provider
+        .create_payment(&request, in_seconds(5))
+        .await
+        .expect("the retry with the same key finds the charge");
+
+    assert_eq!(payment.status, PaymentStatus::Succeeded);
+    let charge_id = request.charge_id().as_str();
+    assert_eq!(
+        harness
+            .simulator
+            .payment_intent_count_for_charge_id(charge_id),
+        1
+    );
+    let sent = harness
+        .wait_for_requests_with_key(&request.idempotency_key(), 2)
+        .await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let answered: Vec<_> = sent.iter().map(|r| (r.status, r.replayed)).collect();
+    assert!(
+        answered.contains(&(None, false)) && answered.contains(&(Some(200), true)),
+        "the first attempt got no answer, the retry a replay: {answered:?}"
+    );
+    assert_eq!(
+        sent[0].params, sent[1].params,
+        "the retry is the same request"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_answer_without_time_to_retry_is_an_unknown_outcome_and_the_payment_is_found_by_charge_id()
+ {
+    let harness = harness_with(|settings| {
+        settings.timeout = Duration::from_millis(300);
+        settings.max_attempts = 1;
+    })
+    .await;
+    harness
+        .simulator
+        .add_fault(fault(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ExecuteThenTimeout { hang_millis: 0 },
+            1,
+        ))
+        .unwrap();
+    let request = payment_with_card("pm_card_visa");
+
+    let error = harness
+        .provider
+        .create_payment(&request, in_seconds(5))
+        .await
+        .expect_err("no answer");
+
+    assert!(error.outcome_unknown(), "{error:?}");
+    let found = harness
+        .provider
+        .find_payments_by_charge_id(request.charge_id(), in_seconds(5))
+        .await
+        .expect("the search answers");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].status, PaymentStatus::Succeeded);
+    assert_eq!(found[0].amount, usd(2_000));
+    let ledger = harness
+        .simulator
+        .ledger_for_metadata("charge_id", request.charge_id().as_str());
+    assert_eq!(ledger.payment_intents.len(), 1);
+    assert_eq!(found[0].id, ledger.payment_intents[0].id);
+}
+
+#[tokio::test]
+async fn a_500_after_the_provider_charged_stays_unknown_through_its_replay_and_is_found_by_charge_id()
+ {
+    let harness = harness().await;
+    harness
+        .simulator
+        .add_fault(fault(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ExecuteThenServerError { status: 500 },
+            1,
+        ))
+        .unwrap();
+    let request = payment_with_card("pm_card_visa");
+
+    let error = harness
+        .provider
+        .create_payment(&request, in_seconds(5))
+        .await
+        .expect_err("the saved 500 is replayed");
+
+    assert!(
+        error.outcome_unknown(),
+        "a 500 on a POST is not a failure: {error:?}"
+    );
+    let sent = harness.requests_with_key(&request.idempotency_key());
+    let answered: Vec<_> = sent.iter().map(|r| (r.status, r.replayed)).collect();
+    assert_eq!(
+        answered,
+        [(Some(500), false), (Some(500), true)],
+        "one retry, and no more once the 500 is known to be the saved answer"
+    );
+    let found = harness
+        .provider
+        .find_payments_by_charge_id(request.charge_id(), in_seconds(5))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].status, PaymentStatus::Succeeded);
+    assert_eq!(
+        harness
+            .simulator
+            .payment_intent_count_for_charge_id(request.charge_id().as_str()),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_503_a_reset_and_a_429_are_retried_with_the_same_key_honouring_retry_after() {
+    let harness = harness_with(|settings| settings.max_attempts = 5).await;
+    for action in [
+        FaultAction::ServerError { status: 503 },
+        FaultAction::ResetConnection,
+        FaultAction::RateLimit {
+            retry_after_secs: 1,
+        },
+    ] {
+        harness
+            .simulator
+            .add_fault(fault(Endpoint::CreatePaymentIntent, action, 1))
+            .unwrap();
+    }
+    let request = payment_with_card("pm_card_visa");
+
+    let payment = harness
+        .provider
+        .create_payment(&request, in_seconds(10))
+        .await
+        .expect("the fourth attempt succeeds");
+
+    assert_eq!(payment.status, PaymentStatus::Succeeded);
+    assert_eq!(
+        harness
+            .simulator
+            .payment_intent_count_for_charge_id(request.charge_id().as_str()),
+        1
+    );
+    let sent = harness.requests_with_key(&request.idempotency_key());
+    let statuses: Vec<_> = sent.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(503), None, Some(429), Some(200)]);
+    assert!(sent.iter().all(|r| r.params == sent[0].params));
+    let waited = sent[3].received_at_unix_ms - sent[2].received_at_unix_ms;
+    assert!(waited >= 1_000, "Retry-After: 1 was honoured ({waited} ms)");
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_callers_deadline() {
+    let harness = harness_with(|settings| {
+        settings.max_attempts = 1_000;
+        settings.backoff_base = Duration::from_millis(40);
+        settings.backoff_max = Duration::from_millis(40);
+    })
+    .await;
+    harness
+        .simulator
+        .add_fault(FaultRule::always(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ServerError { status: 503 },
+        ))
+        .unwrap();
+    let request = payment_with_card("pm_card_visa");
+    let started = Instant::now();
+
+    let error = harness
+        .provider
+        .create_payment(&request, started + Duration::from_millis(400))
+        .await
+        .expect_err("the provider never recovers");
+
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(error, ProviderError::Unavailable { .. }),
+        "{error:?}"
+    );
+    assert!(elapsed <= Duration::from_millis(550), "took {elapsed:?}");
+    let attempts = harness.requests_with_key(&request.idempotency_key()).len();
+    assert!((2..1_000).contains(&attempts), "{attempts} attempts");
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_deadline_allows_is_not_waited_for() {
+    let harness = harness().await;
+    harness
+        .simulator
+        .add_fault(fault(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::RateLimit {
+                retry_after_secs: 30,
+            },
+            1,
+        ))
+        .unwrap();
+    let request = payment_with_card("pm_card_visa");
+    let started = Instant::now();
+
+    let error = harness
+        .provider
+        .create_payment(&request, in_seconds(5))
+        .await
+        .expect_err("rate limited");
+
+    assert_eq!(
+        error,
+        ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(30))
+        }
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        harness.requests_with_key(&request.idempotency_key()).len(),
+        1
+    );
+    assert_eq!(harness.simulator.ledger().payment_intents.len(), 0);
+}
+
+#[tokio::test]
+async fn retries_stop_when_the_retry_budget_is_spent() {
+    let harness = harness_with(|settings| {
+        settings.max_attempts = 5;
+        settings.retry_budget_percent = 10;
+        settings.retry_budget_burst = 2;
+    })
+    .await;
+    harness
+        .simulator
+        .add_fault(FaultRule::always(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ServerError { status: 503 },
+        ))
+        .unwrap();
+    let first = payment_with_card("pm_card_visa");
+    let second = payment_with_card("pm_card_visa");
+
+    let first_error = harness
+        .provider
+        .create_payment(&first, in_seconds(5))
+        .await
+        .expect_err("down");
+    let second_error = harness
+        .provider
+        .create_payment(&second, in_seconds(5))
+        .await
+        .expect_err("down");
+
+    assert!(matches!(first_error, ProviderError::Unavailable { .. }));
+    assert!(matches!(second_error, ProviderError::Unavailable { .. }));
+    assert_eq!(
+        harness.requests_with_key(&first.idempotency_key()).len(),
+        3,
+        "the burst of two retries, though five attempts were allowed"
+    );
+    assert_eq!(
+        harness.requests_with_key(&second.idempotency_key()).len(),
+        1,
+        "one call earns a tenth of a retry: not enough"
+    );
+}
+
+#[tokio::test]
+async fn the_breaker_opens_after_the_threshold_fails_fast_while_open_and_a_successful_probe_closes_it()
+ {
+    let harness = harness_with(|settings| {
+        settings.max_attempts = 1;
+        settings.breaker_failure_threshold = 3;
+        settings.breaker_cool_down = Duration::from_millis(500);
+    })
+    .await;
+    let mut changes = harness.provider.breaker().subscribe();
+    harness
+        .simulator
+        .add_fault(FaultRule::always(
+            Endpoint::Any,
+            FaultAction::ServerError { status: 503 },
+        ))
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(harness.provider.breaker().state(), BreakerState::Closed);
+        let error = harness
+            .provider
+            .create_payment(&payment_with_card("pm_card_visa"), in_seconds(5))
+            .await
+            .expect_err("down");
+        assert!(matches!(error, ProviderError::Unavailable { .. }));
+    }
+    assert_eq!(harness.provider.breaker().state(), BreakerState::Open);
+    assert_eq!(*changes.borrow_and_update(), BreakerState::Open);
+    let requests_before = harness.simulator.requests().len();
+
+    let started = Instant::now();
+    let error = harness
+        .provider
+        .create_payment(&payment_with_card("pm_card_visa"), in_seconds(5))
+        .await
+        .expect_err("open");
+    let ProviderError::CircuitOpen { retry_after } = error else {
+        panic!("expected CircuitOpen, got {error:?}");
+    };
+    assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_millis(500));
+    assert!(started.elapsed() < Duration::from_millis(100), "fails fast");
+    let lookup = harness
+        .provider
+        .find_payments_by_charge_id(&new_reference(), in_seconds(5))
+        .await;
+    assert!(matches!(lookup, Err(ProviderError::CircuitOpen { .. })));
+    assert_eq!(
+        harness.simulator.requests().len(),
+        requests_before,
+        "nothing reached the provider while open"
+    );
+
+    harness.simulator.clear_faults();
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while harness.provider.breaker().state() != BreakerState::HalfOpen {
+        assert!(Instant::now() < give_up, "the breaker never half-opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let probe = payment_with_card("pm_card_visa");
+    harness
+        .provider
+        .create_payment(&probe, in_seconds(5))
+        .await
+        .expect("the probe goes through");
+
+    assert_eq!(harness.provider.breaker().state(), BreakerState::Closed);
+    assert_eq!(*changes.borrow_and_update(), BreakerState::Closed);
+    assert_eq!(harness.simulator.requests().len(), requests_before + 1);
+}
+
+#[tokio::test]
+async fn declines_and_invalid_requests_do_not_open_the_breaker() {
+    let harness = harness_with(|settings| settings.breaker_failure_threshold = 2).await;
+    for _ in 0..3 {
+        let error = harness
+            .provider
+            .create_payment(&payment_with_card("pm_card_chargeDeclined"), in_seconds(5))
+            .await
+            .expect_err("declined");
+        assert!(matches!(error, ProviderError::Declined { .. }));
+        let refund = CreateRefund::new(new_reference(), "pi_missing", None).unwrap();
+        let error = harness
+            .provider
+            .create_refund(&refund, in_seconds(5))
+            .await
+            .expect_err("no such payment");
+        assert!(
+            matches!(&error, ProviderError::InvalidRequest { status: 400, code, .. } if code == "resource_missing"),
+            "{error:?}"
+        );
+    }
+    assert_eq!(harness.provider.breaker().state(), BreakerState::Closed);
+}
+
+#[tokio::test]
+async fn ten_concurrent_partial_refunds_only_refund_what_fits_in_the_payment() {
+    let harness = harness().await;
+    let (_, payment_id) = harness.succeeded_payment().await;
+    let provider: Arc<dyn PaymentProvider> = harness.provider.clone();
+    let mut refunds = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let provider = Arc::clone(&provider);
+        let request =
+            CreateRefund::new(new_reference(), payment_id.clone(), Some(usd(600))).unwrap();
+        refunds.spawn(async move { provider.create_refund(&request, in_seconds(5)).await });
+    }
+
+    let outcomes = refunds.join_all().await;
+
+    let succeeded: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(succeeded.len(), 3, "3 × 600 fit in 2000, a fourth does not");
+    assert!(
+        succeeded
+            .iter()
+            .all(|refund| refund.status == RefundStatus::Succeeded
+                && refund.amount == usd(600)
+                && refund.payment_id == payment_id)
+    );
+    for error in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert!(
+            matches!(
+                error,
+                ProviderError::InvalidRequest { status: 400, code, param: Some(param), .. }
+                    if code == "amount_too_large" && param == "amount"
+            ),
+            "{error:?}"
+        );
+    }
+    let ledger = harness.simulator.ledger();
+    assert_eq!(ledger.refunds.len(), 3);
+    assert_eq!(ledger.refunds.iter().map(|r| r.amount).sum::<i64>(), 1_800);
+    let payment = harness
+        .provider
+        .get_payment(&payment_id, in_seconds(5))
+        .await
+        .unwrap();
+    assert_eq!(payment.amount_refunded, Some(usd(1_800)));
+}
+
+#[tokio::test]
+async fn a_refund_whose_answer_was_lost_is_replayed_not_repeated() {
+    let harness = harness_with(|settings| settings.timeout = Duration::from_millis(300)).await;
+    let (_, payment_id) = harness.succeeded_payment().await;
+    harness
+        .simulator
+        .add_fault(fault(
+            Endpoint::CreateRefund,
+            FaultAction::ExecuteThenTimeout { hang_millis: 0 },
+            1,
+        ))
+        .unwrap();
+    let request = CreateRefund::new(new_reference(), payment_id, None).unwrap();
+
+    let refund = harness
+        .provider
+        .create_refund(&request, in_seconds(5))
+        .await
+        .expect("the retry replays the refund");
+
+    assert_eq!(refund.amount, usd(2_000), "a full refund");
+    let ledger = harness.simulator.ledger();
+    assert_eq!(ledger.refunds.len(), 1);
+    assert_eq!(ledger.refunds[0].id, refund.id);
+    assert_eq!(
+        harness.requests_with_key(&request.idempotency_key()).len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_retry_while_the_first_attempt_still_runs_waits_for_it_instead_of_charging_again() {
+    let harness = harness_with(|settings| {
+        settings.timeout = Duration::from_millis(200);
+        settings.max_attempts = 20;
+        settings.backoff_base = Duration::from_millis(50);
+        settings.backoff_max = Duration::from_millis(100);
+    })
+    .await;
+    harness
+        .simulator
+        .add_fault(fault(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::Latency { millis: 700 },
+            1,
+        ))
+        .unwrap();
+    let request = payment_with_card("pm_card_visa");
+
+    let payment = harness
+        .provider
+        .create_payment(&request, in_seconds(5))
+        .await
+        .expect("a later retry gets the first attempt's answer");
+
+    assert_eq!(payment.status, PaymentStatus::Succeeded);
+    assert_eq!(
+        harness
+            .simulator
+            .payment_intent_count_for_charge_id(request.charge_id().as_str()),
+        1
+    );
+    let sent = harness
+        .wait_for_requests_with_key(&request.idempotency_key(), 3)
+        .await;
+    let statuses: Vec<_> = sent.iter().map(|r| r.status).collect();
+    assert!(
+        statuses.contains(&Some(409)),
+        "a retry met the running first attempt: {statuses:?}"
+    );
+    assert!(
+        sent.iter().any(|r| r.status == Some(200) && r.replayed),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_that_refuses_connections_is_unavailable_not_an_unknown_outcome() {
+    let harness = harness_with(|_| {}).await;
+    // A port that was just free: connecting is refused, so nothing can have been sent.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let settings = PaymentProviderSettings {
+        url: format!("http://{address}").parse().unwrap(),
+        secret_key: SecretString::from(harness.simulator.api_key().to_owned()),
+        timeout: Duration::from_millis(500),
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(20),
+        retry_budget_percent: 100,
+        retry_budget_burst: 10,
+        breaker_failure_threshold: 2,
+        breaker_cool_down: Duration::from_secs(60),
+    };
+    let provider = StripeHttpProvider::new(&settings).unwrap();
+
+    let error = provider
+        .create_payment(&payment_with_card("pm_card_visa"), in_seconds(5))
+        .await
+        .expect_err("nobody listens");
+
+    assert!(
+        matches!(&error, ProviderError::CircuitOpen { .. }),
+        "two refused attempts opened the breaker before the third: {error:?}"
+    );
+    assert_eq!(provider.breaker().state(), BreakerState::Open);
+    let error = StripeHttpProvider::new(&PaymentProviderSettings {
+        breaker_failure_threshold: 10,
+        ..settings
+    })
+    .unwrap()
+    .create_payment(&payment_with_card("pm_card_visa"), in_seconds(5))
+    .await
+    .expect_err("nobody listens");
+    let ProviderError::Unavailable { detail } = &error else {
+        panic!("a refused connection sent nothing, so it is not unknown: {error:?}");
+    };
+    assert!(detail.starts_with("cannot connect"), "{detail}");
+}
