@@ -28,6 +28,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
 use rand::RngCore;
 use rand::rngs::OsRng;
 use redis::Script;
@@ -59,8 +60,10 @@ impl RefreshToken {
 
     /// The token that rotating this one issues: the same for every presenter of this one,
     /// unknowable without the server key.
-    fn successor(&self, key: &ring::hmac::Key) -> Self {
-        Self(URL_SAFE_NO_PAD.encode(ring::hmac::sign(key, self.0.as_bytes())))
+    fn successor(&self, key: &Hmac<Sha256>) -> Self {
+        let mut mac = key.clone();
+        mac.update(self.0.as_bytes());
+        Self(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
     }
 
     /// An id derived from the token, for the access token issued beside it: the same pair for
@@ -177,7 +180,7 @@ pub struct SessionStore {
     /// How long after a rotation the rotated token still answers its successor.
     reuse_grace: Duration,
     /// The key successors are derived with.
-    successor_key: ring::hmac::Key,
+    successor_key: Hmac<Sha256>,
 }
 
 impl SessionStore {
@@ -189,16 +192,17 @@ impl SessionStore {
         reuse_grace: Duration,
         secret: &SecretString,
     ) -> Self {
-        let derived = ring::hmac::sign(
-            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.expose_secret().as_bytes()),
-            b"supportdesk refresh-token successor v1",
-        );
+        let hmac = |key: &[u8]| {
+            Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length")
+        };
+        let mut derive = hmac(secret.expose_secret().as_bytes());
+        derive.update(b"supportdesk refresh-token successor v1");
         Self {
             pool,
             keys,
             lifetime,
             reuse_grace,
-            successor_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref()),
+            successor_key: hmac(&derive.finalize().into_bytes()),
         }
     }
 

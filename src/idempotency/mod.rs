@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use diesel_async::AsyncPgConnection;
+use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Principal};
@@ -46,19 +48,21 @@ pub struct IdempotencyPolicy {
 /// fingerprint kept for a day is a fast hash of the request, against which anyone reading the
 /// table could test guesses of what the request held; keyed, it tells nothing without the key.
 #[derive(Clone)]
-pub struct FingerprintKey(std::sync::Arc<ring::hmac::Key>);
+pub struct FingerprintKey(std::sync::Arc<Hmac<Sha256>>);
 
 impl FingerprintKey {
     pub fn new(secret: &SecretString) -> Self {
-        Self(std::sync::Arc::new(ring::hmac::Key::new(
-            ring::hmac::HMAC_SHA256,
-            secret.expose_secret().as_bytes(),
-        )))
+        Self(std::sync::Arc::new(
+            Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+                .expect("HMAC takes keys of any length"),
+        ))
     }
 
     /// HMAC-SHA256 of `data` under the key.
     pub fn sign(&self, data: &[u8]) -> Vec<u8> {
-        ring::hmac::sign(&self.0, data).as_ref().to_vec()
+        let mut mac = (*self.0).clone();
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
     }
 }
 

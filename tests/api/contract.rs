@@ -825,6 +825,8 @@ async fn envoys_own_errors_use_the_same_json_shape() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["details"][0]["reason"], "REQUEST_TOO_LARGE", "{body}");
 }
 
 #[tokio::test]
