@@ -3,6 +3,8 @@
 //! path strings. On the way back it applies the declared REST success status: a successful
 //! answer of an RPC declared `HTTP_SUCCESS_CREATED` or `HTTP_SUCCESS_NO_CONTENT` carries
 //! `x-http-status`, which Envoy's response filter turns into 201 or 204 (deploy/envoy/envoy.yaml).
+//! It also gives tonic's bare refusal of a message over `MAX_REQUEST_BYTES` the ErrorInfo every
+//! other refusal has (`REQUEST_TOO_LARGE`).
 //!
 //! A path the table does not know gets no extension: every layer below then treats the request
 //! as strictly as it can (authentication required), and tonic answers UNIMPLEMENTED.

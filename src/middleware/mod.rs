@@ -7,7 +7,8 @@
 //! 4. header limit: a header list over `MAX_REQUEST_HEADER_BYTES` is refused as
 //!    `HEADERS_TOO_LARGE` ([`header_limit`]);
 //! 5. method: the RPC's declaration from the method table, for every layer below and the
-//!    handler; on the way back, the declared REST success status ([`method`]);
+//!    handler; on the way back, the declared REST success status, and `REQUEST_TOO_LARGE` for
+//!    tonic's bare refusal of an oversized message ([`method`]);
 //! 6. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
 //! 7. admission: who is calling (failing closed), with the declared role, within the declared
 //!    quota of the caller (or client IP), in one Redis round trip ([`admission`],
