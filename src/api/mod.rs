@@ -202,6 +202,7 @@ impl IdempotencyRequest {
             policy: self.policy.clone(),
             store_success: store,
             store_failure: stored_failure,
+            phases: &[],
         })
     }
 }
