@@ -538,7 +538,33 @@ impl From<&AppError> for Status {
                 }
             };
         details.set_error_info(reason, ERROR_DOMAIN, metadata);
-        Status::with_error_details(code, message, details)
+        let mut status = Status::with_error_details(code, message, details);
+        declare_http_status(&mut status);
+        status
+    }
+}
+
+/// The REST status an error reason is answered with when the one Envoy derives from its gRPC
+/// code would mislead: a decline is 402 Payment Required, as the payment provider itself answers.
+const HTTP_STATUS_OF_REASON: &[(&str, &str)] = &[("CARD_DECLINED", "402")];
+
+/// Marks `status` with `x-http-status` when its reason has a REST status of its own, for Envoy's
+/// response filter to apply (deploy/envoy/envoy.yaml). Used for fresh errors and replays alike:
+/// a replayed decline is 402 too.
+pub fn declare_http_status(status: &mut Status) {
+    let reason = status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone());
+    let Some(reason) = reason else { return };
+    if let Some((_, http)) = HTTP_STATUS_OF_REASON
+        .iter()
+        .find(|(declared, _)| *declared == reason)
+    {
+        status.metadata_mut().insert(
+            crate::middleware::HTTP_STATUS_HEADER,
+            tonic::metadata::MetadataValue::from_static(http),
+        );
     }
 }
 

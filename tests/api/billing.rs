@@ -684,3 +684,240 @@ async fn customers_see_only_their_own_charges_and_cannot_charge() {
     );
     assert_eq!(desk.charge_count().await, 1);
 }
+
+// Through the API: the wire, Envoy's REST mapping and the deployment without billing.
+
+fn charge_json(customer: &TestUser, card: &str) -> serde_json::Value {
+    serde_json::json!({
+        "customerId": customer.id.to_string(),
+        "amount": {"amountMinor": "1250", "currencyCode": "EUR"},
+        "paymentMethod": card,
+    })
+}
+
+#[tokio::test]
+async fn a_decline_over_rest_is_402_with_its_decline_code_and_so_is_its_replay() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let envoy = super::envoy::Envoy::start_in_front_of(app.address.port()).await;
+    let http = reqwest::Client::new();
+    let send = || {
+        http.post(envoy.url("/v1/charges"))
+            .bearer_auth(&app.admin.access_token)
+            .header("idempotency-key", "declined-once")
+            .json(&charge_json(
+                &customer,
+                "pm_card_chargeDeclinedInsufficientFunds",
+            ))
+            .send()
+    };
+    for attempt in ["first", "replay"] {
+        let answer = send().await.unwrap();
+        assert_eq!(
+            answer.status(),
+            reqwest::StatusCode::PAYMENT_REQUIRED,
+            "{attempt}"
+        );
+        assert!(
+            answer.headers().get("x-http-status").is_none(),
+            "the marker leaked"
+        );
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["code"], 9, "{attempt}: {body}");
+        let info = body["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|detail| detail["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
+            .cloned()
+            .unwrap();
+        assert_eq!(info["reason"], "CARD_DECLINED");
+        assert_eq!(info["metadata"]["decline_code"], "insufficient_funds");
+    }
+    // One payment attempt at the provider, one FAILED charge in PostgreSQL.
+    let listed = app
+        .billing
+        .clone()
+        .list_charges(app.as_admin(v1::ListChargesRequest {
+            status: v1::ChargeStatus::Failed.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .charges;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].decline_code, "insufficient_funds");
+    assert_eq!(
+        app.simulator
+            .payment_intent_count_for_charge_id(&listed[0].id),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_charge_and_its_refund_go_through_the_api_in_integer_minor_units() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let mut request = app.as_admin(v1::CreateChargeRequest {
+        charge: Some(v1::Charge {
+            customer_id: customer.id.to_string(),
+            amount: Some(v1::Money {
+                amount_minor: 1_999,
+                currency_code: "JPY".to_owned(),
+            }),
+            payment_method: "pm_card_visa".to_owned(),
+            ..Default::default()
+        }),
+    });
+    request
+        .metadata_mut()
+        .insert("idempotency-key", "pay-once".parse().unwrap());
+    let charge = app.billing.clone().create_charge(request).await.unwrap();
+    assert_eq!(
+        charge.metadata().get("location").unwrap().to_str().unwrap(),
+        format!("/v1/charges/{}", charge.get_ref().id)
+    );
+    let charge = charge.into_inner();
+    assert_eq!(charge.status, i32::from(v1::ChargeStatus::Succeeded));
+    assert!(charge.provider_payment_id.starts_with("pi_"));
+    let refunded = app
+        .billing
+        .clone()
+        .refund_charge(super::helpers::keyed(app.as_admin(
+            v1::RefundChargeRequest {
+                id: charge.id.clone(),
+                amount: Some(v1::Money {
+                    amount_minor: 999,
+                    currency_code: "JPY".to_owned(),
+                }),
+            },
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        refunded.status,
+        i32::from(v1::ChargeStatus::PartiallyRefunded)
+    );
+    assert_eq!(refunded.amount_refunded.unwrap().amount_minor, 999);
+    let seen = app
+        .billing
+        .clone()
+        .get_charge(customer.request(v1::GetChargeRequest {
+            id: charge.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        seen.amount_refunded,
+        Some(v1::Money {
+            amount_minor: 999,
+            currency_code: "JPY".to_owned()
+        })
+    );
+    let ledger = app.simulator.ledger();
+    assert_eq!(
+        ledger
+            .refunds
+            .iter()
+            .map(|refund| refund.amount)
+            .sum::<i64>(),
+        999
+    );
+}
+
+#[tokio::test]
+async fn without_a_payment_provider_billing_answers_not_configured() {
+    let app = TestApp::spawn_with(|settings| settings.payment_provider = None).await;
+    let status = app
+        .billing
+        .clone()
+        .list_charges(app.as_admin(v1::ListChargesRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(error_reason(&status), "BILLING_NOT_CONFIGURED");
+}
+
+#[tokio::test]
+async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
+    let app = TestApp::spawn_with(|settings| {
+        let provider = settings.payment_provider.as_mut().unwrap();
+        provider.breaker_failure_threshold = 1;
+        provider.breaker_cool_down = Duration::from_millis(1_500);
+    })
+    .await;
+    let billing = "supportdesk.v1.BillingService";
+    let tickets = "supportdesk.v1.TicketService";
+    app.wait_for_health("Serving", Duration::from_secs(5)).await;
+    assert_eq!(app.health_of(billing).await, "Serving");
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let outage = app
+        .simulator
+        .add_fault(FaultRule::always(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ServerError { status: 503 },
+        ))
+        .unwrap();
+    let client = app.billing.clone();
+    let charge = |key: &str| {
+        let mut client = client.clone();
+        let mut request = app.as_admin(v1::CreateChargeRequest {
+            charge: Some(v1::Charge {
+                customer_id: customer.id.to_string(),
+                amount: Some(v1::Money {
+                    amount_minor: 100,
+                    currency_code: "USD".to_owned(),
+                }),
+                payment_method: "pm_card_visa".to_owned(),
+                ..Default::default()
+            }),
+        });
+        request
+            .metadata_mut()
+            .insert("idempotency-key", key.parse().unwrap());
+        async move { client.create_charge(request).await }
+    };
+    let status = charge("during-the-outage").await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(error_reason(&status), "PAYMENT_PROVIDER_UNAVAILABLE");
+    super::helpers::wait_until(
+        "BillingService NOT_SERVING",
+        Duration::from_secs(2),
+        || async { app.health_of(billing).await == "NotServing" },
+    )
+    .await;
+    assert_eq!(app.health_of(tickets).await, "Serving");
+    assert_eq!(app.health_of("").await, "Serving");
+
+    // The provider recovers; after the cool-down the retry with the same key is the probe that
+    // closes the breaker, and finishes the charge left pending.
+    app.simulator.remove_fault(outage.id);
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let paid = charge("during-the-outage").await.unwrap().into_inner();
+    assert_eq!(paid.status, i32::from(v1::ChargeStatus::Succeeded));
+    assert_eq!(
+        app.simulator.payment_intent_count_for_charge_id(&paid.id),
+        1
+    );
+    super::helpers::wait_until("BillingService SERVING", Duration::from_secs(2), || async {
+        app.health_of(billing).await == "Serving"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unconfigured_billing_service_is_not_serving_while_the_rest_is() {
+    let app = TestApp::spawn_with(|settings| settings.payment_provider = None).await;
+    app.wait_for_health("Serving", Duration::from_secs(5)).await;
+    assert_eq!(
+        app.health_of("supportdesk.v1.BillingService").await,
+        "NotServing"
+    );
+    assert_eq!(
+        app.health_of("supportdesk.v1.TicketService").await,
+        "Serving"
+    );
+}
