@@ -292,7 +292,7 @@ impl Billing {
             Recorded::Refused(error) => return Ok(Outcome::Failed(error)),
             Recorded::Resume { key, resource } => (key, resource),
         };
-        let charge = self
+        let (charge, status) = self
             .finish_refund(
                 account_id,
                 RefundId::from_uuid(resource),
@@ -301,7 +301,14 @@ impl Billing {
                 key,
             )
             .await?;
-        Ok(Outcome::Done(charge))
+        match status {
+            RefundStatus::Succeeded => Ok(Outcome::Done(charge)),
+            RefundStatus::Pending | RefundStatus::Failed => {
+                Err(AppError::internal(anyhow::anyhow!(
+                    "the provider refused refund {resource} of a charge we hold refundable"
+                )))
+            }
+        }
     }
 
     /// A charge of the caller's account; a customer sees only their own (others are NOT_FOUND,
@@ -349,20 +356,26 @@ impl Billing {
 
     /// Finishes charges and refunds left pending for at least `policy.min_age` (a crash between
     /// the phases, an unknown provider outcome, a client that gave up): at most `policy.batch` of
-    /// each, oldest first. Instances share the work through `FOR UPDATE SKIP LOCKED`. A charge
-    /// that cannot be finished now (the provider is down) ends the run: the next run retries it.
+    /// each, oldest first. Instances share the work through `FOR UPDATE SKIP LOCKED`. One that
+    /// cannot be finished now (the provider is down, the payment still processing) is logged and
+    /// passed over until the next run, so it never blocks the ones behind it.
     pub async fn complete_pending(&self, policy: &CompleterPolicy) -> AppResult<Completed> {
         let mut completed = Completed::default();
         let retention = policy.provider_key_retention;
-        while completed.charges < policy.batch {
+        let mut passed_over = Vec::new();
+        while completed.charges + passed_over.len() < policy.batch {
             let deadline = Instant::now() + policy.call_timeout;
             let mut connection = crate::db::connection(&self.pool).await?;
+            let mut attempted = None;
             let finished = connection
                 .transaction::<_, AppError, _>(async |conn| {
                     let before = Utc::now() - to_chrono(policy.min_age);
-                    let Some(stored) = ChargeRow::lock_oldest_pending(conn, before).await? else {
+                    let Some(stored) =
+                        ChargeRow::lock_oldest_pending(conn, before, &passed_over).await?
+                    else {
                         return Ok(false);
                     };
+                    attempted = Some(stored.charge.id.as_uuid());
                     self.finish_locked_charge(
                         conn,
                         stored,
@@ -374,30 +387,45 @@ impl Billing {
                     .await?;
                     Ok(true)
                 })
-                .await?;
-            if !finished {
-                break;
+                .await;
+            match (finished, attempted) {
+                (Ok(false), _) => break,
+                (Ok(true), _) => completed.charges += 1,
+                (Err(error), Some(charge_id)) => {
+                    tracing::warn!(%charge_id, %error, "a pending charge could not be finished yet");
+                    passed_over.push(charge_id);
+                }
+                (Err(error), None) => return Err(error),
             }
-            completed.charges += 1;
         }
-        while completed.refunds < policy.batch {
+        let mut passed_over = Vec::new();
+        while completed.refunds + passed_over.len() < policy.batch {
             let deadline = Instant::now() + policy.call_timeout;
             let mut connection = crate::db::connection(&self.pool).await?;
+            let mut attempted = None;
             let finished = connection
                 .transaction::<_, AppError, _>(async |conn| {
                     let before = Utc::now() - to_chrono(policy.min_age);
-                    let Some(refund) = RefundRow::lock_oldest_pending(conn, before).await? else {
+                    let Some(refund) =
+                        RefundRow::lock_oldest_pending(conn, before, &passed_over).await?
+                    else {
                         return Ok(false);
                     };
+                    attempted = Some(refund.id.as_uuid());
                     self.finish_locked_refund(conn, refund, deadline, None, None)
                         .await?;
                     Ok(true)
                 })
-                .await?;
-            if !finished {
-                break;
+                .await;
+            match (finished, attempted) {
+                (Ok(false), _) => break,
+                (Ok(true), _) => completed.refunds += 1,
+                (Err(error), Some(refund_id)) => {
+                    tracing::warn!(%refund_id, %error, "a pending refund could not be finished yet");
+                    passed_over.push(refund_id);
+                }
+                (Err(error), None) => return Err(error),
             }
-            completed.refunds += 1;
         }
         Ok(completed)
     }
@@ -540,7 +568,7 @@ impl Billing {
         deadline: Instant,
         actor: Option<Actor>,
         key: ClaimedKey<'_, '_>,
-    ) -> AppResult<StoredCharge> {
+    ) -> AppResult<(StoredCharge, RefundStatus)> {
         let mut connection = crate::db::connection(&self.pool).await?;
         connection
             .transaction::<_, AppError, _>(async |conn| {
@@ -565,11 +593,11 @@ impl Billing {
         deadline: Instant,
         actor: Option<Actor>,
         key: ClaimedKey<'_, '_>,
-    ) -> AppResult<StoredCharge> {
+    ) -> AppResult<(StoredCharge, RefundStatus)> {
         let charge = ChargeRow::find(conn, refund.account_id, None, refund.charge_id)
             .await?
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("the charge of a refund is gone")))?;
-        let finished = if refund.status == RefundStatus::Pending {
+        let (finished, status) = if refund.status == RefundStatus::Pending {
             let payment_id = charge.charge.provider_payment_id.clone().ok_or_else(|| {
                 AppError::internal(anyhow::anyhow!("a refunded charge has no payment id"))
             })?;
@@ -627,7 +655,7 @@ impl Billing {
                     json!({"refund_id": refund.id.to_string(), "amount_minor": refund.amount.amount_minor()}),
                 )
                 .await?;
-                saved
+                (saved, status)
             } else {
                 record(
                     conn,
@@ -637,15 +665,17 @@ impl Billing {
                     json!({"refund_id": refund.id.to_string(), "amount_minor": refund.amount.amount_minor()}),
                 )
                 .await?;
-                charge
+                (charge, status)
             }
         } else {
-            charge
+            (charge, refund.status)
         };
-        if let Some((idempotent, id)) = key {
+        // A refund the provider refused is no answer to store: the request's error is INTERNAL
+        // (our checks should have made it impossible), and a retry finds it failed again.
+        if let (Some((idempotent, id)), RefundStatus::Succeeded) = (key, status) {
             idempotent.succeeded(conn, id, &finished).await?;
         }
-        Ok(finished)
+        Ok((finished, status))
     }
 }
 

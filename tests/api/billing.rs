@@ -422,6 +422,10 @@ async fn a_payment_whose_answer_was_lost_stays_pending_and_the_retry_finds_it_wi
 /// A charge committed pending by a request that died before (or after) calling the provider,
 /// built directly in PostgreSQL.
 async fn crashed_charge(desk: &Desk, cents: i64) -> ChargeId {
+    crashed_charge_paid_with(desk, cents, "pm_card_visa").await
+}
+
+async fn crashed_charge_paid_with(desk: &Desk, cents: i64, payment_method: &str) -> ChargeId {
     let id = ChargeId::generate();
     let mut conn = desk.app.database.connect().await;
     NewCharge {
@@ -431,7 +435,7 @@ async fn crashed_charge(desk: &Desk, cents: i64) -> ChargeId {
         ticket_id: None,
         amount_minor: cents,
         currency: "USD",
-        payment_method: "pm_card_visa",
+        payment_method,
         status: "pending",
     }
     .insert(&mut conn)
@@ -482,6 +486,22 @@ async fn the_completer_finishes_charges_left_pending_by_a_crash_with_one_payment
         0
     );
     assert_eq!(desk.simulator.requests().len(), requests);
+}
+
+#[tokio::test]
+async fn a_charge_the_completer_cannot_finish_does_not_block_the_ones_behind_it() {
+    let desk = Desk::open().await;
+    let stuck = crashed_charge_paid_with(&desk, 300, "pm_no_such_method").await;
+    let behind = crashed_charge(&desk, 400).await;
+    let policy = CompleterPolicy {
+        min_age: Duration::ZERO,
+        ..CompleterPolicy::default()
+    };
+    let completed = desk.billing.complete_pending(&policy).await.unwrap();
+    assert_eq!(completed.charges, 1);
+    assert_eq!(desk.stored(stuck).await.0, "pending");
+    assert_eq!(desk.stored(behind).await.0, "succeeded");
+    assert_eq!(desk.payments_at_provider(behind), 1);
 }
 
 #[tokio::test]

@@ -144,13 +144,16 @@ impl ChargeRow {
     /// The oldest pending charge created before `before` that no one else holds, locked: the
     /// completer's next piece of work. `SKIP LOCKED`, so that instances (and a request resuming
     /// its own charge) never wait on one another.
+    /// `passed_over`: charges this run already failed to finish, left for the next run.
     pub async fn lock_oldest_pending(
         conn: &mut AsyncPgConnection,
         before: DateTime<Utc>,
+        passed_over: &[Uuid],
     ) -> AppResult<Option<StoredCharge>> {
         charges::table
             .filter(charges::status.eq(ChargeStatus::Pending.as_str()))
             .filter(charges::created_at.lt(before))
+            .filter(charges::id.ne_all(passed_over))
             .order(charges::created_at.asc())
             .select(Self::as_select())
             .for_update()

@@ -82,13 +82,16 @@ impl RefundRow {
     }
 
     /// The oldest pending refund created before `before` that no one else holds, locked.
+    /// `passed_over`: refunds this run already failed to finish, left for the next run.
     pub async fn lock_oldest_pending(
         conn: &mut AsyncPgConnection,
         before: DateTime<Utc>,
+        passed_over: &[Uuid],
     ) -> AppResult<Option<StoredRefund>> {
         refunds::table
             .filter(refunds::status.eq(RefundStatus::Pending.as_str()))
             .filter(refunds::created_at.lt(before))
+            .filter(refunds::id.ne_all(passed_over))
             .order(refunds::created_at.asc())
             .select(Self::as_select())
             .for_update()
