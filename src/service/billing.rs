@@ -170,6 +170,9 @@ impl Billing {
                         }
                     },
                 };
+                // An open breaker refuses at once and records nothing (the claim rolls back
+                // with this transaction): no pending charge for the completer to send later.
+                self.ensure_provider_accepts_calls()?;
                 // A savepoint: a refused request undoes its work but keeps the claim, to store
                 // the refusal for retries.
                 let inserted = conn
@@ -254,6 +257,7 @@ impl Billing {
                         }
                     },
                 };
+                self.ensure_provider_accepts_calls()?;
                 let reserved = conn
                     .transaction::<_, AppError, _>(async |conn| {
                         reserve_refund(conn, account_id, actor, charge_id, amount).await
@@ -308,6 +312,18 @@ impl Billing {
                     "the provider refused refund {resource} of a charge we hold refundable"
                 )))
             }
+        }
+    }
+
+    /// PAYMENT_PROVIDER_UNAVAILABLE, with the breaker's remaining cool-down, while every call to
+    /// the provider would be refused unsent.
+    fn ensure_provider_accepts_calls(&self) -> AppResult<()> {
+        match self.provider.refusing_calls_for() {
+            None => Ok(()),
+            Some(retry_after) => Err(AppError::PaymentProviderUnavailable {
+                detail: "the payment provider's circuit breaker is open".to_owned(),
+                retry_after,
+            }),
         }
     }
 

@@ -570,6 +570,9 @@ async fn an_open_breaker_answers_unavailable_at_once_without_calling_the_provide
         "the breaker's cool-down"
     );
     assert_eq!(desk.simulator.requests().len(), sent, "a request was sent");
+    // Only the first call, which reached the provider, left a charge (pending, for a retry with
+    // its key or the completer); the refused one recorded nothing.
+    assert_eq!(desk.charge_count().await, 1);
 }
 
 #[tokio::test]
