@@ -944,3 +944,66 @@ async fn an_unconfigured_billing_service_is_not_serving_while_the_rest_is() {
         "Serving"
     );
 }
+
+#[tokio::test]
+async fn fifty_identical_create_charge_calls_with_one_key_through_two_servers_charge_once() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (second, _server) = super::helpers::second_instance(&app.settings).await;
+    let clients = [
+        app.billing.clone(),
+        supportdesk::proto::v1::billing_service_client::BillingServiceClient::new(second),
+    ];
+    let mut calls = Vec::new();
+    for attempt in 0..50 {
+        let mut client = clients[attempt % 2].clone();
+        let token = app.admin.access_token.clone();
+        let customer_id = customer.id.to_string();
+        calls.push(tokio::spawn(async move {
+            for _ in 0..200 {
+                let mut request = super::helpers::with_token(
+                    &token,
+                    v1::CreateChargeRequest {
+                        charge: Some(v1::Charge {
+                            customer_id: customer_id.clone(),
+                            amount: Some(v1::Money {
+                                amount_minor: 4_200,
+                                currency_code: "GBP".to_owned(),
+                            }),
+                            payment_method: "pm_card_visa".to_owned(),
+                            ..Default::default()
+                        }),
+                    },
+                );
+                request
+                    .metadata_mut()
+                    .insert("idempotency-key", "fifty-as-one".parse().unwrap());
+                match client.create_charge(request).await {
+                    Ok(charge) => return charge.into_inner(),
+                    Err(status) => {
+                        assert_eq!(
+                            error_reason(&status),
+                            "IDEMPOTENCY_KEY_IN_USE",
+                            "{status:?}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            panic!("never answered");
+        }));
+    }
+    let mut answers = BTreeSet::new();
+    for call in calls {
+        let charge = call.await.unwrap();
+        answers.insert((charge.id, charge.status, charge.provider_payment_id));
+    }
+    assert_eq!(answers.len(), 1, "the answers disagree: {answers:?}");
+    let (id, status, _) = answers.into_iter().next().unwrap();
+    assert_eq!(status, i32::from(v1::ChargeStatus::Succeeded));
+    assert_eq!(app.simulator.payment_intent_count_for_charge_id(&id), 1);
+    assert_eq!(app.simulator.ledger().payment_intents.len(), 1);
+    let mut conn = app.database.connect().await;
+    let rows: i64 = charges::table.count().get_result(&mut conn).await.unwrap();
+    assert_eq!(rows, 1);
+}
