@@ -421,3 +421,25 @@ macro_rules! in_idempotent_transaction {
         .await
     }};
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recovery_point_reads_back_as_stored_and_only_for_a_declared_phase() {
+        let point = RecoveryPoint {
+            phase: "charge_created",
+            resource: Uuid::now_v7(),
+        };
+        let stored = point.to_stored();
+        assert_eq!(stored, format!("charge_created:{}", point.resource));
+        assert_eq!(
+            RecoveryPoint::parse(&stored, &["charge_created"]).unwrap(),
+            point
+        );
+        assert!(RecoveryPoint::parse(&stored, &["refund_created"]).is_err());
+        assert!(RecoveryPoint::parse("charge_created:not-a-uuid", &["charge_created"]).is_err());
+        assert!(RecoveryPoint::parse("charge_created", &["charge_created"]).is_err());
+    }
+}

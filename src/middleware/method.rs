@@ -3,6 +3,8 @@
 //! path strings. On the way back it applies the declared REST success status: a successful
 //! answer of an RPC declared `HTTP_SUCCESS_CREATED` or `HTTP_SUCCESS_NO_CONTENT` carries
 //! `x-http-status`, which Envoy's response filter turns into 201 or 204 (deploy/envoy/envoy.yaml).
+//! Errors whose reason has a REST status of its own (CARD_DECLINED: 402) carry the same header,
+//! set where statuses are made (`errors::declare_http_status`), fresh or replayed.
 //!
 //! A path the table does not know gets no extension: every layer below then treats the request
 //! as strictly as it can (authentication required), and tonic answers UNIMPLEMENTED.
