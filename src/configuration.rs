@@ -24,6 +24,9 @@ pub struct Settings {
     pub log: LogSettings,
     /// The payment provider; `None` when `PAYMENT_PROVIDER_URL` is unset (billing unconfigured).
     pub payment_provider: Option<PaymentProviderSettings>,
+    /// `BILLING_COMPLETER_INTERVAL_MS`: how often the completer looks for charges and refunds
+    /// left pending (docs/billing.md).
+    pub billing_completer_interval: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -424,7 +427,12 @@ impl Settings {
                 filter: reader.parsed("RUST_LOG", "info".to_owned()),
             },
             payment_provider: reader.payment_provider(),
+            billing_completer_interval: reader.millis("BILLING_COMPLETER_INTERVAL_MS", 5_000),
         };
+        reader.positive_duration(
+            "BILLING_COMPLETER_INTERVAL_MS",
+            settings.billing_completer_interval,
+        );
         reader.positive("DATABASE_POOL_SIZE", settings.database.pool_size);
         reader.positive(
             "MAX_CONCURRENT_STREAMS",

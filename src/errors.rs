@@ -109,6 +109,25 @@ pub enum AppError {
     #[error("the request message is larger than the {limit} bytes allowed")]
     MessageTooLarge { limit: usize },
 
+    /// The payment provider declined the payment: no money moved, and the same payment will be
+    /// declined again.
+    #[error("the card was declined ({code})")]
+    PaymentDeclined {
+        /// The provider's code (`card_declined`, `expired_card`, ...).
+        code: String,
+        /// The issuer's reason (`insufficient_funds`, ...), when given.
+        decline_code: Option<String>,
+    },
+
+    /// The payment provider cannot be reached, its breaker is open, or its answer was lost: the
+    /// charge or refund is kept pending and is finished by a retry with the same key or by the
+    /// completer; `retry_after` says when a retry is worth it.
+    #[error("the payment provider is unavailable: {detail}")]
+    PaymentProviderUnavailable {
+        detail: String,
+        retry_after: Duration,
+    },
+
     /// A bug or an unexpected state: logged in full, answered generically.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -118,6 +137,7 @@ pub enum AppError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resource {
     ApiKey,
+    Charge,
     Ticket,
     User,
 }
@@ -128,6 +148,7 @@ impl Resource {
     fn describe(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Self::ApiKey => ("supportdesk.v1.ApiKey", "API_KEY_NOT_FOUND", "API key"),
+            Self::Charge => ("supportdesk.v1.Charge", "CHARGE_NOT_FOUND", "charge"),
             Self::Ticket => ("supportdesk.v1.Ticket", "TICKET_NOT_FOUND", "ticket"),
             Self::User => ("supportdesk.v1.User", "USER_NOT_FOUND", "user"),
         }
@@ -310,8 +331,10 @@ impl AppError {
             | Self::Aborted { .. }
             | Self::NotFound { .. }
             | Self::HeadersTooLarge { .. }
-            | Self::MessageTooLarge { .. } => true,
+            | Self::MessageTooLarge { .. }
+            | Self::PaymentDeclined { .. } => true,
             Self::RateLimited { .. }
+            | Self::PaymentProviderUnavailable { .. }
             | Self::Unavailable { .. }
             | Self::DeadlineExceeded
             | Self::Internal(_) => false,
@@ -457,6 +480,32 @@ impl From<&AppError> for Status {
                         HashMap::new(),
                     )
                 }
+                AppError::PaymentDeclined { code, decline_code } => {
+                    let mut metadata = HashMap::from([("code".to_owned(), code.clone())]);
+                    if let Some(decline_code) = decline_code {
+                        metadata.insert("decline_code".to_owned(), decline_code.clone());
+                    }
+                    (
+                        Code::FailedPrecondition,
+                        "CARD_DECLINED",
+                        error.to_string(),
+                        metadata,
+                    )
+                }
+                AppError::PaymentProviderUnavailable {
+                    detail,
+                    retry_after,
+                } => {
+                    tracing::warn!(%detail, "the payment provider is unavailable");
+                    details.set_retry_info(Some(*retry_after));
+                    (
+                        Code::Unavailable,
+                        "PAYMENT_PROVIDER_UNAVAILABLE",
+                        "the payment provider is unavailable; retry later with the same idempotency key"
+                            .to_owned(),
+                        HashMap::new(),
+                    )
+                }
                 AppError::HeadersTooLarge { limit, .. } => (
                     Code::ResourceExhausted,
                     "HEADERS_TOO_LARGE",
@@ -489,7 +538,33 @@ impl From<&AppError> for Status {
                 }
             };
         details.set_error_info(reason, ERROR_DOMAIN, metadata);
-        Status::with_error_details(code, message, details)
+        let mut status = Status::with_error_details(code, message, details);
+        declare_http_status(&mut status);
+        status
+    }
+}
+
+/// The REST status an error reason is answered with when the one Envoy derives from its gRPC
+/// code would mislead: a decline is 402 Payment Required, as the payment provider itself answers.
+const HTTP_STATUS_OF_REASON: &[(&str, &str)] = &[("CARD_DECLINED", "402")];
+
+/// Marks `status` with `x-http-status` when its reason has a REST status of its own, for Envoy's
+/// response filter to apply (deploy/envoy/envoy.yaml). Used for fresh errors and replays alike:
+/// a replayed decline is 402 too.
+pub fn declare_http_status(status: &mut Status) {
+    let reason = status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone());
+    let Some(reason) = reason else { return };
+    if let Some((_, http)) = HTTP_STATUS_OF_REASON
+        .iter()
+        .find(|(declared, _)| *declared == reason)
+    {
+        status.metadata_mut().insert(
+            crate::middleware::HTTP_STATUS_HEADER,
+            tonic::metadata::MetadataValue::from_static(http),
+        );
     }
 }
 

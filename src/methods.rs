@@ -535,11 +535,12 @@ mod tests {
                 "supportdesk.v1.AccountService",
                 "supportdesk.v1.ApiKeyService",
                 "supportdesk.v1.AuthService",
+                "supportdesk.v1.BillingService",
                 "supportdesk.v1.TicketService",
                 "supportdesk.v1.UserService",
             ]
         );
-        assert!(table().api_methods().count() >= 26);
+        assert!(table().api_methods().count() >= 30);
     }
 
     #[test]

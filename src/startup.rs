@@ -136,6 +136,23 @@ impl Application {
             services.page_tokens.clone(),
         ))
         .max_decoding_message_size(max_bytes);
+        let provider = match &self.settings.payment_provider {
+            Some(settings) => Some(std::sync::Arc::new(
+                crate::billing::StripeHttpProvider::new(settings)?,
+            )),
+            None => None,
+        };
+        let billing = provider
+            .clone()
+            .map(|provider| crate::service::Billing::new(self.database.clone(), provider));
+        let billing_api = crate::proto::v1::billing_service_server::BillingServiceServer::new(
+            crate::api::billing::BillingApi::new(
+                billing.clone(),
+                services.idempotency.clone(),
+                services.page_tokens.clone(),
+            ),
+        )
+        .max_decoding_message_size(max_bytes);
         let users = UserServiceServer::new(UserApi::new(
             services.users,
             services.idempotency,
@@ -146,13 +163,23 @@ impl Application {
             served_name(&accounts),
             served_name(&api_keys),
             served_name(&auth),
+            served_name(&billing_api),
             served_name(&tickets),
             served_name(&users),
         ];
         ensure_served_as_declared(self.methods, &served)?;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        let health = Health::new(reporter, served.into_iter().map(str::to_owned).collect());
+        // BillingService serves only with a provider whose breaker is closed: an open breaker
+        // refuses every charge, and load balancers should send billing traffic elsewhere.
+        let billing_gate: crate::health::ServiceGate = match provider.clone() {
+            Some(provider) => std::sync::Arc::new(move || {
+                provider.breaker().state() == crate::billing::BreakerState::Closed
+            }),
+            None => std::sync::Arc::new(|| false),
+        };
+        let health = Health::new(reporter, served.into_iter().map(str::to_owned).collect())
+            .with_gate(served_name(&billing_api), billing_gate);
         // Until the first probe says otherwise, nothing is known to work.
         health.set_all(ServingStatus::NotServing).await;
 
@@ -180,6 +207,22 @@ impl Application {
         let sweeper = tokio::spawn(sweep_idempotency_keys(
             self.database.clone(),
             self.settings.idempotency.sweep_interval,
+            stop_probe.clone(),
+        ));
+
+        let gates = tokio::spawn(
+            health.clone().watch_gates(
+                provider
+                    .as_ref()
+                    .map(|provider| provider.breaker().subscribe()),
+                std::time::Duration::from_millis(250),
+                stop_probe.clone(),
+            ),
+        );
+
+        let completer = tokio::spawn(complete_pending_billing(
+            billing,
+            self.settings.billing_completer_interval,
             stop_probe.clone(),
         ));
 
@@ -216,6 +259,7 @@ impl Application {
             .add_service(accounts)
             .add_service(api_keys)
             .add_service(auth)
+            .add_service(billing_api)
             .add_service(tickets)
             .add_service(users)
             .serve_with_incoming_shutdown(
@@ -243,6 +287,8 @@ impl Application {
         stop_probe.cancel();
         let _ = probe.await;
         let _ = sweeper.await;
+        let _ = completer.await;
+        let _ = gates.await;
         let _ = cache_repairs.await;
         health.set_all(ServingStatus::NotServing).await;
         tokio::time::sleep(server_settings.shutdown_delay).await;
@@ -282,6 +328,28 @@ fn ensure_served_as_declared(methods: &MethodTable, served: &[&str]) -> anyhow::
         "the services served ({served:?}) are not the API services of the proto ({declared:?})"
     );
     Ok(())
+}
+
+/// Finishes charges and refunds left pending (docs/billing.md, "the completer") every
+/// `interval` until `stop`; nothing to do while billing is unconfigured.
+async fn complete_pending_billing(
+    billing: Option<crate::service::Billing>,
+    interval: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let Some(billing) = billing else { return };
+    let policy = crate::service::CompleterPolicy::default();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match billing.complete_pending(&policy).await {
+            Ok(completed) if completed == crate::service::Completed::default() => {}
+            Ok(completed) => tracing::info!(?completed, "pending charges and refunds finished"),
+            Err(error) => tracing::warn!(%error, "finishing pending charges failed; will retry"),
+        }
+    }
 }
 
 /// Deletes expired idempotency keys every `interval` until `stop`.

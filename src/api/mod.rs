@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod auth;
+pub mod billing;
 pub mod tickets;
 pub mod users;
 
@@ -202,6 +203,19 @@ impl IdempotencyRequest {
             policy: self.policy.clone(),
             store_success: store,
             store_failure: stored_failure,
+            phases: &[],
+        })
+    }
+
+    /// [`Self::for_service`] for an RPC that commits in phases and may stop at `phases`.
+    pub(crate) fn for_phased_service<'a, D>(
+        &'a self,
+        store: &'a (dyn Fn(&D) -> StoredResponse + Send + Sync),
+        phases: &'static [&'static str],
+    ) -> Option<Idempotent<'a, D>> {
+        self.for_service(store).map(|idempotent| Idempotent {
+            phases,
+            ..idempotent
         })
     }
 }
@@ -274,6 +288,7 @@ pub(crate) fn answer<D, R: prost::Message + Default>(
         }) => {
             let mut status =
                 tonic::Status::with_details(tonic::Code::from(code), message, details.into());
+            crate::errors::declare_http_status(&mut status);
             status.metadata_mut().insert(IDEMPOTENT_REPLAYED, replayed);
             Err(status)
         }

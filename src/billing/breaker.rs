@@ -109,6 +109,22 @@ impl CircuitBreaker {
         inner.public()
     }
 
+    /// While open: how long until a probe may go through. `None` when closed or half-open (a
+    /// call may be tried). Lets a caller refuse work before recording anything it would then
+    /// have to finish.
+    pub fn refusing_for(&self) -> Option<Duration> {
+        self.refusing_for_at(Instant::now())
+    }
+
+    fn refusing_for_at(&self, now: Instant) -> Option<Duration> {
+        let mut inner = self.lock();
+        self.advance(&mut inner, now);
+        match &*inner {
+            Inner::Open { until } => Some(until.saturating_duration_since(now)),
+            Inner::Closed { .. } | Inner::HalfOpen { .. } => None,
+        }
+    }
+
     /// A receiver that sees every state change (the open → half-open change is seen when the
     /// next call or [`CircuitBreaker::state`] notices the cool-down has ended).
     pub fn subscribe(&self) -> watch::Receiver<BreakerState> {
@@ -335,6 +351,23 @@ mod tests {
         assert_eq!(breaker.state_at(later), BreakerState::Closed);
         assert!(changes.has_changed().unwrap());
         assert_eq!(*changes.borrow_and_update(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn it_refuses_for_the_rest_of_the_cool_down_only_while_open() {
+        let t0 = Instant::now();
+        let breaker = breaker();
+        assert_eq!(breaker.refusing_for_at(t0), None);
+        open(&breaker, t0);
+        assert_eq!(
+            breaker.refusing_for_at(t0 + Duration::from_secs(4)),
+            Some(COOL_DOWN - Duration::from_secs(4))
+        );
+        assert_eq!(
+            breaker.refusing_for_at(t0 + COOL_DOWN),
+            None,
+            "half-open: try"
+        );
     }
 
     #[test]

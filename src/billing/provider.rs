@@ -58,6 +58,13 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
         request: &'a CreateRefund,
         deadline: Instant,
     ) -> ProviderFuture<'a, Refund>;
+
+    /// When every call would be refused now without being sent (an open circuit breaker): how
+    /// long until one may be tried. Billing checks it before recording a new charge or refund,
+    /// so that an outage creates no pending work. `None` by default: try.
+    fn refusing_calls_for(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Our id for a charge or a refund as the provider sees it, in metadata, in search queries and

@@ -332,6 +332,10 @@ impl PaymentProvider for StripeHttpProvider {
         Box::pin(async move { self.call(&http, deadline, parse_search).await })
     }
 
+    fn refusing_calls_for(&self) -> Option<Duration> {
+        self.breaker.refusing_for()
+    }
+
     fn create_refund<'a>(
         &'a self,
         request: &'a CreateRefund,

@@ -26,6 +26,39 @@ diesel::table! {
 }
 
 diesel::table! {
+    charge_activities (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        charge_id -> Uuid,
+        actor_user_id -> Nullable<Uuid>,
+        actor_api_key_id -> Nullable<Uuid>,
+        action -> Text,
+        changes -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    charges (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        customer_id -> Uuid,
+        ticket_id -> Nullable<Uuid>,
+        amount_minor -> Int8,
+        amount_refunded_minor -> Int8,
+        currency -> Text,
+        payment_method -> Text,
+        status -> Text,
+        provider_payment_id -> Nullable<Text>,
+        failure_code -> Nullable<Text>,
+        decline_code -> Nullable<Text>,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     idempotency_keys (id) {
         id -> Uuid,
         caller -> Text,
@@ -39,6 +72,22 @@ diesel::table! {
         response_metadata -> Jsonb,
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
+        recovery_point -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refunds (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        charge_id -> Uuid,
+        amount_minor -> Int8,
+        currency -> Text,
+        status -> Text,
+        provider_refund_id -> Nullable<Text>,
+        failure_code -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -100,6 +149,8 @@ diesel::table! {
 }
 
 diesel::joinable!(api_keys -> accounts (account_id));
+diesel::joinable!(charge_activities -> api_keys (actor_api_key_id));
+diesel::joinable!(charges -> accounts (account_id));
 diesel::joinable!(ticket_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(ticket_comments -> api_keys (author_api_key_id));
 diesel::joinable!(tickets -> accounts (account_id));
@@ -108,7 +159,10 @@ diesel::joinable!(users -> accounts (account_id));
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     api_keys,
+    charge_activities,
+    charges,
     idempotency_keys,
+    refunds,
     ticket_activities,
     ticket_comments,
     tickets,

@@ -75,6 +75,17 @@ uuid_id!(
     "a session"
 );
 
+uuid_id!(
+    /// The id of a charge: also our reference at the payment provider.
+    ChargeId,
+    "a charge"
+);
+uuid_id!(
+    /// The id of a refund of a charge.
+    RefundId,
+    "a refund"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! that takes raw input and either returns the value or says what is wrong with it. Nothing here
 //! knows of tonic or diesel; `api/` converts wire types into these at the edge.
 
+mod charge;
 mod comment;
 mod email;
 mod idempotency_key;
@@ -13,6 +14,9 @@ mod ticket;
 mod ticket_query;
 mod timestamp;
 
+pub use charge::{
+    Charge, ChargeDecision, ChargeEvent, ChargeStatus, ChargeViolation, RefundStatus,
+};
 pub use comment::{
     Actor, Comment, CommentBody, FieldChange, FieldChanges, TicketAction, TicketActivity,
 };
@@ -22,7 +26,7 @@ pub use identity::{
     Account, AccountName, AccountSlug, ApiKey, ApiKeyName, DisplayName, Password, Role, User,
     UserLogin,
 };
-pub use ids::{AccountId, ApiKeyId, SessionId, TicketId, UserId};
+pub use ids::{AccountId, ApiKeyId, ChargeId, RefundId, SessionId, TicketId, UserId};
 pub use money::{Currency, Money, MoneyArithmeticError};
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys};
 pub use ticket::{

@@ -97,6 +97,7 @@ impl StoredResponse {
                 response_body: Some(body),
                 response_metadata: serde_json::to_value(&metadata)
                     .map_err(|error| AppError::internal(anyhow::anyhow!(error)))?,
+                recovery_point: None,
             },
             Self::Failure {
                 code,
@@ -108,6 +109,7 @@ impl StoredResponse {
                 status_details: Some(details),
                 response_body: None,
                 response_metadata: serde_json::json!({}),
+                recovery_point: None,
             },
         })
     }
@@ -173,12 +175,52 @@ pub struct Idempotent<'a, D> {
     pub policy: IdempotencyPolicy,
     pub store_success: &'a (dyn Fn(&D) -> StoredResponse + Send + Sync),
     pub store_failure: fn(&AppError) -> StoredResponse,
+    /// The recovery points a request of this RPC may stop at; empty for the RPCs whose key and
+    /// effect commit in one transaction.
+    pub phases: &'static [&'static str],
 }
 
 /// Whether the request owns its key now, or ran before.
 pub enum Claimed {
     Fresh(Uuid),
     Replay(StoredResponse),
+    /// A request with the key committed its first phase and stopped at this recovery point
+    /// without an outcome (a crash, an unknown provider outcome): resume from there. Only
+    /// requests that commit in phases ([`Idempotent::reach`]) leave such a key.
+    Resume {
+        id: Uuid,
+        recovery_point: RecoveryPoint,
+    },
+}
+
+/// Where a request that commits in phases stopped: the phase reached, and the id of what its
+/// committed phases created (a charge, a refund), stored as `<phase>:<id>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryPoint {
+    pub phase: &'static str,
+    pub resource: Uuid,
+}
+
+impl RecoveryPoint {
+    fn to_stored(&self) -> String {
+        format!("{}:{}", self.phase, self.resource)
+    }
+
+    /// Parses a stored point whose phase is one of `phases`.
+    fn parse(raw: &str, phases: &[&'static str]) -> AppResult<Self> {
+        raw.split_once(':')
+            .and_then(|(phase, id)| {
+                Some(Self {
+                    phase: phases.iter().copied().find(|known| *known == phase)?,
+                    resource: Uuid::try_parse(id).ok()?,
+                })
+            })
+            .ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!(
+                    "stored recovery point {raw:?} does not parse"
+                ))
+            })
+    }
 }
 
 /// The projection of a transaction result that is already the stored domain value.
@@ -255,9 +297,28 @@ impl<D> Idempotent<'_, D> {
                 ));
             }
             set_lock_timeout(conn, Duration::ZERO).await?;
+            if let Some(point) = &existing.recovery_point {
+                return Ok(Claimed::Resume {
+                    id: existing.id,
+                    recovery_point: RecoveryPoint::parse(point, self.phases)?,
+                });
+            }
             return Ok(Claimed::Replay(StoredResponse::from_row(existing)));
         }
         Err(in_use())
+    }
+
+    /// Records, in the transaction that claimed key `id`, that its request reached `point`: the
+    /// transaction then commits the claim with its first phase, and a retry resumes from there.
+    pub async fn reach(
+        &self,
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        point: &RecoveryPoint,
+    ) -> AppResult<()> {
+        debug_assert!(self.phases.contains(&point.phase));
+        IdempotencyRow::record_recovery_point(conn, id, &point.to_stored()).await?;
+        Ok(())
     }
 
     /// Stores the success of the request that claimed `id`, in its transaction.
@@ -290,7 +351,7 @@ async fn set_lock_timeout(conn: &mut AsyncPgConnection, timeout: Duration) -> Ap
 }
 
 /// PostgreSQL's lock_timeout (SQLSTATE 55P03) while claiming means another request holds the key.
-fn lock_timeout_is_in_use(error: diesel::result::Error) -> AppError {
+pub fn lock_timeout_is_in_use(error: diesel::result::Error) -> AppError {
     if let diesel::result::Error::DatabaseError(_, info) = &error
         && info.message().contains("lock timeout")
     {
@@ -333,6 +394,12 @@ macro_rules! in_idempotent_transaction {
             let id = match idempotent.claim($conn).await? {
                 Claimed::Fresh(id) => id,
                 Claimed::Replay(row) => return Ok(Outcome::Replay(row)),
+                Claimed::Resume { .. } => {
+                    // Only RPCs that declare phases record recovery points.
+                    return Err($crate::errors::AppError::internal(anyhow::anyhow!(
+                        "an idempotency key of a one-transaction RPC has a recovery point"
+                    )));
+                }
             };
             // A savepoint: a final error undoes the work but keeps the claim, to store it.
             let result =
@@ -357,4 +424,26 @@ macro_rules! in_idempotent_transaction {
         })
         .await
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recovery_point_reads_back_as_stored_and_only_for_a_declared_phase() {
+        let point = RecoveryPoint {
+            phase: "charge_created",
+            resource: Uuid::now_v7(),
+        };
+        let stored = point.to_stored();
+        assert_eq!(stored, format!("charge_created:{}", point.resource));
+        assert_eq!(
+            RecoveryPoint::parse(&stored, &["charge_created"]).unwrap(),
+            point
+        );
+        assert!(RecoveryPoint::parse(&stored, &["refund_created"]).is_err());
+        assert!(RecoveryPoint::parse("charge_created:not-a-uuid", &["charge_created"]).is_err());
+        assert!(RecoveryPoint::parse("charge_created", &["charge_created"]).is_err());
+    }
 }

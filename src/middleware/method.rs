@@ -5,6 +5,8 @@
 //! `x-http-status`, which Envoy's response filter turns into 201 or 204 (deploy/envoy/envoy.yaml).
 //! It also gives tonic's bare refusal of a message over `MAX_REQUEST_BYTES` the ErrorInfo every
 //! other refusal has (`REQUEST_TOO_LARGE`).
+//! Errors whose reason has a REST status of its own (CARD_DECLINED: 402) carry the same header,
+//! set where statuses are made (`errors::declare_http_status`), fresh or replayed.
 //!
 //! A path the table does not know gets no extension: every layer below then treats the request
 //! as strictly as it can (authentication required), and tonic answers UNIMPLEMENTED.

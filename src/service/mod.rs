@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod authentication;
+pub mod billing;
 pub mod ticket_cache;
 pub mod tickets;
 pub mod users;
@@ -12,6 +13,7 @@ pub mod users;
 pub use accounts::Accounts;
 pub use api_keys::ApiKeys;
 pub use authentication::{Authentication, IssuedTokens};
+pub use billing::{Billing, Completed, CompleterPolicy, NewChargeRequest};
 pub use ticket_cache::{PrefetchedEntry, TicketCache};
 pub use tickets::{TicketDesk, TicketEdits};
 pub use users::{NewUserRequest, UserChanges, Users};

@@ -159,6 +159,29 @@ impl Harness {
         id
     }
 
+    /// A paid charge of the harness's customer, made over REST.
+    async fn new_charge(&self) -> String {
+        let answer = self
+            .send(call(
+                Method::POST,
+                "/v1/charges",
+                self.admin(),
+                Some(self.charge_body()),
+            ))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.json()["id"]
+            .as_str()
+            .expect("a charge id")
+            .to_owned()
+    }
+
+    fn charge_body(&self) -> Value {
+        json!({"customerId": self.customer.id.to_string(),
+               "amount": {"amountMinor": "1500", "currencyCode": "USD"},
+               "paymentMethod": "pm_card_visa"})
+    }
+
     async fn fresh_session(&self) -> TestUser {
         log_in(
             &self.app.auth,
@@ -304,6 +327,52 @@ impl Harness {
                     None,
                     call(Method::POST, path, Some(&self.api_key), Some(json!({}))),
                     StatusCode::FORBIDDEN,
+                )
+            }
+            "BillingService.CreateCharge" => (
+                call(Method::POST, "/v1/charges", admin, Some(self.charge_body())),
+                Some("/v1/charges/".to_owned()),
+                call(
+                    Method::POST,
+                    "/v1/charges",
+                    Some(&self.customer.access_token),
+                    Some(self.charge_body()),
+                ),
+                StatusCode::FORBIDDEN,
+            ),
+            "BillingService.GetCharge" => {
+                let id = self.new_charge().await;
+                (
+                    call(Method::GET, format!("/v1/charges/{id}"), admin, None),
+                    None,
+                    call(Method::GET, format!("/v1/charges/{unknown}"), admin, None),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "BillingService.ListCharges" => (
+                call(Method::GET, "/v1/charges", admin, None),
+                None,
+                call(Method::GET, "/v1/charges", None, None),
+                StatusCode::UNAUTHORIZED,
+            ),
+            "BillingService.RefundCharge" => {
+                let id = self.new_charge().await;
+                let body = json!({"amount": {"amountMinor": "300", "currencyCode": "USD"}});
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/charges/{id}:refund"),
+                        admin,
+                        Some(body.clone()),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        format!("/v1/charges/{unknown}:refund"),
+                        admin,
+                        Some(body),
+                    ),
+                    StatusCode::NOT_FOUND,
                 )
             }
             "TicketService.CreateTicket" => (
@@ -910,6 +979,7 @@ async fn every_rpc_costs_the_round_trips_docs_performance_md_lists() {
         settings.database.pool_size = 1;
         settings.server.health_probe_interval = std::time::Duration::from_secs(3600);
         settings.idempotency.sweep_interval = std::time::Duration::from_secs(3600);
+        settings.billing_completer_interval = std::time::Duration::from_secs(3600);
     })
     .await;
     let harness = Harness::start(app).await;

@@ -20,6 +20,7 @@ use supportdesk::proto::v1;
 use supportdesk::proto::v1::account_service_client::AccountServiceClient;
 use supportdesk::proto::v1::api_key_service_client::ApiKeyServiceClient;
 use supportdesk::proto::v1::auth_service_client::AuthServiceClient;
+use supportdesk::proto::v1::billing_service_client::BillingServiceClient;
 use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
 use supportdesk::proto::v1::user_service_client::UserServiceClient;
 use supportdesk::startup::Application;
@@ -213,6 +214,25 @@ impl Drop for TestDatabase {
     }
 }
 
+/// The payment provider settings of a test app: the simulator, one attempt of at most 300 ms
+/// (tests that want retries or a breaker say so), a breaker that opens only when asked to.
+pub(crate) fn test_payment_provider(
+    simulator: &payment_simulator::SimulatorHandle,
+) -> supportdesk::configuration::PaymentProviderSettings {
+    supportdesk::configuration::PaymentProviderSettings {
+        url: simulator.base_url().parse().expect("the simulator's URL"),
+        secret_key: SecretString::from(simulator.api_key().to_owned()),
+        timeout: Duration::from_millis(300),
+        max_attempts: 1,
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        retry_budget_percent: 100,
+        retry_budget_burst: 100,
+        breaker_failure_threshold: 100,
+        breaker_cool_down: Duration::from_secs(30),
+    }
+}
+
 /// A user the tests created through the API, logged in.
 #[derive(Clone, Debug)]
 pub(crate) struct TestUser {
@@ -254,7 +274,10 @@ pub(crate) struct TestApp {
     pub(crate) accounts: AccountServiceClient<Channel>,
     pub(crate) auth: AuthServiceClient<Channel>,
     pub(crate) api_keys: ApiKeyServiceClient<Channel>,
+    pub(crate) billing: BillingServiceClient<Channel>,
     pub(crate) health: HealthClient<Channel>,
+    /// The payment provider every test app charges through: the simulator, in-process.
+    pub(crate) simulator: payment_simulator::SimulatorHandle,
     pub(crate) redis_prefix: String,
     pub(crate) settings: Settings,
     shutdown: Option<oneshot::Sender<()>>,
@@ -272,7 +295,12 @@ impl TestApp {
     pub(crate) async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         LazyLock::force(&TRACING);
         let database = TestDatabase::create().await;
+        let simulator =
+            payment_simulator::Simulator::start(payment_simulator::SimulatorConfig::default())
+                .await
+                .expect("the payment simulator starts");
         let mut settings = test_settings(&database.name);
+        settings.payment_provider = Some(test_payment_provider(&simulator));
         configure(&mut settings);
         let redis_prefix = settings.redis.key_prefix.clone();
         let application = Application::build(settings.clone())
@@ -302,7 +330,9 @@ impl TestApp {
             accounts,
             auth,
             api_keys: ApiKeyServiceClient::new(channel.clone()),
+            billing: BillingServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
+            simulator,
             redis_prefix,
             settings,
             shutdown: Some(shutdown),

@@ -4,6 +4,7 @@ mod accounts_and_users;
 mod api_keys;
 mod authentication;
 mod bad_input;
+mod billing;
 mod command_line;
 mod contract;
 mod deadlines;

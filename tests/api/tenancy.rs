@@ -18,6 +18,8 @@ struct Target {
     owner: TestUser,
     agent: TestUser,
     ticket: v1::Ticket,
+    /// A paid charge of the owner.
+    charge: v1::Charge,
     api_key_id: String,
 }
 
@@ -38,6 +40,9 @@ async fn snapshot(app: &TestApp) -> String {
         "api_keys",
         "ticket_comments",
         "ticket_activities",
+        "charges",
+        "refunds",
+        "charge_activities",
     ] {
         let column = if table == "accounts" {
             "id"
@@ -238,6 +243,59 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 .create_ticket(attacker.request(request))
                 .await;
             assert_refused(rpc, result, &[Code::InvalidArgument]);
+        }
+        "BillingService/CreateCharge" => {
+            let result = app
+                .billing
+                .clone()
+                .create_charge(keyed(attacker.request(v1::CreateChargeRequest {
+                    charge: Some(v1::Charge {
+                        customer_id: target.owner.id.to_string(),
+                        amount: Some(v1::Money {
+                            amount_minor: 100,
+                            currency_code: "USD".to_owned(),
+                        }),
+                        payment_method: "pm_card_visa".to_owned(),
+                        ..Default::default()
+                    }),
+                })))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "BillingService/GetCharge" => {
+            let result = app
+                .billing
+                .clone()
+                .get_charge(attacker.request(v1::GetChargeRequest {
+                    id: target.charge.id.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
+        }
+        "BillingService/ListCharges" => {
+            let charges = app
+                .billing
+                .clone()
+                .list_charges(attacker.request(v1::ListChargesRequest {
+                    page_size: 100,
+                    ..Default::default()
+                }))
+                .await
+                .expect("the attacker's own charges")
+                .into_inner()
+                .charges;
+            assert!(charges.iter().all(|charge| charge.id != target.charge.id));
+        }
+        "BillingService/RefundCharge" => {
+            let result = app
+                .billing
+                .clone()
+                .refund_charge(keyed(attacker.request(v1::RefundChargeRequest {
+                    id: target.charge.id.clone(),
+                    amount: None,
+                })))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
         }
         "TicketService/GetTicket" => {
             let result = app
@@ -466,6 +524,23 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         .await
         .unwrap()
         .into_inner();
+    let charge = app
+        .billing
+        .clone()
+        .create_charge(keyed(app.as_admin(v1::CreateChargeRequest {
+            charge: Some(v1::Charge {
+                customer_id: owner.id.to_string(),
+                amount: Some(v1::Money {
+                    amount_minor: 2_500,
+                    currency_code: "USD".to_owned(),
+                }),
+                payment_method: "pm_card_visa".to_owned(),
+                ..Default::default()
+            }),
+        })))
+        .await
+        .expect("the target's charge")
+        .into_inner();
     let api_key_id = app
         .api_keys
         .clone()
@@ -483,6 +558,7 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         .unwrap()
         .id;
     let target = Target {
+        charge,
         admin: app.admin.clone(),
         agent: app.add_user(&app.admin, v1::UserRole::Agent).await,
         owner,

@@ -23,6 +23,8 @@ pub struct IdempotencyRow {
     pub response_metadata: Value,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Where a request that commits in phases stopped (`None` once its outcome is stored).
+    pub recovery_point: Option<String>,
 }
 
 /// A key to claim, before its outcome is known.
@@ -48,6 +50,8 @@ pub struct IdempotencyOutcome {
     pub status_details: Option<Vec<u8>>,
     pub response_body: Option<Vec<u8>>,
     pub response_metadata: Value,
+    /// Always `None`: a stored outcome ends the request's phases.
+    pub recovery_point: Option<String>,
 }
 
 impl NewIdempotencyKey {
@@ -94,6 +98,19 @@ impl IdempotencyRow {
     ) -> QueryResult<usize> {
         diesel::update(idempotency_keys::table.find(id))
             .set(outcome)
+            .execute(conn)
+            .await
+    }
+
+    /// Records, in the transaction that claimed the key, the phase its request reached: the
+    /// claim then commits with that phase, before the outcome is known.
+    pub async fn record_recovery_point(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        recovery_point: &str,
+    ) -> QueryResult<usize> {
+        diesel::update(idempotency_keys::table.find(id))
+            .set(idempotency_keys::recovery_point.eq(recovery_point))
             .execute(conn)
             .await
     }

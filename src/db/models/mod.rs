@@ -5,16 +5,22 @@
 pub mod account;
 pub mod activity;
 pub mod api_key;
+pub mod charge;
+pub mod charge_activity;
 pub mod comment;
 pub mod idempotency;
+pub mod refund;
 pub mod ticket;
 pub mod user;
 
 pub use account::{Account, NewAccount};
 pub use activity::{ActivityRow, NewActivity};
 pub use api_key::{ApiKey, NewApiKey};
+pub use charge::{ChargeListFilter, ChargeRow, NewCharge, StoredCharge};
+pub use charge_activity::NewChargeActivity;
 pub use comment::{CommentRow, NewComment};
 pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
+pub use refund::{NewRefund, RefundRow, StoredRefund};
 pub use ticket::{NewTicket, TicketChangeset, TicketListQuery, TicketRow};
 pub use user::{NewUser, User, UserChangeset};
 

@@ -1,0 +1,285 @@
+//! `supportdesk.v1.BillingService`: wire ↔ domain for charges and refunds; the phases, the
+//! provider and the rules live in `service::billing`. Without a configured payment provider
+//! every RPC answers FAILED_PRECONDITION `BILLING_NOT_CONFIGURED`: retrying cannot help, the
+//! deployment must set `PAYMENT_PROVIDER_URL`.
+
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use super::{
+    IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as, timestamp,
+};
+use crate::db::models::{ChargeListFilter, StoredCharge};
+use crate::domain::{ChargeId, ChargeStatus, InvalidValue, Money, PageTokenKeys, TicketId, UserId};
+use crate::errors::{AppError, FieldViolations};
+use crate::idempotency::IdempotencyPolicy;
+use crate::proto::v1;
+use crate::service::Billing;
+use crate::service::billing::{CHARGE_PHASES, NewChargeRequest, REFUND_PHASES};
+
+pub struct BillingApi {
+    billing: Option<Billing>,
+    idempotency: IdempotencyPolicy,
+    pages: PageTokenKeys,
+}
+
+impl BillingApi {
+    /// `billing` is `None` when no payment provider is configured.
+    pub fn new(
+        billing: Option<Billing>,
+        idempotency: IdempotencyPolicy,
+        pages: PageTokenKeys,
+    ) -> Self {
+        Self {
+            billing,
+            idempotency,
+            pages,
+        }
+    }
+
+    fn billing(&self) -> Result<&Billing, AppError> {
+        self.billing
+            .as_ref()
+            .ok_or_else(|| AppError::FailedPrecondition {
+                reason: "BILLING_NOT_CONFIGURED",
+                message: "billing is not configured on this deployment (no payment provider)"
+                    .to_owned(),
+                violations: Vec::new(),
+            })
+    }
+}
+
+fn charge_response(charge: &StoredCharge) -> Response<v1::Charge> {
+    Response::new(to_wire(charge))
+}
+
+#[tonic::async_trait]
+impl v1::billing_service_server::BillingService for BillingApi {
+    async fn create_charge(
+        &self,
+        request: Request<v1::CreateChargeRequest>,
+    ) -> Result<Response<v1::Charge>, Status> {
+        let billing = self.billing()?;
+        let (caller, budget) = request_context(&request)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let new_charge = parse_new_charge(request.into_inner().charge)?;
+        let respond = |charge: &StoredCharge| {
+            created(
+                charge_response(charge),
+                &format!("/v1/charges/{}", charge.charge.id),
+            )
+        };
+        let store = stored_as(&respond);
+        let outcome = billing
+            .create_charge(
+                &caller,
+                new_charge,
+                Instant::now() + budget,
+                idempotency
+                    .for_phased_service(&store, CHARGE_PHASES)
+                    .as_ref(),
+            )
+            .await?;
+        answer(outcome, &respond)
+    }
+
+    async fn get_charge(
+        &self,
+        request: Request<v1::GetChargeRequest>,
+    ) -> Result<Response<v1::Charge>, Status> {
+        let billing = self.billing()?;
+        let (caller, _) = request_context(&request)?;
+        let id = ChargeId::parse(&request.get_ref().id)
+            .map_err(|problem| AppError::invalid_field("id", &problem))?;
+        let charge = billing.get(&caller, id).await?;
+        Ok(charge_response(&charge))
+    }
+
+    async fn list_charges(
+        &self,
+        request: Request<v1::ListChargesRequest>,
+    ) -> Result<Response<v1::ListChargesResponse>, Status> {
+        let billing = self.billing()?;
+        let (caller, _) = request_context(&request)?;
+        let message = request.get_ref();
+        let mut violations = FieldViolations::new();
+        let filter = ChargeListFilter {
+            customer_id: optional_id(
+                &mut violations,
+                "customer_id",
+                &message.customer_id,
+                UserId::parse,
+            ),
+            ticket_id: optional_id(
+                &mut violations,
+                "ticket_id",
+                &message.ticket_id,
+                TicketId::parse,
+            ),
+            status: status_filter(&mut violations, message.status),
+            created_after: None,
+            created_before: None,
+        };
+        violations.into_result()?;
+        let list = format!(
+            "charges:{}:{}:{}",
+            message.customer_id, message.status, message.ticket_id
+        );
+        let pages = ListPages::new(&self.pages, &caller, &list);
+        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
+        let page = billing.list(&caller, filter, page_size, after).await?;
+        Ok(Response::new(v1::ListChargesResponse {
+            charges: page.items.iter().map(to_wire).collect(),
+            next_page_token: pages.next_token(page.next),
+        }))
+    }
+
+    async fn refund_charge(
+        &self,
+        request: Request<v1::RefundChargeRequest>,
+    ) -> Result<Response<v1::Charge>, Status> {
+        let billing = self.billing()?;
+        let (caller, budget) = request_context(&request)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let message = request.get_ref();
+        let mut violations = FieldViolations::new();
+        let id = violations.check("id", ChargeId::parse(&message.id));
+        let amount = match &message.amount {
+            None => Some(None),
+            Some(amount) => violations
+                .check("amount", money_from_wire(amount))
+                .map(Some),
+        };
+        let (Some(id), Some(amount)) = (id, amount) else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let store = stored_as(&charge_response);
+        let outcome = billing
+            .refund_charge(
+                &caller,
+                id,
+                amount,
+                Instant::now() + budget,
+                idempotency
+                    .for_phased_service(&store, REFUND_PHASES)
+                    .as_ref(),
+            )
+            .await?;
+        answer(outcome, &charge_response)
+    }
+}
+
+fn parse_new_charge(charge: Option<v1::Charge>) -> Result<NewChargeRequest, AppError> {
+    let mut violations = FieldViolations::new();
+    let Some(charge) = charge else {
+        violations.add("charge", &required());
+        return Err(AppError::InvalidArgument(violations));
+    };
+    let customer_id = violations.check("charge.customer_id", UserId::parse(&charge.customer_id));
+    let ticket_id = optional_id(
+        &mut violations,
+        "charge.ticket_id",
+        &charge.ticket_id,
+        TicketId::parse,
+    );
+    let amount = match &charge.amount {
+        None => {
+            violations.add("charge.amount", &required());
+            None
+        }
+        Some(amount) => violations.check("charge.amount", money_from_wire(amount)),
+    };
+    let payment_method = charge.payment_method.trim();
+    if payment_method.is_empty() || payment_method.len() > 255 {
+        violations.add(
+            "charge.payment_method",
+            &InvalidValue::new("must be the provider's payment method id, 1 to 255 characters"),
+        );
+    }
+    match (customer_id, amount) {
+        (Some(customer_id), Some(amount)) if violations.is_empty() => Ok(NewChargeRequest {
+            customer_id,
+            ticket_id,
+            amount,
+            payment_method: payment_method.to_owned(),
+        }),
+        _ => Err(AppError::InvalidArgument(violations)),
+    }
+}
+
+/// A positive amount in a known currency.
+fn money_from_wire(money: &v1::Money) -> Result<Money, InvalidValue> {
+    let parsed = Money::parse(money.amount_minor, &money.currency_code)?;
+    if parsed.amount_minor() <= 0 {
+        return Err(InvalidValue::new("must be a positive amount"));
+    }
+    Ok(parsed)
+}
+
+fn money_to_wire(money: Money) -> v1::Money {
+    v1::Money {
+        amount_minor: money.amount_minor(),
+        currency_code: money.currency().code().to_owned(),
+    }
+}
+
+fn optional_id<T>(
+    violations: &mut FieldViolations,
+    field: &str,
+    raw: &str,
+    parse: fn(&str) -> Result<T, InvalidValue>,
+) -> Option<T> {
+    if raw.trim().is_empty() {
+        None
+    } else {
+        violations.check(field, parse(raw))
+    }
+}
+
+fn status_filter(violations: &mut FieldViolations, raw: i32) -> Option<ChargeStatus> {
+    match v1::ChargeStatus::try_from(raw) {
+        Ok(v1::ChargeStatus::Unspecified) => None,
+        Ok(v1::ChargeStatus::Pending) => Some(ChargeStatus::Pending),
+        Ok(v1::ChargeStatus::Succeeded) => Some(ChargeStatus::Succeeded),
+        Ok(v1::ChargeStatus::Failed) => Some(ChargeStatus::Failed),
+        Ok(v1::ChargeStatus::PartiallyRefunded) => Some(ChargeStatus::PartiallyRefunded),
+        Ok(v1::ChargeStatus::Refunded) => Some(ChargeStatus::Refunded),
+        Err(_) => {
+            violations.add("status", &InvalidValue::new("is not a charge status"));
+            None
+        }
+    }
+}
+
+fn status_to_wire(status: ChargeStatus) -> v1::ChargeStatus {
+    match status {
+        ChargeStatus::Pending => v1::ChargeStatus::Pending,
+        ChargeStatus::Succeeded => v1::ChargeStatus::Succeeded,
+        ChargeStatus::Failed => v1::ChargeStatus::Failed,
+        ChargeStatus::PartiallyRefunded => v1::ChargeStatus::PartiallyRefunded,
+        ChargeStatus::Refunded => v1::ChargeStatus::Refunded,
+    }
+}
+
+fn to_wire(stored: &StoredCharge) -> v1::Charge {
+    let charge = &stored.charge;
+    v1::Charge {
+        id: charge.id.to_string(),
+        account_id: charge.account_id.to_string(),
+        customer_id: charge.customer_id.to_string(),
+        ticket_id: charge
+            .ticket_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        amount: Some(money_to_wire(charge.amount)),
+        amount_refunded: Some(money_to_wire(charge.amount_refunded)),
+        status: status_to_wire(charge.status).into(),
+        payment_method: charge.payment_method.clone(),
+        provider_payment_id: charge.provider_payment_id.clone().unwrap_or_default(),
+        failure_code: charge.failure_code.clone().unwrap_or_default(),
+        decline_code: charge.decline_code.clone().unwrap_or_default(),
+        create_time: Some(timestamp(stored.created_at)),
+        update_time: Some(timestamp(stored.updated_at)),
+        etag: charge.etag(),
+    }
+}

@@ -1,0 +1,260 @@
+//! The `charges` table. Every query returns domain [`Charge`]s; the phases of a charge (inserted
+//! pending, then finished) lock the row with `FOR UPDATE`, and the completer takes pending rows
+//! with `FOR UPDATE SKIP LOCKED` so that two instances never work on the same charge.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::corrupt;
+use crate::db::schema::charges;
+use crate::domain::{
+    AccountId, Charge, ChargeId, ChargeStatus, Currency, Money, PageCursor, TicketId, UserId,
+};
+use crate::errors::AppResult;
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = charges, check_for_backend(diesel::pg::Pg))]
+pub struct ChargeRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub customer_id: Uuid,
+    pub ticket_id: Option<Uuid>,
+    pub amount_minor: i64,
+    pub amount_refunded_minor: i64,
+    pub currency: String,
+    pub payment_method: String,
+    pub status: String,
+    pub provider_payment_id: Option<String>,
+    pub failure_code: Option<String>,
+    pub decline_code: Option<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = charges)]
+pub struct NewCharge<'a> {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub customer_id: Uuid,
+    pub ticket_id: Option<Uuid>,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub payment_method: &'a str,
+    pub status: &'a str,
+}
+
+/// The columns a transition writes: all of its mutable state, bumped version and update time.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = charges, treat_none_as_null = true)]
+struct ChargeState<'a> {
+    amount_refunded_minor: i64,
+    status: &'a str,
+    provider_payment_id: Option<&'a str>,
+    failure_code: Option<&'a str>,
+    decline_code: Option<&'a str>,
+    version: i64,
+    updated_at: DateTime<Utc>,
+}
+
+/// A charge with the times the service reports.
+#[derive(Clone, Debug)]
+pub struct StoredCharge {
+    pub charge: Charge,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl StoredCharge {
+    /// The keyset position of the charge in a newest-first list.
+    pub fn cursor(&self) -> PageCursor {
+        PageCursor::at(self.created_at, self.charge.id.as_uuid())
+    }
+}
+
+impl NewCharge<'_> {
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<StoredCharge> {
+        diesel::insert_into(charges::table)
+            .values(self)
+            .returning(ChargeRow::as_returning())
+            .get_result::<ChargeRow>(conn)
+            .await?
+            .into_domain()
+    }
+}
+
+/// Which charges a list returns.
+#[derive(Clone, Debug, Default)]
+pub struct ChargeListFilter {
+    pub customer_id: Option<UserId>,
+    pub status: Option<ChargeStatus>,
+    pub ticket_id: Option<TicketId>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+impl ChargeRow {
+    /// The charge `id` of `account_id`; with `customer`, only if it is that customer's.
+    pub async fn find(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        customer: Option<UserId>,
+        id: ChargeId,
+    ) -> AppResult<Option<StoredCharge>> {
+        let mut query = charges::table
+            .filter(charges::account_id.eq(account_id.as_uuid()))
+            .filter(charges::id.eq(id.as_uuid()))
+            .select(Self::as_select())
+            .into_boxed();
+        if let Some(customer) = customer {
+            query = query.filter(charges::customer_id.eq(customer.as_uuid()));
+        }
+        query
+            .first::<Self>(conn)
+            .await
+            .optional()?
+            .map(Self::into_domain)
+            .transpose()
+    }
+
+    /// The charge `id` of `account_id`, locked until the transaction ends: every decision on a
+    /// charge is taken on the state it locked. A lock not granted within the transaction's
+    /// `lock_timeout` is ABORTED `IDEMPOTENCY_KEY_IN_USE` (someone is working on it; retry).
+    pub async fn lock(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        id: ChargeId,
+    ) -> AppResult<Option<StoredCharge>> {
+        charges::table
+            .filter(charges::account_id.eq(account_id.as_uuid()))
+            .filter(charges::id.eq(id.as_uuid()))
+            .select(Self::as_select())
+            .for_update()
+            .first::<Self>(conn)
+            .await
+            .optional()
+            .map_err(crate::idempotency::lock_timeout_is_in_use)?
+            .map(Self::into_domain)
+            .transpose()
+    }
+
+    /// The oldest pending charge created before `before` that no one else holds, locked: the
+    /// completer's next piece of work. `SKIP LOCKED`, so that instances (and a request resuming
+    /// its own charge) never wait on one another.
+    /// `passed_over`: charges this run already failed to finish, left for the next run.
+    pub async fn lock_oldest_pending(
+        conn: &mut AsyncPgConnection,
+        before: DateTime<Utc>,
+        passed_over: &[Uuid],
+    ) -> AppResult<Option<StoredCharge>> {
+        charges::table
+            .filter(charges::status.eq(ChargeStatus::Pending.as_str()))
+            .filter(charges::created_at.lt(before))
+            .filter(charges::id.ne_all(passed_over))
+            .order(charges::created_at.asc())
+            .select(Self::as_select())
+            .for_update()
+            .skip_locked()
+            .first::<Self>(conn)
+            .await
+            .optional()?
+            .map(Self::into_domain)
+            .transpose()
+    }
+
+    /// Writes the state of `after` over the locked row.
+    pub async fn save(conn: &mut AsyncPgConnection, after: &Charge) -> AppResult<StoredCharge> {
+        diesel::update(charges::table)
+            .filter(charges::account_id.eq(after.account_id.as_uuid()))
+            .filter(charges::id.eq(after.id.as_uuid()))
+            .set(ChargeState {
+                amount_refunded_minor: after.amount_refunded.amount_minor(),
+                status: after.status.as_str(),
+                provider_payment_id: after.provider_payment_id.as_deref(),
+                failure_code: after.failure_code.as_deref(),
+                decline_code: after.decline_code.as_deref(),
+                version: after.version,
+                updated_at: Utc::now(),
+            })
+            .returning(Self::as_returning())
+            .get_result::<Self>(conn)
+            .await?
+            .into_domain()
+    }
+
+    /// Up to `limit` charges of the account, newest first, after `after`, as `filter` says.
+    pub async fn list_for_account(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        filter: &ChargeListFilter,
+        after: Option<PageCursor>,
+        limit: i64,
+    ) -> AppResult<Vec<StoredCharge>> {
+        let mut query = charges::table
+            .filter(charges::account_id.eq(account_id.as_uuid()))
+            .select(Self::as_select())
+            .order((charges::created_at.desc(), charges::id.desc()))
+            .limit(limit)
+            .into_boxed();
+        if let Some(customer) = filter.customer_id {
+            query = query.filter(charges::customer_id.eq(customer.as_uuid()));
+        }
+        if let Some(status) = filter.status {
+            query = query.filter(charges::status.eq(status.as_str()));
+        }
+        if let Some(ticket) = filter.ticket_id {
+            query = query.filter(charges::ticket_id.eq(ticket.as_uuid()));
+        }
+        if let Some(from) = filter.created_after {
+            query = query.filter(charges::created_at.ge(from));
+        }
+        if let Some(until) = filter.created_before {
+            query = query.filter(charges::created_at.lt(until));
+        }
+        if let Some(cursor) = after {
+            query = query.filter(
+                charges::created_at.lt(cursor.at).or(charges::created_at
+                    .eq(cursor.at)
+                    .and(charges::id.lt(cursor.id))),
+            );
+        }
+        query
+            .load::<Self>(conn)
+            .await?
+            .into_iter()
+            .map(Self::into_domain)
+            .collect()
+    }
+
+    pub fn into_domain(self) -> AppResult<StoredCharge> {
+        let currency = Currency::parse(&self.currency)
+            .map_err(|problem| corrupt("charges.currency", problem))?;
+        let money =
+            |minor, column| Money::new(minor, currency).map_err(|problem| corrupt(column, problem));
+        Ok(StoredCharge {
+            charge: Charge {
+                id: ChargeId::from_uuid(self.id),
+                account_id: AccountId::from_uuid(self.account_id),
+                customer_id: UserId::from_uuid(self.customer_id),
+                ticket_id: self.ticket_id.map(TicketId::from_uuid),
+                amount: money(self.amount_minor, "charges.amount_minor")?,
+                amount_refunded: money(
+                    self.amount_refunded_minor,
+                    "charges.amount_refunded_minor",
+                )?,
+                payment_method: self.payment_method,
+                status: ChargeStatus::parse(&self.status)
+                    .map_err(|problem| corrupt("charges.status", problem))?,
+                provider_payment_id: self.provider_payment_id,
+                failure_code: self.failure_code,
+                decline_code: self.decline_code,
+                version: self.version,
+            },
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}

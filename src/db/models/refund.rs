@@ -1,0 +1,161 @@
+//! The `refunds` table: a refund is inserted pending, its amount already reserved on the charge,
+//! before the provider is asked; the answer is recorded over it under a row lock.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::corrupt;
+use crate::db::schema::refunds;
+use crate::domain::{AccountId, ChargeId, Currency, Money, RefundId, RefundStatus};
+use crate::errors::AppResult;
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = refunds, check_for_backend(diesel::pg::Pg))]
+pub struct RefundRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub charge_id: Uuid,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: String,
+    pub provider_refund_id: Option<String>,
+    pub failure_code: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = refunds)]
+pub struct NewRefund<'a> {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub charge_id: Uuid,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub status: &'a str,
+}
+
+/// A refund as the service sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRefund {
+    pub id: RefundId,
+    pub account_id: AccountId,
+    pub charge_id: ChargeId,
+    pub amount: Money,
+    pub status: RefundStatus,
+    pub provider_refund_id: Option<String>,
+    pub failure_code: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewRefund<'_> {
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<StoredRefund> {
+        diesel::insert_into(refunds::table)
+            .values(self)
+            .returning(RefundRow::as_returning())
+            .get_result::<RefundRow>(conn)
+            .await?
+            .into_domain()
+    }
+}
+
+impl RefundRow {
+    /// The refund `id`, locked until the transaction ends.
+    pub async fn lock(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        id: RefundId,
+    ) -> AppResult<Option<StoredRefund>> {
+        refunds::table
+            .filter(refunds::account_id.eq(account_id.as_uuid()))
+            .filter(refunds::id.eq(id.as_uuid()))
+            .select(Self::as_select())
+            .for_update()
+            .first::<Self>(conn)
+            .await
+            .optional()
+            .map_err(crate::idempotency::lock_timeout_is_in_use)?
+            .map(Self::into_domain)
+            .transpose()
+    }
+
+    /// The oldest pending refund created before `before` that no one else holds, locked.
+    /// `passed_over`: refunds this run already failed to finish, left for the next run.
+    pub async fn lock_oldest_pending(
+        conn: &mut AsyncPgConnection,
+        before: DateTime<Utc>,
+        passed_over: &[Uuid],
+    ) -> AppResult<Option<StoredRefund>> {
+        refunds::table
+            .filter(refunds::status.eq(RefundStatus::Pending.as_str()))
+            .filter(refunds::created_at.lt(before))
+            .filter(refunds::id.ne_all(passed_over))
+            .order(refunds::created_at.asc())
+            .select(Self::as_select())
+            .for_update()
+            .skip_locked()
+            .first::<Self>(conn)
+            .await
+            .optional()?
+            .map(Self::into_domain)
+            .transpose()
+    }
+
+    /// Every refund of a charge, oldest first.
+    pub async fn list_for_charge(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        charge_id: ChargeId,
+    ) -> AppResult<Vec<StoredRefund>> {
+        refunds::table
+            .filter(refunds::account_id.eq(account_id.as_uuid()))
+            .filter(refunds::charge_id.eq(charge_id.as_uuid()))
+            .order((refunds::created_at.asc(), refunds::id.asc()))
+            .select(Self::as_select())
+            .load::<Self>(conn)
+            .await?
+            .into_iter()
+            .map(Self::into_domain)
+            .collect()
+    }
+
+    /// Records the provider's answer over the locked refund.
+    pub async fn finish(
+        conn: &mut AsyncPgConnection,
+        id: RefundId,
+        status: RefundStatus,
+        provider_refund_id: Option<&str>,
+        failure_code: Option<&str>,
+    ) -> AppResult<StoredRefund> {
+        diesel::update(refunds::table.filter(refunds::id.eq(id.as_uuid())))
+            .set((
+                refunds::status.eq(status.as_str()),
+                refunds::provider_refund_id.eq(provider_refund_id),
+                refunds::failure_code.eq(failure_code),
+                refunds::updated_at.eq(Utc::now()),
+            ))
+            .returning(Self::as_returning())
+            .get_result::<Self>(conn)
+            .await?
+            .into_domain()
+    }
+
+    pub fn into_domain(self) -> AppResult<StoredRefund> {
+        let currency = Currency::parse(&self.currency)
+            .map_err(|problem| corrupt("refunds.currency", problem))?;
+        Ok(StoredRefund {
+            id: RefundId::from_uuid(self.id),
+            account_id: AccountId::from_uuid(self.account_id),
+            charge_id: ChargeId::from_uuid(self.charge_id),
+            amount: Money::new(self.amount_minor, currency)
+                .map_err(|problem| corrupt("refunds.amount_minor", problem))?,
+            status: RefundStatus::parse(&self.status)
+                .map_err(|problem| corrupt("refunds.status", problem))?,
+            provider_refund_id: self.provider_refund_id,
+            failure_code: self.failure_code,
+            created_at: self.created_at,
+        })
+    }
+}

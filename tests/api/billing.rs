@@ -1,0 +1,1009 @@
+//! Billing's charges and refunds against real PostgreSQL and the real payment simulator
+//! (in-process): every exactly-once claim is checked where it lives, in the `charges` and
+//! `refunds` tables and in the simulator's ledger, never only in the answers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use payment_simulator::{Endpoint, FaultAction, FaultRule, Simulator, SimulatorConfig};
+use secrecy::SecretString;
+use supportdesk::auth::{Caller, Principal};
+use supportdesk::billing::{BillingReference, CreatePayment, PaymentProvider, StripeHttpProvider};
+use supportdesk::configuration::PaymentProviderSettings;
+use supportdesk::db::models::charge_activity::actions_of_charge;
+use supportdesk::db::models::{NewCharge, StoredCharge};
+use supportdesk::db::schema::{charges, refunds};
+use supportdesk::domain::{ChargeId, ChargeStatus, IdempotencyKey, Money, Role, SessionId};
+use supportdesk::errors::AppError;
+use supportdesk::idempotency::{
+    FingerprintKey, IdempotencyPolicy, Idempotent, Outcome, StoredResponse,
+};
+use supportdesk::proto::v1;
+use supportdesk::service::billing::{CHARGE_PHASES, REFUND_PHASES};
+use supportdesk::service::{Billing, CompleterPolicy, NewChargeRequest};
+use tokio::time::Instant;
+
+use super::helpers::{TestApp, TestUser, error_reason};
+
+struct Desk {
+    app: TestApp,
+    simulator: payment_simulator::SimulatorHandle,
+    provider: Arc<StripeHttpProvider>,
+    billing: Billing,
+    agent: Caller,
+    customer: TestUser,
+}
+
+fn provider_settings(
+    simulator: &payment_simulator::SimulatorHandle,
+    adjust: impl FnOnce(&mut PaymentProviderSettings),
+) -> PaymentProviderSettings {
+    let mut settings = PaymentProviderSettings {
+        url: simulator.base_url().parse().unwrap(),
+        secret_key: SecretString::from(simulator.api_key().to_owned()),
+        timeout: Duration::from_millis(300),
+        max_attempts: 1,
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        retry_budget_percent: 100,
+        retry_budget_burst: 100,
+        breaker_failure_threshold: 100,
+        breaker_cool_down: Duration::from_secs(30),
+    };
+    adjust(&mut settings);
+    settings
+}
+
+impl Desk {
+    async fn open() -> Self {
+        Self::open_with(|_| {}).await
+    }
+
+    async fn open_with(adjust: impl FnOnce(&mut PaymentProviderSettings)) -> Self {
+        let app = TestApp::spawn().await;
+        let simulator = Simulator::start(SimulatorConfig::default())
+            .await
+            .expect("the simulator starts");
+        let provider = Arc::new(
+            StripeHttpProvider::new(&provider_settings(&simulator, adjust)).expect("builds"),
+        );
+        let billing = Billing::new(Self::pool(&app), provider.clone());
+        let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+        let agent = Caller {
+            account_id: app.account_id,
+            principal: Principal::User {
+                user_id: app.admin.id,
+                role: Role::Admin,
+                session_id: SessionId::generate(),
+            },
+        };
+        Self {
+            app,
+            simulator,
+            provider,
+            billing,
+            agent,
+            customer,
+        }
+    }
+
+    fn pool(app: &TestApp) -> supportdesk::db::PgPool {
+        supportdesk::db::build_pool(&app.settings.database, Duration::from_secs(5))
+    }
+
+    /// Another service instance on the same database and provider.
+    fn second_instance(&self) -> Billing {
+        Billing::new(Self::pool(&self.app), self.provider.clone())
+    }
+
+    fn charge_of(&self, cents: i64, card: &str) -> NewChargeRequest {
+        NewChargeRequest {
+            customer_id: self.customer.id,
+            ticket_id: None,
+            amount: usd(cents),
+            payment_method: card.to_owned(),
+        }
+    }
+
+    fn customer_caller(&self) -> Caller {
+        Caller {
+            account_id: self.app.account_id,
+            principal: Principal::User {
+                user_id: self.customer.id,
+                role: Role::Customer,
+                session_id: SessionId::generate(),
+            },
+        }
+    }
+
+    async fn stored(&self, id: ChargeId) -> (String, i64, Option<String>) {
+        let mut conn = self.app.database.connect().await;
+        charges::table
+            .filter(charges::id.eq(id.as_uuid()))
+            .select((
+                charges::status,
+                charges::amount_refunded_minor,
+                charges::provider_payment_id,
+            ))
+            .first(&mut conn)
+            .await
+            .expect("the charge is stored")
+    }
+
+    async fn charge_count(&self) -> i64 {
+        let mut conn = self.app.database.connect().await;
+        charges::table.count().get_result(&mut conn).await.unwrap()
+    }
+
+    async fn actions(&self, id: ChargeId) -> Vec<String> {
+        let mut conn = self.app.database.connect().await;
+        actions_of_charge(&mut conn, id.as_uuid()).await.unwrap()
+    }
+
+    /// Payments the provider holds for our charge (declined ones included).
+    fn payments_at_provider(&self, id: ChargeId) -> usize {
+        self.simulator
+            .payment_intent_count_for_charge_id(&id.to_string())
+    }
+}
+
+fn usd(cents: i64) -> Money {
+    Money::parse(cents, "USD").unwrap()
+}
+
+fn in_seconds(seconds: u64) -> Instant {
+    Instant::now() + Duration::from_secs(seconds)
+}
+
+/// How the tests store a success: the charge id, enough to tell answers apart.
+fn store_charge(charge: &StoredCharge) -> StoredResponse {
+    StoredResponse::Success {
+        body: charge.charge.id.to_string().into_bytes(),
+        metadata: BTreeMap::new(),
+    }
+}
+
+fn store_failure(error: &AppError) -> StoredResponse {
+    let status = tonic::Status::from(error);
+    StoredResponse::Failure {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        details: status.details().to_vec(),
+    }
+}
+
+fn key_for<'a>(
+    desk: &Desk,
+    rpc: &'a str,
+    key: &str,
+    phases: &'static [&'static str],
+) -> Idempotent<'a, StoredCharge> {
+    Idempotent {
+        caller: format!("user:{}", desk.app.admin.id),
+        rpc,
+        key: IdempotencyKey::parse(key).unwrap(),
+        request_hash: b"the same request".to_vec(),
+        policy: IdempotencyPolicy {
+            retention: Duration::from_secs(86_400),
+            wait: Duration::from_millis(100),
+            fingerprint_key: FingerprintKey::new(&SecretString::from("k".repeat(32))),
+        },
+        store_success: &store_charge,
+        store_failure,
+        phases,
+    }
+}
+
+const CREATE: &str = "/supportdesk.v1.BillingService/CreateCharge";
+const REFUND: &str = "/supportdesk.v1.BillingService/RefundCharge";
+
+/// The charge id an outcome answers with: fresh, or replayed from the key.
+fn answered_charge(outcome: &Outcome<StoredCharge>) -> Option<String> {
+    match outcome {
+        Outcome::Done(charge) => Some(charge.charge.id.to_string()),
+        Outcome::Replay(StoredResponse::Success { body, .. }) => {
+            Some(String::from_utf8(body.clone()).unwrap())
+        }
+        Outcome::Failed(_) | Outcome::Replay(StoredResponse::Failure { .. }) => None,
+    }
+}
+
+async fn paid_charge(desk: &Desk, cents: i64) -> StoredCharge {
+    match desk
+        .billing
+        .create_charge(
+            &desk.agent,
+            desk.charge_of(cents, "pm_card_visa"),
+            in_seconds(5),
+            None,
+        )
+        .await
+        .expect("the charge is made")
+    {
+        Outcome::Done(charge) => charge,
+        other @ (Outcome::Failed(_) | Outcome::Replay(_)) => {
+            panic!("expected a paid charge, got {other:?}")
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_charge_is_paid_once_and_its_transitions_are_in_the_audit_trail() {
+    let desk = Desk::open().await;
+    let charge = paid_charge(&desk, 2_000).await;
+    assert_eq!(charge.charge.status, ChargeStatus::Succeeded);
+    let (status, refunded, payment) = desk.stored(charge.charge.id).await;
+    assert_eq!(status, "succeeded");
+    assert_eq!(refunded, 0);
+    let payment = payment.expect("the provider's payment id is stored");
+    let ledger = desk
+        .simulator
+        .ledger_for_metadata("charge_id", &charge.charge.id.to_string());
+    assert_eq!(ledger.payment_intents.len(), 1);
+    assert_eq!(ledger.payment_intents[0].id, payment);
+    assert_eq!(ledger.payment_intents[0].amount, 2_000);
+    assert_eq!(
+        desk.actions(charge.charge.id).await,
+        ["created", "succeeded"]
+    );
+    let read = desk
+        .billing
+        .get(&desk.agent, charge.charge.id)
+        .await
+        .unwrap();
+    assert_eq!(read.charge, charge.charge);
+}
+
+#[tokio::test]
+async fn a_declined_card_fails_the_charge_with_card_declined_and_the_decline_code() {
+    let desk = Desk::open().await;
+    let outcome = desk
+        .billing
+        .create_charge(
+            &desk.agent,
+            desk.charge_of(500, "pm_card_chargeDeclinedInsufficientFunds"),
+            in_seconds(5),
+            None,
+        )
+        .await
+        .unwrap();
+    let Outcome::Failed(error) = outcome else {
+        panic!("expected a decline, got {outcome:?}");
+    };
+    let status = tonic::Status::from(&error);
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(error_reason(&status), "CARD_DECLINED");
+    let info = super::helpers::details(&status)
+        .error_info()
+        .cloned()
+        .unwrap();
+    assert_eq!(info.metadata["decline_code"], "insufficient_funds");
+    assert_eq!(info.metadata["code"], "card_declined");
+    let page = desk
+        .billing
+        .list(
+            &desk.agent,
+            Default::default(),
+            supportdesk::domain::PageSize::parse(10).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    let declined = &page.items[0].charge;
+    assert_eq!(declined.status, ChargeStatus::Failed);
+    assert_eq!(declined.decline_code.as_deref(), Some("insufficient_funds"));
+    assert_eq!(desk.payments_at_provider(declined.id), 1);
+    assert_eq!(desk.actions(declined.id).await, ["created", "failed"]);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_identical_charges_with_one_key_over_two_instances_pay_once() {
+    let desk = Arc::new(Desk::open().await);
+    let second = desk.second_instance();
+    let mut tasks = Vec::new();
+    for attempt in 0..50 {
+        let desk = desk.clone();
+        let billing = if attempt % 2 == 0 {
+            desk.billing.clone()
+        } else {
+            second.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let key = key_for(&desk, CREATE, "one-charge", CHARGE_PHASES);
+            // A client retries ABORTED (the key or the charge is busy) with the same key.
+            for _ in 0..200 {
+                match billing
+                    .create_charge(
+                        &desk.agent,
+                        desk.charge_of(1_500, "pm_card_visa"),
+                        in_seconds(5),
+                        Some(&key),
+                    )
+                    .await
+                {
+                    Ok(outcome) => return answered_charge(&outcome).expect("a paid charge"),
+                    Err(error) => {
+                        let reason = error_reason(&tonic::Status::from(&error));
+                        assert_eq!(reason, "IDEMPOTENCY_KEY_IN_USE", "{error:?}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            panic!("never answered");
+        }));
+    }
+    let mut answers = BTreeSet::new();
+    for task in tasks {
+        answers.insert(task.await.unwrap());
+    }
+    assert_eq!(answers.len(), 1, "the 50 answers disagree: {answers:?}");
+    assert_eq!(desk.charge_count().await, 1);
+    let id = ChargeId::parse(answers.iter().next().unwrap()).unwrap();
+    assert_eq!(desk.payments_at_provider(id), 1);
+    assert_eq!(desk.stored(id).await.0, "succeeded");
+}
+
+#[tokio::test]
+async fn a_payment_whose_answer_was_lost_stays_pending_and_the_retry_finds_it_without_paying_twice()
+{
+    let desk = Desk::open().await;
+    desk.simulator
+        .add_fault(FaultRule::new(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ExecuteThenTimeout { hang_millis: 1_000 },
+            1,
+        ))
+        .unwrap();
+    let key = key_for(&desk, CREATE, "lost-answer", CHARGE_PHASES);
+    let started = std::time::Instant::now();
+    let error = desk
+        .billing
+        .create_charge(
+            &desk.agent,
+            desk.charge_of(700, "pm_card_visa"),
+            in_seconds(5),
+            Some(&key),
+        )
+        .await
+        .expect_err("the outcome is unknown");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "waited past the attempt timeout"
+    );
+    let status = tonic::Status::from(&error);
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(error_reason(&status), "PAYMENT_PROVIDER_UNAVAILABLE");
+    assert!(super::helpers::details(&status).retry_info().is_some());
+    let mut conn = desk.app.database.connect().await;
+    let (id, pending): (uuid::Uuid, String) = charges::table
+        .select((charges::id, charges::status))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending, "pending");
+    let id = ChargeId::from_uuid(id);
+    assert_eq!(desk.payments_at_provider(id), 1, "the provider did charge");
+
+    let retried = desk
+        .billing
+        .create_charge(
+            &desk.agent,
+            desk.charge_of(700, "pm_card_visa"),
+            in_seconds(5),
+            Some(&key),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answered_charge(&retried), Some(id.to_string()));
+    assert_eq!(desk.stored(id).await.0, "succeeded");
+    assert_eq!(desk.payments_at_provider(id), 1);
+    assert_eq!(desk.charge_count().await, 1);
+    // A third try replays the stored answer.
+    let replayed = desk
+        .billing
+        .create_charge(
+            &desk.agent,
+            desk.charge_of(700, "pm_card_visa"),
+            in_seconds(5),
+            Some(&key),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        replayed,
+        Outcome::Replay(StoredResponse::Success { .. })
+    ));
+}
+
+/// A charge committed pending by a request that died before (or after) calling the provider,
+/// built directly in PostgreSQL.
+async fn crashed_charge(desk: &Desk, cents: i64) -> ChargeId {
+    crashed_charge_paid_with(desk, cents, "pm_card_visa").await
+}
+
+async fn crashed_charge_paid_with(desk: &Desk, cents: i64, payment_method: &str) -> ChargeId {
+    let id = ChargeId::generate();
+    let mut conn = desk.app.database.connect().await;
+    NewCharge {
+        id: id.as_uuid(),
+        account_id: desk.app.account_id.as_uuid(),
+        customer_id: desk.customer.id.as_uuid(),
+        ticket_id: None,
+        amount_minor: cents,
+        currency: "USD",
+        payment_method,
+        status: "pending",
+    }
+    .insert(&mut conn)
+    .await
+    .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn the_completer_finishes_charges_left_pending_by_a_crash_with_one_payment_each() {
+    let desk = Desk::open().await;
+    // Died after the provider charged: the payment exists, our row says pending.
+    let charged = crashed_charge(&desk, 900).await;
+    let payment = CreatePayment::new(
+        BillingReference::parse(&charged.to_string()).unwrap(),
+        usd(900),
+        desk.customer.id.to_string(),
+        "pm_card_visa",
+        BTreeMap::from([("account_id".to_owned(), desk.app.account_id.to_string())]),
+    )
+    .unwrap();
+    let made = desk
+        .provider
+        .create_payment(&payment, in_seconds(5))
+        .await
+        .unwrap();
+    // Died before calling the provider: nothing there.
+    let unsent = crashed_charge(&desk, 400).await;
+    let policy = CompleterPolicy {
+        min_age: Duration::ZERO,
+        ..CompleterPolicy::default()
+    };
+    let completed = desk.billing.complete_pending(&policy).await.unwrap();
+    assert_eq!(completed.charges, 2);
+    let (status, _, payment_id) = desk.stored(charged).await;
+    assert_eq!((status.as_str(), payment_id), ("succeeded", Some(made.id)));
+    assert_eq!(desk.payments_at_provider(charged), 1);
+    assert_eq!(desk.stored(unsent).await.0, "succeeded");
+    assert_eq!(desk.payments_at_provider(unsent), 1);
+    // Nothing is left to do, and a second run sends nothing.
+    let requests = desk.simulator.requests().len();
+    assert_eq!(
+        desk.billing
+            .complete_pending(&policy)
+            .await
+            .unwrap()
+            .charges,
+        0
+    );
+    assert_eq!(desk.simulator.requests().len(), requests);
+}
+
+#[tokio::test]
+async fn a_charge_the_completer_cannot_finish_does_not_block_the_ones_behind_it() {
+    let desk = Desk::open().await;
+    let stuck = crashed_charge_paid_with(&desk, 300, "pm_no_such_method").await;
+    let behind = crashed_charge(&desk, 400).await;
+    let policy = CompleterPolicy {
+        min_age: Duration::ZERO,
+        ..CompleterPolicy::default()
+    };
+    let completed = desk.billing.complete_pending(&policy).await.unwrap();
+    assert_eq!(completed.charges, 1);
+    assert_eq!(desk.stored(stuck).await.0, "pending");
+    assert_eq!(desk.stored(behind).await.0, "succeeded");
+    assert_eq!(desk.payments_at_provider(behind), 1);
+}
+
+#[tokio::test]
+async fn the_completer_leaves_young_pending_charges_to_their_requests() {
+    let desk = Desk::open().await;
+    let young = crashed_charge(&desk, 400).await;
+    let completed = desk
+        .billing
+        .complete_pending(&CompleterPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(completed.charges, 0);
+    assert_eq!(desk.stored(young).await.0, "pending");
+    assert_eq!(desk.payments_at_provider(young), 0);
+}
+
+#[tokio::test]
+async fn an_open_breaker_answers_unavailable_at_once_without_calling_the_provider() {
+    let desk = Desk::open_with(|settings| settings.breaker_failure_threshold = 1).await;
+    desk.simulator
+        .add_fault(FaultRule::always(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ServerError { status: 503 },
+        ))
+        .unwrap();
+    let first = desk
+        .billing
+        .create_charge(
+            &desk.agent,
+            desk.charge_of(100, "pm_card_visa"),
+            in_seconds(5),
+            None,
+        )
+        .await
+        .expect_err("the provider is down");
+    assert_eq!(
+        error_reason(&tonic::Status::from(&first)),
+        "PAYMENT_PROVIDER_UNAVAILABLE"
+    );
+    let sent = desk.simulator.requests().len();
+    let started = std::time::Instant::now();
+    let refused = desk
+        .billing
+        .create_charge(
+            &desk.agent,
+            desk.charge_of(100, "pm_card_visa"),
+            in_seconds(5),
+            None,
+        )
+        .await
+        .expect_err("the breaker is open");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "took {:?}",
+        started.elapsed()
+    );
+    let status = tonic::Status::from(&refused);
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(error_reason(&status), "PAYMENT_PROVIDER_UNAVAILABLE");
+    let retry = super::helpers::details(&status)
+        .retry_info()
+        .cloned()
+        .unwrap();
+    assert!(
+        retry.retry_delay.unwrap() > Duration::from_secs(20),
+        "the breaker's cool-down"
+    );
+    assert_eq!(desk.simulator.requests().len(), sent, "a request was sent");
+    // Only the first call, which reached the provider, left a charge (pending, for a retry with
+    // its key or the completer); the refused one recorded nothing.
+    assert_eq!(desk.charge_count().await, 1);
+}
+
+#[tokio::test]
+async fn ten_concurrent_partial_refunds_refund_only_what_fits_in_the_charge() {
+    let desk = Arc::new(Desk::open().await);
+    let charge = paid_charge(&desk, 1_000).await;
+    let id = charge.charge.id;
+    let mut tasks = Vec::new();
+    for attempt in 0..10 {
+        let desk = desk.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = key_for(&desk, REFUND, &format!("refund-{attempt}"), REFUND_PHASES);
+            desk.billing
+                .refund_charge(&desk.agent, id, Some(usd(300)), in_seconds(10), Some(&key))
+                .await
+                .unwrap()
+        }));
+    }
+    let (mut refunded, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Outcome::Done(_) => refunded += 1,
+            Outcome::Failed(error) => {
+                assert_eq!(
+                    error_reason(&tonic::Status::from(&error)),
+                    "REFUND_EXCEEDS_CHARGE"
+                );
+                refused += 1;
+            }
+            other @ Outcome::Replay(_) => panic!("no key was reused: {other:?}"),
+        }
+    }
+    assert_eq!((refunded, refused), (3, 7));
+    let (status, amount_refunded, payment) = desk.stored(id).await;
+    assert_eq!(
+        (status.as_str(), amount_refunded),
+        ("partially_refunded", 900)
+    );
+    let ledger = desk.simulator.ledger();
+    let at_provider: i64 = ledger
+        .refunds
+        .iter()
+        .filter(|refund| Some(&refund.payment_intent) == payment.as_ref())
+        .map(|refund| refund.amount)
+        .sum();
+    assert_eq!(at_provider, 900);
+    let mut conn = desk.app.database.connect().await;
+    let statuses: Vec<String> = refunds::table
+        .select(refunds::status)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(statuses, ["succeeded"; 3]);
+    // The rest refunds it fully; then nothing is refundable.
+    let rest = desk
+        .billing
+        .refund_charge(&desk.agent, id, None, in_seconds(5), None)
+        .await
+        .unwrap();
+    let Outcome::Done(rest) = rest else {
+        panic!("{rest:?}")
+    };
+    assert_eq!(rest.charge.status, ChargeStatus::Refunded);
+    let error = desk
+        .billing
+        .refund_charge(&desk.agent, id, Some(usd(1)), in_seconds(5), None)
+        .await
+        .expect_err("a refunded charge cannot be refunded again");
+    assert_eq!(
+        error_reason(&tonic::Status::from(&error)),
+        "CHARGE_NOT_REFUNDABLE"
+    );
+}
+
+#[tokio::test]
+async fn customers_see_only_their_own_charges_and_cannot_charge() {
+    let desk = Desk::open().await;
+    let charge = paid_charge(&desk, 300).await;
+    let customer = desk.customer_caller();
+    assert_eq!(
+        desk.billing
+            .get(&customer, charge.charge.id)
+            .await
+            .unwrap()
+            .charge
+            .id,
+        charge.charge.id
+    );
+    let other = desk
+        .app
+        .add_user(&desk.app.admin, v1::UserRole::Customer)
+        .await;
+    let stranger = Caller {
+        account_id: desk.app.account_id,
+        principal: Principal::User {
+            user_id: other.id,
+            role: Role::Customer,
+            session_id: SessionId::generate(),
+        },
+    };
+    let hidden = desk
+        .billing
+        .get(&stranger, charge.charge.id)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_reason(&tonic::Status::from(&hidden)),
+        "CHARGE_NOT_FOUND"
+    );
+    let page_size = supportdesk::domain::PageSize::parse(10).unwrap();
+    assert!(
+        desk.billing
+            .list(&stranger, Default::default(), page_size, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let refused = desk
+        .billing
+        .create_charge(
+            &customer,
+            desk.charge_of(100, "pm_card_visa"),
+            in_seconds(5),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_reason(&tonic::Status::from(&refused)),
+        "ROLE_REQUIRED"
+    );
+    assert_eq!(desk.charge_count().await, 1);
+}
+
+// Through the API: the wire, Envoy's REST mapping and the deployment without billing.
+
+fn charge_json(customer: &TestUser, card: &str) -> serde_json::Value {
+    serde_json::json!({
+        "customerId": customer.id.to_string(),
+        "amount": {"amountMinor": "1250", "currencyCode": "EUR"},
+        "paymentMethod": card,
+    })
+}
+
+#[tokio::test]
+async fn a_decline_over_rest_is_402_with_its_decline_code_and_so_is_its_replay() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let envoy = super::envoy::Envoy::start_in_front_of(app.address.port()).await;
+    let http = reqwest::Client::new();
+    let send = || {
+        http.post(envoy.url("/v1/charges"))
+            .bearer_auth(&app.admin.access_token)
+            .header("idempotency-key", "declined-once")
+            .json(&charge_json(
+                &customer,
+                "pm_card_chargeDeclinedInsufficientFunds",
+            ))
+            .send()
+    };
+    for attempt in ["first", "replay"] {
+        let answer = send().await.unwrap();
+        assert_eq!(
+            answer.status(),
+            reqwest::StatusCode::PAYMENT_REQUIRED,
+            "{attempt}"
+        );
+        assert!(
+            answer.headers().get("x-http-status").is_none(),
+            "the marker leaked"
+        );
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["code"], 9, "{attempt}: {body}");
+        let info = body["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|detail| detail["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
+            .cloned()
+            .unwrap();
+        assert_eq!(info["reason"], "CARD_DECLINED");
+        assert_eq!(info["metadata"]["decline_code"], "insufficient_funds");
+    }
+    // One payment attempt at the provider, one FAILED charge in PostgreSQL.
+    let listed = app
+        .billing
+        .clone()
+        .list_charges(app.as_admin(v1::ListChargesRequest {
+            status: v1::ChargeStatus::Failed.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .charges;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].decline_code, "insufficient_funds");
+    assert_eq!(
+        app.simulator
+            .payment_intent_count_for_charge_id(&listed[0].id),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_charge_and_its_refund_go_through_the_api_in_integer_minor_units() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let mut request = app.as_admin(v1::CreateChargeRequest {
+        charge: Some(v1::Charge {
+            customer_id: customer.id.to_string(),
+            amount: Some(v1::Money {
+                amount_minor: 1_999,
+                currency_code: "JPY".to_owned(),
+            }),
+            payment_method: "pm_card_visa".to_owned(),
+            ..Default::default()
+        }),
+    });
+    request
+        .metadata_mut()
+        .insert("idempotency-key", "pay-once".parse().unwrap());
+    let charge = app.billing.clone().create_charge(request).await.unwrap();
+    assert_eq!(
+        charge.metadata().get("location").unwrap().to_str().unwrap(),
+        format!("/v1/charges/{}", charge.get_ref().id)
+    );
+    let charge = charge.into_inner();
+    assert_eq!(charge.status, i32::from(v1::ChargeStatus::Succeeded));
+    assert!(charge.provider_payment_id.starts_with("pi_"));
+    let refunded = app
+        .billing
+        .clone()
+        .refund_charge(super::helpers::keyed(app.as_admin(
+            v1::RefundChargeRequest {
+                id: charge.id.clone(),
+                amount: Some(v1::Money {
+                    amount_minor: 999,
+                    currency_code: "JPY".to_owned(),
+                }),
+            },
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        refunded.status,
+        i32::from(v1::ChargeStatus::PartiallyRefunded)
+    );
+    assert_eq!(refunded.amount_refunded.unwrap().amount_minor, 999);
+    let seen = app
+        .billing
+        .clone()
+        .get_charge(customer.request(v1::GetChargeRequest {
+            id: charge.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        seen.amount_refunded,
+        Some(v1::Money {
+            amount_minor: 999,
+            currency_code: "JPY".to_owned()
+        })
+    );
+    let ledger = app.simulator.ledger();
+    assert_eq!(
+        ledger
+            .refunds
+            .iter()
+            .map(|refund| refund.amount)
+            .sum::<i64>(),
+        999
+    );
+}
+
+#[tokio::test]
+async fn without_a_payment_provider_billing_answers_not_configured() {
+    let app = TestApp::spawn_with(|settings| settings.payment_provider = None).await;
+    let status = app
+        .billing
+        .clone()
+        .list_charges(app.as_admin(v1::ListChargesRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(error_reason(&status), "BILLING_NOT_CONFIGURED");
+}
+
+#[tokio::test]
+async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
+    let app = TestApp::spawn_with(|settings| {
+        let provider = settings.payment_provider.as_mut().unwrap();
+        provider.breaker_failure_threshold = 1;
+        provider.breaker_cool_down = Duration::from_millis(1_500);
+    })
+    .await;
+    let billing = "supportdesk.v1.BillingService";
+    let tickets = "supportdesk.v1.TicketService";
+    app.wait_for_health("Serving", Duration::from_secs(5)).await;
+    assert_eq!(app.health_of(billing).await, "Serving");
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let outage = app
+        .simulator
+        .add_fault(FaultRule::always(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ServerError { status: 503 },
+        ))
+        .unwrap();
+    let client = app.billing.clone();
+    let charge = |key: &str| {
+        let mut client = client.clone();
+        let mut request = app.as_admin(v1::CreateChargeRequest {
+            charge: Some(v1::Charge {
+                customer_id: customer.id.to_string(),
+                amount: Some(v1::Money {
+                    amount_minor: 100,
+                    currency_code: "USD".to_owned(),
+                }),
+                payment_method: "pm_card_visa".to_owned(),
+                ..Default::default()
+            }),
+        });
+        request
+            .metadata_mut()
+            .insert("idempotency-key", key.parse().unwrap());
+        async move { client.create_charge(request).await }
+    };
+    let status = charge("during-the-outage").await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(error_reason(&status), "PAYMENT_PROVIDER_UNAVAILABLE");
+    super::helpers::wait_until(
+        "BillingService NOT_SERVING",
+        Duration::from_secs(2),
+        || async { app.health_of(billing).await == "NotServing" },
+    )
+    .await;
+    assert_eq!(app.health_of(tickets).await, "Serving");
+    assert_eq!(app.health_of("").await, "Serving");
+
+    // The provider recovers; after the cool-down the retry with the same key is the probe that
+    // closes the breaker, and finishes the charge left pending.
+    app.simulator.remove_fault(outage.id);
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let paid = charge("during-the-outage").await.unwrap().into_inner();
+    assert_eq!(paid.status, i32::from(v1::ChargeStatus::Succeeded));
+    assert_eq!(
+        app.simulator.payment_intent_count_for_charge_id(&paid.id),
+        1
+    );
+    super::helpers::wait_until("BillingService SERVING", Duration::from_secs(2), || async {
+        app.health_of(billing).await == "Serving"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unconfigured_billing_service_is_not_serving_while_the_rest_is() {
+    let app = TestApp::spawn_with(|settings| settings.payment_provider = None).await;
+    app.wait_for_health("Serving", Duration::from_secs(5)).await;
+    assert_eq!(
+        app.health_of("supportdesk.v1.BillingService").await,
+        "NotServing"
+    );
+    assert_eq!(
+        app.health_of("supportdesk.v1.TicketService").await,
+        "Serving"
+    );
+}
+
+#[tokio::test]
+async fn fifty_identical_create_charge_calls_with_one_key_through_two_servers_charge_once() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (second, _server) = super::helpers::second_instance(&app.settings).await;
+    let clients = [
+        app.billing.clone(),
+        supportdesk::proto::v1::billing_service_client::BillingServiceClient::new(second),
+    ];
+    let mut calls = Vec::new();
+    for attempt in 0..50 {
+        let mut client = clients[attempt % 2].clone();
+        let token = app.admin.access_token.clone();
+        let customer_id = customer.id.to_string();
+        calls.push(tokio::spawn(async move {
+            for _ in 0..200 {
+                let mut request = super::helpers::with_token(
+                    &token,
+                    v1::CreateChargeRequest {
+                        charge: Some(v1::Charge {
+                            customer_id: customer_id.clone(),
+                            amount: Some(v1::Money {
+                                amount_minor: 4_200,
+                                currency_code: "GBP".to_owned(),
+                            }),
+                            payment_method: "pm_card_visa".to_owned(),
+                            ..Default::default()
+                        }),
+                    },
+                );
+                request
+                    .metadata_mut()
+                    .insert("idempotency-key", "fifty-as-one".parse().unwrap());
+                match client.create_charge(request).await {
+                    Ok(charge) => return charge.into_inner(),
+                    Err(status) => {
+                        assert_eq!(
+                            error_reason(&status),
+                            "IDEMPOTENCY_KEY_IN_USE",
+                            "{status:?}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            panic!("never answered");
+        }));
+    }
+    let mut answers = BTreeSet::new();
+    for call in calls {
+        let charge = call.await.unwrap();
+        answers.insert((charge.id, charge.status, charge.provider_payment_id));
+    }
+    assert_eq!(answers.len(), 1, "the answers disagree: {answers:?}");
+    let (id, status, _) = answers.into_iter().next().unwrap();
+    assert_eq!(status, i32::from(v1::ChargeStatus::Succeeded));
+    assert_eq!(app.simulator.payment_intent_count_for_charge_id(&id), 1);
+    assert_eq!(app.simulator.ledger().payment_intents.len(), 1);
+    let mut conn = app.database.connect().await;
+    let rows: i64 = charges::table.count().get_result(&mut conn).await.unwrap();
+    assert_eq!(rows, 1);
+}
