@@ -5,6 +5,7 @@ mod api_keys;
 mod authentication;
 mod bad_input;
 mod billing;
+mod billing_crashes;
 mod command_line;
 mod contract;
 mod deadlines;

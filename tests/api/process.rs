@@ -22,13 +22,15 @@ use super::helpers::{
 
 const BINARY: &str = env!("CARGO_BIN_EXE_supportdesk");
 
-struct Running {
+/// The binary, started with `serve`; killed (SIGKILL) when dropped. `extra` settings override
+/// the defaults below (`REDIS_KEY_PREFIX` included, to restart on the same keys).
+pub(crate) struct Running {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Running {
-    fn start(database: &TestDatabase, extra: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(database: &TestDatabase, extra: &[(&str, &str)]) -> Self {
         let port = free_port();
         // trust auth ignores the password: it is there to prove it never reaches a log line.
         let url = database.url().expose_secret().replace(
@@ -58,7 +60,7 @@ impl Running {
         Self { child, port }
     }
 
-    async fn channel(&self) -> Channel {
+    pub(crate) async fn channel(&self) -> Channel {
         let started = Instant::now();
         loop {
             if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{}", self.port))
@@ -89,7 +91,7 @@ impl Running {
         Some(format!("{:?}", response.into_inner().status()))
     }
 
-    async fn wait_for_health(&self, status: &str) {
+    pub(crate) async fn wait_for_health(&self, status: &str) {
         let started = Instant::now();
         while self.health().await.as_deref() != Some(status) {
             assert!(
@@ -98,6 +100,17 @@ impl Running {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix), then reaps the process: nothing runs after.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().expect("SIGKILL supportdesk");
+        let status = self.child.wait().expect("wait for supportdesk");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "killed by SIGKILL"
+        );
     }
 
     fn terminate(&self) {
@@ -122,7 +135,7 @@ impl Running {
 }
 
 /// Signs an account up through the running binary and logs its admin in.
-async fn sign_up_through(channel: &Channel) -> TestUser {
+pub(crate) async fn sign_up_through(channel: &Channel) -> TestUser {
     sign_up(
         &AccountServiceClient::new(channel.clone()),
         &AuthServiceClient::new(channel.clone()),
