@@ -131,6 +131,15 @@ impl Desk {
     }
 
     fn create_request(&self, cents: i64, key: &str) -> tonic::Request<v1::CreateChargeRequest> {
+        self.create_request_paying_with(cents, key, "pm_card_visa")
+    }
+
+    fn create_request_paying_with(
+        &self,
+        cents: i64,
+        key: &str,
+        payment_method: &str,
+    ) -> tonic::Request<v1::CreateChargeRequest> {
         let mut request = self.admin.request(v1::CreateChargeRequest {
             charge: Some(v1::Charge {
                 customer_id: self.customer_id.clone(),
@@ -138,7 +147,7 @@ impl Desk {
                     amount_minor: cents,
                     currency_code: "USD".to_owned(),
                 }),
-                payment_method: "pm_card_visa".to_owned(),
+                payment_method: payment_method.to_owned(),
                 ..Default::default()
             }),
         });
@@ -176,6 +185,30 @@ impl Desk {
         let mut billing = self.billing();
         let request = self.create_request(cents, key);
         tokio::spawn(async move { billing.create_charge(request).await })
+    }
+
+    /// Sends RefundCharge in the background: it never answers when the binary is killed.
+    fn refund_in_background(
+        &self,
+        charge_id: &str,
+        cents: i64,
+        key: &str,
+    ) -> tokio::task::JoinHandle<Result<tonic::Response<v1::Charge>, tonic::Status>> {
+        let mut billing = self.billing();
+        let request = self.refund_request(charge_id, cents, key);
+        tokio::spawn(async move { billing.refund_charge(request).await })
+    }
+
+    /// A charge paid through the running binary.
+    async fn paid_charge(&self, cents: i64) -> v1::Charge {
+        let charge = self
+            .billing()
+            .create_charge(self.create_request(cents, &Uuid::now_v7().to_string()))
+            .await
+            .expect("paid")
+            .into_inner();
+        assert_eq!(charge.status, i32::from(v1::ChargeStatus::Succeeded));
+        charge
     }
 
     /// Every charge row: (id, status, amount refunded, the provider's payment id).
@@ -523,18 +556,9 @@ async fn a_charge_killed_after_the_provider_charged_before_the_outcome_committed
 async fn a_refund_killed_after_the_provider_refunded_before_the_commit_ends_succeeded_with_one_refund()
  {
     let mut desk = Desk::open().await;
-    let charge = desk
-        .billing()
-        .create_charge(desk.create_request(2_000, "the-charge"))
-        .await
-        .expect("paid")
-        .into_inner();
+    let charge = desk.paid_charge(2_000).await;
     let hold = desk.hold_at_activity("refunded").await;
-    let request = {
-        let mut billing = desk.billing();
-        let request = desk.refund_request(&charge.id, 700, "killed-refund");
-        tokio::spawn(async move { billing.refund_charge(request).await })
-    };
+    let request = desk.refund_in_background(&charge.id, 700, "killed-refund");
     desk.wait_until_held().await;
     assert_eq!(
         desk.simulator.ledger().refunds.len(),
@@ -578,5 +602,135 @@ async fn a_refund_killed_after_the_provider_refunded_before_the_commit_ends_succ
         i32::from(v1::ChargeStatus::PartiallyRefunded)
     );
     assert_eq!(retried.amount_refunded.unwrap().amount_minor, 700);
+    assert_eq!(desk.simulator.ledger().refunds.len(), 1);
+}
+
+#[tokio::test]
+async fn a_declined_charge_killed_before_the_decline_committed_ends_failed_with_one_payment_attempt()
+ {
+    let mut desk = Desk::open().await;
+    let hold = desk.hold_at_activity("failed").await;
+    let card = "pm_card_chargeDeclined";
+    let mut billing = desk.billing();
+    let request = desk.create_request_paying_with(1_500, "killed-decline", card);
+    let request = tokio::spawn(async move { billing.create_charge(request).await });
+    desk.wait_until_held().await;
+    let (id, status, _, _) = desk.only_charge().await;
+    assert_eq!(status, "pending", "the decline is not committed");
+    assert_eq!(desk.payments_at_provider(id), 1, "the provider declined");
+
+    desk.kill();
+    assert_cut_off(request).await;
+    desk.release(hold).await;
+    desk.start_again().await;
+    desk.wait_until_everything_is_final().await;
+
+    let (_, status, _, payment) = desk.only_charge().await;
+    assert_eq!(status, "failed");
+    assert_eq!(desk.payments_at_provider(id), 1);
+    assert_eq!(
+        payment.as_deref(),
+        Some(desk.simulator.ledger().payment_intents[0].id.as_str())
+    );
+    assert_eq!(desk.actions(id).await, ["created", "failed"]);
+    let retried = desk
+        .billing()
+        .create_charge(desk.create_request_paying_with(1_500, "killed-decline", card))
+        .await
+        .expect_err("the retry answers the decline");
+    assert_eq!(retried.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(super::helpers::error_reason(&retried), "CARD_DECLINED");
+    assert_eq!(desk.simulator.ledger().payment_intents.len(), 1);
+}
+
+#[tokio::test]
+async fn a_refund_killed_inside_its_first_phase_reserves_nothing_and_the_retry_refunds_once() {
+    let mut desk = Desk::open().await;
+    let charge = desk.paid_charge(2_000).await;
+    let hold = desk.hold_at_activity("refund_requested").await;
+    let request = desk.refund_in_background(&charge.id, 600, "killed-refund-in-phase-1");
+    desk.wait_until_held().await;
+
+    desk.kill();
+    assert_cut_off(request).await;
+    desk.release(hold).await;
+    desk.start_again().await;
+
+    // Phase 1 never committed: nothing reserved on the charge, no refund anywhere.
+    let (id, status, refunded, _) = desk.only_charge().await;
+    assert_eq!((status.as_str(), refunded), ("succeeded", 0));
+    assert!(desk.refunds().await.is_empty());
+    assert!(desk.simulator.ledger().refunds.is_empty());
+    let retried = desk
+        .billing()
+        .refund_charge(desk.refund_request(&charge.id, 600, "killed-refund-in-phase-1"))
+        .await
+        .expect("the retry refunds")
+        .into_inner();
+    assert_eq!(
+        retried.status,
+        i32::from(v1::ChargeStatus::PartiallyRefunded)
+    );
+    assert_eq!(retried.amount_refunded.unwrap().amount_minor, 600);
+    let (_, status, refunded, _) = desk.only_charge().await;
+    assert_eq!((status.as_str(), refunded), ("partially_refunded", 600));
+    let ledger = desk.simulator.ledger();
+    assert_eq!(ledger.refunds.len(), 1);
+    assert_eq!(ledger.refunds[0].amount, 600);
+    assert_eq!(
+        desk.actions(id).await,
+        ["created", "succeeded", "refund_requested", "refunded"]
+    );
+}
+
+#[tokio::test]
+async fn a_refund_killed_before_the_provider_received_it_is_sent_by_the_completer_once() {
+    let mut desk = Desk::open().await;
+    let charge = desk.paid_charge(2_000).await;
+    let (unreachable, received) = black_hole().await;
+    desk.restart_with(&unreachable).await;
+    let request = desk.refund_in_background(&charge.id, 2_000, "killed-refund-unsent");
+    wait_until(
+        "the refund sent to the unanswering provider",
+        Duration::from_secs(20),
+        || async {
+            String::from_utf8_lossy(&received.lock().unwrap()).contains("POST /v1/refunds")
+        },
+    )
+    .await;
+    assert_eq!(desk.refunds().await[0].0, "pending", "phase 1 committed");
+    assert_eq!(
+        desk.only_charge().await.1,
+        "refunded",
+        "the amount is reserved"
+    );
+
+    desk.kill();
+    assert_cut_off(request).await;
+    assert!(
+        desk.simulator.ledger().refunds.is_empty(),
+        "nothing reached the provider"
+    );
+    desk.start_again().await;
+    desk.wait_until_everything_is_final().await;
+
+    let (id, status, refunded, payment) = desk.only_charge().await;
+    assert_eq!((status.as_str(), refunded), ("refunded", 2_000));
+    let ledger = desk.simulator.ledger();
+    assert_eq!(ledger.refunds.len(), 1, "one refund at the provider");
+    assert_eq!(Some(&ledger.refunds[0].payment_intent), payment.as_ref());
+    assert_eq!(ledger.refunds[0].amount, 2_000);
+    assert_eq!(desk.refunds().await[0].0, "succeeded");
+    assert_eq!(
+        desk.actions(id).await,
+        ["created", "succeeded", "refund_requested", "refunded"]
+    );
+    let retried = desk
+        .billing()
+        .refund_charge(desk.refund_request(&charge.id, 2_000, "killed-refund-unsent"))
+        .await
+        .expect("the retry answers the refunded charge")
+        .into_inner();
+    assert_eq!(retried.status, i32::from(v1::ChargeStatus::Refunded));
     assert_eq!(desk.simulator.ledger().refunds.len(), 1);
 }
