@@ -10,7 +10,7 @@ pub mod stripe;
 
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use provider::{
-    BillingReference, CreatePayment, CreateRefund, Payment, PaymentProvider, PaymentStatus,
-    ProviderError, Refund, RefundStatus,
+    BillingReference, CreatePayment, CreateRefund, Payment, PaymentFailure, PaymentProvider,
+    PaymentStatus, ProviderError, Refund, RefundStatus,
 };
 pub use stripe::{ProviderSetupError, StripeHttpProvider};

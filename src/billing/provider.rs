@@ -262,6 +262,17 @@ pub struct Payment {
     pub charge_id: Option<String>,
     /// The provider's id of the latest card charge (`ch_...`), if one was attempted.
     pub latest_charge: Option<String>,
+    /// Why the last attempt to pay was refused (a decline), as the provider said it: what a
+    /// payment read back after a lost answer or a crash is declined for.
+    pub last_payment_error: Option<PaymentFailure>,
+}
+
+/// A payment's `last_payment_error`: the decline's `code` and, for card declines, the issuer's
+/// `decline_code` (the same pair a 402 carries).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentFailure {
+    pub code: String,
+    pub decline_code: Option<String>,
 }
 
 /// A refund's state at the provider.

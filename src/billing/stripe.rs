@@ -22,8 +22,8 @@ use url::Url;
 
 use super::breaker::{BreakerConfig, CallOutcome, CircuitBreaker};
 use super::provider::{
-    BillingReference, CreatePayment, CreateRefund, Payment, PaymentProvider, PaymentStatus,
-    ProviderError, ProviderFuture, Refund, RefundStatus,
+    BillingReference, CreatePayment, CreateRefund, Payment, PaymentFailure, PaymentProvider,
+    PaymentStatus, ProviderError, ProviderFuture, Refund, RefundStatus,
 };
 use super::retry::{RetryBudget, RetryPolicy};
 use crate::configuration::PaymentProviderSettings;
@@ -622,6 +622,15 @@ struct WirePaymentIntent {
     #[serde(default)]
     metadata: BTreeMap<String, String>,
     latest_charge: Option<WireLatestCharge>,
+    #[serde(default)]
+    last_payment_error: Option<WireLastPaymentError>,
+}
+
+/// The part of a payment intent's `last_payment_error` billing records.
+#[derive(Debug, Deserialize)]
+struct WireLastPaymentError {
+    code: Option<String>,
+    decline_code: Option<String>,
 }
 
 /// `latest_charge` is an id, or the charge itself when expanded.
@@ -699,6 +708,10 @@ fn payment_from_wire(wire: WirePaymentIntent) -> Result<Payment, String> {
         amount,
         amount_refunded,
         latest_charge,
+        last_payment_error: wire.last_payment_error.map(|error| PaymentFailure {
+            code: error.code.unwrap_or_else(|| "card_declined".to_owned()),
+            decline_code: error.decline_code,
+        }),
     })
 }
 

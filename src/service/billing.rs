@@ -850,11 +850,19 @@ fn event_for_payment(payment: &Payment) -> AppResult<ChargeEvent> {
         PaymentStatus::Succeeded => Ok(ChargeEvent::Succeeded {
             provider_payment_id: payment.id.clone(),
         }),
-        PaymentStatus::RequiresPaymentMethod | PaymentStatus::Canceled => Ok(ChargeEvent::Failed {
-            provider_payment_id: Some(payment.id.clone()),
-            code: "card_declined".to_owned(),
-            decline_code: None,
-        }),
+        // Declined: with the provider's code and decline code when it says them (a payment read
+        // back after a crash is recorded as the 402 would have been).
+        PaymentStatus::RequiresPaymentMethod | PaymentStatus::Canceled => {
+            let failure = payment.last_payment_error.clone();
+            Ok(ChargeEvent::Failed {
+                provider_payment_id: Some(payment.id.clone()),
+                code: failure.as_ref().map_or_else(
+                    || "card_declined".to_owned(),
+                    |failure| failure.code.clone(),
+                ),
+                decline_code: failure.and_then(|failure| failure.decline_code),
+            })
+        }
         PaymentStatus::Processing
         | PaymentStatus::RequiresConfirmation
         | PaymentStatus::RequiresAction => Err(AppError::PaymentProviderUnavailable {

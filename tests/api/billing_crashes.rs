@@ -610,7 +610,7 @@ async fn a_declined_charge_killed_before_the_decline_committed_ends_failed_with_
  {
     let mut desk = Desk::open().await;
     let hold = desk.hold_at_activity("failed").await;
-    let card = "pm_card_chargeDeclined";
+    let card = "pm_card_chargeDeclinedInsufficientFunds";
     let mut billing = desk.billing();
     let request = desk.create_request_paying_with(1_500, "killed-decline", card);
     let request = tokio::spawn(async move { billing.create_charge(request).await });
@@ -640,6 +640,26 @@ async fn a_declined_charge_killed_before_the_decline_committed_ends_failed_with_
         .expect_err("the retry answers the decline");
     assert_eq!(retried.code(), tonic::Code::FailedPrecondition);
     assert_eq!(super::helpers::error_reason(&retried), "CARD_DECLINED");
+    // Recorded as the lost 402 would have been: the provider's code and decline code.
+    let info = super::helpers::details(&retried)
+        .error_info()
+        .cloned()
+        .expect("ErrorInfo");
+    assert_eq!(info.metadata["code"], "card_declined");
+    assert_eq!(info.metadata["decline_code"], "insufficient_funds");
+    let mut conn = desk.database.connect().await;
+    let recorded: (Option<String>, Option<String>) = charges::table
+        .select((charges::failure_code, charges::decline_code))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded,
+        (
+            Some("card_declined".to_owned()),
+            Some("insufficient_funds".to_owned())
+        )
+    );
     assert_eq!(desk.simulator.ledger().payment_intents.len(), 1);
 }
 
