@@ -280,14 +280,14 @@ impl Desk {
         .await;
     }
 
-    /// Installs the trigger that holds the service when it writes the audit row `action`, and
-    /// takes the lock it waits for.
+    /// Installs the trigger that holds the service when it writes the audit row `action` (or any
+    /// of a comma-separated list), and takes the lock it waits for.
     async fn hold_at_activity(&self, action: &str) -> Hold {
         let mut conn = self.database.connect().await;
         diesel::sql_query(
             "CREATE FUNCTION crash_test_hold() RETURNS trigger LANGUAGE plpgsql AS $$ \
              BEGIN \
-               IF NEW.action = TG_ARGV[0] THEN PERFORM pg_advisory_xact_lock(TG_ARGV[1]::bigint); END IF; \
+               IF NEW.action = ANY (string_to_array(TG_ARGV[0], ',')) THEN PERFORM pg_advisory_xact_lock(TG_ARGV[1]::bigint); END IF; \
                RETURN NEW; \
              END $$",
         )
@@ -310,10 +310,15 @@ impl Desk {
 
     /// Waits until the service's backend is held by the trigger.
     async fn wait_until_held(&self) {
+        self.wait_until_held_times(1).await;
+    }
+
+    /// Waits until `backends` of the service's backends are held by the trigger.
+    async fn wait_until_held_times(&self, backends: i64) {
         wait_until(
             "the service held at the audit row",
             Duration::from_secs(20),
-            || async { backends_waiting_on_locks(&self.database).await == 1 },
+            || async { backends_waiting_on_locks(&self.database).await == backends },
         )
         .await;
     }
@@ -753,4 +758,84 @@ async fn a_refund_killed_before_the_provider_received_it_is_sent_by_the_complete
         .into_inner();
     assert_eq!(retried.status, i32::from(v1::ChargeStatus::Refunded));
     assert_eq!(desk.simulator.ledger().refunds.len(), 1);
+}
+
+#[tokio::test]
+async fn three_charges_killed_together_at_three_phases_end_final_with_one_payment_each() {
+    let mut desk = Desk::open().await;
+    // Paid by the provider, its answer never sent.
+    desk.simulator
+        .add_fault(FaultRule::new(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ExecuteThenTimeout {
+                hang_millis: 120_000,
+            },
+            1,
+        ))
+        .unwrap();
+    let hanging = desk.create_in_background(2_100, "together-hanging");
+    wait_until("the provider charging", Duration::from_secs(20), || async {
+        desk.simulator.ledger().payment_intents.len() == 1
+    })
+    .await;
+    // Recorded, its payment slow to come back: held at its outcome once it does.
+    desk.simulator
+        .add_fault(FaultRule::new(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::Latency { millis: 5_000 },
+            1,
+        ))
+        .unwrap();
+    let answered = desk.create_in_background(2_200, "together-answered");
+    wait_until(
+        "the second charge recorded",
+        Duration::from_secs(20),
+        || async { desk.charges().await.len() == 2 },
+    )
+    .await;
+    let hold = desk.hold_at_activity("created,succeeded").await;
+    // Held inside its first phase.
+    let unrecorded = desk.create_in_background(2_300, "together-unrecorded");
+    desk.wait_until_held_times(2).await;
+    assert_eq!(desk.simulator.ledger().payment_intents.len(), 2);
+    let before: Vec<String> = desk.charges().await.into_iter().map(|row| row.1).collect();
+    assert_eq!(before, ["pending", "pending"]);
+
+    desk.kill();
+    for request in [hanging, answered, unrecorded] {
+        assert_cut_off(request).await;
+    }
+    desk.release(hold).await;
+    desk.start_again().await;
+    desk.wait_until_everything_is_final().await;
+
+    let after = desk.charges().await;
+    assert_eq!(after.len(), 2, "the unrecorded charge left nothing");
+    for (id, status, _, payment) in &after {
+        assert_eq!(status, "succeeded");
+        assert_eq!(desk.payments_at_provider(*id), 1);
+        assert!(payment.is_some());
+        assert_eq!(desk.actions(*id).await, ["created", "succeeded"]);
+    }
+    for (cents, key) in [
+        (2_100, "together-hanging"),
+        (2_200, "together-answered"),
+        (2_300, "together-unrecorded"),
+    ] {
+        let retried = desk
+            .billing()
+            .create_charge(desk.create_request(cents, key))
+            .await
+            .expect("the retry answers a paid charge")
+            .into_inner();
+        assert_eq!(retried.status, i32::from(v1::ChargeStatus::Succeeded));
+        assert_eq!(retried.amount.unwrap().amount_minor, cents);
+    }
+    let charges = desk.charges().await;
+    assert_eq!(charges.len(), 3);
+    for (id, status, _, _) in &charges {
+        assert_eq!(status, "succeeded");
+        assert_eq!(desk.payments_at_provider(*id), 1);
+    }
+    assert_eq!(desk.simulator.ledger().payment_intents.len(), 3);
 }
