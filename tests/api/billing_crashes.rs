@@ -6,8 +6,9 @@
 //! observed there before the kill:
 //!
 //! - **inside a transaction**: a trigger installed by the test on `charge_activities` takes an
-//!   advisory lock the test holds when the audit row of one action is inserted (`created` inside
-//!   phase 1, `succeeded` / `refunded` in phase 2 after the provider answered). The service's
+//!   advisory lock the test holds when the audit row of one action is inserted (`created` /
+//!   `refund_requested` inside phase 1; `succeeded`, `failed` / `refunded` in phase 2 after the
+//!   provider answered). The service's
 //!   backend waits for the lock (seen in `pg_stat_activity`), it is killed, then the test lets the
 //!   lock go: the orphaned backend finds its client gone and rolls back, as a backend of a killed
 //!   process does at once when it is not waiting for a lock;
