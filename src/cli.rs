@@ -39,8 +39,9 @@ pub enum Command {
         #[arg(long)]
         create_database: bool,
     },
-    /// Create the demo account (slug `demo`, admin admin@demo.example / supportdesk-demo) if it
-    /// is missing and print its id.
+    /// Create the demo account (slug `demo`, admin admin@demo.example / supportdesk-demo, and a
+    /// customer customer@demo.example to charge) if it is missing; print the account's id on the
+    /// first line and the demo customer's user id on the second.
     SeedDemo {
         /// Also fill the demo account up to this many generated tickets (e.g. 100000), to try
         /// listing and filtering on a realistic amount of data.
@@ -187,12 +188,13 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::SeedDemo { tickets } => {
             let pool = db::build_pool(&settings.database, settings.server.request_timeout);
-            let account_id = seed::seed_demo_account(&pool).await?;
+            let demo = seed::seed_demo(&pool).await?;
             if tickets > 0 {
-                let added = seed::seed_demo_tickets(&pool, account_id, tickets).await?;
+                let added = seed::seed_demo_tickets(&pool, demo.account_id, tickets).await?;
                 tracing::info!(added, "demo tickets generated");
             }
-            println!("{account_id}");
+            println!("{}", demo.account_id);
+            println!("{}", demo.customer_id);
             Ok(())
         }
         Command::CreateAccount {

@@ -1,6 +1,6 @@
 //! Accounts made from the command line: `create-account` for operators, and `seed-demo` for the
-//! README run command (a demo account with a well-known admin login, created once and found
-//! again on every later run).
+//! README run command (a demo account with a well-known admin login and a customer to charge,
+//! created once and found again on every later run).
 
 use std::time::Duration;
 
@@ -16,6 +16,9 @@ pub const DEMO_ACCOUNT_SLUG: &str = "demo";
 pub const DEMO_ADMIN_EMAIL: &str = "admin@demo.example";
 /// Public on purpose: the demo account exists to be tried out locally.
 pub const DEMO_ADMIN_PASSWORD: &str = "supportdesk-demo";
+
+/// The demo account's customer, for the run command's billing examples (no login of their own).
+pub const DEMO_CUSTOMER_EMAIL: &str = "customer@demo.example";
 
 /// How long a command-line statement may run.
 const COMMAND_BUDGET: Duration = Duration::from_secs(30);
@@ -80,6 +83,35 @@ pub async fn create_account(
                 anyhow::anyhow!("{error}")
             }
         })
+}
+
+/// What `seed-demo` made or found.
+pub struct DemoAccount {
+    pub account_id: domain::AccountId,
+    /// The demo customer (`DEMO_CUSTOMER_EMAIL`), whom the README's charge examples charge.
+    pub customer_id: UserId,
+}
+
+/// The demo account with its admin and its customer, each created if missing; the admin can log
+/// in with the demo password and the customer is an active customer (both restored if someone
+/// changed them).
+pub async fn seed_demo(pool: &PgPool) -> anyhow::Result<DemoAccount> {
+    let account_id = seed_demo_account(pool).await?;
+    let mut conn = pool.get().await?;
+    let customer = NewUser {
+        id: UserId::generate().as_uuid(),
+        account_id: account_id.as_uuid(),
+        email: DEMO_CUSTOMER_EMAIL,
+        display_name: "Demo Customer",
+        role: Role::Customer.as_str(),
+        password_hash: None,
+    }
+    .upsert_login(&mut conn)
+    .await?;
+    Ok(DemoAccount {
+        account_id,
+        customer_id: customer.id,
+    })
 }
 
 /// The demo account, created if missing, with its admin able to log in with the demo password

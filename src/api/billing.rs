@@ -10,7 +10,9 @@ use super::{
     IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as, timestamp,
 };
 use crate::db::models::{ChargeListFilter, StoredCharge};
-use crate::domain::{ChargeId, ChargeStatus, InvalidValue, Money, PageTokenKeys, TicketId, UserId};
+use crate::domain::{
+    ChargeId, ChargeStatus, InvalidValue, Money, PageTokenKeys, TicketId, Timestamp, UserId,
+};
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::proto::v1;
@@ -103,27 +105,42 @@ impl v1::billing_service_server::BillingService for BillingApi {
         let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
-        let filter = ChargeListFilter {
-            customer_id: optional_id(
-                &mut violations,
-                "customer_id",
-                &message.customer_id,
-                UserId::parse,
-            ),
-            ticket_id: optional_id(
-                &mut violations,
-                "ticket_id",
-                &message.ticket_id,
-                TicketId::parse,
-            ),
-            status: status_filter(&mut violations, message.status),
-            created_after: None,
-            created_before: None,
-        };
+        let customer_id = optional_id(
+            &mut violations,
+            "customer_id",
+            &message.customer_id,
+            UserId::parse,
+        );
+        let ticket_id = optional_id(
+            &mut violations,
+            "ticket_id",
+            &message.ticket_id,
+            TicketId::parse,
+        );
+        let status = status_filter(&mut violations, message.status);
+        let created_after = message
+            .created_after
+            .and_then(|at| violations.check("created_after", instant(at)));
+        let created_before = message
+            .created_before
+            .and_then(|at| violations.check("created_before", instant(at)));
         violations.into_result()?;
+        let filter = ChargeListFilter {
+            customer_id,
+            ticket_id,
+            status,
+            created_after: created_after.map(Timestamp::get),
+            created_before: created_before.map(Timestamp::get),
+        };
+        // Page tokens are bound to every filter, the range included: a token issued for other
+        // filters is refused (INVALID_ARGUMENT naming page_token).
         let list = format!(
-            "charges:{}:{}:{}",
-            message.customer_id, message.status, message.ticket_id
+            "charges:{}:{}:{}:{:?}:{:?}",
+            message.customer_id,
+            message.status,
+            message.ticket_id,
+            created_after.map(Timestamp::micros),
+            created_before.map(Timestamp::micros),
         );
         let pages = ListPages::new(&self.pages, &caller, &list);
         let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
@@ -221,6 +238,10 @@ fn money_to_wire(money: Money) -> v1::Money {
         amount_minor: money.amount_minor(),
         currency_code: money.currency().code().to_owned(),
     }
+}
+
+fn instant(at: prost_types::Timestamp) -> Result<Timestamp, InvalidValue> {
+    Timestamp::parse(at.seconds, at.nanos)
 }
 
 fn optional_id<T>(

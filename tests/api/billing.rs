@@ -26,7 +26,7 @@ use supportdesk::service::billing::{CHARGE_PHASES, REFUND_PHASES};
 use supportdesk::service::{Billing, CompleterPolicy, NewChargeRequest};
 use tokio::time::Instant;
 
-use super::helpers::{TestApp, TestUser, error_reason};
+use super::helpers::{TestApp, TestUser, error_reason, violated_fields};
 
 struct Desk {
     app: TestApp,
@@ -1006,4 +1006,194 @@ async fn fifty_identical_create_charge_calls_with_one_key_through_two_servers_ch
     let mut conn = app.database.connect().await;
     let rows: i64 = charges::table.count().get_result(&mut conn).await.unwrap();
     assert_eq!(rows, 1);
+}
+
+/// Four paid charges of `customer`, created (as far as the table says) on 2026-03-01, -02, -03
+/// and -04 at noon UTC; their ids in that order.
+async fn charges_on_four_days(app: &TestApp, customer: &TestUser) -> Vec<String> {
+    let mut ids = Vec::new();
+    for day in 1..=4 {
+        let charge = app
+            .billing
+            .clone()
+            .create_charge(super::helpers::keyed(app.as_admin(
+                v1::CreateChargeRequest {
+                    charge: Some(v1::Charge {
+                        customer_id: customer.id.to_string(),
+                        amount: Some(v1::Money {
+                            amount_minor: 100 * day,
+                            currency_code: "USD".to_owned(),
+                        }),
+                        payment_method: "pm_card_visa".to_owned(),
+                        ..Default::default()
+                    }),
+                },
+            )))
+            .await
+            .expect("the charge is made")
+            .into_inner();
+        let created_at = march_2026(day as u32, 12);
+        let mut conn = app.database.connect().await;
+        diesel::update(
+            charges::table.filter(charges::id.eq(charge.id.parse::<uuid::Uuid>().unwrap())),
+        )
+        .set(charges::created_at.eq(created_at))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        ids.push(charge.id);
+    }
+    ids
+}
+
+fn march_2026(day: u32, hour: u32) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(2026, 3, day, hour, 0, 0)
+        .unwrap()
+}
+
+fn wire_time(at: chrono::DateTime<chrono::Utc>) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: 0,
+    })
+}
+
+#[tokio::test]
+async fn list_charges_by_created_range_returns_exactly_the_charges_inside_it() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let ids = charges_on_four_days(&app, &customer).await;
+    let list = |request: v1::ListChargesRequest| {
+        let mut client = app.billing.clone();
+        let request = app.as_admin(request);
+        async move { client.list_charges(request).await }
+    };
+    let listed = |response: v1::ListChargesResponse| {
+        response
+            .charges
+            .into_iter()
+            .map(|charge| charge.id)
+            .collect::<Vec<_>>()
+    };
+    // [after, before): the bound at noon on the 2nd includes that charge, the one at noon on
+    // the 4th excludes that one. Newest first.
+    let inside = list(v1::ListChargesRequest {
+        created_after: wire_time(march_2026(2, 12)),
+        created_before: wire_time(march_2026(4, 12)),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(listed(inside), vec![ids[2].clone(), ids[1].clone()]);
+    // Either bound alone.
+    let from_the_third = list(v1::ListChargesRequest {
+        created_after: wire_time(march_2026(3, 0)),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(listed(from_the_third), vec![ids[3].clone(), ids[2].clone()]);
+    let before_the_second = list(v1::ListChargesRequest {
+        created_before: wire_time(march_2026(2, 12)),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(listed(before_the_second), vec![ids[0].clone()]);
+    // Paging within a range stays within it.
+    let mut pages = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = list(v1::ListChargesRequest {
+            page_size: 1,
+            page_token: page_token.clone(),
+            created_after: wire_time(march_2026(1, 12)),
+            created_before: wire_time(march_2026(4, 0)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+        page_token = page.next_page_token.clone();
+        pages.extend(listed(page));
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(pages, vec![ids[2].clone(), ids[1].clone(), ids[0].clone()]);
+}
+
+#[tokio::test]
+async fn list_charges_refuses_a_time_out_of_range_and_a_page_token_of_another_range() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    charges_on_four_days(&app, &customer).await;
+    let list = |request: v1::ListChargesRequest| {
+        let mut client = app.billing.clone();
+        let request = app.as_admin(request);
+        async move { client.list_charges(request).await }
+    };
+    // Year 10000, and a time before year 1: each names its field.
+    let refused = list(v1::ListChargesRequest {
+        created_before: Some(prost_types::Timestamp {
+            seconds: 253_402_300_800,
+            nanos: 0,
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), vec!["created_before"]);
+    let refused = list(v1::ListChargesRequest {
+        created_after: Some(prost_types::Timestamp {
+            seconds: -62_135_596_801,
+            nanos: 0,
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), vec!["created_after"]);
+    // A token of one range is not accepted for another (nor for no range).
+    let first = list(v1::ListChargesRequest {
+        page_size: 1,
+        created_after: wire_time(march_2026(1, 0)),
+        created_before: wire_time(march_2026(5, 0)),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert!(!first.next_page_token.is_empty());
+    for (after, before) in [
+        (march_2026(1, 0), march_2026(4, 0)),
+        (march_2026(2, 0), march_2026(5, 0)),
+    ] {
+        let refused = list(v1::ListChargesRequest {
+            page_size: 1,
+            page_token: first.next_page_token.clone(),
+            created_after: wire_time(after),
+            created_before: wire_time(before),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert_eq!(violated_fields(&refused), vec!["page_token"]);
+    }
+    let refused = list(v1::ListChargesRequest {
+        page_size: 1,
+        page_token: first.next_page_token.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(violated_fields(&refused), vec!["page_token"]);
 }

@@ -388,6 +388,90 @@ async fn an_operator_creates_an_account_from_the_command_line_and_its_admin_logs
 }
 
 #[tokio::test]
+async fn seed_demo_makes_a_demo_customer_the_demo_admin_can_charge() {
+    let app = super::helpers::TestApp::spawn().await;
+    let seed = || {
+        let output = Command::new(BINARY)
+            .arg("seed-demo")
+            .env_clear()
+            .env("DATABASE_URL", app.database.url().expose_secret())
+            .env("REDIS_URL", redis_url())
+            .env("JWT_SECRET", TEST_JWT_SECRET)
+            .env("IDEMPOTENCY_FINGERPRINT_KEY", TEST_FINGERPRINT_KEY)
+            .output()
+            .expect("run supportdesk seed-demo");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "the account id, then the customer id: {stdout}"
+        );
+        (lines[0].clone(), lines[1].clone())
+    };
+    let (account_id, customer_id) = seed();
+    assert_eq!(
+        seed(),
+        (account_id.clone(), customer_id.clone()),
+        "a second run finds the same account and customer"
+    );
+
+    let token = AuthServiceClient::new(
+        Channel::from_shared(format!("http://{}", app.address))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    )
+    .login(supportdesk::proto::v1::LoginRequest {
+        account: "demo".to_owned(),
+        email: "admin@demo.example".to_owned(),
+        password: "supportdesk-demo".to_owned(),
+    })
+    .await
+    .expect("the demo login works")
+    .into_inner()
+    .tokens
+    .unwrap()
+    .access_token;
+    let mut request = super::helpers::with_token(
+        &token,
+        supportdesk::proto::v1::CreateChargeRequest {
+            charge: Some(supportdesk::proto::v1::Charge {
+                customer_id: customer_id.clone(),
+                amount: Some(supportdesk::proto::v1::Money {
+                    amount_minor: 1_250,
+                    currency_code: "USD".to_owned(),
+                }),
+                payment_method: "pm_card_visa".to_owned(),
+                ..Default::default()
+            }),
+        },
+    );
+    request
+        .metadata_mut()
+        .insert("idempotency-key", "seed-demo-charge".parse().unwrap());
+    let charge = app
+        .billing
+        .clone()
+        .create_charge(request)
+        .await
+        .expect("the demo customer can be charged")
+        .into_inner();
+    assert_eq!(charge.account_id, account_id);
+    assert_eq!(charge.customer_id, customer_id);
+    assert_eq!(
+        charge.status,
+        i32::from(supportdesk::proto::v1::ChargeStatus::Succeeded)
+    );
+}
+
+#[tokio::test]
 async fn seed_demo_makes_a_demo_login_and_can_generate_tickets_to_list() {
     let app = super::helpers::TestApp::spawn().await;
     let seed = |tickets: &str| {
