@@ -157,18 +157,9 @@ impl Billing {
         let recorded = connection
             .transaction::<_, AppError, _>(async |conn| {
                 crate::db::limit_statements_to(conn, remaining(deadline)?).await?;
-                let key = match idempotent {
-                    None => None,
-                    Some(idempotent) => match idempotent.claim(conn).await? {
-                        Claimed::Fresh(id) => Some((idempotent, id)),
-                        Claimed::Replay(stored) => return Ok(Recorded::Replay(stored)),
-                        Claimed::Resume { id, recovery_point } => {
-                            return Ok(Recorded::Resume {
-                                key: Some((idempotent, id)),
-                                resource: recovery_point.resource,
-                            });
-                        }
-                    },
+                let key = match claim_for_phase_one(conn, idempotent).await? {
+                    Ok(key) => key,
+                    Err(known) => return Ok(known),
                 };
                 // An open breaker refuses at once and records nothing (the claim rolls back
                 // with this transaction): no pending charge for the completer to send later.
@@ -179,32 +170,9 @@ impl Billing {
                     .transaction::<_, AppError, _>(async |conn| {
                         insert_pending_charge(conn, caller, actor, &request).await
                     })
-                    .await;
-                match (inserted, key) {
-                    (Ok(charge), Some((idempotent, id))) => {
-                        let resource = charge.charge.id.as_uuid();
-                        idempotent
-                            .reach(
-                                conn,
-                                id,
-                                &RecoveryPoint {
-                                    phase: CHARGE_CREATED,
-                                    resource,
-                                },
-                            )
-                            .await?;
-                        Ok(Recorded::Resume { key, resource })
-                    }
-                    (Ok(charge), None) => Ok(Recorded::Resume {
-                        key: None,
-                        resource: charge.charge.id.as_uuid(),
-                    }),
-                    (Err(error), Some((idempotent, id))) if error.is_final() => {
-                        idempotent.failed(conn, id, &error).await?;
-                        Ok(Recorded::Refused(error))
-                    }
-                    (Err(error), _) => Err(error),
-                }
+                    .await
+                    .map(|charge| charge.charge.id.as_uuid());
+                close_phase_one(conn, key, CHARGE_CREATED, inserted).await
             })
             .await?;
         drop(connection);
@@ -244,50 +212,18 @@ impl Billing {
         let recorded = connection
             .transaction::<_, AppError, _>(async |conn| {
                 crate::db::limit_statements_to(conn, remaining(deadline)?).await?;
-                let key = match idempotent {
-                    None => None,
-                    Some(idempotent) => match idempotent.claim(conn).await? {
-                        Claimed::Fresh(id) => Some((idempotent, id)),
-                        Claimed::Replay(stored) => return Ok(Recorded::Replay(stored)),
-                        Claimed::Resume { id, recovery_point } => {
-                            return Ok(Recorded::Resume {
-                                key: Some((idempotent, id)),
-                                resource: recovery_point.resource,
-                            });
-                        }
-                    },
+                let key = match claim_for_phase_one(conn, idempotent).await? {
+                    Ok(key) => key,
+                    Err(known) => return Ok(known),
                 };
                 self.ensure_provider_accepts_calls()?;
                 let reserved = conn
                     .transaction::<_, AppError, _>(async |conn| {
                         reserve_refund(conn, account_id, actor, charge_id, amount).await
                     })
-                    .await;
-                match (reserved, key) {
-                    (Ok(refund), Some((idempotent, id))) => {
-                        let resource = refund.id.as_uuid();
-                        idempotent
-                            .reach(
-                                conn,
-                                id,
-                                &RecoveryPoint {
-                                    phase: REFUND_CREATED,
-                                    resource,
-                                },
-                            )
-                            .await?;
-                        Ok(Recorded::Resume { key, resource })
-                    }
-                    (Ok(refund), None) => Ok(Recorded::Resume {
-                        key: None,
-                        resource: refund.id.as_uuid(),
-                    }),
-                    (Err(error), Some((idempotent, id))) if error.is_final() => {
-                        idempotent.failed(conn, id, &error).await?;
-                        Ok(Recorded::Refused(error))
-                    }
-                    (Err(error), _) => Err(error),
-                }
+                    .await
+                    .map(|refund| refund.id.as_uuid());
+                close_phase_one(conn, key, REFUND_CREATED, reserved).await
             })
             .await?;
         drop(connection);
@@ -706,6 +642,52 @@ enum Recorded<'k, 'a> {
         key: ClaimedKey<'k, 'a>,
         resource: Uuid,
     },
+}
+
+/// The start of phase 1: the request's key claimed (`Ok`), or what the key already knows
+/// (`Err`): a stored answer to replay, or a pending charge or refund to resume at phase 2.
+async fn claim_for_phase_one<'k, 'a>(
+    conn: &mut AsyncPgConnection,
+    idempotent: Option<&'k Idempotent<'a, StoredCharge>>,
+) -> AppResult<Result<ClaimedKey<'k, 'a>, Recorded<'k, 'a>>> {
+    let Some(idempotent) = idempotent else {
+        return Ok(Ok(None));
+    };
+    Ok(match idempotent.claim(conn).await? {
+        Claimed::Fresh(id) => Ok(Some((idempotent, id))),
+        Claimed::Replay(stored) => Err(Recorded::Replay(stored)),
+        Claimed::Resume { id, recovery_point } => Err(Recorded::Resume {
+            key: Some((idempotent, id)),
+            resource: recovery_point.resource,
+        }),
+    })
+}
+
+/// The end of phase 1: the pending `resource` becomes the key's recovery point at `phase`; a
+/// final refusal of the work (run in a savepoint) is stored on the key for retries instead.
+async fn close_phase_one<'k, 'a>(
+    conn: &mut AsyncPgConnection,
+    key: ClaimedKey<'k, 'a>,
+    phase: &'static str,
+    inserted: AppResult<Uuid>,
+) -> AppResult<Recorded<'k, 'a>> {
+    match (inserted, key) {
+        (Ok(resource), Some((idempotent, id))) => {
+            idempotent
+                .reach(conn, id, &RecoveryPoint { phase, resource })
+                .await?;
+            Ok(Recorded::Resume { key, resource })
+        }
+        (Ok(resource), None) => Ok(Recorded::Resume {
+            key: None,
+            resource,
+        }),
+        (Err(error), Some((idempotent, id))) if error.is_final() => {
+            idempotent.failed(conn, id, &error).await?;
+            Ok(Recorded::Refused(error))
+        }
+        (Err(error), _) => Err(error),
+    }
 }
 
 /// Checks a new charge against the account and inserts it pending, with its audit record.
