@@ -35,6 +35,22 @@ diesel::table! {
         action -> Text,
         changes -> Jsonb,
         created_at -> Timestamptz,
+        webhook_event_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    charge_disputes (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        charge_id -> Uuid,
+        provider_dispute_id -> Text,
+        amount_minor -> Int8,
+        currency -> Text,
+        reason -> Text,
+        status -> Text,
+        opened_at -> Timestamptz,
+        created_at -> Timestamptz,
     }
 }
 
@@ -148,18 +164,42 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_events (id) {
+        id -> Text,
+        event_type -> Text,
+        payload -> Bytea,
+        provider_created_at -> Timestamptz,
+        account_id -> Nullable<Uuid>,
+        charge_id -> Nullable<Uuid>,
+        state -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        lease_expires_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        outcome -> Nullable<Text>,
+        redrive_count -> Int4,
+        received_at -> Timestamptz,
+        processed_at -> Nullable<Timestamptz>,
+        dead_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(charge_activities -> api_keys (actor_api_key_id));
+diesel::joinable!(charge_activities -> webhook_events (webhook_event_id));
 diesel::joinable!(charges -> accounts (account_id));
 diesel::joinable!(ticket_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(ticket_comments -> api_keys (author_api_key_id));
 diesel::joinable!(tickets -> accounts (account_id));
 diesel::joinable!(users -> accounts (account_id));
+diesel::joinable!(webhook_events -> accounts (account_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     api_keys,
     charge_activities,
+    charge_disputes,
     charges,
     idempotency_keys,
     refunds,
@@ -167,4 +207,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     ticket_comments,
     tickets,
     users,
+    webhook_events,
 );

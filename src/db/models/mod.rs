@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod refund;
 pub mod ticket;
 pub mod user;
+pub mod webhook_event;
 
 pub use account::{Account, NewAccount};
 pub use activity::{ActivityRow, NewActivity};
