@@ -27,7 +27,7 @@ const CLOCK_SKEW_SECS: i64 = 5;
 
 /// How many verified tokens are remembered: a few hundred bytes each. Past it, the memory starts
 /// again empty (a client whose token is forgotten pays one verification).
-pub const MAX_REMEMBERED: usize = 4096;
+const MAX_REMEMBERED: usize = 4096;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -169,8 +169,7 @@ impl TokenIssuer {
     fn remembered(&self, token: &str) -> Option<AccessClaims> {
         let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
         let known = verified.get(token)?;
-        (known.expires_at >= Utc::now().timestamp() - CLOCK_SKEW_SECS)
-            .then(|| known.claims.clone())
+        (known.expires_at >= Utc::now().timestamp() - CLOCK_SKEW_SECS).then(|| known.claims.clone())
     }
 
     /// Verifies `token` from scratch: signature, algorithm, issuer, expiry, issue time, claims.

@@ -198,7 +198,7 @@ async fn admit(
     // failed-authentication quota (guessing keys) does not get one. A token's signature already
     // proved it genuine.
     let barring = matches!(credential, Credential::ApiKey(_)).then_some(&client);
-    let (decision, read) = match policy {
+    let (decision, mut read) = match policy {
         Some(policy) => {
             let (decision, read) = limiter
                 .admit(
@@ -230,10 +230,10 @@ async fn admit(
         return Err(refusal(&client, &decision));
     }
     let prefetched = prefetch_key
-        .zip(read.as_ref())
+        .zip(read.as_mut())
         .map(|(key, read)| PrefetchedEntry {
             key,
-            value: read.prefetched.clone(),
+            value: read.prefetched.take(),
         });
     let known = match read {
         Some(read) => KnownState::from_read(read.value.as_deref(), lease, read.took_lease),
