@@ -14,7 +14,13 @@ impl Email {
     pub const MAX_LENGTH: usize = 254;
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let address = raw.trim().to_lowercase();
+        let trimmed = raw.trim();
+        // The same lower case, without Unicode's tables for the usual all-ASCII address.
+        let address = if trimmed.is_ascii() {
+            trimmed.to_ascii_lowercase()
+        } else {
+            trimmed.to_lowercase()
+        };
         if address.is_empty() {
             return Err(InvalidValue::new("an email address is required"));
         }

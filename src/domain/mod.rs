@@ -61,10 +61,21 @@ impl fmt::Display for InvalidValue {
 
 impl std::error::Error for InvalidValue {}
 
-/// Trims `raw` and checks its length in characters (not bytes) lies in `min..=max`.
+/// Trims `raw` and checks its length in characters (not bytes) lies in `min..=max`, and that
+/// it holds no control characters (but line breaks and tabs), no bidirectional controls, and
+/// some visible character. One pass over the characters: every ticket read is parsed again.
 fn bounded_text(raw: &str, min: usize, max: usize) -> Result<String, InvalidValue> {
     let trimmed = raw.trim();
-    let length = trimmed.chars().count();
+    let mut length = 0;
+    let mut control = false;
+    let mut bidi = false;
+    let mut visible = false;
+    for c in trimmed.chars() {
+        length += 1;
+        control |= c.is_control() && c != '\n' && c != '\r' && c != '\t';
+        bidi |= is_bidi_control(c);
+        visible |= !c.is_whitespace() && !is_default_ignorable(c);
+    }
     if length < min {
         return Err(if min == 1 {
             InvalidValue::new("must not be empty")
@@ -77,21 +88,15 @@ fn bounded_text(raw: &str, min: usize, max: usize) -> Result<String, InvalidValu
             "must be at most {max} characters (got {length})"
         )));
     }
-    if trimmed
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
-    {
+    if control {
         return Err(InvalidValue::new("must not contain control characters"));
     }
-    if trimmed.chars().any(is_bidi_control) {
+    if bidi {
         return Err(InvalidValue::new(
             "must not contain bidirectional override, embedding or isolate characters (U+202A to U+202E, U+2066 to U+2069)",
         ));
     }
-    if !trimmed
-        .chars()
-        .any(|c| !c.is_whitespace() && !is_default_ignorable(c))
-    {
+    if !visible {
         return Err(InvalidValue::new(
             "must contain visible characters, not only invisible ones such as zero-width spaces",
         ));

@@ -236,7 +236,9 @@ pub fn read_entry(raw: &[u8]) -> Option<(i64, Option<Ticket>)> {
 /// the handler as a request extension.
 #[derive(Clone, Debug)]
 pub struct PrefetchedEntry {
-    pub key: String,
+    /// Whose ticket: the entry read was this ticket's in this account.
+    pub account_id: AccountId,
+    pub ticket: TicketId,
     pub value: Option<Vec<u8>>,
 }
 
@@ -364,10 +366,12 @@ impl TicketCache {
         id: TicketId,
         prefetched: Option<&PrefetchedEntry>,
     ) -> Cached {
-        let key = self.entry_key(account_id, id);
-        if let Some(prefetched) = prefetched.filter(|prefetched| prefetched.key == key) {
+        if let Some(prefetched) = prefetched
+            .filter(|prefetched| prefetched.account_id == account_id && prefetched.ticket == id)
+        {
             return self.decode(prefetched.value.as_deref());
         }
+        let key = self.entry_key(account_id, id);
         if self.resting() {
             return Cached::Unknown;
         }

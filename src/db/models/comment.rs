@@ -44,8 +44,8 @@ impl NewComment<'_> {
                 .returning(CommentRow::as_returning()),
         )
         .get_result(conn)
-            .await?
-            .into_domain()
+        .await?
+        .into_domain()
     }
 }
 

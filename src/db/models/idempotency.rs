@@ -66,8 +66,8 @@ impl NewIdempotencyKey {
                 .returning(idempotency_keys::id),
         )
         .get_result(conn)
-            .await
-            .optional()
+        .await
+        .optional()
     }
 }
 
@@ -116,7 +116,7 @@ impl IdempotencyRow {
                 .set(idempotency_keys::recovery_point.eq(recovery_point)),
         )
         .execute(conn)
-            .await
+        .await
     }
 
     /// Deletes up to `batch` expired keys, oldest first; returns how many.

@@ -78,8 +78,8 @@ impl NewTicket<'_> {
                 .returning(TicketRow::as_returning()),
         )
         .get_result::<TicketRow>(conn)
-            .await?
-            .into_domain(requester_email.as_str())
+        .await?
+        .into_domain(requester_email.as_str())
     }
 }
 
@@ -181,8 +181,8 @@ impl TicketRow {
                 .returning(Self::as_returning()),
         )
         .get_result::<Self>(conn)
-            .await?
-            .into_domain(ticket.requester_email.as_str())
+        .await?
+        .into_domain(ticket.requester_email.as_str())
     }
 
     /// Bumps the version and update time only: something about the ticket changed that is not

@@ -261,7 +261,7 @@ impl NewUser<'_> {
                 .returning(UserRow::as_returning()),
         )
         .get_result(conn)
-            .await?
-            .into_domain()
+        .await?
+        .into_domain()
     }
 }
