@@ -24,7 +24,13 @@ impl Email {
         if address.is_empty() {
             return Err(InvalidValue::new("an email address is required"));
         }
-        if address.chars().count() > Self::MAX_LENGTH {
+        let ascii = address.is_ascii();
+        let length = if ascii {
+            address.len()
+        } else {
+            address.chars().count()
+        };
+        if length > Self::MAX_LENGTH {
             return Err(InvalidValue::new(format!(
                 "must be at most {} characters",
                 Self::MAX_LENGTH
@@ -37,7 +43,14 @@ impl Email {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
                 && !domain.contains("..")
-        }) && !address.chars().any(|c| c.is_whitespace() || c.is_control());
+        }) && !(if ascii {
+            // For ASCII, the same test by bytes.
+            address
+                .bytes()
+                .any(|b| char::from(b).is_whitespace() || b.is_ascii_control())
+        } else {
+            address.chars().any(|c| c.is_whitespace() || c.is_control())
+        });
         if !plausible {
             return Err(InvalidValue::new(
                 "must be an email address such as jane@example.com",

@@ -61,21 +61,64 @@ impl fmt::Display for InvalidValue {
 
 impl std::error::Error for InvalidValue {}
 
+/// What [`bounded_text`] judges text by.
+#[derive(Debug, PartialEq, Eq)]
+struct TextScan {
+    /// In characters.
+    length: usize,
+    /// A control character other than a line break or tab.
+    control: bool,
+    bidi: bool,
+    visible: bool,
+}
+
+impl TextScan {
+    fn of(text: &str) -> Self {
+        if text.is_ascii() {
+            Self::of_ascii(text.as_bytes())
+        } else {
+            Self::of_chars(text)
+        }
+    }
+
+    fn of_chars(text: &str) -> Self {
+        Self {
+            length: text.chars().count(),
+            control: text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t'),
+            bidi: text.chars().any(is_bidi_control),
+            visible: text
+                .chars()
+                .any(|c| !c.is_whitespace() && !is_default_ignorable(c)),
+        }
+    }
+
+    /// The same judgement by bytes, for the usual all-ASCII text: ASCII has no bidirectional
+    /// controls and no default-ignorable characters.
+    fn of_ascii(text: &[u8]) -> Self {
+        Self {
+            length: text.len(),
+            control: text
+                .iter()
+                .any(|b| b.is_ascii_control() && !matches!(b, b'\n' | b'\r' | b'\t')),
+            bidi: false,
+            visible: text.iter().any(|b| !char::from(*b).is_whitespace()),
+        }
+    }
+}
+
 /// Trims `raw` and checks its length in characters (not bytes) lies in `min..=max`, and that
 /// it holds no control characters (but line breaks and tabs), no bidirectional controls, and
-/// some visible character. One pass over the characters: every ticket read is parsed again.
+/// some visible character. Every ticket read is parsed again: ASCII text is judged by bytes.
 fn bounded_text(raw: &str, min: usize, max: usize) -> Result<String, InvalidValue> {
     let trimmed = raw.trim();
-    let mut length = 0;
-    let mut control = false;
-    let mut bidi = false;
-    let mut visible = false;
-    for c in trimmed.chars() {
-        length += 1;
-        control |= c.is_control() && c != '\n' && c != '\r' && c != '\t';
-        bidi |= is_bidi_control(c);
-        visible |= !c.is_whitespace() && !is_default_ignorable(c);
-    }
+    let TextScan {
+        length,
+        control,
+        bidi,
+        visible,
+    } = TextScan::of(trimmed);
     if length < min {
         return Err(if min == 1 {
             InvalidValue::new("must not be empty")
@@ -167,6 +210,26 @@ mod tests {
             assert!(single_line(raw.to_owned()).is_err(), "{raw:?} accepted");
         }
         assert!(single_line("one line".to_owned()).is_ok());
+    }
+
+    #[test]
+    fn ascii_text_is_judged_by_bytes_as_by_characters() {
+        let every_byte: Vec<String> = (0_u8..128).map(|b| char::from(b).to_string()).collect();
+        let texts = [
+            "plain",
+            "tab\there",
+            "line\r\nbreak",
+            "bell\u{7}",
+            "\u{b}\u{c}",
+            "   ",
+        ];
+        for text in every_byte.iter().map(String::as_str).chain(texts) {
+            assert_eq!(
+                TextScan::of_ascii(text.as_bytes()),
+                TextScan::of_chars(text),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
