@@ -295,7 +295,7 @@ impl RateLimiter {
     /// The Redis key of `subject`'s GCRA state under `policy`.
     fn quota_key(&self, policy: Policy, subject: &Subject) -> String {
         self.keys
-            .key(&format!("rl:{}:{}", policy.name(), subject.as_str()))
+            .key_of(format_args!("rl:{}:{}", policy.name(), subject.as_str()))
     }
 
     /// GCRA's emission interval of `quota` in ms: the quota comes back one request at a time.

@@ -341,7 +341,7 @@ impl TicketCache {
 
     /// The Redis key of a ticket's entry.
     pub fn entry_key(&self, account_id: AccountId, id: TicketId) -> String {
-        self.keys.key(&format!("ticket:{account_id}:{id}"))
+        self.keys.key_of(format_args!("ticket:{account_id}:{id}"))
     }
 
     fn resting(&self) -> bool {
