@@ -597,3 +597,70 @@ async fn the_real_binary_logs_refusals_by_reason_and_never_a_secret_or_a_signatu
         );
     }
 }
+
+#[tokio::test]
+async fn the_simulators_webhooks_reach_the_service_through_envoy_and_corrupted_first_attempts_are_refused_then_retried()
+ {
+    use payment_simulator::webhooks::{DeliveryFault, DeliveryFaultRule, WebhookEndpoint};
+
+    let (app, envoy) = app_with_secrets(&[TEST_WEBHOOK_SECRET]).await;
+    app.simulator.set_webhook_endpoint(Some(WebhookEndpoint {
+        url: envoy.url("/v1/webhooks/payments"),
+        secrets: vec![TEST_WEBHOOK_SECRET.to_owned()],
+    }));
+    app.simulator
+        .add_delivery_fault(DeliveryFaultRule::new(DeliveryFault::BadSignature, 1));
+    let charge = paid_charge(&app).await;
+    app.simulator
+        .add_delivery_fault(DeliveryFaultRule::new(DeliveryFault::MangledBody, 1));
+    app.simulator
+        .dispute(
+            &charge.provider_payment_id,
+            payment_simulator::DisputeRequest::default(),
+        )
+        .expect("a dispute");
+
+    let charge_id: uuid::Uuid = charge.id.parse().expect("a uuid");
+    let ours = (Some(app.account_id.as_uuid()), Some(charge_id));
+    super::helpers::wait_until(
+        "the payment and dispute events stored",
+        Duration::from_secs(20),
+        || async {
+            let rows = stored_events(&app).await;
+            ["payment_intent.succeeded", "charge.dispute.created"]
+                .iter()
+                .all(|wanted| {
+                    rows.iter().any(|row| {
+                        row.event_type == *wanted && (row.account_id, row.charge_id) == ours
+                    })
+                })
+        },
+    )
+    .await;
+    let deliveries = app.simulator.deliveries();
+    for corruption in ["bad_signature", "mangled_body"] {
+        let corrupted = deliveries
+            .iter()
+            .find(|attempt| attempt.corruption.as_deref() == Some(corruption))
+            .unwrap_or_else(|| panic!("a {corruption} attempt: {deliveries:?}"));
+        assert_eq!(corrupted.status, Some(400), "{corrupted:?}");
+        assert!(
+            deliveries.iter().any(
+                |attempt| attempt.event_id == corrupted.event_id && attempt.status == Some(200)
+            ),
+            "{corruption}: the clean retry was acknowledged"
+        );
+    }
+    // Every event the simulator sent is stored once, with the bytes it signed.
+    let rows = stored_events(&app).await;
+    let sent: std::collections::BTreeSet<&str> = deliveries
+        .iter()
+        .map(|attempt| attempt.event_id.as_str())
+        .collect();
+    for row in &rows {
+        assert!(sent.contains(row.id.as_str()));
+        let event: Value = serde_json::from_slice(&row.payload).expect("JSON");
+        assert_eq!(event["id"], row.id.as_str());
+        assert_eq!(event["livemode"], false, "never the mangled copy");
+    }
+}
