@@ -5,7 +5,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{ListPages, optional_timestamp, request_budget, request_context, required, timestamp};
+use super::{ListPages, optional_timestamp, request_context, required, timestamp};
 use crate::db::models::StoredWebhookEvent;
 use crate::domain::{InvalidValue, PageTokenKeys, WebhookEventId, WebhookEventState};
 use crate::errors::AppError;
@@ -32,8 +32,6 @@ impl v1::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<v1::ReceivePaymentEventRequest>,
     ) -> Result<Response<v1::ReceivePaymentEventResponse>, Status> {
-        // Public: no caller, but the deadline layer must have run.
-        request_budget(&request)?;
         // A header that is not visible ASCII cannot be a signature; absent and empty are the
         // same to the verifier (missing).
         let signature = request
