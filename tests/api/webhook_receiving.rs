@@ -664,3 +664,74 @@ async fn the_simulators_webhooks_reach_the_service_through_envoy_and_corrupted_f
         assert_eq!(event["livemode"], false, "never the mangled copy");
     }
 }
+
+#[tokio::test]
+async fn a_refused_signature_costs_no_postgresql_round_trip_and_an_accepted_delivery_one() {
+    use secrecy::ExposeSecret;
+
+    use super::helpers::admin_database_url;
+    use super::proxy::{Protocol, TcpProxy, socket_address_of, url_through};
+
+    let postgres = TcpProxy::start_counting(
+        socket_address_of(&admin_database_url()),
+        Some(Protocol::Postgres),
+    )
+    .await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.database.url =
+            url_through(settings.database.url.expose_secret(), postgres.address).into();
+        settings.database.pool_size = 1;
+        // Nothing in the background.
+        settings.server.health_probe_interval = Duration::from_secs(3600);
+        settings.idempotency.sweep_interval = Duration::from_secs(3600);
+        settings.billing_completer_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    // The first delivery prepares the statement on the one connection.
+    let (_, body) = event(
+        "payment_intent.succeeded",
+        json!({"object": "payment_intent"}),
+    );
+    let signature = signed(&body, &[TEST_WEBHOOK_SECRET], now());
+    assert_eq!(
+        deliver(&envoy, &body, Some(&signature)).await.0,
+        StatusCode::OK
+    );
+
+    let (_, body) = event(
+        "payment_intent.succeeded",
+        json!({"object": "payment_intent"}),
+    );
+    let before = postgres.round_trips();
+    for signature in [
+        signed(&body, &["whsec_attacker_guess_0123456789"], now()),
+        signed(&body, &[TEST_WEBHOOK_SECRET], now() - 3600),
+        "t=1,v1=zz".to_owned(),
+    ] {
+        assert_eq!(
+            deliver(&envoy, &body, Some(&signature)).await.0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    assert_eq!(
+        deliver(&envoy, &body, None).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        postgres.round_trips(),
+        before,
+        "refusals touched PostgreSQL"
+    );
+
+    let signature = signed(&body, &[TEST_WEBHOOK_SECRET], now());
+    assert_eq!(
+        deliver(&envoy, &body, Some(&signature)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        postgres.round_trips(),
+        before + 1,
+        "one INSERT per delivery"
+    );
+}
