@@ -32,3 +32,5 @@ mod ticket_queries;
 mod tickets;
 mod tooling;
 mod transport;
+mod webhook_admin;
+mod webhook_receiving;
