@@ -242,6 +242,9 @@ pub struct PrefetchedEntry {
     pub value: Option<Vec<u8>>,
 }
 
+/// An entry kept for repair: its version and its payload.
+type Unsynced = (i64, Vec<u8>);
+
 /// What the cache knows about a ticket.
 #[derive(Debug)]
 pub enum Cached {
@@ -258,7 +261,7 @@ pub struct TicketCache {
     backoff: RedisBackoff,
     metrics: Metrics,
     /// Entries of committed writes that did not reach Redis, by key: (version, payload).
-    unsynced: Arc<Mutex<HashMap<String, (i64, Vec<u8>)>>>,
+    unsynced: Arc<Mutex<HashMap<String, Unsynced>>>,
     /// `unsynced.len()`, read without the lock on every cache operation.
     unsynced_count: Arc<AtomicUsize>,
 }
@@ -294,7 +297,7 @@ impl TicketCache {
         if self.unsynced_count.load(Ordering::Relaxed) == 0 || self.resting() {
             return;
         }
-        let pending: Vec<(String, (i64, Vec<u8>))> = {
+        let pending: Vec<(String, Unsynced)> = {
             let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
             self.unsynced_count.store(0, Ordering::Relaxed);
             unsynced.drain().collect()
