@@ -62,6 +62,11 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The address, given up without a copy (building a wire message).
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 impl fmt::Display for Email {
