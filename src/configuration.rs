@@ -27,6 +27,27 @@ pub struct Settings {
     /// `BILLING_COMPLETER_INTERVAL_MS`: how often the completer looks for charges and refunds
     /// left pending (docs/billing.md).
     pub billing_completer_interval: Duration,
+    /// The workers that apply the payment provider's webhook events (docs/webhooks.md).
+    pub webhook_workers: WebhookWorkerSettings,
+}
+
+/// How the webhook workers take events from the queue, retry them and give up on them
+/// (docs/webhooks.md, "Settings").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookWorkerSettings {
+    /// `WEBHOOK_WORKERS`: workers in this instance; 0 receives events but processes none.
+    pub workers: u32,
+    /// `WEBHOOK_LEASE_SECS`: how long a claimed event is its worker's before another may take it.
+    pub lease: Duration,
+    /// `WEBHOOK_MAX_ATTEMPTS`: attempts after which an event is dead.
+    pub max_attempts: u32,
+    /// `WEBHOOK_RETRY_BASE_MS`: the cap of the first retry's random delay; doubles per attempt.
+    pub retry_base: Duration,
+    /// `WEBHOOK_RETRY_MAX_MS`: the largest cap.
+    pub retry_max: Duration,
+    /// `WEBHOOK_POLL_INTERVAL_MS`: how often an idle worker looks for due events without being
+    /// woken (events received by other instances, retries coming due).
+    pub poll_interval: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -428,6 +449,7 @@ impl Settings {
             },
             payment_provider: reader.payment_provider(),
             billing_completer_interval: reader.millis("BILLING_COMPLETER_INTERVAL_MS", 5_000),
+            webhook_workers: reader.webhook_workers(),
         };
         reader.positive_duration(
             "BILLING_COMPLETER_INTERVAL_MS",
@@ -549,6 +571,32 @@ impl Reader<'_> {
             breaker_failure_threshold,
             breaker_cool_down,
         })
+    }
+}
+
+impl Reader<'_> {
+    fn webhook_workers(&mut self) -> WebhookWorkerSettings {
+        let settings = WebhookWorkerSettings {
+            workers: self.parsed("WEBHOOK_WORKERS", 2),
+            lease: Duration::from_secs(self.parsed("WEBHOOK_LEASE_SECS", 60)),
+            max_attempts: self.parsed("WEBHOOK_MAX_ATTEMPTS", 8),
+            retry_base: self.millis("WEBHOOK_RETRY_BASE_MS", 1_000),
+            retry_max: self.millis("WEBHOOK_RETRY_MAX_MS", 300_000),
+            poll_interval: self.millis("WEBHOOK_POLL_INTERVAL_MS", 1_000),
+        };
+        self.positive_duration("WEBHOOK_LEASE_SECS", settings.lease);
+        self.positive("WEBHOOK_MAX_ATTEMPTS", settings.max_attempts);
+        // More workers than this would only wait for pooled connections.
+        if settings.workers > 64 {
+            self.problems
+                .push("WEBHOOK_WORKERS must be at most 64".to_owned());
+        }
+        if settings.retry_max < settings.retry_base {
+            self.problems.push(
+                "WEBHOOK_RETRY_MAX_MS must not be less than WEBHOOK_RETRY_BASE_MS".to_owned(),
+            );
+        }
+        settings
     }
 }
 

@@ -226,6 +226,21 @@ impl Application {
             stop_probe.clone(),
         ));
 
+        // One wake-up signal for the webhook workers: whatever stores a new event calls
+        // `notify_one`; the workers also poll, to find events other instances stored.
+        let webhook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let webhook_workers = tokio::spawn(
+            crate::service::WebhookWorkers::new(
+                self.database.clone(),
+                provider.clone().map(|provider| {
+                    provider as std::sync::Arc<dyn crate::billing::PaymentProvider>
+                }),
+                self.settings.webhook_workers.clone(),
+                webhook_wake,
+            )
+            .run(stop_probe.clone()),
+        );
+
         let cache_repairs = tokio::spawn(
             services
                 .ticket_cache
@@ -288,6 +303,7 @@ impl Application {
         let _ = probe.await;
         let _ = sweeper.await;
         let _ = completer.await;
+        let _ = webhook_workers.await;
         let _ = gates.await;
         let _ = cache_repairs.await;
         health.set_all(ServingStatus::NotServing).await;

@@ -9,6 +9,7 @@ pub mod billing;
 pub mod ticket_cache;
 pub mod tickets;
 pub mod users;
+pub mod webhook_worker;
 
 pub use accounts::Accounts;
 pub use api_keys::ApiKeys;
@@ -17,6 +18,7 @@ pub use billing::{Billing, Completed, CompleterPolicy, NewChargeRequest};
 pub use ticket_cache::{PrefetchedEntry, TicketCache};
 pub use tickets::{TicketDesk, TicketEdits};
 pub use users::{NewUserRequest, UserChanges, Users};
+pub use webhook_worker::WebhookWorkers;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
