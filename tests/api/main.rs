@@ -32,3 +32,4 @@ mod ticket_queries;
 mod tickets;
 mod tooling;
 mod transport;
+mod webhook_processing;

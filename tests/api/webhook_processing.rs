@@ -1,0 +1,824 @@
+//! Issue 14's webhook workers against real PostgreSQL and the real payment simulator: events are
+//! stored in `webhook_events` as the receiving side stores them (the simulator's own event JSON,
+//! inserted once per event id with `ON CONFLICT DO NOTHING`), and every claim is checked where it
+//! lives: the event's row, the charge's row, its audit trail and disputes, against the
+//! simulator's ledger.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Text};
+use diesel_async::RunQueryDsl;
+use payment_simulator::{
+    DisputeRequest, Endpoint, Event, FaultAction, FaultRule, OutsideRefund, SettleOutcome,
+};
+use supportdesk::configuration::WebhookWorkerSettings;
+use supportdesk::db::schema::{charge_activities, charge_disputes, charges, webhook_events};
+use supportdesk::proto::v1;
+use supportdesk::proto::v1::billing_service_client::BillingServiceClient;
+use supportdesk::proto::v1::user_service_client::UserServiceClient;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use super::helpers::{
+    TEST_PASSWORD, TestApp, TestDatabase, TestUser, error_reason, second_instance, wait_until,
+};
+use super::process::{Running, sign_up_through};
+
+/// How long the workers may take for what a test waits on (a loaded machine included).
+const PROCESSING: Duration = Duration::from_secs(30);
+
+/// Workers that poll often, retry fast and give up after three attempts.
+fn quick_workers(workers: u32) -> WebhookWorkerSettings {
+    WebhookWorkerSettings {
+        workers,
+        lease: Duration::from_secs(5),
+        max_attempts: 3,
+        retry_base: Duration::from_millis(20),
+        retry_max: Duration::from_millis(100),
+        poll_interval: Duration::from_millis(50),
+    }
+}
+
+/// A webhook event's row, as the tests read it.
+#[derive(Debug, Queryable)]
+struct EventRow {
+    state: String,
+    attempts: i32,
+    outcome: Option<String>,
+    last_error: Option<String>,
+    charge_id: Option<Uuid>,
+}
+
+/// An application whose events the tests store directly, with a customer to charge.
+struct Queue {
+    app: TestApp,
+    customer: TestUser,
+}
+
+impl Queue {
+    async fn open(workers: u32) -> Self {
+        let app = TestApp::spawn_with(|settings| {
+            settings.webhook_workers = quick_workers(workers);
+            // The completer stays out of the way: what finishes a charge here is an event.
+            settings.billing_completer_interval = Duration::from_secs(3600);
+        })
+        .await;
+        let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+        Self { app, customer }
+    }
+
+    fn charge_request(&self, cents: i64, key: &str) -> tonic::Request<v1::CreateChargeRequest> {
+        charge_request(&self.app.admin, &self.customer.id.to_string(), cents, key)
+    }
+
+    /// A charge paid through the API.
+    async fn paid(&self, cents: i64) -> v1::Charge {
+        self.app
+            .billing
+            .clone()
+            .create_charge(self.charge_request(cents, &Uuid::now_v7().to_string()))
+            .await
+            .expect("the charge is paid")
+            .into_inner()
+    }
+
+    /// The simulator's last event of `event_type` about `payment_id`.
+    fn event(&self, event_type: &str, payment_id: &str) -> Event {
+        last_event(&self.app.simulator.events(), event_type, payment_id)
+    }
+
+    async fn deliver(&self, event: &Event) {
+        store(&self.app.database, &event.id, event).await;
+    }
+
+    async fn row(&self, event_id: &str) -> EventRow {
+        event_row(&self.app.database, event_id).await
+    }
+
+    async fn processed(&self, event_id: &str) -> EventRow {
+        wait_for_state(&self.app.database, event_id, "processed").await
+    }
+
+    async fn charge(&self, id: &str) -> (String, i64) {
+        charge_state(&self.app.database, id).await
+    }
+
+    async fn trail(&self, id: &str) -> Vec<(String, Option<String>)> {
+        audit_trail(&self.app.database, id).await
+    }
+}
+
+fn charge_request(
+    admin: &TestUser,
+    customer_id: &str,
+    cents: i64,
+    key: &str,
+) -> tonic::Request<v1::CreateChargeRequest> {
+    let mut request = admin.request(v1::CreateChargeRequest {
+        charge: Some(v1::Charge {
+            customer_id: customer_id.to_owned(),
+            amount: Some(v1::Money {
+                amount_minor: cents,
+                currency_code: "USD".to_owned(),
+            }),
+            payment_method: "pm_card_visa".to_owned(),
+            ..Default::default()
+        }),
+    });
+    request
+        .metadata_mut()
+        .insert("idempotency-key", key.parse().unwrap());
+    request
+}
+
+fn last_event(events: &[Event], event_type: &str, payment_id: &str) -> Event {
+    events
+        .iter()
+        .rev()
+        .find(|event| {
+            let object = &event.data.object;
+            event.event_type == event_type
+                && (object["id"] == payment_id || object["payment_intent"] == payment_id)
+        })
+        .unwrap_or_else(|| panic!("the simulator sent no {event_type} about {payment_id}"))
+        .clone()
+}
+
+/// Stores `event` under `id` as the receiving side does: once per id, whatever the deliveries.
+async fn store(database: &TestDatabase, id: &str, event: &Event) {
+    let mut conn = database.connect().await;
+    diesel::sql_query(
+        "INSERT INTO webhook_events (id, event_type, payload, provider_created_at) \
+         VALUES ($1, $2, $3, to_timestamp($4)) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind::<Text, _>(id)
+    .bind::<Text, _>(&event.event_type)
+    .bind::<Binary, _>(serde_json::to_vec(event).unwrap())
+    .bind::<BigInt, _>(event.created)
+    .execute(&mut conn)
+    .await
+    .expect("the event is stored");
+}
+
+async fn event_row(database: &TestDatabase, event_id: &str) -> EventRow {
+    let mut conn = database.connect().await;
+    webhook_events::table
+        .filter(webhook_events::id.eq(event_id))
+        .select((
+            webhook_events::state,
+            webhook_events::attempts,
+            webhook_events::outcome,
+            webhook_events::last_error,
+            webhook_events::charge_id,
+        ))
+        .first(&mut conn)
+        .await
+        .expect("the event is stored")
+}
+
+async fn wait_for_state(database: &TestDatabase, event_id: &str, state: &str) -> EventRow {
+    wait_until(&format!("event {event_id} {state}"), PROCESSING, || async {
+        event_row(database, event_id).await.state == state
+    })
+    .await;
+    event_row(database, event_id).await
+}
+
+async fn charge_state(database: &TestDatabase, id: &str) -> (String, i64) {
+    let mut conn = database.connect().await;
+    charges::table
+        .filter(charges::id.eq(Uuid::parse_str(id).unwrap()))
+        .select((charges::status, charges::amount_refunded_minor))
+        .first(&mut conn)
+        .await
+        .expect("the charge is stored")
+}
+
+/// The charge's audit trail, oldest first: each action with the event that caused it.
+async fn audit_trail(database: &TestDatabase, id: &str) -> Vec<(String, Option<String>)> {
+    let mut conn = database.connect().await;
+    charge_activities::table
+        .filter(charge_activities::charge_id.eq(Uuid::parse_str(id).unwrap()))
+        .order((
+            charge_activities::created_at.asc(),
+            charge_activities::id.asc(),
+        ))
+        .select((
+            charge_activities::action,
+            charge_activities::webhook_event_id,
+        ))
+        .load(&mut conn)
+        .await
+        .unwrap()
+}
+
+async fn disputes_of(database: &TestDatabase, id: &str) -> Vec<String> {
+    let mut conn = database.connect().await;
+    supportdesk::db::models::charge_dispute::disputes_of_charge(
+        &mut conn,
+        Uuid::parse_str(id).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+fn by_webhook(action: &str, event_id: &str) -> (String, Option<String>) {
+    (action.to_owned(), Some(event_id.to_owned()))
+}
+
+fn by_the_service(action: &str) -> (String, Option<String>) {
+    (action.to_owned(), None)
+}
+
+/// Puts a processed event back in the queue, as a second application of the same event.
+async fn process_again(database: &TestDatabase, event_id: &str) {
+    let mut conn = database.connect().await;
+    diesel::update(webhook_events::table.filter(webhook_events::id.eq(event_id)))
+        .set((
+            webhook_events::state.eq("received"),
+            webhook_events::attempts.eq(0),
+            webhook_events::outcome.eq(None::<String>),
+            webhook_events::processed_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_refund_made_outside_the_service_is_applied_once_even_when_its_event_is_applied_twice() {
+    let queue = Queue::open(2).await;
+    let charge = queue.paid(1_000).await;
+    queue
+        .app
+        .simulator
+        .refund_outside(
+            &charge.provider_payment_id,
+            OutsideRefund {
+                amount: Some(300),
+                reason: None,
+            },
+        )
+        .expect("the dashboard refunds");
+    let refunded = queue.event("charge.refunded", &charge.provider_payment_id);
+    queue.deliver(&refunded).await;
+    let row = queue.processed(&refunded.id).await;
+    assert_eq!(row.outcome.as_deref(), Some("applied"));
+    assert_eq!(row.attempts, 1);
+    assert_eq!(
+        row.charge_id.map(|id| id.to_string()),
+        Some(charge.id.clone())
+    );
+    assert_eq!(
+        queue.charge(&charge.id).await,
+        ("partially_refunded".to_owned(), 300)
+    );
+
+    process_again(&queue.app.database, &refunded.id).await;
+    let again = queue.processed(&refunded.id).await;
+    assert_eq!(again.outcome.as_deref(), Some("no_change"));
+    assert_eq!(
+        queue.charge(&charge.id).await,
+        ("partially_refunded".to_owned(), 300)
+    );
+    assert_eq!(
+        queue.trail(&charge.id).await,
+        [
+            by_the_service("created"),
+            by_the_service("succeeded"),
+            by_webhook("refunded", &refunded.id),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_refund_event_before_its_payment_event_finishes_a_pending_charge_and_the_retry_answers_it()
+ {
+    let queue = Queue::open(2).await;
+    queue
+        .app
+        .simulator
+        .add_fault(FaultRule::new(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::SettleLater {
+                after_millis: 200,
+                outcome: SettleOutcome::Succeed,
+            },
+            1,
+        ))
+        .unwrap();
+    // The provider answers `processing`: the charge stays pending, the client hears UNAVAILABLE.
+    let refused = queue
+        .app
+        .billing
+        .clone()
+        .create_charge(queue.charge_request(2_000, "settles-later"))
+        .await
+        .expect_err("the outcome is not known yet");
+    assert_eq!(error_reason(&refused), "PAYMENT_PROVIDER_UNAVAILABLE");
+    let payment_id = queue.app.simulator.ledger().payment_intents[0].id.clone();
+    wait_until("the payment settles", PROCESSING, || async {
+        queue
+            .app
+            .simulator
+            .events()
+            .iter()
+            .any(|event| event.event_type == "payment_intent.succeeded")
+    })
+    .await;
+    let succeeded = queue.event("payment_intent.succeeded", &payment_id);
+    queue
+        .app
+        .simulator
+        .refund_outside(
+            &payment_id,
+            OutsideRefund {
+                amount: Some(500),
+                reason: None,
+            },
+        )
+        .unwrap();
+    let refunded = queue.event("charge.refunded", &payment_id);
+
+    // The refund's event arrives first: it re-reads the payment and finishes the charge too.
+    queue.deliver(&refunded).await;
+    let row = queue.processed(&refunded.id).await;
+    assert_eq!(row.outcome.as_deref(), Some("applied"));
+    let charge_id = row
+        .charge_id
+        .expect("the event names our charge")
+        .to_string();
+    assert_eq!(
+        queue.charge(&charge_id).await,
+        ("partially_refunded".to_owned(), 500)
+    );
+    queue.deliver(&succeeded).await;
+    assert_eq!(
+        queue.processed(&succeeded.id).await.outcome.as_deref(),
+        Some("no_change")
+    );
+    assert_eq!(
+        queue.trail(&charge_id).await,
+        [
+            by_the_service("created"),
+            by_webhook("succeeded", &refunded.id),
+            by_webhook("refunded", &refunded.id),
+        ]
+    );
+
+    // The client's retry with the same key finds the charge final and answers it.
+    let answered = queue
+        .app
+        .billing
+        .clone()
+        .create_charge(queue.charge_request(2_000, "settles-later"))
+        .await
+        .expect("the retry answers the finished charge")
+        .into_inner();
+    assert_eq!(answered.id, charge_id);
+    assert_eq!(
+        answered.status,
+        i32::from(v1::ChargeStatus::PartiallyRefunded)
+    );
+    assert_eq!(answered.amount_refunded.unwrap().amount_minor, 500);
+    assert_eq!(
+        queue
+            .app
+            .simulator
+            .payment_intent_count_for_charge_id(&charge_id),
+        1
+    );
+    assert_eq!(queue.trail(&charge_id).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_dispute_is_recorded_once_with_one_disputed_activity_whatever_the_copies() {
+    let queue = Queue::open(2).await;
+    let charge = queue.paid(4_000).await;
+    let dispute = queue
+        .app
+        .simulator
+        .dispute(
+            &charge.provider_payment_id,
+            DisputeRequest {
+                reason: Some("product_not_received".to_owned()),
+            },
+        )
+        .unwrap();
+    let opened = queue.event("charge.dispute.created", &charge.provider_payment_id);
+    queue.deliver(&opened).await;
+    // The same dispute under another event id: the provider's id keeps it one dispute.
+    let copy_id = format!("{}_copy", opened.id);
+    store(&queue.app.database, &copy_id, &opened).await;
+    let first = queue.processed(&opened.id).await;
+    let second = queue.processed(&copy_id).await;
+    let mut outcomes = [first.outcome.unwrap(), second.outcome.unwrap()];
+    outcomes.sort();
+    assert_eq!(outcomes, ["applied", "no_change"]);
+    assert_eq!(
+        disputes_of(&queue.app.database, &charge.id).await,
+        [dispute.id]
+    );
+    let disputed: Vec<_> = queue
+        .trail(&charge.id)
+        .await
+        .into_iter()
+        .filter(|(action, _)| action == "disputed")
+        .collect();
+    assert_eq!(disputed.len(), 1);
+    assert_eq!(queue.charge(&charge.id).await, ("succeeded".to_owned(), 0));
+}
+
+#[tokio::test]
+async fn an_event_of_another_type_is_ignored_and_one_naming_a_payment_the_provider_lacks_dies() {
+    let queue = Queue::open(1).await;
+    let charge = queue.paid(700).await;
+    let mut other = queue.event("payment_intent.succeeded", &charge.provider_payment_id);
+    other.id = "evt_other_type".to_owned();
+    other.event_type = "customer.created".to_owned();
+    queue.deliver(&other).await;
+    let mut foreign = queue.event("payment_intent.succeeded", &charge.provider_payment_id);
+    foreign.id = "evt_foreign".to_owned();
+    foreign.data.object["id"] = serde_json::json!("pi_unknown");
+    // The provider knows no such payment: a 404 is a failed attempt, not "not ours".
+    queue.deliver(&foreign).await;
+    assert_eq!(
+        queue.processed(&other.id).await.outcome.as_deref(),
+        Some("ignored_type")
+    );
+    let dead = wait_for_state(&queue.app.database, &foreign.id, "dead").await;
+    assert_eq!(dead.attempts, 3);
+    assert!(
+        dead.last_error
+            .as_deref()
+            .unwrap()
+            .contains("resource_missing"),
+        "{dead:?}"
+    );
+    assert_eq!(queue.trail(&charge.id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_payment_made_elsewhere_is_processed_as_unknown_and_changes_nothing() {
+    let queue = Queue::open(1).await;
+    let ours = queue.paid(900).await;
+    // A payment of the provider account that no charge of ours made.
+    let elsewhere: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/payment_intents",
+            queue.app.simulator.base_url()
+        ))
+        .bearer_auth(queue.app.simulator.api_key())
+        .form(&[
+            ("amount", "900"),
+            ("currency", "usd"),
+            ("payment_method", "pm_card_visa"),
+            ("confirm", "true"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let event = queue.event(
+        "payment_intent.succeeded",
+        elsewhere["id"].as_str().unwrap(),
+    );
+    queue.deliver(&event).await;
+    let row = queue.processed(&event.id).await;
+    assert_eq!(row.outcome.as_deref(), Some("unknown_payment"));
+    assert_eq!(row.charge_id, None);
+    assert_eq!(queue.trail(&ours.id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_poison_event_dies_after_its_attempts_and_is_applied_once_redriven() {
+    let queue = Queue::open(2).await;
+    let charge = queue.paid(1_200).await;
+    queue
+        .app
+        .simulator
+        .add_fault(FaultRule::always(
+            Endpoint::RetrievePaymentIntent,
+            FaultAction::ServerError { status: 500 },
+        ))
+        .unwrap();
+    queue
+        .app
+        .simulator
+        .refund_outside(
+            &charge.provider_payment_id,
+            OutsideRefund {
+                amount: None,
+                reason: None,
+            },
+        )
+        .unwrap();
+    let refunded = queue.event("charge.refunded", &charge.provider_payment_id);
+    queue.deliver(&refunded).await;
+    let dead = wait_for_state(&queue.app.database, &refunded.id, "dead").await;
+    assert_eq!(dead.attempts, 3);
+    assert!(
+        dead.last_error.as_deref().unwrap().contains("unavailable"),
+        "{dead:?}"
+    );
+    assert_eq!(queue.charge(&charge.id).await, ("succeeded".to_owned(), 0));
+
+    // The cause is fixed and the event re-driven (what RedriveWebhookEvent writes).
+    queue.app.simulator.clear_faults();
+    let mut conn = queue.app.database.connect().await;
+    diesel::sql_query(
+        "UPDATE webhook_events SET state = 'received', attempts = 0, dead_at = NULL, \
+         next_attempt_at = now(), redrive_count = redrive_count + 1 WHERE id = $1",
+    )
+    .bind::<Text, _>(&refunded.id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let row = queue.processed(&refunded.id).await;
+    assert_eq!(row.outcome.as_deref(), Some("applied"));
+    assert_eq!(row.attempts, 1);
+    assert_eq!(
+        queue.charge(&charge.id).await,
+        ("refunded".to_owned(), 1_200)
+    );
+    assert_eq!(
+        queue.trail(&charge.id).await,
+        [
+            by_the_service("created"),
+            by_the_service("succeeded"),
+            by_webhook("refunded", &refunded.id),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn without_workers_events_wait_and_an_instance_with_workers_drains_the_backlog() {
+    let queue = Queue::open(0).await;
+    let mut charges = Vec::new();
+    for _ in 0..5 {
+        let charge = queue.paid(1_000).await;
+        queue
+            .app
+            .simulator
+            .refund_outside(
+                &charge.provider_payment_id,
+                OutsideRefund {
+                    amount: Some(100),
+                    reason: None,
+                },
+            )
+            .unwrap();
+        let event = queue.event("charge.refunded", &charge.provider_payment_id);
+        queue.deliver(&event).await;
+        charges.push((charge, event));
+    }
+    // Many poll intervals of a worker: none runs here.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (_, event) in &charges {
+        let row = queue.row(&event.id).await;
+        assert_eq!((row.state.as_str(), row.attempts), ("received", 0));
+    }
+
+    let mut settings = queue.app.settings.clone();
+    settings.webhook_workers = quick_workers(2);
+    let (_channel, _server) = second_instance(&settings).await;
+    for (charge, event) in &charges {
+        assert_eq!(
+            queue.processed(&event.id).await.outcome.as_deref(),
+            Some("applied")
+        );
+        assert_eq!(
+            queue.charge(&charge.id).await,
+            ("partially_refunded".to_owned(), 100)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_deliveries_with_duplicates_and_reordering_leave_every_charge_as_the_provider_has_it()
+ {
+    let queue = Queue::open(2).await;
+    let simulator = &queue.app.simulator;
+    let mut charges = Vec::new();
+    for index in 0..25_i64 {
+        charges.push(queue.paid(1_000 + index).await);
+    }
+    // 20 refunded in part, 10 of them refunded again (the rest), 15 disputed: with the 25
+    // payments, 70 events.
+    for charge in &charges[..20] {
+        simulator
+            .refund_outside(
+                &charge.provider_payment_id,
+                OutsideRefund {
+                    amount: Some(250),
+                    reason: None,
+                },
+            )
+            .unwrap();
+    }
+    for charge in &charges[..10] {
+        simulator
+            .refund_outside(
+                &charge.provider_payment_id,
+                OutsideRefund {
+                    amount: None,
+                    reason: None,
+                },
+            )
+            .unwrap();
+    }
+    for charge in &charges[10..25] {
+        simulator
+            .dispute(&charge.provider_payment_id, DisputeRequest { reason: None })
+            .unwrap();
+    }
+    let events = simulator.events();
+    assert_eq!(events.len(), 70);
+
+    // 20 reordered: ten pairs of events about one charge swapped, the later first. 30 duplicates:
+    // every odd event delivered twice, the copy later.
+    let mut deliveries: Vec<&Event> = events.iter().collect();
+    for charge in &charges[..10] {
+        let about = |event: &&Event| {
+            event.data.object["id"] == charge.provider_payment_id
+                || event.data.object["payment_intent"] == charge.provider_payment_id
+        };
+        let first = deliveries.iter().position(about).unwrap();
+        let last = deliveries.iter().rposition(about).unwrap();
+        deliveries.swap(first, last);
+    }
+    let duplicates: Vec<&Event> = events.iter().skip(1).step_by(2).take(30).collect();
+    deliveries.extend(duplicates);
+    assert_eq!(deliveries.len(), 100);
+    for event in &deliveries {
+        queue.deliver(event).await;
+    }
+
+    for event in &events {
+        let row = queue.processed(&event.id).await;
+        assert_eq!(row.attempts, 1, "{} was applied once: {row:?}", event.id);
+    }
+    let ledger = simulator.ledger();
+    let provider_refunded: BTreeMap<&str, i64> = ledger
+        .charges
+        .iter()
+        .map(|charge| (charge.payment_intent.as_str(), charge.amount_refunded))
+        .collect();
+    for (index, charge) in charges.iter().enumerate() {
+        let (status, refunded) = queue.charge(&charge.id).await;
+        let expected = provider_refunded[charge.provider_payment_id.as_str()];
+        assert_eq!(refunded, expected, "charge {index}");
+        let expected_status = match (expected, charge.amount.as_ref().unwrap().amount_minor) {
+            (0, _) => "succeeded",
+            (refunded, amount) if refunded == amount => "refunded",
+            _ => "partially_refunded",
+        };
+        assert_eq!(status, expected_status, "charge {index}");
+        let mut actions: Vec<String> = queue
+            .trail(&charge.id)
+            .await
+            .into_iter()
+            .map(|(action, _)| action)
+            .collect();
+        actions.sort();
+        let mut expected_actions = vec!["created", "succeeded"];
+        if index < 20 {
+            expected_actions.push("refunded");
+        }
+        if index >= 10 {
+            expected_actions.push("disputed");
+        }
+        expected_actions.sort_unstable();
+        assert_eq!(actions, expected_actions, "charge {index}");
+        let disputes = disputes_of(&queue.app.database, &charge.id).await;
+        assert_eq!(disputes.len(), usize::from(index >= 10), "charge {index}");
+    }
+}
+
+/// The binary, with workers holding events under a short lease.
+fn start_binary(
+    database: &TestDatabase,
+    redis_prefix: &str,
+    simulator: &payment_simulator::SimulatorHandle,
+) -> Running {
+    Running::start(
+        database,
+        &[
+            ("REDIS_KEY_PREFIX", redis_prefix),
+            ("PAYMENT_PROVIDER_URL", &simulator.base_url()),
+            ("PAYMENT_PROVIDER_SECRET_KEY", simulator.api_key()),
+            ("PAYMENT_PROVIDER_TIMEOUT_MS", "30000"),
+            ("WEBHOOK_LEASE_SECS", "3"),
+            ("WEBHOOK_POLL_INTERVAL_MS", "50"),
+            ("BILLING_COMPLETER_INTERVAL_MS", "3600000"),
+            ("SHUTDOWN_DELAY_MS", "0"),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_event_leaves_it_to_be_processed_again_after_its_lease_with_one_effect()
+{
+    let database = TestDatabase::create().await;
+    let simulator =
+        payment_simulator::Simulator::start(payment_simulator::SimulatorConfig::default())
+            .await
+            .unwrap();
+    let redis_prefix = format!("supportdesk-test:{}:", Uuid::now_v7().simple());
+    let running = start_binary(&database, &redis_prefix, &simulator);
+    let channel: Channel = running.channel().await;
+    running.wait_for_health("Serving").await;
+    let admin = sign_up_through(&channel).await;
+    let customer = UserServiceClient::new(channel.clone())
+        .create_user(admin.request(v1::CreateUserRequest {
+            user: Some(v1::User {
+                email: format!("customer-{}@example.com", Uuid::now_v7().simple()),
+                role: v1::UserRole::Customer.into(),
+                ..Default::default()
+            }),
+            password: TEST_PASSWORD.to_owned(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let charge = BillingServiceClient::new(channel)
+        .create_charge(charge_request(
+            &admin,
+            &customer.id,
+            3_000,
+            "kill-mid-event",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    simulator
+        .refund_outside(
+            &charge.provider_payment_id,
+            OutsideRefund {
+                amount: Some(1_000),
+                reason: None,
+            },
+        )
+        .unwrap();
+    let refunded = last_event(
+        &simulator.events(),
+        "charge.refunded",
+        &charge.provider_payment_id,
+    );
+    // The worker is held inside processing: the provider takes 20 s to answer its read.
+    simulator
+        .add_fault(FaultRule::new(
+            Endpoint::RetrievePaymentIntent,
+            FaultAction::Latency { millis: 20_000 },
+            1,
+        ))
+        .unwrap();
+    store(&database, &refunded.id, &refunded).await;
+    wait_until("the worker holds the event", PROCESSING, || async {
+        let reads = simulator
+            .requests()
+            .iter()
+            .filter(|request| {
+                request.method == "GET" && request.path.starts_with("/v1/payment_intents/pi_")
+            })
+            .count();
+        reads == 1 && event_row(&database, &refunded.id).await.attempts == 1
+    })
+    .await;
+    running.kill();
+    let held = event_row(&database, &refunded.id).await;
+    assert_eq!((held.state.as_str(), held.attempts), ("received", 1));
+    assert_eq!(
+        charge_state(&database, &charge.id).await,
+        ("succeeded".to_owned(), 0)
+    );
+
+    let restarted = start_binary(&database, &redis_prefix, &simulator);
+    let row = wait_for_state(&database, &refunded.id, "processed").await;
+    assert_eq!(row.attempts, 2, "taken again once the lease ran out");
+    assert_eq!(row.outcome.as_deref(), Some("applied"));
+    assert_eq!(
+        charge_state(&database, &charge.id).await,
+        ("partially_refunded".to_owned(), 1_000)
+    );
+    assert_eq!(
+        audit_trail(&database, &charge.id).await,
+        [
+            by_the_service("created"),
+            by_the_service("succeeded"),
+            by_webhook("refunded", &refunded.id),
+        ]
+    );
+    let mut conn = database.connect().await;
+    let disputes: i64 = charge_disputes::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(disputes, 0);
+    drop(restarted);
+}
