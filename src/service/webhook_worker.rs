@@ -180,8 +180,9 @@ impl WebhookWorkers {
         let Some(event) = claimed else {
             return Ok(false);
         };
-        // Provider calls never outlive the lease: past it, another worker may hold the event.
-        let deadline = Instant::now() + self.settings.lease;
+        // Provider calls end well within the lease, leaving a quarter of it to complete: past
+        // it, another worker may hold the event and this one's work would be rolled back.
+        let deadline = Instant::now() + self.settings.lease * 3 / 4;
         let result = self.process(&event, deadline, stop).await;
         let mut conn = crate::db::connection(&self.pool).await?;
         match result {

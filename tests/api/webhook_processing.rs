@@ -59,8 +59,16 @@ struct Queue {
 
 impl Queue {
     async fn open(workers: u32) -> Self {
+        Self::open_with(quick_workers(workers), Duration::from_millis(300)).await
+    }
+
+    /// With these workers, and provider calls that may take up to `provider_timeout`.
+    async fn open_with(workers: WebhookWorkerSettings, provider_timeout: Duration) -> Self {
         let app = TestApp::spawn_with(|settings| {
-            settings.webhook_workers = quick_workers(workers);
+            settings.webhook_workers = workers;
+            if let Some(provider) = settings.payment_provider.as_mut() {
+                provider.timeout = provider_timeout;
+            }
             // The completer stays out of the way: what finishes a charge here is an event.
             settings.billing_completer_interval = Duration::from_secs(3600);
         })
@@ -391,6 +399,151 @@ async fn a_refund_event_before_its_payment_event_finishes_a_pending_charge_and_t
         1
     );
     assert_eq!(queue.trail(&charge_id).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_payment_failed_event_fails_a_pending_charge_with_its_decline_and_the_retry_answers_it() {
+    let queue = Queue::open(2).await;
+    queue
+        .app
+        .simulator
+        .add_fault(FaultRule::new(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::SettleLater {
+                after_millis: 100,
+                outcome: SettleOutcome::Fail,
+            },
+            1,
+        ))
+        .unwrap();
+    let refused = queue
+        .app
+        .billing
+        .clone()
+        .create_charge(queue.charge_request(800, "fails-later"))
+        .await
+        .expect_err("the outcome is not known yet");
+    assert_eq!(error_reason(&refused), "PAYMENT_PROVIDER_UNAVAILABLE");
+    let payment_id = queue.app.simulator.ledger().payment_intents[0].id.clone();
+    wait_until("the payment fails", PROCESSING, || async {
+        queue
+            .app
+            .simulator
+            .events()
+            .iter()
+            .any(|event| event.event_type == "payment_intent.payment_failed")
+    })
+    .await;
+    let failed = queue.event("payment_intent.payment_failed", &payment_id);
+    queue.deliver(&failed).await;
+    let row = queue.processed(&failed.id).await;
+    assert_eq!(row.outcome.as_deref(), Some("applied"));
+    let charge_id = row.charge_id.unwrap().to_string();
+    assert_eq!(queue.charge(&charge_id).await, ("failed".to_owned(), 0));
+    let mut conn = queue.app.database.connect().await;
+    let codes: (Option<String>, Option<String>) = charges::table
+        .filter(charges::id.eq(row.charge_id.unwrap()))
+        .select((charges::failure_code, charges::decline_code))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        codes,
+        (
+            Some("card_declined".to_owned()),
+            Some("generic_decline".to_owned())
+        )
+    );
+    let retried = queue
+        .app
+        .billing
+        .clone()
+        .create_charge(queue.charge_request(800, "fails-later"))
+        .await
+        .expect_err("the retry answers the decline");
+    assert_eq!(error_reason(&retried), "CARD_DECLINED");
+    assert_eq!(
+        queue.trail(&charge_id).await,
+        [by_the_service("created"), by_webhook("failed", &failed.id)]
+    );
+}
+
+#[tokio::test]
+async fn a_refund_event_waits_for_our_refund_in_flight_so_that_nothing_is_counted_twice() {
+    let workers = WebhookWorkerSettings {
+        max_attempts: 20,
+        retry_base: Duration::from_millis(100),
+        retry_max: Duration::from_millis(300),
+        ..quick_workers(2)
+    };
+    let queue = Queue::open_with(workers, Duration::from_secs(10)).await;
+    let charge = queue.paid(1_000).await;
+    // Our refund of 200 is reserved, then held at the provider before it executes.
+    queue
+        .app
+        .simulator
+        .add_fault(FaultRule::new(
+            Endpoint::CreateRefund,
+            FaultAction::Latency { millis: 1_500 },
+            1,
+        ))
+        .unwrap();
+    let mut billing = queue.app.billing.clone();
+    let request = super::helpers::keyed(queue.app.as_admin(v1::RefundChargeRequest {
+        id: charge.id.clone(),
+        amount: Some(v1::Money {
+            amount_minor: 200,
+            currency_code: "USD".to_owned(),
+        }),
+    }));
+    let ours = tokio::spawn(async move { billing.refund_charge(request).await });
+    wait_until("our refund is reserved", PROCESSING, || async {
+        queue.charge(&charge.id).await.1 == 200
+    })
+    .await;
+    // Meanwhile 300 is refunded from the dashboard, and its event arrives.
+    queue
+        .app
+        .simulator
+        .refund_outside(
+            &charge.provider_payment_id,
+            OutsideRefund {
+                amount: Some(300),
+                reason: None,
+            },
+        )
+        .unwrap();
+    let outside = queue.event("charge.refunded", &charge.provider_payment_id);
+    queue.deliver(&outside).await;
+
+    let answered = ours.await.unwrap().expect("our refund succeeds");
+    assert_eq!(
+        answered.into_inner().amount_refunded.unwrap().amount_minor,
+        200
+    );
+    let row = queue.processed(&outside.id).await;
+    assert_eq!(row.outcome.as_deref(), Some("applied"));
+    assert!(row.attempts >= 2, "it waited for our refund: {row:?}");
+    assert!(
+        row.last_error.as_deref().unwrap().contains("in flight"),
+        "{row:?}"
+    );
+    let at_provider = queue.app.simulator.ledger().charges[0].amount_refunded;
+    assert_eq!(at_provider, 500);
+    assert_eq!(
+        queue.charge(&charge.id).await,
+        ("partially_refunded".to_owned(), 500)
+    );
+    assert_eq!(
+        queue.trail(&charge.id).await,
+        [
+            by_the_service("created"),
+            by_the_service("succeeded"),
+            by_the_service("refund_requested"),
+            by_the_service("refunded"),
+            by_webhook("refunded", &outside.id),
+        ]
+    );
 }
 
 #[tokio::test]
