@@ -832,6 +832,48 @@ mod tests {
     }
 
     #[test]
+    fn webhook_workers_default_to_two_and_every_bad_knob_is_named() {
+        let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
+        assert_eq!(
+            settings.webhook_workers,
+            WebhookWorkerSettings {
+                workers: 2,
+                lease: Duration::from_secs(60),
+                max_attempts: 8,
+                retry_base: Duration::from_secs(1),
+                retry_max: Duration::from_secs(300),
+                poll_interval: Duration::from_secs(1),
+            }
+        );
+        let mut receiving_only = REQUIRED.to_vec();
+        receiving_only.push(("WEBHOOK_WORKERS", "0"));
+        let settings = Settings::from_lookup(lookup_from(&receiving_only)).expect("0 is valid");
+        assert_eq!(settings.webhook_workers.workers, 0);
+
+        let mut bad = REQUIRED.to_vec();
+        bad.extend([
+            ("WEBHOOK_WORKERS", "-1"),
+            ("WEBHOOK_LEASE_SECS", "0"),
+            ("WEBHOOK_MAX_ATTEMPTS", "0"),
+            ("WEBHOOK_RETRY_BASE_MS", "5000"),
+            ("WEBHOOK_RETRY_MAX_MS", "1000"),
+            ("WEBHOOK_POLL_INTERVAL_MS", "0"),
+        ]);
+        let text = Settings::from_lookup(lookup_from(&bad))
+            .expect_err("invalid settings")
+            .to_string();
+        for problem in [
+            "WEBHOOK_WORKERS=\"-1\" is invalid",
+            "WEBHOOK_LEASE_SECS must be greater than 0",
+            "WEBHOOK_MAX_ATTEMPTS must be greater than 0",
+            "WEBHOOK_RETRY_MAX_MS must not be less than WEBHOOK_RETRY_BASE_MS",
+            "WEBHOOK_POLL_INTERVAL_MS must be greater than 0",
+        ] {
+            assert!(text.contains(problem), "{problem} missing from: {text}");
+        }
+    }
+
+    #[test]
     fn a_url_without_a_host_is_refused() {
         let error = Settings::from_lookup(lookup_from(&[
             ("DATABASE_URL", "postgres:///supportdesk"),
