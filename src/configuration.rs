@@ -580,8 +580,8 @@ impl Reader<'_> {
             workers: self.parsed("WEBHOOK_WORKERS", 2),
             lease: Duration::from_secs(self.parsed("WEBHOOK_LEASE_SECS", 60)),
             max_attempts: self.parsed("WEBHOOK_MAX_ATTEMPTS", 8),
-            retry_base: self.millis("WEBHOOK_RETRY_BASE_MS", 1_000),
-            retry_max: self.millis("WEBHOOK_RETRY_MAX_MS", 300_000),
+            retry_base: self.millis("WEBHOOK_RETRY_BASE_MS", 5_000),
+            retry_max: self.millis("WEBHOOK_RETRY_MAX_MS", 600_000),
             poll_interval: self.millis("WEBHOOK_POLL_INTERVAL_MS", 1_000),
         };
         self.positive_duration("WEBHOOK_LEASE_SECS", settings.lease);
@@ -840,8 +840,8 @@ mod tests {
                 workers: 2,
                 lease: Duration::from_secs(60),
                 max_attempts: 8,
-                retry_base: Duration::from_secs(1),
-                retry_max: Duration::from_secs(300),
+                retry_base: Duration::from_secs(5),
+                retry_max: Duration::from_secs(600),
                 poll_interval: Duration::from_secs(1),
             }
         );
