@@ -97,9 +97,10 @@ impl From<diesel::result::Error> for Failure {
 
 impl From<AppError> for Failure {
     fn from(error: AppError) -> Self {
-        let message = match &error {
-            AppError::Internal(source) => format!("{source:#}"),
-            other => other.to_string(),
+        // An internal error's own message is generic ("internal error"); its cause says what.
+        let message = match std::error::Error::source(&error) {
+            Some(cause) if matches!(error, AppError::Internal(_)) => cause.to_string(),
+            Some(_) | None => error.to_string(),
         };
         Self::Attempt(message)
     }
