@@ -980,6 +980,7 @@ async fn every_rpc_costs_the_round_trips_docs_performance_md_lists() {
         settings.server.health_probe_interval = std::time::Duration::from_secs(3600);
         settings.idempotency.sweep_interval = std::time::Duration::from_secs(3600);
         settings.billing_completer_interval = std::time::Duration::from_secs(3600);
+        settings.webhook_workers.workers = 0;
     })
     .await;
     let harness = Harness::start(app).await;
