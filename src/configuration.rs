@@ -29,6 +29,8 @@ pub struct Settings {
     pub billing_completer_interval: Duration,
     /// The workers that apply the payment provider's webhook events (docs/webhooks.md).
     pub webhook_workers: WebhookWorkerSettings,
+    /// How payment webhooks are received (docs/webhooks.md).
+    pub webhook_receiving: WebhookReceivingSettings,
 }
 
 /// How the webhook workers take events from the queue, retry them and give up on them
@@ -48,6 +50,17 @@ pub struct WebhookWorkerSettings {
     /// `WEBHOOK_POLL_INTERVAL_MS`: how often an idle worker looks for due events without being
     /// woken (events received by other instances, retries coming due).
     pub poll_interval: Duration,
+}
+
+/// How the payment provider's webhook deliveries are verified.
+#[derive(Clone, Debug)]
+pub struct WebhookReceivingSettings {
+    /// `PAYMENT_WEBHOOK_SECRET`: the endpoint's signing secrets (`whsec_...`), comma-separated;
+    /// several during a rotation, every one accepted. Empty when unset: every delivery is then
+    /// refused with UNAVAILABLE `WEBHOOKS_NOT_CONFIGURED`, so the provider keeps retrying.
+    pub secrets: Vec<SecretString>,
+    /// `PAYMENT_WEBHOOK_TOLERANCE_SECS`: how far a signature's timestamp may be from now.
+    pub tolerance: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -163,6 +176,9 @@ pub struct RateLimitSettings {
     /// `RATE_LIMIT_AUTH_FAILURES`: failed authentications (bad access token or API key) per
     /// client IP.
     pub auth_failure: RateQuota,
+    /// `RATE_LIMIT_WEBHOOK`: the payment provider's webhook deliveries per client IP, apart from
+    /// the public quota so that a burst of events never spends the quota of sign-ups and logins.
+    pub webhook: RateQuota,
     /// `RATE_LIMIT_ON_REDIS_FAILURE`: `open` lets requests through when Redis cannot decide,
     /// `closed` refuses them with UNAVAILABLE.
     pub fail_open: bool,
@@ -421,6 +437,13 @@ impl Settings {
                         window: Duration::from_secs(60),
                     },
                 ),
+                webhook: reader.parsed(
+                    "RATE_LIMIT_WEBHOOK",
+                    RateQuota {
+                        count: 6000,
+                        window: Duration::from_secs(60),
+                    },
+                ),
                 fail_open: reader.parsed("RATE_LIMIT_ON_REDIS_FAILURE", FailurePolicy::Open)
                     == FailurePolicy::Open,
                 trusted_proxies: reader
@@ -450,6 +473,7 @@ impl Settings {
             payment_provider: reader.payment_provider(),
             billing_completer_interval: reader.millis("BILLING_COMPLETER_INTERVAL_MS", 5_000),
             webhook_workers: reader.webhook_workers(),
+            webhook_receiving: reader.webhook_receiving(),
         };
         reader.positive_duration(
             "BILLING_COMPLETER_INTERVAL_MS",
@@ -495,7 +519,51 @@ impl Settings {
     }
 }
 
+/// The prefix of the payment provider's webhook signing secrets.
+const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
+/// The fewest characters a signing secret has after its prefix (Stripe's have 32).
+const MIN_WEBHOOK_SECRET_CHARS: usize = 16;
+/// The largest tolerance accepted: beyond an hour a captured delivery stays replayable too long.
+const MAX_WEBHOOK_TOLERANCE_SECS: u64 = 3600;
+
 impl Reader<'_> {
+    fn webhook_receiving(&mut self) -> WebhookReceivingSettings {
+        let secrets = match self.raw("PAYMENT_WEBHOOK_SECRET") {
+            None => Vec::new(),
+            Some(value) => {
+                let secrets: Vec<&str> = value.split(',').map(str::trim).collect();
+                let malformed = secrets.iter().position(|secret| {
+                    secret
+                        .strip_prefix(WEBHOOK_SECRET_PREFIX)
+                        .is_none_or(|rest| rest.chars().count() < MIN_WEBHOOK_SECRET_CHARS)
+                });
+                if let Some(position) = malformed {
+                    // Which one, never what it is.
+                    self.problems.push(format!(
+                        "PAYMENT_WEBHOOK_SECRET: secret {} of {} must be `{WEBHOOK_SECRET_PREFIX}` \
+                         followed by at least {MIN_WEBHOOK_SECRET_CHARS} characters",
+                        position + 1,
+                        secrets.len()
+                    ));
+                }
+                secrets
+                    .into_iter()
+                    .map(|secret| SecretString::from(secret.to_owned()))
+                    .collect()
+            }
+        };
+        let tolerance_secs = self.parsed("PAYMENT_WEBHOOK_TOLERANCE_SECS", 300);
+        if !(1..=MAX_WEBHOOK_TOLERANCE_SECS).contains(&tolerance_secs) {
+            self.problems.push(format!(
+                "PAYMENT_WEBHOOK_TOLERANCE_SECS must be between 1 and {MAX_WEBHOOK_TOLERANCE_SECS}"
+            ));
+        }
+        WebhookReceivingSettings {
+            secrets,
+            tolerance: Duration::from_secs(tolerance_secs),
+        }
+    }
+
     /// Every knob is read and checked even without a URL, so a typo shows up before billing is
     /// switched on; the settings exist only with a URL.
     fn payment_provider(&mut self) -> Option<PaymentProviderSettings> {
@@ -965,6 +1033,62 @@ mod tests {
         assert_eq!(provider.breaker_failure_threshold, 5);
         assert_eq!(provider.breaker_cool_down, Duration::from_secs(10));
         assert!(!format!("{provider:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn webhooks_are_unconfigured_without_a_secret_and_tolerate_five_minutes() {
+        let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
+        assert!(settings.webhook_receiving.secrets.is_empty());
+        assert_eq!(
+            settings.webhook_receiving.tolerance,
+            Duration::from_secs(300)
+        );
+    }
+
+    #[test]
+    fn several_webhook_secrets_are_read_and_never_printed() {
+        let settings = Settings::from_lookup(lookup_from(&with_required(&[
+            (
+                "PAYMENT_WEBHOOK_SECRET",
+                "whsec_new_hunter2_0123456789, whsec_old_hunter2_0123456789",
+            ),
+            ("PAYMENT_WEBHOOK_TOLERANCE_SECS", "120"),
+        ])))
+        .expect("valid settings");
+        let receiving = settings.webhook_receiving;
+        let secrets: Vec<&str> = receiving
+            .secrets
+            .iter()
+            .map(ExposeSecret::expose_secret)
+            .collect();
+        assert_eq!(
+            secrets,
+            [
+                "whsec_new_hunter2_0123456789",
+                "whsec_old_hunter2_0123456789"
+            ]
+        );
+        assert_eq!(receiving.tolerance, Duration::from_secs(120));
+        assert!(!format!("{receiving:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_webhook_secret_that_is_not_whsec_or_a_tolerance_out_of_range_is_refused_unechoed() {
+        let error = Settings::from_lookup(lookup_from(&with_required(&[
+            (
+                "PAYMENT_WEBHOOK_SECRET",
+                "whsec_good_hunter2_0123456789,sk_hunter2_0123456789012",
+            ),
+            ("PAYMENT_WEBHOOK_TOLERANCE_SECS", "0"),
+        ])))
+        .expect_err("invalid settings")
+        .to_string();
+        assert!(
+            error.contains("PAYMENT_WEBHOOK_SECRET: secret 2 of 2"),
+            "{error}"
+        );
+        assert!(error.contains("PAYMENT_WEBHOOK_TOLERANCE_SECS"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use diesel_async::pooled_connection::PoolError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::InvalidValue;
+use crate::domain::{InvalidValue, SignatureRefusal};
 
 /// The `domain` of every ErrorInfo this service sends.
 pub const ERROR_DOMAIN: &str = "supportdesk";
@@ -128,9 +128,39 @@ pub enum AppError {
         retry_after: Duration,
     },
 
+    /// A webhook delivery whose signature cannot be believed: answered with the reason alone,
+    /// which tells a forger nothing about the secret.
+    #[error("{}", signature_refusal_message(*.0))]
+    WebhookSignatureRefused(SignatureRefusal),
+
+    /// No webhook signing secret is configured: deliveries are refused as unavailable, so the
+    /// provider keeps retrying them until the operator sets one.
+    #[error("webhooks are not configured on this deployment (no signing secret)")]
+    WebhooksNotConfigured,
+
     /// A bug or an unexpected state: logged in full, answered generically.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+/// The error reason of a refused signature (also what the refusal is logged as).
+pub fn signature_refusal_reason(refusal: SignatureRefusal) -> &'static str {
+    match refusal {
+        SignatureRefusal::Missing => "WEBHOOK_SIGNATURE_MISSING",
+        SignatureRefusal::Malformed => "WEBHOOK_SIGNATURE_MALFORMED",
+        SignatureRefusal::Stale => "WEBHOOK_SIGNATURE_STALE",
+        SignatureRefusal::Mismatch => "WEBHOOK_SIGNATURE_MISMATCH",
+    }
+}
+
+/// What a client is told about a refused signature: the reason in words, nothing more.
+fn signature_refusal_message(refusal: SignatureRefusal) -> &'static str {
+    match refusal {
+        SignatureRefusal::Missing => "the Stripe-Signature header is missing",
+        SignatureRefusal::Malformed => "the Stripe-Signature header is malformed",
+        SignatureRefusal::Stale => "the webhook signature is stale",
+        SignatureRefusal::Mismatch => "the webhook signature does not match",
+    }
 }
 
 /// Resources that can be looked up by id.
@@ -140,6 +170,7 @@ pub enum Resource {
     Charge,
     Ticket,
     User,
+    WebhookEvent,
 }
 
 impl Resource {
@@ -151,6 +182,11 @@ impl Resource {
             Self::Charge => ("supportdesk.v1.Charge", "CHARGE_NOT_FOUND", "charge"),
             Self::Ticket => ("supportdesk.v1.Ticket", "TICKET_NOT_FOUND", "ticket"),
             Self::User => ("supportdesk.v1.User", "USER_NOT_FOUND", "user"),
+            Self::WebhookEvent => (
+                "supportdesk.v1.WebhookEvent",
+                "WEBHOOK_EVENT_NOT_FOUND",
+                "webhook event",
+            ),
         }
     }
 
@@ -332,8 +368,10 @@ impl AppError {
             | Self::NotFound { .. }
             | Self::HeadersTooLarge { .. }
             | Self::MessageTooLarge { .. }
-            | Self::PaymentDeclined { .. } => true,
+            | Self::PaymentDeclined { .. }
+            | Self::WebhookSignatureRefused(_) => true,
             Self::RateLimited { .. }
+            | Self::WebhooksNotConfigured
             | Self::PaymentProviderUnavailable { .. }
             | Self::Unavailable { .. }
             | Self::DeadlineExceeded
@@ -519,6 +557,18 @@ impl From<&AppError> for Status {
                     "REQUEST_TOO_LARGE",
                     error.to_string(),
                     HashMap::from([("limit".to_owned(), limit.to_string())]),
+                ),
+                AppError::WebhookSignatureRefused(refusal) => (
+                    Code::InvalidArgument,
+                    signature_refusal_reason(*refusal),
+                    error.to_string(),
+                    HashMap::new(),
+                ),
+                AppError::WebhooksNotConfigured => (
+                    Code::Unavailable,
+                    "WEBHOOKS_NOT_CONFIGURED",
+                    error.to_string(),
+                    HashMap::new(),
                 ),
                 AppError::DeadlineExceeded => (
                     Code::DeadlineExceeded,
@@ -713,6 +763,27 @@ mod tests {
         let info = details.error_info().expect("ErrorInfo");
         assert_eq!(info.reason, "HEADERS_TOO_LARGE");
         assert_eq!(info.metadata["limit"], "40960");
+    }
+
+    #[test]
+    fn a_refused_webhook_signature_carries_its_reason_and_nothing_else() {
+        for refusal in [
+            SignatureRefusal::Missing,
+            SignatureRefusal::Malformed,
+            SignatureRefusal::Stale,
+            SignatureRefusal::Mismatch,
+        ] {
+            let status = Status::from(AppError::WebhookSignatureRefused(refusal));
+            assert_eq!(status.code(), Code::InvalidArgument);
+            let details = status.get_error_details();
+            assert_eq!(
+                details.error_info().unwrap().reason,
+                signature_refusal_reason(refusal)
+            );
+            assert!(details.error_info().unwrap().metadata.is_empty());
+            assert!(details.bad_request().is_none());
+            assert!(details.retry_info().is_none());
+        }
     }
 
     #[test]

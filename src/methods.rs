@@ -54,6 +54,8 @@ pub enum Quota {
     Public,
     /// The client IP's failed-login quota (the other login quotas apply inside Login).
     Login,
+    /// The client IP's quota for the payment provider's webhook deliveries.
+    Webhook,
 }
 
 /// Whether an RPC honours an `idempotency-key`.
@@ -341,6 +343,7 @@ fn declared(
         2 => Quota::Write,
         3 => Quota::Public,
         4 => Quota::Login,
+        5 => Quota::Webhook,
         other => return Err(format!("quota is {}", unknown(other))),
     };
     let idempotency = match field("idempotency") {
@@ -372,12 +375,14 @@ fn declared(
         }
     }
     match (access, quota) {
-        (Access::Public, Quota::Public | Quota::Login)
+        (Access::Public, Quota::Public | Quota::Login | Quota::Webhook)
         | (Access::Authenticated, Quota::Read | Quota::Write) => {}
         (Access::Public, Quota::Read | Quota::Write | Quota::Exempt) => {
-            return Err("a public RPC has no caller: its quota must be PUBLIC or LOGIN".to_owned());
+            return Err(
+                "a public RPC has no caller: its quota must be PUBLIC, LOGIN or WEBHOOK".to_owned(),
+            );
         }
-        (Access::Authenticated, Quota::Public | Quota::Login | Quota::Exempt) => {
+        (Access::Authenticated, Quota::Public | Quota::Login | Quota::Webhook | Quota::Exempt) => {
             return Err(
                 "an authenticated RPC counts against its caller: its quota must be READ or WRITE"
                     .to_owned(),
@@ -538,6 +543,7 @@ mod tests {
                 "supportdesk.v1.BillingService",
                 "supportdesk.v1.TicketService",
                 "supportdesk.v1.UserService",
+                "supportdesk.v1.WebhookService",
             ]
         );
         assert!(table().api_methods().count() >= 30);

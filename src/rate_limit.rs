@@ -122,6 +122,8 @@ pub enum Policy {
     LoginName,
     /// Failed authentications (a bad access token or API key) per client IP.
     AuthFailure,
+    /// The payment provider's webhook deliveries per client IP.
+    Webhook,
 }
 
 impl Policy {
@@ -134,6 +136,7 @@ impl Policy {
             Self::LoginAttempt => "login-attempt",
             Self::LoginName => "login-name",
             Self::AuthFailure => "auth-failure",
+            Self::Webhook => "webhook",
         }
     }
 }
@@ -288,6 +291,7 @@ impl RateLimiter {
             Policy::LoginAttempt => self.settings.login_attempt,
             Policy::LoginName => self.settings.login_name,
             Policy::AuthFailure => self.settings.auth_failure,
+            Policy::Webhook => self.settings.webhook,
         }
     }
 

@@ -5,9 +5,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::transport::Server;
@@ -19,9 +21,10 @@ use crate::api::api_keys::ApiKeyApi;
 use crate::api::auth::AuthApi;
 use crate::api::tickets::TicketApi;
 use crate::api::users::UserApi;
+use crate::api::webhooks::WebhookApi;
 use crate::auth::principals::{ChangeWindow, PrincipalStates};
 use crate::auth::{Authenticator, PasswordHasher, SessionStore, TokenIssuer};
-use crate::configuration::{AuthSettings, Settings};
+use crate::configuration::{AuthSettings, Settings, WebhookReceivingSettings};
 use crate::db::{self, PgPool};
 use crate::domain::PageTokenKeys;
 use crate::health::{DependencyProbe, Health};
@@ -35,6 +38,7 @@ use crate::proto::v1::api_key_service_server::ApiKeyServiceServer;
 use crate::proto::v1::auth_service_server::AuthServiceServer;
 use crate::proto::v1::ticket_service_server::TicketServiceServer;
 use crate::proto::v1::user_service_server::UserServiceServer;
+use crate::proto::v1::webhook_service_server::WebhookServiceServer;
 use crate::rate_limit::RateLimiter;
 use crate::redis_pool::{self, Redis, RedisKeys};
 use crate::service::{Accounts, ApiKeys, Authentication, TicketCache, TicketDesk, Users};
@@ -47,6 +51,10 @@ pub struct Application {
     redis: Redis,
     metrics_endpoint: Option<MetricsEndpoint>,
     methods: &'static MethodTable,
+    /// Wakes the webhook workers: notified when a delivery stores a new event or an admin
+    /// re-drives a dead one, so a worker need not wait for its next poll. Shared by the
+    /// receiving service and every worker.
+    wake_webhook_workers: Arc<Notify>,
 }
 
 impl Application {
@@ -81,6 +89,7 @@ impl Application {
             redis,
             metrics_endpoint,
             methods,
+            wake_webhook_workers: Arc::new(Notify::new()),
         })
     }
 
@@ -92,6 +101,12 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// What wakes the webhook workers: notified once for each new event stored and each dead
+    /// event re-driven.
+    pub fn webhook_wake(&self) -> Arc<Notify> {
+        self.wake_webhook_workers.clone()
     }
 
     /// Serves until `shutdown` resolves, then drains and returns.
@@ -153,6 +168,15 @@ impl Application {
             ),
         )
         .max_decoding_message_size(max_bytes);
+        let webhooks = crate::service::Webhooks::new(
+            self.database.clone(),
+            webhook_verifier(&self.settings.webhook_receiving),
+            self.wake_webhook_workers.clone(),
+        );
+        let webhooks_configured = webhooks.is_configured();
+        let webhook_api =
+            WebhookServiceServer::new(WebhookApi::new(webhooks, services.page_tokens.clone()))
+                .max_decoding_message_size(max_bytes);
         let users = UserServiceServer::new(UserApi::new(
             services.users,
             services.idempotency,
@@ -166,6 +190,7 @@ impl Application {
             served_name(&billing_api),
             served_name(&tickets),
             served_name(&users),
+            served_name(&webhook_api),
         ];
         ensure_served_as_declared(self.methods, &served)?;
 
@@ -178,8 +203,12 @@ impl Application {
             }),
             None => std::sync::Arc::new(|| false),
         };
+        // WebhookService serves only with a signing secret: without one every delivery is
+        // refused (the provider keeps retrying), so the provider's traffic belongs elsewhere.
+        let webhook_gate: crate::health::ServiceGate = Arc::new(move || webhooks_configured);
         let health = Health::new(reporter, served.into_iter().map(str::to_owned).collect())
-            .with_gate(served_name(&billing_api), billing_gate);
+            .with_gate(served_name(&billing_api), billing_gate)
+            .with_gate(served_name(&webhook_api), webhook_gate);
         // Until the first probe says otherwise, nothing is known to work.
         health.set_all(ServingStatus::NotServing).await;
 
@@ -226,17 +255,16 @@ impl Application {
             stop_probe.clone(),
         ));
 
-        // One wake-up signal for the webhook workers: whatever stores a new event calls
-        // `notify_one`; the workers also poll, to find events other instances stored.
-        let webhook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
         let webhook_workers = tokio::spawn(
             crate::service::WebhookWorkers::new(
                 self.database.clone(),
-                provider.clone().map(|provider| {
-                    provider as std::sync::Arc<dyn crate::billing::PaymentProvider>
-                }),
+                provider
+                    .clone()
+                    .map(|provider| provider as Arc<dyn crate::billing::PaymentProvider>),
                 self.settings.webhook_workers.clone(),
-                webhook_wake,
+                // The receiving side notifies it for each new event and each re-drive; the
+                // workers also poll, to find events other instances stored.
+                self.wake_webhook_workers.clone(),
             )
             .run(stop_probe.clone()),
         );
@@ -277,6 +305,7 @@ impl Application {
             .add_service(billing_api)
             .add_service(tickets)
             .add_service(users)
+            .add_service(webhook_api)
             .serve_with_incoming_shutdown(
                 // `Server::tcp_nodelay` applies only to listeners tonic binds itself: without
                 // this, Nagle's algorithm holds each response's last frame until the client's
@@ -487,6 +516,15 @@ pub async fn shutdown_signal() {
         () = interrupt => tracing::info!("SIGINT received"),
         () = terminate => tracing::info!("SIGTERM received"),
     }
+}
+
+/// The verifier of webhook deliveries, or `None` when no signing secret is configured.
+fn webhook_verifier(
+    settings: &WebhookReceivingSettings,
+) -> Option<crate::domain::SignatureVerifier> {
+    (!settings.secrets.is_empty()).then(|| {
+        crate::domain::SignatureVerifier::new(settings.secrets.clone(), settings.tolerance)
+    })
 }
 
 /// The keys of `PAGE_TOKEN_KEYS`, or one derived from `JWT_SECRET` when none are set: an

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod billing;
 pub mod tickets;
 pub mod users;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tonic::Request;
 
 use crate::auth::Caller;
 use crate::domain::IdempotencyKey;
-use crate::domain::{InvalidValue, PageCursor, PageScope, PageSize, PageTokenKeys};
+use crate::domain::{InvalidValue, PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
 use crate::errors::{AppError, AppResult, FieldViolations};
 use crate::idempotency::{
     IdempotencyPolicy, Idempotent, Outcome, StoredResponse, caller_scope, fingerprint,
@@ -107,6 +108,31 @@ impl<'a> ListPages<'a> {
     pub(crate) fn next_token(&self, cursor: Option<PageCursor>) -> String {
         cursor
             .map(|cursor| self.keys.encode(&cursor, self.scope))
+            .unwrap_or_default()
+    }
+
+    /// [`Self::request`] for a list whose items are keyed by text (webhook events).
+    pub(crate) fn request_text(
+        &self,
+        page_size: i32,
+        page_token: &str,
+    ) -> AppResult<(PageSize, Option<TextPageCursor>)> {
+        let mut violations = FieldViolations::new();
+        let size = violations.check("page_size", PageSize::parse(page_size));
+        let after = match page_token {
+            "" => None,
+            token => violations.check("page_token", self.keys.parse_text(token, self.scope)),
+        };
+        match size {
+            Some(size) if violations.is_empty() => Ok((size, after)),
+            _ => Err(AppError::InvalidArgument(violations)),
+        }
+    }
+
+    /// [`Self::next_token`] for a list whose items are keyed by text.
+    pub(crate) fn next_text_token(&self, cursor: Option<&TextPageCursor>) -> String {
+        cursor
+            .map(|cursor| self.keys.encode_text(cursor, self.scope))
             .unwrap_or_default()
     }
 }

@@ -14,6 +14,8 @@ mod payment_event;
 mod ticket;
 mod ticket_query;
 mod timestamp;
+mod webhook_event;
+mod webhook_signature;
 
 pub use charge::{
     Charge, ChargeDecision, ChargeEvent, ChargeStatus, ChargeViolation, RefundStatus,
@@ -29,7 +31,7 @@ pub use identity::{
 };
 pub use ids::{AccountId, ApiKeyId, ChargeId, RefundId, SessionId, TicketId, UserId};
 pub use money::{Currency, Money, MoneyArithmeticError};
-pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys};
+pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
 pub use payment_event::{DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent};
 pub use ticket::{
     Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
@@ -37,6 +39,10 @@ pub use ticket::{
 };
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};
 pub use timestamp::Timestamp;
+pub use webhook_event::{ProviderEvent, WebhookEventId, WebhookEventState};
+pub use webhook_signature::{
+    SignatureHeader, SignatureRefusal, SignatureVerifier, signature_header,
+};
 
 use std::fmt;
 

@@ -64,6 +64,14 @@ impl PageCursor {
     }
 }
 
+/// Where the next page of a list whose items are keyed by text starts (the provider's webhook
+/// event ids, `evt_...`): the sort time and key of the last item already returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextPageCursor {
+    pub at: DateTime<Utc>,
+    pub id: String,
+}
+
 /// Which list a page token belongs to: the account it was issued in, and the list with its query
 /// (`tickets:<fingerprint of the filters and order>`, `users`, ...). A token answers for exactly
 /// one scope.
@@ -92,6 +100,10 @@ const TOKEN_VERSION: u8 = 1;
 const TAG_BYTES: usize = 16;
 /// version, position (i64 micros), id (16 bytes), snapshot flag and bound (1 + i64 micros).
 const BODY_BYTES: usize = 1 + 8 + 16 + 1 + 8;
+/// The layout version of a token carrying a [`TextPageCursor`], signed with the rest.
+const TEXT_TOKEN_VERSION: u8 = 2;
+/// The longest text key a token carries (event ids are at most 255 bytes).
+const MAX_TEXT_KEY_BYTES: usize = 255;
 
 impl PageTokenKeys {
     /// `keys` in order of preference; at least one.
@@ -147,6 +159,51 @@ impl PageTokenKeys {
             _ => return Err(invalid()),
         };
         Ok(PageCursor { at, id, until })
+    }
+
+    /// The opaque `page_token` of the page after a text-keyed `cursor`.
+    pub fn encode_text(&self, cursor: &TextPageCursor, scope: PageScope<'_>) -> String {
+        let mut token = Vec::with_capacity(1 + 8 + cursor.id.len() + TAG_BYTES);
+        token.push(TEXT_TOKEN_VERSION);
+        token.extend_from_slice(&cursor.at.timestamp_micros().to_be_bytes());
+        token.extend_from_slice(cursor.id.as_bytes());
+        let tag = Self::mac(&self.keys[0], &token, scope)
+            .finalize()
+            .into_bytes();
+        token.extend_from_slice(&tag[..TAG_BYTES]);
+        URL_SAFE_NO_PAD.encode(token)
+    }
+
+    /// The text-keyed cursor in `token`, when one of the keys signed it for exactly this `scope`.
+    pub fn parse_text(
+        &self,
+        token: &str,
+        scope: PageScope<'_>,
+    ) -> Result<TextPageCursor, InvalidValue> {
+        let invalid = || InvalidValue::new("is not a page token returned by this list");
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token.trim())
+            .map_err(|_| invalid())?;
+        let key_bytes = bytes
+            .len()
+            .checked_sub(1 + 8 + TAG_BYTES)
+            .ok_or_else(invalid)?;
+        if !(1..=MAX_TEXT_KEY_BYTES).contains(&key_bytes) || bytes[0] != TEXT_TOKEN_VERSION {
+            return Err(invalid());
+        }
+        let (body, tag) = bytes.split_at(bytes.len() - TAG_BYTES);
+        if !self.keys.iter().any(|key| {
+            Self::mac(key, body, scope)
+                .verify_truncated_left(tag)
+                .is_ok()
+        }) {
+            return Err(invalid());
+        }
+        let mut micros = [0u8; 8];
+        micros.copy_from_slice(&body[1..9]);
+        let at = Timestamp::from_micros(i64::from_be_bytes(micros))?.get();
+        let id = String::from_utf8(body[9..].to_vec()).map_err(|_| invalid())?;
+        Ok(TextPageCursor { at, id })
     }
 
     fn mac(key: &[u8], body: &[u8], scope: PageScope<'_>) -> Hmac<Sha256> {
@@ -241,7 +298,61 @@ mod tests {
         assert_eq!(retired.parse(&fresh, scope(1, "users")), Ok(cursor()));
     }
 
+    #[test]
+    fn a_text_keyed_token_answers_only_for_its_scope_and_is_not_a_uuid_token() {
+        let keys = keys(&["first key"]);
+        let text_cursor = TextPageCursor {
+            at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: "evt_1NkX".to_owned(),
+        };
+        let token = keys.encode_text(&text_cursor, scope(1, "webhook-events:dead"));
+        assert_eq!(
+            keys.parse_text(&token, scope(1, "webhook-events:dead")),
+            Ok(text_cursor)
+        );
+        assert!(
+            keys.parse_text(&token, scope(1, "webhook-events:received"))
+                .is_err()
+        );
+        assert!(
+            keys.parse_text(&token, scope(2, "webhook-events:dead"))
+                .is_err()
+        );
+        assert!(keys.parse(&token, scope(1, "webhook-events:dead")).is_err());
+        let uuid_token = keys.encode(&cursor(), scope(1, "webhook-events:dead"));
+        assert!(
+            keys.parse_text(&uuid_token, scope(1, "webhook-events:dead"))
+                .is_err()
+        );
+        let bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        for bit in 0..bytes.len() * 8 {
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let flipped = URL_SAFE_NO_PAD.encode(flipped);
+            assert!(
+                keys.parse_text(&flipped, scope(1, "webhook-events:dead"))
+                    .is_err()
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn a_text_cursor_round_trips_through_its_token(
+            micros in 0i64..4_000_000_000_000_000,
+            id in "[ -~]{1,255}",
+        ) {
+            let keys = keys(&["first key"]);
+            let cursor = TextPageCursor {
+                at: DateTime::from_timestamp_micros(micros).unwrap(),
+                id,
+            };
+            prop_assert_eq!(
+                keys.parse_text(&keys.encode_text(&cursor, scope(7, "events")), scope(7, "events")),
+                Ok(cursor)
+            );
+        }
+
         #[test]
         fn a_cursor_round_trips_through_its_token(
             micros in -62_135_596_800_000_000i64..253_402_300_799_000_000,

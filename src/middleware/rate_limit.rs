@@ -23,6 +23,7 @@ pub(super) fn policy_for(method: Option<&Method>) -> Option<Policy> {
         Quota::Write => Some(Policy::Write),
         Quota::Public => Some(Policy::Public),
         Quota::Login => Some(Policy::Login),
+        Quota::Webhook => Some(Policy::Webhook),
     }
 }
 

@@ -109,9 +109,12 @@ impl LoginAttempt {
         match policy {
             Policy::LoginAttempt => Subject(format!("{} login", self.client.as_str())),
             Policy::LoginName => Subject("login".to_owned()),
-            Policy::Login | Policy::Read | Policy::Write | Policy::Public | Policy::AuthFailure => {
-                self.client.clone()
-            }
+            Policy::Login
+            | Policy::Read
+            | Policy::Write
+            | Policy::Public
+            | Policy::AuthFailure
+            | Policy::Webhook => self.client.clone(),
         }
     }
 

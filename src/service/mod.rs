@@ -10,6 +10,7 @@ pub mod ticket_cache;
 pub mod tickets;
 pub mod users;
 pub mod webhook_worker;
+pub mod webhooks;
 
 pub use accounts::Accounts;
 pub use api_keys::ApiKeys;
@@ -19,17 +20,19 @@ pub use ticket_cache::{PrefetchedEntry, TicketCache};
 pub use tickets::{TicketDesk, TicketEdits};
 pub use users::{NewUserRequest, UserChanges, Users};
 pub use webhook_worker::WebhookWorkers;
+pub use webhooks::{Receipt, Webhooks};
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use crate::domain::{PageCursor, PageSize};
 use crate::errors::AppError;
 
-/// One page of a newest-first list and where the next one starts.
+/// One page of a newest-first list and where the next one starts (a [`PageCursor`], or a
+/// [`crate::domain::TextPageCursor`] for items keyed by text).
 #[derive(Debug)]
-pub struct Page<T> {
+pub struct Page<T, C = PageCursor> {
     pub items: Vec<T>,
-    pub next: Option<PageCursor>,
+    pub next: Option<C>,
 }
 
 /// How many rows to ask for: one more than the page, to know whether another page exists
@@ -39,11 +42,7 @@ fn rows_to_fetch(page_size: PageSize) -> i64 {
 }
 
 /// Cuts `rows` (fetched with [`rows_to_fetch`]) to a page and notes where the next one starts.
-fn paginate<T>(
-    mut rows: Vec<T>,
-    page_size: PageSize,
-    position: impl Fn(&T) -> PageCursor,
-) -> Page<T> {
+fn paginate<T, C>(mut rows: Vec<T>, page_size: PageSize, position: impl Fn(&T) -> C) -> Page<T, C> {
     let size = usize::from(page_size.get());
     let has_more = rows.len() > size;
     rows.truncate(size);

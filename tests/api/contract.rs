@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use supportdesk::methods::{HttpSuccess, Idempotency, MethodTable};
 
 use super::envoy::Envoy;
-use super::helpers::{TEST_PASSWORD, TestApp, TestUser, every_rpc, log_in, repository_root};
+use super::helpers::{
+    TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestApp, TestUser, every_rpc, log_in, repository_root,
+};
 
 /// A row of the contract table.
 #[derive(Debug)]
@@ -70,6 +72,8 @@ struct Call {
     path: String,
     token: Option<String>,
     body: Option<Value>,
+    /// Headers beside the usual ones (the webhook's `stripe-signature`).
+    headers: Vec<(&'static str, String)>,
 }
 
 fn call(method: Method, path: impl Into<String>, token: Option<&str>, body: Option<Value>) -> Call {
@@ -78,7 +82,25 @@ fn call(method: Method, path: impl Into<String>, token: Option<&str>, body: Opti
         path: path.into(),
         token: token.map(str::to_owned),
         body,
+        headers: Vec::new(),
     }
+}
+
+impl Call {
+    fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// A payment webhook delivery of `event` (JSON, sent as reqwest serializes it), signed with
+/// `secret` now.
+fn webhook_delivery(event: Value, secret: &str) -> Call {
+    let body = serde_json::to_vec(&event).expect("JSON");
+    let signature =
+        super::webhook_receiving::signed(&body, &[secret], chrono::Utc::now().timestamp());
+    call(Method::POST, "/v1/webhooks/payments", None, Some(event))
+        .with_header("stripe-signature", signature)
 }
 
 struct Answer {
@@ -114,6 +136,9 @@ impl Harness {
         }
         if let Some(body) = call.body {
             request = request.json(&body);
+        }
+        for (name, value) in call.headers {
+            request = request.header(name, value);
         }
         let response = request.send().await.expect("sent through Envoy");
         Answer {
@@ -180,6 +205,21 @@ impl Harness {
         json!({"customerId": self.customer.id.to_string(),
                "amount": {"amountMinor": "1500", "currencyCode": "USD"},
                "paymentMethod": "pm_card_visa"})
+    }
+
+    /// A webhook event about a new charge of the account, stored through the endpoint; `dead`
+    /// puts it in the dead-letter state as the workers would after its last attempt.
+    async fn stored_webhook_event(&self, dead: bool) -> String {
+        let charge = self.new_charge().await;
+        let (id, event) = webhook_event(&charge);
+        let answer = self
+            .send(webhook_delivery(event, TEST_WEBHOOK_SECRET))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        if dead {
+            super::webhook_admin::make_dead(&self.app, &id).await;
+        }
+        id
     }
 
     async fn fresh_session(&self) -> TestUser {
@@ -373,6 +413,61 @@ impl Harness {
                         Some(body),
                     ),
                     StatusCode::NOT_FOUND,
+                )
+            }
+            "WebhookService.ReceivePaymentEvent" => {
+                let (_, event) = webhook_event(&self.new_charge().await);
+                (
+                    webhook_delivery(event.clone(), TEST_WEBHOOK_SECRET),
+                    None,
+                    webhook_delivery(event, "whsec_not_the_endpoint_secret_0123"),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "WebhookService.ListWebhookEvents" => (
+                call(
+                    Method::GET,
+                    "/v1/webhook-events?state=WEBHOOK_EVENT_STATE_RECEIVED",
+                    admin,
+                    None,
+                ),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/webhook-events?state=WEBHOOK_EVENT_STATE_RECEIVED",
+                    Some(&self.agent.access_token),
+                    None,
+                ),
+                StatusCode::FORBIDDEN,
+            ),
+            "WebhookService.GetWebhookEvent" => {
+                let id = self.stored_webhook_event(false).await;
+                (
+                    call(Method::GET, format!("/v1/webhook-events/{id}"), admin, None),
+                    None,
+                    call(Method::GET, "/v1/webhook-events/evt_unknown", admin, None),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "WebhookService.RedriveWebhookEvent" => {
+                let dead = self.stored_webhook_event(true).await;
+                let processed = self.stored_webhook_event(false).await;
+                super::webhook_admin::make_processed(&self.app, &processed).await;
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/webhook-events/{dead}:redrive"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        format!("/v1/webhook-events/{processed}:redrive"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    StatusCode::BAD_REQUEST,
                 )
             }
             "TicketService.CreateTicket" => (
@@ -630,6 +725,20 @@ impl Harness {
             other => panic!("{other} has no contract case: add one to tests/api/contract.rs"),
         }
     }
+}
+
+/// A `payment_intent.succeeded` event about `charge` (our id in its metadata), with a fresh id.
+fn webhook_event(charge: &str) -> (String, Value) {
+    let id = format!("evt_{}", uuid::Uuid::now_v7().simple());
+    let event = json!({
+        "id": id,
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": chrono::Utc::now().timestamp(),
+        "data": {"object": {"object": "payment_intent", "id": "pi_contract",
+                            "metadata": {"charge_id": charge}}},
+    });
+    (id, event)
 }
 
 /// The declaration of `rpc` (`TicketService.GetTicket`) in the method table.
@@ -980,7 +1089,6 @@ async fn every_rpc_costs_the_round_trips_docs_performance_md_lists() {
         settings.server.health_probe_interval = std::time::Duration::from_secs(3600);
         settings.idempotency.sweep_interval = std::time::Duration::from_secs(3600);
         settings.billing_completer_interval = std::time::Duration::from_secs(3600);
-        settings.webhook_workers.workers = 0;
     })
     .await;
     let harness = Harness::start(app).await;

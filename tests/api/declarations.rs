@@ -103,6 +103,7 @@ async fn every_rpc_counts_against_the_quota_it_declares() {
             Quota::Write => Some("write"),
             Quota::Public => Some("public"),
             Quota::Login => Some("login"),
+            Quota::Webhook => Some("webhook"),
         };
         assert_eq!(
             policy

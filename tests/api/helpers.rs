@@ -23,6 +23,7 @@ use supportdesk::proto::v1::auth_service_client::AuthServiceClient;
 use supportdesk::proto::v1::billing_service_client::BillingServiceClient;
 use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
 use supportdesk::proto::v1::user_service_client::UserServiceClient;
+use supportdesk::proto::v1::webhook_service_client::WebhookServiceClient;
 use supportdesk::startup::Application;
 use supportdesk::telemetry::{get_subscriber, init_subscriber};
 use tokio::sync::{OnceCell, oneshot};
@@ -39,6 +40,9 @@ pub(crate) const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-01
 
 /// The key test instances make idempotency fingerprints with.
 pub(crate) const TEST_FINGERPRINT_KEY: &str = "test-fingerprint-key-test-fingerprint-key";
+
+/// The payment webhook signing secret of test instances (`PAYMENT_WEBHOOK_SECRET`).
+pub(crate) const TEST_WEBHOOK_SECRET: &str = "whsec_test_current_0123456789abcdef";
 
 /// The password of every user the tests create through the API.
 pub(crate) const TEST_PASSWORD: &str = "correct horse battery staple";
@@ -71,6 +75,7 @@ pub(crate) fn test_settings(database_name: &str) -> Settings {
         "REDIS_KEY_PREFIX" => Some(redis_prefix.clone()),
         "JWT_SECRET" => Some(TEST_JWT_SECRET.to_owned()),
         "IDEMPOTENCY_FINGERPRINT_KEY" => Some(TEST_FINGERPRINT_KEY.to_owned()),
+        "PAYMENT_WEBHOOK_SECRET" => Some(TEST_WEBHOOK_SECRET.to_owned()),
         "GRPC_LISTEN_ADDR" => Some("127.0.0.1:0".to_owned()),
         "HEALTH_PROBE_INTERVAL_MS" => Some("200".to_owned()),
         "SHUTDOWN_DELAY_MS" => Some("0".to_owned()),
@@ -84,8 +89,12 @@ pub(crate) fn test_settings(database_name: &str) -> Settings {
         | "RATE_LIMIT_LOGIN"
         | "RATE_LIMIT_LOGIN_ATTEMPTS"
         | "RATE_LIMIT_LOGIN_NAME_FAILURES"
-        | "RATE_LIMIT_AUTH_FAILURES" => Some("100000/60".to_owned()),
+        | "RATE_LIMIT_AUTH_FAILURES"
+        | "RATE_LIMIT_WEBHOOK" => Some("100000/60".to_owned()),
         "SHUTDOWN_DRAIN_TIMEOUT_MS" => Some("5000".to_owned()),
+        // No webhook worker unless a test starts some (tests/api/webhook_processing.rs): events
+        // stored by tests about receiving stay as they were stored.
+        "WEBHOOK_WORKERS" => Some("0".to_owned()),
         _ => None,
     })
     .expect("test settings are valid");
@@ -275,11 +284,14 @@ pub(crate) struct TestApp {
     pub(crate) auth: AuthServiceClient<Channel>,
     pub(crate) api_keys: ApiKeyServiceClient<Channel>,
     pub(crate) billing: BillingServiceClient<Channel>,
+    pub(crate) webhooks: WebhookServiceClient<Channel>,
     pub(crate) health: HealthClient<Channel>,
     /// The payment provider every test app charges through: the simulator, in-process.
     pub(crate) simulator: payment_simulator::SimulatorHandle,
     pub(crate) redis_prefix: String,
     pub(crate) settings: Settings,
+    /// What wakes the webhook workers (`Application::webhook_wake`).
+    pub(crate) webhook_wake: std::sync::Arc<tokio::sync::Notify>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     // Last: dropped after the server has been told to stop.
@@ -308,6 +320,7 @@ impl TestApp {
             .expect("the application builds");
         let address = application.local_addr();
         let metrics_address = application.metrics_addr();
+        let webhook_wake = application.webhook_wake();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async {
             let _ = stopped.await;
@@ -331,10 +344,12 @@ impl TestApp {
             auth,
             api_keys: ApiKeyServiceClient::new(channel.clone()),
             billing: BillingServiceClient::new(channel.clone()),
+            webhooks: WebhookServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
             simulator,
             redis_prefix,
             settings,
+            webhook_wake,
             shutdown: Some(shutdown),
             server: Some(server),
             database,

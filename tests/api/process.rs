@@ -113,7 +113,7 @@ impl Running {
         );
     }
 
-    fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -122,7 +122,7 @@ impl Running {
     }
 
     /// Waits for the exit and returns (exit code, stdout lines, stderr).
-    fn wait(mut self) -> (Option<i32>, Vec<String>, String) {
+    pub(crate) fn wait(mut self) -> (Option<i32>, Vec<String>, String) {
         let stdout = BufReader::new(self.child.stdout.take().unwrap())
             .lines()
             .map_while(Result::ok)

@@ -50,7 +50,6 @@ impl CountedApp {
             settings.server.health_probe_interval = Duration::from_secs(3600);
             settings.idempotency.sweep_interval = Duration::from_secs(3600);
             settings.billing_completer_interval = Duration::from_secs(3600);
-            settings.webhook_workers.workers = 0;
             configure(settings);
         })
         .await;

@@ -21,6 +21,8 @@ struct Target {
     /// A paid charge of the owner.
     charge: v1::Charge,
     api_key_id: String,
+    /// A dead webhook event about the charge, and the bytes the provider signed.
+    webhook_event: (String, Vec<u8>),
 }
 
 #[derive(diesel::QueryableByName)]
@@ -43,6 +45,7 @@ async fn snapshot(app: &TestApp) -> String {
         "charges",
         "refunds",
         "charge_activities",
+        "webhook_events",
     ] {
         let column = if table == "accounts" {
             "id"
@@ -59,6 +62,12 @@ async fn snapshot(app: &TestApp) -> String {
         all.push_str(rows[0].rows.as_deref().unwrap_or("[]"));
     }
     all
+}
+
+#[derive(diesel::QueryableByName)]
+struct Payload {
+    #[diesel(sql_type = diesel::sql_types::Bytea)]
+    payload: Vec<u8>,
 }
 
 fn assert_refused<T: std::fmt::Debug>(rpc: &str, result: Result<T, Status>, codes: &[Code]) {
@@ -507,6 +516,64 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 .await;
             assert_refused(rpc, result, HIDDEN_OR_DENIED);
         }
+        "WebhookService/ReceivePaymentEvent" => {
+            // Public, and answerable only with the endpoint's secret: the attacker replays the
+            // target's event with a signature of their own making.
+            let (_, body) = &target.webhook_event;
+            let forged = super::webhook_receiving::signed(
+                body,
+                &["whsec_attacker_made_this_0123456789"],
+                chrono::Utc::now().timestamp(),
+            );
+            let mut request = tonic::Request::new(v1::ReceivePaymentEventRequest {
+                http_body: Some(supportdesk::proto::google::api::HttpBody {
+                    content_type: "application/json".to_owned(),
+                    data: body.clone(),
+                    extensions: Vec::new(),
+                }),
+            });
+            request
+                .metadata_mut()
+                .insert("stripe-signature", forged.parse().expect("ascii"));
+            let result = app.webhooks.clone().receive_payment_event(request).await;
+            assert_refused(rpc, result, &[Code::InvalidArgument]);
+        }
+        "WebhookService/ListWebhookEvents" => {
+            let result = app
+                .webhooks
+                .clone()
+                .list_webhook_events(attacker.request(v1::ListWebhookEventsRequest {
+                    state: v1::WebhookEventState::Dead.into(),
+                    ..Default::default()
+                }))
+                .await;
+            if foreign {
+                let listed = result.expect("their own list").into_inner();
+                assert!(listed.events.is_empty(), "{rpc}: {listed:?}");
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
+        "WebhookService/GetWebhookEvent" => {
+            let result = app
+                .webhooks
+                .clone()
+                .get_webhook_event(attacker.request(v1::GetWebhookEventRequest {
+                    id: target.webhook_event.0.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "WebhookService/RedriveWebhookEvent" => {
+            let result = app
+                .webhooks
+                .clone()
+                .redrive_webhook_event(attacker.request(v1::RedriveWebhookEventRequest {
+                    id: target.webhook_event.0.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
         other => panic!("{other} has no tenancy probe: add one to tests/api/tenancy.rs"),
     }
 }
@@ -557,7 +624,20 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         .api_key
         .unwrap()
         .id;
+    let webhook_event = {
+        let id = super::webhook_admin::deliver_about(&app, &charge.id).await;
+        super::webhook_admin::make_dead(&app, &id).await;
+        let mut conn = app.database.connect().await;
+        let payload: Vec<Payload> =
+            diesel::sql_query("SELECT payload FROM webhook_events WHERE id = $1")
+                .bind::<Text, _>(&id)
+                .load(&mut conn)
+                .await
+                .expect("the stored payload");
+        (id, payload[0].payload.clone())
+    };
     let target = Target {
+        webhook_event,
         charge,
         admin: app.admin.clone(),
         agent: app.add_user(&app.admin, v1::UserRole::Agent).await,

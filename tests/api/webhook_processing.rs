@@ -4,7 +4,6 @@
 //! lives: the event's row, the charge's row, its audit trail and disputes, against the
 //! simulator's ledger.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use diesel::prelude::*;
@@ -14,23 +13,17 @@ use payment_simulator::{
     DisputeRequest, Endpoint, Event, FaultAction, FaultRule, OutsideRefund, SettleOutcome,
 };
 use supportdesk::configuration::WebhookWorkerSettings;
-use supportdesk::db::schema::{charge_activities, charge_disputes, charges, webhook_events};
+use supportdesk::db::schema::{charge_activities, charges, webhook_events};
 use supportdesk::proto::v1;
-use supportdesk::proto::v1::billing_service_client::BillingServiceClient;
-use supportdesk::proto::v1::user_service_client::UserServiceClient;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
-use super::helpers::{
-    TEST_PASSWORD, TestApp, TestDatabase, TestUser, error_reason, second_instance, wait_until,
-};
-use super::process::{Running, sign_up_through};
+use super::helpers::{TestApp, TestDatabase, TestUser, error_reason, wait_until};
 
 /// How long the workers may take for what a test waits on (a loaded machine included).
-const PROCESSING: Duration = Duration::from_secs(30);
+pub(crate) const PROCESSING: Duration = Duration::from_secs(30);
 
 /// Workers that poll often, retry fast and give up after three attempts.
-fn quick_workers(workers: u32) -> WebhookWorkerSettings {
+pub(crate) fn quick_workers(workers: u32) -> WebhookWorkerSettings {
     WebhookWorkerSettings {
         workers,
         lease: Duration::from_secs(5),
@@ -43,27 +36,30 @@ fn quick_workers(workers: u32) -> WebhookWorkerSettings {
 
 /// A webhook event's row, as the tests read it.
 #[derive(Debug, Queryable)]
-struct EventRow {
-    state: String,
-    attempts: i32,
-    outcome: Option<String>,
-    last_error: Option<String>,
-    charge_id: Option<Uuid>,
+pub(crate) struct EventRow {
+    pub(crate) state: String,
+    pub(crate) attempts: i32,
+    pub(crate) outcome: Option<String>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) charge_id: Option<Uuid>,
 }
 
 /// An application whose events the tests store directly, with a customer to charge.
-struct Queue {
-    app: TestApp,
+pub(crate) struct Queue {
+    pub(crate) app: TestApp,
     customer: TestUser,
 }
 
 impl Queue {
-    async fn open(workers: u32) -> Self {
+    pub(crate) async fn open(workers: u32) -> Self {
         Self::open_with(quick_workers(workers), Duration::from_millis(300)).await
     }
 
     /// With these workers, and provider calls that may take up to `provider_timeout`.
-    async fn open_with(workers: WebhookWorkerSettings, provider_timeout: Duration) -> Self {
+    pub(crate) async fn open_with(
+        workers: WebhookWorkerSettings,
+        provider_timeout: Duration,
+    ) -> Self {
         let app = TestApp::spawn_with(|settings| {
             settings.webhook_workers = workers;
             if let Some(provider) = settings.payment_provider.as_mut() {
@@ -77,12 +73,16 @@ impl Queue {
         Self { app, customer }
     }
 
-    fn charge_request(&self, cents: i64, key: &str) -> tonic::Request<v1::CreateChargeRequest> {
+    pub(crate) fn charge_request(
+        &self,
+        cents: i64,
+        key: &str,
+    ) -> tonic::Request<v1::CreateChargeRequest> {
         charge_request(&self.app.admin, &self.customer.id.to_string(), cents, key)
     }
 
     /// A charge paid through the API.
-    async fn paid(&self, cents: i64) -> v1::Charge {
+    pub(crate) async fn paid(&self, cents: i64) -> v1::Charge {
         self.app
             .billing
             .clone()
@@ -93,32 +93,32 @@ impl Queue {
     }
 
     /// The simulator's last event of `event_type` about `payment_id`.
-    fn event(&self, event_type: &str, payment_id: &str) -> Event {
+    pub(crate) fn event(&self, event_type: &str, payment_id: &str) -> Event {
         last_event(&self.app.simulator.events(), event_type, payment_id)
     }
 
-    async fn deliver(&self, event: &Event) {
+    pub(crate) async fn deliver(&self, event: &Event) {
         store(&self.app.database, &event.id, event).await;
     }
 
-    async fn row(&self, event_id: &str) -> EventRow {
+    pub(crate) async fn row(&self, event_id: &str) -> EventRow {
         event_row(&self.app.database, event_id).await
     }
 
-    async fn processed(&self, event_id: &str) -> EventRow {
+    pub(crate) async fn processed(&self, event_id: &str) -> EventRow {
         wait_for_state(&self.app.database, event_id, "processed").await
     }
 
-    async fn charge(&self, id: &str) -> (String, i64) {
+    pub(crate) async fn charge(&self, id: &str) -> (String, i64) {
         charge_state(&self.app.database, id).await
     }
 
-    async fn trail(&self, id: &str) -> Vec<(String, Option<String>)> {
+    pub(crate) async fn trail(&self, id: &str) -> Vec<(String, Option<String>)> {
         audit_trail(&self.app.database, id).await
     }
 }
 
-fn charge_request(
+pub(crate) fn charge_request(
     admin: &TestUser,
     customer_id: &str,
     cents: i64,
@@ -141,7 +141,7 @@ fn charge_request(
     request
 }
 
-fn last_event(events: &[Event], event_type: &str, payment_id: &str) -> Event {
+pub(crate) fn last_event(events: &[Event], event_type: &str, payment_id: &str) -> Event {
     events
         .iter()
         .rev()
@@ -155,7 +155,7 @@ fn last_event(events: &[Event], event_type: &str, payment_id: &str) -> Event {
 }
 
 /// Stores `event` under `id` as the receiving side does: once per id, whatever the deliveries.
-async fn store(database: &TestDatabase, id: &str, event: &Event) {
+pub(crate) async fn store(database: &TestDatabase, id: &str, event: &Event) {
     let mut conn = database.connect().await;
     diesel::sql_query(
         "INSERT INTO webhook_events (id, event_type, payload, provider_created_at) \
@@ -170,7 +170,7 @@ async fn store(database: &TestDatabase, id: &str, event: &Event) {
     .expect("the event is stored");
 }
 
-async fn event_row(database: &TestDatabase, event_id: &str) -> EventRow {
+pub(crate) async fn event_row(database: &TestDatabase, event_id: &str) -> EventRow {
     let mut conn = database.connect().await;
     webhook_events::table
         .filter(webhook_events::id.eq(event_id))
@@ -186,7 +186,11 @@ async fn event_row(database: &TestDatabase, event_id: &str) -> EventRow {
         .expect("the event is stored")
 }
 
-async fn wait_for_state(database: &TestDatabase, event_id: &str, state: &str) -> EventRow {
+pub(crate) async fn wait_for_state(
+    database: &TestDatabase,
+    event_id: &str,
+    state: &str,
+) -> EventRow {
     wait_until(&format!("event {event_id} {state}"), PROCESSING, || async {
         event_row(database, event_id).await.state == state
     })
@@ -194,7 +198,7 @@ async fn wait_for_state(database: &TestDatabase, event_id: &str, state: &str) ->
     event_row(database, event_id).await
 }
 
-async fn charge_state(database: &TestDatabase, id: &str) -> (String, i64) {
+pub(crate) async fn charge_state(database: &TestDatabase, id: &str) -> (String, i64) {
     let mut conn = database.connect().await;
     charges::table
         .filter(charges::id.eq(Uuid::parse_str(id).unwrap()))
@@ -205,7 +209,10 @@ async fn charge_state(database: &TestDatabase, id: &str) -> (String, i64) {
 }
 
 /// The charge's audit trail, oldest first: each action with the event that caused it.
-async fn audit_trail(database: &TestDatabase, id: &str) -> Vec<(String, Option<String>)> {
+pub(crate) async fn audit_trail(
+    database: &TestDatabase,
+    id: &str,
+) -> Vec<(String, Option<String>)> {
     let mut conn = database.connect().await;
     charge_activities::table
         .filter(charge_activities::charge_id.eq(Uuid::parse_str(id).unwrap()))
@@ -222,7 +229,7 @@ async fn audit_trail(database: &TestDatabase, id: &str) -> Vec<(String, Option<S
         .unwrap()
 }
 
-async fn disputes_of(database: &TestDatabase, id: &str) -> Vec<String> {
+pub(crate) async fn disputes_of(database: &TestDatabase, id: &str) -> Vec<String> {
     let mut conn = database.connect().await;
     supportdesk::db::models::charge_dispute::disputes_of_charge(
         &mut conn,
@@ -232,11 +239,11 @@ async fn disputes_of(database: &TestDatabase, id: &str) -> Vec<String> {
     .unwrap()
 }
 
-fn by_webhook(action: &str, event_id: &str) -> (String, Option<String>) {
+pub(crate) fn by_webhook(action: &str, event_id: &str) -> (String, Option<String>) {
     (action.to_owned(), Some(event_id.to_owned()))
 }
 
-fn by_the_service(action: &str) -> (String, Option<String>) {
+pub(crate) fn by_the_service(action: &str) -> (String, Option<String>) {
     (action.to_owned(), None)
 }
 
@@ -645,333 +652,4 @@ async fn a_payment_made_elsewhere_is_processed_as_unknown_and_changes_nothing() 
     assert_eq!(row.outcome.as_deref(), Some("unknown_payment"));
     assert_eq!(row.charge_id, None);
     assert_eq!(queue.trail(&ours.id).await.len(), 2);
-}
-
-#[tokio::test]
-async fn a_poison_event_dies_after_its_attempts_and_is_applied_once_redriven() {
-    let queue = Queue::open(2).await;
-    let charge = queue.paid(1_200).await;
-    queue
-        .app
-        .simulator
-        .add_fault(FaultRule::always(
-            Endpoint::RetrievePaymentIntent,
-            FaultAction::ServerError { status: 500 },
-        ))
-        .unwrap();
-    queue
-        .app
-        .simulator
-        .refund_outside(
-            &charge.provider_payment_id,
-            OutsideRefund {
-                amount: None,
-                reason: None,
-            },
-        )
-        .unwrap();
-    let refunded = queue.event("charge.refunded", &charge.provider_payment_id);
-    queue.deliver(&refunded).await;
-    let dead = wait_for_state(&queue.app.database, &refunded.id, "dead").await;
-    assert_eq!(dead.attempts, 3);
-    assert!(
-        dead.last_error.as_deref().unwrap().contains("unavailable"),
-        "{dead:?}"
-    );
-    assert_eq!(queue.charge(&charge.id).await, ("succeeded".to_owned(), 0));
-
-    // The cause is fixed and the event re-driven (what RedriveWebhookEvent writes).
-    queue.app.simulator.clear_faults();
-    let mut conn = queue.app.database.connect().await;
-    diesel::sql_query(
-        "UPDATE webhook_events SET state = 'received', attempts = 0, dead_at = NULL, \
-         next_attempt_at = now(), redrive_count = redrive_count + 1 WHERE id = $1",
-    )
-    .bind::<Text, _>(&refunded.id)
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    let row = queue.processed(&refunded.id).await;
-    assert_eq!(row.outcome.as_deref(), Some("applied"));
-    assert_eq!(row.attempts, 1);
-    assert_eq!(
-        queue.charge(&charge.id).await,
-        ("refunded".to_owned(), 1_200)
-    );
-    assert_eq!(
-        queue.trail(&charge.id).await,
-        [
-            by_the_service("created"),
-            by_the_service("succeeded"),
-            by_webhook("refunded", &refunded.id),
-        ]
-    );
-}
-
-#[tokio::test]
-async fn without_workers_events_wait_and_an_instance_with_workers_drains_the_backlog() {
-    let queue = Queue::open(0).await;
-    let mut charges = Vec::new();
-    for _ in 0..5 {
-        let charge = queue.paid(1_000).await;
-        queue
-            .app
-            .simulator
-            .refund_outside(
-                &charge.provider_payment_id,
-                OutsideRefund {
-                    amount: Some(100),
-                    reason: None,
-                },
-            )
-            .unwrap();
-        let event = queue.event("charge.refunded", &charge.provider_payment_id);
-        queue.deliver(&event).await;
-        charges.push((charge, event));
-    }
-    // Many poll intervals of a worker: none runs here.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for (_, event) in &charges {
-        let row = queue.row(&event.id).await;
-        assert_eq!((row.state.as_str(), row.attempts), ("received", 0));
-    }
-
-    let mut settings = queue.app.settings.clone();
-    settings.webhook_workers = quick_workers(2);
-    let (_channel, _server) = second_instance(&settings).await;
-    for (charge, event) in &charges {
-        assert_eq!(
-            queue.processed(&event.id).await.outcome.as_deref(),
-            Some("applied")
-        );
-        assert_eq!(
-            queue.charge(&charge.id).await,
-            ("partially_refunded".to_owned(), 100)
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_hundred_deliveries_with_duplicates_and_reordering_leave_every_charge_as_the_provider_has_it()
- {
-    let queue = Queue::open(2).await;
-    let simulator = &queue.app.simulator;
-    let mut charges = Vec::new();
-    for index in 0..25_i64 {
-        charges.push(queue.paid(1_000 + index).await);
-    }
-    // 20 refunded in part, 10 of them refunded again (the rest), 15 disputed: with the 25
-    // payments, 70 events.
-    for charge in &charges[..20] {
-        simulator
-            .refund_outside(
-                &charge.provider_payment_id,
-                OutsideRefund {
-                    amount: Some(250),
-                    reason: None,
-                },
-            )
-            .unwrap();
-    }
-    for charge in &charges[..10] {
-        simulator
-            .refund_outside(
-                &charge.provider_payment_id,
-                OutsideRefund {
-                    amount: None,
-                    reason: None,
-                },
-            )
-            .unwrap();
-    }
-    for charge in &charges[10..25] {
-        simulator
-            .dispute(&charge.provider_payment_id, DisputeRequest { reason: None })
-            .unwrap();
-    }
-    let events = simulator.events();
-    assert_eq!(events.len(), 70);
-
-    // 20 reordered: ten pairs of events about one charge swapped, the later first. 30 duplicates:
-    // every odd event delivered twice, the copy later.
-    let mut deliveries: Vec<&Event> = events.iter().collect();
-    for charge in &charges[..10] {
-        let about = |event: &&Event| {
-            event.data.object["id"] == charge.provider_payment_id
-                || event.data.object["payment_intent"] == charge.provider_payment_id
-        };
-        let first = deliveries.iter().position(about).unwrap();
-        let last = deliveries.iter().rposition(about).unwrap();
-        deliveries.swap(first, last);
-    }
-    let duplicates: Vec<&Event> = events.iter().skip(1).step_by(2).take(30).collect();
-    deliveries.extend(duplicates);
-    assert_eq!(deliveries.len(), 100);
-    for event in &deliveries {
-        queue.deliver(event).await;
-    }
-
-    for event in &events {
-        let row = queue.processed(&event.id).await;
-        assert_eq!(row.attempts, 1, "{} was applied once: {row:?}", event.id);
-    }
-    let ledger = simulator.ledger();
-    let provider_refunded: BTreeMap<&str, i64> = ledger
-        .charges
-        .iter()
-        .map(|charge| (charge.payment_intent.as_str(), charge.amount_refunded))
-        .collect();
-    for (index, charge) in charges.iter().enumerate() {
-        let (status, refunded) = queue.charge(&charge.id).await;
-        let expected = provider_refunded[charge.provider_payment_id.as_str()];
-        assert_eq!(refunded, expected, "charge {index}");
-        let expected_status = match (expected, charge.amount.as_ref().unwrap().amount_minor) {
-            (0, _) => "succeeded",
-            (refunded, amount) if refunded == amount => "refunded",
-            _ => "partially_refunded",
-        };
-        assert_eq!(status, expected_status, "charge {index}");
-        let mut actions: Vec<String> = queue
-            .trail(&charge.id)
-            .await
-            .into_iter()
-            .map(|(action, _)| action)
-            .collect();
-        actions.sort();
-        let mut expected_actions = vec!["created", "succeeded"];
-        if index < 20 {
-            expected_actions.push("refunded");
-        }
-        if index >= 10 {
-            expected_actions.push("disputed");
-        }
-        expected_actions.sort_unstable();
-        assert_eq!(actions, expected_actions, "charge {index}");
-        let disputes = disputes_of(&queue.app.database, &charge.id).await;
-        assert_eq!(disputes.len(), usize::from(index >= 10), "charge {index}");
-    }
-}
-
-/// The binary, with workers holding events under a short lease.
-fn start_binary(
-    database: &TestDatabase,
-    redis_prefix: &str,
-    simulator: &payment_simulator::SimulatorHandle,
-) -> Running {
-    Running::start(
-        database,
-        &[
-            ("REDIS_KEY_PREFIX", redis_prefix),
-            ("PAYMENT_PROVIDER_URL", &simulator.base_url()),
-            ("PAYMENT_PROVIDER_SECRET_KEY", simulator.api_key()),
-            ("PAYMENT_PROVIDER_TIMEOUT_MS", "30000"),
-            ("WEBHOOK_LEASE_SECS", "3"),
-            ("WEBHOOK_POLL_INTERVAL_MS", "50"),
-            ("BILLING_COMPLETER_INTERVAL_MS", "3600000"),
-            ("SHUTDOWN_DELAY_MS", "0"),
-        ],
-    )
-}
-
-#[tokio::test]
-async fn a_worker_killed_mid_event_leaves_it_to_be_processed_again_after_its_lease_with_one_effect()
-{
-    let database = TestDatabase::create().await;
-    let simulator =
-        payment_simulator::Simulator::start(payment_simulator::SimulatorConfig::default())
-            .await
-            .unwrap();
-    let redis_prefix = format!("supportdesk-test:{}:", Uuid::now_v7().simple());
-    let running = start_binary(&database, &redis_prefix, &simulator);
-    let channel: Channel = running.channel().await;
-    running.wait_for_health("Serving").await;
-    let admin = sign_up_through(&channel).await;
-    let customer = UserServiceClient::new(channel.clone())
-        .create_user(admin.request(v1::CreateUserRequest {
-            user: Some(v1::User {
-                email: format!("customer-{}@example.com", Uuid::now_v7().simple()),
-                role: v1::UserRole::Customer.into(),
-                ..Default::default()
-            }),
-            password: TEST_PASSWORD.to_owned(),
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    let charge = BillingServiceClient::new(channel)
-        .create_charge(charge_request(
-            &admin,
-            &customer.id,
-            3_000,
-            "kill-mid-event",
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    simulator
-        .refund_outside(
-            &charge.provider_payment_id,
-            OutsideRefund {
-                amount: Some(1_000),
-                reason: None,
-            },
-        )
-        .unwrap();
-    let refunded = last_event(
-        &simulator.events(),
-        "charge.refunded",
-        &charge.provider_payment_id,
-    );
-    // The worker is held inside processing: the provider takes 20 s to answer its read.
-    simulator
-        .add_fault(FaultRule::new(
-            Endpoint::RetrievePaymentIntent,
-            FaultAction::Latency { millis: 20_000 },
-            1,
-        ))
-        .unwrap();
-    store(&database, &refunded.id, &refunded).await;
-    wait_until("the worker holds the event", PROCESSING, || async {
-        let reads = simulator
-            .requests()
-            .iter()
-            .filter(|request| {
-                request.method == "GET" && request.path.starts_with("/v1/payment_intents/pi_")
-            })
-            .count();
-        reads == 1 && event_row(&database, &refunded.id).await.attempts == 1
-    })
-    .await;
-    running.kill();
-    let held = event_row(&database, &refunded.id).await;
-    assert_eq!((held.state.as_str(), held.attempts), ("received", 1));
-    assert_eq!(
-        charge_state(&database, &charge.id).await,
-        ("succeeded".to_owned(), 0)
-    );
-
-    let restarted = start_binary(&database, &redis_prefix, &simulator);
-    let row = wait_for_state(&database, &refunded.id, "processed").await;
-    assert_eq!(row.attempts, 2, "taken again once the lease ran out");
-    assert_eq!(row.outcome.as_deref(), Some("applied"));
-    assert_eq!(
-        charge_state(&database, &charge.id).await,
-        ("partially_refunded".to_owned(), 1_000)
-    );
-    assert_eq!(
-        audit_trail(&database, &charge.id).await,
-        [
-            by_the_service("created"),
-            by_the_service("succeeded"),
-            by_webhook("refunded", &refunded.id),
-        ]
-    );
-    let mut conn = database.connect().await;
-    let disputes: i64 = charge_disputes::table
-        .count()
-        .get_result(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(disputes, 0);
-    drop(restarted);
 }

@@ -26,6 +26,7 @@ pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 pub use refund::{NewRefund, RefundRow, StoredRefund};
 pub use ticket::{NewTicket, TicketChangeset, TicketListQuery, TicketRow};
 pub use user::{NewUser, User, UserChangeset};
+pub use webhook_event::{Stored, StoredWebhookEvent, WebhookEventRow};
 
 use crate::domain::InvalidValue;
 use crate::errors::AppError;

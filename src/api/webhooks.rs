@@ -1,0 +1,142 @@
+//! `supportdesk.v1.WebhookService`: wire ↔ domain for the payment provider's deliveries and the
+//! admin RPCs over them; verification, storage and the queue's rules live in
+//! `service::webhooks`. ReceivePaymentEvent takes the body as `google.api.HttpBody`, so the bytes
+//! the provider signed reach the service unchanged through Envoy's transcoder.
+
+use tonic::{Request, Response, Status};
+
+use super::{ListPages, optional_timestamp, request_context, required, timestamp};
+use crate::db::models::StoredWebhookEvent;
+use crate::domain::{InvalidValue, PageTokenKeys, WebhookEventId, WebhookEventState};
+use crate::errors::AppError;
+use crate::proto::v1;
+use crate::service::Webhooks;
+
+/// The request header (gRPC metadata) carrying the provider's signature.
+const SIGNATURE_HEADER: &str = "stripe-signature";
+
+pub struct WebhookApi {
+    webhooks: Webhooks,
+    pages: PageTokenKeys,
+}
+
+impl WebhookApi {
+    pub fn new(webhooks: Webhooks, pages: PageTokenKeys) -> Self {
+        Self { webhooks, pages }
+    }
+}
+
+#[tonic::async_trait]
+impl v1::webhook_service_server::WebhookService for WebhookApi {
+    async fn receive_payment_event(
+        &self,
+        request: Request<v1::ReceivePaymentEventRequest>,
+    ) -> Result<Response<v1::ReceivePaymentEventResponse>, Status> {
+        // A header that is not visible ASCII cannot be a signature; absent and empty are the
+        // same to the verifier (missing).
+        let signature = request
+            .metadata()
+            .get(SIGNATURE_HEADER)
+            .map(|value| value.to_str().unwrap_or("\u{0}"))
+            .map(str::to_owned);
+        let payload = request
+            .into_inner()
+            .http_body
+            .map(|body| body.data)
+            .unwrap_or_default();
+        let receipt = self
+            .webhooks
+            .receive(signature.as_deref(), &payload)
+            .await?;
+        Ok(Response::new(v1::ReceivePaymentEventResponse {
+            event_id: receipt.event_id.to_string(),
+            duplicate: receipt.duplicate,
+        }))
+    }
+
+    async fn list_webhook_events(
+        &self,
+        request: Request<v1::ListWebhookEventsRequest>,
+    ) -> Result<Response<v1::ListWebhookEventsResponse>, Status> {
+        let (caller, _) = request_context(&request)?;
+        let message = request.get_ref();
+        let state = state_from_wire(message.state)
+            .map_err(|problem| AppError::invalid_field("state", &problem))?;
+        // Page tokens are bound to the state listed: a token of the dead list does not page the
+        // received one.
+        let list = format!("webhook-events:{state}");
+        let pages = ListPages::new(&self.pages, &caller, &list);
+        let (page_size, after) = pages.request_text(message.page_size, &message.page_token)?;
+        let page = self.webhooks.list(&caller, state, page_size, after).await?;
+        Ok(Response::new(v1::ListWebhookEventsResponse {
+            events: page.items.iter().map(to_wire).collect(),
+            next_page_token: pages.next_text_token(page.next.as_ref()),
+        }))
+    }
+
+    async fn get_webhook_event(
+        &self,
+        request: Request<v1::GetWebhookEventRequest>,
+    ) -> Result<Response<v1::WebhookEvent>, Status> {
+        let (caller, _) = request_context(&request)?;
+        let id = event_id(&request.get_ref().id)?;
+        let event = self.webhooks.get(&caller, &id).await?;
+        Ok(Response::new(to_wire(&event)))
+    }
+
+    async fn redrive_webhook_event(
+        &self,
+        request: Request<v1::RedriveWebhookEventRequest>,
+    ) -> Result<Response<v1::WebhookEvent>, Status> {
+        let (caller, _) = request_context(&request)?;
+        let id = event_id(&request.get_ref().id)?;
+        let event = self.webhooks.redrive(&caller, &id).await?;
+        Ok(Response::new(to_wire(&event)))
+    }
+}
+
+fn event_id(raw: &str) -> Result<WebhookEventId, AppError> {
+    if raw.is_empty() {
+        return Err(AppError::invalid_field("id", &required()));
+    }
+    WebhookEventId::parse(raw).map_err(|problem| AppError::invalid_field("id", &problem))
+}
+
+fn state_from_wire(raw: i32) -> Result<WebhookEventState, InvalidValue> {
+    match v1::WebhookEventState::try_from(raw) {
+        Ok(v1::WebhookEventState::Received) => Ok(WebhookEventState::Received),
+        Ok(v1::WebhookEventState::Processed) => Ok(WebhookEventState::Processed),
+        Ok(v1::WebhookEventState::Dead) => Ok(WebhookEventState::Dead),
+        Ok(v1::WebhookEventState::Unspecified) => Err(InvalidValue::new(
+            "is required: RECEIVED, PROCESSED or DEAD",
+        )),
+        Err(_) => Err(InvalidValue::new("is not a webhook event state")),
+    }
+}
+
+fn state_to_wire(state: WebhookEventState) -> v1::WebhookEventState {
+    match state {
+        WebhookEventState::Received => v1::WebhookEventState::Received,
+        WebhookEventState::Processed => v1::WebhookEventState::Processed,
+        WebhookEventState::Dead => v1::WebhookEventState::Dead,
+    }
+}
+
+fn to_wire(event: &StoredWebhookEvent) -> v1::WebhookEvent {
+    v1::WebhookEvent {
+        id: event.id.to_string(),
+        r#type: event.event_type.clone(),
+        state: state_to_wire(event.state).into(),
+        charge_id: event.charge_id.map(|id| id.to_string()).unwrap_or_default(),
+        attempts: event.attempts,
+        last_error: event.last_error.clone().unwrap_or_default(),
+        outcome: event.outcome.clone().unwrap_or_default(),
+        redrive_count: event.redrive_count,
+        create_time: Some(timestamp(event.provider_created_at)),
+        receive_time: Some(timestamp(event.received_at)),
+        process_time: optional_timestamp(event.processed_at),
+        dead_time: optional_timestamp(event.dead_at),
+        next_attempt_time: (event.state == WebhookEventState::Received)
+            .then(|| timestamp(event.next_attempt_at)),
+    }
+}
