@@ -171,6 +171,13 @@ pub(crate) async fn store(database: &TestDatabase, id: &str, event: &Event) {
 }
 
 pub(crate) async fn event_row(database: &TestDatabase, event_id: &str) -> EventRow {
+    stored_row(database, event_id)
+        .await
+        .expect("the event is stored")
+}
+
+/// The event's row, or none while no delivery has stored it yet.
+async fn stored_row(database: &TestDatabase, event_id: &str) -> Option<EventRow> {
     let mut conn = database.connect().await;
     webhook_events::table
         .filter(webhook_events::id.eq(event_id))
@@ -183,16 +190,20 @@ pub(crate) async fn event_row(database: &TestDatabase, event_id: &str) -> EventR
         ))
         .first(&mut conn)
         .await
-        .expect("the event is stored")
+        .optional()
+        .expect("read webhook_events")
 }
 
+/// Waits until the event is stored and in `state`.
 pub(crate) async fn wait_for_state(
     database: &TestDatabase,
     event_id: &str,
     state: &str,
 ) -> EventRow {
     wait_until(&format!("event {event_id} {state}"), PROCESSING, || async {
-        event_row(database, event_id).await.state == state
+        stored_row(database, event_id)
+            .await
+            .is_some_and(|row| row.state == state)
     })
     .await;
     event_row(database, event_id).await
