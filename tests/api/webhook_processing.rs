@@ -320,7 +320,7 @@ async fn a_refund_made_outside_the_service_is_applied_once_even_when_its_event_i
 }
 
 #[tokio::test]
-async fn a_refund_event_before_its_payment_event_finishes_a_pending_charge_and_the_retry_answers_it()
+async fn a_refund_event_before_its_payment_event_finishes_a_pending_charge_which_the_retry_answers_and_the_completer_leaves()
  {
     let queue = Queue::open(2).await;
     queue
@@ -409,6 +409,31 @@ async fn a_refund_event_before_its_payment_event_finishes_a_pending_charge_and_t
         i32::from(v1::ChargeStatus::PartiallyRefunded)
     );
     assert_eq!(answered.amount_refunded.unwrap().amount_minor, 500);
+    assert_eq!(
+        queue
+            .app
+            .simulator
+            .payment_intent_count_for_charge_id(&charge_id),
+        1
+    );
+    // The completer finds nothing pending: the charge the event finished is left alone.
+    let completer = supportdesk::service::Billing::new(
+        supportdesk::db::build_pool(&queue.app.settings.database, Duration::from_secs(5)),
+        std::sync::Arc::new(
+            supportdesk::billing::StripeHttpProvider::new(
+                queue.app.settings.payment_provider.as_ref().unwrap(),
+            )
+            .unwrap(),
+        ),
+    );
+    let completed = completer
+        .complete_pending(&supportdesk::service::CompleterPolicy {
+            min_age: Duration::ZERO,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(completed, supportdesk::service::Completed::default());
     assert_eq!(
         queue
             .app
