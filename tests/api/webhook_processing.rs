@@ -689,3 +689,56 @@ async fn a_payment_made_elsewhere_is_processed_as_unknown_and_changes_nothing() 
     assert_eq!(row.charge_id, None);
     assert_eq!(queue.trail(&ours.id).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_worker_whose_lease_ran_out_writes_nothing_once_another_worker_took_the_event() {
+    use supportdesk::db::models::webhook_event::{
+        AttemptFailed, claim_next, mark_processed, record_failure, release,
+    };
+    let queue = Queue::open(0).await;
+    let charge = queue.paid(500).await;
+    let mut other = queue.event("payment_intent.succeeded", &charge.provider_payment_id);
+    other.id = "evt_leased".to_owned();
+    other.event_type = "customer.updated".to_owned();
+    queue.deliver(&other).await;
+    let mut conn = queue.app.database.connect().await;
+    let slow = claim_next(&mut conn, 50, 3).await.unwrap().expect("due");
+    assert_eq!((slow.id.as_str(), slow.attempts), ("evt_leased", 1));
+    assert!(
+        claim_next(&mut conn, 50, 3).await.unwrap().is_none(),
+        "held while the lease runs"
+    );
+    // Polled, not slept: the second claim succeeds once the first lease has run out.
+    let started = tokio::time::Instant::now();
+    let taken = loop {
+        if let Some(claimed) = claim_next(&mut conn, 60_000, 3).await.unwrap() {
+            break claimed;
+        }
+        assert!(started.elapsed() < PROCESSING, "the lease never ran out");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(taken.attempts, 2);
+
+    // The first worker comes back: whatever it writes, nothing changes.
+    assert!(
+        !mark_processed(&mut conn, "evt_leased", 1, "ignored_type", None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        record_failure(&mut conn, "evt_leased", 1, "late", 0, 3)
+            .await
+            .unwrap(),
+        AttemptFailed::LeaseLost
+    );
+    release(&mut conn, "evt_leased", 1).await.unwrap();
+    let row = queue.row("evt_leased").await;
+    assert_eq!((row.state.as_str(), row.attempts), ("received", 2));
+    assert_eq!(row.last_error, None);
+    assert!(
+        mark_processed(&mut conn, "evt_leased", 2, "ignored_type", None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(queue.row("evt_leased").await.state, "processed");
+}
