@@ -27,8 +27,29 @@ pub struct Settings {
     /// `BILLING_COMPLETER_INTERVAL_MS`: how often the completer looks for charges and refunds
     /// left pending (docs/billing.md).
     pub billing_completer_interval: Duration,
+    /// The workers that apply the payment provider's webhook events (docs/webhooks.md).
+    pub webhook_workers: WebhookWorkerSettings,
     /// How payment webhooks are received (docs/webhooks.md).
     pub webhook_receiving: WebhookReceivingSettings,
+}
+
+/// How the webhook workers take events from the queue, retry them and give up on them
+/// (docs/webhooks.md, "Settings").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookWorkerSettings {
+    /// `WEBHOOK_WORKERS`: workers in this instance; 0 receives events but processes none.
+    pub workers: u32,
+    /// `WEBHOOK_LEASE_SECS`: how long a claimed event is its worker's before another may take it.
+    pub lease: Duration,
+    /// `WEBHOOK_MAX_ATTEMPTS`: attempts after which an event is dead.
+    pub max_attempts: u32,
+    /// `WEBHOOK_RETRY_BASE_MS`: the cap of the first retry's random delay; doubles per attempt.
+    pub retry_base: Duration,
+    /// `WEBHOOK_RETRY_MAX_MS`: the largest cap.
+    pub retry_max: Duration,
+    /// `WEBHOOK_POLL_INTERVAL_MS`: how often an idle worker looks for due events without being
+    /// woken (events received by other instances, retries coming due).
+    pub poll_interval: Duration,
 }
 
 /// How the payment provider's webhook deliveries are verified.
@@ -451,6 +472,7 @@ impl Settings {
             },
             payment_provider: reader.payment_provider(),
             billing_completer_interval: reader.millis("BILLING_COMPLETER_INTERVAL_MS", 5_000),
+            webhook_workers: reader.webhook_workers(),
             webhook_receiving: reader.webhook_receiving(),
         };
         reader.positive_duration(
@@ -617,6 +639,32 @@ impl Reader<'_> {
             breaker_failure_threshold,
             breaker_cool_down,
         })
+    }
+}
+
+impl Reader<'_> {
+    fn webhook_workers(&mut self) -> WebhookWorkerSettings {
+        let settings = WebhookWorkerSettings {
+            workers: self.parsed("WEBHOOK_WORKERS", 2),
+            lease: Duration::from_secs(self.parsed("WEBHOOK_LEASE_SECS", 60)),
+            max_attempts: self.parsed("WEBHOOK_MAX_ATTEMPTS", 8),
+            retry_base: self.millis("WEBHOOK_RETRY_BASE_MS", 5_000),
+            retry_max: self.millis("WEBHOOK_RETRY_MAX_MS", 600_000),
+            poll_interval: self.millis("WEBHOOK_POLL_INTERVAL_MS", 1_000),
+        };
+        self.positive_duration("WEBHOOK_LEASE_SECS", settings.lease);
+        self.positive("WEBHOOK_MAX_ATTEMPTS", settings.max_attempts);
+        // More workers than this would only wait for pooled connections.
+        if settings.workers > 64 {
+            self.problems
+                .push("WEBHOOK_WORKERS must be at most 64".to_owned());
+        }
+        if settings.retry_max < settings.retry_base {
+            self.problems.push(
+                "WEBHOOK_RETRY_MAX_MS must not be less than WEBHOOK_RETRY_BASE_MS".to_owned(),
+            );
+        }
+        settings
     }
 }
 
@@ -849,6 +897,48 @@ mod tests {
             ]
         );
         assert!(!error.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn webhook_workers_default_to_two_and_every_bad_knob_is_named() {
+        let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
+        assert_eq!(
+            settings.webhook_workers,
+            WebhookWorkerSettings {
+                workers: 2,
+                lease: Duration::from_secs(60),
+                max_attempts: 8,
+                retry_base: Duration::from_secs(5),
+                retry_max: Duration::from_secs(600),
+                poll_interval: Duration::from_secs(1),
+            }
+        );
+        let mut receiving_only = REQUIRED.to_vec();
+        receiving_only.push(("WEBHOOK_WORKERS", "0"));
+        let settings = Settings::from_lookup(lookup_from(&receiving_only)).expect("0 is valid");
+        assert_eq!(settings.webhook_workers.workers, 0);
+
+        let mut bad = REQUIRED.to_vec();
+        bad.extend([
+            ("WEBHOOK_WORKERS", "-1"),
+            ("WEBHOOK_LEASE_SECS", "0"),
+            ("WEBHOOK_MAX_ATTEMPTS", "0"),
+            ("WEBHOOK_RETRY_BASE_MS", "5000"),
+            ("WEBHOOK_RETRY_MAX_MS", "1000"),
+            ("WEBHOOK_POLL_INTERVAL_MS", "0"),
+        ]);
+        let text = Settings::from_lookup(lookup_from(&bad))
+            .expect_err("invalid settings")
+            .to_string();
+        for problem in [
+            "WEBHOOK_WORKERS=\"-1\" is invalid",
+            "WEBHOOK_LEASE_SECS must be greater than 0",
+            "WEBHOOK_MAX_ATTEMPTS must be greater than 0",
+            "WEBHOOK_RETRY_MAX_MS must not be less than WEBHOOK_RETRY_BASE_MS",
+            "WEBHOOK_POLL_INTERVAL_MS must be greater than 0",
+        ] {
+            assert!(text.contains(problem), "{problem} missing from: {text}");
+        }
     }
 
     #[test]

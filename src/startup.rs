@@ -255,6 +255,20 @@ impl Application {
             stop_probe.clone(),
         ));
 
+        let webhook_workers = tokio::spawn(
+            crate::service::WebhookWorkers::new(
+                self.database.clone(),
+                provider
+                    .clone()
+                    .map(|provider| provider as Arc<dyn crate::billing::PaymentProvider>),
+                self.settings.webhook_workers.clone(),
+                // The receiving side notifies it for each new event and each re-drive; the
+                // workers also poll, to find events other instances stored.
+                self.wake_webhook_workers.clone(),
+            )
+            .run(stop_probe.clone()),
+        );
+
         let cache_repairs = tokio::spawn(
             services
                 .ticket_cache
@@ -318,6 +332,7 @@ impl Application {
         let _ = probe.await;
         let _ = sweeper.await;
         let _ = completer.await;
+        let _ = webhook_workers.await;
         let _ = gates.await;
         let _ = cache_repairs.await;
         health.set_all(ServingStatus::NotServing).await;

@@ -4,4 +4,5 @@ ALTER TABLE charge_activities ADD CONSTRAINT charge_activities_action_check CHEC
 ));
 ALTER TABLE charge_activities DROP COLUMN webhook_event_id;
 DROP TABLE charge_disputes;
+DROP INDEX charges_provider_payment_idx;
 DROP TABLE webhook_events;

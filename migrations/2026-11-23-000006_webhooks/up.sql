@@ -48,6 +48,11 @@ CREATE INDEX webhook_events_due_idx ON webhook_events (next_attempt_at) WHERE st
 CREATE INDEX webhook_events_account_state_idx
     ON webhook_events (account_id, state, received_at DESC, id DESC);
 
+-- Events name the provider's payment (`pi_...`): a dispute is matched to its charge by it, at
+-- receipt and by the workers.
+CREATE INDEX charges_provider_payment_idx ON charges (provider_payment_id)
+    WHERE provider_payment_id IS NOT NULL;
+
 -- Disputes (chargebacks) opened at the provider on a charge, learnt from
 -- `charge.dispute.created` (a charge may be disputed more than once).
 CREATE TABLE charge_disputes (

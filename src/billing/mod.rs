@@ -11,6 +11,6 @@ pub mod stripe;
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use provider::{
     BillingReference, CreatePayment, CreateRefund, Payment, PaymentFailure, PaymentProvider,
-    PaymentStatus, ProviderError, Refund, RefundStatus,
+    PaymentStatus, ProviderCharge, ProviderError, Refund, RefundStatus,
 };
 pub use stripe::{ProviderSetupError, StripeHttpProvider};

@@ -52,6 +52,15 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
         deadline: Instant,
     ) -> ProviderFuture<'a, Vec<Payment>>;
 
+    /// Reads a card charge (`ch_...`, a payment's `latest_charge`): how much of it is refunded,
+    /// refunds made outside the service included, and whether it is disputed. What a webhook
+    /// event is applied from, whatever the event said and whenever it arrived.
+    fn get_charge<'a>(
+        &'a self,
+        charge_id: &'a str,
+        deadline: Instant,
+    ) -> ProviderFuture<'a, ProviderCharge>;
+
     /// Refunds all or part of a payment under the key [`CreateRefund::idempotency_key`].
     fn create_refund<'a>(
         &'a self,
@@ -273,6 +282,20 @@ pub struct Payment {
 pub struct PaymentFailure {
     pub code: String,
     pub decline_code: Option<String>,
+}
+
+/// A card charge as the provider holds it: the refund and dispute state of a payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderCharge {
+    /// The provider's id (`ch_...`).
+    pub id: String,
+    /// The payment it belongs to (`pi_...`).
+    pub payment_id: String,
+    /// Every refund that is not failed or canceled, ours and those made elsewhere (the
+    /// provider's dashboard), pending ones included.
+    pub amount_refunded: Money,
+    /// Whether a dispute (chargeback) was opened on it.
+    pub disputed: bool,
 }
 
 /// A refund's state at the provider.

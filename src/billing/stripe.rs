@@ -23,7 +23,7 @@ use url::Url;
 use super::breaker::{BreakerConfig, CallOutcome, CircuitBreaker};
 use super::provider::{
     BillingReference, CreatePayment, CreateRefund, Payment, PaymentFailure, PaymentProvider,
-    PaymentStatus, ProviderError, ProviderFuture, Refund, RefundStatus,
+    PaymentStatus, ProviderCharge, ProviderError, ProviderFuture, Refund, RefundStatus,
 };
 use super::retry::{RetryBudget, RetryPolicy};
 use crate::configuration::PaymentProviderSettings;
@@ -288,11 +288,7 @@ impl PaymentProvider for StripeHttpProvider {
         deadline: Instant,
     ) -> ProviderFuture<'a, Payment> {
         Box::pin(async move {
-            if payment_id.is_empty()
-                || !payment_id
-                    .bytes()
-                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
-            {
+            if !is_provider_id(payment_id) {
                 return Err(ProviderError::InvalidRequest {
                     status: 0,
                     code: "invalid_payment_id".to_owned(),
@@ -334,6 +330,28 @@ impl PaymentProvider for StripeHttpProvider {
 
     fn refusing_calls_for(&self) -> Option<Duration> {
         self.breaker.refusing_for()
+    }
+
+    fn get_charge<'a>(
+        &'a self,
+        charge_id: &'a str,
+        deadline: Instant,
+    ) -> ProviderFuture<'a, ProviderCharge> {
+        Box::pin(async move {
+            if !is_provider_id(charge_id) {
+                return Err(ProviderError::InvalidRequest {
+                    status: 0,
+                    code: "invalid_charge_id".to_owned(),
+                    param: Some("charge_id".to_owned()),
+                    message: "a charge id is ASCII letters, digits and '_'".to_owned(),
+                });
+            }
+            let http = HttpRequest {
+                path: format!("v1/charges/{charge_id}"),
+                method: Method::Get { query: Vec::new() },
+            };
+            self.call(&http, deadline, parse_charge).await
+        })
     }
 
     fn create_refund<'a>(
@@ -647,6 +665,16 @@ struct WireSearchResult {
 }
 
 #[derive(Debug, Deserialize)]
+struct WireCharge {
+    id: String,
+    amount_refunded: i64,
+    currency: String,
+    payment_intent: String,
+    #[serde(default)]
+    disputed: bool,
+}
+
+#[derive(Debug, Deserialize)]
 struct WireRefund {
     id: String,
     amount: i64,
@@ -712,6 +740,27 @@ fn payment_from_wire(wire: WirePaymentIntent) -> Result<Payment, String> {
             code: error.code.unwrap_or_else(|| "card_declined".to_owned()),
             decline_code: error.decline_code,
         }),
+    })
+}
+
+/// An id the provider made (`pi_...`, `ch_...`): safe to put in a path as is.
+fn is_provider_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+}
+
+fn parse_charge(body: &[u8]) -> Result<ProviderCharge, String> {
+    let wire: WireCharge =
+        serde_json::from_slice(body).map_err(|error| format!("not a charge: {error}"))?;
+    let amount_refunded = Money::parse(wire.amount_refunded, &wire.currency)
+        .map_err(|error| format!("charge {}: amount refunded {error}", wire.id))?;
+    Ok(ProviderCharge {
+        id: wire.id,
+        payment_id: wire.payment_intent,
+        amount_refunded,
+        disputed: wire.disputed,
     })
 }
 

@@ -128,6 +128,9 @@ pub enum ChargeEvent {
     RefundReserved { amount: Money },
     /// A reserved refund was refused by the provider: its amount is available again.
     RefundReleased { amount: Money },
+    /// The provider's own figure of what is refunded (refunds made outside the service included),
+    /// learnt from a webhook event once none of our refunds of the charge is in flight.
+    RefundedAtProvider { amount_refunded: Money },
 }
 
 /// What an event makes of a charge.
@@ -240,6 +243,31 @@ impl Charge {
                     })?;
                 after.status = status_for_refunded(&after);
                 "refund_failed"
+            }
+            ChargeEvent::RefundedAtProvider { amount_refunded } => {
+                if !matches!(
+                    self.status,
+                    ChargeStatus::Succeeded
+                        | ChargeStatus::PartiallyRefunded
+                        | ChargeStatus::Refunded
+                ) {
+                    return Err(wrong("refunded at the provider"));
+                }
+                self.same_currency(*amount_refunded)?;
+                if amount_refunded.amount_minor() > self.amount.amount_minor() {
+                    return Err(ChargeViolation::RefundExceedsCharge {
+                        requested: *amount_refunded,
+                        remaining: self.amount,
+                    });
+                }
+                after.amount_refunded = *amount_refunded;
+                after.status = status_for_refunded(&after);
+                // Less refunded than we counted: a refund the provider had accepted failed there.
+                if amount_refunded.amount_minor() < self.amount_refunded.amount_minor() {
+                    "refund_failed"
+                } else {
+                    "refunded"
+                }
             }
         };
         after.version += 1;
@@ -396,6 +424,47 @@ mod tests {
             .unwrap()
             .after;
         assert_eq!(none.status, ChargeStatus::Succeeded);
+    }
+
+    #[test]
+    fn the_providers_refunded_figure_replaces_ours_in_either_direction() {
+        let paid = succeeded(1000);
+        let outside = paid
+            .apply(&ChargeEvent::RefundedAtProvider {
+                amount_refunded: usd(400),
+            })
+            .unwrap();
+        assert_eq!(outside.action, "refunded");
+        assert_eq!(outside.after.status, ChargeStatus::PartiallyRefunded);
+        assert_eq!(outside.after.refundable(), usd(600));
+        let all = outside
+            .after
+            .apply(&ChargeEvent::RefundedAtProvider {
+                amount_refunded: usd(1000),
+            })
+            .unwrap()
+            .after;
+        assert_eq!(all.status, ChargeStatus::Refunded);
+        let failed_there = all
+            .apply(&ChargeEvent::RefundedAtProvider {
+                amount_refunded: usd(0),
+            })
+            .unwrap();
+        assert_eq!(failed_there.action, "refund_failed");
+        assert_eq!(failed_there.after.status, ChargeStatus::Succeeded);
+        assert!(
+            paid.apply(&ChargeEvent::RefundedAtProvider {
+                amount_refunded: usd(1001)
+            })
+            .is_err()
+        );
+        assert!(
+            pending(1000)
+                .apply(&ChargeEvent::RefundedAtProvider {
+                    amount_refunded: usd(1)
+                })
+                .is_err()
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod identity;
 mod ids;
 mod money;
 mod pagination;
+mod payment_event;
 mod ticket;
 mod ticket_query;
 mod timestamp;
@@ -31,6 +32,7 @@ pub use identity::{
 pub use ids::{AccountId, ApiKeyId, ChargeId, RefundId, SessionId, TicketId, UserId};
 pub use money::{Currency, Money, MoneyArithmeticError};
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
+pub use payment_event::{DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent};
 pub use ticket::{
     Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
     TicketPriority, TicketStatus, TicketSubject, TicketTransition,

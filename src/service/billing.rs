@@ -827,7 +827,7 @@ fn outcome_of(charge: StoredCharge) -> Outcome<StoredCharge> {
 
 /// The event a payment the provider holds stands for; one still in flight is provider trouble
 /// for now (the charge stays pending and is read back later).
-fn event_for_payment(payment: &Payment) -> AppResult<ChargeEvent> {
+pub(crate) fn event_for_payment(payment: &Payment) -> AppResult<ChargeEvent> {
     match payment.status {
         PaymentStatus::Succeeded => Ok(ChargeEvent::Succeeded {
             provider_payment_id: payment.id.clone(),
@@ -892,6 +892,7 @@ async fn record(
         actor_api_key_id,
         action,
         changes,
+        webhook_event_id: None,
     }
     .insert(conn)
     .await

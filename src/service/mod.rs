@@ -9,6 +9,7 @@ pub mod billing;
 pub mod ticket_cache;
 pub mod tickets;
 pub mod users;
+pub mod webhook_worker;
 pub mod webhooks;
 
 pub use accounts::Accounts;
@@ -18,6 +19,7 @@ pub use billing::{Billing, Completed, CompleterPolicy, NewChargeRequest};
 pub use ticket_cache::{PrefetchedEntry, TicketCache};
 pub use tickets::{TicketDesk, TicketEdits};
 pub use users::{NewUserRequest, UserChanges, Users};
+pub use webhook_worker::WebhookWorkers;
 pub use webhooks::{Receipt, Webhooks};
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};

@@ -92,6 +92,9 @@ pub(crate) fn test_settings(database_name: &str) -> Settings {
         | "RATE_LIMIT_AUTH_FAILURES"
         | "RATE_LIMIT_WEBHOOK" => Some("100000/60".to_owned()),
         "SHUTDOWN_DRAIN_TIMEOUT_MS" => Some("5000".to_owned()),
+        // No webhook worker unless a test starts some (tests/api/webhook_processing.rs): events
+        // stored by tests about receiving stay as they were stored.
+        "WEBHOOK_WORKERS" => Some("0".to_owned()),
         _ => None,
     })
     .expect("test settings are valid");

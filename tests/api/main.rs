@@ -33,4 +33,6 @@ mod tickets;
 mod tooling;
 mod transport;
 mod webhook_admin;
+mod webhook_end_to_end;
+mod webhook_processing;
 mod webhook_receiving;

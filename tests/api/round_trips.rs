@@ -49,6 +49,7 @@ impl CountedApp {
             // Nothing in the background while calls are counted.
             settings.server.health_probe_interval = Duration::from_secs(3600);
             settings.idempotency.sweep_interval = Duration::from_secs(3600);
+            settings.billing_completer_interval = Duration::from_secs(3600);
             configure(settings);
         })
         .await;

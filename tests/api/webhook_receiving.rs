@@ -637,6 +637,23 @@ async fn the_simulators_webhooks_reach_the_service_through_envoy_and_corrupted_f
         },
     )
     .await;
+    // The simulator logs an attempt once it has read the answer, a moment after the row is stored.
+    super::helpers::wait_until(
+        "the clean retries of the corrupted attempts acknowledged",
+        Duration::from_secs(20),
+        || async {
+            let deliveries = app.simulator.deliveries();
+            deliveries
+                .iter()
+                .filter(|attempt| attempt.corruption.is_some())
+                .all(|corrupted| {
+                    deliveries.iter().any(|attempt| {
+                        attempt.event_id == corrupted.event_id && attempt.status == Some(200)
+                    })
+                })
+        },
+    )
+    .await;
     let deliveries = app.simulator.deliveries();
     for corruption in ["bad_signature", "mangled_body"] {
         let corrupted = deliveries

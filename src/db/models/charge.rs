@@ -141,6 +141,39 @@ impl ChargeRow {
             .transpose()
     }
 
+    /// The charge a provider payment belongs to, in whichever account, locked until the
+    /// transaction ends: by our id (the payment's `metadata[charge_id]`) when the provider gave
+    /// it, else by the payment id recorded on the charge. What webhook events are applied to.
+    pub async fn lock_for_payment(
+        conn: &mut AsyncPgConnection,
+        charge_id: Option<Uuid>,
+        provider_payment_id: &str,
+    ) -> AppResult<Option<StoredCharge>> {
+        let locked = match charge_id {
+            Some(id) => {
+                charges::table
+                    .filter(charges::id.eq(id))
+                    .select(Self::as_select())
+                    .for_update()
+                    .first::<Self>(conn)
+                    .await
+            }
+            None => {
+                charges::table
+                    .filter(charges::provider_payment_id.eq(provider_payment_id))
+                    .select(Self::as_select())
+                    .for_update()
+                    .first::<Self>(conn)
+                    .await
+            }
+        };
+        locked
+            .optional()
+            .map_err(crate::idempotency::lock_timeout_is_in_use)?
+            .map(Self::into_domain)
+            .transpose()
+    }
+
     /// The oldest pending charge created before `before` that no one else holds, locked: the
     /// completer's next piece of work. `SKIP LOCKED`, so that instances (and a request resuming
     /// its own charge) never wait on one another.

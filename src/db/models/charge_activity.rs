@@ -20,6 +20,8 @@ pub struct NewChargeActivity<'a> {
     pub actor_api_key_id: Option<Uuid>,
     pub action: &'a str,
     pub changes: Value,
+    /// The provider's webhook event that caused it; none for the service's own transitions.
+    pub webhook_event_id: Option<&'a str>,
 }
 
 impl NewChargeActivity<'_> {
