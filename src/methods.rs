@@ -93,8 +93,8 @@ impl HttpSuccess {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Prefetch {
     /// The ticket cache's entry for the ticket named by the request's string field `id`
-    /// (checked at start-up to exist in the request message).
-    Ticket { request: MessageDescriptor },
+    /// (checked at start-up to exist in the request message): its field number.
+    Ticket { id_field: u32 },
 }
 
 /// The REST bindings of an RPC whose path templates name request fields
@@ -392,17 +392,19 @@ fn declared(
     let prefetch = match field("prefetch") {
         0 => None,
         1 => {
-            let request = method.input();
-            let names_a_ticket = request
+            let id_field = method
+                .input()
                 .get_field_by_name("id")
-                .is_some_and(|id| id.kind() == Kind::String && !id.is_list());
-            if access != Access::Authenticated || !names_a_ticket {
+                .filter(|id| id.kind() == Kind::String && !id.is_list());
+            let (Access::Authenticated, Some(id_field)) = (access, id_field) else {
                 return Err(
                     "prefetch TICKET needs an authenticated RPC whose request has a string `id`"
                         .to_owned(),
                 );
-            }
-            Some(Prefetch::Ticket { request })
+            };
+            Some(Prefetch::Ticket {
+                id_field: id_field.number(),
+            })
         }
         other => return Err(format!("prefetch is {}", unknown(other))),
     };

@@ -209,8 +209,9 @@ pub struct Read {
     pub value: Option<String>,
     /// Whether the lease was stored there (the key was empty).
     pub took_lease: bool,
-    /// The prefetched key's value; `None` when it was empty or none was asked for.
-    pub prefetched: Option<String>,
+    /// The prefetched key's value (bytes: a ticket cache entry is protobuf); `None` when it
+    /// was empty or none was asked for.
+    pub prefetched: Option<Vec<u8>>,
     /// When the key was empty and the client is over its failed-authentication quota: how long
     /// until it is not. No lease was taken then.
     pub barred_for: Option<Duration>,
@@ -298,7 +299,7 @@ impl RateLimiter {
     /// The Redis key of `subject`'s GCRA state under `policy`.
     fn quota_key(&self, policy: Policy, subject: &Subject) -> String {
         self.keys
-            .key(&format!("rl:{}:{}", policy.name(), subject.as_str()))
+            .key_of(format_args!("rl:{}:{}", policy.name(), subject.as_str()))
     }
 
     /// GCRA's emission interval of `quota` in ms: the quota comes back one request at a time.
@@ -430,7 +431,7 @@ impl RateLimiter {
                         .arg(Self::interval_ms(failures))
                         .arg(failures.count);
                 }
-                let answer: (i64, i64, i64, i64, String, i64, String, i64) =
+                let answer: (i64, i64, i64, i64, String, i64, Vec<u8>, i64) =
                     invocation.invoke_async(&mut connection).await?;
                 Ok(answer)
             })

@@ -116,7 +116,7 @@ pub struct LoadShape {
     pub duration: Duration,
     /// Calls per second for an open loop; `None` for a closed loop.
     pub rate: Option<f64>,
-    /// Stop after this many recorded calls (one-at-a-time latency runs); `None`: run the duration.
+    /// Stop after this many recorded calls (latency runs, `run --calls`); `None`: run the duration.
     pub max_calls: Option<u64>,
 }
 

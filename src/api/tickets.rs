@@ -516,22 +516,23 @@ fn status_to_wire(status: TicketStatus) -> v1::TicketStatus {
 }
 
 fn to_wire(ticket: Ticket) -> v1::Ticket {
+    let etag = ticket.etag().to_string();
     v1::Ticket {
         id: ticket.id.to_string(),
         account_id: ticket.account_id.to_string(),
-        subject: ticket.subject.as_str().to_owned(),
-        description: ticket.description.as_str().to_owned(),
+        subject: ticket.subject.into_string(),
+        description: ticket.description.into_string(),
         priority: priority_to_wire(ticket.priority).into(),
         status: status_to_wire(ticket.status).into(),
         requester_id: ticket.requester_id.to_string(),
-        requester_email: ticket.requester_email.as_str().to_owned(),
+        requester_email: ticket.requester_email.into_string(),
         assignee_id: ticket
             .assignee_id
             .map(|id| id.to_string())
             .unwrap_or_default(),
         create_time: Some(timestamp(ticket.created_at)),
         update_time: Some(timestamp(ticket.updated_at)),
-        etag: ticket.etag().to_string(),
+        etag,
     }
 }
 

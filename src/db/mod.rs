@@ -218,6 +218,45 @@ fn statement_timeout_ms(budget: Duration) -> AppResult<String> {
     Ok(millis.to_string())
 }
 
+/// A diesel statement that the connection keeps prepared, keyed by its SQL text: one round trip
+/// per call instead of a prepare and an execute.
+///
+/// diesel never caches a DSL-built INSERT (each value may render `DEFAULT`), an UPDATE (a
+/// changeset may skip columns) or an `ON CONFLICT DO UPDATE`, because their SQL could take many
+/// shapes. Keyed by the SQL itself, a statement is prepared once per shape, so this is safe
+/// exactly for statements with few shapes: a one-row insert (an optional value is `$n` or
+/// `DEFAULT`), an update of a fixed set of columns or a changeset of a few optional ones. Never
+/// for a multi-row insert or an `IN` list, whose shapes are unbounded. diesel-async builds the
+/// SQL of every statement anyway, so the key costs nothing more.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepPrepared<Q>(pub Q);
+
+impl<Q> diesel::query_builder::QueryId for KeepPrepared<Q> {
+    type QueryId = ();
+    // Not static: the cache keys the statement by its SQL and bind types, not by its Rust type.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q> diesel::query_builder::QueryFragment<diesel::pg::Pg> for KeepPrepared<Q>
+where
+    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &diesel::pg::Pg) -> diesel::QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeepPrepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
 /// `EXPLAIN` of a diesel query, with the query's own binds: how tests (and operators) check that
 /// a query the service runs is served by an index.
 #[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]

@@ -14,11 +14,23 @@ impl Email {
     pub const MAX_LENGTH: usize = 254;
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let address = raw.trim().to_lowercase();
+        let trimmed = raw.trim();
+        // The same lower case, without Unicode's tables for the usual all-ASCII address.
+        let address = if trimmed.is_ascii() {
+            trimmed.to_ascii_lowercase()
+        } else {
+            trimmed.to_lowercase()
+        };
         if address.is_empty() {
             return Err(InvalidValue::new("an email address is required"));
         }
-        if address.chars().count() > Self::MAX_LENGTH {
+        let ascii = address.is_ascii();
+        let length = if ascii {
+            address.len()
+        } else {
+            address.chars().count()
+        };
+        if length > Self::MAX_LENGTH {
             return Err(InvalidValue::new(format!(
                 "must be at most {} characters",
                 Self::MAX_LENGTH
@@ -31,7 +43,14 @@ impl Email {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
                 && !domain.contains("..")
-        }) && !address.chars().any(|c| c.is_whitespace() || c.is_control());
+        }) && !(if ascii {
+            // For ASCII, the same test by bytes.
+            address
+                .bytes()
+                .any(|b| char::from(b).is_whitespace() || b.is_ascii_control())
+        } else {
+            address.chars().any(|c| c.is_whitespace() || c.is_control())
+        });
         if !plausible {
             return Err(InvalidValue::new(
                 "must be an email address such as jane@example.com",
@@ -42,6 +61,11 @@ impl Email {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The address, given up without a copy (building a wire message).
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 

@@ -69,10 +69,64 @@ impl fmt::Display for InvalidValue {
 
 impl std::error::Error for InvalidValue {}
 
-/// Trims `raw` and checks its length in characters (not bytes) lies in `min..=max`.
+/// What [`bounded_text`] judges text by.
+#[derive(Debug, PartialEq, Eq)]
+struct TextScan {
+    /// In characters.
+    length: usize,
+    /// A control character other than a line break or tab.
+    control: bool,
+    bidi: bool,
+    visible: bool,
+}
+
+impl TextScan {
+    fn of(text: &str) -> Self {
+        if text.is_ascii() {
+            Self::of_ascii(text.as_bytes())
+        } else {
+            Self::of_chars(text)
+        }
+    }
+
+    fn of_chars(text: &str) -> Self {
+        Self {
+            length: text.chars().count(),
+            control: text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t'),
+            bidi: text.chars().any(is_bidi_control),
+            visible: text
+                .chars()
+                .any(|c| !c.is_whitespace() && !is_default_ignorable(c)),
+        }
+    }
+
+    /// The same judgement by bytes, for the usual all-ASCII text: ASCII has no bidirectional
+    /// controls and no default-ignorable characters.
+    fn of_ascii(text: &[u8]) -> Self {
+        Self {
+            length: text.len(),
+            control: text
+                .iter()
+                .any(|b| b.is_ascii_control() && !matches!(b, b'\n' | b'\r' | b'\t')),
+            bidi: false,
+            visible: text.iter().any(|b| !char::from(*b).is_whitespace()),
+        }
+    }
+}
+
+/// Trims `raw` and checks its length in characters (not bytes) lies in `min..=max`, and that
+/// it holds no control characters (but line breaks and tabs), no bidirectional controls, and
+/// some visible character. Every ticket read is parsed again: ASCII text is judged by bytes.
 fn bounded_text(raw: &str, min: usize, max: usize) -> Result<String, InvalidValue> {
     let trimmed = raw.trim();
-    let length = trimmed.chars().count();
+    let TextScan {
+        length,
+        control,
+        bidi,
+        visible,
+    } = TextScan::of(trimmed);
     if length < min {
         return Err(if min == 1 {
             InvalidValue::new("must not be empty")
@@ -85,21 +139,15 @@ fn bounded_text(raw: &str, min: usize, max: usize) -> Result<String, InvalidValu
             "must be at most {max} characters (got {length})"
         )));
     }
-    if trimmed
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
-    {
+    if control {
         return Err(InvalidValue::new("must not contain control characters"));
     }
-    if trimmed.chars().any(is_bidi_control) {
+    if bidi {
         return Err(InvalidValue::new(
             "must not contain bidirectional override, embedding or isolate characters (U+202A to U+202E, U+2066 to U+2069)",
         ));
     }
-    if !trimmed
-        .chars()
-        .any(|c| !c.is_whitespace() && !is_default_ignorable(c))
-    {
+    if !visible {
         return Err(InvalidValue::new(
             "must contain visible characters, not only invisible ones such as zero-width spaces",
         ));
@@ -170,6 +218,26 @@ mod tests {
             assert!(single_line(raw.to_owned()).is_err(), "{raw:?} accepted");
         }
         assert!(single_line("one line".to_owned()).is_ok());
+    }
+
+    #[test]
+    fn ascii_text_is_judged_by_bytes_as_by_characters() {
+        let every_byte: Vec<String> = (0_u8..128).map(|b| char::from(b).to_string()).collect();
+        let texts = [
+            "plain",
+            "tab\there",
+            "line\r\nbreak",
+            "bell\u{7}",
+            "\u{b}\u{c}",
+            "   ",
+        ];
+        for text in every_byte.iter().map(String::as_str).chain(texts) {
+            assert_eq!(
+                TextScan::of_ascii(text.as_bytes()),
+                TextScan::of_chars(text),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

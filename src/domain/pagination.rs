@@ -85,7 +85,8 @@ pub struct PageScope<'a> {
 /// new key can be put first while tokens signed with the old one still work for a release.
 #[derive(Clone)]
 pub struct PageTokenKeys {
-    keys: Arc<[Vec<u8>]>,
+    /// Each key's HMAC, keyed once: a token costs its own bytes, not the key schedule.
+    keys: Arc<[Hmac<Sha256>]>,
 }
 
 impl fmt::Debug for PageTokenKeys {
@@ -109,7 +110,14 @@ impl PageTokenKeys {
     /// `keys` in order of preference; at least one.
     pub fn new(keys: Vec<Vec<u8>>) -> Self {
         assert!(!keys.is_empty(), "page tokens need at least one key");
-        Self { keys: keys.into() }
+        Self {
+            keys: keys
+                .iter()
+                .map(|key| {
+                    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length")
+                })
+                .collect(),
+        }
     }
 
     /// The opaque `page_token` a client sends back to get the page after `cursor`.
@@ -206,8 +214,8 @@ impl PageTokenKeys {
         Ok(TextPageCursor { at, id })
     }
 
-    fn mac(key: &[u8], body: &[u8], scope: PageScope<'_>) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    fn mac(key: &Hmac<Sha256>, body: &[u8], scope: PageScope<'_>) -> Hmac<Sha256> {
+        let mut mac = key.clone();
         // Length-prefixed, so no two scopes sign the same bytes.
         let list = scope.list.as_bytes();
         mac.update(scope.account.as_uuid().as_bytes());

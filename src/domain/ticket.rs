@@ -25,6 +25,11 @@ impl TicketSubject {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The text, given up without a copy (building a wire message).
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// The problem in full: 1 to 5000 characters after trimming; line breaks allowed.
@@ -40,6 +45,11 @@ impl TicketDescription {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The text, given up without a copy (building a wire message).
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 

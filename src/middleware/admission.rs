@@ -26,6 +26,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -35,7 +36,6 @@ use tower::{Layer, Service};
 use super::method::declared_method;
 use super::rate_limit::{ClientAddress, add_headers, client_subject, policy_for, refusal};
 use super::unary_body::Peeked;
-use prost_reflect::MessageDescriptor;
 
 use crate::auth::principals::{KnownState, Lease};
 use crate::auth::{Authenticator, Caller, Credential};
@@ -45,12 +45,18 @@ use crate::methods::{Access, Method, Prefetch};
 use crate::rate_limit::{AlsoRead, Decision, Policy, RateLimiter, Subject};
 use crate::service::{PrefetchedEntry, TicketCache};
 
-#[derive(Clone)]
-pub struct AdmissionLayer {
+/// What admission works with, shared by every request through one `Arc`: a request clones a
+/// pointer, not the authenticator's keys and the limiter's settings.
+struct Gate {
     authenticator: Authenticator,
     limiter: RateLimiter,
     ticket_cache: TicketCache,
     max_request_bytes: usize,
+}
+
+#[derive(Clone)]
+pub struct AdmissionLayer {
+    gate: Arc<Gate>,
 }
 
 impl AdmissionLayer {
@@ -61,10 +67,12 @@ impl AdmissionLayer {
         max_request_bytes: usize,
     ) -> Self {
         Self {
-            authenticator,
-            limiter,
-            ticket_cache,
-            max_request_bytes,
+            gate: Arc::new(Gate {
+                authenticator,
+                limiter,
+                ticket_cache,
+                max_request_bytes,
+            }),
         }
     }
 }
@@ -75,10 +83,7 @@ impl<S> Layer<S> for AdmissionLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Admit {
             inner,
-            authenticator: self.authenticator.clone(),
-            limiter: self.limiter.clone(),
-            ticket_cache: self.ticket_cache.clone(),
-            max_request_bytes: self.max_request_bytes,
+            gate: Arc::clone(&self.gate),
         }
     }
 }
@@ -86,10 +91,7 @@ impl<S> Layer<S> for AdmissionLayer {
 #[derive(Clone)]
 pub struct Admit<S> {
     inner: S,
-    authenticator: Authenticator,
-    limiter: RateLimiter,
-    ticket_cache: TicketCache,
-    max_request_bytes: usize,
+    gate: Arc<Gate>,
 }
 
 /// What admission decided about a request that may go on.
@@ -123,30 +125,30 @@ impl Presented {
     }
 }
 
-/// The ticket id in a unary gRPC request body (one uncompressed frame) of `request_type`, and
-/// the body to hand on: the same bytes. `None` when the body is not such a frame, or the id not
-/// a ticket id: the handler then decodes and refuses it as it would anyway.
+/// The ticket id in a unary gRPC request body (one uncompressed frame), the string field
+/// numbered `id_field`, and the body to hand on: the same bytes. `None` when the body is not
+/// such a frame, or the id not a ticket id: the handler then decodes and refuses it as it would
+/// anyway.
 async fn ticket_named_in(
     body: Body,
-    request_type: &MessageDescriptor,
+    id_field: u32,
     max_request_bytes: usize,
 ) -> Result<(Body, Option<TicketId>), Response<Body>> {
     let peeked = Peeked::read(body, max_request_bytes).await?;
-    let id = peeked.message(request_type).and_then(|message| {
-        message
-            .get_field_by_name("id")
-            .and_then(|id| id.as_str().and_then(|id| TicketId::parse(id).ok()))
-    });
+    let id = peeked
+        .string_field(id_field)
+        .and_then(|id| TicketId::parse(id).ok());
     Ok((peeked.into_body(), id))
 }
 
 /// Admits a request, or answers why not.
-async fn admit(
-    authenticator: Authenticator,
-    limiter: RateLimiter,
-    ticket_cache: TicketCache,
-    presented: Presented,
-) -> Result<Admitted, Response<Body>> {
+async fn admit(gate: &Gate, presented: Presented) -> Result<Admitted, Response<Body>> {
+    let Gate {
+        authenticator,
+        limiter,
+        ticket_cache,
+        ..
+    } = gate;
     let Presented {
         method,
         authorization,
@@ -182,23 +184,25 @@ async fn admit(
 
     let credential = match authenticator.verify(authorization.as_deref()) {
         Ok(credential) => credential,
-        Err(error) => return Err(failed_authentication(&limiter, &client, error).await),
+        Err(error) => return Err(failed_authentication(limiter, &client, error).await),
     };
     let subject = credential.quota_subject();
     let state_key = authenticator.states().key(&credential.principal());
     let lease = Lease::new();
     // The account comes from the verified token; the state read beside it confirms it.
-    let prefetch_key = match (&credential, ticket) {
-        (Credential::AccessToken(claims), Some(ticket)) => {
-            Some(ticket_cache.entry_key(claims.account_id, ticket))
-        }
+    let prefetch = match (&credential, ticket) {
+        (Credential::AccessToken(claims), Some(ticket)) => Some((
+            claims.account_id,
+            ticket,
+            ticket_cache.entry_key(claims.account_id, ticket),
+        )),
         _ => None,
     };
     // An API key Redis does not know costs a PostgreSQL lookup: a client over its
     // failed-authentication quota (guessing keys) does not get one. A token's signature already
     // proved it genuine.
     let barring = matches!(credential, Credential::ApiKey(_)).then_some(&client);
-    let (decision, read) = match policy {
+    let (decision, mut read) = match policy {
         Some(policy) => {
             let (decision, read) = limiter
                 .admit(
@@ -207,7 +211,7 @@ async fn admit(
                     Some(AlsoRead {
                         key: &state_key,
                         lease: &lease,
-                        prefetch: prefetch_key.as_deref(),
+                        prefetch: prefetch.as_ref().map(|(_, _, key)| key.as_str()),
                         barring,
                     }),
                 )
@@ -229,11 +233,12 @@ async fn admit(
         };
         return Err(refusal(&client, &decision));
     }
-    let prefetched = prefetch_key
-        .zip(read.as_ref())
-        .map(|(key, read)| PrefetchedEntry {
-            key,
-            value: read.prefetched.clone(),
+    let prefetched = prefetch
+        .zip(read.as_mut())
+        .map(|((account_id, ticket, _), read)| PrefetchedEntry {
+            account_id,
+            ticket,
+            value: read.prefetched.take(),
         });
     let known = match read {
         Some(read) => KnownState::from_read(read.value.as_deref(), lease, read.took_lease),
@@ -242,7 +247,7 @@ async fn admit(
     let caller = match authenticator.resolve(&credential, known).await {
         Ok(caller) => caller,
         Err(error @ AppError::Unauthenticated { .. }) => {
-            return Err(failed_authentication(&limiter, &client, error).await);
+            return Err(failed_authentication(limiter, &client, error).await);
         }
         Err(error) => return Err(answer(error)),
     };
@@ -308,10 +313,7 @@ where
         // The service that was polled ready is the one that must be called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let authenticator = self.authenticator.clone();
-        let limiter = self.limiter.clone();
-        let ticket_cache = self.ticket_cache.clone();
-        let max_request_bytes = self.max_request_bytes;
+        let gate = Arc::clone(&self.gate);
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let (body, ticket) = match parts
@@ -319,8 +321,8 @@ where
                 .get::<&'static Method>()
                 .and_then(|method| method.prefetch.as_ref())
             {
-                Some(Prefetch::Ticket { request }) => {
-                    match ticket_named_in(body, request, max_request_bytes).await {
+                Some(Prefetch::Ticket { id_field }) => {
+                    match ticket_named_in(body, *id_field, gate.max_request_bytes).await {
                         Ok(peeked) => peeked,
                         Err(refused) => return Ok(refused),
                     }
@@ -328,13 +330,13 @@ where
                 None => (body, None),
             };
             let mut request = Request::from_parts(parts, body);
-            let presented = Presented::of(&request, &limiter, ticket);
+            let presented = Presented::of(&request, &gate.limiter, ticket);
             let client = ClientAddress::new(presented.client.clone());
             let Admitted {
                 caller,
                 decision,
                 prefetched,
-            } = match admit(authenticator, limiter, ticket_cache, presented).await {
+            } = match admit(&gate, presented).await {
                 Ok(admitted) => admitted,
                 Err(refused) => return Ok(refused),
             };

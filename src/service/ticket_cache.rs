@@ -16,17 +16,23 @@
 //! GetTicket declares `prefetch: PREFETCH_TICKET`: admission reads the entry in the same Redis
 //! round trip as the caller's quota and state, so a hit costs no round trip of its own.
 //!
-//! An entry is the cache's own serde type, [`CachedTicket`], stamped with [`SCHEMA`]: never a
-//! database row, so a migration cannot silently change what the cache holds, and an entry of
-//! another schema (written by an older or newer release) is a miss, not an error.
+//! An entry is the cache's own protobuf message, [`CachedTicket`], behind a header naming its
+//! layout and the ticket's version: `sd<SCHEMA>:<version>:` then the message (nothing after the
+//! header: a tombstone). Never a database row or an API message, so neither a migration nor an
+//! API change silently changes what the cache holds; an entry of another layout (written by an
+//! older or newer release, JSON included) is a miss, not an error. A hit decodes a few strings
+//! and integers: no JSON, no timestamp parsing. The store script reads the version of an entry
+//! of any layout (the header of any `sd<n>:`, or the `version` of the JSON entries of earlier
+//! releases), so that instances of two releases never put an older version over a newer one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use prost::Message;
 use redis::{AsyncCommands, Script};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{
@@ -48,12 +54,17 @@ pub const MAX_UNSYNCED: usize = 10_000;
 pub const REPAIR_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Stores ARGV[1] under KEYS[1] for ARGV[3] seconds unless the entry there has a version at
-/// least ARGV[2].
+/// least ARGV[2]: read from the header of an entry of any layout (`sd<n>:<version>:`), or from a
+/// JSON entry of an earlier release.
 const STORE_IF_NEWER: &str = r"
 local current = redis.call('GET', KEYS[1])
 if current then
-  local ok, decoded = pcall(cjson.decode, current)
-  if ok and tonumber(decoded.version) >= tonumber(ARGV[2]) then
+  local version = string.match(current, '^sd%d+:(%-?%d+):')
+  if not version then
+    local ok, decoded = pcall(cjson.decode, current)
+    if ok and type(decoded) == 'table' then version = decoded.version end
+  end
+  if version and tonumber(version) >= tonumber(ARGV[2]) then
     return 0
   end
 end
@@ -68,85 +79,171 @@ pub fn scripts() -> [&'static Script; 1] {
     [&STORE_SCRIPT]
 }
 
-/// The version of [`CachedTicket`]'s layout; bump it with any change to that type.
-const SCHEMA: u32 = 2;
+/// The layout of an entry: its header is `sd<SCHEMA>:`. Bump it with any change to
+/// [`CachedTicket`] that an older release would misread. (2 was JSON.)
+const SCHEMA: u32 = 3;
 
-/// A cache entry: the ticket, or a tombstone for a deleted ticket, at the ticket's `version`
-/// (which the store script compares).
-#[derive(Debug, Serialize, Deserialize)]
-struct Entry {
-    version: i64,
-    #[serde(default)]
-    schema: u32,
-    #[serde(default)]
-    ticket: Option<serde_json::Value>,
+/// A ticket as the cache keeps it. Its version is in the entry's header.
+#[derive(Clone, PartialEq, Message)]
+struct CachedTicket {
+    #[prost(message, optional, tag = "1")]
+    id: Option<CachedUuid>,
+    #[prost(message, optional, tag = "2")]
+    account_id: Option<CachedUuid>,
+    #[prost(string, tag = "3")]
+    subject: String,
+    #[prost(string, tag = "4")]
+    description: String,
+    #[prost(string, tag = "5")]
+    priority: String,
+    #[prost(string, tag = "6")]
+    status: String,
+    #[prost(message, optional, tag = "7")]
+    requester_id: Option<CachedUuid>,
+    #[prost(string, tag = "8")]
+    requester_email: String,
+    #[prost(message, optional, tag = "9")]
+    assignee_id: Option<CachedUuid>,
+    #[prost(message, optional, tag = "10")]
+    created_at: Option<prost_types::Timestamp>,
+    #[prost(message, optional, tag = "11")]
+    updated_at: Option<prost_types::Timestamp>,
 }
 
-/// A ticket as the cache keeps it.
-#[derive(Debug, Serialize, Deserialize)]
-struct CachedTicket {
-    id: Uuid,
-    account_id: Uuid,
-    subject: String,
-    description: String,
-    priority: String,
-    status: String,
-    requester_id: Uuid,
-    requester_email: String,
-    assignee_id: Option<Uuid>,
-    created_at: chrono::DateTime<chrono::Utc>,
-    updated_at: chrono::DateTime<chrono::Utc>,
-    version: i64,
+/// A UUID as two fixed 64-bit halves: no allocation, no text.
+#[derive(Clone, Copy, PartialEq, Message)]
+struct CachedUuid {
+    #[prost(fixed64, tag = "1")]
+    high: u64,
+    #[prost(fixed64, tag = "2")]
+    low: u64,
+}
+
+impl From<Uuid> for CachedUuid {
+    fn from(id: Uuid) -> Self {
+        let (high, low) = id.as_u64_pair();
+        Self { high, low }
+    }
+}
+
+impl From<CachedUuid> for Uuid {
+    fn from(id: CachedUuid) -> Self {
+        Uuid::from_u64_pair(id.high, id.low)
+    }
+}
+
+fn cached_instant(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        // Always below 2e9: chrono keeps nanoseconds within the second.
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn instant(at: Option<prost_types::Timestamp>) -> Result<DateTime<Utc>, InvalidValue> {
+    at.and_then(|at| DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?))
+        .ok_or_else(|| InvalidValue::new("no valid instant"))
+}
+
+fn uuid(id: Option<CachedUuid>) -> Result<Uuid, InvalidValue> {
+    id.map(Uuid::from).ok_or_else(|| InvalidValue::new("no id"))
 }
 
 impl From<&Ticket> for CachedTicket {
     fn from(ticket: &Ticket) -> Self {
         Self {
-            id: ticket.id.as_uuid(),
-            account_id: ticket.account_id.as_uuid(),
+            id: Some(ticket.id.as_uuid().into()),
+            account_id: Some(ticket.account_id.as_uuid().into()),
             subject: ticket.subject.as_str().to_owned(),
             description: ticket.description.as_str().to_owned(),
             priority: ticket.priority.as_str().to_owned(),
             status: ticket.status.as_str().to_owned(),
-            requester_id: ticket.requester_id.as_uuid(),
+            requester_id: Some(ticket.requester_id.as_uuid().into()),
             requester_email: ticket.requester_email.as_str().to_owned(),
-            assignee_id: ticket.assignee_id.map(|id| id.as_uuid()),
-            created_at: ticket.created_at,
-            updated_at: ticket.updated_at,
-            version: ticket.version,
+            assignee_id: ticket.assignee_id.map(|id| id.as_uuid().into()),
+            created_at: Some(cached_instant(ticket.created_at)),
+            updated_at: Some(cached_instant(ticket.updated_at)),
         }
     }
 }
 
-impl TryFrom<CachedTicket> for Ticket {
-    type Error = InvalidValue;
-
+impl CachedTicket {
     /// Parsed like any input: an entry that no longer parses is a miss.
-    fn try_from(cached: CachedTicket) -> Result<Self, InvalidValue> {
-        Ok(Self {
-            id: TicketId::from_uuid(cached.id),
-            account_id: AccountId::from_uuid(cached.account_id),
-            subject: TicketSubject::parse(&cached.subject)?,
-            description: TicketDescription::parse(&cached.description)?,
-            priority: TicketPriority::parse(&cached.priority)?,
-            status: TicketStatus::parse(&cached.status)?,
-            requester_id: UserId::from_uuid(cached.requester_id),
-            requester_email: Email::parse(&cached.requester_email)?,
-            assignee_id: cached.assignee_id.map(UserId::from_uuid),
-            created_at: cached.created_at,
-            updated_at: cached.updated_at,
-            version: cached.version,
+    fn into_ticket(self, version: i64) -> Result<Ticket, InvalidValue> {
+        Ok(Ticket {
+            id: TicketId::from_uuid(uuid(self.id)?),
+            account_id: AccountId::from_uuid(uuid(self.account_id)?),
+            subject: TicketSubject::parse(&self.subject)?,
+            description: TicketDescription::parse(&self.description)?,
+            priority: TicketPriority::parse(&self.priority)?,
+            status: TicketStatus::parse(&self.status)?,
+            requester_id: UserId::from_uuid(uuid(self.requester_id)?),
+            requester_email: Email::parse(&self.requester_email)?,
+            assignee_id: self.assignee_id.map(|id| UserId::from_uuid(id.into())),
+            created_at: instant(self.created_at)?,
+            updated_at: instant(self.updated_at)?,
+            version,
         })
     }
+}
+
+/// An entry as stored: the header, then the ticket's message, or nothing for a deleted ticket.
+fn encode_entry(version: i64, ticket: Option<&Ticket>) -> Vec<u8> {
+    let header = format!("sd{SCHEMA}:{version}:");
+    let message = ticket.map(CachedTicket::from);
+    let mut entry =
+        Vec::with_capacity(header.len() + message.as_ref().map_or(0, Message::encoded_len));
+    entry.extend_from_slice(header.as_bytes());
+    if let Some(message) = message {
+        message.encode_raw(&mut entry);
+    }
+    entry
+}
+
+/// What an entry says: the version and the ticket (`None`: deleted); `None` for an entry of
+/// another layout or one that does not decode.
+fn decode_entry(raw: &[u8]) -> Option<(i64, Option<Ticket>)> {
+    let rest = raw.strip_prefix(b"sd")?;
+    let (schema, rest) = split_number(rest)?;
+    if schema != i64::from(SCHEMA) {
+        return None;
+    }
+    let (version, message) = split_number(rest)?;
+    if message.is_empty() {
+        return Some((version, None));
+    }
+    let ticket = CachedTicket::decode(message)
+        .ok()?
+        .into_ticket(version)
+        .ok()?;
+    Some((version, Some(ticket)))
+}
+
+/// The decimal number before the first `:` of `raw`, and what follows that `:`.
+fn split_number(raw: &[u8]) -> Option<(i64, &[u8])> {
+    let colon = raw.iter().position(|byte| *byte == b':')?;
+    let number = std::str::from_utf8(&raw[..colon]).ok()?.parse().ok()?;
+    Some((number, &raw[colon + 1..]))
+}
+
+/// An entry's version and ticket (`None`: a tombstone), for tests and operators looking at
+/// Redis; `None` when it is no entry of this release's layout.
+pub fn read_entry(raw: &[u8]) -> Option<(i64, Option<Ticket>)> {
+    decode_entry(raw)
 }
 
 /// A ticket cache entry that admission read in its round trip (`PREFETCH_TICKET`), handed to
 /// the handler as a request extension.
 #[derive(Clone, Debug)]
 pub struct PrefetchedEntry {
-    pub key: String,
-    pub value: Option<String>,
+    /// Whose ticket: the entry read was this ticket's in this account.
+    pub account_id: AccountId,
+    pub ticket: TicketId,
+    pub value: Option<Vec<u8>>,
 }
+
+/// An entry kept for repair: its version and its payload.
+type Unsynced = (i64, Vec<u8>);
 
 /// What the cache knows about a ticket.
 #[derive(Debug)]
@@ -164,7 +261,7 @@ pub struct TicketCache {
     backoff: RedisBackoff,
     metrics: Metrics,
     /// Entries of committed writes that did not reach Redis, by key: (version, payload).
-    unsynced: Arc<Mutex<HashMap<String, (i64, String)>>>,
+    unsynced: Arc<Mutex<HashMap<String, Unsynced>>>,
     /// `unsynced.len()`, read without the lock on every cache operation.
     unsynced_count: Arc<AtomicUsize>,
 }
@@ -200,7 +297,7 @@ impl TicketCache {
         if self.unsynced_count.load(Ordering::Relaxed) == 0 || self.resting() {
             return;
         }
-        let pending: Vec<(String, (i64, String))> = {
+        let pending: Vec<(String, Unsynced)> = {
             let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
             self.unsynced_count.store(0, Ordering::Relaxed);
             unsynced.drain().collect()
@@ -227,7 +324,7 @@ impl TicketCache {
     }
 
     /// Keeps an entry that could not reach Redis, unless a newer one of the key is kept.
-    fn keep_unsynced(&self, key: String, version: i64, payload: String) {
+    fn keep_unsynced(&self, key: String, version: i64, payload: Vec<u8>) {
         let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((kept, _)) = unsynced.get(&key)
             && *kept >= version
@@ -247,7 +344,7 @@ impl TicketCache {
 
     /// The Redis key of a ticket's entry.
     pub fn entry_key(&self, account_id: AccountId, id: TicketId) -> String {
-        self.keys.key(&format!("ticket:{account_id}:{id}"))
+        self.keys.key_of(format_args!("ticket:{account_id}:{id}"))
     }
 
     fn resting(&self) -> bool {
@@ -272,17 +369,19 @@ impl TicketCache {
         id: TicketId,
         prefetched: Option<&PrefetchedEntry>,
     ) -> Cached {
-        let key = self.entry_key(account_id, id);
-        if let Some(prefetched) = prefetched.filter(|prefetched| prefetched.key == key) {
+        if let Some(prefetched) = prefetched
+            .filter(|prefetched| prefetched.account_id == account_id && prefetched.ticket == id)
+        {
             return self.decode(prefetched.value.as_deref());
         }
+        let key = self.entry_key(account_id, id);
         if self.resting() {
             return Cached::Unknown;
         }
         self.repair().await;
         let read = async {
             let mut connection = self.pool.get().await?;
-            let raw: Option<String> = connection.get(&key).await?;
+            let raw: Option<Vec<u8>> = connection.get(&key).await?;
             Ok::<_, crate::errors::AppError>(raw)
         };
         match read.await {
@@ -294,25 +393,16 @@ impl TicketCache {
         }
     }
 
-    fn decode(&self, raw: Option<&str>) -> Cached {
+    fn decode(&self, raw: Option<&[u8]>) -> Cached {
         let Some(raw) = raw else {
             self.metrics.ticket_cache().looked_up(false);
             return Cached::Unknown;
         };
-        let cached = match serde_json::from_str::<Entry>(raw) {
-            Ok(Entry { schema, .. }) if schema != SCHEMA => Cached::Unknown,
-            Ok(Entry {
-                ticket: Some(ticket),
-                ..
-            }) => serde_json::from_value::<CachedTicket>(ticket)
-                .ok()
-                .and_then(|cached| Ticket::try_from(cached).ok())
-                .map_or(Cached::Unknown, Cached::Ticket),
-            Ok(Entry { ticket: None, .. }) => Cached::Deleted,
-            Err(error) => {
-                tracing::warn!(%error, "an unreadable ticket cache entry: ignored");
-                Cached::Unknown
-            }
+        let cached = match decode_entry(raw) {
+            Some((_, Some(ticket))) => Cached::Ticket(ticket),
+            Some((_, None)) => Cached::Deleted,
+            // Another release's layout, or an entry that no longer parses: the database answers.
+            None => Cached::Unknown,
         };
         let hit = !matches!(cached, Cached::Unknown);
         self.metrics.ticket_cache().looked_up(hit);
@@ -321,44 +411,37 @@ impl TicketCache {
 
     /// Caches `ticket` unless a newer version is cached already.
     pub async fn store(&self, ticket: &Ticket) {
-        let Ok(cached) = serde_json::to_value(CachedTicket::from(ticket)) else {
-            return;
-        };
-        let entry = Entry {
-            version: ticket.version,
-            schema: SCHEMA,
-            ticket: Some(cached),
-        };
-        self.store_entry(ticket.account_id, ticket.id, &entry).await;
+        let payload = encode_entry(ticket.version, Some(ticket));
+        self.store_entry(ticket.account_id, ticket.id, ticket.version, payload)
+            .await;
     }
 
     /// Remembers that the ticket is gone, at `version`.
     pub async fn store_deleted(&self, account_id: AccountId, id: TicketId, version: i64) {
-        let entry = Entry {
-            version,
-            schema: SCHEMA,
-            ticket: None,
-        };
-        self.store_entry(account_id, id, &entry).await;
+        self.store_entry(account_id, id, version, encode_entry(version, None))
+            .await;
     }
 
-    async fn store_entry(&self, account_id: AccountId, id: TicketId, entry: &Entry) {
-        let Ok(payload) = serde_json::to_string(entry) else {
-            return;
-        };
+    async fn store_entry(
+        &self,
+        account_id: AccountId,
+        id: TicketId,
+        version: i64,
+        payload: Vec<u8>,
+    ) {
         let key = self.entry_key(account_id, id);
         if self.resting() {
-            self.keep_unsynced(key, entry.version, payload);
+            self.keep_unsynced(key, version, payload);
             return;
         }
         self.repair().await;
-        if let Err(error) = self.store_payload(&key, entry.version, &payload).await {
+        if let Err(error) = self.store_payload(&key, version, &payload).await {
             self.failed("store", &error);
-            self.keep_unsynced(key, entry.version, payload);
+            self.keep_unsynced(key, version, payload);
         }
     }
 
-    async fn store_payload(&self, key: &str, version: i64, payload: &str) -> AppResult<()> {
+    async fn store_payload(&self, key: &str, version: i64, payload: &[u8]) -> AppResult<()> {
         let mut connection = self.pool.get().await?;
         STORE_SCRIPT
             .key(key)
@@ -368,5 +451,65 @@ impl TicketCache {
             .invoke_async::<i64>(&mut connection)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(assignee: Option<UserId>) -> Ticket {
+        Ticket {
+            id: TicketId::generate(),
+            account_id: AccountId::generate(),
+            subject: TicketSubject::parse("Printer on fire").unwrap(),
+            description: TicketDescription::parse("Second floor.\nSmoke.").unwrap(),
+            priority: TicketPriority::High,
+            status: TicketStatus::Open,
+            requester_id: UserId::generate(),
+            requester_email: Email::parse("jane@example.com").unwrap(),
+            assignee_id: assignee,
+            created_at: DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap(),
+            updated_at: DateTime::from_timestamp(1_700_000_100, 999_999_000).unwrap(),
+            version: 7,
+        }
+    }
+
+    #[test]
+    fn an_entry_reads_back_as_the_ticket_it_stored_at_its_version() {
+        for assignee in [None, Some(UserId::generate())] {
+            let ticket = ticket(assignee);
+            let entry = encode_entry(ticket.version, Some(&ticket));
+            assert!(entry.starts_with(b"sd3:7:"));
+            assert_eq!(decode_entry(&entry), Some((7, Some(ticket))));
+        }
+    }
+
+    #[test]
+    fn a_tombstone_reads_back_as_deleted_at_its_version() {
+        let entry = encode_entry(12, None);
+        assert_eq!(entry, b"sd3:12:");
+        assert_eq!(decode_entry(&entry), Some((12, None)));
+    }
+
+    #[test]
+    fn entries_of_other_layouts_and_damaged_ones_are_misses() {
+        let ticket = ticket(None);
+        let stored = encode_entry(7, Some(&ticket));
+        let json = br#"{"version":7,"schema":2,"ticket":{"subject":"x"}}"#;
+        let newer = [b"sd4:7:".as_slice(), &stored[6..]].concat();
+        let truncated = &stored[..stored.len() - 3];
+        let no_version = b"sd3::".as_slice();
+        for raw in [json.as_slice(), &newer, truncated, no_version, b"", b"sd3"] {
+            assert_eq!(decode_entry(raw), None, "{raw:?} was read");
+        }
+    }
+
+    #[test]
+    fn an_entry_that_no_longer_parses_as_a_ticket_is_a_miss() {
+        let mut message = CachedTicket::from(&ticket(None));
+        message.subject = "   ".to_owned();
+        let entry = [b"sd3:7:".as_slice(), &message.encode_to_vec()].concat();
+        assert_eq!(decode_entry(&entry), None);
     }
 }

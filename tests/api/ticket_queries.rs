@@ -15,6 +15,7 @@ use supportdesk::domain::{
     TicketStatus, Timestamp, UserId,
 };
 use supportdesk::proto::v1;
+use supportdesk::service::ticket_cache::read_entry;
 use tonic::Code;
 
 use super::helpers::{TestApp, TestDatabase, redis_url, valid_create_request, violated_fields};
@@ -424,8 +425,9 @@ async fn get_ticket_reads_through_redis_and_no_write_leaves_a_stale_copy() {
     get().await.unwrap();
     let client = redis::Client::open(redis_url()).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
-    let cached: Option<String> = redis.get(cache_key(&app, &ticket)).await.unwrap();
-    assert!(cached.is_some(), "the ticket is in Redis");
+    let cached: Option<Vec<u8>> = redis.get(cache_key(&app, &ticket)).await.unwrap();
+    let (_, cached) = read_entry(&cached.expect("the ticket is in Redis")).expect("an entry");
+    assert_eq!(cached.expect("not a tombstone").subject.as_str(), "cached");
     let ttl: i64 = redis.ttl(cache_key(&app, &ticket)).await.unwrap();
     assert!(
         (1..=300).contains(&ttl),
@@ -593,9 +595,10 @@ async fn a_write_made_while_redis_was_cut_off_reaches_the_cache_once_redis_is_ba
     app.get_ticket(&ticket.id).await.expect("read, and cached");
     let client = redis::Client::open(redis_url()).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
-    let cached_version = |entry: Option<String>| -> i64 {
-        let entry: serde_json::Value = serde_json::from_str(&entry.expect("an entry")).unwrap();
-        entry["version"].as_i64().unwrap()
+    let cached_version = |entry: Option<Vec<u8>>| -> i64 {
+        read_entry(&entry.expect("an entry"))
+            .expect("of this layout")
+            .0
     };
     let key = cache_key(&app, &ticket);
     let before = cached_version(redis.get(&key).await.unwrap());
@@ -626,17 +629,56 @@ async fn a_write_made_while_redis_was_cut_off_reaches_the_cache_once_redis_is_ba
     proxy.restore();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let cached: serde_json::Value =
-            serde_json::from_str(&redis.get::<_, String>(&key).await.unwrap()).unwrap();
-        if cached["ticket"]["subject"] == "changed while Redis was cut off" {
-            assert!(cached["version"].as_i64().unwrap() > before);
+        let (version, cached) =
+            read_entry(&redis.get::<_, Vec<u8>>(&key).await.unwrap()).expect("an entry");
+        let cached = cached.expect("not a tombstone");
+        if cached.subject.as_str() == "changed while Redis was cut off" {
+            assert!(version > before);
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the write never reached the cache: {cached}"
+            "the write never reached the cache: {cached:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(app.get_ticket(&ticket.id).await.unwrap(), updated);
+}
+
+#[tokio::test]
+async fn an_entry_an_earlier_release_wrote_is_a_miss_and_its_version_still_holds_back_older_ones() {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("cached").await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let key = cache_key(&app, &ticket);
+    let raw: Vec<u8> = redis.get(&key).await.unwrap();
+    let (version, _) = read_entry(&raw).expect("the create cached the ticket");
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("UPDATE tickets SET subject = 'only in PostgreSQL' WHERE id = $1")
+        .bind::<SqlUuid, _>(uuid::Uuid::parse_str(&ticket.id).unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    // The JSON entry of release 2 (schema 2), at a later version than the row: not read...
+    let newer = format!(
+        r#"{{"version":{},"schema":2,"ticket":{{"subject":"from the old release"}}}}"#,
+        version + 10
+    );
+    let _: () = redis.set(&key, &newer).await.unwrap();
+    let fetched = app.get_ticket(&ticket.id).await.expect("served");
+    assert_eq!(fetched.subject, "only in PostgreSQL");
+    // ...and not replaced by the older version this miss read.
+    let kept: Vec<u8> = redis.get(&key).await.unwrap();
+    assert_eq!(kept, newer.as_bytes());
+
+    // An earlier version of the old layout is replaced by the row's, in this release's layout.
+    let older = format!(r#"{{"version":{},"schema":2}}"#, version - 1);
+    let _: () = redis.set(&key, &older).await.unwrap();
+    app.get_ticket(&ticket.id).await.expect("served");
+    let replaced: Vec<u8> = redis.get(&key).await.unwrap();
+    let (stored_version, stored) = read_entry(&replaced).expect("this release's layout");
+    assert_eq!(stored_version, version);
+    assert_eq!(stored.unwrap().subject.as_str(), "only in PostgreSQL");
 }

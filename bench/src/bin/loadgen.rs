@@ -111,6 +111,10 @@ struct RunArgs {
     /// Seconds between RSS samples.
     #[arg(long, default_value_t = 1.0)]
     rss_every: f64,
+    /// Stop after about this many recorded calls (each worker stops at its next call once the
+    /// count is reached; the report has the exact number), or the duration, whichever is first.
+    #[arg(long)]
+    calls: Option<u64>,
 }
 
 #[derive(Args)]
@@ -165,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
                 warmup: Duration::from_secs_f64(args.warmup),
                 duration: Duration::from_secs_f64(args.duration),
                 rate: args.rate,
-                max_calls: None,
+                max_calls: args.calls,
             };
             let mode = if args.rate.is_some() {
                 "open"

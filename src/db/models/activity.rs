@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::comment::actor;
+use crate::db::KeepPrepared;
 use crate::db::schema::ticket_activities;
 use crate::domain::{self, FieldChange, FieldChanges, PageCursor, TicketId};
 use crate::errors::{AppError, AppResult};
@@ -38,8 +39,7 @@ pub struct NewActivity<'a> {
 
 impl NewActivity<'_> {
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<usize> {
-        diesel::insert_into(ticket_activities::table)
-            .values(self)
+        KeepPrepared(diesel::insert_into(ticket_activities::table).values(self))
             .execute(conn)
             .await
     }

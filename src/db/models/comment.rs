@@ -6,6 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::corrupt;
+use crate::db::KeepPrepared;
 use crate::db::schema::ticket_comments;
 use crate::domain::{self, Actor, ApiKeyId, CommentBody, PageCursor, TicketId, UserId};
 use crate::errors::{AppError, AppResult};
@@ -37,12 +38,14 @@ pub struct NewComment<'a> {
 
 impl NewComment<'_> {
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<domain::Comment> {
-        diesel::insert_into(ticket_comments::table)
-            .values(self)
-            .returning(CommentRow::as_returning())
-            .get_result(conn)
-            .await?
-            .into_domain()
+        KeepPrepared(
+            diesel::insert_into(ticket_comments::table)
+                .values(self)
+                .returning(CommentRow::as_returning()),
+        )
+        .get_result(conn)
+        .await?
+        .into_domain()
     }
 }
 

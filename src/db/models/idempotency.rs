@@ -6,6 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::db::KeepPrepared;
 use crate::db::schema::idempotency_keys;
 
 #[derive(Clone, Debug, Queryable, Selectable)]
@@ -58,13 +59,15 @@ impl NewIdempotencyKey {
     /// Inserts the key unless its scope has it already: `Some(id)` when this request owns it.
     /// Waits for a concurrent request holding the same key (bounded by `lock_timeout`).
     pub async fn claim(&self, conn: &mut AsyncPgConnection) -> QueryResult<Option<Uuid>> {
-        diesel::insert_into(idempotency_keys::table)
-            .values(self.clone())
-            .on_conflict_do_nothing()
-            .returning(idempotency_keys::id)
-            .get_result(conn)
-            .await
-            .optional()
+        KeepPrepared(
+            diesel::insert_into(idempotency_keys::table)
+                .values(self)
+                .on_conflict_do_nothing()
+                .returning(idempotency_keys::id),
+        )
+        .get_result(conn)
+        .await
+        .optional()
     }
 }
 
@@ -96,8 +99,7 @@ impl IdempotencyRow {
         id: Uuid,
         outcome: IdempotencyOutcome,
     ) -> QueryResult<usize> {
-        diesel::update(idempotency_keys::table.find(id))
-            .set(outcome)
+        KeepPrepared(diesel::update(idempotency_keys::table.find(id)).set(outcome))
             .execute(conn)
             .await
     }
@@ -109,10 +111,12 @@ impl IdempotencyRow {
         id: Uuid,
         recovery_point: &str,
     ) -> QueryResult<usize> {
-        diesel::update(idempotency_keys::table.find(id))
-            .set(idempotency_keys::recovery_point.eq(recovery_point))
-            .execute(conn)
-            .await
+        KeepPrepared(
+            diesel::update(idempotency_keys::table.find(id))
+                .set(idempotency_keys::recovery_point.eq(recovery_point)),
+        )
+        .execute(conn)
+        .await
     }
 
     /// Deletes up to `batch` expired keys, oldest first; returns how many.

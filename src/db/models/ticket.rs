@@ -11,6 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::corrupt;
+use crate::db::KeepPrepared;
 use crate::db::schema::{tickets, users};
 use crate::domain::{
     AccountId, Email, PageCursor, Ticket, TicketDescription, TicketFilter, TicketId,
@@ -71,12 +72,14 @@ impl NewTicket<'_> {
         conn: &mut AsyncPgConnection,
         requester_email: &Email,
     ) -> AppResult<Ticket> {
-        diesel::insert_into(tickets::table)
-            .values(self)
-            .returning(TicketRow::as_returning())
-            .get_result::<TicketRow>(conn)
-            .await?
-            .into_domain(requester_email.as_str())
+        KeepPrepared(
+            diesel::insert_into(tickets::table)
+                .values(self)
+                .returning(TicketRow::as_returning()),
+        )
+        .get_result::<TicketRow>(conn)
+        .await?
+        .into_domain(requester_email.as_str())
     }
 }
 
@@ -167,16 +170,19 @@ impl TicketRow {
         ticket: &Ticket,
         changes: &TicketChangeset,
     ) -> AppResult<Ticket> {
-        diesel::update(tickets::table.find(ticket.id.as_uuid()))
-            .set((
-                changes,
-                tickets::version.eq(tickets::version + 1),
-                tickets::updated_at.eq(diesel::dsl::now),
-            ))
-            .returning(Self::as_returning())
-            .get_result::<Self>(conn)
-            .await?
-            .into_domain(ticket.requester_email.as_str())
+        // A changeset of six optional columns: at most 64 shapes, each prepared once.
+        KeepPrepared(
+            diesel::update(tickets::table.find(ticket.id.as_uuid()))
+                .set((
+                    changes,
+                    tickets::version.eq(tickets::version + 1),
+                    tickets::updated_at.eq(diesel::dsl::now),
+                ))
+                .returning(Self::as_returning()),
+        )
+        .get_result::<Self>(conn)
+        .await?
+        .into_domain(ticket.requester_email.as_str())
     }
 
     /// Bumps the version and update time only: something about the ticket changed that is not

@@ -9,6 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::corrupt;
+use crate::db::KeepPrepared;
 use crate::db::schema::users;
 use crate::domain::{self, AccountId, DisplayName, Email, PageCursor, Role, UserId};
 use crate::errors::AppResult;
@@ -250,15 +251,17 @@ impl NewUser<'_> {
         &self,
         conn: &mut AsyncPgConnection,
     ) -> AppResult<domain::User> {
-        diesel::insert_into(users::table)
-            .values(self)
-            .on_conflict((users::account_id, users::email))
-            // A no-op update, so that RETURNING yields the existing row too.
-            .do_update()
-            .set(users::email.eq(excluded(users::email)))
-            .returning(UserRow::as_returning())
-            .get_result(conn)
-            .await?
-            .into_domain()
+        KeepPrepared(
+            diesel::insert_into(users::table)
+                .values(self)
+                .on_conflict((users::account_id, users::email))
+                // A no-op update, so that RETURNING yields the existing row too.
+                .do_update()
+                .set(users::email.eq(excluded(users::email)))
+                .returning(UserRow::as_returning()),
+        )
+        .get_result(conn)
+        .await?
+        .into_domain()
     }
 }
