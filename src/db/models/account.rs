@@ -7,6 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::corrupt;
+use crate::db::KeepPrepared;
 use crate::db::schema::accounts;
 use crate::domain::{self, AccountId, AccountName, AccountSlug};
 use crate::errors::AppResult;
@@ -67,12 +68,14 @@ impl NewAccount<'_> {
         &self,
         conn: &mut AsyncPgConnection,
     ) -> QueryResult<AppResult<domain::Account>> {
-        diesel::insert_into(accounts::table)
-            .values(self)
-            .returning(AccountRow::as_returning())
-            .get_result(conn)
-            .await
-            .map(AccountRow::into_domain)
+        KeepPrepared(
+            diesel::insert_into(accounts::table)
+                .values(self)
+                .returning(AccountRow::as_returning()),
+        )
+        .get_result(conn)
+        .await
+        .map(AccountRow::into_domain)
     }
 }
 

@@ -7,6 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::corrupt;
+use crate::db::KeepPrepared;
 use crate::db::schema::api_keys;
 use crate::domain::{self, AccountId, ApiKeyId, ApiKeyName, PageCursor, Role};
 use crate::errors::AppResult;
@@ -39,12 +40,14 @@ pub struct NewApiKey<'a> {
 
 impl NewApiKey<'_> {
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<domain::ApiKey> {
-        diesel::insert_into(api_keys::table)
-            .values(self)
-            .returning(ApiKeyRow::as_returning())
-            .get_result(conn)
-            .await?
-            .into_domain()
+        KeepPrepared(
+            diesel::insert_into(api_keys::table)
+                .values(self)
+                .returning(ApiKeyRow::as_returning()),
+        )
+        .get_result(conn)
+        .await?
+        .into_domain()
     }
 }
 

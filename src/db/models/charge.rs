@@ -8,6 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::corrupt;
+use crate::db::KeepPrepared;
 use crate::db::schema::charges;
 use crate::domain::{
     AccountId, Charge, ChargeId, ChargeStatus, Currency, Money, PageCursor, TicketId, UserId,
@@ -77,12 +78,14 @@ impl StoredCharge {
 
 impl NewCharge<'_> {
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<StoredCharge> {
-        diesel::insert_into(charges::table)
-            .values(self)
-            .returning(ChargeRow::as_returning())
-            .get_result::<ChargeRow>(conn)
-            .await?
-            .into_domain()
+        KeepPrepared(
+            diesel::insert_into(charges::table)
+                .values(self)
+                .returning(ChargeRow::as_returning()),
+        )
+        .get_result::<ChargeRow>(conn)
+        .await?
+        .into_domain()
     }
 }
 
@@ -200,22 +203,25 @@ impl ChargeRow {
 
     /// Writes the state of `after` over the locked row.
     pub async fn save(conn: &mut AsyncPgConnection, after: &Charge) -> AppResult<StoredCharge> {
-        diesel::update(charges::table)
-            .filter(charges::account_id.eq(after.account_id.as_uuid()))
-            .filter(charges::id.eq(after.id.as_uuid()))
-            .set(ChargeState {
-                amount_refunded_minor: after.amount_refunded.amount_minor(),
-                status: after.status.as_str(),
-                provider_payment_id: after.provider_payment_id.as_deref(),
-                failure_code: after.failure_code.as_deref(),
-                decline_code: after.decline_code.as_deref(),
-                version: after.version,
-                updated_at: Utc::now(),
-            })
-            .returning(Self::as_returning())
-            .get_result::<Self>(conn)
-            .await?
-            .into_domain()
+        // `treat_none_as_null`: every column is always set, so the statement has one shape.
+        KeepPrepared(
+            diesel::update(charges::table)
+                .filter(charges::account_id.eq(after.account_id.as_uuid()))
+                .filter(charges::id.eq(after.id.as_uuid()))
+                .set(ChargeState {
+                    amount_refunded_minor: after.amount_refunded.amount_minor(),
+                    status: after.status.as_str(),
+                    provider_payment_id: after.provider_payment_id.as_deref(),
+                    failure_code: after.failure_code.as_deref(),
+                    decline_code: after.decline_code.as_deref(),
+                    version: after.version,
+                    updated_at: Utc::now(),
+                })
+                .returning(Self::as_returning()),
+        )
+        .get_result::<Self>(conn)
+        .await?
+        .into_domain()
     }
 
     /// Up to `limit` charges of the account, newest first, after `after`, as `filter` says.

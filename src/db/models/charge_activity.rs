@@ -6,6 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::db::KeepPrepared;
 use crate::db::schema::charge_activities;
 use crate::errors::AppResult;
 
@@ -26,8 +27,7 @@ pub struct NewChargeActivity<'a> {
 
 impl NewChargeActivity<'_> {
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<()> {
-        diesel::insert_into(charge_activities::table)
-            .values(self)
+        KeepPrepared(diesel::insert_into(charge_activities::table).values(self))
             .execute(conn)
             .await?;
         Ok(())

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::db::KeepPrepared;
 use crate::db::schema::charge_disputes;
 use crate::errors::AppResult;
 
@@ -26,12 +27,14 @@ pub struct NewChargeDispute<'a> {
 impl NewChargeDispute<'_> {
     /// Records the dispute unless it is already recorded; true when this call recorded it.
     pub async fn insert_once(&self, conn: &mut AsyncPgConnection) -> AppResult<bool> {
-        let inserted = diesel::insert_into(charge_disputes::table)
-            .values(self)
-            .on_conflict(charge_disputes::provider_dispute_id)
-            .do_nothing()
-            .execute(conn)
-            .await?;
+        let inserted = KeepPrepared(
+            diesel::insert_into(charge_disputes::table)
+                .values(self)
+                .on_conflict(charge_disputes::provider_dispute_id)
+                .do_nothing(),
+        )
+        .execute(conn)
+        .await?;
         Ok(inserted == 1)
     }
 }

@@ -7,6 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::corrupt;
+use crate::db::KeepPrepared;
 use crate::db::schema::refunds;
 use crate::domain::{AccountId, ChargeId, Currency, Money, RefundId, RefundStatus};
 use crate::errors::AppResult;
@@ -52,12 +53,14 @@ pub struct StoredRefund {
 
 impl NewRefund<'_> {
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<StoredRefund> {
-        diesel::insert_into(refunds::table)
-            .values(self)
-            .returning(RefundRow::as_returning())
-            .get_result::<RefundRow>(conn)
-            .await?
-            .into_domain()
+        KeepPrepared(
+            diesel::insert_into(refunds::table)
+                .values(self)
+                .returning(RefundRow::as_returning()),
+        )
+        .get_result::<RefundRow>(conn)
+        .await?
+        .into_domain()
     }
 }
 
@@ -129,17 +132,19 @@ impl RefundRow {
         provider_refund_id: Option<&str>,
         failure_code: Option<&str>,
     ) -> AppResult<StoredRefund> {
-        diesel::update(refunds::table.filter(refunds::id.eq(id.as_uuid())))
-            .set((
-                refunds::status.eq(status.as_str()),
-                refunds::provider_refund_id.eq(provider_refund_id),
-                refunds::failure_code.eq(failure_code),
-                refunds::updated_at.eq(Utc::now()),
-            ))
-            .returning(Self::as_returning())
-            .get_result::<Self>(conn)
-            .await?
-            .into_domain()
+        KeepPrepared(
+            diesel::update(refunds::table.filter(refunds::id.eq(id.as_uuid())))
+                .set((
+                    refunds::status.eq(status.as_str()),
+                    refunds::provider_refund_id.eq(provider_refund_id),
+                    refunds::failure_code.eq(failure_code),
+                    refunds::updated_at.eq(Utc::now()),
+                ))
+                .returning(Self::as_returning()),
+        )
+        .get_result::<Self>(conn)
+        .await?
+        .into_domain()
     }
 
     pub fn into_domain(self) -> AppResult<StoredRefund> {

@@ -218,31 +218,35 @@ impl NewUser<'_> {
         &self,
         conn: &mut AsyncPgConnection,
     ) -> QueryResult<AppResult<domain::User>> {
-        diesel::insert_into(users::table)
-            .values(self)
-            .returning(UserRow::as_returning())
-            .get_result(conn)
-            .await
-            .map(UserRow::into_domain)
+        KeepPrepared(
+            diesel::insert_into(users::table)
+                .values(self)
+                .returning(UserRow::as_returning()),
+        )
+        .get_result(conn)
+        .await
+        .map(UserRow::into_domain)
     }
 
     /// Inserts the user, or gives the one the account already has with this email this user's
     /// role, password and active flag: an operator restoring a login.
     pub async fn upsert_login(&self, conn: &mut AsyncPgConnection) -> AppResult<domain::User> {
-        diesel::insert_into(users::table)
-            .values(self)
-            .on_conflict((users::account_id, users::email))
-            .do_update()
-            .set((
-                users::role.eq(excluded(users::role)),
-                users::password_hash.eq(excluded(users::password_hash)),
-                users::active.eq(true),
-                users::updated_at.eq(diesel::dsl::now),
-            ))
-            .returning(UserRow::as_returning())
-            .get_result(conn)
-            .await?
-            .into_domain()
+        KeepPrepared(
+            diesel::insert_into(users::table)
+                .values(self)
+                .on_conflict((users::account_id, users::email))
+                .do_update()
+                .set((
+                    users::role.eq(excluded(users::role)),
+                    users::password_hash.eq(excluded(users::password_hash)),
+                    users::active.eq(true),
+                    users::updated_at.eq(diesel::dsl::now),
+                ))
+                .returning(UserRow::as_returning()),
+        )
+        .get_result(conn)
+        .await?
+        .into_domain()
     }
 
     /// Inserts the user, or returns the one the account already has with this email. One

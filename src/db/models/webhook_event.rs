@@ -14,6 +14,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::corrupt;
+use crate::db::KeepPrepared;
 use crate::db::schema::webhook_events;
 use crate::domain::{
     AccountId, ChargeId, ProviderEvent, TextPageCursor, WebhookEventId, WebhookEventState,
@@ -205,21 +206,23 @@ impl WebhookEventRow {
         account_id: AccountId,
         id: &WebhookEventId,
     ) -> AppResult<Option<StoredWebhookEvent>> {
-        diesel::update(
-            webhook_events::table
-                .filter(webhook_events::account_id.eq(account_id.as_uuid()))
-                .filter(webhook_events::id.eq(id.as_str()))
-                .filter(webhook_events::state.eq(WebhookEventState::Dead.as_str())),
+        KeepPrepared(
+            diesel::update(
+                webhook_events::table
+                    .filter(webhook_events::account_id.eq(account_id.as_uuid()))
+                    .filter(webhook_events::id.eq(id.as_str()))
+                    .filter(webhook_events::state.eq(WebhookEventState::Dead.as_str())),
+            )
+            .set((
+                webhook_events::state.eq(WebhookEventState::Received.as_str()),
+                webhook_events::attempts.eq(0),
+                webhook_events::next_attempt_at.eq(diesel::dsl::now),
+                webhook_events::lease_expires_at.eq(None::<DateTime<Utc>>),
+                webhook_events::dead_at.eq(None::<DateTime<Utc>>),
+                webhook_events::redrive_count.eq(webhook_events::redrive_count + 1),
+            ))
+            .returning(Self::as_returning()),
         )
-        .set((
-            webhook_events::state.eq(WebhookEventState::Received.as_str()),
-            webhook_events::attempts.eq(0),
-            webhook_events::next_attempt_at.eq(diesel::dsl::now),
-            webhook_events::lease_expires_at.eq(None::<DateTime<Utc>>),
-            webhook_events::dead_at.eq(None::<DateTime<Utc>>),
-            webhook_events::redrive_count.eq(webhook_events::redrive_count + 1),
-        ))
-        .returning(Self::as_returning())
         .get_result::<Self>(conn)
         .await
         .optional()?
@@ -256,6 +259,9 @@ impl WebhookEventRow {
 // marks it processed inside the transaction that applies it, or records the failure. Both
 // writes match the attempt number the claim returned: a worker whose lease ran out and whose
 // event another worker claimed meanwhile writes nothing.
+//
+// Each statement's text is fixed, so the connection keeps it prepared ([`KeepPrepared`]): diesel
+// never caches an `sql_query`, and a worker would otherwise pay a prepare on every event.
 
 /// An event a worker holds under a lease.
 #[derive(Clone, Debug, diesel::QueryableByName)]
@@ -297,8 +303,9 @@ pub async fn claim_next(
     lease_millis: i64,
     max_attempts: i32,
 ) -> AppResult<Option<ClaimedEvent>> {
-    let claimed = diesel::sql_query(
-        "UPDATE webhook_events \
+    let claimed = KeepPrepared(
+        diesel::sql_query(
+            "UPDATE webhook_events \
          SET lease_expires_at = now() + make_interval(secs => $1::double precision / 1000), \
              attempts = attempts + 1 \
          WHERE id = ( \
@@ -310,9 +317,10 @@ pub async fn claim_next(
              LIMIT 1 \
              FOR UPDATE SKIP LOCKED) \
          RETURNING id, event_type, payload, attempts",
+        )
+        .bind::<BigInt, _>(lease_millis)
+        .bind::<Integer, _>(max_attempts),
     )
-    .bind::<BigInt, _>(lease_millis)
-    .bind::<Integer, _>(max_attempts)
     .get_result::<ClaimedEvent>(conn)
     .await;
     match claimed {
@@ -325,13 +333,15 @@ pub async fn claim_next(
 /// Marks dead the events whose worker died (its lease expired) during their last attempt: the
 /// claim never takes them again, and nothing else would record their end.
 pub async fn bury_abandoned(conn: &mut AsyncPgConnection, max_attempts: i32) -> AppResult<usize> {
-    Ok(diesel::sql_query(
-        "UPDATE webhook_events \
+    Ok(KeepPrepared(
+        diesel::sql_query(
+            "UPDATE webhook_events \
          SET state = 'dead', dead_at = now(), lease_expires_at = NULL, \
              last_error = 'the worker processing its last attempt stopped before finishing' \
          WHERE state = 'received' AND attempts >= $1 AND lease_expires_at <= now()",
+        )
+        .bind::<Integer, _>(max_attempts),
     )
-    .bind::<Integer, _>(max_attempts)
     .execute(conn)
     .await?)
 }
@@ -347,17 +357,19 @@ pub async fn mark_processed(
     charge: Option<(Uuid, Uuid)>,
 ) -> AppResult<bool> {
     let (account_id, charge_id) = charge.unzip();
-    let updated = diesel::sql_query(
-        "UPDATE webhook_events \
+    let updated = KeepPrepared(
+        diesel::sql_query(
+            "UPDATE webhook_events \
          SET state = 'processed', processed_at = now(), outcome = $3, lease_expires_at = NULL, \
              account_id = coalesce(account_id, $4), charge_id = coalesce(charge_id, $5) \
          WHERE id = $1 AND state = 'received' AND attempts = $2",
+        )
+        .bind::<Text, _>(id)
+        .bind::<Integer, _>(attempt)
+        .bind::<Text, _>(outcome)
+        .bind::<Nullable<SqlUuid>, _>(account_id)
+        .bind::<Nullable<SqlUuid>, _>(charge_id),
     )
-    .bind::<Text, _>(id)
-    .bind::<Integer, _>(attempt)
-    .bind::<Text, _>(outcome)
-    .bind::<Nullable<SqlUuid>, _>(account_id)
-    .bind::<Nullable<SqlUuid>, _>(charge_id)
     .execute(conn)
     .await?;
     Ok(updated == 1)
@@ -373,8 +385,9 @@ pub async fn record_failure(
     retry_in_millis: i64,
     max_attempts: i32,
 ) -> AppResult<AttemptFailed> {
-    let row = diesel::sql_query(
-        "UPDATE webhook_events \
+    let row = KeepPrepared(
+        diesel::sql_query(
+            "UPDATE webhook_events \
          SET lease_expires_at = NULL, last_error = $3, \
              state = CASE WHEN attempts >= $5 THEN 'dead' ELSE 'received' END, \
              dead_at = CASE WHEN attempts >= $5 THEN now() END, \
@@ -382,12 +395,13 @@ pub async fn record_failure(
                  ELSE now() + make_interval(secs => $4::double precision / 1000) END \
          WHERE id = $1 AND state = 'received' AND attempts = $2 \
          RETURNING state",
+        )
+        .bind::<Text, _>(id)
+        .bind::<Integer, _>(attempt)
+        .bind::<Text, _>(error)
+        .bind::<BigInt, _>(retry_in_millis)
+        .bind::<Integer, _>(max_attempts),
     )
-    .bind::<Text, _>(id)
-    .bind::<Integer, _>(attempt)
-    .bind::<Text, _>(error)
-    .bind::<BigInt, _>(retry_in_millis)
-    .bind::<Integer, _>(max_attempts)
     .get_result::<StateRow>(conn)
     .await;
     match row {
@@ -401,12 +415,14 @@ pub async fn record_failure(
 /// Gives a claimed event back untried (the worker is stopping): due at once for any worker, and
 /// the attempt not counted.
 pub async fn release(conn: &mut AsyncPgConnection, id: &str, attempt: i32) -> AppResult<()> {
-    diesel::sql_query(
-        "UPDATE webhook_events SET lease_expires_at = NULL, attempts = attempts - 1 \
+    KeepPrepared(
+        diesel::sql_query(
+            "UPDATE webhook_events SET lease_expires_at = NULL, attempts = attempts - 1 \
          WHERE id = $1 AND state = 'received' AND attempts = $2",
+        )
+        .bind::<Text, _>(id)
+        .bind::<Integer, _>(attempt),
     )
-    .bind::<Text, _>(id)
-    .bind::<Integer, _>(attempt)
     .execute(conn)
     .await?;
     Ok(())
