@@ -40,13 +40,9 @@ pub(crate) async fn make_processed(app: &TestApp, id: &str) {
     assert_eq!(updated, 1);
 }
 
-/// Delivers a signed event about `charge_id` straight to the service (gRPC, as Envoy forwards
-/// it) and returns its id.
-pub(crate) async fn deliver_about(app: &TestApp, charge_id: &str) -> String {
-    let (id, body) = event(
-        "payment_intent.succeeded",
-        json!({"id": "pi_admin", "object": "payment_intent", "metadata": {"charge_id": charge_id}}),
-    );
+/// Delivers `body`, signed as the provider signs it, straight to the service (gRPC, as Envoy
+/// forwards it) and returns the service's acknowledgement.
+async fn receive_signed(app: &TestApp, body: Vec<u8>) -> v1::ReceivePaymentEventResponse {
     let signature = signed(
         &body,
         &[TEST_WEBHOOK_SECRET],
@@ -62,13 +58,22 @@ pub(crate) async fn deliver_about(app: &TestApp, charge_id: &str) -> String {
     request
         .metadata_mut()
         .insert("stripe-signature", signature.parse().expect("ascii"));
-    let receipt = app
-        .webhooks
+    app.webhooks
         .clone()
         .receive_payment_event(request)
         .await
         .expect("the delivery is acknowledged")
-        .into_inner();
+        .into_inner()
+}
+
+/// Delivers a signed event about `charge_id` straight to the service (gRPC, as Envoy forwards
+/// it) and returns its id.
+pub(crate) async fn deliver_about(app: &TestApp, charge_id: &str) -> String {
+    let (id, body) = event(
+        "payment_intent.succeeded",
+        json!({"id": "pi_admin", "object": "payment_intent", "metadata": {"charge_id": charge_id}}),
+    );
+    let receipt = receive_signed(app, body).await;
     assert_eq!(receipt.event_id, id);
     assert!(!receipt.duplicate);
     id
@@ -309,26 +314,7 @@ async fn customers_and_agents_are_refused_and_another_account_sees_none_of_the_e
         "payment_intent.succeeded",
         json!({"object": "payment_intent"}),
     );
-    let signature = signed(
-        &body,
-        &[TEST_WEBHOOK_SECRET],
-        chrono::Utc::now().timestamp(),
-    );
-    let mut request = tonic::Request::new(v1::ReceivePaymentEventRequest {
-        http_body: Some(supportdesk::proto::google::api::HttpBody {
-            content_type: "application/json".to_owned(),
-            data: body,
-            extensions: Vec::new(),
-        }),
-    });
-    request
-        .metadata_mut()
-        .insert("stripe-signature", signature.parse().expect("ascii"));
-    app.webhooks
-        .clone()
-        .receive_payment_event(request)
-        .await
-        .expect("stored");
+    receive_signed(&app, body).await;
     make_dead(&app, &orphan).await;
 
     for role in [v1::UserRole::Customer, v1::UserRole::Agent] {

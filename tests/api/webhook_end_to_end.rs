@@ -8,9 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use payment_simulator::webhooks::{DeliveryFault, DeliveryFaultRule, WebhookEndpoint};
-use payment_simulator::{
-    DisputeRequest, Endpoint, FaultAction, FaultRule, OutsideRefund, SimulatorHandle,
-};
+use payment_simulator::{DisputeRequest, Endpoint, FaultAction, FaultRule, SimulatorHandle};
 use supportdesk::configuration::WebhookWorkerSettings;
 use supportdesk::proto::v1;
 use supportdesk::proto::v1::billing_service_client::BillingServiceClient;
@@ -23,8 +21,8 @@ use super::helpers::{
 };
 use super::process::{Running, sign_up_through};
 use super::webhook_processing::{
-    PROCESSING, Queue, audit_trail, by_the_service, by_webhook, charge_request, charge_state,
-    disputes_of, event_row, last_event, quick_workers, wait_for_state,
+    PROCESSING, Queue, audit_trail, by_the_service, charge_request, charge_state, disputes_of,
+    event_row, last_event, paid_then_refunded_by, quick_workers, refund_outside, wait_for_state,
 };
 
 /// Points the simulator's webhooks at `envoy`, signed with the test instances' secret.
@@ -90,29 +88,13 @@ async fn a_hundred_deliveries_with_duplicates_and_reordering_apply_each_event_on
         charges.push(queue.paid(1_000 + index).await);
     }
     for charge in &charges[..20] {
-        simulator
-            .refund_outside(
-                &charge.provider_payment_id,
-                OutsideRefund {
-                    amount: Some(250),
-                    reason: None,
-                },
-            )
-            .unwrap();
+        refund_outside(simulator, &charge.provider_payment_id, Some(250));
         simulator
             .dispute(&charge.provider_payment_id, DisputeRequest { reason: None })
             .unwrap();
     }
     for charge in &charges[20..] {
-        simulator
-            .refund_outside(
-                &charge.provider_payment_id,
-                OutsideRefund {
-                    amount: None,
-                    reason: None,
-                },
-            )
-            .unwrap();
+        refund_outside(simulator, &charge.provider_payment_id, None);
     }
     let events = simulator.events();
     assert_eq!(events.len(), 70);
@@ -223,18 +205,7 @@ async fn a_poison_event_is_dead_after_its_attempts_visible_to_admins_and_applied
             FaultAction::ServerError { status: 500 },
         ))
         .unwrap();
-    queue
-        .app
-        .simulator
-        .refund_outside(
-            &charge.provider_payment_id,
-            OutsideRefund {
-                amount: None,
-                reason: None,
-            },
-        )
-        .unwrap();
-    let refunded = queue.event("charge.refunded", &charge.provider_payment_id);
+    let refunded = queue.refund_outside(&charge.provider_payment_id, None);
     let dead = wait_for_state(&queue.app.database, &refunded.id, "dead").await;
     assert_eq!(dead.attempts, 3);
     assert_eq!(queue.charge(&charge.id).await, ("succeeded".to_owned(), 0));
@@ -293,11 +264,7 @@ async fn a_poison_event_is_dead_after_its_attempts_visible_to_admins_and_applied
     );
     assert_eq!(
         queue.trail(&charge.id).await,
-        [
-            by_the_service("created"),
-            by_the_service("succeeded"),
-            by_webhook("refunded", &refunded.id),
-        ]
+        paid_then_refunded_by(&refunded.id)
     );
 }
 
@@ -308,17 +275,7 @@ async fn an_instance_without_workers_acknowledges_and_stores_every_delivery_and_
     let mut charges = Vec::new();
     for _ in 0..5 {
         let charge = queue.paid(1_000).await;
-        queue
-            .app
-            .simulator
-            .refund_outside(
-                &charge.provider_payment_id,
-                OutsideRefund {
-                    amount: Some(100),
-                    reason: None,
-                },
-            )
-            .unwrap();
+        queue.refund_outside(&charge.provider_payment_id, Some(100));
         charges.push(charge);
     }
     let events = queue.app.simulator.events();
@@ -436,20 +393,7 @@ async fn a_worker_killed_mid_event_leaves_it_to_be_processed_again_after_its_lea
         ))
         .unwrap();
     let reads_before = provider_reads(&simulator);
-    simulator
-        .refund_outside(
-            &charge.provider_payment_id,
-            OutsideRefund {
-                amount: Some(1_000),
-                reason: None,
-            },
-        )
-        .unwrap();
-    let refunded = last_event(
-        &simulator.events(),
-        "charge.refunded",
-        &charge.provider_payment_id,
-    );
+    let refunded = refund_outside(&simulator, &charge.provider_payment_id, Some(1_000));
     wait_until("the worker holds the event", PROCESSING, || async {
         provider_reads(&simulator) == reads_before + 1
             && event_row(&database, &refunded.id).await.attempts == 1
@@ -473,11 +417,7 @@ async fn a_worker_killed_mid_event_leaves_it_to_be_processed_again_after_its_lea
     );
     assert_eq!(
         audit_trail(&database, &charge.id).await,
-        [
-            by_the_service("created"),
-            by_the_service("succeeded"),
-            by_webhook("refunded", &refunded.id),
-        ]
+        paid_then_refunded_by(&refunded.id)
     );
 }
 

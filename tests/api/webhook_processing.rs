@@ -11,6 +11,7 @@ use diesel::sql_types::{BigInt, Binary, Text};
 use diesel_async::RunQueryDsl;
 use payment_simulator::{
     DisputeRequest, Endpoint, Event, FaultAction, FaultRule, OutsideRefund, SettleOutcome,
+    SimulatorHandle,
 };
 use supportdesk::configuration::WebhookWorkerSettings;
 use supportdesk::db::schema::{charge_activities, charges, webhook_events};
@@ -97,6 +98,63 @@ impl Queue {
         last_event(&self.app.simulator.events(), event_type, payment_id)
     }
 
+    /// Refunds `amount` of `payment_id` (the whole rest when `None`) from the provider's
+    /// dashboard, outside the service, and returns the provider's `charge.refunded` event.
+    pub(crate) fn refund_outside(&self, payment_id: &str, amount: Option<i64>) -> Event {
+        refund_outside(&self.app.simulator, payment_id, amount)
+    }
+
+    /// A charge of `cents` under idempotency key `key` that the provider answers `processing`
+    /// and settles with `outcome` `after_millis` later: the charge stays pending and the client
+    /// hears PAYMENT_PROVIDER_UNAVAILABLE. Returns the payment's id and, once the provider has
+    /// sent it, the event that settles it.
+    pub(crate) async fn settling_later(
+        &self,
+        cents: i64,
+        key: &str,
+        after_millis: u64,
+        outcome: SettleOutcome,
+    ) -> (String, Event) {
+        let settled_type = match outcome {
+            SettleOutcome::Succeed => "payment_intent.succeeded",
+            SettleOutcome::Fail => "payment_intent.payment_failed",
+        };
+        self.app
+            .simulator
+            .add_fault(FaultRule::new(
+                Endpoint::CreatePaymentIntent,
+                FaultAction::SettleLater {
+                    after_millis,
+                    outcome,
+                },
+                1,
+            ))
+            .unwrap();
+        let refused = self
+            .app
+            .billing
+            .clone()
+            .create_charge(self.charge_request(cents, key))
+            .await
+            .expect_err("the outcome is not known yet");
+        assert_eq!(error_reason(&refused), "PAYMENT_PROVIDER_UNAVAILABLE");
+        let payment_id = self.app.simulator.ledger().payment_intents[0].id.clone();
+        wait_until(
+            &format!("the provider sends {settled_type}"),
+            PROCESSING,
+            || async {
+                self.app
+                    .simulator
+                    .events()
+                    .iter()
+                    .any(|event| event.event_type == settled_type)
+            },
+        )
+        .await;
+        let settled = self.event(settled_type, &payment_id);
+        (payment_id, settled)
+    }
+
     pub(crate) async fn deliver(&self, event: &Event) {
         store(&self.app.database, &event.id, event).await;
     }
@@ -139,6 +197,25 @@ pub(crate) fn charge_request(
         .metadata_mut()
         .insert("idempotency-key", key.parse().unwrap());
     request
+}
+
+/// Refunds `amount` of `payment_id` (the whole rest when `None`) from the provider's dashboard,
+/// outside the service, and returns the provider's `charge.refunded` event about it.
+pub(crate) fn refund_outside(
+    simulator: &SimulatorHandle,
+    payment_id: &str,
+    amount: Option<i64>,
+) -> Event {
+    simulator
+        .refund_outside(
+            payment_id,
+            OutsideRefund {
+                amount,
+                reason: None,
+            },
+        )
+        .expect("the dashboard refunds");
+    last_event(&simulator.events(), "charge.refunded", payment_id)
 }
 
 pub(crate) fn last_event(events: &[Event], event_type: &str, payment_id: &str) -> Event {
@@ -258,6 +335,15 @@ pub(crate) fn by_the_service(action: &str) -> (String, Option<String>) {
     (action.to_owned(), None)
 }
 
+/// The audit trail of a charge paid through the API, then refunded by the webhook `event_id`.
+pub(crate) fn paid_then_refunded_by(event_id: &str) -> [(String, Option<String>); 3] {
+    [
+        by_the_service("created"),
+        by_the_service("succeeded"),
+        by_webhook("refunded", event_id),
+    ]
+}
+
 /// Puts a processed event back in the queue, as a second application of the same event.
 async fn process_again(database: &TestDatabase, event_id: &str) {
     let mut conn = database.connect().await;
@@ -277,18 +363,7 @@ async fn process_again(database: &TestDatabase, event_id: &str) {
 async fn a_refund_made_outside_the_service_is_applied_once_even_when_its_event_is_applied_twice() {
     let queue = Queue::open(2).await;
     let charge = queue.paid(1_000).await;
-    queue
-        .app
-        .simulator
-        .refund_outside(
-            &charge.provider_payment_id,
-            OutsideRefund {
-                amount: Some(300),
-                reason: None,
-            },
-        )
-        .expect("the dashboard refunds");
-    let refunded = queue.event("charge.refunded", &charge.provider_payment_id);
+    let refunded = queue.refund_outside(&charge.provider_payment_id, Some(300));
     queue.deliver(&refunded).await;
     let row = queue.processed(&refunded.id).await;
     assert_eq!(row.outcome.as_deref(), Some("applied"));
@@ -311,11 +386,7 @@ async fn a_refund_made_outside_the_service_is_applied_once_even_when_its_event_i
     );
     assert_eq!(
         queue.trail(&charge.id).await,
-        [
-            by_the_service("created"),
-            by_the_service("succeeded"),
-            by_webhook("refunded", &refunded.id),
-        ]
+        paid_then_refunded_by(&refunded.id)
     );
 }
 
@@ -323,50 +394,10 @@ async fn a_refund_made_outside_the_service_is_applied_once_even_when_its_event_i
 async fn a_refund_event_before_its_payment_event_finishes_a_pending_charge_which_the_retry_answers_and_the_completer_leaves()
  {
     let queue = Queue::open(2).await;
-    queue
-        .app
-        .simulator
-        .add_fault(FaultRule::new(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::SettleLater {
-                after_millis: 200,
-                outcome: SettleOutcome::Succeed,
-            },
-            1,
-        ))
-        .unwrap();
-    // The provider answers `processing`: the charge stays pending, the client hears UNAVAILABLE.
-    let refused = queue
-        .app
-        .billing
-        .clone()
-        .create_charge(queue.charge_request(2_000, "settles-later"))
-        .await
-        .expect_err("the outcome is not known yet");
-    assert_eq!(error_reason(&refused), "PAYMENT_PROVIDER_UNAVAILABLE");
-    let payment_id = queue.app.simulator.ledger().payment_intents[0].id.clone();
-    wait_until("the payment settles", PROCESSING, || async {
-        queue
-            .app
-            .simulator
-            .events()
-            .iter()
-            .any(|event| event.event_type == "payment_intent.succeeded")
-    })
-    .await;
-    let succeeded = queue.event("payment_intent.succeeded", &payment_id);
-    queue
-        .app
-        .simulator
-        .refund_outside(
-            &payment_id,
-            OutsideRefund {
-                amount: Some(500),
-                reason: None,
-            },
-        )
-        .unwrap();
-    let refunded = queue.event("charge.refunded", &payment_id);
+    let (payment_id, succeeded) = queue
+        .settling_later(2_000, "settles-later", 200, SettleOutcome::Succeed)
+        .await;
+    let refunded = queue.refund_outside(&payment_id, Some(500));
 
     // The refund's event arrives first: it re-reads the payment and finishes the charge too.
     queue.deliver(&refunded).await;
@@ -447,37 +478,9 @@ async fn a_refund_event_before_its_payment_event_finishes_a_pending_charge_which
 #[tokio::test]
 async fn a_payment_failed_event_fails_a_pending_charge_with_its_decline_and_the_retry_answers_it() {
     let queue = Queue::open(2).await;
-    queue
-        .app
-        .simulator
-        .add_fault(FaultRule::new(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::SettleLater {
-                after_millis: 100,
-                outcome: SettleOutcome::Fail,
-            },
-            1,
-        ))
-        .unwrap();
-    let refused = queue
-        .app
-        .billing
-        .clone()
-        .create_charge(queue.charge_request(800, "fails-later"))
-        .await
-        .expect_err("the outcome is not known yet");
-    assert_eq!(error_reason(&refused), "PAYMENT_PROVIDER_UNAVAILABLE");
-    let payment_id = queue.app.simulator.ledger().payment_intents[0].id.clone();
-    wait_until("the payment fails", PROCESSING, || async {
-        queue
-            .app
-            .simulator
-            .events()
-            .iter()
-            .any(|event| event.event_type == "payment_intent.payment_failed")
-    })
-    .await;
-    let failed = queue.event("payment_intent.payment_failed", &payment_id);
+    let (_, failed) = queue
+        .settling_later(800, "fails-later", 100, SettleOutcome::Fail)
+        .await;
     queue.deliver(&failed).await;
     let row = queue.processed(&failed.id).await;
     assert_eq!(row.outcome.as_deref(), Some("applied"));
@@ -545,18 +548,7 @@ async fn a_refund_event_waits_for_our_refund_in_flight_so_that_nothing_is_counte
     })
     .await;
     // Meanwhile 300 is refunded from the dashboard, and its event arrives.
-    queue
-        .app
-        .simulator
-        .refund_outside(
-            &charge.provider_payment_id,
-            OutsideRefund {
-                amount: Some(300),
-                reason: None,
-            },
-        )
-        .unwrap();
-    let outside = queue.event("charge.refunded", &charge.provider_payment_id);
+    let outside = queue.refund_outside(&charge.provider_payment_id, Some(300));
     queue.deliver(&outside).await;
 
     let answered = ours.await.unwrap().expect("our refund succeeds");

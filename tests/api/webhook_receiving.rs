@@ -64,6 +64,16 @@ pub(crate) async fn deliver(
     .await
 }
 
+/// [`deliver`]s `body` signed now with the test instances' secret, as the provider sends it.
+async fn deliver_signed(envoy: &Envoy, body: &[u8]) -> (StatusCode, Value) {
+    deliver(
+        envoy,
+        body,
+        Some(&signed(body, &[TEST_WEBHOOK_SECRET], now())),
+    )
+    .await
+}
+
 /// [`deliver`] with owned arguments, for deliveries running as tasks of their own.
 async fn deliver_to(url: String, body: Vec<u8>, signature: Option<String>) -> (StatusCode, Value) {
     let mut request = reqwest::Client::new()
@@ -143,8 +153,7 @@ async fn a_signed_delivery_is_acknowledged_and_stored_received_with_its_exact_by
         "payment_intent.succeeded",
         json!({"id": "pi_unknown", "object": "payment_intent", "metadata": {}}),
     );
-    let signature = signed(&body, &[TEST_WEBHOOK_SECRET], now());
-    let (status, answer) = deliver(&envoy, &body, Some(&signature)).await;
+    let (status, answer) = deliver_signed(&envoy, &body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer, json!({"eventId": id, "duplicate": false}));
     let rows = stored_events(&app).await;
@@ -346,8 +355,7 @@ async fn without_a_secret_every_delivery_is_unavailable_and_the_service_is_not_s
         "payment_intent.succeeded",
         json!({"object": "payment_intent"}),
     );
-    let signature = signed(&body, &[TEST_WEBHOOK_SECRET], now());
-    let (status, answer) = deliver(&envoy, &body, Some(&signature)).await;
+    let (status, answer) = deliver_signed(&envoy, &body).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert_eq!(reason(&answer), "WEBHOOKS_NOT_CONFIGURED", "{answer}");
     assert!(stored_events(&app).await.is_empty());
@@ -435,12 +443,7 @@ async fn storing_a_new_event_wakes_a_worker_once_the_row_is_there() {
         "payment_intent.succeeded",
         json!({"object": "payment_intent"}),
     );
-    let (status, _) = deliver(
-        &envoy,
-        &body,
-        Some(&signed(&body, &[TEST_WEBHOOK_SECRET], now())),
-    )
-    .await;
+    let (status, _) = deliver_signed(&envoy, &body).await;
     assert_eq!(status, StatusCode::OK);
     tokio::time::timeout(Duration::from_secs(10), woken)
         .await
@@ -481,24 +484,14 @@ async fn an_event_about_our_charge_is_stored_with_its_account_and_charge() {
         json!({"id": charge.provider_payment_id, "object": "payment_intent",
                "metadata": {"charge_id": charge.id}}),
     );
-    let (status, _) = deliver(
-        &envoy,
-        &body,
-        Some(&signed(&body, &[TEST_WEBHOOK_SECRET], now())),
-    )
-    .await;
+    let (status, _) = deliver_signed(&envoy, &body).await;
     assert_eq!(status, StatusCode::OK);
     // ... a dispute only by the provider's payment intent.
     let (by_payment, body) = event(
         "charge.dispute.created",
         json!({"id": "dp_1", "object": "dispute", "payment_intent": charge.provider_payment_id}),
     );
-    let (status, _) = deliver(
-        &envoy,
-        &body,
-        Some(&signed(&body, &[TEST_WEBHOOK_SECRET], now())),
-    )
-    .await;
+    let (status, _) = deliver_signed(&envoy, &body).await;
     assert_eq!(status, StatusCode::OK);
     // Someone else's charge id in the metadata is no charge of ours.
     let (foreign, body) = event(
@@ -506,12 +499,7 @@ async fn an_event_about_our_charge_is_stored_with_its_account_and_charge() {
         json!({"id": "pi_elsewhere", "object": "payment_intent",
                "metadata": {"charge_id": uuid::Uuid::now_v7().to_string()}}),
     );
-    let (status, _) = deliver(
-        &envoy,
-        &body,
-        Some(&signed(&body, &[TEST_WEBHOOK_SECRET], now())),
-    )
-    .await;
+    let (status, _) = deliver_signed(&envoy, &body).await;
     assert_eq!(status, StatusCode::OK);
 
     let rows = stored_events(&app).await;
@@ -710,11 +698,7 @@ async fn a_refused_signature_costs_no_postgresql_round_trip_and_an_accepted_deli
         "payment_intent.succeeded",
         json!({"object": "payment_intent"}),
     );
-    let signature = signed(&body, &[TEST_WEBHOOK_SECRET], now());
-    assert_eq!(
-        deliver(&envoy, &body, Some(&signature)).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(deliver_signed(&envoy, &body).await.0, StatusCode::OK);
 
     let (_, body) = event(
         "payment_intent.succeeded",
@@ -741,11 +725,7 @@ async fn a_refused_signature_costs_no_postgresql_round_trip_and_an_accepted_deli
         "refusals touched PostgreSQL"
     );
 
-    let signature = signed(&body, &[TEST_WEBHOOK_SECRET], now());
-    assert_eq!(
-        deliver(&envoy, &body, Some(&signature)).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(deliver_signed(&envoy, &body).await.0, StatusCode::OK);
     assert_eq!(
         postgres.round_trips(),
         before + 1,
