@@ -108,6 +108,19 @@ impl Desk {
         }
     }
 
+    /// CreateCharge of `cents` paid with `card`, by the admin through the service, within five
+    /// seconds, under `key` when the caller sent one.
+    async fn charge(
+        &self,
+        cents: i64,
+        card: &str,
+        key: Option<&Idempotent<'_, StoredCharge>>,
+    ) -> Result<Outcome<StoredCharge>, AppError> {
+        self.billing
+            .create_charge(&self.agent, self.charge_of(cents, card), in_seconds(5), key)
+            .await
+    }
+
     fn customer_caller(&self) -> Caller {
         Caller {
             account_id: self.app.account_id,
@@ -213,13 +226,7 @@ fn answered_charge(outcome: &Outcome<StoredCharge>) -> Option<String> {
 
 async fn paid_charge(desk: &Desk, cents: i64) -> StoredCharge {
     match desk
-        .billing
-        .create_charge(
-            &desk.agent,
-            desk.charge_of(cents, "pm_card_visa"),
-            in_seconds(5),
-            None,
-        )
+        .charge(cents, "pm_card_visa", None)
         .await
         .expect("the charge is made")
     {
@@ -261,13 +268,7 @@ async fn a_charge_is_paid_once_and_its_transitions_are_in_the_audit_trail() {
 async fn a_declined_card_fails_the_charge_with_card_declined_and_the_decline_code() {
     let desk = Desk::open().await;
     let outcome = desk
-        .billing
-        .create_charge(
-            &desk.agent,
-            desk.charge_of(500, "pm_card_chargeDeclinedInsufficientFunds"),
-            in_seconds(5),
-            None,
-        )
+        .charge(500, "pm_card_chargeDeclinedInsufficientFunds", None)
         .await
         .unwrap();
     let Outcome::Failed(error) = outcome else {
@@ -361,13 +362,7 @@ async fn a_payment_whose_answer_was_lost_stays_pending_and_the_retry_finds_it_wi
     let key = key_for(&desk, CREATE, "lost-answer", CHARGE_PHASES);
     let started = std::time::Instant::now();
     let error = desk
-        .billing
-        .create_charge(
-            &desk.agent,
-            desk.charge_of(700, "pm_card_visa"),
-            in_seconds(5),
-            Some(&key),
-        )
+        .charge(700, "pm_card_visa", Some(&key))
         .await
         .expect_err("the outcome is unknown");
     assert!(
@@ -388,31 +383,13 @@ async fn a_payment_whose_answer_was_lost_stays_pending_and_the_retry_finds_it_wi
     let id = ChargeId::from_uuid(id);
     assert_eq!(desk.payments_at_provider(id), 1, "the provider did charge");
 
-    let retried = desk
-        .billing
-        .create_charge(
-            &desk.agent,
-            desk.charge_of(700, "pm_card_visa"),
-            in_seconds(5),
-            Some(&key),
-        )
-        .await
-        .unwrap();
+    let retried = desk.charge(700, "pm_card_visa", Some(&key)).await.unwrap();
     assert_eq!(answered_charge(&retried), Some(id.to_string()));
     assert_eq!(desk.stored(id).await.0, "succeeded");
     assert_eq!(desk.payments_at_provider(id), 1);
     assert_eq!(desk.charge_count().await, 1);
     // A third try replays the stored answer.
-    let replayed = desk
-        .billing
-        .create_charge(
-            &desk.agent,
-            desk.charge_of(700, "pm_card_visa"),
-            in_seconds(5),
-            Some(&key),
-        )
-        .await
-        .unwrap();
+    let replayed = desk.charge(700, "pm_card_visa", Some(&key)).await.unwrap();
     assert!(matches!(
         replayed,
         Outcome::Replay(StoredResponse::Success { .. })
@@ -528,13 +505,7 @@ async fn an_open_breaker_answers_unavailable_at_once_without_calling_the_provide
         ))
         .unwrap();
     let first = desk
-        .billing
-        .create_charge(
-            &desk.agent,
-            desk.charge_of(100, "pm_card_visa"),
-            in_seconds(5),
-            None,
-        )
+        .charge(100, "pm_card_visa", None)
         .await
         .expect_err("the provider is down");
     assert_eq!(
@@ -544,13 +515,7 @@ async fn an_open_breaker_answers_unavailable_at_once_without_calling_the_provide
     let sent = desk.simulator.requests().len();
     let started = std::time::Instant::now();
     let refused = desk
-        .billing
-        .create_charge(
-            &desk.agent,
-            desk.charge_of(100, "pm_card_visa"),
-            in_seconds(5),
-            None,
-        )
+        .charge(100, "pm_card_visa", None)
         .await
         .expect_err("the breaker is open");
     assert!(
@@ -778,24 +743,42 @@ async fn a_decline_over_rest_is_402_with_its_decline_code_and_so_is_its_replay()
     );
 }
 
-#[tokio::test]
-async fn a_charge_and_its_refund_go_through_the_api_in_integer_minor_units() {
-    let app = TestApp::spawn().await;
-    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let mut request = app.as_admin(v1::CreateChargeRequest {
+/// CreateCharge of `amount_minor` units of `currency_code` from `customer_id`, paid with the
+/// test card that always succeeds.
+fn visa_charge(
+    customer_id: &str,
+    amount_minor: i64,
+    currency_code: &str,
+) -> v1::CreateChargeRequest {
+    v1::CreateChargeRequest {
         charge: Some(v1::Charge {
-            customer_id: customer.id.to_string(),
+            customer_id: customer_id.to_owned(),
             amount: Some(v1::Money {
-                amount_minor: 1_999,
-                currency_code: "JPY".to_owned(),
+                amount_minor,
+                currency_code: currency_code.to_owned(),
             }),
             payment_method: "pm_card_visa".to_owned(),
             ..Default::default()
         }),
-    });
+    }
+}
+
+/// `request` carrying the idempotency key `key`.
+fn with_idempotency_key<T>(mut request: tonic::Request<T>, key: &str) -> tonic::Request<T> {
     request
         .metadata_mut()
-        .insert("idempotency-key", "pay-once".parse().unwrap());
+        .insert("idempotency-key", key.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn a_charge_and_its_refund_go_through_the_api_in_integer_minor_units() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let request = with_idempotency_key(
+        app.as_admin(visa_charge(&customer.id.to_string(), 1_999, "JPY")),
+        "pay-once",
+    );
     let charge = app.billing.clone().create_charge(request).await.unwrap();
     assert_eq!(
         charge.metadata().get("location").unwrap().to_str().unwrap(),
@@ -887,20 +870,10 @@ async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
     let client = app.billing.clone();
     let charge = |key: &str| {
         let mut client = client.clone();
-        let mut request = app.as_admin(v1::CreateChargeRequest {
-            charge: Some(v1::Charge {
-                customer_id: customer.id.to_string(),
-                amount: Some(v1::Money {
-                    amount_minor: 100,
-                    currency_code: "USD".to_owned(),
-                }),
-                payment_method: "pm_card_visa".to_owned(),
-                ..Default::default()
-            }),
-        });
-        request
-            .metadata_mut()
-            .insert("idempotency-key", key.parse().unwrap());
+        let request = with_idempotency_key(
+            app.as_admin(visa_charge(&customer.id.to_string(), 100, "USD")),
+            key,
+        );
         async move { client.create_charge(request).await }
     };
     let status = charge("during-the-outage").await.unwrap_err();
@@ -961,23 +934,10 @@ async fn fifty_identical_create_charge_calls_with_one_key_through_two_servers_ch
         let customer_id = customer.id.to_string();
         calls.push(tokio::spawn(async move {
             for _ in 0..200 {
-                let mut request = super::helpers::with_token(
-                    &token,
-                    v1::CreateChargeRequest {
-                        charge: Some(v1::Charge {
-                            customer_id: customer_id.clone(),
-                            amount: Some(v1::Money {
-                                amount_minor: 4_200,
-                                currency_code: "GBP".to_owned(),
-                            }),
-                            payment_method: "pm_card_visa".to_owned(),
-                            ..Default::default()
-                        }),
-                    },
+                let request = with_idempotency_key(
+                    super::helpers::with_token(&token, visa_charge(&customer_id, 4_200, "GBP")),
+                    "fifty-as-one",
                 );
-                request
-                    .metadata_mut()
-                    .insert("idempotency-key", "fifty-as-one".parse().unwrap());
                 match client.create_charge(request).await {
                     Ok(charge) => return charge.into_inner(),
                     Err(status) => {
@@ -1016,19 +976,11 @@ async fn charges_on_four_days(app: &TestApp, customer: &TestUser) -> Vec<String>
         let charge = app
             .billing
             .clone()
-            .create_charge(super::helpers::keyed(app.as_admin(
-                v1::CreateChargeRequest {
-                    charge: Some(v1::Charge {
-                        customer_id: customer.id.to_string(),
-                        amount: Some(v1::Money {
-                            amount_minor: 100 * day,
-                            currency_code: "USD".to_owned(),
-                        }),
-                        payment_method: "pm_card_visa".to_owned(),
-                        ..Default::default()
-                    }),
-                },
-            )))
+            .create_charge(super::helpers::keyed(app.as_admin(visa_charge(
+                &customer.id.to_string(),
+                100 * day,
+                "USD",
+            ))))
             .await
             .expect("the charge is made")
             .into_inner();
@@ -1060,67 +1012,78 @@ fn wire_time(at: chrono::DateTime<chrono::Utc>) -> Option<prost_types::Timestamp
     })
 }
 
+/// ListCharges as the admin.
+async fn list_charges(
+    app: &TestApp,
+    request: v1::ListChargesRequest,
+) -> Result<v1::ListChargesResponse, tonic::Status> {
+    app.billing
+        .clone()
+        .list_charges(app.as_admin(request))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A ListCharges request for the charges created in [after, before); a missing bound is open.
+fn created_between(
+    after: Option<chrono::DateTime<chrono::Utc>>,
+    before: Option<chrono::DateTime<chrono::Utc>>,
+) -> v1::ListChargesRequest {
+    v1::ListChargesRequest {
+        created_after: after.and_then(wire_time),
+        created_before: before.and_then(wire_time),
+        ..Default::default()
+    }
+}
+
+/// The ids of the charges on one page, in the order listed.
+fn ids_of(page: v1::ListChargesResponse) -> Vec<String> {
+    page.charges.into_iter().map(|charge| charge.id).collect()
+}
+
+/// The ids of the charges created in [after, before), newest first.
+async fn ids_created_between(
+    app: &TestApp,
+    after: Option<chrono::DateTime<chrono::Utc>>,
+    before: Option<chrono::DateTime<chrono::Utc>>,
+) -> Vec<String> {
+    ids_of(
+        list_charges(app, created_between(after, before))
+            .await
+            .expect("the range lists"),
+    )
+}
+
 #[tokio::test]
 async fn list_charges_by_created_range_returns_exactly_the_charges_inside_it() {
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
     let ids = charges_on_four_days(&app, &customer).await;
-    let list = |request: v1::ListChargesRequest| {
-        let mut client = app.billing.clone();
-        let request = app.as_admin(request);
-        async move { client.list_charges(request).await }
-    };
-    let listed = |response: v1::ListChargesResponse| {
-        response
-            .charges
-            .into_iter()
-            .map(|charge| charge.id)
-            .collect::<Vec<_>>()
-    };
     // [after, before): the bound at noon on the 2nd includes that charge, the one at noon on
     // the 4th excludes that one. Newest first.
-    let inside = list(v1::ListChargesRequest {
-        created_after: wire_time(march_2026(2, 12)),
-        created_before: wire_time(march_2026(4, 12)),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner();
-    assert_eq!(listed(inside), vec![ids[2].clone(), ids[1].clone()]);
+    let inside = ids_created_between(&app, Some(march_2026(2, 12)), Some(march_2026(4, 12))).await;
+    assert_eq!(inside, vec![ids[2].clone(), ids[1].clone()]);
     // Either bound alone.
-    let from_the_third = list(v1::ListChargesRequest {
-        created_after: wire_time(march_2026(3, 0)),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner();
-    assert_eq!(listed(from_the_third), vec![ids[3].clone(), ids[2].clone()]);
-    let before_the_second = list(v1::ListChargesRequest {
-        created_before: wire_time(march_2026(2, 12)),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner();
-    assert_eq!(listed(before_the_second), vec![ids[0].clone()]);
+    let from_the_third = ids_created_between(&app, Some(march_2026(3, 0)), None).await;
+    assert_eq!(from_the_third, vec![ids[3].clone(), ids[2].clone()]);
+    let before_the_second = ids_created_between(&app, None, Some(march_2026(2, 12))).await;
+    assert_eq!(before_the_second, vec![ids[0].clone()]);
     // Paging within a range stays within it.
     let mut pages = Vec::new();
     let mut page_token = String::new();
     loop {
-        let page = list(v1::ListChargesRequest {
-            page_size: 1,
-            page_token: page_token.clone(),
-            created_after: wire_time(march_2026(1, 12)),
-            created_before: wire_time(march_2026(4, 0)),
-            ..Default::default()
-        })
+        let page = list_charges(
+            &app,
+            v1::ListChargesRequest {
+                page_size: 1,
+                page_token: page_token.clone(),
+                ..created_between(Some(march_2026(1, 12)), Some(march_2026(4, 0)))
+            },
+        )
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
         page_token = page.next_page_token.clone();
-        pages.extend(listed(page));
+        pages.extend(ids_of(page));
         if page_token.is_empty() {
             break;
         }
@@ -1128,72 +1091,66 @@ async fn list_charges_by_created_range_returns_exactly_the_charges_inside_it() {
     assert_eq!(pages, vec![ids[2].clone(), ids[1].clone(), ids[0].clone()]);
 }
 
+/// ListCharges refused as an invalid argument: the fields the refusal names.
+async fn fields_refused(app: &TestApp, request: v1::ListChargesRequest) -> Vec<String> {
+    let refused = list_charges(app, request).await.expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    violated_fields(&refused)
+}
+
+fn at_unix_seconds(seconds: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds, nanos: 0 })
+}
+
 #[tokio::test]
 async fn list_charges_refuses_a_time_out_of_range_and_a_page_token_of_another_range() {
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
     charges_on_four_days(&app, &customer).await;
-    let list = |request: v1::ListChargesRequest| {
-        let mut client = app.billing.clone();
-        let request = app.as_admin(request);
-        async move { client.list_charges(request).await }
-    };
     // Year 10000, and a time before year 1: each names its field.
-    let refused = list(v1::ListChargesRequest {
-        created_before: Some(prost_types::Timestamp {
-            seconds: 253_402_300_800,
-            nanos: 0,
-        }),
+    let year_10000 = v1::ListChargesRequest {
+        created_before: at_unix_seconds(253_402_300_800),
         ..Default::default()
-    })
-    .await
-    .unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    assert_eq!(violated_fields(&refused), vec!["created_before"]);
-    let refused = list(v1::ListChargesRequest {
-        created_after: Some(prost_types::Timestamp {
-            seconds: -62_135_596_801,
-            nanos: 0,
-        }),
+    };
+    assert_eq!(
+        fields_refused(&app, year_10000).await,
+        vec!["created_before"]
+    );
+    let before_year_1 = v1::ListChargesRequest {
+        created_after: at_unix_seconds(-62_135_596_801),
         ..Default::default()
-    })
-    .await
-    .unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    assert_eq!(violated_fields(&refused), vec!["created_after"]);
+    };
+    assert_eq!(
+        fields_refused(&app, before_year_1).await,
+        vec!["created_after"]
+    );
     // A token of one range is not accepted for another (nor for no range).
-    let first = list(v1::ListChargesRequest {
-        page_size: 1,
-        created_after: wire_time(march_2026(1, 0)),
-        created_before: wire_time(march_2026(5, 0)),
-        ..Default::default()
-    })
+    let first = list_charges(
+        &app,
+        v1::ListChargesRequest {
+            page_size: 1,
+            ..created_between(Some(march_2026(1, 0)), Some(march_2026(5, 0)))
+        },
+    )
     .await
-    .unwrap()
-    .into_inner();
+    .unwrap();
     assert!(!first.next_page_token.is_empty());
+    let next_page_of_first = |after: Option<_>, before: Option<_>| v1::ListChargesRequest {
+        page_size: 1,
+        page_token: first.next_page_token.clone(),
+        ..created_between(after, before)
+    };
     for (after, before) in [
         (march_2026(1, 0), march_2026(4, 0)),
         (march_2026(2, 0), march_2026(5, 0)),
     ] {
-        let refused = list(v1::ListChargesRequest {
-            page_size: 1,
-            page_token: first.next_page_token.clone(),
-            created_after: wire_time(after),
-            created_before: wire_time(before),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-        assert_eq!(violated_fields(&refused), vec!["page_token"]);
+        assert_eq!(
+            fields_refused(&app, next_page_of_first(Some(after), Some(before))).await,
+            vec!["page_token"]
+        );
     }
-    let refused = list(v1::ListChargesRequest {
-        page_size: 1,
-        page_token: first.next_page_token.clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap_err();
-    assert_eq!(violated_fields(&refused), vec!["page_token"]);
+    assert_eq!(
+        fields_refused(&app, next_page_of_first(None, None)).await,
+        vec!["page_token"]
+    );
 }

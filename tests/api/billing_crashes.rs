@@ -200,6 +200,63 @@ impl Desk {
         tokio::spawn(async move { billing.refund_charge(request).await })
     }
 
+    /// CreateCharge again with `key`, as a client retries after losing its answer.
+    async fn charge_again(&self, cents: i64, key: &str) -> Result<v1::Charge, tonic::Status> {
+        self.billing()
+            .create_charge(self.create_request(cents, key))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// RefundCharge again with `key`, as a client retries after losing its answer.
+    async fn refund_again(
+        &self,
+        charge_id: &str,
+        cents: i64,
+        key: &str,
+    ) -> Result<v1::Charge, tonic::Status> {
+        self.billing()
+            .refund_charge(self.refund_request(charge_id, cents, key))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// The provider's next payment is made but its answer never sent.
+    fn provider_charges_without_answering(&self) {
+        self.simulator
+            .add_fault(FaultRule::new(
+                Endpoint::CreatePaymentIntent,
+                FaultAction::ExecuteThenTimeout {
+                    hang_millis: 120_000,
+                },
+                1,
+            ))
+            .unwrap();
+    }
+
+    /// After the restart: charge `id` is the only one, ended succeeded (created, then succeeded)
+    /// with the one payment the provider holds, and retrying CreateCharge with `key` answers it
+    /// without paying again.
+    async fn assert_paid_once_and_answered_on_retry(&self, id: Uuid, cents: i64, key: &str) {
+        let (only, status, _, payment) = self.only_charge().await;
+        assert_eq!((only, status.as_str()), (id, "succeeded"));
+        assert_eq!(self.payments_at_provider(id), 1);
+        let ledger = self.simulator.ledger();
+        assert_eq!(ledger.payment_intents.len(), 1);
+        assert_eq!(
+            payment.as_deref(),
+            Some(ledger.payment_intents[0].id.as_str())
+        );
+        assert_eq!(self.actions(id).await, ["created", "succeeded"]);
+        let retried = self
+            .charge_again(cents, key)
+            .await
+            .expect("the retry answers the finished charge");
+        assert_eq!(retried.id, id.to_string());
+        assert_eq!(retried.status, i32::from(v1::ChargeStatus::Succeeded));
+        assert_eq!(self.simulator.ledger().payment_intents.len(), 1);
+    }
+
     /// A charge paid through the running binary.
     async fn paid_charge(&self, cents: i64) -> v1::Charge {
         let charge = self
@@ -413,11 +470,9 @@ async fn a_charge_killed_inside_its_first_phase_leaves_nothing_and_the_retry_pay
     assert!(desk.charges().await.is_empty());
     assert!(desk.simulator.ledger().payment_intents.is_empty());
     let retried = desk
-        .billing()
-        .create_charge(desk.create_request(1_100, "killed-in-phase-1"))
+        .charge_again(1_100, "killed-in-phase-1")
         .await
-        .expect("the retry charges")
-        .into_inner();
+        .expect("the retry charges");
     assert_eq!(retried.status, i32::from(v1::ChargeStatus::Succeeded));
     let (id, status, _, payment) = desk.only_charge().await;
     assert_eq!((id.to_string(), status.as_str()), (retried.id, "succeeded"));
@@ -457,37 +512,15 @@ async fn a_charge_killed_before_the_provider_received_it_is_sent_by_the_complete
     desk.start_again().await;
     desk.wait_until_everything_is_final().await;
 
-    let (_, status, _, payment) = desk.only_charge().await;
-    assert_eq!(status, "succeeded");
-    assert_eq!(desk.payments_at_provider(id), 1);
-    let ledger = desk.simulator.ledger();
-    assert_eq!(ledger.payment_intents.len(), 1);
-    assert_eq!(Some(&ledger.payment_intents[0].id), payment.as_ref());
-    assert_eq!(desk.actions(id).await, ["created", "succeeded"]);
-    let retried = desk
-        .billing()
-        .create_charge(desk.create_request(1_200, "killed-before-the-provider"))
-        .await
-        .expect("the retry answers the finished charge")
-        .into_inner();
-    assert_eq!(retried.id, id.to_string());
-    assert_eq!(retried.status, i32::from(v1::ChargeStatus::Succeeded));
-    assert_eq!(desk.simulator.ledger().payment_intents.len(), 1);
+    desk.assert_paid_once_and_answered_on_retry(id, 1_200, "killed-before-the-provider")
+        .await;
 }
 
 #[tokio::test]
 async fn a_charge_killed_while_the_provider_charged_without_answering_ends_succeeded_with_one_payment()
  {
     let mut desk = Desk::open().await;
-    desk.simulator
-        .add_fault(FaultRule::new(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::ExecuteThenTimeout {
-                hang_millis: 120_000,
-            },
-            1,
-        ))
-        .unwrap();
+    desk.provider_charges_without_answering();
     let request = desk.create_in_background(1_300, "killed-during-the-call");
     wait_until("the provider charging", Duration::from_secs(20), || async {
         desk.simulator.ledger().payment_intents.len() == 1
@@ -502,23 +535,8 @@ async fn a_charge_killed_while_the_provider_charged_without_answering_ends_succe
     desk.start_again().await;
     desk.wait_until_everything_is_final().await;
 
-    let (_, status, _, payment) = desk.only_charge().await;
-    assert_eq!(status, "succeeded");
-    assert_eq!(desk.payments_at_provider(id), 1);
-    assert_eq!(
-        payment.as_deref(),
-        Some(desk.simulator.ledger().payment_intents[0].id.as_str())
-    );
-    assert_eq!(desk.actions(id).await, ["created", "succeeded"]);
-    let retried = desk
-        .billing()
-        .create_charge(desk.create_request(1_300, "killed-during-the-call"))
-        .await
-        .expect("the retry answers the finished charge")
-        .into_inner();
-    assert_eq!(retried.id, id.to_string());
-    assert_eq!(retried.status, i32::from(v1::ChargeStatus::Succeeded));
-    assert_eq!(desk.simulator.ledger().payment_intents.len(), 1);
+    desk.assert_paid_once_and_answered_on_retry(id, 1_300, "killed-during-the-call")
+        .await;
 }
 
 #[tokio::test]
@@ -539,23 +557,8 @@ async fn a_charge_killed_after_the_provider_charged_before_the_outcome_committed
     desk.start_again().await;
     desk.wait_until_everything_is_final().await;
 
-    let (_, status, _, payment) = desk.only_charge().await;
-    assert_eq!(status, "succeeded");
-    assert_eq!(desk.payments_at_provider(id), 1);
-    assert_eq!(
-        payment.as_deref(),
-        Some(desk.simulator.ledger().payment_intents[0].id.as_str())
-    );
-    assert_eq!(desk.actions(id).await, ["created", "succeeded"]);
-    let retried = desk
-        .billing()
-        .create_charge(desk.create_request(1_400, "killed-before-the-outcome"))
-        .await
-        .expect("the retry answers the finished charge")
-        .into_inner();
-    assert_eq!(retried.id, id.to_string());
-    assert_eq!(retried.status, i32::from(v1::ChargeStatus::Succeeded));
-    assert_eq!(desk.simulator.ledger().payment_intents.len(), 1);
+    desk.assert_paid_once_and_answered_on_retry(id, 1_400, "killed-before-the-outcome")
+        .await;
 }
 
 #[tokio::test]
@@ -597,11 +600,9 @@ async fn a_refund_killed_after_the_provider_refunded_before_the_commit_ends_succ
         ["created", "succeeded", "refund_requested", "refunded"]
     );
     let retried = desk
-        .billing()
-        .refund_charge(desk.refund_request(&charge.id, 700, "killed-refund"))
+        .refund_again(&charge.id, 700, "killed-refund")
         .await
-        .expect("the retry answers the refunded charge")
-        .into_inner();
+        .expect("the retry answers the refunded charge");
     assert_eq!(retried.id, charge.id);
     assert_eq!(
         retried.status,
@@ -688,11 +689,9 @@ async fn a_refund_killed_inside_its_first_phase_reserves_nothing_and_the_retry_r
     assert!(desk.refunds().await.is_empty());
     assert!(desk.simulator.ledger().refunds.is_empty());
     let retried = desk
-        .billing()
-        .refund_charge(desk.refund_request(&charge.id, 600, "killed-refund-in-phase-1"))
+        .refund_again(&charge.id, 600, "killed-refund-in-phase-1")
         .await
-        .expect("the retry refunds")
-        .into_inner();
+        .expect("the retry refunds");
     assert_eq!(
         retried.status,
         i32::from(v1::ChargeStatus::PartiallyRefunded)
@@ -752,11 +751,9 @@ async fn a_refund_killed_before_the_provider_received_it_is_sent_by_the_complete
         ["created", "succeeded", "refund_requested", "refunded"]
     );
     let retried = desk
-        .billing()
-        .refund_charge(desk.refund_request(&charge.id, 2_000, "killed-refund-unsent"))
+        .refund_again(&charge.id, 2_000, "killed-refund-unsent")
         .await
-        .expect("the retry answers the refunded charge")
-        .into_inner();
+        .expect("the retry answers the refunded charge");
     assert_eq!(retried.status, i32::from(v1::ChargeStatus::Refunded));
     assert_eq!(desk.simulator.ledger().refunds.len(), 1);
 }
@@ -765,15 +762,7 @@ async fn a_refund_killed_before_the_provider_received_it_is_sent_by_the_complete
 async fn three_charges_killed_together_at_three_phases_end_final_with_one_payment_each() {
     let mut desk = Desk::open().await;
     // Paid by the provider, its answer never sent.
-    desk.simulator
-        .add_fault(FaultRule::new(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::ExecuteThenTimeout {
-                hang_millis: 120_000,
-            },
-            1,
-        ))
-        .unwrap();
+    desk.provider_charges_without_answering();
     let hanging = desk.create_in_background(2_100, "together-hanging");
     wait_until("the provider charging", Duration::from_secs(20), || async {
         desk.simulator.ledger().payment_intents.len() == 1
@@ -824,11 +813,9 @@ async fn three_charges_killed_together_at_three_phases_end_final_with_one_paymen
         (2_300, "together-unrecorded"),
     ] {
         let retried = desk
-            .billing()
-            .create_charge(desk.create_request(cents, key))
+            .charge_again(cents, key)
             .await
-            .expect("the retry answers a paid charge")
-            .into_inner();
+            .expect("the retry answers a paid charge");
         assert_eq!(retried.status, i32::from(v1::ChargeStatus::Succeeded));
         assert_eq!(retried.amount.unwrap().amount_minor, cents);
     }

@@ -11,8 +11,8 @@ use payment_simulator::{
 };
 use secrecy::SecretString;
 use supportdesk::billing::{
-    BillingReference, BreakerState, CreatePayment, CreateRefund, PaymentProvider, PaymentStatus,
-    ProviderError, RefundStatus, StripeHttpProvider,
+    BillingReference, BreakerState, CreatePayment, CreateRefund, Payment, PaymentProvider,
+    PaymentStatus, ProviderError, Refund, RefundStatus, StripeHttpProvider,
 };
 use supportdesk::configuration::PaymentProviderSettings;
 use supportdesk::domain::Money;
@@ -71,11 +71,45 @@ fn payment_with_card(card: &str) -> CreatePayment {
     CreatePayment::new(new_reference(), usd(2_000), "cus_1", card, metadata).unwrap()
 }
 
-fn fault(endpoint: Endpoint, action: FaultAction, times: u32) -> FaultRule {
-    FaultRule::new(endpoint, action, times)
-}
-
 impl Harness {
+    /// The simulator answers the next call to `endpoint` with `action`, then behaves again.
+    fn fault_once(&self, endpoint: Endpoint, action: FaultAction) {
+        self.simulator
+            .add_fault(FaultRule::new(endpoint, action, 1))
+            .unwrap();
+    }
+
+    /// The simulator answers every call to `endpoint` with `action` until the faults are cleared.
+    fn fault_always(&self, endpoint: Endpoint, action: FaultAction) {
+        self.simulator
+            .add_fault(FaultRule::always(endpoint, action))
+            .unwrap();
+    }
+
+    /// CreatePaymentIntent through the client under test, retries and all.
+    async fn pay(
+        &self,
+        request: &CreatePayment,
+        deadline: Instant,
+    ) -> Result<Payment, ProviderError> {
+        self.provider.create_payment(request, deadline).await
+    }
+
+    /// CreateRefund through the client under test, retries and all.
+    async fn refund(
+        &self,
+        request: &CreateRefund,
+        deadline: Instant,
+    ) -> Result<Refund, ProviderError> {
+        self.provider.create_refund(request, deadline).await
+    }
+
+    /// How many payment intents the provider holds for the charge `request` is for.
+    fn payment_intents_for(&self, request: &CreatePayment) -> usize {
+        self.simulator
+            .payment_intent_count_for_charge_id(request.charge_id().as_str())
+    }
+
     /// The requests that carried `key`, in the order the simulator logged them.
     fn requests_with_key(&self, key: &str) -> Vec<ApiRequest> {
         self.simulator
@@ -101,8 +135,7 @@ impl Harness {
     async fn succeeded_payment(&self) -> (CreatePayment, String) {
         let request = payment_with_card("pm_card_visa");
         let payment = self
-            .provider
-            .create_payment(&request, in_seconds(5))
+            .pay(&request, in_seconds(5))
             .await
             .expect("the payment succeeds");
         (request, payment.id)
@@ -115,8 +148,7 @@ async fn a_visa_payment_succeeds_once_with_our_charge_id_and_a_key_derived_from_
     let request = payment_with_card("pm_card_visa");
 
     let payment = harness
-        .provider
-        .create_payment(&request, in_seconds(5))
+        .pay(&request, in_seconds(5))
         .await
         .expect("the payment succeeds");
 
@@ -127,12 +159,7 @@ async fn a_visa_payment_succeeds_once_with_our_charge_id_and_a_key_derived_from_
         Some(request.charge_id().as_str())
     );
     let charge_id = request.charge_id().as_str();
-    assert_eq!(
-        harness
-            .simulator
-            .payment_intent_count_for_charge_id(charge_id),
-        1
-    );
+    assert_eq!(harness.payment_intents_for(&request), 1);
     let sent = harness.requests_with_key(&request.idempotency_key());
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].param("amount"), Some("2000"));
@@ -169,8 +196,7 @@ async fn each_declining_test_card_is_declined_with_its_code_and_never_retried() 
         let request = payment_with_card(card);
 
         let error = harness
-            .provider
-            .create_payment(&request, in_seconds(5))
+            .pay(&request, in_seconds(5))
             .await
             .expect_err("declined");
 
@@ -204,30 +230,19 @@ async fn each_declining_test_card_is_declined_with_its_code_and_never_retried() 
 #[tokio::test]
 async fn a_timeout_after_the_provider_charged_is_resolved_without_a_second_charge() {
     let harness = harness_with(|settings| settings.timeout = Duration::from_millis(300)).await;
-    harness
-        .simulator
-        .add_fault(fault(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::ExecuteThenTimeout { hang_millis: 1_500 },
-            1,
-        ))
-        .unwrap();
+    harness.fault_once(
+        Endpoint::CreatePaymentIntent,
+        FaultAction::ExecuteThenTimeout { hang_millis: 1_500 },
+    );
     let request = payment_with_card("pm_card_visa");
 
     let payment = harness
-        .provider
-        .create_payment(&request, in_seconds(5))
+        .pay(&request, in_seconds(5))
         .await
         .expect("the retry with the same key finds the charge");
 
     assert_eq!(payment.status, PaymentStatus::Succeeded);
-    let charge_id = request.charge_id().as_str();
-    assert_eq!(
-        harness
-            .simulator
-            .payment_intent_count_for_charge_id(charge_id),
-        1
-    );
+    assert_eq!(harness.payment_intents_for(&request), 1);
     let sent = harness
         .wait_for_requests_with_key(&request.idempotency_key(), 2)
         .await;
@@ -251,19 +266,14 @@ async fn a_lost_answer_without_time_to_retry_is_an_unknown_outcome_and_the_payme
         settings.max_attempts = 1;
     })
     .await;
-    harness
-        .simulator
-        .add_fault(fault(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::ExecuteThenTimeout { hang_millis: 0 },
-            1,
-        ))
-        .unwrap();
+    harness.fault_once(
+        Endpoint::CreatePaymentIntent,
+        FaultAction::ExecuteThenTimeout { hang_millis: 0 },
+    );
     let request = payment_with_card("pm_card_visa");
 
     let error = harness
-        .provider
-        .create_payment(&request, in_seconds(5))
+        .pay(&request, in_seconds(5))
         .await
         .expect_err("no answer");
 
@@ -287,19 +297,14 @@ async fn a_lost_answer_without_time_to_retry_is_an_unknown_outcome_and_the_payme
 async fn a_500_after_the_provider_charged_stays_unknown_through_its_replay_and_is_found_by_charge_id()
  {
     let harness = harness().await;
-    harness
-        .simulator
-        .add_fault(fault(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::ExecuteThenServerError { status: 500 },
-            1,
-        ))
-        .unwrap();
+    harness.fault_once(
+        Endpoint::CreatePaymentIntent,
+        FaultAction::ExecuteThenServerError { status: 500 },
+    );
     let request = payment_with_card("pm_card_visa");
 
     let error = harness
-        .provider
-        .create_payment(&request, in_seconds(5))
+        .pay(&request, in_seconds(5))
         .await
         .expect_err("the saved 500 is replayed");
 
@@ -321,12 +326,7 @@ async fn a_500_after_the_provider_charged_stays_unknown_through_its_replay_and_i
         .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].status, PaymentStatus::Succeeded);
-    assert_eq!(
-        harness
-            .simulator
-            .payment_intent_count_for_charge_id(request.charge_id().as_str()),
-        1
-    );
+    assert_eq!(harness.payment_intents_for(&request), 1);
 }
 
 #[tokio::test]
@@ -339,26 +339,17 @@ async fn a_503_a_reset_and_a_429_are_retried_with_the_same_key_honouring_retry_a
             retry_after_secs: 1,
         },
     ] {
-        harness
-            .simulator
-            .add_fault(fault(Endpoint::CreatePaymentIntent, action, 1))
-            .unwrap();
+        harness.fault_once(Endpoint::CreatePaymentIntent, action);
     }
     let request = payment_with_card("pm_card_visa");
 
     let payment = harness
-        .provider
-        .create_payment(&request, in_seconds(10))
+        .pay(&request, in_seconds(10))
         .await
         .expect("the fourth attempt succeeds");
 
     assert_eq!(payment.status, PaymentStatus::Succeeded);
-    assert_eq!(
-        harness
-            .simulator
-            .payment_intent_count_for_charge_id(request.charge_id().as_str()),
-        1
-    );
+    assert_eq!(harness.payment_intents_for(&request), 1);
     let sent = harness.requests_with_key(&request.idempotency_key());
     let statuses: Vec<_> = sent.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [Some(503), None, Some(429), Some(200)]);
@@ -375,19 +366,15 @@ async fn retries_stop_at_the_callers_deadline() {
         settings.backoff_max = Duration::from_millis(40);
     })
     .await;
-    harness
-        .simulator
-        .add_fault(FaultRule::always(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::ServerError { status: 503 },
-        ))
-        .unwrap();
+    harness.fault_always(
+        Endpoint::CreatePaymentIntent,
+        FaultAction::ServerError { status: 503 },
+    );
     let request = payment_with_card("pm_card_visa");
     let started = Instant::now();
 
     let error = harness
-        .provider
-        .create_payment(&request, started + Duration::from_millis(400))
+        .pay(&request, started + Duration::from_millis(400))
         .await
         .expect_err("the provider never recovers");
 
@@ -404,22 +391,17 @@ async fn retries_stop_at_the_callers_deadline() {
 #[tokio::test]
 async fn a_retry_after_longer_than_the_deadline_allows_is_not_waited_for() {
     let harness = harness().await;
-    harness
-        .simulator
-        .add_fault(fault(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::RateLimit {
-                retry_after_secs: 30,
-            },
-            1,
-        ))
-        .unwrap();
+    harness.fault_once(
+        Endpoint::CreatePaymentIntent,
+        FaultAction::RateLimit {
+            retry_after_secs: 30,
+        },
+    );
     let request = payment_with_card("pm_card_visa");
     let started = Instant::now();
 
     let error = harness
-        .provider
-        .create_payment(&request, in_seconds(5))
+        .pay(&request, in_seconds(5))
         .await
         .expect_err("rate limited");
 
@@ -445,26 +427,15 @@ async fn retries_stop_when_the_retry_budget_is_spent() {
         settings.retry_budget_burst = 2;
     })
     .await;
-    harness
-        .simulator
-        .add_fault(FaultRule::always(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::ServerError { status: 503 },
-        ))
-        .unwrap();
+    harness.fault_always(
+        Endpoint::CreatePaymentIntent,
+        FaultAction::ServerError { status: 503 },
+    );
     let first = payment_with_card("pm_card_visa");
     let second = payment_with_card("pm_card_visa");
 
-    let first_error = harness
-        .provider
-        .create_payment(&first, in_seconds(5))
-        .await
-        .expect_err("down");
-    let second_error = harness
-        .provider
-        .create_payment(&second, in_seconds(5))
-        .await
-        .expect_err("down");
+    let first_error = harness.pay(&first, in_seconds(5)).await.expect_err("down");
+    let second_error = harness.pay(&second, in_seconds(5)).await.expect_err("down");
 
     assert!(matches!(first_error, ProviderError::Unavailable { .. }));
     assert!(matches!(second_error, ProviderError::Unavailable { .. }));
@@ -490,18 +461,11 @@ async fn the_breaker_opens_after_the_threshold_fails_fast_while_open_and_a_succe
     })
     .await;
     let mut changes = harness.provider.breaker().subscribe();
-    harness
-        .simulator
-        .add_fault(FaultRule::always(
-            Endpoint::Any,
-            FaultAction::ServerError { status: 503 },
-        ))
-        .unwrap();
+    harness.fault_always(Endpoint::Any, FaultAction::ServerError { status: 503 });
     for _ in 0..3 {
         assert_eq!(harness.provider.breaker().state(), BreakerState::Closed);
         let error = harness
-            .provider
-            .create_payment(&payment_with_card("pm_card_visa"), in_seconds(5))
+            .pay(&payment_with_card("pm_card_visa"), in_seconds(5))
             .await
             .expect_err("down");
         assert!(matches!(error, ProviderError::Unavailable { .. }));
@@ -512,8 +476,7 @@ async fn the_breaker_opens_after_the_threshold_fails_fast_while_open_and_a_succe
 
     let started = Instant::now();
     let error = harness
-        .provider
-        .create_payment(&payment_with_card("pm_card_visa"), in_seconds(5))
+        .pay(&payment_with_card("pm_card_visa"), in_seconds(5))
         .await
         .expect_err("open");
     let ProviderError::CircuitOpen { retry_after } = error else {
@@ -540,8 +503,7 @@ async fn the_breaker_opens_after_the_threshold_fails_fast_while_open_and_a_succe
     }
     let probe = payment_with_card("pm_card_visa");
     harness
-        .provider
-        .create_payment(&probe, in_seconds(5))
+        .pay(&probe, in_seconds(5))
         .await
         .expect("the probe goes through");
 
@@ -555,15 +517,13 @@ async fn declines_and_invalid_requests_do_not_open_the_breaker() {
     let harness = harness_with(|settings| settings.breaker_failure_threshold = 2).await;
     for _ in 0..3 {
         let error = harness
-            .provider
-            .create_payment(&payment_with_card("pm_card_chargeDeclined"), in_seconds(5))
+            .pay(&payment_with_card("pm_card_chargeDeclined"), in_seconds(5))
             .await
             .expect_err("declined");
         assert!(matches!(error, ProviderError::Declined { .. }));
         let refund = CreateRefund::new(new_reference(), "pi_missing", None).unwrap();
         let error = harness
-            .provider
-            .create_refund(&refund, in_seconds(5))
+            .refund(&refund, in_seconds(5))
             .await
             .expect_err("no such payment");
         assert!(
@@ -623,19 +583,14 @@ async fn ten_concurrent_partial_refunds_only_refund_what_fits_in_the_payment() {
 async fn a_refund_whose_answer_was_lost_is_replayed_not_repeated() {
     let harness = harness_with(|settings| settings.timeout = Duration::from_millis(300)).await;
     let (_, payment_id) = harness.succeeded_payment().await;
-    harness
-        .simulator
-        .add_fault(fault(
-            Endpoint::CreateRefund,
-            FaultAction::ExecuteThenTimeout { hang_millis: 0 },
-            1,
-        ))
-        .unwrap();
+    harness.fault_once(
+        Endpoint::CreateRefund,
+        FaultAction::ExecuteThenTimeout { hang_millis: 0 },
+    );
     let request = CreateRefund::new(new_reference(), payment_id, None).unwrap();
 
     let refund = harness
-        .provider
-        .create_refund(&request, in_seconds(5))
+        .refund(&request, in_seconds(5))
         .await
         .expect("the retry replays the refund");
 
@@ -658,29 +613,19 @@ async fn a_retry_while_the_first_attempt_still_runs_waits_for_it_instead_of_char
         settings.backoff_max = Duration::from_millis(100);
     })
     .await;
-    harness
-        .simulator
-        .add_fault(fault(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::Latency { millis: 700 },
-            1,
-        ))
-        .unwrap();
+    harness.fault_once(
+        Endpoint::CreatePaymentIntent,
+        FaultAction::Latency { millis: 700 },
+    );
     let request = payment_with_card("pm_card_visa");
 
     let payment = harness
-        .provider
-        .create_payment(&request, in_seconds(5))
+        .pay(&request, in_seconds(5))
         .await
         .expect("a later retry gets the first attempt's answer");
 
     assert_eq!(payment.status, PaymentStatus::Succeeded);
-    assert_eq!(
-        harness
-            .simulator
-            .payment_intent_count_for_charge_id(request.charge_id().as_str()),
-        1
-    );
+    assert_eq!(harness.payment_intents_for(&request), 1);
     let sent = harness
         .wait_for_requests_with_key(&request.idempotency_key(), 3)
         .await;
