@@ -171,7 +171,19 @@ impl RedisKeys {
     }
 
     pub fn key(&self, suffix: &str) -> String {
-        format!("{}{suffix}", self.prefix)
+        self.key_of_parts(&[suffix])
+    }
+
+    /// [`RedisKeys::key`] of a suffix in parts, concatenated without the formatting machinery:
+    /// the keys every request makes.
+    pub fn key_of_parts(&self, parts: &[&str]) -> String {
+        let length = parts.iter().map(|part| part.len()).sum::<usize>();
+        let mut key = String::with_capacity(self.prefix.len() + length);
+        key.push_str(&self.prefix);
+        for part in parts {
+            key.push_str(part);
+        }
+        key
     }
 
     /// [`RedisKeys::key`] of a formatted suffix, written once: the keys of every request.

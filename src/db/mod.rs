@@ -13,7 +13,10 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{
+    AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+    TransactionManager,
+};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -37,7 +40,7 @@ pub const MIGRATIONS_FINGERPRINT: &str = env!("MIGRATIONS_FINGERPRINT");
 /// transaction was left open; a dead connection fails its first query and is replaced). Every
 /// connection starts with `statement_timeout` at `longest_statement` (the longest request
 /// deadline), which bounds the single reads that run outside a transaction; transactions lower
-/// it to what is left of their request's deadline ([`limit_statements_to`]).
+/// it to what is left of their request's deadline ([`Limits`]).
 pub fn build_pool(settings: &DatabaseSettings, longest_statement: Duration) -> PgPool {
     let timeout_ms = longest_statement.as_millis().max(1);
     let mut config = ManagerConfig::<AsyncPgConnection>::default();
@@ -132,16 +135,63 @@ pub async fn create_database_if_missing(database_url: &SecretString) -> anyhow::
 
 /// Runs `$body` in one transaction on a pooled connection from `$pool`, with the statements
 /// limited to `$budget` (what is left of the request's deadline); `$conn` names the connection
-/// inside. Evaluates to the body's `AppResult`. A macro, not a function: diesel-async takes the
-/// transaction body as an async closure whose future's `Send` bound cannot be named yet.
+/// inside. Evaluates to the body's `AppResult`.
 #[macro_export]
 macro_rules! in_transaction {
     ($pool:expr, $budget:expr, |$conn:ident| $body:block) => {{
         let mut connection = $crate::db::connection($pool).await?;
-        diesel_async::AsyncConnection::transaction(&mut *connection, async |$conn| {
-            $crate::db::limit_statements_to($conn, $budget).await?;
-            $body
-        })
+        $crate::transaction_on!(
+            &mut connection,
+            $crate::db::Limits::within($budget),
+            |$conn| $body
+        )
+    }};
+}
+
+/// Runs `$body` in one transaction on `$connection`, opened in one round trip with its
+/// [`Limits`]; `$conn` names the connection inside (a `return` in `$body` leaves the body).
+/// Commits when the body succeeds, rolls back when it fails, and evaluates to the body's result,
+/// whose error type takes `AppError` and diesel's errors. A macro, not a function: the body's
+/// future borrows the connection, and its `Send` bound cannot be named in a signature yet.
+#[macro_export]
+macro_rules! transaction_on {
+    ($connection:expr, $limits:expr, |$conn:ident| $body:block) => {{
+        let connection: &mut diesel_async::AsyncPgConnection = $connection;
+        async {
+            $crate::db::begin(&mut *connection, $limits).await?;
+            let result = async {
+                let $conn: &mut diesel_async::AsyncPgConnection = &mut *connection;
+                $body
+            }
+            .await;
+            $crate::db::end(&mut *connection, result).await
+        }
+        .await
+    }};
+}
+
+/// Runs `$body` in a savepoint of the current transaction: a failure undoes the body's work and
+/// keeps what the transaction did before (an idempotency key's claim, to store the failure on).
+/// The savepoint is opened in the round trip that also lifts the lock wait the claim ran under
+/// ([`Limits::waiting_for_locks_at_most`]): the body waits for its locks as long as the statement
+/// timeout allows. It is never released: the commit ends it, and a release would cost a round
+/// trip. Evaluates to the body's result.
+#[macro_export]
+macro_rules! in_savepoint {
+    ($connection:expr, |$conn:ident| $body:block) => {{
+        let connection: &mut diesel_async::AsyncPgConnection = $connection;
+        async {
+            $crate::db::open_savepoint(&mut *connection).await?;
+            let result = async {
+                let $conn: &mut diesel_async::AsyncPgConnection = &mut *connection;
+                $body
+            }
+            .await;
+            if result.is_err() {
+                $crate::db::roll_back_to_savepoint(&mut *connection).await?;
+            }
+            result
+        }
         .await
     }};
 }
@@ -184,11 +234,91 @@ pub async fn connection(pool: &PgPool) -> AppResult<PooledConnection<'_>> {
     })
 }
 
-/// Inside a transaction: has PostgreSQL cancel any statement still running when `budget` (what
-/// is left of the request's deadline) runs out. `SET LOCAL` semantics: it ends with the
-/// transaction, so the pooled connection goes back unchanged.
-pub async fn limit_statements_to(conn: &mut AsyncPgConnection, budget: Duration) -> AppResult<()> {
-    set_for_transaction(conn, "statement_timeout", statement_timeout_ms(budget)?).await
+/// What a transaction's statements may take, set in the round trip that opens it (`SET LOCAL`
+/// semantics: the settings end with the transaction, so the pooled connection goes back
+/// unchanged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// What is left of the request's deadline: PostgreSQL cancels any statement still running
+    /// when it runs out, so abandoned work does not go on in the database.
+    statements: Duration,
+    /// How long a statement may wait for a lock before failing with SQLSTATE 55P03; `None`: as
+    /// long as the statement timeout allows.
+    lock_wait: Option<Duration>,
+}
+
+impl Limits {
+    pub fn within(budget: Duration) -> Self {
+        Self {
+            statements: budget,
+            lock_wait: None,
+        }
+    }
+
+    /// Lock waits bounded by `wait` until [`in_savepoint!`] (or [`set_for_transaction`]) lifts
+    /// the bound: for a first statement that must not queue long behind another request, such
+    /// as an idempotency key's claim or a row lock.
+    pub fn waiting_for_locks_at_most(self, wait: Duration) -> Self {
+        Self {
+            lock_wait: Some(wait),
+            ..self
+        }
+    }
+
+    /// The simple-protocol text that opens the transaction with these limits: one round trip.
+    /// Only numbers are interpolated.
+    fn begin_sql(&self) -> AppResult<String> {
+        let statements = statement_timeout_ms(self.statements)?;
+        Ok(match self.lock_wait {
+            None => format!("BEGIN; SELECT set_config('statement_timeout', '{statements}', true)"),
+            Some(wait) => format!(
+                "BEGIN; SELECT set_config('statement_timeout', '{statements}', true), \
+                 set_config('lock_timeout', '{}', true)",
+                wait.as_millis()
+            ),
+        })
+    }
+}
+
+/// Opens a transaction on `conn` with `limits`, in one round trip. Pair with [`end`];
+/// [`transaction_on!`] does both.
+pub async fn begin(conn: &mut AsyncPgConnection, limits: Limits) -> AppResult<()> {
+    let sql = limits.begin_sql()?;
+    AnsiTransactionManager::begin_transaction_sql(conn, &sql).await?;
+    Ok(())
+}
+
+/// Ends the transaction [`begin`] opened: commits when `result` is a success, rolls back when it
+/// is a failure (whose error is kept over a failed rollback's, as diesel-async does). A
+/// connection whose transaction could not be ended is discarded by the pool.
+pub async fn end<T, E>(conn: &mut AsyncPgConnection, result: Result<T, E>) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    match result {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(conn).await?;
+            Ok(value)
+        }
+        Err(error) => match AnsiTransactionManager::rollback_transaction(conn).await {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+            Err(rollback_error) => Err(rollback_error.into()),
+        },
+    }
+}
+
+/// The savepoint of [`in_savepoint!`], opened with the lock wait lifted: one round trip.
+pub async fn open_savepoint(conn: &mut AsyncPgConnection) -> AppResult<()> {
+    conn.batch_execute("SELECT set_config('lock_timeout', '0', true); SAVEPOINT work")
+        .await?;
+    Ok(())
+}
+
+/// Undoes what was done since [`open_savepoint`], and leaves the transaction usable again after
+/// a failed statement.
+pub async fn roll_back_to_savepoint(conn: &mut AsyncPgConnection) -> AppResult<()> {
+    conn.batch_execute("ROLLBACK TO SAVEPOINT work").await?;
+    Ok(())
 }
 
 diesel::define_sql_function! {

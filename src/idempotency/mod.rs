@@ -257,9 +257,17 @@ fn in_use() -> AppError {
 }
 
 impl<D> Idempotent<'_, D> {
-    /// Claims the key inside the caller's transaction, or finds its stored outcome.
+    /// How long a claim waits for a concurrent request holding the same key before answering
+    /// IDEMPOTENCY_KEY_IN_USE: the lock wait of the transaction that claims
+    /// ([`crate::db::Limits::waiting_for_locks_at_most`]).
+    pub fn wait(&self) -> Duration {
+        self.policy.wait
+    }
+
+    /// Claims the key inside the caller's transaction, or finds its stored outcome. The
+    /// transaction must have opened with lock waits bounded by [`Self::wait`]; work that follows
+    /// a fresh claim lifts the bound ([`crate::in_savepoint!`]).
     pub async fn claim(&self, conn: &mut AsyncPgConnection) -> AppResult<Claimed> {
-        set_lock_timeout(conn, self.policy.wait).await?;
         for _ in 0..3 {
             let claimed = NewIdempotencyKey {
                 id: Uuid::now_v7(),
@@ -276,8 +284,6 @@ impl<D> Idempotent<'_, D> {
             .await
             .map_err(lock_timeout_is_in_use)?;
             if let Some(id) = claimed {
-                // The work itself waits for its locks as long as its deadline allows.
-                set_lock_timeout(conn, Duration::ZERO).await?;
                 return Ok(Claimed::Fresh(id));
             }
             let Some(existing) =
@@ -296,7 +302,6 @@ impl<D> Idempotent<'_, D> {
                     "was used with a different request; use a new key for a new request",
                 ));
             }
-            set_lock_timeout(conn, Duration::ZERO).await?;
             if let Some(point) = &existing.recovery_point {
                 return Ok(Claimed::Resume {
                     id: existing.id,
@@ -346,10 +351,6 @@ impl<D> Idempotent<'_, D> {
     }
 }
 
-async fn set_lock_timeout(conn: &mut AsyncPgConnection, timeout: Duration) -> AppResult<()> {
-    crate::db::set_for_transaction(conn, "lock_timeout", timeout.as_millis().to_string()).await
-}
-
 /// PostgreSQL's lock_timeout (SQLSTATE 55P03) while claiming means another request holds the key.
 pub fn lock_timeout_is_in_use(error: diesel::result::Error) -> AppError {
     if let diesel::result::Error::DatabaseError(_, info) = &error
@@ -374,19 +375,23 @@ pub async fn sweep_expired(pool: &PgPool, batch: i64) -> AppResult<usize> {
 }
 
 /// [`in_transaction!`] for a request that may carry an idempotency key (`$idempotent`: an
-/// `Option<&Idempotent<D>>`). With a key, the transaction first claims it (or finds the outcome
-/// of an earlier request with it, and returns that as `Outcome::Replay` without running
-/// `$body`); `$body` then runs in a savepoint, and its success (converted by `$project`, a
-/// `Fn(&T) -> AppResult<D>`) or final error is stored before the commit. Evaluates to
-/// `AppResult<Outcome<T>>`.
+/// `Option<&Idempotent<D>>`). With a key, the transaction opens with lock waits bounded by the
+/// key's wait and first claims it (or finds the outcome of an earlier request with it, and
+/// returns that as `Outcome::Replay` without running `$body`); `$body` then runs in a savepoint
+/// ([`in_savepoint!`], which lifts the bound in the same round trip), and its success (converted
+/// by `$project`, a `Fn(&T) -> AppResult<D>`) or final error is stored before the commit.
+/// Evaluates to `AppResult<Outcome<T>>`.
 #[macro_export]
 macro_rules! in_idempotent_transaction {
     ($pool:expr, $budget:expr, $idempotent:expr, $project:expr, |$conn:ident| $body:block) => {{
         use $crate::idempotency::{Claimed, Outcome};
         let idempotent = $idempotent;
+        let mut limits = $crate::db::Limits::within($budget);
+        if let Some(idempotent) = idempotent {
+            limits = limits.waiting_for_locks_at_most(idempotent.wait());
+        }
         let mut connection = $crate::db::connection($pool).await?;
-        diesel_async::AsyncConnection::transaction(&mut *connection, async |$conn| {
-            $crate::db::limit_statements_to($conn, $budget).await?;
+        $crate::transaction_on!(&mut connection, limits, |$conn| {
             let Some(idempotent) = idempotent else {
                 // A block of its own, so that a `return` in `$body` leaves the body alone.
                 return Ok(Outcome::Done(async $body.await?));
@@ -402,12 +407,8 @@ macro_rules! in_idempotent_transaction {
                 }
             };
             // A savepoint: a final error undoes the work but keeps the claim, to store it.
-            let result =
-                diesel_async::AsyncConnection::transaction::<_, $crate::errors::AppError, _>(
-                    &mut *$conn,
-                    async |$conn| $body,
-                )
-                .await;
+            let result: $crate::errors::AppResult<_> =
+                $crate::in_savepoint!(&mut *$conn, |$conn| $body);
             match result {
                 Ok(value) => {
                     idempotent
@@ -422,7 +423,6 @@ macro_rules! in_idempotent_transaction {
                 Err(error) => Err(error),
             }
         })
-        .await
     }};
 }
 

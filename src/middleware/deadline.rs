@@ -15,6 +15,8 @@ use tower::{Layer, Service};
 
 use crate::errors::AppError;
 
+const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
 /// When the current request must be done by.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestDeadline(Instant);
@@ -71,7 +73,7 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let budget = request
             .headers()
-            .get("grpc-timeout")
+            .get(GRPC_TIMEOUT)
             .and_then(|value| value.to_str().ok())
             .and_then(parse_grpc_timeout)
             .map_or(self.max, |asked| asked.min(self.max));

@@ -18,6 +18,8 @@ use crate::errors::AppError;
 use crate::methods::Idempotency;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// The same, for lookups that do not parse the name on every request.
+const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static(IDEMPOTENCY_KEY_HEADER);
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IdempotencyKeyLayer;
@@ -52,7 +54,7 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let declared =
             declared_method(&request).map_or(Idempotency::Ignored, |method| method.idempotency);
-        let key = request.headers().get(IDEMPOTENCY_KEY_HEADER).map(|value| {
+        let key = request.headers().get(IDEMPOTENCY_KEY).map(|value| {
             value
                 .to_str()
                 .map_err(|_| InvalidValue::new("must be printable ASCII"))

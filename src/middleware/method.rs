@@ -25,6 +25,11 @@ use crate::methods::{Method, MethodTable};
 /// The response header Envoy turns into the HTTP status of a success.
 pub const HTTP_STATUS_HEADER: &str = "x-http-status";
 
+// Header names looked up on every response, made once instead of parsed on every lookup.
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+const GRPC_STATUS_DETAILS: http::HeaderName =
+    http::HeaderName::from_static("grpc-status-details-bin");
+
 /// The declaration of the RPC a request calls, when the table knows it.
 pub fn declared_method<B>(request: &Request<B>) -> Option<&'static Method> {
     request.extensions().get::<&'static Method>().copied()
@@ -71,8 +76,8 @@ pub struct ResolveMethod<S> {
 /// variant), so this is the only source of it.
 fn is_tonics_size_refusal(response: &Response<Body>) -> bool {
     let headers = response.headers();
-    headers.get("grpc-status").map(HeaderValue::as_bytes) == Some(b"11")
-        && !headers.contains_key("grpc-status-details-bin")
+    headers.get(GRPC_STATUS).map(HeaderValue::as_bytes) == Some(b"11")
+        && !headers.contains_key(GRPC_STATUS_DETAILS)
 }
 
 impl<S, B> Service<Request<B>> for ResolveMethod<S>
@@ -109,7 +114,7 @@ where
             // An error is answered trailers-only, with grpc-status among the headers; a success
             // sends its status in the trailers.
             if let Some(status) = success_status
-                && !response.headers().contains_key("grpc-status")
+                && !response.headers().contains_key(GRPC_STATUS)
             {
                 response
                     .headers_mut()

@@ -40,11 +40,12 @@ pub use rate_limit::{ClientAddress, client_ip};
 
 use std::time::Duration;
 
-use http::Request;
+use http::{HeaderValue, Request};
 use tower::{Layer, ServiceBuilder};
 use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer,
+    MakeRequestId, PropagateRequestId, PropagateRequestIdLayer, RequestId, SetRequestId,
+    SetRequestIdLayer,
 };
 use tower_http::trace::{
     DefaultOnBodyChunk, DefaultOnEos, DefaultOnFailure, DefaultOnRequest, DefaultOnResponse,
@@ -60,6 +61,7 @@ use crate::service::TicketCache;
 
 /// The header (gRPC metadata entry) carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+const REQUEST_ID: http::HeaderName = http::HeaderName::from_static(REQUEST_ID_HEADER);
 
 /// The whole stack as one layer, so `startup` adds it in one call.
 #[derive(Clone)]
@@ -107,7 +109,7 @@ pub type MiddlewareStack<S> = SetRequestId<
         DefaultOnEos,
         DefaultOnFailure,
     >,
-    MakeRequestUuid,
+    NewRequestId,
 >;
 
 impl<S> Layer<S> for MiddlewareLayer {
@@ -115,7 +117,7 @@ impl<S> Layer<S> for MiddlewareLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(SetRequestIdLayer::x_request_id(NewRequestId))
             .layer(
                 TraceLayer::new(SharedClassifier::new(client_errors_are_not_failures()))
                     .make_span_with(RpcSpan)
@@ -160,6 +162,20 @@ fn client_errors_are_not_failures() -> GrpcErrorsAsFailures {
     )
 }
 
+/// A request id for a request that came without one: a random UUID (v4), written without the
+/// formatting machinery (tower-http's `MakeRequestUuid` formats it through `Display`, a few
+/// thousand instructions of every call).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let mut text = [0_u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(text).ok().map(RequestId::new)
+    }
+}
+
 /// The span of one RPC: its method path and request id.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RpcSpan;
@@ -168,7 +184,7 @@ impl<B> MakeSpan<B> for RpcSpan {
     fn make_span(&mut self, request: &Request<B>) -> Span {
         let request_id = request
             .headers()
-            .get(REQUEST_ID_HEADER)
+            .get(REQUEST_ID)
             .and_then(|value| value.to_str().ok())
             .unwrap_or("");
         tracing::info_span!("rpc", method = %request.uri().path(), request_id = %request_id)

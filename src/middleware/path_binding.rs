@@ -33,6 +33,9 @@ use crate::methods::{PathBindings, field_text};
 pub const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
 /// The header the transcoder puts the HTTP method the client used in.
 pub const ORIGINAL_METHOD_HEADER: &str = "x-envoy-original-method";
+// The same two, for lookups that do not parse the name on every request.
+const ORIGINAL_PATH: http::HeaderName = http::HeaderName::from_static(ORIGINAL_PATH_HEADER);
+const ORIGINAL_METHOD: http::HeaderName = http::HeaderName::from_static(ORIGINAL_METHOD_HEADER);
 
 /// The ErrorInfo reason of a mismatch.
 pub const PATH_BODY_MISMATCH: &str = "PATH_BODY_MISMATCH";
@@ -127,7 +130,7 @@ where
         let bindings = declared_method(&request).and_then(|method| method.path_bindings.as_ref());
         let original_path = request
             .headers()
-            .get(ORIGINAL_PATH_HEADER)
+            .get(ORIGINAL_PATH)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
         let (Some(bindings), Some(original_path)) = (bindings, original_path) else {
@@ -146,7 +149,7 @@ where
             if let Some(message) = peeked.message(&bindings.request) {
                 let http_method = parts
                     .headers
-                    .get(ORIGINAL_METHOD_HEADER)
+                    .get(ORIGINAL_METHOD)
                     .and_then(|value| value.to_str().ok());
                 let violations =
                     disagreeing_fields(bindings, http_method, &original_path, &message);

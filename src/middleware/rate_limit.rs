@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderValue, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 
@@ -76,21 +76,25 @@ pub(super) fn client_subject<B>(request: &Request<B>, trusted: &[IpAddr]) -> Sub
         .map(|address| address.ip());
     let forwarded_for = request
         .headers()
-        .get("x-forwarded-for")
+        .get(X_FORWARDED_FOR)
         .and_then(|value| value.to_str().ok());
     match client_ip(peer, forwarded_for, trusted) {
-        Some(ip) => Subject::new("ip", ip),
+        Some(ip) => Subject::of_ip(ip),
         None => Subject::new("ip", "unknown"),
     }
 }
 
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 pub(super) fn add_headers(response: &mut Response<Body>, decision: &Decision) {
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&decision.policy_header()) {
-        headers.insert("ratelimit-policy", value);
+    if let Ok(value) = HeaderValue::try_from(decision.policy_header()) {
+        headers.insert(RATELIMIT_POLICY, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&decision.limit_header()) {
-        headers.insert("ratelimit", value);
+    if let Ok(value) = HeaderValue::try_from(decision.limit_header()) {
+        headers.insert(RATELIMIT, value);
     }
 }
 

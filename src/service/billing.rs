@@ -36,12 +36,12 @@ use crate::billing::{
     BillingReference, CreatePayment, CreateRefund, Payment, PaymentProvider, PaymentStatus,
     ProviderError,
 };
-use crate::db::PgPool;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::{
     ChargeListFilter, ChargeRow, NewCharge, NewChargeActivity, NewRefund, RefundRow, StoredCharge,
     StoredRefund, User,
 };
+use crate::db::{Limits, PgPool};
 use crate::domain::{
     Actor, Charge, ChargeEvent, ChargeId, ChargeStatus, ChargeViolation, InvalidValue, Money,
     PageCursor, PageSize, RefundId, RefundStatus, Role, TicketId, UserId,
@@ -154,9 +154,10 @@ impl Billing {
         caller.require(Role::Agent)?;
         let actor = caller.actor();
         let mut connection = crate::db::connection(&self.pool).await?;
-        let recorded = connection
-            .transaction::<_, AppError, _>(async |conn| {
-                crate::db::limit_statements_to(conn, remaining(deadline)?).await?;
+        let recorded: AppResult<_> = crate::transaction_on!(
+            &mut connection,
+            phase_one_limits(deadline, idempotent)?,
+            |conn| {
                 let key = match claim_for_phase_one(conn, idempotent).await? {
                     Ok(key) => key,
                     Err(known) => return Ok(known),
@@ -166,15 +167,14 @@ impl Billing {
                 self.ensure_provider_accepts_calls()?;
                 // A savepoint: a refused request undoes its work but keeps the claim, to store
                 // the refusal for retries.
-                let inserted = conn
-                    .transaction::<_, AppError, _>(async |conn| {
-                        insert_pending_charge(conn, caller, actor, &request).await
-                    })
-                    .await
-                    .map(|charge| charge.charge.id.as_uuid());
+                let inserted: AppResult<_> = crate::in_savepoint!(&mut *conn, |conn| {
+                    insert_pending_charge(conn, caller, actor, &request).await
+                });
+                let inserted = inserted.map(|charge| charge.charge.id.as_uuid());
                 close_phase_one(conn, key, CHARGE_CREATED, inserted).await
-            })
-            .await?;
+            }
+        );
+        let recorded = recorded?;
         drop(connection);
         let (key, resource) = match recorded {
             Recorded::Replay(stored) => return Ok(Outcome::Replay(stored)),
@@ -209,23 +209,23 @@ impl Billing {
         let actor = caller.actor();
         let account_id = caller.account_id;
         let mut connection = crate::db::connection(&self.pool).await?;
-        let recorded = connection
-            .transaction::<_, AppError, _>(async |conn| {
-                crate::db::limit_statements_to(conn, remaining(deadline)?).await?;
+        let recorded: AppResult<_> = crate::transaction_on!(
+            &mut connection,
+            phase_one_limits(deadline, idempotent)?,
+            |conn| {
                 let key = match claim_for_phase_one(conn, idempotent).await? {
                     Ok(key) => key,
                     Err(known) => return Ok(known),
                 };
                 self.ensure_provider_accepts_calls()?;
-                let reserved = conn
-                    .transaction::<_, AppError, _>(async |conn| {
-                        reserve_refund(conn, account_id, actor, charge_id, amount).await
-                    })
-                    .await
-                    .map(|refund| refund.id.as_uuid());
+                let reserved: AppResult<_> = crate::in_savepoint!(&mut *conn, |conn| {
+                    reserve_refund(conn, account_id, actor, charge_id, amount).await
+                });
+                let reserved = reserved.map(|refund| refund.id.as_uuid());
                 close_phase_one(conn, key, REFUND_CREATED, reserved).await
-            })
-            .await?;
+            }
+        );
+        let recorded = recorded?;
         drop(connection);
         let (key, resource) = match recorded {
             Recorded::Replay(stored) => return Ok(Outcome::Replay(stored)),
@@ -393,18 +393,15 @@ impl Billing {
         key: ClaimedKey<'_, '_>,
     ) -> AppResult<StoredCharge> {
         let mut connection = crate::db::connection(&self.pool).await?;
-        connection
-            .transaction::<_, AppError, _>(async |conn| {
-                crate::db::limit_statements_to(conn, remaining(deadline)?).await?;
-                set_lock_timeout(conn, ROW_WAIT).await?;
-                let stored = ChargeRow::lock(conn, account_id, charge_id)
-                    .await?
-                    .ok_or_else(|| AppError::not_found(Resource::Charge, charge_id))?;
-                set_lock_timeout(conn, Duration::ZERO).await?;
-                self.finish_locked_charge(conn, stored, deadline, actor, key, Resolution::Send)
-                    .await
-            })
-            .await
+        let limits = Limits::within(remaining(deadline)?).waiting_for_locks_at_most(ROW_WAIT);
+        crate::transaction_on!(&mut connection, limits, |conn| {
+            let stored = ChargeRow::lock(conn, account_id, charge_id)
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::Charge, charge_id))?;
+            set_lock_timeout(conn, Duration::ZERO).await?;
+            self.finish_locked_charge(conn, stored, deadline, actor, key, Resolution::Send)
+                .await
+        })
     }
 
     /// Sends (or looks up) a locked charge that is still pending and records its outcome; a final
@@ -522,20 +519,15 @@ impl Billing {
         key: ClaimedKey<'_, '_>,
     ) -> AppResult<(StoredCharge, RefundStatus)> {
         let mut connection = crate::db::connection(&self.pool).await?;
-        connection
-            .transaction::<_, AppError, _>(async |conn| {
-                crate::db::limit_statements_to(conn, remaining(deadline)?).await?;
-                set_lock_timeout(conn, ROW_WAIT).await?;
-                let refund = RefundRow::lock(conn, account_id, refund_id)
-                    .await?
-                    .ok_or_else(|| {
-                        AppError::internal(anyhow::anyhow!("refund {refund_id} is gone"))
-                    })?;
-                set_lock_timeout(conn, Duration::ZERO).await?;
-                self.finish_locked_refund(conn, refund, deadline, actor, key)
-                    .await
-            })
-            .await
+        let limits = Limits::within(remaining(deadline)?).waiting_for_locks_at_most(ROW_WAIT);
+        crate::transaction_on!(&mut connection, limits, |conn| {
+            let refund = RefundRow::lock(conn, account_id, refund_id)
+                .await?
+                .ok_or_else(|| AppError::internal(anyhow::anyhow!("refund {refund_id} is gone")))?;
+            set_lock_timeout(conn, Duration::ZERO).await?;
+            self.finish_locked_refund(conn, refund, deadline, actor, key)
+                .await
+        })
     }
 
     async fn finish_locked_refund(
@@ -660,6 +652,19 @@ async fn claim_for_phase_one<'k, 'a>(
             key: Some((idempotent, id)),
             resource: recovery_point.resource,
         }),
+    })
+}
+
+/// Phase 1's transaction limits: the request's deadline, and with a key, lock waits bounded by
+/// the key's wait until the claim is made.
+fn phase_one_limits(
+    deadline: Instant,
+    idempotent: Option<&Idempotent<'_, StoredCharge>>,
+) -> AppResult<Limits> {
+    let limits = Limits::within(remaining(deadline)?);
+    Ok(match idempotent {
+        Some(idempotent) => limits.waiting_for_locks_at_most(idempotent.wait()),
+        None => limits,
     })
 }
 

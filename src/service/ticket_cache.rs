@@ -344,7 +344,17 @@ impl TicketCache {
 
     /// The Redis key of a ticket's entry.
     pub fn entry_key(&self, account_id: AccountId, id: TicketId) -> String {
-        self.keys.key_of(format_args!("ticket:{account_id}:{id}"))
+        let (mut account_text, mut id_text) =
+            (uuid::Uuid::encode_buffer(), uuid::Uuid::encode_buffer());
+        self.keys.key_of_parts(&[
+            "ticket:",
+            account_id
+                .as_uuid()
+                .hyphenated()
+                .encode_lower(&mut account_text),
+            ":",
+            id.as_uuid().hyphenated().encode_lower(&mut id_text),
+        ])
     }
 
     fn resting(&self) -> bool {

@@ -112,9 +112,12 @@ impl TicketDesk {
                 if let Some(assignee) = request.assignee {
                     ensure_agent(conn, account_id, assignee, "ticket.assignee_id").await?;
                 }
+                // Either way the requester's row ends up locked (an upsert locks the row it
+                // inserts or updates), so that concurrent creates for one requester are counted
+                // one after the other.
                 let requester = match requester {
                     Requester::Caller(user_id) => {
-                        User::find_in_account(conn, account_id.as_uuid(), user_id.as_uuid())
+                        User::lock_in_account(conn, account_id.as_uuid(), user_id.as_uuid())
                             .await?
                             .ok_or_else(|| AppError::not_found(Resource::User, user_id))?
                     }
@@ -131,7 +134,7 @@ impl TicketDesk {
                         .await?
                     }
                 };
-                self.ensure_below_open_limit(conn, account_id, requester.id.as_uuid())
+                self.check_open_limit(conn, account_id, requester.id.as_uuid())
                     .await?;
                 let requester_email = requester.email.clone();
                 let ticket = NewTicket {
@@ -206,6 +209,17 @@ impl TicketDesk {
         requester: Uuid,
     ) -> AppResult<()> {
         User::lock(conn, account_id.as_uuid(), requester).await?;
+        self.check_open_limit(conn, account_id, requester).await
+    }
+
+    /// [`Self::ensure_below_open_limit`] for a transaction that already holds the requester's
+    /// row lock.
+    async fn check_open_limit(
+        &self,
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        requester: Uuid,
+    ) -> AppResult<()> {
         let open = TicketRow::count_open_for_requester(conn, account_id, requester).await?;
         if open >= i64::from(self.max_open_per_requester) {
             return Err(AppError::FailedPrecondition {

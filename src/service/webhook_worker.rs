@@ -24,7 +24,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -35,9 +35,9 @@ use uuid::Uuid;
 use crate::billing::retry::RetryPolicy;
 use crate::billing::{Payment, PaymentProvider, ProviderCharge};
 use crate::configuration::WebhookWorkerSettings;
-use crate::db::PgPool;
 use crate::db::models::webhook_event::{self, AttemptFailed, ClaimedEvent};
 use crate::db::models::{ChargeRow, NewChargeActivity, NewChargeDispute, RefundRow};
+use crate::db::{Limits, PgPool};
 use crate::domain::{ChargeEvent, ChargeStatus, DisputeOpened, PaymentEvent, RefundStatus};
 use crate::errors::AppError;
 
@@ -270,20 +270,14 @@ impl WebhookWorkers {
         provider_said: Option<(&ProviderState, Option<&DisputeOpened>)>,
     ) -> Result<&'static str, Failure> {
         let mut conn = crate::db::connection(&self.pool).await?;
-        conn.transaction::<_, Failure, _>(async |conn| {
-            crate::db::limit_statements_to(conn, Duration::from_secs(10)).await?;
-            crate::db::set_for_transaction(
-                conn,
-                "lock_timeout",
-                CHARGE_LOCK_WAIT.as_millis().to_string(),
-            )
-            .await?;
+        let limits =
+            Limits::within(Duration::from_secs(10)).waiting_for_locks_at_most(CHARGE_LOCK_WAIT);
+        crate::transaction_on!(&mut conn, limits, |conn| {
             match provider_said {
                 None => mark_processed(conn, event, outcome::IGNORED_TYPE, None).await,
                 Some((state, dispute)) => apply(conn, event, state, dispute).await,
             }
         })
-        .await
     }
 }
 

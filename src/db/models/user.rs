@@ -110,6 +110,26 @@ impl User {
 }
 
 impl User {
+    /// The user `id` if it belongs to `account_id`, its row locked until the transaction ends.
+    pub async fn lock_in_account(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> AppResult<Option<domain::User>> {
+        users::table
+            .filter(users::account_id.eq(account_id))
+            .filter(users::id.eq(id))
+            .select(UserRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+            .map(UserRow::into_domain)
+            .transpose()
+    }
+}
+
+impl User {
     /// The user with `email` and their stored password hash, for logging in and inviting.
     pub async fn find_login(
         conn: &mut AsyncPgConnection,
