@@ -153,3 +153,83 @@ pub fn vm_rss_kib(pid: u32) -> Option<u64> {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// CPU time (user + system) of a process and all its descendants, living or waited for, in clock ticks of 1/100 s
+/// (Linux's USER_HZ): PostgreSQL's postmaster with its backends, a service, Redis, Envoy.
+pub fn cpu_ticks_of_tree(root: u32) -> Option<u64> {
+    let mut stats = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some((parent, ticks)) = stat_of(pid) {
+            stats.push((pid, parent, ticks));
+        }
+    }
+    let mut tree = vec![root];
+    let mut total = 0;
+    let mut at = 0;
+    while at < tree.len() {
+        let pid = tree[at];
+        at += 1;
+        for &(child, parent, ticks) in &stats {
+            if child == pid {
+                total += ticks;
+            }
+            if parent == pid && child != pid {
+                tree.push(child);
+            }
+        }
+    }
+    stats.iter().any(|&(pid, ..)| pid == root).then_some(total)
+}
+
+/// CPU ticks of this process (every thread).
+pub fn own_cpu_ticks() -> Option<u64> {
+    stat_of(std::process::id()).map(|(_, ticks)| ticks)
+}
+
+/// (parent pid, CPU ticks of it and its waited-for children) of `pid`, from /proc/<pid>/stat.
+fn stat_of(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: fields count from its end.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    let parent = fields.get(1)?.parse().ok()?;
+    // utime, stime, and cutime, cstime: the children it has waited for (PostgreSQL's backends
+    // of connections that closed, such as pgbench's, count towards the postmaster).
+    let mut ticks = 0;
+    for field in 11..=14 {
+        ticks += fields.get(field)?.parse::<u64>().ok()?;
+    }
+    Some((parent, ticks))
+}
+
+/// CPU ticks of the load generator and of named process trees, read at one moment.
+#[derive(Clone, Debug)]
+pub struct CpuReading(Vec<(String, u64)>);
+
+impl CpuReading {
+    pub fn now(trees: &[(String, u32)]) -> Self {
+        let mut readings = vec![("loadgen".to_owned(), own_cpu_ticks().unwrap_or(0))];
+        for (name, pid) in trees {
+            readings.push((name.clone(), cpu_ticks_of_tree(*pid).unwrap_or(0)));
+        }
+        Self(readings)
+    }
+
+    /// Microseconds of CPU per call of each process tree between `before` and `self`.
+    pub fn per_call_since(&self, before: &Self, calls: u64) -> BTreeMap<String, f64> {
+        self.0
+            .iter()
+            .zip(&before.0)
+            .map(|((name, after), (_, before))| {
+                let micros = after.saturating_sub(*before) as f64 * 10_000.0;
+                (name.clone(), micros / calls.max(1) as f64)
+            })
+            .collect()
+    }
+}

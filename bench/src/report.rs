@@ -55,6 +55,9 @@ pub struct Report {
     pub upstream_time_us: Option<Percentiles>,
     pub counters: Option<CounterDelta>,
     pub rss: Option<RssSummary>,
+    /// CPU time per call over the measured window (µs), of the load generator and of each
+    /// process tree named with `--cpu-of`: where the machine's two cores went.
+    pub cpu_us_per_call: Option<BTreeMap<String, f64>>,
 }
 
 impl Report {
@@ -97,6 +100,7 @@ impl Report {
             upstream_time_us: Percentiles::of(&recording.server_time),
             counters: None,
             rss: None,
+            cpu_us_per_call: None,
         }
     }
 
@@ -145,6 +149,13 @@ impl Report {
                 rss.peak_kib / 1024,
                 rss.end_kib / 1024
             );
+        }
+        if let Some(cpu) = &self.cpu_us_per_call {
+            let split: Vec<String> = cpu
+                .iter()
+                .map(|(name, micros)| format!("{name} {micros:.1}"))
+                .collect();
+            line += &format!("; CPU µs/call: {}", split.join(", "));
         }
         eprintln!("{line}");
         Ok(())

@@ -142,6 +142,13 @@ fn notes(report: &Value) -> String {
             end as f64 / 1024.0
         ));
     }
+    if let Some(cpu) = report["cpu_us_per_call"].as_object() {
+        let split: Vec<String> = cpu
+            .iter()
+            .filter_map(|(name, micros)| Some(format!("{name} {:.0}", micros.as_f64()?)))
+            .collect();
+        notes.push(format!("CPU µs/call: {}", split.join(", ")));
+    }
     let upstream = &report["upstream_time_us"];
     if upstream.is_object() {
         notes.push(format!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use supportdesk_bench::data::BenchData;
 use supportdesk_bench::load::{LoadShape, drive};
-use supportdesk_bench::probes::{CounterDelta, RssSampler, scrape};
+use supportdesk_bench::probes::{CounterDelta, CpuReading, RssSampler, cpu_ticks_of_tree, scrape};
 use supportdesk_bench::report::Report;
 use supportdesk_bench::scenario::{self, ScenarioName};
 use supportdesk_bench::setup::{self, SetupPlan};
@@ -68,6 +68,12 @@ enum Command {
         #[arg(long)]
         results: PathBuf,
     },
+    /// Print the CPU time of a process and its descendants, in ticks of 1/100 s: bench/run
+    /// reads PostgreSQL's around a pgbench run.
+    CpuTicks {
+        #[arg(long)]
+        of: u32,
+    },
 }
 
 #[derive(Args)]
@@ -111,6 +117,10 @@ struct RunArgs {
     /// Seconds between RSS samples.
     #[arg(long, default_value_t = 1.0)]
     rss_every: f64,
+    /// `NAME=PID`: report the CPU time per call of this process and its descendants over the
+    /// measured window (repeatable; the load generator's own is always reported).
+    #[arg(long = "cpu-of", value_parser = parse_named_pid)]
+    cpu_of: Vec<(String, u32)>,
     /// Stop after about this many recorded calls (each worker stops at its next call once the
     /// count is reached; the report has the exact number), or the duration, whichever is first.
     #[arg(long)]
@@ -163,6 +173,11 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", supportdesk_bench::table::render(&rows, &results)?);
             Ok(())
         }
+        Command::CpuTicks { of } => {
+            let ticks = cpu_ticks_of_tree(of).ok_or_else(|| anyhow::anyhow!("no process {of}"))?;
+            println!("{ticks}");
+            Ok(())
+        }
         Command::Run(args) => {
             let shape = LoadShape {
                 workers: args.concurrency,
@@ -179,7 +194,15 @@ async fn main() -> anyhow::Result<()> {
             let rss = args
                 .rss_pid
                 .map(|pid| (pid, Duration::from_secs_f64(args.rss_every)));
-            measure(&args.target, args.connections, &shape, mode, rss).await
+            measure(
+                &args.target,
+                args.connections,
+                &shape,
+                mode,
+                rss,
+                &args.cpu_of,
+            )
+            .await
         }
         Command::Latency(args) => {
             let shape = LoadShape {
@@ -190,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
                 rate: None,
                 max_calls: Some(args.calls),
             };
-            measure(&args.target, 1, &shape, "one-at-a-time", None).await
+            measure(&args.target, 1, &shape, "one-at-a-time", None, &[]).await
         }
     }
 }
@@ -201,6 +224,7 @@ async fn measure(
     shape: &LoadShape,
     mode: &str,
     rss: Option<(u32, Duration)>,
+    cpu_of: &[(String, u32)],
 ) -> anyhow::Result<()> {
     let data = match &target.data {
         Some(path) => Some(BenchData::read(path)?),
@@ -216,8 +240,16 @@ async fn measure(
             scrape(&addr).await
         })
     });
+    let cpu_before = {
+        let (warmup, trees) = (shape.warmup, cpu_of.to_vec());
+        tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            CpuReading::now(&trees)
+        })
+    };
     let sampler = rss.map(|(pid, every)| (pid, RssSampler::start(pid, every)));
     let recording = drive(Arc::clone(&scenario), shape).await?;
+    let cpu_after = CpuReading::now(cpu_of);
     let name = format!("{:?}", target.scenario);
     let mut report = Report::new(
         name,
@@ -232,5 +264,17 @@ async fn measure(
         report.counters = Some(CounterDelta::between(&before, &after));
     }
     report.rss = sampler.map(|(pid, sampler)| sampler.finish(pid));
+    report.cpu_us_per_call = Some(cpu_after.per_call_since(&cpu_before.await?, report.calls));
     report.emit()
+}
+
+/// `NAME=PID` of `--cpu-of`.
+fn parse_named_pid(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAME=PID"))?;
+    let pid = pid
+        .parse()
+        .map_err(|_| format!("{text:?}: {pid:?} is not a process id"))?;
+    Ok((name.to_owned(), pid))
 }
