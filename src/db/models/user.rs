@@ -90,6 +90,19 @@ pub struct UserChangeset<'a> {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
+/// The user `id` of `account_id`, as a query to select from.
+#[diesel::dsl::auto_type]
+fn user_in_account(account_id: Uuid, id: Uuid) -> _ {
+    users::table
+        .filter(users::account_id.eq(account_id))
+        .filter(users::id.eq(id))
+}
+
+/// The domain user of a row that may not have been found.
+fn found_user(found: QueryResult<UserRow>) -> AppResult<Option<domain::User>> {
+    found.optional()?.map(UserRow::into_domain).transpose()
+}
+
 impl User {
     /// The user `id` if it belongs to `account_id`.
     pub async fn find_in_account(
@@ -97,35 +110,27 @@ impl User {
         account_id: Uuid,
         id: Uuid,
     ) -> AppResult<Option<domain::User>> {
-        users::table
-            .filter(users::account_id.eq(account_id))
-            .filter(users::id.eq(id))
-            .select(UserRow::as_select())
-            .first(conn)
-            .await
-            .optional()?
-            .map(UserRow::into_domain)
-            .transpose()
+        found_user(
+            user_in_account(account_id, id)
+                .select(UserRow::as_select())
+                .first(conn)
+                .await,
+        )
     }
-}
 
-impl User {
     /// The user `id` if it belongs to `account_id`, its row locked until the transaction ends.
     pub async fn lock_in_account(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
         id: Uuid,
     ) -> AppResult<Option<domain::User>> {
-        users::table
-            .filter(users::account_id.eq(account_id))
-            .filter(users::id.eq(id))
-            .select(UserRow::as_select())
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?
-            .map(UserRow::into_domain)
-            .transpose()
+        found_user(
+            user_in_account(account_id, id)
+                .select(UserRow::as_select())
+                .for_update()
+                .first(conn)
+                .await,
+        )
     }
 }
 
@@ -176,9 +181,7 @@ impl User {
     /// Locks the user's row until the transaction ends: changes that must see a consistent
     /// count of the user's tickets (the open-ticket limit) take this lock first.
     pub async fn lock(conn: &mut AsyncPgConnection, account_id: Uuid, id: Uuid) -> QueryResult<()> {
-        users::table
-            .filter(users::account_id.eq(account_id))
-            .filter(users::id.eq(id))
+        user_in_account(account_id, id)
             .select(users::id)
             .for_update()
             .first::<Uuid>(conn)
