@@ -28,8 +28,8 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Principal};
-use crate::db::PgPool;
 use crate::db::models::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
+use crate::db::{Limits, PgPool};
 use crate::domain::IdempotencyKey;
 use crate::errors::{AppError, AppResult};
 
@@ -351,6 +351,16 @@ impl<D> Idempotent<'_, D> {
     }
 }
 
+/// The limits of a transaction that may claim `idempotent`'s key first: the request's remaining
+/// `budget`, and with a key, lock waits bounded by the key's wait until the work's savepoint.
+pub fn claiming_limits<D>(budget: Duration, idempotent: Option<&Idempotent<'_, D>>) -> Limits {
+    let limits = Limits::within(budget);
+    match idempotent {
+        Some(idempotent) => limits.waiting_for_locks_at_most(idempotent.wait()),
+        None => limits,
+    }
+}
+
 /// PostgreSQL's lock_timeout (SQLSTATE 55P03) while claiming means another request holds the key.
 pub fn lock_timeout_is_in_use(error: diesel::result::Error) -> AppError {
     if let diesel::result::Error::DatabaseError(_, info) = &error
@@ -386,10 +396,7 @@ macro_rules! in_idempotent_transaction {
     ($pool:expr, $budget:expr, $idempotent:expr, $project:expr, |$conn:ident| $body:block) => {{
         use $crate::idempotency::{Claimed, Outcome};
         let idempotent = $idempotent;
-        let mut limits = $crate::db::Limits::within($budget);
-        if let Some(idempotent) = idempotent {
-            limits = limits.waiting_for_locks_at_most(idempotent.wait());
-        }
+        let limits = $crate::idempotency::claiming_limits($budget, idempotent);
         let mut connection = $crate::db::connection($pool).await?;
         $crate::transaction_on!(&mut connection, limits, |$conn| {
             let Some(idempotent) = idempotent else {

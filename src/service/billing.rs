@@ -47,7 +47,7 @@ use crate::domain::{
     PageCursor, PageSize, RefundId, RefundStatus, Role, TicketId, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
-use crate::idempotency::{Claimed, Idempotent, Outcome, RecoveryPoint};
+use crate::idempotency::{Claimed, Idempotent, Outcome, RecoveryPoint, claiming_limits};
 
 /// The recovery point of a CreateCharge whose charge is committed, pending.
 pub const CHARGE_CREATED: &str = "charge_created";
@@ -156,7 +156,7 @@ impl Billing {
         let mut connection = crate::db::connection(&self.pool).await?;
         let recorded: AppResult<_> = crate::transaction_on!(
             &mut connection,
-            phase_one_limits(deadline, idempotent)?,
+            claiming_limits(remaining(deadline)?, idempotent),
             |conn| {
                 let key = match claim_for_phase_one(conn, idempotent).await? {
                     Ok(key) => key,
@@ -211,7 +211,7 @@ impl Billing {
         let mut connection = crate::db::connection(&self.pool).await?;
         let recorded: AppResult<_> = crate::transaction_on!(
             &mut connection,
-            phase_one_limits(deadline, idempotent)?,
+            claiming_limits(remaining(deadline)?, idempotent),
             |conn| {
                 let key = match claim_for_phase_one(conn, idempotent).await? {
                     Ok(key) => key,
@@ -652,19 +652,6 @@ async fn claim_for_phase_one<'k, 'a>(
             key: Some((idempotent, id)),
             resource: recovery_point.resource,
         }),
-    })
-}
-
-/// Phase 1's transaction limits: the request's deadline, and with a key, lock waits bounded by
-/// the key's wait until the claim is made.
-fn phase_one_limits(
-    deadline: Instant,
-    idempotent: Option<&Idempotent<'_, StoredCharge>>,
-) -> AppResult<Limits> {
-    let limits = Limits::within(remaining(deadline)?);
-    Ok(match idempotent {
-        Some(idempotent) => limits.waiting_for_locks_at_most(idempotent.wait()),
-        None => limits,
     })
 }
 
