@@ -185,16 +185,6 @@ impl RedisKeys {
         }
         key
     }
-
-    /// [`RedisKeys::key`] of a formatted suffix, written once: the keys of every request.
-    pub fn key_of(&self, suffix: std::fmt::Arguments<'_>) -> String {
-        use std::fmt::Write;
-        let mut key = String::with_capacity(self.prefix.len() + 96);
-        key.push_str(&self.prefix);
-        // Writing to a String cannot fail.
-        let _ = key.write_fmt(suffix);
-        key
-    }
 }
 
 /// After a Redis failure, leaves Redis alone for a pause, so that an outage costs the features
