@@ -152,10 +152,11 @@ pub fn run(cli: Cli) -> ExitCode {
         settings.log.format,
         std::io::stdout,
     ));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = settings.server.worker_threads {
+        runtime.worker_threads(workers.get());
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("supportdesk: cannot start the async runtime: {error}");

@@ -115,6 +115,10 @@ pub struct ServerSettings {
     pub shutdown_delay: Duration,
     /// `SHUTDOWN_DRAIN_TIMEOUT_MS`: how long in-flight RPCs may then take to finish.
     pub shutdown_drain_timeout: Duration,
+    /// `WORKER_THREADS`: the async runtime's worker threads; unset, one per core. For a
+    /// container whose CPU share is smaller than the cores it sees; on the benchmark's two shared
+    /// cores one worker spent less CPU per call but served less (docs/performance.md).
+    pub worker_threads: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Clone, Debug)]
@@ -371,6 +375,7 @@ impl Settings {
                 health_probe_interval: reader.millis("HEALTH_PROBE_INTERVAL_MS", 1_000),
                 shutdown_delay: reader.millis_or_zero("SHUTDOWN_DELAY_MS", 1_000),
                 shutdown_drain_timeout: reader.millis("SHUTDOWN_DRAIN_TIMEOUT_MS", 30_000),
+                worker_threads: reader.optional("WORKER_THREADS"),
             },
             auth: AuthSettings {
                 jwt_secret: reader.secret_key("JWT_SECRET", 32),
@@ -844,6 +849,15 @@ mod tests {
         assert_eq!(settings.log.format, LogFormat::Json);
         assert_eq!(settings.database.connect_timeout, Duration::from_secs(2));
         assert_eq!(settings.server.metrics_listen_addr, None, "metrics are off");
+        assert_eq!(settings.server.worker_threads, None, "one worker per core");
+    }
+
+    #[test]
+    fn worker_threads_can_be_fewer_than_the_cores() {
+        let mut values = REQUIRED.to_vec();
+        values.push(("WORKER_THREADS", "1"));
+        let settings = Settings::from_lookup(lookup_from(&values)).expect("valid settings");
+        assert_eq!(settings.server.worker_threads.map(|n| n.get()), Some(1));
     }
 
     #[test]
@@ -854,6 +868,7 @@ mod tests {
             ("GRPC_LISTEN_ADDR", "localhost"),
             ("METRICS_LISTEN_ADDR", "9090"),
             ("DATABASE_POOL_SIZE", "0"),
+            ("WORKER_THREADS", "0"),
         ]))
         .expect_err("invalid settings");
         let text = error.to_string();
@@ -866,6 +881,7 @@ mod tests {
             "GRPC_LISTEN_ADDR",
             "METRICS_LISTEN_ADDR",
             "DATABASE_POOL_SIZE",
+            "WORKER_THREADS",
         ] {
             assert!(text.contains(key), "{key} missing from: {text}");
         }

@@ -148,6 +148,16 @@ impl Metrics {
             "Ticket cache reads and writes that failed in Redis.",
             &[("", cache.redis_failures.get())],
         );
+        // Rendered on the runtime that serves /metrics: the service's own.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let workers = u64::try_from(runtime.metrics().num_workers()).unwrap_or(u64::MAX);
+            family(
+                "supportdesk_runtime_workers",
+                "gauge",
+                "Worker threads of the async runtime (WORKER_THREADS; unset, one per core).",
+                &[("", workers)],
+            );
+        }
         text
     }
 }

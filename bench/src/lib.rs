@@ -6,6 +6,7 @@
 pub mod data;
 pub mod load;
 pub mod probes;
+pub mod profile;
 pub mod report;
 pub mod rest;
 pub mod scenario;

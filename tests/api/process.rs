@@ -240,6 +240,35 @@ async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
 }
 
 #[tokio::test]
+async fn the_runtime_has_as_many_workers_as_worker_threads_says() {
+    let database = TestDatabase::create().await;
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    // Three: neither the cores of a CI machine (two) nor one, so a default cannot pass for it.
+    let running = Running::start(
+        &database,
+        &[
+            ("WORKER_THREADS", "3"),
+            ("METRICS_LISTEN_ADDR", &metrics_addr),
+        ],
+    );
+    running.channel().await;
+    running.wait_for_health("Serving").await;
+    let scrape = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .expect("the metrics endpoint answers")
+        .text()
+        .await
+        .expect("a body");
+    assert!(
+        scrape
+            .lines()
+            .any(|line| line == "supportdesk_runtime_workers 3"),
+        "{scrape}"
+    );
+}
+
+#[tokio::test]
 async fn sigterm_reports_not_serving_finishes_in_flight_rpcs_and_exits_zero() {
     let database = TestDatabase::create().await;
     let running = Running::start(&database, &[("SHUTDOWN_DELAY_MS", "1000")]);

@@ -74,6 +74,19 @@ enum Command {
         #[arg(long)]
         of: u32,
     },
+    /// Print where a process's CPU went, by part of the stack, from the text of `perf report
+    /// --stdio --sort dso,sym` (bench/run --profile).
+    Profile {
+        /// The saved output of `perf report --stdio --sort dso,sym`.
+        #[arg(long)]
+        report: PathBuf,
+        /// The process's CPU µs per call in the same run, to turn shares into µs per call.
+        #[arg(long)]
+        cpu_us_per_call: Option<f64>,
+        /// How many of the heaviest symbols to list.
+        #[arg(long, default_value_t = 12)]
+        top: usize,
+    },
 }
 
 #[derive(Args)]
@@ -171,6 +184,20 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Table { rows, results } => {
             print!("{}", supportdesk_bench::table::render(&rows, &results)?);
+            Ok(())
+        }
+        Command::Profile {
+            report,
+            cpu_us_per_call,
+            top,
+        } => {
+            let text = std::fs::read_to_string(&report)?;
+            let shares = supportdesk_bench::profile::parse_report(&text);
+            anyhow::ensure!(!shares.is_empty(), "{} holds no samples", report.display());
+            print!(
+                "{}",
+                supportdesk_bench::profile::summary(&shares, cpu_us_per_call, top)
+            );
             Ok(())
         }
         Command::CpuTicks { of } => {
