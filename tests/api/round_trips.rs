@@ -186,7 +186,7 @@ async fn a_page_of_tickets_costs_one_query_and_one_redis_round_trip() {
 
 /// PostgreSQL round trips of one CreateTicket with an idempotency key, for a requester seen for
 /// the first time, in one transaction (docs/performance.md lists them).
-const CREATE_TICKET_POSTGRES: u64 = 9;
+const CREATE_TICKET_POSTGRES: u64 = 8;
 
 #[tokio::test]
 async fn a_ticket_is_created_in_one_transaction_of_a_known_number_of_round_trips() {

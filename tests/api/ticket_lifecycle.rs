@@ -103,6 +103,51 @@ async fn an_update_changes_only_the_masked_fields_and_records_old_and_new_values
 }
 
 #[tokio::test]
+async fn a_created_ticket_has_one_audit_record_naming_every_value_it_was_created_with() {
+    let app = TestApp::spawn().await;
+    let mut request = valid_create_request("Printer jammed");
+    if let Some(ticket) = request.ticket.as_mut() {
+        ticket.priority = v1::TicketPriority::High as i32;
+        ticket.assignee_id = app.admin.id.to_string();
+    }
+    let ticket = app
+        .tickets
+        .clone()
+        .create_ticket(app.as_admin(request))
+        .await
+        .expect("created")
+        .into_inner();
+
+    let records = activity(&app, &ticket.id).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].action, "created");
+    assert_eq!(records[0].actor_user_id, app.admin.id.to_string());
+    let mut changes: Vec<(String, String, String)> = records[0]
+        .changes
+        .iter()
+        .map(|change| {
+            (
+                change.field.clone(),
+                change.old_value.clone(),
+                change.new_value.clone(),
+            )
+        })
+        .collect();
+    changes.sort();
+    let created = |field: &str, value: &str| (field.to_owned(), String::new(), value.to_owned());
+    assert_eq!(
+        changes,
+        [
+            created("assignee_id", &app.admin.id.to_string()),
+            created("priority", "high"),
+            created("requester_id", &ticket.requester_id),
+            created("status", "new"),
+            created("subject", "Printer jammed"),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_star_mask_replaces_every_editable_field() {
     let app = TestApp::spawn().await;
     let ticket = app.create_ticket("old").await;

@@ -10,9 +10,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::NewActivity;
 use super::corrupt;
-use crate::db::KeepPrepared;
-use crate::db::schema::{tickets, users};
+use crate::db::schema::{ticket_activities, tickets, users};
+use crate::db::{KeepPrepared, WithWrite};
 use crate::domain::{
     AccountId, Email, PageCursor, Ticket, TicketDescription, TicketFilter, TicketId,
     TicketOrderField, TicketPriority, TicketStatus, TicketSubject, UserId,
@@ -66,17 +67,20 @@ pub struct TicketChangeset {
 pub type TicketListQuery<'a> = tickets::BoxedQuery<'a, Pg>;
 
 impl NewTicket<'_> {
-    /// Inserts the ticket of the requester whose address is `requester_email`.
-    pub async fn insert(
+    /// Inserts the ticket of the requester whose address is `requester_email` together with its
+    /// audit record, in one statement (one round trip).
+    pub async fn insert_recorded(
         &self,
         conn: &mut AsyncPgConnection,
         requester_email: &Email,
+        record: &NewActivity<'_>,
     ) -> AppResult<Ticket> {
-        KeepPrepared(
-            diesel::insert_into(tickets::table)
+        WithWrite {
+            write: diesel::insert_into(ticket_activities::table).values(record),
+            query: diesel::insert_into(tickets::table)
                 .values(self)
                 .returning(TicketRow::as_returning()),
-        )
+        }
         .get_result::<TicketRow>(conn)
         .await?
         .into_domain(requester_email.as_str())
