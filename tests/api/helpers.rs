@@ -432,9 +432,14 @@ impl TestApp {
 
     /// Opens a ticket with valid values as the admin, for tests about something else.
     pub(crate) async fn create_ticket(&self, subject: &str) -> v1::Ticket {
+        self.create_as_admin(valid_create_request(subject)).await
+    }
+
+    /// CreateTicket as the admin, for a request that must succeed.
+    pub(crate) async fn create_as_admin(&self, request: v1::CreateTicketRequest) -> v1::Ticket {
         self.tickets
             .clone()
-            .create_ticket(self.as_admin(valid_create_request(subject)))
+            .create_ticket(self.as_admin(request))
             .await
             .expect("a valid ticket is created")
             .into_inner()

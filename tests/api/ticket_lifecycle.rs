@@ -110,13 +110,7 @@ async fn a_created_ticket_has_one_audit_record_naming_every_value_it_was_created
         ticket.priority = v1::TicketPriority::High as i32;
         ticket.assignee_id = app.admin.id.to_string();
     }
-    let ticket = app
-        .tickets
-        .clone()
-        .create_ticket(app.as_admin(request))
-        .await
-        .expect("created")
-        .into_inner();
+    let ticket = app.create_as_admin(request).await;
 
     let records = activity(&app, &ticket.id).await;
     assert_eq!(records.len(), 1, "{records:?}");

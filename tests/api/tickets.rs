@@ -66,13 +66,7 @@ async fn the_same_requester_email_is_the_same_requester() {
     let first = app.create_ticket("first").await;
     let mut request = valid_create_request("second");
     request.ticket.as_mut().unwrap().requester_email = "JANE@example.com".to_owned();
-    let second = app
-        .tickets
-        .clone()
-        .create_ticket(app.as_admin(request))
-        .await
-        .expect("created")
-        .into_inner();
+    let second = app.create_as_admin(request).await;
     assert_eq!(first.requester_id, second.requester_id);
 }
 
@@ -136,13 +130,7 @@ async fn a_ticket_can_be_assigned_to_an_agent_of_the_account_only() {
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await.id;
     let mut request = valid_create_request("assigned");
     request.ticket.as_mut().unwrap().assignee_id = agent.to_string();
-    let assigned = app
-        .tickets
-        .clone()
-        .create_ticket(app.as_admin(request))
-        .await
-        .expect("created")
-        .into_inner();
+    let assigned = app.create_as_admin(request).await;
     assert_eq!(assigned.assignee_id, agent.to_string());
 
     let other_admin = app.sign_up_another_account().await;
