@@ -528,10 +528,10 @@ async fn create_in_transaction(
         .bind::<Text, _>(description)
         .bind::<SqlUuid, _>(requester.id),
     )
-    .get_result::<CreatedTicket>(connection)
+    .get_result::<TicketRow>(connection)
     .await
     .map_err(database_error)?;
-    let ticket = to_wire((created.into(), requester_email.to_owned()));
+    let ticket = to_wire((created, requester_email.to_owned()));
     KeepPrepared(
         diesel::sql_query(
             "UPDATE idempotency_keys SET status_code = 0, status_message = '', \
@@ -548,43 +548,6 @@ async fn create_in_transaction(
         .await
         .map_err(database_error)?;
     Ok(ticket)
-}
-
-/// A row `RETURNING` gives back by name (the service's [`TicketRow`] reads by position).
-#[derive(QueryableByName)]
-#[diesel(table_name = tickets)]
-struct CreatedTicket {
-    id: Uuid,
-    account_id: Uuid,
-    subject: String,
-    description: String,
-    priority: String,
-    status: String,
-    requester_id: Uuid,
-    assignee_id: Option<Uuid>,
-    created_at: chrono::DateTime<chrono::Utc>,
-    updated_at: chrono::DateTime<chrono::Utc>,
-    version: i64,
-    deleted_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-impl From<CreatedTicket> for TicketRow {
-    fn from(created: CreatedTicket) -> Self {
-        TicketRow {
-            id: created.id,
-            account_id: created.account_id,
-            subject: created.subject,
-            description: created.description,
-            priority: created.priority,
-            status: created.status,
-            requester_id: created.requester_id,
-            assignee_id: created.assignee_id,
-            created_at: created.created_at,
-            updated_at: created.updated_at,
-            version: created.version,
-            deleted_at: created.deleted_at,
-        }
-    }
 }
 
 fn not_served() -> Status {

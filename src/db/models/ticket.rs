@@ -20,7 +20,9 @@ use crate::domain::{
 };
 use crate::errors::AppResult;
 
-#[derive(Clone, Debug, Queryable, Selectable)]
+/// Read by position from the DSL's queries; by name (`QueryableByName`) from a statement's
+/// `RETURNING` written as SQL (bench/src/bin/bare.rs).
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = tickets, check_for_backend(diesel::pg::Pg))]
 pub struct TicketRow {
     pub id: Uuid,
