@@ -387,47 +387,6 @@ impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeepPrepa
     type SqlType = Q::SqlType;
 }
 
-/// Two statements in one: `write` runs as a data-modifying CTE of `query`, so a row and the row
-/// that must be written with it (a ticket and its audit record) cost one round trip, and
-/// PostgreSQL one wake-up of the backend instead of two (docs/performance.md, "CreateTicket: why
-/// PostgreSQL spends more"). Both run in the same snapshot, and PostgreSQL checks foreign keys
-/// at the end of the statement: `write` may reference the row `query` inserts. `write`'s result
-/// is not read. Kept prepared like [`KeepPrepared`], so both must have few shapes.
-#[derive(Debug, Clone, Copy)]
-pub struct WithWrite<W, Q> {
-    pub write: W,
-    pub query: Q,
-}
-
-impl<W, Q> diesel::query_builder::QueryId for WithWrite<W, Q> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<W, Q> diesel::query_builder::QueryFragment<diesel::pg::Pg> for WithWrite<W, Q>
-where
-    W: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
-    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
-{
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> diesel::QueryResult<()> {
-        out.push_sql("WITH written AS (");
-        self.write.walk_ast(out.reborrow())?;
-        out.push_sql(") ");
-        self.query.walk_ast(out.reborrow())
-    }
-
-    fn is_safe_to_cache_prepared(&self, _backend: &diesel::pg::Pg) -> diesel::QueryResult<bool> {
-        Ok(true)
-    }
-}
-
-impl<W, Q: diesel::query_builder::Query> diesel::query_builder::Query for WithWrite<W, Q> {
-    type SqlType = Q::SqlType;
-}
-
 /// `EXPLAIN` of a diesel query, with the query's own binds: how tests (and operators) check that
 /// a query the service runs is served by an index.
 #[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]

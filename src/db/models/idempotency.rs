@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
@@ -29,8 +30,7 @@ pub struct IdempotencyRow {
 }
 
 /// A key to claim, before its outcome is known.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = idempotency_keys)]
+#[derive(Debug, Clone)]
 pub struct NewIdempotencyKey {
     pub id: Uuid,
     pub caller: String,
@@ -42,9 +42,8 @@ pub struct NewIdempotencyKey {
     pub expires_at: DateTime<Utc>,
 }
 
-/// The outcome written over a claimed key.
-#[derive(Debug, AsChangeset)]
-#[diesel(table_name = idempotency_keys, treat_none_as_null = true)]
+/// The outcome written over a claimed key: every column, `None` as NULL.
+#[derive(Debug)]
 pub struct IdempotencyOutcome {
     pub status_code: i32,
     pub status_message: String,
@@ -55,19 +54,39 @@ pub struct IdempotencyOutcome {
     pub recovery_point: Option<String>,
 }
 
+/// The id of a key this request claimed.
+#[derive(QueryableByName)]
+struct ClaimedId {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+}
+
 impl NewIdempotencyKey {
     /// Inserts the key unless its scope has it already: `Some(id)` when this request owns it.
     /// Waits for a concurrent request holding the same key (bounded by `lock_timeout`).
+    ///
+    /// Written out as SQL, as is [`IdempotencyRow::record`]: every idempotent write runs both,
+    /// and diesel-async renders a DSL statement's text on every call (docs/performance.md,
+    /// "The writes' SQL is written out").
     pub async fn claim(&self, conn: &mut AsyncPgConnection) -> QueryResult<Option<Uuid>> {
         KeepPrepared(
-            diesel::insert_into(idempotency_keys::table)
-                .values(self)
-                .on_conflict_do_nothing()
-                .returning(idempotency_keys::id),
+            diesel::sql_query(
+                "INSERT INTO idempotency_keys \
+                 (id, caller, rpc, key, request_hash, status_code, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .bind::<sql_types::Uuid, _>(self.id)
+            .bind::<sql_types::Text, _>(&self.caller)
+            .bind::<sql_types::Text, _>(&self.rpc)
+            .bind::<sql_types::Text, _>(&self.key)
+            .bind::<sql_types::Bytea, _>(&self.request_hash)
+            .bind::<sql_types::Integer, _>(self.status_code)
+            .bind::<sql_types::Timestamptz, _>(self.expires_at),
         )
-        .get_result(conn)
+        .get_result::<ClaimedId>(conn)
         .await
         .optional()
+        .map(|claimed| claimed.map(|claimed| claimed.id))
     }
 }
 
@@ -99,9 +118,22 @@ impl IdempotencyRow {
         id: Uuid,
         outcome: IdempotencyOutcome,
     ) -> QueryResult<usize> {
-        KeepPrepared(diesel::update(idempotency_keys::table.find(id)).set(outcome))
-            .execute(conn)
-            .await
+        KeepPrepared(
+            diesel::sql_query(
+                "UPDATE idempotency_keys SET status_code = $1, status_message = $2, \
+                 status_details = $3, response_body = $4, response_metadata = $5, \
+                 recovery_point = $6 WHERE id = $7",
+            )
+            .bind::<sql_types::Integer, _>(outcome.status_code)
+            .bind::<sql_types::Text, _>(outcome.status_message)
+            .bind::<sql_types::Nullable<sql_types::Bytea>, _>(outcome.status_details)
+            .bind::<sql_types::Nullable<sql_types::Bytea>, _>(outcome.response_body)
+            .bind::<sql_types::Jsonb, _>(outcome.response_metadata)
+            .bind::<sql_types::Nullable<sql_types::Text>, _>(outcome.recovery_point)
+            .bind::<sql_types::Uuid, _>(id),
+        )
+        .execute(conn)
+        .await
     }
 
     /// Records, in the transaction that claimed the key, the phase its request reached: the

@@ -4,16 +4,16 @@
 //! leave this file.
 
 use chrono::{DateTime, Utc};
-use diesel::dsl::count_star;
 use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::sql_types;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::NewActivity;
 use super::corrupt;
-use crate::db::schema::{ticket_activities, tickets, users};
-use crate::db::{KeepPrepared, WithWrite};
+use crate::db::KeepPrepared;
+use crate::db::schema::{tickets, users};
 use crate::domain::{
     AccountId, Email, PageCursor, Ticket, TicketDescription, TicketFilter, TicketId,
     TicketOrderField, TicketPriority, TicketStatus, TicketSubject, UserId,
@@ -39,8 +39,8 @@ pub struct TicketRow {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Insertable)]
-#[diesel(table_name = tickets)]
+/// A ticket to insert ([`NewTicket::insert_recorded`]).
+#[derive(Debug)]
 pub struct NewTicket<'a> {
     pub id: Uuid,
     pub account_id: Uuid,
@@ -68,21 +68,55 @@ pub struct TicketChangeset {
 /// A ticket list query, boxed so that filters can be added one by one.
 pub type TicketListQuery<'a> = tickets::BoxedQuery<'a, Pg>;
 
+/// The count of a requester's open tickets.
+#[derive(QueryableByName)]
+struct OpenTickets {
+    #[diesel(sql_type = sql_types::BigInt)]
+    count: i64,
+}
+
 impl NewTicket<'_> {
     /// Inserts the ticket of the requester whose address is `requester_email` together with its
-    /// audit record, in one statement (one round trip).
+    /// audit record, in one statement (one round trip): the record is a data-modifying CTE of
+    /// the ticket's insert, which runs in the same snapshot, and PostgreSQL checks the record's
+    /// foreign key to the ticket at the end of the statement.
+    ///
+    /// Written out as SQL, as is [`TicketRow::count_open_for_requester`]: they are on
+    /// CreateTicket's path, and diesel-async renders a DSL statement's text on every call
+    /// (docs/performance.md, "The writes' SQL is written out").
     pub async fn insert_recorded(
         &self,
         conn: &mut AsyncPgConnection,
         requester_email: &Email,
         record: &NewActivity<'_>,
     ) -> AppResult<Ticket> {
-        WithWrite {
-            write: diesel::insert_into(ticket_activities::table).values(record),
-            query: diesel::insert_into(tickets::table)
-                .values(self)
-                .returning(TicketRow::as_returning()),
-        }
+        KeepPrepared(
+            diesel::sql_query(
+                "WITH written AS (INSERT INTO ticket_activities \
+                 (id, account_id, ticket_id, actor_user_id, actor_api_key_id, action, changes) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)) \
+                 INSERT INTO tickets \
+                 (id, account_id, subject, description, priority, status, requester_id, \
+                 assignee_id) VALUES ($8, $9, $10, $11, $12, $13, $14, $15) \
+                 RETURNING id, account_id, subject, description, priority, status, requester_id, \
+                 assignee_id, created_at, updated_at, version, deleted_at",
+            )
+            .bind::<sql_types::Uuid, _>(record.id)
+            .bind::<sql_types::Uuid, _>(record.account_id)
+            .bind::<sql_types::Uuid, _>(record.ticket_id)
+            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(record.actor_user_id)
+            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(record.actor_api_key_id)
+            .bind::<sql_types::Text, _>(record.action)
+            .bind::<sql_types::Jsonb, _>(&record.changes)
+            .bind::<sql_types::Uuid, _>(self.id)
+            .bind::<sql_types::Uuid, _>(self.account_id)
+            .bind::<sql_types::Text, _>(self.subject)
+            .bind::<sql_types::Text, _>(self.description)
+            .bind::<sql_types::Text, _>(self.priority)
+            .bind::<sql_types::Text, _>(self.status)
+            .bind::<sql_types::Uuid, _>(self.requester_id)
+            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(self.assignee_id),
+        )
         .get_result::<TicketRow>(conn)
         .await?
         .into_domain(requester_email.as_str())
@@ -203,17 +237,19 @@ impl TicketRow {
         account_id: AccountId,
         requester: Uuid,
     ) -> QueryResult<i64> {
-        tickets::table
-            .filter(tickets::account_id.eq(account_id.as_uuid()))
-            .filter(tickets::requester_id.eq(requester))
-            .filter(tickets::deleted_at.is_null())
-            .filter(
-                tickets::status
-                    .ne_all([TicketStatus::Solved.as_str(), TicketStatus::Closed.as_str()]),
+        let done: &[&str] = &[TicketStatus::Solved.as_str(), TicketStatus::Closed.as_str()];
+        KeepPrepared(
+            diesel::sql_query(
+                "SELECT count(*) AS count FROM tickets WHERE account_id = $1 \
+                 AND requester_id = $2 AND deleted_at IS NULL AND status <> ALL($3)",
             )
-            .select(count_star())
-            .get_result(conn)
-            .await
+            .bind::<sql_types::Uuid, _>(account_id.as_uuid())
+            .bind::<sql_types::Uuid, _>(requester)
+            .bind::<sql_types::Array<sql_types::Text>, _>(done),
+        )
+        .get_result::<OpenTickets>(conn)
+        .await
+        .map(|open| open.count)
     }
 
     /// The ids of the tickets a list holds, in order: `filter` and `requester` (a customer's

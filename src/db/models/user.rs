@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -14,7 +15,9 @@ use crate::db::schema::users;
 use crate::domain::{self, AccountId, DisplayName, Email, PageCursor, Role, UserId};
 use crate::errors::AppResult;
 
-#[derive(Clone, Queryable, Selectable)]
+/// Read by position from the DSL's queries; by name (`QueryableByName`) from a statement's
+/// `RETURNING` written as SQL.
+#[derive(Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct UserRow {
     pub id: Uuid,
@@ -273,21 +276,30 @@ impl NewUser<'_> {
     }
 
     /// Inserts the user, or returns the one the account already has with this email. One
-    /// statement, so two concurrent tickets from a new address cannot create it twice.
+    /// statement, so two concurrent tickets from a new address cannot create it twice (its no-op
+    /// update makes RETURNING yield an existing row too). Written out as SQL: CreateTicket runs it on every call for a requester named by email, and
+    /// diesel-async renders a DSL statement's text on every call (docs/performance.md, "The
+    /// writes' SQL is written out").
     pub async fn find_or_insert_by_email(
         &self,
         conn: &mut AsyncPgConnection,
     ) -> AppResult<domain::User> {
         KeepPrepared(
-            diesel::insert_into(users::table)
-                .values(self)
-                .on_conflict((users::account_id, users::email))
-                // A no-op update, so that RETURNING yields the existing row too.
-                .do_update()
-                .set(users::email.eq(excluded(users::email)))
-                .returning(UserRow::as_returning()),
+            diesel::sql_query(
+                "INSERT INTO users (id, account_id, email, display_name, role, password_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, email) \
+                 DO UPDATE SET email = excluded.email \
+                 RETURNING id, account_id, email, display_name, role, created_at, updated_at, \
+                 password_hash, active",
+            )
+            .bind::<sql_types::Uuid, _>(self.id)
+            .bind::<sql_types::Uuid, _>(self.account_id)
+            .bind::<sql_types::Text, _>(self.email)
+            .bind::<sql_types::Text, _>(self.display_name)
+            .bind::<sql_types::Text, _>(self.role)
+            .bind::<sql_types::Nullable<sql_types::Text>, _>(self.password_hash),
         )
-        .get_result(conn)
+        .get_result::<UserRow>(conn)
         .await?
         .into_domain()
     }
