@@ -268,6 +268,23 @@ async fn the_runtime_has_as_many_workers_as_worker_threads_says() {
     );
 }
 
+/// mimalloc's arenas would otherwise be backed by 2 MiB huge pages whenever the kernel finds
+/// them, and resident memory at 1,000 streams would swing between 57 and 100 MiB from one run
+/// to the next (docs/performance.md, "Memory").
+#[tokio::test]
+async fn the_service_runs_with_transparent_huge_pages_turned_off() {
+    let database = TestDatabase::create().await;
+    let running = Running::start(&database, &[]);
+    running.wait_for_health("Serving").await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", running.child.id()))
+        .expect("the process's status is readable");
+    let thp = status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .expect("the kernel reports THP_enabled (Linux 5.0 and later)");
+    assert_eq!(thp.trim(), "0", "{status}");
+}
+
 #[tokio::test]
 async fn sigterm_reports_not_serving_finishes_in_flight_rpcs_and_exits_zero() {
     let database = TestDatabase::create().await;
