@@ -57,7 +57,7 @@ pub struct IdempotencyOutcome {
 /// The id of a key this request claimed.
 #[derive(QueryableByName)]
 struct ClaimedId {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    #[diesel(sql_type = sql_types::Uuid)]
     id: Uuid,
 }
 

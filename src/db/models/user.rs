@@ -277,9 +277,9 @@ impl NewUser<'_> {
 
     /// Inserts the user, or returns the one the account already has with this email. One
     /// statement, so two concurrent tickets from a new address cannot create it twice (its no-op
-    /// update makes RETURNING yield an existing row too). Written out as SQL: CreateTicket runs it on every call for a requester named by email, and
-    /// diesel-async renders a DSL statement's text on every call (docs/performance.md, "The
-    /// writes' SQL is written out").
+    /// update makes RETURNING yield an existing row too). Written out as SQL: CreateTicket runs
+    /// it on every call for a requester named by email, and diesel-async renders a DSL
+    /// statement's text on every call (docs/performance.md, "The writes' SQL is written out").
     pub async fn find_or_insert_by_email(
         &self,
         conn: &mut AsyncPgConnection,
