@@ -350,3 +350,39 @@ sd_reap_stale_instances() {
     esac
   done
 }
+
+# --- CPU load (deploy/local/test --load) ---------------------------------------------------------
+
+# The processes keeping the cores busy, stopped by sd_stop_cpu_load.
+SD_LOAD_PIDS=()
+
+# Keeps every core busy until sd_stop_cpu_load: stress-ng --cpu <cores> (installed from Debian
+# when missing and we are root), else one `yes` per core.
+sd_start_cpu_load() {
+  local cores
+  cores=$(nproc)
+  if ! command -v stress-ng >/dev/null 2>&1 && sd_is_root; then
+    sd_apt_install stress-ng
+  fi
+  if command -v stress-ng >/dev/null 2>&1; then
+    stress-ng --cpu "$cores" --quiet >/dev/null 2>&1 &
+    SD_LOAD_PIDS+=("$!")
+    sd_say "CPU load: stress-ng --cpu $cores (pid $!)"
+  else
+    local n
+    for ((n = 0; n < cores; n++)); do
+      yes >/dev/null &
+      SD_LOAD_PIDS+=("$!")
+    done
+    sd_say "CPU load: $cores x yes (stress-ng is not installed)"
+  fi
+}
+
+sd_stop_cpu_load() {
+  local pid
+  for pid in "${SD_LOAD_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  SD_LOAD_PIDS=()
+}
