@@ -82,6 +82,10 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// `REDIS_CONNECT_TIMEOUT_MS`
     pub connect_timeout: Duration,
+    /// `REDIS_FAILURE_PAUSE_MS`: after a Redis failure, how long the rate limiter and the ticket
+    /// cache leave Redis alone (answering by their failure policies) unless the health probe
+    /// sees it back first.
+    pub failure_pause: Duration,
 }
 
 /// The least `MAX_REQUEST_HEADER_BYTES` accepted: hyper's own default.
@@ -359,6 +363,7 @@ impl Settings {
                 url: reader.secret_url("REDIS_URL", &["redis", "rediss"]),
                 key_prefix: reader.parsed("REDIS_KEY_PREFIX", "supportdesk:".to_owned()),
                 connect_timeout: reader.millis("REDIS_CONNECT_TIMEOUT_MS", 1_000),
+                failure_pause: reader.millis("REDIS_FAILURE_PAUSE_MS", 2_000),
             },
             server: ServerSettings {
                 listen_addr: reader.parsed(

@@ -81,6 +81,17 @@ impl TicketCacheCounters {
     }
 }
 
+/// What password hashing counts: every argon2 verification that ran, by what it was checked
+/// against. A login for an unknown email, a deactivated user or one without a password checks
+/// the decoy, so its cost (one argon2 verification) is the cost of a wrong password.
+#[derive(Debug, Default)]
+pub struct PasswordCounters {
+    /// Verifications against a user's stored hash.
+    pub verified_against_stored: Counter,
+    /// Verifications against the decoy hash.
+    pub verified_against_decoy: Counter,
+}
+
 /// One instance's counters. Cheap to clone: clones share the counts.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics(Arc<Registry>);
@@ -89,6 +100,7 @@ pub struct Metrics(Arc<Registry>);
 struct Registry {
     rate_limit: RateLimitCounters,
     ticket_cache: TicketCacheCounters,
+    passwords: PasswordCounters,
 }
 
 impl Metrics {
@@ -98,6 +110,10 @@ impl Metrics {
 
     pub fn ticket_cache(&self) -> &TicketCacheCounters {
         &self.0.ticket_cache
+    }
+
+    pub fn passwords(&self) -> &PasswordCounters {
+        &self.0.passwords
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -147,6 +163,22 @@ impl Metrics {
             "counter",
             "Ticket cache reads and writes that failed in Redis.",
             &[("", cache.redis_failures.get())],
+        );
+        let passwords = self.passwords();
+        family(
+            "supportdesk_password_verifications_total",
+            "counter",
+            "Argon2 password verifications run, by what the password was checked against (decoy: no usable stored hash, for an unknown email, a deactivated user or one without a password).",
+            &[
+                (
+                    r#"{against="stored"}"#,
+                    passwords.verified_against_stored.get(),
+                ),
+                (
+                    r#"{against="decoy"}"#,
+                    passwords.verified_against_decoy.get(),
+                ),
+            ],
         );
         // Rendered on the runtime that serves /metrics: the service's own.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

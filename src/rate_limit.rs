@@ -29,7 +29,6 @@ use crate::metrics::Metrics;
 use crate::redis_pool::{Redis, RedisBackoff, RedisKeys};
 
 const DECISION_TIMEOUT: Duration = Duration::from_secs(1);
-const BACKOFF: Duration = Duration::from_secs(2);
 
 /// GCRA: KEYS[1] holds the theoretical arrival time (ms). ARGV: emission interval (ms), burst.
 /// With KEYS[2], also reads that key in the same round trip, and when it is empty stores ARGV[3]
@@ -318,6 +317,7 @@ impl RateLimiter {
         redis: Redis,
         keys: RedisKeys,
         settings: RateLimitSettings,
+        failure_pause: Duration,
         metrics: &Metrics,
     ) -> Self {
         let counters = metrics.rate_limit();
@@ -328,7 +328,7 @@ impl RateLimiter {
             redis,
             keys,
             settings,
-            backoff: RedisBackoff::new(BACKOFF, counters.redis_failures.clone()),
+            backoff: RedisBackoff::new(failure_pause, counters.redis_failures.clone()),
             metrics: metrics.clone(),
         }
     }
@@ -408,7 +408,7 @@ impl RateLimiter {
             policy,
             quota,
             remaining: 0,
-            retry_after: BACKOFF,
+            retry_after: self.backoff.pause(),
             reset: quota.window,
             decided: false,
         }

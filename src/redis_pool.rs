@@ -222,6 +222,11 @@ impl RedisBackoff {
         }
     }
 
+    /// How long Redis is left alone after a failure.
+    pub fn pause(&self) -> Duration {
+        self.pause
+    }
+
     /// Whether Redis failed less than a pause ago.
     pub fn resting(&self) -> bool {
         now_millis() < AtomicU64::load(&self.resting_until, Ordering::Relaxed)

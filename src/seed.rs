@@ -61,7 +61,7 @@ pub async fn create_account(
     else {
         anyhow::bail!("{}", problems.join("; "));
     };
-    Accounts::new(pool.clone(), PasswordHasher::new())
+    Accounts::new(pool.clone(), PasswordHasher::default())
         .create(
             NewAccountRequest {
                 name,
@@ -136,7 +136,7 @@ pub async fn seed_demo_account(pool: &PgPool) -> anyhow::Result<domain::AccountI
     let account_id = account.id;
     let password =
         Password::parse(DEMO_ADMIN_PASSWORD).map_err(|problem| anyhow::anyhow!("{problem}"))?;
-    let hash = PasswordHasher::new()
+    let hash = PasswordHasher::default()
         .hash(&password)
         .await
         .map_err(|error| anyhow::anyhow!("{error}"))?;

@@ -434,7 +434,8 @@ struct Services {
 impl Services {
     fn build(settings: &Settings, database: &PgPool, redis: &Redis) -> Self {
         let tokens = TokenIssuer::new(&settings.auth.jwt_secret, settings.auth.access_token_ttl);
-        let hasher = PasswordHasher::new();
+        let metrics = Metrics::default();
+        let hasher = PasswordHasher::new(&metrics);
         let sessions = SessionStore::new(
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
@@ -442,7 +443,6 @@ impl Services {
             settings.auth.refresh_reuse_grace,
             &settings.auth.jwt_secret,
         );
-        let metrics = Metrics::default();
         let principals = PrincipalStates::new(
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
@@ -452,12 +452,14 @@ impl Services {
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
             settings.tickets.cache_ttl,
+            settings.redis.failure_pause,
             &metrics,
         );
         let limiter = RateLimiter::new(
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
             settings.rate_limits.clone(),
+            settings.redis.failure_pause,
             &metrics,
         );
         Self {

@@ -15,6 +15,7 @@ use tokio::sync::{OnceCell, oneshot};
 
 use crate::domain::Password;
 use crate::errors::{AppError, AppResult};
+use crate::metrics::Metrics;
 
 /// Work for a hashing thread.
 type Job = Box<dyn FnOnce() + Send>;
@@ -26,6 +27,8 @@ pub struct PasswordHasher {
     /// A hash of a random password, verified against when there is no real hash to check, so
     /// that an unknown email costs as much time as a wrong password.
     decoy: Arc<OnceCell<String>>,
+    /// Counts each verification once it has run (`supportdesk_password_verifications_total`).
+    metrics: Metrics,
 }
 
 fn argon2() -> Argon2<'static> {
@@ -34,7 +37,7 @@ fn argon2() -> Argon2<'static> {
 }
 
 impl PasswordHasher {
-    pub fn new() -> Self {
+    pub fn new(metrics: &Metrics) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get());
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
@@ -50,6 +53,7 @@ impl PasswordHasher {
         Self {
             jobs,
             decoy: Arc::new(OnceCell::new()),
+            metrics: metrics.clone(),
         }
     }
 
@@ -81,15 +85,24 @@ impl PasswordHasher {
         let matches_real = stored.is_some();
         let hash = stored.unwrap_or(decoy);
         let password = password.to_owned();
+        let metrics = self.metrics.clone();
         let verified = self
             .blocking(move || {
                 let parsed = PasswordHash::new(&hash).map_err(|error| {
                     AppError::internal(anyhow::anyhow!("stored password hash: {error}"))
                 })?;
                 // argon2's verification compares in constant time.
-                Ok(argon2()
+                let verified = argon2()
                     .verify_password(password.as_bytes(), &parsed)
-                    .is_ok())
+                    .is_ok();
+                let passwords = metrics.passwords();
+                let against = if matches_real {
+                    &passwords.verified_against_stored
+                } else {
+                    &passwords.verified_against_decoy
+                };
+                against.increment();
+                Ok(verified)
             })
             .await?;
         Ok(verified && matches_real)
@@ -127,8 +140,9 @@ fn run_jobs(queue: &Mutex<Receiver<Job>>) {
 }
 
 impl Default for PasswordHasher {
+    /// A hasher whose counts nobody reads (the seed command's).
     fn default() -> Self {
-        Self::new()
+        Self::new(&Metrics::default())
     }
 }
 
@@ -138,7 +152,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hashed_password_verifies_and_a_wrong_one_does_not() {
-        let hasher = PasswordHasher::new();
+        let hasher = PasswordHasher::default();
         let password = Password::parse("correct horse battery staple").unwrap();
         let hash = hasher.hash(&password).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
@@ -158,7 +172,36 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_stored_hash_nothing_verifies() {
-        let hasher = PasswordHasher::new();
+        let hasher = PasswordHasher::default();
         assert!(!hasher.verify("anything at all", None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_missing_hash_costs_one_verification_against_a_decoy_hashed_like_a_real_one() {
+        let metrics = Metrics::default();
+        let hasher = PasswordHasher::new(&metrics);
+        let real = hasher
+            .hash(&Password::parse("correct horse battery staple").unwrap())
+            .await
+            .unwrap();
+
+        assert!(
+            !hasher
+                .verify("a wrong password", Some(real.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!hasher.verify("a wrong password", None).await.unwrap());
+
+        let passwords = metrics.passwords();
+        assert_eq!(passwords.verified_against_stored.get(), 1);
+        assert_eq!(passwords.verified_against_decoy.get(), 1);
+        let parameters = |phc: &str| phc.rsplitn(3, '$').nth(2).unwrap().to_owned();
+        let decoy = hasher
+            .decoy
+            .get()
+            .expect("made by the first check without a hash");
+        assert_eq!(parameters(decoy), parameters(&real));
+        assert_eq!(parameters(&real), "$argon2id$v=19$m=19456,t=2,p=1");
     }
 }

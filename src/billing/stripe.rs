@@ -102,12 +102,17 @@ impl StripeHttpProvider {
         // Once an attempt of a POST may have executed, a later failure without an answer must
         // not hide that: the caller has to resolve the payment, not treat it as failed.
         let mut outcome_unknown: Option<ProviderError> = None;
+        // What the provider said last: once anything was sent, a deadline that ends the retries
+        // reports that (a sleep can overrun the deadline on a busy machine), and
+        // `DeadlineExceeded` keeps its meaning, "nothing was sent".
+        let mut last_failure: Option<ProviderError> = None;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let now = Instant::now();
             if now >= deadline {
-                return Err(resolve(ProviderError::DeadlineExceeded, outcome_unknown));
+                let error = last_failure.unwrap_or(ProviderError::DeadlineExceeded);
+                return Err(resolve(error, outcome_unknown));
             }
             let permit = match self.breaker.try_acquire() {
                 Ok(permit) => permit,
@@ -161,6 +166,7 @@ impl StripeHttpProvider {
                 tracing::warn!(path = request.path, "payment provider retry budget spent");
                 return Err(resolve(failure.error, outcome_unknown));
             }
+            last_failure = Some(failure.error);
             tokio::time::sleep(delay).await;
         }
     }

@@ -43,9 +43,6 @@ use crate::errors::AppResult;
 use crate::metrics::Metrics;
 use crate::redis_pool::{Redis, RedisBackoff, RedisKeys};
 
-/// How long the cache is left alone after Redis failed.
-const BACKOFF: Duration = Duration::from_secs(2);
-
 /// How many entries that could not be stored an instance keeps for repair; past that, the oldest
 /// version in Redis may be served until its TTL (logged).
 pub const MAX_UNSYNCED: usize = 10_000;
@@ -267,13 +264,23 @@ pub struct TicketCache {
 }
 
 impl TicketCache {
-    /// A cache counting its hits, misses and failures in `metrics`.
-    pub fn new(pool: Redis, keys: RedisKeys, ttl: Duration, metrics: &Metrics) -> Self {
+    /// A cache counting its hits, misses and failures in `metrics`, leaving Redis alone for
+    /// `failure_pause` after it failed.
+    pub fn new(
+        pool: Redis,
+        keys: RedisKeys,
+        ttl: Duration,
+        failure_pause: Duration,
+        metrics: &Metrics,
+    ) -> Self {
         Self {
             pool,
             keys,
             ttl,
-            backoff: RedisBackoff::new(BACKOFF, metrics.ticket_cache().redis_failures.clone()),
+            backoff: RedisBackoff::new(
+                failure_pause,
+                metrics.ticket_cache().redis_failures.clone(),
+            ),
             metrics: metrics.clone(),
             unsynced: Arc::new(Mutex::new(HashMap::new())),
             unsynced_count: Arc::new(AtomicUsize::new(0)),

@@ -26,7 +26,7 @@ use supportdesk::service::billing::{CHARGE_PHASES, REFUND_PHASES};
 use supportdesk::service::{Billing, CompleterPolicy, NewChargeRequest};
 use tokio::time::Instant;
 
-use super::helpers::{TestApp, TestUser, error_reason, violated_fields};
+use super::helpers::{PATIENCE, TestApp, TestUser, error_reason, violated_fields};
 
 struct Desk {
     app: TestApp,
@@ -355,7 +355,10 @@ async fn a_payment_whose_answer_was_lost_stays_pending_and_the_retry_finds_it_wi
     desk.simulator
         .add_fault(FaultRule::new(
             Endpoint::CreatePaymentIntent,
-            FaultAction::ExecuteThenTimeout { hang_millis: 1_000 },
+            // Far longer than the 300 ms attempt timeout: only that timeout ends the wait.
+            FaultAction::ExecuteThenTimeout {
+                hang_millis: 60_000,
+            },
             1,
         ))
         .unwrap();
@@ -366,8 +369,8 @@ async fn a_payment_whose_answer_was_lost_stays_pending_and_the_retry_finds_it_wi
         .await
         .expect_err("the outcome is unknown");
     assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "waited past the attempt timeout"
+        started.elapsed() < Duration::from_secs(20),
+        "waited for the provider's answer, not for the attempt timeout"
     );
     let status = tonic::Status::from(&error);
     assert_eq!(status.code(), tonic::Code::Unavailable);
@@ -513,16 +516,10 @@ async fn an_open_breaker_answers_unavailable_at_once_without_calling_the_provide
         "PAYMENT_PROVIDER_UNAVAILABLE"
     );
     let sent = desk.simulator.requests().len();
-    let started = std::time::Instant::now();
     let refused = desk
         .charge(100, "pm_card_visa", None)
         .await
         .expect_err("the breaker is open");
-    assert!(
-        started.elapsed() < Duration::from_millis(200),
-        "took {:?}",
-        started.elapsed()
-    );
     let status = tonic::Status::from(&refused);
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(error_reason(&status), "PAYMENT_PROVIDER_UNAVAILABLE");
@@ -857,7 +854,7 @@ async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
     .await;
     let billing = "supportdesk.v1.BillingService";
     let tickets = "supportdesk.v1.TicketService";
-    app.wait_for_health("Serving", Duration::from_secs(5)).await;
+    app.wait_for_health("Serving", PATIENCE).await;
     assert_eq!(app.health_of(billing).await, "Serving");
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
     let outage = app
@@ -879,11 +876,9 @@ async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
     let status = charge("during-the-outage").await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(error_reason(&status), "PAYMENT_PROVIDER_UNAVAILABLE");
-    super::helpers::wait_until(
-        "BillingService NOT_SERVING",
-        Duration::from_secs(2),
-        || async { app.health_of(billing).await == "NotServing" },
-    )
+    super::helpers::wait_until("BillingService NOT_SERVING", PATIENCE, || async {
+        app.health_of(billing).await == "NotServing"
+    })
     .await;
     assert_eq!(app.health_of(tickets).await, "Serving");
     assert_eq!(app.health_of("").await, "Serving");
@@ -891,14 +886,28 @@ async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
     // The provider recovers; after the cool-down the retry with the same key is the probe that
     // closes the breaker, and finishes the charge left pending.
     app.simulator.remove_fault(outage.id);
-    tokio::time::sleep(Duration::from_millis(1_600)).await;
-    let paid = charge("during-the-outage").await.unwrap().into_inner();
+    // Until the cool-down ends the breaker refuses the retry without calling the provider; the
+    // first retry after it is the probe.
+    let give_up = Instant::now() + Duration::from_secs(30);
+    let paid = loop {
+        match charge("during-the-outage").await {
+            Ok(paid) => break paid.into_inner(),
+            Err(status) => {
+                assert_eq!(error_reason(&status), "PAYMENT_PROVIDER_UNAVAILABLE");
+                assert!(
+                    Instant::now() < give_up,
+                    "the breaker never let a probe through"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
     assert_eq!(paid.status, i32::from(v1::ChargeStatus::Succeeded));
     assert_eq!(
         app.simulator.payment_intent_count_for_charge_id(&paid.id),
         1
     );
-    super::helpers::wait_until("BillingService SERVING", Duration::from_secs(2), || async {
+    super::helpers::wait_until("BillingService SERVING", PATIENCE, || async {
         app.health_of(billing).await == "Serving"
     })
     .await;
@@ -907,7 +916,7 @@ async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
 #[tokio::test]
 async fn an_unconfigured_billing_service_is_not_serving_while_the_rest_is() {
     let app = TestApp::spawn_with(|settings| settings.payment_provider = None).await;
-    app.wait_for_health("Serving", Duration::from_secs(5)).await;
+    app.wait_for_health("Serving", PATIENCE).await;
     assert_eq!(
         app.health_of("supportdesk.v1.BillingService").await,
         "NotServing"

@@ -38,7 +38,8 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use super::helpers::{
-    TEST_PASSWORD, TestDatabase, TestUser, backends_waiting_on_locks, busy_backends, wait_until,
+    PATIENCE, TEST_PASSWORD, TestDatabase, TestUser, backends_waiting_on_locks, busy_backends,
+    wait_until,
 };
 use super::process::{Running, sign_up_through};
 
@@ -373,11 +374,9 @@ impl Desk {
 
     /// Waits until `backends` of the service's backends are held by the trigger.
     async fn wait_until_held_times(&self, backends: i64) {
-        wait_until(
-            "the service held at the audit row",
-            Duration::from_secs(20),
-            || async { backends_waiting_on_locks(&self.database).await == backends },
-        )
+        wait_until("the service held at the audit row", PATIENCE, || async {
+            backends_waiting_on_locks(&self.database).await == backends
+        })
         .await;
     }
 
@@ -392,7 +391,7 @@ impl Desk {
         drop(conn);
         wait_until(
             "the killed process's transaction rolled back",
-            Duration::from_secs(20),
+            PATIENCE,
             || async { busy_backends(&self.database).await == 0 },
         )
         .await;
@@ -493,7 +492,7 @@ async fn a_charge_killed_before_the_provider_received_it_is_sent_by_the_complete
     let request = desk.create_in_background(1_200, "killed-before-the-provider");
     wait_until(
         "the payment sent to the unanswering provider",
-        Duration::from_secs(20),
+        PATIENCE,
         || async {
             String::from_utf8_lossy(&received.lock().unwrap()).contains("POST /v1/payment_intents")
         },
@@ -522,7 +521,7 @@ async fn a_charge_killed_while_the_provider_charged_without_answering_ends_succe
     let mut desk = Desk::open().await;
     desk.provider_charges_without_answering();
     let request = desk.create_in_background(1_300, "killed-during-the-call");
-    wait_until("the provider charging", Duration::from_secs(20), || async {
+    wait_until("the provider charging", PATIENCE, || async {
         desk.simulator.ledger().payment_intents.len() == 1
     })
     .await;
@@ -717,7 +716,7 @@ async fn a_refund_killed_before_the_provider_received_it_is_sent_by_the_complete
     let request = desk.refund_in_background(&charge.id, 2_000, "killed-refund-unsent");
     wait_until(
         "the refund sent to the unanswering provider",
-        Duration::from_secs(20),
+        PATIENCE,
         || async {
             String::from_utf8_lossy(&received.lock().unwrap()).contains("POST /v1/refunds")
         },
@@ -764,7 +763,7 @@ async fn three_charges_killed_together_at_three_phases_end_final_with_one_paymen
     // Paid by the provider, its answer never sent.
     desk.provider_charges_without_answering();
     let hanging = desk.create_in_background(2_100, "together-hanging");
-    wait_until("the provider charging", Duration::from_secs(20), || async {
+    wait_until("the provider charging", PATIENCE, || async {
         desk.simulator.ledger().payment_intents.len() == 1
     })
     .await;
@@ -777,11 +776,9 @@ async fn three_charges_killed_together_at_three_phases_end_final_with_one_paymen
         ))
         .unwrap();
     let answered = desk.create_in_background(2_200, "together-answered");
-    wait_until(
-        "the second charge recorded",
-        Duration::from_secs(20),
-        || async { desk.charges().await.len() == 2 },
-    )
+    wait_until("the second charge recorded", PATIENCE, || async {
+        desk.charges().await.len() == 2
+    })
     .await;
     let hold = desk.hold_at_activity("created,succeeded").await;
     // Held inside its first phase.

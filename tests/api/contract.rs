@@ -11,7 +11,8 @@ use supportdesk::methods::{HttpSuccess, Idempotency, MethodTable};
 
 use super::envoy::Envoy;
 use super::helpers::{
-    TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestApp, TestUser, every_rpc, log_in, repository_root,
+    PATIENCE, TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestApp, TestUser, every_rpc, log_in,
+    repository_root,
 };
 
 /// A row of the contract table.
@@ -1010,8 +1011,7 @@ async fn envoys_own_errors_use_the_same_json_shape() {
 #[tokio::test]
 async fn browser_grpc_web_clients_reach_the_service_through_envoy() {
     let app = TestApp::spawn().await;
-    app.wait_for_health("Serving", std::time::Duration::from_secs(5))
-        .await;
+    app.wait_for_health("Serving", PATIENCE).await;
     let envoy = Envoy::start_in_front_of(app.address.port()).await;
     // A gRPC-Web frame: no compression, length 0, i.e. an empty HealthCheckRequest.
     let response = reqwest::Client::new()

@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tonic::Code;
 
 use super::helpers::{
-    TestApp, TestDatabase, backends_waiting_on_locks, busy_backends, error_reason,
+    PATIENCE, TestApp, TestDatabase, backends_waiting_on_locks, busy_backends, error_reason,
     valid_create_request, wait_until,
 };
 
@@ -59,21 +59,17 @@ async fn a_client_deadline_cancels_the_database_work_it_started() {
     );
 
     // PostgreSQL cancels the blocked statement at the deadline, not when the lock goes away.
-    wait_until(
-        "the waiting statement's cancellation",
-        Duration::from_secs(2),
-        || async { backends_waiting_on_locks(&app.database).await == 0 },
-    )
+    wait_until("the waiting statement's cancellation", PATIENCE, || async {
+        backends_waiting_on_locks(&app.database).await == 0
+    })
     .await;
     diesel::sql_query("ROLLBACK")
         .execute(&mut lock)
         .await
         .unwrap();
-    wait_until(
-        "every connection going idle",
-        Duration::from_secs(5),
-        || async { busy_backends(&app.database).await == 0 },
-    )
+    wait_until("every connection going idle", PATIENCE, || async {
+        busy_backends(&app.database).await == 0
+    })
     .await;
     assert_eq!(ticket_count(&app.database).await, 0, "nothing was written");
 }
@@ -95,7 +91,9 @@ async fn a_request_without_a_deadline_gets_the_servers_default() {
         .expect_err("the server's deadline passes");
     assert_eq!(status.code(), Code::DeadlineExceeded);
     assert_eq!(error_reason(&status), "DEADLINE_EXCEEDED");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    // The lock is held until the test ends: only the 600 ms deadline answers, within seconds
+    // even on a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(8));
 }
 
 #[tokio::test]
@@ -116,7 +114,8 @@ async fn a_generous_client_deadline_is_capped_by_the_servers_maximum() {
         .await
         .expect_err("capped");
     assert_eq!(status.code(), Code::DeadlineExceeded);
-    assert!(started.elapsed() < Duration::from_secs(3));
+    // An hour was asked for; the 600 ms maximum answered.
+    assert!(started.elapsed() < Duration::from_secs(8));
 }
 
 #[tokio::test]
@@ -166,11 +165,9 @@ async fn a_request_that_finds_every_connection_busy_is_told_so_not_that_the_data
         let request = app.as_admin(valid_create_request("holds the only connection"));
         async move { tickets.create_ticket(request).await }
     });
-    wait_until(
-        "the create waiting on the row lock",
-        Duration::from_secs(5),
-        || async { backends_waiting_on_locks(&app.database).await == 1 },
-    )
+    wait_until("the create waiting on the row lock", PATIENCE, || async {
+        backends_waiting_on_locks(&app.database).await == 1
+    })
     .await;
 
     let status = app

@@ -12,7 +12,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use super::helpers::{TestApp, error_reason, repository_root, violated_fields};
+use super::helpers::{PATIENCE, TestApp, error_reason, repository_root, violated_fields};
 
 fn table() -> &'static MethodTable {
     MethodTable::get().expect("the method table loads")
@@ -170,8 +170,7 @@ async fn a_caller_below_the_declared_role_is_refused_before_the_request_is_read(
 #[tokio::test]
 async fn health_answers_for_every_api_service_the_proto_declares() {
     let app = TestApp::spawn().await;
-    app.wait_for_health("Serving", std::time::Duration::from_secs(10))
-        .await;
+    app.wait_for_health("Serving", PATIENCE).await;
     for service in table().api_services() {
         assert_eq!(app.health_of(service).await, "Serving", "{service}");
     }

@@ -145,8 +145,10 @@ async fn a_request_body_dripping_in_is_answered_408_json_once_the_request_timeou
         answer.starts_with("HTTP/1.1 408 "),
         "after {elapsed:?}: {answer}"
     );
+    // Not before the 20 s request_timeout, and before the loop above gives up at 30 s (the
+    // stream idle timeout never fires: a byte comes every 2 s); a loaded machine adds seconds.
     assert!(
-        (Duration::from_secs(19)..Duration::from_secs(25)).contains(&elapsed),
+        (Duration::from_secs(19)..Duration::from_secs(30)).contains(&elapsed),
         "answered after {elapsed:?}, not at the 20 s request_timeout"
     );
     assert!(

@@ -407,11 +407,11 @@ impl TestApp {
     }
 
     /// Waits up to `within` for the overall health to become `status` ("Serving", "NotServing").
-    pub(crate) async fn wait_for_health(&self, status: &str, within: Duration) -> Duration {
+    pub(crate) async fn wait_for_health(&self, status: &str, within: Duration) {
         let started = tokio::time::Instant::now();
         loop {
             if self.health_of("").await == status {
-                return started.elapsed();
+                return;
             }
             assert!(
                 started.elapsed() < within,
@@ -578,6 +578,11 @@ pub(crate) fn diesel_cli() -> PathBuf {
     tool("DIESEL_BIN")
 }
 
+/// How long a poll waits before it gives up. A poll ends as soon as its condition holds, so a
+/// generous limit costs nothing on a quiet machine and keeps a loaded one from failing a test
+/// on time alone; where a bound is the feature, the test asserts it on its own.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
+
 /// Polls `condition` until it holds; fails the test naming `what` once `within` has passed.
 pub(crate) async fn wait_until<F, Fut>(what: &str, within: Duration, mut condition: F)
 where
@@ -676,4 +681,43 @@ pub(crate) fn every_rpc() -> Vec<(String, String)> {
             })
         })
         .collect()
+}
+
+/// Turns the instance's metrics endpoint on (a free port).
+pub(crate) fn with_metrics(settings: &mut Settings) {
+    settings.server.metrics_listen_addr = Some("127.0.0.1:0".parse().expect("an address"));
+}
+
+/// Every sample of one scrape of an instance's `GET /metrics`, by series (name and labels).
+pub(crate) struct Scrape(pub(crate) std::collections::HashMap<String, u64>);
+
+impl Scrape {
+    pub(crate) async fn of(app: &TestApp) -> Self {
+        let address = app.metrics_address.expect("metrics are on in this test");
+        let response = reqwest::get(format!("http://{address}/metrics"))
+            .await
+            .expect("the metrics endpoint answers");
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let text = response.text().await.expect("a body");
+        Self(
+            text.lines()
+                .filter(|line| !line.starts_with('#'))
+                .map(|line| {
+                    let (series, value) = line.rsplit_once(' ').expect("series value");
+                    (series.to_owned(), value.parse().expect("an integer count"))
+                })
+                .collect(),
+        )
+    }
+
+    pub(crate) fn get(&self, series: &str) -> u64 {
+        *self
+            .0
+            .get(series)
+            .unwrap_or_else(|| panic!("{series} is not exported"))
+    }
 }

@@ -1,15 +1,15 @@
 //! The `/metrics` endpoint operators scrape: every rate-limit decision and ticket-cache lookup
 //! counted exactly, per instance, including the ones Redis could not answer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use supportdesk::configuration::{RateQuota, Settings};
+use supportdesk::configuration::RateQuota;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{TestApp, redis_url};
+use super::helpers::{Scrape, TestApp, redis_url, with_metrics};
 use super::proxy::{TcpProxy, socket_address_of, url_through};
 
 const ALLOWED: &str = r#"supportdesk_rate_limit_decisions_total{outcome="allowed"}"#;
@@ -21,39 +21,7 @@ const HITS: &str = r#"supportdesk_ticket_cache_lookups_total{outcome="hit"}"#;
 const MISSES: &str = r#"supportdesk_ticket_cache_lookups_total{outcome="miss"}"#;
 const CACHE_FAILURES: &str = "supportdesk_ticket_cache_redis_failures_total";
 
-/// Every sample of one scrape, by series (name and labels).
-struct Scrape(HashMap<String, u64>);
-
 impl Scrape {
-    async fn of(app: &TestApp) -> Self {
-        let address = app.metrics_address.expect("metrics are on in this test");
-        let response = reqwest::get(format!("http://{address}/metrics"))
-            .await
-            .expect("the metrics endpoint answers");
-        assert_eq!(response.status(), reqwest::StatusCode::OK);
-        assert_eq!(
-            response.headers()["content-type"],
-            "text/plain; version=0.0.4; charset=utf-8"
-        );
-        let text = response.text().await.expect("a body");
-        Self(
-            text.lines()
-                .filter(|line| !line.starts_with('#'))
-                .map(|line| {
-                    let (series, value) = line.rsplit_once(' ').expect("series value");
-                    (series.to_owned(), value.parse().expect("an integer count"))
-                })
-                .collect(),
-        )
-    }
-
-    fn get(&self, series: &str) -> u64 {
-        *self
-            .0
-            .get(series)
-            .unwrap_or_else(|| panic!("{series} is not exported"))
-    }
-
     /// How much each series grew since `before`.
     fn since(&self, before: &Self) -> BTreeMap<&'static str, u64> {
         [
@@ -69,10 +37,6 @@ impl Scrape {
         .map(|series| (series, self.get(series) - before.get(series)))
         .collect()
     }
-}
-
-fn with_metrics(settings: &mut Settings) {
-    settings.server.metrics_listen_addr = Some("127.0.0.1:0".parse().expect("an address"));
 }
 
 fn counts(pairs: &[(&'static str, u64)]) -> BTreeMap<&'static str, u64> {

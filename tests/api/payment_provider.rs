@@ -358,34 +358,84 @@ async fn a_503_a_reset_and_a_429_are_retried_with_the_same_key_honouring_retry_a
     assert!(waited >= 1_000, "Retry-After: 1 was honoured ({waited} ms)");
 }
 
-#[tokio::test]
-async fn retries_stop_at_the_callers_deadline() {
+/// A client for a provider that never recovers: up to 1,000 attempts, 0-40 ms apart, so only the
+/// caller's deadline can end the retries within seconds.
+async fn harness_retrying_for_ever() -> Harness {
     let harness = harness_with(|settings| {
         settings.max_attempts = 1_000;
         settings.backoff_base = Duration::from_millis(40);
         settings.backoff_max = Duration::from_millis(40);
     })
     .await;
-    harness.fault_always(
-        Endpoint::CreatePaymentIntent,
-        FaultAction::ServerError { status: 503 },
-    );
-    let request = payment_with_card("pm_card_visa");
+    harness.fault_always(Endpoint::Any, FaultAction::ServerError { status: 503 });
+    harness
+}
+
+/// Far beyond the one-second deadlines below, far below the 1,000 attempts' 20 s: a loaded
+/// machine adds milliseconds to the stop, not seconds.
+const STOPPED_BY_THE_DEADLINE: Duration = Duration::from_secs(8);
+
+#[tokio::test]
+async fn retries_stop_at_the_callers_deadline_and_say_the_provider_was_unavailable() {
+    let harness = harness_retrying_for_ever().await;
     let started = Instant::now();
 
     let error = harness
-        .pay(&request, started + Duration::from_millis(400))
+        .provider
+        .find_payments_by_charge_id(&new_reference(), started + Duration::from_secs(1))
         .await
         .expect_err("the provider never recovers");
 
-    let elapsed = started.elapsed();
+    // Every attempt was answered 503, and a read changes nothing: the error is the provider's,
+    // whether the deadline came during a backoff or cut the last attempt short.
     assert!(
         matches!(error, ProviderError::Unavailable { .. }),
         "{error:?}"
     );
-    assert!(elapsed <= Duration::from_millis(550), "took {elapsed:?}");
+    assert!(started.elapsed() < STOPPED_BY_THE_DEADLINE);
+    let attempts = harness.simulator.requests().len();
+    assert!((2..1_000).contains(&attempts), "{attempts} attempts");
+}
+
+#[tokio::test]
+async fn a_payment_retried_until_the_deadline_is_never_reported_as_not_sent() {
+    let harness = harness_retrying_for_ever().await;
+    let request = payment_with_card("pm_card_visa");
+    let started = Instant::now();
+
+    let error = harness
+        .pay(&request, started + Duration::from_secs(1))
+        .await
+        .expect_err("the provider never recovers");
+
+    // Attempts were sent, so `DeadlineExceeded` ("nothing was sent") would be a lie. The error
+    // is the last attempt's: Unavailable after a 503, or UnknownOutcome when the deadline cut an
+    // attempt short after it was sent (docs/billing.md, "Errors").
+    assert!(
+        matches!(
+            error,
+            ProviderError::Unavailable { .. } | ProviderError::UnknownOutcome { .. }
+        ),
+        "{error:?}"
+    );
+    assert!(started.elapsed() < STOPPED_BY_THE_DEADLINE);
     let attempts = harness.requests_with_key(&request.idempotency_key()).len();
     assert!((2..1_000).contains(&attempts), "{attempts} attempts");
+    assert_eq!(harness.payment_intents_for(&request), 0);
+}
+
+#[tokio::test]
+async fn a_deadline_already_passed_sends_nothing_and_says_so() {
+    let harness = harness().await;
+    let request = payment_with_card("pm_card_visa");
+
+    let error = harness
+        .pay(&request, Instant::now())
+        .await
+        .expect_err("no time left");
+
+    assert_eq!(error, ProviderError::DeadlineExceeded);
+    assert!(harness.simulator.requests().is_empty());
 }
 
 #[tokio::test]
@@ -401,7 +451,7 @@ async fn a_retry_after_longer_than_the_deadline_allows_is_not_waited_for() {
     let started = Instant::now();
 
     let error = harness
-        .pay(&request, in_seconds(5))
+        .pay(&request, in_seconds(25))
         .await
         .expect_err("rate limited");
 
@@ -411,7 +461,8 @@ async fn a_retry_after_longer_than_the_deadline_allows_is_not_waited_for() {
             retry_after: Some(Duration::from_secs(30))
         }
     );
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // Waiting would have taken the 25 s left, or the 30 s asked for.
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(
         harness.requests_with_key(&request.idempotency_key()).len(),
         1
@@ -457,7 +508,9 @@ async fn the_breaker_opens_after_the_threshold_fails_fast_while_open_and_a_succe
     let harness = harness_with(|settings| {
         settings.max_attempts = 1;
         settings.breaker_failure_threshold = 3;
-        settings.breaker_cool_down = Duration::from_millis(500);
+        // Long enough that the calls made while it is open (milliseconds apart, even on a loaded
+        // machine) all find it open.
+        settings.breaker_cool_down = Duration::from_secs(2);
     })
     .await;
     let mut changes = harness.provider.breaker().subscribe();
@@ -474,7 +527,6 @@ async fn the_breaker_opens_after_the_threshold_fails_fast_while_open_and_a_succe
     assert_eq!(*changes.borrow_and_update(), BreakerState::Open);
     let requests_before = harness.simulator.requests().len();
 
-    let started = Instant::now();
     let error = harness
         .pay(&payment_with_card("pm_card_visa"), in_seconds(5))
         .await
@@ -482,8 +534,7 @@ async fn the_breaker_opens_after_the_threshold_fails_fast_while_open_and_a_succe
     let ProviderError::CircuitOpen { retry_after } = error else {
         panic!("expected CircuitOpen, got {error:?}");
     };
-    assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_millis(500));
-    assert!(started.elapsed() < Duration::from_millis(100), "fails fast");
+    assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(2));
     let lookup = harness
         .provider
         .find_payments_by_charge_id(&new_reference(), in_seconds(5))
@@ -492,11 +543,12 @@ async fn the_breaker_opens_after_the_threshold_fails_fast_while_open_and_a_succe
     assert_eq!(
         harness.simulator.requests().len(),
         requests_before,
+        // Nor did either call wait for the cool-down: it would then have gone through as the probe.
         "nothing reached the provider while open"
     );
 
     harness.simulator.clear_faults();
-    let give_up = Instant::now() + Duration::from_secs(5);
+    let give_up = Instant::now() + Duration::from_secs(30);
     while harness.provider.breaker().state() != BreakerState::HalfOpen {
         assert!(Instant::now() < give_up, "the breaker never half-opened");
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -137,6 +137,7 @@ async fn a_reader_that_read_postgresql_before_a_change_cannot_store_what_it_read
         redis,
         keys,
         app.settings.rate_limits.clone(),
+        app.settings.redis.failure_pause,
         &Metrics::default(),
     );
     let user = PrincipalKey::User(UserId::from_uuid(uuid::Uuid::now_v7()));

@@ -16,7 +16,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::helpers::{
-    TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestDatabase, TestUser,
+    PATIENCE, TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestDatabase, TestUser,
     backends_waiting_on_locks, free_port, redis_url, sign_up, valid_create_request, wait_until,
 };
 
@@ -71,7 +71,7 @@ impl Running {
                 return channel;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(20),
+                started.elapsed() < Duration::from_secs(60),
                 "the binary did not listen"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -94,10 +94,7 @@ impl Running {
     pub(crate) async fn wait_for_health(&self, status: &str) {
         let started = Instant::now();
         while self.health().await.as_deref() != Some(status) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "health never became {status}"
-            );
+            assert!(started.elapsed() < PATIENCE, "health never became {status}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -310,18 +307,16 @@ async fn sigterm_reports_not_serving_finishes_in_flight_rpcs_and_exits_zero() {
                 .await
         }
     });
-    wait_until(
-        "the create waiting for the lock",
-        Duration::from_secs(10),
-        || async { backends_waiting_on_locks(&database).await == 1 },
-    )
+    wait_until("the create waiting for the lock", PATIENCE, || async {
+        backends_waiting_on_locks(&database).await == 1
+    })
     .await;
 
     running.terminate();
     running.wait_for_health("NotServing").await;
     // After SHUTDOWN_DELAY_MS the listener closes and draining starts, the create still waiting.
     let address = format!("127.0.0.1:{}", running.port);
-    wait_until("the listener closing", Duration::from_secs(10), || async {
+    wait_until("the listener closing", PATIENCE, || async {
         tokio::net::TcpStream::connect(&address).await.is_err()
     })
     .await;
@@ -581,25 +576,21 @@ async fn seed_demo_makes_a_demo_login_and_can_generate_tickets_to_list() {
     }
     assert_eq!(seen, 100, "a fifth of 500 generated tickets are open");
 
-    wait_until(
-        "seed-demo's own ANALYZE of tickets",
-        Duration::from_secs(5),
-        || async {
-            #[derive(diesel::QueryableByName)]
-            struct Analyzed {
-                #[diesel(sql_type = diesel::sql_types::Bool)]
-                analyzed: bool,
-            }
-            // last_analyze is set by ANALYZE itself, never by autovacuum (last_autoanalyze).
-            diesel::sql_query(
-                "SELECT last_analyze IS NOT NULL AS analyzed FROM pg_stat_user_tables \
+    wait_until("seed-demo's own ANALYZE of tickets", PATIENCE, || async {
+        #[derive(diesel::QueryableByName)]
+        struct Analyzed {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            analyzed: bool,
+        }
+        // last_analyze is set by ANALYZE itself, never by autovacuum (last_autoanalyze).
+        diesel::sql_query(
+            "SELECT last_analyze IS NOT NULL AS analyzed FROM pg_stat_user_tables \
                  WHERE relname = 'tickets'",
-            )
-            .get_result::<Analyzed>(&mut app.database.connect().await)
-            .await
-            .unwrap()
-            .analyzed
-        },
-    )
+        )
+        .get_result::<Analyzed>(&mut app.database.connect().await)
+        .await
+        .unwrap()
+        .analyzed
+    })
     .await;
 }

@@ -14,7 +14,7 @@ use tonic::Code;
 
 use super::envoy::Envoy;
 use super::helpers::{
-    TEST_PASSWORD, TestApp, details, error_reason, redis_url, second_instance, with_token,
+    PATIENCE, TEST_PASSWORD, TestApp, details, error_reason, redis_url, second_instance, with_token,
 };
 use super::proxy::{TcpProxy, socket_address_of, url_through};
 
@@ -144,6 +144,14 @@ async fn over_the_quota_rest_clients_get_429_with_retry_after_and_ratelimit_head
     assert_eq!(body["code"], 8);
 }
 
+/// The request deadline of the Redis-down tests: what a call waiting on the dead Redis would run
+/// into.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A call the limiter answers without waiting on the dead Redis: milliseconds, or seconds on a
+/// loaded machine, far from the request deadline.
+const ANSWERED_FAST: Duration = Duration::from_secs(8);
+
 /// An app whose Redis is cut once it runs; `configure` adjusts the rest of its settings.
 async fn with_redis_cut(configure: impl FnOnce(&mut Settings)) -> (TestApp, TcpProxy) {
     let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
@@ -159,7 +167,10 @@ async fn with_redis_cut(configure: impl FnOnce(&mut Settings)) -> (TestApp, TcpP
 #[tokio::test]
 async fn with_redis_down_the_limiter_fails_open_by_default_and_answers_fast() {
     // The policy is left at its default: that default is what this test is about.
-    let (app, _proxy) = with_redis_cut(|_| {}).await;
+    let (app, _proxy) = with_redis_cut(|settings| {
+        settings.server.request_timeout = REQUEST_DEADLINE;
+    })
+    .await;
     for _ in 0..5 {
         let started = Instant::now();
         app.users
@@ -167,17 +178,17 @@ async fn with_redis_down_the_limiter_fails_open_by_default_and_answers_fast() {
             .get_current_user(app.as_admin(v1::GetCurrentUserRequest {}))
             .await
             .expect("let through");
-        assert!(
-            started.elapsed() < Duration::from_millis(1500),
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < ANSWERED_FAST, "{:?}", started.elapsed());
     }
 }
 
 #[tokio::test]
 async fn with_redis_down_a_closed_limiter_refuses_fast_with_unavailable() {
-    let (app, _proxy) = with_redis_cut(|settings| settings.rate_limits.fail_open = false).await;
+    let (app, _proxy) = with_redis_cut(|settings| {
+        settings.rate_limits.fail_open = false;
+        settings.server.request_timeout = REQUEST_DEADLINE;
+    })
+    .await;
     let started = Instant::now();
     let status = app
         .users
@@ -186,7 +197,7 @@ async fn with_redis_down_a_closed_limiter_refuses_fast_with_unavailable() {
         .await
         .expect_err("refused");
     assert_eq!(status.code(), Code::Unavailable);
-    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert!(started.elapsed() < ANSWERED_FAST, "{:?}", started.elapsed());
 }
 
 fn login_from(
@@ -550,14 +561,10 @@ async fn a_flood_of_bad_tokens_from_one_address_does_not_slow_good_callers() {
         })
         .collect();
     let total = || unauthenticated.load(Ordering::Relaxed) + exhausted.load(Ordering::Relaxed);
-    super::helpers::wait_until(
-        "the flood is past its quota",
-        Duration::from_secs(30),
-        || {
-            let refused = exhausted.load(Ordering::Relaxed);
-            async move { refused > 0 }
-        },
-    )
+    super::helpers::wait_until("the flood is past its quota", PATIENCE, || {
+        let refused = exhausted.load(Ordering::Relaxed);
+        async move { refused > 0 }
+    })
     .await;
 
     // The good caller, on its own connection, one call at a time, while the flood goes on.
@@ -588,13 +595,15 @@ async fn a_flood_of_bad_tokens_from_one_address_does_not_slow_good_callers() {
     latencies.sort();
     let median = latencies[latencies.len() / 2];
     let slowest = latencies[latencies.len() - 1];
-    // The bound: on the shared 2-core test machine an unloaded call takes a few ms; under the
-    // flood the good caller's median stays below 100 ms and no call takes a second.
+    // The bound is the feature: on the 2-core test machine an unloaded call takes a few ms, and
+    // under the flood the good caller's median stays below 250 ms and no call takes 3 s, also
+    // with both cores kept busy by another process (deploy/local/test --load). A flood that
+    // reached PostgreSQL or queued the good caller behind it would take seconds.
     assert!(
-        median < Duration::from_millis(100),
+        median < Duration::from_millis(250),
         "median {median:?} under a flood of {flood_during} forged calls"
     );
-    assert!(slowest < Duration::from_secs(1), "slowest {slowest:?}");
+    assert!(slowest < Duration::from_secs(3), "slowest {slowest:?}");
     // The burst of 30, and one more for every 2 s the flood went on.
     let came_back = u32::try_from(flood_started.elapsed().as_secs() / 2).unwrap() + 1;
     assert!(

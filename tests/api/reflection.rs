@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use supportdesk::methods::MethodTable;
 use tokio::process::Command;
 
-use super::helpers::{TestApp, grpcurl};
+use super::helpers::{PATIENCE, TestApp, grpcurl};
 
 async fn run_grpcurl(arguments: &[&str]) -> (bool, String) {
     let output = Command::new(grpcurl())
@@ -102,8 +102,7 @@ async fn grpcurl_creates_a_ticket_and_sees_error_details() {
 #[tokio::test]
 async fn grpcurl_checks_health_without_credentials() {
     let app = TestApp::spawn().await;
-    app.wait_for_health("Serving", std::time::Duration::from_secs(5))
-        .await;
+    app.wait_for_health("Serving", PATIENCE).await;
     let address = app.address.to_string();
     let (ok, answer) = run_grpcurl(&[&address, "grpc.health.v1.Health/Check"]).await;
     assert!(ok, "{answer}");

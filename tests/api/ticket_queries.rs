@@ -548,6 +548,8 @@ async fn with_redis_down_tickets_are_still_served_from_postgres() {
     let app = TestApp::spawn_with(|settings| {
         let url = url_through(settings.redis.url.expose_secret(), proxy.address);
         settings.redis.url = url.into();
+        // What a read waiting on the dead Redis would run into.
+        settings.server.request_timeout = Duration::from_secs(30);
     })
     .await;
     let ticket = app.create_ticket("survives").await;
@@ -564,7 +566,8 @@ async fn with_redis_down_tickets_are_still_served_from_postgres() {
             .expect("served without Redis")
             .into_inner();
         assert_eq!(fetched.subject, "survives");
-        assert!(started.elapsed() < Duration::from_secs(3));
+        // Milliseconds, or seconds on a loaded machine: not the request deadline.
+        assert!(started.elapsed() < Duration::from_secs(8));
     }
     let updated = app
         .tickets

@@ -694,10 +694,11 @@ async fn a_worker_whose_lease_ran_out_writes_nothing_once_another_worker_took_th
     other.event_type = "customer.updated".to_owned();
     queue.deliver(&other).await;
     let mut conn = queue.app.database.connect().await;
-    let slow = claim_next(&mut conn, 50, 3).await.unwrap().expect("due");
+    // A lease long enough that the next statement, even on a loaded machine, runs inside it.
+    let slow = claim_next(&mut conn, 1_000, 3).await.unwrap().expect("due");
     assert_eq!((slow.id.as_str(), slow.attempts), ("evt_leased", 1));
     assert!(
-        claim_next(&mut conn, 50, 3).await.unwrap().is_none(),
+        claim_next(&mut conn, 1_000, 3).await.unwrap().is_none(),
         "held while the lease runs"
     );
     // Polled, not slept: the second claim succeeds once the first lease has run out.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use supportdesk::proto::v1;
 
 use super::envoy::Envoy;
-use super::helpers::{TEST_WEBHOOK_SECRET, TestApp, keyed};
+use super::helpers::{PATIENCE, TEST_WEBHOOK_SECRET, TestApp, keyed};
 
 /// The secret being rotated out, in the rotation tests.
 const PREVIOUS_WEBHOOK_SECRET: &str = "whsec_test_previous_0123456789abcdef";
@@ -359,8 +359,7 @@ async fn without_a_secret_every_delivery_is_unavailable_and_the_service_is_not_s
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert_eq!(reason(&answer), "WEBHOOKS_NOT_CONFIGURED", "{answer}");
     assert!(stored_events(&app).await.is_empty());
-    app.wait_for_health("Serving", Duration::from_secs(10))
-        .await;
+    app.wait_for_health("Serving", PATIENCE).await;
     assert_eq!(
         app.health_of("supportdesk.v1.WebhookService").await,
         "NotServing"
@@ -374,8 +373,7 @@ async fn without_a_secret_every_delivery_is_unavailable_and_the_service_is_not_s
 #[tokio::test]
 async fn a_configured_webhook_service_is_serving() {
     let (app, _envoy) = app_with_secrets(&[TEST_WEBHOOK_SECRET]).await;
-    app.wait_for_health("Serving", Duration::from_secs(10))
-        .await;
+    app.wait_for_health("Serving", PATIENCE).await;
     assert_eq!(
         app.health_of("supportdesk.v1.WebhookService").await,
         "Serving"
@@ -612,7 +610,7 @@ async fn the_simulators_webhooks_reach_the_service_through_envoy_and_corrupted_f
     let ours = (Some(app.account_id.as_uuid()), Some(charge_id));
     super::helpers::wait_until(
         "the payment and dispute events stored",
-        Duration::from_secs(20),
+        PATIENCE,
         || async {
             let rows = stored_events(&app).await;
             ["payment_intent.succeeded", "charge.dispute.created"]
@@ -628,7 +626,7 @@ async fn the_simulators_webhooks_reach_the_service_through_envoy_and_corrupted_f
     // The simulator logs an attempt once it has read the answer, a moment after the row is stored.
     super::helpers::wait_until(
         "the clean retries of the corrupted attempts acknowledged",
-        Duration::from_secs(20),
+        PATIENCE,
         || async {
             let deliveries = app.simulator.deliveries();
             deliveries

@@ -126,7 +126,8 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // A poll: generous, since it ends as soon as the condition holds.
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(value) = probe().await {
             return value;
