@@ -242,6 +242,9 @@ pub struct PaymentProviderSettings {
     pub breaker_failure_threshold: u32,
     /// `PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS`: how long it stays open before one probe.
     pub breaker_cool_down: Duration,
+    /// `PAYMENT_PROVIDER_CA_FILE`: a PEM file of CA certificates trusted for `https://` besides
+    /// Mozilla's roots (a private CA, a TLS-inspecting proxy); read when the client is built.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -600,6 +603,9 @@ impl Reader<'_> {
             breaker_failure_threshold,
         );
         let breaker_cool_down = self.millis("PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS", 10_000);
+        let ca_file = self
+            .raw("PAYMENT_PROVIDER_CA_FILE")
+            .map(|path| std::path::PathBuf::from(path.trim()));
 
         let secret = self.raw("PAYMENT_PROVIDER_SECRET_KEY");
         let Some(raw_url) = self.raw("PAYMENT_PROVIDER_URL") else {
@@ -648,6 +654,7 @@ impl Reader<'_> {
             retry_budget_burst,
             breaker_failure_threshold,
             breaker_cool_down,
+            ca_file,
         })
     }
 }

@@ -1,4 +1,4 @@
-//! Billing's foundation (issue 13, docs/billing.md): the payment provider as a trait, its
+//! Billing's foundation (docs/billing.md): the payment provider as a trait, its
 //! Stripe-dialect HTTP client with timeouts, retries under a budget and a circuit breaker. Money
 //! itself is a domain type (`crate::domain::Money`). The RPCs, tables and the completer that
 //! finishes interrupted charges build on these.

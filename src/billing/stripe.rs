@@ -44,25 +44,34 @@ pub struct StripeHttpProvider {
 /// Why a [`StripeHttpProvider`] could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderSetupError {
-    /// This build's HTTP client has no TLS (reqwest without a TLS feature).
-    #[error("PAYMENT_PROVIDER_URL uses {0}://, which this build cannot speak (http:// only)")]
+    #[error("PAYMENT_PROVIDER_URL uses {0}://: only http:// and https:// are spoken")]
     UnsupportedScheme(String),
+    #[error("PAYMENT_PROVIDER_CA_FILE {path}: {problem}")]
+    CaFile { path: String, problem: String },
     #[error("the HTTP client could not be built: {0}")]
     Client(#[from] reqwest::Error),
 }
 
 impl StripeHttpProvider {
     pub fn new(settings: &PaymentProviderSettings) -> Result<Self, ProviderSetupError> {
-        if settings.url.scheme() != "http" {
+        if !matches!(settings.url.scheme(), "http" | "https") {
             return Err(ProviderSetupError::UnsupportedScheme(
                 settings.url.scheme().to_owned(),
             ));
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.timeout)
             // Redirects would resend a POST somewhere we did not configure.
             .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            // Certificates are verified against Mozilla's roots (and the extra CAs below); TLS
+            // 1.2 is the floor, as the providers require.
+            .min_tls_version(reqwest::tls::Version::TLS_1_2);
+        if let Some(path) = &settings.ca_file {
+            for certificate in extra_roots(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder.build()?;
         let mut base_url = settings.url.clone();
         // `join` replaces the last path segment unless the base ends with a slash.
         if !base_url.path().ends_with('/') {
@@ -452,6 +461,21 @@ impl Failure {
 
 /// The error a call ends with: when an earlier attempt's outcome was unknown and the last one got
 /// no definitive answer either, the outcome is still unknown.
+/// The CA certificates of a PEM file, or why the file cannot serve as one.
+fn extra_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ProviderSetupError> {
+    let problem = |problem: String| ProviderSetupError::CaFile {
+        path: path.display().to_string(),
+        problem,
+    };
+    let pem = std::fs::read(path).map_err(|error| problem(error.to_string()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|error| problem(format!("not PEM certificates: {error}")))?;
+    if certificates.is_empty() {
+        return Err(problem("holds no PEM certificate".to_owned()));
+    }
+    Ok(certificates)
+}
+
 fn resolve(last: ProviderError, outcome_unknown: Option<ProviderError>) -> ProviderError {
     match (outcome_unknown, last) {
         (_, last @ ProviderError::UnknownOutcome { .. }) => last,
@@ -872,9 +896,9 @@ mod tests {
     }
 
     #[test]
-    fn an_https_url_is_refused_while_the_client_has_no_tls() {
+    fn a_url_of_another_scheme_and_a_ca_file_that_is_no_certificate_are_refused_naming_them() {
         let settings = PaymentProviderSettings {
-            url: "https://api.stripe.com".parse().unwrap(),
+            url: "ftp://api.stripe.com".parse().unwrap(),
             secret_key: SecretString::from("sk_test_x".to_owned()),
             timeout: Duration::from_secs(1),
             max_attempts: 1,
@@ -884,11 +908,30 @@ mod tests {
             retry_budget_burst: 0,
             breaker_failure_threshold: 1,
             breaker_cool_down: Duration::from_secs(1),
+            ca_file: None,
         };
         assert!(matches!(
             StripeHttpProvider::new(&settings),
-            Err(ProviderSetupError::UnsupportedScheme(scheme)) if scheme == "https"
+            Err(ProviderSetupError::UnsupportedScheme(scheme)) if scheme == "ftp"
         ));
+        let not_pem = std::env::temp_dir().join(format!("not-a-ca-{}.pem", std::process::id()));
+        std::fs::write(&not_pem, "hello").unwrap();
+        let error = StripeHttpProvider::new(&PaymentProviderSettings {
+            url: "https://api.stripe.com".parse().unwrap(),
+            ca_file: Some(not_pem.clone()),
+            ..settings.clone()
+        })
+        .expect_err("no certificate in it");
+        std::fs::remove_file(&not_pem).unwrap();
+        assert!(
+            error.to_string().starts_with("PAYMENT_PROVIDER_CA_FILE "),
+            "{error}"
+        );
+        let https = PaymentProviderSettings {
+            url: "https://api.stripe.com".parse().unwrap(),
+            ..settings
+        };
+        assert!(StripeHttpProvider::new(&https).is_ok(), "https is spoken");
     }
 
     #[test]

@@ -52,6 +52,7 @@ fn provider_settings(
         retry_budget_burst: 100,
         breaker_failure_threshold: 100,
         breaker_cool_down: Duration::from_secs(30),
+        ca_file: None,
     };
     adjust(&mut settings);
     settings

@@ -239,6 +239,7 @@ pub(crate) fn test_payment_provider(
         retry_budget_burst: 100,
         breaker_failure_threshold: 100,
         breaker_cool_down: Duration::from_secs(30),
+        ca_file: None,
     }
 }
 

@@ -41,6 +41,7 @@ async fn harness_with(adjust: impl FnOnce(&mut PaymentProviderSettings)) -> Harn
         retry_budget_burst: 100,
         breaker_failure_threshold: 100,
         breaker_cool_down: Duration::from_secs(1),
+        ca_file: None,
     };
     adjust(&mut settings);
     let provider = Arc::new(StripeHttpProvider::new(&settings).expect("the client builds"));
@@ -710,6 +711,7 @@ async fn a_provider_that_refuses_connections_is_unavailable_not_an_unknown_outco
         retry_budget_burst: 10,
         breaker_failure_threshold: 2,
         breaker_cool_down: Duration::from_secs(60),
+        ca_file: None,
     };
     let provider = StripeHttpProvider::new(&settings).unwrap();
 
@@ -735,4 +737,128 @@ async fn a_provider_that_refuses_connections_is_unavailable_not_an_unknown_outco
         panic!("a refused connection sent nothing, so it is not unknown: {error:?}");
     };
     assert!(detail.starts_with("cannot connect"), "{detail}");
+}
+
+/// A TLS endpoint on 127.0.0.1 in front of the simulator, serving a certificate for `localhost`
+/// that a test CA made for this test signed: `https://` as a real provider serves it.
+struct TlsFront {
+    port: u16,
+    /// The test CA's certificate, PEM.
+    ca_pem: String,
+    acceptor_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.acceptor_task.abort();
+    }
+}
+
+async fn tls_in_front_of(simulator: &SimulatorHandle) -> TlsFront {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "supportdesk test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![server.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend: url::Url = simulator.base_url().parse().unwrap();
+    let backend = format!(
+        "{}:{}",
+        backend.host_str().unwrap(),
+        backend.port_or_known_default().unwrap()
+    );
+    let acceptor_task = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (acceptor, backend) = (acceptor.clone(), backend.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    TlsFront {
+        port,
+        ca_pem: ca.pem(),
+        acceptor_task,
+    }
+}
+
+#[tokio::test]
+async fn an_https_provider_is_paid_through_when_its_certificate_verifies_and_never_when_it_does_not()
+ {
+    let harness = harness().await;
+    let front = tls_in_front_of(&harness.simulator).await;
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), &front.ca_pem).unwrap();
+    let over_https = |ca_file: Option<std::path::PathBuf>| {
+        StripeHttpProvider::new(&PaymentProviderSettings {
+            url: format!("https://localhost:{}", front.port).parse().unwrap(),
+            secret_key: SecretString::from(harness.simulator.api_key().to_owned()),
+            timeout: Duration::from_secs(10),
+            max_attempts: 1,
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(10),
+            retry_budget_percent: 100,
+            retry_budget_burst: 10,
+            breaker_failure_threshold: 10,
+            breaker_cool_down: Duration::from_secs(1),
+            ca_file,
+        })
+        .expect("an https client")
+    };
+
+    let trusting_the_test_ca = over_https(Some(ca_file.path().to_owned()));
+    let paid = payment_with_card("pm_card_visa");
+    let payment = trusting_the_test_ca
+        .create_payment(&paid, in_seconds(20))
+        .await
+        .expect("paid over https");
+    assert_eq!(payment.status, PaymentStatus::Succeeded);
+    assert_eq!(harness.payment_intents_for(&paid), 1);
+
+    // Without the test CA the certificate chains to none of Mozilla's roots: the handshake
+    // fails, so nothing was sent.
+    let trusting_mozilla_only = over_https(None);
+    let refused = payment_with_card("pm_card_visa");
+    let error = trusting_mozilla_only
+        .create_payment(&refused, in_seconds(20))
+        .await
+        .expect_err("the certificate does not verify");
+    let ProviderError::Unavailable { detail } = &error else {
+        panic!("a failed handshake sent nothing: {error:?}");
+    };
+    assert!(detail.contains("certificate"), "{detail}");
+    assert!(
+        harness
+            .requests_with_key(&refused.idempotency_key())
+            .is_empty()
+    );
+    assert_eq!(harness.payment_intents_for(&refused), 0);
 }
