@@ -363,8 +363,9 @@ impl MetricsEndpoint {
         self.listener.local_addr()
     }
 
-    /// Answers `GET /metrics` with `metrics` until `stop`.
-    pub async fn serve(self, metrics: Metrics, stop: CancellationToken) {
+    /// Answers `GET /metrics` with `metrics` until `stop`. Borrows the listener, so that the job
+    /// runner can serve it again after a restart.
+    pub async fn serve(&self, metrics: Metrics, stop: CancellationToken) {
         loop {
             let stream = tokio::select! {
                 () = stop.cancelled() => return,
