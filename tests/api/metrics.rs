@@ -22,10 +22,10 @@ const MISSES: &str = r#"supportdesk_ticket_cache_lookups_total{outcome="miss"}"#
 const CACHE_FAILURES: &str = "supportdesk_ticket_cache_redis_failures_total";
 
 /// Every sample of one scrape, by series (name and labels).
-struct Scrape(HashMap<String, u64>);
+pub(crate) struct Scrape(HashMap<String, u64>);
 
 impl Scrape {
-    async fn of(app: &TestApp) -> Self {
+    pub(crate) async fn of(app: &TestApp) -> Self {
         let address = app.metrics_address.expect("metrics are on in this test");
         let response = reqwest::get(format!("http://{address}/metrics"))
             .await
@@ -47,11 +47,24 @@ impl Scrape {
         )
     }
 
-    fn get(&self, series: &str) -> u64 {
+    pub(crate) fn get(&self, series: &str) -> u64 {
         *self
             .0
             .get(series)
             .unwrap_or_else(|| panic!("{series} is not exported"))
+    }
+
+    /// The series of metric `name`, with their values.
+    pub(crate) fn family(&self, name: &str) -> BTreeMap<&str, u64> {
+        self.0
+            .iter()
+            .filter(|(series, _)| {
+                series
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
+            })
+            .map(|(series, value)| (series.as_str(), *value))
+            .collect()
     }
 
     /// How much each series grew since `before`.
@@ -71,7 +84,7 @@ impl Scrape {
     }
 }
 
-fn with_metrics(settings: &mut Settings) {
+pub(crate) fn with_metrics(settings: &mut Settings) {
     settings.server.metrics_listen_addr = Some("127.0.0.1:0".parse().expect("an address"));
 }
 
