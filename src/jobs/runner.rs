@@ -702,6 +702,13 @@ mod tests {
         }
     }
 
+    /// What `jobs` report as their failure; fails after ten virtual minutes.
+    async fn failure_of(jobs: &mut RunningJobs) -> JobFailure {
+        tokio::time::timeout(Duration::from_secs(600), jobs.failed())
+            .await
+            .expect("the runner reports a failure")
+    }
+
     /// When each run of a task started.
     #[derive(Clone, Default)]
     struct Runs(Arc<Mutex<Vec<Instant>>>);
@@ -789,7 +796,7 @@ mod tests {
             },
         )]);
 
-        let failure = jobs.failed().await;
+        let failure = failure_of(&mut jobs).await;
         assert_eq!(
             failure,
             JobFailure::GaveUp {
@@ -836,7 +843,7 @@ mod tests {
             },
         )]);
 
-        let failure = jobs.failed().await;
+        let failure = failure_of(&mut jobs).await;
         // Each long run's death is a first one; the sixth starts the streak that the deaths of
         // four quick runs after it take past the bound.
         assert!(
@@ -881,7 +888,7 @@ mod tests {
             ),
         ]);
 
-        let failure = jobs.failed().await;
+        let failure = failure_of(&mut jobs).await;
         assert_eq!(
             failure,
             JobFailure::Stopped {
