@@ -15,6 +15,7 @@ pub mod errors;
 pub mod health;
 pub mod http_rule;
 pub mod idempotency;
+pub mod jobs;
 pub mod methods;
 pub mod metrics;
 pub mod middleware;

@@ -4,12 +4,16 @@
 //! Each [`Metrics`] belongs to one running instance (no global recorder): the tests run many
 //! instances in one process and read each one's exact counts. Counting is one relaxed atomic
 //! add, so every event is counted exactly, however many requests race.
+//!
+//! The job runner's series are labelled by task: each task registers its [`TaskMetrics`] when
+//! the runner starts, and a task's series appear from then on.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -92,6 +96,124 @@ pub struct PasswordCounters {
     pub verified_against_decoy: Counter,
 }
 
+/// Where a background task of the job runner stands (`crate::jobs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    /// Running, and reporting progress within its bound when it declares one.
+    Running,
+    /// Died; waiting out its backoff before the runner starts it again.
+    Restarting,
+    /// Running, but it has not reported progress within its declared bound.
+    Lagging,
+    /// Stopped at shutdown.
+    Stopped,
+    /// Died for good (no restart declared, or its restarts ran out): the process is stopping.
+    Failed,
+}
+
+impl TaskState {
+    /// Every state, in the order they are exported.
+    pub const ALL: [Self; 5] = [
+        Self::Running,
+        Self::Restarting,
+        Self::Lagging,
+        Self::Stopped,
+        Self::Failed,
+    ];
+
+    /// The `state` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Restarting => "restarting",
+            Self::Lagging => "lagging",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn index(self) -> u8 {
+        match self {
+            Self::Running => 0,
+            Self::Restarting => 1,
+            Self::Lagging => 2,
+            Self::Stopped => 3,
+            Self::Failed => 4,
+        }
+    }
+
+    fn from_index(index: u8) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.index() == index)
+            .unwrap_or(Self::Failed)
+    }
+}
+
+/// One background task's state gauge and counts. Cheap to share through its `Arc`.
+#[derive(Debug)]
+pub struct TaskMetrics {
+    state: AtomicU8,
+    /// Times the runner started the task again after it died.
+    pub restarts: Counter,
+    /// Times the task died: panicked, returned an error, or returned while not told to stop.
+    pub failures: Counter,
+}
+
+impl TaskMetrics {
+    fn new() -> Self {
+        Self {
+            state: AtomicU8::new(TaskState::Running.index()),
+            restarts: Counter::default(),
+            failures: Counter::default(),
+        }
+    }
+
+    pub fn state(&self) -> TaskState {
+        TaskState::from_index(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn set_state(&self, state: TaskState) {
+        self.state.store(state.index(), Ordering::Relaxed);
+    }
+}
+
+/// The job runner's tasks by name.
+#[derive(Debug, Default)]
+pub struct JobRunnerMetrics {
+    tasks: Mutex<BTreeMap<&'static str, Arc<TaskMetrics>>>,
+}
+
+impl JobRunnerMetrics {
+    /// The series of task `name`, registered on first use (state `running`, counts at 0).
+    pub fn task(&self, name: &'static str) -> Arc<TaskMetrics> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(name)
+            .or_insert_with(|| Arc::new(TaskMetrics::new()))
+            .clone()
+    }
+
+    /// The series of task `name`, if it was registered.
+    pub fn get(&self, name: &str) -> Option<Arc<TaskMetrics>> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    fn snapshot(&self) -> Vec<(&'static str, Arc<TaskMetrics>)> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(name, task)| (*name, task.clone()))
+            .collect()
+    }
+}
+
 /// One instance's counters. Cheap to clone: clones share the counts.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics(Arc<Registry>);
@@ -101,6 +223,7 @@ struct Registry {
     rate_limit: RateLimitCounters,
     ticket_cache: TicketCacheCounters,
     passwords: PasswordCounters,
+    job_runner: JobRunnerMetrics,
 }
 
 impl Metrics {
@@ -114,6 +237,10 @@ impl Metrics {
 
     pub fn passwords(&self) -> &PasswordCounters {
         &self.0.passwords
+    }
+
+    pub fn job_runner(&self) -> &JobRunnerMetrics {
+        &self.0.job_runner
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -180,6 +307,42 @@ impl Metrics {
                 ),
             ],
         );
+        let tasks = self.job_runner().snapshot();
+        if !tasks.is_empty() {
+            let mut states = Vec::new();
+            let mut restarts = Vec::new();
+            let mut failures = Vec::new();
+            for (name, task) in &tasks {
+                let name = label_value(name);
+                let current = task.state();
+                for state in TaskState::ALL {
+                    states.push((
+                        format!(r#"{{task="{name}",state="{}"}}"#, state.as_str()),
+                        u64::from(state == current),
+                    ));
+                }
+                restarts.push((format!(r#"{{task="{name}"}}"#), task.restarts.get()));
+                failures.push((format!(r#"{{task="{name}"}}"#), task.failures.get()));
+            }
+            family(
+                "supportdesk_job_runner_task_state",
+                "gauge",
+                "The state of each background task: 1 for its current state, 0 for the others.",
+                &as_samples(&states),
+            );
+            family(
+                "supportdesk_job_runner_task_restarts_total",
+                "counter",
+                "Times the job runner started a background task again after it died.",
+                &as_samples(&restarts),
+            );
+            family(
+                "supportdesk_job_runner_task_failures_total",
+                "counter",
+                "Times a background task died: it panicked, returned an error, or returned while not told to stop.",
+                &as_samples(&failures),
+            );
+        }
         // Rendered on the runtime that serves /metrics: the service's own.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let workers = u64::try_from(runtime.metrics().num_workers()).unwrap_or(u64::MAX);
@@ -192,6 +355,22 @@ impl Metrics {
         }
         text
     }
+}
+
+/// Samples with owned labels, as the renderer takes them.
+fn as_samples(samples: &[(String, u64)]) -> Vec<(&str, u64)> {
+    samples
+        .iter()
+        .map(|(labels, value)| (labels.as_str(), *value))
+        .collect()
+}
+
+/// `value` escaped as a label value of the text format (backslash, double quote, newline).
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', r"\\")
+        .replace('"', r#"\""#)
+        .replace('\n', r"\n")
 }
 
 /// The bound metrics listener, before it serves.
@@ -216,8 +395,9 @@ impl MetricsEndpoint {
         self.listener.local_addr()
     }
 
-    /// Answers `GET /metrics` with `metrics` until `stop`.
-    pub async fn serve(self, metrics: Metrics, stop: CancellationToken) {
+    /// Answers `GET /metrics` with `metrics` until `stop`. Borrows the listener, so that the job
+    /// runner can serve it again after a restart.
+    pub async fn serve(&self, metrics: Metrics, stop: CancellationToken) {
         loop {
             let stream = tokio::select! {
                 () = stop.cancelled() => return,
@@ -283,6 +463,10 @@ mod tests {
         assert!(text.contains("supportdesk_rate_limit_decisions_total{outcome=\"allowed\"} 2\n"));
         assert!(text.contains("supportdesk_ticket_cache_lookups_total{outcome=\"miss\"} 1\n"));
         assert!(text.contains("supportdesk_rate_limit_fail_open 0\n"));
+        assert!(
+            !text.contains("supportdesk_job_runner"),
+            "no task series before the runner registers one"
+        );
         for line in text.lines().filter(|line| !line.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap_or_default();
             assert!(
@@ -290,5 +474,42 @@ mod tests {
                 "{name} has no TYPE line"
             );
         }
+    }
+
+    #[test]
+    fn a_task_has_one_state_sample_per_state_with_one_set_and_its_counts() {
+        let metrics = Metrics::default();
+        let task = metrics.job_runner().task("webhook-workers");
+        task.set_state(TaskState::Restarting);
+        task.failures.increment();
+        task.failures.increment();
+        task.restarts.increment();
+        let text = metrics.render();
+        let states: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("supportdesk_job_runner_task_state{"))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="running"} 0"#,
+                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="restarting"} 1"#,
+                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="lagging"} 0"#,
+                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="stopped"} 0"#,
+                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="failed"} 0"#,
+            ]
+        );
+        assert!(
+            text.contains(
+                "supportdesk_job_runner_task_restarts_total{task=\"webhook-workers\"} 1\n"
+            )
+        );
+        assert!(
+            text.contains(
+                "supportdesk_job_runner_task_failures_total{task=\"webhook-workers\"} 2\n"
+            )
+        );
+        assert!(text.contains("# TYPE supportdesk_job_runner_task_state gauge\n"));
+        assert!(text.contains("# TYPE supportdesk_job_runner_task_restarts_total counter\n"));
     }
 }

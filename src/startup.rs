@@ -2,6 +2,8 @@
 //! stack, and the listener. [`Application::build`] binds (port 0 in tests picks a free port);
 //! [`Application::run_until_stopped`] serves until its shutdown future resolves, then drains:
 //! health goes NOT_SERVING first, in-flight RPCs finish within the drain timeout, pools close.
+//! Every background task runs under the job runner (`crate::jobs`); one that dies for good stops
+//! the service the same way, and `run_until_stopped` then returns the error naming it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +31,10 @@ use crate::db::{self, PgPool};
 use crate::domain::PageTokenKeys;
 use crate::health::{DependencyProbe, Health};
 use crate::idempotency::{FingerprintKey, IdempotencyPolicy};
+use crate::jobs::{
+    HealthEffect, JobRunner, RestartPolicy, SERVICE_BACKOFF, Task, billing_completer,
+    idempotency_sweeper,
+};
 use crate::methods::MethodTable;
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::middleware::MiddlewareLayer;
@@ -55,6 +61,8 @@ pub struct Application {
     /// re-drives a dead one, so a worker need not wait for its next poll. Shared by the
     /// receiving service and every worker.
     wake_webhook_workers: Arc<Notify>,
+    /// Background tasks added with [`Application::with_task`], run beside the service's own.
+    extra_tasks: Vec<Task>,
 }
 
 impl Application {
@@ -90,7 +98,15 @@ impl Application {
             metrics_endpoint,
             methods,
             wake_webhook_workers: Arc::new(Notify::new()),
+            extra_tasks: Vec::new(),
         })
+    }
+
+    /// Adds a background task, supervised by the job runner like the service's own (its name
+    /// must differ from theirs: docs/architecture.md, "Background tasks").
+    pub fn with_task(mut self, task: Task) -> Self {
+        self.extra_tasks.push(task);
+        self
     }
 
     /// Where `GET /metrics` is served, when `METRICS_LISTEN_ADDR` is set.
@@ -212,51 +228,75 @@ impl Application {
         // Until the first probe says otherwise, nothing is known to work.
         health.set_all(ServingStatus::NotServing).await;
 
-        let stop_probe = CancellationToken::new();
-        let probe = tokio::spawn(
-            DependencyProbe {
-                health: health.clone(),
-                database: self.database.clone(),
-                redis: self.redis.clone(),
-                interval: server_settings.health_probe_interval,
-                timeout: self
-                    .settings
-                    .database
-                    .connect_timeout
-                    .max(self.settings.redis.connect_timeout),
-                limiter: services.limiter.backoff().clone(),
-            }
-            .run(stop_probe.clone()),
-        );
-
+        let mut jobs = JobRunner::new(health.clone(), services.metrics.clone());
+        let probe = DependencyProbe {
+            health: health.clone(),
+            database: self.database.clone(),
+            redis: self.redis.clone(),
+            interval: server_settings.health_probe_interval,
+            timeout: self
+                .settings
+                .database
+                .connect_timeout
+                .max(self.settings.redis.connect_timeout),
+            limiter: services.limiter.backoff().clone(),
+        };
+        // Without the probe, health says nothing true: everything is NOT_SERVING until it runs.
+        jobs.add(Task::new(
+            "dependency-probe",
+            RestartPolicy::Restart(SERVICE_BACKOFF),
+            HealthEffect::Everything,
+            move |context| returns_ok(probe.clone().run(context.stop)),
+        ));
         if let Some(endpoint) = self.metrics_endpoint {
-            tokio::spawn(endpoint.serve(services.metrics.clone(), stop_probe.clone()));
+            let endpoint = Arc::new(endpoint);
+            let metrics = services.metrics.clone();
+            jobs.add(Task::new(
+                "metrics-endpoint",
+                RestartPolicy::Restart(SERVICE_BACKOFF),
+                HealthEffect::None,
+                move |context| {
+                    let endpoint = endpoint.clone();
+                    let metrics = metrics.clone();
+                    async move {
+                        endpoint.serve(metrics, context.stop).await;
+                        Ok(())
+                    }
+                },
+            ));
         }
-
-        let sweeper = tokio::spawn(sweep_idempotency_keys(
+        jobs.add(idempotency_sweeper::task(
             self.database.clone(),
             self.settings.idempotency.sweep_interval,
-            stop_probe.clone(),
         ));
-
-        let gates = tokio::spawn(
-            health.clone().watch_gates(
-                provider
-                    .as_ref()
-                    .map(|provider| provider.breaker().subscribe()),
-                std::time::Duration::from_millis(250),
-                stop_probe.clone(),
-            ),
-        );
-
-        let completer = tokio::spawn(complete_pending_billing(
-            billing,
-            self.settings.billing_completer_interval,
-            stop_probe.clone(),
+        // Without the watcher, an opened breaker would leave BillingService SERVING until the
+        // next change of the dependencies.
+        let breaker = provider.clone();
+        let gated_health = health.clone();
+        jobs.add(Task::new(
+            "health-gates",
+            RestartPolicy::Restart(SERVICE_BACKOFF),
+            HealthEffect::Service(served_name(&billing_api)),
+            move |context| {
+                returns_ok(
+                    gated_health.clone().watch_gates(
+                        breaker
+                            .as_ref()
+                            .map(|provider| provider.breaker().subscribe()),
+                        std::time::Duration::from_millis(250),
+                        context.stop,
+                    ),
+                )
+            },
         ));
-
-        let webhook_workers = tokio::spawn(
-            crate::service::WebhookWorkers::new(
+        if let Some(billing) = billing {
+            jobs.add(billing_completer::task(
+                billing,
+                self.settings.billing_completer_interval,
+            ));
+        }
+        if self.settings.webhook_workers.workers > 0 {
+            let workers = crate::service::WebhookWorkers::new(
                 self.database.clone(),
                 provider
                     .clone()
@@ -265,16 +305,28 @@ impl Application {
                 // The receiving side notifies it for each new event and each re-drive; the
                 // workers also poll, to find events other instances stored.
                 self.wake_webhook_workers.clone(),
-            )
-            .run(stop_probe.clone()),
-        );
-
-        let cache_repairs = tokio::spawn(
-            services
-                .ticket_cache
-                .clone()
-                .run_repairs(stop_probe.clone()),
-        );
+            );
+            // Events wait durably in the queue, shared with every instance's workers: nothing
+            // to take out of service while they restart.
+            jobs.add(Task::new(
+                "webhook-workers",
+                RestartPolicy::Restart(SERVICE_BACKOFF),
+                HealthEffect::None,
+                move |context| workers.clone().run(context.stop),
+            ));
+        }
+        // Entries written while Redis was away stay unsynced until their TTL without it.
+        let ticket_cache = services.ticket_cache.clone();
+        jobs.add(Task::new(
+            "ticket-cache-repair",
+            RestartPolicy::Restart(SERVICE_BACKOFF),
+            HealthEffect::None,
+            move |context| returns_ok(ticket_cache.clone().run_repairs(context.stop)),
+        ));
+        for task in self.extra_tasks {
+            jobs.add(task);
+        }
+        let mut jobs = jobs.start()?;
 
         let drain = CancellationToken::new();
         let server = Server::builder()
@@ -316,25 +368,28 @@ impl Application {
         let mut server = tokio::spawn(server);
         tracing::info!(address = %self.local_addr, "serving gRPC");
 
+        let mut died = None;
         tokio::select! {
             result = &mut server => {
-                stop_probe.cancel();
+                jobs.shutdown(server_settings.shutdown_drain_timeout).await;
                 return result.context("the server task panicked")?.context("the server failed");
             }
             () = shutdown => {}
+            failure = jobs.failed() => {
+                tracing::error!(%failure, "a background task died for good: shutting down");
+                died = Some(failure);
+            }
         }
 
         tracing::info!(
             delay = ?server_settings.shutdown_delay,
             "shutting down: reporting NOT_SERVING, then draining in-flight RPCs"
         );
-        stop_probe.cancel();
-        let _ = probe.await;
-        let _ = sweeper.await;
-        let _ = completer.await;
-        let _ = webhook_workers.await;
-        let _ = gates.await;
-        let _ = cache_repairs.await;
+        // The tasks stop first: a probe still running could report SERVING again.
+        let unclean = jobs.shutdown(server_settings.shutdown_drain_timeout).await;
+        if !unclean.is_empty() {
+            tracing::error!(tasks = ?unclean, "background tasks did not stop cleanly");
+        }
         health.set_all(ServingStatus::NotServing).await;
         tokio::time::sleep(server_settings.shutdown_delay).await;
         drain.cancel();
@@ -352,6 +407,10 @@ impl Application {
         }
         drop(self.database);
         drop(self.redis);
+        if let Some(failure) = died {
+            tracing::info!("stopped after a background task died");
+            return Err(failure.into());
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -375,45 +434,10 @@ fn ensure_served_as_declared(methods: &MethodTable, served: &[&str]) -> anyhow::
     Ok(())
 }
 
-/// Finishes charges and refunds left pending (docs/billing.md, "the completer") every
-/// `interval` until `stop`; nothing to do while billing is unconfigured.
-async fn complete_pending_billing(
-    billing: Option<crate::service::Billing>,
-    interval: std::time::Duration,
-    stop: CancellationToken,
-) {
-    let Some(billing) = billing else { return };
-    let policy = crate::service::CompleterPolicy::default();
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        match billing.complete_pending(&policy).await {
-            Ok(completed) if completed == crate::service::Completed::default() => {}
-            Ok(completed) => tracing::info!(?completed, "pending charges and refunds finished"),
-            Err(error) => tracing::warn!(%error, "finishing pending charges failed; will retry"),
-        }
-    }
-}
-
-/// Deletes expired idempotency keys every `interval` until `stop`.
-async fn sweep_idempotency_keys(
-    database: PgPool,
-    interval: std::time::Duration,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        match crate::idempotency::sweep_expired(&database, 500).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "expired idempotency keys deleted"),
-            Err(error) => tracing::warn!(%error, "sweeping idempotency keys failed; will retry"),
-        }
-    }
+/// A task's run that cannot fail by itself: it returns once stopped.
+async fn returns_ok(run: impl Future<Output = ()>) -> anyhow::Result<()> {
+    run.await;
+    Ok(())
 }
 
 /// The operations behind the RPCs, wired to the pools and to each other.

@@ -134,12 +134,30 @@ impl WebhookWorkers {
     /// Runs `WEBHOOK_WORKERS` workers until `stop`, and returns once every one has stopped: a
     /// worker reading the provider gives its event back untried; one completing an event
     /// finishes that transaction first.
-    pub async fn run(self, stop: CancellationToken) {
+    ///
+    /// A worker that panics stops the others and the panic goes on to the caller (the job
+    /// runner, which restarts them all): a worker never vanishes unseen while the rest run on.
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let workers_stop = stop.child_token();
         let mut workers = JoinSet::new();
         for worker in 0..self.settings.workers {
-            workers.spawn(self.clone().run_worker(worker, stop.clone()));
+            workers.spawn(self.clone().run_worker(worker, workers_stop.clone()));
         }
-        while workers.join_next().await.is_some() {}
+        while let Some(joined) = workers.join_next().await {
+            if let Err(error) = joined {
+                workers_stop.cancel();
+                while workers.join_next().await.is_some() {}
+                if error.is_panic() {
+                    std::panic::resume_unwind(error.into_panic());
+                }
+                anyhow::bail!("a webhook worker was cancelled: {error}");
+            }
+        }
+        anyhow::ensure!(
+            stop.is_cancelled(),
+            "the webhook workers returned while not told to stop"
+        );
+        Ok(())
     }
 
     async fn run_worker(self, worker: u32, stop: CancellationToken) {

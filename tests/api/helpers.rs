@@ -306,6 +306,15 @@ impl TestApp {
 
     /// Spawns with settings adjusted by `configure` (for example, pointing at a proxy).
     pub(crate) async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_with_application(configure, |application| application).await
+    }
+
+    /// Spawns with settings adjusted by `configure` and the built application by `adjust`
+    /// (for example, a background task added with `Application::with_task`).
+    pub(crate) async fn spawn_with_application(
+        configure: impl FnOnce(&mut Settings),
+        adjust: impl FnOnce(Application) -> Application,
+    ) -> Self {
         LazyLock::force(&TRACING);
         let database = TestDatabase::create().await;
         let simulator =
@@ -322,6 +331,7 @@ impl TestApp {
         let address = application.local_addr();
         let metrics_address = application.metrics_addr();
         let webhook_wake = application.webhook_wake();
+        let application = adjust(application);
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async {
             let _ = stopped.await;
@@ -355,6 +365,16 @@ impl TestApp {
             server: Some(server),
             database,
         }
+    }
+
+    /// Waits up to `within` for the service to stop by itself (nothing asked it to), and returns
+    /// what `run_until_stopped` returned.
+    pub(crate) async fn stopped_by_itself(&mut self, within: Duration) -> anyhow::Result<()> {
+        let server = self.server.take().expect("the service was running");
+        tokio::time::timeout(within, server)
+            .await
+            .unwrap_or_else(|_| panic!("the service did not stop within {within:?}"))
+            .expect("run_until_stopped did not panic")
     }
 
     /// A request made as this app's admin.
@@ -720,5 +740,18 @@ impl Scrape {
             .0
             .get(series)
             .unwrap_or_else(|| panic!("{series} is not exported"))
+    }
+
+    /// The series of metric `name`, with their values.
+    pub(crate) fn family(&self, name: &str) -> std::collections::BTreeMap<&str, u64> {
+        self.0
+            .iter()
+            .filter(|(series, _)| {
+                series
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
+            })
+            .map(|(series, value)| (series.as_str(), *value))
+            .collect()
     }
 }

@@ -16,6 +16,7 @@ mod envoy;
 mod error_reasons;
 mod helpers;
 mod idempotency;
+mod job_runner;
 mod metrics;
 mod payment_provider;
 mod principal_states;

@@ -1,0 +1,90 @@
+//! Background work: one runner, and one file per job.
+//!
+//! The rules:
+//!
+//! 1. **Every long-lived task runs under the [`JobRunner`]**; nothing long-lived is started with
+//!    a bare `tokio::spawn` (`Application::run_until_stopped` adds the service's tasks, and
+//!    `Application::with_task` any other). A task that dies is seen: an ERROR log line with its
+//!    name and cause, the `supportdesk_job_runner_*` metrics, and its declared health effect.
+//! 2. **Each task declares** a name (lower case, words joined by `-`; it labels the metrics),
+//!    a [`RestartPolicy`] (restart after a capped exponential backoff, giving up after a bound;
+//!    or stop the process), a [`HealthEffect`] while it is not running, and optionally a lag
+//!    bound within which it reports progress through its [`Heartbeat`].
+//! 3. **A run returns `Ok(())` once its [`TaskContext::stop`] is cancelled, and only then.**
+//!    An error in one pass of a periodic job (the database away for a while) is logged and the
+//!    next pass tries again; returning an error, panicking or returning early is dying.
+//! 4. **Giving up stops the process**: `run_until_stopped` drains and returns an error naming the
+//!    task, so the process exits non-zero rather than running on without it.
+//! 5. **Imports point down**: jobs use `health`, `metrics` and the services they run, never
+//!    `api/` or `middleware/` (a test below reads the sources).
+//!
+//! docs/architecture.md ("Background tasks") lists the tasks with their policies and effects.
+
+pub mod billing_completer;
+pub mod idempotency_sweeper;
+pub mod runner;
+
+use std::time::Duration;
+
+pub use crate::metrics::TaskState;
+pub use runner::{
+    Backoff, HealthEffect, Heartbeat, JobFailure, JobRunner, RestartPolicy, RunningJobs, Task,
+    TaskContext,
+};
+
+/// The service's own tasks' backoff: 1 s, doubling to 1 min; a sixth death within a minute of
+/// the fifth restart stops the process (after about 31 s of crash-looping).
+pub const SERVICE_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+    give_up_after: 5,
+};
+
+/// How long a periodic job may go without a successful pass before it counts as lagging: three
+/// of its intervals and five minutes more (a pass may wait on slow calls).
+pub fn periodic_lag_bound(interval: Duration) -> Duration {
+    interval.saturating_mul(3) + Duration::from_secs(5 * 60)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every source file of the room, by name.
+    const SOURCES: [(&str, &str); 4] = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("runner.rs", include_str!("runner.rs")),
+        ("billing_completer.rs", include_str!("billing_completer.rs")),
+        (
+            "idempotency_sweeper.rs",
+            include_str!("idempotency_sweeper.rs"),
+        ),
+    ];
+
+    #[test]
+    fn no_job_imports_the_api_or_the_middleware() {
+        let forbidden = [concat!("crate::", "api"), concat!("crate::", "middleware")];
+        for (file, source) in SOURCES {
+            for path in forbidden {
+                assert!(!source.contains(path), "src/jobs/{file} uses {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_source_file_of_the_room_is_checked() {
+        let mut on_disk: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/jobs"))
+                .expect("src/jobs")
+                .map(|entry| {
+                    entry
+                        .expect("an entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+        on_disk.sort();
+        let mut checked: Vec<&str> = SOURCES.iter().map(|(file, _)| *file).collect();
+        checked.sort_unstable();
+        assert_eq!(on_disk, checked);
+    }
+}
