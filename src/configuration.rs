@@ -236,8 +236,9 @@ pub struct PaymentProviderSettings {
     pub backoff_max: Duration,
     /// `PAYMENT_PROVIDER_RETRY_BUDGET_PERCENT`: retries may be at most this share of calls.
     pub retry_budget_percent: u32,
-    /// `PAYMENT_PROVIDER_RETRY_BUDGET_BURST`: retries allowed at once before the share applies.
-    pub retry_budget_burst: u32,
+    /// `PAYMENT_PROVIDER_RETRY_BUDGET_MIN_PER_SEC`: retries a second allowed on top of the
+    /// share, whatever the traffic (over the budget's 10-second window).
+    pub retry_budget_min_per_second: u32,
     /// `PAYMENT_PROVIDER_BREAKER_FAILURES`: consecutive failures that open the circuit breaker.
     pub breaker_failure_threshold: u32,
     /// `PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS`: how long it stays open before one probe.
@@ -596,7 +597,16 @@ impl Reader<'_> {
             self.problems
                 .push("PAYMENT_PROVIDER_RETRY_BUDGET_PERCENT must be between 0 and 100".to_owned());
         }
-        let retry_budget_burst = self.parsed("PAYMENT_PROVIDER_RETRY_BUDGET_BURST", 10);
+        if self.raw("PAYMENT_PROVIDER_RETRY_BUDGET_BURST").is_some() {
+            self.problems.push(
+                "PAYMENT_PROVIDER_RETRY_BUDGET_BURST is gone: set PAYMENT_PROVIDER_RETRY_BUDGET_MIN_PER_SEC \
+                 (retries a second allowed on top of the share; 1 allows the old default's 10 per \
+                 10 seconds)"
+                    .to_owned(),
+            );
+        }
+        let retry_budget_min_per_second =
+            self.parsed("PAYMENT_PROVIDER_RETRY_BUDGET_MIN_PER_SEC", 1);
         let breaker_failure_threshold = self.parsed("PAYMENT_PROVIDER_BREAKER_FAILURES", 5);
         self.positive(
             "PAYMENT_PROVIDER_BREAKER_FAILURES",
@@ -651,7 +661,7 @@ impl Reader<'_> {
             backoff_base,
             backoff_max,
             retry_budget_percent,
-            retry_budget_burst,
+            retry_budget_min_per_second,
             breaker_failure_threshold,
             breaker_cool_down,
             ca_file,
@@ -1057,7 +1067,7 @@ mod tests {
         assert_eq!(provider.backoff_base, Duration::from_millis(100));
         assert_eq!(provider.backoff_max, Duration::from_secs(2));
         assert_eq!(provider.retry_budget_percent, 20);
-        assert_eq!(provider.retry_budget_burst, 10);
+        assert_eq!(provider.retry_budget_min_per_second, 1);
         assert_eq!(provider.breaker_failure_threshold, 5);
         assert_eq!(provider.breaker_cool_down, Duration::from_secs(10));
         assert!(!format!("{provider:?}").contains("hunter2"));
@@ -1152,7 +1162,7 @@ mod tests {
             ("PAYMENT_PROVIDER_BACKOFF_BASE_MS", "500"),
             ("PAYMENT_PROVIDER_BACKOFF_MAX_MS", "100"),
             ("PAYMENT_PROVIDER_RETRY_BUDGET_PERCENT", "150"),
-            ("PAYMENT_PROVIDER_RETRY_BUDGET_BURST", "many"),
+            ("PAYMENT_PROVIDER_RETRY_BUDGET_MIN_PER_SEC", "many"),
             ("PAYMENT_PROVIDER_BREAKER_FAILURES", "0"),
             ("PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS", "-1"),
         ])))
@@ -1164,7 +1174,7 @@ mod tests {
                 "PAYMENT_PROVIDER_MAX_ATTEMPTS must be greater than 0",
                 "PAYMENT_PROVIDER_BACKOFF_MAX_MS must not be less than PAYMENT_PROVIDER_BACKOFF_BASE_MS",
                 "PAYMENT_PROVIDER_RETRY_BUDGET_PERCENT must be between 0 and 100",
-                "PAYMENT_PROVIDER_RETRY_BUDGET_BURST=\"many\" is invalid: invalid digit found in string",
+                "PAYMENT_PROVIDER_RETRY_BUDGET_MIN_PER_SEC=\"many\" is invalid: invalid digit found in string",
                 "PAYMENT_PROVIDER_BREAKER_FAILURES must be greater than 0",
                 "PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS=\"-1\" is invalid: invalid digit found in string",
                 "PAYMENT_PROVIDER_URL must be a URL starting with http:// or https://",

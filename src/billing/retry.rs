@@ -1,17 +1,17 @@
 //! How often and how soon a failed provider call is tried again: full-jitter exponential backoff
 //! (AWS's "Exponential Backoff and Jitter") between a bounded number of attempts, and a retry
-//! budget that keeps retries to a fixed share of recent calls, so that an outage does not
-//! multiply the load on a provider that is already struggling.
+//! budget that keeps retries to a share of recent calls, so that an outage does not multiply the
+//! load on a provider that is already struggling.
 //!
-//! The budget is a token bucket counted in thousandths of a retry (integers: there is no float
-//! in billing). Every call deposits `percent` × 10 thousandths; every retry withdraws 1000. The
-//! bucket holds at most `burst` retries and starts full, so a quiet service can still retry a
-//! lone failure, while under sustained failure retries settle at `percent` % of calls.
+//! The budget is tower's [`TpsBudget`] (Finagle's retry budget): over a sliding 10-second window,
+//! each call deposits `percent` % of a retry and each retry withdraws one; `min_per_second`
+//! retries a second are allowed on top whatever the traffic, so a quiet service can still retry
+//! a lone failure, while under sustained failure retries settle at `percent` % of calls.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::Rng;
+pub use tower::retry::budget::{Budget, TpsBudget};
 
 /// Attempts and backoff.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,50 +43,17 @@ impl RetryPolicy {
     }
 }
 
-const MILLI: u64 = 1_000;
+/// The window over which the budget counts calls and retries.
+pub const BUDGET_WINDOW: Duration = Duration::from_secs(10);
 
-/// The token bucket limiting retries to a share of calls. Shared by every call to one provider.
-#[derive(Debug)]
-pub struct RetryBudget {
-    deposit_per_call: u64,
-    capacity: u64,
-    balance: Mutex<u64>,
-}
-
-impl RetryBudget {
-    /// Retries may be `percent` % of calls (0..=100), with bursts of up to `burst` retries.
-    pub fn new(percent: u32, burst: u32) -> Self {
-        let capacity = u64::from(burst) * MILLI;
-        Self {
-            deposit_per_call: u64::from(percent.min(100)) * MILLI / 100,
-            capacity,
-            balance: Mutex::new(capacity),
-        }
-    }
-
-    /// A call starts: it earns the budget its share of a retry.
-    pub fn deposit(&self) {
-        let mut balance = self.lock();
-        *balance = (*balance + self.deposit_per_call).min(self.capacity);
-    }
-
-    /// A retry wants to go: true (and one retry withdrawn) if the budget allows it.
-    pub fn try_withdraw(&self) -> bool {
-        let mut balance = self.lock();
-        if *balance >= MILLI {
-            *balance -= MILLI;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
-        // One integer, always written whole: a poisoned lock still holds a valid balance.
-        self.balance
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+/// The retry budget of one provider, shared by every call to it: retries may be `percent` % of
+/// the calls of the last [`BUDGET_WINDOW`] (0..=100), plus `min_per_second` a second.
+pub fn retry_budget(percent: u32, min_per_second: u32) -> TpsBudget {
+    // An exact ratio of small integers: percent / 100 is representable closely enough that
+    // tower's integer deposit and withdrawal amounts come out exact (10 % → withdraw 10 deposits).
+    #[expect(clippy::cast_precision_loss, reason = "at most 100")]
+    let share = percent.min(100) as f32 / 100.0;
+    TpsBudget::new(BUDGET_WINDOW, min_per_second, share)
 }
 
 #[cfg(test)]
@@ -121,34 +88,40 @@ mod tests {
         assert!(distinct.len() > 100, "full jitter spreads delays");
     }
 
-    #[test]
-    fn the_budget_allows_its_burst_then_a_share_of_calls() {
-        let budget = RetryBudget::new(20, 2);
-        assert!(budget.try_withdraw());
-        assert!(budget.try_withdraw());
-        assert!(!budget.try_withdraw(), "the burst is spent");
+    #[tokio::test(start_paused = true)]
+    async fn without_a_floor_retries_are_earned_by_calls_a_share_at_a_time() {
+        let budget = retry_budget(20, 0);
+        assert!(!budget.withdraw(), "nothing earned yet");
         for _ in 0..4 {
             budget.deposit();
-            assert!(!budget.try_withdraw(), "less than one retry earned");
+            assert!(!budget.withdraw(), "less than one retry earned");
         }
         budget.deposit();
-        assert!(budget.try_withdraw(), "five calls at 20 % earn one retry");
-        assert!(!budget.try_withdraw());
+        assert!(budget.withdraw(), "five calls at 20 % earn one retry");
+        assert!(!budget.withdraw());
     }
 
-    #[test]
-    fn the_budget_never_holds_more_than_its_burst() {
-        let budget = RetryBudget::new(100, 1);
-        (0..50).for_each(|_| budget.deposit());
-        assert!(budget.try_withdraw());
-        assert!(!budget.try_withdraw());
-    }
-
-    #[test]
-    fn a_zero_percent_budget_allows_only_its_burst() {
-        let budget = RetryBudget::new(0, 1);
+    #[tokio::test(start_paused = true)]
+    async fn the_floor_allows_min_per_second_retries_over_the_window_without_any_call() {
+        let budget = retry_budget(0, 1);
+        for retry in 0..10 {
+            assert!(budget.withdraw(), "retry {retry} of the window's ten");
+        }
+        assert!(!budget.withdraw(), "the window's floor is spent");
         (0..1_000).for_each(|_| budget.deposit());
-        assert!(budget.try_withdraw());
-        assert!(!budget.try_withdraw());
+        assert!(!budget.withdraw(), "a 0 % budget earns nothing from calls");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_calls_earned_expires_with_the_window() {
+        let budget = retry_budget(100, 0);
+        budget.deposit();
+        tokio::time::advance(BUDGET_WINDOW + Duration::from_secs(1)).await;
+        assert!(
+            !budget.withdraw(),
+            "a call older than the window earns nothing"
+        );
+        budget.deposit();
+        assert!(budget.withdraw());
     }
 }

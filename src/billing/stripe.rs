@@ -25,7 +25,7 @@ use super::provider::{
     BillingReference, CreatePayment, CreateRefund, Payment, PaymentFailure, PaymentProvider,
     PaymentStatus, ProviderCharge, ProviderError, ProviderFuture, Refund, RefundStatus,
 };
-use super::retry::{RetryBudget, RetryPolicy};
+use super::retry::{Budget as _, RetryPolicy, TpsBudget, retry_budget};
 use crate::configuration::PaymentProviderSettings;
 use crate::domain::Money;
 
@@ -37,7 +37,7 @@ pub struct StripeHttpProvider {
     secret_key: SecretString,
     attempt_timeout: Duration,
     policy: RetryPolicy,
-    budget: RetryBudget,
+    budget: TpsBudget,
     breaker: CircuitBreaker,
 }
 
@@ -87,7 +87,10 @@ impl StripeHttpProvider {
                 base_delay: settings.backoff_base,
                 max_delay: settings.backoff_max,
             },
-            budget: RetryBudget::new(settings.retry_budget_percent, settings.retry_budget_burst),
+            budget: retry_budget(
+                settings.retry_budget_percent,
+                settings.retry_budget_min_per_second,
+            ),
             breaker: CircuitBreaker::new(BreakerConfig {
                 failure_threshold: settings.breaker_failure_threshold,
                 cool_down: settings.breaker_cool_down,
@@ -171,7 +174,7 @@ impl StripeHttpProvider {
             if Instant::now() + delay >= deadline {
                 return Err(resolve(failure.error, outcome_unknown));
             }
-            if !self.budget.try_withdraw() {
+            if !self.budget.withdraw() {
                 tracing::warn!(path = request.path, "payment provider retry budget spent");
                 return Err(resolve(failure.error, outcome_unknown));
             }
@@ -905,7 +908,7 @@ mod tests {
             backoff_base: Duration::from_millis(1),
             backoff_max: Duration::from_millis(1),
             retry_budget_percent: 0,
-            retry_budget_burst: 0,
+            retry_budget_min_per_second: 0,
             breaker_failure_threshold: 1,
             breaker_cool_down: Duration::from_secs(1),
             ca_file: None,

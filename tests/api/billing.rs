@@ -49,7 +49,7 @@ fn provider_settings(
         backoff_base: Duration::from_millis(10),
         backoff_max: Duration::from_millis(50),
         retry_budget_percent: 100,
-        retry_budget_burst: 100,
+        retry_budget_min_per_second: 100,
         breaker_failure_threshold: 100,
         breaker_cool_down: Duration::from_secs(30),
         ca_file: None,

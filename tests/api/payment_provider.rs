@@ -38,7 +38,7 @@ async fn harness_with(adjust: impl FnOnce(&mut PaymentProviderSettings)) -> Harn
         backoff_base: Duration::from_millis(10),
         backoff_max: Duration::from_millis(50),
         retry_budget_percent: 100,
-        retry_budget_burst: 100,
+        retry_budget_min_per_second: 100,
         breaker_failure_threshold: 100,
         breaker_cool_down: Duration::from_secs(1),
         ca_file: None,
@@ -473,33 +473,56 @@ async fn a_retry_after_longer_than_the_deadline_allows_is_not_waited_for() {
 
 #[tokio::test]
 async fn retries_stop_when_the_retry_budget_is_spent() {
+    // No floor, 10 %: each call earns a tenth of a retry, so the tenth call is the first that
+    // may retry, once, though five attempts are allowed. (The window is 10 s; the ten calls take
+    // milliseconds, seconds on a loaded machine.)
     let harness = harness_with(|settings| {
         settings.max_attempts = 5;
         settings.retry_budget_percent = 10;
-        settings.retry_budget_burst = 2;
+        settings.retry_budget_min_per_second = 0;
     })
     .await;
     harness.fault_always(
         Endpoint::CreatePaymentIntent,
         FaultAction::ServerError { status: 503 },
     );
-    let first = payment_with_card("pm_card_visa");
-    let second = payment_with_card("pm_card_visa");
+    let mut attempts = Vec::new();
+    for _ in 0..10 {
+        let request = payment_with_card("pm_card_visa");
+        let error = harness
+            .pay(&request, in_seconds(5))
+            .await
+            .expect_err("down");
+        assert!(matches!(error, ProviderError::Unavailable { .. }));
+        attempts.push(harness.requests_with_key(&request.idempotency_key()).len());
+    }
 
-    let first_error = harness.pay(&first, in_seconds(5)).await.expect_err("down");
-    let second_error = harness.pay(&second, in_seconds(5)).await.expect_err("down");
+    assert_eq!(attempts, [1, 1, 1, 1, 1, 1, 1, 1, 1, 2]);
+}
 
-    assert!(matches!(first_error, ProviderError::Unavailable { .. }));
-    assert!(matches!(second_error, ProviderError::Unavailable { .. }));
-    assert_eq!(
-        harness.requests_with_key(&first.idempotency_key()).len(),
-        3,
-        "the burst of two retries, though five attempts were allowed"
+#[tokio::test]
+async fn the_budgets_floor_lets_a_lone_failure_retry_on_a_quiet_service() {
+    let harness = harness_with(|settings| {
+        settings.max_attempts = 3;
+        settings.retry_budget_percent = 0;
+        settings.retry_budget_min_per_second = 1;
+    })
+    .await;
+    harness.fault_once(
+        Endpoint::CreatePaymentIntent,
+        FaultAction::ServerError { status: 503 },
     );
+    let request = payment_with_card("pm_card_visa");
+
+    let payment = harness
+        .pay(&request, in_seconds(5))
+        .await
+        .expect("the retry succeeds");
+
+    assert_eq!(payment.status, PaymentStatus::Succeeded);
     assert_eq!(
-        harness.requests_with_key(&second.idempotency_key()).len(),
-        1,
-        "one call earns a tenth of a retry: not enough"
+        harness.requests_with_key(&request.idempotency_key()).len(),
+        2
     );
 }
 
@@ -708,7 +731,7 @@ async fn a_provider_that_refuses_connections_is_unavailable_not_an_unknown_outco
         backoff_base: Duration::from_millis(10),
         backoff_max: Duration::from_millis(20),
         retry_budget_percent: 100,
-        retry_budget_burst: 10,
+        retry_budget_min_per_second: 10,
         breaker_failure_threshold: 2,
         breaker_cool_down: Duration::from_secs(60),
         ca_file: None,
@@ -826,7 +849,7 @@ async fn an_https_provider_is_paid_through_when_its_certificate_verifies_and_nev
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_millis(10),
             retry_budget_percent: 100,
-            retry_budget_burst: 10,
+            retry_budget_min_per_second: 10,
             breaker_failure_threshold: 10,
             breaker_cool_down: Duration::from_secs(1),
             ca_file,
