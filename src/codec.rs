@@ -70,7 +70,7 @@ impl<U: Message + Default> Decoder for ApiDecoder<U> {
                 problem = %error.problem,
                 "refused a message that does not decode"
             );
-            Status::from(AppError::MalformedMessage(error))
+            Status::from(AppError::from(error))
         })
     }
 
@@ -85,6 +85,15 @@ impl<U: Message + Default> Decoder for ApiDecoder<U> {
 pub struct MalformedMessage {
     pub field: Option<String>,
     pub problem: String,
+}
+
+impl From<MalformedMessage> for AppError {
+    fn from(malformed: MalformedMessage) -> Self {
+        Self::MalformedMessage {
+            field: malformed.field,
+            problem: malformed.problem,
+        }
+    }
 }
 
 impl From<&prost::DecodeError> for MalformedMessage {
@@ -159,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_malformed_message_is_invalid_argument_with_its_own_reason() {
-        let status = Status::from(AppError::MalformedMessage(MalformedMessage {
+        let status = Status::from(AppError::from(MalformedMessage {
             field: Some("ticket.subject".to_owned()),
             problem: "invalid string value: data is not UTF-8 encoded".to_owned(),
         }));

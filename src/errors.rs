@@ -7,6 +7,9 @@
 //! - Every status carries `google.rpc.ErrorInfo` with an UPPER_SNAKE_CASE `reason` and the domain
 //!   `supportdesk`; clients branch on the reason, never on the message. Field errors add a
 //!   `BadRequest` naming every offending field; retryable errors add `RetryInfo`.
+//! - This module is a leaf: of the crate it imports only `domain` and `wire::headers`, so every
+//!   other module can import it (tests/api/imports.rs). Errors of other modules become an
+//!   [`AppError`] through `From` impls that live beside them (`codec`'s `MalformedMessage`).
 //! - Database and pool failures are classified once, here: a lost or unreachable PostgreSQL is
 //!   UNAVAILABLE (retryable), a statement cut short by the request's deadline is
 //!   DEADLINE_EXCEEDED, anything unexpected is INTERNAL.
@@ -22,7 +25,8 @@ use diesel_async::pooled_connection::PoolError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::{InvalidValue, SignatureRefusal};
+use crate::domain::{InvalidValue, RateQuota, SignatureRefusal};
+use crate::wire::headers::HTTP_STATUS_HEADER;
 
 /// The `domain` of every ErrorInfo this service sends.
 pub const ERROR_DOMAIN: &str = "supportdesk";
@@ -35,9 +39,13 @@ pub enum AppError {
     #[error("invalid request: {0}")]
     InvalidArgument(FieldViolations),
 
-    /// The request's bytes are not a protobuf message of the RPC's request type.
-    #[error("the request message does not decode: {}{}", .0.field.as_deref().map(|field| format!("{field}: ")).unwrap_or_default(), .0.problem)]
-    MalformedMessage(crate::codec::MalformedMessage),
+    /// The request's bytes are not a protobuf message of the RPC's request type: the field being
+    /// read (`ticket.subject`) when known, and the problem (`codec` builds it).
+    #[error("the request message does not decode: {}{problem}", field.as_deref().map(|field| format!("{field}: ")).unwrap_or_default())]
+    MalformedMessage {
+        field: Option<String>,
+        problem: String,
+    },
 
     /// The caller did not say who it is, or said it in a way that cannot be believed.
     #[error("{message}")]
@@ -73,7 +81,7 @@ pub enum AppError {
     RateLimited {
         subject: String,
         policy: &'static str,
-        quota: crate::configuration::RateQuota,
+        quota: RateQuota,
         retry_after: Duration,
     },
 
@@ -359,7 +367,7 @@ impl AppError {
     pub fn is_final(&self) -> bool {
         match self {
             Self::InvalidArgument(_)
-            | Self::MalformedMessage(_)
+            | Self::MalformedMessage { .. }
             | Self::Unauthenticated { .. }
             | Self::PermissionDenied { .. }
             | Self::AlreadyExists { .. }
@@ -404,11 +412,10 @@ impl From<&AppError> for Status {
                         HashMap::new(),
                     )
                 }
-                AppError::MalformedMessage(malformed) => {
-                    if let Some(field) = &malformed.field {
+                AppError::MalformedMessage { field, problem } => {
+                    if let Some(field) = field {
                         details.set_bad_request(vec![tonic_types::FieldViolation::new(
-                            field,
-                            &malformed.problem,
+                            field, problem,
                         )]);
                     }
                     (
@@ -612,7 +619,7 @@ pub fn declare_http_status(status: &mut Status) {
         .find(|(declared, _)| *declared == reason)
     {
         status.metadata_mut().insert(
-            crate::middleware::HTTP_STATUS_HEADER,
+            HTTP_STATUS_HEADER,
             tonic::metadata::MetadataValue::from_static(http),
         );
     }

@@ -28,12 +28,9 @@ use super::unary_body::Peeked;
 use crate::domain::InvalidValue;
 use crate::errors::FieldViolations;
 use crate::methods::{PathBindings, field_text};
+use crate::wire::headers::{ORIGINAL_METHOD_HEADER, ORIGINAL_PATH_HEADER};
 
-/// The header the transcoder puts the path (and query) the client called in.
-pub const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
-/// The header the transcoder puts the HTTP method the client used in.
-pub const ORIGINAL_METHOD_HEADER: &str = "x-envoy-original-method";
-// The same two, for lookups that do not parse the name on every request.
+// The transcoder's two headers, for lookups that do not parse the name on every request.
 const ORIGINAL_PATH: http::HeaderName = http::HeaderName::from_static(ORIGINAL_PATH_HEADER);
 const ORIGINAL_METHOD: http::HeaderName = http::HeaderName::from_static(ORIGINAL_METHOD_HEADER);
 
