@@ -14,7 +14,7 @@ use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
-use crate::errors::AppError;
+use crate::errors::{AppError, Reason};
 
 /// [`tonic_prost::ProstCodec`] with decoding failures answered as the client's mistake.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ impl<U: Message + Default> Decoder for ApiDecoder<U> {
         U::decode(buf).map(Some).map_err(|error| {
             let error = MalformedMessage::from(&error);
             tracing::info!(
-                reason = "MALFORMED_MESSAGE",
+                reason = Reason::MalformedMessage.as_str(),
                 field = error.field.as_deref().unwrap_or(""),
                 problem = %error.problem,
                 "refused a message that does not decode"
@@ -174,7 +174,10 @@ mod tests {
         }));
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         let details = tonic_types::StatusExt::get_error_details(&status);
-        assert_eq!(details.error_info().unwrap().reason, "MALFORMED_MESSAGE");
+        assert_eq!(
+            details.error_info().unwrap().reason,
+            Reason::MalformedMessage.as_str()
+        );
         assert_eq!(
             details.bad_request().unwrap().field_violations[0].field,
             "ticket.subject"

@@ -32,7 +32,7 @@ pub use deadline::{Deadline, DeadlineLayer, RequestDeadline};
 pub use header_limit::{HeaderLimitLayer, LimitHeaders, header_list_size};
 pub use idempotency_key::{IdempotencyKeyLayer, ReadIdempotencyKey};
 pub use method::{MethodLayer, ResolveMethod, declared_method};
-pub use path_binding::{CheckPathBinding, PATH_BODY_MISMATCH, PathBindingLayer};
+pub use path_binding::{CheckPathBinding, PathBindingLayer};
 pub use rate_limit::{ClientAddress, client_ip};
 
 use std::time::Duration;
