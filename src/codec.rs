@@ -14,7 +14,7 @@ use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
-use crate::errors::AppError;
+use crate::errors::{AppError, Reason};
 
 /// [`tonic_prost::ProstCodec`] with decoding failures answered as the client's mistake.
 #[derive(Debug, Clone)]
@@ -65,12 +65,12 @@ impl<U: Message + Default> Decoder for ApiDecoder<U> {
         U::decode(buf).map(Some).map_err(|error| {
             let error = MalformedMessage::from(&error);
             tracing::info!(
-                reason = "MALFORMED_MESSAGE",
+                reason = Reason::MalformedMessage.as_str(),
                 field = error.field.as_deref().unwrap_or(""),
                 problem = %error.problem,
                 "refused a message that does not decode"
             );
-            Status::from(AppError::MalformedMessage(error))
+            Status::from(AppError::from(error))
         })
     }
 
@@ -85,6 +85,15 @@ impl<U: Message + Default> Decoder for ApiDecoder<U> {
 pub struct MalformedMessage {
     pub field: Option<String>,
     pub problem: String,
+}
+
+impl From<MalformedMessage> for AppError {
+    fn from(malformed: MalformedMessage) -> Self {
+        Self::MalformedMessage {
+            field: malformed.field,
+            problem: malformed.problem,
+        }
+    }
 }
 
 impl From<&prost::DecodeError> for MalformedMessage {
@@ -159,13 +168,16 @@ mod tests {
 
     #[test]
     fn a_malformed_message_is_invalid_argument_with_its_own_reason() {
-        let status = Status::from(AppError::MalformedMessage(MalformedMessage {
+        let status = Status::from(AppError::from(MalformedMessage {
             field: Some("ticket.subject".to_owned()),
             problem: "invalid string value: data is not UTF-8 encoded".to_owned(),
         }));
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         let details = tonic_types::StatusExt::get_error_details(&status);
-        assert_eq!(details.error_info().unwrap().reason, "MALFORMED_MESSAGE");
+        assert_eq!(
+            details.error_info().unwrap().reason,
+            Reason::MalformedMessage.as_str()
+        );
         assert_eq!(
             details.bad_request().unwrap().field_violations[0].field,
             "ticket.subject"

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use crate::domain::RateQuota;
+
 /// Everything the service needs to run. Built by [`Settings::load`] or, in tests, by hand.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -192,31 +194,6 @@ pub struct RateLimitSettings {
     pub fail_open: bool,
     /// `TRUSTED_PROXIES`: peers whose `x-forwarded-for` is believed (Envoy).
     pub trusted_proxies: Vec<std::net::IpAddr>,
-}
-
-/// `count` requests per `window`, with bursts of up to `count`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateQuota {
-    pub count: u32,
-    pub window: Duration,
-}
-
-impl FromStr for RateQuota {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let invalid = || "must be `count/seconds`, e.g. 100/60".to_owned();
-        let (count, seconds) = value.split_once('/').ok_or_else(invalid)?;
-        let count: u32 = count.trim().parse().map_err(|_| invalid())?;
-        let seconds: u64 = seconds.trim().parse().map_err(|_| invalid())?;
-        if count == 0 || seconds == 0 {
-            return Err("count and seconds must both be greater than 0".to_owned());
-        }
-        Ok(Self {
-            count,
-            window: Duration::from_secs(seconds),
-        })
-    }
 }
 
 /// The payment provider billing charges and refunds through (docs/billing.md).

@@ -7,6 +7,11 @@
 //! - Every status carries `google.rpc.ErrorInfo` with an UPPER_SNAKE_CASE `reason` and the domain
 //!   `supportdesk`; clients branch on the reason, never on the message. Field errors add a
 //!   `BadRequest` naming every offending field; retryable errors add `RetryInfo`.
+//! - A reason is a [`Reason`] variant: its text is written once (`errors/reason.rs`), code matches
+//!   variants, and docs/errors.md's catalogue is checked against [`Reason::ALL`].
+//! - This module is a leaf: of the crate it imports only `domain` and `wire::headers`, so every
+//!   other module can import it (tests/api/imports.rs). Errors of other modules become an
+//!   [`AppError`] through `From` impls that live beside them (`codec`'s `MalformedMessage`).
 //! - Database and pool failures are classified once, here: a lost or unreachable PostgreSQL is
 //!   UNAVAILABLE (retryable), a statement cut short by the request's deadline is
 //!   DEADLINE_EXCEEDED, anything unexpected is INTERNAL.
@@ -22,7 +27,12 @@ use diesel_async::pooled_connection::PoolError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::{InvalidValue, SignatureRefusal};
+use crate::domain::{InvalidValue, RateQuota, SignatureRefusal};
+use crate::wire::headers::HTTP_STATUS_HEADER;
+
+mod reason;
+
+pub use reason::Reason;
 
 /// The `domain` of every ErrorInfo this service sends.
 pub const ERROR_DOMAIN: &str = "supportdesk";
@@ -35,35 +45,30 @@ pub enum AppError {
     #[error("invalid request: {0}")]
     InvalidArgument(FieldViolations),
 
-    /// The request's bytes are not a protobuf message of the RPC's request type.
-    #[error("the request message does not decode: {}{}", .0.field.as_deref().map(|field| format!("{field}: ")).unwrap_or_default(), .0.problem)]
-    MalformedMessage(crate::codec::MalformedMessage),
+    /// The request's bytes are not a protobuf message of the RPC's request type: the field being
+    /// read (`ticket.subject`) when known, and the problem (`codec` builds it).
+    #[error("the request message does not decode: {}{problem}", field.as_deref().map(|field| format!("{field}: ")).unwrap_or_default())]
+    MalformedMessage {
+        field: Option<String>,
+        problem: String,
+    },
 
     /// The caller did not say who it is, or said it in a way that cannot be believed.
     #[error("{message}")]
-    Unauthenticated {
-        reason: &'static str,
-        message: String,
-    },
+    Unauthenticated { reason: Reason, message: String },
 
     /// The caller is known but may not do this.
     #[error("{message}")]
-    PermissionDenied {
-        reason: &'static str,
-        message: String,
-    },
+    PermissionDenied { reason: Reason, message: String },
 
     /// What the request would create exists already.
     #[error("{message}")]
-    AlreadyExists {
-        reason: &'static str,
-        message: String,
-    },
+    AlreadyExists { reason: Reason, message: String },
 
     /// The request is valid but the resource is not in a state that allows it.
     #[error("{message}")]
     FailedPrecondition {
-        reason: &'static str,
+        reason: Reason,
         message: String,
         violations: Vec<PreconditionViolation>,
     },
@@ -73,16 +78,13 @@ pub enum AppError {
     RateLimited {
         subject: String,
         policy: &'static str,
-        quota: crate::configuration::RateQuota,
+        quota: RateQuota,
         retry_after: Duration,
     },
 
     /// A concurrent change got there first (a stale etag); re-read and retry.
     #[error("{message}")]
-    Aborted {
-        reason: &'static str,
-        message: String,
-    },
+    Aborted { reason: Reason, message: String },
 
     /// No such resource in the caller's account (which includes: it exists in another one).
     #[error("{resource} {id} not found")]
@@ -144,12 +146,12 @@ pub enum AppError {
 }
 
 /// The error reason of a refused signature (also what the refusal is logged as).
-pub fn signature_refusal_reason(refusal: SignatureRefusal) -> &'static str {
+pub fn signature_refusal_reason(refusal: SignatureRefusal) -> Reason {
     match refusal {
-        SignatureRefusal::Missing => "WEBHOOK_SIGNATURE_MISSING",
-        SignatureRefusal::Malformed => "WEBHOOK_SIGNATURE_MALFORMED",
-        SignatureRefusal::Stale => "WEBHOOK_SIGNATURE_STALE",
-        SignatureRefusal::Mismatch => "WEBHOOK_SIGNATURE_MISMATCH",
+        SignatureRefusal::Missing => Reason::WebhookSignatureMissing,
+        SignatureRefusal::Malformed => Reason::WebhookSignatureMalformed,
+        SignatureRefusal::Stale => Reason::WebhookSignatureStale,
+        SignatureRefusal::Mismatch => Reason::WebhookSignatureMismatch,
     }
 }
 
@@ -176,15 +178,15 @@ pub enum Resource {
 impl Resource {
     /// Its message type in the API, its NOT_FOUND reason, and its name in messages: one match,
     /// so a new resource is described completely or not at all.
-    fn describe(self) -> (&'static str, &'static str, &'static str) {
+    fn describe(self) -> (&'static str, Reason, &'static str) {
         match self {
-            Self::ApiKey => ("supportdesk.v1.ApiKey", "API_KEY_NOT_FOUND", "API key"),
-            Self::Charge => ("supportdesk.v1.Charge", "CHARGE_NOT_FOUND", "charge"),
-            Self::Ticket => ("supportdesk.v1.Ticket", "TICKET_NOT_FOUND", "ticket"),
-            Self::User => ("supportdesk.v1.User", "USER_NOT_FOUND", "user"),
+            Self::ApiKey => ("supportdesk.v1.ApiKey", Reason::ApiKeyNotFound, "API key"),
+            Self::Charge => ("supportdesk.v1.Charge", Reason::ChargeNotFound, "charge"),
+            Self::Ticket => ("supportdesk.v1.Ticket", Reason::TicketNotFound, "ticket"),
+            Self::User => ("supportdesk.v1.User", Reason::UserNotFound, "user"),
             Self::WebhookEvent => (
                 "supportdesk.v1.WebhookEvent",
-                "WEBHOOK_EVENT_NOT_FOUND",
+                Reason::WebhookEventNotFound,
                 "webhook event",
             ),
         }
@@ -194,7 +196,7 @@ impl Resource {
         self.describe().0
     }
 
-    fn not_found_reason(self) -> &'static str {
+    fn not_found_reason(self) -> Reason {
         self.describe().1
     }
 }
@@ -244,7 +246,7 @@ pub struct PreconditionViolation {
 pub struct FieldViolations {
     violations: Vec<FieldViolation>,
     /// The ErrorInfo reason, when more precise than INVALID_ARGUMENT.
-    reason: Option<&'static str>,
+    reason: Option<Reason>,
 }
 
 impl FieldViolations {
@@ -282,12 +284,12 @@ impl FieldViolations {
         self.violations.iter()
     }
 
-    pub fn reason(&self) -> &'static str {
-        self.reason.unwrap_or("INVALID_ARGUMENT")
+    pub fn reason(&self) -> Reason {
+        self.reason.unwrap_or(Reason::InvalidArgument)
     }
 
     /// The same violations under an ErrorInfo reason that says more than INVALID_ARGUMENT.
-    pub fn with_reason(mut self, reason: &'static str) -> Self {
+    pub fn with_reason(mut self, reason: Reason) -> Self {
         self.reason = Some(reason);
         self
     }
@@ -322,7 +324,7 @@ impl AppError {
     }
 
     /// A single refused field whose ErrorInfo reason says more than INVALID_ARGUMENT.
-    pub fn invalid_field_reason(field: &str, reason: &'static str, description: &str) -> Self {
+    pub fn invalid_field_reason(field: &str, reason: Reason, description: &str) -> Self {
         let mut violations = FieldViolations::new();
         violations.add(field, &InvalidValue::new(description));
         violations.reason = Some(reason);
@@ -359,7 +361,7 @@ impl AppError {
     pub fn is_final(&self) -> bool {
         match self {
             Self::InvalidArgument(_)
-            | Self::MalformedMessage(_)
+            | Self::MalformedMessage { .. }
             | Self::Unauthenticated { .. }
             | Self::PermissionDenied { .. }
             | Self::AlreadyExists { .. }
@@ -383,7 +385,7 @@ impl AppError {
 impl From<&AppError> for Status {
     fn from(error: &AppError) -> Self {
         let mut details = ErrorDetails::new();
-        let (code, reason, message, metadata): (Code, &str, String, HashMap<String, String>) =
+        let (code, reason, message, metadata): (Code, Reason, String, HashMap<String, String>) =
             match error {
                 AppError::InvalidArgument(violations) => {
                     details.set_bad_request(
@@ -404,35 +406,37 @@ impl From<&AppError> for Status {
                         HashMap::new(),
                     )
                 }
-                AppError::MalformedMessage(malformed) => {
-                    if let Some(field) = &malformed.field {
+                AppError::MalformedMessage { field, problem } => {
+                    if let Some(field) = field {
                         details.set_bad_request(vec![tonic_types::FieldViolation::new(
-                            field,
-                            &malformed.problem,
+                            field, problem,
                         )]);
                     }
                     (
                         Code::InvalidArgument,
-                        "MALFORMED_MESSAGE",
+                        Reason::MalformedMessage,
                         error.to_string(),
                         HashMap::new(),
                     )
                 }
                 AppError::Unauthenticated { reason, message } => (
                     Code::Unauthenticated,
-                    reason,
+                    *reason,
                     message.clone(),
                     HashMap::new(),
                 ),
                 AppError::PermissionDenied { reason, message } => (
                     Code::PermissionDenied,
-                    reason,
+                    *reason,
                     message.clone(),
                     HashMap::new(),
                 ),
-                AppError::AlreadyExists { reason, message } => {
-                    (Code::AlreadyExists, reason, message.clone(), HashMap::new())
-                }
+                AppError::AlreadyExists { reason, message } => (
+                    Code::AlreadyExists,
+                    *reason,
+                    message.clone(),
+                    HashMap::new(),
+                ),
                 AppError::RateLimited {
                     subject,
                     policy,
@@ -450,7 +454,7 @@ impl From<&AppError> for Status {
                     )]);
                     (
                         Code::ResourceExhausted,
-                        "RATE_LIMITED",
+                        Reason::RateLimited,
                         error.to_string(),
                         HashMap::from([("policy".to_owned(), (*policy).to_owned())]),
                     )
@@ -474,17 +478,17 @@ impl From<&AppError> for Status {
                     );
                     (
                         Code::FailedPrecondition,
-                        reason,
+                        *reason,
                         message.clone(),
                         HashMap::new(),
                     )
                 }
                 AppError::Aborted { reason, message } => {
-                    if *reason == "IDEMPOTENCY_KEY_IN_USE" {
+                    if *reason == Reason::IdempotencyKeyInUse {
                         // The first request is still running: worth retrying soon.
                         details.set_retry_info(Some(IN_USE_RETRY_DELAY));
                     }
-                    (Code::Aborted, reason, message.clone(), HashMap::new())
+                    (Code::Aborted, *reason, message.clone(), HashMap::new())
                 }
                 AppError::NotFound { resource, id } => {
                     details.set_resource_info(resource.type_name(), id, "", "");
@@ -500,16 +504,17 @@ impl From<&AppError> for Status {
                     details.set_retry_info(Some(UNAVAILABLE_RETRY_DELAY));
                     let (reason, message) = match dependency {
                         Dependency::Database => (
-                            "DATABASE_UNAVAILABLE",
+                            Reason::DatabaseUnavailable,
                             "the database is unavailable; retry later",
                         ),
                         Dependency::DatabaseConnections => (
-                            "DATABASE_BUSY",
+                            Reason::DatabaseBusy,
                             "every database connection is busy; retry shortly",
                         ),
-                        Dependency::Redis => {
-                            ("REDIS_UNAVAILABLE", "Redis is unavailable; retry later")
-                        }
+                        Dependency::Redis => (
+                            Reason::RedisUnavailable,
+                            "Redis is unavailable; retry later",
+                        ),
                     };
                     (
                         Code::Unavailable,
@@ -525,7 +530,7 @@ impl From<&AppError> for Status {
                     }
                     (
                         Code::FailedPrecondition,
-                        "CARD_DECLINED",
+                        Reason::CardDeclined,
                         error.to_string(),
                         metadata,
                     )
@@ -538,7 +543,7 @@ impl From<&AppError> for Status {
                     details.set_retry_info(Some(*retry_after));
                     (
                         Code::Unavailable,
-                        "PAYMENT_PROVIDER_UNAVAILABLE",
+                        Reason::PaymentProviderUnavailable,
                         "the payment provider is unavailable; retry later with the same idempotency key"
                             .to_owned(),
                         HashMap::new(),
@@ -546,7 +551,7 @@ impl From<&AppError> for Status {
                 }
                 AppError::HeadersTooLarge { limit, .. } => (
                     Code::ResourceExhausted,
-                    "HEADERS_TOO_LARGE",
+                    Reason::HeadersTooLarge,
                     error.to_string(),
                     HashMap::from([("limit".to_owned(), limit.to_string())]),
                 ),
@@ -554,7 +559,7 @@ impl From<&AppError> for Status {
                 // limit, and the reason Envoy uses for a REST body over its limit.
                 AppError::MessageTooLarge { limit } => (
                     Code::ResourceExhausted,
-                    "REQUEST_TOO_LARGE",
+                    Reason::RequestTooLarge,
                     error.to_string(),
                     HashMap::from([("limit".to_owned(), limit.to_string())]),
                 ),
@@ -566,13 +571,13 @@ impl From<&AppError> for Status {
                 ),
                 AppError::WebhooksNotConfigured => (
                     Code::Unavailable,
-                    "WEBHOOKS_NOT_CONFIGURED",
+                    Reason::WebhooksNotConfigured,
                     error.to_string(),
                     HashMap::new(),
                 ),
                 AppError::DeadlineExceeded => (
                     Code::DeadlineExceeded,
-                    "DEADLINE_EXCEEDED",
+                    Reason::DeadlineExceeded,
                     error.to_string(),
                     HashMap::new(),
                 ),
@@ -580,39 +585,44 @@ impl From<&AppError> for Status {
                     tracing::error!(error = ?source, "internal error");
                     (
                         Code::Internal,
-                        "INTERNAL",
+                        Reason::Internal,
                         "internal error; quote the x-request-id of this response when reporting it"
                             .to_owned(),
                         HashMap::new(),
                     )
                 }
             };
-        details.set_error_info(reason, ERROR_DOMAIN, metadata);
+        details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
         let mut status = Status::with_error_details(code, message, details);
-        declare_http_status(&mut status);
+        declare_http_status_of(&mut status, reason);
         status
     }
 }
 
 /// The REST status an error reason is answered with when the one Envoy derives from its gRPC
 /// code would mislead: a decline is 402 Payment Required, as the payment provider itself answers.
-const HTTP_STATUS_OF_REASON: &[(&str, &str)] = &[("CARD_DECLINED", "402")];
+const HTTP_STATUS_OF_REASON: &[(Reason, &str)] = &[(Reason::CardDeclined, "402")];
 
 /// Marks `status` with `x-http-status` when its reason has a REST status of its own, for Envoy's
-/// response filter to apply (deploy/envoy/envoy.yaml). Used for fresh errors and replays alike:
-/// a replayed decline is 402 too.
+/// response filter to apply (deploy/envoy/envoy.yaml). For statuses read back (replays): a
+/// replayed decline is 402 too. Fresh errors are marked as they are made.
 pub fn declare_http_status(status: &mut Status) {
     let reason = status
         .get_error_details()
         .error_info()
-        .map(|info| info.reason.clone());
-    let Some(reason) = reason else { return };
+        .and_then(|info| Reason::parse(&info.reason));
+    if let Some(reason) = reason {
+        declare_http_status_of(status, reason);
+    }
+}
+
+fn declare_http_status_of(status: &mut Status, reason: Reason) {
     if let Some((_, http)) = HTTP_STATUS_OF_REASON
         .iter()
         .find(|(declared, _)| *declared == reason)
     {
         status.metadata_mut().insert(
-            crate::middleware::HTTP_STATUS_HEADER,
+            HTTP_STATUS_HEADER,
             tonic::metadata::MetadataValue::from_static(http),
         );
     }
@@ -738,7 +748,10 @@ mod tests {
             .map(|violation| violation.field.as_str())
             .collect();
         assert_eq!(fields, ["ticket.subject", "ticket.description"]);
-        assert_eq!(details.error_info().unwrap().reason, "INVALID_ARGUMENT");
+        assert_eq!(
+            details.error_info().unwrap().reason,
+            Reason::InvalidArgument.as_str()
+        );
     }
 
     #[test]
@@ -750,7 +763,10 @@ mod tests {
         assert!(!status.message().contains("secret_table"));
         let details = status.get_error_details();
         assert_eq!(details.error_info().unwrap().domain, ERROR_DOMAIN);
-        assert_eq!(details.error_info().unwrap().reason, "INTERNAL");
+        assert_eq!(
+            details.error_info().unwrap().reason,
+            Reason::Internal.as_str()
+        );
     }
 
     #[test]
@@ -761,7 +777,7 @@ mod tests {
         });
         assert_eq!(code, Code::ResourceExhausted);
         let info = details.error_info().expect("ErrorInfo");
-        assert_eq!(info.reason, "HEADERS_TOO_LARGE");
+        assert_eq!(info.reason, Reason::HeadersTooLarge.as_str());
         assert_eq!(info.metadata["limit"], "40960");
     }
 
@@ -778,7 +794,7 @@ mod tests {
             let details = status.get_error_details();
             assert_eq!(
                 details.error_info().unwrap().reason,
-                signature_refusal_reason(refusal)
+                signature_refusal_reason(refusal).as_str()
             );
             assert!(details.error_info().unwrap().metadata.is_empty());
             assert!(details.bad_request().is_none());
@@ -794,6 +810,9 @@ mod tests {
         });
         assert_eq!(code, Code::Unavailable);
         assert!(details.retry_info().is_some());
-        assert_eq!(details.error_info().unwrap().reason, "DATABASE_UNAVAILABLE");
+        assert_eq!(
+            details.error_info().unwrap().reason,
+            Reason::DatabaseUnavailable.as_str()
+        );
     }
 }

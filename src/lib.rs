@@ -26,3 +26,4 @@ pub mod seed;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
+pub mod wire;

@@ -13,7 +13,7 @@ use crate::db::models::{ChargeListFilter, StoredCharge};
 use crate::domain::{
     ChargeId, ChargeStatus, InvalidValue, Money, PageTokenKeys, TicketId, Timestamp, UserId,
 };
-use crate::errors::{AppError, FieldViolations};
+use crate::errors::{AppError, FieldViolations, Reason};
 use crate::idempotency::IdempotencyPolicy;
 use crate::proto::v1;
 use crate::service::Billing;
@@ -43,7 +43,7 @@ impl BillingApi {
         self.billing
             .as_ref()
             .ok_or_else(|| AppError::FailedPrecondition {
-                reason: "BILLING_NOT_CONFIGURED",
+                reason: Reason::BillingNotConfigured,
                 message: "billing is not configured on this deployment (no payment provider)"
                     .to_owned(),
                 violations: Vec::new(),

@@ -15,7 +15,7 @@ use super::{AccessClaims, ApiKeySecret, Caller, Principal, TokenIssuer};
 use crate::db::models::{ApiKey, User};
 use crate::db::{self, PgPool};
 use crate::domain::ApiKeyId;
-use crate::errors::{AppError, AppResult};
+use crate::errors::{AppError, AppResult, Reason};
 
 /// How often an API key's `last_used_at` is written, at most, per instance.
 const LAST_USE_PRECISION: Duration = Duration::from_secs(60);
@@ -79,14 +79,14 @@ impl Authenticator {
     pub fn verify(&self, authorization: Option<&str>) -> AppResult<Credential> {
         let Some(authorization) = authorization else {
             return Err(AppError::Unauthenticated {
-                reason: "MISSING_CREDENTIALS",
+                reason: Reason::MissingCredentials,
                 message: "this RPC needs `authorization: Bearer <access token or API key>`"
                     .to_owned(),
             });
         };
         let credential =
             bearer_credential(authorization).ok_or_else(|| AppError::Unauthenticated {
-                reason: "INVALID_CREDENTIALS",
+                reason: Reason::InvalidCredentials,
                 message: "authorization must be `Bearer <access token or API key>`".to_owned(),
             })?;
         match ApiKeySecret::from_presented(credential) {
@@ -139,7 +139,7 @@ impl Authenticator {
                 let key = ApiKey::find_by_secret_hash(&mut conn, &secret.hash())
                     .await?
                     .ok_or_else(|| AppError::Unauthenticated {
-                        reason: "INVALID_CREDENTIALS",
+                        reason: Reason::InvalidCredentials,
                         message: "this API key is not valid".to_owned(),
                     })?;
                 Ok(PrincipalState::ApiKey {
@@ -187,14 +187,14 @@ impl Authenticator {
 /// the credentials are wrong rather than the user deactivated.
 fn unknown_user() -> AppError {
     AppError::Unauthenticated {
-        reason: "INVALID_CREDENTIALS",
+        reason: Reason::InvalidCredentials,
         message: "the access token names no user of its account".to_owned(),
     }
 }
 
 fn user_deactivated() -> AppError {
     AppError::Unauthenticated {
-        reason: "USER_DEACTIVATED",
+        reason: Reason::UserDeactivated,
         message: "this user can no longer sign in".to_owned(),
     }
 }
@@ -237,7 +237,7 @@ fn caller_from(credential: &Credential, state: PrincipalState) -> AppResult<Call
         ) => {
             if revoked {
                 return Err(AppError::Unauthenticated {
-                    reason: "API_KEY_REVOKED",
+                    reason: Reason::ApiKeyRevoked,
                     message: "this API key has been revoked".to_owned(),
                 });
             }

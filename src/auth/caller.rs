@@ -1,7 +1,7 @@
 //! The authenticated caller and what it may do.
 
 use crate::domain::{AccountId, Actor, ApiKeyId, Role, SessionId, UserId};
-use crate::errors::{AppError, AppResult};
+use crate::errors::{AppError, AppResult, Reason};
 
 /// Who is calling: always within one account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +70,7 @@ impl Caller {
             Ok(())
         } else {
             Err(AppError::PermissionDenied {
-                reason: "ROLE_REQUIRED",
+                reason: Reason::RoleRequired,
                 message: format!("this needs the {role} role; the caller is {}", self.role()),
             })
         }
@@ -79,7 +79,7 @@ impl Caller {
     /// Fails with PERMISSION_DENIED unless a person (not an API key) is calling.
     pub fn require_user(&self) -> AppResult<UserId> {
         self.user_id().ok_or_else(|| AppError::PermissionDenied {
-            reason: "USER_REQUIRED",
+            reason: Reason::UserRequired,
             message: "this needs a logged-in user, not an API key".to_owned(),
         })
     }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{AccountId, Role, SessionId, UserId};
-use crate::errors::{AppError, AppResult};
+use crate::errors::{AppError, AppResult, Reason};
 
 const ISSUER: &str = "supportdesk";
 
@@ -179,7 +179,7 @@ impl TokenIssuer {
             .map_err(|error| {
                 if matches!(error.kind(), ErrorKind::ExpiredSignature) {
                     AppError::Unauthenticated {
-                        reason: "TOKEN_EXPIRED",
+                        reason: Reason::TokenExpired,
                         message: "the access token has expired; refresh it".to_owned(),
                     }
                 } else {
@@ -191,7 +191,7 @@ impl TokenIssuer {
         // clock skew between instances) was not issued by this service as it claims.
         if claims.iat > Utc::now().timestamp() + CLOCK_SKEW_SECS {
             return Err(AppError::Unauthenticated {
-                reason: "INVALID_CREDENTIALS",
+                reason: Reason::InvalidCredentials,
                 message: "the access token claims to be issued in the future".to_owned(),
             });
         }
@@ -207,7 +207,7 @@ impl TokenIssuer {
 
 fn invalid_token() -> AppError {
     AppError::Unauthenticated {
-        reason: "INVALID_CREDENTIALS",
+        reason: Reason::InvalidCredentials,
         message: "the access token is not valid".to_owned(),
     }
 }
@@ -225,7 +225,7 @@ mod tests {
         )
     }
 
-    fn reason(error: AppError) -> &'static str {
+    fn reason(error: AppError) -> Reason {
         let AppError::Unauthenticated { reason, .. } = error else {
             panic!("unexpected {error:?}");
         };
@@ -269,7 +269,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             reason(issuer().verify(&token.token).unwrap_err()),
-            "INVALID_CREDENTIALS"
+            Reason::InvalidCredentials
         );
     }
 
@@ -288,7 +288,7 @@ mod tests {
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
         assert_eq!(
             reason(issuer.verify(&format!("{header}.{payload}.")).unwrap_err()),
-            "INVALID_CREDENTIALS"
+            Reason::InvalidCredentials
         );
     }
 
@@ -308,7 +308,7 @@ mod tests {
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &key).unwrap();
         assert_eq!(
             reason(issuer().verify(&token).unwrap_err()),
-            "INVALID_CREDENTIALS"
+            Reason::InvalidCredentials
         );
     }
 
@@ -340,7 +340,7 @@ mod tests {
             error.to_string().contains("issued in the future"),
             "{error}"
         );
-        assert_eq!(reason(error), "INVALID_CREDENTIALS");
+        assert_eq!(reason(error), Reason::InvalidCredentials);
     }
 
     #[test]
@@ -367,7 +367,7 @@ mod tests {
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
         assert_eq!(
             reason(issuer().verify(&token).unwrap_err()),
-            "TOKEN_EXPIRED"
+            Reason::TokenExpired
         );
     }
 
@@ -415,7 +415,7 @@ mod tests {
         remember("expired", now - CLOCK_SKEW_SECS - 1);
         assert_eq!(
             reason(issuer.verify("expired").unwrap_err()),
-            "INVALID_CREDENTIALS",
+            Reason::InvalidCredentials,
             "an expired entry is verified again (and these bytes are no token)"
         );
     }

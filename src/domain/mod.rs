@@ -11,6 +11,7 @@ mod ids;
 mod money;
 mod pagination;
 mod payment_event;
+mod rate_quota;
 mod ticket;
 mod ticket_query;
 mod timestamp;
@@ -33,6 +34,7 @@ pub use ids::{AccountId, ApiKeyId, ChargeId, RefundId, SessionId, TicketId, User
 pub use money::{Currency, Money, MoneyArithmeticError};
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
 pub use payment_event::{DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent};
+pub use rate_quota::RateQuota;
 pub use ticket::{
     Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
     TicketPriority, TicketStatus, TicketSubject, TicketTransition,

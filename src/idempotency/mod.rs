@@ -31,7 +31,7 @@ use crate::auth::{Caller, Principal};
 use crate::db::models::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 use crate::db::{Limits, PgPool};
 use crate::domain::IdempotencyKey;
-use crate::errors::{AppError, AppResult};
+use crate::errors::{AppError, AppResult, Reason};
 
 /// The settings every idempotent request shares.
 #[derive(Clone, Debug)]
@@ -251,7 +251,7 @@ pub fn fingerprint(key: &FingerprintKey, encoded_request: &[u8]) -> Vec<u8> {
 
 fn in_use() -> AppError {
     AppError::Aborted {
-        reason: "IDEMPOTENCY_KEY_IN_USE",
+        reason: Reason::IdempotencyKeyInUse,
         message: "a request with this idempotency key is still running; retry shortly".to_owned(),
     }
 }
@@ -298,7 +298,7 @@ impl<D> Idempotent<'_, D> {
             if existing.request_hash != self.request_hash {
                 return Err(AppError::invalid_field_reason(
                     "idempotency-key",
-                    "IDEMPOTENCY_KEY_REUSED",
+                    Reason::IdempotencyKeyReused,
                     "was used with a different request; use a new key for a new request",
                 ));
             }

@@ -40,7 +40,7 @@ use super::unary_body::Peeked;
 use crate::auth::principals::{KnownState, Lease};
 use crate::auth::{Authenticator, Caller, Credential};
 use crate::domain::TicketId;
-use crate::errors::AppError;
+use crate::errors::{AppError, Reason};
 use crate::methods::{Access, Method, Prefetch};
 use crate::rate_limit::{AlsoRead, Decision, Policy, RateLimiter, Subject};
 use crate::service::{PrefetchedEntry, TicketCache};
@@ -279,7 +279,7 @@ async fn failed_authentication(
     if matches!(
         error,
         AppError::Unauthenticated {
-            reason: "MISSING_CREDENTIALS",
+            reason: Reason::MissingCredentials,
             ..
         }
     ) {

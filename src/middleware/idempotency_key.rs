@@ -16,9 +16,9 @@ use super::method::declared_method;
 use crate::domain::{IdempotencyKey, InvalidValue};
 use crate::errors::AppError;
 use crate::methods::Idempotency;
+use crate::wire::headers::IDEMPOTENCY_KEY_HEADER;
 
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
-/// The same, for lookups that do not parse the name on every request.
+/// The header, for lookups that do not parse the name on every request.
 const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static(IDEMPOTENCY_KEY_HEADER);
 
 #[derive(Clone, Copy, Debug, Default)]

@@ -21,9 +21,7 @@ use tower::{Layer, Service};
 
 use crate::errors::AppError;
 use crate::methods::{Method, MethodTable};
-
-/// The response header Envoy turns into the HTTP status of a success.
-pub const HTTP_STATUS_HEADER: &str = "x-http-status";
+use crate::wire::headers::HTTP_STATUS_HEADER;
 
 // Header names looked up on every response, made once instead of parsed on every lookup.
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");

@@ -30,12 +30,9 @@ mod unary_body;
 pub use admission::{AdmissionLayer, Admit};
 pub use deadline::{Deadline, DeadlineLayer, RequestDeadline};
 pub use header_limit::{HeaderLimitLayer, LimitHeaders, header_list_size};
-pub use idempotency_key::{IDEMPOTENCY_KEY_HEADER, IdempotencyKeyLayer, ReadIdempotencyKey};
-pub use method::{HTTP_STATUS_HEADER, MethodLayer, ResolveMethod, declared_method};
-pub use path_binding::{
-    CheckPathBinding, ORIGINAL_METHOD_HEADER, ORIGINAL_PATH_HEADER, PATH_BODY_MISMATCH,
-    PathBindingLayer,
-};
+pub use idempotency_key::{IdempotencyKeyLayer, ReadIdempotencyKey};
+pub use method::{MethodLayer, ResolveMethod, declared_method};
+pub use path_binding::{CheckPathBinding, PathBindingLayer};
 pub use rate_limit::{ClientAddress, client_ip};
 
 use std::time::Duration;
@@ -58,9 +55,8 @@ use crate::configuration::ServerSettings;
 use crate::methods::MethodTable;
 use crate::rate_limit::RateLimiter;
 use crate::service::TicketCache;
+use crate::wire::headers::REQUEST_ID_HEADER;
 
-/// The header (gRPC metadata entry) carrying the request id.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const REQUEST_ID: http::HeaderName = http::HeaderName::from_static(REQUEST_ID_HEADER);
 
 /// The whole stack as one layer, so `startup` adds it in one call.

@@ -26,19 +26,13 @@ use tower::{Layer, Service};
 use super::method::declared_method;
 use super::unary_body::Peeked;
 use crate::domain::InvalidValue;
-use crate::errors::FieldViolations;
+use crate::errors::{FieldViolations, Reason};
 use crate::methods::{PathBindings, field_text};
+use crate::wire::headers::{ORIGINAL_METHOD_HEADER, ORIGINAL_PATH_HEADER};
 
-/// The header the transcoder puts the path (and query) the client called in.
-pub const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
-/// The header the transcoder puts the HTTP method the client used in.
-pub const ORIGINAL_METHOD_HEADER: &str = "x-envoy-original-method";
-// The same two, for lookups that do not parse the name on every request.
+// The transcoder's two headers, for lookups that do not parse the name on every request.
 const ORIGINAL_PATH: http::HeaderName = http::HeaderName::from_static(ORIGINAL_PATH_HEADER);
 const ORIGINAL_METHOD: http::HeaderName = http::HeaderName::from_static(ORIGINAL_METHOD_HEADER);
-
-/// The ErrorInfo reason of a mismatch.
-pub const PATH_BODY_MISMATCH: &str = "PATH_BODY_MISMATCH";
 
 #[derive(Clone, Copy)]
 pub struct PathBindingLayer {
@@ -94,7 +88,7 @@ fn disagreeing_fields(
                 }
             }
         }
-        return violations.with_reason(PATH_BODY_MISMATCH);
+        return violations.with_reason(Reason::PathBodyMismatch);
     };
     for captured in binding.template.captures(path).unwrap_or_default() {
         let agrees =
@@ -110,7 +104,7 @@ fn disagreeing_fields(
             );
         }
     }
-    violations.with_reason(PATH_BODY_MISMATCH)
+    violations.with_reason(Reason::PathBodyMismatch)
 }
 
 impl<S> Service<Request<Body>> for CheckPathBinding<S>
@@ -206,7 +200,7 @@ mod tests {
             &update_ticket("Y"),
         );
         assert_eq!(refused_fields(&violations), ["ticket.id"]);
-        assert_eq!(violations.reason(), PATH_BODY_MISMATCH);
+        assert_eq!(violations.reason(), Reason::PathBodyMismatch);
     }
 
     #[test]
@@ -231,7 +225,7 @@ mod tests {
             &update_ticket("X"),
         );
         assert_eq!(refused_fields(&violations), ["ticket.id"]);
-        assert_eq!(violations.reason(), PATH_BODY_MISMATCH);
+        assert_eq!(violations.reason(), Reason::PathBodyMismatch);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::db::models::{Account, NewAccount, NewUser};
 use crate::domain::{
     self, AccountId, AccountName, AccountSlug, DisplayName, Email, Password, Role, UserId,
 };
-use crate::errors::{AppError, AppResult};
+use crate::errors::{AppError, AppResult, Reason};
 use crate::idempotency::{Idempotent, Outcome, as_is};
 use crate::{in_idempotent_transaction, with_connection};
 
@@ -56,7 +56,7 @@ impl Accounts {
                     error,
                     "accounts_slug_key",
                     AppError::AlreadyExists {
-                        reason: "ACCOUNT_SLUG_TAKEN",
+                        reason: Reason::AccountSlugTaken,
                         message: format!("the slug {} is taken", request.slug.as_str()),
                     },
                 )

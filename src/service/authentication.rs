@@ -9,7 +9,7 @@ use crate::auth::{
 use crate::db::PgPool;
 use crate::db::models::{Account, User};
 use crate::domain::{self, AccountSlug, Email, UserLogin};
-use crate::errors::{AppError, AppResult};
+use crate::errors::{AppError, AppResult, Reason};
 use crate::rate_limit::{LoginAttempt, LoginGate, LoginOutcome, RateLimiter, Subject};
 use crate::with_connection;
 
@@ -33,7 +33,7 @@ pub struct Authentication {
 /// One answer for every failed login, so that none tells which part was wrong.
 fn wrong_credentials() -> AppError {
     AppError::Unauthenticated {
-        reason: "INVALID_CREDENTIALS",
+        reason: Reason::InvalidCredentials,
         message: "the account, email or password is incorrect".to_owned(),
     }
 }
@@ -124,7 +124,7 @@ impl Authentication {
             .await?
         {
             RefreshTokenOutcome::Invalid => Err(AppError::Unauthenticated {
-                reason: "INVALID_CREDENTIALS",
+                reason: Reason::InvalidCredentials,
                 message: "the refresh token is unknown, expired or revoked".to_owned(),
             }),
             RefreshTokenOutcome::Reused { owner } => {
@@ -134,7 +134,7 @@ impl Authentication {
                     "a used refresh token was presented again: session revoked"
                 );
                 Err(AppError::Unauthenticated {
-                    reason: "REFRESH_TOKEN_REUSED",
+                    reason: Reason::RefreshTokenReused,
                     message: "this refresh token was already used; the session has been revoked"
                         .to_owned(),
                 })
@@ -152,7 +152,7 @@ impl Authentication {
                 let Some(user) = user.filter(|user| user.active) else {
                     self.sessions.end(owner.session_id, owner.user_id).await?;
                     return Err(AppError::Unauthenticated {
-                        reason: "USER_DEACTIVATED",
+                        reason: Reason::UserDeactivated,
                         message: "this user can no longer sign in".to_owned(),
                     });
                 };
@@ -185,7 +185,7 @@ impl Authentication {
         } = &caller.principal
         else {
             return Err(AppError::PermissionDenied {
-                reason: "USER_REQUIRED",
+                reason: Reason::UserRequired,
                 message: "API keys have no session to end".to_owned(),
             });
         };

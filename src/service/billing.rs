@@ -46,7 +46,7 @@ use crate::domain::{
     Actor, Charge, ChargeEvent, ChargeId, ChargeStatus, ChargeViolation, InvalidValue, Money,
     PageCursor, PageSize, RefundId, RefundStatus, Role, TicketId, UserId,
 };
-use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
+use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{Claimed, Idempotent, Outcome, RecoveryPoint, claiming_limits};
 
 /// The recovery point of a CreateCharge whose charge is committed, pending.
@@ -769,7 +769,7 @@ fn refusal(charge: &Charge, violation: &ChargeViolation) -> AppError {
     let subject = format!("charges/{}", charge.id);
     match violation {
         ChargeViolation::RefundExceedsCharge { .. } => AppError::FailedPrecondition {
-            reason: "REFUND_EXCEEDS_CHARGE",
+            reason: Reason::RefundExceedsCharge,
             message: violation.to_string(),
             violations: vec![PreconditionViolation {
                 kind: "CHARGE_REFUNDABLE_AMOUNT".to_owned(),
@@ -778,7 +778,7 @@ fn refusal(charge: &Charge, violation: &ChargeViolation) -> AppError {
             }],
         },
         ChargeViolation::WrongStatus { .. } => AppError::FailedPrecondition {
-            reason: "CHARGE_NOT_REFUNDABLE",
+            reason: Reason::ChargeNotRefundable,
             message: violation.to_string(),
             violations: vec![PreconditionViolation {
                 kind: "CHARGE_STATUS".to_owned(),

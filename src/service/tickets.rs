@@ -29,7 +29,7 @@ use crate::domain::{
     TicketActivity, TicketChange, TicketDescription, TicketFilter, TicketId, TicketOrderField,
     TicketPriority, TicketStatus, TicketSubject, TicketTransition, UserId,
 };
-use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
+use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{Idempotent, Outcome};
 use crate::{in_idempotent_transaction, with_connection};
 
@@ -225,7 +225,7 @@ impl TicketDesk {
         let open = TicketRow::count_open_for_requester(conn, account_id, requester).await?;
         if open >= i64::from(self.max_open_per_requester) {
             return Err(AppError::FailedPrecondition {
-                reason: "OPEN_TICKET_LIMIT",
+                reason: Reason::OpenTicketLimit,
                 message: format!(
                     "the requester has {open} open tickets; at most {} may be open at once",
                     self.max_open_per_requester
@@ -391,7 +391,7 @@ impl TicketDesk {
                     && etag.version() != current.version
                 {
                     return Err(AppError::Aborted {
-                        reason: "ETAG_MISMATCH",
+                        reason: Reason::EtagMismatch,
                         message: format!(
                             "the ticket changed since etag {etag} was read (it is now v{}); read it again",
                             current.version
@@ -594,12 +594,12 @@ fn refused(ticket: &Ticket, rule: RuleViolation) -> AppError {
     };
     match rule {
         RuleViolation::Final { action } => AppError::FailedPrecondition {
-            reason: "TICKET_CLOSED",
+            reason: Reason::TicketClosed,
             message: format!("the ticket is closed; nobody can {action} it any more"),
             violations: vec![status_violation(&[])],
         },
         RuleViolation::IllegalTransition { transition, status } => AppError::FailedPrecondition {
-            reason: "ILLEGAL_TRANSITION",
+            reason: Reason::IllegalTransition,
             message: format!(
                 "the ticket is {status}; {} needs it to be {}",
                 transition.name(),
@@ -608,7 +608,7 @@ fn refused(ticket: &Ticket, rule: RuleViolation) -> AppError {
             violations: vec![status_violation(transition.allowed_from())],
         },
         RuleViolation::Unassigned => AppError::FailedPrecondition {
-            reason: "TICKET_UNASSIGNED",
+            reason: Reason::TicketUnassigned,
             message: "a ticket needs an assignee to be resolved".to_owned(),
             violations: vec![PreconditionViolation {
                 kind: "TICKET_ASSIGNEE".to_owned(),

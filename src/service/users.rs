@@ -11,7 +11,7 @@ use crate::auth::{Caller, PasswordHasher, SessionStore};
 use crate::db::PgPool;
 use crate::db::models::{NewUser, User, UserChangeset};
 use crate::domain::{self, DisplayName, Email, PageCursor, PageSize, Password, Role, UserId};
-use crate::errors::{AppError, AppResult, PreconditionViolation, Resource};
+use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{Idempotent, Outcome, as_is};
 use crate::{in_idempotent_transaction, with_connection};
 
@@ -77,7 +77,7 @@ impl Users {
             if let Some(existing) = User::find_login(conn, account_id, email.as_str()).await? {
                 if existing.password_hash.is_some() {
                     return Err(AppError::AlreadyExists {
-                        reason: "USER_EMAIL_TAKEN",
+                        reason: Reason::UserEmailTaken,
                         message: format!("the account already has a user {email}"),
                     });
                 }
@@ -106,7 +106,7 @@ impl Users {
                     error,
                     "users_account_email_key",
                     AppError::AlreadyExists {
-                        reason: "USER_EMAIL_TAKEN",
+                        reason: Reason::UserEmailTaken,
                         message: format!("the account already has a user {email}"),
                     },
                 )
@@ -169,7 +169,7 @@ impl Users {
         let deactivates = changes.active == Some(false);
         if caller.user_id() == Some(id) && (demotes || deactivates) {
             return Err(AppError::FailedPrecondition {
-                reason: "SELF_LOCKOUT",
+                reason: Reason::SelfLockout,
                 message: "admins cannot demote or deactivate themselves; ask another admin"
                     .to_owned(),
                 violations: vec![PreconditionViolation {

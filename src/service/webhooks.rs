@@ -20,7 +20,7 @@ use crate::domain::{
     PageSize, ProviderEvent, SignatureVerifier, TextPageCursor, WebhookEventId, WebhookEventState,
 };
 use crate::errors::{
-    AppError, AppResult, PreconditionViolation, Resource, signature_refusal_reason,
+    AppError, AppResult, PreconditionViolation, Reason, Resource, signature_refusal_reason,
 };
 use crate::with_connection;
 
@@ -76,19 +76,19 @@ impl Webhooks {
             .ok_or(AppError::WebhooksNotConfigured)?;
         if let Err(refusal) = verifier.verify(signature, payload, Utc::now().timestamp()) {
             tracing::info!(
-                reason = signature_refusal_reason(refusal),
+                reason = signature_refusal_reason(refusal).as_str(),
                 "webhook delivery refused"
             );
             return Err(AppError::WebhookSignatureRefused(refusal));
         }
         let event = ProviderEvent::parse(payload).map_err(|problem| {
             tracing::info!(
-                reason = "WEBHOOK_PAYLOAD_INVALID",
+                reason = Reason::WebhookPayloadInvalid.as_str(),
                 "webhook delivery refused"
             );
             AppError::invalid_field_reason(
                 "http_body.data",
-                "WEBHOOK_PAYLOAD_INVALID",
+                Reason::WebhookPayloadInvalid,
                 problem.description(),
             )
         })?;
@@ -173,7 +173,7 @@ impl Webhooks {
                 WebhookEventState::Received => return Ok(event),
                 WebhookEventState::Processed => {
                     return Err(AppError::FailedPrecondition {
-                        reason: "WEBHOOK_EVENT_NOT_DEAD",
+                        reason: Reason::WebhookEventNotDead,
                         message: format!(
                             "webhook event {id} was processed; only dead events can be re-driven"
                         ),

@@ -1,10 +1,11 @@
 //! AccountService and UserService: signing up, roles, and what admins, agents and customers may
 //! do with the people of their account.
 
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{TEST_PASSWORD, TestApp, details, error_reason, log_in, violated_fields};
+use super::helpers::{TEST_PASSWORD, TestApp, assert_reason, details, log_in, violated_fields};
 
 #[tokio::test]
 async fn signing_up_creates_an_account_whose_admin_can_log_in() {
@@ -47,7 +48,7 @@ async fn a_taken_slug_is_already_exists_and_bad_sign_ups_name_every_field() {
         .await
         .expect_err("taken");
     assert_eq!(status.code(), Code::AlreadyExists);
-    assert_eq!(error_reason(&status), "ACCOUNT_SLUG_TAKEN");
+    assert_reason(&status, Reason::AccountSlugTaken);
 
     let status = app
         .accounts
@@ -88,7 +89,7 @@ async fn only_admins_add_users_and_a_taken_email_is_already_exists() {
         .await
         .expect_err("agents cannot add users");
     assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(error_reason(&status), "ROLE_REQUIRED");
+    assert_reason(&status, Reason::RoleRequired);
 
     let status = app
         .users
@@ -97,7 +98,7 @@ async fn only_admins_add_users_and_a_taken_email_is_already_exists() {
         .await
         .expect_err("taken, whatever the case");
     assert_eq!(status.code(), Code::AlreadyExists);
-    assert_eq!(error_reason(&status), "USER_EMAIL_TAKEN");
+    assert_reason(&status, Reason::UserEmailTaken);
 
     let status = app
         .users
@@ -283,7 +284,7 @@ async fn a_deactivated_user_is_locked_out_at_once_tokens_and_sessions_alike() {
         .await
         .expect_err("the access token stops working");
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(error_reason(&status), "USER_DEACTIVATED");
+    assert_reason(&status, Reason::UserDeactivated);
 
     let status = app
         .auth
@@ -305,7 +306,7 @@ async fn a_deactivated_user_is_locked_out_at_once_tokens_and_sessions_alike() {
         })
         .await
         .expect_err("and logging in again fails");
-    assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
+    assert_reason(&status, Reason::InvalidCredentials);
 }
 
 #[tokio::test]
@@ -325,7 +326,7 @@ async fn admins_cannot_lock_themselves_out() {
         .await
         .expect_err("self-demotion");
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert_eq!(error_reason(&status), "SELF_LOCKOUT");
+    assert_reason(&status, Reason::SelfLockout);
     let failure = details(&status);
     let violation = &failure
         .precondition_failure()

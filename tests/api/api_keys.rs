@@ -2,10 +2,11 @@
 
 use diesel::sql_types::{Bytea, Text};
 use diesel_async::RunQueryDsl;
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{TestApp, error_reason, keyed, violated_fields, with_token};
+use super::helpers::{TestApp, assert_reason, keyed, violated_fields, with_token};
 
 async fn create_key(app: &TestApp, roles: &[v1::UserRole]) -> v1::CreateApiKeyResponse {
     app.api_keys
@@ -117,7 +118,7 @@ async fn a_revoked_key_is_refused_on_its_next_call() {
         .await
         .expect_err("refused after");
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(error_reason(&status), "API_KEY_REVOKED");
+    assert_reason(&status, Reason::ApiKeyRevoked);
 }
 
 #[tokio::test]

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::AsyncCommands;
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
 use super::helpers::{
-    PATIENCE, Scrape, TEST_PASSWORD, TestApp, TestUser, error_reason, redis_url, with_metrics,
-    with_token,
+    PATIENCE, Scrape, TEST_PASSWORD, TestApp, TestUser, assert_reason, error_reason, redis_url,
+    with_metrics, with_token,
 };
 
 fn login_request(user: &TestUser, password: &str) -> v1::LoginRequest {
@@ -85,7 +86,7 @@ async fn every_failed_login_answers_the_same_error() {
         ));
     }
     assert_eq!(answers[0].0, Code::Unauthenticated);
-    assert_eq!(answers[0].2, "INVALID_CREDENTIALS");
+    assert_eq!(answers[0].2, Some(Reason::InvalidCredentials));
     assert!(
         answers.iter().all(|answer| *answer == answers[0]),
         "{answers:?}"
@@ -221,12 +222,12 @@ async fn with_the_grace_window_off_reusing_a_refresh_token_revokes_the_whole_ses
 
     let status = refresh(&app, &stolen).await.expect_err("replayed");
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(error_reason(&status), "REFRESH_TOKEN_REUSED");
+    assert_reason(&status, Reason::RefreshTokenReused);
 
     let status = refresh(&app, &legitimate.refresh_token)
         .await
         .expect_err("the family is revoked");
-    assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
+    assert_reason(&status, Reason::InvalidCredentials);
 }
 
 /// `tabs` refreshes of `token` at once, each on a task of its own.
@@ -309,13 +310,13 @@ async fn after_the_grace_window_reuse_revokes_the_session_even_from_twenty_tabs(
     .await;
 
     let answers = refreshes_at_once(&app, &used, 20).await;
-    let mut reasons: Vec<String> = answers
+    let mut reasons: Vec<Option<Reason>> = answers
         .iter()
         .map(|answer| error_reason(answer.as_ref().expect_err("a reuse")))
         .collect();
     reasons.sort();
-    let mut expected = vec!["INVALID_CREDENTIALS".to_owned(); 19];
-    expected.push("REFRESH_TOKEN_REUSED".to_owned());
+    let mut expected = vec![Some(Reason::InvalidCredentials); 19];
+    expected.push(Some(Reason::RefreshTokenReused));
     assert_eq!(
         reasons, expected,
         "one tab finds the reuse and revokes the session; the others find it revoked"
@@ -323,7 +324,7 @@ async fn after_the_grace_window_reuse_revokes_the_session_even_from_twenty_tabs(
     let status = refresh(&app, &successor.refresh_token)
         .await
         .expect_err("the family is revoked");
-    assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
+    assert_reason(&status, Reason::InvalidCredentials);
     let sessions: Vec<String> = redis
         .keys(format!("{}session:*", app.redis_prefix))
         .await
@@ -424,18 +425,27 @@ async fn calls_without_valid_credentials_are_unauthenticated() {
         genuine.split('.').nth(2).unwrap()
     );
 
-    let cases: Vec<(Option<String>, &str)> = vec![
-        (None, "MISSING_CREDENTIALS"),
+    let cases: Vec<(Option<String>, Reason)> = vec![
+        (None, Reason::MissingCredentials),
         (
             Some("Basic YWRtaW46YWRtaW4=".to_owned()),
-            "INVALID_CREDENTIALS",
+            Reason::InvalidCredentials,
         ),
-        (Some("Bearer not-a-token".to_owned()), "INVALID_CREDENTIALS"),
-        (Some(format!("Bearer {unsigned}")), "INVALID_CREDENTIALS"),
-        (Some(format!("Bearer {tampered}")), "INVALID_CREDENTIALS"),
+        (
+            Some("Bearer not-a-token".to_owned()),
+            Reason::InvalidCredentials,
+        ),
+        (
+            Some(format!("Bearer {unsigned}")),
+            Reason::InvalidCredentials,
+        ),
+        (
+            Some(format!("Bearer {tampered}")),
+            Reason::InvalidCredentials,
+        ),
         (
             Some("Bearer sd_live_unknownkey".to_owned()),
-            "INVALID_CREDENTIALS",
+            Reason::InvalidCredentials,
         ),
     ];
     for (authorization, reason) in cases {
@@ -452,7 +462,7 @@ async fn calls_without_valid_credentials_are_unauthenticated() {
             .await
             .expect_err("refused");
         assert_eq!(status.code(), Code::Unauthenticated, "{authorization:?}");
-        assert_eq!(error_reason(&status), reason, "{authorization:?}");
+        assert_reason(&status, reason);
     }
 }
 
@@ -497,18 +507,30 @@ async fn a_token_naming_a_user_of_another_account_is_invalid_not_deactivated() {
             .await
             .expect_err("no such user in that account");
         assert_eq!(status.code(), Code::Unauthenticated);
-        assert_eq!(
-            error_reason(&status),
-            "INVALID_CREDENTIALS",
-            "{}",
-            user.email
-        );
+        assert_reason(&status, Reason::InvalidCredentials);
     }
     app.users
         .clone()
         .get_current_user(app.as_admin(v1::GetCurrentUserRequest {}))
         .await
         .expect("the admin's own token still works");
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refused_as_expired_so_the_client_refreshes() {
+    let app = TestApp::spawn().await;
+    let account = app.admin.account_id.to_string();
+    // Issued two hours ago for ten minutes: long past any clock-skew allowance.
+    let two_hours_ago = chrono::Utc::now().timestamp() - 7200;
+    let token = signed_token(&claims_for(&app.admin, &account, two_hours_ago));
+    let status = app
+        .users
+        .clone()
+        .get_current_user(with_token(&token, v1::GetCurrentUserRequest {}))
+        .await
+        .expect_err("expired");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_reason(&status, Reason::TokenExpired);
 }
 
 #[tokio::test]
@@ -524,7 +546,7 @@ async fn a_token_issued_in_the_future_is_refused() {
         .await
         .expect_err("not issued yet");
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
+    assert_reason(&status, Reason::InvalidCredentials);
     let now = chrono::Utc::now().timestamp();
     app.users
         .clone()

@@ -7,13 +7,14 @@ use std::collections::HashSet;
 use bytes::{Buf, BufMut};
 use reqwest::StatusCode;
 use supportdesk::domain::{PageCursor, PageScope, PageTokenKeys};
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic_types::StatusExt;
 
 use super::envoy::Envoy;
-use super::helpers::{TestApp, error_reason, valid_create_request, violated_fields};
+use super::helpers::{TestApp, assert_reason, valid_create_request, violated_fields};
 
 /// Sends and receives message bytes as they are, so a test can send what no generated client
 /// would.
@@ -87,7 +88,7 @@ async fn call_with_bytes(
 /// proto type names.
 fn assert_malformed(status: &tonic::Status, type_name: &str) {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert_eq!(error_reason(status), "MALFORMED_MESSAGE");
+    assert_reason(status, Reason::MalformedMessage);
     assert!(
         !status.message().contains(type_name),
         "the message names a proto type: {}",
@@ -183,7 +184,7 @@ async fn grpc_web_garbage_through_envoy_is_invalid_argument_in_the_grpc_web_trai
     )
     .unwrap();
     let status = tonic::Status::with_details(Code::InvalidArgument, message, details.into());
-    assert_eq!(error_reason(&status), "MALFORMED_MESSAGE");
+    assert_reason(&status, Reason::MalformedMessage);
     assert!(response.bytes().await.unwrap().is_empty());
 }
 

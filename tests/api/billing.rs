@@ -17,7 +17,7 @@ use supportdesk::db::models::charge_activity::actions_of_charge;
 use supportdesk::db::models::{NewCharge, StoredCharge};
 use supportdesk::db::schema::{charges, refunds};
 use supportdesk::domain::{ChargeId, ChargeStatus, IdempotencyKey, Money, Role, SessionId};
-use supportdesk::errors::AppError;
+use supportdesk::errors::{AppError, Reason};
 use supportdesk::idempotency::{
     FingerprintKey, IdempotencyPolicy, Idempotent, Outcome, StoredResponse,
 };
@@ -26,7 +26,9 @@ use supportdesk::service::billing::{CHARGE_PHASES, REFUND_PHASES};
 use supportdesk::service::{Billing, CompleterPolicy, NewChargeRequest};
 use tokio::time::Instant;
 
-use super::helpers::{PATIENCE, TestApp, TestUser, error_reason, violated_fields};
+use super::helpers::{
+    PATIENCE, TestApp, TestUser, assert_json_reason, assert_reason, violated_fields,
+};
 
 struct Desk {
     app: TestApp,
@@ -277,7 +279,7 @@ async fn a_declined_card_fails_the_charge_with_card_declined_and_the_decline_cod
     };
     let status = tonic::Status::from(&error);
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
-    assert_eq!(error_reason(&status), "CARD_DECLINED");
+    assert_reason(&status, Reason::CardDeclined);
     let info = super::helpers::details(&status)
         .error_info()
         .cloned()
@@ -329,8 +331,7 @@ async fn fifty_concurrent_identical_charges_with_one_key_over_two_instances_pay_
                 {
                     Ok(outcome) => return answered_charge(&outcome).expect("a paid charge"),
                     Err(error) => {
-                        let reason = error_reason(&tonic::Status::from(&error));
-                        assert_eq!(reason, "IDEMPOTENCY_KEY_IN_USE", "{error:?}");
+                        assert_reason(&tonic::Status::from(&error), Reason::IdempotencyKeyInUse);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
@@ -375,7 +376,7 @@ async fn a_payment_whose_answer_was_lost_stays_pending_and_the_retry_finds_it_wi
     );
     let status = tonic::Status::from(&error);
     assert_eq!(status.code(), tonic::Code::Unavailable);
-    assert_eq!(error_reason(&status), "PAYMENT_PROVIDER_UNAVAILABLE");
+    assert_reason(&status, Reason::PaymentProviderUnavailable);
     assert!(super::helpers::details(&status).retry_info().is_some());
     let mut conn = desk.app.database.connect().await;
     let (id, pending): (uuid::Uuid, String) = charges::table
@@ -512,9 +513,9 @@ async fn an_open_breaker_answers_unavailable_at_once_without_calling_the_provide
         .charge(100, "pm_card_visa", None)
         .await
         .expect_err("the provider is down");
-    assert_eq!(
-        error_reason(&tonic::Status::from(&first)),
-        "PAYMENT_PROVIDER_UNAVAILABLE"
+    assert_reason(
+        &tonic::Status::from(&first),
+        Reason::PaymentProviderUnavailable,
     );
     let sent = desk.simulator.requests().len();
     let refused = desk
@@ -523,7 +524,7 @@ async fn an_open_breaker_answers_unavailable_at_once_without_calling_the_provide
         .expect_err("the breaker is open");
     let status = tonic::Status::from(&refused);
     assert_eq!(status.code(), tonic::Code::Unavailable);
-    assert_eq!(error_reason(&status), "PAYMENT_PROVIDER_UNAVAILABLE");
+    assert_reason(&status, Reason::PaymentProviderUnavailable);
     let retry = super::helpers::details(&status)
         .retry_info()
         .cloned()
@@ -559,10 +560,7 @@ async fn ten_concurrent_partial_refunds_refund_only_what_fits_in_the_charge() {
         match task.await.unwrap() {
             Outcome::Done(_) => refunded += 1,
             Outcome::Failed(error) => {
-                assert_eq!(
-                    error_reason(&tonic::Status::from(&error)),
-                    "REFUND_EXCEEDS_CHARGE"
-                );
+                assert_reason(&tonic::Status::from(&error), Reason::RefundExceedsCharge);
                 refused += 1;
             }
             other @ Outcome::Replay(_) => panic!("no key was reused: {other:?}"),
@@ -604,10 +602,7 @@ async fn ten_concurrent_partial_refunds_refund_only_what_fits_in_the_charge() {
         .refund_charge(&desk.agent, id, Some(usd(1)), in_seconds(5), None)
         .await
         .expect_err("a refunded charge cannot be refunded again");
-    assert_eq!(
-        error_reason(&tonic::Status::from(&error)),
-        "CHARGE_NOT_REFUNDABLE"
-    );
+    assert_reason(&tonic::Status::from(&error), Reason::ChargeNotRefundable);
 }
 
 #[tokio::test]
@@ -641,10 +636,7 @@ async fn customers_see_only_their_own_charges_and_cannot_charge() {
         .get(&stranger, charge.charge.id)
         .await
         .unwrap_err();
-    assert_eq!(
-        error_reason(&tonic::Status::from(&hidden)),
-        "CHARGE_NOT_FOUND"
-    );
+    assert_reason(&tonic::Status::from(&hidden), Reason::ChargeNotFound);
     let page_size = supportdesk::domain::PageSize::parse(10).unwrap();
     assert!(
         desk.billing
@@ -664,10 +656,7 @@ async fn customers_see_only_their_own_charges_and_cannot_charge() {
         )
         .await
         .unwrap_err();
-    assert_eq!(
-        error_reason(&tonic::Status::from(&refused)),
-        "ROLE_REQUIRED"
-    );
+    assert_reason(&tonic::Status::from(&refused), Reason::RoleRequired);
     assert_eq!(desk.charge_count().await, 1);
 }
 
@@ -710,6 +699,7 @@ async fn a_decline_over_rest_is_402_with_its_decline_code_and_so_is_its_replay()
         );
         let body: serde_json::Value = answer.json().await.unwrap();
         assert_eq!(body["code"], 9, "{attempt}: {body}");
+        assert_json_reason(&body, Reason::CardDeclined);
         let info = body["details"]
             .as_array()
             .unwrap()
@@ -717,7 +707,6 @@ async fn a_decline_over_rest_is_402_with_its_decline_code_and_so_is_its_replay()
             .find(|detail| detail["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
             .cloned()
             .unwrap();
-        assert_eq!(info["reason"], "CARD_DECLINED");
         assert_eq!(info["metadata"]["decline_code"], "insufficient_funds");
     }
     // One payment attempt at the provider, one FAILED charge in PostgreSQL.
@@ -842,7 +831,7 @@ async fn without_a_payment_provider_billing_answers_not_configured() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
-    assert_eq!(error_reason(&status), "BILLING_NOT_CONFIGURED");
+    assert_reason(&status, Reason::BillingNotConfigured);
 }
 
 #[tokio::test]
@@ -876,7 +865,7 @@ async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
     };
     let status = charge("during-the-outage").await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);
-    assert_eq!(error_reason(&status), "PAYMENT_PROVIDER_UNAVAILABLE");
+    assert_reason(&status, Reason::PaymentProviderUnavailable);
     super::helpers::wait_until("BillingService NOT_SERVING", PATIENCE, || async {
         app.health_of(billing).await == "NotServing"
     })
@@ -894,7 +883,7 @@ async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
         match charge("during-the-outage").await {
             Ok(paid) => break paid.into_inner(),
             Err(status) => {
-                assert_eq!(error_reason(&status), "PAYMENT_PROVIDER_UNAVAILABLE");
+                assert_reason(&status, Reason::PaymentProviderUnavailable);
                 assert!(
                     Instant::now() < give_up,
                     "the breaker never let a probe through"
@@ -951,11 +940,7 @@ async fn fifty_identical_create_charge_calls_with_one_key_through_two_servers_ch
                 match client.create_charge(request).await {
                     Ok(charge) => return charge.into_inner(),
                     Err(status) => {
-                        assert_eq!(
-                            error_reason(&status),
-                            "IDEMPOTENCY_KEY_IN_USE",
-                            "{status:?}"
-                        );
+                        assert_reason(&status, Reason::IdempotencyKeyInUse);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }

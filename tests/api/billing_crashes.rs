@@ -30,6 +30,7 @@ use payment_simulator::{
 };
 use supportdesk::db::models::charge_activity::actions_of_charge;
 use supportdesk::db::schema::{charges, refunds};
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use supportdesk::proto::v1::billing_service_client::BillingServiceClient;
 use supportdesk::proto::v1::user_service_client::UserServiceClient;
@@ -38,8 +39,8 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use super::helpers::{
-    PATIENCE, TEST_PASSWORD, TestDatabase, TestUser, backends_waiting_on_locks, busy_backends,
-    wait_until,
+    PATIENCE, TEST_PASSWORD, TestDatabase, TestUser, assert_reason, backends_waiting_on_locks,
+    busy_backends, wait_until,
 };
 use super::process::{Running, sign_up_through};
 
@@ -645,7 +646,7 @@ async fn a_declined_charge_killed_before_the_decline_committed_ends_failed_with_
         .await
         .expect_err("the retry answers the decline");
     assert_eq!(retried.code(), tonic::Code::FailedPrecondition);
-    assert_eq!(super::helpers::error_reason(&retried), "CARD_DECLINED");
+    assert_reason(&retried, Reason::CardDeclined);
     // Recorded as the lost 402 would have been: the provider's code and decline code.
     let info = super::helpers::details(&retried)
         .error_info()

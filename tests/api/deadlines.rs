@@ -2,13 +2,14 @@
 //! requests without a deadline get the server's default.
 
 use std::time::{Duration, Instant};
+use supportdesk::errors::Reason;
 
 use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tonic::Code;
 
 use super::helpers::{
-    PATIENCE, TestApp, TestDatabase, backends_waiting_on_locks, busy_backends, error_reason,
+    PATIENCE, TestApp, TestDatabase, assert_reason, backends_waiting_on_locks, busy_backends,
     valid_create_request, wait_until,
 };
 
@@ -90,7 +91,7 @@ async fn a_request_without_a_deadline_gets_the_servers_default() {
         .await
         .expect_err("the server's deadline passes");
     assert_eq!(status.code(), Code::DeadlineExceeded);
-    assert_eq!(error_reason(&status), "DEADLINE_EXCEEDED");
+    assert_reason(&status, Reason::DeadlineExceeded);
     // The lock is held until the test ends: only the 600 ms deadline answers, within seconds
     // even on a loaded machine.
     assert!(started.elapsed() < Duration::from_secs(8));
@@ -133,7 +134,7 @@ async fn a_message_over_the_size_limit_is_refused_with_the_limit_named() {
         .await
         .expect_err("too large");
     assert_eq!(status.code(), Code::ResourceExhausted);
-    assert_eq!(error_reason(&status), "REQUEST_TOO_LARGE");
+    assert_reason(&status, Reason::RequestTooLarge);
     let details = tonic_types::StatusExt::get_error_details(&status);
     assert_eq!(details.error_info().unwrap().metadata["limit"], "16384");
 
@@ -147,7 +148,7 @@ async fn a_message_over_the_size_limit_is_refused_with_the_limit_named() {
         .await
         .expect_err("too large");
     assert_eq!(status.code(), Code::ResourceExhausted);
-    assert_eq!(error_reason(&status), "REQUEST_TOO_LARGE");
+    assert_reason(&status, Reason::RequestTooLarge);
 }
 
 #[tokio::test]
@@ -177,7 +178,7 @@ async fn a_request_that_finds_every_connection_busy_is_told_so_not_that_the_data
         .await
         .expect_err("no connection comes free within the connect timeout");
     assert_eq!(status.code(), Code::Unavailable);
-    assert_eq!(error_reason(&status), "DATABASE_BUSY");
+    assert_reason(&status, Reason::DatabaseBusy);
     assert_eq!(
         status.message(),
         "every database connection is busy; retry shortly"

@@ -4,10 +4,11 @@
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{PATIENCE, TestApp, error_reason, redis_url};
+use super::helpers::{PATIENCE, TestApp, assert_reason, redis_url};
 use super::proxy::{TcpProxy, socket_address_of, url_through};
 
 #[tokio::test]
@@ -46,7 +47,7 @@ async fn losing_postgres_flips_health_and_answers_unavailable_fast_then_recovers
         .await
         .expect_err("no database");
     assert_eq!(status.code(), Code::Unavailable);
-    assert_eq!(error_reason(&status), "DATABASE_UNAVAILABLE");
+    assert_reason(&status, Reason::DatabaseUnavailable);
     assert!(
         super::helpers::details(&status).retry_info().is_some(),
         "UNAVAILABLE says when to retry"
@@ -111,7 +112,7 @@ async fn with_a_closed_limiter_health_says_not_serving_exactly_while_requests_ar
         .await
         .expect_err("refused without Redis");
     assert_eq!(refused.code(), Code::Unavailable);
-    assert_eq!(error_reason(&refused), "REDIS_UNAVAILABLE");
+    assert_reason(&refused, Reason::RedisUnavailable);
     app.wait_for_health("NotServing", PATIENCE).await;
 
     proxy.restore();

@@ -6,16 +6,12 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::envoy::Envoy;
-use super::helpers::{TestApp, error_reason, repository_root};
-
-/// The ErrorInfo reason of a JSON error body.
-fn reason_of(body: &Value) -> &Value {
-    &body["details"][0]["reason"]
-}
+use super::helpers::{TestApp, assert_json_reason, assert_reason, repository_root};
 
 #[tokio::test]
 async fn headers_over_the_edges_32_kib_are_refused_by_envoy_as_json_431() {
@@ -35,7 +31,7 @@ async fn headers_over_the_edges_32_kib_are_refused_by_envoy_as_json_431() {
     assert_eq!(response.headers()["content-type"], "application/json");
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["code"], 8, "{body}");
-    assert_eq!(reason_of(&body), "HEADERS_TOO_LARGE", "{body}");
+    assert_json_reason(&body, Reason::HeadersTooLarge);
     assert_eq!(body["details"][0]["domain"], "supportdesk");
 }
 
@@ -84,7 +80,7 @@ async fn a_direct_grpc_client_over_the_services_header_limit_gets_headers_too_la
         .await
         .expect_err("refused");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-    assert_eq!(error_reason(&status), "HEADERS_TOO_LARGE");
+    assert_reason(&status, Reason::HeadersTooLarge);
     let details = super::helpers::details(&status);
     assert_eq!(
         details.error_info().expect("ErrorInfo").metadata["limit"],
@@ -158,7 +154,7 @@ async fn a_request_body_dripping_in_is_answered_408_json_once_the_request_timeou
     let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default())
         .expect("a JSON body");
     assert_eq!(body["code"], 4, "{body}");
-    assert_eq!(reason_of(&body), "REQUEST_TIMEOUT", "{body}");
+    assert_json_reason(&body, Reason::RequestTimeout);
 }
 
 #[tokio::test]
@@ -181,7 +177,7 @@ async fn a_grpc_web_request_over_1_mib_is_http_200_with_resource_exhausted() {
     let status = grpc_web_status(response).await;
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     assert_eq!(status.message(), "the request is larger than 1 MiB");
-    assert_eq!(error_reason(&status), "REQUEST_TOO_LARGE");
+    assert_reason(&status, Reason::RequestTooLarge);
 }
 
 /// The status of a trailers-only gRPC-Web answer, checked to be one: HTTP 200, the gRPC-Web
@@ -208,7 +204,7 @@ async fn a_grpc_web_client_is_told_the_service_is_unreachable_in_grpc_status_wit
         .expect("an answer");
     let status = grpc_web_status(response).await;
     assert_eq!(status.code(), tonic::Code::Unavailable);
-    assert_eq!(error_reason(&status), "BACKEND_UNAVAILABLE");
+    assert_reason(&status, Reason::BackendUnavailable);
     let details = super::helpers::details(&status);
     assert_eq!(
         details.error_info().expect("ErrorInfo").domain,

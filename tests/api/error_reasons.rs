@@ -1,19 +1,23 @@
-//! docs/errors.md lists every ErrorInfo reason a client can receive, and each one is asserted by
-//! some test; plus the tests of the reasons no other test needed.
+//! docs/errors.md's catalogue and [`Reason`] name the same reasons, Envoy answers none that is
+//! not one of them, and every reason is asserted by a test of an answer; plus the tests of the
+//! reasons no other test needed.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
 use super::envoy::Envoy;
-use super::helpers::{TestApp, error_reason, free_port, repository_root, with_token};
+use super::helpers::{
+    TestApp, assert_json_reason, assert_reason, free_port, repository_root, with_token,
+};
+use super::source::{code_only, rust_files};
 
-/// The reasons of the table in docs/errors.md.
-fn documented_reasons() -> BTreeSet<String> {
+/// The reasons of the table in docs/errors.md, in its order.
+fn documented_reasons() -> Vec<String> {
     let text =
         std::fs::read_to_string(repository_root().join("docs/errors.md")).expect("docs/errors.md");
     let start = text.find("<!-- reasons:start -->").expect("reasons:start");
@@ -27,110 +31,177 @@ fn documented_reasons() -> BTreeSet<String> {
         .collect()
 }
 
-fn rust_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, files);
-        } else if path.extension().is_some_and(|ext| ext == "rs") {
-            files.push(path);
-        }
-    }
+#[test]
+fn docs_errors_md_catalogues_exactly_the_variants_of_reason() {
+    let documented = documented_reasons();
+    let variants: Vec<&str> = Reason::ALL.iter().map(|reason| reason.as_str()).collect();
+    let undocumented: Vec<&str> = variants
+        .iter()
+        .copied()
+        .filter(|reason| !documented.iter().any(|listed| listed == reason))
+        .collect();
+    let not_a_variant: Vec<&String> = documented
+        .iter()
+        .filter(|listed| Reason::parse(listed).is_none())
+        .collect();
+    let mut seen = BTreeSet::new();
+    let listed_twice: Vec<&String> = documented
+        .iter()
+        .filter(|listed| !seen.insert(*listed))
+        .collect();
+    assert!(
+        undocumented.is_empty() && not_a_variant.is_empty() && listed_twice.is_empty(),
+        "variants of Reason missing from docs/errors.md: {undocumented:?}; \
+         documented but not a variant: {not_a_variant:?}; documented twice: {listed_twice:?}"
+    );
 }
 
-/// An UPPER_SNAKE_CASE word.
-fn is_reason(word: &str) -> bool {
-    word.len() > 3
-        && word
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-        && word.starts_with(|c: char| c.is_ascii_uppercase())
-}
-
-/// The reasons the code can answer: every `reason: "X"` in src/ (and `const X: &str = "X"`), the
-/// literals of the one
-/// mapping in src/errors.rs, the ErrorInfo reasons of deploy/envoy/envoy.yaml (its JSON
-/// mappers and its Lua filter).
-fn reasons_in_the_source() -> BTreeSet<String> {
-    let root = repository_root();
+/// The ErrorInfo reasons of deploy/envoy/envoy.yaml: its JSON mappers (`reason: X`) and its Lua
+/// filter (`"reason":"X"`).
+fn reasons_envoy_answers() -> BTreeSet<String> {
+    let envoy = std::fs::read_to_string(repository_root().join("deploy/envoy/envoy.yaml")).unwrap();
     let mut reasons = BTreeSet::new();
-    let mut files = Vec::new();
-    rust_files(&root.join("src"), &mut files);
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        // Only the code: unit tests may name reasons they only compare against.
-        let code = text.split("#[cfg(test)]").next().unwrap_or(&text);
-        let is_errors = file.ends_with("src/errors.rs");
-        for (index, _) in code.match_indices('"') {
-            let rest = &code[index + 1..];
-            let Some(word) = rest.split('"').next() else {
-                continue;
-            };
-            if !is_reason(word) {
-                continue;
-            }
-            let before = code[..index].trim_end();
-            let names_a_reason = before.ends_with("reason:")
-                || before.ends_with("reason =")
-                // `pub const PATH_BODY_MISMATCH: &str = "PATH_BODY_MISMATCH";`
-                || before.ends_with(&format!("{word}: &str ="))
-                || (before.ends_with(',') && code[..index].contains("invalid_field_reason("))
-                || is_errors;
-            if names_a_reason {
-                reasons.insert(word.to_owned());
-            }
-        }
-    }
-    let envoy = std::fs::read_to_string(root.join("deploy/envoy/envoy.yaml")).unwrap();
     for line in envoy.lines() {
         if let Some(reason) = line.trim().strip_prefix("reason: ") {
             reasons.insert(reason.trim().to_owned());
         }
         for piece in line.split("\"reason\":\"").skip(1) {
-            let word = piece.split('"').next().unwrap_or("");
-            if is_reason(word) {
-                reasons.insert(word.to_owned());
-            }
+            reasons.insert(piece.split('"').next().unwrap_or("").to_owned());
         }
     }
     reasons
 }
 
 #[test]
-fn docs_errors_md_lists_exactly_the_reasons_the_service_and_envoy_can_answer() {
-    let documented = documented_reasons();
-    let answered = reasons_in_the_source();
-    let undocumented: Vec<_> = answered.difference(&documented).collect();
-    let unanswerable: Vec<_> = documented.difference(&answered).collect();
+fn envoy_answers_only_reasons_that_are_variants_of_reason() {
+    let answered = reasons_envoy_answers();
     assert!(
-        undocumented.is_empty() && unanswerable.is_empty(),
-        "answered but not in docs/errors.md: {undocumented:?}; documented but never answered: {unanswerable:?}"
+        answered.len() >= 8,
+        "the envoy.yaml reading found too few reasons: {answered:?}"
+    );
+    let unknown: Vec<&String> = answered
+        .iter()
+        .filter(|reason| Reason::parse(reason).is_none())
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "deploy/envoy/envoy.yaml answers reasons that are not variants of Reason: {unknown:?}"
     );
 }
 
-#[test]
-fn every_documented_reason_is_asserted_by_a_test() {
-    let root = repository_root();
-    let mut test_text = String::new();
-    let mut files = Vec::new();
-    rust_files(&root.join("tests"), &mut files);
-    rust_files(&root.join("src"), &mut files);
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        if file.starts_with(root.join("src")) {
-            // Unit tests only.
-            if let Some((_, tests)) = text.split_once("#[cfg(test)]") {
-                test_text.push_str(tests);
+/// The helpers whose calls count as a test of a reason: each asserts an answer's ErrorInfo.
+const ASSERTIONS: [&str; 2] = ["assert_reason", "assert_json_reason"];
+
+/// The variants `source` asserts: `X` of every `assert_reason(<answer>, Reason::X)` and
+/// `assert_json_reason(<body>, Reason::X)`. A call whose reason is a variable (a table row, a
+/// parameter) is not counted: the variant must be written in the assertion itself.
+fn asserted_variants(source: &str) -> Vec<String> {
+    let code = code_only(source);
+    let mut asserted = Vec::new();
+    for name in ASSERTIONS {
+        let call = format!("{name}(");
+        for (at, _) in code.match_indices(&call) {
+            let before = code[..at].trim_end();
+            let is_call = !code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                && !before.ends_with("fn");
+            if !is_call {
+                continue;
             }
-        } else {
-            test_text.push_str(&text);
+            let arguments = top_level_arguments(&code[at + call.len()..]);
+            if let [_, last] = arguments.as_slice()
+                && let Some(variant) = last.strip_prefix("Reason::")
+                && !variant.is_empty()
+                && variant.chars().all(|c| c.is_alphanumeric() || c == '_')
+            {
+                asserted.push(variant.to_owned());
+            }
         }
     }
-    let untested: Vec<String> = documented_reasons()
-        .into_iter()
-        .filter(|reason| !test_text.contains(&format!("\"{reason}\"")))
+    asserted
+}
+
+/// The arguments of a call, trimmed, from just after its `(` to its matching `)`.
+fn top_level_arguments(after_parenthesis: &str) -> Vec<String> {
+    let mut arguments = Vec::new();
+    let mut current = String::new();
+    let mut depth = 0_usize;
+    for c in after_parenthesis.chars() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' if depth == 0 => break,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                arguments.push(std::mem::take(&mut current).trim().to_owned());
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    arguments.push(current.trim().to_owned());
+    arguments.retain(|argument| !argument.is_empty());
+    arguments
+}
+
+#[test]
+fn every_reason_is_asserted_by_a_test_of_an_answer() {
+    let root = repository_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("tests/api"), &mut files);
+    let mut asserted = BTreeSet::new();
+    for file in files {
+        let source = std::fs::read_to_string(&file).unwrap();
+        for variant in asserted_variants(&source) {
+            let reason = Reason::ALL
+                .iter()
+                .find(|reason| format!("{reason:?}") == variant)
+                .unwrap_or_else(|| panic!("{}: Reason::{variant} is no variant", file.display()));
+            asserted.insert(*reason);
+        }
+    }
+    let unasserted: Vec<&str> = Reason::ALL
+        .iter()
+        .filter(|reason| !asserted.contains(*reason))
+        .map(|reason| reason.as_str())
         .collect();
-    assert!(untested.is_empty(), "no test asserts: {untested:?}");
+    assert!(
+        unasserted.is_empty(),
+        "no test asserts these reasons as `assert_reason(&status, Reason::X)` or \
+         `assert_json_reason(&body, Reason::X)`: {unasserted:?}"
+    );
+}
+
+/// The check itself: what counts as asserting a reason, and what does not.
+#[test]
+fn only_an_assertion_naming_the_variant_counts_as_a_test_of_a_reason() {
+    let counted = |source: &str| asserted_variants(source);
+    assert_eq!(
+        counted("assert_reason(&status, Reason::TicketNotFound);"),
+        ["TicketNotFound"]
+    );
+    assert_eq!(
+        counted("assert_reason(\n    &tonic::Status::from(&error),\n    Reason::CardDeclined,\n);"),
+        ["CardDeclined"]
+    );
+    assert_eq!(
+        counted(
+            "assert_json_reason(&refused(&envoy, &body, None).await, Reason::WebhookSignatureMissing);"
+        ),
+        ["WebhookSignatureMissing"]
+    );
+    // Not an assertion of a written variant.
+    for source in [
+        "assert_reason(&status, reason);",
+        "assert_eq!(error_reason(&status), Some(Reason::TicketNotFound));",
+        "let expected = Reason::TicketNotFound;",
+        "// assert_reason(&status, Reason::TicketNotFound);",
+        "let _ = \"assert_reason(&status, Reason::TicketNotFound)\";",
+        "fn assert_reason(status: &Status, expected: Reason) {}",
+        "my_assert_reason(&status, Reason::TicketNotFound);",
+        "assert_reason(&status, Reason::TicketNotFound.other());",
+    ] {
+        assert!(counted(source).is_empty(), "{source}");
+    }
 }
 
 #[tokio::test]
@@ -146,7 +217,7 @@ async fn an_unknown_user_or_api_key_is_not_found_with_its_own_reason() {
         .await
         .expect_err("no such user");
     assert_eq!(status.code(), Code::NotFound);
-    assert_eq!(error_reason(&status), "USER_NOT_FOUND");
+    assert_reason(&status, Reason::UserNotFound);
 
     let mut request = app.as_admin(v1::RevokeApiKeyRequest { id: unknown });
     request
@@ -159,7 +230,7 @@ async fn an_unknown_user_or_api_key_is_not_found_with_its_own_reason() {
         .await
         .expect_err("no such key");
     assert_eq!(status.code(), Code::NotFound);
-    assert_eq!(error_reason(&status), "API_KEY_NOT_FOUND");
+    assert_reason(&status, Reason::ApiKeyNotFound);
 }
 
 #[tokio::test]
@@ -189,7 +260,7 @@ async fn an_api_key_may_not_do_what_only_people_do() {
         .await
         .expect_err("a key has no sessions");
     assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(error_reason(&status), "USER_REQUIRED");
+    assert_reason(&status, Reason::UserRequired);
 }
 
 #[tokio::test]
@@ -208,7 +279,7 @@ async fn envoy_answers_an_upgrade_and_an_unreachable_service_in_the_json_shape()
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["code"], 2);
-    assert_eq!(body["details"][0]["reason"], "PROXY_ERROR", "{body}");
+    assert_json_reason(&body, Reason::ProxyError);
 
     // Nothing listens behind this one.
     let orphan = Envoy::start_in_front_of(free_port()).await;
@@ -221,8 +292,5 @@ async fn envoy_answers_an_upgrade_and_an_unreachable_service_in_the_json_shape()
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["code"], 14);
-    assert_eq!(
-        body["details"][0]["reason"], "BACKEND_UNAVAILABLE",
-        "{body}"
-    );
+    assert_json_reason(&body, Reason::BackendUnavailable);
 }

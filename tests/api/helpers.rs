@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use supportdesk::configuration::{LogFormat, Settings};
 use supportdesk::db::{self, MIGRATIONS_FINGERPRINT};
 use supportdesk::domain::{AccountId, UserId};
+use supportdesk::errors::{ERROR_DOMAIN, Reason};
 use supportdesk::proto::v1;
 use supportdesk::proto::v1::account_service_client::AccountServiceClient;
 use supportdesk::proto::v1::api_key_service_client::ApiKeyServiceClient;
@@ -540,11 +541,41 @@ pub(crate) fn details(status: &tonic::Status) -> tonic_types::ErrorDetails {
     status.get_error_details()
 }
 
-pub(crate) fn error_reason(status: &tonic::Status) -> String {
+/// The ErrorInfo reason of a failed call; `None` when it has no ErrorInfo, or a reason that is
+/// not one of [`Reason`]'s.
+pub(crate) fn error_reason(status: &tonic::Status) -> Option<Reason> {
     details(status)
         .error_info()
-        .map(|info| info.reason.clone())
-        .unwrap_or_default()
+        .and_then(|info| Reason::parse(&info.reason))
+}
+
+/// Asserts that `status` carries the ErrorInfo of this service (domain `supportdesk`) with the
+/// reason `expected`. Write the reason as `Reason::X` in the call itself:
+/// tests/api/error_reasons.rs counts such calls, and fails for a reason no test asserts.
+#[track_caller]
+pub(crate) fn assert_reason(status: &tonic::Status, expected: Reason) {
+    let details = details(status);
+    let info = details
+        .error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.domain, ERROR_DOMAIN, "{status:?}");
+    assert_eq!(info.reason, expected.as_str(), "{status:?}");
+}
+
+/// [`assert_reason`] for an error answered as JSON over REST (or a webhook delivery):
+/// `{"code", "message", "details": [ErrorInfo, ...]}`, the ErrorInfo found by its `@type`.
+#[track_caller]
+pub(crate) fn assert_json_reason(body: &serde_json::Value, expected: Reason) {
+    let info = body["details"]
+        .as_array()
+        .and_then(|details| {
+            details
+                .iter()
+                .find(|detail| detail["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
+        })
+        .unwrap_or_else(|| panic!("no ErrorInfo in {body}"));
+    assert_eq!(info["domain"], ERROR_DOMAIN, "{body}");
+    assert_eq!(info["reason"], expected.as_str(), "{body}");
 }
 
 pub(crate) fn violated_fields(status: &tonic::Status) -> Vec<String> {

@@ -5,14 +5,15 @@ use std::time::{Duration, Instant};
 
 use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use super::helpers::{
-    PATIENCE, TestApp, TestDatabase, backends_waiting_on_locks, details, error_reason,
-    second_instance, valid_create_request, violated_fields, wait_until,
+    PATIENCE, TestApp, TestDatabase, assert_reason, backends_waiting_on_locks, details,
+    error_reason, second_instance, valid_create_request, violated_fields, wait_until,
 };
 
 fn with_key<T>(mut request: Request<T>, key: &str) -> Request<T> {
@@ -49,7 +50,7 @@ async fn create_until_settled(
 ) -> Result<tonic::Response<v1::Ticket>, Status> {
     for _ in 0..200 {
         match client.create_ticket(request()).await {
-            Err(status) if error_reason(&status) == "IDEMPOTENCY_KEY_IN_USE" => {
+            Err(status) if error_reason(&status) == Some(Reason::IdempotencyKeyInUse) => {
                 let delay = details(&status)
                     .retry_info()
                     .and_then(|info| info.retry_delay)
@@ -157,7 +158,7 @@ async fn the_same_key_with_another_request_is_refused_and_runs_nothing() {
         .await
         .expect_err("another request");
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(error_reason(&status), "IDEMPOTENCY_KEY_REUSED");
+    assert_reason(&status, Reason::IdempotencyKeyReused);
     assert_eq!(violated_fields(&status), ["idempotency-key"]);
     assert_eq!(
         count(&app.database, "SELECT count(*) AS count FROM tickets").await,
@@ -204,7 +205,7 @@ async fn a_retry_while_the_first_runs_is_aborted_at_once_and_then_replayed() {
         .await
         .expect_err("the first still runs");
     assert_eq!(status.code(), Code::Aborted);
-    assert_eq!(error_reason(&status), "IDEMPOTENCY_KEY_IN_USE");
+    assert_reason(&status, Reason::IdempotencyKeyInUse);
     assert!(details(&status).retry_info().is_some());
     // Not held until the lock goes (never, here) nor until the 10 s request deadline: the
     // retry waits IDEMPOTENCY_WAIT_MS (100 ms) and is answered.
@@ -304,7 +305,7 @@ async fn a_final_error_is_stored_and_replayed_even_after_things_change() {
         ))
         .await
         .expect_err("over the limit");
-    assert_eq!(error_reason(&status), "OPEN_TICKET_LIMIT");
+    assert_reason(&status, Reason::OpenTicketLimit);
 
     app.tickets
         .clone()
@@ -333,7 +334,7 @@ async fn a_final_error_is_stored_and_replayed_even_after_things_change() {
         ))
         .await
         .expect_err("the stored outcome, not a new attempt");
-    assert_eq!(error_reason(&replay), "OPEN_TICKET_LIMIT");
+    assert_reason(&replay, Reason::OpenTicketLimit);
     assert_eq!(
         replay.metadata().get("idempotent-replayed").unwrap(),
         "true"
@@ -665,7 +666,7 @@ async fn anonymous_keys_are_scoped_to_the_client_address_so_strangers_learn_noth
         .create_account(sign_up_from("198.51.100.3", &first_slug, key))
         .await
         .expect_err("runs, and finds the slug taken");
-    assert_eq!(error_reason(&status), "ACCOUNT_SLUG_TAKEN");
+    assert_reason(&status, Reason::AccountSlugTaken);
 
     // The first client is still protected against its own mistakes.
     let status = app
@@ -674,7 +675,7 @@ async fn anonymous_keys_are_scoped_to_the_client_address_so_strangers_learn_noth
         .create_account(sign_up_from("203.0.113.1", "something-else", key))
         .await
         .expect_err("the same client, another body");
-    assert_eq!(error_reason(&status), "IDEMPOTENCY_KEY_REUSED");
+    assert_reason(&status, Reason::IdempotencyKeyReused);
     let replay = app
         .accounts
         .clone()

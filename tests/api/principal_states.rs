@@ -9,6 +9,7 @@ use supportdesk::auth::principals::{
     ChangeWindow, KnownState, Lease, PrincipalKey, PrincipalState, PrincipalStates,
 };
 use supportdesk::domain::{AccountId, Role, UserId};
+use supportdesk::errors::Reason;
 use supportdesk::metrics::Metrics;
 use supportdesk::proto::v1;
 use supportdesk::proto::v1::api_key_service_client::ApiKeyServiceClient;
@@ -17,7 +18,7 @@ use supportdesk::rate_limit::{AlsoRead, Policy, RateLimiter, Subject};
 use supportdesk::redis_pool::{self, RedisKeys};
 use tonic::Code;
 
-use super::helpers::{TestApp, error_reason, keyed, second_instance, with_token};
+use super::helpers::{TestApp, assert_reason, keyed, second_instance, with_token};
 use super::proxy::{TcpProxy, socket_address_of, url_through};
 
 fn update_user(id: &str, user: v1::User, path: &str) -> v1::UpdateUserRequest {
@@ -102,7 +103,7 @@ async fn a_change_made_on_one_instance_refuses_the_next_call_on_another_that_had
         .list_tickets(agent.request(v1::ListTicketsRequest::default()))
         .await
         .expect_err("B refuses the deactivated agent");
-    assert_eq!(error_reason(&deactivated), "USER_DEACTIVATED");
+    assert_reason(&deactivated, Reason::UserDeactivated);
     let demoted = keys_on_b
         .list_api_keys(second_admin.request(v1::ListApiKeysRequest::default()))
         .await
@@ -112,7 +113,7 @@ async fn a_change_made_on_one_instance_refuses_the_next_call_on_another_that_had
         .list_tickets(with_token(&key.secret, v1::ListTicketsRequest::default()))
         .await
         .expect_err("B refuses the revoked key");
-    assert_eq!(error_reason(&revoked), "API_KEY_REVOKED");
+    assert_reason(&revoked, Reason::ApiKeyRevoked);
 }
 
 async fn app_channel(app: &TestApp) -> tonic::transport::Channel {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::RunQueryDsl;
 use secrecy::ExposeSecret;
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1::account_service_client::AccountServiceClient;
 use supportdesk::proto::v1::auth_service_client::AuthServiceClient;
 use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
@@ -209,7 +210,7 @@ async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
     }
     let refusal = lines
         .iter()
-        .find(|line| line["reason"] == "MALFORMED_MESSAGE")
+        .find(|line| line["reason"] == Reason::MalformedMessage.as_str())
         .expect("the malformed message was logged");
     assert_eq!(refusal["level"], "INFO", "{refusal}");
     assert_eq!(refusal["field"], "account", "{refusal}");

@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use supportdesk::configuration::{RateQuota, Settings};
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use supportdesk::proto::v1::user_service_client::UserServiceClient;
 use tonic::Code;
 
 use super::envoy::Envoy;
 use super::helpers::{
-    PATIENCE, TEST_PASSWORD, TestApp, details, error_reason, redis_url, second_instance, with_token,
+    PATIENCE, TEST_PASSWORD, TestApp, assert_reason, details, error_reason, redis_url,
+    second_instance, with_token,
 };
 use super::proxy::{TcpProxy, socket_address_of, url_through};
 
@@ -57,7 +59,7 @@ async fn a_caller_gets_exactly_its_quota_then_429_with_the_retry_details() {
         .await
         .expect_err("over the quota");
     assert_eq!(status.code(), Code::ResourceExhausted);
-    assert_eq!(error_reason(&status), "RATE_LIMITED");
+    assert_reason(&status, Reason::RateLimited);
     let failure = details(&status);
     let retry = failure
         .retry_info()
@@ -254,12 +256,22 @@ async fn log_in_from(app: &TestApp, ip: &str, email: &str, password: &str) -> (C
             );
             (status.code(), policy)
         }
-        Err(status) => (status.code(), error_reason(&status)),
+        Err(status) => (
+            status.code(),
+            error_reason(&status)
+                .map(Reason::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        ),
     }
 }
 
 fn wrong(code_and_reason: &(Code, String)) -> bool {
-    *code_and_reason == (Code::Unauthenticated, "INVALID_CREDENTIALS".to_owned())
+    *code_and_reason
+        == (
+            Code::Unauthenticated,
+            Reason::InvalidCredentials.as_str().to_owned(),
+        )
 }
 
 fn refused_by(policy: &str) -> (Code, String) {
@@ -448,7 +460,7 @@ async fn failed_authentications_past_the_quota_answer_429_and_valid_credentials_
         .await
         .expect_err("over the quota");
     assert_eq!(status.code(), Code::ResourceExhausted);
-    assert_eq!(error_reason(&status), "RATE_LIMITED");
+    assert_reason(&status, Reason::RateLimited);
     let refusal = details(&status);
     assert_eq!(
         refusal.error_info().unwrap().metadata["policy"],
@@ -503,7 +515,7 @@ async fn failed_authentications_past_the_quota_answer_429_and_valid_credentials_
         .get_current_user(elsewhere)
         .await
         .unwrap_err();
-    assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
+    assert_reason(&status, Reason::InvalidCredentials);
     for _ in 0..10 {
         let mut anonymous = tonic::Request::new(v1::GetCurrentUserRequest {});
         anonymous
@@ -515,7 +527,7 @@ async fn failed_authentications_past_the_quota_answer_429_and_valid_credentials_
             .get_current_user(anonymous)
             .await
             .unwrap_err();
-        assert_eq!(error_reason(&status), "MISSING_CREDENTIALS");
+        assert_reason(&status, Reason::MissingCredentials);
     }
 }
 

@@ -2,9 +2,10 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use supportdesk::errors::Reason;
 
 use super::envoy::Envoy;
-use super::helpers::TestApp;
+use super::helpers::{TestApp, assert_json_reason};
 
 async fn envoy_for(app: &TestApp) -> (Envoy, reqwest::Client) {
     (
@@ -118,7 +119,7 @@ async fn a_missing_ticket_is_404_and_a_missing_account_401() {
         .expect("GET");
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let body: Value = response.json().await.expect("JSON");
-    assert_eq!(body["details"][0]["reason"], "TICKET_NOT_FOUND");
+    assert_json_reason(&body, Reason::TicketNotFound);
 
     let response = http
         .get(envoy.url("/v1/tickets"))
@@ -240,7 +241,7 @@ async fn a_customer_asking_for_admin_things_gets_403() {
         .expect("GET /v1/apiKeys");
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let body: Value = response.json().await.expect("JSON");
-    assert_eq!(body["details"][0]["reason"], "ROLE_REQUIRED");
+    assert_json_reason(&body, Reason::RoleRequired);
 }
 
 #[tokio::test]
@@ -289,7 +290,7 @@ async fn a_body_naming_another_ticket_than_the_path_changes_neither_ticket() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["code"], 3);
-    assert_eq!(body["details"][0]["reason"], "PATH_BODY_MISMATCH");
+    assert_json_reason(&body, Reason::PathBodyMismatch);
     assert_eq!(
         body["details"][1]["fieldViolations"][0]["field"], "ticket.id",
         "{body}"
@@ -304,7 +305,7 @@ async fn a_body_naming_another_ticket_than_the_path_changes_neither_ticket() {
         .expect("PATCH");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().await.expect("JSON");
-    assert_eq!(body["details"][0]["reason"], "PATH_BODY_MISMATCH", "{body}");
+    assert_json_reason(&body, Reason::PathBodyMismatch);
     for ticket in [&named, &other] {
         let stored = app.get_ticket(&ticket.id).await.expect("the ticket");
         assert_eq!(stored.subject, ticket.subject, "{} changed", ticket.id);

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 
 use super::helpers::{
-    TestApp, admin_database_url, error_reason, keyed, redis_url, valid_create_request, with_token,
+    TestApp, admin_database_url, assert_reason, keyed, redis_url, valid_create_request, with_token,
 };
 use super::proxy::{Protocol, TcpProxy, socket_address_of, url_through};
 
@@ -239,7 +240,7 @@ async fn a_forged_token_costs_one_redis_round_trip_and_no_postgresql() {
                     .get_current_user(with_token(&forged, v1::GetCurrentUserRequest {}))
                     .await
                     .expect_err("forged");
-                assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
+                assert_reason(&status, Reason::InvalidCredentials);
             }
         })
         .await;
@@ -283,7 +284,7 @@ async fn api_key_guesses_cost_postgresql_only_until_the_guesser_is_over_its_quot
                     .get_current_user(guess(n))
                     .await
                     .expect_err("a guess");
-                assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
+                assert_reason(&status, Reason::InvalidCredentials);
             }
         })
         .await;

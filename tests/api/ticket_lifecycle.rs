@@ -3,11 +3,12 @@
 
 use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::RunQueryDsl;
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
 use super::helpers::{
-    TestApp, TestUser, details, error_reason, valid_create_request, violated_fields,
+    TestApp, TestUser, assert_reason, details, valid_create_request, violated_fields,
 };
 
 fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
@@ -226,7 +227,7 @@ async fn a_stale_etag_is_aborted_and_nothing_is_written() {
         .await
         .expect_err("the second read a stale etag");
     assert_eq!(status.code(), Code::Aborted);
-    assert_eq!(error_reason(&status), "ETAG_MISMATCH");
+    assert_reason(&status, Reason::EtagMismatch);
     let after = stored(&app, &ticket.id).await;
     assert_eq!(
         (after.subject.as_str(), after.version),
@@ -257,7 +258,7 @@ async fn the_lifecycle_moves_only_along_its_allowed_transitions() {
         .await
         .expect_err("nobody is assigned");
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert_eq!(error_reason(&status), "TICKET_UNASSIGNED");
+    assert_reason(&status, Reason::TicketUnassigned);
 
     let assigned = assign(&app, &ticket.id, &agent).await;
     assert_eq!(
@@ -311,7 +312,7 @@ async fn the_lifecycle_moves_only_along_its_allowed_transitions() {
         .await
         .expect_err("closed is final");
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert_eq!(error_reason(&status), "ILLEGAL_TRANSITION");
+    assert_reason(&status, Reason::IllegalTransition);
     let failure = details(&status);
     let violation = &failure
         .precondition_failure()
@@ -338,7 +339,7 @@ async fn the_lifecycle_moves_only_along_its_allowed_transitions() {
         }))
         .await
         .expect_err("closed tickets do not change");
-    assert_eq!(error_reason(&status), "TICKET_CLOSED");
+    assert_reason(&status, Reason::TicketClosed);
 
     let actions: Vec<String> = activity(&app, &ticket.id)
         .await
@@ -563,6 +564,7 @@ async fn a_failure_midway_leaves_neither_the_change_nor_its_record() {
         .await
         .expect_err("the audit record cannot be written");
     assert_eq!(status.code(), Code::Internal);
+    assert_reason(&status, Reason::Internal);
     assert!(
         !status.message().contains("audit trail is broken"),
         "no internals leak"
@@ -595,7 +597,7 @@ async fn twenty_simultaneous_creates_by_one_requester_leave_exactly_ten_open() {
             Ok(_) => created += 1,
             Err(status) => {
                 assert_eq!(status.code(), Code::FailedPrecondition);
-                assert_eq!(error_reason(&status), "OPEN_TICKET_LIMIT");
+                assert_reason(&status, Reason::OpenTicketLimit);
                 assert!(details(&status).precondition_failure().is_some());
             }
         }
@@ -640,5 +642,5 @@ async fn solving_a_ticket_makes_room_and_reopening_counts_against_the_limit() {
         }))
         .await
         .expect_err("reopening would make three open");
-    assert_eq!(error_reason(&status), "OPEN_TICKET_LIMIT");
+    assert_reason(&status, Reason::OpenTicketLimit);
 }

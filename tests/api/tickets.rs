@@ -2,10 +2,11 @@
 
 use std::collections::HashSet;
 
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{TestApp, error_reason, valid_create_request, violated_fields};
+use super::helpers::{TestApp, assert_reason, valid_create_request, violated_fields};
 
 #[tokio::test]
 async fn a_created_ticket_can_be_fetched_by_its_id() {
@@ -90,7 +91,7 @@ async fn every_invalid_field_is_named_in_one_answer_and_nothing_is_written() {
         .expect_err("refused");
 
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(error_reason(&status), "INVALID_ARGUMENT");
+    assert_reason(&status, Reason::InvalidArgument);
     assert_eq!(
         violated_fields(&status),
         [
@@ -162,7 +163,7 @@ async fn a_missing_ticket_is_not_found_with_its_reason() {
         .await
         .expect_err("not found");
     assert_eq!(status.code(), Code::NotFound);
-    assert_eq!(error_reason(&status), "TICKET_NOT_FOUND");
+    assert_reason(&status, Reason::TicketNotFound);
 }
 
 #[tokio::test]

@@ -6,10 +6,11 @@
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use serde_json::json;
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{TEST_WEBHOOK_SECRET, TestApp, details, error_reason, violated_fields};
+use super::helpers::{TEST_WEBHOOK_SECRET, TestApp, assert_reason, details, violated_fields};
 use super::webhook_receiving::{event, paid_charge, signed};
 
 /// Puts event `id` in the dead-letter state, as a worker does after its last failed attempt.
@@ -207,7 +208,7 @@ async fn an_event_is_read_by_its_id_with_what_happened_to_it() {
         .await
         .expect_err("no such event");
     assert_eq!(unknown.code(), Code::NotFound);
-    assert_eq!(error_reason(&unknown), "WEBHOOK_EVENT_NOT_FOUND");
+    assert_reason(&unknown, Reason::WebhookEventNotFound);
     let empty = app
         .webhooks
         .clone()
@@ -289,7 +290,7 @@ async fn a_processed_event_cannot_be_redriven_and_an_unknown_one_is_not_found() 
     make_processed(&app, &id).await;
     let refused = redrive(&app, &id).await.expect_err("processed");
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert_eq!(error_reason(&refused), "WEBHOOK_EVENT_NOT_DEAD");
+    assert_reason(&refused, Reason::WebhookEventNotDead);
     let violation = details(&refused)
         .precondition_failure()
         .expect("a PreconditionFailure")
@@ -329,7 +330,7 @@ async fn customers_and_agents_are_refused_and_another_account_sees_none_of_the_e
             .await
             .expect_err("admins only");
         assert_eq!(refused.code(), Code::PermissionDenied);
-        assert_eq!(error_reason(&refused), "ROLE_REQUIRED");
+        assert_reason(&refused, Reason::RoleRequired);
     }
 
     let stranger = app.sign_up_another_account().await;

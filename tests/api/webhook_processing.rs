@@ -15,10 +15,11 @@ use payment_simulator::{
 };
 use supportdesk::configuration::WebhookWorkerSettings;
 use supportdesk::db::schema::{charge_activities, charges, webhook_events};
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use uuid::Uuid;
 
-use super::helpers::{TestApp, TestDatabase, TestUser, error_reason, wait_until};
+use super::helpers::{TestApp, TestDatabase, TestUser, assert_reason, wait_until};
 
 /// How long the workers may take for what a test waits on (a loaded machine included).
 pub(crate) const PROCESSING: Duration = Duration::from_secs(30);
@@ -137,7 +138,7 @@ impl Queue {
             .create_charge(self.charge_request(cents, key))
             .await
             .expect_err("the outcome is not known yet");
-        assert_eq!(error_reason(&refused), "PAYMENT_PROVIDER_UNAVAILABLE");
+        assert_reason(&refused, Reason::PaymentProviderUnavailable);
         let payment_id = self.app.simulator.ledger().payment_intents[0].id.clone();
         wait_until(
             &format!("the provider sends {settled_type}"),
@@ -507,7 +508,7 @@ async fn a_payment_failed_event_fails_a_pending_charge_with_its_decline_and_the_
         .create_charge(queue.charge_request(800, "fails-later"))
         .await
         .expect_err("the retry answers the decline");
-    assert_eq!(error_reason(&retried), "CARD_DECLINED");
+    assert_reason(&retried, Reason::CardDeclined);
     assert_eq!(
         queue.trail(&charge_id).await,
         [by_the_service("created"), by_webhook("failed", &failed.id)]

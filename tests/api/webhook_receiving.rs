@@ -7,10 +7,11 @@ use diesel::sql_types::{Bytea, Integer, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 
 use super::envoy::Envoy;
-use super::helpers::{PATIENCE, TEST_WEBHOOK_SECRET, TestApp, keyed};
+use super::helpers::{PATIENCE, TEST_WEBHOOK_SECRET, TestApp, assert_json_reason, keyed};
 
 /// The secret being rotated out, in the rotation tests.
 const PREVIOUS_WEBHOOK_SECRET: &str = "whsec_test_previous_0123456789abcdef";
@@ -90,18 +91,6 @@ async fn deliver_to(url: String, body: Vec<u8>, signature: Option<String>) -> (S
     (status, value)
 }
 
-fn reason(body: &Value) -> &str {
-    body["details"]
-        .as_array()
-        .and_then(|details| {
-            details
-                .iter()
-                .find(|detail| detail["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
-        })
-        .and_then(|info| info["reason"].as_str())
-        .unwrap_or_default()
-}
-
 #[derive(diesel::QueryableByName, Debug, PartialEq, Eq)]
 pub(crate) struct StoredRow {
     #[diesel(sql_type = Text)]
@@ -136,14 +125,15 @@ pub(crate) async fn stored_events(app: &TestApp) -> Vec<StoredRow> {
 /// well inside the 5 s the provider waits for an answer before it counts the attempt as failed.
 const ACKNOWLEDGEMENT_BOUND: Duration = Duration::from_secs(3);
 
-/// A delivery the service must refuse, and the reason it must give.
-async fn assert_refused(envoy: &Envoy, body: &[u8], signature: Option<&str>, expected: &str) {
+/// The answer to a delivery the service must refuse as INVALID_ARGUMENT with an ErrorInfo and
+/// nothing else; the caller asserts its reason.
+async fn refused(envoy: &Envoy, body: &[u8], signature: Option<&str>) -> Value {
     let (status, answer) = deliver(envoy, body, signature).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{expected}: {answer}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(answer["code"], 3, "{answer}");
-    assert_eq!(reason(&answer), expected, "{answer}");
     let details = answer["details"].as_array().expect("details");
     assert_eq!(details.len(), 1, "ErrorInfo and nothing else: {answer}");
+    answer
 }
 
 #[tokio::test]
@@ -236,39 +226,39 @@ async fn forged_stale_future_restamped_missing_and_malformed_signatures_are_refu
     let old_v1 = genuine.split_once(",v1=").expect("a v1").1;
 
     let forged = signed(&body, &["whsec_attacker_guess_0123456789"], now);
-    assert_refused(&envoy, &body, Some(&forged), "WEBHOOK_SIGNATURE_MISMATCH").await;
+    assert_json_reason(
+        &refused(&envoy, &body, Some(&forged)).await,
+        Reason::WebhookSignatureMismatch,
+    );
     // A captured delivery replayed later with a fresh timestamp and its old v1.
     let restamped = format!("t={},v1={old_v1}", now + 1);
-    assert_refused(
-        &envoy,
-        &body,
-        Some(&restamped),
-        "WEBHOOK_SIGNATURE_MISMATCH",
-    )
-    .await;
+    assert_json_reason(
+        &refused(&envoy, &body, Some(&restamped)).await,
+        Reason::WebhookSignatureMismatch,
+    );
     // The signed bytes changed after signing.
     let mut mangled = body.clone();
     mangled.extend_from_slice(b" ");
-    assert_refused(
-        &envoy,
-        &mangled,
-        Some(&genuine),
-        "WEBHOOK_SIGNATURE_MISMATCH",
-    )
-    .await;
+    assert_json_reason(
+        &refused(&envoy, &mangled, Some(&genuine)).await,
+        Reason::WebhookSignatureMismatch,
+    );
 
     let stale = signed(&body, &[TEST_WEBHOOK_SECRET], now - 301);
-    assert_refused(&envoy, &body, Some(&stale), "WEBHOOK_SIGNATURE_STALE").await;
+    assert_json_reason(
+        &refused(&envoy, &body, Some(&stale)).await,
+        Reason::WebhookSignatureStale,
+    );
     let from_the_future = signed(&body, &[TEST_WEBHOOK_SECRET], now + 600);
-    assert_refused(
-        &envoy,
-        &body,
-        Some(&from_the_future),
-        "WEBHOOK_SIGNATURE_STALE",
-    )
-    .await;
+    assert_json_reason(
+        &refused(&envoy, &body, Some(&from_the_future)).await,
+        Reason::WebhookSignatureStale,
+    );
 
-    assert_refused(&envoy, &body, None, "WEBHOOK_SIGNATURE_MISSING").await;
+    assert_json_reason(
+        &refused(&envoy, &body, None).await,
+        Reason::WebhookSignatureMissing,
+    );
     for malformed in [
         format!("v1={old_v1}"),
         format!("t={now}"),
@@ -276,13 +266,10 @@ async fn forged_stale_future_restamped_missing_and_malformed_signatures_are_refu
         format!("t={now},v1=not-hex"),
         "t".repeat(3000),
     ] {
-        assert_refused(
-            &envoy,
-            &body,
-            Some(&malformed),
-            "WEBHOOK_SIGNATURE_MALFORMED",
-        )
-        .await;
+        assert_json_reason(
+            &refused(&envoy, &body, Some(&malformed)).await,
+            Reason::WebhookSignatureMalformed,
+        );
     }
     assert!(
         stored_events(&app).await.is_empty(),
@@ -306,7 +293,7 @@ async fn a_signed_body_that_is_not_an_event_is_refused_naming_the_body() {
         let signature = signed(body, &[TEST_WEBHOOK_SECRET], now());
         let (status, answer) = deliver(&envoy, body, Some(&signature)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-        assert_eq!(reason(&answer), "WEBHOOK_PAYLOAD_INVALID", "{answer}");
+        assert_json_reason(&answer, Reason::WebhookPayloadInvalid);
         let violation = answer["details"]
             .as_array()
             .and_then(|details| {
@@ -344,7 +331,10 @@ async fn during_a_rotation_either_secret_is_accepted_and_a_removed_one_is_refuse
         json!({"object": "payment_intent"}),
     );
     let old = signed(&body, &[PREVIOUS_WEBHOOK_SECRET], now());
-    assert_refused(&envoy, &body, Some(&old), "WEBHOOK_SIGNATURE_MISMATCH").await;
+    assert_json_reason(
+        &refused(&envoy, &body, Some(&old)).await,
+        Reason::WebhookSignatureMismatch,
+    );
     assert!(stored_events(&rotated).await.is_empty());
 }
 
@@ -357,7 +347,7 @@ async fn without_a_secret_every_delivery_is_unavailable_and_the_service_is_not_s
     );
     let (status, answer) = deliver_signed(&envoy, &body).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
-    assert_eq!(reason(&answer), "WEBHOOKS_NOT_CONFIGURED", "{answer}");
+    assert_json_reason(&answer, Reason::WebhooksNotConfigured);
     assert!(stored_events(&app).await.is_empty());
     app.wait_for_health("Serving", PATIENCE).await;
     assert_eq!(
@@ -557,10 +547,13 @@ async fn the_real_binary_logs_refusals_by_reason_and_never_a_secret_or_a_signatu
         .iter()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
         .collect();
-    for reason in ["WEBHOOK_SIGNATURE_MISMATCH", "WEBHOOK_SIGNATURE_STALE"] {
+    for reason in [
+        Reason::WebhookSignatureMismatch,
+        Reason::WebhookSignatureStale,
+    ] {
         let refusal = lines
             .iter()
-            .find(|line| line["reason"] == reason)
+            .find(|line| line["reason"] == reason.as_str())
             .unwrap_or_else(|| panic!("the {reason} refusal was logged"));
         assert_eq!(refusal["level"], "INFO", "{refusal}");
     }

@@ -1,0 +1,19 @@
+//! The names of the headers (gRPC metadata keys) the service reads or writes itself, in one place
+//! so that a layer, a handler and the error mapping cannot disagree on a spelling. Lower case, as
+//! HTTP/2 sends them.
+
+/// The header (gRPC metadata entry) carrying the request id, taken from the caller or generated.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The metadata entry a client names a retryable write with.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// The response header Envoy turns into the HTTP status of a success, or of an error whose reason
+/// has a REST status of its own (deploy/envoy/envoy.yaml).
+pub const HTTP_STATUS_HEADER: &str = "x-http-status";
+
+/// The header the transcoder puts the path (and query) the client called in.
+pub const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
+
+/// The header the transcoder puts the HTTP method the client used in.
+pub const ORIGINAL_METHOD_HEADER: &str = "x-envoy-original-method";
