@@ -423,8 +423,8 @@ impl Supervisor {
         });
         let handle = self.running.spawn(run);
         self.runs.insert(handle.id(), index);
-        slot.metrics.set_state(TaskState::Running);
         self.release(index).await;
+        self.slots[index].metrics.set_state(TaskState::Running);
     }
 
     async fn restart(&mut self, index: usize) {
@@ -469,7 +469,6 @@ impl Supervisor {
                     })
                 } else {
                     let delay = backoff.delay(slot.deaths_in_a_row);
-                    slot.metrics.set_state(TaskState::Restarting);
                     tracing::warn!(
                         task = name,
                         ?delay,
@@ -483,19 +482,22 @@ impl Supervisor {
                 }
             }
         };
-        // Health first: once the failure is reported, the process may be stopping.
+        // Health first: once the state or the failure is reported, whoever reads it finds the
+        // health effect already applied (and the process may be stopping).
         self.hold(index).await;
-        if let Some(failure) = failure {
-            self.slots[index].metrics.set_state(TaskState::Failed);
-            tracing::error!(task = name, %failure, "a background task died for good: the process stops");
-            self.failure.send_if_modified(|reported| {
-                let first = reported.is_none();
-                if first {
-                    *reported = Some(failure);
-                }
-                first
-            });
-        }
+        let Some(failure) = failure else {
+            self.slots[index].metrics.set_state(TaskState::Restarting);
+            return;
+        };
+        self.slots[index].metrics.set_state(TaskState::Failed);
+        tracing::error!(task = name, %failure, "a background task died for good: the process stops");
+        self.failure.send_if_modified(|reported| {
+            let first = reported.is_none();
+            if first {
+                *reported = Some(failure);
+            }
+            first
+        });
     }
 
     /// Marks running tasks silent past their bound as lagging, and lagging ones that beat
@@ -511,9 +513,9 @@ impl Supervisor {
                 continue;
             }
             let silent = slot.heartbeat.silent_for();
+            // Health before the gauge: whoever sees the state finds its health effect applied.
             if !slot.lagging && silent > bound {
                 slot.lagging = true;
-                slot.metrics.set_state(TaskState::Lagging);
                 tracing::warn!(
                     task = slot.task.name,
                     ?silent,
@@ -521,11 +523,12 @@ impl Supervisor {
                     "a background task is lagging"
                 );
                 self.hold(index).await;
+                self.slots[index].metrics.set_state(TaskState::Lagging);
             } else if slot.lagging && silent <= bound {
                 slot.lagging = false;
-                slot.metrics.set_state(TaskState::Running);
                 tracing::info!(task = slot.task.name, "a lagging background task caught up");
                 self.release(index).await;
+                self.slots[index].metrics.set_state(TaskState::Running);
             }
         }
     }
