@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::envoy::Envoy;
 use super::helpers::{
-    TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestDatabase, second_instance, wait_until,
+    Scrape, TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestDatabase, second_instance, wait_until,
 };
 use super::process::{Running, sign_up_through};
 use super::webhook_processing::{
@@ -281,8 +281,22 @@ async fn an_instance_without_workers_acknowledges_and_stores_every_delivery_and_
     let events = queue.app.simulator.events();
     assert_eq!(events.len(), 10);
     wait_for_acknowledged(&queue.app.simulator, 10).await;
-    // Many poll intervals of a worker, had this instance any.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Not slept on: the job runner says what this instance runs, and webhook workers are not
+    // among its tasks, so nothing here can take the events.
+    let scrape = Scrape::of(&queue.app).await;
+    let tasks = scrape.family("supportdesk_job_runner_task_state");
+    assert!(
+        tasks.contains_key(
+            r#"supportdesk_job_runner_task_state{task="dependency-probe",state="running"}"#
+        ),
+        "{tasks:?}"
+    );
+    assert!(
+        !tasks
+            .keys()
+            .any(|series| series.contains(r#"task="webhook-workers""#)),
+        "{tasks:?}"
+    );
     for event in &events {
         let row = queue.row(&event.id).await;
         assert_eq!(

@@ -19,7 +19,7 @@ use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use uuid::Uuid;
 
-use super::helpers::{TestApp, TestDatabase, TestUser, assert_reason, wait_until};
+use super::helpers::{TestApp, TestDatabase, TestUser, assert_reason, wait_until, with_metrics};
 
 /// How long the workers may take for what a test waits on (a loaded machine included).
 pub(crate) const PROCESSING: Duration = Duration::from_secs(30);
@@ -63,6 +63,7 @@ impl Queue {
         provider_timeout: Duration,
     ) -> Self {
         let app = TestApp::spawn_with(|settings| {
+            with_metrics(settings);
             settings.webhook_workers = workers;
             if let Some(provider) = settings.payment_provider.as_mut() {
                 provider.timeout = provider_timeout;
