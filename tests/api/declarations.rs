@@ -13,7 +13,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use super::helpers::{PATIENCE, TestApp, error_reason, repository_root, violated_fields};
+use super::helpers::{PATIENCE, TestApp, error_reason, keyed, repository_root, violated_fields};
 
 fn table() -> &'static MethodTable {
     MethodTable::get().expect("the method table loads")
@@ -39,6 +39,76 @@ async fn call_with_empty_message(
     grpc.unary(request, path, codec)
         .await
         .map(|response| response.metadata().clone())
+}
+
+/// Protobuf that no message decodes: field 1 with wire type 7, which does not exist.
+const UNDECODABLE: [u8; 2] = [0x0f, 0x01];
+
+/// A codec that sends the bytes it is given as the message, unchecked, and reads no answer.
+#[derive(Clone, Copy, Default)]
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytes {
+    type Encode = Vec<u8>;
+    type Decode = ();
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        destination: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        bytes::BufMut::put_slice(destination, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = ();
+    type Error = Status;
+
+    fn decode(&mut self, source: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, Status> {
+        let remaining = bytes::Buf::remaining(source);
+        bytes::Buf::advance(source, remaining);
+        Ok(Some(()))
+    }
+}
+
+/// Calls `method` with [`UNDECODABLE`] as its message, with `token`.
+async fn call_with_undecodable_message(
+    channel: &Channel,
+    method: &Method,
+    token: &str,
+) -> Result<(), Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("the channel is ready");
+    let mut request = tonic::Request::new(UNDECODABLE.to_vec());
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    // A key where one is required, so that only the message can be at fault.
+    if method.idempotency == Idempotency::Required {
+        request = keyed(request);
+    }
+    let path = method.path.parse().expect("a path");
+    grpc.unary(request, path, RawBytes)
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 /// The credentials a call to `method` needs: none for a public RPC, the admin's otherwise.
@@ -144,30 +214,39 @@ async fn only_rpcs_that_require_an_idempotency_key_refuse_a_call_without_one() {
 
 #[tokio::test]
 async fn a_caller_below_the_declared_role_is_refused_before_the_request_is_read() {
+    // The message cannot be decoded: a caller the role admits is told so (MALFORMED_MESSAGE), so
+    // a caller below it who is told ROLE_REQUIRED was refused before the message was read.
     let app = TestApp::spawn().await;
     let channel = channel_to(&app).await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
-    for (caller, role) in [(&customer, Role::Customer), (&agent, Role::Agent)] {
-        for method in table().api_methods() {
-            let Some(least) = method.role else { continue };
-            let refused =
-                match call_with_empty_message(&channel, method, Some(&caller.access_token)).await {
-                    Ok(_) => false,
-                    Err(status) => {
-                        status.code() == Code::PermissionDenied
-                            && error_reason(&status) == Some(Reason::RoleRequired)
-                    }
-                };
+    let callers = [
+        (&customer, Role::Customer),
+        (&agent, Role::Agent),
+        (&app.admin, Role::Admin),
+    ];
+    let mut checked = 0;
+    for method in table().api_methods() {
+        let Some(least) = method.role else { continue };
+        for (caller, role) in callers {
+            let status = call_with_undecodable_message(&channel, method, &caller.access_token)
+                .await
+                .expect_err("no message of the API decodes from these bytes");
+            let expected = if role < least {
+                Reason::RoleRequired
+            } else {
+                Reason::MalformedMessage
+            };
             assert_eq!(
-                refused,
-                role < least,
-                "{} declares {least:?}; a {role:?} was {}",
-                method.path,
-                if refused { "refused" } else { "let through" }
+                error_reason(&status),
+                Some(expected),
+                "{} declares {least:?}; a {role:?} got {status:?}",
+                method.path
             );
+            checked += 1;
         }
     }
+    assert!(checked > 0, "no RPC declares a role");
 }
 
 #[tokio::test]

@@ -31,22 +31,33 @@ struct Snapshot {
     rows: Option<String>,
 }
 
+#[derive(diesel::QueryableByName)]
+struct TableName {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+}
+
+/// The tables that hold an account's rows: `accounts` itself and every table with an
+/// `account_id` column, read from information_schema so that a table added by a migration is
+/// in the snapshot the day it exists.
+async fn tenant_tables(conn: &mut diesel_async::AsyncPgConnection) -> Vec<String> {
+    let tables: Vec<TableName> = diesel::sql_query(
+        "SELECT table_name::text AS table_name FROM information_schema.columns \
+         WHERE table_schema = 'public' AND column_name = 'account_id' ORDER BY table_name",
+    )
+    .load(conn)
+    .await
+    .expect("the tables with an account_id");
+    let mut names: Vec<String> = tables.into_iter().map(|table| table.table_name).collect();
+    names.insert(0, "accounts".to_owned());
+    names
+}
+
 /// Every row of the target account, as text: equal snapshots mean nothing changed.
 async fn snapshot(app: &TestApp) -> String {
     let mut conn = app.database.connect().await;
     let mut all = String::new();
-    for table in [
-        "accounts",
-        "users",
-        "tickets",
-        "api_keys",
-        "ticket_comments",
-        "ticket_activities",
-        "charges",
-        "refunds",
-        "charge_activities",
-        "webhook_events",
-    ] {
+    for table in tenant_tables(&mut conn).await {
         let column = if table == "accounts" {
             "id"
         } else {
@@ -59,9 +70,35 @@ async fn snapshot(app: &TestApp) -> String {
         .load(&mut conn)
         .await
         .expect("snapshot");
+        all.push_str(&table);
         all.push_str(rows[0].rows.as_deref().unwrap_or("[]"));
     }
     all
+}
+
+#[tokio::test]
+async fn the_snapshot_covers_every_table_that_holds_an_accounts_rows() {
+    let app = TestApp::spawn().await;
+    let mut conn = app.database.connect().await;
+    let tables = tenant_tables(&mut conn).await;
+    for expected in [
+        "accounts",
+        "api_keys",
+        "charge_activities",
+        "charge_disputes",
+        "charges",
+        "refunds",
+        "ticket_activities",
+        "ticket_comments",
+        "tickets",
+        "users",
+        "webhook_events",
+    ] {
+        assert!(
+            tables.iter().any(|table| table == expected),
+            "{expected}: {tables:?}"
+        );
+    }
 }
 
 #[derive(diesel::QueryableByName)]
