@@ -4,7 +4,9 @@
 //! through Envoy in `contract.rs`.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
+use supportdesk::configuration::RateQuota;
 use supportdesk::domain::Role;
 use supportdesk::errors::Reason;
 use supportdesk::methods::{Access, Idempotency, Method, MethodTable, Quota};
@@ -13,7 +15,9 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use super::helpers::{PATIENCE, TestApp, error_reason, keyed, repository_root, violated_fields};
+use super::helpers::{
+    PATIENCE, TestApp, error_reason, keyed, redis_url, repository_root, violated_fields,
+};
 
 fn table() -> &'static MethodTable {
     MethodTable::get().expect("the method table loads")
@@ -155,38 +159,128 @@ async fn only_rpcs_declared_public_answer_without_credentials() {
 
 #[tokio::test]
 async fn every_rpc_counts_against_the_quota_it_declares() {
-    let app = TestApp::spawn().await;
+    // Counted where the limiter keeps its counts: the quota keys in Redis that a call moved,
+    // besides the quota its answer names in ratelimit-policy. Every quota is 1,000 per 10 hours,
+    // so each counted call moves its key's theoretical arrival time by exactly 36 s, and a key
+    // lives (its TTL is that time) well past the scan that follows the call.
+    let app = TestApp::spawn_with(|settings| {
+        let limits = &mut settings.rate_limits;
+        for quota in [
+            &mut limits.read,
+            &mut limits.write,
+            &mut limits.public,
+            &mut limits.login,
+            &mut limits.login_attempt,
+            &mut limits.login_name,
+            &mut limits.auth_failure,
+            &mut limits.webhook,
+        ] {
+            *quota = RateQuota {
+                count: 1_000,
+                window: Duration::from_secs(36_000),
+            };
+        }
+    })
+    .await;
+    const INTERVAL_MS: i64 = 36_000;
     let channel = channel_to(&app).await;
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
     // Reflection and health's Watch are streams; health's Check speaks for infrastructure.
     let unary = table()
         .methods()
         .filter(|method| !method.path.contains("ServerReflection") && method.name != "Watch");
     for method in unary {
+        let before = quota_counts(&mut redis, &app.redis_prefix).await;
         let metadata =
             match call_with_empty_message(&channel, method, credentials_for(&app, method)).await {
                 Ok(metadata) => metadata,
                 Err(status) => status.metadata().clone(),
             };
-        let policy = metadata
-            .get("ratelimit-policy")
-            .map(|value| value.to_str().expect("ascii").to_owned());
+        let after = quota_counts(&mut redis, &app.redis_prefix).await;
+        let moved: Vec<(&String, i64)> = after
+            .iter()
+            .filter(|(key, count)| before.get(*key) != Some(*count))
+            .map(|(key, count)| (key, *count))
+            .collect();
+        for (key, count) in &moved {
+            if let Some(earlier) = before.get(*key) {
+                assert_eq!(
+                    count - earlier,
+                    INTERVAL_MS,
+                    "{}: {key} spent exactly one request",
+                    method.path
+                );
+            }
+        }
+        let spent: BTreeSet<&str> = moved
+            .iter()
+            .map(|(key, _)| key.split(':').next().expect("a policy"))
+            .collect();
         let expected = match method.quota {
             Quota::Exempt => None,
             Quota::Read => Some("read"),
             Quota::Write => Some("write"),
             Quota::Public => Some("public"),
-            Quota::Login => Some("login"),
+            // Login counts attempts on a login name and failures after them (rate_limits.rs
+            // tests each); an empty request names nobody and is refused before either.
+            Quota::Login => None,
             Quota::Webhook => Some("webhook"),
+        };
+        assert_eq!(
+            spent,
+            expected.into_iter().collect(),
+            "{}: the quotas whose counts in Redis moved",
+            method.path
+        );
+        let policy = metadata
+            .get("ratelimit-policy")
+            .map(|value| value.to_str().expect("ascii").to_owned());
+        let named = match method.quota {
+            Quota::Login => Some("login"),
+            Quota::Exempt | Quota::Read | Quota::Write | Quota::Public | Quota::Webhook => expected,
         };
         assert_eq!(
             policy
                 .as_deref()
                 .and_then(|policy| policy.split('"').nth(1)),
-            expected,
+            named,
             "{}: the quota named by ratelimit-policy",
             method.path
         );
     }
+}
+
+/// The limiter's counts in Redis under `prefix`: `policy:subject` → its theoretical arrival
+/// time (GCRA, in ms).
+async fn quota_counts(
+    redis: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, i64> {
+    let pattern = format!("{prefix}rl:*");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(redis)
+        .await
+        .expect("KEYS");
+    let mut counts = std::collections::BTreeMap::new();
+    for key in keys {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(redis)
+            .await
+            .expect("GET");
+        let Some(value) = value else { continue };
+        let name = key[pattern.len() - 1..].to_owned();
+        let tat = value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} holds {value}"));
+        counts.insert(name, tat);
+    }
+    counts
 }
 
 #[tokio::test]
