@@ -3,13 +3,13 @@
 
 use std::process::{Command, Output};
 
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::ExposeSecret;
 use supportdesk::proto::v1;
 
 use super::helpers::{
-    TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, TestDatabase,
+    Count, TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, TestDatabase,
     admin_database_url, free_port, redis_url, with_token,
 };
 
@@ -30,12 +30,6 @@ async fn supportdesk(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    count: i64,
 }
 
 async fn count(conn: &mut AsyncPgConnection, query: &str, name: &str) -> i64 {

@@ -12,8 +12,8 @@ use supportdesk::methods::{HttpSuccess, Idempotency, MethodTable};
 
 use super::envoy::Envoy;
 use super::helpers::{
-    PATIENCE, TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestApp, TestUser, assert_json_reason, every_rpc,
-    log_in, repository_root,
+    Count, PATIENCE, TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestApp, TestUser, assert_json_reason,
+    every_rpc, log_in, repository_root,
 };
 
 /// A row of the contract table.
@@ -750,12 +750,6 @@ fn declaration_of(rpc: &str) -> &'static supportdesk::methods::Method {
         .expect("the method table loads")
         .lookup(&path)
         .unwrap_or_else(|| panic!("{rpc} is not in the method table"))
-}
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    count: i64,
 }
 
 /// How many outcomes the idempotency table holds for the RPC at `path`.

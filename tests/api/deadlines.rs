@@ -4,41 +4,16 @@
 use std::time::{Duration, Instant};
 use supportdesk::errors::Reason;
 
-use diesel::sql_types::{BigInt, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use tonic::Code;
 
 use super::helpers::{
     PATIENCE, TestApp, TestDatabase, assert_reason, backends_waiting_on_locks, busy_backends,
-    valid_create_request, wait_until,
+    count_of, lock_account, valid_create_request, wait_until,
 };
 
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    count: i64,
-}
-
-/// Holds a row lock on the app's account, so that creating a ticket (whose foreign keys must
-/// share-lock that row) blocks inside PostgreSQL until the lock is released.
-async fn lock_account(app: &TestApp) -> AsyncPgConnection {
-    let mut conn = app.database.connect().await;
-    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
-    diesel::sql_query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
-        .bind::<SqlUuid, _>(app.account_id.as_uuid())
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn
-}
-
 async fn ticket_count(database: &TestDatabase) -> i64 {
-    let mut conn = database.connect().await;
-    let rows: Vec<Count> = diesel::sql_query("SELECT count(*) AS count FROM tickets")
-        .load(&mut conn)
-        .await
-        .unwrap();
-    rows[0].count
+    count_of(database, "SELECT count(*) AS count FROM tickets").await
 }
 
 #[tokio::test]

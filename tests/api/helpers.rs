@@ -651,10 +651,34 @@ where
     }
 }
 
+/// The one row of a `SELECT count(*) AS count ...`.
 #[derive(diesel::QueryableByName)]
-struct Count {
+pub(crate) struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
-    count: i64,
+    pub(crate) count: i64,
+}
+
+/// The count a `SELECT count(*) AS count ...` of `database` answers.
+pub(crate) async fn count_of(database: &TestDatabase, sql: &str) -> i64 {
+    let mut conn = database.connect().await;
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut conn)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .count
+}
+
+/// Holds a row lock on the app's account, so that creating a ticket (whose foreign keys must
+/// share-lock that row) blocks inside PostgreSQL until the returned connection rolls back.
+pub(crate) async fn lock_account(app: &TestApp) -> AsyncPgConnection {
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+    diesel::sql_query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind::<diesel::sql_types::Uuid, _>(app.account_id.as_uuid())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
 }
 
 /// How many of the service's connections to `database` are waiting for a lock.

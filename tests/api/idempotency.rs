@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
+use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
@@ -12,8 +12,8 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use super::helpers::{
-    PATIENCE, TestApp, TestDatabase, assert_reason, backends_waiting_on_locks, details,
-    error_reason, second_instance, valid_create_request, violated_fields, wait_until,
+    PATIENCE, TestApp, TestDatabase, assert_reason, backends_waiting_on_locks, count_of, details,
+    error_reason, lock_account, second_instance, valid_create_request, violated_fields, wait_until,
 };
 
 fn with_key<T>(mut request: Request<T>, key: &str) -> Request<T> {
@@ -28,18 +28,6 @@ fn replayed<T>(response: &tonic::Response<T>) -> bool {
         .metadata()
         .get("idempotent-replayed")
         .is_some_and(|value| value == "true")
-}
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    count: i64,
-}
-
-async fn count(database: &TestDatabase, sql: &str) -> i64 {
-    let mut conn = database.connect().await;
-    let rows: Vec<Count> = diesel::sql_query(sql).load(&mut conn).await.unwrap();
-    rows[0].count
 }
 
 /// Sends a create with `key` until it is no longer ABORTED (in use), as a client following
@@ -95,7 +83,7 @@ async fn fifty_concurrent_identical_requests_with_one_key_create_one_ticket_and_
     assert_eq!(ids.len(), 1, "all 50 answers name the same ticket");
     assert_eq!(replays, 49, "one ran, 49 were replays");
     assert_eq!(
-        count(&app.database, "SELECT count(*) AS count FROM tickets").await,
+        count_of(&app.database, "SELECT count(*) AS count FROM tickets").await,
         1
     );
 }
@@ -132,7 +120,7 @@ async fn two_instances_sharing_the_database_run_a_keyed_request_once() {
     ids.dedup();
     assert_eq!(ids.len(), 1);
     assert_eq!(
-        count(&app.database, "SELECT count(*) AS count FROM tickets").await,
+        count_of(&app.database, "SELECT count(*) AS count FROM tickets").await,
         1
     );
 }
@@ -161,21 +149,9 @@ async fn the_same_key_with_another_request_is_refused_and_runs_nothing() {
     assert_reason(&status, Reason::IdempotencyKeyReused);
     assert_eq!(violated_fields(&status), ["idempotency-key"]);
     assert_eq!(
-        count(&app.database, "SELECT count(*) AS count FROM tickets").await,
+        count_of(&app.database, "SELECT count(*) AS count FROM tickets").await,
         1
     );
-}
-
-/// Holds a row lock on the app's account so that a create blocks inside its transaction.
-async fn lock_account(app: &TestApp) -> diesel_async::AsyncPgConnection {
-    let mut conn = app.database.connect().await;
-    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
-    diesel::sql_query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
-        .bind::<SqlUuid, _>(app.account_id.as_uuid())
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn
 }
 
 #[tokio::test]
@@ -286,7 +262,7 @@ async fn a_request_that_died_midway_leaves_its_key_free_for_the_retry() {
         assert!(!replayed(&retried), "{key}: nothing had been stored");
     }
     assert_eq!(
-        count(&app.database, "SELECT count(*) AS count FROM tickets").await,
+        count_of(&app.database, "SELECT count(*) AS count FROM tickets").await,
         2
     );
 }
@@ -375,7 +351,7 @@ async fn requests_refused_before_running_store_nothing_and_bad_keys_are_named() 
         .expect_err("too long");
     assert_eq!(violated_fields(&status), ["idempotency-key"]);
     assert_eq!(
-        count(
+        count_of(
             &app.database,
             "SELECT count(*) AS count FROM idempotency_keys"
         )
@@ -402,7 +378,7 @@ async fn keys_expire_and_the_sweeper_deletes_them() {
         .unwrap()
         .into_inner();
     let started = Instant::now();
-    while count(
+    while count_of(
         &app.database,
         "SELECT count(*) AS count FROM idempotency_keys",
     )
