@@ -16,7 +16,7 @@ use supportdesk::configuration::PaymentProviderSettings;
 use supportdesk::db::models::charge_activity::actions_of_charge;
 use supportdesk::db::models::{NewCharge, StoredCharge};
 use supportdesk::db::schema::{charges, refunds};
-use supportdesk::domain::{ChargeId, ChargeStatus, IdempotencyKey, Money, Role, SessionId};
+use supportdesk::domain::{ChargeId, ChargeStatus, IdempotencyKey, Role, SessionId};
 use supportdesk::errors::{AppError, Reason};
 use supportdesk::idempotency::{
     FingerprintKey, IdempotencyPolicy, Idempotent, Outcome, StoredResponse,
@@ -27,7 +27,8 @@ use supportdesk::service::{Billing, CompleterPolicy, NewChargeRequest};
 use tokio::time::Instant;
 
 use super::helpers::{
-    PATIENCE, TestApp, TestUser, assert_json_reason, assert_reason, violated_fields,
+    PATIENCE, TestApp, TestUser, assert_json_reason, assert_reason, in_seconds, usd,
+    violated_fields, with_key,
 };
 
 struct Desk {
@@ -164,14 +165,6 @@ impl Desk {
         self.simulator
             .payment_intent_count_for_charge_id(&id.to_string())
     }
-}
-
-fn usd(cents: i64) -> Money {
-    Money::parse(cents, "USD").unwrap()
-}
-
-fn in_seconds(seconds: u64) -> Instant {
-    Instant::now() + Duration::from_secs(seconds)
 }
 
 /// How the tests store a success: the charge id, enough to tell answers apart.
@@ -750,19 +743,11 @@ fn visa_charge(
     }
 }
 
-/// `request` carrying the idempotency key `key`.
-fn with_idempotency_key<T>(mut request: tonic::Request<T>, key: &str) -> tonic::Request<T> {
-    request
-        .metadata_mut()
-        .insert("idempotency-key", key.parse().unwrap());
-    request
-}
-
 #[tokio::test]
 async fn a_charge_and_its_refund_go_through_the_api_in_integer_minor_units() {
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let request = with_idempotency_key(
+    let request = with_key(
         app.as_admin(visa_charge(&customer.id.to_string(), 1_999, "JPY")),
         "pay-once",
     );
@@ -857,7 +842,7 @@ async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
     let client = app.billing.clone();
     let charge = |key: &str| {
         let mut client = client.clone();
-        let request = with_idempotency_key(
+        let request = with_key(
             app.as_admin(visa_charge(&customer.id.to_string(), 100, "USD")),
             key,
         );
@@ -933,7 +918,7 @@ async fn fifty_identical_create_charge_calls_with_one_key_through_two_servers_ch
         let customer_id = customer.id.to_string();
         calls.push(tokio::spawn(async move {
             for _ in 0..200 {
-                let request = with_idempotency_key(
+                let request = with_key(
                     super::helpers::with_token(&token, visa_charge(&customer_id, 4_200, "GBP")),
                     "fifty-as-one",
                 );

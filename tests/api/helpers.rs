@@ -810,3 +810,22 @@ impl Scrape {
             .collect()
     }
 }
+
+/// `request` carrying the idempotency key `key`.
+pub(crate) fn with_key<T>(mut request: Request<T>, key: &str) -> Request<T> {
+    request.metadata_mut().insert(
+        "idempotency-key",
+        MetadataValue::try_from(key).expect("an ASCII key"),
+    );
+    request
+}
+
+/// An amount in US cents.
+pub(crate) fn usd(cents: i64) -> supportdesk::domain::Money {
+    supportdesk::domain::Money::parse(cents, "USD").expect("a valid amount")
+}
+
+/// A deadline `seconds` from now.
+pub(crate) fn in_seconds(seconds: u64) -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(seconds)
+}

@@ -14,14 +14,8 @@ use tonic::{Code, Request, Status};
 use super::helpers::{
     PATIENCE, TestApp, TestDatabase, assert_reason, backends_waiting_on_locks, count_of, details,
     error_reason, lock_account, second_instance, valid_create_request, violated_fields, wait_until,
+    with_key,
 };
-
-fn with_key<T>(mut request: Request<T>, key: &str) -> Request<T> {
-    request
-        .metadata_mut()
-        .insert("idempotency-key", key.parse().unwrap());
-    request
-}
 
 fn replayed<T>(response: &tonic::Response<T>) -> bool {
     response

@@ -15,9 +15,10 @@ use supportdesk::billing::{
     PaymentStatus, ProviderError, Refund, RefundStatus, StripeHttpProvider,
 };
 use supportdesk::configuration::PaymentProviderSettings;
-use supportdesk::domain::Money;
 use tokio::time::Instant;
 use uuid::Uuid;
+
+use super::helpers::{in_seconds, usd};
 
 struct Harness {
     simulator: SimulatorHandle,
@@ -55,16 +56,8 @@ async fn harness() -> Harness {
     harness_with(|_| {}).await
 }
 
-fn in_seconds(seconds: u64) -> Instant {
-    Instant::now() + Duration::from_secs(seconds)
-}
-
 fn new_reference() -> BillingReference {
     BillingReference::parse(&Uuid::now_v7().to_string()).unwrap()
-}
-
-fn usd(cents: i64) -> Money {
-    Money::parse(cents, "USD").unwrap()
 }
 
 fn payment_with_card(card: &str) -> CreatePayment {
