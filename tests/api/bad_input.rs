@@ -4,56 +4,15 @@
 
 use std::collections::HashSet;
 
-use bytes::{Buf, BufMut};
 use reqwest::StatusCode;
 use supportdesk::domain::{PageCursor, PageScope, PageTokenKeys};
 use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic_types::StatusExt;
 
 use super::envoy::Envoy;
-use super::helpers::{TestApp, assert_reason, valid_create_request, violated_fields};
-
-/// Sends and receives message bytes as they are, so a test can send what no generated client
-/// would.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct RawBytes;
-
-impl Codec for RawBytes {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawBytes;
-    type Decoder = RawBytes;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawBytes
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawBytes
-    }
-}
-
-impl Encoder for RawBytes {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        buf.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawBytes {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
-    }
-}
+use super::helpers::{RawBytes, TestApp, assert_reason, valid_create_request, violated_fields};
 
 /// Calls `path` with `message` as the request's bytes, as `token` if given.
 async fn call_with_bytes(

@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::helpers::{
-    PATIENCE, TestApp, error_reason, keyed, redis_url, repository_root, violated_fields,
+    PATIENCE, RawBytes, TestApp, error_reason, keyed, redis_url, repository_root, violated_fields,
 };
 
 fn table() -> &'static MethodTable {
@@ -48,50 +48,6 @@ async fn call_with_empty_message(
 /// Protobuf that no message decodes: field 1 with wire type 7, which does not exist.
 const UNDECODABLE: [u8; 2] = [0x0f, 0x01];
 
-/// A codec that sends the bytes it is given as the message, unchecked, and reads no answer.
-#[derive(Clone, Copy, Default)]
-struct RawBytes;
-
-impl tonic::codec::Codec for RawBytes {
-    type Encode = Vec<u8>;
-    type Decode = ();
-    type Encoder = RawBytes;
-    type Decoder = RawBytes;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawBytes
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawBytes
-    }
-}
-
-impl tonic::codec::Encoder for RawBytes {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        destination: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Status> {
-        bytes::BufMut::put_slice(destination, &item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawBytes {
-    type Item = ();
-    type Error = Status;
-
-    fn decode(&mut self, source: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, Status> {
-        let remaining = bytes::Buf::remaining(source);
-        bytes::Buf::advance(source, remaining);
-        Ok(Some(()))
-    }
-}
-
 /// Calls `method` with [`UNDECODABLE`] as its message, with `token`.
 async fn call_with_undecodable_message(
     channel: &Channel,
@@ -110,9 +66,7 @@ async fn call_with_undecodable_message(
         request = keyed(request);
     }
     let path = method.path.parse().expect("a path");
-    grpc.unary(request, path, RawBytes)
-        .await
-        .map(tonic::Response::into_inner)
+    grpc.unary(request, path, RawBytes).await.map(drop)
 }
 
 /// The credentials a call to `method` needs: none for a public RPC, the admin's otherwise.

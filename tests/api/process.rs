@@ -185,7 +185,7 @@ async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
         .unary(
             malformed,
             http::uri::PathAndQuery::from_static("/supportdesk.v1.AuthService/Login"),
-            super::bad_input::RawBytes,
+            super::helpers::RawBytes,
         )
         .await
         .expect_err("refused");
