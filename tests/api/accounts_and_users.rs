@@ -5,7 +5,7 @@ use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{TEST_PASSWORD, TestApp, assert_reason, details, log_in, violated_fields};
+use super::support::{TEST_PASSWORD, TestApp, assert_reason, details, log_in, violated_fields};
 
 #[tokio::test]
 async fn signing_up_creates_an_account_whose_admin_can_log_in() {

@@ -6,7 +6,7 @@ use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{TestApp, assert_reason, keyed, violated_fields, with_token};
+use super::support::{TestApp, assert_reason, keyed, violated_fields, with_token};
 
 async fn create_key(app: &TestApp, roles: &[v1::UserRole]) -> v1::CreateApiKeyResponse {
     app.api_keys

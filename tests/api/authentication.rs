@@ -10,7 +10,7 @@ use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{
+use super::support::{
     PATIENCE, Scrape, TEST_PASSWORD, TestApp, TestUser, assert_reason, error_reason, redis_url,
     with_metrics, with_token,
 };
@@ -299,7 +299,7 @@ async fn after_the_grace_window_reuse_revokes_the_session_even_from_twenty_tabs(
         .await
         .expect("connect to redis");
     let grace_records = format!("{}refresh-grace:*", app.redis_prefix);
-    super::helpers::wait_until("the grace window ends", PATIENCE, || {
+    super::support::wait_until("the grace window ends", PATIENCE, || {
         let mut redis = redis.clone();
         let pattern = grace_records.clone();
         async move {
@@ -339,9 +339,9 @@ async fn after_the_grace_window_reuse_revokes_the_session_even_from_twenty_tabs(
 async fn logout_ends_the_session_and_logout_all_every_session() {
     let app = TestApp::spawn().await;
     let second_session =
-        super::helpers::log_in(&app.auth, &app.admin.account_slug, &app.admin.email).await;
+        super::support::log_in(&app.auth, &app.admin.account_slug, &app.admin.email).await;
     let third_session =
-        super::helpers::log_in(&app.auth, &app.admin.account_slug, &app.admin.email).await;
+        super::support::log_in(&app.auth, &app.admin.account_slug, &app.admin.email).await;
 
     app.auth
         .clone()
@@ -472,7 +472,7 @@ fn signed_token(claims: &serde_json::Value) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         claims,
-        &jsonwebtoken::EncodingKey::from_secret(super::helpers::TEST_JWT_SECRET.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(super::support::TEST_JWT_SECRET.as_bytes()),
     )
     .expect("signed")
 }

@@ -11,8 +11,8 @@ use supportdesk::proto::v1;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use super::envoy::Envoy;
-use super::helpers::{RawBytes, TestApp, assert_reason, valid_create_request, violated_fields};
+use super::support::envoy::Envoy;
+use super::support::{RawBytes, TestApp, assert_reason, valid_create_request, violated_fields};
 
 /// Calls `path` with `message` as the request's bytes, as `token` if given.
 async fn call_with_bytes(

@@ -26,7 +26,7 @@ use supportdesk::service::billing::{CHARGE_PHASES, REFUND_PHASES};
 use supportdesk::service::{Billing, CompleterPolicy, NewChargeRequest};
 use tokio::time::Instant;
 
-use super::helpers::{
+use super::support::{
     PATIENCE, TestApp, TestUser, assert_json_reason, assert_reason, in_seconds, usd,
     violated_fields, with_key,
 };
@@ -273,7 +273,7 @@ async fn a_declined_card_fails_the_charge_with_card_declined_and_the_decline_cod
     let status = tonic::Status::from(&error);
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     assert_reason(&status, Reason::CardDeclined);
-    let info = super::helpers::details(&status)
+    let info = super::support::details(&status)
         .error_info()
         .cloned()
         .unwrap();
@@ -370,7 +370,7 @@ async fn a_payment_whose_answer_was_lost_stays_pending_and_the_retry_finds_it_wi
     let status = tonic::Status::from(&error);
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_reason(&status, Reason::PaymentProviderUnavailable);
-    assert!(super::helpers::details(&status).retry_info().is_some());
+    assert!(super::support::details(&status).retry_info().is_some());
     let mut conn = desk.app.database.connect().await;
     let (id, pending): (uuid::Uuid, String) = charges::table
         .select((charges::id, charges::status))
@@ -518,7 +518,7 @@ async fn an_open_breaker_answers_unavailable_at_once_without_calling_the_provide
     let status = tonic::Status::from(&refused);
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_reason(&status, Reason::PaymentProviderUnavailable);
-    let retry = super::helpers::details(&status)
+    let retry = super::support::details(&status)
         .retry_info()
         .cloned()
         .unwrap();
@@ -667,7 +667,7 @@ fn charge_json(customer: &TestUser, card: &str) -> serde_json::Value {
 async fn a_decline_over_rest_is_402_with_its_decline_code_and_so_is_its_replay() {
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let envoy = super::envoy::Envoy::start_in_front_of(app.address.port()).await;
+    let envoy = super::support::envoy::Envoy::start_in_front_of(app.address.port()).await;
     let http = reqwest::Client::new();
     let send = || {
         http.post(envoy.url("/v1/charges"))
@@ -762,7 +762,7 @@ async fn a_charge_and_its_refund_go_through_the_api_in_integer_minor_units() {
     let refunded = app
         .billing
         .clone()
-        .refund_charge(super::helpers::keyed(app.as_admin(
+        .refund_charge(super::support::keyed(app.as_admin(
             v1::RefundChargeRequest {
                 id: charge.id.clone(),
                 amount: Some(v1::Money {
@@ -851,7 +851,7 @@ async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
     let status = charge("during-the-outage").await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_reason(&status, Reason::PaymentProviderUnavailable);
-    super::helpers::wait_until("BillingService NOT_SERVING", PATIENCE, || async {
+    super::support::wait_until("BillingService NOT_SERVING", PATIENCE, || async {
         app.health_of(billing).await == "NotServing"
     })
     .await;
@@ -882,7 +882,7 @@ async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
         app.simulator.payment_intent_count_for_charge_id(&paid.id),
         1
     );
-    super::helpers::wait_until("BillingService SERVING", PATIENCE, || async {
+    super::support::wait_until("BillingService SERVING", PATIENCE, || async {
         app.health_of(billing).await == "Serving"
     })
     .await;
@@ -906,7 +906,7 @@ async fn an_unconfigured_billing_service_is_not_serving_while_the_rest_is() {
 async fn fifty_identical_create_charge_calls_with_one_key_through_two_servers_charge_once() {
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let (second, _server) = super::helpers::second_instance(&app.settings).await;
+    let (second, _server) = super::support::second_instance(&app.settings).await;
     let clients = [
         app.billing.clone(),
         supportdesk::proto::v1::billing_service_client::BillingServiceClient::new(second),
@@ -919,7 +919,7 @@ async fn fifty_identical_create_charge_calls_with_one_key_through_two_servers_ch
         calls.push(tokio::spawn(async move {
             for _ in 0..200 {
                 let request = with_key(
-                    super::helpers::with_token(&token, visa_charge(&customer_id, 4_200, "GBP")),
+                    super::support::with_token(&token, visa_charge(&customer_id, 4_200, "GBP")),
                     "fifty-as-one",
                 );
                 match client.create_charge(request).await {
@@ -956,7 +956,7 @@ async fn charges_on_four_days(app: &TestApp, customer: &TestUser) -> Vec<String>
         let charge = app
             .billing
             .clone()
-            .create_charge(super::helpers::keyed(app.as_admin(visa_charge(
+            .create_charge(super::support::keyed(app.as_admin(visa_charge(
                 &customer.id.to_string(),
                 100 * day,
                 "USD",

@@ -38,11 +38,11 @@ use tokio::io::AsyncReadExt;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use super::helpers::{
+use super::process::{Running, sign_up_through};
+use super::support::{
     PATIENCE, TEST_PASSWORD, TestDatabase, TestUser, assert_reason, backends_waiting_on_locks,
     busy_backends, wait_until,
 };
-use super::process::{Running, sign_up_through};
 
 /// The advisory lock the test-installed trigger waits for.
 const HOLD_LOCK: i64 = 13_013;
@@ -648,7 +648,7 @@ async fn a_declined_charge_killed_before_the_decline_committed_ends_failed_with_
     assert_eq!(retried.code(), tonic::Code::FailedPrecondition);
     assert_reason(&retried, Reason::CardDeclined);
     // Recorded as the lost 402 would have been: the provider's code and decline code.
-    let info = super::helpers::details(&retried)
+    let info = super::support::details(&retried)
         .error_info()
         .cloned()
         .expect("ErrorInfo");

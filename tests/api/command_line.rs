@@ -8,7 +8,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::ExposeSecret;
 use supportdesk::proto::v1;
 
-use super::helpers::{
+use super::support::{
     Count, TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, TestDatabase,
     admin_database_url, free_port, redis_url, with_token,
 };

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use supportdesk::errors::Reason;
 use supportdesk::methods::{HttpSuccess, Idempotency, MethodTable};
 
-use super::envoy::Envoy;
-use super::helpers::{
+use super::support::envoy::Envoy;
+use super::support::{
     Count, PATIENCE, TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestApp, TestUser, assert_json_reason,
     every_rpc, log_in, repository_root,
 };
@@ -1053,8 +1053,8 @@ fn budget_table() -> BTreeMap<String, (u64, u64)> {
 async fn every_rpc_costs_the_round_trips_docs_performance_md_lists() {
     use secrecy::ExposeSecret;
 
-    use super::helpers::{admin_database_url, redis_url};
-    use super::proxy::{Protocol, TcpProxy, socket_address_of, url_through};
+    use super::support::proxy::{Protocol, TcpProxy, socket_address_of, url_through};
+    use super::support::{admin_database_url, redis_url};
 
     let postgres = TcpProxy::start_counting(
         socket_address_of(&admin_database_url()),

@@ -7,7 +7,7 @@ use supportdesk::errors::Reason;
 use diesel_async::RunQueryDsl;
 use tonic::Code;
 
-use super::helpers::{
+use super::support::{
     PATIENCE, TestApp, TestDatabase, assert_reason, backends_waiting_on_locks, busy_backends,
     count_of, lock_account, valid_create_request, wait_until,
 };

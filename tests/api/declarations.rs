@@ -15,7 +15,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use super::helpers::{
+use super::support::{
     PATIENCE, RawBytes, TestApp, error_reason, keyed, redis_url, repository_root, violated_fields,
 };
 

@@ -8,8 +8,8 @@ use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{PATIENCE, TestApp, assert_reason, redis_url};
-use super::proxy::{TcpProxy, socket_address_of, url_through};
+use super::support::proxy::{TcpProxy, socket_address_of, url_through};
+use super::support::{PATIENCE, TestApp, assert_reason, redis_url};
 
 #[tokio::test]
 async fn health_reports_serving_for_the_server_and_every_service() {
@@ -23,7 +23,7 @@ async fn health_reports_serving_for_the_server_and_every_service() {
 
 #[tokio::test]
 async fn losing_postgres_flips_health_and_answers_unavailable_fast_then_recovers() {
-    let database_url = super::helpers::test_settings("unused").database.url;
+    let database_url = super::support::test_settings("unused").database.url;
     let proxy = TcpProxy::start(socket_address_of(database_url.expose_secret())).await;
     let app = TestApp::spawn_with(|settings| {
         let url = url_through(settings.database.url.expose_secret(), proxy.address);
@@ -49,7 +49,7 @@ async fn losing_postgres_flips_health_and_answers_unavailable_fast_then_recovers
     assert_eq!(status.code(), Code::Unavailable);
     assert_reason(&status, Reason::DatabaseUnavailable);
     assert!(
-        super::helpers::details(&status).retry_info().is_some(),
+        super::support::details(&status).retry_info().is_some(),
         "UNAVAILABLE says when to retry"
     );
     // The pool's connect timeout (2 s) ends the wait; bb8's default would wait 30 s, and the

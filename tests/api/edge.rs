@@ -10,8 +10,8 @@ use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::envoy::Envoy;
-use super::helpers::{TestApp, assert_json_reason, assert_reason, repository_root};
+use super::support::envoy::Envoy;
+use super::support::{TestApp, assert_json_reason, assert_reason, repository_root};
 
 #[tokio::test]
 async fn headers_over_the_edges_32_kib_are_refused_by_envoy_as_json_431() {
@@ -81,7 +81,7 @@ async fn a_direct_grpc_client_over_the_services_header_limit_gets_headers_too_la
         .expect_err("refused");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert_reason(&status, Reason::HeadersTooLarge);
-    let details = super::helpers::details(&status);
+    let details = super::support::details(&status);
     assert_eq!(
         details.error_info().expect("ErrorInfo").metadata["limit"],
         limit.to_string()
@@ -193,7 +193,7 @@ async fn grpc_web_status(response: reqwest::Response) -> tonic::Status {
 #[tokio::test]
 async fn a_grpc_web_client_is_told_the_service_is_unreachable_in_grpc_status_with_http_200() {
     // Nothing listens on the backend port.
-    let envoy = Envoy::start_in_front_of(super::helpers::free_port()).await;
+    let envoy = Envoy::start_in_front_of(super::support::free_port()).await;
     let response = reqwest::Client::new()
         .post(envoy.url("/supportdesk.v1.TicketService/ListTickets"))
         .header("content-type", "application/grpc-web+proto")
@@ -205,7 +205,7 @@ async fn a_grpc_web_client_is_told_the_service_is_unreachable_in_grpc_status_wit
     let status = grpc_web_status(response).await;
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_reason(&status, Reason::BackendUnavailable);
-    let details = super::helpers::details(&status);
+    let details = super::support::details(&status);
     assert_eq!(
         details.error_info().expect("ErrorInfo").domain,
         "supportdesk"
@@ -348,7 +348,7 @@ fn grpc_web_failures_in_the_config() -> Vec<(String, String, String)> {
         }
         if headers.len() == 3 {
             let status = tonic::Status::from_header_map(&headers).expect("a status");
-            let details = super::helpers::details(&status);
+            let details = super::support::details(&status);
             let info = details.error_info().expect("ErrorInfo in the details");
             assert_eq!(info.domain, "supportdesk");
             let code = headers["grpc-status"].to_str().unwrap().to_owned();

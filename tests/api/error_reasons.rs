@@ -10,11 +10,11 @@ use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::envoy::Envoy;
-use super::helpers::{
+use super::support::envoy::Envoy;
+use super::support::source::{code_only, rust_files};
+use super::support::{
     TestApp, assert_json_reason, assert_reason, free_port, repository_root, with_token,
 };
-use super::source::{code_only, rust_files};
 
 /// The reasons of the table in docs/errors.md, in its order.
 fn documented_reasons() -> Vec<String> {

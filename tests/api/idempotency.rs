@@ -11,7 +11,7 @@ use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use super::helpers::{
+use super::support::{
     PATIENCE, TestApp, TestDatabase, assert_reason, backends_waiting_on_locks, count_of, details,
     error_reason, lock_account, second_instance, valid_create_request, violated_fields, wait_until,
     with_key,
@@ -494,7 +494,7 @@ fn unkeyed_hashes(encoded: &[u8]) -> Vec<Vec<u8>> {
 fn keyed_fingerprint(encoded: &[u8]) -> Vec<u8> {
     let key = ring::hmac::Key::new(
         ring::hmac::HMAC_SHA256,
-        super::helpers::TEST_FINGERPRINT_KEY.as_bytes(),
+        super::support::TEST_FINGERPRINT_KEY.as_bytes(),
     );
     ring::hmac::sign(&key, encoded).as_ref().to_vec()
 }
@@ -594,7 +594,7 @@ fn sign_up_from(address: &str, slug: &str, key: &str) -> Request<v1::CreateAccou
             name: "Scoped".to_owned(),
             slug: slug.to_owned(),
             admin_email: format!("admin@{slug}.example.com"),
-            admin_password: super::helpers::TEST_PASSWORD.to_owned(),
+            admin_password: super::support::TEST_PASSWORD.to_owned(),
             admin_display_name: "Admin".to_owned(),
         }),
         key,

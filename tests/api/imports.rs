@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use super::helpers::repository_root;
-use super::source::{code_only, rust_files};
+use super::support::repository_root;
+use super::support::source::{code_only, rust_files};
 
 /// What `errors` may name of the crate, besides itself: module paths, by their segments.
 const ERRORS_MAY_IMPORT: &[&[&str]] = &[&["errors"], &["domain"], &["wire", "headers"]];

@@ -10,7 +10,7 @@ use std::time::Duration;
 use supportdesk::jobs::{Backoff, HealthEffect, RestartPolicy, Task};
 use tokio::sync::Notify;
 
-use super::helpers::{PATIENCE, Scrape, TestApp, wait_until, with_metrics};
+use super::support::{PATIENCE, Scrape, TestApp, wait_until, with_metrics};
 
 const TICKETS: &str = "supportdesk.v1.TicketService";
 const STATE: &str = "supportdesk_job_runner_task_state";

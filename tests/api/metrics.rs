@@ -9,8 +9,8 @@ use supportdesk::configuration::RateQuota;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{Scrape, TestApp, redis_url, with_metrics};
-use super::proxy::{TcpProxy, socket_address_of, url_through};
+use super::support::proxy::{TcpProxy, socket_address_of, url_through};
+use super::support::{Scrape, TestApp, redis_url, with_metrics};
 
 const ALLOWED: &str = r#"supportdesk_rate_limit_decisions_total{outcome="allowed"}"#;
 const REFUSED: &str = r#"supportdesk_rate_limit_decisions_total{outcome="refused"}"#;

@@ -18,7 +18,7 @@ use supportdesk::configuration::PaymentProviderSettings;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::helpers::{in_seconds, usd};
+use super::support::{in_seconds, usd};
 
 struct Harness {
     simulator: SimulatorHandle,

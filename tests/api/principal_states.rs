@@ -18,8 +18,8 @@ use supportdesk::rate_limit::{AlsoRead, Policy, RateLimiter, Subject};
 use supportdesk::redis_pool::{self, RedisKeys};
 use tonic::Code;
 
-use super::helpers::{TestApp, assert_reason, keyed, second_instance, with_token};
-use super::proxy::{TcpProxy, socket_address_of, url_through};
+use super::support::proxy::{TcpProxy, socket_address_of, url_through};
+use super::support::{TestApp, assert_reason, keyed, second_instance, with_token};
 
 fn update_user(id: &str, user: v1::User, path: &str) -> v1::UpdateUserRequest {
     v1::UpdateUserRequest {
@@ -193,7 +193,7 @@ async fn a_reader_that_read_postgresql_before_a_change_cannot_store_what_it_read
 
 #[tokio::test]
 async fn a_change_is_refused_and_not_committed_when_redis_cannot_take_its_marker() {
-    let redis_proxy = TcpProxy::start(socket_address_of(&super::helpers::redis_url())).await;
+    let redis_proxy = TcpProxy::start(socket_address_of(&super::support::redis_url())).await;
     let app = TestApp::spawn_with(|settings| {
         settings.redis.url =
             url_through(settings.redis.url.expose_secret(), redis_proxy.address).into();

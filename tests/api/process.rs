@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::helpers::{
+use super::support::{
     PATIENCE, TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestDatabase, TestUser,
     backends_waiting_on_locks, free_port, redis_url, sign_up, valid_create_request, wait_until,
 };
@@ -185,7 +185,7 @@ async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
         .unary(
             malformed,
             http::uri::PathAndQuery::from_static("/supportdesk.v1.AuthService/Login"),
-            super::helpers::RawBytes,
+            super::support::RawBytes,
         )
         .await
         .expect_err("refused");
@@ -388,7 +388,7 @@ fn the_descriptor_command_writes_the_set_envoy_needs() {
 
 #[tokio::test]
 async fn an_operator_creates_an_account_from_the_command_line_and_its_admin_logs_in() {
-    let app = super::helpers::TestApp::spawn().await;
+    let app = super::support::TestApp::spawn().await;
     let slug = format!("cli-{}", uuid::Uuid::now_v7().simple());
     let mut child = Command::new(BINARY)
         .args(["create-account", "--name", "From the CLI", "--slug", &slug])
@@ -421,7 +421,7 @@ async fn an_operator_creates_an_account_from_the_command_line_and_its_admin_logs
     );
     assert!(!stdout.contains(TEST_PASSWORD), "the password was echoed");
 
-    let admin = super::helpers::log_in(&app.auth, &slug, "ops@cli.example").await;
+    let admin = super::support::log_in(&app.auth, &slug, "ops@cli.example").await;
     assert_eq!(
         stdout.lines().last().unwrap_or_default().trim(),
         admin.account_id.to_string(),
@@ -431,7 +431,7 @@ async fn an_operator_creates_an_account_from_the_command_line_and_its_admin_logs
 
 #[tokio::test]
 async fn seed_demo_makes_a_demo_customer_the_demo_admin_can_charge() {
-    let app = super::helpers::TestApp::spawn().await;
+    let app = super::support::TestApp::spawn().await;
     let seed = || {
         let output = Command::new(BINARY)
             .arg("seed-demo")
@@ -481,7 +481,7 @@ async fn seed_demo_makes_a_demo_customer_the_demo_admin_can_charge() {
     .tokens
     .unwrap()
     .access_token;
-    let mut request = super::helpers::with_token(
+    let mut request = super::support::with_token(
         &token,
         supportdesk::proto::v1::CreateChargeRequest {
             charge: Some(supportdesk::proto::v1::Charge {
@@ -515,7 +515,7 @@ async fn seed_demo_makes_a_demo_customer_the_demo_admin_can_charge() {
 
 #[tokio::test]
 async fn seed_demo_makes_a_demo_login_and_can_generate_tickets_to_list() {
-    let app = super::helpers::TestApp::spawn().await;
+    let app = super::support::TestApp::spawn().await;
     let seed = |tickets: &str| {
         let output = Command::new(BINARY)
             .args(["seed-demo", "--tickets", tickets])
@@ -557,7 +557,7 @@ async fn seed_demo_makes_a_demo_login_and_can_generate_tickets_to_list() {
         let page = app
             .tickets
             .clone()
-            .list_tickets(super::helpers::with_token(
+            .list_tickets(super::support::with_token(
                 &token,
                 supportdesk::proto::v1::ListTicketsRequest {
                     page_size: 100,

@@ -13,12 +13,12 @@ use supportdesk::proto::v1;
 use supportdesk::proto::v1::user_service_client::UserServiceClient;
 use tonic::Code;
 
-use super::envoy::Envoy;
-use super::helpers::{
+use super::support::envoy::Envoy;
+use super::support::proxy::{TcpProxy, socket_address_of, url_through};
+use super::support::{
     PATIENCE, TEST_PASSWORD, TestApp, assert_reason, details, error_reason, redis_url,
     second_instance, with_token,
 };
-use super::proxy::{TcpProxy, socket_address_of, url_through};
 
 fn quota(count: u32, seconds: u64) -> RateQuota {
     RateQuota {
@@ -573,7 +573,7 @@ async fn a_flood_of_bad_tokens_from_one_address_does_not_slow_good_callers() {
         })
         .collect();
     let total = || unauthenticated.load(Ordering::Relaxed) + exhausted.load(Ordering::Relaxed);
-    super::helpers::wait_until("the flood is past its quota", PATIENCE, || {
+    super::support::wait_until("the flood is past its quota", PATIENCE, || {
         let refused = exhausted.load(Ordering::Relaxed);
         async move { refused > 0 }
     })

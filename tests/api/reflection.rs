@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use supportdesk::methods::MethodTable;
 use tokio::process::Command;
 
-use super::helpers::{PATIENCE, TestApp, grpcurl};
+use super::support::{PATIENCE, TestApp, grpcurl};
 
 async fn run_grpcurl(arguments: &[&str]) -> (bool, String) {
     let output = Command::new(grpcurl())
@@ -118,7 +118,7 @@ async fn grpcurl_logs_in_and_calls_with_the_token() {
         r#"{{"account":"{}","email":"{}","password":"{}"}}"#,
         app.admin.account_slug,
         app.admin.email,
-        super::helpers::TEST_PASSWORD
+        super::support::TEST_PASSWORD
     );
     let (ok, answer) =
         run_grpcurl(&["-d", &login, &address, "supportdesk.v1.AuthService/Login"]).await;

@@ -2,7 +2,7 @@
 
 use supportdesk::proto::v1;
 
-use super::helpers::TestApp;
+use super::support::TestApp;
 
 #[tokio::test]
 async fn a_request_without_an_id_gets_one_in_the_response() {

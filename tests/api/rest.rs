@@ -4,8 +4,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use supportdesk::errors::Reason;
 
-use super::envoy::Envoy;
-use super::helpers::{TestApp, assert_json_reason};
+use super::support::envoy::Envoy;
+use super::support::{TestApp, assert_json_reason};
 
 async fn envoy_for(app: &TestApp) -> (Envoy, reqwest::Client) {
     (
@@ -178,7 +178,7 @@ async fn a_browser_signs_up_logs_in_and_calls_with_its_token_over_json() {
             "name": "Over REST",
             "slug": slug,
             "adminEmail": "owner@rest.example",
-            "adminPassword": super::helpers::TEST_PASSWORD
+            "adminPassword": super::support::TEST_PASSWORD
         }))
         .send()
         .await
@@ -190,7 +190,7 @@ async fn a_browser_signs_up_logs_in_and_calls_with_its_token_over_json() {
         .json(&json!({
             "account": slug,
             "email": "owner@rest.example",
-            "password": super::helpers::TEST_PASSWORD
+            "password": super::support::TEST_PASSWORD
         }))
         .send()
         .await

@@ -1,5 +1,5 @@
 //! The round-trip budget of docs/performance.md, counted on the wire: the service talks to
-//! PostgreSQL and Redis through counting proxies ([`super::proxy`]), and each test counts what
+//! PostgreSQL and Redis through counting proxies ([`super::support::proxy`]), and each test counts what
 //! many calls of one RPC cost, after a warm-up call.
 
 use std::time::Duration;
@@ -8,10 +8,10 @@ use secrecy::ExposeSecret;
 use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 
-use super::helpers::{
+use super::support::proxy::{Protocol, TcpProxy, socket_address_of, url_through};
+use super::support::{
     TestApp, admin_database_url, assert_reason, keyed, redis_url, valid_create_request, with_token,
 };
-use super::proxy::{Protocol, TcpProxy, socket_address_of, url_through};
 
 /// Round trips made by the service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

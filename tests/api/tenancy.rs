@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 use supportdesk::proto::v1;
 use tonic::{Code, Status};
 
-use super::helpers::{
+use super::support::{
     TEST_PASSWORD, TestApp, TestUser, every_rpc, keyed, valid_create_request, with_token,
 };
 
@@ -258,7 +258,7 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
         }
         "AuthService/Logout" | "AuthService/LogoutAll" => {
             let session =
-                super::helpers::log_in(&app.auth, &attacker.account_slug, &attacker.email).await;
+                super::support::log_in(&app.auth, &attacker.account_slug, &attacker.email).await;
             if rpc.ends_with("LogoutAll") {
                 app.auth
                     .clone()

@@ -7,7 +7,7 @@ use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{
+use super::support::{
     TestApp, TestUser, assert_reason, details, valid_create_request, violated_fields,
 };
 

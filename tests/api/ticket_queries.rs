@@ -18,8 +18,8 @@ use supportdesk::proto::v1;
 use supportdesk::service::ticket_cache::read_entry;
 use tonic::Code;
 
-use super::helpers::{TestApp, TestDatabase, redis_url, valid_create_request, violated_fields};
-use super::proxy::{TcpProxy, socket_address_of, url_through};
+use super::support::proxy::{TcpProxy, socket_address_of, url_through};
+use super::support::{TestApp, TestDatabase, redis_url, valid_create_request, violated_fields};
 
 async fn list(app: &TestApp, request: v1::ListTicketsRequest) -> v1::ListTicketsResponse {
     app.tickets

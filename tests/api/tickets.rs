@@ -6,7 +6,7 @@ use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{TestApp, assert_reason, valid_create_request, violated_fields};
+use super::support::{TestApp, assert_reason, valid_create_request, violated_fields};
 
 #[tokio::test]
 async fn a_created_ticket_can_be_fetched_by_its_id() {

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use secrecy::ExposeSecret;
 
-use super::helpers::{TestDatabase, buf, diesel_cli, repository_root, tool};
+use super::support::{TestDatabase, buf, diesel_cli, repository_root, tool};
 
 #[test]
 fn the_protos_pass_buf_lint() {

@@ -2,7 +2,7 @@
 
 use std::os::fd::BorrowedFd;
 
-use super::helpers::TestApp;
+use super::support::TestApp;
 
 /// The inodes of this process's established TCP sockets whose local port is `port`, read from
 /// `/proc/self/net/tcp{,6}` (addresses and ports in hex, state 01 = ESTABLISHED).

@@ -10,7 +10,7 @@ use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use tonic::Code;
 
-use super::helpers::{TEST_WEBHOOK_SECRET, TestApp, assert_reason, details, violated_fields};
+use super::support::{TEST_WEBHOOK_SECRET, TestApp, assert_reason, details, violated_fields};
 use super::webhook_receiving::{event, paid_charge, signed};
 
 /// Puts event `id` in the dead-letter state, as a worker does after its last failed attempt.

@@ -15,11 +15,11 @@ use supportdesk::proto::v1::billing_service_client::BillingServiceClient;
 use supportdesk::proto::v1::user_service_client::UserServiceClient;
 use uuid::Uuid;
 
-use super::envoy::Envoy;
-use super::helpers::{
+use super::process::{Running, sign_up_through};
+use super::support::envoy::Envoy;
+use super::support::{
     Scrape, TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestDatabase, second_instance, wait_until,
 };
-use super::process::{Running, sign_up_through};
 use super::webhook_processing::{
     PROCESSING, Queue, audit_trail, by_the_service, charge_request, charge_state, disputes_of,
     event_row, last_event, paid_then_refunded_by, quick_workers, refund_outside, wait_for_state,

@@ -19,7 +19,7 @@ use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 use uuid::Uuid;
 
-use super::helpers::{TestApp, TestDatabase, TestUser, assert_reason, wait_until, with_metrics};
+use super::support::{TestApp, TestDatabase, TestUser, assert_reason, wait_until, with_metrics};
 
 /// How long the workers may take for what a test waits on (a loaded machine included).
 pub(crate) const PROCESSING: Duration = Duration::from_secs(30);
@@ -537,7 +537,7 @@ async fn a_refund_event_waits_for_our_refund_in_flight_so_that_nothing_is_counte
         ))
         .unwrap();
     let mut billing = queue.app.billing.clone();
-    let request = super::helpers::keyed(queue.app.as_admin(v1::RefundChargeRequest {
+    let request = super::support::keyed(queue.app.as_admin(v1::RefundChargeRequest {
         id: charge.id.clone(),
         amount: Some(v1::Money {
             amount_minor: 200,

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use supportdesk::errors::Reason;
 use supportdesk::proto::v1;
 
-use super::envoy::Envoy;
-use super::helpers::{PATIENCE, TEST_WEBHOOK_SECRET, TestApp, assert_json_reason, keyed};
+use super::support::envoy::Envoy;
+use super::support::{PATIENCE, TEST_WEBHOOK_SECRET, TestApp, assert_json_reason, keyed};
 
 /// The secret being rotated out, in the rotation tests.
 const PREVIOUS_WEBHOOK_SECRET: &str = "whsec_test_previous_0123456789abcdef";
@@ -503,7 +503,7 @@ async fn an_event_about_our_charge_is_stored_with_its_account_and_charge() {
 
 #[tokio::test]
 async fn the_real_binary_logs_refusals_by_reason_and_never_a_secret_or_a_signature() {
-    let database = super::helpers::TestDatabase::create().await;
+    let database = super::support::TestDatabase::create().await;
     let secrets = format!("{TEST_WEBHOOK_SECRET},{PREVIOUS_WEBHOOK_SECRET}");
     let running = super::process::Running::start(
         &database,
@@ -601,7 +601,7 @@ async fn the_simulators_webhooks_reach_the_service_through_envoy_and_corrupted_f
 
     let charge_id: uuid::Uuid = charge.id.parse().expect("a uuid");
     let ours = (Some(app.account_id.as_uuid()), Some(charge_id));
-    super::helpers::wait_until(
+    super::support::wait_until(
         "the payment and dispute events stored",
         PATIENCE,
         || async {
@@ -617,7 +617,7 @@ async fn the_simulators_webhooks_reach_the_service_through_envoy_and_corrupted_f
     )
     .await;
     // The simulator logs an attempt once it has read the answer, a moment after the row is stored.
-    super::helpers::wait_until(
+    super::support::wait_until(
         "the clean retries of the corrupted attempts acknowledged",
         PATIENCE,
         || async {
@@ -665,8 +665,8 @@ async fn the_simulators_webhooks_reach_the_service_through_envoy_and_corrupted_f
 async fn a_refused_signature_costs_no_postgresql_round_trip_and_an_accepted_delivery_one() {
     use secrecy::ExposeSecret;
 
-    use super::helpers::admin_database_url;
-    use super::proxy::{Protocol, TcpProxy, socket_address_of, url_through};
+    use super::support::admin_database_url;
+    use super::support::proxy::{Protocol, TcpProxy, socket_address_of, url_through};
 
     let postgres = TcpProxy::start_counting(
         socket_address_of(&admin_database_url()),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::helpers::{envoy, free_port, repository_root};
+use super::{envoy, free_port, repository_root};
 
 pub(crate) struct Envoy {
     pub(crate) port: u16,

@@ -5,6 +5,10 @@
 //! Components are never optional: a test that cannot reach PostgreSQL, Redis or a tool fails
 //! with a message saying how to provide it.
 
+pub(crate) mod envoy;
+pub(crate) mod proxy;
+pub(crate) mod source;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::LazyLock;
