@@ -27,8 +27,8 @@ use supportdesk::service::{Billing, CompleterPolicy, NewChargeRequest};
 use tokio::time::Instant;
 
 use super::support::{
-    PATIENCE, TestApp, TestUser, assert_json_reason, assert_reason, in_seconds, usd,
-    violated_fields, with_key,
+    PATIENCE, TestApp, TestUser, assert_json_reason, assert_reason, in_seconds,
+    test_payment_provider, usd, violated_fields, with_key,
 };
 
 struct Desk {
@@ -44,19 +44,7 @@ fn provider_settings(
     simulator: &payment_simulator::SimulatorHandle,
     adjust: impl FnOnce(&mut PaymentProviderSettings),
 ) -> PaymentProviderSettings {
-    let mut settings = PaymentProviderSettings {
-        url: simulator.base_url().parse().unwrap(),
-        secret_key: SecretString::from(simulator.api_key().to_owned()),
-        timeout: Duration::from_millis(300),
-        max_attempts: 1,
-        backoff_base: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(50),
-        retry_budget_percent: 100,
-        retry_budget_min_per_second: 100,
-        breaker_failure_threshold: 100,
-        breaker_cool_down: Duration::from_secs(30),
-        ca_file: None,
-    };
+    let mut settings = test_payment_provider(simulator);
     adjust(&mut settings);
     settings
 }

@@ -117,14 +117,17 @@ async fn every_background_task_of_the_service_runs_under_the_runner_and_is_repor
     }
 }
 
-#[tokio::test]
-async fn a_task_that_panics_takes_its_service_down_and_is_reported_until_it_is_restarted() {
+/// A service running, besides its own tasks, a "notifications" task that takes TicketService
+/// down while it is not running, panics when `trigger` is notified, and restarts after
+/// `backoff`; with the trigger and the count of its runs.
+async fn app_with_a_task_that_panics(
+    backoff: Duration,
+) -> (TestApp, Arc<Notify>, Arc<AtomicUsize>) {
     let trigger = Arc::new(Notify::new());
     let runs = Arc::new(AtomicUsize::new(0));
-    // A backoff no test outlives: the task stays down for the test to look at it.
     let task = dying_task(
         "notifications",
-        restart_after(Duration::from_secs(3600)),
+        restart_after(backoff),
         HealthEffect::Service(TICKETS),
         trigger.clone(),
         runs.clone(),
@@ -133,6 +136,13 @@ async fn a_task_that_panics_takes_its_service_down_and_is_reported_until_it_is_r
     let app =
         TestApp::spawn_with_application(with_metrics, |application| application.with_task(task))
             .await;
+    (app, trigger, runs)
+}
+
+#[tokio::test]
+async fn a_task_that_panics_takes_its_service_down_and_is_reported_until_it_is_restarted() {
+    // A backoff no test outlives: the task stays down for the test to look at it.
+    let (app, trigger, runs) = app_with_a_task_that_panics(Duration::from_secs(3600)).await;
     app.wait_for_health("Serving", PATIENCE).await;
     wait_until("TicketService serving", PATIENCE, || async {
         app.health_of(TICKETS).await == "Serving"
@@ -171,19 +181,7 @@ async fn a_task_that_panics_takes_its_service_down_and_is_reported_until_it_is_r
 
 #[tokio::test]
 async fn a_task_that_panics_is_restarted_counted_and_its_service_serves_again() {
-    let trigger = Arc::new(Notify::new());
-    let runs = Arc::new(AtomicUsize::new(0));
-    let task = dying_task(
-        "notifications",
-        restart_after(Duration::from_millis(50)),
-        HealthEffect::Service(TICKETS),
-        trigger.clone(),
-        runs.clone(),
-        panics,
-    );
-    let app =
-        TestApp::spawn_with_application(with_metrics, |application| application.with_task(task))
-            .await;
+    let (app, trigger, runs) = app_with_a_task_that_panics(Duration::from_millis(50)).await;
     app.wait_for_health("Serving", PATIENCE).await;
 
     trigger.notify_one();
