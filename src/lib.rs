@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod billing;
+pub mod bulkhead;
 pub mod cli;
 pub mod client;
 pub mod codec;

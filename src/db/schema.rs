@@ -71,6 +71,15 @@ diesel::table! {
         version -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        failure_kind -> Nullable<Text>,
+        failure_param -> Nullable<Text>,
+        send_lease_token -> Nullable<Uuid>,
+        send_lease_until -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_attempt_error -> Nullable<Text>,
+        attention_reason -> Nullable<Text>,
+        attention_since -> Nullable<Timestamptz>,
     }
 }
 
@@ -104,6 +113,13 @@ diesel::table! {
         failure_code -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        send_lease_token -> Nullable<Uuid>,
+        send_lease_until -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_attempt_error -> Nullable<Text>,
+        attention_reason -> Nullable<Text>,
+        attention_since -> Nullable<Timestamptz>,
     }
 }
 

@@ -108,9 +108,46 @@ pub struct Charge {
     pub payment_method: String,
     pub status: ChargeStatus,
     pub provider_payment_id: Option<String>,
+    /// Why a failed charge failed; `None` unless FAILED.
+    pub failure_kind: Option<FailureKind>,
     pub failure_code: Option<String>,
     pub decline_code: Option<String>,
+    /// The request field a refusal names (`amount`, `payment_method`, `currency`).
+    pub failure_param: Option<String>,
     pub version: i64,
+}
+
+/// Why a charge failed. Each kind is answered differently: a decline asks for another card, a
+/// refusal names the field to fix, an abandoned charge was never made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The card was declined (the provider's `card_error`).
+    Declined,
+    /// The provider refused the request as invalid (`amount_too_large`, an unknown payment
+    /// method, …): nothing was charged and sending it again would be refused again.
+    Refused,
+    /// Given up without the provider having charged it (it never saw the charge).
+    Abandoned,
+}
+
+impl FailureKind {
+    pub const ALL: [Self; 3] = [Self::Declined, Self::Refused, Self::Abandoned];
+
+    /// The stored form (the `charges.failure_kind` CHECK lists exactly these).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Declined => "declined",
+            Self::Refused => "refused",
+            Self::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == raw)
+            .ok_or_else(|| InvalidValue::new("must be declined, refused or abandoned"))
+    }
 }
 
 /// Something that happens to a charge.
@@ -118,12 +155,17 @@ pub struct Charge {
 pub enum ChargeEvent {
     /// The provider took the money.
     Succeeded { provider_payment_id: String },
-    /// The provider declined or refused the payment.
+    /// The provider declined the payment (a failed payment exists there).
     Failed {
         provider_payment_id: Option<String>,
         code: String,
         decline_code: Option<String>,
     },
+    /// The provider refused the request itself as invalid (`code`, naming `param` when it
+    /// says one): no payment exists, and the same request would be refused again.
+    Refused { code: String, param: Option<String> },
+    /// Given up without a payment at the provider (`reason`): it never saw the charge.
+    Abandoned { reason: String },
     /// A refund of `amount` is reserved against the charge (before the provider is asked).
     RefundReserved { amount: Money },
     /// A reserved refund was refused by the provider: its amount is available again.
@@ -200,8 +242,28 @@ impl Charge {
                 }
                 after.status = ChargeStatus::Failed;
                 after.provider_payment_id = provider_payment_id.clone();
+                after.failure_kind = Some(FailureKind::Declined);
                 after.failure_code = Some(code.clone());
                 after.decline_code = decline_code.clone();
+                "failed"
+            }
+            ChargeEvent::Refused { code, param } => {
+                if self.status != ChargeStatus::Pending {
+                    return Err(wrong("marked refused"));
+                }
+                after.status = ChargeStatus::Failed;
+                after.failure_kind = Some(FailureKind::Refused);
+                after.failure_code = Some(code.clone());
+                after.failure_param = param.clone();
+                "failed"
+            }
+            ChargeEvent::Abandoned { reason } => {
+                if self.status != ChargeStatus::Pending {
+                    return Err(wrong("abandoned"));
+                }
+                after.status = ChargeStatus::Failed;
+                after.failure_kind = Some(FailureKind::Abandoned);
+                after.failure_code = Some(reason.clone());
                 "failed"
             }
             ChargeEvent::RefundReserved { amount } => {
@@ -316,8 +378,10 @@ mod tests {
             payment_method: "pm_card_visa".to_owned(),
             status: ChargeStatus::Pending,
             provider_payment_id: None,
+            failure_kind: None,
             failure_code: None,
             decline_code: None,
+            failure_param: None,
             version: 1,
         }
     }
@@ -352,6 +416,7 @@ mod tests {
             .unwrap();
         assert_eq!(declined.action, "failed");
         assert_eq!(declined.after.status, ChargeStatus::Failed);
+        assert_eq!(declined.after.failure_kind, Some(FailureKind::Declined));
         assert_eq!(
             declined.after.decline_code.as_deref(),
             Some("insufficient_funds")
@@ -361,6 +426,38 @@ mod tests {
         };
         assert!(paid.apply(&again).is_err());
         assert!(declined.after.apply(&again).is_err());
+    }
+
+    #[test]
+    fn a_refused_or_abandoned_charge_fails_with_its_kind_and_no_payment() {
+        let refused = pending(2000)
+            .apply(&ChargeEvent::Refused {
+                code: "amount_too_large".to_owned(),
+                param: Some("amount".to_owned()),
+            })
+            .unwrap()
+            .after;
+        assert_eq!(refused.status, ChargeStatus::Failed);
+        assert_eq!(refused.failure_kind, Some(FailureKind::Refused));
+        assert_eq!(refused.failure_code.as_deref(), Some("amount_too_large"));
+        assert_eq!(refused.failure_param.as_deref(), Some("amount"));
+        assert_eq!(refused.provider_payment_id, None);
+        let abandoned = pending(2000)
+            .apply(&ChargeEvent::Abandoned {
+                reason: "not_at_provider".to_owned(),
+            })
+            .unwrap()
+            .after;
+        assert_eq!(abandoned.failure_kind, Some(FailureKind::Abandoned));
+        assert_eq!(abandoned.failure_code.as_deref(), Some("not_at_provider"));
+        assert!(
+            refused
+                .apply(&ChargeEvent::Abandoned {
+                    reason: "late".to_owned()
+                })
+                .is_err()
+        );
+        assert!(refund(&abandoned, 1).is_err());
     }
 
     #[test]

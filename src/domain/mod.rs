@@ -19,7 +19,7 @@ mod webhook_event;
 mod webhook_signature;
 
 pub use charge::{
-    Charge, ChargeDecision, ChargeEvent, ChargeStatus, ChargeViolation, RefundStatus,
+    Charge, ChargeDecision, ChargeEvent, ChargeStatus, ChargeViolation, FailureKind, RefundStatus,
 };
 pub use comment::{
     Actor, Comment, CommentBody, FieldChange, FieldChanges, TicketAction, TicketActivity,

@@ -11,7 +11,8 @@ use super::corrupt;
 use crate::db::KeepPrepared;
 use crate::db::schema::charges;
 use crate::domain::{
-    AccountId, Charge, ChargeId, ChargeStatus, Currency, Money, PageCursor, TicketId, UserId,
+    AccountId, Charge, ChargeId, ChargeStatus, Currency, FailureKind, Money, PageCursor, TicketId,
+    UserId,
 };
 use crate::errors::AppResult;
 
@@ -33,6 +34,10 @@ pub struct ChargeRow {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub failure_kind: Option<String>,
+    pub failure_param: Option<String>,
+    pub attention_reason: Option<String>,
+    pub attention_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Insertable)]
@@ -55,10 +60,16 @@ struct ChargeState<'a> {
     amount_refunded_minor: i64,
     status: &'a str,
     provider_payment_id: Option<&'a str>,
+    failure_kind: Option<&'a str>,
     failure_code: Option<&'a str>,
     decline_code: Option<&'a str>,
+    failure_param: Option<&'a str>,
     version: i64,
     updated_at: DateTime<Utc>,
+    // Every transition leaves PENDING or starts from a final state: no send is in flight after
+    // it, so the send lease ends with it.
+    send_lease_token: Option<Uuid>,
+    send_lease_until: Option<DateTime<Utc>>,
 }
 
 /// A charge with the times the service reports.
@@ -67,6 +78,15 @@ pub struct StoredCharge {
     pub charge: Charge,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set when the completer (or reconciliation) could not settle it and an operator should look.
+    pub attention: Option<Attention>,
+}
+
+/// Why a charge or refund waits for an operator, and since when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attention {
+    pub reason: String,
+    pub since: DateTime<Utc>,
 }
 
 impl StoredCharge {
@@ -212,10 +232,14 @@ impl ChargeRow {
                     amount_refunded_minor: after.amount_refunded.amount_minor(),
                     status: after.status.as_str(),
                     provider_payment_id: after.provider_payment_id.as_deref(),
+                    failure_kind: after.failure_kind.map(FailureKind::as_str),
                     failure_code: after.failure_code.as_deref(),
                     decline_code: after.decline_code.as_deref(),
+                    failure_param: after.failure_param.as_deref(),
                     version: after.version,
                     updated_at: Utc::now(),
+                    send_lease_token: None,
+                    send_lease_until: None,
                 })
                 .returning(Self::as_returning()),
         )
@@ -288,12 +312,23 @@ impl ChargeRow {
                 status: ChargeStatus::parse(&self.status)
                     .map_err(|problem| corrupt("charges.status", problem))?,
                 provider_payment_id: self.provider_payment_id,
+                failure_kind: self
+                    .failure_kind
+                    .as_deref()
+                    .map(FailureKind::parse)
+                    .transpose()
+                    .map_err(|problem| corrupt("charges.failure_kind", problem))?,
                 failure_code: self.failure_code,
                 decline_code: self.decline_code,
+                failure_param: self.failure_param,
                 version: self.version,
             },
             created_at: self.created_at,
             updated_at: self.updated_at,
+            attention: self
+                .attention_reason
+                .zip(self.attention_since)
+                .map(|(reason, since)| Attention { reason, since }),
         })
     }
 }
