@@ -133,7 +133,10 @@ mod tests {
         let bulkhead = Arc::new(Bulkhead::new("payments", 1, Duration::from_secs(1)));
         let held = bulkhead.try_enter().expect("the one place");
         let deadline = Instant::now() + Duration::from_secs(5);
-        let gives_up = bulkhead.enter(deadline).await.expect_err("full until the deadline");
+        let gives_up = bulkhead
+            .enter(deadline)
+            .await
+            .expect_err("full until the deadline");
         assert_eq!(gives_up.provider, "payments");
         assert_eq!(Instant::now(), deadline);
 

@@ -223,6 +223,9 @@ pub struct PaymentProviderSettings {
     /// `PAYMENT_PROVIDER_CA_FILE`: a PEM file of CA certificates trusted for `https://` besides
     /// Mozilla's roots (a private CA, a TLS-inspecting proxy); read when the client is built.
     pub ca_file: Option<std::path::PathBuf>,
+    /// `PAYMENT_PROVIDER_MAX_CONCURRENCY`: calls this instance may have in flight to the provider
+    /// (its bulkhead); a charge or refund over the bound is refused at once, PROVIDER_BUSY.
+    pub max_concurrency: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -590,6 +593,8 @@ impl Reader<'_> {
             breaker_failure_threshold,
         );
         let breaker_cool_down = self.millis("PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS", 10_000);
+        let max_concurrency: u32 = self.parsed("PAYMENT_PROVIDER_MAX_CONCURRENCY", 16);
+        self.positive("PAYMENT_PROVIDER_MAX_CONCURRENCY", max_concurrency);
         let ca_file = self
             .raw("PAYMENT_PROVIDER_CA_FILE")
             .map(|path| std::path::PathBuf::from(path.trim()));
@@ -642,6 +647,7 @@ impl Reader<'_> {
             breaker_failure_threshold,
             breaker_cool_down,
             ca_file,
+            max_concurrency: usize::try_from(max_concurrency).unwrap_or(usize::MAX),
         })
     }
 }

@@ -130,6 +130,31 @@ pub enum AppError {
         retry_after: Duration,
     },
 
+    /// The payment provider refused the request itself (not a decline): the charge or refund is
+    /// failed, and the same request would be refused again. With a `field` it is the caller's
+    /// value (INVALID_ARGUMENT naming it); without, the state the provider holds
+    /// (FAILED_PRECONDITION).
+    #[error("the payment provider refused the request ({provider_code}): {message}")]
+    PaymentRefused {
+        /// The provider's error code (`amount_too_large`, `resource_missing`, ...).
+        provider_code: String,
+        /// The provider's parameter, when it named one.
+        provider_param: Option<String>,
+        /// The request's field the refusal is about, as the client wrote it.
+        field: Option<String>,
+        /// What was refused (`charges/<id>`), for PreconditionFailure.
+        subject: String,
+        message: String,
+    },
+
+    /// This instance's bulkhead towards an outside provider is full: nothing was recorded or
+    /// sent; retry after `retry_after`.
+    #[error("{provider} already has as many calls in flight as this instance allows")]
+    ProviderBusy {
+        provider: &'static str,
+        retry_after: Duration,
+    },
+
     /// A webhook delivery whose signature cannot be believed: answered with the reason alone,
     /// which tells a forger nothing about the secret.
     #[error("{}", signature_refusal_message(*.0))]
@@ -371,10 +396,12 @@ impl AppError {
             | Self::HeadersTooLarge { .. }
             | Self::MessageTooLarge { .. }
             | Self::PaymentDeclined { .. }
+            | Self::PaymentRefused { .. }
             | Self::WebhookSignatureRefused(_) => true,
             Self::RateLimited { .. }
             | Self::WebhooksNotConfigured
             | Self::PaymentProviderUnavailable { .. }
+            | Self::ProviderBusy { .. }
             | Self::Unavailable { .. }
             | Self::DeadlineExceeded
             | Self::Internal(_) => false,
@@ -547,6 +574,61 @@ impl From<&AppError> for Status {
                         "the payment provider is unavailable; retry later with the same idempotency key"
                             .to_owned(),
                         HashMap::new(),
+                    )
+                }
+                AppError::PaymentRefused {
+                    provider_code,
+                    provider_param,
+                    field,
+                    subject,
+                    message,
+                } => {
+                    let mut metadata =
+                        HashMap::from([("provider_code".to_owned(), provider_code.clone())]);
+                    if let Some(param) = provider_param {
+                        metadata.insert("provider_param".to_owned(), param.clone());
+                    }
+                    match field {
+                        Some(field) => {
+                            details.set_bad_request(vec![tonic_types::FieldViolation::new(
+                                field, message,
+                            )]);
+                            (
+                                Code::InvalidArgument,
+                                Reason::PaymentRefused,
+                                error.to_string(),
+                                metadata,
+                            )
+                        }
+                        None => {
+                            details.set_precondition_failure(vec![
+                                tonic_types::PreconditionViolation::new(
+                                    "PROVIDER_STATE",
+                                    subject,
+                                    message,
+                                ),
+                            ]);
+                            (
+                                Code::FailedPrecondition,
+                                Reason::RefusedByProvider,
+                                error.to_string(),
+                                metadata,
+                            )
+                        }
+                    }
+                }
+                AppError::ProviderBusy {
+                    provider,
+                    retry_after,
+                } => {
+                    details.set_retry_info(Some(*retry_after));
+                    (
+                        Code::Unavailable,
+                        Reason::ProviderBusy,
+                        format!(
+                            "{provider} is busy on this instance; retry after the delay (nothing was recorded)"
+                        ),
+                        HashMap::from([("provider".to_owned(), (*provider).to_owned())]),
                     )
                 }
                 AppError::HeadersTooLarge { limit, .. } => (

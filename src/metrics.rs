@@ -214,6 +214,19 @@ impl JobRunnerMetrics {
     }
 }
 
+/// What billing counts: its bulkhead and its completer.
+#[derive(Debug, Default)]
+pub struct BillingCounters {
+    /// Charges and refunds refused at once because the provider's bulkhead was full.
+    pub provider_busy: Counter,
+    /// Attempts the completer made on pending charges and refunds.
+    pub completer_attempts: Counter,
+    /// Charges and refunds the completer marked for an operator's attention.
+    pub marked_for_attention: Counter,
+    /// Pending charges and refunds marked for attention, as the completer last counted them.
+    pub needing_attention: AtomicU64,
+}
+
 /// One instance's counters. Cheap to clone: clones share the counts.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics(Arc<Registry>);
@@ -224,6 +237,7 @@ struct Registry {
     ticket_cache: TicketCacheCounters,
     passwords: PasswordCounters,
     job_runner: JobRunnerMetrics,
+    billing: BillingCounters,
 }
 
 impl Metrics {
@@ -241,6 +255,10 @@ impl Metrics {
 
     pub fn job_runner(&self) -> &JobRunnerMetrics {
         &self.0.job_runner
+    }
+
+    pub fn billing(&self) -> &BillingCounters {
+        &self.0.billing
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -306,6 +324,31 @@ impl Metrics {
                     passwords.verified_against_decoy.get(),
                 ),
             ],
+        );
+        let billing = self.billing();
+        family(
+            "supportdesk_provider_bulkhead_refusals_total",
+            "counter",
+            "Requests refused at once (PROVIDER_BUSY) because this instance had as many calls in flight to the provider as it allows.",
+            &[(r#"{provider="payments"}"#, billing.provider_busy.get())],
+        );
+        family(
+            "supportdesk_billing_completer_attempts_total",
+            "counter",
+            "Attempts the billing completer made to settle pending charges and refunds.",
+            &[("", billing.completer_attempts.get())],
+        );
+        family(
+            "supportdesk_billing_marked_for_attention_total",
+            "counter",
+            "Pending charges and refunds the completer could not settle in time and marked for an operator.",
+            &[("", billing.marked_for_attention.get())],
+        );
+        family(
+            "supportdesk_billing_needing_attention",
+            "gauge",
+            "Pending charges and refunds marked for an operator's attention, as the completer last counted them.",
+            &[("", billing.needing_attention.load(Ordering::Relaxed))],
         );
         let tasks = self.job_runner().snapshot();
         if !tasks.is_empty() {

@@ -173,9 +173,10 @@ impl Application {
             )),
             None => None,
         };
-        let billing = provider
-            .clone()
-            .map(|provider| crate::service::Billing::new(self.database.clone(), provider));
+        let billing = provider.clone().map(|provider| {
+            crate::service::Billing::new(self.database.clone(), provider)
+                .counting_into(services.metrics.clone())
+        });
         let billing_api = crate::proto::v1::billing_service_server::BillingServiceServer::new(
             crate::api::billing::BillingApi::new(
                 billing.clone(),

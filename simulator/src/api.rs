@@ -214,6 +214,16 @@ fn admit(
             Admission::Answer(json_response(failure.status, &failure.body(), &headers))
         }
         Some(FaultAction::ResetConnection) => Admission::Abort(Abort::Reset),
+        Some(FaultAction::Refuse {
+            status,
+            error_type,
+            code,
+            decline_code,
+            param,
+        }) => {
+            let failure = ApiFailure::refusal(status, &error_type, code, decline_code, param);
+            Admission::Answer(json_response(failure.status, &failure.body(), response))
+        }
         other => Admission::Proceed {
             api_key,
             fault: other,

@@ -152,6 +152,30 @@ impl ApiFailure {
         }
     }
 
+    /// Any 4xx error object, as a fault answers it.
+    pub(crate) fn refusal(
+        status: u16,
+        kind: &str,
+        code: Option<String>,
+        decline_code: Option<String>,
+        param: Option<String>,
+    ) -> Self {
+        let mut error = StripeError::new(
+            kind,
+            code.as_deref(),
+            format!(
+                "Refused by a test fault ({})",
+                code.as_deref().unwrap_or(kind)
+            ),
+        );
+        error.decline_code = decline_code;
+        error.param = param;
+        Self {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            error: Box::new(error),
+        }
+    }
+
     pub(crate) fn rate_limited() -> Self {
         Self::invalid_request(
             StatusCode::TOO_MANY_REQUESTS,

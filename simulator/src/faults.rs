@@ -75,6 +75,23 @@ pub enum FaultAction {
     },
     /// Close the TCP connection with a reset (RST), without executing or answering.
     ResetConnection,
+    /// Answer a 4xx error object of Stripe's, without executing: how tests meet every refusal
+    /// the provider documents (`amount_too_large`, `resource_missing`, `charge_disputed`, a
+    /// `card_error`, an `idempotency_error`, ...) whatever the request.
+    Refuse {
+        /// The HTTP status; must be 4xx.
+        status: u16,
+        /// The error's `type` (`invalid_request_error`, `card_error`, `idempotency_error`).
+        error_type: String,
+        /// The error's `code`.
+        code: Option<String>,
+        /// The error's `decline_code` (card errors).
+        #[serde(default)]
+        decline_code: Option<String>,
+        /// The error's `param`.
+        #[serde(default)]
+        param: Option<String>,
+    },
     /// Execute the request (the charge or refund happens and its result is saved under the
     /// idempotency key), then hold the connection without answering for `hang_millis` and close
     /// it: the client sees a timeout or a dropped connection while the provider did the work.
@@ -151,6 +168,9 @@ pub enum InvalidFault {
     /// `server_error` and `execute_then_server_error` need a 5xx status.
     #[error("server errors need a status between 500 and 599, got {0}")]
     NotAServerError(u16),
+    /// `refuse` needs a 4xx status.
+    #[error("refusals need a status between 400 and 499, got {0}")]
+    NotARefusal(u16),
     /// `times: 0` would never apply.
     #[error("times must be at least 1 (leave it out for \"until cleared\")")]
     ZeroTimes,
@@ -170,6 +190,11 @@ impl FaultBook {
             && !(500..=599).contains(&status)
         {
             return Err(InvalidFault::NotAServerError(status));
+        }
+        if let FaultAction::Refuse { status, .. } = rule.action
+            && !(400..=499).contains(&status)
+        {
+            return Err(InvalidFault::NotARefusal(status));
         }
         if rule.times == Some(0) {
             return Err(InvalidFault::ZeroTimes);

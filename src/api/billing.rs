@@ -9,9 +9,11 @@ use tonic::{Request, Response, Status};
 use super::{
     IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as, timestamp,
 };
+use crate::auth::Caller;
 use crate::db::models::{ChargeListFilter, StoredCharge};
 use crate::domain::{
-    ChargeId, ChargeStatus, InvalidValue, Money, PageTokenKeys, TicketId, Timestamp, UserId,
+    ChargeId, ChargeStatus, FailureKind, InvalidValue, Money, PageTokenKeys, TicketId, Timestamp,
+    UserId,
 };
 use crate::errors::{AppError, FieldViolations, Reason};
 use crate::idempotency::IdempotencyPolicy;
@@ -94,7 +96,7 @@ impl v1::billing_service_server::BillingService for BillingApi {
         let id = ChargeId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
         let charge = billing.get(&caller, id).await?;
-        Ok(charge_response(&charge))
+        Ok(Response::new(as_seen_by(&caller, to_wire(&charge))))
     }
 
     async fn list_charges(
@@ -124,6 +126,12 @@ impl v1::billing_service_server::BillingService for BillingApi {
         let created_before = message
             .created_before
             .and_then(|at| violations.check("created_before", instant(at)));
+        if message.needs_attention && caller.restricted_to_user().is_some() {
+            violations.add(
+                "needs_attention",
+                &InvalidValue::new("only agents and admins can list charges by attention"),
+            );
+        }
         violations.into_result()?;
         let filter = ChargeListFilter {
             customer_id,
@@ -131,22 +139,28 @@ impl v1::billing_service_server::BillingService for BillingApi {
             status,
             created_after: created_after.map(Timestamp::get),
             created_before: created_before.map(Timestamp::get),
+            needs_attention: message.needs_attention,
         };
         // Page tokens are bound to every filter, the range included: a token issued for other
         // filters is refused (INVALID_ARGUMENT naming page_token).
         let list = format!(
-            "charges:{}:{}:{}:{:?}:{:?}",
+            "charges:{}:{}:{}:{:?}:{:?}:{}",
             message.customer_id,
             message.status,
             message.ticket_id,
             created_after.map(Timestamp::micros),
             created_before.map(Timestamp::micros),
+            message.needs_attention,
         );
         let pages = ListPages::new(&self.pages, &caller, &list);
         let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = billing.list(&caller, filter, page_size, after).await?;
         Ok(Response::new(v1::ListChargesResponse {
-            charges: page.items.iter().map(to_wire).collect(),
+            charges: page
+                .items
+                .iter()
+                .map(|charge| as_seen_by(&caller, to_wire(charge)))
+                .collect(),
             next_page_token: pages.next_token(page.next),
         }))
     }
@@ -302,5 +316,35 @@ fn to_wire(stored: &StoredCharge) -> v1::Charge {
         create_time: Some(timestamp(stored.created_at)),
         update_time: Some(timestamp(stored.updated_at)),
         etag: charge.etag(),
+        failure_kind: charge
+            .failure_kind
+            .map_or(v1::ChargeFailureKind::Unspecified, failure_kind_to_wire)
+            .into(),
+        attention_reason: stored
+            .attention
+            .as_ref()
+            .map(|attention| attention.reason.clone())
+            .unwrap_or_default(),
+        attention_time: stored
+            .attention
+            .as_ref()
+            .map(|attention| timestamp(attention.since)),
     }
+}
+
+fn failure_kind_to_wire(kind: FailureKind) -> v1::ChargeFailureKind {
+    match kind {
+        FailureKind::Declined => v1::ChargeFailureKind::Declined,
+        FailureKind::Refused => v1::ChargeFailureKind::Refused,
+        FailureKind::Abandoned => v1::ChargeFailureKind::Abandoned,
+    }
+}
+
+/// A charge as `caller` may see it: what waits for an operator is for agents and admins.
+fn as_seen_by(caller: &Caller, mut charge: v1::Charge) -> v1::Charge {
+    if caller.restricted_to_user().is_some() {
+        charge.attention_reason.clear();
+        charge.attention_time = None;
+    }
+    charge
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::bulkhead::Bulkhead;
 use crate::domain::{InvalidValue, Money};
 
 /// The future every provider method returns.
@@ -74,6 +75,11 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
     fn refusing_calls_for(&self) -> Option<Duration> {
         None
     }
+
+    /// This instance's compartment for calls to the provider: a request takes a place before it
+    /// records anything ([`Bulkhead::try_enter`], refused at once when full); background work
+    /// waits for one ([`Bulkhead::enter`]). The provider's own methods take none.
+    fn bulkhead(&self) -> &Bulkhead;
 }
 
 /// Our id for a charge or a refund as the provider sees it, in metadata, in search queries and

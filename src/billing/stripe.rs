@@ -26,6 +26,7 @@ use super::provider::{
     PaymentStatus, ProviderCharge, ProviderError, ProviderFuture, Refund, RefundStatus,
 };
 use super::retry::{Budget as _, RetryPolicy, TpsBudget, retry_budget};
+use crate::bulkhead::Bulkhead;
 use crate::configuration::PaymentProviderSettings;
 use crate::domain::Money;
 
@@ -39,7 +40,11 @@ pub struct StripeHttpProvider {
     policy: RetryPolicy,
     budget: TpsBudget,
     breaker: CircuitBreaker,
+    bulkhead: Bulkhead,
 }
+
+/// The provider's name in errors, metrics and logs.
+pub const PROVIDER_NAME: &str = "payments";
 
 /// Why a [`StripeHttpProvider`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +100,8 @@ impl StripeHttpProvider {
                 failure_threshold: settings.breaker_failure_threshold,
                 cool_down: settings.breaker_cool_down,
             }),
+            // A refused caller comes back after about one attempt's time, when places free up.
+            bulkhead: Bulkhead::new(PROVIDER_NAME, settings.max_concurrency, settings.timeout),
         })
     }
 
@@ -348,6 +355,10 @@ impl PaymentProvider for StripeHttpProvider {
 
     fn refusing_calls_for(&self) -> Option<Duration> {
         self.breaker.refusing_for()
+    }
+
+    fn bulkhead(&self) -> &Bulkhead {
+        &self.bulkhead
     }
 
     fn get_charge<'a>(
@@ -911,6 +922,7 @@ mod tests {
             retry_budget_min_per_second: 0,
             breaker_failure_threshold: 1,
             breaker_cool_down: Duration::from_secs(1),
+            max_concurrency: 16,
             ca_file: None,
         };
         assert!(matches!(

@@ -103,6 +103,14 @@ reasons! {
     RefundExceedsCharge = "REFUND_EXCEEDS_CHARGE",
     /// The charge is pending, failed or already fully refunded.
     ChargeNotRefundable = "CHARGE_NOT_REFUNDABLE",
+    /// The charge is disputed (a chargeback): it cannot be refunded.
+    ChargeDisputed = "CHARGE_DISPUTED",
+    /// The charge was given up without the provider charging it.
+    ChargeAbandoned = "CHARGE_ABANDONED",
+    /// The payment provider refused a field of the request; `BadRequest` names it.
+    PaymentRefused = "PAYMENT_REFUSED",
+    /// The payment provider refused the request because of the state it holds.
+    RefusedByProvider = "REFUSED_BY_PROVIDER",
     /// A billing RPC on a deployment without a payment provider.
     BillingNotConfigured = "BILLING_NOT_CONFIGURED",
     /// Re-driving a webhook event that was processed.
@@ -127,6 +135,8 @@ reasons! {
     RedisUnavailable = "REDIS_UNAVAILABLE",
     /// The payment provider cannot be reached, its breaker is open, or its answer was lost.
     PaymentProviderUnavailable = "PAYMENT_PROVIDER_UNAVAILABLE",
+    /// This instance already has as many calls in flight to the provider as it allows.
+    ProviderBusy = "PROVIDER_BUSY",
     /// A webhook delivery on a deployment without a signing secret.
     WebhooksNotConfigured = "WEBHOOKS_NOT_CONFIGURED",
     /// (Envoy) The service cannot be reached.

@@ -249,7 +249,7 @@ pub fn fingerprint(key: &FingerprintKey, encoded_request: &[u8]) -> Vec<u8> {
     key.sign(encoded_request)
 }
 
-fn in_use() -> AppError {
+pub(crate) fn in_use() -> AppError {
     AppError::Aborted {
         reason: Reason::IdempotencyKeyInUse,
         message: "a request with this idempotency key is still running; retry shortly".to_owned(),

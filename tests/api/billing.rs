@@ -452,22 +452,6 @@ async fn the_completer_finishes_charges_left_pending_by_a_crash_with_one_payment
 }
 
 #[tokio::test]
-async fn a_charge_the_completer_cannot_finish_does_not_block_the_ones_behind_it() {
-    let desk = Desk::open().await;
-    let stuck = crashed_charge_paid_with(&desk, 300, "pm_no_such_method").await;
-    let behind = crashed_charge(&desk, 400).await;
-    let policy = CompleterPolicy {
-        min_age: Duration::ZERO,
-        ..CompleterPolicy::default()
-    };
-    let completed = desk.billing.complete_pending(&policy).await.unwrap();
-    assert_eq!(completed.charges, 1);
-    assert_eq!(desk.stored(stuck).await.0, "pending");
-    assert_eq!(desk.stored(behind).await.0, "succeeded");
-    assert_eq!(desk.payments_at_provider(behind), 1);
-}
-
-#[tokio::test]
 async fn the_completer_leaves_young_pending_charges_to_their_requests() {
     let desk = Desk::open().await;
     let young = crashed_charge(&desk, 400).await;

@@ -6,6 +6,7 @@ mod authentication;
 mod bad_input;
 mod billing;
 mod billing_crashes;
+mod billing_faults;
 mod command_line;
 mod contract;
 mod deadlines;

@@ -42,6 +42,7 @@ async fn harness_with(adjust: impl FnOnce(&mut PaymentProviderSettings)) -> Harn
         retry_budget_min_per_second: 100,
         breaker_failure_threshold: 100,
         breaker_cool_down: Duration::from_secs(1),
+        max_concurrency: 16,
         ca_file: None,
     };
     adjust(&mut settings);
@@ -727,6 +728,7 @@ async fn a_provider_that_refuses_connections_is_unavailable_not_an_unknown_outco
         retry_budget_min_per_second: 10,
         breaker_failure_threshold: 2,
         breaker_cool_down: Duration::from_secs(60),
+        max_concurrency: 16,
         ca_file: None,
     };
     let provider = StripeHttpProvider::new(&settings).unwrap();
@@ -845,6 +847,7 @@ async fn an_https_provider_is_paid_through_when_its_certificate_verifies_and_nev
             retry_budget_min_per_second: 10,
             breaker_failure_threshold: 10,
             breaker_cool_down: Duration::from_secs(1),
+            max_concurrency: 16,
             ca_file,
         })
         .expect("an https client")

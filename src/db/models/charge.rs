@@ -117,6 +117,8 @@ pub struct ChargeListFilter {
     pub ticket_id: Option<TicketId>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
+    /// Only those marked for an operator's attention.
+    pub needs_attention: bool,
 }
 
 impl ChargeRow {
@@ -197,28 +199,22 @@ impl ChargeRow {
             .transpose()
     }
 
-    /// The oldest pending charge created before `before` that no one else holds, locked: the
-    /// completer's next piece of work. `SKIP LOCKED`, so that instances (and a request resuming
-    /// its own charge) never wait on one another.
-    /// `passed_over`: charges this run already failed to finish, left for the next run.
-    pub async fn lock_oldest_pending(
-        conn: &mut AsyncPgConnection,
-        before: DateTime<Utc>,
-        passed_over: &[Uuid],
-    ) -> AppResult<Option<StoredCharge>> {
-        charges::table
+    /// Pending charges and refunds marked for an operator's attention, in every account.
+    pub async fn count_needing_attention(conn: &mut AsyncPgConnection) -> AppResult<u64> {
+        use crate::db::schema::refunds;
+        let charges: i64 = charges::table
             .filter(charges::status.eq(ChargeStatus::Pending.as_str()))
-            .filter(charges::created_at.lt(before))
-            .filter(charges::id.ne_all(passed_over))
-            .order(charges::created_at.asc())
-            .select(Self::as_select())
-            .for_update()
-            .skip_locked()
-            .first::<Self>(conn)
-            .await
-            .optional()?
-            .map(Self::into_domain)
-            .transpose()
+            .filter(charges::attention_reason.is_not_null())
+            .count()
+            .get_result(conn)
+            .await?;
+        let refunds: i64 = refunds::table
+            .filter(refunds::status.eq("pending"))
+            .filter(refunds::attention_reason.is_not_null())
+            .count()
+            .get_result(conn)
+            .await?;
+        Ok(u64::try_from(charges + refunds).unwrap_or_default())
     }
 
     /// Writes the state of `after` over the locked row.
@@ -276,6 +272,9 @@ impl ChargeRow {
         }
         if let Some(until) = filter.created_before {
             query = query.filter(charges::created_at.lt(until));
+        }
+        if filter.needs_attention {
+            query = query.filter(charges::attention_reason.is_not_null());
         }
         if let Some(cursor) = after {
             query = query.filter(

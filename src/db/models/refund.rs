@@ -65,6 +65,23 @@ impl NewRefund<'_> {
 }
 
 impl RefundRow {
+    /// The refund `id` of `account_id`.
+    pub async fn find(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        id: RefundId,
+    ) -> AppResult<Option<StoredRefund>> {
+        refunds::table
+            .filter(refunds::account_id.eq(account_id.as_uuid()))
+            .filter(refunds::id.eq(id.as_uuid()))
+            .select(Self::as_select())
+            .first::<Self>(conn)
+            .await
+            .optional()?
+            .map(Self::into_domain)
+            .transpose()
+    }
+
     /// The refund `id`, locked until the transaction ends.
     pub async fn lock(
         conn: &mut AsyncPgConnection,
@@ -80,28 +97,6 @@ impl RefundRow {
             .await
             .optional()
             .map_err(crate::idempotency::lock_timeout_is_in_use)?
-            .map(Self::into_domain)
-            .transpose()
-    }
-
-    /// The oldest pending refund created before `before` that no one else holds, locked.
-    /// `passed_over`: refunds this run already failed to finish, left for the next run.
-    pub async fn lock_oldest_pending(
-        conn: &mut AsyncPgConnection,
-        before: DateTime<Utc>,
-        passed_over: &[Uuid],
-    ) -> AppResult<Option<StoredRefund>> {
-        refunds::table
-            .filter(refunds::status.eq(RefundStatus::Pending.as_str()))
-            .filter(refunds::created_at.lt(before))
-            .filter(refunds::id.ne_all(passed_over))
-            .order(refunds::created_at.asc())
-            .select(Self::as_select())
-            .for_update()
-            .skip_locked()
-            .first::<Self>(conn)
-            .await
-            .optional()?
             .map(Self::into_domain)
             .transpose()
     }
@@ -139,6 +134,9 @@ impl RefundRow {
                     refunds::provider_refund_id.eq(provider_refund_id),
                     refunds::failure_code.eq(failure_code),
                     refunds::updated_at.eq(Utc::now()),
+                    // Finished: no send is in flight any more.
+                    refunds::send_lease_token.eq(None::<Uuid>),
+                    refunds::send_lease_until.eq(None::<DateTime<Utc>>),
                 ))
                 .returning(Self::as_returning()),
         )

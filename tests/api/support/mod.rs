@@ -244,6 +244,7 @@ pub(crate) fn test_payment_provider(
         retry_budget_min_per_second: 100,
         breaker_failure_threshold: 100,
         breaker_cool_down: Duration::from_secs(30),
+        max_concurrency: 16,
         ca_file: None,
     }
 }
