@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `seed-demo`, `create-account` and
-//! `descriptor` for operators, and two clients of a running service for scripts (the local run
+//! The command line: `serve` (the default), `migrate`, `seed-demo`, `create-account`,
+//! `quarantined-webhooks` and `descriptor` for operators, and two clients of a running service for scripts (the local run
 //! command, container health checks): `healthcheck` and `login`.
 
 use std::path::PathBuf;
@@ -63,6 +63,15 @@ pub enum Command {
         /// The first admin's display name.
         #[arg(long, default_value = "")]
         admin_name: String,
+    },
+    /// Print the most recently quarantined webhook events, one per line, newest first (tab
+    /// separated: when, event id, type, reason, the account and charge the metadata names, the
+    /// payment, the payment's account and charge or `-`). Such events were applied to no charge
+    /// and are shown to no account (docs/webhooks.md, "Quarantine").
+    QuarantinedWebhooks {
+        /// How many to print.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        limit: i64,
     },
     /// Write the encoded descriptor set (for Envoy's transcoder) to a file.
     Descriptor {
@@ -138,7 +147,8 @@ pub fn run(cli: Cli) -> ExitCode {
         command @ (Command::Serve
         | Command::Migrate { .. }
         | Command::SeedDemo { .. }
-        | Command::CreateAccount { .. }) => command,
+        | Command::CreateAccount { .. }
+        | Command::QuarantinedWebhooks { .. }) => command,
     };
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
@@ -219,6 +229,28 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             .await?;
             tracing::info!(account_id = %account.id, admin_id = %admin.id, "account created");
             println!("{}", account.id);
+            Ok(())
+        }
+        Command::QuarantinedWebhooks { limit } => {
+            let pool = db::build_pool(&settings.database, settings.server.request_timeout);
+            let mut conn = db::connection(&pool).await?;
+            let optional =
+                |id: Option<uuid::Uuid>| id.map_or_else(|| "-".to_owned(), |id| id.to_string());
+            for event in db::models::webhook_event_quarantine::most_recent(&mut conn, limit).await?
+            {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    event.quarantined_at.to_rfc3339(),
+                    event.event_id,
+                    event.event_type.escape_debug(),
+                    event.reason,
+                    event.named_account_id,
+                    event.named_charge_id,
+                    event.payment_id,
+                    optional(event.payment_account_id),
+                    optional(event.payment_charge_id),
+                );
+            }
             Ok(())
         }
         Command::Descriptor { .. } | Command::Healthcheck { .. } | Command::Login { .. } => {

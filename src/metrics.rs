@@ -227,6 +227,13 @@ pub struct BillingCounters {
     pub needing_attention: AtomicU64,
 }
 
+/// What this instance's webhook workers did with events they could not apply.
+#[derive(Debug, Default)]
+pub struct WebhookCounters {
+    /// Events quarantined: their fields named charges that disagree (docs/webhooks.md).
+    pub quarantined: Counter,
+}
+
 /// One instance's counters. Cheap to clone: clones share the counts.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics(Arc<Registry>);
@@ -238,6 +245,7 @@ struct Registry {
     passwords: PasswordCounters,
     job_runner: JobRunnerMetrics,
     billing: BillingCounters,
+    webhooks: WebhookCounters,
 }
 
 impl Metrics {
@@ -259,6 +267,10 @@ impl Metrics {
 
     pub fn billing(&self) -> &BillingCounters {
         &self.0.billing
+    }
+
+    pub fn webhooks(&self) -> &WebhookCounters {
+        &self.0.webhooks
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -349,6 +361,12 @@ impl Metrics {
             "gauge",
             "Pending charges and refunds marked for an operator's attention, as the completer last counted them.",
             &[("", billing.needing_attention.load(Ordering::Relaxed))],
+        );
+        family(
+            "supportdesk_webhook_events_quarantined_total",
+            "counter",
+            "Webhook events applied to no charge and filed under no account because their fields named charges that disagree.",
+            &[("", self.webhooks().quarantined.get())],
         );
         let tasks = self.job_runner().snapshot();
         if !tasks.is_empty() {

@@ -306,6 +306,7 @@ impl Application {
                 // The receiving side notifies it for each new event and each re-drive; the
                 // workers also poll, to find events other instances stored.
                 self.wake_webhook_workers.clone(),
+                services.metrics.clone(),
             );
             // Events wait durably in the queue, shared with every instance's workers: nothing
             // to take out of service while they restart.

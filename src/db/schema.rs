@@ -181,6 +181,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    webhook_event_quarantines (event_id) {
+        event_id -> Text,
+        reason -> Text,
+        named_account_id -> Uuid,
+        named_charge_id -> Uuid,
+        payment_id -> Text,
+        payment_account_id -> Nullable<Uuid>,
+        payment_charge_id -> Nullable<Uuid>,
+        quarantined_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     webhook_events (id) {
         id -> Text,
         event_type -> Text,
@@ -209,6 +222,7 @@ diesel::joinable!(ticket_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(ticket_comments -> api_keys (author_api_key_id));
 diesel::joinable!(tickets -> accounts (account_id));
 diesel::joinable!(users -> accounts (account_id));
+diesel::joinable!(webhook_event_quarantines -> webhook_events (event_id));
 diesel::joinable!(webhook_events -> accounts (account_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -223,5 +237,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     ticket_comments,
     tickets,
     users,
+    webhook_event_quarantines,
     webhook_events,
 );

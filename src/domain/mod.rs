@@ -41,7 +41,7 @@ pub use ticket::{
 };
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};
 pub use timestamp::Timestamp;
-pub use webhook_event::{ProviderEvent, WebhookEventId, WebhookEventState};
+pub use webhook_event::{ProviderEvent, QuarantineReason, WebhookEventId, WebhookEventState};
 pub use webhook_signature::{
     SignatureHeader, SignatureRefusal, SignatureVerifier, signature_header,
 };

@@ -9,7 +9,9 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{InvalidValue, Money};
+use uuid::Uuid;
+
+use super::{InvalidValue, Money, Timestamp};
 
 /// The event types the workers apply; every other type is stored and ignored.
 pub const HANDLED_EVENT_TYPES: [&str; 4] = [
@@ -24,6 +26,9 @@ pub const HANDLED_EVENT_TYPES: [&str; 4] = [
 pub struct PaymentEvent {
     /// The provider's payment id (`pi_...`) to re-read.
     pub payment_id: String,
+    /// The charge the event's object names in its `metadata[charge_id]`, when it names one. The
+    /// workers apply an event to the payment's charge only when this names the same one.
+    pub named_charge: Option<Uuid>,
     /// The dispute a `charge.dispute.created` opened.
     pub dispute: Option<DisputeOpened>,
 }
@@ -62,6 +67,13 @@ struct WireObject {
     reason: Option<String>,
     status: Option<String>,
     created: Option<i64>,
+    metadata: Option<WireMetadata>,
+}
+
+#[derive(Deserialize)]
+struct WireMetadata {
+    /// Any JSON: only a string holding one of our ids names a charge.
+    charge_id: Option<serde_json::Value>,
 }
 
 impl PaymentEvent {
@@ -82,6 +94,11 @@ impl PaymentEvent {
         let payment_id = payment_id
             .filter(|id| !id.is_empty())
             .ok_or_else(|| InvalidValue::new(format!("a {event_type} event names no payment")))?;
+        let named_charge = object
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.charge_id.as_ref()?.as_str())
+            .and_then(|raw| Uuid::parse_str(raw).ok());
         let dispute = if event_type == "charge.dispute.created" {
             Some(dispute_of(object)?)
         } else {
@@ -89,6 +106,7 @@ impl PaymentEvent {
         };
         Ok(Some(Self {
             payment_id,
+            named_charge,
             dispute,
         }))
     }
@@ -109,8 +127,9 @@ fn dispute_of(object: WireObject) -> Result<DisputeOpened, InvalidValue> {
     }
     let opened_at = object
         .created
-        .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
-        .ok_or_else(|| missing("valid created time"))?;
+        .and_then(|seconds| Timestamp::parse(seconds, 0).ok())
+        .ok_or_else(|| missing("valid created time"))?
+        .get();
     Ok(DisputeOpened {
         id,
         amount,
@@ -138,6 +157,7 @@ mod tests {
             parsed,
             Ok(Some(PaymentEvent {
                 payment_id: "pi_1".to_owned(),
+                named_charge: None,
                 dispute: None
             }))
         );
@@ -172,6 +192,28 @@ mod tests {
         assert_eq!(dispute.amount, Money::parse(1500, "USD").unwrap());
         assert_eq!(dispute.reason, "fraudulent");
         assert_eq!(dispute.opened_at.timestamp(), 1_700_000_000);
+    }
+
+    #[test]
+    fn an_event_names_the_charge_in_its_metadata_when_it_is_one_of_our_ids() {
+        let named = |metadata: &str| {
+            PaymentEvent::parse(
+                "charge.refunded",
+                &event(&format!(
+                    r#"{{"id":"ch_1","payment_intent":"pi_7","metadata":{metadata}}}"#
+                )),
+            )
+            .unwrap()
+            .unwrap()
+            .named_charge
+        };
+        assert_eq!(
+            named(r#"{"charge_id":"0192f5b4-0000-7000-8000-000000000001"}"#),
+            Some(Uuid::parse_str("0192f5b4-0000-7000-8000-000000000001").unwrap())
+        );
+        assert_eq!(named(r#"{"charge_id":"ch_not_ours"}"#), None);
+        assert_eq!(named(r#"{"charge_id":5}"#), None);
+        assert_eq!(named("{}"), None);
     }
 
     #[test]

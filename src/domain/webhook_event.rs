@@ -5,10 +5,9 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use uuid::Uuid;
 
-use super::InvalidValue;
+use super::{InvalidValue, Timestamp};
 
 /// The longest event id and type accepted (the table's CHECKs say the same).
 const MAX_EVENT_TEXT: usize = 255;
@@ -44,6 +43,61 @@ impl WebhookEventState {
 }
 
 impl fmt::Display for WebhookEventState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a webhook event was quarantined: applied to no charge and filed under no account, because
+/// its fields name charges that disagree (docs/webhooks.md, "Quarantine").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QuarantineReason {
+    /// The charge the object's metadata names and the payment's charge are in different accounts.
+    AccountsDisagree,
+    /// They are two different charges of one account.
+    ChargesDisagree,
+    /// The metadata names one of our charges; the payment belongs to none of ours.
+    PaymentNotOfNamedCharge,
+}
+
+impl QuarantineReason {
+    pub const ALL: [Self; 3] = [
+        Self::AccountsDisagree,
+        Self::ChargesDisagree,
+        Self::PaymentNotOfNamedCharge,
+    ];
+
+    /// Why an event naming `named` (its metadata's charge, and that charge's account) about a
+    /// payment whose charge is `payment_charge` would be quarantined; `None` when they agree.
+    pub fn between<A: PartialEq, C: PartialEq>(
+        named: (A, C),
+        payment_charge: Option<(A, C)>,
+    ) -> Option<Self> {
+        match payment_charge {
+            None => Some(Self::PaymentNotOfNamedCharge),
+            Some((account, _)) if account != named.0 => Some(Self::AccountsDisagree),
+            Some((_, charge)) if charge != named.1 => Some(Self::ChargesDisagree),
+            Some(_) => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccountsDisagree => "accounts_disagree",
+            Self::ChargesDisagree => "charges_disagree",
+            Self::PaymentNotOfNamedCharge => "payment_not_of_named_charge",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        Self::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == raw)
+            .ok_or_else(|| InvalidValue::new("is not a quarantine reason"))
+    }
+}
+
+impl fmt::Display for QuarantineReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -96,58 +150,62 @@ pub struct ProviderEvent {
     pub payment_intent: Option<String>,
 }
 
-/// The event's envelope as JSON; unknown members are ignored.
-#[derive(Deserialize)]
-struct Envelope {
-    id: Option<serde_json::Value>,
-    #[serde(rename = "type")]
-    event_type: Option<serde_json::Value>,
-    created: Option<serde_json::Value>,
-    data: Option<Data>,
-}
-
-#[derive(Deserialize)]
-struct Data {
-    object: Option<serde_json::Value>,
-}
-
 impl ProviderEvent {
-    /// Parses the signed body. Refused when it is not a JSON object with a string `id`, a string
-    /// `type` and an integer `created` (Unix seconds); everything else is optional.
+    /// Parses the signed body. Refused when it is not UTF-8 JSON holding only text PostgreSQL can
+    /// store (no NUL character anywhere, in a value or a member's name), or not an object with a
+    /// string `id`, a string `type` and an integer `created` (Unix seconds, years 1 to 9999);
+    /// everything else is optional.
     pub fn parse(payload: &[u8]) -> Result<Self, InvalidValue> {
-        let envelope: Envelope = serde_json::from_slice(payload)
-            .map_err(|_| InvalidValue::new("is not a JSON object"))?;
-        let text = |value: Option<serde_json::Value>, name: &str| match value {
-            Some(serde_json::Value::String(text)) => Ok(text),
+        let text = std::str::from_utf8(payload).map_err(|error| {
+            InvalidValue::new(format!(
+                "is not UTF-8 text (invalid byte at offset {})",
+                error.valid_up_to()
+            ))
+        })?;
+        let envelope: serde_json::Value =
+            serde_json::from_str(text).map_err(|_| InvalidValue::new("is not a JSON object"))?;
+        if !envelope.is_object() {
+            return Err(InvalidValue::new("is not a JSON object"));
+        }
+        if let Some(member) = member_holding_nul(&envelope, "") {
+            return Err(InvalidValue::new(format!(
+                "is not an event PostgreSQL can store: `{member}` holds a NUL character (\\u0000)"
+            )));
+        }
+        let text = |name: &str| match envelope.get(name) {
+            Some(serde_json::Value::String(text)) => Ok(text.as_str()),
             _ => Err(InvalidValue::new(format!(
                 "is not an event: `{name}` must be a string"
             ))),
         };
-        let id = WebhookEventId::parse(&text(envelope.id, "id")?)
+        let id = WebhookEventId::parse(text("id")?)
             .map_err(|problem| InvalidValue::new(format!("is not an event: `id` {problem}")))?;
-        let event_type = text(envelope.event_type, "type")?;
+        let event_type = text("type")?.to_owned();
         if event_type.is_empty() || event_type.chars().count() > MAX_EVENT_TEXT {
             return Err(InvalidValue::new(format!(
                 "is not an event: `type` must be 1 to {MAX_EVENT_TEXT} characters"
             )));
         }
         let created_at = envelope
-            .created
-            .as_ref()
+            .get("created")
             .and_then(serde_json::Value::as_i64)
-            .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
+            .and_then(|seconds| Timestamp::parse(seconds, 0).ok())
             .ok_or_else(|| {
-                InvalidValue::new("is not an event: `created` must be a time in Unix seconds")
-            })?;
-        let object = envelope.data.and_then(|data| data.object);
+                InvalidValue::new(
+                    "is not an event: `created` must be a time in Unix seconds, in years 1 to 9999",
+                )
+            })?
+            .get();
+        let object = envelope
+            .get("data")
+            .and_then(|data| data.get("object"))
+            .filter(|object| object.is_object());
         let member = |name: &str| {
             object
-                .as_ref()
                 .and_then(|object| object.get(name))
                 .and_then(serde_json::Value::as_str)
         };
         let charge_id = object
-            .as_ref()
             .and_then(|object| object.get("metadata"))
             .and_then(|metadata| metadata.get("charge_id"))
             .and_then(serde_json::Value::as_str)
@@ -164,6 +222,31 @@ impl ProviderEvent {
             charge_id,
             payment_intent,
         })
+    }
+}
+
+/// The path (`data.object.reason`, `data.object.metadata`, `items[2]`) of the first member whose
+/// name or string value holds a NUL character, which PostgreSQL's `text` cannot store.
+fn member_holding_nul(value: &serde_json::Value, path: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then(|| path.to_owned()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| member_holding_nul(item, &format!("{path}[{index}]"))),
+        serde_json::Value::Object(members) => members.iter().find_map(|(name, member)| {
+            let path = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            if name.contains('\0') {
+                Some(path.replace('\0', "\\u0000"))
+            } else {
+                member_holding_nul(member, &path)
+            }
+        }),
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => None,
     }
 }
 
@@ -226,6 +309,58 @@ mod tests {
     }
 
     #[test]
+    fn a_nul_character_anywhere_is_refused_naming_the_member() {
+        for (body, member) in [
+            (
+                &br#"{"id":"evt_1","type":"charge.\u0000refunded","created":1}"#[..],
+                "`type`",
+            ),
+            (
+                br#"{"id":"evt_1","type":"x","created":1,"data":{"object":{"reason":"a\u0000"}}}"#,
+                "`data.object.reason`",
+            ),
+            (
+                br#"{"id":"evt_1","type":"x","created":1,"data":{"list":["ok","\u0000"]}}"#,
+                "`data.list[1]`",
+            ),
+            (
+                br#"{"id":"evt_1","type":"x","created":1,"data":{"a\u0000b":1}}"#,
+                "`data.a\\u0000b`",
+            ),
+        ] {
+            let problem = ProviderEvent::parse(body).unwrap_err();
+            assert!(
+                problem.description().contains(member) && problem.description().contains("NUL"),
+                "{problem}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_with_where_it_stops_being_text() {
+        let problem = ProviderEvent::parse(b"{\"id\":\"evt_1\",\"type\":\"x\xff\",\"created\":1}")
+            .unwrap_err();
+        assert_eq!(
+            problem.description(),
+            "is not UTF-8 text (invalid byte at offset 23)"
+        );
+    }
+
+    #[test]
+    fn a_creation_time_postgresql_cannot_store_is_refused() {
+        for created in ["-100000000000", "253402300800", "9000000000000"] {
+            let body = format!(r#"{{"id":"evt_1","type":"x","created":{created}}}"#);
+            let problem = ProviderEvent::parse(body.as_bytes()).unwrap_err();
+            assert!(
+                problem.description().contains("`created`"),
+                "{created}: {problem}"
+            );
+        }
+        let last = ProviderEvent::parse(br#"{"id":"evt_1","type":"x","created":253402300799}"#);
+        assert_eq!(last.unwrap().created_at.timestamp(), 253_402_300_799);
+    }
+
+    #[test]
     fn a_state_round_trips_through_its_name() {
         for state in [
             WebhookEventState::Received,
@@ -235,6 +370,26 @@ mod tests {
             assert_eq!(WebhookEventState::parse(state.as_str()), Ok(state));
         }
         assert!(WebhookEventState::parse("lost").is_err());
+    }
+
+    #[test]
+    fn an_event_is_quarantined_only_when_what_it_names_disagrees() {
+        assert_eq!(QuarantineReason::between(("a", 1), Some(("a", 1))), None);
+        assert_eq!(
+            QuarantineReason::between(("a", 1), Some(("b", 2))),
+            Some(QuarantineReason::AccountsDisagree)
+        );
+        assert_eq!(
+            QuarantineReason::between(("a", 1), Some(("a", 2))),
+            Some(QuarantineReason::ChargesDisagree)
+        );
+        assert_eq!(
+            QuarantineReason::between(("a", 1), None),
+            Some(QuarantineReason::PaymentNotOfNamedCharge)
+        );
+        for reason in QuarantineReason::ALL {
+            assert_eq!(QuarantineReason::parse(reason.as_str()), Ok(reason));
+        }
     }
 
     proptest! {

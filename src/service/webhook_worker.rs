@@ -36,10 +36,13 @@ use crate::billing::retry::RetryPolicy;
 use crate::billing::{Payment, PaymentProvider, ProviderCharge};
 use crate::configuration::WebhookWorkerSettings;
 use crate::db::models::webhook_event::{self, AttemptFailed, ClaimedEvent};
-use crate::db::models::{ChargeRow, NewChargeActivity, NewChargeDispute, RefundRow};
+use crate::db::models::{
+    ChargeRow, NewChargeActivity, NewChargeDispute, NewWebhookEventQuarantine, RefundRow,
+};
 use crate::db::{Limits, PgPool};
-use crate::domain::{ChargeEvent, ChargeStatus, DisputeOpened, PaymentEvent, RefundStatus};
+use crate::domain::{ChargeEvent, ChargeStatus, PaymentEvent, QuarantineReason, RefundStatus};
 use crate::errors::AppError;
+use crate::metrics::Metrics;
 
 /// What processing did, as stored in `webhook_events.outcome`.
 pub mod outcome {
@@ -51,6 +54,9 @@ pub mod outcome {
     pub const IGNORED_TYPE: &str = "ignored_type";
     /// The payment is not one of our charges.
     pub const UNKNOWN_PAYMENT: &str = "unknown_payment";
+    /// The object's metadata names one of our charges and the payment another (or none of ours):
+    /// applied to none, filed under no account, the reason in `webhook_event_quarantines`.
+    pub const QUARANTINED: &str = "quarantined";
 }
 
 /// How long the completing transaction waits for the charge's row (CreateCharge's phase 2 holds
@@ -67,6 +73,7 @@ pub struct WebhookWorkers {
     provider: Option<Arc<dyn PaymentProvider>>,
     settings: WebhookWorkerSettings,
     wake: Arc<Notify>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for WebhookWorkers {
@@ -122,12 +129,14 @@ impl WebhookWorkers {
         provider: Option<Arc<dyn PaymentProvider>>,
         settings: WebhookWorkerSettings,
         wake: Arc<Notify>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             pool,
             provider,
             settings,
             wake,
+            metrics,
         }
     }
 
@@ -205,6 +214,12 @@ impl WebhookWorkers {
         let result = self.process(&event, deadline, stop).await;
         let mut conn = crate::db::connection(&self.pool).await?;
         match result {
+            Ok(outcome::QUARANTINED) => {
+                self.metrics.webhooks().quarantined.increment();
+                tracing::error!(event_id = %event.id, event_type = %event.event_type,
+                    "a webhook event names charges that disagree: quarantined, applied to none \
+                     (webhook_event_quarantines has why)");
+            }
             Ok(outcome) => {
                 tracing::info!(event_id = %event.id, event_type = %event.event_type,
                     attempt = event.attempts, outcome, "webhook event processed");
@@ -276,8 +291,7 @@ impl WebhookWorkers {
             state = read_provider(provider, &parsed.payment_id, deadline) => state?,
             () = stop.cancelled() => return Err(Failure::Stopping),
         };
-        self.complete(event, Some((&state, parsed.dispute.as_ref())))
-            .await
+        self.complete(event, Some((&state, &parsed))).await
     }
 
     /// The completing transaction: applies what the provider said (`None`: an ignored type) and
@@ -285,7 +299,7 @@ impl WebhookWorkers {
     async fn complete(
         &self,
         event: &ClaimedEvent,
-        provider_said: Option<(&ProviderState, Option<&DisputeOpened>)>,
+        provider_said: Option<(&ProviderState, &PaymentEvent)>,
     ) -> Result<&'static str, Failure> {
         let mut conn = crate::db::connection(&self.pool).await?;
         let limits =
@@ -293,7 +307,7 @@ impl WebhookWorkers {
         crate::transaction_on!(&mut conn, limits, |conn| {
             match provider_said {
                 None => mark_processed(conn, event, outcome::IGNORED_TYPE, None).await,
-                Some((state, dispute)) => apply(conn, event, state, dispute).await,
+                Some((state, named)) => apply(conn, event, state, named).await,
             }
         })
     }
@@ -324,21 +338,54 @@ async fn read_provider(
     Ok(ProviderState { payment, charge })
 }
 
-/// Makes our charge agree with the provider's state, inside the completing transaction.
+/// Makes our charge agree with the provider's state, inside the completing transaction; an event
+/// whose metadata names another charge than the payment's is quarantined instead.
 async fn apply(
     conn: &mut AsyncPgConnection,
     event: &ClaimedEvent,
     state: &ProviderState,
-    dispute: Option<&DisputeOpened>,
+    named: &PaymentEvent,
 ) -> Result<&'static str, Failure> {
     let payment = &state.payment;
     let our_id = payment
         .charge_id
         .as_deref()
         .and_then(|raw| Uuid::parse_str(raw).ok());
-    let Some(stored) = ChargeRow::lock_for_payment(conn, our_id, &payment.id).await? else {
+    let stored = ChargeRow::lock_for_payment(conn, our_id, &payment.id).await?;
+    if let Some(named_charge) = named.named_charge
+        && let Some(named_account) = ChargeRow::account_of(conn, named_charge).await?
+    {
+        let payment_charge = stored.as_ref().map(|stored| {
+            (
+                stored.charge.account_id.as_uuid(),
+                stored.charge.id.as_uuid(),
+            )
+        });
+        if let Some(reason) =
+            QuarantineReason::between((named_account, named_charge), payment_charge)
+        {
+            NewWebhookEventQuarantine {
+                event_id: &event.id,
+                reason: reason.as_str(),
+                named_account_id: named_account,
+                named_charge_id: named_charge,
+                payment_id: &payment.id,
+                payment_account_id: payment_charge.map(|(account, _)| account),
+                payment_charge_id: payment_charge.map(|(_, charge)| charge),
+            }
+            .insert(conn)
+            .await?;
+            return if webhook_event::mark_quarantined(conn, &event.id, event.attempts).await? {
+                Ok(outcome::QUARANTINED)
+            } else {
+                Err(Failure::LeaseLost)
+            };
+        }
+    }
+    let Some(stored) = stored else {
         return mark_processed(conn, event, outcome::UNKNOWN_PAYMENT, None).await;
     };
+    let dispute = named.dispute.as_ref();
     let before = stored.charge;
     if before
         .provider_payment_id

@@ -36,4 +36,5 @@ mod transport;
 mod webhook_admin;
 mod webhook_end_to_end;
 mod webhook_processing;
+mod webhook_quarantine;
 mod webhook_receiving;

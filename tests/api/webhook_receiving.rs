@@ -308,6 +308,60 @@ async fn a_signed_body_that_is_not_an_event_is_refused_naming_the_body() {
 }
 
 #[tokio::test]
+async fn a_signed_body_postgresql_cannot_store_is_refused_naming_the_member_and_stores_nothing() {
+    let (app, envoy) = app_with_secrets(&[TEST_WEBHOOK_SECRET]).await;
+    let created = now();
+    for (body, names) in [
+        (
+            format!(r#"{{"id":"evt_nul_type","type":"charge.\u0000refunded","created":{created}}}"#)
+                .into_bytes(),
+            "`type` holds a NUL character",
+        ),
+        (
+            format!(
+                r#"{{"id":"evt_nul_reason","type":"charge.dispute.created","created":{created},
+                    "data":{{"object":{{"id":"dp_1","payment_intent":"pi_1","reason":"fraud\u0000"}}}}}}"#
+            )
+            .into_bytes(),
+            "`data.object.reason` holds a NUL character",
+        ),
+        (
+            [
+                &br#"{"id":"evt_latin1","type":"charge.refunded","created":"#[..],
+                created.to_string().as_bytes(),
+                b",\"data\":{\"object\":{\"reason\":\"caf\xe9\"}}}",
+            ]
+            .concat(),
+            "is not UTF-8 text",
+        ),
+        (
+            br#"{"id":"evt_year_minus_98000","type":"charge.refunded","created":-3155695200000}"#
+                .to_vec(),
+            "`created` must be a time in Unix seconds, in years 1 to 9999",
+        ),
+    ] {
+        let signature = signed(&body, &[TEST_WEBHOOK_SECRET], now());
+        let (status, answer) = deliver(&envoy, &body, Some(&signature)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_json_reason(&answer, Reason::WebhookPayloadInvalid);
+        let violation = answer["details"]
+            .as_array()
+            .and_then(|details| {
+                details
+                    .iter()
+                    .find(|detail| detail["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+            })
+            .expect("a BadRequest");
+        assert_eq!(violation["fieldViolations"][0]["field"], "http_body.data");
+        let description = violation["fieldViolations"][0]["description"]
+            .as_str()
+            .unwrap();
+        assert!(description.contains(names), "{description}");
+    }
+    assert!(stored_events(&app).await.is_empty());
+}
+
+#[tokio::test]
 async fn during_a_rotation_either_secret_is_accepted_and_a_removed_one_is_refused() {
     let (app, envoy) = app_with_secrets(&[TEST_WEBHOOK_SECRET, PREVIOUS_WEBHOOK_SECRET]).await;
     for secrets in [

@@ -199,6 +199,16 @@ impl ChargeRow {
             .transpose()
     }
 
+    /// The account of charge `id`, in whichever account it is; `None` when it is not ours.
+    pub async fn account_of(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<Option<Uuid>> {
+        Ok(charges::table
+            .filter(charges::id.eq(id))
+            .select(charges::account_id)
+            .first(conn)
+            .await
+            .optional()?)
+    }
+
     /// Pending charges and refunds marked for an operator's attention, in every account.
     pub async fn count_needing_attention(conn: &mut AsyncPgConnection) -> AppResult<u64> {
         use crate::db::schema::refunds;

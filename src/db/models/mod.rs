@@ -15,6 +15,7 @@ pub mod send_lease;
 pub mod ticket;
 pub mod user;
 pub mod webhook_event;
+pub mod webhook_event_quarantine;
 
 pub use account::{Account, NewAccount};
 pub use activity::{ActivityRow, NewActivity};
@@ -28,6 +29,7 @@ pub use refund::{NewRefund, RefundRow, StoredRefund};
 pub use ticket::{NewTicket, TicketChangeset, TicketListQuery, TicketRow};
 pub use user::{NewUser, User, UserChangeset};
 pub use webhook_event::{Stored, StoredWebhookEvent, WebhookEventRow};
+pub use webhook_event_quarantine::{NewWebhookEventQuarantine, QuarantinedEvent};
 
 use crate::domain::InvalidValue;
 use crate::errors::AppError;

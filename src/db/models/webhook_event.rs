@@ -110,18 +110,20 @@ impl QueryFragment<Pg> for StoreDelivery<'_> {
         out.push_bind_param::<Bytea, _>(&self.payload)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamptz, _>(&self.event.created_at)?;
-        // Our charge by the id in the metadata; failing that (a dispute carries none), by the
-        // provider's payment intent.
+        // The charge the metadata names and the charge of the payment the object names: filed
+        // under their account when they are one charge (or only one is ours), under none when
+        // they differ (the worker quarantines such an event; docs/webhooks.md).
         out.push_sql(
             ", owner.account_id, owner.id FROM (SELECT 1) AS delivery LEFT JOIN LATERAL (\
+             SELECT (array_agg(account_id))[1] AS account_id, (array_agg(id))[1] AS id FROM (\
              SELECT account_id, id FROM charges WHERE id = ",
         );
         out.push_bind_param::<Nullable<SqlUuid>, _>(&self.event.charge_id)?;
-        out.push_sql(" UNION ALL SELECT account_id, id FROM charges WHERE ");
-        out.push_bind_param::<Nullable<SqlUuid>, _>(&self.event.charge_id)?;
-        out.push_sql(" IS NULL AND provider_payment_id = ");
+        out.push_sql(" UNION SELECT account_id, id FROM charges WHERE provider_payment_id = ");
         out.push_bind_param::<Nullable<Text>, _>(&self.event.payment_intent)?;
-        out.push_sql(" LIMIT 1) AS owner ON true ON CONFLICT (id) DO NOTHING");
+        out.push_sql(
+            ") AS named HAVING count(*) = 1) AS owner ON true ON CONFLICT (id) DO NOTHING",
+        );
         Ok(())
     }
 }
@@ -130,9 +132,10 @@ impl WebhookEventRow {
     /// Stores a verified delivery in one statement: the row keyed by the provider's event id
     /// (a second delivery, however concurrent, inserts nothing: the primary key decides, not a
     /// read before the write), with the account and charge it concerns resolved in the same
-    /// statement from what the signed payload names: our charge id from its metadata, or for an
-    /// object without one (a dispute) the provider's payment intent. NULL when the charge is not
-    /// ours.
+    /// statement from what the signed payload names: our charge id from its metadata and the
+    /// charge recording the provider's payment intent. NULL when neither is ours, or when they
+    /// are two different charges (the event is then quarantined by the worker, never shown to
+    /// either account).
     pub async fn store_delivery(
         conn: &mut AsyncPgConnection,
         event: &ProviderEvent,
@@ -369,6 +372,28 @@ pub async fn mark_processed(
         .bind::<Text, _>(outcome)
         .bind::<Nullable<SqlUuid>, _>(account_id)
         .bind::<Nullable<SqlUuid>, _>(charge_id),
+    )
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// Marks the event processed as `quarantined` and files it under no account, so that neither
+/// account it names sees it; false when the claim is no longer attempt `attempt`'s.
+pub async fn mark_quarantined(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    attempt: i32,
+) -> AppResult<bool> {
+    let updated = KeepPrepared(
+        diesel::sql_query(
+            "UPDATE webhook_events \
+         SET state = 'processed', processed_at = now(), outcome = 'quarantined', \
+             lease_expires_at = NULL, account_id = NULL, charge_id = NULL \
+         WHERE id = $1 AND state = 'received' AND attempts = $2",
+        )
+        .bind::<Text, _>(id)
+        .bind::<Integer, _>(attempt),
     )
     .execute(conn)
     .await?;
