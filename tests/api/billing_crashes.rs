@@ -1,4 +1,4 @@
-//! Issue 13's crash tests: the real binary killed with SIGKILL at each phase of a charge or a
+//! Billing's crash tests: the real binary killed with SIGKILL at each phase of a charge or a
 //! refund, a fresh binary started on the same database and Redis prefix, and every charge ends
 //! final with exactly one payment (or refund) in the simulator's ledger.
 //!

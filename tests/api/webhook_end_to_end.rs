@@ -1,4 +1,4 @@
-//! Issue 14 end to end: the payment simulator signs and delivers its events (with its delivery
+//! Payment webhooks end to end: the payment simulator signs and delivers its events (with its delivery
 //! faults: duplicates, reordering) to Envoy, Envoy transcodes `POST /v1/webhooks/payments` to
 //! ReceivePaymentEvent, the service stores and acknowledges each delivery, and the workers apply
 //! the events. Every claim is checked where it lives: PostgreSQL, the simulator's ledger and

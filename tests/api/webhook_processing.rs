@@ -1,4 +1,4 @@
-//! Issue 14's webhook workers against real PostgreSQL and the real payment simulator: events are
+//! The webhook workers against real PostgreSQL and the real payment simulator: events are
 //! stored in `webhook_events` as the receiving side stores them (the simulator's own event JSON,
 //! inserted once per event id with `ON CONFLICT DO NOTHING`), and every claim is checked where it
 //! lives: the event's row, the charge's row, its audit trail and disputes, against the

@@ -1,4 +1,4 @@
-//! Issue 25, item 5: a signed event whose fields name charges that disagree (the metadata one
+//! Quarantine: a signed event whose fields name charges that disagree (the metadata one
 //! account's charge, the payment another's) is filed under no account and applied to none, and
 //! operators see why; checked through Envoy, the real workers, PostgreSQL and the binary.
 
