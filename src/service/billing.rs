@@ -166,20 +166,23 @@ pub struct Completed {
 
 /// Whether a send may go to the provider at once, or must look for the payment first.
 #[derive(Clone, Copy, Debug)]
-enum Resolution {
+pub(super) enum Resolution {
     /// The request path: send with the derived key (the provider replays a payment it made).
     Send,
     /// The completer: read the payment back by charge id; send only when the provider has none
     /// and its key is still kept.
     LookUpThenSend { retention: Duration },
+    /// Reconciliation: read the payment back by charge id and never send; when the provider has
+    /// none, the charge is abandoned (it never moved money).
+    LookUpOnly,
 }
 
 /// A provider call that settled nothing: the error the request answers, and the attempt's
 /// error as recorded on the row.
 #[derive(Debug)]
-struct Unsettling {
-    answer: AppError,
-    detail: String,
+pub(super) struct Unsettling {
+    pub(super) answer: AppError,
+    pub(super) detail: String,
 }
 
 impl Unsettling {
@@ -228,9 +231,9 @@ type ClaimedKey<'k, 'a> = Option<(&'k Idempotent<'a, StoredCharge>, Uuid)>;
 
 #[derive(Clone)]
 pub struct Billing {
-    pool: PgPool,
-    provider: Arc<dyn PaymentProvider>,
-    metrics: Metrics,
+    pub(super) pool: PgPool,
+    pub(super) provider: Arc<dyn PaymentProvider>,
+    pub(super) metrics: Metrics,
 }
 
 impl std::fmt::Debug for Billing {
@@ -541,6 +544,7 @@ impl Billing {
                             "id": lease.id.to_string(),
                             "reason": unsettled.attention,
                         }),
+                        None,
                     )
                     .await?;
                 }
@@ -694,7 +698,12 @@ impl Billing {
     }
 
     /// Gives a request's lease back after provider trouble: the row is due for the completer.
-    async fn give_back(&self, table: Leased, lease: SendLease, detail: &str) -> AppResult<()> {
+    pub(super) async fn give_back(
+        &self,
+        table: Leased,
+        lease: SendLease,
+        detail: &str,
+    ) -> AppResult<()> {
         let mut connection = crate::db::connection(&self.pool).await?;
         send_lease::release(
             &mut connection,
@@ -771,7 +780,7 @@ impl Billing {
 
     /// What the provider says of a pending charge, as the event that settles it; provider
     /// trouble settles nothing.
-    async fn resolve_payment(
+    pub(super) async fn resolve_payment(
         &self,
         stored: &StoredCharge,
         deadline: Instant,
@@ -779,7 +788,7 @@ impl Billing {
     ) -> Result<ChargeEvent, Unsettling> {
         let charge = &stored.charge;
         let reference = reference(charge.id.as_uuid()).map_err(unsettling_from)?;
-        if let Resolution::LookUpThenSend { retention } = resolution {
+        if let Resolution::LookUpThenSend { .. } | Resolution::LookUpOnly = resolution {
             let found = self
                 .provider
                 .find_payments_by_charge_id(&reference, deadline)
@@ -800,7 +809,12 @@ impl Billing {
             let age = (Utc::now() - stored.created_at)
                 .to_std()
                 .unwrap_or_default();
-            if age >= retention {
+            let give_up = match resolution {
+                Resolution::LookUpThenSend { retention } => age >= retention,
+                Resolution::LookUpOnly => true,
+                Resolution::Send => false,
+            };
+            if give_up {
                 // The provider has no payment and may have forgotten the key: sending now could
                 // make a second payment if the first is merely late. Nothing was charged.
                 return Ok(ChargeEvent::Abandoned {
@@ -1652,17 +1666,19 @@ async fn record(
         actor,
         action,
         changes,
+        None,
     )
     .await
 }
 
-async fn record_on(
+pub(super) async fn record_on(
     conn: &mut AsyncPgConnection,
     account_id: Uuid,
     charge_id: Uuid,
     actor: Option<Actor>,
     action: &str,
     changes: serde_json::Value,
+    reconciliation_run_id: Option<Uuid>,
 ) -> AppResult<()> {
     let (actor_user_id, actor_api_key_id) = actor.map(actor_columns).unwrap_or((None, None));
     NewChargeActivity {
@@ -1674,12 +1690,13 @@ async fn record_on(
         action,
         changes,
         webhook_event_id: None,
+        reconciliation_run_id,
     }
     .insert(conn)
     .await
 }
 
-fn reference(id: Uuid) -> AppResult<BillingReference> {
+pub(super) fn reference(id: Uuid) -> AppResult<BillingReference> {
     BillingReference::parse(&id.to_string())
         .map_err(|problem| AppError::internal(anyhow::anyhow!("{problem}")))
 }
