@@ -896,6 +896,33 @@ mod tests {
     }
 
     #[test]
+    fn reconciliation_runs_hourly_over_two_days_and_a_period_within_the_settle_time_is_refused() {
+        let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
+        assert_eq!(
+            settings.reconciliation,
+            ReconciliationSettings {
+                interval: Duration::from_secs(3600),
+                period: Duration::from_secs(48 * 3600),
+                settle: Duration::from_secs(600),
+            }
+        );
+        let mut values = REQUIRED.to_vec();
+        values.push(("BILLING_RECONCILIATION_PERIOD_SECS", "60"));
+        values.push(("BILLING_RECONCILIATION_INTERVAL_MS", "0"));
+        let text = Settings::from_lookup(lookup_from(&values))
+            .expect_err("invalid settings")
+            .to_string();
+        assert!(
+            text.contains("BILLING_RECONCILIATION_PERIOD_SECS"),
+            "{text}"
+        );
+        assert!(
+            text.contains("BILLING_RECONCILIATION_INTERVAL_MS"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn worker_threads_can_be_fewer_than_the_cores() {
         let mut values = REQUIRED.to_vec();
         values.push(("WORKER_THREADS", "1"));

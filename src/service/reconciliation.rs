@@ -386,7 +386,17 @@ impl Billing {
                 let Some(payment_id) = charge.provider_payment_id.as_deref() else {
                     return Ok(());
                 };
-                let Some(payment) = by_id.get(payment_id) else {
+                // Not in the list (the provider's clock far from ours, a list that lagged): read
+                // it by id before calling it missing.
+                let read;
+                let payment = match by_id.get(payment_id) {
+                    Some(payment) => Some(*payment),
+                    None => {
+                        read = self.read_payment(payment_id, policy).await?;
+                        read.as_ref()
+                    }
+                };
+                let Some(payment) = payment else {
                     return self
                         .report(
                             Finding {
@@ -445,6 +455,22 @@ impl Billing {
                     Some(_) | None => Ok(()),
                 }
             }
+        }
+    }
+
+    /// The provider's payment `payment_id`, or `None` when the provider says it has none (404);
+    /// any other trouble ends the run (the next one tries again).
+    async fn read_payment(
+        &self,
+        payment_id: &str,
+        policy: &ReconciliationPolicy,
+    ) -> AppResult<Option<Payment>> {
+        let deadline = Instant::now() + policy.call_timeout;
+        let _place = self.wait_for_place(deadline).await?;
+        match self.provider.get_payment(payment_id, deadline).await {
+            Ok(payment) => Ok(Some(payment)),
+            Err(crate::billing::ProviderError::InvalidRequest { status: 404, .. }) => Ok(None),
+            Err(error) => Err(provider_failed("reading a payment", &error)),
         }
     }
 

@@ -565,3 +565,87 @@ async fn admins_list_their_accounts_findings_and_others_are_refused() {
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn the_reconciler_task_runs_on_its_interval_and_repairs_what_it_finds() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.billing_completer_interval = Duration::from_secs(3600);
+        settings.reconciliation.interval = Duration::from_millis(200);
+        settings.reconciliation.settle = Duration::ZERO;
+    })
+    .await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let unseen = pending_charge(&app, &customer, 300).await;
+
+    super::support::wait_until(
+        "the reconciler abandons the charge the provider never saw",
+        super::support::PATIENCE,
+        || async { row(&app, unseen).await.status == "failed" },
+    )
+    .await;
+
+    let mut conn = app.database.connect().await;
+    let completed: i64 = reconciliation_runs::table
+        .filter(reconciliation_runs::status.eq("completed"))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert!(completed >= 1);
+    let trail = trail(&app, unseen).await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!(trail[0].0, "failed");
+    assert!(trail[0].1.is_some(), "the audit row names the run");
+}
+
+#[tokio::test]
+async fn a_refund_that_stands_otherwise_at_the_provider_is_reported_once() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (billing, _) = billing_of(&app, &Metrics::default());
+    let charge = paid_charge(&app, &customer, 1_000).await;
+    app.billing
+        .clone()
+        .refund_charge(keyed(app.as_admin(v1::RefundChargeRequest {
+            id: charge.to_string(),
+            amount: Some(v1::Money {
+                amount_minor: 300,
+                currency_code: "USD".to_owned(),
+            }),
+        })))
+        .await
+        .expect("refunded");
+    // The service lost track of it: its row says failed, the provider refunded it.
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("UPDATE refunds SET status = 'failed' WHERE charge_id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(charge.as_uuid())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let report = reconcile(&billing).await;
+
+    assert_eq!(report.refunds_checked, 1);
+    assert_eq!(report.findings, vec![(FindingKind::RefundMismatch, false)]);
+    assert_eq!(
+        row(&app, charge).await.attention_reason.as_deref(),
+        Some("reconciliation: refund_mismatch")
+    );
+    assert_eq!(reconcile(&billing).await.findings, Vec::new());
+}
+
+#[tokio::test]
+async fn charges_younger_than_the_settle_time_are_left_to_the_request_path_and_the_completer() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (billing, _) = billing_of(&app, &Metrics::default());
+    let young = pending_charge(&app, &customer, 300).await;
+
+    let report = billing
+        .reconcile(last_hour(), &ReconciliationPolicy::default())
+        .await
+        .unwrap();
+
+    assert_eq!((report.charges_checked, report.findings.len()), (0, 0));
+    assert_eq!(row(&app, young).await.status, "pending");
+}
