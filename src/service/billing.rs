@@ -1047,7 +1047,15 @@ impl Billing {
         crate::transaction_on!(&mut connection, limits, |conn| {
             let charge = match refreshed {
                 Some(amount_refunded) => {
-                    apply_refunded_at_provider(conn, refund, amount_refunded, actor).await?
+                    apply_refunded_at_provider(
+                        conn,
+                        (refund.account_id, refund.charge_id),
+                        amount_refunded,
+                        actor,
+                        None,
+                    )
+                    .await?
+                    .charge
                 }
                 None => ChargeRow::find(conn, refund.account_id, None, refund.charge_id)
                     .await?
@@ -1396,23 +1404,39 @@ fn settled_refund_answer(refund: &StoredRefund) -> RefundAnswer {
     }
 }
 
-/// Raises the charge's refunded amount to the provider's figure (refunds made in its
-/// dashboard), as a webhook event would, while none of our own refunds of it is in flight.
-async fn apply_refunded_at_provider(
+/// What [`apply_refunded_at_provider`] did: the charge as it now stands, what it counted as
+/// refunded before, and the transition's audit action when it changed.
+pub(super) struct RefreshedCharge {
+    pub(super) charge: StoredCharge,
+    pub(super) before: Money,
+    pub(super) action: Option<&'static str>,
+}
+
+/// Sets the charge's refunded amount to the provider's figure (refunds made in its dashboard, or
+/// one that failed there), as a webhook event would, while none of our own refunds of it is in
+/// flight; the audit row names the reconciliation run that found it, if one did.
+pub(super) async fn apply_refunded_at_provider(
     conn: &mut AsyncPgConnection,
-    refund: &StoredRefund,
+    (account_id, charge_id): (AccountId, ChargeId),
     amount_refunded: Money,
     actor: Option<Actor>,
-) -> AppResult<StoredCharge> {
-    let locked = ChargeRow::lock(conn, refund.account_id, refund.charge_id)
+    reconciliation_run: Option<Uuid>,
+) -> AppResult<RefreshedCharge> {
+    let locked = ChargeRow::lock(conn, account_id, charge_id)
         .await?
-        .ok_or_else(|| gone("charge", refund.charge_id.as_uuid()))?;
-    let in_flight = RefundRow::list_for_charge(conn, refund.account_id, refund.charge_id)
+        .ok_or_else(|| gone("charge", charge_id.as_uuid()))?;
+    let before = locked.charge.amount_refunded;
+    let unchanged = |charge| RefreshedCharge {
+        charge,
+        before,
+        action: None,
+    };
+    let in_flight = RefundRow::list_for_charge(conn, account_id, charge_id)
         .await?
         .iter()
         .any(|other| other.status == RefundStatus::Pending);
-    if in_flight || amount_refunded == locked.charge.amount_refunded {
-        return Ok(locked);
+    if in_flight || amount_refunded == before {
+        return Ok(unchanged(locked));
     }
     match locked
         .charge
@@ -1420,23 +1444,34 @@ async fn apply_refunded_at_provider(
     {
         Ok(decision) => {
             let saved = ChargeRow::save(conn, &decision.after).await?;
-            record(
-                conn,
-                &saved.charge,
-                actor,
-                decision.action,
-                json!({
-                    "source": "provider",
-                    "amount_refunded_minor": {"old": locked.charge.amount_refunded.amount_minor(), "new": amount_refunded.amount_minor()},
+            let (actor_user_id, actor_api_key_id) =
+                actor.map(actor_columns).unwrap_or((None, None));
+            NewChargeActivity {
+                id: Uuid::now_v7(),
+                account_id: account_id.as_uuid(),
+                charge_id: charge_id.as_uuid(),
+                actor_user_id,
+                actor_api_key_id,
+                action: decision.action,
+                changes: json!({
+                    "source": if reconciliation_run.is_some() { "reconciliation" } else { "provider" },
+                    "amount_refunded_minor": {"old": before.amount_minor(), "new": amount_refunded.amount_minor()},
                 }),
-            )
+                webhook_event_id: None,
+                reconciliation_run_id: reconciliation_run,
+            }
+            .insert(conn)
             .await?;
-            Ok(saved)
+            Ok(RefreshedCharge {
+                charge: saved,
+                before,
+                action: Some(decision.action),
+            })
         }
         Err(violation) => {
             tracing::warn!(charge_id = %locked.charge.id, %violation,
                 "the provider's refunded amount does not fit the charge");
-            Ok(locked)
+            Ok(unchanged(locked))
         }
     }
 }

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::billing::{Billing, Resolution, record_on};
+use super::billing::{Billing, Resolution, apply_refunded_at_provider, record_on};
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
 use crate::billing::{LedgerPeriod, Payment, PaymentStatus, Refund};
@@ -600,49 +600,31 @@ impl Billing {
         let mut connection = crate::db::connection(&self.pool).await?;
         let limits = Limits::within(REPAIR_BUDGET).waiting_for_locks_at_most(LOCK_WAIT);
         let repaired: AppResult<bool> = crate::transaction_on!(&mut connection, limits, |conn| {
-            let Some(locked) = ChargeRow::lock(conn, charge.account_id, charge.id).await? else {
+            let refreshed = apply_refunded_at_provider(
+                conn,
+                (charge.account_id, charge.id),
+                refunded,
+                None,
+                Some(run_id),
+            )
+            .await?;
+            let Some(action) = refreshed.action else {
                 return Ok(false);
             };
-            let in_flight = RefundRow::list_for_charge(conn, charge.account_id, charge.id)
-                .await?
-                .iter()
-                .any(|refund| refund.status == RefundStatus::Pending);
-            if in_flight || locked.charge.amount_refunded == refunded {
-                return Ok(false);
-            }
-            let decision = match locked.charge.apply(&ChargeEvent::RefundedAtProvider {
-                amount_refunded: refunded,
-            }) {
-                Ok(decision) => decision,
-                Err(violation) => {
-                    tracing::warn!(charge_id = %charge.id, %violation,
-                        "the provider's refunded amount does not fit the charge");
-                    return Ok(false);
-                }
-            };
-            let saved = ChargeRow::save(conn, &decision.after).await?;
-            let details = json!({
-                "source": "reconciliation",
-                "amount_refunded_minor": {
-                    "old": locked.charge.amount_refunded.amount_minor(),
-                    "new": refunded.amount_minor(),
-                },
-            });
-            audit(conn, &saved, decision.action, details.clone(), run_id).await?;
             insert_finding(
                 conn,
                 run_id,
                 &Finding {
                     kind: FindingKind::RefundedAtProvider,
-                    charge: Some(&saved),
+                    charge: Some(&refreshed.charge),
                     refund: None,
                     provider_object_id: Some(&payment.id),
                     details: json!({
-                        "service": {"amount_refunded_minor": locked.charge.amount_refunded.amount_minor()},
+                        "service": {"amount_refunded_minor": refreshed.before.amount_minor()},
                         "provider": {"amount_refunded_minor": refunded.amount_minor()},
                     }),
                 },
-                decision.action,
+                action,
                 true,
             )
             .await?;
