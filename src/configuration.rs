@@ -29,10 +29,26 @@ pub struct Settings {
     /// `BILLING_COMPLETER_INTERVAL_MS`: how often the completer looks for charges and refunds
     /// left pending (docs/billing.md).
     pub billing_completer_interval: Duration,
+    /// Reconciliation against the provider's ledger (docs/billing.md, "Reconciliation").
+    pub reconciliation: ReconciliationSettings,
     /// The workers that apply the payment provider's webhook events (docs/webhooks.md).
     pub webhook_workers: WebhookWorkerSettings,
     /// How payment webhooks are received (docs/webhooks.md).
     pub webhook_receiving: WebhookReceivingSettings,
+}
+
+/// How often reconciliation runs, over what period, and what it leaves alone
+/// (docs/billing.md, "Reconciliation").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReconciliationSettings {
+    /// `BILLING_RECONCILIATION_INTERVAL_MS` (an hour): how often a run starts.
+    pub interval: Duration,
+    /// `BILLING_RECONCILIATION_PERIOD_SECS` (48 hours): a run compares the charges and refunds
+    /// created this long before it started.
+    pub period: Duration,
+    /// `BILLING_RECONCILIATION_SETTLE_MS` (10 minutes): rows younger than this are left to the
+    /// request path and the completer.
+    pub settle: Duration,
 }
 
 /// How the webhook workers take events from the queue, retry them and give up on them
@@ -466,6 +482,13 @@ impl Settings {
             },
             payment_provider: reader.payment_provider(),
             billing_completer_interval: reader.millis("BILLING_COMPLETER_INTERVAL_MS", 5_000),
+            reconciliation: ReconciliationSettings {
+                interval: reader.millis("BILLING_RECONCILIATION_INTERVAL_MS", 60 * 60 * 1000),
+                period: Duration::from_secs(
+                    reader.parsed("BILLING_RECONCILIATION_PERIOD_SECS", 48 * 3600),
+                ),
+                settle: reader.millis("BILLING_RECONCILIATION_SETTLE_MS", 10 * 60 * 1000),
+            },
             webhook_workers: reader.webhook_workers(),
             webhook_receiving: reader.webhook_receiving(),
         };
@@ -473,6 +496,21 @@ impl Settings {
             "BILLING_COMPLETER_INTERVAL_MS",
             settings.billing_completer_interval,
         );
+        reader.positive_duration(
+            "BILLING_RECONCILIATION_INTERVAL_MS",
+            settings.reconciliation.interval,
+        );
+        reader.positive_duration(
+            "BILLING_RECONCILIATION_PERIOD_SECS",
+            settings.reconciliation.period,
+        );
+        // A period no longer than the settle time would compare nothing.
+        if settings.reconciliation.period <= settings.reconciliation.settle {
+            reader.problems.push(
+                "BILLING_RECONCILIATION_PERIOD_SECS must be longer than BILLING_RECONCILIATION_SETTLE_MS"
+                    .to_owned(),
+            );
+        }
         reader.positive("DATABASE_POOL_SIZE", settings.database.pool_size);
         reader.positive(
             "MAX_CONCURRENT_STREAMS",
@@ -855,6 +893,33 @@ mod tests {
         assert_eq!(settings.database.connect_timeout, Duration::from_secs(2));
         assert_eq!(settings.server.metrics_listen_addr, None, "metrics are off");
         assert_eq!(settings.server.worker_threads, None, "one worker per core");
+    }
+
+    #[test]
+    fn reconciliation_runs_hourly_over_two_days_and_a_period_within_the_settle_time_is_refused() {
+        let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
+        assert_eq!(
+            settings.reconciliation,
+            ReconciliationSettings {
+                interval: Duration::from_secs(3600),
+                period: Duration::from_secs(48 * 3600),
+                settle: Duration::from_secs(600),
+            }
+        );
+        let mut values = REQUIRED.to_vec();
+        values.push(("BILLING_RECONCILIATION_PERIOD_SECS", "60"));
+        values.push(("BILLING_RECONCILIATION_INTERVAL_MS", "0"));
+        let text = Settings::from_lookup(lookup_from(&values))
+            .expect_err("invalid settings")
+            .to_string();
+        assert!(
+            text.contains("BILLING_RECONCILIATION_PERIOD_SECS"),
+            "{text}"
+        );
+        assert!(
+            text.contains("BILLING_RECONCILIATION_INTERVAL_MS"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -225,6 +225,26 @@ pub struct BillingCounters {
     pub marked_for_attention: Counter,
     /// Pending charges and refunds marked for attention, as the completer last counted them.
     pub needing_attention: AtomicU64,
+    /// Reconciliation runs that completed, and that failed (the provider or the database gave
+    /// up mid-run).
+    pub reconciliation_runs_completed: Counter,
+    pub reconciliation_runs_failed: Counter,
+    /// Reconciliation findings recorded, by kind (in `FindingKind::ALL`'s order).
+    pub reconciliation_findings: [Counter; FINDING_KINDS],
+}
+
+/// How many kinds of reconciliation finding there are.
+const FINDING_KINDS: usize = crate::domain::FindingKind::ALL.len();
+
+impl BillingCounters {
+    /// The counter of findings of `kind`.
+    pub fn reconciliation_finding(&self, kind: crate::domain::FindingKind) -> &Counter {
+        let index = crate::domain::FindingKind::ALL
+            .iter()
+            .position(|known| *known == kind)
+            .unwrap_or_default();
+        &self.reconciliation_findings[index]
+    }
 }
 
 /// What this instance's webhook workers did with events they could not apply.
@@ -367,6 +387,40 @@ impl Metrics {
             "counter",
             "Webhook events applied to no charge and filed under no account because their fields named charges that disagree.",
             &[("", self.webhooks().quarantined.get())],
+        );
+        family(
+            "supportdesk_billing_reconciliation_runs_total",
+            "counter",
+            "Reconciliation runs against the provider's ledger, by outcome.",
+            &[
+                (
+                    r#"{outcome="completed"}"#,
+                    billing.reconciliation_runs_completed.get(),
+                ),
+                (
+                    r#"{outcome="failed"}"#,
+                    billing.reconciliation_runs_failed.get(),
+                ),
+            ],
+        );
+        let kinds: Vec<(String, u64)> = crate::domain::FindingKind::ALL
+            .into_iter()
+            .map(|kind| {
+                (
+                    format!(r#"{{kind="{kind}"}}"#),
+                    billing.reconciliation_finding(kind).get(),
+                )
+            })
+            .collect();
+        let kinds: Vec<(&str, u64)> = kinds
+            .iter()
+            .map(|(labels, value)| (labels.as_str(), *value))
+            .collect();
+        family(
+            "supportdesk_billing_reconciliation_findings_total",
+            "counter",
+            "Differences reconciliation found between the service and the provider's ledger, by kind (repaired or reported).",
+            &kinds,
         );
         let tasks = self.job_runner().snapshot();
         if !tasks.is_empty() {

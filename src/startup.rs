@@ -33,7 +33,7 @@ use crate::health::{DependencyProbe, Health};
 use crate::idempotency::{FingerprintKey, IdempotencyPolicy};
 use crate::jobs::{
     HealthEffect, JobRunner, RestartPolicy, SERVICE_BACKOFF, Task, billing_completer,
-    idempotency_sweeper,
+    billing_reconciler, idempotency_sweeper,
 };
 use crate::methods::MethodTable;
 use crate::metrics::{Metrics, MetricsEndpoint};
@@ -292,8 +292,12 @@ impl Application {
         ));
         if let Some(billing) = billing {
             jobs.add(billing_completer::task(
-                billing,
+                billing.clone(),
                 self.settings.billing_completer_interval,
+            ));
+            jobs.add(billing_reconciler::task(
+                billing,
+                self.settings.reconciliation.clone(),
             ));
         }
         if self.settings.webhook_workers.workers > 0 {

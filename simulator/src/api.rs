@@ -25,13 +25,17 @@ use crate::form::{FormParams, NewPaymentIntent, NewRefund};
 use crate::idempotency::{Claim, MAX_KEY_LENGTH, RequestFingerprint, SavedResponse};
 use crate::ids::new_id;
 use crate::ledger::{Ledger, Origin};
+use crate::list::ListQuery;
 use crate::search::SearchQuery;
 use crate::server::{Abort, ConnectionControl};
 use crate::state::{Settlement, Shared};
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
-        .route("/v1/payment_intents", routing::post(create_payment_intent))
+        .route(
+            "/v1/payment_intents",
+            routing::post(create_payment_intent).get(list_payment_intents),
+        )
         .route(
             "/v1/payment_intents/search",
             routing::get(search_payment_intents),
@@ -40,7 +44,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             "/v1/payment_intents/{id}",
             routing::get(retrieve_payment_intent),
         )
-        .route("/v1/refunds", routing::post(create_refund))
+        .route(
+            "/v1/refunds",
+            routing::post(create_refund).get(list_refunds),
+        )
         .route("/v1/refunds/{id}", routing::get(retrieve_refund))
         .route("/v1/charges/{id}", routing::get(retrieve_charge))
 }
@@ -655,6 +662,40 @@ async fn search_payment_intents(
                 "data": found.into_iter().take(limit).collect::<Vec<_>>(),
             }))
         },
+    )
+    .await
+}
+
+async fn list_payment_intents(
+    State(shared): State<Arc<Shared>>,
+    Extension(connection): Extension<ConnectionControl>,
+    headers: HeaderMap,
+    RawQuery(raw_query): RawQuery,
+) -> Response {
+    let params = FormParams::parse(raw_query.unwrap_or_default().as_bytes());
+    run_get(
+        shared,
+        connection,
+        headers,
+        Endpoint::ListPaymentIntents,
+        move |ledger| ledger.list_payment_intents(&ListQuery::parse(&params)?),
+    )
+    .await
+}
+
+async fn list_refunds(
+    State(shared): State<Arc<Shared>>,
+    Extension(connection): Extension<ConnectionControl>,
+    headers: HeaderMap,
+    RawQuery(raw_query): RawQuery,
+) -> Response {
+    let params = FormParams::parse(raw_query.unwrap_or_default().as_bytes());
+    run_get(
+        shared,
+        connection,
+        headers,
+        Endpoint::ListRefunds,
+        move |ledger| ledger.list_refunds(&ListQuery::parse(&params)?),
     )
     .await
 }

@@ -26,12 +26,16 @@ pub enum Endpoint {
     RetrievePaymentIntent,
     /// `GET /v1/payment_intents/search`
     SearchPaymentIntents,
+    /// `GET /v1/payment_intents` (the list)
+    ListPaymentIntents,
     /// `POST /v1/refunds`
     CreateRefund,
     /// `GET /v1/refunds/{id}`
     RetrieveRefund,
     /// `GET /v1/charges/{id}`
     RetrieveCharge,
+    /// `GET /v1/refunds` (the list)
+    ListRefunds,
     /// Every `/v1` endpoint.
     Any,
 }

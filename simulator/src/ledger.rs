@@ -18,6 +18,7 @@ use crate::error::ApiFailure;
 use crate::faults::SettleOutcome;
 use crate::form::{NewPaymentIntent, NewRefund, RefundTarget};
 use crate::ids::{new_id, unix_now};
+use crate::list::{ListQuery, list_object};
 use crate::objects::{
     API_VERSION, Charge, ChargeStatus, Dispute, Event, EventData, EventRequest, PaymentIntent,
     PaymentIntentStatus, Refund, RefundStatus,
@@ -308,6 +309,35 @@ impl Ledger {
             .rev()
             .filter(|intent| query.matches(intent))
             .collect()
+    }
+
+    /// `GET /v1/payment_intents`: a page of payment intents, newest first, with their latest
+    /// charge expanded when asked (`expand[]=data.latest_charge`).
+    pub(crate) fn list_payment_intents(&self, query: &ListQuery) -> Result<Value, ApiFailure> {
+        let (page, has_more) = query.page(self.payment_intents.rows.iter())?;
+        let data = page
+            .into_iter()
+            .map(|intent| {
+                let mut value = to_value(intent);
+                if query.expand_latest_charge
+                    && let Some(charge) = intent
+                        .latest_charge
+                        .as_deref()
+                        .and_then(|charge_id| self.charges.get(charge_id))
+                {
+                    value["latest_charge"] = to_value(charge);
+                }
+                value
+            })
+            .collect();
+        Ok(list_object("/v1/payment_intents", data, has_more))
+    }
+
+    /// `GET /v1/refunds`: a page of refunds (ours and those made in the dashboard), newest first.
+    pub(crate) fn list_refunds(&self, query: &ListQuery) -> Result<Value, ApiFailure> {
+        let (page, has_more) = query.page(self.refunds.rows.iter())?;
+        let data = page.into_iter().map(to_value).collect();
+        Ok(list_object("/v1/refunds", data, has_more))
     }
 
     pub(crate) fn payment_intent(&self, id: &str) -> Option<&PaymentIntent> {

@@ -29,6 +29,7 @@ mod form;
 mod idempotency;
 mod ids;
 pub mod ledger;
+mod list;
 pub mod objects;
 mod request_log;
 mod search;

@@ -10,7 +10,7 @@ use super::{
     IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as, timestamp,
 };
 use crate::auth::Caller;
-use crate::db::models::{ChargeListFilter, StoredCharge};
+use crate::db::models::{ChargeListFilter, StoredCharge, StoredFinding};
 use crate::domain::{
     ChargeId, ChargeStatus, FailureKind, InvalidValue, Money, PageTokenKeys, TicketId, Timestamp,
     UserId,
@@ -50,6 +50,22 @@ impl BillingApi {
                     .to_owned(),
                 violations: Vec::new(),
             })
+    }
+}
+
+fn finding_to_wire(finding: &StoredFinding) -> v1::ReconciliationFinding {
+    let text = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+    v1::ReconciliationFinding {
+        id: finding.id.to_string(),
+        run_id: finding.run_id.to_string(),
+        kind: finding.kind.as_str().to_owned(),
+        charge_id: text(finding.charge_id),
+        refund_id: text(finding.refund_id),
+        provider_object_id: finding.provider_object_id.clone().unwrap_or_default(),
+        details: finding.details.to_string(),
+        action: finding.action.clone(),
+        repaired: finding.repaired,
+        create_time: Some(timestamp(finding.created_at)),
     }
 }
 
@@ -97,6 +113,31 @@ impl v1::billing_service_server::BillingService for BillingApi {
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
         let charge = billing.get(&caller, id).await?;
         Ok(Response::new(as_seen_by(&caller, to_wire(&charge))))
+    }
+
+    async fn list_reconciliation_findings(
+        &self,
+        request: Request<v1::ListReconciliationFindingsRequest>,
+    ) -> Result<Response<v1::ListReconciliationFindingsResponse>, Status> {
+        let billing = self.billing()?;
+        let (caller, _) = request_context(&request)?;
+        let message = request.get_ref();
+        let mut violations = FieldViolations::new();
+        let run_id = optional_id(&mut violations, "run_id", &message.run_id, |raw| {
+            uuid::Uuid::parse_str(raw).map_err(|_| InvalidValue::new("must be a UUID"))
+        });
+        violations.into_result()?;
+        // Page tokens are bound to the run filter.
+        let list = format!("reconciliation-findings:{}", message.run_id);
+        let pages = ListPages::new(&self.pages, &caller, &list);
+        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
+        let page = billing
+            .list_findings(&caller, run_id, page_size, after)
+            .await?;
+        Ok(Response::new(v1::ListReconciliationFindingsResponse {
+            findings: page.items.iter().map(finding_to_wire).collect(),
+            next_page_token: pages.next_token(page.next),
+        }))
     }
 
     async fn list_charges(

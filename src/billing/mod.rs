@@ -10,7 +10,8 @@ pub mod stripe;
 
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use provider::{
-    BillingReference, CreatePayment, CreateRefund, Payment, PaymentFailure, PaymentProvider,
-    PaymentStatus, ProviderCharge, ProviderError, Refund, RefundStatus,
+    BillingReference, CreatePayment, CreateRefund, LedgerPage, LedgerPeriod, Payment,
+    PaymentFailure, PaymentProvider, PaymentStatus, ProviderCharge, ProviderError, Refund,
+    RefundStatus,
 };
 pub use stripe::{ProviderSetupError, StripeHttpProvider};

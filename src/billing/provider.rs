@@ -18,6 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::bulkhead::Bulkhead;
@@ -62,6 +63,25 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
         deadline: Instant,
     ) -> ProviderFuture<'a, ProviderCharge>;
 
+    /// One page (up to 100, newest first) of the payments created in `period`, after the cursor
+    /// `after` (the [`LedgerPage::next`] of the previous page), each with the amount refunded of
+    /// its latest charge: how reconciliation reads the provider's ledger. Reads only.
+    fn list_payments<'a>(
+        &'a self,
+        period: &'a LedgerPeriod,
+        after: Option<&'a str>,
+        deadline: Instant,
+    ) -> ProviderFuture<'a, LedgerPage<Payment>>;
+
+    /// One page (up to 100, newest first) of the refunds created in `period`, ours and those
+    /// made elsewhere (the provider's dashboard), after the cursor `after`. Reads only.
+    fn list_refunds<'a>(
+        &'a self,
+        period: &'a LedgerPeriod,
+        after: Option<&'a str>,
+        deadline: Instant,
+    ) -> ProviderFuture<'a, LedgerPage<Refund>>;
+
     /// Refunds all or part of a payment under the key [`CreateRefund::idempotency_key`].
     fn create_refund<'a>(
         &'a self,
@@ -80,6 +100,21 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
     /// records anything ([`Bulkhead::try_enter`], refused at once when full); background work
     /// waits for one ([`Bulkhead::enter`]). The provider's own methods take none.
     fn bulkhead(&self) -> &Bulkhead;
+}
+
+/// A stretch of the provider's ledger: what was created from `from` (inclusive) until `until`
+/// (exclusive), to the second (the provider's `created` is in unix seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LedgerPeriod {
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// One page of a provider list, and the cursor of the next page when there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerPage<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
 }
 
 /// Our id for a charge or a refund as the provider sees it, in metadata, in search queries and
@@ -325,6 +360,8 @@ pub struct Refund {
     pub payment_id: String,
     pub amount: Money,
     pub status: RefundStatus,
+    /// Our refund id, from the refund's metadata; none for a refund made elsewhere.
+    pub refund_id: Option<String>,
 }
 
 /// Why a provider call did not produce its result. Each variant says what is known about the

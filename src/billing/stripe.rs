@@ -22,8 +22,9 @@ use url::Url;
 
 use super::breaker::{BreakerConfig, CallOutcome, CircuitBreaker};
 use super::provider::{
-    BillingReference, CreatePayment, CreateRefund, Payment, PaymentFailure, PaymentProvider,
-    PaymentStatus, ProviderCharge, ProviderError, ProviderFuture, Refund, RefundStatus,
+    BillingReference, CreatePayment, CreateRefund, LedgerPage, LedgerPeriod, Payment,
+    PaymentFailure, PaymentProvider, PaymentStatus, ProviderCharge, ProviderError, ProviderFuture,
+    Refund, RefundStatus,
 };
 use super::retry::{Budget as _, RetryPolicy, TpsBudget, retry_budget};
 use crate::bulkhead::Bulkhead;
@@ -383,6 +384,36 @@ impl PaymentProvider for StripeHttpProvider {
         })
     }
 
+    fn list_payments<'a>(
+        &'a self,
+        period: &'a LedgerPeriod,
+        after: Option<&'a str>,
+        deadline: Instant,
+    ) -> ProviderFuture<'a, LedgerPage<Payment>> {
+        let mut query = list_query(period, after);
+        query.push(("expand[]".to_owned(), "data.latest_charge".to_owned()));
+        let http = HttpRequest {
+            path: "v1/payment_intents".to_owned(),
+            method: Method::Get { query },
+        };
+        Box::pin(async move { self.call(&http, deadline, parse_payment_list).await })
+    }
+
+    fn list_refunds<'a>(
+        &'a self,
+        period: &'a LedgerPeriod,
+        after: Option<&'a str>,
+        deadline: Instant,
+    ) -> ProviderFuture<'a, LedgerPage<Refund>> {
+        let http = HttpRequest {
+            path: "v1/refunds".to_owned(),
+            method: Method::Get {
+                query: list_query(period, after),
+            },
+        };
+        Box::pin(async move { self.call(&http, deadline, parse_refund_list).await })
+    }
+
     fn create_refund<'a>(
         &'a self,
         request: &'a CreateRefund,
@@ -708,6 +739,13 @@ struct WireSearchResult {
     data: Vec<WirePaymentIntent>,
 }
 
+/// Stripe's list object: a page, newest first.
+#[derive(Debug, Deserialize)]
+struct WireList<T> {
+    data: Vec<T>,
+    has_more: bool,
+}
+
 #[derive(Debug, Deserialize)]
 struct WireCharge {
     id: String,
@@ -725,6 +763,64 @@ struct WireRefund {
     currency: String,
     payment_intent: String,
     status: String,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+/// The query of a list request over `period`: at most 100, after the cursor.
+fn list_query(period: &LedgerPeriod, after: Option<&str>) -> Vec<(String, String)> {
+    let mut query = vec![
+        (
+            "created[gte]".to_owned(),
+            period.from.timestamp().to_string(),
+        ),
+        (
+            "created[lt]".to_owned(),
+            period.until.timestamp().to_string(),
+        ),
+        ("limit".to_owned(), "100".to_owned()),
+    ];
+    if let Some(after) = after {
+        query.push(("starting_after".to_owned(), after.to_owned()));
+    }
+    query
+}
+
+/// A page of a list, with the next page's cursor: the last id when more follow.
+fn page_of<W, T>(
+    body: &[u8],
+    convert: impl Fn(W) -> Result<T, String>,
+    id: impl Fn(&T) -> &str,
+) -> Result<LedgerPage<T>, String>
+where
+    W: serde::de::DeserializeOwned,
+{
+    let wire: WireList<W> =
+        serde_json::from_slice(body).map_err(|error| format!("not a list: {error}"))?;
+    let items = wire
+        .data
+        .into_iter()
+        .map(convert)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if wire.has_more {
+        Some(
+            items
+                .last()
+                .map(|item| id(item).to_owned())
+                .ok_or("a list with more to come and nothing in it")?,
+        )
+    } else {
+        None
+    };
+    Ok(LedgerPage { items, next })
+}
+
+fn parse_payment_list(body: &[u8]) -> Result<LedgerPage<Payment>, String> {
+    page_of(body, payment_from_wire, |payment: &Payment| &payment.id)
+}
+
+fn parse_refund_list(body: &[u8]) -> Result<LedgerPage<Refund>, String> {
+    page_of(body, refund_from_wire, |refund: &Refund| &refund.id)
 }
 
 fn parse_payment(body: &[u8]) -> Result<Payment, String> {
@@ -811,6 +907,10 @@ fn parse_charge(body: &[u8]) -> Result<ProviderCharge, String> {
 fn parse_refund(body: &[u8]) -> Result<Refund, String> {
     let wire: WireRefund =
         serde_json::from_slice(body).map_err(|error| format!("not a refund: {error}"))?;
+    refund_from_wire(wire)
+}
+
+fn refund_from_wire(wire: WireRefund) -> Result<Refund, String> {
     let amount = Money::parse(wire.amount, &wire.currency)
         .map_err(|error| format!("refund {}: {error}", wire.id))?;
     let status = match wire.status.as_str() {
@@ -822,6 +922,10 @@ fn parse_refund(body: &[u8]) -> Result<Refund, String> {
         other => return Err(format!("refund {}: unknown status {other:?}", wire.id)),
     };
     Ok(Refund {
+        refund_id: wire
+            .metadata
+            .get(CreateRefund::REFUND_ID_METADATA_KEY)
+            .cloned(),
         id: wire.id,
         payment_id: wire.payment_intent,
         amount,

@@ -36,6 +36,7 @@ diesel::table! {
         changes -> Jsonb,
         created_at -> Timestamptz,
         webhook_event_id -> Nullable<Text>,
+        reconciliation_run_id -> Nullable<Uuid>,
     }
 }
 
@@ -98,6 +99,39 @@ diesel::table! {
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
         recovery_point -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    reconciliation_findings (id) {
+        id -> Uuid,
+        run_id -> Uuid,
+        kind -> Text,
+        account_id -> Nullable<Uuid>,
+        charge_id -> Nullable<Uuid>,
+        refund_id -> Nullable<Uuid>,
+        provider_object_id -> Nullable<Text>,
+        details -> Jsonb,
+        action -> Text,
+        repaired -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    reconciliation_runs (id) {
+        id -> Uuid,
+        period_start -> Timestamptz,
+        period_end -> Timestamptz,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        status -> Text,
+        error -> Nullable<Text>,
+        charges_checked -> Int4,
+        refunds_checked -> Int4,
+        payments_listed -> Int4,
+        findings -> Int4,
+        repaired -> Int4,
     }
 }
 
@@ -216,8 +250,11 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(charge_activities -> api_keys (actor_api_key_id));
+diesel::joinable!(charge_activities -> reconciliation_runs (reconciliation_run_id));
 diesel::joinable!(charge_activities -> webhook_events (webhook_event_id));
 diesel::joinable!(charges -> accounts (account_id));
+diesel::joinable!(reconciliation_findings -> accounts (account_id));
+diesel::joinable!(reconciliation_findings -> reconciliation_runs (run_id));
 diesel::joinable!(ticket_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(ticket_comments -> api_keys (author_api_key_id));
 diesel::joinable!(tickets -> accounts (account_id));
@@ -232,6 +269,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     charge_disputes,
     charges,
     idempotency_keys,
+    reconciliation_findings,
+    reconciliation_runs,
     refunds,
     ticket_activities,
     ticket_comments,

@@ -12,6 +12,7 @@ mod money;
 mod pagination;
 mod payment_event;
 mod rate_quota;
+mod reconciliation;
 mod ticket;
 mod ticket_query;
 mod timestamp;
@@ -35,6 +36,7 @@ pub use money::{Currency, Money, MoneyArithmeticError};
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
 pub use payment_event::{DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent};
 pub use rate_quota::RateQuota;
+pub use reconciliation::FindingKind;
 pub use ticket::{
     Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
     TicketPriority, TicketStatus, TicketSubject, TicketTransition,

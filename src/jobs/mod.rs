@@ -21,6 +21,7 @@
 //! docs/architecture.md ("Background tasks") lists the tasks with their policies and effects.
 
 pub mod billing_completer;
+pub mod billing_reconciler;
 pub mod idempotency_sweeper;
 pub mod runner;
 
@@ -49,10 +50,14 @@ pub fn periodic_lag_bound(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     /// Every source file of the room, by name.
-    const SOURCES: [(&str, &str); 4] = [
+    const SOURCES: [(&str, &str); 5] = [
         ("mod.rs", include_str!("mod.rs")),
         ("runner.rs", include_str!("runner.rs")),
         ("billing_completer.rs", include_str!("billing_completer.rs")),
+        (
+            "billing_reconciler.rs",
+            include_str!("billing_reconciler.rs"),
+        ),
         (
             "idempotency_sweeper.rs",
             include_str!("idempotency_sweeper.rs"),

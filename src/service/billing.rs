@@ -166,20 +166,23 @@ pub struct Completed {
 
 /// Whether a send may go to the provider at once, or must look for the payment first.
 #[derive(Clone, Copy, Debug)]
-enum Resolution {
+pub(super) enum Resolution {
     /// The request path: send with the derived key (the provider replays a payment it made).
     Send,
     /// The completer: read the payment back by charge id; send only when the provider has none
     /// and its key is still kept.
     LookUpThenSend { retention: Duration },
+    /// Reconciliation: read the payment back by charge id and never send; when the provider has
+    /// none, the charge is abandoned (it never moved money).
+    LookUpOnly,
 }
 
 /// A provider call that settled nothing: the error the request answers, and the attempt's
 /// error as recorded on the row.
 #[derive(Debug)]
-struct Unsettling {
-    answer: AppError,
-    detail: String,
+pub(super) struct Unsettling {
+    pub(super) answer: AppError,
+    pub(super) detail: String,
 }
 
 impl Unsettling {
@@ -228,9 +231,9 @@ type ClaimedKey<'k, 'a> = Option<(&'k Idempotent<'a, StoredCharge>, Uuid)>;
 
 #[derive(Clone)]
 pub struct Billing {
-    pool: PgPool,
-    provider: Arc<dyn PaymentProvider>,
-    metrics: Metrics,
+    pub(super) pool: PgPool,
+    pub(super) provider: Arc<dyn PaymentProvider>,
+    pub(super) metrics: Metrics,
 }
 
 impl std::fmt::Debug for Billing {
@@ -541,6 +544,7 @@ impl Billing {
                             "id": lease.id.to_string(),
                             "reason": unsettled.attention,
                         }),
+                        None,
                     )
                     .await?;
                 }
@@ -694,7 +698,12 @@ impl Billing {
     }
 
     /// Gives a request's lease back after provider trouble: the row is due for the completer.
-    async fn give_back(&self, table: Leased, lease: SendLease, detail: &str) -> AppResult<()> {
+    pub(super) async fn give_back(
+        &self,
+        table: Leased,
+        lease: SendLease,
+        detail: &str,
+    ) -> AppResult<()> {
         let mut connection = crate::db::connection(&self.pool).await?;
         send_lease::release(
             &mut connection,
@@ -771,7 +780,7 @@ impl Billing {
 
     /// What the provider says of a pending charge, as the event that settles it; provider
     /// trouble settles nothing.
-    async fn resolve_payment(
+    pub(super) async fn resolve_payment(
         &self,
         stored: &StoredCharge,
         deadline: Instant,
@@ -779,7 +788,7 @@ impl Billing {
     ) -> Result<ChargeEvent, Unsettling> {
         let charge = &stored.charge;
         let reference = reference(charge.id.as_uuid()).map_err(unsettling_from)?;
-        if let Resolution::LookUpThenSend { retention } = resolution {
+        if let Resolution::LookUpThenSend { .. } | Resolution::LookUpOnly = resolution {
             let found = self
                 .provider
                 .find_payments_by_charge_id(&reference, deadline)
@@ -800,7 +809,12 @@ impl Billing {
             let age = (Utc::now() - stored.created_at)
                 .to_std()
                 .unwrap_or_default();
-            if age >= retention {
+            let give_up = match resolution {
+                Resolution::LookUpThenSend { retention } => age >= retention,
+                Resolution::LookUpOnly => true,
+                Resolution::Send => false,
+            };
+            if give_up {
                 // The provider has no payment and may have forgotten the key: sending now could
                 // make a second payment if the first is merely late. Nothing was charged.
                 return Ok(ChargeEvent::Abandoned {
@@ -1033,7 +1047,15 @@ impl Billing {
         crate::transaction_on!(&mut connection, limits, |conn| {
             let charge = match refreshed {
                 Some(amount_refunded) => {
-                    apply_refunded_at_provider(conn, refund, amount_refunded, actor).await?
+                    apply_refunded_at_provider(
+                        conn,
+                        (refund.account_id, refund.charge_id),
+                        amount_refunded,
+                        actor,
+                        None,
+                    )
+                    .await?
+                    .charge
                 }
                 None => ChargeRow::find(conn, refund.account_id, None, refund.charge_id)
                     .await?
@@ -1382,23 +1404,39 @@ fn settled_refund_answer(refund: &StoredRefund) -> RefundAnswer {
     }
 }
 
-/// Raises the charge's refunded amount to the provider's figure (refunds made in its
-/// dashboard), as a webhook event would, while none of our own refunds of it is in flight.
-async fn apply_refunded_at_provider(
+/// What [`apply_refunded_at_provider`] did: the charge as it now stands, what it counted as
+/// refunded before, and the transition's audit action when it changed.
+pub(super) struct RefreshedCharge {
+    pub(super) charge: StoredCharge,
+    pub(super) before: Money,
+    pub(super) action: Option<&'static str>,
+}
+
+/// Sets the charge's refunded amount to the provider's figure (refunds made in its dashboard, or
+/// one that failed there), as a webhook event would, while none of our own refunds of it is in
+/// flight; the audit row names the reconciliation run that found it, if one did.
+pub(super) async fn apply_refunded_at_provider(
     conn: &mut AsyncPgConnection,
-    refund: &StoredRefund,
+    (account_id, charge_id): (AccountId, ChargeId),
     amount_refunded: Money,
     actor: Option<Actor>,
-) -> AppResult<StoredCharge> {
-    let locked = ChargeRow::lock(conn, refund.account_id, refund.charge_id)
+    reconciliation_run: Option<Uuid>,
+) -> AppResult<RefreshedCharge> {
+    let locked = ChargeRow::lock(conn, account_id, charge_id)
         .await?
-        .ok_or_else(|| gone("charge", refund.charge_id.as_uuid()))?;
-    let in_flight = RefundRow::list_for_charge(conn, refund.account_id, refund.charge_id)
+        .ok_or_else(|| gone("charge", charge_id.as_uuid()))?;
+    let before = locked.charge.amount_refunded;
+    let unchanged = |charge| RefreshedCharge {
+        charge,
+        before,
+        action: None,
+    };
+    let in_flight = RefundRow::list_for_charge(conn, account_id, charge_id)
         .await?
         .iter()
         .any(|other| other.status == RefundStatus::Pending);
-    if in_flight || amount_refunded == locked.charge.amount_refunded {
-        return Ok(locked);
+    if in_flight || amount_refunded == before {
+        return Ok(unchanged(locked));
     }
     match locked
         .charge
@@ -1406,23 +1444,34 @@ async fn apply_refunded_at_provider(
     {
         Ok(decision) => {
             let saved = ChargeRow::save(conn, &decision.after).await?;
-            record(
-                conn,
-                &saved.charge,
-                actor,
-                decision.action,
-                json!({
-                    "source": "provider",
-                    "amount_refunded_minor": {"old": locked.charge.amount_refunded.amount_minor(), "new": amount_refunded.amount_minor()},
+            let (actor_user_id, actor_api_key_id) =
+                actor.map(actor_columns).unwrap_or((None, None));
+            NewChargeActivity {
+                id: Uuid::now_v7(),
+                account_id: account_id.as_uuid(),
+                charge_id: charge_id.as_uuid(),
+                actor_user_id,
+                actor_api_key_id,
+                action: decision.action,
+                changes: json!({
+                    "source": if reconciliation_run.is_some() { "reconciliation" } else { "provider" },
+                    "amount_refunded_minor": {"old": before.amount_minor(), "new": amount_refunded.amount_minor()},
                 }),
-            )
+                webhook_event_id: None,
+                reconciliation_run_id: reconciliation_run,
+            }
+            .insert(conn)
             .await?;
-            Ok(saved)
+            Ok(RefreshedCharge {
+                charge: saved,
+                before,
+                action: Some(decision.action),
+            })
         }
         Err(violation) => {
             tracing::warn!(charge_id = %locked.charge.id, %violation,
                 "the provider's refunded amount does not fit the charge");
-            Ok(locked)
+            Ok(unchanged(locked))
         }
     }
 }
@@ -1652,17 +1701,19 @@ async fn record(
         actor,
         action,
         changes,
+        None,
     )
     .await
 }
 
-async fn record_on(
+pub(super) async fn record_on(
     conn: &mut AsyncPgConnection,
     account_id: Uuid,
     charge_id: Uuid,
     actor: Option<Actor>,
     action: &str,
     changes: serde_json::Value,
+    reconciliation_run_id: Option<Uuid>,
 ) -> AppResult<()> {
     let (actor_user_id, actor_api_key_id) = actor.map(actor_columns).unwrap_or((None, None));
     NewChargeActivity {
@@ -1674,12 +1725,13 @@ async fn record_on(
         action,
         changes,
         webhook_event_id: None,
+        reconciliation_run_id,
     }
     .insert(conn)
     .await
 }
 
-fn reference(id: Uuid) -> AppResult<BillingReference> {
+pub(super) fn reference(id: Uuid) -> AppResult<BillingReference> {
     BillingReference::parse(&id.to_string())
         .map_err(|problem| AppError::internal(anyhow::anyhow!("{problem}")))
 }

@@ -495,6 +495,7 @@ async fn apply(
             action,
             changes,
             webhook_event_id: Some(&event.id),
+            reconciliation_run_id: None,
         }
         .insert(conn)
         .await?;

@@ -426,6 +426,22 @@ impl Harness {
                     StatusCode::BAD_REQUEST,
                 )
             }
+            "BillingService.ListReconciliationFindings" => (
+                call(
+                    Method::GET,
+                    "/v1/billing/reconciliation-findings",
+                    admin,
+                    None,
+                ),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/billing/reconciliation-findings",
+                    Some(&self.agent.access_token),
+                    None,
+                ),
+                StatusCode::FORBIDDEN,
+            ),
             "WebhookService.ListWebhookEvents" => (
                 call(
                     Method::GET,

@@ -16,8 +16,9 @@ const TICKETS: &str = "supportdesk.v1.TicketService";
 const STATE: &str = "supportdesk_job_runner_task_state";
 
 /// The service's own tasks, as they are named in metrics and logs.
-const SERVICE_TASKS: [&str; 7] = [
+const SERVICE_TASKS: [&str; 8] = [
     "billing-completer",
+    "billing-reconciler",
     "dependency-probe",
     "health-gates",
     "idempotency-sweeper",

@@ -7,6 +7,7 @@ mod bad_input;
 mod billing;
 mod billing_crashes;
 mod billing_faults;
+mod billing_reconciliation;
 mod command_line;
 mod contract;
 mod deadlines;

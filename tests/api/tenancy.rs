@@ -332,6 +332,30 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 .charges;
             assert!(charges.iter().all(|charge| charge.id != target.charge.id));
         }
+        "BillingService/ListReconciliationFindings" => {
+            let result = app
+                .billing
+                .clone()
+                .list_reconciliation_findings(attacker.request(
+                    v1::ListReconciliationFindingsRequest {
+                        page_size: 100,
+                        ..Default::default()
+                    },
+                ))
+                .await;
+            if foreign {
+                let listed = result.expect("their own list").into_inner();
+                assert!(
+                    listed
+                        .findings
+                        .iter()
+                        .all(|finding| finding.charge_id != target.charge.id),
+                    "{rpc}: {listed:?}"
+                );
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
         "BillingService/RefundCharge" => {
             let result = app
                 .billing

@@ -5,6 +5,7 @@ mod binary;
 mod faults;
 mod helpers;
 mod idempotency;
+mod lists;
 mod payment_intents;
 mod refunds;
 mod webhooks;

@@ -227,6 +227,67 @@ impl ChargeRow {
         Ok(u64::try_from(charges + refunds).unwrap_or_default())
     }
 
+    /// Up to `limit` charges of every account created from `from` until `until`, oldest first,
+    /// after `after`: a reconciliation run's share of the table, read in short queries.
+    pub async fn list_created_between(
+        conn: &mut AsyncPgConnection,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        after: Option<PageCursor>,
+        limit: i64,
+    ) -> AppResult<Vec<StoredCharge>> {
+        let mut query = charges::table
+            .filter(charges::created_at.ge(from))
+            .filter(charges::created_at.lt(until))
+            .select(Self::as_select())
+            .order((charges::created_at.asc(), charges::id.asc()))
+            .limit(limit)
+            .into_boxed();
+        if let Some(cursor) = after {
+            query = query.filter(
+                charges::created_at.gt(cursor.at).or(charges::created_at
+                    .eq(cursor.at)
+                    .and(charges::id.gt(cursor.id))),
+            );
+        }
+        query
+            .load::<Self>(conn)
+            .await?
+            .into_iter()
+            .map(Self::into_domain)
+            .collect()
+    }
+
+    /// Whether a charge `id` exists in any account.
+    pub async fn exists_anywhere(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<bool> {
+        Ok(diesel::select(diesel::dsl::exists(
+            charges::table.filter(charges::id.eq(id)),
+        ))
+        .get_result(conn)
+        .await?)
+    }
+
+    /// Marks the charge for an operator's attention with `reason`, unless it already is (a reason
+    /// the completer set is kept). True when it was newly marked.
+    pub async fn mark_for_attention(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        id: ChargeId,
+        reason: &str,
+    ) -> AppResult<bool> {
+        let marked = diesel::update(charges::table)
+            .filter(charges::account_id.eq(account_id.as_uuid()))
+            .filter(charges::id.eq(id.as_uuid()))
+            .filter(charges::attention_reason.is_null())
+            .set((
+                charges::attention_reason.eq(reason),
+                charges::attention_since.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(marked > 0)
+    }
+
     /// Writes the state of `after` over the locked row.
     pub async fn save(conn: &mut AsyncPgConnection, after: &Charge) -> AppResult<StoredCharge> {
         // `treat_none_as_null`: every column is always set, so the statement has one shape.

@@ -23,6 +23,8 @@ pub struct NewChargeActivity<'a> {
     pub changes: Value,
     /// The provider's webhook event that caused it; none for the service's own transitions.
     pub webhook_event_id: Option<&'a str>,
+    /// The reconciliation run that made it, for a repair of drift from the provider's ledger.
+    pub reconciliation_run_id: Option<Uuid>,
 }
 
 impl NewChargeActivity<'_> {

@@ -10,6 +10,8 @@ pub mod charge_activity;
 pub mod charge_dispute;
 pub mod comment;
 pub mod idempotency;
+pub mod reconciliation_finding;
+pub mod reconciliation_run;
 pub mod refund;
 pub mod send_lease;
 pub mod ticket;
@@ -25,6 +27,10 @@ pub use charge_activity::NewChargeActivity;
 pub use charge_dispute::NewChargeDispute;
 pub use comment::{CommentRow, NewComment};
 pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
+pub use reconciliation_finding::{
+    NewReconciliationFinding, ReconciliationFindingRow, StoredFinding,
+};
+pub use reconciliation_run::{NewReconciliationRun, ReconciliationRunRow, RunCounts};
 pub use refund::{NewRefund, RefundRow, StoredRefund};
 pub use ticket::{NewTicket, TicketChangeset, TicketListQuery, TicketRow};
 pub use user::{NewUser, User, UserChangeset};

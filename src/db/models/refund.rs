@@ -102,6 +102,37 @@ impl RefundRow {
     }
 
     /// Every refund of a charge, oldest first.
+    /// Up to `limit` refunds of every account created from `from` until `until`, oldest first,
+    /// after `after` (its creation time and id): a reconciliation run's share of the table.
+    pub async fn list_created_between(
+        conn: &mut AsyncPgConnection,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: i64,
+    ) -> AppResult<Vec<StoredRefund>> {
+        let mut query = refunds::table
+            .filter(refunds::created_at.ge(from))
+            .filter(refunds::created_at.lt(until))
+            .select(Self::as_select())
+            .order((refunds::created_at.asc(), refunds::id.asc()))
+            .limit(limit)
+            .into_boxed();
+        if let Some((at, id)) = after {
+            query = query.filter(
+                refunds::created_at
+                    .gt(at)
+                    .or(refunds::created_at.eq(at).and(refunds::id.gt(id))),
+            );
+        }
+        query
+            .load::<Self>(conn)
+            .await?
+            .into_iter()
+            .map(Self::into_domain)
+            .collect()
+    }
+
     pub async fn list_for_charge(
         conn: &mut AsyncPgConnection,
         account_id: AccountId,
