@@ -321,9 +321,7 @@ impl RateLimiter {
         metrics: &Metrics,
     ) -> Self {
         let counters = metrics.rate_limit();
-        counters
-            .fail_open
-            .store(settings.fail_open, std::sync::atomic::Ordering::Relaxed);
+        counters.fail_open.set(u64::from(settings.fail_open));
         Self {
             redis,
             keys,

@@ -560,10 +560,7 @@ impl Billing {
     async fn count_needing_attention(&self) -> AppResult<()> {
         let mut connection = crate::db::connection(&self.pool).await?;
         let count = ChargeRow::count_needing_attention(&mut connection).await?;
-        self.metrics
-            .billing()
-            .needing_attention
-            .store(count, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.billing().needing_attention.set(count);
         Ok(())
     }
 
