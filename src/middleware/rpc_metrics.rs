@@ -20,7 +20,7 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use crate::methods::Method;
-use crate::metrics::RpcMetrics;
+use crate::metrics::{RpcMetrics, RpcName};
 
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
@@ -75,14 +75,14 @@ fn status_in(headers: &HeaderMap) -> Option<u16> {
 /// An RPC whose status is not known yet.
 struct Pending {
     metrics: RpcMetrics,
-    method: &'static str,
+    rpc: RpcName,
     started: Instant,
 }
 
 impl Pending {
     fn answered(self, code: u16) {
         self.metrics
-            .answered(self.method, code, self.started.elapsed());
+            .answered(self.rpc, code, self.started.elapsed());
     }
 }
 
@@ -105,13 +105,19 @@ where
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await?;
-            let method = response
-                .extensions()
-                .get::<&'static Method>()
-                .map_or(UNKNOWN_METHOD, |method| method.path.as_str());
+            let rpc = response.extensions().get::<&'static Method>().map_or(
+                RpcName {
+                    path: UNKNOWN_METHOD,
+                    index: None,
+                },
+                |method| RpcName {
+                    path: method.path.as_str(),
+                    index: Some(method.index),
+                },
+            );
             let pending = Pending {
                 metrics,
-                method,
+                rpc,
                 started,
             };
             if let Some(code) = status_in(response.headers()) {
