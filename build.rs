@@ -33,9 +33,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         compiler.encode_file_descriptor_set(),
     )?;
 
-    // Decoding failures are the client's mistake (INVALID_ARGUMENT), not INTERNAL: src/codec.rs.
+    // Decoding failures are the client's mistake (INVALID_ARGUMENT), not INTERNAL: src/wire/codec.rs.
     tonic_prost_build::configure()
-        .codec_path("crate::codec::ApiCodec")
+        .codec_path("crate::wire::codec::ApiCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(compiler.file_descriptor_set())?;

@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 use crate::configuration::Settings;
 use crate::startup::{Application, shutdown_signal};
 use crate::telemetry::{get_subscriber, init_subscriber};
-use crate::{client, db, proto, seed};
+use crate::wire::proto;
+use crate::{client, db, seed};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -10,8 +10,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::proto::v1::LoginRequest;
-use crate::proto::v1::auth_service_client::AuthServiceClient;
+use crate::wire::proto::v1::LoginRequest;
+use crate::wire::proto::v1::auth_service_client::AuthServiceClient;
 
 /// How long one attempt may take: connecting and the call together.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -35,19 +35,19 @@ use crate::jobs::{
     HealthEffect, JobRunner, RestartPolicy, SERVICE_BACKOFF, Task, billing_completer,
     billing_reconciler, idempotency_sweeper,
 };
-use crate::methods::MethodTable;
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::middleware::MiddlewareLayer;
-use crate::proto;
-use crate::proto::v1::account_service_server::AccountServiceServer;
-use crate::proto::v1::api_key_service_server::ApiKeyServiceServer;
-use crate::proto::v1::auth_service_server::AuthServiceServer;
-use crate::proto::v1::ticket_service_server::TicketServiceServer;
-use crate::proto::v1::user_service_server::UserServiceServer;
-use crate::proto::v1::webhook_service_server::WebhookServiceServer;
 use crate::rate_limit::RateLimiter;
 use crate::redis_pool::{self, Redis, RedisKeys};
 use crate::service::{Accounts, ApiKeys, Authentication, TicketCache, TicketDesk, Users};
+use crate::wire::methods::MethodTable;
+use crate::wire::proto;
+use crate::wire::proto::v1::account_service_server::AccountServiceServer;
+use crate::wire::proto::v1::api_key_service_server::ApiKeyServiceServer;
+use crate::wire::proto::v1::auth_service_server::AuthServiceServer;
+use crate::wire::proto::v1::ticket_service_server::TicketServiceServer;
+use crate::wire::proto::v1::user_service_server::UserServiceServer;
+use crate::wire::proto::v1::webhook_service_server::WebhookServiceServer;
 
 pub struct Application {
     listener: TcpListener,
@@ -177,14 +177,15 @@ impl Application {
             crate::service::Billing::new(self.database.clone(), provider)
                 .counting_into(services.metrics.clone())
         });
-        let billing_api = crate::proto::v1::billing_service_server::BillingServiceServer::new(
-            crate::api::billing::BillingApi::new(
-                billing.clone(),
-                services.idempotency.clone(),
-                services.page_tokens.clone(),
-            ),
-        )
-        .max_decoding_message_size(max_bytes);
+        let billing_api =
+            crate::wire::proto::v1::billing_service_server::BillingServiceServer::new(
+                crate::api::billing::BillingApi::new(
+                    billing.clone(),
+                    services.idempotency.clone(),
+                    services.page_tokens.clone(),
+                ),
+            )
+            .max_decoding_message_size(max_bytes);
         let webhooks = crate::service::Webhooks::new(
             self.database.clone(),
             webhook_verifier(&self.settings.webhook_receiving),

@@ -82,7 +82,7 @@ pub fn category(dso: &str, symbol: &str) -> &'static str {
         "diesel" | "diesel_async" | "tokio_postgres" | "postgres_protocol" | "postgres_types"
         | "bb8" => CATEGORIES[7],
         "prost" | "bytes" | "tonic_prost" => CATEGORIES[8],
-        "supportdesk" if path.starts_with("supportdesk::proto") => CATEGORIES[8],
+        "supportdesk" if path.starts_with("supportdesk::wire::proto") => CATEGORIES[8],
         "tracing" | "tracing_core" | "tracing_subscriber" | "sharded_slab" => CATEGORIES[9],
         "supportdesk" => CATEGORIES[10],
         "core" | "alloc" | "std" | "hashbrown" | "itoa" | "memchr" => CATEGORIES[11],
@@ -184,7 +184,7 @@ mod tests {
      3.20%  supportdesk        [.] _mi_page_malloc_zero
      2.90%  supportdesk        [.] h2::hpack::huffman::decode::decode
      0.80%  supportdesk        [.] <supportdesk::middleware::admission::Admit<S> as tower_service::Service<http::request::Request<tonic::body::Body>>>::call::{{closure}}
-     0.40%  supportdesk        [.] <supportdesk::proto::supportdesk::v1::Ticket as prost::Message>::encode_raw
+     0.40%  supportdesk        [.] <supportdesk::wire::proto::supportdesk::v1::Ticket as prost::Message>::encode_raw
      0.30%  supportdesk        [.] core::ptr::drop_in_place<redis::types::Value>
      0.20%  supportdesk        [.] 0x0000000000595bce
 ";

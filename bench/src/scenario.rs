@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use supportdesk::proto::v1;
-use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
-use supportdesk::proto::v1::user_service_client::UserServiceClient;
+use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
+use supportdesk::wire::proto::v1::user_service_client::UserServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 

@@ -5,11 +5,11 @@
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
-use supportdesk::proto::v1;
-use supportdesk::proto::v1::account_service_client::AccountServiceClient;
-use supportdesk::proto::v1::auth_service_client::AuthServiceClient;
-use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
-use supportdesk::proto::v1::user_service_client::UserServiceClient;
+use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::account_service_client::AccountServiceClient;
+use supportdesk::wire::proto::v1::auth_service_client::AuthServiceClient;
+use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
+use supportdesk::wire::proto::v1::user_service_client::UserServiceClient;
 use tonic::transport::Channel;
 
 use crate::data::{BenchData, Principal, TicketRef};

@@ -9,9 +9,9 @@ use super::{
 use crate::domain::{self, AccountName, AccountSlug, DisplayName, Email, Password};
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
-use crate::proto::v1;
 use crate::service::Accounts;
 use crate::service::accounts::NewAccountRequest;
+use crate::wire::proto::v1;
 
 pub struct AccountApi {
     accounts: Accounts,

@@ -10,8 +10,8 @@ use super::{
 use crate::domain::{self, ApiKeyId, ApiKeyName, InvalidValue, PageTokenKeys, Role};
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
-use crate::proto::v1;
 use crate::service::ApiKeys;
+use crate::wire::proto::v1;
 
 /// The name page tokens of ListApiKeys carry.
 const LIST: &str = "api-keys";

@@ -6,8 +6,8 @@ use super::users::user_to_wire;
 use super::{request_budget, request_context, required, timestamp};
 use crate::errors::{AppError, FieldViolations};
 use crate::middleware::ClientAddress;
-use crate::proto::v1;
 use crate::service::{Authentication, IssuedTokens};
+use crate::wire::proto::v1;
 
 pub struct AuthApi {
     authentication: Authentication,

@@ -17,9 +17,9 @@ use crate::domain::{
 };
 use crate::errors::{AppError, FieldViolations, Reason};
 use crate::idempotency::IdempotencyPolicy;
-use crate::proto::v1;
 use crate::service::Billing;
 use crate::service::billing::{CHARGE_PHASES, NewChargeRequest, REFUND_PHASES};
+use crate::wire::proto::v1;
 
 pub struct BillingApi {
     billing: Option<Billing>,

@@ -21,8 +21,8 @@ use crate::errors::{AppError, AppResult, FieldViolations};
 use crate::idempotency::{
     IdempotencyPolicy, Idempotent, Outcome, StoredResponse, caller_scope, fingerprint,
 };
-use crate::methods::Method;
 use crate::middleware::{ClientAddress, RequestDeadline};
+use crate::wire::methods::Method;
 
 /// How long the work of a public RPC (no caller) may take.
 pub(crate) fn request_budget<T>(request: &Request<T>) -> AppResult<Duration> {

@@ -12,8 +12,8 @@ use crate::domain::{
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
-use crate::proto::v1;
 use crate::service::{PrefetchedEntry, TicketDesk, TicketEdits};
+use crate::wire::proto::v1;
 
 /// Ticket fields UpdateTicket can change.
 const EDITABLE: &[&str] = &["subject", "description", "priority"];

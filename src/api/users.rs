@@ -10,8 +10,8 @@ use crate::domain::{
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
-use crate::proto::v1;
 use crate::service::{NewUserRequest, UserChanges, Users};
+use crate::wire::proto::v1;
 
 /// The name page tokens of ListUsers carry.
 const LIST: &str = "users";

@@ -9,8 +9,8 @@ use super::{ListPages, optional_timestamp, request_context, required, timestamp}
 use crate::db::models::StoredWebhookEvent;
 use crate::domain::{InvalidValue, PageTokenKeys, WebhookEventId, WebhookEventState};
 use crate::errors::AppError;
-use crate::proto::v1;
 use crate::service::Webhooks;
+use crate::wire::proto::v1;
 
 /// The request header (gRPC metadata) carrying the provider's signature.
 const SIGNATURE_HEADER: &str = "stripe-signature";

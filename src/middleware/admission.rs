@@ -41,9 +41,9 @@ use crate::auth::principals::{KnownState, Lease};
 use crate::auth::{Authenticator, Caller, Credential};
 use crate::domain::TicketId;
 use crate::errors::{AppError, Reason};
-use crate::methods::{Access, Method, Prefetch};
 use crate::rate_limit::{AlsoRead, Decision, Policy, RateLimiter, Subject};
 use crate::service::{PrefetchedEntry, TicketCache};
+use crate::wire::methods::{Access, Method, Prefetch};
 
 /// What admission works with, shared by every request through one `Arc`: a request clones a
 /// pointer, not the authenticator's keys and the limiter's settings.

@@ -15,8 +15,8 @@ use tower::{Layer, Service};
 use super::method::declared_method;
 use crate::domain::{IdempotencyKey, InvalidValue};
 use crate::errors::AppError;
-use crate::methods::Idempotency;
 use crate::wire::headers::IDEMPOTENCY_KEY_HEADER;
+use crate::wire::methods::Idempotency;
 
 /// The header, for lookups that do not parse the name on every request.
 const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static(IDEMPOTENCY_KEY_HEADER);

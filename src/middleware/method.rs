@@ -22,8 +22,8 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use crate::errors::AppError;
-use crate::methods::{Method, MethodTable};
 use crate::wire::headers::HTTP_STATUS_HEADER;
+use crate::wire::methods::{Method, MethodTable};
 
 // Header names looked up on every response, made once instead of parsed on every lookup.
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");

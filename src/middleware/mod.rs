@@ -55,11 +55,11 @@ use tracing::{Level, Span};
 
 use crate::auth::Authenticator;
 use crate::configuration::ServerSettings;
-use crate::methods::MethodTable;
 use crate::metrics::RpcMetrics;
 use crate::rate_limit::RateLimiter;
 use crate::service::TicketCache;
 use crate::wire::headers::REQUEST_ID_HEADER;
+use crate::wire::methods::MethodTable;
 
 const REQUEST_ID: http::HeaderName = http::HeaderName::from_static(REQUEST_ID_HEADER);
 

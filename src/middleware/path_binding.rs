@@ -27,8 +27,8 @@ use super::method::declared_method;
 use super::unary_body::Peeked;
 use crate::domain::InvalidValue;
 use crate::errors::{FieldViolations, Reason};
-use crate::methods::{PathBindings, field_text};
 use crate::wire::headers::{ORIGINAL_METHOD_HEADER, ORIGINAL_PATH_HEADER};
+use crate::wire::methods::{PathBindings, field_text};
 
 // The transcoder's two headers, for lookups that do not parse the name on every request.
 const ORIGINAL_PATH: http::HeaderName = http::HeaderName::from_static(ORIGINAL_PATH_HEADER);
@@ -163,7 +163,7 @@ mod tests {
     use prost_reflect::DynamicMessage;
 
     use super::*;
-    use crate::methods::MethodTable;
+    use crate::wire::methods::MethodTable;
 
     fn bindings_of(rpc: &str) -> &'static PathBindings {
         MethodTable::get()

@@ -11,8 +11,8 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 
-use crate::methods::{Method, Quota};
 use crate::rate_limit::{Decision, Policy, Subject};
+use crate::wire::methods::{Method, Quota};
 
 /// Which quota a request counts against; `None` for none. A path the table does not know (it
 /// reached here with a caller, since authentication fails closed) counts as a write.

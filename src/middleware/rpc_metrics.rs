@@ -19,8 +19,8 @@ use http_body::Frame;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use crate::methods::Method;
 use crate::metrics::{RpcMetrics, RpcName};
+use crate::wire::methods::Method;
 
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 

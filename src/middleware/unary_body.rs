@@ -110,7 +110,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::proto::v1;
+    use crate::wire::proto::v1;
 
     fn framed(message: &impl Message) -> Peeked {
         let encoded = message.encode_to_vec();

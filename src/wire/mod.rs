@@ -1,4 +1,11 @@
-//! What the service and its clients agree on byte for byte: for now the names of the headers
-//! (gRPC metadata keys) the service reads and writes.
+//! What the service and its clients agree on byte for byte: the protobuf contract as the service
+//! sees it. The generated code and the descriptor set ([`proto`]), the codec that reads requests
+//! ([`codec`]), the method table of every RPC's declarations ([`methods`]) with its REST path
+//! templates ([`http_rule`]), and the names of the headers (gRPC metadata keys) the service reads
+//! and writes ([`headers`]).
 
+pub mod codec;
 pub mod headers;
+pub mod http_rule;
+pub mod methods;
+pub mod proto;

@@ -2,7 +2,7 @@
 //! do with the people of their account.
 
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use super::support::{TEST_PASSWORD, TestApp, assert_reason, details, log_in, violated_fields};

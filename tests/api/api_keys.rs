@@ -3,7 +3,7 @@
 use diesel::sql_types::{Bytea, Text};
 use diesel_async::RunQueryDsl;
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use super::support::{TestApp, assert_reason, keyed, violated_fields, with_token};

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::AsyncCommands;
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use super::support::{

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use reqwest::StatusCode;
 use supportdesk::domain::{PageCursor, PageScope, PageTokenKeys};
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use tonic::Code;
 use tonic_types::StatusExt;
 

@@ -21,9 +21,9 @@ use supportdesk::errors::{AppError, Reason};
 use supportdesk::idempotency::{
     FingerprintKey, IdempotencyPolicy, Idempotent, Outcome, StoredResponse,
 };
-use supportdesk::proto::v1;
 use supportdesk::service::billing::{CHARGE_PHASES, REFUND_PHASES};
 use supportdesk::service::{Billing, CompleterPolicy, NewChargeRequest};
+use supportdesk::wire::proto::v1;
 use tokio::time::Instant;
 
 use super::support::{
@@ -881,7 +881,7 @@ async fn fifty_identical_create_charge_calls_with_one_key_through_two_servers_ch
     let (second, _server) = super::support::second_instance(&app.settings).await;
     let clients = [
         app.billing.clone(),
-        supportdesk::proto::v1::billing_service_client::BillingServiceClient::new(second),
+        supportdesk::wire::proto::v1::billing_service_client::BillingServiceClient::new(second),
     ];
     let mut calls = Vec::new();
     for attempt in 0..50 {

@@ -31,9 +31,9 @@ use payment_simulator::{
 use supportdesk::db::models::charge_activity::actions_of_charge;
 use supportdesk::db::schema::{charges, refunds};
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
-use supportdesk::proto::v1::billing_service_client::BillingServiceClient;
-use supportdesk::proto::v1::user_service_client::UserServiceClient;
+use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::billing_service_client::BillingServiceClient;
+use supportdesk::wire::proto::v1::user_service_client::UserServiceClient;
 use tokio::io::AsyncReadExt;
 use tonic::transport::Channel;
 use uuid::Uuid;

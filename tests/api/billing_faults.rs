@@ -17,8 +17,8 @@ use supportdesk::db::schema::{charge_activities, charges, refunds};
 use supportdesk::domain::{ChargeId, Role, SessionId};
 use supportdesk::errors::Reason;
 use supportdesk::metrics::Metrics;
-use supportdesk::proto::v1;
 use supportdesk::service::{Billing, CompleterPolicy};
+use supportdesk::wire::proto::v1;
 use tokio::task::JoinSet;
 use tonic::Code;
 

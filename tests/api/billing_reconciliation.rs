@@ -18,8 +18,8 @@ use supportdesk::db::models::NewCharge;
 use supportdesk::db::schema::{charge_activities, charges, reconciliation_runs};
 use supportdesk::domain::{ChargeId, FindingKind};
 use supportdesk::metrics::Metrics;
-use supportdesk::proto::v1;
 use supportdesk::service::{Billing, ReconciliationPolicy, ReconciliationReport};
+use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use super::support::{TestApp, TestUser, assert_reason, in_seconds, keyed, usd};

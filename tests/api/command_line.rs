@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::ExposeSecret;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 
 use super::support::{
     Count, TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, TestDatabase,

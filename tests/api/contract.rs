@@ -8,7 +8,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use supportdesk::errors::Reason;
-use supportdesk::methods::{HttpSuccess, Idempotency, MethodTable};
+use supportdesk::wire::methods::{HttpSuccess, Idempotency, MethodTable};
 
 use super::support::envoy::Envoy;
 use super::support::{
@@ -760,7 +760,7 @@ fn webhook_event(charge: &str) -> (String, Value) {
 }
 
 /// The declaration of `rpc` (`TicketService.GetTicket`) in the method table.
-fn declaration_of(rpc: &str) -> &'static supportdesk::methods::Method {
+fn declaration_of(rpc: &str) -> &'static supportdesk::wire::methods::Method {
     let path = format!("/supportdesk.v1.{}", rpc.replace('.', "/"));
     MethodTable::get()
         .expect("the method table loads")
@@ -785,10 +785,10 @@ impl Harness {
     async fn start(app: TestApp) -> Self {
         let envoy = Envoy::start_in_front_of(app.address.port()).await;
         let agent = app
-            .add_user(&app.admin, supportdesk::proto::v1::UserRole::Agent)
+            .add_user(&app.admin, supportdesk::wire::proto::v1::UserRole::Agent)
             .await;
         let customer = app
-            .add_user(&app.admin, supportdesk::proto::v1::UserRole::Customer)
+            .add_user(&app.admin, supportdesk::wire::proto::v1::UserRole::Customer)
             .await;
         let http = reqwest::Client::new();
         let key = http
@@ -1135,7 +1135,7 @@ struct PathWithVariables {
 
 fn rest_paths_with_variables() -> Vec<PathWithVariables> {
     use prost_reflect::{DescriptorPool, Value as Field};
-    let pool = DescriptorPool::decode(supportdesk::proto::FILE_DESCRIPTOR_SET)
+    let pool = DescriptorPool::decode(supportdesk::wire::proto::FILE_DESCRIPTOR_SET)
         .expect("the descriptor set decodes");
     let http = pool
         .get_extension_by_name("google.api.http")

@@ -117,9 +117,11 @@ async fn a_message_over_the_size_limit_is_refused_with_the_limit_named() {
     let status = app
         .tickets
         .clone()
-        .get_ticket(app.as_admin(supportdesk::proto::v1::GetTicketRequest {
-            id: "x".repeat(32 * 1024),
-        }))
+        .get_ticket(
+            app.as_admin(supportdesk::wire::proto::v1::GetTicketRequest {
+                id: "x".repeat(32 * 1024),
+            }),
+        )
         .await
         .expect_err("too large");
     assert_eq!(status.code(), Code::ResourceExhausted);
@@ -149,7 +151,7 @@ async fn a_request_that_finds_every_connection_busy_is_told_so_not_that_the_data
     let status = app
         .tickets
         .clone()
-        .list_tickets(app.as_admin(supportdesk::proto::v1::ListTicketsRequest::default()))
+        .list_tickets(app.as_admin(supportdesk::wire::proto::v1::ListTicketsRequest::default()))
         .await
         .expect_err("no connection comes free within the connect timeout");
     assert_eq!(status.code(), Code::Unavailable);
@@ -170,7 +172,7 @@ async fn a_request_that_finds_every_connection_busy_is_told_so_not_that_the_data
     let listed = app
         .tickets
         .clone()
-        .list_tickets(app.as_admin(supportdesk::proto::v1::ListTicketsRequest::default()))
+        .list_tickets(app.as_admin(supportdesk::wire::proto::v1::ListTicketsRequest::default()))
         .await
         .expect("listed once a connection is free")
         .into_inner();

@@ -9,8 +9,8 @@ use std::time::Duration;
 use supportdesk::configuration::RateQuota;
 use supportdesk::domain::Role;
 use supportdesk::errors::Reason;
-use supportdesk::methods::{Access, Idempotency, Method, MethodTable, Quota};
-use supportdesk::proto::v1;
+use supportdesk::wire::methods::{Access, Idempotency, Method, MethodTable, Quota};
+use supportdesk::wire::proto::v1;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -323,9 +323,10 @@ fn envoy_transcodes_exactly_the_api_services_of_the_proto() {
 fn an_rpc_without_a_declaration_stops_the_table_from_loading() {
     use prost::Message;
     // prost_types keeps no extension options: re-encoding the set strips every declaration.
-    let stripped = prost_types::FileDescriptorSet::decode(supportdesk::proto::FILE_DESCRIPTOR_SET)
-        .expect("decodes")
-        .encode_to_vec();
+    let stripped =
+        prost_types::FileDescriptorSet::decode(supportdesk::wire::proto::FILE_DESCRIPTOR_SET)
+            .expect("decodes")
+            .encode_to_vec();
     let error = MethodTable::from_descriptor_sets(&stripped, &[])
         .expect_err("a table without declarations");
     assert!(

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use super::support::proxy::{TcpProxy, socket_address_of, url_through};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::support::envoy::Envoy;

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use reqwest::StatusCode;
 use serde_json::Value;
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use super::support::envoy::Envoy;

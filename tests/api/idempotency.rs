@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
-use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
+use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use supportdesk::configuration::RateQuota;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use super::support::proxy::{TcpProxy, socket_address_of, url_through};

@@ -11,11 +11,11 @@ use supportdesk::auth::principals::{
 use supportdesk::domain::{AccountId, Role, UserId};
 use supportdesk::errors::Reason;
 use supportdesk::metrics::Metrics;
-use supportdesk::proto::v1;
-use supportdesk::proto::v1::api_key_service_client::ApiKeyServiceClient;
-use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
 use supportdesk::rate_limit::{AlsoRead, Policy, RateLimiter, Subject};
 use supportdesk::redis_pool::{self, RedisKeys};
+use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::api_key_service_client::ApiKeyServiceClient;
+use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 use tonic::Code;
 
 use super::support::proxy::{TcpProxy, socket_address_of, url_through};

@@ -9,9 +9,9 @@ use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::RunQueryDsl;
 use secrecy::ExposeSecret;
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1::account_service_client::AccountServiceClient;
-use supportdesk::proto::v1::auth_service_client::AuthServiceClient;
-use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
+use supportdesk::wire::proto::v1::account_service_client::AccountServiceClient;
+use supportdesk::wire::proto::v1::auth_service_client::AuthServiceClient;
+use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -156,7 +156,7 @@ async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
     // Signing up and logging in handle a password and mint tokens: none may reach the logs.
     let admin = sign_up_through(&channel).await;
     let refreshed = AuthServiceClient::new(channel.clone())
-        .refresh_token(supportdesk::proto::v1::RefreshTokenRequest {
+        .refresh_token(supportdesk::wire::proto::v1::RefreshTokenRequest {
             refresh_token: admin.refresh_token.clone(),
         })
         .await
@@ -372,7 +372,7 @@ fn the_descriptor_command_writes_the_set_envoy_needs() {
         .expect("run supportdesk descriptor");
     assert!(status.success());
     let written = std::fs::read(&out).unwrap();
-    assert_eq!(written, supportdesk::proto::FILE_DESCRIPTOR_SET);
+    assert_eq!(written, supportdesk::wire::proto::FILE_DESCRIPTOR_SET);
     let text = String::from_utf8_lossy(&written);
     for needed in [
         "/v1/tickets/{id}",
@@ -470,7 +470,7 @@ async fn seed_demo_makes_a_demo_customer_the_demo_admin_can_charge() {
             .await
             .unwrap(),
     )
-    .login(supportdesk::proto::v1::LoginRequest {
+    .login(supportdesk::wire::proto::v1::LoginRequest {
         account: "demo".to_owned(),
         email: "admin@demo.example".to_owned(),
         password: "supportdesk-demo".to_owned(),
@@ -483,10 +483,10 @@ async fn seed_demo_makes_a_demo_customer_the_demo_admin_can_charge() {
     .access_token;
     let mut request = super::support::with_token(
         &token,
-        supportdesk::proto::v1::CreateChargeRequest {
-            charge: Some(supportdesk::proto::v1::Charge {
+        supportdesk::wire::proto::v1::CreateChargeRequest {
+            charge: Some(supportdesk::wire::proto::v1::Charge {
                 customer_id: customer_id.clone(),
-                amount: Some(supportdesk::proto::v1::Money {
+                amount: Some(supportdesk::wire::proto::v1::Money {
                     amount_minor: 1_250,
                     currency_code: "USD".to_owned(),
                 }),
@@ -509,7 +509,7 @@ async fn seed_demo_makes_a_demo_customer_the_demo_admin_can_charge() {
     assert_eq!(charge.customer_id, customer_id);
     assert_eq!(
         charge.status,
-        i32::from(supportdesk::proto::v1::ChargeStatus::Succeeded)
+        i32::from(supportdesk::wire::proto::v1::ChargeStatus::Succeeded)
     );
 }
 
@@ -542,7 +542,7 @@ async fn seed_demo_makes_a_demo_login_and_can_generate_tickets_to_list() {
             .await
             .unwrap(),
     )
-    .login(supportdesk::proto::v1::LoginRequest {
+    .login(supportdesk::wire::proto::v1::LoginRequest {
         account: "demo".to_owned(),
         email: "admin@demo.example".to_owned(),
         password: "supportdesk-demo".to_owned(),
@@ -559,10 +559,10 @@ async fn seed_demo_makes_a_demo_login_and_can_generate_tickets_to_list() {
             .clone()
             .list_tickets(super::support::with_token(
                 &token,
-                supportdesk::proto::v1::ListTicketsRequest {
+                supportdesk::wire::proto::v1::ListTicketsRequest {
                     page_size: 100,
                     page_token,
-                    statuses: vec![supportdesk::proto::v1::TicketStatus::Open.into()],
+                    statuses: vec![supportdesk::wire::proto::v1::TicketStatus::Open.into()],
                     ..Default::default()
                 },
             ))

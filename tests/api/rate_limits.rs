@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use supportdesk::configuration::{RateQuota, Settings};
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
-use supportdesk::proto::v1::user_service_client::UserServiceClient;
+use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::user_service_client::UserServiceClient;
 use tonic::Code;
 
 use super::support::envoy::Envoy;

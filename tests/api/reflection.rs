@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use supportdesk::methods::MethodTable;
+use supportdesk::wire::methods::MethodTable;
 use tokio::process::Command;
 
 use super::support::{PATIENCE, TestApp, grpcurl};

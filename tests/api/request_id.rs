@@ -1,6 +1,6 @@
 //! Every response carries an `x-request-id`: the caller's, or one the service made up.
 
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 
 use super::support::TestApp;
 

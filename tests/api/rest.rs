@@ -230,7 +230,7 @@ async fn a_browser_signs_up_logs_in_and_calls_with_its_token_over_json() {
 async fn a_customer_asking_for_admin_things_gets_403() {
     let app = TestApp::spawn().await;
     let customer = app
-        .add_user(&app.admin, supportdesk::proto::v1::UserRole::Customer)
+        .add_user(&app.admin, supportdesk::wire::proto::v1::UserRole::Customer)
         .await;
     let (envoy, http) = envoy_for(&app).await;
     let response = http

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 
 use super::support::proxy::{Protocol, TcpProxy, socket_address_of, url_through};
 use super::support::{

@@ -5,7 +5,7 @@
 
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use tonic::{Code, Status};
 
 use super::support::{
@@ -587,7 +587,7 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 chrono::Utc::now().timestamp(),
             );
             let mut request = tonic::Request::new(v1::ReceivePaymentEventRequest {
-                http_body: Some(supportdesk::proto::google::api::HttpBody {
+                http_body: Some(supportdesk::wire::proto::google::api::HttpBody {
                     content_type: "application/json".to_owned(),
                     data: body.clone(),
                     extensions: Vec::new(),

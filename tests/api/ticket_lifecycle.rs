@@ -4,7 +4,7 @@
 use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::RunQueryDsl;
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use super::support::{

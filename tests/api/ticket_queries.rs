@@ -14,8 +14,8 @@ use supportdesk::domain::{
     AccountId, PageCursor, TicketFilter, TicketOrder, TicketOrderField, TicketPriority,
     TicketStatus, Timestamp, UserId,
 };
-use supportdesk::proto::v1;
 use supportdesk::service::ticket_cache::read_entry;
+use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use super::support::proxy::{TcpProxy, socket_address_of, url_through};

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use super::support::{TestApp, assert_reason, valid_create_request, violated_fields};

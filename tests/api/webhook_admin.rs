@@ -7,7 +7,7 @@ use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use super::support::{TEST_WEBHOOK_SECRET, TestApp, assert_reason, details, violated_fields};
@@ -50,7 +50,7 @@ async fn receive_signed(app: &TestApp, body: Vec<u8>) -> v1::ReceivePaymentEvent
         chrono::Utc::now().timestamp(),
     );
     let mut request = tonic::Request::new(v1::ReceivePaymentEventRequest {
-        http_body: Some(supportdesk::proto::google::api::HttpBody {
+        http_body: Some(supportdesk::wire::proto::google::api::HttpBody {
             content_type: "application/json".to_owned(),
             data: body,
             extensions: Vec::new(),

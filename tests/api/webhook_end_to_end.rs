@@ -10,9 +10,9 @@ use std::time::Duration;
 use payment_simulator::webhooks::{DeliveryFault, DeliveryFaultRule, WebhookEndpoint};
 use payment_simulator::{DisputeRequest, Endpoint, FaultAction, FaultRule, SimulatorHandle};
 use supportdesk::configuration::WebhookWorkerSettings;
-use supportdesk::proto::v1;
-use supportdesk::proto::v1::billing_service_client::BillingServiceClient;
-use supportdesk::proto::v1::user_service_client::UserServiceClient;
+use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::billing_service_client::BillingServiceClient;
+use supportdesk::wire::proto::v1::user_service_client::UserServiceClient;
 use uuid::Uuid;
 
 use super::process::{Running, sign_up_through};

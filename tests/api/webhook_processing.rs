@@ -16,7 +16,7 @@ use payment_simulator::{
 use supportdesk::configuration::WebhookWorkerSettings;
 use supportdesk::db::schema::{charge_activities, charges, webhook_events};
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use uuid::Uuid;
 
 use super::support::{TestApp, TestDatabase, TestUser, assert_reason, wait_until, with_metrics};

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 use uuid::Uuid;
 
 use super::support::envoy::Envoy;

@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use supportdesk::errors::Reason;
-use supportdesk::proto::v1;
+use supportdesk::wire::proto::v1;
 
 use super::support::envoy::Envoy;
 use super::support::{PATIENCE, TEST_WEBHOOK_SECRET, TestApp, assert_json_reason, keyed};

@@ -17,7 +17,7 @@ impl Envoy {
     pub(crate) async fn start_in_front_of(grpc_port: u16) -> Self {
         let workdir = tempfile::tempdir().expect("a temporary directory");
         let descriptor = workdir.path().join("supportdesk.pb");
-        std::fs::write(&descriptor, supportdesk::proto::FILE_DESCRIPTOR_SET)
+        std::fs::write(&descriptor, supportdesk::wire::proto::FILE_DESCRIPTOR_SET)
             .expect("write the descriptor set");
         let port = free_port();
         let config = configure(grpc_port, port, free_port(), &descriptor);

@@ -21,16 +21,16 @@ use supportdesk::configuration::{LogFormat, Settings};
 use supportdesk::db::{self, MIGRATIONS_FINGERPRINT};
 use supportdesk::domain::{AccountId, UserId};
 use supportdesk::errors::{ERROR_DOMAIN, Reason};
-use supportdesk::proto::v1;
-use supportdesk::proto::v1::account_service_client::AccountServiceClient;
-use supportdesk::proto::v1::api_key_service_client::ApiKeyServiceClient;
-use supportdesk::proto::v1::auth_service_client::AuthServiceClient;
-use supportdesk::proto::v1::billing_service_client::BillingServiceClient;
-use supportdesk::proto::v1::ticket_service_client::TicketServiceClient;
-use supportdesk::proto::v1::user_service_client::UserServiceClient;
-use supportdesk::proto::v1::webhook_service_client::WebhookServiceClient;
 use supportdesk::startup::Application;
 use supportdesk::telemetry::{get_subscriber, init_subscriber};
+use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::account_service_client::AccountServiceClient;
+use supportdesk::wire::proto::v1::api_key_service_client::ApiKeyServiceClient;
+use supportdesk::wire::proto::v1::auth_service_client::AuthServiceClient;
+use supportdesk::wire::proto::v1::billing_service_client::BillingServiceClient;
+use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
+use supportdesk::wire::proto::v1::user_service_client::UserServiceClient;
+use supportdesk::wire::proto::v1::webhook_service_client::WebhookServiceClient;
 use tokio::sync::{OnceCell, oneshot};
 use tokio::task::JoinHandle;
 use tonic::Request;
@@ -748,7 +748,7 @@ pub(crate) async fn second_instance(settings: &Settings) -> (Channel, JoinHandle
 /// server registers: tests that must cover the whole API iterate over this.
 pub(crate) fn every_rpc() -> Vec<(String, String)> {
     use prost::Message;
-    let set = prost_types::FileDescriptorSet::decode(supportdesk::proto::FILE_DESCRIPTOR_SET)
+    let set = prost_types::FileDescriptorSet::decode(supportdesk::wire::proto::FILE_DESCRIPTOR_SET)
         .expect("the descriptor set decodes");
     set.file
         .iter()

@@ -137,7 +137,7 @@ impl From<&prost::DecodeError> for MalformedMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::v1;
+    use crate::wire::proto::v1;
 
     fn decode_error<M: Message + Default + std::fmt::Debug>(bytes: &[u8]) -> MalformedMessage {
         MalformedMessage::from(&M::decode(bytes).expect_err("must not decode"))

@@ -20,8 +20,8 @@ use prost_reflect::{
 };
 
 use crate::domain::Role;
-use crate::http_rule::PathTemplate;
-use crate::proto;
+use crate::wire::http_rule::PathTemplate;
+use crate::wire::proto;
 
 /// The package whose services are the API.
 pub const API_PACKAGE: &str = "supportdesk.v1";
