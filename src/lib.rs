@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod methods;
 pub mod metrics;
 pub mod middleware;
+pub mod notifications;
 pub mod proto;
 pub mod rate_limit;
 pub mod redis_pool;
