@@ -1,0 +1,291 @@
+//! Email notifications, sent to a real SMTP server (aiosmtpd) and read back from its maildir:
+//! the acknowledgement of a new ticket arrives once, with both parts and the threading headers;
+//! a refused creation sends nothing; a server that is down holds the message until it is up;
+//! header injection adds nobody; concurrent creations send one message each.
+
+use std::collections::HashSet;
+
+use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use supportdesk::proto::v1;
+use uuid::Uuid;
+
+use super::support::smtp::{SmtpServer, send_to};
+use super::support::{PATIENCE, TestApp, count_of, valid_create_request, wait_until};
+
+/// How many notifications of the app's account are in `state`.
+async fn notifications_in(app: &TestApp, state: &str) -> i64 {
+    count_of(
+        &app.database,
+        &format!(
+            "SELECT count(*) AS count FROM notifications WHERE account_id = '{}' AND state = '{state}'",
+            app.account_id.as_uuid()
+        ),
+    )
+    .await
+}
+
+async fn all_notifications(app: &TestApp) -> i64 {
+    count_of(
+        &app.database,
+        &format!(
+            "SELECT count(*) AS count FROM notifications WHERE account_id = '{}'",
+            app.account_id.as_uuid()
+        ),
+    )
+    .await
+}
+
+fn request_for(requester: &str, subject: &str) -> v1::CreateTicketRequest {
+    let mut request = valid_create_request(subject);
+    request.ticket.as_mut().unwrap().requester_email = requester.to_owned();
+    request
+}
+
+#[tokio::test]
+async fn a_created_ticket_sends_its_requester_one_acknowledgement_with_both_parts_and_threading() {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+
+    let ticket = app
+        .create_as_admin(request_for("ann@example.com", "Printer <on> fire & smoke"))
+        .await;
+
+    let received = smtp.wait_for(1).await;
+    wait_until("the notification is marked sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1
+    })
+    .await;
+    assert_eq!(received.len(), 1);
+    let message = &received[0];
+    assert_eq!(message.envelope_recipients(), ["ann@example.com"]);
+    assert!(message.header("To").contains("ann@example.com"));
+    assert!(message.header("From").contains("support@desk.example.com"));
+    assert_eq!(message.header("Reply-To"), "replies@desk.example.com");
+    assert!(
+        message.header("Subject").contains(&ticket.id),
+        "{}",
+        message.header("Subject")
+    );
+
+    let text = message.part("text/plain");
+    assert!(text.contains(&ticket.id), "{text}");
+    assert!(text.contains("Printer <on> fire & smoke"), "{text}");
+    let html = message.part("text/html");
+    assert!(html.contains(&ticket.id), "{html}");
+    assert!(
+        html.contains("Printer &lt;on&gt; fire &amp; smoke"),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("https://desk.example.com/tickets/{}", ticket.id)),
+        "{html}"
+    );
+
+    let message_id = message.header("Message-ID");
+    let stored: String = {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            message_id: String,
+        }
+        let mut conn = app.database.connect().await;
+        diesel::sql_query("SELECT message_id FROM notifications WHERE ticket_id = $1")
+            .bind::<SqlUuid, _>(Uuid::parse_str(&ticket.id).unwrap())
+            .get_result::<Row>(&mut conn)
+            .await
+            .unwrap()
+            .message_id
+    };
+    assert_eq!(message_id, stored);
+    assert!(message_id.ends_with("@desk.example.com>"), "{message_id}");
+    let root = format!("<ticket-{}@desk.example.com>", ticket.id);
+    assert_eq!(message.header("In-Reply-To"), root);
+    assert_eq!(message.header("References"), root);
+}
+
+#[tokio::test]
+async fn a_creation_refused_by_the_open_ticket_limit_writes_and_sends_nothing() {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| {
+        send_to(settings, &smtp);
+        settings.tickets.max_open_per_requester = 1;
+    })
+    .await;
+    app.create_as_admin(request_for("bob@example.com", "the one open ticket"))
+        .await;
+    let refused = app
+        .tickets
+        .clone()
+        .create_ticket(app.as_admin(request_for("bob@example.com", "one too many")))
+        .await
+        .expect_err("the limit refuses it");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+
+    wait_until("the first acknowledgement is sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1
+    })
+    .await;
+    assert_eq!(all_notifications(&app).await, 1);
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    assert!(
+        received[0]
+            .header("Subject")
+            .contains("the one open ticket"),
+        "{}",
+        received[0].header("Subject")
+    );
+}
+
+#[tokio::test]
+async fn while_the_smtp_server_is_down_the_message_stays_queued_and_is_delivered_once_it_is_up() {
+    let mut smtp = SmtpServer::reserve();
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    app.create_as_admin(request_for("cy@example.com", "mail server down"))
+        .await;
+
+    wait_until("an attempt fails and is recorded", PATIENCE, async || {
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM notifications \
+             WHERE state = 'received' AND attempts >= 2 AND last_error IS NOT NULL",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert!(smtp.received().is_empty());
+
+    smtp.start().await;
+    let received = smtp.wait_for(1).await;
+    wait_until("the notification is marked sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1
+    })
+    .await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].envelope_recipients(), ["cy@example.com"]);
+    assert_eq!(smtp.received().len(), 1, "delivered once");
+}
+
+#[tokio::test]
+async fn line_breaks_in_a_subject_or_a_name_add_no_header_and_no_recipient() {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+
+    // The API refuses such a subject outright, and writes nothing.
+    let refused = app
+        .tickets
+        .clone()
+        .create_ticket(app.as_admin(request_for(
+            "dee@example.com",
+            "Help\r\nBcc: attacker@example.com",
+        )))
+        .await
+        .expect_err("a subject of two lines is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(all_notifications(&app).await, 0);
+
+    // Stored data carrying line breaks (a hand-edited row, a kind written elsewhere) still sends
+    // one message, to the recipient only.
+    let ticket = app
+        .create_as_admin(request_for("dee@example.com", "Help"))
+        .await;
+    smtp.wait_for(1).await;
+    let mut conn = app.database.connect().await;
+    diesel::sql_query(
+        "INSERT INTO notifications \
+         (id, account_id, kind, recipient_user_id, recipient_address, data, message_id, ticket_id) \
+         SELECT $1, account_id, kind, recipient_user_id, recipient_address, \
+             jsonb_build_object( \
+                 'subject', 'Help' || chr(13) || chr(10) || 'Bcc: attacker@example.com', \
+                 'requester_name', 'Dee' || chr(13) || chr(10) || 'Cc: second@example.com'), \
+             $2, ticket_id \
+         FROM notifications WHERE ticket_id = $3",
+    )
+    .bind::<SqlUuid, _>(Uuid::now_v7())
+    .bind::<Text, _>(format!("<{}@desk.example.com>", Uuid::now_v7()))
+    .bind::<SqlUuid, _>(Uuid::parse_str(&ticket.id).unwrap())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let received = smtp.wait_for(2).await;
+    wait_until("both notifications are sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 2
+    })
+    .await;
+    assert_eq!(received.len(), 2);
+    let injected = received
+        .iter()
+        .find(|message| message.header("Subject").contains("Bcc"))
+        .expect("the message with the injected subject");
+    assert_eq!(injected.envelope_recipients(), ["dee@example.com"]);
+    assert!(injected.headers("Bcc").is_empty());
+    assert!(injected.headers("Cc").is_empty());
+    let subject = injected.header("Subject");
+    assert!(!subject.contains(['\r', '\n']), "{subject:?}");
+    assert!(
+        subject.ends_with("Help Bcc: attacker@example.com"),
+        "{subject:?}"
+    );
+    assert!(injected.header("To").contains("dee@example.com"));
+}
+
+#[tokio::test]
+async fn twenty_tickets_created_concurrently_send_twenty_messages_and_no_duplicate() {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+
+    // Twenty requests on their own tasks, so that they reach PostgreSQL together.
+    let mut creations = tokio::task::JoinSet::new();
+    for n in 0..20 {
+        let mut tickets = app.tickets.clone();
+        let request = app.as_admin(request_for(
+            &format!("requester-{n}@example.com"),
+            &format!("concurrent {n}"),
+        ));
+        creations.spawn(async move { tickets.create_ticket(request).await });
+    }
+    for created in creations.join_all().await {
+        created.expect("created");
+    }
+
+    smtp.wait_for(20).await;
+    wait_until("all twenty are sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 20
+    })
+    .await;
+    let received = smtp.received();
+    assert_eq!(received.len(), 20);
+    let ids: HashSet<String> = received
+        .iter()
+        .map(|message| message.header("Message-ID"))
+        .collect();
+    assert_eq!(ids.len(), 20, "no Message-ID twice");
+    let recipients: HashSet<String> = received
+        .iter()
+        .flat_map(|message| message.envelope_recipients())
+        .collect();
+    assert_eq!(
+        recipients,
+        (0..20)
+            .map(|n| format!("requester-{n}@example.com"))
+            .collect::<HashSet<_>>()
+    );
+}
+
+#[tokio::test]
+async fn without_an_email_provider_notifications_are_held_queued() {
+    let app = TestApp::spawn().await;
+    app.create_ticket("held").await;
+    assert_eq!(notifications_in(&app, "received").await, 1);
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM notifications WHERE attempts > 0",
+        )
+        .await,
+        0
+    );
+}
