@@ -1,6 +1,7 @@
 //! Email notifications, sent to a real SMTP server (aiosmtpd) and read back from its maildir:
 //! the acknowledgement of a new ticket arrives once, with both parts and the threading headers;
-//! a refused creation sends nothing; a server that is down holds the message until it is up;
+//! a refused creation sends nothing; a server that is down holds the message until it is up; a
+//! 4xx answer is retried and a 5xx answer is final;
 //! header injection adds nobody; concurrent creations send one message each.
 
 use std::collections::HashSet;
@@ -166,6 +167,60 @@ async fn while_the_smtp_server_is_down_the_message_stays_queued_and_is_delivered
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].envelope_recipients(), ["cy@example.com"]);
     assert_eq!(smtp.received().len(), 1, "delivered once");
+}
+
+#[tokio::test]
+async fn a_450_answer_is_retried_until_accepted_and_a_550_answer_is_dead_with_the_servers_reason() {
+    let smtp = SmtpServer::start_refusing(2).await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    app.create_as_admin(request_for("busy@example.com", "a busy mailbox"))
+        .await;
+    app.create_as_admin(request_for("gone@example.com", "a mailbox that is gone"))
+        .await;
+
+    wait_until("one sent and one dead", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1 && notifications_in(&app, "dead").await == 1
+    })
+    .await;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        recipient_address: String,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        attempts: i32,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        last_error: Option<String>,
+    }
+    let mut conn = app.database.connect().await;
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT recipient_address, attempts, last_error FROM notifications \
+         ORDER BY recipient_address",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let [busy, gone] = rows.as_slice() else {
+        panic!("two notifications");
+    };
+    assert_eq!(busy.recipient_address, "busy@example.com");
+    assert_eq!(busy.attempts, 3, "two 450 answers, then accepted");
+    assert!(
+        busy.last_error
+            .as_deref()
+            .is_some_and(|error| error.contains("450")),
+        "{:?}",
+        busy.last_error
+    );
+    assert_eq!(gone.recipient_address, "gone@example.com");
+    assert_eq!(gone.attempts, 1, "a 550 answer is not retried");
+    let reason = gone.last_error.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("550") || reason.contains("No such mailbox"),
+        "{reason}"
+    );
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].envelope_recipients(), ["busy@example.com"]);
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ use super::{PATIENCE, tool, wait_until};
 pub(crate) struct SmtpServer {
     pub(crate) port: u16,
     workdir: tempfile::TempDir,
+    /// The handler class (`module.Class`), given the maildir.
+    handler: &'static str,
     process: Option<Child>,
 }
 
@@ -73,6 +75,7 @@ impl SmtpServer {
         Self {
             port,
             workdir: tempfile::tempdir().expect("a temporary directory"),
+            handler: "aiosmtpd.handlers.Mailbox",
             process: None,
         }
     }
@@ -80,6 +83,37 @@ impl SmtpServer {
     /// A running server on a free port.
     pub(crate) async fn start_new() -> Self {
         let mut server = Self::reserve();
+        server.start().await;
+        server
+    }
+
+    /// A running server on a free port whose handler answers some recipients itself:
+    /// `gone@...` is refused for good (550), and `busy@...` is told to come back later (450)
+    /// `busy_answers` times; everything else is accepted into the maildir.
+    pub(crate) async fn start_refusing(busy_answers: u32) -> Self {
+        let mut server = Self::reserve();
+        std::fs::write(
+            server.workdir.path().join("refusing.py"),
+            format!(
+                r#"from aiosmtpd.handlers import Mailbox
+
+
+class Refusing(Mailbox):
+    busy_left = {busy_answers}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("gone@"):
+            return "550 5.1.1 No such mailbox here"
+        if address.startswith("busy@") and Refusing.busy_left > 0:
+            Refusing.busy_left -= 1
+            return "450 4.2.1 Mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+"#
+            ),
+        )
+        .expect("the handler is written");
+        server.handler = "refusing.Refusing";
         server.start().await;
         server
     }
@@ -95,8 +129,9 @@ impl SmtpServer {
         );
         let child = Command::new(&binary)
             .args(["-n", "-l", &format!("127.0.0.1:{}", self.port)])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .args(["-c", self.handler])
             .arg(self.maildir())
+            .env("PYTHONPATH", self.workdir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
