@@ -12,19 +12,24 @@ use super::InvalidValue;
 pub enum NotificationKind {
     /// A ticket was created: the acknowledgement to its requester, with the ticket's reference.
     TicketCreated,
+    /// Someone at the desk commented publicly on a ticket: the comment, to its requester
+    /// (internal notes never leave the desk).
+    CommentAdded,
 }
 
 impl NotificationKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TicketCreated => "ticket_created",
+            Self::CommentAdded => "comment_added",
         }
     }
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         match raw {
             "ticket_created" => Ok(Self::TicketCreated),
-            _ => Err(InvalidValue::new("must be ticket_created")),
+            "comment_added" => Ok(Self::CommentAdded),
+            _ => Err(InvalidValue::new("must be ticket_created or comment_added")),
         }
     }
 }
@@ -45,6 +50,15 @@ pub struct TicketCreatedData {
     pub requester_name: String,
 }
 
+/// What the notice of a public comment says, as it was when the comment was added.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentAddedData {
+    /// The ticket's subject.
+    pub subject: String,
+    /// The comment, as written (any text: escaped where it is shown).
+    pub body: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +68,10 @@ mod tests {
         assert_eq!(
             NotificationKind::parse(NotificationKind::TicketCreated.as_str()),
             Ok(NotificationKind::TicketCreated)
+        );
+        assert_eq!(
+            NotificationKind::parse(NotificationKind::CommentAdded.as_str()),
+            Ok(NotificationKind::CommentAdded)
         );
         assert!(NotificationKind::parse("ticket_solved").is_err());
     }

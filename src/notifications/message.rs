@@ -9,7 +9,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::{NotificationKind, TicketCreatedData};
+use crate::domain::{CommentAddedData, NotificationKind, TicketCreatedData};
 
 /// A message's content, before it is addressed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +41,50 @@ pub fn render(
                 .ok_or_else(|| "a ticket_created notification names no ticket".to_owned())?;
             Ok(ticket_created(&data, ticket_id, base_url))
         }
+        NotificationKind::CommentAdded => {
+            let data: CommentAddedData = serde_json::from_value(data.clone())
+                .map_err(|error| format!("the stored data of comment_added is invalid: {error}"))?;
+            let ticket_id = ticket_id
+                .ok_or_else(|| "a comment_added notification names no ticket".to_owned())?;
+            Ok(comment_added(&data, ticket_id, base_url))
+        }
+    }
+}
+
+/// A public comment from the desk, to the ticket's requester.
+fn comment_added(data: &CommentAddedData, ticket_id: Uuid, base_url: &url::Url) -> Rendered {
+    let link = ticket_link(base_url, ticket_id);
+    let subject = single_line(&format!("[{ticket_id}] Re: {}", data.subject));
+    let text = format!(
+        "Hello,\n\n\
+         There is a new reply on your request \"{subject}\":\n\n\
+         {body}\n\n\
+         Your reference: {ticket_id}\n\
+         Follow it at: {link}\n\n\
+         Reply to this message to answer.\n",
+        subject = data.subject,
+        body = data.body,
+    );
+    // The comment keeps its line breaks: each becomes a <br> after escaping.
+    let body = html_escape(&data.body)
+        .replace("\r\n", "\n")
+        .replace('\n', "<br>\n");
+    let html = format!(
+        "<!DOCTYPE html>\n<html><body>\n\
+         <p>Hello,</p>\n\
+         <p>There is a new reply on your request &ldquo;{subject}&rdquo;:</p>\n\
+         <blockquote>{body}</blockquote>\n\
+         <p>Your reference: <strong>{ticket_id}</strong><br>\n\
+         <a href=\"{link}\">Follow your request</a></p>\n\
+         <p>Reply to this message to answer.</p>\n\
+         </body></html>\n",
+        subject = html_escape(&data.subject),
+        link = html_escape(&link),
+    );
+    Rendered {
+        subject: truncated(&subject, MAX_SUBJECT_CHARS),
+        text,
+        html,
     }
 }
 
@@ -184,6 +228,29 @@ mod tests {
         assert!(rendered.html.contains("&lt;b&gt;Broken&lt;/b&gt;"));
         assert!(rendered.html.contains("Ann &lt;Admin&gt; X: y"));
         assert!(!rendered.html.contains("<b>"));
+    }
+
+    #[test]
+    fn a_comment_keeps_its_lines_and_every_character_it_wrote_is_escaped() {
+        let ticket = Uuid::now_v7();
+        let rendered = render(
+            NotificationKind::CommentAdded,
+            &serde_json::to_value(CommentAddedData {
+                subject: "Printer".to_owned(),
+                body: "Try <this>:\nturn it off & on".to_owned(),
+            })
+            .unwrap(),
+            Some(ticket),
+            &base(),
+        )
+        .unwrap();
+        assert_eq!(rendered.subject, format!("[{ticket}] Re: Printer"));
+        assert!(rendered.text.contains("Try <this>:\nturn it off & on"));
+        assert!(
+            rendered
+                .html
+                .contains("Try &lt;this&gt;:<br>\nturn it off &amp; on")
+        );
     }
 
     #[test]

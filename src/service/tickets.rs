@@ -25,11 +25,11 @@ use crate::db::models::{
     TicketChangeset, TicketRow, User,
 };
 use crate::domain::{
-    AccountId, Actor, Comment, CommentBody, Email, Etag, FieldChange, FieldChanges, InvalidValue,
-    NewTicketRequest, NotificationKind, PageCursor, PageSize, Role, RuleViolation, Ticket,
-    TicketAction, TicketActivity, TicketChange, TicketCreatedData, TicketDescription, TicketFilter,
-    TicketId, TicketOrderField, TicketPriority, TicketStatus, TicketSubject, TicketTransition,
-    UserId,
+    AccountId, Actor, Comment, CommentAddedData, CommentBody, Email, Etag, FieldChange,
+    FieldChanges, InvalidValue, NewTicketRequest, NotificationKind, PageCursor, PageSize, Role,
+    RuleViolation, Ticket, TicketAction, TicketActivity, TicketChange, TicketCreatedData,
+    TicketDescription, TicketFilter, TicketId, TicketOrderField, TicketPriority, TicketStatus,
+    TicketSubject, TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{Idempotent, Outcome};
@@ -489,7 +489,11 @@ impl TicketDesk {
                     body: body.as_str(),
                     public,
                 }
-                .insert(conn)
+                .insert_notifying(
+                    conn,
+                    self.comment_notice(caller, &current, &body, public)
+                        .as_ref(),
+                )
                 .await?;
                 let stored = TicketRow::touch(conn, &current).await?;
                 record(
@@ -510,6 +514,35 @@ impl TicketDesk {
             }
             Outcome::Failed(error) => Outcome::Failed(error),
             Outcome::Replay(stored) => Outcome::Replay(stored),
+        })
+    }
+
+    /// The notice of a comment to the ticket's requester: only for a public comment written at
+    /// the desk (an agent, an admin or an API key) by someone other than the requester; internal
+    /// notes never leave the desk, and a requester is not told of their own replies.
+    fn comment_notice<'a>(
+        &self,
+        caller: &Caller,
+        ticket: &'a Ticket,
+        body: &CommentBody,
+        public: bool,
+    ) -> Option<NewNotification<'a>> {
+        let by_requester = caller.actor() == Actor::User(ticket.requester_id);
+        if !public || caller.restricted_to_user().is_some() || by_requester {
+            return None;
+        }
+        let id = Uuid::now_v7();
+        Some(NewNotification {
+            id,
+            kind: NotificationKind::CommentAdded,
+            recipient_user_id: ticket.requester_id.as_uuid(),
+            recipient_address: ticket.requester_email.as_str(),
+            data: serde_json::to_value(CommentAddedData {
+                subject: ticket.subject.as_str().to_owned(),
+                body: body.as_str().to_owned(),
+            })
+            .unwrap_or(serde_json::Value::Null),
+            message_id: NewNotification::message_id_for(id, &self.message_domain),
         })
     }
 

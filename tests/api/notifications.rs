@@ -1,7 +1,8 @@
 //! Email notifications, sent to a real SMTP server (aiosmtpd) and read back from its maildir:
 //! the acknowledgement of a new ticket arrives once, with both parts and the threading headers;
 //! a refused creation sends nothing; a server that is down holds the message until it is up; a
-//! 4xx answer is retried and a 5xx answer is final;
+//! 4xx answer is retried and a 5xx answer is final; a public reply from the desk reaches the
+//! requester in the ticket's thread, an internal note never;
 //! header injection adds nobody; concurrent creations send one message each.
 
 use std::collections::HashSet;
@@ -328,6 +329,78 @@ async fn twenty_tickets_created_concurrently_send_twenty_messages_and_no_duplica
             .map(|n| format!("requester-{n}@example.com"))
             .collect::<HashSet<_>>()
     );
+}
+
+#[tokio::test]
+async fn a_public_reply_from_the_desk_reaches_the_requester_in_the_tickets_thread_and_notes_and_own_replies_do_not()
+ {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let mut request = valid_create_request("Printer");
+    request.ticket.as_mut().unwrap().requester_email = String::new();
+    let ticket = app
+        .tickets
+        .clone()
+        .create_ticket(customer.request(request))
+        .await
+        .expect("created")
+        .into_inner();
+    let comment = |body: &str, public: bool| v1::AddCommentRequest {
+        ticket_id: ticket.id.clone(),
+        comment: Some(v1::Comment {
+            body: body.to_owned(),
+            public,
+            ..Default::default()
+        }),
+    };
+    app.tickets
+        .clone()
+        .add_comment(app.as_admin(comment("Try <this>:\nturn it off & on", true)))
+        .await
+        .expect("public reply");
+    app.tickets
+        .clone()
+        .add_comment(app.as_admin(comment("internal: this printer again", false)))
+        .await
+        .expect("internal note");
+    app.tickets
+        .clone()
+        .add_comment(customer.request(comment("Thanks, that worked", true)))
+        .await
+        .expect("the requester replies");
+
+    wait_until(
+        "the acknowledgement and the reply are sent",
+        PATIENCE,
+        async || notifications_in(&app, "sent").await == 2,
+    )
+    .await;
+    assert_eq!(all_notifications(&app).await, 2);
+    let received = smtp.wait_for(2).await;
+    assert_eq!(received.len(), 2);
+    let reply = received
+        .iter()
+        .find(|message| message.header("Subject").contains("Re: Printer"))
+        .expect("the reply's message");
+    assert_eq!(reply.envelope_recipients(), [customer.email.as_str()]);
+    assert!(
+        reply
+            .part("text/plain")
+            .contains("Try <this>:\nturn it off & on")
+    );
+    assert!(
+        reply
+            .part("text/html")
+            .contains("Try &lt;this&gt;:<br>\nturn it off &amp; on")
+    );
+    let root = format!("<ticket-{}@desk.example.com>", ticket.id);
+    for message in &received {
+        assert_eq!(message.header("References"), root);
+        assert_eq!(message.header("In-Reply-To"), root);
+        assert!(!message.part("text/plain").contains("internal"));
+        assert!(!message.part("text/plain").contains("Thanks, that worked"));
+    }
 }
 
 #[tokio::test]

@@ -52,7 +52,8 @@ impl Received {
             .collect()
     }
 
-    /// The decoded body of the part of type `mime` (`text/plain`, `text/html`).
+    /// The decoded body of the part of type `mime` (`text/plain`, `text/html`), its line endings
+    /// as written (mail carries CRLF).
     pub(crate) fn part(&self, mime: &str) -> String {
         let parsed = self.parsed();
         let found = parsed
@@ -60,7 +61,10 @@ impl Received {
             .iter()
             .find(|part| part.ctype.mimetype == mime)
             .unwrap_or_else(|| panic!("no {mime} part"));
-        found.get_body().expect("a decodable body")
+        found
+            .get_body()
+            .expect("a decodable body")
+            .replace("\r\n", "\n")
     }
 }
 
