@@ -5,9 +5,9 @@
 CREATE TABLE notifications (
     id uuid PRIMARY KEY,
     account_id uuid NOT NULL REFERENCES accounts (id),
-    -- What happened: ticket_created (the acknowledgement to the requester), comment_added (an
-    -- agent's public comment, to the requester).
-    kind text NOT NULL CHECK (kind IN ('ticket_created', 'comment_added')),
+    -- What happened: ticket_created (the acknowledgement to the requester), comment_added (a
+    -- public comment from the desk, to the requester), ticket_solved (the notice to the requester).
+    kind text NOT NULL CHECK (kind IN ('ticket_created', 'comment_added', 'ticket_solved')),
     -- Who it is for: the user, and the address it goes to (as it was when the change committed).
     recipient_user_id uuid NOT NULL,
     recipient_address text NOT NULL CHECK (char_length(recipient_address) BETWEEN 3 AND 254),

@@ -15,6 +15,8 @@ pub enum NotificationKind {
     /// Someone at the desk commented publicly on a ticket: the comment, to its requester
     /// (internal notes never leave the desk).
     CommentAdded,
+    /// Someone at the desk marked a ticket solved: the notice to its requester.
+    TicketSolved,
 }
 
 impl NotificationKind {
@@ -22,6 +24,7 @@ impl NotificationKind {
         match self {
             Self::TicketCreated => "ticket_created",
             Self::CommentAdded => "comment_added",
+            Self::TicketSolved => "ticket_solved",
         }
     }
 
@@ -29,7 +32,10 @@ impl NotificationKind {
         match raw {
             "ticket_created" => Ok(Self::TicketCreated),
             "comment_added" => Ok(Self::CommentAdded),
-            _ => Err(InvalidValue::new("must be ticket_created or comment_added")),
+            "ticket_solved" => Ok(Self::TicketSolved),
+            _ => Err(InvalidValue::new(
+                "must be ticket_created, comment_added or ticket_solved",
+            )),
         }
     }
 }
@@ -59,6 +65,13 @@ pub struct CommentAddedData {
     pub body: String,
 }
 
+/// What the notice of a solved ticket says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketSolvedData {
+    /// The ticket's subject.
+    pub subject: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +86,10 @@ mod tests {
             NotificationKind::parse(NotificationKind::CommentAdded.as_str()),
             Ok(NotificationKind::CommentAdded)
         );
-        assert!(NotificationKind::parse("ticket_solved").is_err());
+        assert_eq!(
+            NotificationKind::parse(NotificationKind::TicketSolved.as_str()),
+            Ok(NotificationKind::TicketSolved)
+        );
+        assert!(NotificationKind::parse("charge_succeeded").is_err());
     }
 }

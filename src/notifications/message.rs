@@ -9,7 +9,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::{CommentAddedData, NotificationKind, TicketCreatedData};
+use crate::domain::{CommentAddedData, NotificationKind, TicketCreatedData, TicketSolvedData};
 
 /// A message's content, before it is addressed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +48,41 @@ pub fn render(
                 .ok_or_else(|| "a comment_added notification names no ticket".to_owned())?;
             Ok(comment_added(&data, ticket_id, base_url))
         }
+        NotificationKind::TicketSolved => {
+            let data: TicketSolvedData = serde_json::from_value(data.clone())
+                .map_err(|error| format!("the stored data of ticket_solved is invalid: {error}"))?;
+            let ticket_id = ticket_id
+                .ok_or_else(|| "a ticket_solved notification names no ticket".to_owned())?;
+            Ok(ticket_solved(&data, ticket_id, base_url))
+        }
+    }
+}
+
+/// The notice that a ticket was solved, to its requester.
+fn ticket_solved(data: &TicketSolvedData, ticket_id: Uuid, base_url: &url::Url) -> Rendered {
+    let link = ticket_link(base_url, ticket_id);
+    let subject = single_line(&format!("[{ticket_id}] Solved: {}", data.subject));
+    let text = format!(
+        "Hello,\n\n\
+         Your request \"{subject}\" has been marked solved.\n\n\
+         Your reference: {ticket_id}\n\
+         If it is not solved for you, reopen it at: {link}\n",
+        subject = data.subject,
+    );
+    let html = format!(
+        "<!DOCTYPE html>\n<html><body>\n\
+         <p>Hello,</p>\n\
+         <p>Your request &ldquo;{subject}&rdquo; has been marked solved.</p>\n\
+         <p>Your reference: <strong>{ticket_id}</strong><br>\n\
+         If it is not solved for you, <a href=\"{link}\">reopen it</a>.</p>\n\
+         </body></html>\n",
+        subject = html_escape(&data.subject),
+        link = html_escape(&link),
+    );
+    Rendered {
+        subject: truncated(&subject, MAX_SUBJECT_CHARS),
+        text,
+        html,
     }
 }
 
@@ -250,6 +285,28 @@ mod tests {
             rendered
                 .html
                 .contains("Try &lt;this&gt;:<br>\nturn it off &amp; on")
+        );
+    }
+
+    #[test]
+    fn the_solved_notice_links_to_the_ticket_and_escapes_its_subject() {
+        let ticket = Uuid::now_v7();
+        let rendered = render(
+            NotificationKind::TicketSolved,
+            &serde_json::to_value(TicketSolvedData {
+                subject: "Paper <jam>".to_owned(),
+            })
+            .unwrap(),
+            Some(ticket),
+            &base(),
+        )
+        .unwrap();
+        assert_eq!(rendered.subject, format!("[{ticket}] Solved: Paper <jam>"));
+        assert!(rendered.html.contains("Paper &lt;jam&gt;"));
+        assert!(
+            rendered
+                .text
+                .contains(&format!("https://desk.example.com/tickets/{ticket}"))
         );
     }
 

@@ -28,8 +28,8 @@ use crate::domain::{
     AccountId, Actor, Comment, CommentAddedData, CommentBody, Email, Etag, FieldChange,
     FieldChanges, InvalidValue, NewTicketRequest, NotificationKind, PageCursor, PageSize, Role,
     RuleViolation, Ticket, TicketAction, TicketActivity, TicketChange, TicketCreatedData,
-    TicketDescription, TicketFilter, TicketId, TicketOrderField, TicketPriority, TicketStatus,
-    TicketSubject, TicketTransition, UserId,
+    TicketDescription, TicketFilter, TicketId, TicketOrderField, TicketPriority, TicketSolvedData,
+    TicketStatus, TicketSubject, TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{Idempotent, Outcome};
@@ -432,13 +432,15 @@ impl TicketDesk {
                 let changeset =
                     TicketChangeset::between(&current, &decision.after, decision.deletes);
                 let stored = TicketRow::apply(conn, &current, &changeset).await?;
-                record(
-                    conn,
+                let notice = self.solved_notice(caller, &stored, decision.action);
+                new_record(
                     caller.actor(),
-                    &stored,
+                    stored.account_id,
+                    stored.id,
                     decision.action,
                     &decision.changes,
                 )
+                .insert_notifying(conn, notice.as_ref())
                 .await?;
                 Ok::<_, AppError>(if decision.deletes {
                     Written::Deleted(stored)
@@ -540,6 +542,31 @@ impl TicketDesk {
             data: serde_json::to_value(CommentAddedData {
                 subject: ticket.subject.as_str().to_owned(),
                 body: body.as_str().to_owned(),
+            })
+            .unwrap_or(serde_json::Value::Null),
+            message_id: NewNotification::message_id_for(id, &self.message_domain),
+        })
+    }
+
+    /// The notice of a solved ticket to its requester: when `action` solved it and someone other
+    /// than the requester did.
+    fn solved_notice<'a>(
+        &self,
+        caller: &Caller,
+        ticket: &'a Ticket,
+        action: TicketAction,
+    ) -> Option<NewNotification<'a>> {
+        if action != TicketAction::Resolved || caller.actor() == Actor::User(ticket.requester_id) {
+            return None;
+        }
+        let id = Uuid::now_v7();
+        Some(NewNotification {
+            id,
+            kind: NotificationKind::TicketSolved,
+            recipient_user_id: ticket.requester_id.as_uuid(),
+            recipient_address: ticket.requester_email.as_str(),
+            data: serde_json::to_value(TicketSolvedData {
+                subject: ticket.subject.as_str().to_owned(),
             })
             .unwrap_or(serde_json::Value::Null),
             message_id: NewNotification::message_id_for(id, &self.message_domain),

@@ -2,7 +2,7 @@
 //! the acknowledgement of a new ticket arrives once, with both parts and the threading headers;
 //! a refused creation sends nothing; a server that is down holds the message until it is up; a
 //! 4xx answer is retried and a 5xx answer is final; a public reply from the desk reaches the
-//! requester in the ticket's thread, an internal note never;
+//! requester in the ticket's thread, an internal note never; solving a ticket tells its requester;
 //! header injection adds nobody; concurrent creations send one message each.
 
 use std::collections::HashSet;
@@ -401,6 +401,49 @@ async fn a_public_reply_from_the_desk_reaches_the_requester_in_the_tickets_threa
         assert!(!message.part("text/plain").contains("internal"));
         assert!(!message.part("text/plain").contains("Thanks, that worked"));
     }
+}
+
+#[tokio::test]
+async fn solving_a_ticket_tells_its_requester_once_in_the_tickets_thread() {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let mut request = request_for("eve@example.com", "Paper <jam>");
+    request.ticket.as_mut().unwrap().assignee_id = agent.id.to_string();
+    let ticket = app.create_as_admin(request).await;
+
+    app.tickets
+        .clone()
+        .resolve_ticket(agent.request(v1::ResolveTicketRequest {
+            id: ticket.id.clone(),
+            etag: String::new(),
+        }))
+        .await
+        .expect("resolved");
+
+    wait_until(
+        "the acknowledgement and the notice are sent",
+        PATIENCE,
+        async || notifications_in(&app, "sent").await == 2,
+    )
+    .await;
+    let received = smtp.wait_for(2).await;
+    assert_eq!(received.len(), 2);
+    let solved = received
+        .iter()
+        .find(|message| message.header("Subject").contains("Solved: Paper <jam>"))
+        .expect("the notice");
+    assert_eq!(solved.envelope_recipients(), ["eve@example.com"]);
+    assert!(solved.part("text/html").contains("Paper &lt;jam&gt;"));
+    assert!(
+        solved
+            .part("text/plain")
+            .contains(&format!("https://desk.example.com/tickets/{}", ticket.id))
+    );
+    assert_eq!(
+        solved.header("References"),
+        format!("<ticket-{}@desk.example.com>", ticket.id)
+    );
 }
 
 #[tokio::test]
