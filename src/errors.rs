@@ -341,6 +341,15 @@ impl fmt::Display for FieldViolations {
 }
 
 impl AppError {
+    /// Another request with the same idempotency key is still running.
+    pub fn idempotency_key_in_use() -> Self {
+        Self::Aborted {
+            reason: Reason::IdempotencyKeyInUse,
+            message: "a request with this idempotency key is still running; retry shortly"
+                .to_owned(),
+        }
+    }
+
     /// A single refused field.
     pub fn invalid_field(field: impl Into<String>, problem: &InvalidValue) -> Self {
         let mut violations = FieldViolations::new();

@@ -162,6 +162,8 @@ pub fn field_text(message: &DynamicMessage, path: &str) -> Option<String> {
 pub struct Method {
     /// The HTTP/2 path of the RPC: `/supportdesk.v1.TicketService/CreateTicket`.
     pub path: String,
+    /// Its position in the table (0 to the number of RPCs), for per-RPC state kept in arrays.
+    pub index: usize,
     /// The full name of its service: `supportdesk.v1.TicketService`.
     pub service: String,
     /// The RPC's own name: `CreateTicket`.
@@ -256,6 +258,7 @@ impl MethodTable {
                 for method in service.methods() {
                     let infrastructure = Method {
                         path: path_of(&method),
+                        index: 0,
                         service: service.full_name().to_owned(),
                         name: method.name().to_owned(),
                         access: Access::Public,
@@ -269,6 +272,9 @@ impl MethodTable {
                     by_path.insert(infrastructure.path.clone(), infrastructure);
                 }
             }
+        }
+        for (index, method) in by_path.values_mut().enumerate() {
+            method.index = index;
         }
         Ok(Self { by_path })
     }
@@ -410,6 +416,7 @@ fn declared(
     };
     Ok(Method {
         path: path_of(method),
+        index: 0,
         service: method.parent_service().full_name().to_owned(),
         name: method.name().to_owned(),
         access,

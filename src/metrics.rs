@@ -1,19 +1,22 @@
-//! Counters for operators, served as Prometheus text on `GET /metrics` from a listener of its
-//! own (`METRICS_LISTEN_ADDR`; nothing is served when it is unset), never on the gRPC port.
+//! Counters for operators, served as OpenMetrics text (which Prometheus scrapes) on
+//! `GET /metrics` from a listener of its own (`METRICS_LISTEN_ADDR`; nothing is served when it
+//! is unset), never on the gRPC port. The registry and the encoding are `prometheus-client`'s.
 //!
 //! Each [`Metrics`] belongs to one running instance (no global recorder): the tests run many
 //! instances in one process and read each one's exact counts. Counting is one relaxed atomic
 //! add, so every event is counted exactly, however many requests race.
 //!
-//! The job runner's series are labelled by task: each task registers its [`TaskMetrics`] when
-//! the runner starts, and a task's series appear from then on.
+//! Every RPC is counted by method and gRPC code, and timed in a histogram by method
+//! ([`RpcMetrics`], recorded by the middleware). The job runner's series are labelled by task:
+//! each task registers its [`TaskMetrics`] when the runner starts, and a task's series appear
+//! from then on.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -21,25 +24,81 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::counter::Counter as PromCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge as PromGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::FindingKind;
+
+/// The content type of `GET /metrics`.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A label set of one label, and of two.
+type OneLabel = [(&'static str, &'static str); 1];
+type TwoLabels = [(&'static str, &'static str); 2];
+
 /// A monotonic count; clones share it.
 #[derive(Clone, Debug, Default)]
-pub struct Counter(Arc<AtomicU64>);
+pub struct Counter(PromCounter);
 
 impl Counter {
     pub fn increment(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.inc();
     }
 
     pub fn get(&self) -> u64 {
-        AtomicU64::load(&self.0, Ordering::Relaxed)
+        self.0.get()
     }
 }
 
+/// A value that goes up and down; clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct Gauge(PromGauge<u64, AtomicU64>);
+
+impl Gauge {
+    pub fn set(&self, value: u64) {
+        self.0.set(value);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// Registers one family of counters labelled `label`, one series per value (all exported from
+/// the start, at 0), and returns their counters in the order of `values`.
+fn counters_by<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: [&'static str; N],
+) -> [Counter; N] {
+    let family = Family::<OneLabel, PromCounter>::default();
+    registry.register(name, help, family.clone());
+    values.map(|value| Counter(family.get_or_create_owned(&[(label, value)])))
+}
+
+/// Registers one unlabelled counter.
+fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    let counter = Counter::default();
+    registry.register(name, help, counter.0.clone());
+    counter
+}
+
+/// Registers one unlabelled gauge.
+fn gauge(registry: &mut Registry, name: &str, help: &str) -> Gauge {
+    let gauge = Gauge::default();
+    registry.register(name, help, gauge.0.clone());
+    gauge
+}
+
 /// What the rate limiter counts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RateLimitCounters {
     /// Redis decided: within the quota.
     pub allowed: Counter,
@@ -50,11 +109,36 @@ pub struct RateLimitCounters {
     pub undecided: Counter,
     /// Calls to Redis that failed (fewer than `undecided`: Redis rests after each).
     pub redis_failures: Counter,
-    /// The failure policy: undecided requests are let through when true.
-    pub fail_open: AtomicBool,
+    /// The failure policy: 1 when undecided requests are let through.
+    pub fail_open: Gauge,
 }
 
 impl RateLimitCounters {
+    fn register(registry: &mut Registry) -> Self {
+        let [allowed, refused, undecided] = counters_by(
+            registry,
+            "supportdesk_rate_limit_decisions",
+            "Rate-limit decisions by outcome; undecided: Redis could not decide and the failure policy answered.",
+            "outcome",
+            ["allowed", "refused", "undecided"],
+        );
+        Self {
+            allowed,
+            refused,
+            undecided,
+            fail_open: gauge(
+                registry,
+                "supportdesk_rate_limit_fail_open",
+                "1 when undecided requests are let through (RATE_LIMIT_ON_REDIS_FAILURE=open), 0 when refused.",
+            ),
+            redis_failures: counter(
+                registry,
+                "supportdesk_rate_limit_redis_failures",
+                "Rate-limit calls to Redis that failed or timed out.",
+            ),
+        }
+    }
+
     /// Counts a decision Redis made.
     pub fn decided(&self, allowed: bool) {
         let counter = if allowed {
@@ -67,7 +151,7 @@ impl RateLimitCounters {
 }
 
 /// What the ticket cache counts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TicketCacheCounters {
     /// Lookups Redis answered with an entry (a ticket or a tombstone).
     pub hits: Counter,
@@ -78,6 +162,25 @@ pub struct TicketCacheCounters {
 }
 
 impl TicketCacheCounters {
+    fn register(registry: &mut Registry) -> Self {
+        let [hits, misses] = counters_by(
+            registry,
+            "supportdesk_ticket_cache_lookups",
+            "Ticket cache lookups Redis answered, by outcome.",
+            "outcome",
+            ["hit", "miss"],
+        );
+        Self {
+            hits,
+            misses,
+            redis_failures: counter(
+                registry,
+                "supportdesk_ticket_cache_redis_failures",
+                "Ticket cache reads and writes that failed in Redis.",
+            ),
+        }
+    }
+
     /// Counts a lookup Redis answered.
     pub fn looked_up(&self, hit: bool) {
         let counter = if hit { &self.hits } else { &self.misses };
@@ -88,12 +191,28 @@ impl TicketCacheCounters {
 /// What password hashing counts: every argon2 verification that ran, by what it was checked
 /// against. A login for an unknown email, a deactivated user or one without a password checks
 /// the decoy, so its cost (one argon2 verification) is the cost of a wrong password.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PasswordCounters {
     /// Verifications against a user's stored hash.
     pub verified_against_stored: Counter,
     /// Verifications against the decoy hash.
     pub verified_against_decoy: Counter,
+}
+
+impl PasswordCounters {
+    fn register(registry: &mut Registry) -> Self {
+        let [verified_against_stored, verified_against_decoy] = counters_by(
+            registry,
+            "supportdesk_password_verifications",
+            "Argon2 password verifications run, by what the password was checked against (decoy: no usable stored hash, for an unknown email, a deactivated user or one without a password).",
+            "against",
+            ["stored", "decoy"],
+        );
+        Self {
+            verified_against_stored,
+            verified_against_decoy,
+        }
+    }
 }
 
 /// Where a background task of the job runner stands (`crate::jobs`).
@@ -154,6 +273,8 @@ impl TaskState {
 #[derive(Debug)]
 pub struct TaskMetrics {
     state: AtomicU8,
+    /// The `state` series, in [`TaskState::ALL`]'s order: 1 for the current state.
+    state_series: [Gauge; 5],
     /// Times the runner started the task again after it died.
     pub restarts: Counter,
     /// Times the task died: panicked, returned an error, or returned while not told to stop.
@@ -161,37 +282,74 @@ pub struct TaskMetrics {
 }
 
 impl TaskMetrics {
-    fn new() -> Self {
-        Self {
-            state: AtomicU8::new(TaskState::Running.index()),
-            restarts: Counter::default(),
-            failures: Counter::default(),
-        }
-    }
-
     pub fn state(&self) -> TaskState {
         TaskState::from_index(self.state.load(Ordering::Relaxed))
     }
 
     pub fn set_state(&self, state: TaskState) {
         self.state.store(state.index(), Ordering::Relaxed);
+        for (known, series) in TaskState::ALL.into_iter().zip(&self.state_series) {
+            series.set(u64::from(known == state));
+        }
     }
 }
 
 /// The job runner's tasks by name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct JobRunnerMetrics {
     tasks: Mutex<BTreeMap<&'static str, Arc<TaskMetrics>>>,
+    states: Family<TwoLabels, PromGauge<u64, AtomicU64>>,
+    restarts: Family<OneLabel, PromCounter>,
+    failures: Family<OneLabel, PromCounter>,
 }
 
 impl JobRunnerMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            tasks: Mutex::default(),
+            states: Family::default(),
+            restarts: Family::default(),
+            failures: Family::default(),
+        };
+        registry.register(
+            "supportdesk_job_runner_task_state",
+            "The state of each background task: 1 for its current state, 0 for the others.",
+            metrics.states.clone(),
+        );
+        registry.register(
+            "supportdesk_job_runner_task_restarts",
+            "Times the job runner started a background task again after it died.",
+            metrics.restarts.clone(),
+        );
+        registry.register(
+            "supportdesk_job_runner_task_failures",
+            "Times a background task died: it panicked, returned an error, or returned while not told to stop.",
+            metrics.failures.clone(),
+        );
+        metrics
+    }
+
     /// The series of task `name`, registered on first use (state `running`, counts at 0).
     pub fn task(&self, name: &'static str) -> Arc<TaskMetrics> {
         self.tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(name)
-            .or_insert_with(|| Arc::new(TaskMetrics::new()))
+            .or_insert_with(|| {
+                let task = TaskMetrics {
+                    state: AtomicU8::new(TaskState::Running.index()),
+                    state_series: TaskState::ALL.map(|state| {
+                        Gauge(
+                            self.states
+                                .get_or_create_owned(&[("task", name), ("state", state.as_str())]),
+                        )
+                    }),
+                    restarts: Counter(self.restarts.get_or_create_owned(&[("task", name)])),
+                    failures: Counter(self.failures.get_or_create_owned(&[("task", name)])),
+                };
+                task.set_state(TaskState::Running);
+                Arc::new(task)
+            })
             .clone()
     }
 
@@ -203,19 +361,10 @@ impl JobRunnerMetrics {
             .get(name)
             .cloned()
     }
-
-    fn snapshot(&self) -> Vec<(&'static str, Arc<TaskMetrics>)> {
-        self.tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(name, task)| (*name, task.clone()))
-            .collect()
-    }
 }
 
-/// What billing counts: its bulkhead and its completer.
-#[derive(Debug, Default)]
+/// What billing counts: its bulkhead, its completer and reconciliation.
+#[derive(Debug)]
 pub struct BillingCounters {
     /// Charges and refunds refused at once because the provider's bulkhead was full.
     pub provider_busy: Counter,
@@ -224,22 +373,63 @@ pub struct BillingCounters {
     /// Charges and refunds the completer marked for an operator's attention.
     pub marked_for_attention: Counter,
     /// Pending charges and refunds marked for attention, as the completer last counted them.
-    pub needing_attention: AtomicU64,
+    pub needing_attention: Gauge,
     /// Reconciliation runs that completed, and that failed (the provider or the database gave
     /// up mid-run).
     pub reconciliation_runs_completed: Counter,
     pub reconciliation_runs_failed: Counter,
     /// Reconciliation findings recorded, by kind (in `FindingKind::ALL`'s order).
-    pub reconciliation_findings: [Counter; FINDING_KINDS],
+    reconciliation_findings: [Counter; FindingKind::ALL.len()],
 }
 
-/// How many kinds of reconciliation finding there are.
-const FINDING_KINDS: usize = crate::domain::FindingKind::ALL.len();
-
 impl BillingCounters {
+    fn register(registry: &mut Registry) -> Self {
+        let [provider_busy] = counters_by(
+            registry,
+            "supportdesk_provider_bulkhead_refusals",
+            "Requests refused at once (PROVIDER_BUSY) because this instance had as many calls in flight to the provider as it allows.",
+            "provider",
+            ["payments"],
+        );
+        let [reconciliation_runs_completed, reconciliation_runs_failed] = counters_by(
+            registry,
+            "supportdesk_billing_reconciliation_runs",
+            "Reconciliation runs against the provider's ledger, by outcome.",
+            "outcome",
+            ["completed", "failed"],
+        );
+        Self {
+            provider_busy,
+            completer_attempts: counter(
+                registry,
+                "supportdesk_billing_completer_attempts",
+                "Attempts the billing completer made to settle pending charges and refunds.",
+            ),
+            marked_for_attention: counter(
+                registry,
+                "supportdesk_billing_marked_for_attention",
+                "Pending charges and refunds the completer could not settle in time and marked for an operator.",
+            ),
+            needing_attention: gauge(
+                registry,
+                "supportdesk_billing_needing_attention",
+                "Pending charges and refunds marked for an operator's attention, as the completer last counted them.",
+            ),
+            reconciliation_runs_completed,
+            reconciliation_runs_failed,
+            reconciliation_findings: counters_by(
+                registry,
+                "supportdesk_billing_reconciliation_findings",
+                "Differences reconciliation found between the service and the provider's ledger, by kind (repaired or reported).",
+                "kind",
+                FindingKind::ALL.map(FindingKind::as_str),
+            ),
+        }
+    }
+
     /// The counter of findings of `kind`.
-    pub fn reconciliation_finding(&self, kind: crate::domain::FindingKind) -> &Counter {
-        let index = crate::domain::FindingKind::ALL
+    pub fn reconciliation_finding(&self, kind: FindingKind) -> &Counter {
+        let index = FindingKind::ALL
             .iter()
             .position(|known| *known == kind)
             .unwrap_or_default();
@@ -248,24 +438,185 @@ impl BillingCounters {
 }
 
 /// What this instance's webhook workers did with events they could not apply.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WebhookCounters {
     /// Events quarantined: their fields named charges that disagree (docs/webhooks.md).
     pub quarantined: Counter,
 }
 
-/// One instance's counters. Cheap to clone: clones share the counts.
-#[derive(Clone, Debug, Default)]
-pub struct Metrics(Arc<Registry>);
+impl WebhookCounters {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            quarantined: counter(
+                registry,
+                "supportdesk_webhook_events_quarantined",
+                "Webhook events applied to no charge and filed under no account because their fields named charges that disagree.",
+            ),
+        }
+    }
+}
 
-#[derive(Debug, Default)]
-struct Registry {
+/// The gRPC code names, by number, as the `code` label shows them.
+const GRPC_CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// Where `UNKNOWN` is in [`GRPC_CODES`]: what a status outside them is counted as.
+const UNKNOWN_CODE_INDEX: usize = 2;
+
+/// The latency histogram's upper bounds: 1 ms doubling to about 16 s (15 buckets and +Inf).
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Every RPC answered, by method and gRPC code, and how long each took, by method. The method is
+/// the declared path (`/supportdesk.v1.TicketService/GetTicket`), `unknown` for a path the
+/// method table does not know, so the series are bounded by the API.
+///
+/// A declared RPC's series are found by its index in the method table, in an array filled on
+/// first use: counting costs no hashing of labels on the hot path.
+#[derive(Clone, Debug)]
+pub struct RpcMetrics {
+    requests: Family<TwoLabels, PromCounter>,
+    latency: Family<OneLabel, Histogram, fn() -> Histogram>,
+    by_index: Arc<[OnceLock<MethodSeries>; MAX_INDEXED_METHODS]>,
+}
+
+/// How many RPCs get array slots; any beyond (none today) are found by their labels.
+const MAX_INDEXED_METHODS: usize = 256;
+
+/// One RPC's series: its latency histogram and its counter of each code used so far.
+#[derive(Debug)]
+struct MethodSeries {
+    latency: Histogram,
+    codes: [OnceLock<PromCounter>; GRPC_CODES.len()],
+}
+
+/// The RPC an answer is counted under: its path and, for a declared RPC, its index in the method
+/// table.
+#[derive(Clone, Copy, Debug)]
+pub struct RpcName {
+    pub path: &'static str,
+    pub index: Option<usize>,
+}
+
+impl RpcMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            by_index: Arc::new(std::array::from_fn(|_| OnceLock::new())),
+        };
+        registry.register(
+            "supportdesk_rpc_requests",
+            "RPCs answered, by method and gRPC code (refusals of the middleware included).",
+            metrics.requests.clone(),
+        );
+        registry.register_with_unit(
+            "supportdesk_rpc_duration",
+            "Time from receiving an RPC to sending its status, by method.",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.latency.clone(),
+        );
+        metrics
+    }
+
+    /// Counts an RPC answered with gRPC code `code` after `took`.
+    pub fn answered(&self, rpc: RpcName, code: u16, took: Duration) {
+        let code = Some(usize::from(code))
+            .filter(|code| *code < GRPC_CODES.len())
+            .unwrap_or(UNKNOWN_CODE_INDEX);
+        let method = rpc.path;
+        let Some(slot) = rpc.index.and_then(|index| self.by_index.get(index)) else {
+            self.requests
+                .get_or_create(&[("method", method), ("code", GRPC_CODES[code])])
+                .inc();
+            self.latency
+                .get_or_create(&[("method", method)])
+                .observe(took.as_secs_f64());
+            return;
+        };
+        let series = slot.get_or_init(|| MethodSeries {
+            latency: self.latency.get_or_create_owned(&[("method", method)]),
+            codes: std::array::from_fn(|_| OnceLock::new()),
+        });
+        series.codes[code]
+            .get_or_init(|| {
+                self.requests
+                    .get_or_create_owned(&[("method", method), ("code", GRPC_CODES[code])])
+            })
+            .inc();
+        series.latency.observe(took.as_secs_f64());
+    }
+
+    /// How many RPCs of `method` were answered with the code named `code`.
+    pub fn count(&self, method: &'static str, code: &'static str) -> u64 {
+        self.requests
+            .get(&[("method", method), ("code", code)])
+            .map_or(0, |counter| counter.get())
+    }
+}
+
+/// One instance's counters. Cheap to clone: clones share the counts.
+#[derive(Clone, Debug)]
+pub struct Metrics(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     rate_limit: RateLimitCounters,
     ticket_cache: TicketCacheCounters,
     passwords: PasswordCounters,
     job_runner: JobRunnerMetrics,
     billing: BillingCounters,
     webhooks: WebhookCounters,
+    rpcs: RpcMetrics,
+    runtime_workers: Gauge,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let rpcs = RpcMetrics::register(&mut registry);
+        let rate_limit = RateLimitCounters::register(&mut registry);
+        let ticket_cache = TicketCacheCounters::register(&mut registry);
+        let passwords = PasswordCounters::register(&mut registry);
+        let billing = BillingCounters::register(&mut registry);
+        let webhooks = WebhookCounters::register(&mut registry);
+        let job_runner = JobRunnerMetrics::register(&mut registry);
+        let runtime_workers = gauge(
+            &mut registry,
+            "supportdesk_runtime_workers",
+            "Worker threads of the async runtime (WORKER_THREADS; unset, one per core).",
+        );
+        Self(Arc::new(Inner {
+            rate_limit,
+            ticket_cache,
+            passwords,
+            job_runner,
+            billing,
+            webhooks,
+            rpcs,
+            runtime_workers,
+            registry,
+        }))
+    }
 }
 
 impl Metrics {
@@ -293,199 +644,22 @@ impl Metrics {
         &self.0.webhooks
     }
 
-    /// The Prometheus text exposition format (version 0.0.4).
+    pub fn rpcs(&self) -> &RpcMetrics {
+        &self.0.rpcs
+    }
+
+    /// The OpenMetrics text of every family.
     pub fn render(&self) -> String {
-        let limit = self.rate_limit();
-        let cache = self.ticket_cache();
-        let mut text = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(text, "{name}{labels} {value}");
-            }
-        };
-        family(
-            "supportdesk_rate_limit_decisions_total",
-            "counter",
-            "Rate-limit decisions by outcome; undecided: Redis could not decide and the failure policy answered.",
-            &[
-                (r#"{outcome="allowed"}"#, limit.allowed.get()),
-                (r#"{outcome="refused"}"#, limit.refused.get()),
-                (r#"{outcome="undecided"}"#, limit.undecided.get()),
-            ],
-        );
-        family(
-            "supportdesk_rate_limit_fail_open",
-            "gauge",
-            "1 when undecided requests are let through (RATE_LIMIT_ON_REDIS_FAILURE=open), 0 when refused.",
-            &[("", u64::from(limit.fail_open.load(Ordering::Relaxed)))],
-        );
-        family(
-            "supportdesk_rate_limit_redis_failures_total",
-            "counter",
-            "Rate-limit calls to Redis that failed or timed out.",
-            &[("", limit.redis_failures.get())],
-        );
-        family(
-            "supportdesk_ticket_cache_lookups_total",
-            "counter",
-            "Ticket cache lookups Redis answered, by outcome.",
-            &[
-                (r#"{outcome="hit"}"#, cache.hits.get()),
-                (r#"{outcome="miss"}"#, cache.misses.get()),
-            ],
-        );
-        family(
-            "supportdesk_ticket_cache_redis_failures_total",
-            "counter",
-            "Ticket cache reads and writes that failed in Redis.",
-            &[("", cache.redis_failures.get())],
-        );
-        let passwords = self.passwords();
-        family(
-            "supportdesk_password_verifications_total",
-            "counter",
-            "Argon2 password verifications run, by what the password was checked against (decoy: no usable stored hash, for an unknown email, a deactivated user or one without a password).",
-            &[
-                (
-                    r#"{against="stored"}"#,
-                    passwords.verified_against_stored.get(),
-                ),
-                (
-                    r#"{against="decoy"}"#,
-                    passwords.verified_against_decoy.get(),
-                ),
-            ],
-        );
-        let billing = self.billing();
-        family(
-            "supportdesk_provider_bulkhead_refusals_total",
-            "counter",
-            "Requests refused at once (PROVIDER_BUSY) because this instance had as many calls in flight to the provider as it allows.",
-            &[(r#"{provider="payments"}"#, billing.provider_busy.get())],
-        );
-        family(
-            "supportdesk_billing_completer_attempts_total",
-            "counter",
-            "Attempts the billing completer made to settle pending charges and refunds.",
-            &[("", billing.completer_attempts.get())],
-        );
-        family(
-            "supportdesk_billing_marked_for_attention_total",
-            "counter",
-            "Pending charges and refunds the completer could not settle in time and marked for an operator.",
-            &[("", billing.marked_for_attention.get())],
-        );
-        family(
-            "supportdesk_billing_needing_attention",
-            "gauge",
-            "Pending charges and refunds marked for an operator's attention, as the completer last counted them.",
-            &[("", billing.needing_attention.load(Ordering::Relaxed))],
-        );
-        family(
-            "supportdesk_webhook_events_quarantined_total",
-            "counter",
-            "Webhook events applied to no charge and filed under no account because their fields named charges that disagree.",
-            &[("", self.webhooks().quarantined.get())],
-        );
-        family(
-            "supportdesk_billing_reconciliation_runs_total",
-            "counter",
-            "Reconciliation runs against the provider's ledger, by outcome.",
-            &[
-                (
-                    r#"{outcome="completed"}"#,
-                    billing.reconciliation_runs_completed.get(),
-                ),
-                (
-                    r#"{outcome="failed"}"#,
-                    billing.reconciliation_runs_failed.get(),
-                ),
-            ],
-        );
-        let kinds: Vec<(String, u64)> = crate::domain::FindingKind::ALL
-            .into_iter()
-            .map(|kind| {
-                (
-                    format!(r#"{{kind="{kind}"}}"#),
-                    billing.reconciliation_finding(kind).get(),
-                )
-            })
-            .collect();
-        let kinds: Vec<(&str, u64)> = kinds
-            .iter()
-            .map(|(labels, value)| (labels.as_str(), *value))
-            .collect();
-        family(
-            "supportdesk_billing_reconciliation_findings_total",
-            "counter",
-            "Differences reconciliation found between the service and the provider's ledger, by kind (repaired or reported).",
-            &kinds,
-        );
-        let tasks = self.job_runner().snapshot();
-        if !tasks.is_empty() {
-            let mut states = Vec::new();
-            let mut restarts = Vec::new();
-            let mut failures = Vec::new();
-            for (name, task) in &tasks {
-                let name = label_value(name);
-                let current = task.state();
-                for state in TaskState::ALL {
-                    states.push((
-                        format!(r#"{{task="{name}",state="{}"}}"#, state.as_str()),
-                        u64::from(state == current),
-                    ));
-                }
-                restarts.push((format!(r#"{{task="{name}"}}"#), task.restarts.get()));
-                failures.push((format!(r#"{{task="{name}"}}"#), task.failures.get()));
-            }
-            family(
-                "supportdesk_job_runner_task_state",
-                "gauge",
-                "The state of each background task: 1 for its current state, 0 for the others.",
-                &as_samples(&states),
-            );
-            family(
-                "supportdesk_job_runner_task_restarts_total",
-                "counter",
-                "Times the job runner started a background task again after it died.",
-                &as_samples(&restarts),
-            );
-            family(
-                "supportdesk_job_runner_task_failures_total",
-                "counter",
-                "Times a background task died: it panicked, returned an error, or returned while not told to stop.",
-                &as_samples(&failures),
-            );
-        }
-        // Rendered on the runtime that serves /metrics: the service's own.
+        // Read on the runtime that serves /metrics: the service's own.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let workers = u64::try_from(runtime.metrics().num_workers()).unwrap_or(u64::MAX);
-            family(
-                "supportdesk_runtime_workers",
-                "gauge",
-                "Worker threads of the async runtime (WORKER_THREADS; unset, one per core).",
-                &[("", workers)],
-            );
+            self.0.runtime_workers.set(workers);
         }
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.0.registry);
         text
     }
-}
-
-/// Samples with owned labels, as the renderer takes them.
-fn as_samples(samples: &[(String, u64)]) -> Vec<(&str, u64)> {
-    samples
-        .iter()
-        .map(|(labels, value)| (labels.as_str(), *value))
-        .collect()
-}
-
-/// `value` escaped as a label value of the text format (backslash, double quote, newline).
-fn label_value(value: &str) -> String {
-    value
-        .replace('\\', r"\\")
-        .replace('"', r#"\""#)
-        .replace('\n', r"\n")
 }
 
 /// The bound metrics listener, before it serves.
@@ -543,11 +717,7 @@ impl MetricsEndpoint {
 fn respond<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
     let (status, content_type, body) =
         if request.method() == Method::GET && request.uri().path() == "/metrics" {
-            (
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics.render(),
-            )
+            (StatusCode::OK, OPENMETRICS, metrics.render())
         } else {
             (
                 StatusCode::NOT_FOUND,
@@ -568,6 +738,15 @@ fn respond<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> 
 mod tests {
     use super::*;
 
+    /// The family a sample line belongs to, as its `# TYPE` line names it.
+    fn family_of(sample: &str) -> &str {
+        let name = sample.split(['{', ' ']).next().unwrap_or_default();
+        ["_total", "_bucket", "_sum", "_count"]
+            .into_iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name)
+    }
+
     #[test]
     fn every_family_is_typed_and_each_count_appears_once() {
         let metrics = Metrics::default();
@@ -576,19 +755,65 @@ mod tests {
         metrics.ticket_cache().misses.increment();
         let text = metrics.render();
         assert!(text.contains("supportdesk_rate_limit_decisions_total{outcome=\"allowed\"} 2\n"));
+        assert!(text.contains("supportdesk_rate_limit_decisions_total{outcome=\"refused\"} 0\n"));
         assert!(text.contains("supportdesk_ticket_cache_lookups_total{outcome=\"miss\"} 1\n"));
         assert!(text.contains("supportdesk_rate_limit_fail_open 0\n"));
+        assert!(text.ends_with("# EOF\n"));
+        let samples: Vec<&str> = text.lines().filter(|line| !line.starts_with('#')).collect();
         assert!(
-            !text.contains("supportdesk_job_runner"),
+            !samples
+                .iter()
+                .any(|line| line.starts_with("supportdesk_job_runner")),
             "no task series before the runner registers one"
         );
-        for line in text.lines().filter(|line| !line.starts_with('#')) {
-            let name = line.split(['{', ' ']).next().unwrap_or_default();
+        for line in samples {
+            let family = family_of(line);
             assert!(
-                text.contains(&format!("# TYPE {name} ")),
-                "{name} has no TYPE line"
+                text.contains(&format!("# TYPE {family} ")),
+                "{family} has no TYPE line"
+            );
+            assert_eq!(
+                text.lines().filter(|other| *other == line).count(),
+                1,
+                "{line} appears twice"
             );
         }
+    }
+
+    #[test]
+    fn an_rpc_is_counted_by_method_and_code_and_timed_in_the_histogram() {
+        let metrics = Metrics::default();
+        let get_ticket = "/supportdesk.v1.TicketService/GetTicket";
+        let indexed = RpcName {
+            path: get_ticket,
+            index: Some(7),
+        };
+        let by_labels = RpcName {
+            path: get_ticket,
+            index: None,
+        };
+        metrics
+            .rpcs()
+            .answered(indexed, 0, Duration::from_millis(3));
+        metrics
+            .rpcs()
+            .answered(by_labels, 5, Duration::from_millis(40));
+        metrics.rpcs().answered(indexed, 99, Duration::ZERO);
+        assert_eq!(metrics.rpcs().count(get_ticket, "OK"), 1);
+        assert_eq!(metrics.rpcs().count(get_ticket, "NOT_FOUND"), 1);
+        assert_eq!(metrics.rpcs().count(get_ticket, "UNKNOWN"), 1);
+        let text = metrics.render();
+        assert!(text.contains(&format!(
+            "supportdesk_rpc_requests_total{{method=\"{get_ticket}\",code=\"NOT_FOUND\"}} 1\n"
+        )));
+        assert!(text.contains("# TYPE supportdesk_rpc_duration_seconds histogram\n"));
+        assert!(text.contains(&format!(
+            "supportdesk_rpc_duration_seconds_count{{method=\"{get_ticket}\"}} 3\n"
+        )));
+        // 3 ms is under the 4 ms bucket's bound; 40 ms is not.
+        assert!(text.contains(&format!(
+            "supportdesk_rpc_duration_seconds_bucket{{le=\"0.004\",method=\"{get_ticket}\"}} 2\n"
+        )), "{text}");
     }
 
     #[test]
@@ -600,18 +825,20 @@ mod tests {
         task.failures.increment();
         task.restarts.increment();
         let text = metrics.render();
-        let states: Vec<&str> = text
+        let mut states: Vec<&str> = text
             .lines()
             .filter(|line| line.starts_with("supportdesk_job_runner_task_state{"))
             .collect();
+        // A family's series come in no particular order.
+        states.sort_unstable();
         assert_eq!(
             states,
             [
-                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="running"} 0"#,
-                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="restarting"} 1"#,
-                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="lagging"} 0"#,
-                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="stopped"} 0"#,
                 r#"supportdesk_job_runner_task_state{task="webhook-workers",state="failed"} 0"#,
+                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="lagging"} 0"#,
+                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="restarting"} 1"#,
+                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="running"} 0"#,
+                r#"supportdesk_job_runner_task_state{task="webhook-workers",state="stopped"} 0"#,
             ]
         );
         assert!(
@@ -625,6 +852,6 @@ mod tests {
             )
         );
         assert!(text.contains("# TYPE supportdesk_job_runner_task_state gauge\n"));
-        assert!(text.contains("# TYPE supportdesk_job_runner_task_restarts_total counter\n"));
+        assert!(text.contains("# TYPE supportdesk_job_runner_task_restarts counter\n"));
     }
 }

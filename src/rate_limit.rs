@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use redis::Script;
 
+use crate::auth::Credential;
 use crate::auth::principals::{LEASE_TTL, Lease};
 use crate::configuration::{RateLimitSettings, RateQuota};
 use crate::errors::{AppError, AppResult};
@@ -270,6 +271,15 @@ impl Subject {
     }
 
     /// `kind:<uuid>`, written without the formatting machinery (a subject of every call).
+    /// Who the rate limit counts for `credential`: the user, or the key (by its hash, known
+    /// before the key's id).
+    pub fn of_credential(credential: &Credential) -> Self {
+        match credential {
+            Credential::AccessToken(claims) => Self::of_uuid("user", claims.user_id.as_uuid()),
+            Credential::ApiKey(secret) => Self::new("key", hex::encode(secret.hash())),
+        }
+    }
+
     pub fn of_uuid(kind: &str, id: uuid::Uuid) -> Self {
         let mut text = uuid::Uuid::encode_buffer();
         let id = id.hyphenated().encode_lower(&mut text);
@@ -321,9 +331,7 @@ impl RateLimiter {
         metrics: &Metrics,
     ) -> Self {
         let counters = metrics.rate_limit();
-        counters
-            .fail_open
-            .store(settings.fail_open, std::sync::atomic::Ordering::Relaxed);
+        counters.fail_open.set(u64::from(settings.fail_open));
         Self {
             redis,
             keys,

@@ -374,6 +374,7 @@ impl Application {
                 services.authenticator.clone(),
                 services.limiter.clone(),
                 services.ticket_cache.clone(),
+                services.metrics.rpcs().clone(),
             ))
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -37,18 +37,6 @@ impl Credential {
             },
         }
     }
-
-    /// Who the rate limit counts: the user, or the key (by its hash, known before the key's id).
-    pub fn quota_subject(&self) -> crate::rate_limit::Subject {
-        match self {
-            Self::AccessToken(claims) => {
-                crate::rate_limit::Subject::of_uuid("user", claims.user_id.as_uuid())
-            }
-            Self::ApiKey(secret) => {
-                crate::rate_limit::Subject::new("key", hex::encode(secret.hash()))
-            }
-        }
-    }
 }
 
 #[derive(Clone)]

@@ -249,13 +249,6 @@ pub fn fingerprint(key: &FingerprintKey, encoded_request: &[u8]) -> Vec<u8> {
     key.sign(encoded_request)
 }
 
-pub(crate) fn in_use() -> AppError {
-    AppError::Aborted {
-        reason: Reason::IdempotencyKeyInUse,
-        message: "a request with this idempotency key is still running; retry shortly".to_owned(),
-    }
-}
-
 impl<D> Idempotent<'_, D> {
     /// How long a claim waits for a concurrent request holding the same key before answering
     /// IDEMPOTENCY_KEY_IN_USE: the lock wait of the transaction that claims
@@ -282,7 +275,7 @@ impl<D> Idempotent<'_, D> {
             }
             .claim(conn)
             .await
-            .map_err(lock_timeout_is_in_use)?;
+            .map_err(crate::db::lock_timeout_is_in_use)?;
             if let Some(id) = claimed {
                 return Ok(Claimed::Fresh(id));
             }
@@ -310,7 +303,7 @@ impl<D> Idempotent<'_, D> {
             }
             return Ok(Claimed::Replay(StoredResponse::from_row(existing)));
         }
-        Err(in_use())
+        Err(AppError::idempotency_key_in_use())
     }
 
     /// Records, in the transaction that claimed key `id`, that its request reached `point`: the
@@ -359,16 +352,6 @@ pub fn claiming_limits<D>(budget: Duration, idempotent: Option<&Idempotent<'_, D
         Some(idempotent) => limits.waiting_for_locks_at_most(idempotent.wait()),
         None => limits,
     }
-}
-
-/// PostgreSQL's lock_timeout (SQLSTATE 55P03) while claiming means another request holds the key.
-pub fn lock_timeout_is_in_use(error: diesel::result::Error) -> AppError {
-    if let diesel::result::Error::DatabaseError(_, info) = &error
-        && info.message().contains("lock timeout")
-    {
-        return in_use();
-    }
-    error.into()
 }
 
 /// Deletes expired keys in small batches, so the sweep never holds many locks at once.

@@ -186,7 +186,7 @@ async fn admit(gate: &Gate, presented: Presented) -> Result<Admitted, Response<B
         Ok(credential) => credential,
         Err(error) => return Err(failed_authentication(limiter, &client, error).await),
     };
-    let subject = credential.quota_subject();
+    let subject = Subject::of_credential(&credential);
     let state_key = authenticator.states().key(&credential.principal());
     let lease = Lease::new();
     // The account comes from the verified token; the state read beside it confirms it.

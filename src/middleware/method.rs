@@ -8,6 +8,8 @@
 //! Errors whose reason has a REST status of its own (CARD_DECLINED: 402) carry the same header,
 //! set where statuses are made (`errors::declare_http_status`), fresh or replayed.
 //!
+//! The declaration also goes back up on the response, for the layers above.
+//!
 //! A path the table does not know gets no extension: every layer below then treats the request
 //! as strictly as it can (authentication required), and tonic answers UNIMPLEMENTED.
 
@@ -104,10 +106,14 @@ where
             // tonic refuses a message over its limit before any of our code runs, with a bare
             // status; clients get the same ErrorInfo as for every other refusal.
             if is_tonics_size_refusal(&response) {
-                return Ok(tonic::Status::from(AppError::MessageTooLarge {
+                response = tonic::Status::from(AppError::MessageTooLarge {
                     limit: max_request_bytes,
                 })
-                .into_http());
+                .into_http();
+            }
+            // The layers above (the RPC metrics) learn which RPC was answered.
+            if let Some(method) = method {
+                response.extensions_mut().insert(method);
             }
             // An error is answered trailers-only, with grpc-status among the headers; a success
             // sends its status in the trailers.

@@ -6,17 +6,18 @@
 //! 3. request id propagation: the id is returned in the response metadata;
 //! 4. header limit: a header list over `MAX_REQUEST_HEADER_BYTES` is refused as
 //!    `HEADERS_TOO_LARGE` ([`header_limit`]);
-//! 5. method: the RPC's declaration from the method table, for every layer below and the
+//! 5. RPC metrics: every answer counted by method and gRPC code, and timed ([`rpc_metrics`]);
+//! 6. method: the RPC's declaration from the method table, for every layer below and the
 //!    handler; on the way back, the declared REST success status, and `REQUEST_TOO_LARGE` for
 //!    tonic's bare refusal of an oversized message ([`method`]);
-//! 6. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
-//! 7. admission: who is calling (failing closed), with the declared role, within the declared
+//! 7. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
+//! 8. admission: who is calling (failing closed), with the declared role, within the declared
 //!    quota of the caller (or client IP), in one Redis round trip ([`admission`],
 //!    [`rate_limit`]); handlers get a `Caller` extension;
-//! 8. path binding: a REST request whose body or query names another resource than its path is
+//! 9. path binding: a REST request whose body or query names another resource than its path is
 //!    refused as `PATH_BODY_MISMATCH` ([`path_binding`]);
-//! 9. idempotency key: read, checked, and required where declared; the handler decides what it
-//!    means.
+//! 10. idempotency key: read, checked, and required where declared; the handler decides what it
+//!     means.
 
 mod admission;
 mod deadline;
@@ -25,6 +26,7 @@ mod idempotency_key;
 mod method;
 mod path_binding;
 mod rate_limit;
+mod rpc_metrics;
 mod unary_body;
 
 pub use admission::{AdmissionLayer, Admit};
@@ -34,6 +36,7 @@ pub use idempotency_key::{IdempotencyKeyLayer, ReadIdempotencyKey};
 pub use method::{MethodLayer, ResolveMethod, declared_method};
 pub use path_binding::{CheckPathBinding, PathBindingLayer};
 pub use rate_limit::{ClientAddress, client_ip};
+pub use rpc_metrics::{CountRpcs, RpcMetricsLayer};
 
 use std::time::Duration;
 
@@ -53,6 +56,7 @@ use tracing::{Level, Span};
 use crate::auth::Authenticator;
 use crate::configuration::ServerSettings;
 use crate::methods::MethodTable;
+use crate::metrics::RpcMetrics;
 use crate::rate_limit::RateLimiter;
 use crate::service::TicketCache;
 use crate::wire::headers::REQUEST_ID_HEADER;
@@ -69,6 +73,7 @@ pub struct MiddlewareLayer {
     authenticator: Authenticator,
     limiter: RateLimiter,
     ticket_cache: TicketCache,
+    rpc_metrics: RpcMetrics,
 }
 
 impl MiddlewareLayer {
@@ -78,6 +83,7 @@ impl MiddlewareLayer {
         authenticator: Authenticator,
         limiter: RateLimiter,
         ticket_cache: TicketCache,
+        rpc_metrics: RpcMetrics,
     ) -> Self {
         Self {
             methods,
@@ -87,6 +93,7 @@ impl MiddlewareLayer {
             authenticator,
             limiter,
             ticket_cache,
+            rpc_metrics,
         }
     }
 }
@@ -95,7 +102,9 @@ impl MiddlewareLayer {
 pub type MiddlewareStack<S> = SetRequestId<
     Trace<
         PropagateRequestId<
-            LimitHeaders<ResolveMethod<Deadline<Admit<CheckPathBinding<ReadIdempotencyKey<S>>>>>>,
+            LimitHeaders<
+                CountRpcs<ResolveMethod<Deadline<Admit<CheckPathBinding<ReadIdempotencyKey<S>>>>>>,
+            >,
         >,
         SharedClassifier<GrpcErrorsAsFailures>,
         RpcSpan,
@@ -123,6 +132,7 @@ impl<S> Layer<S> for MiddlewareLayer {
             )
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(HeaderLimitLayer::new(self.max_request_header_bytes))
+            .layer(RpcMetricsLayer::new(self.rpc_metrics.clone()))
             .layer(MethodLayer::new(self.methods, self.max_request_bytes))
             .layer(DeadlineLayer::new(self.max_request_time))
             .layer(AdmissionLayer::new(

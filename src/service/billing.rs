@@ -560,10 +560,7 @@ impl Billing {
     async fn count_needing_attention(&self) -> AppResult<()> {
         let mut connection = crate::db::connection(&self.pool).await?;
         let count = ChargeRow::count_needing_attention(&mut connection).await?;
-        self.metrics
-            .billing()
-            .needing_attention
-            .store(count, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.billing().needing_attention.set(count);
         Ok(())
     }
 
@@ -663,7 +660,7 @@ impl Billing {
         };
         let Some(lease) = lease else {
             if stored.charge.status == ChargeStatus::Pending {
-                return Err(crate::idempotency::in_use());
+                return Err(AppError::idempotency_key_in_use());
             }
             // Settled meanwhile (the completer, a retry): answer it, and store the answer.
             return self.record_charge(&stored, None, None, key).await;
@@ -883,7 +880,7 @@ impl Billing {
         let (refund, charge) = self.read_refund(account_id, refund_id).await?;
         let Some(lease) = lease else {
             if refund.status == RefundStatus::Pending {
-                return Err(crate::idempotency::in_use());
+                return Err(AppError::idempotency_key_in_use());
             }
             let answer = settled_refund_answer(&refund);
             return self

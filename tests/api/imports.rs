@@ -1,5 +1,7 @@
-//! Import rules checked on the source: `errors` is a leaf that every module may import, so it
-//! imports nothing of ours but `domain` and `wire::headers` (docs/architecture.md).
+//! Import rules checked on the source (docs/architecture.md, "The layers"): every top-level
+//! module imports only modules of lower layers, so imports point down and no circle can form;
+//! and `errors` is a leaf that every module may import, so it imports nothing of ours but
+//! `domain` and `wire::headers`.
 
 use std::path::Path;
 
@@ -34,6 +36,76 @@ fn errors_imports_only_domain_and_wire_headers() {
     assert!(
         outside.is_empty(),
         "errors may import only crate::domain and crate::wire::headers: {outside:#?}"
+    );
+}
+
+/// The layers of the crate's top-level modules, lowest first: a module may import only modules
+/// of lower layers. docs/architecture.md's table says the same.
+const LAYERS: &[&[&str]] = &[
+    &["domain", "wire", "proto", "http_rule", "bulkhead"],
+    &["errors", "configuration", "metrics", "methods", "client"],
+    &["codec", "db", "redis_pool", "telemetry", "billing"],
+    &["auth", "health"],
+    &["rate_limit", "idempotency"],
+    &["service"],
+    &["middleware", "jobs", "seed"],
+    &["api"],
+    &["startup"],
+    &["cli"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+#[test]
+fn every_module_imports_only_modules_of_lower_layers() {
+    let root = repository_root();
+    let src = root.join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut unplaced = Vec::new();
+    let mut upward = Vec::new();
+    for file in &files {
+        let module = module_of(&src, file);
+        let Some(top) = module
+            .first()
+            .filter(|top| !["lib", "main"].contains(&top.as_str()))
+        else {
+            continue;
+        };
+        let Some(layer) = layer_of(top) else {
+            unplaced.push(top.clone());
+            continue;
+        };
+        let source = std::fs::read_to_string(file).unwrap();
+        // Unit tests may reach anywhere: they are not part of the layering.
+        let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+        for path in crate_paths(code, &module) {
+            let Some(target) = path.first().filter(|target| *target != top) else {
+                continue;
+            };
+            match layer_of(target) {
+                Some(target_layer) if target_layer < layer => {}
+                Some(_) => upward.push(format!(
+                    "{}: crate::{}",
+                    file.strip_prefix(&root).unwrap().display(),
+                    path.join("::")
+                )),
+                // `crate::*`, the crate root: not a module of a layer.
+                None => {}
+            }
+        }
+    }
+    unplaced.sort();
+    unplaced.dedup();
+    assert!(
+        unplaced.is_empty(),
+        "modules in no layer (add them to LAYERS and docs/architecture.md): {unplaced:?}"
+    );
+    assert!(
+        upward.is_empty(),
+        "imports of a module of the same or a higher layer: {upward:#?}"
     );
 }
 

@@ -150,3 +150,49 @@ async fn only_get_metrics_is_served_on_the_metrics_listener() {
         .expect("an answer");
     assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
 }
+
+/// The series of RPC `method` answered with `code`.
+fn rpcs(method: &str, code: &str) -> String {
+    format!(r#"supportdesk_rpc_requests_total{{method="/supportdesk.v1.{method}",code="{code}"}}"#)
+}
+
+#[tokio::test]
+async fn every_rpc_is_counted_by_method_and_code_and_timed_including_the_middlewares_refusals() {
+    let app = TestApp::spawn_with(with_metrics).await;
+    let ticket = app.create_ticket("Counted").await;
+    let before = Scrape::of(&app).await;
+    app.get_ticket(&ticket.id).await.expect("the ticket");
+    app.get_ticket(&ticket.id).await.expect("the ticket again");
+    let missing = app
+        .get_ticket(&uuid::Uuid::now_v7().to_string())
+        .await
+        .expect_err("no such ticket");
+    assert_eq!(missing.code(), Code::NotFound);
+    // Refused by admission, before any handler runs.
+    let anonymous = app
+        .tickets
+        .clone()
+        .get_ticket(v1::GetTicketRequest {
+            id: ticket.id.clone(),
+        })
+        .await
+        .expect_err("no credentials");
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+
+    let after = Scrape::of(&app).await;
+    let grew =
+        |series: &str| after.get(series) - before.0.get(series).map_or(0, |value| *value as u64);
+    assert_eq!(grew(&rpcs("TicketService/GetTicket", "OK")), 2);
+    assert_eq!(grew(&rpcs("TicketService/GetTicket", "NOT_FOUND")), 1);
+    assert_eq!(grew(&rpcs("TicketService/GetTicket", "UNAUTHENTICATED")), 1);
+    let count = r#"supportdesk_rpc_duration_seconds_count{method="/supportdesk.v1.TicketService/GetTicket"}"#;
+    assert_eq!(grew(count), 4);
+    let under_16s = r#"supportdesk_rpc_duration_seconds_bucket{le="16.384",method="/supportdesk.v1.TicketService/GetTicket"}"#;
+    assert_eq!(
+        grew(under_16s),
+        4,
+        "every call well inside the largest bucket"
+    );
+    // CreateTicket was counted once, when the test made its ticket.
+    assert_eq!(after.get(&rpcs("TicketService/CreateTicket", "OK")), 1);
+}

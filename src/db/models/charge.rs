@@ -161,7 +161,7 @@ impl ChargeRow {
             .first::<Self>(conn)
             .await
             .optional()
-            .map_err(crate::idempotency::lock_timeout_is_in_use)?
+            .map_err(crate::db::lock_timeout_is_in_use)?
             .map(Self::into_domain)
             .transpose()
     }
@@ -194,7 +194,7 @@ impl ChargeRow {
         };
         locked
             .optional()
-            .map_err(crate::idempotency::lock_timeout_is_in_use)?
+            .map_err(crate::db::lock_timeout_is_in_use)?
             .map(Self::into_domain)
             .transpose()
     }

@@ -96,7 +96,7 @@ impl RefundRow {
             .first::<Self>(conn)
             .await
             .optional()
-            .map_err(crate::idempotency::lock_timeout_is_in_use)?
+            .map_err(crate::db::lock_timeout_is_in_use)?
             .map(Self::into_domain)
             .transpose()
     }

@@ -771,7 +771,7 @@ pub(crate) fn with_metrics(settings: &mut Settings) {
 }
 
 /// Every sample of one scrape of an instance's `GET /metrics`, by series (name and labels).
-pub(crate) struct Scrape(pub(crate) std::collections::HashMap<String, u64>);
+pub(crate) struct Scrape(pub(crate) std::collections::HashMap<String, f64>);
 
 impl Scrape {
     pub(crate) async fn of(app: &TestApp) -> Self {
@@ -782,25 +782,32 @@ impl Scrape {
         assert_eq!(response.status(), reqwest::StatusCode::OK);
         assert_eq!(
             response.headers()["content-type"],
-            "text/plain; version=0.0.4; charset=utf-8"
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
         );
         let text = response.text().await.expect("a body");
+        assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
         Self(
             text.lines()
                 .filter(|line| !line.starts_with('#'))
                 .map(|line| {
                     let (series, value) = line.rsplit_once(' ').expect("series value");
-                    (series.to_owned(), value.parse().expect("an integer count"))
+                    (series.to_owned(), value.parse().expect("a number"))
                 })
                 .collect(),
         )
     }
 
+    /// The value of a series that counts (a counter, a gauge of whole numbers, a bucket).
     pub(crate) fn get(&self, series: &str) -> u64 {
-        *self
+        let value = *self
             .0
             .get(series)
-            .unwrap_or_else(|| panic!("{series} is not exported"))
+            .unwrap_or_else(|| panic!("{series} is not exported"));
+        assert!(
+            value.fract() == 0.0 && value >= 0.0,
+            "{series} is {value}, not a count"
+        );
+        value as u64
     }
 
     /// The series of metric `name`, with their values.
@@ -812,7 +819,7 @@ impl Scrape {
                     .strip_prefix(name)
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
             })
-            .map(|(series, value)| (series.as_str(), *value))
+            .map(|(series, _)| (series.as_str(), self.get(series)))
             .collect()
     }
 }
