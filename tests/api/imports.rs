@@ -44,7 +44,14 @@ fn errors_imports_only_domain_and_wire_headers() {
 const LAYERS: &[&[&str]] = &[
     &["domain", "wire", "proto", "http_rule", "bulkhead"],
     &["errors", "configuration", "metrics", "methods", "client"],
-    &["codec", "db", "redis_pool", "telemetry", "billing"],
+    &[
+        "codec",
+        "db",
+        "redis_pool",
+        "telemetry",
+        "billing",
+        "notifications",
+    ],
     &["auth", "health"],
     &["rate_limit", "idempotency"],
     &["service"],
