@@ -17,6 +17,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod metrics;
 pub mod middleware;
+pub mod notifications;
 pub mod rate_limit;
 pub mod redis_pool;
 pub mod seed;

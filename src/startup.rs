@@ -322,6 +322,27 @@ impl Application {
                 move |context| workers.clone().run(context.stop),
             ));
         }
+        // Without an email provider there are no workers: notifications wait in the outbox.
+        let notifications = &self.settings.notifications;
+        if let (Some(email), Some(public_base_url)) =
+            (&notifications.email, &notifications.public_base_url)
+            && notifications.workers.workers > 0
+        {
+            let workers = crate::service::NotificationWorkers::new(
+                self.database.clone(),
+                crate::notifications::sender_for(email)?,
+                notifications.workers.clone(),
+                public_base_url.clone(),
+            );
+            // Notifications wait durably in the outbox, shared with every instance's workers:
+            // nothing to take out of service while they restart.
+            jobs.add(Task::new(
+                "notification-workers",
+                RestartPolicy::Restart(SERVICE_BACKOFF),
+                HealthEffect::None,
+                move |context| workers.clone().run(context.stop),
+            ));
+        }
         // Entries written while Redis was away stay unsynced until their TTL without it.
         let ticket_cache = services.ticket_cache.clone();
         jobs.add(Task::new(
@@ -516,6 +537,7 @@ impl Services {
                 database.clone(),
                 ticket_cache.clone(),
                 settings.tickets.max_open_per_requester,
+                settings.notifications.message_domain(),
             ),
             ticket_cache,
             users: Users::new(database.clone(), hasher, sessions, principals),

@@ -1,8 +1,10 @@
 //! PostgreSQL access: the bb8 pool of diesel-async connections, the embedded migrations, and the
 //! statement limit that carries a request's deadline down to the server as
-//! `statement_timeout`, so a query outliving its client is cancelled by PostgreSQL itself.
+//! `statement_timeout`, so a query outliving its client is cancelled by PostgreSQL itself; and
+//! the durable queue ([`queue`]) the background deliveries share.
 
 pub mod models;
+pub mod queue;
 pub mod schema;
 
 use std::time::Duration;

@@ -103,6 +103,29 @@ diesel::table! {
 }
 
 diesel::table! {
+    notifications (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        kind -> Text,
+        recipient_user_id -> Uuid,
+        recipient_address -> Text,
+        data -> Jsonb,
+        message_id -> Text,
+        ticket_id -> Nullable<Uuid>,
+        state -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        lease_expires_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        outcome -> Nullable<Text>,
+        redrive_count -> Int4,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+        dead_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     reconciliation_findings (id) {
         id -> Uuid,
         run_id -> Uuid,
@@ -253,6 +276,8 @@ diesel::joinable!(charge_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(charge_activities -> reconciliation_runs (reconciliation_run_id));
 diesel::joinable!(charge_activities -> webhook_events (webhook_event_id));
 diesel::joinable!(charges -> accounts (account_id));
+diesel::joinable!(notifications -> accounts (account_id));
+diesel::joinable!(notifications -> tickets (ticket_id));
 diesel::joinable!(reconciliation_findings -> accounts (account_id));
 diesel::joinable!(reconciliation_findings -> reconciliation_runs (run_id));
 diesel::joinable!(ticket_activities -> api_keys (actor_api_key_id));
@@ -269,6 +294,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     charge_disputes,
     charges,
     idempotency_keys,
+    notifications,
     reconciliation_findings,
     reconciliation_runs,
     refunds,

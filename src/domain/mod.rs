@@ -9,6 +9,7 @@ mod idempotency_key;
 mod identity;
 mod ids;
 mod money;
+mod notification;
 mod pagination;
 mod payment_event;
 mod rate_quota;
@@ -33,6 +34,7 @@ pub use identity::{
 };
 pub use ids::{AccountId, ApiKeyId, ChargeId, RefundId, SessionId, TicketId, UserId};
 pub use money::{Currency, Money, MoneyArithmeticError};
+pub use notification::{CommentAddedData, NotificationKind, TicketCreatedData, TicketSolvedData};
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
 pub use payment_event::{DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent};
 pub use rate_quota::RateQuota;

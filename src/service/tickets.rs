@@ -6,6 +6,7 @@
 //! locks the ticket row first and decides on the state it locked: the etag check, the lifecycle
 //! rules and the open-ticket limit all hold under concurrency.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -20,14 +21,15 @@ use crate::db::PgPool;
 use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::{
-    ActivityRow, CommentRow, NewActivity, NewComment, NewTicket, NewUser, TicketChangeset,
-    TicketRow, User,
+    ActivityRow, CommentRow, NewActivity, NewComment, NewNotification, NewTicket, NewUser,
+    TicketChangeset, TicketRow, User,
 };
 use crate::domain::{
-    AccountId, Actor, Comment, CommentBody, Email, Etag, FieldChange, FieldChanges, InvalidValue,
-    NewTicketRequest, PageCursor, PageSize, Role, RuleViolation, Ticket, TicketAction,
-    TicketActivity, TicketChange, TicketDescription, TicketFilter, TicketId, TicketOrderField,
-    TicketPriority, TicketStatus, TicketSubject, TicketTransition, UserId,
+    AccountId, Actor, Comment, CommentAddedData, CommentBody, Email, Etag, FieldChange,
+    FieldChanges, InvalidValue, NewTicketRequest, NotificationKind, PageCursor, PageSize, Role,
+    RuleViolation, Ticket, TicketAction, TicketActivity, TicketChange, TicketCreatedData,
+    TicketDescription, TicketFilter, TicketId, TicketOrderField, TicketPriority, TicketSolvedData,
+    TicketStatus, TicketSubject, TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{Idempotent, Outcome};
@@ -55,21 +57,31 @@ pub struct TicketDesk {
     pool: PgPool,
     cache: TicketCache,
     max_open_per_requester: u32,
+    /// The domain of the notifications' `Message-ID`s (the public base URL's host).
+    message_domain: Arc<str>,
 }
 
 impl TicketDesk {
-    pub fn new(pool: PgPool, cache: TicketCache, max_open_per_requester: u32) -> Self {
+    pub fn new(
+        pool: PgPool,
+        cache: TicketCache,
+        max_open_per_requester: u32,
+        message_domain: &str,
+    ) -> Self {
         Self {
             pool,
             cache,
             max_open_per_requester,
+            message_domain: Arc::from(message_domain),
         }
     }
 
     /// Opens a ticket in status NEW. Customers raise tickets for themselves, cannot assign
-    /// them and may choose any priority but URGENT; others name the requester by email, and an assignee must be an active agent or
-    /// admin of the account. A requester with the maximum of open tickets gets
-    /// FAILED_PRECONDITION.
+    /// them and may choose any priority but URGENT; others name the requester by email, and an
+    /// assignee must be an active agent or admin of the account. A requester with the maximum of
+    /// open tickets gets FAILED_PRECONDITION. The acknowledgement to the requester is queued in
+    /// the ticket's own statement (docs/notifications.md): it is sent if and only if the ticket
+    /// is created.
     pub async fn create(
         &self,
         caller: &Caller,
@@ -175,7 +187,12 @@ impl TicketDesk {
                     requester_id: requester.id.as_uuid(),
                     assignee_id: request.assignee.map(|id| id.as_uuid()),
                 }
-                .insert_recorded(conn, &requester_email, &record)
+                .insert_recorded(
+                    conn,
+                    &requester_email,
+                    &record,
+                    &acknowledgement(&requester, &request.subject, &self.message_domain),
+                )
                 .await?;
                 Ok::<_, AppError>(Written::Stored(ticket))
             })?;
@@ -415,13 +432,15 @@ impl TicketDesk {
                 let changeset =
                     TicketChangeset::between(&current, &decision.after, decision.deletes);
                 let stored = TicketRow::apply(conn, &current, &changeset).await?;
-                record(
-                    conn,
+                let notice = self.solved_notice(caller, &stored, decision.action);
+                new_record(
                     caller.actor(),
-                    &stored,
+                    stored.account_id,
+                    stored.id,
                     decision.action,
                     &decision.changes,
                 )
+                .insert_notifying(conn, notice.as_ref())
                 .await?;
                 Ok::<_, AppError>(if decision.deletes {
                     Written::Deleted(stored)
@@ -472,7 +491,11 @@ impl TicketDesk {
                     body: body.as_str(),
                     public,
                 }
-                .insert(conn)
+                .insert_notifying(
+                    conn,
+                    self.comment_notice(caller, &current, &body, public)
+                        .as_ref(),
+                )
                 .await?;
                 let stored = TicketRow::touch(conn, &current).await?;
                 record(
@@ -493,6 +516,60 @@ impl TicketDesk {
             }
             Outcome::Failed(error) => Outcome::Failed(error),
             Outcome::Replay(stored) => Outcome::Replay(stored),
+        })
+    }
+
+    /// The notice of a comment to the ticket's requester: only for a public comment written at
+    /// the desk (an agent, an admin or an API key) by someone other than the requester; internal
+    /// notes never leave the desk, and a requester is not told of their own replies.
+    fn comment_notice<'a>(
+        &self,
+        caller: &Caller,
+        ticket: &'a Ticket,
+        body: &CommentBody,
+        public: bool,
+    ) -> Option<NewNotification<'a>> {
+        let by_requester = caller.actor() == Actor::User(ticket.requester_id);
+        if !public || caller.restricted_to_user().is_some() || by_requester {
+            return None;
+        }
+        let id = Uuid::now_v7();
+        Some(NewNotification {
+            id,
+            kind: NotificationKind::CommentAdded,
+            recipient_user_id: ticket.requester_id.as_uuid(),
+            recipient_address: ticket.requester_email.as_str(),
+            data: serde_json::to_value(CommentAddedData {
+                subject: ticket.subject.as_str().to_owned(),
+                body: body.as_str().to_owned(),
+            })
+            .unwrap_or(serde_json::Value::Null),
+            message_id: NewNotification::message_id_for(id, &self.message_domain),
+        })
+    }
+
+    /// The notice of a solved ticket to its requester: when `action` solved it and someone other
+    /// than the requester did.
+    fn solved_notice<'a>(
+        &self,
+        caller: &Caller,
+        ticket: &'a Ticket,
+        action: TicketAction,
+    ) -> Option<NewNotification<'a>> {
+        if action != TicketAction::Resolved || caller.actor() == Actor::User(ticket.requester_id) {
+            return None;
+        }
+        let id = Uuid::now_v7();
+        Some(NewNotification {
+            id,
+            kind: NotificationKind::TicketSolved,
+            recipient_user_id: ticket.requester_id.as_uuid(),
+            recipient_address: ticket.requester_email.as_str(),
+            data: serde_json::to_value(TicketSolvedData {
+                subject: ticket.subject.as_str().to_owned(),
+            })
+            .unwrap_or(serde_json::Value::Null),
+            message_id: NewNotification::message_id_for(id, &self.message_domain),
         })
     }
 
@@ -673,5 +750,26 @@ async fn ensure_agent(
             field,
             &InvalidValue::new("names no active agent or admin of this account"),
         )),
+    }
+}
+/// The acknowledgement of a new ticket to its requester, as the outbox row the ticket's statement
+/// writes.
+fn acknowledgement<'a>(
+    requester: &'a crate::domain::User,
+    subject: &TicketSubject,
+    message_domain: &str,
+) -> NewNotification<'a> {
+    let id = Uuid::now_v7();
+    NewNotification {
+        id,
+        kind: NotificationKind::TicketCreated,
+        recipient_user_id: requester.id.as_uuid(),
+        recipient_address: requester.email.as_str(),
+        data: serde_json::to_value(TicketCreatedData {
+            subject: subject.as_str().to_owned(),
+            requester_name: requester.display_name.as_str().to_owned(),
+        })
+        .unwrap_or(serde_json::Value::Null),
+        message_id: NewNotification::message_id_for(id, message_domain),
     }
 }

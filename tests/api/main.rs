@@ -19,6 +19,7 @@ mod idempotency;
 mod imports;
 mod job_runner;
 mod metrics;
+mod notifications;
 mod payment_provider;
 mod principal_states;
 mod process;

@@ -1,11 +1,14 @@
-//! The `ticket_activities` table: the audit trail.
+//! The `ticket_activities` table: the audit trail. A change that notifies someone (a ticket
+//! solved) writes its notification in the record's own statement.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::NewNotification;
 use super::comment::actor;
 use crate::db::KeepPrepared;
 use crate::db::schema::ticket_activities;
@@ -38,6 +41,44 @@ pub struct NewActivity<'a> {
 }
 
 impl NewActivity<'_> {
+    /// Inserts the record and, when there is one, the notification the change causes (the
+    /// outbox row, `notification`) in the same statement: a data-modifying CTE, so the
+    /// notification costs no round trip and exists exactly when the recorded change does.
+    pub async fn insert_notifying(
+        &self,
+        conn: &mut AsyncPgConnection,
+        notification: Option<&NewNotification<'_>>,
+    ) -> QueryResult<usize> {
+        let Some(notification) = notification else {
+            return self.insert(conn).await;
+        };
+        KeepPrepared(
+            diesel::sql_query(
+                "WITH notified AS (INSERT INTO notifications \
+                 (id, account_id, kind, recipient_user_id, recipient_address, data, message_id, \
+                 ticket_id) VALUES ($8, $2, $9, $10, $11, $12, $13, $3)) \
+                 INSERT INTO ticket_activities \
+                 (id, account_id, ticket_id, actor_user_id, actor_api_key_id, action, changes) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind::<sql_types::Uuid, _>(self.id)
+            .bind::<sql_types::Uuid, _>(self.account_id)
+            .bind::<sql_types::Uuid, _>(self.ticket_id)
+            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(self.actor_user_id)
+            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(self.actor_api_key_id)
+            .bind::<sql_types::Text, _>(self.action)
+            .bind::<sql_types::Jsonb, _>(&self.changes)
+            .bind::<sql_types::Uuid, _>(notification.id)
+            .bind::<sql_types::Text, _>(notification.kind.as_str())
+            .bind::<sql_types::Uuid, _>(notification.recipient_user_id)
+            .bind::<sql_types::Text, _>(notification.recipient_address)
+            .bind::<sql_types::Jsonb, _>(&notification.data)
+            .bind::<sql_types::Text, _>(&notification.message_id),
+        )
+        .execute(conn)
+        .await
+    }
+
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> QueryResult<usize> {
         KeepPrepared(diesel::insert_into(ticket_activities::table).values(self))
             .execute(conn)

@@ -1,17 +1,19 @@
-//! The `ticket_comments` table.
+//! The `ticket_comments` table; a public comment from the desk writes its requester's
+//! notification in the comment's own statement.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::corrupt;
+use super::{NewNotification, corrupt};
 use crate::db::KeepPrepared;
 use crate::db::schema::ticket_comments;
 use crate::domain::{self, Actor, ApiKeyId, CommentBody, PageCursor, TicketId, UserId};
 use crate::errors::{AppError, AppResult};
 
-#[derive(Clone, Debug, Queryable, Selectable)]
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = ticket_comments, check_for_backend(diesel::pg::Pg))]
 pub struct CommentRow {
     pub id: Uuid,
@@ -37,6 +39,47 @@ pub struct NewComment<'a> {
 }
 
 impl NewComment<'_> {
+    /// Inserts the comment and, when there is one, the notification it causes (the outbox row,
+    /// `notification`) in the same statement: a data-modifying CTE, so the notification costs no
+    /// round trip and exists exactly when the comment does.
+    pub async fn insert_notifying(
+        &self,
+        conn: &mut AsyncPgConnection,
+        notification: Option<&NewNotification<'_>>,
+    ) -> AppResult<domain::Comment> {
+        let Some(notification) = notification else {
+            return self.insert(conn).await;
+        };
+        KeepPrepared(
+            diesel::sql_query(
+                "WITH notified AS (INSERT INTO notifications \
+                 (id, account_id, kind, recipient_user_id, recipient_address, data, message_id, \
+                 ticket_id) VALUES ($8, $2, $9, $10, $11, $12, $13, $3)) \
+                 INSERT INTO ticket_comments \
+                 (id, account_id, ticket_id, author_user_id, author_api_key_id, body, public) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 RETURNING id, account_id, ticket_id, author_user_id, author_api_key_id, body, \
+                 public, created_at",
+            )
+            .bind::<sql_types::Uuid, _>(self.id)
+            .bind::<sql_types::Uuid, _>(self.account_id)
+            .bind::<sql_types::Uuid, _>(self.ticket_id)
+            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(self.author_user_id)
+            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(self.author_api_key_id)
+            .bind::<sql_types::Text, _>(self.body)
+            .bind::<sql_types::Bool, _>(self.public)
+            .bind::<sql_types::Uuid, _>(notification.id)
+            .bind::<sql_types::Text, _>(notification.kind.as_str())
+            .bind::<sql_types::Uuid, _>(notification.recipient_user_id)
+            .bind::<sql_types::Text, _>(notification.recipient_address)
+            .bind::<sql_types::Jsonb, _>(&notification.data)
+            .bind::<sql_types::Text, _>(&notification.message_id),
+        )
+        .get_result::<CommentRow>(conn)
+        .await?
+        .into_domain()
+    }
+
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<domain::Comment> {
         KeepPrepared(
             diesel::insert_into(ticket_comments::table)

@@ -10,6 +10,7 @@ pub mod charge_activity;
 pub mod charge_dispute;
 pub mod comment;
 pub mod idempotency;
+pub mod notification;
 pub mod reconciliation_finding;
 pub mod reconciliation_run;
 pub mod refund;
@@ -27,6 +28,7 @@ pub use charge_activity::NewChargeActivity;
 pub use charge_dispute::NewChargeDispute;
 pub use comment::{CommentRow, NewComment};
 pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
+pub use notification::{NewNotification, NotificationRow};
 pub use reconciliation_finding::{
     NewReconciliationFinding, ReconciliationFindingRow, StoredFinding,
 };

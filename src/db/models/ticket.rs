@@ -10,8 +10,8 @@ use diesel::sql_types;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::NewActivity;
 use super::corrupt;
+use super::{NewActivity, NewNotification};
 use crate::db::KeepPrepared;
 use crate::db::schema::{tickets, users};
 use crate::domain::{
@@ -77,9 +77,11 @@ struct OpenTickets {
 
 impl NewTicket<'_> {
     /// Inserts the ticket of the requester whose address is `requester_email` together with its
-    /// audit record, in one statement (one round trip): the record is a data-modifying CTE of
-    /// the ticket's insert, which runs in the same snapshot, and PostgreSQL checks the record's
-    /// foreign key to the ticket at the end of the statement.
+    /// audit record and the acknowledgement to its requester (the outbox row, `notification`),
+    /// in one statement (one round trip): the record and the notification are data-modifying
+    /// CTEs of the ticket's insert, which run in the same snapshot, and PostgreSQL checks their
+    /// foreign keys to the ticket at the end of the statement. A rolled-back creation leaves
+    /// neither.
     ///
     /// Written out as SQL, as is [`TicketRow::count_open_for_requester`]: they are on
     /// CreateTicket's path, and diesel-async renders a DSL statement's text on every call
@@ -89,12 +91,16 @@ impl NewTicket<'_> {
         conn: &mut AsyncPgConnection,
         requester_email: &Email,
         record: &NewActivity<'_>,
+        notification: &NewNotification<'_>,
     ) -> AppResult<Ticket> {
         KeepPrepared(
             diesel::sql_query(
                 "WITH written AS (INSERT INTO ticket_activities \
                  (id, account_id, ticket_id, actor_user_id, actor_api_key_id, action, changes) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)), \
+                 notified AS (INSERT INTO notifications \
+                 (id, account_id, kind, recipient_user_id, recipient_address, data, message_id, \
+                 ticket_id) VALUES ($16, $9, $17, $18, $19, $20, $21, $8)) \
                  INSERT INTO tickets \
                  (id, account_id, subject, description, priority, status, requester_id, \
                  assignee_id) VALUES ($8, $9, $10, $11, $12, $13, $14, $15) \
@@ -115,7 +121,13 @@ impl NewTicket<'_> {
             .bind::<sql_types::Text, _>(self.priority)
             .bind::<sql_types::Text, _>(self.status)
             .bind::<sql_types::Uuid, _>(self.requester_id)
-            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(self.assignee_id),
+            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(self.assignee_id)
+            .bind::<sql_types::Uuid, _>(notification.id)
+            .bind::<sql_types::Text, _>(notification.kind.as_str())
+            .bind::<sql_types::Uuid, _>(notification.recipient_user_id)
+            .bind::<sql_types::Text, _>(notification.recipient_address)
+            .bind::<sql_types::Jsonb, _>(&notification.data)
+            .bind::<sql_types::Text, _>(&notification.message_id),
         )
         .get_result::<TicketRow>(conn)
         .await?

@@ -9,12 +9,14 @@ use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Bytea, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Bytea, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::corrupt;
 use crate::db::KeepPrepared;
+pub use crate::db::queue::AttemptFailed;
+use crate::db::queue::{self, QueueTable};
 use crate::db::schema::webhook_events;
 use crate::domain::{
     AccountId, ChargeId, ProviderEvent, TextPageCursor, WebhookEventId, WebhookEventState,
@@ -24,7 +26,7 @@ use crate::errors::AppResult;
 // ----- Receiving and the admin RPCs -----
 
 /// A stored event as the admin RPCs show it (the payload and the lease stay in the table).
-#[derive(Clone, Debug, Queryable, Selectable)]
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = webhook_events, check_for_backend(diesel::pg::Pg))]
 pub struct WebhookEventRow {
     pub id: String,
@@ -209,26 +211,11 @@ impl WebhookEventRow {
         account_id: AccountId,
         id: &WebhookEventId,
     ) -> AppResult<Option<StoredWebhookEvent>> {
-        KeepPrepared(
-            diesel::update(
-                webhook_events::table
-                    .filter(webhook_events::account_id.eq(account_id.as_uuid()))
-                    .filter(webhook_events::id.eq(id.as_str()))
-                    .filter(webhook_events::state.eq(WebhookEventState::Dead.as_str())),
-            )
-            .set((
-                webhook_events::state.eq(WebhookEventState::Received.as_str()),
-                webhook_events::attempts.eq(0),
-                webhook_events::next_attempt_at.eq(diesel::dsl::now),
-                webhook_events::lease_expires_at.eq(None::<DateTime<Utc>>),
-                webhook_events::dead_at.eq(None::<DateTime<Utc>>),
-                webhook_events::redrive_count.eq(webhook_events::redrive_count + 1),
-            ))
-            .returning(Self::as_returning()),
-        )
-        .get_result::<Self>(conn)
-        .await
-        .optional()?
+        queue::optional(
+            queue::redrive_dead(&WEBHOOK_QUEUE, account_id.as_uuid(), id.as_str())
+                .get_result::<Self>(conn)
+                .await,
+        )?
         .map(Self::into_domain)
         .transpose()
     }
@@ -257,14 +244,22 @@ impl WebhookEventRow {
 
 // ----- The queue -----
 //
-// A worker claims one due event in one statement that commits at once (the lease and the attempt
-// are recorded before any provider call), processes it outside any transaction, and then either
-// marks it processed inside the transaction that applies it, or records the failure. Both
-// writes match the attempt number the claim returned: a worker whose lease ran out and whose
-// event another worker claimed meanwhile writes nothing.
-//
-// Each statement's text is fixed, so the connection keeps it prepared ([`KeepPrepared`]): diesel
-// never caches an `sql_query`, and a worker would otherwise pay a prepare on every event.
+// The statements are the shared queue's ([`queue`]); marking an event processed is this table's
+// own, since it also files the event under the charge the worker found. Both writes match the
+// attempt number the claim returned: a worker whose lease ran out and whose event another worker
+// claimed meanwhile writes nothing.
+
+/// The `webhook_events` table as [`queue`] sees it.
+pub const WEBHOOK_QUEUE: QueueTable = QueueTable {
+    table: "webhook_events",
+    id_type: "text",
+    done_state: "processed",
+    done_at: "processed_at",
+    claimed_columns: "id, event_type, payload, attempts",
+    row_columns: "id, event_type, provider_created_at, account_id, charge_id, state, attempts, \
+                  next_attempt_at, last_error, outcome, redrive_count, received_at, \
+                  processed_at, dead_at",
+};
 
 /// An event a worker holds under a lease.
 #[derive(Clone, Debug, diesel::QueryableByName)]
@@ -280,73 +275,23 @@ pub struct ClaimedEvent {
     pub attempts: i32,
 }
 
-/// Where a failed attempt left its event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttemptFailed {
-    /// Due again after the backoff.
-    Retrying,
-    /// Out of attempts: dead until an admin re-drives it.
-    Dead,
-    /// The lease was no longer this worker's (another worker claimed the event): nothing written.
-    LeaseLost,
-}
-
-#[derive(diesel::QueryableByName)]
-struct StateRow {
-    #[diesel(sql_type = Text)]
-    state: String,
-}
-
-/// Claims the due event that has waited longest and that no live lease holds: its lease now
-/// runs for `lease_millis` and its attempt is counted, committed before processing starts (so an
-/// event that kills its worker still reaches the dead-letter state). `SKIP LOCKED`: workers of
-/// every instance share the queue without waiting on one another.
+/// Claims the due event that has waited longest ([`queue::claim_next`]).
 pub async fn claim_next(
     conn: &mut AsyncPgConnection,
     lease_millis: i64,
     max_attempts: i32,
 ) -> AppResult<Option<ClaimedEvent>> {
-    let claimed = KeepPrepared(
-        diesel::sql_query(
-            "UPDATE webhook_events \
-         SET lease_expires_at = now() + make_interval(secs => $1::double precision / 1000), \
-             attempts = attempts + 1 \
-         WHERE id = ( \
-             SELECT id FROM webhook_events \
-             WHERE state = 'received' AND next_attempt_at <= now() \
-               AND (lease_expires_at IS NULL OR lease_expires_at <= now()) \
-               AND attempts < $2 \
-             ORDER BY next_attempt_at \
-             LIMIT 1 \
-             FOR UPDATE SKIP LOCKED) \
-         RETURNING id, event_type, payload, attempts",
-        )
-        .bind::<BigInt, _>(lease_millis)
-        .bind::<Integer, _>(max_attempts),
+    queue::optional(
+        queue::claim_next(&WEBHOOK_QUEUE, lease_millis, max_attempts)
+            .get_result::<ClaimedEvent>(conn)
+            .await,
     )
-    .get_result::<ClaimedEvent>(conn)
-    .await;
-    match claimed {
-        Ok(event) => Ok(Some(event)),
-        Err(diesel::result::Error::NotFound) => Ok(None),
-        Err(error) => Err(error.into()),
-    }
 }
 
-/// Marks dead the events whose worker died (its lease expired) during their last attempt: the
-/// claim never takes them again, and nothing else would record their end.
+/// Marks dead the events whose worker died during their last attempt
+/// ([`queue::bury_abandoned`]).
 pub async fn bury_abandoned(conn: &mut AsyncPgConnection, max_attempts: i32) -> AppResult<usize> {
-    Ok(KeepPrepared(
-        diesel::sql_query(
-            "UPDATE webhook_events \
-         SET state = 'dead', dead_at = now(), lease_expires_at = NULL, \
-             last_error = 'the worker processing its last attempt stopped before finishing' \
-         WHERE state = 'received' AND attempts >= $1 AND lease_expires_at <= now()",
-        )
-        .bind::<Integer, _>(max_attempts),
-    )
-    .execute(conn)
-    .await?)
+    queue::bury_abandoned(conn, &WEBHOOK_QUEUE, max_attempts).await
 }
 
 /// Marks the claimed event processed with `outcome`, naming the charge it concerned (when
@@ -401,7 +346,7 @@ pub async fn mark_quarantined(
 }
 
 /// Records that attempt `attempt` failed with `error`: due again after `retry_in_millis`, or dead
-/// once it was attempt `max_attempts`. The lease is cleared either way.
+/// once it was attempt `max_attempts` ([`queue::record_failure`]).
 pub async fn record_failure(
     conn: &mut AsyncPgConnection,
     id: &str,
@@ -410,45 +355,19 @@ pub async fn record_failure(
     retry_in_millis: i64,
     max_attempts: i32,
 ) -> AppResult<AttemptFailed> {
-    let row = KeepPrepared(
-        diesel::sql_query(
-            "UPDATE webhook_events \
-         SET lease_expires_at = NULL, last_error = $3, \
-             state = CASE WHEN attempts >= $5 THEN 'dead' ELSE 'received' END, \
-             dead_at = CASE WHEN attempts >= $5 THEN now() END, \
-             next_attempt_at = CASE WHEN attempts >= $5 THEN next_attempt_at \
-                 ELSE now() + make_interval(secs => $4::double precision / 1000) END \
-         WHERE id = $1 AND state = 'received' AND attempts = $2 \
-         RETURNING state",
-        )
-        .bind::<Text, _>(id)
-        .bind::<Integer, _>(attempt)
-        .bind::<Text, _>(error)
-        .bind::<BigInt, _>(retry_in_millis)
-        .bind::<Integer, _>(max_attempts),
+    queue::record_failure(
+        conn,
+        &WEBHOOK_QUEUE,
+        id,
+        attempt,
+        error,
+        retry_in_millis,
+        max_attempts,
     )
-    .get_result::<StateRow>(conn)
-    .await;
-    match row {
-        Ok(row) if row.state == "dead" => Ok(AttemptFailed::Dead),
-        Ok(_) => Ok(AttemptFailed::Retrying),
-        Err(diesel::result::Error::NotFound) => Ok(AttemptFailed::LeaseLost),
-        Err(error) => Err(error.into()),
-    }
+    .await
 }
 
-/// Gives a claimed event back untried (the worker is stopping): due at once for any worker, and
-/// the attempt not counted.
+/// Gives a claimed event back untried ([`queue::release`]).
 pub async fn release(conn: &mut AsyncPgConnection, id: &str, attempt: i32) -> AppResult<()> {
-    KeepPrepared(
-        diesel::sql_query(
-            "UPDATE webhook_events SET lease_expires_at = NULL, attempts = attempts - 1 \
-         WHERE id = $1 AND state = 'received' AND attempts = $2",
-        )
-        .bind::<Text, _>(id)
-        .bind::<Integer, _>(attempt),
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+    queue::release(conn, &WEBHOOK_QUEUE, id, attempt).await
 }

@@ -7,6 +7,7 @@
 
 pub(crate) mod envoy;
 pub(crate) mod proxy;
+pub(crate) mod smtp;
 pub(crate) mod source;
 
 use std::net::SocketAddr;

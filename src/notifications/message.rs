@@ -1,0 +1,333 @@
+//! What each kind of notification says: its subject, a plain-text part and an HTML part, built by
+//! small functions rather than a template engine (the two templates are a few lines each, and
+//! the compiler checks them as it checks any code).
+//!
+//! The rules every message follows: each value a user wrote (a subject, a name) is
+//! HTML-escaped in the HTML part ([`html_escape`]); anything that ends up in a header is one line
+//! ([`single_line`]: CR, LF and other control characters become spaces, so nothing can start a
+//! header of its own); links start with the configured public base URL.
+
+use uuid::Uuid;
+
+use crate::domain::{CommentAddedData, NotificationKind, TicketCreatedData, TicketSolvedData};
+
+/// A message's content, before it is addressed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// The longest subject sent, in characters (longer ones are cut).
+const MAX_SUBJECT_CHARS: usize = 200;
+
+/// Renders notification `kind` from its stored `data`. `ticket_id` is the ticket it is about and
+/// `base_url` the public base URL (no trailing slash needed). An error says why the stored data
+/// cannot make a message (a bug or a hand-edited row: no retry helps).
+pub fn render(
+    kind: NotificationKind,
+    data: &serde_json::Value,
+    ticket_id: Option<Uuid>,
+    base_url: &url::Url,
+) -> Result<Rendered, String> {
+    match kind {
+        NotificationKind::TicketCreated => {
+            let data: TicketCreatedData =
+                serde_json::from_value(data.clone()).map_err(|error| {
+                    format!("the stored data of ticket_created is invalid: {error}")
+                })?;
+            let ticket_id = ticket_id
+                .ok_or_else(|| "a ticket_created notification names no ticket".to_owned())?;
+            Ok(ticket_created(&data, ticket_id, base_url))
+        }
+        NotificationKind::CommentAdded => {
+            let data: CommentAddedData = serde_json::from_value(data.clone())
+                .map_err(|error| format!("the stored data of comment_added is invalid: {error}"))?;
+            let ticket_id = ticket_id
+                .ok_or_else(|| "a comment_added notification names no ticket".to_owned())?;
+            Ok(comment_added(&data, ticket_id, base_url))
+        }
+        NotificationKind::TicketSolved => {
+            let data: TicketSolvedData = serde_json::from_value(data.clone())
+                .map_err(|error| format!("the stored data of ticket_solved is invalid: {error}"))?;
+            let ticket_id = ticket_id
+                .ok_or_else(|| "a ticket_solved notification names no ticket".to_owned())?;
+            Ok(ticket_solved(&data, ticket_id, base_url))
+        }
+    }
+}
+
+/// The notice that a ticket was solved, to its requester.
+fn ticket_solved(data: &TicketSolvedData, ticket_id: Uuid, base_url: &url::Url) -> Rendered {
+    let link = ticket_link(base_url, ticket_id);
+    let subject = single_line(&format!("[{ticket_id}] Solved: {}", data.subject));
+    let text = format!(
+        "Hello,\n\n\
+         Your request \"{subject}\" has been marked solved.\n\n\
+         Your reference: {ticket_id}\n\
+         If it is not solved for you, reopen it at: {link}\n",
+        subject = data.subject,
+    );
+    let html = format!(
+        "<!DOCTYPE html>\n<html><body>\n\
+         <p>Hello,</p>\n\
+         <p>Your request &ldquo;{subject}&rdquo; has been marked solved.</p>\n\
+         <p>Your reference: <strong>{ticket_id}</strong><br>\n\
+         If it is not solved for you, <a href=\"{link}\">reopen it</a>.</p>\n\
+         </body></html>\n",
+        subject = html_escape(&data.subject),
+        link = html_escape(&link),
+    );
+    Rendered {
+        subject: truncated(&subject, MAX_SUBJECT_CHARS),
+        text,
+        html,
+    }
+}
+
+/// A public comment from the desk, to the ticket's requester.
+fn comment_added(data: &CommentAddedData, ticket_id: Uuid, base_url: &url::Url) -> Rendered {
+    let link = ticket_link(base_url, ticket_id);
+    let subject = single_line(&format!("[{ticket_id}] Re: {}", data.subject));
+    let text = format!(
+        "Hello,\n\n\
+         There is a new reply on your request \"{subject}\":\n\n\
+         {body}\n\n\
+         Your reference: {ticket_id}\n\
+         Follow it at: {link}\n\n\
+         Reply to this message to answer.\n",
+        subject = data.subject,
+        body = data.body,
+    );
+    // The comment keeps its line breaks: each becomes a <br> after escaping.
+    let body = html_escape(&data.body)
+        .replace("\r\n", "\n")
+        .replace('\n', "<br>\n");
+    let html = format!(
+        "<!DOCTYPE html>\n<html><body>\n\
+         <p>Hello,</p>\n\
+         <p>There is a new reply on your request &ldquo;{subject}&rdquo;:</p>\n\
+         <blockquote>{body}</blockquote>\n\
+         <p>Your reference: <strong>{ticket_id}</strong><br>\n\
+         <a href=\"{link}\">Follow your request</a></p>\n\
+         <p>Reply to this message to answer.</p>\n\
+         </body></html>\n",
+        subject = html_escape(&data.subject),
+        link = html_escape(&link),
+    );
+    Rendered {
+        subject: truncated(&subject, MAX_SUBJECT_CHARS),
+        text,
+        html,
+    }
+}
+
+/// The acknowledgement of a new ticket: its subject, reference and link.
+fn ticket_created(data: &TicketCreatedData, ticket_id: Uuid, base_url: &url::Url) -> Rendered {
+    let link = ticket_link(base_url, ticket_id);
+    let greeting = if data.requester_name.trim().is_empty() {
+        "Hello,".to_owned()
+    } else {
+        format!("Hello {},", single_line(&data.requester_name))
+    };
+    let subject = single_line(&format!(
+        "[{ticket_id}] We received your request: {}",
+        data.subject
+    ));
+    let text = format!(
+        "{greeting}\n\n\
+         We received your request \"{subject}\" and will get back to you soon.\n\n\
+         Your reference: {ticket_id}\n\
+         Follow it at: {link}\n\n\
+         Reply to this message to add to your request.\n",
+        subject = data.subject,
+    );
+    let html = format!(
+        "<!DOCTYPE html>\n<html><body>\n\
+         <p>{greeting}</p>\n\
+         <p>We received your request &ldquo;{subject}&rdquo; and will get back to you soon.</p>\n\
+         <p>Your reference: <strong>{ticket_id}</strong><br>\n\
+         <a href=\"{link}\">Follow your request</a></p>\n\
+         <p>Reply to this message to add to your request.</p>\n\
+         </body></html>\n",
+        greeting = html_escape(&greeting),
+        subject = html_escape(&data.subject),
+        link = html_escape(&link),
+    );
+    Rendered {
+        subject: truncated(&subject, MAX_SUBJECT_CHARS),
+        text,
+        html,
+    }
+}
+
+/// The page of ticket `ticket_id` under the public base URL.
+pub fn ticket_link(base_url: &url::Url, ticket_id: Uuid) -> String {
+    format!(
+        "{}/tickets/{ticket_id}",
+        base_url.as_str().trim_end_matches('/')
+    )
+}
+
+/// `value` with the characters HTML gives meaning to replaced by their entities: safe as element
+/// text and inside a double- or single-quoted attribute.
+pub fn html_escape(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for character in value.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// `value` on one line: every control character (CR, LF, tab, ...) and every Unicode line or
+/// paragraph separator becomes a space, runs of spaces become one, and the ends are trimmed. What
+/// goes into a header passes through here, so no value can end the header and start another.
+pub fn single_line(value: &str) -> String {
+    value
+        .split(|character: char| {
+            character.is_control()
+                || character.is_whitespace()
+                || matches!(character, '\u{2028}' | '\u{2029}')
+        })
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn truncated(value: &str, max_chars: usize) -> String {
+    value.chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> url::Url {
+        url::Url::parse("https://desk.example.com/").unwrap()
+    }
+
+    fn data(subject: &str, name: &str) -> serde_json::Value {
+        serde_json::to_value(TicketCreatedData {
+            subject: subject.to_owned(),
+            requester_name: name.to_owned(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn html_escaping_leaves_no_character_html_gives_meaning_to() {
+        assert_eq!(
+            html_escape(r#"<script>alert("x")</script> & 'y'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+        );
+        assert_eq!(html_escape("plain text é"), "plain text é");
+    }
+
+    #[test]
+    fn a_header_value_never_spans_two_lines() {
+        assert_eq!(
+            single_line("Help\r\nBcc: attacker@example.com"),
+            "Help Bcc: attacker@example.com"
+        );
+        assert_eq!(single_line("a\u{2028}b\u{85}c\td\0e"), "a b c d e");
+        assert_eq!(single_line("  spaced   out  "), "spaced out");
+    }
+
+    #[test]
+    fn the_acknowledgement_names_the_ticket_and_escapes_what_the_requester_wrote() {
+        let ticket = Uuid::now_v7();
+        let rendered = render(
+            NotificationKind::TicketCreated,
+            &data("<b>Broken</b>\r\nBcc: x@example.com", "Ann <Admin>\r\nX: y"),
+            Some(ticket),
+            &base(),
+        )
+        .unwrap();
+        assert!(!rendered.subject.contains(['\r', '\n']));
+        assert!(rendered.subject.contains(&ticket.to_string()));
+        assert!(rendered.text.contains(&ticket.to_string()));
+        assert!(rendered.html.contains(&ticket.to_string()));
+        assert!(
+            rendered
+                .html
+                .contains(&format!("https://desk.example.com/tickets/{ticket}"))
+        );
+        assert!(rendered.html.contains("&lt;b&gt;Broken&lt;/b&gt;"));
+        assert!(rendered.html.contains("Ann &lt;Admin&gt; X: y"));
+        assert!(!rendered.html.contains("<b>"));
+    }
+
+    #[test]
+    fn a_comment_keeps_its_lines_and_every_character_it_wrote_is_escaped() {
+        let ticket = Uuid::now_v7();
+        let rendered = render(
+            NotificationKind::CommentAdded,
+            &serde_json::to_value(CommentAddedData {
+                subject: "Printer".to_owned(),
+                body: "Try <this>:\nturn it off & on".to_owned(),
+            })
+            .unwrap(),
+            Some(ticket),
+            &base(),
+        )
+        .unwrap();
+        assert_eq!(rendered.subject, format!("[{ticket}] Re: Printer"));
+        assert!(rendered.text.contains("Try <this>:\nturn it off & on"));
+        assert!(
+            rendered
+                .html
+                .contains("Try &lt;this&gt;:<br>\nturn it off &amp; on")
+        );
+    }
+
+    #[test]
+    fn the_solved_notice_links_to_the_ticket_and_escapes_its_subject() {
+        let ticket = Uuid::now_v7();
+        let rendered = render(
+            NotificationKind::TicketSolved,
+            &serde_json::to_value(TicketSolvedData {
+                subject: "Paper <jam>".to_owned(),
+            })
+            .unwrap(),
+            Some(ticket),
+            &base(),
+        )
+        .unwrap();
+        assert_eq!(rendered.subject, format!("[{ticket}] Solved: Paper <jam>"));
+        assert!(rendered.html.contains("Paper &lt;jam&gt;"));
+        assert!(
+            rendered
+                .text
+                .contains(&format!("https://desk.example.com/tickets/{ticket}"))
+        );
+    }
+
+    #[test]
+    fn stored_data_that_does_not_fit_its_kind_is_refused_with_why() {
+        let refused = render(
+            NotificationKind::TicketCreated,
+            &serde_json::json!({"subject": 3}),
+            Some(Uuid::now_v7()),
+            &base(),
+        )
+        .unwrap_err();
+        assert!(refused.contains("ticket_created"), "{refused}");
+        assert!(
+            render(
+                NotificationKind::TicketCreated,
+                &data("s", ""),
+                None,
+                &base()
+            )
+            .is_err()
+        );
+    }
+}

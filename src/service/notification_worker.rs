@@ -1,0 +1,306 @@
+//! The notification workers: they take queued email notifications from the `notifications`
+//! outbox and hand each to the email provider, once (docs/notifications.md).
+//!
+//! One notification at a time, per worker, in three phases, none of which holds a pooled
+//! connection across the provider call:
+//!
+//! 1. **Claim** (one statement, committed at once; `db::queue`): the due notification that
+//!    waited longest, under a lease of `NOTIFICATION_LEASE_SECS`, its attempt counted.
+//! 2. **Send**, with no connection held: render the message from the stored data, take a place
+//!    in the email bulkhead, and hand it to the [`EmailSender`] within what is left of the lease.
+//! 3. **Record** (one statement, matched to the claim's attempt): sent; due again after a
+//!    full-jitter backoff (a 4xx answer, the server unreachable); or dead with the server's
+//!    reason (a 5xx answer, or the last attempt failed).
+//!
+//! A worker that dies between the send and the record leaves the notification to be claimed again
+//! when its lease expires, and sent again with the same `Message-ID` (at least once; a mail
+//! client shows a duplicate `Message-ID` once).
+//!
+//! The workers run only while an email provider is configured: without one, notifications stay
+//! queued (`received`), safely, until one is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::billing::retry::RetryPolicy;
+use crate::configuration::NotificationWorkerSettings;
+use crate::db::PgPool;
+use crate::db::models::notification::{ClaimedNotification, outbox};
+use crate::db::queue::AttemptFailed;
+use crate::domain::NotificationKind;
+use crate::errors::AppError;
+use crate::notifications::message::{self, single_line};
+use crate::notifications::{EmailSender, OutgoingEmail, SendError};
+
+/// The longest `last_error` kept.
+const MAX_ERROR_CHARS: usize = 300;
+
+/// The workers of one instance, sharing its pool and its email sender.
+#[derive(Clone)]
+pub struct NotificationWorkers {
+    pool: PgPool,
+    sender: Arc<dyn EmailSender>,
+    settings: NotificationWorkerSettings,
+    /// Where links in messages point.
+    public_base_url: url::Url,
+}
+
+impl std::fmt::Debug for NotificationWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationWorkers")
+            .field("settings", &self.settings)
+            .field("sender", &self.sender)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an attempt ended, when it did not send.
+#[derive(Debug)]
+enum Failure {
+    /// Worth another attempt later.
+    Retry(String),
+    /// No attempt can succeed: dead now.
+    Permanent(String),
+    /// The instance is stopping: the notification is given back untried.
+    Stopping,
+}
+
+impl NotificationWorkers {
+    pub fn new(
+        pool: PgPool,
+        sender: Arc<dyn EmailSender>,
+        settings: NotificationWorkerSettings,
+        public_base_url: url::Url,
+    ) -> Self {
+        Self {
+            pool,
+            sender,
+            settings,
+            public_base_url,
+        }
+    }
+
+    /// Runs `NOTIFICATION_WORKERS` workers until `stop`, and returns once every one has stopped.
+    /// A worker that panics stops the others and the panic goes on to the job runner, which
+    /// restarts them all.
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let workers_stop = stop.child_token();
+        let mut workers = JoinSet::new();
+        for worker in 0..self.settings.workers {
+            workers.spawn(self.clone().run_worker(worker, workers_stop.clone()));
+        }
+        while let Some(joined) = workers.join_next().await {
+            if let Err(error) = joined {
+                workers_stop.cancel();
+                while workers.join_next().await.is_some() {}
+                if error.is_panic() {
+                    std::panic::resume_unwind(error.into_panic());
+                }
+                anyhow::bail!("a notification worker was cancelled: {error}");
+            }
+        }
+        anyhow::ensure!(
+            stop.is_cancelled(),
+            "the notification workers returned while not told to stop"
+        );
+        Ok(())
+    }
+
+    async fn run_worker(self, worker: u32, stop: CancellationToken) {
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            match self.work_once(&stop).await {
+                // There may be more: no waiting while a backlog drains.
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(worker, %error, "the notification queue cannot be read; will retry");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Claims one due notification and sends it; false when none was due.
+    pub async fn work_once(&self, stop: &CancellationToken) -> Result<bool, AppError> {
+        let max_attempts = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
+        let lease_millis = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX);
+        let claimed = {
+            let mut conn = crate::db::connection(&self.pool).await?;
+            let buried = outbox::bury_abandoned(&mut conn, max_attempts).await?;
+            if buried > 0 {
+                tracing::warn!(
+                    buried,
+                    "notifications whose worker stopped during their last attempt are dead"
+                );
+            }
+            outbox::claim_next(&mut conn, lease_millis, max_attempts).await?
+        };
+        let Some(notification) = claimed else {
+            return Ok(false);
+        };
+        // The send ends well within the lease, leaving a quarter of it to record the outcome.
+        let deadline = Instant::now() + self.settings.lease * 3 / 4;
+        let result = self.send(&notification, deadline, stop).await;
+        let mut conn = crate::db::connection(&self.pool).await?;
+        let (id, attempt) = (notification.id, notification.attempts);
+        match result {
+            Ok(()) => {
+                if outbox::mark_sent(&mut conn, id, attempt).await? {
+                    tracing::info!(notification_id = %id, kind = %notification.kind, attempt,
+                        "notification sent");
+                } else {
+                    tracing::warn!(notification_id = %id,
+                        "a notification was sent after another worker took it over");
+                }
+            }
+            Err(Failure::Stopping) => {
+                outbox::release(&mut conn, id, attempt).await?;
+                tracing::info!(notification_id = %id, "stopping: notification given back unsent");
+            }
+            Err(Failure::Permanent(reason)) => {
+                let reason = truncated(&reason);
+                if outbox::record_dead(&mut conn, id, attempt, &reason).await? {
+                    tracing::error!(notification_id = %id, kind = %notification.kind,
+                        error = %reason, "a notification was refused for good and is dead");
+                }
+            }
+            Err(Failure::Retry(reason)) => {
+                let reason = truncated(&reason);
+                let retry_in = self.backoff(attempt);
+                let state = outbox::record_failure(
+                    &mut conn,
+                    id,
+                    attempt,
+                    &reason,
+                    i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX),
+                    max_attempts,
+                )
+                .await?;
+                match state {
+                    AttemptFailed::Retrying => tracing::warn!(notification_id = %id, attempt,
+                        error = %reason, ?retry_in, "a notification was not sent; it will be retried"),
+                    AttemptFailed::Dead => tracing::error!(notification_id = %id, attempt,
+                        error = %reason, "a notification failed its last attempt and is dead"),
+                    AttemptFailed::LeaseLost => tracing::warn!(notification_id = %id,
+                        "a notification failed after another worker took it: not recorded"),
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The delay before the attempt after attempt `attempt`: full jitter under a cap that doubles
+    /// per attempt from `NOTIFICATION_RETRY_BASE_MS` up to `NOTIFICATION_RETRY_MAX_MS`.
+    fn backoff(&self, attempt: i32) -> Duration {
+        RetryPolicy {
+            max_attempts: self.settings.max_attempts,
+            base_delay: self.settings.retry_base,
+            max_delay: self.settings.retry_max,
+        }
+        .backoff(u32::try_from(attempt).unwrap_or(1))
+    }
+
+    /// Renders and sends `notification` by `deadline`, with no database connection held.
+    async fn send(
+        &self,
+        notification: &ClaimedNotification,
+        deadline: Instant,
+        stop: &CancellationToken,
+    ) -> Result<(), Failure> {
+        let email = self.outgoing(notification).map_err(Failure::Permanent)?;
+        let bulkhead = self.sender.bulkhead();
+        let sending = async {
+            let _place = bulkhead
+                .enter(deadline)
+                .await
+                .map_err(|full| Failure::Retry(full.to_string()))?;
+            match tokio::time::timeout_at(deadline, self.sender.send(&email)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(SendError::Retry(reason))) => Err(Failure::Retry(reason)),
+                Ok(Err(SendError::Permanent(reason))) => Err(Failure::Permanent(reason)),
+                Err(_) => Err(Failure::Retry(
+                    "the email provider did not answer within the lease".to_owned(),
+                )),
+            }
+        };
+        tokio::select! {
+            sent = sending => sent,
+            () = stop.cancelled() => Err(Failure::Stopping),
+        }
+    }
+
+    /// The message `notification` stands for, or why its stored data cannot make one.
+    fn outgoing(&self, notification: &ClaimedNotification) -> Result<OutgoingEmail, String> {
+        let kind = NotificationKind::parse(&notification.kind)
+            .map_err(|problem| format!("stored kind does not parse: {problem}"))?;
+        let rendered = message::render(
+            kind,
+            &notification.data,
+            notification.ticket_id,
+            &self.public_base_url,
+        )?;
+        let domain = self
+            .public_base_url
+            .host_str()
+            .unwrap_or("supportdesk.invalid");
+        let to_name = notification
+            .data
+            .get("requester_name")
+            .and_then(serde_json::Value::as_str)
+            .map(single_line)
+            .unwrap_or_default();
+        Ok(OutgoingEmail {
+            to_address: notification.recipient_address.clone(),
+            to_name,
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+            message_id: notification.message_id.clone(),
+            thread_root: notification
+                .ticket_id
+                .map(|ticket| thread_root(ticket, domain)),
+        })
+    }
+}
+
+/// The `Message-ID` a ticket's mails all refer to (`In-Reply-To`, `References`), so that they
+/// thread together.
+pub fn thread_root(ticket_id: uuid::Uuid, domain: &str) -> String {
+    format!("<ticket-{ticket_id}@{domain}>")
+}
+
+fn truncated(message: &str) -> String {
+    message.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tickets_mails_share_one_root_on_the_desks_domain() {
+        let ticket = uuid::Uuid::nil();
+        assert_eq!(
+            thread_root(ticket, "desk.example.com"),
+            "<ticket-00000000-0000-0000-0000-000000000000@desk.example.com>"
+        );
+    }
+
+    #[test]
+    fn a_long_error_is_cut_to_what_the_column_keeps() {
+        assert_eq!(
+            truncated(&"é".repeat(1000)).chars().count(),
+            MAX_ERROR_CHARS
+        );
+    }
+}

@@ -1,0 +1,462 @@
+//! Email notifications, sent to a real SMTP server (aiosmtpd) and read back from its maildir:
+//! the acknowledgement of a new ticket arrives once, with both parts and the threading headers;
+//! a refused creation sends nothing; a server that is down holds the message until it is up; a
+//! 4xx answer is retried and a 5xx answer is final; a public reply from the desk reaches the
+//! requester in the ticket's thread, an internal note never; solving a ticket tells its requester;
+//! header injection adds nobody; concurrent creations send one message each.
+
+use std::collections::HashSet;
+
+use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use supportdesk::wire::proto::v1;
+use uuid::Uuid;
+
+use super::support::smtp::{SmtpServer, send_to};
+use super::support::{PATIENCE, TestApp, count_of, valid_create_request, wait_until};
+
+/// How many notifications of the app's account are in `state`.
+async fn notifications_in(app: &TestApp, state: &str) -> i64 {
+    count_of(
+        &app.database,
+        &format!(
+            "SELECT count(*) AS count FROM notifications WHERE account_id = '{}' AND state = '{state}'",
+            app.account_id.as_uuid()
+        ),
+    )
+    .await
+}
+
+async fn all_notifications(app: &TestApp) -> i64 {
+    count_of(
+        &app.database,
+        &format!(
+            "SELECT count(*) AS count FROM notifications WHERE account_id = '{}'",
+            app.account_id.as_uuid()
+        ),
+    )
+    .await
+}
+
+fn request_for(requester: &str, subject: &str) -> v1::CreateTicketRequest {
+    let mut request = valid_create_request(subject);
+    request.ticket.as_mut().unwrap().requester_email = requester.to_owned();
+    request
+}
+
+#[tokio::test]
+async fn a_created_ticket_sends_its_requester_one_acknowledgement_with_both_parts_and_threading() {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+
+    let ticket = app
+        .create_as_admin(request_for("ann@example.com", "Printer <on> fire & smoke"))
+        .await;
+
+    let received = smtp.wait_for(1).await;
+    wait_until("the notification is marked sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1
+    })
+    .await;
+    assert_eq!(received.len(), 1);
+    let message = &received[0];
+    assert_eq!(message.envelope_recipients(), ["ann@example.com"]);
+    assert!(message.header("To").contains("ann@example.com"));
+    assert!(message.header("From").contains("support@desk.example.com"));
+    assert_eq!(message.header("Reply-To"), "replies@desk.example.com");
+    assert!(
+        message.header("Subject").contains(&ticket.id),
+        "{}",
+        message.header("Subject")
+    );
+
+    let text = message.part("text/plain");
+    assert!(text.contains(&ticket.id), "{text}");
+    assert!(text.contains("Printer <on> fire & smoke"), "{text}");
+    let html = message.part("text/html");
+    assert!(html.contains(&ticket.id), "{html}");
+    assert!(
+        html.contains("Printer &lt;on&gt; fire &amp; smoke"),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("https://desk.example.com/tickets/{}", ticket.id)),
+        "{html}"
+    );
+
+    let message_id = message.header("Message-ID");
+    let stored: String = {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            message_id: String,
+        }
+        let mut conn = app.database.connect().await;
+        diesel::sql_query("SELECT message_id FROM notifications WHERE ticket_id = $1")
+            .bind::<SqlUuid, _>(Uuid::parse_str(&ticket.id).unwrap())
+            .get_result::<Row>(&mut conn)
+            .await
+            .unwrap()
+            .message_id
+    };
+    assert_eq!(message_id, stored);
+    assert!(message_id.ends_with("@desk.example.com>"), "{message_id}");
+    let root = format!("<ticket-{}@desk.example.com>", ticket.id);
+    assert_eq!(message.header("In-Reply-To"), root);
+    assert_eq!(message.header("References"), root);
+}
+
+#[tokio::test]
+async fn a_creation_refused_by_the_open_ticket_limit_writes_and_sends_nothing() {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| {
+        send_to(settings, &smtp);
+        settings.tickets.max_open_per_requester = 1;
+    })
+    .await;
+    app.create_as_admin(request_for("bob@example.com", "the one open ticket"))
+        .await;
+    let refused = app
+        .tickets
+        .clone()
+        .create_ticket(app.as_admin(request_for("bob@example.com", "one too many")))
+        .await
+        .expect_err("the limit refuses it");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+
+    wait_until("the first acknowledgement is sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1
+    })
+    .await;
+    assert_eq!(all_notifications(&app).await, 1);
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    assert!(
+        received[0]
+            .header("Subject")
+            .contains("the one open ticket"),
+        "{}",
+        received[0].header("Subject")
+    );
+}
+
+#[tokio::test]
+async fn while_the_smtp_server_is_down_the_message_stays_queued_and_is_delivered_once_it_is_up() {
+    let mut smtp = SmtpServer::reserve();
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    app.create_as_admin(request_for("cy@example.com", "mail server down"))
+        .await;
+
+    wait_until("an attempt fails and is recorded", PATIENCE, async || {
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM notifications \
+             WHERE state = 'received' AND attempts >= 2 AND last_error IS NOT NULL",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert!(smtp.received().is_empty());
+
+    smtp.start().await;
+    let received = smtp.wait_for(1).await;
+    wait_until("the notification is marked sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1
+    })
+    .await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].envelope_recipients(), ["cy@example.com"]);
+    assert_eq!(smtp.received().len(), 1, "delivered once");
+}
+
+#[tokio::test]
+async fn a_450_answer_is_retried_until_accepted_and_a_550_answer_is_dead_with_the_servers_reason() {
+    let smtp = SmtpServer::start_refusing(2).await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    app.create_as_admin(request_for("busy@example.com", "a busy mailbox"))
+        .await;
+    app.create_as_admin(request_for("gone@example.com", "a mailbox that is gone"))
+        .await;
+
+    wait_until("one sent and one dead", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1 && notifications_in(&app, "dead").await == 1
+    })
+    .await;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        recipient_address: String,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        attempts: i32,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        last_error: Option<String>,
+    }
+    let mut conn = app.database.connect().await;
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT recipient_address, attempts, last_error FROM notifications \
+         ORDER BY recipient_address",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let [busy, gone] = rows.as_slice() else {
+        panic!("two notifications");
+    };
+    assert_eq!(busy.recipient_address, "busy@example.com");
+    assert_eq!(busy.attempts, 3, "two 450 answers, then accepted");
+    assert!(
+        busy.last_error
+            .as_deref()
+            .is_some_and(|error| error.contains("450")),
+        "{:?}",
+        busy.last_error
+    );
+    assert_eq!(gone.recipient_address, "gone@example.com");
+    assert_eq!(gone.attempts, 1, "a 550 answer is not retried");
+    let reason = gone.last_error.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("550") || reason.contains("No such mailbox"),
+        "{reason}"
+    );
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].envelope_recipients(), ["busy@example.com"]);
+}
+
+#[tokio::test]
+async fn line_breaks_in_a_subject_or_a_name_add_no_header_and_no_recipient() {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+
+    // The API refuses such a subject outright, and writes nothing.
+    let refused = app
+        .tickets
+        .clone()
+        .create_ticket(app.as_admin(request_for(
+            "dee@example.com",
+            "Help\r\nBcc: attacker@example.com",
+        )))
+        .await
+        .expect_err("a subject of two lines is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(all_notifications(&app).await, 0);
+
+    // Stored data carrying line breaks (a hand-edited row, a kind written elsewhere) still sends
+    // one message, to the recipient only.
+    let ticket = app
+        .create_as_admin(request_for("dee@example.com", "Help"))
+        .await;
+    smtp.wait_for(1).await;
+    let mut conn = app.database.connect().await;
+    diesel::sql_query(
+        "INSERT INTO notifications \
+         (id, account_id, kind, recipient_user_id, recipient_address, data, message_id, ticket_id) \
+         SELECT $1, account_id, kind, recipient_user_id, recipient_address, \
+             jsonb_build_object( \
+                 'subject', 'Help' || chr(13) || chr(10) || 'Bcc: attacker@example.com', \
+                 'requester_name', 'Dee' || chr(13) || chr(10) || 'Cc: second@example.com'), \
+             $2, ticket_id \
+         FROM notifications WHERE ticket_id = $3",
+    )
+    .bind::<SqlUuid, _>(Uuid::now_v7())
+    .bind::<Text, _>(format!("<{}@desk.example.com>", Uuid::now_v7()))
+    .bind::<SqlUuid, _>(Uuid::parse_str(&ticket.id).unwrap())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let received = smtp.wait_for(2).await;
+    wait_until("both notifications are sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 2
+    })
+    .await;
+    assert_eq!(received.len(), 2);
+    let injected = received
+        .iter()
+        .find(|message| message.header("Subject").contains("Bcc"))
+        .expect("the message with the injected subject");
+    assert_eq!(injected.envelope_recipients(), ["dee@example.com"]);
+    assert!(injected.headers("Bcc").is_empty());
+    assert!(injected.headers("Cc").is_empty());
+    let subject = injected.header("Subject");
+    assert!(!subject.contains(['\r', '\n']), "{subject:?}");
+    assert!(
+        subject.ends_with("Help Bcc: attacker@example.com"),
+        "{subject:?}"
+    );
+    assert!(injected.header("To").contains("dee@example.com"));
+}
+
+#[tokio::test]
+async fn twenty_tickets_created_concurrently_send_twenty_messages_and_no_duplicate() {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+
+    // Twenty requests on their own tasks, so that they reach PostgreSQL together.
+    let mut creations = tokio::task::JoinSet::new();
+    for n in 0..20 {
+        let mut tickets = app.tickets.clone();
+        let request = app.as_admin(request_for(
+            &format!("requester-{n}@example.com"),
+            &format!("concurrent {n}"),
+        ));
+        creations.spawn(async move { tickets.create_ticket(request).await });
+    }
+    for created in creations.join_all().await {
+        created.expect("created");
+    }
+
+    smtp.wait_for(20).await;
+    wait_until("all twenty are sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 20
+    })
+    .await;
+    let received = smtp.received();
+    assert_eq!(received.len(), 20);
+    let ids: HashSet<String> = received
+        .iter()
+        .map(|message| message.header("Message-ID"))
+        .collect();
+    assert_eq!(ids.len(), 20, "no Message-ID twice");
+    let recipients: HashSet<String> = received
+        .iter()
+        .flat_map(|message| message.envelope_recipients())
+        .collect();
+    assert_eq!(
+        recipients,
+        (0..20)
+            .map(|n| format!("requester-{n}@example.com"))
+            .collect::<HashSet<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_public_reply_from_the_desk_reaches_the_requester_in_the_tickets_thread_and_notes_and_own_replies_do_not()
+ {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let mut request = valid_create_request("Printer");
+    request.ticket.as_mut().unwrap().requester_email = String::new();
+    let ticket = app
+        .tickets
+        .clone()
+        .create_ticket(customer.request(request))
+        .await
+        .expect("created")
+        .into_inner();
+    let comment = |body: &str, public: bool| v1::AddCommentRequest {
+        ticket_id: ticket.id.clone(),
+        comment: Some(v1::Comment {
+            body: body.to_owned(),
+            public,
+            ..Default::default()
+        }),
+    };
+    app.tickets
+        .clone()
+        .add_comment(app.as_admin(comment("Try <this>:\nturn it off & on", true)))
+        .await
+        .expect("public reply");
+    app.tickets
+        .clone()
+        .add_comment(app.as_admin(comment("internal: this printer again", false)))
+        .await
+        .expect("internal note");
+    app.tickets
+        .clone()
+        .add_comment(customer.request(comment("Thanks, that worked", true)))
+        .await
+        .expect("the requester replies");
+
+    wait_until(
+        "the acknowledgement and the reply are sent",
+        PATIENCE,
+        async || notifications_in(&app, "sent").await == 2,
+    )
+    .await;
+    assert_eq!(all_notifications(&app).await, 2);
+    let received = smtp.wait_for(2).await;
+    assert_eq!(received.len(), 2);
+    let reply = received
+        .iter()
+        .find(|message| message.header("Subject").contains("Re: Printer"))
+        .expect("the reply's message");
+    assert_eq!(reply.envelope_recipients(), [customer.email.as_str()]);
+    assert!(
+        reply
+            .part("text/plain")
+            .contains("Try <this>:\nturn it off & on")
+    );
+    assert!(
+        reply
+            .part("text/html")
+            .contains("Try &lt;this&gt;:<br>\nturn it off &amp; on")
+    );
+    let root = format!("<ticket-{}@desk.example.com>", ticket.id);
+    for message in &received {
+        assert_eq!(message.header("References"), root);
+        assert_eq!(message.header("In-Reply-To"), root);
+        assert!(!message.part("text/plain").contains("internal"));
+        assert!(!message.part("text/plain").contains("Thanks, that worked"));
+    }
+}
+
+#[tokio::test]
+async fn solving_a_ticket_tells_its_requester_once_in_the_tickets_thread() {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let mut request = request_for("eve@example.com", "Paper <jam>");
+    request.ticket.as_mut().unwrap().assignee_id = agent.id.to_string();
+    let ticket = app.create_as_admin(request).await;
+
+    app.tickets
+        .clone()
+        .resolve_ticket(agent.request(v1::ResolveTicketRequest {
+            id: ticket.id.clone(),
+            etag: String::new(),
+        }))
+        .await
+        .expect("resolved");
+
+    wait_until(
+        "the acknowledgement and the notice are sent",
+        PATIENCE,
+        async || notifications_in(&app, "sent").await == 2,
+    )
+    .await;
+    let received = smtp.wait_for(2).await;
+    assert_eq!(received.len(), 2);
+    let solved = received
+        .iter()
+        .find(|message| message.header("Subject").contains("Solved: Paper <jam>"))
+        .expect("the notice");
+    assert_eq!(solved.envelope_recipients(), ["eve@example.com"]);
+    assert!(solved.part("text/html").contains("Paper &lt;jam&gt;"));
+    assert!(
+        solved
+            .part("text/plain")
+            .contains(&format!("https://desk.example.com/tickets/{}", ticket.id))
+    );
+    assert_eq!(
+        solved.header("References"),
+        format!("<ticket-{}@desk.example.com>", ticket.id)
+    );
+}
+
+#[tokio::test]
+async fn without_an_email_provider_notifications_are_held_queued() {
+    let app = TestApp::spawn().await;
+    app.create_ticket("held").await;
+    assert_eq!(notifications_in(&app, "received").await, 1);
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM notifications WHERE attempts > 0",
+        )
+        .await,
+        0
+    );
+}

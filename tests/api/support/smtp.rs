@@ -1,0 +1,207 @@
+//! A real SMTP server for the notification tests: aiosmtpd (installed by deploy/local/setup,
+//! `AIOSMTPD_BIN`), one per test on a port of its own, writing every message it accepts to a
+//! fresh maildir that the tests read back.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use mailparse::MailHeaderMap;
+use tokio::process::{Child, Command};
+
+use super::{PATIENCE, tool, wait_until};
+
+/// The server's port, and the server itself while it runs.
+pub(crate) struct SmtpServer {
+    pub(crate) port: u16,
+    workdir: tempfile::TempDir,
+    /// The handler class (`module.Class`), given the maildir.
+    handler: &'static str,
+    process: Option<Child>,
+}
+
+/// A message as the server received it.
+pub(crate) struct Received {
+    /// The raw bytes (headers and body).
+    pub(crate) raw: Vec<u8>,
+}
+
+impl Received {
+    pub(crate) fn parsed(&self) -> mailparse::ParsedMail<'_> {
+        mailparse::parse_mail(&self.raw).expect("a message that parses")
+    }
+
+    /// Every value of header `name` (case-insensitive).
+    pub(crate) fn headers(&self, name: &str) -> Vec<String> {
+        self.parsed().headers.get_all_values(name)
+    }
+
+    /// The one value of header `name`.
+    pub(crate) fn header(&self, name: &str) -> String {
+        let values = self.headers(name);
+        assert_eq!(values.len(), 1, "{name}: {values:?}");
+        values.into_iter().next().unwrap()
+    }
+
+    /// The envelope's recipients, as the server recorded them (`X-RcptTo`).
+    pub(crate) fn envelope_recipients(&self) -> Vec<String> {
+        self.header("X-RcptTo")
+            .split(',')
+            .map(|recipient| recipient.trim().to_owned())
+            .collect()
+    }
+
+    /// The decoded body of the part of type `mime` (`text/plain`, `text/html`), its line endings
+    /// as written (mail carries CRLF).
+    pub(crate) fn part(&self, mime: &str) -> String {
+        let parsed = self.parsed();
+        let found = parsed
+            .subparts
+            .iter()
+            .find(|part| part.ctype.mimetype == mime)
+            .unwrap_or_else(|| panic!("no {mime} part"));
+        found
+            .get_body()
+            .expect("a decodable body")
+            .replace("\r\n", "\n")
+    }
+}
+
+impl SmtpServer {
+    /// A free port, with no server on it yet ([`SmtpServer::start`] starts one).
+    pub(crate) fn reserve() -> Self {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .expect("a free port")
+            .local_addr()
+            .unwrap()
+            .port();
+        Self {
+            port,
+            workdir: tempfile::tempdir().expect("a temporary directory"),
+            handler: "aiosmtpd.handlers.Mailbox",
+            process: None,
+        }
+    }
+
+    /// A running server on a free port.
+    pub(crate) async fn start_new() -> Self {
+        let mut server = Self::reserve();
+        server.start().await;
+        server
+    }
+
+    /// A running server on a free port whose handler answers some recipients itself:
+    /// `gone@...` is refused for good (550), and `busy@...` is told to come back later (450)
+    /// `busy_answers` times; everything else is accepted into the maildir.
+    pub(crate) async fn start_refusing(busy_answers: u32) -> Self {
+        let mut server = Self::reserve();
+        std::fs::write(
+            server.workdir.path().join("refusing.py"),
+            format!(
+                r#"from aiosmtpd.handlers import Mailbox
+
+
+class Refusing(Mailbox):
+    busy_left = {busy_answers}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("gone@"):
+            return "550 5.1.1 No such mailbox here"
+        if address.startswith("busy@") and Refusing.busy_left > 0:
+            Refusing.busy_left -= 1
+            return "450 4.2.1 Mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+"#
+            ),
+        )
+        .expect("the handler is written");
+        server.handler = "refusing.Refusing";
+        server.start().await;
+        server
+    }
+
+    /// Starts the server on the reserved port and waits until it accepts connections. Fails
+    /// (never skips) when aiosmtpd is not installed.
+    pub(crate) async fn start(&mut self) {
+        let binary = tool("AIOSMTPD_BIN");
+        assert!(
+            binary.exists(),
+            "{} is missing: run deploy/local/setup",
+            binary.display()
+        );
+        let child = Command::new(&binary)
+            .args(["-n", "-l", &format!("127.0.0.1:{}", self.port)])
+            .args(["-c", self.handler])
+            .arg(self.maildir())
+            .env("PYTHONPATH", self.workdir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|error| panic!("{} cannot start: {error}", binary.display()));
+        self.process = Some(child);
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        wait_until(
+            "the SMTP server accepts connections",
+            PATIENCE,
+            async || tokio::net::TcpStream::connect(address).await.is_ok(),
+        )
+        .await;
+    }
+
+    /// Where the server writes what it accepts (it creates the directory itself).
+    fn maildir(&self) -> PathBuf {
+        self.workdir.path().join("maildir")
+    }
+
+    /// Every message received so far.
+    pub(crate) fn received(&self) -> Vec<Received> {
+        let Ok(entries) = std::fs::read_dir(self.maildir().join("new")) else {
+            return Vec::new();
+        };
+        let mut messages: Vec<Received> = entries
+            .map(|entry| Received {
+                raw: std::fs::read(entry.expect("an entry").path()).expect("a message file"),
+            })
+            .collect();
+        messages.sort_by(|a, b| a.raw.cmp(&b.raw));
+        messages
+    }
+
+    /// Waits until `count` messages have arrived, and returns them.
+    pub(crate) async fn wait_for(&self, count: usize) -> Vec<Received> {
+        wait_until(
+            &format!("{count} message(s) received"),
+            PATIENCE,
+            async || self.received().len() >= count,
+        )
+        .await;
+        self.received()
+    }
+}
+
+/// The settings that send to `server` (plain SMTP on 127.0.0.1) with quick retries.
+pub(crate) fn send_to(settings: &mut supportdesk::configuration::Settings, server: &SmtpServer) {
+    use supportdesk::configuration::{EmailProviderSettings, EmailSettings, SmtpSettings, SmtpTls};
+    settings.notifications.public_base_url =
+        Some(url::Url::parse("https://desk.example.com/").unwrap());
+    settings.notifications.email = Some(EmailSettings {
+        from: "Example Support <support@desk.example.com>".to_owned(),
+        reply_to: Some("replies@desk.example.com".to_owned()),
+        max_concurrency: 4,
+        provider: EmailProviderSettings::Smtp(SmtpSettings {
+            host: "127.0.0.1".to_owned(),
+            port: server.port,
+            tls: SmtpTls::None,
+            credentials: None,
+            timeout: Duration::from_secs(5),
+        }),
+    });
+    let workers = &mut settings.notifications.workers;
+    workers.max_attempts = 1_000;
+    workers.retry_base = Duration::from_millis(50);
+    workers.retry_max = Duration::from_millis(200);
+    workers.poll_interval = Duration::from_millis(50);
+}
