@@ -25,3 +25,4 @@ pub mod service;
 pub mod startup;
 pub mod telemetry;
 pub mod wire;
+pub mod worker_pool;

@@ -14,10 +14,10 @@ fn main() -> std::process::ExitCode {
 }
 
 /// mimalloc asks for transparent huge pages on its arenas, and a 2 MiB huge page is resident
-/// as a whole once any byte of it is touched: at 1,000 concurrent streams the service sat at
-/// 57–62 MiB in some benchmark runs and at about 100 MiB in others (as the kernel found free
-/// huge pages or not), and sits at 39–41 MiB with them off (docs/performance.md, "Memory").
-/// Resident memory that depends on luck cannot be budgeted. The flag is the process's, so every
+/// as a whole once any byte of it is touched: under load the service's resident memory depended
+/// on whether the kernel found free huge pages, and nearly doubled when it did
+/// (docs/performance.md, "Memory", has the figures). Resident memory that depends on luck
+/// cannot be budgeted. The flag is the process's, so every
 /// thread and arena is covered; where the kernel refuses the call (no THP, or a sandbox), there
 /// is nothing to turn off.
 fn disable_transparent_huge_pages() {

@@ -8,8 +8,8 @@
 //! costs requests nothing. The timeout is for a Redis that does not answer (paused,
 //! partitioned), not for a busy service: under load a decision waits in the same queues as the
 //! rest of the request and must not be abandoned, or the quota would lapse exactly when it
-//! matters (at 1,000 concurrent streams a 150 ms budget let 9,695 calls through undecided in
-//! 10 s; with one second, none).
+//! matters (docs/performance.md, "Redis: one multiplexed connection", measured a 150 ms budget
+//! letting thousands of calls through undecided under load, and one second none).
 
 mod login;
 
@@ -41,8 +41,8 @@ const DECISION_TIMEOUT: Duration = Duration::from_secs(1);
 ///
 /// The quota, the state and the prefetch are read with one `MGET`: every command a script
 /// calls costs Redis about a microsecond of its one thread. The answer is one bulk string, not
-/// an array, so that the client parses one value (eight took the redis crate's parser 9,000
-/// instructions): `"<allowed 0/1> <remaining> <retry_after_ms> <reset_ms> <lease taken 0/1>
+/// an array, so that the client parses one value (eight cost the redis crate's parser several
+/// times more; docs/performance.md): `"<allowed 0/1> <remaining> <retry_after_ms> <reset_ms> <lease taken 0/1>
 /// <ms the client stays barred, 0: not> <length of the value read, -1: empty> "` followed by
 /// the value read and the value prefetched (`""` when empty or not asked for).
 const GCRA: &str = r"

@@ -22,7 +22,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -88,26 +87,11 @@ impl NotificationWorkers {
     /// A worker that panics stops the others and the panic goes on to the job runner, which
     /// restarts them all.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
-        let workers_stop = stop.child_token();
-        let mut workers = JoinSet::new();
-        for worker in 0..self.settings.workers {
-            workers.spawn(self.clone().run_worker(worker, workers_stop.clone()));
-        }
-        while let Some(joined) = workers.join_next().await {
-            if let Err(error) = joined {
-                workers_stop.cancel();
-                while workers.join_next().await.is_some() {}
-                if error.is_panic() {
-                    std::panic::resume_unwind(error.into_panic());
-                }
-                anyhow::bail!("a notification worker was cancelled: {error}");
-            }
-        }
-        anyhow::ensure!(
-            stop.is_cancelled(),
-            "the notification workers returned while not told to stop"
-        );
-        Ok(())
+        let workers = self.settings.workers;
+        crate::worker_pool::run("notification worker", workers, stop, |worker, stop| {
+            self.clone().run_worker(worker, stop)
+        })
+        .await
     }
 
     async fn run_worker(self, worker: u32, stop: CancellationToken) {

@@ -27,7 +27,6 @@ use std::time::Duration;
 use diesel_async::AsyncPgConnection;
 use serde_json::json;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -147,26 +146,11 @@ impl WebhookWorkers {
     /// A worker that panics stops the others and the panic goes on to the caller (the job
     /// runner, which restarts them all): a worker never vanishes unseen while the rest run on.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
-        let workers_stop = stop.child_token();
-        let mut workers = JoinSet::new();
-        for worker in 0..self.settings.workers {
-            workers.spawn(self.clone().run_worker(worker, workers_stop.clone()));
-        }
-        while let Some(joined) = workers.join_next().await {
-            if let Err(error) = joined {
-                workers_stop.cancel();
-                while workers.join_next().await.is_some() {}
-                if error.is_panic() {
-                    std::panic::resume_unwind(error.into_panic());
-                }
-                anyhow::bail!("a webhook worker was cancelled: {error}");
-            }
-        }
-        anyhow::ensure!(
-            stop.is_cancelled(),
-            "the webhook workers returned while not told to stop"
-        );
-        Ok(())
+        let workers = self.settings.workers;
+        crate::worker_pool::run("webhook worker", workers, stop, |worker, stop| {
+            self.clone().run_worker(worker, stop)
+        })
+        .await
     }
 
     async fn run_worker(self, worker: u32, stop: CancellationToken) {

@@ -50,6 +50,7 @@ const LAYERS: &[&[&str]] = &[
         "wire::http_rule",
         "wire::headers",
         "bulkhead",
+        "worker_pool",
     ],
     &[
         "errors",
@@ -174,8 +175,7 @@ fn the_errors_import_check_sees_every_way_of_naming_another_module() {
     // What is not a path of ours.
     assert!(paths("pub(crate) fn f() {} // crate::codec\n/* crate::x */").is_empty());
     assert!(
-        paths(r##"const A: &str = "crate::codec"; const B: &str = r#"super::x"#;"##)
-            .is_empty()
+        paths(r##"const A: &str = "crate::codec"; const B: &str = r#"super::x"#;"##).is_empty()
     );
     assert!(paths("fn f<'a>(x: &'a str) -> char { let _ = x; 'c' }").is_empty());
 }
