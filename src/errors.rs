@@ -10,7 +10,7 @@
 //! - A reason is a [`Reason`] variant: its text is written once (`errors/reason.rs`), code matches
 //!   variants, and docs/errors.md's catalogue is checked against [`Reason::ALL`].
 //! - This module is a leaf: of the crate it imports only `domain` and `wire::headers`, so every
-//!   other module can import it (tests/api/imports.rs). Errors of other modules become an
+//!   other module can import it (tests/api/cross_cutting/imports.rs). Errors of other modules become an
 //!   [`AppError`] through `From` impls that live beside them (`codec`'s `MalformedMessage`).
 //! - Database and pool failures are classified once, here: a lost or unreachable PostgreSQL is
 //!   UNAVAILABLE (retryable), a statement cut short by the request's deadline is

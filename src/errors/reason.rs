@@ -1,6 +1,6 @@
 //! Every ErrorInfo `reason` a client can receive, as one enum: code names a variant, never the
 //! text, and the text is written once, here. docs/errors.md's catalogue lists the same reasons,
-//! and tests/api/error_reasons.rs fails when the two differ or when a reason has no test.
+//! and tests/api/cross_cutting/error_reasons.rs fails when the two differ or when a reason has no test.
 
 use std::fmt;
 

@@ -12,8 +12,8 @@ use diesel_async::RunQueryDsl;
 use supportdesk::wire::proto::v1;
 use uuid::Uuid;
 
-use super::support::smtp::{SmtpServer, send_to};
-use super::support::{PATIENCE, TestApp, count_of, valid_create_request, wait_until};
+use crate::support::smtp::{SmtpServer, send_to};
+use crate::support::{PATIENCE, TestApp, count_of, valid_create_request, wait_until};
 
 /// How many notifications of the app's account are in `state`.
 async fn notifications_in(app: &TestApp, state: &str) -> i64 {

@@ -266,7 +266,7 @@ impl TicketRow {
 
     /// The ids of the tickets a list holds, in order: `filter` and `requester` (a customer's
     /// restriction) applied, strictly after `after`. Every combination is served by an index
-    /// (see migrations/*_ticketing), which `tests/api/ticket_queries.rs` checks with EXPLAIN.
+    /// (see migrations/*_ticketing), which `tests/api/tickets/queries.rs` checks with EXPLAIN.
     pub fn list_query<'a>(
         account_id: AccountId,
         requester: Option<UserId>,

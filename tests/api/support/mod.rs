@@ -98,7 +98,7 @@ pub(crate) fn test_settings(database_name: &str) -> Settings {
         | "RATE_LIMIT_AUTH_FAILURES"
         | "RATE_LIMIT_WEBHOOK" => Some("100000/60".to_owned()),
         "SHUTDOWN_DRAIN_TIMEOUT_MS" => Some("5000".to_owned()),
-        // No webhook worker unless a test starts some (tests/api/webhook_processing.rs): events
+        // No webhook worker unless a test starts some (tests/api/webhooks/processing.rs): events
         // stored by tests about receiving stay as they were stored.
         "WEBHOOK_WORKERS" => Some("0".to_owned()),
         _ => None,
@@ -557,7 +557,7 @@ pub(crate) fn error_reason(status: &tonic::Status) -> Option<Reason> {
 
 /// Asserts that `status` carries the ErrorInfo of this service (domain `supportdesk`) with the
 /// reason `expected`. Write the reason as `Reason::X` in the call itself:
-/// tests/api/error_reasons.rs counts such calls, and fails for a reason no test asserts.
+/// tests/api/cross_cutting/error_reasons.rs counts such calls, and fails for a reason no test asserts.
 #[track_caller]
 pub(crate) fn assert_reason(status: &tonic::Status, expected: Reason) {
     let details = details(status);

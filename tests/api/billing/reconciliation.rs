@@ -1,0 +1,651 @@
+//! Reconciliation against the provider's ledger (docs/billing.md, "Reconciliation"): drift made
+//! only at the provider, or left by a lost answer, is found and repaired once through the
+//! charge's own transitions with an audit row naming the run; what cannot be repaired is
+//! reported and marked for attention; money never moves (no POST reaches the provider); a second
+//! run finds nothing. Checked in PostgreSQL, the simulator's ledger and request log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use payment_simulator::OutsideRefund;
+use supportdesk::billing::{
+    BillingReference, CreatePayment, LedgerPeriod, PaymentProvider, StripeHttpProvider,
+};
+use supportdesk::db::models::NewCharge;
+use supportdesk::db::schema::{charge_activities, charges, reconciliation_runs};
+use supportdesk::domain::{ChargeId, FindingKind};
+use supportdesk::metrics::Metrics;
+use supportdesk::service::{Billing, ReconciliationPolicy, ReconciliationReport};
+use supportdesk::wire::proto::v1;
+use tonic::Code;
+
+use crate::support::{TestApp, TestUser, assert_reason, in_seconds, keyed, usd};
+
+/// A test app whose own completer and reconciler stay out of the way: the tests run passes.
+async fn app() -> TestApp {
+    TestApp::spawn_with(|settings| {
+        settings.billing_completer_interval = Duration::from_secs(3600);
+        settings.reconciliation.interval = Duration::from_secs(3600);
+    })
+    .await
+}
+
+/// Another instance's billing on the app's database and simulator, counting into `metrics`.
+fn billing_of(app: &TestApp, metrics: &Metrics) -> (Billing, Arc<StripeHttpProvider>) {
+    let provider = Arc::new(
+        StripeHttpProvider::new(app.settings.payment_provider.as_ref().expect("billing"))
+            .expect("builds"),
+    );
+    let pool = supportdesk::db::build_pool(&app.settings.database, Duration::from_secs(5));
+    let billing = Billing::new(pool, provider.clone()).counting_into(metrics.clone());
+    (billing, provider)
+}
+
+/// Nothing is too young to compare in a test.
+fn policy() -> ReconciliationPolicy {
+    ReconciliationPolicy {
+        settle: Duration::ZERO,
+        call_timeout: Duration::from_secs(10),
+    }
+}
+
+/// The last hour, up to a moment from now.
+fn last_hour() -> LedgerPeriod {
+    let until = chrono::Utc::now() + chrono::Duration::seconds(1);
+    LedgerPeriod {
+        from: until - chrono::Duration::hours(1),
+        until,
+    }
+}
+
+async fn reconcile(billing: &Billing) -> ReconciliationReport {
+    billing
+        .reconcile(last_hour(), &policy())
+        .await
+        .expect("the run completes")
+}
+
+async fn paid_charge(app: &TestApp, customer: &TestUser, amount_minor: i64) -> ChargeId {
+    let charge = app
+        .billing
+        .clone()
+        .create_charge(keyed(app.as_admin(v1::CreateChargeRequest {
+            charge: Some(v1::Charge {
+                customer_id: customer.id.to_string(),
+                amount: Some(v1::Money {
+                    amount_minor,
+                    currency_code: "USD".to_owned(),
+                }),
+                payment_method: "pm_card_visa".to_owned(),
+                ..Default::default()
+            }),
+        })))
+        .await
+        .expect("paid")
+        .into_inner();
+    assert_eq!(charge.status(), v1::ChargeStatus::Succeeded);
+    ChargeId::from_uuid(charge.id.parse().unwrap())
+}
+
+/// A charge committed pending by a request whose answer was lost (or that died), built directly.
+async fn pending_charge(app: &TestApp, customer: &TestUser, amount_minor: i64) -> ChargeId {
+    let id = ChargeId::generate();
+    let mut conn = app.database.connect().await;
+    NewCharge {
+        id: id.as_uuid(),
+        account_id: app.account_id.as_uuid(),
+        customer_id: customer.id.as_uuid(),
+        ticket_id: None,
+        amount_minor,
+        currency: "USD",
+        payment_method: "pm_card_visa",
+        status: "pending",
+    }
+    .insert(&mut conn)
+    .await
+    .unwrap();
+    id
+}
+
+/// The payment the lost request made at the provider, with `card`.
+async fn pay_at_provider(
+    app: &TestApp,
+    provider: &StripeHttpProvider,
+    customer: &TestUser,
+    id: ChargeId,
+    amount_minor: i64,
+    card: &str,
+) {
+    let payment = CreatePayment::new(
+        BillingReference::parse(&id.to_string()).unwrap(),
+        usd(amount_minor),
+        customer.id.to_string(),
+        card,
+        BTreeMap::from([("account_id".to_owned(), app.account_id.to_string())]),
+    )
+    .unwrap();
+    let _made_or_declined = provider.create_payment(&payment, in_seconds(5)).await;
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Row {
+    status: String,
+    amount_refunded_minor: i64,
+    provider_payment_id: Option<String>,
+    failure_kind: Option<String>,
+    attention_reason: Option<String>,
+}
+
+async fn row(app: &TestApp, id: ChargeId) -> Row {
+    let mut conn = app.database.connect().await;
+    let (status, amount_refunded_minor, provider_payment_id, failure_kind, attention_reason) =
+        charges::table
+            .filter(charges::id.eq(id.as_uuid()))
+            .select((
+                charges::status,
+                charges::amount_refunded_minor,
+                charges::provider_payment_id,
+                charges::failure_kind,
+                charges::attention_reason,
+            ))
+            .first::<(String, i64, Option<String>, Option<String>, Option<String>)>(&mut conn)
+            .await
+            .unwrap();
+    Row {
+        status,
+        amount_refunded_minor,
+        provider_payment_id,
+        failure_kind,
+        attention_reason,
+    }
+}
+
+/// The audit trail of a charge: (action, run that made it), oldest first.
+async fn trail(app: &TestApp, id: ChargeId) -> Vec<(String, Option<uuid::Uuid>)> {
+    let mut conn = app.database.connect().await;
+    charge_activities::table
+        .filter(charge_activities::charge_id.eq(id.as_uuid()))
+        .order((
+            charge_activities::created_at.asc(),
+            charge_activities::id.asc(),
+        ))
+        .select((
+            charge_activities::action,
+            charge_activities::reconciliation_run_id,
+        ))
+        .load(&mut conn)
+        .await
+        .unwrap()
+}
+
+fn posts(app: &TestApp) -> usize {
+    app.simulator
+        .requests()
+        .iter()
+        .filter(|request| request.method == "POST")
+        .count()
+}
+
+#[tokio::test]
+async fn drift_made_at_the_provider_or_left_by_lost_answers_is_repaired_once_and_a_second_run_finds_nothing()
+ {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let metrics = Metrics::default();
+    let (billing, provider) = billing_of(&app, &metrics);
+
+    // Refunded in the provider's dashboard; the webhook never arrived (no endpoint is set).
+    let refunded = paid_charge(&app, &customer, 1_000).await;
+    let payment_id = row(&app, refunded).await.provider_payment_id.unwrap();
+    app.simulator
+        .refund_outside(
+            &payment_id,
+            OutsideRefund {
+                amount: Some(400),
+                reason: None,
+            },
+        )
+        .unwrap();
+    assert!(
+        app.simulator.deliveries().is_empty(),
+        "the webhook was lost"
+    );
+    // Pending here, paid there: the answer was lost.
+    let paid = pending_charge(&app, &customer, 700).await;
+    pay_at_provider(&app, &provider, &customer, paid, 700, "pm_card_visa").await;
+    // Pending here, never seen there.
+    let unseen = pending_charge(&app, &customer, 300).await;
+    let posts_before = posts(&app);
+
+    let first = reconcile(&billing).await;
+
+    assert_eq!(first.charges_checked, 3);
+    let mut found = first.findings.clone();
+    found.sort_by_key(|(kind, _)| kind.as_str());
+    assert_eq!(
+        found,
+        vec![
+            (FindingKind::PaidAtProvider, true),
+            (FindingKind::RefundedAtProvider, true),
+            (FindingKind::UnknownToProvider, true),
+        ]
+    );
+    let run = Some(first.run_id);
+    assert_eq!(
+        row(&app, refunded).await,
+        Row {
+            status: "partially_refunded".to_owned(),
+            amount_refunded_minor: 400,
+            provider_payment_id: Some(payment_id),
+            failure_kind: None,
+            attention_reason: None,
+        }
+    );
+    assert_eq!(
+        trail(&app, refunded).await.last(),
+        Some(&("refunded".to_owned(), run))
+    );
+    let paid_row = row(&app, paid).await;
+    assert_eq!(paid_row.status, "succeeded");
+    assert!(paid_row.provider_payment_id.is_some());
+    assert_eq!(trail(&app, paid).await, vec![("succeeded".to_owned(), run)]);
+    let unseen_row = row(&app, unseen).await;
+    assert_eq!(
+        (
+            unseen_row.status.as_str(),
+            unseen_row.failure_kind.as_deref()
+        ),
+        ("failed", Some("abandoned"))
+    );
+    assert_eq!(trail(&app, unseen).await, vec![("failed".to_owned(), run)]);
+    // Reconciliation never moves money: no payment or refund was asked of the provider.
+    assert_eq!(posts(&app), posts_before);
+    assert_eq!(
+        app.simulator
+            .payment_intent_count_for_charge_id(&unseen.to_string()),
+        0
+    );
+    assert_eq!(
+        app.simulator
+            .payment_intent_count_for_charge_id(&paid.to_string()),
+        1
+    );
+
+    // The run is recorded with its counts, and counted.
+    let mut conn = app.database.connect().await;
+    let (status, findings, repaired): (String, i32, i32) = reconciliation_runs::table
+        .find(first.run_id)
+        .select((
+            reconciliation_runs::status,
+            reconciliation_runs::findings,
+            reconciliation_runs::repaired,
+        ))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((status.as_str(), findings, repaired), ("completed", 3, 3));
+    let billing_metrics = metrics.billing();
+    assert_eq!(billing_metrics.reconciliation_runs_completed.get(), 1);
+    for kind in [
+        FindingKind::PaidAtProvider,
+        FindingKind::RefundedAtProvider,
+        FindingKind::UnknownToProvider,
+    ] {
+        assert_eq!(
+            billing_metrics.reconciliation_finding(kind).get(),
+            1,
+            "{kind}"
+        );
+    }
+    assert!(metrics.render().contains(
+        "supportdesk_billing_reconciliation_findings_total{kind=\"refunded_at_provider\"} 1"
+    ));
+
+    let second = reconcile(&billing).await;
+    assert_eq!(second.charges_checked, 3);
+    assert_eq!(second.findings, Vec::new());
+    assert_eq!(trail(&app, unseen).await.len(), 1);
+    assert_eq!(metrics.billing().reconciliation_runs_completed.get(), 2);
+}
+
+#[tokio::test]
+async fn two_instances_reconciling_at_once_repair_each_charge_once() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let metrics = Metrics::default();
+    let (one, provider) = billing_of(&app, &metrics);
+    let (two, _) = billing_of(&app, &metrics);
+    let mut charges = Vec::new();
+    for _ in 0..3 {
+        let paid = pending_charge(&app, &customer, 500).await;
+        pay_at_provider(&app, &provider, &customer, paid, 500, "pm_card_visa").await;
+        charges.push(paid);
+        charges.push(pending_charge(&app, &customer, 200).await);
+    }
+
+    let (first, second) = tokio::join!(reconcile(&one), reconcile(&two));
+
+    assert_eq!(first.findings.len() + second.findings.len(), charges.len());
+    for id in charges {
+        let trail = trail(&app, id).await;
+        assert_eq!(trail.len(), 1, "one transition for {id}: {trail:?}");
+        assert_ne!(row(&app, id).await.status, "pending");
+    }
+}
+
+#[tokio::test]
+async fn a_charge_the_provider_declined_while_its_answer_was_lost_ends_declined() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (billing, provider) = billing_of(&app, &Metrics::default());
+    let declined = pending_charge(&app, &customer, 800).await;
+    pay_at_provider(
+        &app,
+        &provider,
+        &customer,
+        declined,
+        800,
+        "pm_card_chargeDeclinedInsufficientFunds",
+    )
+    .await;
+
+    let report = reconcile(&billing).await;
+
+    assert_eq!(
+        report.findings,
+        vec![(FindingKind::DeclinedAtProvider, true)]
+    );
+    let declined_row = row(&app, declined).await;
+    assert_eq!(
+        (
+            declined_row.status.as_str(),
+            declined_row.failure_kind.as_deref()
+        ),
+        ("failed", Some("declined"))
+    );
+    assert_eq!(reconcile(&billing).await.findings, Vec::new());
+}
+
+#[tokio::test]
+async fn a_charge_being_sent_is_left_to_its_sender() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (billing, _) = billing_of(&app, &Metrics::default());
+    let leased = pending_charge(&app, &customer, 300).await;
+    let mut conn = app.database.connect().await;
+    diesel::sql_query(
+        "UPDATE charges SET send_lease_token = gen_random_uuid(), \
+         send_lease_until = now() + interval '1 hour' WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(leased.as_uuid())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let report = reconcile(&billing).await;
+
+    assert_eq!(report.findings, Vec::new());
+    assert_eq!(row(&app, leased).await.status, "pending");
+}
+
+#[tokio::test]
+async fn what_cannot_be_repaired_is_reported_once_and_marked_for_attention_without_moving_it() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let metrics = Metrics::default();
+    let (billing, provider) = billing_of(&app, &metrics);
+    // A payment carrying a charge id no charge of ours has.
+    let stranger = ChargeId::generate();
+    pay_at_provider(&app, &provider, &customer, stranger, 900, "pm_card_visa").await;
+    // Paid here for another amount than the provider took.
+    let mismatched = paid_charge(&app, &customer, 1_000).await;
+    // Paid here, and the provider has no such payment.
+    let vanished = paid_charge(&app, &customer, 600).await;
+    // Marked by the completer already: its reason is kept.
+    let marked = paid_charge(&app, &customer, 400).await;
+    let mut conn = app.database.connect().await;
+    for (sql, id) in [
+        (
+            "UPDATE charges SET amount_minor = 1200 WHERE id = $1",
+            mismatched,
+        ),
+        (
+            "UPDATE charges SET provider_payment_id = 'pi_nowhere' WHERE id = $1",
+            vanished,
+        ),
+        (
+            "UPDATE charges SET provider_payment_id = 'pi_gone', \
+             attention_reason = 'the completer''s reason', attention_since = now() WHERE id = $1",
+            marked,
+        ),
+    ] {
+        diesel::sql_query(sql)
+            .bind::<diesel::sql_types::Uuid, _>(id.as_uuid())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    let report = reconcile(&billing).await;
+
+    let mut found = report.findings.clone();
+    found.sort_by_key(|(kind, _)| kind.as_str());
+    assert_eq!(
+        found,
+        vec![
+            (FindingKind::AmountMismatch, false),
+            (FindingKind::UnknownPayment, false),
+            (FindingKind::UnknownToProvider, false),
+            (FindingKind::UnknownToProvider, false),
+        ]
+    );
+    let mismatched_row = row(&app, mismatched).await;
+    assert_eq!(mismatched_row.status, "succeeded");
+    assert_eq!(
+        mismatched_row.attention_reason.as_deref(),
+        Some("reconciliation: amount_mismatch")
+    );
+    let vanished_row = row(&app, vanished).await;
+    assert_eq!(vanished_row.status, "succeeded");
+    assert_eq!(
+        vanished_row.attention_reason.as_deref(),
+        Some("reconciliation: unknown_to_provider")
+    );
+    assert_eq!(
+        trail(&app, vanished).await.last(),
+        Some(&("needs_attention".to_owned(), Some(report.run_id)))
+    );
+    assert_eq!(
+        row(&app, marked).await.attention_reason.as_deref(),
+        Some("the completer's reason")
+    );
+    assert_eq!(
+        metrics
+            .billing()
+            .reconciliation_finding(FindingKind::UnknownPayment)
+            .get(),
+        1
+    );
+    // Reported once, not every run.
+    assert_eq!(reconcile(&billing).await.findings, Vec::new());
+}
+
+#[tokio::test]
+async fn admins_list_their_accounts_findings_and_others_are_refused() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let (billing, _) = billing_of(&app, &Metrics::default());
+    let unseen = pending_charge(&app, &customer, 300).await;
+    let first = reconcile(&billing).await;
+    let later = pending_charge(&app, &customer, 200).await;
+    let second = reconcile(&billing).await;
+    assert_eq!(first.findings.len() + second.findings.len(), 2);
+
+    let listed = app
+        .billing
+        .clone()
+        .list_reconciliation_findings(app.as_admin(v1::ListReconciliationFindingsRequest {
+            page_size: 1,
+            ..Default::default()
+        }))
+        .await
+        .expect("admins may list")
+        .into_inner();
+    assert_eq!(listed.findings.len(), 1);
+    let newest = &listed.findings[0];
+    assert_eq!(newest.charge_id, later.to_string());
+    assert_eq!(newest.run_id, second.run_id.to_string());
+    assert_eq!(newest.kind, "unknown_to_provider");
+    assert!(newest.repaired);
+    assert_eq!(newest.action, "failed");
+    let rest = app
+        .billing
+        .clone()
+        .list_reconciliation_findings(app.as_admin(v1::ListReconciliationFindingsRequest {
+            page_size: 1,
+            page_token: listed.next_page_token.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.findings.len(), 1);
+    assert_eq!(rest.findings[0].charge_id, unseen.to_string());
+    assert_eq!(rest.next_page_token, "");
+
+    let of_first_run = app
+        .billing
+        .clone()
+        .list_reconciliation_findings(app.as_admin(v1::ListReconciliationFindingsRequest {
+            run_id: first.run_id.to_string(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(of_first_run.findings.len(), 1);
+    assert_eq!(of_first_run.findings[0].charge_id, unseen.to_string());
+
+    for user in [&customer, &agent] {
+        let refused = app
+            .billing
+            .clone()
+            .list_reconciliation_findings(
+                user.request(v1::ListReconciliationFindingsRequest::default()),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        assert_reason(&refused, supportdesk::errors::Reason::RoleRequired);
+    }
+    // Another account's admin sees none of them.
+    let stranger = app.sign_up_another_account().await;
+    let theirs = app
+        .billing
+        .clone()
+        .list_reconciliation_findings(
+            stranger.request(v1::ListReconciliationFindingsRequest::default()),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(theirs.findings.is_empty());
+    let bad = app
+        .billing
+        .clone()
+        .list_reconciliation_findings(app.as_admin(v1::ListReconciliationFindingsRequest {
+            run_id: "not-a-run".to_owned(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn the_reconciler_task_runs_on_its_interval_and_repairs_what_it_finds() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.billing_completer_interval = Duration::from_secs(3600);
+        settings.reconciliation.interval = Duration::from_millis(200);
+        settings.reconciliation.settle = Duration::ZERO;
+    })
+    .await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let unseen = pending_charge(&app, &customer, 300).await;
+
+    crate::support::wait_until(
+        "the reconciler abandons the charge the provider never saw",
+        crate::support::PATIENCE,
+        || async { row(&app, unseen).await.status == "failed" },
+    )
+    .await;
+
+    let mut conn = app.database.connect().await;
+    let completed: i64 = reconciliation_runs::table
+        .filter(reconciliation_runs::status.eq("completed"))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert!(completed >= 1);
+    let trail = trail(&app, unseen).await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!(trail[0].0, "failed");
+    assert!(trail[0].1.is_some(), "the audit row names the run");
+}
+
+#[tokio::test]
+async fn a_refund_that_stands_otherwise_at_the_provider_is_reported_once() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (billing, _) = billing_of(&app, &Metrics::default());
+    let charge = paid_charge(&app, &customer, 1_000).await;
+    app.billing
+        .clone()
+        .refund_charge(keyed(app.as_admin(v1::RefundChargeRequest {
+            id: charge.to_string(),
+            amount: Some(v1::Money {
+                amount_minor: 300,
+                currency_code: "USD".to_owned(),
+            }),
+        })))
+        .await
+        .expect("refunded");
+    // The service lost track of it: its row says failed, the provider refunded it.
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("UPDATE refunds SET status = 'failed' WHERE charge_id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(charge.as_uuid())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let report = reconcile(&billing).await;
+
+    assert_eq!(report.refunds_checked, 1);
+    assert_eq!(report.findings, vec![(FindingKind::RefundMismatch, false)]);
+    assert_eq!(
+        row(&app, charge).await.attention_reason.as_deref(),
+        Some("reconciliation: refund_mismatch")
+    );
+    assert_eq!(reconcile(&billing).await.findings, Vec::new());
+}
+
+#[tokio::test]
+async fn charges_younger_than_the_settle_time_are_left_to_the_request_path_and_the_completer() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (billing, _) = billing_of(&app, &Metrics::default());
+    let young = pending_charge(&app, &customer, 300).await;
+
+    let report = billing
+        .reconcile(last_hour(), &ReconciliationPolicy::default())
+        .await
+        .unwrap();
+
+    assert_eq!((report.charges_checked, report.findings.len()), (0, 0));
+    assert_eq!(row(&app, young).await.status, "pending");
+}

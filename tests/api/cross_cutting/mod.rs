@@ -1,0 +1,9 @@
+//! Suites that walk every RPC or the whole source: the contract, tenancy, declarations, round trips, bad input, imports and error reasons.
+
+pub(crate) mod bad_input;
+pub(crate) mod contract;
+pub(crate) mod declarations;
+pub(crate) mod error_reasons;
+pub(crate) mod imports;
+pub(crate) mod round_trips;
+pub(crate) mod tenancy;

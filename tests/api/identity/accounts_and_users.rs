@@ -1,0 +1,362 @@
+//! AccountService and UserService: signing up, roles, and what admins, agents and customers may
+//! do with the people of their account.
+
+use supportdesk::errors::Reason;
+use supportdesk::wire::proto::v1;
+use tonic::Code;
+
+use crate::support::{TEST_PASSWORD, TestApp, assert_reason, details, log_in, violated_fields};
+
+#[tokio::test]
+async fn signing_up_creates_an_account_whose_admin_can_log_in() {
+    let app = TestApp::spawn().await;
+    let account = app
+        .accounts
+        .clone()
+        .get_account(app.as_admin(v1::GetAccountRequest {}))
+        .await
+        .expect("the caller's account")
+        .into_inner();
+    assert_eq!(account.id, app.account_id.to_string());
+    assert_eq!(account.slug, app.admin.account_slug);
+
+    let me = app
+        .users
+        .clone()
+        .get_current_user(app.as_admin(v1::GetCurrentUserRequest {}))
+        .await
+        .expect("the caller")
+        .into_inner();
+    assert_eq!(me.role(), v1::UserRole::Admin);
+    assert_eq!(me.email, app.admin.email);
+    assert!(me.active);
+}
+
+#[tokio::test]
+async fn a_taken_slug_is_already_exists_and_bad_sign_ups_name_every_field() {
+    let app = TestApp::spawn().await;
+    let status = app
+        .accounts
+        .clone()
+        .create_account(v1::CreateAccountRequest {
+            name: "Copycat".to_owned(),
+            slug: app.admin.account_slug.clone(),
+            admin_email: "someone@example.com".to_owned(),
+            admin_password: TEST_PASSWORD.to_owned(),
+            admin_display_name: String::new(),
+        })
+        .await
+        .expect_err("taken");
+    assert_eq!(status.code(), Code::AlreadyExists);
+    assert_reason(&status, Reason::AccountSlugTaken);
+
+    let status = app
+        .accounts
+        .clone()
+        .create_account(v1::CreateAccountRequest {
+            name: String::new(),
+            slug: "Not A Slug".to_owned(),
+            admin_email: "nope".to_owned(),
+            admin_password: "short".to_owned(),
+            admin_display_name: String::new(),
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        violated_fields(&status),
+        ["name", "slug", "admin_email", "admin_password"]
+    );
+}
+
+#[tokio::test]
+async fn only_admins_add_users_and_a_taken_email_is_already_exists() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let request = |email: &str| v1::CreateUserRequest {
+        user: Some(v1::User {
+            email: email.to_owned(),
+            role: v1::UserRole::Agent.into(),
+            ..Default::default()
+        }),
+        password: TEST_PASSWORD.to_owned(),
+    };
+
+    let status = app
+        .users
+        .clone()
+        .create_user(agent.request(request("new@example.com")))
+        .await
+        .expect_err("agents cannot add users");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_reason(&status, Reason::RoleRequired);
+
+    let status = app
+        .users
+        .clone()
+        .create_user(app.as_admin(request(&agent.email.to_uppercase())))
+        .await
+        .expect_err("taken, whatever the case");
+    assert_eq!(status.code(), Code::AlreadyExists);
+    assert_reason(&status, Reason::UserEmailTaken);
+
+    let status = app
+        .users
+        .clone()
+        .create_user(app.as_admin(v1::CreateUserRequest {
+            user: Some(v1::User::default()),
+            password: "short".to_owned(),
+        }))
+        .await
+        .expect_err("invalid");
+    assert_eq!(
+        violated_fields(&status),
+        ["user.email", "user.role", "password"]
+    );
+}
+
+#[tokio::test]
+async fn a_requester_known_from_a_ticket_can_be_invited_to_log_in() {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("from an email").await;
+    let invited = app
+        .users
+        .clone()
+        .create_user(app.as_admin(v1::CreateUserRequest {
+            user: Some(v1::User {
+                email: ticket.requester_email.clone(),
+                role: v1::UserRole::Customer.into(),
+                display_name: "Jane".to_owned(),
+                ..Default::default()
+            }),
+            password: TEST_PASSWORD.to_owned(),
+        }))
+        .await
+        .expect("invited")
+        .into_inner();
+    assert_eq!(
+        invited.id, ticket.requester_id,
+        "the same person, now with a login"
+    );
+    let jane = log_in(&app.auth, &app.admin.account_slug, &ticket.requester_email).await;
+    let listed = app
+        .tickets
+        .clone()
+        .list_tickets(jane.request(v1::ListTicketsRequest::default()))
+        .await
+        .expect("listed")
+        .into_inner();
+    assert_eq!(
+        listed.tickets.len(),
+        1,
+        "she sees the ticket she raised by email"
+    );
+}
+
+#[tokio::test]
+async fn agents_read_users_customers_only_themselves() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+
+    let listed = app
+        .users
+        .clone()
+        .list_users(agent.request(v1::ListUsersRequest {
+            page_size: 2,
+            page_token: String::new(),
+        }))
+        .await
+        .expect("agents list users")
+        .into_inner();
+    assert_eq!(listed.users.len(), 2);
+    let rest = app
+        .users
+        .clone()
+        .list_users(agent.request(v1::ListUsersRequest {
+            page_size: 2,
+            page_token: listed.next_page_token,
+        }))
+        .await
+        .expect("next page")
+        .into_inner();
+    assert_eq!(rest.users.len(), 1);
+    assert!(rest.next_page_token.is_empty());
+
+    let status = app
+        .users
+        .clone()
+        .list_users(customer.request(v1::ListUsersRequest::default()))
+        .await
+        .expect_err("customers do not list users");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = app
+        .users
+        .clone()
+        .get_user(customer.request(v1::GetUserRequest {
+            id: agent.id.to_string(),
+        }))
+        .await
+        .expect_err("nor read others");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let own = app
+        .users
+        .clone()
+        .get_user(customer.request(v1::GetUserRequest {
+            id: customer.id.to_string(),
+        }))
+        .await
+        .expect("but may read themselves")
+        .into_inner();
+    assert_eq!(own.role(), v1::UserRole::Customer);
+}
+
+fn update(id: &str, user: v1::User, paths: &[&str]) -> v1::UpdateUserRequest {
+    v1::UpdateUserRequest {
+        user: Some(v1::User {
+            id: id.to_owned(),
+            ..user
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn a_demotion_applies_to_the_very_next_call() {
+    let app = TestApp::spawn().await;
+    let second_admin = app.add_user(&app.admin, v1::UserRole::Admin).await;
+    app.users
+        .clone()
+        .list_users(second_admin.request(v1::ListUsersRequest::default()))
+        .await
+        .expect("an admin lists users");
+
+    let updated = app
+        .users
+        .clone()
+        .update_user(app.as_admin(update(
+            &second_admin.id.to_string(),
+            v1::User {
+                role: v1::UserRole::Customer.into(),
+                display_name: "ignored: not in the mask".to_owned(),
+                ..Default::default()
+            },
+            &["role"],
+        )))
+        .await
+        .expect("demoted")
+        .into_inner();
+    assert_eq!(updated.role(), v1::UserRole::Customer);
+    assert_eq!(updated.display_name, "");
+
+    let status = app
+        .users
+        .clone()
+        .list_users(second_admin.request(v1::ListUsersRequest::default()))
+        .await
+        .expect_err("the same token no longer carries admin rights");
+    assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn a_deactivated_user_is_locked_out_at_once_tokens_and_sessions_alike() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    app.users
+        .clone()
+        .update_user(app.as_admin(update(
+            &agent.id.to_string(),
+            v1::User {
+                active: false,
+                ..Default::default()
+            },
+            &["active"],
+        )))
+        .await
+        .expect("deactivated");
+
+    let status = app
+        .tickets
+        .clone()
+        .list_tickets(agent.request(v1::ListTicketsRequest::default()))
+        .await
+        .expect_err("the access token stops working");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_reason(&status, Reason::UserDeactivated);
+
+    let status = app
+        .auth
+        .clone()
+        .refresh_token(v1::RefreshTokenRequest {
+            refresh_token: agent.refresh_token.clone(),
+        })
+        .await
+        .expect_err("the session is over");
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let status = app
+        .auth
+        .clone()
+        .login(v1::LoginRequest {
+            account: agent.account_slug.clone(),
+            email: agent.email.clone(),
+            password: TEST_PASSWORD.to_owned(),
+        })
+        .await
+        .expect_err("and logging in again fails");
+    assert_reason(&status, Reason::InvalidCredentials);
+}
+
+#[tokio::test]
+async fn admins_cannot_lock_themselves_out() {
+    let app = TestApp::spawn().await;
+    let status = app
+        .users
+        .clone()
+        .update_user(app.as_admin(update(
+            &app.admin.id.to_string(),
+            v1::User {
+                role: v1::UserRole::Agent.into(),
+                ..Default::default()
+            },
+            &["role"],
+        )))
+        .await
+        .expect_err("self-demotion");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_reason(&status, Reason::SelfLockout);
+    let failure = details(&status);
+    let violation = &failure
+        .precondition_failure()
+        .expect("PreconditionFailure")
+        .violations[0];
+    assert_eq!(violation.subject, format!("users/{}", app.admin.id));
+}
+
+#[tokio::test]
+async fn an_update_mask_naming_an_unknown_or_immutable_field_is_refused() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let status = app
+        .users
+        .clone()
+        .update_user(app.as_admin(update(
+            &agent.id.to_string(),
+            v1::User::default(),
+            &["display_name", "email"],
+        )))
+        .await
+        .expect_err("email cannot change");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["update_mask.paths[1]"]);
+
+    let status = app
+        .users
+        .clone()
+        .update_user(app.as_admin(update(&agent.id.to_string(), v1::User::default(), &[])))
+        .await
+        .expect_err("an empty mask changes nothing");
+    assert_eq!(violated_fields(&status), ["update_mask"]);
+}

@@ -1,0 +1,559 @@
+//! AuthService and the authentication layer: logins that give nothing away, rotating refresh
+//! tokens with reuse detection, logouts, and tokens that cannot be forged.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use redis::AsyncCommands;
+use supportdesk::errors::Reason;
+use supportdesk::wire::proto::v1;
+use tonic::Code;
+
+use crate::support::{
+    PATIENCE, Scrape, TEST_PASSWORD, TestApp, TestUser, assert_reason, error_reason, redis_url,
+    with_metrics, with_token,
+};
+
+fn login_request(user: &TestUser, password: &str) -> v1::LoginRequest {
+    v1::LoginRequest {
+        account: user.account_slug.clone(),
+        email: user.email.clone(),
+        password: password.to_owned(),
+    }
+}
+
+async fn refresh(app: &TestApp, token: &str) -> Result<v1::Tokens, tonic::Status> {
+    app.auth
+        .clone()
+        .refresh_token(v1::RefreshTokenRequest {
+            refresh_token: token.to_owned(),
+        })
+        .await
+        .map(|response| response.into_inner().tokens.expect("tokens"))
+}
+
+#[tokio::test]
+async fn a_login_returns_working_tokens_and_the_user() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .auth
+        .clone()
+        .login(login_request(&app.admin, TEST_PASSWORD))
+        .await
+        .expect("logged in")
+        .into_inner();
+    let tokens = response.tokens.expect("tokens");
+    assert_eq!(response.user.expect("user").email, app.admin.email);
+    let expires = tokens.access_token_expire_time.expect("expiry").seconds;
+    let lifetime = expires - chrono::Utc::now().timestamp();
+    assert!(
+        (890..=900).contains(&lifetime),
+        "15 minutes, got {lifetime} s"
+    );
+    app.users
+        .clone()
+        .get_current_user(with_token(
+            &tokens.access_token,
+            v1::GetCurrentUserRequest {},
+        ))
+        .await
+        .expect("the access token works");
+}
+
+#[tokio::test]
+async fn every_failed_login_answers_the_same_error() {
+    let app = TestApp::spawn().await;
+    let attempts = [
+        login_request(&app.admin, "wrong password, long enough"),
+        login_request(&app.admin, "short"),
+        v1::LoginRequest {
+            email: "nobody@example.com".to_owned(),
+            ..login_request(&app.admin, TEST_PASSWORD)
+        },
+        v1::LoginRequest {
+            account: "no-such-account".to_owned(),
+            ..login_request(&app.admin, TEST_PASSWORD)
+        },
+    ];
+    let mut answers = Vec::new();
+    for attempt in attempts {
+        let status = app.auth.clone().login(attempt).await.expect_err("refused");
+        answers.push((
+            status.code(),
+            status.message().to_owned(),
+            error_reason(&status),
+        ));
+    }
+    assert_eq!(answers[0].0, Code::Unauthenticated);
+    assert_eq!(answers[0].2, Some(Reason::InvalidCredentials));
+    assert!(
+        answers.iter().all(|answer| *answer == answers[0]),
+        "{answers:?}"
+    );
+}
+
+const AGAINST_STORED: &str = r#"supportdesk_password_verifications_total{against="stored"}"#;
+const AGAINST_DECOY: &str = r#"supportdesk_password_verifications_total{against="decoy"}"#;
+
+/// The password verifications one failed `login` cost the instance: (against a stored hash,
+/// against the decoy).
+async fn verifications_of(app: &TestApp, login: v1::LoginRequest) -> (u64, u64) {
+    let before = Scrape::of(app).await;
+    app.auth.clone().login(login).await.expect_err("refused");
+    let after = Scrape::of(app).await;
+    (
+        after.get(AGAINST_STORED) - before.get(AGAINST_STORED),
+        after.get(AGAINST_DECOY) - before.get(AGAINST_DECOY),
+    )
+}
+
+#[tokio::test]
+async fn an_unknown_email_costs_the_one_password_verification_a_wrong_password_costs() {
+    // Counted, not timed: what makes the two take as long is that both run one argon2
+    // verification with the same parameters (the decoy is hashed like a real password:
+    // auth::password's unit tests), and a clock on a loaded machine cannot tell that apart.
+    let app = TestApp::spawn_with(with_metrics).await;
+    let wrong_password = login_request(&app.admin, "wrong password, long enough");
+    let deactivated = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    app.users
+        .clone()
+        .update_user(app.as_admin(v1::UpdateUserRequest {
+            user: Some(v1::User {
+                id: deactivated.id.to_string(),
+                active: false,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["active".to_owned()],
+            }),
+        }))
+        .await
+        .expect("deactivated");
+
+    assert_eq!(verifications_of(&app, wrong_password.clone()).await, (1, 0));
+    for (who, login) in [
+        (
+            "an unknown email",
+            v1::LoginRequest {
+                email: "nobody@example.com".to_owned(),
+                ..wrong_password.clone()
+            },
+        ),
+        (
+            "an unknown account",
+            v1::LoginRequest {
+                account: "no-such-account".to_owned(),
+                ..wrong_password.clone()
+            },
+        ),
+        (
+            "a deactivated user with the right password",
+            v1::LoginRequest {
+                email: deactivated.email.clone(),
+                password: TEST_PASSWORD.to_owned(),
+                ..wrong_password.clone()
+            },
+        ),
+    ] {
+        assert_eq!(verifications_of(&app, login).await, (0, 1), "{who}");
+    }
+}
+
+#[tokio::test]
+async fn a_login_storm_does_not_stall_other_calls() {
+    let app = TestApp::spawn().await;
+    let storm_started = Instant::now();
+    let storm: Vec<_> = (0..32)
+        .map(|_| {
+            let auth = app.auth.clone();
+            let request = login_request(&app.admin, "wrong password, long enough");
+            tokio::spawn(async move { auth.clone().login(request).await })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let started = Instant::now();
+        app.users
+            .clone()
+            .get_current_user(app.as_admin(v1::GetCurrentUserRequest {}))
+            .await
+            .expect("answered during the storm");
+        slowest = slowest.max(started.elapsed());
+    }
+    for login in storm {
+        let _ = login.await;
+    }
+    let storm_took = storm_started.elapsed();
+    // Were hashing on the runtime's threads, a call would wait for most of the storm.
+    assert!(
+        slowest < storm_took / 2,
+        "a call took {slowest:?} while the storm took {storm_took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_rotates_the_token_and_the_old_one_stops_working() {
+    let app = TestApp::spawn().await;
+    let first = refresh(&app, &app.admin.refresh_token)
+        .await
+        .expect("rotated");
+    assert_ne!(first.refresh_token, app.admin.refresh_token);
+    app.users
+        .clone()
+        .get_current_user(with_token(
+            &first.access_token,
+            v1::GetCurrentUserRequest {},
+        ))
+        .await
+        .expect("the new access token works");
+    let second = refresh(&app, &first.refresh_token)
+        .await
+        .expect("the new refresh token works once");
+    assert_ne!(second.refresh_token, first.refresh_token);
+}
+
+#[tokio::test]
+async fn with_the_grace_window_off_reusing_a_refresh_token_revokes_the_whole_session() {
+    let app =
+        TestApp::spawn_with(|settings| settings.auth.refresh_reuse_grace = Duration::ZERO).await;
+    let stolen = app.admin.refresh_token.clone();
+    let legitimate = refresh(&app, &stolen).await.expect("rotated");
+
+    let status = refresh(&app, &stolen).await.expect_err("replayed");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_reason(&status, Reason::RefreshTokenReused);
+
+    let status = refresh(&app, &legitimate.refresh_token)
+        .await
+        .expect_err("the family is revoked");
+    assert_reason(&status, Reason::InvalidCredentials);
+}
+
+/// `tabs` refreshes of `token` at once, each on a task of its own.
+async fn refreshes_at_once(
+    app: &TestApp,
+    token: &str,
+    tabs: usize,
+) -> Vec<Result<v1::Tokens, tonic::Status>> {
+    let tasks: Vec<_> = (0..tabs)
+        .map(|_| {
+            let mut auth = app.auth.clone();
+            let refresh_token = token.to_owned();
+            tokio::spawn(async move {
+                auth.refresh_token(v1::RefreshTokenRequest { refresh_token })
+                    .await
+                    .map(|response| response.into_inner().tokens.expect("tokens"))
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(tabs);
+    for task in tasks {
+        answers.push(task.await.expect("the refresh task"));
+    }
+    answers
+}
+
+#[tokio::test]
+async fn twenty_tabs_refreshing_one_token_at_once_all_get_the_same_pair() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.settings.auth.refresh_reuse_grace,
+        Duration::from_secs(15)
+    );
+    let answers = refreshes_at_once(&app, &app.admin.refresh_token, 20).await;
+    let pairs: Vec<v1::Tokens> = answers
+        .into_iter()
+        .map(|answer| answer.expect("within the grace window every tab is answered"))
+        .collect();
+    let first = &pairs[0];
+    assert_ne!(first.refresh_token, app.admin.refresh_token);
+    for pair in &pairs {
+        assert_eq!(pair, first, "one successor pair, the same for every tab");
+    }
+    app.users
+        .clone()
+        .get_current_user(with_token(
+            &first.access_token,
+            v1::GetCurrentUserRequest {},
+        ))
+        .await
+        .expect("the session lives on");
+    refresh(&app, &first.refresh_token)
+        .await
+        .expect("the successor works");
+}
+
+#[tokio::test]
+async fn after_the_grace_window_reuse_revokes_the_session_even_from_twenty_tabs() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.auth.refresh_reuse_grace = Duration::from_millis(500);
+    })
+    .await;
+    let used = app.admin.refresh_token.clone();
+    let successor = refresh(&app, &used).await.expect("rotated");
+    // The window is over when its record in Redis is gone.
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    let grace_records = format!("{}refresh-grace:*", app.redis_prefix);
+    crate::support::wait_until("the grace window ends", PATIENCE, || {
+        let mut redis = redis.clone();
+        let pattern = grace_records.clone();
+        async move {
+            let keys: Vec<String> = redis.keys(pattern).await.expect("keys");
+            keys.is_empty()
+        }
+    })
+    .await;
+
+    let answers = refreshes_at_once(&app, &used, 20).await;
+    let mut reasons: Vec<Option<Reason>> = answers
+        .iter()
+        .map(|answer| error_reason(answer.as_ref().expect_err("a reuse")))
+        .collect();
+    reasons.sort();
+    let mut expected = vec![Some(Reason::InvalidCredentials); 19];
+    expected.push(Some(Reason::RefreshTokenReused));
+    assert_eq!(
+        reasons, expected,
+        "one tab finds the reuse and revokes the session; the others find it revoked"
+    );
+    let status = refresh(&app, &successor.refresh_token)
+        .await
+        .expect_err("the family is revoked");
+    assert_reason(&status, Reason::InvalidCredentials);
+    let sessions: Vec<String> = redis
+        .keys(format!("{}session:*", app.redis_prefix))
+        .await
+        .expect("keys");
+    assert!(
+        sessions.is_empty(),
+        "the session is gone from Redis: {sessions:?}"
+    );
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_logout_all_every_session() {
+    let app = TestApp::spawn().await;
+    let second_session =
+        crate::support::log_in(&app.auth, &app.admin.account_slug, &app.admin.email).await;
+    let third_session =
+        crate::support::log_in(&app.auth, &app.admin.account_slug, &app.admin.email).await;
+
+    app.auth
+        .clone()
+        .logout(app.as_admin(v1::LogoutRequest {}))
+        .await
+        .expect("logged out");
+    refresh(&app, &app.admin.refresh_token)
+        .await
+        .expect_err("this session is over");
+    refresh(&app, &second_session.refresh_token)
+        .await
+        .expect("the others are not");
+
+    let ended = app
+        .auth
+        .clone()
+        .logout_all(third_session.request(v1::LogoutAllRequest {}))
+        .await
+        .expect("logged out everywhere")
+        .into_inner()
+        .ended_sessions;
+    assert_eq!(ended, 2);
+    refresh(&app, &third_session.refresh_token)
+        .await
+        .expect_err("over");
+}
+
+#[tokio::test]
+async fn refresh_tokens_are_stored_only_as_hashes_that_expire() {
+    let app = TestApp::spawn().await;
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    let keys: Vec<String> = redis
+        .keys(format!("{}*", app.redis_prefix))
+        .await
+        .expect("keys");
+    assert!(!keys.is_empty(), "the session is in Redis");
+    for key in &keys {
+        assert!(
+            !key.contains(&app.admin.refresh_token),
+            "a token in a key name"
+        );
+        let ttl: i64 = redis.ttl(key).await.expect("ttl");
+        assert!(ttl > 0, "{key} never expires");
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .expect("type");
+        if kind == "hash" {
+            let values: Vec<String> = redis.hvals(key).await.expect("values");
+            assert!(
+                values
+                    .iter()
+                    .all(|value| !value.contains(&app.admin.refresh_token))
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn calls_without_valid_credentials_are_unauthenticated() {
+    let app = TestApp::spawn().await;
+    let genuine = &app.admin.access_token;
+    let mut parts = genuine.split('.');
+    let (header, payload) = (parts.next().unwrap(), parts.next().unwrap());
+    let unsigned = format!(
+        "{}.{payload}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#)
+    );
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["role"] = "admin".into();
+    claims["sub"] = uuid::Uuid::now_v7().to_string().into();
+    let tampered = format!(
+        "{header}.{}.{}",
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        genuine.split('.').nth(2).unwrap()
+    );
+
+    let cases: Vec<(Option<String>, Reason)> = vec![
+        (None, Reason::MissingCredentials),
+        (
+            Some("Basic YWRtaW46YWRtaW4=".to_owned()),
+            Reason::InvalidCredentials,
+        ),
+        (
+            Some("Bearer not-a-token".to_owned()),
+            Reason::InvalidCredentials,
+        ),
+        (
+            Some(format!("Bearer {unsigned}")),
+            Reason::InvalidCredentials,
+        ),
+        (
+            Some(format!("Bearer {tampered}")),
+            Reason::InvalidCredentials,
+        ),
+        (
+            Some("Bearer sd_live_unknownkey".to_owned()),
+            Reason::InvalidCredentials,
+        ),
+    ];
+    for (authorization, reason) in cases {
+        let mut request = tonic::Request::new(v1::ListTicketsRequest::default());
+        if let Some(value) = &authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.parse().unwrap());
+        }
+        let status = app
+            .tickets
+            .clone()
+            .list_tickets(request)
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::Unauthenticated, "{authorization:?}");
+        assert_reason(&status, reason);
+    }
+}
+
+/// An access token signed with the test instances' key, with any claims: what a holder of the
+/// key could make, to check that the claims themselves are checked.
+fn signed_token(claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(crate::support::TEST_JWT_SECRET.as_bytes()),
+    )
+    .expect("signed")
+}
+
+fn claims_for(user: &TestUser, account: &str, issued_at: i64) -> serde_json::Value {
+    serde_json::json!({
+        "sub": user.id.to_string(),
+        "acct": account,
+        "role": "admin",
+        "sid": uuid::Uuid::now_v7().to_string(),
+        "iss": "supportdesk",
+        "iat": issued_at,
+        "exp": issued_at + 600,
+        "jti": uuid::Uuid::now_v7().to_string(),
+    })
+}
+
+#[tokio::test]
+async fn a_token_naming_a_user_of_another_account_is_invalid_not_deactivated() {
+    let app = TestApp::spawn().await;
+    let other_account = app.sign_up_another_account().await.account_id.to_string();
+    // A user who has made no call yet (their state is read from PostgreSQL), then the admin
+    // (whose state the admission round trip finds in Redis): both paths.
+    let fresh = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    for user in [&fresh, &app.admin] {
+        let now = chrono::Utc::now().timestamp();
+        let token = signed_token(&claims_for(user, &other_account, now));
+        let status = app
+            .users
+            .clone()
+            .get_current_user(with_token(&token, v1::GetCurrentUserRequest {}))
+            .await
+            .expect_err("no such user in that account");
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_reason(&status, Reason::InvalidCredentials);
+    }
+    app.users
+        .clone()
+        .get_current_user(app.as_admin(v1::GetCurrentUserRequest {}))
+        .await
+        .expect("the admin's own token still works");
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refused_as_expired_so_the_client_refreshes() {
+    let app = TestApp::spawn().await;
+    let account = app.admin.account_id.to_string();
+    // Issued two hours ago for ten minutes: long past any clock-skew allowance.
+    let two_hours_ago = chrono::Utc::now().timestamp() - 7200;
+    let token = signed_token(&claims_for(&app.admin, &account, two_hours_ago));
+    let status = app
+        .users
+        .clone()
+        .get_current_user(with_token(&token, v1::GetCurrentUserRequest {}))
+        .await
+        .expect_err("expired");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_reason(&status, Reason::TokenExpired);
+}
+
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_refused() {
+    let app = TestApp::spawn().await;
+    let account = app.admin.account_id.to_string();
+    let in_an_hour = chrono::Utc::now().timestamp() + 3600;
+    let token = signed_token(&claims_for(&app.admin, &account, in_an_hour));
+    let status = app
+        .users
+        .clone()
+        .get_current_user(with_token(&token, v1::GetCurrentUserRequest {}))
+        .await
+        .expect_err("not issued yet");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_reason(&status, Reason::InvalidCredentials);
+    let now = chrono::Utc::now().timestamp();
+    app.users
+        .clone()
+        .get_current_user(with_token(
+            &signed_token(&claims_for(&app.admin, &account, now)),
+            v1::GetCurrentUserRequest {},
+        ))
+        .await
+        .expect("the same claims issued now are accepted: only the date was wrong");
+}

@@ -1,0 +1,156 @@
+//! Health and failure behaviour when PostgreSQL or Redis goes away and comes back, observed
+//! through a TCP proxy the test cuts (the real servers keep running for everyone else).
+
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+use supportdesk::errors::Reason;
+use supportdesk::wire::proto::v1;
+use tonic::Code;
+
+use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
+use crate::support::{PATIENCE, TestApp, assert_reason, redis_url};
+
+#[tokio::test]
+async fn health_reports_serving_for_the_server_and_every_service() {
+    let app = TestApp::spawn().await;
+    app.wait_for_health("Serving", PATIENCE).await;
+    assert_eq!(
+        app.health_of("supportdesk.v1.TicketService").await,
+        "Serving"
+    );
+}
+
+#[tokio::test]
+async fn losing_postgres_flips_health_and_answers_unavailable_fast_then_recovers() {
+    let database_url = crate::support::test_settings("unused").database.url;
+    let proxy = TcpProxy::start(socket_address_of(database_url.expose_secret())).await;
+    let app = TestApp::spawn_with(|settings| {
+        let url = url_through(settings.database.url.expose_secret(), proxy.address);
+        settings.database.url = url.into();
+    })
+    .await;
+    app.wait_for_health("Serving", PATIENCE).await;
+    app.create_ticket("before the outage").await;
+
+    proxy.cut();
+    app.wait_for_health("NotServing", PATIENCE).await;
+    assert_eq!(
+        app.health_of("supportdesk.v1.TicketService").await,
+        "NotServing"
+    );
+    let started = Instant::now();
+    let status = app
+        .tickets
+        .clone()
+        .list_tickets(app.as_admin(v1::ListTicketsRequest::default()))
+        .await
+        .expect_err("no database");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_reason(&status, Reason::DatabaseUnavailable);
+    assert!(
+        crate::support::details(&status).retry_info().is_some(),
+        "UNAVAILABLE says when to retry"
+    );
+    // The pool's connect timeout (2 s) ends the wait; bb8's default would wait 30 s, and the
+    // 10 s request deadline would answer DEADLINE_EXCEEDED, not DATABASE_UNAVAILABLE.
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "answered within the pool's connect timeout, not after {:?}",
+        started.elapsed()
+    );
+
+    proxy.restore();
+    app.wait_for_health("Serving", PATIENCE).await;
+    app.create_ticket("after the outage").await;
+}
+
+#[tokio::test]
+async fn losing_redis_flips_health_until_it_returns() {
+    let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let app = TestApp::spawn_with(|settings| {
+        let url = url_through(settings.redis.url.expose_secret(), proxy.address);
+        settings.redis.url = url.into();
+    })
+    .await;
+    app.wait_for_health("Serving", PATIENCE).await;
+
+    proxy.cut();
+    app.wait_for_health("NotServing", PATIENCE).await;
+
+    proxy.restore();
+    app.wait_for_health("Serving", PATIENCE).await;
+}
+
+/// A call of a rate-limited RPC as the app's admin.
+async fn call_as_admin(app: &TestApp) -> Result<(), tonic::Status> {
+    app.users
+        .clone()
+        .get_current_user(app.as_admin(v1::GetCurrentUserRequest {}))
+        .await
+        .map(drop)
+}
+
+#[tokio::test]
+async fn with_a_closed_limiter_health_says_not_serving_exactly_while_requests_are_refused() {
+    let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.redis.url = url_through(settings.redis.url.expose_secret(), proxy.address).into();
+        settings.rate_limits.fail_open = false;
+        // The scheduled probe would come too late to matter: what this test sees, the
+        // limiter's own failures and recoveries made happen.
+        settings.server.health_probe_interval = Duration::from_secs(60);
+    })
+    .await;
+    app.wait_for_health("Serving", PATIENCE).await;
+    call_as_admin(&app)
+        .await
+        .expect("admitted while Redis answers");
+
+    proxy.cut();
+    let refused = call_as_admin(&app)
+        .await
+        .expect_err("refused without Redis");
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert_reason(&refused, Reason::RedisUnavailable);
+    app.wait_for_health("NotServing", PATIENCE).await;
+
+    proxy.restore();
+    // The limiter tries Redis again after its pause; its first decision brings health back.
+    let deadline = Instant::now() + PATIENCE;
+    while call_as_admin(&app).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "never admitted after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.wait_for_health("Serving", PATIENCE).await;
+    call_as_admin(&app)
+        .await
+        .expect("health and admission agree once Redis is back");
+}
+
+#[tokio::test]
+async fn with_a_closed_limiter_requests_are_admitted_as_soon_as_health_sees_redis_back() {
+    let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.redis.url = url_through(settings.redis.url.expose_secret(), proxy.address).into();
+        settings.rate_limits.fail_open = false;
+        // Longer than the test: only health's probe can end the limiter's pause.
+        settings.redis.failure_pause = Duration::from_secs(600);
+    })
+    .await;
+    app.wait_for_health("Serving", PATIENCE).await;
+    proxy.cut();
+    // The limiter fails and pauses from here.
+    call_as_admin(&app)
+        .await
+        .expect_err("refused without Redis");
+    app.wait_for_health("NotServing", PATIENCE).await;
+    proxy.restore();
+    app.wait_for_health("Serving", PATIENCE).await;
+    call_as_admin(&app)
+        .await
+        .expect("admitted: health's probe ended the limiter's pause");
+}

@@ -1,0 +1,394 @@
+//! The edge's limits through real Envoy (deploy/envoy/envoy.yaml): header sizes that Envoy and
+//! the service agree on, a bound on receiving the whole request, gRPC-Web's answer to a body
+//! over 1 MiB, and the gRPC status the access log records.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use supportdesk::errors::Reason;
+use supportdesk::wire::proto::v1;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::envoy::Envoy;
+use crate::support::{TestApp, assert_json_reason, assert_reason, repository_root};
+
+#[tokio::test]
+async fn headers_over_the_edges_32_kib_are_refused_by_envoy_as_json_431() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let response = reqwest::Client::new()
+        .get(envoy.url("/v1/tickets"))
+        .bearer_auth(&app.admin.access_token)
+        .header("x-padding", "p".repeat(40 * 1024))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(
+        response.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["code"], 8, "{body}");
+    assert_json_reason(&body, Reason::HeadersTooLarge);
+    assert_eq!(body["details"][0]["domain"], "supportdesk");
+}
+
+#[tokio::test]
+async fn every_header_list_envoy_forwards_fits_within_the_services_limit() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let http = reqwest::Client::new();
+
+    // Just under Envoy's limit in one header (hyper's default would refuse anything over 16 KiB).
+    let response = http
+        .get(envoy.url("/v1/tickets"))
+        .bearer_auth(&app.admin.access_token)
+        .header("x-padding", "p".repeat(31 * 1024))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // A long query, which Envoy forwards again in x-envoy-original-path.
+    let query = vec!["statuses=TICKET_STATUS_OPEN"; 1000].join("&");
+    let response = http
+        .get(envoy.url(&format!("/v1/tickets?{query}")))
+        .bearer_auth(&app.admin.access_token)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("JSON");
+    assert!(body["tickets"].is_array(), "{body}");
+}
+
+#[tokio::test]
+async fn a_direct_grpc_client_over_the_services_header_limit_gets_headers_too_large() {
+    let app = TestApp::spawn().await;
+    let limit = app.settings.server.max_request_header_bytes;
+    let mut request = app.as_admin(v1::ListTicketsRequest::default());
+    request.metadata_mut().insert(
+        "x-padding",
+        "p".repeat(limit + 1024).parse().expect("ASCII metadata"),
+    );
+    let status = app
+        .tickets
+        .clone()
+        .list_tickets(request)
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_reason(&status, Reason::HeadersTooLarge);
+    let details = crate::support::details(&status);
+    assert_eq!(
+        details.error_info().expect("ErrorInfo").metadata["limit"],
+        limit.to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_request_body_dripping_in_is_answered_408_json_once_the_request_timeout_passes() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", envoy.port))
+        .await
+        .expect("connect to Envoy");
+    let started = Instant::now();
+    socket
+        .write_all(
+            format!(
+                "POST /v1/tickets HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {}\r\n\
+                 content-type: application/json\r\ncontent-length: 1000\r\n\r\n",
+                app.admin.access_token
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("send the headers");
+    // One byte every 2 s: never idle long enough for stream_idle_timeout (30 s), so only a
+    // bound on the whole request ends it.
+    let mut answer = Vec::new();
+    let mut buffer = [0_u8; 4096];
+    while !answer.windows(4).any(|window| window == b"\r\n\r\n") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still open after {:?}: {}",
+            started.elapsed(),
+            String::from_utf8_lossy(&answer)
+        );
+        let _ = socket.write_all(b" ").await;
+        match tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buffer)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(read)) => answer.extend_from_slice(&buffer[..read]),
+            Ok(Err(error)) => panic!("reading the answer: {error}"),
+            Err(_) => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    // The rest of the body, if it came in another read.
+    while let Ok(Ok(read)) =
+        tokio::time::timeout(Duration::from_millis(500), socket.read(&mut buffer)).await
+    {
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408 "),
+        "after {elapsed:?}: {answer}"
+    );
+    // Not before the 20 s request_timeout, and before the loop above gives up at 30 s (the
+    // stream idle timeout never fires: a byte comes every 2 s); a loaded machine adds seconds.
+    assert!(
+        (Duration::from_secs(19)..Duration::from_secs(30)).contains(&elapsed),
+        "answered after {elapsed:?}, not at the 20 s request_timeout"
+    );
+    assert!(
+        answer.contains("content-type: application/json"),
+        "{answer}"
+    );
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default())
+        .expect("a JSON body");
+    assert_eq!(body["code"], 4, "{body}");
+    assert_json_reason(&body, Reason::RequestTimeout);
+}
+
+#[tokio::test]
+async fn a_grpc_web_request_over_1_mib_is_http_200_with_resource_exhausted() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let mut frame = vec![0_u8];
+    let message = vec![0_u8; 1024 * 1024 + 1];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&message);
+    let response = reqwest::Client::new()
+        .post(envoy.url("/supportdesk.v1.TicketService/CreateTicket"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .bearer_auth(&app.admin.access_token)
+        .body(frame)
+        .send()
+        .await
+        .expect("an answer");
+    let status = grpc_web_status(response).await;
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(status.message(), "the request is larger than 1 MiB");
+    assert_reason(&status, Reason::RequestTooLarge);
+}
+
+/// The status of a trailers-only gRPC-Web answer, checked to be one: HTTP 200, the gRPC-Web
+/// content type, the status in the headers, no body.
+async fn grpc_web_status(response: reqwest::Response) -> tonic::Status {
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/grpc-web+proto");
+    assert!(response.bytes().await.expect("the body").is_empty());
+    tonic::Status::from_header_map(&headers).expect("grpc-status in the headers")
+}
+
+#[tokio::test]
+async fn a_grpc_web_client_is_told_the_service_is_unreachable_in_grpc_status_with_http_200() {
+    // Nothing listens on the backend port.
+    let envoy = Envoy::start_in_front_of(crate::support::free_port()).await;
+    let response = reqwest::Client::new()
+        .post(envoy.url("/supportdesk.v1.TicketService/ListTickets"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(vec![0_u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .expect("an answer");
+    let status = grpc_web_status(response).await;
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_reason(&status, Reason::BackendUnavailable);
+    let details = crate::support::details(&status);
+    assert_eq!(
+        details.error_info().expect("ErrorInfo").domain,
+        "supportdesk"
+    );
+}
+
+#[tokio::test]
+async fn the_access_log_records_the_grpc_status_the_client_was_told() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let http = reqwest::Client::new();
+    let cases = [
+        // A validation error of the service: INVALID_ARGUMENT, not the 13 Envoy derives from 400.
+        (
+            "invalid",
+            reqwest::Method::POST,
+            "/v1/tickets",
+            Some(json!({"subject": ""})),
+            StatusCode::BAD_REQUEST,
+            "3",
+        ),
+        // NOT_FOUND from the service, not the 12 Envoy derives from 404.
+        (
+            "missing",
+            reqwest::Method::GET,
+            "/v1/tickets/0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c",
+            None,
+            StatusCode::NOT_FOUND,
+            "5",
+        ),
+        // Envoy's own answer, as its JSON body says.
+        (
+            "unknown-path",
+            reqwest::Method::GET,
+            "/v1/nothing-here",
+            None,
+            StatusCode::NOT_FOUND,
+            "5",
+        ),
+        // A success with a 201.
+        (
+            "created",
+            reqwest::Method::POST,
+            "/v1/tickets",
+            Some(
+                json!({"subject": "Logged", "description": "Access log", "requesterEmail": "l@example.com"}),
+            ),
+            StatusCode::CREATED,
+            "0",
+        ),
+    ];
+    for (name, method, path, body, status, grpc_status) in cases {
+        let request_id = format!("access-log-{name}-{}", uuid::Uuid::now_v7());
+        let mut request = http
+            .request(method, envoy.url(path))
+            .bearer_auth(&app.admin.access_token)
+            .header("x-request-id", &request_id);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("an answer");
+        assert_eq!(response.status(), status, "{name}");
+        if !status.is_success() {
+            assert!(
+                response.headers().get("grpc-status").is_none(),
+                "{name}: the recorded status never reaches the client"
+            );
+        }
+        let entry = envoy.access_log_entry(&request_id).await;
+        assert_eq!(entry["status"], status.as_u16(), "{name}: {entry}");
+        assert_eq!(entry["grpc_status"], grpc_status, "{name}: {entry}");
+    }
+
+    // gRPC-Web: a success, whose status travels in the trailers, and an error.
+    for (name, token, grpc_status) in [
+        ("grpc-web-ok", app.admin.access_token.as_str(), "0"),
+        ("grpc-web-unauthenticated", "not-a-token", "16"),
+    ] {
+        let request_id = format!("access-log-{name}-{}", uuid::Uuid::now_v7());
+        let response = http
+            .post(envoy.url("/supportdesk.v1.TicketService/ListTickets"))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .header("x-request-id", &request_id)
+            .bearer_auth(token)
+            .body(vec![0_u8, 0, 0, 0, 0])
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), StatusCode::OK, "{name}");
+        let entry = envoy.access_log_entry(&request_id).await;
+        assert_eq!(entry["grpc_status"], grpc_status, "{name}: {entry}");
+    }
+}
+
+#[tokio::test]
+async fn a_grpc_web_stream_reaches_the_client_before_it_ends() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    // Health/Watch never ends on its own: its first answer must pass the Lua filter unbuffered.
+    let mut response = reqwest::Client::new()
+        .post(envoy.url("/grpc.health.v1.Health/Watch"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(vec![0_u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let first = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+        .await
+        .expect("the first message within 5 s")
+        .expect("a chunk")
+        .expect("not the end of the stream");
+    // A data frame (flag 0) holding a HealthCheckResponse.
+    assert_eq!(first[0], 0, "{first:?}");
+    assert_eq!(first[5], 0x08, "{first:?}");
+}
+
+/// `(grpc-status, grpc-message, ErrorInfo reason)` of every trailers-only answer Envoy's config
+/// sends gRPC-Web clients, decoded from its `grpc-status-details-bin`, which must agree with the
+/// two headers beside it.
+fn grpc_web_failures_in_the_config() -> Vec<(String, String, String)> {
+    let config = std::fs::read_to_string(repository_root().join("deploy/envoy/envoy.yaml"))
+        .expect("deploy/envoy/envoy.yaml");
+    let value_of = |line: &str| {
+        line.split("value: \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a quoted value")
+            .to_owned()
+    };
+    let mut headers = http::HeaderMap::new();
+    let mut found = Vec::new();
+    for line in config.lines() {
+        for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+            if line.contains(&format!("key: {name},")) {
+                headers.insert(name, value_of(line).parse().expect("a header value"));
+            }
+        }
+        if headers.len() == 3 {
+            let status = tonic::Status::from_header_map(&headers).expect("a status");
+            let details = crate::support::details(&status);
+            let info = details.error_info().expect("ErrorInfo in the details");
+            assert_eq!(info.domain, "supportdesk");
+            let code = headers["grpc-status"].to_str().unwrap().to_owned();
+            assert_eq!(
+                i32::from(status.code()).to_string(),
+                code,
+                "grpc-status-details-bin's code is the grpc-status beside it"
+            );
+            found.push((code, status.message().to_owned(), info.reason.clone()));
+            headers.clear();
+        }
+    }
+    found
+}
+
+#[test]
+fn envoys_grpc_web_failures_carry_the_documented_status_and_reason() {
+    let contract = std::fs::read_to_string(repository_root().join("docs/http-contract.md"))
+        .expect("docs/http-contract.md");
+    let table = contract
+        .split("| when | grpc-status | grpc-message | reason |")
+        .nth(1)
+        .expect("the gRPC-Web failures table");
+    let documented: Vec<(String, String, String)> = table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let code = cells[2].split(' ').next().unwrap_or_default();
+            (
+                code.to_owned(),
+                cells[3].to_owned(),
+                cells[4].trim_matches('`').to_owned(),
+            )
+        })
+        .collect();
+    let configured = grpc_web_failures_in_the_config();
+    assert_eq!(
+        configured, documented,
+        "deploy/envoy/envoy.yaml's gRPC-Web answers and docs/http-contract.md's table differ"
+    );
+}

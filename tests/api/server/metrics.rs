@@ -1,0 +1,198 @@
+//! The `/metrics` endpoint operators scrape: every rate-limit decision and ticket-cache lookup
+//! counted exactly, per instance, including the ones Redis could not answer.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use supportdesk::configuration::RateQuota;
+use supportdesk::wire::proto::v1;
+use tonic::Code;
+
+use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
+use crate::support::{Scrape, TestApp, redis_url, with_metrics};
+
+const ALLOWED: &str = r#"supportdesk_rate_limit_decisions_total{outcome="allowed"}"#;
+const REFUSED: &str = r#"supportdesk_rate_limit_decisions_total{outcome="refused"}"#;
+const UNDECIDED: &str = r#"supportdesk_rate_limit_decisions_total{outcome="undecided"}"#;
+const LIMITER_FAILURES: &str = "supportdesk_rate_limit_redis_failures_total";
+const FAIL_OPEN: &str = "supportdesk_rate_limit_fail_open";
+const HITS: &str = r#"supportdesk_ticket_cache_lookups_total{outcome="hit"}"#;
+const MISSES: &str = r#"supportdesk_ticket_cache_lookups_total{outcome="miss"}"#;
+const CACHE_FAILURES: &str = "supportdesk_ticket_cache_redis_failures_total";
+
+impl Scrape {
+    /// How much each series grew since `before`.
+    fn since(&self, before: &Self) -> BTreeMap<&'static str, u64> {
+        [
+            ALLOWED,
+            REFUSED,
+            UNDECIDED,
+            LIMITER_FAILURES,
+            HITS,
+            MISSES,
+            CACHE_FAILURES,
+        ]
+        .into_iter()
+        .map(|series| (series, self.get(series) - before.get(series)))
+        .collect()
+    }
+}
+
+fn counts(pairs: &[(&'static str, u64)]) -> BTreeMap<&'static str, u64> {
+    pairs.iter().copied().collect()
+}
+
+async fn get_current_user(app: &TestApp) -> Result<v1::User, tonic::Status> {
+    app.users
+        .clone()
+        .get_current_user(app.as_admin(v1::GetCurrentUserRequest {}))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn metrics_are_served_only_when_an_address_is_set() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.metrics_address, None);
+}
+
+#[tokio::test]
+async fn each_rate_limit_decision_and_cache_lookup_is_counted_exactly() {
+    let app = TestApp::spawn_with(|settings| {
+        with_metrics(settings);
+        settings.rate_limits.read = RateQuota {
+            count: 4,
+            window: Duration::from_secs(60),
+        };
+    })
+    .await;
+    let before = Scrape::of(&app).await;
+    assert_eq!(before.get(FAIL_OPEN), 1, "failing open is the default");
+
+    let ticket = app.create_ticket("counted").await;
+    app.get_ticket(&ticket.id).await.expect("a cache hit");
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let status = app.get_ticket(&unknown).await.expect_err("a cache miss");
+    assert_eq!(status.code(), Code::NotFound);
+    let mut refused = 0;
+    for _ in 0..4 {
+        if let Err(status) = get_current_user(&app).await {
+            assert_eq!(status.code(), Code::ResourceExhausted);
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 2, "four reads fit the quota");
+
+    assert_eq!(
+        Scrape::of(&app).await.since(&before),
+        counts(&[
+            (ALLOWED, 5),
+            (REFUSED, 2),
+            (UNDECIDED, 0),
+            (LIMITER_FAILURES, 0),
+            (HITS, 1),
+            (MISSES, 1),
+            (CACHE_FAILURES, 0),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn with_redis_cut_every_undecided_call_and_each_failure_is_counted_exactly() {
+    let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let app = TestApp::spawn_with(|settings| {
+        with_metrics(settings);
+        settings.redis.url = url_through(settings.redis.url.expose_secret(), proxy.address).into();
+    })
+    .await;
+    let ticket = app.create_ticket("cached before the cut").await;
+    let before = Scrape::of(&app).await;
+    proxy.cut();
+
+    // The first call finds Redis gone; the limiter then leaves it alone for a while, so the
+    // concurrent calls after it are undecided without trying Redis.
+    get_current_user(&app).await.expect("let through");
+    let concurrent: Vec<_> = (0..20)
+        .map(|_| {
+            let mut users = app.users.clone();
+            let request = app.as_admin(v1::GetCurrentUserRequest {});
+            tokio::spawn(async move { users.get_current_user(request).await })
+        })
+        .collect();
+    for call in concurrent {
+        call.await.expect("joined").expect("let through");
+    }
+    // The cache has its own pause: it tries Redis once, then serves from PostgreSQL.
+    let read = app.get_ticket(&ticket.id).await.expect("from PostgreSQL");
+    assert_eq!(read.subject, "cached before the cut");
+
+    assert_eq!(
+        Scrape::of(&app).await.since(&before),
+        counts(&[
+            (ALLOWED, 0),
+            (REFUSED, 0),
+            (UNDECIDED, 22),
+            (LIMITER_FAILURES, 1),
+            (HITS, 0),
+            (MISSES, 0),
+            (CACHE_FAILURES, 1),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn only_get_metrics_is_served_on_the_metrics_listener() {
+    let app = TestApp::spawn_with(with_metrics).await;
+    let address = app.metrics_address.expect("metrics are on");
+    let response = reqwest::get(format!("http://{address}/v1/tickets"))
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
+}
+
+/// The series of RPC `method` answered with `code`.
+fn rpcs(method: &str, code: &str) -> String {
+    format!(r#"supportdesk_rpc_requests_total{{method="/supportdesk.v1.{method}",code="{code}"}}"#)
+}
+
+#[tokio::test]
+async fn every_rpc_is_counted_by_method_and_code_and_timed_including_the_middlewares_refusals() {
+    let app = TestApp::spawn_with(with_metrics).await;
+    let ticket = app.create_ticket("Counted").await;
+    let before = Scrape::of(&app).await;
+    app.get_ticket(&ticket.id).await.expect("the ticket");
+    app.get_ticket(&ticket.id).await.expect("the ticket again");
+    let missing = app
+        .get_ticket(&uuid::Uuid::now_v7().to_string())
+        .await
+        .expect_err("no such ticket");
+    assert_eq!(missing.code(), Code::NotFound);
+    // Refused by admission, before any handler runs.
+    let anonymous = app
+        .tickets
+        .clone()
+        .get_ticket(v1::GetTicketRequest {
+            id: ticket.id.clone(),
+        })
+        .await
+        .expect_err("no credentials");
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+
+    let after = Scrape::of(&app).await;
+    let grew =
+        |series: &str| after.get(series) - before.0.get(series).map_or(0, |value| *value as u64);
+    assert_eq!(grew(&rpcs("TicketService/GetTicket", "OK")), 2);
+    assert_eq!(grew(&rpcs("TicketService/GetTicket", "NOT_FOUND")), 1);
+    assert_eq!(grew(&rpcs("TicketService/GetTicket", "UNAUTHENTICATED")), 1);
+    let count = r#"supportdesk_rpc_duration_seconds_count{method="/supportdesk.v1.TicketService/GetTicket"}"#;
+    assert_eq!(grew(count), 4);
+    let under_16s = r#"supportdesk_rpc_duration_seconds_bucket{le="16.384",method="/supportdesk.v1.TicketService/GetTicket"}"#;
+    assert_eq!(
+        grew(under_16s),
+        4,
+        "every call well inside the largest bucket"
+    );
+    // CreateTicket was counted once, when the test made its ticket.
+    assert_eq!(after.get(&rpcs("TicketService/CreateTicket", "OK")), 1);
+}

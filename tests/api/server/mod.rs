@@ -1,0 +1,16 @@
+//! The service as a whole: its process and command line, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, the job runner, reflection and REST.
+
+pub(crate) mod command_line;
+pub(crate) mod deadlines;
+pub(crate) mod dependencies;
+pub(crate) mod edge;
+pub(crate) mod idempotency;
+pub(crate) mod job_runner;
+pub(crate) mod metrics;
+pub(crate) mod process;
+pub(crate) mod rate_limits;
+pub(crate) mod reflection;
+pub(crate) mod request_id;
+pub(crate) mod rest;
+pub(crate) mod tooling;
+pub(crate) mod transport;
