@@ -3,26 +3,21 @@
 //! so that integration tests can build the same `Application` the binary runs.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod billing;
 pub mod bulkhead;
 pub mod cli;
-pub mod client;
 pub mod configuration;
 pub mod db;
 pub mod domain;
 pub mod errors;
-pub mod health;
 pub mod idempotency;
 pub mod jobs;
-pub mod metrics;
 pub mod middleware;
 pub mod notifications;
 pub mod rate_limit;
 pub mod redis_pool;
-pub mod seed;
 pub mod service;
-pub mod startup;
-pub mod telemetry;
 pub mod wire;
 pub mod worker_pool;

@@ -22,11 +22,11 @@ use std::time::Duration;
 
 use redis::Script;
 
+use crate::app::metrics::Metrics;
 use crate::auth::Credential;
 use crate::auth::principals::{LEASE_TTL, Lease};
 use crate::configuration::{RateLimitSettings, RateQuota};
 use crate::errors::{AppError, AppResult};
-use crate::metrics::Metrics;
 use crate::redis_pool::{Redis, RedisBackoff, RedisKeys};
 
 const DECISION_TIMEOUT: Duration = Duration::from_secs(1);

@@ -15,9 +15,9 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use secrecy::ExposeSecret;
 
+use crate::app::metrics::Counter;
 use crate::configuration::RedisSettings;
 use crate::errors::AppResult;
-use crate::metrics::Counter;
 
 /// The service's Redis: a shared multiplexed connection, re-made after a failure. Cheap to clone:
 /// clones share the connection.
@@ -189,7 +189,7 @@ impl RedisKeys {
 
 /// After a Redis failure, leaves Redis alone for a pause, so that an outage costs the features
 /// that can do without it (the ticket cache, the rate limiter) nothing, and counts failures for
-/// operators (exported by [`crate::metrics`]). Cheap to clone: clones share their state.
+/// operators (exported by [`crate::app::metrics`]). Cheap to clone: clones share their state.
 #[derive(Clone, Debug)]
 pub struct RedisBackoff {
     pause: Duration,

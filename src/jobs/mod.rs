@@ -27,7 +27,7 @@ pub mod runner;
 
 use std::time::Duration;
 
-pub use crate::metrics::TaskState;
+pub use crate::app::metrics::TaskState;
 pub use runner::{
     Backoff, HealthEffect, Heartbeat, JobFailure, JobRunner, RestartPolicy, RunningJobs, Task,
     TaskContext,

@@ -24,8 +24,8 @@ use tokio::task::{Id, JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::{Health, Held};
-use crate::metrics::{Metrics, TaskMetrics, TaskState};
+use crate::app::health::{Health, Held};
+use crate::app::metrics::{Metrics, TaskMetrics, TaskState};
 
 /// How often lag is checked at most: a bound is noticed within a quarter of itself, or this.
 const MAX_LAG_CHECK_INTERVAL: Duration = Duration::from_secs(1);

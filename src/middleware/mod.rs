@@ -53,9 +53,9 @@ use tower_http::trace::{
 };
 use tracing::{Level, Span};
 
+use crate::app::metrics::RpcMetrics;
 use crate::auth::Authenticator;
 use crate::configuration::ServerSettings;
-use crate::metrics::RpcMetrics;
 use crate::rate_limit::RateLimiter;
 use crate::service::TicketCache;
 use crate::wire::headers::REQUEST_ID_HEADER;

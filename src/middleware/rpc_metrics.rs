@@ -1,4 +1,4 @@
-//! Counts every RPC by method and gRPC code and times it ([`crate::metrics::RpcMetrics`]). It
+//! Counts every RPC by method and gRPC code and times it ([`crate::app::metrics::RpcMetrics`]). It
 //! sits above [`super::MethodLayer`], which hands the answer's method declaration back on the
 //! response, so the `method` label is the declared path (bounded by the API) or `unknown`.
 //!
@@ -19,7 +19,7 @@ use http_body::Frame;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use crate::metrics::{RpcMetrics, RpcName};
+use crate::app::metrics::{RpcMetrics, RpcName};
 use crate::wire::methods::Method;
 
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");

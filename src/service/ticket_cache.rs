@@ -35,12 +35,12 @@ use prost::Message;
 use redis::{AsyncCommands, Script};
 use uuid::Uuid;
 
+use crate::app::metrics::Metrics;
 use crate::domain::{
     AccountId, Email, InvalidValue, Ticket, TicketDescription, TicketId, TicketPriority,
     TicketStatus, TicketSubject, UserId,
 };
 use crate::errors::AppResult;
-use crate::metrics::Metrics;
 use crate::redis_pool::{Redis, RedisBackoff, RedisKeys};
 
 /// How many entries that could not be stored an instance keeps for repair; past that, the oldest

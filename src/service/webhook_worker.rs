@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::app::metrics::Metrics;
 use crate::billing::retry::RetryPolicy;
 use crate::billing::{Payment, PaymentProvider, ProviderCharge};
 use crate::configuration::WebhookWorkerSettings;
@@ -41,7 +42,6 @@ use crate::db::models::{
 use crate::db::{Limits, PgPool};
 use crate::domain::{ChargeEvent, ChargeStatus, PaymentEvent, QuarantineReason, RefundStatus};
 use crate::errors::AppError;
-use crate::metrics::Metrics;
 
 /// What processing did, as stored in `webhook_events.outcome`.
 pub mod outcome {

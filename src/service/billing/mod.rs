@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Page, paginate, rows_to_fetch};
+use crate::app::metrics::Metrics;
 use crate::auth::Caller;
 use crate::billing::{
     BillingReference, CreatePayment, CreateRefund, Payment, PaymentProvider, PaymentStatus,
@@ -55,7 +56,6 @@ use crate::domain::{
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{Claimed, Idempotent, Outcome, RecoveryPoint, claiming_limits};
-use crate::metrics::Metrics;
 
 mod charges;
 mod completer;

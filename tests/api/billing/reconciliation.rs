@@ -11,13 +11,13 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use payment_simulator::OutsideRefund;
+use supportdesk::app::metrics::Metrics;
 use supportdesk::billing::{
     BillingReference, CreatePayment, LedgerPeriod, PaymentProvider, StripeHttpProvider,
 };
 use supportdesk::db::models::NewCharge;
 use supportdesk::db::schema::{charge_activities, charges, reconciliation_runs};
 use supportdesk::domain::{ChargeId, FindingKind};
-use supportdesk::metrics::Metrics;
 use supportdesk::service::{Billing, ReconciliationPolicy, ReconciliationReport};
 use supportdesk::wire::proto::v1;
 use tonic::Code;
@@ -584,14 +584,22 @@ async fn the_reconciler_task_runs_on_its_interval_and_repairs_what_it_finds() {
     )
     .await;
 
-    let mut conn = app.database.connect().await;
-    let completed: i64 = reconciliation_runs::table
-        .filter(reconciliation_runs::status.eq("completed"))
-        .count()
-        .get_result(&mut conn)
-        .await
-        .unwrap();
-    assert!(completed >= 1);
+    // The run that repaired it records its end after the repair: wait for that too.
+    crate::support::wait_until(
+        "the run that repaired it is recorded completed",
+        crate::support::PATIENCE,
+        || async {
+            let mut conn = app.database.connect().await;
+            let completed: i64 = reconciliation_runs::table
+                .filter(reconciliation_runs::status.eq("completed"))
+                .count()
+                .get_result(&mut conn)
+                .await
+                .unwrap();
+            completed >= 1
+        },
+    )
+    .await;
     let trail = trail(&app, unseen).await;
     assert_eq!(trail.len(), 1, "{trail:?}");
     assert_eq!(trail[0].0, "failed");

@@ -39,13 +39,15 @@ fn errors_imports_only_domain_and_wire_headers() {
     );
 }
 
-/// The layers of the crate's top-level modules (and of `wire`'s modules, which sit at different
-/// heights: the header names below `errors`, the codec above it), lowest first: a module may
-/// import only modules of lower layers. docs/architecture.md's table says the same.
+/// The layers of the crate's top-level modules (and of the modules of `wire`, `app` and `cli`,
+/// rooms whose parts sit at different heights: the header names below `errors`, the codec above
+/// it), lowest first: a module may import only modules of lower layers. docs/architecture.md's
+/// table says the same.
 const LAYERS: &[&[&str]] = &[
     &[
         "domain",
         "wire",
+        "app",
         "wire::proto",
         "wire::http_rule",
         "wire::headers",
@@ -55,32 +57,35 @@ const LAYERS: &[&[&str]] = &[
     &[
         "errors",
         "configuration",
-        "metrics",
+        "app::metrics",
         "wire::methods",
-        "client",
+        "cli::client",
     ],
     &[
         "wire::codec",
         "db",
         "redis_pool",
-        "telemetry",
+        "app::telemetry",
         "billing",
         "notifications",
     ],
-    &["auth", "health"],
+    &["auth", "app::health"],
     &["rate_limit", "idempotency"],
     &["service"],
-    &["middleware", "jobs", "seed"],
+    &["middleware", "jobs", "cli::seed"],
     &["api"],
-    &["startup"],
+    &["app::startup"],
     &["cli"],
 ];
 
-/// The name a module path is layered under: its top-level module, or for `wire`, its module
-/// inside `wire`.
+/// The rooms whose modules are layered one by one.
+const ROOMS: &[&str] = &["wire", "app", "cli"];
+
+/// The name a module path is layered under: its top-level module, or for a room, its module
+/// inside the room.
 fn layer_key(path: &[String]) -> Option<String> {
     match path {
-        [wire, inner, ..] if wire == "wire" => Some(format!("wire::{inner}")),
+        [room, inner, ..] if ROOMS.contains(&room.as_str()) => Some(format!("{room}::{inner}")),
         [top, ..] => Some(top.clone()),
         [] => None,
     }

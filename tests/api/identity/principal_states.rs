@@ -5,12 +5,12 @@
 use diesel::sql_types::{Bool, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use secrecy::ExposeSecret;
+use supportdesk::app::metrics::Metrics;
 use supportdesk::auth::principals::{
     ChangeWindow, KnownState, Lease, PrincipalKey, PrincipalState, PrincipalStates,
 };
 use supportdesk::domain::{AccountId, Role, UserId};
 use supportdesk::errors::Reason;
-use supportdesk::metrics::Metrics;
 use supportdesk::rate_limit::{AlsoRead, Policy, RateLimiter, Subject};
 use supportdesk::redis_pool::{self, RedisKeys};
 use supportdesk::wire::proto::v1;

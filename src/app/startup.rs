@@ -24,18 +24,18 @@ use crate::api::auth::AuthApi;
 use crate::api::tickets::TicketApi;
 use crate::api::users::UserApi;
 use crate::api::webhooks::WebhookApi;
+use crate::app::health::{DependencyProbe, Health};
+use crate::app::metrics::{Metrics, MetricsEndpoint};
 use crate::auth::principals::{ChangeWindow, PrincipalStates};
 use crate::auth::{Authenticator, PasswordHasher, SessionStore, TokenIssuer};
 use crate::configuration::{AuthSettings, Settings, WebhookReceivingSettings};
 use crate::db::{self, PgPool};
 use crate::domain::PageTokenKeys;
-use crate::health::{DependencyProbe, Health};
 use crate::idempotency::{FingerprintKey, IdempotencyPolicy};
 use crate::jobs::{
     HealthEffect, JobRunner, RestartPolicy, SERVICE_BACKOFF, Task, billing_completer,
     billing_reconciler, idempotency_sweeper,
 };
-use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::middleware::MiddlewareLayer;
 use crate::rate_limit::RateLimiter;
 use crate::redis_pool::{self, Redis, RedisKeys};
@@ -215,7 +215,7 @@ impl Application {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         // BillingService serves only with a provider whose breaker is closed: an open breaker
         // refuses every charge, and load balancers should send billing traffic elsewhere.
-        let billing_gate: crate::health::ServiceGate = match provider.clone() {
+        let billing_gate: crate::app::health::ServiceGate = match provider.clone() {
             Some(provider) => std::sync::Arc::new(move || {
                 provider.breaker().state() == crate::billing::BreakerState::Closed
             }),
@@ -223,7 +223,7 @@ impl Application {
         };
         // WebhookService serves only with a signing secret: without one every delivery is
         // refused (the provider keeps retrying), so the provider's traffic belongs elsewhere.
-        let webhook_gate: crate::health::ServiceGate = Arc::new(move || webhooks_configured);
+        let webhook_gate: crate::app::health::ServiceGate = Arc::new(move || webhooks_configured);
         let health = Health::new(reporter, served.into_iter().map(str::to_owned).collect())
             .with_gate(served_name(&billing_api), billing_gate)
             .with_gate(served_name(&webhook_api), webhook_gate);

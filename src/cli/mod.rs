@@ -2,17 +2,20 @@
 //! `quarantined-webhooks` and `descriptor` for operators, and two clients of a running service for scripts (the local run
 //! command, container health checks): `healthcheck` and `login`.
 
+pub mod client;
+pub mod seed;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::app::startup::{Application, shutdown_signal};
+use crate::app::telemetry::{get_subscriber, init_subscriber};
 use crate::configuration::Settings;
-use crate::startup::{Application, shutdown_signal};
-use crate::telemetry::{get_subscriber, init_subscriber};
+use crate::db;
 use crate::wire::proto;
-use crate::{client, db, seed};
 
 #[derive(Debug, Parser)]
 #[command(
