@@ -13,7 +13,6 @@ use chrono::Utc;
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::ticket_cache::{Cached, PrefetchedEntry, TicketCache};
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
 use crate::db;
@@ -33,6 +32,7 @@ use crate::domain::{
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{Idempotent, Outcome};
+use crate::redis::ticket_cache::{Cached, PrefetchedEntry, TicketCache};
 use crate::{in_idempotent_transaction, with_connection};
 
 /// Who a ticket is for, as the caller may ask.
