@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use diesel::sql_types::{Double, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Double, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -77,7 +77,7 @@ macro_rules! statements {
                 "UPDATE ", $table, " SET send_lease_token = $1, ",
                 "send_lease_until = now() + make_interval(secs => $2), attempts = attempts + 1 ",
                 "WHERE id = (SELECT id FROM ", $table, " ",
-                "WHERE status = 'pending' AND next_attempt_at <= now() ",
+                "WHERE status = 'pending' AND next_attempt_at <= $4 ",
                 "AND created_at <= now() - make_interval(secs => $3) ",
                 "AND (send_lease_until IS NULL OR send_lease_until <= now()) ",
                 "ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) ",
@@ -132,19 +132,22 @@ pub async fn claim(
 
 /// Takes the send lease of the pending row that has been due longest, created at least `min_age`
 /// ago and not leased: the completer's next piece of work. `SKIP LOCKED`, so instances share the
-/// work without waiting on each other.
+/// work without waiting on each other. Only rows due by `due_by` (the run's start): a row a run
+/// postponed is not taken again by the same run, however short its backoff.
 pub async fn claim_due(
     conn: &mut AsyncPgConnection,
     table: Leased,
     min_age: Duration,
     lease: Duration,
+    due_by: DateTime<Utc>,
 ) -> AppResult<Option<SendLease>> {
     let token = Uuid::now_v7();
     let claimed = KeepPrepared(
         diesel::sql_query(table.statements().claim_due)
             .bind::<SqlUuid, _>(token)
             .bind::<Double, _>(lease.as_secs_f64())
-            .bind::<Double, _>(min_age.as_secs_f64()),
+            .bind::<Double, _>(min_age.as_secs_f64())
+            .bind::<Timestamptz, _>(due_by),
     )
     .get_result::<LeasedRow>(conn)
     .await;

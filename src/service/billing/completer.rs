@@ -80,12 +80,13 @@ impl Billing {
         let mut completed = Completed::default();
         let pace = Duration::from_secs(1) / policy.attempts_per_second.max(1);
         let mut next_slot = Instant::now();
+        let started = Utc::now();
         for table in [Leased::Charges, Leased::Refunds] {
             let mut attempted = 0;
             while attempted < policy.batch {
                 tokio::time::sleep_until(next_slot).await;
                 next_slot = Instant::now() + pace;
-                let Some(lease) = self.claim_due(table, policy).await? else {
+                let Some(lease) = self.claim_due(table, policy, started).await? else {
                     break;
                 };
                 attempted += 1;
@@ -118,6 +119,7 @@ impl Billing {
         &self,
         table: Leased,
         policy: &CompleterPolicy,
+        due_by: DateTime<Utc>,
     ) -> AppResult<Option<SendLease>> {
         let mut connection = crate::db::connection(&self.pool).await?;
         send_lease::claim_due(
@@ -125,6 +127,7 @@ impl Billing {
             table,
             policy.min_age,
             policy.call_timeout + LEASE_MARGIN,
+            due_by,
         )
         .await
     }

@@ -27,7 +27,7 @@ use supportdesk::wire::proto::v1;
 use tokio::time::Instant;
 
 use crate::support::{
-    PATIENCE, TestApp, TestUser, assert_json_reason, assert_reason, in_seconds,
+    PATIENCE, TestApp, TestUser, assert_json_reason, assert_reason, charge_request, in_seconds,
     test_payment_provider, usd, violated_fields, with_key,
 };
 
@@ -84,11 +84,6 @@ impl Desk {
 
     fn pool(app: &TestApp) -> supportdesk::db::PgPool {
         supportdesk::db::build_pool(&app.settings.database, Duration::from_secs(5))
-    }
-
-    /// Another service instance on the same database and provider.
-    fn second_instance(&self) -> Billing {
-        Billing::new(Self::pool(&self.app), self.provider.clone())
     }
 
     fn charge_of(&self, cents: i64, card: &str) -> NewChargeRequest {
@@ -283,52 +278,6 @@ async fn a_declined_card_fails_the_charge_with_card_declined_and_the_decline_cod
     assert_eq!(declined.decline_code.as_deref(), Some("insufficient_funds"));
     assert_eq!(desk.payments_at_provider(declined.id), 1);
     assert_eq!(desk.actions(declined.id).await, ["created", "failed"]);
-}
-
-#[tokio::test]
-async fn fifty_concurrent_identical_charges_with_one_key_over_two_instances_pay_once() {
-    let desk = Arc::new(Desk::open().await);
-    let second = desk.second_instance();
-    let mut tasks = Vec::new();
-    for attempt in 0..50 {
-        let desk = desk.clone();
-        let billing = if attempt % 2 == 0 {
-            desk.billing.clone()
-        } else {
-            second.clone()
-        };
-        tasks.push(tokio::spawn(async move {
-            let key = key_for(&desk, CREATE, "one-charge", CHARGE_PHASES);
-            // A client retries ABORTED (the key or the charge is busy) with the same key.
-            for _ in 0..200 {
-                match billing
-                    .create_charge(
-                        &desk.agent,
-                        desk.charge_of(1_500, "pm_card_visa"),
-                        in_seconds(5),
-                        Some(&key),
-                    )
-                    .await
-                {
-                    Ok(outcome) => return answered_charge(&outcome).expect("a paid charge"),
-                    Err(error) => {
-                        assert_reason(&tonic::Status::from(&error), Reason::IdempotencyKeyInUse);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            }
-            panic!("never answered");
-        }));
-    }
-    let mut answers = BTreeSet::new();
-    for task in tasks {
-        answers.insert(task.await.unwrap());
-    }
-    assert_eq!(answers.len(), 1, "the 50 answers disagree: {answers:?}");
-    assert_eq!(desk.charge_count().await, 1);
-    let id = ChargeId::parse(answers.iter().next().unwrap()).unwrap();
-    assert_eq!(desk.payments_at_provider(id), 1);
-    assert_eq!(desk.stored(id).await.0, "succeeded");
 }
 
 #[tokio::test]
@@ -695,32 +644,12 @@ async fn a_decline_over_rest_is_402_with_its_decline_code_and_so_is_its_replay()
     );
 }
 
-/// CreateCharge of `amount_minor` units of `currency_code` from `customer_id`, paid with the
-/// test card that always succeeds.
-fn visa_charge(
-    customer_id: &str,
-    amount_minor: i64,
-    currency_code: &str,
-) -> v1::CreateChargeRequest {
-    v1::CreateChargeRequest {
-        charge: Some(v1::Charge {
-            customer_id: customer_id.to_owned(),
-            amount: Some(v1::Money {
-                amount_minor,
-                currency_code: currency_code.to_owned(),
-            }),
-            payment_method: "pm_card_visa".to_owned(),
-            ..Default::default()
-        }),
-    }
-}
-
 #[tokio::test]
 async fn a_charge_and_its_refund_go_through_the_api_in_integer_minor_units() {
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
     let request = with_key(
-        app.as_admin(visa_charge(&customer.id.to_string(), 1_999, "JPY")),
+        app.as_admin(charge_request(&customer.id.to_string(), 1_999, "JPY")),
         "pay-once",
     );
     let charge = app.billing.clone().create_charge(request).await.unwrap();
@@ -815,7 +744,7 @@ async fn an_open_breaker_takes_only_billing_out_of_health_until_it_closes() {
     let charge = |key: &str| {
         let mut client = client.clone();
         let request = with_key(
-            app.as_admin(visa_charge(&customer.id.to_string(), 100, "USD")),
+            app.as_admin(charge_request(&customer.id.to_string(), 100, "USD")),
             key,
         );
         async move { client.create_charge(request).await }
@@ -891,7 +820,7 @@ async fn fifty_identical_create_charge_calls_with_one_key_through_two_servers_ch
         calls.push(tokio::spawn(async move {
             for _ in 0..200 {
                 let request = with_key(
-                    crate::support::with_token(&token, visa_charge(&customer_id, 4_200, "GBP")),
+                    crate::support::with_token(&token, charge_request(&customer_id, 4_200, "GBP")),
                     "fifty-as-one",
                 );
                 match client.create_charge(request).await {
@@ -928,7 +857,7 @@ async fn charges_on_four_days(app: &TestApp, customer: &TestUser) -> Vec<String>
         let charge = app
             .billing
             .clone()
-            .create_charge(crate::support::keyed(app.as_admin(visa_charge(
+            .create_charge(crate::support::keyed(app.as_admin(charge_request(
                 &customer.id.to_string(),
                 100 * day,
                 "USD",

@@ -52,7 +52,7 @@ const HOLD_LOCK: i64 = 13_013;
 const COMPLETION: Duration = Duration::from_secs(40);
 
 /// One deployment of the binary: its database, the simulator, the accounts made through it.
-struct Desk {
+struct Deployment {
     database: TestDatabase,
     simulator: SimulatorHandle,
     redis_prefix: String,
@@ -62,7 +62,7 @@ struct Desk {
     channel: Channel,
 }
 
-impl Desk {
+impl Deployment {
     async fn open() -> Self {
         let database = TestDatabase::create().await;
         let simulator = Simulator::start(SimulatorConfig::default())
@@ -456,7 +456,7 @@ async fn black_hole() -> (String, Arc<Mutex<Vec<u8>>>) {
 
 #[tokio::test]
 async fn a_charge_killed_inside_its_first_phase_leaves_nothing_and_the_retry_pays_once() {
-    let mut desk = Desk::open().await;
+    let mut desk = Deployment::open().await;
     let hold = desk.hold_at_activity("created").await;
     let request = desk.create_in_background(1_100, "killed-in-phase-1");
     desk.wait_until_held().await;
@@ -487,7 +487,7 @@ async fn a_charge_killed_inside_its_first_phase_leaves_nothing_and_the_retry_pay
 
 #[tokio::test]
 async fn a_charge_killed_before_the_provider_received_it_is_sent_by_the_completer_once() {
-    let mut desk = Desk::open().await;
+    let mut desk = Deployment::open().await;
     let (unreachable, received) = black_hole().await;
     desk.restart_with(&unreachable).await;
     let request = desk.create_in_background(1_200, "killed-before-the-provider");
@@ -519,7 +519,7 @@ async fn a_charge_killed_before_the_provider_received_it_is_sent_by_the_complete
 #[tokio::test]
 async fn a_charge_killed_while_the_provider_charged_without_answering_ends_succeeded_with_one_payment()
  {
-    let mut desk = Desk::open().await;
+    let mut desk = Deployment::open().await;
     desk.provider_charges_without_answering();
     let request = desk.create_in_background(1_300, "killed-during-the-call");
     wait_until("the provider charging", PATIENCE, || async {
@@ -542,7 +542,7 @@ async fn a_charge_killed_while_the_provider_charged_without_answering_ends_succe
 #[tokio::test]
 async fn a_charge_killed_after_the_provider_charged_before_the_outcome_committed_ends_succeeded_with_one_payment()
  {
-    let mut desk = Desk::open().await;
+    let mut desk = Deployment::open().await;
     let hold = desk.hold_at_activity("succeeded").await;
     let request = desk.create_in_background(1_400, "killed-before-the-outcome");
     desk.wait_until_held().await;
@@ -564,7 +564,7 @@ async fn a_charge_killed_after_the_provider_charged_before_the_outcome_committed
 #[tokio::test]
 async fn a_refund_killed_after_the_provider_refunded_before_the_commit_ends_succeeded_with_one_refund()
  {
-    let mut desk = Desk::open().await;
+    let mut desk = Deployment::open().await;
     let charge = desk.paid_charge(2_000).await;
     let hold = desk.hold_at_activity("refunded").await;
     let request = desk.refund_in_background(&charge.id, 700, "killed-refund");
@@ -615,7 +615,7 @@ async fn a_refund_killed_after_the_provider_refunded_before_the_commit_ends_succ
 #[tokio::test]
 async fn a_declined_charge_killed_before_the_decline_committed_ends_failed_with_one_payment_attempt()
  {
-    let mut desk = Desk::open().await;
+    let mut desk = Deployment::open().await;
     let hold = desk.hold_at_activity("failed").await;
     let card = "pm_card_chargeDeclinedInsufficientFunds";
     let mut billing = desk.billing();
@@ -672,7 +672,7 @@ async fn a_declined_charge_killed_before_the_decline_committed_ends_failed_with_
 
 #[tokio::test]
 async fn a_refund_killed_inside_its_first_phase_reserves_nothing_and_the_retry_refunds_once() {
-    let mut desk = Desk::open().await;
+    let mut desk = Deployment::open().await;
     let charge = desk.paid_charge(2_000).await;
     let hold = desk.hold_at_activity("refund_requested").await;
     let request = desk.refund_in_background(&charge.id, 600, "killed-refund-in-phase-1");
@@ -710,7 +710,7 @@ async fn a_refund_killed_inside_its_first_phase_reserves_nothing_and_the_retry_r
 
 #[tokio::test]
 async fn a_refund_killed_before_the_provider_received_it_is_sent_by_the_completer_once() {
-    let mut desk = Desk::open().await;
+    let mut desk = Deployment::open().await;
     let charge = desk.paid_charge(2_000).await;
     let (unreachable, received) = black_hole().await;
     desk.restart_with(&unreachable).await;
@@ -760,7 +760,7 @@ async fn a_refund_killed_before_the_provider_received_it_is_sent_by_the_complete
 
 #[tokio::test]
 async fn three_charges_killed_together_at_three_phases_end_final_with_one_payment_each() {
-    let mut desk = Desk::open().await;
+    let mut desk = Deployment::open().await;
     // Paid by the provider, its answer never sent.
     desk.provider_charges_without_answering();
     let hanging = desk.create_in_background(2_100, "together-hanging");

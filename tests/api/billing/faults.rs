@@ -23,23 +23,9 @@ use tokio::task::JoinSet;
 use tonic::Code;
 
 use crate::support::{
-    Count, PATIENCE, TestApp, TestUser, assert_reason, details, in_seconds, keyed, usd,
-    violated_fields, wait_until, with_key,
+    Count, PATIENCE, TestApp, TestUser, assert_reason, charge_paid_with, details, in_seconds,
+    keyed, usd, violated_fields, wait_until, with_key,
 };
-
-fn charge_request(customer: &TestUser, amount_minor: i64, card: &str) -> v1::CreateChargeRequest {
-    v1::CreateChargeRequest {
-        charge: Some(v1::Charge {
-            customer_id: customer.id.to_string(),
-            amount: Some(v1::Money {
-                amount_minor,
-                currency_code: "USD".to_owned(),
-            }),
-            payment_method: card.to_owned(),
-            ..Default::default()
-        }),
-    }
-}
 
 fn refund_request(charge_id: &str, amount_minor: Option<i64>) -> v1::RefundChargeRequest {
     v1::RefundChargeRequest {
@@ -54,9 +40,10 @@ fn refund_request(charge_id: &str, amount_minor: Option<i64>) -> v1::RefundCharg
 async fn paid_charge(app: &TestApp, customer: &TestUser, amount_minor: i64) -> v1::Charge {
     app.billing
         .clone()
-        .create_charge(keyed(app.as_admin(charge_request(
-            customer,
+        .create_charge(keyed(app.as_admin(charge_paid_with(
+            &customer.id.to_string(),
             amount_minor,
+            "USD",
             "pm_card_visa",
         ))))
         .await
@@ -125,7 +112,12 @@ async fn a_slow_provider_holds_no_pooled_connection_and_every_other_rpc_answers_
     let mut slow = JoinSet::new();
     for _ in 0..POOL * 3 / 2 {
         let mut billing = app.billing.clone();
-        let request = keyed(app.as_admin(charge_request(&customer, 700, "pm_card_visa")));
+        let request = keyed(app.as_admin(charge_paid_with(
+            &customer.id.to_string(),
+            700,
+            "USD",
+            "pm_card_visa",
+        )));
         slow.spawn(async move { billing.create_charge(request).await.map(drop) });
     }
     for id in &to_refund {
@@ -366,7 +358,12 @@ async fn every_refusal_the_provider_can_answer_is_the_clients_error_and_never_in
                     app.billing
                         .clone()
                         .create_charge(with_key(
-                            app.as_admin(charge_request(&customer, 800, "pm_card_visa")),
+                            app.as_admin(charge_paid_with(
+                                &customer.id.to_string(),
+                                800,
+                                "USD",
+                                "pm_card_visa",
+                            )),
                             &key,
                         ))
                         .await
@@ -442,9 +439,10 @@ async fn a_charge_the_provider_refuses_fails_with_its_code_and_names_the_field_i
     let status = app
         .billing
         .clone()
-        .create_charge(keyed(app.as_admin(charge_request(
-            &customer,
+        .create_charge(keyed(app.as_admin(charge_paid_with(
+            &customer.id.to_string(),
             800,
+            "USD",
             "pm_no_such_method",
         ))))
         .await
@@ -497,7 +495,12 @@ async fn a_charge_the_provider_refuses_fails_with_its_code_and_names_the_field_i
 async fn amounts_over_the_providers_maximum_and_malformed_payment_methods_are_refused_unsent() {
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let mut too_much = charge_request(&customer, 10_000_000_000, "pm_card_visa");
+    let mut too_much = charge_paid_with(
+        &customer.id.to_string(),
+        10_000_000_000,
+        "USD",
+        "pm_card_visa",
+    );
     too_much
         .charge
         .as_mut()
@@ -506,7 +509,7 @@ async fn amounts_over_the_providers_maximum_and_malformed_payment_methods_are_re
         .as_mut()
         .unwrap()
         .currency_code = "EUR".to_owned();
-    let mut thousandths = charge_request(&customer, 1_234, "pm_card_visa");
+    let mut thousandths = charge_paid_with(&customer.id.to_string(), 1_234, "USD", "pm_card_visa");
     thousandths
         .charge
         .as_mut()
@@ -519,7 +522,7 @@ async fn amounts_over_the_providers_maximum_and_malformed_payment_methods_are_re
         (too_much, "charge.amount.amount_minor"),
         (thousandths, "charge.amount.amount_minor"),
         (
-            charge_request(&customer, 800, "card_visa"),
+            charge_paid_with(&customer.id.to_string(), 800, "USD", "card_visa"),
             "charge.payment_method",
         ),
     ] {
@@ -591,11 +594,15 @@ async fn a_lost_answer_settles_in_the_next_run_behind_a_hundred_and_fifty_charge
     for _ in 0..150 {
         pending_with_payment(&app, &customer, &provider).await;
     }
+    // A backoff of at least five minutes: however long this run takes on a loaded machine, none
+    // of the 150 is due again before the next one.
     let policy = CompleterPolicy {
         min_age: Duration::ZERO,
         attention_after: Duration::ZERO,
         attempts_per_second: 10_000,
         batch: 1_000,
+        backoff_base: Duration::from_secs(600),
+        backoff_max: Duration::from_secs(600),
         ..CompleterPolicy::default()
     };
     let first = billing.complete_pending(&policy).await.unwrap();
@@ -629,6 +636,46 @@ async fn a_lost_answer_settles_in_the_next_run_behind_a_hundred_and_fifty_charge
     assert_eq!(count_where_status(&app, "succeeded").await, 1);
     // One search and one read: the stuck charges cost nothing this run.
     assert_eq!(app.simulator.requests().len() - requests, 2);
+}
+
+#[tokio::test]
+async fn a_completer_run_tries_each_pending_charge_once_however_short_its_backoff() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let metrics = Metrics::default();
+    let (billing, provider) = billing_of(&app, &metrics);
+    app.simulator
+        .add_fault(FaultRule::new(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::SettleLater {
+                after_millis: 3_600_000,
+                outcome: payment_simulator::SettleOutcome::Succeed,
+            },
+            3,
+        ))
+        .unwrap();
+    for _ in 0..3 {
+        pending_with_payment(&app, &customer, &provider).await;
+    }
+    // Due again a millisecond after each attempt: only the run's own rule keeps it from taking
+    // the same charges over and over until its batch is spent.
+    let policy = CompleterPolicy {
+        min_age: Duration::ZERO,
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(1),
+        attempts_per_second: 10_000,
+        batch: 20,
+        ..CompleterPolicy::default()
+    };
+    let run = billing.complete_pending(&policy).await.unwrap();
+    assert_eq!((run.charges, run.postponed), (0, 3));
+    let mut conn = app.database.connect().await;
+    let attempts: Vec<i32> = charges::table
+        .select(charges::attempts)
+        .get_results(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(attempts, [1, 1, 1]);
 }
 
 #[tokio::test]
@@ -750,7 +797,12 @@ async fn a_charge_the_provider_never_saw_is_abandoned_after_its_key_retention_an
         app.billing
             .clone()
             .create_charge(with_key(
-                app.as_admin(charge_request(&customer, 800, "pm_card_visa")),
+                app.as_admin(charge_paid_with(
+                    &customer.id.to_string(),
+                    800,
+                    "USD",
+                    "pm_card_visa",
+                )),
                 "never-seen",
             ))
             .await

@@ -833,6 +833,37 @@ pub(crate) fn with_key<T>(mut request: Request<T>, key: &str) -> Request<T> {
     request
 }
 
+/// CreateCharge of `amount_minor` units of `currency_code` from `customer_id`, paid with the
+/// test card that always succeeds.
+pub(crate) fn charge_request(
+    customer_id: &str,
+    amount_minor: i64,
+    currency_code: &str,
+) -> v1::CreateChargeRequest {
+    charge_paid_with(customer_id, amount_minor, currency_code, "pm_card_visa")
+}
+
+/// CreateCharge paid with `payment_method` (the simulator's test cards: `pm_card_visa`,
+/// `pm_card_chargeDeclined`, ...).
+pub(crate) fn charge_paid_with(
+    customer_id: &str,
+    amount_minor: i64,
+    currency_code: &str,
+    payment_method: &str,
+) -> v1::CreateChargeRequest {
+    v1::CreateChargeRequest {
+        charge: Some(v1::Charge {
+            customer_id: customer_id.to_owned(),
+            amount: Some(v1::Money {
+                amount_minor,
+                currency_code: currency_code.to_owned(),
+            }),
+            payment_method: payment_method.to_owned(),
+            ..Default::default()
+        }),
+    }
+}
+
 /// An amount in US cents.
 pub(crate) fn usd(cents: i64) -> supportdesk::domain::Money {
     supportdesk::domain::Money::parse(cents, "USD").expect("a valid amount")

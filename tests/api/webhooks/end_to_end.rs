@@ -21,8 +21,8 @@ use crate::support::{
     Scrape, TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestDatabase, second_instance, wait_until,
 };
 use crate::webhooks::processing::{
-    PROCESSING, Queue, audit_trail, by_the_service, charge_request, charge_state, disputes_of,
-    event_row, last_event, paid_then_refunded_by, quick_workers, refund_outside, wait_for_state,
+    PROCESSING, Queue, audit_trail, by_the_service, charge_state, disputes_of, event_row,
+    keyed_charge, last_event, paid_then_refunded_by, quick_workers, refund_outside, wait_for_state,
 };
 
 /// Points the simulator's webhooks at `envoy`, signed with the test instances' secret.
@@ -382,12 +382,7 @@ async fn a_worker_killed_mid_event_leaves_it_to_be_processed_again_after_its_lea
         .unwrap()
         .into_inner();
     let charge = BillingServiceClient::new(channel)
-        .create_charge(charge_request(
-            &admin,
-            &customer.id,
-            3_000,
-            "kill-mid-event",
-        ))
+        .create_charge(keyed_charge(&admin, &customer.id, 3_000, "kill-mid-event"))
         .await
         .unwrap()
         .into_inner();

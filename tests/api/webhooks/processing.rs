@@ -19,7 +19,10 @@ use supportdesk::errors::Reason;
 use supportdesk::wire::proto::v1;
 use uuid::Uuid;
 
-use crate::support::{TestApp, TestDatabase, TestUser, assert_reason, wait_until, with_metrics};
+use crate::support::{
+    TestApp, TestDatabase, TestUser, assert_reason, charge_request, wait_until, with_key,
+    with_metrics,
+};
 
 /// How long the workers may take for what a test waits on (a loaded machine included).
 pub(crate) const PROCESSING: Duration = Duration::from_secs(30);
@@ -76,12 +79,12 @@ impl Queue {
         Self { app, customer }
     }
 
-    pub(crate) fn charge_request(
+    pub(crate) fn keyed_charge(
         &self,
         cents: i64,
         key: &str,
     ) -> tonic::Request<v1::CreateChargeRequest> {
-        charge_request(&self.app.admin, &self.customer.id.to_string(), cents, key)
+        keyed_charge(&self.app.admin, &self.customer.id.to_string(), cents, key)
     }
 
     /// A charge paid through the API.
@@ -89,7 +92,7 @@ impl Queue {
         self.app
             .billing
             .clone()
-            .create_charge(self.charge_request(cents, &Uuid::now_v7().to_string()))
+            .create_charge(self.keyed_charge(cents, &Uuid::now_v7().to_string()))
             .await
             .expect("the charge is paid")
             .into_inner()
@@ -136,7 +139,7 @@ impl Queue {
             .app
             .billing
             .clone()
-            .create_charge(self.charge_request(cents, key))
+            .create_charge(self.keyed_charge(cents, key))
             .await
             .expect_err("the outcome is not known yet");
         assert_reason(&refused, Reason::PaymentProviderUnavailable);
@@ -178,27 +181,18 @@ impl Queue {
     }
 }
 
-pub(crate) fn charge_request(
+/// A keyed CreateCharge of `cents` US cents from `customer_id`, paid with the test card that
+/// always succeeds, made by `admin`.
+pub(crate) fn keyed_charge(
     admin: &TestUser,
     customer_id: &str,
     cents: i64,
     key: &str,
 ) -> tonic::Request<v1::CreateChargeRequest> {
-    let mut request = admin.request(v1::CreateChargeRequest {
-        charge: Some(v1::Charge {
-            customer_id: customer_id.to_owned(),
-            amount: Some(v1::Money {
-                amount_minor: cents,
-                currency_code: "USD".to_owned(),
-            }),
-            payment_method: "pm_card_visa".to_owned(),
-            ..Default::default()
-        }),
-    });
-    request
-        .metadata_mut()
-        .insert("idempotency-key", key.parse().unwrap());
-    request
+    with_key(
+        admin.request(charge_request(customer_id, cents, "USD")),
+        key,
+    )
 }
 
 /// Refunds `amount` of `payment_id` (the whole rest when `None`) from the provider's dashboard,
@@ -432,7 +426,7 @@ async fn a_refund_event_before_its_payment_event_finishes_a_pending_charge_which
         .app
         .billing
         .clone()
-        .create_charge(queue.charge_request(2_000, "settles-later"))
+        .create_charge(queue.keyed_charge(2_000, "settles-later"))
         .await
         .expect("the retry answers the finished charge")
         .into_inner();
@@ -506,7 +500,7 @@ async fn a_payment_failed_event_fails_a_pending_charge_with_its_decline_and_the_
         .app
         .billing
         .clone()
-        .create_charge(queue.charge_request(800, "fails-later"))
+        .create_charge(queue.keyed_charge(800, "fails-later"))
         .await
         .expect_err("the retry answers the decline");
     assert_reason(&retried, Reason::CardDeclined);

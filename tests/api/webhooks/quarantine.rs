@@ -17,7 +17,7 @@ use crate::support::{
     assert_reason, redis_url, with_metrics,
 };
 use crate::webhooks::processing::{
-    audit_trail, charge_request, charge_state, disputes_of, quick_workers, wait_for_state,
+    audit_trail, charge_state, disputes_of, keyed_charge, quick_workers, wait_for_state,
 };
 use crate::webhooks::receiving::{deliver, event, signed, stored_events};
 
@@ -38,7 +38,7 @@ async fn paid_in(app: &TestApp, admin: &TestUser, cents: i64) -> v1::Charge {
     let customer = app.add_user(admin, v1::UserRole::Customer).await;
     app.billing
         .clone()
-        .create_charge(charge_request(
+        .create_charge(keyed_charge(
             admin,
             &customer.id.to_string(),
             cents,
