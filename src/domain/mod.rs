@@ -5,6 +5,7 @@
 mod charge;
 mod comment;
 mod email;
+mod email_webhook;
 mod idempotency_key;
 mod identity;
 mod ids;
@@ -34,7 +35,11 @@ pub use identity::{
 };
 pub use ids::{AccountId, ApiKeyId, ChargeId, RefundId, SessionId, TicketId, UserId};
 pub use money::{Currency, Money, MoneyArithmeticError};
-pub use notification::{CommentAddedData, NotificationKind, TicketCreatedData, TicketSolvedData};
+pub use email_webhook::{EmailEvent, EmailEventEffect, SvixVerifier, svix_signature};
+pub use notification::{
+    CommentAddedData, NotificationKind, NotificationState, SkipReason, SuppressionReason,
+    TicketCreatedData, TicketSolvedData,
+};
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
 pub use payment_event::{DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent};
 pub use rate_quota::RateQuota;
