@@ -7,9 +7,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{ListPages, optional_timestamp, request_context, required, timestamp};
-use crate::db::models::notification_settings::{
-    NotificationSettings, NotificationSettingsChanges,
-};
+use crate::db::models::notification_settings::{NotificationSettings, NotificationSettingsChanges};
 use crate::db::models::{StoredNotification, StoredSuppression};
 use crate::domain::{
     Email, InvalidValue, NotificationKind, NotificationState, PageTokenKeys, SkipReason,
@@ -134,10 +132,7 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
             }
         }
         violations.into_result()?;
-        let updated = self
-            .notifications
-            .update_settings(&caller, changes)
-            .await?;
+        let updated = self.notifications.update_settings(&caller, changes).await?;
         Ok(Response::new(settings_to_wire(updated)))
     }
 

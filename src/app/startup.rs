@@ -21,9 +21,9 @@ use tonic_health::ServingStatus;
 use crate::api::accounts::AccountApi;
 use crate::api::api_keys::ApiKeyApi;
 use crate::api::auth::AuthApi;
+use crate::api::notifications::NotificationApi;
 use crate::api::tickets::TicketApi;
 use crate::api::users::UserApi;
-use crate::api::notifications::NotificationApi;
 use crate::api::webhooks::WebhookApi;
 use crate::app::health::{DependencyProbe, Health};
 use crate::app::metrics::{Metrics, MetricsEndpoint};
@@ -46,9 +46,9 @@ use crate::wire::proto;
 use crate::wire::proto::v1::account_service_server::AccountServiceServer;
 use crate::wire::proto::v1::api_key_service_server::ApiKeyServiceServer;
 use crate::wire::proto::v1::auth_service_server::AuthServiceServer;
+use crate::wire::proto::v1::notification_service_server::NotificationServiceServer;
 use crate::wire::proto::v1::ticket_service_server::TicketServiceServer;
 use crate::wire::proto::v1::user_service_server::UserServiceServer;
-use crate::wire::proto::v1::notification_service_server::NotificationServiceServer;
 use crate::wire::proto::v1::webhook_service_server::WebhookServiceServer;
 
 pub struct Application {

@@ -113,7 +113,9 @@ fn decode_secret(secret: &str) -> Result<Vec<u8>, InvalidValue> {
         .and_then(|encoded| BASE64.decode(encoded).ok())
         .ok_or_else(|| InvalidValue::new("must be `whsec_` followed by base64"))?;
     if key.len() < 16 {
-        return Err(InvalidValue::new("must hold at least 16 bytes after `whsec_`"));
+        return Err(InvalidValue::new(
+            "must hold at least 16 bytes after `whsec_`",
+        ));
     }
     Ok(key)
 }
@@ -330,7 +332,8 @@ mod tests {
             event.notification_id.unwrap().to_string(),
             "0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c"
         );
-        let transient = br#"{"type":"email.bounced","data":{"bounce":{"type":"Transient","message":"full"}}}"#;
+        let transient =
+            br#"{"type":"email.bounced","data":{"bounce":{"type":"Transient","message":"full"}}}"#;
         assert_eq!(
             EmailEvent::parse(transient).unwrap().effect,
             EmailEventEffect::TransientBounce

@@ -28,6 +28,7 @@ pub use comment::{
     Actor, Comment, CommentBody, FieldChange, FieldChanges, TicketAction, TicketActivity,
 };
 pub use email::Email;
+pub use email_webhook::{EmailEvent, EmailEventEffect, SvixVerifier, svix_signature};
 pub use idempotency_key::IdempotencyKey;
 pub use identity::{
     Account, AccountName, AccountSlug, ApiKey, ApiKeyName, DisplayName, Password, Role, User,
@@ -35,7 +36,6 @@ pub use identity::{
 };
 pub use ids::{AccountId, ApiKeyId, ChargeId, RefundId, SessionId, TicketId, UserId};
 pub use money::{Currency, Money, MoneyArithmeticError};
-pub use email_webhook::{EmailEvent, EmailEventEffect, SvixVerifier, svix_signature};
 pub use notification::{
     CommentAddedData, NotificationKind, NotificationState, SkipReason, SuppressionReason,
     TicketCreatedData, TicketSolvedData,

@@ -87,9 +87,7 @@ impl NotificationState {
             "sent" => Ok(Self::Sent),
             "dead" => Ok(Self::Dead),
             "skipped" => Ok(Self::Skipped),
-            _ => Err(InvalidValue::new(
-                "must be received, sent, dead or skipped",
-            )),
+            _ => Err(InvalidValue::new("must be received, sent, dead or skipped")),
         }
     }
 }

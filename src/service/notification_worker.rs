@@ -136,7 +136,9 @@ impl NotificationWorkers {
         };
         if let Some(skip) = &notification.skip {
             let reason = SkipReason::parse(skip).map_err(|problem| {
-                AppError::internal(anyhow::anyhow!("the claim's skip does not parse: {problem}"))
+                AppError::internal(anyhow::anyhow!(
+                    "the claim's skip does not parse: {problem}"
+                ))
             })?;
             let mut conn = crate::db::connection(&self.pool).await?;
             if outbox::mark_skipped(&mut conn, notification.id, notification.attempts, reason)

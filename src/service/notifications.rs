@@ -20,8 +20,8 @@ use crate::db::models::{
     NotificationRow, StoredNotification, StoredSuppression, SuppressionRow, email_event,
 };
 use crate::domain::{
-    Email, EmailEvent, EmailEventEffect, NotificationKind, NotificationState, PageCursor,
-    PageSize, Role, SvixVerifier,
+    Email, EmailEvent, EmailEventEffect, NotificationKind, NotificationState, PageCursor, PageSize,
+    Role, SvixVerifier,
 };
 use crate::errors::{
     AppError, AppResult, PreconditionViolation, Reason, Resource, signature_refusal_reason,
@@ -141,8 +141,7 @@ impl Notifications {
                         violations: vec![PreconditionViolation {
                             kind: "NOTIFICATION_STATE".to_owned(),
                             subject: format!("notifications/{id}"),
-                            description: "the notification is sent, not dead or skipped"
-                                .to_owned(),
+                            description: "the notification is sent, not dead or skipped".to_owned(),
                         }],
                     });
                 }

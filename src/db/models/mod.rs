@@ -30,8 +30,8 @@ pub use charge::{Attention, ChargeListFilter, ChargeRow, NewCharge, StoredCharge
 pub use charge_activity::NewChargeActivity;
 pub use charge_dispute::NewChargeDispute;
 pub use comment::{CommentRow, NewComment};
-pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 pub use email_suppression::{StoredSuppression, SuppressionRow};
+pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 pub use notification::{NewNotification, NotificationRow, StoredNotification};
 pub use reconciliation_finding::{
     NewReconciliationFinding, ReconciliationFindingRow, StoredFinding,

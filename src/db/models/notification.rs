@@ -227,9 +227,11 @@ impl NotificationRow {
         }
         if let Some(cursor) = after {
             query = query.filter(
-                notifications::created_at.lt(cursor.at).or(notifications::created_at
-                    .eq(cursor.at)
-                    .and(notifications::id.lt(cursor.id))),
+                notifications::created_at
+                    .lt(cursor.at)
+                    .or(notifications::created_at
+                        .eq(cursor.at)
+                        .and(notifications::id.lt(cursor.id))),
             );
         }
         query
