@@ -1147,6 +1147,51 @@ impl Reader<'_> {
 }
 
 #[cfg(test)]
+mod email_webhook_tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let required = [
+            ("DATABASE_URL", "postgres://app:hunter2@db/supportdesk"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef-hunter2"),
+            (
+                "IDEMPOTENCY_FINGERPRINT_KEY",
+                "fedcba9876543210fedcba9876543210-hunter2",
+            ),
+        ];
+        let map: HashMap<String, String> = required
+            .iter()
+            .chain(pairs)
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        Settings::from_lookup(move |key| map.get(key).cloned())
+    }
+
+    #[test]
+    fn the_email_webhook_secret_is_optional_and_checked_without_being_echoed() {
+        let unset = settings(&[]).expect("valid without a secret");
+        assert!(unset.email_webhook.secret.is_none());
+        assert_eq!(unset.email_webhook.tolerance, Duration::from_secs(300));
+        let set = settings(&[(
+            "EMAIL_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )])
+        .expect("a Svix secret");
+        assert!(set.email_webhook.secret.is_some());
+        let error = settings(&[
+            ("EMAIL_WEBHOOK_SECRET", "not-a-secret-hunter2"),
+            ("EMAIL_WEBHOOK_TOLERANCE_SECS", "0"),
+        ])
+        .expect_err("refused")
+        .to_string();
+        assert!(error.contains("EMAIL_WEBHOOK_SECRET must be"), "{error}");
+        assert!(error.contains("EMAIL_WEBHOOK_TOLERANCE_SECS"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
