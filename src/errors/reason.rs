@@ -119,7 +119,7 @@ reasons! {
     BillingNotConfigured = "BILLING_NOT_CONFIGURED",
     /// Re-driving a webhook event that was processed.
     WebhookEventNotDead = "WEBHOOK_EVENT_NOT_DEAD",
-    /// Re-driving a notification that was sent (only dead or skipped ones can be).
+    /// Re-driving a notification that is neither dead nor skipped.
     NotificationNotRedrivable = "NOTIFICATION_NOT_REDRIVABLE",
     /// An admin demoting or deactivating themselves.
     SelfLockout = "SELF_LOCKOUT",

@@ -101,8 +101,9 @@ impl Notifications {
         .ok_or_else(|| AppError::not_found(Resource::Notification, id))
     }
 
-    /// Puts a dead or skipped notification back in the queue; one already back (received) is
-    /// answered as it is, a sent one is refused: there is nothing left to send. Admins.
+    /// Puts a dead or skipped notification back in the queue; any other is refused, naming its
+    /// state: a sent one has nothing left to send, a received one is already in the queue.
+    /// Admins.
     pub async fn redrive(&self, caller: &Caller, id: Uuid) -> AppResult<StoredNotification> {
         caller.require(Role::Admin)?;
         // A notification seen dead or skipped after the conditioned update found none ended
@@ -130,18 +131,19 @@ impl Notifications {
                 current.ok_or_else(|| AppError::not_found(Resource::Notification, id))?;
             match notification.state {
                 NotificationState::Dead | NotificationState::Skipped => {}
-                NotificationState::Received => return Ok(notification),
-                NotificationState::Sent => {
+                state @ (NotificationState::Received | NotificationState::Sent) => {
                     return Err(AppError::FailedPrecondition {
                         reason: Reason::NotificationNotRedrivable,
                         message: format!(
-                            "notification {id} was sent; only dead or skipped notifications can \
-                             be re-driven"
+                            "notification {id} is {state}; only dead or skipped notifications \
+                             can be re-driven"
                         ),
                         violations: vec![PreconditionViolation {
                             kind: "NOTIFICATION_STATE".to_owned(),
                             subject: format!("notifications/{id}"),
-                            description: "the notification is sent, not dead or skipped".to_owned(),
+                            description: format!(
+                                "the notification is {state}, not dead or skipped"
+                            ),
                         }],
                     });
                 }

@@ -297,6 +297,19 @@ async fn another_accounts_notification_is_not_found_exactly_like_a_missing_one_a
         .await
         .is_empty()
     );
+    // Its own admin cannot re-drive it either while it waits in the queue.
+    let queued = notifications
+        .redrive_notification(app.as_admin(v1::RedriveNotificationRequest { id: ours.clone() }))
+        .await
+        .expect_err("already in the queue");
+    assert_eq!(queued.code(), Code::FailedPrecondition);
+    assert_reason(&queued, Reason::NotificationNotRedrivable);
+    let violation = details(&queued)
+        .precondition_failure()
+        .expect("PreconditionFailure")
+        .violations[0]
+        .clone();
+    assert!(violation.description.contains("received"), "{violation:?}");
 
     for role in [v1::UserRole::Customer, v1::UserRole::Agent] {
         let user = app.add_user(&app.admin, role).await;
