@@ -412,3 +412,20 @@ pub mod outbox {
         queue::release(conn, &NOTIFICATION_QUEUE, &id.to_string(), attempt).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_claim_lets_recipients_opt_out_of_exactly_the_optional_kinds() {
+        for kind in [
+            NotificationKind::TicketCreated,
+            NotificationKind::CommentAdded,
+            NotificationKind::TicketSolved,
+        ] {
+            let listed = CLAIMED_COLUMNS.contains(&format!("'{}'", kind.as_str()));
+            assert_eq!(listed, kind.is_optional(), "{kind}");
+        }
+    }
+}
