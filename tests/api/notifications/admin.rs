@@ -684,3 +684,23 @@ pub(crate) async fn suppress(app: &TestApp, address: &str) {
     .await
     .expect("the address suppressed");
 }
+
+#[tokio::test]
+async fn without_a_secret_email_events_are_refused_as_unavailable_so_the_provider_retries() {
+    let app = TestApp::spawn_with(|settings| settings.email_webhook.secret = None).await;
+    let refused = client(&app)
+        .await
+        .receive_email_event(signed_delivery(
+            resend_event("email.bounced", &Uuid::now_v7().to_string()),
+            "msg_unconfigured",
+            TEST_EMAIL_WEBHOOK_SECRET,
+        ))
+        .await
+        .expect_err("no secret to check it with");
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert_reason(&refused, Reason::WebhooksNotConfigured);
+    assert_eq!(
+        count_of(&app.database, "SELECT count(*) AS count FROM email_events").await,
+        0
+    );
+}
