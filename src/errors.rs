@@ -183,8 +183,8 @@ pub fn signature_refusal_reason(refusal: SignatureRefusal) -> Reason {
 /// What a client is told about a refused signature: the reason in words, nothing more.
 fn signature_refusal_message(refusal: SignatureRefusal) -> &'static str {
     match refusal {
-        SignatureRefusal::Missing => "the Stripe-Signature header is missing",
-        SignatureRefusal::Malformed => "the Stripe-Signature header is malformed",
+        SignatureRefusal::Missing => "the webhook signature header is missing",
+        SignatureRefusal::Malformed => "the webhook signature header is malformed",
         SignatureRefusal::Stale => "the webhook signature is stale",
         SignatureRefusal::Mismatch => "the webhook signature does not match",
     }
@@ -198,6 +198,8 @@ pub enum Resource {
     Ticket,
     User,
     WebhookEvent,
+    Notification,
+    Suppression,
 }
 
 impl Resource {
@@ -213,6 +215,16 @@ impl Resource {
                 "supportdesk.v1.WebhookEvent",
                 Reason::WebhookEventNotFound,
                 "webhook event",
+            ),
+            Self::Notification => (
+                "supportdesk.v1.Notification",
+                Reason::NotificationNotFound,
+                "notification",
+            ),
+            Self::Suppression => (
+                "supportdesk.v1.Suppression",
+                Reason::SuppressionNotFound,
+                "suppressed address",
             ),
         }
     }

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod auth;
 pub mod billing;
+pub mod notifications;
 pub mod tickets;
 pub mod users;
 pub mod webhooks;

@@ -21,6 +21,7 @@ use tonic_health::ServingStatus;
 use crate::api::accounts::AccountApi;
 use crate::api::api_keys::ApiKeyApi;
 use crate::api::auth::AuthApi;
+use crate::api::notifications::NotificationApi;
 use crate::api::tickets::TicketApi;
 use crate::api::users::UserApi;
 use crate::api::webhooks::WebhookApi;
@@ -47,6 +48,7 @@ use crate::wire::proto;
 use crate::wire::proto::v1::account_service_server::AccountServiceServer;
 use crate::wire::proto::v1::api_key_service_server::ApiKeyServiceServer;
 use crate::wire::proto::v1::auth_service_server::AuthServiceServer;
+use crate::wire::proto::v1::notification_service_server::NotificationServiceServer;
 use crate::wire::proto::v1::ticket_service_server::TicketServiceServer;
 use crate::wire::proto::v1::user_service_server::UserServiceServer;
 use crate::wire::proto::v1::webhook_service_server::WebhookServiceServer;
@@ -197,6 +199,14 @@ impl Application {
         let webhook_api =
             WebhookServiceServer::new(WebhookApi::new(webhooks, services.page_tokens.clone()))
                 .max_decoding_message_size(max_bytes);
+        let notification_api = NotificationServiceServer::new(NotificationApi::new(
+            crate::service::Notifications::new(
+                self.database.clone(),
+                email_webhook_verifier(&self.settings.email_webhook),
+            ),
+            services.page_tokens.clone(),
+        ))
+        .max_decoding_message_size(max_bytes);
         let users = UserServiceServer::new(UserApi::new(
             services.users,
             services.idempotency,
@@ -208,6 +218,7 @@ impl Application {
             served_name(&api_keys),
             served_name(&auth),
             served_name(&billing_api),
+            served_name(&notification_api),
             served_name(&tickets),
             served_name(&users),
             served_name(&webhook_api),
@@ -386,6 +397,7 @@ impl Application {
             .add_service(api_keys)
             .add_service(auth)
             .add_service(billing_api)
+            .add_service(notification_api)
             .add_service(tickets)
             .add_service(users)
             .add_service(webhook_api)
@@ -583,6 +595,22 @@ fn webhook_verifier(
     (!settings.secrets.is_empty()).then(|| {
         crate::domain::SignatureVerifier::new(settings.secrets.clone(), settings.tolerance)
     })
+}
+
+/// The verifier of the email provider's webhook deliveries; `None` without a secret. The secret
+/// was checked when the settings were read.
+fn email_webhook_verifier(
+    settings: &crate::configuration::EmailWebhookSettings,
+) -> Option<crate::domain::SvixVerifier> {
+    use secrecy::ExposeSecret;
+    let secret = settings.secret.as_ref()?;
+    match crate::domain::SvixVerifier::new(secret.expose_secret(), settings.tolerance) {
+        Ok(verifier) => Some(verifier),
+        Err(problem) => {
+            tracing::error!(%problem, "EMAIL_WEBHOOK_SECRET is unusable: email webhooks are refused");
+            None
+        }
+    }
 }
 
 /// The keys of `PAGE_TOKEN_KEYS`, or one derived from `JWT_SECRET` when none are set: an

@@ -29,8 +29,8 @@ pub use self::database::DatabaseSettings;
 pub use self::idempotency::IdempotencySettings;
 pub use self::log::{LogFormat, LogSettings};
 pub use self::notifications::{
-    EmailProviderSettings, EmailSettings, NotificationSettings, NotificationWorkerSettings,
-    SmtpSettings, SmtpTls,
+    EmailProviderSettings, EmailSettings, EmailWebhookSettings, NotificationSettings,
+    NotificationWorkerSettings, SmtpSettings, SmtpTls,
 };
 pub use self::rate_limits::RateLimitSettings;
 use self::reader::Reader;
@@ -64,6 +64,8 @@ pub struct Settings {
     pub webhook_receiving: WebhookReceivingSettings,
     /// Email notifications (docs/notifications.md).
     pub notifications: NotificationSettings,
+    /// How the email provider's webhook deliveries are verified (docs/notifications.md).
+    pub email_webhook: EmailWebhookSettings,
 }
 
 /// Every setting that was missing or malformed, so one start-up names them all.
@@ -122,6 +124,7 @@ impl Settings {
             webhook_workers: reader.webhook_workers(),
             webhook_receiving: reader.webhook_receiving(),
             notifications: reader.notifications(),
+            email_webhook: reader.email_webhook(),
         };
         if reader.problems.is_empty() {
             Ok(settings)

@@ -7,6 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::reader::Reader;
+use super::webhooks::MAX_WEBHOOK_TOLERANCE_SECS;
 
 /// Email notifications: where links point, how mail leaves, and the workers that send it
 /// (docs/notifications.md).
@@ -251,5 +252,40 @@ impl Reader<'_> {
                 timeout: self.millis("SMTP_TIMEOUT_MS", 10_000),
             }),
         }
+    }
+}
+
+/// How the email provider's webhook deliveries (Resend's, signed by Svix) are verified
+/// (docs/notifications.md, "The email provider's webhook").
+#[derive(Clone, Debug)]
+pub struct EmailWebhookSettings {
+    /// `EMAIL_WEBHOOK_SECRET`: the endpoint's signing secret (`whsec_<base64>`, as the provider
+    /// shows it). Unset: every delivery is refused with UNAVAILABLE `WEBHOOKS_NOT_CONFIGURED`, so
+    /// the provider keeps retrying.
+    pub secret: Option<SecretString>,
+    /// `EMAIL_WEBHOOK_TOLERANCE_SECS`: how far a delivery's `svix-timestamp` may be from now.
+    pub tolerance: Duration,
+}
+
+impl Reader<'_> {
+    /// `EMAIL_WEBHOOK_*`.
+    pub(super) fn email_webhook(&mut self) -> EmailWebhookSettings {
+        let tolerance_secs = self.parsed("EMAIL_WEBHOOK_TOLERANCE_SECS", 300);
+        if !(1..=MAX_WEBHOOK_TOLERANCE_SECS).contains(&tolerance_secs) {
+            self.problems.push(format!(
+                "EMAIL_WEBHOOK_TOLERANCE_SECS must be between 1 and {MAX_WEBHOOK_TOLERANCE_SECS}"
+            ));
+        }
+        let tolerance = Duration::from_secs(tolerance_secs);
+        let secret = self.raw("EMAIL_WEBHOOK_SECRET").map(|value| {
+            let value = value.trim().to_owned();
+            if let Err(problem) = crate::domain::SvixVerifier::new(&value, tolerance) {
+                // What is wrong with it, never what it is.
+                self.problems
+                    .push(format!("EMAIL_WEBHOOK_SECRET {}", problem.description()));
+            }
+            SecretString::from(value)
+        });
+        EmailWebhookSettings { secret, tolerance }
     }
 }

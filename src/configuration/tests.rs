@@ -461,3 +461,25 @@ fn the_database_name_can_be_swapped_keeping_server_and_options() {
         "postgres://u:p@h:5432/other?sslmode=disable"
     );
 }
+
+#[test]
+fn the_email_webhook_secret_is_optional_and_checked_without_being_echoed() {
+    let unset = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid without a secret");
+    assert!(unset.email_webhook.secret.is_none());
+    assert_eq!(unset.email_webhook.tolerance, Duration::from_secs(300));
+    let set = Settings::from_lookup(lookup_from(&with_required(&[(
+        "EMAIL_WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    )])))
+    .expect("a Svix secret");
+    assert!(set.email_webhook.secret.is_some());
+    let error = Settings::from_lookup(lookup_from(&with_required(&[
+        ("EMAIL_WEBHOOK_SECRET", "not-a-secret-hunter2"),
+        ("EMAIL_WEBHOOK_TOLERANCE_SECS", "0"),
+    ])))
+    .expect_err("refused")
+    .to_string();
+    assert!(error.contains("EMAIL_WEBHOOK_SECRET must be"), "{error}");
+    assert!(error.contains("EMAIL_WEBHOOK_TOLERANCE_SECS"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+}

@@ -42,7 +42,7 @@ const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
 /// The fewest characters a signing secret has after its prefix (Stripe's have 32).
 const MIN_WEBHOOK_SECRET_CHARS: usize = 16;
 /// The largest tolerance accepted: beyond an hour a captured delivery stays replayable too long.
-const MAX_WEBHOOK_TOLERANCE_SECS: u64 = 3600;
+pub(super) const MAX_WEBHOOK_TOLERANCE_SECS: u64 = 3600;
 
 impl Reader<'_> {
     pub(super) fn webhook_receiving(&mut self) -> WebhookReceivingSettings {

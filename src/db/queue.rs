@@ -254,6 +254,19 @@ pub async fn release(
 /// the row's [`QueueTable::row_columns`], none when there is no such dead row (another state,
 /// another account, none).
 pub fn redrive_dead(queue: &QueueTable, account_id: Uuid, id: &str) -> Statement {
+    redrive(queue, account_id, id, "'dead'", "")
+}
+
+/// [`redrive_dead`] for a table with end states of its own beside `dead`: the row is re-driven
+/// from any state of `from_states` (SQL: `'dead', 'skipped'`), and `also_set` (SQL:
+/// `, skipped_at = NULL`) clears what those states record. Both are written in the source.
+pub fn redrive(
+    queue: &QueueTable,
+    account_id: Uuid,
+    id: &str,
+    from_states: &'static str,
+    also_set: &'static str,
+) -> Statement {
     let QueueTable {
         table,
         id_type,
@@ -264,8 +277,8 @@ pub fn redrive_dead(queue: &QueueTable, account_id: Uuid, id: &str) -> Statement
         diesel::sql_query(format!(
             "UPDATE {table} \
              SET state = 'received', attempts = 0, next_attempt_at = now(), \
-                 lease_expires_at = NULL, dead_at = NULL, redrive_count = redrive_count + 1 \
-             WHERE account_id = $1 AND id = $2::{id_type} AND state = 'dead' \
+                 lease_expires_at = NULL, dead_at = NULL, redrive_count = redrive_count + 1{also_set} \
+             WHERE account_id = $1 AND id = $2::{id_type} AND state IN ({from_states}) \
              RETURNING {row_columns}"
         ))
         .into_boxed()

@@ -85,6 +85,28 @@ diesel::table! {
 }
 
 diesel::table! {
+    email_events (id) {
+        id -> Text,
+        event_type -> Text,
+        account_id -> Nullable<Uuid>,
+        notification_id -> Nullable<Uuid>,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    email_suppressions (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        address -> Text,
+        reason -> Text,
+        detail -> Text,
+        notification_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     idempotency_keys (id) {
         id -> Uuid,
         caller -> Text,
@@ -122,6 +144,8 @@ diesel::table! {
         created_at -> Timestamptz,
         sent_at -> Nullable<Timestamptz>,
         dead_at -> Nullable<Timestamptz>,
+        skip_reason -> Nullable<Text>,
+        skipped_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -234,6 +258,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         password_hash -> Nullable<Text>,
         active -> Bool,
+        comment_notifications -> Bool,
     }
 }
 
@@ -276,6 +301,10 @@ diesel::joinable!(charge_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(charge_activities -> reconciliation_runs (reconciliation_run_id));
 diesel::joinable!(charge_activities -> webhook_events (webhook_event_id));
 diesel::joinable!(charges -> accounts (account_id));
+diesel::joinable!(email_events -> accounts (account_id));
+diesel::joinable!(email_events -> notifications (notification_id));
+diesel::joinable!(email_suppressions -> accounts (account_id));
+diesel::joinable!(email_suppressions -> notifications (notification_id));
 diesel::joinable!(notifications -> accounts (account_id));
 diesel::joinable!(notifications -> tickets (ticket_id));
 diesel::joinable!(reconciliation_findings -> accounts (account_id));
@@ -293,6 +322,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     charge_activities,
     charge_disputes,
     charges,
+    email_events,
+    email_suppressions,
     idempotency_keys,
     notifications,
     reconciliation_findings,

@@ -5,6 +5,7 @@
 mod charge;
 mod comment;
 mod email;
+mod email_webhook;
 mod idempotency_key;
 mod identity;
 mod ids;
@@ -27,6 +28,7 @@ pub use comment::{
     Actor, Comment, CommentBody, FieldChange, FieldChanges, TicketAction, TicketActivity,
 };
 pub use email::Email;
+pub use email_webhook::{EmailEvent, EmailEventEffect, SvixVerifier, svix_signature};
 pub use idempotency_key::IdempotencyKey;
 pub use identity::{
     Account, AccountName, AccountSlug, ApiKey, ApiKeyName, DisplayName, Password, Role, User,
@@ -34,7 +36,10 @@ pub use identity::{
 };
 pub use ids::{AccountId, ApiKeyId, ChargeId, RefundId, SessionId, TicketId, UserId};
 pub use money::{Currency, Money, MoneyArithmeticError};
-pub use notification::{CommentAddedData, NotificationKind, TicketCreatedData, TicketSolvedData};
+pub use notification::{
+    CommentAddedData, NotificationKind, NotificationState, SkipReason, SuppressionReason,
+    TicketCreatedData, TicketSolvedData,
+};
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
 pub use payment_event::{DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent};
 pub use rate_quota::RateQuota;

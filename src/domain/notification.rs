@@ -40,9 +40,119 @@ impl NotificationKind {
     }
 }
 
+impl NotificationKind {
+    /// Whether a recipient may turn this kind off (Get/UpdateNotificationSettings). Only the
+    /// desk's public comments are optional; acknowledgements, solved notices and every message
+    /// a user needs to use the desk (receipts, resets, invitations) are essential and always sent.
+    pub fn is_optional(self) -> bool {
+        match self {
+            Self::CommentAdded => true,
+            Self::TicketCreated | Self::TicketSolved => false,
+        }
+    }
+}
+
 impl fmt::Display for NotificationKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Where a notification is in its delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NotificationState {
+    /// Waiting for a worker, being sent, or waiting to be retried.
+    Received,
+    /// Accepted by the email provider.
+    Sent,
+    /// Refused for good, or failed every attempt: waits for an admin.
+    Dead,
+    /// Not sent on purpose ([`SkipReason`]).
+    Skipped,
+}
+
+impl NotificationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Sent => "sent",
+            Self::Dead => "dead",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw {
+            "received" => Ok(Self::Received),
+            "sent" => Ok(Self::Sent),
+            "dead" => Ok(Self::Dead),
+            "skipped" => Ok(Self::Skipped),
+            _ => Err(InvalidValue::new("must be received, sent, dead or skipped")),
+        }
+    }
+}
+
+impl fmt::Display for NotificationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a notification was not sent, on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// The recipient's address is on the account's suppression list.
+    Suppressed,
+    /// The recipient turned this (optional) kind off.
+    OptedOut,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Suppressed => "suppressed",
+            Self::OptedOut => "opted_out",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw {
+            "suppressed" => Ok(Self::Suppressed),
+            "opted_out" => Ok(Self::OptedOut),
+            _ => Err(InvalidValue::new("must be suppressed or opted_out")),
+        }
+    }
+}
+
+/// Why an address is on an account's suppression list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SuppressionReason {
+    /// The provider reported a permanent bounce.
+    HardBounce,
+    /// The recipient marked a message as spam.
+    Complaint,
+    /// The mail server refused the recipient for good (a 5xx answer).
+    SmtpPermanentFailure,
+}
+
+impl SuppressionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HardBounce => "hard_bounce",
+            Self::Complaint => "complaint",
+            Self::SmtpPermanentFailure => "smtp_permanent_failure",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw {
+            "hard_bounce" => Ok(Self::HardBounce),
+            "complaint" => Ok(Self::Complaint),
+            "smtp_permanent_failure" => Ok(Self::SmtpPermanentFailure),
+            _ => Err(InvalidValue::new(
+                "must be hard_bounce, complaint or smtp_permanent_failure",
+            )),
+        }
     }
 }
 
@@ -91,5 +201,35 @@ mod tests {
             Ok(NotificationKind::TicketSolved)
         );
         assert!(NotificationKind::parse("charge_succeeded").is_err());
+    }
+
+    #[test]
+    fn only_comment_notices_are_optional() {
+        assert!(NotificationKind::CommentAdded.is_optional());
+        assert!(!NotificationKind::TicketCreated.is_optional());
+        assert!(!NotificationKind::TicketSolved.is_optional());
+    }
+
+    #[test]
+    fn states_and_reasons_read_back_what_they_write() {
+        for state in [
+            NotificationState::Received,
+            NotificationState::Sent,
+            NotificationState::Dead,
+            NotificationState::Skipped,
+        ] {
+            assert_eq!(NotificationState::parse(state.as_str()), Ok(state));
+        }
+        for reason in [SkipReason::Suppressed, SkipReason::OptedOut] {
+            assert_eq!(SkipReason::parse(reason.as_str()), Ok(reason));
+        }
+        for reason in [
+            SuppressionReason::HardBounce,
+            SuppressionReason::Complaint,
+            SuppressionReason::SmtpPermanentFailure,
+        ] {
+            assert_eq!(SuppressionReason::parse(reason.as_str()), Ok(reason));
+        }
+        assert!(NotificationState::parse("lost").is_err());
     }
 }

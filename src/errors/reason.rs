@@ -33,9 +33,9 @@ macro_rules! reasons {
 reasons! {
     /// A field's value is refused; `BadRequest` names every such field.
     InvalidArgument = "INVALID_ARGUMENT",
-    /// A webhook delivery without a `Stripe-Signature` header.
+    /// A webhook delivery without its signature (`Stripe-Signature`; the `svix-*` headers).
     WebhookSignatureMissing = "WEBHOOK_SIGNATURE_MISSING",
-    /// A webhook delivery whose `Stripe-Signature` header does not parse.
+    /// A webhook delivery whose signature headers do not parse.
     WebhookSignatureMalformed = "WEBHOOK_SIGNATURE_MALFORMED",
     /// A genuine webhook signature whose timestamp is outside the tolerance.
     WebhookSignatureStale = "WEBHOOK_SIGNATURE_STALE",
@@ -79,6 +79,10 @@ reasons! {
     UserNotFound = "USER_NOT_FOUND",
     /// No webhook event with this id in the caller's account.
     WebhookEventNotFound = "WEBHOOK_EVENT_NOT_FOUND",
+    /// No notification with this id in the caller's account.
+    NotificationNotFound = "NOTIFICATION_NOT_FOUND",
+    /// The caller's account does not suppress this address.
+    SuppressionNotFound = "SUPPRESSION_NOT_FOUND",
     /// (Envoy) No RPC is mapped to this method and path.
     UnknownPath = "UNKNOWN_PATH",
     /// Another account has this slug.
@@ -115,6 +119,8 @@ reasons! {
     BillingNotConfigured = "BILLING_NOT_CONFIGURED",
     /// Re-driving a webhook event that was processed.
     WebhookEventNotDead = "WEBHOOK_EVENT_NOT_DEAD",
+    /// Re-driving a notification that is neither dead nor skipped.
+    NotificationNotRedrivable = "NOTIFICATION_NOT_REDRIVABLE",
     /// An admin demoting or deactivating themselves.
     SelfLockout = "SELF_LOCKOUT",
     /// A quota is used up.

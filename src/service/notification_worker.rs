@@ -30,7 +30,7 @@ use crate::configuration::NotificationWorkerSettings;
 use crate::db::PgPool;
 use crate::db::models::notification::{ClaimedNotification, outbox};
 use crate::db::queue::AttemptFailed;
-use crate::domain::NotificationKind;
+use crate::domain::{NotificationKind, SkipReason};
 use crate::errors::AppError;
 use crate::notifications::message::{self, single_line};
 use crate::notifications::{EmailSender, OutgoingEmail, SendError};
@@ -64,6 +64,8 @@ enum Failure {
     Retry(String),
     /// No attempt can succeed: dead now.
     Permanent(String),
+    /// The provider refused the recipient for good: dead now, and the address suppressed.
+    Refused(String),
     /// The instance is stopping: the notification is given back untried.
     Stopping,
 }
@@ -132,6 +134,21 @@ impl NotificationWorkers {
         let Some(notification) = claimed else {
             return Ok(false);
         };
+        if let Some(skip) = &notification.skip {
+            let reason = SkipReason::parse(skip).map_err(|problem| {
+                AppError::internal(anyhow::anyhow!(
+                    "the claim's skip does not parse: {problem}"
+                ))
+            })?;
+            let mut conn = crate::db::connection(&self.pool).await?;
+            if outbox::mark_skipped(&mut conn, notification.id, notification.attempts, reason)
+                .await?
+            {
+                tracing::info!(notification_id = %notification.id, kind = %notification.kind,
+                    reason = reason.as_str(), "notification skipped");
+            }
+            return Ok(true);
+        }
         // The send ends well within the lease, leaving a quarter of it to record the outcome.
         let deadline = Instant::now() + self.settings.lease * 3 / 4;
         let result = self.send(&notification, deadline, stop).await;
@@ -156,6 +173,15 @@ impl NotificationWorkers {
                 if outbox::record_dead(&mut conn, id, attempt, &reason).await? {
                     tracing::error!(notification_id = %id, kind = %notification.kind,
                         error = %reason, "a notification was refused for good and is dead");
+                }
+            }
+            Err(Failure::Refused(reason)) => {
+                let reason = truncated(&reason);
+                let refused = outbox::record_refused(&mut conn, id, attempt, &reason).await?;
+                if refused.dead {
+                    tracing::error!(notification_id = %id, kind = %notification.kind,
+                        error = %reason, newly_suppressed = refused.suppressed,
+                        "the provider refused a recipient for good: dead, and the address suppressed");
                 }
             }
             Err(Failure::Retry(reason)) => {
@@ -211,7 +237,7 @@ impl NotificationWorkers {
             match tokio::time::timeout_at(deadline, self.sender.send(&email)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(SendError::Retry(reason))) => Err(Failure::Retry(reason)),
-                Ok(Err(SendError::Permanent(reason))) => Err(Failure::Permanent(reason)),
+                Ok(Err(SendError::Permanent(reason))) => Err(Failure::Refused(reason)),
                 Err(_) => Err(Failure::Retry(
                     "the email provider did not answer within the lease".to_owned(),
                 )),

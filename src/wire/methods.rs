@@ -550,6 +550,7 @@ mod tests {
                 "supportdesk.v1.ApiKeyService",
                 "supportdesk.v1.AuthService",
                 "supportdesk.v1.BillingService",
+                "supportdesk.v1.NotificationService",
                 "supportdesk.v1.TicketService",
                 "supportdesk.v1.UserService",
                 "supportdesk.v1.WebhookService",

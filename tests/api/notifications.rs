@@ -5,6 +5,8 @@
 //! requester in the ticket's thread, an internal note never; solving a ticket tells its requester;
 //! header injection adds nobody; concurrent creations send one message each.
 
+pub(crate) mod admin;
+
 use std::collections::HashSet;
 
 use diesel::sql_types::{Text, Uuid as SqlUuid};

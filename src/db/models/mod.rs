@@ -9,8 +9,11 @@ pub mod charge;
 pub mod charge_activity;
 pub mod charge_dispute;
 pub mod comment;
+pub mod email_event;
+pub mod email_suppression;
 pub mod idempotency;
 pub mod notification;
+pub mod notification_settings;
 pub mod reconciliation_finding;
 pub mod reconciliation_run;
 pub mod refund;
@@ -27,8 +30,9 @@ pub use charge::{Attention, ChargeListFilter, ChargeRow, NewCharge, StoredCharge
 pub use charge_activity::NewChargeActivity;
 pub use charge_dispute::NewChargeDispute;
 pub use comment::{CommentRow, NewComment};
+pub use email_suppression::{StoredSuppression, SuppressionRow};
 pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
-pub use notification::{NewNotification, NotificationRow};
+pub use notification::{NewNotification, NotificationRow, StoredNotification};
 pub use reconciliation_finding::{
     NewReconciliationFinding, ReconciliationFindingRow, StoredFinding,
 };

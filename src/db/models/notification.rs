@@ -9,9 +9,11 @@ use diesel::sql_types::{Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::corrupt;
+use crate::db::KeepPrepared;
 use crate::db::queue::{self, AttemptFailed, QueueTable};
 use crate::db::schema::notifications;
-use crate::domain::NotificationKind;
+use crate::domain::{AccountId, NotificationKind, NotificationState, PageCursor, SkipReason};
 use crate::errors::AppResult;
 
 /// The `notifications` table as [`queue`] sees it.
@@ -20,11 +22,31 @@ pub const NOTIFICATION_QUEUE: QueueTable = QueueTable {
     id_type: "uuid",
     done_state: "sent",
     done_at: "sent_at",
-    claimed_columns: "id, kind, recipient_address, data, message_id, ticket_id, attempts",
+    claimed_columns: CLAIMED_COLUMNS,
     row_columns: "id, account_id, kind, recipient_user_id, recipient_address, message_id, \
                   ticket_id, state, attempts, next_attempt_at, last_error, outcome, \
-                  redrive_count, created_at, sent_at, dead_at",
+                  redrive_count, created_at, sent_at, dead_at, skip_reason, skipped_at",
 };
+
+/// What the claim returns: what sending needs, and whether the notification must be skipped
+/// instead (`skip`), read in the claim's own statement so that the check costs no round trip:
+/// `suppressed` when the account suppresses the recipient's address, `opted_out` when the
+/// recipient turned this kind off (only the optional kinds, [`NotificationKind::is_optional`]:
+/// `comment_added`), NULL to send.
+const CLAIMED_COLUMNS: &str = "id, kind, recipient_address, data, message_id, ticket_id, attempts, \
+     CASE WHEN EXISTS (SELECT 1 FROM email_suppressions AS s \
+                       WHERE s.account_id = notifications.account_id \
+                         AND s.address = lower(notifications.recipient_address)) \
+          THEN 'suppressed' \
+          WHEN notifications.kind IN ('comment_added') AND EXISTS ( \
+                SELECT 1 FROM users AS u \
+                WHERE u.account_id = notifications.account_id \
+                  AND u.id = notifications.recipient_user_id AND NOT u.comment_notifications) \
+          THEN 'opted_out' END AS skip";
+
+/// The states an admin can re-drive a notification from, and what re-driving clears.
+const REDRIVABLE_STATES: &str = "'dead', 'skipped'";
+const REDRIVE_CLEARS: &str = ", skip_reason = NULL, skipped_at = NULL";
 
 /// What [`NotificationRow::send_outcome`] and the operators read of a stored notification (the
 /// message's data and the lease stay in the table).
@@ -47,6 +69,40 @@ pub struct NotificationRow {
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub dead_at: Option<DateTime<Utc>>,
+    pub skip_reason: Option<String>,
+    pub skipped_at: Option<DateTime<Utc>>,
+}
+
+/// A stored notification in domain types, as the admin RPCs show it.
+#[derive(Clone, Debug)]
+pub struct StoredNotification {
+    pub id: Uuid,
+    pub kind: NotificationKind,
+    pub state: NotificationState,
+    pub recipient_user_id: Uuid,
+    pub recipient_address: String,
+    pub message_id: String,
+    pub ticket_id: Option<Uuid>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub skip_reason: Option<SkipReason>,
+    pub redrive_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub dead_at: Option<DateTime<Utc>>,
+    pub skipped_at: Option<DateTime<Utc>>,
+}
+
+impl StoredNotification {
+    /// The keyset position of the notification in a newest-first list.
+    pub fn cursor(&self) -> PageCursor {
+        PageCursor {
+            at: self.created_at,
+            id: self.id,
+            until: None,
+        }
+    }
 }
 
 /// A notification to write, inside the transaction of the change that causes it.
@@ -87,6 +143,9 @@ pub struct ClaimedNotification {
     /// The attempt this claim is (1 for the first): the worker's proof that the lease is its own.
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
+    /// Why it must not be sent ([`SkipReason`]'s text), `None` to send it.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub skip: Option<String>,
 }
 
 impl NotificationRow {
@@ -105,18 +164,122 @@ impl NotificationRow {
             .await?)
     }
 
-    /// Puts the account's dead notification `id` back in the queue ([`queue::redrive_dead`]).
-    pub async fn redrive_dead(
+    /// Puts the account's dead or skipped notification `id` back in the queue, due now, with a
+    /// fresh count of attempts, in one statement conditioned on the state ([`queue::redrive`];
+    /// the skip's reason and time are cleared, `last_error` stays for the record). `None` when
+    /// there is no such notification in those states (another state, another account, none).
+    pub async fn redrive(
         conn: &mut AsyncPgConnection,
-        account_id: Uuid,
+        account_id: AccountId,
         id: Uuid,
-    ) -> AppResult<Option<Self>> {
+    ) -> AppResult<Option<StoredNotification>> {
         queue::optional(
-            queue::redrive_dead(&NOTIFICATION_QUEUE, account_id, &id.to_string())
-                .get_result::<Self>(conn)
-                .await,
-        )
+            queue::redrive(
+                &NOTIFICATION_QUEUE,
+                account_id.as_uuid(),
+                &id.to_string(),
+                REDRIVABLE_STATES,
+                REDRIVE_CLEARS,
+            )
+            .get_result::<Self>(conn)
+            .await,
+        )?
+        .map(Self::into_domain)
+        .transpose()
     }
+
+    /// The notification `id` of `account_id`.
+    pub async fn find_for_account(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        id: Uuid,
+    ) -> AppResult<Option<StoredNotification>> {
+        notifications::table
+            .filter(notifications::account_id.eq(account_id.as_uuid()))
+            .filter(notifications::id.eq(id))
+            .select(Self::as_select())
+            .first::<Self>(conn)
+            .await
+            .optional()?
+            .map(Self::into_domain)
+            .transpose()
+    }
+
+    /// Up to `limit` of the account's notifications in `state` (and of `kind`, when given),
+    /// newest first, after `after`.
+    pub async fn list_for_account(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        state: NotificationState,
+        kind: Option<NotificationKind>,
+        after: Option<&PageCursor>,
+        limit: i64,
+    ) -> AppResult<Vec<StoredNotification>> {
+        let mut query = notifications::table
+            .filter(notifications::account_id.eq(account_id.as_uuid()))
+            .filter(notifications::state.eq(state.as_str()))
+            .select(Self::as_select())
+            .order((notifications::created_at.desc(), notifications::id.desc()))
+            .limit(limit)
+            .into_boxed();
+        if let Some(kind) = kind {
+            query = query.filter(notifications::kind.eq(kind.as_str()));
+        }
+        if let Some(cursor) = after {
+            query = query.filter(
+                notifications::created_at
+                    .lt(cursor.at)
+                    .or(notifications::created_at
+                        .eq(cursor.at)
+                        .and(notifications::id.lt(cursor.id))),
+            );
+        }
+        query
+            .load::<Self>(conn)
+            .await?
+            .into_iter()
+            .map(Self::into_domain)
+            .collect()
+    }
+
+    fn into_domain(self) -> AppResult<StoredNotification> {
+        Ok(StoredNotification {
+            id: self.id,
+            kind: NotificationKind::parse(&self.kind)
+                .map_err(|problem| corrupt("notifications.kind", problem))?,
+            state: NotificationState::parse(&self.state)
+                .map_err(|problem| corrupt("notifications.state", problem))?,
+            recipient_user_id: self.recipient_user_id,
+            recipient_address: self.recipient_address,
+            message_id: self.message_id,
+            ticket_id: self.ticket_id,
+            attempts: self.attempts,
+            last_error: self.last_error,
+            skip_reason: self
+                .skip_reason
+                .as_deref()
+                .map(SkipReason::parse)
+                .transpose()
+                .map_err(|problem| corrupt("notifications.skip_reason", problem))?,
+            redrive_count: self.redrive_count,
+            created_at: self.created_at,
+            next_attempt_at: self.next_attempt_at,
+            sent_at: self.sent_at,
+            dead_at: self.dead_at,
+            skipped_at: self.skipped_at,
+        })
+    }
+}
+
+/// What [`outbox::record_refused`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, QueryableByName)]
+pub struct Refused {
+    /// The notification is dead (false: the claim was no longer this attempt's; nothing written).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub dead: bool,
+    /// Its address was newly suppressed (false: already suppressed, or nothing written).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub suppressed: bool,
 }
 
 /// The queue's statements on `notifications`, for the notification workers.
@@ -184,8 +347,85 @@ pub mod outbox {
         queue::record_dead(conn, &NOTIFICATION_QUEUE, &id.to_string(), attempt, error).await
     }
 
+    /// Ends the claimed notification unsent, on purpose, with `reason`, if attempt `attempt`
+    /// still holds it.
+    pub async fn mark_skipped(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        attempt: i32,
+        reason: SkipReason,
+    ) -> AppResult<bool> {
+        let updated = KeepPrepared(
+            diesel::sql_query(
+                "UPDATE notifications \
+                 SET state = 'skipped', skip_reason = $3, skipped_at = now(), \
+                     lease_expires_at = NULL \
+                 WHERE id = $1 AND state = 'received' AND attempts = $2",
+            )
+            .bind::<SqlUuid, _>(id)
+            .bind::<Integer, _>(attempt)
+            .bind::<Text, _>(reason.as_str()),
+        )
+        .execute(conn)
+        .await?;
+        Ok(updated == 1)
+    }
+
+    /// Records that the provider refused the recipient for good: the notification dead with
+    /// `error` (as [`record_dead`]) and its address on the account's suppression list
+    /// (`smtp_permanent_failure`, the first cause kept), in one statement, if attempt `attempt`
+    /// still holds it.
+    pub async fn record_refused(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        attempt: i32,
+        error: &str,
+    ) -> AppResult<Refused> {
+        Ok(KeepPrepared(
+            diesel::sql_query(
+                "WITH dead AS ( \
+                     UPDATE notifications \
+                     SET state = 'dead', dead_at = now(), lease_expires_at = NULL, \
+                         last_error = $3 \
+                     WHERE id = $1 AND state = 'received' AND attempts = $2 \
+                     RETURNING id, account_id, lower(recipient_address) AS address), \
+                 suppressed AS ( \
+                     INSERT INTO email_suppressions \
+                         (id, account_id, address, reason, detail, notification_id) \
+                     SELECT $4, account_id, address, 'smtp_permanent_failure', $3, id FROM dead \
+                     ON CONFLICT (account_id, address) DO NOTHING \
+                     RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM dead) AS dead, \
+                        EXISTS (SELECT 1 FROM suppressed) AS suppressed",
+            )
+            .bind::<SqlUuid, _>(id)
+            .bind::<Integer, _>(attempt)
+            .bind::<Text, _>(error)
+            .bind::<SqlUuid, _>(Uuid::now_v7()),
+        )
+        .get_result::<Refused>(conn)
+        .await?)
+    }
+
     /// Gives a claimed notification back untried ([`queue::release`]).
     pub async fn release(conn: &mut AsyncPgConnection, id: Uuid, attempt: i32) -> AppResult<()> {
         queue::release(conn, &NOTIFICATION_QUEUE, &id.to_string(), attempt).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_claim_lets_recipients_opt_out_of_exactly_the_optional_kinds() {
+        for kind in [
+            NotificationKind::TicketCreated,
+            NotificationKind::CommentAdded,
+            NotificationKind::TicketSolved,
+        ] {
+            let listed = CLAIMED_COLUMNS.contains(&format!("'{}'", kind.as_str()));
+            assert_eq!(listed, kind.is_optional(), "{kind}");
+        }
     }
 }

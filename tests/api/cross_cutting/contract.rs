@@ -12,8 +12,8 @@ use supportdesk::wire::methods::{HttpSuccess, Idempotency, MethodTable};
 
 use crate::support::envoy::Envoy;
 use crate::support::{
-    Count, PATIENCE, TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestApp, TestUser, assert_json_reason,
-    every_rpc, log_in, repository_root,
+    Count, PATIENCE, TEST_EMAIL_WEBHOOK_SECRET, TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestApp,
+    TestUser, assert_json_reason, every_rpc, log_in, repository_root,
 };
 
 /// A row of the contract table.
@@ -103,6 +103,19 @@ fn webhook_delivery(event: Value, secret: &str) -> Call {
         crate::webhooks::receiving::signed(&body, &[secret], chrono::Utc::now().timestamp());
     call(Method::POST, "/v1/webhooks/payments", None, Some(event))
         .with_header("stripe-signature", signature)
+}
+
+/// An email provider's webhook delivery of `event` (JSON, sent as reqwest serializes it), signed
+/// the Svix way with `secret` now.
+fn email_delivery(event: Value, secret: &str) -> Call {
+    let body = serde_json::to_vec(&event).expect("JSON");
+    let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+    let now = chrono::Utc::now().timestamp();
+    let signature = supportdesk::domain::svix_signature(secret, &id, now, &body);
+    call(Method::POST, "/v1/webhooks/email", None, Some(event))
+        .with_header("svix-id", id)
+        .with_header("svix-timestamp", now.to_string())
+        .with_header("svix-signature", signature)
 }
 
 struct Answer {
@@ -740,6 +753,133 @@ impl Harness {
                 call(Method::GET, "/v1/me", Some(&self.api_key), None),
                 StatusCode::FORBIDDEN,
             ),
+            "NotificationService.ListNotifications" => (
+                call(
+                    Method::GET,
+                    "/v1/notifications?state=NOTIFICATION_STATE_RECEIVED",
+                    admin,
+                    None,
+                ),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/notifications?state=NOTIFICATION_STATE_RECEIVED",
+                    Some(&self.agent.access_token),
+                    None,
+                ),
+                StatusCode::FORBIDDEN,
+            ),
+            "NotificationService.GetNotification" => {
+                let ticket = self.new_ticket().await;
+                let id = crate::notifications::admin::acknowledgement_of(&self.app, &ticket).await;
+                (
+                    call(Method::GET, format!("/v1/notifications/{id}"), admin, None),
+                    None,
+                    call(
+                        Method::GET,
+                        format!("/v1/notifications/{unknown}"),
+                        admin,
+                        None,
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "NotificationService.RedriveNotification" => {
+                use crate::notifications::admin::{acknowledgement_of, make_ended};
+                let dead = acknowledgement_of(&self.app, &self.new_ticket().await).await;
+                make_ended(&self.app, &dead, "dead").await;
+                let sent = acknowledgement_of(&self.app, &self.new_ticket().await).await;
+                make_ended(&self.app, &sent, "sent").await;
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/notifications/{dead}:redrive"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        format!("/v1/notifications/{sent}:redrive"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "NotificationService.GetNotificationSettings" => (
+                call(Method::GET, "/v1/me/notification-settings", admin, None),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/me/notification-settings",
+                    Some(&self.api_key),
+                    None,
+                ),
+                StatusCode::FORBIDDEN,
+            ),
+            "NotificationService.UpdateNotificationSettings" => (
+                call(
+                    Method::PATCH,
+                    "/v1/me/notification-settings?updateMask=commentNotifications",
+                    Some(&self.customer.access_token),
+                    Some(json!({"commentNotifications": false})),
+                ),
+                None,
+                call(
+                    Method::PATCH,
+                    "/v1/me/notification-settings",
+                    Some(&self.customer.access_token),
+                    Some(json!({"commentNotifications": false})),
+                ),
+                StatusCode::BAD_REQUEST,
+            ),
+            "NotificationService.ListSuppressions" => (
+                call(Method::GET, "/v1/suppressions", admin, None),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/suppressions",
+                    Some(&self.customer.access_token),
+                    None,
+                ),
+                StatusCode::FORBIDDEN,
+            ),
+            "NotificationService.DeleteSuppression" => {
+                let address = format!("gone-{}@example.com", uuid::Uuid::now_v7().simple());
+                crate::notifications::admin::suppress(&self.app, &address).await;
+                (
+                    call(
+                        Method::DELETE,
+                        format!("/v1/suppressions/{address}"),
+                        admin,
+                        None,
+                    ),
+                    None,
+                    call(
+                        Method::DELETE,
+                        "/v1/suppressions/never-suppressed@example.com",
+                        admin,
+                        None,
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "NotificationService.ReceiveEmailEvent" => {
+                let ticket = self.new_ticket().await;
+                let id = crate::notifications::admin::acknowledgement_of(&self.app, &ticket).await;
+                let event = json!({
+                    "type": "email.bounced",
+                    "data": {"bounce": {"type": "Permanent", "message": "no such mailbox"},
+                             "tags": {"notification_id": id}}
+                });
+                (
+                    email_delivery(event.clone(), TEST_EMAIL_WEBHOOK_SECRET),
+                    None,
+                    email_delivery(event, "whsec_b3RoZXJfc2VjcmV0X29mXzI0X2J5dGVz"),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
             other => panic!(
                 "{other} has no contract case: add one to tests/api/cross_cutting/contract.rs"
             ),

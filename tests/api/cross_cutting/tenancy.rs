@@ -23,6 +23,8 @@ struct Target {
     api_key_id: String,
     /// A dead webhook event about the charge, and the bytes the provider signed.
     webhook_event: (String, Vec<u8>),
+    /// The dead acknowledgement of the ticket; its recipient (the owner) is suppressed.
+    notification_id: String,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -87,6 +89,9 @@ async fn the_snapshot_covers_every_table_that_holds_an_accounts_rows() {
         "charge_activities",
         "charge_disputes",
         "charges",
+        "email_events",
+        "email_suppressions",
+        "notifications",
         "refunds",
         "ticket_activities",
         "ticket_comments",
@@ -117,6 +122,13 @@ fn assert_refused<T: std::fmt::Debug>(rpc: &str, result: Result<T, Status>, code
             status.message()
         ),
     }
+}
+
+/// A NotificationService client to `app`.
+async fn notifications(
+    app: &TestApp,
+) -> v1::notification_service_client::NotificationServiceClient<tonic::transport::Channel> {
+    crate::notifications::admin::client(app).await
 }
 
 const HIDDEN: &[Code] = &[Code::NotFound];
@@ -635,6 +647,116 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 .await;
             assert_refused(rpc, result, HIDDEN_OR_DENIED);
         }
+        "NotificationService/ListNotifications" => {
+            let result = notifications(app)
+                .await
+                .list_notifications(attacker.request(v1::ListNotificationsRequest {
+                    state: v1::NotificationState::Dead.into(),
+                    ..Default::default()
+                }))
+                .await;
+            if foreign {
+                let listed = result.expect("their own list").into_inner();
+                assert!(listed.notifications.is_empty(), "{rpc}: {listed:?}");
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
+        "NotificationService/GetNotification" => {
+            let result = notifications(app)
+                .await
+                .get_notification(attacker.request(v1::GetNotificationRequest {
+                    id: target.notification_id.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "NotificationService/RedriveNotification" => {
+            let result = notifications(app)
+                .await
+                .redrive_notification(attacker.request(v1::RedriveNotificationRequest {
+                    id: target.notification_id.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "NotificationService/GetNotificationSettings" => {
+            // Self-scoped: the caller's own settings, whoever they are.
+            let settings = notifications(app)
+                .await
+                .get_notification_settings(attacker.request(v1::GetNotificationSettingsRequest {}))
+                .await
+                .expect("the caller's own settings")
+                .into_inner();
+            assert!(settings.comment_notifications);
+        }
+        "NotificationService/UpdateNotificationSettings" => {
+            // Self-scoped: it can only ever change the caller's own row (set here to the value it
+            // has, so the target account's snapshot holds).
+            let settings = notifications(app)
+                .await
+                .update_notification_settings(attacker.request(
+                    v1::UpdateNotificationSettingsRequest {
+                        notification_settings: Some(v1::NotificationSettings {
+                            comment_notifications: true,
+                        }),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["comment_notifications".to_owned()],
+                        }),
+                    },
+                ))
+                .await
+                .expect("the caller's own settings")
+                .into_inner();
+            assert!(settings.comment_notifications);
+            let owner = notifications(app)
+                .await
+                .get_notification_settings(
+                    target.owner.request(v1::GetNotificationSettingsRequest {}),
+                )
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(!owner.comment_notifications, "the owner's choice stands");
+        }
+        "NotificationService/ListSuppressions" => {
+            let result = notifications(app)
+                .await
+                .list_suppressions(attacker.request(v1::ListSuppressionsRequest::default()))
+                .await;
+            if foreign {
+                let listed = result.expect("their own list").into_inner();
+                assert!(listed.suppressions.is_empty(), "{rpc}: {listed:?}");
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
+        "NotificationService/DeleteSuppression" => {
+            let result = notifications(app)
+                .await
+                .delete_suppression(attacker.request(v1::DeleteSuppressionRequest {
+                    address: target.owner.email.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "NotificationService/ReceiveEmailEvent" => {
+            // Public, and answerable only with the endpoint's secret: a complaint about the
+            // target's notification, signed with a secret of the attacker's making.
+            let body = crate::notifications::admin::resend_event(
+                "email.complained",
+                &target.notification_id,
+            );
+            let result = notifications(app)
+                .await
+                .receive_email_event(crate::notifications::admin::signed_delivery(
+                    body,
+                    "msg_attacker",
+                    "whsec_b3RoZXJfc2VjcmV0X29mXzI0X2J5dGVz",
+                ))
+                .await;
+            assert_refused(rpc, result, &[Code::InvalidArgument]);
+        }
         other => {
             panic!("{other} has no tenancy probe: add one to tests/api/cross_cutting/tenancy.rs")
         }
@@ -699,7 +821,25 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
                 .expect("the stored payload");
         (id, payload[0].payload.clone())
     };
+    // The owner turned comment notices off, the acknowledgement died and its address is
+    // suppressed: the target account has a row in every notification table.
+    let notification_id = crate::notifications::admin::acknowledgement_of(&app, &ticket.id).await;
+    crate::notifications::admin::make_ended(&app, &notification_id, "dead").await;
+    crate::notifications::admin::suppress(&app, &owner.email).await;
+    notifications(&app)
+        .await
+        .update_notification_settings(owner.request(v1::UpdateNotificationSettingsRequest {
+            notification_settings: Some(v1::NotificationSettings {
+                comment_notifications: false,
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["comment_notifications".to_owned()],
+            }),
+        }))
+        .await
+        .expect("the owner's own settings");
     let target = Target {
+        notification_id,
         webhook_event,
         charge,
         admin: app.admin.clone(),

@@ -49,6 +49,8 @@ pub(crate) const TEST_FINGERPRINT_KEY: &str = "test-fingerprint-key-test-fingerp
 
 /// The payment webhook signing secret of test instances (`PAYMENT_WEBHOOK_SECRET`).
 pub(crate) const TEST_WEBHOOK_SECRET: &str = "whsec_test_current_0123456789abcdef";
+/// The email provider's webhook secret of every test app (`whsec_` and base64 of 24 bytes).
+pub(crate) const TEST_EMAIL_WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// The password of every user the tests create through the API.
 pub(crate) const TEST_PASSWORD: &str = "correct horse battery staple";
@@ -82,6 +84,7 @@ pub(crate) fn test_settings(database_name: &str) -> Settings {
         "JWT_SECRET" => Some(TEST_JWT_SECRET.to_owned()),
         "IDEMPOTENCY_FINGERPRINT_KEY" => Some(TEST_FINGERPRINT_KEY.to_owned()),
         "PAYMENT_WEBHOOK_SECRET" => Some(TEST_WEBHOOK_SECRET.to_owned()),
+        "EMAIL_WEBHOOK_SECRET" => Some(TEST_EMAIL_WEBHOOK_SECRET.to_owned()),
         "GRPC_LISTEN_ADDR" => Some("127.0.0.1:0".to_owned()),
         "HEALTH_PROBE_INTERVAL_MS" => Some("200".to_owned()),
         "SHUTDOWN_DELAY_MS" => Some("0".to_owned()),
