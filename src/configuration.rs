@@ -37,6 +37,8 @@ pub struct Settings {
     pub webhook_receiving: WebhookReceivingSettings,
     /// Email notifications (docs/notifications.md).
     pub notifications: NotificationSettings,
+    /// Password resets and invitations (docs/identity.md).
+    pub password_reset: PasswordResetSettings,
 }
 
 /// Email notifications: where links point, how mail leaves, and the workers that send it
@@ -594,6 +596,7 @@ impl Settings {
             webhook_workers: reader.webhook_workers(),
             webhook_receiving: reader.webhook_receiving(),
             notifications: reader.notifications(),
+            password_reset: reader.password_reset(),
         };
         reader.positive_duration(
             "BILLING_COMPLETER_INTERVAL_MS",
@@ -1104,6 +1107,39 @@ impl Reader<'_> {
             }
         }
         SecretString::from(value)
+    }
+}
+
+// ---- password reset settings ----
+
+/// Password resets and invitations (docs/identity.md, "Password resets and invitations").
+#[derive(Clone, Debug)]
+pub struct PasswordResetSettings {
+    /// `RATE_LIMIT_PASSWORD_RESET`: `RequestPasswordReset` calls per client IP.
+    pub per_client: RateQuota,
+    /// `RATE_LIMIT_PASSWORD_RESET_ADDRESS`: `RequestPasswordReset` calls per email address
+    /// (account and email), whoever asks.
+    pub per_address: RateQuota,
+}
+
+impl Reader<'_> {
+    fn password_reset(&mut self) -> PasswordResetSettings {
+        PasswordResetSettings {
+            per_client: self.parsed(
+                "RATE_LIMIT_PASSWORD_RESET",
+                RateQuota {
+                    count: 10,
+                    window: Duration::from_secs(3600),
+                },
+            ),
+            per_address: self.parsed(
+                "RATE_LIMIT_PASSWORD_RESET_ADDRESS",
+                RateQuota {
+                    count: 3,
+                    window: Duration::from_secs(3600),
+                },
+            ),
+        }
     }
 }
 

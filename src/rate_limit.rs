@@ -25,7 +25,7 @@ use redis::Script;
 use crate::app::metrics::Metrics;
 use crate::auth::Credential;
 use crate::auth::principals::{LEASE_TTL, Lease};
-use crate::configuration::{RateLimitSettings, RateQuota};
+use crate::configuration::{PasswordResetSettings, RateLimitSettings, RateQuota};
 use crate::errors::{AppError, AppResult};
 use crate::redis_pool::{Redis, RedisBackoff, RedisKeys};
 
@@ -37,13 +37,15 @@ const DECISION_TIMEOUT: Duration = Duration::from_secs(1);
 /// what the keys after KEYS[2] are, one letter each: `p`, a key to read (a prefetch); `f`, the
 /// client's failed-authentication quota (interval ARGV[6], burst ARGV[7]), looked at only when
 /// KEYS[2] is empty: a client over it is *barred* (no lease is taken, and the caller does not ask
-/// PostgreSQL about a credential Redis does not know).
+/// PostgreSQL about a credential Redis does not know); `r`, a session's revocation marker
+/// ([`crate::auth::sessions`]): read in the same `MGET`, so refusing a logged-out session's
+/// access token costs no command more.
 ///
 /// The quota, the state and the prefetch are read with one `MGET`: every command a script
 /// calls costs Redis about a microsecond of its one thread. The answer is one bulk string, not
 /// an array, so that the client parses one value (eight cost the redis crate's parser several
 /// times more; docs/performance.md): `"<allowed 0/1> <remaining> <retry_after_ms> <reset_ms> <lease taken 0/1>
-/// <ms the client stays barred, 0: not> <length of the value read, -1: empty> "` followed by
+/// <ms the client stays barred, 0: not> <session revoked 0/1> <length of the value read, -1: empty> "` followed by
 /// the value read and the value prefetched (`""` when empty or not asked for).
 const GCRA: &str = r"
 local now_parts = redis.call('TIME')
@@ -51,12 +53,18 @@ local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 
 local wanted = {KEYS[1]}
 local extra = ARGV[5] or ''
 local failures_key = false
+local fetch_at = false
+local revoked_at = false
 if KEYS[2] then
   wanted[2] = KEYS[2]
   for i = 1, #extra do
     local kind = string.sub(extra, i, i)
     if kind == 'p' then
       wanted[#wanted + 1] = KEYS[2 + i]
+      fetch_at = #wanted
+    elseif kind == 'r' then
+      wanted[#wanted + 1] = KEYS[2 + i]
+      revoked_at = #wanted
     elseif kind == 'f' then
       failures_key = KEYS[2 + i]
     end
@@ -64,7 +72,9 @@ if KEYS[2] then
 end
 local got = redis.call('MGET', unpack(wanted))
 local read = got[2]
-local fetched = got[3] or ''
+local fetched = (fetch_at and got[fetch_at]) or ''
+local revoked = 0
+if revoked_at and got[revoked_at] then revoked = 1 end
 local leased = 0
 local barred = 0
 if KEYS[2] and not read then
@@ -89,10 +99,10 @@ if tat < now then tat = now end
 local new_tat = tat + interval
 local head
 if new_tat - tolerance > now then
-  head = string.format('0 0 %d %d %d %d %d ', new_tat - tolerance - now, tat - now, leased, barred, read_length)
+  head = string.format('0 0 %d %d %d %d %d %d ', new_tat - tolerance - now, tat - now, leased, barred, revoked, read_length)
 else
   redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
-  head = string.format('1 %d 0 %d %d %d %d ', math.floor((tolerance - (new_tat - now)) / interval), new_tat - now, leased, barred, read_length)
+  head = string.format('1 %d 0 %d %d %d %d %d ', math.floor((tolerance - (new_tat - now)) / interval), new_tat - now, leased, barred, revoked, read_length)
 end
 return head .. read .. fetched
 ";
@@ -141,6 +151,10 @@ pub enum Policy {
     AuthFailure,
     /// The payment provider's webhook deliveries per client IP.
     Webhook,
+    /// Password-reset requests per client IP.
+    PasswordReset,
+    /// Password-reset requests per email address (account and email).
+    PasswordResetAddress,
 }
 
 impl Policy {
@@ -154,6 +168,8 @@ impl Policy {
             Self::LoginName => "login-name",
             Self::AuthFailure => "auth-failure",
             Self::Webhook => "webhook",
+            Self::PasswordReset => "password-reset",
+            Self::PasswordResetAddress => "password-reset-address",
         }
     }
 }
@@ -248,6 +264,8 @@ pub struct Read {
     /// When the key was empty and the client is over its failed-authentication quota: how long
     /// until it is not. No lease was taken then.
     pub barred_for: Option<Duration>,
+    /// Whether the revocation marker asked for was there: the caller's session has ended.
+    pub revoked: bool,
 }
 
 /// What [`RateLimiter::admit`] reads beside its decision.
@@ -259,6 +277,9 @@ pub struct AlsoRead<'a> {
     pub prefetch: Option<&'a str>,
     /// The client whose failed-authentication quota bars a lookup Redis cannot answer.
     pub barring: Option<&'a Subject>,
+    /// A session's revocation marker, whose presence refuses the caller (an access token of
+    /// a session that has ended).
+    pub revocation: Option<&'a str>,
 }
 
 /// Who a quota belongs to: a user, an API key, an IP address, or a login name.
@@ -317,6 +338,8 @@ pub struct RateLimiter {
     redis: Redis,
     keys: RedisKeys,
     settings: RateLimitSettings,
+    /// The password-reset quotas; the public quota stands in until they are given.
+    password_reset: Option<PasswordResetSettings>,
     backoff: RedisBackoff,
     metrics: Metrics,
 }
@@ -336,9 +359,16 @@ impl RateLimiter {
             redis,
             keys,
             settings,
+            password_reset: None,
             backoff: RedisBackoff::new(failure_pause, counters.redis_failures.clone()),
             metrics: metrics.clone(),
         }
+    }
+
+    /// The same limiter with the password-reset quotas.
+    pub fn with_password_reset(mut self, quotas: PasswordResetSettings) -> Self {
+        self.password_reset = Some(quotas);
+        self
     }
 
     pub fn settings(&self) -> &RateLimitSettings {
@@ -362,6 +392,14 @@ impl RateLimiter {
             Policy::LoginName => self.settings.login_name,
             Policy::AuthFailure => self.settings.auth_failure,
             Policy::Webhook => self.settings.webhook,
+            Policy::PasswordReset => self
+                .password_reset
+                .as_ref()
+                .map_or(self.settings.public, |quotas| quotas.per_client),
+            Policy::PasswordResetAddress => self
+                .password_reset
+                .as_ref()
+                .map_or(self.settings.public, |quotas| quotas.per_address),
         }
     }
 
@@ -490,6 +528,10 @@ impl RateLimiter {
                         invocation.key(prefetch);
                         extra.push('p');
                     }
+                    if let Some(revocation) = also.revocation {
+                        invocation.key(revocation);
+                        extra.push('r');
+                    }
                     if let Some(barring_key) = &barring_key {
                         invocation.key(barring_key);
                         extra.push('f');
@@ -515,6 +557,7 @@ impl RateLimiter {
             reset,
             leased,
             barred,
+            revoked,
             value,
             prefetched,
         }) = answer
@@ -536,6 +579,7 @@ impl RateLimiter {
             took_lease: leased,
             prefetched: (!prefetched.is_empty()).then_some(prefetched),
             barred_for: (barred > 0).then(|| millis(barred)),
+            revoked,
         });
         (decision, read)
     }
@@ -550,6 +594,7 @@ struct ScriptAnswer {
     reset: i64,
     leased: bool,
     barred: i64,
+    revoked: bool,
     value: Option<String>,
     prefetched: Vec<u8>,
 }
@@ -568,6 +613,7 @@ impl ScriptAnswer {
             reset,
             leased,
             barred,
+            revoked,
             read_length,
         ] = numbers;
         bytes.drain(..header_length);
@@ -587,15 +633,16 @@ impl ScriptAnswer {
             reset,
             leased: leased == 1,
             barred,
+            revoked: revoked == 1,
             value,
             prefetched: bytes,
         })
     }
 
-    /// The seven numbers of the answer's head, and the length of the head (each number ends
+    /// The eight numbers of the answer's head, and the length of the head (each number ends
     /// with a space).
-    fn split(bytes: &[u8]) -> Option<([i64; 7], usize)> {
-        let mut numbers = [0_i64; 7];
+    fn split(bytes: &[u8]) -> Option<([i64; 8], usize)> {
+        let mut numbers = [0_i64; 8];
         let mut at = 0;
         for number in &mut numbers {
             let length = bytes[at..].iter().position(|&byte| byte == b' ')?;
@@ -625,7 +672,7 @@ mod tests {
     #[test]
     fn the_scripts_answer_reads_back_with_values_that_contain_spaces() {
         assert_eq!(
-            answer(b"1 41 0 1200 0 0 9 user x 1\x00pro to"),
+            answer(b"1 41 0 1200 0 0 1 9 user x 1\x00pro to"),
             Some(ScriptAnswer {
                 allowed: true,
                 remaining: 41,
@@ -633,12 +680,13 @@ mod tests {
                 reset: 1200,
                 leased: false,
                 barred: 0,
+                revoked: true,
                 value: Some("user x 1\u{0}".to_owned()),
                 prefetched: b"pro to".to_vec(),
             })
         );
         assert_eq!(
-            answer(b"0 0 350 900 1 0 -1 "),
+            answer(b"0 0 350 900 1 0 0 -1 "),
             Some(ScriptAnswer {
                 allowed: false,
                 remaining: 0,
@@ -646,6 +694,7 @@ mod tests {
                 reset: 900,
                 leased: true,
                 barred: 0,
+                revoked: false,
                 value: None,
                 prefetched: Vec::new(),
             })
@@ -654,13 +703,13 @@ mod tests {
 
     #[test]
     fn a_malformed_answer_is_no_decision() {
-        assert_eq!(answer(b"1 41 0 1200 0 0"), None, "a number short");
+        assert_eq!(answer(b"1 41 0 1200 0 0 0"), None, "a number short");
         assert_eq!(
-            answer(b"1 41 0 1200 0 0 99 short"),
+            answer(b"1 41 0 1200 0 0 0 99 short"),
             None,
             "a value longer than sent"
         );
-        assert_eq!(answer(b"1 x 0 1200 0 0 -1 "), None, "not a number");
+        assert_eq!(answer(b"1 x 0 1200 0 0 0 -1 "), None, "not a number");
         assert_eq!(ScriptAnswer::parse(redis::Value::Int(1)), None);
     }
 }

@@ -39,7 +39,9 @@ use crate::jobs::{
 use crate::middleware::MiddlewareLayer;
 use crate::rate_limit::RateLimiter;
 use crate::redis_pool::{self, Redis, RedisKeys};
-use crate::service::{Accounts, ApiKeys, Authentication, TicketCache, TicketDesk, Users};
+use crate::service::{
+    Accounts, ApiKeys, Authentication, PasswordResets, TicketCache, TicketDesk, Users,
+};
 use crate::wire::methods::MethodTable;
 use crate::wire::proto;
 use crate::wire::proto::v1::account_service_server::AccountServiceServer;
@@ -159,7 +161,7 @@ impl Application {
             services.page_tokens.clone(),
         ))
         .max_decoding_message_size(max_bytes);
-        let auth = AuthServiceServer::new(AuthApi::new(services.authentication))
+        let auth = AuthServiceServer::new(AuthApi::new(services.authentication, services.resets))
             .max_decoding_message_size(max_bytes);
         let tickets = TicketServiceServer::new(TicketApi::new(
             services.tickets,
@@ -333,6 +335,7 @@ impl Application {
                 crate::notifications::sender_for(email)?,
                 notifications.workers.clone(),
                 public_base_url.clone(),
+                password_token_key(&self.settings.auth),
             );
             // Notifications wait durably in the outbox, shared with every instance's workers:
             // nothing to take out of service while they restart.
@@ -479,6 +482,7 @@ struct Services {
     accounts: Accounts,
     api_keys: ApiKeys,
     authentication: Authentication,
+    resets: PasswordResets,
     tickets: TicketDesk,
     ticket_cache: TicketCache,
     users: Users,
@@ -492,6 +496,8 @@ impl Services {
         let sessions = SessionStore::new(
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
+            database.clone(),
+            settings.auth.access_token_ttl,
             settings.auth.refresh_token_ttl,
             settings.auth.refresh_reuse_grace,
             &settings.auth.jwt_secret,
@@ -514,7 +520,8 @@ impl Services {
             settings.rate_limits.clone(),
             settings.redis.failure_pause,
             &metrics,
-        );
+        )
+        .with_password_reset(settings.password_reset.clone());
         Self {
             page_tokens: page_token_keys(&settings.auth),
             idempotency: IdempotencyPolicy {
@@ -531,7 +538,15 @@ impl Services {
                 hasher.clone(),
                 sessions.clone(),
                 tokens,
+                limiter.clone(),
+            ),
+            resets: PasswordResets::new(
+                database.clone(),
+                hasher.clone(),
+                sessions.clone(),
                 limiter,
+                password_token_key(&settings.auth),
+                settings.notifications.message_domain(),
             ),
             tickets: TicketDesk::new(
                 database.clone(),
@@ -540,7 +555,10 @@ impl Services {
                 settings.notifications.message_domain(),
             ),
             ticket_cache,
-            users: Users::new(database.clone(), hasher, sessions, principals),
+            users: Users::new(database.clone(), hasher, sessions, principals).with_invitations(
+                password_token_key(&settings.auth),
+                settings.notifications.message_domain(),
+            ),
             metrics,
         }
     }
@@ -581,6 +599,13 @@ fn webhook_verifier(
     (!settings.secrets.is_empty()).then(|| {
         crate::domain::SignatureVerifier::new(settings.secrets.clone(), settings.tolerance)
     })
+}
+
+/// The key password-reset and invitation tokens are derived with: from `JWT_SECRET` through a
+/// label of its own, so the JWT key itself never signs anything else.
+fn password_token_key(auth: &AuthSettings) -> crate::domain::PasswordTokenKey {
+    use secrecy::ExposeSecret;
+    crate::domain::PasswordTokenKey::derive(auth.jwt_secret.expose_secret().as_bytes())
 }
 
 /// The keys of `PAGE_TOKEN_KEYS`, or one derived from `JWT_SECRET` when none are set: an

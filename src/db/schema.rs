@@ -122,6 +122,20 @@ diesel::table! {
         created_at -> Timestamptz,
         sent_at -> Nullable<Timestamptz>,
         dead_at -> Nullable<Timestamptz>,
+        dedupe_key -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    password_tokens (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        user_id -> Uuid,
+        purpose -> Text,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -177,6 +191,15 @@ diesel::table! {
         last_attempt_error -> Nullable<Text>,
         attention_reason -> Nullable<Text>,
         attention_since -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    revoked_sessions (session_id) {
+        session_id -> Uuid,
+        user_id -> Uuid,
+        revoked_at -> Timestamptz,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -295,9 +318,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     charges,
     idempotency_keys,
     notifications,
+    password_tokens,
     reconciliation_findings,
     reconciliation_runs,
     refunds,
+    revoked_sessions,
     ticket_activities,
     ticket_comments,
     tickets,

@@ -11,6 +11,7 @@ mod ids;
 mod money;
 mod notification;
 mod pagination;
+mod password_token;
 mod payment_event;
 mod rate_quota;
 mod reconciliation;
@@ -34,8 +35,12 @@ pub use identity::{
 };
 pub use ids::{AccountId, ApiKeyId, ChargeId, RefundId, SessionId, TicketId, UserId};
 pub use money::{Currency, Money, MoneyArithmeticError};
-pub use notification::{CommentAddedData, NotificationKind, TicketCreatedData, TicketSolvedData};
+pub use notification::{
+    CommentAddedData, NotificationKind, PasswordLinkData, PaymentNoticeData, TicketCreatedData,
+    TicketSolvedData,
+};
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
+pub use password_token::{PasswordToken, PasswordTokenKey, PasswordTokenSeed};
 pub use payment_event::{DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent};
 pub use rate_quota::RateQuota;
 pub use reconciliation::FindingKind;

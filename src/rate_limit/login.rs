@@ -114,7 +114,9 @@ impl LoginAttempt {
             | Policy::Write
             | Policy::Public
             | Policy::AuthFailure
-            | Policy::Webhook => self.client.clone(),
+            | Policy::Webhook
+            | Policy::PasswordReset
+            | Policy::PasswordResetAddress => self.client.clone(),
         }
     }
 

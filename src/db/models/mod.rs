@@ -11,9 +11,11 @@ pub mod charge_dispute;
 pub mod comment;
 pub mod idempotency;
 pub mod notification;
+pub mod password_token;
 pub mod reconciliation_finding;
 pub mod reconciliation_run;
 pub mod refund;
+pub mod revoked_session;
 pub mod send_lease;
 pub mod ticket;
 pub mod user;
@@ -29,11 +31,13 @@ pub use charge_dispute::NewChargeDispute;
 pub use comment::{CommentRow, NewComment};
 pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 pub use notification::{NewNotification, NotificationRow};
+pub use password_token::{NewPasswordToken, PasswordTokens, StoredPasswordToken};
 pub use reconciliation_finding::{
     NewReconciliationFinding, ReconciliationFindingRow, StoredFinding,
 };
 pub use reconciliation_run::{NewReconciliationRun, ReconciliationRunRow, RunCounts};
 pub use refund::{NewRefund, RefundRow, StoredRefund};
+pub use revoked_session::RevokedSession;
 pub use ticket::{NewTicket, TicketChangeset, TicketListQuery, TicketRow};
 pub use user::{NewUser, User, UserChangeset};
 pub use webhook_event::{Stored, StoredWebhookEvent, WebhookEventRow};

@@ -460,3 +460,5 @@ async fn without_an_email_provider_notifications_are_held_queued() {
         0
     );
 }
+
+mod identity;
