@@ -178,6 +178,7 @@ impl Application {
         let billing = provider.clone().map(|provider| {
             crate::service::Billing::new(self.database.clone(), provider)
                 .counting_into(services.metrics.clone())
+                .with_message_domain(self.settings.notifications.message_domain())
         });
         let billing_api =
             crate::wire::proto::v1::billing_service_server::BillingServiceServer::new(
@@ -314,7 +315,8 @@ impl Application {
                 // workers also poll, to find events other instances stored.
                 self.wake_webhook_workers.clone(),
                 services.metrics.clone(),
-            );
+            )
+            .with_message_domain(self.settings.notifications.message_domain());
             // Events wait durably in the queue, shared with every instance's workers: nothing
             // to take out of service while they restart.
             jobs.add(Task::new(

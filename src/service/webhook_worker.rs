@@ -73,6 +73,8 @@ pub struct WebhookWorkers {
     settings: WebhookWorkerSettings,
     wake: Arc<Notify>,
     metrics: Metrics,
+    /// The domain of the receipts' `Message-ID`s.
+    message_domain: Arc<str>,
 }
 
 impl std::fmt::Debug for WebhookWorkers {
@@ -136,6 +138,15 @@ impl WebhookWorkers {
             settings,
             wake,
             metrics,
+            message_domain: Arc::from(super::billing::UNCONFIGURED_MESSAGE_DOMAIN),
+        }
+    }
+
+    /// Gives the receipts a webhook's success writes `Message-ID`s on `domain`.
+    pub fn with_message_domain(self, domain: &str) -> Self {
+        Self {
+            message_domain: Arc::from(domain),
+            ..self
         }
     }
 
@@ -291,7 +302,9 @@ impl WebhookWorkers {
         crate::transaction_on!(&mut conn, limits, |conn| {
             match provider_said {
                 None => mark_processed(conn, event, outcome::IGNORED_TYPE, None).await,
-                Some((state, named)) => apply(conn, event, state, named).await,
+                Some((state, named)) => {
+                    apply(conn, event, state, named, &self.message_domain).await
+                }
             }
         })
     }
@@ -329,6 +342,7 @@ async fn apply(
     event: &ClaimedEvent,
     state: &ProviderState,
     named: &PaymentEvent,
+    message_domain: &str,
 ) -> Result<&'static str, Failure> {
     let payment = &state.payment;
     let our_id = payment
@@ -468,6 +482,9 @@ async fn apply(
 
     if charge != before {
         ChargeRow::save(conn, &charge).await?;
+        // The receipt, when this event is what tells us the charge was paid: once per charge,
+        // even if the completer records the same success.
+        super::billing::receipt_if_paid_now(conn, before.status, &charge, message_domain).await?;
     }
     for (action, changes) in audit.iter().cloned() {
         NewChargeActivity {

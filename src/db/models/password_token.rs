@@ -9,6 +9,7 @@ use diesel::sql_types::{Array, Bool, Bytea, Nullable, Text, Timestamptz, Uuid as
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::db::KeepPrepared;
 use crate::domain::PasswordTokenSeed;
 use crate::errors::AppResult;
 
@@ -137,18 +138,20 @@ impl PasswordTokens {
         token: &NewPasswordToken<'_>,
         expires_shown: &str,
     ) -> AppResult<bool> {
-        let written = diesel::sql_query(REQUEST_RESET)
-            .bind::<Text, _>(slug)
-            .bind::<Text, _>(email)
-            .bind::<SqlUuid, _>(token.id)
-            .bind::<Bytea, _>(token.token_hash)
-            .bind::<Timestamptz, _>(token.expires_at)
-            .bind::<SqlUuid, _>(token.notification_id)
-            .bind::<Text, _>(token.seed.as_str())
-            .bind::<Text, _>(expires_shown)
-            .bind::<Text, _>(token.message_id)
-            .execute(conn)
-            .await?;
+        let written = KeepPrepared(
+            diesel::sql_query(REQUEST_RESET)
+                .bind::<Text, _>(slug)
+                .bind::<Text, _>(email)
+                .bind::<SqlUuid, _>(token.id)
+                .bind::<Bytea, _>(token.token_hash)
+                .bind::<Timestamptz, _>(token.expires_at)
+                .bind::<SqlUuid, _>(token.notification_id)
+                .bind::<Text, _>(token.seed.as_str())
+                .bind::<Text, _>(expires_shown)
+                .bind::<Text, _>(token.message_id),
+        )
+        .execute(conn)
+        .await?;
         Ok(written == 1)
     }
 
@@ -164,20 +167,22 @@ impl PasswordTokens {
         token: &NewPasswordToken<'_>,
         expires_shown: &str,
     ) -> AppResult<()> {
-        diesel::sql_query(INVITE)
-            .bind::<SqlUuid, _>(token.id)
-            .bind::<SqlUuid, _>(account_id)
-            .bind::<SqlUuid, _>(user_id)
-            .bind::<Bytea, _>(token.token_hash)
-            .bind::<Timestamptz, _>(token.expires_at)
-            .bind::<SqlUuid, _>(token.notification_id)
-            .bind::<Text, _>(address)
-            .bind::<Text, _>(token.seed.as_str())
-            .bind::<Text, _>(display_name)
-            .bind::<Text, _>(expires_shown)
-            .bind::<Text, _>(token.message_id)
-            .execute(conn)
-            .await?;
+        KeepPrepared(
+            diesel::sql_query(INVITE)
+                .bind::<SqlUuid, _>(token.id)
+                .bind::<SqlUuid, _>(account_id)
+                .bind::<SqlUuid, _>(user_id)
+                .bind::<Bytea, _>(token.token_hash)
+                .bind::<Timestamptz, _>(token.expires_at)
+                .bind::<SqlUuid, _>(token.notification_id)
+                .bind::<Text, _>(address)
+                .bind::<Text, _>(token.seed.as_str())
+                .bind::<Text, _>(display_name)
+                .bind::<Text, _>(expires_shown)
+                .bind::<Text, _>(token.message_id),
+        )
+        .execute(conn)
+        .await?;
         Ok(())
     }
 
@@ -186,11 +191,12 @@ impl PasswordTokens {
         conn: &mut AsyncPgConnection,
         token_hash: &[u8],
     ) -> AppResult<Option<StoredPasswordToken>> {
-        Ok(diesel::sql_query(FIND)
-            .bind::<Bytea, _>(token_hash)
-            .get_result::<StoredPasswordToken>(conn)
-            .await
-            .optional()?)
+        Ok(
+            KeepPrepared(diesel::sql_query(FIND).bind::<Bytea, _>(token_hash))
+                .get_result::<StoredPasswordToken>(conn)
+                .await
+                .optional()?,
+        )
     }
 
     /// Uses token `id` to set the password hash `password_hash`, recording `sessions` of its
@@ -203,13 +209,15 @@ impl PasswordTokens {
         sessions: &[Uuid],
         revoked_until: DateTime<Utc>,
     ) -> AppResult<bool> {
-        Ok(diesel::sql_query(USE_TOKEN)
-            .bind::<SqlUuid, _>(id)
-            .bind::<Text, _>(password_hash)
-            .bind::<Array<SqlUuid>, _>(sessions)
-            .bind::<Timestamptz, _>(revoked_until)
-            .get_result::<Changed>(conn)
-            .await?
-            .changed)
+        Ok(KeepPrepared(
+            diesel::sql_query(USE_TOKEN)
+                .bind::<SqlUuid, _>(id)
+                .bind::<Text, _>(password_hash)
+                .bind::<Array<SqlUuid>, _>(sessions)
+                .bind::<Timestamptz, _>(revoked_until),
+        )
+        .get_result::<Changed>(conn)
+        .await?
+        .changed)
     }
 }

@@ -7,6 +7,7 @@ use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::db::KeepPrepared;
 use crate::errors::AppResult;
 
 /// The queries of the `revoked_sessions` table.
@@ -33,12 +34,14 @@ impl RevokedSession {
         if sessions.is_empty() {
             return Ok(());
         }
-        diesel::sql_query(RECORD)
-            .bind::<SqlUuid, _>(user_id)
-            .bind::<Array<SqlUuid>, _>(sessions)
-            .bind::<Timestamptz, _>(until)
-            .execute(conn)
-            .await?;
+        KeepPrepared(
+            diesel::sql_query(RECORD)
+                .bind::<SqlUuid, _>(user_id)
+                .bind::<Array<SqlUuid>, _>(sessions)
+                .bind::<Timestamptz, _>(until),
+        )
+        .execute(conn)
+        .await?;
         Ok(())
     }
 }

@@ -97,7 +97,7 @@ fn token_in(message: &Received, path: &str) -> String {
 
 /// The token of the newest password notification of `user`, derived from the seed the outbox
 /// keeps with the test instances' key: what the mail's link would carry, without a mail server.
-async fn token_from_outbox(app: &TestApp, user: &TestUser) -> String {
+pub(crate) async fn token_from_outbox(app: &TestApp, user: &TestUser) -> String {
     #[derive(diesel::QueryableByName)]
     struct Seed {
         #[diesel(sql_type = Text)]
@@ -575,4 +575,168 @@ fn session_of(access_token: &str) -> String {
     )
     .expect("JSON");
     claims["sid"].as_str().expect("sid").to_owned()
+}
+
+async fn notices(app: &TestApp, kind: &str) -> i64 {
+    count(
+        app,
+        &format!("SELECT count(*) AS count FROM notifications WHERE kind = '{kind}'"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_paid_charge_sends_one_receipt_and_a_refund_one_notice_with_amounts_in_their_currency() {
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let charge = app
+        .billing
+        .clone()
+        .create_charge(crate::support::keyed(app.as_admin(
+            v1::CreateChargeRequest {
+                charge: Some(v1::Charge {
+                    customer_id: customer.id.to_string(),
+                    amount: Some(v1::Money {
+                        amount_minor: 123_456,
+                        currency_code: "USD".to_owned(),
+                    }),
+                    payment_method: "pm_card_visa".to_owned(),
+                    ..Default::default()
+                }),
+            },
+        )))
+        .await
+        .expect("charged")
+        .into_inner();
+
+    let received = smtp.wait_for(1).await;
+    assert_eq!(received.len(), 1);
+    let receipt = &received[0];
+    assert_eq!(receipt.envelope_recipients(), [customer.email.as_str()]);
+    assert_eq!(
+        receipt.header("Subject"),
+        "Receipt for your payment of 1234.56 USD"
+    );
+    assert!(receipt.part("text/plain").contains("Amount: 1234.56 USD"));
+    assert!(
+        receipt
+            .part("text/html")
+            .contains("<strong>1234.56 USD</strong>")
+    );
+    assert!(receipt.part("text/plain").contains(&charge.id));
+
+    // The success seen again: the receipt's statement replayed as the completer or a webhook
+    // would run it. One receipt still.
+    let mut conn = app.database.connect().await;
+    let written = supportdesk::db::models::notification::payment_notices::charge_receipt(
+        &mut conn,
+        uuid::Uuid::parse_str(&charge.id).unwrap(),
+        "desk.example.com",
+    )
+    .await
+    .expect("replayed");
+    assert!(!written, "the receipt exists: the replay writes nothing");
+    assert_eq!(notices(&app, "charge_receipt").await, 1);
+
+    app.billing
+        .clone()
+        .refund_charge(crate::support::keyed(app.as_admin(
+            v1::RefundChargeRequest {
+                id: charge.id.clone(),
+                amount: Some(v1::Money {
+                    amount_minor: 5,
+                    currency_code: "USD".to_owned(),
+                }),
+            },
+        )))
+        .await
+        .expect("refunded");
+    let received = smtp.wait_for(2).await;
+    let notice = received
+        .iter()
+        .find(|message| message.header("Subject").starts_with("Refund"))
+        .expect("the refund notice");
+    assert_eq!(notice.header("Subject"), "Refund of 0.05 USD");
+    assert_eq!(notice.envelope_recipients(), [customer.email.as_str()]);
+    assert!(notice.part("text/html").contains("0.05 USD"));
+    let refund_id: String = {
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = Text)]
+            id: String,
+        }
+        diesel::sql_query("SELECT id::text AS id FROM refunds LIMIT 1")
+            .get_result::<Id>(&mut conn)
+            .await
+            .expect("the refund")
+            .id
+    };
+    let written = supportdesk::db::models::notification::payment_notices::refund_notice(
+        &mut conn,
+        uuid::Uuid::parse_str(&refund_id).unwrap(),
+        "desk.example.com",
+    )
+    .await
+    .expect("replayed");
+    assert!(!written);
+    assert_eq!(notices(&app, "refund_notice").await, 1);
+    wait_until("both are sent", PATIENCE, async || {
+        count(
+            &app,
+            "SELECT count(*) AS count FROM notifications WHERE state = 'sent'",
+        )
+        .await
+            == 2
+    })
+    .await;
+    assert_eq!(smtp.received().len(), 2, "one receipt, one notice");
+}
+
+#[tokio::test]
+async fn the_completer_and_a_webhook_that_both_see_a_charge_succeed_write_one_receipt() {
+    use payment_simulator::SettleOutcome;
+
+    let queue = crate::webhooks::processing::Queue::open(2).await;
+    let (_, succeeded) = queue
+        .settling_later(2_000, "settles-later", 100, SettleOutcome::Succeed)
+        .await;
+    let completer = supportdesk::service::Billing::new(
+        supportdesk::db::build_pool(&queue.app.settings.database, Duration::from_secs(5)),
+        std::sync::Arc::new(
+            supportdesk::billing::StripeHttpProvider::new(
+                queue.app.settings.payment_provider.as_ref().unwrap(),
+            )
+            .unwrap(),
+        ),
+    );
+    // Both at once: the webhook worker applies the event while the completer asks the provider.
+    let policy = supportdesk::service::CompleterPolicy {
+        min_age: Duration::ZERO,
+        ..Default::default()
+    };
+    let (_, completed) = tokio::join!(
+        queue.deliver(&succeeded),
+        completer.complete_pending(&policy)
+    );
+    completed.expect("the completer ran");
+    let row = queue.processed(&succeeded.id).await;
+    let charge_id = row
+        .charge_id
+        .expect("the event names our charge")
+        .to_string();
+    assert_eq!(queue.charge(&charge_id).await.0, "succeeded");
+    assert_eq!(
+        count(
+            &queue.app,
+            &format!(
+                "SELECT count(*) AS count FROM notifications \
+                 WHERE kind = 'charge_receipt' AND dedupe_key = 'charge_receipt:{charge_id}' \
+                 AND data->>'amount_minor' = '2000' AND data->>'currency' = 'USD'"
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(notices(&queue.app, "charge_receipt").await, 1);
 }

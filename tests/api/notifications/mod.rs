@@ -461,4 +461,4 @@ async fn without_an_email_provider_notifications_are_held_queued() {
     );
 }
 
-mod identity;
+pub(crate) mod identity;
