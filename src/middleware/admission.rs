@@ -253,9 +253,7 @@ async fn admit(gate: &Gate, presented: Presented) -> Result<Admitted, Response<B
             ticket,
             value: read.prefetched.take(),
         });
-    if read.as_ref().is_some_and(|read| read.revoked) {
-        return Err(failed_authentication(limiter, &client, session_revoked()).await);
-    }
+    let revoked = read.as_ref().is_some_and(|read| read.revoked);
     let known = match read {
         Some(read) => KnownState::from_read(read.value.as_deref(), lease, read.took_lease),
         None => KnownState::Unknown { lease: None },
@@ -267,6 +265,10 @@ async fn admit(gate: &Gate, presented: Presented) -> Result<Admitted, Response<B
         }
         Err(error) => return Err(answer(error)),
     };
+    // After the user's own state: a deactivated user hears that, not that a session ended.
+    if revoked {
+        return Err(failed_authentication(limiter, &client, session_revoked()).await);
+    }
     if let Some(role) = method.and_then(|method| method.role) {
         caller.require(role).map_err(answer)?;
     }
