@@ -157,7 +157,6 @@ impl PasswordTokens {
 
     /// Issues an invitation token for user `user_id` of `account_id`, with its message to
     /// `address`.
-    #[expect(clippy::too_many_arguments, reason = "one statement's parameters")]
     pub async fn invite(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
