@@ -504,7 +504,11 @@ mod tests {
             token.reveal()
         );
         assert!(rendered.text.contains(&link), "{}", rendered.text);
-        assert!(rendered.html.contains(&link), "{}", rendered.html);
+        assert!(
+            rendered.html.contains(&html_escape(&link)),
+            "{}",
+            rendered.html
+        );
         assert!(!rendered.text.contains(seed.as_str()));
         assert!(
             rendered.html.contains("Ann &lt;b&gt; Bcc: x"),
