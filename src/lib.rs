@@ -17,7 +17,7 @@ pub mod jobs;
 pub mod middleware;
 pub mod notifications;
 pub mod rate_limit;
-pub mod redis_pool;
+pub mod redis;
 pub mod service;
 pub mod wire;
 pub mod worker_pool;

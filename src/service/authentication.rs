@@ -6,12 +6,11 @@ use crate::auth::{
     AccessToken, Caller, PasswordHasher, Principal, RefreshToken, RefreshTokenOutcome,
     SessionStore, TokenIssuer,
 };
-use crate::db::PgPool;
 use crate::db::models::{Account, User};
+use crate::db::{self, PgPool};
 use crate::domain::{self, AccountSlug, Email, UserLogin};
 use crate::errors::{AppError, AppResult, Reason};
 use crate::rate_limit::{LoginAttempt, LoginGate, LoginOutcome, RateLimiter, Subject};
-use crate::with_connection;
 
 /// What a successful login or refresh hands out.
 #[derive(Debug)]
@@ -107,12 +106,13 @@ impl Authentication {
     }
 
     async fn find_user(&self, slug: &AccountSlug, email: &Email) -> AppResult<Option<UserLogin>> {
-        with_connection!(&self.pool, |conn| {
+        db::with_connection(&self.pool, async |conn| {
             let Some(account) = Account::find_by_slug(conn, slug.as_str()).await? else {
                 return Ok(None);
             };
             User::find_login(conn, account.id.as_uuid(), email.as_str()).await
         })
+        .await
     }
 
     /// Rotates a refresh token. A token presented again within the grace window gets the same
@@ -150,7 +150,7 @@ impl Authentication {
                 rotated_at,
                 expires_at,
             } => {
-                let found = with_connection!(&self.pool, |conn| {
+                let found = db::with_connection(&self.pool, async |conn| {
                     User::find_for_session(
                         conn,
                         owner.account_id.as_uuid(),
@@ -158,7 +158,8 @@ impl Authentication {
                         owner.session_id.as_uuid(),
                     )
                     .await
-                })?;
+                })
+                .await?;
                 // A session PostgreSQL says was ended (Redis lost the revocation) is over.
                 if found.as_ref().is_some_and(|(_, revoked)| *revoked) {
                     self.sessions.end(owner.session_id, owner.user_id).await?;

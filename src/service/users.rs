@@ -10,14 +10,13 @@ use super::password_reset::{INVITATION_TOKEN_LIFETIME, IssuedPasswordToken};
 use super::{Page, on_unique_violation, paginate, rows_to_fetch};
 use crate::auth::principals::{PrincipalKey, PrincipalState, PrincipalStates};
 use crate::auth::{Caller, PasswordHasher, SessionStore};
-use crate::db::PgPool;
 use crate::db::models::{NewUser, PasswordTokens, User, UserChangeset};
+use crate::db::{self, PgPool};
 use crate::domain::{
     self, DisplayName, Email, PageCursor, PageSize, Password, PasswordTokenKey, Role, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
-use crate::idempotency::{Idempotent, Outcome, as_is};
-use crate::{in_idempotent_transaction, with_connection};
+use crate::idempotency::{self, Idempotent, Outcome, as_is};
 
 /// A user CreateUser asks for, every part valid.
 #[derive(Debug)]
@@ -103,24 +102,8 @@ impl Users {
             .map(|(key, domain)| {
                 IssuedPasswordToken::generate(key, INVITATION_TOKEN_LIFETIME, domain)
             });
-        let invite = async |conn: &mut diesel_async::AsyncPgConnection,
-                            user: domain::User|
-               -> AppResult<domain::User> {
-            if let Some(invitation) = &invitation {
-                PasswordTokens::invite(
-                    conn,
-                    user.account_id.as_uuid(),
-                    user.id.as_uuid(),
-                    user.email.as_str(),
-                    user.display_name.as_str(),
-                    &invitation.row(),
-                    &invitation.expires_shown(),
-                )
-                .await?;
-            }
-            Ok(user)
-        };
-        in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
+        let invitation = invitation.as_ref();
+        idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
             let account_id = caller.account_id.as_uuid();
             if let Some(existing) = User::find_login(conn, account_id, email.as_str()).await? {
                 if existing.password_hash.is_some() {
@@ -138,7 +121,7 @@ impl Users {
                     password_hash.as_deref(),
                 )
                 .await?;
-                return invite(conn, user).await;
+                return invite(conn, user, invitation).await;
             }
             let user = NewUser {
                 id: UserId::generate().as_uuid(),
@@ -160,8 +143,9 @@ impl Users {
                     },
                 )
             })??;
-            invite(conn, user).await
+            invite(conn, user, invitation).await
         })
+        .await
     }
 
     /// One user: agents and admins may read anyone in the account, customers only themselves.
@@ -178,11 +162,12 @@ impl Users {
     }
 
     async fn find(&self, caller: &Caller, id: UserId) -> AppResult<domain::User> {
-        with_connection!(&self.pool, |conn| {
+        db::with_connection(&self.pool, async |conn| {
             User::find_in_account(conn, caller.account_id.as_uuid(), id.as_uuid())
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::User, id))
         })
+        .await
     }
 
     pub async fn list(
@@ -191,7 +176,7 @@ impl Users {
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<domain::User>> {
-        let rows = with_connection!(&self.pool, |conn| {
+        let rows = db::with_connection(&self.pool, async |conn| {
             User::list_for_account(
                 conn,
                 caller.account_id.as_uuid(),
@@ -199,7 +184,8 @@ impl Users {
                 rows_to_fetch(page_size),
             )
             .await
-        })?;
+        })
+        .await?;
         Ok(paginate(rows, page_size, |user| {
             PageCursor::at(user.created_at, user.id.as_uuid())
         }))
@@ -231,17 +217,19 @@ impl Users {
         }
         // Before the commit, so that no instance can go on trusting the old state after it.
         let marker = self.principals.changing(PrincipalKey::User(id)).await?;
-        let outcome = in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
-            let changeset = UserChangeset {
-                display_name: changes.display_name.as_ref().map(DisplayName::as_str),
-                role: changes.role.as_ref().map(Role::as_str),
-                active: changes.active,
-                updated_at: Some(Utc::now()),
-            };
-            User::update(conn, caller.account_id.as_uuid(), id.as_uuid(), &changeset)
-                .await?
-                .ok_or_else(|| AppError::not_found(Resource::User, id))
-        });
+        let outcome =
+            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+                let changeset = UserChangeset {
+                    display_name: changes.display_name.as_ref().map(DisplayName::as_str),
+                    role: changes.role.as_ref().map(Role::as_str),
+                    active: changes.active,
+                    updated_at: Some(Utc::now()),
+                };
+                User::update(conn, caller.account_id.as_uuid(), id.as_uuid(), &changeset)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(Resource::User, id))
+            })
+            .await;
         marker
             .settle(match &outcome {
                 Ok(Outcome::Done(user)) => Some(PrincipalState::User {
@@ -260,4 +248,25 @@ impl Users {
         }
         Ok(outcome)
     }
+}
+
+/// Writes `user`'s invitation (its token and its message, one statement) when there is one.
+async fn invite(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: domain::User,
+    invitation: Option<&IssuedPasswordToken>,
+) -> AppResult<domain::User> {
+    if let Some(invitation) = invitation {
+        PasswordTokens::invite(
+            conn,
+            user.account_id.as_uuid(),
+            user.id.as_uuid(),
+            user.email.as_str(),
+            user.display_name.as_str(),
+            &invitation.row(),
+            &invitation.expires_shown(),
+        )
+        .await?;
+    }
+    Ok(user)
 }
