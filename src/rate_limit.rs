@@ -1,6 +1,7 @@
-//! Fair use: a GCRA rate limiter in Redis, one atomic Lua script per decision, so that every
-//! instance sharing the Redis enforces one global limit. Time comes from Redis (`TIME`), not
-//! from the instances' clocks.
+//! Fair use: the quotas ([`Policy`]), who they count for ([`Subject`]) and what the limiter
+//! answers ([`Decision`], with its IETF header fields). The counting is GCRA in Redis, one atomic
+//! script per decision (`crate::redis::admission`), so that every instance sharing the Redis
+//! enforces one global limit, on Redis's clock.
 //!
 //! When Redis cannot decide (the connection fails, or no answer comes within
 //! [`DECISION_TIMEOUT`]), the configured policy applies (let the request through, or refuse it),
@@ -17,111 +18,26 @@ pub use login::{LoginAttempt, LoginGate, LoginOutcome};
 
 use std::fmt;
 use std::future::Future;
-use std::sync::LazyLock;
 use std::time::Duration;
-
-use redis::Script;
 
 use crate::app::metrics::Metrics;
 use crate::auth::Credential;
 use crate::auth::principals::{LEASE_TTL, Lease};
-use crate::configuration::{RateLimitSettings, RateQuota};
+use crate::configuration::{PasswordResetSettings, RateLimitSettings, RateQuota};
 use crate::errors::{AppError, AppResult};
+use crate::redis::admission::{self, Admission, Answer};
 use crate::redis::backoff::RedisBackoff;
 use crate::redis::connection::Redis;
 use crate::redis::keys::RedisKeys;
 
 const DECISION_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// GCRA: KEYS[1] holds the theoretical arrival time (ms). ARGV: emission interval (ms), burst.
-/// With KEYS[2], also reads that key in the same round trip, and when it is empty stores ARGV[3]
-/// there (NX, for ARGV[4] ms): a reader's lease ([`crate::auth::principals`]). ARGV[5] then names
-/// what the keys after KEYS[2] are, one letter each: `p`, a key to read (a prefetch); `f`, the
-/// client's failed-authentication quota (interval ARGV[6], burst ARGV[7]), looked at only when
-/// KEYS[2] is empty: a client over it is *barred* (no lease is taken, and the caller does not ask
-/// PostgreSQL about a credential Redis does not know).
-///
-/// The quota, the state and the prefetch are read with one `MGET`: every command a script
-/// calls costs Redis about a microsecond of its one thread. The answer is one bulk string, not
-/// an array, so that the client parses one value (eight cost the redis crate's parser several
-/// times more; docs/performance.md): `"<allowed 0/1> <remaining> <retry_after_ms> <reset_ms> <lease taken 0/1>
-/// <ms the client stays barred, 0: not> <length of the value read, -1: empty> "` followed by
-/// the value read and the value prefetched (`""` when empty or not asked for).
-const GCRA: &str = r"
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-local wanted = {KEYS[1]}
-local extra = ARGV[5] or ''
-local failures_key = false
-if KEYS[2] then
-  wanted[2] = KEYS[2]
-  for i = 1, #extra do
-    local kind = string.sub(extra, i, i)
-    if kind == 'p' then
-      wanted[#wanted + 1] = KEYS[2 + i]
-    elseif kind == 'f' then
-      failures_key = KEYS[2 + i]
-    end
-  end
-end
-local got = redis.call('MGET', unpack(wanted))
-local read = got[2]
-local fetched = got[3] or ''
-local leased = 0
-local barred = 0
-if KEYS[2] and not read then
-  if failures_key then
-    local failures_tat = tonumber(redis.call('GET', failures_key))
-    if failures_tat then
-      local failure_interval = tonumber(ARGV[6])
-      local wait = failures_tat + failure_interval - failure_interval * tonumber(ARGV[7]) - now
-      if wait > 0 then barred = wait end
-    end
-  end
-  if barred == 0 and redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then
-    leased = 1
-  end
-end
-local read_length = -1
-if read then read_length = #read else read = '' end
-local interval = tonumber(ARGV[1])
-local tolerance = interval * tonumber(ARGV[2])
-local tat = tonumber(got[1]) or now
-if tat < now then tat = now end
-local new_tat = tat + interval
-local head
-if new_tat - tolerance > now then
-  head = string.format('0 0 %d %d %d %d %d ', new_tat - tolerance - now, tat - now, leased, barred, read_length)
-else
-  redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
-  head = string.format('1 %d 0 %d %d %d %d ', math.floor((tolerance - (new_tat - now)) / interval), new_tat - now, leased, barred, read_length)
-end
-return head .. read .. fetched
-";
-
-/// GCRA without counting: would one more event fit in KEYS[1]'s quota now? Same ARGV; returns
-/// {fits, events that fit, retry_after_ms, reset_ms}.
-const GCRA_PEEK: &str = r"
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local tolerance = interval * tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-if tat + interval - tolerance > now then
-  return {0, 0, tat + interval - tolerance - now, tat - now}
-end
-return {1, math.floor((tolerance - (tat - now)) / interval), 0, tat - now}
-";
-
-static GCRA_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA));
-static GCRA_PEEK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA_PEEK));
-
 /// The scripts this module runs, for loading at start-up.
-pub fn scripts() -> [&'static Script; 4] {
+pub fn scripts() -> [&'static redis::Script; 4] {
+    let [admit, peek] = admission::scripts();
     [
-        &GCRA_SCRIPT,
-        &GCRA_PEEK_SCRIPT,
+        admit,
+        peek,
         &login::LOGIN_GATE_SCRIPT,
         &login::LOGIN_SETTLE_SCRIPT,
     ]
@@ -143,6 +59,10 @@ pub enum Policy {
     AuthFailure,
     /// The payment provider's webhook deliveries per client IP.
     Webhook,
+    /// Password-reset requests per client IP.
+    PasswordReset,
+    /// Password-reset requests per email address (account and email).
+    PasswordResetAddress,
 }
 
 impl Policy {
@@ -156,6 +76,8 @@ impl Policy {
             Self::LoginName => "login-name",
             Self::AuthFailure => "auth-failure",
             Self::Webhook => "webhook",
+            Self::PasswordReset => "password-reset",
+            Self::PasswordResetAddress => "password-reset-address",
         }
     }
 }
@@ -250,6 +172,8 @@ pub struct Read {
     /// When the key was empty and the client is over its failed-authentication quota: how long
     /// until it is not. No lease was taken then.
     pub barred_for: Option<Duration>,
+    /// Whether the revocation marker asked for was there: the caller's session has ended.
+    pub revoked: bool,
 }
 
 /// What [`RateLimiter::admit`] reads beside its decision.
@@ -261,6 +185,9 @@ pub struct AlsoRead<'a> {
     pub prefetch: Option<&'a str>,
     /// The client whose failed-authentication quota bars a lookup Redis cannot answer.
     pub barring: Option<&'a Subject>,
+    /// A session's revocation marker, whose presence refuses the caller (an access token of
+    /// a session that has ended).
+    pub revocation: Option<&'a str>,
 }
 
 /// Who a quota belongs to: a user, an API key, an IP address, or a login name.
@@ -319,6 +246,8 @@ pub struct RateLimiter {
     redis: Redis,
     keys: RedisKeys,
     settings: RateLimitSettings,
+    /// The password-reset quotas; the public quota stands in until they are given.
+    password_reset: Option<PasswordResetSettings>,
     backoff: RedisBackoff,
     metrics: Metrics,
 }
@@ -338,9 +267,16 @@ impl RateLimiter {
             redis,
             keys,
             settings,
+            password_reset: None,
             backoff: RedisBackoff::new(failure_pause, counters.redis_failures.clone()),
             metrics: metrics.clone(),
         }
+    }
+
+    /// The same limiter with the password-reset quotas.
+    pub fn with_password_reset(mut self, quotas: PasswordResetSettings) -> Self {
+        self.password_reset = Some(quotas);
+        self
     }
 
     pub fn settings(&self) -> &RateLimitSettings {
@@ -364,6 +300,14 @@ impl RateLimiter {
             Policy::LoginName => self.settings.login_name,
             Policy::AuthFailure => self.settings.auth_failure,
             Policy::Webhook => self.settings.webhook,
+            Policy::PasswordReset => self
+                .password_reset
+                .as_ref()
+                .map_or(self.settings.public, |quotas| quotas.per_client),
+            Policy::PasswordResetAddress => self
+                .password_reset
+                .as_ref()
+                .map_or(self.settings.public, |quotas| quotas.per_address),
         }
     }
 
@@ -432,12 +376,13 @@ impl RateLimiter {
         let answer = self
             .ask(async {
                 let mut connection = self.redis.get().await?;
-                let answer: (i64, i64, i64, i64) = GCRA_PEEK_SCRIPT
-                    .key(key)
-                    .arg(Self::interval_ms(quota))
-                    .arg(quota.count)
-                    .invoke_async(&mut connection)
-                    .await?;
+                let answer: (i64, i64, i64, i64) = admission::peek(admission::Quota {
+                    key: &key,
+                    interval_ms: Self::interval_ms(quota),
+                    burst: quota.count,
+                })
+                .invoke_async(&mut connection)
+                .await?;
                 Ok(answer)
             })
             .await;
@@ -450,8 +395,8 @@ impl RateLimiter {
             policy,
             quota,
             remaining: u32::try_from(remaining).unwrap_or(0),
-            retry_after: millis(retry_after),
-            reset: millis(reset),
+            retry_after: duration_of_millis(retry_after),
+            reset: duration_of_millis(reset),
             decided: true,
         }
     }
@@ -480,189 +425,55 @@ impl RateLimiter {
         let answer = self
             .ask(async {
                 let mut connection = self.redis.get().await?;
-                let mut invocation = GCRA_SCRIPT.key(key);
-                invocation.arg(Self::interval_ms(quota)).arg(quota.count);
-                if let Some(also) = &also {
-                    invocation
-                        .key(also.key)
-                        .arg(also.lease.value())
-                        .arg(u64::try_from(LEASE_TTL.as_millis()).unwrap_or(u64::MAX));
-                    let mut extra = String::new();
-                    if let Some(prefetch) = also.prefetch {
-                        invocation.key(prefetch);
-                        extra.push('p');
-                    }
-                    if let Some(barring_key) = &barring_key {
-                        invocation.key(barring_key);
-                        extra.push('f');
-                    }
-                    let failures = self.quota(Policy::AuthFailure);
-                    invocation
-                        .arg(extra)
-                        .arg(Self::interval_ms(failures))
-                        .arg(failures.count);
-                }
-                let answer: redis::Value = invocation.invoke_async(&mut connection).await?;
-                ScriptAnswer::parse(answer).ok_or_else(|| {
-                    AppError::internal(anyhow::anyhow!(
-                        "the rate-limit script's answer is malformed"
-                    ))
-                })
+                let failures = self.quota(Policy::AuthFailure);
+                let admission = Admission {
+                    quota: admission::Quota {
+                        key: &key,
+                        interval_ms: Self::interval_ms(quota),
+                        burst: quota.count,
+                    },
+                    also: also.as_ref().map(|also| admission::AlsoRead {
+                        state_key: also.key,
+                        lease: also.lease.value(),
+                        lease_ttl_ms: u64::try_from(LEASE_TTL.as_millis()).unwrap_or(u64::MAX),
+                        prefetch: also.prefetch,
+                        revocation: also.revocation,
+                        barring: barring_key.as_deref().map(|key| admission::Quota {
+                            key,
+                            interval_ms: Self::interval_ms(failures),
+                            burst: failures.count,
+                        }),
+                    }),
+                };
+                let answer: Answer = admission.invocation().invoke_async(&mut connection).await?;
+                Ok(answer)
             })
             .await;
-        let Some(ScriptAnswer {
-            allowed,
-            remaining,
-            retry_after,
-            reset,
-            leased,
-            barred,
-            value,
-            prefetched,
-        }) = answer
-        else {
+        let Some(answer) = answer else {
             return (self.undecided(policy), None);
         };
-        self.metrics.rate_limit().decided(allowed);
+        self.metrics.rate_limit().decided(answer.allowed);
         let decision = Decision {
-            allowed,
+            allowed: answer.allowed,
             policy,
             quota,
-            remaining: u32::try_from(remaining).unwrap_or(0),
-            retry_after: millis(retry_after),
-            reset: millis(reset),
+            remaining: answer.remaining,
+            retry_after: answer.retry_after,
+            reset: answer.reset,
             decided: true,
         };
         let read = also.map(|_| Read {
-            value,
-            took_lease: leased,
-            prefetched: (!prefetched.is_empty()).then_some(prefetched),
-            barred_for: (barred > 0).then(|| millis(barred)),
+            value: answer.state,
+            took_lease: answer.leased,
+            prefetched: answer.prefetched,
+            barred_for: answer.barred,
+            revoked: answer.revoked,
         });
         (decision, read)
     }
 }
 
-/// The answer of [`GCRA`], parsed from its one bulk string.
-#[derive(Debug, PartialEq, Eq)]
-struct ScriptAnswer {
-    allowed: bool,
-    remaining: i64,
-    retry_after: i64,
-    reset: i64,
-    leased: bool,
-    barred: i64,
-    value: Option<String>,
-    prefetched: Vec<u8>,
-}
-
-impl ScriptAnswer {
-    /// `None` for anything but the script's answer.
-    fn parse(answer: redis::Value) -> Option<Self> {
-        let redis::Value::BulkString(mut bytes) = answer else {
-            return None;
-        };
-        let (numbers, header_length) = Self::split(&bytes)?;
-        let [
-            allowed,
-            remaining,
-            retry_after,
-            reset,
-            leased,
-            barred,
-            read_length,
-        ] = numbers;
-        bytes.drain(..header_length);
-        let value = match usize::try_from(read_length) {
-            Ok(length) if length <= bytes.len() => {
-                let value = String::from_utf8(bytes[..length].to_vec()).ok()?;
-                bytes.drain(..length);
-                Some(value)
-            }
-            Ok(_) => return None,
-            Err(_) => None,
-        };
-        Some(Self {
-            allowed: allowed == 1,
-            remaining,
-            retry_after,
-            reset,
-            leased: leased == 1,
-            barred,
-            value,
-            prefetched: bytes,
-        })
-    }
-
-    /// The seven numbers of the answer's head, and the length of the head (each number ends
-    /// with a space).
-    fn split(bytes: &[u8]) -> Option<([i64; 7], usize)> {
-        let mut numbers = [0_i64; 7];
-        let mut at = 0;
-        for number in &mut numbers {
-            let length = bytes[at..].iter().position(|&byte| byte == b' ')?;
-            *number = std::str::from_utf8(&bytes[at..at + length])
-                .ok()?
-                .parse()
-                .ok()?;
-            at += length + 1;
-        }
-        Some((numbers, at))
-    }
-}
-
 /// Milliseconds from a script's answer as a duration; a negative one (never sent) as zero.
-fn millis(value: i64) -> Duration {
+fn duration_of_millis(value: i64) -> Duration {
     Duration::from_millis(u64::try_from(value).unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn answer(text: &[u8]) -> Option<ScriptAnswer> {
-        ScriptAnswer::parse(redis::Value::BulkString(text.to_vec()))
-    }
-
-    #[test]
-    fn the_scripts_answer_reads_back_with_values_that_contain_spaces() {
-        assert_eq!(
-            answer(b"1 41 0 1200 0 0 9 user x 1\x00pro to"),
-            Some(ScriptAnswer {
-                allowed: true,
-                remaining: 41,
-                retry_after: 0,
-                reset: 1200,
-                leased: false,
-                barred: 0,
-                value: Some("user x 1\u{0}".to_owned()),
-                prefetched: b"pro to".to_vec(),
-            })
-        );
-        assert_eq!(
-            answer(b"0 0 350 900 1 0 -1 "),
-            Some(ScriptAnswer {
-                allowed: false,
-                remaining: 0,
-                retry_after: 350,
-                reset: 900,
-                leased: true,
-                barred: 0,
-                value: None,
-                prefetched: Vec::new(),
-            })
-        );
-    }
-
-    #[test]
-    fn a_malformed_answer_is_no_decision() {
-        assert_eq!(answer(b"1 41 0 1200 0 0"), None, "a number short");
-        assert_eq!(
-            answer(b"1 41 0 1200 0 0 99 short"),
-            None,
-            "a value longer than sent"
-        );
-        assert_eq!(answer(b"1 x 0 1200 0 0 -1 "), None, "not a number");
-        assert_eq!(ScriptAnswer::parse(redis::Value::Int(1)), None);
-    }
 }

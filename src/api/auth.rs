@@ -4,19 +4,37 @@ use tonic::{Request, Response, Status};
 
 use super::users::user_to_wire;
 use super::{request_budget, request_context, required, timestamp};
+use crate::domain::{AccountSlug, Email, Password};
 use crate::errors::{AppError, FieldViolations};
 use crate::middleware::ClientAddress;
-use crate::service::{Authentication, IssuedTokens};
+use crate::service::{Authentication, IssuedTokens, PasswordResets};
 use crate::wire::proto::v1;
 
 pub struct AuthApi {
     authentication: Authentication,
+    resets: PasswordResets,
 }
 
 impl AuthApi {
-    pub fn new(authentication: Authentication) -> Self {
-        Self { authentication }
+    pub fn new(authentication: Authentication, resets: PasswordResets) -> Self {
+        Self {
+            authentication,
+            resets,
+        }
     }
+}
+
+/// The client address admission found, which public RPCs' own quotas count against.
+fn client_of<T>(request: &Request<T>) -> Result<crate::rate_limit::Subject, AppError> {
+    request
+        .extensions()
+        .get::<ClientAddress>()
+        .map(|client| client.subject().clone())
+        .ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!(
+                "no ClientAddress: is the admission layer in the stack?"
+            ))
+        })
 }
 
 #[tonic::async_trait]
@@ -70,6 +88,47 @@ impl v1::auth_service_server::AuthService for AuthApi {
         Ok(Response::new(v1::RefreshTokenResponse {
             tokens: Some(tokens_to_wire(tokens)),
         }))
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<v1::RequestPasswordResetRequest>,
+    ) -> Result<Response<v1::RequestPasswordResetResponse>, Status> {
+        request_budget(&request)?;
+        let client = client_of(&request)?;
+        let message = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let slug = violations.check("account", AccountSlug::parse(&message.account));
+        let email = violations.check("email", Email::parse(&message.email));
+        violations.into_result()?;
+        let (Some(slug), Some(email)) = (slug, email) else {
+            return Err(AppError::internal(anyhow::anyhow!("checked fields missing")).into());
+        };
+        self.resets.request(&client, &slug, &email).await?;
+        Ok(Response::new(v1::RequestPasswordResetResponse {}))
+    }
+
+    async fn reset_password(
+        &self,
+        request: Request<v1::ResetPasswordRequest>,
+    ) -> Result<Response<v1::ResetPasswordResponse>, Status> {
+        request_budget(&request)?;
+        let message = request.into_inner();
+        let mut violations = FieldViolations::new();
+        for (field, value) in [("account", &message.account), ("token", &message.token)] {
+            if value.trim().is_empty() {
+                violations.add(field, &required());
+            }
+        }
+        let password = violations.check("new_password", Password::parse(&message.new_password));
+        violations.into_result()?;
+        let Some(password) = password else {
+            return Err(AppError::internal(anyhow::anyhow!("checked fields missing")).into());
+        };
+        self.resets
+            .reset(message.account.trim(), &message.token, &password)
+            .await?;
+        Ok(Response::new(v1::ResetPasswordResponse {}))
     }
 
     async fn logout(

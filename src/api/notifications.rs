@@ -250,6 +250,10 @@ fn kind_from_wire(raw: i32) -> Result<Option<NotificationKind>, InvalidValue> {
         Ok(v1::NotificationKind::TicketCreated) => Ok(Some(NotificationKind::TicketCreated)),
         Ok(v1::NotificationKind::CommentAdded) => Ok(Some(NotificationKind::CommentAdded)),
         Ok(v1::NotificationKind::TicketSolved) => Ok(Some(NotificationKind::TicketSolved)),
+        Ok(v1::NotificationKind::PasswordReset) => Ok(Some(NotificationKind::PasswordReset)),
+        Ok(v1::NotificationKind::Invitation) => Ok(Some(NotificationKind::Invitation)),
+        Ok(v1::NotificationKind::ChargeReceipt) => Ok(Some(NotificationKind::ChargeReceipt)),
+        Ok(v1::NotificationKind::RefundNotice) => Ok(Some(NotificationKind::RefundNotice)),
         Err(_) => Err(InvalidValue::new("is not a notification kind")),
     }
 }
@@ -259,6 +263,10 @@ fn kind_to_wire(kind: NotificationKind) -> v1::NotificationKind {
         NotificationKind::TicketCreated => v1::NotificationKind::TicketCreated,
         NotificationKind::CommentAdded => v1::NotificationKind::CommentAdded,
         NotificationKind::TicketSolved => v1::NotificationKind::TicketSolved,
+        NotificationKind::PasswordReset => v1::NotificationKind::PasswordReset,
+        NotificationKind::Invitation => v1::NotificationKind::Invitation,
+        NotificationKind::ChargeReceipt => v1::NotificationKind::ChargeReceipt,
+        NotificationKind::RefundNotice => v1::NotificationKind::RefundNotice,
     }
 }
 

@@ -57,7 +57,14 @@ impl v1::user_service_server::UserService for UserApi {
         let display_name =
             violations.check("user.display_name", DisplayName::parse(&user.display_name));
         let role = violations.check("user.role", role_from_wire(user.role));
-        let password = violations.check("password", Password::parse(&message.password));
+        // No password: the user is invited to choose one.
+        let password = if message.password.is_empty() {
+            Some(None)
+        } else {
+            violations
+                .check("password", Password::parse(&message.password))
+                .map(Some)
+        };
         let (Some(email), Some(display_name), Some(role), Some(password)) =
             (email, display_name, role, password)
         else {

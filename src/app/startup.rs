@@ -42,7 +42,7 @@ use crate::rate_limit::RateLimiter;
 use crate::redis::connection::{self, Redis};
 use crate::redis::keys::RedisKeys;
 use crate::redis::ticket_cache::{self, TicketCache};
-use crate::service::{Accounts, ApiKeys, Authentication, TicketDesk, Users};
+use crate::service::{Accounts, ApiKeys, Authentication, PasswordResets, TicketDesk, Users};
 use crate::wire::methods::MethodTable;
 use crate::wire::proto;
 use crate::wire::proto::v1::account_service_server::AccountServiceServer;
@@ -163,7 +163,7 @@ impl Application {
             services.page_tokens.clone(),
         ))
         .max_decoding_message_size(max_bytes);
-        let auth = AuthServiceServer::new(AuthApi::new(services.authentication))
+        let auth = AuthServiceServer::new(AuthApi::new(services.authentication, services.resets))
             .max_decoding_message_size(max_bytes);
         let tickets = TicketServiceServer::new(TicketApi::new(
             services.tickets,
@@ -180,6 +180,7 @@ impl Application {
         let billing = provider.clone().map(|provider| {
             crate::service::Billing::new(self.database.clone(), provider)
                 .counting_into(services.metrics.clone())
+                .with_message_domain(self.settings.notifications.message_domain())
         });
         let billing_api =
             crate::wire::proto::v1::billing_service_server::BillingServiceServer::new(
@@ -325,7 +326,8 @@ impl Application {
                 // workers also poll, to find events other instances stored.
                 self.wake_webhook_workers.clone(),
                 services.metrics.clone(),
-            );
+            )
+            .with_message_domain(self.settings.notifications.message_domain());
             // Events wait durably in the queue, shared with every instance's workers: nothing
             // to take out of service while they restart.
             jobs.add(Task::new(
@@ -346,6 +348,7 @@ impl Application {
                 crate::notifications::sender_for(email)?,
                 notifications.workers.clone(),
                 public_base_url.clone(),
+                password_token_key(&self.settings.auth),
             );
             // Notifications wait durably in the outbox, shared with every instance's workers:
             // nothing to take out of service while they restart.
@@ -493,6 +496,7 @@ struct Services {
     accounts: Accounts,
     api_keys: ApiKeys,
     authentication: Authentication,
+    resets: PasswordResets,
     tickets: TicketDesk,
     ticket_cache: TicketCache,
     users: Users,
@@ -506,6 +510,8 @@ impl Services {
         let sessions = SessionStore::new(
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
+            database.clone(),
+            settings.auth.access_token_ttl,
             settings.auth.refresh_token_ttl,
             settings.auth.refresh_reuse_grace,
             &settings.auth.jwt_secret,
@@ -528,7 +534,8 @@ impl Services {
             settings.rate_limits.clone(),
             settings.redis.failure_pause,
             &metrics,
-        );
+        )
+        .with_password_reset(settings.password_reset.clone());
         Self {
             page_tokens: page_token_keys(&settings.auth),
             idempotency: IdempotencyPolicy {
@@ -545,7 +552,15 @@ impl Services {
                 hasher.clone(),
                 sessions.clone(),
                 tokens,
+                limiter.clone(),
+            ),
+            resets: PasswordResets::new(
+                database.clone(),
+                hasher.clone(),
+                sessions.clone(),
                 limiter,
+                password_token_key(&settings.auth),
+                settings.notifications.message_domain(),
             ),
             tickets: TicketDesk::new(
                 database.clone(),
@@ -554,7 +569,10 @@ impl Services {
                 settings.notifications.message_domain(),
             ),
             ticket_cache,
-            users: Users::new(database.clone(), hasher, sessions, principals),
+            users: Users::new(database.clone(), hasher, sessions, principals).with_invitations(
+                password_token_key(&settings.auth),
+                settings.notifications.message_domain(),
+            ),
             metrics,
         }
     }
@@ -611,6 +629,13 @@ fn email_webhook_verifier(
             None
         }
     }
+}
+
+/// The key password-reset and invitation tokens are derived with: from `JWT_SECRET` through a
+/// label of its own, so the JWT key itself never signs anything else.
+fn password_token_key(auth: &AuthSettings) -> crate::domain::PasswordTokenKey {
+    use secrecy::ExposeSecret;
+    crate::domain::PasswordTokenKey::derive(auth.jwt_secret.expose_secret().as_bytes())
 }
 
 /// The keys of `PAGE_TOKEN_KEYS`, or one derived from `JWT_SECRET` when none are set: an

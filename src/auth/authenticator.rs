@@ -110,13 +110,21 @@ impl Authenticator {
         let mut conn = db::connection(&self.pool).await?;
         match credential {
             Credential::AccessToken(claims) => {
-                let user = User::find_in_account(
+                // The session's revocation in the same statement: Redis knew nothing of the
+                // caller, so it may have lost the session's marker too.
+                let (user, revoked) = User::find_for_session(
                     &mut conn,
                     claims.account_id.as_uuid(),
                     claims.user_id.as_uuid(),
+                    claims.session_id.as_uuid(),
                 )
                 .await?
                 .ok_or_else(unknown_user)?;
+                drop(conn);
+                if revoked {
+                    self.states.remark_revoked(claims.session_id).await;
+                    return Err(session_revoked());
+                }
                 Ok(PrincipalState::User {
                     account_id: claims.account_id,
                     role: user.role,
@@ -177,6 +185,16 @@ fn unknown_user() -> AppError {
     AppError::Unauthenticated {
         reason: Reason::InvalidCredentials,
         message: "the access token names no user of its account".to_owned(),
+    }
+}
+
+/// An access token of a session that has ended (Logout, LogoutAll, a password reset, a reused
+/// refresh token): refused at once, not when it expires.
+pub fn session_revoked() -> AppError {
+    AppError::Unauthenticated {
+        reason: Reason::SessionRevoked,
+        message: "this session has ended (logged out, or the password was reset): log in again"
+            .to_owned(),
     }
 }
 

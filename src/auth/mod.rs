@@ -11,7 +11,7 @@ pub mod sessions;
 mod tokens;
 
 pub use api_key_secret::{API_KEY_PREFIX, ApiKeySecret};
-pub use authenticator::{Authenticator, Credential};
+pub use authenticator::{Authenticator, Credential, session_revoked};
 pub use caller::{Caller, Principal};
 pub use password::PasswordHasher;
 pub use sessions::{RefreshToken, RefreshTokenOutcome, SessionOwner, SessionStore};

@@ -26,13 +26,16 @@ use std::time::Duration;
 use rand::Rng;
 use redis::Script;
 
-use crate::domain::{AccountId, ApiKeyId, Role, UserId};
+use crate::domain::{AccountId, ApiKeyId, Role, SessionId, UserId};
 use crate::errors::{AppError, AppResult, Dependency};
 use crate::redis::connection::Redis;
 use crate::redis::keys::RedisKeys;
 
 /// How long a stored state lives without being read again; any change replaces it at once.
 const STATE_TTL: Duration = Duration::from_secs(3600);
+/// How long a revocation marker put back from PostgreSQL lives: longer than any access token
+/// (15 minutes by default); a marker that outlives its session's tokens costs a few bytes.
+const REMARK_TTL: Duration = Duration::from_secs(3600);
 /// How long a reader's lease lasts: a PostgreSQL read that takes longer stores nothing.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
 
@@ -223,6 +226,36 @@ impl PrincipalStates {
                 self.keys.key_of_parts(&["principal:user:", id])
             }
             PrincipalKey::ApiKey { .. } => self.keys.key(&principal.suffix()),
+        }
+    }
+
+    /// The Redis key of session `session_id`'s revocation marker ([`super::sessions`]), which
+    /// the admission script reads beside the caller's state.
+    pub fn revoked_session_key(&self, session_id: SessionId) -> String {
+        let mut text = uuid::Uuid::encode_buffer();
+        let id = session_id.as_uuid().hyphenated().encode_lower(&mut text);
+        self.keys
+            .key_of_parts(&[super::sessions::REVOKED_SESSION_PREFIX, id])
+    }
+
+    /// Puts back the revocation marker of a session PostgreSQL says was revoked (Redis lost
+    /// it), for [`REMARK_TTL`]. Best effort: without it the next call asks PostgreSQL again
+    /// only if Redis has no state for the caller either.
+    pub async fn remark_revoked(&self, session_id: SessionId) {
+        let millis = u64::try_from(REMARK_TTL.as_millis()).unwrap_or(u64::MAX);
+        let marked = async {
+            let mut connection = self.redis.get().await?;
+            redis::cmd("SET")
+                .arg(self.revoked_session_key(session_id))
+                .arg(1)
+                .arg("PX")
+                .arg(millis)
+                .query_async::<()>(&mut connection)
+                .await?;
+            Ok::<_, AppError>(())
+        };
+        if let Err(error) = marked.await {
+            tracing::debug!(%error, "a revoked session's marker was not put back");
         }
     }
 

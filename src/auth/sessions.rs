@@ -16,10 +16,20 @@
 //! key nobody can derive a successor from a stolen token; after the window, reuse revokes as
 //! before.
 //!
+//! **Ending a session at once.** Ending a session (Logout, LogoutAll, a password reset, a reused
+//! refresh token, a deactivation) records it in PostgreSQL's `revoked_sessions` first, then, in
+//! the same Redis step that deletes the session, sets `revoked-session:<sid>` for as long as an
+//! access token of the session may live. The admission script reads that marker in the round
+//! trip it makes anyway ([`crate::rate_limit::AlsoRead::revocation`]), so the session's access
+//! tokens are refused on the very next call. When Redis has lost the caller's state, the
+//! authenticator reads the user from PostgreSQL with the session's revocation in the same
+//! statement, and a refresh checks it too ([`crate::db::models::User::find_for_session`]).
+//!
 //! Keys, under the configured prefix: `session:<sid>` (hash: user, account),
 //! `refresh:<sha256>` (hash: sid, state live|used), `refresh-grace:<sha256>` (hash: the
 //! successor's record key, the rotation time; lives as long as the grace window),
-//! `user-sessions:<uid>` (set of sids).
+//! `user-sessions:<uid>` (set of sids), `revoked-session:<sid>` (`1`, for the access tokens'
+//! lifetime).
 
 use std::fmt;
 use std::sync::LazyLock;
@@ -36,6 +46,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::db::models::RevokedSession;
+use crate::db::{self, PgPool};
 use crate::domain::{AccountId, SessionId, UserId};
 use crate::errors::{AppError, AppResult};
 use crate::redis::connection::Redis;
@@ -155,14 +167,20 @@ redis.call('EXPIRE', ARGV[3] .. user, ARGV[2])
 return {'rotated', sid, user, account, now}
 ";
 
+/// KEYS[1]: the user's set of sessions. ARGV: the session key prefix, the revocation marker
+/// prefix, the markers' lifetime (ms). Ends every session of the set and marks it revoked.
 const END_ALL: &str = r"
 local sids = redis.call('SMEMBERS', KEYS[1])
 for _, sid in ipairs(sids) do
   redis.call('DEL', ARGV[1] .. sid)
+  redis.call('SET', ARGV[2] .. sid, '1', 'PX', ARGV[3])
 end
 redis.call('DEL', KEYS[1])
 return #sids
 ";
+
+/// The prefix (under the configured one) of a revoked session's marker, read by admission.
+pub const REVOKED_SESSION_PREFIX: &str = "revoked-session:";
 
 static START_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(START));
 static ROTATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ROTATE));
@@ -177,6 +195,11 @@ pub fn scripts() -> [&'static Script; 3] {
 pub struct SessionStore {
     pool: Redis,
     keys: RedisKeys,
+    /// Where revocations are recorded first.
+    database: PgPool,
+    /// How long a revoked session's access tokens may still be presented (their lifetime and
+    /// the clock-skew allowance): how long a revocation must be remembered.
+    revocation_lifetime: Duration,
     lifetime: Duration,
     /// How long after a rotation the rotated token still answers its successor.
     reuse_grace: Duration,
@@ -185,10 +208,13 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    /// `secret` is the server secret the successor key is derived from (`JWT_SECRET`).
+    /// `secret` is the server secret the successor key is derived from (`JWT_SECRET`);
+    /// `access_lifetime` the access tokens' lifetime.
     pub fn new(
         pool: Redis,
         keys: RedisKeys,
+        database: PgPool,
+        access_lifetime: Duration,
         lifetime: Duration,
         reuse_grace: Duration,
         secret: &SecretString,
@@ -201,6 +227,8 @@ impl SessionStore {
         Self {
             pool,
             keys,
+            database,
+            revocation_lifetime: access_lifetime + REVOCATION_MARGIN,
             lifetime,
             reuse_grace,
             successor_key: hmac(&derive.finalize().into_bytes()),
@@ -287,8 +315,25 @@ impl SessionStore {
         })
     }
 
-    /// Ends one session: its refresh tokens stop working.
+    /// Until when a revocation recorded now must be remembered.
+    pub fn revoked_until(&self) -> DateTime<Utc> {
+        Utc::now()
+            + chrono::Duration::from_std(self.revocation_lifetime).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Ends one session at once: recorded in PostgreSQL, then (one Redis step) its refresh
+    /// tokens stop working and its access tokens are refused from the next call on.
     pub async fn end(&self, session_id: SessionId, user_id: UserId) -> AppResult<()> {
+        {
+            let mut conn = db::connection(&self.database).await?;
+            RevokedSession::record(
+                &mut conn,
+                user_id.as_uuid(),
+                &[session_id.as_uuid()],
+                self.revoked_until(),
+            )
+            .await?;
+        }
         let mut connection = self.pool.get().await?;
         redis::pipe()
             .atomic()
@@ -297,19 +342,62 @@ impl SessionStore {
                 self.keys.key(&format!("user-sessions:{user_id}")),
                 session_id.to_string(),
             )
+            .cmd("SET")
+            .arg(self.revocation_key(session_id))
+            .arg(1)
+            .arg("PX")
+            .arg(u64::try_from(self.revocation_lifetime.as_millis()).unwrap_or(u64::MAX))
             .query_async::<()>(&mut connection)
             .await?;
         Ok(())
     }
 
-    /// Ends every session of `user_id`; returns how many there were.
+    /// The sessions `user_id` has now (to record their revocation before ending them).
+    pub async fn sessions_of(&self, user_id: UserId) -> AppResult<Vec<SessionId>> {
+        let mut connection = self.pool.get().await?;
+        let sids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.key(&format!("user-sessions:{user_id}")))
+            .query_async(&mut connection)
+            .await?;
+        Ok(sids
+            .iter()
+            .filter_map(|sid| SessionId::parse(sid).ok())
+            .collect())
+    }
+
+    /// Ends every session of `user_id` at once: recorded in PostgreSQL, then ended and marked
+    /// revoked in Redis (one script); returns how many there were.
     pub async fn end_all(&self, user_id: UserId) -> AppResult<u32> {
+        let sessions = self.sessions_of(user_id).await?;
+        {
+            let mut conn = db::connection(&self.database).await?;
+            let ids: Vec<uuid::Uuid> = sessions.iter().map(|sid| sid.as_uuid()).collect();
+            RevokedSession::record(&mut conn, user_id.as_uuid(), &ids, self.revoked_until())
+                .await?;
+        }
+        self.end_recorded(user_id).await
+    }
+
+    /// Ends and marks revoked every session of `user_id` in Redis, once their revocation is
+    /// recorded in PostgreSQL (by [`Self::end_all`], or by the caller's own statement).
+    pub async fn end_recorded(&self, user_id: UserId) -> AppResult<u32> {
         let mut connection = self.pool.get().await?;
         let ended: u32 = END_ALL_SCRIPT
             .key(self.keys.key(&format!("user-sessions:{user_id}")))
             .arg(self.keys.key("session:"))
+            .arg(self.keys.key(REVOKED_SESSION_PREFIX))
+            .arg(u64::try_from(self.revocation_lifetime.as_millis()).unwrap_or(u64::MAX))
             .invoke_async(&mut connection)
             .await?;
         Ok(ended)
     }
+
+    fn revocation_key(&self, session_id: SessionId) -> String {
+        self.keys
+            .key(&format!("{REVOKED_SESSION_PREFIX}{session_id}"))
+    }
 }
+
+/// How much longer than the access tokens' lifetime a revocation is remembered: the clock-skew
+/// allowance on a token's issue time and expiry, and then some.
+const REVOCATION_MARGIN: Duration = Duration::from_secs(30);

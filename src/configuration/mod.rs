@@ -11,6 +11,7 @@ mod database;
 mod idempotency;
 mod log;
 mod notifications;
+mod password_reset;
 mod rate_limits;
 mod reader;
 mod redis;
@@ -32,6 +33,7 @@ pub use self::notifications::{
     EmailProviderSettings, EmailSettings, EmailWebhookSettings, NotificationSettings,
     NotificationWorkerSettings, SmtpSettings, SmtpTls,
 };
+pub use self::password_reset::PasswordResetSettings;
 pub use self::rate_limits::RateLimitSettings;
 use self::reader::Reader;
 pub use self::redis::RedisSettings;
@@ -66,6 +68,8 @@ pub struct Settings {
     pub notifications: NotificationSettings,
     /// How the email provider's webhook deliveries are verified (docs/notifications.md).
     pub email_webhook: EmailWebhookSettings,
+    /// Password resets and invitations (docs/identity.md).
+    pub password_reset: PasswordResetSettings,
 }
 
 /// Every setting that was missing or malformed, so one start-up names them all.
@@ -125,6 +129,7 @@ impl Settings {
             webhook_receiving: reader.webhook_receiving(),
             notifications: reader.notifications(),
             email_webhook: reader.email_webhook(),
+            password_reset: reader.password_reset(),
         };
         if reader.problems.is_empty() {
             Ok(settings)

@@ -146,6 +146,20 @@ diesel::table! {
         dead_at -> Nullable<Timestamptz>,
         skip_reason -> Nullable<Text>,
         skipped_at -> Nullable<Timestamptz>,
+        dedupe_key -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    password_tokens (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        user_id -> Uuid,
+        purpose -> Text,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -201,6 +215,15 @@ diesel::table! {
         last_attempt_error -> Nullable<Text>,
         attention_reason -> Nullable<Text>,
         attention_since -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    revoked_sessions (session_id) {
+        session_id -> Uuid,
+        user_id -> Uuid,
+        revoked_at -> Timestamptz,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -326,9 +349,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_suppressions,
     idempotency_keys,
     notifications,
+    password_tokens,
     reconciliation_findings,
     reconciliation_runs,
     refunds,
+    revoked_sessions,
     ticket_activities,
     ticket_comments,
     tickets,

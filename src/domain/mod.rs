@@ -12,6 +12,7 @@ mod ids;
 mod money;
 mod notification;
 mod pagination;
+mod password_token;
 mod payment_event;
 mod rate_quota;
 mod reconciliation;
@@ -37,10 +38,11 @@ pub use identity::{
 pub use ids::{AccountId, ApiKeyId, ChargeId, RefundId, SessionId, TicketId, UserId};
 pub use money::{Currency, Money, MoneyArithmeticError};
 pub use notification::{
-    CommentAddedData, NotificationKind, NotificationState, SkipReason, SuppressionReason,
-    TicketCreatedData, TicketSolvedData,
+    CommentAddedData, NotificationKind, NotificationState, PasswordLinkData, PaymentNoticeData,
+    SkipReason, SuppressionReason, TicketCreatedData, TicketSolvedData,
 };
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
+pub use password_token::{PasswordToken, PasswordTokenKey, PasswordTokenSeed};
 pub use payment_event::{DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent};
 pub use rate_quota::RateQuota;
 pub use reconciliation::FindingKind;

@@ -17,6 +17,14 @@ pub enum NotificationKind {
     CommentAdded,
     /// Someone at the desk marked a ticket solved: the notice to its requester.
     TicketSolved,
+    /// Someone asked to reset a user's password: the single-use link, to the user.
+    PasswordReset,
+    /// An admin added a user: the single-use link to choose a password, to the new user.
+    Invitation,
+    /// A charge succeeded: the receipt, to the charged customer.
+    ChargeReceipt,
+    /// A refund succeeded: the notice, to the charged customer.
+    RefundNotice,
 }
 
 impl NotificationKind {
@@ -25,6 +33,10 @@ impl NotificationKind {
             Self::TicketCreated => "ticket_created",
             Self::CommentAdded => "comment_added",
             Self::TicketSolved => "ticket_solved",
+            Self::PasswordReset => "password_reset",
+            Self::Invitation => "invitation",
+            Self::ChargeReceipt => "charge_receipt",
+            Self::RefundNotice => "refund_notice",
         }
     }
 
@@ -33,8 +45,13 @@ impl NotificationKind {
             "ticket_created" => Ok(Self::TicketCreated),
             "comment_added" => Ok(Self::CommentAdded),
             "ticket_solved" => Ok(Self::TicketSolved),
+            "password_reset" => Ok(Self::PasswordReset),
+            "invitation" => Ok(Self::Invitation),
+            "charge_receipt" => Ok(Self::ChargeReceipt),
+            "refund_notice" => Ok(Self::RefundNotice),
             _ => Err(InvalidValue::new(
-                "must be ticket_created, comment_added or ticket_solved",
+                "must be ticket_created, comment_added, ticket_solved, password_reset, \
+                 invitation, charge_receipt or refund_notice",
             )),
         }
     }
@@ -47,7 +64,12 @@ impl NotificationKind {
     pub fn is_optional(self) -> bool {
         match self {
             Self::CommentAdded => true,
-            Self::TicketCreated | Self::TicketSolved => false,
+            Self::TicketCreated
+            | Self::TicketSolved
+            | Self::PasswordReset
+            | Self::Invitation
+            | Self::ChargeReceipt
+            | Self::RefundNotice => false,
         }
     }
 }
@@ -182,6 +204,36 @@ pub struct TicketSolvedData {
     pub subject: String,
 }
 
+/// What a password-reset or invitation message carries: the seed its link's token is derived
+/// from (never the token: that needs the server's key as well, so the outbox row alone cannot
+/// set anyone's password), and for whom.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordLinkData {
+    /// The random seed, URL-safe base64.
+    pub seed: String,
+    /// The account's slug: the link names it, as logging in does.
+    pub account_slug: String,
+    /// The user's display name; empty when none.
+    pub display_name: String,
+    /// When the link stops working (RFC 3339).
+    pub expires_at: String,
+}
+
+/// What a receipt or refund notice says: amounts in minor units with their currency, formatted
+/// with the currency's exponent when the message is rendered (never through a float).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentNoticeData {
+    /// The charge's id.
+    pub charge_id: String,
+    /// The refund's id, for a refund notice.
+    #[serde(default)]
+    pub refund_id: Option<String>,
+    /// The amount charged or refunded, in minor units.
+    pub amount_minor: i64,
+    /// ISO 4217, upper case.
+    pub currency: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +252,14 @@ mod tests {
             NotificationKind::parse(NotificationKind::TicketSolved.as_str()),
             Ok(NotificationKind::TicketSolved)
         );
+        for kind in [
+            NotificationKind::PasswordReset,
+            NotificationKind::Invitation,
+            NotificationKind::ChargeReceipt,
+            NotificationKind::RefundNotice,
+        ] {
+            assert_eq!(NotificationKind::parse(kind.as_str()), Ok(kind));
+        }
         assert!(NotificationKind::parse("charge_succeeded").is_err());
     }
 

@@ -65,6 +65,14 @@ reasons! {
     ApiKeyRevoked = "API_KEY_REVOKED",
     /// A rotated refresh token presented again: the session is revoked.
     RefreshTokenReused = "REFRESH_TOKEN_REUSED",
+    /// The access token's session has ended (logout, password reset): refused at once.
+    SessionRevoked = "SESSION_REVOKED",
+    /// A password token that is unknown, or of another account.
+    PasswordTokenInvalid = "PASSWORD_TOKEN_INVALID",
+    /// A password token past its lifetime.
+    PasswordTokenExpired = "PASSWORD_TOKEN_EXPIRED",
+    /// A password token that already set a password.
+    PasswordTokenUsed = "PASSWORD_TOKEN_USED",
     /// The caller's role is below the RPC's least role.
     RoleRequired = "ROLE_REQUIRED",
     /// An API key called an RPC only people may call.

@@ -12,6 +12,8 @@
 //!    caller's state ([`crate::auth::principals`]), and what the RPC declares to prefetch (for
 //!    GetTicket, the ticket's cache entry, found through the request's `id`: the unary request
 //!    body is read here for that, and handed on unchanged);
+//!    An access token's session revocation marker is read in the same `MGET`: a session that
+//!    has ended (logout, password reset) is UNAUTHENTICATED `SESSION_REVOKED` at once;
 //! 4. the caller is resolved from that state, or from PostgreSQL when Redis had none
 //!    ([`Authenticator::resolve`]): a deactivated user or revoked key is UNAUTHENTICATED (and
 //!    counted as in 2). An API key Redis does not know, from a client over its `auth-failure`
@@ -38,7 +40,7 @@ use super::rate_limit::{ClientAddress, add_headers, client_subject, policy_for, 
 use super::unary_body::Peeked;
 
 use crate::auth::principals::{KnownState, Lease};
-use crate::auth::{Authenticator, Caller, Credential};
+use crate::auth::{Authenticator, Caller, Credential, session_revoked};
 use crate::domain::TicketId;
 use crate::errors::{AppError, Reason};
 use crate::rate_limit::{AlsoRead, Decision, Policy, RateLimiter, Subject};
@@ -202,6 +204,16 @@ async fn admit(gate: &Gate, presented: Presented) -> Result<Admitted, Response<B
     // failed-authentication quota (guessing keys) does not get one. A token's signature already
     // proved it genuine.
     let barring = matches!(credential, Credential::ApiKey(_)).then_some(&client);
+    // An access token's session may have ended (logout, password reset): its marker is read in
+    // the same round trip.
+    let revocation = match &credential {
+        Credential::AccessToken(claims) => Some(
+            authenticator
+                .states()
+                .revoked_session_key(claims.session_id),
+        ),
+        Credential::ApiKey(_) => None,
+    };
     let (decision, mut read) = match policy {
         Some(policy) => {
             let (decision, read) = limiter
@@ -213,6 +225,7 @@ async fn admit(gate: &Gate, presented: Presented) -> Result<Admitted, Response<B
                         lease: &lease,
                         prefetch: prefetch.as_ref().map(|(_, _, key)| key.as_str()),
                         barring,
+                        revocation: revocation.as_deref(),
                     }),
                 )
                 .await;
@@ -240,6 +253,7 @@ async fn admit(gate: &Gate, presented: Presented) -> Result<Admitted, Response<B
             ticket,
             value: read.prefetched.take(),
         });
+    let revoked = read.as_ref().is_some_and(|read| read.revoked);
     let known = match read {
         Some(read) => KnownState::from_read(read.value.as_deref(), lease, read.took_lease),
         None => KnownState::Unknown { lease: None },
@@ -251,6 +265,10 @@ async fn admit(gate: &Gate, presented: Presented) -> Result<Admitted, Response<B
         }
         Err(error) => return Err(answer(error)),
     };
+    // After the user's own state: a deactivated user hears that, not that a session ended.
+    if revoked {
+        return Err(failed_authentication(limiter, &client, session_revoked()).await);
+    }
     if let Some(role) = method.and_then(|method| method.role) {
         caller.require(role).map_err(answer)?;
     }

@@ -9,7 +9,10 @@
 
 use uuid::Uuid;
 
-use crate::domain::{CommentAddedData, NotificationKind, TicketCreatedData, TicketSolvedData};
+use crate::domain::{
+    CommentAddedData, Money, NotificationKind, PasswordLinkData, PasswordTokenKey,
+    PasswordTokenSeed, PaymentNoticeData, TicketCreatedData, TicketSolvedData,
+};
 
 /// A message's content, before it is addressed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,16 +25,34 @@ pub struct Rendered {
 /// The longest subject sent, in characters (longer ones are cut).
 const MAX_SUBJECT_CHARS: usize = 200;
 
-/// Renders notification `kind` from its stored `data`. `ticket_id` is the ticket it is about and
-/// `base_url` the public base URL (no trailing slash needed). An error says why the stored data
-/// cannot make a message (a bug or a hand-edited row: no retry helps).
+/// The path, under the public base URL, of the page that takes a password-reset link's token
+/// (`?account=<slug>&token=<token>`) and calls `ResetPassword` with it.
+pub const RESET_PASSWORD_PATH: &str = "/reset-password";
+/// The same for an invitation's link: the page calls `ResetPassword` too.
+pub const ACCEPT_INVITATION_PATH: &str = "/accept-invitation";
+
+/// Renders notification `kind` from its stored `data`. `ticket_id` is the ticket it is about,
+/// `base_url` the public base URL (no trailing slash needed) and `token_key` the key that turns
+/// a password link's stored seed into its token. An error says why the stored data cannot make a
+/// message (a bug or a hand-edited row: no retry helps).
 pub fn render(
     kind: NotificationKind,
     data: &serde_json::Value,
     ticket_id: Option<Uuid>,
     base_url: &url::Url,
+    token_key: &PasswordTokenKey,
 ) -> Result<Rendered, String> {
     match kind {
+        NotificationKind::PasswordReset | NotificationKind::Invitation => {
+            let data: PasswordLinkData = serde_json::from_value(data.clone())
+                .map_err(|error| format!("the stored data of {kind} is invalid: {error}"))?;
+            Ok(password_link(kind, &data, base_url, token_key))
+        }
+        NotificationKind::ChargeReceipt | NotificationKind::RefundNotice => {
+            let data: PaymentNoticeData = serde_json::from_value(data.clone())
+                .map_err(|error| format!("the stored data of {kind} is invalid: {error}"))?;
+            payment_notice(kind, &data)
+        }
         NotificationKind::TicketCreated => {
             let data: TicketCreatedData =
                 serde_json::from_value(data.clone()).map_err(|error| {
@@ -56,6 +77,125 @@ pub fn render(
             Ok(ticket_solved(&data, ticket_id, base_url))
         }
     }
+}
+
+/// The link of a password reset or an invitation: the page, the account and the token.
+pub fn password_link_url(
+    kind: NotificationKind,
+    base_url: &url::Url,
+    account_slug: &str,
+    token: &str,
+) -> String {
+    let path = if kind == NotificationKind::Invitation {
+        ACCEPT_INVITATION_PATH
+    } else {
+        RESET_PASSWORD_PATH
+    };
+    let mut link = format!("{}{path}", base_url.as_str().trim_end_matches('/'));
+    link.push_str("?account=");
+    link.extend(url::form_urlencoded::byte_serialize(
+        account_slug.as_bytes(),
+    ));
+    link.push_str("&token=");
+    link.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
+    link
+}
+
+/// A password-reset link or an invitation, to the user it sets a password for.
+fn password_link(
+    kind: NotificationKind,
+    data: &PasswordLinkData,
+    base_url: &url::Url,
+    token_key: &PasswordTokenKey,
+) -> Rendered {
+    let token = token_key.token(&PasswordTokenSeed::from_stored(&data.seed));
+    let link = password_link_url(kind, base_url, &data.account_slug, token.reveal());
+    let greeting = if data.display_name.trim().is_empty() {
+        "Hello,".to_owned()
+    } else {
+        format!("Hello {},", single_line(&data.display_name))
+    };
+    let (subject, lead, action, unasked) = if kind == NotificationKind::Invitation {
+        (
+            "You have been invited to the support desk",
+            "An administrator added you to the support desk. Choose your password to sign in:",
+            "Choose your password",
+            "If you did not expect this invitation, you can ignore this message.",
+        )
+    } else {
+        (
+            "Reset your password",
+            "Someone (we hope you) asked to reset your password. Choose a new one here:",
+            "Choose a new password",
+            "If you did not ask for this, ignore this message: your password stays as it is.",
+        )
+    };
+    let text = format!(
+        "{greeting}\n\n\
+         {lead}\n\n\
+         {link}\n\n\
+         The link works once, until {expires} (UTC).\n\
+         {unasked}\n",
+        expires = single_line(&data.expires_at),
+    );
+    let html = format!(
+        "<!DOCTYPE html>\n<html><body>\n\
+         <p>{greeting}</p>\n\
+         <p>{lead}</p>\n\
+         <p><a href=\"{link}\">{action}</a></p>\n\
+         <p>The link works once, until {expires} (UTC).<br>\n\
+         {unasked}</p>\n\
+         </body></html>\n",
+        greeting = html_escape(&greeting),
+        link = html_escape(&link),
+        expires = html_escape(&single_line(&data.expires_at)),
+    );
+    Rendered {
+        subject: subject.to_owned(),
+        text,
+        html,
+    }
+}
+
+/// A receipt for a charge, or the notice of a refund, to the charged customer: the amount with
+/// its currency's exponent (integers only, [`Money`]'s `Display`).
+fn payment_notice(kind: NotificationKind, data: &PaymentNoticeData) -> Result<Rendered, String> {
+    let amount = Money::parse(data.amount_minor, &data.currency)
+        .map_err(|error| format!("the stored amount of {kind} is invalid: {error}"))?;
+    let charge = single_line(&data.charge_id);
+    let (subject, text_body) = if kind == NotificationKind::RefundNotice {
+        (
+            format!("Refund of {amount}"),
+            format!("We refunded {amount} of your payment {charge}."),
+        )
+    } else {
+        (
+            format!("Receipt for your payment of {amount}"),
+            format!("We received your payment of {amount}. Thank you."),
+        )
+    };
+    let text = format!(
+        "Hello,\n\n\
+         {text_body}\n\n\
+         Amount: {amount}\n\
+         Payment reference: {charge}\n",
+    );
+    let html = format!(
+        "<!DOCTYPE html>\n<html><body>\n\
+         <p>Hello,</p>\n\
+         <p>{body}</p>\n\
+         <p>Amount: <strong>{amount}</strong><br>\n\
+         Payment reference: {charge}</p>\n\
+         </body></html>\n",
+        body = html_escape(&text_body),
+        amount = html_escape(&amount.to_string()),
+        charge = html_escape(&charge),
+    );
+    Ok(Rendered {
+        subject: truncated(&single_line(&subject), MAX_SUBJECT_CHARS),
+        text,
+        html,
+    })
 }
 
 /// The notice that a ticket was solved, to its requester.
@@ -214,6 +354,10 @@ mod tests {
         url::Url::parse("https://desk.example.com/").unwrap()
     }
 
+    fn key() -> PasswordTokenKey {
+        PasswordTokenKey::derive(b"a test server secret")
+    }
+
     fn data(subject: &str, name: &str) -> serde_json::Value {
         serde_json::to_value(TicketCreatedData {
             subject: subject.to_owned(),
@@ -249,6 +393,7 @@ mod tests {
             &data("<b>Broken</b>\r\nBcc: x@example.com", "Ann <Admin>\r\nX: y"),
             Some(ticket),
             &base(),
+            &key(),
         )
         .unwrap();
         assert!(!rendered.subject.contains(['\r', '\n']));
@@ -277,6 +422,7 @@ mod tests {
             .unwrap(),
             Some(ticket),
             &base(),
+            &key(),
         )
         .unwrap();
         assert_eq!(rendered.subject, format!("[{ticket}] Re: Printer"));
@@ -299,6 +445,7 @@ mod tests {
             .unwrap(),
             Some(ticket),
             &base(),
+            &key(),
         )
         .unwrap();
         assert_eq!(rendered.subject, format!("[{ticket}] Solved: Paper <jam>"));
@@ -317,6 +464,7 @@ mod tests {
             &serde_json::json!({"subject": 3}),
             Some(Uuid::now_v7()),
             &base(),
+            &key(),
         )
         .unwrap_err();
         assert!(refused.contains("ticket_created"), "{refused}");
@@ -325,9 +473,85 @@ mod tests {
                 NotificationKind::TicketCreated,
                 &data("s", ""),
                 None,
-                &base()
+                &base(),
+                &key(),
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_reset_link_carries_the_token_of_its_seed_and_escapes_the_name() {
+        let seed = PasswordTokenSeed::generate();
+        let data = serde_json::to_value(PasswordLinkData {
+            seed: seed.as_str().to_owned(),
+            account_slug: "acme".to_owned(),
+            display_name: "Ann <b>\r\nBcc: x".to_owned(),
+            expires_at: "2026-11-25T10:00:00Z".to_owned(),
+        })
+        .unwrap();
+        let rendered = render(
+            NotificationKind::PasswordReset,
+            &data,
+            None,
+            &base(),
+            &key(),
+        )
+        .unwrap();
+        let token = key().token(&seed);
+        let link = format!(
+            "https://desk.example.com/reset-password?account=acme&token={}",
+            token.reveal()
+        );
+        assert!(rendered.text.contains(&link), "{}", rendered.text);
+        assert!(
+            rendered.html.contains(&html_escape(&link)),
+            "{}",
+            rendered.html
+        );
+        assert!(!rendered.text.contains(seed.as_str()));
+        assert!(
+            rendered.html.contains("Ann &lt;b&gt; Bcc: x"),
+            "{}",
+            rendered.html
+        );
+        let invitation =
+            render(NotificationKind::Invitation, &data, None, &base(), &key()).unwrap();
+        assert!(
+            invitation
+                .text
+                .contains("/accept-invitation?account=acme&token=")
+        );
+    }
+
+    #[test]
+    fn a_receipt_shows_the_amount_with_its_currencys_exponent() {
+        for (minor, currency, shown) in [
+            (1234, "USD", "12.34 USD"),
+            (1000, "JPY", "1000 JPY"),
+            (1234, "KWD", "1.234 KWD"),
+        ] {
+            let data = serde_json::to_value(PaymentNoticeData {
+                charge_id: "c1".to_owned(),
+                refund_id: None,
+                amount_minor: minor,
+                currency: currency.to_owned(),
+            })
+            .unwrap();
+            let rendered = render(
+                NotificationKind::ChargeReceipt,
+                &data,
+                None,
+                &base(),
+                &key(),
+            )
+            .unwrap();
+            assert!(rendered.subject.contains(shown), "{}", rendered.subject);
+            assert!(rendered.text.contains(shown));
+            assert!(rendered.html.contains(shown));
+            let refund =
+                render(NotificationKind::RefundNotice, &data, None, &base(), &key()).unwrap();
+            assert_eq!(refund.subject, format!("Refund of {shown}"));
+        }
     }
 }

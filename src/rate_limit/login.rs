@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::{Decision, Policy, RateLimiter, Subject, millis};
+use super::{Decision, Policy, RateLimiter, Subject, duration_of_millis};
 
 /// How long an address a name logged in from stays known to it.
 const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -114,7 +114,9 @@ impl LoginAttempt {
             | Policy::Write
             | Policy::Public
             | Policy::AuthFailure
-            | Policy::Webhook => self.client.clone(),
+            | Policy::Webhook
+            | Policy::PasswordReset
+            | Policy::PasswordResetAddress => self.client.clone(),
         }
     }
 
@@ -207,7 +209,7 @@ impl RateLimiter {
                 policy,
                 quota: self.quota(policy),
                 remaining: 0,
-                retry_after: millis(wait),
+                retry_after: duration_of_millis(wait),
                 reset: self.quota(policy).window,
                 decided: true,
             },

@@ -6,6 +6,7 @@
 //! Callers name the module they use (`crate::redis::connection::Redis`): the layer check in
 //! `tests/api/cross_cutting/imports.rs` places each module of this room on its own.
 
+pub mod admission;
 pub mod backoff;
 pub mod connection;
 pub mod keys;

@@ -128,6 +128,11 @@ impl Authentication {
                 message: "the refresh token is unknown, expired or revoked".to_owned(),
             }),
             RefreshTokenOutcome::Reused { owner } => {
+                // The script ended the session in Redis; record it, and refuse its access
+                // tokens at once too.
+                if let Err(error) = self.sessions.end(owner.session_id, owner.user_id).await {
+                    tracing::warn!(%error, "a reused session's revocation was not recorded");
+                }
                 tracing::warn!(
                     user_id = %owner.user_id,
                     session_id = %owner.session_id,
@@ -145,12 +150,25 @@ impl Authentication {
                 rotated_at,
                 expires_at,
             } => {
-                let user = db::with_connection(&self.pool, async |conn| {
-                    User::find_in_account(conn, owner.account_id.as_uuid(), owner.user_id.as_uuid())
-                        .await
+                let found = db::with_connection(&self.pool, async |conn| {
+                    User::find_for_session(
+                        conn,
+                        owner.account_id.as_uuid(),
+                        owner.user_id.as_uuid(),
+                        owner.session_id.as_uuid(),
+                    )
+                    .await
                 })
                 .await?;
-                let Some(user) = user.filter(|user| user.active) else {
+                // A session PostgreSQL says was ended (Redis lost the revocation) is over.
+                if found.as_ref().is_some_and(|(_, revoked)| *revoked) {
+                    self.sessions.end(owner.session_id, owner.user_id).await?;
+                    return Err(AppError::Unauthenticated {
+                        reason: Reason::InvalidCredentials,
+                        message: "the refresh token is unknown, expired or revoked".to_owned(),
+                    });
+                }
+                let Some(user) = found.map(|(user, _)| user).filter(|user| user.active) else {
                     self.sessions.end(owner.session_id, owner.user_id).await?;
                     return Err(AppError::Unauthenticated {
                         reason: Reason::UserDeactivated,
@@ -177,7 +195,7 @@ impl Authentication {
         }
     }
 
-    /// Ends the session the caller's access token belongs to.
+    /// Ends the session the caller's access token belongs to, at once: its access tokens too.
     pub async fn logout(&self, caller: &Caller) -> AppResult<()> {
         let Principal::User {
             user_id,
@@ -193,7 +211,7 @@ impl Authentication {
         self.sessions.end(*session_id, *user_id).await
     }
 
-    /// Ends every session of the calling user.
+    /// Ends every session of the calling user, at once: their access tokens too.
     pub async fn logout_all(&self, caller: &Caller) -> AppResult<u32> {
         let user_id = caller.require_user()?;
         self.sessions.end_all(user_id).await

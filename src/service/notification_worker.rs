@@ -30,7 +30,7 @@ use crate::configuration::NotificationWorkerSettings;
 use crate::db::PgPool;
 use crate::db::models::notification::{ClaimedNotification, outbox};
 use crate::db::queue::AttemptFailed;
-use crate::domain::{NotificationKind, SkipReason};
+use crate::domain::{NotificationKind, PasswordTokenKey, SkipReason};
 use crate::errors::AppError;
 use crate::notifications::message::{self, single_line};
 use crate::notifications::{EmailSender, OutgoingEmail, SendError};
@@ -46,6 +46,8 @@ pub struct NotificationWorkers {
     settings: NotificationWorkerSettings,
     /// Where links in messages point.
     public_base_url: url::Url,
+    /// Turns a password link's stored seed into its token.
+    token_key: PasswordTokenKey,
 }
 
 impl std::fmt::Debug for NotificationWorkers {
@@ -76,12 +78,14 @@ impl NotificationWorkers {
         sender: Arc<dyn EmailSender>,
         settings: NotificationWorkerSettings,
         public_base_url: url::Url,
+        token_key: PasswordTokenKey,
     ) -> Self {
         Self {
             pool,
             sender,
             settings,
             public_base_url,
+            token_key,
         }
     }
 
@@ -258,6 +262,7 @@ impl NotificationWorkers {
             &notification.data,
             notification.ticket_id,
             &self.public_base_url,
+            &self.token_key,
         )?;
         let domain = self
             .public_base_url

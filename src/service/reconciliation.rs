@@ -557,6 +557,13 @@ impl Billing {
                 .apply(&event)
                 .map_err(|violation| AppError::internal(anyhow::anyhow!(violation)))?;
             let saved = ChargeRow::save(conn, &decision.after).await?;
+            super::billing::receipt_if_paid_now(
+                conn,
+                locked.charge.status,
+                &saved.charge,
+                &self.message_domain,
+            )
+            .await?;
             let details = json!({
                 "service": {"status": "pending"},
                 "provider": {"status": saved.charge.status.as_str(),

@@ -1,16 +1,20 @@
 //! The people of an account: added and changed by admins, read by agents and admins; a
 //! customer sees only themselves.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 
+use super::password_reset::{INVITATION_TOKEN_LIFETIME, IssuedPasswordToken};
 use super::{Page, on_unique_violation, paginate, rows_to_fetch};
 use crate::auth::principals::{PrincipalKey, PrincipalState, PrincipalStates};
 use crate::auth::{Caller, PasswordHasher, SessionStore};
-use crate::db::models::{NewUser, User, UserChangeset};
+use crate::db::models::{NewUser, PasswordTokens, User, UserChangeset};
 use crate::db::{self, PgPool};
-use crate::domain::{self, DisplayName, Email, PageCursor, PageSize, Password, Role, UserId};
+use crate::domain::{
+    self, DisplayName, Email, PageCursor, PageSize, Password, PasswordTokenKey, Role, UserId,
+};
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, Idempotent, Outcome, as_is};
 
@@ -20,7 +24,8 @@ pub struct NewUserRequest {
     pub email: Email,
     pub display_name: DisplayName,
     pub role: Role,
-    pub password: Password,
+    /// `None`: the user is invited to choose their own.
+    pub password: Option<Password>,
 }
 
 /// The changes UpdateUser asks for: only the fields named in its mask.
@@ -37,6 +42,9 @@ pub struct Users {
     hasher: PasswordHasher,
     sessions: SessionStore,
     principals: PrincipalStates,
+    /// The key invitation tokens are derived with, and the domain of their messages'
+    /// `Message-ID`s; `None`: CreateUser sends no invitation.
+    invitations: Option<(PasswordTokenKey, Arc<str>)>,
 }
 
 impl Users {
@@ -51,12 +59,23 @@ impl Users {
             hasher,
             sessions,
             principals,
+            invitations: None,
         }
     }
 
-    /// Adds a user who can log in. A customer the account already knows from a ticket, who has
+    /// The same, sending an invitation (a single-use link to choose a password, living
+    /// [`INVITATION_TOKEN_LIFETIME`]) to every user CreateUser adds.
+    pub fn with_invitations(mut self, key: PasswordTokenKey, message_domain: &str) -> Self {
+        self.invitations = Some((key, Arc::from(message_domain)));
+        self
+    }
+
+    /// Adds a user who can log in (with the password given, or once they follow the invitation
+    /// sent when none is). A customer the account already knows from a ticket, who has
     /// never had a password, is given this one (and the role) instead: that is how a requester
-    /// is invited. Anyone else with the email makes it ALREADY_EXISTS.
+    /// is invited. Anyone else with the email makes it ALREADY_EXISTS. The new user's
+    /// invitation (a link to choose their own password) is written to the outbox in the same
+    /// transaction: one statement more.
     pub async fn create(
         &self,
         caller: &Caller,
@@ -70,7 +89,20 @@ impl Users {
             role,
             password,
         } = request;
-        let password_hash = self.hasher.hash(&password).await?;
+        let password_hash = match &password {
+            Some(password) => Some(self.hasher.hash(password).await?),
+            None => None,
+        };
+        // An admin who sets the password has handed the credentials over: the invitation is
+        // for a user added without one.
+        let invitation = self
+            .invitations
+            .as_ref()
+            .filter(|_| password.is_none())
+            .map(|(key, domain)| {
+                IssuedPasswordToken::generate(key, INVITATION_TOKEN_LIFETIME, domain)
+            });
+        let invitation = invitation.as_ref();
         idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
             let account_id = caller.account_id.as_uuid();
             if let Some(existing) = User::find_login(conn, account_id, email.as_str()).await? {
@@ -80,23 +112,24 @@ impl Users {
                         message: format!("the account already has a user {email}"),
                     });
                 }
-                return User::claim_without_password(
+                let user = User::claim_without_password(
                     conn,
                     account_id,
                     existing.user.id.as_uuid(),
                     display_name.as_str(),
                     role.as_str(),
-                    &password_hash,
+                    password_hash.as_deref(),
                 )
-                .await;
+                .await?;
+                return invite(conn, user, invitation).await;
             }
-            NewUser {
+            let user = NewUser {
                 id: UserId::generate().as_uuid(),
                 account_id,
                 email: email.as_str(),
                 display_name: display_name.as_str(),
                 role: role.as_str(),
-                password_hash: Some(&password_hash),
+                password_hash: password_hash.as_deref(),
             }
             .insert(conn)
             .await
@@ -109,7 +142,8 @@ impl Users {
                         message: format!("the account already has a user {email}"),
                     },
                 )
-            })?
+            })??;
+            invite(conn, user, invitation).await
         })
         .await
     }
@@ -214,4 +248,25 @@ impl Users {
         }
         Ok(outcome)
     }
+}
+
+/// Writes `user`'s invitation (its token and its message, one statement) when there is one.
+async fn invite(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: domain::User,
+    invitation: Option<&IssuedPasswordToken>,
+) -> AppResult<domain::User> {
+    if let Some(invitation) = invitation {
+        PasswordTokens::invite(
+            conn,
+            user.account_id.as_uuid(),
+            user.id.as_uuid(),
+            user.email.as_str(),
+            user.display_name.as_str(),
+            &invitation.row(),
+            &invitation.expires_shown(),
+        )
+        .await?;
+    }
+    Ok(user)
 }

@@ -73,6 +73,8 @@ pub struct WebhookWorkers {
     settings: WebhookWorkerSettings,
     wake: Arc<Notify>,
     metrics: Metrics,
+    /// The domain of the receipts' `Message-ID`s.
+    message_domain: Arc<str>,
 }
 
 impl std::fmt::Debug for WebhookWorkers {
@@ -136,6 +138,15 @@ impl WebhookWorkers {
             settings,
             wake,
             metrics,
+            message_domain: Arc::from(super::billing::UNCONFIGURED_MESSAGE_DOMAIN),
+        }
+    }
+
+    /// Gives the receipts a webhook's success writes `Message-ID`s on `domain`.
+    pub fn with_message_domain(self, domain: &str) -> Self {
+        Self {
+            message_domain: Arc::from(domain),
+            ..self
         }
     }
 
@@ -290,7 +301,7 @@ impl WebhookWorkers {
             Limits::within(Duration::from_secs(10)).waiting_for_locks_at_most(CHARGE_LOCK_WAIT);
         db::transaction(&mut conn, limits, async |conn| match provider_said {
             None => mark_processed(conn, event, outcome::IGNORED_TYPE, None).await,
-            Some((state, named)) => apply(conn, event, state, named).await,
+            Some((state, named)) => apply(conn, event, state, named, &self.message_domain).await,
         })
         .await
     }
@@ -328,6 +339,7 @@ async fn apply(
     event: &ClaimedEvent,
     state: &ProviderState,
     named: &PaymentEvent,
+    message_domain: &str,
 ) -> Result<&'static str, Failure> {
     let payment = &state.payment;
     let our_id = payment
@@ -467,6 +479,9 @@ async fn apply(
 
     if charge != before {
         ChargeRow::save(conn, &charge).await?;
+        // The receipt, when this event is what tells us the charge was paid: once per charge,
+        // even if the completer records the same success.
+        super::billing::receipt_if_paid_now(conn, before.status, &charge, message_domain).await?;
     }
     for (action, changes) in audit.iter().cloned() {
         NewChargeActivity {

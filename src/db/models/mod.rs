@@ -14,9 +14,11 @@ pub mod email_suppression;
 pub mod idempotency;
 pub mod notification;
 pub mod notification_settings;
+pub mod password_token;
 pub mod reconciliation_finding;
 pub mod reconciliation_run;
 pub mod refund;
+pub mod revoked_session;
 pub mod send_lease;
 pub mod ticket;
 pub mod user;
@@ -33,11 +35,13 @@ pub use comment::{CommentRow, NewComment};
 pub use email_suppression::{StoredSuppression, SuppressionRow};
 pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 pub use notification::{NewNotification, NotificationRow, StoredNotification};
+pub use password_token::{NewPasswordToken, PasswordTokens, StoredPasswordToken};
 pub use reconciliation_finding::{
     NewReconciliationFinding, ReconciliationFindingRow, StoredFinding,
 };
 pub use reconciliation_run::{NewReconciliationRun, ReconciliationRunRow, RunCounts};
 pub use refund::{NewRefund, RefundRow, StoredRefund};
+pub use revoked_session::RevokedSession;
 pub use ticket::{NewTicket, TicketChangeset, TicketListQuery, TicketRow};
 pub use user::{NewUser, User, UserChangeset};
 pub use webhook_event::{Stored, StoredWebhookEvent, WebhookEventRow};

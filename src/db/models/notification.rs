@@ -282,6 +282,76 @@ pub struct Refused {
     pub suppressed: bool,
 }
 
+/// A charge's receipt, to its customer, written in the transaction that records the charge's
+/// success: `$1` id, `$2` Message-ID, `$3` the charge. Nothing when the
+/// charge is not paid; nothing either when its receipt exists (`dedupe_key`), so the completer
+/// and a webhook that both see the success write one.
+const CHARGE_RECEIPT: &str = "INSERT INTO notifications \
+         (id, account_id, kind, recipient_user_id, recipient_address, data, message_id, dedupe_key) \
+     SELECT $1, c.account_id, 'charge_receipt', c.customer_id, u.email, \
+         jsonb_build_object('charge_id', c.id::text, 'amount_minor', c.amount_minor, \
+             'currency', c.currency), \
+         $2, 'charge_receipt:' || c.id::text \
+     FROM charges c JOIN users u ON u.account_id = c.account_id AND u.id = c.customer_id \
+     WHERE c.id = $3 AND c.status IN ('succeeded', 'partially_refunded', 'refunded') \
+     ON CONFLICT (dedupe_key) DO NOTHING";
+
+/// A refund's notice, to the charge's customer: `$1` id, `$2` Message-ID, `$3` the refund.
+/// Nothing unless the refund succeeded, and once per refund.
+const REFUND_NOTICE: &str = "INSERT INTO notifications \
+         (id, account_id, kind, recipient_user_id, recipient_address, data, message_id, dedupe_key) \
+     SELECT $1, r.account_id, 'refund_notice', c.customer_id, u.email, \
+         jsonb_build_object('charge_id', c.id::text, 'refund_id', r.id::text, \
+             'amount_minor', r.amount_minor, 'currency', r.currency), \
+         $2, 'refund_notice:' || r.id::text \
+     FROM refunds r \
+     JOIN charges c ON c.account_id = r.account_id AND c.id = r.charge_id \
+     JOIN users u ON u.account_id = c.account_id AND u.id = c.customer_id \
+     WHERE r.id = $3 AND r.status = 'succeeded' \
+     ON CONFLICT (dedupe_key) DO NOTHING";
+
+/// Receipts and refund notices: one statement each, in the transaction that records the
+/// success, at most once per charge or refund whoever records it.
+pub mod payment_notices {
+    use super::*;
+
+    /// Writes charge `charge_id`'s receipt unless it exists; true when this call wrote it.
+    pub async fn charge_receipt(
+        conn: &mut AsyncPgConnection,
+        charge_id: Uuid,
+        message_domain: &str,
+    ) -> AppResult<bool> {
+        let id = Uuid::now_v7();
+        let written = KeepPrepared(
+            diesel::sql_query(CHARGE_RECEIPT)
+                .bind::<SqlUuid, _>(id)
+                .bind::<Text, _>(NewNotification::message_id_for(id, message_domain))
+                .bind::<SqlUuid, _>(charge_id),
+        )
+        .execute(conn)
+        .await?;
+        Ok(written == 1)
+    }
+
+    /// Writes refund `refund_id`'s notice unless it exists; true when this call wrote it.
+    pub async fn refund_notice(
+        conn: &mut AsyncPgConnection,
+        refund_id: Uuid,
+        message_domain: &str,
+    ) -> AppResult<bool> {
+        let id = Uuid::now_v7();
+        let written = KeepPrepared(
+            diesel::sql_query(REFUND_NOTICE)
+                .bind::<SqlUuid, _>(id)
+                .bind::<Text, _>(NewNotification::message_id_for(id, message_domain))
+                .bind::<SqlUuid, _>(refund_id),
+        )
+        .execute(conn)
+        .await?;
+        Ok(written == 1)
+    }
+}
+
 /// The queue's statements on `notifications`, for the notification workers.
 pub mod outbox {
     use super::*;

@@ -121,6 +121,30 @@ impl User {
         )
     }
 
+    /// The user `id` if it belongs to `account_id`, and whether `session_id` was revoked (a row
+    /// of `revoked_sessions` that still matters): one statement, for a caller Redis knows
+    /// nothing of and for a refresh.
+    pub async fn find_for_session(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        id: Uuid,
+        session_id: Uuid,
+    ) -> AppResult<Option<(domain::User, bool)>> {
+        use crate::db::schema::revoked_sessions;
+        let revoked = diesel::dsl::exists(
+            revoked_sessions::table
+                .filter(revoked_sessions::session_id.eq(session_id))
+                .filter(revoked_sessions::expires_at.gt(diesel::dsl::now)),
+        );
+        user_in_account(account_id, id)
+            .select((UserRow::as_select(), revoked))
+            .first::<(UserRow, bool)>(conn)
+            .await
+            .optional()?
+            .map(|(row, revoked)| Ok((row.into_domain()?, revoked)))
+            .transpose()
+    }
+
     /// The user `id` if it belongs to `account_id`, its row locked until the transaction ends.
     pub async fn lock_in_account(
         conn: &mut AsyncPgConnection,
@@ -192,15 +216,15 @@ impl User {
             .map(|_| ())
     }
 
-    /// Gives a user who never had a password one, with a role and display name: inviting a
-    /// requester the account knows from a ticket.
+    /// Gives a user who never had a password one (or still none: they are invited to choose
+    /// it), with a role and display name: inviting a requester the account knows from a ticket.
     pub async fn claim_without_password(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
         id: Uuid,
         display_name: &str,
         role: &str,
-        password_hash: &str,
+        password_hash: Option<&str>,
     ) -> AppResult<domain::User> {
         diesel::update(users::table)
             .filter(users::account_id.eq(account_id))

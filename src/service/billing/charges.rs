@@ -261,6 +261,13 @@ impl Billing {
                     .apply(event)
                     .map_err(|violation| AppError::internal(anyhow::anyhow!(violation)))?;
                 let saved = ChargeRow::save(conn, &decision.after).await?;
+                super::receipt_if_paid_now(
+                    conn,
+                    locked.charge.status,
+                    &saved.charge,
+                    &self.message_domain,
+                )
+                .await?;
                 record(
                     conn,
                     &saved.charge,

@@ -44,6 +44,7 @@ use crate::billing::{
 };
 use crate::bulkhead::BulkheadPlace;
 use crate::db::models::comment::actor_columns;
+use crate::db::models::notification;
 use crate::db::models::send_lease::{self, Leased, SendLease, Unsettled};
 use crate::db::models::{
     ChargeListFilter, ChargeRow, NewCharge, NewChargeActivity, NewRefund, RefundRow, StoredCharge,
@@ -124,6 +125,34 @@ impl Unsettling {
     }
 }
 
+/// The `Message-ID` domain while no public base URL is configured (a reserved name).
+pub(crate) const UNCONFIGURED_MESSAGE_DOMAIN: &str = "supportdesk.invalid";
+
+/// Whether a charge in `status` has been paid (refunds later do not unpay it).
+fn paid(status: ChargeStatus) -> bool {
+    match status {
+        ChargeStatus::Succeeded | ChargeStatus::PartiallyRefunded | ChargeStatus::Refunded => true,
+        ChargeStatus::Pending | ChargeStatus::Failed => false,
+    }
+}
+
+/// Writes the charge's receipt to the outbox when the change being recorded took it from unpaid
+/// to paid, in the transaction that records it. Every path that records a success calls this
+/// (the request, the completer, a webhook, reconciliation); the outbox's `dedupe_key` keeps it to
+/// one receipt however many of them see the success.
+pub(crate) async fn receipt_if_paid_now(
+    conn: &mut AsyncPgConnection,
+    before: ChargeStatus,
+    after: &Charge,
+    message_domain: &str,
+) -> AppResult<()> {
+    if !paid(before) && paid(after.status) {
+        notification::payment_notices::charge_receipt(conn, after.id.as_uuid(), message_domain)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The key of a request, with the row it claimed.
 type ClaimedKey<'k, 'a> = Option<(&'k Idempotent<'a, StoredCharge>, Uuid)>;
 
@@ -132,6 +161,8 @@ pub struct Billing {
     pub(super) pool: PgPool,
     pub(super) provider: Arc<dyn PaymentProvider>,
     pub(super) metrics: Metrics,
+    /// The domain of receipts' and refund notices' `Message-ID`s.
+    pub(super) message_domain: Arc<str>,
 }
 
 impl std::fmt::Debug for Billing {
@@ -148,12 +179,22 @@ impl Billing {
             pool,
             provider,
             metrics: Metrics::default(),
+            message_domain: Arc::from(UNCONFIGURED_MESSAGE_DOMAIN),
         }
     }
 
     /// Counts into the instance's metrics (a bare [`Billing::new`] counts into its own).
     pub fn counting_into(self, metrics: Metrics) -> Self {
         Self { metrics, ..self }
+    }
+
+    /// Gives receipts and refund notices `Message-ID`s on `domain` (the public base URL's host;
+    /// a bare [`Billing::new`] uses `supportdesk.invalid`).
+    pub fn with_message_domain(self, domain: &str) -> Self {
+        Self {
+            message_domain: Arc::from(domain),
+            ..self
+        }
     }
 
     /// A place in the provider's bulkhead, or PROVIDER_BUSY at once.

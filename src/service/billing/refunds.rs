@@ -91,6 +91,7 @@ pub(super) async fn finish_refund(
     refund: &StoredRefund,
     answer: &RefundAnswer,
     actor: Option<Actor>,
+    message_domain: &str,
 ) -> AppResult<StoredCharge> {
     let changes =
         json!({"refund_id": refund.id.to_string(), "amount_minor": refund.amount.amount_minor()});
@@ -104,6 +105,10 @@ pub(super) async fn finish_refund(
                 None,
             )
             .await?;
+            // The customer's notice, in the transaction that records the success: once per
+            // refund, whoever records it.
+            notification::payment_notices::refund_notice(conn, refund.id.as_uuid(), message_domain)
+                .await?;
             let charge = ChargeRow::find(conn, refund.account_id, None, refund.charge_id)
                 .await?
                 .ok_or_else(|| gone("charge", refund.charge_id.as_uuid()))?;
@@ -518,7 +523,7 @@ impl Billing {
                 .await?
                 .ok_or_else(|| gone("refund", refund.id.as_uuid()))?;
             let charge = if locked.status == RefundStatus::Pending {
-                finish_refund(conn, &locked, &answer, actor).await?
+                finish_refund(conn, &locked, &answer, actor, &self.message_domain).await?
             } else {
                 ChargeRow::find(conn, refund.account_id, None, refund.charge_id)
                     .await?

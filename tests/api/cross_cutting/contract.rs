@@ -9,11 +9,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use supportdesk::errors::Reason;
 use supportdesk::wire::methods::{HttpSuccess, Idempotency, MethodTable};
+use supportdesk::wire::proto::v1;
 
 use crate::support::envoy::Envoy;
 use crate::support::{
     Count, PATIENCE, TEST_EMAIL_WEBHOOK_SECRET, TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestApp,
-    TestUser, assert_json_reason, every_rpc, log_in, repository_root,
+    TestUser, assert_json_reason, every_rpc, repository_root,
 };
 
 /// A row of the contract table.
@@ -237,13 +238,21 @@ impl Harness {
         id
     }
 
+    /// A session of a user of its own: ending it (LogoutAll ends every session of its user, access
+    /// tokens included) leaves the admin's token working.
     async fn fresh_session(&self) -> TestUser {
-        log_in(
-            &self.app.auth,
-            &self.app.admin.account_slug,
-            &self.app.admin.email,
-        )
-        .await
+        let user = self
+            .app
+            .add_user(&self.app.admin, v1::UserRole::Customer)
+            .await;
+        // One call first, so that Redis holds the user's state as it does for anyone active.
+        self.app
+            .users
+            .clone()
+            .get_current_user(user.request(v1::GetCurrentUserRequest {}))
+            .await
+            .expect("the new user's own record");
+        user
     }
 
     /// For `rpc`: a call that succeeds, the `location` it must carry, and a call that fails with
@@ -342,6 +351,59 @@ impl Harness {
                         "/v1/auth:login",
                         None,
                         Some(body("wrong, wrong, wrong")),
+                    ),
+                    StatusCode::UNAUTHORIZED,
+                )
+            }
+            "AuthService.RequestPasswordReset" => {
+                let user = self.fresh_session().await;
+                (
+                    call(
+                        Method::POST,
+                        "/v1/auth:requestPasswordReset",
+                        None,
+                        Some(json!({"account": user.account_slug, "email": user.email})),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        "/v1/auth:requestPasswordReset",
+                        None,
+                        Some(json!({"account": user.account_slug, "email": "not an email"})),
+                    ),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "AuthService.ResetPassword" => {
+                let user = self.fresh_session().await;
+                self.app
+                    .auth
+                    .clone()
+                    .request_password_reset(tonic::Request::new(v1::RequestPasswordResetRequest {
+                        account: user.account_slug.clone(),
+                        email: user.email.clone(),
+                    }))
+                    .await
+                    .expect("a reset link");
+                let token =
+                    crate::notifications::identity::token_from_outbox(&self.app, &user).await;
+                let body = |token: &str| {
+                    json!({"account": user.account_slug, "token": token,
+                           "newPassword": "a brand new passphrase"})
+                };
+                (
+                    call(
+                        Method::POST,
+                        "/v1/auth:resetPassword",
+                        None,
+                        Some(body(&token)),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        "/v1/auth:resetPassword",
+                        None,
+                        Some(body("not-a-token")),
                     ),
                     StatusCode::UNAUTHORIZED,
                 )

@@ -70,10 +70,39 @@ async fn call_with_undecodable_message(
 }
 
 /// The credentials a call to `method` needs: none for a public RPC, the admin's otherwise.
-fn credentials_for<'a>(app: &'a TestApp, method: &Method) -> Option<&'a str> {
-    match method.access {
-        Access::Public => None,
-        Access::Authenticated => Some(&app.admin.access_token),
+/// The tokens to call with: the admin's, and for Logout and LogoutAll (which end the caller's
+/// sessions at once, access tokens included) users of their own, so that the admin's token
+/// outlives them whatever the order of the calls.
+struct Callers {
+    admin: String,
+    logout: String,
+    logout_all: String,
+}
+
+impl Callers {
+    async fn of(app: &TestApp) -> Self {
+        Self {
+            admin: app.admin.access_token.clone(),
+            logout: app
+                .add_user(&app.admin, v1::UserRole::Customer)
+                .await
+                .access_token,
+            logout_all: app
+                .add_user(&app.admin, v1::UserRole::Customer)
+                .await
+                .access_token,
+        }
+    }
+
+    fn credentials_for(&self, method: &Method) -> Option<&str> {
+        match (method.access, method.path.as_str()) {
+            (Access::Public, _) => None,
+            (Access::Authenticated, "/supportdesk.v1.AuthService/Logout") => Some(&self.logout),
+            (Access::Authenticated, "/supportdesk.v1.AuthService/LogoutAll") => {
+                Some(&self.logout_all)
+            }
+            (Access::Authenticated, _) => Some(&self.admin),
+        }
     }
 }
 
@@ -138,6 +167,7 @@ async fn every_rpc_counts_against_the_quota_it_declares() {
     .await;
     const INTERVAL_MS: i64 = 36_000;
     let channel = channel_to(&app).await;
+    let callers = Callers::of(&app).await;
     let client = redis::Client::open(redis_url()).expect("redis url");
     let mut redis = client
         .get_multiplexed_async_connection()
@@ -149,11 +179,16 @@ async fn every_rpc_counts_against_the_quota_it_declares() {
         .filter(|method| !method.path.contains("ServerReflection") && method.name != "Watch");
     for method in unary {
         let before = quota_counts(&mut redis, &app.redis_prefix).await;
-        let metadata =
-            match call_with_empty_message(&channel, method, credentials_for(&app, method)).await {
-                Ok(metadata) => metadata,
-                Err(status) => status.metadata().clone(),
-            };
+        let metadata = match call_with_empty_message(
+            &channel,
+            method,
+            callers.credentials_for(method),
+        )
+        .await
+        {
+            Ok(metadata) => metadata,
+            Err(status) => status.metadata().clone(),
+        };
         let after = quota_counts(&mut redis, &app.redis_prefix).await;
         let moved: Vec<(&String, i64)> = after
             .iter()
@@ -241,15 +276,21 @@ async fn quota_counts(
 async fn only_rpcs_that_require_an_idempotency_key_refuse_a_call_without_one() {
     let app = TestApp::spawn().await;
     let channel = channel_to(&app).await;
+    let callers = Callers::of(&app).await;
     for method in table().api_methods() {
-        let refused_for_the_key =
-            match call_with_empty_message(&channel, method, credentials_for(&app, method)).await {
-                Ok(_) => false,
-                Err(status) => {
-                    status.code() == Code::InvalidArgument
-                        && violated_fields(&status) == ["idempotency-key"]
-                }
-            };
+        let refused_for_the_key = match call_with_empty_message(
+            &channel,
+            method,
+            callers.credentials_for(method),
+        )
+        .await
+        {
+            Ok(_) => false,
+            Err(status) => {
+                status.code() == Code::InvalidArgument
+                    && violated_fields(&status) == ["idempotency-key"]
+            }
+        };
         assert_eq!(
             refused_for_the_key,
             method.idempotency == Idempotency::Required,

@@ -66,6 +66,7 @@ const LAYERS: &[&[&str]] = &[
         "wire::codec",
         "db",
         "redis::keys",
+        "redis::admission",
         "redis::backoff",
         "redis::connection",
         "app::telemetry",

@@ -320,3 +320,85 @@ async fn api_key_guesses_cost_postgresql_only_until_the_guesser_is_over_its_quot
         "refused in admission's one round trip, before PostgreSQL is asked"
     );
 }
+
+#[tokio::test]
+async fn a_password_reset_request_costs_the_same_round_trips_whether_or_not_the_address_is_a_users()
+{
+    let counted = CountedApp::spawn().await;
+    let app = &counted.app;
+    let user = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let request = |email: &str| v1::RequestPasswordResetRequest {
+        account: user.account_slug.clone(),
+        email: email.to_owned(),
+    };
+    // The warm-up prepares the statement on the one connection.
+    app.auth
+        .clone()
+        .request_password_reset(request("warm-up@example.com"))
+        .await
+        .expect("answered");
+
+    let known = counted
+        .cost_of(async || {
+            app.auth
+                .clone()
+                .request_password_reset(request(&user.email))
+                .await
+                .expect("answered");
+        })
+        .await;
+    let unknown = counted
+        .cost_of(async || {
+            app.auth
+                .clone()
+                .request_password_reset(request("nobody-at-all@example.com"))
+                .await
+                .expect("answered");
+        })
+        .await;
+    assert_eq!(known, unknown, "the same work on both paths");
+    assert_eq!(
+        known,
+        RoundTrips {
+            redis: 3,
+            postgres: 1
+        }
+    );
+}
+
+#[tokio::test]
+async fn refusing_a_logged_out_sessions_token_costs_the_one_admission_round_trip() {
+    let counted = CountedApp::spawn().await;
+    let app = &counted.app;
+    let user = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let current = async || {
+        app.users
+            .clone()
+            .get_current_user(with_token(&user.access_token, v1::GetCurrentUserRequest {}))
+            .await
+    };
+    current()
+        .await
+        .expect("warm-up: the user's state is in Redis");
+    app.auth
+        .clone()
+        .logout(with_token(&user.access_token, v1::LogoutRequest {}))
+        .await
+        .expect("logged out");
+
+    let cost = counted
+        .cost_of(async || {
+            let status = current().await.expect_err("the session has ended");
+            assert_reason(&status, Reason::SessionRevoked);
+        })
+        .await;
+    // Admission (the marker read in its MGET), then the failure counted against the client's
+    // auth-failure quota, as for any refused credential; no PostgreSQL.
+    assert_eq!(
+        cost,
+        RoundTrips {
+            redis: 2,
+            postgres: 0
+        }
+    );
+}

@@ -244,6 +244,30 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 .await;
             assert_refused(rpc, result, &[Code::Unauthenticated]);
         }
+        "AuthService/RequestPasswordReset" => {
+            // An address that is no user of the target account: the same answer as for one
+            // that is, and nothing of the target is written.
+            app.auth
+                .clone()
+                .request_password_reset(v1::RequestPasswordResetRequest {
+                    account: target.admin.account_slug.clone(),
+                    email: format!("not-{}", attacker.email),
+                })
+                .await
+                .expect("the same empty answer");
+        }
+        "AuthService/ResetPassword" => {
+            let result = app
+                .auth
+                .clone()
+                .reset_password(v1::ResetPasswordRequest {
+                    account: target.admin.account_slug.clone(),
+                    token: format!("guessed-{}", attacker.id),
+                    new_password: "the attacker's choice".to_owned(),
+                })
+                .await;
+            assert_refused(rpc, result, &[Code::Unauthenticated]);
+        }
         "AuthService/RefreshToken" => {
             let tokens = app
                 .auth
@@ -851,10 +875,13 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
     let other_admin = app.sign_up_another_account().await;
     let other_customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
 
-    let rpcs: Vec<String> = every_rpc()
+    let mut rpcs: Vec<String> = every_rpc()
         .into_iter()
         .map(|(service, method)| format!("{service}/{method}"))
         .collect();
+    // LogoutAll ends every session of its caller at once, access tokens included: each
+    // attacker's last probe.
+    rpcs.sort_by_key(|rpc| rpc.ends_with("/LogoutAll"));
     assert!(rpcs.len() >= 26, "the descriptor lists the API: {rpcs:?}");
     for attacker in [&other_admin, &other_customer] {
         for rpc in &rpcs {

@@ -167,6 +167,7 @@ async fn a_reader_that_read_postgresql_before_a_change_cannot_store_what_it_read
                     lease: &lease,
                     prefetch: None,
                     barring: None,
+                    revocation: None,
                 }),
             )
             .await;

@@ -462,3 +462,5 @@ async fn without_an_email_provider_notifications_are_held_queued() {
         0
     );
 }
+
+pub(crate) mod identity;

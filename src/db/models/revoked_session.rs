@@ -1,0 +1,47 @@
+//! The `revoked_sessions` table: sessions ended before their access tokens expired, the truth
+//! behind Redis's `revoked-session:<sid>` markers (docs/identity.md, "Ending sessions at once").
+//! A row matters until its `expires_at`, when every access token of its session has expired.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::db::KeepPrepared;
+use crate::errors::AppResult;
+
+/// The queries of the `revoked_sessions` table.
+pub struct RevokedSession;
+
+/// Records sessions `$2` of user `$1` as revoked until `$3`, and forgets the user's rows that no
+/// longer matter: one statement, so the table stays the size of what is live.
+const RECORD: &str = "WITH forgotten AS ( \
+         DELETE FROM revoked_sessions WHERE user_id = $1 AND expires_at < now() \
+     ) \
+     INSERT INTO revoked_sessions (session_id, user_id, expires_at) \
+     SELECT unnest($2::uuid[]), $1, $3 \
+     ON CONFLICT (session_id) DO NOTHING";
+
+impl RevokedSession {
+    /// Records `sessions` of `user_id` as revoked until `until`. One statement; nothing for an
+    /// empty list.
+    pub async fn record(
+        conn: &mut AsyncPgConnection,
+        user_id: Uuid,
+        sessions: &[Uuid],
+        until: DateTime<Utc>,
+    ) -> AppResult<()> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        KeepPrepared(
+            diesel::sql_query(RECORD)
+                .bind::<SqlUuid, _>(user_id)
+                .bind::<Array<SqlUuid>, _>(sessions)
+                .bind::<Timestamptz, _>(until),
+        )
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
