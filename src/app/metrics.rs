@@ -480,6 +480,14 @@ const GRPC_CODES: [&str; 17] = [
 /// Where `UNKNOWN` is in [`GRPC_CODES`]: what a status outside them is counted as.
 const UNKNOWN_CODE_INDEX: usize = 2;
 
+/// The name of gRPC code `code` (`OK`, `NOT_FOUND`, ...), `UNKNOWN` for a number that is none.
+pub fn grpc_code_name(code: u16) -> &'static str {
+    GRPC_CODES
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or(GRPC_CODES[UNKNOWN_CODE_INDEX])
+}
+
 /// The latency histogram's upper bounds: 1 ms doubling to about 16 s (15 buckets and +Inf).
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
