@@ -118,7 +118,7 @@ impl RateLimitCounters {
         let [allowed, refused, undecided] = counters_by(
             registry,
             "supportdesk_rate_limit_decisions",
-            "Rate-limit decisions by outcome; undecided: Redis could not decide and the failure policy answered.",
+            "Rate-limit decisions by outcome; undecided: Redis could not decide and the failure policy answered",
             "outcome",
             ["allowed", "refused", "undecided"],
         );
@@ -129,12 +129,12 @@ impl RateLimitCounters {
             fail_open: gauge(
                 registry,
                 "supportdesk_rate_limit_fail_open",
-                "1 when undecided requests are let through (RATE_LIMIT_ON_REDIS_FAILURE=open), 0 when refused.",
+                "1 when undecided requests are let through (RATE_LIMIT_ON_REDIS_FAILURE=open), 0 when refused",
             ),
             redis_failures: counter(
                 registry,
                 "supportdesk_rate_limit_redis_failures",
-                "Rate-limit calls to Redis that failed or timed out.",
+                "Rate-limit calls to Redis that failed or timed out",
             ),
         }
     }
@@ -166,7 +166,7 @@ impl TicketCacheCounters {
         let [hits, misses] = counters_by(
             registry,
             "supportdesk_ticket_cache_lookups",
-            "Ticket cache lookups Redis answered, by outcome.",
+            "Ticket cache lookups Redis answered, by outcome",
             "outcome",
             ["hit", "miss"],
         );
@@ -176,7 +176,7 @@ impl TicketCacheCounters {
             redis_failures: counter(
                 registry,
                 "supportdesk_ticket_cache_redis_failures",
-                "Ticket cache reads and writes that failed in Redis.",
+                "Ticket cache reads and writes that failed in Redis",
             ),
         }
     }
@@ -204,7 +204,7 @@ impl PasswordCounters {
         let [verified_against_stored, verified_against_decoy] = counters_by(
             registry,
             "supportdesk_password_verifications",
-            "Argon2 password verifications run, by what the password was checked against (decoy: no usable stored hash, for an unknown email, a deactivated user or one without a password).",
+            "Argon2 password verifications run, by what the password was checked against (decoy: no usable stored hash, for an unknown email, a deactivated user or one without a password)",
             "against",
             ["stored", "decoy"],
         );
@@ -313,17 +313,17 @@ impl JobRunnerMetrics {
         };
         registry.register(
             "supportdesk_job_runner_task_state",
-            "The state of each background task: 1 for its current state, 0 for the others.",
+            "The state of each background task: 1 for its current state, 0 for the others",
             metrics.states.clone(),
         );
         registry.register(
             "supportdesk_job_runner_task_restarts",
-            "Times the job runner started a background task again after it died.",
+            "Times the job runner started a background task again after it died",
             metrics.restarts.clone(),
         );
         registry.register(
             "supportdesk_job_runner_task_failures",
-            "Times a background task died: it panicked, returned an error, or returned while not told to stop.",
+            "Times a background task died: it panicked, returned an error, or returned while not told to stop",
             metrics.failures.clone(),
         );
         metrics
@@ -387,14 +387,14 @@ impl BillingCounters {
         let [provider_busy] = counters_by(
             registry,
             "supportdesk_provider_bulkhead_refusals",
-            "Requests refused at once (PROVIDER_BUSY) because this instance had as many calls in flight to the provider as it allows.",
+            "Requests refused at once (PROVIDER_BUSY) because this instance had as many calls in flight to the provider as it allows",
             "provider",
             ["payments"],
         );
         let [reconciliation_runs_completed, reconciliation_runs_failed] = counters_by(
             registry,
             "supportdesk_billing_reconciliation_runs",
-            "Reconciliation runs against the provider's ledger, by outcome.",
+            "Reconciliation runs against the provider's ledger, by outcome",
             "outcome",
             ["completed", "failed"],
         );
@@ -403,24 +403,24 @@ impl BillingCounters {
             completer_attempts: counter(
                 registry,
                 "supportdesk_billing_completer_attempts",
-                "Attempts the billing completer made to settle pending charges and refunds.",
+                "Attempts the billing completer made to settle pending charges and refunds",
             ),
             marked_for_attention: counter(
                 registry,
                 "supportdesk_billing_marked_for_attention",
-                "Pending charges and refunds the completer could not settle in time and marked for an operator.",
+                "Pending charges and refunds the completer could not settle in time and marked for an operator",
             ),
             needing_attention: gauge(
                 registry,
                 "supportdesk_billing_needing_attention",
-                "Pending charges and refunds marked for an operator's attention, as the completer last counted them.",
+                "Pending charges and refunds marked for an operator's attention, as the completer last counted them",
             ),
             reconciliation_runs_completed,
             reconciliation_runs_failed,
             reconciliation_findings: counters_by(
                 registry,
                 "supportdesk_billing_reconciliation_findings",
-                "Differences reconciliation found between the service and the provider's ledger, by kind (repaired or reported).",
+                "Differences reconciliation found between the service and the provider's ledger, by kind (repaired or reported)",
                 "kind",
                 FindingKind::ALL.map(FindingKind::as_str),
             ),
@@ -450,7 +450,7 @@ impl WebhookCounters {
             quarantined: counter(
                 registry,
                 "supportdesk_webhook_events_quarantined",
-                "Webhook events applied to no charge and filed under no account because their fields named charges that disagree.",
+                "Webhook events applied to no charge and filed under no account because their fields named charges that disagree",
             ),
         }
     }
@@ -533,12 +533,12 @@ impl RpcMetrics {
         };
         registry.register(
             "supportdesk_rpc_requests",
-            "RPCs answered, by method and gRPC code (refusals of the middleware included).",
+            "RPCs answered, by method and gRPC code (refusals of the middleware included)",
             metrics.requests.clone(),
         );
         registry.register_with_unit(
             "supportdesk_rpc_duration",
-            "Time from receiving an RPC to sending its status, by method.",
+            "Time from receiving an RPC to sending its status, by method",
             prometheus_client::registry::Unit::Seconds,
             metrics.latency.clone(),
         );
@@ -611,7 +611,7 @@ impl Default for Metrics {
         let runtime_workers = gauge(
             &mut registry,
             "supportdesk_runtime_workers",
-            "Worker threads of the async runtime (WORKER_THREADS; unset, one per core).",
+            "Worker threads of the async runtime (WORKER_THREADS; unset, one per core)",
         );
         Self(Arc::new(Inner {
             rate_limit,
@@ -725,7 +725,15 @@ impl MetricsEndpoint {
 fn respond<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
     let (status, content_type, body) =
         if request.method() == Method::GET && request.uri().path() == "/metrics" {
-            (StatusCode::OK, OPENMETRICS, metrics.render())
+            if wants_classic_text(request) {
+                (
+                    StatusCode::OK,
+                    CLASSIC_TEXT,
+                    classic_text(&metrics.render()),
+                )
+            } else {
+                (StatusCode::OK, OPENMETRICS, metrics.render())
+            }
         } else {
             (
                 StatusCode::NOT_FOUND,
@@ -742,9 +750,71 @@ fn respond<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> 
     response
 }
 
+// ---- the classic text format ----
+
+/// The content type of the classic Prometheus text format (0.0.4).
+const CLASSIC_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// True when the scraper accepts `text/plain` but not OpenMetrics (promtool, older scrapers).
+/// Without an `Accept` header, or with `*/*`, OpenMetrics is served.
+fn wants_classic_text<B>(request: &Request<B>) -> bool {
+    let accept = request
+        .headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    accept.contains("text/plain") && !accept.contains("application/openmetrics-text")
+}
+
+/// The OpenMetrics text `openmetrics` in the classic text format: a counter's HELP and TYPE
+/// name its samples' `_total` name, and the `# UNIT` and `# EOF` lines (which the classic
+/// format does not have) are left out. Samples are the same in both formats.
+fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::BTreeSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, after) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {after}"))
+        });
+        match renamed {
+            Some(renamed) => text.push_str(&renamed),
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_classic_text_names_counters_by_their_total_and_has_no_unit_or_eof() {
+        let metrics = Metrics::default();
+        metrics.rate_limit().allowed.increment();
+        let text = classic_text(&metrics.render());
+        assert!(text.contains("# TYPE supportdesk_rate_limit_decisions_total counter\n"));
+        assert!(text.contains("# HELP supportdesk_rate_limit_decisions_total Rate-limit"));
+        assert!(text.contains("supportdesk_rate_limit_decisions_total{outcome=\"allowed\"} 1\n"));
+        assert!(text.contains("# TYPE supportdesk_rpc_duration_seconds histogram\n"));
+        assert!(text.contains("# TYPE supportdesk_rate_limit_fail_open gauge\n"));
+        assert!(!text.contains("# UNIT"));
+        assert!(!text.contains("# EOF"));
+    }
 
     /// The family a sample line belongs to, as its `# TYPE` line names it.
     fn family_of(sample: &str) -> &str {

@@ -196,3 +196,64 @@ async fn every_rpc_is_counted_by_method_and_code_and_timed_including_the_middlew
     // CreateTicket was counted once, when the test made its ticket.
     assert_eq!(after.get(&rpcs("TicketService/CreateTicket", "OK")), 1);
 }
+
+/// Runs promtool with `args`, `input` on its stdin; returns (success, stdout and stderr).
+pub(crate) fn run_promtool(args: &[&str], input: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(crate::support::promtool())
+        .args(args)
+        .current_dir(crate::support::repository_root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool (deploy/local/setup test unpacks it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool ran");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), said)
+}
+
+#[tokio::test]
+async fn every_exported_metric_passes_promtool_check_metrics_without_a_lint() {
+    let app = TestApp::spawn_with(with_metrics).await;
+    // Traffic, so that the labelled families (RPCs by method and code, latency buckets) have
+    // series.
+    let ticket = app.create_ticket("linted").await;
+    app.get_ticket(&ticket.id).await.expect("the ticket");
+    let missing = app
+        .get_ticket(&uuid::Uuid::now_v7().to_string())
+        .await
+        .expect_err("no such ticket");
+    assert_eq!(missing.code(), Code::NotFound);
+    let address = app.metrics_address.expect("metrics are on");
+    // promtool reads the classic text format, which a scraper asks for as text/plain.
+    let response = reqwest::Client::new()
+        .get(format!("http://{address}/metrics"))
+        .header("accept", "text/plain; version=0.0.4")
+        .send()
+        .await
+        .expect("the metrics endpoint answers");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = response.text().await.expect("a body");
+    assert!(text.contains("supportdesk_rpc_requests_total{"), "{text}");
+
+    let (passed, said) = run_promtool(&["check", "metrics"], &text);
+    assert!(
+        passed,
+        "promtool check metrics failed:\n{said}\n---\n{text}"
+    );
+    assert_eq!(said, "", "promtool check metrics has lints:\n{said}");
+}
