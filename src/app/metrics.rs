@@ -595,6 +595,7 @@ struct Inner {
     webhooks: WebhookCounters,
     rpcs: RpcMetrics,
     runtime_workers: Gauge,
+    saturation: SaturationMetrics,
     registry: Registry,
 }
 
@@ -613,7 +614,9 @@ impl Default for Metrics {
             "supportdesk_runtime_workers",
             "Worker threads of the async runtime (WORKER_THREADS; unset, one per core)",
         );
+        let saturation = SaturationMetrics::register(&mut registry);
         Self(Arc::new(Inner {
+            saturation,
             rate_limit,
             ticket_cache,
             passwords,
@@ -656,6 +659,10 @@ impl Metrics {
         &self.0.rpcs
     }
 
+    pub fn saturation(&self) -> &SaturationMetrics {
+        &self.0.saturation
+    }
+
     /// The OpenMetrics text of every family.
     pub fn render(&self) -> String {
         // Read on the runtime that serves /metrics: the service's own.
@@ -663,10 +670,121 @@ impl Metrics {
             let workers = u64::try_from(runtime.metrics().num_workers()).unwrap_or(u64::MAX);
             self.0.runtime_workers.set(workers);
         }
+        self.0.saturation.sample();
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.0.registry);
         text
+    }
+}
+
+// ---- saturation: the database pool and build info ----
+
+/// How full the PostgreSQL pool is, sampled from bb8's own state and statistics at each scrape
+/// (no cost on the request path), and the build's version.
+///
+/// bb8 counts checkouts and the time they waited itself; its cumulative totals are exported as
+/// counters (`rate(wait_seconds_total) / rate(checkouts_total{outcome="waited"})` is the mean
+/// wait of the checkouts that waited).
+#[derive(Debug)]
+pub struct SaturationMetrics {
+    /// The pool being watched, once startup hands it over.
+    pool: OnceLock<crate::db::PgPool>,
+    /// Held while a scrape samples, so that concurrent scrapes add each delta once.
+    sampling: Mutex<()>,
+    in_use: Gauge,
+    idle: Gauge,
+    max: Gauge,
+    waiting: Gauge,
+    /// Checkouts completed, in the order direct, waited, timed out.
+    checkouts: [Counter; 3],
+    wait_seconds: PromCounter<f64, AtomicU64>,
+}
+
+impl SaturationMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let connections = Family::<OneLabel, PromGauge<u64, AtomicU64>>::default();
+        registry.register(
+            "supportdesk_db_pool_connections",
+            "PostgreSQL pool connections by state (in_use: checked out; idle: open and free), sampled at scrape",
+            connections.clone(),
+        );
+        let wait_seconds = PromCounter::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "supportdesk_db_pool_checkout_wait",
+            "Total time checkouts of a PostgreSQL pool connection spent waiting for one to come free",
+            prometheus_client::registry::Unit::Seconds,
+            wait_seconds.clone(),
+        );
+        let build_info = Family::<TwoLabels, PromGauge<u64, AtomicU64>>::default();
+        registry.register(
+            "supportdesk_build_info",
+            "Always 1; its labels name the running build (version: the crate's version)",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("name", env!("CARGO_PKG_NAME")),
+            ])
+            .set(1);
+        Self {
+            pool: OnceLock::new(),
+            sampling: Mutex::new(()),
+            in_use: Gauge(connections.get_or_create_owned(&[("state", "in_use")])),
+            idle: Gauge(connections.get_or_create_owned(&[("state", "idle")])),
+            max: gauge(
+                registry,
+                "supportdesk_db_pool_max_connections",
+                "The most connections the PostgreSQL pool opens (DATABASE_POOL_SIZE)",
+            ),
+            waiting: gauge(
+                registry,
+                "supportdesk_db_pool_waiting",
+                "Checkouts waiting for a PostgreSQL pool connection to come free, sampled at scrape",
+            ),
+            checkouts: counters_by(
+                registry,
+                "supportdesk_db_pool_checkouts",
+                "PostgreSQL pool checkouts completed, by outcome (direct: a connection was free; waited: one came free in time; timed_out: none did)",
+                "outcome",
+                ["direct", "waited", "timed_out"],
+            ),
+            wait_seconds,
+        }
+    }
+
+    /// Watches `pool` (of at most `max_size` connections) from now on.
+    pub fn watch_database_pool(&self, pool: crate::db::PgPool, max_size: u32) {
+        self.max.set(u64::from(max_size));
+        let _ = self.pool.set(pool);
+    }
+
+    /// Reads the watched pool's state into the series.
+    fn sample(&self) {
+        let Some(pool) = self.pool.get() else {
+            return;
+        };
+        let _sampling = self.sampling.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = pool.state();
+        let stats = &state.statistics;
+        self.idle.set(u64::from(state.idle_connections));
+        self.in_use.set(u64::from(
+            state.connections.saturating_sub(state.idle_connections),
+        ));
+        self.waiting.set(stats.pending_gets());
+        let [direct, waited, timed_out] = &self.checkouts;
+        for (counter, total) in [
+            (direct, stats.get_direct),
+            (waited, stats.get_waited),
+            (timed_out, stats.get_timed_out),
+        ] {
+            counter.0.inc_by(total.saturating_sub(counter.get()));
+        }
+        let waited_for = stats.get_wait_time.as_secs_f64() - self.wait_seconds.get();
+        if waited_for > 0.0 {
+            self.wait_seconds.inc_by(waited_for);
+        }
     }
 }
 

@@ -488,6 +488,9 @@ impl Services {
     fn build(settings: &Settings, database: &PgPool, redis: &Redis) -> Self {
         let tokens = TokenIssuer::new(&settings.auth.jwt_secret, settings.auth.access_token_ttl);
         let metrics = Metrics::default();
+        metrics
+            .saturation()
+            .watch_database_pool(database.clone(), settings.database.pool_size);
         let hasher = PasswordHasher::new(&metrics);
         let sessions = SessionStore::new(
             redis.clone(),

@@ -10,7 +10,10 @@ use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
-use crate::support::{Scrape, TestApp, redis_url, with_metrics};
+use crate::support::{
+    PATIENCE, Scrape, TestApp, backends_waiting_on_locks, lock_account, redis_url,
+    valid_create_request, wait_until, with_metrics,
+};
 
 const ALLOWED: &str = r#"supportdesk_rate_limit_decisions_total{outcome="allowed"}"#;
 const REFUSED: &str = r#"supportdesk_rate_limit_decisions_total{outcome="refused"}"#;
@@ -256,4 +259,59 @@ async fn every_exported_metric_passes_promtool_check_metrics_without_a_lint() {
         "promtool check metrics failed:\n{said}\n---\n{text}"
     );
     assert_eq!(said, "", "promtool check metrics has lints:\n{said}");
+}
+
+const IN_USE: &str = r#"supportdesk_db_pool_connections{state="in_use"}"#;
+const WAITING: &str = "supportdesk_db_pool_waiting";
+const WAITED: &str = r#"supportdesk_db_pool_checkouts_total{outcome="waited"}"#;
+const WAIT_SECONDS: &str = "supportdesk_db_pool_checkout_wait_seconds_total";
+
+#[tokio::test]
+async fn the_database_pool_shows_a_checkout_waiting_and_counts_its_wait_and_the_build_is_named() {
+    let app = TestApp::spawn_with(|settings| {
+        with_metrics(settings);
+        settings.database.pool_size = 1;
+        settings.database.connect_timeout = Duration::from_secs(20);
+    })
+    .await;
+    let before = Scrape::of(&app).await;
+    assert_eq!(before.get("supportdesk_db_pool_max_connections"), 1);
+    assert_eq!(
+        before.get(&format!(
+            r#"supportdesk_build_info{{version="{}",name="supportdesk"}}"#,
+            env!("CARGO_PKG_VERSION")
+        )),
+        1
+    );
+    assert_eq!(before.get(WAITING), 0);
+
+    // The only connection blocks on the account's row lock inside CreateTicket.
+    let mut lock = lock_account(&app).await;
+    let mut tickets = app.tickets.clone();
+    let request = app.as_admin(valid_create_request("held"));
+    let holding = tokio::spawn(async move { tickets.create_ticket(request).await });
+    wait_until("CreateTicket waiting on the lock", PATIENCE, || async {
+        backends_waiting_on_locks(&app.database).await == 1
+    })
+    .await;
+    // A read now waits for the pool.
+    let mut tickets = app.tickets.clone();
+    let request = app.as_admin(v1::ListTicketsRequest::default());
+    let waiting = tokio::spawn(async move { tickets.list_tickets(request).await });
+    wait_until("a checkout waiting", PATIENCE, || async {
+        let scrape = Scrape::of(&app).await;
+        scrape.get(WAITING) == 1 && scrape.get(IN_USE) == 1
+    })
+    .await;
+
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("ROLLBACK"), &mut lock)
+        .await
+        .expect("rolled back");
+    holding.await.expect("joined").expect("created");
+    waiting.await.expect("joined").expect("listed");
+    let after = Scrape::of(&app).await;
+    assert_eq!(after.get(WAITING), 0);
+    assert_eq!(after.get(WAITED) - before.get(WAITED), 1);
+    let waited_for = after.0[WAIT_SECONDS] - before.0[WAIT_SECONDS];
+    assert!(waited_for > 0.0, "waited {waited_for} s");
 }
