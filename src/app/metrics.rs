@@ -681,15 +681,15 @@ impl Metrics {
 // ---- saturation: the database pool and build info ----
 
 /// How full the PostgreSQL pool is, sampled from bb8's own state and statistics at each scrape
-/// (no cost on the request path), and the build's version.
+/// (no cost on the request path), and the build's version. The pool is read through a function
+/// startup hands over ([`Self::watch_database_pool`]): this module sits below `db`.
 ///
 /// bb8 counts checkouts and the time they waited itself; its cumulative totals are exported as
 /// counters (`rate(wait_seconds_total) / rate(checkouts_total{outcome="waited"})` is the mean
 /// wait of the checkouts that waited).
-#[derive(Debug)]
 pub struct SaturationMetrics {
-    /// The pool being watched, once startup hands it over.
-    pool: OnceLock<crate::db::PgPool>,
+    /// Reads the pool being watched, once startup hands it over.
+    pool: OnceLock<Box<dyn Fn() -> PoolSample + Send + Sync>>,
     /// Held while a scrape samples, so that concurrent scrapes add each delta once.
     sampling: Mutex<()>,
     in_use: Gauge,
@@ -699,6 +699,30 @@ pub struct SaturationMetrics {
     /// Checkouts completed, in the order direct, waited, timed out.
     checkouts: [Counter; 3],
     wait_seconds: PromCounter<f64, AtomicU64>,
+}
+
+impl std::fmt::Debug for SaturationMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaturationMetrics")
+            .field("watching_a_pool", &self.pool.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pool's state at one scrape, and its cumulative checkout totals (bb8's statistics).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolSample {
+    /// Open connections, checked out or idle.
+    pub connections: u32,
+    pub idle: u32,
+    /// Checkouts waiting for a connection now.
+    pub waiting: u64,
+    /// Checkouts completed since start: at once, after waiting, and timed out.
+    pub direct: u64,
+    pub waited: u64,
+    pub timed_out: u64,
+    /// The time all checkouts spent waiting, since start.
+    pub wait_time: Duration,
 }
 
 impl SaturationMetrics {
@@ -754,34 +778,37 @@ impl SaturationMetrics {
         }
     }
 
-    /// Watches `pool` (of at most `max_size` connections) from now on.
-    pub fn watch_database_pool(&self, pool: crate::db::PgPool, max_size: u32) {
+    /// Samples the pool of at most `max_size` connections through `read` at every scrape from
+    /// now on.
+    pub fn watch_database_pool(
+        &self,
+        max_size: u32,
+        read: impl Fn() -> PoolSample + Send + Sync + 'static,
+    ) {
         self.max.set(u64::from(max_size));
-        let _ = self.pool.set(pool);
+        let _ = self.pool.set(Box::new(read));
     }
 
     /// Reads the watched pool's state into the series.
     fn sample(&self) {
-        let Some(pool) = self.pool.get() else {
+        let Some(read) = self.pool.get() else {
             return;
         };
         let _sampling = self.sampling.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = pool.state();
-        let stats = &state.statistics;
-        self.idle.set(u64::from(state.idle_connections));
-        self.in_use.set(u64::from(
-            state.connections.saturating_sub(state.idle_connections),
-        ));
-        self.waiting.set(stats.pending_gets());
+        let sample = read();
+        self.idle.set(u64::from(sample.idle));
+        self.in_use
+            .set(u64::from(sample.connections.saturating_sub(sample.idle)));
+        self.waiting.set(sample.waiting);
         let [direct, waited, timed_out] = &self.checkouts;
         for (counter, total) in [
-            (direct, stats.get_direct),
-            (waited, stats.get_waited),
-            (timed_out, stats.get_timed_out),
+            (direct, sample.direct),
+            (waited, sample.waited),
+            (timed_out, sample.timed_out),
         ] {
             counter.0.inc_by(total.saturating_sub(counter.get()));
         }
-        let waited_for = stats.get_wait_time.as_secs_f64() - self.wait_seconds.get();
+        let waited_for = sample.wait_time.as_secs_f64() - self.wait_seconds.get();
         if waited_for > 0.0 {
             self.wait_seconds.inc_by(waited_for);
         }
@@ -924,6 +951,11 @@ mod tests {
     fn the_classic_text_names_counters_by_their_total_and_has_no_unit_or_eof() {
         let metrics = Metrics::default();
         metrics.rate_limit().allowed.increment();
+        let rpc = RpcName {
+            path: "/supportdesk.v1.TicketService/GetTicket",
+            index: None,
+        };
+        metrics.rpcs().answered(rpc, 0, Duration::ZERO);
         let text = classic_text(&metrics.render());
         assert!(text.contains("# TYPE supportdesk_rate_limit_decisions_total counter\n"));
         assert!(text.contains("# HELP supportdesk_rate_limit_decisions_total Rate-limit"));

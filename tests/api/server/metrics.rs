@@ -300,7 +300,7 @@ async fn the_database_pool_shows_a_checkout_waiting_and_counts_its_wait_and_the_
     let waiting = tokio::spawn(async move { tickets.list_tickets(request).await });
     wait_until("a checkout waiting", PATIENCE, || async {
         let scrape = Scrape::of(&app).await;
-        scrape.get(WAITING) == 1 && scrape.get(IN_USE) == 1
+        scrape.get(WAITING) >= 1 && scrape.get(IN_USE) == 1
     })
     .await;
 
@@ -311,7 +311,9 @@ async fn the_database_pool_shows_a_checkout_waiting_and_counts_its_wait_and_the_
     waiting.await.expect("joined").expect("listed");
     let after = Scrape::of(&app).await;
     assert_eq!(after.get(WAITING), 0);
-    assert_eq!(after.get(WAITED) - before.get(WAITED), 1);
+    // The read waited; background tasks (the dependency probe, the sweeper) share the one
+    // connection and may have waited too.
+    assert!(after.get(WAITED) - before.get(WAITED) >= 1);
     let waited_for = after.0[WAIT_SECONDS] - before.0[WAIT_SECONDS];
     assert!(waited_for > 0.0, "waited {waited_for} s");
 }
