@@ -20,6 +20,10 @@ struct Sent {
 /// The id a caller sends to try to forge a field.
 const FORGED_ID: &str = "a\"b} injected=1";
 
+/// A path the service does not serve, with a quote and a brace (a URI path has no spaces): it
+/// is logged as the span's `method`.
+const FORGED_PATH: &str = "/supportdesk.v1.TicketService/Nope\"}";
+
 /// Sends a ListTickets with a forged request id, one with a 3,000-character id, and one with a
 /// plain id, then stops the binary and returns its stdout.
 async fn traffic(format: &str) -> (Sent, Vec<String>) {
@@ -31,7 +35,7 @@ async fn traffic(format: &str) -> (Sent, Vec<String>) {
     let channel = running.channel().await;
     running.wait_for_health("Serving").await;
     let admin = sign_up_through(&channel).await;
-    let mut tickets = TicketServiceClient::new(channel);
+    let mut tickets = TicketServiceClient::new(channel.clone());
 
     let mut forged = admin.request(v1::ListTicketsRequest::default());
     forged
@@ -63,6 +67,19 @@ async fn traffic(format: &str) -> (Sent, Vec<String>) {
         .insert("x-request-id", "plain-id.1:2_3".parse().unwrap());
     tickets.list_tickets(plain).await.expect("listed");
     drop(tickets);
+
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let status = grpc
+        .unary(
+            admin.request(Vec::<u8>::new()),
+            FORGED_PATH.parse().expect("a path http accepts"),
+            crate::support::RawBytes,
+        )
+        .await
+        .expect_err("not served");
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    drop(grpc);
 
     running.terminate();
     let (code, stdout, stderr) = running.wait();
@@ -129,6 +146,17 @@ async fn json_lines_keep_only_plain_request_ids_and_no_caller_text_forges_a_fiel
         format!("user:{}", sent.admin.id).as_str()
     );
     assert_eq!(answered[2]["span"]["request_id"], "plain-id.1:2_3");
+
+    let unknown = lines
+        .iter()
+        .find(|line| line["message"] == "rpc answered" && line["span"]["method"] == FORGED_PATH)
+        .expect("the unknown path's answer was logged");
+    assert_eq!(unknown["code"], "UNIMPLEMENTED", "{unknown}");
+    assert_eq!(
+        keys(&unknown["span"]),
+        BTreeSet::from(["name", "method", "request_id", "account_id", "caller"]),
+        "{unknown}"
+    );
 }
 
 #[tokio::test]
@@ -159,5 +187,14 @@ async fn pretty_lines_quote_caller_text_carry_no_colour_and_name_the_code_and_ca
         answered[2].contains("request_id=\"plain-id.1:2_3\""),
         "{}",
         answered[2]
+    );
+    // The path's quote is escaped inside a quoted value.
+    let unknown = stdout
+        .iter()
+        .find(|line| line.contains("rpc answered") && line.contains("Nope"))
+        .expect("the unknown path's answer was logged");
+    assert!(
+        unknown.contains(r#"method="/supportdesk.v1.TicketService/Nope\"}""#),
+        "{unknown}"
     );
 }
