@@ -118,7 +118,7 @@ impl RateLimitCounters {
         let [allowed, refused, undecided] = counters_by(
             registry,
             "supportdesk_rate_limit_decisions",
-            "Rate-limit decisions by outcome; undecided: Redis could not decide and the failure policy answered.",
+            "Rate-limit decisions by outcome; undecided: Redis could not decide and the failure policy answered",
             "outcome",
             ["allowed", "refused", "undecided"],
         );
@@ -129,12 +129,12 @@ impl RateLimitCounters {
             fail_open: gauge(
                 registry,
                 "supportdesk_rate_limit_fail_open",
-                "1 when undecided requests are let through (RATE_LIMIT_ON_REDIS_FAILURE=open), 0 when refused.",
+                "1 when undecided requests are let through (RATE_LIMIT_ON_REDIS_FAILURE=open), 0 when refused",
             ),
             redis_failures: counter(
                 registry,
                 "supportdesk_rate_limit_redis_failures",
-                "Rate-limit calls to Redis that failed or timed out.",
+                "Rate-limit calls to Redis that failed or timed out",
             ),
         }
     }
@@ -166,7 +166,7 @@ impl TicketCacheCounters {
         let [hits, misses] = counters_by(
             registry,
             "supportdesk_ticket_cache_lookups",
-            "Ticket cache lookups Redis answered, by outcome.",
+            "Ticket cache lookups Redis answered, by outcome",
             "outcome",
             ["hit", "miss"],
         );
@@ -176,7 +176,7 @@ impl TicketCacheCounters {
             redis_failures: counter(
                 registry,
                 "supportdesk_ticket_cache_redis_failures",
-                "Ticket cache reads and writes that failed in Redis.",
+                "Ticket cache reads and writes that failed in Redis",
             ),
         }
     }
@@ -204,7 +204,7 @@ impl PasswordCounters {
         let [verified_against_stored, verified_against_decoy] = counters_by(
             registry,
             "supportdesk_password_verifications",
-            "Argon2 password verifications run, by what the password was checked against (decoy: no usable stored hash, for an unknown email, a deactivated user or one without a password).",
+            "Argon2 password verifications run, by what the password was checked against (decoy: no usable stored hash, for an unknown email, a deactivated user or one without a password)",
             "against",
             ["stored", "decoy"],
         );
@@ -313,17 +313,17 @@ impl JobRunnerMetrics {
         };
         registry.register(
             "supportdesk_job_runner_task_state",
-            "The state of each background task: 1 for its current state, 0 for the others.",
+            "The state of each background task: 1 for its current state, 0 for the others",
             metrics.states.clone(),
         );
         registry.register(
             "supportdesk_job_runner_task_restarts",
-            "Times the job runner started a background task again after it died.",
+            "Times the job runner started a background task again after it died",
             metrics.restarts.clone(),
         );
         registry.register(
             "supportdesk_job_runner_task_failures",
-            "Times a background task died: it panicked, returned an error, or returned while not told to stop.",
+            "Times a background task died: it panicked, returned an error, or returned while not told to stop",
             metrics.failures.clone(),
         );
         metrics
@@ -387,14 +387,14 @@ impl BillingCounters {
         let [provider_busy] = counters_by(
             registry,
             "supportdesk_provider_bulkhead_refusals",
-            "Requests refused at once (PROVIDER_BUSY) because this instance had as many calls in flight to the provider as it allows.",
+            "Requests refused at once (PROVIDER_BUSY) because this instance had as many calls in flight to the provider as it allows",
             "provider",
             ["payments"],
         );
         let [reconciliation_runs_completed, reconciliation_runs_failed] = counters_by(
             registry,
             "supportdesk_billing_reconciliation_runs",
-            "Reconciliation runs against the provider's ledger, by outcome.",
+            "Reconciliation runs against the provider's ledger, by outcome",
             "outcome",
             ["completed", "failed"],
         );
@@ -403,24 +403,24 @@ impl BillingCounters {
             completer_attempts: counter(
                 registry,
                 "supportdesk_billing_completer_attempts",
-                "Attempts the billing completer made to settle pending charges and refunds.",
+                "Attempts the billing completer made to settle pending charges and refunds",
             ),
             marked_for_attention: counter(
                 registry,
                 "supportdesk_billing_marked_for_attention",
-                "Pending charges and refunds the completer could not settle in time and marked for an operator.",
+                "Pending charges and refunds the completer could not settle in time and marked for an operator",
             ),
             needing_attention: gauge(
                 registry,
                 "supportdesk_billing_needing_attention",
-                "Pending charges and refunds marked for an operator's attention, as the completer last counted them.",
+                "Pending charges and refunds marked for an operator's attention, as the completer last counted them",
             ),
             reconciliation_runs_completed,
             reconciliation_runs_failed,
             reconciliation_findings: counters_by(
                 registry,
                 "supportdesk_billing_reconciliation_findings",
-                "Differences reconciliation found between the service and the provider's ledger, by kind (repaired or reported).",
+                "Differences reconciliation found between the service and the provider's ledger, by kind (repaired or reported)",
                 "kind",
                 FindingKind::ALL.map(FindingKind::as_str),
             ),
@@ -450,7 +450,7 @@ impl WebhookCounters {
             quarantined: counter(
                 registry,
                 "supportdesk_webhook_events_quarantined",
-                "Webhook events applied to no charge and filed under no account because their fields named charges that disagree.",
+                "Webhook events applied to no charge and filed under no account because their fields named charges that disagree",
             ),
         }
     }
@@ -479,6 +479,14 @@ const GRPC_CODES: [&str; 17] = [
 
 /// Where `UNKNOWN` is in [`GRPC_CODES`]: what a status outside them is counted as.
 const UNKNOWN_CODE_INDEX: usize = 2;
+
+/// The name of gRPC code `code` (`OK`, `NOT_FOUND`, ...), `UNKNOWN` for a number that is none.
+pub fn grpc_code_name(code: u16) -> &'static str {
+    GRPC_CODES
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or(GRPC_CODES[UNKNOWN_CODE_INDEX])
+}
 
 /// The latency histogram's upper bounds: 1 ms doubling to about 16 s (15 buckets and +Inf).
 fn latency_histogram() -> Histogram {
@@ -525,12 +533,12 @@ impl RpcMetrics {
         };
         registry.register(
             "supportdesk_rpc_requests",
-            "RPCs answered, by method and gRPC code (refusals of the middleware included).",
+            "RPCs answered, by method and gRPC code (refusals of the middleware included)",
             metrics.requests.clone(),
         );
         registry.register_with_unit(
             "supportdesk_rpc_duration",
-            "Time from receiving an RPC to sending its status, by method.",
+            "Time from receiving an RPC to sending its status, by method",
             prometheus_client::registry::Unit::Seconds,
             metrics.latency.clone(),
         );
@@ -587,6 +595,7 @@ struct Inner {
     webhooks: WebhookCounters,
     rpcs: RpcMetrics,
     runtime_workers: Gauge,
+    saturation: SaturationMetrics,
     registry: Registry,
 }
 
@@ -603,9 +612,11 @@ impl Default for Metrics {
         let runtime_workers = gauge(
             &mut registry,
             "supportdesk_runtime_workers",
-            "Worker threads of the async runtime (WORKER_THREADS; unset, one per core).",
+            "Worker threads of the async runtime (WORKER_THREADS; unset, one per core)",
         );
+        let saturation = SaturationMetrics::register(&mut registry);
         Self(Arc::new(Inner {
+            saturation,
             rate_limit,
             ticket_cache,
             passwords,
@@ -648,6 +659,10 @@ impl Metrics {
         &self.0.rpcs
     }
 
+    pub fn saturation(&self) -> &SaturationMetrics {
+        &self.0.saturation
+    }
+
     /// The OpenMetrics text of every family.
     pub fn render(&self) -> String {
         // Read on the runtime that serves /metrics: the service's own.
@@ -655,10 +670,148 @@ impl Metrics {
             let workers = u64::try_from(runtime.metrics().num_workers()).unwrap_or(u64::MAX);
             self.0.runtime_workers.set(workers);
         }
+        self.0.saturation.sample();
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.0.registry);
         text
+    }
+}
+
+// ---- saturation: the database pool and build info ----
+
+/// How full the PostgreSQL pool is, sampled from bb8's own state and statistics at each scrape
+/// (no cost on the request path), and the build's version. The pool is read through a function
+/// startup hands over ([`Self::watch_database_pool`]): this module sits below `db`.
+///
+/// bb8 counts checkouts and the time they waited itself; its cumulative totals are exported as
+/// counters (`rate(wait_seconds_total) / rate(checkouts_total{outcome="waited"})` is the mean
+/// wait of the checkouts that waited).
+pub struct SaturationMetrics {
+    /// Reads the pool being watched, once startup hands it over.
+    pool: OnceLock<Box<dyn Fn() -> PoolSample + Send + Sync>>,
+    /// Held while a scrape samples, so that concurrent scrapes add each delta once.
+    sampling: Mutex<()>,
+    in_use: Gauge,
+    idle: Gauge,
+    max: Gauge,
+    waiting: Gauge,
+    /// Checkouts completed, in the order direct, waited, timed out.
+    checkouts: [Counter; 3],
+    wait_seconds: PromCounter<f64, AtomicU64>,
+}
+
+impl std::fmt::Debug for SaturationMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaturationMetrics")
+            .field("watching_a_pool", &self.pool.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pool's state at one scrape, and its cumulative checkout totals (bb8's statistics).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolSample {
+    /// Open connections, checked out or idle.
+    pub connections: u32,
+    pub idle: u32,
+    /// Checkouts waiting for a connection now.
+    pub waiting: u64,
+    /// Checkouts completed since start: at once, after waiting, and timed out.
+    pub direct: u64,
+    pub waited: u64,
+    pub timed_out: u64,
+    /// The time all checkouts spent waiting, since start.
+    pub wait_time: Duration,
+}
+
+impl SaturationMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let connections = Family::<OneLabel, PromGauge<u64, AtomicU64>>::default();
+        registry.register(
+            "supportdesk_db_pool_connections",
+            "PostgreSQL pool connections by state (in_use: checked out; idle: open and free), sampled at scrape",
+            connections.clone(),
+        );
+        let wait_seconds = PromCounter::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "supportdesk_db_pool_checkout_wait",
+            "Total time checkouts of a PostgreSQL pool connection spent waiting for one to come free",
+            prometheus_client::registry::Unit::Seconds,
+            wait_seconds.clone(),
+        );
+        let build_info = Family::<TwoLabels, PromGauge<u64, AtomicU64>>::default();
+        registry.register(
+            "supportdesk_build_info",
+            "Always 1; its labels name the running build (version: the crate's version)",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("name", env!("CARGO_PKG_NAME")),
+            ])
+            .set(1);
+        Self {
+            pool: OnceLock::new(),
+            sampling: Mutex::new(()),
+            in_use: Gauge(connections.get_or_create_owned(&[("state", "in_use")])),
+            idle: Gauge(connections.get_or_create_owned(&[("state", "idle")])),
+            max: gauge(
+                registry,
+                "supportdesk_db_pool_max_connections",
+                "The most connections the PostgreSQL pool opens (DATABASE_POOL_SIZE)",
+            ),
+            waiting: gauge(
+                registry,
+                "supportdesk_db_pool_waiting",
+                "Checkouts waiting for a PostgreSQL pool connection to come free, sampled at scrape",
+            ),
+            checkouts: counters_by(
+                registry,
+                "supportdesk_db_pool_checkouts",
+                "PostgreSQL pool checkouts completed, by outcome (direct: a connection was free; waited: one came free in time; timed_out: none did)",
+                "outcome",
+                ["direct", "waited", "timed_out"],
+            ),
+            wait_seconds,
+        }
+    }
+
+    /// Samples the pool of at most `max_size` connections through `read` at every scrape from
+    /// now on.
+    pub fn watch_database_pool(
+        &self,
+        max_size: u32,
+        read: impl Fn() -> PoolSample + Send + Sync + 'static,
+    ) {
+        self.max.set(u64::from(max_size));
+        let _ = self.pool.set(Box::new(read));
+    }
+
+    /// Reads the watched pool's state into the series.
+    fn sample(&self) {
+        let Some(read) = self.pool.get() else {
+            return;
+        };
+        let _sampling = self.sampling.lock().unwrap_or_else(PoisonError::into_inner);
+        let sample = read();
+        self.idle.set(u64::from(sample.idle));
+        self.in_use
+            .set(u64::from(sample.connections.saturating_sub(sample.idle)));
+        self.waiting.set(sample.waiting);
+        let [direct, waited, timed_out] = &self.checkouts;
+        for (counter, total) in [
+            (direct, sample.direct),
+            (waited, sample.waited),
+            (timed_out, sample.timed_out),
+        ] {
+            counter.0.inc_by(total.saturating_sub(counter.get()));
+        }
+        let waited_for = sample.wait_time.as_secs_f64() - self.wait_seconds.get();
+        if waited_for > 0.0 {
+            self.wait_seconds.inc_by(waited_for);
+        }
     }
 }
 
@@ -717,7 +870,15 @@ impl MetricsEndpoint {
 fn respond<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
     let (status, content_type, body) =
         if request.method() == Method::GET && request.uri().path() == "/metrics" {
-            (StatusCode::OK, OPENMETRICS, metrics.render())
+            if wants_classic_text(request) {
+                (
+                    StatusCode::OK,
+                    CLASSIC_TEXT,
+                    classic_text(&metrics.render()),
+                )
+            } else {
+                (StatusCode::OK, OPENMETRICS, metrics.render())
+            }
         } else {
             (
                 StatusCode::NOT_FOUND,
@@ -734,9 +895,76 @@ fn respond<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> 
     response
 }
 
+// ---- the classic text format ----
+
+/// The content type of the classic Prometheus text format (0.0.4).
+const CLASSIC_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// True when the scraper accepts `text/plain` but not OpenMetrics (promtool, older scrapers).
+/// Without an `Accept` header, or with `*/*`, OpenMetrics is served.
+fn wants_classic_text<B>(request: &Request<B>) -> bool {
+    let accept = request
+        .headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    accept.contains("text/plain") && !accept.contains("application/openmetrics-text")
+}
+
+/// The OpenMetrics text `openmetrics` in the classic text format: a counter's HELP and TYPE
+/// name its samples' `_total` name, and the `# UNIT` and `# EOF` lines (which the classic
+/// format does not have) are left out. Samples are the same in both formats.
+fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::BTreeSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, after) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {after}"))
+        });
+        match renamed {
+            Some(renamed) => text.push_str(&renamed),
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_classic_text_names_counters_by_their_total_and_has_no_unit_or_eof() {
+        let metrics = Metrics::default();
+        metrics.rate_limit().allowed.increment();
+        let rpc = RpcName {
+            path: "/supportdesk.v1.TicketService/GetTicket",
+            index: None,
+        };
+        metrics.rpcs().answered(rpc, 0, Duration::ZERO);
+        let text = classic_text(&metrics.render());
+        assert!(text.contains("# TYPE supportdesk_rate_limit_decisions_total counter\n"));
+        assert!(text.contains("# HELP supportdesk_rate_limit_decisions_total Rate-limit"));
+        assert!(text.contains("supportdesk_rate_limit_decisions_total{outcome=\"allowed\"} 1\n"));
+        assert!(text.contains("# TYPE supportdesk_rpc_duration_seconds histogram\n"));
+        assert!(text.contains("# TYPE supportdesk_rate_limit_fail_open gauge\n"));
+        assert!(!text.contains("# UNIT"));
+        assert!(!text.contains("# EOF"));
+    }
 
     /// The family a sample line belongs to, as its `# TYPE` line names it.
     fn family_of(sample: &str) -> &str {

@@ -26,7 +26,7 @@ use crate::api::tickets::TicketApi;
 use crate::api::users::UserApi;
 use crate::api::webhooks::WebhookApi;
 use crate::app::health::{DependencyProbe, Health};
-use crate::app::metrics::{Metrics, MetricsEndpoint};
+use crate::app::metrics::{Metrics, MetricsEndpoint, PoolSample};
 use crate::auth::principals::{ChangeWindow, PrincipalStates};
 use crate::auth::{Authenticator, PasswordHasher, SessionStore, TokenIssuer};
 use crate::configuration::{AuthSettings, Settings, WebhookReceivingSettings};
@@ -506,6 +506,22 @@ impl Services {
     fn build(settings: &Settings, database: &PgPool, redis: &Redis) -> Self {
         let tokens = TokenIssuer::new(&settings.auth.jwt_secret, settings.auth.access_token_ttl);
         let metrics = Metrics::default();
+        let pool = database.clone();
+        metrics
+            .saturation()
+            .watch_database_pool(settings.database.pool_size, move || {
+                let state = pool.state();
+                let stats = &state.statistics;
+                PoolSample {
+                    connections: state.connections,
+                    idle: state.idle_connections,
+                    waiting: stats.pending_gets(),
+                    direct: stats.get_direct,
+                    waited: stats.get_waited,
+                    timed_out: stats.get_timed_out,
+                    wait_time: stats.get_wait_time,
+                }
+            });
         let hasher = PasswordHasher::new(&metrics);
         let sessions = SessionStore::new(
             redis.clone(),

@@ -40,7 +40,7 @@ use super::rate_limit::{ClientAddress, add_headers, client_subject, policy_for, 
 use super::unary_body::Peeked;
 
 use crate::auth::principals::{KnownState, Lease};
-use crate::auth::{Authenticator, Caller, Credential, session_revoked};
+use crate::auth::{Authenticator, Caller, Credential, Principal, session_revoked};
 use crate::domain::TicketId;
 use crate::errors::{AppError, Reason};
 use crate::rate_limit::{AlsoRead, Decision, Policy, RateLimiter, Subject};
@@ -360,6 +360,7 @@ where
             };
             request.extensions_mut().insert(client);
             if let Some(caller) = caller {
+                record_caller(&caller);
                 request.extensions_mut().insert(caller);
             }
             if let Some(prefetched) = prefetched {
@@ -372,4 +373,16 @@ where
             Ok(response)
         })
     }
+}
+
+/// Records who is calling on the RPC's span (see `RpcSpan`), so that every later line of the
+/// request, the answer's included, names the account and the user or API key.
+fn record_caller(caller: &Caller) {
+    let span = tracing::Span::current();
+    span.record("account_id", caller.account_id.to_string().as_str());
+    let who = match &caller.principal {
+        Principal::User { user_id, .. } => format!("user:{user_id}"),
+        Principal::ApiKey { key_id, .. } => format!("api_key:{key_id}"),
+    };
+    span.record("caller", who.as_str());
 }

@@ -1,8 +1,11 @@
 //! The one ordered tower stack every RPC passes through. The first layer listed sees the request
 //! first:
 //!
-//! 1. request id: `x-request-id` taken from the caller or generated (tower-http);
-//! 2. trace: a span per RPC carrying the request id, so every log line of the request has it;
+//! 1. request id: `x-request-id` taken from the caller when it is short and plain, else
+//!    generated ([`request_id`], tower-http);
+//! 2. trace: a span per RPC carrying the method, the request id and (once admission knows it)
+//!    the caller, so every log line of the request has them; caller text is recorded as string
+//!    values, which both log formats quote and escape, so it cannot forge a field;
 //! 3. request id propagation: the id is returned in the response metadata;
 //! 4. header limit: a header list over `MAX_REQUEST_HEADER_BYTES` is refused as
 //!    `HEADERS_TOO_LARGE` ([`header_limit`]);
@@ -26,6 +29,7 @@ mod idempotency_key;
 mod method;
 mod path_binding;
 mod rate_limit;
+mod request_id;
 mod rpc_metrics;
 mod unary_body;
 
@@ -36,16 +40,18 @@ pub use idempotency_key::{IdempotencyKeyLayer, ReadIdempotencyKey};
 pub use method::{MethodLayer, ResolveMethod, declared_method};
 pub use path_binding::{CheckPathBinding, PathBindingLayer};
 pub use rate_limit::{ClientAddress, client_ip};
+pub use request_id::{
+    MAX_REQUEST_ID_LEN, NewRequestId, PlainRequestId, PlainRequestIdLayer, is_plain_request_id,
+};
 pub use rpc_metrics::{CountRpcs, RpcMetricsLayer};
 
 use std::time::Duration;
 
-use http::{HeaderValue, Request};
+use http::Request;
 use tower::{Layer, ServiceBuilder};
 use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{
-    MakeRequestId, PropagateRequestId, PropagateRequestIdLayer, RequestId, SetRequestId,
-    SetRequestIdLayer,
+    PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer,
 };
 use tower_http::trace::{
     DefaultOnBodyChunk, DefaultOnEos, DefaultOnFailure, DefaultOnRequest, DefaultOnResponse,
@@ -99,22 +105,26 @@ impl MiddlewareLayer {
 }
 
 /// What [`MiddlewareLayer`] wraps a service in, outermost first.
-pub type MiddlewareStack<S> = SetRequestId<
-    Trace<
-        PropagateRequestId<
-            LimitHeaders<
-                CountRpcs<ResolveMethod<Deadline<Admit<CheckPathBinding<ReadIdempotencyKey<S>>>>>>,
+pub type MiddlewareStack<S> = PlainRequestId<
+    SetRequestId<
+        Trace<
+            PropagateRequestId<
+                LimitHeaders<
+                    CountRpcs<
+                        ResolveMethod<Deadline<Admit<CheckPathBinding<ReadIdempotencyKey<S>>>>>,
+                    >,
+                >,
             >,
+            SharedClassifier<GrpcErrorsAsFailures>,
+            RpcSpan,
+            DefaultOnRequest,
+            DefaultOnResponse,
+            DefaultOnBodyChunk,
+            DefaultOnEos,
+            DefaultOnFailure,
         >,
-        SharedClassifier<GrpcErrorsAsFailures>,
-        RpcSpan,
-        DefaultOnRequest,
-        DefaultOnResponse,
-        DefaultOnBodyChunk,
-        DefaultOnEos,
-        DefaultOnFailure,
+        NewRequestId,
     >,
-    NewRequestId,
 >;
 
 impl<S> Layer<S> for MiddlewareLayer {
@@ -122,12 +132,13 @@ impl<S> Layer<S> for MiddlewareLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         ServiceBuilder::new()
+            .layer(PlainRequestIdLayer)
             .layer(SetRequestIdLayer::x_request_id(NewRequestId))
             .layer(
                 TraceLayer::new(SharedClassifier::new(client_errors_are_not_failures()))
                     .make_span_with(RpcSpan)
                     .on_request(DefaultOnRequest::new().level(Level::DEBUG))
-                    .on_response(DefaultOnResponse::new().level(Level::INFO))
+                    .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                     .on_failure(DefaultOnFailure::new().level(Level::WARN)),
             )
             .layer(PropagateRequestIdLayer::x_request_id())
@@ -148,7 +159,7 @@ impl<S> Layer<S> for MiddlewareLayer {
 }
 
 /// Codes that answer a bad request rather than report a fault of the service: logged with the
-/// response at INFO, not as failures at WARN.
+/// answer (`rpc answered`) at INFO, not as failures at WARN.
 fn client_errors_are_not_failures() -> GrpcErrorsAsFailures {
     [
         GrpcCode::InvalidArgument,
@@ -168,21 +179,10 @@ fn client_errors_are_not_failures() -> GrpcErrorsAsFailures {
     )
 }
 
-/// A request id for a request that came without one: a random UUID (v4), written without the
-/// formatting machinery (tower-http's `MakeRequestUuid` formats it through `Display`, which
-/// docs/performance.md measured as a visible share of every call).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NewRequestId;
-
-impl MakeRequestId for NewRequestId {
-    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        let mut text = [0_u8; uuid::fmt::Hyphenated::LENGTH];
-        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-        HeaderValue::from_str(text).ok().map(RequestId::new)
-    }
-}
-
-/// The span of one RPC: its method path and request id.
+/// The span of one RPC: its method path and request id, and the caller (`account_id`, and
+/// `caller`: `user:<id>` or `api_key:<id>`) recorded by admission once known. Every value is
+/// recorded as a string (never through `Display`), so the JSON format writes it as a JSON string
+/// and the pretty format quotes and escapes it: no caller text can end a field early.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RpcSpan;
 
@@ -193,6 +193,12 @@ impl<B> MakeSpan<B> for RpcSpan {
             .get(REQUEST_ID)
             .and_then(|value| value.to_str().ok())
             .unwrap_or("");
-        tracing::info_span!("rpc", method = %request.uri().path(), request_id = %request_id)
+        tracing::info_span!(
+            "rpc",
+            method = request.uri().path(),
+            request_id = request_id,
+            account_id = tracing::field::Empty,
+            caller = tracing::field::Empty,
+        )
     }
 }

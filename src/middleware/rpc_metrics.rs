@@ -7,6 +7,10 @@
 //! message: the body is watched and the RPC counted when the trailers pass, so the time is the
 //! whole answer's. A body dropped before its trailers (the client went away) counts as
 //! CANCELLED.
+//!
+//! The answer is also where the request's one INFO line is written, `rpc answered`, with the
+//! gRPC `code` and `latency_ms`, in the RPC's span (method, request id, caller): an operator reads
+//! who called what and how it ended from one line.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,7 +23,7 @@ use http_body::Frame;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use crate::app::metrics::{RpcMetrics, RpcName};
+use crate::app::metrics::{RpcMetrics, RpcName, grpc_code_name};
 use crate::wire::methods::Method;
 
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
@@ -77,12 +81,18 @@ struct Pending {
     metrics: RpcMetrics,
     rpc: RpcName,
     started: Instant,
+    /// The RPC's span (the trace layer's), where the answer is logged.
+    span: tracing::Span,
 }
 
 impl Pending {
     fn answered(self, code: u16) {
-        self.metrics
-            .answered(self.rpc, code, self.started.elapsed());
+        let took = self.started.elapsed();
+        self.metrics.answered(self.rpc, code, took);
+        let latency_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        self.span.in_scope(|| {
+            tracing::info!(code = grpc_code_name(code), latency_ms, "rpc answered");
+        });
     }
 }
 
@@ -101,6 +111,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let started = Instant::now();
+        let span = tracing::Span::current();
         let metrics = self.metrics.clone();
         let answer = self.inner.call(request);
         Box::pin(async move {
@@ -119,6 +130,7 @@ where
                 metrics,
                 rpc,
                 started,
+                span,
             };
             if let Some(code) = status_in(response.headers()) {
                 pending.answered(code);

@@ -10,7 +10,10 @@ use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
-use crate::support::{Scrape, TestApp, redis_url, with_metrics};
+use crate::support::{
+    PATIENCE, Scrape, TestApp, backends_waiting_on_locks, lock_account, redis_url,
+    valid_create_request, wait_until, with_metrics,
+};
 
 const ALLOWED: &str = r#"supportdesk_rate_limit_decisions_total{outcome="allowed"}"#;
 const REFUSED: &str = r#"supportdesk_rate_limit_decisions_total{outcome="refused"}"#;
@@ -195,4 +198,122 @@ async fn every_rpc_is_counted_by_method_and_code_and_timed_including_the_middlew
     );
     // CreateTicket was counted once, when the test made its ticket.
     assert_eq!(after.get(&rpcs("TicketService/CreateTicket", "OK")), 1);
+}
+
+/// Runs promtool with `args`, `input` on its stdin; returns (success, stdout and stderr).
+pub(crate) fn run_promtool(args: &[&str], input: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(crate::support::promtool())
+        .args(args)
+        .current_dir(crate::support::repository_root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool (deploy/local/setup test unpacks it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool ran");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), said)
+}
+
+#[tokio::test]
+async fn every_exported_metric_passes_promtool_check_metrics_without_a_lint() {
+    let app = TestApp::spawn_with(with_metrics).await;
+    // Traffic, so that the labelled families (RPCs by method and code, latency buckets) have
+    // series.
+    let ticket = app.create_ticket("linted").await;
+    app.get_ticket(&ticket.id).await.expect("the ticket");
+    let missing = app
+        .get_ticket(&uuid::Uuid::now_v7().to_string())
+        .await
+        .expect_err("no such ticket");
+    assert_eq!(missing.code(), Code::NotFound);
+    let address = app.metrics_address.expect("metrics are on");
+    // promtool reads the classic text format, which a scraper asks for as text/plain.
+    let response = reqwest::Client::new()
+        .get(format!("http://{address}/metrics"))
+        .header("accept", "text/plain; version=0.0.4")
+        .send()
+        .await
+        .expect("the metrics endpoint answers");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = response.text().await.expect("a body");
+    assert!(text.contains("supportdesk_rpc_requests_total{"), "{text}");
+
+    let (passed, said) = run_promtool(&["check", "metrics"], &text);
+    assert!(
+        passed,
+        "promtool check metrics failed:\n{said}\n---\n{text}"
+    );
+    assert_eq!(said, "", "promtool check metrics has lints:\n{said}");
+}
+
+const IN_USE: &str = r#"supportdesk_db_pool_connections{state="in_use"}"#;
+const WAITING: &str = "supportdesk_db_pool_waiting";
+const WAITED: &str = r#"supportdesk_db_pool_checkouts_total{outcome="waited"}"#;
+const WAIT_SECONDS: &str = "supportdesk_db_pool_checkout_wait_seconds_total";
+
+#[tokio::test]
+async fn the_database_pool_shows_a_checkout_waiting_and_counts_its_wait_and_the_build_is_named() {
+    let app = TestApp::spawn_with(|settings| {
+        with_metrics(settings);
+        settings.database.pool_size = 1;
+        settings.database.connect_timeout = Duration::from_secs(20);
+    })
+    .await;
+    let before = Scrape::of(&app).await;
+    assert_eq!(before.get("supportdesk_db_pool_max_connections"), 1);
+    assert_eq!(
+        before.get(&format!(
+            r#"supportdesk_build_info{{version="{}",name="supportdesk"}}"#,
+            env!("CARGO_PKG_VERSION")
+        )),
+        1
+    );
+    assert_eq!(before.get(WAITING), 0);
+
+    // The only connection blocks on the account's row lock inside CreateTicket.
+    let mut lock = lock_account(&app).await;
+    let mut tickets = app.tickets.clone();
+    let request = app.as_admin(valid_create_request("held"));
+    let holding = tokio::spawn(async move { tickets.create_ticket(request).await });
+    wait_until("CreateTicket waiting on the lock", PATIENCE, || async {
+        backends_waiting_on_locks(&app.database).await == 1
+    })
+    .await;
+    // A read now waits for the pool.
+    let mut tickets = app.tickets.clone();
+    let request = app.as_admin(v1::ListTicketsRequest::default());
+    let waiting = tokio::spawn(async move { tickets.list_tickets(request).await });
+    wait_until("a checkout waiting", PATIENCE, || async {
+        let scrape = Scrape::of(&app).await;
+        scrape.get(WAITING) >= 1 && scrape.get(IN_USE) == 1
+    })
+    .await;
+
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("ROLLBACK"), &mut lock)
+        .await
+        .expect("rolled back");
+    holding.await.expect("joined").expect("created");
+    waiting.await.expect("joined").expect("listed");
+    let after = Scrape::of(&app).await;
+    assert_eq!(after.get(WAITING), 0);
+    // The read waited; background tasks (the dependency probe, the sweeper) share the one
+    // connection and may have waited too.
+    assert!(after.get(WAITED) - before.get(WAITED) >= 1);
+    let waited_for = after.0[WAIT_SECONDS] - before.0[WAIT_SECONDS];
+    assert!(waited_for > 0.0, "waited {waited_for} s");
 }

@@ -1,11 +1,13 @@
-//! The service as a whole: its process and command line, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, the job runner, reflection and REST.
+//! The service as a whole: its process and command line, logs, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, alert rules, the job runner, reflection and REST.
 
+pub(crate) mod alerts;
 pub(crate) mod command_line;
 pub(crate) mod deadlines;
 pub(crate) mod dependencies;
 pub(crate) mod edge;
 pub(crate) mod idempotency;
 pub(crate) mod job_runner;
+pub(crate) mod logs;
 pub(crate) mod metrics;
 pub(crate) mod process;
 pub(crate) mod rate_limits;

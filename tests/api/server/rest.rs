@@ -326,3 +326,31 @@ async fn a_body_naming_another_ticket_than_the_path_changes_neither_ticket() {
     let updated: Value = response.json().await.expect("JSON");
     assert_eq!(updated["subject"], "renamed");
 }
+
+#[tokio::test]
+async fn a_callers_request_id_that_is_not_short_and_plain_is_replaced_and_the_replacement_returned()
+{
+    let app = TestApp::spawn().await;
+    let (envoy, http) = envoy_for(&app).await;
+    for sent in ["a\"b} injected=1".to_owned(), "x".repeat(3000)] {
+        let response = http
+            .get(envoy.url("/v1/tickets"))
+            .bearer_auth(&app.admin.access_token)
+            .header("x-request-id", &sent)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), StatusCode::OK);
+        let returned: Vec<&str> = response
+            .headers()
+            .get_all("x-request-id")
+            .iter()
+            .map(|value| value.to_str().expect("ASCII"))
+            .collect();
+        assert_eq!(returned.len(), 1, "{returned:?}");
+        assert!(uuid::Uuid::try_parse(returned[0]).is_ok(), "{returned:?}");
+        // Envoy's access log names the id the client was given.
+        let entry = envoy.access_log_entry(returned[0]).await;
+        assert_eq!(entry["path"], "/v1/tickets", "{entry}");
+    }
+}

@@ -639,6 +639,11 @@ pub(crate) fn diesel_cli() -> PathBuf {
     tool("DIESEL_BIN")
 }
 
+/// Prometheus's promtool (`deploy/local/setup test` unpacks Debian's package into .tools/).
+pub(crate) fn promtool() -> PathBuf {
+    tool("PROMTOOL_BIN")
+}
+
 /// How long a poll waits before it gives up. A poll ends as soon as its condition holds, so a
 /// generous limit costs nothing on a quiet machine and keeps a loaded one from failing a test
 /// on time alone; where a bound is the feature, the test asserts it on its own.
