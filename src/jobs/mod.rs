@@ -20,10 +20,12 @@
 //!
 //! docs/architecture.md ("Background tasks") lists the tasks with their policies and effects.
 
+pub mod attachment_sweeper;
 pub mod billing_completer;
 pub mod billing_reconciler;
 pub mod idempotency_sweeper;
 pub mod runner;
+pub mod storage_probe;
 
 use std::time::Duration;
 

@@ -68,6 +68,7 @@ const LAYERS: &[&[&str]] = &[
         "app::telemetry",
         "billing",
         "notifications",
+        "storage",
     ],
     &["auth", "app::health"],
     &["rate_limit", "idempotency"],
