@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::comment::actor;
 use super::corrupt;
+use crate::db::KeepPrepared;
 use crate::db::schema::{attachments, storage_deletions, tickets};
 use crate::domain::{
     AccountId, Attachment, AttachmentContentType, AttachmentId, AttachmentState, CommentId,
@@ -64,10 +65,12 @@ pub enum Viewer {
 
 impl NewAttachment<'_> {
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<Attachment> {
-        diesel::insert_into(attachments::table)
-            .values(self)
-            .returning(AttachmentRow::as_returning())
-            .get_result::<AttachmentRow>(conn)
+        KeepPrepared(
+            diesel::insert_into(attachments::table)
+                .values(self)
+                .returning(AttachmentRow::as_returning()),
+        )
+        .get_result::<AttachmentRow>(conn)
             .await?
             .into_domain()
     }
@@ -125,16 +128,18 @@ impl AttachmentRow {
         account: AccountId,
         id: AttachmentId,
     ) -> AppResult<Option<Attachment>> {
-        diesel::update(attachments::table)
-            .filter(attachments::account_id.eq(account.as_uuid()))
-            .filter(attachments::id.eq(id.as_uuid()))
-            .filter(attachments::state.eq(AttachmentState::Pending.as_str()))
-            .set((
-                attachments::state.eq(AttachmentState::Ready.as_str()),
-                attachments::completed_at.eq(diesel::dsl::now),
-            ))
-            .returning(Self::as_returning())
-            .get_result::<Self>(conn)
+        KeepPrepared(
+            diesel::update(attachments::table)
+                .filter(attachments::account_id.eq(account.as_uuid()))
+                .filter(attachments::id.eq(id.as_uuid()))
+                .filter(attachments::state.eq(AttachmentState::Pending.as_str()))
+                .set((
+                    attachments::state.eq(AttachmentState::Ready.as_str()),
+                    attachments::completed_at.eq(diesel::dsl::now),
+                ))
+                .returning(Self::as_returning()),
+        )
+        .get_result::<Self>(conn)
             .await
             .optional()?
             .map(Self::into_domain)
@@ -188,14 +193,15 @@ impl AttachmentRow {
         account: AccountId,
         id: AttachmentId,
     ) -> AppResult<bool> {
-        let queued = diesel::sql_query(
+        let queued = KeepPrepared(diesel::sql_query(
             "WITH gone AS (DELETE FROM attachments WHERE account_id = $1 AND id = $2 \
              RETURNING object_key) \
              INSERT INTO storage_deletions (object_key) SELECT object_key FROM gone \
              ON CONFLICT (object_key) DO NOTHING",
+            )
+            .bind::<sql_types::Uuid, _>(account.as_uuid())
+            .bind::<sql_types::Uuid, _>(id.as_uuid()),
         )
-        .bind::<sql_types::Uuid, _>(account.as_uuid())
-        .bind::<sql_types::Uuid, _>(id.as_uuid())
         .execute(conn)
         .await?;
         Ok(queued > 0)

@@ -252,6 +252,84 @@ impl Harness {
                     StatusCode::BAD_REQUEST,
                 )
             }
+            "AttachmentService.CreateUpload" => {
+                let ticket = self.new_ticket().await;
+                let bytes = crate::attachments::png_bytes(1);
+                let body = |content_type: &str| {
+                    json!({"filename": "a.png", "contentType": content_type,
+                           "sizeBytes": bytes.len().to_string(),
+                           "sha256": crate::attachments::sha256_hex(&bytes)})
+                };
+                let path = format!("/v1/tickets/{ticket}/attachments");
+                (
+                    call(Method::POST, &path, admin, Some(body("image/png"))),
+                    Some("/v1/attachments/".to_owned()),
+                    call(Method::POST, &path, admin, Some(body("text/html"))),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "AttachmentService.CompleteUpload" => {
+                let ticket = self.new_ticket().await;
+                let bytes = crate::attachments::png_bytes(2);
+                let started = self
+                    .app
+                    .attachments
+                    .clone()
+                    .create_upload(self.app.as_admin(crate::attachments::upload_request(
+                        &ticket,
+                        "a.png",
+                        "image/png",
+                        &bytes,
+                    )))
+                    .await
+                    .expect("an upload starts")
+                    .into_inner();
+                assert!(crate::attachments::put(&started, bytes).await.status().is_success());
+                let id = started.attachment.unwrap().id;
+                (
+                    call(Method::POST, format!("/v1/attachments/{id}:complete"), admin, Some(json!({}))),
+                    None,
+                    call(Method::POST, format!("/v1/attachments/{unknown}:complete"), admin, Some(json!({}))),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "AttachmentService.GetAttachment" => {
+                let id = crate::attachments::ready_attachment(&self.app).await.id;
+                (
+                    call(Method::GET, format!("/v1/attachments/{id}"), admin, None),
+                    None,
+                    call(Method::GET, format!("/v1/attachments/{unknown}"), admin, None),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "AttachmentService.ListAttachments" => {
+                let ticket = crate::attachments::ready_attachment(&self.app).await.ticket_id;
+                let path = format!("/v1/tickets/{ticket}/attachments");
+                (
+                    call(Method::GET, &path, admin, None),
+                    None,
+                    call(Method::GET, &path, None, None),
+                    StatusCode::UNAUTHORIZED,
+                )
+            }
+            "AttachmentService.DeleteAttachment" => {
+                let id = crate::attachments::ready_attachment(&self.app).await.id;
+                (
+                    call(Method::DELETE, format!("/v1/attachments/{id}"), admin, None),
+                    None,
+                    call(Method::DELETE, format!("/v1/attachments/{unknown}"), admin, None),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "AttachmentService.GetDownloadUrl" => {
+                let id = crate::attachments::ready_attachment(&self.app).await.id;
+                (
+                    call(Method::GET, format!("/v1/attachments/{id}:downloadUrl"), admin, None),
+                    None,
+                    call(Method::GET, format!("/v1/attachments/{unknown}:downloadUrl"), admin, None),
+                    StatusCode::NOT_FOUND,
+                )
+            }
             "AccountService.GetAccount" => (
                 call(Method::GET, "/v1/account", admin, None),
                 None,
