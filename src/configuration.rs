@@ -1171,22 +1171,24 @@ impl Reader<'_> {
         }
         let max_per_ticket = self.parsed("ATTACHMENT_MAX_PER_TICKET", 100);
         self.positive("ATTACHMENT_MAX_PER_TICKET", max_per_ticket);
-        let upload_ttl: u64 = self.parsed("ATTACHMENT_UPLOAD_URL_TTL_SECS", MAX_UPLOAD_URL_TTL_SECS);
+        let upload_ttl: u64 =
+            self.parsed("ATTACHMENT_UPLOAD_URL_TTL_SECS", MAX_UPLOAD_URL_TTL_SECS);
         if !(1..=MAX_UPLOAD_URL_TTL_SECS).contains(&upload_ttl) {
             self.problems.push(format!(
                 "ATTACHMENT_UPLOAD_URL_TTL_SECS must be between 1 and {MAX_UPLOAD_URL_TTL_SECS}"
             ));
         }
-        let download_ttl: u64 =
-            self.parsed("ATTACHMENT_DOWNLOAD_URL_TTL_SECS", MAX_DOWNLOAD_URL_TTL_SECS);
+        let download_ttl: u64 = self.parsed(
+            "ATTACHMENT_DOWNLOAD_URL_TTL_SECS",
+            MAX_DOWNLOAD_URL_TTL_SECS,
+        );
         if !(1..=MAX_DOWNLOAD_URL_TTL_SECS).contains(&download_ttl) {
             self.problems.push(format!(
                 "ATTACHMENT_DOWNLOAD_URL_TTL_SECS must be between 1 and {MAX_DOWNLOAD_URL_TTL_SECS}"
             ));
         }
         let sweep_interval = self.millis("ATTACHMENT_SWEEP_INTERVAL_MS", 60_000);
-        let abandon_grace =
-            Duration::from_secs(self.parsed("ATTACHMENT_ABANDON_GRACE_SECS", 3600));
+        let abandon_grace = Duration::from_secs(self.parsed("ATTACHMENT_ABANDON_GRACE_SECS", 3600));
         AttachmentSettings {
             storage: self.storage(),
             max_bytes,

@@ -30,7 +30,9 @@ fn attachment_id(raw: &str) -> Result<AttachmentId, AppError> {
 fn optional_comment(violations: &mut FieldViolations, raw: &str) -> Option<Option<CommentId>> {
     match raw.trim() {
         "" => Some(None),
-        raw => violations.check("comment_id", CommentId::parse(raw)).map(Some),
+        raw => violations
+            .check("comment_id", CommentId::parse(raw))
+            .map(Some),
     }
 }
 
@@ -65,7 +67,14 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
             Some(content_type),
             Some(size_bytes),
             Some(sha256),
-        ) = (ticket_id, comment_id, filename, content_type, size_bytes, sha256)
+        ) = (
+            ticket_id,
+            comment_id,
+            filename,
+            content_type,
+            size_bytes,
+            sha256,
+        )
         else {
             return Err(AppError::InvalidArgument(violations).into());
         };

@@ -62,7 +62,10 @@ impl Filename {
         };
         let keep = MAX_FILENAME_CHARS - extension.len();
         Ok(Self(
-            chars[..keep].iter().chain(extension.iter()).collect::<String>(),
+            chars[..keep]
+                .iter()
+                .chain(extension.iter())
+                .collect::<String>(),
         ))
     }
 
@@ -146,10 +149,22 @@ fn is_plain_text(head: &[u8]) -> bool {
     if text.contains('\0') {
         return false;
     }
-    let lowered = text.trim_start_matches('\u{FEFF}').trim_start().to_lowercase();
-    !["<!doctype", "<html", "<head", "<body", "<script", "<svg", "<?xml", "<iframe"]
-        .iter()
-        .any(|marker| lowered.starts_with(marker))
+    let lowered = text
+        .trim_start_matches('\u{FEFF}')
+        .trim_start()
+        .to_lowercase();
+    ![
+        "<!doctype",
+        "<html",
+        "<head",
+        "<body",
+        "<script",
+        "<svg",
+        "<?xml",
+        "<iframe",
+    ]
+    .iter()
+    .any(|marker| lowered.starts_with(marker))
 }
 
 /// A SHA-256 digest, sent as 64 hexadecimal digits.
@@ -213,11 +228,19 @@ impl AttachmentState {
 /// One way an uploaded object differs from what its upload declared.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UploadDifference {
-    Size { declared: u64, stored: u64 },
-    ContentType { declared: String, stored: String },
+    Size {
+        declared: u64,
+        stored: u64,
+    },
+    ContentType {
+        declared: String,
+        stored: String,
+    },
     Checksum,
     /// The first bytes are not those of the declared type (an HTML page named `.png`).
-    Content { declared: String },
+    Content {
+        declared: String,
+    },
 }
 
 impl UploadDifference {
@@ -239,9 +262,7 @@ impl UploadDifference {
             Self::ContentType { declared, stored } => {
                 format!("declared {declared}, the stored object is {stored}")
             }
-            Self::Checksum => {
-                "the stored object's SHA-256 is not the declared one".to_owned()
-            }
+            Self::Checksum => "the stored object's SHA-256 is not the declared one".to_owned(),
             Self::Content { declared } => {
                 format!("the file's first bytes are not those of {declared}")
             }
@@ -260,14 +281,19 @@ mod tests {
             "passwd"
         );
         assert_eq!(
-            Filename::parse("C:\\Users\\me\\report.pdf").unwrap().as_str(),
+            Filename::parse("C:\\Users\\me\\report.pdf")
+                .unwrap()
+                .as_str(),
             "report.pdf"
         );
         assert_eq!(
             Filename::parse("evil\u{202E}gpj.exe").unwrap().as_str(),
             "evilgpj.exe"
         );
-        assert_eq!(Filename::parse("a\u{0007}b\n.txt").unwrap().as_str(), "ab.txt");
+        assert_eq!(
+            Filename::parse("a\u{0007}b\n.txt").unwrap().as_str(),
+            "ab.txt"
+        );
         assert!(Filename::parse(" ../ .. ").is_err());
         assert!(Filename::parse("\u{200B}").is_err());
     }
@@ -282,7 +308,9 @@ mod tests {
     #[test]
     fn only_listed_content_types_are_allowed() {
         assert_eq!(
-            AttachmentContentType::parse(" Image/PNG ").unwrap().as_str(),
+            AttachmentContentType::parse(" Image/PNG ")
+                .unwrap()
+                .as_str(),
             "image/png"
         );
         assert!(AttachmentContentType::parse("text/html").is_err());

@@ -21,6 +21,10 @@ mod timestamp;
 mod webhook_event;
 mod webhook_signature;
 
+pub use attachment::{
+    Attachment, AttachmentContentType, AttachmentState, Filename, Sha256Digest, UploadDifference,
+    sniff_matches,
+};
 pub use charge::{
     Charge, ChargeDecision, ChargeEvent, ChargeStatus, ChargeViolation, FailureKind, RefundStatus,
 };
@@ -33,10 +37,9 @@ pub use identity::{
     Account, AccountName, AccountSlug, ApiKey, ApiKeyName, DisplayName, Password, Role, User,
     UserLogin,
 };
-pub use attachment::{
-    Attachment, AttachmentContentType, AttachmentState, Filename, Sha256Digest, UploadDifference, sniff_matches,
+pub use ids::{
+    AccountId, ApiKeyId, AttachmentId, ChargeId, CommentId, RefundId, SessionId, TicketId, UserId,
 };
-pub use ids::{AccountId, ApiKeyId, AttachmentId, ChargeId, CommentId, RefundId, SessionId, TicketId, UserId};
 pub use money::{Currency, Money, MoneyArithmeticError};
 pub use notification::{CommentAddedData, NotificationKind, TicketCreatedData, TicketSolvedData};
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};

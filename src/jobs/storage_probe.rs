@@ -32,7 +32,9 @@ async fn probe(
 ) -> anyhow::Result<()> {
     let mut was_available = true;
     loop {
-        let outcome = storage.probe(Instant::now() + interval.max(Duration::from_secs(1))).await;
+        let outcome = storage
+            .probe(Instant::now() + interval.max(Duration::from_secs(1)))
+            .await;
         context.heartbeat.beat();
         match outcome {
             Ok(()) if !was_available => tracing::info!("object storage answers again"),

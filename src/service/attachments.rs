@@ -22,9 +22,9 @@ use crate::db::models::comment::actor_columns;
 use crate::db::models::{AttachmentRow, NewAttachment, StorageDeletion, TicketRow, Viewer};
 use crate::db::schema::ticket_comments;
 use crate::domain::{
-    AccountId, Attachment, AttachmentContentType, AttachmentId, AttachmentState,
-    CommentId, Filename, InvalidValue, PageCursor, PageSize, Sha256Digest, TicketId,
-    UploadDifference, sniff_matches,
+    AccountId, Attachment, AttachmentContentType, AttachmentId, AttachmentState, CommentId,
+    Filename, InvalidValue, PageCursor, PageSize, Sha256Digest, TicketId, UploadDifference,
+    sniff_matches,
 };
 use crate::errors::{AppError, AppResult, Dependency, PreconditionViolation, Reason, Resource};
 use crate::storage::{ObjectStorage, PresignedRequest, UploadTerms};
@@ -244,7 +244,8 @@ impl Attachments {
                 },
             });
         }
-        if stored.size_bytes == attachment.size_bytes && stored.sha256 != *attachment.sha256.as_bytes()
+        if stored.size_bytes == attachment.size_bytes
+            && stored.sha256 != *attachment.sha256.as_bytes()
         {
             differences.push(UploadDifference::Checksum);
         }
@@ -333,7 +334,12 @@ impl Attachments {
 
     /// Deletes an attachment now and queues its object's deletion in the same statement.
     /// Agents and admins; a customer only what they uploaded.
-    pub async fn delete(&self, caller: &Caller, id: AttachmentId, budget: Duration) -> AppResult<()> {
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        id: AttachmentId,
+        budget: Duration,
+    ) -> AppResult<()> {
         let account = caller.account_id;
         in_transaction!(&self.pool, budget, |conn| {
             let attachment = AttachmentRow::find_visible(conn, account, viewer(caller), id)
@@ -354,7 +360,11 @@ impl Attachments {
     }
 
     /// A presigned download of a ready attachment.
-    pub async fn download_url(&self, caller: &Caller, id: AttachmentId) -> AppResult<PresignedRequest> {
+    pub async fn download_url(
+        &self,
+        caller: &Caller,
+        id: AttachmentId,
+    ) -> AppResult<PresignedRequest> {
         let attachment = self.get(caller, id).await?;
         let storage = self.reachable_storage()?;
         if attachment.state != AttachmentState::Ready {
@@ -422,8 +432,7 @@ fn viewer(caller: &Caller) -> Viewer {
 fn not_configured() -> AppError {
     AppError::FailedPrecondition {
         reason: Reason::AttachmentsNotConfigured,
-        message: "attachments are not configured on this deployment (no object storage)"
-            .to_owned(),
+        message: "attachments are not configured on this deployment (no object storage)".to_owned(),
         violations: Vec::new(),
     }
 }

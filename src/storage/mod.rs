@@ -164,7 +164,10 @@ impl ObjectStorage {
     ) -> PresignedRequest {
         let now = Utc::now();
         let headers = vec![
-            ("content-disposition".to_owned(), attachment_disposition(filename)),
+            (
+                "content-disposition".to_owned(),
+                attachment_disposition(filename),
+            ),
             ("content-length".to_owned(), terms.size_bytes.to_string()),
             ("content-type".to_owned(), terms.content_type.to_owned()),
             (

@@ -117,21 +117,16 @@ pub fn presign(key: &SigningKey, request: &Presign<'_>) -> url::Url {
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
-    let signing_key = [
-        date.as_str(),
-        key.region.as_str(),
-        "s3",
-        "aws4_request",
-    ]
-    .iter()
-    .fold(
-        format!(
-            "AWS4{}",
-            secrecy::ExposeSecret::expose_secret(&key.secret_access_key)
-        )
-        .into_bytes(),
-        |key, part| hmac(&key, part.as_bytes()),
-    );
+    let signing_key = [date.as_str(), key.region.as_str(), "s3", "aws4_request"]
+        .iter()
+        .fold(
+            format!(
+                "AWS4{}",
+                secrecy::ExposeSecret::expose_secret(&key.secret_access_key)
+            )
+            .into_bytes(),
+            |key, part| hmac(&key, part.as_bytes()),
+        );
     let signature = hex::encode(hmac(&signing_key, string_to_sign.as_bytes()));
 
     let mut url = request.url.clone();
@@ -187,7 +182,11 @@ mod tests {
             },
         );
         assert_eq!(
-            signed.query_pairs().find(|(name, _)| name == "X-Amz-Signature").unwrap().1,
+            signed
+                .query_pairs()
+                .find(|(name, _)| name == "X-Amz-Signature")
+                .unwrap()
+                .1,
             "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
         );
     }

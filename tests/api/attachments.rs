@@ -257,7 +257,9 @@ async fn the_store_refuses_a_tampered_url_and_a_length_or_type_other_than_signed
         .into_inner();
 
     let mut tampered = started.clone();
-    tampered.upload_url = started.upload_url.replace("X-Amz-Expires=900", "X-Amz-Expires=901");
+    tampered.upload_url = started
+        .upload_url
+        .replace("X-Amz-Expires=900", "X-Amz-Expires=901");
     assert_ne!(tampered.upload_url, started.upload_url);
     assert_eq!(put(&tampered, bytes.clone()).await.status(), 403);
 
@@ -341,7 +343,10 @@ async fn an_object_that_differs_from_its_declaration_is_refused_at_completion_an
         violations[0],
         (
             "UPLOAD_SIZE_BYTES".to_owned(),
-            format!("declared {} bytes, the stored object has 1000", declared.len())
+            format!(
+                "declared {} bytes, the stored object has 1000",
+                declared.len()
+            )
         )
     );
     assert_eq!(object_status(&app, &key).await, 404, "the object is gone");
@@ -377,7 +382,11 @@ async fn a_checksum_other_than_declared_is_refused_at_completion_and_the_object_
         assert_reason(&status, Reason::UploadMismatch);
         assert!(status.message().contains("sha256"), "{}", status.message());
     } else {
-        assert_eq!(answer.status(), 400, "the store refuses the wrong bytes itself");
+        assert_eq!(
+            answer.status(),
+            400,
+            "the store refuses the wrong bytes itself"
+        );
     }
     assert_eq!(object_status(&app, &key).await, 404, "no object is left");
     request.sha256 = "0".repeat(63);
@@ -764,7 +773,10 @@ async fn when_the_store_dies_attachments_answer_unavailable_and_recover_without_
         app.health_of(service).await == "NotServing"
     })
     .await;
-    assert_eq!(app.health_of("supportdesk.v1.TicketService").await, "Serving");
+    assert_eq!(
+        app.health_of("supportdesk.v1.TicketService").await,
+        "Serving"
+    );
     let ticket = app.create_ticket("while the store is down").await;
     let bytes = png_bytes(14);
     let started = tokio::time::Instant::now();

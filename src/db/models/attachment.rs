@@ -71,8 +71,8 @@ impl NewAttachment<'_> {
                 .returning(AttachmentRow::as_returning()),
         )
         .get_result::<AttachmentRow>(conn)
-            .await?
-            .into_domain()
+        .await?
+        .into_domain()
     }
 }
 
@@ -140,10 +140,10 @@ impl AttachmentRow {
                 .returning(Self::as_returning()),
         )
         .get_result::<Self>(conn)
-            .await
-            .optional()?
-            .map(Self::into_domain)
-            .transpose()
+        .await
+        .optional()?
+        .map(Self::into_domain)
+        .transpose()
     }
 
     /// A page of the ready attachments of a ticket (or of one of its comments), oldest first.
@@ -171,13 +171,11 @@ impl AttachmentRow {
             query = query.filter(attachments::internal.eq(false));
         }
         if let Some(cursor) = after {
-            query = query
-                .filter(attachments::created_at.ge(cursor.at))
-                .filter(
-                    attachments::created_at
-                        .gt(cursor.at)
-                        .or(attachments::id.gt(cursor.id)),
-                );
+            query = query.filter(attachments::created_at.ge(cursor.at)).filter(
+                attachments::created_at
+                    .gt(cursor.at)
+                    .or(attachments::id.gt(cursor.id)),
+            );
         }
         query
             .load::<Self>(conn)
@@ -193,8 +191,9 @@ impl AttachmentRow {
         account: AccountId,
         id: AttachmentId,
     ) -> AppResult<bool> {
-        let queued = KeepPrepared(diesel::sql_query(
-            "WITH gone AS (DELETE FROM attachments WHERE account_id = $1 AND id = $2 \
+        let queued = KeepPrepared(
+            diesel::sql_query(
+                "WITH gone AS (DELETE FROM attachments WHERE account_id = $1 AND id = $2 \
              RETURNING object_key) \
              INSERT INTO storage_deletions (object_key) SELECT object_key FROM gone \
              ON CONFLICT (object_key) DO NOTHING",
@@ -228,9 +227,10 @@ impl AttachmentRow {
     }
 
     fn into_domain(self) -> AppResult<Attachment> {
-        let sha256: [u8; 32] = self.sha256.as_slice().try_into().map_err(|_| {
-            AppError::internal(anyhow::anyhow!("a stored sha256 is not 32 bytes"))
-        })?;
+        let sha256: [u8; 32] =
+            self.sha256.as_slice().try_into().map_err(|_| {
+                AppError::internal(anyhow::anyhow!("a stored sha256 is not 32 bytes"))
+            })?;
         Ok(Attachment {
             id: AttachmentId::from_uuid(self.id),
             account_id: AccountId::from_uuid(self.account_id),

@@ -284,12 +284,27 @@ impl Harness {
                     .await
                     .expect("an upload starts")
                     .into_inner();
-                assert!(crate::attachments::put(&started, bytes).await.status().is_success());
+                assert!(
+                    crate::attachments::put(&started, bytes)
+                        .await
+                        .status()
+                        .is_success()
+                );
                 let id = started.attachment.unwrap().id;
                 (
-                    call(Method::POST, format!("/v1/attachments/{id}:complete"), admin, Some(json!({}))),
+                    call(
+                        Method::POST,
+                        format!("/v1/attachments/{id}:complete"),
+                        admin,
+                        Some(json!({})),
+                    ),
                     None,
-                    call(Method::POST, format!("/v1/attachments/{unknown}:complete"), admin, Some(json!({}))),
+                    call(
+                        Method::POST,
+                        format!("/v1/attachments/{unknown}:complete"),
+                        admin,
+                        Some(json!({})),
+                    ),
                     StatusCode::NOT_FOUND,
                 )
             }
@@ -298,12 +313,19 @@ impl Harness {
                 (
                     call(Method::GET, format!("/v1/attachments/{id}"), admin, None),
                     None,
-                    call(Method::GET, format!("/v1/attachments/{unknown}"), admin, None),
+                    call(
+                        Method::GET,
+                        format!("/v1/attachments/{unknown}"),
+                        admin,
+                        None,
+                    ),
                     StatusCode::NOT_FOUND,
                 )
             }
             "AttachmentService.ListAttachments" => {
-                let ticket = crate::attachments::ready_attachment(&self.app).await.ticket_id;
+                let ticket = crate::attachments::ready_attachment(&self.app)
+                    .await
+                    .ticket_id;
                 let path = format!("/v1/tickets/{ticket}/attachments");
                 (
                     call(Method::GET, &path, admin, None),
@@ -317,16 +339,31 @@ impl Harness {
                 (
                     call(Method::DELETE, format!("/v1/attachments/{id}"), admin, None),
                     None,
-                    call(Method::DELETE, format!("/v1/attachments/{unknown}"), admin, None),
+                    call(
+                        Method::DELETE,
+                        format!("/v1/attachments/{unknown}"),
+                        admin,
+                        None,
+                    ),
                     StatusCode::NOT_FOUND,
                 )
             }
             "AttachmentService.GetDownloadUrl" => {
                 let id = crate::attachments::ready_attachment(&self.app).await.id;
                 (
-                    call(Method::GET, format!("/v1/attachments/{id}:downloadUrl"), admin, None),
+                    call(
+                        Method::GET,
+                        format!("/v1/attachments/{id}:downloadUrl"),
+                        admin,
+                        None,
+                    ),
                     None,
-                    call(Method::GET, format!("/v1/attachments/{unknown}:downloadUrl"), admin, None),
+                    call(
+                        Method::GET,
+                        format!("/v1/attachments/{unknown}:downloadUrl"),
+                        admin,
+                        None,
+                    ),
                     StatusCode::NOT_FOUND,
                 )
             }

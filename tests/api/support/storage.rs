@@ -67,8 +67,17 @@ impl StorageServer {
     }
 
     fn launch(&mut self) {
-        let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc, admin, admin_grpc] =
-            self.other_ports;
+        let [
+            master,
+            master_grpc,
+            volume,
+            volume_grpc,
+            filer,
+            filer_grpc,
+            s3_grpc,
+            admin,
+            admin_grpc,
+        ] = self.other_ports;
         let dir = self.workdir.path();
         let weed = tool("WEED_BIN");
         let arguments = [
