@@ -52,7 +52,7 @@ pub fn periodic_lag_bound(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     /// Every source file of the room, by name.
-    const SOURCES: [(&str, &str); 5] = [
+    const SOURCES: [(&str, &str); 7] = [
         ("mod.rs", include_str!("mod.rs")),
         ("runner.rs", include_str!("runner.rs")),
         ("billing_completer.rs", include_str!("billing_completer.rs")),
@@ -64,6 +64,11 @@ mod tests {
             "idempotency_sweeper.rs",
             include_str!("idempotency_sweeper.rs"),
         ),
+        (
+            "attachment_sweeper.rs",
+            include_str!("attachment_sweeper.rs"),
+        ),
+        ("storage_probe.rs", include_str!("storage_probe.rs")),
     ];
 
     #[test]
