@@ -203,7 +203,8 @@ impl Application {
             self.database.clone(),
             storage.clone(),
             self.settings.attachments.clone(),
-        );
+        )
+        .counting_into(services.metrics.clone());
         let attachment_api =
             crate::wire::proto::v1::attachment_service_server::AttachmentServiceServer::new(
                 crate::api::attachments::AttachmentApi::new(

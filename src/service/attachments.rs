@@ -15,6 +15,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Page, paginate, rows_to_fetch};
+use crate::app::metrics::{
+    Metrics, UPLOAD_COMPLETED, UPLOAD_MISMATCH, UPLOAD_MISSING, UPLOAD_STARTED,
+};
 use crate::auth::Caller;
 use crate::configuration::AttachmentSettings;
 use crate::db::PgPool;
@@ -69,6 +72,7 @@ pub struct Attachments {
     pool: PgPool,
     storage: Option<Arc<ObjectStorage>>,
     settings: AttachmentSettings,
+    metrics: Metrics,
 }
 
 impl Attachments {
@@ -81,7 +85,13 @@ impl Attachments {
             pool,
             storage,
             settings,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The same, counting into `metrics` (docs/metrics.md).
+    pub fn counting_into(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
     }
 
     pub fn storage(&self) -> Option<&Arc<ObjectStorage>> {
@@ -183,6 +193,7 @@ impl Attachments {
             attachment.filename.as_str(),
             self.settings.upload_url_ttl,
         );
+        self.metrics.attachments().uploads[UPLOAD_STARTED].increment();
         Ok(StartedUpload { attachment, upload })
     }
 
@@ -205,6 +216,7 @@ impl Attachments {
             .inspect(&attachment.object_key, self.settings.max_bytes, deadline)
             .await?
         else {
+            self.metrics.attachments().uploads[UPLOAD_MISSING].increment();
             return Err(AppError::FailedPrecondition {
                 reason: Reason::UploadIncomplete,
                 message: "no file was uploaded for this attachment".to_owned(),
@@ -254,7 +266,10 @@ impl Attachments {
                 declared: attachment.content_type.as_str().to_owned(),
             });
         }
+        let counters = self.metrics.attachments();
         if !differences.is_empty() {
+            counters.uploads[UPLOAD_MISMATCH].increment();
+            counters.bytes[1].add(stored.size_bytes);
             if let Err(error) = storage.delete(&attachment.object_key, deadline).await {
                 tracing::warn!(%error, key = %attachment.object_key, "deleting a refused upload failed; queued");
                 with_connection!(&self.pool, |conn| {
@@ -283,7 +298,11 @@ impl Attachments {
             AttachmentRow::mark_ready(conn, caller.account_id, id).await
         })?;
         match ready {
-            Some(ready) => Ok(ready),
+            Some(ready) => {
+                counters.uploads[UPLOAD_COMPLETED].increment();
+                counters.bytes[0].add(stored.size_bytes);
+                Ok(ready)
+            }
             // Completed (or deleted) by a concurrent request meanwhile.
             None => self.get(caller, id).await,
         }
@@ -396,6 +415,10 @@ impl Attachments {
             })?,
             ..SweepReport::default()
         };
+        self.metrics
+            .attachments()
+            .abandoned
+            .add(u64::try_from(report.abandoned).unwrap_or(u64::MAX));
         let Some(storage) = &self.storage else {
             return Ok(report);
         };
@@ -410,10 +433,12 @@ impl Attachments {
                         StorageDeletion::done(conn, &key).await
                     })?;
                     report.deleted += 1;
+                    self.metrics.attachments().deletions[0].increment();
                 }
                 Err(error) => {
                     tracing::warn!(%error, %key, "deleting an object failed; it stays queued");
                     report.failed += 1;
+                    self.metrics.attachments().deletions[1].increment();
                 }
             }
         }

@@ -172,7 +172,7 @@ async fn stored(app: &TestApp, id: &str) -> Option<Stored> {
 
 #[tokio::test]
 async fn a_file_uploaded_through_its_url_downloads_with_the_same_bytes_and_forced_headers() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(crate::support::with_metrics).await;
     let ticket = app.create_ticket("a screenshot").await;
     let bytes = png_bytes(7);
     let started = app
@@ -212,6 +212,18 @@ async fn a_file_uploaded_through_its_url_downloads_with_the_same_bytes_and_force
     assert_eq!(ready.state(), v1::AttachmentState::Ready);
     assert_eq!(ready.size_bytes, bytes.len() as i64);
     assert_eq!(stored(&app, &ready.id).await.unwrap().state, "ready");
+    let scrape = crate::support::Scrape::of(&app).await;
+    for (series, count) in [
+        ("supportdesk_attachment_uploads_total{outcome=\"started\"}", 1),
+        ("supportdesk_attachment_uploads_total{outcome=\"completed\"}", 1),
+        ("supportdesk_attachment_uploads_total{outcome=\"mismatch\"}", 0),
+        (
+            "supportdesk_attachment_upload_bytes_total{outcome=\"completed\"}",
+            bytes.len() as u64,
+        ),
+    ] {
+        assert_eq!(scrape.get(series), count, "{series}");
+    }
     let listed = app
         .attachments
         .clone()
