@@ -214,9 +214,18 @@ async fn a_file_uploaded_through_its_url_downloads_with_the_same_bytes_and_force
     assert_eq!(stored(&app, &ready.id).await.unwrap().state, "ready");
     let scrape = crate::support::Scrape::of(&app).await;
     for (series, count) in [
-        ("supportdesk_attachment_uploads_total{outcome=\"started\"}", 1),
-        ("supportdesk_attachment_uploads_total{outcome=\"completed\"}", 1),
-        ("supportdesk_attachment_uploads_total{outcome=\"mismatch\"}", 0),
+        (
+            "supportdesk_attachment_uploads_total{outcome=\"started\"}",
+            1,
+        ),
+        (
+            "supportdesk_attachment_uploads_total{outcome=\"completed\"}",
+            1,
+        ),
+        (
+            "supportdesk_attachment_uploads_total{outcome=\"mismatch\"}",
+            0,
+        ),
         (
             "supportdesk_attachment_upload_bytes_total{outcome=\"completed\"}",
             bytes.len() as u64,
