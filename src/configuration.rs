@@ -1119,6 +1119,9 @@ pub struct AttachmentSettings {
     pub storage: Option<StorageSettings>,
     /// `ATTACHMENT_MAX_BYTES`: the largest file accepted (default 25 MiB).
     pub max_bytes: u64,
+    /// `ATTACHMENT_DIRECT_MAX_BYTES`: the largest file UploadAttachment takes in the request
+    /// itself (default 1 MiB; larger files go through a presigned upload).
+    pub direct_max_bytes: u64,
     /// `ATTACHMENT_MAX_PER_TICKET`: attachments a ticket may have, pending ones included.
     pub max_per_ticket: u32,
     /// `ATTACHMENT_UPLOAD_URL_TTL_SECS`: how long an upload URL is valid (at most 900).
@@ -1169,6 +1172,11 @@ impl Reader<'_> {
             self.problems
                 .push("ATTACHMENT_MAX_BYTES must be greater than 0".to_owned());
         }
+        let direct_max_bytes: u64 = self.parsed("ATTACHMENT_DIRECT_MAX_BYTES", 1024 * 1024);
+        if direct_max_bytes == 0 {
+            self.problems
+                .push("ATTACHMENT_DIRECT_MAX_BYTES must be greater than 0".to_owned());
+        }
         let max_per_ticket = self.parsed("ATTACHMENT_MAX_PER_TICKET", 100);
         self.positive("ATTACHMENT_MAX_PER_TICKET", max_per_ticket);
         let upload_ttl: u64 =
@@ -1192,6 +1200,7 @@ impl Reader<'_> {
         AttachmentSettings {
             storage: self.storage(),
             max_bytes,
+            direct_max_bytes,
             max_per_ticket,
             upload_url_ttl: Duration::from_secs(upload_ttl),
             download_url_ttl: Duration::from_secs(download_ttl),

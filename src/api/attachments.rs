@@ -8,7 +8,7 @@ use crate::domain::{
     InvalidValue, PageTokenKeys, Sha256Digest, TicketId,
 };
 use crate::errors::{AppError, FieldViolations};
-use crate::service::{Attachments, NewUpload};
+use crate::service::{Attachments, DirectUpload, NewUpload};
 use crate::wire::proto::v1;
 
 pub struct AttachmentApi {
@@ -103,6 +103,62 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
             }),
             &location,
         ))
+    }
+
+    async fn upload_attachment(
+        &self,
+        request: Request<v1::UploadAttachmentRequest>,
+    ) -> Result<Response<v1::Attachment>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        let message = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
+        let comment_id = optional_comment(&mut violations, &message.comment_id);
+        let filename = violations.check("filename", Filename::parse(&message.filename));
+        let file = message.file.unwrap_or_default();
+        let content_type = violations.check(
+            "file.content_type",
+            AttachmentContentType::parse(&file.content_type),
+        );
+        let declared_sha256 = match message.sha256.trim() {
+            "" => Some(None),
+            raw => violations
+                .check("sha256", Sha256Digest::parse(raw))
+                .map(Some),
+        };
+        let (
+            Some(ticket_id),
+            Some(comment_id),
+            Some(filename),
+            Some(content_type),
+            Some(declared_sha256),
+        ) = (
+            ticket_id,
+            comment_id,
+            filename,
+            content_type,
+            declared_sha256,
+        )
+        else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let attachment = self
+            .attachments
+            .upload_direct(
+                &caller,
+                DirectUpload {
+                    ticket_id,
+                    comment_id,
+                    filename,
+                    content_type,
+                    declared_sha256,
+                    bytes: file.data.into(),
+                },
+                budget,
+            )
+            .await?;
+        let location = format!("/v1/attachments/{}", attachment.id);
+        Ok(created(Response::new(to_wire(attachment)), &location))
     }
 
     async fn complete_upload(

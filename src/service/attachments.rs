@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -49,6 +50,17 @@ pub struct NewUpload {
 pub struct StartedUpload {
     pub attachment: Attachment,
     pub upload: PresignedRequest,
+}
+
+/// A small file sent in the request itself.
+#[derive(Debug)]
+pub struct DirectUpload {
+    pub ticket_id: TicketId,
+    pub comment_id: Option<CommentId>,
+    pub filename: Filename,
+    pub content_type: AttachmentContentType,
+    pub declared_sha256: Option<Sha256Digest>,
+    pub bytes: bytes::Bytes,
 }
 
 /// What one pass of the sweeper did.
@@ -130,11 +142,34 @@ impl Attachments {
                 )),
             ));
         }
+        let attachment = self.record_pending(caller, &upload, budget).await?;
+        let upload = storage.presign_upload(
+            &attachment.object_key,
+            &UploadTerms {
+                content_type: attachment.content_type.as_str(),
+                size_bytes: attachment.size_bytes,
+                sha256: *attachment.sha256.as_bytes(),
+            },
+            attachment.filename.as_str(),
+            self.settings.upload_url_ttl,
+        );
+        self.metrics.attachments().uploads[UPLOAD_STARTED].increment();
+        Ok(StartedUpload { attachment, upload })
+    }
+
+    /// Records a pending attachment of `upload` under the ticket's lock, counting the ticket's
+    /// attachments; a customer only on their own tickets and public comments.
+    async fn record_pending(
+        &self,
+        caller: &Caller,
+        upload: &NewUpload,
+        budget: Duration,
+    ) -> AppResult<Attachment> {
         let account = caller.account_id;
         let object_key = format!("{account}/{:032x}", rand::random::<u128>());
         let expires_at = chrono::Utc::now() + self.settings.upload_url_ttl;
         let max_per_ticket = i64::from(self.settings.max_per_ticket);
-        let attachment = in_transaction!(&self.pool, budget, |conn| {
+        in_transaction!(&self.pool, budget, |conn| {
             TicketRow::find_for_update(
                 conn,
                 account,
@@ -182,19 +217,79 @@ impl Attachments {
             }
             .insert(conn)
             .await
-        })?;
-        let upload = storage.presign_upload(
-            &attachment.object_key,
-            &UploadTerms {
-                content_type: attachment.content_type.as_str(),
-                size_bytes: attachment.size_bytes,
-                sha256: *attachment.sha256.as_bytes(),
-            },
-            attachment.filename.as_str(),
-            self.settings.upload_url_ttl,
-        );
+        })
+    }
+
+    /// Stores a small file sent in the request itself and answers its attachment READY: the
+    /// file is checked (its first bytes, the SHA-256 when declared) before anything is recorded,
+    /// recorded pending, stored, then marked ready. A store that fails leaves it pending (swept).
+    pub async fn upload_direct(
+        &self,
+        caller: &Caller,
+        upload: DirectUpload,
+        budget: Duration,
+    ) -> AppResult<Attachment> {
+        let deadline = Instant::now() + budget;
+        let storage = self.reachable_storage()?;
+        let limit = self.settings.direct_max_bytes.min(self.settings.max_bytes);
+        let size_bytes = upload.bytes.len() as u64;
+        if size_bytes == 0 || size_bytes > limit {
+            return Err(AppError::invalid_field(
+                "file.data",
+                &InvalidValue::new(format!(
+                    "must be 1 to {limit} bytes (larger files: CreateUpload)"
+                )),
+            ));
+        }
+        let sha256: [u8; 32] = Sha256::digest(&upload.bytes).into();
+        let mut differences = Vec::new();
+        if upload
+            .declared_sha256
+            .is_some_and(|declared| declared.as_bytes() != &sha256)
+        {
+            differences.push(UploadDifference::Checksum);
+        }
+        if !sniff_matches(&upload.content_type, &upload.bytes) {
+            differences.push(UploadDifference::Content {
+                declared: upload.content_type.as_str().to_owned(),
+            });
+        }
+        if !differences.is_empty() {
+            self.metrics.attachments().uploads[UPLOAD_MISMATCH].increment();
+            return Err(mismatch("uploads", &differences, "nothing was stored"));
+        }
+        let pending = self
+            .record_pending(
+                caller,
+                &NewUpload {
+                    ticket_id: upload.ticket_id,
+                    comment_id: upload.comment_id,
+                    filename: upload.filename,
+                    content_type: upload.content_type,
+                    size_bytes,
+                    sha256: Sha256Digest::from_bytes(sha256),
+                },
+                budget,
+            )
+            .await?;
         self.metrics.attachments().uploads[UPLOAD_STARTED].increment();
-        Ok(StartedUpload { attachment, upload })
+        storage
+            .put(
+                &pending.object_key,
+                pending.content_type.as_str(),
+                pending.filename.as_str(),
+                upload.bytes,
+                deadline,
+            )
+            .await?;
+        let ready = with_connection!(&self.pool, |conn| {
+            AttachmentRow::mark_ready(conn, caller.account_id, pending.id).await
+        })?
+        .ok_or_else(|| AppError::not_found(Resource::Attachment, pending.id))?;
+        let counters = self.metrics.attachments();
+        counters.uploads[UPLOAD_COMPLETED].increment();
+        counters.bytes[0].add(size_bytes);
+        Ok(ready)
     }
 
     /// Checks the uploaded object against what was declared and makes the attachment READY; a
@@ -276,23 +371,11 @@ impl Attachments {
                     StorageDeletion::queue(conn, &attachment.object_key).await
                 })?;
             }
-            let fields: Vec<&str> = differences.iter().map(UploadDifference::field).collect();
-            return Err(AppError::FailedPrecondition {
-                reason: Reason::UploadMismatch,
-                message: format!(
-                    "the uploaded file differs from what was declared ({}); it was deleted: upload \
-                     it again",
-                    fields.join(", ")
-                ),
-                violations: differences
-                    .iter()
-                    .map(|difference| PreconditionViolation {
-                        kind: format!("UPLOAD_{}", difference.field().to_ascii_uppercase()),
-                        subject: format!("attachments/{id}"),
-                        description: difference.description(),
-                    })
-                    .collect(),
-            });
+            return Err(mismatch(
+                &format!("attachments/{id}"),
+                &differences,
+                "it was deleted: upload it again",
+            ));
         }
         let ready = with_connection!(&self.pool, |conn| {
             AttachmentRow::mark_ready(conn, caller.account_id, id).await
@@ -451,6 +534,26 @@ fn viewer(caller: &Caller) -> Viewer {
     match caller.restricted_to_user() {
         Some(user) => Viewer::Customer(user),
         None => Viewer::Account,
+    }
+}
+
+/// UPLOAD_MISMATCH for `differences` of the file at `subject`; `outcome` says what became of it.
+fn mismatch(subject: &str, differences: &[UploadDifference], outcome: &str) -> AppError {
+    let fields: Vec<&str> = differences.iter().map(UploadDifference::field).collect();
+    AppError::FailedPrecondition {
+        reason: Reason::UploadMismatch,
+        message: format!(
+            "the uploaded file differs from what was declared ({}); {outcome}",
+            fields.join(", ")
+        ),
+        violations: differences
+            .iter()
+            .map(|difference| PreconditionViolation {
+                kind: format!("UPLOAD_{}", difference.field().to_ascii_uppercase()),
+                subject: subject.to_owned(),
+                description: difference.description(),
+            })
+            .collect(),
     }
 }
 

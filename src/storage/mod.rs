@@ -260,6 +260,40 @@ impl ObjectStorage {
         }
     }
 
+    /// Stores `bytes` as the object `key` (a direct upload: the request already holds them, at
+    /// most `ATTACHMENT_DIRECT_MAX_BYTES`), with its content type and download disposition.
+    pub async fn put(
+        &self,
+        key: &str,
+        content_type: &str,
+        filename: &str,
+        bytes: bytes::Bytes,
+        deadline: Instant,
+    ) -> Result<(), StorageError> {
+        let _place = self.bulkhead.try_enter()?;
+        let headers = vec![
+            (
+                "content-disposition".to_owned(),
+                attachment_disposition(filename),
+            ),
+            ("content-type".to_owned(), content_type.to_owned()),
+        ];
+        let url = self.object_url(&self.endpoint, key);
+        let url = self.sign("PUT", &url, &headers, Utc::now(), Duration::from_secs(60));
+        let mut request = self.http.put(url).body(bytes);
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        let status = self
+            .bounded(async { Ok(request.send().await?.status()) }, deadline)
+            .await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            self.refused("PUT", status)
+        }
+    }
+
     /// Deletes the object `key`; deleting one that is not there succeeds.
     pub async fn delete(&self, key: &str, deadline: Instant) -> Result<(), StorageError> {
         let _place = self.bulkhead.enter(deadline).await?;

@@ -849,6 +849,109 @@ async fn when_the_store_dies_attachments_answer_unavailable_and_recover_without_
     assert_eq!(again.state(), v1::AttachmentState::Ready);
 }
 
+fn small_file(
+    content_type: &str,
+    data: &[u8],
+) -> Option<supportdesk::wire::proto::google::api::HttpBody> {
+    Some(supportdesk::wire::proto::google::api::HttpBody {
+        content_type: content_type.to_owned(),
+        data: data.to_vec(),
+        extensions: Vec::new(),
+    })
+}
+
+#[tokio::test]
+async fn a_small_file_uploaded_in_the_request_is_ready_at_once_and_checked_first() {
+    let app = TestApp::spawn_with(|settings| settings.attachments.direct_max_bytes = 4_000).await;
+    let ticket = app.create_ticket("direct").await;
+    let bytes = png_bytes(21);
+    let attachment = app
+        .attachments
+        .clone()
+        .upload_attachment(app.as_admin(v1::UploadAttachmentRequest {
+            ticket_id: ticket.id.clone(),
+            filename: "direct.png".to_owned(),
+            file: small_file("image/png", &bytes),
+            sha256: sha256_hex(&bytes),
+            ..Default::default()
+        }))
+        .await
+        .expect("stored")
+        .into_inner();
+    assert_eq!(attachment.state(), v1::AttachmentState::Ready);
+    assert_eq!(attachment.sha256, sha256_hex(&bytes));
+    let key = stored(&app, &attachment.id).await.unwrap().object_key;
+    let download = app
+        .attachments
+        .clone()
+        .get_download_url(app.as_admin(v1::GetDownloadUrlRequest { id: attachment.id }))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = http().get(&download.download_url).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
+    assert_eq!(object_status(&app, &key).await, 200);
+
+    let html = b"<!doctype html><p>not a picture</p>";
+    let status = app
+        .attachments
+        .clone()
+        .upload_attachment(app.as_admin(v1::UploadAttachmentRequest {
+            ticket_id: ticket.id.clone(),
+            filename: "cat.png".to_owned(),
+            file: small_file("image/png", html),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("HTML named .png");
+    assert_reason(&status, Reason::UploadMismatch);
+    let status = app
+        .attachments
+        .clone()
+        .upload_attachment(app.as_admin(v1::UploadAttachmentRequest {
+            ticket_id: ticket.id.clone(),
+            filename: "big.png".to_owned(),
+            file: small_file("image/png", &[bytes.clone(), bytes].concat()),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("over the direct limit");
+    assert_reason(&status, Reason::InvalidArgument);
+    let mut conn = app.database.connect().await;
+    let rows: Count =
+        diesel::sql_query("SELECT count(*) AS count FROM attachments WHERE ticket_id = $1")
+            .bind::<SqlUuid, _>(uuid::Uuid::parse_str(&ticket.id).unwrap())
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(rows.count, 1, "nothing was recorded for the refused files");
+}
+
+#[tokio::test]
+async fn a_raw_body_through_envoy_is_stored_as_the_file() {
+    let app = TestApp::spawn().await;
+    let envoy = crate::support::envoy::Envoy::start_in_front_of(app.address.port()).await;
+    let ticket = app.create_ticket("rest").await;
+    let text = "first line\nsecond line, ünïcode\n";
+    let response = http()
+        .post(envoy.url(&format!(
+            "/v1/attachments:upload?ticketId={}&filename=notes.txt",
+            ticket.id
+        )))
+        .bearer_auth(&app.admin.access_token)
+        .header("content-type", "text/plain")
+        .body(text)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["state"], "ATTACHMENT_STATE_READY");
+    assert_eq!(body["sha256"], sha256_hex(text.as_bytes()));
+    assert_eq!(body["sizeBytes"], text.len().to_string());
+}
+
 #[tokio::test]
 async fn fifty_concurrent_uploads_all_complete() {
     let app = TestApp::spawn().await;

@@ -76,6 +76,8 @@ struct Call {
     body: Option<Value>,
     /// Headers beside the usual ones (the webhook's `stripe-signature`).
     headers: Vec<(&'static str, String)>,
+    /// A raw body of this content type instead of JSON (a direct file upload).
+    raw: Option<(&'static str, Vec<u8>)>,
 }
 
 fn call(method: Method, path: impl Into<String>, token: Option<&str>, body: Option<Value>) -> Call {
@@ -85,10 +87,16 @@ fn call(method: Method, path: impl Into<String>, token: Option<&str>, body: Opti
         token: token.map(str::to_owned),
         body,
         headers: Vec::new(),
+        raw: None,
     }
 }
 
 impl Call {
+    fn with_raw_body(mut self, content_type: &'static str, bytes: Vec<u8>) -> Self {
+        self.raw = Some((content_type, bytes));
+        self
+    }
+
     fn with_header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
         self
@@ -138,6 +146,9 @@ impl Harness {
         }
         if let Some(body) = call.body {
             request = request.json(&body);
+        }
+        if let Some((content_type, bytes)) = call.raw {
+            request = request.header("content-type", content_type).body(bytes);
         }
         for (name, value) in call.headers {
             request = request.header(name, value);
@@ -265,6 +276,18 @@ impl Harness {
                     call(Method::POST, &path, admin, Some(body("image/png"))),
                     Some("/v1/attachments/".to_owned()),
                     call(Method::POST, &path, admin, Some(body("text/html"))),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "AttachmentService.UploadAttachment" => {
+                let ticket = self.new_ticket().await;
+                let path = format!("/v1/attachments:upload?ticketId={ticket}&filename=notes.txt");
+                (
+                    call(Method::POST, &path, admin, None)
+                        .with_raw_body("text/plain", b"the log says: disk full".to_vec()),
+                    Some("/v1/attachments/".to_owned()),
+                    call(Method::POST, &path, admin, None)
+                        .with_raw_body("text/html", b"<html></html>".to_vec()),
                     StatusCode::BAD_REQUEST,
                 )
             }

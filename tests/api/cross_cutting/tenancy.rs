@@ -165,6 +165,23 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 .await;
             assert_refused(rpc, result, HIDDEN);
         }
+        "AttachmentService/UploadAttachment" => {
+            let result = app
+                .attachments
+                .clone()
+                .upload_attachment(attacker.request(v1::UploadAttachmentRequest {
+                    ticket_id: ticket_id.clone(),
+                    filename: "probe.txt".to_owned(),
+                    file: Some(supportdesk::wire::proto::google::api::HttpBody {
+                        content_type: "text/plain".to_owned(),
+                        data: b"probe".to_vec(),
+                        extensions: Vec::new(),
+                    }),
+                    ..Default::default()
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
+        }
         "AttachmentService/CompleteUpload" => {
             let result = app
                 .attachments
