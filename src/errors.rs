@@ -194,6 +194,7 @@ fn signature_refusal_message(refusal: SignatureRefusal) -> &'static str {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resource {
     ApiKey,
+    Attachment,
     Charge,
     Ticket,
     User,
@@ -208,6 +209,11 @@ impl Resource {
     fn describe(self) -> (&'static str, Reason, &'static str) {
         match self {
             Self::ApiKey => ("supportdesk.v1.ApiKey", Reason::ApiKeyNotFound, "API key"),
+            Self::Attachment => (
+                "supportdesk.v1.Attachment",
+                Reason::AttachmentNotFound,
+                "attachment",
+            ),
             Self::Charge => ("supportdesk.v1.Charge", Reason::ChargeNotFound, "charge"),
             Self::Ticket => ("supportdesk.v1.Ticket", Reason::TicketNotFound, "ticket"),
             Self::User => ("supportdesk.v1.User", Reason::UserNotFound, "user"),
@@ -251,6 +257,8 @@ pub enum Dependency {
     /// PostgreSQL answers, but every connection of the pool is busy.
     DatabaseConnections,
     Redis,
+    /// Object storage (attachments).
+    Storage,
 }
 
 impl fmt::Display for Dependency {
@@ -259,6 +267,7 @@ impl fmt::Display for Dependency {
             Self::Database => "the database",
             Self::DatabaseConnections => "a database connection",
             Self::Redis => "Redis",
+            Self::Storage => "object storage",
         })
     }
 }
@@ -562,6 +571,11 @@ impl From<&AppError> for Status {
                         Dependency::Redis => (
                             Reason::RedisUnavailable,
                             "Redis is unavailable; retry later",
+                        ),
+                        Dependency::Storage => (
+                            Reason::StorageUnavailable,
+                            "object storage is unavailable; attachments cannot be uploaded or \
+                             checked now; retry later",
                         ),
                     };
                     (

@@ -19,5 +19,6 @@ pub mod notifications;
 pub mod rate_limit;
 pub mod redis;
 pub mod service;
+pub mod storage;
 pub mod wire;
 pub mod worker_pool;

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod attachments;
 pub mod auth;
 pub mod billing;
 pub mod notifications;

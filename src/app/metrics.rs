@@ -50,6 +50,11 @@ impl Counter {
         self.0.inc();
     }
 
+    /// Adds `amount` (bytes, for a count of bytes).
+    pub fn add(&self, amount: u64) {
+        self.0.inc_by(amount);
+    }
+
     pub fn get(&self) -> u64 {
         self.0.get()
     }
@@ -456,6 +461,60 @@ impl WebhookCounters {
     }
 }
 
+/// What attachments did (docs/attachments.md): uploads by outcome and their bytes, objects
+/// deleted from storage.
+#[derive(Debug)]
+pub struct AttachmentCounters {
+    /// Uploads started (`started`), completed (`completed`), refused at completion because the
+    /// object differed (`mismatch`) or was missing (`missing`).
+    pub uploads: [Counter; 4],
+    /// Bytes of the objects read back at completion: completed, refused.
+    pub bytes: [Counter; 2],
+    /// Objects deleted from storage by the sweeper, and deletions that failed (retried later).
+    pub deletions: [Counter; 2],
+    /// Uploads never completed that the sweeper removed.
+    pub abandoned: Counter,
+}
+
+/// Indexes of [`AttachmentCounters::uploads`].
+pub const UPLOAD_STARTED: usize = 0;
+pub const UPLOAD_COMPLETED: usize = 1;
+pub const UPLOAD_MISMATCH: usize = 2;
+pub const UPLOAD_MISSING: usize = 3;
+
+impl AttachmentCounters {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            uploads: counters_by(
+                registry,
+                "supportdesk_attachment_uploads",
+                "Attachment uploads by outcome: started, completed, refused at completion (mismatch, missing).",
+                "outcome",
+                ["started", "completed", "mismatch", "missing"],
+            ),
+            bytes: counters_by(
+                registry,
+                "supportdesk_attachment_upload_bytes",
+                "Bytes of uploaded objects read back at completion, by outcome (completed, refused).",
+                "outcome",
+                ["completed", "refused"],
+            ),
+            deletions: counters_by(
+                registry,
+                "supportdesk_attachment_object_deletions",
+                "Objects the sweeper deleted from storage (deleted), or failed to (failed; retried).",
+                "outcome",
+                ["deleted", "failed"],
+            ),
+            abandoned: counter(
+                registry,
+                "supportdesk_attachment_abandoned_uploads",
+                "Uploads never completed that the sweeper removed with their objects.",
+            ),
+        }
+    }
+}
+
 /// The gRPC code names, by number, as the `code` label shows them.
 const GRPC_CODES: [&str; 17] = [
     "OK",
@@ -593,6 +652,7 @@ struct Inner {
     job_runner: JobRunnerMetrics,
     billing: BillingCounters,
     webhooks: WebhookCounters,
+    attachments: AttachmentCounters,
     rpcs: RpcMetrics,
     runtime_workers: Gauge,
     saturation: SaturationMetrics,
@@ -608,6 +668,7 @@ impl Default for Metrics {
         let passwords = PasswordCounters::register(&mut registry);
         let billing = BillingCounters::register(&mut registry);
         let webhooks = WebhookCounters::register(&mut registry);
+        let attachments = AttachmentCounters::register(&mut registry);
         let job_runner = JobRunnerMetrics::register(&mut registry);
         let runtime_workers = gauge(
             &mut registry,
@@ -623,6 +684,7 @@ impl Default for Metrics {
             job_runner,
             billing,
             webhooks,
+            attachments,
             rpcs,
             runtime_workers,
             registry,
@@ -653,6 +715,10 @@ impl Metrics {
 
     pub fn webhooks(&self) -> &WebhookCounters {
         &self.0.webhooks
+    }
+
+    pub fn attachments(&self) -> &AttachmentCounters {
+        &self.0.attachments
     }
 
     pub fn rpcs(&self) -> &RpcMetrics {

@@ -208,6 +208,24 @@ impl Application {
             services.page_tokens.clone(),
         ))
         .max_decoding_message_size(max_bytes);
+        let storage = match &self.settings.attachments.storage {
+            Some(settings) => Some(Arc::new(crate::storage::ObjectStorage::new(settings)?)),
+            None => None,
+        };
+        let attachments = crate::service::Attachments::new(
+            self.database.clone(),
+            storage.clone(),
+            self.settings.attachments.clone(),
+        )
+        .counting_into(services.metrics.clone());
+        let attachment_api =
+            crate::wire::proto::v1::attachment_service_server::AttachmentServiceServer::new(
+                crate::api::attachments::AttachmentApi::new(
+                    attachments.clone(),
+                    services.page_tokens.clone(),
+                ),
+            )
+            .max_decoding_message_size(max_bytes);
         let users = UserServiceServer::new(UserApi::new(
             services.users,
             services.idempotency,
@@ -217,6 +235,7 @@ impl Application {
         let served = vec![
             served_name(&accounts),
             served_name(&api_keys),
+            served_name(&attachment_api),
             served_name(&auth),
             served_name(&billing_api),
             served_name(&notification_api),
@@ -238,9 +257,14 @@ impl Application {
         // WebhookService serves only with a signing secret: without one every delivery is
         // refused (the provider keeps retrying), so the provider's traffic belongs elsewhere.
         let webhook_gate: crate::app::health::ServiceGate = Arc::new(move || webhooks_configured);
+        let storage_gate: crate::app::health::ServiceGate = match storage.clone() {
+            Some(storage) => Arc::new(move || storage.is_available()),
+            None => Arc::new(|| false),
+        };
         let health = Health::new(reporter, served.into_iter().map(str::to_owned).collect())
             .with_gate(served_name(&billing_api), billing_gate)
-            .with_gate(served_name(&webhook_api), webhook_gate);
+            .with_gate(served_name(&webhook_api), webhook_gate)
+            .with_gate(served_name(&attachment_api), storage_gate);
         // Until the first probe says otherwise, nothing is known to work.
         health.set_all(ServingStatus::NotServing).await;
 
@@ -287,6 +311,23 @@ impl Application {
         ));
         // Without the watcher, an opened breaker would leave BillingService SERVING until the
         // next change of the dependencies.
+        if let Some(storage) = storage {
+            jobs.add(crate::jobs::storage_probe::task(
+                storage.clone(),
+                self.settings
+                    .attachments
+                    .storage
+                    .as_ref()
+                    .map_or(std::time::Duration::from_secs(2), |settings| {
+                        settings.probe_interval
+                    }),
+                served_name(&attachment_api),
+            ));
+            jobs.add(crate::jobs::attachment_sweeper::task(
+                attachments,
+                self.settings.attachments.sweep_interval,
+            ));
+        }
         let breaker = provider.clone();
         let gated_health = health.clone();
         jobs.add(Task::new(
@@ -398,6 +439,7 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(accounts)
             .add_service(api_keys)
+            .add_service(attachment_api)
             .add_service(auth)
             .add_service(billing_api)
             .add_service(notification_api)

@@ -5,6 +5,7 @@
 //! One file per section: each holds its settings and the reader of their variables, with the
 //! checks that concern that section alone; this file assembles them.
 
+mod attachments;
 mod auth;
 mod billing;
 mod database;
@@ -24,6 +25,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+pub use self::attachments::{AttachmentSettings, StorageSettings};
 pub use self::auth::AuthSettings;
 pub use self::billing::{PaymentProviderSettings, ReconciliationSettings};
 pub use self::database::DatabaseSettings;
@@ -68,6 +70,8 @@ pub struct Settings {
     pub notifications: NotificationSettings,
     /// How the email provider's webhook deliveries are verified (docs/notifications.md).
     pub email_webhook: EmailWebhookSettings,
+    /// Attachments and the object storage they live in (docs/attachments.md).
+    pub attachments: AttachmentSettings,
     /// Password resets and invitations (docs/identity.md).
     pub password_reset: PasswordResetSettings,
 }
@@ -129,6 +133,7 @@ impl Settings {
             webhook_receiving: reader.webhook_receiving(),
             notifications: reader.notifications(),
             email_webhook: reader.email_webhook(),
+            attachments: reader.attachments(),
             password_reset: reader.password_reset(),
         };
         if reader.problems.is_empty() {

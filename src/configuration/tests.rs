@@ -483,3 +483,70 @@ fn the_email_webhook_secret_is_optional_and_checked_without_being_echoed() {
     assert!(error.contains("EMAIL_WEBHOOK_TOLERANCE_SECS"), "{error}");
     assert!(!error.contains("hunter2"), "{error}");
 }
+
+// Attachments.
+
+fn settings(extra: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let values: HashMap<String, String> = [
+        ("DATABASE_URL", "postgres://app@db/supportdesk"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        (
+            "IDEMPOTENCY_FINGERPRINT_KEY",
+            "fedcba9876543210fedcba9876543210",
+        ),
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect();
+    Settings::from_lookup(move |key| values.get(key).cloned())
+}
+
+#[test]
+fn without_an_endpoint_attachments_are_unconfigured_with_their_default_limits() {
+    let attachments = settings(&[]).expect("valid").attachments;
+    assert!(attachments.storage.is_none());
+    assert_eq!(attachments.max_bytes, 25 * 1024 * 1024);
+    assert_eq!(attachments.max_per_ticket, 100);
+    assert_eq!(attachments.upload_url_ttl, Duration::from_secs(900));
+    assert_eq!(attachments.download_url_ttl, Duration::from_secs(300));
+}
+
+#[test]
+fn an_endpoint_needs_its_bucket_and_keys_and_url_lifetimes_are_bounded() {
+    let problems = settings(&[
+        ("STORAGE_ENDPOINT", "http://127.0.0.1:8333"),
+        ("ATTACHMENT_UPLOAD_URL_TTL_SECS", "901"),
+        ("ATTACHMENT_DOWNLOAD_URL_TTL_SECS", "301"),
+    ])
+    .expect_err("incomplete")
+    .problems;
+    for expected in [
+        "STORAGE_BUCKET is not set (required with STORAGE_ENDPOINT)",
+        "STORAGE_ACCESS_KEY_ID is not set (required with STORAGE_ENDPOINT)",
+        "STORAGE_SECRET_ACCESS_KEY is not set (required with STORAGE_ENDPOINT)",
+        "ATTACHMENT_UPLOAD_URL_TTL_SECS must be between 1 and 900",
+        "ATTACHMENT_DOWNLOAD_URL_TTL_SECS must be between 1 and 300",
+    ] {
+        assert!(
+            problems.iter().any(|problem| problem == expected),
+            "{problems:?}"
+        );
+    }
+    let storage = settings(&[
+        ("STORAGE_ENDPOINT", "http://127.0.0.1:8333"),
+        ("STORAGE_BUCKET", "files"),
+        ("STORAGE_ACCESS_KEY_ID", "key"),
+        ("STORAGE_SECRET_ACCESS_KEY", "hunter2-secret"),
+    ])
+    .expect("valid")
+    .attachments
+    .storage
+    .expect("configured");
+    assert_eq!(storage.region, "us-east-1");
+    assert!(
+        !format!("{storage:?}").contains("hunter2"),
+        "the secret never prints"
+    );
+}

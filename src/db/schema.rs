@@ -26,6 +26,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    attachments (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        ticket_id -> Uuid,
+        comment_id -> Nullable<Uuid>,
+        internal -> Bool,
+        uploader_user_id -> Nullable<Uuid>,
+        uploader_api_key_id -> Nullable<Uuid>,
+        filename -> Text,
+        content_type -> Text,
+        size_bytes -> Int8,
+        sha256 -> Bytea,
+        object_key -> Text,
+        state -> Text,
+        upload_expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     charge_activities (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -228,6 +249,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    storage_deletions (object_key) {
+        object_key -> Text,
+        due_at -> Timestamptz,
+        attempts -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     ticket_activities (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -320,6 +350,9 @@ diesel::table! {
 }
 
 diesel::joinable!(api_keys -> accounts (account_id));
+diesel::joinable!(attachments -> accounts (account_id));
+diesel::joinable!(attachments -> api_keys (uploader_api_key_id));
+diesel::joinable!(attachments -> ticket_comments (comment_id));
 diesel::joinable!(charge_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(charge_activities -> reconciliation_runs (reconciliation_run_id));
 diesel::joinable!(charge_activities -> webhook_events (webhook_event_id));
@@ -342,6 +375,7 @@ diesel::joinable!(webhook_events -> accounts (account_id));
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     api_keys,
+    attachments,
     charge_activities,
     charge_disputes,
     charges,
@@ -354,6 +388,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     reconciliation_runs,
     refunds,
     revoked_sessions,
+    storage_deletions,
     ticket_activities,
     ticket_comments,
     tickets,

@@ -65,6 +65,16 @@ uuid_id!(
     "a ticket"
 );
 uuid_id!(
+    /// The id of a ticket's comment.
+    CommentId,
+    "a comment"
+);
+uuid_id!(
+    /// The id of an attachment (a file of a ticket or comment).
+    AttachmentId,
+    "an attachment"
+);
+uuid_id!(
     /// The id of an API key.
     ApiKeyId,
     "an API key"

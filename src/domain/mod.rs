@@ -2,6 +2,7 @@
 //! that takes raw input and either returns the value or says what is wrong with it. Nothing here
 //! knows of tonic or diesel; `api/` converts wire types into these at the edge.
 
+mod attachment;
 mod charge;
 mod comment;
 mod email;
@@ -22,6 +23,10 @@ mod timestamp;
 mod webhook_event;
 mod webhook_signature;
 
+pub use attachment::{
+    Attachment, AttachmentContentType, AttachmentState, Filename, Sha256Digest, UploadDifference,
+    sniff_matches,
+};
 pub use charge::{
     Charge, ChargeDecision, ChargeEvent, ChargeStatus, ChargeViolation, FailureKind, RefundStatus,
 };
@@ -35,7 +40,9 @@ pub use identity::{
     Account, AccountName, AccountSlug, ApiKey, ApiKeyName, DisplayName, Password, Role, User,
     UserLogin,
 };
-pub use ids::{AccountId, ApiKeyId, ChargeId, RefundId, SessionId, TicketId, UserId};
+pub use ids::{
+    AccountId, ApiKeyId, AttachmentId, ChargeId, CommentId, RefundId, SessionId, TicketId, UserId,
+};
 pub use money::{Currency, Money, MoneyArithmeticError};
 pub use notification::{
     CommentAddedData, NotificationKind, NotificationState, PasswordLinkData, PaymentNoticeData,

@@ -91,6 +91,8 @@ reasons! {
     NotificationNotFound = "NOTIFICATION_NOT_FOUND",
     /// The caller's account does not suppress this address.
     SuppressionNotFound = "SUPPRESSION_NOT_FOUND",
+    /// No attachment with this id that the caller may see.
+    AttachmentNotFound = "ATTACHMENT_NOT_FOUND",
     /// (Envoy) No RPC is mapped to this method and path.
     UnknownPath = "UNKNOWN_PATH",
     /// Another account has this slug.
@@ -109,6 +111,14 @@ reasons! {
     IllegalTransition = "ILLEGAL_TRANSITION",
     /// Resolving a ticket that has no assignee.
     TicketUnassigned = "TICKET_UNASSIGNED",
+    /// CompleteUpload or GetDownloadUrl on an attachment whose file is not (yet) in storage.
+    UploadIncomplete = "UPLOAD_INCOMPLETE",
+    /// The uploaded object differs from what CreateUpload declared; the object was deleted.
+    UploadMismatch = "UPLOAD_MISMATCH",
+    /// The ticket has as many attachments as allowed.
+    AttachmentLimit = "ATTACHMENT_LIMIT",
+    /// An AttachmentService RPC on a deployment without object storage.
+    AttachmentsNotConfigured = "ATTACHMENTS_NOT_CONFIGURED",
     /// The payment provider declined the card.
     CardDeclined = "CARD_DECLINED",
     /// The refund is larger than what is left to refund of the charge.
@@ -147,6 +157,8 @@ reasons! {
     DatabaseBusy = "DATABASE_BUSY",
     /// Redis cannot be reached for something that needs it.
     RedisUnavailable = "REDIS_UNAVAILABLE",
+    /// Object storage cannot be reached (attachments only).
+    StorageUnavailable = "STORAGE_UNAVAILABLE",
     /// The payment provider cannot be reached, its breaker is open, or its answer was lost.
     PaymentProviderUnavailable = "PAYMENT_PROVIDER_UNAVAILABLE",
     /// This instance already has as many calls in flight to the provider as it allows.

@@ -20,10 +20,12 @@
 //!
 //! docs/architecture.md ("Background tasks") lists the tasks with their policies and effects.
 
+pub mod attachment_sweeper;
 pub mod billing_completer;
 pub mod billing_reconciler;
 pub mod idempotency_sweeper;
 pub mod runner;
+pub mod storage_probe;
 
 use std::time::Duration;
 
@@ -50,7 +52,7 @@ pub fn periodic_lag_bound(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     /// Every source file of the room, by name.
-    const SOURCES: [(&str, &str); 5] = [
+    const SOURCES: [(&str, &str); 7] = [
         ("mod.rs", include_str!("mod.rs")),
         ("runner.rs", include_str!("runner.rs")),
         ("billing_completer.rs", include_str!("billing_completer.rs")),
@@ -62,6 +64,11 @@ mod tests {
             "idempotency_sweeper.rs",
             include_str!("idempotency_sweeper.rs"),
         ),
+        (
+            "attachment_sweeper.rs",
+            include_str!("attachment_sweeper.rs"),
+        ),
+        ("storage_probe.rs", include_str!("storage_probe.rs")),
     ];
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod attachments;
 pub mod authentication;
 pub mod billing;
 pub mod notification_worker;
@@ -17,6 +18,7 @@ pub mod webhooks;
 
 pub use accounts::Accounts;
 pub use api_keys::ApiKeys;
+pub use attachments::{Attachments, DirectUpload, NewUpload, StartedUpload, SweepReport};
 pub use authentication::{Authentication, IssuedTokens};
 pub use billing::{Billing, Completed, CompleterPolicy, NewChargeRequest};
 pub use notification_worker::NotificationWorkers;

@@ -548,6 +548,7 @@ mod tests {
             [
                 "supportdesk.v1.AccountService",
                 "supportdesk.v1.ApiKeyService",
+                "supportdesk.v1.AttachmentService",
                 "supportdesk.v1.AuthService",
                 "supportdesk.v1.BillingService",
                 "supportdesk.v1.NotificationService",

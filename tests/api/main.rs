@@ -1,5 +1,6 @@
 //! The integration suite: one binary, so the template database and the build are shared.
 
+mod attachments;
 mod billing;
 mod cross_cutting;
 mod identity;

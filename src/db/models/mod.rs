@@ -5,6 +5,7 @@
 pub mod account;
 pub mod activity;
 pub mod api_key;
+pub mod attachment;
 pub mod charge;
 pub mod charge_activity;
 pub mod charge_dispute;
@@ -28,6 +29,7 @@ pub mod webhook_event_quarantine;
 pub use account::{Account, NewAccount};
 pub use activity::{ActivityRow, NewActivity};
 pub use api_key::{ApiKey, NewApiKey};
+pub use attachment::{AttachmentRow, NewAttachment, StorageDeletion, Viewer};
 pub use charge::{Attention, ChargeListFilter, ChargeRow, NewCharge, StoredCharge};
 pub use charge_activity::NewChargeActivity;
 pub use charge_dispute::NewChargeDispute;

@@ -77,6 +77,8 @@ struct Call {
     body: Option<Value>,
     /// Headers beside the usual ones (the webhook's `stripe-signature`).
     headers: Vec<(&'static str, String)>,
+    /// A raw body of this content type instead of JSON (a direct file upload).
+    raw: Option<(&'static str, Vec<u8>)>,
 }
 
 fn call(method: Method, path: impl Into<String>, token: Option<&str>, body: Option<Value>) -> Call {
@@ -86,10 +88,16 @@ fn call(method: Method, path: impl Into<String>, token: Option<&str>, body: Opti
         token: token.map(str::to_owned),
         body,
         headers: Vec::new(),
+        raw: None,
     }
 }
 
 impl Call {
+    fn with_raw_body(mut self, content_type: &'static str, bytes: Vec<u8>) -> Self {
+        self.raw = Some((content_type, bytes));
+        self
+    }
+
     fn with_header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
         self
@@ -152,6 +160,9 @@ impl Harness {
         }
         if let Some(body) = call.body {
             request = request.json(&body);
+        }
+        if let Some((content_type, bytes)) = call.raw {
+            request = request.header("content-type", content_type).body(bytes);
         }
         for (name, value) in call.headers {
             request = request.header(name, value);
@@ -272,6 +283,133 @@ impl Harness {
                     Some("/v1/account".to_owned()),
                     call(Method::POST, "/v1/accounts", None, Some(body("Not A Slug"))),
                     StatusCode::BAD_REQUEST,
+                )
+            }
+            "AttachmentService.CreateUpload" => {
+                let ticket = self.new_ticket().await;
+                let bytes = crate::attachments::png_bytes(1);
+                let body = |content_type: &str| {
+                    json!({"filename": "a.png", "contentType": content_type,
+                           "sizeBytes": bytes.len().to_string(),
+                           "sha256": crate::attachments::sha256_hex(&bytes)})
+                };
+                let path = format!("/v1/tickets/{ticket}/attachments");
+                (
+                    call(Method::POST, &path, admin, Some(body("image/png"))),
+                    Some("/v1/attachments/".to_owned()),
+                    call(Method::POST, &path, admin, Some(body("text/html"))),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "AttachmentService.UploadAttachment" => {
+                let ticket = self.new_ticket().await;
+                let path = format!("/v1/attachments:upload?ticketId={ticket}&filename=notes.txt");
+                (
+                    call(Method::POST, &path, admin, None)
+                        .with_raw_body("text/plain", b"the log says: disk full".to_vec()),
+                    Some("/v1/attachments/".to_owned()),
+                    call(Method::POST, &path, admin, None)
+                        .with_raw_body("text/html", b"<html></html>".to_vec()),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "AttachmentService.CompleteUpload" => {
+                let ticket = self.new_ticket().await;
+                let bytes = crate::attachments::png_bytes(2);
+                let started = self
+                    .app
+                    .attachments
+                    .clone()
+                    .create_upload(self.app.as_admin(crate::attachments::upload_request(
+                        &ticket,
+                        "a.png",
+                        "image/png",
+                        &bytes,
+                    )))
+                    .await
+                    .expect("an upload starts")
+                    .into_inner();
+                assert!(
+                    crate::attachments::put(&started, bytes)
+                        .await
+                        .status()
+                        .is_success()
+                );
+                let id = started.attachment.unwrap().id;
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/attachments/{id}:complete"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        format!("/v1/attachments/{unknown}:complete"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "AttachmentService.GetAttachment" => {
+                let id = crate::attachments::ready_attachment(&self.app).await.id;
+                (
+                    call(Method::GET, format!("/v1/attachments/{id}"), admin, None),
+                    None,
+                    call(
+                        Method::GET,
+                        format!("/v1/attachments/{unknown}"),
+                        admin,
+                        None,
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "AttachmentService.ListAttachments" => {
+                let ticket = crate::attachments::ready_attachment(&self.app)
+                    .await
+                    .ticket_id;
+                let path = format!("/v1/tickets/{ticket}/attachments");
+                (
+                    call(Method::GET, &path, admin, None),
+                    None,
+                    call(Method::GET, &path, None, None),
+                    StatusCode::UNAUTHORIZED,
+                )
+            }
+            "AttachmentService.DeleteAttachment" => {
+                let id = crate::attachments::ready_attachment(&self.app).await.id;
+                (
+                    call(Method::DELETE, format!("/v1/attachments/{id}"), admin, None),
+                    None,
+                    call(
+                        Method::DELETE,
+                        format!("/v1/attachments/{unknown}"),
+                        admin,
+                        None,
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "AttachmentService.GetDownloadUrl" => {
+                let id = crate::attachments::ready_attachment(&self.app).await.id;
+                (
+                    call(
+                        Method::GET,
+                        format!("/v1/attachments/{id}:downloadUrl"),
+                        admin,
+                        None,
+                    ),
+                    None,
+                    call(
+                        Method::GET,
+                        format!("/v1/attachments/{unknown}:downloadUrl"),
+                        admin,
+                        None,
+                    ),
+                    StatusCode::NOT_FOUND,
                 )
             }
             "AccountService.GetAccount" => (

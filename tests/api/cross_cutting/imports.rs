@@ -72,6 +72,7 @@ const LAYERS: &[&[&str]] = &[
         "app::telemetry",
         "billing",
         "notifications",
+        "storage",
     ],
     &["auth", "app::health", "redis::ticket_cache"],
     &["rate_limit", "idempotency"],

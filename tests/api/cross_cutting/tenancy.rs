@@ -18,6 +18,8 @@ struct Target {
     owner: TestUser,
     agent: TestUser,
     ticket: v1::Ticket,
+    /// A ready attachment of the ticket.
+    attachment: v1::Attachment,
     /// A paid charge of the owner.
     charge: v1::Charge,
     api_key_id: String,
@@ -160,6 +162,88 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 created.account.unwrap().id,
                 target.admin.account_id.to_string()
             );
+        }
+        "AttachmentService/CreateUpload" => {
+            let bytes = crate::attachments::png_bytes(0);
+            let result = app
+                .attachments
+                .clone()
+                .create_upload(attacker.request(crate::attachments::upload_request(
+                    &ticket_id,
+                    "probe.png",
+                    "image/png",
+                    &bytes,
+                )))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
+        }
+        "AttachmentService/UploadAttachment" => {
+            let result = app
+                .attachments
+                .clone()
+                .upload_attachment(attacker.request(v1::UploadAttachmentRequest {
+                    ticket_id: ticket_id.clone(),
+                    filename: "probe.txt".to_owned(),
+                    file: Some(supportdesk::wire::proto::google::api::HttpBody {
+                        content_type: "text/plain".to_owned(),
+                        data: b"probe".to_vec(),
+                        extensions: Vec::new(),
+                    }),
+                    ..Default::default()
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
+        }
+        "AttachmentService/CompleteUpload" => {
+            let result = app
+                .attachments
+                .clone()
+                .complete_upload(attacker.request(v1::CompleteUploadRequest {
+                    id: target.attachment.id.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
+        }
+        "AttachmentService/GetAttachment" => {
+            let result = app
+                .attachments
+                .clone()
+                .get_attachment(attacker.request(v1::GetAttachmentRequest {
+                    id: target.attachment.id.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
+        }
+        "AttachmentService/ListAttachments" => {
+            let result = app
+                .attachments
+                .clone()
+                .list_attachments(attacker.request(v1::ListAttachmentsRequest {
+                    ticket_id: ticket_id.clone(),
+                    ..Default::default()
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
+        }
+        "AttachmentService/DeleteAttachment" => {
+            let result = app
+                .attachments
+                .clone()
+                .delete_attachment(attacker.request(v1::DeleteAttachmentRequest {
+                    id: target.attachment.id.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
+        }
+        "AttachmentService/GetDownloadUrl" => {
+            let result = app
+                .attachments
+                .clone()
+                .get_download_url(attacker.request(v1::GetDownloadUrlRequest {
+                    id: target.attachment.id.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN);
         }
         "AccountService/GetAccount" => {
             let account = app
@@ -862,8 +946,17 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         }))
         .await
         .expect("the owner's own settings");
+    let bytes = crate::attachments::png_bytes(9);
+    let attachment = crate::attachments::uploaded(
+        &app,
+        &app.admin,
+        crate::attachments::upload_request(&ticket.id, "target.png", "image/png", &bytes),
+        bytes,
+    )
+    .await;
     let target = Target {
         notification_id,
+        attachment,
         webhook_event,
         charge,
         admin: app.admin.clone(),

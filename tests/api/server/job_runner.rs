@@ -16,13 +16,15 @@ const TICKETS: &str = "supportdesk.v1.TicketService";
 const STATE: &str = "supportdesk_job_runner_task_state";
 
 /// The service's own tasks, as they are named in metrics and logs.
-const SERVICE_TASKS: [&str; 8] = [
+const SERVICE_TASKS: [&str; 10] = [
+    "attachment-sweeper",
     "billing-completer",
     "billing-reconciler",
     "dependency-probe",
     "health-gates",
     "idempotency-sweeper",
     "metrics-endpoint",
+    "storage-probe",
     "ticket-cache-repair",
     "webhook-workers",
 ];

@@ -9,6 +9,7 @@ pub(crate) mod envoy;
 pub(crate) mod proxy;
 pub(crate) mod smtp;
 pub(crate) mod source;
+pub(crate) mod storage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use supportdesk::errors::{ERROR_DOMAIN, Reason};
 use supportdesk::wire::proto::v1;
 use supportdesk::wire::proto::v1::account_service_client::AccountServiceClient;
 use supportdesk::wire::proto::v1::api_key_service_client::ApiKeyServiceClient;
+use supportdesk::wire::proto::v1::attachment_service_client::AttachmentServiceClient;
 use supportdesk::wire::proto::v1::auth_service_client::AuthServiceClient;
 use supportdesk::wire::proto::v1::billing_service_client::BillingServiceClient;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
@@ -294,6 +296,7 @@ pub(crate) struct TestApp {
     pub(crate) accounts: AccountServiceClient<Channel>,
     pub(crate) auth: AuthServiceClient<Channel>,
     pub(crate) api_keys: ApiKeyServiceClient<Channel>,
+    pub(crate) attachments: AttachmentServiceClient<Channel>,
     pub(crate) billing: BillingServiceClient<Channel>,
     pub(crate) webhooks: WebhookServiceClient<Channel>,
     pub(crate) health: HealthClient<Channel>,
@@ -333,6 +336,7 @@ impl TestApp {
                 .expect("the payment simulator starts");
         let mut settings = test_settings(&database.name);
         settings.payment_provider = Some(test_payment_provider(&simulator));
+        storage::SHARED_STORAGE.configure(&mut settings);
         configure(&mut settings);
         let redis_prefix = settings.redis.key_prefix.clone();
         let application = Application::build(settings.clone())
@@ -364,6 +368,7 @@ impl TestApp {
             accounts,
             auth,
             api_keys: ApiKeyServiceClient::new(channel.clone()),
+            attachments: AttachmentServiceClient::new(channel.clone()),
             billing: BillingServiceClient::new(channel.clone()),
             webhooks: WebhookServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),

@@ -1,0 +1,2 @@
+DROP TABLE storage_deletions;
+DROP TABLE attachments;

@@ -1,0 +1,1012 @@
+//! Attachments against a real S3-compatible store that verifies SigV4 (SeaweedFS): presigned
+//! uploads and downloads, what the store refuses, what completion refuses, tenancy, the sweeper,
+//! and the store dying and coming back.
+
+use std::time::Duration;
+
+use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use sha2::{Digest, Sha256};
+use supportdesk::errors::Reason;
+use supportdesk::wire::proto::v1;
+use tonic::Code;
+
+use crate::support::storage::{StorageServer, TEST_ACCESS_KEY, TEST_BUCKET, TEST_SECRET_KEY};
+use crate::support::{PATIENCE, TestApp, TestUser, assert_reason, details, wait_until};
+
+/// The first bytes of a PNG, then some more: enough for the sniffing check.
+pub(crate) fn png_bytes(seed: u8) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    bytes.extend((0..2000u32).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+    bytes
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A CreateUpload request for `bytes`, declared truthfully.
+pub(crate) fn upload_request(
+    ticket_id: &str,
+    filename: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> v1::CreateUploadRequest {
+    v1::CreateUploadRequest {
+        ticket_id: ticket_id.to_owned(),
+        comment_id: String::new(),
+        filename: filename.to_owned(),
+        content_type: content_type.to_owned(),
+        size_bytes: bytes.len() as i64,
+        sha256: sha256_hex(bytes),
+    }
+}
+
+/// An HTTP client that gives up after a while rather than hanging a test.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("a client")
+}
+
+/// PUTs `body` to the upload URL with the signed headers; reqwest sets `content-length` from
+/// the body, so a body of another length than signed is sent as such.
+pub(crate) async fn put(started: &v1::CreateUploadResponse, body: Vec<u8>) -> reqwest::Response {
+    put_with(started, body, &[]).await
+}
+
+/// [`put`] with some headers replaced.
+async fn put_with(
+    started: &v1::CreateUploadResponse,
+    body: Vec<u8>,
+    replaced: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = http().put(&started.upload_url);
+    for (name, value) in &started.upload_headers {
+        if name == "content-length" {
+            continue;
+        }
+        let value = replaced
+            .iter()
+            .find(|(replaced, _)| replaced == name)
+            .map_or(value.as_str(), |(_, value)| value);
+        request = request.header(name, value);
+    }
+    request.body(body).send().await.expect("the store answers")
+}
+
+/// An attachment of `bytes` uploaded by `user` to `ticket_id` and completed.
+pub(crate) async fn uploaded(
+    app: &TestApp,
+    user: &TestUser,
+    request: v1::CreateUploadRequest,
+    bytes: Vec<u8>,
+) -> v1::Attachment {
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(user.request(request))
+        .await
+        .expect("the upload starts")
+        .into_inner();
+    let answer = put(&started, bytes).await;
+    assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    app.attachments
+        .clone()
+        .complete_upload(user.request(v1::CompleteUploadRequest {
+            id: started.attachment.unwrap().id,
+        }))
+        .await
+        .expect("the upload completes")
+        .into_inner()
+}
+
+/// An attachment of the admin's on a new ticket.
+pub(crate) async fn ready_attachment(app: &TestApp) -> v1::Attachment {
+    let ticket = app.create_ticket("with a file").await;
+    let bytes = png_bytes(1);
+    uploaded(
+        app,
+        &app.admin,
+        upload_request(&ticket.id, "screen.png", "image/png", &bytes),
+        bytes,
+    )
+    .await
+}
+
+/// A URL the test signs itself with the store's credentials (a client the service never saw).
+fn signed_by_the_test(app_store: &url::Url, method: &str, key: &str) -> url::Url {
+    let mut url = app_store.clone();
+    url.path_segments_mut()
+        .unwrap()
+        .pop_if_empty()
+        .push(TEST_BUCKET)
+        .extend(key.split('/'));
+    supportdesk::storage::sigv4::presign(
+        &supportdesk::storage::SigningKey {
+            access_key_id: TEST_ACCESS_KEY.to_owned(),
+            secret_access_key: TEST_SECRET_KEY.into(),
+            region: "us-east-1".to_owned(),
+        },
+        &supportdesk::storage::sigv4::Presign {
+            method,
+            url: &url,
+            headers: &[],
+            now: chrono::Utc::now(),
+            expires_in: Duration::from_secs(60),
+        },
+    )
+}
+
+/// The HTTP status of a GET of the object `key`, signed by the test.
+async fn object_status(app: &TestApp, key: &str) -> u16 {
+    let endpoint = &app.settings.attachments.storage.as_ref().unwrap().endpoint;
+    http()
+        .get(signed_by_the_test(endpoint, "GET", key))
+        .send()
+        .await
+        .expect("the store answers")
+        .status()
+        .as_u16()
+}
+
+#[derive(diesel::QueryableByName)]
+struct Stored {
+    #[diesel(sql_type = Text)]
+    object_key: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+}
+
+/// The attachment's object key and state as PostgreSQL holds them; `None` when no row is left.
+async fn stored(app: &TestApp, id: &str) -> Option<Stored> {
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("SELECT object_key, state FROM attachments WHERE id = $1")
+        .bind::<SqlUuid, _>(uuid::Uuid::parse_str(id).unwrap())
+        .load::<Stored>(&mut conn)
+        .await
+        .expect("read the attachment")
+        .pop()
+}
+
+#[tokio::test]
+async fn a_file_uploaded_through_its_url_downloads_with_the_same_bytes_and_forced_headers() {
+    let app = TestApp::spawn_with(crate::support::with_metrics).await;
+    let ticket = app.create_ticket("a screenshot").await;
+    let bytes = png_bytes(7);
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(upload_request(
+            &ticket.id,
+            "../../Screen shot \u{202E}gnp.html",
+            "image/png",
+            &bytes,
+        )))
+        .await
+        .expect("the upload starts")
+        .into_inner();
+    let pending = started.attachment.clone().unwrap();
+    assert_eq!(pending.state(), v1::AttachmentState::Pending);
+    assert_eq!(pending.filename, "Screen shot gnp.html");
+    let key = stored(&app, &pending.id).await.unwrap().object_key;
+    assert!(
+        key.starts_with(&format!("{}/", app.account_id)),
+        "the service chose {key}"
+    );
+    let expires_in = started.expire_time.unwrap().seconds - chrono::Utc::now().timestamp();
+    assert!((0..=900).contains(&expires_in), "{expires_in}");
+
+    let answer = put(&started, bytes.clone()).await;
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    let ready = app
+        .attachments
+        .clone()
+        .complete_upload(app.as_admin(v1::CompleteUploadRequest {
+            id: pending.id.clone(),
+        }))
+        .await
+        .expect("completed")
+        .into_inner();
+    assert_eq!(ready.state(), v1::AttachmentState::Ready);
+    assert_eq!(ready.size_bytes, bytes.len() as i64);
+    assert_eq!(stored(&app, &ready.id).await.unwrap().state, "ready");
+    let scrape = crate::support::Scrape::of(&app).await;
+    for (series, count) in [
+        (
+            "supportdesk_attachment_uploads_total{outcome=\"started\"}",
+            1,
+        ),
+        (
+            "supportdesk_attachment_uploads_total{outcome=\"completed\"}",
+            1,
+        ),
+        (
+            "supportdesk_attachment_uploads_total{outcome=\"mismatch\"}",
+            0,
+        ),
+        (
+            "supportdesk_attachment_upload_bytes_total{outcome=\"completed\"}",
+            bytes.len() as u64,
+        ),
+    ] {
+        assert_eq!(scrape.get(series), count, "{series}");
+    }
+    let listed = app
+        .attachments
+        .clone()
+        .list_attachments(app.as_admin(v1::ListAttachmentsRequest {
+            ticket_id: ticket.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.attachments, vec![ready.clone()]);
+
+    let download = app
+        .attachments
+        .clone()
+        .get_download_url(app.as_admin(v1::GetDownloadUrlRequest { id: ready.id }))
+        .await
+        .unwrap()
+        .into_inner();
+    let expires_in = download.expire_time.unwrap().seconds - chrono::Utc::now().timestamp();
+    assert!((0..=300).contains(&expires_in), "{expires_in}");
+    let response = http().get(&download.download_url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"Screen shot gnp.html\"; filename*=UTF-8''Screen%20shot%20gnp.html"
+    );
+    assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
+}
+
+#[tokio::test]
+async fn the_store_refuses_a_tampered_url_and_a_length_or_type_other_than_signed() {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("refusals").await;
+    let bytes = png_bytes(3);
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &bytes)))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let mut tampered = started.clone();
+    tampered.upload_url = started
+        .upload_url
+        .replace("X-Amz-Expires=900", "X-Amz-Expires=901");
+    assert_ne!(tampered.upload_url, started.upload_url);
+    assert_eq!(put(&tampered, bytes.clone()).await.status(), 403);
+
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(put(&started, longer).await.status(), 403);
+    assert_eq!(
+        put_with(&started, bytes.clone(), &[("content-type", "text/html")])
+            .await
+            .status(),
+        403
+    );
+    let key = stored(&app, &started.attachment.unwrap().id)
+        .await
+        .unwrap()
+        .object_key;
+    assert_eq!(object_status(&app, &key).await, 404, "nothing was stored");
+}
+
+#[tokio::test]
+async fn the_store_refuses_an_upload_url_once_it_expired() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.attachments.upload_url_ttl = Duration::from_secs(1);
+    })
+    .await;
+    let ticket = app.create_ticket("late").await;
+    let bytes = png_bytes(4);
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &bytes)))
+        .await
+        .unwrap()
+        .into_inner();
+    // X-Amz-Date has a one-second resolution: wait past the second after expiry.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(put(&started, bytes).await.status(), 403);
+}
+
+#[tokio::test]
+async fn an_object_that_differs_from_its_declaration_is_refused_at_completion_and_deleted() {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("mismatch").await;
+    let declared = png_bytes(5);
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &declared)))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = started.attachment.unwrap().id;
+    let key = stored(&app, &id).await.unwrap().object_key;
+    // A client that bypasses the signed URL (the store's own credentials): other bytes, shorter.
+    let endpoint = &app.settings.attachments.storage.as_ref().unwrap().endpoint;
+    let other = png_bytes(6)[..1000].to_vec();
+    let written = http()
+        .put(signed_by_the_test(endpoint, "PUT", &key))
+        .body(other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 200);
+
+    let status = app
+        .attachments
+        .clone()
+        .complete_upload(app.as_admin(v1::CompleteUploadRequest { id: id.clone() }))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_reason(&status, Reason::UploadMismatch);
+    let violations: Vec<(String, String)> = details(&status)
+        .precondition_failure()
+        .expect("PreconditionFailure")
+        .violations
+        .iter()
+        .map(|violation| (violation.r#type.clone(), violation.description.clone()))
+        .collect();
+    assert_eq!(
+        violations[0],
+        (
+            "UPLOAD_SIZE_BYTES".to_owned(),
+            format!(
+                "declared {} bytes, the stored object has 1000",
+                declared.len()
+            )
+        )
+    );
+    assert_eq!(object_status(&app, &key).await, 404, "the object is gone");
+    assert_eq!(stored(&app, &id).await.unwrap().state, "pending");
+}
+
+#[tokio::test]
+async fn a_checksum_other_than_declared_is_refused_at_completion_and_the_object_deleted() {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("checksum").await;
+    let bytes = png_bytes(8);
+    let mut request = upload_request(&ticket.id, "a.png", "image/png", &bytes);
+    let mut other = bytes.clone();
+    *other.last_mut().unwrap() ^= 0xFF;
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = started.attachment.clone().unwrap().id;
+    let key = stored(&app, &id).await.unwrap().object_key;
+    let answer = put(&started, other.clone()).await;
+    if answer.status().is_success() {
+        // A store that does not check the signed checksum itself: completion does.
+        let status = app
+            .attachments
+            .clone()
+            .complete_upload(app.as_admin(v1::CompleteUploadRequest { id: id.clone() }))
+            .await
+            .expect_err("refused");
+        assert_reason(&status, Reason::UploadMismatch);
+        assert!(status.message().contains("sha256"), "{}", status.message());
+    } else {
+        assert_eq!(
+            answer.status(),
+            400,
+            "the store refuses the wrong bytes itself"
+        );
+    }
+    assert_eq!(object_status(&app, &key).await, 404, "no object is left");
+    request.sha256 = "0".repeat(63);
+    let status = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(request))
+        .await
+        .expect_err("a malformed digest");
+    assert_reason(&status, Reason::InvalidArgument);
+}
+
+#[tokio::test]
+async fn an_html_file_named_png_is_refused_at_completion() {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("html").await;
+    let html = b"<!DOCTYPE html><html><script>alert(document.cookie)</script></html>".to_vec();
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(upload_request(&ticket.id, "cat.png", "image/png", &html)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(put(&started, html).await.status(), 200);
+    let status = app
+        .attachments
+        .clone()
+        .complete_upload(app.as_admin(v1::CompleteUploadRequest {
+            id: started.attachment.unwrap().id,
+        }))
+        .await
+        .expect_err("refused");
+    assert_reason(&status, Reason::UploadMismatch);
+    let kinds: Vec<String> = details(&status)
+        .precondition_failure()
+        .unwrap()
+        .violations
+        .iter()
+        .map(|violation| violation.r#type.clone())
+        .collect();
+    assert_eq!(kinds, vec!["UPLOAD_CONTENT".to_owned()]);
+}
+
+#[tokio::test]
+async fn completing_before_uploading_or_downloading_a_pending_file_is_refused() {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("early").await;
+    let bytes = png_bytes(9);
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &bytes)))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = started.attachment.unwrap().id;
+    let status = app
+        .attachments
+        .clone()
+        .complete_upload(app.as_admin(v1::CompleteUploadRequest { id: id.clone() }))
+        .await
+        .expect_err("nothing uploaded");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_reason(&status, Reason::UploadIncomplete);
+    let status = app
+        .attachments
+        .clone()
+        .get_download_url(app.as_admin(v1::GetDownloadUrlRequest { id }))
+        .await
+        .expect_err("still pending");
+    assert_reason(&status, Reason::UploadIncomplete);
+}
+
+#[tokio::test]
+async fn another_accounts_attachment_answers_exactly_like_a_missing_one() {
+    let app = TestApp::spawn().await;
+    let attachment = ready_attachment(&app).await;
+    let other = app.sign_up_another_account().await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let foreign = app
+        .attachments
+        .clone()
+        .get_attachment(other.request(v1::GetAttachmentRequest {
+            id: attachment.id.clone(),
+        }))
+        .await
+        .expect_err("hidden");
+    let missing = app
+        .attachments
+        .clone()
+        .get_attachment(other.request(v1::GetAttachmentRequest {
+            id: unknown.clone(),
+        }))
+        .await
+        .expect_err("missing");
+    assert_eq!(foreign.code(), Code::NotFound);
+    assert_reason(&foreign, Reason::AttachmentNotFound);
+    assert_eq!(
+        foreign.message().replace(&attachment.id, "ID"),
+        missing.message().replace(&unknown, "ID")
+    );
+    let bytes = |status: &tonic::Status, id: &str| {
+        String::from_utf8_lossy(status.details()).replace(id, "ID")
+    };
+    assert_eq!(bytes(&foreign, &attachment.id), bytes(&missing, &unknown));
+    for status in [
+        app.attachments
+            .clone()
+            .get_download_url(other.request(v1::GetDownloadUrlRequest {
+                id: attachment.id.clone(),
+            }))
+            .await
+            .expect_err("hidden"),
+        app.attachments
+            .clone()
+            .delete_attachment(other.request(v1::DeleteAttachmentRequest {
+                id: attachment.id.clone(),
+            }))
+            .await
+            .expect_err("hidden"),
+        app.attachments
+            .clone()
+            .complete_upload(other.request(v1::CompleteUploadRequest {
+                id: attachment.id.clone(),
+            }))
+            .await
+            .expect_err("hidden"),
+    ] {
+        assert_reason(&status, Reason::AttachmentNotFound);
+    }
+}
+
+#[tokio::test]
+async fn a_customer_sees_files_of_their_own_tickets_but_never_those_of_internal_notes() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let mut request = crate::support::valid_create_request("mine");
+    request.ticket.as_mut().unwrap().requester_email = customer.email.clone();
+    let ticket = app
+        .tickets
+        .clone()
+        .create_ticket(app.as_admin(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let note = app
+        .tickets
+        .clone()
+        .add_comment(app.as_admin(v1::AddCommentRequest {
+            ticket_id: ticket.id.clone(),
+            comment: Some(v1::Comment {
+                body: "internal: see the log".to_owned(),
+                public: false,
+                ..Default::default()
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let log = b"2026-11-24 error: disk full\n".to_vec();
+    let mut on_note = upload_request(&ticket.id, "server.log", "text/plain", &log);
+    on_note.comment_id = note.id.clone();
+    let internal = uploaded(&app, &app.admin, on_note.clone(), log.clone()).await;
+    let bytes = png_bytes(2);
+    let own = uploaded(
+        &app,
+        &customer,
+        upload_request(&ticket.id, "mine.png", "image/png", &bytes),
+        bytes,
+    )
+    .await;
+
+    let listed = app
+        .attachments
+        .clone()
+        .list_attachments(customer.request(v1::ListAttachmentsRequest {
+            ticket_id: ticket.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .attachments;
+    assert_eq!(listed, vec![own.clone()]);
+    let status = app
+        .attachments
+        .clone()
+        .get_attachment(customer.request(v1::GetAttachmentRequest {
+            id: internal.id.clone(),
+        }))
+        .await
+        .expect_err("an internal note's file");
+    assert_reason(&status, Reason::AttachmentNotFound);
+    let status = app
+        .attachments
+        .clone()
+        .create_upload(customer.request(on_note))
+        .await
+        .expect_err("a customer cannot attach to an internal note");
+    assert_reason(&status, Reason::InvalidArgument);
+    let by_agents = app
+        .attachments
+        .clone()
+        .list_attachments(app.as_admin(v1::ListAttachmentsRequest {
+            ticket_id: ticket.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .attachments;
+    assert_eq!(by_agents, vec![internal, own]);
+}
+
+#[tokio::test]
+async fn deleting_an_attachment_hides_it_at_once_and_the_sweeper_deletes_its_object() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.attachments.sweep_interval = Duration::from_millis(200);
+    })
+    .await;
+    let attachment = ready_attachment(&app).await;
+    let key = stored(&app, &attachment.id).await.unwrap().object_key;
+    assert_eq!(object_status(&app, &key).await, 200);
+    app.attachments
+        .clone()
+        .delete_attachment(app.as_admin(v1::DeleteAttachmentRequest {
+            id: attachment.id.clone(),
+        }))
+        .await
+        .expect("deleted");
+    assert!(stored(&app, &attachment.id).await.is_none());
+    let status = app
+        .attachments
+        .clone()
+        .get_attachment(app.as_admin(v1::GetAttachmentRequest {
+            id: attachment.id.clone(),
+        }))
+        .await
+        .expect_err("gone");
+    assert_reason(&status, Reason::AttachmentNotFound);
+    wait_until("the object is deleted", PATIENCE, || async {
+        object_status(&app, &key).await == 404
+    })
+    .await;
+    wait_until("the deletion is forgotten", PATIENCE, || async {
+        queued_deletions(&app).await == 0
+    })
+    .await;
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    count: i64,
+}
+
+async fn queued_deletions(app: &TestApp) -> i64 {
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("SELECT count(*) AS count FROM storage_deletions")
+        .get_result::<Count>(&mut conn)
+        .await
+        .unwrap()
+        .count
+}
+
+#[tokio::test]
+async fn an_upload_never_completed_is_swept_with_its_object_after_its_url_expired() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.attachments.upload_url_ttl = Duration::from_secs(1);
+        settings.attachments.abandon_grace = Duration::ZERO;
+        settings.attachments.sweep_interval = Duration::from_millis(200);
+    })
+    .await;
+    let ticket = app.create_ticket("abandoned").await;
+    let bytes = png_bytes(11);
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &bytes)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(put(&started, bytes).await.status(), 200);
+    let id = started.attachment.unwrap().id;
+    let key = stored(&app, &id).await.unwrap().object_key;
+    wait_until("the abandoned upload is swept", PATIENCE, || async {
+        stored(&app, &id).await.is_none()
+    })
+    .await;
+    wait_until("its object is deleted", PATIENCE, || async {
+        object_status(&app, &key).await == 404
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_ticket_takes_at_most_its_limit_of_attachments() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.attachments.max_per_ticket = 1;
+        settings.attachments.max_bytes = 5_000;
+    })
+    .await;
+    let ticket = app.create_ticket("limit").await;
+    let bytes = png_bytes(12);
+    let request = upload_request(&ticket.id, "a.png", "image/png", &bytes);
+    app.attachments
+        .clone()
+        .create_upload(app.as_admin(request.clone()))
+        .await
+        .expect("the first");
+    let status = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(request.clone()))
+        .await
+        .expect_err("the second");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_reason(&status, Reason::AttachmentLimit);
+
+    let other = app.create_ticket("too big").await;
+    let mut large = upload_request(&other.id, "a.png", "image/png", &bytes);
+    large.size_bytes = 5_001;
+    let status = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(large))
+        .await
+        .expect_err("over the size limit");
+    assert_reason(&status, Reason::InvalidArgument);
+    let mut html = upload_request(&other.id, "a.html", "text/html", &bytes);
+    html.filename = "\u{202E}".to_owned();
+    let status = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(html))
+        .await
+        .expect_err("not allowed");
+    let fields: Vec<String> = details(&status)
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .iter()
+        .map(|violation| violation.field.clone())
+        .collect();
+    assert_eq!(fields, vec!["filename", "content_type"]);
+}
+
+#[tokio::test]
+async fn without_object_storage_attachments_are_not_configured_and_not_serving() {
+    let app = TestApp::spawn_with(|settings| settings.attachments.storage = None).await;
+    app.wait_for_health("Serving", PATIENCE).await;
+    assert_eq!(
+        app.health_of("supportdesk.v1.AttachmentService").await,
+        "NotServing"
+    );
+    let ticket = app.create_ticket("no storage").await;
+    let bytes = png_bytes(13);
+    let status = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &bytes)))
+        .await
+        .expect_err("not configured");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_reason(&status, Reason::AttachmentsNotConfigured);
+}
+
+#[tokio::test]
+async fn when_the_store_dies_attachments_answer_unavailable_and_recover_without_a_restart() {
+    let mut store = tokio::task::spawn_blocking(StorageServer::start)
+        .await
+        .unwrap();
+    let app = TestApp::spawn_with(|settings| store.configure(settings)).await;
+    let service = "supportdesk.v1.AttachmentService";
+    wait_until("attachments serve", PATIENCE, || async {
+        app.health_of(service).await == "Serving"
+    })
+    .await;
+    let attachment = ready_attachment(&app).await;
+
+    store.kill();
+    wait_until("attachments stop serving", PATIENCE, || async {
+        app.health_of(service).await == "NotServing"
+    })
+    .await;
+    assert_eq!(
+        app.health_of("supportdesk.v1.TicketService").await,
+        "Serving"
+    );
+    let ticket = app.create_ticket("while the store is down").await;
+    let bytes = png_bytes(14);
+    let started = tokio::time::Instant::now();
+    let mut request = app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &bytes));
+    request.set_timeout(Duration::from_secs(3));
+    let status = app
+        .attachments
+        .clone()
+        .create_upload(request)
+        .await
+        .expect_err("the store is down");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_reason(&status, Reason::StorageUnavailable);
+    assert!(details(&status).retry_info().is_some(), "RetryInfo");
+    let got = app
+        .attachments
+        .clone()
+        .get_attachment(app.as_admin(v1::GetAttachmentRequest {
+            id: attachment.id.clone(),
+        }))
+        .await
+        .expect("reads need no storage")
+        .into_inner();
+    assert_eq!(got, attachment);
+
+    tokio::task::spawn_blocking(move || {
+        store.restart();
+        store
+    })
+    .await
+    .map(|store| {
+        // Kept alive until the end of the test.
+        std::mem::forget(store);
+    })
+    .unwrap();
+    wait_until("attachments serve again", PATIENCE, || async {
+        app.health_of(service).await == "Serving"
+    })
+    .await;
+    let bytes = png_bytes(15);
+    let again = uploaded(
+        &app,
+        &app.admin,
+        upload_request(&ticket.id, "b.png", "image/png", &bytes),
+        bytes,
+    )
+    .await;
+    assert_eq!(again.state(), v1::AttachmentState::Ready);
+}
+
+fn small_file(
+    content_type: &str,
+    data: &[u8],
+) -> Option<supportdesk::wire::proto::google::api::HttpBody> {
+    Some(supportdesk::wire::proto::google::api::HttpBody {
+        content_type: content_type.to_owned(),
+        data: data.to_vec(),
+        extensions: Vec::new(),
+    })
+}
+
+#[tokio::test]
+async fn a_small_file_uploaded_in_the_request_is_ready_at_once_and_checked_first() {
+    let app = TestApp::spawn_with(|settings| settings.attachments.direct_max_bytes = 4_000).await;
+    let ticket = app.create_ticket("direct").await;
+    let bytes = png_bytes(21);
+    let attachment = app
+        .attachments
+        .clone()
+        .upload_attachment(app.as_admin(v1::UploadAttachmentRequest {
+            ticket_id: ticket.id.clone(),
+            filename: "direct.png".to_owned(),
+            file: small_file("image/png", &bytes),
+            sha256: sha256_hex(&bytes),
+            ..Default::default()
+        }))
+        .await
+        .expect("stored")
+        .into_inner();
+    assert_eq!(attachment.state(), v1::AttachmentState::Ready);
+    assert_eq!(attachment.sha256, sha256_hex(&bytes));
+    let key = stored(&app, &attachment.id).await.unwrap().object_key;
+    let download = app
+        .attachments
+        .clone()
+        .get_download_url(app.as_admin(v1::GetDownloadUrlRequest { id: attachment.id }))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = http().get(&download.download_url).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
+    assert_eq!(object_status(&app, &key).await, 200);
+
+    let html = b"<!doctype html><p>not a picture</p>";
+    let status = app
+        .attachments
+        .clone()
+        .upload_attachment(app.as_admin(v1::UploadAttachmentRequest {
+            ticket_id: ticket.id.clone(),
+            filename: "cat.png".to_owned(),
+            file: small_file("image/png", html),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("HTML named .png");
+    assert_reason(&status, Reason::UploadMismatch);
+    let status = app
+        .attachments
+        .clone()
+        .upload_attachment(app.as_admin(v1::UploadAttachmentRequest {
+            ticket_id: ticket.id.clone(),
+            filename: "big.png".to_owned(),
+            file: small_file("image/png", &[bytes.clone(), bytes].concat()),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("over the direct limit");
+    assert_reason(&status, Reason::InvalidArgument);
+    let mut conn = app.database.connect().await;
+    let rows: Count =
+        diesel::sql_query("SELECT count(*) AS count FROM attachments WHERE ticket_id = $1")
+            .bind::<SqlUuid, _>(uuid::Uuid::parse_str(&ticket.id).unwrap())
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(rows.count, 1, "nothing was recorded for the refused files");
+}
+
+#[tokio::test]
+async fn a_raw_body_through_envoy_is_stored_as_the_file() {
+    let app = TestApp::spawn().await;
+    let envoy = crate::support::envoy::Envoy::start_in_front_of(app.address.port()).await;
+    let ticket = app.create_ticket("rest").await;
+    let text = "first line\nsecond line, ünïcode\n";
+    let response = http()
+        .post(envoy.url(&format!(
+            "/v1/attachments:upload?ticketId={}&filename=notes.txt",
+            ticket.id
+        )))
+        .bearer_auth(&app.admin.access_token)
+        .header("content-type", "text/plain")
+        .body(text)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["state"], "ATTACHMENT_STATE_READY");
+    assert_eq!(body["sha256"], sha256_hex(text.as_bytes()));
+    assert_eq!(body["sizeBytes"], text.len().to_string());
+}
+
+#[tokio::test]
+async fn fifty_concurrent_uploads_all_complete() {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("many").await;
+    let uploads = (0..50u8).map(|seed| {
+        let app = &app;
+        let ticket_id = ticket.id.clone();
+        async move {
+            let bytes = png_bytes(seed);
+            uploaded(
+                app,
+                &app.admin,
+                upload_request(&ticket_id, &format!("{seed}.png"), "image/png", &bytes),
+                bytes,
+            )
+            .await
+        }
+    });
+    let done = futures_join_all(uploads).await;
+    assert!(
+        done.iter()
+            .all(|attachment| attachment.state() == v1::AttachmentState::Ready)
+    );
+    let mut conn = app.database.connect().await;
+    let ready: Count = diesel::sql_query(
+        "SELECT count(*) AS count FROM attachments WHERE ticket_id = $1 AND state = 'ready'",
+    )
+    .bind::<SqlUuid, _>(uuid::Uuid::parse_str(&ticket.id).unwrap())
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(ready.count, 50);
+}
+
+/// Runs every future concurrently on this task and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut running: Vec<_> = futures.map(|future| Some(Box::pin(future))).collect();
+    let mut outputs: Vec<Option<F::Output>> = running.iter().map(|_| None).collect();
+    std::future::poll_fn(|context| {
+        for (slot, output) in running.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot
+                && let std::task::Poll::Ready(value) = future.as_mut().poll(context)
+            {
+                *output = Some(value);
+                *slot = None;
+            }
+        }
+        if running.iter().all(Option::is_none) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
