@@ -122,6 +122,7 @@ diesel::table! {
         created_at -> Timestamptz,
         sent_at -> Nullable<Timestamptz>,
         dead_at -> Nullable<Timestamptz>,
+        provider_message_id -> Nullable<Text>,
     }
 }
 

@@ -23,6 +23,7 @@
 pub mod billing_completer;
 pub mod billing_reconciler;
 pub mod idempotency_sweeper;
+pub mod notification_queue_sampler;
 pub mod runner;
 
 use std::time::Duration;
@@ -50,7 +51,7 @@ pub fn periodic_lag_bound(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     /// Every source file of the room, by name.
-    const SOURCES: [(&str, &str); 5] = [
+    const SOURCES: [(&str, &str); 6] = [
         ("mod.rs", include_str!("mod.rs")),
         ("runner.rs", include_str!("runner.rs")),
         ("billing_completer.rs", include_str!("billing_completer.rs")),
@@ -61,6 +62,10 @@ mod tests {
         (
             "idempotency_sweeper.rs",
             include_str!("idempotency_sweeper.rs"),
+        ),
+        (
+            "notification_queue_sampler.rs",
+            include_str!("notification_queue_sampler.rs"),
         ),
     ];
 

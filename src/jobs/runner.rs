@@ -72,16 +72,19 @@ pub enum HealthEffect {
     None,
     /// This API service (its full name, tonic's `NamedService::NAME`) is NOT_SERVING.
     Service(&'static str),
+    /// Each of these API services is NOT_SERVING.
+    Services(&'static [&'static str]),
     /// The overall status and every API service are NOT_SERVING.
     Everything,
 }
 
 impl HealthEffect {
-    fn held(self) -> Option<Held> {
+    fn held(self) -> Vec<Held> {
         match self {
-            Self::None => None,
-            Self::Service(name) => Some(Held::Service(name)),
-            Self::Everything => Some(Held::Everything),
+            Self::None => Vec::new(),
+            Self::Service(name) => vec![Held::Service(name)],
+            Self::Services(names) => names.iter().copied().map(Held::Service).collect(),
+            Self::Everything => vec![Held::Everything],
         }
     }
 }
@@ -252,12 +255,14 @@ impl JobRunner {
                 "two background tasks are named `{}`",
                 task.name
             );
-            if let HealthEffect::Service(service) = task.health {
-                anyhow::ensure!(
-                    self.health.reports(service),
-                    "background task `{}` would take `{service}` down, which health does not report",
-                    task.name
-                );
+            for held in task.health.held() {
+                if let Held::Service(service) = held {
+                    anyhow::ensure!(
+                        self.health.reports(service),
+                        "background task `{}` would take `{service}` down, which health does not report",
+                        task.name
+                    );
+                }
             }
         }
         let lag_check = self
@@ -535,11 +540,12 @@ impl Supervisor {
 
     async fn hold(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        if let Some(held) = slot.task.health.held()
-            && !slot.holding
-        {
+        let held = slot.task.health.held();
+        if !held.is_empty() && !slot.holding {
             slot.holding = true;
-            self.health.hold(slot.task.name, held).await;
+            for held in held {
+                self.health.hold(slot.task.name, held).await;
+            }
         }
     }
 
