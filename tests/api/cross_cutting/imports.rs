@@ -52,6 +52,8 @@ const LAYERS: &[&[&str]] = &[
         "wire::http_rule",
         "wire::headers",
         "bulkhead",
+        "breaker",
+        "retry",
         "worker_pool",
     ],
     &[

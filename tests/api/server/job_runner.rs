@@ -16,13 +16,14 @@ const TICKETS: &str = "supportdesk.v1.TicketService";
 const STATE: &str = "supportdesk_job_runner_task_state";
 
 /// The service's own tasks, as they are named in metrics and logs.
-const SERVICE_TASKS: [&str; 8] = [
+const SERVICE_TASKS: [&str; 9] = [
     "billing-completer",
     "billing-reconciler",
     "dependency-probe",
     "health-gates",
     "idempotency-sweeper",
     "metrics-endpoint",
+    "notification-queue-sampler",
     "ticket-cache-repair",
     "webhook-workers",
 ];

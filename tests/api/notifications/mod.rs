@@ -4,6 +4,12 @@
 //! 4xx answer is retried and a 5xx answer is final; a public reply from the desk reaches the
 //! requester in the ticket's thread, an internal note never; solving a ticket tells its requester;
 //! header injection adds nobody; concurrent creations send one message each.
+//!
+//! `http_provider` sends through the email API simulator instead (Resend's dialect), and
+//! `resilience` takes a provider down: the breaker, NotificationService's health and the metrics.
+
+mod http_provider;
+mod resilience;
 
 use std::collections::HashSet;
 
