@@ -18,7 +18,7 @@ pub mod jobs;
 pub mod middleware;
 pub mod notifications;
 pub mod rate_limit;
-pub mod redis_pool;
+pub mod redis;
 pub mod retry;
 pub mod service;
 pub mod wire;

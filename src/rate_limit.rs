@@ -27,7 +27,9 @@ use crate::auth::Credential;
 use crate::auth::principals::{LEASE_TTL, Lease};
 use crate::configuration::{RateLimitSettings, RateQuota};
 use crate::errors::{AppError, AppResult};
-use crate::redis_pool::{Redis, RedisBackoff, RedisKeys};
+use crate::redis::backoff::RedisBackoff;
+use crate::redis::connection::Redis;
+use crate::redis::keys::RedisKeys;
 
 const DECISION_TIMEOUT: Duration = Duration::from_secs(1);
 

@@ -12,7 +12,8 @@ use crate::domain::{
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
-use crate::service::{PrefetchedEntry, TicketDesk, TicketEdits};
+use crate::redis::ticket_cache::PrefetchedEntry;
+use crate::service::{TicketDesk, TicketEdits};
 use crate::wire::proto::v1;
 
 /// Ticket fields UpdateTicket can change.

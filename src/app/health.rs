@@ -13,7 +13,8 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::db::PgPool;
-use crate::redis_pool::{Redis, RedisBackoff};
+use crate::redis::backoff::RedisBackoff;
+use crate::redis::connection::Redis;
 
 /// Whether a service that depends on more than PostgreSQL and Redis can serve now (billing: its
 /// payment provider is configured and the provider's circuit breaker is closed).

@@ -38,8 +38,10 @@ use crate::jobs::{
 };
 use crate::middleware::MiddlewareLayer;
 use crate::rate_limit::RateLimiter;
-use crate::redis_pool::{self, Redis, RedisKeys};
-use crate::service::{Accounts, ApiKeys, Authentication, TicketCache, TicketDesk, Users};
+use crate::redis::connection::{self, Redis};
+use crate::redis::keys::RedisKeys;
+use crate::redis::ticket_cache::{self, TicketCache};
+use crate::service::{Accounts, ApiKeys, Authentication, TicketDesk, Users};
 use crate::wire::methods::MethodTable;
 use crate::wire::proto;
 use crate::wire::proto::v1::account_service_server::AccountServiceServer;
@@ -71,12 +73,12 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let methods = MethodTable::get().context("the method table cannot be read")?;
         let database = db::build_pool(&settings.database, settings.server.request_timeout);
-        let redis = redis_pool::build_pool(&settings.redis)?;
+        let redis = connection::build_pool(&settings.redis)?;
         let scripts: Vec<&redis::Script> = [
             crate::rate_limit::scripts().as_slice(),
             crate::auth::principals::scripts().as_slice(),
             crate::auth::sessions::scripts().as_slice(),
-            crate::service::ticket_cache::scripts().as_slice(),
+            ticket_cache::scripts().as_slice(),
         ]
         .concat();
         // Bounded: the service starts (NOT_SERVING) while Redis is down.

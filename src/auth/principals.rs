@@ -28,7 +28,8 @@ use redis::Script;
 
 use crate::domain::{AccountId, ApiKeyId, Role, UserId};
 use crate::errors::{AppError, AppResult, Dependency};
-use crate::redis_pool::{Redis, RedisKeys};
+use crate::redis::connection::Redis;
+use crate::redis::keys::RedisKeys;
 
 /// How long a stored state lives without being read again; any change replaces it at once.
 const STATE_TTL: Duration = Duration::from_secs(3600);

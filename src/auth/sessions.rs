@@ -38,7 +38,8 @@ use uuid::Uuid;
 
 use crate::domain::{AccountId, SessionId, UserId};
 use crate::errors::{AppError, AppResult};
-use crate::redis_pool::{Redis, RedisKeys};
+use crate::redis::connection::Redis;
+use crate::redis::keys::RedisKeys;
 
 /// A refresh token as handed to a client or presented by one. Never printed.
 pub struct RefreshToken(String);

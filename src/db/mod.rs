@@ -135,84 +135,137 @@ pub async fn create_database_if_missing(database_url: &SecretString) -> anyhow::
     }
 }
 
-/// Runs `$body` in one transaction on a pooled connection from `$pool`, with the statements
-/// limited to `$budget` (what is left of the request's deadline); `$conn` names the connection
-/// inside. Evaluates to the body's `AppResult`.
-#[macro_export]
-macro_rules! in_transaction {
-    ($pool:expr, $budget:expr, |$conn:ident| $body:block) => {{
-        let mut connection = $crate::db::connection($pool).await?;
-        $crate::transaction_on!(
-            &mut connection,
-            $crate::db::Limits::within($budget),
-            |$conn| $body
-        )
-    }};
+/// The body of a [`transaction`], a [`savepoint`] or a [`with_connection`]: an async closure over
+/// the connection, `async |conn| { ... }`. The trait names the future the closure returns, so that
+/// the functions below can require it to be `Send` for every borrow of the connection (an
+/// `AsyncFnOnce` bound alone cannot say so); it is implemented for every such closure.
+pub trait Body<C, R>: AsyncFnOnce(C) -> R + FnOnce(C) -> <Self as Body<C, R>>::Fut {
+    /// The closure's future.
+    type Fut: Future<Output = R>;
 }
 
-/// Runs `$body` in one transaction on `$connection`, opened in one round trip with its
-/// [`Limits`]; `$conn` names the connection inside (a `return` in `$body` leaves the body).
-/// Commits when the body succeeds, rolls back when it fails, and evaluates to the body's result,
-/// whose error type takes `AppError` and diesel's errors. A macro, not a function: the body's
-/// future borrows the connection, and its `Send` bound cannot be named in a signature yet.
-#[macro_export]
-macro_rules! transaction_on {
-    ($connection:expr, $limits:expr, |$conn:ident| $body:block) => {{
-        let connection: &mut diesel_async::AsyncPgConnection = $connection;
-        async {
-            $crate::db::begin(&mut *connection, $limits).await?;
-            let result = async {
-                let $conn: &mut diesel_async::AsyncPgConnection = &mut *connection;
-                $body
-            }
-            .await;
-            $crate::db::end(&mut *connection, result).await
-        }
-        .await
-    }};
+impl<F, C, Fut, R> Body<C, R> for F
+where
+    F: AsyncFnOnce(C) -> R + FnOnce(C) -> Fut,
+    Fut: Future<Output = R>,
+{
+    type Fut = Fut;
 }
 
-/// Runs `$body` in a savepoint of the current transaction: a failure undoes the body's work and
+/// Runs `body` in one transaction on `connection`, opened in one round trip with its [`Limits`];
+/// commits when the body succeeds and rolls back when it fails, answering the body's result,
+/// whose error type takes `AppError` and diesel's errors. The one way the service runs a
+/// transaction.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "the future is declared `Send` here, where the body's bounds prove it; an `async fn` leaves the proof to each caller, which fails for bodies that borrow (\"Send is not general enough\")"
+)]
+pub fn transaction<'a, 'conn, T, E, F>(
+    connection: &'conn mut AsyncPgConnection,
+    limits: Limits,
+    body: F,
+) -> impl Future<Output = Result<T, E>> + Send + 'conn
+where
+    for<'r> F: AsyncFnOnce(&'r mut AsyncPgConnection) -> Result<T, E>
+        + Body<&'r mut AsyncPgConnection, Result<T, E>, Fut: Send>
+        + Send
+        + 'a,
+    T: Send,
+    E: From<AppError> + From<diesel::result::Error> + Send,
+    'a: 'conn,
+{
+    async move {
+        let body = body;
+        begin(&mut *connection, limits).await?;
+        let result = body(&mut *connection).await;
+        end(connection, result).await
+    }
+}
+
+/// [`transaction`] on a pooled connection from `pool`, with its statements limited to `budget`
+/// (what is left of the request's deadline).
+#[allow(
+    clippy::manual_async_fn,
+    reason = "the future is declared `Send` here, where the body's bounds prove it; an `async fn` leaves the proof to each caller, which fails for bodies that borrow (\"Send is not general enough\")"
+)]
+pub fn pooled_transaction<'a, 'pool, T, F>(
+    pool: &'pool PgPool,
+    budget: Duration,
+    body: F,
+) -> impl Future<Output = AppResult<T>> + Send + 'pool
+where
+    for<'r> F: AsyncFnOnce(&'r mut AsyncPgConnection) -> AppResult<T>
+        + Body<&'r mut AsyncPgConnection, AppResult<T>, Fut: Send>
+        + Send
+        + 'a,
+    T: Send,
+    'a: 'pool,
+{
+    async move {
+        let mut connection = connection(pool).await?;
+        transaction(&mut connection, Limits::within(budget), body).await
+    }
+}
+
+/// Runs `body` in a savepoint of the current transaction: a failure undoes the body's work and
 /// keeps what the transaction did before (an idempotency key's claim, to store the failure on).
 /// The savepoint is opened in the round trip that also lifts the lock wait the claim ran under
 /// ([`Limits::waiting_for_locks_at_most`]): the body waits for its locks as long as the statement
 /// timeout allows. It is never released: the commit ends it, and a release would cost a round
-/// trip. Evaluates to the body's result.
-#[macro_export]
-macro_rules! in_savepoint {
-    ($connection:expr, |$conn:ident| $body:block) => {{
-        let connection: &mut diesel_async::AsyncPgConnection = $connection;
-        async {
-            $crate::db::open_savepoint(&mut *connection).await?;
-            let result = async {
-                let $conn: &mut diesel_async::AsyncPgConnection = &mut *connection;
-                $body
-            }
-            .await;
-            if result.is_err() {
-                $crate::db::roll_back_to_savepoint(&mut *connection).await?;
-            }
-            result
+/// trip.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "the future is declared `Send` here, where the body's bounds prove it; an `async fn` leaves the proof to each caller, which fails for bodies that borrow (\"Send is not general enough\")"
+)]
+pub fn savepoint<'a, 'conn, T, E, F>(
+    connection: &'conn mut AsyncPgConnection,
+    body: F,
+) -> impl Future<Output = Result<T, E>> + Send + 'conn
+where
+    for<'r> F: AsyncFnOnce(&'r mut AsyncPgConnection) -> Result<T, E>
+        + Body<&'r mut AsyncPgConnection, Result<T, E>, Fut: Send>
+        + Send
+        + 'a,
+    T: Send,
+    E: From<AppError> + Send,
+    'a: 'conn,
+{
+    async move {
+        let body = body;
+        open_savepoint(&mut *connection).await?;
+        let result = body(&mut *connection).await;
+        if result.is_err() {
+            roll_back_to_savepoint(connection).await?;
         }
-        .await
-    }};
+        result
+    }
 }
 
-/// Runs `$body` on a pooled connection from `$pool` without a transaction; `$conn` names the
-/// connection inside. For reads: under READ COMMITTED a transaction would give them nothing (each
-/// statement sees its own snapshot either way) and cost a BEGIN, a `set_config` and a COMMIT.
-/// Their statements are bounded by the connection's `statement_timeout` (the longest request
-/// deadline). Evaluates to the body's `AppResult`.
-#[macro_export]
-macro_rules! with_connection {
-    ($pool:expr, |$conn:ident| $body:block) => {{
-        async {
-            let mut connection = $crate::db::connection($pool).await?;
-            let $conn: &mut diesel_async::AsyncPgConnection = &mut connection;
-            $body
-        }
-        .await
-    }};
+/// Runs `body` on a pooled connection from `pool` without a transaction. For reads: under READ
+/// COMMITTED a transaction would give them nothing (each statement sees its own snapshot either
+/// way) and cost a BEGIN, a `set_config` and a COMMIT. Their statements are bounded by the
+/// connection's `statement_timeout` (the longest request deadline).
+#[allow(
+    clippy::manual_async_fn,
+    reason = "the future is declared `Send` here, where the body's bounds prove it; an `async fn` leaves the proof to each caller, which fails for bodies that borrow (\"Send is not general enough\")"
+)]
+pub fn with_connection<'a, 'pool, T, F>(
+    pool: &'pool PgPool,
+    body: F,
+) -> impl Future<Output = AppResult<T>> + Send + 'pool
+where
+    for<'r> F: AsyncFnOnce(&'r mut AsyncPgConnection) -> AppResult<T>
+        + Body<&'r mut AsyncPgConnection, AppResult<T>, Fut: Send>
+        + Send
+        + 'a,
+    T: Send,
+    'a: 'pool,
+{
+    async move {
+        let body = body;
+        let mut connection = connection(pool).await?;
+        body(&mut connection).await
+    }
 }
 
 /// PostgreSQL's lock_timeout (SQLSTATE 55P03) in a transaction that claims an idempotency key
@@ -269,7 +322,7 @@ impl Limits {
         }
     }
 
-    /// Lock waits bounded by `wait` until [`in_savepoint!`] (or [`set_for_transaction`]) lifts
+    /// Lock waits bounded by `wait` until [`savepoint`] (or [`set_for_transaction`]) lifts
     /// the bound: for a first statement that must not queue long behind another request, such
     /// as an idempotency key's claim or a row lock.
     pub fn waiting_for_locks_at_most(self, wait: Duration) -> Self {
@@ -295,7 +348,7 @@ impl Limits {
 }
 
 /// Opens a transaction on `conn` with `limits`, in one round trip. Pair with [`end`];
-/// [`transaction_on!`] does both.
+/// [`transaction`] does both.
 pub async fn begin(conn: &mut AsyncPgConnection, limits: Limits) -> AppResult<()> {
     let sql = limits.begin_sql()?;
     AnsiTransactionManager::begin_transaction_sql(conn, &sql).await?;
@@ -321,7 +374,7 @@ where
     }
 }
 
-/// The savepoint of [`in_savepoint!`], opened with the lock wait lifted: one round trip.
+/// The savepoint of [`savepoint`], opened with the lock wait lifted: one round trip.
 pub async fn open_savepoint(conn: &mut AsyncPgConnection) -> AppResult<()> {
     conn.batch_execute("SELECT set_config('lock_timeout', '0', true); SAVEPOINT work")
         .await?;

@@ -11,7 +11,7 @@
 //! could test password guesses against.
 //!
 //! The whole mechanism lives here: [`Idempotent`] (one request's scope, key and fingerprint),
-//! [`in_idempotent_transaction!`] (claim, work in a savepoint, store, in one transaction),
+//! [`transaction`] (claim, work in a savepoint, store, in one transaction),
 //! [`StoredResponse`] (the one stored form of an outcome, success or final error) and the sweep
 //! of expired keys. It knows nothing of tonic: `api/` turns a response into a
 //! [`StoredResponse`] and a [`StoredResponse`] back into a response or a status, so a handler
@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Principal};
 use crate::db::models::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
-use crate::db::{Limits, PgPool};
+use crate::db::{self, Limits, PgPool};
 use crate::domain::IdempotencyKey;
 use crate::errors::{AppError, AppResult, Reason};
 
@@ -259,7 +259,7 @@ impl<D> Idempotent<'_, D> {
 
     /// Claims the key inside the caller's transaction, or finds its stored outcome. The
     /// transaction must have opened with lock waits bounded by [`Self::wait`]; work that follows
-    /// a fresh claim lifts the bound ([`crate::in_savepoint!`]).
+    /// a fresh claim lifts the bound ([`db::savepoint`]).
     pub async fn claim(&self, conn: &mut AsyncPgConnection) -> AppResult<Claimed> {
         for _ in 0..3 {
             let claimed = NewIdempotencyKey {
@@ -367,53 +367,65 @@ pub async fn sweep_expired(pool: &PgPool, batch: i64) -> AppResult<usize> {
     }
 }
 
-/// [`in_transaction!`] for a request that may carry an idempotency key (`$idempotent`: an
-/// `Option<&Idempotent<D>>`). With a key, the transaction opens with lock waits bounded by the
-/// key's wait and first claims it (or finds the outcome of an earlier request with it, and
-/// returns that as `Outcome::Replay` without running `$body`); `$body` then runs in a savepoint
-/// ([`in_savepoint!`], which lifts the bound in the same round trip), and its success (converted
-/// by `$project`, a `Fn(&T) -> AppResult<D>`) or final error is stored before the commit.
-/// Evaluates to `AppResult<Outcome<T>>`.
-#[macro_export]
-macro_rules! in_idempotent_transaction {
-    ($pool:expr, $budget:expr, $idempotent:expr, $project:expr, |$conn:ident| $body:block) => {{
-        use $crate::idempotency::{Claimed, Outcome};
-        let idempotent = $idempotent;
-        let limits = $crate::idempotency::claiming_limits($budget, idempotent);
-        let mut connection = $crate::db::connection($pool).await?;
-        $crate::transaction_on!(&mut connection, limits, |$conn| {
+/// [`db::pooled_transaction`] for a request that may carry an idempotency key. With a key, the
+/// transaction opens with lock waits bounded by the key's wait and first claims it (or finds the
+/// outcome of an earlier request with it, and answers that as [`Outcome::Replay`] without running
+/// `body`); `body` then runs in a savepoint ([`db::savepoint`], which lifts the bound in the same
+/// round trip), and its success (converted by `project`) or final error is stored before the
+/// commit.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "the future is declared `Send` here, where the body's bounds prove it; an `async fn` leaves the proof to each caller, which fails for bodies that borrow (\"Send is not general enough\")"
+)]
+pub fn transaction<'a, 'pool, T, D, P, F>(
+    pool: &'pool PgPool,
+    budget: Duration,
+    idempotent: Option<&'a Idempotent<'a, D>>,
+    project: P,
+    body: F,
+) -> impl Future<Output = AppResult<Outcome<T>>> + Send + 'pool
+where
+    for<'r> F: AsyncFnOnce(&'r mut AsyncPgConnection) -> AppResult<T>
+        + db::Body<&'r mut AsyncPgConnection, AppResult<T>, Fut: Send>
+        + Send
+        + 'a,
+    P: FnOnce(&T) -> AppResult<D> + Send + 'a,
+    T: Send,
+    D: Send + Sync + 'a,
+    'a: 'pool,
+{
+    async move {
+        let limits = claiming_limits(budget, idempotent);
+        let mut connection = db::connection(pool).await?;
+        db::transaction(&mut connection, limits, async move |conn| {
             let Some(idempotent) = idempotent else {
-                // A block of its own, so that a `return` in `$body` leaves the body alone.
-                return Ok(Outcome::Done(async $body.await?));
+                return Ok(Outcome::Done(body(conn).await?));
             };
-            let id = match idempotent.claim($conn).await? {
+            let id = match idempotent.claim(conn).await? {
                 Claimed::Fresh(id) => id,
                 Claimed::Replay(row) => return Ok(Outcome::Replay(row)),
                 Claimed::Resume { .. } => {
                     // Only RPCs that declare phases record recovery points.
-                    return Err($crate::errors::AppError::internal(anyhow::anyhow!(
+                    return Err(AppError::internal(anyhow::anyhow!(
                         "an idempotency key of a one-transaction RPC has a recovery point"
                     )));
                 }
             };
             // A savepoint: a final error undoes the work but keeps the claim, to store it.
-            let result: $crate::errors::AppResult<_> =
-                $crate::in_savepoint!(&mut *$conn, |$conn| $body);
-            match result {
+            match db::savepoint(&mut *conn, body).await {
                 Ok(value) => {
-                    idempotent
-                        .succeeded($conn, id, &($project)(&value)?)
-                        .await?;
+                    idempotent.succeeded(conn, id, &project(&value)?).await?;
                     Ok(Outcome::Done(value))
                 }
                 Err(error) if error.is_final() => {
-                    idempotent.failed($conn, id, &error).await?;
+                    idempotent.failed(conn, id, &error).await?;
                     Ok(Outcome::Failed(error))
                 }
                 Err(error) => Err(error),
             }
         })
-    }};
+        .await
+    }
 }
 
 #[cfg(test)]

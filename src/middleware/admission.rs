@@ -42,7 +42,7 @@ use crate::auth::{Authenticator, Caller, Credential};
 use crate::domain::TicketId;
 use crate::errors::{AppError, Reason};
 use crate::rate_limit::{AlsoRead, Decision, Policy, RateLimiter, Subject};
-use crate::service::{PrefetchedEntry, TicketCache};
+use crate::redis::ticket_cache::{PrefetchedEntry, TicketCache};
 use crate::wire::methods::{Access, Method, Prefetch};
 
 /// What admission works with, shared by every request through one `Arc`: a request clones a

@@ -57,7 +57,7 @@ use crate::app::metrics::RpcMetrics;
 use crate::auth::Authenticator;
 use crate::configuration::ServerSettings;
 use crate::rate_limit::RateLimiter;
-use crate::service::TicketCache;
+use crate::redis::ticket_cache::TicketCache;
 use crate::wire::headers::REQUEST_ID_HEADER;
 use crate::wire::methods::MethodTable;
 

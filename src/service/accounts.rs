@@ -4,14 +4,13 @@ use std::time::Duration;
 
 use super::on_unique_violation;
 use crate::auth::{Caller, PasswordHasher};
-use crate::db::PgPool;
 use crate::db::models::{Account, NewAccount, NewUser};
+use crate::db::{self, PgPool};
 use crate::domain::{
     self, AccountId, AccountName, AccountSlug, DisplayName, Email, Password, Role, UserId,
 };
 use crate::errors::{AppError, AppResult, Reason};
-use crate::idempotency::{Idempotent, Outcome, as_is};
-use crate::{in_idempotent_transaction, with_connection};
+use crate::idempotency::{self, Idempotent, Outcome, as_is};
 
 /// What CreateAccount asks for, every part valid.
 #[derive(Debug)]
@@ -43,7 +42,7 @@ impl Accounts {
     ) -> AppResult<Outcome<(domain::Account, domain::User)>> {
         // Hashed before a connection is taken: the pool is not held during argon2.
         let password_hash = self.hasher.hash(&request.admin_password).await?;
-        in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
+        idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
             let account = NewAccount {
                 id: AccountId::generate().as_uuid(),
                 name: request.name.as_str(),
@@ -73,12 +72,13 @@ impl Accounts {
             .await??;
             Ok::<_, AppError>((account, admin))
         })
+        .await
     }
 
     /// The caller's own account. Accounts are never deleted, and a caller was found in it, so
     /// its absence is a broken invariant, not a NOT_FOUND a client could act on.
     pub async fn get(&self, caller: &Caller) -> AppResult<domain::Account> {
-        with_connection!(&self.pool, |conn| {
+        db::with_connection(&self.pool, async |conn| {
             Account::find(conn, caller.account_id.as_uuid())
                 .await?
                 .ok_or_else(|| {
@@ -88,5 +88,6 @@ impl Accounts {
                     ))
                 })
         })
+        .await
     }
 }

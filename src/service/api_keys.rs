@@ -9,8 +9,7 @@ use crate::db::models::{ApiKey, NewApiKey};
 use crate::db::{self, PgPool};
 use crate::domain::{self, ApiKeyId, ApiKeyName, PageCursor, PageSize, Role};
 use crate::errors::{AppError, AppResult, Resource};
-use crate::idempotency::{Idempotent, Outcome, as_is};
-use crate::{in_idempotent_transaction, with_connection};
+use crate::idempotency::{self, Idempotent, Outcome, as_is};
 
 #[derive(Clone)]
 pub struct ApiKeys {
@@ -35,19 +34,21 @@ impl ApiKeys {
     ) -> AppResult<(Outcome<domain::ApiKey>, ApiKeySecret)> {
         let creator = caller.require_user()?;
         let secret = ApiKeySecret::generate();
-        let outcome = in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
-            NewApiKey {
-                id: ApiKeyId::generate().as_uuid(),
-                account_id: caller.account_id.as_uuid(),
-                name: name.as_str(),
-                prefix: &secret.shown_prefix(),
-                secret_hash: &secret.hash(),
-                roles: roles.iter().map(|role| Some(role.as_str())).collect(),
-                created_by: creator.as_uuid(),
-            }
-            .insert(conn)
-            .await
-        })?;
+        let outcome =
+            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+                NewApiKey {
+                    id: ApiKeyId::generate().as_uuid(),
+                    account_id: caller.account_id.as_uuid(),
+                    name: name.as_str(),
+                    prefix: &secret.shown_prefix(),
+                    secret_hash: &secret.hash(),
+                    roles: roles.iter().map(|role| Some(role.as_str())).collect(),
+                    created_by: creator.as_uuid(),
+                }
+                .insert(conn)
+                .await
+            })
+            .await?;
         Ok((outcome, secret))
     }
 
@@ -57,7 +58,7 @@ impl ApiKeys {
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<domain::ApiKey>> {
-        let rows = with_connection!(&self.pool, |conn| {
+        let rows = db::with_connection(&self.pool, async |conn| {
             ApiKey::list_for_account(
                 conn,
                 caller.account_id.as_uuid(),
@@ -65,7 +66,8 @@ impl ApiKeys {
                 rows_to_fetch(page_size),
             )
             .await
-        })?;
+        })
+        .await?;
         Ok(paginate(rows, page_size, |key| {
             PageCursor::at(key.created_at, key.id.as_uuid())
         }))
@@ -91,11 +93,13 @@ impl ApiKeys {
             .principals
             .changing(PrincipalKey::ApiKey { secret_hash })
             .await?;
-        let outcome = in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
-            ApiKey::revoke(conn, caller.account_id.as_uuid(), id.as_uuid())
-                .await?
-                .ok_or_else(|| AppError::not_found(Resource::ApiKey, id))
-        });
+        let outcome =
+            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+                ApiKey::revoke(conn, caller.account_id.as_uuid(), id.as_uuid())
+                    .await?
+                    .ok_or_else(|| AppError::not_found(Resource::ApiKey, id))
+            })
+            .await;
         marker
             .settle(match &outcome {
                 Ok(Outcome::Done(key)) => Some(PrincipalState::ApiKey {

@@ -6,12 +6,11 @@ use crate::auth::{
     AccessToken, Caller, PasswordHasher, Principal, RefreshToken, RefreshTokenOutcome,
     SessionStore, TokenIssuer,
 };
-use crate::db::PgPool;
 use crate::db::models::{Account, User};
+use crate::db::{self, PgPool};
 use crate::domain::{self, AccountSlug, Email, UserLogin};
 use crate::errors::{AppError, AppResult, Reason};
 use crate::rate_limit::{LoginAttempt, LoginGate, LoginOutcome, RateLimiter, Subject};
-use crate::with_connection;
 
 /// What a successful login or refresh hands out.
 #[derive(Debug)]
@@ -107,12 +106,13 @@ impl Authentication {
     }
 
     async fn find_user(&self, slug: &AccountSlug, email: &Email) -> AppResult<Option<UserLogin>> {
-        with_connection!(&self.pool, |conn| {
+        db::with_connection(&self.pool, async |conn| {
             let Some(account) = Account::find_by_slug(conn, slug.as_str()).await? else {
                 return Ok(None);
             };
             User::find_login(conn, account.id.as_uuid(), email.as_str()).await
         })
+        .await
     }
 
     /// Rotates a refresh token. A token presented again within the grace window gets the same
@@ -145,10 +145,11 @@ impl Authentication {
                 rotated_at,
                 expires_at,
             } => {
-                let user = with_connection!(&self.pool, |conn| {
+                let user = db::with_connection(&self.pool, async |conn| {
                     User::find_in_account(conn, owner.account_id.as_uuid(), owner.user_id.as_uuid())
                         .await
-                })?;
+                })
+                .await?;
                 let Some(user) = user.filter(|user| user.active) else {
                     self.sessions.end(owner.session_id, owner.user_id).await?;
                     return Err(AppError::Unauthenticated {

@@ -32,12 +32,12 @@ use super::billing::{Billing, Resolution, apply_refunded_at_provider, record_on}
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
 use crate::billing::{LedgerPeriod, Payment, PaymentStatus, Refund};
-use crate::db::Limits;
 use crate::db::models::send_lease::{self, Leased};
 use crate::db::models::{
     ChargeRow, NewReconciliationFinding, NewReconciliationRun, ReconciliationFindingRow,
     ReconciliationRunRow, RefundRow, RunCounts, StoredCharge, StoredFinding, StoredRefund,
 };
+use crate::db::{self, Limits};
 use crate::domain::{
     ChargeEvent, ChargeStatus, FindingKind, Money, PageCursor, PageSize, RefundStatus, Role,
 };
@@ -545,7 +545,7 @@ impl Billing {
         let run_id = report.run_id;
         let mut connection = crate::db::connection(&self.pool).await?;
         let limits = Limits::within(REPAIR_BUDGET).waiting_for_locks_at_most(LOCK_WAIT);
-        let repaired: AppResult<bool> = crate::transaction_on!(&mut connection, limits, |conn| {
+        let repaired: AppResult<bool> = db::transaction(&mut connection, limits, async |conn| {
             let Some(locked) = ChargeRow::lock(conn, charge.account_id, charge.id).await? else {
                 return Ok(false);
             };
@@ -578,7 +578,8 @@ impl Billing {
             )
             .await?;
             Ok(true)
-        });
+        })
+        .await;
         if repaired? {
             self.counted(kind, true, report);
         }
@@ -599,7 +600,7 @@ impl Billing {
         let run_id = report.run_id;
         let mut connection = crate::db::connection(&self.pool).await?;
         let limits = Limits::within(REPAIR_BUDGET).waiting_for_locks_at_most(LOCK_WAIT);
-        let repaired: AppResult<bool> = crate::transaction_on!(&mut connection, limits, |conn| {
+        let repaired: AppResult<bool> = db::transaction(&mut connection, limits, async |conn| {
             let refreshed = apply_refunded_at_provider(
                 conn,
                 (charge.account_id, charge.id),
@@ -629,7 +630,8 @@ impl Billing {
             )
             .await?;
             Ok(true)
-        });
+        })
+        .await;
         if repaired? {
             self.counted(FindingKind::RefundedAtProvider, true, report);
         }
@@ -695,10 +697,10 @@ impl Billing {
         let run_id = report.run_id;
         let kind = finding.kind;
         let mut connection = crate::db::connection(&self.pool).await?;
-        let recorded: AppResult<bool> = crate::transaction_on!(
+        let recorded: AppResult<bool> = db::transaction(
             &mut connection,
             Limits::within(REPAIR_BUDGET),
-            |conn| {
+            async |conn| {
                 if ReconciliationFindingRow::already_reported(
                     conn,
                     kind,
@@ -737,7 +739,7 @@ impl Billing {
                 insert_finding(conn, run_id, &finding, action, false).await?;
                 Ok(true)
             }
-        );
+        ).await;
         if recorded? {
             self.counted(kind, false, report);
         }

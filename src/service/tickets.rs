@@ -13,17 +13,15 @@ use chrono::Utc;
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::ticket_cache::{Cached, PrefetchedEntry, TicketCache};
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
-use crate::db;
-use crate::db::PgPool;
 use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::{
     ActivityRow, CommentRow, NewActivity, NewComment, NewNotification, NewTicket, NewUser,
     TicketChangeset, TicketRow, User,
 };
+use crate::db::{self, PgPool};
 use crate::domain::{
     AccountId, Actor, Comment, CommentAddedData, CommentBody, Email, Etag, FieldChange,
     FieldChanges, InvalidValue, NewTicketRequest, NotificationKind, PageCursor, PageSize, Role,
@@ -32,8 +30,8 @@ use crate::domain::{
     TicketStatus, TicketSubject, TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
-use crate::idempotency::{Idempotent, Outcome};
-use crate::{in_idempotent_transaction, with_connection};
+use crate::idempotency::{self, Idempotent, Outcome};
+use crate::redis::ticket_cache::{Cached, PrefetchedEntry, TicketCache};
 
 /// Who a ticket is for, as the caller may ask.
 #[derive(Debug)]
@@ -119,8 +117,12 @@ impl TicketDesk {
             ));
         }
         let account_id = caller.account_id;
-        let outcome =
-            in_idempotent_transaction!(&self.pool, budget, idempotent, Written::ticket, |conn| {
+        let outcome = idempotency::transaction(
+            &self.pool,
+            budget,
+            idempotent,
+            Written::ticket,
+            async |conn| {
                 if let Some(assignee) = request.assignee {
                     ensure_agent(conn, account_id, assignee, "ticket.assignee_id").await?;
                 }
@@ -195,7 +197,9 @@ impl TicketDesk {
                 )
                 .await?;
                 Ok::<_, AppError>(Written::Stored(ticket))
-            })?;
+            },
+        )
+        .await?;
         Ok(self.finish(outcome).await)
     }
 
@@ -397,12 +401,12 @@ impl TicketDesk {
         change: TicketChange,
     ) -> AppResult<Outcome<Ticket>> {
         let account_id = caller.account_id;
-        let outcome = in_idempotent_transaction!(
+        let outcome = idempotency::transaction(
             &self.pool,
             budget,
             idempotent,
             Written::ticket,
-            |conn| {
+            async |conn| {
                 let current = lock_visible(conn, caller, id).await?;
                 if let Some(etag) = etag
                     && etag.version() != current.version
@@ -448,7 +452,7 @@ impl TicketDesk {
                     Written::Stored(stored)
                 })
             }
-        )?;
+        ).await?;
         Ok(self.finish(outcome).await)
     }
 
@@ -467,12 +471,12 @@ impl TicketDesk {
             caller.require(Role::Agent)?;
         }
         let account_id = caller.account_id;
-        let outcome = in_idempotent_transaction!(
+        let outcome = idempotency::transaction(
             &self.pool,
             budget,
             idempotent,
             |(_, comment): &(Ticket, Comment)| Ok::<_, AppError>(comment.clone()),
-            |conn| {
+            async |conn| {
                 let current = lock_visible(conn, caller, ticket_id).await?;
                 let comment_id = Uuid::now_v7();
                 let decision = current
@@ -507,8 +511,9 @@ impl TicketDesk {
                 )
                 .await?;
                 Ok::<_, AppError>((stored, comment))
-            }
-        )?;
+            },
+        )
+        .await?;
         Ok(match outcome {
             Outcome::Done((ticket, comment)) => {
                 self.cache.store(&ticket).await;
@@ -581,7 +586,7 @@ impl TicketDesk {
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<Comment>> {
-        let rows = with_connection!(&self.pool, |conn| {
+        let rows = db::with_connection(&self.pool, async |conn| {
             TicketRow::find(
                 conn,
                 caller.account_id,
@@ -599,7 +604,8 @@ impl TicketDesk {
                 rows_to_fetch(page_size),
             )
             .await
-        })?;
+        })
+        .await?;
         Ok(paginate(rows, page_size, |comment| {
             PageCursor::at(comment.created_at, comment.id)
         }))
@@ -613,7 +619,7 @@ impl TicketDesk {
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<TicketActivity>> {
-        let rows = with_connection!(&self.pool, |conn| {
+        let rows = db::with_connection(&self.pool, async |conn| {
             TicketRow::find(conn, caller.account_id, None, ticket_id)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::Ticket, ticket_id))?;
@@ -625,7 +631,8 @@ impl TicketDesk {
                 rows_to_fetch(page_size),
             )
             .await
-        })?;
+        })
+        .await?;
         Ok(paginate(rows, page_size, |activity| {
             PageCursor::at(activity.created_at, activity.id)
         }))

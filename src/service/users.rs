@@ -8,12 +8,11 @@ use chrono::Utc;
 use super::{Page, on_unique_violation, paginate, rows_to_fetch};
 use crate::auth::principals::{PrincipalKey, PrincipalState, PrincipalStates};
 use crate::auth::{Caller, PasswordHasher, SessionStore};
-use crate::db::PgPool;
 use crate::db::models::{NewUser, User, UserChangeset};
+use crate::db::{self, PgPool};
 use crate::domain::{self, DisplayName, Email, PageCursor, PageSize, Password, Role, UserId};
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
-use crate::idempotency::{Idempotent, Outcome, as_is};
-use crate::{in_idempotent_transaction, with_connection};
+use crate::idempotency::{self, Idempotent, Outcome, as_is};
 
 /// A user CreateUser asks for, every part valid.
 #[derive(Debug)]
@@ -72,7 +71,7 @@ impl Users {
             password,
         } = request;
         let password_hash = self.hasher.hash(&password).await?;
-        in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
+        idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
             let account_id = caller.account_id.as_uuid();
             if let Some(existing) = User::find_login(conn, account_id, email.as_str()).await? {
                 if existing.password_hash.is_some() {
@@ -112,6 +111,7 @@ impl Users {
                 )
             })?
         })
+        .await
     }
 
     /// One user: agents and admins may read anyone in the account, customers only themselves.
@@ -128,11 +128,12 @@ impl Users {
     }
 
     async fn find(&self, caller: &Caller, id: UserId) -> AppResult<domain::User> {
-        with_connection!(&self.pool, |conn| {
+        db::with_connection(&self.pool, async |conn| {
             User::find_in_account(conn, caller.account_id.as_uuid(), id.as_uuid())
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::User, id))
         })
+        .await
     }
 
     pub async fn list(
@@ -141,7 +142,7 @@ impl Users {
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<domain::User>> {
-        let rows = with_connection!(&self.pool, |conn| {
+        let rows = db::with_connection(&self.pool, async |conn| {
             User::list_for_account(
                 conn,
                 caller.account_id.as_uuid(),
@@ -149,7 +150,8 @@ impl Users {
                 rows_to_fetch(page_size),
             )
             .await
-        })?;
+        })
+        .await?;
         Ok(paginate(rows, page_size, |user| {
             PageCursor::at(user.created_at, user.id.as_uuid())
         }))
@@ -181,17 +183,19 @@ impl Users {
         }
         // Before the commit, so that no instance can go on trusting the old state after it.
         let marker = self.principals.changing(PrincipalKey::User(id)).await?;
-        let outcome = in_idempotent_transaction!(&self.pool, budget, idempotent, as_is, |conn| {
-            let changeset = UserChangeset {
-                display_name: changes.display_name.as_ref().map(DisplayName::as_str),
-                role: changes.role.as_ref().map(Role::as_str),
-                active: changes.active,
-                updated_at: Some(Utc::now()),
-            };
-            User::update(conn, caller.account_id.as_uuid(), id.as_uuid(), &changeset)
-                .await?
-                .ok_or_else(|| AppError::not_found(Resource::User, id))
-        });
+        let outcome =
+            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+                let changeset = UserChangeset {
+                    display_name: changes.display_name.as_ref().map(DisplayName::as_str),
+                    role: changes.role.as_ref().map(Role::as_str),
+                    active: changes.active,
+                    updated_at: Some(Utc::now()),
+                };
+                User::update(conn, caller.account_id.as_uuid(), id.as_uuid(), &changeset)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(Resource::User, id))
+            })
+            .await;
         marker
             .settle(match &outcome {
                 Ok(Outcome::Done(user)) => Some(PrincipalState::User {

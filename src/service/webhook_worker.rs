@@ -38,7 +38,7 @@ use crate::db::models::webhook_event::{self, AttemptFailed, ClaimedEvent};
 use crate::db::models::{
     ChargeRow, NewChargeActivity, NewChargeDispute, NewWebhookEventQuarantine, RefundRow,
 };
-use crate::db::{Limits, PgPool};
+use crate::db::{self, Limits, PgPool};
 use crate::domain::{ChargeEvent, ChargeStatus, PaymentEvent, QuarantineReason, RefundStatus};
 use crate::errors::AppError;
 use crate::retry::RetryPolicy;
@@ -288,12 +288,11 @@ impl WebhookWorkers {
         let mut conn = crate::db::connection(&self.pool).await?;
         let limits =
             Limits::within(Duration::from_secs(10)).waiting_for_locks_at_most(CHARGE_LOCK_WAIT);
-        crate::transaction_on!(&mut conn, limits, |conn| {
-            match provider_said {
-                None => mark_processed(conn, event, outcome::IGNORED_TYPE, None).await,
-                Some((state, named)) => apply(conn, event, state, named).await,
-            }
+        db::transaction(&mut conn, limits, async |conn| match provider_said {
+            None => mark_processed(conn, event, outcome::IGNORED_TYPE, None).await,
+            Some((state, named)) => apply(conn, event, state, named).await,
         })
+        .await
     }
 }
 

@@ -14,15 +14,14 @@ use tokio::sync::Notify;
 
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
-use crate::db::PgPool;
 use crate::db::models::{Stored, StoredWebhookEvent, WebhookEventRow};
+use crate::db::{self, PgPool};
 use crate::domain::{
     PageSize, ProviderEvent, SignatureVerifier, TextPageCursor, WebhookEventId, WebhookEventState,
 };
 use crate::errors::{
     AppError, AppResult, PreconditionViolation, Reason, Resource, signature_refusal_reason,
 };
-use crate::with_connection;
 
 /// What the service answers a delivery with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,9 +91,10 @@ impl Webhooks {
                 problem.description(),
             )
         })?;
-        let stored = with_connection!(&self.pool, |conn| {
+        let stored = db::with_connection(&self.pool, async |conn| {
             WebhookEventRow::store_delivery(conn, &event, payload).await
-        })?;
+        })
+        .await?;
         if stored == Stored::New {
             self.wake_workers.notify_one();
         }
@@ -118,7 +118,7 @@ impl Webhooks {
         page_size: PageSize,
         after: Option<TextPageCursor>,
     ) -> AppResult<Page<StoredWebhookEvent, TextPageCursor>> {
-        let rows = with_connection!(&self.pool, |conn| {
+        let rows = db::with_connection(&self.pool, async |conn| {
             WebhookEventRow::list_for_account(
                 conn,
                 caller.account_id,
@@ -127,15 +127,17 @@ impl Webhooks {
                 rows_to_fetch(page_size),
             )
             .await
-        })?;
+        })
+        .await?;
         Ok(paginate(rows, page_size, StoredWebhookEvent::cursor))
     }
 
     /// One event of the caller's account.
     pub async fn get(&self, caller: &Caller, id: &WebhookEventId) -> AppResult<StoredWebhookEvent> {
-        with_connection!(&self.pool, |conn| {
+        db::with_connection(&self.pool, async |conn| {
             WebhookEventRow::find_for_account(conn, caller.account_id, id).await
-        })?
+        })
+        .await?
         .ok_or_else(|| AppError::not_found(Resource::WebhookEvent, id))
     }
 
@@ -149,15 +151,20 @@ impl Webhooks {
         // A dead event seen after the conditioned update found none died (again) between the two
         // statements: the update is simply tried again.
         for _ in 0..3 {
-            let (redriven, current) = with_connection!(&self.pool, |conn| {
-                match WebhookEventRow::redrive_dead(conn, caller.account_id, id).await? {
-                    Some(event) => Ok::<_, AppError>((Some(event), None)),
-                    None => Ok((
-                        None,
-                        WebhookEventRow::find_for_account(conn, caller.account_id, id).await?,
-                    )),
-                }
-            })?;
+            let (redriven, current) =
+                db::with_connection(
+                    &self.pool,
+                    async |conn| match WebhookEventRow::redrive_dead(conn, caller.account_id, id)
+                        .await?
+                    {
+                        Some(event) => Ok::<_, AppError>((Some(event), None)),
+                        None => Ok((
+                            None,
+                            WebhookEventRow::find_for_account(conn, caller.account_id, id).await?,
+                        )),
+                    },
+                )
+                .await?;
             if let Some(event) = redriven {
                 tracing::info!(
                     event_id = %event.id,

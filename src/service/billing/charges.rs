@@ -120,10 +120,10 @@ impl Billing {
         let actor = caller.actor();
         let mut place = None;
         let mut connection = crate::db::connection(&self.pool).await?;
-        let recorded: AppResult<_> = crate::transaction_on!(
+        let recorded: AppResult<_> = db::transaction(
             &mut connection,
             claiming_limits(remaining(deadline)?, idempotent),
-            |conn| {
+            async |conn| {
                 let key = match claim_for_phase_one(conn, idempotent).await? {
                     Ok(key) => key,
                     Err(known) => return Ok(known),
@@ -134,13 +134,15 @@ impl Billing {
                 place = Some(self.enter_bulkhead()?);
                 // A savepoint: a refused request undoes its work but keeps the claim, to store
                 // the refusal for retries.
-                let inserted: AppResult<_> = crate::in_savepoint!(&mut *conn, |conn| {
+                let inserted: AppResult<_> = db::savepoint(&mut *conn, async |conn| {
                     insert_pending_charge(conn, caller, actor, &request).await
-                });
+                })
+                .await;
                 let inserted = inserted.map(|charge| charge.charge.id.as_uuid());
                 close_phase_one(conn, key, CHARGE_CREATED, inserted).await
-            }
-        );
+            },
+        )
+        .await;
         let recorded = recorded?;
         drop(connection);
         let (key, resource) = match recorded {
@@ -247,7 +249,7 @@ impl Billing {
         let charge = &sent.charge;
         let mut connection = crate::db::connection(&self.pool).await?;
         let limits = Limits::within(RECORD_BUDGET).waiting_for_locks_at_most(RECORD_LOCK_WAIT);
-        crate::transaction_on!(&mut connection, limits, |conn| {
+        db::transaction(&mut connection, limits, async |conn| {
             let locked = ChargeRow::lock(conn, charge.account_id, charge.id)
                 .await?
                 .ok_or_else(|| gone("charge", charge.id.as_uuid()))?;
@@ -279,7 +281,7 @@ impl Billing {
                 }
             }
             Ok(finished)
-        })
+        }).await
     }
 
     /// What the provider says of a pending charge, as the event that settles it; provider

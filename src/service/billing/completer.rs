@@ -152,10 +152,10 @@ impl Billing {
             attention: attention.as_deref(),
         };
         let mut connection = crate::db::connection(&self.pool).await?;
-        let marked: AppResult<_> = crate::transaction_on!(
+        let marked: AppResult<_> = db::transaction(
             &mut connection,
             Limits::within(RECORD_BUDGET),
-            |conn| {
+            async |conn| {
                 let marked = send_lease::release(conn, table, lease, &unsettled).await?;
                 if marked {
                     let charge_id = match table {
@@ -187,7 +187,7 @@ impl Billing {
                 }
                 Ok(marked)
             }
-        );
+        ).await;
         if marked? {
             self.metrics.billing().marked_for_attention.increment();
         }

@@ -49,7 +49,7 @@ use crate::db::models::{
     ChargeListFilter, ChargeRow, NewCharge, NewChargeActivity, NewRefund, RefundRow, StoredCharge,
     StoredRefund, User, charge_dispute,
 };
-use crate::db::{Limits, PgPool};
+use crate::db::{self, Limits, PgPool};
 use crate::domain::{
     AccountId, Actor, Charge, ChargeEvent, ChargeId, ChargeStatus, ChargeViolation, FailureKind,
     InvalidValue, Money, PageCursor, PageSize, RefundId, RefundStatus, Role, TicketId, UserId,

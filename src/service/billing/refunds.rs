@@ -321,23 +321,25 @@ impl Billing {
         let account_id = caller.account_id;
         let mut place = None;
         let mut connection = crate::db::connection(&self.pool).await?;
-        let recorded: AppResult<_> = crate::transaction_on!(
+        let recorded: AppResult<_> = db::transaction(
             &mut connection,
             claiming_limits(remaining(deadline)?, idempotent),
-            |conn| {
+            async |conn| {
                 let key = match claim_for_phase_one(conn, idempotent).await? {
                     Ok(key) => key,
                     Err(known) => return Ok(known),
                 };
                 self.ensure_provider_accepts_calls()?;
                 place = Some(self.enter_bulkhead()?);
-                let reserved: AppResult<_> = crate::in_savepoint!(&mut *conn, |conn| {
+                let reserved: AppResult<_> = db::savepoint(&mut *conn, async |conn| {
                     reserve_refund(conn, account_id, actor, charge_id, amount).await
-                });
+                })
+                .await;
                 let reserved = reserved.map(|refund| refund.id.as_uuid());
                 close_phase_one(conn, key, REFUND_CREATED, reserved).await
-            }
-        );
+            },
+        )
+        .await;
         let recorded = recorded?;
         drop(connection);
         let (key, resource) = match recorded {
@@ -511,7 +513,7 @@ impl Billing {
         );
         let mut connection = crate::db::connection(&self.pool).await?;
         let limits = Limits::within(RECORD_BUDGET).waiting_for_locks_at_most(RECORD_LOCK_WAIT);
-        let recorded: AppResult<_> = crate::transaction_on!(&mut connection, limits, |conn| {
+        let recorded: AppResult<_> = db::transaction(&mut connection, limits, async |conn| {
             let locked = RefundRow::lock(conn, refund.account_id, refund.id)
                 .await?
                 .ok_or_else(|| gone("refund", refund.id.as_uuid()))?;
@@ -532,7 +534,8 @@ impl Billing {
                 }
             }
             Ok(outcome)
-        });
+        })
+        .await;
         let recorded = recorded?;
         drop(connection);
         if !refresh {
@@ -540,7 +543,7 @@ impl Billing {
         }
         let refreshed = self.refresh_refunded(refund, deadline).await;
         let mut connection = crate::db::connection(&self.pool).await?;
-        crate::transaction_on!(&mut connection, limits, |conn| {
+        db::transaction(&mut connection, limits, async |conn| {
             let charge = match refreshed {
                 Some(amount_refunded) => {
                     apply_refunded_at_provider(
@@ -563,6 +566,7 @@ impl Billing {
             }
             Ok(Outcome::Failed(error))
         })
+        .await
     }
 
     /// What the provider counts as refunded of the refund's charge, read back; `None` when the

@@ -12,7 +12,8 @@ use supportdesk::auth::principals::{
 use supportdesk::domain::{AccountId, Role, UserId};
 use supportdesk::errors::Reason;
 use supportdesk::rate_limit::{AlsoRead, Policy, RateLimiter, Subject};
-use supportdesk::redis_pool::{self, RedisKeys};
+use supportdesk::redis::connection;
+use supportdesk::redis::keys::RedisKeys;
 use supportdesk::wire::proto::v1;
 use supportdesk::wire::proto::v1::api_key_service_client::ApiKeyServiceClient;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
@@ -127,7 +128,7 @@ async fn app_channel(app: &TestApp) -> tonic::transport::Channel {
 #[tokio::test]
 async fn a_reader_that_read_postgresql_before_a_change_cannot_store_what_it_read() {
     let app = TestApp::spawn().await;
-    let redis = redis_pool::build_pool(&app.settings.redis).unwrap();
+    let redis = connection::build_pool(&app.settings.redis).unwrap();
     let keys = RedisKeys::new(app.settings.redis.key_prefix.clone());
     let states = PrincipalStates::new(
         redis.clone(),

@@ -14,7 +14,7 @@ use supportdesk::domain::{
     AccountId, PageCursor, TicketFilter, TicketOrder, TicketOrderField, TicketPriority,
     TicketStatus, Timestamp, UserId,
 };
-use supportdesk::service::ticket_cache::read_entry;
+use supportdesk::redis::ticket_cache::read_entry;
 use supportdesk::wire::proto::v1;
 use tonic::Code;
 

@@ -41,7 +41,9 @@ use crate::domain::{
     TicketStatus, TicketSubject, UserId,
 };
 use crate::errors::AppResult;
-use crate::redis_pool::{Redis, RedisBackoff, RedisKeys};
+use crate::redis::backoff::RedisBackoff;
+use crate::redis::connection::Redis;
+use crate::redis::keys::RedisKeys;
 
 /// How many entries that could not be stored an instance keeps for repair; past that, the oldest
 /// version in Redis may be served until its TTL (logged).

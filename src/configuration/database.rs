@@ -1,0 +1,41 @@
+//! `DATABASE_*`: the PostgreSQL pool.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::reader::Reader;
+
+#[derive(Clone, Debug)]
+pub struct DatabaseSettings {
+    /// `DATABASE_URL`: may hold a password, hence secret.
+    pub url: SecretString,
+    /// `DATABASE_POOL_SIZE`
+    pub pool_size: u32,
+    /// `DATABASE_CONNECT_TIMEOUT_MS`: how long a request waits for a connection before it is
+    /// answered UNAVAILABLE. Short on purpose: bb8's default of 30 s outlives every client.
+    pub connect_timeout: Duration,
+}
+
+impl DatabaseSettings {
+    /// The URL with the database name replaced: tests clone one database per test.
+    pub fn with_database_name(&self, name: &str) -> SecretString {
+        let url = self.url.expose_secret();
+        let base = url.split('?').next().unwrap_or(url);
+        let query = url.strip_prefix(base).unwrap_or("");
+        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+        SecretString::from(format!("{server}/{name}{query}"))
+    }
+}
+
+impl Reader<'_> {
+    pub(super) fn database(&mut self) -> DatabaseSettings {
+        let settings = DatabaseSettings {
+            url: self.secret_url("DATABASE_URL", &["postgres", "postgresql"]),
+            pool_size: self.parsed("DATABASE_POOL_SIZE", 10),
+            connect_timeout: self.millis("DATABASE_CONNECT_TIMEOUT_MS", 2_000),
+        };
+        self.positive("DATABASE_POOL_SIZE", settings.pool_size);
+        settings
+    }
+}

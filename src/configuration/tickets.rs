@@ -1,0 +1,29 @@
+//! Ticket rules that are settings: the open-ticket limit and the ticket cache's lifetime.
+
+use std::time::Duration;
+
+use super::reader::Reader;
+
+#[derive(Clone, Debug)]
+pub struct TicketSettings {
+    /// `MAX_OPEN_TICKETS_PER_REQUESTER`: how many tickets one requester may have open (not solved
+    /// or closed) at once.
+    pub max_open_per_requester: u32,
+    /// `TICKET_CACHE_TTL_SECS`: how long GetTicket may serve a ticket from Redis.
+    pub cache_ttl: Duration,
+}
+
+impl Reader<'_> {
+    pub(super) fn tickets(&mut self) -> TicketSettings {
+        let settings = TicketSettings {
+            max_open_per_requester: self.parsed("MAX_OPEN_TICKETS_PER_REQUESTER", 10),
+            cache_ttl: Duration::from_secs(self.parsed("TICKET_CACHE_TTL_SECS", 300)),
+        };
+        self.positive_duration("TICKET_CACHE_TTL_SECS", settings.cache_ttl);
+        self.positive(
+            "MAX_OPEN_TICKETS_PER_REQUESTER",
+            settings.max_open_per_requester,
+        );
+        settings
+    }
+}
