@@ -791,6 +791,42 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_task_declaring_several_services_takes_each_down_while_it_is_not_running() {
+        const BOTH: [&str; 2] = [TICKETS, USERS];
+        let fixture = Fixture::new().await;
+        let runs = Runs::default();
+        let counted = runs.clone();
+        let jobs = fixture.start(vec![Task::new(
+            "gates",
+            RestartPolicy::Restart(BACKOFF),
+            HealthEffect::Services(&BOTH),
+            move |context| {
+                let run = counted.started();
+                async move {
+                    assert!(run > 1, "the first run dies");
+                    context.stop.cancelled().await;
+                    Ok(())
+                }
+            },
+        )]);
+        let task = fixture.task("gates");
+        until("the task restarting", || {
+            task.state() == TaskState::Restarting
+        })
+        .await;
+        assert!(!fixture.serving(TICKETS).await);
+        assert!(!fixture.serving(USERS).await);
+        assert!(fixture.serving("").await, "the server is not held");
+        until("the task running again", || {
+            task.state() == TaskState::Running
+        })
+        .await;
+        assert!(fixture.serving(TICKETS).await);
+        assert!(fixture.serving(USERS).await);
+        assert!(jobs.shutdown(Duration::from_secs(1)).await.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_task_that_keeps_failing_past_its_bound_ends_the_runner_with_an_error_naming_it() {
         let fixture = Fixture::new().await;
         let runs = Runs::default();
