@@ -1,5 +1,6 @@
 //! A local payment provider speaking supportdesk's subset of Stripe's REST API (the team's
-//! PROVIDER.md, and this crate's README), for billing's tests and local runs.
+//! PROVIDER.md, and this crate's README), for billing's tests and local runs; and, in [`email`],
+//! a local email API in Resend's dialect for the notification tests.
 //!
 //! It is a real HTTP/1.1 server with Stripe's idempotency semantics, a ledger that makes
 //! duplicate charges visible, scriptable faults (latency, 5xx, 429, connection resets, "charged
@@ -23,6 +24,7 @@ mod cards;
 pub mod config;
 mod control;
 mod delivery;
+pub mod email;
 pub mod error;
 pub mod faults;
 mod form;

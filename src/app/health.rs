@@ -139,10 +139,10 @@ impl Health {
     }
 
     /// Watches the gates every `interval` (a breaker's open → half-open is only seen by
-    /// looking) and on every `changed` notification, until `stop`.
+    /// looking) and on every notification of `changed` (each provider's breaker), until `stop`.
     pub async fn watch_gates(
         self,
-        mut changed: Option<tokio::sync::watch::Receiver<crate::billing::BreakerState>>,
+        mut changed: Vec<tokio::sync::watch::Receiver<crate::breaker::BreakerState>>,
         interval: Duration,
         stop: CancellationToken,
     ) {
@@ -153,20 +153,10 @@ impl Health {
                 self.refresh_gates().await;
                 last = now;
             }
-            let change = async {
-                // A dropped sender (no more changes) leaves the interval alone to poll.
-                let still_sending = match changed.as_mut() {
-                    Some(receiver) => receiver.changed().await.is_ok(),
-                    None => false,
-                };
-                if !still_sending {
-                    std::future::pending::<()>().await;
-                }
-            };
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}
-                () = change => {}
+                () = any_change(&mut changed) => {}
             }
         }
     }
@@ -190,6 +180,38 @@ impl Health {
         } else {
             status
         }
+    }
+}
+
+/// Resolves when any of `receivers` sees a change; a receiver whose sender is gone (no more
+/// changes) is dropped from the list, and with none left it never resolves (the interval alone
+/// polls then).
+async fn any_change(
+    receivers: &mut Vec<tokio::sync::watch::Receiver<crate::breaker::BreakerState>>,
+) {
+    loop {
+        if receivers.is_empty() {
+            return std::future::pending().await;
+        }
+        let (index, still_sending) = {
+            let mut waits: Vec<_> = receivers
+                .iter_mut()
+                .map(|receiver| Box::pin(receiver.changed()))
+                .collect();
+            std::future::poll_fn(|context| {
+                for (index, wait) in waits.iter_mut().enumerate() {
+                    if let std::task::Poll::Ready(result) = wait.as_mut().poll(context) {
+                        return std::task::Poll::Ready((index, result.is_ok()));
+                    }
+                }
+                std::task::Poll::Pending
+            })
+            .await
+        };
+        if still_sending {
+            return;
+        }
+        receivers.swap_remove(index);
     }
 }
 

@@ -32,7 +32,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::FindingKind;
+use crate::breaker::{BreakerState, CircuitBreaker};
+use crate::domain::{FindingKind, NotificationKind};
 
 /// The content type of `GET /metrics`.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -86,6 +87,20 @@ fn counters_by<const N: usize>(
     let family = Family::<OneLabel, PromCounter>::default();
     registry.register(name, help, family.clone());
     values.map(|value| Counter(family.get_or_create_owned(&[(label, value)])))
+}
+
+/// A value in seconds, with a fraction; clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct SecondsGauge(PromGauge<f64, AtomicU64>);
+
+impl SecondsGauge {
+    pub fn set(&self, seconds: f64) {
+        self.0.set(seconds);
+    }
+
+    pub fn get(&self) -> f64 {
+        self.0.get()
+    }
 }
 
 /// Registers one unlabelled counter.
@@ -515,6 +530,124 @@ impl AttachmentCounters {
     }
 }
 
+/// What the notification workers did, by the notification's kind, and the queue as the sampler
+/// last saw it (`crate::jobs::notification_queue_sampler`). A kind's series appear with its first
+/// event.
+#[derive(Debug)]
+pub struct NotificationCounters {
+    sent: Family<OneLabel, PromCounter>,
+    failed: Family<TwoLabels, PromCounter>,
+    /// Notifications waiting to be sent (`received`), due or not.
+    pub queue_depth: Gauge,
+    /// Seconds since the longest-due waiting notification became due (0 when none is due).
+    pub oldest_due_age: SecondsGauge,
+}
+
+impl NotificationCounters {
+    fn register(registry: &mut Registry) -> Self {
+        let counters = Self {
+            sent: Family::default(),
+            failed: Family::default(),
+            queue_depth: Gauge::default(),
+            oldest_due_age: SecondsGauge::default(),
+        };
+        registry.register(
+            "supportdesk_notifications_sent",
+            "Notifications the email provider accepted, by kind.",
+            counters.sent.clone(),
+        );
+        registry.register(
+            "supportdesk_notifications_failed",
+            "Notification attempts that did not send, by kind and outcome: retry (due again later), permanent (dead: refused for good, or its last attempt).",
+            counters.failed.clone(),
+        );
+        registry.register(
+            "supportdesk_notifications_queue_depth",
+            "Notifications waiting to be sent (state received), due or not, as last sampled.",
+            counters.queue_depth.0.clone(),
+        );
+        registry.register_with_unit(
+            "supportdesk_notifications_oldest_due_age",
+            "How long the longest-due waiting notification has been due (0 when none is), as last sampled.",
+            prometheus_client::registry::Unit::Seconds,
+            counters.oldest_due_age.0.clone(),
+        );
+        counters
+    }
+
+    /// The `kind` label of a stored kind (`unknown` for one this build does not know).
+    fn kind_label(kind: &str) -> &'static str {
+        NotificationKind::parse(kind).map_or("unknown", NotificationKind::as_str)
+    }
+
+    /// Counts a notification of `kind` the provider accepted.
+    pub fn sent(&self, kind: &str) {
+        self.sent
+            .get_or_create(&[("kind", Self::kind_label(kind))])
+            .inc();
+    }
+
+    /// Counts an attempt of `kind` that did not send: `dead` when the notification is dead now,
+    /// else it is due again later.
+    pub fn failed(&self, kind: &str, dead: bool) {
+        let outcome = if dead { "permanent" } else { "retry" };
+        self.failed
+            .get_or_create(&[("kind", Self::kind_label(kind)), ("outcome", outcome)])
+            .inc();
+    }
+}
+
+/// The state of each outside provider's circuit breaker (`provider`: `payments`, `email`), read
+/// when `/metrics` is scraped: 1 for the current state, 0 for the others.
+#[derive(Debug, Default)]
+pub struct BreakerGauges {
+    states: Family<TwoLabels, PromGauge<u64, AtomicU64>>,
+    tracked: Mutex<Vec<(CircuitBreaker, [Gauge; BreakerState::ALL.len()])>>,
+}
+
+impl BreakerGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let gauges = Self::default();
+        registry.register(
+            "supportdesk_provider_breaker_state",
+            "The circuit breaker of each outside provider: 1 for its current state (closed, open, half_open), 0 for the others.",
+            gauges.states.clone(),
+        );
+        gauges
+    }
+
+    /// Exports `breaker`'s state under its provider's name from now on.
+    pub fn track(&self, breaker: &CircuitBreaker) {
+        let provider = breaker.provider();
+        let series = BreakerState::ALL.map(|state| {
+            Gauge(
+                self.states
+                    .get_or_create_owned(&[("provider", provider), ("state", state.as_str())]),
+            )
+        });
+        self.tracked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((breaker.clone(), series));
+        self.refresh();
+    }
+
+    /// Reads every tracked breaker's state into its series.
+    fn refresh(&self) {
+        for (breaker, series) in self
+            .tracked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let now = breaker.state();
+            for (state, gauge) in BreakerState::ALL.into_iter().zip(series) {
+                gauge.set(u64::from(state == now));
+            }
+        }
+    }
+}
+
 /// The gRPC code names, by number, as the `code` label shows them.
 const GRPC_CODES: [&str; 17] = [
     "OK",
@@ -653,6 +786,8 @@ struct Inner {
     billing: BillingCounters,
     webhooks: WebhookCounters,
     attachments: AttachmentCounters,
+    notifications: NotificationCounters,
+    breakers: BreakerGauges,
     rpcs: RpcMetrics,
     runtime_workers: Gauge,
     saturation: SaturationMetrics,
@@ -669,6 +804,8 @@ impl Default for Metrics {
         let billing = BillingCounters::register(&mut registry);
         let webhooks = WebhookCounters::register(&mut registry);
         let attachments = AttachmentCounters::register(&mut registry);
+        let notifications = NotificationCounters::register(&mut registry);
+        let breakers = BreakerGauges::register(&mut registry);
         let job_runner = JobRunnerMetrics::register(&mut registry);
         let runtime_workers = gauge(
             &mut registry,
@@ -685,6 +822,8 @@ impl Default for Metrics {
             billing,
             webhooks,
             attachments,
+            notifications,
+            breakers,
             rpcs,
             runtime_workers,
             registry,
@@ -729,6 +868,14 @@ impl Metrics {
         &self.0.saturation
     }
 
+    pub fn notifications(&self) -> &NotificationCounters {
+        &self.0.notifications
+    }
+
+    pub fn breakers(&self) -> &BreakerGauges {
+        &self.0.breakers
+    }
+
     /// The OpenMetrics text of every family.
     pub fn render(&self) -> String {
         // Read on the runtime that serves /metrics: the service's own.
@@ -737,6 +884,7 @@ impl Metrics {
             self.0.runtime_workers.set(workers);
         }
         self.0.saturation.sample();
+        self.0.breakers.refresh();
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.0.registry);
@@ -1108,6 +1256,53 @@ mod tests {
         assert!(text.contains(&format!(
             "supportdesk_rpc_duration_seconds_bucket{{le=\"0.004\",method=\"{get_ticket}\"}} 2\n"
         )), "{text}");
+    }
+
+    #[test]
+    fn notifications_are_counted_by_kind_and_a_breaker_shows_its_state_at_each_scrape() {
+        let metrics = Metrics::default();
+        metrics.notifications().sent("ticket_created");
+        metrics.notifications().failed("ticket_created", false);
+        metrics.notifications().failed("ticket_created", false);
+        metrics.notifications().failed("no_such_kind", true);
+        metrics.notifications().queue_depth.set(7);
+        metrics.notifications().oldest_due_age.set(1.5);
+        let breaker = CircuitBreaker::new(
+            "email",
+            crate::breaker::BreakerConfig {
+                failure_threshold: 1,
+                cool_down: Duration::from_secs(60),
+            },
+        );
+        metrics.breakers().track(&breaker);
+        let text = metrics.render();
+        for line in [
+            r#"supportdesk_notifications_sent_total{kind="ticket_created"} 1"#,
+            r#"supportdesk_notifications_failed_total{kind="ticket_created",outcome="retry"} 2"#,
+            r#"supportdesk_notifications_failed_total{kind="unknown",outcome="permanent"} 1"#,
+            "supportdesk_notifications_queue_depth 7",
+            "supportdesk_notifications_oldest_due_age_seconds 1.5",
+            r#"supportdesk_provider_breaker_state{provider="email",state="closed"} 1"#,
+            r#"supportdesk_provider_breaker_state{provider="email",state="open"} 0"#,
+        ] {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "{line} missing from:\n{text}"
+            );
+        }
+        breaker
+            .try_acquire()
+            .unwrap()
+            .record(crate::breaker::CallOutcome::Failure);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "supportdesk_provider_breaker_state{provider=\"email\",state=\"open\"} 1\n"
+            )
+        );
+        assert!(text.contains(
+            "supportdesk_provider_breaker_state{provider=\"email\",state=\"closed\"} 0\n"
+        ));
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::domain::PageTokenKeys;
 use crate::idempotency::{FingerprintKey, IdempotencyPolicy};
 use crate::jobs::{
     HealthEffect, JobRunner, RestartPolicy, SERVICE_BACKOFF, Task, billing_completer,
-    billing_reconciler, idempotency_sweeper,
+    billing_reconciler, idempotency_sweeper, notification_queue_sampler,
 };
 use crate::middleware::MiddlewareLayer;
 use crate::rate_limit::RateLimiter;
@@ -48,6 +48,7 @@ use crate::wire::proto;
 use crate::wire::proto::v1::account_service_server::AccountServiceServer;
 use crate::wire::proto::v1::api_key_service_server::ApiKeyServiceServer;
 use crate::wire::proto::v1::auth_service_server::AuthServiceServer;
+use crate::wire::proto::v1::billing_service_server::BillingServiceServer;
 use crate::wire::proto::v1::notification_service_server::NotificationServiceServer;
 use crate::wire::proto::v1::ticket_service_server::TicketServiceServer;
 use crate::wire::proto::v1::user_service_server::UserServiceServer;
@@ -182,15 +183,12 @@ impl Application {
                 .counting_into(services.metrics.clone())
                 .with_message_domain(self.settings.notifications.message_domain())
         });
-        let billing_api =
-            crate::wire::proto::v1::billing_service_server::BillingServiceServer::new(
-                crate::api::billing::BillingApi::new(
-                    billing.clone(),
-                    services.idempotency.clone(),
-                    services.page_tokens.clone(),
-                ),
-            )
-            .max_decoding_message_size(max_bytes);
+        let billing_api = BillingServiceServer::new(crate::api::billing::BillingApi::new(
+            billing.clone(),
+            services.idempotency.clone(),
+            services.page_tokens.clone(),
+        ))
+        .max_decoding_message_size(max_bytes);
         let webhooks = crate::service::Webhooks::new(
             self.database.clone(),
             webhook_verifier(&self.settings.webhook_receiving),
@@ -245,6 +243,19 @@ impl Application {
         ];
         ensure_served_as_declared(self.methods, &served)?;
 
+        // The email provider's sender, whenever one is configured (its breaker drives
+        // NotificationService's health even on an instance that runs no worker).
+        let email_sender = match &self.settings.notifications.email {
+            Some(email) => Some(crate::notifications::sender_for(email)?),
+            None => None,
+        };
+        if let Some(provider) = &provider {
+            services.metrics.breakers().track(provider.breaker());
+        }
+        if let Some(sender) = &email_sender {
+            services.metrics.breakers().track(sender.breaker());
+        }
+
         let (reporter, health_service) = tonic_health::server::health_reporter();
         // BillingService serves only with a provider whose breaker is closed: an open breaker
         // refuses every charge, and load balancers should send billing traffic elsewhere.
@@ -261,10 +272,24 @@ impl Application {
             Some(storage) => Arc::new(move || storage.is_available()),
             None => Arc::new(|| false),
         };
-        let health = Health::new(reporter, served.into_iter().map(str::to_owned).collect())
+        // NotificationService serves while an email provider is configured and its breaker is
+        // not open (half-open: the probe is how it recovers). Email being down takes nothing
+        // else down: notifications wait in the outbox.
+        let notification_gate: crate::app::health::ServiceGate = match email_sender.clone() {
+            Some(sender) => {
+                Arc::new(move || sender.breaker().state() != crate::breaker::BreakerState::Open)
+            }
+            None => Arc::new(|| false),
+        };
+        let mut health_services: Vec<String> = served.iter().map(|&name| name.to_owned()).collect();
+        if !served.contains(&NOTIFICATION_SERVICE) {
+            health_services.push(NOTIFICATION_SERVICE.to_owned());
+        }
+        let health = Health::new(reporter, health_services)
             .with_gate(served_name(&billing_api), billing_gate)
             .with_gate(served_name(&webhook_api), webhook_gate)
-            .with_gate(served_name(&attachment_api), storage_gate);
+            .with_gate(served_name(&attachment_api), storage_gate)
+            .with_gate(NOTIFICATION_SERVICE, notification_gate);
         // Until the first probe says otherwise, nothing is known to work.
         health.set_all(ServingStatus::NotServing).await;
 
@@ -289,6 +314,12 @@ impl Application {
             move |context| returns_ok(probe.clone().run(context.stop)),
         ));
         if let Some(endpoint) = self.metrics_endpoint {
+            // The queue's gauges are only read here: sampled only while they are served.
+            jobs.add(notification_queue_sampler::task(
+                self.database.clone(),
+                services.metrics.clone(),
+                self.settings.notifications.queue_sample_interval,
+            ));
             let endpoint = Arc::new(endpoint);
             let metrics = services.metrics.clone();
             jobs.add(Task::new(
@@ -309,8 +340,6 @@ impl Application {
             self.database.clone(),
             self.settings.idempotency.sweep_interval,
         ));
-        // Without the watcher, an opened breaker would leave BillingService SERVING until the
-        // next change of the dependencies.
         if let Some(storage) = storage {
             jobs.add(crate::jobs::storage_probe::task(
                 storage.clone(),
@@ -328,22 +357,24 @@ impl Application {
                 self.settings.attachments.sweep_interval,
             ));
         }
-        let breaker = provider.clone();
+        // Without the watcher, an opened breaker would leave BillingService (payments) or
+        // NotificationService (email) SERVING until the next change of the dependencies.
+        let breakers: Vec<crate::breaker::CircuitBreaker> = provider
+            .iter()
+            .map(|provider| provider.breaker().clone())
+            .chain(email_sender.iter().map(|sender| sender.breaker().clone()))
+            .collect();
         let gated_health = health.clone();
         jobs.add(Task::new(
             "health-gates",
             RestartPolicy::Restart(SERVICE_BACKOFF),
-            HealthEffect::Service(served_name(&billing_api)),
+            HealthEffect::Services(&GATED_BY_BREAKERS),
             move |context| {
-                returns_ok(
-                    gated_health.clone().watch_gates(
-                        breaker
-                            .as_ref()
-                            .map(|provider| provider.breaker().subscribe()),
-                        std::time::Duration::from_millis(250),
-                        context.stop,
-                    ),
-                )
+                returns_ok(gated_health.clone().watch_gates(
+                    breakers.iter().map(|breaker| breaker.subscribe()).collect(),
+                    std::time::Duration::from_millis(250),
+                    context.stop,
+                ))
             },
         ));
         if let Some(billing) = billing {
@@ -380,16 +411,17 @@ impl Application {
         }
         // Without an email provider there are no workers: notifications wait in the outbox.
         let notifications = &self.settings.notifications;
-        if let (Some(email), Some(public_base_url)) =
-            (&notifications.email, &notifications.public_base_url)
+        if let (Some(sender), Some(public_base_url)) =
+            (&email_sender, &notifications.public_base_url)
             && notifications.workers.workers > 0
         {
             let workers = crate::service::NotificationWorkers::new(
                 self.database.clone(),
-                crate::notifications::sender_for(email)?,
+                sender.clone(),
                 notifications.workers.clone(),
                 public_base_url.clone(),
                 password_token_key(&self.settings.auth),
+                services.metrics.clone(),
             );
             // Notifications wait durably in the outbox, shared with every instance's workers:
             // nothing to take out of service while they restart.
@@ -503,6 +535,16 @@ impl Application {
         Ok(())
     }
 }
+
+/// NotificationService's health name (`crate::notifications::HEALTH_SERVICE_NAME`).
+const NOTIFICATION_SERVICE: &str = crate::notifications::HEALTH_SERVICE_NAME;
+
+/// The services whose health follows a provider's circuit breaker (the `health-gates` task's):
+/// BillingService (payments) and NotificationService (email).
+const GATED_BY_BREAKERS: [&str; 2] = [
+    <BillingServiceServer<crate::api::billing::BillingApi> as NamedService>::NAME,
+    NOTIFICATION_SERVICE,
+];
 
 /// The name a tonic server is routed (and health-checked) by.
 fn served_name<S: NamedService>(_: &S) -> &'static str {

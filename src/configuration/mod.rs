@@ -32,8 +32,8 @@ pub use self::database::DatabaseSettings;
 pub use self::idempotency::IdempotencySettings;
 pub use self::log::{LogFormat, LogSettings};
 pub use self::notifications::{
-    EmailProviderSettings, EmailSettings, EmailWebhookSettings, NotificationSettings,
-    NotificationWorkerSettings, SmtpSettings, SmtpTls,
+    EmailProviderSettings, EmailSettings, EmailWebhookSettings, HttpEmailSettings,
+    NotificationSettings, NotificationWorkerSettings, SmtpSettings, SmtpTls,
 };
 pub use self::password_reset::PasswordResetSettings;
 pub use self::rate_limits::RateLimitSettings;

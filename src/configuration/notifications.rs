@@ -1,5 +1,5 @@
 //! Email notifications (docs/notifications.md): `PUBLIC_BASE_URL`, `EMAIL_*`, the provider's own
-//! settings (`SMTP_*`) and the workers (`NOTIFICATION_*`).
+//! settings (`SMTP_*`, or `EMAIL_API_*` for an HTTP API) and the workers (`NOTIFICATION_*`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,6 +20,9 @@ pub struct NotificationSettings {
     pub email: Option<EmailSettings>,
     /// The workers that send queued notifications.
     pub workers: NotificationWorkerSettings,
+    /// `NOTIFICATION_QUEUE_SAMPLE_INTERVAL_MS`: how often the queue's depth and oldest due age
+    /// are sampled for `/metrics` (only while `METRICS_LISTEN_ADDR` is set).
+    pub queue_sample_interval: Duration,
 }
 
 impl NotificationSettings {
@@ -42,6 +45,11 @@ pub struct EmailSettings {
     pub reply_to: Option<String>,
     /// `EMAIL_MAX_CONCURRENCY`: messages this instance may have in flight to the provider at once.
     pub max_concurrency: u32,
+    /// `EMAIL_BREAKER_FAILURES`: consecutive failures of the provider that open its circuit
+    /// breaker.
+    pub breaker_failure_threshold: u32,
+    /// `EMAIL_BREAKER_COOL_DOWN_MS`: how long the breaker stays open before one probe.
+    pub breaker_cool_down: Duration,
     /// The provider `EMAIL_PROVIDER` names.
     pub provider: EmailProviderSettings,
 }
@@ -51,6 +59,31 @@ pub struct EmailSettings {
 pub enum EmailProviderSettings {
     /// `EMAIL_PROVIDER=smtp`.
     Smtp(SmtpSettings),
+    /// `EMAIL_PROVIDER=http`: an HTTP email API in Resend's dialect.
+    Http(HttpEmailSettings),
+}
+
+/// An HTTP email API in Resend's dialect (`EMAIL_PROVIDER=http`; docs/notifications.md).
+#[derive(Clone, Debug)]
+pub struct HttpEmailSettings {
+    /// `EMAIL_API_URL`: the API's base URL (`http://` or `https://`); messages are POSTed to
+    /// `{EMAIL_API_URL}/emails`.
+    pub url: url::Url,
+    /// `EMAIL_API_KEY`: sent as `Authorization: Bearer`; a secret, never printed.
+    pub api_key: SecretString,
+    /// `EMAIL_API_TIMEOUT_MS`: how long one attempt may take, the answer included.
+    pub timeout: Duration,
+    /// `EMAIL_API_MAX_ATTEMPTS`: attempts per send, the first included, before the
+    /// notification goes back to the queue.
+    pub max_attempts: u32,
+    /// `EMAIL_API_BACKOFF_BASE_MS`: the cap of the first retry's random delay; doubles.
+    pub backoff_base: Duration,
+    /// `EMAIL_API_BACKOFF_MAX_MS`: the largest cap of a retry's random delay.
+    pub backoff_max: Duration,
+    /// `EMAIL_API_RETRY_BUDGET_PERCENT`: retries may be at most this share of sends.
+    pub retry_budget_percent: u32,
+    /// `EMAIL_API_RETRY_BUDGET_MIN_PER_SEC`: retries a second allowed on top of the share.
+    pub retry_budget_min_per_second: u32,
 }
 
 /// An SMTP relay (`EMAIL_PROVIDER=smtp`).
@@ -156,16 +189,21 @@ impl Reader<'_> {
         let provider = self.raw("EMAIL_PROVIDER");
         let email = match provider.as_deref().map(str::trim) {
             None | Some("none") => {
-                for key in ["SMTP_HOST", "EMAIL_FROM"] {
+                for (key, provider) in [
+                    ("SMTP_HOST", "smtp"),
+                    ("EMAIL_FROM", "smtp or http"),
+                    ("EMAIL_API_URL", "http"),
+                    ("EMAIL_API_KEY", "http"),
+                ] {
                     if self.raw(key).is_some() {
                         self.problems.push(format!(
-                            "{key} is set but EMAIL_PROVIDER is not (set EMAIL_PROVIDER=smtp)"
+                            "{key} is set but EMAIL_PROVIDER is not (set EMAIL_PROVIDER={provider})"
                         ));
                     }
                 }
                 None
             }
-            Some("smtp") => {
+            Some(name @ ("smtp" | "http")) => {
                 if public_base_url.is_none() && self.raw("PUBLIC_BASE_URL").is_none() {
                     self.problems.push(
                         "PUBLIC_BASE_URL is not set (required with EMAIL_PROVIDER: links and \
@@ -173,23 +211,31 @@ impl Reader<'_> {
                             .to_owned(),
                     );
                 }
-                Some(self.email())
+                let provider = if name == "smtp" {
+                    EmailProviderSettings::Smtp(self.smtp())
+                } else {
+                    EmailProviderSettings::Http(self.email_api())
+                };
+                Some(self.email(provider))
             }
             Some(other) => {
                 self.problems.push(format!(
-                    "EMAIL_PROVIDER={other:?} is invalid: must be smtp or none"
+                    "EMAIL_PROVIDER={other:?} is invalid: must be smtp, http or none"
                 ));
                 None
             }
         };
+        let queue_sample_interval = self.millis("NOTIFICATION_QUEUE_SAMPLE_INTERVAL_MS", 15_000);
         NotificationSettings {
             public_base_url,
             email,
             workers,
+            queue_sample_interval,
         }
     }
 
-    pub(super) fn email(&mut self) -> EmailSettings {
+    /// What every provider shares: the sender, the bound and the breaker.
+    fn email(&mut self, provider: EmailProviderSettings) -> EmailSettings {
         let mailbox = |reader: &mut Self, key: &str| {
             let value = reader.raw(key)?;
             match value.trim().parse::<lettre::message::Mailbox>() {
@@ -210,6 +256,20 @@ impl Reader<'_> {
         let reply_to = mailbox(self, "EMAIL_REPLY_TO");
         let max_concurrency = self.parsed("EMAIL_MAX_CONCURRENCY", 4);
         self.positive("EMAIL_MAX_CONCURRENCY", max_concurrency);
+        let breaker_failure_threshold = self.parsed("EMAIL_BREAKER_FAILURES", 5);
+        self.positive("EMAIL_BREAKER_FAILURES", breaker_failure_threshold);
+        EmailSettings {
+            from,
+            reply_to,
+            max_concurrency,
+            breaker_failure_threshold,
+            breaker_cool_down: self.millis("EMAIL_BREAKER_COOL_DOWN_MS", 30_000),
+            provider,
+        }
+    }
+
+    /// `SMTP_*`.
+    fn smtp(&mut self) -> SmtpSettings {
         let host = self.raw("SMTP_HOST").unwrap_or_else(|| {
             self.problems
                 .push("SMTP_HOST is not set (required with EMAIL_PROVIDER=smtp)".to_owned());
@@ -240,17 +300,74 @@ impl Reader<'_> {
                 None
             }
         };
-        EmailSettings {
-            from,
-            reply_to,
-            max_concurrency,
-            provider: EmailProviderSettings::Smtp(SmtpSettings {
-                host,
-                port,
-                tls,
-                credentials,
-                timeout: self.millis("SMTP_TIMEOUT_MS", 10_000),
-            }),
+        SmtpSettings {
+            host,
+            port,
+            tls,
+            credentials,
+            timeout: self.millis("SMTP_TIMEOUT_MS", 10_000),
+        }
+    }
+
+    /// `EMAIL_API_*`.
+    fn email_api(&mut self) -> HttpEmailSettings {
+        let url = match self.raw("EMAIL_API_URL") {
+            None => {
+                self.problems.push(
+                    "EMAIL_API_URL is not set (required with EMAIL_PROVIDER=http)".to_owned(),
+                );
+                None
+            }
+            Some(raw) => match url::Url::parse(raw.trim()) {
+                Ok(url)
+                    if matches!(url.scheme(), "http" | "https")
+                        && url.host_str().is_some_and(|host| !host.is_empty()) =>
+                {
+                    Some(url)
+                }
+                Ok(_) => {
+                    self.problems.push(
+                        "EMAIL_API_URL must be an http:// or https:// URL with a host".to_owned(),
+                    );
+                    None
+                }
+                Err(error) => {
+                    self.problems
+                        .push(format!("EMAIL_API_URL is not a valid URL: {error}"));
+                    None
+                }
+            },
+        };
+        let api_key = self.raw("EMAIL_API_KEY").unwrap_or_else(|| {
+            self.problems
+                .push("EMAIL_API_KEY is not set (required with EMAIL_PROVIDER=http)".to_owned());
+            String::new()
+        });
+        let max_attempts = self.parsed("EMAIL_API_MAX_ATTEMPTS", 3);
+        self.positive("EMAIL_API_MAX_ATTEMPTS", max_attempts);
+        let backoff_base = self.millis("EMAIL_API_BACKOFF_BASE_MS", 100);
+        let backoff_max = self.millis("EMAIL_API_BACKOFF_MAX_MS", 2_000);
+        if backoff_max < backoff_base {
+            self.problems.push(
+                "EMAIL_API_BACKOFF_MAX_MS must not be less than EMAIL_API_BACKOFF_BASE_MS"
+                    .to_owned(),
+            );
+        }
+        let retry_budget_percent = self.parsed("EMAIL_API_RETRY_BUDGET_PERCENT", 20);
+        if retry_budget_percent > 100 {
+            self.problems
+                .push("EMAIL_API_RETRY_BUDGET_PERCENT must be between 0 and 100".to_owned());
+        }
+        HttpEmailSettings {
+            // A placeholder when the URL is missing or malformed: the problem stops the start.
+            url: url.unwrap_or_else(|| url::Url::parse("http://invalid.invalid/").expect("a URL")),
+            api_key: SecretString::from(api_key.trim().to_owned()),
+            timeout: self.millis("EMAIL_API_TIMEOUT_MS", 10_000),
+            max_attempts,
+            backoff_base,
+            backoff_max,
+            retry_budget_percent,
+            retry_budget_min_per_second: self.parsed("EMAIL_API_RETRY_BUDGET_MIN_PER_SEC", 1),
         }
     }
 }

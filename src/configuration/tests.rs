@@ -190,9 +190,99 @@ fn email_is_off_by_default_and_smtp_settings_are_read_with_their_defaults() {
     let settings = Settings::from_lookup(lookup_from(&values)).expect("valid settings");
     assert_eq!(settings.notifications.message_domain(), "desk.example.com");
     let email = settings.notifications.email.expect("email configured");
-    let EmailProviderSettings::Smtp(smtp) = email.provider;
+    assert_eq!(
+        (email.breaker_failure_threshold, email.breaker_cool_down),
+        (5, Duration::from_secs(30))
+    );
+    let EmailProviderSettings::Smtp(smtp) = email.provider else {
+        panic!("the SMTP provider");
+    };
     assert_eq!((smtp.tls, smtp.port), (SmtpTls::StartTls, 587));
     assert!(!format!("{smtp:?}").contains("hunter22"));
+}
+
+#[test]
+fn the_http_provider_is_read_with_its_defaults_and_its_key_never_printed() {
+    let mut values = REQUIRED.to_vec();
+    values.extend([
+        ("EMAIL_PROVIDER", "http"),
+        ("EMAIL_API_URL", "https://api.resend.com"),
+        ("EMAIL_API_KEY", "re_supersecret_123"),
+        ("EMAIL_FROM", "Support <support@example.com>"),
+        ("PUBLIC_BASE_URL", "https://desk.example.com/"),
+        ("EMAIL_BREAKER_FAILURES", "2"),
+        ("EMAIL_BREAKER_COOL_DOWN_MS", "250"),
+    ]);
+    let settings = Settings::from_lookup(lookup_from(&values)).expect("valid settings");
+    let email = settings.notifications.email.expect("email configured");
+    assert_eq!(
+        (email.breaker_failure_threshold, email.breaker_cool_down),
+        (2, Duration::from_millis(250))
+    );
+    assert!(!format!("{email:?}").contains("re_supersecret_123"));
+    let EmailProviderSettings::Http(api) = email.provider else {
+        panic!("the HTTP provider");
+    };
+    assert_eq!(api.url.as_str(), "https://api.resend.com/");
+    assert_eq!(api.api_key.expose_secret(), "re_supersecret_123");
+    assert_eq!(
+        (
+            api.timeout,
+            api.max_attempts,
+            api.backoff_base,
+            api.backoff_max
+        ),
+        (
+            Duration::from_secs(10),
+            3,
+            Duration::from_millis(100),
+            Duration::from_secs(2)
+        )
+    );
+    assert_eq!(
+        (api.retry_budget_percent, api.retry_budget_min_per_second),
+        (20, 1)
+    );
+}
+
+#[test]
+fn every_bad_http_provider_setting_is_named_and_the_key_never_echoed() {
+    let mut values = REQUIRED.to_vec();
+    values.extend([
+        ("EMAIL_PROVIDER", "http"),
+        ("EMAIL_API_URL", "ftp://mail.example.com"),
+        ("EMAIL_FROM", "Support <support@example.com>"),
+        ("PUBLIC_BASE_URL", "https://desk.example.com/"),
+        ("EMAIL_API_MAX_ATTEMPTS", "0"),
+        ("EMAIL_API_BACKOFF_BASE_MS", "500"),
+        ("EMAIL_API_BACKOFF_MAX_MS", "100"),
+        ("EMAIL_API_RETRY_BUDGET_PERCENT", "101"),
+        ("EMAIL_BREAKER_FAILURES", "0"),
+        ("EMAIL_BREAKER_COOL_DOWN_MS", "0"),
+    ]);
+    let error = Settings::from_lookup(lookup_from(&values)).expect_err("invalid settings");
+    assert_eq!(
+        error.problems,
+        [
+            "EMAIL_API_URL must be an http:// or https:// URL with a host",
+            "EMAIL_API_KEY is not set (required with EMAIL_PROVIDER=http)",
+            "EMAIL_API_MAX_ATTEMPTS must be greater than 0",
+            "EMAIL_API_BACKOFF_MAX_MS must not be less than EMAIL_API_BACKOFF_BASE_MS",
+            "EMAIL_API_RETRY_BUDGET_PERCENT must be between 0 and 100",
+            "EMAIL_BREAKER_FAILURES must be greater than 0",
+            "EMAIL_BREAKER_COOL_DOWN_MS must be greater than 0",
+        ]
+    );
+    let mut stray = REQUIRED.to_vec();
+    stray.push(("EMAIL_API_KEY", "re_supersecret_123"));
+    let text = Settings::from_lookup(lookup_from(&stray))
+        .expect_err("a key without a provider")
+        .to_string();
+    assert!(
+        text.contains("EMAIL_API_KEY is set but EMAIL_PROVIDER is not (set EMAIL_PROVIDER=http)"),
+        "{text}"
+    );
+    assert!(!text.contains("re_supersecret_123"), "{text}");
 }
 
 #[test]

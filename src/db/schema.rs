@@ -165,6 +165,7 @@ diesel::table! {
         created_at -> Timestamptz,
         sent_at -> Nullable<Timestamptz>,
         dead_at -> Nullable<Timestamptz>,
+        provider_message_id -> Nullable<Text>,
         skip_reason -> Nullable<Text>,
         skipped_at -> Nullable<Timestamptz>,
         dedupe_key -> Nullable<Text>,

@@ -24,6 +24,7 @@ pub mod attachment_sweeper;
 pub mod billing_completer;
 pub mod billing_reconciler;
 pub mod idempotency_sweeper;
+pub mod notification_queue_sampler;
 pub mod runner;
 pub mod storage_probe;
 
@@ -52,7 +53,7 @@ pub fn periodic_lag_bound(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     /// Every source file of the room, by name.
-    const SOURCES: [(&str, &str); 7] = [
+    const SOURCES: [(&str, &str); 8] = [
         ("mod.rs", include_str!("mod.rs")),
         ("runner.rs", include_str!("runner.rs")),
         ("billing_completer.rs", include_str!("billing_completer.rs")),
@@ -69,6 +70,10 @@ mod tests {
             include_str!("attachment_sweeper.rs"),
         ),
         ("storage_probe.rs", include_str!("storage_probe.rs")),
+        (
+            "notification_queue_sampler.rs",
+            include_str!("notification_queue_sampler.rs"),
+        ),
     ];
 
     #[test]

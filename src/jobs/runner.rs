@@ -72,16 +72,19 @@ pub enum HealthEffect {
     None,
     /// This API service (its full name, tonic's `NamedService::NAME`) is NOT_SERVING.
     Service(&'static str),
+    /// Each of these API services is NOT_SERVING.
+    Services(&'static [&'static str]),
     /// The overall status and every API service are NOT_SERVING.
     Everything,
 }
 
 impl HealthEffect {
-    fn held(self) -> Option<Held> {
+    fn held(self) -> Vec<Held> {
         match self {
-            Self::None => None,
-            Self::Service(name) => Some(Held::Service(name)),
-            Self::Everything => Some(Held::Everything),
+            Self::None => Vec::new(),
+            Self::Service(name) => vec![Held::Service(name)],
+            Self::Services(names) => names.iter().copied().map(Held::Service).collect(),
+            Self::Everything => vec![Held::Everything],
         }
     }
 }
@@ -252,12 +255,14 @@ impl JobRunner {
                 "two background tasks are named `{}`",
                 task.name
             );
-            if let HealthEffect::Service(service) = task.health {
-                anyhow::ensure!(
-                    self.health.reports(service),
-                    "background task `{}` would take `{service}` down, which health does not report",
-                    task.name
-                );
+            for held in task.health.held() {
+                if let Held::Service(service) = held {
+                    anyhow::ensure!(
+                        self.health.reports(service),
+                        "background task `{}` would take `{service}` down, which health does not report",
+                        task.name
+                    );
+                }
             }
         }
         let lag_check = self
@@ -535,11 +540,12 @@ impl Supervisor {
 
     async fn hold(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        if let Some(held) = slot.task.health.held()
-            && !slot.holding
-        {
+        let held = slot.task.health.held();
+        if !held.is_empty() && !slot.holding {
             slot.holding = true;
-            self.health.hold(slot.task.name, held).await;
+            for held in held {
+                self.health.hold(slot.task.name, held).await;
+            }
         }
     }
 
@@ -781,6 +787,42 @@ mod tests {
             "restarted after the initial backoff, not {gap:?}"
         );
         assert!(fixture.serving(TICKETS).await, "its service is back");
+        assert!(jobs.shutdown(Duration::from_secs(1)).await.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_declaring_several_services_takes_each_down_while_it_is_not_running() {
+        const BOTH: [&str; 2] = [TICKETS, USERS];
+        let fixture = Fixture::new().await;
+        let runs = Runs::default();
+        let counted = runs.clone();
+        let jobs = fixture.start(vec![Task::new(
+            "gates",
+            RestartPolicy::Restart(BACKOFF),
+            HealthEffect::Services(&BOTH),
+            move |context| {
+                let run = counted.started();
+                async move {
+                    assert!(run > 1, "the first run dies");
+                    context.stop.cancelled().await;
+                    Ok(())
+                }
+            },
+        )]);
+        let task = fixture.task("gates");
+        until("the task restarting", || {
+            task.state() == TaskState::Restarting
+        })
+        .await;
+        assert!(!fixture.serving(TICKETS).await);
+        assert!(!fixture.serving(USERS).await);
+        assert!(fixture.serving("").await, "the server is not held");
+        until("the task running again", || {
+            task.state() == TaskState::Running
+        })
+        .await;
+        assert!(fixture.serving(TICKETS).await);
+        assert!(fixture.serving(USERS).await);
         assert!(jobs.shutdown(Duration::from_secs(1)).await.is_empty());
     }
 

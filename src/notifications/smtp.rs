@@ -6,20 +6,26 @@
 //! rate limit) and any failure to talk to it at all are worth retrying; a 5xx reply (no such
 //! mailbox, a refused sender) is final, and the notification is dead with the server's words.
 //!
+//! Every send goes through the email circuit breaker. Only the relay's own trouble counts as a
+//! failure: no connection, a timeout, a TLS failure, a 421 (the server is closing the channel).
+//! A 5xx is the relay doing its job (a success for the breaker); any other 4xx is about the
+//! message or the moment (a busy mailbox, greylisting), so it is neutral.
+//!
 //! The envelope is built from the message's `To` alone, and every header value is typed by
 //! lettre and made single-line before it gets there: a subject or a name cannot add a recipient.
 
-use std::time::Duration;
-
 use anyhow::Context;
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
+use tokio::time::Instant;
 
 use super::message::single_line;
-use super::{EmailSender, OutgoingEmail, SendError, SendFuture};
+use super::{EmailSender, OutgoingEmail, SendError, SendFuture, Sent};
+use crate::breaker::{CallOutcome, CircuitBreaker};
 use crate::bulkhead::Bulkhead;
 use crate::configuration::{EmailSettings, SmtpSettings, SmtpTls};
 
@@ -29,6 +35,7 @@ pub struct SmtpSender {
     from: Mailbox,
     reply_to: Option<Mailbox>,
     bulkhead: Bulkhead,
+    breaker: CircuitBreaker,
     /// Where the relay is, for the logs (never the credentials).
     relay: String,
 }
@@ -78,11 +85,8 @@ impl SmtpSender {
             transport: builder.build(),
             from,
             reply_to,
-            bulkhead: Bulkhead::new(
-                "email",
-                usize::try_from(email.max_concurrency).unwrap_or(1),
-                Duration::from_secs(1),
-            ),
+            bulkhead: super::bulkhead(email),
+            breaker: super::breaker(email),
             relay: format!("{}:{}", smtp.host, smtp.port),
         })
     }
@@ -90,7 +94,7 @@ impl SmtpSender {
     /// The message as sent: typed headers, a text and an HTML part.
     fn message(&self, email: &OutgoingEmail) -> Result<Message, SendError> {
         let address: Address = email.to_address.parse().map_err(|error| {
-            SendError::Permanent(format!("the recipient's address is refused: {error}"))
+            SendError::Refused(format!("the recipient's address is refused: {error}"))
         })?;
         let name = single_line(&email.to_name);
         let mut builder = Message::builder()
@@ -105,6 +109,12 @@ impl SmtpSender {
             let root = single_line(root);
             builder = builder.in_reply_to(root.clone()).references(root);
         }
+        if let Some(unsubscribe) = &email.list_unsubscribe {
+            builder = builder.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                single_line(unsubscribe),
+            ));
+        }
         builder
             .multipart(MultiPart::alternative_plain_html(
                 email.text.clone(),
@@ -115,12 +125,30 @@ impl SmtpSender {
 }
 
 impl EmailSender for SmtpSender {
-    fn send<'a>(&'a self, email: &'a OutgoingEmail) -> SendFuture<'a> {
+    /// One SMTP conversation, bounded by `SMTP_TIMEOUT_MS` per command (the caller bounds the
+    /// whole by `deadline`): a relay that answered 4xx is asked again by the queue, later.
+    fn send<'a>(&'a self, email: &'a OutgoingEmail, _deadline: Instant) -> SendFuture<'a> {
         Box::pin(async move {
             let message = self.message(email)?;
+            let permit = self
+                .breaker
+                .try_acquire()
+                .map_err(|refused| SendError::CircuitOpen {
+                    retry_after: refused.retry_after,
+                })?;
             match self.transport.send(message).await {
-                Ok(_) => Ok(()),
-                Err(error) => Err(classify(&error)),
+                Ok(_) => {
+                    permit.record(CallOutcome::Success);
+                    Ok(Sent::default())
+                }
+                Err(error) => {
+                    let code = error
+                        .status()
+                        .and_then(|code| code.to_string().parse().ok());
+                    let (failure, outcome) = classify(code, format!("SMTP: {error}"));
+                    permit.record(outcome);
+                    Err(failure)
+                }
             }
         })
     }
@@ -128,15 +156,22 @@ impl EmailSender for SmtpSender {
     fn bulkhead(&self) -> &Bulkhead {
         &self.bulkhead
     }
+
+    fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
 }
 
-/// A 5xx answer is final; everything else (a 4xx answer, a connection that failed) may pass later.
-fn classify(error: &lettre::transport::smtp::Error) -> SendError {
-    let message = format!("SMTP: {error}");
-    if error.is_permanent() {
-        SendError::Permanent(message)
-    } else {
-        SendError::Retry(message)
+/// What a failed conversation means, from the server's reply `code` (none: no reply at all, a
+/// timeout, a TLS failure): a 5xx answer is final; everything else may pass later. And what it
+/// says of the relay's health, for the breaker.
+fn classify(code: Option<u16>, message: String) -> (SendError, CallOutcome) {
+    match code {
+        Some(500..=599) => (SendError::Refused(message), CallOutcome::Success),
+        // "Service not available, closing transmission channel": the relay itself in trouble.
+        Some(421) => (SendError::retry(message), CallOutcome::Failure),
+        Some(400..=499) => (SendError::retry(message), CallOutcome::Neutral),
+        Some(_) | None => (SendError::retry(message), CallOutcome::Failure),
     }
 }
 
@@ -144,10 +179,16 @@ fn classify(error: &lettre::transport::smtp::Error) -> SendError {
 mod tests {
     use super::*;
 
+    use std::time::Duration;
+
     fn sender() -> SmtpSender {
+        sender_on(2525)
+    }
+
+    fn sender_on(port: u16) -> SmtpSender {
         let smtp = SmtpSettings {
             host: "127.0.0.1".to_owned(),
-            port: 2525,
+            port,
             tls: SmtpTls::None,
             credentials: None,
             timeout: Duration::from_secs(5),
@@ -156,6 +197,8 @@ mod tests {
             from: "Support <support@example.com>".to_owned(),
             reply_to: Some("help@example.com".to_owned()),
             max_concurrency: 2,
+            breaker_failure_threshold: 1,
+            breaker_cool_down: Duration::from_secs(60),
             provider: crate::configuration::EmailProviderSettings::Smtp(smtp.clone()),
         };
         SmtpSender::new(&email, &smtp).unwrap()
@@ -170,6 +213,9 @@ mod tests {
             html: "<p>html</p>".to_owned(),
             message_id: "<n1@desk.example.com>".to_owned(),
             thread_root: Some("<ticket-t1@desk.example.com>".to_owned()),
+            list_unsubscribe: Some("<https://desk.example.com/unsubscribe/u1>".to_owned()),
+            idempotency_key: "notification-n1".to_owned(),
+            notification_id: uuid::Uuid::nil(),
         }
     }
 
@@ -205,6 +251,50 @@ mod tests {
             "{headers}"
         );
         assert!(headers.contains("Reply-To: help@example.com"), "{headers}");
+        assert!(
+            headers.contains("List-Unsubscribe: <https://desk.example.com/unsubscribe/u1>"),
+            "{headers}"
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_the_relay_answering_and_a_closing_channel_is_its_own_trouble() {
+        let verdict = |code| classify(code, String::new());
+        assert_eq!(
+            verdict(Some(550)),
+            (SendError::Refused(String::new()), CallOutcome::Success),
+            "a 5xx is the relay doing its job"
+        );
+        assert_eq!(
+            verdict(Some(450)),
+            (SendError::retry(""), CallOutcome::Neutral),
+            "a busy mailbox says nothing of the relay"
+        );
+        assert_eq!(
+            verdict(Some(421)),
+            (SendError::retry(""), CallOutcome::Failure),
+            "421: the relay is closing the channel"
+        );
+        assert_eq!(verdict(None), (SendError::retry(""), CallOutcome::Failure));
+    }
+
+    #[tokio::test]
+    async fn a_relay_that_cannot_be_reached_counts_against_the_breaker_until_it_refuses_sends() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sender = sender_on(port);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let first = sender.send(&outgoing(), deadline).await.unwrap_err();
+        assert!(matches!(first, SendError::Retry { .. }), "{first:?}");
+        let second = sender.send(&outgoing(), deadline).await.unwrap_err();
+        assert!(
+            matches!(second, SendError::CircuitOpen { .. }),
+            "a threshold of one: open after the first failure, {second:?}"
+        );
     }
 
     #[tokio::test]
@@ -213,7 +303,7 @@ mod tests {
         email.to_address = "not an address".to_owned();
         assert!(matches!(
             sender().message(&email),
-            Err(SendError::Permanent(_))
+            Err(SendError::Refused(_))
         ));
     }
 }

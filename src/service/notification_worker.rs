@@ -9,12 +9,18 @@
 //! 2. **Send**, with no connection held: render the message from the stored data, take a place
 //!    in the email bulkhead, and hand it to the [`EmailSender`] within what is left of the lease.
 //! 3. **Record** (one statement, matched to the claim's attempt): sent; due again after a
-//!    full-jitter backoff (a 4xx answer, the server unreachable); or dead with the server's
-//!    reason (a 5xx answer, or the last attempt failed).
+//!    full-jitter backoff, or no earlier than the provider asked (a 4xx SMTP answer, a 429, the
+//!    provider unreachable); or dead with the provider's reason (a 5xx SMTP answer, a 422, or
+//!    the last attempt failed); or given back untried (the breaker refused the send).
+//!
+//! While the email provider's circuit breaker is open a worker claims nothing: the backlog waits
+//! without spending attempts, and only the breaker's probe (one send after each cool-down) is
+//! tried.
 //!
 //! A worker that dies between the send and the record leaves the notification to be claimed again
-//! when its lease expires, and sent again with the same `Message-ID` (at least once; a mail
-//! client shows a duplicate `Message-ID` once).
+//! when its lease expires, and sent again with the same `Message-ID` and idempotency key (at least
+//! once over SMTP, where a mail client shows a duplicate `Message-ID` once; once through an API
+//! that honours the key).
 //!
 //! The workers run only while an email provider is configured: without one, notifications stay
 //! queued (`received`), safely, until one is.
@@ -25,7 +31,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::billing::retry::RetryPolicy;
+use crate::app::metrics::Metrics;
 use crate::configuration::NotificationWorkerSettings;
 use crate::db::PgPool;
 use crate::db::models::notification::{ClaimedNotification, outbox};
@@ -33,10 +39,15 @@ use crate::db::queue::AttemptFailed;
 use crate::domain::{NotificationKind, PasswordTokenKey, SkipReason};
 use crate::errors::AppError;
 use crate::notifications::message::{self, single_line};
-use crate::notifications::{EmailSender, OutgoingEmail, SendError};
+use crate::notifications::{EmailSender, OutgoingEmail, SendError, Sent};
+use crate::retry::RetryPolicy;
 
 /// The longest `last_error` kept.
 const MAX_ERROR_CHARS: usize = 300;
+
+/// Where a person turns optional mail off (a page of the desk's front end calling
+/// UpdateNotificationSettings), under `PUBLIC_BASE_URL`: the `List-Unsubscribe` of optional mail.
+const SETTINGS_PATH: &str = "settings/notifications";
 
 /// The workers of one instance, sharing its pool and its email sender.
 #[derive(Clone)]
@@ -48,6 +59,7 @@ pub struct NotificationWorkers {
     public_base_url: url::Url,
     /// Turns a password link's stored seed into its token.
     token_key: PasswordTokenKey,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for NotificationWorkers {
@@ -62,14 +74,18 @@ impl std::fmt::Debug for NotificationWorkers {
 /// How an attempt ended, when it did not send.
 #[derive(Debug)]
 enum Failure {
-    /// Worth another attempt later.
-    Retry(String),
+    /// Worth another attempt later, and not before `not_before` when the provider said so.
+    Retry {
+        reason: String,
+        not_before: Option<Duration>,
+    },
     /// No attempt can succeed: dead now.
     Permanent(String),
     /// The provider refused the recipient for good: dead now, and the address suppressed.
     Refused(String),
-    /// The instance is stopping: the notification is given back untried.
-    Stopping,
+    /// Nothing was tried: the instance is stopping, or the provider's breaker refused the send.
+    /// The notification is given back untried.
+    Untried(&'static str),
 }
 
 impl NotificationWorkers {
@@ -79,6 +95,7 @@ impl NotificationWorkers {
         settings: NotificationWorkerSettings,
         public_base_url: url::Url,
         token_key: PasswordTokenKey,
+        metrics: Metrics,
     ) -> Self {
         Self {
             pool,
@@ -86,6 +103,7 @@ impl NotificationWorkers {
             settings,
             public_base_url,
             token_key,
+            metrics,
         }
     }
 
@@ -120,8 +138,12 @@ impl NotificationWorkers {
         }
     }
 
-    /// Claims one due notification and sends it; false when none was due.
+    /// Claims one due notification and sends it; false when none was due, or when the provider's
+    /// breaker refuses sends (nothing is claimed then: the queue waits without spending attempts).
     pub async fn work_once(&self, stop: &CancellationToken) -> Result<bool, AppError> {
+        if self.sender.breaker().refusing_for().is_some() {
+            return Ok(false);
+        }
         let max_attempts = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
         let lease_millis = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX);
         let claimed = {
@@ -158,24 +180,29 @@ impl NotificationWorkers {
         let result = self.send(&notification, deadline, stop).await;
         let mut conn = crate::db::connection(&self.pool).await?;
         let (id, attempt) = (notification.id, notification.attempts);
+        let kind = notification.kind.as_str();
         match result {
-            Ok(()) => {
-                if outbox::mark_sent(&mut conn, id, attempt).await? {
-                    tracing::info!(notification_id = %id, kind = %notification.kind, attempt,
-                        "notification sent");
+            Ok(sent) => {
+                if outbox::mark_sent(&mut conn, id, attempt, sent.provider_id.as_deref()).await? {
+                    self.metrics.notifications().sent(kind);
+                    tracing::info!(notification_id = %id, kind, attempt,
+                        provider_id = sent.provider_id.as_deref(), "notification sent");
                 } else {
                     tracing::warn!(notification_id = %id,
                         "a notification was sent after another worker took it over");
                 }
             }
-            Err(Failure::Stopping) => {
+            Err(Failure::Untried(why)) => {
                 outbox::release(&mut conn, id, attempt).await?;
-                tracing::info!(notification_id = %id, "stopping: notification given back unsent");
+                tracing::info!(notification_id = %id, why, "notification given back unsent");
+                // Nothing was done: the worker waits its poll interval rather than claiming again.
+                return Ok(false);
             }
             Err(Failure::Permanent(reason)) => {
                 let reason = truncated(&reason);
                 if outbox::record_dead(&mut conn, id, attempt, &reason).await? {
-                    tracing::error!(notification_id = %id, kind = %notification.kind,
+                    self.metrics.notifications().failed(kind, true);
+                    tracing::error!(notification_id = %id, kind,
                         error = %reason, "a notification was refused for good and is dead");
                 }
             }
@@ -183,14 +210,16 @@ impl NotificationWorkers {
                 let reason = truncated(&reason);
                 let refused = outbox::record_refused(&mut conn, id, attempt, &reason).await?;
                 if refused.dead {
+                    self.metrics.notifications().failed(kind, true);
                     tracing::error!(notification_id = %id, kind = %notification.kind,
                         error = %reason, newly_suppressed = refused.suppressed,
                         "the provider refused a recipient for good: dead, and the address suppressed");
                 }
             }
-            Err(Failure::Retry(reason)) => {
+            Err(Failure::Retry { reason, not_before }) => {
                 let reason = truncated(&reason);
-                let retry_in = self.backoff(attempt);
+                // No earlier than the provider asked, and never sooner than the backoff.
+                let retry_in = self.backoff(attempt).max(not_before.unwrap_or_default());
                 let state = outbox::record_failure(
                     &mut conn,
                     id,
@@ -201,10 +230,16 @@ impl NotificationWorkers {
                 )
                 .await?;
                 match state {
-                    AttemptFailed::Retrying => tracing::warn!(notification_id = %id, attempt,
-                        error = %reason, ?retry_in, "a notification was not sent; it will be retried"),
-                    AttemptFailed::Dead => tracing::error!(notification_id = %id, attempt,
-                        error = %reason, "a notification failed its last attempt and is dead"),
+                    AttemptFailed::Retrying => {
+                        self.metrics.notifications().failed(kind, false);
+                        tracing::warn!(notification_id = %id, attempt, error = %reason, ?retry_in,
+                            "a notification was not sent; it will be retried");
+                    }
+                    AttemptFailed::Dead => {
+                        self.metrics.notifications().failed(kind, true);
+                        tracing::error!(notification_id = %id, attempt, error = %reason,
+                            "a notification failed its last attempt and is dead");
+                    }
                     AttemptFailed::LeaseLost => tracing::warn!(notification_id = %id,
                         "a notification failed after another worker took it: not recorded"),
                 }
@@ -230,26 +265,36 @@ impl NotificationWorkers {
         notification: &ClaimedNotification,
         deadline: Instant,
         stop: &CancellationToken,
-    ) -> Result<(), Failure> {
+    ) -> Result<Sent, Failure> {
         let email = self.outgoing(notification).map_err(Failure::Permanent)?;
         let bulkhead = self.sender.bulkhead();
         let sending = async {
             let _place = bulkhead
                 .enter(deadline)
                 .await
-                .map_err(|full| Failure::Retry(full.to_string()))?;
-            match tokio::time::timeout_at(deadline, self.sender.send(&email)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(SendError::Retry(reason))) => Err(Failure::Retry(reason)),
-                Ok(Err(SendError::Permanent(reason))) => Err(Failure::Refused(reason)),
-                Err(_) => Err(Failure::Retry(
-                    "the email provider did not answer within the lease".to_owned(),
+                .map_err(|full| Failure::Retry {
+                    reason: full.to_string(),
+                    not_before: None,
+                })?;
+            match tokio::time::timeout_at(deadline, self.sender.send(&email, deadline)).await {
+                Ok(Ok(sent)) => Ok(sent),
+                Ok(Err(SendError::Retry { reason, not_before })) => {
+                    Err(Failure::Retry { reason, not_before })
+                }
+                Ok(Err(SendError::Permanent(reason))) => Err(Failure::Permanent(reason)),
+                Ok(Err(SendError::Refused(reason))) => Err(Failure::Refused(reason)),
+                Ok(Err(SendError::CircuitOpen { .. })) => Err(Failure::Untried(
+                    "the email circuit breaker refused the send",
                 )),
+                Err(_) => Err(Failure::Retry {
+                    reason: "the email provider did not answer within the lease".to_owned(),
+                    not_before: None,
+                }),
             }
         };
         tokio::select! {
             sent = sending => sent,
-            () = stop.cancelled() => Err(Failure::Stopping),
+            () = stop.cancelled() => Err(Failure::Untried("stopping")),
         }
     }
 
@@ -284,6 +329,17 @@ impl NotificationWorkers {
             thread_root: notification
                 .ticket_id
                 .map(|ticket| thread_root(ticket, domain)),
+            // Only mail a person may turn off says how (RFC 2369): the settings page.
+            list_unsubscribe: kind.is_optional().then(|| {
+                format!(
+                    "<{}>",
+                    self.public_base_url
+                        .join(SETTINGS_PATH)
+                        .map_or_else(|_| self.public_base_url.to_string(), |url| url.to_string(),)
+                )
+            }),
+            idempotency_key: idempotency_key(notification.id),
+            notification_id: notification.id,
         })
     }
 }
@@ -292,6 +348,12 @@ impl NotificationWorkers {
 /// thread together.
 pub fn thread_root(ticket_id: uuid::Uuid, domain: &str) -> String {
     format!("<ticket-{ticket_id}@{domain}>")
+}
+
+/// The idempotency key of notification `id`: the same on every attempt and after a re-drive, so
+/// that an API provider records one email for it however often it is sent.
+pub fn idempotency_key(id: uuid::Uuid) -> String {
+    format!("notification-{id}")
 }
 
 fn truncated(message: &str) -> String {

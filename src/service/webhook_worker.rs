@@ -32,7 +32,6 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::app::metrics::Metrics;
-use crate::billing::retry::RetryPolicy;
 use crate::billing::{Payment, PaymentProvider, ProviderCharge};
 use crate::configuration::WebhookWorkerSettings;
 use crate::db::models::webhook_event::{self, AttemptFailed, ClaimedEvent};
@@ -42,6 +41,7 @@ use crate::db::models::{
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{ChargeEvent, ChargeStatus, PaymentEvent, QuarantineReason, RefundStatus};
 use crate::errors::AppError;
+use crate::retry::RetryPolicy;
 
 /// What processing did, as stored in `webhook_events.outcome`.
 pub mod outcome {

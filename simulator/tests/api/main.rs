@@ -1,7 +1,8 @@
-//! Drives the simulator over real HTTP, in-process through `Simulator::start` and once as the
-//! built binary.
+//! Drives the simulators over real HTTP, in-process (`Simulator::start`,
+//! `EmailSimulator::start`) and once each as the built binary.
 
 mod binary;
+mod email;
 mod faults;
 mod helpers;
 mod idempotency;

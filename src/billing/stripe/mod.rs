@@ -20,16 +20,16 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use url::Url;
 
-use super::breaker::{BreakerConfig, CallOutcome, CircuitBreaker};
 use super::provider::{
     BillingReference, CreatePayment, CreateRefund, LedgerPage, LedgerPeriod, Payment,
     PaymentFailure, PaymentProvider, PaymentStatus, ProviderCharge, ProviderError, ProviderFuture,
     Refund, RefundStatus,
 };
-use super::retry::{Budget as _, RetryPolicy, TpsBudget, retry_budget};
+use crate::breaker::{BreakerConfig, CallOutcome, CircuitBreaker};
 use crate::bulkhead::Bulkhead;
 use crate::configuration::PaymentProviderSettings;
 use crate::domain::Money;
+use crate::retry::{Budget as _, RetryPolicy, TpsBudget, retry_budget};
 
 mod classification;
 mod wire;
@@ -103,10 +103,13 @@ impl StripeHttpProvider {
                 settings.retry_budget_percent,
                 settings.retry_budget_min_per_second,
             ),
-            breaker: CircuitBreaker::new(BreakerConfig {
-                failure_threshold: settings.breaker_failure_threshold,
-                cool_down: settings.breaker_cool_down,
-            }),
+            breaker: CircuitBreaker::new(
+                PROVIDER_NAME,
+                BreakerConfig {
+                    failure_threshold: settings.breaker_failure_threshold,
+                    cool_down: settings.breaker_cool_down,
+                },
+            ),
             // A refused caller comes back after about one attempt's time, when places free up.
             bulkhead: Bulkhead::new(PROVIDER_NAME, settings.max_concurrency, settings.timeout),
         })

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Double, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -25,7 +25,8 @@ pub const NOTIFICATION_QUEUE: QueueTable = QueueTable {
     claimed_columns: CLAIMED_COLUMNS,
     row_columns: "id, account_id, kind, recipient_user_id, recipient_address, message_id, \
                   ticket_id, state, attempts, next_attempt_at, last_error, outcome, \
-                  redrive_count, created_at, sent_at, dead_at, skip_reason, skipped_at",
+                  redrive_count, created_at, sent_at, dead_at, provider_message_id, \
+                  skip_reason, skipped_at",
 };
 
 /// What the claim returns: what sending needs, and whether the notification must be skipped
@@ -69,6 +70,8 @@ pub struct NotificationRow {
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub dead_at: Option<DateTime<Utc>>,
+    /// The email provider's id of the sent message (an API provider's; none over SMTP).
+    pub provider_message_id: Option<String>,
     pub skip_reason: Option<String>,
     pub skipped_at: Option<DateTime<Utc>>,
 }
@@ -146,6 +149,18 @@ pub struct ClaimedNotification {
     /// Why it must not be sent ([`SkipReason`]'s text), `None` to send it.
     #[diesel(sql_type = Nullable<Text>)]
     pub skip: Option<String>,
+}
+
+/// The queue as operators watch it (`/metrics`): what waits, and for how long the most overdue
+/// has been due.
+#[derive(Clone, Copy, Debug, PartialEq, QueryableByName)]
+pub struct QueueStats {
+    /// Notifications waiting to be sent (`received`), due or not.
+    #[diesel(sql_type = BigInt)]
+    pub depth: i64,
+    /// Seconds since the longest-due notification became due; 0 when none is due.
+    #[diesel(sql_type = Double)]
+    pub oldest_due_age_seconds: f64,
 }
 
 impl NotificationRow {
@@ -377,13 +392,49 @@ pub mod outbox {
         queue::bury_abandoned(conn, &NOTIFICATION_QUEUE, max_attempts).await
     }
 
-    /// Marks the notification sent, if attempt `attempt` still holds it.
+    /// Marks the notification sent, if attempt `attempt` still holds it, with the provider's id
+    /// of the message when it gave one.
     pub async fn mark_sent(
         conn: &mut AsyncPgConnection,
         id: Uuid,
         attempt: i32,
+        provider_message_id: Option<&str>,
     ) -> AppResult<bool> {
-        queue::mark_done(conn, &NOTIFICATION_QUEUE, &id.to_string(), attempt, "sent").await
+        let sent =
+            queue::mark_done(conn, &NOTIFICATION_QUEUE, &id.to_string(), attempt, "sent").await?;
+        if sent && let Some(provider_id) = provider_message_id {
+            // A second statement only for a provider that names its messages; an id that does
+            // not fit the column is logged and dropped: the message is sent either way.
+            let stored = KeepPrepared(
+                diesel::sql_query(
+                    "UPDATE notifications SET provider_message_id = $2 \
+                     WHERE id = $1 AND char_length($2) BETWEEN 1 AND 256",
+                )
+                .bind::<SqlUuid, _>(id)
+                .bind::<Text, _>(provider_id),
+            )
+            .execute(conn)
+            .await;
+            if let Err(error) = stored {
+                tracing::warn!(notification_id = %id, %error,
+                    "the provider's id of a sent notification was not stored");
+            }
+        }
+        Ok(sent)
+    }
+
+    /// How deep the queue is and how overdue its oldest due notification (one index scan of
+    /// the received rows).
+    pub async fn stats(conn: &mut AsyncPgConnection) -> AppResult<QueueStats> {
+        Ok(KeepPrepared(diesel::sql_query(
+            "SELECT count(*) AS depth, \
+                 COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at) \
+                     FILTER (WHERE next_attempt_at <= now()))::double precision, 0) \
+                     AS oldest_due_age_seconds \
+             FROM notifications WHERE state = 'received'",
+        ))
+        .get_result(conn)
+        .await?)
     }
 
     /// Records a failed attempt that may succeed later ([`queue::record_failure`]).

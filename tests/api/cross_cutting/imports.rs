@@ -53,6 +53,8 @@ const LAYERS: &[&[&str]] = &[
         "wire::http_rule",
         "wire::headers",
         "bulkhead",
+        "breaker",
+        "retry",
         "worker_pool",
     ],
     &[

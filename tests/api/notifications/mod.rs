@@ -4,6 +4,12 @@
 //! 4xx answer is retried and a 5xx answer is final; a public reply from the desk reaches the
 //! requester in the ticket's thread, an internal note never; solving a ticket tells its requester;
 //! header injection adds nobody; concurrent creations send one message each.
+//!
+//! `http_provider` sends through the email API simulator instead (Resend's dialect), and
+//! `resilience` takes a provider down: the breaker, NotificationService's health and the metrics.
+
+mod http_provider;
+mod resilience;
 
 pub(crate) mod admin;
 
@@ -403,6 +409,16 @@ async fn a_public_reply_from_the_desk_reaches_the_requester_in_the_tickets_threa
         assert!(!message.part("text/plain").contains("internal"));
         assert!(!message.part("text/plain").contains("Thanks, that worked"));
     }
+    // A reply is mail its requester may turn off, and says where; the acknowledgement is not.
+    assert_eq!(
+        reply.headers("List-Unsubscribe"),
+        ["<https://desk.example.com/settings/notifications>"]
+    );
+    let acknowledgement = received
+        .iter()
+        .find(|message| !message.header("Subject").contains("Re: Printer"))
+        .expect("the acknowledgement");
+    assert!(acknowledgement.headers("List-Unsubscribe").is_empty());
 }
 
 #[tokio::test]

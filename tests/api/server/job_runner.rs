@@ -16,7 +16,7 @@ const TICKETS: &str = "supportdesk.v1.TicketService";
 const STATE: &str = "supportdesk_job_runner_task_state";
 
 /// The service's own tasks, as they are named in metrics and logs.
-const SERVICE_TASKS: [&str; 10] = [
+const SERVICE_TASKS: [&str; 11] = [
     "attachment-sweeper",
     "billing-completer",
     "billing-reconciler",
@@ -24,6 +24,7 @@ const SERVICE_TASKS: [&str; 10] = [
     "health-gates",
     "idempotency-sweeper",
     "metrics-endpoint",
+    "notification-queue-sampler",
     "storage-probe",
     "ticket-cache-repair",
     "webhook-workers",

@@ -182,7 +182,8 @@ class Refusing(Mailbox):
     }
 }
 
-/// The settings that send to `server` (plain SMTP on 127.0.0.1) with quick retries.
+/// The settings that send to `server` (plain SMTP on 127.0.0.1) with quick retries and a breaker
+/// that opens after three failures in a row for a quarter of a second.
 pub(crate) fn send_to(settings: &mut supportdesk::configuration::Settings, server: &SmtpServer) {
     use supportdesk::configuration::{EmailProviderSettings, EmailSettings, SmtpSettings, SmtpTls};
     settings.notifications.public_base_url =
@@ -191,6 +192,8 @@ pub(crate) fn send_to(settings: &mut supportdesk::configuration::Settings, serve
         from: "Example Support <support@desk.example.com>".to_owned(),
         reply_to: Some("replies@desk.example.com".to_owned()),
         max_concurrency: 4,
+        breaker_failure_threshold: 3,
+        breaker_cool_down: Duration::from_millis(250),
         provider: EmailProviderSettings::Smtp(SmtpSettings {
             host: "127.0.0.1".to_owned(),
             port: server.port,
@@ -199,6 +202,11 @@ pub(crate) fn send_to(settings: &mut supportdesk::configuration::Settings, serve
             timeout: Duration::from_secs(5),
         }),
     });
+    quick_retries(settings);
+}
+
+/// Notification workers that retry within a fraction of a second, for as long as a test needs.
+pub(crate) fn quick_retries(settings: &mut supportdesk::configuration::Settings) {
     let workers = &mut settings.notifications.workers;
     workers.max_attempts = 1_000;
     workers.retry_base = Duration::from_millis(50);

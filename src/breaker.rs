@@ -1,12 +1,14 @@
-//! A circuit breaker for the payment provider: after `failure_threshold` consecutive failures it
-//! opens and refuses calls without touching the network for `cool_down`; then it half-opens and
-//! lets exactly one probe through, whose success closes it and whose failure opens it again.
+//! A circuit breaker for an outside provider (the payment provider, the email provider): after
+//! `failure_threshold` consecutive failures it opens and refuses calls without touching the
+//! network for `cool_down`; then it half-opens and lets exactly one probe through, whose success
+//! closes it and whose failure opens it again. Each provider has its own breaker, with its own
+//! settings (`PAYMENT_PROVIDER_BREAKER_*`, `EMAIL_BREAKER_*`).
 //!
-//! Consecutive failures rather than a failure ratio: billing's traffic is low and bursty, and a
-//! ratio over a window needs a minimum call count that a quiet hour never reaches, while a run
-//! of N failures in a row is unambiguous at any volume. What counts as a failure is decided by
-//! the caller ([`CallOutcome`]): a decline or an invalid request is the provider answering, so it
-//! is a success for the breaker.
+//! Consecutive failures rather than a failure ratio: the providers' traffic is low and bursty,
+//! and a ratio over a window needs a minimum call count that a quiet hour never reaches, while a
+//! run of N failures in a row is unambiguous at any volume. What counts as a failure is decided
+//! by the caller ([`CallOutcome`]): a decline, an invalid request or a refused recipient is the
+//! provider answering, so it is a success for the breaker.
 //!
 //! Every transition takes the current instant as an argument inside the module, so the tests
 //! drive the state machine with a fake clock (instants they compute) instead of sleeping.
@@ -17,8 +19,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// The breaker's state as the rest of the service sees it (health reports the billing service
-/// NOT_SERVING unless it is `Closed`).
+/// The breaker's state as the rest of the service sees it (health reports BillingService
+/// NOT_SERVING unless the payment provider's is `Closed`, NotificationService NOT_SERVING while
+/// the email provider's is `Open`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BreakerState {
     /// Calls go through; failures are counted.
@@ -29,12 +32,26 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+impl BreakerState {
+    /// Every state, in the order metrics export them.
+    pub const ALL: [Self; 3] = [Self::Closed, Self::Open, Self::HalfOpen];
+
+    /// The `state` label of the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+}
+
 /// How one call through a [`BreakerPermit`] ended, from the breaker's point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallOutcome {
-    /// The provider answered (a payment, a decline, an invalid request).
+    /// The provider answered (a payment, a decline, an invalid request, a refused recipient).
     Success,
-    /// The provider did not answer usefully (5xx, connection failure, timeout).
+    /// The provider did not answer usefully (5xx, connection failure, timeout, a refused key).
     Failure,
     /// Says nothing about the provider's health (the call was abandoned by its caller, or the
     /// provider asked us to slow down): releases a probe without changing the state.
@@ -77,15 +94,19 @@ impl Inner {
 /// The breaker. Cheap to clone: clones share the state.
 #[derive(Clone, Debug)]
 pub struct CircuitBreaker {
+    /// The provider it guards, as logs and metrics name it (`payments`, `email`).
+    provider: &'static str,
     config: BreakerConfig,
     inner: Arc<Mutex<Inner>>,
     changes: Arc<watch::Sender<BreakerState>>,
 }
 
 impl CircuitBreaker {
-    pub fn new(config: BreakerConfig) -> Self {
+    /// A closed breaker guarding `provider` (`payments`, `email`: the name in its log lines).
+    pub fn new(provider: &'static str, config: BreakerConfig) -> Self {
         let (changes, _) = watch::channel(BreakerState::Closed);
         Self {
+            provider,
             config: BreakerConfig {
                 failure_threshold: config.failure_threshold.max(1),
                 ..config
@@ -95,6 +116,11 @@ impl CircuitBreaker {
             })),
             changes: Arc::new(changes),
         }
+    }
+
+    /// The provider it guards.
+    pub fn provider(&self) -> &'static str {
+        self.provider
     }
 
     /// The current state. An open breaker whose cool-down has ended reports `HalfOpen`: the next
@@ -231,9 +257,10 @@ impl CircuitBreaker {
         let after = inner.public();
         if before != after {
             tracing::warn!(
+                provider = self.provider,
                 ?before,
                 ?after,
-                "payment provider circuit breaker changed state"
+                "circuit breaker changed state"
             );
             self.changes.send_replace(after);
         }
@@ -284,10 +311,13 @@ mod tests {
     const COOL_DOWN: Duration = Duration::from_secs(10);
 
     fn breaker() -> CircuitBreaker {
-        CircuitBreaker::new(BreakerConfig {
-            failure_threshold: 3,
-            cool_down: COOL_DOWN,
-        })
+        CircuitBreaker::new(
+            "test",
+            BreakerConfig {
+                failure_threshold: 3,
+                cool_down: COOL_DOWN,
+            },
+        )
     }
 
     fn fail(breaker: &CircuitBreaker, at: Instant) {

@@ -1,7 +1,8 @@
-//! How often and how soon a failed provider call is tried again: full-jitter exponential backoff
-//! (AWS's "Exponential Backoff and Jitter") between a bounded number of attempts, and a retry
-//! budget that keeps retries to a share of recent calls, so that an outage does not multiply the
-//! load on a provider that is already struggling.
+//! How often and how soon a failed call to an outside provider (payments, email) is tried again:
+//! full-jitter exponential backoff (AWS's "Exponential Backoff and Jitter") between a bounded
+//! number of attempts, and a retry budget that keeps retries to a share of recent calls, so that
+//! an outage does not multiply the load on a provider that is already struggling. The durable
+//! queues (webhook events, notifications) space their attempts with the same backoff.
 //!
 //! The budget is tower's [`TpsBudget`] (Finagle's retry budget): over a sliding 10-second window,
 //! each call deposits `percent` % of a retry and each retry withdraws one; `min_per_second`

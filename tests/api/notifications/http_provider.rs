@@ -1,0 +1,254 @@
+//! The HTTP email provider (`EMAIL_PROVIDER=http`) end to end, against the email API simulator:
+//! a notification delivered with both parts and its identity headers under its own idempotency
+//! key; a 5xx retried with the same key into one email; a 429's `retry-after` honoured by the
+//! queue; an answer lost after the email was accepted retried into one email; a 422 dead at once.
+
+use std::time::Duration;
+
+use diesel::sql_types::{Integer, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use payment_simulator::email::{EmailFaultAction, EmailFaultRule};
+use uuid::Uuid;
+
+use super::{notifications_in, request_for};
+use crate::support::email_api::{send_through, start_email_api};
+use crate::support::{PATIENCE, TestApp, count_of, wait_until};
+
+/// The one notification of a test, as stored.
+#[derive(Debug, diesel::QueryableByName)]
+struct Stored {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = Text)]
+    message_id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    provider_message_id: Option<String>,
+}
+
+async fn the_notification(app: &TestApp) -> Stored {
+    let mut conn = app.database.connect().await;
+    diesel::sql_query(
+        "SELECT id, attempts, last_error, message_id, provider_message_id \
+         FROM notifications",
+    )
+    .get_result(&mut conn)
+    .await
+    .expect("one notification")
+}
+
+/// PostgreSQL's clock now, as text the next statement reads back as a `timestamptz`.
+async fn database_now(app: &TestApp) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Now {
+        #[diesel(sql_type = Text)]
+        now: String,
+    }
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("SELECT now()::text AS now")
+        .get_result::<Now>(&mut conn)
+        .await
+        .unwrap()
+        .now
+}
+
+#[tokio::test]
+async fn a_notification_is_delivered_through_the_api_with_both_parts_its_message_id_and_its_own_key()
+ {
+    let api = start_email_api().await;
+    let app = TestApp::spawn_with(|settings| send_through(settings, &api)).await;
+    let ticket = app
+        .create_as_admin(request_for("ann@example.com", "Printer <on> fire"))
+        .await;
+
+    wait_until("the notification is marked sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1
+    })
+    .await;
+    let stored = the_notification(&app).await;
+    let emails = api.emails();
+    assert_eq!(emails.len(), 1);
+    let email = &emails[0];
+    assert_eq!(email.to, ["ann@example.com"]);
+    assert_eq!(email.from, "Example Support <support@desk.example.com>");
+    assert_eq!(email.reply_to, ["replies@desk.example.com"]);
+    assert!(email.subject.contains(&ticket.id), "{}", email.subject);
+    let text = email.text.as_deref().expect("a text part");
+    assert!(text.contains("Printer <on> fire"), "{text}");
+    let html = email.html.as_deref().expect("an HTML part");
+    assert!(html.contains("Printer &lt;on&gt; fire"), "{html}");
+    assert_eq!(email.headers["Message-ID"], stored.message_id);
+    let root = format!("<ticket-{}@desk.example.com>", ticket.id);
+    assert_eq!(email.headers["In-Reply-To"], root);
+    assert_eq!(email.headers["References"], root);
+    assert!(!email.headers.contains_key("List-Unsubscribe"));
+    // What the provider's bounce and complaint events give back, to find the notification.
+    assert_eq!(email.tags["notification_id"], stored.id.to_string());
+    assert_eq!(
+        email.idempotency_key.as_deref(),
+        Some(format!("notification-{}", stored.id).as_str())
+    );
+    assert_eq!(
+        stored.provider_message_id.as_deref(),
+        Some(email.id.as_str())
+    );
+    assert_eq!(stored.attempts, 1);
+}
+
+#[tokio::test]
+async fn a_500_then_success_records_one_email_under_one_idempotency_key() {
+    let api = start_email_api().await;
+    api.add_fault(EmailFaultRule::new(
+        EmailFaultAction::ServerError { status: 500 },
+        1,
+    ))
+    .unwrap();
+    let app = TestApp::spawn_with(|settings| send_through(settings, &api)).await;
+    app.create_as_admin(request_for("bo@example.com", "a flaky provider"))
+        .await;
+
+    wait_until("the notification is marked sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1
+    })
+    .await;
+    let requests = api.requests();
+    assert_eq!(
+        requests
+            .iter()
+            .map(|request| request.status)
+            .collect::<Vec<_>>(),
+        [Some(500), Some(200)]
+    );
+    let stored = the_notification(&app).await;
+    let key = format!("notification-{}", stored.id);
+    assert!(
+        requests
+            .iter()
+            .all(|request| request.idempotency_key.as_deref() == Some(key.as_str())),
+        "{requests:?}"
+    );
+    assert_eq!(api.emails().len(), 1, "one email");
+    assert_eq!(stored.attempts, 1, "retried within the send, one claim");
+}
+
+#[tokio::test]
+async fn a_429_makes_the_notification_due_again_no_earlier_than_its_retry_after() {
+    let api = start_email_api().await;
+    api.add_fault(EmailFaultRule::new(
+        EmailFaultAction::RateLimit {
+            retry_after_secs: 30,
+        },
+        1,
+    ))
+    .unwrap();
+    let app = TestApp::spawn_with(|settings| send_through(settings, &api)).await;
+    let before = database_now(&app).await;
+    app.create_as_admin(request_for("cy@example.com", "too many requests"))
+        .await;
+
+    wait_until("the 429 is recorded", PATIENCE, async || {
+        the_notification(&app).await.last_error.is_some()
+    })
+    .await;
+    let stored = the_notification(&app).await;
+    let error = stored.last_error.unwrap_or_default();
+    assert!(
+        error.contains("429") && error.contains("rate_limit_exceeded"),
+        "{error}"
+    );
+    // The queue's own backoff here is at most 200 ms: only the provider's 30 s explain this.
+    let not_before = count_of(
+        &app.database,
+        &format!(
+            "SELECT count(*) AS count FROM notifications \
+             WHERE next_attempt_at >= '{before}'::timestamptz + interval '30 seconds' \
+               AND next_attempt_at < '{before}'::timestamptz + interval '90 seconds'"
+        ),
+    )
+    .await;
+    assert_eq!(
+        not_before, 1,
+        "due again 30 s after the attempt, not sooner"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(api.requests().len(), 1, "no attempt before the time is up");
+
+    // Once the time has come (moved here rather than waited for), it is sent.
+    count_of(
+        &app.database,
+        "WITH due AS (UPDATE notifications SET next_attempt_at = now() RETURNING 1) \
+         SELECT count(*) AS count FROM due",
+    )
+    .await;
+    wait_until("the notification is marked sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1
+    })
+    .await;
+    assert_eq!(api.emails().len(), 1);
+}
+
+#[tokio::test]
+async fn an_answer_lost_after_the_provider_accepted_is_retried_with_the_same_key_into_one_email() {
+    let api = start_email_api().await;
+    api.add_fault(EmailFaultRule::new(EmailFaultAction::AcceptThenDrop, 1))
+        .unwrap();
+    let app = TestApp::spawn_with(|settings| send_through(settings, &api)).await;
+    app.create_as_admin(request_for("dee@example.com", "a lost answer"))
+        .await;
+
+    wait_until("the notification is marked sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1
+    })
+    .await;
+    let requests = api.requests();
+    assert_eq!(
+        requests
+            .iter()
+            .map(|request| (request.status, request.replayed))
+            .collect::<Vec<_>>(),
+        [(None, false), (Some(200), true)],
+        "accepted without an answer, then the stored answer replayed"
+    );
+    let emails = api.emails();
+    assert_eq!(emails.len(), 1, "one email");
+    assert_eq!(
+        the_notification(&app).await.provider_message_id.as_deref(),
+        Some(emails[0].id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_422_makes_the_notification_dead_at_once_with_the_providers_reason_and_it_is_not_retried()
+{
+    let api = start_email_api().await;
+    api.add_fault(EmailFaultRule::new(
+        EmailFaultAction::Error {
+            status: 422,
+            name: "validation_error".to_owned(),
+            message: "Invalid `to` field.".to_owned(),
+        },
+        1,
+    ))
+    .unwrap();
+    let app = TestApp::spawn_with(|settings| send_through(settings, &api)).await;
+    app.create_as_admin(request_for("eve@example.com", "refused"))
+        .await;
+
+    wait_until("the notification is dead", PATIENCE, async || {
+        notifications_in(&app, "dead").await == 1
+    })
+    .await;
+    let stored = the_notification(&app).await;
+    assert_eq!(stored.attempts, 1);
+    assert_eq!(
+        stored.last_error.as_deref(),
+        Some("email API: HTTP 422 validation_error: Invalid `to` field.")
+    );
+    // The fault is used up: a retry would now succeed. None comes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(api.requests().len(), 1);
+    assert!(api.emails().is_empty());
+}
