@@ -1,8 +1,9 @@
-//! Wiring and lifecycle: the [`startup::Application`] that builds every part and runs it until
-//! it is stopped, the health statuses ([`health`]), the `/metrics` listener ([`metrics`]) and the
+//! Wiring and lifecycle: the [`startup::Application`] that builds every part, the
+//! [`lifecycle`] it then runs (serve until stopped, then drain), the health statuses ([`health`]), the `/metrics` listener ([`metrics`]) and the
 //! log subscriber ([`telemetry`]).
 
 pub mod health;
+pub mod lifecycle;
 pub mod metrics;
 pub mod startup;
 pub mod telemetry;

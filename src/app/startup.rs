@@ -26,6 +26,7 @@ use crate::api::tickets::TicketApi;
 use crate::api::users::UserApi;
 use crate::api::webhooks::WebhookApi;
 use crate::app::health::{DependencyProbe, Health};
+use crate::app::lifecycle;
 use crate::app::metrics::{Metrics, MetricsEndpoint, PoolSample};
 use crate::auth::principals::{ChangeWindow, PrincipalStates};
 use crate::auth::{Authenticator, PasswordHasher, SessionStore, TokenIssuer};
@@ -443,7 +444,7 @@ impl Application {
         for task in self.extra_tasks {
             jobs.add(task);
         }
-        let mut jobs = jobs.start()?;
+        let jobs = jobs.start()?;
 
         let drain = CancellationToken::new();
         let server = Server::builder()
@@ -485,54 +486,20 @@ impl Application {
                 TcpIncoming::from(self.listener).with_nodelay(Some(true)),
                 drain.clone().cancelled_owned(),
             );
-        let mut server = tokio::spawn(server);
-        tracing::info!(address = %self.local_addr, "serving gRPC");
-
-        let mut died = None;
-        tokio::select! {
-            result = &mut server => {
-                jobs.shutdown(server_settings.shutdown_drain_timeout).await;
-                return result.context("the server task panicked")?.context("the server failed");
-            }
-            () = shutdown => {}
-            failure = jobs.failed() => {
-                tracing::error!(%failure, "a background task died for good: shutting down");
-                died = Some(failure);
-            }
-        }
-
-        tracing::info!(
-            delay = ?server_settings.shutdown_delay,
-            "shutting down: reporting NOT_SERVING, then draining in-flight RPCs"
-        );
-        // The tasks stop first: a probe still running could report SERVING again.
-        let unclean = jobs.shutdown(server_settings.shutdown_drain_timeout).await;
-        if !unclean.is_empty() {
-            tracing::error!(tasks = ?unclean, "background tasks did not stop cleanly");
-        }
-        health.set_all(ServingStatus::NotServing).await;
-        tokio::time::sleep(server_settings.shutdown_delay).await;
-        drain.cancel();
-        match tokio::time::timeout(server_settings.shutdown_drain_timeout, &mut server).await {
-            Ok(result) => result
-                .context("the server task panicked")?
-                .context("the server failed while draining")?,
-            Err(_) => {
-                tracing::warn!(
-                    timeout = ?server_settings.shutdown_drain_timeout,
-                    "drain timeout passed: abandoning the RPCs still running"
-                );
-                server.abort();
-            }
-        }
+        let stopped = lifecycle::serve_until_stopped(
+            server,
+            self.local_addr,
+            jobs,
+            health,
+            drain,
+            &server_settings,
+            shutdown,
+        )
+        .await;
+        // The pools close only once nothing can use them any more.
         drop(self.database);
         drop(self.redis);
-        if let Some(failure) = died {
-            tracing::info!("stopped after a background task died");
-            return Err(failure.into());
-        }
-        tracing::info!("stopped");
-        Ok(())
+        stopped
     }
 }
 
@@ -675,34 +642,6 @@ impl Services {
             ),
             metrics,
         }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
     }
 }
 

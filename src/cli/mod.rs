@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::app::startup::{Application, shutdown_signal};
+use crate::app::lifecycle::shutdown_signal;
+use crate::app::startup::Application;
 use crate::app::telemetry::{get_subscriber, init_subscriber};
 use crate::configuration::Settings;
 use crate::db;

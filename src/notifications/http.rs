@@ -450,6 +450,7 @@ mod tests {
                     "In-Reply-To": "<ticket-t1@desk.example.com>",
                     "References": "<ticket-t1@desk.example.com>",
                 },
+                "tags": [{"name": "notification_id", "value": uuid::Uuid::nil().to_string()}],
             })
         );
         assert_eq!(

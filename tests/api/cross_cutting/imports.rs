@@ -80,7 +80,7 @@ const LAYERS: &[&[&str]] = &[
     &["rate_limit", "idempotency"],
     &["service"],
     &["middleware", "jobs", "cli::seed"],
-    &["api"],
+    &["api", "app::lifecycle"],
     &["app::startup"],
     &["cli"],
 ];
