@@ -38,7 +38,7 @@ use tokio::io::AsyncReadExt;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::server::process::{Running, sign_up_through};
+use crate::support::binary::{Running, sign_up_through};
 use crate::support::{
     PATIENCE, TEST_PASSWORD, TestDatabase, TestUser, assert_reason, backends_waiting_on_locks,
     busy_backends, wait_until,

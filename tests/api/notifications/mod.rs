@@ -3,15 +3,18 @@
 //! a refused creation sends nothing; a server that is down holds the message until it is up; a
 //! 4xx answer is retried and a 5xx answer is final; a public reply from the desk reaches the
 //! requester in the ticket's thread, an internal note never; solving a ticket tells its requester;
-//! header injection adds nobody; concurrent creations send one message each.
+//! header injection adds nobody; two hundred creations over two instances send one message each.
 //!
-//! `http_provider` sends through the email API simulator instead (Resend's dialect), and
-//! `resilience` takes a provider down: the breaker, NotificationService's health and the metrics.
-
-mod http_provider;
-mod resilience;
+//! `http_provider` sends through the email API simulator instead (Resend's dialect);
+//! `resilience` takes a provider down: the breaker, NotificationService's health and the metrics;
+//! `crashes` kills the real binary around a send; `admin` is the admin surface, preferences and
+//! suppression; `identity` the resets, invitations, revocation and billing notices.
 
 pub(crate) mod admin;
+pub(crate) mod crashes;
+pub(crate) mod http_provider;
+pub(crate) mod identity;
+pub(crate) mod resilience;
 
 use std::collections::HashSet;
 
@@ -297,43 +300,57 @@ async fn line_breaks_in_a_subject_or_a_name_add_no_header_and_no_recipient() {
 }
 
 #[tokio::test]
-async fn twenty_tickets_created_concurrently_send_twenty_messages_and_no_duplicate() {
+async fn two_hundred_tickets_created_concurrently_over_two_instances_send_two_hundred_messages_and_no_duplicate()
+ {
+    const TICKETS: usize = 200;
     let smtp = SmtpServer::start_new().await;
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    // A second instance on the same database, with its own notification workers.
+    let (second, _server) = crate::support::second_instance(&app.settings).await;
+    let instances = [
+        app.tickets.clone(),
+        supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient::new(second),
+    ];
 
-    // Twenty requests on their own tasks, so that they reach PostgreSQL together.
+    // Each request on its own task, alternating instances, so that they reach PostgreSQL
+    // together (at most fifty at once: the pools' connect timeout is short).
+    let room = std::sync::Arc::new(tokio::sync::Semaphore::new(50));
     let mut creations = tokio::task::JoinSet::new();
-    for n in 0..20 {
-        let mut tickets = app.tickets.clone();
+    for n in 0..TICKETS {
+        let mut tickets = instances[n % 2].clone();
         let request = app.as_admin(request_for(
             &format!("requester-{n}@example.com"),
             &format!("concurrent {n}"),
         ));
-        creations.spawn(async move { tickets.create_ticket(request).await });
+        let room = room.clone();
+        creations.spawn(async move {
+            let _place = room.acquire_owned().await.expect("open");
+            tickets.create_ticket(request).await
+        });
     }
     for created in creations.join_all().await {
         created.expect("created");
     }
 
-    smtp.wait_for(20).await;
-    wait_until("all twenty are sent", PATIENCE, async || {
-        notifications_in(&app, "sent").await == 20
+    smtp.wait_for(TICKETS).await;
+    wait_until("all two hundred are sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == i64::try_from(TICKETS).unwrap()
     })
     .await;
     let received = smtp.received();
-    assert_eq!(received.len(), 20);
+    assert_eq!(received.len(), TICKETS, "no message twice");
     let ids: HashSet<String> = received
         .iter()
         .map(|message| message.header("Message-ID"))
         .collect();
-    assert_eq!(ids.len(), 20, "no Message-ID twice");
+    assert_eq!(ids.len(), TICKETS, "no Message-ID twice");
     let recipients: HashSet<String> = received
         .iter()
         .flat_map(|message| message.envelope_recipients())
         .collect();
     assert_eq!(
         recipients,
-        (0..20)
+        (0..TICKETS)
             .map(|n| format!("requester-{n}@example.com"))
             .collect::<HashSet<_>>()
     );
@@ -478,5 +495,3 @@ async fn without_an_email_provider_notifications_are_held_queued() {
         0
     );
 }
-
-pub(crate) mod identity;

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 use supportdesk::wire::proto::v1::{self};
 
-use super::process::{Running, sign_up_through};
+use crate::support::binary::{Running, sign_up_through};
 use crate::support::{TestDatabase, TestUser};
 
 /// What the binary was sent, and what it answered.

@@ -1,151 +1,21 @@
 //! The real `supportdesk` binary as an operator runs it: JSON logs with request ids, no secrets
 //! in them, a graceful SIGTERM, and start-up errors that name the setting.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::RunQueryDsl;
 use secrecy::ExposeSecret;
 use supportdesk::errors::Reason;
-use supportdesk::wire::proto::v1::account_service_client::AccountServiceClient;
 use supportdesk::wire::proto::v1::auth_service_client::AuthServiceClient;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 use tonic::transport::Channel;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 
+use crate::support::binary::{BINARY, Running, sign_up_through};
 use crate::support::{
-    PATIENCE, TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestDatabase, TestUser,
-    backends_waiting_on_locks, free_port, redis_url, sign_up, valid_create_request, wait_until,
+    PATIENCE, TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestDatabase,
+    backends_waiting_on_locks, free_port, redis_url, valid_create_request, wait_until,
 };
-
-const BINARY: &str = env!("CARGO_BIN_EXE_supportdesk");
-
-/// The binary, started with `serve`; killed (SIGKILL) when dropped. `extra` settings override
-/// the defaults below (`REDIS_KEY_PREFIX` included, to restart on the same keys).
-pub(crate) struct Running {
-    child: Child,
-    pub(crate) port: u16,
-}
-
-impl Running {
-    pub(crate) fn start(database: &TestDatabase, extra: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        // trust auth ignores the password: it is there to prove it never reaches a log line.
-        let url = database.url().expose_secret().replace(
-            "postgres://postgres@",
-            "postgres://postgres:hunter2-secret@",
-        );
-        let child = Command::new(BINARY)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("DATABASE_URL", url)
-            .env("REDIS_URL", redis_url())
-            .env(
-                "REDIS_KEY_PREFIX",
-                format!("supportdesk-test:{}:", uuid::Uuid::now_v7().simple()),
-            )
-            .env("JWT_SECRET", TEST_JWT_SECRET)
-            .env("IDEMPOTENCY_FINGERPRINT_KEY", TEST_FINGERPRINT_KEY)
-            .env("GRPC_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("LOG_FORMAT", "json")
-            .env("HEALTH_PROBE_INTERVAL_MS", "200")
-            .envs(extra.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start supportdesk");
-        Self { child, port }
-    }
-
-    pub(crate) async fn channel(&self) -> Channel {
-        let started = Instant::now();
-        loop {
-            if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{}", self.port))
-                .unwrap()
-                .connect()
-                .await
-            {
-                return channel;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the binary did not listen"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn health(&self) -> Option<String> {
-        let channel = Channel::from_shared(format!("http://127.0.0.1:{}", self.port))
-            .unwrap()
-            .connect()
-            .await
-            .ok()?;
-        let response = HealthClient::new(channel)
-            .check(HealthCheckRequest::default())
-            .await
-            .ok()?;
-        Some(format!("{:?}", response.into_inner().status()))
-    }
-
-    pub(crate) async fn wait_for_health(&self, status: &str) {
-        let started = Instant::now();
-        while self.health().await.as_deref() != Some(status) {
-            assert!(started.elapsed() < PATIENCE, "health never became {status}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL (what `Child::kill` sends on Unix), then reaps the process: nothing runs after.
-    pub(crate) fn kill(mut self) {
-        self.child.kill().expect("SIGKILL supportdesk");
-        let status = self.child.wait().expect("wait for supportdesk");
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(9),
-            "killed by SIGKILL"
-        );
-    }
-
-    pub(crate) fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    }
-
-    /// Waits for the exit and returns (exit code, stdout lines, stderr).
-    pub(crate) fn wait(mut self) -> (Option<i32>, Vec<String>, String) {
-        let stdout = BufReader::new(self.child.stdout.take().unwrap())
-            .lines()
-            .map_while(Result::ok)
-            .collect();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut stderr).ok();
-        let status = self.child.wait().expect("wait for supportdesk");
-        (status.code(), stdout, stderr)
-    }
-}
-
-/// Signs an account up through the running binary and logs its admin in.
-pub(crate) async fn sign_up_through(channel: &Channel) -> TestUser {
-    sign_up(
-        &AccountServiceClient::new(channel.clone()),
-        &AuthServiceClient::new(channel.clone()),
-    )
-    .await
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
 
 #[tokio::test]
 async fn every_log_line_of_a_request_carries_its_request_id_and_no_secret() {
@@ -274,7 +144,7 @@ async fn the_service_runs_with_transparent_huge_pages_turned_off() {
     let database = TestDatabase::create().await;
     let running = Running::start(&database, &[]);
     running.wait_for_health("Serving").await;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", running.child.id()))
+    let status = std::fs::read_to_string(format!("/proc/{}/status", running.pid()))
         .expect("the process's status is readable");
     let thp = status
         .lines()

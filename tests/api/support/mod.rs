@@ -5,6 +5,7 @@
 //! Components are never optional: a test that cannot reach PostgreSQL, Redis or a tool fails
 //! with a message saying how to provide it.
 
+pub(crate) mod binary;
 pub(crate) mod email_api;
 pub(crate) mod envoy;
 pub(crate) mod proxy;

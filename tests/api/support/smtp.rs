@@ -122,6 +122,45 @@ class Refusing(Mailbox):
         server
     }
 
+    /// A running server on a free port that holds its first conversation open forever, at the
+    /// recipient (after writing the file [`SmtpServer::stalled`] looks for), and accepts every
+    /// later one: what a client killed in the middle of a conversation leaves behind.
+    pub(crate) async fn start_stalling() -> Self {
+        let mut server = Self::reserve();
+        let marker = server.workdir.path().join("stalled");
+        std::fs::write(
+            server.workdir.path().join("stalling.py"),
+            format!(
+                r#"import asyncio
+
+from aiosmtpd.handlers import Mailbox
+
+
+class Stalling(Mailbox):
+    stalled = False
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if not Stalling.stalled:
+            Stalling.stalled = True
+            open({marker:?}, "w").close()
+            await asyncio.sleep(3600)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+"#,
+                marker = marker.display().to_string()
+            ),
+        )
+        .expect("the handler is written");
+        server.handler = "stalling.Stalling";
+        server.start().await;
+        server
+    }
+
+    /// Whether a conversation of a [`SmtpServer::start_stalling`] server is being held open.
+    pub(crate) fn stalled(&self) -> bool {
+        self.workdir.path().join("stalled").exists()
+    }
+
     /// Starts the server on the reserved port and waits until it accepts connections. Fails
     /// (never skips) when aiosmtpd is not installed.
     pub(crate) async fn start(&mut self) {

@@ -15,7 +15,7 @@ use supportdesk::wire::proto::v1::billing_service_client::BillingServiceClient;
 use supportdesk::wire::proto::v1::user_service_client::UserServiceClient;
 use uuid::Uuid;
 
-use crate::server::process::{Running, sign_up_through};
+use crate::support::binary::{Running, sign_up_through};
 use crate::support::envoy::Envoy;
 use crate::support::{
     Scrape, TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestDatabase, second_instance, wait_until,

@@ -559,7 +559,7 @@ async fn an_event_about_our_charge_is_stored_with_its_account_and_charge() {
 async fn the_real_binary_logs_refusals_by_reason_and_never_a_secret_or_a_signature() {
     let database = crate::support::TestDatabase::create().await;
     let secrets = format!("{TEST_WEBHOOK_SECRET},{PREVIOUS_WEBHOOK_SECRET}");
-    let running = crate::server::process::Running::start(
+    let running = crate::support::binary::Running::start(
         &database,
         &[
             ("SHUTDOWN_DELAY_MS", "0"),

@@ -1,0 +1,156 @@
+//! The real binary killed with SIGKILL around a notification's send: after the commit that wrote
+//! it, before any send; and while the SMTP conversation is open. After a restart each is
+//! delivered, once.
+
+use diesel::sql_types::{BigInt, Integer, Text};
+use diesel_async::RunQueryDsl;
+use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
+
+use crate::support::binary::{Running, sign_up_through};
+use crate::support::smtp::SmtpServer;
+use crate::support::{PATIENCE, TestDatabase, valid_create_request, wait_until};
+
+/// The binary's settings that send to `smtp_port`, with a lease short enough for a restart to
+/// take a killed worker's notification over within the test's patience.
+fn sending_to(smtp_port: u16, redis_prefix: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("EMAIL_PROVIDER", "smtp".to_owned()),
+        ("SMTP_HOST", "127.0.0.1".to_owned()),
+        ("SMTP_PORT", smtp_port.to_string()),
+        ("SMTP_TLS", "none".to_owned()),
+        (
+            "EMAIL_FROM",
+            "Support <support@desk.example.com>".to_owned(),
+        ),
+        ("PUBLIC_BASE_URL", "https://desk.example.com/".to_owned()),
+        ("NOTIFICATION_LEASE_SECS", "4".to_owned()),
+        ("NOTIFICATION_RETRY_BASE_MS", "100".to_owned()),
+        ("NOTIFICATION_RETRY_MAX_MS", "500".to_owned()),
+        ("NOTIFICATION_POLL_INTERVAL_MS", "100".to_owned()),
+        ("EMAIL_BREAKER_COOL_DOWN_MS", "200".to_owned()),
+        ("SHUTDOWN_DELAY_MS", "0".to_owned()),
+        ("REDIS_KEY_PREFIX", redis_prefix.to_owned()),
+    ]
+}
+
+fn start(database: &TestDatabase, settings: &[(&'static str, String)]) -> Running {
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .collect();
+    Running::start(database, &settings)
+}
+
+#[derive(diesel::QueryableByName, Debug, PartialEq, Eq)]
+struct Acknowledgement {
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+}
+
+/// The acknowledgements in the outbox, as PostgreSQL has them.
+async fn acknowledgements(database: &TestDatabase) -> Vec<Acknowledgement> {
+    let mut conn = database.connect().await;
+    diesel::sql_query(
+        "SELECT state, attempts FROM notifications WHERE kind = 'ticket_created' ORDER BY id",
+    )
+    .load(&mut conn)
+    .await
+    .expect("the outbox reads")
+}
+
+async fn notifications(database: &TestDatabase) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        count: i64,
+    }
+    let mut conn = database.connect().await;
+    diesel::sql_query("SELECT count(*) AS count FROM notifications")
+        .get_result::<Count>(&mut conn)
+        .await
+        .expect("the outbox counts")
+        .count
+}
+
+/// Signs an account up through `running` and creates one ticket: its acknowledgement is
+/// committed with it.
+async fn create_a_ticket(running: &Running) {
+    let channel = running.channel().await;
+    running.wait_for_health("Serving").await;
+    let admin = sign_up_through(&channel).await;
+    TicketServiceClient::new(channel)
+        .create_ticket(admin.request(valid_create_request("Crash course")))
+        .await
+        .expect("created");
+}
+
+#[tokio::test]
+async fn an_acknowledgement_committed_before_a_sigkill_is_delivered_once_after_the_restart() {
+    let database = TestDatabase::create().await;
+    // No SMTP server yet: the acknowledgement is committed and cannot be sent.
+    let mut smtp = SmtpServer::reserve();
+    let settings = sending_to(
+        smtp.port,
+        &format!("supportdesk-test:{}:", uuid::Uuid::now_v7().simple()),
+    );
+    let running = start(&database, &settings);
+    create_a_ticket(&running).await;
+    let waiting = acknowledgements(&database).await;
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].state, "received");
+    running.kill();
+
+    smtp.start().await;
+    let _restarted = start(&database, &settings);
+    wait_until("the acknowledgement is sent", PATIENCE, async || {
+        acknowledgements(&database).await[0].state == "sent"
+    })
+    .await;
+    let received = smtp.wait_for(1).await;
+    assert_eq!(received.len(), 1, "delivered once");
+    assert_eq!(notifications(&database).await, 1);
+}
+
+#[tokio::test]
+async fn an_acknowledgement_whose_smtp_conversation_a_sigkill_cut_is_delivered_once_after_the_restart()
+ {
+    let database = TestDatabase::create().await;
+    let smtp = SmtpServer::start_stalling().await;
+    let settings = sending_to(
+        smtp.port,
+        &format!("supportdesk-test:{}:", uuid::Uuid::now_v7().simple()),
+    );
+    let running = start(&database, &settings);
+    create_a_ticket(&running).await;
+    wait_until(
+        "the worker is in the middle of the conversation",
+        PATIENCE,
+        async || smtp.stalled(),
+    )
+    .await;
+    running.kill();
+    assert!(
+        smtp.received().is_empty(),
+        "nothing was accepted before the kill"
+    );
+
+    // The restarted instance takes the notification over once the killed worker's lease
+    // expires, and sends it again on a new conversation.
+    let _restarted = start(&database, &settings);
+    wait_until("the acknowledgement is sent", PATIENCE, async || {
+        acknowledgements(&database).await[0].state == "sent"
+    })
+    .await;
+    let received = smtp.wait_for(1).await;
+    assert_eq!(received.len(), 1, "delivered once");
+    assert_eq!(
+        acknowledgements(&database).await,
+        [Acknowledgement {
+            state: "sent".to_owned(),
+            attempts: 2
+        }],
+        "the cut attempt and the one that sent"
+    );
+}
