@@ -2,13 +2,13 @@
 //! it, before any send; and while the SMTP conversation is open. After a restart each is
 //! delivered, once.
 
-use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::sql_types::{Integer, Text};
 use diesel_async::RunQueryDsl;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 
 use crate::support::binary::{Running, sign_up_through};
 use crate::support::smtp::SmtpServer;
-use crate::support::{PATIENCE, TestDatabase, valid_create_request, wait_until};
+use crate::support::{PATIENCE, TestDatabase, count_of, valid_create_request, wait_until};
 
 /// The binary's settings that send to `smtp_port`, with a lease short enough for a restart to
 /// take a killed worker's notification over within the test's patience.
@@ -60,20 +60,6 @@ async fn acknowledgements(database: &TestDatabase) -> Vec<Acknowledgement> {
     .expect("the outbox reads")
 }
 
-async fn notifications(database: &TestDatabase) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        count: i64,
-    }
-    let mut conn = database.connect().await;
-    diesel::sql_query("SELECT count(*) AS count FROM notifications")
-        .get_result::<Count>(&mut conn)
-        .await
-        .expect("the outbox counts")
-        .count
-}
-
 /// Signs an account up through `running` and creates one ticket: its acknowledgement is
 /// committed with it.
 async fn create_a_ticket(running: &Running) {
@@ -110,7 +96,10 @@ async fn an_acknowledgement_committed_before_a_sigkill_is_delivered_once_after_t
     .await;
     let received = smtp.wait_for(1).await;
     assert_eq!(received.len(), 1, "delivered once");
-    assert_eq!(notifications(&database).await, 1);
+    assert_eq!(
+        count_of(&database, "SELECT count(*) AS count FROM notifications").await,
+        1
+    );
 }
 
 #[tokio::test]
