@@ -287,11 +287,11 @@ impl Harness {
             }
             "AttachmentService.CreateUpload" => {
                 let ticket = self.new_ticket().await;
-                let bytes = crate::attachments::png_bytes(1);
+                let bytes = crate::support::attachments::png_bytes(1);
                 let body = |content_type: &str| {
                     json!({"filename": "a.png", "contentType": content_type,
                            "sizeBytes": bytes.len().to_string(),
-                           "sha256": crate::attachments::sha256_hex(&bytes)})
+                           "sha256": crate::support::attachments::sha256_hex(&bytes)})
                 };
                 let path = format!("/v1/tickets/{ticket}/attachments");
                 (
@@ -315,22 +315,24 @@ impl Harness {
             }
             "AttachmentService.CompleteUpload" => {
                 let ticket = self.new_ticket().await;
-                let bytes = crate::attachments::png_bytes(2);
-                let started = self
-                    .app
-                    .attachments
-                    .clone()
-                    .create_upload(self.app.as_admin(crate::attachments::upload_request(
-                        &ticket,
-                        "a.png",
-                        "image/png",
-                        &bytes,
-                    )))
-                    .await
-                    .expect("an upload starts")
-                    .into_inner();
+                let bytes = crate::support::attachments::png_bytes(2);
+                let started =
+                    self.app
+                        .attachments
+                        .clone()
+                        .create_upload(self.app.as_admin(
+                            crate::support::attachments::upload_request(
+                                &ticket,
+                                "a.png",
+                                "image/png",
+                                &bytes,
+                            ),
+                        ))
+                        .await
+                        .expect("an upload starts")
+                        .into_inner();
                 assert!(
-                    crate::attachments::put(&started, bytes)
+                    crate::support::attachments::put(&started, bytes)
                         .await
                         .status()
                         .is_success()
@@ -354,7 +356,9 @@ impl Harness {
                 )
             }
             "AttachmentService.GetAttachment" => {
-                let id = crate::attachments::ready_attachment(&self.app).await.id;
+                let id = crate::support::attachments::ready_attachment(&self.app)
+                    .await
+                    .id;
                 (
                     call(Method::GET, format!("/v1/attachments/{id}"), admin, None),
                     None,
@@ -368,7 +372,7 @@ impl Harness {
                 )
             }
             "AttachmentService.ListAttachments" => {
-                let ticket = crate::attachments::ready_attachment(&self.app)
+                let ticket = crate::support::attachments::ready_attachment(&self.app)
                     .await
                     .ticket_id;
                 let path = format!("/v1/tickets/{ticket}/attachments");
@@ -380,7 +384,9 @@ impl Harness {
                 )
             }
             "AttachmentService.DeleteAttachment" => {
-                let id = crate::attachments::ready_attachment(&self.app).await.id;
+                let id = crate::support::attachments::ready_attachment(&self.app)
+                    .await
+                    .id;
                 (
                     call(Method::DELETE, format!("/v1/attachments/{id}"), admin, None),
                     None,
@@ -394,7 +400,9 @@ impl Harness {
                 )
             }
             "AttachmentService.GetDownloadUrl" => {
-                let id = crate::attachments::ready_attachment(&self.app).await.id;
+                let id = crate::support::attachments::ready_attachment(&self.app)
+                    .await
+                    .id;
                 (
                     call(
                         Method::GET,
@@ -524,7 +532,7 @@ impl Harness {
                     .await
                     .expect("a reset link");
                 let token =
-                    crate::notifications::identity::token_from_outbox(&self.app, &user).await;
+                    crate::support::notifications::token_from_outbox(&self.app, &user).await;
                 let body = |token: &str| {
                     json!({"account": user.account_slug, "token": token,
                            "newPassword": "a brand new passphrase"})
@@ -971,7 +979,8 @@ impl Harness {
             ),
             "NotificationService.GetNotification" => {
                 let ticket = self.new_ticket().await;
-                let id = crate::notifications::admin::acknowledgement_of(&self.app, &ticket).await;
+                let id =
+                    crate::support::notifications::acknowledgement_of(&self.app, &ticket).await;
                 (
                     call(Method::GET, format!("/v1/notifications/{id}"), admin, None),
                     None,
@@ -985,7 +994,7 @@ impl Harness {
                 )
             }
             "NotificationService.RedriveNotification" => {
-                use crate::notifications::admin::{acknowledgement_of, make_ended};
+                use crate::support::notifications::{acknowledgement_of, make_ended};
                 let dead = acknowledgement_of(&self.app, &self.new_ticket().await).await;
                 make_ended(&self.app, &dead, "dead").await;
                 let sent = acknowledgement_of(&self.app, &self.new_ticket().await).await;
@@ -1047,7 +1056,7 @@ impl Harness {
             ),
             "NotificationService.DeleteSuppression" => {
                 let address = format!("gone-{}@example.com", uuid::Uuid::now_v7().simple());
-                crate::notifications::admin::suppress(&self.app, &address).await;
+                crate::support::notifications::suppress(&self.app, &address).await;
                 (
                     call(
                         Method::DELETE,
@@ -1067,7 +1076,8 @@ impl Harness {
             }
             "NotificationService.ReceiveEmailEvent" => {
                 let ticket = self.new_ticket().await;
-                let id = crate::notifications::admin::acknowledgement_of(&self.app, &ticket).await;
+                let id =
+                    crate::support::notifications::acknowledgement_of(&self.app, &ticket).await;
                 let event = json!({
                     "type": "email.bounced",
                     "data": {"bounce": {"type": "Permanent", "message": "no such mailbox"},

@@ -130,7 +130,7 @@ fn assert_refused<T: std::fmt::Debug>(rpc: &str, result: Result<T, Status>, code
 async fn notifications(
     app: &TestApp,
 ) -> v1::notification_service_client::NotificationServiceClient<tonic::transport::Channel> {
-    crate::notifications::admin::client(app).await
+    crate::support::notifications::client(app).await
 }
 
 const HIDDEN: &[Code] = &[Code::NotFound];
@@ -164,16 +164,18 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
             );
         }
         "AttachmentService/CreateUpload" => {
-            let bytes = crate::attachments::png_bytes(0);
+            let bytes = crate::support::attachments::png_bytes(0);
             let result = app
                 .attachments
                 .clone()
-                .create_upload(attacker.request(crate::attachments::upload_request(
-                    &ticket_id,
-                    "probe.png",
-                    "image/png",
-                    &bytes,
-                )))
+                .create_upload(
+                    attacker.request(crate::support::attachments::upload_request(
+                        &ticket_id,
+                        "probe.png",
+                        "image/png",
+                        &bytes,
+                    )),
+                )
                 .await;
             assert_refused(rpc, result, HIDDEN);
         }
@@ -851,13 +853,13 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
         "NotificationService/ReceiveEmailEvent" => {
             // Public, and answerable only with the endpoint's secret: a complaint about the
             // target's notification, signed with a secret of the attacker's making.
-            let body = crate::notifications::admin::resend_event(
+            let body = crate::support::notifications::resend_event(
                 "email.complained",
                 &target.notification_id,
             );
             let result = notifications(app)
                 .await
-                .receive_email_event(crate::notifications::admin::signed_delivery(
+                .receive_email_event(crate::support::notifications::signed_delivery(
                     body,
                     "msg_attacker",
                     "whsec_b3RoZXJfc2VjcmV0X29mXzI0X2J5dGVz",
@@ -931,9 +933,9 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
     };
     // The owner turned comment notices off, the acknowledgement died and its address is
     // suppressed: the target account has a row in every notification table.
-    let notification_id = crate::notifications::admin::acknowledgement_of(&app, &ticket.id).await;
-    crate::notifications::admin::make_ended(&app, &notification_id, "dead").await;
-    crate::notifications::admin::suppress(&app, &owner.email).await;
+    let notification_id = crate::support::notifications::acknowledgement_of(&app, &ticket.id).await;
+    crate::support::notifications::make_ended(&app, &notification_id, "dead").await;
+    crate::support::notifications::suppress(&app, &owner.email).await;
     notifications(&app)
         .await
         .update_notification_settings(owner.request(v1::UpdateNotificationSettingsRequest {
@@ -946,11 +948,11 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         }))
         .await
         .expect("the owner's own settings");
-    let bytes = crate::attachments::png_bytes(9);
-    let attachment = crate::attachments::uploaded(
+    let bytes = crate::support::attachments::png_bytes(9);
+    let attachment = crate::support::attachments::uploaded(
         &app,
         &app.admin,
-        crate::attachments::upload_request(&ticket.id, "target.png", "image/png", &bytes),
+        crate::support::attachments::upload_request(&ticket.id, "target.png", "image/png", &bytes),
         bytes,
     )
     .await;

@@ -11,18 +11,12 @@ use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+use crate::support::notifications::{client, resend_event, signed_delivery};
 use crate::support::smtp::{SmtpServer, send_to};
 use crate::support::{
     PATIENCE, TEST_EMAIL_WEBHOOK_SECRET, TestApp, TestUser, assert_reason, count_of, details,
     valid_create_request, wait_until,
 };
-
-/// A NotificationService client to `app`.
-pub(crate) async fn client(app: &TestApp) -> NotificationServiceClient<Channel> {
-    NotificationServiceClient::connect(format!("http://{}", app.address))
-        .await
-        .expect("connect to the test server")
-}
 
 fn request_for(requester: &str, subject: &str) -> v1::CreateTicketRequest {
     let mut request = valid_create_request(subject);
@@ -92,49 +86,6 @@ async fn suppression_reasons(app: &TestApp, address: &str) -> Vec<String> {
     .into_iter()
     .map(|row| row.reason)
     .collect()
-}
-
-/// A Resend event of `event_type` about notification `id`, as the provider sends it.
-pub(crate) fn resend_event(event_type: &str, notification_id: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "type": event_type,
-        "created_at": "2026-11-24T03:00:00.000Z",
-        "data": {
-            "email_id": "4ef9a417-02e9-4d39-ad75-9611e0fcc33c",
-            "from": "Example Support <support@desk.example.com>",
-            "to": ["whoever@example.com"],
-            "subject": "Your ticket",
-            "bounce": {
-                "message": "The recipient's mailbox does not exist.",
-                "subType": "General",
-                "type": "Permanent"
-            },
-            "tags": {"notification_id": notification_id}
-        }
-    }))
-    .unwrap()
-}
-
-/// A delivery of `body` signed with `secret` as Svix signs it, with `svix_id`.
-pub(crate) fn signed_delivery(
-    body: Vec<u8>,
-    svix_id: &str,
-    secret: &str,
-) -> tonic::Request<v1::ReceiveEmailEventRequest> {
-    let now = chrono::Utc::now().timestamp();
-    let signature = supportdesk::domain::svix_signature(secret, svix_id, now, &body);
-    let mut request = tonic::Request::new(v1::ReceiveEmailEventRequest {
-        http_body: Some(supportdesk::wire::proto::google::api::HttpBody {
-            content_type: "application/json".to_owned(),
-            data: body,
-            extensions: Vec::new(),
-        }),
-    });
-    let metadata = request.metadata_mut();
-    metadata.insert("svix-id", svix_id.parse().unwrap());
-    metadata.insert("svix-timestamp", now.to_string().parse().unwrap());
-    metadata.insert("svix-signature", signature.parse().unwrap());
-    request
 }
 
 /// A status with `id` written as `ID`: what is left must be the same for a hidden and a missing
@@ -627,62 +578,6 @@ async fn the_suppression_list_is_read_through_envoy_as_json() {
     assert_eq!(suppressions[0]["address"], "gil@example.com");
     assert_eq!(suppressions[0]["reason"], "SUPPRESSION_REASON_COMPLAINT");
     assert_eq!(suppressions[0]["notificationId"], id.as_str());
-}
-
-/// The acknowledgement notification of ticket `ticket_id` of `app`'s account.
-pub(crate) async fn acknowledgement_of(app: &TestApp, ticket_id: &str) -> String {
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = SqlUuid)]
-        id: Uuid,
-    }
-    let mut conn = app.database.connect().await;
-    diesel::sql_query(
-        "SELECT id FROM notifications WHERE ticket_id = $1 AND kind = 'ticket_created'",
-    )
-    .bind::<SqlUuid, _>(Uuid::parse_str(ticket_id).expect("a ticket id"))
-    .get_result::<Row>(&mut conn)
-    .await
-    .expect("the ticket's acknowledgement")
-    .id
-    .to_string()
-}
-
-/// Ends notification `id` as a worker would have: `dead` or `sent`.
-pub(crate) async fn make_ended(app: &TestApp, id: &str, state: &str) {
-    let sql = match state {
-        "dead" => {
-            "UPDATE notifications SET state = 'dead', dead_at = now(), attempts = 3, \
-             last_error = '550 5.1.1 No such mailbox here' WHERE id = $1"
-        }
-        "sent" => {
-            "UPDATE notifications SET state = 'sent', sent_at = now(), attempts = 1, \
-             outcome = 'sent' WHERE id = $1"
-        }
-        other => panic!("{other} is not an end state"),
-    };
-    let mut conn = app.database.connect().await;
-    let updated = diesel::sql_query(sql)
-        .bind::<SqlUuid, _>(Uuid::parse_str(id).expect("a notification id"))
-        .execute(&mut conn)
-        .await
-        .expect("the notification ended");
-    assert_eq!(updated, 1);
-}
-
-/// Puts `address` on `app`'s account's suppression list, as a permanent failure would.
-pub(crate) async fn suppress(app: &TestApp, address: &str) {
-    let mut conn = app.database.connect().await;
-    diesel::sql_query(
-        "INSERT INTO email_suppressions (id, account_id, address, reason, detail) \
-         VALUES ($1, $2, $3, 'smtp_permanent_failure', '550 5.1.1 No such mailbox here')",
-    )
-    .bind::<SqlUuid, _>(Uuid::now_v7())
-    .bind::<SqlUuid, _>(app.account_id.as_uuid())
-    .bind::<Text, _>(address)
-    .execute(&mut conn)
-    .await
-    .expect("the address suppressed");
 }
 
 #[tokio::test]

@@ -10,15 +10,15 @@ use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use prost::Message;
 use supportdesk::configuration::RateQuota;
-use supportdesk::domain::{PasswordTokenKey, PasswordTokenSeed};
 use supportdesk::errors::Reason;
 use supportdesk::wire::proto::v1;
 use tonic::Code;
 
+use crate::support::notifications::token_from_outbox;
 use crate::support::smtp::{Received, SmtpServer, send_to};
 use crate::support::{
-    PATIENCE, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, TestUser, assert_reason, count_of, details,
-    log_in, redis_url, wait_until, with_token,
+    PATIENCE, TEST_PASSWORD, TestApp, TestUser, assert_reason, count_of, details, log_in,
+    redis_url, wait_until, with_token,
 };
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -93,30 +93,6 @@ fn token_in(message: &Received, path: &str) -> String {
         .find(|(name, _)| name == "token")
         .map(|(_, value)| value.into_owned())
         .expect("a token in the link")
-}
-
-/// The token of the newest password notification of `user`, derived from the seed the outbox
-/// keeps with the test instances' key: what the mail's link would carry, without a mail server.
-pub(crate) async fn token_from_outbox(app: &TestApp, user: &TestUser) -> String {
-    #[derive(diesel::QueryableByName)]
-    struct Seed {
-        #[diesel(sql_type = Text)]
-        seed: String,
-    }
-    let mut conn = app.database.connect().await;
-    let seed: Seed = diesel::sql_query(
-        "SELECT data->>'seed' AS seed FROM notifications \
-         WHERE recipient_user_id = $1 AND kind IN ('password_reset', 'invitation') \
-         ORDER BY created_at DESC LIMIT 1",
-    )
-    .bind::<SqlUuid, _>(user.id.as_uuid())
-    .get_result(&mut conn)
-    .await
-    .expect("a password notification");
-    PasswordTokenKey::derive(TEST_JWT_SECRET.as_bytes())
-        .token(&PasswordTokenSeed::from_stored(&seed.seed))
-        .reveal()
-        .to_owned()
 }
 
 async fn count(app: &TestApp, sql: &str) -> i64 {

@@ -5,9 +5,11 @@
 //! Components are never optional: a test that cannot reach PostgreSQL, Redis or a tool fails
 //! with a message saying how to provide it.
 
+pub(crate) mod attachments;
 pub(crate) mod binary;
 pub(crate) mod email_api;
 pub(crate) mod envoy;
+pub(crate) mod notifications;
 pub(crate) mod proxy;
 pub(crate) mod smtp;
 pub(crate) mod source;
