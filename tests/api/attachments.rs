@@ -862,13 +862,40 @@ async fn fifty_concurrent_uploads_all_complete() {
         let ticket_id = ticket.id.clone();
         async move {
             let bytes = png_bytes(seed);
-            uploaded(
-                app,
-                &app.admin,
-                upload_request(&ticket_id, &format!("{seed}.png"), "image/png", &bytes),
-                bytes,
-            )
-            .await
+            let started = app
+                .attachments
+                .clone()
+                .create_upload(app.as_admin(upload_request(
+                    &ticket_id,
+                    &format!("{seed}.png"),
+                    "image/png",
+                    &bytes,
+                )))
+                .await
+                .expect("the upload starts")
+                .into_inner();
+            assert!(put(&started, bytes).await.status().is_success());
+            let id = started.attachment.expect("the attachment").id;
+            // Fifty completions are more than the storage bulkhead's places: those that wait
+            // too long are told PROVIDER_BUSY with a delay, and a client retries after it.
+            loop {
+                match app
+                    .attachments
+                    .clone()
+                    .complete_upload(app.as_admin(v1::CompleteUploadRequest { id: id.clone() }))
+                    .await
+                {
+                    Ok(done) => break done.into_inner(),
+                    Err(status) => {
+                        assert_reason(&status, Reason::ProviderBusy);
+                        let delay = details(&status)
+                            .retry_info()
+                            .and_then(|info| info.retry_delay)
+                            .expect("a retry delay");
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
         }
     });
     let done = futures_join_all(uploads).await;
