@@ -28,7 +28,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::{InvalidValue, RateQuota, SignatureRefusal};
-use crate::wire::headers::HTTP_STATUS_HEADER;
+use crate::wire::headers::{HTTP_STATUS_HEADER, WWW_AUTHENTICATE_HEADER};
 
 mod reason;
 
@@ -712,7 +712,32 @@ impl From<&AppError> for Status {
         details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
         let mut status = Status::with_error_details(code, message, details);
         declare_http_status_of(&mut status, reason);
+        if code == Code::Unauthenticated {
+            status.metadata_mut().insert(
+                WWW_AUTHENTICATE_HEADER,
+                tonic::metadata::MetadataValue::from_static(bearer_challenge(reason)),
+            );
+        }
         status
+    }
+}
+
+/// The `WWW-Authenticate` challenge of an UNAUTHENTICATED answer (RFC 6750; REST clients get it
+/// as the 401's header): credentials go in `authorization: Bearer`, for tokens and API keys alike.
+/// `error="invalid_token"` when the credentials sent were refused; none when there were none to
+/// refuse (RFC 6750 3.1), or when the refused secret was not an `authorization` credential (a
+/// password link's token).
+const fn bearer_challenge(reason: Reason) -> &'static str {
+    if matches!(
+        reason,
+        Reason::MissingCredentials
+            | Reason::PasswordTokenInvalid
+            | Reason::PasswordTokenExpired
+            | Reason::PasswordTokenUsed
+    ) {
+        r#"Bearer realm="supportdesk""#
+    } else {
+        r#"Bearer realm="supportdesk", error="invalid_token""#
     }
 }
 

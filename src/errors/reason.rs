@@ -77,6 +77,8 @@ reasons! {
     RoleRequired = "ROLE_REQUIRED",
     /// An API key called an RPC only people may call.
     UserRequired = "USER_REQUIRED",
+    /// (Envoy) A browser's preflight from an origin that is not in `CORS_ALLOWED_ORIGINS`.
+    OriginNotAllowed = "ORIGIN_NOT_ALLOWED",
     /// No API key with this id in the caller's account.
     ApiKeyNotFound = "API_KEY_NOT_FOUND",
     /// No charge with this id that the caller may see.

@@ -12,6 +12,9 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// has a REST status of its own (deploy/envoy/envoy.yaml).
 pub const HTTP_STATUS_HEADER: &str = "x-http-status";
 
+/// The challenge of every UNAUTHENTICATED answer (a REST 401's `WWW-Authenticate`).
+pub const WWW_AUTHENTICATE_HEADER: &str = "www-authenticate";
+
 /// The header the transcoder puts the path (and query) the client called in.
 pub const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
 

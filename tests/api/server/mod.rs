@@ -1,6 +1,7 @@
-//! The service as a whole: its process and command line, logs, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, alert rules, the job runner, reflection and REST.
+//! The service as a whole: its process and command line, logs, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, alert rules, the job runner, reflection, REST and a real browser.
 
 pub(crate) mod alerts;
+pub(crate) mod browser;
 pub(crate) mod command_line;
 pub(crate) mod deadlines;
 pub(crate) mod dependencies;

@@ -354,3 +354,40 @@ async fn a_callers_request_id_that_is_not_short_and_plain_is_replaced_and_the_re
         assert_eq!(entry["path"], "/v1/tickets", "{entry}");
     }
 }
+
+#[tokio::test]
+async fn a_401_carries_a_bearer_challenge_saying_whether_the_token_sent_was_refused() {
+    let app = TestApp::spawn().await;
+    let (envoy, http) = envoy_for(&app).await;
+
+    let without = http.get(envoy.url("/v1/tickets")).send().await.unwrap();
+    assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        without.headers()["www-authenticate"],
+        r#"Bearer realm="supportdesk""#
+    );
+    let body: Value = without.json().await.unwrap();
+    assert_json_reason(&body, Reason::MissingCredentials);
+
+    let forged = http
+        .get(envoy.url("/v1/tickets"))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        forged.headers()["www-authenticate"],
+        r#"Bearer realm="supportdesk", error="invalid_token""#
+    );
+
+    // Answers other than 401 carry no challenge.
+    let found = http
+        .get(envoy.url("/v1/tickets"))
+        .bearer_auth(&app.admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.status(), StatusCode::OK);
+    assert!(found.headers().get("www-authenticate").is_none());
+}

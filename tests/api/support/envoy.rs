@@ -1,5 +1,6 @@
-//! Real Envoy, started from the repository's own `deploy/envoy/envoy.yaml` with only its ports and
-//! descriptor path substituted, in front of a test server.
+//! Real Envoy, started from the repository's own `deploy/envoy/envoy.yaml`, rendered by
+//! `deploy/envoy/render` (the browser origins of `CORS_ALLOWED_ORIGINS`) as a deployment renders
+//! it, with only its ports and descriptor path substituted, in front of a test server.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,13 +15,29 @@ pub(crate) struct Envoy {
 }
 
 impl Envoy {
+    /// Envoy allowing the default browser origins (`http://localhost:3000`, `http://127.0.0.1:3000`).
     pub(crate) async fn start_in_front_of(grpc_port: u16) -> Self {
+        Self::start(grpc_port, None).await
+    }
+
+    /// Envoy allowing exactly `origins` (the setting `CORS_ALLOWED_ORIGINS`).
+    pub(crate) async fn start_allowing_origins(grpc_port: u16, origins: &[&str]) -> Self {
+        Self::start(grpc_port, Some(origins.join(","))).await
+    }
+
+    async fn start(grpc_port: u16, allowed_origins: Option<String>) -> Self {
         let workdir = tempfile::tempdir().expect("a temporary directory");
         let descriptor = workdir.path().join("supportdesk.pb");
         std::fs::write(&descriptor, supportdesk::wire::proto::FILE_DESCRIPTOR_SET)
             .expect("write the descriptor set");
         let port = free_port();
-        let config = configure(grpc_port, port, free_port(), &descriptor);
+        let config = configure(
+            &render(allowed_origins.as_deref()),
+            grpc_port,
+            port,
+            free_port(),
+            &descriptor,
+        );
         let config_path = workdir.path().join("envoy.yaml");
         std::fs::write(&config_path, config).expect("write the Envoy config");
         // stdout is the access log; flushed every 100 ms so tests can read it.
@@ -46,6 +63,15 @@ impl Envoy {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Every access log entry Envoy has written so far (it flushes every 100 ms).
+    pub(crate) fn access_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.workdir.path().join(ACCESS_LOG))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 
     /// The access log entry of the request with `request_id`, once Envoy has written it.
@@ -95,12 +121,33 @@ impl Drop for Envoy {
     }
 }
 
-/// The repository's config with the listener, admin and backend ports and the descriptor path
-/// replaced; each replacement must hit exactly once, so the config cannot drift from the test.
-fn configure(grpc_port: u16, listen_port: u16, admin_port: u16, descriptor: &Path) -> String {
-    let original = std::fs::read_to_string(repository_root().join("deploy/envoy/envoy.yaml"))
-        .expect("read deploy/envoy/envoy.yaml");
-    let mut config = original;
+/// `deploy/envoy/render`'s output: the repository's config with `CORS_ALLOWED_ORIGINS` set to
+/// `allowed_origins`, or unset for the default origins.
+fn render(allowed_origins: Option<&str>) -> String {
+    let mut render = Command::new(repository_root().join("deploy/envoy/render"));
+    match allowed_origins {
+        Some(origins) => render.env("CORS_ALLOWED_ORIGINS", origins),
+        None => render.env_remove("CORS_ALLOWED_ORIGINS"),
+    };
+    let output = render.output().expect("run deploy/envoy/render");
+    assert!(
+        output.status.success(),
+        "deploy/envoy/render failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("a UTF-8 config")
+}
+
+/// `rendered` with the listener, admin and backend ports and the descriptor path replaced; each
+/// replacement must hit exactly once, so the config cannot drift from the test.
+fn configure(
+    rendered: &str,
+    grpc_port: u16,
+    listen_port: u16,
+    admin_port: u16,
+    descriptor: &Path,
+) -> String {
+    let mut config = rendered.to_owned();
     for (from, to) in [
         (
             "port_value: 8080".to_owned(),

@@ -7,6 +7,7 @@
 
 pub(crate) mod attachments;
 pub(crate) mod binary;
+pub(crate) mod browser;
 pub(crate) mod email_api;
 pub(crate) mod envoy;
 pub(crate) mod notifications;
