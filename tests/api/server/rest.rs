@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use supportdesk::errors::Reason;
 
 use crate::support::envoy::Envoy;
-use crate::support::{TestApp, assert_json_reason};
+use crate::support::{PATIENCE, TestApp, assert_json_reason};
 
 async fn envoy_for(app: &TestApp) -> (Envoy, reqwest::Client) {
     (
@@ -390,4 +390,53 @@ async fn a_401_carries_a_bearer_challenge_saying_whether_the_token_sent_was_refu
         .unwrap();
     assert_eq!(found.status(), StatusCode::OK);
     assert!(found.headers().get("www-authenticate").is_none());
+}
+
+#[tokio::test]
+async fn healthz_answers_grpc_health_for_a_load_balancer() {
+    // Billing without a payment provider is NOT_SERVING while the rest serves.
+    let app = TestApp::spawn_with(|settings| settings.payment_provider = None).await;
+    app.wait_for_health("Serving", PATIENCE).await;
+    let (envoy, http) = envoy_for(&app).await;
+    let health = |query: &'static str| {
+        let request = http.get(envoy.url(&format!("/healthz{query}")));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            assert_eq!(response.headers()["content-type"], "application/json");
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    assert_eq!(
+        health("").await,
+        (StatusCode::OK, json!({"status": "SERVING"}))
+    );
+    assert_eq!(
+        health("?service=supportdesk.v1.TicketService").await,
+        (StatusCode::OK, json!({"status": "SERVING"}))
+    );
+    assert_eq!(
+        health("?service=supportdesk.v1.BillingService").await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "NOT_SERVING"})
+        )
+    );
+    assert_eq!(
+        health("?service=supportdesk.v1.NoSuchService").await,
+        (StatusCode::NOT_FOUND, json!({"status": "SERVICE_UNKNOWN"}))
+    );
+    assert_eq!(health("?service=a%20b").await.0, StatusCode::BAD_REQUEST);
+    let head = http.head(envoy.url("/healthz")).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+
+    // Nothing listens behind this one.
+    let orphan = Envoy::start_in_front_of(crate::support::free_port()).await;
+    let response = http.get(orphan.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"status": "UNREACHABLE"})
+    );
 }
