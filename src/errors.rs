@@ -98,6 +98,11 @@ pub enum AppError {
         source: anyhow::Error,
     },
 
+    /// Object storage's circuit breaker is not closed: nothing was sent to the store;
+    /// `retry_after` is what is left of its cool-down (STORAGE_UNAVAILABLE with RetryInfo).
+    #[error("object storage is unavailable (its circuit breaker is open)")]
+    StorageBreakerOpen { retry_after: Duration },
+
     /// The request's deadline passed before the work finished; nothing was committed.
     #[error("the request's deadline passed before it completed")]
     DeadlineExceeded,
@@ -433,6 +438,7 @@ impl AppError {
             | Self::PaymentProviderUnavailable { .. }
             | Self::ProviderBusy { .. }
             | Self::Unavailable { .. }
+            | Self::StorageBreakerOpen { .. }
             | Self::DeadlineExceeded
             | Self::Internal(_) => false,
         }
@@ -583,6 +589,17 @@ impl From<&AppError> for Status {
                         reason,
                         message.to_owned(),
                         HashMap::new(),
+                    )
+                }
+                AppError::StorageBreakerOpen { retry_after } => {
+                    details.set_retry_info(Some((*retry_after).max(Duration::from_secs(1))));
+                    (
+                        Code::Unavailable,
+                        Reason::StorageUnavailable,
+                        "object storage is unavailable; attachments cannot be uploaded or \
+                         checked now; retry later"
+                            .to_owned(),
+                        HashMap::from([("provider".to_owned(), "storage".to_owned())]),
                     )
                 }
                 AppError::PaymentDeclined { code, decline_code } => {

@@ -2,24 +2,58 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{ListPages, created, optional_timestamp, request_context, timestamp};
+use super::{
+    IdempotencyRequest, ListPages, answer, created, optional_timestamp, request_context, stored_as,
+    timestamp,
+};
 use crate::domain::{
     Actor, Attachment, AttachmentContentType, AttachmentId, AttachmentState, CommentId, Filename,
     InvalidValue, PageTokenKeys, Sha256Digest, TicketId,
 };
 use crate::errors::{AppError, FieldViolations};
-use crate::service::{Attachments, DirectUpload, NewUpload};
+use crate::idempotency::IdempotencyPolicy;
+use crate::service::attachments::DIRECT_UPLOAD_PHASES;
+use crate::service::{Attachments, DirectUpload, NewUpload, StartedUpload};
 use crate::wire::proto::v1;
 
 pub struct AttachmentApi {
     attachments: Attachments,
+    idempotency: IdempotencyPolicy,
     pages: PageTokenKeys,
 }
 
 impl AttachmentApi {
-    pub fn new(attachments: Attachments, pages: PageTokenKeys) -> Self {
-        Self { attachments, pages }
+    pub fn new(
+        attachments: Attachments,
+        idempotency: IdempotencyPolicy,
+        pages: PageTokenKeys,
+    ) -> Self {
+        Self {
+            attachments,
+            idempotency,
+            pages,
+        }
     }
+}
+
+/// The answer of UploadAttachment (201 with the attachment's location), fresh or replayed.
+fn ready_response(attachment: &Attachment) -> Response<v1::Attachment> {
+    let location = format!("/v1/attachments/{}", attachment.id);
+    created(Response::new(to_wire(attachment.clone())), &location)
+}
+
+/// The answer of CreateUpload (201 with the attachment's location), fresh or replayed.
+fn started_response(started: &StartedUpload) -> Response<v1::CreateUploadResponse> {
+    let location = format!("/v1/attachments/{}", started.attachment.id);
+    created(
+        Response::new(v1::CreateUploadResponse {
+            attachment: Some(to_wire(started.attachment.clone())),
+            upload_url: started.upload.url.to_string(),
+            upload_headers: started.upload.headers.iter().cloned().collect(),
+            expire_time: Some(timestamp(started.upload.expires_at)),
+        }),
+        &location,
+    )
 }
 
 fn attachment_id(raw: &str) -> Result<AttachmentId, AppError> {
@@ -43,6 +77,7 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
         request: Request<v1::CreateUploadRequest>,
     ) -> Result<Response<v1::CreateUploadResponse>, Status> {
         let (caller, budget) = request_context(&request)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
@@ -78,7 +113,8 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
         else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let started = self
+        let store = stored_as(&started_response);
+        let outcome = self
             .attachments
             .create_upload(
                 &caller,
@@ -91,18 +127,10 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
                     sha256,
                 },
                 budget,
+                idempotency.for_service(&store).as_ref(),
             )
             .await?;
-        let location = format!("/v1/attachments/{}", started.attachment.id);
-        Ok(created(
-            Response::new(v1::CreateUploadResponse {
-                attachment: Some(to_wire(started.attachment)),
-                upload_url: started.upload.url.to_string(),
-                upload_headers: started.upload.headers.into_iter().collect(),
-                expire_time: Some(timestamp(started.upload.expires_at)),
-            }),
-            &location,
-        ))
+        answer(outcome, &started_response)
     }
 
     async fn upload_attachment(
@@ -110,6 +138,7 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
         request: Request<v1::UploadAttachmentRequest>,
     ) -> Result<Response<v1::Attachment>, Status> {
         let (caller, budget) = request_context(&request)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
@@ -142,7 +171,8 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
         else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let attachment = self
+        let store = stored_as(&ready_response);
+        let outcome = self
             .attachments
             .upload_direct(
                 &caller,
@@ -155,10 +185,12 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
                     bytes: file.data.into(),
                 },
                 budget,
+                idempotency
+                    .for_phased_service(&store, DIRECT_UPLOAD_PHASES)
+                    .as_ref(),
             )
             .await?;
-        let location = format!("/v1/attachments/{}", attachment.id);
-        Ok(created(Response::new(to_wire(attachment)), &location))
+        answer(outcome, &ready_response)
     }
 
     async fn complete_upload(

@@ -221,6 +221,7 @@ impl Application {
             crate::wire::proto::v1::attachment_service_server::AttachmentServiceServer::new(
                 crate::api::attachments::AttachmentApi::new(
                     attachments.clone(),
+                    services.idempotency.clone(),
                     services.page_tokens.clone(),
                 ),
             )
@@ -256,6 +257,9 @@ impl Application {
         if let Some(sender) = &email_sender {
             services.metrics.breakers().track(sender.breaker());
         }
+        if let Some(storage) = &storage {
+            services.metrics.breakers().track(storage.breaker());
+        }
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
         // BillingService serves only with a provider whose breaker is closed: an open breaker
@@ -269,6 +273,7 @@ impl Application {
         // WebhookService serves only with a signing secret: without one every delivery is
         // refused (the provider keeps retrying), so the provider's traffic belongs elsewhere.
         let webhook_gate: crate::app::health::ServiceGate = Arc::new(move || webhooks_configured);
+        // AttachmentService serves while the store's breaker is closed (docs/attachments.md).
         let storage_gate: crate::app::health::ServiceGate = match storage.clone() {
             Some(storage) => Arc::new(move || storage.is_available()),
             None => Arc::new(|| false),

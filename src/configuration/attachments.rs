@@ -52,6 +52,12 @@ pub struct StorageSettings {
     pub max_concurrency: usize,
     /// `STORAGE_PROBE_INTERVAL_MS`: how often the bucket is probed for health.
     pub probe_interval: Duration,
+    /// `STORAGE_BREAKER_FAILURES`: consecutive failed calls that open the store's circuit
+    /// breaker (default 3).
+    pub breaker_failure_threshold: u32,
+    /// `STORAGE_BREAKER_COOL_DOWN_MS`: how long it stays open before the probe tries the store
+    /// again (default 5000).
+    pub breaker_cool_down: Duration,
 }
 
 /// The longest upload URL lifetime accepted.
@@ -109,6 +115,9 @@ impl Reader<'_> {
         let probe_interval = self.millis("STORAGE_PROBE_INTERVAL_MS", 2_000);
         let max_concurrency: u32 = self.parsed("STORAGE_MAX_CONCURRENCY", 32);
         self.positive("STORAGE_MAX_CONCURRENCY", max_concurrency);
+        let breaker_failure_threshold = self.parsed("STORAGE_BREAKER_FAILURES", 3);
+        self.positive("STORAGE_BREAKER_FAILURES", breaker_failure_threshold);
+        let breaker_cool_down = self.millis("STORAGE_BREAKER_COOL_DOWN_MS", 5_000);
         let region = self
             .raw("STORAGE_REGION")
             .map_or_else(|| "us-east-1".to_owned(), |region| region.trim().to_owned());
@@ -156,6 +165,8 @@ impl Reader<'_> {
             timeout,
             max_concurrency: usize::try_from(max_concurrency).unwrap_or(usize::MAX),
             probe_interval,
+            breaker_failure_threshold,
+            breaker_cool_down,
         })
     }
 

@@ -1,7 +1,9 @@
 //! The object storage probe: every `STORAGE_PROBE_INTERVAL_MS` it asks the store for the
-//! attachments bucket, so that AttachmentService goes NOT_SERVING in health when the store stops
-//! answering and back to SERVING when it answers again, without a restart and without waiting
-//! for a request to find out. While it is not running, AttachmentService is NOT_SERVING.
+//! attachments bucket through the store's circuit breaker, so that failures open the breaker
+//! (AttachmentService NOT_SERVING in health) without waiting for a request to find out. While the
+//! breaker is open it sends nothing; once the cool-down has ended it is the half-open probe,
+//! whose answer closes the breaker (AttachmentService SERVING again) without a restart. While it
+//! is not running, AttachmentService is NOT_SERVING.
 
 use std::sync::Arc;
 use std::time::Duration;

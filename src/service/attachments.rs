@@ -30,7 +30,8 @@ use crate::domain::{
     Filename, InvalidValue, PageCursor, PageSize, Sha256Digest, TicketId, UploadDifference,
     sniff_matches,
 };
-use crate::errors::{AppError, AppResult, Dependency, PreconditionViolation, Reason, Resource};
+use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
+use crate::idempotency::{self, Claimed, Idempotent, Outcome, RecoveryPoint, StoredResponse};
 use crate::storage::{ObjectStorage, PresignedRequest, UploadTerms};
 
 /// What a client declares when it starts an upload.
@@ -45,7 +46,7 @@ pub struct NewUpload {
 }
 
 /// A started upload: the pending attachment and the request to upload its file with.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct StartedUpload {
     pub attachment: Attachment,
     pub upload: PresignedRequest,
@@ -71,6 +72,37 @@ pub struct SweepReport {
     pub deleted: usize,
     /// Objects whose deletion failed (left queued for a later pass).
     pub failed: usize,
+}
+
+/// The recovery point of a direct upload whose pending attachment is recorded (phase 1): a retry
+/// with its key stores the file and finishes it.
+const DIRECT_UPLOAD_RECORDED: &str = "attachment_recorded";
+/// The recovery points of UploadAttachment (its idempotency key's phases).
+pub const DIRECT_UPLOAD_PHASES: &[&str] = &[DIRECT_UPLOAD_RECORDED];
+
+/// What phase 1 of a direct upload with an idempotency key found or did.
+enum Recorded {
+    /// The key's stored answer.
+    Replay(StoredResponse),
+    /// Refused (a final error), and the refusal stored on the key.
+    Refused(AppError),
+    /// The key claimed (`key_id`) and the pending attachment recorded now.
+    Fresh {
+        key_id: Uuid,
+        attachment: Attachment,
+    },
+    /// An earlier request with the key recorded this attachment and stopped before its answer.
+    Resume {
+        key_id: Uuid,
+        attachment: AttachmentId,
+    },
+}
+
+/// What is left of `deadline`, at least a moment (a transaction needs some time to commit).
+fn remaining(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(100))
 }
 
 /// The most abandoned uploads one pass deletes, and the most objects it deletes from storage.
@@ -109,28 +141,28 @@ impl Attachments {
         self.storage.as_ref()
     }
 
-    /// The store, if configured and last seen reachable: a call that cannot succeed is refused
-    /// at once rather than at the end of the request's deadline.
+    /// The store, if configured and its breaker closed: while it is open (or half-open, until
+    /// the probe confirms the store is back) work that needs it is refused at once, nothing
+    /// recorded, rather than at the end of the request's deadline.
     fn reachable_storage(&self) -> AppResult<&ObjectStorage> {
         let storage = self.storage.as_deref().ok_or_else(not_configured)?;
-        if storage.is_available() {
-            Ok(storage)
-        } else {
-            Err(AppError::Unavailable {
-                dependency: Dependency::Storage,
-                source: anyhow::anyhow!("the last call or probe could not reach the store"),
-            })
+        match storage.refusing_for() {
+            None => Ok(storage),
+            Some(retry_after) => Err(AppError::StorageBreakerOpen { retry_after }),
         }
     }
 
     /// Records a pending attachment and presigns the upload of its file. Customers on their own
     /// tickets and public comments only; the ticket's attachments are counted under its lock.
+    /// With an idempotency key the key is claimed in the same transaction and the started upload
+    /// (its URL included) stored on it: a retry answers the same attachment and URL.
     pub async fn create_upload(
         &self,
         caller: &Caller,
         upload: NewUpload,
         budget: Duration,
-    ) -> AppResult<StartedUpload> {
+        idempotent: Option<&Idempotent<'_, StartedUpload>>,
+    ) -> AppResult<Outcome<StartedUpload>> {
         let storage = self.reachable_storage()?;
         if upload.size_bytes == 0 || upload.size_bytes > self.settings.max_bytes {
             return Err(AppError::invalid_field(
@@ -141,94 +173,106 @@ impl Attachments {
                 )),
             ));
         }
-        let attachment = self.record_pending(caller, &upload, budget).await?;
-        let upload = storage.presign_upload(
-            &attachment.object_key,
-            &UploadTerms {
-                content_type: attachment.content_type.as_str(),
-                size_bytes: attachment.size_bytes,
-                sha256: *attachment.sha256.as_bytes(),
+        let outcome = idempotency::transaction(
+            &self.pool,
+            budget,
+            idempotent,
+            idempotency::as_is,
+            async |conn| {
+                let attachment = self.insert_pending(conn, caller, &upload).await?;
+                // Presigning is local (no call to the store): it belongs with the row, so the
+                // key stores the URL the client is answered.
+                let upload = storage.presign_upload(
+                    &attachment.object_key,
+                    &UploadTerms {
+                        content_type: attachment.content_type.as_str(),
+                        size_bytes: attachment.size_bytes,
+                        sha256: *attachment.sha256.as_bytes(),
+                    },
+                    attachment.filename.as_str(),
+                    self.settings.upload_url_ttl,
+                );
+                Ok(StartedUpload { attachment, upload })
             },
-            attachment.filename.as_str(),
-            self.settings.upload_url_ttl,
-        );
-        self.metrics.attachments().uploads[UPLOAD_STARTED].increment();
-        Ok(StartedUpload { attachment, upload })
+        )
+        .await?;
+        if let Outcome::Done(_) = &outcome {
+            self.metrics.attachments().uploads[UPLOAD_STARTED].increment();
+        }
+        Ok(outcome)
     }
 
-    /// Records a pending attachment of `upload` under the ticket's lock, counting the ticket's
-    /// attachments; a customer only on their own tickets and public comments.
-    async fn record_pending(
+    /// Inserts a pending attachment of `upload` in the caller's transaction, under the ticket's
+    /// lock, counting the ticket's attachments; a customer only on their own tickets and public
+    /// comments.
+    async fn insert_pending(
         &self,
+        conn: &mut AsyncPgConnection,
         caller: &Caller,
         upload: &NewUpload,
-        budget: Duration,
     ) -> AppResult<Attachment> {
         let account = caller.account_id;
         let object_key = format!("{account}/{:032x}", rand::random::<u128>());
         let expires_at = chrono::Utc::now() + self.settings.upload_url_ttl;
         let max_per_ticket = i64::from(self.settings.max_per_ticket);
-        db::pooled_transaction(&self.pool, budget, async |conn| {
-            TicketRow::find_for_update(
-                conn,
-                account,
-                caller.restricted_to_user(),
-                upload.ticket_id,
-            )
+        TicketRow::find_for_update(conn, account, caller.restricted_to_user(), upload.ticket_id)
             .await?
             .ok_or_else(|| AppError::not_found(Resource::Ticket, upload.ticket_id))?;
-            let internal = match upload.comment_id {
-                None => false,
-                Some(comment) => {
-                    comment_is_internal(conn, account, upload.ticket_id, comment, caller).await?
-                }
-            };
-            if AttachmentRow::count_for_ticket(conn, account, upload.ticket_id).await?
-                >= max_per_ticket
-            {
-                return Err(AppError::FailedPrecondition {
-                    reason: Reason::AttachmentLimit,
-                    message: format!("the ticket already has {max_per_ticket} attachments"),
-                    violations: vec![PreconditionViolation {
-                        kind: "ATTACHMENT_COUNT".to_owned(),
-                        subject: format!("tickets/{}", upload.ticket_id),
-                        description: format!(
-                            "at most {max_per_ticket} attachments per ticket; delete one first"
-                        ),
-                    }],
-                });
+        let internal = match upload.comment_id {
+            None => false,
+            Some(comment) => {
+                comment_is_internal(conn, account, upload.ticket_id, comment, caller).await?
             }
-            let (uploader_user_id, uploader_api_key_id) = actor_columns(caller.actor());
-            NewAttachment {
-                id: Uuid::now_v7(),
-                account_id: account.as_uuid(),
-                ticket_id: upload.ticket_id.as_uuid(),
-                comment_id: upload.comment_id.map(|comment| comment.as_uuid()),
-                internal,
-                uploader_user_id,
-                uploader_api_key_id,
-                filename: upload.filename.as_str(),
-                content_type: upload.content_type.as_str(),
-                size_bytes: i64::try_from(upload.size_bytes).unwrap_or(i64::MAX),
-                sha256: upload.sha256.as_bytes(),
-                object_key: &object_key,
-                upload_expires_at: expires_at,
-            }
-            .insert(conn)
-            .await
-        })
+        };
+        if AttachmentRow::count_for_ticket(conn, account, upload.ticket_id).await? >= max_per_ticket
+        {
+            return Err(AppError::FailedPrecondition {
+                reason: Reason::AttachmentLimit,
+                message: format!("the ticket already has {max_per_ticket} attachments"),
+                violations: vec![PreconditionViolation {
+                    kind: "ATTACHMENT_COUNT".to_owned(),
+                    subject: format!("tickets/{}", upload.ticket_id),
+                    description: format!(
+                        "at most {max_per_ticket} attachments per ticket; delete one first"
+                    ),
+                }],
+            });
+        }
+        let (uploader_user_id, uploader_api_key_id) = actor_columns(caller.actor());
+        NewAttachment {
+            id: Uuid::now_v7(),
+            account_id: account.as_uuid(),
+            ticket_id: upload.ticket_id.as_uuid(),
+            comment_id: upload.comment_id.map(|comment| comment.as_uuid()),
+            internal,
+            uploader_user_id,
+            uploader_api_key_id,
+            filename: upload.filename.as_str(),
+            content_type: upload.content_type.as_str(),
+            size_bytes: i64::try_from(upload.size_bytes).unwrap_or(i64::MAX),
+            sha256: upload.sha256.as_bytes(),
+            object_key: &object_key,
+            upload_expires_at: expires_at,
+        }
+        .insert(conn)
         .await
     }
 
     /// Stores a small file sent in the request itself and answers its attachment READY: the
     /// file is checked (its first bytes, the SHA-256 when declared) before anything is recorded,
-    /// recorded pending, stored, then marked ready. A store that fails leaves it pending (swept).
+    /// then in three phases, none holding a connection across the store's call: (1) the pending
+    /// attachment recorded (with a key: claimed in the same transaction, the attachment its
+    /// recovery point), (2) the file stored, (3) the attachment marked ready (with a key: its
+    /// answer stored). A retry with the key after (1) resumes at (2) with the same attachment and
+    /// object key, so it stores one object; after (3) it replays the answer. A store that fails
+    /// leaves the attachment pending (a retry with the key finishes it; otherwise swept).
     pub async fn upload_direct(
         &self,
         caller: &Caller,
         upload: DirectUpload,
         budget: Duration,
-    ) -> AppResult<Attachment> {
+        idempotent: Option<&Idempotent<'_, Attachment>>,
+    ) -> AppResult<Outcome<Attachment>> {
         let deadline = Instant::now() + budget;
         let storage = self.reachable_storage()?;
         let limit = self.settings.direct_max_bytes.min(self.settings.max_bytes);
@@ -258,39 +302,155 @@ impl Attachments {
             self.metrics.attachments().uploads[UPLOAD_MISMATCH].increment();
             return Err(mismatch("uploads", &differences, "nothing was stored"));
         }
-        let pending = self
-            .record_pending(
-                caller,
-                &NewUpload {
-                    ticket_id: upload.ticket_id,
-                    comment_id: upload.comment_id,
-                    filename: upload.filename,
-                    content_type: upload.content_type,
-                    size_bytes,
-                    sha256: Sha256Digest::from_bytes(sha256),
-                },
-                budget,
-            )
+        let declared = NewUpload {
+            ticket_id: upload.ticket_id,
+            comment_id: upload.comment_id,
+            filename: upload.filename,
+            content_type: upload.content_type,
+            size_bytes,
+            sha256: Sha256Digest::from_bytes(sha256),
+        };
+
+        // Phase 1: the pending attachment recorded (with a key: the key claimed with it).
+        let Some(idempotent) = idempotent else {
+            let pending = db::pooled_transaction(&self.pool, budget, async |conn| {
+                self.insert_pending(conn, caller, &declared).await
+            })
             .await?;
-        self.metrics.attachments().uploads[UPLOAD_STARTED].increment();
+            self.metrics.attachments().uploads[UPLOAD_STARTED].increment();
+            self.store_direct(storage, &pending, upload.bytes, deadline)
+                .await?;
+            let ready = db::with_connection(&self.pool, async |conn| {
+                AttachmentRow::mark_ready(conn, caller.account_id, pending.id).await
+            })
+            .await?
+            .ok_or_else(|| AppError::not_found(Resource::Attachment, pending.id))?;
+            self.count_completed(size_bytes);
+            return Ok(Outcome::Done(ready));
+        };
+        let recorded = {
+            let mut connection = db::connection(&self.pool).await?;
+            db::transaction(
+                &mut connection,
+                idempotency::claiming_limits(budget, Some(idempotent)),
+                async |conn| {
+                    let key_id = match idempotent.claim(conn).await? {
+                        Claimed::Fresh(id) => id,
+                        Claimed::Replay(stored) => return Ok(Recorded::Replay(stored)),
+                        Claimed::Resume { id, recovery_point } => {
+                            return Ok(Recorded::Resume {
+                                key_id: id,
+                                attachment: AttachmentId::from_uuid(recovery_point.resource),
+                            });
+                        }
+                    };
+                    // A savepoint: a refusal undoes the insert but keeps the claim, to store it.
+                    let inserted: AppResult<Attachment> = db::savepoint(&mut *conn, async |conn| {
+                        self.insert_pending(conn, caller, &declared).await
+                    })
+                    .await;
+                    match inserted {
+                        Ok(attachment) => {
+                            let point = RecoveryPoint {
+                                phase: DIRECT_UPLOAD_RECORDED,
+                                resource: attachment.id.as_uuid(),
+                            };
+                            idempotent.reach(conn, key_id, &point).await?;
+                            Ok(Recorded::Fresh { key_id, attachment })
+                        }
+                        Err(error) if error.is_final() => {
+                            idempotent.failed(conn, key_id, &error).await?;
+                            Ok(Recorded::Refused(error))
+                        }
+                        Err(error) => Err(error),
+                    }
+                },
+            )
+            .await?
+        };
+        let (key_id, pending) = match recorded {
+            Recorded::Replay(stored) => return Ok(Outcome::Replay(stored)),
+            Recorded::Refused(error) => return Ok(Outcome::Failed(error)),
+            Recorded::Fresh { key_id, attachment } => {
+                self.metrics.attachments().uploads[UPLOAD_STARTED].increment();
+                (key_id, attachment)
+            }
+            Recorded::Resume { key_id, attachment } => {
+                let found = db::with_connection(&self.pool, async |conn| {
+                    AttachmentRow::find_visible(
+                        conn,
+                        caller.account_id,
+                        Viewer::Account,
+                        attachment,
+                    )
+                    .await
+                })
+                .await?
+                // Deleted, or swept after its upload was abandoned: a retry cannot finish it.
+                .ok_or_else(|| AppError::not_found(Resource::Attachment, attachment))?;
+                (key_id, found)
+            }
+        };
+
+        // Phase 2: the file stored under the attachment's key (a resumed retry stores the same
+        // bytes under the same key: still one object).
+        let stored_now = pending.state == AttachmentState::Pending;
+        if stored_now {
+            self.store_direct(storage, &pending, upload.bytes, deadline)
+                .await?;
+        }
+
+        // Phase 3: ready, and the answer stored on the key.
+        let id = pending.id;
+        let mut connection = db::connection(&self.pool).await?;
+        let ready = db::transaction(
+            &mut connection,
+            db::Limits::within(remaining(deadline)),
+            async |conn| {
+                let ready = match AttachmentRow::mark_ready(conn, caller.account_id, id).await? {
+                    Some(ready) => ready,
+                    None => {
+                        AttachmentRow::find_visible(conn, caller.account_id, Viewer::Account, id)
+                            .await?
+                            .ok_or_else(|| AppError::not_found(Resource::Attachment, id))?
+                    }
+                };
+                idempotent.succeeded(conn, key_id, &ready).await?;
+                Ok::<_, AppError>(ready)
+            },
+        )
+        .await?;
+        drop(connection);
+        if stored_now {
+            self.count_completed(size_bytes);
+        }
+        Ok(Outcome::Done(ready))
+    }
+
+    /// Phase 2 of a direct upload: the file stored as the pending attachment's object.
+    async fn store_direct(
+        &self,
+        storage: &ObjectStorage,
+        pending: &Attachment,
+        bytes: bytes::Bytes,
+        deadline: Instant,
+    ) -> AppResult<()> {
         storage
             .put(
                 &pending.object_key,
                 pending.content_type.as_str(),
                 pending.filename.as_str(),
-                upload.bytes,
+                bytes,
                 deadline,
             )
             .await?;
-        let ready = db::with_connection(&self.pool, async |conn| {
-            AttachmentRow::mark_ready(conn, caller.account_id, pending.id).await
-        })
-        .await?
-        .ok_or_else(|| AppError::not_found(Resource::Attachment, pending.id))?;
+        Ok(())
+    }
+
+    fn count_completed(&self, size_bytes: u64) {
         let counters = self.metrics.attachments();
         counters.uploads[UPLOAD_COMPLETED].increment();
         counters.bytes[0].add(size_bytes);
-        Ok(ready)
     }
 
     /// Checks the uploaded object against what was declared and makes the attachment READY; a

@@ -1,31 +1,43 @@
 //! Object storage: the adapter between the service and an S3-compatible store, for attachments
 //! (docs/attachments.md). It presigns the URLs clients upload and download through (the bytes
 //! never pass through the service), and makes the service's own few calls: reading an uploaded
-//! object back to check it, deleting objects, and probing the bucket for health.
+//! object back to check it, storing a direct upload, deleting objects, and probing the bucket.
 //!
-//! Every call the service makes goes through the store's bulkhead (`STORAGE_MAX_CONCURRENCY`)
-//! and is cut at `STORAGE_TIMEOUT_MS` or the caller's deadline, whichever comes first. A call
-//! that cannot reach the store marks it unavailable (AttachmentService NOT_SERVING in health)
-//! until a call or the probe reaches it again. Nothing here touches PostgreSQL: callers make
-//! their storage calls between their transactions, never inside one.
+//! Requests are signed with AWS Signature Version 4 (query-string form) by `rusty-s3`, a small
+//! sans-IO signer, and sent through the service's reqwest client (rustls); docs/attachments.md
+//! says why this and not `object_store` or the AWS SDK.
+//!
+//! Every call the service makes goes through the store's circuit breaker (`src/breaker.rs`,
+//! provider `storage`), then its bulkhead (`STORAGE_MAX_CONCURRENCY`), and is cut at
+//! `STORAGE_TIMEOUT_MS` or the caller's deadline, whichever comes first. A call that cannot
+//! reach the store (a transport error, a 5xx, no answer in time) is a failure for the breaker;
+//! `STORAGE_BREAKER_FAILURES` in a row open it, and while it is open nothing is sent to the
+//! store: calls are refused at once (STORAGE_UNAVAILABLE with RetryInfo) and AttachmentService is
+//! NOT_SERVING. After `STORAGE_BREAKER_COOL_DOWN_MS` the bucket probe (`jobs/storage_probe.rs`)
+//! is the one call let through; its success closes the breaker. Nothing here touches PostgreSQL:
+//! callers make their storage calls between their transactions, never inside one.
 
-pub mod sigv4;
-
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use rusty_s3::actions::{DeleteObject, GetObject, HeadBucket, PutObject, S3Action};
+use rusty_s3::{Bucket, Credentials, UrlStyle};
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use crate::breaker::{BreakerConfig, BreakerPermit, BreakerState, CallOutcome, CircuitBreaker};
 use crate::bulkhead::{Bulkhead, BulkheadFull};
 use crate::configuration::StorageSettings;
 use crate::errors::{AppError, Dependency};
-pub use sigv4::SigningKey;
 
 /// The provider's name in PROVIDER_BUSY answers, logs and metrics.
 pub const PROVIDER: &str = "storage";
+
+/// How long the URLs of the service's own calls are valid: they are sent at once.
+const OWN_CALL_TTL: Duration = Duration::from_secs(60);
 
 /// How many leading bytes of an object [`ObjectStorage::inspect`] keeps for content sniffing.
 pub const SNIFF_BYTES: usize = 512;
@@ -33,16 +45,19 @@ pub const SNIFF_BYTES: usize = 512;
 /// The store, as the service reaches it.
 #[derive(Debug)]
 pub struct ObjectStorage {
-    /// Where the service sends its own calls (`STORAGE_ENDPOINT`).
-    endpoint: url::Url,
-    /// Where clients are sent (`STORAGE_PUBLIC_ENDPOINT`, else the endpoint): the host is signed.
-    public_endpoint: url::Url,
-    bucket: String,
-    key: SigningKey,
+    /// The bucket where the service sends its own calls (`STORAGE_ENDPOINT`), path-style.
+    bucket: Bucket,
+    /// The same bucket where clients are sent (`STORAGE_PUBLIC_ENDPOINT`, else the endpoint):
+    /// the host is signed.
+    public_bucket: Bucket,
+    /// The access key; its `Debug` never shows the secret.
+    credentials: Credentials,
     http: reqwest::Client,
     timeout: Duration,
     bulkhead: Bulkhead,
-    available: AtomicBool,
+    breaker: CircuitBreaker,
+    /// Calls sent to the store (for tests: none is sent while the breaker is open).
+    sent: AtomicU64,
 }
 
 /// A presigned request a client sends itself.
@@ -81,6 +96,9 @@ pub enum StorageError {
     /// The store cannot be reached, answered 5xx, or did not answer in time.
     #[error("object storage is unavailable: {0:#}")]
     Unavailable(anyhow::Error),
+    /// The store's circuit breaker is open (or its one probe is in flight): nothing was sent.
+    #[error("object storage's circuit breaker is open")]
+    Open { retry_after: Duration },
     /// This instance already has as many calls in flight as the bulkhead allows.
     #[error(transparent)]
     Busy(#[from] BulkheadFull),
@@ -99,6 +117,7 @@ impl From<StorageError> for AppError {
                 dependency: Dependency::Storage,
                 source,
             },
+            StorageError::Open { retry_after } => AppError::StorageBreakerOpen { retry_after },
             StorageError::Busy(full) => AppError::ProviderBusy {
                 provider: full.provider,
                 retry_after: full.retry_after,
@@ -114,43 +133,79 @@ impl ObjectStorage {
             .connect_timeout(settings.timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
+        let bucket_at = |endpoint: &url::Url| {
+            Bucket::new(
+                endpoint.clone(),
+                UrlStyle::Path,
+                settings.bucket.clone(),
+                settings.region.clone(),
+            )
+            .map_err(|error| anyhow::anyhow!("STORAGE_ENDPOINT or STORAGE_BUCKET: {error}"))
+        };
         Ok(Self {
-            endpoint: settings.endpoint.clone(),
-            public_endpoint: settings
-                .public_endpoint
-                .clone()
-                .unwrap_or_else(|| settings.endpoint.clone()),
-            bucket: settings.bucket.clone(),
-            key: SigningKey {
-                access_key_id: settings.access_key_id.clone(),
-                secret_access_key: settings.secret_access_key.clone(),
-                region: settings.region.clone(),
-            },
+            bucket: bucket_at(&settings.endpoint)?,
+            public_bucket: bucket_at(
+                settings
+                    .public_endpoint
+                    .as_ref()
+                    .unwrap_or(&settings.endpoint),
+            )?,
+            credentials: Credentials::new(
+                settings.access_key_id.clone(),
+                settings.secret_access_key.expose_secret(),
+            ),
             http,
             timeout: settings.timeout,
             bulkhead: Bulkhead::new(PROVIDER, settings.max_concurrency, Duration::from_secs(1)),
-            available: AtomicBool::new(true),
+            breaker: CircuitBreaker::new(
+                PROVIDER,
+                BreakerConfig {
+                    failure_threshold: settings.breaker_failure_threshold,
+                    cool_down: settings.breaker_cool_down,
+                },
+            ),
+            sent: AtomicU64::new(0),
         })
     }
 
-    /// Whether the last call (or probe) reached the store.
+    /// Whether the store's breaker is closed: the store answered lately. Half-open (the cool-down
+    /// ended, the probe not yet through) counts as unavailable: nothing confirmed it is back.
     pub fn is_available(&self) -> bool {
-        self.available.load(Ordering::Relaxed)
+        self.breaker.state() == BreakerState::Closed
+    }
+
+    /// While the breaker is not closed: how long until the probe may try the store again (zero
+    /// once the cool-down has ended). `None` when closed.
+    pub fn refusing_for(&self) -> Option<Duration> {
+        match self.breaker.state() {
+            BreakerState::Closed => None,
+            BreakerState::Open | BreakerState::HalfOpen => {
+                Some(self.breaker.refusing_for().unwrap_or(Duration::ZERO))
+            }
+        }
+    }
+
+    /// The store's circuit breaker (its state is exported in metrics, provider `storage`).
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// How many calls this instance has sent to the store since it started.
+    pub fn calls_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Leave from the breaker to make one call; refused at once while it is open.
+    fn admit(&self) -> Result<BreakerPermit, StorageError> {
+        self.breaker
+            .try_acquire()
+            .map_err(|rejection| StorageError::Open {
+                retry_after: rejection.retry_after,
+            })
     }
 
     pub fn bulkhead(&self) -> &Bulkhead {
         &self.bulkhead
-    }
-
-    /// The URL of `key` in the bucket, under `base`.
-    fn object_url(&self, base: &url::Url, key: &str) -> url::Url {
-        let mut url = base.clone();
-        url.path_segments_mut()
-            .expect("an http(s) URL has a path")
-            .pop_if_empty()
-            .push(&self.bucket)
-            .extend(key.split('/'));
-        url
     }
 
     /// A URL the client PUTs the file to, valid for `ttl`, whose signature binds the length,
@@ -175,10 +230,13 @@ impl ObjectStorage {
                 base64::engine::general_purpose::STANDARD.encode(terms.sha256),
             ),
         ];
-        let url = self.object_url(&self.public_endpoint, key);
-        let signed = self.sign("PUT", &url, &headers, now, ttl);
+        let mut action = PutObject::new(&self.public_bucket, Some(&self.credentials), key);
+        for (name, value) in &headers {
+            action.headers_mut().insert(name.as_str(), value.as_str());
+        }
+        let url = action.sign(ttl);
         PresignedRequest {
-            url: signed,
+            url,
             headers,
             expires_at: now + ttl,
         }
@@ -195,16 +253,16 @@ impl ObjectStorage {
         ttl: Duration,
     ) -> PresignedRequest {
         let now = Utc::now();
-        let mut url = self.object_url(&self.public_endpoint, key);
-        url.query_pairs_mut()
-            .append_pair(
-                "response-content-disposition",
-                &attachment_disposition(filename),
-            )
-            .append_pair("response-content-type", content_type);
-        let signed = self.sign("GET", &url, &[], now, ttl);
+        let mut action = GetObject::new(&self.public_bucket, Some(&self.credentials), key);
+        action.query_mut().insert(
+            "response-content-disposition",
+            attachment_disposition(filename),
+        );
+        action
+            .query_mut()
+            .insert("response-content-type", content_type);
         PresignedRequest {
-            url: signed,
+            url: action.sign(ttl),
             headers: Vec::new(),
             expires_at: now + ttl,
         }
@@ -218,8 +276,9 @@ impl ObjectStorage {
         max_bytes: u64,
         deadline: Instant,
     ) -> Result<Option<StoredObject>, StorageError> {
+        let permit = self.admit()?;
         let _place = self.bulkhead.try_enter()?;
-        let url = self.own_url("GET", key);
+        let url = GetObject::new(&self.bucket, Some(&self.credentials), key).sign(OWN_CALL_TTL);
         let read = async {
             let mut response = self.http.get(url).send().await?;
             if response.status() == reqwest::StatusCode::NOT_FOUND {
@@ -254,7 +313,7 @@ impl ObjectStorage {
                 head,
             })))
         };
-        match self.bounded(read, deadline).await? {
+        match self.bounded(permit, read, deadline).await? {
             Ok(object) => Ok(object),
             Err(status) => self.refused("GET", status),
         }
@@ -270,6 +329,7 @@ impl ObjectStorage {
         bytes: bytes::Bytes,
         deadline: Instant,
     ) -> Result<(), StorageError> {
+        let permit = self.admit()?;
         let _place = self.bulkhead.try_enter()?;
         let headers = vec![
             (
@@ -278,14 +338,21 @@ impl ObjectStorage {
             ),
             ("content-type".to_owned(), content_type.to_owned()),
         ];
-        let url = self.object_url(&self.endpoint, key);
-        let url = self.sign("PUT", &url, &headers, Utc::now(), Duration::from_secs(60));
+        let mut action = PutObject::new(&self.bucket, Some(&self.credentials), key);
+        for (name, value) in &headers {
+            action.headers_mut().insert(name.as_str(), value.as_str());
+        }
+        let url = action.sign(OWN_CALL_TTL);
         let mut request = self.http.put(url).body(bytes);
         for (name, value) in &headers {
             request = request.header(name, value);
         }
         let status = self
-            .bounded(async { Ok(request.send().await?.status()) }, deadline)
+            .bounded(
+                permit,
+                async { Ok(request.send().await?.status()) },
+                deadline,
+            )
             .await?;
         if status.is_success() {
             Ok(())
@@ -296,10 +363,12 @@ impl ObjectStorage {
 
     /// Deletes the object `key`; deleting one that is not there succeeds.
     pub async fn delete(&self, key: &str, deadline: Instant) -> Result<(), StorageError> {
+        let permit = self.admit()?;
         let _place = self.bulkhead.enter(deadline).await?;
-        let url = self.own_url("DELETE", key);
+        let url = DeleteObject::new(&self.bucket, Some(&self.credentials), key).sign(OWN_CALL_TTL);
         let status = self
             .bounded(
+                permit,
                 async { Ok(self.http.delete(url).send().await?.status()) },
                 deadline,
             )
@@ -311,63 +380,27 @@ impl ObjectStorage {
         }
     }
 
-    /// Whether the bucket answers (`HEAD` on it); marks the store available or not.
+    /// Whether the bucket answers (`HEAD` on it). A refusal (credentials, no bucket) counts as a
+    /// failure too: attachments cannot work either. While the breaker is open nothing is sent;
+    /// once its cool-down has ended this is the probe whose success closes it.
     pub async fn probe(&self, deadline: Instant) -> Result<(), StorageError> {
-        let mut url = self.endpoint.clone();
-        url.path_segments_mut()
-            .expect("an http(s) URL has a path")
-            .pop_if_empty()
-            .push(&self.bucket);
-        let url = self.sign("HEAD", &url, &[], Utc::now(), Duration::from_secs(60));
-        let status = self
-            .bounded(
-                async { Ok(self.http.head(url).send().await?.status()) },
-                deadline,
-            )
-            .await?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            // Reachable but refusing (credentials, no bucket): attachments cannot work either.
-            self.available.store(false, Ordering::Relaxed);
-            self.refused("HEAD bucket", status)
-        }
-    }
-
-    /// A short-lived presigned URL for the service's own call.
-    fn own_url(&self, method: &str, key: &str) -> url::Url {
-        let url = self.object_url(&self.endpoint, key);
-        self.sign(method, &url, &[], Utc::now(), Duration::from_secs(60))
-    }
-
-    fn sign(
-        &self,
-        method: &str,
-        url: &url::Url,
-        headers: &[(String, String)],
-        now: DateTime<Utc>,
-        ttl: Duration,
-    ) -> url::Url {
-        let headers: Vec<(&str, String)> = headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.clone()))
-            .collect();
-        sigv4::presign(
-            &self.key,
-            &sigv4::Presign {
-                method,
-                url,
-                headers: &headers,
-                now,
-                expires_in: ttl,
-            },
+        let permit = self.admit()?;
+        let url = HeadBucket::new(&self.bucket, Some(&self.credentials)).sign(OWN_CALL_TTL);
+        self.bounded(
+            permit,
+            async { Ok(BucketAnswer(self.http.head(url).send().await?.status())) },
+            deadline,
         )
+        .await
+        .map(|_| ())
     }
 
-    /// Runs `call` until the earlier of the store's timeout and `deadline`; a transport error,
-    /// a 5xx or running out of time marks the store unavailable, anything else available.
+    /// Runs `call` until the earlier of the store's timeout and `deadline`, and tells the
+    /// breaker how it went: a transport error, a 5xx or running out of time is a failure,
+    /// any other answer a success.
     async fn bounded<T>(
         &self,
+        permit: BreakerPermit,
         call: impl Future<Output = Result<T, reqwest::Error>>,
         deadline: Instant,
     ) -> Result<T, StorageError>
@@ -375,6 +408,7 @@ impl ObjectStorage {
         T: StatusLike,
     {
         let deadline = deadline.min(Instant::now() + self.timeout);
+        self.sent.fetch_add(1, Ordering::Relaxed);
         let outcome = match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(value)) if value.server_error() => Err(StorageError::Unavailable(
                 anyhow::anyhow!("the store answered {}", value.describe()),
@@ -385,7 +419,11 @@ impl ObjectStorage {
                 "no answer from the store in time"
             ))),
         };
-        self.available.store(outcome.is_ok(), Ordering::Relaxed);
+        permit.record(if outcome.is_ok() {
+            CallOutcome::Success
+        } else {
+            CallOutcome::Failure
+        });
         outcome
     }
 
@@ -413,6 +451,18 @@ impl StatusLike for reqwest::StatusCode {
     }
     fn describe(&self) -> String {
         self.to_string()
+    }
+}
+
+/// The bucket probe's answer: anything but a success means attachments cannot work.
+struct BucketAnswer(reqwest::StatusCode);
+
+impl StatusLike for BucketAnswer {
+    fn server_error(&self) -> bool {
+        !self.0.is_success()
+    }
+    fn describe(&self) -> String {
+        self.0.to_string()
     }
 }
 
@@ -463,6 +513,78 @@ pub fn attachment_disposition(filename: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn storage() -> ObjectStorage {
+        ObjectStorage::new(&StorageSettings {
+            endpoint: "http://10.0.0.1:8333".parse().unwrap(),
+            public_endpoint: Some("https://files.example.com".parse().unwrap()),
+            region: "eu-west-1".to_owned(),
+            bucket: "desk".to_owned(),
+            access_key_id: "AKID".to_owned(),
+            secret_access_key: "secret".into(),
+            timeout: Duration::from_secs(1),
+            max_concurrency: 1,
+            probe_interval: Duration::from_secs(1),
+            breaker_failure_threshold: 1,
+            breaker_cool_down: Duration::from_secs(1),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn an_upload_url_is_public_path_style_and_signs_length_type_checksum_and_disposition() {
+        let upload = storage().presign_upload(
+            "acct/0123",
+            &UploadTerms {
+                content_type: "image/png",
+                size_bytes: 42,
+                sha256: [7; 32],
+            },
+            "cat.png",
+            Duration::from_secs(900),
+        );
+        assert_eq!(upload.url.host_str(), Some("files.example.com"));
+        assert_eq!(upload.url.path(), "/desk/acct/0123");
+        let query: std::collections::HashMap<_, _> = upload.url.query_pairs().collect();
+        assert_eq!(
+            query["X-Amz-SignedHeaders"],
+            "content-disposition;content-length;content-type;host;x-amz-checksum-sha256"
+        );
+        assert_eq!(query["X-Amz-Expires"], "900");
+        assert!(query["X-Amz-Credential"].starts_with("AKID/"));
+        assert!(!upload.url.as_str().contains("secret"));
+        let names: Vec<&str> = upload
+            .headers
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "content-disposition",
+                "content-length",
+                "content-type",
+                "x-amz-checksum-sha256"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_download_url_signs_the_forced_disposition_and_type() {
+        let download = storage().presign_download(
+            "acct/0123",
+            "page.html",
+            "text/plain",
+            Duration::from_secs(300),
+        );
+        let query: std::collections::HashMap<_, _> = download.url.query_pairs().collect();
+        assert_eq!(
+            query["response-content-disposition"],
+            "attachment; filename=\"page.html\"; filename*=UTF-8''page.html"
+        );
+        assert_eq!(query["response-content-type"], "text/plain");
+        assert_eq!(query["X-Amz-SignedHeaders"], "host");
+    }
 
     #[test]
     fn a_disposition_forces_a_download_and_keeps_the_name_in_utf8() {

@@ -14,30 +14,26 @@ use crate::support::attachments::{
     http, png_bytes, put, put_with, ready_attachment, sha256_hex, upload_request, uploaded,
 };
 use crate::support::storage::{StorageServer, TEST_ACCESS_KEY, TEST_BUCKET, TEST_SECRET_KEY};
-use crate::support::{PATIENCE, TestApp, assert_reason, details, wait_until};
+use crate::support::{PATIENCE, Scrape, TestApp, assert_reason, details, wait_until};
 
-/// A URL the test signs itself with the store's credentials (a client the service never saw).
+/// A URL the test signs itself with the store's credentials (a client the service never saw),
+/// through rusty-s3's signer directly.
 fn signed_by_the_test(app_store: &url::Url, method: &str, key: &str) -> url::Url {
-    let mut url = app_store.clone();
-    url.path_segments_mut()
-        .unwrap()
-        .pop_if_empty()
-        .push(TEST_BUCKET)
-        .extend(key.split('/'));
-    supportdesk::storage::sigv4::presign(
-        &supportdesk::storage::SigningKey {
-            access_key_id: TEST_ACCESS_KEY.to_owned(),
-            secret_access_key: TEST_SECRET_KEY.into(),
-            region: "us-east-1".to_owned(),
-        },
-        &supportdesk::storage::sigv4::Presign {
-            method,
-            url: &url,
-            headers: &[],
-            now: chrono::Utc::now(),
-            expires_in: Duration::from_secs(60),
-        },
+    use rusty_s3::S3Action;
+    let bucket = rusty_s3::Bucket::new(
+        app_store.clone(),
+        rusty_s3::UrlStyle::Path,
+        TEST_BUCKET,
+        "us-east-1",
     )
+    .unwrap();
+    let credentials = rusty_s3::Credentials::new(TEST_ACCESS_KEY, TEST_SECRET_KEY);
+    let ttl = Duration::from_secs(60);
+    match method {
+        "GET" => rusty_s3::actions::GetObject::new(&bucket, Some(&credentials), key).sign(ttl),
+        "PUT" => rusty_s3::actions::PutObject::new(&bucket, Some(&credentials), key).sign(ttl),
+        other => panic!("no signed {other} in these tests"),
+    }
 }
 
 /// The HTTP status of a GET of the object `key`, signed by the test.
@@ -682,17 +678,29 @@ async fn when_the_store_dies_attachments_answer_unavailable_and_recover_without_
     let mut store = tokio::task::spawn_blocking(StorageServer::start)
         .await
         .unwrap();
-    let app = TestApp::spawn_with(|settings| store.configure(settings)).await;
+    let app = TestApp::spawn_with(|settings| {
+        store.configure(settings);
+        crate::support::with_metrics(settings);
+    })
+    .await;
     let service = "supportdesk.v1.AttachmentService";
     wait_until("attachments serve", PATIENCE, || async {
         app.health_of(service).await == "Serving"
     })
     .await;
     let attachment = ready_attachment(&app).await;
+    let breaker = |state: &str| {
+        format!(r#"supportdesk_provider_breaker_state{{provider="storage",state="{state}"}}"#)
+    };
+    assert_eq!(Scrape::of(&app).await.get(&breaker("closed")), 1);
 
     store.kill();
     wait_until("attachments stop serving", PATIENCE, || async {
         app.health_of(service).await == "NotServing"
+    })
+    .await;
+    wait_until("the storage breaker is seen open", PATIENCE, || async {
+        Scrape::of(&app).await.get(&breaker("open")) == 1
     })
     .await;
     assert_eq!(
@@ -748,6 +756,70 @@ async fn when_the_store_dies_attachments_answer_unavailable_and_recover_without_
     )
     .await;
     assert_eq!(again.state(), v1::AttachmentState::Ready);
+}
+
+#[tokio::test]
+async fn the_storage_breaker_opens_after_consecutive_failures_sends_nothing_while_open_and_closes_on_a_probe()
+ {
+    let mut store = tokio::task::spawn_blocking(StorageServer::start)
+        .await
+        .unwrap();
+    let settings = supportdesk::configuration::StorageSettings {
+        breaker_failure_threshold: 3,
+        breaker_cool_down: Duration::from_millis(300),
+        ..store.settings()
+    };
+    let storage = supportdesk::storage::ObjectStorage::new(&settings).unwrap();
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(2);
+    storage.probe(deadline()).await.expect("the store answers");
+    assert!(storage.is_available());
+
+    store.kill();
+    for _ in 0..3 {
+        let error = storage
+            .probe(deadline())
+            .await
+            .expect_err("the store is dead");
+        assert!(
+            matches!(error, supportdesk::storage::StorageError::Unavailable(_)),
+            "{error:?}"
+        );
+    }
+    assert!(!storage.is_available(), "three failures in a row open it");
+    let sent = storage.calls_sent();
+    assert_eq!(sent, 4);
+    // While open every call is refused at once, and none reaches the store.
+    for _ in 0..5 {
+        assert!(matches!(
+            storage.delete("some/key", deadline()).await,
+            Err(supportdesk::storage::StorageError::Open { .. })
+        ));
+        assert!(matches!(
+            storage.inspect("some/key", 10, deadline()).await,
+            Err(supportdesk::storage::StorageError::Open { .. })
+        ));
+    }
+    assert_eq!(storage.calls_sent(), sent, "nothing was sent while open");
+
+    let store = tokio::task::spawn_blocking(move || {
+        store.restart();
+        store
+    })
+    .await
+    .unwrap();
+    wait_until("the cool-down ends", PATIENCE, || async {
+        storage.refusing_for() == Some(Duration::ZERO)
+    })
+    .await;
+    storage
+        .probe(deadline())
+        .await
+        .expect("the half-open probe reaches the store again");
+    assert!(storage.is_available(), "its success closed the breaker");
+    assert_eq!(storage.refusing_for(), None);
+    assert_eq!(storage.calls_sent(), sent + 1, "one probe went through");
+    assert_eq!(storage.delete("some/key", deadline()).await.ok(), Some(()));
+    drop(store);
 }
 
 fn small_file(
@@ -937,4 +1009,151 @@ async fn futures_join_all<F: std::future::Future>(
     })
     .await;
     outputs.into_iter().map(Option::unwrap).collect()
+}
+
+/// How many objects the store holds under `prefix` (a ListObjectsV2, `GET /<bucket>/?list-type=2`,
+/// signed by the test; the `<Key>` elements of its answer).
+async fn objects_under(app: &TestApp, prefix: &str) -> usize {
+    use rusty_s3::S3Action;
+    let endpoint = &app.settings.attachments.storage.as_ref().unwrap().endpoint;
+    let bucket = rusty_s3::Bucket::new(
+        endpoint.clone(),
+        rusty_s3::UrlStyle::Path,
+        TEST_BUCKET,
+        "us-east-1",
+    )
+    .unwrap();
+    let credentials = rusty_s3::Credentials::new(TEST_ACCESS_KEY, TEST_SECRET_KEY);
+    let mut list = rusty_s3::actions::GetObject::new(&bucket, Some(&credentials), "");
+    list.query_mut().insert("list-type", "2");
+    list.query_mut().insert("prefix", prefix);
+    let answer = http()
+        .get(list.sign(Duration::from_secs(60)))
+        .send()
+        .await
+        .expect("the store answers");
+    assert_eq!(answer.status(), 200);
+    answer.text().await.unwrap().matches("<Key>").count()
+}
+
+/// The number of attachments of `ticket_id`, and of those pending, as PostgreSQL holds them.
+async fn attachments_of(app: &TestApp, ticket_id: &str) -> (i64, i64) {
+    let total = crate::support::count_of(
+        &app.database,
+        &format!("SELECT count(*) AS count FROM attachments WHERE ticket_id = '{ticket_id}'"),
+    )
+    .await;
+    let pending = crate::support::count_of(
+        &app.database,
+        &format!(
+            "SELECT count(*) AS count FROM attachments WHERE ticket_id = '{ticket_id}' AND state = 'pending'"
+        ),
+    )
+    .await;
+    (total, pending)
+}
+
+#[tokio::test]
+async fn a_create_upload_retried_with_its_key_answers_the_same_attachment_and_url_and_records_one()
+{
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("retried upload").await;
+    let bytes = png_bytes(31);
+    let request = || {
+        crate::support::with_key(
+            app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &bytes)),
+            "upload-31",
+        )
+    };
+    let first = app
+        .attachments
+        .clone()
+        .create_upload(request())
+        .await
+        .expect("started");
+    assert!(first.metadata().get("idempotent-replayed").is_none());
+    let retried = app
+        .attachments
+        .clone()
+        .create_upload(request())
+        .await
+        .expect("replayed");
+    assert_eq!(
+        retried.metadata().get("idempotent-replayed").unwrap(),
+        "true"
+    );
+    assert_eq!(retried.get_ref(), first.get_ref());
+    assert_eq!(
+        attachments_of(&app, &ticket.id).await,
+        (1, 1),
+        "one PENDING row"
+    );
+
+    let other = png_bytes(32);
+    let status = app
+        .attachments
+        .clone()
+        .create_upload(crate::support::with_key(
+            app.as_admin(upload_request(&ticket.id, "b.png", "image/png", &other)),
+            "upload-31",
+        ))
+        .await
+        .expect_err("the key was used for another file");
+    assert_reason(&status, Reason::IdempotencyKeyReused);
+    assert_eq!(attachments_of(&app, &ticket.id).await, (1, 1));
+
+    // The replayed URL is the first one: the file PUT there completes the one attachment.
+    let started = retried.into_inner();
+    assert!(put(&started, bytes).await.status().is_success());
+    let done = app
+        .attachments
+        .clone()
+        .complete_upload(app.as_admin(v1::CompleteUploadRequest {
+            id: started.attachment.unwrap().id,
+        }))
+        .await
+        .expect("completed")
+        .into_inner();
+    assert_eq!(done.state(), v1::AttachmentState::Ready);
+    assert_eq!(attachments_of(&app, &ticket.id).await, (1, 0));
+}
+
+#[tokio::test]
+async fn a_direct_upload_retried_with_its_key_stores_one_object_and_answers_the_same_attachment() {
+    let app = TestApp::spawn_with(|settings| settings.attachments.direct_max_bytes = 4_000).await;
+    let ticket = app.create_ticket("retried direct upload").await;
+    let bytes = png_bytes(33);
+    let request = || {
+        crate::support::with_key(
+            app.as_admin(v1::UploadAttachmentRequest {
+                ticket_id: ticket.id.clone(),
+                filename: "direct.png".to_owned(),
+                file: small_file("image/png", &bytes),
+                ..Default::default()
+            }),
+            "direct-33",
+        )
+    };
+    let first = app
+        .attachments
+        .clone()
+        .upload_attachment(request())
+        .await
+        .expect("stored");
+    let retried = app
+        .attachments
+        .clone()
+        .upload_attachment(request())
+        .await
+        .expect("replayed");
+    assert_eq!(
+        retried.metadata().get("idempotent-replayed").unwrap(),
+        "true"
+    );
+    assert_eq!(retried.get_ref(), first.get_ref());
+    assert_eq!(first.get_ref().state(), v1::AttachmentState::Ready);
+    assert_eq!(attachments_of(&app, &ticket.id).await, (1, 0));
+    let key = stored(&app, &first.get_ref().id).await.unwrap().object_key;
+    let account_prefix = format!("{}/", key.split('/').next().unwrap());
+    assert_eq!(objects_under(&app, &account_prefix).await, 1, "one object");
 }

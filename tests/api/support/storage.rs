@@ -138,22 +138,17 @@ impl StorageServer {
     /// Whether a signed `HEAD` of the bucket answers 200 (plain HTTP/1.1 over a blocking socket:
     /// this runs outside any runtime).
     fn bucket_answers(&self) -> bool {
-        let mut url = self.endpoint();
-        url.path_segments_mut().unwrap().push(TEST_BUCKET);
-        let signed = supportdesk::storage::sigv4::presign(
-            &supportdesk::storage::SigningKey {
-                access_key_id: TEST_ACCESS_KEY.to_owned(),
-                secret_access_key: TEST_SECRET_KEY.into(),
-                region: "us-east-1".to_owned(),
-            },
-            &supportdesk::storage::sigv4::Presign {
-                method: "HEAD",
-                url: &url,
-                headers: &[],
-                now: chrono::Utc::now(),
-                expires_in: Duration::from_secs(60),
-            },
-        );
+        use rusty_s3::S3Action;
+        let bucket = rusty_s3::Bucket::new(
+            self.endpoint(),
+            rusty_s3::UrlStyle::Path,
+            TEST_BUCKET,
+            "us-east-1",
+        )
+        .expect("a bucket");
+        let credentials = rusty_s3::Credentials::new(TEST_ACCESS_KEY, TEST_SECRET_KEY);
+        let signed = rusty_s3::actions::HeadBucket::new(&bucket, Some(&credentials))
+            .sign(Duration::from_secs(60));
         let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) else {
             return false;
         };
@@ -203,6 +198,8 @@ impl StorageServer {
             timeout: Duration::from_secs(2),
             max_concurrency: 32,
             probe_interval: Duration::from_millis(200),
+            breaker_failure_threshold: 2,
+            breaker_cool_down: Duration::from_millis(500),
         }
     }
 
