@@ -1,5 +1,6 @@
 //! Real Envoy, started from the repository's own `deploy/envoy/envoy.yaml` with only its ports and
-//! descriptor path substituted, in front of a test server.
+//! descriptor path substituted (and the OpenAPI document's path made absolute), in front of a test
+//! server.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -95,8 +96,9 @@ impl Drop for Envoy {
     }
 }
 
-/// The repository's config with the listener, admin and backend ports and the descriptor path
-/// replaced; each replacement must hit exactly once, so the config cannot drift from the test.
+/// The repository's config with the listener, admin and backend ports, the descriptor path and
+/// the OpenAPI document's path replaced; each replacement must hit exactly once, so the config
+/// cannot drift from the test.
 fn configure(grpc_port: u16, listen_port: u16, admin_port: u16, descriptor: &Path) -> String {
     let original = std::fs::read_to_string(repository_root().join("deploy/envoy/envoy.yaml"))
         .expect("read deploy/envoy/envoy.yaml");
@@ -117,6 +119,13 @@ fn configure(grpc_port: u16, listen_port: u16, admin_port: u16, descriptor: &Pat
         (
             "proto_descriptor: deploy/envoy/supportdesk.pb".to_owned(),
             format!("proto_descriptor: {}", descriptor.display()),
+        ),
+        (
+            "filename: docs/openapi.json".to_owned(),
+            format!(
+                "filename: {}",
+                repository_root().join("docs/openapi.json").display()
+            ),
         ),
     ] {
         assert_eq!(
