@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `migrate`, `seed-demo`, `create-account`,
-//! `quarantined-webhooks` and `descriptor` for operators, and two clients of a running service for scripts (the local run
+//! `quarantined-webhooks`, `descriptor` and `openapi` for operators, and two clients of a running service for scripts (the local run
 //! command, container health checks): `healthcheck` and `login`.
 
 pub mod client;
@@ -84,6 +84,15 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write the OpenAPI 3.1 document of the REST API, generated from the descriptor set, the
+    /// method table and docs/http-contract.md's contract table (docs/openapi.md). Needs no
+    /// settings. `docs/openapi.json` is its output: regenerate it with
+    /// `cargo run -- openapi --out docs/openapi.json`.
+    Openapi {
+        /// Where to write it; standard output when not given.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Ask a running service's `grpc.health.v1.Health/Check`; exit 0 when it answers SERVING,
     /// else 1 with what it answered. Needs no settings.
     Healthcheck {
@@ -126,6 +135,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             };
         }
+        Command::Openapi { out } => return write_openapi(out.as_deref()),
         Command::Healthcheck {
             addr,
             service,
@@ -258,8 +268,39 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Descriptor { .. } | Command::Healthcheck { .. } | Command::Login { .. } => {
+        Command::Descriptor { .. }
+        | Command::Openapi { .. }
+        | Command::Healthcheck { .. }
+        | Command::Login { .. } => {
             unreachable!("handled before settings are loaded")
+        }
+    }
+}
+
+/// Writes the OpenAPI document to `out` (standard output when `None`).
+fn write_openapi(out: Option<&std::path::Path>) -> ExitCode {
+    let text = match crate::wire::openapi::render() {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("supportdesk: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = match out {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|error| format!("cannot write {}: {error}", path.display())),
+        None => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|error| format!("cannot write the document: {error}"))
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("supportdesk: {error}");
+            ExitCode::FAILURE
         }
     }
 }

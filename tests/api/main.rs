@@ -5,6 +5,7 @@ mod billing;
 mod cross_cutting;
 mod identity;
 mod notifications;
+mod rest_contract;
 mod server;
 mod support;
 mod tickets;

@@ -66,6 +66,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &[
         "wire::codec",
+        "wire::openapi",
         "db",
         "redis::keys",
         "redis::admission",

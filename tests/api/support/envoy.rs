@@ -1,6 +1,7 @@
 //! Real Envoy, started from the repository's own `deploy/envoy/envoy.yaml`, rendered by
 //! `deploy/envoy/render` (the browser origins of `CORS_ALLOWED_ORIGINS`) as a deployment renders
-//! it, with only its ports and descriptor path substituted, in front of a test server.
+//! it, with only its ports and descriptor path substituted (and the OpenAPI document's path made
+//! absolute), in front of a test server.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -138,8 +139,9 @@ fn render(allowed_origins: Option<&str>) -> String {
     String::from_utf8(output.stdout).expect("a UTF-8 config")
 }
 
-/// `rendered` with the listener, admin and backend ports and the descriptor path replaced; each
-/// replacement must hit exactly once, so the config cannot drift from the test.
+/// `rendered` with the listener, admin and backend ports, the descriptor path and the OpenAPI
+/// document's path replaced; each replacement must hit exactly once, so the config cannot drift
+/// from the test.
 fn configure(
     rendered: &str,
     grpc_port: u16,
@@ -164,6 +166,13 @@ fn configure(
         (
             "proto_descriptor: deploy/envoy/supportdesk.pb".to_owned(),
             format!("proto_descriptor: {}", descriptor.display()),
+        ),
+        (
+            "filename: docs/openapi.json".to_owned(),
+            format!(
+                "filename: {}",
+                repository_root().join("docs/openapi.json").display()
+            ),
         ),
     ] {
         assert_eq!(
