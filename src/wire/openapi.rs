@@ -661,6 +661,12 @@ impl Generator {
             if matches!(status, 429 | 503) {
                 headers.insert("retry-after".to_owned(), header_ref("retry-after"));
             }
+            if status == 401 {
+                headers.insert(
+                    "www-authenticate".to_owned(),
+                    header_ref("www-authenticate"),
+                );
+            }
             if status == 429 {
                 headers.insert("ratelimit".to_owned(), header_ref("ratelimit"));
                 headers.insert(
@@ -1100,6 +1106,10 @@ fn headers() -> Json {
         "ratelimit-policy": {
             "description": "The quota counted against (`\"read\";q=600;w=60`; docs/rate-limits.md).",
             "schema": { "type": "string" },
+        },
+        "www-authenticate": {
+            "description": "The challenge of every 401: `Bearer realm=\"supportdesk\"`, with `, error=\"invalid_token\"` when the credentials sent were refused (RFC 6750; docs/http-contract.md).",
+            "schema": { "type": "string", "pattern": "^Bearer realm=\"supportdesk\"" },
         },
         "idempotent-replayed": {
             "description": "`true` when the answer is the first outcome of the same idempotency key.",
