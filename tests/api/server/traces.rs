@@ -1,9 +1,9 @@
 //! Traces over OTLP (docs/observability.md, "Traces"): the real binary with
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` set exports to a real OTLP receiver (support/otlp.rs). One
-//! CreateCharge is one trace linking the RPC's server span, its SQL statements and its call to
-//! the payment provider, which received the same trace in `traceparent`; a caller's
-//! well-formed `traceparent` makes the RPC part of the caller's trace, a malformed one is
-//! ignored; the log lines of a traced RPC carry its `trace_id`.
+//! CreateCharge is one trace linking the RPC's server span, its SQL statements, its admission
+//! script in Redis and its call to the payment provider, which received the same trace in
+//! `traceparent`; a caller's well-formed `traceparent` makes the RPC part of the caller's trace,
+//! a malformed one is ignored; the log lines of a traced RPC carry its `trace_id`.
 
 use payment_simulator::{Simulator, SimulatorConfig};
 use supportdesk::wire::proto::v1;
@@ -162,6 +162,14 @@ async fn a_charge_is_one_trace_linking_the_rpc_its_sql_and_the_payment_provider_
             "a statement carries a value: {statement}"
         );
     }
+
+    let admission = one_trace
+        .iter()
+        .find(|span| span.name == "admission.admit")
+        .expect("the admission script's span is in the trace");
+    assert_eq!(admission.kind, CLIENT);
+    assert_eq!(admission.attribute("db.system").as_deref(), Some("redis"));
+    assert!(descends_from(&one_trace, admission, &rpc.span_id));
 
     let provider: Vec<&&ReceivedSpan> = one_trace
         .iter()
