@@ -20,7 +20,10 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::app::metrics::Metrics;
+use crate::app::traces;
 use crate::auth::Credential;
 use crate::auth::principals::{LEASE_TTL, Lease};
 use crate::configuration::{PasswordResetSettings, RateLimitSettings, RateQuota};
@@ -382,6 +385,7 @@ impl RateLimiter {
                     burst: quota.count,
                 })
                 .invoke_async(&mut connection)
+                .instrument(traces::redis_script("admission.peek"))
                 .await?;
                 Ok(answer)
             })
@@ -445,7 +449,11 @@ impl RateLimiter {
                         }),
                     }),
                 };
-                let answer: Answer = admission.invocation().invoke_async(&mut connection).await?;
+                let answer: Answer = admission
+                    .invocation()
+                    .invoke_async(&mut connection)
+                    .instrument(traces::redis_script("admission.admit"))
+                    .await?;
                 Ok(answer)
             })
             .await;

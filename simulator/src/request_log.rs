@@ -32,6 +32,9 @@ pub struct ApiRequest {
     pub path: String,
     /// The `Idempotency-Key` header, if any.
     pub idempotency_key: Option<String>,
+    /// The W3C `traceparent` header, if any: the caller's trace (the service's traces tests).
+    #[serde(default)]
+    pub traceparent: Option<String>,
     /// The decoded form (POST) or query (GET) parameters, in wire order.
     pub params: Vec<(String, String)>,
     /// The status answered; none when the connection was dropped without an answer.
@@ -90,6 +93,11 @@ pub(crate) async fn record(
             idempotency_key: parts
                 .headers
                 .get("idempotency-key")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
+            traceparent: parts
+                .headers
+                .get("traceparent")
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned),
             params: FormParams::parse(raw_params).pairs().to_vec(),

@@ -1,7 +1,8 @@
 //! The service's lifecycle once it is wired: serve until a signal, a failed server or a background
 //! task that died for good; then report NOT_SERVING, give load balancers the shutdown delay,
 //! drain in-flight RPCs within their timeout, and stop the background tasks first so that nothing
-//! reports SERVING again. `startup.rs` builds what this runs.
+//! reports SERVING again; last, flush the traces of the RPCs that ran (when traces are on).
+//! `startup.rs` builds what this runs.
 
 use std::net::SocketAddr;
 
@@ -65,6 +66,8 @@ pub async fn serve_until_stopped(
             server.abort();
         }
     }
+    // The last RPCs have answered: their spans go to the collector before the process ends.
+    crate::app::telemetry::flush_traces().await;
     if let Some(failure) = died {
         tracing::info!("stopped after a background task died");
         return Err(failure.into());

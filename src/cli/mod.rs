@@ -13,7 +13,9 @@ use clap::{Parser, Subcommand};
 
 use crate::app::lifecycle::shutdown_signal;
 use crate::app::startup::Application;
-use crate::app::telemetry::{get_subscriber, init_subscriber};
+use crate::app::telemetry::{
+    get_subscriber, get_subscriber_with_traces, init_subscriber, shutdown_traces, start_traces,
+};
 use crate::configuration::Settings;
 use crate::db;
 use crate::wire::proto;
@@ -172,11 +174,6 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_subscriber(get_subscriber(
-        &settings.log.filter,
-        settings.log.format,
-        std::io::stdout,
-    ));
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = settings.server.worker_threads {
         runtime.worker_threads(workers.get());
@@ -188,7 +185,33 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(command, settings)) {
+    // The OTLP exporter's channel lives on the runtime, so it is built inside it.
+    let tracer = match settings.traces.as_ref().map(|traces| {
+        let _inside = runtime.enter();
+        start_traces(traces)
+    }) {
+        None => None,
+        Some(Ok(tracer)) => Some(tracer),
+        Some(Err(error)) => {
+            eprintln!("supportdesk: cannot start the trace exporter: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_subscriber(match tracer {
+        Some(tracer) => get_subscriber_with_traces(
+            &settings.log.filter,
+            settings.log.format,
+            std::io::stdout,
+            tracer,
+        ),
+        None => get_subscriber(&settings.log.filter, settings.log.format, std::io::stdout),
+    });
+    let outcome = runtime.block_on(async {
+        let outcome = execute(command, settings).await;
+        shutdown_traces().await;
+        outcome
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = ?error, "supportdesk failed");

@@ -17,6 +17,7 @@ mod rate_limits;
 mod reader;
 mod redis;
 mod server;
+mod telemetry;
 mod tickets;
 mod webhooks;
 
@@ -40,6 +41,7 @@ pub use self::rate_limits::RateLimitSettings;
 use self::reader::Reader;
 pub use self::redis::RedisSettings;
 pub use self::server::ServerSettings;
+pub use self::telemetry::{TraceSampler, TraceSettings};
 pub use self::tickets::TicketSettings;
 pub use self::webhooks::{WebhookReceivingSettings, WebhookWorkerSettings};
 pub use crate::domain::RateQuota;
@@ -55,6 +57,9 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub idempotency: IdempotencySettings,
     pub log: LogSettings,
+    /// Traces over OTLP (docs/observability.md, "Traces"); `None` when no
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set: no exporter, no tracing layer.
+    pub traces: Option<TraceSettings>,
     /// The payment provider; `None` when `PAYMENT_PROVIDER_URL` is unset (billing unconfigured).
     pub payment_provider: Option<PaymentProviderSettings>,
     /// `BILLING_COMPLETER_INTERVAL_MS`: how often the completer looks for charges and refunds
@@ -126,6 +131,7 @@ impl Settings {
             rate_limits: reader.rate_limits(),
             idempotency: reader.idempotency(),
             log: reader.log(),
+            traces: reader.traces(),
             payment_provider: reader.payment_provider(),
             billing_completer_interval: reader.billing_completer_interval(),
             reconciliation: reader.reconciliation(),

@@ -640,3 +640,84 @@ fn an_endpoint_needs_its_bucket_and_keys_and_url_lifetimes_are_bounded() {
         "the secret never prints"
     );
 }
+
+#[test]
+fn traces_are_off_without_an_endpoint_and_read_with_opentelemetrys_defaults() {
+    let settings = Settings::from_lookup(lookup_from(&REQUIRED)).expect("valid settings");
+    assert_eq!(settings.traces, None, "no endpoint, no traces");
+
+    let mut pairs = REQUIRED.to_vec();
+    pairs.push(("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"));
+    let settings = Settings::from_lookup(lookup_from(&pairs)).expect("valid settings");
+    let traces = settings.traces.expect("traces on");
+    assert_eq!(traces.endpoint.as_str(), "http://127.0.0.1:4317/");
+    assert_eq!(traces.service_name, "supportdesk");
+    assert_eq!(traces.sampler, TraceSampler::ParentBasedAlwaysOn);
+    assert_eq!(traces.export_timeout, Duration::from_secs(10));
+
+    pairs.extend([
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://collector:4317",
+        ),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ("OTEL_SERVICE_NAME", "desk-eu"),
+    ]);
+    let traces = Settings::from_lookup(lookup_from(&pairs))
+        .expect("valid settings")
+        .traces
+        .expect("traces on");
+    assert_eq!(
+        traces.endpoint.as_str(),
+        "http://collector:4317/",
+        "the traces one wins"
+    );
+    assert_eq!(traces.sampler, TraceSampler::ParentBasedRatio(0.25));
+    assert_eq!(traces.service_name, "desk-eu");
+
+    pairs.push(("OTEL_SDK_DISABLED", "true"));
+    let settings = Settings::from_lookup(lookup_from(&pairs)).expect("valid settings");
+    assert_eq!(settings.traces, None, "disabled");
+}
+
+#[test]
+fn every_bad_trace_setting_is_named() {
+    let mut pairs = REQUIRED.to_vec();
+    pairs.extend([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_TRACES_SAMPLER", "sometimes"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "0"),
+        ("OTEL_SDK_DISABLED", "maybe"),
+    ]);
+    let error = Settings::from_lookup(lookup_from(&pairs)).expect_err("invalid settings");
+    for variable in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "OTEL_SDK_DISABLED",
+    ] {
+        assert!(
+            error
+                .problems
+                .iter()
+                .any(|problem| problem.contains(variable)),
+            "{variable} not named: {error}"
+        );
+    }
+
+    let mut pairs = REQUIRED.to_vec();
+    pairs.extend([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+        ("OTEL_TRACES_SAMPLER", "traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+    ]);
+    let error = Settings::from_lookup(lookup_from(&pairs)).expect_err("invalid settings");
+    assert_eq!(error.problems.len(), 1, "{error}");
+    assert!(
+        error.problems[0].contains("OTEL_TRACES_SAMPLER_ARG"),
+        "{error}"
+    );
+}

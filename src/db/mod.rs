@@ -22,6 +22,7 @@ use diesel_async::{
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::app::traces;
 use crate::configuration::DatabaseSettings;
 use crate::errors::{AppError, AppResult, Dependency};
 
@@ -55,6 +56,10 @@ pub fn build_pool(settings: &DatabaseSettings, longest_statement: Duration) -> P
                 .execute(&mut connection)
                 .await
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            // A span per statement, only when traces are exported (docs/observability.md).
+            if traces::enabled() {
+                connection.set_instrumentation(traces::SqlSpans::default());
+            }
             Ok(connection)
         })
     });

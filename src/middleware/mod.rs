@@ -5,7 +5,9 @@
 //!    generated ([`request_id`], tower-http);
 //! 2. trace: a span per RPC carrying the method, the request id and (once admission knows it)
 //!    the caller, so every log line of the request has them; caller text is recorded as string
-//!    values, which both log formats quote and escape, so it cannot forge a field;
+//!    values, which both log formats quote and escape, so it cannot forge a field; with traces
+//!    on, the span is OpenTelemetry's server span, child of the caller's well-formed
+//!    `traceparent` if any (`app::traces`);
 //! 3. request id propagation: the id is returned in the response metadata;
 //! 4. header limit: a header list over `MAX_REQUEST_HEADER_BYTES` is refused as
 //!    `HEADERS_TOO_LARGE` ([`header_limit`]);
@@ -60,6 +62,7 @@ use tower_http::trace::{
 use tracing::{Level, Span};
 
 use crate::app::metrics::RpcMetrics;
+use crate::app::traces;
 use crate::auth::Authenticator;
 use crate::configuration::ServerSettings;
 use crate::rate_limit::RateLimiter;
@@ -193,6 +196,11 @@ impl<B> MakeSpan<B> for RpcSpan {
             .get(REQUEST_ID)
             .and_then(|value| value.to_str().ok())
             .unwrap_or("");
+        if traces::enabled() {
+            let span = traces::rpc_span(request.uri().path(), request_id);
+            traces::accept_parent(&span, request.headers());
+            return span;
+        }
         tracing::info_span!(
             "rpc",
             method = request.uri().path(),

@@ -24,6 +24,7 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use crate::app::metrics::{RpcMetrics, RpcName, grpc_code_name};
+use crate::app::traces;
 use crate::wire::methods::Method;
 
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
@@ -90,6 +91,9 @@ impl Pending {
         let took = self.started.elapsed();
         self.metrics.answered(self.rpc, code, took);
         let latency_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        if traces::enabled() {
+            traces::rpc_answered(&self.span, code);
+        }
         self.span.in_scope(|| {
             tracing::info!(code = grpc_code_name(code), latency_ms, "rpc answered");
         });

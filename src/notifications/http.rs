@@ -30,9 +30,11 @@ use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use tracing::Instrument;
 use url::Url;
 
 use super::{EmailSender, OutgoingEmail, SendError, SendFuture, Sent};
+use crate::app::traces;
 use crate::breaker::{CallOutcome, CircuitBreaker};
 use crate::bulkhead::Bulkhead;
 use crate::configuration::{EmailSettings, HttpEmailSettings};
@@ -238,8 +240,37 @@ impl HttpSender {
         }
     }
 
-    /// Sends the request once and reads the whole answer, or says why there is none.
+    /// One attempt in its trace span (`provider.call`, docs/observability.md), whose trace
+    /// context the request carries as `traceparent`.
     async fn attempt(&self, body: Bytes, key: &str, timeout: Duration) -> Result<Sent, Failure> {
+        let span = traces::provider_call("email", "POST", self.endpoint.path());
+        let result = self
+            .attempt_once(body, key, timeout)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(_) => traces::provider_outcome(&span, None, "ok", false),
+            Err(failure) => traces::provider_outcome(
+                &span,
+                None,
+                if failure.again_now {
+                    "failed"
+                } else {
+                    "refused"
+                },
+                failure.breaker == CallOutcome::Failure,
+            ),
+        }
+        result
+    }
+
+    /// Sends the request once and reads the whole answer, or says why there is none.
+    async fn attempt_once(
+        &self,
+        body: Bytes,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Sent, Failure> {
         let mut authorization =
             HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose_secret())).map_err(
                 |_| Failure {
@@ -256,6 +287,7 @@ impl HttpSender {
                 .header(http::header::AUTHORIZATION, authorization)
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .header("Idempotency-Key", key)
+                .headers(traces::outgoing_headers())
                 .body(body)
                 .send()
                 .await?;

@@ -33,9 +33,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use prost::Message;
 use redis::{AsyncCommands, Script};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::app::metrics::Metrics;
+use crate::app::traces;
 use crate::domain::{
     AccountId, Email, InvalidValue, Ticket, TicketDescription, TicketId, TicketPriority,
     TicketStatus, TicketSubject, UserId,
@@ -400,7 +402,10 @@ impl TicketCache {
         self.repair().await;
         let read = async {
             let mut connection = self.pool.get().await?;
-            let raw: Option<Vec<u8>> = connection.get(&key).await?;
+            let raw: Option<Vec<u8>> = connection
+                .get(&key)
+                .instrument(traces::redis_call("ticket_cache.get", "GET"))
+                .await?;
             Ok::<_, crate::errors::AppError>(raw)
         };
         match read.await {
@@ -468,6 +473,7 @@ impl TicketCache {
             .arg(version)
             .arg(self.ttl.as_secs().max(1))
             .invoke_async::<i64>(&mut connection)
+            .instrument(traces::redis_script("ticket_cache.store"))
             .await?;
         Ok(())
     }

@@ -139,6 +139,10 @@ async fn send_email(
     let mut log = EmailRequest {
         received_at_unix_ms,
         idempotency_key: idempotency_key.clone(),
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
         status: None,
         replayed: false,
         fault: None,

@@ -86,6 +86,9 @@ pub struct AcceptedEmail {
 pub struct EmailRequest {
     pub received_at_unix_ms: u64,
     pub idempotency_key: Option<String>,
+    /// The W3C `traceparent` header, if any: the caller's trace.
+    #[serde(default)]
+    pub traceparent: Option<String>,
     /// The status answered; none when the connection was dropped without an answer.
     pub status: Option<u16>,
     /// True when the answer was the one stored under the idempotency key.

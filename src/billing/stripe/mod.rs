@@ -18,6 +18,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::time::Instant;
+use tracing::Instrument;
 use url::Url;
 
 use super::provider::{
@@ -25,6 +26,7 @@ use super::provider::{
     PaymentFailure, PaymentProvider, PaymentStatus, ProviderCharge, ProviderError, ProviderFuture,
     Refund, RefundStatus,
 };
+use crate::app::traces;
 use crate::breaker::{BreakerConfig, CallOutcome, CircuitBreaker};
 use crate::bulkhead::Bulkhead;
 use crate::configuration::PaymentProviderSettings;
@@ -200,8 +202,38 @@ impl StripeHttpProvider {
         }
     }
 
-    /// Sends the request once and reads the whole answer, or says why there is none.
+    /// One attempt in its trace span (`provider.call`, docs/observability.md), whose trace
+    /// context the request carries as `traceparent`.
     async fn attempt(&self, request: &HttpRequest, timeout: Duration) -> Result<Answer, Failure> {
+        let method = if request.is_post() { "POST" } else { "GET" };
+        let span = traces::provider_call("payments", method, &request.path);
+        let result = self
+            .attempt_once(request, timeout)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(answer) => {
+                let status = answer.status.as_u16();
+                let outcome = if answer.status.is_success() {
+                    "ok"
+                } else if answer.status.is_client_error() {
+                    "refused"
+                } else {
+                    "failed"
+                };
+                traces::provider_outcome(&span, Some(status), outcome, status >= 500);
+            }
+            Err(_) => traces::provider_outcome(&span, None, "no_answer", true),
+        }
+        result
+    }
+
+    /// Sends the request once and reads the whole answer, or says why there is none.
+    async fn attempt_once(
+        &self,
+        request: &HttpRequest,
+        timeout: Duration,
+    ) -> Result<Answer, Failure> {
         let url = self
             .base_url
             .join(request.path.trim_start_matches('/'))
@@ -246,6 +278,7 @@ impl StripeHttpProvider {
         let exchange = async {
             let response = builder
                 .header(http::header::AUTHORIZATION, authorization)
+                .headers(traces::outgoing_headers())
                 .send()
                 .await?;
             let status = response.status();

@@ -61,6 +61,7 @@ const LAYERS: &[&[&str]] = &[
         "errors",
         "configuration",
         "app::metrics",
+        "app::traces",
         "wire::methods",
         "cli::client",
     ],

@@ -1,4 +1,4 @@
-//! The service as a whole: its process and command line, logs, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, alert rules, the job runner, reflection, REST and a real browser.
+//! The service as a whole: its process and command line, logs, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, alert rules, traces, the job runner, reflection, REST and a real browser.
 
 pub(crate) mod alerts;
 pub(crate) mod browser;
@@ -16,4 +16,5 @@ pub(crate) mod reflection;
 pub(crate) mod request_id;
 pub(crate) mod rest;
 pub(crate) mod tooling;
+pub(crate) mod traces;
 pub(crate) mod transport;

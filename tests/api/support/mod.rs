@@ -11,6 +11,7 @@ pub(crate) mod browser;
 pub(crate) mod email_api;
 pub(crate) mod envoy;
 pub(crate) mod notifications;
+pub(crate) mod otlp;
 pub(crate) mod proxy;
 pub(crate) mod smtp;
 pub(crate) mod source;
