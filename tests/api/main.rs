@@ -5,6 +5,7 @@ mod billing;
 mod cross_cutting;
 mod identity;
 mod notifications;
+mod operations;
 mod server;
 mod support;
 mod tickets;
