@@ -24,7 +24,12 @@ pub fn task(workers: OperationWorkers, poll_interval: Duration) -> Task {
         NAME,
         RestartPolicy::Restart(SERVICE_BACKOFF),
         HealthEffect::Service(OPERATIONS_SERVICE),
-        move |context| workers.clone().run(context.stop, context.heartbeat),
+        move |context| {
+            let heartbeat = context.heartbeat;
+            workers
+                .clone()
+                .run(context.stop, std::sync::Arc::new(move || heartbeat.beat()))
+        },
     )
     .lagging_after(super::periodic_lag_bound(poll_interval))
 }

@@ -26,7 +26,6 @@ use crate::domain::{
     OperationState, RowError, TicketId, TicketStatus, read_rows,
 };
 use crate::errors::AppError;
-use crate::jobs::Heartbeat;
 
 /// The google.rpc.Code of a file that is not of its format at all.
 const INVALID_ARGUMENT: i32 = 3;
@@ -34,6 +33,10 @@ const INVALID_ARGUMENT: i32 = 3;
 /// How long a worker waits after a batch failed (the database away, a deadlock) before trying
 /// it again.
 const BATCH_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// How a worker reports progress (a claim looked for, a batch settled): the job runner's
+/// heartbeat, handed down by the task that runs the workers.
+pub type Progress = Arc<dyn Fn() + Send + Sync>;
 
 /// The workers of this instance, run as one task by the job runner.
 #[derive(Clone)]
@@ -84,7 +87,7 @@ impl OperationWorkers {
     }
 
     /// Runs `OPERATION_WORKERS` workers until `stop`.
-    pub async fn run(self, stop: CancellationToken, heartbeat: Heartbeat) -> anyhow::Result<()> {
+    pub async fn run(self, stop: CancellationToken, heartbeat: Progress) -> anyhow::Result<()> {
         let workers = self.settings.workers;
         crate::worker_pool::run("operation worker", workers, stop, |worker, stop| {
             self.clone().run_worker(worker, stop, heartbeat.clone())
@@ -92,12 +95,12 @@ impl OperationWorkers {
         .await
     }
 
-    async fn run_worker(self, worker: u32, stop: CancellationToken, heartbeat: Heartbeat) {
+    async fn run_worker(self, worker: u32, stop: CancellationToken, heartbeat: Progress) {
         loop {
             if stop.is_cancelled() {
                 return;
             }
-            heartbeat.beat();
+            heartbeat();
             match self.work_once(&stop, &heartbeat).await {
                 // There may be more: no waiting while a backlog drains.
                 Ok(true) => continue,
@@ -119,7 +122,7 @@ impl OperationWorkers {
     pub async fn work_once(
         &self,
         stop: &CancellationToken,
-        heartbeat: &Heartbeat,
+        heartbeat: &Progress,
     ) -> Result<bool, AppError> {
         let worker = Uuid::now_v7();
         let claimed = {
@@ -152,7 +155,7 @@ impl OperationWorkers {
         worker: Uuid,
         claimed: ClaimedOperation,
         stop: &CancellationToken,
-        heartbeat: &Heartbeat,
+        heartbeat: &Progress,
     ) -> Ran {
         let operation = &claimed.operation;
         let rows = match read_rows(claimed.format, &claimed.content) {
@@ -205,7 +208,7 @@ impl OperationWorkers {
                 Ok(cancel) => {
                     position += batch.len();
                     cancel_requested = cancel;
-                    heartbeat.beat();
+                    heartbeat();
                 }
                 Err(BatchError::LostLease) => {
                     tracing::warn!(operation = %operation.id.name(), "the operation's lease went to another worker");
