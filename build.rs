@@ -1,8 +1,8 @@
 //! Compiles `proto/` without a system `protoc`: protox parses the files, tonic-prost-build
 //! generates the Rust code, and the encoded descriptor set (imports, source info and the
-//! `google.api.http` options intact) is written for reflection and Envoy. The `google/api` and
-//! `google/rpc` files the API imports are vendored in `proto/vendor/`: a clone builds with
-//! nothing but cargo.
+//! `google.api.http` options intact) is written for reflection and Envoy. The `google/api`,
+//! `google/rpc` and `google/longrunning` files the API imports are vendored in `proto/vendor/`: a
+//! clone builds with nothing but cargo.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -33,12 +33,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         compiler.encode_file_descriptor_set(),
     )?;
 
+    // Messages packed into `google.protobuf.Any` (an Operation's metadata and response) carry
+    // `type.googleapis.com/<full name>`: prost's default `/<full name>` makes Envoy answer 502.
+    let mut config = tonic_prost_build::Config::new();
+    config
+        .enable_type_names()
+        .type_name_domain(["."], "type.googleapis.com");
     // Decoding failures are the client's mistake (INVALID_ARGUMENT), not INTERNAL: src/wire/codec.rs.
     tonic_prost_build::configure()
         .codec_path("crate::wire::codec::ApiCodec")
         .build_client(true)
         .build_server(true)
-        .compile_fds(compiler.file_descriptor_set())?;
+        .compile_fds_with_config(compiler.file_descriptor_set(), config)?;
 
     println!(
         "cargo:rustc-env=MIGRATIONS_FINGERPRINT={}",

@@ -82,6 +82,10 @@ pub enum AppError {
         retry_after: Duration,
     },
 
+    /// The account already has `limit` imports queued or running; retry once one is done.
+    #[error("the account already has {limit} imports queued or running; at most {limit} at once")]
+    ImportLimit { account: String, limit: u32 },
+
     /// A concurrent change got there first (a stale etag); re-read and retry.
     #[error("{message}")]
     Aborted { reason: Reason, message: String },
@@ -206,6 +210,7 @@ pub enum Resource {
     WebhookEvent,
     Notification,
     Suppression,
+    Operation,
 }
 
 impl Resource {
@@ -236,6 +241,11 @@ impl Resource {
                 "supportdesk.v1.Suppression",
                 Reason::SuppressionNotFound,
                 "suppressed address",
+            ),
+            Self::Operation => (
+                "google.longrunning.Operation",
+                Reason::OperationNotFound,
+                "operation",
             ),
         }
     }
@@ -406,6 +416,9 @@ impl AppError {
 /// How long a client should wait before retrying a request whose idempotency key is in use.
 const IN_USE_RETRY_DELAY: Duration = Duration::from_millis(200);
 
+/// How long a client should wait before retrying an import refused for the account's limit.
+const IMPORT_LIMIT_RETRY_DELAY: Duration = Duration::from_secs(5);
+
 /// How long a client should wait before retrying after UNAVAILABLE.
 const UNAVAILABLE_RETRY_DELAY: Duration = Duration::from_secs(1);
 
@@ -434,6 +447,7 @@ impl AppError {
             | Self::PaymentRefused { .. }
             | Self::WebhookSignatureRefused(_) => true,
             Self::RateLimited { .. }
+            | Self::ImportLimit { .. }
             | Self::WebhooksNotConfigured
             | Self::PaymentProviderUnavailable { .. }
             | Self::ProviderBusy { .. }
@@ -520,6 +534,19 @@ impl From<&AppError> for Status {
                         Reason::RateLimited,
                         error.to_string(),
                         HashMap::from([("policy".to_owned(), (*policy).to_owned())]),
+                    )
+                }
+                AppError::ImportLimit { account, limit } => {
+                    details.set_retry_info(Some(IMPORT_LIMIT_RETRY_DELAY));
+                    details.set_quota_failure(vec![tonic_types::QuotaViolation::new(
+                        account,
+                        format!("at most {limit} imports queued or running at once"),
+                    )]);
+                    (
+                        Code::ResourceExhausted,
+                        Reason::ImportLimit,
+                        error.to_string(),
+                        HashMap::from([("limit".to_owned(), limit.to_string())]),
                     )
                 }
                 AppError::FailedPrecondition {

@@ -8,6 +8,7 @@ pub mod attachments;
 pub mod auth;
 pub mod billing;
 pub mod notifications;
+pub mod operations;
 pub mod tickets;
 pub mod users;
 pub mod webhooks;

@@ -6,14 +6,14 @@ use super::{
     IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as, timestamp,
 };
 use crate::domain::{
-    self, Actor, CommentBody, Email, Etag, InvalidValue, NewTicketRequest, PageTokenKeys, Ticket,
-    TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority, TicketStatus,
-    TicketSubject, TicketTransition, Timestamp, UserId,
+    self, Actor, CommentBody, Email, Etag, ImportFormat, InvalidValue, NewTicketRequest,
+    PageTokenKeys, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority,
+    TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::redis::ticket_cache::PrefetchedEntry;
-use crate::service::{TicketDesk, TicketEdits};
+use crate::service::{Operations, TicketDesk, TicketEdits};
 use crate::wire::proto::v1;
 
 /// Ticket fields UpdateTicket can change.
@@ -23,14 +23,21 @@ pub struct TicketApi {
     desk: TicketDesk,
     idempotency: IdempotencyPolicy,
     pages: PageTokenKeys,
+    operations: Operations,
 }
 
 impl TicketApi {
-    pub fn new(desk: TicketDesk, idempotency: IdempotencyPolicy, pages: PageTokenKeys) -> Self {
+    pub fn new(
+        desk: TicketDesk,
+        idempotency: IdempotencyPolicy,
+        pages: PageTokenKeys,
+        operations: Operations,
+    ) -> Self {
         Self {
             desk,
             idempotency,
             pages,
+            operations,
         }
     }
 }
@@ -42,6 +49,61 @@ fn ticket_response(ticket: &Ticket) -> Response<v1::Ticket> {
 
 #[tonic::async_trait]
 impl v1::ticket_service_server::TicketService for TicketApi {
+    async fn import_tickets(
+        &self,
+        request: Request<v1::ImportTicketsRequest>,
+    ) -> Result<Response<crate::wire::proto::google::longrunning::Operation>, Status> {
+        let (caller, budget) = request_context(&request)?;
+        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let message = request.get_ref();
+        let mut violations = FieldViolations::new();
+        let format = match v1::ImportFormat::try_from(message.format) {
+            Ok(v1::ImportFormat::Ndjson) => Some(ImportFormat::Ndjson),
+            Ok(v1::ImportFormat::Csv) => Some(ImportFormat::Csv),
+            Ok(v1::ImportFormat::Unspecified) | Err(_) => {
+                violations.add(
+                    "format",
+                    &InvalidValue::new("must be IMPORT_FORMAT_NDJSON or IMPORT_FORMAT_CSV"),
+                );
+                None
+            }
+        };
+        let limit = self.operations.max_inline_bytes();
+        if message.content.trim().is_empty() {
+            violations.add("content", &required());
+        } else if message.content.len() > limit {
+            violations.add(
+                "content",
+                &InvalidValue::new(format!(
+                    "is {} bytes; at most {limit} (IMPORT_MAX_INLINE_BYTES)",
+                    message.content.len()
+                )),
+            );
+        }
+        let Some(format) = format.filter(|_| violations.is_empty()) else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let respond = |operation: &domain::Operation| {
+            let mut response = Response::new(super::operations::to_wire(operation));
+            if let Ok(value) = format!("/v1/{}", operation.id.name()).parse() {
+                response.metadata_mut().insert("location", value);
+            }
+            response
+        };
+        let store = stored_as(&respond);
+        let outcome = self
+            .operations
+            .start_import(
+                &caller,
+                format,
+                &message.content,
+                budget,
+                idempotency.for_service(&store).as_ref(),
+            )
+            .await?;
+        answer(outcome, &respond)
+    }
+
     async fn create_ticket(
         &self,
         request: Request<v1::CreateTicketRequest>,

@@ -46,6 +46,7 @@ use crate::redis::ticket_cache::{self, TicketCache};
 use crate::service::{Accounts, ApiKeys, Authentication, PasswordResets, TicketDesk, Users};
 use crate::wire::methods::MethodTable;
 use crate::wire::proto;
+use crate::wire::proto::google::longrunning::operations_server::OperationsServer;
 use crate::wire::proto::v1::account_service_server::AccountServiceServer;
 use crate::wire::proto::v1::api_key_service_server::ApiKeyServiceServer;
 use crate::wire::proto::v1::auth_service_server::AuthServiceServer;
@@ -167,9 +168,22 @@ impl Application {
         .max_decoding_message_size(max_bytes);
         let auth = AuthServiceServer::new(AuthApi::new(services.authentication, services.resets))
             .max_decoding_message_size(max_bytes);
+        // Operations accepted here wake this instance's idle workers at once.
+        let wake_operation_workers = Arc::new(Notify::new());
+        let operations = crate::service::Operations::new(
+            self.database.clone(),
+            self.settings.operations.clone(),
+            wake_operation_workers.clone(),
+        );
         let tickets = TicketServiceServer::new(TicketApi::new(
             services.tickets,
             services.idempotency.clone(),
+            services.page_tokens.clone(),
+            operations.clone(),
+        ))
+        .max_decoding_message_size(max_bytes);
+        let operation_api = OperationsServer::new(crate::api::operations::OperationApi::new(
+            operations,
             services.page_tokens.clone(),
         ))
         .max_decoding_message_size(max_bytes);
@@ -233,6 +247,7 @@ impl Application {
         ))
         .max_decoding_message_size(max_bytes);
         let served = vec![
+            served_name(&operation_api),
             served_name(&accounts),
             served_name(&api_keys),
             served_name(&attachment_api),
@@ -438,6 +453,17 @@ impl Application {
                 move |context| workers.clone().run(context.stop),
             ));
         }
+        if self.settings.operations.workers > 0 {
+            jobs.add(crate::jobs::operation_workers::task(
+                crate::service::OperationWorkers::new(
+                    self.database.clone(),
+                    self.settings.operations.clone(),
+                    self.settings.tickets.max_open_per_requester,
+                    wake_operation_workers,
+                ),
+                self.settings.operations.poll_interval,
+            ));
+        }
         // Entries written while Redis was away stay unsynced until their TTL without it.
         let ticket_cache = services.ticket_cache.clone();
         jobs.add(Task::new(
@@ -475,6 +501,7 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
+            .add_service(operation_api)
             .add_service(accounts)
             .add_service(api_keys)
             .add_service(attachment_api)

@@ -12,6 +12,7 @@ mod database;
 mod idempotency;
 mod log;
 mod notifications;
+mod operations;
 mod password_reset;
 mod rate_limits;
 mod reader;
@@ -36,6 +37,7 @@ pub use self::notifications::{
     EmailProviderSettings, EmailSettings, EmailWebhookSettings, HttpEmailSettings,
     NotificationSettings, NotificationWorkerSettings, SmtpSettings, SmtpTls,
 };
+pub use self::operations::OperationSettings;
 pub use self::password_reset::PasswordResetSettings;
 pub use self::rate_limits::RateLimitSettings;
 use self::reader::Reader;
@@ -77,6 +79,8 @@ pub struct Settings {
     pub email_webhook: EmailWebhookSettings,
     /// Attachments and the object storage they live in (docs/attachments.md).
     pub attachments: AttachmentSettings,
+    /// Long-running operations and ticket imports (docs/operations.md).
+    pub operations: OperationSettings,
     /// Password resets and invitations (docs/identity.md).
     pub password_reset: PasswordResetSettings,
 }
@@ -140,6 +144,7 @@ impl Settings {
             notifications: reader.notifications(),
             email_webhook: reader.email_webhook(),
             attachments: reader.attachments(),
+            operations: reader.operations(),
             password_reset: reader.password_reset(),
         };
         if reader.problems.is_empty() {

@@ -173,6 +173,33 @@ diesel::table! {
 }
 
 diesel::table! {
+    operations (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        kind -> Text,
+        state -> Text,
+        actor_user_id -> Nullable<Uuid>,
+        actor_api_key_id -> Nullable<Uuid>,
+        format -> Text,
+        content -> Nullable<Text>,
+        rows_total -> Int8,
+        rows_read -> Int8,
+        rows_imported -> Int8,
+        rows_failed -> Int8,
+        row_errors -> Jsonb,
+        cancel_requested -> Bool,
+        error_code -> Nullable<Int4>,
+        error_message -> Nullable<Text>,
+        lease_owner -> Nullable<Uuid>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        done_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     password_tokens (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -364,6 +391,7 @@ diesel::joinable!(email_suppressions -> accounts (account_id));
 diesel::joinable!(email_suppressions -> notifications (notification_id));
 diesel::joinable!(notifications -> accounts (account_id));
 diesel::joinable!(notifications -> tickets (ticket_id));
+diesel::joinable!(operations -> accounts (account_id));
 diesel::joinable!(reconciliation_findings -> accounts (account_id));
 diesel::joinable!(reconciliation_findings -> reconciliation_runs (run_id));
 diesel::joinable!(ticket_activities -> api_keys (actor_api_key_id));
@@ -384,6 +412,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_suppressions,
     idempotency_keys,
     notifications,
+    operations,
     password_tokens,
     reconciliation_findings,
     reconciliation_runs,

@@ -75,6 +75,11 @@ uuid_id!(
     "an attachment"
 );
 uuid_id!(
+    /// The id of a long-running operation (its name is `operations/<id>`).
+    OperationId,
+    "an operation"
+);
+uuid_id!(
     /// The id of an API key.
     ApiKeyId,
     "an API key"

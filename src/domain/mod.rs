@@ -12,12 +12,14 @@ mod identity;
 mod ids;
 mod money;
 mod notification;
+mod operation;
 mod pagination;
 mod password_token;
 mod payment_event;
 mod rate_quota;
 mod reconciliation;
 mod ticket;
+mod ticket_import;
 mod ticket_query;
 mod timestamp;
 mod webhook_event;
@@ -41,12 +43,17 @@ pub use identity::{
     UserLogin,
 };
 pub use ids::{
-    AccountId, ApiKeyId, AttachmentId, ChargeId, CommentId, RefundId, SessionId, TicketId, UserId,
+    AccountId, ApiKeyId, AttachmentId, ChargeId, CommentId, OperationId, RefundId, SessionId,
+    TicketId, UserId,
 };
 pub use money::{Currency, Money, MoneyArithmeticError};
 pub use notification::{
     CommentAddedData, NotificationKind, NotificationState, PasswordLinkData, PaymentNoticeData,
     SkipReason, SuppressionReason, TicketCreatedData, TicketSolvedData,
+};
+pub use operation::{
+    OPERATION_NAME_PREFIX, Operation, OperationFailure, OperationFilter, OperationKind,
+    OperationState, RowError,
 };
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
 pub use password_token::{PasswordToken, PasswordTokenKey, PasswordTokenSeed};
@@ -57,6 +64,7 @@ pub use ticket::{
     Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
     TicketPriority, TicketStatus, TicketSubject, TicketTransition,
 };
+pub use ticket_import::{IMPORT_COLUMNS, ImportFormat, ImportRow, ImportTicket, read_rows};
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};
 pub use timestamp::Timestamp;
 pub use webhook_event::{ProviderEvent, QuarantineReason, WebhookEventId, WebhookEventState};

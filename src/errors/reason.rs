@@ -95,6 +95,8 @@ reasons! {
     SuppressionNotFound = "SUPPRESSION_NOT_FOUND",
     /// No attachment with this id that the caller may see.
     AttachmentNotFound = "ATTACHMENT_NOT_FOUND",
+    /// No long-running operation with this name in the caller's account.
+    OperationNotFound = "OPERATION_NOT_FOUND",
     /// (Envoy) No RPC is mapped to this method and path.
     UnknownPath = "UNKNOWN_PATH",
     /// Another account has this slug.
@@ -143,8 +145,12 @@ reasons! {
     NotificationNotRedrivable = "NOTIFICATION_NOT_REDRIVABLE",
     /// An admin demoting or deactivating themselves.
     SelfLockout = "SELF_LOCKOUT",
+    /// Deleting a long-running operation that is not done.
+    OperationNotDone = "OPERATION_NOT_DONE",
     /// A quota is used up.
     RateLimited = "RATE_LIMITED",
+    /// The account already has as many imports running or waiting as allowed.
+    ImportLimit = "IMPORT_LIMIT",
     /// The request's headers are over the limit (Envoy's or the service's).
     HeadersTooLarge = "HEADERS_TOO_LARGE",
     /// The request body or message is over the limit (Envoy's or the service's).

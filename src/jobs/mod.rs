@@ -25,6 +25,7 @@ pub mod billing_completer;
 pub mod billing_reconciler;
 pub mod idempotency_sweeper;
 pub mod notification_queue_sampler;
+pub mod operation_workers;
 pub mod runner;
 pub mod storage_probe;
 
@@ -53,7 +54,7 @@ pub fn periodic_lag_bound(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     /// Every source file of the room, by name.
-    const SOURCES: [(&str, &str); 8] = [
+    const SOURCES: [(&str, &str); 9] = [
         ("mod.rs", include_str!("mod.rs")),
         ("runner.rs", include_str!("runner.rs")),
         ("billing_completer.rs", include_str!("billing_completer.rs")),
@@ -70,6 +71,7 @@ mod tests {
             include_str!("attachment_sweeper.rs"),
         ),
         ("storage_probe.rs", include_str!("storage_probe.rs")),
+        ("operation_workers.rs", include_str!("operation_workers.rs")),
         (
             "notification_queue_sampler.rs",
             include_str!("notification_queue_sampler.rs"),

@@ -4,6 +4,11 @@
 //! idempotency-key layer, the REST success status and health registration all read this table,
 //! so a fact about an RPC is written once, next to the RPC.
 //!
+//! RPCs of vendored services the API serves (`google.longrunning.Operations`) cannot carry our
+//! option: our own proto declares them instead with the file option
+//! `(supportdesk.v1.foreign_method)`, naming each RPC by its full name; such a service is then an
+//! API service like ours, and every one of its RPCs must be declared.
+//!
 //! Health and reflection are not ours to annotate: their methods are read from the descriptor
 //! sets tonic ships and declared here as infrastructure (public, counted against no quota).
 //!
@@ -11,7 +16,7 @@
 //! leaves a field of it unspecified, or combines fields no code honours (a public RPC on a
 //! caller's quota, an authenticated one on an anonymous quota).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -28,6 +33,9 @@ pub const API_PACKAGE: &str = "supportdesk.v1";
 
 /// The full name of the method option every API RPC declares.
 const METHOD_OPTION: &str = "supportdesk.v1.method";
+
+/// The full name of the file option declaring RPCs of other packages.
+const FOREIGN_METHOD_OPTION: &str = "supportdesk.v1.foreign_method";
 
 /// The full name of the option mapping an RPC to REST.
 const HTTP_OPTION: &str = "google.api.http";
@@ -75,6 +83,7 @@ pub enum HttpSuccess {
     Ok,
     Created,
     NoContent,
+    Accepted,
 }
 
 impl HttpSuccess {
@@ -85,6 +94,7 @@ impl HttpSuccess {
             Self::Ok => None,
             Self::Created => Some("201"),
             Self::NoContent => Some("204"),
+            Self::Accepted => Some("202"),
         }
     }
 }
@@ -185,6 +195,8 @@ pub struct Method {
 #[derive(Debug)]
 pub struct MethodTable {
     by_path: BTreeMap<String, Method>,
+    /// The full names of the API's services: ours, and the vendored ones declared in our proto.
+    api_services: BTreeSet<String>,
 }
 
 /// Why the table cannot be built: a declaration is missing or no code can honour it.
@@ -230,15 +242,42 @@ impl MethodTable {
         let http = pool.get_extension_by_name(HTTP_OPTION);
         let mut by_path = BTreeMap::new();
         let mut problems = Vec::new();
-        for service in pool.services().filter(|s| s.package_name() == API_PACKAGE) {
+        let mut api_services = BTreeSet::new();
+        let foreign = foreign_declarations(&pool, &mut problems);
+        let mut declared_services: Vec<prost_reflect::ServiceDescriptor> = pool
+            .services()
+            .filter(|s| is_api_service(s.full_name()))
+            .collect();
+        for method in foreign.keys() {
+            if let Some(service) = pool
+                .services()
+                .find(|service| service.methods().any(|m| m.full_name() == method))
+                && !declared_services.contains(&service)
+            {
+                declared_services.push(service);
+            }
+        }
+        for service in declared_services {
+            api_services.insert(service.full_name().to_owned());
             for method in service.methods() {
-                let declared = declared(&method, &option).and_then(|mut declared| {
-                    declared.path_bindings = match &http {
-                        Some(http) => path_bindings(&method, http)?,
-                        None => None,
-                    };
-                    Ok(declared)
-                });
+                let policy = if is_api_service(service.full_name()) {
+                    inline_policy(&method, &option)
+                } else {
+                    foreign.get(method.full_name()).cloned().ok_or_else(|| {
+                        "no (supportdesk.v1.foreign_method) declaration: every RPC of a served \
+                         service is declared"
+                            .to_owned()
+                    })
+                };
+                let declared = policy
+                    .and_then(|policy| declared(&method, &policy))
+                    .and_then(|mut declared| {
+                        declared.path_bindings = match &http {
+                            Some(http) => path_bindings(&method, http)?,
+                            None => None,
+                        };
+                        Ok(declared)
+                    });
                 match declared {
                     Ok(declared) => {
                         by_path.insert(declared.path.clone(), declared);
@@ -276,7 +315,10 @@ impl MethodTable {
         for (index, method) in by_path.values_mut().enumerate() {
             method.index = index;
         }
-        Ok(Self { by_path })
+        Ok(Self {
+            by_path,
+            api_services,
+        })
     }
 
     /// The RPC at `path`, if the server has one there.
@@ -289,10 +331,10 @@ impl MethodTable {
         self.by_path.values()
     }
 
-    /// The RPCs of the API (package `supportdesk.v1`).
+    /// The RPCs of the API: package `supportdesk.v1`, and the vendored services it declares.
     pub fn api_methods(&self) -> impl Iterator<Item = &Method> {
         self.methods()
-            .filter(|method| is_api_service(&method.service))
+            .filter(|method| self.api_services.contains(&method.service))
     }
 
     /// The full names of the API's services, sorted, each once.
@@ -321,11 +363,11 @@ fn path_of(method: &MethodDescriptor) -> String {
     format!("/{}/{}", method.parent_service().full_name(), method.name())
 }
 
-/// The declaration of `method`, checked for what the code can honour.
-fn declared(
+/// The `(supportdesk.v1.method)` option of one of our RPCs.
+fn inline_policy(
     method: &MethodDescriptor,
     option: &prost_reflect::ExtensionDescriptor,
-) -> Result<Method, String> {
+) -> Result<DynamicMessage, String> {
     let options = method.options();
     if !options.has_extension(option) {
         return Err("no (supportdesk.v1.method) option".to_owned());
@@ -333,6 +375,58 @@ fn declared(
     let Value::Message(policy) = options.get_extension(option).into_owned() else {
         return Err("(supportdesk.v1.method) is not a message".to_owned());
     };
+    Ok(policy)
+}
+
+/// Every `(supportdesk.v1.foreign_method)` declaration of the pool's files, by the RPC's full
+/// name; a declaration naming no RPC, or an RPC twice, is a problem.
+fn foreign_declarations(
+    pool: &DescriptorPool,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, DynamicMessage> {
+    let mut declarations = BTreeMap::new();
+    let Some(option) = pool.get_extension_by_name(FOREIGN_METHOD_OPTION) else {
+        return declarations;
+    };
+    for file in pool.files() {
+        let options = file.options();
+        if !options.has_extension(&option) {
+            continue;
+        }
+        let Value::List(entries) = options.get_extension(&option).into_owned() else {
+            continue;
+        };
+        for entry in entries {
+            let Some(entry) = entry.as_message() else {
+                continue;
+            };
+            let name = entry
+                .get_field_by_name("method")
+                .and_then(|value| value.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let known = pool
+                .services()
+                .any(|service| service.methods().any(|method| method.full_name() == name));
+            let policy = entry
+                .get_field_by_name("policy")
+                .and_then(|value| value.as_message().cloned());
+            match policy {
+                Some(policy) if known && !declarations.contains_key(&name) => {
+                    declarations.insert(name, policy);
+                }
+                Some(_) | None => problems.push(format!(
+                    "{}: the (supportdesk.v1.foreign_method) declaration of `{name}` names no \
+                     RPC of the descriptor set, names one twice, or has no policy",
+                    file.name()
+                )),
+            }
+        }
+    }
+    declarations
+}
+
+/// The declaration `policy` of `method`, checked for what the code can honour.
+fn declared(method: &MethodDescriptor, policy: &DynamicMessage) -> Result<Method, String> {
     let field = |name: &str| -> i32 {
         match policy.get_field_by_name(name).as_deref() {
             Some(Value::EnumNumber(number)) => *number,
@@ -362,6 +456,7 @@ fn declared(
         1 => HttpSuccess::Ok,
         2 => HttpSuccess::Created,
         3 => HttpSuccess::NoContent,
+        4 => HttpSuccess::Accepted,
         other => return Err(format!("http_success is {}", unknown(other))),
     };
     let role = match field("role") {
@@ -546,6 +641,7 @@ mod tests {
         assert_eq!(
             services,
             [
+                "google.longrunning.Operations",
                 "supportdesk.v1.AccountService",
                 "supportdesk.v1.ApiKeyService",
                 "supportdesk.v1.AttachmentService",
@@ -651,6 +747,56 @@ mod tests {
             error.to_string().contains(
                 "supportdesk.v1.TicketService.UpdateTicket: path variable {ticket.no} of \
                  `/v1/tickets/{ticket.no}` names no field of supportdesk.v1.Ticket"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_vendored_operations_service_is_declared_in_our_own_proto() {
+        let get = table()
+            .lookup("/google.longrunning.Operations/GetOperation")
+            .expect("GetOperation");
+        assert_eq!(
+            (get.access, get.quota, get.role),
+            (Access::Authenticated, Quota::Read, Some(Role::Agent))
+        );
+        let cancel = table()
+            .lookup("/google.longrunning.Operations/CancelOperation")
+            .expect("CancelOperation");
+        assert_eq!(cancel.role, Some(Role::Admin));
+        let bindings = get.path_bindings.as_ref().expect("a path variable");
+        assert!(
+            bindings
+                .binding_for(Some("GET"), "/v1/operations/0190")
+                .is_some()
+        );
+        let import = table()
+            .lookup("/supportdesk.v1.TicketService/ImportTickets")
+            .expect("ImportTickets");
+        assert_eq!(import.http_success, HttpSuccess::Accepted);
+    }
+
+    #[test]
+    fn a_foreign_declaration_naming_no_rpc_stops_the_table_from_loading() {
+        // Same length, so every length prefix around it still holds.
+        let (from, to): (&[u8], &[u8]) = (
+            b"google.longrunning.Operations.WaitOperation",
+            b"google.longrunning.Operations.WaitOperatioX",
+        );
+        let mut set = proto::FILE_DESCRIPTOR_SET.to_vec();
+        let at = set
+            .windows(from.len())
+            .position(|window| window == from)
+            .expect("the declaration is in the descriptor set");
+        set[at..at + to.len()].copy_from_slice(to);
+        let error =
+            MethodTable::from_descriptor_sets(&set, &[]).expect_err("a declaration naming no RPC");
+        let error = error.to_string();
+        assert!(error.contains("WaitOperatioX"), "{error}");
+        assert!(
+            error.contains(
+                "google.longrunning.Operations.WaitOperation: no (supportdesk.v1.foreign_method)"
             ),
             "{error}"
         );

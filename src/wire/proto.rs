@@ -9,7 +9,8 @@ pub mod supportdesk {
     }
 }
 
-/// `google.api` and `google.rpc`: compiled so that the descriptor set carries them.
+/// `google.api`, `google.rpc` and `google.longrunning` (the Operations service the API serves):
+/// compiled so that the descriptor set carries them.
 pub mod google {
     #[allow(clippy::all, reason = "generated code")]
     pub mod api {
@@ -18,6 +19,10 @@ pub mod google {
     #[allow(clippy::all, reason = "generated code")]
     pub mod rpc {
         tonic::include_proto!("google.rpc");
+    }
+    #[allow(clippy::all, reason = "generated code")]
+    pub mod longrunning {
+        tonic::include_proto!("google.longrunning");
     }
 }
 

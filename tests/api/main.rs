@@ -6,6 +6,7 @@ mod cross_cutting;
 mod identity;
 mod notifications;
 mod rest_contract;
+mod operations;
 mod server;
 mod support;
 mod tickets;

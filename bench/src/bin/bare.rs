@@ -380,6 +380,13 @@ impl TicketService for Bare {
     ) -> Result<Response<v1::ListTicketActivityResponse>, Status> {
         Err(not_served())
     }
+
+    async fn import_tickets(
+        &self,
+        _: Request<v1::ImportTicketsRequest>,
+    ) -> Result<Response<supportdesk::wire::proto::google::longrunning::Operation>, Status> {
+        Err(not_served())
+    }
 }
 
 /// Caches every ticket of the bench account, as its creates left the service's cache: the

@@ -15,6 +15,7 @@ pub mod email_suppression;
 pub mod idempotency;
 pub mod notification;
 pub mod notification_settings;
+pub mod operation;
 pub mod password_token;
 pub mod reconciliation_finding;
 pub mod reconciliation_run;
@@ -37,6 +38,7 @@ pub use comment::{CommentRow, NewComment};
 pub use email_suppression::{StoredSuppression, SuppressionRow};
 pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 pub use notification::{NewNotification, NotificationRow, StoredNotification};
+pub use operation::{BatchProgress, ClaimedOperation, NewOperation, OperationRow};
 pub use password_token::{NewPasswordToken, PasswordTokens, StoredPasswordToken};
 pub use reconciliation_finding::{
     NewReconciliationFinding, ReconciliationFindingRow, StoredFinding,
@@ -44,7 +46,7 @@ pub use reconciliation_finding::{
 pub use reconciliation_run::{NewReconciliationRun, ReconciliationRunRow, RunCounts};
 pub use refund::{NewRefund, RefundRow, StoredRefund};
 pub use revoked_session::RevokedSession;
-pub use ticket::{NewTicket, TicketChangeset, TicketListQuery, TicketRow};
+pub use ticket::{ImportedTickets, NewTicket, TicketChangeset, TicketListQuery, TicketRow};
 pub use user::{NewUser, User, UserChangeset};
 pub use webhook_event::{Stored, StoredWebhookEvent, WebhookEventRow};
 pub use webhook_event_quarantine::{NewWebhookEventQuarantine, QuarantinedEvent};

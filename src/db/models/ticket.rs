@@ -414,3 +414,104 @@ impl TicketRow {
         })
     }
 }
+
+#[derive(QueryableByName)]
+struct OpenCount {
+    #[diesel(sql_type = sql_types::Uuid)]
+    requester_id: Uuid,
+    #[diesel(sql_type = sql_types::BigInt)]
+    count: i64,
+}
+
+/// A batch of imported tickets, one array per column, each with its audit record ("created",
+/// by the importer): written by one statement (`INSERT … SELECT FROM unnest(…)`).
+#[derive(Debug, Default)]
+pub struct ImportedTickets {
+    pub ids: Vec<Uuid>,
+    pub subjects: Vec<String>,
+    pub descriptions: Vec<String>,
+    pub priorities: Vec<&'static str>,
+    pub requester_ids: Vec<Uuid>,
+    pub assignee_ids: Vec<Option<Uuid>>,
+    pub activity_ids: Vec<Uuid>,
+    pub changes: Vec<serde_json::Value>,
+}
+
+impl ImportedTickets {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Inserts the batch, NEW, into the account, recorded as created by `actor`.
+    pub async fn insert(
+        &self,
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        actor: (Option<Uuid>, Option<Uuid>),
+    ) -> AppResult<usize> {
+        if self.is_empty() {
+            return Ok(0);
+        }
+        Ok(KeepPrepared(
+            diesel::sql_query(
+                "WITH input AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], \
+                 $5::text[], $6::uuid[], $7::uuid[], $8::uuid[], $9::jsonb[]) \
+                 AS t(id, subject, description, priority, requester_id, assignee_id, \
+                 activity_id, changes)), \
+                 written AS (INSERT INTO ticket_activities \
+                 (id, account_id, ticket_id, actor_user_id, actor_api_key_id, action, changes) \
+                 SELECT activity_id, $1, id, $10, $11, $12, changes FROM input) \
+                 INSERT INTO tickets (id, account_id, subject, description, priority, status, \
+                 requester_id, assignee_id) \
+                 SELECT id, $1, subject, description, priority, $13, requester_id, assignee_id \
+                 FROM input",
+            )
+            .bind::<sql_types::Uuid, _>(account_id.as_uuid())
+            .bind::<sql_types::Array<sql_types::Uuid>, _>(&self.ids)
+            .bind::<sql_types::Array<sql_types::Text>, _>(&self.subjects)
+            .bind::<sql_types::Array<sql_types::Text>, _>(&self.descriptions)
+            .bind::<sql_types::Array<sql_types::Text>, _>(&self.priorities)
+            .bind::<sql_types::Array<sql_types::Uuid>, _>(&self.requester_ids)
+            .bind::<sql_types::Array<sql_types::Nullable<sql_types::Uuid>>, _>(&self.assignee_ids)
+            .bind::<sql_types::Array<sql_types::Uuid>, _>(&self.activity_ids)
+            .bind::<sql_types::Array<sql_types::Jsonb>, _>(&self.changes)
+            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(actor.0)
+            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(actor.1)
+            .bind::<sql_types::Text, _>(crate::domain::TicketAction::Created.as_str())
+            .bind::<sql_types::Text, _>(TicketStatus::New.as_str()),
+        )
+        .execute(conn)
+        .await?)
+    }
+}
+
+impl TicketRow {
+    /// How many open (not solved or closed) tickets each of `requesters` has in the account;
+    /// requesters with none are left out.
+    pub async fn count_open_for_requesters(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        requesters: &[Uuid],
+    ) -> AppResult<Vec<(Uuid, i64)>> {
+        let done: &[&str] = &[TicketStatus::Solved.as_str(), TicketStatus::Closed.as_str()];
+        Ok(KeepPrepared(
+            diesel::sql_query(
+                "SELECT requester_id, count(*) AS count FROM tickets WHERE account_id = $1 \
+                 AND requester_id = ANY($2) AND deleted_at IS NULL AND status <> ALL($3) \
+                 GROUP BY requester_id",
+            )
+            .bind::<sql_types::Uuid, _>(account_id.as_uuid())
+            .bind::<sql_types::Array<sql_types::Uuid>, _>(requesters)
+            .bind::<sql_types::Array<sql_types::Text>, _>(done),
+        )
+        .load::<OpenCount>(conn)
+        .await?
+        .into_iter()
+        .map(|open| (open.requester_id, open.count))
+        .collect())
+    }
+}

@@ -328,3 +328,81 @@ impl NewUser<'_> {
         .into_domain()
     }
 }
+
+#[derive(QueryableByName)]
+struct UserIdByEmail {
+    #[diesel(sql_type = sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = sql_types::Text)]
+    email: String,
+}
+
+#[derive(QueryableByName)]
+struct UserIdOnly {
+    #[diesel(sql_type = sql_types::Uuid)]
+    id: Uuid,
+}
+
+impl User {
+    /// The users of the account with `emails` (distinct, sorted), customers added for those it
+    /// does not have yet, every one of them locked (in id order): an import's requesters, found
+    /// or added as CreateTicket finds or adds one, in two statements for a whole batch.
+    pub async fn find_or_insert_customers(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        emails: &[&str],
+    ) -> AppResult<Vec<(Uuid, String)>> {
+        let ids: Vec<Uuid> = emails
+            .iter()
+            .map(|_| UserId::generate().as_uuid())
+            .collect();
+        KeepPrepared(
+            diesel::sql_query(
+                "INSERT INTO users (id, account_id, email, display_name, role) \
+                 SELECT id, $1, email, '', $4 FROM unnest($2::uuid[], $3::text[]) AS t(id, email) \
+                 ORDER BY email ON CONFLICT (account_id, email) DO NOTHING",
+            )
+            .bind::<sql_types::Uuid, _>(account_id.as_uuid())
+            .bind::<sql_types::Array<sql_types::Uuid>, _>(&ids)
+            .bind::<sql_types::Array<sql_types::Text>, _>(emails)
+            .bind::<sql_types::Text, _>(Role::Customer.as_str()),
+        )
+        .execute(conn)
+        .await?;
+        Ok(KeepPrepared(
+            diesel::sql_query(
+                "SELECT id, email FROM users WHERE account_id = $1 AND email = ANY($2) \
+                 ORDER BY id FOR UPDATE",
+            )
+            .bind::<sql_types::Uuid, _>(account_id.as_uuid())
+            .bind::<sql_types::Array<sql_types::Text>, _>(emails),
+        )
+        .load::<UserIdByEmail>(conn)
+        .await?
+        .into_iter()
+        .map(|user| (user.id, user.email))
+        .collect())
+    }
+
+    /// Which of `ids` are active agents or admins of the account (who may be assigned).
+    pub async fn active_agents_among(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        ids: &[Uuid],
+    ) -> AppResult<Vec<Uuid>> {
+        Ok(KeepPrepared(
+            diesel::sql_query(
+                "SELECT id FROM users WHERE account_id = $1 AND id = ANY($2) AND active \
+                 AND role <> $3",
+            )
+            .bind::<sql_types::Uuid, _>(account_id.as_uuid())
+            .bind::<sql_types::Array<sql_types::Uuid>, _>(ids)
+            .bind::<sql_types::Text, _>(Role::Customer.as_str()),
+        )
+        .load::<UserIdOnly>(conn)
+        .await?
+        .into_iter()
+        .map(|user| user.id)
+        .collect())
+    }
+}

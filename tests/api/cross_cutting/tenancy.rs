@@ -5,6 +5,7 @@
 
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
+use supportdesk::wire::proto::google::longrunning as lro;
 use supportdesk::wire::proto::v1;
 use tonic::{Code, Status};
 
@@ -27,6 +28,8 @@ struct Target {
     webhook_event: (String, Vec<u8>),
     /// The dead acknowledgement of the ticket; its recipient (the owner) is suppressed.
     notification_id: String,
+    /// A queued import of the account (the test app runs no operation workers), by name.
+    operation: String,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -94,6 +97,7 @@ async fn the_snapshot_covers_every_table_that_holds_an_accounts_rows() {
         "email_events",
         "email_suppressions",
         "notifications",
+        "operations",
         "refunds",
         "ticket_activities",
         "ticket_comments",
@@ -124,6 +128,17 @@ fn assert_refused<T: std::fmt::Debug>(rpc: &str, result: Result<T, Status>, code
             status.message()
         ),
     }
+}
+
+/// An Operations client to `app`.
+fn operations(
+    app: &TestApp,
+) -> lro::operations_client::OperationsClient<tonic::transport::Channel> {
+    lro::operations_client::OperationsClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+            .expect("a valid uri")
+            .connect_lazy(),
+    )
 }
 
 /// A NotificationService client to `app`.
@@ -699,6 +714,82 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 .await;
             assert_refused(rpc, result, HIDDEN_OR_DENIED);
         }
+        "TicketService/ImportTickets" => {
+            // An admin imports into their own account only; a customer may not import.
+            let result = app
+                .tickets
+                .clone()
+                .import_tickets(attacker.request(v1::ImportTicketsRequest {
+                    format: v1::ImportFormat::Csv.into(),
+                    content: format!(
+                        "subject,description,requester_email\nProbe,probe,{}\n",
+                        target.owner.email
+                    ),
+                }))
+                .await;
+            if foreign {
+                let name = result
+                    .expect("an admin imports into their own account")
+                    .into_inner()
+                    .name;
+                let theirs = operations(app)
+                    .get_operation(attacker.request(lro::GetOperationRequest { name }))
+                    .await;
+                assert!(theirs.is_ok(), "the import is the attacker's own");
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
+        "google.longrunning.Operations/GetOperation" => {
+            let result = operations(app)
+                .get_operation(attacker.request(lro::GetOperationRequest {
+                    name: target.operation.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "google.longrunning.Operations/WaitOperation" => {
+            let result = operations(app)
+                .wait_operation(attacker.request(lro::WaitOperationRequest {
+                    name: target.operation.clone(),
+                    timeout: None,
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "google.longrunning.Operations/CancelOperation" => {
+            let result = operations(app)
+                .cancel_operation(attacker.request(lro::CancelOperationRequest {
+                    name: target.operation.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "google.longrunning.Operations/DeleteOperation" => {
+            let result = operations(app)
+                .delete_operation(attacker.request(lro::DeleteOperationRequest {
+                    name: target.operation.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "google.longrunning.Operations/ListOperations" => {
+            let result = operations(app)
+                .list_operations(attacker.request(lro::ListOperationsRequest::default()))
+                .await;
+            if foreign {
+                let listed = result.expect("their own list").into_inner();
+                assert!(
+                    listed
+                        .operations
+                        .iter()
+                        .all(|operation| operation.name != target.operation),
+                    "{rpc} listed the target's operation"
+                );
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
         "WebhookService/ReceivePaymentEvent" => {
             // Public, and answerable only with the endpoint's secret: the attacker replays the
             // target's event with a signature of their own making.
@@ -956,7 +1047,20 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         bytes,
     )
     .await;
+    let operation = app
+        .tickets
+        .clone()
+        .import_tickets(app.as_admin(v1::ImportTicketsRequest {
+            format: v1::ImportFormat::Csv.into(),
+            content:
+                "subject,description,requester_email\nTarget,target,a@example.com\n".to_owned(),
+        }))
+        .await
+        .expect("the target's import")
+        .into_inner()
+        .name;
     let target = Target {
+        operation,
         notification_id,
         attachment,
         webhook_event,

@@ -1,0 +1,422 @@
+//! The operation workers (docs/operations.md, "How an import runs"): each claims the oldest
+//! unfinished operation whose lease is free or expired, and runs it batch by batch. A batch is one
+//! transaction: its tickets, their audit records and the checkpoint (`rows_read`, guarded by the
+//! worker's lease and the checkpoint it started from) commit together or not at all, so an
+//! import that stops anywhere (a crash, a lost lease, a shutdown) resumes at the first row no
+//! committed batch settled, and no row is imported twice. A cancellation is honoured between
+//! batches.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::configuration::OperationSettings;
+use crate::db::models::activity::changes_to_json;
+use crate::db::models::comment::actor_columns;
+use crate::db::models::{
+    BatchProgress, ClaimedOperation, ImportedTickets, OperationRow, TicketRow, User,
+};
+use crate::db::{self, Limits, PgPool};
+use crate::domain::{
+    AccountId, Actor, FieldChange, FieldChanges, ImportRow, OperationFailure, OperationId,
+    OperationState, RowError, TicketId, TicketStatus, read_rows,
+};
+use crate::errors::AppError;
+
+/// The google.rpc.Code of a file that is not of its format at all.
+const INVALID_ARGUMENT: i32 = 3;
+
+/// How long a worker waits after a batch failed (the database away, a deadlock) before trying
+/// it again.
+const BATCH_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// How a worker reports progress (a claim looked for, a batch settled): the job runner's
+/// heartbeat, handed down by the task that runs the workers.
+pub type Progress = Arc<dyn Fn() + Send + Sync>;
+
+/// The workers of this instance, run as one task by the job runner.
+#[derive(Clone)]
+pub struct OperationWorkers {
+    pool: PgPool,
+    settings: OperationSettings,
+    max_open_per_requester: u32,
+    wake: Arc<Notify>,
+}
+
+/// Why a batch did not commit.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    /// The worker no longer holds the lease at the checkpoint the batch started from.
+    #[error("the lease was lost")]
+    LostLease,
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
+impl From<diesel::result::Error> for BatchError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::App(error.into())
+    }
+}
+
+/// What a run of one operation came to.
+enum Ran {
+    /// Finished (succeeded, failed or cancelled).
+    Finished,
+    /// Stopped without finishing: shut down, or its lease went to another worker.
+    Stopped,
+}
+
+impl OperationWorkers {
+    pub fn new(
+        pool: PgPool,
+        settings: OperationSettings,
+        max_open_per_requester: u32,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            pool,
+            settings,
+            max_open_per_requester,
+            wake,
+        }
+    }
+
+    /// Runs `OPERATION_WORKERS` workers until `stop`.
+    pub async fn run(self, stop: CancellationToken, heartbeat: Progress) -> anyhow::Result<()> {
+        let workers = self.settings.workers;
+        crate::worker_pool::run("operation worker", workers, stop, |worker, stop| {
+            self.clone().run_worker(worker, stop, heartbeat.clone())
+        })
+        .await
+    }
+
+    async fn run_worker(self, worker: u32, stop: CancellationToken, heartbeat: Progress) {
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            heartbeat();
+            match self.work_once(&stop, &heartbeat).await {
+                // There may be more: no waiting while a backlog drains.
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(worker, %error, "operations cannot be claimed; will retry");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Claims one operation and runs it until it finishes or the worker stops; false when none
+    /// was waiting.
+    pub async fn work_once(
+        &self,
+        stop: &CancellationToken,
+        heartbeat: &Progress,
+    ) -> Result<bool, AppError> {
+        let worker = Uuid::now_v7();
+        let claimed = {
+            let mut conn = db::connection(&self.pool).await?;
+            OperationRow::claim(&mut conn, worker, self.settings.lease).await?
+        };
+        let Some(claimed) = claimed else {
+            return Ok(false);
+        };
+        let id = claimed.operation.id;
+        tracing::info!(operation = %id.name(), rows_read = claimed.operation.rows_read, "operation claimed");
+        match self.run_claimed(worker, claimed, stop, heartbeat).await {
+            Ran::Finished => tracing::info!(operation = %id.name(), "operation finished"),
+            Ran::Stopped => {
+                // Another instance (or this one, restarted) takes over at once.
+                let released = db::with_connection(&self.pool, async |conn| {
+                    OperationRow::release(conn, id, worker).await
+                })
+                .await;
+                if let Err(error) = released {
+                    tracing::warn!(operation = %id.name(), %error, "the lease was not released; it runs out by itself");
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    async fn run_claimed(
+        &self,
+        worker: Uuid,
+        claimed: ClaimedOperation,
+        stop: &CancellationToken,
+        heartbeat: &Progress,
+    ) -> Ran {
+        let operation = &claimed.operation;
+        let rows = match read_rows(claimed.format, &claimed.content) {
+            Ok(rows) => rows,
+            Err(problem) => {
+                let failure = OperationFailure {
+                    code: INVALID_ARGUMENT,
+                    message: format!("content {problem}"),
+                };
+                return self
+                    .finish(
+                        worker,
+                        operation.id,
+                        OperationState::Failed,
+                        Some(&failure),
+                        stop,
+                    )
+                    .await;
+            }
+        };
+        let mut position = usize::try_from(operation.rows_read).unwrap_or(usize::MAX);
+        let mut cancel_requested = operation.cancel_requested;
+        let batch_rows = usize::try_from(self.settings.import_batch_rows).unwrap_or(1);
+        loop {
+            if cancel_requested {
+                return self
+                    .finish(worker, operation.id, OperationState::Cancelled, None, stop)
+                    .await;
+            }
+            if position >= rows.len() {
+                return self
+                    .finish(worker, operation.id, OperationState::Succeeded, None, stop)
+                    .await;
+            }
+            if stop.is_cancelled() {
+                return Ran::Stopped;
+            }
+            let batch = &rows[position..rows.len().min(position + batch_rows)];
+            match self
+                .import_batch(
+                    worker,
+                    operation.id,
+                    operation.account_id,
+                    claimed.actor,
+                    batch,
+                    position,
+                )
+                .await
+            {
+                Ok(cancel) => {
+                    position += batch.len();
+                    cancel_requested = cancel;
+                    heartbeat();
+                }
+                Err(BatchError::LostLease) => {
+                    tracing::warn!(operation = %operation.id.name(), "the operation's lease went to another worker");
+                    return Ran::Stopped;
+                }
+                Err(BatchError::App(error)) => {
+                    tracing::warn!(operation = %operation.id.name(), %error, "an import batch failed; will retry it");
+                    tokio::select! {
+                        () = stop.cancelled() => return Ran::Stopped,
+                        () = tokio::time::sleep(BATCH_RETRY_PAUSE) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the operation, retrying while the database is away; stopped when told to stop or
+    /// when the lease went elsewhere.
+    async fn finish(
+        &self,
+        worker: Uuid,
+        id: OperationId,
+        state: OperationState,
+        failure: Option<&OperationFailure>,
+        stop: &CancellationToken,
+    ) -> Ran {
+        loop {
+            let finished = db::with_connection(&self.pool, async |conn| {
+                OperationRow::finish(conn, id, worker, state, failure).await
+            })
+            .await;
+            match finished {
+                Ok(true) => return Ran::Finished,
+                Ok(false) => return Ran::Stopped,
+                Err(error) => {
+                    tracing::warn!(operation = %id.name(), %error, "an operation cannot be finished; will retry");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return Ran::Stopped,
+                () = tokio::time::sleep(BATCH_RETRY_PAUSE) => {}
+            }
+        }
+    }
+
+    /// Settles `batch` (rows from `position` on) in one transaction: every row validated as
+    /// CreateTicket validates it, the valid ones inserted, the refused ones reported, and the
+    /// checkpoint moved. Whether a cancellation was asked for.
+    async fn import_batch(
+        &self,
+        worker: Uuid,
+        id: OperationId,
+        account_id: AccountId,
+        actor: Actor,
+        batch: &[ImportRow],
+        position: usize,
+    ) -> Result<bool, BatchError> {
+        let lease = self.settings.lease;
+        let max_open = i64::from(self.max_open_per_requester);
+        let max_errors = i64::from(self.settings.import_max_row_errors);
+        let mut conn = db::connection(&self.pool).await?;
+        db::transaction(&mut conn, Limits::within(lease), async |conn| {
+            let mut errors: Vec<RowError> = Vec::new();
+            let mut failed_rows: i64 = 0;
+            let mut candidates = Vec::new();
+            for row in batch {
+                match row.validate() {
+                    Ok(ticket) => candidates.push(ticket),
+                    Err(row_errors) => {
+                        failed_rows += 1;
+                        errors.extend(row_errors);
+                    }
+                }
+            }
+            // Assignees: active agents or admins of the account, as CreateTicket requires.
+            let named: Vec<Uuid> = candidates
+                .iter()
+                .filter_map(|ticket| ticket.assignee.map(|id| id.as_uuid()))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let agents: HashSet<Uuid> = if named.is_empty() {
+                HashSet::new()
+            } else {
+                User::active_agents_among(conn, account_id, &named)
+                    .await?
+                    .into_iter()
+                    .collect()
+            };
+            let mut refused = BTreeMap::new();
+            candidates.retain(|ticket| match ticket.assignee {
+                Some(assignee) if !agents.contains(&assignee.as_uuid()) => {
+                    refused.insert(
+                        ticket.row,
+                        RowError {
+                            row: ticket.row,
+                            field: "assignee_id".to_owned(),
+                            reason: "names no active agent or admin of this account".to_owned(),
+                        },
+                    );
+                    false
+                }
+                Some(_) | None => true,
+            });
+            // Requesters: found or added by email, and locked, as CreateTicket does.
+            let emails: Vec<&str> = candidates
+                .iter()
+                .map(|ticket| ticket.requester_email.as_str())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let requesters: BTreeMap<String, Uuid> = if emails.is_empty() {
+                BTreeMap::new()
+            } else {
+                User::find_or_insert_customers(conn, account_id, &emails)
+                    .await?
+                    .into_iter()
+                    .map(|(id, email)| (email, id))
+                    .collect()
+            };
+            let requester_ids: Vec<Uuid> = requesters.values().copied().collect();
+            let mut open: BTreeMap<Uuid, i64> = if requester_ids.is_empty() {
+                BTreeMap::new()
+            } else {
+                TicketRow::count_open_for_requesters(conn, account_id, &requester_ids)
+                    .await?
+                    .into_iter()
+                    .collect()
+            };
+            let (actor_user_id, actor_api_key_id) = actor_columns(actor);
+            let mut tickets = ImportedTickets::default();
+            for ticket in candidates {
+                let Some(requester) = requesters.get(ticket.requester_email.as_str()).copied()
+                else {
+                    return Err(BatchError::App(AppError::internal(anyhow::anyhow!(
+                        "the requester of row {} was neither found nor added",
+                        ticket.row
+                    ))));
+                };
+                // The open-ticket rule holds for imports: an imported ticket is NEW, so it
+                // counts, and a row beyond the requester's limit is refused.
+                let count = open.entry(requester).or_insert(0);
+                if *count >= max_open {
+                    refused.insert(
+                        ticket.row,
+                        RowError {
+                            row: ticket.row,
+                            field: "requester_email".to_owned(),
+                            reason: format!(
+                                "the requester has {count} open tickets; at most {max_open} \
+                                 may be open at once"
+                            ),
+                        },
+                    );
+                    continue;
+                }
+                *count += 1;
+                let ticket_id = TicketId::generate();
+                let mut changes = FieldChanges::new();
+                for (field, value) in [
+                    ("subject", Some(ticket.subject.as_str().to_owned())),
+                    ("priority", Some(ticket.priority.as_str().to_owned())),
+                    ("status", Some(TicketStatus::New.as_str().to_owned())),
+                    ("requester_id", Some(requester.to_string())),
+                    ("assignee_id", ticket.assignee.map(|id| id.to_string())),
+                ] {
+                    if value.is_some() {
+                        changes.insert(
+                            field.to_owned(),
+                            FieldChange {
+                                old: None,
+                                new: value,
+                            },
+                        );
+                    }
+                }
+                tickets.ids.push(ticket_id.as_uuid());
+                tickets.subjects.push(ticket.subject.as_str().to_owned());
+                tickets
+                    .descriptions
+                    .push(ticket.description.as_str().to_owned());
+                tickets.priorities.push(ticket.priority.as_str());
+                tickets.requester_ids.push(requester);
+                tickets
+                    .assignee_ids
+                    .push(ticket.assignee.map(|id| id.as_uuid()));
+                tickets.activity_ids.push(Uuid::now_v7());
+                tickets.changes.push(changes_to_json(&changes));
+            }
+            let imported = tickets
+                .insert(conn, account_id, (actor_user_id, actor_api_key_id))
+                .await?;
+            failed_rows += i64::try_from(refused.len()).unwrap_or(i64::MAX);
+            errors.extend(refused.into_values());
+            errors.sort_by_key(|error| error.row);
+            let from = i64::try_from(position).unwrap_or(i64::MAX);
+            let progress = BatchProgress {
+                from_rows_read: from,
+                to_rows_read: from + i64::try_from(batch.len()).unwrap_or(i64::MAX),
+                imported: i64::try_from(imported).unwrap_or(i64::MAX),
+                failed: failed_rows,
+                errors: &errors,
+                max_errors,
+            };
+            OperationRow::checkpoint(conn, id, worker, lease, &progress)
+                .await?
+                .ok_or(BatchError::LostLease)
+        })
+        .await
+    }
+}
