@@ -5,3 +5,4 @@
 
 mod degradation;
 mod panels;
+mod replica;

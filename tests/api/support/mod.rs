@@ -11,6 +11,7 @@ pub(crate) mod email_api;
 pub(crate) mod envoy;
 pub(crate) mod notifications;
 pub(crate) mod proxy;
+pub(crate) mod replica;
 pub(crate) mod smtp;
 pub(crate) mod source;
 pub(crate) mod storage;
