@@ -9,8 +9,8 @@ use secrecy::SecretString;
 use supportdesk::wire::proto::v1;
 use uuid::Uuid;
 
-use crate::support::TestApp;
 use crate::support::replica::{REPLICA_PAIR, connect};
+use crate::support::{Scrape, TestApp, with_metrics};
 
 /// A migrated database of its own on the pair's primary.
 async fn database_on_the_primary() -> String {
@@ -30,6 +30,7 @@ async fn app_on_the_pair(database: &str, max_lag: Duration) -> TestApp {
     let primary = REPLICA_PAIR.primary_url(database);
     let replica = REPLICA_PAIR.replica_url(database);
     TestApp::spawn_with(move |settings| {
+        with_metrics(settings);
         settings.database.url = SecretString::from(primary);
         settings.database.read_replica_url = Some(SecretString::from(replica));
         settings.database.read_replica_max_lag = max_lag;
@@ -89,7 +90,17 @@ async fn panels_read_a_fresh_replica_and_the_primary_when_it_lags_past_the_bound
     let (created, source) = created_and_source(&tolerant).await;
     assert_eq!((created, source.replica), (1, true));
     // Past the strict bound the primary answers, fresh (each app reads its own account).
+    let lagging_before = Scrape::of(&strict)
+        .await
+        .get(r#"supportdesk_db_replica_fallbacks_total{reason="lagging"}"#);
     let (created, source) = created_and_source(&strict).await;
+    let scrape = Scrape::of(&strict).await;
+    assert_eq!(
+        scrape.get(r#"supportdesk_db_replica_fallbacks_total{reason="lagging"}"#) - lagging_before,
+        3,
+        "each of the three panels fell back once"
+    );
+    assert!(scrape.0["supportdesk_db_replica_lag_seconds"] > 0.0);
     assert_eq!(
         (created, source.replica, source.staleness),
         (2, false, Some(prost_types::Duration::default()))
@@ -97,6 +108,14 @@ async fn panels_read_a_fresh_replica_and_the_primary_when_it_lags_past_the_bound
 
     // The replica stopped mid-run: every read goes to the primary.
     REPLICA_PAIR.stop_replica();
+    let unreachable_before = Scrape::of(&tolerant)
+        .await
+        .get(r#"supportdesk_db_replica_fallbacks_total{reason="unreachable"}"#);
     let (created, source) = created_and_source(&tolerant).await;
     assert_eq!((created, source.replica), (2, false));
+    let unreachable_after = Scrape::of(&tolerant)
+        .await
+        .get(r#"supportdesk_db_replica_fallbacks_total{reason="unreachable"}"#);
+    // Each of the three panels fell back once.
+    assert_eq!(unreachable_after - unreachable_before, 3);
 }
