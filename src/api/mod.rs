@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod attachments;
 pub mod auth;
 pub mod billing;
+pub mod dashboard;
 pub mod notifications;
 pub mod operations;
 pub mod tickets;

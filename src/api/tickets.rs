@@ -559,7 +559,7 @@ fn priority_from_wire(value: i32) -> Result<TicketPriority, InvalidValue> {
     }
 }
 
-fn priority_to_wire(priority: TicketPriority) -> v1::TicketPriority {
+pub(super) fn priority_to_wire(priority: TicketPriority) -> v1::TicketPriority {
     match priority {
         TicketPriority::Low => v1::TicketPriority::Low,
         TicketPriority::Normal => v1::TicketPriority::Normal,
@@ -568,7 +568,7 @@ fn priority_to_wire(priority: TicketPriority) -> v1::TicketPriority {
     }
 }
 
-fn status_to_wire(status: TicketStatus) -> v1::TicketStatus {
+pub(super) fn status_to_wire(status: TicketStatus) -> v1::TicketStatus {
     match status {
         TicketStatus::New => v1::TicketStatus::New,
         TicketStatus::Open => v1::TicketStatus::Open,

@@ -791,6 +791,7 @@ struct Inner {
     rpcs: RpcMetrics,
     runtime_workers: Gauge,
     saturation: SaturationMetrics,
+    replica: ReplicaMetrics,
     registry: Registry,
 }
 
@@ -813,7 +814,9 @@ impl Default for Metrics {
             "Worker threads of the async runtime (WORKER_THREADS; unset, one per core)",
         );
         let saturation = SaturationMetrics::register(&mut registry);
+        let replica = ReplicaMetrics::register(&mut registry);
         Self(Arc::new(Inner {
+            replica,
             saturation,
             rate_limit,
             ticket_cache,
@@ -876,6 +879,10 @@ impl Metrics {
         &self.0.breakers
     }
 
+    pub fn replica(&self) -> &ReplicaMetrics {
+        &self.0.replica
+    }
+
     /// The OpenMetrics text of every family.
     pub fn render(&self) -> String {
         // Read on the runtime that serves /metrics: the service's own.
@@ -889,6 +896,56 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.0.registry);
         text
+    }
+}
+
+// ---- the read replica ----
+
+/// The read replica as the dashboard's reads see it (`crate::db::read_replica`): its replay lag
+/// at the last read that asked, and where reads went. Clones share the series.
+#[derive(Clone, Debug, Default)]
+pub struct ReplicaMetrics {
+    /// The replica's replay lag at the last check, in seconds.
+    pub lag_seconds: SecondsGauge,
+    pub reads_from_replica: Counter,
+    pub reads_from_primary: Counter,
+    /// Reads sent to the primary because the replica lagged past the bound.
+    pub fallbacks_lagging: Counter,
+    /// Reads sent to the primary because the replica did not answer (or was passed over after
+    /// failing).
+    pub fallbacks_unreachable: Counter,
+}
+
+impl ReplicaMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let lag_seconds = SecondsGauge::default();
+        registry.register_with_unit(
+            "supportdesk_db_replica_lag",
+            "How far the read replica's replay was behind the primary at the last read that asked (0 when caught up)",
+            prometheus_client::registry::Unit::Seconds,
+            lag_seconds.0.clone(),
+        );
+        let [reads_from_replica, reads_from_primary] = counters_by(
+            registry,
+            "supportdesk_db_replica_reads",
+            "Reads that may use the read replica, by where they were served (replica, primary)",
+            "target",
+            ["replica", "primary"],
+        );
+        let [fallbacks_lagging, fallbacks_unreachable] = counters_by(
+            registry,
+            "supportdesk_db_replica_fallbacks",
+            "Reads sent to the primary instead of the read replica, by reason (lagging: past DATABASE_READ_REPLICA_MAX_LAG_MS; unreachable: it did not answer)",
+            "reason",
+            ["lagging", "unreachable"],
+        );
+        Self {
+            lag_seconds,
+            reads_from_replica,
+            reads_from_primary,
+            fallbacks_lagging,
+            fallbacks_unreachable,
+        }
     }
 }
 

@@ -51,6 +51,7 @@ use crate::wire::proto::v1::account_service_server::AccountServiceServer;
 use crate::wire::proto::v1::api_key_service_server::ApiKeyServiceServer;
 use crate::wire::proto::v1::auth_service_server::AuthServiceServer;
 use crate::wire::proto::v1::billing_service_server::BillingServiceServer;
+use crate::wire::proto::v1::dashboard_service_server::DashboardServiceServer;
 use crate::wire::proto::v1::notification_service_server::NotificationServiceServer;
 use crate::wire::proto::v1::ticket_service_server::TicketServiceServer;
 use crate::wire::proto::v1::user_service_server::UserServiceServer;
@@ -240,6 +241,18 @@ impl Application {
                 ),
             )
             .max_decoding_message_size(max_bytes);
+        let dashboard = crate::service::Dashboard::new(crate::db::read_replica::ReadPools::new(
+            self.database.clone(),
+            &self.settings.database,
+            self.settings.server.request_timeout,
+            services.metrics.replica().clone(),
+        ));
+        let dashboard_api = DashboardServiceServer::new(crate::api::dashboard::DashboardApi::new(
+            dashboard,
+            services.page_tokens.clone(),
+            self.methods,
+        ))
+        .max_decoding_message_size(max_bytes);
         let users = UserServiceServer::new(UserApi::new(
             services.users,
             services.idempotency,
@@ -253,6 +266,7 @@ impl Application {
             served_name(&attachment_api),
             served_name(&auth),
             served_name(&billing_api),
+            served_name(&dashboard_api),
             served_name(&notification_api),
             served_name(&tickets),
             served_name(&users),
@@ -507,6 +521,7 @@ impl Application {
             .add_service(attachment_api)
             .add_service(auth)
             .add_service(billing_api)
+            .add_service(dashboard_api)
             .add_service(notification_api)
             .add_service(tickets)
             .add_service(users)

@@ -15,6 +15,12 @@ pub struct DatabaseSettings {
     /// `DATABASE_CONNECT_TIMEOUT_MS`: how long a request waits for a connection before it is
     /// answered UNAVAILABLE. Short on purpose: bb8's default of 30 s outlives every client.
     pub connect_timeout: Duration,
+    /// `DATABASE_READ_REPLICA_URL`: a streaming replica of the primary the dashboard reads from
+    /// while it is fresh enough (docs/dashboard.md); unset: every read goes to the primary.
+    pub read_replica_url: Option<SecretString>,
+    /// `DATABASE_READ_REPLICA_MAX_LAG_MS`: a replica further behind than this is passed over
+    /// for the primary.
+    pub read_replica_max_lag: Duration,
 }
 
 impl DatabaseSettings {
@@ -34,6 +40,11 @@ impl Reader<'_> {
             url: self.secret_url("DATABASE_URL", &["postgres", "postgresql"]),
             pool_size: self.parsed("DATABASE_POOL_SIZE", 10),
             connect_timeout: self.millis("DATABASE_CONNECT_TIMEOUT_MS", 2_000),
+            read_replica_url: self
+                .raw("DATABASE_READ_REPLICA_URL")
+                .is_some()
+                .then(|| self.secret_url("DATABASE_READ_REPLICA_URL", &["postgres", "postgresql"])),
+            read_replica_max_lag: self.millis("DATABASE_READ_REPLICA_MAX_LAG_MS", 5_000),
         };
         self.positive("DATABASE_POOL_SIZE", settings.pool_size);
         settings

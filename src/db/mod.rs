@@ -5,6 +5,7 @@
 
 pub mod models;
 pub mod queue;
+pub mod read_replica;
 pub mod schema;
 
 use std::time::Duration;

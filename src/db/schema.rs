@@ -268,6 +268,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    revenue_daily (account_id, currency, day) {
+        account_id -> Uuid,
+        currency -> Text,
+        day -> Date,
+        charge_count -> Int8,
+        gross_minor -> Int8,
+        refunded_minor -> Int8,
+    }
+}
+
+diesel::table! {
     revoked_sessions (session_id) {
         session_id -> Uuid,
         user_id -> Uuid,
@@ -312,6 +323,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    ticket_counts_daily (account_id, day) {
+        account_id -> Uuid,
+        day -> Date,
+        created -> Int8,
+        solved -> Int8,
+    }
+}
+
+diesel::table! {
+    ticket_counts_open (account_id, status, priority) {
+        account_id -> Uuid,
+        status -> Text,
+        priority -> Text,
+        tickets -> Int8,
+    }
+}
+
+diesel::table! {
     tickets (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -325,6 +354,8 @@ diesel::table! {
         updated_at -> Timestamptz,
         version -> Int8,
         deleted_at -> Nullable<Timestamptz>,
+        first_agent_response_at -> Nullable<Timestamptz>,
+        solved_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -394,8 +425,11 @@ diesel::joinable!(notifications -> tickets (ticket_id));
 diesel::joinable!(operations -> accounts (account_id));
 diesel::joinable!(reconciliation_findings -> accounts (account_id));
 diesel::joinable!(reconciliation_findings -> reconciliation_runs (run_id));
+diesel::joinable!(revenue_daily -> accounts (account_id));
 diesel::joinable!(ticket_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(ticket_comments -> api_keys (author_api_key_id));
+diesel::joinable!(ticket_counts_daily -> accounts (account_id));
+diesel::joinable!(ticket_counts_open -> accounts (account_id));
 diesel::joinable!(tickets -> accounts (account_id));
 diesel::joinable!(users -> accounts (account_id));
 diesel::joinable!(webhook_event_quarantines -> webhook_events (event_id));
@@ -417,10 +451,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     reconciliation_findings,
     reconciliation_runs,
     refunds,
+    revenue_daily,
     revoked_sessions,
     storage_deletions,
     ticket_activities,
     ticket_comments,
+    ticket_counts_daily,
+    ticket_counts_open,
     tickets,
     users,
     webhook_event_quarantines,

@@ -5,6 +5,7 @@
 mod attachment;
 mod charge;
 mod comment;
+mod dashboard;
 mod email;
 mod email_webhook;
 mod idempotency_key;
@@ -35,6 +36,7 @@ pub use charge::{
 pub use comment::{
     Actor, Comment, CommentBody, FieldChange, FieldChanges, TicketAction, TicketActivity,
 };
+pub use dashboard::{DateRange, RangeProblem, RevenueInterval};
 pub use email::Email;
 pub use email_webhook::{EmailEvent, EmailEventEffect, SvixVerifier, svix_signature};
 pub use idempotency_key::IdempotencyKey;

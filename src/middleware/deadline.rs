@@ -1,5 +1,6 @@
 //! Every RPC runs against a deadline: the caller's `grpc-timeout` when it sends one, capped by the
-//! server's `REQUEST_TIMEOUT_MS`, which is also the default. Handlers read what is left from the
+//! RPC's own declared deadline (`deadline_ms`, the dashboard's panels) and by the server's
+//! `REQUEST_TIMEOUT_MS`, which is also the default. Handlers read what is left from the
 //! [`RequestDeadline`] extension and hand it to PostgreSQL as `statement_timeout`; a handler still
 //! running at the deadline is dropped and answered DEADLINE_EXCEEDED.
 
@@ -14,6 +15,7 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use crate::errors::AppError;
+use crate::wire::methods::Method;
 
 const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
 
@@ -77,6 +79,12 @@ where
             .and_then(|value| value.to_str().ok())
             .and_then(parse_grpc_timeout)
             .map_or(self.max, |asked| asked.min(self.max));
+        // The RPC's declaration (resolved by the method layer, above this one) may lower it.
+        let budget = request
+            .extensions()
+            .get::<&'static Method>()
+            .and_then(|method| method.deadline)
+            .map_or(budget, |declared| budget.min(declared));
         let deadline = Instant::now() + budget;
         request.extensions_mut().insert(RequestDeadline(deadline));
         let response = self.inner.call(request);

@@ -186,6 +186,8 @@ pub struct Method {
     pub role: Option<Role>,
     /// What admission reads ahead; `None` for nothing.
     pub prefetch: Option<Prefetch>,
+    /// The RPC's own deadline (`deadline_ms`), below the server's; `None`: the server's.
+    pub deadline: Option<std::time::Duration>,
     /// Its REST paths that name request fields; `None` when none does (and for health and
     /// reflection, which have no REST mapping).
     pub path_bindings: Option<PathBindings>,
@@ -306,6 +308,7 @@ impl MethodTable {
                         http_success: HttpSuccess::Ok,
                         role: None,
                         prefetch: None,
+                        deadline: None,
                         path_bindings: None,
                     };
                     by_path.insert(infrastructure.path.clone(), infrastructure);
@@ -509,6 +512,11 @@ fn declared(method: &MethodDescriptor, policy: &DynamicMessage) -> Result<Method
         }
         other => return Err(format!("prefetch is {}", unknown(other))),
     };
+    let deadline = match policy.get_field_by_name("deadline_ms").as_deref() {
+        Some(Value::U32(0)) | None => None,
+        Some(Value::U32(millis)) => Some(std::time::Duration::from_millis(u64::from(*millis))),
+        Some(_) => return Err("deadline_ms is not a uint32".to_owned()),
+    };
     Ok(Method {
         path: path_of(method),
         index: 0,
@@ -520,6 +528,7 @@ fn declared(method: &MethodDescriptor, policy: &DynamicMessage) -> Result<Method
         http_success,
         role,
         prefetch,
+        deadline,
         path_bindings: None,
     })
 }
@@ -647,6 +656,7 @@ mod tests {
                 "supportdesk.v1.AttachmentService",
                 "supportdesk.v1.AuthService",
                 "supportdesk.v1.BillingService",
+                "supportdesk.v1.DashboardService",
                 "supportdesk.v1.NotificationService",
                 "supportdesk.v1.TicketService",
                 "supportdesk.v1.UserService",
@@ -654,6 +664,21 @@ mod tests {
             ]
         );
         assert!(table().api_methods().count() >= 30);
+    }
+
+    #[test]
+    fn a_declared_deadline_is_read_and_an_undeclared_one_is_the_servers() {
+        let revenue = table()
+            .lookup("/supportdesk.v1.DashboardService/GetRevenue")
+            .expect("GetRevenue");
+        assert_eq!(
+            revenue.deadline,
+            Some(std::time::Duration::from_millis(2_000))
+        );
+        let create = table()
+            .lookup("/supportdesk.v1.TicketService/CreateTicket")
+            .expect("CreateTicket");
+        assert_eq!(create.deadline, None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod attachments;
 mod billing;
 mod cross_cutting;
+mod dashboard;
 mod identity;
 mod notifications;
 mod operations;

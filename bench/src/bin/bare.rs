@@ -607,6 +607,8 @@ async fn main() -> anyhow::Result<()> {
             pool_size: args.pool_size,
             // Generous: bench/run starts it while PostgreSQL may still be analyzing the new rows.
             connect_timeout: Duration::from_secs(30),
+            read_replica_url: None,
+            read_replica_max_lag: Duration::from_secs(5),
         },
         Duration::from_secs(10),
     );

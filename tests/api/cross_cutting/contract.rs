@@ -642,6 +642,55 @@ impl Harness {
                     StatusCode::NOT_FOUND,
                 )
             }
+            "DashboardService.GetRevenue" => (
+                call(
+                    Method::GET,
+                    "/v1/dashboard/revenue?interval=REVENUE_INTERVAL_MONTH",
+                    admin,
+                    None,
+                ),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/dashboard/revenue?start_date=yesterday",
+                    admin,
+                    None,
+                ),
+                StatusCode::BAD_REQUEST,
+            ),
+            "DashboardService.GetTicketStats" => (
+                call(Method::GET, "/v1/dashboard/ticket-stats", admin, None),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/dashboard/ticket-stats?start_date=2020-01-01&end_date=2026-01-01",
+                    admin,
+                    None,
+                ),
+                StatusCode::BAD_REQUEST,
+            ),
+            "DashboardService.GetRecentActivity" => (
+                call(
+                    Method::GET,
+                    "/v1/dashboard/activity?page_size=5",
+                    admin,
+                    None,
+                ),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/dashboard/activity?page_token=forged",
+                    admin,
+                    None,
+                ),
+                StatusCode::BAD_REQUEST,
+            ),
+            "DashboardService.GetDashboard" => (
+                call(Method::GET, "/v1/dashboard", admin, None),
+                None,
+                call(Method::GET, "/v1/dashboard", None, None),
+                StatusCode::UNAUTHORIZED,
+            ),
             "BillingService.ListCharges" => (
                 call(Method::GET, "/v1/charges", admin, None),
                 None,

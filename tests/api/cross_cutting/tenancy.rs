@@ -71,7 +71,7 @@ async fn snapshot(app: &TestApp) -> String {
             "account_id"
         };
         let rows: Vec<Snapshot> = diesel::sql_query(format!(
-            "SELECT json_agg(t ORDER BY t.id)::text AS rows FROM {table} t WHERE {column} = $1"
+            "SELECT json_agg(t ORDER BY t::text)::text AS rows FROM {table} t WHERE {column} = $1"
         ))
         .bind::<SqlUuid, _>(app.account_id.as_uuid())
         .load(&mut conn)
@@ -444,6 +444,68 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 })))
                 .await;
             assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "DashboardService/GetRevenue" => {
+            let result = app
+                .dashboard
+                .clone()
+                .get_revenue(attacker.request(v1::GetRevenueRequest::default()))
+                .await;
+            match result {
+                Ok(revenue) => assert_eq!(revenue.into_inner().currencies, []),
+                Err(status) => assert_refused(rpc, Err::<(), _>(status), DENIED),
+            }
+        }
+        "DashboardService/GetTicketStats" => {
+            let result = app
+                .dashboard
+                .clone()
+                .get_ticket_stats(attacker.request(v1::GetTicketStatsRequest::default()))
+                .await;
+            match result {
+                Ok(stats) => {
+                    let stats = stats.into_inner();
+                    assert_eq!((stats.open, stats.daily), (vec![], vec![]));
+                }
+                Err(status) => assert_refused(rpc, Err::<(), _>(status), DENIED),
+            }
+        }
+        "DashboardService/GetRecentActivity" => {
+            let result = app
+                .dashboard
+                .clone()
+                .get_recent_activity(attacker.request(v1::GetRecentActivityRequest {
+                    page_size: 100,
+                    ..Default::default()
+                }))
+                .await;
+            match result {
+                Ok(page) => assert!(page.into_inner().records.iter().all(|record| {
+                    record.ticket_id != target.ticket.id && record.charge_id != target.charge.id
+                })),
+                Err(status) => assert_refused(rpc, Err::<(), _>(status), DENIED),
+            }
+        }
+        "DashboardService/GetDashboard" => {
+            let result = app
+                .dashboard
+                .clone()
+                .get_dashboard(attacker.request(v1::GetDashboardRequest::default()))
+                .await;
+            match result {
+                Ok(dashboard) => {
+                    let dashboard = dashboard.into_inner();
+                    let revenue = dashboard.revenue.unwrap().revenue.unwrap_or_default();
+                    assert_eq!(revenue.currencies, []);
+                    let stats = dashboard.ticket_stats.unwrap().ticket_stats.unwrap();
+                    assert_eq!((stats.open, stats.daily), (vec![], vec![]));
+                    let activity = dashboard.recent_activity.unwrap().recent_activity.unwrap();
+                    assert!(activity.records.iter().all(|record| {
+                        record.ticket_id != target.ticket.id && record.charge_id != target.charge.id
+                    }));
+                }
+                Err(status) => assert_refused(rpc, Err::<(), _>(status), DENIED),
+            }
         }
         "BillingService/GetCharge" => {
             let result = app

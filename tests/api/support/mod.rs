@@ -13,6 +13,7 @@ pub(crate) mod envoy;
 pub(crate) mod notifications;
 pub(crate) mod otlp;
 pub(crate) mod proxy;
+pub(crate) mod replica;
 pub(crate) mod smtp;
 pub(crate) mod source;
 pub(crate) mod storage;
@@ -37,6 +38,7 @@ use supportdesk::wire::proto::v1::api_key_service_client::ApiKeyServiceClient;
 use supportdesk::wire::proto::v1::attachment_service_client::AttachmentServiceClient;
 use supportdesk::wire::proto::v1::auth_service_client::AuthServiceClient;
 use supportdesk::wire::proto::v1::billing_service_client::BillingServiceClient;
+use supportdesk::wire::proto::v1::dashboard_service_client::DashboardServiceClient;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 use supportdesk::wire::proto::v1::user_service_client::UserServiceClient;
 use supportdesk::wire::proto::v1::webhook_service_client::WebhookServiceClient;
@@ -310,6 +312,7 @@ pub(crate) struct TestApp {
     pub(crate) attachments: AttachmentServiceClient<Channel>,
     pub(crate) billing: BillingServiceClient<Channel>,
     pub(crate) webhooks: WebhookServiceClient<Channel>,
+    pub(crate) dashboard: DashboardServiceClient<Channel>,
     pub(crate) health: HealthClient<Channel>,
     /// The payment provider every test app charges through: the simulator, in-process.
     pub(crate) simulator: payment_simulator::SimulatorHandle,
@@ -382,6 +385,7 @@ impl TestApp {
             attachments: AttachmentServiceClient::new(channel.clone()),
             billing: BillingServiceClient::new(channel.clone()),
             webhooks: WebhookServiceClient::new(channel.clone()),
+            dashboard: DashboardServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
             simulator,
             redis_prefix,

@@ -1,0 +1,155 @@
+//! A real PostgreSQL primary with a streaming replica (`pg_basebackup -R`), one pair per test
+//! binary, started on first use on free ports as the `postgres` OS user, under a shell watchdog
+//! in its own process group that stops both servers and removes their directory once the test
+//! binary is gone. Tests make their database on the primary and see it replicated.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use super::free_port;
+
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+pub(crate) struct ReplicaPair {
+    pub(crate) primary_port: u16,
+    pub(crate) replica_port: u16,
+    dir: PathBuf,
+}
+
+pub(crate) static REPLICA_PAIR: LazyLock<ReplicaPair> = LazyLock::new(ReplicaPair::start);
+
+impl ReplicaPair {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("supportdesk-replica-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("the pair's directory");
+        let chowned = Command::new("chown")
+            .args(["postgres:postgres", &dir.display().to_string()])
+            .status()
+            .expect("chown runs");
+        assert!(
+            chowned.success(),
+            "the pair's directory is given to postgres"
+        );
+        let (primary_port, replica_port) = (free_port(), free_port());
+        let d = dir.display();
+        let as_pg = "runuser -u postgres --";
+        let options = |port: u16| format!("-p {port} -k {d} -c listen_addresses=127.0.0.1");
+        let script = format!(
+            "set -e\n\
+             {as_pg} {BIN}/initdb -D {d}/primary -U postgres --auth=trust >{d}/initdb.log 2>&1\n\
+             {as_pg} {BIN}/pg_ctl -D {d}/primary -o '{}' -l {d}/primary.log -w start >/dev/null\n\
+             {as_pg} {BIN}/pg_basebackup -h 127.0.0.1 -p {primary_port} -U postgres -D {d}/replica -R -X stream -c fast\n\
+             {as_pg} {BIN}/pg_ctl -D {d}/replica -o '{}' -l {d}/replica.log -w start >/dev/null\n\
+             touch {d}/ready\n\
+             set +e\n\
+             while kill -0 {} 2>/dev/null; do sleep 0.5; done\n\
+             {as_pg} {BIN}/pg_ctl -D {d}/replica -m immediate stop\n\
+             {as_pg} {BIN}/pg_ctl -D {d}/primary -m immediate stop\n\
+             rm -rf {d}\n",
+            options(primary_port),
+            options(replica_port),
+            std::process::id()
+        );
+        #[expect(
+            clippy::zombie_processes,
+            reason = "the watchdog outlives every test and ends with the test binary"
+        )]
+        let _watchdog = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("watchdog.log")).expect("a log"))
+            .process_group(0)
+            .spawn()
+            .expect("bash starts the pair");
+        let started = Instant::now();
+        while !dir.join("ready").exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the primary and its replica did not start within 120 s: {}",
+                std::fs::read_to_string(dir.join("watchdog.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            primary_port,
+            replica_port,
+            dir,
+        }
+    }
+
+    pub(crate) fn primary_url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{database}",
+            self.primary_port
+        )
+    }
+
+    pub(crate) fn replica_url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{database}",
+            self.replica_port
+        )
+    }
+
+    /// Stops the replica at once, as a crash would.
+    pub(crate) fn stop_replica(&self) {
+        let stopped = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{BIN}/pg_ctl")])
+            .args(["-D", &self.dir.join("replica").display().to_string()])
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_ctl runs");
+        assert!(stopped.success(), "the replica stops");
+    }
+
+    /// Waits until the replica has replayed everything the primary has written.
+    pub(crate) async fn wait_for_replay(&self) {
+        let mut primary = connect(&self.primary_url("postgres")).await;
+        let target: Lsn = diesel::sql_query("SELECT pg_current_wal_lsn()::text AS lsn")
+            .get_result(&mut primary)
+            .await
+            .expect("the primary's position");
+        super::wait_until("the replica replays the primary", super::PATIENCE, || {
+            let url = self.replica_url("postgres");
+            let target = target.lsn.clone();
+            async move {
+                let mut replica = connect(&url).await;
+                let caught_up: Caught =
+                    diesel::sql_query("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS caught_up")
+                        .bind::<diesel::sql_types::Text, _>(target)
+                        .get_result(&mut replica)
+                        .await
+                        .expect("the replica's position");
+                caught_up.caught_up
+            }
+        })
+        .await;
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Lsn {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    lsn: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Caught {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    caught_up: bool,
+}
+
+pub(crate) async fn connect(url: &str) -> AsyncPgConnection {
+    AsyncPgConnection::establish(url)
+        .await
+        .unwrap_or_else(|error| panic!("connect to {url}: {error}"))
+}
