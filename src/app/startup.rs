@@ -13,6 +13,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
 use tonic::server::NamedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -158,21 +159,25 @@ impl Application {
             services.accounts,
             services.idempotency.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let api_keys = ApiKeyServiceServer::new(ApiKeyApi::new(
             services.api_keys,
             services.idempotency.clone(),
             services.page_tokens.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let auth = AuthServiceServer::new(AuthApi::new(services.authentication, services.resets))
-            .max_decoding_message_size(max_bytes);
+            .max_decoding_message_size(max_bytes)
+            .compressed();
         let tickets = TicketServiceServer::new(TicketApi::new(
             services.tickets,
             services.idempotency.clone(),
             services.page_tokens.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let provider = match &self.settings.payment_provider {
             Some(settings) => Some(std::sync::Arc::new(
                 crate::billing::StripeHttpProvider::new(settings)?,
@@ -189,7 +194,8 @@ impl Application {
             services.idempotency.clone(),
             services.page_tokens.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let webhooks = crate::service::Webhooks::new(
             self.database.clone(),
             webhook_verifier(&self.settings.webhook_receiving),
@@ -198,7 +204,8 @@ impl Application {
         let webhooks_configured = webhooks.is_configured();
         let webhook_api =
             WebhookServiceServer::new(WebhookApi::new(webhooks, services.page_tokens.clone()))
-                .max_decoding_message_size(max_bytes);
+                .max_decoding_message_size(max_bytes)
+                .compressed();
         let notification_api = NotificationServiceServer::new(NotificationApi::new(
             crate::service::Notifications::new(
                 self.database.clone(),
@@ -206,7 +213,8 @@ impl Application {
             ),
             services.page_tokens.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let storage = match &self.settings.attachments.storage {
             Some(settings) => Some(Arc::new(crate::storage::ObjectStorage::new(settings)?)),
             None => None,
@@ -224,13 +232,15 @@ impl Application {
                     services.page_tokens.clone(),
                 ),
             )
-            .max_decoding_message_size(max_bytes);
+            .max_decoding_message_size(max_bytes)
+            .compressed();
         let users = UserServiceServer::new(UserApi::new(
             services.users,
             services.idempotency,
             services.page_tokens.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let served = vec![
             served_name(&accounts),
             served_name(&api_keys),
@@ -634,7 +644,8 @@ impl Services {
                 ticket_cache.clone(),
                 settings.tickets.max_open_per_requester,
                 settings.notifications.message_domain(),
-            ),
+            )
+            .with_export_limit(settings.tickets.export_max_duration),
             ticket_cache,
             users: Users::new(database.clone(), hasher, sessions, principals).with_invitations(
                 password_token_key(&settings.auth),
@@ -697,3 +708,37 @@ fn page_token_keys(auth: &AuthSettings) -> PageTokenKeys {
         )
     }
 }
+
+/// gzip and zstd on every API service: a request compressed with either is accepted, and a
+/// response is compressed with the first of them the client lists in `grpc-accept-encoding`
+/// (uncompressed when it lists none). Implemented by each generated server.
+trait Compressed {
+    fn compressed(self) -> Self;
+}
+
+macro_rules! compressed {
+    ($($server:ident),* $(,)?) => {$(
+        impl<T> Compressed for $server<T> {
+            fn compressed(self) -> Self {
+                self.accept_compressed(CompressionEncoding::Gzip)
+                    .accept_compressed(CompressionEncoding::Zstd)
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Zstd)
+            }
+        }
+    )*};
+}
+
+use crate::wire::proto::v1::attachment_service_server::AttachmentServiceServer;
+
+compressed!(
+    AccountServiceServer,
+    ApiKeyServiceServer,
+    AttachmentServiceServer,
+    AuthServiceServer,
+    BillingServiceServer,
+    NotificationServiceServer,
+    TicketServiceServer,
+    UserServiceServer,
+    WebhookServiceServer,
+);

@@ -1,5 +1,11 @@
 // @generated automatically by Diesel CLI.
 
+pub mod sql_types {
+    #[derive(diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "tsvector", schema = "pg_catalog"))]
+    pub struct Tsvector;
+}
+
 diesel::table! {
     accounts (id) {
         id -> Uuid,
@@ -285,6 +291,9 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::Tsvector;
+
     tickets (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -298,6 +307,9 @@ diesel::table! {
         updated_at -> Timestamptz,
         version -> Int8,
         deleted_at -> Nullable<Timestamptz>,
+        change_txid -> Int8,
+        public_comments -> Text,
+        search_document -> Nullable<Tsvector>,
     }
 }
 

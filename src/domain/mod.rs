@@ -18,6 +18,7 @@ mod payment_event;
 mod rate_quota;
 mod reconciliation;
 mod ticket;
+mod ticket_export;
 mod ticket_query;
 mod timestamp;
 mod webhook_event;
@@ -56,6 +57,10 @@ pub use reconciliation::FindingKind;
 pub use ticket::{
     Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
     TicketPriority, TicketStatus, TicketSubject, TicketTransition,
+};
+pub use ticket_export::{
+    ChangeCursor, FeedEntry, MATCH_END, MATCH_START, ReadMask, SearchCursor, SearchHit, SearchText,
+    TICKET_FIELDS, TicketSearch, marked_snippet,
 };
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};
 pub use timestamp::Timestamp;

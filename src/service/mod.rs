@@ -25,7 +25,7 @@ pub use notification_worker::NotificationWorkers;
 pub use notifications::{EmailEventReceipt, Notifications, SvixHeaders};
 pub use password_reset::PasswordResets;
 pub use reconciliation::{ReconciliationPolicy, ReconciliationReport};
-pub use tickets::{TicketDesk, TicketEdits};
+pub use tickets::{EXPORT_BATCH, ExportBatch, FeedPage, TicketDesk, TicketEdits};
 pub use users::{NewUserRequest, UserChanges, Users};
 pub use webhook_worker::WebhookWorkers;
 pub use webhooks::{Receipt, Webhooks};

@@ -747,6 +747,45 @@ impl Harness {
                 call(Method::GET, "/v1/tickets?pageSize=-1", admin, None),
                 StatusCode::BAD_REQUEST,
             ),
+            "TicketService.ExportTickets" => {
+                self.new_ticket().await;
+                (
+                    call(
+                        Method::GET,
+                        "/v1/tickets:export?statuses=TICKET_STATUS_NEW&readMask=id,subject",
+                        admin,
+                        None,
+                    ),
+                    None,
+                    call(
+                        Method::GET,
+                        "/v1/tickets:export?readMask=colour",
+                        admin,
+                        None,
+                    ),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "TicketService.SearchTickets" => {
+                self.new_ticket().await;
+                (
+                    call(Method::GET, "/v1/tickets:search?q=contract", admin, None),
+                    None,
+                    call(Method::GET, "/v1/tickets:search?q=%20", admin, None),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "TicketService.ListTicketChanges" => (
+                call(Method::GET, "/v1/tickets:changes?pageSize=5", admin, None),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/tickets:changes",
+                    Some(&self.customer.access_token),
+                    None,
+                ),
+                StatusCode::FORBIDDEN,
+            ),
             "TicketService.UpdateTicket" => {
                 let id = self.new_ticket().await;
                 (

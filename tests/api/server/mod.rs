@@ -1,7 +1,8 @@
-//! The service as a whole: its process and command line, logs, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, alert rules, the job runner, reflection and REST.
+//! The service as a whole: its process and command line, compression, logs, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, alert rules, the job runner, reflection and REST.
 
 pub(crate) mod alerts;
 pub(crate) mod command_line;
+pub(crate) mod compression;
 pub(crate) mod deadlines;
 pub(crate) mod dependencies;
 pub(crate) mod edge;
