@@ -204,7 +204,13 @@ impl Worker for GrpcWorker {
             }
             ScenarioName::GetTicket => {
                 let (id, token) = &self.shared.tickets[rng.gen_range(0..self.shared.tickets.len())];
-                let request = self.authorized(*token, v1::GetTicketRequest { id: id.clone() });
+                let request = self.authorized(
+                    *token,
+                    v1::GetTicketRequest {
+                        id: id.clone(),
+                        ..Default::default()
+                    },
+                );
                 label(self.tickets.get_ticket(request).await)
             }
             ScenarioName::ListTickets => {

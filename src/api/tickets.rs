@@ -1,19 +1,26 @@
 //! `supportdesk.v1.TicketService`.
 
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::{
     IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as, timestamp,
 };
 use crate::domain::{
-    self, Actor, CommentBody, Email, Etag, ImportFormat, InvalidValue, NewTicketRequest,
-    PageTokenKeys, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority,
+    self, Actor, ChangeCursor, CommentBody, Email, Etag, ImportFormat, InvalidValue,
+    NewTicketRequest, PageScope, PageSize, PageTokenKeys, ReadMask, SearchCursor, SearchText,
+    TICKET_FIELDS, TextPageCursor, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder,
+    TicketPriority, TicketSearch,
     TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::redis::ticket_cache::PrefetchedEntry;
-use crate::service::{Operations, TicketDesk, TicketEdits};
+use crate::service::{ExportBatch, Operations, TicketDesk, TicketEdits};
 use crate::wire::proto::v1;
 
 /// Ticket fields UpdateTicket can change.
@@ -46,6 +53,9 @@ impl TicketApi {
 fn ticket_response(ticket: &Ticket) -> Response<v1::Ticket> {
     Response::new(to_wire(ticket.clone()))
 }
+
+/// The list the change feed's cursors are signed for.
+const CHANGE_FEED: &str = "ticket-changes";
 
 #[tonic::async_trait]
 impl v1::ticket_service_server::TicketService for TicketApi {
@@ -104,6 +114,8 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         answer(outcome, &respond)
     }
 
+    type ExportTicketsStream = ExportStream;
+
     async fn create_ticket(
         &self,
         request: Request<v1::CreateTicketRequest>,
@@ -135,11 +147,16 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         request: Request<v1::GetTicketRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, _) = request_context(&request)?;
-        let id = TicketId::parse(&request.get_ref().id)
-            .map_err(|problem| AppError::invalid_field("id", &problem))?;
+        let mut violations = FieldViolations::new();
+        let id = violations.check("id", TicketId::parse(&request.get_ref().id));
+        let mask = violations.check("read_mask", read_mask(request.get_ref().read_mask.as_ref()));
+        let (Some(id), Some(mask)) = (id, mask) else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
         let prefetched = request.extensions().get::<PrefetchedEntry>();
         let ticket = self.desk.get(&caller, id, prefetched).await?;
-        Ok(Response::new(to_wire(ticket)))
+        // After the cache: one entry serves every mask.
+        Ok(Response::new(masked(to_wire(ticket), &mask)))
     }
 
     async fn list_tickets(
@@ -149,13 +166,141 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
         let filter = parse_filter(message)?;
+        let mask = read_mask(message.read_mask.as_ref())
+            .map_err(|problem| AppError::invalid_field("read_mask", &problem))?;
         let list = format!("tickets:{}", filter.fingerprint());
         let pages = ListPages::new(&self.pages, &caller, &list);
         let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self.desk.list(&caller, &filter, page_size, after).await?;
         Ok(Response::new(v1::ListTicketsResponse {
-            tickets: page.items.into_iter().map(to_wire).collect(),
+            tickets: page
+                .items
+                .into_iter()
+                .map(|ticket| masked(to_wire(ticket), &mask))
+                .collect(),
             next_page_token: pages.next_token(page.next),
+        }))
+    }
+
+    async fn export_tickets(
+        &self,
+        request: Request<v1::ExportTicketsRequest>,
+    ) -> Result<Response<Self::ExportTicketsStream>, Status> {
+        let (caller, _) = request_context(&request)?;
+        let message = request.into_inner();
+        let listed = v1::ListTicketsRequest {
+            statuses: message.statuses,
+            priorities: message.priorities,
+            assignee_id: message.assignee_id,
+            requester_id: message.requester_id,
+            created_after: message.created_after,
+            created_before: message.created_before,
+            order_by: message.order_by,
+            read_mask: message.read_mask,
+            ..Default::default()
+        };
+        let filter = parse_filter(&listed)?;
+        let mask = read_mask(listed.read_mask.as_ref())
+            .map_err(|problem| AppError::invalid_field("read_mask", &problem))?;
+        let batches = self.desk.export(&caller, filter).await?;
+        Ok(Response::new(ExportStream {
+            batches,
+            pending: Vec::new().into_iter(),
+            mask,
+            ended: false,
+        }))
+    }
+
+    async fn search_tickets(
+        &self,
+        request: Request<v1::SearchTicketsRequest>,
+    ) -> Result<Response<v1::SearchTicketsResponse>, Status> {
+        let (caller, _) = request_context(&request)?;
+        let message = request.into_inner();
+        let text = SearchText::parse(&message.q)
+            .map_err(|problem| AppError::invalid_field("q", &problem))?;
+        let listed = v1::ListTicketsRequest {
+            statuses: message.statuses,
+            priorities: message.priorities,
+            assignee_id: message.assignee_id,
+            requester_id: message.requester_id,
+            created_after: message.created_after,
+            created_before: message.created_before,
+            ..Default::default()
+        };
+        let search = TicketSearch {
+            text,
+            filter: parse_filter(&listed)?,
+        };
+        let list = format!("search:{}", search.fingerprint());
+        let pages = ListPages::new(&self.pages, &caller, &list);
+        let (page_size, after) = pages.request_text(message.page_size, &message.page_token)?;
+        let after = after
+            .map(|cursor| SearchCursor::from_key(&cursor.id))
+            .transpose()
+            .map_err(|problem| AppError::invalid_field("page_token", &problem))?;
+        let page = self.desk.search(&caller, &search, page_size, after).await?;
+        let next = page.next.map(|cursor| TextPageCursor {
+            at: chrono::DateTime::UNIX_EPOCH,
+            id: cursor.to_key(),
+        });
+        Ok(Response::new(v1::SearchTicketsResponse {
+            results: page
+                .items
+                .into_iter()
+                .map(|hit| v1::TicketSearchResult {
+                    ticket: Some(to_wire(hit.ticket)),
+                    snippet: hit.snippet,
+                    relevance: hit.relevance,
+                })
+                .collect(),
+            next_page_token: pages.next_text_token(next.as_ref()),
+        }))
+    }
+
+    async fn list_ticket_changes(
+        &self,
+        request: Request<v1::ListTicketChangesRequest>,
+    ) -> Result<Response<v1::ListTicketChangesResponse>, Status> {
+        let (caller, _) = request_context(&request)?;
+        let message = request.get_ref();
+        let scope = PageScope {
+            account: caller.account_id,
+            list: CHANGE_FEED,
+        };
+        let mut violations = FieldViolations::new();
+        let page_size = violations.check("page_size", PageSize::parse(message.page_size));
+        let after = match message.cursor.trim() {
+            "" => Some(ChangeCursor::START),
+            token => violations.check(
+                "cursor",
+                self.pages
+                    .parse_text(token, scope)
+                    .and_then(|cursor| ChangeCursor::from_key(&cursor.id)),
+            ),
+        };
+        let (Some(page_size), Some(after)) = (page_size, after) else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let page = self.desk.changes(&caller, after, page_size).await?;
+        let next_cursor = self.pages.encode_text(
+            &TextPageCursor {
+                at: chrono::DateTime::UNIX_EPOCH,
+                id: page.next.to_key(),
+            },
+            scope,
+        );
+        Ok(Response::new(v1::ListTicketChangesResponse {
+            changes: page
+                .entries
+                .into_iter()
+                .map(|entry| v1::TicketChange {
+                    ticket: Some(to_wire(entry.ticket)),
+                    deleted: entry.deleted,
+                })
+                .collect(),
+            next_cursor,
+            caught_up: page.caught_up,
         }))
     }
 
@@ -402,6 +547,98 @@ impl TicketApi {
             .transition(&caller, id, transition, etag, budget, idempotent.as_ref())
             .await?;
         answer(outcome, &ticket_response)
+    }
+}
+
+/// The tickets of an export as the client receives them: each batch from the service's channel
+/// taken only once the previous one was sent, each ticket masked; a channel that closes without
+/// the service's `Finished` ends the stream with DEADLINE_EXCEEDED (the export outlived
+/// `EXPORT_MAX_DURATION_SECS`), never as a complete export.
+pub struct ExportStream {
+    batches: mpsc::Receiver<crate::errors::AppResult<ExportBatch>>,
+    pending: std::vec::IntoIter<Ticket>,
+    mask: ReadMask,
+    ended: bool,
+}
+
+impl Stream for ExportStream {
+    type Item = Result<v1::Ticket, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(ticket) = this.pending.next() {
+                return Poll::Ready(Some(Ok(masked(to_wire(ticket), &this.mask))));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match ready!(this.batches.poll_recv(cx)) {
+                Some(Ok(ExportBatch::Tickets(batch))) => this.pending = batch.into_iter(),
+                Some(Ok(ExportBatch::Finished)) => {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                Some(Err(error)) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(error.into())));
+                }
+                None => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(AppError::DeadlineExceeded.into())));
+                }
+            }
+        }
+    }
+}
+
+/// The read mask of a request (AIP-157): absent or empty, every field.
+fn read_mask(mask: Option<&prost_types::FieldMask>) -> Result<ReadMask, InvalidValue> {
+    mask.map_or(Ok(ReadMask::ALL), |mask| {
+        ReadMask::parse(&mask.paths, TICKET_FIELDS)
+    })
+}
+
+/// `ticket` with the fields `mask` leaves out at their defaults (not sent on the wire, and
+/// printed as empty over REST).
+fn masked(ticket: v1::Ticket, mask: &ReadMask) -> v1::Ticket {
+    if *mask == ReadMask::ALL {
+        return ticket;
+    }
+    fn pick<T: Default>(mask: &ReadMask, field: &str, value: T) -> T {
+        if mask.includes(field) {
+            value
+        } else {
+            T::default()
+        }
+    }
+    let v1::Ticket {
+        id,
+        account_id,
+        subject,
+        description,
+        priority,
+        status,
+        requester_id,
+        requester_email,
+        assignee_id,
+        create_time,
+        update_time,
+        etag,
+    } = ticket;
+    v1::Ticket {
+        id: pick(mask, "id", id),
+        account_id: pick(mask, "account_id", account_id),
+        subject: pick(mask, "subject", subject),
+        description: pick(mask, "description", description),
+        priority: pick(mask, "priority", priority),
+        status: pick(mask, "status", status),
+        requester_id: pick(mask, "requester_id", requester_id),
+        requester_email: pick(mask, "requester_email", requester_email),
+        assignee_id: pick(mask, "assignee_id", assignee_id),
+        create_time: pick(mask, "create_time", create_time),
+        update_time: pick(mask, "update_time", update_time),
+        etag: pick(mask, "etag", etag),
     }
 }
 

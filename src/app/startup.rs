@@ -13,6 +13,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
 use tonic::server::NamedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -160,15 +161,18 @@ impl Application {
             services.accounts,
             services.idempotency.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let api_keys = ApiKeyServiceServer::new(ApiKeyApi::new(
             services.api_keys,
             services.idempotency.clone(),
             services.page_tokens.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let auth = AuthServiceServer::new(AuthApi::new(services.authentication, services.resets))
-            .max_decoding_message_size(max_bytes);
+            .max_decoding_message_size(max_bytes)
+            .compressed();
         // Operations accepted here wake this instance's idle workers at once.
         let wake_operation_workers = Arc::new(Notify::new());
         let operations = crate::service::Operations::new(
@@ -182,12 +186,14 @@ impl Application {
             services.page_tokens.clone(),
             operations.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let operation_api = OperationsServer::new(crate::api::operations::OperationApi::new(
             operations,
             services.page_tokens.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let provider = match &self.settings.payment_provider {
             Some(settings) => Some(std::sync::Arc::new(
                 crate::billing::StripeHttpProvider::new(settings)?,
@@ -204,7 +210,8 @@ impl Application {
             services.idempotency.clone(),
             services.page_tokens.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let webhooks = crate::service::Webhooks::new(
             self.database.clone(),
             webhook_verifier(&self.settings.webhook_receiving),
@@ -213,7 +220,8 @@ impl Application {
         let webhooks_configured = webhooks.is_configured();
         let webhook_api =
             WebhookServiceServer::new(WebhookApi::new(webhooks, services.page_tokens.clone()))
-                .max_decoding_message_size(max_bytes);
+                .max_decoding_message_size(max_bytes)
+                .compressed();
         let notification_api = NotificationServiceServer::new(NotificationApi::new(
             crate::service::Notifications::new(
                 self.database.clone(),
@@ -221,7 +229,8 @@ impl Application {
             ),
             services.page_tokens.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let storage = match &self.settings.attachments.storage {
             Some(settings) => Some(Arc::new(crate::storage::ObjectStorage::new(settings)?)),
             None => None,
@@ -240,7 +249,8 @@ impl Application {
                     services.page_tokens.clone(),
                 ),
             )
-            .max_decoding_message_size(max_bytes);
+            .max_decoding_message_size(max_bytes)
+            .compressed();
         let dashboard = crate::service::Dashboard::new(crate::db::read_replica::ReadPools::new(
             self.database.clone(),
             &self.settings.database,
@@ -252,13 +262,15 @@ impl Application {
             services.page_tokens.clone(),
             self.methods,
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let users = UserServiceServer::new(UserApi::new(
             services.users,
             services.idempotency,
             services.page_tokens.clone(),
         ))
-        .max_decoding_message_size(max_bytes);
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let served = vec![
             served_name(&operation_api),
             served_name(&accounts),
@@ -681,7 +693,8 @@ impl Services {
                 ticket_cache.clone(),
                 settings.tickets.max_open_per_requester,
                 settings.notifications.message_domain(),
-            ),
+            )
+            .with_export_limit(settings.tickets.export_max_duration),
             ticket_cache,
             users: Users::new(database.clone(), hasher, sessions, principals).with_invitations(
                 password_token_key(&settings.auth),
@@ -744,3 +757,39 @@ fn page_token_keys(auth: &AuthSettings) -> PageTokenKeys {
         )
     }
 }
+
+/// gzip and zstd on every API service: a request compressed with either is accepted, and a
+/// response is compressed with the first of them the client lists in `grpc-accept-encoding`
+/// (uncompressed when it lists none). Implemented by each generated server.
+trait Compressed {
+    fn compressed(self) -> Self;
+}
+
+macro_rules! compressed {
+    ($($server:ident),* $(,)?) => {$(
+        impl<T> Compressed for $server<T> {
+            fn compressed(self) -> Self {
+                self.accept_compressed(CompressionEncoding::Gzip)
+                    .accept_compressed(CompressionEncoding::Zstd)
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Zstd)
+            }
+        }
+    )*};
+}
+
+use crate::wire::proto::v1::attachment_service_server::AttachmentServiceServer;
+
+compressed!(
+    AccountServiceServer,
+    ApiKeyServiceServer,
+    AttachmentServiceServer,
+    AuthServiceServer,
+    BillingServiceServer,
+    DashboardServiceServer,
+    NotificationServiceServer,
+    OperationsServer,
+    TicketServiceServer,
+    UserServiceServer,
+    WebhookServiceServer,
+);

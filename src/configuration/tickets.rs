@@ -1,4 +1,5 @@
-//! Ticket rules that are settings: the open-ticket limit and the ticket cache's lifetime.
+//! Ticket rules that are settings: the open-ticket limit, the ticket cache's lifetime and how
+//! long an export may run.
 
 use std::time::Duration;
 
@@ -11,6 +12,10 @@ pub struct TicketSettings {
     pub max_open_per_requester: u32,
     /// `TICKET_CACHE_TTL_SECS`: how long GetTicket may serve a ticket from Redis.
     pub cache_ttl: Duration,
+    /// `EXPORT_MAX_DURATION_SECS`: how long one ExportTickets stream may hold its database
+    /// snapshot (and its pooled connection); an export still running then ends with
+    /// DEADLINE_EXCEEDED.
+    pub export_max_duration: Duration,
 }
 
 impl Reader<'_> {
@@ -18,7 +23,9 @@ impl Reader<'_> {
         let settings = TicketSettings {
             max_open_per_requester: self.parsed("MAX_OPEN_TICKETS_PER_REQUESTER", 10),
             cache_ttl: Duration::from_secs(self.parsed("TICKET_CACHE_TTL_SECS", 300)),
+            export_max_duration: Duration::from_secs(self.parsed("EXPORT_MAX_DURATION_SECS", 600)),
         };
+        self.positive_duration("EXPORT_MAX_DURATION_SECS", settings.export_max_duration);
         self.positive_duration("TICKET_CACHE_TTL_SECS", settings.cache_ttl);
         self.positive(
             "MAX_OPEN_TICKETS_PER_REQUESTER",

@@ -288,23 +288,40 @@ pub fn lock_timeout_is_in_use(error: diesel::result::Error) -> AppError {
 
 /// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes.
 pub async fn connection(pool: &PgPool) -> AppResult<PooledConnection<'_>> {
-    pool.get().await.map_err(|error| {
-        let state = pool.state();
-        match error {
-            // Connections exist and none came free in time: PostgreSQL is up, the service is
-            // at its connection limit. Worth telling apart from an unreachable database.
-            bb8::RunError::TimedOut if state.connections > 0 && state.idle_connections == 0 => {
-                AppError::Unavailable {
-                    dependency: Dependency::DatabaseConnections,
-                    source: anyhow::anyhow!(
-                        "all {} database connections stayed in use for the connect timeout",
-                        state.connections
-                    ),
-                }
+    pool.get()
+        .await
+        .map_err(|error| checkout_failed(pool, error))
+}
+
+/// [`connection`], owning its pool handle: for work that outlives the request's handler (an
+/// export's stream), which must still end within a bound its caller sets.
+pub async fn owned_connection(pool: &PgPool) -> AppResult<PooledConnection<'static>> {
+    pool.get_owned()
+        .await
+        .map_err(|error| checkout_failed(pool, error))
+}
+
+/// What a failed checkout answers: UNAVAILABLE, saying whether the database or the pool was the
+/// problem.
+fn checkout_failed(
+    pool: &PgPool,
+    error: bb8::RunError<diesel_async::pooled_connection::PoolError>,
+) -> AppError {
+    let state = pool.state();
+    match error {
+        // Connections exist and none came free in time: PostgreSQL is up, the service is
+        // at its connection limit. Worth telling apart from an unreachable database.
+        bb8::RunError::TimedOut if state.connections > 0 && state.idle_connections == 0 => {
+            AppError::Unavailable {
+                dependency: Dependency::DatabaseConnections,
+                source: anyhow::anyhow!(
+                    "all {} database connections stayed in use for the connect timeout",
+                    state.connections
+                ),
             }
-            error @ (bb8::RunError::User(_) | bb8::RunError::TimedOut) => error.into(),
         }
-    })
+        error @ (bb8::RunError::User(_) | bb8::RunError::TimedOut) => error.into(),
+    }
 }
 
 /// What a transaction's statements may take, set in the round trip that opens it (`SET LOCAL`
@@ -357,6 +374,21 @@ impl Limits {
 /// [`transaction`] does both.
 pub async fn begin(conn: &mut AsyncPgConnection, limits: Limits) -> AppResult<()> {
     let sql = limits.begin_sql()?;
+    AnsiTransactionManager::begin_transaction_sql(conn, &sql).await?;
+    Ok(())
+}
+
+/// Opens a read-only REPEATABLE READ transaction on `conn`: every statement in it sees the one
+/// snapshot its first statement takes. Its statements, and its time idle between them (a client
+/// slow to take what was read), are each bounded by `limit`, after which PostgreSQL ends it. Pair
+/// with [`end`].
+pub async fn begin_snapshot(conn: &mut AsyncPgConnection, limit: Duration) -> AppResult<()> {
+    let millis = statement_timeout_ms(limit)?;
+    let sql = format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+         SELECT set_config('statement_timeout', '{millis}', true), \
+         set_config('idle_in_transaction_session_timeout', '{millis}', true)"
+    );
     AnsiTransactionManager::begin_transaction_sql(conn, &sql).await?;
     Ok(())
 }

@@ -1,5 +1,11 @@
 // @generated automatically by Diesel CLI.
 
+pub mod sql_types {
+    #[derive(diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "tsvector", schema = "pg_catalog"))]
+    pub struct Tsvector;
+}
+
 diesel::table! {
     accounts (id) {
         id -> Uuid,
@@ -341,6 +347,9 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::Tsvector;
+
     tickets (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -354,6 +363,9 @@ diesel::table! {
         updated_at -> Timestamptz,
         version -> Int8,
         deleted_at -> Nullable<Timestamptz>,
+        change_txid -> Int8,
+        public_comments -> Text,
+        search_document -> Nullable<Tsvector>,
         first_agent_response_at -> Nullable<Timestamptz>,
         solved_at -> Nullable<Timestamptz>,
     }

@@ -143,10 +143,12 @@ mod tests {
     fn the_last_occurrence_wins_as_in_a_decoder() {
         let first = v1::GetTicketRequest {
             id: "first".to_owned(),
+            ..Default::default()
         }
         .encode_to_vec();
         let last = v1::GetTicketRequest {
             id: "last".to_owned(),
+            ..Default::default()
         }
         .encode_to_vec();
         let both = [first, last].concat();
@@ -168,6 +170,7 @@ mod tests {
     fn malformed_compressed_or_truncated_bodies_name_nothing() {
         let good = framed(&v1::GetTicketRequest {
             id: "abc".to_owned(),
+            ..Default::default()
         })
         .bytes
         .to_vec();

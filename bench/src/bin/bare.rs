@@ -387,6 +387,29 @@ impl TicketService for Bare {
     ) -> Result<Response<supportdesk::wire::proto::google::longrunning::Operation>, Status> {
         Err(not_served())
     }
+
+    type ExportTicketsStream = tonic::codegen::BoxStream<v1::Ticket>;
+
+    async fn export_tickets(
+        &self,
+        _: Request<v1::ExportTicketsRequest>,
+    ) -> Result<Response<Self::ExportTicketsStream>, Status> {
+        Err(not_served())
+    }
+
+    async fn search_tickets(
+        &self,
+        _: Request<v1::SearchTicketsRequest>,
+    ) -> Result<Response<v1::SearchTicketsResponse>, Status> {
+        Err(not_served())
+    }
+
+    async fn list_ticket_changes(
+        &self,
+        _: Request<v1::ListTicketChangesRequest>,
+    ) -> Result<Response<v1::ListTicketChangesResponse>, Status> {
+        Err(not_served())
+    }
 }
 
 /// Caches every ticket of the bench account, as its creates left the service's cache: the

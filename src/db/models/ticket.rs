@@ -15,8 +15,9 @@ use super::{NewActivity, NewNotification};
 use crate::db::KeepPrepared;
 use crate::db::schema::{tickets, users};
 use crate::domain::{
-    AccountId, Email, PageCursor, Ticket, TicketDescription, TicketFilter, TicketId,
-    TicketOrderField, TicketPriority, TicketStatus, TicketSubject, UserId,
+    AccountId, ChangeCursor, Email, FeedEntry, MATCH_END, MATCH_START, PageCursor, SearchCursor,
+    SearchHit, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrderField, TicketPriority,
+    TicketSearch, TicketStatus, TicketSubject, UserId, marked_snippet,
 };
 use crate::errors::AppResult;
 
@@ -67,6 +68,34 @@ pub struct TicketChangeset {
 
 /// A ticket list query, boxed so that filters can be added one by one.
 pub type TicketListQuery<'a> = tickets::BoxedQuery<'a, Pg>;
+
+/// A ticket of the change feed: the row, its requester's email and its position.
+#[derive(QueryableByName)]
+struct FeedRow {
+    #[diesel(embed)]
+    ticket: TicketRow,
+    #[diesel(sql_type = sql_types::Text)]
+    email: String,
+    #[diesel(sql_type = sql_types::BigInt)]
+    change_txid: i64,
+}
+
+/// A ticket a search found, with its requester's email, relevance and headline.
+#[derive(QueryableByName)]
+struct SearchRow {
+    #[diesel(embed)]
+    ticket: TicketRow,
+    #[diesel(sql_type = sql_types::Text)]
+    email: String,
+    #[diesel(sql_type = sql_types::Float4)]
+    relevance: f32,
+    #[diesel(sql_type = sql_types::Text)]
+    headline: String,
+}
+
+/// The columns of a ticket row as the feed and search select them (table alias `t`).
+const TICKET_COLUMNS: &str = "t.id, t.account_id, t.subject, t.description, t.priority, t.status, \
+     t.requester_id, t.assignee_id, t.created_at, t.updated_at, t.version, t.deleted_at";
 
 /// The count of a requester's open tickets.
 #[derive(QueryableByName)]
@@ -388,6 +417,157 @@ impl TicketRow {
             .await?
             .into_iter()
             .map(|(row, email)| row.into_domain(&email))
+            .collect()
+    }
+
+    /// The change feed of `account_id` after `after`, oldest change first: at most `limit`
+    /// tickets, deleted ones included, each in its latest state.
+    ///
+    /// Only rows written by transactions older than the oldest transaction still running
+    /// (`pg_snapshot_xmin` of this statement's snapshot) are returned: every such transaction
+    /// has ended, so no row can later appear with a position at or before the last one
+    /// returned. A change whose transaction is still open holds back the changes after it; it
+    /// never lets them pass (docs/export-and-search.md, "The change feed").
+    pub async fn changes(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        after: ChangeCursor,
+        limit: i64,
+    ) -> AppResult<Vec<FeedEntry>> {
+        let rows = KeepPrepared(
+            diesel::sql_query(format!(
+                "SELECT {TICKET_COLUMNS}, u.email, t.change_txid FROM tickets t \
+                 JOIN users u ON u.id = t.requester_id \
+                 WHERE t.account_id = $1 AND (t.change_txid, t.id) > ($2, $3) \
+                 AND t.change_txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+                 ORDER BY t.change_txid, t.id LIMIT $4"
+            ))
+            .bind::<sql_types::Uuid, _>(account_id.as_uuid())
+            .bind::<sql_types::BigInt, _>(after.txid)
+            .bind::<sql_types::Uuid, _>(after.id)
+            .bind::<sql_types::BigInt, _>(limit),
+        )
+        .load::<FeedRow>(conn)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let deleted = row.ticket.deleted_at.is_some();
+                let position = ChangeCursor {
+                    txid: row.change_txid,
+                    id: row.ticket.id,
+                };
+                Ok(FeedEntry {
+                    ticket: row.ticket.into_domain(&row.email)?,
+                    deleted,
+                    position,
+                })
+            })
+            .collect()
+    }
+
+    /// The tickets of `account_id` matching `search` (with `requester`, a customer's
+    /// restriction), best match first, after `after`: at most `limit`. Served by the GIN index
+    /// on `search_document`; the headline is computed for the returned rows only.
+    pub async fn search(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        requester: Option<UserId>,
+        search: &TicketSearch,
+        after: Option<SearchCursor>,
+        limit: i64,
+    ) -> AppResult<Vec<SearchHit>> {
+        let filter = &search.filter;
+        let mut query = diesel::sql_query(format!(
+            "WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query) \
+             SELECT s.*, ts_headline('english', \
+             s.subject || E'\\n' || s.description || E'\\n' || s.public_comments, q.query, \
+             'StartSel={MATCH_START}, StopSel={MATCH_END}, MaxWords=35, MinWords=15, \
+             MaxFragments=2, FragmentDelimiter=\" … \"') AS headline \
+             FROM (SELECT {TICKET_COLUMNS}, t.public_comments, u.email, \
+             ts_rank(t.search_document, q.query) AS relevance \
+             FROM tickets t JOIN users u ON u.id = t.requester_id, q \
+             WHERE t.account_id = $2 AND t.deleted_at IS NULL \
+             AND t.search_document @@ q.query"
+        ))
+        .into_boxed()
+        .bind::<sql_types::Text, _>(search.text.as_str().to_owned())
+        .bind::<sql_types::Uuid, _>(account_id.as_uuid());
+        let mut next = 3;
+        let mut param = || {
+            let number = next;
+            next += 1;
+            format!("${number}")
+        };
+        if let Some(requester) = requester.or(filter.requester) {
+            query = query
+                .sql(format!(" AND t.requester_id = {}", param()))
+                .bind::<sql_types::Uuid, _>(requester.as_uuid());
+        }
+        if requester.is_some() && filter.requester.is_some() && requester != filter.requester {
+            // A customer asking for someone else's tickets gets none.
+            query = query.sql(" AND false");
+        }
+        if !filter.statuses.is_empty() {
+            let statuses: Vec<String> = filter
+                .statuses
+                .iter()
+                .map(|status| status.as_str().to_owned())
+                .collect();
+            query = query
+                .sql(format!(" AND t.status = ANY({})", param()))
+                .bind::<sql_types::Array<sql_types::Text>, _>(statuses);
+        }
+        if !filter.priorities.is_empty() {
+            let priorities: Vec<String> = filter
+                .priorities
+                .iter()
+                .map(|priority| priority.as_str().to_owned())
+                .collect();
+            query = query
+                .sql(format!(" AND t.priority = ANY({})", param()))
+                .bind::<sql_types::Array<sql_types::Text>, _>(priorities);
+        }
+        if let Some(assignee) = filter.assignee {
+            query = query
+                .sql(format!(" AND t.assignee_id = {}", param()))
+                .bind::<sql_types::Uuid, _>(assignee.as_uuid());
+        }
+        if let Some(created_after) = filter.created_after {
+            query = query
+                .sql(format!(" AND t.created_at >= {}", param()))
+                .bind::<sql_types::Timestamptz, _>(created_after.get());
+        }
+        if let Some(created_before) = filter.created_before {
+            query = query
+                .sql(format!(" AND t.created_at < {}", param()))
+                .bind::<sql_types::Timestamptz, _>(created_before.get());
+        }
+        query = query.sql(") s, q");
+        if let Some(after) = after {
+            let (relevance, again, id) = (param(), param(), param());
+            query = query
+                .sql(format!(
+                    " WHERE s.relevance < {relevance} OR (s.relevance = {again} AND s.id > {id})"
+                ))
+                .bind::<sql_types::Float4, _>(after.relevance)
+                .bind::<sql_types::Float4, _>(after.relevance)
+                .bind::<sql_types::Uuid, _>(after.id);
+        }
+        query = query
+            .sql(format!(
+                " ORDER BY s.relevance DESC, s.id LIMIT {}",
+                param()
+            ))
+            .bind::<sql_types::BigInt, _>(limit);
+        let rows = query.load::<SearchRow>(conn).await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(SearchHit {
+                    ticket: row.ticket.into_domain(&row.email)?,
+                    relevance: row.relevance,
+                    snippet: marked_snippet(&row.headline),
+                })
+            })
             .collect()
     }
 

@@ -826,6 +826,45 @@ impl Harness {
                 call(Method::GET, "/v1/tickets?pageSize=-1", admin, None),
                 StatusCode::BAD_REQUEST,
             ),
+            "TicketService.ExportTickets" => {
+                self.new_ticket().await;
+                (
+                    call(
+                        Method::GET,
+                        "/v1/tickets:export?statuses=TICKET_STATUS_NEW&readMask=id,subject",
+                        admin,
+                        None,
+                    ),
+                    None,
+                    call(
+                        Method::GET,
+                        "/v1/tickets:export?readMask=colour",
+                        admin,
+                        None,
+                    ),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "TicketService.SearchTickets" => {
+                self.new_ticket().await;
+                (
+                    call(Method::GET, "/v1/tickets:search?q=contract", admin, None),
+                    None,
+                    call(Method::GET, "/v1/tickets:search?q=%20", admin, None),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "TicketService.ListTicketChanges" => (
+                call(Method::GET, "/v1/tickets:changes?pageSize=5", admin, None),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/tickets:changes",
+                    Some(&self.customer.access_token),
+                    None,
+                ),
+                StatusCode::FORBIDDEN,
+            ),
             "TicketService.UpdateTicket" => {
                 let id = self.new_ticket().await;
                 (
@@ -1404,6 +1443,16 @@ async fn every_rpc_answers_its_documented_statuses_through_envoy() {
             204 => assert!(
                 answer.body.is_empty(),
                 "{rpc}: 204 with a body {:?}",
+                answer.body
+            ),
+            // A server stream: newline-delimited JSON, one object a line.
+            _ if rpc == "TicketService.ExportTickets" => assert!(
+                answer
+                    .body
+                    .lines()
+                    .filter(|line| !line.trim().is_empty())
+                    .all(|line| serde_json::from_str::<Value>(line).is_ok_and(|v| v.is_object())),
+                "{rpc}: newline-delimited JSON objects: {}",
                 answer.body
             ),
             _ => assert!(answer.json().is_object(), "{rpc}: a JSON body"),

@@ -570,7 +570,10 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
             let result = app
                 .tickets
                 .clone()
-                .get_ticket(attacker.request(v1::GetTicketRequest { id: ticket_id }))
+                .get_ticket(attacker.request(v1::GetTicketRequest {
+                    id: ticket_id,
+                    ..Default::default()
+                }))
                 .await;
             assert_refused(rpc, result, HIDDEN);
         }
@@ -588,6 +591,63 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 .into_inner()
                 .tickets;
             assert!(tickets.iter().all(|ticket| ticket.id != target.ticket.id));
+        }
+        "TicketService/ExportTickets" => {
+            let mut stream = app
+                .tickets
+                .clone()
+                .export_tickets(attacker.request(v1::ExportTicketsRequest::default()))
+                .await
+                .expect("the attacker's own export")
+                .into_inner();
+            while let Some(ticket) = stream.message().await.expect("the export streams") {
+                assert_ne!(
+                    ticket.id, target.ticket.id,
+                    "{rpc} leaked the target's ticket"
+                );
+            }
+        }
+        "TicketService/SearchTickets" => {
+            let results = app
+                .tickets
+                .clone()
+                .search_tickets(attacker.request(v1::SearchTicketsRequest {
+                    q: target.ticket.subject.clone(),
+                    page_size: 100,
+                    ..Default::default()
+                }))
+                .await
+                .expect("the attacker's own search")
+                .into_inner()
+                .results;
+            assert!(
+                results
+                    .iter()
+                    .all(|result| result.ticket.as_ref().map(|ticket| &ticket.id)
+                        != Some(&target.ticket.id)),
+                "{rpc} found the target's ticket"
+            );
+        }
+        "TicketService/ListTicketChanges" => {
+            let result = app
+                .tickets
+                .clone()
+                .list_ticket_changes(attacker.request(v1::ListTicketChangesRequest {
+                    page_size: 100,
+                    ..Default::default()
+                }))
+                .await;
+            match result {
+                Ok(response) => assert!(
+                    response.into_inner().changes.iter().all(|change| change
+                        .ticket
+                        .as_ref()
+                        .map(|ticket| &ticket.id)
+                        != Some(&target.ticket.id)),
+                    "{rpc} leaked the target's ticket"
+                ),
+                Err(status) => assert_eq!(status.code(), Code::PermissionDenied, "{rpc}"),
+            }
         }
         "UserService/CreateUser" => {
             let result = app

@@ -120,6 +120,7 @@ async fn a_message_over_the_size_limit_is_refused_with_the_limit_named() {
         .get_ticket(
             app.as_admin(supportdesk::wire::proto::v1::GetTicketRequest {
                 id: "x".repeat(32 * 1024),
+                ..Default::default()
             }),
         )
         .await

@@ -177,6 +177,7 @@ async fn every_rpc_is_counted_by_method_and_code_and_timed_including_the_middlew
         .clone()
         .get_ticket(v1::GetTicketRequest {
             id: ticket.id.clone(),
+            ..Default::default()
         })
         .await
         .expect_err("no credentials");

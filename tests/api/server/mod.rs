@@ -1,8 +1,9 @@
-//! The service as a whole: its process and command line, logs, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, alert rules, traces, the job runner, reflection, REST and a real browser.
+//! The service as a whole: its process and command line, compression, logs, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, alert rules, traces, the job runner, reflection, REST and a real browser.
 
 pub(crate) mod alerts;
 pub(crate) mod browser;
 pub(crate) mod command_line;
+pub(crate) mod compression;
 pub(crate) mod deadlines;
 pub(crate) mod dependencies;
 pub(crate) mod edge;

@@ -27,6 +27,7 @@ async fn the_callers_request_id_comes_back_even_on_errors() {
     let app = TestApp::spawn().await;
     let mut request = tonic::Request::new(v1::GetTicketRequest {
         id: "bad".to_owned(),
+        ..Default::default()
     });
     request
         .metadata_mut()

@@ -476,7 +476,10 @@ impl TestApp {
     pub(crate) async fn get_ticket(&self, id: &str) -> Result<v1::Ticket, tonic::Status> {
         self.tickets
             .clone()
-            .get_ticket(self.as_admin(v1::GetTicketRequest { id: id.to_owned() }))
+            .get_ticket(self.as_admin(v1::GetTicketRequest {
+                id: id.to_owned(),
+                ..Default::default()
+            }))
             .await
             .map(tonic::Response::into_inner)
     }

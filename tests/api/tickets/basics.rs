@@ -18,6 +18,7 @@ async fn a_created_ticket_can_be_fetched_by_its_id() {
         .clone()
         .get_ticket(app.as_admin(v1::GetTicketRequest {
             id: created.id.clone(),
+            ..Default::default()
         }))
         .await
         .expect("the ticket is found")
@@ -159,6 +160,7 @@ async fn a_missing_ticket_is_not_found_with_its_reason() {
         .clone()
         .get_ticket(app.as_admin(v1::GetTicketRequest {
             id: "0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c".to_owned(),
+            ..Default::default()
         }))
         .await
         .expect_err("not found");
@@ -174,6 +176,7 @@ async fn a_malformed_ticket_id_is_an_invalid_argument_naming_the_id() {
         .clone()
         .get_ticket(app.as_admin(v1::GetTicketRequest {
             id: "42".to_owned(),
+            ..Default::default()
         }))
         .await
         .expect_err("refused");
@@ -190,7 +193,10 @@ async fn another_accounts_ticket_is_indistinguishable_from_a_missing_one() {
     let status = app
         .tickets
         .clone()
-        .get_ticket(other_admin.request(v1::GetTicketRequest { id: ticket.id }))
+        .get_ticket(other_admin.request(v1::GetTicketRequest {
+            id: ticket.id,
+            ..Default::default()
+        }))
         .await
         .expect_err("hidden");
     assert_eq!(status.code(), Code::NotFound);
@@ -357,6 +363,7 @@ async fn customers_raise_tickets_for_themselves_and_see_only_their_own() {
         .clone()
         .get_ticket(customer.request(v1::GetTicketRequest {
             id: someone_elses.id,
+            ..Default::default()
         }))
         .await
         .expect_err("hidden");

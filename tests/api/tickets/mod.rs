@@ -1,5 +1,8 @@
 //! TicketService: tickets, comments, their lifecycle and queries.
 
 pub(crate) mod basics;
+pub(crate) mod changes;
+pub(crate) mod export;
 pub(crate) mod lifecycle;
 pub(crate) mod queries;
+pub(crate) mod search;

@@ -414,6 +414,7 @@ async fn get_ticket_reads_through_redis_and_no_write_leaves_a_stale_copy() {
         let mut tickets = app.tickets.clone();
         let request = app.as_admin(v1::GetTicketRequest {
             id: ticket.id.clone(),
+            ..Default::default()
         });
         async move {
             tickets
@@ -561,6 +562,7 @@ async fn with_redis_down_tickets_are_still_served_from_postgres() {
             .clone()
             .get_ticket(app.as_admin(v1::GetTicketRequest {
                 id: ticket.id.clone(),
+                ..Default::default()
             }))
             .await
             .expect("served without Redis")

@@ -1,0 +1,326 @@
+//! ExportTickets: one consistent snapshot streamed in keyset batches, whatever is written
+//! meanwhile; a customer's export holds their own tickets only; over REST through real Envoy as
+//! newline-delimited JSON; read masks on GetTicket, ListTickets and the export.
+
+use std::collections::HashSet;
+
+use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use supportdesk::service::EXPORT_BATCH;
+use supportdesk::wire::proto::v1;
+use tonic::Code;
+
+use crate::support::envoy::Envoy;
+use crate::support::{TestApp, violated_fields};
+
+/// Inserts `count` tickets raised by the app's admin straight into PostgreSQL (the export is
+/// about reading many; creating them one RPC at a time would only slow the test), returning
+/// their ids.
+async fn insert_tickets(app: &TestApp, count: i64, subject: &str) -> HashSet<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let mut conn = app.database.connect().await;
+    let ids: Vec<Id> = diesel::sql_query(
+        "INSERT INTO tickets (id, account_id, subject, description, priority, status, \
+         requester_id) SELECT gen_random_uuid(), $1, $2 || ' ' || n, 'Exported in bulk', \
+         'normal', 'new', $3 FROM generate_series(1, $4) n RETURNING id::text AS id",
+    )
+    .bind::<SqlUuid, _>(app.account_id.as_uuid())
+    .bind::<Text, _>(subject)
+    .bind::<SqlUuid, _>(app.admin.id.as_uuid())
+    .bind::<diesel::sql_types::BigInt, _>(count)
+    .load(&mut conn)
+    .await
+    .expect("tickets inserted");
+    ids.into_iter().map(|row| row.id).collect()
+}
+
+async fn export_all(
+    app: &TestApp,
+    caller: &crate::support::TestUser,
+    request: v1::ExportTicketsRequest,
+) -> Vec<v1::Ticket> {
+    let mut stream = app
+        .tickets
+        .clone()
+        .export_tickets(caller.request(request))
+        .await
+        .expect("the export starts")
+        .into_inner();
+    let mut tickets = Vec::new();
+    while let Some(ticket) = stream.message().await.expect("the export streams") {
+        tickets.push(ticket);
+    }
+    tickets
+}
+
+#[tokio::test]
+async fn an_export_holds_exactly_the_tickets_committed_before_it_began_while_tickets_are_written() {
+    let app = TestApp::spawn().await;
+    // More than two batches, so that the keyset crosses batch boundaries.
+    let before = insert_tickets(&app, 2 * EXPORT_BATCH + 37, "before").await;
+    let changed = before.iter().next().expect("a ticket").clone();
+
+    let mut stream = app
+        .tickets
+        .clone()
+        .export_tickets(app.as_admin(v1::ExportTicketsRequest {
+            order_by: "create_time asc".to_owned(),
+            ..Default::default()
+        }))
+        .await
+        .expect("the export starts")
+        .into_inner();
+    let first = stream
+        .message()
+        .await
+        .expect("the first ticket")
+        .expect("a ticket");
+
+    // Written while the export runs: new tickets, and a change to an exported one.
+    let mut written_meanwhile = HashSet::new();
+    for n in 0..5 {
+        written_meanwhile.insert(app.create_ticket(&format!("during {n}")).await.id);
+    }
+    written_meanwhile.extend(insert_tickets(&app, 600, "during bulk").await);
+    app.tickets
+        .clone()
+        .update_ticket(app.as_admin(v1::UpdateTicketRequest {
+            ticket: Some(v1::Ticket {
+                id: changed.clone(),
+                subject: "changed during the export".to_owned(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["subject".to_owned()],
+            }),
+        }))
+        .await
+        .expect("the change commits beside the export");
+
+    let mut exported = vec![first];
+    while let Some(ticket) = stream.message().await.expect("the export streams") {
+        exported.push(ticket);
+    }
+    let ids: Vec<&str> = exported.iter().map(|ticket| ticket.id.as_str()).collect();
+    let unique: HashSet<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+    assert_eq!(ids.len(), unique.len(), "a ticket was exported twice");
+    assert_eq!(unique, before, "the export is the snapshot, exactly");
+    assert!(unique.is_disjoint(&written_meanwhile));
+    let as_exported = exported
+        .iter()
+        .find(|ticket| ticket.id == changed)
+        .expect("the changed ticket");
+    assert!(
+        as_exported.subject.starts_with("before "),
+        "the export shows the ticket as of its snapshot, not {:?}",
+        as_exported.subject
+    );
+    let times: Vec<_> = exported
+        .iter()
+        .map(|ticket| {
+            let at = ticket.create_time.expect("a create time");
+            (at.seconds, at.nanos, ticket.id.clone())
+        })
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted, "oldest first, as asked");
+}
+
+#[tokio::test]
+async fn a_customers_export_holds_only_their_own_tickets_and_filters_apply() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let mut own = HashSet::new();
+    for n in 0..3 {
+        let ticket = app
+            .tickets
+            .clone()
+            .create_ticket(customer.request(v1::CreateTicketRequest {
+                ticket: Some(v1::Ticket {
+                    subject: format!("mine {n}"),
+                    description: "The customer's own".to_owned(),
+                    ..Default::default()
+                }),
+            }))
+            .await
+            .expect("the customer raises a ticket")
+            .into_inner();
+        own.insert(ticket.id);
+    }
+    insert_tickets(&app, 20, "someone else's").await;
+
+    let exported: HashSet<String> =
+        export_all(&app, &customer, v1::ExportTicketsRequest::default())
+            .await
+            .into_iter()
+            .map(|ticket| ticket.id)
+            .collect();
+    assert_eq!(exported, own);
+
+    let urgent_only = export_all(
+        &app,
+        &app.admin,
+        v1::ExportTicketsRequest {
+            priorities: vec![v1::TicketPriority::Urgent.into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(urgent_only.is_empty(), "no ticket is urgent");
+    assert_eq!(
+        export_all(&app, &app.admin, v1::ExportTicketsRequest::default())
+            .await
+            .len(),
+        23
+    );
+}
+
+#[tokio::test]
+async fn a_read_mask_returns_only_the_named_fields_and_an_unknown_one_is_refused_by_name() {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("masked").await;
+    let mask = |paths: &[&str]| {
+        Some(prost_types::FieldMask {
+            paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+        })
+    };
+
+    // Twice: the second read comes from the cache, and is masked all the same.
+    for _ in 0..2 {
+        let got = app
+            .tickets
+            .clone()
+            .get_ticket(app.as_admin(v1::GetTicketRequest {
+                id: ticket.id.clone(),
+                read_mask: mask(&["id", "subject", "createTime"]),
+            }))
+            .await
+            .expect("a masked ticket")
+            .into_inner();
+        assert_eq!(
+            got,
+            v1::Ticket {
+                id: ticket.id.clone(),
+                subject: "masked".to_owned(),
+                create_time: ticket.create_time,
+                ..Default::default()
+            }
+        );
+    }
+    let listed = app
+        .tickets
+        .clone()
+        .list_tickets(app.as_admin(v1::ListTicketsRequest {
+            read_mask: mask(&["status"]),
+            ..Default::default()
+        }))
+        .await
+        .expect("a masked page")
+        .into_inner();
+    assert_eq!(
+        listed.tickets,
+        vec![v1::Ticket {
+            status: v1::TicketStatus::New.into(),
+            ..Default::default()
+        }]
+    );
+    let exported = export_all(
+        &app,
+        &app.admin,
+        v1::ExportTicketsRequest {
+            read_mask: mask(&["id"]),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        exported,
+        vec![v1::Ticket {
+            id: ticket.id.clone(),
+            ..Default::default()
+        }]
+    );
+
+    let refused = app
+        .tickets
+        .clone()
+        .get_ticket(app.as_admin(v1::GetTicketRequest {
+            id: ticket.id.clone(),
+            read_mask: mask(&["subject", "colour"]),
+        }))
+        .await
+        .expect_err("an unknown field");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), ["read_mask"]);
+    assert!(refused.message().contains("colour") || format!("{refused:?}").contains("colour"));
+    let refused = app
+        .tickets
+        .clone()
+        .export_tickets(app.as_admin(v1::ExportTicketsRequest {
+            read_mask: mask(&["colour"]),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("an unknown field");
+    assert_eq!(violated_fields(&refused), ["read_mask"]);
+}
+
+#[tokio::test]
+async fn over_rest_an_export_is_newline_delimited_json_and_read_masks_are_comma_separated() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let http = reqwest::Client::new();
+    let ids = insert_tickets(&app, 30, "rest").await;
+
+    let response = http
+        .get(envoy.url("/v1/tickets:export?readMask=id,subject"))
+        .bearer_auth(&app.admin.access_token)
+        .send()
+        .await
+        .expect("GET /v1/tickets:export");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let body = response.text().await.expect("the body");
+    let lines: Vec<serde_json::Value> = body
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert_eq!(lines.len(), ids.len(), "one ticket a line:\n{body}");
+    let exported: HashSet<String> = lines
+        .iter()
+        .map(|line| line["id"].as_str().expect("an id").to_owned())
+        .collect();
+    assert_eq!(exported, ids);
+    for line in &lines {
+        assert!(line["subject"].as_str().unwrap().starts_with("rest "));
+        assert_eq!(line["description"], "", "masked out: {line}");
+    }
+
+    let id = ids.iter().next().unwrap();
+    let response = http
+        .get(envoy.url(&format!("/v1/tickets/{id}?readMask=subject,createTime")))
+        .bearer_auth(&app.admin.access_token)
+        .send()
+        .await
+        .expect("GET /v1/tickets/{id}");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let ticket: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(ticket["id"], "");
+    assert!(ticket["subject"].as_str().unwrap().starts_with("rest "));
+    assert!(ticket["createTime"].is_string(), "{ticket}");
+
+    let response = http
+        .get(envoy.url(&format!("/v1/tickets/{id}?readMask=colour")))
+        .bearer_auth(&app.admin.access_token)
+        .send()
+        .await
+        .expect("GET /v1/tickets/{id}");
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    let error: serde_json::Value = response.json().await.expect("JSON");
+    assert!(error.to_string().contains("read_mask"), "{error}");
+}

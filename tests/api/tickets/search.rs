@@ -1,0 +1,205 @@
+//! SearchTickets: words found in subject, description and public comments, ranked, with marked
+//! snippets; internal notes never searched; a customer's search finds only their own tickets and
+//! no search finds another account's.
+
+use supportdesk::wire::proto::v1;
+use tonic::Code;
+
+use crate::support::{TestApp, TestUser, violated_fields};
+
+async fn create(app: &TestApp, subject: &str, description: &str) -> v1::Ticket {
+    app.create_as_admin(v1::CreateTicketRequest {
+        ticket: Some(v1::Ticket {
+            subject: subject.to_owned(),
+            description: description.to_owned(),
+            requester_email: "jane@example.com".to_owned(),
+            ..Default::default()
+        }),
+    })
+    .await
+}
+
+async fn comment(app: &TestApp, ticket: &v1::Ticket, body: &str, public: bool) {
+    app.tickets
+        .clone()
+        .add_comment(app.as_admin(v1::AddCommentRequest {
+            ticket_id: ticket.id.clone(),
+            comment: Some(v1::Comment {
+                body: body.to_owned(),
+                public,
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("commented");
+}
+
+async fn search(app: &TestApp, caller: &TestUser, q: &str) -> Vec<v1::TicketSearchResult> {
+    app.tickets
+        .clone()
+        .search_tickets(caller.request(v1::SearchTicketsRequest {
+            q: q.to_owned(),
+            page_size: 100,
+            ..Default::default()
+        }))
+        .await
+        .expect("searched")
+        .into_inner()
+        .results
+}
+
+fn ids(results: &[v1::TicketSearchResult]) -> Vec<String> {
+    results
+        .iter()
+        .map(|result| result.ticket.as_ref().expect("a ticket").id.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn words_are_found_in_subject_description_and_public_comments_best_match_first() {
+    let app = TestApp::spawn().await;
+    let in_subject = create(&app, "Printer jams on page two", "Nothing else to say.").await;
+    let in_description = create(&app, "Office trouble", "The printer jams every morning.").await;
+    let in_comment = create(&app, "Kitchen", "The coffee machine leaks.").await;
+    comment(
+        &app,
+        &in_comment,
+        "Also, the printer next to it jams.",
+        true,
+    )
+    .await;
+    create(&app, "Unrelated", "The door squeaks.").await;
+
+    let results = search(&app, &app.admin, "printers jamming").await;
+    assert_eq!(
+        ids(&results),
+        [in_subject.id, in_description.id, in_comment.id],
+        "subject over description over comments"
+    );
+    let relevance: Vec<f32> = results.iter().map(|result| result.relevance).collect();
+    assert!(
+        relevance.windows(2).all(|pair| pair[0] > pair[1]),
+        "{relevance:?}"
+    );
+    assert!(
+        results[0].snippet.contains("<mark>Printer</mark>")
+            && results[0].snippet.contains("<mark>jams</mark>"),
+        "{}",
+        results[0].snippet
+    );
+    assert!(
+        results[2].snippet.contains("<mark>printer</mark>"),
+        "{}",
+        results[2].snippet
+    );
+
+    // Combined with the filters: none of them is urgent.
+    let filtered = app
+        .tickets
+        .clone()
+        .search_tickets(app.as_admin(v1::SearchTicketsRequest {
+            q: "printer".to_owned(),
+            priorities: vec![v1::TicketPriority::Urgent.into()],
+            ..Default::default()
+        }))
+        .await
+        .expect("searched")
+        .into_inner();
+    assert!(filtered.results.is_empty());
+
+    // Paged: one at a time, the same order.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .tickets
+            .clone()
+            .search_tickets(app.as_admin(v1::SearchTicketsRequest {
+                q: "printers jamming".to_owned(),
+                page_size: 1,
+                page_token: token.clone(),
+                ..Default::default()
+            }))
+            .await
+            .expect("a page")
+            .into_inner();
+        paged.extend(ids(&page.results));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(paged, ids(&results));
+}
+
+#[tokio::test]
+async fn snippets_escape_the_ticket_text_and_mark_only_matches() {
+    let app = TestApp::spawn().await;
+    create(
+        &app,
+        "<script>alert(1)</script> router",
+        "Speed: router < 5 & modem > 3",
+    )
+    .await;
+    let results = search(&app, &app.admin, "router").await;
+    assert_eq!(results.len(), 1);
+    let snippet = &results[0].snippet;
+    assert!(snippet.contains("&lt; 5 &amp; modem"), "{snippet}");
+    assert!(!snippet.contains("<script>"), "{snippet}");
+    assert!(snippet.contains("<mark>router</mark>"), "{snippet}");
+}
+
+#[tokio::test]
+async fn internal_notes_are_never_searched_and_customers_find_only_their_own_tickets() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let own = app
+        .tickets
+        .clone()
+        .create_ticket(customer.request(v1::CreateTicketRequest {
+            ticket: Some(v1::Ticket {
+                subject: "Invoice question".to_owned(),
+                description: "Where is my invoice?".to_owned(),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("raised")
+        .into_inner();
+    comment(
+        &app,
+        &own,
+        "Internal: customer is on the zebrafish plan",
+        false,
+    )
+    .await;
+    let someone_elses = create(&app, "Invoice missing", "Another customer's invoice.").await;
+
+    assert!(search(&app, &customer, "zebrafish").await.is_empty());
+    assert!(
+        search(&app, &app.admin, "zebrafish").await.is_empty(),
+        "internal notes are not indexed for anyone"
+    );
+    let found = ids(&search(&app, &customer, "invoice").await);
+    assert_eq!(found, vec![own.id.clone()]);
+    let mut everyone = ids(&search(&app, &app.admin, "invoice").await);
+    everyone.sort();
+    let mut expected = vec![own.id, someone_elses.id];
+    expected.sort();
+    assert_eq!(everyone, expected);
+
+    let other = app.sign_up_another_account().await;
+    assert!(search(&app, &other, "invoice").await.is_empty());
+
+    let refused = app
+        .tickets
+        .clone()
+        .search_tickets(app.as_admin(v1::SearchTicketsRequest {
+            q: "   ".to_owned(),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("no words");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), ["q"]);
+}
