@@ -14,8 +14,7 @@ use crate::domain::{
     self, Actor, ChangeCursor, CommentBody, Email, Etag, ImportFormat, InvalidValue,
     NewTicketRequest, PageScope, PageSize, PageTokenKeys, ReadMask, SearchCursor, SearchText,
     TICKET_FIELDS, TextPageCursor, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder,
-    TicketPriority, TicketSearch,
-    TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId,
+    TicketPriority, TicketSearch, TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;

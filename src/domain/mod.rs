@@ -20,8 +20,8 @@ mod payment_event;
 mod rate_quota;
 mod reconciliation;
 mod ticket;
-mod ticket_import;
 mod ticket_export;
+mod ticket_import;
 mod ticket_query;
 mod timestamp;
 mod webhook_event;
@@ -67,11 +67,11 @@ pub use ticket::{
     Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
     TicketPriority, TicketStatus, TicketSubject, TicketTransition,
 };
-pub use ticket_import::{IMPORT_COLUMNS, ImportFormat, ImportRow, ImportTicket, read_rows};
 pub use ticket_export::{
     ChangeCursor, FeedEntry, MATCH_END, MATCH_START, ReadMask, SearchCursor, SearchHit, SearchText,
     TICKET_FIELDS, TicketSearch, marked_snippet,
 };
+pub use ticket_import::{IMPORT_COLUMNS, ImportFormat, ImportRow, ImportTicket, read_rows};
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};
 pub use timestamp::Timestamp;
 pub use webhook_event::{ProviderEvent, QuarantineReason, WebhookEventId, WebhookEventState};
