@@ -986,6 +986,120 @@ async fn fifty_concurrent_uploads_all_complete() {
     assert_eq!(ready.count, 50);
 }
 
+#[tokio::test]
+async fn fifty_uploads_with_the_store_killed_halfway_answer_unavailable_then_all_complete() {
+    let mut store = tokio::task::spawn_blocking(StorageServer::start)
+        .await
+        .unwrap();
+    let app = TestApp::spawn_with(|settings| store.configure(settings)).await;
+    let service = "supportdesk.v1.AttachmentService";
+    wait_until("attachments serve", PATIENCE, || async {
+        app.health_of(service).await == "Serving"
+    })
+    .await;
+    let ticket = app.create_ticket("many, through an outage").await;
+    let uploads = (0..50u8).map(|seed| {
+        let app = &app;
+        let ticket_id = ticket.id.clone();
+        async move {
+            let bytes = png_bytes(seed);
+            let started = app
+                .attachments
+                .clone()
+                .create_upload(app.as_admin(upload_request(
+                    &ticket_id,
+                    &format!("{seed}.png"),
+                    "image/png",
+                    &bytes,
+                )))
+                .await
+                .expect("the upload starts")
+                .into_inner();
+            assert!(put(&started, bytes).await.status().is_success());
+            started.attachment.expect("the attachment").id
+        }
+    });
+    let ids = futures_join_all(uploads).await;
+    let (before, after) = ids.split_at(25);
+    for id in before {
+        let done = complete_until_not_busy(&app, id)
+            .await
+            .expect("the store is up");
+        assert_eq!(done.state(), v1::AttachmentState::Ready);
+    }
+
+    store.kill();
+    for id in after {
+        let status = complete_until_not_busy(&app, id)
+            .await
+            .expect_err("the store is down");
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_reason(&status, Reason::StorageUnavailable);
+        assert!(details(&status).retry_info().is_some(), "RetryInfo");
+    }
+    assert_eq!(
+        app.health_of("supportdesk.v1.TicketService").await,
+        "Serving"
+    );
+
+    tokio::task::spawn_blocking(move || {
+        store.restart();
+        store
+    })
+    .await
+    .map(|store| {
+        // Kept alive until the end of the test.
+        std::mem::forget(store);
+    })
+    .unwrap();
+    wait_until("attachments serve again", PATIENCE, || async {
+        app.health_of(service).await == "Serving"
+    })
+    .await;
+    for id in after {
+        let done = complete_until_not_busy(&app, id)
+            .await
+            .expect("the store is back");
+        assert_eq!(done.state(), v1::AttachmentState::Ready);
+    }
+    let mut conn = app.database.connect().await;
+    let ready: Count = diesel::sql_query(
+        "SELECT count(*) AS count FROM attachments WHERE ticket_id = $1 AND state = 'ready'",
+    )
+    .bind::<SqlUuid, _>(uuid::Uuid::parse_str(&ticket.id).unwrap())
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(ready.count, 50);
+}
+
+/// Completes an upload as a client does: after a PROVIDER_BUSY, again once its RetryInfo delay
+/// passed; any other answer is returned.
+async fn complete_until_not_busy(app: &TestApp, id: &str) -> Result<v1::Attachment, tonic::Status> {
+    loop {
+        match app
+            .attachments
+            .clone()
+            .complete_upload(app.as_admin(v1::CompleteUploadRequest { id: id.to_owned() }))
+            .await
+        {
+            Ok(done) => return Ok(done.into_inner()),
+            Err(status)
+                if details(&status)
+                    .error_info()
+                    .is_some_and(|info| info.reason == Reason::ProviderBusy.as_str()) =>
+            {
+                let delay = details(&status)
+                    .retry_info()
+                    .and_then(|info| info.retry_delay)
+                    .expect("a retry delay");
+                tokio::time::sleep(delay).await;
+            }
+            Err(status) => return Err(status),
+        }
+    }
+}
+
 /// Runs every future concurrently on this task and collects their outputs in order.
 async fn futures_join_all<F: std::future::Future>(
     futures: impl Iterator<Item = F>,
