@@ -202,12 +202,18 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let mask = read_mask(listed.read_mask.as_ref())
             .map_err(|problem| AppError::invalid_field("read_mask", &problem))?;
         let batches = self.desk.export(&caller, filter).await?;
-        Ok(Response::new(ExportStream {
+        let mut response = Response::new(ExportStream {
             batches,
             pending: Vec::new().into_iter(),
             mask,
             ended: false,
-        }))
+        });
+        // Over REST the stream is one JSON object a line, possibly none: not one JSON document.
+        response.metadata_mut().insert(
+            crate::wire::headers::HTTP_CONTENT_TYPE_HEADER,
+            tonic::metadata::MetadataValue::from_static("application/x-ndjson"),
+        );
+        Ok(response)
     }
 
     async fn search_tickets(

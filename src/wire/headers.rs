@@ -12,6 +12,10 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// has a REST status of its own (deploy/envoy/envoy.yaml).
 pub const HTTP_STATUS_HEADER: &str = "x-http-status";
 
+/// The response header Envoy turns into a REST answer's `content-type` (a stream's
+/// `application/x-ndjson`), which gRPC cannot say (deploy/envoy/envoy.yaml).
+pub const HTTP_CONTENT_TYPE_HEADER: &str = "x-http-content-type";
+
 /// The challenge of every UNAUTHENTICATED answer (a REST 401's `WWW-Authenticate`).
 pub const WWW_AUTHENTICATE_HEADER: &str = "www-authenticate";
 

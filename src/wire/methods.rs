@@ -810,11 +810,20 @@ mod tests {
             b"google.longrunning.Operations.WaitOperatioX",
         );
         let mut set = proto::FILE_DESCRIPTOR_SET.to_vec();
-        let at = set
+        // Every occurrence: the name may also appear before the declaration (in a comment).
+        let places: Vec<usize> = set
             .windows(from.len())
-            .position(|window| window == from)
-            .expect("the declaration is in the descriptor set");
-        set[at..at + to.len()].copy_from_slice(to);
+            .enumerate()
+            .filter(|(_, window)| *window == from)
+            .map(|(at, _)| at)
+            .collect();
+        assert!(
+            !places.is_empty(),
+            "the declaration is in the descriptor set"
+        );
+        for at in places {
+            set[at..at + to.len()].copy_from_slice(to);
+        }
         let error =
             MethodTable::from_descriptor_sets(&set, &[]).expect_err("a declaration naming no RPC");
         let error = error.to_string();

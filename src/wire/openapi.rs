@@ -73,9 +73,11 @@ pub fn document(api: &[u8], table: &MethodTable, contract: &str) -> Result<Json,
     let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
     let mut tags = Vec::new();
     let mut problems = Vec::new();
+    // The API's services, and the vendored ones it serves (google.longrunning.Operations).
+    let served = table.api_services();
     let mut services: Vec<_> = pool
         .services()
-        .filter(|service| service.package_name() == API_PACKAGE)
+        .filter(|service| served.contains(&service.full_name()))
         .collect();
     services.sort_by(|a, b| a.full_name().cmp(b.full_name()));
     for service in services {
@@ -89,7 +91,12 @@ pub fn document(api: &[u8], table: &MethodTable, contract: &str) -> Result<Json,
                 problems.push(format!("{path}: not in the method table"));
                 continue;
             };
-            let key = format!("{}.{}", service.name(), method.name());
+            // The contract table names the API's RPCs by service and a vendored one in full.
+            let key = if service.package_name() == API_PACKAGE {
+                format!("{}.{}", service.name(), method.name())
+            } else {
+                method.full_name().to_owned()
+            };
             let Some(row) = rows.get(&key) else {
                 problems.push(format!(
                     "{key}: no row in docs/http-contract.md's contract table"
@@ -294,8 +301,12 @@ fn bindings(rule: DynamicMessage) -> Vec<Binding> {
 
 /// A path template as OpenAPI writes it (`/v1/tickets/{ticket_id}` for
 /// `/v1/tickets/{ticket.id}`), and its variables (field paths) with
-/// whether each may span segments (`{name=shelves/*/books/*}`).
-fn openapi_path(template: &str) -> (String, Vec<(String, bool)>) {
+/// whether each may span segments (`{name=shelves/*/books/*}`), or `None` for a variable whose
+/// pattern is literal only (`{name=operations}`: the path is `/v1/operations` and the field is
+/// set by the path, not a parameter). A pattern's leading literal segments stay in the path
+/// (`{name=operations/**}` is `operations/{name}`), and are returned with the variable: the
+/// field's value is them, `/`, then the parameter.
+fn openapi_path(template: &str) -> (String, Vec<(String, Option<(bool, String)>)>) {
     let mut path = String::new();
     let mut variables = Vec::new();
     let mut rest = template;
@@ -306,10 +317,27 @@ fn openapi_path(template: &str) -> (String, Vec<(String, bool)>) {
         };
         let inner = &rest[open + 1..open + close];
         let (field, pattern) = inner.split_once('=').unwrap_or((inner, "*"));
-        path.push('{');
-        path.push_str(&parameter_name(field));
-        path.push('}');
-        variables.push((field.to_owned(), pattern != "*"));
+        let segments: Vec<&str> = pattern.split('/').collect();
+        let literal = segments
+            .iter()
+            .take_while(|segment| !segment.contains('*'))
+            .count();
+        path.push_str(&segments[..literal].join("/"));
+        let wildcards = &segments[literal..];
+        if wildcards.is_empty() {
+            variables.push((field.to_owned(), None));
+        } else {
+            if literal > 0 {
+                path.push('/');
+            }
+            path.push('{');
+            path.push_str(&parameter_name(field));
+            path.push('}');
+            variables.push((
+                field.to_owned(),
+                Some((wildcards != ["*"], segments[..literal].join("/"))),
+            ));
+        }
         rest = &rest[open + close + 1..];
     }
     path.push_str(rest);
@@ -418,10 +446,19 @@ impl Generator {
             let field = field_at(&input, variable)
                 .ok_or_else(|| format!("path variable {{{variable}}} names no request field"))?;
             path_fields.insert(variable.clone());
+            // A literal pattern sets the field from the path: nothing for the client to fill.
+            let Some((spans_segments, prefix)) = spans_segments else {
+                continue;
+            };
             let mut schema = self.field_schema(&field);
             let mut description = self.field_comment(&field);
             if *spans_segments {
                 description.push_str("\n\nMay span several path segments.");
+            }
+            if !prefix.is_empty() {
+                description.push_str(&format!(
+                    "\n\nThe field `{variable}` is `{prefix}/` followed by this value."
+                ));
             }
             if let Some(object) = schema.as_object_mut() {
                 object.insert("minLength".to_owned(), json!(1));
@@ -610,6 +647,13 @@ impl Generator {
         if success != "204" {
             let content = if is_http_body(&output) {
                 json!({ "*/*": { "schema": { "type": "string", "format": "binary" } } })
+            } else if method.is_server_streaming() {
+                // One JSON object a line (Envoy's `stream_newline_delimited`), typed by the
+                // service's `x-http-content-type` (deploy/envoy/envoy.yaml).
+                json!({ "application/x-ndjson": {
+                    "schema": self.message_ref(&output),
+                    "x-item-per-line": true,
+                } })
             } else if binding.response_body.is_empty() {
                 json!({ "application/json": { "schema": self.message_ref(&output) } })
             } else {
@@ -1187,15 +1231,26 @@ mod tests {
             openapi_path("/v1/tickets/{ticket.id}"),
             (
                 "/v1/tickets/{ticket_id}".to_owned(),
-                vec![("ticket.id".to_owned(), false)]
+                vec![("ticket.id".to_owned(), Some((false, String::new())))]
             )
         );
         assert_eq!(
             openapi_path("/v1/{name=shelves/*}:read"),
             (
-                "/v1/{name}:read".to_owned(),
-                vec![("name".to_owned(), true)]
+                "/v1/shelves/{name}:read".to_owned(),
+                vec![("name".to_owned(), Some((false, "shelves".to_owned())))]
             )
+        );
+        assert_eq!(
+            openapi_path("/v1/{name=operations/**}:cancel"),
+            (
+                "/v1/operations/{name}:cancel".to_owned(),
+                vec![("name".to_owned(), Some((true, "operations".to_owned())))]
+            )
+        );
+        assert_eq!(
+            openapi_path("/v1/{name=operations}"),
+            ("/v1/operations".to_owned(), vec![("name".to_owned(), None)])
         );
     }
 

@@ -284,6 +284,8 @@ async fn over_rest_an_export_is_newline_delimited_json_and_read_masks_are_comma_
         .await
         .expect("GET /v1/tickets:export");
     assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    assert!(response.headers().get("x-http-content-type").is_none());
     let body = response.text().await.expect("the body");
     let lines: Vec<serde_json::Value> = body
         .lines()
