@@ -299,6 +299,10 @@ fn bindings(rule: DynamicMessage) -> Vec<Binding> {
     found
 }
 
+/// A path variable: its field path, and, unless its pattern is literal only, whether it may span
+/// segments and the literal segments its pattern starts with.
+type PathVariable = (String, Option<(bool, String)>);
+
 /// A path template as OpenAPI writes it (`/v1/tickets/{ticket_id}` for
 /// `/v1/tickets/{ticket.id}`), and its variables (field paths) with
 /// whether each may span segments (`{name=shelves/*/books/*}`), or `None` for a variable whose
@@ -306,7 +310,7 @@ fn bindings(rule: DynamicMessage) -> Vec<Binding> {
 /// set by the path, not a parameter). A pattern's leading literal segments stay in the path
 /// (`{name=operations/**}` is `operations/{name}`), and are returned with the variable: the
 /// field's value is them, `/`, then the parameter.
-fn openapi_path(template: &str) -> (String, Vec<(String, Option<(bool, String)>)>) {
+fn openapi_path(template: &str) -> (String, Vec<PathVariable>) {
     let mut path = String::new();
     let mut variables = Vec::new();
     let mut rest = template;
