@@ -53,6 +53,10 @@ reasons! {
     MalformedRequest = "MALFORMED_REQUEST",
     /// (Envoy) A query parameter the request message does not have.
     UnknownQueryParameter = "UNKNOWN_QUERY_PARAMETER",
+    /// (Envoy) A member of the JSON body the request does not have.
+    UnknownField = "UNKNOWN_FIELD",
+    /// (Envoy) A body sent with another content type than the operation takes.
+    UnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE",
     /// No credentials on an RPC that needs a caller.
     MissingCredentials = "MISSING_CREDENTIALS",
     /// A token, key or login that cannot be believed.
@@ -99,6 +103,8 @@ reasons! {
     OperationNotFound = "OPERATION_NOT_FOUND",
     /// (Envoy) No RPC is mapped to this method and path.
     UnknownPath = "UNKNOWN_PATH",
+    /// (Envoy) A known path called with a method no RPC maps there; `Allow` lists those that do.
+    MethodNotAllowed = "METHOD_NOT_ALLOWED",
     /// Another account has this slug.
     AccountSlugTaken = "ACCOUNT_SLUG_TAKEN",
     /// The account has a user with this email.

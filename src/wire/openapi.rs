@@ -405,8 +405,9 @@ fn generic_description(status: u16) -> &'static str {
     match status {
         400 => {
             "INVALID_ARGUMENT `MALFORMED_REQUEST` (a body that is not JSON, a value of the wrong \
-             type in the body, path or query), `UNKNOWN_QUERY_PARAMETER`, `PATH_BODY_MISMATCH` \
-             (the body or query names another resource than the path)"
+             type in the body, path or query), `UNKNOWN_FIELD` (a member of the JSON body the \
+             request does not have), `UNKNOWN_QUERY_PARAMETER`, `PATH_BODY_MISMATCH` (the body or \
+             query names another resource than the path)"
         }
         401 => {
             "UNAUTHENTICATED: `MISSING_CREDENTIALS`, `INVALID_CREDENTIALS`, `TOKEN_EXPIRED`, \
@@ -415,6 +416,11 @@ fn generic_description(status: u16) -> &'static str {
         404 => "NOT_FOUND `UNKNOWN_PATH` (Envoy): a path variable that is empty or holds a `/`",
         408 => "DEADLINE_EXCEEDED `REQUEST_TIMEOUT` (Envoy): the request did not arrive in time",
         413 => "RESOURCE_EXHAUSTED `REQUEST_TOO_LARGE` (Envoy): a body over 1 MiB",
+        415 => {
+            "INVALID_ARGUMENT `UNSUPPORTED_MEDIA_TYPE` (Envoy): a body sent with another \
+             content type than `application/json` (or none); `accept-post` / `accept-patch` name \
+             the one accepted"
+        }
         429 => {
             "RESOURCE_EXHAUSTED `RATE_LIMITED`: over a quota (`retry-after` says when to retry; \
              docs/rate-limits.md)"
@@ -527,6 +533,10 @@ impl Generator {
                     | Kind::Enum(_) => {
                         let mut body = json_body(self.field_schema(&field));
                         body["required"] = json!(true);
+                        // The request field the JSON body fills (`ticket`): Envoy's Lua filter
+                        // reads it (deploy/envoy/render) to name a field the transcoder refused
+                        // by its path in the body (`ticket.priority` is the body's `priority`).
+                        body["x-body-field"] = json!(field_name);
                         Some(body)
                     }
                 }
@@ -577,7 +587,17 @@ impl Generator {
                 ));
             }
         }
-        let responses = self.responses(method, declared, row, binding, !variables.is_empty())?;
+        let takes_json = request_body
+            .as_ref()
+            .is_some_and(|body| body["content"].get("application/json").is_some());
+        let responses = self.responses(
+            method,
+            declared,
+            row,
+            binding,
+            !variables.is_empty(),
+            takes_json,
+        )?;
         let mut operation = Map::new();
         operation.insert("operationId".to_owned(), json!(operation_id));
         operation.insert("tags".to_owned(), json!([method.parent_service().name()]));
@@ -618,6 +638,7 @@ impl Generator {
         row: &ContractRow,
         binding: &Binding,
         has_variables: bool,
+        takes_json: bool,
     ) -> Result<Json, String> {
         let mut responses = Map::new();
         let success = declared.http_success.status_code().unwrap_or("200");
@@ -681,6 +702,9 @@ impl Generator {
         }
         if has_variables {
             errors.entry(404).or_default();
+        }
+        if takes_json {
+            errors.entry(415).or_default();
         }
         match declared.access {
             // Every public RPC counts against a quota of the client IP.

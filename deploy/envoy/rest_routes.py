@@ -1,0 +1,186 @@
+"""Writes the REST routes of the OpenAPI document into Envoy's Lua filter (deploy/envoy/render).
+
+Reads Envoy's configuration on stdin and writes it to stdout with the one line
+`REST_ROUTES, REST_BODIES, REST_ENUMS = {}, {}, {}` replaced by two Lua tables taken from the OpenAPI document
+named by the first argument (docs/openapi.json, generated from the protos by `supportdesk
+openapi`, so the table follows the google.api.http rules and is never written by hand):
+
+- REST_ROUTES: one entry per path, `{pattern, {METHOD = body, ...}}`: the Lua pattern of the
+  path template and, for each method it serves, what its request body is: `false` for none (GET,
+  DELETE), `"raw"` for a google.api.HttpBody (any media type, never read), or for JSON
+  `{entry, field}`: the body's entry in REST_BODIES ("" when not checked) and the request field
+  the body fills ("" for `body: "*"`), read from the document's `x-body-field`.
+- REST_BODIES: for each JSON body and each object inside it, the member names it may hold (the
+  lowerCamelCase JSON name and the proto name, as the transcoder accepts both), each mapped to
+  what its value may be (Bodies.spec).
+- REST_ENUMS: each enum's values, to name them when the transcoder refuses one.
+"""
+
+import json
+import re
+import sys
+
+MARKER = "REST_ROUTES, REST_BODIES, REST_ENUMS = {}, {}, {}"
+METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def lua_string(text):
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def snake(name):
+    return re.sub(r"([A-Z])", lambda match: "_" + match.group(1).lower(), name)
+
+
+def pattern(path):
+    """The anchored Lua pattern of an OpenAPI path: a variable is one segment without `:` (the
+    verb, as in `/v1/tickets/{id}:assign`, is not part of it)."""
+    out = []
+    for piece in re.split(r"(\{[^}]*\})", path):
+        if piece.startswith("{"):
+            out.append("[^/:]+")
+        else:
+            out.append(re.sub(r"([^%w/])".replace("%w", "A-Za-z0-9"), r"%\1", piece))
+    return "^" + "".join(out) + "$"
+
+
+class Bodies:
+    """The REST_BODIES entries: one per object schema with properties met in a request body."""
+
+    def __init__(self, schemas):
+        self.schemas = schemas
+        self.entries = {}
+        self.by_ref = {}
+
+    def spec(self, schema, hint):
+        """What a member's value may be: 0 a single value of no checked shape (a list is
+        refused), 1 anything (repeated scalars, maps, Struct, Value, Any), an entry name a single
+        object of that entry, `*` + an entry name a list of such objects."""
+        if "$ref" in schema:
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            target = self.schemas.get(name, {})
+            if "enum" in target:
+                return 0
+            if "properties" not in target or target.get("additionalProperties"):
+                return 1
+            if name not in self.by_ref:
+                self.by_ref[name] = name
+                self.entries[name] = {}
+                self.entries[name] = self.members(target, name, ())
+            return name
+        kind = schema.get("type")
+        if kind == "array":
+            item = self.spec(schema.get("items", {}), hint)
+            return "*" + item if isinstance(item, str) else 1
+        if kind == "object":
+            if "properties" in schema and not schema.get("additionalProperties"):
+                self.entries[hint] = {}
+                self.entries[hint] = self.members(schema, hint, ())
+                return hint
+            return 1
+        if not schema:
+            return 1
+        return 0
+
+    def members(self, schema, name, extra):
+        members = {}
+        for field, value in schema.get("properties", {}).items():
+            child = self.spec(value, name + "." + field)
+            members[field] = child
+            members[snake(field)] = child
+        for field in extra:
+            members.setdefault(field, 0)
+        return members
+
+
+def lua_value(value):
+    return lua_string(value) if isinstance(value, str) else str(value)
+
+
+def tables(document):
+    schemas = document.get("components", {}).get("schemas", {})
+    bodies = Bodies(schemas)
+    routes = []
+    for path, item in sorted(document["paths"].items()):
+        methods = {}
+        path_names = [p["name"] for p in item.get("parameters", [])]
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            names = path_names + [
+                p["name"] for p in operation.get("parameters", []) if p.get("in") == "path"
+            ]
+            request_body = operation.get("requestBody", {})
+            content = request_body.get("content", {})
+            if "application/json" in content:
+                schema = content["application/json"]["schema"]
+                hint = operation.get("operationId", path + " " + method)
+                if "$ref" in schema:
+                    body = bodies.spec(schema, hint)
+                else:
+                    # A `body: "*"` request: the fields outside the path, inline. The path's
+                    # own variables may be repeated in the body (the service then checks that
+                    # they agree: PATH_BODY_MISMATCH).
+                    extra = set()
+                    for variable in names:
+                        extra.update({variable, snake(variable)})
+                        extra.add(re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), variable))
+                    bodies.entries[hint] = {}
+                    bodies.entries[hint] = bodies.members(schema, hint, sorted(extra))
+                    body = hint
+                if not isinstance(body, str):
+                    body = ""
+                field = request_body.get("x-body-field", "")
+                methods[method.upper()] = "{" + lua_string(body) + ", " + lua_string(field) + "}"
+            elif content:
+                methods[method.upper()] = '"raw"'
+            else:
+                methods[method.upper()] = "false"
+        routes.append((pattern(path), methods))
+    enums = {
+        name: ", ".join(schema["enum"])
+        for name, schema in schemas.items()
+        if "enum" in schema
+    }
+    return routes, bodies.entries, enums
+
+
+def lua(document, indent):
+    routes, entries, enums = tables(document)
+    lines = ["REST_ROUTES = {"]
+    for path_pattern, methods in routes:
+        served = ", ".join(f"{method} = {body}" for method, body in sorted(methods.items()))
+        lines.append(f"  {{{lua_string(path_pattern)}, {{{served}}}}},")
+    lines.append("}")
+    lines.append("REST_BODIES = {")
+    for name, members in sorted(entries.items()):
+        fields = ", ".join(
+            f"[{lua_string(field)}] = {lua_value(child)}"
+            for field, child in sorted(members.items())
+        )
+        lines.append(f"  [{lua_string(name)}] = {{{fields}}},")
+    lines.append("}")
+    lines.append("REST_ENUMS = {")
+    for name, values in sorted(enums.items()):
+        lines.append(f"  [{lua_string(name)}] = {lua_string(values)},")
+    lines.append("}")
+    return "".join(indent + line + "\n" for line in lines)
+
+
+def main():
+    with open(sys.argv[1], encoding="utf-8") as file:
+        document = json.load(file)
+    found = 0
+    for line in sys.stdin:
+        stripped = line.strip()
+        if stripped.startswith(MARKER):
+            found += 1
+            sys.stdout.write(lua(document, line[: len(line) - len(line.lstrip())]))
+        else:
+            sys.stdout.write(line)
+    if found != 1:
+        sys.exit(f"deploy/envoy/rest_routes.py: the template has {found} `{MARKER}` lines, not 1")
+
+
+main()
