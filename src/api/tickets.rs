@@ -121,7 +121,10 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::Ticket>, Status> {
         let (caller, budget) = request_context(&request)?;
         let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
-        let new_ticket = parse_new_ticket(request.into_inner().ticket)?;
+        let new_ticket = parse_new_ticket(
+            request.into_inner().ticket,
+            caller.restricted_to_user().is_some(),
+        )?;
         let respond = |ticket: &Ticket| {
             created(
                 ticket_response(ticket),
@@ -743,8 +746,14 @@ fn strict_priority(value: i32) -> Result<TicketPriority, InvalidValue> {
     priority_from_wire(value)
 }
 
-/// The ticket of a CreateTicket request, with every refused field named at once.
-fn parse_new_ticket(ticket: Option<v1::Ticket>) -> Result<NewTicketRequest, AppError> {
+/// The ticket of a CreateTicket request, with every refused field named at once: the rules
+/// that depend on who calls (a `customer` raises tickets for themselves and may not say URGENT;
+/// anyone else names the requester) included, so that `{}` names the subject, the description
+/// and the requester's email together. The desk checks them again where it acts.
+fn parse_new_ticket(
+    ticket: Option<v1::Ticket>,
+    customer: bool,
+) -> Result<NewTicketRequest, AppError> {
     let mut violations = FieldViolations::new();
     let Some(ticket) = ticket else {
         violations.add("ticket", &required());
@@ -755,10 +764,37 @@ fn parse_new_ticket(ticket: Option<v1::Ticket>) -> Result<NewTicketRequest, AppE
         "ticket.description",
         TicketDescription::parse(&ticket.description),
     );
-    let priority = violations.check("ticket.priority", priority_from_wire(ticket.priority));
-    let requester_email = match ticket.requester_email.trim() {
-        "" => Some(None),
-        raw => violations
+    let priority = violations
+        .check("ticket.priority", priority_from_wire(ticket.priority))
+        .and_then(|priority| {
+            if customer && priority == TicketPriority::Urgent {
+                violations.add(
+                    "ticket.priority",
+                    &InvalidValue::new(
+                        "customers may choose low, normal or high; urgent is set by agents",
+                    ),
+                );
+                return None;
+            }
+            Some(priority)
+        });
+    let requester_email = match (ticket.requester_email.trim(), customer) {
+        ("", true) => Some(None),
+        ("", false) => {
+            violations.add(
+                "ticket.requester_email",
+                &InvalidValue::new("an email address is required"),
+            );
+            None
+        }
+        (_, true) => {
+            violations.add(
+                "ticket.requester_email",
+                &InvalidValue::new("must be empty: customers raise tickets for themselves"),
+            );
+            None
+        }
+        (raw, false) => violations
             .check("ticket.requester_email", Email::parse(raw))
             .map(Some),
     };

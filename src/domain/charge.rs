@@ -209,9 +209,10 @@ impl Charge {
             .unwrap_or_else(|_| Money::zero(self.amount.currency()))
     }
 
-    /// The etag clients send back: the version.
+    /// The charge's etag: its version, written as every etag of the API is (`v3`, as tickets'),
+    /// so a client handles one format (docs/http-contract.md, "One shape").
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
+        format!("v{}", self.version)
     }
 
     /// The lifecycle's one decision. Pure: the caller locks the row, persists and records.

@@ -25,10 +25,12 @@ impl PageSize {
 
     pub fn parse(raw: i32) -> Result<Self, InvalidValue> {
         match raw {
+            // The message says what every other size means, so it agrees with what they do.
             ..0 => Err(InvalidValue::new(format!(
-                "must be between 0 and {} (0 means the default of {})",
+                "must not be negative (0 means the default of {}; sizes above {} are lowered to {})",
+                Self::DEFAULT,
                 Self::MAX,
-                Self::DEFAULT
+                Self::MAX
             ))),
             0 => Ok(Self(Self::DEFAULT)),
             // Lossless: clamped to MAX first.

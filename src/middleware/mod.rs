@@ -15,13 +15,15 @@
 //! 6. method: the RPC's declaration from the method table, for every layer below and the
 //!    handler; on the way back, the declared REST success status, and `REQUEST_TOO_LARGE` for
 //!    tonic's bare refusal of an oversized message ([`method`]);
-//! 7. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
-//! 8. admission: who is calling (failing closed), with the declared role, within the declared
+//! 7. REST field paths: over REST, an error's `BadRequest` names fields as the JSON body has
+//!    them (`requesterEmail`), not as the request message does ([`rest_fields`]);
+//! 8. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
+//! 9. admission: who is calling (failing closed), with the declared role, within the declared
 //!    quota of the caller (or client IP), in one Redis round trip ([`admission`],
 //!    [`rate_limit`]); handlers get a `Caller` extension;
-//! 9. path binding: a REST request whose body or query names another resource than its path is
+//! 10. path binding: a REST request whose body or query names another resource than its path is
 //!    refused as `PATH_BODY_MISMATCH` ([`path_binding`]);
-//! 10. idempotency key: read, checked, and required where declared; the handler decides what it
+//! 11. idempotency key: read, checked, and required where declared; the handler decides what it
 //!     means.
 
 mod admission;
@@ -32,6 +34,7 @@ mod method;
 mod path_binding;
 mod rate_limit;
 mod request_id;
+mod rest_fields;
 mod rpc_metrics;
 mod unary_body;
 
@@ -45,6 +48,7 @@ pub use rate_limit::{ClientAddress, client_ip};
 pub use request_id::{
     MAX_REQUEST_ID_LEN, NewRequestId, PlainRequestId, PlainRequestIdLayer, is_plain_request_id,
 };
+pub use rest_fields::{RestFields, RestFieldsLayer};
 pub use rpc_metrics::{CountRpcs, RpcMetricsLayer};
 
 use std::time::Duration;
@@ -114,7 +118,9 @@ pub type MiddlewareStack<S> = PlainRequestId<
             PropagateRequestId<
                 LimitHeaders<
                     CountRpcs<
-                        ResolveMethod<Deadline<Admit<CheckPathBinding<ReadIdempotencyKey<S>>>>>,
+                        ResolveMethod<
+                            RestFields<Deadline<Admit<CheckPathBinding<ReadIdempotencyKey<S>>>>>,
+                        >,
                     >,
                 >,
             >,
@@ -148,6 +154,7 @@ impl<S> Layer<S> for MiddlewareLayer {
             .layer(HeaderLimitLayer::new(self.max_request_header_bytes))
             .layer(RpcMetricsLayer::new(self.rpc_metrics.clone()))
             .layer(MethodLayer::new(self.methods, self.max_request_bytes))
+            .layer(RestFieldsLayer)
             .layer(DeadlineLayer::new(self.max_request_time))
             .layer(AdmissionLayer::new(
                 self.authenticator.clone(),

@@ -333,3 +333,69 @@ mod tests {
         assert!(!captured.agrees_with(""));
     }
 }
+
+/// The path a REST client knows a request field by: `field` (the service's path in the request
+/// message, `ticket.requester_email`, `statuses[2]`) relative to the JSON body when the rule's
+/// `body` is a field of the request (`body: "ticket"`), each name in lowerCamelCase as proto3's
+/// JSON mapping writes it (`requesterEmail`, `pageSize`). A field outside the body (a query
+/// parameter, a path variable) keeps its whole path. Envoy's Lua filter names the transcoder's
+/// own refusals the same way (docs/http-contract.md, "Field paths").
+pub fn rest_field_path(field: &str, body: &str) -> String {
+    let relative = match body {
+        "" | "*" => field,
+        body_field => field
+            .strip_prefix(body_field)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or(field),
+    };
+    let mut out = String::with_capacity(relative.len());
+    let mut upper_next = false;
+    for character in relative.chars() {
+        match character {
+            '_' => upper_next = true,
+            '.' | '[' => {
+                upper_next = false;
+                out.push(character);
+            }
+            other if upper_next => {
+                upper_next = false;
+                out.extend(other.to_uppercase());
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod rest_field_path_tests {
+    use super::rest_field_path;
+
+    #[test]
+    fn a_field_of_the_body_is_named_relative_to_it_in_lower_camel_case() {
+        assert_eq!(
+            rest_field_path("ticket.requester_email", "ticket"),
+            "requesterEmail"
+        );
+        assert_eq!(
+            rest_field_path("charge.amount.amount_minor", "charge"),
+            "amount.amountMinor"
+        );
+    }
+
+    #[test]
+    fn a_whole_request_body_keeps_the_whole_path() {
+        assert_eq!(
+            rest_field_path("amount.amount_minor", "*"),
+            "amount.amountMinor"
+        );
+    }
+
+    #[test]
+    fn query_parameters_and_path_variables_keep_their_whole_path() {
+        assert_eq!(rest_field_path("page_size", ""), "pageSize");
+        assert_eq!(rest_field_path("update_mask", "ticket"), "updateMask");
+        assert_eq!(rest_field_path("statuses[2]", ""), "statuses[2]");
+        assert_eq!(rest_field_path("ticket.id", "ticket"), "id");
+    }
+}

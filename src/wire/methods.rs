@@ -191,6 +191,26 @@ pub struct Method {
     /// Its REST paths that name request fields; `None` when none does (and for health and
     /// reflection, which have no REST mapping).
     pub path_bindings: Option<PathBindings>,
+    /// Every REST binding of its `google.api.http` rule, variables or not (empty for health and
+    /// reflection): what the body of a transcoded request fills, to name fields in REST terms.
+    pub rest_bindings: Vec<PathBinding>,
+}
+
+impl Method {
+    /// The `body` of the binding a transcoded request was matched by (its HTTP method and the
+    /// path it called, query included): `*`, a field name, or empty; `None` for an RPC without
+    /// REST bindings.
+    pub fn rest_body(&self, http_method: Option<&str>, original_path: &str) -> Option<&str> {
+        let path = original_path.split(['?', '#']).next().unwrap_or_default();
+        self.rest_bindings
+            .iter()
+            .find(|binding| {
+                http_method.is_none_or(|method| method.eq_ignore_ascii_case(&binding.http_method))
+                    && binding.template.captures(path).is_some()
+            })
+            .or_else(|| self.rest_bindings.first())
+            .map(|binding| binding.body.as_str())
+    }
 }
 
 /// Every RPC the server answers, by path.
@@ -274,10 +294,11 @@ impl MethodTable {
                 let declared = policy
                     .and_then(|policy| declared(&method, &policy))
                     .and_then(|mut declared| {
-                        declared.path_bindings = match &http {
-                            Some(http) => path_bindings(&method, http)?,
-                            None => None,
-                        };
+                        if let Some(http) = &http {
+                            let (with_variables, all) = path_bindings(&method, http)?;
+                            declared.path_bindings = with_variables;
+                            declared.rest_bindings = all;
+                        }
                         Ok(declared)
                     });
                 match declared {
@@ -310,6 +331,7 @@ impl MethodTable {
                         prefetch: None,
                         deadline: None,
                         path_bindings: None,
+                        rest_bindings: Vec::new(),
                     };
                     by_path.insert(infrastructure.path.clone(), infrastructure);
                 }
@@ -530,24 +552,27 @@ fn declared(method: &MethodDescriptor, policy: &DynamicMessage) -> Result<Method
         prefetch,
         deadline,
         path_bindings: None,
+        rest_bindings: Vec::new(),
     })
 }
 
 /// The `google.api.http` bindings of `method` whose templates have variables, each variable
-/// checked to name a singular scalar field of the request (through singular message fields).
+/// checked to name a singular scalar field of the request (through singular message fields),
+/// and every binding.
 fn path_bindings(
     method: &MethodDescriptor,
     http: &prost_reflect::ExtensionDescriptor,
-) -> Result<Option<PathBindings>, String> {
+) -> Result<(Option<PathBindings>, Vec<PathBinding>), String> {
     let options = method.options();
     if !options.has_extension(http) {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     }
     let Value::Message(rule) = options.get_extension(http).into_owned() else {
         return Err("(google.api.http) is not a message".to_owned());
     };
     let request = method.input();
     let mut bindings = Vec::new();
+    let mut all = Vec::new();
     let mut rules = vec![rule];
     while let Some(rule) = rules.pop() {
         let text = |message: &DynamicMessage, name: &str| -> Option<String> {
@@ -571,13 +596,15 @@ fn path_bindings(
                 check_scalar_path(&request, variable)
                     .map_err(|why| format!("path variable {{{variable}}} of `{path}` {why}"))?;
             }
-            if !template.variables().is_empty() {
-                bindings.push(PathBinding {
-                    http_method,
-                    template,
-                    body: text(&rule, "body").unwrap_or_default(),
-                });
+            let binding = PathBinding {
+                http_method,
+                template,
+                body: text(&rule, "body").unwrap_or_default(),
+            };
+            if !binding.template.variables().is_empty() {
+                bindings.push(binding.clone());
             }
+            all.push(binding);
         }
         if let Some(more) = rule.get_field_by_name("additional_bindings")
             && let Value::List(more) = more.as_ref()
@@ -585,7 +612,10 @@ fn path_bindings(
             rules.extend(more.iter().filter_map(|value| value.as_message().cloned()));
         }
     }
-    Ok((!bindings.is_empty()).then_some(PathBindings { request, bindings }))
+    Ok((
+        (!bindings.is_empty()).then_some(PathBindings { request, bindings }),
+        all,
+    ))
 }
 
 /// Whether `path` (`ticket.id`) leads from `message` through singular message fields to a

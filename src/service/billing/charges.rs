@@ -17,38 +17,39 @@ pub struct NewChargeRequest {
     pub payment_method: String,
 }
 
-/// What the provider documents it refuses, checked before anything is recorded or sent.
+/// What the provider documents it refuses, checked before anything is recorded or sent; every
+/// refused field named at once.
 pub(super) fn check_within_provider_limits(request: &NewChargeRequest) -> AppResult<()> {
     let amount = request.amount;
+    let mut violations = FieldViolations::new();
     if amount.amount_minor() > PROVIDER_MAX_AMOUNT_MINOR {
-        return Err(AppError::invalid_field(
+        violations.add(
             "charge.amount.amount_minor",
             &InvalidValue::new(format!(
                 "must be at most {PROVIDER_MAX_AMOUNT_MINOR} (the payment provider's maximum, {})",
                 Money::new(PROVIDER_MAX_AMOUNT_MINOR, amount.currency())
                     .map_or_else(|_| String::new(), |most| most.to_string())
             )),
-        ));
-    }
-    // Stripe takes three-decimal currencies (KWD, BHD, ...) in whole hundredths only.
-    if amount.currency().exponent() == 3 && amount.amount_minor() % 10 != 0 {
-        return Err(AppError::invalid_field(
+        );
+    } else if amount.currency().exponent() == 3 && amount.amount_minor() % 10 != 0 {
+        // Stripe takes three-decimal currencies (KWD, BHD, ...) in whole hundredths only.
+        violations.add(
             "charge.amount.amount_minor",
             &InvalidValue::new(format!(
                 "must be a multiple of 10 in {}: the payment provider takes three-decimal currencies in hundredths",
                 amount.currency()
             )),
-        ));
+        );
     }
     if !is_payment_method_id(&request.payment_method) {
-        return Err(AppError::invalid_field(
+        violations.add(
             "charge.payment_method",
             &InvalidValue::new(
                 "must be a payment method id: pm_ followed by letters, digits and underscores",
             ),
-        ));
+        );
     }
-    Ok(())
+    violations.into_result()
 }
 
 /// The shape of the provider's payment method ids (`pm_card_visa`, `pm_1Nx...`).
