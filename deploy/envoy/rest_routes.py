@@ -1,7 +1,7 @@
 """Writes the REST routes of the OpenAPI document into Envoy's Lua filter (deploy/envoy/render).
 
 Reads Envoy's configuration on stdin and writes it to stdout with the one line
-`REST_ROUTES, REST_BODIES, REST_ENUMS = {}, {}, {}` replaced by two Lua tables taken from the OpenAPI document
+`REST_ROUTES, REST_BODIES, REST_ENUMS = {}, {}, {}` replaced by three Lua tables taken from the OpenAPI document
 named by the first argument (docs/openapi.json, generated from the protos by `supportdesk
 openapi`, so the table follows the google.api.http rules and is never written by hand):
 

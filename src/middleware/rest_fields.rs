@@ -143,7 +143,11 @@ mod tests {
             .join("; ");
         let mut details = ErrorDetails::new();
         details.set_bad_request(violations);
-        details.set_error_info("INVALID_ARGUMENT", "supportdesk", Default::default());
+        details.set_error_info(
+            "INVALID_ARGUMENT",
+            "supportdesk",
+            std::collections::HashMap::new(),
+        );
         let status = tonic::Status::with_error_details(
             tonic::Code::InvalidArgument,
             format!("invalid request: {message}"),

@@ -126,6 +126,8 @@ pub struct PathBinding {
     pub template: PathTemplate,
     /// The rule's `body`: `*`, a field name, or empty for none.
     pub body: String,
+    /// Whether the body is a `google.api.HttpBody` (raw bytes of any type, no JSON).
+    pub raw_body: bool,
 }
 
 impl PathBindings {
@@ -199,7 +201,7 @@ pub struct Method {
 impl Method {
     /// The `body` of the binding a transcoded request was matched by (its HTTP method and the
     /// path it called, query included): `*`, a field name, or empty; `None` for an RPC without
-    /// REST bindings.
+    /// REST bindings, and for a raw (`HttpBody`) body, which has no JSON to name fields by.
     pub fn rest_body(&self, http_method: Option<&str>, original_path: &str) -> Option<&str> {
         let path = original_path.split(['?', '#']).next().unwrap_or_default();
         self.rest_bindings
@@ -209,6 +211,7 @@ impl Method {
                     && binding.template.captures(path).is_some()
             })
             .or_else(|| self.rest_bindings.first())
+            .filter(|binding| !binding.raw_body)
             .map(|binding| binding.body.as_str())
     }
 }
@@ -596,10 +599,20 @@ fn path_bindings(
                 check_scalar_path(&request, variable)
                     .map_err(|why| format!("path variable {{{variable}}} of `{path}` {why}"))?;
             }
+            let body = text(&rule, "body").unwrap_or_default();
+            let raw_body = match body.as_str() {
+                "" => false,
+                "*" => request.full_name() == HTTP_BODY,
+                field => request
+                    .get_field_by_name(field)
+                    .and_then(|field| field.kind().as_message().cloned())
+                    .is_some_and(|message| message.full_name() == HTTP_BODY),
+            };
             let binding = PathBinding {
                 http_method,
                 template,
-                body: text(&rule, "body").unwrap_or_default(),
+                body,
+                raw_body,
             };
             if !binding.template.variables().is_empty() {
                 bindings.push(binding.clone());
@@ -617,6 +630,9 @@ fn path_bindings(
         all,
     ))
 }
+
+/// The message of a raw request or response body.
+const HTTP_BODY: &str = "google.api.HttpBody";
 
 /// Whether `path` (`ticket.id`) leads from `message` through singular message fields to a
 /// singular string, integer or bool field.

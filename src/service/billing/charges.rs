@@ -398,4 +398,23 @@ mod tests {
             assert!(!is_payment_method_id(bad), "{bad:?} accepted");
         }
     }
+
+    #[test]
+    fn a_charge_over_the_providers_limits_names_every_field_at_once() {
+        let request = NewChargeRequest {
+            customer_id: UserId::from_uuid(Uuid::from_u128(1)),
+            ticket_id: None,
+            amount: Money::parse(PROVIDER_MAX_AMOUNT_MINOR + 1, "USD").expect("an amount"),
+            payment_method: "card_visa".to_owned(),
+        };
+        let Err(AppError::InvalidArgument(violations)) = check_within_provider_limits(&request)
+        else {
+            panic!("refused as INVALID_ARGUMENT");
+        };
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["charge.amount.amount_minor", "charge.payment_method"]
+        );
+    }
 }

@@ -55,7 +55,9 @@ use crate::domain::{
     AccountId, Actor, Charge, ChargeEvent, ChargeId, ChargeStatus, ChargeViolation, FailureKind,
     InvalidValue, Money, PageCursor, PageSize, RefundId, RefundStatus, Role, TicketId, UserId,
 };
-use crate::errors::{AppError, AppResult, FieldViolations, PreconditionViolation, Reason, Resource};
+use crate::errors::{
+    AppError, AppResult, FieldViolations, PreconditionViolation, Reason, Resource,
+};
 use crate::idempotency::{Claimed, Idempotent, Outcome, RecoveryPoint, claiming_limits};
 
 mod charges;

@@ -1831,7 +1831,9 @@ async fn a_body_or_query_naming_another_resource_than_the_path_is_refused_for_ev
                 .iter()
                 .map(|violation| violation["field"].clone())
                 .collect();
-            assert_eq!(fields, [json!(variable)], "{what}: {answer}");
+            // Named as the REST client knows it: relative to the body, lowerCamelCase.
+            let named = supportdesk::wire::http_rule::rest_field_path(variable, &path.body);
+            assert_eq!(fields, [json!(named)], "{what}: {answer}");
         }
     }
 }

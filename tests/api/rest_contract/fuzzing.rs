@@ -15,9 +15,12 @@ use serde_json::{Value, json};
 use crate::support::envoy::Envoy;
 use crate::support::{TEST_PASSWORD, TestApp, tool};
 
-/// The checks of every call (schemathesis's names).
+/// The checks of every call (schemathesis's names). `unsupported_method` and
+/// `allow_header_conformance` call each path with methods it does not serve and expect 405 with
+/// an `Allow` listing exactly the document's methods (docs/http-contract.md, "Requests").
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
-                      response_headers_conformance,response_schema_conformance";
+                      response_headers_conformance,response_schema_conformance,\
+                      unsupported_method,allow_header_conformance";
 
 /// Operations that end the caller's session: fuzzed last, with a session of their own, so that
 /// every other operation is called with a live token.

@@ -61,7 +61,8 @@ async fn a_page_on_an_allowed_origin_logs_in_creates_and_lists_tickets_and_calls
             "status": 400,
             "code": 3,
             "reason": Reason::InvalidArgument.as_str(),
-            "fields": ["ticket.subject", "ticket.description"],
+            // `{}` names every missing field at once, by the body's names.
+            "fields": ["subject", "description", "requesterEmail"],
         })
     );
 

@@ -1,4 +1,4 @@
-//! The service as a whole: its process and command line, compression, logs, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, alert rules, traces, the job runner, reflection, REST and a real browser.
+//! The service as a whole: its process and command line, compression, logs, transport, edge, deadlines, dependencies, rate limits, idempotency, metrics, alert rules, traces, the job runner, reflection, REST (and its strict contract) and a real browser.
 
 pub(crate) mod alerts;
 pub(crate) mod browser;
@@ -16,6 +16,7 @@ pub(crate) mod rate_limits;
 pub(crate) mod reflection;
 pub(crate) mod request_id;
 pub(crate) mod rest;
+pub(crate) mod strict_rest;
 pub(crate) mod tooling;
 pub(crate) mod traces;
 pub(crate) mod transport;

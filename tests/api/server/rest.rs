@@ -96,14 +96,8 @@ async fn a_validation_error_is_400_json_with_every_field_violation() {
         .iter()
         .map(|violation| violation["field"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        fields,
-        [
-            "ticket.subject",
-            "ticket.description",
-            "ticket.requester_email"
-        ]
-    );
+    // Named as the REST body has them (docs/http-contract.md, "Field paths").
+    assert_eq!(fields, ["subject", "description", "requesterEmail"]);
 }
 
 #[tokio::test]
@@ -292,7 +286,7 @@ async fn a_body_naming_another_ticket_than_the_path_changes_neither_ticket() {
     assert_eq!(body["code"], 3);
     assert_json_reason(&body, Reason::PathBodyMismatch);
     assert_eq!(
-        body["details"][1]["fieldViolations"][0]["field"], "ticket.id",
+        body["details"][1]["fieldViolations"][0]["field"], "id",
         "{body}"
     );
     // A trailing slash, which the transcoder accepts, hides nothing.

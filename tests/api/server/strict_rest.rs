@@ -1,0 +1,637 @@
+//! The strict REST contract, through real Envoy rendered from deploy/envoy/envoy.yaml
+//! (docs/http-contract.md, "Requests", "Field paths", "One shape"): unknown members refused by
+//! name, JSON taken only as JSON, 405 with an `Allow` generated from the rules, every violation
+//! named at once by the body's own names, Envoy's refusals in the service's error JSON, and page
+//! sizes as documented.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use supportdesk::errors::Reason;
+use supportdesk::wire::proto::v1;
+
+use crate::support::envoy::Envoy;
+use crate::support::{
+    TestApp, assert_json_reason, assert_reason, count_of, repository_root, valid_create_request,
+    violated_fields,
+};
+
+/// One answer through Envoy: status, headers and the JSON body (`Null` when there is none).
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+async fn send(
+    envoy: &Envoy,
+    method: Method,
+    path: &str,
+    token: &str,
+    content_type: Option<&str>,
+    body: Option<&str>,
+) -> Answer {
+    let mut request = reqwest::Client::new()
+        .request(method, envoy.url(path))
+        .bearer_auth(token);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    if let Some(body) = body {
+        request = request.body(body.to_owned());
+    }
+    let response = request.send().await.expect("an answer from Envoy");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("a body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn post_json(envoy: &Envoy, path: &str, token: &str, body: &str) -> Answer {
+    send(
+        envoy,
+        Method::POST,
+        path,
+        token,
+        Some("application/json"),
+        Some(body),
+    )
+    .await
+}
+
+/// The service's error JSON: ErrorInfo with `reason`, then a BadRequest of `violations`.
+fn error_json(reason: Reason, message: &str, violations: &[(&str, &str)]) -> Value {
+    let mut details = vec![json!({
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": reason.as_str(),
+        "domain": "supportdesk",
+        "metadata": {},
+    })];
+    if !violations.is_empty() {
+        details.push(json!({
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": violations
+                .iter()
+                .map(|(field, description)| json!({"field": field, "description": description}))
+                .collect::<Vec<_>>(),
+        }));
+    }
+    let code = if reason == Reason::MethodNotAllowed {
+        12
+    } else {
+        3
+    };
+    json!({"code": code, "message": message, "details": details})
+}
+
+fn bad_request_fields(body: &Value) -> Vec<String> {
+    body["details"]
+        .as_array()
+        .and_then(|details| {
+            details
+                .iter()
+                .find(|detail| detail["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+        })
+        .and_then(|bad| bad["fieldViolations"].as_array())
+        .map(|violations| {
+            violations
+                .iter()
+                .map(|violation| violation["field"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_misspelt_member_is_refused_by_name_in_creates_updates_and_nested_objects() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let token = &app.admin.access_token;
+
+    let created = post_json(
+        &envoy,
+        "/v1/tickets",
+        token,
+        r#"{"subject":"Typo ticket","description":"Smoke","requesterEmail":"jane@example.com","priorty":"TICKET_PRIORITY_URGENT"}"#,
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::BAD_REQUEST, "{}", created.body);
+    assert_json_reason(&created.body, Reason::UnknownField);
+    assert_eq!(
+        created.body,
+        error_json(
+            Reason::UnknownField,
+            "invalid request: priorty is not a field of this request",
+            &[("priorty", "is not a field of this request")],
+        )
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM tickets WHERE subject = 'Typo ticket'"
+        )
+        .await,
+        0,
+        "nothing was created"
+    );
+
+    let ticket = app.create_ticket("Named right").await;
+    let updated = send(
+        &envoy,
+        Method::PATCH,
+        &format!("/v1/tickets/{}?updateMask=subject", ticket.id),
+        token,
+        Some("application/json"),
+        Some(r#"{"subjct":"Renamed","subject":"Renamed"}"#),
+    )
+    .await;
+    assert_eq!(
+        updated.body,
+        error_json(
+            Reason::UnknownField,
+            "invalid request: subjct is not a field of this request",
+            &[("subjct", "is not a field of this request")],
+        )
+    );
+    assert_eq!(updated.status, StatusCode::BAD_REQUEST);
+    let stored = app.get_ticket(&ticket.id).await.expect("the ticket");
+    assert_eq!(stored.subject, "Named right", "nothing was changed");
+
+    // Nested members are named by their path; every unknown one at once.
+    let charged = send(
+        &envoy,
+        Method::POST,
+        "/v1/charges",
+        token,
+        Some("application/json"),
+        Some(
+            r#"{"customerId":"0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c","amount":{"amountMinor":"1250","currency":"EUR"},"paymentMethod":"pm_card_visa","note":"x"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(charged.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        charged.body,
+        error_json(
+            Reason::UnknownField,
+            "invalid request: amount.currency is not a field of this request; note is not a field of this request",
+            &[
+                ("amount.currency", "is not a field of this request"),
+                ("note", "is not a field of this request"),
+            ],
+        )
+    );
+    assert_eq!(
+        count_of(&app.database, "SELECT count(*) AS count FROM charges").await,
+        0
+    );
+
+    // The proto's own names are members too, as the transcoder reads them.
+    let by_proto_name = post_json(
+        &envoy,
+        "/v1/tickets",
+        token,
+        r#"{"subject":"Proto names","description":"Smoke","requester_email":"jane@example.com"}"#,
+    )
+    .await;
+    assert_eq!(
+        by_proto_name.status,
+        StatusCode::CREATED,
+        "{}",
+        by_proto_name.body
+    );
+}
+
+#[tokio::test]
+async fn a_json_body_sent_as_another_media_type_is_415_while_raw_bodies_keep_theirs() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let token = &app.admin.access_token;
+    let ticket =
+        r#"{"subject":"Sent as text","description":"Smoke","requesterEmail":"jane@example.com"}"#;
+
+    for (content_type, named) in [
+        (Some("text/plain"), "text/plain"),
+        (
+            Some("application/x-www-form-urlencoded"),
+            "application/x-www-form-urlencoded",
+        ),
+        (None, "none"),
+    ] {
+        let answer = send(
+            &envoy,
+            Method::POST,
+            "/v1/tickets",
+            token,
+            content_type,
+            Some(ticket),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{named}");
+        assert_json_reason(&answer.body, Reason::UnsupportedMediaType);
+        assert_eq!(
+            answer.body,
+            error_json(
+                Reason::UnsupportedMediaType,
+                &format!(
+                    "the body must be JSON sent with content-type: application/json, not {named}"
+                ),
+                &[],
+            )
+        );
+        assert_eq!(answer.headers["accept-post"], "application/json");
+        assert_eq!(answer.headers["content-type"], "application/json");
+    }
+    let form = send(
+        &envoy,
+        Method::POST,
+        "/v1/tickets",
+        token,
+        Some("application/x-www-form-urlencoded"),
+        Some("subject=x&description=y"),
+    )
+    .await;
+    assert_eq!(form.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let ticket_id = app.create_ticket("Patched as text").await.id;
+    let patch = send(
+        &envoy,
+        Method::PATCH,
+        &format!("/v1/tickets/{ticket_id}?updateMask=subject"),
+        token,
+        Some("text/plain"),
+        Some(r#"{"subject":"x"}"#),
+    )
+    .await;
+    assert_eq!(patch.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(patch.headers["accept-patch"], "application/json");
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM tickets WHERE subject IN ('Sent as text', 'x')"
+        )
+        .await,
+        0
+    );
+
+    // JSON with parameters is JSON.
+    let charset = send(
+        &envoy,
+        Method::POST,
+        "/v1/tickets",
+        token,
+        Some("application/json; charset=utf-8"),
+        Some(ticket),
+    )
+    .await;
+    assert_eq!(charset.status, StatusCode::CREATED, "{}", charset.body);
+
+    // Raw bodies (google.api.HttpBody) are taken as sent, whatever their type: the webhook
+    // reaches the service, which refuses the missing signature, not the type.
+    let webhook = send(
+        &envoy,
+        Method::POST,
+        "/v1/webhooks/payments",
+        token,
+        Some("text/plain"),
+        Some("not json at all"),
+    )
+    .await;
+    assert_eq!(webhook.status, StatusCode::BAD_REQUEST, "{}", webhook.body);
+    assert_json_reason(&webhook.body, Reason::WebhookSignatureMissing);
+    // The direct upload stores a PNG sent as image/png.
+    let png: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89";
+    let upload = reqwest::Client::new()
+        .post(envoy.url(&format!(
+            "/v1/attachments:upload?ticketId={ticket_id}&filename=pixel.png"
+        )))
+        .bearer_auth(token)
+        .header("content-type", "image/png")
+        .body(png.to_vec())
+        .send()
+        .await
+        .expect("an answer");
+    let status = upload.status();
+    let body: Value = upload.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["contentType"], "image/png", "{body}");
+}
+
+#[tokio::test]
+async fn a_known_path_called_with_a_method_it_does_not_serve_is_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let token = &app.admin.access_token;
+
+    let put = send(
+        &envoy,
+        Method::PUT,
+        "/v1/tickets/0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c",
+        token,
+        Some("application/json"),
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(put.headers["allow"], "DELETE, GET, PATCH");
+    assert_json_reason(&put.body, Reason::MethodNotAllowed);
+    assert_eq!(
+        put.body,
+        error_json(
+            Reason::MethodNotAllowed,
+            "PUT is not served at this path; it serves DELETE, GET, PATCH",
+            &[],
+        )
+    );
+    let head = send(&envoy, Method::HEAD, "/v1/tickets", token, None, None).await;
+    assert_eq!(head.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(head.headers["allow"], "GET, POST");
+
+    // A path the API does not have stays 404, whatever the method.
+    for method in [Method::GET, Method::PUT] {
+        let unknown = send(&envoy, method, "/v1/nothing-here", token, None, None).await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        assert_json_reason(&unknown.body, Reason::UnknownPath);
+    }
+
+    // `Allow` is the methods of the google.api.http rules, as the OpenAPI document has them, for
+    // every path of the API (paths that differ only in a variable's name are one path).
+    let document: Value = serde_json::from_str(
+        &std::fs::read_to_string(repository_root().join("docs/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    let mut served: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (template, item) in document["paths"].as_object().expect("paths") {
+        let mut concrete = String::new();
+        let mut in_variable = false;
+        for character in template.chars() {
+            match character {
+                '{' => {
+                    in_variable = true;
+                    concrete.push_str("0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c");
+                }
+                '}' => in_variable = false,
+                other if !in_variable => concrete.push(other),
+                _ => {}
+            }
+        }
+        let methods = served.entry(concrete).or_default();
+        for method in ["get", "post", "patch", "delete", "put"] {
+            if item.get(method).is_some() {
+                methods.insert(method.to_uppercase());
+            }
+        }
+    }
+    assert!(served.len() >= 40, "{served:?}");
+    for (path, methods) in &served {
+        assert!(!methods.contains("PUT"), "no RPC is mapped to PUT: {path}");
+        let answer = send(&envoy, Method::PUT, path, token, None, None).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{path}: {}",
+            answer.body
+        );
+        let expected: Vec<&str> = methods.iter().map(String::as_str).collect();
+        assert_eq!(
+            answer.headers["allow"],
+            expected.join(", ").as_str(),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn creating_a_ticket_from_nothing_names_every_missing_field_at_once() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+
+    let empty = post_json(&envoy, "/v1/tickets", &app.admin.access_token, "{}").await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert_json_reason(&empty.body, Reason::InvalidArgument);
+    assert_eq!(
+        bad_request_fields(&empty.body),
+        ["subject", "description", "requesterEmail"]
+    );
+    assert!(
+        empty.body["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("requesterEmail an email address is required")),
+        "{}",
+        empty.body
+    );
+
+    // A customer's own rules come with the rest: no requester of their own, no URGENT.
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let customers = post_json(
+        &envoy,
+        "/v1/tickets",
+        &customer.access_token,
+        r#"{"subject":"","description":"Smoke","requesterEmail":"someone@example.com","priority":"TICKET_PRIORITY_URGENT"}"#,
+    )
+    .await;
+    assert_eq!(customers.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad_request_fields(&customers.body),
+        ["subject", "priority", "requesterEmail"]
+    );
+
+    // gRPC callers get the proto paths, which are theirs.
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(app.as_admin(v1::CreateTicketRequest {
+            ticket: Some(v1::Ticket::default()),
+        }))
+        .await
+        .expect_err("refused");
+    assert_reason(&status, Reason::InvalidArgument);
+    assert_eq!(
+        violated_fields(&status),
+        [
+            "ticket.subject",
+            "ticket.description",
+            "ticket.requester_email"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn envoys_own_refusals_name_the_field_in_the_services_error_json() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let token = &app.admin.access_token;
+
+    let priority = post_json(
+        &envoy,
+        "/v1/tickets",
+        token,
+        r#"{"subject":"x","description":"y","requesterEmail":"jane@example.com","priority":"HIGH"}"#,
+    )
+    .await;
+    assert_eq!(priority.status, StatusCode::BAD_REQUEST);
+    assert_json_reason(&priority.body, Reason::MalformedRequest);
+    let expected = "must be one of TICKET_PRIORITY_UNSPECIFIED, TICKET_PRIORITY_LOW, \
+                    TICKET_PRIORITY_NORMAL, TICKET_PRIORITY_HIGH, TICKET_PRIORITY_URGENT, not \"HIGH\"";
+    assert_eq!(
+        priority.body,
+        error_json(
+            Reason::MalformedRequest,
+            &format!("invalid request: priority {expected}"),
+            &[("priority", expected)],
+        )
+    );
+
+    let list = post_json(
+        &envoy,
+        "/v1/tickets",
+        token,
+        r#"{"subject":["x"],"description":"y","requesterEmail":"jane@example.com"}"#,
+    )
+    .await;
+    assert_eq!(
+        list.body,
+        error_json(
+            Reason::MalformedRequest,
+            "invalid request: subject must be a single value, not a list",
+            &[("subject", "must be a single value, not a list")],
+        )
+    );
+
+    let size = send(
+        &envoy,
+        Method::GET,
+        "/v1/tickets?pageSize=ten",
+        token,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        size.body,
+        error_json(
+            Reason::MalformedRequest,
+            "invalid request: pageSize must be a 32-bit integer, not \"ten\"",
+            &[("pageSize", "must be a 32-bit integer, not \"ten\"")],
+        )
+    );
+
+    let time = send(
+        &envoy,
+        Method::GET,
+        "/v1/tickets?createdAfter=yesterday",
+        token,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        time.body,
+        error_json(
+            Reason::MalformedRequest,
+            "invalid request: createdAfter must be an RFC 3339 timestamp such as 2026-01-01T00:00:00Z",
+            &[(
+                "createdAfter",
+                "must be an RFC 3339 timestamp such as 2026-01-01T00:00:00Z"
+            )],
+        )
+    );
+
+    let unknown = send(
+        &envoy,
+        Method::GET,
+        "/v1/tickets?colour=blue",
+        token,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        unknown.body,
+        error_json(
+            Reason::UnknownQueryParameter,
+            "invalid request: unknown query parameter colour",
+            &[("colour", "is not a parameter of this request")],
+        )
+    );
+    for body in [&priority.body, &list.body, &size.body, &unknown.body] {
+        let text = body.to_string();
+        assert!(!text.contains("type.googleapis.com/supportdesk"), "{text}");
+        assert!(!text.contains("Proto field"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_page_size_over_the_maximum_is_lowered_to_it_and_a_negative_one_refused() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let token = &app.admin.access_token;
+    for chunk in 0..11 {
+        let mut creates = tokio::task::JoinSet::new();
+        for n in 0..10 {
+            let mut tickets = app.tickets.clone();
+            let request = app.as_admin(valid_create_request(&format!("Ticket {chunk}-{n}")));
+            creates.spawn(async move { tickets.create_ticket(request).await });
+        }
+        while let Some(created) = creates.join_next().await {
+            created.expect("joined").expect("created");
+        }
+    }
+
+    let lowered = send(
+        &envoy,
+        Method::GET,
+        "/v1/tickets?pageSize=1000",
+        token,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(lowered.status, StatusCode::OK, "{}", lowered.body);
+    assert_eq!(lowered.body["tickets"].as_array().map(Vec::len), Some(100));
+    assert!(
+        lowered.body["nextPageToken"]
+            .as_str()
+            .is_some_and(|token| !token.is_empty()),
+        "the 110 tickets need a second page"
+    );
+
+    let negative = send(
+        &envoy,
+        Method::GET,
+        "/v1/tickets?pageSize=-1",
+        token,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(negative.status, StatusCode::BAD_REQUEST);
+    let description =
+        "must not be negative (0 means the default of 20; sizes above 100 are lowered to 100)";
+    assert_eq!(
+        negative.body,
+        json!({
+            "code": 3,
+            "message": format!("invalid request: pageSize {description}"),
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "INVALID_ARGUMENT",
+                    "domain": "supportdesk",
+                    "metadata": {},
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "fieldViolations": [{"field": "pageSize", "description": description, "reason": ""}],
+                },
+            ],
+        })
+    );
+}
