@@ -21,8 +21,8 @@
 //! 9. admission: who is calling (failing closed), with the declared role, within the declared
 //!    quota of the caller (or client IP), in one Redis round trip ([`admission`],
 //!    [`rate_limit`]); handlers get a `Caller` extension;
-//! 10. path binding: a REST request whose body or query names another resource than its path is
-//!    refused as `PATH_BODY_MISMATCH` ([`path_binding`]);
+//! 10. path binding: a REST request whose body or query names another resource than its path
+//!     is refused as `PATH_BODY_MISMATCH` ([`path_binding`]);
 //! 11. idempotency key: read, checked, and required where declared; the handler decides what it
 //!     means.
 
