@@ -58,16 +58,18 @@ pub fn message_limit(max_request_bytes: usize) -> usize {
 /// codec's refusal of a message that does not decode is malformed, anything else (the stream
 /// broke) is not the client's final answer.
 fn stream_error(status: &Status, limit: usize) -> AppError {
-    match status.code() {
-        Code::OutOfRange => AppError::MessageTooLarge { limit },
-        Code::InvalidArgument => AppError::MalformedMessage {
+    if status.code() == Code::OutOfRange {
+        AppError::MessageTooLarge { limit }
+    } else if status.code() == Code::InvalidArgument {
+        AppError::MalformedMessage {
             field: None,
             problem: status.message().to_owned(),
-        },
-        _ => AppError::internal(anyhow::anyhow!(
+        }
+    } else {
+        AppError::internal(anyhow::anyhow!(
             "the request's stream broke: {}",
             status.message()
-        )),
+        ))
     }
 }
 
