@@ -1,6 +1,8 @@
 //! `supportdesk.v1.AttachmentService`.
 
-use tonic::{Request, Response, Status};
+use bytes::Bytes;
+use tokio_stream::StreamExt;
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::{
     IdempotencyRequest, ListPages, answer, created, optional_timestamp, request_context, stored_as,
@@ -13,13 +15,15 @@ use crate::domain::{
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::service::attachments::DIRECT_UPLOAD_PHASES;
-use crate::service::{Attachments, DirectUpload, NewUpload, StartedUpload};
+use crate::service::{Attachments, DirectUpload, FilePieces, NewUpload, StartedUpload};
 use crate::wire::proto::v1;
 
 pub struct AttachmentApi {
     attachments: Attachments,
     idempotency: IdempotencyPolicy,
     pages: PageTokenKeys,
+    /// The largest request message the server decodes for this service ([`message_limit`]).
+    message_limit: usize,
 }
 
 impl AttachmentApi {
@@ -27,12 +31,45 @@ impl AttachmentApi {
         attachments: Attachments,
         idempotency: IdempotencyPolicy,
         pages: PageTokenKeys,
+        message_limit: usize,
     ) -> Self {
         Self {
             attachments,
             idempotency,
             pages,
+            message_limit,
         }
+    }
+}
+
+/// The most a piece of a REST body can be as Envoy's transcoder passes it on: it sends a
+/// streamed body in pieces of at most 1 MiB (`MaxStreamedPieceSize`), the first with the path
+/// and query bindings, which Envoy's 32 KiB header limit bounds.
+pub const ENVOY_PIECE_BYTES: usize = 1024 * 1024 + 64 * 1024;
+
+/// The largest request message AttachmentService decodes: `MAX_REQUEST_BYTES`, and never less
+/// than a piece of a streamed REST upload ([`ENVOY_PIECE_BYTES`]).
+pub fn message_limit(max_request_bytes: usize) -> usize {
+    max_request_bytes.max(ENVOY_PIECE_BYTES)
+}
+
+/// What a failure of UploadAttachment's stream is: tonic's refusal of a message over the limit
+/// (OUT_OF_RANGE, nothing else of ours answers it) is REQUEST_TOO_LARGE naming the limit, the
+/// codec's refusal of a message that does not decode is malformed, anything else (the stream
+/// broke) is not the client's final answer.
+fn stream_error(status: &Status, limit: usize) -> AppError {
+    if status.code() == Code::OutOfRange {
+        AppError::MessageTooLarge { limit }
+    } else if status.code() == Code::InvalidArgument {
+        AppError::MalformedMessage {
+            field: None,
+            problem: status.message().to_owned(),
+        }
+    } else {
+        AppError::internal(anyhow::anyhow!(
+            "the request's stream broke: {}",
+            status.message()
+        ))
     }
 }
 
@@ -135,42 +172,66 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
 
     async fn upload_attachment(
         &self,
-        request: Request<v1::UploadAttachmentRequest>,
+        request: Request<Streaming<v1::UploadAttachmentRequest>>,
     ) -> Result<Response<v1::Attachment>, Status> {
         let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
-        let message = request.into_inner();
+        let (metadata, extensions, mut stream) = request.into_parts();
+        let mut first = stream
+            .message()
+            .await
+            .map_err(|status| stream_error(&status, self.message_limit))?
+            .unwrap_or_default();
+        let mut file = first.file.take().unwrap_or_default();
+        let first_piece = Bytes::from(std::mem::take(&mut file.data));
+        // The declaration, without the file's bytes: Envoy cuts a REST body into pieces as it
+        // arrives, so the first piece of the same file differs between a request and its retry.
+        first.file = Some(crate::wire::proto::google::api::HttpBody {
+            content_type: file.content_type.clone(),
+            ..Default::default()
+        });
+        let declaration = Request::from_parts(metadata, extensions, first);
+        let idempotency = IdempotencyRequest::of(&declaration, Some(&caller), &self.idempotency)?;
+        let message = declaration.into_inner();
         let mut violations = FieldViolations::new();
         let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
         let comment_id = optional_comment(&mut violations, &message.comment_id);
         let filename = violations.check("filename", Filename::parse(&message.filename));
-        let file = message.file.unwrap_or_default();
         let content_type = violations.check(
             "file.content_type",
             AttachmentContentType::parse(&file.content_type),
         );
-        let declared_sha256 = match message.sha256.trim() {
-            "" => Some(None),
-            raw => violations
-                .check("sha256", Sha256Digest::parse(raw))
-                .map(Some),
-        };
+        let size_bytes = violations.check(
+            "size_bytes",
+            u64::try_from(message.size_bytes)
+                .ok()
+                .filter(|size| *size > 0)
+                .ok_or_else(|| InvalidValue::new("must be the file's size in bytes (at least 1)")),
+        );
+        let sha256 = violations.check("sha256", Sha256Digest::parse(&message.sha256));
         let (
             Some(ticket_id),
             Some(comment_id),
             Some(filename),
             Some(content_type),
-            Some(declared_sha256),
+            Some(size_bytes),
+            Some(sha256),
         ) = (
             ticket_id,
             comment_id,
             filename,
             content_type,
-            declared_sha256,
+            size_bytes,
+            sha256,
         )
         else {
             return Err(AppError::InvalidArgument(violations).into());
         };
+        let limit = self.message_limit;
+        let following = stream.map(move |message| match message {
+            Ok(message) => Ok(Bytes::from(message.file.unwrap_or_default().data)),
+            Err(status) => Err(stream_error(&status, limit)),
+        });
+        let pieces: FilePieces = Box::pin(tokio_stream::once(Ok(first_piece)).chain(following));
         let store = stored_as(&ready_response);
         let outcome = self
             .attachments
@@ -181,9 +242,10 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
                     comment_id,
                     filename,
                     content_type,
-                    declared_sha256,
-                    bytes: file.data.into(),
+                    size_bytes,
+                    sha256,
                 },
+                pieces,
                 budget,
                 idempotency
                     .for_phased_service(&store, DIRECT_UPLOAD_PHASES)

@@ -73,6 +73,13 @@ impl Gauge {
     pub fn get(&self) -> u64 {
         self.0.get()
     }
+
+    /// Raises the value to `value` when it is higher: a gauge of the most ever seen.
+    pub fn raise_to(&self, value: u64) {
+        self.0
+            .inner()
+            .fetch_max(value, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Registers one family of counters labelled `label`, one series per value (all exported from
@@ -489,6 +496,15 @@ pub struct AttachmentCounters {
     pub deletions: [Counter; 2],
     /// Uploads never completed that the sweeper removed.
     pub abandoned: Counter,
+    /// Messages UploadAttachment received: each carries a piece of its file.
+    pub direct_messages: Counter,
+    /// The largest piece of a direct upload's file held at once, in bytes, since start.
+    pub direct_largest_piece: Gauge,
+    /// The most pieces one direct upload held at once (from their arrival until the store's
+    /// connection let go of them), since start.
+    pub direct_pieces_held: Gauge,
+    /// The most bytes of its file one direct upload held at once, since start.
+    pub direct_bytes_held: Gauge,
 }
 
 /// Indexes of [`AttachmentCounters::uploads`].
@@ -525,6 +541,26 @@ impl AttachmentCounters {
                 registry,
                 "supportdesk_attachment_abandoned_uploads",
                 "Uploads never completed that the sweeper removed with their objects.",
+            ),
+            direct_messages: counter(
+                registry,
+                "supportdesk_attachment_direct_upload_messages",
+                "Messages UploadAttachment received, each carrying a piece of its file.",
+            ),
+            direct_largest_piece: gauge(
+                registry,
+                "supportdesk_attachment_direct_upload_largest_piece_bytes",
+                "The largest piece of a direct upload's file held, in bytes, since start.",
+            ),
+            direct_pieces_held: gauge(
+                registry,
+                "supportdesk_attachment_direct_upload_pieces_held_max",
+                "The most pieces of its file one direct upload held at once, since start.",
+            ),
+            direct_bytes_held: gauge(
+                registry,
+                "supportdesk_attachment_direct_upload_bytes_held_max",
+                "The most bytes of its file one direct upload held at once, since start.",
             ),
         }
     }

@@ -241,15 +241,18 @@ impl Application {
             self.settings.attachments.clone(),
         )
         .counting_into(services.metrics.clone());
+        let attachment_message_limit = crate::api::attachments::message_limit(max_bytes);
         let attachment_api =
             crate::wire::proto::v1::attachment_service_server::AttachmentServiceServer::new(
                 crate::api::attachments::AttachmentApi::new(
                     attachments.clone(),
                     services.idempotency.clone(),
                     services.page_tokens.clone(),
+                    attachment_message_limit,
                 ),
             )
-            .max_decoding_message_size(max_bytes)
+            // UploadAttachment's messages are the pieces Envoy cuts a REST body into.
+            .max_decoding_message_size(attachment_message_limit)
             .compressed();
         let dashboard = crate::service::Dashboard::new(crate::db::read_replica::ReadPools::new(
             self.database.clone(),

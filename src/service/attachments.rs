@@ -3,16 +3,23 @@
 //!
 //! Customers attach files to their own tickets and see only those, never the files of internal
 //! notes. File bytes go between the client and object storage through presigned URLs; the service
-//! itself only reads an uploaded object back to check it and deletes objects. Every storage call
+//! itself only reads an uploaded object back to check it, streams a small direct upload on to
+//! the store (checking it as it passes), and deletes objects. Every storage call
 //! sits between transactions: no pooled connection is held while waiting on the store.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
+use tokio_stream::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::{Page, paginate, rows_to_fetch};
@@ -32,7 +39,7 @@ use crate::domain::{
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, Claimed, Idempotent, Outcome, RecoveryPoint, StoredResponse};
-use crate::storage::{ObjectStorage, PresignedRequest, UploadTerms};
+use crate::storage::{ObjectStorage, PresignedRequest, SNIFF_BYTES, UploadTerms};
 
 /// What a client declares when it starts an upload.
 #[derive(Debug)]
@@ -52,16 +59,20 @@ pub struct StartedUpload {
     pub upload: PresignedRequest,
 }
 
-/// A small file sent in the request itself.
+/// A small file sent in the request itself, as its first message declares it.
 #[derive(Debug)]
 pub struct DirectUpload {
     pub ticket_id: TicketId,
     pub comment_id: Option<CommentId>,
     pub filename: Filename,
     pub content_type: AttachmentContentType,
-    pub declared_sha256: Option<Sha256Digest>,
-    pub bytes: bytes::Bytes,
+    pub size_bytes: u64,
+    pub sha256: Sha256Digest,
 }
+
+/// The file of a direct upload as it arrives: its pieces, in order. An `Err` ends it (the
+/// request's stream broke, or a message was refused before its piece was taken).
+pub type FilePieces = Pin<Box<dyn Stream<Item = AppResult<Bytes>> + Send>>;
 
 /// What one pass of the sweeper did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -73,6 +84,12 @@ pub struct SweepReport {
     /// Objects whose deletion failed (left queued for a later pass).
     pub failed: usize,
 }
+
+/// The most pieces of its file a direct upload holds at once: the one being checked and handed
+/// on, those waiting in the channel to the store ([`crate::storage::PIECES_IN_FLIGHT`]), and
+/// those the store connection's writer (hyper) has taken and not yet written, which it queues up
+/// to 16 of (and about 400 KiB; one piece of Envoy's 1 MiB fills it).
+pub const MAX_PIECES_HELD: usize = 1 + crate::storage::PIECES_IN_FLIGHT + 16;
 
 /// The recovery point of a direct upload whose pending attachment is recorded (phase 1): a retry
 /// with its key stores the file and finishes it.
@@ -258,57 +275,47 @@ impl Attachments {
         .await
     }
 
-    /// Stores a small file sent in the request itself and answers its attachment READY: the
-    /// file is checked (its first bytes, the SHA-256 when declared) before anything is recorded,
-    /// then in three phases, none holding a connection across the store's call: (1) the pending
-    /// attachment recorded (with a key: claimed in the same transaction, the attachment its
-    /// recovery point), (2) the file stored, (3) the attachment marked ready (with a key: its
-    /// answer stored). A retry with the key after (1) resumes at (2) with the same attachment and
-    /// object key, so it stores one object; after (3) it replays the answer. A store that fails
-    /// leaves the attachment pending (a retry with the key finishes it; otherwise swept).
+    /// Stores a small file sent in the request itself, streaming it to the store as it arrives,
+    /// and answers its attachment READY. In three phases, none holding a connection across the
+    /// store's call: (1) the pending attachment recorded (with a key: claimed in the same
+    /// transaction, the attachment its recovery point), (2) the file streamed to the store and
+    /// checked as it passes, (3) the attachment marked ready (with a key: its answer stored).
+    ///
+    /// A file that fails a check (more or fewer bytes than declared, first bytes not of its
+    /// type, another SHA-256) is refused as soon as the check can tell: the stream stops, the
+    /// object is deleted and the pending attachment with it (with a key: the refusal stored on
+    /// it, in the same transaction), so nothing of it is kept. A retry with the key after (1)
+    /// only (the store failed, the client went away) resumes at (2) with the same attachment and
+    /// object key, so it stores one object; after (3) it replays the answer without reading the
+    /// file. A store that fails leaves the attachment pending (a retry with the key finishes it;
+    /// otherwise swept).
     pub async fn upload_direct(
         &self,
         caller: &Caller,
         upload: DirectUpload,
+        mut pieces: FilePieces,
         budget: Duration,
         idempotent: Option<&Idempotent<'_, Attachment>>,
     ) -> AppResult<Outcome<Attachment>> {
         let deadline = Instant::now() + budget;
         let storage = self.reachable_storage()?;
         let limit = self.settings.direct_max_bytes.min(self.settings.max_bytes);
-        let size_bytes = upload.bytes.len() as u64;
-        if size_bytes == 0 || size_bytes > limit {
+        if upload.size_bytes == 0 || upload.size_bytes > limit {
             return Err(AppError::invalid_field(
-                "file.data",
+                "size_bytes",
                 &InvalidValue::new(format!(
-                    "must be 1 to {limit} bytes (larger files: CreateUpload)"
+                    "must be the file's size, 1 to {limit} bytes (larger files: CreateUpload)"
                 )),
             ));
         }
-        let sha256: [u8; 32] = Sha256::digest(&upload.bytes).into();
-        let mut differences = Vec::new();
-        if upload
-            .declared_sha256
-            .is_some_and(|declared| declared.as_bytes() != &sha256)
-        {
-            differences.push(UploadDifference::Checksum);
-        }
-        if !sniff_matches(&upload.content_type, &upload.bytes) {
-            differences.push(UploadDifference::Content {
-                declared: upload.content_type.as_str().to_owned(),
-            });
-        }
-        if !differences.is_empty() {
-            self.metrics.attachments().uploads[UPLOAD_MISMATCH].increment();
-            return Err(mismatch("uploads", &differences, "nothing was stored"));
-        }
+        let size_bytes = upload.size_bytes;
         let declared = NewUpload {
             ticket_id: upload.ticket_id,
             comment_id: upload.comment_id,
             filename: upload.filename,
             content_type: upload.content_type,
             size_bytes,
-            sha256: Sha256Digest::from_bytes(sha256),
+            sha256: upload.sha256,
         };
 
         // Phase 1: the pending attachment recorded (with a key: the key claimed with it).
@@ -318,8 +325,16 @@ impl Attachments {
             })
             .await?;
             self.metrics.attachments().uploads[UPLOAD_STARTED].increment();
-            self.store_direct(storage, &pending, upload.bytes, deadline)
-                .await?;
+            if let Err(error) = self
+                .stream_direct(storage, &pending, &mut pieces, deadline)
+                .await
+            {
+                if error.is_final() {
+                    self.discard_refused(storage, &pending, None, &error, deadline)
+                        .await?;
+                }
+                return Err(error);
+            }
             let ready = db::with_connection(&self.pool, async |conn| {
                 AttachmentRow::mark_ready(conn, caller.account_id, pending.id).await
             })
@@ -392,12 +407,26 @@ impl Attachments {
             }
         };
 
-        // Phase 2: the file stored under the attachment's key (a resumed retry stores the same
-        // bytes under the same key: still one object).
+        // Phase 2: the file streamed to the store under the attachment's key (a resumed retry
+        // stores the same declared bytes under the same key: still one object).
         let stored_now = pending.state == AttachmentState::Pending;
-        if stored_now {
-            self.store_direct(storage, &pending, upload.bytes, deadline)
-                .await?;
+        if stored_now
+            && let Err(error) = self
+                .stream_direct(storage, &pending, &mut pieces, deadline)
+                .await
+        {
+            if !error.is_final() {
+                return Err(error);
+            }
+            self.discard_refused(
+                storage,
+                &pending,
+                Some((idempotent, key_id)),
+                &error,
+                deadline,
+            )
+            .await?;
+            return Ok(Outcome::Failed(error));
         }
 
         // Phase 3: ready, and the answer stored on the key.
@@ -427,24 +456,89 @@ impl Attachments {
         Ok(Outcome::Done(ready))
     }
 
-    /// Phase 2 of a direct upload: the file stored as the pending attachment's object.
-    async fn store_direct(
+    /// Phase 2 of a direct upload: the file streamed to the store as the pending attachment's
+    /// object, checked piece by piece on its way ([`FileCheck`]), all within `deadline`. Once
+    /// the store has the declared bytes the request's stream must end without another byte.
+    async fn stream_direct(
         &self,
         storage: &ObjectStorage,
         pending: &Attachment,
-        bytes: bytes::Bytes,
+        pieces: &mut FilePieces,
         deadline: Instant,
     ) -> AppResult<()> {
-        storage
-            .put(
-                &pending.object_key,
-                pending.content_type.as_str(),
-                pending.filename.as_str(),
-                bytes,
-                deadline,
-            )
-            .await?;
-        Ok(())
+        let mut check = FileCheck::new(pending, &self.metrics);
+        let mut checked = CheckedPieces {
+            pieces,
+            check: &mut check,
+            ended: false,
+            until_declared: true,
+        };
+        let streamed = async {
+            storage
+                .put_streamed(
+                    &pending.object_key,
+                    pending.content_type.as_str(),
+                    pending.filename.as_str(),
+                    pending.size_bytes,
+                    &mut checked,
+                )
+                .await??;
+            // Only once the store has answered: a byte too many found now deletes an object
+            // the store has finished writing, never one it is still writing.
+            checked.until_declared = false;
+            while let Some(piece) = checked.next().await {
+                piece?;
+            }
+            Ok::<_, AppError>(())
+        };
+        // A client too slow for the deadline is no failure of the store's: dropping the call
+        // records nothing on its breaker.
+        tokio::time::timeout_at(deadline, streamed)
+            .await
+            .unwrap_or(Err(AppError::DeadlineExceeded))
+    }
+
+    /// After a direct upload's file was refused: the pending attachment deleted and its object
+    /// queued for deletion in one statement (with a key: the refusal stored on it in the same
+    /// transaction), then the object deleted at once when the store answers (a file cut short
+    /// left none; one refused for bytes past its end may have been stored whole), and its queue
+    /// entry with it. A delete that fails stays queued for the sweeper.
+    async fn discard_refused(
+        &self,
+        storage: &ObjectStorage,
+        pending: &Attachment,
+        key: Option<(&Idempotent<'_, Attachment>, Uuid)>,
+        refusal: &AppError,
+        deadline: Instant,
+    ) -> AppResult<()> {
+        self.metrics.attachments().uploads[UPLOAD_MISMATCH].increment();
+        let mut connection = db::connection(&self.pool).await?;
+        db::transaction(
+            &mut connection,
+            db::Limits::within(remaining(deadline)),
+            async |conn| {
+                AttachmentRow::delete_and_queue_object(conn, pending.account_id, pending.id)
+                    .await?;
+                if let Some((idempotent, key_id)) = key {
+                    idempotent.failed(conn, key_id, refusal).await?;
+                }
+                Ok::<_, AppError>(())
+            },
+        )
+        .await?;
+        drop(connection);
+        match storage.delete(&pending.object_key, deadline).await {
+            Ok(()) => {
+                db::with_connection(&self.pool, async |conn| {
+                    StorageDeletion::done(conn, &pending.object_key).await
+                })
+                .await
+            }
+            Err(error) => {
+                tracing::warn!(%error, key = %pending.object_key, "deleting a refused direct upload failed; queued");
+                Ok(())
+            }
+        }
     }
 
     fn count_completed(&self, size_bytes: u64) {
@@ -695,6 +789,180 @@ impl Attachments {
             }
         }
         Ok(report)
+    }
+}
+
+/// The checks a direct upload's file passes piece by piece, as it streams to the store: no more
+/// bytes than declared (refused at the first byte too many), then, as soon as they can tell,
+/// the first bytes of its type (once [`SNIFF_BYTES`] arrived, or the whole file) and its
+/// SHA-256 (once the declared size arrived, before that last piece goes on: a refused file never
+/// reaches the store whole); at the end, no fewer bytes than declared. It also counts what the
+/// upload holds in memory for the metrics.
+struct FileCheck {
+    size_bytes: u64,
+    sha256: [u8; 32],
+    content_type: AttachmentContentType,
+    received: u64,
+    hasher: Sha256,
+    head: Vec<u8>,
+    sniffed: bool,
+    held: Arc<HeldPieces>,
+    metrics: Metrics,
+}
+
+impl FileCheck {
+    fn new(pending: &Attachment, metrics: &Metrics) -> Self {
+        Self {
+            size_bytes: pending.size_bytes,
+            sha256: *pending.sha256.as_bytes(),
+            content_type: pending.content_type.clone(),
+            received: 0,
+            hasher: Sha256::new(),
+            head: Vec::with_capacity(SNIFF_BYTES),
+            sniffed: false,
+            held: Arc::new(HeldPieces {
+                pieces: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                metrics: metrics.clone(),
+            }),
+            metrics: metrics.clone(),
+        }
+    }
+
+    /// Checks the next piece; answers it (counted as held until the store's connection lets go
+    /// of it) or why the file is refused.
+    fn pass(&mut self, piece: Bytes) -> AppResult<Bytes> {
+        let counters = self.metrics.attachments();
+        counters.direct_messages.increment();
+        counters.direct_largest_piece.raise_to(piece.len() as u64);
+        let piece = self.held.track(piece);
+        let received = self.received + piece.len() as u64;
+        if received > self.size_bytes {
+            return Err(AppError::invalid_field(
+                "file.data",
+                &InvalidValue::new(format!(
+                    "is longer than the {} bytes size_bytes declares",
+                    self.size_bytes
+                )),
+            ));
+        }
+        self.received = received;
+        self.hasher.update(&piece);
+        if self.head.len() < SNIFF_BYTES {
+            let take = (SNIFF_BYTES - self.head.len()).min(piece.len());
+            self.head.extend_from_slice(&piece[..take]);
+        }
+        let complete = received == self.size_bytes;
+        let mut differences = Vec::new();
+        if complete {
+            let sha256: [u8; 32] = self.hasher.clone().finalize().into();
+            if sha256 != self.sha256 {
+                differences.push(UploadDifference::Checksum);
+            }
+        }
+        if !self.sniffed && (complete || self.head.len() == SNIFF_BYTES) {
+            self.sniffed = true;
+            if !sniff_matches(&self.content_type, &self.head) {
+                differences.push(UploadDifference::Content {
+                    declared: self.content_type.as_str().to_owned(),
+                });
+            }
+        }
+        if differences.is_empty() {
+            Ok(piece)
+        } else {
+            Err(mismatch("uploads", &differences, "nothing was stored"))
+        }
+    }
+
+    /// The request's stream ended: refused when it brought fewer bytes than declared.
+    fn finish(&self) -> AppResult<()> {
+        if self.received < self.size_bytes {
+            return Err(AppError::invalid_field(
+                "file.data",
+                &InvalidValue::new(format!(
+                    "ended after {} of the {} bytes size_bytes declares",
+                    self.received, self.size_bytes
+                )),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A direct upload's pieces as they pass [`FileCheck`]: the first refusal ends the stream, and
+/// its end is checked too. `until_declared`: it ends once the declared size has passed, without
+/// reading on (the store's body is complete; what follows is read once it has answered).
+struct CheckedPieces<'a> {
+    pieces: &'a mut FilePieces,
+    check: &'a mut FileCheck,
+    ended: bool,
+    until_declared: bool,
+}
+
+impl Stream for CheckedPieces<'_> {
+    type Item = AppResult<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.ended || this.until_declared && this.check.received == this.check.size_bytes {
+            return Poll::Ready(None);
+        }
+        let next = match ready!(this.pieces.as_mut().poll_next(cx)) {
+            Some(Ok(piece)) => this.check.pass(piece),
+            Some(Err(error)) => Err(error),
+            None => {
+                this.ended = true;
+                return Poll::Ready(this.check.finish().err().map(Err));
+            }
+        };
+        this.ended = next.is_err();
+        Poll::Ready(Some(next))
+    }
+}
+
+/// What one direct upload holds of its file: pieces from their arrival until the last holder
+/// (the check, the channel to the store, the store connection's writer) drops them.
+struct HeldPieces {
+    pieces: AtomicU64,
+    bytes: AtomicU64,
+    metrics: Metrics,
+}
+
+impl HeldPieces {
+    /// `piece`, counted as held until its last reference is dropped (no copy).
+    fn track(self: &Arc<Self>, piece: Bytes) -> Bytes {
+        let length = piece.len() as u64;
+        let pieces = self.pieces.fetch_add(1, Ordering::Relaxed) + 1;
+        let bytes = self.bytes.fetch_add(length, Ordering::Relaxed) + length;
+        let counters = self.metrics.attachments();
+        counters.direct_pieces_held.raise_to(pieces);
+        counters.direct_bytes_held.raise_to(bytes);
+        Bytes::from_owner(HeldPiece {
+            piece,
+            held: Arc::clone(self),
+        })
+    }
+}
+
+/// One held piece: its drop is the piece's release.
+struct HeldPiece {
+    piece: Bytes,
+    held: Arc<HeldPieces>,
+}
+
+impl AsRef<[u8]> for HeldPiece {
+    fn as_ref(&self) -> &[u8] {
+        &self.piece
+    }
+}
+
+impl Drop for HeldPiece {
+    fn drop(&mut self) {
+        self.held.pieces.fetch_sub(1, Ordering::Relaxed);
+        self.held
+            .bytes
+            .fetch_sub(self.piece.len() as u64, Ordering::Relaxed);
     }
 }
 

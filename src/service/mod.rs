@@ -21,7 +21,9 @@ pub mod webhooks;
 
 pub use accounts::Accounts;
 pub use api_keys::ApiKeys;
-pub use attachments::{Attachments, DirectUpload, NewUpload, StartedUpload, SweepReport};
+pub use attachments::{
+    Attachments, DirectUpload, FilePieces, NewUpload, StartedUpload, SweepReport,
+};
 pub use authentication::{Authentication, IssuedTokens};
 pub use billing::{Billing, Completed, CompleterPolicy, NewChargeRequest};
 pub use dashboard::Dashboard;

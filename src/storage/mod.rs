@@ -1,7 +1,7 @@
 //! Object storage: the adapter between the service and an S3-compatible store, for attachments
 //! (docs/attachments.md). It presigns the URLs clients upload and download through (the bytes
 //! never pass through the service), and makes the service's own few calls: reading an uploaded
-//! object back to check it, storing a direct upload, deleting objects, and probing the bucket.
+//! object back to check it, streaming a direct upload to it, deleting objects, and probing the bucket.
 //!
 //! Requests are signed with AWS Signature Version 4 (query-string form) by `rusty-s3`, a small
 //! sans-IO signer, and sent through the service's reqwest client (rustls); docs/attachments.md
@@ -27,6 +27,8 @@ use rusty_s3::{Bucket, Credentials, UrlStyle};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 
 use crate::breaker::{BreakerConfig, BreakerPermit, BreakerState, CallOutcome, CircuitBreaker};
 use crate::bulkhead::{Bulkhead, BulkheadFull};
@@ -41,6 +43,10 @@ const OWN_CALL_TTL: Duration = Duration::from_secs(60);
 
 /// How many leading bytes of an object [`ObjectStorage::inspect`] keeps for content sniffing.
 pub const SNIFF_BYTES: usize = 512;
+
+/// How many pieces of a streamed upload ([`ObjectStorage::put_streamed`]) may wait between the
+/// request and the store's connection.
+pub const PIECES_IN_FLIGHT: usize = 2;
 
 /// The store, as the service reaches it.
 #[derive(Debug)]
@@ -319,23 +325,40 @@ impl ObjectStorage {
         }
     }
 
-    /// Stores `bytes` as the object `key` (a direct upload: the request already holds them, at
-    /// most `ATTACHMENT_DIRECT_MAX_BYTES`), with its content type and download disposition.
-    pub async fn put(
+    /// Stores the object `key` from `pieces` as they come (a direct upload, streamed), declared
+    /// `size_bytes` long (S3 needs the length before the body), with its content type and
+    /// download disposition.
+    ///
+    /// At most [`PIECES_IN_FLIGHT`] pieces wait in the channel between `pieces` and the store's
+    /// connection: a store that reads slowly slows the sender down instead of filling memory.
+    /// The outer result is the store's: a transport error, a 5xx, a piece the store did not take
+    /// within `STORAGE_TIMEOUT_MS` or no answer within it once the body was sent are failures
+    /// for the breaker. The inner one is the source's: the first `Err` of `pieces` stops the
+    /// call at once (the body is cut short, so the store keeps nothing), is returned as it is
+    /// and counts for nothing, nor does waiting on a slow source: the caller bounds the whole
+    /// call by its deadline, and dropping this future records nothing either.
+    ///
+    /// Returns as soon as the store has answered: `pieces` may then still hold its end (or
+    /// bytes beyond the declared length), for the caller to read.
+    pub async fn put_streamed<S, E>(
         &self,
         key: &str,
         content_type: &str,
         filename: &str,
-        bytes: bytes::Bytes,
-        deadline: Instant,
-    ) -> Result<(), StorageError> {
+        size_bytes: u64,
+        pieces: &mut S,
+    ) -> Result<Result<(), E>, StorageError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    {
         let permit = self.admit()?;
         let _place = self.bulkhead.try_enter()?;
-        let headers = vec![
+        let headers = [
             (
                 "content-disposition".to_owned(),
                 attachment_disposition(filename),
             ),
+            ("content-length".to_owned(), size_bytes.to_string()),
             ("content-type".to_owned(), content_type.to_owned()),
         ];
         let mut action = PutObject::new(&self.bucket, Some(&self.credentials), key);
@@ -343,19 +366,76 @@ impl ObjectStorage {
             action.headers_mut().insert(name.as_str(), value.as_str());
         }
         let url = action.sign(OWN_CALL_TTL);
-        let mut request = self.http.put(url).body(bytes);
+        let (sender, receiver) =
+            tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(PIECES_IN_FLIGHT);
+        let mut request = self
+            .http
+            .put(url)
+            .body(reqwest::Body::wrap_stream(ReceiverStream::new(receiver)));
         for (name, value) in &headers {
             request = request.header(name, value);
         }
-        let status = self
-            .bounded(
-                permit,
-                async { Ok(request.send().await?.status()) },
-                deadline,
-            )
-            .await?;
-        if status.is_success() {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let answer = request.send();
+        let forward = async move {
+            while let Some(piece) = pieces.next().await {
+                let piece = match piece {
+                    Ok(piece) => piece,
+                    Err(error) => return Err(Some(error)),
+                };
+                match tokio::time::timeout(self.timeout, sender.send(Ok(piece))).await {
+                    Ok(Ok(())) => {}
+                    // The request is over (answered or failed) before the body was: its
+                    // answer says how.
+                    Ok(Err(_)) => return Ok(()),
+                    // The store stopped reading.
+                    Err(_) => return Err(None),
+                }
+            }
             Ok(())
+        };
+        tokio::pin!(answer, forward);
+        let mut sent_at = None;
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                forwarded = &mut forward, if sent_at.is_none() => match forwarded {
+                    Ok(()) => sent_at = Some(Instant::now()),
+                    Err(Some(error)) => return Ok(Err(error)),
+                    Err(None) => {
+                        break Err(StorageError::Unavailable(anyhow::anyhow!(
+                            "the store took no part of the body within {:?}",
+                            self.timeout
+                        )));
+                    }
+                },
+                answered = &mut answer => break match answered {
+                    Ok(response) if response.status().is_server_error() => {
+                        Err(StorageError::Unavailable(anyhow::anyhow!(
+                            "the store answered {}",
+                            response.status()
+                        )))
+                    }
+                    Ok(response) => Ok(response.status()),
+                    Err(error) => Err(StorageError::Unavailable(error.into())),
+                },
+                () = tokio::time::sleep_until(
+                    sent_at.unwrap_or_else(Instant::now) + self.timeout
+                ), if sent_at.is_some() => {
+                    break Err(StorageError::Unavailable(anyhow::anyhow!(
+                        "no answer from the store in time"
+                    )));
+                }
+            }
+        };
+        permit.record(if outcome.is_ok() {
+            CallOutcome::Success
+        } else {
+            CallOutcome::Failure
+        });
+        let status = outcome?;
+        if status.is_success() {
+            Ok(Ok(()))
         } else {
             self.refused("PUT", status)
         }

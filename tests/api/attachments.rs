@@ -11,7 +11,8 @@ use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use crate::support::attachments::{
-    http, png_bytes, put, put_with, ready_attachment, sha256_hex, upload_request, uploaded,
+    direct_upload, http, png_bytes, put, put_with, ready_attachment, sha256_hex, streamed,
+    upload_request, uploaded,
 };
 use crate::support::storage::{StorageServer, TEST_ACCESS_KEY, TEST_BUCKET, TEST_SECRET_KEY};
 use crate::support::{PATIENCE, Scrape, TestApp, assert_reason, details, wait_until};
@@ -822,38 +823,61 @@ async fn the_storage_breaker_opens_after_consecutive_failures_sends_nothing_whil
     drop(store);
 }
 
-fn small_file(
-    content_type: &str,
-    data: &[u8],
-) -> Option<supportdesk::wire::proto::google::api::HttpBody> {
-    Some(supportdesk::wire::proto::google::api::HttpBody {
-        content_type: content_type.to_owned(),
-        data: data.to_vec(),
-        extensions: Vec::new(),
-    })
+/// Whatever is left of a direct upload on `ticket_id` of the admin's account: attachment rows,
+/// queued object deletions, and objects in the store under the account.
+async fn left_of_direct_uploads(app: &TestApp, ticket_id: &str) -> (i64, i64, usize) {
+    let (rows, _) = attachments_of(app, ticket_id).await;
+    let queued = crate::support::count_of(
+        &app.database,
+        "SELECT count(*) AS count FROM storage_deletions",
+    )
+    .await;
+    let objects = objects_under(app, &format!("{}/", app.admin.account_id)).await;
+    (rows, queued, objects)
+}
+
+/// The metrics of direct uploads: messages received, the largest piece, the most pieces and
+/// bytes one upload held at once.
+fn direct_upload_metrics(scrape: &Scrape) -> (u64, u64, u64, u64) {
+    (
+        scrape.get("supportdesk_attachment_direct_upload_messages_total"),
+        scrape.get("supportdesk_attachment_direct_upload_largest_piece_bytes"),
+        scrape.get("supportdesk_attachment_direct_upload_pieces_held_max"),
+        scrape.get("supportdesk_attachment_direct_upload_bytes_held_max"),
+    )
+}
+
+/// The bytes of a PNG of `size` bytes: its signature, then bytes that vary.
+fn png_of_size(size: usize, seed: u8) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend((0..size - 8).map(|i| {
+        (i as u8)
+            .wrapping_mul(131)
+            .wrapping_add(seed ^ (i >> 9) as u8)
+    }));
+    bytes
 }
 
 #[tokio::test]
-async fn a_small_file_uploaded_in_the_request_is_ready_at_once_and_checked_first() {
-    let app = TestApp::spawn_with(|settings| settings.attachments.direct_max_bytes = 4_000).await;
+async fn a_file_streamed_in_many_messages_is_stored_byte_identical_holding_a_few_pieces_at_a_time()
+{
+    let app = TestApp::spawn_with(crate::support::with_metrics).await;
     let ticket = app.create_ticket("direct").await;
-    let bytes = png_bytes(21);
+    let bytes = png_of_size(300_000, 21);
+    let messages = direct_upload(&ticket.id, "direct.png", "image/png", &bytes, 7_000);
+    let sent = messages.len() as u64;
+    assert_eq!(sent, 43);
     let attachment = app
         .attachments
         .clone()
-        .upload_attachment(app.as_admin(v1::UploadAttachmentRequest {
-            ticket_id: ticket.id.clone(),
-            filename: "direct.png".to_owned(),
-            file: small_file("image/png", &bytes),
-            sha256: sha256_hex(&bytes),
-            ..Default::default()
-        }))
+        .upload_attachment(app.as_admin(streamed(messages)))
         .await
         .expect("stored")
         .into_inner();
     assert_eq!(attachment.state(), v1::AttachmentState::Ready);
     assert_eq!(attachment.sha256, sha256_hex(&bytes));
-    let key = stored(&app, &attachment.id).await.unwrap().object_key;
+    assert_eq!(attachment.size_bytes, bytes.len() as i64);
+    assert_eq!(stored(&app, &attachment.id).await.unwrap().state, "ready");
     let download = app
         .attachments
         .clone()
@@ -863,54 +887,220 @@ async fn a_small_file_uploaded_in_the_request_is_ready_at_once_and_checked_first
         .into_inner();
     let response = http().get(&download.download_url).send().await.unwrap();
     assert_eq!(response.headers()["content-type"], "image/png");
-    assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
-    assert_eq!(object_status(&app, &key).await, 200);
+    assert!(
+        response.bytes().await.unwrap().to_vec() == bytes,
+        "byte-identical"
+    );
 
-    let html = b"<!doctype html><p>not a picture</p>";
-    let status = app
-        .attachments
-        .clone()
-        .upload_attachment(app.as_admin(v1::UploadAttachmentRequest {
-            ticket_id: ticket.id.clone(),
-            filename: "cat.png".to_owned(),
-            file: small_file("image/png", html),
-            ..Default::default()
-        }))
-        .await
-        .expect_err("HTML named .png");
-    assert_reason(&status, Reason::UploadMismatch);
-    let status = app
-        .attachments
-        .clone()
-        .upload_attachment(app.as_admin(v1::UploadAttachmentRequest {
-            ticket_id: ticket.id.clone(),
-            filename: "big.png".to_owned(),
-            file: small_file("image/png", &[bytes.clone(), bytes].concat()),
-            ..Default::default()
-        }))
-        .await
-        .expect_err("over the direct limit");
-    assert_reason(&status, Reason::InvalidArgument);
-    let mut conn = app.database.connect().await;
-    let rows: Count =
-        diesel::sql_query("SELECT count(*) AS count FROM attachments WHERE ticket_id = $1")
-            .bind::<SqlUuid, _>(uuid::Uuid::parse_str(&ticket.id).unwrap())
-            .get_result(&mut conn)
-            .await
-            .unwrap();
-    assert_eq!(rows.count, 1, "nothing was recorded for the refused files");
+    let (messages, largest, pieces_held, bytes_held) =
+        direct_upload_metrics(&Scrape::of(&app).await);
+    assert_eq!(messages, sent, "every message was received as a piece");
+    assert_eq!(largest, 7_000);
+    assert!(
+        pieces_held <= supportdesk::service::attachments::MAX_PIECES_HELD as u64,
+        "{pieces_held} pieces held at once"
+    );
+    assert!(
+        bytes_held <= 7_000 * pieces_held,
+        "{bytes_held} bytes held at once"
+    );
+    assert!(
+        bytes_held < bytes.len() as u64 / 4,
+        "never the whole file: {bytes_held}"
+    );
 }
 
 #[tokio::test]
-async fn a_raw_body_through_envoy_is_stored_as_the_file() {
-    let app = TestApp::spawn().await;
+async fn a_raw_body_larger_than_one_envoy_piece_arrives_in_several_messages_and_round_trips() {
+    let app = TestApp::spawn_with(|settings| {
+        crate::support::with_metrics(settings);
+        settings.attachments.direct_max_bytes = 3 * 1024 * 1024;
+    })
+    .await;
     let envoy = crate::support::envoy::Envoy::start_in_front_of(app.address.port()).await;
     let ticket = app.create_ticket("rest").await;
+    let bytes = png_of_size(2_600_000, 5);
+    let response = http()
+        .post(envoy.url(&format!(
+            "/v1/attachments:upload?ticketId={}&filename=big.png&sizeBytes={}&sha256={}",
+            ticket.id,
+            bytes.len(),
+            sha256_hex(&bytes)
+        )))
+        .bearer_auth(&app.admin.access_token)
+        .header("content-type", "image/png")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["state"], "ATTACHMENT_STATE_READY");
+    assert_eq!(body["sha256"], sha256_hex(&bytes));
+    assert_eq!(body["sizeBytes"], bytes.len().to_string());
+
+    let (messages, largest, pieces_held, _) = direct_upload_metrics(&Scrape::of(&app).await);
+    assert!(
+        messages >= 3,
+        "2.6 MB in pieces of at most 1 MiB: {messages} messages"
+    );
+    assert!(
+        largest <= 1024 * 1024,
+        "Envoy's pieces are at most 1 MiB: {largest}"
+    );
+    assert!(
+        pieces_held <= supportdesk::service::attachments::MAX_PIECES_HELD as u64,
+        "{pieces_held} pieces held at once"
+    );
+    let download = app
+        .attachments
+        .clone()
+        .get_download_url(app.as_admin(v1::GetDownloadUrlRequest {
+            id: body["id"].as_str().unwrap().to_owned(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let stored = http().get(&download.download_url).send().await.unwrap();
+    assert!(
+        stored.bytes().await.unwrap().to_vec() == bytes,
+        "byte-identical"
+    );
+}
+
+#[tokio::test]
+async fn a_file_longer_than_declared_is_refused_at_the_first_byte_too_many_and_nothing_is_kept() {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("overrun").await;
+    let bytes = png_of_size(3_000, 9);
+    let mut messages = direct_upload(&ticket.id, "big.png", "image/png", &bytes, 1_000);
+    // Declares 1,500 bytes (with their digest), then sends 2,000 and keeps the stream open.
+    let first = messages.first_mut().unwrap();
+    first.size_bytes = 1_500;
+    first.sha256 = sha256_hex(&bytes[..1_500]);
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    for message in messages.into_iter().take(2) {
+        sender.send(message).await.unwrap();
+    }
+    let status = tokio::time::timeout(
+        PATIENCE,
+        app.attachments
+            .clone()
+            .upload_attachment(app.as_admin(tokio_stream::wrappers::ReceiverStream::new(receiver))),
+    )
+    .await
+    .expect("answered while the stream is still open")
+    .expect_err("more bytes than declared");
+    assert_reason(&status, Reason::InvalidArgument);
+    assert_eq!(
+        details(&status).bad_request().unwrap().field_violations[0].field,
+        "file.data"
+    );
+    drop(sender);
+    assert_eq!(
+        left_of_direct_uploads(&app, &ticket.id).await,
+        (0, 0, 0),
+        "no row, no queued deletion, no object"
+    );
+
+    // Fewer bytes than declared: the stream's end is refused the same way.
+    let mut messages = direct_upload(&ticket.id, "short.png", "image/png", &bytes, 1_000);
+    messages.pop();
+    let status = app
+        .attachments
+        .clone()
+        .upload_attachment(app.as_admin(streamed(messages)))
+        .await
+        .expect_err("fewer bytes than declared");
+    assert_reason(&status, Reason::InvalidArgument);
+    assert_eq!(
+        details(&status).bad_request().unwrap().field_violations[0].field,
+        "file.data"
+    );
+    // And a declared size over ATTACHMENT_DIRECT_MAX_BYTES before anything is recorded.
+    let mut messages = direct_upload(&ticket.id, "huge.png", "image/png", &bytes, 1_000);
+    messages[0].size_bytes = 2 * 1024 * 1024;
+    let status = app
+        .attachments
+        .clone()
+        .upload_attachment(app.as_admin(streamed(messages)))
+        .await
+        .expect_err("over the direct limit");
+    assert_eq!(
+        details(&status).bad_request().unwrap().field_violations[0].field,
+        "size_bytes"
+    );
+    assert_eq!(left_of_direct_uploads(&app, &ticket.id).await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_file_whose_sha256_differs_is_refused_its_object_gone_and_a_retry_with_the_key_replays_it()
+ {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("checksum").await;
+    let bytes = png_of_size(5_000, 3);
+    let mut messages = direct_upload(&ticket.id, "a.png", "image/png", &bytes, 1_200);
+    messages[0].sha256 = sha256_hex(b"another file");
+    let request =
+        || crate::support::with_key(app.as_admin(streamed(messages.clone())), "wrong-sha");
+    let status = app
+        .attachments
+        .clone()
+        .upload_attachment(request())
+        .await
+        .expect_err("another SHA-256");
+    assert_reason(&status, Reason::UploadMismatch);
+    assert_eq!(
+        details(&status).precondition_failure().unwrap().violations[0].r#type,
+        "UPLOAD_SHA256"
+    );
+    assert_eq!(left_of_direct_uploads(&app, &ticket.id).await, (0, 0, 0));
+    let replayed = app
+        .attachments
+        .clone()
+        .upload_attachment(request())
+        .await
+        .expect_err("the refusal, replayed");
+    assert_reason(&replayed, Reason::UploadMismatch);
+    assert_eq!(
+        replayed.metadata().get("idempotent-replayed").unwrap(),
+        "true"
+    );
+    assert_eq!(left_of_direct_uploads(&app, &ticket.id).await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn an_html_body_declared_as_a_png_is_refused_through_envoy_and_nothing_is_kept() {
+    let app = TestApp::spawn().await;
+    let envoy = crate::support::envoy::Envoy::start_in_front_of(app.address.port()).await;
+    let ticket = app.create_ticket("html").await;
+    let html = b"<!doctype html><p>not a picture</p>";
+    let response = http()
+        .post(envoy.url(&format!(
+            "/v1/attachments:upload?ticketId={}&filename=cat.png&sizeBytes={}&sha256={}",
+            ticket.id,
+            html.len(),
+            sha256_hex(html)
+        )))
+        .bearer_auth(&app.admin.access_token)
+        .header("content-type", "image/png")
+        .body(html.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    crate::support::assert_json_reason(&body, Reason::UploadMismatch);
+    assert_eq!(left_of_direct_uploads(&app, &ticket.id).await, (0, 0, 0));
+
+    // A text body, declared truthfully, through the same route.
     let text = "first line\nsecond line, ünïcode\n";
     let response = http()
         .post(envoy.url(&format!(
-            "/v1/attachments:upload?ticketId={}&filename=notes.txt",
-            ticket.id
+            "/v1/attachments:upload?ticketId={}&filename=notes.txt&sizeBytes={}&sha256={}",
+            ticket.id,
+            text.len(),
+            sha256_hex(text.as_bytes())
         )))
         .bearer_auth(&app.admin.access_token)
         .header("content-type", "text/plain")
@@ -921,8 +1111,7 @@ async fn a_raw_body_through_envoy_is_stored_as_the_file() {
     assert_eq!(response.status(), 201);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["state"], "ATTACHMENT_STATE_READY");
-    assert_eq!(body["sha256"], sha256_hex(text.as_bytes()));
-    assert_eq!(body["sizeBytes"], text.len().to_string());
+    assert_eq!(body["contentType"], "text/plain");
 }
 
 #[tokio::test]
@@ -1234,30 +1423,33 @@ async fn a_create_upload_retried_with_its_key_answers_the_same_attachment_and_ur
 
 #[tokio::test]
 async fn a_direct_upload_retried_with_its_key_stores_one_object_and_answers_the_same_attachment() {
-    let app = TestApp::spawn_with(|settings| settings.attachments.direct_max_bytes = 4_000).await;
+    let app = TestApp::spawn().await;
     let ticket = app.create_ticket("retried direct upload").await;
     let bytes = png_bytes(33);
-    let request = || {
+    // The retry's pieces differ from the first's (Envoy cuts a body as it arrives): the key's
+    // fingerprint is the declaration, not the pieces.
+    let request = |piece: usize| {
         crate::support::with_key(
-            app.as_admin(v1::UploadAttachmentRequest {
-                ticket_id: ticket.id.clone(),
-                filename: "direct.png".to_owned(),
-                file: small_file("image/png", &bytes),
-                ..Default::default()
-            }),
+            app.as_admin(streamed(direct_upload(
+                &ticket.id,
+                "direct.png",
+                "image/png",
+                &bytes,
+                piece,
+            ))),
             "direct-33",
         )
     };
     let first = app
         .attachments
         .clone()
-        .upload_attachment(request())
+        .upload_attachment(request(500))
         .await
         .expect("stored");
     let retried = app
         .attachments
         .clone()
-        .upload_attachment(request())
+        .upload_attachment(request(700))
         .await
         .expect("replayed");
     assert_eq!(
@@ -1270,4 +1462,23 @@ async fn a_direct_upload_retried_with_its_key_stores_one_object_and_answers_the_
     let key = stored(&app, &first.get_ref().id).await.unwrap().object_key;
     let account_prefix = format!("{}/", key.split('/').next().unwrap());
     assert_eq!(objects_under(&app, &account_prefix).await, 1, "one object");
+
+    // The same key with another declared file is refused.
+    let other = png_bytes(34);
+    let status = app
+        .attachments
+        .clone()
+        .upload_attachment(crate::support::with_key(
+            app.as_admin(streamed(direct_upload(
+                &ticket.id,
+                "direct.png",
+                "image/png",
+                &other,
+                500,
+            ))),
+            "direct-33",
+        ))
+        .await
+        .expect_err("another file under the same key");
+    assert_reason(&status, Reason::IdempotencyKeyReused);
 }

@@ -333,13 +333,19 @@ impl Harness {
             }
             "AttachmentService.UploadAttachment" => {
                 let ticket = self.new_ticket().await;
-                let path = format!("/v1/attachments:upload?ticketId={ticket}&filename=notes.txt");
+                let text = b"the log says: disk full";
+                let path = format!(
+                    "/v1/attachments:upload?ticketId={ticket}&filename=notes.txt&sizeBytes={}\
+                     &sha256={}",
+                    text.len(),
+                    crate::support::attachments::sha256_hex(text)
+                );
                 (
                     call(Method::POST, &path, admin, None)
-                        .with_raw_body("text/plain", b"the log says: disk full".to_vec()),
+                        .with_raw_body("text/plain", text.to_vec()),
                     Some("/v1/attachments/".to_owned()),
                     call(Method::POST, &path, admin, None)
-                        .with_raw_body("text/html", b"<html></html>".to_vec()),
+                        .with_raw_body("text/html", text.to_vec()),
                     StatusCode::BAD_REQUEST,
                 )
             }

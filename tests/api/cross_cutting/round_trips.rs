@@ -402,3 +402,45 @@ async fn refusing_a_logged_out_sessions_token_costs_the_one_admission_round_trip
         }
     );
 }
+
+#[tokio::test]
+async fn a_streamed_direct_upload_costs_its_three_phases_whatever_the_number_of_messages() {
+    use crate::support::attachments::{direct_upload, png_bytes, streamed};
+    let counted = CountedApp::spawn().await;
+    let ticket = counted.app.create_ticket("files").await;
+    let upload = async |seed: u8, piece: usize| {
+        let bytes = png_bytes(seed);
+        counted
+            .app
+            .attachments
+            .clone()
+            .upload_attachment(keyed(counted.app.as_admin(streamed(direct_upload(
+                &ticket.id,
+                "a.png",
+                "image/png",
+                &bytes,
+                piece,
+            )))))
+            .await
+            .expect("stored")
+    };
+    // A warm-up in one message, so that every statement is prepared.
+    upload(99, 4096).await;
+
+    const UPLOADS: u64 = 10;
+    let cost = counted
+        .cost_of(async || {
+            for seed in 0..UPLOADS {
+                // 2,014 bytes in pieces of 200: eleven messages each.
+                upload(seed as u8, 200).await;
+            }
+        })
+        .await;
+    assert_eq!(
+        cost,
+        RoundTrips {
+            redis: UPLOADS,
+            postgres: 12 * UPLOADS
+        }
+    );
+}

@@ -198,16 +198,15 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
             let result = app
                 .attachments
                 .clone()
-                .upload_attachment(attacker.request(v1::UploadAttachmentRequest {
-                    ticket_id: ticket_id.clone(),
-                    filename: "probe.txt".to_owned(),
-                    file: Some(supportdesk::wire::proto::google::api::HttpBody {
-                        content_type: "text/plain".to_owned(),
-                        data: b"probe".to_vec(),
-                        extensions: Vec::new(),
-                    }),
-                    ..Default::default()
-                }))
+                .upload_attachment(attacker.request(crate::support::attachments::streamed(
+                    crate::support::attachments::direct_upload(
+                        &ticket_id,
+                        "probe.txt",
+                        "text/plain",
+                        b"probe",
+                        2,
+                    ),
+                )))
                 .await;
             assert_refused(rpc, result, HIDDEN);
         }

@@ -106,3 +106,44 @@ pub(crate) fn http() -> reqwest::Client {
         .build()
         .expect("a client")
 }
+
+/// UploadAttachment's messages for `bytes`, declared truthfully as `content_type`, cut into
+/// pieces of `piece` bytes: the first message declares the file and carries the first piece,
+/// each following one only the next piece, as Envoy's transcoder sends a REST body.
+pub(crate) fn direct_upload(
+    ticket_id: &str,
+    filename: &str,
+    content_type: &str,
+    bytes: &[u8],
+    piece: usize,
+) -> Vec<v1::UploadAttachmentRequest> {
+    let mut pieces = bytes.chunks(piece);
+    let first = v1::UploadAttachmentRequest {
+        ticket_id: ticket_id.to_owned(),
+        comment_id: String::new(),
+        filename: filename.to_owned(),
+        file: Some(supportdesk::wire::proto::google::api::HttpBody {
+            content_type: content_type.to_owned(),
+            data: pieces.next().unwrap_or_default().to_vec(),
+            extensions: Vec::new(),
+        }),
+        sha256: sha256_hex(bytes),
+        size_bytes: bytes.len() as i64,
+    };
+    std::iter::once(first)
+        .chain(pieces.map(|piece| v1::UploadAttachmentRequest {
+            file: Some(supportdesk::wire::proto::google::api::HttpBody {
+                data: piece.to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .collect()
+}
+
+/// The same messages as the body of a gRPC client stream.
+pub(crate) fn streamed(
+    messages: Vec<v1::UploadAttachmentRequest>,
+) -> tokio_stream::Iter<std::vec::IntoIter<v1::UploadAttachmentRequest>> {
+    tokio_stream::iter(messages)
+}
