@@ -10,6 +10,8 @@
 //! - [`redis_script`]: one span per Redis script call.
 //! - [`provider_call`]: one span per call to an outside provider (payments, email, storage), whose
 //!   trace context [`outgoing_headers`] sends along.
+//! - [`current_traceparent`] and [`resumed`]: work queued in a transaction (a notification)
+//!   carries its RPC's trace context in its row, and the worker's span joins that trace.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,6 +115,55 @@ pub fn outgoing_headers() -> http::HeaderMap {
         TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
     }
     headers
+}
+
+/// The `traceparent` of the current span when traces are on and a trace is active: what a
+/// transaction stores with the work it queues (`crate::db::Limits`), so that the work, done
+/// later by a worker, joins the trace ([`resumed`]). Always a well-formed version-00 value.
+pub fn current_traceparent() -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let mut headers = http::HeaderMap::new();
+    let context = Span::current().context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
+    headers
+        .get(TRACEPARENT)
+        .filter(|value| is_plain_traceparent(value.as_bytes()))
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A span for work a worker does on behalf of whoever queued it (`operation`, e.g.
+/// `notification.send`), a child of the span whose `traceparent` was stored with the work
+/// ([`current_traceparent`]), in its trace; a trace of its own when none was stored (traces
+/// were off, or background work queued it) or the stored value is not well formed. None when
+/// traces are off.
+pub fn resumed(operation: &'static str, stored: Option<&str>) -> Span {
+    if !enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "queued.work",
+        otel.name = operation,
+        otel.kind = "consumer",
+        operation = operation,
+    );
+    if let Some(parent) = stored.filter(|parent| is_plain_traceparent(parent.as_bytes())) {
+        let mut headers = http::HeaderMap::new();
+        if let Ok(value) = http::HeaderValue::from_str(parent) {
+            headers.insert(TRACEPARENT, value);
+        }
+        let context = TraceContextPropagator::new().extract(&HeaderExtractor(&headers));
+        if context.span().span_context().is_valid() {
+            // Only fails when the span is disabled: then it has no parent to set.
+            let _ = span.set_parent(context);
+        }
+    }
+    span
 }
 
 /// The trace and span ids of the current span, in hex, when a trace is active: what log lines
