@@ -321,9 +321,25 @@ impl SqlSpans {
 
 /// The statement's text without the values diesel's debug form appends (`-- binds: [...]`).
 fn statement_text(query: &dyn diesel::connection::DebugQuery) -> String {
-    let mut text = query.to_string();
+    without_values(query.to_string())
+}
+
+/// How a transaction's opening round trip sets the trace it carries (`crate::db::Limits`).
+pub const TRACEPARENT_SETTING: &str = "set_config('supportdesk.traceparent', '";
+
+/// `text` without diesel's appended binds, and with the `traceparent` a transaction's opening
+/// round trip interpolates replaced by `<traceparent>`: a statement's span shows its shape,
+/// never a value (the trace it names is the span's own anyway).
+fn without_values(mut text: String) -> String {
     if let Some(binds) = text.find(" -- binds: ") {
         text.truncate(binds);
+    }
+    if let Some(at) = text.find(TRACEPARENT_SETTING) {
+        let value = at + TRACEPARENT_SETTING.len();
+        let end = text[value..]
+            .find('\'')
+            .map_or(text.len(), |quote| value + quote);
+        text.replace_range(value..end, "<traceparent>");
     }
     text
 }
@@ -341,6 +357,23 @@ impl Instrumentation for SqlSpans {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_statements_text_keeps_neither_its_binds_nor_the_traceparent_of_its_transaction() {
+        let begin = format!(
+            "BEGIN; SELECT set_config('statement_timeout', '900', true), \
+             {TRACEPARENT_SETTING}00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', true)"
+        );
+        assert_eq!(
+            without_values(begin),
+            "BEGIN; SELECT set_config('statement_timeout', '900', true), \
+             set_config('supportdesk.traceparent', '<traceparent>', true)"
+        );
+        assert_eq!(
+            without_values("SELECT 1 WHERE a = $1 -- binds: [7]".to_owned()),
+            "SELECT 1 WHERE a = $1"
+        );
+    }
 
     #[test]
     fn only_a_well_formed_version_00_traceparent_is_plain() {

@@ -420,7 +420,8 @@ impl Limits {
         };
         if let Some(parent) = traces::current_traceparent() {
             sql.push_str(&format!(
-                ", set_config('supportdesk.traceparent', '{parent}', true)"
+                ", {}{parent}', true)",
+                traces::TRACEPARENT_SETTING
             ));
         }
         Ok(sql)

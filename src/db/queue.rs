@@ -96,7 +96,7 @@ pub struct QueueStats {
 
 /// [`QueueStats`] of `queue`: its `received` rows; a row waits from the later of its due time and
 /// the expiry of the lease it last had (a worker that died leaves it takeable from then). One
-/// scan of the received rows, which the queue's partial index holds.
+/// scan of the received rows (the queue's partial index finds them; a healthy queue holds few).
 pub async fn stats(conn: &mut AsyncPgConnection, queue: &QueueTable) -> AppResult<QueueStats> {
     let table = queue.table;
     Ok(KeepPrepared(
