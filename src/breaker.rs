@@ -13,7 +13,7 @@
 //! Every transition takes the current instant as an argument inside the module, so the tests
 //! drive the state machine with a fake clock (instants they compute) instead of sleeping.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -58,6 +58,38 @@ pub enum CallOutcome {
     Neutral,
 }
 
+/// How one call to a provider ended, as its latency is labelled (`outcome` of
+/// `supportdesk_provider_call_duration_seconds`, and of the call's trace span).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallResult {
+    /// The provider did what was asked (a 2xx, a relay's acceptance).
+    Ok,
+    /// The provider answered no for good: a 4xx, a relay's 5xx refusal.
+    Refused,
+    /// The provider answered that it failed (a 5xx, a relay's 4xx).
+    Failed,
+    /// No answer: a timeout, a connection that failed.
+    NoAnswer,
+}
+
+impl CallResult {
+    /// Every result, in the order metrics export them.
+    pub const ALL: [Self; 4] = [Self::Ok, Self::Refused, Self::Failed, Self::NoAnswer];
+
+    /// The `outcome` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+            Self::NoAnswer => "no_answer",
+        }
+    }
+}
+
+/// What times the calls through a breaker (the metrics hand one over when they track it).
+pub type CallTimer = Arc<dyn Fn(CallResult, Duration) + Send + Sync>;
+
 /// The knobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BreakerConfig {
@@ -91,14 +123,28 @@ impl Inner {
     }
 }
 
-/// The breaker. Cheap to clone: clones share the state.
-#[derive(Clone, Debug)]
+/// The breaker. Cheap to clone: clones share the state. It also carries the provider's call
+/// timer ([`Self::timed`]): every call to a provider already holds its breaker, so the timer
+/// reaches each call site without a handle of its own.
+#[derive(Clone)]
 pub struct CircuitBreaker {
     /// The provider it guards, as logs and metrics name it (`payments`, `email`).
     provider: &'static str,
     config: BreakerConfig,
     inner: Arc<Mutex<Inner>>,
     changes: Arc<watch::Sender<BreakerState>>,
+    timer: Arc<OnceLock<CallTimer>>,
+}
+
+impl std::fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("provider", &self.provider)
+            .field("config", &self.config)
+            .field("inner", &self.inner)
+            .field("timed", &self.timer.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CircuitBreaker {
@@ -115,6 +161,21 @@ impl CircuitBreaker {
                 consecutive_failures: 0,
             })),
             changes: Arc::new(changes),
+            timer: Arc::default(),
+        }
+    }
+
+    /// Times every call [`Self::timed`] reports with `timer` from now on (the first timer
+    /// handed over stays).
+    pub fn time_calls_with(&self, timer: CallTimer) {
+        let _ = self.timer.set(timer);
+    }
+
+    /// Reports one call to the provider that ended with `result` after `took` (one attempt:
+    /// each retry is a call of its own). Nothing happens until a timer is handed over.
+    pub fn timed(&self, result: CallResult, took: Duration) {
+        if let Some(timer) = self.timer.get() {
+            timer(result, took);
         }
     }
 

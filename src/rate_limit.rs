@@ -379,15 +379,17 @@ impl RateLimiter {
         let answer = self
             .ask(async {
                 let mut connection = self.redis.get().await?;
-                let answer: (i64, i64, i64, i64) = admission::peek(admission::Quota {
+                let started = std::time::Instant::now();
+                let answer = admission::peek(admission::Quota {
                     key: &key,
                     interval_ms: Self::interval_ms(quota),
                     burst: quota.count,
                 })
-                .invoke_async(&mut connection)
+                .invoke_async::<(i64, i64, i64, i64)>(&mut connection)
                 .instrument(traces::redis_script("admission.peek"))
-                .await?;
-                Ok(answer)
+                .await;
+                self.metrics.redis_calls().peek.observe(started.elapsed());
+                Ok(answer?)
             })
             .await;
         let Some((fits, remaining, retry_after, reset)) = answer else {
@@ -449,12 +451,14 @@ impl RateLimiter {
                         }),
                     }),
                 };
-                let answer: Answer = admission
+                let started = std::time::Instant::now();
+                let answer = admission
                     .invocation()
-                    .invoke_async(&mut connection)
+                    .invoke_async::<Answer>(&mut connection)
                     .instrument(traces::redis_script("admission.admit"))
-                    .await?;
-                Ok(answer)
+                    .await;
+                self.metrics.redis_calls().admit.observe(started.elapsed());
+                Ok(answer?)
             })
             .await;
         let Some(answer) = answer else {

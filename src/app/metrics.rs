@@ -32,7 +32,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::breaker::{BreakerState, CircuitBreaker};
+use crate::breaker::{BreakerState, CallResult, CircuitBreaker};
 use crate::domain::{FindingKind, NotificationKind};
 
 /// The content type of `GET /metrics`.
@@ -566,17 +566,12 @@ impl AttachmentCounters {
     }
 }
 
-/// What the notification workers did, by the notification's kind, and the queue as the sampler
-/// last saw it (`crate::jobs::notification_queue_sampler`). A kind's series appear with its first
-/// event.
+/// What the notification workers did, by the notification's kind (the queue itself is in
+/// [`QueueGauges`]). A kind's series appear with its first event.
 #[derive(Debug)]
 pub struct NotificationCounters {
     sent: Family<OneLabel, PromCounter>,
     failed: Family<TwoLabels, PromCounter>,
-    /// Notifications waiting to be sent (`received`), due or not.
-    pub queue_depth: Gauge,
-    /// Seconds since the longest-due waiting notification became due (0 when none is due).
-    pub oldest_due_age: SecondsGauge,
 }
 
 impl NotificationCounters {
@@ -584,8 +579,6 @@ impl NotificationCounters {
         let counters = Self {
             sent: Family::default(),
             failed: Family::default(),
-            queue_depth: Gauge::default(),
-            oldest_due_age: SecondsGauge::default(),
         };
         registry.register(
             "supportdesk_notifications_sent",
@@ -596,17 +589,6 @@ impl NotificationCounters {
             "supportdesk_notifications_failed",
             "Notification attempts that did not send, by kind and outcome: retry (due again later), permanent (dead: refused for good, or its last attempt).",
             counters.failed.clone(),
-        );
-        registry.register(
-            "supportdesk_notifications_queue_depth",
-            "Notifications waiting to be sent (state received), due or not, as last sampled.",
-            counters.queue_depth.0.clone(),
-        );
-        registry.register_with_unit(
-            "supportdesk_notifications_oldest_due_age",
-            "How long the longest-due waiting notification has been due (0 when none is), as last sampled.",
-            prometheus_client::registry::Unit::Seconds,
-            counters.oldest_due_age.0.clone(),
         );
         counters
     }
@@ -633,28 +615,206 @@ impl NotificationCounters {
     }
 }
 
-/// The state of each outside provider's circuit breaker (`provider`: `payments`, `email`), read
-/// when `/metrics` is scraped: 1 for the current state, 0 for the others.
-#[derive(Debug, Default)]
+/// The time of each Redis call made on a request's behalf, by `purpose`: the admission script
+/// (`admission.admit`, `admission.peek`) and the ticket cache (`ticket_cache.get`,
+/// `ticket_cache.store`). Each purpose's histogram is a field: recording one costs no label
+/// hashing on the hot path (docs/performance.md, "Per-RPC metrics").
+#[derive(Debug)]
+pub struct RedisTimings {
+    pub admit: Timing,
+    pub peek: Timing,
+    pub cache_get: Timing,
+    pub cache_store: Timing,
+}
+
+/// A Redis call's upper bounds: 100 µs doubling to about 0.8 s (14 buckets and +Inf), past the
+/// 1 s the service waits for Redis at most.
+fn redis_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 14))
+}
+
+impl RedisTimings {
+    fn register(registry: &mut Registry) -> Self {
+        let family =
+            Family::<OneLabel, Histogram, fn() -> Histogram>::new_with_constructor(redis_histogram);
+        registry.register_with_unit(
+            "supportdesk_redis_call_duration",
+            "Time from sending a Redis call to its answer (or error), by purpose: admission.admit, admission.peek (the admission script), ticket_cache.get, ticket_cache.store",
+            prometheus_client::registry::Unit::Seconds,
+            family.clone(),
+        );
+        let [admit, peek, cache_get, cache_store] = [
+            "admission.admit",
+            "admission.peek",
+            "ticket_cache.get",
+            "ticket_cache.store",
+        ]
+        .map(|purpose| Timing(family.get_or_create_owned(&[("purpose", purpose)])));
+        Self {
+            admit,
+            peek,
+            cache_get,
+            cache_store,
+        }
+    }
+}
+
+/// One latency histogram; clones share it.
+#[derive(Clone, Debug)]
+pub struct Timing(Histogram);
+
+impl Timing {
+    /// Records one event that took `took`.
+    pub fn observe(&self, took: Duration) {
+        self.0.observe(took.as_secs_f64());
+    }
+}
+
+/// The queues of background work the queue sampler reads (`crate::jobs::queue_sampler`), by
+/// the `queue` label of their series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueName {
+    /// The payment provider's webhook events (`webhook_events`).
+    Webhooks,
+    /// Outgoing email notifications (`notifications`).
+    Notifications,
+    /// Long-running operations (`operations`).
+    Operations,
+    /// Pending charges and refunds awaiting the billing completer.
+    Completer,
+}
+
+impl QueueName {
+    /// Every queue, in the order of their series.
+    pub const ALL: [Self; 4] = [
+        Self::Webhooks,
+        Self::Notifications,
+        Self::Operations,
+        Self::Completer,
+    ];
+
+    /// The `queue` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhooks => "webhooks",
+            Self::Notifications => "notifications",
+            Self::Operations => "operations",
+            Self::Completer => "completer",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Webhooks => 0,
+            Self::Notifications => 1,
+            Self::Operations => 2,
+            Self::Completer => 3,
+        }
+    }
+}
+
+/// Each queue's depth and the age of what has waited longest in it, as the queue sampler last
+/// read them. Every series exists from the start, at 0.
+#[derive(Debug)]
+pub struct QueueGauges {
+    depth: [Gauge; QueueName::ALL.len()],
+    oldest_age: [SecondsGauge; QueueName::ALL.len()],
+}
+
+impl QueueGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let depth = Family::<OneLabel, PromGauge<u64, AtomicU64>>::default();
+        registry.register(
+            "supportdesk_queue_depth",
+            "Rows each background queue has still to finish (webhooks, notifications, operations, completer), due or not, as last sampled",
+            depth.clone(),
+        );
+        let oldest_age = Family::<OneLabel, PromGauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "supportdesk_queue_oldest_age",
+            "How long the row that has waited longest for a worker in each queue has been takeable (0 when none is), as last sampled",
+            prometheus_client::registry::Unit::Seconds,
+            oldest_age.clone(),
+        );
+        Self {
+            depth: QueueName::ALL
+                .map(|queue| Gauge(depth.get_or_create_owned(&[("queue", queue.as_str())]))),
+            oldest_age: QueueName::ALL.map(|queue| {
+                SecondsGauge(oldest_age.get_or_create_owned(&[("queue", queue.as_str())]))
+            }),
+        }
+    }
+
+    /// Records what the sampler read of `queue`.
+    pub fn record(&self, queue: QueueName, depth: u64, oldest_age_seconds: f64) {
+        self.depth[queue.index()].set(depth);
+        self.oldest_age[queue.index()].set(oldest_age_seconds);
+    }
+
+    /// The depth last recorded for `queue`.
+    pub fn depth(&self, queue: QueueName) -> u64 {
+        self.depth[queue.index()].get()
+    }
+
+    /// The oldest age last recorded for `queue`, in seconds.
+    pub fn oldest_age_seconds(&self, queue: QueueName) -> f64 {
+        self.oldest_age[queue.index()].get()
+    }
+}
+
+/// The state of each outside provider's circuit breaker (`provider`: `payments`, `email`,
+/// `storage`), read when `/metrics` is scraped: 1 for the current state, 0 for the others; and
+/// the latency of each call to the provider, by how it ended, timed through the breaker every
+/// call holds ([`CircuitBreaker::timed`]).
+#[derive(Debug)]
 pub struct BreakerGauges {
     states: Family<TwoLabels, PromGauge<u64, AtomicU64>>,
+    latency: Family<TwoLabels, Histogram, fn() -> Histogram>,
     tracked: Mutex<Vec<(CircuitBreaker, [Gauge; BreakerState::ALL.len()])>>,
+}
+
+/// A provider call's upper bounds: 5 ms doubling to about 41 s (14 buckets and +Inf), past the
+/// longest provider timeout.
+fn provider_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
 
 impl BreakerGauges {
     fn register(registry: &mut Registry) -> Self {
-        let gauges = Self::default();
+        let gauges = Self {
+            states: Family::default(),
+            latency: Family::new_with_constructor(provider_histogram),
+            tracked: Mutex::default(),
+        };
         registry.register(
             "supportdesk_provider_breaker_state",
             "The circuit breaker of each outside provider: 1 for its current state (closed, open, half_open), 0 for the others.",
             gauges.states.clone(),
         );
+        registry.register_with_unit(
+            "supportdesk_provider_call_duration",
+            "Time of each call (each attempt) to an outside provider, by provider and outcome (ok, refused, failed, no_answer)",
+            prometheus_client::registry::Unit::Seconds,
+            gauges.latency.clone(),
+        );
         gauges
     }
 
-    /// Exports `breaker`'s state under its provider's name from now on.
+    /// Exports `breaker`'s state under its provider's name from now on, and times the calls
+    /// made through it (every outcome's series exported from now on, empty).
     pub fn track(&self, breaker: &CircuitBreaker) {
         let provider = breaker.provider();
+        let timings = CallResult::ALL.map(|result| {
+            self.latency
+                .get_or_create_owned(&[("provider", provider), ("outcome", result.as_str())])
+        });
+        breaker.time_calls_with(Arc::new(move |result, took| {
+            let index = CallResult::ALL
+                .iter()
+                .position(|known| *known == result)
+                .unwrap_or_default();
+            timings[index].observe(took.as_secs_f64());
+        }));
         let series = BreakerState::ALL.map(|state| {
             Gauge(
                 self.states
@@ -823,6 +983,8 @@ struct Inner {
     webhooks: WebhookCounters,
     attachments: AttachmentCounters,
     notifications: NotificationCounters,
+    queues: QueueGauges,
+    redis_calls: RedisTimings,
     breakers: BreakerGauges,
     rpcs: RpcMetrics,
     runtime_workers: Gauge,
@@ -842,6 +1004,8 @@ impl Default for Metrics {
         let webhooks = WebhookCounters::register(&mut registry);
         let attachments = AttachmentCounters::register(&mut registry);
         let notifications = NotificationCounters::register(&mut registry);
+        let queues = QueueGauges::register(&mut registry);
+        let redis_calls = RedisTimings::register(&mut registry);
         let breakers = BreakerGauges::register(&mut registry);
         let job_runner = JobRunnerMetrics::register(&mut registry);
         let runtime_workers = gauge(
@@ -862,6 +1026,8 @@ impl Default for Metrics {
             webhooks,
             attachments,
             notifications,
+            queues,
+            redis_calls,
             breakers,
             rpcs,
             runtime_workers,
@@ -909,6 +1075,14 @@ impl Metrics {
 
     pub fn notifications(&self) -> &NotificationCounters {
         &self.0.notifications
+    }
+
+    pub fn redis_calls(&self) -> &RedisTimings {
+        &self.0.redis_calls
+    }
+
+    pub fn queues(&self) -> &QueueGauges {
+        &self.0.queues
     }
 
     pub fn breakers(&self) -> &BreakerGauges {
@@ -1006,6 +1180,9 @@ pub struct SaturationMetrics {
     /// Checkouts completed, in the order direct, waited, timed out.
     checkouts: [Counter; 3],
     wait_seconds: PromCounter<f64, AtomicU64>,
+    /// The time of each checkout through `crate::db::connection`, waiting included: the pool
+    /// records into it once startup hands it over (`PgPool::time_checkouts_with`).
+    pub checkout_duration: Timing,
 }
 
 impl std::fmt::Debug for SaturationMetrics {
@@ -1047,6 +1224,13 @@ impl SaturationMetrics {
             prometheus_client::registry::Unit::Seconds,
             wait_seconds.clone(),
         );
+        let checkout_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register_with_unit(
+            "supportdesk_db_pool_checkout_duration",
+            "Time each checkout of a PostgreSQL pool connection took, waiting for one to come free included",
+            prometheus_client::registry::Unit::Seconds,
+            checkout_duration.clone(),
+        );
         let build_info = Family::<TwoLabels, PromGauge<u64, AtomicU64>>::default();
         registry.register(
             "supportdesk_build_info",
@@ -1082,6 +1266,7 @@ impl SaturationMetrics {
                 ["direct", "waited", "timed_out"],
             ),
             wait_seconds,
+            checkout_duration: Timing(checkout_duration),
         }
     }
 
@@ -1358,8 +1543,7 @@ mod tests {
         metrics.notifications().failed("ticket_created", false);
         metrics.notifications().failed("ticket_created", false);
         metrics.notifications().failed("no_such_kind", true);
-        metrics.notifications().queue_depth.set(7);
-        metrics.notifications().oldest_due_age.set(1.5);
+        metrics.queues().record(QueueName::Webhooks, 7, 1.5);
         let breaker = CircuitBreaker::new(
             "email",
             crate::breaker::BreakerConfig {
@@ -1373,8 +1557,9 @@ mod tests {
             r#"supportdesk_notifications_sent_total{kind="ticket_created"} 1"#,
             r#"supportdesk_notifications_failed_total{kind="ticket_created",outcome="retry"} 2"#,
             r#"supportdesk_notifications_failed_total{kind="unknown",outcome="permanent"} 1"#,
-            "supportdesk_notifications_queue_depth 7",
-            "supportdesk_notifications_oldest_due_age_seconds 1.5",
+            r#"supportdesk_queue_depth{queue="webhooks"} 7"#,
+            r#"supportdesk_queue_oldest_age_seconds{queue="webhooks"} 1.5"#,
+            r#"supportdesk_queue_depth{queue="completer"} 0"#,
             r#"supportdesk_provider_breaker_state{provider="email",state="closed"} 1"#,
             r#"supportdesk_provider_breaker_state{provider="email",state="open"} 0"#,
         ] {

@@ -37,7 +37,7 @@ use crate::domain::PageTokenKeys;
 use crate::idempotency::{FingerprintKey, IdempotencyPolicy};
 use crate::jobs::{
     HealthEffect, JobRunner, RestartPolicy, SERVICE_BACKOFF, Task, billing_completer,
-    billing_reconciler, idempotency_sweeper, notification_queue_sampler,
+    billing_reconciler, idempotency_sweeper, queue_sampler,
 };
 use crate::middleware::MiddlewareLayer;
 use crate::rate_limit::RateLimiter;
@@ -254,12 +254,13 @@ impl Application {
             // UploadAttachment's messages are the pieces Envoy cuts a REST body into.
             .max_decoding_message_size(attachment_message_limit)
             .compressed();
-        let dashboard = crate::service::Dashboard::new(crate::db::read_replica::ReadPools::new(
+        let read_pools = crate::db::read_replica::ReadPools::new(
             self.database.clone(),
             &self.settings.database,
             self.settings.server.request_timeout,
             services.metrics.replica().clone(),
-        ));
+        );
+        let dashboard = crate::service::Dashboard::new(read_pools.clone());
         let dashboard_api = DashboardServiceServer::new(crate::api::dashboard::DashboardApi::new(
             dashboard,
             services.page_tokens.clone(),
@@ -364,11 +365,11 @@ impl Application {
             move |context| returns_ok(probe.clone().run(context.stop)),
         ));
         if let Some(endpoint) = self.metrics_endpoint {
-            // The queue's gauges are only read here: sampled only while they are served.
-            jobs.add(notification_queue_sampler::task(
+            // The queues' gauges are only read here: sampled only while they are served.
+            jobs.add(queue_sampler::task(
                 self.database.clone(),
                 services.metrics.clone(),
-                self.settings.notifications.queue_sample_interval,
+                server_settings.queue_sample_interval,
             ));
             let endpoint = Arc::new(endpoint);
             let metrics = services.metrics.clone();
@@ -385,6 +386,12 @@ impl Application {
                     }
                 },
             ));
+        }
+        if let Some(sampler) = crate::jobs::replica_lag_sampler::task(
+            read_pools,
+            self.settings.database.read_replica_lag_sample_interval,
+        ) {
+            jobs.add(sampler);
         }
         jobs.add(idempotency_sweeper::task(
             self.database.clone(),
@@ -620,6 +627,7 @@ impl Services {
         let tokens = TokenIssuer::new(&settings.auth.jwt_secret, settings.auth.access_token_ttl);
         let metrics = Metrics::default();
         let pool = database.clone();
+        database.time_checkouts_with(metrics.saturation().checkout_duration.clone());
         metrics
             .saturation()
             .watch_database_pool(settings.database.pool_size, move || {

@@ -10,6 +10,8 @@
 //! - [`redis_script`]: one span per Redis script call.
 //! - [`provider_call`]: one span per call to an outside provider (payments, email, storage), whose
 //!   trace context [`outgoing_headers`] sends along.
+//! - [`current_traceparent`] and [`resumed`]: work queued in a transaction (a notification)
+//!   carries its RPC's trace context in its row, and the worker's span joins that trace.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,6 +115,55 @@ pub fn outgoing_headers() -> http::HeaderMap {
         TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
     }
     headers
+}
+
+/// The `traceparent` of the current span when traces are on and a trace is active: what a
+/// transaction stores with the work it queues (`crate::db::Limits`), so that the work, done
+/// later by a worker, joins the trace ([`resumed`]). Always a well-formed version-00 value.
+pub fn current_traceparent() -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let mut headers = http::HeaderMap::new();
+    let context = Span::current().context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
+    headers
+        .get(TRACEPARENT)
+        .filter(|value| is_plain_traceparent(value.as_bytes()))
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A span for work a worker does on behalf of whoever queued it (`operation`, e.g.
+/// `notification.send`), a child of the span whose `traceparent` was stored with the work
+/// ([`current_traceparent`]), in its trace; a trace of its own when none was stored (traces
+/// were off, or background work queued it) or the stored value is not well formed. None when
+/// traces are off.
+pub fn resumed(operation: &'static str, stored: Option<&str>) -> Span {
+    if !enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "queued.work",
+        otel.name = operation,
+        otel.kind = "consumer",
+        operation = operation,
+    );
+    if let Some(parent) = stored.filter(|parent| is_plain_traceparent(parent.as_bytes())) {
+        let mut headers = http::HeaderMap::new();
+        if let Ok(value) = http::HeaderValue::from_str(parent) {
+            headers.insert(TRACEPARENT, value);
+        }
+        let context = TraceContextPropagator::new().extract(&HeaderExtractor(&headers));
+        if context.span().span_context().is_valid() {
+            // Only fails when the span is disabled: then it has no parent to set.
+            let _ = span.set_parent(context);
+        }
+    }
+    span
 }
 
 /// The trace and span ids of the current span, in hex, when a trace is active: what log lines
@@ -270,9 +321,25 @@ impl SqlSpans {
 
 /// The statement's text without the values diesel's debug form appends (`-- binds: [...]`).
 fn statement_text(query: &dyn diesel::connection::DebugQuery) -> String {
-    let mut text = query.to_string();
+    without_values(query.to_string())
+}
+
+/// How a transaction's opening round trip sets the trace it carries (`crate::db::Limits`).
+pub const TRACEPARENT_SETTING: &str = "set_config('supportdesk.traceparent', '";
+
+/// `text` without diesel's appended binds, and with the `traceparent` a transaction's opening
+/// round trip interpolates replaced by `<traceparent>`: a statement's span shows its shape,
+/// never a value (the trace it names is the span's own anyway).
+fn without_values(mut text: String) -> String {
     if let Some(binds) = text.find(" -- binds: ") {
         text.truncate(binds);
+    }
+    if let Some(at) = text.find(TRACEPARENT_SETTING) {
+        let value = at + TRACEPARENT_SETTING.len();
+        let end = text[value..]
+            .find('\'')
+            .map_or(text.len(), |quote| value + quote);
+        text.replace_range(value..end, "<traceparent>");
     }
     text
 }
@@ -290,6 +357,23 @@ impl Instrumentation for SqlSpans {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_statements_text_keeps_neither_its_binds_nor_the_traceparent_of_its_transaction() {
+        let begin = format!(
+            "BEGIN; SELECT set_config('statement_timeout', '900', true), \
+             {TRACEPARENT_SETTING}00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', true)"
+        );
+        assert_eq!(
+            without_values(begin),
+            "BEGIN; SELECT set_config('statement_timeout', '900', true), \
+             set_config('supportdesk.traceparent', '<traceparent>', true)"
+        );
+        assert_eq!(
+            without_values("SELECT 1 WHERE a = $1 -- binds: [7]".to_owned()),
+            "SELECT 1 WHERE a = $1"
+        );
+    }
 
     #[test]
     fn only_a_well_formed_version_00_traceparent_is_plain() {

@@ -21,6 +21,9 @@ pub struct DatabaseSettings {
     /// `DATABASE_READ_REPLICA_MAX_LAG_MS`: a replica further behind than this is passed over
     /// for the primary.
     pub read_replica_max_lag: Duration,
+    /// `DATABASE_READ_REPLICA_LAG_SAMPLE_INTERVAL_MS`: how often the `replica-lag-sampler` task
+    /// reads the replica's lag into `supportdesk_db_replica_lag_seconds` (with a replica only).
+    pub read_replica_lag_sample_interval: Duration,
 }
 
 impl DatabaseSettings {
@@ -45,6 +48,8 @@ impl Reader<'_> {
                 .is_some()
                 .then(|| self.secret_url("DATABASE_READ_REPLICA_URL", &["postgres", "postgresql"])),
             read_replica_max_lag: self.millis("DATABASE_READ_REPLICA_MAX_LAG_MS", 5_000),
+            read_replica_lag_sample_interval: self
+                .millis("DATABASE_READ_REPLICA_LAG_SAMPLE_INTERVAL_MS", 5_000),
         };
         self.positive("DATABASE_POOL_SIZE", settings.pool_size);
         settings

@@ -20,9 +20,6 @@ pub struct NotificationSettings {
     pub email: Option<EmailSettings>,
     /// The workers that send queued notifications.
     pub workers: NotificationWorkerSettings,
-    /// `NOTIFICATION_QUEUE_SAMPLE_INTERVAL_MS`: how often the queue's depth and oldest due age
-    /// are sampled for `/metrics` (only while `METRICS_LISTEN_ADDR` is set).
-    pub queue_sample_interval: Duration,
 }
 
 impl NotificationSettings {
@@ -225,12 +222,10 @@ impl Reader<'_> {
                 None
             }
         };
-        let queue_sample_interval = self.millis("NOTIFICATION_QUEUE_SAMPLE_INTERVAL_MS", 15_000);
         NotificationSettings {
             public_base_url,
             email,
             workers,
-            queue_sample_interval,
         }
     }
 

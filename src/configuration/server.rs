@@ -32,6 +32,9 @@ pub struct ServerSettings {
     pub http2_keepalive_timeout: Duration,
     /// `HEALTH_PROBE_INTERVAL_MS`: how often PostgreSQL and Redis are probed.
     pub health_probe_interval: Duration,
+    /// `QUEUE_SAMPLE_INTERVAL_MS`: how often the background queues' depth and oldest age are
+    /// sampled for `/metrics` (only while `METRICS_LISTEN_ADDR` is set).
+    pub queue_sample_interval: Duration,
     /// `SHUTDOWN_DELAY_MS`: after a signal, how long the server keeps serving while health says
     /// NOT_SERVING, so that load balancers stop sending traffic before it stops listening.
     pub shutdown_delay: Duration,
@@ -58,6 +61,7 @@ impl Reader<'_> {
             http2_keepalive_interval: self.millis("HTTP2_KEEPALIVE_INTERVAL_MS", 30_000),
             http2_keepalive_timeout: self.millis("HTTP2_KEEPALIVE_TIMEOUT_MS", 10_000),
             health_probe_interval: self.millis("HEALTH_PROBE_INTERVAL_MS", 1_000),
+            queue_sample_interval: self.millis("QUEUE_SAMPLE_INTERVAL_MS", 15_000),
             shutdown_delay: self.millis_or_zero("SHUTDOWN_DELAY_MS", 1_000),
             shutdown_drain_timeout: self.millis("SHUTDOWN_DRAIN_TIMEOUT_MS", 30_000),
             worker_threads: self.optional("WORKER_THREADS"),

@@ -8,7 +8,8 @@ pub mod queue;
 pub mod read_replica;
 pub mod schema;
 
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use diesel::sql_types::Text;
@@ -23,11 +24,51 @@ use diesel_async::{
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::app::metrics::Timing;
 use crate::app::traces;
 use crate::configuration::DatabaseSettings;
 use crate::errors::{AppError, AppResult, Dependency};
 
-pub type PgPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+/// The bb8 pool of diesel-async connections, with the timer of its checkouts. Cheap to clone:
+/// clones share the pool and the timer. Everything of bb8's pool is reached through it
+/// (`Deref`); a checkout through [`connection`] or [`owned_connection`] is timed.
+#[derive(Clone)]
+pub struct PgPool {
+    pool: bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>,
+    /// Times each checkout once the metrics hand a histogram over ([`Self::time_checkouts_with`]).
+    checkout_wait: Arc<OnceLock<Timing>>,
+}
+
+impl PgPool {
+    /// Times every checkout through [`connection`] and [`owned_connection`] with `timing` from
+    /// now on (the first timing handed over stays).
+    pub fn time_checkouts_with(&self, timing: Timing) {
+        let _ = self.checkout_wait.set(timing);
+    }
+
+    fn checked_out_after(&self, started: Instant) {
+        if let Some(timing) = self.checkout_wait.get() {
+            timing.observe(started.elapsed());
+        }
+    }
+}
+
+impl std::ops::Deref for PgPool {
+    type Target = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.pool
+    }
+}
+
+impl std::fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgPool")
+            .field("state", &self.pool.state())
+            .finish_non_exhaustive()
+    }
+}
+
 pub type PooledConnection<'a> =
     bb8::PooledConnection<'a, AsyncDieselConnectionManager<AsyncPgConnection>>;
 
@@ -68,11 +109,15 @@ pub fn build_pool(settings: &DatabaseSettings, longest_statement: Duration) -> P
         settings.url.expose_secret(),
         config,
     );
-    bb8::Pool::builder()
+    let pool = bb8::Pool::builder()
         .max_size(settings.pool_size)
         .connection_timeout(settings.connect_timeout)
         .idle_timeout(Some(Duration::from_secs(300)))
-        .build_unchecked(manager)
+        .build_unchecked(manager);
+    PgPool {
+        pool,
+        checkout_wait: Arc::default(),
+    }
 }
 
 /// Applies every pending migration. diesel's migration harness is synchronous, so it runs on a
@@ -286,19 +331,22 @@ pub fn lock_timeout_is_in_use(error: diesel::result::Error) -> AppError {
     error.into()
 }
 
-/// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes.
+/// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes. The time
+/// the checkout took, waiting included, goes to `supportdesk_db_pool_checkout_duration_seconds`.
 pub async fn connection(pool: &PgPool) -> AppResult<PooledConnection<'_>> {
-    pool.get()
-        .await
-        .map_err(|error| checkout_failed(pool, error))
+    let started = Instant::now();
+    let checked_out = pool.pool.get().await;
+    pool.checked_out_after(started);
+    checked_out.map_err(|error| checkout_failed(pool, error))
 }
 
 /// [`connection`], owning its pool handle: for work that outlives the request's handler (an
 /// export's stream), which must still end within a bound its caller sets.
 pub async fn owned_connection(pool: &PgPool) -> AppResult<PooledConnection<'static>> {
-    pool.get_owned()
-        .await
-        .map_err(|error| checkout_failed(pool, error))
+    let started = Instant::now();
+    let checked_out = pool.pool.get_owned().await;
+    pool.checked_out_after(started);
+    checked_out.map_err(|error| checkout_failed(pool, error))
 }
 
 /// What a failed checkout answers: UNAVAILABLE, saying whether the database or the pool was the
@@ -356,17 +404,27 @@ impl Limits {
     }
 
     /// The simple-protocol text that opens the transaction with these limits: one round trip.
-    /// Only numbers are interpolated.
+    /// Only numbers are interpolated, and the current span's `traceparent` (hex digits and
+    /// dashes, checked) when traces are on: the transaction-local `supportdesk.traceparent`,
+    /// which a notification the transaction queues keeps as its `trace_context` (the column's
+    /// default), so that its send joins this trace (docs/observability.md, "Traces").
     fn begin_sql(&self) -> AppResult<String> {
         let statements = statement_timeout_ms(self.statements)?;
-        Ok(match self.lock_wait {
+        let mut sql = match self.lock_wait {
             None => format!("BEGIN; SELECT set_config('statement_timeout', '{statements}', true)"),
             Some(wait) => format!(
                 "BEGIN; SELECT set_config('statement_timeout', '{statements}', true), \
                  set_config('lock_timeout', '{}', true)",
                 wait.as_millis()
             ),
-        })
+        };
+        if let Some(parent) = traces::current_traceparent() {
+            sql.push_str(&format!(
+                ", {}{parent}', true)",
+                traces::TRACEPARENT_SETTING
+            ));
+        }
+        Ok(sql)
     }
 }
 

@@ -25,7 +25,7 @@
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
-use diesel::sql_types::{BigInt, Integer, Text, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Double, Integer, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -79,6 +79,39 @@ pub fn optional<T>(result: QueryResult<T>) -> AppResult<Option<T>> {
         Err(diesel::result::Error::NotFound) => Ok(None),
         Err(error) => Err(error.into()),
     }
+}
+
+/// How much waits in a queue, as the queue sampler reads it (`crate::jobs::queue_sampler`,
+/// docs/metrics.md "Queues"): every queue answers it in one statement.
+#[derive(Clone, Copy, Debug, PartialEq, diesel::QueryableByName)]
+pub struct QueueStats {
+    /// Rows the queue has still to finish, due or not, held by a worker or not.
+    #[diesel(sql_type = BigInt)]
+    pub depth: i64,
+    /// Seconds since the row that has waited longest for a worker became takeable (due, and no
+    /// live lease on it); 0 when none is.
+    #[diesel(sql_type = Double)]
+    pub oldest_age_seconds: f64,
+}
+
+/// [`QueueStats`] of `queue`: its `received` rows; a row waits from the later of its due time and
+/// the expiry of the lease it last had (a worker that died leaves it takeable from then). One
+/// scan of the received rows (the queue's partial index finds them; a healthy queue holds few).
+pub async fn stats(conn: &mut AsyncPgConnection, queue: &QueueTable) -> AppResult<QueueStats> {
+    let table = queue.table;
+    Ok(KeepPrepared(
+        diesel::sql_query(format!(
+            "SELECT count(*) AS depth, \
+                 COALESCE(EXTRACT(EPOCH FROM now() - min(GREATEST(next_attempt_at, lease_expires_at)) \
+                     FILTER (WHERE next_attempt_at <= now() \
+                         AND (lease_expires_at IS NULL OR lease_expires_at <= now())))::float8, 0) \
+                     AS oldest_age_seconds \
+             FROM {table} WHERE state = 'received'"
+        ))
+        .into_boxed::<Pg>(),
+    )
+    .get_result(conn)
+    .await?)
 }
 
 /// The claim of the due row of `queue` that has waited longest and that no live lease holds: its

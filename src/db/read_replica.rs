@@ -103,6 +103,7 @@ impl ReadPools {
                 connect_timeout: settings.connect_timeout.min(REPLICA_CONNECT_TIMEOUT),
                 read_replica_url: None,
                 read_replica_max_lag: settings.read_replica_max_lag,
+                read_replica_lag_sample_interval: settings.read_replica_lag_sample_interval,
             };
             Replica {
                 pool: build_pool(&replica_settings, longest_statement),
@@ -116,6 +117,33 @@ impl ReadPools {
 
     pub fn primary(&self) -> &PgPool {
         &self.primary
+    }
+
+    /// Whether a replica is configured.
+    pub fn has_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// Reads the replica's replay lag into `supportdesk_db_replica_lag_seconds` now, whether or
+    /// not a read asks: the `replica-lag-sampler` task's pass, so that the gauge (and the
+    /// alert on it) moves on an idle service. `None` without a replica. A replica that does not
+    /// answer is passed over by reads for [`REPLICA_PAUSE`], as when a read finds it so; the
+    /// gauge then keeps its last value.
+    pub async fn sample_replica_lag(&self) -> Option<AppResult<Duration>> {
+        let replica = self.replica.as_ref()?;
+        let sampled = async {
+            let mut connection = connection(&replica.pool).await?;
+            let lag = diesel::sql_query(LAG_SQL)
+                .get_result::<Lag>(&mut *connection)
+                .await?;
+            Ok(Duration::from_secs_f64(lag.seconds.max(0.0)))
+        };
+        let sampled: AppResult<Duration> = sampled.await;
+        match &sampled {
+            Ok(lag) => replica.metrics.lag_seconds.set(lag.as_secs_f64()),
+            Err(_) => replica.pause(),
+        }
+        Some(sampled)
     }
 
     /// A connection for a read that tolerates the replica's bounded lag: the replica's when it

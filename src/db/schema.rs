@@ -175,6 +175,7 @@ diesel::table! {
         skip_reason -> Nullable<Text>,
         skipped_at -> Nullable<Timestamptz>,
         dedupe_key -> Nullable<Text>,
+        trace_context -> Nullable<Text>,
     }
 }
 

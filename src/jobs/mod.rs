@@ -24,8 +24,9 @@ pub mod attachment_sweeper;
 pub mod billing_completer;
 pub mod billing_reconciler;
 pub mod idempotency_sweeper;
-pub mod notification_queue_sampler;
 pub mod operation_workers;
+pub mod queue_sampler;
+pub mod replica_lag_sampler;
 pub mod runner;
 pub mod storage_probe;
 
@@ -54,7 +55,7 @@ pub fn periodic_lag_bound(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     /// Every source file of the room, by name.
-    const SOURCES: [(&str, &str); 9] = [
+    const SOURCES: [(&str, &str); 10] = [
         ("mod.rs", include_str!("mod.rs")),
         ("runner.rs", include_str!("runner.rs")),
         ("billing_completer.rs", include_str!("billing_completer.rs")),
@@ -72,9 +73,10 @@ mod tests {
         ),
         ("storage_probe.rs", include_str!("storage_probe.rs")),
         ("operation_workers.rs", include_str!("operation_workers.rs")),
+        ("queue_sampler.rs", include_str!("queue_sampler.rs")),
         (
-            "notification_queue_sampler.rs",
-            include_str!("notification_queue_sampler.rs"),
+            "replica_lag_sampler.rs",
+            include_str!("replica_lag_sampler.rs"),
         ),
     ];
 

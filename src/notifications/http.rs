@@ -35,7 +35,7 @@ use url::Url;
 
 use super::{EmailSender, OutgoingEmail, SendError, SendFuture, Sent};
 use crate::app::traces;
-use crate::breaker::{CallOutcome, CircuitBreaker};
+use crate::breaker::{CallOutcome, CallResult, CircuitBreaker};
 use crate::bulkhead::Bulkhead;
 use crate::configuration::{EmailSettings, HttpEmailSettings};
 use crate::retry::{Budget as _, RetryPolicy, TpsBudget, retry_budget};
@@ -244,23 +244,24 @@ impl HttpSender {
     /// context the request carries as `traceparent`.
     async fn attempt(&self, body: Bytes, key: &str, timeout: Duration) -> Result<Sent, Failure> {
         let span = traces::provider_call("email", "POST", self.endpoint.path());
+        let started = Instant::now();
         let result = self
             .attempt_once(body, key, timeout)
             .instrument(span.clone())
             .await;
-        match &result {
-            Ok(_) => traces::provider_outcome(&span, None, "ok", false),
-            Err(failure) => traces::provider_outcome(
-                &span,
-                None,
+        let (outcome, failed) = match &result {
+            Ok(_) => (CallResult::Ok, false),
+            Err(failure) => (
                 if failure.again_now {
-                    "failed"
+                    CallResult::Failed
                 } else {
-                    "refused"
+                    CallResult::Refused
                 },
                 failure.breaker == CallOutcome::Failure,
             ),
-        }
+        };
+        self.breaker.timed(outcome, started.elapsed());
+        traces::provider_outcome(&span, None, outcome.as_str(), failed);
         result
     }
 

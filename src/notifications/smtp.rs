@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::message::single_line;
 use super::{EmailSender, OutgoingEmail, SendError, SendFuture, Sent};
-use crate::breaker::{CallOutcome, CircuitBreaker};
+use crate::breaker::{CallOutcome, CallResult, CircuitBreaker};
 use crate::bulkhead::Bulkhead;
 use crate::configuration::{EmailSettings, SmtpSettings, SmtpTls};
 
@@ -136,8 +136,10 @@ impl EmailSender for SmtpSender {
                 .map_err(|refused| SendError::CircuitOpen {
                     retry_after: refused.retry_after,
                 })?;
+            let started = Instant::now();
             match self.transport.send(message).await {
                 Ok(_) => {
+                    self.breaker.timed(CallResult::Ok, started.elapsed());
                     permit.record(CallOutcome::Success);
                     Ok(Sent::default())
                 }
@@ -145,6 +147,12 @@ impl EmailSender for SmtpSender {
                     let code = error
                         .status()
                         .and_then(|code| code.to_string().parse().ok());
+                    let result = match code {
+                        Some(500..=599) => CallResult::Refused,
+                        Some(_) => CallResult::Failed,
+                        None => CallResult::NoAnswer,
+                    };
+                    self.breaker.timed(result, started.elapsed());
                     let (failure, outcome) = classify(code, format!("SMTP: {error}"));
                     permit.record(outcome);
                     Err(failure)

@@ -402,11 +402,16 @@ impl TicketCache {
         self.repair().await;
         let read = async {
             let mut connection = self.pool.get().await?;
-            let raw: Option<Vec<u8>> = connection
-                .get(&key)
+            let started = std::time::Instant::now();
+            let raw = connection
+                .get::<_, Option<Vec<u8>>>(&key)
                 .instrument(traces::redis_call("ticket_cache.get", "GET"))
-                .await?;
-            Ok::<_, crate::errors::AppError>(raw)
+                .await;
+            self.metrics
+                .redis_calls()
+                .cache_get
+                .observe(started.elapsed());
+            Ok::<_, crate::errors::AppError>(raw?)
         };
         match read.await {
             Ok(raw) => self.decode(raw.as_deref()),
@@ -467,14 +472,20 @@ impl TicketCache {
 
     async fn store_payload(&self, key: &str, version: i64, payload: &[u8]) -> AppResult<()> {
         let mut connection = self.pool.get().await?;
-        STORE_SCRIPT
+        let started = std::time::Instant::now();
+        let stored = STORE_SCRIPT
             .key(key)
             .arg(payload)
             .arg(version)
             .arg(self.ttl.as_secs().max(1))
             .invoke_async::<i64>(&mut connection)
             .instrument(traces::redis_script("ticket_cache.store"))
-            .await?;
+            .await;
+        self.metrics
+            .redis_calls()
+            .cache_store
+            .observe(started.elapsed());
+        stored?;
         Ok(())
     }
 }

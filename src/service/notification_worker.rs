@@ -30,8 +30,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::app::metrics::Metrics;
+use crate::app::traces;
 use crate::configuration::NotificationWorkerSettings;
 use crate::db::PgPool;
 use crate::db::models::notification::{ClaimedNotification, outbox};
@@ -177,7 +179,14 @@ impl NotificationWorkers {
         }
         // The send ends well within the lease, leaving a quarter of it to record the outcome.
         let deadline = Instant::now() + self.settings.lease * 3 / 4;
-        let result = self.send(&notification, deadline, stop).await;
+        // In the trace of the RPC that queued it, when it stored one.
+        let result = self
+            .send(&notification, deadline, stop)
+            .instrument(traces::resumed(
+                "notification.send",
+                notification.trace_context.as_deref(),
+            ))
+            .await;
         let mut conn = crate::db::connection(&self.pool).await?;
         let (id, attempt) = (notification.id, notification.attempts);
         let kind = notification.kind.as_str();

@@ -30,7 +30,9 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
-use crate::breaker::{BreakerConfig, BreakerPermit, BreakerState, CallOutcome, CircuitBreaker};
+use crate::breaker::{
+    BreakerConfig, BreakerPermit, BreakerState, CallOutcome, CallResult, CircuitBreaker,
+};
 use crate::bulkhead::{Bulkhead, BulkheadFull};
 use crate::configuration::StorageSettings;
 use crate::errors::{AppError, Dependency};
@@ -489,15 +491,36 @@ impl ObjectStorage {
     {
         let deadline = deadline.min(Instant::now() + self.timeout);
         self.sent.fetch_add(1, Ordering::Relaxed);
-        let outcome = match tokio::time::timeout_at(deadline, call).await {
-            Ok(Ok(value)) if value.server_error() => Err(StorageError::Unavailable(
-                anyhow::anyhow!("the store answered {}", value.describe()),
-            )),
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(StorageError::Unavailable(error.into())),
-            Err(_) => Err(StorageError::Unavailable(anyhow::anyhow!(
-                "no answer from the store in time"
-            ))),
+        let started = Instant::now();
+        let answer = tokio::time::timeout_at(deadline, call).await;
+        let took = started.elapsed();
+        let outcome = match answer {
+            Ok(Ok(value)) if value.server_error() => {
+                self.breaker.timed(CallResult::Failed, took);
+                Err(StorageError::Unavailable(anyhow::anyhow!(
+                    "the store answered {}",
+                    value.describe()
+                )))
+            }
+            Ok(Ok(value)) => {
+                let result = if value.client_error() {
+                    CallResult::Refused
+                } else {
+                    CallResult::Ok
+                };
+                self.breaker.timed(result, took);
+                Ok(value)
+            }
+            Ok(Err(error)) => {
+                self.breaker.timed(CallResult::NoAnswer, took);
+                Err(StorageError::Unavailable(error.into()))
+            }
+            Err(_) => {
+                self.breaker.timed(CallResult::NoAnswer, took);
+                Err(StorageError::Unavailable(anyhow::anyhow!(
+                    "no answer from the store in time"
+                )))
+            }
         };
         permit.record(if outcome.is_ok() {
             CallOutcome::Success
@@ -519,15 +542,22 @@ impl ObjectStorage {
     }
 }
 
-/// What [`ObjectStorage::bounded`] needs to know of a call's result: whether the store failed.
+/// What [`ObjectStorage::bounded`] needs to know of a call's result: whether the store failed,
+/// and (for its latency's `outcome`) whether it refused the request.
 trait StatusLike {
     fn server_error(&self) -> bool;
     fn describe(&self) -> String;
+    fn client_error(&self) -> bool {
+        false
+    }
 }
 
 impl StatusLike for reqwest::StatusCode {
     fn server_error(&self) -> bool {
         self.is_server_error()
+    }
+    fn client_error(&self) -> bool {
+        self.is_client_error()
     }
     fn describe(&self) -> String {
         self.to_string()
@@ -549,6 +579,9 @@ impl StatusLike for BucketAnswer {
 impl StatusLike for Result<Option<StoredObject>, reqwest::StatusCode> {
     fn server_error(&self) -> bool {
         matches!(self, Err(status) if status.is_server_error())
+    }
+    fn client_error(&self) -> bool {
+        matches!(self, Err(status) if status.is_client_error())
     }
     fn describe(&self) -> String {
         match self {

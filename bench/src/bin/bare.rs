@@ -632,6 +632,7 @@ async fn main() -> anyhow::Result<()> {
             connect_timeout: Duration::from_secs(30),
             read_replica_url: None,
             read_replica_max_lag: Duration::from_secs(5),
+            read_replica_lag_sample_interval: Duration::from_secs(5),
         },
         Duration::from_secs(10),
     );

@@ -27,7 +27,7 @@ use super::provider::{
     Refund, RefundStatus,
 };
 use crate::app::traces;
-use crate::breaker::{BreakerConfig, CallOutcome, CircuitBreaker};
+use crate::breaker::{BreakerConfig, CallOutcome, CallResult, CircuitBreaker};
 use crate::bulkhead::Bulkhead;
 use crate::configuration::PaymentProviderSettings;
 use crate::domain::Money;
@@ -207,24 +207,31 @@ impl StripeHttpProvider {
     async fn attempt(&self, request: &HttpRequest, timeout: Duration) -> Result<Answer, Failure> {
         let method = if request.is_post() { "POST" } else { "GET" };
         let span = traces::provider_call("payments", method, &request.path);
+        let started = Instant::now();
         let result = self
             .attempt_once(request, timeout)
             .instrument(span.clone())
             .await;
-        match &result {
-            Ok(answer) => {
-                let status = answer.status.as_u16();
-                let outcome = if answer.status.is_success() {
-                    "ok"
+        let (status, outcome) = match &result {
+            Ok(answer) => (
+                Some(answer.status.as_u16()),
+                if answer.status.is_success() {
+                    CallResult::Ok
                 } else if answer.status.is_client_error() {
-                    "refused"
+                    CallResult::Refused
                 } else {
-                    "failed"
-                };
-                traces::provider_outcome(&span, Some(status), outcome, status >= 500);
-            }
-            Err(_) => traces::provider_outcome(&span, None, "no_answer", true),
-        }
+                    CallResult::Failed
+                },
+            ),
+            Err(_) => (None, CallResult::NoAnswer),
+        };
+        self.breaker.timed(outcome, started.elapsed());
+        traces::provider_outcome(
+            &span,
+            status,
+            outcome.as_str(),
+            status.is_none_or(|status| status >= 500),
+        );
         result
     }
 

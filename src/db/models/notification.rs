@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Double, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -35,6 +35,7 @@ pub const NOTIFICATION_QUEUE: QueueTable = QueueTable {
 /// recipient turned this kind off (only the optional kinds, [`NotificationKind::is_optional`]:
 /// `comment_added`), NULL to send.
 const CLAIMED_COLUMNS: &str = "id, kind, recipient_address, data, message_id, ticket_id, attempts, \
+     trace_context, \
      CASE WHEN EXISTS (SELECT 1 FROM email_suppressions AS s \
                        WHERE s.account_id = notifications.account_id \
                          AND s.address = lower(notifications.recipient_address)) \
@@ -149,18 +150,10 @@ pub struct ClaimedNotification {
     /// Why it must not be sent ([`SkipReason`]'s text), `None` to send it.
     #[diesel(sql_type = Nullable<Text>)]
     pub skip: Option<String>,
-}
-
-/// The queue as operators watch it (`/metrics`): what waits, and for how long the most overdue
-/// has been due.
-#[derive(Clone, Copy, Debug, PartialEq, QueryableByName)]
-pub struct QueueStats {
-    /// Notifications waiting to be sent (`received`), due or not.
-    #[diesel(sql_type = BigInt)]
-    pub depth: i64,
-    /// Seconds since the longest-due notification became due; 0 when none is due.
-    #[diesel(sql_type = Double)]
-    pub oldest_due_age_seconds: f64,
+    /// The `traceparent` of the span whose transaction queued it (traces on only): its send's
+    /// span joins that trace.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub trace_context: Option<String>,
 }
 
 impl NotificationRow {
@@ -421,20 +414,6 @@ pub mod outbox {
             }
         }
         Ok(sent)
-    }
-
-    /// How deep the queue is and how overdue its oldest due notification (one index scan of
-    /// the received rows).
-    pub async fn stats(conn: &mut AsyncPgConnection) -> AppResult<QueueStats> {
-        Ok(KeepPrepared(diesel::sql_query(
-            "SELECT count(*) AS depth, \
-                 COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at) \
-                     FILTER (WHERE next_attempt_at <= now()))::double precision, 0) \
-                     AS oldest_due_age_seconds \
-             FROM notifications WHERE state = 'received'",
-        ))
-        .get_result(conn)
-        .await?)
     }
 
     /// Records a failed attempt that may succeed later ([`queue::record_failure`]).

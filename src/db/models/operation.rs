@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::corrupt;
 use crate::db::KeepPrepared;
+use crate::db::queue::QueueStats;
 use crate::db::schema::operations;
 use crate::domain::{
     AccountId, Actor, ApiKeyId, ImportFormat, InvalidValue, Operation, OperationFailure,
@@ -338,6 +339,21 @@ impl OperationRow {
         .execute(conn)
         .await?;
         Ok(Some(operation.state))
+    }
+
+    /// The operations queue as the queue sampler reads it ([`QueueStats`]): every unfinished
+    /// operation (`queued` or `running`); one waits while no live lease holds it, since its
+    /// creation or since its last lease ran out (its worker stopped or died).
+    pub async fn queue_stats(conn: &mut AsyncPgConnection) -> AppResult<QueueStats> {
+        Ok(KeepPrepared(diesel::sql_query(
+            "SELECT count(*) AS depth, \
+                 COALESCE(EXTRACT(EPOCH FROM now() - min(COALESCE(lease_expires_at, created_at)) \
+                     FILTER (WHERE lease_expires_at IS NULL OR lease_expires_at < now()))::float8, 0) \
+                     AS oldest_age_seconds \
+             FROM operations WHERE state IN ('queued', 'running')",
+        ))
+        .get_result(conn)
+        .await?)
     }
 
     /// Claims the oldest unfinished operation whose lease is free or expired, for `worker`

@@ -18,6 +18,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::KeepPrepared;
+use crate::db::queue::QueueStats;
 use crate::errors::AppResult;
 
 /// Which table's rows are leased.
@@ -106,6 +107,25 @@ impl Leased {
             Self::Refunds => &REFUNDS,
         }
     }
+}
+
+/// The completer's queue as the queue sampler reads it ([`QueueStats`]): every pending charge
+/// and refund; one waits once due (`next_attempt_at`) while no live send lease holds it, from
+/// the later of its due time and its last lease's expiry.
+pub async fn pending_stats(conn: &mut AsyncPgConnection) -> AppResult<QueueStats> {
+    Ok(KeepPrepared(diesel::sql_query(
+        "SELECT count(*) AS depth, \
+             COALESCE(EXTRACT(EPOCH FROM now() - min(GREATEST(next_attempt_at, send_lease_until)) \
+                 FILTER (WHERE next_attempt_at <= now() \
+                     AND (send_lease_until IS NULL OR send_lease_until <= now())))::float8, 0) \
+                 AS oldest_age_seconds \
+         FROM (SELECT next_attempt_at, send_lease_until FROM charges WHERE status = 'pending' \
+               UNION ALL \
+               SELECT next_attempt_at, send_lease_until FROM refunds WHERE status = 'pending') \
+              AS pending",
+    ))
+    .get_result(conn)
+    .await?)
 }
 
 /// Takes the send lease of the pending row `id` of `account_id` for `lease`; `None` when the row

@@ -34,8 +34,22 @@ async fn app_on_the_pair(database: &str, max_lag: Duration) -> TestApp {
         settings.database.url = SecretString::from(primary);
         settings.database.read_replica_url = Some(SecretString::from(replica));
         settings.database.read_replica_max_lag = max_lag;
+        settings.database.read_replica_lag_sample_interval = Duration::from_millis(50);
     })
     .await
+}
+
+/// Reads that asked which server to use: none on an instance that served no dashboard.
+fn reads(scrape: &Scrape) -> u64 {
+    [
+        r#"supportdesk_db_replica_reads_total{target="replica"}"#,
+        r#"supportdesk_db_replica_reads_total{target="primary"}"#,
+        r#"supportdesk_db_replica_fallbacks_total{reason="lagging"}"#,
+        r#"supportdesk_db_replica_fallbacks_total{reason="unreachable"}"#,
+    ]
+    .into_iter()
+    .map(|series| scrape.get(series))
+    .sum()
 }
 
 /// The ticket panel's created count of today, and where it was read.
@@ -65,6 +79,11 @@ async fn panels_read_a_fresh_replica_and_the_primary_when_it_lags_past_the_bound
     let database = database_on_the_primary().await;
     let tolerant = app_on_the_pair(&database, Duration::from_secs(3600)).await;
     let strict = app_on_the_pair(&database, Duration::from_millis(1)).await;
+    // An instance nobody asks for a dashboard: only its lag sampler reads the replica.
+    let idle = app_on_the_pair(&database, Duration::from_secs(3600)).await;
+    let sampler =
+        r#"supportdesk_job_runner_task_state{task="replica-lag-sampler",state="running"}"#;
+    assert_eq!(Scrape::of(&idle).await.get(sampler), 1);
     tolerant.create_ticket("replicated").await;
     strict.create_ticket("replicated").await;
     REPLICA_PAIR.wait_for_replay().await;
@@ -85,6 +104,16 @@ async fn panels_read_a_fresh_replica_and_the_primary_when_it_lags_past_the_bound
             .staleness
             .is_some_and(|staleness| staleness != prost_types::Duration::default())
     })
+    .await;
+    // The idle instance's gauge moves too, though it served no read: the sampler asked.
+    crate::support::wait_until(
+        "the idle instance samples the lag",
+        crate::support::PATIENCE,
+        || async {
+            let scrape = Scrape::of(&idle).await;
+            scrape.0["supportdesk_db_replica_lag_seconds"] > 0.0 && reads(&scrape) == 0
+        },
+    )
     .await;
     // Within the tolerant bound the replica answers, stale, and says how stale.
     let (created, source) = created_and_source(&tolerant).await;

@@ -229,17 +229,17 @@ async fn the_queue_sampler_reports_how_many_notifications_wait_and_how_long_the_
  {
     let app = TestApp::spawn_with(|settings| {
         with_metrics(settings);
-        settings.notifications.queue_sample_interval = Duration::from_millis(50);
+        settings.server.queue_sample_interval = Duration::from_millis(50);
     })
     .await;
     app.create_ticket("held one").await;
     app.create_ticket("held two").await;
     wait_until("the sampler sees both, overdue", PATIENCE, async || {
         let scrape = Scrape::of(&app).await;
-        scrape.get("supportdesk_notifications_queue_depth") == 2
+        scrape.get(r#"supportdesk_queue_depth{queue="notifications"}"#) == 2
             && scrape
                 .0
-                .get("supportdesk_notifications_oldest_due_age_seconds")
+                .get(r#"supportdesk_queue_oldest_age_seconds{queue="notifications"}"#)
                 .is_some_and(|age| *age >= 0.2)
     })
     .await;

@@ -24,7 +24,7 @@ const SERVICE_TASKS: [&str; 11] = [
     "health-gates",
     "idempotency-sweeper",
     "metrics-endpoint",
-    "notification-queue-sampler",
+    "queue-sampler",
     "storage-probe",
     "ticket-cache-repair",
     "webhook-workers",

@@ -317,4 +317,186 @@ async fn the_database_pool_shows_a_checkout_waiting_and_counts_its_wait_and_the_
     assert!(after.get(WAITED) - before.get(WAITED) >= 1);
     let waited_for = after.0[WAIT_SECONDS] - before.0[WAIT_SECONDS];
     assert!(waited_for > 0.0, "waited {waited_for} s");
+    // The histogram saw the read's checkout, which waited through at least a scrape and the
+    // lock's release: longer than the 1.6 ms bucket.
+    let over = |scrape: &Scrape| {
+        scrape.get("supportdesk_db_pool_checkout_duration_seconds_count")
+            - scrape.get(r#"supportdesk_db_pool_checkout_duration_seconds_bucket{le="0.0016"}"#)
+    };
+    assert!(over(&after) - over(&before) >= 1);
+    assert!(
+        after.get("supportdesk_db_pool_checkout_duration_seconds_count")
+            - before.get("supportdesk_db_pool_checkout_duration_seconds_count")
+            >= 2,
+        "both RPCs' checkouts are timed"
+    );
+}
+
+/// Runs `sql` on the test's database.
+async fn run(app: &TestApp, sql: &str) {
+    let mut conn = app.database.connect().await;
+    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
+/// The depth and oldest age the sampler last reported for `queue`.
+fn queue(scrape: &Scrape, queue: &str) -> (u64, f64) {
+    (
+        scrape.get(&format!(r#"supportdesk_queue_depth{{queue="{queue}"}}"#)),
+        scrape.0[&format!(r#"supportdesk_queue_oldest_age_seconds{{queue="{queue}"}}"#)],
+    )
+}
+
+/// True when `age` is `waited` seconds, give or take the time the test took since seeding.
+fn about(age: f64, waited: f64) -> bool {
+    age >= waited && age < waited + PATIENCE.as_secs_f64()
+}
+
+#[tokio::test]
+async fn the_queue_sampler_reports_each_queues_depth_and_how_long_its_longest_waiting_row_waited() {
+    let app = TestApp::spawn_with(|settings| {
+        with_metrics(settings);
+        settings.server.queue_sample_interval = Duration::from_millis(50);
+        // Nothing takes the seeded rows: no webhook or operation workers, no completer pass.
+        settings.webhook_workers.workers = 0;
+        settings.operations.workers = 0;
+        settings.billing_completer_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let account = app.account_id.to_string();
+    let customer = app.admin.id.to_string();
+    // Webhooks: one due for two minutes; one not due yet; one long due but held by a live
+    // lease; one processed.
+    run(
+        &app,
+        "INSERT INTO webhook_events (id, event_type, payload, provider_created_at, \
+             next_attempt_at, lease_expires_at, state, processed_at) VALUES \
+         ('evt_due', 't', '', now(), now() - interval '120 s', NULL, 'received', NULL), \
+         ('evt_later', 't', '', now(), now() + interval '1 h', NULL, 'received', NULL), \
+         ('evt_held', 't', '', now(), now() - interval '1 h', now() + interval '1 h', 'received', NULL), \
+         ('evt_done', 't', '', now(), now() - interval '1 h', NULL, 'processed', now())",
+    )
+    .await;
+    // Operations: one queued five minutes ago; one running under a live lease; one done.
+    run(
+        &app,
+        &format!(
+            "INSERT INTO operations (id, account_id, kind, format, state, created_at, \
+                 lease_expires_at, done_at) VALUES \
+             (gen_random_uuid(), '{account}', 'import_tickets', 'ndjson', 'queued', now() - interval '300 s', NULL, NULL), \
+             (gen_random_uuid(), '{account}', 'import_tickets', 'ndjson', 'running', now() - interval '1 h', now() + interval '1 h', NULL), \
+             (gen_random_uuid(), '{account}', 'import_tickets', 'ndjson', 'succeeded', now() - interval '1 h', NULL, now())"
+        ),
+    )
+    .await;
+    // The completer: a pending charge due for a minute; one long due but held by a live send
+    // lease (its RPC is calling the provider); a settled one.
+    run(
+        &app,
+        &format!(
+            "INSERT INTO charges (id, account_id, customer_id, amount_minor, currency, \
+                 payment_method, status, provider_payment_id, next_attempt_at, \
+                 send_lease_token, send_lease_until) VALUES \
+             (gen_random_uuid(), '{account}', '{customer}', 100, 'EUR', 'pm_card', 'pending', NULL, now() - interval '60 s', NULL, NULL), \
+             (gen_random_uuid(), '{account}', '{customer}', 100, 'EUR', 'pm_card', 'pending', NULL, now() - interval '1 h', gen_random_uuid(), now() + interval '1 h'), \
+             (gen_random_uuid(), '{account}', '{customer}', 100, 'EUR', 'pm_card', 'succeeded', 'pi_1', now() - interval '1 h', NULL, NULL)"
+        ),
+    )
+    .await;
+
+    wait_until("the sampler reads every queue", PATIENCE, async || {
+        let scrape = Scrape::of(&app).await;
+        let (webhooks, waited) = queue(&scrape, "webhooks");
+        let webhooks = webhooks == 3 && about(waited, 120.0);
+        let (operations, waited) = queue(&scrape, "operations");
+        let operations = operations == 2 && about(waited, 300.0);
+        let (completer, waited) = queue(&scrape, "completer");
+        let completer = completer == 2 && about(waited, 60.0);
+        webhooks && operations && completer && queue(&scrape, "notifications") == (0, 0.0)
+    })
+    .await;
+
+    // Applied: the webhook queue keeps what is not due or is held, and nothing waits there.
+    run(
+        &app,
+        "UPDATE webhook_events SET state = 'processed', processed_at = now() WHERE id = 'evt_due'",
+    )
+    .await;
+    wait_until("the sampler sees the event applied", PATIENCE, async || {
+        queue(&Scrape::of(&app).await, "webhooks") == (2, 0.0)
+    })
+    .await;
+}
+
+/// The count of the histogram series `name{labels}`.
+fn observed(scrape: &Scrape, name: &str, labels: &str) -> u64 {
+    scrape.get(&format!("{name}_count{{{labels}}}"))
+}
+
+#[tokio::test]
+async fn each_redis_call_and_each_provider_call_is_timed_by_purpose_and_outcome() {
+    let app = TestApp::spawn_with(with_metrics).await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let before = Scrape::of(&app).await;
+    let redis = |scrape: &Scrape, purpose: &str| {
+        observed(
+            scrape,
+            "supportdesk_redis_call_duration_seconds",
+            &format!(r#"purpose="{purpose}""#),
+        )
+    };
+    let payments = |scrape: &Scrape, outcome: &str| {
+        observed(
+            scrape,
+            "supportdesk_provider_call_duration_seconds",
+            &format!(r#"provider="payments",outcome="{outcome}""#),
+        )
+    };
+
+    // One charge paid, one declined: one call to the provider each.
+    let paid = app
+        .billing
+        .clone()
+        .create_charge(crate::support::keyed(app.as_admin(
+            crate::support::charge_request(&customer.id.to_string(), 1_000, "EUR"),
+        )))
+        .await
+        .expect("charged")
+        .into_inner();
+    assert_eq!(paid.status(), v1::ChargeStatus::Succeeded);
+    let mut declined = crate::support::charge_request(&customer.id.to_string(), 500, "EUR");
+    declined.charge.as_mut().expect("a charge").payment_method =
+        "pm_card_chargeDeclinedInsufficientFunds".to_owned();
+    let declined = app
+        .billing
+        .clone()
+        .create_charge(crate::support::keyed(app.as_admin(declined)))
+        .await;
+    assert_eq!(
+        declined.expect_err("declined").code(),
+        Code::FailedPrecondition
+    );
+
+    let after = Scrape::of(&app).await;
+    let decisions = |scrape: &Scrape| scrape.get(ALLOWED) + scrape.get(REFUSED);
+    assert_eq!(
+        redis(&after, "admission.admit") - redis(&before, "admission.admit"),
+        decisions(&after) - decisions(&before),
+        "one admission script per decision"
+    );
+    assert_eq!(
+        redis(&after, "admission.admit") - redis(&before, "admission.admit"),
+        2
+    );
+    assert_eq!(payments(&after, "ok") - payments(&before, "ok"), 1);
+    assert_eq!(
+        payments(&after, "refused") - payments(&before, "refused"),
+        1
+    );
+    assert_eq!(payments(&after, "failed"), payments(&before, "failed"));
+    assert_eq!(
+        payments(&after, "no_answer"),
+        payments(&before, "no_answer")
+    );
 }

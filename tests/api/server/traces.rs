@@ -14,10 +14,11 @@ use uuid::Uuid;
 
 use crate::support::binary::{Running, sign_up_through};
 use crate::support::otlp::{CLIENT, OtlpReceiver, ReceivedSpan, SERVER};
-use crate::support::{TEST_PASSWORD, TestDatabase};
+use crate::support::{PATIENCE, TEST_PASSWORD, TestDatabase};
 
 const CREATE_CHARGE: &str = "supportdesk.v1.BillingService/CreateCharge";
 const LIST_TICKETS: &str = "supportdesk.v1.TicketService/ListTickets";
+const CREATE_TICKET: &str = "supportdesk.v1.TicketService/CreateTicket";
 
 /// The spans of `trace_id`.
 fn trace<'a>(spans: &'a [ReceivedSpan], trace_id: &str) -> Vec<&'a ReceivedSpan> {
@@ -214,6 +215,108 @@ async fn a_charge_is_one_trace_linking_the_rpc_its_sql_and_the_payment_provider_
         .expect("the charge's rpc answered line");
     assert_eq!(answered["trace_id"], rpc.trace_id.as_str(), "{answered}");
     assert_eq!(answered["span_id"], rpc.span_id.as_str(), "{answered}");
+}
+
+#[tokio::test]
+async fn a_notification_sent_later_by_a_worker_is_in_the_trace_of_the_rpc_that_queued_it() {
+    let receiver = OtlpReceiver::start();
+    let database = TestDatabase::create().await;
+    let email = crate::support::email_api::start_email_api().await;
+    let endpoint = receiver.endpoint();
+    let api_url = email.base_url();
+    let running = Running::start(
+        &database,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("EMAIL_PROVIDER", "http"),
+            ("EMAIL_API_URL", api_url.as_str()),
+            ("EMAIL_API_KEY", email.api_key()),
+            ("EMAIL_FROM", "Support <support@desk.example.com>"),
+            ("PUBLIC_BASE_URL", "https://desk.example.com/"),
+            ("NOTIFICATION_POLL_INTERVAL_MS", "100"),
+            ("SHUTDOWN_DELAY_MS", "0"),
+        ],
+    );
+    let channel = running.channel().await;
+    running.wait_for_health("Serving").await;
+    let admin = sign_up_through(&channel).await;
+    let mut request = admin.request(crate::support::valid_create_request("Traced mail"));
+    request
+        .metadata_mut()
+        .insert("x-request-id", "queued-a-mail".parse().unwrap());
+    TicketServiceClient::new(channel)
+        .create_ticket(request)
+        .await
+        .expect("created");
+
+    // The acknowledgement is sent by a worker, in a transaction of its own.
+    crate::support::wait_until(
+        "the email API receives the acknowledgement",
+        PATIENCE,
+        || {
+            let sent = email.requests().len();
+            async move { sent == 1 }
+        },
+    )
+    .await;
+    let spans = receiver
+        .wait_for("the RPC's span and the send's", |spans| {
+            rpc_span(spans, "queued-a-mail").is_some_and(|rpc| {
+                spans.iter().any(|span| {
+                    span.trace_id == rpc.trace_id
+                        && span.attribute("provider").as_deref() == Some("email")
+                })
+            })
+        })
+        .await;
+    let rpc = rpc_span(&spans, "queued-a-mail").expect("the RPC's span");
+    assert_eq!(rpc.name, CREATE_TICKET);
+    let one_trace = trace(&spans, &rpc.trace_id);
+    let send = one_trace
+        .iter()
+        .find(|span| span.name == "notification.send")
+        .expect("the worker's send is in the RPC's trace");
+    assert_eq!(
+        send.parent_span_id, rpc.span_id,
+        "a child of the RPC's span"
+    );
+    let provider: Vec<&&ReceivedSpan> = one_trace
+        .iter()
+        .filter(|span| span.attribute("provider").as_deref() == Some("email"))
+        .collect();
+    assert_eq!(provider.len(), 1, "one attempt: {provider:#?}");
+    let provider = provider[0];
+    assert_eq!(provider.name, "email POST");
+    assert_eq!(provider.kind, CLIENT);
+    assert!(descends_from(&one_trace, provider, &send.span_id));
+    assert_eq!(provider.attribute("outcome").as_deref(), Some("ok"));
+
+    // The provider received the RPC's trace: its parent is the email call's span.
+    let received: Vec<Option<String>> = email
+        .requests()
+        .into_iter()
+        .map(|request| request.traceparent)
+        .collect();
+    assert_eq!(
+        received,
+        [Some(format!("00-{}-{}-01", rpc.trace_id, provider.span_id))]
+    );
+    // Where it lives: the row keeps the RPC's trace context.
+    assert_eq!(
+        crate::support::count_of(
+            &database,
+            &format!(
+                "SELECT count(*) AS count FROM notifications \
+                 WHERE trace_context LIKE '00-{}-%'",
+                rpc.trace_id
+            ),
+        )
+        .await,
+        1
+    );
+    running.terminate();
+    let (code, _, stderr) = running.wait();
+    assert_eq!(code, Some(0), "clean exit; stderr: {stderr}");
 }
 
 #[tokio::test]
