@@ -28,6 +28,10 @@ pub struct BenchData {
     pub admin: Principal,
     pub customers: Vec<Principal>,
     pub tickets: Vec<TicketRef>,
+    /// The search texts of the read-volume scenarios (`bench/run --read-volume` draws them;
+    /// src/read_volume.rs asks them).
+    #[serde(default)]
+    pub searches: Vec<String>,
 }
 
 impl BenchData {

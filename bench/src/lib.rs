@@ -7,6 +7,7 @@ pub mod data;
 pub mod load;
 pub mod probes;
 pub mod profile;
+pub mod read_volume;
 pub mod report;
 pub mod rest;
 pub mod scenario;

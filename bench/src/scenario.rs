@@ -18,6 +18,7 @@ use crate::data::BenchData;
 use crate::hello::HelloRequest;
 use crate::hello::greeter_client::GreeterClient;
 use crate::load::{CALL_TIMEOUT, Label, Outcome, Scenario, Worker, bearer, connect_many};
+use crate::read_volume::ReadCall;
 use crate::rest::HttpConnection;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -37,11 +38,39 @@ pub enum ScenarioName {
     RestGetTicket,
     /// `GET /v1/hello/{name}` through Envoy, HTTP/1.1.
     RestHello,
+    /// SearchTickets of the data's searches as the admin (src/read_volume.rs).
+    SearchTicketsAgent,
+    /// SearchTickets of the data's searches as a random customer: their own tickets.
+    SearchTicketsCustomer,
+    /// GetRevenue by day over the last 365 days, as the admin.
+    GetRevenueYear,
+    /// GetTicketStats over the last 30 days (the dashboard's default), as the admin.
+    GetTicketStatsMonth,
+    /// GetTicketStats over the last 365 days, as the admin.
+    GetTicketStatsYear,
 }
 
 impl ScenarioName {
     pub fn is_rest(self) -> bool {
         matches!(self, Self::RestGetTicket | Self::RestHello)
+    }
+
+    /// The call of a read-volume scenario (src/read_volume.rs), if it is one.
+    pub fn read_call(self) -> Option<ReadCall> {
+        match self {
+            Self::SearchTicketsAgent => Some(ReadCall::SearchAsAgent),
+            Self::SearchTicketsCustomer => Some(ReadCall::SearchAsCustomer),
+            Self::GetRevenueYear => Some(ReadCall::RevenueYear),
+            Self::GetTicketStatsMonth => Some(ReadCall::TicketStatsMonth),
+            Self::GetTicketStatsYear => Some(ReadCall::TicketStatsYear),
+            Self::Hello
+            | Self::GetTicket
+            | Self::ListTickets
+            | Self::GetCurrentUser
+            | Self::CreateTicket
+            | Self::RestGetTicket
+            | Self::RestHello => None,
+        }
     }
 
     pub fn needs_data(self) -> bool {
@@ -68,6 +97,9 @@ pub async fn build(
         data.clone()
             .ok_or_else(|| anyhow::anyhow!("scenario {name:?} needs --data FILE"))
     };
+    if let Some(call) = name.read_call() {
+        return crate::read_volume::build(call, addr, connections, &needs_data()?).await;
+    }
     if name.is_rest() {
         let targets = match name {
             ScenarioName::RestGetTicket => {
@@ -249,7 +281,13 @@ impl Worker for GrpcWorker {
                 }
                 label(self.tickets.create_ticket(request).await)
             }
-            ScenarioName::RestGetTicket | ScenarioName::RestHello => Outcome::of(Label::Transport),
+            ScenarioName::RestGetTicket
+            | ScenarioName::RestHello
+            | ScenarioName::SearchTicketsAgent
+            | ScenarioName::SearchTicketsCustomer
+            | ScenarioName::GetRevenueYear
+            | ScenarioName::GetTicketStatsMonth
+            | ScenarioName::GetTicketStatsYear => Outcome::of(Label::Transport),
         }
     }
 }

@@ -133,6 +133,7 @@ pub async fn populate(addr: &str, plan: &SetupPlan) -> anyhow::Result<BenchData>
         admin,
         customers,
         tickets: ticket_refs,
+        searches: Vec::new(),
     })
 }
 
@@ -182,6 +183,7 @@ pub async fn collect(
         admin: user,
         customers: Vec::new(),
         tickets: collected,
+        searches: Vec::new(),
     })
 }
 

@@ -477,17 +477,22 @@ impl TicketRow {
         limit: i64,
     ) -> AppResult<Vec<SearchHit>> {
         let filter = &search.filter;
+        // The query is written out at each use, never taken from a CTE: the planner then folds
+        // it to a constant and estimates how many tickets it matches from the column's
+        // statistics. Behind a CTE it guessed 5,000 for every text, and a customer's search for
+        // a common word read the GIN index's hundreds of thousands of entries to intersect
+        // them with their hundred tickets (docs/performance.md, "Read volume").
         let mut query = diesel::sql_query(format!(
-            "WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query) \
-             SELECT s.*, ts_headline('english', \
-             s.subject || E'\\n' || s.description || E'\\n' || s.public_comments, q.query, \
+            "SELECT s.*, ts_headline('english', \
+             s.subject || E'\\n' || s.description || E'\\n' || s.public_comments, \
+             websearch_to_tsquery('english', $1), \
              'StartSel={MATCH_START}, StopSel={MATCH_END}, MaxWords=35, MinWords=15, \
              MaxFragments=2, FragmentDelimiter=\" … \"') AS headline \
              FROM (SELECT {TICKET_COLUMNS}, t.public_comments, u.email, \
-             ts_rank(t.search_document, q.query) AS relevance \
-             FROM tickets t JOIN users u ON u.id = t.requester_id, q \
+             ts_rank(t.search_document, websearch_to_tsquery('english', $1)) AS relevance \
+             FROM tickets t JOIN users u ON u.id = t.requester_id \
              WHERE t.account_id = $2 AND t.deleted_at IS NULL \
-             AND t.search_document @@ q.query"
+             AND t.search_document @@ websearch_to_tsquery('english', $1)"
         ))
         .into_boxed()
         .bind::<sql_types::Text, _>(search.text.as_str().to_owned())
@@ -542,7 +547,7 @@ impl TicketRow {
                 .sql(format!(" AND t.created_at < {}", param()))
                 .bind::<sql_types::Timestamptz, _>(created_before.get());
         }
-        query = query.sql(") s, q");
+        query = query.sql(") s");
         if let Some(after) = after {
             let (relevance, again, id) = (param(), param(), param());
             query = query
