@@ -13,6 +13,8 @@ pub mod rest;
 pub mod scenario;
 pub mod setup;
 pub mod table;
+pub mod volume;
+pub mod wire_bytes;
 
 /// `bench.hello.v1`: the Greeter of `proto/hello.proto`.
 pub mod hello {

@@ -87,6 +87,15 @@ enum Command {
         #[arg(long, default_value_t = 12)]
         top: usize,
     },
+    /// Tickets at volume (bench/run --volume): the import file, ImportTickets, the same rows
+    /// by CreateTicket, ExportTickets with the service's RSS sampled.
+    Volume {
+        #[command(subcommand)]
+        command: supportdesk_bench::volume::VolumeCommand,
+    },
+    /// Bytes on the wire of a page of tickets: gRPC plain, gzip and zstd, and REST through
+    /// Envoy with and without Accept-Encoding, each counted through a TCP proxy.
+    WireBytes(supportdesk_bench::wire_bytes::WireBytesArgs),
 }
 
 #[derive(Args)]
@@ -200,6 +209,8 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Volume { command } => supportdesk_bench::volume::run(command).await,
+        Command::WireBytes(args) => supportdesk_bench::wire_bytes::run(args).await,
         Command::CpuTicks { of } => {
             let ticks = cpu_ticks_of_tree(of).ok_or_else(|| anyhow::anyhow!("no process {of}"))?;
             println!("{ticks}");

@@ -3,15 +3,21 @@
 //! newline-delimited JSON; read masks on GetTicket, ListTickets and the export.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
+use supportdesk::errors::Reason;
 use supportdesk::service::EXPORT_BATCH;
 use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 use tonic::Code;
+use tonic::transport::Endpoint;
 
 use crate::support::envoy::Envoy;
-use crate::support::{TestApp, violated_fields};
+use crate::support::{
+    PATIENCE, Scrape, TestApp, assert_reason, count_of, violated_fields, wait_until, with_metrics,
+};
 
 /// Inserts `count` tickets raised by the app's admin straight into PostgreSQL (the export is
 /// about reading many; creating them one RPC at a time would only slow the test), returning
@@ -129,6 +135,111 @@ async fn an_export_holds_exactly_the_tickets_committed_before_it_began_while_tic
     let mut sorted = times.clone();
     sorted.sort();
     assert_eq!(times, sorted, "oldest first, as asked");
+}
+
+/// How many of the service's connections to the test database are inside a transaction (an
+/// export's snapshot, open or running its next batch).
+async fn backends_in_a_transaction(app: &TestApp) -> i64 {
+    count_of(
+        &app.database,
+        "SELECT count(*) AS count FROM pg_stat_activity WHERE datname = current_database() \
+         AND pid <> pg_backend_pid() AND xact_start IS NOT NULL",
+    )
+    .await
+}
+
+const POOL_IN_USE: &str = r#"supportdesk_db_pool_connections{state="in_use"}"#;
+
+#[tokio::test]
+async fn a_slow_reader_of_an_export_that_outlives_its_limit_gets_deadline_exceeded_after_the_tickets_it_had_and_no_connection_stays_held()
+ {
+    let limit = Duration::from_secs(3);
+    let app = TestApp::spawn_with(|settings| {
+        with_metrics(settings);
+        settings.tickets.export_max_duration = limit;
+    })
+    .await;
+    let total = 20 * EXPORT_BATCH;
+    insert_tickets(&app, total, "slow").await;
+    // A reader whose HTTP/2 windows hold 16 KiB: once they and the service's send buffer are
+    // full, the service can hand it nothing more, and its reading task waits on the channel.
+    let channel = Endpoint::from_shared(format!("http://{}", app.address))
+        .expect("a valid uri")
+        .initial_stream_window_size(Some(16 * 1024))
+        .initial_connection_window_size(Some(16 * 1024))
+        .connect()
+        .await
+        .expect("connect");
+    let started = tokio::time::Instant::now();
+    let mut stream = TicketServiceClient::new(channel)
+        .export_tickets(app.as_admin(v1::ExportTicketsRequest {
+            order_by: "create_time asc".to_owned(),
+            ..Default::default()
+        }))
+        .await
+        .expect("the export starts")
+        .into_inner();
+    let mut received = vec![
+        stream
+            .message()
+            .await
+            .expect("the first ticket")
+            .expect("a ticket"),
+    ];
+    let held = backends_in_a_transaction(&app).await;
+    assert!(
+        started.elapsed() < limit,
+        "the machine took the whole limit to start the export"
+    );
+    assert!(
+        held >= 1,
+        "the export holds its snapshot while the reader dawdles"
+    );
+
+    // The reader reads nothing more until the service has ended the snapshot and given its
+    // connection back.
+    wait_until("the export's snapshot ended", PATIENCE, || async {
+        backends_in_a_transaction(&app).await == 0 && Scrape::of(&app).await.get(POOL_IN_USE) == 0
+    })
+    .await;
+    assert!(started.elapsed() >= limit, "cut before its limit");
+
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(ticket)) => received.push(ticket),
+            Ok(None) => panic!(
+                "the export ended as if complete after {} of {total} tickets",
+                received.len()
+            ),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_reason(&status, Reason::DeadlineExceeded);
+    let cut_at = received.len();
+    assert!(
+        cut_at < usize::try_from(total).unwrap(),
+        "every ticket arrived: the reader was not slow enough to outlive the limit"
+    );
+    // What it had is the export's order from the start, none skipped or repeated: a client
+    // resumes after the last one (createdAfter) and loses nothing.
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let in_order: Vec<Id> = diesel::sql_query(
+        "SELECT id::text AS id FROM tickets WHERE account_id = $1 AND deleted_at IS NULL \
+         ORDER BY created_at, id LIMIT $2",
+    )
+    .bind::<SqlUuid, _>(app.account_id.as_uuid())
+    .bind::<diesel::sql_types::BigInt, _>(i64::try_from(cut_at).unwrap())
+    .load(&mut app.database.connect().await)
+    .await
+    .expect("the export's order");
+    let received: Vec<&str> = received.iter().map(|ticket| ticket.id.as_str()).collect();
+    let expected: Vec<&str> = in_order.iter().map(|row| row.id.as_str()).collect();
+    assert_eq!(received, expected);
 }
 
 #[tokio::test]
