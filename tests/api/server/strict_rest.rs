@@ -309,7 +309,9 @@ async fn a_json_body_sent_as_another_media_type_is_415_while_raw_bodies_keep_the
     let png: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89";
     let upload = reqwest::Client::new()
         .post(envoy.url(&format!(
-            "/v1/attachments:upload?ticketId={ticket_id}&filename=pixel.png"
+            "/v1/attachments:upload?ticketId={ticket_id}&filename=pixel.png&sizeBytes={}&sha256={}",
+            png.len(),
+            crate::support::attachments::sha256_hex(png)
         )))
         .bearer_auth(token)
         .header("content-type", "image/png")

@@ -435,5 +435,10 @@ async fn over_rest_an_export_is_newline_delimited_json_and_read_masks_are_comma_
         .expect("GET /v1/tickets/{id}");
     assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
     let error: serde_json::Value = response.json().await.expect("JSON");
-    assert!(error.to_string().contains("read_mask"), "{error}");
+    // Over REST the field is named by its query parameter (docs/http-contract.md, "Field paths").
+    assert_eq!(
+        error["details"][1]["fieldViolations"][0]["field"], "readMask",
+        "{error}"
+    );
+    assert!(error["message"].as_str().unwrap().contains("colour"), "{error}");
 }
