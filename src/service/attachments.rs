@@ -85,11 +85,33 @@ pub struct SweepReport {
     pub failed: usize,
 }
 
-/// The most pieces of its file a direct upload holds at once: the one being checked and handed
-/// on, those waiting in the channel to the store ([`crate::storage::PIECES_IN_FLIGHT`]), and
-/// those the store connection's writer (hyper) has taken and not yet written, which it queues up
-/// to 16 of (and about 400 KiB; one piece of Envoy's 1 MiB fills it).
-pub const MAX_PIECES_HELD: usize = 1 + crate::storage::PIECES_IN_FLIGHT + 16;
+/// The most pieces the store connection's writer (hyper 1's HTTP/1.1 write queue) holds: it
+/// takes another piece of the body while it holds fewer than this many.
+pub const STORE_WRITER_PIECES: usize = 16;
+/// ... and while fewer than this many of its bytes are not yet written (8 KiB + 100 × 4 KiB,
+/// hyper's `DEFAULT_MAX_BUFFER_SIZE`): a store that stops reading leaves it holding at least
+/// this much, plus at most one piece it took just under the limit and one partly written.
+pub const STORE_WRITER_BYTES: usize = 8192 + 4096 * 100;
+
+/// The most pieces of its file a direct upload holds at once when no piece is larger than
+/// `piece_bytes` (at least 1): the one being checked and handed on, those waiting in the channel
+/// to the store ([`crate::storage::PIECES_IN_FLIGHT`]), and what the store connection's writer
+/// has taken and not yet written ([`STORE_WRITER_PIECES`], [`STORE_WRITER_BYTES`]). A store
+/// that stops reading leaves an upload of equal pieces holding this many or one fewer (the
+/// writer's first piece partly written or not): the test measures it.
+pub const fn max_pieces_held(piece_bytes: usize) -> usize {
+    let under_the_limit = 1 + (STORE_WRITER_BYTES - 1) / piece_bytes;
+    let writer = if under_the_limit + 1 < STORE_WRITER_PIECES {
+        under_the_limit + 1
+    } else {
+        STORE_WRITER_PIECES
+    };
+    1 + crate::storage::PIECES_IN_FLIGHT + writer
+}
+
+/// The most pieces of its file a direct upload holds at once, whatever their size (tiny pieces:
+/// the writer's count is the limit).
+pub const MAX_PIECES_HELD: usize = max_pieces_held(1);
 
 /// The recovery point of a direct upload whose pending attachment is recorded (phase 1): a retry
 /// with its key stores the file and finishes it.

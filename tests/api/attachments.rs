@@ -2,12 +2,16 @@
 //! uploads and downloads, what the store refuses, what completion refuses, tenancy, the sweeper,
 //! and the store dying and coming back.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use supportdesk::errors::Reason;
+use supportdesk::service::attachments::max_pieces_held;
 use supportdesk::wire::proto::v1;
+use tokio_stream::StreamExt;
 use tonic::Code;
 
 use crate::support::attachments::{
@@ -907,6 +911,129 @@ async fn a_file_streamed_in_many_messages_is_stored_byte_identical_holding_a_few
     assert!(
         bytes_held < bytes.len() as u64 / 4,
         "never the whole file: {bytes_held}"
+    );
+}
+
+/// The pieces of a file the client has handed to its stream (tonic pulled them to send), and
+/// the service's direct upload metrics, once none of them has moved for a second.
+async fn once_settled(app: &TestApp, pulled: &AtomicUsize) -> (usize, (u64, u64, u64, u64)) {
+    let started = tokio::time::Instant::now();
+    let mut last = None;
+    let mut unchanged = 0;
+    loop {
+        let now = (
+            pulled.load(Ordering::Relaxed),
+            direct_upload_metrics(&Scrape::of(app).await),
+        );
+        if last == Some(now) {
+            unchanged += 1;
+            if unchanged == 10 {
+                return now;
+            }
+        } else {
+            unchanged = 0;
+            last = Some(now);
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the upload never settled: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_stops_reading_holds_the_service_at_its_bound_and_stalls_the_client_until_it_resumes()
+ {
+    const PIECE: usize = 64 * 1024;
+    const FILE: usize = 16 * 1024 * 1024;
+    let store = tokio::task::spawn_blocking(StorageServer::start)
+        .await
+        .unwrap();
+    let app = TestApp::spawn_with(|settings| {
+        store.configure(settings);
+        let storage = settings.attachments.storage.as_mut().unwrap();
+        // The store is stopped for a while on purpose: that is no failure of the store's.
+        storage.timeout = Duration::from_secs(60);
+        settings.attachments.direct_max_bytes = FILE as u64;
+        settings.server.request_timeout = Duration::from_secs(60);
+        crate::support::with_metrics(settings);
+    })
+    .await;
+    let ticket = app.create_ticket("a store that stops reading").await;
+    let bytes = png_of_size(FILE, 33);
+    let mut messages = direct_upload(&ticket.id, "large.png", "image/png", &bytes, PIECE);
+    let total = messages.len();
+    assert_eq!(total, FILE / PIECE);
+    let (client, to_send) = tokio::sync::mpsc::unbounded_channel();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&pulled);
+    let stream =
+        tokio_stream::wrappers::UnboundedReceiverStream::new(to_send).map(move |message| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            message
+        });
+    let request = app.as_admin(stream);
+    let mut attachments = app.attachments.clone();
+    let upload = tokio::spawn(async move { attachments.upload_attachment(request).await });
+
+    let rest = messages.split_off(4);
+    for message in messages {
+        client.send(message).unwrap();
+    }
+    wait_until("the upload has begun", PATIENCE, || async {
+        direct_upload_metrics(&Scrape::of(&app).await).0 == 4
+    })
+    .await;
+    store.pause();
+    for message in rest {
+        client.send(message).unwrap();
+    }
+    drop(client);
+    // What a stopped store leaves held: the piece waiting to enter the full channel, the
+    // channel's pieces, and the writer's queue, full at STORE_WRITER_BYTES (7 pieces of 64 KiB)
+    // or one more when its first piece is partly written. Nothing else of the file: the client
+    // is held back by HTTP/2 flow control, what the service received stays put.
+    let (sent, (received, largest, pieces_held, bytes_held)) = once_settled(&app, &pulled).await;
+    let bound = max_pieces_held(PIECE);
+    assert_eq!(bound, 11);
+    assert!(
+        (bound - 1..=bound).contains(&(pieces_held as usize)),
+        "{pieces_held} pieces held while the store is stopped, not {} or {bound}",
+        bound - 1
+    );
+    assert_eq!(largest, PIECE as u64);
+    assert_eq!(bytes_held, pieces_held * PIECE as u64, "whole pieces");
+    assert!(
+        received < sent as u64 && sent < total,
+        "the client is held back: {sent} of {total} sent, {received} received"
+    );
+    assert!(!upload.is_finished(), "the upload waits for the store");
+
+    store.resume();
+    let attachment = upload.await.unwrap().expect("stored").into_inner();
+    assert_eq!(attachment.state(), v1::AttachmentState::Ready);
+    let download = app
+        .attachments
+        .clone()
+        .get_download_url(app.as_admin(v1::GetDownloadUrlRequest { id: attachment.id }))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = http().get(&download.download_url).send().await.unwrap();
+    assert!(
+        response.bytes().await.unwrap().to_vec() == bytes,
+        "byte-identical"
+    );
+    let (received, _, after_pieces, after_bytes) = direct_upload_metrics(&Scrape::of(&app).await);
+    assert_eq!(
+        received, total as u64,
+        "every piece arrived once the store read again"
+    );
+    assert_eq!(
+        (after_pieces, after_bytes),
+        (pieces_held, bytes_held),
+        "never more held than while the store was stopped"
     );
 }
 

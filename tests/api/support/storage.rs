@@ -176,6 +176,34 @@ impl StorageServer {
         }
     }
 
+    /// Stops the store where it is (SIGSTOP to its process group), as a store that hangs: its
+    /// connections stay open and the kernel's buffers fill, but it reads nothing more.
+    /// Its watchdog goes on, so that a paused store still dies with the test binary.
+    pub(crate) fn pause(&self) {
+        self.signal("STOP", true);
+        self.signal("CONT", false);
+    }
+
+    /// Lets a paused store go on (SIGCONT to its process group).
+    pub(crate) fn resume(&self) {
+        self.signal("CONT", true);
+    }
+
+    /// Sends `signal` to the store's process group, or only to its watchdog.
+    fn signal(&self, signal: &str, group: bool) {
+        let child = self.process.as_ref().expect("the store runs");
+        let target = if group {
+            format!("-{}", child.id())
+        } else {
+            child.id().to_string()
+        };
+        let status = Command::new("kill")
+            .args(["-s", signal, "--", &target])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIG{signal} reaches the store's group");
+    }
+
     /// Starts the store again on the same ports and data.
     pub(crate) fn restart(&mut self) {
         self.kill();
