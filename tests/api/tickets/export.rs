@@ -440,5 +440,8 @@ async fn over_rest_an_export_is_newline_delimited_json_and_read_masks_are_comma_
         error["details"][1]["fieldViolations"][0]["field"], "readMask",
         "{error}"
     );
-    assert!(error["message"].as_str().unwrap().contains("colour"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("colour"),
+        "{error}"
+    );
 }
