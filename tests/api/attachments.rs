@@ -16,7 +16,7 @@ use tonic::Code;
 
 use crate::support::attachments::{
     direct_upload, http, png_bytes, put, put_with, ready_attachment, sha256_hex, streamed,
-    upload_request, uploaded,
+    upload_request, upload_through, uploaded,
 };
 use crate::support::storage::{StorageServer, TEST_ACCESS_KEY, TEST_BUCKET, TEST_SECRET_KEY};
 use crate::support::{PATIENCE, Scrape, TestApp, assert_reason, details, wait_until};
@@ -1047,19 +1047,15 @@ async fn a_raw_body_larger_than_one_envoy_piece_arrives_in_several_messages_and_
     let envoy = crate::support::envoy::Envoy::start_in_front_of(app.address.port()).await;
     let ticket = app.create_ticket("rest").await;
     let bytes = png_of_size(2_600_000, 5);
-    let response = http()
-        .post(envoy.url(&format!(
-            "/v1/attachments:upload?ticketId={}&filename=big.png&sizeBytes={}&sha256={}",
-            ticket.id,
-            bytes.len(),
-            sha256_hex(&bytes)
-        )))
-        .bearer_auth(&app.admin.access_token)
-        .header("content-type", "image/png")
-        .body(bytes.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = upload_through(
+        &envoy,
+        &app.admin.access_token,
+        &ticket.id,
+        "big.png",
+        "image/png",
+        &bytes,
+    )
+    .await;
     assert_eq!(response.status(), 201);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["state"], "ATTACHMENT_STATE_READY");
@@ -1202,19 +1198,15 @@ async fn an_html_body_declared_as_a_png_is_refused_through_envoy_and_nothing_is_
     let envoy = crate::support::envoy::Envoy::start_in_front_of(app.address.port()).await;
     let ticket = app.create_ticket("html").await;
     let html = b"<!doctype html><p>not a picture</p>";
-    let response = http()
-        .post(envoy.url(&format!(
-            "/v1/attachments:upload?ticketId={}&filename=cat.png&sizeBytes={}&sha256={}",
-            ticket.id,
-            html.len(),
-            sha256_hex(html)
-        )))
-        .bearer_auth(&app.admin.access_token)
-        .header("content-type", "image/png")
-        .body(html.to_vec())
-        .send()
-        .await
-        .unwrap();
+    let response = upload_through(
+        &envoy,
+        &app.admin.access_token,
+        &ticket.id,
+        "cat.png",
+        "image/png",
+        html,
+    )
+    .await;
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.unwrap();
     crate::support::assert_json_reason(&body, Reason::UploadMismatch);
@@ -1222,19 +1214,15 @@ async fn an_html_body_declared_as_a_png_is_refused_through_envoy_and_nothing_is_
 
     // A text body, declared truthfully, through the same route.
     let text = "first line\nsecond line, ünïcode\n";
-    let response = http()
-        .post(envoy.url(&format!(
-            "/v1/attachments:upload?ticketId={}&filename=notes.txt&sizeBytes={}&sha256={}",
-            ticket.id,
-            text.len(),
-            sha256_hex(text.as_bytes())
-        )))
-        .bearer_auth(&app.admin.access_token)
-        .header("content-type", "text/plain")
-        .body(text)
-        .send()
-        .await
-        .unwrap();
+    let response = upload_through(
+        &envoy,
+        &app.admin.access_token,
+        &ticket.id,
+        "notes.txt",
+        "text/plain",
+        text.as_bytes(),
+    )
+    .await;
     assert_eq!(response.status(), 201);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["state"], "ATTACHMENT_STATE_READY");

@@ -307,18 +307,15 @@ async fn a_json_body_sent_as_another_media_type_is_415_while_raw_bodies_keep_the
     assert_json_reason(&webhook.body, Reason::WebhookSignatureMissing);
     // The direct upload stores a PNG sent as image/png.
     let png: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89";
-    let upload = reqwest::Client::new()
-        .post(envoy.url(&format!(
-            "/v1/attachments:upload?ticketId={ticket_id}&filename=pixel.png&sizeBytes={}&sha256={}",
-            png.len(),
-            crate::support::attachments::sha256_hex(png)
-        )))
-        .bearer_auth(token)
-        .header("content-type", "image/png")
-        .body(png.to_vec())
-        .send()
-        .await
-        .expect("an answer");
+    let upload = crate::support::attachments::upload_through(
+        &envoy,
+        token,
+        &ticket_id,
+        "pixel.png",
+        "image/png",
+        png,
+    )
+    .await;
     let status = upload.status();
     let body: Value = upload.json().await.unwrap_or(Value::Null);
     assert_eq!(status, StatusCode::CREATED, "{body}");

@@ -100,6 +100,30 @@ pub(crate) async fn put_with(
 }
 
 /// An HTTP client that gives up after a while rather than hanging a test.
+/// A direct upload over REST through `envoy`, as a browser sends it: the raw body with its
+/// content type, its declared size and SHA-256 in the query.
+pub(crate) async fn upload_through(
+    envoy: &super::envoy::Envoy,
+    token: &str,
+    ticket_id: &str,
+    filename: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> reqwest::Response {
+    http()
+        .post(envoy.url(&format!(
+            "/v1/attachments:upload?ticketId={ticket_id}&filename={filename}&sizeBytes={}&sha256={}",
+            bytes.len(),
+            sha256_hex(bytes)
+        )))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("an answer from Envoy")
+}
+
 pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
