@@ -1237,41 +1237,12 @@ async fn fifty_concurrent_uploads_all_complete() {
         let app = &app;
         let ticket_id = ticket.id.clone();
         async move {
-            let bytes = png_bytes(seed);
-            let started = app
-                .attachments
-                .clone()
-                .create_upload(app.as_admin(upload_request(
-                    &ticket_id,
-                    &format!("{seed}.png"),
-                    "image/png",
-                    &bytes,
-                )))
-                .await
-                .expect("the upload starts")
-                .into_inner();
-            assert!(put(&started, bytes).await.status().is_success());
-            let id = started.attachment.expect("the attachment").id;
+            let id = png_uploaded_not_completed(app, &ticket_id, seed).await;
             // Fifty completions are more than the storage bulkhead's places: those that wait
             // too long are told PROVIDER_BUSY with a delay, and a client retries after it.
-            loop {
-                match app
-                    .attachments
-                    .clone()
-                    .complete_upload(app.as_admin(v1::CompleteUploadRequest { id: id.clone() }))
-                    .await
-                {
-                    Ok(done) => break done.into_inner(),
-                    Err(status) => {
-                        assert_reason(&status, Reason::ProviderBusy);
-                        let delay = details(&status)
-                            .retry_info()
-                            .and_then(|info| info.retry_delay)
-                            .expect("a retry delay");
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-            }
+            complete_until_not_busy(app, &id)
+                .await
+                .expect("every upload completes once the bulkhead has room")
         }
     });
     let done = futures_join_all(uploads).await;
@@ -1305,23 +1276,7 @@ async fn fifty_uploads_with_the_store_killed_halfway_answer_unavailable_then_all
     let uploads = (0..50u8).map(|seed| {
         let app = &app;
         let ticket_id = ticket.id.clone();
-        async move {
-            let bytes = png_bytes(seed);
-            let started = app
-                .attachments
-                .clone()
-                .create_upload(app.as_admin(upload_request(
-                    &ticket_id,
-                    &format!("{seed}.png"),
-                    "image/png",
-                    &bytes,
-                )))
-                .await
-                .expect("the upload starts")
-                .into_inner();
-            assert!(put(&started, bytes).await.status().is_success());
-            started.attachment.expect("the attachment").id
-        }
+        async move { png_uploaded_not_completed(app, &ticket_id, seed).await }
     });
     let ids = futures_join_all(uploads).await;
     let (before, after) = ids.split_at(25);
@@ -1379,6 +1334,25 @@ async fn fifty_uploads_with_the_store_killed_halfway_answer_unavailable_then_all
 
 /// Completes an upload as a client does: after a PROVIDER_BUSY, again once its RetryInfo delay
 /// passed; any other answer is returned.
+/// Starts an upload of `png_bytes(seed)` and PUTs it through its URL; not yet completed.
+async fn png_uploaded_not_completed(app: &TestApp, ticket_id: &str, seed: u8) -> String {
+    let bytes = png_bytes(seed);
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(upload_request(
+            ticket_id,
+            &format!("{seed}.png"),
+            "image/png",
+            &bytes,
+        )))
+        .await
+        .expect("the upload starts")
+        .into_inner();
+    assert!(put(&started, bytes).await.status().is_success());
+    started.attachment.expect("the attachment").id
+}
+
 async fn complete_until_not_busy(app: &TestApp, id: &str) -> Result<v1::Attachment, tonic::Status> {
     loop {
         match app
