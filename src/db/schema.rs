@@ -348,6 +348,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    ticket_response_histograms (account_id, measure, period, starts_on, bucket) {
+        account_id -> Uuid,
+        measure -> Text,
+        period -> Text,
+        starts_on -> Date,
+        bucket -> Int2,
+        tickets -> Int4,
+    }
+}
+
+diesel::table! {
     use diesel::sql_types::*;
     use super::sql_types::Tsvector;
 
@@ -443,6 +454,7 @@ diesel::joinable!(ticket_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(ticket_comments -> api_keys (author_api_key_id));
 diesel::joinable!(ticket_counts_daily -> accounts (account_id));
 diesel::joinable!(ticket_counts_open -> accounts (account_id));
+diesel::joinable!(ticket_response_histograms -> accounts (account_id));
 diesel::joinable!(tickets -> accounts (account_id));
 diesel::joinable!(users -> accounts (account_id));
 diesel::joinable!(webhook_event_quarantines -> webhook_events (event_id));
@@ -471,6 +483,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     ticket_comments,
     ticket_counts_daily,
     ticket_counts_open,
+    ticket_response_histograms,
     tickets,
     users,
     webhook_event_quarantines,

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use diesel_async::AsyncPgConnection;
 
 use super::{Page, paginate, rows_to_fetch};
@@ -138,15 +138,16 @@ impl Dashboard {
     ) -> AppResult<Read<TicketStatsReport>> {
         caller.require(Role::Agent)?;
         let account = caller.account_id.as_uuid();
-        let (from, until) = instants(range);
         let ((open, daily, first_response, resolution), source) = self
             .read(budget, async |conn| {
                 let open = OpenTicketCount::list_for_account(conn, account).await?;
                 let daily =
                     TicketDay::list_for_account(conn, account, range.start(), range.end()).await?;
                 let first_response =
-                    ResponseTimes::first_response(conn, account, from, until).await?;
-                let resolution = ResponseTimes::resolution(conn, account, from, until).await?;
+                    ResponseTimes::first_response(conn, account, range.start(), range.end())
+                        .await?;
+                let resolution =
+                    ResponseTimes::resolution(conn, account, range.start(), range.end()).await?;
                 Ok((open, daily, first_response, resolution))
             })
             .await?;
@@ -244,23 +245,6 @@ async fn within<T>(budget: Duration, work: impl Future<Output = AppResult<T>>) -
     }
 }
 
-/// The first instant of a range and the first instant after it.
-fn instants(range: DateRange) -> (DateTime<Utc>, DateTime<Utc>) {
-    let from = range
-        .start()
-        .and_hms_opt(0, 0, 0)
-        .unwrap_or_default()
-        .and_utc();
-    let until = range
-        .end()
-        .succ_opt()
-        .unwrap_or(range.end())
-        .and_hms_opt(0, 0, 0)
-        .unwrap_or_default()
-        .and_utc();
-    (from, until)
-}
-
 /// Days (by currency, then day) into buckets of `interval` per currency.
 fn bucket(days: &[RevenueDay], interval: RevenueInterval) -> Vec<CurrencyRevenue> {
     let mut currencies: Vec<CurrencyRevenue> = Vec::new();
@@ -345,19 +329,5 @@ mod tests {
                 ("USD", vec![("2026-01-01".to_owned(), 1, 0)], 0),
             ]
         );
-    }
-
-    #[test]
-    fn a_range_covers_its_last_day_whole() {
-        let range = DateRange::parse(
-            "2026-01-01",
-            "2026-01-31",
-            NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
-            366,
-        )
-        .unwrap();
-        let (from, until) = instants(range);
-        assert_eq!(from.to_rfc3339(), "2026-01-01T00:00:00+00:00");
-        assert_eq!(until.to_rfc3339(), "2026-02-01T00:00:00+00:00");
     }
 }
