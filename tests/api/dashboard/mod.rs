@@ -4,5 +4,6 @@
 //! on a lock is DEADLINE_EXCEEDED while the others answer.
 
 mod degradation;
+mod histograms;
 mod panels;
 mod replica;
