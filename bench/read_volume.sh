@@ -8,13 +8,12 @@
 # checked against a recount, VACUUM ANALYZE. Writes bench/results/read-volume.md.
 #   READ_VOLUME_ROWS=N    tickets and charges (default 1,000,000; smaller for a smoke run)
 #   READ_VOLUME_CALLS=N   recorded calls per scenario and pgbench transactions (default: 1,000
-#                         for the customer's searches and GetRevenue; 200 for the agent's
-#                         searches and GetTicketStats over 30 days, 30 over a year: the slow ones)
+#                         for the customer's searches, GetRevenue and GetTicketStats; 200 for the
+#                         agent's searches: the slow ones)
 
 rv_rows=${READ_VOLUME_ROWS:-1000000}
 rv_calls=${READ_VOLUME_CALLS:-1000}
 rv_slow_calls=${READ_VOLUME_CALLS:-200}
-rv_slowest_calls=${READ_VOLUME_CALLS:-30}
 readonly RV_CUSTOMERS=50           # logged-in customers: the callers of the customer searches
 readonly RV_EXTRA_CUSTOMERS=10000  # customers made in SQL: requesters of most tickets
 readonly RV_SEARCHES=500           # distinct search texts of the query mix
@@ -173,9 +172,30 @@ rv_pgbench() {
   printf '%s\t%s\t%s\t%s\n' "$key" "$label" "$ratio_to" "errors=0,p99<${target}ms" >>"$rv_rows_file"
 }
 
+# rv_whole_months START END: the whole months of START..END as "FROM UNTIL" (UNTIL excluded),
+# or the day after END twice when there is none, as ResponseTimes::read computes them
+# (src/db/models/ticket_response_histogram.rs): GetTicketStats' pgbench scripts read the same rows.
+rv_whole_months() {
+  local start=$1 end=$2 after_end first_whole after_last_whole
+  after_end=$(date -u -d "$end + 1 day" +%F)
+  if [[ ${start:8:2} == 01 ]]; then
+    first_whole=$start
+  else
+    first_whole=$(date -u -d "${start:0:7}-01 + 1 month" +%F)
+  fi
+  after_last_whole=${after_end:0:7}-01
+  if [[ $first_whole < "$after_last_whole" ]]; then
+    echo "$first_whole $after_last_whole"
+  else
+    echo "$after_end $after_end"
+  fi
+}
+
 rv_today=$(date -u +%F)
 rv_year_ago=$(date -u -d '364 days ago' +%F)
 rv_month_ago=$(date -u -d '29 days ago' +%F)
+read -r rv_month_months_from rv_month_months_until < <(rv_whole_months "$rv_month_ago" "$rv_today")
+read -r rv_year_months_from rv_year_months_until < <(rv_whole_months "$rv_year_ago" "$rv_today")
 
 rv_service rv-search-agent "SearchTickets as an agent (whole account, $rv_rows tickets)" \
   "$RV_SEARCH_TARGET_MS" search-tickets-agent "$rv_slow_calls"
@@ -190,21 +210,23 @@ rv_service rv-revenue "GetRevenue, by day over 365 days ($rv_rows charges)" \
 rv_pgbench pg-rv-revenue "pgbench: GetRevenue's SQL (1 client)" "$RV_DASHBOARD_TARGET_MS" \
   read_volume_revenue.sql rv-revenue prepared "$rv_calls" -D start_date="$rv_year_ago" -D end_date="$rv_today"
 rv_service rv-ticket-stats-month "GetTicketStats, last 30 days ($rv_rows tickets)" \
-  "$RV_DASHBOARD_TARGET_MS" get-ticket-stats-month "$rv_slow_calls"
+  "$RV_DASHBOARD_TARGET_MS" get-ticket-stats-month
 rv_pgbench pg-rv-ticket-stats-month "pgbench: GetTicketStats' SQL, 30 days (1 client)" \
-  "$RV_DASHBOARD_TARGET_MS" read_volume_ticket_stats.sql rv-ticket-stats-month prepared "$rv_slow_calls" \
-  -D start_date="$rv_month_ago" -D end_date="$rv_today" -D timeout=2000
+  "$RV_DASHBOARD_TARGET_MS" read_volume_ticket_stats.sql rv-ticket-stats-month prepared "$rv_calls" \
+  -D start_date="$rv_month_ago" -D end_date="$rv_today" -D timeout=2000 \
+  -D months_from="$rv_month_months_from" -D months_until="$rv_month_months_until"
 rv_service rv-ticket-stats-year "GetTicketStats, last 365 days ($rv_rows tickets)" \
-  "$RV_DASHBOARD_TARGET_MS" get-ticket-stats-year "$rv_slowest_calls"
+  "$RV_DASHBOARD_TARGET_MS" get-ticket-stats-year
 rv_pgbench pg-rv-ticket-stats-year "pgbench: GetTicketStats' SQL, 365 days (1 client)" \
-  "$RV_DASHBOARD_TARGET_MS" read_volume_ticket_stats.sql rv-ticket-stats-year prepared "$rv_slowest_calls" \
-  -D start_date="$rv_year_ago" -D end_date="$rv_today" -D timeout=60000
+  "$RV_DASHBOARD_TARGET_MS" read_volume_ticket_stats.sql rv-ticket-stats-year prepared "$rv_calls" \
+  -D start_date="$rv_year_ago" -D end_date="$rv_today" -D timeout=2000 \
+  -D months_from="$rv_year_months_from" -D months_until="$rv_year_months_until"
 
 {
   printf '# supportdesk bench, read volume (%s)\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
-  printf 'Machine: %s cores, %s; load average at the end: %s. One call at a time (gRPC, one connection), recorded calls per row: %s (the agent'"'"'s searches and GetTicketStats over 30 days: %s; over a year: %s), after 2 s of warm-up; pgbench with 1 client, as many transactions (-M extended for the searches, sent unnamed as the service sends them; -M prepared for the dashboard statements it keeps prepared). PostgreSQL: a throwaway instance (fsync off). Data: %s tickets and %s charges in one account, seeded in %s.\n\n' \
+  printf 'Machine: %s cores, %s; load average at the end: %s. One call at a time (gRPC, one connection), recorded calls per row: %s (the agent'"'"'s searches: %s), after 2 s of warm-up; pgbench with 1 client, as many transactions (-M extended for the searches, sent unnamed as the service sends them; -M prepared for the dashboard statements it keeps prepared). PostgreSQL: a throwaway instance (fsync off). Data: %s tickets and %s charges in one account, seeded in %s.\n\n' \
     "$(nproc)" "$(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)" \
-    "$(cut -d ' ' -f 1-3 /proc/loadavg)" "$rv_calls" "$rv_slow_calls" "$rv_slowest_calls" "$rv_rows" "$rv_rows" "$rv_seed_times"
+    "$(cut -d ' ' -f 1-3 /proc/loadavg)" "$rv_calls" "$rv_slow_calls" "$rv_rows" "$rv_rows" "$rv_seed_times"
   "$loadgen_bin" table --rows "$rv_rows_file" --results "$results"
   printf '\npgbench rows: ratio = the service'"'"'s calls per second ÷ pgbench'"'"'s transactions per second, one at a time on both sides (the inverse ratio of their mean latencies). The query mix and how many tickets each text matches: bench/results/rv-searches.txt.\n'
 } >"$results/read-volume.md"

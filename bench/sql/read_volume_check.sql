@@ -2,7 +2,8 @@
 -- triggers kept must equal a recount of the seeded base tables, or the bench stops (its figures
 -- would be for wrong data). Revenue: charges and gross per currency and creation day; refunds
 -- per currency (the insert trigger books them on the day they were recorded). Tickets: created
--- per creation day, solved per solving day, unresolved per status and priority.
+-- per creation day, solved per solving day, unresolved per status and priority; the
+-- response-time histograms per measure, period (day and month) and bucket.
 \set ON_ERROR_STOP 1
 -- psql does not substitute variables inside a DO block: the account goes through a setting.
 SELECT set_config('bench.account_id', :'account_id', false) \g /dev/null
@@ -67,6 +68,28 @@ BEGIN
     WHERE rolled.tickets IS DISTINCT FROM counted.tickets;
     IF wrong <> 0 THEN
         RAISE EXCEPTION 'ticket_counts_open differs from the tickets in % cells', wrong;
+    END IF;
+    SELECT count(*) INTO wrong FROM (
+        SELECT measure, period, starts_on, bucket, tickets::bigint AS tickets
+        FROM ticket_response_histograms WHERE account_id = account AND tickets <> 0
+    ) rolled FULL JOIN (
+        SELECT measure, periods.period, periods.starts_on, bucket, count(*) AS tickets FROM (
+            SELECT 'first_response' AS measure, (created_at AT TIME ZONE 'UTC')::date AS day,
+                   ticket_response_bucket(first_agent_response_at - created_at) AS bucket
+            FROM tickets WHERE account_id = account AND first_agent_response_at IS NOT NULL
+            UNION ALL
+            SELECT 'resolution', (solved_at AT TIME ZONE 'UTC')::date,
+                   ticket_response_bucket(solved_at - created_at)
+            FROM tickets WHERE account_id = account AND solved_at IS NOT NULL
+        ) durations
+        CROSS JOIN LATERAL (VALUES ('day', durations.day),
+                                   ('month', date_trunc('month', durations.day)::date))
+            AS periods (period, starts_on)
+        GROUP BY 1, 2, 3, 4
+    ) counted USING (measure, period, starts_on, bucket)
+    WHERE rolled.tickets IS DISTINCT FROM counted.tickets;
+    IF wrong <> 0 THEN
+        RAISE EXCEPTION 'ticket_response_histograms differs from the tickets in % cells', wrong;
     END IF;
     RAISE NOTICE 'the rollups equal a recount of % tickets and % charges',
         (SELECT count(*) FROM tickets WHERE account_id = account),

@@ -5,7 +5,7 @@
 -- indexes again, two sessions); read_volume_check.sql after VACUUM ANALYZE.
 --
 -- Everything goes through the tables' own triggers: the rollups (revenue_daily,
--- ticket_counts_daily, ticket_counts_open), solved_at, change_txid and the generated
+-- ticket_counts_daily, ticket_counts_open, ticket_response_histograms), solved_at, change_txid and the generated
 -- search_document are what the service would have after the same inserts. Only the secondary
 -- indexes of tickets and charges are dropped for the load and built again afterwards from their
 -- own definitions (pg_get_indexdef): one sort per index instead of a million insertions each,
