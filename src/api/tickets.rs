@@ -12,14 +12,15 @@ use super::{
 };
 use crate::domain::{
     self, Actor, ChangeCursor, CommentBody, Email, Etag, ImportFormat, InvalidValue,
-    NewTicketRequest, PageScope, PageSize, PageTokenKeys, ReadMask, SearchCursor, SearchText,
-    TICKET_FIELDS, TextPageCursor, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder,
-    TicketPriority, TicketSearch, TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId,
+    NewTicketRequest, PageScope, PageSize, PageTokenKeys, ReadMask, SearchCursor, SearchOrder,
+    SearchText, TICKET_FIELDS, TextPageCursor, Ticket, TicketDescription, TicketFilter, TicketId,
+    TicketOrder, TicketPriority, TicketSearch, TicketStatus, TicketSubject, TicketTransition,
+    Timestamp, UserId,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::redis::ticket_cache::PrefetchedEntry;
-use crate::service::{ExportBatch, Operations, TicketDesk, TicketEdits};
+use crate::service::{ExportBatch, Operations, SearchPage, TicketDesk, TicketEdits};
 use crate::wire::proto::v1;
 
 /// Ticket fields UpdateTicket can change.
@@ -247,7 +248,8 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             .map(|cursor| SearchCursor::from_key(&cursor.id))
             .transpose()
             .map_err(|problem| AppError::invalid_field("page_token", &problem))?;
-        let page = self.desk.search(&caller, &search, page_size, after).await?;
+        let SearchPage { order, page } =
+            self.desk.search(&caller, &search, page_size, after).await?;
         let next = page.next.map(|cursor| TextPageCursor {
             at: chrono::DateTime::UNIX_EPOCH,
             id: cursor.to_key(),
@@ -263,6 +265,11 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                 })
                 .collect(),
             next_page_token: pages.next_text_token(next.as_ref()),
+            order: match order {
+                SearchOrder::Relevance => v1::SearchOrder::Relevance,
+                SearchOrder::Newest => v1::SearchOrder::Newest,
+            }
+            .into(),
         }))
     }
 

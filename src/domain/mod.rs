@@ -68,8 +68,8 @@ pub use ticket::{
     TicketPriority, TicketStatus, TicketSubject, TicketTransition,
 };
 pub use ticket_export::{
-    ChangeCursor, FeedEntry, MATCH_END, MATCH_START, ReadMask, SearchCursor, SearchHit, SearchText,
-    TICKET_FIELDS, TicketSearch, marked_snippet,
+    ChangeCursor, FeedEntry, MATCH_END, MATCH_START, MAX_MATCHES_RANKED, ReadMask, SearchCursor,
+    SearchHit, SearchOrder, SearchText, TICKET_FIELDS, TicketSearch, marked_snippet,
 };
 pub use ticket_import::{IMPORT_COLUMNS, ImportFormat, ImportRow, ImportTicket, read_rows};
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};

@@ -2,6 +2,7 @@
 //! (AIP-157) naming the ticket fields to return, the change feed's position, the words of a
 //! search and the marking of its snippets.
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{InvalidValue, Ticket, TicketFilter};
@@ -179,29 +180,91 @@ impl TicketSearch {
     }
 }
 
-/// Where the next page of search results starts: the relevance and id of the last result.
+/// The most tickets a search's words may match in its scope (the account, or a requester's
+/// tickets) for its results to be ranked by relevance. Ranking reads every match from the table
+/// before the best are known (about 25 µs each on the bench's million tickets): beyond this a
+/// search could not answer within its 50 ms, and is answered newest first instead
+/// (docs/export-and-search.md, "Order").
+pub const MAX_MATCHES_RANKED: i64 = 2_000;
+
+/// The order of a search's results, chosen on its first page from the planner's estimate of the
+/// tickets its words match, and kept by its page tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchOrder {
+    /// Best match first (`ts_rank`), ties by id: words that match at most
+    /// [`MAX_MATCHES_RANKED`] tickets.
+    Relevance,
+    /// Newest ticket first, ties by id: words that match more.
+    Newest,
+}
+
+impl SearchOrder {
+    /// The order for words estimated to match `matches` tickets of the search's scope.
+    pub fn for_estimated_matches(matches: i64) -> Self {
+        if matches <= MAX_MATCHES_RANKED {
+            Self::Relevance
+        } else {
+            Self::Newest
+        }
+    }
+}
+
+/// Where the next page of search results starts: the last result's relevance (or creation time,
+/// for a search answered newest first) and id.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SearchCursor {
-    pub relevance: f32,
-    pub id: Uuid,
+pub enum SearchCursor {
+    Relevance { relevance: f32, id: Uuid },
+    Newest { created_at: DateTime<Utc>, id: Uuid },
 }
 
 impl SearchCursor {
-    /// The cursor as the text a signed token carries: the relevance's bits and the id.
+    /// The cursor after `hit`, in `order`.
+    pub fn after(order: SearchOrder, hit: &SearchHit) -> Self {
+        let id = hit.ticket.id.as_uuid();
+        match order {
+            SearchOrder::Relevance => Self::Relevance {
+                relevance: hit.relevance,
+                id,
+            },
+            SearchOrder::Newest => Self::Newest {
+                created_at: hit.ticket.created_at,
+                id,
+            },
+        }
+    }
+
+    /// The order the search this cursor continues was answered in.
+    pub fn order(&self) -> SearchOrder {
+        match self {
+            Self::Relevance { .. } => SearchOrder::Relevance,
+            Self::Newest { .. } => SearchOrder::Newest,
+        }
+    }
+
+    /// The cursor as the text a signed token carries: the relevance's bits and the id, or `n`,
+    /// the creation time in microseconds and the id.
     pub fn to_key(&self) -> String {
-        format!("{}.{}", self.relevance.to_bits(), self.id)
+        match self {
+            Self::Relevance { relevance, id } => format!("{}.{id}", relevance.to_bits()),
+            Self::Newest { created_at, id } => format!("n{}.{id}", created_at.timestamp_micros()),
+        }
     }
 
     /// The inverse of [`Self::to_key`].
     pub fn from_key(key: &str) -> Result<Self, InvalidValue> {
         let invalid = || InvalidValue::new("is not a page token returned by this search");
-        let (bits, id) = key.split_once('.').ok_or_else(invalid)?;
-        let relevance = f32::from_bits(bits.parse::<u32>().map_err(|_| invalid())?);
+        let (position, id) = key.split_once('.').ok_or_else(invalid)?;
         let id = Uuid::parse_str(id).map_err(|_| invalid())?;
+        if let Some(micros) = position.strip_prefix('n') {
+            let micros = micros.parse::<i64>().map_err(|_| invalid())?;
+            let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+            return Ok(Self::Newest { created_at, id });
+        }
+        let relevance = f32::from_bits(position.parse::<u32>().map_err(|_| invalid())?);
         if !relevance.is_finite() {
             return Err(invalid());
         }
-        Ok(Self { relevance, id })
+        Ok(Self::Relevance { relevance, id })
     }
 }
 
@@ -261,11 +324,30 @@ mod tests {
         };
         assert_eq!(ChangeCursor::from_key(&cursor.to_key()), Ok(cursor));
         assert!(ChangeCursor::from_key("-1.00000000-0000-0000-0000-000000000000").is_err());
-        let search = SearchCursor {
+        let ranked = SearchCursor::Relevance {
             relevance: 0.607_927_1,
             id: Uuid::now_v7(),
         };
-        assert_eq!(SearchCursor::from_key(&search.to_key()), Ok(search));
+        assert_eq!(SearchCursor::from_key(&ranked.to_key()), Ok(ranked));
+        let newest = SearchCursor::Newest {
+            created_at: DateTime::from_timestamp_micros(1_795_000_000_123_456).unwrap(),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(SearchCursor::from_key(&newest.to_key()), Ok(newest));
+        assert_eq!(newest.order(), SearchOrder::Newest);
+        assert!(SearchCursor::from_key("nsoon.00000000-0000-0000-0000-000000000000").is_err());
+    }
+
+    #[test]
+    fn words_matching_more_tickets_than_can_be_ranked_in_time_are_answered_newest_first() {
+        assert_eq!(
+            SearchOrder::for_estimated_matches(MAX_MATCHES_RANKED),
+            SearchOrder::Relevance
+        );
+        assert_eq!(
+            SearchOrder::for_estimated_matches(MAX_MATCHES_RANKED + 1),
+            SearchOrder::Newest
+        );
     }
 
     #[test]

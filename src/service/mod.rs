@@ -33,7 +33,7 @@ pub use operation_worker::OperationWorkers;
 pub use operations::Operations;
 pub use password_reset::PasswordResets;
 pub use reconciliation::{ReconciliationPolicy, ReconciliationReport};
-pub use tickets::{EXPORT_BATCH, ExportBatch, FeedPage, TicketDesk, TicketEdits};
+pub use tickets::{EXPORT_BATCH, ExportBatch, FeedPage, SearchPage, TicketDesk, TicketEdits};
 pub use users::{NewUserRequest, UserChanges, Users};
 pub use webhook_worker::WebhookWorkers;
 pub use webhooks::{Receipt, Webhooks};

@@ -31,10 +31,10 @@ use crate::db::{self, PgPool};
 use crate::domain::{
     AccountId, Actor, ChangeCursor, Comment, CommentAddedData, CommentBody, Email, Etag, FeedEntry,
     FieldChange, FieldChanges, InvalidValue, NewTicketRequest, NotificationKind, PageCursor,
-    PageSize, Role, RuleViolation, SearchCursor, SearchHit, Ticket, TicketAction, TicketActivity,
-    TicketChange, TicketCreatedData, TicketDescription, TicketFilter, TicketId, TicketOrderField,
-    TicketPriority, TicketSearch, TicketSolvedData, TicketStatus, TicketSubject, TicketTransition,
-    UserId,
+    PageSize, Role, RuleViolation, SearchCursor, SearchHit, SearchOrder, Ticket, TicketAction,
+    TicketActivity, TicketChange, TicketCreatedData, TicketDescription, TicketFilter, TicketId,
+    TicketOrderField, TicketPriority, TicketSearch, TicketSolvedData, TicketStatus, TicketSubject,
+    TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, Idempotent, Outcome};
@@ -66,6 +66,13 @@ pub const EXPORT_BATCH: i64 = 500;
 pub enum ExportBatch {
     Tickets(Vec<Ticket>),
     Finished,
+}
+
+/// A page of search results, and the order they come in (the same on every page of a search).
+#[derive(Debug)]
+pub struct SearchPage {
+    pub order: SearchOrder,
+    pub page: Page<SearchHit, SearchCursor>,
 }
 
 /// A page of the change feed: the entries, where the next call starts, and whether the feed had
@@ -221,15 +228,16 @@ impl TicketDesk {
         })
     }
 
-    /// A page of the tickets the caller may see that match `search`, best match first.
+    /// A page of the tickets the caller may see that match `search`, best match first or, for
+    /// words that match too many tickets to rank in time, newest first (`order` says which).
     pub async fn search(
         &self,
         caller: &Caller,
         search: &TicketSearch,
         page_size: PageSize,
         after: Option<SearchCursor>,
-    ) -> AppResult<Page<SearchHit, SearchCursor>> {
-        let hits = TicketRow::search(
+    ) -> AppResult<SearchPage> {
+        let (order, hits) = TicketRow::search(
             &mut *db::connection(&self.pool).await?,
             caller.account_id,
             caller.restricted_to_user(),
@@ -238,10 +246,10 @@ impl TicketDesk {
             rows_to_fetch(page_size),
         )
         .await?;
-        Ok(paginate(hits, page_size, |hit| SearchCursor {
-            relevance: hit.relevance,
-            id: hit.ticket.id.as_uuid(),
-        }))
+        Ok(SearchPage {
+            order,
+            page: paginate(hits, page_size, |hit| SearchCursor::after(order, hit)),
+        })
     }
 
     /// Opens a ticket in status NEW. Customers raise tickets for themselves, cannot assign

@@ -16,8 +16,8 @@ use crate::db::KeepPrepared;
 use crate::db::schema::{tickets, users};
 use crate::domain::{
     AccountId, ChangeCursor, Email, FeedEntry, MATCH_END, MATCH_START, PageCursor, SearchCursor,
-    SearchHit, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrderField, TicketPriority,
-    TicketSearch, TicketStatus, TicketSubject, UserId, marked_snippet,
+    SearchHit, SearchOrder, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrderField,
+    TicketPriority, TicketSearch, TicketStatus, TicketSubject, UserId, marked_snippet,
 };
 use crate::errors::AppResult;
 
@@ -96,6 +96,13 @@ struct SearchRow {
 /// The columns of a ticket row as the feed and search select them (table alias `t`).
 const TICKET_COLUMNS: &str = "t.id, t.account_id, t.subject, t.description, t.priority, t.status, \
      t.requester_id, t.assignee_id, t.created_at, t.updated_at, t.version, t.deleted_at";
+
+/// The planner's estimate of the tickets a search's words match.
+#[derive(QueryableByName)]
+struct MatchesEstimate {
+    #[diesel(sql_type = sql_types::BigInt)]
+    count: i64,
+}
 
 /// The count of a requester's open tickets.
 #[derive(QueryableByName)]
@@ -466,8 +473,12 @@ impl TicketRow {
     }
 
     /// The tickets of `account_id` matching `search` (with `requester`, a customer's
-    /// restriction), best match first, after `after`: at most `limit`. Served by the GIN index
-    /// on `search_document`; the headline is computed for the returned rows only.
+    /// restriction) after `after`, at most `limit`, and the order they come in: best match
+    /// first when the words match at most [`crate::domain::MAX_MATCHES_RANKED`] tickets of the scope by the
+    /// planner's estimate, else newest first; the next pages keep the order of the first
+    /// (docs/export-and-search.md, "Order"). Matched through the GIN index on
+    /// `search_document`, or, newest first, by walking the scope's `created_at` index until
+    /// the page is full; the headline is computed for the returned rows only.
     pub async fn search(
         conn: &mut AsyncPgConnection,
         account_id: AccountId,
@@ -475,13 +486,20 @@ impl TicketRow {
         search: &TicketSearch,
         after: Option<SearchCursor>,
         limit: i64,
-    ) -> AppResult<Vec<SearchHit>> {
+    ) -> AppResult<(SearchOrder, Vec<SearchHit>)> {
         let filter = &search.filter;
-        // The query is written out at each use, never taken from a CTE: the planner then folds
-        // it to a constant and estimates how many tickets it matches from the column's
-        // statistics. Behind a CTE it guessed 5,000 for every text, and a customer's search for
-        // a common word read the GIN index's hundreds of thousands of entries to intersect
-        // them with their hundred tickets (docs/performance.md, "Read volume").
+        let order = match after {
+            Some(after) => after.order(),
+            None => SearchOrder::for_estimated_matches(
+                Self::search_matches_estimate(
+                    conn,
+                    account_id,
+                    requester.or(filter.requester),
+                    search,
+                )
+                .await?,
+            ),
+        };
         let mut query = diesel::sql_query(format!(
             "SELECT s.*, ts_headline('english', \
              s.subject || E'\\n' || s.description || E'\\n' || s.public_comments, \
@@ -548,24 +566,39 @@ impl TicketRow {
                 .bind::<sql_types::Timestamptz, _>(created_before.get());
         }
         query = query.sql(") s");
-        if let Some(after) = after {
-            let (relevance, again, id) = (param(), param(), param());
-            query = query
-                .sql(format!(
-                    " WHERE s.relevance < {relevance} OR (s.relevance = {again} AND s.id > {id})"
-                ))
-                .bind::<sql_types::Float4, _>(after.relevance)
-                .bind::<sql_types::Float4, _>(after.relevance)
-                .bind::<sql_types::Uuid, _>(after.id);
+        match after {
+            Some(SearchCursor::Relevance { relevance, id }) => {
+                let (relevance_param, again, id_param) = (param(), param(), param());
+                query = query
+                    .sql(format!(
+                        " WHERE s.relevance < {relevance_param} \
+                         OR (s.relevance = {again} AND s.id > {id_param})"
+                    ))
+                    .bind::<sql_types::Float4, _>(relevance)
+                    .bind::<sql_types::Float4, _>(relevance)
+                    .bind::<sql_types::Uuid, _>(id);
+            }
+            Some(SearchCursor::Newest { created_at, id }) => {
+                let (created_param, id_param) = (param(), param());
+                query = query
+                    .sql(format!(
+                        " WHERE (s.created_at, s.id) < ({created_param}, {id_param})"
+                    ))
+                    .bind::<sql_types::Timestamptz, _>(created_at)
+                    .bind::<sql_types::Uuid, _>(id);
+            }
+            None => {}
         }
+        let order_by = match order {
+            SearchOrder::Relevance => "s.relevance DESC, s.id",
+            SearchOrder::Newest => "s.created_at DESC, s.id DESC",
+        };
         query = query
-            .sql(format!(
-                " ORDER BY s.relevance DESC, s.id LIMIT {}",
-                param()
-            ))
+            .sql(format!(" ORDER BY {order_by} LIMIT {}", param()))
             .bind::<sql_types::BigInt, _>(limit);
         let rows = query.load::<SearchRow>(conn).await?;
-        rows.into_iter()
+        let hits = rows
+            .into_iter()
             .map(|row| {
                 Ok(SearchHit {
                     ticket: row.ticket.into_domain(&row.email)?,
@@ -573,7 +606,29 @@ impl TicketRow {
                     snippet: marked_snippet(&row.headline),
                 })
             })
-            .collect()
+            .collect::<AppResult<Vec<_>>>()?;
+        Ok((order, hits))
+    }
+
+    /// The planner's estimate of how many tickets of `account_id` (of `requester`'s, with one)
+    /// match the words of `search`: planning only, nothing is read from the table
+    /// (`ticket_search_matches_estimate`, migration 2026-11-27-000020).
+    async fn search_matches_estimate(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        requester: Option<UserId>,
+        search: &TicketSearch,
+    ) -> AppResult<i64> {
+        let estimate = diesel::sql_query(
+            "SELECT ticket_search_matches_estimate($1, $2, websearch_to_tsquery('english', $3)) \
+             AS count",
+        )
+        .bind::<sql_types::Uuid, _>(account_id.as_uuid())
+        .bind::<sql_types::Nullable<sql_types::Uuid>, _>(requester.map(|user| user.as_uuid()))
+        .bind::<sql_types::Text, _>(search.text.as_str())
+        .get_result::<MatchesEstimate>(conn)
+        .await?;
+        Ok(estimate.count)
     }
 
     /// The domain view of this row, given its requester's email.

@@ -2,10 +2,12 @@
 //! snippets; internal notes never searched; a customer's search finds only their own tickets and
 //! no search finds another account's.
 
+use diesel_async::RunQueryDsl;
+use supportdesk::domain::MAX_MATCHES_RANKED;
 use supportdesk::wire::proto::v1;
 use tonic::Code;
 
-use crate::support::{TestApp, TestUser, violated_fields};
+use crate::support::{TestApp, TestUser, count_of, violated_fields};
 
 async fn create(app: &TestApp, subject: &str, description: &str) -> v1::Ticket {
     app.create_as_admin(v1::CreateTicketRequest {
@@ -35,7 +37,8 @@ async fn comment(app: &TestApp, ticket: &v1::Ticket, body: &str, public: bool) {
 }
 
 async fn search(app: &TestApp, caller: &TestUser, q: &str) -> Vec<v1::TicketSearchResult> {
-    app.tickets
+    let response = app
+        .tickets
         .clone()
         .search_tickets(caller.request(v1::SearchTicketsRequest {
             q: q.to_owned(),
@@ -44,8 +47,9 @@ async fn search(app: &TestApp, caller: &TestUser, q: &str) -> Vec<v1::TicketSear
         }))
         .await
         .expect("searched")
-        .into_inner()
-        .results
+        .into_inner();
+    assert_eq!(response.order(), v1::SearchOrder::Relevance, "{q}");
+    response.results
 }
 
 fn ids(results: &[v1::TicketSearchResult]) -> Vec<String> {
@@ -124,6 +128,7 @@ async fn words_are_found_in_subject_description_and_public_comments_best_match_f
             .expect("a page")
             .into_inner();
         paged.extend(ids(&page.results));
+        assert_eq!(page.order(), v1::SearchOrder::Relevance);
         if page.next_page_token.is_empty() {
             break;
         }
@@ -202,4 +207,76 @@ async fn internal_notes_are_never_searched_and_customers_find_only_their_own_tic
         .expect_err("no words");
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&refused), ["q"]);
+}
+
+#[tokio::test]
+async fn words_matching_more_tickets_than_can_be_ranked_in_time_find_the_newest_first_on_every_page()
+ {
+    let app = TestApp::spawn().await;
+    let ranked_in_time = create(&app, "Stapler jams", "The stapler jams daily.").await;
+    // More tickets than a search ranks, written straight into the table (the API would take
+    // minutes), a minute apart, each naming a "router"; then the statistics the planner
+    // estimates matches from, as autovacuum would gather them.
+    let mut conn = app.database.connect().await;
+    diesel::sql_query(format!(
+        "INSERT INTO tickets (id, account_id, subject, description, priority, status, \
+         requester_id, created_at, updated_at) \
+         SELECT gen_random_uuid(), '{account}', 'Router ' || n, 'The router drops the line.', \
+         'normal', 'new', '{admin}', now() - n * interval '1 minute', now() \
+         FROM generate_series(1, {count}) AS n",
+        account = app.account_id.as_uuid(),
+        admin = app.admin.id.as_uuid(),
+        count = MAX_MATCHES_RANKED * 2,
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("inserted");
+    diesel::sql_query("ANALYZE tickets")
+        .execute(&mut conn)
+        .await
+        .expect("analyzed");
+    let newest_first = count_of(
+        &app.database,
+        &format!(
+            "SELECT count(*) AS count FROM tickets WHERE account_id = '{}' \
+             AND subject LIKE 'Router %'",
+            app.account_id.as_uuid()
+        ),
+    )
+    .await;
+    assert_eq!(newest_first, MAX_MATCHES_RANKED * 2);
+
+    // Three pages of 50 routers: newest first throughout, by the tickets' creation times.
+    let mut subjects = Vec::new();
+    let mut token = String::new();
+    for _ in 0..3 {
+        let page = app
+            .tickets
+            .clone()
+            .search_tickets(app.as_admin(v1::SearchTicketsRequest {
+                q: "routers".to_owned(),
+                page_size: 50,
+                page_token: token.clone(),
+                ..Default::default()
+            }))
+            .await
+            .expect("a page")
+            .into_inner();
+        assert_eq!(page.order(), v1::SearchOrder::Newest);
+        assert!(page.results.iter().all(|result| {
+            result.snippet.contains("<mark>Router</mark>") && result.relevance > 0.0
+        }));
+        subjects.extend(
+            page.results
+                .iter()
+                .map(|result| result.ticket.as_ref().expect("a ticket").subject.clone()),
+        );
+        token = page.next_page_token;
+    }
+    let expected: Vec<String> = (1..=150).map(|n| format!("Router {n}")).collect();
+    assert_eq!(subjects, expected);
+
+    // Words that match few tickets are still ranked, in the same account.
+    let stapler = search(&app, &app.admin, "stapler").await;
+    assert_eq!(ids(&stapler), [ranked_in_time.id]);
 }

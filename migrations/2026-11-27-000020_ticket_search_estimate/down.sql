@@ -1,0 +1,1 @@
+DROP FUNCTION ticket_search_matches_estimate(uuid, uuid, tsquery);
