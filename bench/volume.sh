@@ -5,7 +5,8 @@
 # bench/results/volume.md. bench/README.md ("Tickets at volume") says what each step measures.
 #
 #   1. import:  ImportTickets of VOLUME_ROWS rows (one CSV, inline), polled until done
-#   2. pgbench: the same rows through the importer's own statements, batch by batch, one client
+#   2. pgbench: the same rows through the importer's own statements, batch by batch, one client;
+#      then the ceiling: the same rows copied straight into tickets and ticket_activities
 #   3. create:  the same rows as one CreateTicket each, from 8 clients
 #   4. export:  those tickets by ExportTickets over gRPC and over REST (Envoy), the service's
 #               RSS read every 10 ms; then COPY (the same select) TO STDOUT through psql
@@ -131,6 +132,51 @@ jq -c -n --argjson rows "$volume_rows" --argjson batches "$pg_batches" --argjson
     seconds_wall: ($wall_ms / 1000), rows_imported: $imported}' >"$results/pg-volume-import.json"
 [[ $pg_imported == "$volume_rows" ]] || sd_die "pgbench imported $pg_imported rows, not $volume_rows"
 
+# --- 2b. The ceiling: COPY of the same rows straight into tickets ----------------------------------
+# What PostgreSQL itself does with these rows on this machine, with every index, trigger and
+# foreign key the tickets and their audit records carry: the rows (requesters already added, ids
+# made beforehand, written to files first) loaded by one COPY into tickets and one into
+# ticket_activities, in one transaction, into a fourth fresh account. No importer can go faster
+# without changing what a ticket carries (docs/performance.md, "Tickets at volume").
+say "volume: the ceiling, COPY of the same rows into tickets and their audit records"
+"$loadgen_bin" setup --addr "$service_addr" --users 0 --tickets 0 --out "$work/volume-ceiling.json"
+ceiling_account=$(jq -r .account_slug "$work/volume-ceiling.json")
+ceiling_account_id=$("${psql_bench[@]}" -tAc "SELECT id FROM accounts WHERE slug = '$ceiling_account'")
+ceiling_admin_id=$(jq -r .admin.user_id "$work/volume-ceiling.json")
+"${psql_bench[@]}" <<SQL
+INSERT INTO users (id, account_id, email, display_name, role)
+  SELECT bench_uuid_v7(), '$ceiling_account_id', email, '', 'customer'
+  FROM (SELECT DISTINCT requester_email AS email FROM bench_import_rows) e ORDER BY email;
+CREATE TABLE bench_ceiling_rows AS
+  SELECT r.n, bench_uuid_v7() AS id, r.subject, r.description, r.priority, u.id AS requester_id,
+    bench_uuid_v7() AS activity_id,
+    jsonb_build_object('priority', jsonb_build_object('old', NULL, 'new', r.priority),
+      'requester_id', jsonb_build_object('old', NULL, 'new', u.id),
+      'status', jsonb_build_object('old', NULL, 'new', 'new'),
+      'subject', jsonb_build_object('old', NULL, 'new', r.subject)) AS changes
+  FROM bench_import_rows r
+  JOIN users u ON u.account_id = '$ceiling_account_id' AND u.email = r.requester_email;
+\copy (SELECT id, '$ceiling_account_id', subject, description, priority, 'new', requester_id FROM bench_ceiling_rows ORDER BY n) TO '$work/ceiling-tickets.csv' WITH (FORMAT csv)
+\copy (SELECT activity_id, '$ceiling_account_id', id, '$ceiling_admin_id', 'created', changes FROM bench_ceiling_rows ORDER BY n) TO '$work/ceiling-activities.csv' WITH (FORMAT csv)
+DROP TABLE bench_ceiling_rows;
+ANALYZE users;
+SQL
+volume_sql_reset
+ceiling_started=$(volume_now_ms)
+"${psql_bench[@]}" <<SQL
+BEGIN;
+\copy tickets (id, account_id, subject, description, priority, status, requester_id) FROM '$work/ceiling-tickets.csv' WITH (FORMAT csv)
+\copy ticket_activities (id, account_id, ticket_id, actor_user_id, action, changes) FROM '$work/ceiling-activities.csv' WITH (FORMAT csv)
+COMMIT;
+SQL
+ceiling_ms=$(($(volume_now_ms) - ceiling_started))
+volume_sql_capture pg-volume-ceiling
+ceiling_rows=$("${psql_bench[@]}" -tAc "SELECT count(*) FROM tickets WHERE account_id = '$ceiling_account_id'")
+[[ $ceiling_rows == "$volume_rows" ]] || sd_die "the ceiling's COPY loaded $ceiling_rows rows, not $volume_rows"
+jq -c -n --argjson rows "$ceiling_rows" --argjson ms "$ceiling_ms" \
+  '{scenario: "copy into tickets", rows: $rows, seconds: ($ms / 1000),
+    rows_per_second: ($rows * 1000 / $ms)}' >"$results/pg-volume-ceiling.json"
+
 # --- 3. CreateTicket, one call a row --------------------------------------------------------------
 say "volume: CreateTicket of the same $volume_rows rows from $VOLUME_CLIENTS clients"
 volume_sql_reset
@@ -187,6 +233,12 @@ say "volume: bytes on the wire of a page of 100 tickets"
     "$(nproc)" "$(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)" \
     "$(cut -d' ' -f1-3 /proc/loadavg)" "$DB_POOL_SIZE"
   "$loadgen_bin" volume table --results "$results"
+  jq -r --slurpfile import "$results/volume-import.json" '"\nThe ceiling: one COPY of the same " +
+    (.rows | tostring) + " rows into tickets and one into ticket_activities (every index, trigger " +
+    "and foreign key), in one transaction: " + (.seconds | tostring) + " s, " +
+    (.rows_per_second | floor | tostring) + " rows/s; the import reached " +
+    (($import[0].rows_per_second / .rows_per_second * 100 | round) / 100 | tostring) + " of it."' \
+    "$results/pg-volume-ceiling.json"
 } >"$results/volume.md"
 cat "$results/volume.md"
 sd_say "table written to bench/results/volume.md; raw JSON and captured SQL in bench/results/"

@@ -2,10 +2,11 @@
 -- operation worker issues it (src/service/operation_worker.rs; captured by bench/run --volume into
 -- bench/results/volume-import.sql.txt): open the transaction with its statement timeout, add
 -- the batch's requesters that are new (one INSERT … SELECT FROM unnest … ON CONFLICT DO NOTHING),
--- lock them all (one SELECT … FOR UPDATE), count their open tickets (the open-ticket rule), insert
--- the tickets with their audit records (one INSERT … SELECT FROM unnest(…) with eight arrays),
--- move the checkpoint (the lease-guarded UPDATE of the operation), commit. Run with one client
--- and one transaction per batch, as one worker runs one import.
+-- lock them all (one SELECT … FOR UPDATE), read their open tickets (the open-ticket rule) from
+-- the counter the tickets' trigger keeps (requester_open_tickets, migration 000021), insert the
+-- tickets with their audit records (one INSERT … SELECT FROM unnest(…) with eight arrays), move
+-- the checkpoint (the lease-guarded UPDATE of the operation), commit. Run with one client and
+-- one transaction per batch, as one worker runs one import.
 --
 -- The rows are the import file's (bench/volume.sh loads it into bench_import_rows and cuts it
 -- into bench_import_batches beforehand, with UUIDv7 ids made by bench_uuid_v7()). What the
@@ -20,7 +21,7 @@ SELECT set_config('statement_timeout', '30000', true);
 INSERT INTO users (id, account_id, email, display_name, role) SELECT id, :account_id::uuid, email, '', 'customer' FROM unnest(:new_user_ids::uuid[], :emails::text[]) AS t(id, email) ORDER BY email ON CONFLICT (account_id, email) DO NOTHING;
 SELECT id, email FROM users WHERE account_id = :account_id::uuid AND email = ANY(:emails::text[]) ORDER BY id FOR UPDATE;
 SELECT array_agg(u.id ORDER BY r.n)::text AS requester_ids, array_agg(DISTINCT u.id)::text AS requester_set, array_agg(jsonb_build_object('priority', jsonb_build_object('old', NULL, 'new', r.priority), 'requester_id', jsonb_build_object('old', NULL, 'new', u.id), 'status', jsonb_build_object('old', NULL, 'new', 'new'), 'subject', jsonb_build_object('old', NULL, 'new', r.subject)) ORDER BY r.n)::text AS changes FROM bench_import_rows r JOIN users u ON u.account_id = :account_id::uuid AND u.email = r.requester_email WHERE r.batch = :batch \gset
-SELECT requester_id, count(*) AS count FROM tickets WHERE account_id = :account_id::uuid AND requester_id = ANY(:requester_set::uuid[]) AND deleted_at IS NULL AND status <> ALL('{solved,closed}'::text[]) GROUP BY requester_id;
+SELECT requester_id, tickets FROM requester_open_tickets WHERE account_id = :account_id::uuid AND requester_id = ANY(:requester_set::uuid[]);
 WITH input AS (SELECT * FROM unnest(:ids::uuid[], :subjects::text[], :descriptions::text[], :priorities::text[], :requester_ids::uuid[], :assignee_ids::uuid[], :activity_ids::uuid[], :changes::jsonb[]) AS t(id, subject, description, priority, requester_id, assignee_id, activity_id, changes)), written AS (INSERT INTO ticket_activities (id, account_id, ticket_id, actor_user_id, actor_api_key_id, action, changes) SELECT activity_id, :account_id::uuid, id, :admin_id::uuid, NULL, 'created', changes FROM input) INSERT INTO tickets (id, account_id, subject, description, priority, status, requester_id, assignee_id) SELECT id, :account_id::uuid, subject, description, priority, 'new', requester_id, assignee_id FROM input;
 UPDATE operations SET rows_read = :to_rows, rows_imported = rows_imported + (:to_rows::bigint - :from_rows::bigint), rows_failed = rows_failed + 0, row_errors = CASE WHEN jsonb_array_length(row_errors) >= 100 THEN row_errors ELSE (SELECT coalesce(jsonb_agg(e ORDER BY n), '[]') FROM jsonb_array_elements(row_errors || '[]'::jsonb) WITH ORDINALITY AS t(e, n) WHERE n <= 100) END, lease_expires_at = now() + 30000 * interval '1 millisecond', updated_at = now() WHERE id = :operation_id::uuid AND lease_owner = :worker::uuid AND rows_read = :from_rows AND state = 'running' RETURNING cancel_requested;
 COMMIT;

@@ -275,6 +275,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    requester_open_tickets (account_id, requester_id) {
+        account_id -> Uuid,
+        requester_id -> Uuid,
+        tickets -> Int8,
+    }
+}
+
+diesel::table! {
     revenue_daily (account_id, currency, day) {
         account_id -> Uuid,
         currency -> Text,
@@ -449,6 +457,7 @@ diesel::joinable!(notifications -> tickets (ticket_id));
 diesel::joinable!(operations -> accounts (account_id));
 diesel::joinable!(reconciliation_findings -> accounts (account_id));
 diesel::joinable!(reconciliation_findings -> reconciliation_runs (run_id));
+diesel::joinable!(requester_open_tickets -> accounts (account_id));
 diesel::joinable!(revenue_daily -> accounts (account_id));
 diesel::joinable!(ticket_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(ticket_comments -> api_keys (author_api_key_id));
@@ -476,6 +485,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     reconciliation_findings,
     reconciliation_runs,
     refunds,
+    requester_open_tickets,
     revenue_daily,
     revoked_sessions,
     storage_deletions,

@@ -18,7 +18,7 @@ use crate::configuration::OperationSettings;
 use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::{
-    BatchProgress, ClaimedOperation, ImportedTickets, OperationRow, TicketRow, User,
+    BatchProgress, ClaimedOperation, ImportedTickets, OperationRow, RequesterOpenTickets, User,
 };
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{
@@ -330,10 +330,13 @@ impl OperationWorkers {
                     .collect()
             };
             let requester_ids: Vec<Uuid> = requesters.values().copied().collect();
+            // Their open tickets from the counter the tickets' trigger keeps (migration 000021):
+            // counting their tickets instead grew with every batch this import committed. Read
+            // after the lock above, so it holds every change since the previous batch too.
             let mut open: BTreeMap<Uuid, i64> = if requester_ids.is_empty() {
                 BTreeMap::new()
             } else {
-                TicketRow::count_open_for_requesters(conn, account_id, &requester_ids)
+                RequesterOpenTickets::for_requesters(conn, account_id, &requester_ids)
                     .await?
                     .into_iter()
                     .collect()

@@ -361,6 +361,114 @@ async fn cancelling_mid_import_stops_at_a_batch_boundary_and_reports_it() {
     );
 }
 
+/// The open tickets of each requester as the counter `requester_open_tickets` holds them and as
+/// a recount of the tickets finds them, for every requester either side knows of that differs.
+async fn open_ticket_counters_off_a_recount(database: &TestDatabase) -> i64 {
+    count_of(
+        database,
+        "SELECT count(*) AS count FROM requester_open_tickets c \
+         FULL JOIN (SELECT account_id, requester_id, count(*) AS tickets FROM tickets \
+                    WHERE deleted_at IS NULL AND status IN ('new', 'open', 'pending') \
+                    GROUP BY 1, 2) r USING (account_id, requester_id) \
+         WHERE coalesce(c.tickets, 0) <> coalesce(r.tickets, 0)",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_batch_counts_the_tickets_created_and_solved_since_the_previous_batch_against_the_open_limit()
+ {
+    let app = TestApp::spawn_with(|settings| {
+        settings.operations.workers = 2;
+        settings.operations.import_batch_rows = BATCH as u32;
+        settings.tickets.max_open_per_requester = 15;
+    })
+    .await;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let ticket_by = |subject: &str, requester: &str| v1::CreateTicketRequest {
+        ticket: Some(v1::Ticket {
+            subject: subject.to_owned(),
+            description: "d".to_owned(),
+            requester_email: requester.to_owned(),
+            assignee_id: agent.id.to_string(),
+            ..Default::default()
+        }),
+    };
+    let solved_later = app
+        .create_as_admin(ticket_by("before", "jane@example.com"))
+        .await;
+    // The held requester exists before the import, so a test can lock them.
+    app.create_as_admin(ticket_by("before", "held@example.com"))
+        .await;
+    let held = lock_requester(&app.database, "held@example.com").await;
+
+    // Batch 1: ten of Jane's; batch 2: ten of the held requester's (it waits for the lock);
+    // batch 3: ten more of Jane's, records 22 to 31 (the header is record 1).
+    let mut csv = csv_of("limit", BATCH, "jane@example.com");
+    for n in BATCH..3 * BATCH {
+        let requester = if n < 2 * BATCH {
+            "held@example.com"
+        } else {
+            "jane@example.com"
+        };
+        csv.push_str(&format!("limit-{n},Imported history,{requester},low\n"));
+    }
+    let accepted = import(&app, v1::ImportFormat::Csv, csv).await;
+    wait_until(
+        "the first batch commits and the second waits",
+        PATIENCE,
+        || async {
+            let progress = metadata(&get(&app, &app.admin, &accepted.name).await.unwrap());
+            progress.rows_read == BATCH as i64 && backends_waiting_on_locks(&app.database).await > 0
+        },
+    )
+    .await;
+    // Between the batches Jane gets two tickets more and one solved: 1 + 10 + 2 - 1 = 12 open,
+    // so batch 3 has room for 3 of its 10 under the limit of 15.
+    app.create_as_admin(ticket_by("between 1", "jane@example.com"))
+        .await;
+    app.create_as_admin(ticket_by("between 2", "jane@example.com"))
+        .await;
+    app.tickets
+        .clone()
+        .resolve_ticket(app.as_admin(v1::ResolveTicketRequest {
+            id: solved_later.id.clone(),
+            etag: String::new(),
+        }))
+        .await
+        .expect("resolved");
+    drop(held);
+
+    let finished = done(&app, &app.admin, &accepted.name).await;
+    let result = response(&finished);
+    assert_eq!(
+        (result.rows_imported, result.rows_failed),
+        (2 * BATCH as i64 + 3, 7)
+    );
+    let refused: Vec<(i64, &str)> = result
+        .row_errors
+        .iter()
+        .map(|error| (error.row, error.field.as_str()))
+        .collect();
+    assert_eq!(
+        refused,
+        (25..=31)
+            .map(|row| (row, "requester_email"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT tickets AS count FROM requester_open_tickets c JOIN users u \
+             ON u.account_id = c.account_id AND u.id = c.requester_id \
+             WHERE u.email = 'jane@example.com'"
+        )
+        .await,
+        15
+    );
+    assert_eq!(open_ticket_counters_off_a_recount(&app.database).await, 0);
+}
+
 #[tokio::test]
 async fn three_imports_at_once_in_two_accounts_each_import_every_row_into_their_own_account() {
     let app = spawn().await;

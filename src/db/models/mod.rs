@@ -21,6 +21,7 @@ pub mod recent_activity;
 pub mod reconciliation_finding;
 pub mod reconciliation_run;
 pub mod refund;
+pub mod requester_open_tickets;
 pub mod revenue_daily;
 pub mod revoked_session;
 pub mod send_lease;
@@ -51,6 +52,7 @@ pub use reconciliation_finding::{
 };
 pub use reconciliation_run::{NewReconciliationRun, ReconciliationRunRow, RunCounts};
 pub use refund::{NewRefund, RefundRow, StoredRefund};
+pub use requester_open_tickets::RequesterOpenTickets;
 pub use revenue_daily::RevenueDay;
 pub use revoked_session::RevokedSession;
 pub use ticket::{ImportedTickets, NewTicket, TicketChangeset, TicketListQuery, TicketRow};

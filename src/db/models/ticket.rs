@@ -655,14 +655,6 @@ impl TicketRow {
     }
 }
 
-#[derive(QueryableByName)]
-struct OpenCount {
-    #[diesel(sql_type = sql_types::Uuid)]
-    requester_id: Uuid,
-    #[diesel(sql_type = sql_types::BigInt)]
-    count: i64,
-}
-
 /// A batch of imported tickets, one array per column, each with its audit record ("created",
 /// by the importer): written by one statement (`INSERT … SELECT FROM unnest(…)`).
 #[derive(Debug, Default)]
@@ -726,32 +718,5 @@ impl ImportedTickets {
         )
         .execute(conn)
         .await?)
-    }
-}
-
-impl TicketRow {
-    /// How many open (not solved or closed) tickets each of `requesters` has in the account;
-    /// requesters with none are left out.
-    pub async fn count_open_for_requesters(
-        conn: &mut AsyncPgConnection,
-        account_id: AccountId,
-        requesters: &[Uuid],
-    ) -> AppResult<Vec<(Uuid, i64)>> {
-        let done: &[&str] = &[TicketStatus::Solved.as_str(), TicketStatus::Closed.as_str()];
-        Ok(KeepPrepared(
-            diesel::sql_query(
-                "SELECT requester_id, count(*) AS count FROM tickets WHERE account_id = $1 \
-                 AND requester_id = ANY($2) AND deleted_at IS NULL AND status <> ALL($3) \
-                 GROUP BY requester_id",
-            )
-            .bind::<sql_types::Uuid, _>(account_id.as_uuid())
-            .bind::<sql_types::Array<sql_types::Uuid>, _>(requesters)
-            .bind::<sql_types::Array<sql_types::Text>, _>(done),
-        )
-        .load::<OpenCount>(conn)
-        .await?
-        .into_iter()
-        .map(|open| (open.requester_id, open.count))
-        .collect())
     }
 }
