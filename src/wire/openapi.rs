@@ -671,11 +671,18 @@ impl Generator {
                 "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$" },
             })),
         }
-        for header in row.headers_read.split(',').map(str::trim) {
+        for entry in row.headers_read.split(',').map(str::trim) {
+            // A cell may follow a header's name with a note (`content-type (the file's)`).
+            let header = entry
+                .split(|c: char| c.is_whitespace() || c == '(')
+                .next()
+                .unwrap_or_default();
+            // `content-type` is the request body's (its `content`), and OpenAPI ignores a
+            // header parameter of that name.
             let reserved = header.is_empty()
-                || header.starts_with('(')
                 || header.eq_ignore_ascii_case("authorization")
-                || header.eq_ignore_ascii_case("idempotency-key");
+                || header.eq_ignore_ascii_case("idempotency-key")
+                || header.eq_ignore_ascii_case("content-type");
             if !reserved {
                 parameters.push(json!({
                     "name": header,
@@ -1496,6 +1503,20 @@ mod tests {
             .collect();
         assert!(names.contains(&"pageSize"), "{names:?}");
         assert!(names.contains(&"pageToken"), "{names:?}");
+    }
+
+    #[test]
+    fn header_parameters_are_named_without_the_contract_tables_notes() {
+        let document = generated();
+        let upload = &document["paths"]["/v1/attachments:upload"]["post"];
+        let headers: Vec<&Json> = upload["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter(|parameter| parameter["in"] == "header")
+            .map(|parameter| &parameter["name"])
+            .collect();
+        assert_eq!(headers, [&json!("Idempotency-Key")]);
     }
 
     #[test]

@@ -352,6 +352,29 @@ async fn a_known_path_called_with_a_method_it_does_not_serve_is_405_with_allow()
     let head = send(&envoy, Method::HEAD, "/v1/tickets", token, None, None).await;
     assert_eq!(head.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(head.headers["allow"], "GET, POST");
+    // QUERY and a TRACE with a body are methods like any other; only a QUERY without the
+    // content type its definition requires is refused as malformed, by Envoy's connection
+    // manager before any route (tests/api/rest_contract/schemathesis.toml).
+    let query = Method::from_bytes(b"QUERY").expect("a method");
+    for (method, content_type) in [
+        (query.clone(), "application/json"),
+        (Method::TRACE, "text/plain"),
+    ] {
+        let answer = send(
+            &envoy,
+            method.clone(),
+            "/v1/tickets",
+            token,
+            Some(content_type),
+            Some("{}"),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(answer.headers["allow"], "GET, POST", "{method}");
+    }
+    let bodiless_query = send(&envoy, query, "/v1/tickets", token, None, None).await;
+    assert_eq!(bodiless_query.status, StatusCode::BAD_REQUEST);
+    assert_json_reason(&bodiless_query.body, Reason::MalformedRequest);
 
     // A path the API does not have stays 404, whatever the method.
     for method in [Method::GET, Method::PUT] {
