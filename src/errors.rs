@@ -341,6 +341,11 @@ impl FieldViolations {
         self.violations.is_empty()
     }
 
+    /// How many fields were refused so far.
+    pub fn len(&self) -> usize {
+        self.violations.len()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &FieldViolation> {
         self.violations.iter()
     }

@@ -288,15 +288,25 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
         let mut violations = FieldViolations::new();
         let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
         let comment_id = optional_comment(&mut violations, &message.comment_id);
-        let (Some(ticket_id), Some(comment_id)) = (ticket_id, comment_id) else {
+        let list = ticket_id
+            .zip(comment_id)
+            .map(|(ticket_id, comment_id)| match comment_id {
+                Some(comment) => format!("attachments:{ticket_id}:{comment}"),
+                None => format!("attachments:{ticket_id}"),
+            });
+        let page = ListPages::checked(
+            &self.pages,
+            &caller,
+            list.as_deref(),
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+        );
+        let (Some(ticket_id), Some(comment_id), Some((pages, page_size, after))) =
+            (ticket_id, comment_id, page)
+        else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let list = match comment_id {
-            Some(comment) => format!("attachments:{ticket_id}:{comment}"),
-            None => format!("attachments:{ticket_id}"),
-        };
-        let pages = ListPages::new(&self.pages, &caller, &list);
-        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self
             .attachments
             .list(&caller, ticket_id, comment_id, page_size, after)

@@ -126,11 +126,21 @@ impl v1::billing_service_server::BillingService for BillingApi {
         let run_id = optional_id(&mut violations, "run_id", &message.run_id, |raw| {
             uuid::Uuid::parse_str(raw).map_err(|_| InvalidValue::new("must be a UUID"))
         });
-        violations.into_result()?;
+        let filters_refused = !violations.is_empty();
         // Page tokens are bound to the run filter.
-        let list = format!("reconciliation-findings:{}", message.run_id);
-        let pages = ListPages::new(&self.pages, &caller, &list);
-        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
+        let list =
+            (!filters_refused).then(|| format!("reconciliation-findings:{}", message.run_id));
+        let page = ListPages::checked(
+            &self.pages,
+            &caller,
+            list.as_deref(),
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+        );
+        let Some((pages, page_size, after)) = page else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
         let page = billing
             .list_findings(&caller, run_id, page_size, after)
             .await?;
@@ -173,7 +183,7 @@ impl v1::billing_service_server::BillingService for BillingApi {
                 &InvalidValue::new("only agents and admins can list charges by attention"),
             );
         }
-        violations.into_result()?;
+        let filters_refused = !violations.is_empty();
         let filter = ChargeListFilter {
             customer_id,
             ticket_id,
@@ -184,17 +194,28 @@ impl v1::billing_service_server::BillingService for BillingApi {
         };
         // Page tokens are bound to every filter, the range included: a token issued for other
         // filters is refused (INVALID_ARGUMENT naming page_token).
-        let list = format!(
-            "charges:{}:{}:{}:{:?}:{:?}:{}",
-            message.customer_id,
-            message.status,
-            message.ticket_id,
-            created_after.map(Timestamp::micros),
-            created_before.map(Timestamp::micros),
-            message.needs_attention,
+        let list = (!filters_refused).then(|| {
+            format!(
+                "charges:{}:{}:{}:{:?}:{:?}:{}",
+                message.customer_id,
+                message.status,
+                message.ticket_id,
+                created_after.map(Timestamp::micros),
+                created_before.map(Timestamp::micros),
+                message.needs_attention,
+            )
+        });
+        let page = ListPages::checked(
+            &self.pages,
+            &caller,
+            list.as_deref(),
+            &mut violations,
+            message.page_size,
+            &message.page_token,
         );
-        let pages = ListPages::new(&self.pages, &caller, &list);
-        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
+        let Some((pages, page_size, after)) = page else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
         let page = billing.list(&caller, filter, page_size, after).await?;
         Ok(Response::new(v1::ListChargesResponse {
             charges: page

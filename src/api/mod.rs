@@ -108,6 +108,59 @@ impl<'a> ListPages<'a> {
         }
     }
 
+    /// The pages of the list `list` with the `page_size` and `page_token` of its request, checked
+    /// into `violations` with the request's other fields, so one answer names every refused
+    /// field. `list` is `None` when the request's query (the filters the list name is made of)
+    /// was refused: the token is signed for one query, so only its form is checked, and the
+    /// client learns whether it fits the query once the query is valid (docs/http-contract.md).
+    /// `None` when either field was refused.
+    pub(crate) fn checked(
+        keys: &'a PageTokenKeys,
+        caller: &Caller,
+        list: Option<&'a str>,
+        violations: &mut FieldViolations,
+        page_size: i32,
+        page_token: &str,
+    ) -> Option<(Self, PageSize, Option<PageCursor>)> {
+        let size = violations.check("page_size", PageSize::parse(page_size));
+        let Some(list) = list else {
+            check_token_form(violations, page_token);
+            return None;
+        };
+        let pages = Self::new(keys, caller, list);
+        let after = match page_token {
+            "" => Some(None),
+            token => violations
+                .check("page_token", keys.parse(token, pages.scope))
+                .map(Some),
+        };
+        Some((pages, size?, after?))
+    }
+
+    /// [`Self::checked`] for a list whose items are keyed by text (webhook events).
+    pub(crate) fn checked_text(
+        keys: &'a PageTokenKeys,
+        caller: &Caller,
+        list: Option<&'a str>,
+        violations: &mut FieldViolations,
+        page_size: i32,
+        page_token: &str,
+    ) -> Option<(Self, PageSize, Option<TextPageCursor>)> {
+        let size = violations.check("page_size", PageSize::parse(page_size));
+        let Some(list) = list else {
+            check_token_form(violations, page_token);
+            return None;
+        };
+        let pages = Self::new(keys, caller, list);
+        let after = match page_token {
+            "" => Some(None),
+            token => violations
+                .check("page_token", keys.parse_text(token, pages.scope))
+                .map(Some),
+        };
+        Some((pages, size?, after?))
+    }
+
     /// The token of the page after `cursor`, or empty on the last page.
     pub(crate) fn next_token(&self, cursor: Option<PageCursor>) -> String {
         cursor
@@ -115,29 +168,18 @@ impl<'a> ListPages<'a> {
             .unwrap_or_default()
     }
 
-    /// [`Self::request`] for a list whose items are keyed by text (webhook events).
-    pub(crate) fn request_text(
-        &self,
-        page_size: i32,
-        page_token: &str,
-    ) -> AppResult<(PageSize, Option<TextPageCursor>)> {
-        let mut violations = FieldViolations::new();
-        let size = violations.check("page_size", PageSize::parse(page_size));
-        let after = match page_token {
-            "" => None,
-            token => violations.check("page_token", self.keys.parse_text(token, self.scope)),
-        };
-        match size {
-            Some(size) if violations.is_empty() => Ok((size, after)),
-            _ => Err(AppError::InvalidArgument(violations)),
-        }
-    }
-
     /// [`Self::next_token`] for a list whose items are keyed by text.
     pub(crate) fn next_text_token(&self, cursor: Option<&TextPageCursor>) -> String {
         cursor
             .map(|cursor| self.keys.encode_text(cursor, self.scope))
             .unwrap_or_default()
+    }
+}
+
+/// The page token of a list whose query was refused: only its form can be checked.
+fn check_token_form(violations: &mut FieldViolations, page_token: &str) {
+    if !page_token.is_empty() {
+        violations.check("page_token", PageTokenKeys::check_form(page_token));
     }
 }
 

@@ -47,16 +47,24 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
         let mut violations = FieldViolations::new();
         let state = violations.check("state", state_from_wire(message.state));
         let kind = violations.check("kind", kind_from_wire(message.kind));
-        let (Some(state), Some(kind)) = (state, kind) else {
+        // Page tokens are bound to the filter: a token of the dead list does not page the sent one.
+        let list = state.zip(kind).map(|(state, kind)| {
+            format!(
+                "notifications:{state}:{}",
+                kind.map(NotificationKind::as_str).unwrap_or("any")
+            )
+        });
+        let page = ListPages::checked(
+            &self.pages,
+            &caller,
+            list.as_deref(),
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+        );
+        let (Some(state), Some(kind), Some((pages, page_size, after))) = (state, kind, page) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        // Page tokens are bound to the filter: a token of the dead list does not page the sent one.
-        let list = format!(
-            "notifications:{state}:{}",
-            kind.map(NotificationKind::as_str).unwrap_or("any")
-        );
-        let pages = ListPages::new(&self.pages, &caller, &list);
-        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self
             .notifications
             .list(&caller, state, kind, page_size, after)

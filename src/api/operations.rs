@@ -57,12 +57,22 @@ impl lro::operations_server::Operations for OperationApi {
             );
         }
         let filter = violations.check("filter", OperationFilter::parse(&message.filter));
-        let Some(filter) = filter.filter(|_| violations.is_empty()) else {
+        let list = filter
+            .as_ref()
+            .map(|filter| format!("operations:{}", filter.fingerprint()));
+        let page = ListPages::checked(
+            &self.pages,
+            &caller,
+            list.as_deref(),
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+        );
+        let (Some(filter), Some((pages, page_size, after))) =
+            (filter.filter(|_| violations.is_empty()), page)
+        else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let list = format!("operations:{}", filter.fingerprint());
-        let pages = ListPages::new(&self.pages, &caller, &list);
-        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self
             .operations
             .list(&caller, &filter, page_size, after)

@@ -168,12 +168,24 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::ListTicketsResponse>, Status> {
         let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
-        let filter = parse_filter(message)?;
-        let mask = read_mask(message.read_mask.as_ref())
-            .map_err(|problem| AppError::invalid_field("read_mask", &problem))?;
-        let list = format!("tickets:{}", filter.fingerprint());
-        let pages = ListPages::new(&self.pages, &caller, &list);
-        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
+        let mut violations = FieldViolations::new();
+        let filter = parse_filter(message, &mut violations);
+        let mask = violations.check("read_mask", read_mask(message.read_mask.as_ref()));
+        let list = filter
+            .as_ref()
+            .map(|filter| format!("tickets:{}", filter.fingerprint()));
+        let page = ListPages::checked(
+            &self.pages,
+            &caller,
+            list.as_deref(),
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+        );
+        let (Some(filter), Some(mask), Some((pages, page_size, after))) = (filter, mask, page)
+        else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
         let page = self.desk.list(&caller, &filter, page_size, after).await?;
         Ok(Response::new(v1::ListTicketsResponse {
             tickets: page
@@ -202,9 +214,12 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             read_mask: message.read_mask,
             ..Default::default()
         };
-        let filter = parse_filter(&listed)?;
-        let mask = read_mask(listed.read_mask.as_ref())
-            .map_err(|problem| AppError::invalid_field("read_mask", &problem))?;
+        let mut violations = FieldViolations::new();
+        let filter = parse_filter(&listed, &mut violations);
+        let mask = violations.check("read_mask", read_mask(listed.read_mask.as_ref()));
+        let (Some(filter), Some(mask)) = (filter, mask) else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
         let batches = self.desk.export(&caller, filter).await?;
         let mut response = Response::new(ExportStream {
             batches,
@@ -226,8 +241,8 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::SearchTicketsResponse>, Status> {
         let (caller, _) = request_context(&request)?;
         let message = request.into_inner();
-        let text = SearchText::parse(&message.q)
-            .map_err(|problem| AppError::invalid_field("q", &problem))?;
+        let mut violations = FieldViolations::new();
+        let text = violations.check("q", SearchText::parse(&message.q));
         let listed = v1::ListTicketsRequest {
             statuses: message.statuses,
             priorities: message.priorities,
@@ -237,13 +252,24 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             created_before: message.created_before,
             ..Default::default()
         };
-        let search = TicketSearch {
-            text,
-            filter: parse_filter(&listed)?,
+        let filter = parse_filter(&listed, &mut violations);
+        let search = text
+            .zip(filter)
+            .map(|(text, filter)| TicketSearch { text, filter });
+        let list = search
+            .as_ref()
+            .map(|search| format!("search:{}", search.fingerprint()));
+        let page = ListPages::checked_text(
+            &self.pages,
+            &caller,
+            list.as_deref(),
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+        );
+        let (Some(search), Some((pages, page_size, after))) = (search, page) else {
+            return Err(AppError::InvalidArgument(violations).into());
         };
-        let list = format!("search:{}", search.fingerprint());
-        let pages = ListPages::new(&self.pages, &caller, &list);
-        let (page_size, after) = pages.request_text(message.page_size, &message.page_token)?;
         let after = after
             .map(|cursor| SearchCursor::from_key(&cursor.id))
             .transpose()
@@ -506,11 +532,20 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::ListCommentsResponse>, Status> {
         let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
-        let ticket_id = TicketId::parse(&message.ticket_id)
-            .map_err(|problem| AppError::invalid_field("ticket_id", &problem))?;
-        let list = format!("comments:{ticket_id}");
-        let pages = ListPages::new(&self.pages, &caller, &list);
-        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
+        let mut violations = FieldViolations::new();
+        let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
+        let list = ticket_id.map(|ticket_id| format!("comments:{ticket_id}"));
+        let page = ListPages::checked(
+            &self.pages,
+            &caller,
+            list.as_deref(),
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+        );
+        let (Some(ticket_id), Some((pages, page_size, after))) = (ticket_id, page) else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
         let page = self
             .desk
             .list_comments(&caller, ticket_id, page_size, after)
@@ -527,11 +562,20 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::ListTicketActivityResponse>, Status> {
         let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
-        let ticket_id = TicketId::parse(&message.ticket_id)
-            .map_err(|problem| AppError::invalid_field("ticket_id", &problem))?;
-        let list = format!("activity:{ticket_id}");
-        let pages = ListPages::new(&self.pages, &caller, &list);
-        let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
+        let mut violations = FieldViolations::new();
+        let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
+        let list = ticket_id.map(|ticket_id| format!("activity:{ticket_id}"));
+        let page = ListPages::checked(
+            &self.pages,
+            &caller,
+            list.as_deref(),
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+        );
+        let (Some(ticket_id), Some((pages, page_size, after))) = (ticket_id, page) else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
         let page = self
             .desk
             .list_activity(&caller, ticket_id, page_size, after)
@@ -689,9 +733,13 @@ fn not_editable(path: &str) -> InvalidValue {
     ))
 }
 
-/// The filters and order of a ListTickets request, every refused one named.
-fn parse_filter(message: &v1::ListTicketsRequest) -> Result<TicketFilter, AppError> {
-    let mut violations = FieldViolations::new();
+/// The filters and order of a ListTickets request, every refused one named in `violations`
+/// (with the request's other fields); `None` when any was refused.
+fn parse_filter(
+    message: &v1::ListTicketsRequest,
+    violations: &mut FieldViolations,
+) -> Option<TicketFilter> {
+    let refused_before = violations.len();
     let mut filter = TicketFilter::default();
     for (index, value) in message.statuses.iter().enumerate() {
         if let Some(status) =
@@ -722,8 +770,7 @@ fn parse_filter(message: &v1::ListTicketsRequest) -> Result<TicketFilter, AppErr
     if let Some(order) = violations.check("order_by", TicketOrder::parse(&message.order_by)) {
         filter.order = order;
     }
-    violations.into_result()?;
-    Ok(filter)
+    (violations.len() == refused_before).then_some(filter)
 }
 
 fn instant(at: prost_types::Timestamp) -> Result<Timestamp, InvalidValue> {

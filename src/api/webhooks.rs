@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::{ListPages, optional_timestamp, request_context, required, timestamp};
 use crate::db::models::StoredWebhookEvent;
 use crate::domain::{InvalidValue, PageTokenKeys, WebhookEventId, WebhookEventState};
-use crate::errors::AppError;
+use crate::errors::{AppError, FieldViolations};
 use crate::service::Webhooks;
 use crate::wire::proto::v1;
 
@@ -60,13 +60,22 @@ impl v1::webhook_service_server::WebhookService for WebhookApi {
     ) -> Result<Response<v1::ListWebhookEventsResponse>, Status> {
         let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
-        let state = state_from_wire(message.state)
-            .map_err(|problem| AppError::invalid_field("state", &problem))?;
+        let mut violations = FieldViolations::new();
+        let state = violations.check("state", state_from_wire(message.state));
         // Page tokens are bound to the state listed: a token of the dead list does not page the
         // received one.
-        let list = format!("webhook-events:{state}");
-        let pages = ListPages::new(&self.pages, &caller, &list);
-        let (page_size, after) = pages.request_text(message.page_size, &message.page_token)?;
+        let list = state.map(|state| format!("webhook-events:{state}"));
+        let page = ListPages::checked_text(
+            &self.pages,
+            &caller,
+            list.as_deref(),
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+        );
+        let (Some(state), Some((pages, page_size, after))) = (state, page) else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
         let page = self.webhooks.list(&caller, state, page_size, after).await?;
         Ok(Response::new(v1::ListWebhookEventsResponse {
             events: page.items.iter().map(to_wire).collect(),

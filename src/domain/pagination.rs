@@ -216,6 +216,27 @@ impl PageTokenKeys {
         Ok(TextPageCursor { at, id })
     }
 
+    /// Whether `token` has the form of a page token (of either layout), its signature unchecked:
+    /// what can be said of a token of a list whose query was refused, as the signature binds
+    /// the token to the query.
+    pub fn check_form(token: &str) -> Result<(), InvalidValue> {
+        let invalid = || InvalidValue::new("is not a page token returned by this list");
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token.trim())
+            .map_err(|_| invalid())?;
+        let cursor = bytes.first() == Some(&TOKEN_VERSION) && bytes.len() == BODY_BYTES + TAG_BYTES;
+        let text = bytes.first() == Some(&TEXT_TOKEN_VERSION)
+            && bytes
+                .len()
+                .checked_sub(1 + 8 + TAG_BYTES)
+                .is_some_and(|key_bytes| (1..=MAX_TEXT_KEY_BYTES).contains(&key_bytes));
+        if cursor || text {
+            Ok(())
+        } else {
+            Err(invalid())
+        }
+    }
+
     fn mac(key: &Hmac<Sha256>, body: &[u8], scope: PageScope<'_>) -> Hmac<Sha256> {
         let mut mac = key.clone();
         // Length-prefixed, so no two scopes sign the same bytes.
@@ -257,6 +278,24 @@ mod tests {
             DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
             Uuid::from_u128(42),
         )
+    }
+
+    #[test]
+    fn a_token_of_either_layout_has_the_form_of_one_whatever_it_was_signed_for() {
+        let keys = keys(&["first key"]);
+        let text = TextPageCursor {
+            at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: "evt_1".to_owned(),
+        };
+        for token in [
+            keys.encode(&cursor(), scope(1, "tickets")),
+            keys.encode_text(&text, scope(2, "webhook-events")),
+        ] {
+            assert_eq!(PageTokenKeys::check_form(&token), Ok(()), "{token}");
+        }
+        for garbage in ["", "abc", "dDE6MTox", "!!!"] {
+            assert!(PageTokenKeys::check_form(garbage).is_err(), "{garbage:?}");
+        }
     }
 
     #[test]

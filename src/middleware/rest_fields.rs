@@ -3,7 +3,11 @@
 //! the request message the transcoder built: `requesterEmail` for the body of
 //! `POST /v1/tickets` (`body: "ticket"`), `amount.amountMinor`, `pageSize` for a query parameter
 //! (docs/http-contract.md, "Field paths"). gRPC callers keep the proto paths
-//! (`ticket.requester_email`), which are theirs.
+//! (`ticket.requester_email`), which are theirs. The description of a field mask's violation
+//! names the fields the mask may hold, and echoes the refused path, in the same terms:
+//! `?readMask=requesterEmail,fooBar` reaches the service as `requester_email,foo_bar` (the
+//! transcoder's conversion), and its error says `"fooBar" is not a field that can be read; known:
+//! ..., requesterEmail, ...` over REST, `"foo_bar"` and `requester_email` over gRPC.
 //!
 //! Why here and not in each handler: handlers name fields once, by the request message, for both
 //! protocols; only the edge knows which protocol asked. A request is REST when the transcoder
@@ -103,13 +107,19 @@ fn rename_fields(headers: &mut HeaderMap, body: &str) {
         };
         for violation in &mut bad_request.field_violations {
             let rest = rest_field_path(&violation.field, body);
-            if rest != violation.field {
+            let description = if is_field_mask(&violation.field) {
+                camel_case_names(&violation.description)
+            } else {
+                violation.description.clone()
+            };
+            if rest != violation.field || description != violation.description {
                 // The message lists each violation as "<field> <description>".
                 message = message.replace(
                     &format!("{} {}", violation.field, violation.description),
-                    &format!("{rest} {}", violation.description),
+                    &format!("{rest} {description}"),
                 );
                 violation.field = rest;
+                violation.description = description;
                 renamed = true;
             }
         }
@@ -123,6 +133,46 @@ fn rename_fields(headers: &mut HeaderMap, body: &str) {
         tonic::Status::with_details(status.code(), message, decoded.encode_to_vec().into());
     // Fails only for a message that cannot be a header value, which the original was.
     let _ = rewritten.add_header(headers);
+}
+
+/// Whether `field` (a proto path) is a field mask or one of its paths (`read_mask`,
+/// `update_mask.paths[1]`): the API names its masks `*_mask`, as AIP-157 and AIP-134 do.
+fn is_field_mask(field: &str) -> bool {
+    field
+        .split('.')
+        .next()
+        .is_some_and(|first| first.ends_with("_mask"))
+}
+
+/// `text` with each proto field name in it (a lower-case word with `_`: `requester_email`) in
+/// lowerCamelCase (`requesterEmail`), as the JSON mapping writes field mask paths; other words
+/// (`*`, `TICKET_PRIORITY_URGENT`, `subject`) are left as they are.
+fn camel_case_names(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let is_field_name = word.contains('_')
+            && word.starts_with(|first: char| first.is_ascii_lowercase())
+            && word
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if is_field_name {
+            out.push_str(&rest_field_path(word, ""));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for character in text.chars() {
+        if character.is_ascii_alphanumeric() || character == '_' {
+            word.push(character);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(character);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -156,6 +206,41 @@ mod tests {
         let mut headers = HeaderMap::new();
         status.add_header(&mut headers).expect("headers");
         headers
+    }
+
+    #[test]
+    fn a_rest_field_mask_error_lists_the_mask_paths_in_lower_camel_case() {
+        let mut headers = status_headers(&[
+            (
+                "read_mask",
+                "\"foo_bar\" is not a field that can be read; known: id, requester_email, create_time",
+            ),
+            ("page_size", "must be between 0 and 100"),
+        ]);
+        rename_fields(&mut headers, "");
+        let status = tonic::Status::from_header_map(&headers).expect("a status");
+        assert_eq!(
+            status.message(),
+            "invalid request: readMask \"fooBar\" is not a field that can be read; known: id, \
+             requesterEmail, createTime; pageSize must be between 0 and 100"
+        );
+        let details = status.get_error_details();
+        let violations = &details.bad_request().expect("BadRequest").field_violations;
+        assert_eq!(violations[0].field, "readMask");
+        assert_eq!(
+            violations[0].description,
+            "\"fooBar\" is not a field that can be read; known: id, requesterEmail, createTime"
+        );
+    }
+
+    #[test]
+    fn only_field_names_in_a_mask_error_change_case() {
+        assert_eq!(
+            camel_case_names("\"*\" or TICKET_PRIORITY_URGENT, display_name2 and subject"),
+            "\"*\" or TICKET_PRIORITY_URGENT, displayName2 and subject"
+        );
+        assert!(is_field_mask("update_mask.paths[1]"));
+        assert!(!is_field_mask("ticket.requester_email"));
     }
 
     #[test]

@@ -133,6 +133,7 @@ pub fn document(api: &[u8], table: &MethodTable, contract: &str) -> Result<Json,
             }
         }
     }
+    let paths = merge_equivalent_paths(paths, &mut problems);
     if !problems.is_empty() {
         return Err(OpenApiError(format!(
             "cannot describe the REST API: {}",
@@ -355,6 +356,115 @@ fn parameter_name(field_path: &str) -> String {
     field_path.replace('.', "_")
 }
 
+/// A path key's shape (its variables written `{}`) and its variables' names in order:
+/// `/v1/tickets/{ticket_id}` is `/v1/tickets/{}` with `ticket_id`.
+fn path_shape(path: &str) -> (String, Vec<String>) {
+    let mut shape = String::new();
+    let mut names = Vec::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        shape.push_str(&rest[..=open]);
+        shape.push('}');
+        names.push(rest[open + 1..open + close].to_owned());
+        rest = &rest[open + close + 1..];
+    }
+    shape.push_str(rest);
+    (shape, names)
+}
+
+/// The path keys OpenAPI reads as one path merged into one key holding all their operations.
+/// Rules of one resource may name its variable differently (`/v1/tickets/{id}` for GetTicket,
+/// `/v1/tickets/{ticket.id}` for UpdateTicket, whose id sits in the body's message), which gives
+/// two keys OpenAPI calls identical and tools read as two resources (schemathesis's
+/// `allow_header_conformance` finds each `Allow` missing the other key's methods). Each
+/// variable of a shape takes the shortest of the names its rules give it (then the first in
+/// order: `id` over `ticket_id`); a parameter renamed so says in its description which field it
+/// fills, as the name no longer does. The name is not on the wire: Envoy binds the field by the
+/// rule, whatever the document calls the segment.
+fn merge_equivalent_paths(
+    paths: BTreeMap<String, Map<String, Json>>,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, Map<String, Json>> {
+    let mut canonical: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for path in paths.keys() {
+        let (shape, names) = path_shape(path);
+        let chosen = canonical.entry(shape).or_insert_with(|| names.clone());
+        for (best, name) in chosen.iter_mut().zip(names) {
+            if (name.len(), &name) < (best.len(), &*best) {
+                *best = name;
+            }
+        }
+    }
+    let mut merged: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
+    for (path, operations) in paths {
+        let (shape, names) = path_shape(&path);
+        let chosen = &canonical[&shape];
+        let mut pieces = shape.split("{}");
+        let mut key = pieces.next().unwrap_or_default().to_owned();
+        for (name, piece) in chosen.iter().zip(pieces) {
+            key.push('{');
+            key.push_str(name);
+            key.push('}');
+            key.push_str(piece);
+        }
+        let entry = merged.entry(key.clone()).or_default();
+        for (verb, mut operation) in operations {
+            rename_path_parameters(&mut operation, &names, chosen);
+            if let Some(problem) = duplicate_parameter(&operation) {
+                problems.push(format!("{} {key}: {problem}", verb.to_ascii_uppercase()));
+            }
+            if entry.insert(verb.clone(), operation).is_some() {
+                problems.push(format!(
+                    "{} {key} is bound twice (its rules differ only in variable names)",
+                    verb.to_ascii_uppercase()
+                ));
+            }
+        }
+    }
+    merged
+}
+
+/// Renames an operation's path parameters from `from` to `to` (the same positions), saying in
+/// the description of a renamed one the field it fills.
+fn rename_path_parameters(operation: &mut Json, from: &[String], to: &[String]) {
+    let Some(parameters) = operation.get_mut("parameters").and_then(Json::as_array_mut) else {
+        return;
+    };
+    for parameter in parameters {
+        if parameter["in"] != "path" {
+            continue;
+        }
+        let Some(position) = from.iter().position(|name| parameter["name"] == **name) else {
+            continue;
+        };
+        if from[position] == to[position] {
+            continue;
+        }
+        // A dotted field's description already starts with its field path (`ticket.id`).
+        let description = parameter["description"].as_str().unwrap_or_default();
+        if !description.starts_with('`') {
+            parameter["description"] = json!(format!("`{}`: {description}", from[position]));
+        }
+        parameter["name"] = json!(to[position]);
+    }
+}
+
+/// The first parameter an operation names twice in one place, if any.
+fn duplicate_parameter(operation: &Json) -> Option<String> {
+    let mut seen = BTreeSet::new();
+    operation["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|parameter| {
+            !seen.insert((parameter["in"].to_string(), parameter["name"].to_string()))
+        })
+        .map(|parameter| format!("two parameters named {}", parameter["name"]))
+}
+
 /// Leading comments of descriptors, by file and source path.
 #[derive(Default)]
 struct Comments {
@@ -561,11 +671,18 @@ impl Generator {
                 "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$" },
             })),
         }
-        for header in row.headers_read.split(',').map(str::trim) {
+        for entry in row.headers_read.split(',').map(str::trim) {
+            // A cell may follow a header's name with a note (`content-type (the file's)`).
+            let header = entry
+                .split(|c: char| c.is_whitespace() || c == '(')
+                .next()
+                .unwrap_or_default();
+            // `content-type` is the request body's (its `content`), and OpenAPI ignores a
+            // header parameter of that name.
             let reserved = header.is_empty()
-                || header.starts_with('(')
                 || header.eq_ignore_ascii_case("authorization")
-                || header.eq_ignore_ascii_case("idempotency-key");
+                || header.eq_ignore_ascii_case("idempotency-key")
+                || header.eq_ignore_ascii_case("content-type");
             if !reserved {
                 parameters.push(json!({
                     "name": header,
@@ -1283,6 +1400,38 @@ mod tests {
     }
 
     #[test]
+    fn one_resource_is_one_path_key_whatever_its_rules_call_the_variable() {
+        let document = generated();
+        let paths = document["paths"].as_object().expect("paths");
+        let mut shapes = BTreeMap::new();
+        for path in paths.keys() {
+            if let Some(other) = shapes.insert(path_shape(path).0, path) {
+                panic!("{path} and {other} are one path to OpenAPI");
+            }
+        }
+        let ticket = &document["paths"]["/v1/tickets/{id}"];
+        assert_eq!(ticket["get"]["operationId"], "TicketService_GetTicket");
+        assert_eq!(
+            ticket["delete"]["operationId"],
+            "TicketService_DeleteTicket"
+        );
+        let update = &ticket["patch"];
+        assert_eq!(update["operationId"], "TicketService_UpdateTicket");
+        let id = &update["parameters"][0];
+        assert_eq!((&id["name"], &id["in"]), (&json!("id"), &json!("path")));
+        assert!(
+            id["description"]
+                .as_str()
+                .is_some_and(|text| text.starts_with("`ticket.id`: ")),
+            "{id}"
+        );
+        assert_eq!(
+            document["paths"]["/v1/users/{id}"]["patch"]["operationId"],
+            "UserService_UpdateUser"
+        );
+    }
+
+    #[test]
     fn a_create_is_201_with_location_and_its_idempotency_key_and_the_body_as_the_rule_says() {
         let document = generated();
         let create = &document["paths"]["/v1/tickets"]["post"];
@@ -1354,6 +1503,20 @@ mod tests {
             .collect();
         assert!(names.contains(&"pageSize"), "{names:?}");
         assert!(names.contains(&"pageToken"), "{names:?}");
+    }
+
+    #[test]
+    fn header_parameters_are_named_without_the_contract_tables_notes() {
+        let document = generated();
+        let upload = &document["paths"]["/v1/attachments:upload"]["post"];
+        let headers: Vec<&Json> = upload["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter(|parameter| parameter["in"] == "header")
+            .map(|parameter| &parameter["name"])
+            .collect();
+        assert_eq!(headers, [&json!("Idempotency-Key")]);
     }
 
     #[test]

@@ -13,15 +13,16 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::envoy::Envoy;
-use crate::support::{TEST_PASSWORD, TestApp, tool};
+use crate::support::{TEST_PASSWORD, TestApp, repository_root, tool};
 
-/// The checks of every call (schemathesis's names). Not `unsupported_method`: it also sends
-/// methods Envoy's HTTP codec refuses before any filter sees them (`QUERY`, a `TRACE` with a
-/// body: 400), and `allow_header_conformance` reads the document's two path keys of one
-/// resource (`/v1/tickets/{id}`, `/v1/tickets/{ticket_id}`) as two resources; 405 with `Allow`
-/// is proved for every path in `server::strict_rest` instead.
+/// The checks of every call (schemathesis's names): `unsupported_method` sends every method a
+/// path does not serve and wants 405 with `Allow`, and `allow_header_conformance` wants that
+/// `Allow` to be exactly the document's methods of the path. The methods tried are in
+/// schemathesis.toml beside this file: all of schemathesis's but a bodiless `QUERY`, which
+/// Envoy refuses as malformed before any filter runs (the file says why).
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
-                      response_headers_conformance,response_schema_conformance";
+                      response_headers_conformance,response_schema_conformance,\
+                      unsupported_method,allow_header_conformance";
 
 /// Operations that end the caller's session: fuzzed last, with a session of their own, so that
 /// every other operation is called with a live token.
@@ -56,7 +57,10 @@ fn schemathesis(
     filter: [&str; 2],
     workdir: &Path,
 ) -> Result<(), String> {
+    let config = repository_root().join("tests/api/rest_contract/schemathesis.toml");
     let output = Command::new(tool("SCHEMATHESIS_BIN"))
+        .arg("--config-file")
+        .arg(config)
         .arg("run")
         .arg(schema)
         .args(["--url", &envoy.url("")])

@@ -1,8 +1,9 @@
 //! The strict REST contract, through real Envoy rendered from deploy/envoy/envoy.yaml
 //! (docs/http-contract.md, "Requests", "Field paths", "One shape"): unknown members refused by
 //! name, JSON taken only as JSON, 405 with an `Allow` generated from the rules, every violation
-//! named at once by the body's own names, Envoy's refusals in the service's error JSON, and page
-//! sizes as documented.
+//! named at once by the body's own names (a list's filters, read mask and page alike, the mask's
+//! paths in lowerCamelCase), Envoy's refusals in the service's error JSON, and page sizes as
+//! documented.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -351,6 +352,29 @@ async fn a_known_path_called_with_a_method_it_does_not_serve_is_405_with_allow()
     let head = send(&envoy, Method::HEAD, "/v1/tickets", token, None, None).await;
     assert_eq!(head.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(head.headers["allow"], "GET, POST");
+    // QUERY and a TRACE with a body are methods like any other; only a QUERY without the
+    // content type its definition requires is refused as malformed, by Envoy's connection
+    // manager before any route (tests/api/rest_contract/schemathesis.toml).
+    let query = Method::from_bytes(b"QUERY").expect("a method");
+    for (method, content_type) in [
+        (query.clone(), "application/json"),
+        (Method::TRACE, "text/plain"),
+    ] {
+        let answer = send(
+            &envoy,
+            method.clone(),
+            "/v1/tickets",
+            token,
+            Some(content_type),
+            Some("{}"),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(answer.headers["allow"], "GET, POST", "{method}");
+    }
+    let bodiless_query = send(&envoy, query, "/v1/tickets", token, None, None).await;
+    assert_eq!(bodiless_query.status, StatusCode::BAD_REQUEST);
+    assert_json_reason(&bodiless_query.body, Reason::MalformedRequest);
 
     // A path the API does not have stays 404, whatever the method.
     for method in [Method::GET, Method::PUT] {
@@ -632,5 +656,246 @@ async fn a_page_size_over_the_maximum_is_lowered_to_it_and_a_negative_one_refuse
                 },
             ],
         })
+    );
+}
+
+/// The BadRequest of an error JSON as (field, description) pairs.
+fn bad_request_violations(body: &Value) -> Vec<(String, String)> {
+    body["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|detail| detail["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+        .flat_map(|bad| {
+            bad["fieldViolations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|violation| {
+            (
+                violation["field"].as_str().unwrap_or_default().to_owned(),
+                violation["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// What the read mask's refusal says of an unknown path, with the fields a ticket's mask takes.
+fn read_mask_refusal(path: &str, known: &str) -> String {
+    format!("\"{path}\" is not a field that can be read; known: {known}")
+}
+
+const TICKET_FIELDS_OVER_REST: &str = "id, accountId, subject, description, priority, status, \
+     requesterId, requesterEmail, assigneeId, createTime, updateTime, etag";
+const TICKET_FIELDS_OVER_GRPC: &str = "id, account_id, subject, description, priority, status, \
+     requester_id, requester_email, assignee_id, create_time, update_time, etag";
+
+#[tokio::test]
+async fn a_list_request_with_several_bad_fields_names_every_one_over_rest() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let token = &app.admin.access_token;
+
+    let tickets = send(
+        &envoy,
+        Method::GET,
+        "/v1/tickets?assigneeId=nobody&readMask=subject,colourName&pageSize=-1&pageToken=garbage",
+        token,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(tickets.status, StatusCode::BAD_REQUEST, "{}", tickets.body);
+    assert_json_reason(&tickets.body, Reason::InvalidArgument);
+    assert_eq!(
+        bad_request_fields(&tickets.body),
+        ["assigneeId", "readMask", "pageSize", "pageToken"]
+    );
+    assert_eq!(
+        bad_request_violations(&tickets.body)[1].1,
+        read_mask_refusal("colourName", TICKET_FIELDS_OVER_REST)
+    );
+    let message = tickets.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "readMask {}",
+            read_mask_refusal("colourName", TICKET_FIELDS_OVER_REST)
+        )),
+        "{message}"
+    );
+
+    // Every list and search, each with a bad filter and a bad page: all of them named.
+    for (path, fields) in [
+        (
+            "/v1/tickets:search?q=&assigneeId=nobody&pageSize=-1",
+            &["q", "assigneeId", "pageSize"][..],
+        ),
+        (
+            "/v1/tickets:export?requesterId=nobody&readMask=colourName",
+            &["requesterId", "readMask"][..],
+        ),
+        (
+            "/v1/tickets/nope/comments?pageSize=-1&pageToken=garbage",
+            &["ticketId", "pageSize", "pageToken"][..],
+        ),
+        (
+            "/v1/tickets/nope/activity?pageSize=-1",
+            &["ticketId", "pageSize"][..],
+        ),
+        (
+            "/v1/tickets/nope/attachments?commentId=nope&pageSize=-1",
+            &["ticketId", "commentId", "pageSize"][..],
+        ),
+        (
+            "/v1/charges?customerId=nobody&ticketId=nope&pageSize=-1&pageToken=garbage",
+            &["customerId", "ticketId", "pageSize", "pageToken"][..],
+        ),
+        (
+            "/v1/billing/reconciliation-findings?runId=nope&pageSize=-1",
+            &["runId", "pageSize"][..],
+        ),
+        (
+            "/v1/operations?filter=colour%3Dred&pageSize=-1&pageToken=garbage",
+            &["filter", "pageSize", "pageToken"][..],
+        ),
+        (
+            "/v1/notifications?pageSize=-1&pageToken=garbage",
+            &["state", "pageSize", "pageToken"][..],
+        ),
+        (
+            "/v1/webhook-events?pageSize=-1&pageToken=garbage",
+            &["state", "pageSize", "pageToken"][..],
+        ),
+        (
+            "/v1/users?pageSize=-1&pageToken=garbage",
+            &["pageSize", "pageToken"][..],
+        ),
+        (
+            "/v1/apiKeys?pageSize=-1&pageToken=garbage",
+            &["pageSize", "pageToken"][..],
+        ),
+        (
+            "/v1/suppressions?pageSize=-1&pageToken=garbage",
+            &["pageSize", "pageToken"][..],
+        ),
+        (
+            "/v1/dashboard/activity?pageSize=-1&pageToken=garbage",
+            &["pageSize", "pageToken"][..],
+        ),
+    ] {
+        let answer = send(&envoy, Method::GET, path, token, None, None).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            answer.body
+        );
+        assert_eq!(
+            bad_request_fields(&answer.body),
+            fields,
+            "{path}: {}",
+            answer.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_list_request_with_several_bad_fields_names_every_one_over_grpc_by_proto_path() {
+    let app = TestApp::spawn().await;
+    let mask = |paths: &[&str]| {
+        Some(prost_types::FieldMask {
+            paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+        })
+    };
+
+    let status = app
+        .tickets
+        .clone()
+        .list_tickets(app.as_admin(v1::ListTicketsRequest {
+            assignee_id: "nobody".to_owned(),
+            read_mask: mask(&["subject", "colour_name"]),
+            page_size: -1,
+            page_token: "garbage".to_owned(),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("refused");
+    assert_reason(&status, Reason::InvalidArgument);
+    assert_eq!(
+        violated_fields(&status),
+        ["assignee_id", "read_mask", "page_size", "page_token"]
+    );
+    let descriptions: Vec<String> = crate::support::details(&status)
+        .bad_request()
+        .expect("BadRequest")
+        .field_violations
+        .iter()
+        .map(|violation| violation.description.clone())
+        .collect();
+    assert_eq!(
+        descriptions[1],
+        read_mask_refusal("colour_name", TICKET_FIELDS_OVER_GRPC)
+    );
+
+    // With a valid query, a token is checked against it: one of another query is named.
+    app.tickets
+        .clone()
+        .create_ticket(app.as_admin(valid_create_request("First")))
+        .await
+        .expect("created");
+    app.tickets
+        .clone()
+        .create_ticket(app.as_admin(valid_create_request("Second")))
+        .await
+        .expect("created");
+    let first_page = app
+        .tickets
+        .clone()
+        .list_tickets(app.as_admin(v1::ListTicketsRequest {
+            page_size: 1,
+            ..Default::default()
+        }))
+        .await
+        .expect("a page")
+        .into_inner();
+    assert!(!first_page.next_page_token.is_empty());
+    let other_query = app
+        .tickets
+        .clone()
+        .list_tickets(app.as_admin(v1::ListTicketsRequest {
+            statuses: vec![v1::TicketStatus::New.into()],
+            read_mask: mask(&["colour_name"]),
+            page_size: -1,
+            page_token: first_page.next_page_token.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        violated_fields(&other_query),
+        ["read_mask", "page_size", "page_token"]
+    );
+
+    // With a refused query there is none to check the token against: a well-formed token is not
+    // named until the query is valid (docs/http-contract.md, "Every violation at once, lists
+    // included").
+    let refused_query = app
+        .tickets
+        .clone()
+        .list_tickets(app.as_admin(v1::ListTicketsRequest {
+            assignee_id: "nobody".to_owned(),
+            page_size: -1,
+            page_token: first_page.next_page_token,
+            ..Default::default()
+        }))
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        violated_fields(&refused_query),
+        ["assignee_id", "page_size"]
     );
 }
