@@ -122,19 +122,14 @@ impl<'a> ListPages<'a> {
         page_size: i32,
         page_token: &str,
     ) -> Option<(Self, PageSize, Option<PageCursor>)> {
-        let size = violations.check("page_size", PageSize::parse(page_size));
-        let Some(list) = list else {
-            check_token_form(violations, page_token);
-            return None;
-        };
-        let pages = Self::new(keys, caller, list);
-        let after = match page_token {
-            "" => Some(None),
-            token => violations
-                .check("page_token", keys.parse(token, pages.scope))
-                .map(Some),
-        };
-        Some((pages, size?, after?))
+        Self::checked_with(
+            keys,
+            caller,
+            list,
+            violations,
+            (page_size, page_token),
+            PageTokenKeys::parse,
+        )
     }
 
     /// [`Self::checked`] for a list whose items are keyed by text (webhook events).
@@ -146,6 +141,25 @@ impl<'a> ListPages<'a> {
         page_size: i32,
         page_token: &str,
     ) -> Option<(Self, PageSize, Option<TextPageCursor>)> {
+        Self::checked_with(
+            keys,
+            caller,
+            list,
+            violations,
+            (page_size, page_token),
+            PageTokenKeys::parse_text,
+        )
+    }
+
+    /// Both of the above, with the token read into the cursor type of the list by `parse`.
+    fn checked_with<Cursor>(
+        keys: &'a PageTokenKeys,
+        caller: &Caller,
+        list: Option<&'a str>,
+        violations: &mut FieldViolations,
+        (page_size, page_token): (i32, &str),
+        parse: impl FnOnce(&PageTokenKeys, &str, PageScope<'a>) -> Result<Cursor, InvalidValue>,
+    ) -> Option<(Self, PageSize, Option<Cursor>)> {
         let size = violations.check("page_size", PageSize::parse(page_size));
         let Some(list) = list else {
             check_token_form(violations, page_token);
@@ -155,7 +169,7 @@ impl<'a> ListPages<'a> {
         let after = match page_token {
             "" => Some(None),
             token => violations
-                .check("page_token", keys.parse_text(token, pages.scope))
+                .check("page_token", parse(keys, token, pages.scope))
                 .map(Some),
         };
         Some((pages, size?, after?))
