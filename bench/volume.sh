@@ -233,11 +233,11 @@ say "volume: bytes on the wire of a page of 100 tickets"
     "$(nproc)" "$(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)" \
     "$(cut -d' ' -f1-3 /proc/loadavg)" "$DB_POOL_SIZE"
   "$loadgen_bin" volume table --results "$results"
-  jq -r --slurpfile import "$results/volume-import.json" '"\nThe ceiling: one COPY of the same " +
+  jq -r --slurpfile the_import "$results/volume-import.json" '"\nThe ceiling: one COPY of the same " +
     (.rows | tostring) + " rows into tickets and one into ticket_activities (every index, trigger " +
     "and foreign key), in one transaction: " + (.seconds | tostring) + " s, " +
     (.rows_per_second | floor | tostring) + " rows/s; the import reached " +
-    (($import[0].rows_per_second / .rows_per_second * 100 | round) / 100 | tostring) + " of it."' \
+    (($the_import[0].rows_per_second / .rows_per_second * 100 | round) / 100 | tostring) + " of it."' \
     "$results/pg-volume-ceiling.json"
 } >"$results/volume.md"
 cat "$results/volume.md"
