@@ -6,7 +6,8 @@
 #
 #   1. import:  ImportTickets of VOLUME_ROWS rows (one CSV, inline), polled until done
 #   2. pgbench: the same rows through the importer's own statements, batch by batch, one client;
-#      then the ceiling: the same rows copied straight into tickets and ticket_activities
+#      then the ceiling: the same rows copied straight into tickets and ticket_activities, and
+#      what it is made of: the same COPY with parts of a ticket write removed, in a scratch database
 #   3. create:  the same rows as one CreateTicket each, from 8 clients
 #   4. export:  those tickets by ExportTickets over gRPC and over REST (Envoy), the service's
 #               RSS read every 10 ms; then COPY (the same select) TO STDOUT through psql
@@ -41,6 +42,7 @@ volume_now_ms() {
 
 mkdir -p "$results"
 rm -f "$results"/volume*.json "$results"/volume*.sql.txt "$results"/pg-volume*.json \
+  "$results"/pg-volume-ceiling-parts.jsonl \
   "$results"/pg-volume*.sql.txt "$results"/volume.md
 
 # The import file is inline: up to IMPORT_MAX_INLINE_BYTES, which must fit MAX_REQUEST_BYTES.
@@ -177,6 +179,68 @@ jq -c -n --argjson rows "$ceiling_rows" --argjson ms "$ceiling_ms" \
   '{scenario: "copy into tickets", rows: $rows, seconds: ($ms / 1000),
     rows_per_second: ($rows * 1000 / $ms)}' >"$results/pg-volume-ceiling.json"
 
+# --- 2c. What the ceiling is made of -----------------------------------------------------------
+# The same COPY into a scratch database migrated like the service's, with the same account and
+# requesters, first as it is and then with parts of what a ticket write carries removed: the
+# search document (and its GIN index), the audit records, the list indexes. Each load is two
+# COPYs of half the rows in parallel, one per core. It tells what the import target would cost
+# (docs/performance.md, "What 50× would take"); the service's schema is not changed by it.
+say "volume: what the ceiling is made of (a scratch database, parts of a ticket write removed)"
+ceiling_db=supportdesk_bench_ceiling
+psql_ceiling=("$psql_bin" -X -q -w -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SD_PG_PORT" -U postgres -d "$ceiling_db")
+"${psql_admin[@]}" -c "DROP DATABASE IF EXISTS $ceiling_db WITH (FORCE)"
+DATABASE_URL="postgres://postgres@127.0.0.1:$SD_PG_PORT/$ceiling_db" LOG_FORMAT=pretty \
+  "$service_bin" migrate --create-database >/dev/null
+"${psql_bench[@]}" -c "COPY (SELECT * FROM accounts WHERE id = '$ceiling_account_id') TO STDOUT" |
+  "${psql_ceiling[@]}" -c 'COPY accounts FROM STDIN'
+"${psql_bench[@]}" -c "COPY (SELECT * FROM users WHERE account_id = '$ceiling_account_id') TO STDOUT" |
+  "${psql_ceiling[@]}" -c 'COPY users FROM STDIN'
+"${psql_ceiling[@]}" -c 'ANALYZE'
+half=$(((volume_rows + 1) / 2))
+for part in tickets activities; do
+  head -n "$half" "$work/ceiling-$part.csv" >"$work/ceiling-$part-1.csv"
+  tail -n "+$((half + 1))" "$work/ceiling-$part.csv" >"$work/ceiling-$part-2.csv"
+done
+
+ceiling_load_half() { # half (1 or 2), with audit records (0 or 1)
+  local activities=""
+  ((${2})) && activities="\\copy ticket_activities (id, account_id, ticket_id, actor_user_id, action, changes) FROM '$work/ceiling-activities-$1.csv' WITH (FORMAT csv)"
+  "${psql_ceiling[@]}" <<SQL
+BEGIN;
+\\copy tickets (id, account_id, subject, description, priority, status, requester_id) FROM '$work/ceiling-tickets-$1.csv' WITH (FORMAT csv)
+$activities
+COMMIT;
+SQL
+}
+
+ceiling_part() { # label, with audit records (0 or 1)
+  "${psql_ceiling[@]}" -c 'DELETE FROM ticket_activities' -c 'DELETE FROM tickets' -c 'VACUUM ANALYZE'
+  local started ms loaded
+  started=$(volume_now_ms)
+  ceiling_load_half 1 "$2" &
+  local first=$!
+  ceiling_load_half 2 "$2" || sd_die "the ceiling's part \"$1\" failed"
+  wait "$first" || sd_die "the ceiling's part \"$1\" failed"
+  ms=$(($(volume_now_ms) - started))
+  loaded=$("${psql_ceiling[@]}" -tAc 'SELECT count(*) FROM tickets')
+  [[ $loaded == "$volume_rows" ]] || sd_die "the ceiling's part \"$1\" loaded $loaded rows, not $volume_rows"
+  jq -c -n --arg part "$1" --argjson rows "$loaded" --argjson ms "$ms" \
+    '{part: $part, rows: $rows, seconds: ($ms / 1000), rows_per_second: ($rows * 1000 / $ms)}' \
+    >>"$results/pg-volume-ceiling-parts.jsonl"
+}
+
+ceiling_part "every index, trigger and key, and the audit records (as the ceiling, in two halves at once)" 1
+"${psql_ceiling[@]}" -c 'ALTER TABLE tickets DROP COLUMN search_document'
+ceiling_part "without the search document and its GIN index" 1
+ceiling_part "without the search document and the audit records" 0
+"${psql_ceiling[@]}" -tAc "SELECT format('DROP INDEX %s;', indexrelid::regclass) FROM pg_index
+  WHERE indrelid = 'tickets'::regclass AND NOT indisprimary AND NOT indisunique" |
+  "${psql_ceiling[@]}"
+ceiling_part "without the search document and the list indexes (primary and unique keys only)" 1
+ceiling_part "without the search document, the list indexes and the audit records" 0
+"${psql_admin[@]}" -c "DROP DATABASE $ceiling_db WITH (FORCE)"
+rm -f "$work"/ceiling-*-[12].csv
+
 # --- 3. CreateTicket, one call a row --------------------------------------------------------------
 say "volume: CreateTicket of the same $volume_rows rows from $VOLUME_CLIENTS clients"
 volume_sql_reset
@@ -239,6 +303,14 @@ say "volume: bytes on the wire of a page of 100 tickets"
     (.rows_per_second | floor | tostring) + " rows/s; the import reached " +
     (($the_import[0].rows_per_second / .rows_per_second * 100 | round) / 100 | tostring) + " of it."' \
     "$results/pg-volume-ceiling.json"
+  printf '\nWhat the ceiling is made of: the same rows in two COPYs at once into a scratch copy of the schema, parts removed (CreateTicket: %s rows/s; 50x is %s rows/s):\n\n' \
+    "$(jq -r '.rows_per_second | floor' "$results/volume-create.json")" \
+    "$(jq -r '.rows_per_second * 50 | floor' "$results/volume-create.json")"
+  printf '| load | seconds | rows/s | x CreateTicket |\n|---|---:|---:|---:|\n'
+  jq -r --slurpfile create "$results/volume-create.json" '"| " + .part + " | " +
+    (.seconds | tostring) + " | " + (.rows_per_second | floor | tostring) + " | " +
+    ((.rows_per_second / $create[0].rows_per_second * 10 | round) / 10 | tostring) + " |"' \
+    "$results/pg-volume-ceiling-parts.jsonl"
 } >"$results/volume.md"
 cat "$results/volume.md"
 sd_say "table written to bench/results/volume.md; raw JSON and captured SQL in bench/results/"
