@@ -1,6 +1,7 @@
 //! The edge's limits through real Envoy (deploy/envoy/envoy.yaml): header sizes that Envoy and
 //! the service agree on, a bound on receiving the whole request, gRPC-Web's answer to a body
-//! over 1 MiB, and the gRPC status the access log records.
+//! over 1 MiB, the gRPC status the access log records, and the route deadline's setting
+//! (what outlasts it is in tickets::export).
 
 use std::time::{Duration, Instant};
 
@@ -390,5 +391,50 @@ fn envoys_grpc_web_failures_carry_the_documented_status_and_reason() {
     assert_eq!(
         configured, documented,
         "deploy/envoy/envoy.yaml's gRPC-Web answers and docs/http-contract.md's table differ"
+    );
+}
+
+#[test]
+fn the_route_timeout_setting_sets_every_routes_deadline_but_the_exports_and_takes_only_whole_seconds()
+ {
+    let render = repository_root().join("deploy/envoy/render");
+    for bad in ["0", "1.5", "15s", "-1", "3601"] {
+        let output = std::process::Command::new(&render)
+            .env("ROUTE_TIMEOUT_SECS", bad)
+            .output()
+            .expect("run deploy/envoy/render");
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            message.contains("ROUTE_TIMEOUT_SECS") && message.contains(&format!("\"{bad}\"")),
+            "{message}"
+        );
+        assert!(output.stdout.is_empty(), "{bad}: a config was written");
+    }
+
+    let output = std::process::Command::new(&render)
+        .env("ROUTE_TIMEOUT_SECS", "7")
+        .output()
+        .expect("run deploy/envoy/render");
+    assert!(output.status.success());
+    let config = String::from_utf8(output.stdout).expect("UTF-8");
+    // Every route's deadline, in the routes' order: UploadAttachment's two routes (REST and
+    // gRPC share one), ExportTickets' (none), the catch-all.
+    let deadlines: Vec<&str> = config
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("timeout: ") || line.starts_with("max_grpc_timeout: "))
+        .map(|line| line.split(" #").next().unwrap_or(line).trim_end())
+        .collect();
+    assert_eq!(
+        deadlines,
+        [
+            "timeout: 7s",
+            "max_grpc_timeout: 7s",
+            "timeout: 0s",
+            "max_grpc_timeout: 0s",
+            "timeout: 7s",
+            "max_grpc_timeout: 7s",
+        ]
     );
 }

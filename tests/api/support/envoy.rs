@@ -1,7 +1,7 @@
 //! Real Envoy, started from the repository's own `deploy/envoy/envoy.yaml`, rendered by
-//! `deploy/envoy/render` (the browser origins of `CORS_ALLOWED_ORIGINS`) as a deployment renders
-//! it, with only its ports and descriptor path substituted (and the OpenAPI document's path made
-//! absolute), in front of a test server.
+//! `deploy/envoy/render` (the browser origins of `CORS_ALLOWED_ORIGINS`, the route deadline of
+//! `ROUTE_TIMEOUT_SECS`) as a deployment renders it, with only its ports and descriptor path
+//! substituted (and the OpenAPI document's path made absolute), in front of a test server.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -18,22 +18,32 @@ pub(crate) struct Envoy {
 impl Envoy {
     /// Envoy allowing the default browser origins (`http://localhost:3000`, `http://127.0.0.1:3000`).
     pub(crate) async fn start_in_front_of(grpc_port: u16) -> Self {
-        Self::start(grpc_port, None).await
+        Self::start(grpc_port, None, None).await
     }
 
     /// Envoy allowing exactly `origins` (the setting `CORS_ALLOWED_ORIGINS`).
     pub(crate) async fn start_allowing_origins(grpc_port: u16, origins: &[&str]) -> Self {
-        Self::start(grpc_port, Some(origins.join(","))).await
+        Self::start(grpc_port, Some(origins.join(",")), None).await
     }
 
-    async fn start(grpc_port: u16, allowed_origins: Option<String>) -> Self {
+    /// Envoy whose routes give a request `route_timeout` instead of 15 s (the setting
+    /// `ROUTE_TIMEOUT_SECS`, whole seconds): what outlasts the deadline, without waiting 15 s.
+    pub(crate) async fn start_with_route_timeout(grpc_port: u16, route_timeout: Duration) -> Self {
+        Self::start(grpc_port, None, Some(route_timeout)).await
+    }
+
+    async fn start(
+        grpc_port: u16,
+        allowed_origins: Option<String>,
+        route_timeout: Option<Duration>,
+    ) -> Self {
         let workdir = tempfile::tempdir().expect("a temporary directory");
         let descriptor = workdir.path().join("supportdesk.pb");
         std::fs::write(&descriptor, supportdesk::wire::proto::FILE_DESCRIPTOR_SET)
             .expect("write the descriptor set");
         let port = free_port();
         let config = configure(
-            &render(allowed_origins.as_deref()),
+            &render(allowed_origins.as_deref(), route_timeout),
             grpc_port,
             port,
             free_port(),
@@ -123,12 +133,22 @@ impl Drop for Envoy {
 }
 
 /// `deploy/envoy/render`'s output: the repository's config with `CORS_ALLOWED_ORIGINS` set to
-/// `allowed_origins`, or unset for the default origins.
-fn render(allowed_origins: Option<&str>) -> String {
+/// `allowed_origins` and `ROUTE_TIMEOUT_SECS` to `route_timeout`, each unset for its default.
+fn render(allowed_origins: Option<&str>, route_timeout: Option<Duration>) -> String {
     let mut render = Command::new(repository_root().join("deploy/envoy/render"));
     match allowed_origins {
         Some(origins) => render.env("CORS_ALLOWED_ORIGINS", origins),
         None => render.env_remove("CORS_ALLOWED_ORIGINS"),
+    };
+    match route_timeout {
+        Some(timeout) => {
+            assert!(
+                timeout.subsec_nanos() == 0 && timeout.as_secs() > 0,
+                "ROUTE_TIMEOUT_SECS is whole seconds, not {timeout:?}"
+            );
+            render.env("ROUTE_TIMEOUT_SECS", timeout.as_secs().to_string())
+        }
+        None => render.env_remove("ROUTE_TIMEOUT_SECS"),
     };
     let output = render.output().expect("run deploy/envoy/render");
     assert!(

@@ -1,6 +1,8 @@
 //! ExportTickets: one consistent snapshot streamed in keyset batches, whatever is written
 //! meanwhile; a customer's export holds their own tickets only; over REST through real Envoy as
-//! newline-delimited JSON; read masks on GetTicket, ListTickets and the export.
+//! newline-delimited JSON, whole however long a slow client takes (Envoy's route deadline is not
+//! an export's), ended by the service's own limit with its status in the trailers; read masks on
+//! GetTicket, ListTickets and the export.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -16,7 +18,8 @@ use tonic::transport::Endpoint;
 
 use crate::support::envoy::Envoy;
 use crate::support::{
-    PATIENCE, Scrape, TestApp, assert_reason, count_of, violated_fields, wait_until, with_metrics,
+    PATIENCE, Scrape, TestApp, assert_json_reason, assert_reason, count_of, lock_account,
+    violated_fields, wait_until, with_metrics,
 };
 
 /// Inserts `count` tickets raised by the app's admin straight into PostgreSQL (the export is
@@ -150,6 +153,26 @@ async fn backends_in_a_transaction(app: &TestApp) -> i64 {
 
 const POOL_IN_USE: &str = r#"supportdesk_db_pool_connections{state="in_use"}"#;
 
+/// The ids of the account's first `count` tickets in the order `create_time asc` exports them
+/// (tickets inserted by one statement share their creation time: then by id).
+async fn first_in_export_order(app: &TestApp, count: usize) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let in_order: Vec<Id> = diesel::sql_query(
+        "SELECT id::text AS id FROM tickets WHERE account_id = $1 AND deleted_at IS NULL \
+         ORDER BY created_at, id LIMIT $2",
+    )
+    .bind::<SqlUuid, _>(app.account_id.as_uuid())
+    .bind::<diesel::sql_types::BigInt, _>(i64::try_from(count).unwrap())
+    .load(&mut app.database.connect().await)
+    .await
+    .expect("the export's order");
+    in_order.into_iter().map(|row| row.id).collect()
+}
+
 #[tokio::test]
 async fn a_slow_reader_of_an_export_that_outlives_its_limit_gets_deadline_exceeded_after_the_tickets_it_had_and_no_connection_stays_held()
  {
@@ -223,23 +246,8 @@ async fn a_slow_reader_of_an_export_that_outlives_its_limit_gets_deadline_exceed
     );
     // What it had is the export's order from the start, none skipped or repeated: a client
     // resumes after the last one (createdAfter) and loses nothing.
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = Text)]
-        id: String,
-    }
-    let in_order: Vec<Id> = diesel::sql_query(
-        "SELECT id::text AS id FROM tickets WHERE account_id = $1 AND deleted_at IS NULL \
-         ORDER BY created_at, id LIMIT $2",
-    )
-    .bind::<SqlUuid, _>(app.account_id.as_uuid())
-    .bind::<diesel::sql_types::BigInt, _>(i64::try_from(cut_at).unwrap())
-    .load(&mut app.database.connect().await)
-    .await
-    .expect("the export's order");
     let received: Vec<&str> = received.iter().map(|ticket| ticket.id.as_str()).collect();
-    let expected: Vec<&str> = in_order.iter().map(|row| row.id.as_str()).collect();
-    assert_eq!(received, expected);
+    assert_eq!(received, first_in_export_order(&app, cut_at).await);
 }
 
 #[tokio::test]
@@ -444,4 +452,278 @@ async fn over_rest_an_export_is_newline_delimited_json_and_read_masks_are_comma_
         error["message"].as_str().unwrap().contains("colour"),
         "{error}"
     );
+}
+
+/// A REST client that reads an answer only when told to: HTTP/1.1 written by hand over a socket
+/// whose receive buffer holds a few KiB, so that what it has not read waits in Envoy and, once
+/// Envoy's buffers are full, in the service (HTTP/2 flow control). It reads the chunked body and
+/// its trailers itself: no HTTP client library hands over trailers, and the end of a body is
+/// exactly what is checked here (a final chunk, or a connection closed mid-stream).
+struct StallingRestClient {
+    socket: tokio::net::TcpStream,
+    received: Vec<u8>,
+}
+
+/// A chunked answer as it arrived: `complete` only when the final chunk and the trailers came.
+struct ChunkedAnswer {
+    head: String,
+    body: String,
+    trailers: Vec<(String, String)>,
+    complete: bool,
+}
+
+impl ChunkedAnswer {
+    fn trailer(&self, name: &str) -> Option<&str> {
+        self.trailers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The `x-request-id` Envoy answered with (its access log entry's key).
+    fn request_id(&self) -> &str {
+        self.head
+            .lines()
+            .find_map(|line| line.strip_prefix("x-request-id: "))
+            .expect("an x-request-id header")
+    }
+
+    /// The body's lines, each parsed as JSON (NDJSON).
+    fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.body
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+            .collect()
+    }
+}
+
+impl StallingRestClient {
+    /// Sends `GET path` with `token` and reads until the answer has started.
+    async fn get(envoy: &Envoy, path: &str, token: &str) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("a small receive buffer");
+        let mut socket = socket
+            .connect(([127, 0, 0, 1], envoy.port).into())
+            .await
+            .expect("connect to Envoy");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\n\
+             connection: close\r\n\r\n"
+        );
+        socket
+            .write_all(request.as_bytes())
+            .await
+            .expect("send the request");
+        let mut client = Self {
+            socket,
+            received: Vec::new(),
+        };
+        while client.read_some().await > 0 && !client.received.starts_with(b"HTTP/1.1 ") {}
+        client
+    }
+
+    /// One read of at most 4 KiB: how many bytes came, 0 once Envoy closed the connection.
+    async fn read_some(&mut self) -> usize {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = [0_u8; 4096];
+        let read = self
+            .socket
+            .read(&mut buffer)
+            .await
+            .expect("read from Envoy");
+        self.received.extend_from_slice(&buffer[..read]);
+        read
+    }
+
+    /// Reads the rest, until Envoy closes the connection (`connection: close`).
+    async fn read_to_end(mut self) -> ChunkedAnswer {
+        while self.read_some().await > 0 {}
+        let text = String::from_utf8(self.received).expect("UTF-8");
+        let (head, mut rest) = text.split_once("\r\n\r\n").expect("a complete head");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("\r\ntransfer-encoding: chunked"),
+            "{head}"
+        );
+        let mut answer = ChunkedAnswer {
+            head: head.to_owned(),
+            body: String::new(),
+            trailers: Vec::new(),
+            complete: false,
+        };
+        loop {
+            let Some((size, after)) = rest.split_once("\r\n") else {
+                return answer;
+            };
+            let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+            if size == 0 {
+                // The trailer section, then an empty line.
+                let mut lines = after.split("\r\n");
+                for line in lines.by_ref() {
+                    if line.is_empty() {
+                        answer.complete = true;
+                        return answer;
+                    }
+                    let (name, value) = line.split_once(':').expect("a trailer field");
+                    answer
+                        .trailers
+                        .push((name.trim().to_owned(), value.trim().to_owned()));
+                }
+                return answer;
+            }
+            if after.len() < size + 2 {
+                answer.body.push_str(after);
+                return answer;
+            }
+            answer.body.push_str(&after[..size]);
+            rest = &after[size + 2..];
+        }
+    }
+}
+
+#[tokio::test]
+async fn over_rest_an_export_that_outlasts_the_route_timeout_arrives_whole_while_other_requests_keep_their_deadline()
+ {
+    // Envoy's per-request deadline, a second instead of 15 (ROUTE_TIMEOUT_SECS).
+    let route_timeout = Duration::from_secs(1);
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_with_route_timeout(app.address.port(), route_timeout).await;
+    // About 9 MB of NDJSON: more than Envoy and the sockets hold for a client that has stopped
+    // reading, so the service is still sending while the reader stalls.
+    let total = 40 * EXPORT_BATCH;
+    let ids = insert_tickets(&app, total, "long").await;
+
+    let export = StallingRestClient::get(
+        &envoy,
+        "/v1/tickets:export?orderBy=create_time%20asc",
+        &app.admin.access_token,
+    )
+    .await;
+    assert!(
+        export.received.starts_with(b"HTTP/1.1 200 "),
+        "{}",
+        String::from_utf8_lossy(&export.received)
+    );
+    // The reader stalls while a request that cannot finish (its ticket waits on the locked
+    // account) runs into the route timeout, started after the export: its answer says the export
+    // has lasted longer than the timeout.
+    let lock = lock_account(&app).await;
+    let stuck = reqwest::Client::new()
+        .post(envoy.url("/v1/tickets"))
+        .bearer_auth(&app.admin.access_token)
+        .json(&serde_json::json!({
+            "subject": "Waits on the lock",
+            "description": "Past the route timeout",
+            "requesterEmail": "stuck@example.com"
+        }))
+        .send()
+        .await
+        .expect("POST /v1/tickets");
+    // Envoy's 1 s and the service's (Envoy sends it the deadline as grpc-timeout) run out
+    // together: 504 DEADLINE_EXCEEDED from Envoy or the service's deadline layer, or 499
+    // CANCELLED when tonic's own grpc-timeout answers first (docs/http-contract.md, as
+    // server::deadlines accepts). Either is the route's deadline at work.
+    let status = stuck.status();
+    let body: serde_json::Value = stuck.json().await.expect("the error JSON");
+    match status.as_u16() {
+        504 => assert_json_reason(&body, Reason::DeadlineExceeded),
+        499 => assert_eq!(body["code"], 1, "CANCELLED: {body}"),
+        other => panic!("{other} is not the route's deadline: {body}"),
+    }
+    drop(lock);
+
+    let answer = export.read_to_end().await;
+    let lines = answer.json_lines();
+    // Envoy's access log says what ended the stream (`details`: via_upstream, or what cut it).
+    let entry = envoy.access_log_entry(answer.request_id()).await;
+    assert!(
+        answer.complete,
+        "the export was cut after {} of {total} tickets: {entry}",
+        lines.len()
+    );
+    let exported: Vec<String> = lines
+        .iter()
+        .map(|line| line["id"].as_str().expect("an id").to_owned())
+        .collect();
+    let in_order = first_in_export_order(&app, ids.len()).await;
+    assert_eq!(exported.len(), ids.len(), "one ticket a line, each once");
+    assert_eq!(exported, in_order);
+    assert_eq!(
+        answer.trailer("grpc-status"),
+        Some("0"),
+        "{:?}",
+        answer.trailers
+    );
+    assert_eq!(entry["status"], 200, "{entry}");
+    assert_eq!(entry["grpc_status"], "0", "{entry}");
+}
+
+#[tokio::test]
+async fn over_rest_an_export_that_outlives_its_limit_ends_with_deadline_exceeded_in_its_trailers_after_the_tickets_it_had()
+ {
+    let app = TestApp::spawn_with(|settings| {
+        settings.tickets.export_max_duration = Duration::from_secs(2);
+    })
+    .await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let total = 40 * EXPORT_BATCH;
+    insert_tickets(&app, total, "limited").await;
+
+    let export = StallingRestClient::get(
+        &envoy,
+        "/v1/tickets:export?orderBy=create_time%20asc",
+        &app.admin.access_token,
+    )
+    .await;
+    // The reader reads nothing more until the service has ended the export's snapshot.
+    wait_until("the export's snapshot ended", PATIENCE, || async {
+        backends_in_a_transaction(&app).await == 0
+    })
+    .await;
+
+    let answer = export.read_to_end().await;
+    let lines = answer.json_lines();
+    let entry = envoy.access_log_entry(answer.request_id()).await;
+    assert!(
+        answer.complete,
+        "the body was cut after {} tickets instead of ending with a status: {entry}",
+        lines.len()
+    );
+    assert!(
+        lines.len() < usize::try_from(total).unwrap(),
+        "every ticket arrived: the reader did not outlive the limit"
+    );
+    let exported: Vec<String> = lines
+        .iter()
+        .map(|line| line["id"].as_str().expect("an id").to_owned())
+        .collect();
+    assert_eq!(exported, first_in_export_order(&app, lines.len()).await);
+    assert_eq!(
+        answer.trailer("grpc-status"),
+        Some("4"),
+        "DEADLINE_EXCEEDED: {:?}",
+        answer.trailers
+    );
+    let status = tonic::Status::from_header_map(&trailer_map(&answer.trailers))
+        .expect("a status in the trailers");
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    assert_reason(&status, Reason::DeadlineExceeded);
+    assert_eq!(entry["grpc_status"], "4", "{entry}");
+}
+
+/// The trailers as an HTTP header map, for tonic to read the status (and its details) from.
+fn trailer_map(trailers: &[(String, String)]) -> http::HeaderMap {
+    trailers
+        .iter()
+        .map(|(name, value)| {
+            (
+                http::HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+                http::HeaderValue::from_str(value).expect("a header value"),
+            )
+        })
+        .collect()
 }
