@@ -2,7 +2,7 @@
 //! `AIOSMTPD_BIN`), one per test on a port of its own, writing every message it accepts to a
 //! fresh maildir that the tests read back.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -19,6 +19,10 @@ pub(crate) struct SmtpServer {
     /// The handler class (`module.Class`), given the maildir.
     handler: &'static str,
     process: Option<Child>,
+    /// While no server runs, a socket bound to the port and not listening: a connection to it is
+    /// refused at once, and no other test's server can be handed the port meanwhile (a port
+    /// merely found free could be, and a test that expects the server down would then reach it).
+    holder: Option<socket2::Socket>,
 }
 
 /// A message as the server received it.
@@ -69,18 +73,26 @@ impl Received {
 }
 
 impl SmtpServer {
-    /// A free port, with no server on it yet ([`SmtpServer::start`] starts one).
+    /// A port of its own with no server on it yet: connections to it are refused until
+    /// [`SmtpServer::start`] starts one there.
     pub(crate) fn reserve() -> Self {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .expect("a free port")
+        let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        holder
+            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .expect("a free port");
+        let port = holder
             .local_addr()
             .unwrap()
+            .as_socket()
+            .expect("an IPv4 address")
             .port();
         Self {
             port,
             workdir: tempfile::tempdir().expect("a temporary directory"),
             handler: "aiosmtpd.handlers.Mailbox",
             process: None,
+            holder: Some(holder),
         }
     }
 
@@ -170,6 +182,8 @@ class Stalling(Mailbox):
             "{} is missing: run deploy/local/setup",
             binary.display()
         );
+        // Released just before the server binds it: the only moment another bind could take it.
+        drop(self.holder.take());
         let child = Command::new(&binary)
             .args(["-n", "-l", &format!("127.0.0.1:{}", self.port)])
             .args(["-c", self.handler])
