@@ -13,7 +13,7 @@ use tonic::Code;
 use crate::support::envoy::Envoy;
 use crate::support::source::{code_only, rust_files};
 use crate::support::{
-    TestApp, assert_json_reason, assert_reason, free_port, repository_root, with_token,
+    ClosedPort, TestApp, assert_json_reason, assert_reason, repository_root, with_token,
 };
 
 /// The reasons of the table in docs/errors.md, in its order.
@@ -282,7 +282,8 @@ async fn envoy_answers_an_upgrade_and_an_unreachable_service_in_the_json_shape()
     assert_json_reason(&body, Reason::ProxyError);
 
     // Nothing listens behind this one.
-    let orphan = Envoy::start_in_front_of(free_port()).await;
+    let nothing = ClosedPort::new();
+    let orphan = Envoy::start_in_front_of(nothing.port).await;
     let response = http
         .get(orphan.url("/v1/me"))
         .bearer_auth(&app.admin.access_token)

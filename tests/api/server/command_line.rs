@@ -9,8 +9,8 @@ use secrecy::ExposeSecret;
 use supportdesk::wire::proto::v1;
 
 use crate::support::{
-    Count, TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, TestDatabase,
-    admin_database_url, free_port, redis_url, with_token,
+    ClosedPort, Count, TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, TestDatabase,
+    admin_database_url, redis_url, with_token,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_supportdesk");
@@ -128,7 +128,8 @@ async fn healthcheck_exits_zero_for_a_serving_service_and_names_what_it_got_othe
         stderr(&unknown)
     );
 
-    let nobody = format!("127.0.0.1:{}", free_port());
+    let closed_port = ClosedPort::new();
+    let nobody = format!("127.0.0.1:{}", closed_port.port);
     let closed = supportdesk(&["healthcheck", "--addr", &nobody, "--wait", "1"], &[]).await;
     assert_eq!(closed.status.code(), Some(1));
     let message = stderr(&closed);

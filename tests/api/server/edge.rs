@@ -194,7 +194,8 @@ async fn grpc_web_status(response: reqwest::Response) -> tonic::Status {
 #[tokio::test]
 async fn a_grpc_web_client_is_told_the_service_is_unreachable_in_grpc_status_with_http_200() {
     // Nothing listens on the backend port.
-    let envoy = Envoy::start_in_front_of(crate::support::free_port()).await;
+    let nothing = crate::support::ClosedPort::new();
+    let envoy = Envoy::start_in_front_of(nothing.port).await;
     let response = reqwest::Client::new()
         .post(envoy.url("/supportdesk.v1.TicketService/ListTickets"))
         .header("content-type", "application/grpc-web+proto")

@@ -426,7 +426,8 @@ async fn healthz_answers_grpc_health_for_a_load_balancer() {
     assert_eq!(head.status(), StatusCode::OK);
 
     // Nothing listens behind this one.
-    let orphan = Envoy::start_in_front_of(crate::support::free_port()).await;
+    let nothing = crate::support::ClosedPort::new();
+    let orphan = Envoy::start_in_front_of(nothing.port).await;
     let response = http.get(orphan.url("/healthz")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(

@@ -741,6 +741,38 @@ async fn backends_where(database: &TestDatabase, condition: &str) -> i64 {
     rows[0].count
 }
 
+/// A loopback port held by a socket that is bound and does not listen, for as long as the value
+/// lives: a connection to it is refused at once, and no other test's server can be handed the
+/// port meanwhile (a port merely found free could be, and a test that expects nothing there
+/// would then reach that server).
+pub(crate) struct ClosedPort {
+    pub(crate) port: u16,
+    holder: socket2::Socket,
+}
+
+impl ClosedPort {
+    pub(crate) fn new() -> Self {
+        let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        holder
+            .bind(&std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)).into())
+            .expect("a free port");
+        let port = holder
+            .local_addr()
+            .expect("local address")
+            .as_socket()
+            .expect("an IPv4 address")
+            .port();
+        Self { port, holder }
+    }
+
+    /// Lets the port go, for a server about to bind it.
+    pub(crate) fn release(self) -> u16 {
+        drop(self.holder);
+        self.port
+    }
+}
+
 /// A free TCP port on the loopback interface.
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

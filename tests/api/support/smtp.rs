@@ -10,7 +10,7 @@ use std::time::Duration;
 use mailparse::MailHeaderMap;
 use tokio::process::{Child, Command};
 
-use super::{PATIENCE, tool, wait_until};
+use super::{ClosedPort, PATIENCE, tool, wait_until};
 
 /// The server's port, and the server itself while it runs.
 pub(crate) struct SmtpServer {
@@ -19,10 +19,8 @@ pub(crate) struct SmtpServer {
     /// The handler class (`module.Class`), given the maildir.
     handler: &'static str,
     process: Option<Child>,
-    /// While no server runs, a socket bound to the port and not listening: a connection to it is
-    /// refused at once, and no other test's server can be handed the port meanwhile (a port
-    /// merely found free could be, and a test that expects the server down would then reach it).
-    holder: Option<socket2::Socket>,
+    /// The port, held closed while no server runs on it.
+    closed: Option<ClosedPort>,
 }
 
 /// A message as the server received it.
@@ -76,23 +74,13 @@ impl SmtpServer {
     /// A port of its own with no server on it yet: connections to it are refused until
     /// [`SmtpServer::start`] starts one there.
     pub(crate) fn reserve() -> Self {
-        let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("a socket");
-        holder
-            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
-            .expect("a free port");
-        let port = holder
-            .local_addr()
-            .unwrap()
-            .as_socket()
-            .expect("an IPv4 address")
-            .port();
+        let closed = ClosedPort::new();
         Self {
-            port,
+            port: closed.port,
             workdir: tempfile::tempdir().expect("a temporary directory"),
             handler: "aiosmtpd.handlers.Mailbox",
             process: None,
-            holder: Some(holder),
+            closed: Some(closed),
         }
     }
 
@@ -183,7 +171,7 @@ class Stalling(Mailbox):
             binary.display()
         );
         // Released just before the server binds it: the only moment another bind could take it.
-        drop(self.holder.take());
+        self.closed.take().map(ClosedPort::release);
         let child = Command::new(&binary)
             .args(["-n", "-l", &format!("127.0.0.1:{}", self.port)])
             .args(["-c", self.handler])
