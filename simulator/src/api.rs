@@ -255,17 +255,33 @@ fn settle_later_of(fault: Option<&FaultAction>) -> Option<(Duration, SettleOutco
     }
 }
 
-/// Answers normally, or for `execute_then_timeout` hangs and closes the connection instead.
+/// Answers normally, for `execute_then_timeout` hangs and closes the connection instead, and for
+/// `execute_then_hold_answer` answers once released (or its time is up).
 async fn deliver_or_hang(
+    shared: &Shared,
     connection: &ConnectionControl,
     fault: Option<&FaultAction>,
     response: Response,
 ) -> Response {
-    if let Some(FaultAction::ExecuteThenTimeout { hang_millis }) = fault {
-        tokio::time::sleep(Duration::from_millis(*hang_millis)).await;
-        return connection.abort(Abort::Close).await;
+    match fault {
+        Some(FaultAction::ExecuteThenTimeout { hang_millis }) => {
+            tokio::time::sleep(Duration::from_millis(*hang_millis)).await;
+            connection.abort(Abort::Close).await
+        }
+        Some(FaultAction::ExecuteThenHoldAnswer { max_millis }) => {
+            let released = tokio::time::timeout(
+                Duration::from_millis(*max_millis),
+                shared.answer_releases.acquire(),
+            )
+            .await;
+            // A permit stands for one release: it is used up, not given back.
+            if let Ok(Ok(permit)) = released {
+                permit.forget();
+            }
+            response
+        }
+        Some(_) | None => response,
     }
-    response
 }
 
 /// A validated POST, ready to execute.
@@ -516,7 +532,7 @@ async fn run_post(
         "answered"
     );
     let response = bytes_response(answer.status, answer.body, &response_headers);
-    deliver_or_hang(&connection, fault.as_ref(), response).await
+    deliver_or_hang(&shared, &connection, fault.as_ref(), response).await
 }
 
 async fn create_payment_intent(
@@ -585,7 +601,7 @@ async fn run_get(
         Ok(body) => json_response(StatusCode::OK, &body, &response_headers),
         Err(failure) => json_response(failure.status, &failure.body(), &response_headers),
     };
-    deliver_or_hang(&connection, fault.as_ref(), response).await
+    deliver_or_hang(&shared, &connection, fault.as_ref(), response).await
 }
 
 async fn retrieve_payment_intent(

@@ -66,6 +66,10 @@ impl Shared {
         self.book().faults.clear();
     }
 
+    pub(crate) fn release_held_answer(&self) {
+        self.answer_releases.add_permits(1);
+    }
+
     /// A refund made outside the service (say, from the provider's dashboard).
     pub(crate) fn refund_outside(
         &self,
@@ -145,6 +149,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
                 .delete(clear_faults),
         )
         .route("/_sim/faults/{id}", routing::delete(remove_fault))
+        .route("/_sim/answers/release", routing::post(release_held_answer))
         .route(
             "/_sim/payment_intents/{id}/refunds",
             routing::post(refund_outside),
@@ -240,6 +245,11 @@ async fn add_fault(State(shared): State<Arc<Shared>>, Json(rule): Json<FaultRule
 
 async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {
     shared.clear_faults();
+    StatusCode::NO_CONTENT
+}
+
+async fn release_held_answer(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.release_held_answer();
     StatusCode::NO_CONTENT
 }
 

@@ -103,6 +103,15 @@ pub enum FaultAction {
         /// How long to hold the connection before closing it; 0 closes at once.
         hang_millis: u64,
     },
+    /// Execute the request (the charge or refund happens, its result is saved under the
+    /// idempotency key and its webhook event is sent), then hold the answer until the test
+    /// releases it ([`crate::SimulatorHandle::release_held_answer`], `POST /_sim/answers/release`;
+    /// each release lets one held answer go, earlier or later) or `max_millis` pass: how a test
+    /// makes the event reach the receiver before the request's answer reaches the client.
+    ExecuteThenHoldAnswer {
+        /// The longest the answer is held without a release.
+        max_millis: u64,
+    },
     /// Execute the request (the charge or refund happens), then answer `status` (5xx) with an
     /// `api_error` and save *that* under the idempotency key, as Stripe saves a 500 raised after
     /// execution began: a retry with the same key replays the error, and only reading the payment

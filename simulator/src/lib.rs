@@ -178,6 +178,12 @@ impl SimulatorHandle {
         self.shared.clear_faults();
     }
 
+    /// Lets one answer held by an `execute_then_hold_answer` fault go: one held now, or the next
+    /// one held.
+    pub fn release_held_answer(&self) {
+        self.shared.release_held_answer();
+    }
+
     /// Refunds a payment outside the service (as from the provider's dashboard); sends
     /// `charge.refunded` like any refund.
     pub fn refund_outside(

@@ -27,6 +27,9 @@ pub(crate) struct Shared {
     book: Mutex<Book>,
     webhooks: Mutex<WebhookBook>,
     requests: Mutex<Vec<ApiRequest>>,
+    /// Releases of answers held by `execute_then_hold_answer`: one permit per release, so a
+    /// release made before the answer is held is not lost.
+    pub(crate) answer_releases: tokio::sync::Semaphore,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -56,6 +59,7 @@ impl Shared {
             }),
             webhooks: Mutex::new(webhooks),
             requests: Mutex::new(Vec::new()),
+            answer_releases: tokio::sync::Semaphore::new(0),
             config,
             shutdown: CancellationToken::new(),
         })
@@ -115,5 +119,7 @@ impl Shared {
             webhooks.deliveries.clear();
         }
         lock(&self.requests).clear();
+        // Releases nobody used would let a later held answer go at once.
+        self.answer_releases.forget_permits(usize::MAX);
     }
 }

@@ -166,6 +166,46 @@ async fn the_timeout_fault_with_no_hang_closes_the_connection_after_charging() {
 }
 
 #[tokio::test]
+async fn a_held_answer_comes_once_released_after_the_payment_and_its_event_exist() {
+    let sim = spawn_simulator().await;
+    sim.handle
+        .add_fault(FaultRule::new(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ExecuteThenHoldAnswer { max_millis: 60_000 },
+            1,
+        ))
+        .unwrap();
+    let request = sim.post_request(
+        "/v1/payment_intents",
+        Some("k"),
+        &payment_params("c1", "2000", "pm_card_visa"),
+    );
+    let paying = tokio::spawn(request.send());
+    let event = eventually("the payment's event", || async {
+        sim.handle
+            .events()
+            .into_iter()
+            .find(|event| event.event_type == "payment_intent.succeeded")
+    })
+    .await;
+    assert_eq!(sim.handle.payment_intent_count_for_charge_id("c1"), 1);
+    assert!(!paying.is_finished(), "the answer is held");
+
+    let released = sim
+        .client
+        .post(sim.url("/_sim/answers/release"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(released.status(), 204);
+    let answer = paying.await.unwrap().expect("the held answer comes");
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["id"], event.data.object["id"]);
+    assert_eq!(body["status"], "succeeded");
+}
+
+#[tokio::test]
 async fn a_latency_fault_delays_the_answer_and_applies_to_its_endpoint_only() {
     let sim = spawn_simulator().await;
     sim.handle

@@ -472,6 +472,80 @@ async fn a_refund_event_before_its_payment_event_finishes_a_pending_charge_which
 }
 
 #[tokio::test]
+async fn a_payment_event_applied_while_the_charge_waits_for_the_providers_answer_is_its_one_success_and_the_request_answers_it()
+ {
+    // Provider calls may last as long as the answer is held; the request's own deadline
+    // (REQUEST_TIMEOUT_MS) still bounds the charge's call.
+    let queue = Queue::open_with(quick_workers(2), PROCESSING).await;
+    let simulator = &queue.app.simulator;
+    simulator
+        .add_fault(FaultRule::new(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ExecuteThenHoldAnswer {
+                max_millis: u64::try_from(PROCESSING.as_millis()).unwrap(),
+            },
+            1,
+        ))
+        .unwrap();
+    let mut billing = queue.app.billing.clone();
+    let request = queue.keyed_charge(1_500, "answer-held");
+    let creating = tokio::spawn(async move { billing.create_charge(request).await });
+    wait_until(
+        "the provider sends payment_intent.succeeded",
+        PROCESSING,
+        || async {
+            simulator
+                .events()
+                .iter()
+                .any(|event| event.event_type == "payment_intent.succeeded")
+        },
+    )
+    .await;
+    let payment_id = simulator.ledger().payment_intents[0].id.clone();
+    let succeeded = queue.event("payment_intent.succeeded", &payment_id);
+
+    // The event is applied while the request still waits for the provider's answer.
+    queue.deliver(&succeeded).await;
+    let row = queue.processed(&succeeded.id).await;
+    assert_eq!(row.outcome.as_deref(), Some("applied"));
+    let charge_id = row
+        .charge_id
+        .expect("the event names our charge")
+        .to_string();
+    assert_eq!(queue.charge(&charge_id).await, ("succeeded".to_owned(), 0));
+    assert!(!creating.is_finished(), "the answer is still held");
+
+    // Phase 3 then finds the charge final: it answers it and writes no second success.
+    simulator.release_held_answer();
+    let answered = creating
+        .await
+        .unwrap()
+        .expect("the request answers the charge the event finished")
+        .into_inner();
+    assert_eq!(answered.id, charge_id);
+    assert_eq!(answered.status(), v1::ChargeStatus::Succeeded);
+    assert_eq!(
+        queue.trail(&charge_id).await,
+        [
+            by_the_service("created"),
+            by_webhook("succeeded", &succeeded.id),
+        ]
+    );
+    // That answer is the key's: a retry replays it, with no second payment.
+    let replayed = queue
+        .app
+        .billing
+        .clone()
+        .create_charge(queue.keyed_charge(1_500, "answer-held"))
+        .await
+        .expect("the retry replays the answer")
+        .into_inner();
+    assert_eq!(replayed, answered);
+    assert_eq!(simulator.payment_intent_count_for_charge_id(&charge_id), 1);
+    assert_eq!(queue.trail(&charge_id).await.len(), 2);
+}
+
+#[tokio::test]
 async fn a_payment_failed_event_fails_a_pending_charge_with_its_decline_and_the_retry_answers_it() {
     let queue = Queue::open(2).await;
     let (_, failed) = queue
