@@ -6,7 +6,7 @@
 //! Each instance runs under a small shell watchdog in its own process group: the group dies with
 //! the test binary, so no store outlives the suite; [`StorageServer::kill`] kills the group.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::LazyLock;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 use supportdesk::configuration::{Settings, StorageSettings};
 
-use super::tool;
+use super::{ClosedPort, tool};
 
 /// The bucket every test store has.
 pub(crate) const TEST_BUCKET: &str = "supportdesk-test";
@@ -35,14 +35,6 @@ pub(crate) struct StorageServer {
 /// The store every test app of this binary uses.
 pub(crate) static SHARED_STORAGE: LazyLock<StorageServer> = LazyLock::new(StorageServer::start);
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .expect("a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl StorageServer {
     /// A store on free ports, up (its S3 port accepting connections).
     pub(crate) fn start() -> Self {
@@ -56,12 +48,15 @@ impl StorageServer {
         )
         .expect("the identities file is written");
         std::fs::create_dir(workdir.path().join("data")).expect("the data directory");
+        let closed: [ClosedPort; 10] = std::array::from_fn(|_| ClosedPort::new());
         let mut server = Self {
-            port: free_port(),
-            other_ports: std::array::from_fn(|_| free_port()),
+            port: closed[0].port,
+            other_ports: std::array::from_fn(|index| closed[index + 1].port),
             workdir,
             process: None,
         };
+        // Held until now: the ten ports are distinct, and no other server was handed one.
+        drop(closed);
         server.launch();
         server
     }
