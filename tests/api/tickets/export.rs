@@ -251,6 +251,72 @@ async fn a_slow_reader_of_an_export_that_outlives_its_limit_gets_deadline_exceed
 }
 
 #[tokio::test]
+async fn through_envoy_a_grpc_reader_that_stops_reading_holds_the_service_back_until_the_limit_ends_the_export()
+ {
+    let limit = Duration::from_secs(3);
+    let app = TestApp::spawn_with(|settings| {
+        with_metrics(settings);
+        settings.tickets.export_max_duration = limit;
+    })
+    .await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    // About 4 MB of protobuf: sent in milliseconds into anything that takes it. Had Envoy taken
+    // the whole export into its own memory, the service would have finished within the limit,
+    // and the reader would get every ticket and OK.
+    let total = 20 * EXPORT_BATCH;
+    insert_tickets(&app, total, "through envoy").await;
+    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{}", envoy.port))
+        .expect("a valid uri")
+        .initial_stream_window_size(Some(16 * 1024))
+        .initial_connection_window_size(Some(16 * 1024))
+        .connect()
+        .await
+        .expect("connect to Envoy");
+    let mut stream = TicketServiceClient::new(channel)
+        .export_tickets(app.as_admin(v1::ExportTicketsRequest {
+            order_by: "create_time asc".to_owned(),
+            ..Default::default()
+        }))
+        .await
+        .expect("the export starts")
+        .into_inner();
+    let mut received = vec![
+        stream
+            .message()
+            .await
+            .expect("the first ticket")
+            .expect("a ticket"),
+    ];
+
+    // The reader reads nothing more until the service has ended the snapshot at its limit and
+    // given its connection back.
+    wait_until("the export's snapshot ended", PATIENCE, || async {
+        backends_in_a_transaction(&app).await == 0 && Scrape::of(&app).await.get(POOL_IN_USE) == 0
+    })
+    .await;
+
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(ticket)) => received.push(ticket),
+            Ok(None) => panic!(
+                "the export ended as if complete after {} of {total} tickets: Envoy took it all",
+                received.len()
+            ),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_reason(&status, Reason::DeadlineExceeded);
+    let cut_at = received.len();
+    assert!(
+        cut_at < usize::try_from(total).unwrap(),
+        "every ticket arrived: the service was never held back"
+    );
+    let received: Vec<&str> = received.iter().map(|ticket| ticket.id.as_str()).collect();
+    assert_eq!(received, first_in_export_order(&app, cut_at).await);
+}
+
+#[tokio::test]
 async fn a_customers_export_holds_only_their_own_tickets_and_filters_apply() {
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
