@@ -186,29 +186,8 @@ async fn a_slow_reader_of_an_export_that_outlives_its_limit_gets_deadline_exceed
     insert_tickets(&app, total, "slow").await;
     // A reader whose HTTP/2 windows hold 16 KiB: once they and the service's send buffer are
     // full, the service can hand it nothing more, and its reading task waits on the channel.
-    let channel = Endpoint::from_shared(format!("http://{}", app.address))
-        .expect("a valid uri")
-        .initial_stream_window_size(Some(16 * 1024))
-        .initial_connection_window_size(Some(16 * 1024))
-        .connect()
-        .await
-        .expect("connect");
     let started = tokio::time::Instant::now();
-    let mut stream = TicketServiceClient::new(channel)
-        .export_tickets(app.as_admin(v1::ExportTicketsRequest {
-            order_by: "create_time asc".to_owned(),
-            ..Default::default()
-        }))
-        .await
-        .expect("the export starts")
-        .into_inner();
-    let mut received = vec![
-        stream
-            .message()
-            .await
-            .expect("the first ticket")
-            .expect("a ticket"),
-    ];
+    let (mut stream, first) = export_to_a_slow_reader(&app, &app.address.to_string()).await;
     let held = backends_in_a_transaction(&app).await;
     assert!(
         started.elapsed() < limit,
@@ -226,28 +205,7 @@ async fn a_slow_reader_of_an_export_that_outlives_its_limit_gets_deadline_exceed
     })
     .await;
     assert!(started.elapsed() >= limit, "cut before its limit");
-
-    let status = loop {
-        match stream.message().await {
-            Ok(Some(ticket)) => received.push(ticket),
-            Ok(None) => panic!(
-                "the export ended as if complete after {} of {total} tickets",
-                received.len()
-            ),
-            Err(status) => break status,
-        }
-    };
-    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert_reason(&status, Reason::DeadlineExceeded);
-    let cut_at = received.len();
-    assert!(
-        cut_at < usize::try_from(total).unwrap(),
-        "every ticket arrived: the reader was not slow enough to outlive the limit"
-    );
-    // What it had is the export's order from the start, none skipped or repeated: a client
-    // resumes after the last one (createdAfter) and loses nothing.
-    let received: Vec<&str> = received.iter().map(|ticket| ticket.id.as_str()).collect();
-    assert_eq!(received, first_in_export_order(&app, cut_at).await);
+    read_the_rest_until_the_limit(&app, &mut stream, first, total).await;
 }
 
 #[tokio::test]
@@ -265,28 +223,8 @@ async fn through_envoy_a_grpc_reader_that_stops_reading_holds_the_service_back_u
     // and the reader would get every ticket and OK.
     let total = 20 * EXPORT_BATCH;
     insert_tickets(&app, total, "through envoy").await;
-    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{}", envoy.port))
-        .expect("a valid uri")
-        .initial_stream_window_size(Some(16 * 1024))
-        .initial_connection_window_size(Some(16 * 1024))
-        .connect()
-        .await
-        .expect("connect to Envoy");
-    let mut stream = TicketServiceClient::new(channel)
-        .export_tickets(app.as_admin(v1::ExportTicketsRequest {
-            order_by: "create_time asc".to_owned(),
-            ..Default::default()
-        }))
-        .await
-        .expect("the export starts")
-        .into_inner();
-    let mut received = vec![
-        stream
-            .message()
-            .await
-            .expect("the first ticket")
-            .expect("a ticket"),
-    ];
+    let (mut stream, first) =
+        export_to_a_slow_reader(&app, &format!("127.0.0.1:{}", envoy.port)).await;
 
     // The reader reads nothing more until the service has ended the snapshot at its limit and
     // given its connection back.
@@ -295,11 +233,54 @@ async fn through_envoy_a_grpc_reader_that_stops_reading_holds_the_service_back_u
     })
     .await;
 
+    read_the_rest_until_the_limit(&app, &mut stream, first, total).await;
+}
+
+/// ExportTickets, oldest first, to a reader at `address` (the service, or an Envoy in front of
+/// it) whose HTTP/2 windows hold 16 KiB; its first ticket read, nothing more yet.
+async fn export_to_a_slow_reader(
+    app: &TestApp,
+    address: &str,
+) -> (tonic::Streaming<v1::Ticket>, v1::Ticket) {
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .expect("a valid uri")
+        .initial_stream_window_size(Some(16 * 1024))
+        .initial_connection_window_size(Some(16 * 1024))
+        .connect()
+        .await
+        .expect("connect");
+    let mut stream = TicketServiceClient::new(channel)
+        .export_tickets(app.as_admin(v1::ExportTicketsRequest {
+            order_by: "create_time asc".to_owned(),
+            ..Default::default()
+        }))
+        .await
+        .expect("the export starts")
+        .into_inner();
+    let first = stream
+        .message()
+        .await
+        .expect("the first ticket")
+        .expect("a ticket");
+    (stream, first)
+}
+
+/// Reads what is left of an export its limit ended: DEADLINE_EXCEEDED after fewer than all
+/// `total` tickets, and what arrived is the export's order from the start, none skipped or
+/// repeated (a client resumes after the last one, createdAfter, and loses nothing).
+async fn read_the_rest_until_the_limit(
+    app: &TestApp,
+    stream: &mut tonic::Streaming<v1::Ticket>,
+    first: v1::Ticket,
+    total: i64,
+) {
+    let mut received = vec![first];
     let status = loop {
         match stream.message().await {
             Ok(Some(ticket)) => received.push(ticket),
             Ok(None) => panic!(
-                "the export ended as if complete after {} of {total} tickets: Envoy took it all",
+                "the export ended as if complete after {} of {total} tickets: nothing held the \
+                 service back",
                 received.len()
             ),
             Err(status) => break status,
@@ -310,10 +291,10 @@ async fn through_envoy_a_grpc_reader_that_stops_reading_holds_the_service_back_u
     let cut_at = received.len();
     assert!(
         cut_at < usize::try_from(total).unwrap(),
-        "every ticket arrived: the service was never held back"
+        "every ticket arrived: the reader was not held long enough to outlive the limit"
     );
     let received: Vec<&str> = received.iter().map(|ticket| ticket.id.as_str()).collect();
-    assert_eq!(received, first_in_export_order(&app, cut_at).await);
+    assert_eq!(received, first_in_export_order(app, cut_at).await);
 }
 
 #[tokio::test]
