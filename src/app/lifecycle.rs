@@ -10,9 +10,9 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use crate::app::health::Health;
 use crate::configuration::ServerSettings;
 use crate::jobs::runner::RunningJobs;
+use crate::telemetry::health::Health;
 
 /// Serves `server` (already bound at `local_addr`, stopping when `drain` is cancelled) until
 /// `shutdown` resolves, the server fails, or a task of `jobs` dies for good; then drains. A

@@ -26,15 +26,15 @@ use crate::api::notifications::NotificationApi;
 use crate::api::tickets::TicketApi;
 use crate::api::users::UserApi;
 use crate::api::webhooks::WebhookApi;
-use crate::app::health::{DependencyProbe, Health};
 use crate::app::lifecycle;
-use crate::app::metrics::{Metrics, MetricsEndpoint, PoolSample};
+use crate::app::metrics_endpoint::MetricsEndpoint;
 use crate::auth::principals::{ChangeWindow, PrincipalStates};
 use crate::auth::{Authenticator, PasswordHasher, SessionStore, TokenIssuer};
 use crate::configuration::{AuthSettings, Settings, WebhookReceivingSettings};
 use crate::db::{self, PgPool};
 use crate::domain::PageTokenKeys;
 use crate::idempotency::{FingerprintKey, IdempotencyPolicy};
+use crate::jobs::dependency_probe::DependencyProbe;
 use crate::jobs::{
     HealthEffect, JobRunner, RestartPolicy, SERVICE_BACKOFF, Task, billing_completer,
     billing_reconciler, idempotency_sweeper, queue_sampler,
@@ -45,6 +45,8 @@ use crate::redis::connection::{self, Redis};
 use crate::redis::keys::RedisKeys;
 use crate::redis::ticket_cache::{self, TicketCache};
 use crate::service::{Accounts, ApiKeys, Authentication, PasswordResets, TicketDesk, Users};
+use crate::telemetry::health::Health;
+use crate::telemetry::metrics::{Metrics, PoolSample};
 use crate::wire::methods::MethodTable;
 use crate::wire::proto;
 use crate::wire::proto::google::longrunning::operations_server::OperationsServer;
@@ -297,19 +299,19 @@ impl Application {
             None => None,
         };
         if let Some(provider) = &provider {
-            services.metrics.breakers().track(provider.breaker());
+            provider.breaker().report_to(services.metrics.breakers());
         }
         if let Some(sender) = &email_sender {
-            services.metrics.breakers().track(sender.breaker());
+            sender.breaker().report_to(services.metrics.breakers());
         }
         if let Some(storage) = &storage {
-            services.metrics.breakers().track(storage.breaker());
+            storage.breaker().report_to(services.metrics.breakers());
         }
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
         // BillingService serves only with a provider whose breaker is closed: an open breaker
         // refuses every charge, and load balancers should send billing traffic elsewhere.
-        let billing_gate: crate::app::health::ServiceGate = match provider.clone() {
+        let billing_gate: crate::telemetry::health::ServiceGate = match provider.clone() {
             Some(provider) => std::sync::Arc::new(move || {
                 provider.breaker().state() == crate::billing::BreakerState::Closed
             }),
@@ -317,19 +319,20 @@ impl Application {
         };
         // WebhookService serves only with a signing secret: without one every delivery is
         // refused (the provider keeps retrying), so the provider's traffic belongs elsewhere.
-        let webhook_gate: crate::app::health::ServiceGate = Arc::new(move || webhooks_configured);
+        let webhook_gate: crate::telemetry::health::ServiceGate =
+            Arc::new(move || webhooks_configured);
         // AttachmentService serves while the store's breaker is closed (docs/attachments.md).
-        let storage_gate: crate::app::health::ServiceGate = match storage.clone() {
+        let storage_gate: crate::telemetry::health::ServiceGate = match storage.clone() {
             Some(storage) => Arc::new(move || storage.is_available()),
             None => Arc::new(|| false),
         };
         // NotificationService serves while an email provider is configured and its breaker is
         // not open (half-open: the probe is how it recovers). Email being down takes nothing
         // else down: notifications wait in the outbox.
-        let notification_gate: crate::app::health::ServiceGate = match email_sender.clone() {
-            Some(sender) => {
-                Arc::new(move || sender.breaker().state() != crate::breaker::BreakerState::Open)
-            }
+        let notification_gate: crate::telemetry::health::ServiceGate = match email_sender.clone() {
+            Some(sender) => Arc::new(move || {
+                sender.breaker().state() != crate::resilience::breaker::BreakerState::Open
+            }),
             None => Arc::new(|| false),
         };
         let mut health_services: Vec<String> = served.iter().map(|&name| name.to_owned()).collect();
@@ -416,7 +419,7 @@ impl Application {
         }
         // Without the watcher, an opened breaker would leave BillingService (payments) or
         // NotificationService (email) SERVING until the next change of the dependencies.
-        let breakers: Vec<crate::breaker::CircuitBreaker> = provider
+        let breakers: Vec<crate::resilience::breaker::CircuitBreaker> = provider
             .iter()
             .map(|provider| provider.breaker().clone())
             .chain(email_sender.iter().map(|sender| sender.breaker().clone()))

@@ -28,8 +28,8 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter}
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer as _, Registry, layer::SubscriberExt};
 
-use crate::app::traces;
 use crate::configuration::{LogFormat, TraceSampler, TraceSettings};
+use crate::telemetry::traces;
 
 /// A subscriber writing to `sink` in `format`, filtered by `filter` (a `RUST_LOG` directive).
 pub fn get_subscriber<Sink>(

@@ -13,9 +13,9 @@ use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier,
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::{OnceCell, oneshot};
 
-use crate::app::metrics::Metrics;
 use crate::domain::Password;
 use crate::errors::{AppError, AppResult};
+use crate::telemetry::metrics::Metrics;
 
 /// Work for a hashing thread.
 type Job = Box<dyn FnOnce() + Send>;

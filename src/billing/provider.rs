@@ -21,8 +21,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use crate::bulkhead::Bulkhead;
 use crate::domain::{InvalidValue, Money};
+use crate::resilience::bulkhead::Bulkhead;
 
 /// The future every provider method returns.
 pub type ProviderFuture<'a, T> =

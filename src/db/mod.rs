@@ -24,10 +24,10 @@ use diesel_async::{
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::app::metrics::Timing;
-use crate::app::traces;
 use crate::configuration::DatabaseSettings;
 use crate::errors::{AppError, AppResult, Dependency};
+use crate::telemetry::metrics::Timing;
+use crate::telemetry::traces;
 
 /// The bb8 pool of diesel-async connections, with the timer of its checkouts. Cheap to clone:
 /// clones share the pool and the timer. Everything of bb8's pool is reached through it

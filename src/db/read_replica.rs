@@ -18,9 +18,9 @@ use secrecy::SecretString;
 use tokio::time::Instant;
 
 use super::{PgPool, PooledConnection, build_pool, connection};
-use crate::app::metrics::ReplicaMetrics;
 use crate::configuration::DatabaseSettings;
 use crate::errors::AppResult;
+use crate::telemetry::metrics::ReplicaMetrics;
 
 /// How long a replica that failed is passed over.
 pub const REPLICA_PAUSE: Duration = Duration::from_secs(1);

@@ -8,6 +8,7 @@ mod comment;
 mod dashboard;
 mod email;
 mod email_webhook;
+mod html;
 mod idempotency_key;
 mod identity;
 mod ids;
@@ -40,6 +41,7 @@ pub use comment::{
 pub use dashboard::{DateRange, RangeProblem, RevenueInterval};
 pub use email::Email;
 pub use email_webhook::{EmailEvent, EmailEventEffect, SvixVerifier, svix_signature};
+pub use html::{html_entity, html_escape, push_html_escaped};
 pub use idempotency_key::IdempotencyKey;
 pub use identity::{
     Account, AccountName, AccountSlug, ApiKey, ApiKeyName, DisplayName, Password, Role, User,

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{InvalidValue, Ticket, TicketFilter};
+use super::{InvalidValue, Ticket, TicketFilter, push_html_escaped};
 
 /// The fields of a Ticket a client may name in a read mask, as the API names them.
 pub const TICKET_FIELDS: &[&str] = &[
@@ -275,19 +275,15 @@ pub const MATCH_START: char = '\u{E000}';
 pub const MATCH_END: char = '\u{E001}';
 
 /// A headline with its matches between [`MATCH_START`] and [`MATCH_END`] as the API shows it:
-/// the text HTML-escaped, each match between `<mark>` and `</mark>`.
+/// the text HTML-escaped ([`push_html_escaped`]), each match between `<mark>` and `</mark>`.
 pub fn marked_snippet(headline: &str) -> String {
     let mut snippet = String::with_capacity(headline.len() + 32);
     for character in headline.chars() {
         match character {
             MATCH_START => snippet.push_str("<mark>"),
             MATCH_END => snippet.push_str("</mark>"),
-            '<' => snippet.push_str("&lt;"),
-            '>' => snippet.push_str("&gt;"),
-            '&' => snippet.push_str("&amp;"),
-            '"' => snippet.push_str("&quot;"),
             '\n' | '\r' | '\t' => snippet.push(' '),
-            other => snippet.push(other),
+            other => push_html_escaped(&mut snippet, other),
         }
     }
     snippet.trim().to_owned()

@@ -23,20 +23,21 @@
 pub mod attachment_sweeper;
 pub mod billing_completer;
 pub mod billing_reconciler;
+pub mod dependency_probe;
 pub mod idempotency_sweeper;
 pub mod operation_workers;
 pub mod queue_sampler;
 pub mod replica_lag_sampler;
 pub mod runner;
 pub mod storage_probe;
+mod supervisor;
+pub mod task;
 
 use std::time::Duration;
 
-pub use crate::app::metrics::TaskState;
-pub use runner::{
-    Backoff, HealthEffect, Heartbeat, JobFailure, JobRunner, RestartPolicy, RunningJobs, Task,
-    TaskContext,
-};
+pub use crate::telemetry::metrics::TaskState;
+pub use runner::{JobFailure, JobRunner, RunningJobs};
+pub use task::{Backoff, HealthEffect, Heartbeat, RestartPolicy, Task, TaskContext};
 
 /// The service's own tasks' backoff: 1 s, doubling to 1 min; a sixth death within a minute of
 /// the fifth restart stops the process (after about 31 s of crash-looping).
@@ -55,9 +56,11 @@ pub fn periodic_lag_bound(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     /// Every source file of the room, by name.
-    const SOURCES: [(&str, &str); 10] = [
+    const SOURCES: [(&str, &str); 13] = [
         ("mod.rs", include_str!("mod.rs")),
         ("runner.rs", include_str!("runner.rs")),
+        ("supervisor.rs", include_str!("supervisor.rs")),
+        ("task.rs", include_str!("task.rs")),
         ("billing_completer.rs", include_str!("billing_completer.rs")),
         (
             "billing_reconciler.rs",
@@ -72,6 +75,7 @@ mod tests {
             include_str!("attachment_sweeper.rs"),
         ),
         ("storage_probe.rs", include_str!("storage_probe.rs")),
+        ("dependency_probe.rs", include_str!("dependency_probe.rs")),
         ("operation_workers.rs", include_str!("operation_workers.rs")),
         ("queue_sampler.rs", include_str!("queue_sampler.rs")),
         (

@@ -15,7 +15,6 @@
 
 use std::time::Duration;
 
-use crate::app::metrics::{Metrics, QueueName};
 use crate::db::PgPool;
 use crate::db::models::notification::NOTIFICATION_QUEUE;
 use crate::db::models::operation::OperationRow;
@@ -24,6 +23,7 @@ use crate::db::models::webhook_event::WEBHOOK_QUEUE;
 use crate::db::queue::{self, QueueStats};
 use crate::errors::AppResult;
 use crate::jobs::{HealthEffect, RestartPolicy, SERVICE_BACKOFF, Task, TaskContext};
+use crate::telemetry::metrics::{Metrics, QueueName};
 
 /// The task's name in metrics and logs.
 pub const NAME: &str = "queue-sampler";

@@ -1,31 +1,29 @@
-//! The runner: starts every declared [`Task`] in one `JoinSet` it owns, and supervises it.
+//! The runner: takes the declared [`Task`]s (`task.rs`), starts them in one `JoinSet` its
+//! supervisor owns (`supervisor.rs`), and hands back the [`RunningJobs`] that report a failure
+//! and shut them down.
 //!
 //! A task that panics, returns an error, or returns while it was not told to stop has *died*:
 //! the runner logs it at ERROR with the task's name and the cause, counts it, sets its state
-//! gauge, and applies its [`HealthEffect`] until it runs again. Then its [`RestartPolicy`]
+//! gauge, and applies its [`HealthEffect`](crate::jobs::HealthEffect) until it runs again. Then its [`RestartPolicy`](crate::jobs::RestartPolicy)
 //! decides: start it again after an exponential backoff, or give up. Giving up (a
-//! [`RestartPolicy::StopProcess`] task died, or a task died more times in a row than its policy
+//! [`RestartPolicy::StopProcess`](crate::jobs::RestartPolicy::StopProcess) task died, or a task died more times in a row than its policy
 //! allows) is a [`JobFailure`], which [`RunningJobs::failed`] reports so that the process stops
 //! with an error rather than running on without the task.
 //!
 //! A task that declares a lag bound ([`Task::lagging_after`]) and has not reported progress
-//! through its [`Heartbeat`] within it is *lagging*: the gauge says so, its health effect applies,
+//! through its [`Heartbeat`](crate::jobs::Heartbeat) within it is *lagging*: the gauge says so, its health effect applies,
 //! and both are lifted at its next heartbeat. Lagging is not dying: nothing is restarted.
 
-use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
-use tokio::task::{Id, JoinError, JoinHandle, JoinSet};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio::task::JoinHandle;
 
-use crate::app::health::{Health, Held};
-use crate::app::metrics::{Metrics, TaskMetrics, TaskState};
+use super::supervisor::Supervisor;
+use super::task::Task;
+use crate::telemetry::health::{Health, Held};
+use crate::telemetry::metrics::Metrics;
 
 /// How often lag is checked at most: a bound is noticed within a quarter of itself, or this.
 const MAX_LAG_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -33,163 +31,10 @@ const MAX_LAG_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest lag check interval, however short a bound.
 const MIN_LAG_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
-/// How long the runner waits before starting a task again after it died, and how many times in
-/// a row it does so.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    /// The wait after a first death.
-    pub initial: Duration,
-    /// Each death in a row doubles the wait, up to this. A run that lasted at least this long
-    /// counts as a recovery: the next death waits `initial` again and counts as a first.
-    pub max: Duration,
-    /// The restarts in a row after which the runner gives up: the next death is a
-    /// [`JobFailure::GaveUp`].
-    pub give_up_after: u32,
-}
-
-impl Backoff {
-    /// The wait before restart number `in_a_row` (1 for the first death of a streak).
-    fn delay(&self, in_a_row: u32) -> Duration {
-        let doublings = in_a_row.saturating_sub(1).min(31);
-        self.initial.saturating_mul(1 << doublings).min(self.max)
-    }
-}
-
-/// What the runner does when a task dies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RestartPolicy {
-    /// Start it again after a backoff; give up after the backoff's bound.
-    Restart(Backoff),
-    /// Give up at once: the process stops with an error.
-    StopProcess,
-}
-
-/// What health reports while a task is not running (between its death and its restart, or for
-/// good) or is lagging.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HealthEffect {
-    /// Nothing: the service serves without it (its loss shows in metrics and logs).
-    None,
-    /// This API service (its full name, tonic's `NamedService::NAME`) is NOT_SERVING.
-    Service(&'static str),
-    /// Each of these API services is NOT_SERVING.
-    Services(&'static [&'static str]),
-    /// The overall status and every API service are NOT_SERVING.
-    Everything,
-}
-
-impl HealthEffect {
-    fn held(self) -> Vec<Held> {
-        match self {
-            Self::None => Vec::new(),
-            Self::Service(name) => vec![Held::Service(name)],
-            Self::Services(names) => names.iter().copied().map(Held::Service).collect(),
-            Self::Everything => vec![Held::Everything],
-        }
-    }
-}
-
-/// How a running task reports progress; clones share it. Only tasks that declare a lag bound
-/// need to call it.
-#[derive(Clone, Debug)]
-pub struct Heartbeat {
-    epoch: Instant,
-    /// Milliseconds from `epoch` to the last beat.
-    last: Arc<AtomicU64>,
-}
-
-impl Heartbeat {
-    fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            last: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Reports progress now.
-    pub fn beat(&self) {
-        let millis = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(millis, Ordering::Relaxed);
-    }
-
-    /// The time since the last beat.
-    fn silent_for(&self) -> Duration {
-        let last = Duration::from_millis(AtomicU64::load(&self.last, Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(last)
-    }
-}
-
-/// What a task is given each time it starts.
-#[derive(Clone, Debug)]
-pub struct TaskContext {
-    /// Cancelled at shutdown: the task returns `Ok(())` soon after.
-    pub stop: CancellationToken,
-    /// Where it reports progress, if it declared a lag bound.
-    pub heartbeat: Heartbeat,
-}
-
-type TaskFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
-type StartTask = Box<dyn Fn(TaskContext) -> TaskFuture + Send + Sync>;
-
-/// A long-lived background task, as declared to the runner.
-pub struct Task {
-    name: &'static str,
-    policy: RestartPolicy,
-    health: HealthEffect,
-    lag_bound: Option<Duration>,
-    start: StartTask,
-}
-
-impl std::fmt::Debug for Task {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Task")
-            .field("name", &self.name)
-            .field("policy", &self.policy)
-            .field("health", &self.health)
-            .field("lag_bound", &self.lag_bound)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Task {
-    /// `name` labels its metrics and log lines (lower case, words joined by `-`); `start` makes
-    /// one run of it, and is called again for each restart. A run returns `Ok(())` once its
-    /// context's `stop` is cancelled, and only then.
-    pub fn new<F, Fut>(
-        name: &'static str,
-        policy: RestartPolicy,
-        health: HealthEffect,
-        start: F,
-    ) -> Self
-    where
-        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
-    {
-        Self {
-            name,
-            policy,
-            health,
-            lag_bound: None,
-            start: Box::new(move |context| Box::pin(start(context))),
-        }
-    }
-
-    /// Declares the task lagging once it has not called [`Heartbeat::beat`] for `bound` (a
-    /// run starts with a beat).
-    pub fn lagging_after(mut self, bound: Duration) -> Self {
-        self.lag_bound = Some(bound);
-        self
-    }
-
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-}
-
 /// A task died for good: the process must stop.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum JobFailure {
-    /// A task whose policy is [`RestartPolicy::StopProcess`] died.
+    /// A task whose policy is [`RestartPolicy::StopProcess`](crate::jobs::RestartPolicy::StopProcess) died.
     #[error("background task `{task}` died and is not restarted: {cause}")]
     Stopped { task: &'static str, cause: String },
     /// A task died more times in a row than its backoff allows.
@@ -271,30 +116,9 @@ impl JobRunner {
             .filter_map(|task| task.lag_bound)
             .min()
             .map(|bound| (bound / 4).clamp(MIN_LAG_CHECK_INTERVAL, MAX_LAG_CHECK_INTERVAL));
-        let slots = self
-            .tasks
-            .into_iter()
-            .map(|task| Slot {
-                metrics: self.metrics.job_runner().task(task.name),
-                heartbeat: Heartbeat::new(),
-                started: Instant::now(),
-                deaths_in_a_row: 0,
-                holding: false,
-                lagging: false,
-                task,
-            })
-            .collect();
         let (failure_sender, failure) = watch::channel(None);
         let (shutdown, shutdown_requested) = oneshot::channel();
-        let supervisor = Supervisor {
-            slots,
-            running: JoinSet::new(),
-            runs: HashMap::new(),
-            restarts: JoinSet::new(),
-            health: self.health,
-            stop_tasks: CancellationToken::new(),
-            failure: failure_sender,
-        };
+        let supervisor = Supervisor::new(self.tasks, &self.metrics, self.health, failure_sender);
         Ok(RunningJobs {
             shutdown: Some(shutdown),
             failure,
@@ -354,278 +178,6 @@ impl Drop for RunningJobs {
     }
 }
 
-/// One declared task and where it stands.
-struct Slot {
-    task: Task,
-    metrics: Arc<TaskMetrics>,
-    heartbeat: Heartbeat,
-    /// When its current (or last) run started.
-    started: Instant,
-    deaths_in_a_row: u32,
-    /// Whether its health effect is applied now.
-    holding: bool,
-    lagging: bool,
-}
-
-struct Supervisor {
-    slots: Vec<Slot>,
-    running: JoinSet<anyhow::Result<()>>,
-    /// Which slot each run in `running` belongs to.
-    runs: HashMap<Id, usize>,
-    /// Backoffs: each resolves to the slot to start again.
-    restarts: JoinSet<usize>,
-    health: Health,
-    stop_tasks: CancellationToken,
-    failure: watch::Sender<Option<JobFailure>>,
-}
-
-impl Supervisor {
-    async fn run(
-        mut self,
-        lag_check: Option<Duration>,
-        mut shutdown: oneshot::Receiver<Duration>,
-    ) -> Vec<&'static str> {
-        for index in 0..self.slots.len() {
-            self.start(index).await;
-        }
-        let mut lag_ticks = lag_check.map(|every| {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks
-        });
-        let within = loop {
-            let lag_tick = async {
-                match lag_ticks.as_mut() {
-                    Some(ticks) => {
-                        ticks.tick().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                within = &mut shutdown => break within.unwrap_or(Duration::ZERO),
-                Some(ended) = self.running.join_next_with_id() => self.ended(ended).await,
-                Some(due) = self.restarts.join_next() => {
-                    if let Ok(index) = due {
-                        self.restart(index).await;
-                    }
-                }
-                () = lag_tick => self.check_lag().await,
-            }
-        };
-        self.stop(within).await
-    }
-
-    /// Starts a run of slot `index`.
-    async fn start(&mut self, index: usize) {
-        let slot = &mut self.slots[index];
-        slot.heartbeat.beat();
-        slot.started = Instant::now();
-        slot.lagging = false;
-        let run = (slot.task.start)(TaskContext {
-            stop: self.stop_tasks.clone(),
-            heartbeat: slot.heartbeat.clone(),
-        });
-        let handle = self.running.spawn(run);
-        self.runs.insert(handle.id(), index);
-        self.release(index).await;
-        self.slots[index].metrics.set_state(TaskState::Running);
-    }
-
-    async fn restart(&mut self, index: usize) {
-        let slot = &self.slots[index];
-        slot.metrics.restarts.increment();
-        tracing::warn!(
-            task = slot.task.name,
-            restart = slot.deaths_in_a_row,
-            "restarting a background task"
-        );
-        self.start(index).await;
-    }
-
-    /// A run ended while nothing asked it to: the task died.
-    async fn ended(&mut self, ended: Result<(Id, anyhow::Result<()>), JoinError>) {
-        let (id, cause) = match ended {
-            Ok((id, Ok(()))) => (id, "returned while not told to stop".to_owned()),
-            Ok((id, Err(error))) => (id, format!("returned an error: {error:#}")),
-            Err(error) => (error.id(), join_error_cause(error)),
-        };
-        let Some(index) = self.runs.remove(&id) else {
-            return;
-        };
-        let slot = &mut self.slots[index];
-        let name = slot.task.name;
-        let ran_for = slot.started.elapsed();
-        slot.metrics.failures.increment();
-        tracing::error!(task = name, %cause, ?ran_for, "a background task died");
-        let failure = match slot.task.policy {
-            RestartPolicy::StopProcess => Some(JobFailure::Stopped { task: name, cause }),
-            RestartPolicy::Restart(backoff) => {
-                slot.deaths_in_a_row = if ran_for >= backoff.max {
-                    1
-                } else {
-                    slot.deaths_in_a_row.saturating_add(1)
-                };
-                if slot.deaths_in_a_row > backoff.give_up_after {
-                    Some(JobFailure::GaveUp {
-                        task: name,
-                        deaths: slot.deaths_in_a_row,
-                        cause,
-                    })
-                } else {
-                    let delay = backoff.delay(slot.deaths_in_a_row);
-                    tracing::warn!(
-                        task = name,
-                        ?delay,
-                        "a background task restarts after its backoff"
-                    );
-                    self.restarts.spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        index
-                    });
-                    None
-                }
-            }
-        };
-        // Health first: once the state or the failure is reported, whoever reads it finds the
-        // health effect already applied (and the process may be stopping).
-        self.hold(index).await;
-        let Some(failure) = failure else {
-            self.slots[index].metrics.set_state(TaskState::Restarting);
-            return;
-        };
-        self.slots[index].metrics.set_state(TaskState::Failed);
-        tracing::error!(task = name, %failure, "a background task died for good: the process stops");
-        self.failure.send_if_modified(|reported| {
-            let first = reported.is_none();
-            if first {
-                *reported = Some(failure);
-            }
-            first
-        });
-    }
-
-    /// Marks running tasks silent past their bound as lagging, and lagging ones that beat
-    /// again as running.
-    async fn check_lag(&mut self) {
-        for index in 0..self.slots.len() {
-            let slot = &mut self.slots[index];
-            let Some(bound) = slot.task.lag_bound else {
-                continue;
-            };
-            let state = slot.metrics.state();
-            if !matches!(state, TaskState::Running | TaskState::Lagging) {
-                continue;
-            }
-            let silent = slot.heartbeat.silent_for();
-            // Health before the gauge: whoever sees the state finds its health effect applied.
-            if !slot.lagging && silent > bound {
-                slot.lagging = true;
-                tracing::warn!(
-                    task = slot.task.name,
-                    ?silent,
-                    ?bound,
-                    "a background task is lagging"
-                );
-                self.hold(index).await;
-                self.slots[index].metrics.set_state(TaskState::Lagging);
-            } else if slot.lagging && silent <= bound {
-                slot.lagging = false;
-                tracing::info!(task = slot.task.name, "a lagging background task caught up");
-                self.release(index).await;
-                self.slots[index].metrics.set_state(TaskState::Running);
-            }
-        }
-    }
-
-    async fn hold(&mut self, index: usize) {
-        let slot = &mut self.slots[index];
-        let held = slot.task.health.held();
-        if !held.is_empty() && !slot.holding {
-            slot.holding = true;
-            for held in held {
-                self.health.hold(slot.task.name, held).await;
-            }
-        }
-    }
-
-    async fn release(&mut self, index: usize) {
-        let slot = &mut self.slots[index];
-        if slot.holding {
-            slot.holding = false;
-            self.health.release(slot.task.name).await;
-        }
-    }
-
-    /// Cancels every task and waits up to `within` for them; returns the names of the tasks
-    /// that did not return `Ok(())` in time.
-    async fn stop(mut self, within: Duration) -> Vec<&'static str> {
-        self.stop_tasks.cancel();
-        self.restarts.abort_all();
-        for slot in &self.slots {
-            if slot.metrics.state() == TaskState::Restarting {
-                slot.metrics.set_state(TaskState::Stopped);
-            }
-        }
-        let deadline = Instant::now() + within;
-        let mut unclean = Vec::new();
-        loop {
-            let ended =
-                match tokio::time::timeout_at(deadline, self.running.join_next_with_id()).await {
-                    Ok(Some(ended)) => ended,
-                    Ok(None) => break,
-                    Err(_) => {
-                        let mut late: Vec<&'static str> = self
-                            .runs
-                            .values()
-                            .map(|index| self.slots[*index].task.name)
-                            .collect();
-                        late.sort_unstable();
-                        tracing::error!(tasks = ?late, ?within,
-                        "background tasks did not stop in time: aborted");
-                        self.running.abort_all();
-                        unclean.extend(late);
-                        break;
-                    }
-                };
-            let (id, cause) = match ended {
-                Ok((id, Ok(()))) => (id, None),
-                Ok((id, Err(error))) => (id, Some(format!("returned an error: {error:#}"))),
-                Err(error) => (error.id(), Some(join_error_cause(error))),
-            };
-            let Some(index) = self.runs.remove(&id) else {
-                continue;
-            };
-            let slot = &self.slots[index];
-            match cause {
-                None => slot.metrics.set_state(TaskState::Stopped),
-                Some(cause) => {
-                    slot.metrics.failures.increment();
-                    slot.metrics.set_state(TaskState::Failed);
-                    tracing::error!(task = slot.task.name, %cause,
-                        "a background task failed while stopping");
-                    unclean.push(slot.task.name);
-                }
-            }
-        }
-        unclean
-    }
-}
-
-/// Why a run's task ended without returning: its panic's message, or its cancellation.
-fn join_error_cause(error: JoinError) -> String {
-    if !error.is_panic() {
-        return "was cancelled".to_owned();
-    }
-    let payload = error.into_panic();
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|message| (*message).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned());
-    format!("panicked: {message}")
-}
-
 #[cfg(test)]
 mod tests {
     //! On tokio's paused clock: every backoff and bound passes in virtual time, exactly.
@@ -639,7 +191,15 @@ mod tests {
     use tonic_health::pb::health_server::Health as _;
     use tonic_health::server::{HealthReporter, HealthService};
 
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use tokio::time::Instant;
+
+    use crate::telemetry::metrics::{TaskMetrics, TaskState};
+
     use super::*;
+    use crate::jobs::{Backoff, HealthEffect, RestartPolicy, TaskContext};
 
     const TICKETS: &str = "supportdesk.v1.TicketService";
     const USERS: &str = "supportdesk.v1.UserService";

@@ -7,7 +7,7 @@
 //!    the caller, so every log line of the request has them; caller text is recorded as string
 //!    values, which both log formats quote and escape, so it cannot forge a field; with traces
 //!    on, the span is OpenTelemetry's server span, child of the caller's well-formed
-//!    `traceparent` if any (`app::traces`);
+//!    `traceparent` if any (`telemetry::traces`);
 //! 3. request id propagation: the id is returned in the response metadata;
 //! 4. header limit: a header list over `MAX_REQUEST_HEADER_BYTES` is refused as
 //!    `HEADERS_TOO_LARGE` ([`header_limit`]);
@@ -65,12 +65,12 @@ use tower_http::trace::{
 };
 use tracing::{Level, Span};
 
-use crate::app::metrics::RpcMetrics;
-use crate::app::traces;
 use crate::auth::Authenticator;
 use crate::configuration::ServerSettings;
 use crate::rate_limit::RateLimiter;
 use crate::redis::ticket_cache::TicketCache;
+use crate::telemetry::metrics::RpcMetrics;
+use crate::telemetry::traces;
 use crate::wire::headers::REQUEST_ID_HEADER;
 use crate::wire::methods::MethodTable;
 

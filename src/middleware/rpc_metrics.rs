@@ -1,4 +1,4 @@
-//! Counts every RPC by method and gRPC code and times it ([`crate::app::metrics::RpcMetrics`]). It
+//! Counts every RPC by method and gRPC code and times it ([`crate::telemetry::metrics::RpcMetrics`]). It
 //! sits above [`super::MethodLayer`], which hands the answer's method declaration back on the
 //! response, so the `method` label is the declared path (bounded by the API) or `unknown`.
 //!
@@ -23,8 +23,8 @@ use http_body::Frame;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use crate::app::metrics::{RpcMetrics, RpcName, grpc_code_name};
-use crate::app::traces;
+use crate::telemetry::metrics::{RpcMetrics, RpcName, grpc_code_name};
+use crate::telemetry::traces;
 use crate::wire::methods::Method;
 
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");

@@ -34,11 +34,13 @@ use tracing::Instrument;
 use url::Url;
 
 use super::{EmailSender, OutgoingEmail, SendError, SendFuture, Sent};
-use crate::app::traces;
-use crate::breaker::{CallOutcome, CallResult, CircuitBreaker};
-use crate::bulkhead::Bulkhead;
 use crate::configuration::{EmailSettings, HttpEmailSettings};
-use crate::retry::{Budget as _, RetryPolicy, TpsBudget, retry_budget};
+use crate::resilience::breaker::{CallOutcome, CallResult, CircuitBreaker};
+use crate::resilience::bulkhead::Bulkhead;
+use crate::resilience::retry::{
+    AttemptFailed, RetryDriver, RetryPolicy, Stopped, TpsBudget, retry_budget,
+};
+use crate::telemetry::traces;
 
 /// The longest `retry-after` believed: a day (a quota that resets tomorrow).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -115,6 +117,28 @@ struct Failure {
     again_now: bool,
 }
 
+impl AttemptFailed for Failure {
+    type Error = SendError;
+
+    fn breaker_outcome(&self) -> CallOutcome {
+        self.breaker
+    }
+
+    fn worth_retrying(&self) -> bool {
+        self.again_now
+    }
+
+    /// The email API's `retry-after` sends a notification back to its queue rather than
+    /// delaying this send (`classify`): within one send only the backoff spaces attempts.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
+
+    fn into_error(self) -> SendError {
+        self.error
+    }
+}
+
 impl HttpSender {
     /// A sender for the API `api` describes; connects lazily (the API may be down at start-up:
     /// notifications wait for it).
@@ -189,54 +213,39 @@ impl HttpSender {
         })
     }
 
-    /// Attempts, backoff and classification, by `deadline`.
+    /// Attempts, backoff and classification, by `deadline` ([`RetryDriver`]).
     async fn call(&self, body: Bytes, key: &str, deadline: Instant) -> Result<Sent, SendError> {
-        self.budget.deposit();
-        let mut attempt = 0;
-        let mut last: Option<SendError> = None;
-        loop {
-            attempt += 1;
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(last.unwrap_or_else(|| SendError::retry("no time left to send")));
+        let driver = RetryDriver {
+            breaker: &self.breaker,
+            policy: self.policy,
+            budget: &self.budget,
+            attempt_timeout: self.attempt_timeout,
+        };
+        let attempt = |timeout| self.attempt(body.clone(), key, timeout);
+        let result = driver
+            .run(deadline, attempt, |attempt, failure: &Failure| {
+                tracing::warn!(
+                    attempt,
+                    error = %failure.error,
+                    again_now = failure.again_now,
+                    "email API attempt failed"
+                );
+            })
+            .await;
+        match result {
+            Ok(sent) => Ok(sent),
+            Err(Stopped::OutOfTime { last }) => {
+                Err(last.unwrap_or_else(|| SendError::retry("no time left to send")))
             }
-            let permit = match self.breaker.try_acquire() {
-                Ok(permit) => permit,
-                // After an attempt, the send ends with what that attempt said.
-                Err(refused) => {
-                    return Err(last.unwrap_or(SendError::CircuitOpen {
-                        retry_after: refused.retry_after,
-                    }));
-                }
-            };
-            let timeout = self.attempt_timeout.min(deadline - now);
-            let failure = match self.attempt(body.clone(), key, timeout).await {
-                Ok(sent) => {
-                    permit.record(CallOutcome::Success);
-                    return Ok(sent);
-                }
-                Err(failure) => failure,
-            };
-            permit.record(failure.breaker);
-            tracing::warn!(
-                attempt,
-                error = %failure.error,
-                again_now = failure.again_now,
-                "email API attempt failed"
-            );
-            if !failure.again_now || attempt >= self.policy.max_attempts {
-                return Err(failure.error);
+            // After an attempt, the send ends with what that attempt said.
+            Err(Stopped::CircuitOpen { retry_after, last }) => {
+                Err(last.unwrap_or(SendError::CircuitOpen { retry_after }))
             }
-            let delay = self.policy.backoff(attempt);
-            if Instant::now() + delay >= deadline {
-                return Err(failure.error);
-            }
-            if !self.budget.withdraw() {
+            Err(Stopped::BudgetSpent(error)) => {
                 tracing::warn!("email API retry budget spent");
-                return Err(failure.error);
+                Err(error)
             }
-            last = Some(failure.error);
-            tokio::time::sleep(delay).await;
+            Err(Stopped::Failed(error)) => Err(error),
         }
     }
 

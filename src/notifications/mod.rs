@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::breaker::{BreakerConfig, CircuitBreaker};
-use crate::bulkhead::Bulkhead;
 use crate::configuration::{EmailProviderSettings, EmailSettings};
+use crate::resilience::breaker::{BreakerConfig, CircuitBreaker};
+use crate::resilience::bulkhead::Bulkhead;
 
 /// The name NotificationService is health-checked by (`grpc.health.v1.Health`): NOT_SERVING
 /// while no email provider is configured or its breaker is open. Written here until the proto

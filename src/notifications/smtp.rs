@@ -25,9 +25,9 @@ use tokio::time::Instant;
 
 use super::message::single_line;
 use super::{EmailSender, OutgoingEmail, SendError, SendFuture, Sent};
-use crate::breaker::{CallOutcome, CallResult, CircuitBreaker};
-use crate::bulkhead::Bulkhead;
 use crate::configuration::{EmailSettings, SmtpSettings, SmtpTls};
+use crate::resilience::breaker::{CallOutcome, CallResult, CircuitBreaker};
+use crate::resilience::bulkhead::Bulkhead;
 
 /// Sends through one SMTP relay.
 pub struct SmtpSender {

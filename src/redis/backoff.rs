@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::app::metrics::Counter;
+use crate::telemetry::metrics::Counter;
 
 /// After a Redis failure, leaves Redis alone for a pause, so that an outage costs the features
 /// that can do without it (the ticket cache, the rate limiter) nothing, and counts failures for
-/// operators (exported by [`crate::app::metrics`]). Cheap to clone: clones share their state.
+/// operators (exported by [`crate::telemetry::metrics`]). Cheap to clone: clones share their state.
 #[derive(Clone, Debug)]
 pub struct RedisBackoff {
     pause: Duration,

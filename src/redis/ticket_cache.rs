@@ -36,8 +36,6 @@ use redis::{AsyncCommands, Script};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::app::metrics::Metrics;
-use crate::app::traces;
 use crate::domain::{
     AccountId, Email, InvalidValue, Ticket, TicketDescription, TicketId, TicketPriority,
     TicketStatus, TicketSubject, UserId,
@@ -46,6 +44,8 @@ use crate::errors::AppResult;
 use crate::redis::backoff::RedisBackoff;
 use crate::redis::connection::Redis;
 use crate::redis::keys::RedisKeys;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces;
 
 /// How many entries that could not be stored an instance keeps for repair; past that, the oldest
 /// version in Redis may be served until its TTL (logged).

@@ -32,8 +32,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::app::metrics::Metrics;
-use crate::app::traces;
 use crate::configuration::NotificationWorkerSettings;
 use crate::db::PgPool;
 use crate::db::models::notification::{ClaimedNotification, outbox};
@@ -42,7 +40,9 @@ use crate::domain::{NotificationKind, PasswordTokenKey, SkipReason};
 use crate::errors::AppError;
 use crate::notifications::message::{self, single_line};
 use crate::notifications::{EmailSender, OutgoingEmail, SendError, Sent};
-use crate::retry::RetryPolicy;
+use crate::resilience::retry::RetryPolicy;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces;
 
 /// The longest `last_error` kept.
 const MAX_ERROR_CHARS: usize = 300;
@@ -114,7 +114,7 @@ impl NotificationWorkers {
     /// restarts them all.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let workers = self.settings.workers;
-        crate::worker_pool::run("notification worker", workers, stop, |worker, stop| {
+        crate::resilience::worker_pool::run("notification worker", workers, stop, |worker, stop| {
             self.clone().run_worker(worker, stop)
         })
         .await

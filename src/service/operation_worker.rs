@@ -89,7 +89,7 @@ impl OperationWorkers {
     /// Runs `OPERATION_WORKERS` workers until `stop`.
     pub async fn run(self, stop: CancellationToken, heartbeat: Progress) -> anyhow::Result<()> {
         let workers = self.settings.workers;
-        crate::worker_pool::run("operation worker", workers, stop, |worker, stop| {
+        crate::resilience::worker_pool::run("operation worker", workers, stop, |worker, stop| {
             self.clone().run_worker(worker, stop, heartbeat.clone())
         })
         .await

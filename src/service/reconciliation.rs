@@ -333,7 +333,10 @@ impl Billing {
         Ok(ledger)
     }
 
-    async fn wait_for_place(&self, deadline: Instant) -> AppResult<crate::bulkhead::BulkheadPlace> {
+    async fn wait_for_place(
+        &self,
+        deadline: Instant,
+    ) -> AppResult<crate::resilience::bulkhead::BulkheadPlace> {
         self.provider
             .bulkhead()
             .enter(deadline)

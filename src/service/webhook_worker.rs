@@ -31,7 +31,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::app::metrics::Metrics;
 use crate::billing::{Payment, PaymentProvider, ProviderCharge};
 use crate::configuration::WebhookWorkerSettings;
 use crate::db::models::webhook_event::{self, AttemptFailed, ClaimedEvent};
@@ -41,7 +40,8 @@ use crate::db::models::{
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{ChargeEvent, ChargeStatus, PaymentEvent, QuarantineReason, RefundStatus};
 use crate::errors::AppError;
-use crate::retry::RetryPolicy;
+use crate::resilience::retry::RetryPolicy;
+use crate::telemetry::metrics::Metrics;
 
 /// What processing did, as stored in `webhook_events.outcome`.
 pub mod outcome {
@@ -158,7 +158,7 @@ impl WebhookWorkers {
     /// runner, which restarts them all): a worker never vanishes unseen while the rest run on.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let workers = self.settings.workers;
-        crate::worker_pool::run("webhook worker", workers, stop, |worker, stop| {
+        crate::resilience::worker_pool::run("webhook worker", workers, stop, |worker, stop| {
             self.clone().run_worker(worker, stop)
         })
         .await

@@ -30,12 +30,12 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
-use crate::breaker::{
-    BreakerConfig, BreakerPermit, BreakerState, CallOutcome, CallResult, CircuitBreaker,
-};
-use crate::bulkhead::{Bulkhead, BulkheadFull};
 use crate::configuration::StorageSettings;
 use crate::errors::{AppError, Dependency};
+use crate::resilience::breaker::{
+    BreakerConfig, BreakerPermit, BreakerState, CallOutcome, CallResult, CircuitBreaker,
+};
+use crate::resilience::bulkhead::{Bulkhead, BulkheadFull};
 
 /// The provider's name in PROVIDER_BUSY answers, logs and metrics.
 pub const PROVIDER: &str = "storage";

@@ -3,6 +3,7 @@
 //! its error object.
 
 use super::*;
+use crate::resilience::retry::AttemptFailed;
 
 pub(super) struct Answer {
     pub(super) status: StatusCode,
@@ -17,6 +18,26 @@ pub(super) struct Failure {
     /// The provider's `Retry-After`: the next attempt waits at least this long.
     pub(super) retry_after: Option<Duration>,
     pub(super) breaker: CallOutcome,
+}
+
+impl AttemptFailed for Failure {
+    type Error = ProviderError;
+
+    fn breaker_outcome(&self) -> CallOutcome {
+        self.breaker
+    }
+
+    fn worth_retrying(&self) -> bool {
+        self.retryable
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    fn into_error(self) -> ProviderError {
+        self.error
+    }
 }
 
 impl Failure {

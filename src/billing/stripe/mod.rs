@@ -26,12 +26,12 @@ use super::provider::{
     PaymentFailure, PaymentProvider, PaymentStatus, ProviderCharge, ProviderError, ProviderFuture,
     Refund, RefundStatus,
 };
-use crate::app::traces;
-use crate::breaker::{BreakerConfig, CallOutcome, CallResult, CircuitBreaker};
-use crate::bulkhead::Bulkhead;
 use crate::configuration::PaymentProviderSettings;
 use crate::domain::Money;
-use crate::retry::{Budget as _, RetryPolicy, TpsBudget, retry_budget};
+use crate::resilience::breaker::{BreakerConfig, CallOutcome, CallResult, CircuitBreaker};
+use crate::resilience::bulkhead::Bulkhead;
+use crate::resilience::retry::{RetryDriver, RetryPolicy, Stopped, TpsBudget, retry_budget};
+use crate::telemetry::traces;
 
 mod classification;
 mod wire;
@@ -122,84 +122,62 @@ impl StripeHttpProvider {
         &self.breaker
     }
 
-    /// One call: attempts, backoff and classification, within `deadline`.
+    /// One call: attempts, backoff and classification, within `deadline`
+    /// ([`RetryDriver`]).
     async fn call<T>(
         &self,
         request: &HttpRequest,
         deadline: Instant,
         parse: fn(&[u8]) -> Result<T, String>,
     ) -> Result<T, ProviderError> {
-        self.budget.deposit();
         // Once an attempt of a POST may have executed, a later failure without an answer must
         // not hide that: the caller has to resolve the payment, not treat it as failed.
         let mut outcome_unknown: Option<ProviderError> = None;
-        // What the provider said last: once anything was sent, a deadline that ends the retries
-        // reports that (a sleep can overrun the deadline on a busy machine), and
-        // `DeadlineExceeded` keeps its meaning, "nothing was sent".
-        let mut last_failure: Option<ProviderError> = None;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let now = Instant::now();
-            if now >= deadline {
-                let error = last_failure.unwrap_or(ProviderError::DeadlineExceeded);
-                return Err(resolve(error, outcome_unknown));
-            }
-            let permit = match self.breaker.try_acquire() {
-                Ok(permit) => permit,
-                Err(rejection) => {
-                    return Err(resolve(
-                        ProviderError::CircuitOpen {
-                            retry_after: rejection.retry_after,
-                        },
-                        outcome_unknown,
-                    ));
+        let driver = RetryDriver {
+            breaker: &self.breaker,
+            policy: self.policy,
+            budget: &self.budget,
+            attempt_timeout: self.attempt_timeout,
+        };
+        let attempt = |timeout| async move {
+            let answer = self.attempt(request, timeout).await?;
+            classify(request, answer, parse)
+        };
+        let result = driver
+            .run(deadline, attempt, |attempt, failure: &Failure| {
+                // Declines and refusals are the provider doing its job; only trouble is a warning.
+                if failure.breaker == CallOutcome::Success {
+                    tracing::info!(attempt, path = request.path, error = %failure.error, "payment provider refused");
+                } else {
+                    tracing::warn!(
+                        attempt,
+                        path = request.path,
+                        error = %failure.error,
+                        retryable = failure.retryable,
+                        "payment provider attempt failed"
+                    );
                 }
-            };
-            let timeout = self.attempt_timeout.min(deadline - now);
-            let failure = match self.attempt(request, timeout).await {
-                Ok(answer) => match classify(request, answer, parse) {
-                    Ok(value) => {
-                        permit.record(CallOutcome::Success);
-                        return Ok(value);
-                    }
-                    Err(failure) => failure,
-                },
-                Err(failure) => failure,
-            };
-            permit.record(failure.breaker);
-            // Declines and refusals are the provider doing its job; only trouble is a warning.
-            if failure.breaker == CallOutcome::Success {
-                tracing::info!(attempt, path = request.path, error = %failure.error, "payment provider refused");
-            } else {
-                tracing::warn!(
-                    attempt,
-                    path = request.path,
-                    error = %failure.error,
-                    retryable = failure.retryable,
-                    "payment provider attempt failed"
-                );
+                if failure.error.outcome_unknown() {
+                    outcome_unknown = Some(failure.error.clone());
+                }
+            })
+            .await;
+        let last = match result {
+            Ok(value) => return Ok(value),
+            // What the provider said last: once anything was sent, a deadline that ends the
+            // retries reports that (a sleep can overrun the deadline on a busy machine), and
+            // `DeadlineExceeded` keeps its meaning, "nothing was sent".
+            Err(Stopped::OutOfTime { last }) => last.unwrap_or(ProviderError::DeadlineExceeded),
+            Err(Stopped::CircuitOpen { retry_after, .. }) => {
+                ProviderError::CircuitOpen { retry_after }
             }
-            if failure.error.outcome_unknown() {
-                outcome_unknown = Some(failure.error.clone());
-            }
-            if !failure.retryable || attempt >= self.policy.max_attempts {
-                return Err(resolve(failure.error, outcome_unknown));
-            }
-            let delay = self
-                .policy
-                .backoff(attempt)
-                .max(failure.retry_after.unwrap_or_default());
-            if Instant::now() + delay >= deadline {
-                return Err(resolve(failure.error, outcome_unknown));
-            }
-            if !self.budget.withdraw() {
+            Err(Stopped::BudgetSpent(error)) => {
                 tracing::warn!(path = request.path, "payment provider retry budget spent");
-                return Err(resolve(failure.error, outcome_unknown));
+                error
             }
-            last_failure = Some(failure.error);
-            tokio::time::sleep(delay).await;
-        }
+            Err(Stopped::Failed(error)) => error,
+        };
+        Err(resolve(last, outcome_unknown))
     }
 
     /// One attempt in its trace span (`provider.call`, docs/observability.md), whose trace

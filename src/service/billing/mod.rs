@@ -16,7 +16,7 @@
 //!    retry with the same key or for the completer.
 //!
 //! Every provider call of a request first takes a place in the provider's bulkhead
-//! ([`crate::bulkhead`]), before anything is recorded: over the bound the request is refused at
+//! ([`crate::resilience::bulkhead`]), before anything is recorded: over the bound the request is refused at
 //! once, PROVIDER_BUSY, and a slow provider can hold up only billing. The provider's refusals of a
 //! request (an amount over its maximum, an unknown payment method) end the charge FAILED with the
 //! provider's code and are answered as the client's errors, never sent again.
@@ -36,13 +36,11 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Page, paginate, rows_to_fetch};
-use crate::app::metrics::Metrics;
 use crate::auth::Caller;
 use crate::billing::{
     BillingReference, CreatePayment, CreateRefund, Payment, PaymentProvider, PaymentStatus,
     ProviderError,
 };
-use crate::bulkhead::BulkheadPlace;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::notification;
 use crate::db::models::send_lease::{self, Leased, SendLease, Unsettled};
@@ -59,6 +57,8 @@ use crate::errors::{
     AppError, AppResult, FieldViolations, PreconditionViolation, Reason, Resource,
 };
 use crate::idempotency::{Claimed, Idempotent, Outcome, RecoveryPoint, claiming_limits};
+use crate::resilience::bulkhead::BulkheadPlace;
+use crate::telemetry::metrics::Metrics;
 
 mod charges;
 mod completer;

@@ -11,7 +11,6 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use payment_simulator::OutsideRefund;
-use supportdesk::app::metrics::Metrics;
 use supportdesk::billing::{
     BillingReference, CreatePayment, LedgerPeriod, PaymentProvider, StripeHttpProvider,
 };
@@ -19,6 +18,7 @@ use supportdesk::db::models::NewCharge;
 use supportdesk::db::schema::{charge_activities, charges, reconciliation_runs};
 use supportdesk::domain::{ChargeId, FindingKind};
 use supportdesk::service::{Billing, ReconciliationPolicy, ReconciliationReport};
+use supportdesk::telemetry::metrics::Metrics;
 use supportdesk::wire::proto::v1;
 use tonic::Code;
 

@@ -1,21 +1,25 @@
-//! Import rules checked on the source (docs/architecture.md, "The layers"): every top-level
-//! module imports only modules of lower layers, so imports point down and no circle can form;
-//! and `errors` is a leaf that every module may import, so it imports nothing of ours but
-//! `domain` and `wire::headers`.
+//! Import rules checked on the source (docs/architecture.md, "Imports point down"): every room
+//! of `src/` (a top-level module) belongs to one layer and imports only rooms of lower layers, so
+//! imports point down and no circle can form; `errors` is a leaf every room may import, so it
+//! imports nothing of ours but `domain`. The layer order is written once, in the table of
+//! docs/architecture.md between its `layers` markers; this test reads it from there. Comments,
+//! strings and unit tests are not imports.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::support::repository_root;
 use crate::support::source::{code_only, rust_files};
 
 /// What `errors` may name of the crate, besides itself: module paths, by their segments.
-const ERRORS_MAY_IMPORT: &[&[&str]] = &[&["errors"], &["domain"], &["wire", "headers"]];
+const ERRORS_MAY_IMPORT: &[&[&str]] = &[&["errors"], &["domain"]];
 
 #[test]
-fn errors_imports_only_domain_and_wire_headers() {
+fn errors_imports_only_domain() {
     let root = repository_root();
-    let mut files = vec![root.join("src/errors.rs")];
+    let mut files = Vec::new();
     rust_files(&root.join("src/errors"), &mut files);
+    assert!(!files.is_empty(), "src/errors/ has no source");
     let mut outside = Vec::new();
     for file in &files {
         let source = std::fs::read_to_string(file).unwrap();
@@ -35,121 +39,130 @@ fn errors_imports_only_domain_and_wire_headers() {
     }
     assert!(
         outside.is_empty(),
-        "errors may import only crate::domain and crate::wire::headers: {outside:#?}"
+        "errors may import only crate::domain: {outside:#?}"
     );
 }
 
-/// The layers of the crate's top-level modules (and of the modules of `wire`, `app`, `cli` and `redis`,
-/// rooms whose parts sit at different heights: the header names below `errors`, the codec above
-/// it), lowest first: a module may import only modules of lower layers. docs/architecture.md's
-/// table says the same.
-const LAYERS: &[&[&str]] = &[
-    &[
-        "domain",
-        "wire",
-        "app",
-        "redis",
-        "wire::proto",
-        "wire::http_rule",
-        "wire::headers",
-        "bulkhead",
-        "breaker",
-        "retry",
-        "worker_pool",
-    ],
-    &[
-        "errors",
-        "configuration",
-        "app::metrics",
-        "app::traces",
-        "wire::methods",
-        "cli::client",
-    ],
-    &[
-        "wire::codec",
-        "wire::openapi",
-        "db",
-        "redis::keys",
-        "redis::admission",
-        "redis::backoff",
-        "redis::connection",
-        "app::telemetry",
-        "billing",
-        "notifications",
-        "storage",
-    ],
-    &["auth", "app::health", "redis::ticket_cache"],
-    &["rate_limit", "idempotency"],
-    &["service"],
-    &["middleware", "jobs", "cli::seed"],
-    &["api", "app::lifecycle"],
-    &["app::startup"],
-    &["cli"],
-];
+/// The layer of each room, read from docs/architecture.md: the rows `| N | `room`, `room` |`
+/// of the table between `<!-- layers -->` and `<!-- /layers -->`, lowest first.
+fn layers() -> BTreeMap<String, usize> {
+    let architecture = std::fs::read_to_string(repository_root().join("docs/architecture.md"))
+        .expect("docs/architecture.md");
+    let table = architecture
+        .split_once("<!-- layers -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- /layers -->"))
+        .map(|(table, _)| table)
+        .expect("docs/architecture.md has no table between <!-- layers --> and <!-- /layers -->");
+    layers_of(table)
+}
 
-/// The rooms whose modules are layered one by one.
-const ROOMS: &[&str] = &["wire", "app", "cli", "redis"];
-
-/// The name a module path is layered under: its top-level module, or for a room, its module
-/// inside the room.
-fn layer_key(path: &[String]) -> Option<String> {
-    match path {
-        [room, inner, ..] if ROOMS.contains(&room.as_str()) => Some(format!("{room}::{inner}")),
-        [top, ..] => Some(top.clone()),
-        [] => None,
+fn layers_of(table: &str) -> BTreeMap<String, usize> {
+    let mut layers = BTreeMap::new();
+    for row in table.lines().filter(|line| line.starts_with('|')) {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        let Some(Ok(layer)) = cells.first().map(|cell| cell.parse::<usize>()) else {
+            continue;
+        };
+        for room in cells[1].split(',') {
+            let room = room.trim().trim_matches('`');
+            let earlier = layers.insert(room.to_owned(), layer);
+            assert!(earlier.is_none(), "`{room}` is in two layers");
+        }
     }
+    assert!(!layers.is_empty(), "the layers table has no rows");
+    layers
 }
 
-fn layer_of(module: &str) -> Option<usize> {
-    LAYERS.iter().position(|layer| layer.contains(&module))
-}
-
-#[test]
-fn every_module_imports_only_modules_of_lower_layers() {
-    let root = repository_root();
-    let src = root.join("src");
+/// The imports of `src/` that do not point down: each as `file: crate::path`, with the rooms
+/// that are in no layer.
+fn upward_imports(src: &Path, layers: &BTreeMap<String, usize>) -> (Vec<String>, Vec<String>) {
     let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    rust_files(src, &mut files);
     let mut unplaced = Vec::new();
     let mut upward = Vec::new();
     for file in &files {
-        let module = module_of(&src, file);
-        let Some(top) = layer_key(&module).filter(|top| !["lib", "main"].contains(&top.as_str()))
+        let module = module_of(src, file);
+        let Some(room) = module
+            .first()
+            .filter(|room| !["lib", "main"].contains(&room.as_str()))
         else {
             continue;
         };
-        let Some(layer) = layer_of(&top) else {
-            unplaced.push(top.clone());
+        let Some(&layer) = layers.get(room) else {
+            unplaced.push(room.clone());
             continue;
         };
         let source = std::fs::read_to_string(file).unwrap();
         // Unit tests may reach anywhere: they are not part of the layering.
         let code = source.split("#[cfg(test)]").next().unwrap_or_default();
         for path in crate_paths(code, &module) {
-            let Some(target) = layer_key(&path).filter(|target| *target != top) else {
+            let Some(target) = path.first().filter(|target| *target != room) else {
                 continue;
             };
-            match layer_of(&target) {
-                Some(target_layer) if target_layer < layer => {}
+            match layers.get(target) {
+                Some(&target_layer) if target_layer < layer => {}
                 Some(_) => upward.push(format!(
-                    "{}: crate::{}",
-                    file.strip_prefix(&root).unwrap().display(),
-                    path.join("::")
+                    "{} (layer {layer}): crate::{} (layer {})",
+                    file.strip_prefix(src.parent().unwrap()).unwrap().display(),
+                    path.join("::"),
+                    layers[target]
                 )),
-                // `crate::*`, the crate root: not a module of a layer.
+                // `crate::*`, the crate root, a macro at the root: not a room of a layer.
                 None => {}
             }
         }
     }
     unplaced.sort();
     unplaced.dedup();
+    (unplaced, upward)
+}
+
+#[test]
+fn every_room_imports_only_rooms_of_lower_layers() {
+    let (unplaced, upward) = upward_imports(&repository_root().join("src"), &layers());
     assert!(
         unplaced.is_empty(),
-        "modules in no layer (add them to LAYERS and docs/architecture.md): {unplaced:?}"
+        "rooms in no layer (add them to docs/architecture.md's layers table): {unplaced:?}"
     );
     assert!(
         upward.is_empty(),
-        "imports of a module of the same or a higher layer: {upward:#?}"
+        "imports of a room of the same or a higher layer: {upward:#?}"
+    );
+}
+
+#[test]
+fn app_is_imported_by_nothing_but_the_command_line() {
+    let layers = layers();
+    let app = layers["app"];
+    let above: Vec<&String> = layers
+        .iter()
+        .filter(|(_, layer)| **layer >= app)
+        .map(|(room, _)| room)
+        .collect();
+    assert_eq!(above, ["app", "cli"], "only cli may sit above app");
+}
+
+#[test]
+fn the_check_fails_on_an_import_that_climbs_and_on_a_room_in_no_layer() {
+    let src = std::env::temp_dir().join(format!("imports-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&src);
+    std::fs::create_dir_all(src.join("low")).unwrap();
+    std::fs::write(src.join("lib.rs"), "pub mod low;\npub mod high;\n").unwrap();
+    std::fs::write(
+        src.join("low/mod.rs"),
+        "// crate::high in a comment is no import\nuse crate::high::Thing;\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("high.rs"), "use crate::low::Other;\n").unwrap();
+    std::fs::write(src.join("stray.rs"), "").unwrap();
+    let layers = layers_of("| 0 | `low` |\n| 1 | `high` |\n");
+    let (unplaced, upward) = upward_imports(&src, &layers);
+    std::fs::remove_dir_all(&src).unwrap();
+    assert_eq!(unplaced, ["stray"]);
+    assert_eq!(upward.len(), 1, "{upward:?}");
+    assert!(
+        upward[0].ends_with("low/mod.rs (layer 0): crate::high::Thing (layer 1)"),
+        "{upward:?}"
     );
 }
 

@@ -5,7 +5,6 @@
 use diesel::sql_types::{Bool, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use secrecy::ExposeSecret;
-use supportdesk::app::metrics::Metrics;
 use supportdesk::auth::principals::{
     ChangeWindow, KnownState, Lease, PrincipalKey, PrincipalState, PrincipalStates,
 };
@@ -14,6 +13,7 @@ use supportdesk::errors::Reason;
 use supportdesk::rate_limit::{AlsoRead, Policy, RateLimiter, Subject};
 use supportdesk::redis::connection;
 use supportdesk::redis::keys::RedisKeys;
+use supportdesk::telemetry::metrics::Metrics;
 use supportdesk::wire::proto::v1;
 use supportdesk::wire::proto::v1::api_key_service_client::ApiKeyServiceClient;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;

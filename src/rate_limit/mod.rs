@@ -22,8 +22,6 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use crate::app::metrics::Metrics;
-use crate::app::traces;
 use crate::auth::Credential;
 use crate::auth::principals::{LEASE_TTL, Lease};
 use crate::configuration::{PasswordResetSettings, RateLimitSettings, RateQuota};
@@ -32,6 +30,8 @@ use crate::redis::admission::{self, Admission, Answer};
 use crate::redis::backoff::RedisBackoff;
 use crate::redis::connection::Redis;
 use crate::redis::keys::RedisKeys;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces;
 
 const DECISION_TIMEOUT: Duration = Duration::from_secs(1);
 

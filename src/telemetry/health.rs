@@ -1,5 +1,6 @@
-//! `grpc.health.v1.Health`: the overall status (`""`) and one per API service, all driven by a
-//! background probe of PostgreSQL and Redis. A dependency that stops answering flips them to
+//! The statuses `grpc.health.v1.Health` reports: the overall status (`""`) and one per API
+//! service, all driven by a background probe of PostgreSQL and Redis
+//! (`crate::jobs::dependency_probe`). A dependency that stops answering flips them to
 //! NOT_SERVING within one probe interval plus the probe's timeout; its return flips them back.
 //! A background task that is not running holds its declared part NOT_SERVING whatever the probe
 //! says ([`Health::hold`], applied by the job runner in `crate::jobs`).
@@ -7,14 +8,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use diesel_async::RunQueryDsl;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-
-use crate::db::PgPool;
-use crate::redis::backoff::RedisBackoff;
-use crate::redis::connection::Redis;
 
 /// Whether a service that depends on more than PostgreSQL and Redis can serve now (billing: its
 /// payment provider is configured and the provider's circuit breaker is closed).
@@ -140,9 +136,9 @@ impl Health {
 
     /// Watches the gates every `interval` (a breaker's open → half-open is only seen by
     /// looking) and on every notification of `changed` (each provider's breaker), until `stop`.
-    pub async fn watch_gates(
+    pub async fn watch_gates<T>(
         self,
-        mut changed: Vec<tokio::sync::watch::Receiver<crate::breaker::BreakerState>>,
+        mut changed: Vec<tokio::sync::watch::Receiver<T>>,
         interval: Duration,
         stop: CancellationToken,
     ) {
@@ -186,9 +182,7 @@ impl Health {
 /// Resolves when any of `receivers` sees a change; a receiver whose sender is gone (no more
 /// changes) is dropped from the list, and with none left it never resolves (the interval alone
 /// polls then).
-async fn any_change(
-    receivers: &mut Vec<tokio::sync::watch::Receiver<crate::breaker::BreakerState>>,
-) {
+async fn any_change<T>(receivers: &mut Vec<tokio::sync::watch::Receiver<T>>) {
     loop {
         if receivers.is_empty() {
             return std::future::pending().await;
@@ -212,81 +206,6 @@ async fn any_change(
             return;
         }
         receivers.swap_remove(index);
-    }
-}
-
-/// Probes the dependencies every `interval` until `stop` is cancelled.
-#[derive(Clone)]
-pub struct DependencyProbe {
-    pub health: Health,
-    pub database: PgPool,
-    pub redis: Redis,
-    pub interval: Duration,
-    /// How long one probe may take before its dependency counts as down.
-    pub timeout: Duration,
-    /// The rate limiter's Redis backoff: a failure of the limiter, or its first success after
-    /// failures, triggers a probe at once, and
-    /// Redis answering the probe ends the limiter's pause, so that health and the limiter agree
-    /// (with `RATE_LIMIT_ON_REDIS_FAILURE=closed`, a resting limiter refuses every request).
-    pub limiter: RedisBackoff,
-}
-
-impl DependencyProbe {
-    pub async fn run(self, stop: CancellationToken) {
-        let mut was_healthy = None;
-        loop {
-            let (database, redis) = tokio::join!(self.database_is_up(), self.redis_is_up());
-            let healthy = database && redis;
-            if redis {
-                self.limiter.recovered();
-            }
-            // Checked after the probe so that a shutdown which began meanwhile is not undone.
-            if stop.is_cancelled() {
-                return;
-            }
-            if was_healthy != Some(healthy) {
-                if healthy {
-                    tracing::info!("dependencies are up: serving");
-                } else {
-                    tracing::warn!(database, redis, "a dependency is down: not serving");
-                }
-                self.health
-                    .set_all(if healthy {
-                        ServingStatus::Serving
-                    } else {
-                        ServingStatus::NotServing
-                    })
-                    .await;
-                was_healthy = Some(healthy);
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(self.interval) => {}
-                () = self.limiter.next_change() => {}
-            }
-        }
-    }
-
-    async fn database_is_up(&self) -> bool {
-        let probe = async {
-            let mut connection = self.database.get().await.ok()?;
-            diesel::sql_query("SELECT 1")
-                .execute(&mut *connection)
-                .await
-                .ok()
-        };
-        matches!(tokio::time::timeout(self.timeout, probe).await, Ok(Some(_)))
-    }
-
-    async fn redis_is_up(&self) -> bool {
-        let probe = async {
-            let mut connection = self.redis.get().await.ok()?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut connection)
-                .await
-                .ok()
-        };
-        matches!(tokio::time::timeout(self.timeout, probe).await, Ok(Some(_)))
     }
 }
 

@@ -19,6 +19,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::telemetry::metrics::BreakerGauges;
+
 /// The breaker's state as the rest of the service sees it (health reports BillingService
 /// NOT_SERVING unless the payment provider's is `Closed`, NotificationService NOT_SERVING while
 /// the email provider's is `Open`).
@@ -87,7 +89,7 @@ impl CallResult {
     }
 }
 
-/// What times the calls through a breaker (the metrics hand one over when they track it).
+/// What times the calls through a breaker ([`CircuitBreaker::report_to`] hands one over).
 pub type CallTimer = Arc<dyn Fn(CallResult, Duration) + Send + Sync>;
 
 /// The knobs.
@@ -177,6 +179,26 @@ impl CircuitBreaker {
         if let Some(timer) = self.timer.get() {
             timer(result, took);
         }
+    }
+
+    /// Reports this breaker to `gauges` from now on: its state at each scrape, and the time of
+    /// every call [`Self::timed`] reports, by how it ended.
+    pub fn report_to(&self, gauges: &BreakerGauges) {
+        let timings =
+            CallResult::ALL.map(|result| gauges.call_timing(self.provider, result.as_str()));
+        self.time_calls_with(Arc::new(move |result, took| {
+            let index = CallResult::ALL
+                .iter()
+                .position(|known| *known == result)
+                .unwrap_or_default();
+            timings[index].observe(took);
+        }));
+        let breaker = self.clone();
+        gauges.track_state(
+            self.provider,
+            &BreakerState::ALL.map(BreakerState::as_str),
+            Box::new(move || breaker.state().as_str()),
+        );
     }
 
     /// The provider it guards.
@@ -368,6 +390,43 @@ impl Drop for BreakerPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_breaker_reported_to_the_metrics_shows_its_state_at_each_scrape() {
+        let metrics = crate::telemetry::metrics::Metrics::default();
+        let breaker = CircuitBreaker::new(
+            "email",
+            BreakerConfig {
+                failure_threshold: 1,
+                cool_down: Duration::from_secs(60),
+            },
+        );
+        breaker.report_to(metrics.breakers());
+        breaker.timed(CallResult::Failed, Duration::from_millis(3));
+        let text = metrics.render();
+        for line in [
+            r#"supportdesk_provider_breaker_state{provider="email",state="closed"} 1"#,
+            r#"supportdesk_provider_breaker_state{provider="email",state="open"} 0"#,
+            r#"supportdesk_provider_breaker_state{provider="email",state="half_open"} 0"#,
+            r#"supportdesk_provider_call_duration_seconds_count{provider="email",outcome="failed"} 1"#,
+            r#"supportdesk_provider_call_duration_seconds_count{provider="email",outcome="ok"} 0"#,
+        ] {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "{line} missing from:\n{text}"
+            );
+        }
+        breaker.try_acquire().unwrap().record(CallOutcome::Failure);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "supportdesk_provider_breaker_state{provider=\"email\",state=\"open\"} 1\n"
+            )
+        );
+        assert!(text.contains(
+            "supportdesk_provider_breaker_state{provider=\"email\",state=\"closed\"} 0\n"
+        ));
+    }
 
     const COOL_DOWN: Duration = Duration::from_secs(10);
 

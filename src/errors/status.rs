@@ -1,0 +1,420 @@
+//! The one mapping of an [`AppError`] to a `tonic::Status`: its code, its ErrorInfo reason, the
+//! details a client acts on (BadRequest, RetryInfo, QuotaFailure, PreconditionFailure), and the
+//! response headers Envoy reads from it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::{AppError, Dependency, ERROR_DOMAIN, Reason, signature_refusal_reason};
+
+/// The response header Envoy turns into the HTTP status of a success, or of an error whose reason
+/// has a REST status of its own (deploy/envoy/envoy.yaml). Listed with every other header name in
+/// `crate::wire::headers`.
+pub const HTTP_STATUS_HEADER: &str = "x-http-status";
+
+/// The challenge of every UNAUTHENTICATED answer (a REST 401's `WWW-Authenticate`).
+pub const WWW_AUTHENTICATE_HEADER: &str = "www-authenticate";
+
+/// How long a client should wait before retrying a request whose idempotency key is in use.
+const IN_USE_RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// How long a client should wait before retrying an import refused for the account's limit.
+const IMPORT_LIMIT_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// How long a client should wait before retrying after UNAVAILABLE.
+const UNAVAILABLE_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+impl From<AppError> for Status {
+    fn from(error: AppError) -> Self {
+        Status::from(&error)
+    }
+}
+
+impl AppError {
+    /// Whether the error is the request's final answer, to be replayed for a retry with the same
+    /// idempotency key; retryable ones (a dependency down, a deadline, a bug) are not.
+    pub fn is_final(&self) -> bool {
+        match self {
+            Self::InvalidArgument(_)
+            | Self::MalformedMessage { .. }
+            | Self::Unauthenticated { .. }
+            | Self::PermissionDenied { .. }
+            | Self::AlreadyExists { .. }
+            | Self::FailedPrecondition { .. }
+            | Self::Aborted { .. }
+            | Self::NotFound { .. }
+            | Self::HeadersTooLarge { .. }
+            | Self::MessageTooLarge { .. }
+            | Self::PaymentDeclined { .. }
+            | Self::PaymentRefused { .. }
+            | Self::WebhookSignatureRefused(_) => true,
+            Self::RateLimited { .. }
+            | Self::ImportLimit { .. }
+            | Self::WebhooksNotConfigured
+            | Self::PaymentProviderUnavailable { .. }
+            | Self::ProviderBusy { .. }
+            | Self::Unavailable { .. }
+            | Self::StorageBreakerOpen { .. }
+            | Self::DeadlineExceeded
+            | Self::Internal(_) => false,
+        }
+    }
+}
+
+impl From<&AppError> for Status {
+    fn from(error: &AppError) -> Self {
+        let mut details = ErrorDetails::new();
+        let (code, reason, message, metadata): (Code, Reason, String, HashMap<String, String>) =
+            match error {
+                AppError::InvalidArgument(violations) => {
+                    details.set_bad_request(
+                        violations
+                            .iter()
+                            .map(|violation| {
+                                tonic_types::FieldViolation::new(
+                                    &violation.field,
+                                    &violation.description,
+                                )
+                            })
+                            .collect::<Vec<_>>(),
+                    );
+                    (
+                        Code::InvalidArgument,
+                        violations.reason(),
+                        error.to_string(),
+                        HashMap::new(),
+                    )
+                }
+                AppError::MalformedMessage { field, problem } => {
+                    if let Some(field) = field {
+                        details.set_bad_request(vec![tonic_types::FieldViolation::new(
+                            field, problem,
+                        )]);
+                    }
+                    (
+                        Code::InvalidArgument,
+                        Reason::MalformedMessage,
+                        error.to_string(),
+                        HashMap::new(),
+                    )
+                }
+                AppError::Unauthenticated { reason, message } => (
+                    Code::Unauthenticated,
+                    *reason,
+                    message.clone(),
+                    HashMap::new(),
+                ),
+                AppError::PermissionDenied { reason, message } => (
+                    Code::PermissionDenied,
+                    *reason,
+                    message.clone(),
+                    HashMap::new(),
+                ),
+                AppError::AlreadyExists { reason, message } => (
+                    Code::AlreadyExists,
+                    *reason,
+                    message.clone(),
+                    HashMap::new(),
+                ),
+                AppError::RateLimited {
+                    subject,
+                    policy,
+                    quota,
+                    retry_after,
+                } => {
+                    details.set_retry_info(Some(*retry_after));
+                    details.set_quota_failure(vec![tonic_types::QuotaViolation::new(
+                        subject,
+                        format!(
+                            "at most {} requests per {} s ({policy} quota)",
+                            quota.count,
+                            quota.window.as_secs()
+                        ),
+                    )]);
+                    (
+                        Code::ResourceExhausted,
+                        Reason::RateLimited,
+                        error.to_string(),
+                        HashMap::from([("policy".to_owned(), (*policy).to_owned())]),
+                    )
+                }
+                AppError::ImportLimit { account, limit } => {
+                    details.set_retry_info(Some(IMPORT_LIMIT_RETRY_DELAY));
+                    details.set_quota_failure(vec![tonic_types::QuotaViolation::new(
+                        account,
+                        format!("at most {limit} imports queued or running at once"),
+                    )]);
+                    (
+                        Code::ResourceExhausted,
+                        Reason::ImportLimit,
+                        error.to_string(),
+                        HashMap::from([("limit".to_owned(), limit.to_string())]),
+                    )
+                }
+                AppError::FailedPrecondition {
+                    reason,
+                    message,
+                    violations,
+                } => {
+                    details.set_precondition_failure(
+                        violations
+                            .iter()
+                            .map(|violation| {
+                                tonic_types::PreconditionViolation::new(
+                                    &violation.kind,
+                                    &violation.subject,
+                                    &violation.description,
+                                )
+                            })
+                            .collect::<Vec<_>>(),
+                    );
+                    (
+                        Code::FailedPrecondition,
+                        *reason,
+                        message.clone(),
+                        HashMap::new(),
+                    )
+                }
+                AppError::Aborted { reason, message } => {
+                    if *reason == Reason::IdempotencyKeyInUse {
+                        // The first request is still running: worth retrying soon.
+                        details.set_retry_info(Some(IN_USE_RETRY_DELAY));
+                    }
+                    (Code::Aborted, *reason, message.clone(), HashMap::new())
+                }
+                AppError::NotFound { resource, id } => {
+                    details.set_resource_info(resource.type_name(), id, "", "");
+                    (
+                        Code::NotFound,
+                        resource.not_found_reason(),
+                        error.to_string(),
+                        HashMap::from([("resource".to_owned(), resource.to_string())]),
+                    )
+                }
+                AppError::Unavailable { dependency, source } => {
+                    tracing::warn!(error = ?source, "{dependency} is unavailable");
+                    details.set_retry_info(Some(UNAVAILABLE_RETRY_DELAY));
+                    let (reason, message) = match dependency {
+                        Dependency::Database => (
+                            Reason::DatabaseUnavailable,
+                            "the database is unavailable; retry later",
+                        ),
+                        Dependency::DatabaseConnections => (
+                            Reason::DatabaseBusy,
+                            "every database connection is busy; retry shortly",
+                        ),
+                        Dependency::Redis => (
+                            Reason::RedisUnavailable,
+                            "Redis is unavailable; retry later",
+                        ),
+                        Dependency::Storage => (
+                            Reason::StorageUnavailable,
+                            "object storage is unavailable; attachments cannot be uploaded or \
+                             checked now; retry later",
+                        ),
+                    };
+                    (
+                        Code::Unavailable,
+                        reason,
+                        message.to_owned(),
+                        HashMap::new(),
+                    )
+                }
+                AppError::StorageBreakerOpen { retry_after } => {
+                    details.set_retry_info(Some((*retry_after).max(Duration::from_secs(1))));
+                    (
+                        Code::Unavailable,
+                        Reason::StorageUnavailable,
+                        "object storage is unavailable; attachments cannot be uploaded or \
+                         checked now; retry later"
+                            .to_owned(),
+                        HashMap::from([("provider".to_owned(), "storage".to_owned())]),
+                    )
+                }
+                AppError::PaymentDeclined { code, decline_code } => {
+                    let mut metadata = HashMap::from([("code".to_owned(), code.clone())]);
+                    if let Some(decline_code) = decline_code {
+                        metadata.insert("decline_code".to_owned(), decline_code.clone());
+                    }
+                    (
+                        Code::FailedPrecondition,
+                        Reason::CardDeclined,
+                        error.to_string(),
+                        metadata,
+                    )
+                }
+                AppError::PaymentProviderUnavailable {
+                    detail,
+                    retry_after,
+                } => {
+                    tracing::warn!(%detail, "the payment provider is unavailable");
+                    details.set_retry_info(Some(*retry_after));
+                    (
+                        Code::Unavailable,
+                        Reason::PaymentProviderUnavailable,
+                        "the payment provider is unavailable; retry later with the same idempotency key"
+                            .to_owned(),
+                        HashMap::new(),
+                    )
+                }
+                AppError::PaymentRefused {
+                    provider_code,
+                    provider_param,
+                    field,
+                    subject,
+                    message,
+                } => {
+                    let mut metadata =
+                        HashMap::from([("provider_code".to_owned(), provider_code.clone())]);
+                    if let Some(param) = provider_param {
+                        metadata.insert("provider_param".to_owned(), param.clone());
+                    }
+                    match field {
+                        Some(field) => {
+                            details.set_bad_request(vec![tonic_types::FieldViolation::new(
+                                field, message,
+                            )]);
+                            (
+                                Code::InvalidArgument,
+                                Reason::PaymentRefused,
+                                error.to_string(),
+                                metadata,
+                            )
+                        }
+                        None => {
+                            details.set_precondition_failure(vec![
+                                tonic_types::PreconditionViolation::new(
+                                    "PROVIDER_STATE",
+                                    subject,
+                                    message,
+                                ),
+                            ]);
+                            (
+                                Code::FailedPrecondition,
+                                Reason::RefusedByProvider,
+                                error.to_string(),
+                                metadata,
+                            )
+                        }
+                    }
+                }
+                AppError::ProviderBusy {
+                    provider,
+                    retry_after,
+                } => {
+                    details.set_retry_info(Some(*retry_after));
+                    (
+                        Code::Unavailable,
+                        Reason::ProviderBusy,
+                        format!(
+                            "{provider} is busy on this instance; retry after the delay (nothing was recorded)"
+                        ),
+                        HashMap::from([("provider".to_owned(), (*provider).to_owned())]),
+                    )
+                }
+                AppError::HeadersTooLarge { limit, .. } => (
+                    Code::ResourceExhausted,
+                    Reason::HeadersTooLarge,
+                    error.to_string(),
+                    HashMap::from([("limit".to_owned(), limit.to_string())]),
+                ),
+                // RESOURCE_EXHAUSTED, as gRPC's own implementations answer a message over the
+                // limit, and the reason Envoy uses for a REST body over its limit.
+                AppError::MessageTooLarge { limit } => (
+                    Code::ResourceExhausted,
+                    Reason::RequestTooLarge,
+                    error.to_string(),
+                    HashMap::from([("limit".to_owned(), limit.to_string())]),
+                ),
+                AppError::WebhookSignatureRefused(refusal) => (
+                    Code::InvalidArgument,
+                    signature_refusal_reason(*refusal),
+                    error.to_string(),
+                    HashMap::new(),
+                ),
+                AppError::WebhooksNotConfigured => (
+                    Code::Unavailable,
+                    Reason::WebhooksNotConfigured,
+                    error.to_string(),
+                    HashMap::new(),
+                ),
+                AppError::DeadlineExceeded => (
+                    Code::DeadlineExceeded,
+                    Reason::DeadlineExceeded,
+                    error.to_string(),
+                    HashMap::new(),
+                ),
+                AppError::Internal(source) => {
+                    tracing::error!(error = ?source, "internal error");
+                    (
+                        Code::Internal,
+                        Reason::Internal,
+                        "internal error; quote the x-request-id of this response when reporting it"
+                            .to_owned(),
+                        HashMap::new(),
+                    )
+                }
+            };
+        details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
+        let mut status = Status::with_error_details(code, message, details);
+        declare_http_status_of(&mut status, reason);
+        if code == Code::Unauthenticated {
+            status.metadata_mut().insert(
+                WWW_AUTHENTICATE_HEADER,
+                tonic::metadata::MetadataValue::from_static(bearer_challenge(reason)),
+            );
+        }
+        status
+    }
+}
+
+/// The `WWW-Authenticate` challenge of an UNAUTHENTICATED answer (RFC 6750; REST clients get it
+/// as the 401's header): credentials go in `authorization: Bearer`, for tokens and API keys alike.
+/// `error="invalid_token"` when the credentials sent were refused; none when there were none to
+/// refuse (RFC 6750 3.1), or when the refused secret was not an `authorization` credential (a
+/// password link's token).
+const fn bearer_challenge(reason: Reason) -> &'static str {
+    if matches!(
+        reason,
+        Reason::MissingCredentials
+            | Reason::PasswordTokenInvalid
+            | Reason::PasswordTokenExpired
+            | Reason::PasswordTokenUsed
+    ) {
+        r#"Bearer realm="supportdesk""#
+    } else {
+        r#"Bearer realm="supportdesk", error="invalid_token""#
+    }
+}
+
+/// The REST status an error reason is answered with when the one Envoy derives from its gRPC
+/// code would mislead: a decline is 402 Payment Required, as the payment provider itself answers.
+const HTTP_STATUS_OF_REASON: &[(Reason, &str)] = &[(Reason::CardDeclined, "402")];
+
+/// Marks `status` with `x-http-status` when its reason has a REST status of its own, for Envoy's
+/// response filter to apply (deploy/envoy/envoy.yaml). For statuses read back (replays): a
+/// replayed decline is 402 too. Fresh errors are marked as they are made.
+pub fn declare_http_status(status: &mut Status) {
+    let reason = status
+        .get_error_details()
+        .error_info()
+        .and_then(|info| Reason::parse(&info.reason));
+    if let Some(reason) = reason {
+        declare_http_status_of(status, reason);
+    }
+}
+
+fn declare_http_status_of(status: &mut Status, reason: Reason) {
+    if let Some((_, http)) = HTTP_STATUS_OF_REASON
+        .iter()
+        .find(|(declared, _)| *declared == reason)
+    {
+        status.metadata_mut().insert(
+            HTTP_STATUS_HEADER,
+            tonic::metadata::MetadataValue::from_static(http),
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! The dependency probe: PostgreSQL and Redis asked every `HEALTH_PROBE_INTERVAL_MS`, and the
+//! answer written into the health statuses ([`Health::set_all`]). A dependency that stops
+//! answering flips them to NOT_SERVING within one interval plus the probe's timeout.
+
+use std::time::Duration;
+
+use diesel_async::RunQueryDsl;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+use crate::db::PgPool;
+use crate::redis::backoff::RedisBackoff;
+use crate::redis::connection::Redis;
+use crate::telemetry::health::Health;
+
+/// Probes the dependencies every `interval` until `stop` is cancelled.
+#[derive(Clone)]
+pub struct DependencyProbe {
+    pub health: Health,
+    pub database: PgPool,
+    pub redis: Redis,
+    pub interval: Duration,
+    /// How long one probe may take before its dependency counts as down.
+    pub timeout: Duration,
+    /// The rate limiter's Redis backoff: a failure of the limiter, or its first success after
+    /// failures, triggers a probe at once, and
+    /// Redis answering the probe ends the limiter's pause, so that health and the limiter agree
+    /// (with `RATE_LIMIT_ON_REDIS_FAILURE=closed`, a resting limiter refuses every request).
+    pub limiter: RedisBackoff,
+}
+
+impl DependencyProbe {
+    pub async fn run(self, stop: CancellationToken) {
+        let mut was_healthy = None;
+        loop {
+            let (database, redis) = tokio::join!(self.database_is_up(), self.redis_is_up());
+            let healthy = database && redis;
+            if redis {
+                self.limiter.recovered();
+            }
+            // Checked after the probe so that a shutdown which began meanwhile is not undone.
+            if stop.is_cancelled() {
+                return;
+            }
+            if was_healthy != Some(healthy) {
+                if healthy {
+                    tracing::info!("dependencies are up: serving");
+                } else {
+                    tracing::warn!(database, redis, "a dependency is down: not serving");
+                }
+                self.health
+                    .set_all(if healthy {
+                        ServingStatus::Serving
+                    } else {
+                        ServingStatus::NotServing
+                    })
+                    .await;
+                was_healthy = Some(healthy);
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.interval) => {}
+                () = self.limiter.next_change() => {}
+            }
+        }
+    }
+
+    async fn database_is_up(&self) -> bool {
+        let probe = async {
+            let mut connection = self.database.get().await.ok()?;
+            diesel::sql_query("SELECT 1")
+                .execute(&mut *connection)
+                .await
+                .ok()
+        };
+        matches!(tokio::time::timeout(self.timeout, probe).await, Ok(Some(_)))
+    }
+
+    async fn redis_is_up(&self) -> bool {
+        let probe = async {
+            let mut connection = self.redis.get().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+                .ok()
+        };
+        matches!(tokio::time::timeout(self.timeout, probe).await, Ok(Some(_)))
+    }
+}
