@@ -20,7 +20,9 @@ use tonic::Request;
 
 use crate::auth::Caller;
 use crate::domain::IdempotencyKey;
-use crate::domain::{InvalidValue, PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
+use crate::domain::{
+    AccountId, InvalidValue, PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor,
+};
 use crate::errors::{AppError, AppResult, FieldViolations};
 use crate::idempotency::{
     IdempotencyPolicy, Idempotent, Outcome, StoredResponse, caller_scope, fingerprint,
@@ -76,17 +78,51 @@ pub(crate) fn optional_timestamp(
 /// and bound to the caller's account and to `list` (which names the query where it has one).
 pub(crate) struct ListPages<'a> {
     keys: &'a PageTokenKeys,
-    scope: PageScope<'a>,
+    account: AccountId,
+    list: String,
 }
 
 impl<'a> ListPages<'a> {
-    pub(crate) fn new(keys: &'a PageTokenKeys, caller: &Caller, list: &'a str) -> Self {
+    pub(crate) fn new(keys: &'a PageTokenKeys, caller: &Caller, list: &str) -> Self {
         Self {
             keys,
-            scope: PageScope {
-                account: caller.account_id,
-                list,
-            },
+            account: caller.account_id,
+            list: list.to_owned(),
+        }
+    }
+
+    /// What this list's tokens are bound to.
+    fn scope(&self) -> PageScope<'_> {
+        PageScope {
+            account: self.account,
+            list: &self.list,
+        }
+    }
+
+    /// A list of one parent's entries (a ticket's comments, its activity): the parent's id, read
+    /// from the request's `field` by `parent`, and the page of the list `{list}:{id}`, with every
+    /// refused field named in one answer.
+    pub(crate) fn of_parent<Id: std::fmt::Display>(
+        keys: &'a PageTokenKeys,
+        caller: &Caller,
+        list: &str,
+        (field, parent): (&str, Result<Id, InvalidValue>),
+        (page_size, page_token): (i32, &str),
+    ) -> AppResult<(Id, Self, PageSize, Option<PageCursor>)> {
+        let mut violations = FieldViolations::new();
+        let parent = violations.check(field, parent);
+        let list = parent.as_ref().map(|parent| format!("{list}:{parent}"));
+        let page = Self::checked(
+            keys,
+            caller,
+            list.as_deref(),
+            &mut violations,
+            page_size,
+            page_token,
+        );
+        match (parent, page) {
+            (Some(parent), Some((pages, size, after))) => Ok((parent, pages, size, after)),
+            _ => Err(AppError::InvalidArgument(violations)),
         }
     }
 
@@ -100,7 +136,7 @@ impl<'a> ListPages<'a> {
         let size = violations.check("page_size", PageSize::parse(page_size));
         let after = match page_token {
             "" => None,
-            token => violations.check("page_token", self.keys.parse(token, self.scope)),
+            token => violations.check("page_token", self.keys.parse(token, self.scope())),
         };
         match size {
             Some(size) if violations.is_empty() => Ok((size, after)),
@@ -117,7 +153,7 @@ impl<'a> ListPages<'a> {
     pub(crate) fn checked(
         keys: &'a PageTokenKeys,
         caller: &Caller,
-        list: Option<&'a str>,
+        list: Option<&str>,
         violations: &mut FieldViolations,
         page_size: i32,
         page_token: &str,
@@ -136,7 +172,7 @@ impl<'a> ListPages<'a> {
     pub(crate) fn checked_text(
         keys: &'a PageTokenKeys,
         caller: &Caller,
-        list: Option<&'a str>,
+        list: Option<&str>,
         violations: &mut FieldViolations,
         page_size: i32,
         page_token: &str,
@@ -155,10 +191,10 @@ impl<'a> ListPages<'a> {
     fn checked_with<Cursor>(
         keys: &'a PageTokenKeys,
         caller: &Caller,
-        list: Option<&'a str>,
+        list: Option<&str>,
         violations: &mut FieldViolations,
         (page_size, page_token): (i32, &str),
-        parse: impl FnOnce(&PageTokenKeys, &str, PageScope<'a>) -> Result<Cursor, InvalidValue>,
+        parse: impl for<'s> FnOnce(&PageTokenKeys, &str, PageScope<'s>) -> Result<Cursor, InvalidValue>,
     ) -> Option<(Self, PageSize, Option<Cursor>)> {
         let size = violations.check("page_size", PageSize::parse(page_size));
         let Some(list) = list else {
@@ -169,7 +205,7 @@ impl<'a> ListPages<'a> {
         let after = match page_token {
             "" => Some(None),
             token => violations
-                .check("page_token", parse(keys, token, pages.scope))
+                .check("page_token", parse(keys, token, pages.scope()))
                 .map(Some),
         };
         Some((pages, size?, after?))
@@ -178,14 +214,14 @@ impl<'a> ListPages<'a> {
     /// The token of the page after `cursor`, or empty on the last page.
     pub(crate) fn next_token(&self, cursor: Option<PageCursor>) -> String {
         cursor
-            .map(|cursor| self.keys.encode(&cursor, self.scope))
+            .map(|cursor| self.keys.encode(&cursor, self.scope()))
             .unwrap_or_default()
     }
 
     /// [`Self::next_token`] for a list whose items are keyed by text.
     pub(crate) fn next_text_token(&self, cursor: Option<&TextPageCursor>) -> String {
         cursor
-            .map(|cursor| self.keys.encode_text(cursor, self.scope))
+            .map(|cursor| self.keys.encode_text(cursor, self.scope()))
             .unwrap_or_default()
     }
 }

@@ -532,20 +532,13 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::ListCommentsResponse>, Status> {
         let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
-        let mut violations = FieldViolations::new();
-        let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
-        let list = ticket_id.map(|ticket_id| format!("comments:{ticket_id}"));
-        let page = ListPages::checked(
+        let (ticket_id, pages, page_size, after) = ListPages::of_parent(
             &self.pages,
             &caller,
-            list.as_deref(),
-            &mut violations,
-            message.page_size,
-            &message.page_token,
-        );
-        let (Some(ticket_id), Some((pages, page_size, after))) = (ticket_id, page) else {
-            return Err(AppError::InvalidArgument(violations).into());
-        };
+            "comments",
+            ("ticket_id", TicketId::parse(&message.ticket_id)),
+            (message.page_size, &message.page_token),
+        )?;
         let page = self
             .desk
             .list_comments(&caller, ticket_id, page_size, after)
@@ -562,20 +555,13 @@ impl v1::ticket_service_server::TicketService for TicketApi {
     ) -> Result<Response<v1::ListTicketActivityResponse>, Status> {
         let (caller, _) = request_context(&request)?;
         let message = request.get_ref();
-        let mut violations = FieldViolations::new();
-        let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
-        let list = ticket_id.map(|ticket_id| format!("activity:{ticket_id}"));
-        let page = ListPages::checked(
+        let (ticket_id, pages, page_size, after) = ListPages::of_parent(
             &self.pages,
             &caller,
-            list.as_deref(),
-            &mut violations,
-            message.page_size,
-            &message.page_token,
-        );
-        let (Some(ticket_id), Some((pages, page_size, after))) = (ticket_id, page) else {
-            return Err(AppError::InvalidArgument(violations).into());
-        };
+            "activity",
+            ("ticket_id", TicketId::parse(&message.ticket_id)),
+            (message.page_size, &message.page_token),
+        )?;
         let page = self
             .desk
             .list_activity(&caller, ticket_id, page_size, after)

@@ -130,6 +130,44 @@ fn every_room_imports_only_rooms_of_lower_layers() {
     );
 }
 
+/// The longest a source file may be (docs/architecture.md): past it, a file holds more than one
+/// thing, and is split by what its parts are about.
+const MAX_FILE_LINES: usize = 1_000;
+
+#[test]
+fn no_source_file_is_longer_than_a_thousand_lines() {
+    let root = repository_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|file| {
+            let lines = std::fs::read_to_string(file).unwrap().lines().count();
+            (lines > MAX_FILE_LINES)
+                .then(|| format!("{}: {lines}", file.strip_prefix(&root).unwrap().display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "files over {MAX_FILE_LINES} lines: {long:?}"
+    );
+}
+
+#[test]
+fn the_top_of_src_holds_only_lib_main_and_folders() {
+    let loose: Vec<String> = std::fs::read_dir(repository_root().join("src"))
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_type().unwrap().is_file())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| !["lib.rs", "main.rs"].contains(&name.as_str()))
+        .collect();
+    assert!(
+        loose.is_empty(),
+        "loose files at the top of src/: {loose:?}"
+    );
+}
+
 #[test]
 fn app_is_imported_by_nothing_but_the_command_line() {
     let layers = layers();
