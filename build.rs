@@ -3,9 +3,15 @@
 //! `google.api.http` options intact) is written for reflection and Envoy. The `google/api`,
 //! `google/rpc` and `google/longrunning` files the API imports are vendored in `proto/vendor/`: a
 //! clone builds with nothing but cargo.
+//!
+//! It also records the git revision the binary is built from (`supportdesk --version`): the
+//! checkout's `HEAD` commit; where there is no checkout of this repository (a source tarball, an
+//! image build given only the sources) the `SUPPORTDESK_GIT_REVISION` variable, else `unknown`.
+//! Cargo reruns this script when `HEAD` moves (the files git changes then), never on every build.
 
 use std::env;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
@@ -50,7 +56,70 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cargo:rustc-env=MIGRATIONS_FINGERPRINT={}",
         fingerprint(&manifest_dir.join("migrations"))?
     );
+    println!(
+        "cargo:rustc-env=SUPPORTDESK_GIT_REVISION={}",
+        git_revision(&manifest_dir)
+    );
     Ok(())
+}
+
+/// The commit this build's sources come from: `git rev-parse HEAD` when `manifest_dir` is the top
+/// of a git checkout (not merely somewhere inside another repository, as an unpacked tarball may
+/// be), else `SUPPORTDESK_GIT_REVISION`, else `unknown`. Prints the `rerun-if-changed` lines
+/// that make Cargo run this script again when HEAD moves: the HEAD file (a checkout of another
+/// branch), HEAD's reflog (every commit, reset or checkout in this work tree), the branch's
+/// ref and packed-refs. Only files that exist are named: Cargo reruns on every build for a
+/// missing one.
+fn git_revision(manifest_dir: &Path) -> String {
+    println!("cargo:rerun-if-env-changed=SUPPORTDESK_GIT_REVISION");
+    let from_git = || -> Option<String> {
+        let toplevel = PathBuf::from(git(manifest_dir, &["rev-parse", "--show-toplevel"])?);
+        if toplevel.canonicalize().ok()? != manifest_dir.canonicalize().ok()? {
+            return None;
+        }
+        let revision = git(manifest_dir, &["rev-parse", "--verify", "HEAD^{commit}"])?;
+        let mut watched = vec![
+            "HEAD".to_owned(),
+            "logs/HEAD".to_owned(),
+            "packed-refs".to_owned(),
+        ];
+        if let Some(branch) = git(manifest_dir, &["symbolic-ref", "-q", "HEAD"]) {
+            watched.push(branch);
+        }
+        for name in watched {
+            if let Some(path) = git(
+                manifest_dir,
+                &["rev-parse", "--path-format=absolute", "--git-path", &name],
+            ) && Path::new(&path).is_file()
+            {
+                println!("cargo:rerun-if-changed={path}");
+            }
+        }
+        Some(revision)
+    };
+    from_git()
+        .or_else(|| {
+            env::var("SUPPORTDESK_GIT_REVISION")
+                .ok()
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// One line git prints, or `None` when git is missing or fails.
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(output.stdout).ok()?;
+    let line = text.trim();
+    (!line.is_empty()).then(|| line.to_owned())
 }
 
 /// The `.proto` files of our own package, relative to `proto/`.

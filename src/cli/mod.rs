@@ -20,10 +20,20 @@ use crate::configuration::Settings;
 use crate::db;
 use crate::wire::proto;
 
+/// What `supportdesk --version` prints after the name: the crate's version and the git revision
+/// the binary was built from (build.rs: the checkout's HEAD, else `SUPPORTDESK_GIT_REVISION`,
+/// else `unknown`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("SUPPORTDESK_GIT_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "supportdesk",
-    version,
+    version = VERSION,
     about = "Support-desk service (gRPC; REST through Envoy)"
 )]
 pub struct Cli {

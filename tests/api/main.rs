@@ -7,6 +7,7 @@ mod dashboard;
 mod identity;
 mod notifications;
 mod operations;
+mod pipeline;
 mod rest_contract;
 mod server;
 mod support;
