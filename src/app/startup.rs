@@ -307,6 +307,10 @@ impl Application {
         }
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
+        // Liveness follows nothing: SERVING while the process answers at all.
+        reporter
+            .set_service_status(crate::app::health::LIVENESS_SERVICE, ServingStatus::Serving)
+            .await;
         // BillingService serves only with a provider whose breaker is closed: an open breaker
         // refuses every charge, and load balancers should send billing traffic elsewhere.
         let billing_gate: crate::app::health::ServiceGate = match provider.clone() {
