@@ -309,6 +309,10 @@ impl Application {
         }
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
+        // Liveness follows nothing: SERVING while the process answers at all.
+        reporter
+            .set_service_status(crate::telemetry::health::LIVENESS_SERVICE, ServingStatus::Serving)
+            .await;
         // BillingService serves only with a provider whose breaker is closed: an open breaker
         // refuses every charge, and load balancers should send billing traffic elsewhere.
         let billing_gate: crate::telemetry::health::ServiceGate = match provider.clone() {

@@ -1,6 +1,7 @@
 //! Settings, read once at start-up from environment variables (and an optional dotenv-style
 //! file) and validated as a whole: a missing or malformed setting stops the process with a
-//! message naming every offending variable. Connection URLs are secrets and never print.
+//! message naming every offending variable. Connection URLs are secrets and never print; every
+//! secret may be given as a file instead (`NAME_FILE`, [`SECRET_SETTINGS`]).
 //!
 //! One file per section: each holds its settings and the reader of their variables, with the
 //! checks that concern that section alone; this file assembles them.
@@ -17,6 +18,7 @@ mod password_reset;
 mod rate_limits;
 mod reader;
 mod redis;
+mod secret_files;
 mod server;
 mod telemetry;
 mod tickets;
@@ -42,6 +44,7 @@ pub use self::password_reset::PasswordResetSettings;
 pub use self::rate_limits::RateLimitSettings;
 use self::reader::Reader;
 pub use self::redis::RedisSettings;
+pub use self::secret_files::{FILE_SUFFIX, SECRET_SETTINGS};
 pub use self::server::ServerSettings;
 pub use self::telemetry::{TraceSampler, TraceSettings};
 pub use self::tickets::TicketSettings;
@@ -122,10 +125,7 @@ impl Settings {
     /// Builds settings from any key → value source; every problem is collected, not just the
     /// first.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut reader = Reader {
-            lookup: &lookup,
-            problems: Vec::new(),
-        };
+        let mut reader = Reader::new(&lookup);
         let settings = Self {
             database: reader.database(),
             redis: reader.redis(),
@@ -147,12 +147,11 @@ impl Settings {
             operations: reader.operations(),
             password_reset: reader.password_reset(),
         };
-        if reader.problems.is_empty() {
+        let problems = reader.into_problems();
+        if problems.is_empty() {
             Ok(settings)
         } else {
-            Err(ConfigError {
-                problems: reader.problems,
-            })
+            Err(ConfigError { problems })
         }
     }
 }

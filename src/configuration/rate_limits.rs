@@ -32,8 +32,9 @@ pub struct RateLimitSettings {
     /// `RATE_LIMIT_ON_REDIS_FAILURE`: `open` lets requests through when Redis cannot decide,
     /// `closed` refuses them with UNAVAILABLE.
     pub fail_open: bool,
-    /// `TRUSTED_PROXIES`: peers whose `x-forwarded-for` is believed (Envoy).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `TRUSTED_PROXIES`: peers whose `x-forwarded-for` is believed (Envoy): addresses, or
+    /// networks such as a Kubernetes pod network, where Envoy's addresses are not known ahead.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// What the rate limiter does when Redis cannot decide.
@@ -56,19 +57,23 @@ impl FromStr for FailurePolicy {
 }
 
 /// A comma-separated list of IP addresses.
-struct IpList(Vec<std::net::IpAddr>);
+struct IpList(Vec<ipnet::IpNet>);
 
 impl FromStr for IpList {
     type Err = String;
 
+    /// Addresses (`127.0.0.1`, one host) and networks (`10.0.0.0/8`), comma-separated.
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         value
             .split(',')
             .map(str::trim)
             .filter(|item| !item.is_empty())
             .map(|item| {
-                item.parse()
-                    .map_err(|_| format!("{item:?} is not an IP address"))
+                item.parse::<ipnet::IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("{item:?} is not an IP address or network (such as 10.0.0.0/8)")
+                    })
             })
             .collect::<Result<_, _>>()
             .map(Self)
@@ -140,8 +145,8 @@ impl Reader<'_> {
                 .parsed(
                     "TRUSTED_PROXIES",
                     IpList(vec![
-                        [127, 0, 0, 1].into(),
-                        std::net::Ipv6Addr::LOCALHOST.into(),
+                        std::net::IpAddr::from([127, 0, 0, 1]).into(),
+                        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST).into(),
                     ]),
                 )
                 .0,

@@ -1,6 +1,8 @@
 //! The reader every section reads its variables with: a lookup (the environment, a dotenv file,
 //! or a test's map) and the list of problems found so far, so that one start-up names every
-//! missing or malformed setting at once.
+//! missing or malformed setting at once. A secret setting is read from its variable or from the
+//! file its `_FILE` variable names ([`super::secret_files`]), resolved once when the reader is
+//! made, so the sections read secrets as they read everything else.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,14 +10,52 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::secret_files::{SECRET_SETTINGS, SecretValues};
+
 /// Reads variables and collects what is wrong with them.
 pub(super) struct Reader<'a> {
-    pub(super) lookup: &'a dyn Fn(&str) -> Option<String>,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
     pub(super) problems: Vec<String>,
+    /// The secret settings, from their variables or their files.
+    secrets: SecretValues,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// A reader of `lookup`; the secret settings' files are read now.
+    pub(super) fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            lookup,
+            problems: Vec::new(),
+            secrets: SecretValues::resolve(lookup),
+        }
+    }
+
+    /// Every problem found: the secret files' first, then the sections' (less those that only
+    /// repeat that a refused file's setting has no value).
+    pub(super) fn into_problems(self) -> Vec<String> {
+        let secrets = self.secrets;
+        let mut problems = secrets.problems.clone();
+        problems.extend(
+            self.problems
+                .into_iter()
+                .filter(|problem| !secrets.repeats_a_refusal(problem)),
+        );
+        problems
+    }
+
+    /// A secret reader of a setting missing from [`SECRET_SETTINGS`] would not read its file:
+    /// any test that builds settings fails on it.
+    fn is_listed_secret(key: &str) {
+        debug_assert!(
+            SECRET_SETTINGS.contains(&key),
+            "{key} is read as a secret: list it in SECRET_SETTINGS (secret_files.rs)"
+        );
+    }
+
     pub(super) fn raw(&self, key: &str) -> Option<String> {
+        if SECRET_SETTINGS.contains(&key) {
+            return self.secrets.get(key);
+        }
         (self.lookup)(key).filter(|value| !value.trim().is_empty())
     }
 
@@ -75,6 +115,7 @@ impl Reader<'_> {
     }
 
     pub(super) fn secret_key(&mut self, key: &str, min_bytes: usize) -> SecretString {
+        Self::is_listed_secret(key);
         match self.raw(key) {
             None => self.problems.push(format!(
                 "{key} is not set (use at least {min_bytes} random bytes, e.g. `openssl rand -hex 32`)"
@@ -89,6 +130,7 @@ impl Reader<'_> {
 
     /// A comma-separated list of secret keys, each at least `min_bytes` long; empty when unset.
     pub(super) fn secret_keys(&mut self, key: &str, min_bytes: usize) -> Vec<SecretString> {
+        Self::is_listed_secret(key);
         let Some(value) = self.raw(key) else {
             return Vec::new();
         };
@@ -107,6 +149,7 @@ impl Reader<'_> {
     }
 
     pub(super) fn secret_url(&mut self, key: &str, schemes: &[&str]) -> SecretString {
+        Self::is_listed_secret(key);
         let Some(value) = self.raw(key) else {
             self.problems.push(format!("{key} is not set"));
             return SecretString::from(String::new());

@@ -721,3 +721,25 @@ fn every_bad_trace_setting_is_named() {
         "{error}"
     );
 }
+
+#[test]
+fn trusted_proxies_are_addresses_or_networks() {
+    let mut values = REQUIRED.to_vec();
+    values.push(("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,fd00::/8"));
+    let settings = Settings::from_lookup(lookup_from(&values)).expect("valid settings");
+    assert_eq!(
+        settings
+            .rate_limits
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]
+    );
+    let mut values = REQUIRED.to_vec();
+    values.push(("TRUSTED_PROXIES", "10.0.0.0/33"));
+    let text = Settings::from_lookup(lookup_from(&values))
+        .expect_err("no such network")
+        .to_string();
+    assert!(text.contains("TRUSTED_PROXIES"), "{text}");
+}

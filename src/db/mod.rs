@@ -120,18 +120,40 @@ pub fn build_pool(settings: &DatabaseSettings, longest_statement: Duration) -> P
     }
 }
 
+/// The key of the session-level advisory lock `migrate` holds while it migrates (an arbitrary
+/// constant of this service: the ASCII bytes of `suppmigr`).
+pub const MIGRATION_LOCK_KEY: i64 = 0x7375_7070_6d69_6772;
+
 /// Applies every pending migration. diesel's migration harness is synchronous, so it runs on a
 /// blocking thread through `AsyncConnectionWrapper` (on a runtime thread it would panic).
+///
+/// Safe to run twice and concurrently (a Kubernetes Job retried, two deploys racing, an
+/// instance migrating at start while another does): the whole run holds the session-level
+/// advisory lock [`MIGRATION_LOCK_KEY`], so a second run waits for the first, then finds nothing
+/// pending. diesel runs each migration in its own transaction; the lock is released when the
+/// run ends, and by PostgreSQL itself should the process die holding it.
 pub async fn run_migrations(database_url: SecretString) -> anyhow::Result<Vec<String>> {
     tokio::task::spawn_blocking(move || {
         let mut connection: AsyncConnectionWrapper<AsyncPgConnection> =
             diesel::Connection::establish(database_url.expose_secret())
                 .context("cannot connect to DATABASE_URL to migrate")?;
-        let applied = connection
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut connection,
+            &format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"),
+        )
+        .context("cannot take the migration lock")?;
+        let applied: anyhow::Result<Vec<String>> = connection
             .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
             .map_err(|error| anyhow::anyhow!(error))
-            .context("a migration failed")?;
-        Ok(applied.iter().map(ToString::to_string).collect())
+            .context("a migration failed");
+        // Released at once rather than when the connection closes; a failure here changes
+        // nothing (closing releases it).
+        let _ = diesel::connection::SimpleConnection::batch_execute(
+            &mut connection,
+            &format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"),
+        );
+        applied
     })
     .await
     .context("the migration thread panicked")?

@@ -1,7 +1,8 @@
 //! Rate limiting as the admission layer ([`super::admission`]) applies it: every RPC counts
 //! against the quota its declaration names (health and reflection against none), per caller
 //! when there is one (user or API key), per client IP otherwise. The client IP is the TCP peer,
-//! or, when the peer is a trusted proxy (Envoy), the address it appended to `x-forwarded-for`.
+//! or, when the peer is a trusted proxy (Envoy: an address or a network of `TRUSTED_PROXIES`),
+//! the address it appended to `x-forwarded-for`.
 //! Allowed responses carry the IETF `ratelimit` and `ratelimit-policy` fields so clients can
 //! pace themselves; refused ones are RESOURCE_EXHAUSTED with `retry-after` as well.
 
@@ -27,15 +28,17 @@ pub(super) fn policy_for(method: Option<&Method>) -> Option<Policy> {
     }
 }
 
-/// The client's address: the peer, unless the peer is a trusted proxy, in which case the
-/// right-most address of `x-forwarded-for` that is not itself a trusted proxy.
+/// The client's address: the peer, unless the peer is a trusted proxy (in one of the `trusted`
+/// networks), in which case the right-most address of `x-forwarded-for` that is not itself a
+/// trusted proxy.
 pub fn client_ip(
     peer: Option<IpAddr>,
     forwarded_for: Option<&str>,
-    trusted: &[IpAddr],
+    trusted: &[ipnet::IpNet],
 ) -> Option<IpAddr> {
+    let is_trusted = |address: &IpAddr| trusted.iter().any(|network| network.contains(address));
     let peer = peer?;
-    if !trusted.contains(&peer) {
+    if !is_trusted(&peer) {
         return Some(peer);
     }
     let Some(forwarded_for) = forwarded_for else {
@@ -44,7 +47,7 @@ pub fn client_ip(
     forwarded_for
         .rsplit(',')
         .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-        .find(|hop| !trusted.contains(hop))
+        .find(|hop| !is_trusted(hop))
         .or(Some(peer))
 }
 
@@ -68,7 +71,7 @@ impl ClientAddress {
 }
 
 /// The client-IP subject of a request.
-pub(super) fn client_subject<B>(request: &Request<B>, trusted: &[IpAddr]) -> Subject {
+pub(super) fn client_subject<B>(request: &Request<B>, trusted: &[ipnet::IpNet]) -> Subject {
     let peer = request
         .extensions()
         .get::<TcpConnectInfo>()
@@ -118,7 +121,7 @@ mod tests {
         let envoy: IpAddr = "127.0.0.1".parse().unwrap();
         let client: IpAddr = "203.0.113.7".parse().unwrap();
         let stranger: IpAddr = "198.51.100.9".parse().unwrap();
-        let trusted = [envoy];
+        let trusted = [ipnet::IpNet::from(envoy)];
         assert_eq!(
             client_ip(Some(envoy), Some("10.9.9.9, 203.0.113.7"), &trusted),
             Some(client),
@@ -130,5 +133,29 @@ mod tests {
             "an untrusted peer's header is ignored"
         );
         assert_eq!(client_ip(Some(envoy), None, &trusted), Some(envoy));
+    }
+
+    #[test]
+    fn every_address_of_a_trusted_network_is_a_trusted_proxy() {
+        // Envoy's pods in Kubernetes: addresses of the pod network, not known in advance.
+        let pods: ipnet::IpNet = "10.0.0.0/8".parse().unwrap();
+        let envoy: IpAddr = "10.42.7.19".parse().unwrap();
+        let other_envoy: IpAddr = "10.42.3.4".parse().unwrap();
+        let outside: IpAddr = "192.0.2.10".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(
+            client_ip(Some(envoy), Some("203.0.113.7, 10.42.3.4"), &[pods]),
+            Some(client),
+            "hops inside the network are proxies too"
+        );
+        assert_eq!(
+            client_ip(Some(other_envoy), Some("203.0.113.7"), &[pods]),
+            Some(client)
+        );
+        assert_eq!(
+            client_ip(Some(outside), Some("203.0.113.7"), &[pods]),
+            Some(outside),
+            "a peer outside the network is the client"
+        );
     }
 }

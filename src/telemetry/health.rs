@@ -3,7 +3,8 @@
 //! (`crate::jobs::dependency_probe`). A dependency that stops answering flips them to
 //! NOT_SERVING within one probe interval plus the probe's timeout; its return flips them back.
 //! A background task that is not running holds its declared part NOT_SERVING whatever the probe
-//! says ([`Health::hold`], applied by the job runner in `crate::jobs`).
+//! says ([`Health::hold`], applied by the job runner in `crate::jobs`). One more name,
+//! [`LIVENESS_SERVICE`], is SERVING from start to exit, for liveness probes.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -11,6 +12,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+
+/// The health name that answers SERVING for as long as the process serves gRPC at all, whatever
+/// PostgreSQL, Redis, a provider or a background task say, shutdown included: what a liveness
+/// probe asks (deploy/kubernetes, docs/deployment.md, "Probes"). A dependency outage makes the
+/// overall status (`""`) NOT_SERVING on every instance at once; a liveness probe on it would
+/// restart them all, which mends nothing. Only a process that no longer answers fails this one.
+pub const LIVENESS_SERVICE: &str = "liveness";
 
 /// Whether a service that depends on more than PostgreSQL and Redis can serve now (billing: its
 /// payment provider is configured and the provider's circuit breaker is closed).

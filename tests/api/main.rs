@@ -4,6 +4,7 @@ mod attachments;
 mod billing;
 mod cross_cutting;
 mod dashboard;
+mod deployment;
 mod identity;
 mod notifications;
 mod operations;

@@ -1,4 +1,4 @@
-//! The delivery pipeline (docs/ci-and-releases.md): the forge's workflows in `.github/workflows/`
+//! The delivery pipeline (docs/deployment.md, "Continuous integration and releases"): the forge's workflows in `.github/workflows/`
 //! (what they run, how they are pinned and what they may do), the checkers that pass them
 //! (actionlint and zizmor, installed by `deploy/local/setup`), and the one version a release
 //! carries (Cargo.toml, the tag, the image's labels, CHANGELOG.md, `supportdesk --version`).
