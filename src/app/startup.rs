@@ -45,7 +45,7 @@ use crate::redis::connection::{self, Redis};
 use crate::redis::keys::RedisKeys;
 use crate::redis::ticket_cache::{self, TicketCache};
 use crate::service::{Accounts, ApiKeys, Authentication, PasswordResets, TicketDesk, Users};
-use crate::telemetry::health::Health;
+use crate::telemetry::health::{Health, LIVENESS_SERVICE};
 use crate::telemetry::metrics::{Metrics, PoolSample};
 use crate::wire::methods::MethodTable;
 use crate::wire::proto;
@@ -311,7 +311,7 @@ impl Application {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         // Liveness follows nothing: SERVING while the process answers at all.
         reporter
-            .set_service_status(crate::telemetry::health::LIVENESS_SERVICE, ServingStatus::Serving)
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
             .await;
         // BillingService serves only with a provider whose breaker is closed: an open breaker
         // refuses every charge, and load balancers should send billing traffic elsewhere.
