@@ -244,6 +244,16 @@ fn the_image_check_accepts_only_the_crate_version_revision_and_license() {
     let output = check_image(&image, revision, &good);
     assert!(output.status.success(), "{}", said(&output));
 
+    // What deploy/container/build writes: the crate's license first, then the C library's.
+    let with_libc = format!(
+        "{} AND LGPL-2.1-or-later AND GPL-3.0-or-later WITH GCC-exception-3.1",
+        env!("CARGO_PKG_LICENSE")
+    );
+    let mut built = good.to_vec();
+    built[2].1 = &with_libc;
+    let output = check_image(&image, revision, &built);
+    assert!(output.status.success(), "{}", said(&output));
+
     let wrong_tag = check_image("supportdesk:latest", revision, &good);
     assert!(!wrong_tag.status.success());
     assert!(
