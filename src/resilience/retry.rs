@@ -285,6 +285,16 @@ mod tests {
         )
     }
 
+    /// The driver the tests run: [`POLICY`], one second an attempt.
+    fn driver<'a>(breaker: &'a CircuitBreaker, budget: &'a TpsBudget) -> RetryDriver<'a> {
+        RetryDriver {
+            breaker,
+            policy: POLICY,
+            budget,
+            attempt_timeout: Duration::from_secs(1),
+        }
+    }
+
     /// Runs a call whose attempts answer `answers` in turn (then succeed), and returns what it
     /// ended with and how many attempts it made.
     async fn call(
@@ -311,12 +321,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_retryable_failure_is_tried_again_until_an_attempt_succeeds() {
         let (breaker, budget) = (breaker(10), retry_budget(100, 10));
-        let driver = RetryDriver {
-            breaker: &breaker,
-            policy: POLICY,
-            budget: &budget,
-            attempt_timeout: Duration::from_secs(1),
-        };
+        let driver = driver(&breaker, &budget);
         let deadline = Instant::now() + Duration::from_secs(60);
         let (result, made) = call(driver, deadline, vec![TRY_AGAIN, TRY_AGAIN]).await;
         assert_eq!((result, made), (Ok("done"), 3));
@@ -325,12 +330,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_final_failure_ends_the_call_after_one_attempt() {
         let (breaker, budget) = (breaker(10), retry_budget(100, 10));
-        let driver = RetryDriver {
-            breaker: &breaker,
-            policy: POLICY,
-            budget: &budget,
-            attempt_timeout: Duration::from_secs(1),
-        };
+        let driver = driver(&breaker, &budget);
         let refused = TestFailure {
             retryable: false,
             retry_after: None,
@@ -344,12 +344,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn attempts_stop_at_the_policys_maximum() {
         let (breaker, budget) = (breaker(100), retry_budget(100, 100));
-        let driver = RetryDriver {
-            breaker: &breaker,
-            policy: POLICY,
-            budget: &budget,
-            attempt_timeout: Duration::from_secs(1),
-        };
+        let driver = driver(&breaker, &budget);
         let deadline = Instant::now() + Duration::from_secs(600);
         let failures = (0..10).map(|_| TRY_AGAIN).collect();
         let (result, made) = call(driver, deadline, failures).await;
@@ -359,12 +354,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_open_breaker_refuses_the_next_attempt_and_names_the_last_failure() {
         let (breaker, budget) = (breaker(2), retry_budget(100, 10));
-        let driver = RetryDriver {
-            breaker: &breaker,
-            policy: POLICY,
-            budget: &budget,
-            attempt_timeout: Duration::from_secs(1),
-        };
+        let driver = driver(&breaker, &budget);
         let deadline = Instant::now() + Duration::from_secs(60);
         let (result, made) = call(driver, deadline, vec![TRY_AGAIN, TRY_AGAIN, TRY_AGAIN]).await;
         assert_eq!(made, 2);
@@ -378,12 +368,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_spent_budget_ends_the_call_with_the_last_failure() {
         let (breaker, budget) = (breaker(10), retry_budget(0, 0));
-        let driver = RetryDriver {
-            breaker: &breaker,
-            policy: POLICY,
-            budget: &budget,
-            attempt_timeout: Duration::from_secs(1),
-        };
+        let driver = driver(&breaker, &budget);
         let deadline = Instant::now() + Duration::from_secs(60);
         let (result, made) = call(driver, deadline, vec![TRY_AGAIN]).await;
         assert_eq!((result, made), (Err(Stopped::BudgetSpent("try again")), 1));
@@ -392,12 +377,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_retry_waits_at_least_the_providers_retry_after_and_never_past_the_deadline() {
         let (breaker, budget) = (breaker(10), retry_budget(100, 10));
-        let driver = RetryDriver {
-            breaker: &breaker,
-            policy: POLICY,
-            budget: &budget,
-            attempt_timeout: Duration::from_secs(1),
-        };
+        let driver = driver(&breaker, &budget);
         let slow_down = || TestFailure {
             retryable: true,
             retry_after: Some(Duration::from_secs(5)),
@@ -421,12 +401,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn no_attempt_starts_after_the_deadline() {
         let (breaker, budget) = (breaker(10), retry_budget(100, 10));
-        let driver = RetryDriver {
-            breaker: &breaker,
-            policy: POLICY,
-            budget: &budget,
-            attempt_timeout: Duration::from_secs(1),
-        };
+        let driver = driver(&breaker, &budget);
         let (result, made) = call(driver, Instant::now(), vec![]).await;
         assert_eq!((result, made), (Err(Stopped::OutOfTime { last: None }), 0));
     }
