@@ -1,18 +1,20 @@
 //! The service's lifecycle once it is wired: serve until a signal, a failed server or a background
-//! task that died for good; then report NOT_SERVING, give load balancers the shutdown delay,
-//! drain in-flight RPCs within their timeout, and stop the background tasks first so that nothing
-//! reports SERVING again; last, flush the traces of the RPCs that ran (when traces are on).
+//! task that died for good; then report NOT_SERVING at once (held, so nothing reports SERVING
+//! again), keep serving for the shutdown delay while load balancers and clients notice, then stop
+//! listening and drain the in-flight RPCs and the background tasks within the drain timeout; last,
+//! flush the traces of the RPCs that ran (when traces are on).
 //! `startup.rs` builds what this runs.
 
 use std::net::SocketAddr;
 
-use anyhow::Context;
-use tokio_util::sync::CancellationToken;
-use tonic_health::ServingStatus;
-
 use crate::configuration::ServerSettings;
 use crate::jobs::runner::RunningJobs;
-use crate::telemetry::health::Health;
+use crate::telemetry::health::{Health, Held};
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+/// Who holds health NOT_SERVING from the signal on.
+const SHUTTING_DOWN: &str = "shutdown";
 
 /// Serves `server` (already bound at `local_addr`, stopping when `drain` is cancelled) until
 /// `shutdown` resolves, the server fails, or a task of `jobs` dies for good; then drains. A
@@ -44,17 +46,25 @@ pub async fn serve_until_stopped(
 
     tracing::info!(
         delay = ?settings.shutdown_delay,
-        "shutting down: reporting NOT_SERVING, then draining in-flight RPCs"
+        "shutting down: NOT_SERVING now, serving on for the shutdown delay, then draining"
     );
-    // The tasks stop first: a probe still running could report SERVING again.
-    let unclean = jobs.shutdown(settings.shutdown_drain_timeout).await;
+    // At once, and held: the dependency probe still runs and must not report SERVING again.
+    // Envoy and clients with health checking stop sending calls here within the delay
+    // (docs/deployment.md, "Draining").
+    health.hold(SHUTTING_DOWN, Held::Everything).await;
+    tokio::time::sleep(settings.shutdown_delay).await;
+    // The listener closes (a new connection is refused, so it is retried elsewhere), open
+    // connections get GOAWAY, and the RPCs in flight finish; the background tasks finish what
+    // they hold meanwhile. Both within the drain timeout.
+    drain.cancel();
+    let (unclean, served) = tokio::join!(
+        jobs.shutdown(settings.shutdown_drain_timeout),
+        tokio::time::timeout(settings.shutdown_drain_timeout, &mut server)
+    );
     if !unclean.is_empty() {
         tracing::error!(tasks = ?unclean, "background tasks did not stop cleanly");
     }
-    health.set_all(ServingStatus::NotServing).await;
-    tokio::time::sleep(settings.shutdown_delay).await;
-    drain.cancel();
-    match tokio::time::timeout(settings.shutdown_drain_timeout, &mut server).await {
+    match served {
         Ok(result) => result
             .context("the server task panicked")?
             .context("the server failed while draining")?,

@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `migrate`, `seed-demo`, `create-account`,
-//! `quarantined-webhooks`, `descriptor` and `openapi` for operators, and two clients of a running service for scripts (the local run
+//! `quarantined-webhooks`, `descriptor`, `openapi` and `retry-rule` for operators, and two clients of a running service for scripts (the local run
 //! command, container health checks): `healthcheck` and `login`.
 
 pub mod client;
@@ -105,6 +105,19 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Print the retry rule generated from the method table's `retry` declarations
+    /// (docs/deployment.md, "Retries"): Envoy's retry routes, or with `--service-config` the gRPC
+    /// service config recommended to clients that call the instances directly. Needs no
+    /// settings. `deploy/envoy/envoy.yaml` holds the routes: refresh them with
+    /// `cargo run -- retry-rule --write deploy/envoy/envoy.yaml`.
+    RetryRule {
+        /// Replace the generated block of this Envoy template in place instead of printing it.
+        #[arg(long, conflicts_with = "service_config")]
+        write: Option<PathBuf>,
+        /// Print the service config (JSON) instead of Envoy's routes.
+        #[arg(long)]
+        service_config: bool,
+    },
     /// Ask a running service's `grpc.health.v1.Health/Check`; exit 0 when it answers SERVING,
     /// else 1 with what it answered. Needs no settings.
     Healthcheck {
@@ -148,6 +161,10 @@ pub fn run(cli: Cli) -> ExitCode {
             };
         }
         Command::Openapi { out } => return write_openapi(out.as_deref()),
+        Command::RetryRule {
+            write,
+            service_config,
+        } => return retry_rule(write.as_deref(), service_config),
         Command::Healthcheck {
             addr,
             service,
@@ -303,6 +320,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Descriptor { .. }
         | Command::Openapi { .. }
+        | Command::RetryRule { .. }
         | Command::Healthcheck { .. }
         | Command::Login { .. } => {
             unreachable!("handled before settings are loaded")
@@ -330,6 +348,50 @@ fn write_openapi(out: Option<&std::path::Path>) -> ExitCode {
         }
     };
     match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("supportdesk: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the retry rule, or writes Envoy's routes into the template at `write`.
+fn retry_rule(write: Option<&std::path::Path>, service_config: bool) -> ExitCode {
+    use crate::wire::retry_rule::{RetryRule, splice_envoy_routes};
+    let table = match crate::wire::methods::MethodTable::get() {
+        Ok(table) => table,
+        Err(error) => {
+            eprintln!("supportdesk: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rule = RetryRule::of(table);
+    let outcome = match (write, service_config) {
+        (_, true) => {
+            println!("{:#}", rule.service_config());
+            Ok(())
+        }
+        (None, false) => {
+            print!("{}", rule.envoy_routes());
+            Ok(())
+        }
+        (Some(path), false) => std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))
+            .and_then(|template| {
+                splice_envoy_routes(&template, &rule.envoy_routes()).ok_or_else(|| {
+                    format!(
+                        "{} has no single `# BEGIN retry routes` ... `# END retry routes` block",
+                        path.display()
+                    )
+                })
+            })
+            .and_then(|text| {
+                std::fs::write(path, text)
+                    .map_err(|error| format!("cannot write {}: {error}", path.display()))
+            }),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("supportdesk: {error}");

@@ -36,7 +36,8 @@ pub struct ServerSettings {
     /// sampled for `/metrics` (only while `METRICS_LISTEN_ADDR` is set).
     pub queue_sample_interval: Duration,
     /// `SHUTDOWN_DELAY_MS`: after a signal, how long the server keeps serving while health says
-    /// NOT_SERVING, so that load balancers stop sending traffic before it stops listening.
+    /// NOT_SERVING, so that load balancers stop sending traffic before it stops listening. Envoy's
+    /// health-check interval is a third of it (deploy/envoy/render): the one setting of the drain.
     pub shutdown_delay: Duration,
     /// `SHUTDOWN_DRAIN_TIMEOUT_MS`: how long in-flight RPCs may then take to finish.
     pub shutdown_drain_timeout: Duration,
@@ -62,7 +63,7 @@ impl Reader<'_> {
             http2_keepalive_timeout: self.millis("HTTP2_KEEPALIVE_TIMEOUT_MS", 10_000),
             health_probe_interval: self.millis("HEALTH_PROBE_INTERVAL_MS", 1_000),
             queue_sample_interval: self.millis("QUEUE_SAMPLE_INTERVAL_MS", 15_000),
-            shutdown_delay: self.millis_or_zero("SHUTDOWN_DELAY_MS", 1_000),
+            shutdown_delay: self.millis_or_zero("SHUTDOWN_DELAY_MS", 3_000),
             shutdown_drain_timeout: self.millis("SHUTDOWN_DRAIN_TIMEOUT_MS", 30_000),
             worker_threads: self.optional("WORKER_THREADS"),
         };

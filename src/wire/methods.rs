@@ -77,6 +77,19 @@ pub enum Idempotency {
     Required,
 }
 
+/// Whether a call that may or may not have run (its connection reset, or UNAVAILABLE) may be
+/// sent again: what Envoy's retry routes and the client service config are generated from
+/// ([`crate::wire::retry_rule`]). A call that never reached the service may always be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Running it twice is running it once: reads, and writes deduplicated by the request.
+    Safe,
+    /// Only with an `idempotency-key`, whose replay makes a repeat harmless.
+    WithKey,
+    /// Never: a repeat may act twice or answer differently.
+    Never,
+}
+
 /// The HTTP status a success answers with through Envoy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HttpSuccess {
@@ -183,6 +196,7 @@ pub struct Method {
     pub access: Access,
     pub quota: Quota,
     pub idempotency: Idempotency,
+    pub retry: Retry,
     pub http_success: HttpSuccess,
     /// The least role an authenticated caller needs; `None` for public RPCs.
     pub role: Option<Role>,
@@ -329,6 +343,8 @@ impl MethodTable {
                         access: Access::Public,
                         quota: Quota::Exempt,
                         idempotency: Idempotency::Ignored,
+                        // Health and reflection read: a repeat answers what the first would.
+                        retry: Retry::Safe,
                         http_success: HttpSuccess::Ok,
                         role: None,
                         prefetch: None,
@@ -480,6 +496,25 @@ fn declared(method: &MethodDescriptor, policy: &DynamicMessage) -> Result<Method
         3 => Idempotency::Required,
         other => return Err(format!("idempotency is {}", unknown(other))),
     };
+    let retry = match (field("retry"), idempotency) {
+        (1, Idempotency::Ignored) => Retry::Safe,
+        (2, Idempotency::Optional | Idempotency::Required) => Retry::WithKey,
+        (3, _) => Retry::Never,
+        (1, _) => {
+            return Err(
+                "retry SAFE is for RPCs that ignore idempotency keys: one that honours a key is \
+                 safe to repeat with it (RETRY_WITH_KEY)"
+                    .to_owned(),
+            );
+        }
+        (2, _) => {
+            return Err(
+                "retry WITH_KEY needs an RPC that honours idempotency keys (OPTIONAL or REQUIRED)"
+                    .to_owned(),
+            );
+        }
+        (other, _) => return Err(format!("retry is {}", unknown(other))),
+    };
     let http_success = match field("http_success") {
         1 => HttpSuccess::Ok,
         2 => HttpSuccess::Created,
@@ -550,6 +585,7 @@ fn declared(method: &MethodDescriptor, policy: &DynamicMessage) -> Result<Method
         access,
         quota,
         idempotency,
+        retry,
         http_success,
         role,
         prefetch,

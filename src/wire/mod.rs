@@ -1,7 +1,8 @@
 //! What the service and its clients agree on byte for byte: the protobuf contract as the service
 //! sees it. The generated code and the descriptor set ([`proto`]), the codec that reads requests
 //! ([`codec`]), the method table of every RPC's declarations ([`methods`]) with its REST path
-//! templates ([`http_rule`]), the OpenAPI document generated from them ([`openapi`]), and the names of the headers (gRPC metadata keys) the service reads
+//! templates ([`http_rule`]), the OpenAPI document generated from them ([`openapi`]), the retry rule Envoy and direct clients
+//! follow ([`retry_rule`]), and the names of the headers (gRPC metadata keys) the service reads
 //! and writes ([`headers`]).
 
 pub mod codec;
@@ -10,3 +11,4 @@ pub mod http_rule;
 pub mod methods;
 pub mod openapi;
 pub mod proto;
+pub mod retry_rule;

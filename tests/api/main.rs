@@ -10,6 +10,7 @@ mod notifications;
 mod operations;
 mod pipeline;
 mod rest_contract;
+mod scale_out;
 mod server;
 mod support;
 mod tickets;

@@ -11,6 +11,8 @@ use super::{envoy, free_port, repository_root};
 
 pub(crate) struct Envoy {
     pub(crate) port: u16,
+    /// The admin interface: stats, and each instance's health as Envoy sees it.
+    pub(crate) admin_port: u16,
     child: Child,
     workdir: tempfile::TempDir,
 }
@@ -19,6 +21,24 @@ impl Envoy {
     /// Envoy allowing the default browser origins (`http://localhost:3000`, `http://127.0.0.1:3000`).
     pub(crate) async fn start_in_front_of(grpc_port: u16) -> Self {
         Self::start(grpc_port, None, None).await
+    }
+
+    /// Envoy balancing over every instance of `grpc_ports` (the setting `UPSTREAM_ADDRESSES`),
+    /// its health-check interval derived from `shutdown_delay` (`SHUTDOWN_DELAY_MS`) as a
+    /// deployment renders it. Waits until Envoy sees each instance that is up healthy.
+    pub(crate) async fn start_in_front_of_all(
+        grpc_ports: &[u16],
+        shutdown_delay: Duration,
+    ) -> Self {
+        let upstreams: Vec<String> = grpc_ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        let rendered = render_with(&[
+            ("UPSTREAM_ADDRESSES", upstreams.join(",")),
+            ("SHUTDOWN_DELAY_MS", shutdown_delay.as_millis().to_string()),
+        ]);
+        Self::launch(rendered, None).await
     }
 
     /// Envoy allowing exactly `origins` (the setting `CORS_ALLOWED_ORIGINS`).
@@ -37,18 +57,23 @@ impl Envoy {
         allowed_origins: Option<String>,
         route_timeout: Option<Duration>,
     ) -> Self {
+        Self::launch(
+            render(allowed_origins.as_deref(), route_timeout),
+            Some(grpc_port),
+        )
+        .await
+    }
+
+    /// Starts Envoy from `rendered`, its ports and paths substituted (the upstream's too when
+    /// `grpc_port` is given: the rendering has the template's one instance).
+    async fn launch(rendered: String, grpc_port: Option<u16>) -> Self {
         let workdir = tempfile::tempdir().expect("a temporary directory");
         let descriptor = workdir.path().join("supportdesk.pb");
         std::fs::write(&descriptor, supportdesk::wire::proto::FILE_DESCRIPTOR_SET)
             .expect("write the descriptor set");
         let port = free_port();
-        let config = configure(
-            &render(allowed_origins.as_deref(), route_timeout),
-            grpc_port,
-            port,
-            free_port(),
-            &descriptor,
-        );
+        let admin_port = free_port();
+        let config = configure(&rendered, grpc_port, port, admin_port, &descriptor);
         let config_path = workdir.path().join("envoy.yaml");
         std::fs::write(&config_path, config).expect("write the Envoy config");
         // stdout is the access log; flushed every 100 ms so tests can read it.
@@ -65,11 +90,74 @@ impl Envoy {
             .expect("start envoy");
         let envoy = Self {
             port,
+            admin_port,
             child,
             workdir,
         };
         envoy.wait_until_listening().await;
         envoy
+    }
+
+    /// A counter or gauge of Envoy's admin `/stats` (`cluster.supportdesk.upstream_rq_retry`);
+    /// 0 when Envoy has not made it yet.
+    pub(crate) async fn stat(&self, name: &str) -> u64 {
+        let text = self.admin("/stats").await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
+            .map_or(0, |value| value.trim().parse().expect("a whole number"))
+    }
+
+    /// What Envoy's admin interface answers at `path`.
+    pub(crate) async fn admin(&self, path: &str) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}{path}", self.admin_port))
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("Envoy's admin interface answers")
+            .text()
+            .await
+            .expect("its text")
+    }
+
+    /// Per instance of the supportdesk cluster (by gRPC port): `(healthy, requests sent)` as
+    /// Envoy's `/clusters` says: healthy when neither a failed health check nor an ejection
+    /// keeps requests away from it.
+    pub(crate) async fn instances(&self) -> std::collections::BTreeMap<u16, (bool, u64)> {
+        let mut instances = std::collections::BTreeMap::new();
+        for line in self.admin("/clusters").await.lines() {
+            let Some(rest) = line.strip_prefix("supportdesk::127.0.0.1:") else {
+                continue;
+            };
+            let mut parts = rest.splitn(3, "::");
+            let (Some(port), Some(key), Some(value)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let port: u16 = port.parse().expect("a port");
+            let entry = instances.entry(port).or_insert((false, 0));
+            match key {
+                "health_flags" => entry.0 = value == "healthy",
+                "rq_total" => entry.1 = value.parse().expect("a count"),
+                _ => {}
+            }
+        }
+        instances
+    }
+
+    /// Waits until Envoy sees the instance on `grpc_port` healthy (`true`) or not (`false`).
+    pub(crate) async fn wait_for_instance(&self, grpc_port: u16, healthy: bool, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let now = self.instances().await;
+            if now.get(&grpc_port).map(|(is, _)| *is) == Some(healthy) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Envoy did not see 127.0.0.1:{grpc_port} {} within {within:?}: {now:?}",
+                if healthy { "healthy" } else { "unhealthy" }
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -132,10 +220,35 @@ impl Drop for Envoy {
     }
 }
 
+/// `deploy/envoy/render`'s output with exactly `settings` set (every other setting unset, for
+/// its default).
+pub(crate) fn render_with(settings: &[(&str, String)]) -> String {
+    let mut render = Command::new(repository_root().join("deploy/envoy/render"));
+    for name in [
+        "CORS_ALLOWED_ORIGINS",
+        "ROUTE_TIMEOUT_SECS",
+        "UPSTREAM_ADDRESSES",
+        "SHUTDOWN_DELAY_MS",
+    ] {
+        render.env_remove(name);
+    }
+    render.envs(settings.iter().map(|(name, value)| (name, value)));
+    let output = render.output().expect("run deploy/envoy/render");
+    assert!(
+        output.status.success(),
+        "deploy/envoy/render failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("a UTF-8 config")
+}
+
 /// `deploy/envoy/render`'s output: the repository's config with `CORS_ALLOWED_ORIGINS` set to
 /// `allowed_origins` and `ROUTE_TIMEOUT_SECS` to `route_timeout`, each unset for its default.
 fn render(allowed_origins: Option<&str>, route_timeout: Option<Duration>) -> String {
     let mut render = Command::new(repository_root().join("deploy/envoy/render"));
+    render
+        .env_remove("UPSTREAM_ADDRESSES")
+        .env_remove("SHUTDOWN_DELAY_MS");
     match allowed_origins {
         Some(origins) => render.env("CORS_ALLOWED_ORIGINS", origins),
         None => render.env_remove("CORS_ALLOWED_ORIGINS"),
@@ -164,12 +277,18 @@ fn render(allowed_origins: Option<&str>, route_timeout: Option<Duration>) -> Str
 /// from the test.
 fn configure(
     rendered: &str,
-    grpc_port: u16,
+    grpc_port: Option<u16>,
     listen_port: u16,
     admin_port: u16,
     descriptor: &Path,
 ) -> String {
     let mut config = rendered.to_owned();
+    let upstream = grpc_port.map(|grpc_port| {
+        (
+            "port_value: 50051".to_owned(),
+            format!("port_value: {grpc_port}"),
+        )
+    });
     for (from, to) in [
         (
             "port_value: 8080".to_owned(),
@@ -178,10 +297,6 @@ fn configure(
         (
             "port_value: 9901".to_owned(),
             format!("port_value: {admin_port}"),
-        ),
-        (
-            "port_value: 50051".to_owned(),
-            format!("port_value: {grpc_port}"),
         ),
         (
             "proto_descriptor: deploy/envoy/supportdesk.pb".to_owned(),
@@ -194,7 +309,10 @@ fn configure(
                 repository_root().join("docs/openapi.json").display()
             ),
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(upstream)
+    {
         assert_eq!(
             config.matches(&from).count(),
             1,

@@ -1,0 +1,296 @@
+//! A steady mixed load on the service, as its clients make it: reads (GetTicket), and
+//! CreateTicket, AddComment and CreateCharge, each write with an idempotency key of its own.
+//! Every failed call is recorded (none is hidden by a retry), and a keyed write that failed is
+//! sent again with the same key until it is acknowledged, as a client does; every acknowledged
+//! write is recorded with its key and the id it was answered, so a test can find each exactly
+//! once where it lives.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::billing_service_client::BillingServiceClient;
+use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use super::{TestUser, charge_request, with_key};
+
+/// What a call was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Call {
+    GetTicket,
+    CreateTicket,
+    AddComment,
+    CreateCharge,
+}
+
+/// One call that failed: what it was, its code and message.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    pub(crate) call: Call,
+    /// The write's idempotency key (`None` for a read): its retries fail under the same key.
+    pub(crate) key: Option<String>,
+    pub(crate) code: tonic::Code,
+    pub(crate) message: String,
+}
+
+/// Everything the load did.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Calls answered without an error.
+    pub(crate) succeeded: u64,
+    /// Every failed call, retried ones included.
+    pub(crate) failures: Vec<Failure>,
+    /// Acknowledged writes: (key, id answered).
+    pub(crate) tickets: Vec<(String, String)>,
+    pub(crate) comments: Vec<(String, String)>,
+    pub(crate) charges: Vec<(String, String)>,
+    /// Keyed writes never acknowledged (their retries ran out): should be none.
+    pub(crate) unacknowledged: Vec<(Call, String)>,
+}
+
+impl Outcome {
+    fn merge(&mut self, other: Self) {
+        self.succeeded += other.succeeded;
+        self.failures.extend(other.failures);
+        self.tickets.extend(other.tickets);
+        self.comments.extend(other.comments);
+        self.charges.extend(other.charges);
+        self.unacknowledged.extend(other.unacknowledged);
+    }
+
+    /// How many calls failed at least once: each read that failed, each write whose key failed.
+    pub(crate) fn failed_calls(&self) -> usize {
+        let keys: std::collections::BTreeSet<&str> = self
+            .failures
+            .iter()
+            .filter_map(|f| f.key.as_deref())
+            .collect();
+        keys.len() + self.failures.iter().filter(|f| f.key.is_none()).count()
+    }
+
+    /// The failures counted by call and code, with one message of each: what a failed
+    /// assertion shows.
+    pub(crate) fn failure_summary(&self) -> BTreeMap<String, (usize, String)> {
+        let mut summary: BTreeMap<String, (usize, String)> = BTreeMap::new();
+        for failure in &self.failures {
+            let entry = summary
+                .entry(format!("{:?} {:?}", failure.call, failure.code))
+                .or_insert_with(|| (0, failure.message.clone()));
+            entry.0 += 1;
+        }
+        summary
+    }
+
+    /// Every call made, failed ones included.
+    pub(crate) fn calls(&self) -> u64 {
+        self.succeeded + self.failures.len() as u64
+    }
+}
+
+/// The load, running until [`Load::stop`].
+pub(crate) struct Load {
+    stop: CancellationToken,
+    workers: Vec<JoinHandle<Outcome>>,
+    calls: Arc<AtomicU64>,
+}
+
+/// What the workers share.
+#[derive(Clone)]
+struct Target {
+    user: TestUser,
+    customer_id: String,
+    ticket_id: String,
+    calls: Arc<AtomicU64>,
+}
+
+impl Load {
+    /// `workers` concurrent callers over `channels` (round robin), as `user`, reading and
+    /// commenting on `ticket_id` and charging `customer_id`; each waits `pause` between calls.
+    pub(crate) fn start(
+        channels: &[Channel],
+        user: &TestUser,
+        customer_id: &str,
+        ticket_id: &str,
+        workers: usize,
+        pause: Duration,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let calls = Arc::new(AtomicU64::new(0));
+        let target = Target {
+            user: user.clone(),
+            customer_id: customer_id.to_owned(),
+            ticket_id: ticket_id.to_owned(),
+            calls: calls.clone(),
+        };
+        let workers = (0..workers)
+            .map(|worker| {
+                let channel = channels[worker % channels.len()].clone();
+                tokio::spawn(work(worker, channel, target.clone(), pause, stop.clone()))
+            })
+            .collect();
+        Self {
+            stop,
+            workers,
+            calls,
+        }
+    }
+
+    /// How many calls have been made so far.
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `more` calls have been made since now.
+    pub(crate) async fn wait_for_calls(&self, more: u64) {
+        let target = self.calls() + more;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while self.calls() < target {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the load made fewer than {more} calls in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the load (each keyed write in progress is finished first) and returns what it did.
+    pub(crate) async fn stop(self) -> Outcome {
+        self.stop.cancel();
+        let mut outcome = Outcome::default();
+        for worker in self.workers {
+            outcome.merge(worker.await.expect("a load worker panicked"));
+        }
+        outcome
+    }
+}
+
+/// How many times a keyed write is sent before it counts as never acknowledged, and how long
+/// between tries (an instance's restart or a held key's lease takes seconds).
+const KEYED_ATTEMPTS: u32 = 100;
+const KEYED_BACKOFF: Duration = Duration::from_millis(200);
+
+async fn work(
+    worker: usize,
+    channel: Channel,
+    target: Target,
+    pause: Duration,
+    stop: CancellationToken,
+) -> Outcome {
+    let mut tickets = TicketServiceClient::new(channel.clone());
+    let mut billing = BillingServiceClient::new(channel);
+    let mut outcome = Outcome::default();
+    let mut turn = worker;
+    while !stop.is_cancelled() {
+        turn += 1;
+        let call = match turn % 8 {
+            0 => Call::CreateCharge,
+            1 | 5 => Call::CreateTicket,
+            3 => Call::AddComment,
+            _ => Call::GetTicket,
+        };
+        if call == Call::GetTicket {
+            let answer = tickets
+                .get_ticket(target.user.request(v1::GetTicketRequest {
+                    id: target.ticket_id.clone(),
+                    read_mask: None,
+                }))
+                .await;
+            target.calls.fetch_add(1, Ordering::SeqCst);
+            match answer {
+                Ok(_) => outcome.succeeded += 1,
+                Err(status) => outcome.failures.push(failure(call, None, &status)),
+            }
+        } else {
+            let key = uuid::Uuid::now_v7().to_string();
+            let mut acknowledged = None;
+            for _ in 0..KEYED_ATTEMPTS {
+                let answer = keyed_write(call, &key, &target, &mut tickets, &mut billing).await;
+                target.calls.fetch_add(1, Ordering::SeqCst);
+                match answer {
+                    Ok(id) => {
+                        outcome.succeeded += 1;
+                        acknowledged = Some(id);
+                        break;
+                    }
+                    Err(status) => {
+                        outcome.failures.push(failure(call, Some(&key), &status));
+                        tokio::time::sleep(KEYED_BACKOFF).await;
+                    }
+                }
+            }
+            match (acknowledged, call) {
+                (Some(id), Call::CreateTicket) => outcome.tickets.push((key, id)),
+                (Some(id), Call::AddComment) => outcome.comments.push((key, id)),
+                (Some(id), Call::CreateCharge) => outcome.charges.push((key, id)),
+                (Some(_), Call::GetTicket) => unreachable!("reads are not keyed"),
+                (None, _) => outcome.unacknowledged.push((call, key)),
+            }
+        }
+        tokio::time::sleep(pause).await;
+    }
+    outcome
+}
+
+/// Sends the keyed write `call` once with `key`; the id of what it made.
+async fn keyed_write(
+    call: Call,
+    key: &str,
+    target: &Target,
+    tickets: &mut TicketServiceClient<Channel>,
+    billing: &mut BillingServiceClient<Channel>,
+) -> Result<String, tonic::Status> {
+    match call {
+        Call::CreateTicket => tickets
+            .create_ticket(with_key(
+                target.user.request(v1::CreateTicketRequest {
+                    ticket: Some(v1::Ticket {
+                        subject: format!("load {key}"),
+                        description: "Made by the load generator.".to_owned(),
+                        // A requester per ticket: the open-ticket rule is not what is tested.
+                        requester_email: format!("requester-{key}@example.com"),
+                        ..Default::default()
+                    }),
+                }),
+                key,
+            ))
+            .await
+            .map(|answer| answer.into_inner().id),
+        Call::AddComment => tickets
+            .add_comment(with_key(
+                target.user.request(v1::AddCommentRequest {
+                    ticket_id: target.ticket_id.clone(),
+                    comment: Some(v1::Comment {
+                        body: format!("comment {key}"),
+                        ..Default::default()
+                    }),
+                }),
+                key,
+            ))
+            .await
+            .map(|answer| answer.into_inner().id),
+        Call::CreateCharge => billing
+            .create_charge(with_key(
+                target
+                    .user
+                    .request(charge_request(&target.customer_id, 500, "USD")),
+                key,
+            ))
+            .await
+            .map(|answer| answer.into_inner().id),
+        Call::GetTicket => unreachable!("reads are not keyed"),
+    }
+}
+
+fn failure(call: Call, key: Option<&str>, status: &tonic::Status) -> Failure {
+    Failure {
+        call,
+        key: key.map(str::to_owned),
+        code: status.code(),
+        message: status.message().to_owned(),
+    }
+}
