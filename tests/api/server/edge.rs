@@ -420,8 +420,11 @@ fn the_route_timeout_setting_sets_every_routes_deadline_but_the_exports_and_take
     assert!(output.status.success());
     let config = String::from_utf8(output.stdout).expect("UTF-8");
     // Every route's deadline, in the routes' order: UploadAttachment's two routes (REST and
-    // gRPC share one), ExportTickets' (none), the catch-all.
-    let deadlines: Vec<&str> = config
+    // gRPC share one), ExportTickets' (none), the generated retry routes (the keyed writes' and
+    // the reads', each written once and repeated by alias), the catch-all. The clusters (a
+    // health check's timeout) are not routes.
+    let routes = config.split("\n  clusters:").next().expect("the listeners");
+    let deadlines: Vec<&str> = routes
         .lines()
         .map(str::trim)
         .filter(|line| line.starts_with("timeout: ") || line.starts_with("max_grpc_timeout: "))
@@ -436,6 +439,19 @@ fn the_route_timeout_setting_sets_every_routes_deadline_but_the_exports_and_take
             "max_grpc_timeout: 0s",
             "timeout: 7s",
             "max_grpc_timeout: 7s",
+            "timeout: 7s",
+            "max_grpc_timeout: 7s",
+            "timeout: 7s",
+            "max_grpc_timeout: 7s",
         ]
+    );
+    // A retried read's tries share the deadline: a third each.
+    assert_eq!(
+        routes
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.starts_with("per_try_timeout: "))
+            .collect::<Vec<_>>(),
+        ["per_try_timeout: 2.333s"]
     );
 }
