@@ -919,6 +919,45 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_declaration_must_agree_with_how_the_rpc_treats_idempotency_keys() {
+        let pool = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET).expect("the descriptor set");
+        let method = pool
+            .get_service_by_name("supportdesk.v1.TicketService")
+            .and_then(|service| service.methods().find(|m| m.name() == "CreateTicket"))
+            .expect("CreateTicket");
+        let policy_type = pool
+            .get_message_by_name("supportdesk.v1.MethodPolicy")
+            .expect("MethodPolicy");
+        let policy = |idempotency: i32, retry: i32| {
+            let mut policy = DynamicMessage::new(policy_type.clone());
+            for (name, number) in [
+                ("access", 2),
+                ("quota", 2),
+                ("role", 2),
+                ("http_success", 2),
+                ("idempotency", idempotency),
+                ("retry", retry),
+            ] {
+                policy.set_field_by_name(name, Value::EnumNumber(number));
+            }
+            policy
+        };
+        let retry = |idempotency, retry| declared(&method, &policy(idempotency, retry));
+        assert_eq!(retry(2, 2).map(|m| m.retry), Ok(Retry::WithKey));
+        assert_eq!(retry(1, 1).map(|m| m.retry), Ok(Retry::Safe));
+        assert_eq!(retry(3, 3).map(|m| m.retry), Ok(Retry::Never));
+        assert!(retry(2, 1).unwrap_err().contains("retry SAFE"));
+        assert!(retry(1, 2).unwrap_err().contains("retry WITH_KEY"));
+        assert_eq!(retry(2, 0).unwrap_err(), "retry is unspecified");
+        assert_eq!(
+            table()
+                .lookup("/supportdesk.v1.AuthService/RefreshToken")
+                .map(|m| m.retry),
+            Some(Retry::Never)
+        );
+    }
+
+    #[test]
     fn only_the_api_package_counts_as_api_services() {
         assert!(is_api_service("supportdesk.v1.TicketService"));
         assert!(!is_api_service("supportdesk.v1alpha.TicketService"));
