@@ -163,9 +163,10 @@ async fn an_unknown_email_costs_the_one_password_verification_a_wrong_password_c
 #[tokio::test]
 async fn a_login_storm_does_not_stall_other_calls() {
     let app = TestApp::spawn().await;
-    // 64 wrong passwords: each costs a full argon2id verification (docs/identity.md), queued on
-    // the hashing threads, so the storm lasts many verifications.
-    let storm: Vec<_> = (0..64)
+    // 256 wrong passwords: each costs a full argon2id verification (docs/identity.md), queued on
+    // the hashing threads, so the storm lasts many verifications (64 were once all done before
+    // the five calls below, on two cores shared with three-instance tests).
+    let storm: Vec<_> = (0..256)
         .map(|_| {
             let auth = app.auth.clone();
             let request = login_request(&app.admin, "wrong password, long enough");
