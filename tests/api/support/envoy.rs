@@ -245,31 +245,18 @@ pub(crate) fn render_with(settings: &[(&str, String)]) -> String {
 /// `deploy/envoy/render`'s output: the repository's config with `CORS_ALLOWED_ORIGINS` set to
 /// `allowed_origins` and `ROUTE_TIMEOUT_SECS` to `route_timeout`, each unset for its default.
 fn render(allowed_origins: Option<&str>, route_timeout: Option<Duration>) -> String {
-    let mut render = Command::new(repository_root().join("deploy/envoy/render"));
-    render
-        .env_remove("UPSTREAM_ADDRESSES")
-        .env_remove("SHUTDOWN_DELAY_MS");
-    match allowed_origins {
-        Some(origins) => render.env("CORS_ALLOWED_ORIGINS", origins),
-        None => render.env_remove("CORS_ALLOWED_ORIGINS"),
-    };
-    match route_timeout {
-        Some(timeout) => {
-            assert!(
-                timeout.subsec_nanos() == 0 && timeout.as_secs() > 0,
-                "ROUTE_TIMEOUT_SECS is whole seconds, not {timeout:?}"
-            );
-            render.env("ROUTE_TIMEOUT_SECS", timeout.as_secs().to_string())
-        }
-        None => render.env_remove("ROUTE_TIMEOUT_SECS"),
-    };
-    let output = render.output().expect("run deploy/envoy/render");
-    assert!(
-        output.status.success(),
-        "deploy/envoy/render failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("a UTF-8 config")
+    let mut settings = Vec::new();
+    if let Some(origins) = allowed_origins {
+        settings.push(("CORS_ALLOWED_ORIGINS", origins.to_owned()));
+    }
+    if let Some(timeout) = route_timeout {
+        assert!(
+            timeout.subsec_nanos() == 0 && timeout.as_secs() > 0,
+            "ROUTE_TIMEOUT_SECS is whole seconds, not {timeout:?}"
+        );
+        settings.push(("ROUTE_TIMEOUT_SECS", timeout.as_secs().to_string()));
+    }
+    render_with(&settings)
 }
 
 /// `rendered` with the listener, admin and backend ports, the descriptor path and the OpenAPI
