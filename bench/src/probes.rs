@@ -221,15 +221,45 @@ impl CpuReading {
         Self(readings)
     }
 
-    /// Microseconds of CPU per call of each process tree between `before` and `self`.
+    /// Microseconds of CPU per call of each process tree between `before` and `self`; trees
+    /// given the same name (the instances of a fleet) add up.
     pub fn per_call_since(&self, before: &Self, calls: u64) -> BTreeMap<String, f64> {
-        self.0
-            .iter()
-            .zip(&before.0)
-            .map(|((name, after), (_, before))| {
-                let micros = after.saturating_sub(*before) as f64 * 10_000.0;
-                (name.clone(), micros / calls.max(1) as f64)
-            })
-            .collect()
+        let mut per_call = BTreeMap::new();
+        for ((name, after), (_, before)) in self.0.iter().zip(&before.0) {
+            let micros = after.saturating_sub(*before) as f64 * 10_000.0;
+            *per_call.entry(name.clone()).or_insert(0.0) += micros / calls.max(1) as f64;
+        }
+        per_call
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuReading;
+
+    fn reading(ticks: &[(&str, u64)]) -> CpuReading {
+        CpuReading(ticks.iter().map(|(n, t)| ((*n).to_owned(), *t)).collect())
+    }
+
+    #[test]
+    fn trees_named_alike_add_up_per_call() {
+        let before = reading(&[
+            ("loadgen", 0),
+            ("service", 10),
+            ("service", 20),
+            ("envoy", 5),
+        ]);
+        let after = reading(&[
+            ("loadgen", 1),
+            ("service", 30),
+            ("service", 60),
+            ("envoy", 7),
+        ]);
+        let per_call = after.per_call_since(&before, 100);
+        // 20 + 40 ticks of 10 ms over 100 calls: 6,000 µs a call.
+        assert_eq!(per_call["service"], 6_000.0);
+        assert_eq!(per_call["envoy"], 200.0);
+        assert_eq!(per_call["loadgen"], 100.0);
+        assert_eq!(per_call.len(), 3);
     }
 }

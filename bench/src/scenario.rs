@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rand::Rng;
 use rand::rngs::StdRng;
 use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::billing_service_client::BillingServiceClient;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 use supportdesk::wire::proto::v1::user_service_client::UserServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -34,6 +35,11 @@ pub enum ScenarioName {
     /// CreateTicket as the admin, each naming a requester never seen before, with an
     /// idempotency key.
     CreateTicket,
+    /// The mixed load of `bench/run --fleet`, as its clients make it: of every 8 calls, 3
+    /// GetTicket and 1 ListTickets (as customers), 2 CreateTicket, 1 AddComment and 1
+    /// CreateCharge (as the admin, each with an idempotency key of its own; the charge through the
+    /// payment provider).
+    Mixed,
     /// `GET /v1/tickets/{id}` through Envoy, HTTP/1.1, as the ticket's requester.
     RestGetTicket,
     /// `GET /v1/hello/{name}` through Envoy, HTTP/1.1.
@@ -68,6 +74,7 @@ impl ScenarioName {
             | Self::ListTickets
             | Self::GetCurrentUser
             | Self::CreateTicket
+            | Self::Mixed
             | Self::RestGetTicket
             | Self::RestHello => None,
         }
@@ -151,12 +158,18 @@ pub async fn build(
         tokens,
         tickets,
         callers,
+        customer_ids: data.customers.iter().map(|c| c.user_id.clone()).collect(),
         run_id: uuid::Uuid::now_v7().simple().to_string(),
         created: AtomicU64::new(0),
     };
     anyhow::ensure!(
-        name != ScenarioName::GetTicket || !shared.tickets.is_empty(),
+        !matches!(name, ScenarioName::GetTicket | ScenarioName::Mixed)
+            || !shared.tickets.is_empty(),
         "the bench data has no tickets"
+    );
+    anyhow::ensure!(
+        name != ScenarioName::Mixed || !data.customers.is_empty(),
+        "the mixed scenario charges the bench data's customers, and it has none"
     );
     Ok(Arc::new(GrpcScenario {
         channels,
@@ -172,6 +185,8 @@ struct Shared {
     tickets: Vec<(String, usize)>,
     /// Indexes of the tokens caller-centred scenarios call as.
     callers: Vec<usize>,
+    /// The customers' user ids: whom the mixed scenario charges.
+    customer_ids: Vec<String>,
     /// Makes CreateTicket's requester emails and idempotency keys unique across runs.
     run_id: String,
     created: AtomicU64,
@@ -191,7 +206,8 @@ impl Scenario for GrpcScenario {
             kind: self.kind,
             greeter: GreeterClient::new(channel.clone()),
             tickets: TicketServiceClient::new(channel.clone()),
-            users: UserServiceClient::new(channel),
+            users: UserServiceClient::new(channel.clone()),
+            billing: BillingServiceClient::new(channel),
             shared: Arc::clone(&self.shared),
         }))
     }
@@ -202,6 +218,7 @@ struct GrpcWorker {
     greeter: GreeterClient<Channel>,
     tickets: TicketServiceClient<Channel>,
     users: UserServiceClient<Channel>,
+    billing: BillingServiceClient<Channel>,
     shared: Arc<Shared>,
 }
 
@@ -216,6 +233,94 @@ impl GrpcWorker {
 
     fn random_caller(&self, rng: &mut StdRng) -> usize {
         self.shared.callers[rng.gen_range(0..self.shared.callers.len())]
+    }
+
+    /// A fresh idempotency key, unique across runs, and its serial number.
+    fn next_key(&self) -> (u64, String) {
+        let serial = self.shared.created.fetch_add(1, Ordering::Relaxed);
+        (serial, format!("{}-{serial}", self.shared.run_id))
+    }
+
+    /// The admin's request with a fresh idempotency key; the key's serial number.
+    fn keyed<T>(&self, message: impl FnOnce(u64) -> T) -> tonic::Request<T> {
+        let (serial, key) = self.next_key();
+        let mut request = self.authorized(0, message(serial));
+        if let Ok(key) = MetadataValue::try_from(key) {
+            request.metadata_mut().insert("idempotency-key", key);
+        }
+        request
+    }
+
+    fn random_ticket(&self, rng: &mut StdRng) -> &(String, usize) {
+        &self.shared.tickets[rng.gen_range(0..self.shared.tickets.len())]
+    }
+
+    async fn get_ticket(&mut self, rng: &mut StdRng) -> Outcome {
+        let (id, token) = self.random_ticket(rng).clone();
+        let request = self.authorized(
+            token,
+            v1::GetTicketRequest {
+                id,
+                ..Default::default()
+            },
+        );
+        label(self.tickets.get_ticket(request).await)
+    }
+
+    async fn list_tickets(&mut self, rng: &mut StdRng) -> Outcome {
+        let caller = self.random_caller(rng);
+        let request = self.authorized(
+            caller,
+            v1::ListTicketsRequest {
+                page_size: 20,
+                ..Default::default()
+            },
+        );
+        label(self.tickets.list_tickets(request).await)
+    }
+
+    /// As the admin, naming a requester never seen before (the open-ticket limit never refuses).
+    async fn create_ticket(&mut self) -> Outcome {
+        let run_id = self.shared.run_id.clone();
+        let request = self.keyed(|serial| v1::CreateTicketRequest {
+            ticket: Some(v1::Ticket {
+                subject: format!("Load ticket {serial}"),
+                description: "Created by loadgen run.".to_owned(),
+                requester_email: format!("req-{serial}-{run_id}@load.example.com"),
+                ..Default::default()
+            }),
+        });
+        label(self.tickets.create_ticket(request).await)
+    }
+
+    async fn add_comment(&mut self, rng: &mut StdRng) -> Outcome {
+        let (ticket_id, _) = self.random_ticket(rng).clone();
+        let request = self.keyed(|serial| v1::AddCommentRequest {
+            ticket_id,
+            comment: Some(v1::Comment {
+                body: format!("Load comment {serial}"),
+                ..Default::default()
+            }),
+        });
+        label(self.tickets.add_comment(request).await)
+    }
+
+    /// 5.00 USD from a random customer, with the payment provider's test card that succeeds.
+    async fn create_charge(&mut self, rng: &mut StdRng) -> Outcome {
+        let customers = &self.shared.customer_ids;
+        let customer_id = customers[rng.gen_range(0..customers.len())].clone();
+        let request = self.keyed(|_| v1::CreateChargeRequest {
+            charge: Some(v1::Charge {
+                customer_id,
+                amount: Some(v1::Money {
+                    amount_minor: 500,
+                    currency_code: "USD".to_owned(),
+                }),
+                payment_method: "pm_card_visa".to_owned(),
+                ..Default::default()
+            }),
+        });
+        label(self.billing.create_charge(request).await)
     }
 }
 
@@ -234,53 +339,21 @@ impl Worker for GrpcWorker {
                 let name = format!("bench-{}", rng.gen_range(0..1000));
                 label(self.greeter.say_hello(HelloRequest { name }).await)
             }
-            ScenarioName::GetTicket => {
-                let (id, token) = &self.shared.tickets[rng.gen_range(0..self.shared.tickets.len())];
-                let request = self.authorized(
-                    *token,
-                    v1::GetTicketRequest {
-                        id: id.clone(),
-                        ..Default::default()
-                    },
-                );
-                label(self.tickets.get_ticket(request).await)
-            }
-            ScenarioName::ListTickets => {
-                let caller = self.random_caller(rng);
-                let request = self.authorized(
-                    caller,
-                    v1::ListTicketsRequest {
-                        page_size: 20,
-                        ..Default::default()
-                    },
-                );
-                label(self.tickets.list_tickets(request).await)
-            }
+            ScenarioName::GetTicket => self.get_ticket(rng).await,
+            ScenarioName::ListTickets => self.list_tickets(rng).await,
             ScenarioName::GetCurrentUser => {
                 let caller = self.random_caller(rng);
                 let request = self.authorized(caller, v1::GetCurrentUserRequest {});
                 label(self.users.get_current_user(request).await)
             }
-            ScenarioName::CreateTicket => {
-                let serial = self.shared.created.fetch_add(1, Ordering::Relaxed);
-                let run_id = &self.shared.run_id;
-                let mut request = self.authorized(
-                    0,
-                    v1::CreateTicketRequest {
-                        ticket: Some(v1::Ticket {
-                            subject: format!("Load ticket {serial}"),
-                            description: "Created by loadgen run --scenario create-ticket."
-                                .to_owned(),
-                            requester_email: format!("req-{serial}-{run_id}@load.example.com"),
-                            ..Default::default()
-                        }),
-                    },
-                );
-                if let Ok(key) = MetadataValue::try_from(format!("{run_id}-{serial}")) {
-                    request.metadata_mut().insert("idempotency-key", key);
-                }
-                label(self.tickets.create_ticket(request).await)
-            }
+            ScenarioName::CreateTicket => self.create_ticket().await,
+            ScenarioName::Mixed => match rng.gen_range(0..8) {
+                0..=2 => self.get_ticket(rng).await,
+                3 => self.list_tickets(rng).await,
+                4 | 5 => self.create_ticket().await,
+                6 => self.add_comment(rng).await,
+                _ => self.create_charge(rng).await,
+            },
             ScenarioName::RestGetTicket
             | ScenarioName::RestHello
             | ScenarioName::SearchTicketsAgent

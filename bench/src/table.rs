@@ -157,6 +157,38 @@ fn notes(report: &Value) -> String {
             ms(&upstream["p99"])
         ));
     }
+    if let Some(shares) = report["instance_shares"].as_object() {
+        let split: Vec<String> = shares
+            .values()
+            .filter_map(|share| Some(format!("{:.0} %", share.as_f64()? * 100.0)))
+            .collect();
+        notes.push(format!("served by instance: {}", split.join(" / ")));
+    }
+    if let Some(retried) = report["envoy_retries"].as_u64() {
+        notes.push(format!("Envoy retried {retried}"));
+    }
+    if let Some(refused) = report["bulkhead_refusals"].as_u64() {
+        notes.push(format!("payment bulkhead refused {refused}"));
+    }
+    if let Some(rounds) = report["rounds_rps"].as_array() {
+        let split: Vec<String> = rounds
+            .iter()
+            .filter_map(|rps| Some(format!("{:.0}", rps.as_f64()?)))
+            .collect();
+        notes.push(format!("median of rounds of {} req/s", split.join(", ")));
+    }
+    let roll = &report["rolling_restart"];
+    if let Some(seconds) = roll["seconds"].as_f64() {
+        let inside = if roll["inside_window"] == true {
+            "inside the measured window"
+        } else {
+            "NOT all inside the measured window"
+        };
+        notes.push(format!(
+            "rolling restart of {} instances in {seconds:.1} s, {inside}",
+            roll["instances"]
+        ));
+    }
     if report["mode"] == "pgbench" {
         notes.push(format!(
             "tps; mean latency {}",
@@ -207,5 +239,43 @@ fn check(target: &str, report: &Value) -> String {
                 format!("? {target}")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::notes;
+
+    #[test]
+    fn a_fleet_report_says_how_the_instances_shared_the_load_and_what_envoy_hid() {
+        let report = serde_json::json!({
+            "instance_shares": {"127.0.0.1:1": 0.34, "127.0.0.1:2": 0.33, "127.0.0.1:3": 0.33},
+            "envoy_retries": 17,
+            "bulkhead_refusals": 17,
+            "rounds_rps": [1130.2, 1255.0, 1266.4],
+        });
+        assert_eq!(
+            notes(&report),
+            "served by instance: 34 % / 33 % / 33 %; Envoy retried 17; \
+             payment bulkhead refused 17; median of rounds of 1130, 1255, 1266 req/s"
+        );
+    }
+
+    #[test]
+    fn a_rolling_restart_outside_the_measured_window_is_called_out() {
+        let inside = serde_json::json!({
+            "rolling_restart": {"instances": 3, "seconds": 12.2, "inside_window": true}
+        });
+        let outside = serde_json::json!({
+            "rolling_restart": {"instances": 3, "seconds": 41.0, "inside_window": false}
+        });
+        assert_eq!(
+            notes(&inside),
+            "rolling restart of 3 instances in 12.2 s, inside the measured window"
+        );
+        assert_eq!(
+            notes(&outside),
+            "rolling restart of 3 instances in 41.0 s, NOT all inside the measured window"
+        );
     }
 }

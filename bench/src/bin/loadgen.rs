@@ -140,7 +140,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 1.0)]
     rss_every: f64,
     /// `NAME=PID`: report the CPU time per call of this process and its descendants over the
-    /// measured window (repeatable; the load generator's own is always reported).
+    /// measured window (repeatable; several PIDs under one name add up; the load generator's own
+    /// is always reported).
     #[arg(long = "cpu-of", value_parser = parse_named_pid)]
     cpu_of: Vec<(String, u32)>,
     /// Stop after about this many recorded calls (each worker stops at its next call once the
