@@ -10,6 +10,7 @@ pub mod profile;
 pub mod read_volume;
 pub mod report;
 pub mod rest;
+pub mod rest_load;
 pub mod scenario;
 pub mod setup;
 pub mod table;

@@ -24,6 +24,8 @@ use tonic::transport::{Channel, Endpoint};
 pub enum Label {
     Grpc(&'static str),
     Http(u16),
+    /// The refusal a scenario asks for (its HTTP status): a success of that scenario.
+    Expected(u16),
     Transport,
     /// No answer within [`CALL_TIMEOUT`].
     Timeout,
@@ -42,6 +44,7 @@ impl Label {
         match self {
             Self::Grpc(name) => *name == "OK",
             Self::Http(status) => (200..300).contains(status),
+            Self::Expected(_) => true,
             Self::Transport | Self::Timeout => false,
         }
     }
@@ -50,6 +53,7 @@ impl Label {
         match self {
             Self::Grpc(name) => (*name).to_owned(),
             Self::Http(status) => status.to_string(),
+            Self::Expected(status) => format!("{status} as asked"),
             Self::Transport => "TRANSPORT".to_owned(),
             Self::Timeout => "TIMEOUT".to_owned(),
         }

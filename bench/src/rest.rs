@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -22,7 +22,7 @@ pub struct Answer {
 /// One HTTP/1.1 connection to `addr` (`host:port`), reopened when it fails.
 pub struct HttpConnection {
     addr: String,
-    sender: Option<SendRequest<Empty<Bytes>>>,
+    sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl HttpConnection {
@@ -59,6 +59,18 @@ impl HttpConnection {
 
     /// `GET path` with the given headers; reconnects first if the last request failed.
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<Answer> {
+        self.send(Method::GET, path, headers, Bytes::new()).await
+    }
+
+    /// `METHOD path` with the given headers and body (none when empty); reconnects first if the
+    /// last request failed.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> anyhow::Result<Answer> {
         let sender = match self.sender.as_mut() {
             Some(sender) if !sender.is_closed() => sender,
             _ => {
@@ -66,11 +78,14 @@ impl HttpConnection {
                 self.sender.as_mut().context("just connected")?
             }
         };
-        let mut request = Request::get(path).header("host", &self.addr);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.addr);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request.body(Empty::<Bytes>::new())?;
+        let request = request.body(Full::new(body))?;
         let result = async {
             sender.ready().await?;
             let response = sender.send_request(request).await?;

@@ -18,9 +18,9 @@ use tonic::transport::Channel;
 use crate::data::BenchData;
 use crate::hello::HelloRequest;
 use crate::hello::greeter_client::GreeterClient;
-use crate::load::{CALL_TIMEOUT, Label, Outcome, Scenario, Worker, bearer, connect_many};
+use crate::load::{Label, Outcome, Scenario, Worker, bearer, connect_many};
 use crate::read_volume::ReadCall;
-use crate::rest::HttpConnection;
+use crate::rest_load::{Dialect, RestCall, RestScenario};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScenarioName {
@@ -44,6 +44,21 @@ pub enum ScenarioName {
     RestGetTicket,
     /// `GET /v1/hello/{name}` through Envoy, HTTP/1.1.
     RestHello,
+    /// `GET /v1/tickets?pageSize=20` through Envoy as a random customer.
+    RestListTickets,
+    /// `POST /v1/tickets` through Envoy as the admin, a new requester each, with an
+    /// idempotency key.
+    RestCreateTicket,
+    /// `POST /v1/tickets` with a member the Ticket does not have: 400 UNKNOWN_FIELD.
+    RestUnknownField,
+    /// The seeds' Express stack: `GET /api/v1/tickets/{id}` (cache-aside in Redis).
+    ExpressGetTicket,
+    /// The seeds' Express stack: `GET /api/v1/tickets?pageSize=20`.
+    ExpressListTickets,
+    /// The seeds' Express stack: `POST /api/v1/tickets` as a random caller.
+    ExpressCreateTicket,
+    /// The seeds' Express stack: `POST /api/v1/tickets` with an invalid priority: 422.
+    ExpressInvalidTicket,
     /// SearchTickets of the data's searches as the admin (src/read_volume.rs).
     SearchTicketsAgent,
     /// SearchTickets of the data's searches as a random customer: their own tickets.
@@ -58,7 +73,34 @@ pub enum ScenarioName {
 
 impl ScenarioName {
     pub fn is_rest(self) -> bool {
-        matches!(self, Self::RestGetTicket | Self::RestHello)
+        self.rest_call().is_some()
+    }
+
+    /// The call and dialect of a REST scenario (src/rest_load.rs), if it is one.
+    pub fn rest_call(self) -> Option<(RestCall, Dialect)> {
+        use Dialect::{Express, Supportdesk};
+        Some(match self {
+            Self::RestHello => (RestCall::Hello, Supportdesk),
+            Self::RestGetTicket => (RestCall::GetTicket, Supportdesk),
+            Self::RestListTickets => (RestCall::ListTickets, Supportdesk),
+            Self::RestCreateTicket => (RestCall::CreateTicket, Supportdesk),
+            Self::RestUnknownField => (RestCall::RefusedTicket, Supportdesk),
+            Self::ExpressGetTicket => (RestCall::GetTicket, Express),
+            Self::ExpressListTickets => (RestCall::ListTickets, Express),
+            Self::ExpressCreateTicket => (RestCall::CreateTicket, Express),
+            Self::ExpressInvalidTicket => (RestCall::RefusedTicket, Express),
+            Self::Hello
+            | Self::GetTicket
+            | Self::ListTickets
+            | Self::GetCurrentUser
+            | Self::CreateTicket
+            | Self::Mixed
+            | Self::SearchTicketsAgent
+            | Self::SearchTicketsCustomer
+            | Self::GetRevenueYear
+            | Self::GetTicketStatsMonth
+            | Self::GetTicketStatsYear => return None,
+        })
     }
 
     /// The call of a read-volume scenario (src/read_volume.rs), if it is one.
@@ -76,7 +118,14 @@ impl ScenarioName {
             | Self::CreateTicket
             | Self::Mixed
             | Self::RestGetTicket
-            | Self::RestHello => None,
+            | Self::RestHello
+            | Self::RestListTickets
+            | Self::RestCreateTicket
+            | Self::RestUnknownField
+            | Self::ExpressGetTicket
+            | Self::ExpressListTickets
+            | Self::ExpressCreateTicket
+            | Self::ExpressInvalidTicket => None,
         }
     }
 
@@ -107,28 +156,18 @@ pub async fn build(
     if let Some(call) = name.read_call() {
         return crate::read_volume::build(call, addr, connections, &needs_data()?).await;
     }
-    if name.is_rest() {
-        let targets = match name {
-            ScenarioName::RestGetTicket => {
-                let data = needs_data()?;
-                data.tickets
-                    .iter()
-                    .map(|ticket| {
-                        (
-                            format!("/v1/tickets/{}", ticket.id),
-                            Some(format!("Bearer {}", data.token_for(ticket))),
-                        )
-                    })
-                    .collect()
-            }
-            _ => (0..1000)
-                .map(|n| (format!("/v1/hello/bench-{n}"), None))
-                .collect(),
+    if let Some((call, dialect)) = name.rest_call() {
+        let data = if name.needs_data() {
+            Some(needs_data()?)
+        } else {
+            None
         };
-        return Ok(Arc::new(RestGet {
-            addr: addr.to_owned(),
-            targets: Arc::new(targets),
-        }));
+        return Ok(Arc::new(RestScenario::new(
+            addr,
+            call,
+            dialect,
+            data.as_ref(),
+        )));
     }
     let channels = connect_many(addr, connections).await?;
     if name == ScenarioName::Hello {
@@ -356,55 +395,18 @@ impl Worker for GrpcWorker {
             },
             ScenarioName::RestGetTicket
             | ScenarioName::RestHello
+            | ScenarioName::RestListTickets
+            | ScenarioName::RestCreateTicket
+            | ScenarioName::RestUnknownField
+            | ScenarioName::ExpressGetTicket
+            | ScenarioName::ExpressListTickets
+            | ScenarioName::ExpressCreateTicket
+            | ScenarioName::ExpressInvalidTicket
             | ScenarioName::SearchTicketsAgent
             | ScenarioName::SearchTicketsCustomer
             | ScenarioName::GetRevenueYear
             | ScenarioName::GetTicketStatsMonth
             | ScenarioName::GetTicketStatsYear => Outcome::of(Label::Transport),
-        }
-    }
-}
-
-struct RestGet {
-    addr: String,
-    /// Paths to GET and the authorization header to send with each.
-    targets: Arc<Vec<(String, Option<String>)>>,
-}
-
-#[tonic::async_trait]
-impl Scenario for RestGet {
-    async fn worker(&self, _index: usize) -> anyhow::Result<Box<dyn Worker>> {
-        Ok(Box::new(RestWorker {
-            connection: HttpConnection::open(&self.addr).await?,
-            targets: Arc::clone(&self.targets),
-        }))
-    }
-}
-
-struct RestWorker {
-    connection: HttpConnection,
-    targets: Arc<Vec<(String, Option<String>)>>,
-}
-
-#[tonic::async_trait]
-impl Worker for RestWorker {
-    async fn call(&mut self, rng: &mut StdRng) -> Outcome {
-        let (path, authorization) = &self.targets[rng.gen_range(0..self.targets.len())];
-        let headers: Vec<(&str, &str)> = authorization
-            .iter()
-            .map(|value| ("authorization", value.as_str()))
-            .collect();
-        match tokio::time::timeout(CALL_TIMEOUT, self.connection.get(path, &headers)).await {
-            Ok(Ok(answer)) => Outcome {
-                label: Label::Http(answer.status.as_u16()),
-                server_time: answer.upstream_time,
-            },
-            Ok(Err(_)) => Outcome::of(Label::Transport),
-            Err(_) => {
-                // The request may still be in flight on this connection: start a new one.
-                self.connection.abandon();
-                Outcome::of(Label::Timeout)
-            }
         }
     }
 }

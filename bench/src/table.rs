@@ -81,7 +81,12 @@ pub fn render(rows_file: &Path, results: &Path) -> anyhow::Result<String> {
                 String::new()
             }
         });
-        let targets: Vec<String> = row.targets.iter().map(|t| check(t, &report)).collect();
+        let other = row.ratio_to.as_deref().and_then(load);
+        let targets: Vec<String> = row
+            .targets
+            .iter()
+            .map(|t| check(t, &report, other.as_ref(), &load))
+            .collect();
         let _ = writeln!(
             out,
             "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
@@ -198,8 +203,16 @@ fn notes(report: &Value) -> String {
     notes.join("; ")
 }
 
-/// Checks one target against a report: `✓ target`, or `✗ target (actual)`.
-fn check(target: &str, report: &Value) -> String {
+/// Checks one target against a report: `✓ target`, or `✗ target (actual)`. Targets that compare
+/// with another row: `ratio>=X` (req/s against the row of the ratio column), `p99<=ratio` (p99 at
+/// most that row's), `cpu.NAME<=X*KEY` (CPU µs per call of process NAME at most X times that of
+/// row KEY's; `load` reads a row's report).
+fn check(
+    target: &str,
+    report: &Value,
+    other: Option<&Value>,
+    load: &dyn Fn(&str) -> Option<Value>,
+) -> String {
     let verdict = |passed: Option<bool>, actual: String| match passed {
         Some(true) => format!("✓ {target}"),
         Some(false) => format!("✗ {target} ({actual})"),
@@ -235,6 +248,35 @@ fn check(target: &str, report: &Value) -> String {
                     p99.map(|p| p < max * 1000.0),
                     format!("{:.2} ms", p99.unwrap_or(0.0) / 1000.0),
                 )
+            } else if let Some(min) = target.strip_prefix("ratio>=") {
+                let min: f64 = min.parse().unwrap_or(f64::INFINITY);
+                let ratio =
+                    other.and_then(|other| Some(report["rps"].as_f64()? / other["rps"].as_f64()?));
+                verdict(
+                    ratio.map(|r| r >= min),
+                    format!("{:.2}", ratio.unwrap_or(0.0)),
+                )
+            } else if target == "p99<=ratio" {
+                let p99 = |r: &Value| r["latency_us"]["p99"].as_f64();
+                let both = p99(report).zip(other.and_then(p99));
+                verdict(
+                    both.map(|(mine, theirs)| mine <= theirs),
+                    both.map_or_else(String::new, |(mine, theirs)| {
+                        format!("{:.2} ms against {:.2} ms", mine / 1000.0, theirs / 1000.0)
+                    }),
+                )
+            } else if let Some((name, bound)) = target
+                .strip_prefix("cpu.")
+                .and_then(|rest| rest.split_once("<="))
+            {
+                let (factor, key) = bound.split_once('*').unwrap_or(("1", bound));
+                let factor: f64 = factor.parse().unwrap_or(0.0);
+                let cpu = |r: &Value| r["cpu_us_per_call"][name].as_f64();
+                let both = cpu(report).zip(load(key).as_ref().and_then(cpu));
+                verdict(
+                    both.map(|(mine, floor)| mine <= factor * floor),
+                    both.map_or_else(String::new, |(mine, floor)| format!("{:.2}×", mine / floor)),
+                )
             } else {
                 format!("? {target}")
             }
@@ -244,7 +286,48 @@ fn check(target: &str, report: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::notes;
+    use super::{check, notes};
+
+    fn report(rps: f64, p99_us: f64, envoy_us: f64) -> serde_json::Value {
+        serde_json::json!({
+            "rps": rps,
+            "latency_us": {"p99": p99_us},
+            "cpu_us_per_call": {"envoy": envoy_us},
+        })
+    }
+
+    #[test]
+    fn targets_against_other_rows_compare_rate_p99_and_cpu() {
+        let express = report(4000.0, 20_000.0, 0.0);
+        let floor = report(5000.0, 9_000.0, 200.0);
+        let load = |key: &str| (key == "floor").then(|| floor.clone());
+        let fast = report(5000.0, 15_000.0, 240.0);
+        assert_eq!(
+            check("ratio>=1.2", &fast, Some(&express), &load),
+            "✓ ratio>=1.2"
+        );
+        assert_eq!(
+            check("p99<=ratio", &fast, Some(&express), &load),
+            "✓ p99<=ratio"
+        );
+        assert_eq!(
+            check("cpu.envoy<=1.25*floor", &fast, None, &load),
+            "✓ cpu.envoy<=1.25*floor"
+        );
+        let slow = report(4400.0, 25_000.0, 300.0);
+        assert_eq!(
+            check("ratio>=1.2", &slow, Some(&express), &load),
+            "✗ ratio>=1.2 (1.10)"
+        );
+        assert_eq!(
+            check("p99<=ratio", &slow, Some(&express), &load),
+            "✗ p99<=ratio (25.00 ms against 20.00 ms)"
+        );
+        assert_eq!(
+            check("cpu.envoy<=1.25*floor", &slow, None, &load),
+            "✗ cpu.envoy<=1.25*floor (1.50×)"
+        );
+    }
 
     #[test]
     fn a_fleet_report_says_how_the_instances_shared_the_load_and_what_envoy_hid() {
