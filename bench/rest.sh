@@ -7,13 +7,15 @@
 #
 #   1. Envoy in front of the service as users run it (deploy/envoy/render, everything on, the
 #      access log on stdout to a file), and the same configuration cut to its floor (only the
-#      transcoder and the router: envoy_floor.py)
+#      transcoder and the router: envoy_variant.py --floor); with --filter-costs, the same
+#      configuration without each of its parts in turn as well (envoy_variant.py --without NAME)
 #   2. the seeds' Express stack (../shared/peers/express-seed: Node cluster, one worker per core,
 #      pg, ioredis cache-aside, JWT), installed once into .tools/express-seed with `npm ci`, on the
 #      same PostgreSQL (database express_bench) and Redis (its own logical database), with as many
 #      tickets and callers as the service's bench data
 #   3. GET one ticket, a page of 20, POST a ticket with an idempotency key, a refused POST: each
-#      on both (GET on the floor too), ROUNDS interleaved rounds, the median round of each row
+#      on both (GET on the floor too, and with --filter-costs without each part of Envoy's
+#      configuration), ROUNDS interleaved rounds, the median round of each row
 
 readonly EXPRESS_SEED=${EXPRESS_SEED_DIR:-$root/../shared/peers/express-seed}
 readonly EXPRESS_DIR=$SD_TOOLS/express-seed
@@ -24,8 +26,12 @@ case $mode in
   quick) rest_rounds=1 rest_seconds=5 rest_warmup=2 ;;
   *) rest_rounds=3 rest_seconds=10 rest_warmup=2 ;;
 esac
+# With --filter-costs: what each part of Envoy's configuration costs, each left out in turn; GET
+# runs through each, and the page without the compressor (its answers are over its 1 KiB).
+readonly FILTER_PARTS=(lua access_log buffer cors compressor grpc_web)
 express_pid=""
-envoy_users_pid="" envoy_floor_pid=""
+envoy_users_pid="" envoy_floor_pid="" envoy_before_pid=""
+declare -A envoy_without_pid=() envoy_without_port=()
 
 # shellcheck disable=SC2329 # called from rest_cleanup
 express_clear_keys() {
@@ -41,6 +47,9 @@ rest_cleanup() {
   stop_pid "$express_pid"
   stop_pid "$envoy_users_pid"
   stop_pid "$envoy_floor_pid"
+  stop_pid "$envoy_before_pid"
+  local part
+  for part in "${!envoy_without_pid[@]}"; do stop_pid "${envoy_without_pid[$part]}"; done
   express_clear_keys || true
   "${psql_admin[@]}" -c 'DROP DATABASE IF EXISTS express_bench WITH (FORCE)' >/dev/null 2>&1 || true
 }
@@ -122,7 +131,7 @@ pick_port && envoy_floor_admin=$picked_port
 UPSTREAM_ADDRESSES=$service_addr "$root/deploy/envoy/render" >"$work/envoy-users.rendered.yaml"
 ENVOY_ACCESS_LOG=kept envoy_config "$envoy_users_port" "$envoy_users_admin" - "$work/supportdesk.pb" "" \
   "$work/envoy-users.yaml" "$work/envoy-users.rendered.yaml"
-"$SD_TOOLS/venv/bin/python" "$bench_dir/envoy_floor.py" <"$work/envoy-users.rendered.yaml" \
+"$SD_TOOLS/venv/bin/python" "$bench_dir/envoy_variant.py" --floor <"$work/envoy-users.rendered.yaml" \
   >"$work/envoy-floor.rendered.yaml"
 ENVOY_ACCESS_LOG=none envoy_config "$envoy_floor_port" "$envoy_floor_admin" - "$work/supportdesk.pb" "" \
   "$work/envoy-floor.yaml" "$work/envoy-floor.rendered.yaml"
@@ -131,6 +140,29 @@ start_envoy "$work/envoy-users.yaml" "$envoy_users_port" "$work/envoy-users.log"
 envoy_users_pid=$LAST_PID
 start_envoy "$work/envoy-floor.yaml" "$envoy_floor_port" "$work/envoy-floor.log"
 envoy_floor_pid=$LAST_PID
+# And as it was before the plain GET routes: every GET through the Lua filter and the buffer.
+pick_port && envoy_before_port=$picked_port
+pick_port && envoy_before_admin=$picked_port
+"$SD_TOOLS/venv/bin/python" "$bench_dir/envoy_variant.py" --without plain_get_routes \
+  <"$work/envoy-users.rendered.yaml" >"$work/envoy-before.rendered.yaml"
+ENVOY_ACCESS_LOG=kept envoy_config "$envoy_before_port" "$envoy_before_admin" - "$work/supportdesk.pb" "" \
+  "$work/envoy-before.yaml" "$work/envoy-before.rendered.yaml"
+start_envoy "$work/envoy-before.yaml" "$envoy_before_port" "$work/envoy-before.log"
+envoy_before_pid=$LAST_PID
+if ((filter_costs)); then
+  for part in "${FILTER_PARTS[@]}"; do
+    pick_port && envoy_without_port[$part]=$picked_port
+    pick_port && admin_port=$picked_port
+    "$SD_TOOLS/venv/bin/python" "$bench_dir/envoy_variant.py" --without "$part" \
+      <"$work/envoy-users.rendered.yaml" >"$work/envoy-without-$part.rendered.yaml"
+    access_log=kept
+    [[ $part == access_log ]] && access_log=none
+    ENVOY_ACCESS_LOG=$access_log envoy_config "${envoy_without_port[$part]}" "$admin_port" - \
+      "$work/supportdesk.pb" "" "$work/envoy-without-$part.yaml" "$work/envoy-without-$part.rendered.yaml"
+    start_envoy "$work/envoy-without-$part.yaml" "${envoy_without_port[$part]}" "$work/envoy-without-$part.log"
+    envoy_without_pid[$part]=$LAST_PID
+  done
+fi
 
 # --- the runs ----------------------------------------------------------------------------------
 
@@ -167,10 +199,22 @@ for ((round = 1; round <= rest_rounds; round++)); do
   say "REST round $round of $rest_rounds: GET one ticket"
   rest_run "rest-get-service-$round" rest-get-ticket "$users_addr" "$work/data.json" service "$envoy_users_pid"
   rest_run "rest-get-floor-$round" rest-get-ticket "$floor_addr" "$work/data.json" service "$envoy_floor_pid"
+  rest_run "rest-get-before-$round" rest-get-ticket "127.0.0.1:$envoy_before_port" "$work/data.json" service \
+    "$envoy_before_pid"
   rest_run "rest-get-express-$round" express-get-ticket "$express_addr" "$work/express.json" express
+  if ((filter_costs)); then
+    for part in "${FILTER_PARTS[@]}"; do
+      rest_run "rest-get-without-$part-$round" rest-get-ticket "127.0.0.1:${envoy_without_port[$part]}" \
+        "$work/data.json" service "${envoy_without_pid[$part]}"
+    done
+  fi
   say "REST round $round of $rest_rounds: a page of 20"
   rest_run "rest-list-service-$round" rest-list-tickets "$users_addr" "$work/data.json" service "$envoy_users_pid"
   rest_run "rest-list-express-$round" express-list-tickets "$express_addr" "$work/express.json" express
+  if ((filter_costs)); then
+    rest_run "rest-list-without-compressor-$round" rest-list-tickets \
+      "127.0.0.1:${envoy_without_port[compressor]}" "$work/data.json" service "${envoy_without_pid[compressor]}"
+  fi
   say "REST round $round of $rest_rounds: a refused POST"
   rest_run "rest-refused-service-$round" rest-unknown-field "$users_addr" "$work/data.json" service "$envoy_users_pid"
   rest_run "rest-refused-express-$round" express-invalid-ticket "$express_addr" "$work/express.json" express
@@ -187,9 +231,13 @@ rest_median() {
   rm -f "$results/$1"-[0-9]*.json
   mv "$work/$1.json" "$results/$1.json"
 }
-for key in rest-{get,list,refused,create}-{service,express} rest-get-floor; do
+for key in rest-{get,list,refused,create}-{service,express} rest-get-floor rest-get-before; do
   rest_median "$key"
 done
+if ((filter_costs)); then
+  for part in "${FILTER_PARTS[@]}"; do rest_median "rest-get-without-$part"; done
+  rest_median rest-list-without-compressor
+fi
 
 rest_row() {
   printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$rest_rows"
@@ -198,8 +246,18 @@ rest_row rest-get-express "Express GET one ticket (cache hit)" - "errors=0"
 rest_row rest-get-service "supportdesk GET one ticket via Envoy as users run it" rest-get-express \
   "errors=0,undecided=0,hit>=0.99,ratio>=1.2,p99<=ratio,cpu.envoy<=1.25*rest-get-floor"
 rest_row rest-get-floor "supportdesk GET one ticket via Envoy's floor (transcoder and router only)" rest-get-express "errors=0"
+rest_row rest-get-before "supportdesk GET one ticket via Envoy without the plain GET routes (Lua and buffer on every GET)" \
+  rest-get-express "errors=0"
+if ((filter_costs)); then
+  for part in "${FILTER_PARTS[@]}"; do
+    rest_row "rest-get-without-$part" "supportdesk GET one ticket via Envoy without $part" rest-get-service "errors=0"
+  done
+fi
 rest_row rest-list-express "Express GET a page of 20" - "errors=0"
 rest_row rest-list-service "supportdesk GET a page of 20 via Envoy" rest-list-express "errors=0,undecided=0,ratio>=1.0"
+if ((filter_costs)); then
+  rest_row rest-list-without-compressor "supportdesk GET a page of 20 via Envoy without compressor" rest-list-service "errors=0"
+fi
 rest_row rest-create-express "Express POST a ticket" - "errors=0"
 rest_row rest-create-service "supportdesk POST a ticket (idempotency key) via Envoy" rest-create-express \
   "errors=0,undecided=0,ratio>=1.0"

@@ -14,6 +14,16 @@ openapi`, so the table follows the google.api.http rules and is never written by
   lowerCamelCase JSON name and the proto name, as the transcoder accepts both), each mapped to
   what its value may be (Bodies.spec).
 - REST_ENUMS: each enum's values, to name them when the transcoder refuses one.
+
+It also writes, at the line `# PLAIN GET ROUTES`, one route per path of the document that
+serves GET with a JSON answer and only string path variables: a GET of it with no query string
+and a plain x-request-id (the one Envoy made, or a caller's of at most 128 characters of
+[A-Za-z0-9._:-]) skips the Lua filter and the buffer. Such a request has nothing either could
+act on: no body, no query parameter the transcoder could refuse, no method the path does not
+serve, no request id to drop, and its answer no x-http-status or x-http-content-type to apply
+(only POST and DELETE answers and the streaming export carry those). Every other request takes
+the routes after them, with both filters. docs/performance.md ("REST: the contract paid for only
+where it applies") has the measurements.
 """
 
 import json
@@ -21,6 +31,9 @@ import re
 import sys
 
 MARKER = "REST_ROUTES, REST_BODIES, REST_ENUMS = {}, {}, {}"
+PLAIN_GET_MARKER = "# PLAIN GET ROUTES"
+# The request ids the Lua filter keeps (its envoy_on_request); any other takes the Lua routes.
+PLAIN_REQUEST_ID = "[A-Za-z0-9._:-]{1,128}"
 METHODS = ("get", "put", "post", "delete", "patch")
 
 
@@ -168,19 +181,95 @@ def lua(document, indent):
     return "".join(indent + line + "\n" for line in lines)
 
 
+def regex(path):
+    """The RE2 regex of an OpenAPI path, as `pattern` reads it: a variable is one segment
+    without `:`."""
+    out = []
+    for piece in re.split(r"(\{[^}]*\})", path):
+        out.append("[^/:]+" if piece.startswith("{") else re.escape(piece))
+    return "".join(out)
+
+
+def plain_get_paths(document):
+    """The paths whose GET can skip the Lua filter and the buffer (module docstring)."""
+    paths = []
+    for path, item in sorted(document["paths"].items()):
+        operation = item.get("get")
+        if operation is None:
+            continue
+        variables = [
+            p for p in item.get("parameters", []) + operation.get("parameters", [])
+            if p.get("in") == "path"
+        ]
+        if any(p.get("schema", {}).get("type") != "string" for p in variables):
+            continue
+        answers = operation.get("responses", {})
+        successes = [code for code in answers if code.startswith("2")]
+        if successes != ["200"] or list(answers["200"].get("content", {})) != ["application/json"]:
+            continue
+        paths.append(path)
+    return paths
+
+
+def plain_get_routes(document, indent):
+    """The routes of `plain_get_paths`, the first holding the anchors the others repeat."""
+    lines = []
+    for index, path in enumerate(plain_get_paths(document)):
+        first = index == 0
+        lines.append("- match:")
+        lines.append(f"    safe_regex: {{ regex: {json.dumps(regex(path))} }}")
+        if first:
+            lines += [
+                "    headers: &plain_get",
+                "      - name: \":method\"",
+                "        string_match: { exact: GET }",
+                "      # No query string: no parameter for the transcoder to refuse.",
+                "      - name: \":path\"",
+                "        string_match: { safe_regex: { regex: \"[^?]*\" } }",
+                "      - name: x-request-id",
+                f"        string_match: {{ safe_regex: {{ regex: {json.dumps(PLAIN_REQUEST_ID)} }} }}",
+                "  route: &plain_get_route",
+                "    cluster: supportdesk",
+                "    retry_policy: *never_reached",
+                "    timeout: 15s",
+                "    max_grpc_timeout: 15s",
+                "  typed_per_filter_config: &plain_get_filters",
+                "    envoy.filters.http.lua:",
+                "      \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                "      disabled: true",
+                "    envoy.filters.http.buffer:",
+                "      \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                "      disabled: true",
+            ]
+        else:
+            lines += [
+                "    headers: *plain_get",
+                "  route: *plain_get_route",
+                "  typed_per_filter_config: *plain_get_filters",
+            ]
+    return "".join(indent + line + "\n" for line in lines)
+
+
 def main():
     with open(sys.argv[1], encoding="utf-8") as file:
         document = json.load(file)
     found = 0
+    found_plain = 0
     for line in sys.stdin:
         stripped = line.strip()
+        indent = line[: len(line) - len(line.lstrip())]
         if stripped.startswith(MARKER):
             found += 1
-            sys.stdout.write(lua(document, line[: len(line) - len(line.lstrip())]))
+            sys.stdout.write(lua(document, indent))
+        elif stripped == PLAIN_GET_MARKER:
+            found_plain += 1
+            sys.stdout.write(plain_get_routes(document, indent))
         else:
             sys.stdout.write(line)
     if found != 1:
         sys.exit(f"deploy/envoy/rest_routes.py: the template has {found} `{MARKER}` lines, not 1")
+    if found_plain != 1:
+        sys.exit(f"deploy/envoy/rest_routes.py: the template has {found_plain} `{PLAIN_GET_MARKER}` lines, not 1")
 
 
 main()

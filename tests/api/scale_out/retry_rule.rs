@@ -80,6 +80,19 @@ fn matches(route: &Value, path: &str, keyed: bool) -> bool {
         exact == path
     } else if let Some(prefix) = matcher["prefix"].as_str() {
         path.starts_with(prefix)
+    } else if matcher["safe_regex"].is_mapping() {
+        // A regex route (the plain GET routes of deploy/envoy/rest_routes.py) is decided by the
+        // method it requires: a gRPC call is a POST.
+        let method = matcher["headers"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .find(|header| header["name"] == ":method")
+            .and_then(|header| header["string_match"]["exact"].as_str());
+        match method {
+            Some(method) if method != "POST" => return false,
+            _ => panic!("a regex route matcher the test cannot decide: {matcher:?}"),
+        }
     } else {
         panic!("a route matcher the test does not know: {matcher:?}");
     };

@@ -421,8 +421,8 @@ fn the_route_timeout_setting_sets_every_routes_deadline_but_the_exports_and_take
     let config = String::from_utf8(output.stdout).expect("UTF-8");
     // Every route's deadline, in the routes' order: UploadAttachment's two routes (REST and
     // gRPC share one), ExportTickets' (none), the generated retry routes (the keyed writes' and
-    // the reads', each written once and repeated by alias), the catch-all. The clusters (a
-    // health check's timeout) are not routes.
+    // the reads', each written once and repeated by alias), the plain GET routes (written once,
+    // repeated by alias), the catch-all. The clusters (a health check's timeout) are not routes.
     let routes = config.split("\n  clusters:").next().expect("the listeners");
     let deadlines: Vec<&str> = routes
         .lines()
@@ -437,6 +437,8 @@ fn the_route_timeout_setting_sets_every_routes_deadline_but_the_exports_and_take
             "max_grpc_timeout: 7s",
             "timeout: 0s",
             "max_grpc_timeout: 0s",
+            "timeout: 7s",
+            "max_grpc_timeout: 7s",
             "timeout: 7s",
             "max_grpc_timeout: 7s",
             "timeout: 7s",

@@ -11,6 +11,7 @@ pub(crate) mod idempotency;
 pub(crate) mod job_runner;
 pub(crate) mod logs;
 pub(crate) mod metrics;
+pub(crate) mod plain_routes;
 pub(crate) mod process;
 pub(crate) mod rate_limits;
 pub(crate) mod reflection;
