@@ -17,6 +17,7 @@ pub(crate) mod rate_limits;
 pub(crate) mod reflection;
 pub(crate) mod request_id;
 pub(crate) mod rest;
+pub(crate) mod security_headers;
 pub(crate) mod strict_rest;
 pub(crate) mod tooling;
 pub(crate) mod traces;
