@@ -4,7 +4,8 @@ variant to stdout. Routes, clusters and listeners stay as they are.
   envoy_variant.py --floor              only the gRPC-JSON transcoder and the router, no access
                                         log, no local-reply rewriting: the floor of REST
   envoy_variant.py --without lua ...    the configuration without those parts (what each costs):
-                                        lua, buffer, cors, compressor, grpc_web (HTTP filters),
+                                        lua, buffer, cors, compressor, grpc_web, header_mutation,
+                                        header_to_metadata (HTTP filters),
                                         access_log, and plain_get_routes: the routes on which a
                                         plain GET skips the Lua filter and the buffer
                                         (deploy/envoy/rest_routes.py), so that every GET takes
@@ -22,6 +23,8 @@ FILTERS = {
     "cors": "envoy.filters.http.cors",
     "compressor": "envoy.filters.http.compressor",
     "grpc_web": "envoy.filters.http.grpc_web",
+    "header_mutation": "envoy.filters.http.header_mutation",
+    "header_to_metadata": "envoy.filters.http.header_to_metadata",
 }
 FLOOR = {"envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.router"}
 

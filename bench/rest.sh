@@ -28,7 +28,7 @@ case $mode in
 esac
 # With --filter-costs: what each part of Envoy's configuration costs, each left out in turn; GET
 # runs through each, and the page without the compressor (its answers are over its 1 KiB).
-readonly FILTER_PARTS=(lua access_log buffer cors compressor grpc_web)
+readonly FILTER_PARTS=(lua access_log buffer cors compressor grpc_web header_mutation header_to_metadata)
 express_pid=""
 envoy_users_pid="" envoy_floor_pid="" envoy_before_pid=""
 declare -A envoy_without_pid=() envoy_without_port=()
