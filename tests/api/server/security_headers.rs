@@ -18,6 +18,16 @@ const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("referrer-policy", "no-referrer"),
 ];
 
+/// One request: what it is, its method, path, extra headers and JSON body, and the status it gets.
+type Case<'a> = (
+    &'a str,
+    Method,
+    String,
+    Vec<(&'a str, &'a str)>,
+    Option<serde_json::Value>,
+    u16,
+);
+
 #[tokio::test]
 async fn every_rest_answer_carries_the_security_headers_and_no_server_header() {
     let app = TestApp::spawn().await;
@@ -25,14 +35,7 @@ async fn every_rest_answer_carries_the_security_headers_and_no_server_header() {
     let ticket = app.create_ticket("Security headers").await;
     let http = reqwest::Client::new();
     let token = app.admin.access_token.clone();
-    let cases: Vec<(
-        &str,
-        Method,
-        String,
-        Vec<(&str, &str)>,
-        Option<serde_json::Value>,
-        u16,
-    )> = vec![
+    let cases: Vec<Case<'_>> = vec![
         // A plain GET, which skips the Lua filter.
         (
             "a read",
