@@ -188,13 +188,21 @@ async fn a_login_storm_does_not_stall_other_calls() {
         unanswered > 0,
         "the storm was over before three other calls were answered"
     );
+    let mut verified = 0;
     for login in storm {
         let refused = login
             .await
             .expect("the login task")
             .expect_err("a wrong password");
-        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        match refused.code() {
+            tonic::Code::Unauthenticated => verified += 1,
+            // A storm this size may find the database pool full on a loaded machine (the suite's
+            // three-instance tests): shed with UNAVAILABLE, to be retried, and never let in.
+            tonic::Code::Unavailable => {}
+            other => panic!("a login of the storm was answered {other:?}: {refused:?}"),
+        }
     }
+    assert!(verified > 0, "no login of the storm was verified");
 }
 
 #[tokio::test]
