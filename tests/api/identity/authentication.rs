@@ -194,12 +194,12 @@ async fn a_login_storm_does_not_stall_other_calls() {
             .await
             .expect("the login task")
             .expect_err("a wrong password");
-        match refused.code() {
-            tonic::Code::Unauthenticated => verified += 1,
-            // A storm this size may find the database pool full on a loaded machine (the suite's
-            // three-instance tests): shed with UNAVAILABLE, to be retried, and never let in.
-            tonic::Code::Unavailable => {}
-            other => panic!("a login of the storm was answered {other:?}: {refused:?}"),
+        // A storm this size may find the database pool full on a loaded machine (the suite's
+        // three-instance tests): shed with UNAVAILABLE, to be retried, and never let in.
+        if refused.code() == tonic::Code::Unauthenticated {
+            verified += 1;
+        } else {
+            assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
         }
     }
     assert!(verified > 0, "no login of the storm was verified");
