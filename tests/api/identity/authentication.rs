@@ -316,8 +316,10 @@ async fn after_the_grace_window_reuse_revokes_the_session_even_from_twenty_tabs(
         let mut redis = redis.clone();
         let pattern = grace_records.clone();
         async move {
-            let keys: Vec<String> = redis.keys(pattern).await.expect("keys");
-            keys.is_empty()
+            // KEYS walks the whole shared Redis: on a loaded machine it may outlast the client's
+            // response timeout, and the next poll asks again.
+            let keys: Result<Vec<String>, _> = redis.keys(pattern).await;
+            keys.is_ok_and(|keys| keys.is_empty())
         }
     })
     .await;
