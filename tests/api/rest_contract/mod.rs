@@ -16,3 +16,29 @@ use crate::support::repository_root;
 pub(crate) fn checked_in_document() -> PathBuf {
     repository_root().join("docs/openapi.json")
 }
+
+/// The checked-in document's paths, each variable given `value`: (concrete path, its path item).
+pub(crate) fn concrete_paths(value: &str) -> Vec<(String, serde_json::Value)> {
+    let text = std::fs::read_to_string(checked_in_document()).expect("read docs/openapi.json");
+    let document: serde_json::Value = serde_json::from_str(&text).expect("the document is JSON");
+    let paths = document["paths"].as_object().expect("paths");
+    paths
+        .iter()
+        .map(|(template, item)| {
+            let mut concrete = String::new();
+            let mut in_variable = false;
+            for character in template.chars() {
+                match character {
+                    '{' => {
+                        in_variable = true;
+                        concrete.push_str(value);
+                    }
+                    '}' => in_variable = false,
+                    other if !in_variable => concrete.push(other),
+                    _ => {}
+                }
+            }
+            (concrete, item.clone())
+        })
+        .collect()
+}

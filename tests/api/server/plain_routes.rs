@@ -9,8 +9,8 @@ use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
 use supportdesk::wire::methods::{HttpSuccess, MethodTable};
 
+use crate::rest_contract::concrete_paths;
 use crate::support::envoy::render_with;
-use crate::support::repository_root;
 
 const LUA: &str = "envoy.filters.http.lua";
 const BUFFER: &str = "envoy.filters.http.buffer";
@@ -98,34 +98,6 @@ fn segment_regex_matches(regex: &str, path: &str) -> Option<bool> {
     Some(from(&pieces, path))
 }
 
-/// The OpenAPI document's paths with each variable given a value: (concrete path, its item).
-fn document_paths() -> Vec<(String, Json)> {
-    let text = std::fs::read_to_string(repository_root().join("docs/openapi.json"))
-        .expect("read docs/openapi.json");
-    let document: Json = serde_json::from_str(&text).expect("the document is JSON");
-    document["paths"]
-        .as_object()
-        .expect("paths")
-        .iter()
-        .map(|(template, item)| {
-            let mut concrete = String::new();
-            let mut inside = false;
-            for c in template.chars() {
-                match c {
-                    '{' => {
-                        inside = true;
-                        concrete.push_str("v1a");
-                    }
-                    '}' => inside = false,
-                    _ if inside => {}
-                    _ => concrete.push(c),
-                }
-            }
-            (concrete, item.clone())
-        })
-        .collect()
-}
-
 /// Whether the GET of this path needs nothing of the Lua filter or the buffer when it comes with
 /// no query string and a plain request id: its RPC answers 200 (no x-http-status to apply), with
 /// one JSON document (not a stream), and its path variables are strings (nothing the transcoder
@@ -179,7 +151,7 @@ fn every_plain_get_of_the_api_skips_the_lua_filter_and_the_buffer() {
         .filter_map(regex_of)
         .collect();
     let mut checked = 0;
-    for (concrete, item) in document_paths() {
+    for (concrete, item) in concrete_paths("v1a") {
         if !is_plain_get(table, &concrete, &item) {
             continue;
         }
@@ -198,7 +170,7 @@ fn every_plain_get_of_the_api_skips_the_lua_filter_and_the_buffer() {
 #[test]
 fn no_request_that_needs_the_lua_filter_or_the_buffer_can_skip_it() {
     let table = MethodTable::get().expect("the method table");
-    let paths = document_paths();
+    let paths = concrete_paths("v1a");
     for route in rendered_routes() {
         let skips_lua = skips(&route, LUA);
         let skips_buffer =

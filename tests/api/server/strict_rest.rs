@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use supportdesk::errors::Reason;
 use supportdesk::wire::proto::v1;
 
+use crate::rest_contract::concrete_paths;
 use crate::support::envoy::Envoy;
 use crate::support::{
-    TestApp, assert_json_reason, assert_reason, count_of, repository_root, valid_create_request,
-    violated_fields,
+    TestApp, assert_json_reason, assert_reason, count_of, valid_create_request, violated_fields,
 };
 
 /// One answer through Envoy: status, headers and the JSON body (`Null` when there is none).
@@ -385,25 +385,8 @@ async fn a_known_path_called_with_a_method_it_does_not_serve_is_405_with_allow()
 
     // `Allow` is the methods of the google.api.http rules, as the OpenAPI document has them, for
     // every path of the API (paths that differ only in a variable's name are one path).
-    let document: Value = serde_json::from_str(
-        &std::fs::read_to_string(repository_root().join("docs/openapi.json")).unwrap(),
-    )
-    .unwrap();
     let mut served: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (template, item) in document["paths"].as_object().expect("paths") {
-        let mut concrete = String::new();
-        let mut in_variable = false;
-        for character in template.chars() {
-            match character {
-                '{' => {
-                    in_variable = true;
-                    concrete.push_str("0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c");
-                }
-                '}' => in_variable = false,
-                other if !in_variable => concrete.push(other),
-                _ => {}
-            }
-        }
+    for (concrete, item) in concrete_paths("0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c") {
         let methods = served.entry(concrete).or_default();
         for method in ["get", "post", "patch", "delete", "put"] {
             if item.get(method).is_some() {
