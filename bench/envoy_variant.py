@@ -10,6 +10,9 @@ variant to stdout. Routes, clusters and listeners stay as they are.
                                         plain GET skips the Lua filter and the buffer
                                         (deploy/envoy/rest_routes.py), so that every GET takes
                                         both, as before those routes
+  envoy_variant.py --no-stats           the configuration with every statistic rejected
+                                        (stats_matcher reject_all): what Envoy's per-request
+                                        counters and histograms cost
 """
 
 import argparse
@@ -42,11 +45,14 @@ def skips_lua(route):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--floor", action="store_true")
+    parser.add_argument("--no-stats", action="store_true")
     parser.add_argument(
         "--without", nargs="+", default=[], choices=sorted([*FILTERS, "access_log", "plain_get_routes"])
     )
     args = parser.parse_args()
     config = yaml.safe_load(sys.stdin)
+    if args.no_stats:
+        config.setdefault("stats_config", {})["stats_matcher"] = {"reject_all": True}
     managers = 0
     for listener in config["static_resources"]["listeners"]:
         for chain in listener["filter_chains"]:

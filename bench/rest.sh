@@ -29,9 +29,12 @@ esac
 # With --filter-costs: what each part of Envoy's configuration costs, each left out in turn; GET
 # runs through each, and the page without the compressor (its answers are over its 1 KiB).
 readonly FILTER_PARTS=(lua access_log buffer cors compressor grpc_web header_mutation header_to_metadata)
+# With --envoy-tuning: Envoy's own floor, varied one knob at a time on the users' configuration:
+# one worker thread instead of one per core (concurrency_1), no statistics (no_stats).
+readonly TUNINGS=(concurrency_1 no_stats)
 express_pid=""
 envoy_users_pid="" envoy_floor_pid="" envoy_before_pid=""
-declare -A envoy_without_pid=() envoy_without_port=()
+declare -A envoy_without_pid=() envoy_without_port=() envoy_tuned_pid=() envoy_tuned_port=()
 
 # shellcheck disable=SC2329 # called from rest_cleanup
 express_clear_keys() {
@@ -50,6 +53,7 @@ rest_cleanup() {
   stop_pid "$envoy_before_pid"
   local part
   for part in "${!envoy_without_pid[@]}"; do stop_pid "${envoy_without_pid[$part]}"; done
+  for part in "${!envoy_tuned_pid[@]}"; do stop_pid "${envoy_tuned_pid[$part]}"; done
   express_clear_keys || true
   "${psql_admin[@]}" -c 'DROP DATABASE IF EXISTS express_bench WITH (FORCE)' >/dev/null 2>&1 || true
 }
@@ -164,6 +168,23 @@ if ((filter_costs)); then
   done
 fi
 
+if ((envoy_tuning)); then
+  for tuning in "${TUNINGS[@]}"; do
+    pick_port && envoy_tuned_port[$tuning]=$picked_port
+    pick_port && admin_port=$picked_port
+    variant=()
+    [[ $tuning == no_stats ]] && variant=(--no-stats)
+    "$SD_TOOLS/venv/bin/python" "$bench_dir/envoy_variant.py" "${variant[@]}" \
+      <"$work/envoy-users.rendered.yaml" >"$work/envoy-$tuning.rendered.yaml"
+    ENVOY_ACCESS_LOG=kept envoy_config "${envoy_tuned_port[$tuning]}" "$admin_port" - \
+      "$work/supportdesk.pb" "" "$work/envoy-$tuning.yaml" "$work/envoy-$tuning.rendered.yaml"
+    flags=()
+    [[ $tuning == concurrency_1 ]] && flags=(--concurrency 1)
+    start_envoy "$work/envoy-$tuning.yaml" "${envoy_tuned_port[$tuning]}" "$work/envoy-$tuning.log" "${flags[@]}"
+    envoy_tuned_pid[$tuning]=$LAST_PID
+  done
+fi
+
 # --- the runs ----------------------------------------------------------------------------------
 
 # rest_run KEY SCENARIO ADDR DATA SIDE: one run; SIDE `service` or `express` names the processes
@@ -185,32 +206,54 @@ users_addr=127.0.0.1:$envoy_users_port
 floor_addr=127.0.0.1:$envoy_floor_port
 express_addr=127.0.0.1:$express_port
 
-# Every ticket read once on each side first, so that both GETs are cache hits from the start.
-say "filling both caches (every ticket read once on each side)"
-"$loadgen_bin" run --scenario rest-get-ticket --addr "$users_addr" --data "$work/data.json" \
-  --concurrency "$REST_CONNECTIONS" --warmup 0 --duration 3 >/dev/null
-"$loadgen_bin" run --scenario express-get-ticket --addr "$express_addr" --data "$work/express.json" \
-  --concurrency "$REST_CONNECTIONS" --warmup 0 --duration 3 >/dev/null
+# rest_settle: before each round's GETs, PostgreSQL's checkpoint is taken (the previous round's
+# creates left it dirty pages to write, which the first rows of a round would otherwise pay for)
+# and every ticket is read once on each side, so that every GET is a cache hit (the creates of the
+# previous round have pushed tickets out of the service's bounded cache).
+rest_settle() {
+  "${psql_admin[@]}" -c 'CHECKPOINT' >/dev/null
+  "$loadgen_bin" run --scenario rest-get-ticket --addr "$users_addr" --data "$work/data.json" \
+    --concurrency "$REST_CONNECTIONS" --warmup 0 --duration 3 >/dev/null
+  "$loadgen_bin" run --scenario express-get-ticket --addr "$express_addr" --data "$work/express.json" \
+    --concurrency "$REST_CONNECTIONS" --warmup 0 --duration 3 >/dev/null
+}
+
+# The GET rows, each `KEY SCENARIO ADDR DATA SIDE ENVOY_PID`. Every round runs them in a different
+# order (rotated by one row a round), so that no row always runs first, right after the settling,
+# or last, as the VM warms up or slows down.
+get_rows=(
+  "rest-get-service rest-get-ticket $users_addr $work/data.json service $envoy_users_pid"
+  "rest-get-floor rest-get-ticket $floor_addr $work/data.json service $envoy_floor_pid"
+  "rest-get-before rest-get-ticket 127.0.0.1:$envoy_before_port $work/data.json service $envoy_before_pid"
+  "rest-get-express express-get-ticket $express_addr $work/express.json express"
+)
+if ((filter_costs)); then
+  for part in "${FILTER_PARTS[@]}"; do
+    get_rows+=("rest-get-without-$part rest-get-ticket 127.0.0.1:${envoy_without_port[$part]} $work/data.json service ${envoy_without_pid[$part]}")
+  done
+fi
+if ((envoy_tuning)); then
+  for tuning in "${TUNINGS[@]}"; do
+    get_rows+=("rest-get-tuned-$tuning rest-get-ticket 127.0.0.1:${envoy_tuned_port[$tuning]} $work/data.json service ${envoy_tuned_pid[$tuning]}")
+  done
+fi
 
 rm -f "$results"/rest-*.json "$results/rest.md"
 rest_rows=$work/rest-rows
 : >"$rest_rows"
 for ((round = 1; round <= rest_rounds; round++)); do
+  say "REST round $round of $rest_rounds: settling (checkpoint, both caches filled)"
+  rest_settle
   say "REST round $round of $rest_rounds: GET one ticket"
-  rest_run "rest-get-service-$round" rest-get-ticket "$users_addr" "$work/data.json" service "$envoy_users_pid"
-  rest_run "rest-get-floor-$round" rest-get-ticket "$floor_addr" "$work/data.json" service "$envoy_floor_pid"
-  rest_run "rest-get-before-$round" rest-get-ticket "127.0.0.1:$envoy_before_port" "$work/data.json" service \
-    "$envoy_before_pid"
-  rest_run "rest-get-express-$round" express-get-ticket "$express_addr" "$work/express.json" express
-  if ((filter_costs)); then
-    for part in "${FILTER_PARTS[@]}"; do
-      rest_run "rest-get-without-$part-$round" rest-get-ticket "127.0.0.1:${envoy_without_port[$part]}" \
-        "$work/data.json" service "${envoy_without_pid[$part]}"
-    done
-  fi
+  for ((i = 0; i < ${#get_rows[@]}; i++)); do
+    read -r key scenario addr data side pid <<<"${get_rows[(i + round - 1) % ${#get_rows[@]}]}"
+    rest_run "$key-$round" "$scenario" "$addr" "$data" "$side" "$pid"
+  done
   say "REST round $round of $rest_rounds: a page of 20"
   rest_run "rest-list-service-$round" rest-list-tickets "$users_addr" "$work/data.json" service "$envoy_users_pid"
   rest_run "rest-list-express-$round" express-list-tickets "$express_addr" "$work/express.json" express
+  rest_run "rest-list-before-$round" rest-list-tickets "127.0.0.1:$envoy_before_port" "$work/data.json" service \
+    "$envoy_before_pid"
   if ((filter_costs)); then
     rest_run "rest-list-without-compressor-$round" rest-list-tickets \
       "127.0.0.1:${envoy_without_port[compressor]}" "$work/data.json" service "${envoy_without_pid[compressor]}"
@@ -221,6 +264,12 @@ for ((round = 1; round <= rest_rounds; round++)); do
   say "REST round $round of $rest_rounds: POST a ticket"
   rest_run "rest-create-service-$round" rest-create-ticket "$users_addr" "$work/data.json" service "$envoy_users_pid"
   rest_run "rest-create-express-$round" express-create-ticket "$express_addr" "$work/express.json" express
+  if ((filter_costs)); then
+    for part in lua buffer; do
+      rest_run "rest-create-without-$part-$round" rest-create-ticket "127.0.0.1:${envoy_without_port[$part]}" \
+        "$work/data.json" service "${envoy_without_pid[$part]}"
+    done
+  fi
 done
 
 # rest_median KEY: the report of the round with the median req/s becomes KEY.json, with every
@@ -231,12 +280,17 @@ rest_median() {
   rm -f "$results/$1"-[0-9]*.json
   mv "$work/$1.json" "$results/$1.json"
 }
-for key in rest-{get,list,refused,create}-{service,express} rest-get-floor rest-get-before; do
+for key in rest-{get,list,refused,create}-{service,express} rest-get-floor rest-{get,list}-before; do
   rest_median "$key"
 done
 if ((filter_costs)); then
   for part in "${FILTER_PARTS[@]}"; do rest_median "rest-get-without-$part"; done
   rest_median rest-list-without-compressor
+  rest_median rest-create-without-lua
+  rest_median rest-create-without-buffer
+fi
+if ((envoy_tuning)); then
+  for tuning in "${TUNINGS[@]}"; do rest_median "rest-get-tuned-$tuning"; done
 fi
 
 rest_row() {
@@ -253,14 +307,27 @@ if ((filter_costs)); then
     rest_row "rest-get-without-$part" "supportdesk GET one ticket via Envoy without $part" rest-get-service "errors=0"
   done
 fi
+if ((envoy_tuning)); then
+  rest_row rest-get-tuned-concurrency_1 "supportdesk GET one ticket via Envoy as users run it, --concurrency 1" \
+    rest-get-service "errors=0"
+  rest_row rest-get-tuned-no_stats "supportdesk GET one ticket via Envoy as users run it, statistics off" \
+    rest-get-service "errors=0"
+fi
 rest_row rest-list-express "Express GET a page of 20" - "errors=0"
 rest_row rest-list-service "supportdesk GET a page of 20 via Envoy" rest-list-express "errors=0,undecided=0,ratio>=1.0"
+rest_row rest-list-before "supportdesk GET a page of 20 via Envoy without the plain GET routes (Lua and buffer on every GET)" \
+  rest-list-service "errors=0"
 if ((filter_costs)); then
   rest_row rest-list-without-compressor "supportdesk GET a page of 20 via Envoy without compressor" rest-list-service "errors=0"
 fi
 rest_row rest-create-express "Express POST a ticket" - "errors=0"
 rest_row rest-create-service "supportdesk POST a ticket (idempotency key) via Envoy" rest-create-express \
   "errors=0,undecided=0,ratio>=1.0"
+if ((filter_costs)); then
+  for part in lua buffer; do
+    rest_row "rest-create-without-$part" "supportdesk POST a ticket via Envoy without $part" rest-create-service "errors=0"
+  done
+fi
 rest_row rest-refused-express "Express POST refused (invalid priority: 422)" - "errors=0"
 rest_row rest-refused-service "supportdesk POST refused (unknown field: 400)" rest-refused-express "errors=0"
 

@@ -17,7 +17,8 @@ openapi`, so the table follows the google.api.http rules and is never written by
 
 It also writes, at the line `# PLAIN GET ROUTES`, one route per path of the document that
 serves GET with a JSON answer and only string path variables: a GET of it with no query string
-and a plain x-request-id (the one Envoy made, or a caller's of at most 128 characters of
+(or, for a paged read, only pageSize and pageToken in values the transcoder takes) and a plain
+x-request-id (the one Envoy made, or a caller's of at most 128 characters of
 [A-Za-z0-9._:-]) skips the Lua filter and the buffer. Such a request has nothing either could
 act on: no body, no query parameter the transcoder could refuse, no method the path does not
 serve, no request id to drop, and its answer no x-http-status or x-http-content-type to apply
@@ -34,6 +35,16 @@ MARKER = "REST_ROUTES, REST_BODIES, REST_ENUMS = {}, {}, {}"
 PLAIN_GET_MARKER = "# PLAIN GET ROUTES"
 # The request ids the Lua filter keeps (its envoy_on_request); any other takes the Lua routes.
 PLAIN_REQUEST_ID = "[A-Za-z0-9._:-]{1,128}"
+# The one query a paged read may bring past the Lua filter: pageSize (at most 9 digits, so always
+# an int32 the transcoder takes), pageToken (the URL-safe base64 the service writes, nothing to
+# unescape), each at most once, in either order. A value the transcoder could refuse (a letter in
+# pageSize, 10 digits, a percent escape), a repeated or snake_case name, or any other parameter
+# takes the Lua routes, which reshape the transcoder's refusal.
+PAGE_SIZE = "pageSize=[0-9]{1,9}"
+PAGE_TOKEN = "pageToken=[A-Za-z0-9_-]*"
+PLAIN_PAGED_PATH = (
+    f"[^?]*([?]({PAGE_SIZE}(&{PAGE_TOKEN})?|{PAGE_TOKEN}(&{PAGE_SIZE})?))?"
+)
 METHODS = ("get", "put", "post", "delete", "patch")
 
 
@@ -211,23 +222,53 @@ def plain_get_paths(document):
     return paths
 
 
+def is_paged(document, path):
+    """Whether the GET of `path` takes pageSize (int32) and pageToken (string) in its query."""
+    parameters = {
+        p["name"]: p.get("schema", {})
+        for p in document["paths"][path]["get"].get("parameters", [])
+        if p.get("in") == "query"
+    }
+    return (
+        parameters.get("pageSize", {}).get("format") == "int32"
+        and parameters.get("pageToken", {}).get("type") == "string"
+    )
+
+
+def plain_headers(anchor, path_regex, comment):
+    return [
+        f"    headers: &{anchor}",
+        "      - name: \":method\"",
+        "        string_match: { exact: GET }",
+        f"      # {comment}",
+        "      - name: \":path\"",
+        f"        string_match: {{ safe_regex: {{ regex: {json.dumps(path_regex)} }} }}",
+        "      - name: x-request-id",
+        f"        string_match: {{ safe_regex: {{ regex: {json.dumps(PLAIN_REQUEST_ID)} }} }}",
+    ]
+
+
 def plain_get_routes(document, indent):
-    """The routes of `plain_get_paths`, the first holding the anchors the others repeat."""
+    """The routes of `plain_get_paths`, the first holding the anchors the others repeat. A paged
+    read's route also takes the plain page query (PLAIN_PAGED_PATH)."""
     lines = []
+    anchored = set()
     for index, path in enumerate(plain_get_paths(document)):
-        first = index == 0
         lines.append("- match:")
         lines.append(f"    safe_regex: {{ regex: {json.dumps(regex(path))} }}")
-        if first:
+        anchor = "plain_paged_get" if is_paged(document, path) else "plain_get"
+        if anchor not in anchored:
+            anchored.add(anchor)
+            if anchor == "plain_get":
+                lines += plain_headers(anchor, "[^?]*", "No query string: no parameter for the transcoder to refuse.")
+            else:
+                lines += plain_headers(
+                    anchor, PLAIN_PAGED_PATH, "No query but pageSize and pageToken, in values the transcoder takes."
+                )
+        else:
+            lines.append(f"    headers: *{anchor}")
+        if index == 0:
             lines += [
-                "    headers: &plain_get",
-                "      - name: \":method\"",
-                "        string_match: { exact: GET }",
-                "      # No query string: no parameter for the transcoder to refuse.",
-                "      - name: \":path\"",
-                "        string_match: { safe_regex: { regex: \"[^?]*\" } }",
-                "      - name: x-request-id",
-                f"        string_match: {{ safe_regex: {{ regex: {json.dumps(PLAIN_REQUEST_ID)} }} }}",
                 "  route: &plain_get_route",
                 "    cluster: supportdesk",
                 "    retry_policy: *never_reached",
@@ -243,7 +284,6 @@ def plain_get_routes(document, indent):
             ]
         else:
             lines += [
-                "    headers: *plain_get",
                 "  route: *plain_get_route",
                 "  typed_per_filter_config: *plain_get_filters",
             ]

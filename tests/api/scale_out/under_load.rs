@@ -4,7 +4,8 @@
 //! (through Envoy, and through the direct round-robin client beside it), the loss of an
 //! instance, a new instance joining, and PostgreSQL unreachable for 5 s. Afterwards every
 //! acknowledged write is found exactly once in PostgreSQL, and every charge once in the
-//! simulator's ledger.
+//! simulator's ledger; every answer a client was told is a documented one, and no instance
+//! panicked.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -145,6 +146,24 @@ async fn assert_every_acknowledged_write_exactly_once(fleet: &Fleet, outcome: &O
     assert!(!outcome.charges.is_empty() && !outcome.tickets.is_empty());
 }
 
+/// What clients were told and what the instances logged, whatever the fault: no answer the API
+/// does not document (INTERNAL, UNKNOWN, or no documented ErrorInfo reason), and no panic. On a
+/// failure the load's history is written out and named.
+fn assert_every_answer_documented_and_no_panic(fleet: &Fleet, outcome: &Outcome, test: &str) {
+    let undocumented = outcome.undocumented_answers();
+    let panics = fleet.panics();
+    if undocumented.is_empty() && panics.is_empty() {
+        return;
+    }
+    let history = outcome.write_history(test);
+    panic!(
+        "{} undocumented answers, first ones {:?}; panics {panics:?}; history in {}",
+        undocumented.len(),
+        &undocumented[..undocumented.len().min(5)],
+        history.display()
+    );
+}
+
 /// The first few requests Envoy's access log records as not answered by the service.
 fn failed_requests(fleet: &Fleet) -> Vec<serde_json::Value> {
     fleet
@@ -249,6 +268,7 @@ async fn a_rolling_restart_of_three_instances_fails_no_request_and_loses_no_writ
     );
     assert!(direct_succeeded > 0);
     assert_every_acknowledged_write_exactly_once(&fleet, &outcome).await;
+    assert_every_answer_documented_and_no_panic(&fleet, &outcome, "rolling-restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,6 +304,7 @@ async fn a_killed_instance_fails_only_the_calls_it_held_and_every_keyed_retry_ta
         outcome.failure_summary()
     );
     assert_every_acknowledged_write_exactly_once(&fleet, &outcome).await;
+    assert_every_answer_documented_and_no_panic(&fleet, &outcome, "killed-instance");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,4 +384,5 @@ async fn every_instance_rides_out_five_seconds_without_postgresql_on_its_own() {
     load.wait_for_calls(100).await;
     let outcome = load.stop().await;
     assert_every_acknowledged_write_exactly_once(&fleet, &outcome).await;
+    assert_every_answer_documented_and_no_panic(&fleet, &outcome, "postgresql-cut");
 }

@@ -238,6 +238,16 @@ async fn the_access_log_records_the_grpc_status_the_client_was_told() {
             StatusCode::NOT_FOUND,
             "5",
         ),
+        // A success on a plain GET route (no Lua filter), whose grpc-status 0 the client is
+        // no longer shown.
+        (
+            "listed",
+            reqwest::Method::GET,
+            "/v1/tickets",
+            None,
+            StatusCode::OK,
+            "0",
+        ),
         // Envoy's own answer, as its JSON body says.
         (
             "unknown-path",

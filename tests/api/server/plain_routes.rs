@@ -2,15 +2,17 @@
 //! only where it applies"): the routes of Envoy's rendered configuration on which a request skips
 //! the Lua filter or the buffer, checked against the method table and the OpenAPI document rather
 //! than a list kept by hand. Every plain GET skips both, and no request that needs either can skip
-//! it: a body, a query string, an unplain request id, an answer the Lua filter must reshape (a
-//! status other than 200, a stream), a gRPC call.
+//! it: a body, a query string (but a paged read's plain pageSize and pageToken), an unplain request
+//! id, an answer the Lua filter must reshape (a status other than 200, a stream), a gRPC call. And
+//! through a real Envoy, a paged read answers the same on both kinds of route, whatever its query.
 
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
 use supportdesk::wire::methods::{HttpSuccess, MethodTable};
 
 use crate::rest_contract::concrete_paths;
-use crate::support::envoy::render_with;
+use crate::support::TestApp;
+use crate::support::envoy::{Envoy, render_with};
 
 const LUA: &str = "envoy.filters.http.lua";
 const BUFFER: &str = "envoy.filters.http.buffer";
@@ -21,6 +23,33 @@ const PLAIN_GET_HEADERS: [(&str, &str); 3] = [
     (":path", "regex [^?]*"),
     ("x-request-id", "regex [A-Za-z0-9._:-]{1,128}"),
 ];
+
+/// What a paged read's plain route requires: the same, but for a query of pageSize and pageToken
+/// only, each once, in values the transcoder takes (deploy/envoy/rest_routes.py).
+const PLAIN_PAGED_GET_HEADERS: [(&str, &str); 3] = [
+    (":method", "exact GET"),
+    (
+        ":path",
+        "regex [^?]*([?](pageSize=[0-9]{1,9}(&pageToken=[A-Za-z0-9_-]*)?|pageToken=[A-Za-z0-9_-]*(&pageSize=[0-9]{1,9})?))?",
+    ),
+    ("x-request-id", "regex [A-Za-z0-9._:-]{1,128}"),
+];
+
+/// Whether the GET of this OpenAPI path item takes pageSize (int32) and pageToken (string).
+fn is_paged(item: &Json) -> bool {
+    let parameters: Vec<&Json> = item["get"]["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|parameter| parameter["in"] == "query")
+        .collect();
+    let has = |name: &str, key: &str, value: &str| {
+        parameters
+            .iter()
+            .any(|parameter| parameter["name"] == name && parameter["schema"][key] == value)
+    };
+    has("pageSize", "format", "int32") && has("pageToken", "type", "string")
+}
 
 /// The routes of the rendered configuration (as deploy/local/run renders it), aliases resolved.
 fn rendered_routes() -> Vec<Yaml> {
@@ -217,13 +246,16 @@ fn no_request_that_needs_the_lua_filter_or_the_buffer_can_skip_it() {
                 (header["name"].as_str().unwrap_or_default().to_owned(), rule)
             })
             .collect();
-        let expected: Vec<(String, String)> = PLAIN_GET_HEADERS
-            .iter()
-            .map(|(name, rule)| ((*name).to_owned(), (*rule).to_owned()))
-            .collect();
-        assert_eq!(
-            headers, expected,
-            "{regex}: a route skipping the Lua filter must take only GETs with no query string and a plain request id"
+        let expected = |rules: &[(&str, &str)]| -> Vec<(String, String)> {
+            rules
+                .iter()
+                .map(|(name, rule)| ((*name).to_owned(), (*rule).to_owned()))
+                .collect()
+        };
+        let paged = headers == expected(&PLAIN_PAGED_GET_HEADERS);
+        assert!(
+            paged || headers == expected(&PLAIN_GET_HEADERS),
+            "{regex}: a route skipping the Lua filter must take only GETs with no query string (or a plain page query) and a plain request id: {headers:?}"
         );
         for method in table.methods() {
             assert_ne!(
@@ -237,12 +269,65 @@ fn no_request_that_needs_the_lua_filter_or_the_buffer_can_skip_it() {
             match segment_regex_matches(regex, concrete) {
                 None => panic!("{regex} is not of the form this check can read"),
                 Some(false) => {}
-                Some(true) => assert!(
-                    is_plain_get(table, concrete, item),
-                    "{regex} lets GET {concrete} skip the Lua filter, which its answer needs"
-                ),
+                Some(true) => {
+                    assert!(
+                        is_plain_get(table, concrete, item),
+                        "{regex} lets GET {concrete} skip the Lua filter, which its answer needs"
+                    );
+                    assert!(
+                        !paged || is_paged(item),
+                        "{regex} takes a page query, but GET {concrete} is not paged"
+                    );
+                }
             }
         }
+    }
+}
+
+/// Queries of a paged read: plain ones, which take the plain route, and every kind the
+/// transcoder refuses or the plain route leaves to the Lua filter.
+const PAGE_QUERIES: [&str; 14] = [
+    "",
+    "?pageSize=2",
+    "?pageSize=2&pageToken=",
+    "?pageToken=&pageSize=2",
+    "?pageSize=0",
+    "?pageSize=abc",
+    "?pageSize=99999999999",
+    "?pageSize=1&pageSize=2",
+    "?page_size=2",
+    "?pageToken=not-a-token",
+    "?pageToken=%ZZ",
+    "?pageSize=2&colour=blue",
+    "?pageSize=-1",
+    "?pageSize=2&readMask=subject",
+];
+
+/// An answer as a client compares it: status and JSON body.
+async fn answer_of(response: reqwest::Response) -> (u16, Json) {
+    let status = response.status().as_u16();
+    let body = response.json().await.expect("a JSON answer");
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_paged_read_answers_the_same_with_or_without_the_lua_filter_whatever_its_query() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let http = reqwest::Client::new();
+    for query in PAGE_QUERIES {
+        let url = envoy.url(&format!("/v1/tickets{query}"));
+        let send = |request_id: &'static str| {
+            http.get(&url)
+                .bearer_auth(&app.admin.access_token)
+                .header("x-request-id", request_id)
+                .send()
+        };
+        // A plain request id lets a plain query take the plain route; one with a space always
+        // takes the Lua routes (the filter drops it), which answer as the contract says.
+        let plain = answer_of(send("page-query-plain").await.expect("an answer")).await;
+        let through_lua = answer_of(send("page query lua").await.expect("an answer")).await;
+        assert_eq!(plain, through_lua, "GET /v1/tickets{query}");
     }
 }
 

@@ -1,6 +1,8 @@
 //! The security headers of a JSON API on every REST answer, whoever gives it (the service through
 //! the transcoder, the Lua filter, Envoy itself, the CORS filter, the health route), and no
-//! `server` header naming what runs behind the port (docs/http-contract.md, "Headers").
+//! header naming what runs behind the port: no `server`, no `x-envoy-upstream-service-time`, no
+//! `grpc-status`/`grpc-message` (docs/http-contract.md, "Headers"). gRPC-Web keeps its status
+//! headers, which are its protocol.
 
 use reqwest::Method;
 use serde_json::json;
@@ -9,6 +11,16 @@ use crate::support::TestApp;
 use crate::support::envoy::Envoy;
 
 const ORIGIN: &str = "https://desk.example.com";
+
+/// Headers that tell a REST client about what runs behind the port, and that no REST answer
+/// carries.
+const INTERNAL_HEADERS: [&str; 5] = [
+    "server",
+    "x-envoy-upstream-service-time",
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+];
 
 /// The headers every answer carries, and their values.
 const SECURITY_HEADERS: [(&str, &str); 4] = [
@@ -139,11 +151,13 @@ async fn every_rest_answer_carries_the_security_headers_and_no_server_header() {
             Some("no-store"),
             "{name}: an answer to a caller is never cached"
         );
-        assert!(
-            response.headers().get("server").is_none(),
-            "{name}: {:?}",
-            response.headers()
-        );
+        for header in INTERNAL_HEADERS {
+            assert!(
+                response.headers().get(header).is_none(),
+                "{name}: {header} in {:?}",
+                response.headers()
+            );
+        }
     }
 }
 
@@ -169,5 +183,33 @@ async fn the_openapi_document_may_be_cached_and_still_carries_the_security_heade
             "{header}"
         );
     }
-    assert!(response.headers().get("server").is_none());
+    for header in INTERNAL_HEADERS {
+        assert!(response.headers().get(header).is_none(), "{header}");
+    }
+}
+
+#[tokio::test]
+async fn a_grpc_web_answer_keeps_its_status_headers_and_shows_no_service_time() {
+    let app = TestApp::spawn().await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    // An unauthenticated call: trailers-only, so gRPC-Web carries its status as headers.
+    let response = reqwest::Client::new()
+        .post(envoy.url("/supportdesk.v1.TicketService/ListTickets"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(vec![0_u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status().as_u16(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header("grpc-status").as_deref(), Some("16"));
+    assert!(header("grpc-message").is_some());
+    assert_eq!(header("x-envoy-upstream-service-time"), None);
+    assert_eq!(header("server"), None);
 }

@@ -160,6 +160,19 @@ impl Fleet {
         std::fs::read_to_string(self.log_path(index)).unwrap_or_default()
     }
 
+    /// Every line of every instance's log (each of its lives) that reports a panic.
+    pub(crate) fn panics(&self) -> Vec<String> {
+        (0..self.ports.len())
+            .flat_map(|index| {
+                self.log_of(index)
+                    .lines()
+                    .filter(|line| line.contains("panicked"))
+                    .map(|line| format!("instance {index}: {line}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// A channel straight to instance `index`, once it listens.
     pub(crate) async fn direct_channel(&self, index: usize) -> Channel {
         let started = Instant::now();

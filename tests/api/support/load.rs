@@ -3,13 +3,16 @@
 //! Every failed call is recorded (none is hidden by a retry), and a keyed write that failed is
 //! sent again with the same key until it is acknowledged, as a client does; every acknowledged
 //! write is recorded with its key and the id it was answered, so a test can find each exactly
-//! once where it lives.
+//! once where it lives. Every attempt goes into a history (when it was sent, how long it took,
+//! what the client was told), which a failed test writes out beside its assertion, and from which
+//! [`Outcome::undocumented_answers`] finds any answer the API does not document.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use supportdesk::errors::{ERROR_DOMAIN, Reason};
 use supportdesk::wire::proto::v1;
 use supportdesk::wire::proto::v1::billing_service_client::BillingServiceClient;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
@@ -17,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use super::{TestUser, charge_request, with_key};
+use super::{TestUser, charge_request, details, with_key};
 
 /// What a call was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +39,26 @@ pub(crate) struct Failure {
     pub(crate) key: Option<String>,
     pub(crate) code: tonic::Code,
     pub(crate) message: String,
+    /// The ErrorInfo reason it carried, as sent (`None`: no ErrorInfo at all).
+    pub(crate) reason: Option<String>,
+    /// Whether that is one of this service's documented reasons, in its domain.
+    pub(crate) documented: bool,
+}
+
+/// One attempt of a call, as the client saw it: a line of the history.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct Attempt {
+    /// When it was sent and how long its answer took, in ms from the load's start.
+    pub(crate) sent_ms: u64,
+    pub(crate) took_ms: u64,
+    pub(crate) worker: usize,
+    pub(crate) call: String,
+    pub(crate) key: Option<String>,
+    /// The gRPC code's name (`Ok` for a success).
+    pub(crate) code: String,
+    pub(crate) reason: Option<String>,
+    /// The id it was answered with (a write's), or the error's message.
+    pub(crate) answer: String,
 }
 
 /// Everything the load did.
@@ -51,6 +74,8 @@ pub(crate) struct Outcome {
     pub(crate) charges: Vec<(String, String)>,
     /// Keyed writes never acknowledged (their retries ran out): should be none.
     pub(crate) unacknowledged: Vec<(Call, String)>,
+    /// Every attempt, in the order each worker made them.
+    pub(crate) history: Vec<Attempt>,
 }
 
 impl Outcome {
@@ -61,6 +86,40 @@ impl Outcome {
         self.comments.extend(other.comments);
         self.charges.extend(other.charges);
         self.unacknowledged.extend(other.unacknowledged);
+        self.history.extend(other.history);
+    }
+
+    /// The failures whose answer the API does not document: a code that is always a fault of the
+    /// server (INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED), or no documented ErrorInfo reason.
+    pub(crate) fn undocumented_answers(&self) -> Vec<&Failure> {
+        use tonic::Code;
+        self.failures
+            .iter()
+            .filter(|failure| {
+                matches!(
+                    failure.code,
+                    Code::Internal | Code::Unknown | Code::DataLoss | Code::Unimplemented
+                ) || !failure.documented
+            })
+            .collect()
+    }
+
+    /// Writes the history, one JSON line an attempt in the order they were sent, to a file in
+    /// the system's temporary directory named after `test`, and returns its path: what a failed
+    /// assertion points to.
+    pub(crate) fn write_history(&self, test: &str) -> std::path::PathBuf {
+        let mut attempts: Vec<&Attempt> = self.history.iter().collect();
+        attempts.sort_by_key(|attempt| attempt.sent_ms);
+        let lines: String = attempts
+            .iter()
+            .map(|attempt| serde_json::to_string(attempt).expect("an attempt as JSON") + "\n")
+            .collect();
+        let path = std::env::temp_dir().join(format!(
+            "supportdesk-history-{test}-{}.jsonl",
+            std::process::id()
+        ));
+        std::fs::write(&path, lines).expect("write the history");
+        path
     }
 
     /// How many calls failed at least once: each read that failed, each write whose key failed.
@@ -73,13 +132,18 @@ impl Outcome {
         keys.len() + self.failures.iter().filter(|f| f.key.is_none()).count()
     }
 
-    /// The failures counted by call and code, with one message of each: what a failed
+    /// The failures counted by call, code and reason, with one message of each: what a failed
     /// assertion shows.
     pub(crate) fn failure_summary(&self) -> BTreeMap<String, (usize, String)> {
         let mut summary: BTreeMap<String, (usize, String)> = BTreeMap::new();
         for failure in &self.failures {
             let entry = summary
-                .entry(format!("{:?} {:?}", failure.call, failure.code))
+                .entry(format!(
+                    "{:?} {:?} {}",
+                    failure.call,
+                    failure.code,
+                    failure.reason.as_deref().unwrap_or("(no ErrorInfo)")
+                ))
                 .or_insert_with(|| (0, failure.message.clone()));
             entry.0 += 1;
         }
@@ -106,6 +170,7 @@ struct Target {
     customer_id: String,
     ticket_id: String,
     calls: Arc<AtomicU64>,
+    started: Instant,
 }
 
 impl Load {
@@ -126,6 +191,7 @@ impl Load {
             customer_id: customer_id.to_owned(),
             ticket_id: ticket_id.to_owned(),
             calls: calls.clone(),
+            started: Instant::now(),
         };
         let workers = (0..workers)
             .map(|worker| {
@@ -194,13 +260,18 @@ async fn work(
             _ => Call::GetTicket,
         };
         if call == Call::GetTicket {
+            let sent = target.started.elapsed();
             let answer = tickets
                 .get_ticket(target.user.request(v1::GetTicketRequest {
                     id: target.ticket_id.clone(),
                     read_mask: None,
                 }))
-                .await;
+                .await
+                .map(|ticket| ticket.into_inner().id);
             target.calls.fetch_add(1, Ordering::SeqCst);
+            outcome
+                .history
+                .push(attempt(worker, sent, &target, call, None, &answer));
             match answer {
                 Ok(_) => outcome.succeeded += 1,
                 Err(status) => outcome.failures.push(failure(call, None, &status)),
@@ -209,8 +280,12 @@ async fn work(
             let key = uuid::Uuid::now_v7().to_string();
             let mut acknowledged = None;
             for _ in 0..KEYED_ATTEMPTS {
+                let sent = target.started.elapsed();
                 let answer = keyed_write(call, &key, &target, &mut tickets, &mut billing).await;
                 target.calls.fetch_add(1, Ordering::SeqCst);
+                outcome
+                    .history
+                    .push(attempt(worker, sent, &target, call, Some(&key), &answer));
                 match answer {
                     Ok(id) => {
                         outcome.succeeded += 1;
@@ -287,10 +362,44 @@ async fn keyed_write(
 }
 
 fn failure(call: Call, key: Option<&str>, status: &tonic::Status) -> Failure {
+    let info = details(status).error_info().cloned();
+    let documented = info
+        .as_ref()
+        .is_some_and(|info| info.domain == ERROR_DOMAIN && Reason::parse(&info.reason).is_some());
     Failure {
         call,
         key: key.map(str::to_owned),
         code: status.code(),
         message: status.message().to_owned(),
+        reason: info.map(|info| info.reason),
+        documented,
+    }
+}
+
+fn attempt(
+    worker: usize,
+    sent: Duration,
+    target: &Target,
+    call: Call,
+    key: Option<&str>,
+    answer: &Result<String, tonic::Status>,
+) -> Attempt {
+    let (code, reason, answer) = match answer {
+        Ok(id) => ("Ok".to_owned(), None, id.clone()),
+        Err(status) => (
+            format!("{:?}", status.code()),
+            details(status).error_info().map(|info| info.reason.clone()),
+            status.message().to_owned(),
+        ),
+    };
+    Attempt {
+        sent_ms: sent.as_millis() as u64,
+        took_ms: (target.started.elapsed() - sent).as_millis() as u64,
+        worker,
+        call: format!("{call:?}"),
+        key: key.map(str::to_owned),
+        code,
+        reason,
+        answer,
     }
 }
