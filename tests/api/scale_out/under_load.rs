@@ -2,7 +2,9 @@
 //! simulator, under a steady mixed load (reads; CreateTicket, AddComment and CreateCharge with
 //! idempotency keys) that records every acknowledged write and every failure: a rolling restart
 //! (through Envoy, and through the direct round-robin client beside it), the loss of an
-//! instance, a new instance joining, and PostgreSQL unreachable for 5 s. Afterwards every
+//! instance, a new instance joining, PostgreSQL unreachable for 5 s, and several faults at once
+//! (the payment provider failing and losing answers while one instance is cut off from
+//! PostgreSQL, another is killed and the third restarted). Afterwards every
 //! acknowledged write is found exactly once in PostgreSQL, and every charge once in the
 //! simulator's ledger; every answer a client was told is a documented one, and no instance
 //! panicked.
@@ -13,13 +15,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
+use payment_simulator::{Endpoint, FaultAction, FaultRule};
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 
 use crate::support::binary::BINARY;
 use crate::support::fleet::{DRAIN_DELAY, Fleet};
 use crate::support::load::{Load, Outcome};
 use crate::support::proxy::{TcpProxy, socket_address_of};
-use crate::support::{repository_root, tool, valid_create_request};
+use crate::support::{
+    PATIENCE, admin_database_url, count_of, repository_root, tool, valid_create_request,
+    wait_until,
+};
 
 /// The load's callers: each has at most one call in flight.
 const WORKERS: usize = 8;
@@ -385,4 +391,68 @@ async fn every_instance_rides_out_five_seconds_without_postgresql_on_its_own() {
     let outcome = load.stop().await;
     assert_every_acknowledged_write_exactly_once(&fleet, &outcome).await;
     assert_every_answer_documented_and_no_panic(&fleet, &outcome, "postgresql-cut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_together_lose_no_acknowledged_write_pay_nothing_twice_and_tell_only_documented_answers()
+{
+    // Each instance reaches PostgreSQL through a proxy of its own: one can lose it alone.
+    let postgres = socket_address_of(&admin_database_url());
+    let proxies = [
+        TcpProxy::start(postgres).await,
+        TcpProxy::start(postgres).await,
+        TcpProxy::start(postgres).await,
+    ];
+    let through: Vec<Option<&TcpProxy>> = proxies.iter().map(Some).collect();
+    let mut fleet = Fleet::start_through(3, &through).await;
+    let ticket_id = seed_ticket(&fleet).await;
+    let load = start_load(&fleet, &ticket_id, WORKERS, 2);
+    load.wait_for_calls(100).await;
+
+    // The payment provider answers 500 without paying, then pays and drops its answers...
+    for action in [
+        FaultAction::ServerError { status: 500 },
+        FaultAction::ExecuteThenTimeout { hang_millis: 0 },
+    ] {
+        fleet
+            .simulator
+            .add_fault(FaultRule::new(Endpoint::CreatePaymentIntent, action, 5))
+            .expect("a valid fault");
+    }
+    // ...while instance 2 is cut off from PostgreSQL, and instance 0 is killed.
+    proxies[2].cut();
+    load.wait_for_calls(100).await;
+    fleet.kill(0);
+    load.wait_for_calls(100).await;
+
+    // Healed: instance 2 has PostgreSQL again, instance 0 is replaced, then instance 1 is
+    // stopped (SIGTERM, drained) and replaced while the load goes on.
+    proxies[2].restore();
+    fleet.wait_serving(2).await;
+    fleet.start_instance(0).await;
+    fleet.restart(1).await;
+    load.wait_for_calls(100).await;
+    let outcome = load.stop().await;
+    fleet.simulator.clear_faults();
+
+    // Nothing is left pending: what a lost answer left, a retry under its key or the
+    // completer settled.
+    wait_until("every charge settled", PATIENCE, || async {
+        count_of(
+            &fleet.database,
+            "SELECT count(*) AS count FROM charges WHERE status = 'pending'",
+        )
+        .await
+            == 0
+    })
+    .await;
+    assert_every_acknowledged_write_exactly_once(&fleet, &outcome).await;
+    assert_every_answer_documented_and_no_panic(&fleet, &outcome, "faults-together");
+    // The faults happened: the provider answered 500s and dropped answers it had paid for.
+    let requests = fleet.simulator.requests();
+    assert!(
+        requests.iter().any(|request| request.status == Some(500))
+            && requests.iter().any(|request| request.status.is_none()),
+        "the provider's faults did not happen"
+    );
 }

@@ -33,6 +33,8 @@ pub(crate) struct Fleet {
     pub(crate) ports: Vec<u16>,
     processes: Vec<Option<Child>>,
     settings: Vec<(String, String)>,
+    /// Settings of one instance over the shared ones (its own way to PostgreSQL).
+    own_settings: Vec<Vec<(String, String)>>,
     logs: tempfile::TempDir,
     pub(crate) envoy: Envoy,
     /// The admin of the account the load runs as, and a customer of that account to charge
@@ -45,18 +47,31 @@ impl Fleet {
     /// started and seen healthy by Envoy; they reach PostgreSQL through `database_proxy` when
     /// given (the test keeps its own way in).
     pub(crate) async fn start(size: usize, up: usize, database_proxy: Option<&TcpProxy>) -> Self {
+        let proxies = vec![database_proxy; size];
+        Self::start_through(up, &proxies).await
+    }
+
+    /// As many instances as `database_proxies`, each reaching PostgreSQL through its own proxy
+    /// when given: one instance can be partitioned from PostgreSQL while the others keep it.
+    pub(crate) async fn start_through(up: usize, database_proxies: &[Option<&TcpProxy>]) -> Self {
+        let size = database_proxies.len();
         let database = TestDatabase::create().await;
         let simulator = Simulator::start(SimulatorConfig::default())
             .await
             .expect("the simulator starts");
         let ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
-        let url = match database_proxy {
-            Some(proxy) => url_through(database.url().expose_secret(), proxy.address),
-            None => database.url().expose_secret().to_owned(),
-        };
+        let own_settings = database_proxies
+            .iter()
+            .map(|proxy| {
+                let url = match proxy {
+                    Some(proxy) => url_through(database.url().expose_secret(), proxy.address),
+                    None => database.url().expose_secret().to_owned(),
+                };
+                vec![("DATABASE_URL".to_owned(), url)]
+            })
+            .collect();
         let settings: Vec<(String, String)> = [
-            ("DATABASE_URL", url.as_str()),
-            ("REDIS_URL", &redis_url()),
+            ("REDIS_URL", redis_url().as_str()),
             (
                 "REDIS_KEY_PREFIX",
                 &format!("supportdesk-test:{}:", uuid::Uuid::now_v7().simple()),
@@ -84,6 +99,7 @@ impl Fleet {
             processes: (0..size).map(|_| None).collect(),
             ports,
             settings,
+            own_settings,
             logs: tempfile::tempdir().expect("a directory for the logs"),
             envoy,
             account: None,
@@ -140,6 +156,7 @@ impl Fleet {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(self.settings.iter().map(|(name, value)| (name, value)))
+            .envs(self.own_settings[index].iter().map(|(name, value)| (name, value)))
             .env(
                 "GRPC_LISTEN_ADDR",
                 format!("127.0.0.1:{}", self.ports[index]),
