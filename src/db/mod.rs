@@ -341,18 +341,6 @@ where
     }
 }
 
-/// PostgreSQL's lock_timeout (SQLSTATE 55P03) in a transaction that claims an idempotency key
-/// (or locks the row a request with the key holds) means another request with the key is still
-/// running: IDEMPOTENCY_KEY_IN_USE.
-pub fn lock_timeout_is_in_use(error: diesel::result::Error) -> AppError {
-    if let diesel::result::Error::DatabaseError(_, info) = &error
-        && info.message().contains("lock timeout")
-    {
-        return AppError::idempotency_key_in_use();
-    }
-    error.into()
-}
-
 /// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes. The time
 /// the checkout took, waiting included, goes to `supportdesk_db_pool_checkout_duration_seconds`.
 pub async fn connection(pool: &PgPool) -> AppResult<PooledConnection<'_>> {

@@ -1,6 +1,7 @@
 //! Failures of the libraries every layer uses, classified once (the module's policy): a lost or
 //! unreachable PostgreSQL or Redis is UNAVAILABLE, a statement cut short by the request's deadline
-//! is DEADLINE_EXCEEDED, anything unexpected is INTERNAL.
+//! is DEADLINE_EXCEEDED, a lock not granted within a transaction's lock wait is ABORTED
+//! IDEMPOTENCY_KEY_IN_USE, anything unexpected is INTERNAL.
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::PoolError;
@@ -26,6 +27,19 @@ impl From<DieselError> for AppError {
                         .contains("canceling statement due to statement timeout") =>
                 {
                     Self::DeadlineExceeded
+                }
+                // SQLSTATE 55P03, likewise: only the transactions that claim an idempotency key or
+                // work on a charge or refund a keyed request holds set a `lock_timeout`
+                // (`Limits::waiting_for_locks_at_most`), so a lock they wait for past it, on any
+                // row, is held by another request still working on the same thing: retry shortly,
+                // with the same key. (Found by the faults-together test under load: a charge's
+                // record phase waiting on a row its own retry held answered INTERNAL.)
+                DatabaseErrorKind::Unknown
+                    if info
+                        .message()
+                        .contains("canceling statement due to lock timeout") =>
+                {
+                    Self::idempotency_key_in_use()
                 }
                 DatabaseErrorKind::UniqueViolation
                 | DatabaseErrorKind::ForeignKeyViolation

@@ -274,8 +274,7 @@ impl<D> Idempotent<'_, D> {
                         .unwrap_or(chrono::Duration::days(1)),
             }
             .claim(conn)
-            .await
-            .map_err(crate::db::lock_timeout_is_in_use)?;
+            .await?;
             if let Some(id) = claimed {
                 return Ok(Claimed::Fresh(id));
             }

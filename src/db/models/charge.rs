@@ -160,8 +160,7 @@ impl ChargeRow {
             .for_update()
             .first::<Self>(conn)
             .await
-            .optional()
-            .map_err(crate::db::lock_timeout_is_in_use)?
+            .optional()?
             .map(Self::into_domain)
             .transpose()
     }
@@ -192,11 +191,7 @@ impl ChargeRow {
                     .await
             }
         };
-        locked
-            .optional()
-            .map_err(crate::db::lock_timeout_is_in_use)?
-            .map(Self::into_domain)
-            .transpose()
+        locked.optional()?.map(Self::into_domain).transpose()
     }
 
     /// The account of charge `id`, in whichever account it is; `None` when it is not ours.

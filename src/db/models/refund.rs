@@ -95,8 +95,7 @@ impl RefundRow {
             .for_update()
             .first::<Self>(conn)
             .await
-            .optional()
-            .map_err(crate::db::lock_timeout_is_in_use)?
+            .optional()?
             .map(Self::into_domain)
             .transpose()
     }

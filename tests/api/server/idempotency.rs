@@ -674,3 +674,31 @@ async fn anonymous_keys_are_scoped_to_the_client_address_so_strangers_learn_noth
         }
     }
 }
+
+#[tokio::test]
+async fn a_lock_held_past_a_keyed_transactions_lock_wait_is_idempotency_key_in_use_not_internal() {
+    // Any statement of such a transaction, not only the key's claim: the faults-together test
+    // saw a charge's record phase time out on a row its own retry held, answered INTERNAL.
+    let database = TestDatabase::create().await;
+    let mut holder = database.connect().await;
+    let mut waiter = database.connect().await;
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut holder,
+        "BEGIN; SELECT pg_advisory_xact_lock(4545)",
+    )
+    .await
+    .expect("the holder takes the lock");
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut waiter,
+        "BEGIN; SELECT set_config('lock_timeout', '100', true)",
+    )
+    .await
+    .expect("the waiter's transaction with its lock wait");
+    let error = diesel::sql_query("SELECT pg_advisory_xact_lock(4545)")
+        .execute(&mut waiter)
+        .await
+        .expect_err("the lock is not granted within the wait");
+    let status = Status::from(supportdesk::errors::AppError::from(error));
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert_reason(&status, Reason::IdempotencyKeyInUse);
+}

@@ -156,7 +156,11 @@ impl Fleet {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(self.settings.iter().map(|(name, value)| (name, value)))
-            .envs(self.own_settings[index].iter().map(|(name, value)| (name, value)))
+            .envs(
+                self.own_settings[index]
+                    .iter()
+                    .map(|(name, value)| (name, value)),
+            )
             .env(
                 "GRPC_LISTEN_ADDR",
                 format!("127.0.0.1:{}", self.ports[index]),

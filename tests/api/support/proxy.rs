@@ -1,5 +1,7 @@
 //! A TCP proxy in front of PostgreSQL or Redis that a test can cut and restore: the real server
 //! keeps running while the service under test loses it, as in a network partition. It can also
+//! stall (every connection stays open and accepts bytes, none is forwarded either way until it
+//! is unstalled, then all are: a network that stops delivering without failing). It can also
 //! count the round trips the service makes through it, read off the wire: PostgreSQL's `Sync`
 //! and simple `Query` messages (each is answered by one `ReadyForQuery`), Redis's commands (each
 //! answered by one reply; the commands a script runs inside Redis never cross the wire).
@@ -9,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +23,8 @@ pub(crate) struct TcpProxy {
     connections: Arc<std::sync::Mutex<CancellationToken>>,
     acceptor: JoinHandle<()>,
     round_trips: Arc<AtomicU64>,
+    stalled: watch::Sender<bool>,
+    counting: bool,
 }
 
 /// The wire protocol whose round trips a proxy counts.
@@ -40,12 +46,13 @@ impl TcpProxy {
         let address = listener.local_addr().expect("proxy address");
         let up = Arc::new(AtomicBool::new(true));
         let connections = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let (stalled, stall) = watch::channel(false);
         let acceptor = tokio::spawn({
             let up = up.clone();
             let connections = connections.clone();
             let round_trips = round_trips.clone();
             async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
+                while let Ok((inbound, _)) = listener.accept().await {
                     if !up.load(Ordering::SeqCst) {
                         // Refused the way a dead host's port would be: closed at once.
                         drop(inbound);
@@ -53,14 +60,18 @@ impl TcpProxy {
                     }
                     let cancelled = connections.lock().expect("lock").clone();
                     let round_trips = round_trips.clone();
+                    let stall = stall.clone();
                     tokio::spawn(async move {
-                        let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        let Ok(outbound) = TcpStream::connect(target).await else {
                             return;
                         };
                         match protocol {
                             None => {
+                                let (client_reads, client_writes) = inbound.into_split();
+                                let (server_reads, server_writes) = outbound.into_split();
                                 tokio::select! {
-                                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                    _ = forward(client_reads, server_writes, stall.clone()) => {}
+                                    _ = forward(server_reads, client_writes, stall) => {}
                                     () = cancelled.cancelled() => {}
                                 }
                             }
@@ -96,7 +107,21 @@ impl TcpProxy {
             connections,
             acceptor,
             round_trips,
+            stalled,
+            counting: protocol.is_some(),
         }
+    }
+
+    /// Stops forwarding: connections stay open and new ones are accepted, but no byte goes
+    /// through either way until [`TcpProxy::unstall`], when what was held goes on in order.
+    pub(crate) fn stall(&self) {
+        assert!(!self.counting, "a counting proxy cannot stall");
+        self.stalled.send_replace(true);
+    }
+
+    /// Forwards again, what was held first.
+    pub(crate) fn unstall(&self) {
+        self.stalled.send_replace(false);
     }
 
     /// How many round trips clients have made through this proxy (a counting one) so far.
@@ -115,6 +140,27 @@ impl TcpProxy {
     /// Lets connections through again.
     pub(crate) fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to`, holding each piece read while the proxy is stalled.
+async fn forward(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    mut stalled: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut buffer = vec![0_u8; 64 * 1024];
+    loop {
+        let read = from.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        while *stalled.borrow_and_update() {
+            if stalled.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+        to.write_all(&buffer[..read]).await?;
     }
 }
 
