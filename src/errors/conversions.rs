@@ -29,11 +29,12 @@ impl From<DieselError> for AppError {
                     Self::DeadlineExceeded
                 }
                 // SQLSTATE 55P03, likewise: only the transactions that claim an idempotency key or
-                // work on a charge or refund a keyed request holds set a `lock_timeout`
-                // (`Limits::waiting_for_locks_at_most`), so a lock they wait for past it, on any
-                // row, is held by another request still working on the same thing: retry shortly,
-                // with the same key. (Found by the faults-together test under load: a charge's
-                // record phase waiting on a row its own retry held answered INTERNAL.)
+                // lock a charge or refund (keyed requests; the webhook and reconciliation workers,
+                // which retry) set a `lock_timeout` (`Limits::waiting_for_locks_at_most`), so a
+                // lock they wait for past it, on any row, is held by other work on the same key or
+                // charge: retry shortly, with the same key. (Found by the faults-together test
+                // under load: a charge's record phase waiting on a row its own retry held
+                // answered INTERNAL.)
                 DatabaseErrorKind::Unknown
                     if info
                         .message()

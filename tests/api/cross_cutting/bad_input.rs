@@ -114,14 +114,8 @@ async fn a_string_that_is_not_utf8_names_its_field_on_an_authenticated_rpc() {
 async fn grpc_web_garbage_through_envoy_is_invalid_argument_in_the_grpc_web_trailers() {
     let app = TestApp::spawn().await;
     let envoy = Envoy::start_in_front_of(app.address.port()).await;
-    let message = [0xff_u8, 0xff, 0xff];
-    let mut frame = vec![0_u8, 0, 0, 0, message.len() as u8];
-    frame.extend_from_slice(&message);
-    let response = reqwest::Client::new()
-        .post(envoy.url("/supportdesk.v1.AuthService/Login"))
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .body(frame)
+    let response = envoy
+        .grpc_web("/supportdesk.v1.AuthService/Login", &[0xff, 0xff, 0xff])
         .send()
         .await
         .expect("a gRPC-Web call");

@@ -1600,13 +1600,10 @@ async fn browser_grpc_web_clients_reach_the_service_through_envoy() {
     let app = TestApp::spawn().await;
     app.wait_for_health("Serving", PATIENCE).await;
     let envoy = Envoy::start_in_front_of(app.address.port()).await;
-    // A gRPC-Web frame: no compression, length 0, i.e. an empty HealthCheckRequest.
-    let response = reqwest::Client::new()
-        .post(envoy.url("/grpc.health.v1.Health/Check"))
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
+    // An empty HealthCheckRequest in a gRPC-Web frame.
+    let response = envoy
+        .grpc_web("/grpc.health.v1.Health/Check", &[])
         .header("origin", "http://localhost:3000")
-        .body(vec![0_u8, 0, 0, 0, 0])
         .send()
         .await
         .expect("a gRPC-Web call");

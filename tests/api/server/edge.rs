@@ -162,16 +162,12 @@ async fn a_request_body_dripping_in_is_answered_408_json_once_the_request_timeou
 async fn a_grpc_web_request_over_1_mib_is_http_200_with_resource_exhausted() {
     let app = TestApp::spawn().await;
     let envoy = Envoy::start_in_front_of(app.address.port()).await;
-    let mut frame = vec![0_u8];
-    let message = vec![0_u8; 1024 * 1024 + 1];
-    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-    frame.extend_from_slice(&message);
-    let response = reqwest::Client::new()
-        .post(envoy.url("/supportdesk.v1.TicketService/CreateTicket"))
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
+    let response = envoy
+        .grpc_web(
+            "/supportdesk.v1.TicketService/CreateTicket",
+            &vec![0_u8; 1024 * 1024 + 1],
+        )
         .bearer_auth(&app.admin.access_token)
-        .body(frame)
         .send()
         .await
         .expect("an answer");
@@ -196,11 +192,8 @@ async fn a_grpc_web_client_is_told_the_service_is_unreachable_in_grpc_status_wit
     // Nothing listens on the backend port.
     let nothing = crate::support::ClosedPort::new();
     let envoy = Envoy::start_in_front_of(nothing.port).await;
-    let response = reqwest::Client::new()
-        .post(envoy.url("/supportdesk.v1.TicketService/ListTickets"))
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .body(vec![0_u8, 0, 0, 0, 0])
+    let response = envoy
+        .grpc_web("/supportdesk.v1.TicketService/ListTickets", &[])
         .send()
         .await
         .expect("an answer");
@@ -297,13 +290,10 @@ async fn the_access_log_records_the_grpc_status_the_client_was_told() {
         ("grpc-web-unauthenticated", "not-a-token", "16"),
     ] {
         let request_id = format!("access-log-{name}-{}", uuid::Uuid::now_v7());
-        let response = http
-            .post(envoy.url("/supportdesk.v1.TicketService/ListTickets"))
-            .header("content-type", "application/grpc-web+proto")
-            .header("x-grpc-web", "1")
+        let response = envoy
+            .grpc_web("/supportdesk.v1.TicketService/ListTickets", &[])
             .header("x-request-id", &request_id)
             .bearer_auth(token)
-            .body(vec![0_u8, 0, 0, 0, 0])
             .send()
             .await
             .expect("an answer");
@@ -318,11 +308,8 @@ async fn a_grpc_web_stream_reaches_the_client_before_it_ends() {
     let app = TestApp::spawn().await;
     let envoy = Envoy::start_in_front_of(app.address.port()).await;
     // Health/Watch never ends on its own: its first answer must pass the Lua filter unbuffered.
-    let mut response = reqwest::Client::new()
-        .post(envoy.url("/grpc.health.v1.Health/Watch"))
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .body(vec![0_u8, 0, 0, 0, 0])
+    let mut response = envoy
+        .grpc_web("/grpc.health.v1.Health/Watch", &[])
         .send()
         .await
         .expect("an answer");

@@ -193,11 +193,8 @@ async fn a_grpc_web_answer_keeps_its_status_headers_and_shows_no_service_time() 
     let app = TestApp::spawn().await;
     let envoy = Envoy::start_in_front_of(app.address.port()).await;
     // An unauthenticated call: trailers-only, so gRPC-Web carries its status as headers.
-    let response = reqwest::Client::new()
-        .post(envoy.url("/supportdesk.v1.TicketService/ListTickets"))
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .body(vec![0_u8, 0, 0, 0, 0])
+    let response = envoy
+        .grpc_web("/supportdesk.v1.TicketService/ListTickets", &[])
         .send()
         .await
         .expect("an answer");

@@ -164,6 +164,19 @@ impl Envoy {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// A gRPC-Web call of the gRPC `path` as a browser sends it: `message` (the encoded request)
+    /// in one uncompressed frame, ready for the caller's headers and `send`.
+    pub(crate) fn grpc_web(&self, path: &str, message: &[u8]) -> reqwest::RequestBuilder {
+        let mut frame = vec![0_u8];
+        frame.extend_from_slice(&u32::try_from(message.len()).expect("a frame").to_be_bytes());
+        frame.extend_from_slice(message);
+        reqwest::Client::new()
+            .post(self.url(path))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .body(frame)
+    }
+
     /// Every access log entry Envoy has written so far (it flushes every 100 ms).
     pub(crate) fn access_log(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.workdir.path().join(ACCESS_LOG))

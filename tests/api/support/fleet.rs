@@ -33,8 +33,8 @@ pub(crate) struct Fleet {
     pub(crate) ports: Vec<u16>,
     processes: Vec<Option<Child>>,
     settings: Vec<(String, String)>,
-    /// Settings of one instance over the shared ones (its own way to PostgreSQL).
-    own_settings: Vec<Vec<(String, String)>>,
+    /// Each instance's `DATABASE_URL`: straight to PostgreSQL, or through its proxy.
+    database_urls: Vec<String>,
     logs: tempfile::TempDir,
     pub(crate) envoy: Envoy,
     /// The admin of the account the load runs as, and a customer of that account to charge
@@ -60,14 +60,11 @@ impl Fleet {
             .await
             .expect("the simulator starts");
         let ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
-        let own_settings = database_proxies
+        let database_urls = database_proxies
             .iter()
-            .map(|proxy| {
-                let url = match proxy {
-                    Some(proxy) => url_through(database.url().expose_secret(), proxy.address),
-                    None => database.url().expose_secret().to_owned(),
-                };
-                vec![("DATABASE_URL".to_owned(), url)]
+            .map(|proxy| match proxy {
+                Some(proxy) => url_through(database.url().expose_secret(), proxy.address),
+                None => database.url().expose_secret().to_owned(),
             })
             .collect();
         let settings: Vec<(String, String)> = [
@@ -99,7 +96,7 @@ impl Fleet {
             processes: (0..size).map(|_| None).collect(),
             ports,
             settings,
-            own_settings,
+            database_urls,
             logs: tempfile::tempdir().expect("a directory for the logs"),
             envoy,
             account: None,
@@ -156,11 +153,7 @@ impl Fleet {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(self.settings.iter().map(|(name, value)| (name, value)))
-            .envs(
-                self.own_settings[index]
-                    .iter()
-                    .map(|(name, value)| (name, value)),
-            )
+            .env("DATABASE_URL", &self.database_urls[index])
             .env(
                 "GRPC_LISTEN_ADDR",
                 format!("127.0.0.1:{}", self.ports[index]),
