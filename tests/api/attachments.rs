@@ -1240,9 +1240,7 @@ async fn fifty_concurrent_uploads_all_complete() {
             let id = png_uploaded_not_completed(app, &ticket_id, seed).await;
             // Fifty completions are more than the storage bulkhead's places: those that wait
             // too long are told PROVIDER_BUSY with a delay, and a client retries after it.
-            complete_until_not_busy(app, &id)
-                .await
-                .expect("every upload completes once the bulkhead has room")
+            complete_while_the_store_is_up(app, &id).await
         }
     });
     let done = futures_join_all(uploads).await;
@@ -1281,9 +1279,7 @@ async fn fifty_uploads_with_the_store_killed_halfway_answer_unavailable_then_all
     let ids = futures_join_all(uploads).await;
     let (before, after) = ids.split_at(25);
     for id in before {
-        let done = complete_until_not_busy(&app, id)
-            .await
-            .expect("the store is up");
+        let done = complete_while_the_store_is_up(&app, id).await;
         assert_eq!(done.state(), v1::AttachmentState::Ready);
     }
 
@@ -1316,9 +1312,7 @@ async fn fifty_uploads_with_the_store_killed_halfway_answer_unavailable_then_all
     })
     .await;
     for id in after {
-        let done = complete_until_not_busy(&app, id)
-            .await
-            .expect("the store is back");
+        let done = complete_while_the_store_is_up(&app, id).await;
         assert_eq!(done.state(), v1::AttachmentState::Ready);
     }
     let mut conn = app.database.connect().await;
@@ -1332,8 +1326,6 @@ async fn fifty_uploads_with_the_store_killed_halfway_answer_unavailable_then_all
     assert_eq!(ready.count, 50);
 }
 
-/// Completes an upload as a client does: after a PROVIDER_BUSY, again once its RetryInfo delay
-/// passed; any other answer is returned.
 /// Starts an upload of `png_bytes(seed)` and PUTs it through its URL; not yet completed.
 async fn png_uploaded_not_completed(app: &TestApp, ticket_id: &str, seed: u8) -> String {
     let bytes = png_bytes(seed);
@@ -1353,7 +1345,33 @@ async fn png_uploaded_not_completed(app: &TestApp, ticket_id: &str, seed: u8) ->
     started.attachment.expect("the attachment").id
 }
 
+/// Completes an upload as a client does: after a PROVIDER_BUSY, again once its RetryInfo delay
+/// passed; any other answer is returned.
 async fn complete_until_not_busy(app: &TestApp, id: &str) -> Result<v1::Attachment, tonic::Status> {
+    complete_retrying(app, id, &[Reason::ProviderBusy]).await
+}
+
+/// Completes an upload while the store is up, as a client does: after PROVIDER_BUSY, or after
+/// a STORAGE_UNAVAILABLE (a call of the service to the store that ran out of its 2 s on a
+/// loaded machine, and the breaker it may open), again once the RetryInfo delay passed; for at
+/// most [`PATIENCE`], so a service that stays unavailable still fails the test.
+async fn complete_while_the_store_is_up(app: &TestApp, id: &str) -> v1::Attachment {
+    tokio::time::timeout(
+        PATIENCE,
+        complete_retrying(app, id, &[Reason::ProviderBusy, Reason::StorageUnavailable]),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{id} was not completed within {PATIENCE:?}"))
+    .unwrap_or_else(|status| panic!("{id} was not completed: {status:?}"))
+}
+
+/// Completes an upload, again after each refusal for one of `retried` once its RetryInfo delay
+/// passed; any other answer is returned.
+async fn complete_retrying(
+    app: &TestApp,
+    id: &str,
+    retried: &[Reason],
+) -> Result<v1::Attachment, tonic::Status> {
     loop {
         match app
             .attachments
@@ -1363,9 +1381,9 @@ async fn complete_until_not_busy(app: &TestApp, id: &str) -> Result<v1::Attachme
         {
             Ok(done) => return Ok(done.into_inner()),
             Err(status)
-                if details(&status)
-                    .error_info()
-                    .is_some_and(|info| info.reason == Reason::ProviderBusy.as_str()) =>
+                if details(&status).error_info().is_some_and(|info| {
+                    retried.iter().any(|reason| info.reason == reason.as_str())
+                }) =>
             {
                 let delay = details(&status)
                     .retry_info()
