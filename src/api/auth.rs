@@ -99,7 +99,7 @@ impl v1::auth_service_server::AuthService for AuthApi {
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let slug = violations.check("account", AccountSlug::parse(&message.account));
-        let email = violations.check("email", Email::parse(&message.email));
+        let email = violations.check("email", Email::lookup(&message.email));
         violations.into_result()?;
         let (Some(slug), Some(email)) = (slug, email) else {
             return Err(AppError::internal(anyhow::anyhow!("checked fields missing")).into());

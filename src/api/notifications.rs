@@ -171,8 +171,9 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
         if raw.is_empty() {
             return Err(AppError::invalid_field("address", &required()).into());
         }
+        // A suppression names an address some mail went to, perhaps stored under the old rule.
         let address =
-            Email::parse(raw).map_err(|problem| AppError::invalid_field("address", &problem))?;
+            Email::lookup(raw).map_err(|problem| AppError::invalid_field("address", &problem))?;
         self.notifications
             .delete_suppression(&caller, &address)
             .await?;

@@ -260,7 +260,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             let applied = db::run_migrations(settings.database.url.clone()).await?;
             tracing::info!(count = applied.len(), ?applied, "migrations applied");
-            Ok(())
+            report_undeliverable_addresses(&settings).await
         }
         Command::SeedDemo { tickets } => {
             let pool = db::build_pool(&settings.database, settings.server.request_timeout);
@@ -326,6 +326,32 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             unreachable!("handled before settings are loaded")
         }
     }
+}
+
+/// Logs (WARN, one line each) the stored addresses that the address rule in force refuses for
+/// new input: users stored under an earlier, looser rule. They stay readable and can log in; mail
+/// to them cannot be sent, so an operator may want to ask them for another address.
+async fn report_undeliverable_addresses(settings: &Settings) -> anyhow::Result<()> {
+    let pool = db::build_pool(&settings.database, settings.server.request_timeout);
+    let mut conn = db::connection(&pool).await?;
+    let mut undeliverable = 0usize;
+    for user in db::models::user::User::with_unusual_address(&mut conn).await? {
+        if let Err(problem) = crate::domain::Email::parse(user.email.as_str()) {
+            undeliverable += 1;
+            tracing::warn!(
+                account_id = %user.account_id,
+                user_id = %user.id,
+                address = %user.email,
+                %problem,
+                "a stored address the address rule refuses for new input: mail to it cannot be sent"
+            );
+        }
+    }
+    tracing::info!(
+        undeliverable,
+        "stored addresses checked against the address rule"
+    );
+    Ok(())
 }
 
 /// Writes the OpenAPI document to `out` (standard output when `None`).

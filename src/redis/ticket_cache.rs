@@ -179,7 +179,7 @@ impl CachedTicket {
             priority: TicketPriority::parse(&self.priority)?,
             status: TicketStatus::parse(&self.status)?,
             requester_id: UserId::from_uuid(uuid(self.requester_id)?),
-            requester_email: Email::parse(&self.requester_email)?,
+            requester_email: Email::from_stored(&self.requester_email),
             assignee_id: self.assignee_id.map(|id| UserId::from_uuid(id.into())),
             created_at: instant(self.created_at)?,
             updated_at: instant(self.updated_at)?,

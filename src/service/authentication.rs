@@ -69,7 +69,7 @@ impl Authentication {
             LoginGate::Open { known_address } => known_address,
             LoginGate::Refused { subject, decision } => return Err(decision.refusal(&subject)),
         };
-        let user = match (AccountSlug::parse(account), Email::parse(email)) {
+        let user = match (AccountSlug::parse(account), Email::lookup(email)) {
             (Ok(slug), Ok(email)) => self.find_user(&slug, &email).await?,
             _ => None,
         };

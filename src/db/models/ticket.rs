@@ -645,8 +645,7 @@ impl TicketRow {
             status: TicketStatus::parse(&self.status)
                 .map_err(|problem| corrupt("tickets.status", problem))?,
             requester_id: UserId::from_uuid(self.requester_id),
-            requester_email: Email::parse(requester_email)
-                .map_err(|problem| corrupt("users.email", problem))?,
+            requester_email: Email::from_stored(requester_email),
             assignee_id: self.assignee_id.map(UserId::from_uuid),
             created_at: self.created_at,
             updated_at: self.updated_at,

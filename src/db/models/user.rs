@@ -50,7 +50,7 @@ impl UserRow {
         Ok(domain::User {
             id: UserId::from_uuid(self.id),
             account_id: AccountId::from_uuid(self.account_id),
-            email: Email::parse(&self.email).map_err(|problem| corrupt("users.email", problem))?,
+            email: Email::from_stored(&self.email),
             display_name: DisplayName::parse(&self.display_name)
                 .map_err(|problem| corrupt("users.display_name", problem))?,
             role: Role::parse(&self.role).map_err(|problem| corrupt("users.role", problem))?,
@@ -177,6 +177,29 @@ impl User {
             .optional()?
             .map(UserRow::into_login)
             .transpose()
+    }
+
+    /// Every user, of any account, whose stored address is not of [`Email::PLAIN_SHAPE`] within
+    /// its lengths: the only addresses a stricter address rule can refuse (one pass over the
+    /// table, for `supportdesk migrate`'s report).
+    pub async fn with_unusual_address(
+        conn: &mut AsyncPgConnection,
+    ) -> AppResult<Vec<domain::User>> {
+        let (max_length, max_local_length) = Email::PLAIN_SHAPE_LENGTHS;
+        diesel::sql_query(
+            "SELECT * FROM users \
+             WHERE NOT (email ~ $1 AND length(email) <= $2 \
+                        AND length(split_part(email, '@', 1)) <= $3) \
+             ORDER BY account_id, id",
+        )
+        .bind::<sql_types::Text, _>(format!("^{}$", Email::PLAIN_SHAPE))
+        .bind::<sql_types::Integer, _>(i32::try_from(max_length).unwrap_or(i32::MAX))
+        .bind::<sql_types::Integer, _>(i32::try_from(max_local_length).unwrap_or(i32::MAX))
+        .load::<UserRow>(conn)
+        .await?
+        .into_iter()
+        .map(UserRow::into_domain)
+        .collect()
     }
 
     /// Up to `limit` users of `account_id`, newest first, strictly after `after`.

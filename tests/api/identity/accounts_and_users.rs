@@ -1,11 +1,14 @@
 //! AccountService and UserService: signing up, roles, and what admins, agents and customers may
 //! do with the people of their account.
 
+use diesel_async::RunQueryDsl;
 use supportdesk::errors::Reason;
 use supportdesk::wire::proto::v1;
 use tonic::Code;
 
-use crate::support::{TEST_PASSWORD, TestApp, assert_reason, details, log_in, violated_fields};
+use crate::support::{
+    TEST_PASSWORD, TestApp, assert_reason, details, log_in, valid_create_request, violated_fields,
+};
 
 #[tokio::test]
 async fn signing_up_creates_an_account_whose_admin_can_log_in() {
@@ -359,4 +362,85 @@ async fn an_update_mask_naming_an_unknown_or_immutable_field_is_refused() {
         .await
         .expect_err("an empty mask changes nothing");
     assert_eq!(violated_fields(&status), ["update_mask"]);
+}
+
+/// An address an earlier release accepted and the mail library refuses, put straight into the
+/// row: its user stays readable (from PostgreSQL and from the ticket cache) and can log in, and
+/// the same kind of address is refused as new input, with the field named.
+#[tokio::test]
+async fn an_address_stored_under_the_looser_rule_stays_readable_and_logs_in_but_is_refused_as_new_input()
+ {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let stored = "jane..doe@example.com";
+    let mut conn = app.database.connect().await;
+    let updated = diesel::sql_query("UPDATE users SET email = $1 WHERE id = $2")
+        .bind::<diesel::sql_types::Text, _>(stored)
+        .bind::<diesel::sql_types::Uuid, _>(customer.id.as_uuid())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(updated, 1);
+
+    let read = app
+        .users
+        .clone()
+        .get_user(app.as_admin(v1::GetUserRequest {
+            id: customer.id.to_string(),
+        }))
+        .await
+        .expect("the row reads")
+        .into_inner();
+    assert_eq!(read.email, stored);
+
+    let logged_in = log_in(&app.auth, &app.admin.account_slug, stored).await;
+    assert_eq!(logged_in.id, customer.id);
+    let mut own = valid_create_request("raised by an old address");
+    own.ticket.as_mut().unwrap().requester_email = String::new();
+    let ticket = app
+        .tickets
+        .clone()
+        .create_ticket(logged_in.request(own))
+        .await
+        .expect("the customer raises a ticket")
+        .into_inner();
+    assert_eq!(ticket.requester_email, stored);
+    for _ in ["from PostgreSQL", "from the cache"] {
+        let again = app
+            .tickets
+            .clone()
+            .get_ticket(app.as_admin(v1::GetTicketRequest {
+                id: ticket.id.clone(),
+                read_mask: None,
+            }))
+            .await
+            .expect("the ticket reads")
+            .into_inner();
+        assert_eq!(again.requester_email, stored);
+    }
+
+    let status = app
+        .users
+        .clone()
+        .create_user(app.as_admin(v1::CreateUserRequest {
+            user: Some(v1::User {
+                email: "john..doe@example.com".to_owned(),
+                role: v1::UserRole::Agent.into(),
+                ..Default::default()
+            }),
+            password: TEST_PASSWORD.to_owned(),
+        }))
+        .await
+        .expect_err("undeliverable");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["user.email"]);
+    let mut for_them = valid_create_request("for an old address");
+    for_them.ticket.as_mut().unwrap().requester_email = stored.to_owned();
+    let status = app
+        .tickets
+        .clone()
+        .create_ticket(app.as_admin(for_them))
+        .await
+        .expect_err("not as a new requester either");
+    assert_eq!(violated_fields(&status), ["ticket.requester_email"]);
 }
