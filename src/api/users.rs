@@ -52,7 +52,11 @@ impl v1::user_service_server::UserService for UserApi {
         )?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
-        let user = message.user.unwrap_or_default();
+        let Some(user) = message.user else {
+            // Named as the proto declares it (`required`), not by the fields it would hold.
+            violations.add("user", &required());
+            return Err(AppError::InvalidArgument(violations).into());
+        };
         let email = violations.check("user.email", Email::parse(&user.email));
         let display_name =
             violations.check("user.display_name", DisplayName::parse(&user.display_name));

@@ -53,6 +53,18 @@ impl Email {
     /// normalised as [`Email::parse`] does, but held only to the looser rule addresses were
     /// stored under before, so that nobody stored then is locked out.
     pub fn lookup(raw: &str) -> Result<Self, InvalidValue> {
+        // The length as sent, as the proto's `max_len` counts it.
+        let sent = if raw.is_ascii() {
+            raw.len()
+        } else {
+            raw.chars().count()
+        };
+        if sent > Self::MAX_LENGTH {
+            return Err(InvalidValue::new(format!(
+                "must be at most {} characters",
+                Self::MAX_LENGTH
+            )));
+        }
         let trimmed = raw.trim();
         // The same lower case, without Unicode's tables for the usual all-ASCII address.
         let address = if trimmed.is_ascii() {

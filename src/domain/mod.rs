@@ -153,10 +153,22 @@ impl TextScan {
     }
 }
 
-/// Trims `raw` and checks its length in characters (not bytes) lies in `min..=max`, and that
-/// it holds no control characters (but line breaks and tabs), no bidirectional controls, and
-/// some visible character. Every ticket read is parsed again: ASCII text is judged by bytes.
+/// Checks that `raw` has at most `max` characters (not bytes) as sent, and, trimmed, at least
+/// `min`, no control characters (but line breaks and tabs), no bidirectional controls, and some
+/// visible character; answers it trimmed. The maximum counts what was sent, whitespace around it
+/// included, so that it is the `max_len` the proto declares (buf.validate counts the raw value).
+/// Every ticket read is parsed again: ASCII text is judged by bytes.
 fn bounded_text(raw: &str, min: usize, max: usize) -> Result<String, InvalidValue> {
+    let sent = if raw.is_ascii() {
+        raw.len()
+    } else {
+        raw.chars().count()
+    };
+    if sent > max {
+        return Err(InvalidValue::new(format!(
+            "must be at most {max} characters (got {sent})"
+        )));
+    }
     let trimmed = raw.trim();
     let TextScan {
         length,
@@ -170,11 +182,6 @@ fn bounded_text(raw: &str, min: usize, max: usize) -> Result<String, InvalidValu
         } else {
             InvalidValue::new(format!("must be at least {min} characters"))
         });
-    }
-    if length > max {
-        return Err(InvalidValue::new(format!(
-            "must be at most {max} characters (got {length})"
-        )));
     }
     if control {
         return Err(InvalidValue::new("must not contain control characters"));

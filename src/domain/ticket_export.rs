@@ -136,21 +136,21 @@ pub struct SearchHit {
 /// The longest search text accepted.
 const MAX_SEARCH_CHARS: usize = 500;
 
-/// The words of a search, in web search syntax (PostgreSQL's `websearch_to_tsquery`): 1 to 500
-/// characters after trimming.
+/// The words of a search, in web search syntax (PostgreSQL's `websearch_to_tsquery`): at most
+/// 500 characters as sent, and not blank.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchText(String);
 
 impl SearchText {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
-            return Err(InvalidValue::new("is required: the words to find"));
-        }
-        if trimmed.chars().count() > MAX_SEARCH_CHARS {
+        if raw.chars().count() > MAX_SEARCH_CHARS {
             return Err(InvalidValue::new(format!(
                 "must be at most {MAX_SEARCH_CHARS} characters"
             )));
+        }
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(InvalidValue::new("is required: the words to find"));
         }
         if trimmed.contains('\0') {
             return Err(InvalidValue::new("must not contain NUL characters"));

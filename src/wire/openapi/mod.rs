@@ -16,10 +16,12 @@
 //! - on a rule without `body: "*"`, every request field that is neither in the path nor the body
 //!   is a query parameter (fields of nested messages as dotted names: `filter.status`).
 
+mod constraints;
 mod errors;
 mod paths;
 mod schemas;
 
+use constraints::Declared;
 use errors::*;
 use paths::*;
 use schemas::*;
@@ -75,6 +77,7 @@ pub fn document(api: &[u8], table: &MethodTable, contract: &str) -> Result<Json,
     let rows = contract_rows(contract);
     let mut generator = Generator {
         behavior: pool.get_extension_by_name("google.api.field_behavior"),
+        rules: pool.get_extension_by_name("buf.validate.field"),
         schemas: BTreeMap::new(),
         comments: Comments::default(),
     };
@@ -225,6 +228,8 @@ fn clean_comment(text: &str) -> String {
 
 struct Generator {
     behavior: Option<ExtensionDescriptor>,
+    /// `buf.validate.field`: the rules the protos declare.
+    rules: Option<ExtensionDescriptor>,
     /// Component schemas by full proto name, filled as messages and enums are met.
     schemas: BTreeMap<String, Json>,
     comments: Comments,

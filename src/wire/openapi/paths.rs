@@ -292,7 +292,7 @@ impl Generator {
                     .get_field_by_name(field_name)
                     .ok_or_else(|| format!("body `{field_name}` names no request field"))?;
                 taken.insert(field_name.to_owned());
-                let required = self.has_behavior(&field, REQUIRED);
+                let required = self.is_required(&field);
                 match field.kind() {
                     Kind::Message(message) if is_http_body(&message) => Some(raw_body(required)),
                     Kind::Message(_)
@@ -485,7 +485,7 @@ impl Generator {
                     let mut parameter = json!({
                         "name": json_path,
                         "in": "query",
-                        "required": self.has_behavior(&field, REQUIRED),
+                        "required": self.is_required(&field),
                         "description": self.field_comment(&field),
                         "schema": schema,
                     });

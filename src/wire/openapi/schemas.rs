@@ -127,7 +127,7 @@ impl Generator {
                     object.insert("writeOnly".to_owned(), json!(true));
                 }
             }
-            if self.has_behavior(&field, REQUIRED) {
+            if self.is_required(&field) {
                 required.push(field.json_name().to_owned());
             }
             properties.insert(field.json_name().to_owned(), schema);
@@ -141,8 +141,19 @@ impl Generator {
         Json::Object(schema)
     }
 
-    /// The schema of one field's JSON value (arrays and maps included).
+    /// Whether `field` is required: by `google.api.field_behavior` or by `buf.validate`.
+    pub(super) fn is_required(&self, field: &FieldDescriptor) -> bool {
+        self.has_behavior(field, REQUIRED) || Declared::of(field, self.rules.as_ref()).required
+    }
+
+    /// The schema of one field's JSON value (arrays and maps included), with the limits its
+    /// `buf.validate` rules declare.
     pub(super) fn field_schema(&mut self, field: &FieldDescriptor) -> Json {
+        let schema = self.unconstrained_schema(field);
+        Declared::of(field, self.rules.as_ref()).apply(schema)
+    }
+
+    fn unconstrained_schema(&mut self, field: &FieldDescriptor) -> Json {
         if field.is_map() {
             let Kind::Message(entry) = field.kind() else {
                 return json!({ "type": "object" });

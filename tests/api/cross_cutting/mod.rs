@@ -1,8 +1,9 @@
-//! Suites that walk every RPC or the whole source: the contract, tenancy, declarations, round trips, bad input, imports and error reasons.
+//! Suites that walk every RPC or the whole source: the contract, the declared field rules, tenancy, declarations, round trips, bad input, imports and error reasons.
 
 pub(crate) mod bad_input;
 pub(crate) mod contract;
 pub(crate) mod declarations;
+pub(crate) mod declared_rules;
 pub(crate) mod error_reasons;
 pub(crate) mod imports;
 pub(crate) mod round_trips;

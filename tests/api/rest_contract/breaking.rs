@@ -72,9 +72,16 @@ fn removing_a_field_in_a_scratch_copy_fails_buf_breaking() {
 
     let ticket_proto = scratch.path().join("proto/supportdesk/v1/ticket.proto");
     let text = std::fs::read_to_string(&ticket_proto).expect("ticket.proto");
+    // The declaration, options included: from its first line to the one ending it.
+    let mut inside = false;
     let edited: Vec<&str> = text
         .lines()
-        .filter(|line| !line.trim_start().starts_with("string requester_email = "))
+        .filter(|line| {
+            inside = inside || line.trim_start().starts_with("string requester_email = ");
+            let removed = inside;
+            inside = inside && !line.trim_end().ends_with(';');
+            !removed
+        })
         .collect();
     assert!(
         edited.len() < text.lines().count(),

@@ -1,0 +1,569 @@
+//! The rules the protos declare with `buf.validate` are the rules the service enforces. For
+//! every annotated field of every request (nested messages included), the test derives from the
+//! annotation a value at the declared limit and one just past it, puts each into a request that
+//! is otherwise valid, and sends it to the real service: the first must not be refused for that
+//! field, the second must be INVALID_ARGUMENT with that field named in BadRequest. A new
+//! annotation is covered without a line here; an RPC with rules and no valid request to start
+//! from fails the test until it has one.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
+};
+use supportdesk::wire::proto::{self, v1};
+use tonic::Code;
+
+use crate::support::{RawBytes, TestApp, TestUser, details, valid_create_request};
+
+/// One annotated field, at its dotted proto path from the request.
+struct DeclaredRule {
+    path: String,
+    field: FieldDescriptor,
+    rules: DynamicMessage,
+}
+
+/// One value to try, and whether the declaration accepts it.
+struct Case {
+    what: String,
+    value: Option<Value>,
+    accepted: bool,
+}
+
+/// Fields an RPC's request carries but does not read (a resource message shared with other
+/// RPCs): the declaration still holds for them where they are read, and a client that checks it
+/// here is only stricter than the service.
+const NOT_READ: &[(&str, &str, &str)] = &[
+    (
+        "UpdateUser",
+        "user.email",
+        "an address cannot be changed by UpdateUser",
+    ),
+    (
+        "UpdateTicket",
+        "ticket.requester_email",
+        "a ticket's requester cannot be changed",
+    ),
+];
+
+/// Each pattern the protos declare, with a value it accepts and one it refuses.
+const PATTERN_SAMPLES: &[(&str, &str, &str)] = &[
+    (r"[^\x{09}-\x{0D}\x{85}\p{Z}]", "x", " \t\u{3000}"),
+    ("^[!-~]{1,255}$", "evt_1", "evt 1"),
+];
+
+fn pool() -> DescriptorPool {
+    DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET).expect("the descriptor set decodes")
+}
+
+/// Every `buf.validate.field` rule reachable from `message`, outermost first.
+fn declared_rules(message: &MessageDescriptor, prefix: &str, depth: usize) -> Vec<DeclaredRule> {
+    let pool = message.parent_pool();
+    let extension = pool
+        .get_extension_by_name("buf.validate.field")
+        .expect("the protos import buf/validate/validate.proto");
+    let mut found = Vec::new();
+    for field in message.fields() {
+        let path = format!("{prefix}{}", field.name());
+        let options = field.options();
+        if options.has_extension(&extension)
+            && let Value::Message(rules) = options.get_extension(&extension).into_owned()
+        {
+            found.push(DeclaredRule {
+                path: path.clone(),
+                field: field.clone(),
+                rules,
+            });
+        }
+        if let Kind::Message(inner) = field.kind()
+            && !field.is_list()
+            && depth < 3
+            && inner.package_name() == "supportdesk.v1"
+        {
+            found.extend(declared_rules(&inner, &format!("{path}."), depth + 1));
+        }
+    }
+    found
+}
+
+fn rule(rules: &DynamicMessage, name: &str) -> Option<Value> {
+    let field = rules.descriptor().get_field_by_name(name)?;
+    rules
+        .has_field(&field)
+        .then(|| rules.get_field(&field).into_owned())
+}
+
+fn sub_rules(rules: &DynamicMessage, name: &str) -> Option<DynamicMessage> {
+    if let Value::Message(inner) = rule(rules, name)? {
+        Some(inner)
+    } else {
+        None
+    }
+}
+
+fn number(rules: &DynamicMessage, name: &str) -> Option<i64> {
+    let value = rule(rules, name)?;
+    value
+        .as_i64()
+        .or_else(|| value.as_i32().map(i64::from))
+        .or_else(|| value.as_u32().map(i64::from))
+        .or_else(|| value.as_u64().and_then(|value| i64::try_from(value).ok()))
+}
+
+fn numbers(rules: &DynamicMessage, name: &str) -> Vec<i32> {
+    match rule(rules, name) {
+        Some(Value::List(values)) => values.iter().filter_map(Value::as_i32).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A deliverable address of exactly `length` characters.
+fn address_of_length(length: usize) -> String {
+    let local = "l".repeat(64.min(length - 6));
+    let mut domain = String::new();
+    let mut left = length - local.len() - 1;
+    while left > 0 {
+        if !domain.is_empty() {
+            domain.push('.');
+            left -= 1;
+        }
+        let label = left.min(63);
+        domain.push_str(&"d".repeat(label));
+        left -= label;
+    }
+    format!("{local}@{domain}")
+}
+
+/// Text of `length` characters the field's other rules accept.
+fn text_of_length(field: &FieldDescriptor, length: usize) -> String {
+    if field.name().contains("email") {
+        address_of_length(length)
+    } else {
+        "a".repeat(length)
+    }
+}
+
+/// The values the declaration of `rule` accepts at its limits and refuses just past them.
+fn cases(rule: &DeclaredRule) -> Vec<Case> {
+    let case = |what: String, value: Option<Value>, accepted: bool| Case {
+        what,
+        value,
+        accepted,
+    };
+    let mut cases = Vec::new();
+    let rules = &rule.rules;
+    if matches!(self::rule(rules, "required"), Some(Value::Bool(true))) {
+        if rule.field.kind() == Kind::String {
+            cases.push(case(
+                "empty".into(),
+                Some(Value::String(String::new())),
+                false,
+            ));
+        } else {
+            cases.push(case("absent".into(), None, false));
+        }
+    }
+    let ignores_empty =
+        self::rule(rules, "ignore").and_then(|value| value.as_enum_number()) == Some(1);
+    if ignores_empty {
+        cases.push(case(
+            "empty".into(),
+            Some(Value::String(String::new())),
+            true,
+        ));
+    }
+    if let Some(string) = sub_rules(rules, "string") {
+        let text = |length: i64| {
+            Some(Value::String(text_of_length(
+                &rule.field,
+                usize::try_from(length).unwrap(),
+            )))
+        };
+        if let Some(maximum) = number(&string, "max_len") {
+            cases.push(case(format!("{maximum} characters"), text(maximum), true));
+            cases.push(case(
+                format!("{} characters", maximum + 1),
+                text(maximum + 1),
+                false,
+            ));
+        }
+        if let Some(minimum) = number(&string, "min_len") {
+            cases.push(case(format!("{minimum} characters"), text(minimum), true));
+            cases.push(case(
+                format!("{} characters", minimum - 1),
+                text(minimum - 1),
+                false,
+            ));
+        }
+        if let Some(Value::String(pattern)) = self::rule(&string, "pattern") {
+            let (_, accepted, refused) = PATTERN_SAMPLES
+                .iter()
+                .find(|(declared, _, _)| *declared == pattern)
+                .unwrap_or_else(|| panic!("{}: no samples for the pattern {pattern}", rule.path));
+            cases.push(case(
+                format!("{accepted:?}"),
+                Some(Value::String((*accepted).into())),
+                true,
+            ));
+            cases.push(case(
+                format!("{refused:?}"),
+                Some(Value::String((*refused).into())),
+                false,
+            ));
+        }
+    }
+    if let Some(int32) = sub_rules(rules, "int32")
+        && let Some(minimum) = number(&int32, "gte")
+    {
+        let value = |n: i64| Some(Value::I32(i32::try_from(n).unwrap()));
+        cases.push(case(minimum.to_string(), value(minimum), true));
+        cases.push(case((minimum - 1).to_string(), value(minimum - 1), false));
+    }
+    let enum_cases = |enum_rules: &DynamicMessage, wrap: &dyn Fn(i32) -> Value| {
+        let Kind::Enum(descriptor) = rule.field.kind() else {
+            panic!("{}: enum rules on a field that is no enum", rule.path);
+        };
+        let allowed = numbers(enum_rules, "in");
+        let refused = numbers(enum_rules, "not_in");
+        let mut cases = Vec::new();
+        for value in descriptor.values() {
+            let number = value.number();
+            let accepted =
+                (allowed.is_empty() || allowed.contains(&number)) && !refused.contains(&number);
+            cases.push(case(value.name().to_owned(), Some(wrap(number)), accepted));
+        }
+        if matches!(
+            self::rule(enum_rules, "defined_only"),
+            Some(Value::Bool(true))
+        ) {
+            cases.push(case(
+                "the undefined number 999".into(),
+                Some(wrap(999)),
+                false,
+            ));
+        }
+        cases
+    };
+    if let Some(enum_rules) = sub_rules(rules, "enum") {
+        cases.extend(enum_cases(&enum_rules, &Value::EnumNumber));
+    }
+    if let Some(items) =
+        sub_rules(rules, "repeated").and_then(|repeated| sub_rules(&repeated, "items"))
+        && let Some(enum_rules) = sub_rules(&items, "enum")
+    {
+        let one = |number: i32| Value::List(vec![Value::EnumNumber(number)]);
+        cases.extend(enum_cases(&enum_rules, &one));
+    }
+    assert!(
+        !cases.is_empty(),
+        "{}: rules the test cannot try yet: {:?}",
+        rule.path,
+        rules
+    );
+    cases
+}
+
+/// Sets (or, for `None`, clears) the field at `path` of `message`.
+fn set_at(message: &mut DynamicMessage, path: &str, value: Option<Value>) {
+    let (head, rest) = match path.split_once('.') {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (path, None),
+    };
+    let field = message
+        .descriptor()
+        .get_field_by_name(head)
+        .unwrap_or_else(|| panic!("no field {head}"));
+    match (rest, value) {
+        (Some(rest), value) => {
+            let Value::Message(inner) = message.get_field_mut(&field) else {
+                panic!("{head} is no message");
+            };
+            set_at(inner, rest, value);
+        }
+        (None, Some(value)) => message.set_field(&field, value),
+        (None, None) => message.clear_field(&field),
+    }
+}
+
+/// What the test needs to exist for requests to be otherwise valid.
+struct Fixtures {
+    ticket: v1::Ticket,
+    agent: TestUser,
+    customer: TestUser,
+}
+
+/// A valid request of each RPC that has declared rules, as bytes (fresh ones each time: some
+/// create something unique).
+fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
+    let unique = uuid::Uuid::now_v7().simple().to_string();
+    let mask = |paths: &[&str]| {
+        Some(prost_types::FieldMask {
+            paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+        })
+    };
+    Some(match method {
+        "Login" => v1::LoginRequest {
+            account: "no-such-account".into(),
+            email: "nobody@example.com".into(),
+            password: "not the password".into(),
+        }
+        .encode_to_vec(),
+        "RefreshToken" => v1::RefreshTokenRequest {
+            refresh_token: "not-a-token".into(),
+        }
+        .encode_to_vec(),
+        "ResetPassword" => v1::ResetPasswordRequest {
+            account: "no-such-account".into(),
+            token: "not-a-token".into(),
+            new_password: "a new password of some length".into(),
+        }
+        .encode_to_vec(),
+        "CreateAccount" => v1::CreateAccountRequest {
+            name: "Declared rules".into(),
+            slug: format!("rules-{}", &unique[..20]),
+            admin_email: format!("admin-{unique}@example.com"),
+            admin_password: "a password of some length".into(),
+            admin_display_name: String::new(),
+        }
+        .encode_to_vec(),
+        "CreateUser" => v1::CreateUserRequest {
+            user: Some(v1::User {
+                email: format!("agent-{unique}@example.com"),
+                role: v1::UserRole::Agent.into(),
+                ..Default::default()
+            }),
+            password: "a password of some length".into(),
+        }
+        .encode_to_vec(),
+        "UpdateUser" => v1::UpdateUserRequest {
+            user: Some(v1::User {
+                id: fixtures.agent.id.to_string(),
+                display_name: "Renamed".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["display_name"]),
+        }
+        .encode_to_vec(),
+        "CreateApiKey" => v1::CreateApiKeyRequest {
+            api_key: Some(v1::ApiKey {
+                name: "declared rules".into(),
+                roles: vec![v1::UserRole::Agent.into()],
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec(),
+        "CreateTicket" => valid_create_request("declared rules").encode_to_vec(),
+        "UpdateTicket" => v1::UpdateTicketRequest {
+            ticket: Some(v1::Ticket {
+                id: fixtures.ticket.id.clone(),
+                subject: "Still declared".into(),
+                description: "Still valid.".into(),
+                priority: v1::TicketPriority::High.into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["subject", "description", "priority"]),
+        }
+        .encode_to_vec(),
+        "AddComment" => v1::AddCommentRequest {
+            ticket_id: fixtures.ticket.id.clone(),
+            comment: Some(v1::Comment {
+                body: "A comment.".into(),
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec(),
+        "SearchTickets" => v1::SearchTicketsRequest {
+            q: "printer".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "ImportTickets" => v1::ImportTicketsRequest {
+            format: v1::ImportFormat::Csv.into(),
+            content: "subject,description,requester_email\nImported,From a file,a@example.com\n"
+                .into(),
+        }
+        .encode_to_vec(),
+        "ListComments" => v1::ListCommentsRequest {
+            ticket_id: fixtures.ticket.id.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "ListTicketActivity" => v1::ListTicketActivityRequest {
+            ticket_id: fixtures.ticket.id.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "ListAttachments" => v1::ListAttachmentsRequest {
+            ticket_id: fixtures.ticket.id.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "CreateCharge" => v1::CreateChargeRequest {
+            charge: Some(v1::Charge {
+                customer_id: fixtures.customer.id.to_string(),
+                amount: Some(v1::Money {
+                    amount_minor: 1250,
+                    currency_code: "USD".into(),
+                }),
+                payment_method: "pm_card_visa".into(),
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec(),
+        "UpdateNotificationSettings" => v1::UpdateNotificationSettingsRequest {
+            notification_settings: Some(v1::NotificationSettings {
+                comment_notifications: true,
+            }),
+            update_mask: mask(&["comment_notifications"]),
+        }
+        .encode_to_vec(),
+        "ListNotifications" => v1::ListNotificationsRequest {
+            state: v1::NotificationState::Received.into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "ListWebhookEvents" => v1::ListWebhookEventsRequest {
+            state: v1::WebhookEventState::Processed.into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "GetWebhookEvent" => v1::GetWebhookEventRequest { id: "evt_1".into() }.encode_to_vec(),
+        "RedriveWebhookEvent" => {
+            v1::RedriveWebhookEventRequest { id: "evt_1".into() }.encode_to_vec()
+        }
+        // Requests whose every field may be left unset.
+        "ListUsers"
+        | "ListApiKeys"
+        | "ListTickets"
+        | "ExportTickets"
+        | "ListTicketChanges"
+        | "ListCharges"
+        | "ListReconciliationFindings"
+        | "GetRevenue"
+        | "GetRecentActivity"
+        | "ListSuppressions" => Vec::new(),
+        _ => return None,
+    })
+}
+
+/// Sends `message` to `path` as the admin; the status it was answered with (OK included). A
+/// server stream is judged by its first answer.
+async fn answer(app: &TestApp, path: &str, streaming: bool, message: Vec<u8>) -> tonic::Status {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let mut request = app.as_admin(message);
+    request.metadata_mut().insert(
+        "idempotency-key",
+        uuid::Uuid::now_v7().to_string().parse().unwrap(),
+    );
+    let path: http::uri::PathAndQuery = path.parse().unwrap();
+    let answered = if streaming {
+        match grpc.server_streaming(request, path, RawBytes).await {
+            Ok(response) => response.into_inner().message().await.map(|_| ()),
+            Err(status) => Err(status),
+        }
+    } else {
+        grpc.unary(request, path, RawBytes).await.map(|_| ())
+    };
+    answered.err().unwrap_or_else(|| tonic::Status::ok(""))
+}
+
+/// Whether `status` refuses the field at `path` (or an item of it).
+fn names(status: &tonic::Status, path: &str) -> bool {
+    status.code() == Code::InvalidArgument
+        && details(status).bad_request().is_some_and(|bad_request| {
+            bad_request.field_violations.iter().any(|violation| {
+                violation.field == path || violation.field.starts_with(&format!("{path}["))
+            })
+        })
+}
+
+#[tokio::test]
+async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_service_does() {
+    let app = TestApp::spawn().await;
+    let fixtures = Fixtures {
+        ticket: app.create_ticket("declared rules").await,
+        agent: app.add_user(&app.admin, v1::UserRole::Agent).await,
+        customer: app.add_user(&app.admin, v1::UserRole::Customer).await,
+    };
+    let pool = pool();
+    let mut disagreements = Vec::new();
+    let mut without_request = Vec::new();
+    let mut tried: BTreeMap<String, usize> = BTreeMap::new();
+    for service in pool
+        .services()
+        .filter(|service| service.package_name() == "supportdesk.v1")
+    {
+        for method in service.methods() {
+            let rules = declared_rules(&method.input(), "", 0);
+            if rules.is_empty() {
+                continue;
+            }
+            let name = method.name();
+            if valid_request(name, &fixtures).is_none() {
+                without_request.push(name.to_owned());
+                continue;
+            }
+            let path = format!("/{}/{}", service.full_name(), name);
+            for rule in rules {
+                if NOT_READ
+                    .iter()
+                    .any(|(rpc, field, _)| *rpc == name && *field == rule.path)
+                {
+                    continue;
+                }
+                for case in cases(&rule) {
+                    let mut request = DynamicMessage::decode(
+                        method.input(),
+                        valid_request(name, &fixtures)
+                            .expect("a valid request")
+                            .as_slice(),
+                    )
+                    .expect("the valid request decodes");
+                    set_at(&mut request, &rule.path, case.value);
+                    let status = answer(
+                        &app,
+                        &path,
+                        method.is_server_streaming(),
+                        request.encode_to_vec(),
+                    )
+                    .await;
+                    let refused = names(&status, &rule.path);
+                    *tried.entry(format!("{name} {}", rule.path)).or_default() += 1;
+                    if refused == case.accepted {
+                        disagreements.push(format!(
+                            "{name} {} = {}: declared {}, answered {:?} {:?} {:?}",
+                            rule.path,
+                            case.what,
+                            if case.accepted { "valid" } else { "invalid" },
+                            status.code(),
+                            status.message(),
+                            details(&status).bad_request()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        without_request.is_empty(),
+        "RPCs with declared rules and no valid request here: {without_request:?}"
+    );
+    assert!(
+        disagreements.is_empty(),
+        "the declared rule and the service disagree:\n{}",
+        disagreements.join("\n")
+    );
+    // Every annotation was tried (not one of them skipped by a typo in NOT_READ).
+    assert!(
+        tried.len() >= 40,
+        "only {} declared fields were tried: {tried:?}",
+        tried.len()
+    );
+}
