@@ -4,7 +4,8 @@
 //! is otherwise valid, and sends it to the real service: the first must not be refused for that
 //! field, the second must be INVALID_ARGUMENT with that field named in BadRequest. A new
 //! annotation is covered without a line here; an RPC with rules and no valid request to start
-//! from fails the test until it has one.
+//! from fails the test until it has one. The same cases then go through protovalidate, as a
+//! Python client checking its requests before sending them would, and it must agree on each.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,9 @@ use prost_reflect::{
 use supportdesk::wire::proto::{self, v1};
 use tonic::Code;
 
-use crate::support::{RawBytes, TestApp, TestUser, details, valid_create_request};
+use crate::support::{
+    RawBytes, TestApp, TestUser, details, repository_root, tool, valid_create_request,
+};
 
 /// One annotated field, at its dotted proto path from the request.
 struct DeclaredRule {
@@ -286,6 +289,59 @@ fn set_at(message: &mut DynamicMessage, path: &str, value: Option<Value>) {
     }
 }
 
+/// One case as a client validating requests before sending them would see it.
+struct ClientCase {
+    label: String,
+    /// The request message's full proto name.
+    message: String,
+    path: String,
+    accepted: bool,
+    request: Vec<u8>,
+}
+
+/// The field paths protovalidate (Python, tests/api/support/protovalidate_verdicts.py, over the
+/// service's own descriptor set) refuses in each case's request, in order.
+fn protovalidate_verdicts(cases: &[ClientCase]) -> Vec<Vec<String>> {
+    use base64::Engine;
+    use std::io::Write;
+    let descriptors = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(descriptors.path(), proto::FILE_DESCRIPTOR_SET).expect("write the descriptors");
+    let mut child = std::process::Command::new(tool("PROTOVALIDATE_PYTHON_BIN"))
+        .arg(repository_root().join("tests/api/support/protovalidate_verdicts.py"))
+        .arg(descriptors.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run protovalidate_verdicts.py");
+    let mut input = child.stdin.take().expect("its standard input");
+    for case in cases {
+        let line = serde_json::json!({
+            "message": case.message,
+            "request": base64::engine::general_purpose::STANDARD.encode(&case.request),
+        });
+        writeln!(input, "{line}").expect("write a case");
+    }
+    drop(input);
+    let output = child
+        .wait_with_output()
+        .expect("protovalidate_verdicts.py ends");
+    assert!(output.status.success(), "protovalidate_verdicts.py failed");
+    let verdicts: Vec<Vec<String>> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let verdict: serde_json::Value = serde_json::from_str(line).expect("a JSON verdict");
+            verdict["violations"]
+                .as_array()
+                .expect("violations")
+                .iter()
+                .map(|field| field.as_str().expect("a path").to_owned())
+                .collect()
+        })
+        .collect();
+    assert_eq!(verdicts.len(), cases.len(), "one verdict per case");
+    verdicts
+}
+
 /// What the test needs to exist for requests to be otherwise valid.
 struct Fixtures {
     ticket: v1::Ticket,
@@ -494,6 +550,7 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
     };
     let pool = pool();
     let mut disagreements = Vec::new();
+    let mut client_cases = Vec::new();
     let mut without_request = Vec::new();
     let mut tried: BTreeMap<String, usize> = BTreeMap::new();
     for service in pool
@@ -527,13 +584,16 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
                     )
                     .expect("the valid request decodes");
                     set_at(&mut request, &rule.path, case.value);
-                    let status = answer(
-                        &app,
-                        &path,
-                        method.is_server_streaming(),
-                        request.encode_to_vec(),
-                    )
-                    .await;
+                    let bytes = request.encode_to_vec();
+                    let status =
+                        answer(&app, &path, method.is_server_streaming(), bytes.clone()).await;
+                    client_cases.push(ClientCase {
+                        label: format!("{name} {} = {}", rule.path, case.what),
+                        message: method.input().full_name().to_owned(),
+                        path: rule.path.clone(),
+                        accepted: case.accepted,
+                        request: bytes,
+                    });
                     let refused = names(&status, &rule.path);
                     *tried.entry(format!("{name} {}", rule.path)).or_default() += 1;
                     if refused == case.accepted {
@@ -559,6 +619,27 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
         disagreements.is_empty(),
         "the declared rule and the service disagree:\n{}",
         disagreements.join("\n")
+    );
+    let client_disagreements: Vec<String> = client_cases
+        .iter()
+        .zip(protovalidate_verdicts(&client_cases))
+        .filter_map(|(case, violations)| {
+            let refused = violations
+                .iter()
+                .any(|field| *field == case.path || field.starts_with(&format!("{}[", case.path)));
+            // Accepted: the client sends it (nothing else in the request is refused either).
+            let agrees = if case.accepted {
+                violations.is_empty()
+            } else {
+                refused
+            };
+            (!agrees).then(|| format!("{}: protovalidate says {violations:?}", case.label))
+        })
+        .collect();
+    assert!(
+        client_disagreements.is_empty(),
+        "a client validating with protovalidate and the declaration disagree:\n{}",
+        client_disagreements.join("\n")
     );
     // Every annotation was tried (not one of them skipped by a typo in NOT_READ).
     assert!(
