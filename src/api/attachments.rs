@@ -99,7 +99,7 @@ fn attachment_id(raw: &str) -> Result<AttachmentId, AppError> {
 
 /// An optional comment id: empty is none.
 fn optional_comment(violations: &mut FieldViolations, raw: &str) -> Option<Option<CommentId>> {
-    match raw.trim() {
+    match raw {
         "" => Some(None),
         raw => violations
             .check("comment_id", CommentId::parse(raw))

@@ -13,7 +13,7 @@ use crate::auth::Caller;
 use crate::db::models::{ChargeListFilter, StoredCharge, StoredFinding};
 use crate::domain::{
     ChargeId, ChargeStatus, FailureKind, InvalidValue, Money, PageTokenKeys, TicketId, Timestamp,
-    UserId,
+    UserId, hyphenated_uuid,
 };
 use crate::errors::{AppError, FieldViolations, Reason};
 use crate::idempotency::IdempotencyPolicy;
@@ -124,7 +124,7 @@ impl v1::billing_service_server::BillingService for BillingApi {
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let run_id = optional_id(&mut violations, "run_id", &message.run_id, |raw| {
-            uuid::Uuid::parse_str(raw).map_err(|_| InvalidValue::new("must be a UUID"))
+            hyphenated_uuid(raw).ok_or_else(|| InvalidValue::new("must be a UUID"))
         });
         let filters_refused = !violations.is_empty();
         // Page tokens are bound to the run filter.
@@ -326,7 +326,7 @@ fn optional_id<T>(
     raw: &str,
     parse: fn(&str) -> Result<T, InvalidValue>,
 ) -> Option<T> {
-    if raw.trim().is_empty() {
+    if raw.is_empty() {
         None
     } else {
         violations.check(field, parse(raw))

@@ -11,7 +11,7 @@ use crate::db::models::notification_settings::{NotificationSettings, Notificatio
 use crate::db::models::{StoredNotification, StoredSuppression};
 use crate::domain::{
     Email, InvalidValue, NotificationKind, NotificationState, PageTokenKeys, SkipReason,
-    SuppressionReason,
+    SuppressionReason, hyphenated_uuid,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::service::{Notifications, SvixHeaders};
@@ -226,8 +226,8 @@ fn notification_id(raw: &str) -> Result<Uuid, AppError> {
     if raw.is_empty() {
         return Err(AppError::invalid_field("id", &required()));
     }
-    Uuid::parse_str(raw)
-        .map_err(|_| AppError::invalid_field("id", &InvalidValue::new("must be a UUID")))
+    hyphenated_uuid(raw)
+        .ok_or_else(|| AppError::invalid_field("id", &InvalidValue::new("must be a UUID")))
 }
 
 fn state_from_wire(raw: i32) -> Result<NotificationState, InvalidValue> {

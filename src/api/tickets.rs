@@ -421,7 +421,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let id = violations.check("id", TicketId::parse(&message.id));
-        let assignee = match message.assignee_id.trim() {
+        let assignee = match message.assignee_id.as_str() {
             "" => Some(None),
             raw => violations
                 .check("assignee_id", UserId::parse(raw))
@@ -838,7 +838,7 @@ fn parse_new_ticket(
             .check("ticket.requester_email", Email::parse(raw))
             .map(Some),
     };
-    let assignee = match ticket.assignee_id.trim() {
+    let assignee = match ticket.assignee_id.as_str() {
         "" => Some(None),
         raw => violations
             .check("ticket.assignee_id", UserId::parse(raw))

@@ -7,6 +7,18 @@ use uuid::Uuid;
 
 use super::InvalidValue;
 
+/// `raw` as a UUID when it is in the canonical hyphenated form (8-4-4-4-12 hexadecimal digits,
+/// either case, nothing around them): the form protovalidate's `string.uuid` accepts. The
+/// simple, braced and `urn:uuid:` spellings `uuid` also parses are refused, so that the rule the
+/// protos declare is the rule applied.
+pub fn hyphenated_uuid(raw: &str) -> Option<Uuid> {
+    if raw.len() != 36 {
+        return None;
+    }
+    // Of the forms `Uuid::try_parse` reads, only the hyphenated one has 36 characters.
+    Uuid::try_parse(raw).ok()
+}
+
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
@@ -19,13 +31,13 @@ macro_rules! uuid_id {
                 Self(Uuid::now_v7())
             }
 
-            /// Parses the canonical hyphenated form a client sends.
+            /// Parses the canonical hyphenated form a client sends, exactly as sent (the
+            /// protos declare `string.uuid`, which takes nothing else).
             pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-                let raw = raw.trim();
                 if raw.is_empty() {
                     return Err(InvalidValue::new("is required"));
                 }
-                Uuid::try_parse(raw).map(Self).map_err(|_| {
+                hyphenated_uuid(raw).map(Self).ok_or_else(|| {
                     InvalidValue::new(concat!(
                         "must be ", $what, " id (a UUID such as 0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c)"
                     ))

@@ -49,7 +49,7 @@ pub use identity::{
 };
 pub use ids::{
     AccountId, ApiKeyId, AttachmentId, ChargeId, CommentId, OperationId, RefundId, SessionId,
-    TicketId, UserId,
+    TicketId, UserId, hyphenated_uuid,
 };
 pub use money::{Currency, Money, MoneyArithmeticError};
 pub use notification::{

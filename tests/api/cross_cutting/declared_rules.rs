@@ -16,6 +16,7 @@ use prost_reflect::{
 use supportdesk::wire::proto::{self, v1};
 use tonic::Code;
 
+use crate::support::attachments::upload_request;
 use crate::support::{
     RawBytes, TestApp, TestUser, details, repository_root, tool, valid_create_request,
 };
@@ -47,6 +48,11 @@ const NOT_READ: &[(&str, &str, &str)] = &[
         "UpdateTicket",
         "ticket.requester_email",
         "a ticket's requester cannot be changed",
+    ),
+    (
+        "UpdateTicket",
+        "ticket.assignee_id",
+        "a ticket is assigned by AssignTicket",
     ),
 ];
 
@@ -148,7 +154,9 @@ fn text_of_length(field: &FieldDescriptor, length: usize) -> String {
 }
 
 /// The values the declaration of `rule` accepts at its limits and refuses just past them.
-fn cases(rule: &DeclaredRule) -> Vec<Case> {
+/// `existing`: for an id the service also looks up (a stateful rule no declaration states), one
+/// it finds, so that the accepted cases are accepted by the lookup too.
+fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
     let case = |what: String, value: Option<Value>, accepted: bool| Case {
         what,
         value,
@@ -214,6 +222,28 @@ fn cases(rule: &DeclaredRule) -> Vec<Case> {
                 Some(Value::String((*refused).into())),
                 false,
             ));
+        }
+    }
+    if let Some(string) = sub_rules(rules, "string")
+        && matches!(self::rule(&string, "uuid"), Some(Value::Bool(true)))
+    {
+        let id = existing.unwrap_or_else(uuid::Uuid::now_v7);
+        let text = |value: String| Some(Value::String(value));
+        let hyphenated = id.hyphenated().to_string();
+        cases.push(case("a UUID".into(), text(hyphenated.clone()), true));
+        cases.push(case(
+            "a UUID in capitals".into(),
+            text(hyphenated.to_uppercase()),
+            true,
+        ));
+        for (what, refused) in [
+            ("the simple form", id.simple().to_string()),
+            ("the braced form", id.braced().to_string()),
+            ("the URN form", id.urn().to_string()),
+            ("a padded UUID", format!(" {hyphenated}")),
+            ("no UUID", "ticket-1".to_owned()),
+        ] {
+            cases.push(case(what.into(), text(refused), false));
         }
     }
     if let Some(int32) = sub_rules(rules, "int32")
@@ -345,14 +375,28 @@ fn protovalidate_verdicts(cases: &[ClientCase]) -> Vec<Vec<String>> {
 /// What the test needs to exist for requests to be otherwise valid.
 struct Fixtures {
     ticket: v1::Ticket,
+    comment: v1::Comment,
     agent: TestUser,
     customer: TestUser,
+}
+
+impl Fixtures {
+    /// The id a field must name for the service's lookup to pass, where it looks one up.
+    fn existing(&self, method: &str, path: &str) -> Option<uuid::Uuid> {
+        let id = match (method, path) {
+            ("CreateUpload", "comment_id") => self.comment.id.clone(),
+            ("CreateTicket", "ticket.assignee_id") => self.agent.id.to_string(),
+            _ => return None,
+        };
+        Some(uuid::Uuid::parse_str(&id).expect("a UUID"))
+    }
 }
 
 /// A valid request of each RPC that has declared rules, as bytes (fresh ones each time: some
 /// create something unique).
 fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
     let unique = uuid::Uuid::now_v7().simple().to_string();
+    let nothing = || uuid::Uuid::now_v7().to_string();
     let mask = |paths: &[&str]| {
         Some(prost_types::FieldMask {
             paths: paths.iter().map(|path| (*path).to_owned()).collect(),
@@ -484,6 +528,61 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
             ..Default::default()
         }
         .encode_to_vec(),
+        "CreateUpload" => upload_request(
+            &fixtures.ticket.id,
+            "notes.txt",
+            "text/plain",
+            b"declared rules",
+        )
+        .encode_to_vec(),
+        "GetTicket" => v1::GetTicketRequest {
+            id: fixtures.ticket.id.clone(),
+            read_mask: None,
+        }
+        .encode_to_vec(),
+        "GetUser" => v1::GetUserRequest {
+            id: fixtures.agent.id.to_string(),
+        }
+        .encode_to_vec(),
+        // Ids of nothing: the answer is NOT_FOUND once the fields pass, and nothing changes.
+        "AssignTicket" => v1::AssignTicketRequest {
+            id: nothing(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "RevokeApiKey" => v1::RevokeApiKeyRequest { id: nothing() }.encode_to_vec(),
+        "ResolveTicket" => v1::ResolveTicketRequest {
+            id: nothing(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "ReopenTicket" => v1::ReopenTicketRequest {
+            id: nothing(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "CloseTicket" => v1::CloseTicketRequest {
+            id: nothing(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "DeleteTicket" => v1::DeleteTicketRequest {
+            id: nothing(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "CompleteUpload" => v1::CompleteUploadRequest { id: nothing() }.encode_to_vec(),
+        "GetAttachment" => v1::GetAttachmentRequest { id: nothing() }.encode_to_vec(),
+        "DeleteAttachment" => v1::DeleteAttachmentRequest { id: nothing() }.encode_to_vec(),
+        "GetDownloadUrl" => v1::GetDownloadUrlRequest { id: nothing() }.encode_to_vec(),
+        "GetCharge" => v1::GetChargeRequest { id: nothing() }.encode_to_vec(),
+        "RefundCharge" => v1::RefundChargeRequest {
+            id: nothing(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "GetNotification" => v1::GetNotificationRequest { id: nothing() }.encode_to_vec(),
+        "RedriveNotification" => v1::RedriveNotificationRequest { id: nothing() }.encode_to_vec(),
         "GetWebhookEvent" => v1::GetWebhookEventRequest { id: "evt_1".into() }.encode_to_vec(),
         "RedriveWebhookEvent" => {
             v1::RedriveWebhookEventRequest { id: "evt_1".into() }.encode_to_vec()
@@ -543,8 +642,23 @@ fn names(status: &tonic::Status, path: &str) -> bool {
 #[tokio::test]
 async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_service_does() {
     let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("declared rules").await;
+    let comment = app
+        .tickets
+        .clone()
+        .add_comment(app.as_admin(v1::AddCommentRequest {
+            ticket_id: ticket.id.clone(),
+            comment: Some(v1::Comment {
+                body: "Attachments go here.".into(),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("a comment")
+        .into_inner();
     let fixtures = Fixtures {
-        ticket: app.create_ticket("declared rules").await,
+        ticket,
+        comment,
         agent: app.add_user(&app.admin, v1::UserRole::Agent).await,
         customer: app.add_user(&app.admin, v1::UserRole::Customer).await,
     };
@@ -575,7 +689,7 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
                 {
                     continue;
                 }
-                for case in cases(&rule) {
+                for case in cases(&rule, fixtures.existing(name, &rule.path)) {
                     let mut request = DynamicMessage::decode(
                         method.input(),
                         valid_request(name, &fixtures)
