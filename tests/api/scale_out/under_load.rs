@@ -23,6 +23,7 @@ use crate::support::binary::BINARY;
 use crate::support::fleet::{DRAIN_DELAY, Fleet};
 use crate::support::load::{Load, Outcome};
 use crate::support::proxy::{TcpProxy, socket_address_of};
+use crate::support::redis_server::RedisServer;
 use crate::support::{
     PATIENCE, admin_database_url, count_of, repository_root, tool, valid_create_request, wait_until,
 };
@@ -414,7 +415,9 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
         TcpProxy::start(postgres).await,
     ];
     let through: Vec<Option<&TcpProxy>> = proxies.iter().map(Some).collect();
-    let mut fleet = Fleet::start_through(3, &through).await;
+    // And a Redis of their own, which loses its keys and pauses below.
+    let mut redis = tokio::task::block_in_place(RedisServer::start);
+    let mut fleet = Fleet::start_through_with_redis(3, &through, &redis.url()).await;
     let ticket_id = seed_ticket(&fleet).await;
     let load = start_load(&fleet, &ticket_id, WORKERS, 2);
     load.wait_for_calls(100).await;
@@ -454,7 +457,17 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     load.wait_for_calls(100).await;
     proxies[1].unstall();
     fleet.wait_serving(1).await;
+    // Redis loses every key (a crash of a cache kept in memory only) while instance 1 is
+    // stopped and replaced, then holds every command for two seconds (CLIENT PAUSE): rate
+    // limits, caches and sessions' revocations must cope without an undocumented answer.
+    assert!(
+        tokio::task::block_in_place(|| redis.key_count()) > 0,
+        "the fleet keeps nothing in its Redis"
+    );
+    tokio::task::block_in_place(|| redis.restart());
     fleet.restart(1).await;
+    load.wait_for_calls(100).await;
+    tokio::task::block_in_place(|| redis.pause(Duration::from_secs(2)));
     load.wait_for_calls(100).await;
     let outcome = load.stop().await;
     fleet.simulator.clear_faults();
@@ -472,7 +485,12 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     .await;
     assert_every_acknowledged_write_exactly_once(&fleet, &outcome).await;
     assert_every_answer_documented_and_no_panic(&fleet, &outcome, "faults-together");
-    // The faults happened: the provider answered 500s and dropped answers it had paid for.
+    // The faults happened: Redis came back empty and the instances wrote to it again, and the
+    // provider answered 500s and dropped answers it had paid for.
+    assert!(
+        tokio::task::block_in_place(|| redis.key_count()) > 0,
+        "the instances did not use Redis again after its restart"
+    );
     let requests = fleet.simulator.requests();
     assert!(
         requests.iter().any(|request| request.status == Some(500))

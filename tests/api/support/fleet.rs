@@ -54,6 +54,16 @@ impl Fleet {
     /// As many instances as `database_proxies`, each reaching PostgreSQL through its own proxy
     /// when given: one instance can be partitioned from PostgreSQL while the others keep it.
     pub(crate) async fn start_through(up: usize, database_proxies: &[Option<&TcpProxy>]) -> Self {
+        Self::start_through_with_redis(up, database_proxies, &redis_url()).await
+    }
+
+    /// As [`Fleet::start_through`], with every instance on the Redis at `redis` (a test's own,
+    /// which it may restart or pause).
+    pub(crate) async fn start_through_with_redis(
+        up: usize,
+        database_proxies: &[Option<&TcpProxy>],
+        redis: &str,
+    ) -> Self {
         let size = database_proxies.len();
         let database = TestDatabase::create().await;
         let simulator = Simulator::start(SimulatorConfig::default())
@@ -68,7 +78,7 @@ impl Fleet {
             })
             .collect();
         let settings: Vec<(String, String)> = [
-            ("REDIS_URL", redis_url().as_str()),
+            ("REDIS_URL", redis),
             (
                 "REDIS_KEY_PREFIX",
                 &format!("supportdesk-test:{}:", uuid::Uuid::now_v7().simple()),

@@ -15,6 +15,7 @@ pub(crate) mod load;
 pub(crate) mod notifications;
 pub(crate) mod otlp;
 pub(crate) mod proxy;
+pub(crate) mod redis_server;
 pub(crate) mod replica;
 pub(crate) mod smtp;
 pub(crate) mod source;
