@@ -469,7 +469,13 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     load.wait_for_calls(100).await;
     tokio::task::block_in_place(|| redis.pause(Duration::from_secs(2)));
     load.wait_for_calls(100).await;
-    let outcome = load.stop().await;
+    // A burst of ten times the callers on top of the steady load, until it made 300 calls.
+    let burst = start_load(&fleet, &ticket_id, 10 * WORKERS, 4);
+    burst.wait_for_calls(300).await;
+    let burst = burst.stop().await;
+    load.wait_for_calls(50).await;
+    let mut outcome = load.stop().await;
+    outcome.merge(burst);
     fleet.simulator.clear_faults();
 
     // Nothing is left pending: what a lost answer left, a retry under its key or the

@@ -79,7 +79,8 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    fn merge(&mut self, other: Self) {
+    /// Adds what another load (a burst on top of this one) did.
+    pub(crate) fn merge(&mut self, other: Self) {
         self.succeeded += other.succeeded;
         self.failures.extend(other.failures);
         self.tickets.extend(other.tickets);
