@@ -64,6 +64,31 @@ fn start_load_paced(
     )
 }
 
+/// Ten times the callers of the steady load `steady`, on connections of their own, with their
+/// history in `steady`'s time base.
+fn start_burst(fleet: &Fleet, ticket_id: &str, steady: &Load) -> Load {
+    let channels: Vec<_> = (0..4).map(|_| fleet.envoy_channel()).collect();
+    Load::start_at(
+        steady.epoch(),
+        &channels,
+        fleet.admin(),
+        fleet.customer_id(),
+        ticket_id,
+        10 * WORKERS,
+        Duration::from_millis(10),
+    )
+}
+
+/// How many times longer each phase of the faults-together run lasts: 1 in the suite,
+/// `SUPPORTDESK_CHAOS_SCALE` when `bench/chaos` runs it.
+fn chaos_scale() -> u64 {
+    std::env::var("SUPPORTDESK_CHAOS_SCALE")
+        .ok()
+        .and_then(|scale| scale.parse().ok())
+        .filter(|scale| *scale >= 1)
+        .unwrap_or(1)
+}
+
 fn start_load(fleet: &Fleet, ticket_id: &str, workers: usize, connections: usize) -> Load {
     start_load_paced(
         fleet,
@@ -419,8 +444,11 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     let mut redis = tokio::task::block_in_place(RedisServer::start);
     let mut fleet = Fleet::start_through_with_redis(3, &through, &redis.url()).await;
     let ticket_id = seed_ticket(&fleet).await;
+    // Calls per phase: `bench/chaos` holds each phase five times longer.
+    let phase = |calls: u64| calls * chaos_scale();
     let load = start_load(&fleet, &ticket_id, WORKERS, 2);
-    load.wait_for_calls(100).await;
+    load.mark("steady");
+    load.wait_for_calls(phase(100)).await;
 
     // The payment provider answers 500 without paying, then pays and drops its answers...
     for action in [
@@ -433,19 +461,24 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
             .expect("a valid fault");
     }
     // ...while instance 2 is cut off from PostgreSQL, and instance 0 is killed.
+    load.mark("provider failing; instance 2 cut off from PostgreSQL");
     proxies[2].cut();
-    load.wait_for_calls(100).await;
+    load.wait_for_calls(phase(100)).await;
+    load.mark("instance 0 killed (SIGKILL)");
     fleet.kill(0);
-    load.wait_for_calls(100).await;
+    load.wait_for_calls(phase(100)).await;
 
     // Healed: instance 2 has PostgreSQL again, instance 0 is replaced, then instance 1 is
     // stopped (SIGTERM, drained) and replaced while the load goes on.
+    load.mark("healing: instance 2 reconnected, instance 0 replaced");
     proxies[2].restore();
     fleet.wait_serving(2).await;
     fleet.start_instance(0).await;
+    load.mark("healed: instances 0 and 2 serving");
     // PostgreSQL stops answering instance 1 without failing (its bytes are held, then delivered
     // late), then instance 1 is stopped and replaced.
     proxies[1].stall();
+    load.mark("PostgreSQL stalled for instance 1");
     let stalled = Instant::now();
     while fleet.health_of(1, "").await.as_deref() != Some("NotServing") {
         assert!(
@@ -454,7 +487,9 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    load.wait_for_calls(100).await;
+    load.mark("instance 1 not serving");
+    load.wait_for_calls(phase(100)).await;
+    load.mark("PostgreSQL unstalled for instance 1");
     proxies[1].unstall();
     fleet.wait_serving(1).await;
     // Redis loses every key (a crash of a cache kept in memory only) while instance 1 is
@@ -464,18 +499,26 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
         tokio::task::block_in_place(|| redis.key_count()) > 0,
         "the fleet keeps nothing in its Redis"
     );
+    load.mark("Redis restarted empty; instance 1 restarted (SIGTERM)");
     tokio::task::block_in_place(|| redis.restart());
     fleet.restart(1).await;
-    load.wait_for_calls(100).await;
+    load.mark("instance 1 serving again");
+    load.wait_for_calls(phase(100)).await;
+    load.mark("Redis paused 2 s (CLIENT PAUSE)");
     tokio::task::block_in_place(|| redis.pause(Duration::from_secs(2)));
-    load.wait_for_calls(100).await;
+    load.wait_for_calls(phase(100)).await;
     // A burst of ten times the callers on top of the steady load, until it made 300 calls.
-    let burst = start_load(&fleet, &ticket_id, 10 * WORKERS, 4);
-    burst.wait_for_calls(300).await;
+    load.mark("burst: ten times the callers");
+    let burst = start_burst(&fleet, &ticket_id, &load);
+    burst.wait_for_calls(phase(300)).await;
     let burst = burst.stop().await;
-    load.wait_for_calls(50).await;
+    load.mark("steady again");
+    load.wait_for_calls(phase(50)).await;
     let mut outcome = load.stop().await;
     outcome.merge(burst);
+    if let Some(path) = std::env::var_os("SUPPORTDESK_CHAOS_HISTORY") {
+        outcome.write_history_to(std::path::Path::new(&path));
+    }
     fleet.simulator.clear_faults();
 
     // Nothing is left pending: what a lost answer left, a retry under its key or the

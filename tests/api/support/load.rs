@@ -62,6 +62,13 @@ pub(crate) struct Attempt {
 }
 
 /// Everything the load did.
+/// A moment of the run a test names (a fault injected, healed), in the history's time base.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct Phase {
+    pub(crate) at_ms: u64,
+    pub(crate) phase: String,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     /// Calls answered without an error.
@@ -76,6 +83,8 @@ pub(crate) struct Outcome {
     pub(crate) unacknowledged: Vec<(Call, String)>,
     /// Every attempt, in the order each worker made them.
     pub(crate) history: Vec<Attempt>,
+    /// What the test marked, in order ([`Load::mark`]).
+    pub(crate) phases: Vec<Phase>,
 }
 
 impl Outcome {
@@ -88,6 +97,8 @@ impl Outcome {
         self.charges.extend(other.charges);
         self.unacknowledged.extend(other.unacknowledged);
         self.history.extend(other.history);
+        self.phases.extend(other.phases);
+        self.phases.sort_by_key(|phase| phase.at_ms);
     }
 
     /// The failures whose answer the API does not document: a code that is always a fault of the
@@ -109,18 +120,35 @@ impl Outcome {
     /// the system's temporary directory named after `test`, and returns its path: what a failed
     /// assertion points to.
     pub(crate) fn write_history(&self, test: &str) -> std::path::PathBuf {
-        let mut attempts: Vec<&Attempt> = self.history.iter().collect();
-        attempts.sort_by_key(|attempt| attempt.sent_ms);
-        let lines: String = attempts
-            .iter()
-            .map(|attempt| serde_json::to_string(attempt).expect("an attempt as JSON") + "\n")
-            .collect();
         let path = std::env::temp_dir().join(format!(
             "supportdesk-history-{test}-{}.jsonl",
             std::process::id()
         ));
-        std::fs::write(&path, lines).expect("write the history");
+        self.write_history_to(&path);
         path
+    }
+
+    /// Writes the history to `path`: each phase the test marked (`{"at_ms", "phase"}`) and each
+    /// attempt, one JSON line each, in time order (a phase before the attempts sent at its
+    /// millisecond).
+    pub(crate) fn write_history_to(&self, path: &std::path::Path) {
+        // Phases first at a tie, and in the order they were marked.
+        let mut lines: Vec<(u64, u8, usize, String)> = self
+            .phases
+            .iter()
+            .enumerate()
+            .map(|(order, phase)| {
+                let line = serde_json::to_string(phase).expect("a phase as JSON");
+                (phase.at_ms, 0, order, line)
+            })
+            .chain(self.history.iter().map(|attempt| {
+                let line = serde_json::to_string(attempt).expect("an attempt as JSON");
+                (attempt.sent_ms, 1, 0, line)
+            }))
+            .collect();
+        lines.sort();
+        let text: String = lines.into_iter().map(|(.., line)| line + "\n").collect();
+        std::fs::write(path, text).expect("write the history");
     }
 
     /// How many calls failed at least once: each read that failed, each write whose key failed.
@@ -162,6 +190,8 @@ pub(crate) struct Load {
     stop: CancellationToken,
     workers: Vec<JoinHandle<Outcome>>,
     calls: Arc<AtomicU64>,
+    epoch: Instant,
+    phases: std::sync::Mutex<Vec<Phase>>,
 }
 
 /// What the workers share.
@@ -185,6 +215,28 @@ impl Load {
         workers: usize,
         pause: Duration,
     ) -> Self {
+        Self::start_at(
+            Instant::now(),
+            channels,
+            user,
+            customer_id,
+            ticket_id,
+            workers,
+            pause,
+        )
+    }
+
+    /// As [`Load::start`], with times in the history counted from `epoch` (another load's, so
+    /// that a burst's history lines up with the steady load's).
+    pub(crate) fn start_at(
+        epoch: Instant,
+        channels: &[Channel],
+        user: &TestUser,
+        customer_id: &str,
+        ticket_id: &str,
+        workers: usize,
+        pause: Duration,
+    ) -> Self {
         let stop = CancellationToken::new();
         let calls = Arc::new(AtomicU64::new(0));
         let target = Target {
@@ -192,7 +244,7 @@ impl Load {
             customer_id: customer_id.to_owned(),
             ticket_id: ticket_id.to_owned(),
             calls: calls.clone(),
-            started: Instant::now(),
+            started: epoch,
         };
         let workers = (0..workers)
             .map(|worker| {
@@ -204,7 +256,23 @@ impl Load {
             stop,
             workers,
             calls,
+            epoch,
+            phases: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// When the history's times count from.
+    pub(crate) fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// Marks the start of a phase of the run (a fault injected, healed) in the history.
+    pub(crate) fn mark(&self, phase: &str) {
+        let at_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.phases.lock().expect("the phases").push(Phase {
+            at_ms,
+            phase: phase.to_owned(),
+        });
     }
 
     /// How many calls have been made so far.
@@ -215,11 +283,14 @@ impl Load {
     /// Waits until `more` calls have been made since now.
     pub(crate) async fn wait_for_calls(&self, more: u64) {
         let target = self.calls() + more;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        // A minute, or a quarter of a second a call for the long phases of bench/chaos (a phase
+        // with an instance's PostgreSQL stalled holds callers for their whole deadline).
+        let patience = Duration::from_secs(60).max(Duration::from_millis(more * 250));
+        let deadline = tokio::time::Instant::now() + patience;
         while self.calls() < target {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "the load made fewer than {more} calls in 60 s"
+                "the load made fewer than {more} calls in {patience:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -232,6 +303,7 @@ impl Load {
         for worker in self.workers {
             outcome.merge(worker.await.expect("a load worker panicked"));
         }
+        outcome.phases = self.phases.into_inner().expect("the phases");
         outcome
     }
 }
