@@ -1,6 +1,9 @@
-//! The error side of each operation: the statuses docs/http-contract.md's contract table
-//! documents for its RPC, each with the error schema, the headers answers carry, and what each
-//! status means.
+//! The answers of each operation: its success, and the error statuses docs/http-contract.md's
+//! contract table documents for its RPC beside the ones every RPC can answer, each with the error
+//! schema and what it means; and the response headers, with which answers carry which (the
+//! rate-limit fields only where the service counted the request, `Retry-After` on 429 and 503,
+//! the CORS headers wherever Envoy's CORS filter answers an allowed origin). An error status an
+//! operation's row says nothing more about is one shared response (`components/responses`).
 
 use super::*;
 
@@ -11,28 +14,44 @@ pub(super) struct ContractRow {
     pub(super) errors: String,
     /// The request headers the RPC reads, as written (`authorization, idempotency-key`).
     pub(super) headers_read: String,
+    /// Why the RPC needs no credentials, for a public one (docs/http-contract.md, "Public RPCs").
+    pub(super) public_because: Option<String>,
 }
 
-pub(super) fn contract_rows(contract: &str) -> BTreeMap<String, ContractRow> {
+/// The rows between `begin` and `end` of `contract`, as their cells (the header rows skipped).
+fn table_rows<'a>(contract: &'a str, begin: &str, end: &str) -> Vec<Vec<&'a str>> {
     let table = contract
-        .split("<!-- contract:begin -->")
+        .split(begin)
         .nth(1)
-        .and_then(|rest| rest.split("<!-- contract:end -->").next())
+        .and_then(|rest| rest.split(end).next())
         .unwrap_or_default();
     table
         .lines()
         .filter(|line| line.starts_with('|'))
         .skip(2)
-        .filter_map(|line| {
-            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        .map(|line| line.split('|').map(str::trim).collect())
+        .collect()
+}
+
+pub(super) fn contract_rows(contract: &str) -> BTreeMap<String, ContractRow> {
+    let public: BTreeMap<&str, &str> =
+        table_rows(contract, "<!-- public:begin -->", "<!-- public:end -->")
+            .into_iter()
+            .filter_map(|cells| Some((*cells.get(1)?, *cells.get(2)?)))
+            .collect();
+    table_rows(contract, "<!-- contract:begin -->", "<!-- contract:end -->")
+        .into_iter()
+        .filter_map(|cells| {
+            let name = *cells.get(1)?;
             Some((
-                (*cells.get(1)?).to_owned(),
+                name.to_owned(),
                 ContractRow {
                     errors: (*cells.get(5)?).to_owned(),
                     headers_read: cells
                         .get(6)
                         .map(|cell| (*cell).to_owned())
                         .unwrap_or_default(),
+                    public_because: public.get(name).map(|reason| (*reason).to_owned()),
                 },
             ))
         })
@@ -95,19 +114,62 @@ pub(super) fn generic_description(status: u16) -> &'static str {
              the one accepted"
         }
         429 => {
-            "RESOURCE_EXHAUSTED `RATE_LIMITED`: over a quota (`retry-after` says when to retry; \
-             docs/rate-limits.md)"
+            "RESOURCE_EXHAUSTED `RATE_LIMITED`: over a quota (RetryInfo, and `Retry-After` from \
+             the rate limiter at admission, say when to retry; docs/rate-limits.md)"
         }
         431 => "RESOURCE_EXHAUSTED `HEADERS_TOO_LARGE` (Envoy): headers over 32 KiB",
         499 => "CANCELLED: the client's own `grpc-timeout` ran out at the service",
         500 => "INTERNAL (logged with the request id, answered generically)",
         503 => {
-            "UNAVAILABLE: `DATABASE_UNAVAILABLE`, `REDIS_UNAVAILABLE` (service, with RetryInfo \
-             and `retry-after`), `BACKEND_UNAVAILABLE` (Envoy)"
+            "UNAVAILABLE: `DATABASE_UNAVAILABLE`, `REDIS_UNAVAILABLE` (service, with RetryInfo; \
+             the rate limiter's `REDIS_UNAVAILABLE` with `Retry-After` too), \
+             `BACKEND_UNAVAILABLE` (Envoy)"
         }
         504 => "DEADLINE_EXCEEDED `DEADLINE_EXCEEDED`: no answer within the deadline",
         _ => "an error",
     }
+}
+
+/// Whether an answer of `status` can come from the service after admission counted the request,
+/// and so carry the rate-limit fields ([`crate::middleware`]'s order: admission adds them to the
+/// answers of everything below it). Envoy answers 408, 413, 415 and 431 itself; 499 and the
+/// generic 504 come from layers above admission (or Envoy); admission refuses a credential of an
+/// RPC that needs one before counting anything, so that RPC's 401 never carries them; the generic
+/// 404 is Envoy's `UNKNOWN_PATH`, and a documented one the service's.
+pub(super) fn counted(status: u16, access: Access, documented: bool) -> bool {
+    match status {
+        408 | 413 | 415 | 431 | 499 => false,
+        401 => access == Access::Public,
+        404 | 504 => documented,
+        _ => true,
+    }
+}
+
+/// Whether an error of `status` may be the stored outcome of an idempotency key, answered again
+/// with `Idempotent-Replayed` (docs/idempotency.md: NOT_FOUND, FAILED_PRECONDITION, ABORTED,
+/// ALREADY_EXISTS, INVALID_ARGUMENT and PERMISSION_DENIED are stored; a declined card is 402).
+fn replayable(status: u16) -> bool {
+    matches!(status, 400 | 402 | 403 | 404 | 409)
+}
+
+/// The component name of the answer every operation gives with `status` when its contract row
+/// says nothing more about it: one shared response instead of a copy in every operation.
+fn shared_response_name(status: u16) -> Option<&'static str> {
+    Some(match status {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        404 => "UnknownPath",
+        408 => "RequestTimeout",
+        413 => "ContentTooLarge",
+        415 => "UnsupportedMediaType",
+        429 => "TooManyRequests",
+        431 => "RequestHeaderFieldsTooLarge",
+        499 => "ClientClosedRequest",
+        500 => "InternalServerError",
+        503 => "ServiceUnavailable",
+        504 => "GatewayTimeout",
+        _ => return None,
+    })
 }
 
 impl Generator {
@@ -122,20 +184,15 @@ impl Generator {
     ) -> Result<Json, String> {
         let mut responses = Map::new();
         let success = declared.http_success.status_code().unwrap_or("200");
-        let mut success_headers = Map::new();
-        success_headers.insert("x-request-id".to_owned(), header_ref("x-request-id"));
-        success_headers.insert("ratelimit".to_owned(), header_ref("ratelimit"));
-        success_headers.insert(
-            "ratelimit-policy".to_owned(),
-            header_ref("ratelimit-policy"),
-        );
+        let mut success_headers = answer_headers(&self.cors);
+        success_headers.extend(rate_limit_headers());
         if success == "201" {
-            success_headers.insert("location".to_owned(), header_ref("location"));
+            success_headers.insert(LOCATION.to_owned(), header_ref(LOCATION));
         }
         if declared.idempotency != Idempotency::Ignored {
             success_headers.insert(
-                "idempotent-replayed".to_owned(),
-                header_ref("idempotent-replayed"),
+                IDEMPOTENT_REPLAYED.to_owned(),
+                header_ref(IDEMPOTENT_REPLAYED),
             );
         }
         let output = method.output();
@@ -200,43 +257,85 @@ impl Generator {
             errors.entry(status).or_default().extend(texts);
         }
         for (status, texts) in errors {
+            let documented = !texts.is_empty();
+            if !documented && let Some(name) = shared_response_name(status) {
+                // Only the answers of Envoy and of the layers every RPC passes: the same for
+                // every operation, whatever it declares.
+                let shared = error_response(
+                    status,
+                    generic_description(status).to_owned(),
+                    counted(status, Access::Authenticated, false),
+                    false,
+                    &self.cors,
+                );
+                self.responses.insert(name.to_owned(), shared);
+                responses.insert(
+                    status.to_string(),
+                    json!({ "$ref": format!("#/components/responses/{name}") }),
+                );
+                continue;
+            }
             let mut description = generic_description(status).to_owned();
-            if !texts.is_empty() {
+            if documented {
                 description = texts.join("; ");
                 if matches!(status, 400 | 401 | 404 | 429 | 503) {
                     description.push_str("; ");
                     description.push_str(generic_description(status));
                 }
             }
-            let mut headers = Map::new();
-            headers.insert("x-request-id".to_owned(), header_ref("x-request-id"));
-            if matches!(status, 429 | 503) {
-                headers.insert("retry-after".to_owned(), header_ref("retry-after"));
-            }
-            if status == 401 {
-                headers.insert(
-                    "www-authenticate".to_owned(),
-                    header_ref("www-authenticate"),
-                );
-            }
-            if status == 429 {
-                headers.insert("ratelimit".to_owned(), header_ref("ratelimit"));
-                headers.insert(
-                    "ratelimit-policy".to_owned(),
-                    header_ref("ratelimit-policy"),
-                );
-            }
             responses.insert(
                 status.to_string(),
-                json!({
-                    "description": description,
-                    "headers": headers,
-                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/google.rpc.Status" } } },
-                }),
+                error_response(
+                    status,
+                    description,
+                    counted(status, declared.access, documented),
+                    documented
+                        && declared.idempotency != Idempotency::Ignored
+                        && replayable(status),
+                    &self.cors,
+                ),
             );
         }
         Ok(Json::Object(responses))
     }
+}
+
+/// An error answer of `status`: its description, the `google.rpc.Status` body, and the headers
+/// it can carry.
+fn error_response(
+    status: u16,
+    description: String,
+    counted: bool,
+    replayed: bool,
+    cors: &Cors,
+) -> Json {
+    let mut response = Map::new();
+    response.insert("description".to_owned(), json!(description));
+    // Envoy refuses headers over its limit before it has read them: no request id, no Origin.
+    if status != 431 {
+        let mut headers = answer_headers(cors);
+        if counted {
+            headers.extend(rate_limit_headers());
+        }
+        if matches!(status, 429 | 503) {
+            headers.insert(RETRY_AFTER.to_owned(), header_ref(RETRY_AFTER));
+        }
+        if status == 401 {
+            headers.insert(WWW_AUTHENTICATE.to_owned(), header_ref(WWW_AUTHENTICATE));
+        }
+        if replayed {
+            headers.insert(
+                IDEMPOTENT_REPLAYED.to_owned(),
+                header_ref(IDEMPOTENT_REPLAYED),
+            );
+        }
+        response.insert("headers".to_owned(), Json::Object(headers));
+    }
+    response.insert(
+        "content".to_owned(),
+        json!({ "application/json": { "schema": { "$ref": "#/components/schemas/google.rpc.Status" } } }),
+    );
+    Json::Object(response)
 }
 
 pub(super) fn reason_phrase(status: &str) -> &'static str {
@@ -253,38 +352,156 @@ pub(super) fn header_ref(name: &str) -> Json {
     json!({ "$ref": format!("#/components/headers/{name}") })
 }
 
-/// The response headers of the contract (docs/http-contract.md, "Headers").
-pub(super) fn headers() -> Json {
-    json!({
-        "x-request-id": {
-            "description": "The request's id, on every log line of the request (the caller's when short and plain, else one made up).",
-            "schema": { "type": "string" },
+// The response headers, as HTTP/1.1 spells them (HTTP/2 sends them in lower case; names are
+// case-insensitive either way). The rate-limit fields are named as the IETF draft does.
+const REQUEST_ID: &str = "X-Request-Id";
+const RATE_LIMIT: &str = "RateLimit";
+const RATE_LIMIT_POLICY: &str = "RateLimit-Policy";
+const RETRY_AFTER: &str = "Retry-After";
+const LOCATION: &str = "Location";
+const WWW_AUTHENTICATE: &str = "WWW-Authenticate";
+const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
+const ALLOW_ORIGIN: &str = "Access-Control-Allow-Origin";
+const ALLOW_CREDENTIALS: &str = "Access-Control-Allow-Credentials";
+const EXPOSE_HEADERS: &str = "Access-Control-Expose-Headers";
+
+/// The headers of every answer that got past Envoy's header limit: the request id, and the CORS
+/// headers Envoy adds for an allowed origin.
+fn answer_headers(cors: &Cors) -> Map<String, Json> {
+    [REQUEST_ID, ALLOW_ORIGIN, EXPOSE_HEADERS]
+        .into_iter()
+        .chain(cors.allow_credentials.then_some(ALLOW_CREDENTIALS))
+        .map(|name| (name.to_owned(), header_ref(name)))
+        .collect()
+}
+
+/// The IETF rate-limit fields of an answer the service counted.
+fn rate_limit_headers() -> Map<String, Json> {
+    [RATE_LIMIT, RATE_LIMIT_POLICY]
+        .into_iter()
+        .map(|name| (name.to_owned(), header_ref(name)))
+        .collect()
+}
+
+/// The longest `RateLimit` or `RateLimit-Policy` field the service writes: `"<quota>";r=<u32>;
+/// t=<u64>` (or `q=`/`w=`), with a quota name of at most 24 characters (the longest,
+/// `password-reset-address`, has 22; `rest_contract::document` holds every quota's fields to the
+/// document).
+const RATE_LIMIT_FIELD_MAX_LENGTH: usize = 2 + 24 + 3 + 10 + 3 + 20;
+
+/// The CORS settings of deploy/envoy/envoy.yaml's `CorsPolicy` the answers show: whether
+/// credentials are allowed, and the response headers a page may read.
+pub(super) struct Cors {
+    pub(super) allow_credentials: bool,
+    pub(super) expose_headers: String,
+}
+
+impl Cors {
+    /// The policy in `envoy` (deploy/envoy/envoy.yaml), read from its one `CorsPolicy`.
+    pub(super) fn of(envoy: &str) -> Result<Self, OpenApiError> {
+        let setting = |name: &str| {
+            let mut found = envoy
+                .lines()
+                .filter_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':'))
+                .map(|value| value.trim().trim_matches('"').to_owned());
+            match (found.next(), found.next()) {
+                (Some(value), None) => Ok(value),
+                _ => Err(OpenApiError(format!(
+                    "deploy/envoy/envoy.yaml does not set `{name}` exactly once"
+                ))),
+            }
+        };
+        Ok(Self {
+            allow_credentials: setting("allow_credentials")? == "true",
+            expose_headers: setting("expose_headers")?,
+        })
+    }
+}
+
+/// The response headers of the contract (docs/http-contract.md, "Headers", "CORS").
+pub(super) fn headers(cors: &Cors) -> Json {
+    let cors_note = "Present on every answer to a browser request whose `Origin` is one of the \
+        deployment's `CORS_ALLOWED_ORIGINS` (Envoy's CORS filter; docs/http-contract.md, \
+        \"CORS\"), absent otherwise";
+    let mut headers = json!({
+        REQUEST_ID: {
+            "description": "The request's id, on every log line of the request: the caller's when \
+                at most 128 characters of `[A-Za-z0-9._:-]`, else a UUID the service or Envoy \
+                made up. On a refusal Envoy answers before its Lua filter has dropped a caller's \
+                id that is not plain (413, 408), the caller's id as sent.",
+            "schema": { "type": "string", "minLength": 1 },
         },
-        "location": {
-            "description": "The path of what a create made.",
-            "schema": { "type": "string" },
+        LOCATION: {
+            "description": "The path of what a create made (`/v1/tickets/<id>`), or of where it \
+                is read (docs/http-contract.md, the contract table).",
+            "schema": { "type": "string", "pattern": "^/v1/[A-Za-z0-9/_.-]+$", "maxLength": 64 },
         },
-        "retry-after": {
-            "description": "Seconds to wait before retrying.",
-            "schema": { "type": "string", "pattern": "^[0-9]+$" },
+        RETRY_AFTER: {
+            "description": "Whole seconds to wait before retrying (at least 1). Sent with the \
+                rate limiter's refusals at admission: a spent quota (429 `RATE_LIMITED`), and \
+                Redis unable to decide under `RATE_LIMIT_ON_REDIS_FAILURE=closed` (503 \
+                `REDIS_UNAVAILABLE`). Other 429s and 503s (the login quotas checked with the \
+                password, a password reset's, `IMPORT_LIMIT`, an unavailable database, store or \
+                provider, Envoy's `BACKEND_UNAVAILABLE`) give the delay in the body's RetryInfo \
+                only.",
+            "schema": { "type": "string", "pattern": "^[1-9][0-9]*$", "maxLength": 20 },
         },
-        "ratelimit": {
-            "description": "The remaining quota (IETF RateLimit fields: `\"read\";r=599;t=1`; docs/rate-limits.md).",
-            "schema": { "type": "string" },
+        RATE_LIMIT: {
+            "description": "The quota left (IETF RateLimit fields: `\"read\";r=599;t=1`, `r` \
+                requests left, `t` seconds until the quota is whole; docs/rate-limits.md), on \
+                every answer the service gives after admission counted the request. Absent when \
+                Redis could not decide and the request was let through \
+                (`RATE_LIMIT_ON_REDIS_FAILURE=open`), and on the refusals that come before \
+                counting: a credential that does not authenticate, a role the RPC does not \
+                allow.",
+            "schema": {
+                "type": "string",
+                "pattern": "^\"[a-z][a-z-]*\";r=[0-9]+;t=[0-9]+$",
+                "maxLength": RATE_LIMIT_FIELD_MAX_LENGTH,
+            },
         },
-        "ratelimit-policy": {
-            "description": "The quota counted against (`\"read\";q=600;w=60`; docs/rate-limits.md).",
-            "schema": { "type": "string" },
+        RATE_LIMIT_POLICY: {
+            "description": "The quota counted against (`\"read\";q=600;w=60`: `q` requests per \
+                `w` seconds; docs/rate-limits.md); sent with `RateLimit`.",
+            "schema": {
+                "type": "string",
+                "pattern": "^\"[a-z][a-z-]*\";q=[0-9]+;w=[0-9]+$",
+                "maxLength": RATE_LIMIT_FIELD_MAX_LENGTH,
+            },
         },
-        "www-authenticate": {
-            "description": "The challenge of every 401: `Bearer realm=\"supportdesk\"`, with `, error=\"invalid_token\"` when the credentials sent were refused (RFC 6750; docs/http-contract.md).",
-            "schema": { "type": "string", "pattern": "^Bearer realm=\"supportdesk\"" },
+        WWW_AUTHENTICATE: {
+            "description": "The challenge of every 401: `Bearer realm=\"supportdesk\"`, with `, \
+                error=\"invalid_token\"` when the credentials sent were refused (RFC 6750; \
+                docs/http-contract.md).",
+            "schema": {
+                "type": "string",
+                "enum": [
+                    "Bearer realm=\"supportdesk\"",
+                    "Bearer realm=\"supportdesk\", error=\"invalid_token\"",
+                ],
+            },
         },
-        "idempotent-replayed": {
-            "description": "`true` when the answer is the first outcome of the same idempotency key.",
+        IDEMPOTENT_REPLAYED: {
+            "description": "`true` when the answer is the stored outcome of an earlier request \
+                with the same idempotency key (docs/idempotency.md).",
             "schema": { "type": "string", "enum": ["true"] },
         },
-    })
+        ALLOW_ORIGIN: {
+            "description": format!("The request's `Origin`, allowed. {cors_note}."),
+            "schema": { "type": "string", "format": "uri", "pattern": "^https?://[^/?#]+$" },
+        },
+        EXPOSE_HEADERS: {
+            "description": format!("The response headers a page may read. {cors_note}."),
+            "schema": { "type": "string", "enum": [cors.expose_headers] },
+        },
+    });
+    if cors.allow_credentials {
+        headers[ALLOW_CREDENTIALS] = json!({
+            "description": format!("Browsers may send credentials. {cors_note}."),
+            "schema": { "type": "string", "enum": ["true"] },
+        });
+    }
+    headers
 }
 
 /// `google.rpc.Status` as the transcoder and Envoy's own replies print it.
@@ -299,9 +516,12 @@ pub(super) fn status_schema() -> Json {
         "properties": {
             "code": { "type": "integer", "minimum": 1, "maximum": 16, "description": "The google.rpc.Code." },
             "message": { "type": "string" },
+            // At most one of each of google.rpc's ten detail types (tonic's ErrorDetails, and
+            // Envoy's replies: ErrorInfo and a BadRequest).
             "details": {
                 "type": "array",
                 "minItems": 1,
+                "maxItems": 10,
                 "items": { "$ref": "#/components/schemas/google.protobuf.Any" },
             },
         },

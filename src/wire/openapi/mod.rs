@@ -1,11 +1,15 @@
 //! The OpenAPI 3.1 document of the REST API, generated from the service's own descriptor set:
 //! every `google.api.http` rule (and its `additional_bindings`) of every RPC, with the proto3 JSON
 //! mapping exactly as Envoy's transcoder applies it, the success status and idempotency of the
-//! method table ([`crate::wire::methods`]), and the error statuses of docs/http-contract.md's
-//! contract table. `supportdesk openapi` writes it; `docs/openapi.json` is its output, checked in
-//! and served by Envoy at `GET /v1/openapi.json` (docs/openapi.md). Nothing here names an RPC: a
-//! new RPC appears in the document when it has its `google.api.http` rule, its
-//! `(supportdesk.v1.method)` declaration and its row in the contract table.
+//! method table ([`crate::wire::methods`]), the error statuses of docs/http-contract.md's
+//! contract table (and, for a public RPC, why it needs no credentials, from its "Public RPCs"
+//! table), the headers each answer carries (Envoy's CORS policy read from
+//! deploy/envoy/envoy.yaml), and what answers hold beyond their types ([`emitted`]).
+//! `supportdesk openapi` writes it; `docs/openapi.json` is its output, checked in, served by Envoy
+//! at `GET /v1/openapi.json` and linted as governance teams do (.spectral.yaml; docs/openapi.md).
+//! Nothing here names an RPC: a new RPC appears in the document when it has its
+//! `google.api.http` rule, its `(supportdesk.v1.method)` declaration and its row in the contract
+//! table.
 //!
 //! How the transcoder's JSON is described (docs/http-contract.md, "JSON"):
 //! - field names are the lowerCamelCase `json_name`s; 64-bit integers are strings; enums are
@@ -17,11 +21,13 @@
 //!   is a query parameter (fields of nested messages as dotted names: `filter.status`).
 
 mod constraints;
+mod emitted;
 mod errors;
 mod paths;
 mod schemas;
 
 use constraints::Declared;
+use emitted::sent_by_clients;
 use errors::*;
 use paths::*;
 use schemas::*;
@@ -41,6 +47,9 @@ use crate::wire::proto;
 /// The contract table the error statuses and extra headers of each RPC are read from.
 const CONTRACT: &str = include_str!("../../../docs/http-contract.md");
 
+/// Envoy's configuration, whose CORS policy decides the CORS headers of every answer.
+const ENVOY: &str = include_str!("../../../deploy/envoy/envoy.yaml");
+
 /// The command that writes the checked-in document (named by the test that finds it stale).
 pub const REGENERATE: &str = "cargo run --quiet -- openapi --out docs/openapi.json";
 
@@ -59,7 +68,7 @@ impl std::error::Error for OpenApiError {}
 /// The document of this build, as `docs/openapi.json` holds it: pretty JSON and a final newline.
 pub fn render() -> Result<String, OpenApiError> {
     let table = MethodTable::get().map_err(|error| OpenApiError(error.to_string()))?;
-    let document = document(proto::FILE_DESCRIPTOR_SET, table, CONTRACT)?;
+    let document = document(proto::FILE_DESCRIPTOR_SET, table, CONTRACT, ENVOY)?;
     let mut text = serde_json::to_string_pretty(&document)
         .map_err(|error| OpenApiError(format!("cannot print the document: {error}")))?;
     text.push('\n');
@@ -67,8 +76,14 @@ pub fn render() -> Result<String, OpenApiError> {
 }
 
 /// The document of the API in the descriptor set `api`, whose RPCs `table` declares and
-/// `contract` (docs/http-contract.md) lists.
-pub fn document(api: &[u8], table: &MethodTable, contract: &str) -> Result<Json, OpenApiError> {
+/// `contract` (docs/http-contract.md) lists, served by Envoy configured as `envoy`
+/// (deploy/envoy/envoy.yaml).
+pub fn document(
+    api: &[u8],
+    table: &MethodTable,
+    contract: &str,
+    envoy: &str,
+) -> Result<Json, OpenApiError> {
     let pool = DescriptorPool::decode(api)
         .map_err(|error| OpenApiError(format!("the descriptor set does not decode: {error}")))?;
     let http = pool
@@ -79,6 +94,8 @@ pub fn document(api: &[u8], table: &MethodTable, contract: &str) -> Result<Json,
         behavior: pool.get_extension_by_name("google.api.field_behavior"),
         rules: pool.get_extension_by_name("buf.validate.field"),
         schemas: BTreeMap::new(),
+        responses: BTreeMap::new(),
+        cors: Cors::of(envoy)?,
         comments: Comments::default(),
     };
     let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
@@ -153,10 +170,15 @@ pub fn document(api: &[u8], table: &MethodTable, contract: &str) -> Result<Json,
     }
     let mut schemas = Map::new();
     schemas.insert("google.rpc.Status".to_owned(), status_schema());
-    schemas.insert("google.protobuf.Any".to_owned(), any_schema());
+    schemas.insert("google.protobuf.Any".to_owned(), any_schema(&pool));
     for (name, schema) in std::mem::take(&mut generator.schemas) {
         schemas.insert(name, schema);
     }
+    let sent = sent_by_clients(&paths, &schemas);
+    generator.state_what_answers_hold(&pool, &mut schemas, &sent)?;
+    let responses: Map<String, Json> = std::mem::take(&mut generator.responses)
+        .into_iter()
+        .collect();
     Ok(json!({
         "openapi": "3.1.0",
         "info": {
@@ -166,19 +188,46 @@ pub fn document(api: &[u8], table: &MethodTable, contract: &str) -> Result<Json,
                 transcoder serves it. Generated from the protobuf descriptors by `supportdesk \
                 openapi` (never edit it by hand); the conventions behind it (statuses, errors, \
                 headers, CORS) are in docs/http-contract.md.",
+            "contact": { "name": "The supportdesk maintainers (docs/http-contract.md)" },
         },
-        "servers": [{ "url": "http://127.0.0.1:8080", "description": "deploy/local/run's Envoy" }],
+        "servers": [
+            {
+                "url": "http://127.0.0.1:8080",
+                "description": "local: deploy/local/run's Envoy, plain HTTP on loopback",
+                "x-internal": true,
+            },
+            {
+                "url": "https://{host}",
+                "description": "production: a deployment's Envoy behind its TLS-terminating \
+                    Ingress, Gateway or LoadBalancer (docs/deployment.md)",
+                "variables": {
+                    "host": {
+                        "default": "desk.example.com",
+                        "description": "The deployment's public host, as in its \
+                            PUBLIC_BASE_URL (desk.example.com is the example overlay's).",
+                    },
+                },
+                "x-internal": false,
+            },
+        ],
         "tags": tags,
         "paths": paths,
         "components": {
             "schemas": schemas,
+            "responses": responses,
             "securitySchemes": {
                 "accessToken": {
                     "type": "http",
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
                     "description": "`authorization: Bearer <access token>`: the access token of \
-                        AuthService.Login or AuthService.RefreshToken (docs/identity.md).",
+                        AuthService.Login or AuthService.RefreshToken (docs/identity.md). Issued \
+                        and checked as RFC8725 (JSON Web Token Best Current Practices) asks: the \
+                        server fixes the algorithm (HS256, with a key of at least 32 bytes) and \
+                        refuses a token naming any other, `none` included; `iss`, `sub`, `iat` \
+                        and `exp` are required and checked (5 s of clock leeway); tokens live \
+                        15 minutes by default (ACCESS_TOKEN_TTL_SECS) and end with their \
+                        session (logout, a password reset).",
                 },
                 "apiKey": {
                     "type": "http",
@@ -188,7 +237,7 @@ pub fn document(api: &[u8], table: &MethodTable, contract: &str) -> Result<Json,
                         ApiKeyService.CreateApiKey, acting with its roles (docs/identity.md).",
                 },
             },
-            "headers": headers(),
+            "headers": headers(&generator.cors),
         },
     }))
 }
@@ -232,6 +281,10 @@ struct Generator {
     rules: Option<ExtensionDescriptor>,
     /// Component schemas by full proto name, filled as messages and enums are met.
     schemas: BTreeMap<String, Json>,
+    /// Component responses: the error answers every operation gives alike.
+    responses: BTreeMap<String, Json>,
+    /// Envoy's CORS policy, which every answer to an allowed origin shows.
+    cors: Cors,
     comments: Comments,
 }
 
@@ -339,8 +392,8 @@ mod tests {
         let create = &document["paths"]["/v1/tickets"]["post"];
         assert_eq!(create["operationId"], "TicketService_CreateTicket");
         assert_eq!(
-            create["responses"]["201"]["headers"]["location"]["$ref"],
-            "#/components/headers/location"
+            create["responses"]["201"]["headers"]["Location"]["$ref"],
+            "#/components/headers/Location"
         );
         assert_eq!(
             create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
@@ -382,14 +435,118 @@ mod tests {
     }
 
     #[test]
-    fn public_rpcs_need_no_credentials_and_deletes_answer_no_content() {
+    fn public_rpcs_need_no_credentials_say_why_and_deletes_answer_no_content() {
         let document = generated();
         let login = &document["paths"]["/v1/auth:login"]["post"];
-        assert_eq!(login["security"], json!([]));
+        assert_eq!(login["security"], json!([{}]));
         assert!(login["responses"]["401"].is_object());
+        let description = |path: &str| {
+            document["paths"][path]["post"]["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(description("/v1/auth:login").contains("Public (no `authorization`): "));
+        for webhook in ["/v1/webhooks/payments", "/v1/webhooks/email"] {
+            assert!(description(webhook).contains("HMAC-SHA256"), "{webhook}");
+        }
         let delete = &document["paths"]["/v1/tickets/{id}"]["delete"];
         assert!(delete["responses"]["204"].is_object());
         assert!(delete["responses"]["204"].get("content").is_none());
+    }
+
+    #[test]
+    fn answers_carry_the_rate_limit_fields_only_where_the_service_counted_the_request() {
+        let document = generated();
+        let get_ticket = &document["paths"]["/v1/tickets/{id}"]["get"]["responses"];
+        let headers = |response: &Json| -> Vec<String> {
+            let response = match response["$ref"].as_str() {
+                Some(target) => {
+                    let name = target.trim_start_matches("#/components/responses/");
+                    &document["components"]["responses"][name]
+                }
+                None => response,
+            };
+            response["headers"]
+                .as_object()
+                .map(|headers| headers.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let counted = |response: &Json| headers(response).contains(&"RateLimit".to_owned());
+        assert!(counted(&get_ticket["200"]));
+        assert!(
+            counted(&get_ticket["404"]),
+            "TICKET_NOT_FOUND is the service's"
+        );
+        assert!(
+            !counted(&get_ticket["401"]),
+            "admission refuses before counting"
+        );
+        assert!(headers(&get_ticket["401"]).contains(&"WWW-Authenticate".to_owned()));
+        assert!(!counted(&get_ticket["408"]), "Envoy's");
+        assert!(headers(&get_ticket["429"]).contains(&"Retry-After".to_owned()));
+        assert!(
+            headers(&get_ticket["431"]).is_empty(),
+            "refused before Envoy read them"
+        );
+        assert_eq!(
+            get_ticket["504"]["$ref"],
+            "#/components/responses/GatewayTimeout"
+        );
+        let login = &document["paths"]["/v1/auth:login"]["post"]["responses"];
+        assert!(counted(&login["401"]), "Login's 401 is its handler's");
+        let revoke = &document["paths"]["/v1/tickets/{id}:resolve"]["post"]["responses"];
+        assert!(headers(&revoke["200"]).contains(&"Access-Control-Allow-Origin".to_owned()));
+    }
+
+    #[test]
+    fn the_headers_a_page_may_read_include_every_response_header_the_document_declares() {
+        let document = generated();
+        let headers = document["components"]["headers"]
+            .as_object()
+            .expect("headers");
+        let exposed = headers["Access-Control-Expose-Headers"]["schema"]["enum"][0]
+            .as_str()
+            .expect("one value")
+            .to_owned();
+        let exposed: BTreeSet<&str> = exposed.split(',').map(str::trim).collect();
+        for name in headers.keys() {
+            if !name.starts_with("Access-Control-") && name != "WWW-Authenticate" {
+                assert!(
+                    exposed.contains(name.to_ascii_lowercase().as_str()),
+                    "{name} is not in deploy/envoy/envoy.yaml's expose_headers"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn output_ids_are_stated_as_uuids_and_writable_fields_keep_only_their_declared_rules() {
+        let document = generated();
+        let schemas = &document["components"]["schemas"];
+        let ticket = &schemas["supportdesk.v1.Ticket"]["properties"];
+        assert_eq!(ticket["id"]["readOnly"], true);
+        assert_eq!(ticket["id"]["maxLength"], 36);
+        assert!(
+            ticket["id"]["pattern"]
+                .as_str()
+                .is_some_and(|pattern| pattern.ends_with(")?$")),
+            "an export's read mask may leave it empty: {}",
+            ticket["id"]
+        );
+        assert_eq!(ticket["createTime"]["maxLength"], 30);
+        assert!(
+            ticket["assigneeId"].get("pattern").is_none(),
+            "clients write assigneeId: only its buf.validate rules apply"
+        );
+        let user = &schemas["supportdesk.v1.User"]["properties"];
+        assert_eq!(user["id"]["format"], "uuid");
+        let page = &schemas["supportdesk.v1.ListTicketsResponse"]["properties"];
+        assert_eq!(page["tickets"]["maxItems"], crate::domain::PageSize::MAX);
+        assert_eq!(
+            page["nextPageToken"]["maxLength"],
+            emitted::PAGE_TOKEN_MAX_LENGTH
+        );
     }
 
     #[test]

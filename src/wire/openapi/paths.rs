@@ -389,9 +389,29 @@ impl Generator {
         let mut operation = Map::new();
         operation.insert("operationId".to_owned(), json!(operation_id));
         operation.insert("tags".to_owned(), json!([method.parent_service().name()]));
-        let description = self
+        let mut description = self
             .comments
             .of(method.parent_file().file_descriptor_proto(), method.path());
+        let security = match (declared.access, &row.public_because) {
+            // An empty requirement: the operation is open to callers without credentials.
+            (Access::Public, Some(reason)) => {
+                description.push_str(&format!("\n\nPublic (no `authorization`): {reason}"));
+                json!([{}])
+            }
+            (Access::Authenticated, None) => json!([{ "accessToken": [] }, { "apiKey": [] }]),
+            (Access::Public, None) => {
+                return Err(
+                    "public, but docs/http-contract.md's \"Public RPCs\" table does not say why"
+                        .to_owned(),
+                );
+            }
+            (Access::Authenticated, Some(_)) => {
+                return Err(
+                    "in docs/http-contract.md's \"Public RPCs\" table, but needs credentials"
+                        .to_owned(),
+                );
+            }
+        };
         operation.insert(
             "summary".to_owned(),
             json!(format!(
@@ -409,13 +429,7 @@ impl Generator {
             operation.insert("requestBody".to_owned(), body);
         }
         operation.insert("responses".to_owned(), responses);
-        operation.insert(
-            "security".to_owned(),
-            match declared.access {
-                Access::Public => json!([]),
-                Access::Authenticated => json!([{ "accessToken": [] }, { "apiKey": [] }]),
-            },
-        );
+        operation.insert("security".to_owned(), security);
         Ok((path, Json::Object(operation)))
     }
 

@@ -322,12 +322,28 @@ pub(super) fn raw_body(required: bool) -> Json {
     })
 }
 
-pub(super) fn any_schema() -> Json {
+/// The prefix of every type URL the service and Envoy write (prost's `type_name_domain`).
+const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
+
+/// `google.protobuf.Any` as the transcoder prints it: `@type` names a message of `pool` (one it
+/// cannot resolve is refused, never printed), so no type URL is longer than the longest name.
+pub(super) fn any_schema(pool: &DescriptorPool) -> Json {
+    let longest = pool
+        .all_messages()
+        .map(|message| message.full_name().len())
+        .max()
+        .unwrap_or_default();
     json!({
         "type": "object",
         "description": "A message of the type its `@type` names (`type.googleapis.com/google.rpc.ErrorInfo`), with that message's fields beside it.",
         "required": ["@type"],
-        "properties": { "@type": { "type": "string" } },
+        "properties": {
+            "@type": {
+                "type": "string",
+                "pattern": "^type\\.googleapis\\.com/[A-Za-z_][A-Za-z0-9_.]*$",
+                "maxLength": TYPE_URL_PREFIX.len() + longest,
+            },
+        },
         "additionalProperties": true,
     })
 }
