@@ -31,7 +31,9 @@ mod reason;
 mod status;
 
 pub use reason::Reason;
-pub use status::{HTTP_STATUS_HEADER, WWW_AUTHENTICATE_HEADER, declare_http_status};
+pub use status::{
+    HTTP_STATUS_HEADER, RETRY_AFTER_HEADER, WWW_AUTHENTICATE_HEADER, declare_http_status,
+};
 
 /// The `domain` of every ErrorInfo this service sends.
 pub const ERROR_DOMAIN: &str = "supportdesk";

@@ -18,6 +18,10 @@ pub const HTTP_STATUS_HEADER: &str = "x-http-status";
 /// The challenge of every UNAUTHENTICATED answer (a REST 401's `WWW-Authenticate`).
 pub const WWW_AUTHENTICATE_HEADER: &str = "www-authenticate";
 
+/// Every answer with a RetryInfo carries its delay in this header too (whole seconds). Listed
+/// with every other header name in `crate::wire::headers`.
+pub const RETRY_AFTER_HEADER: &str = "retry-after";
+
 /// How long a client should wait before retrying a request whose idempotency key is in use.
 const IN_USE_RETRY_DELAY: Duration = Duration::from_millis(200);
 
@@ -359,8 +363,17 @@ impl From<&AppError> for Status {
                 }
             };
         details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
+        let retry_delay = details.retry_info().and_then(|info| info.retry_delay);
         let mut status = Status::with_error_details(code, message, details);
         declare_http_status_of(&mut status, reason);
+        // What RetryInfo says, also as HTTP says it (RFC 9110 `Retry-After`, whole seconds, at
+        // least 1): REST clients and proxies read the header, not the body's details.
+        if let Some(delay) = retry_delay {
+            let seconds = (delay.as_secs() + u64::from(delay.subsec_nanos() > 0)).max(1);
+            if let Ok(value) = tonic::metadata::MetadataValue::try_from(seconds.to_string()) {
+                status.metadata_mut().insert(RETRY_AFTER_HEADER, value);
+            }
+        }
         if code == Code::Unauthenticated {
             status.metadata_mut().insert(
                 WWW_AUTHENTICATE_HEADER,

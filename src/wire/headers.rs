@@ -21,6 +21,10 @@ pub const HTTP_CONTENT_TYPE_HEADER: &str = "x-http-content-type";
 /// error mapping, which writes it.
 pub use crate::errors::WWW_AUTHENTICATE_HEADER;
 
+/// The delay of every answer that carries a RetryInfo, in whole seconds (a REST answer's
+/// `Retry-After`). Named by the error mapping, which writes it.
+pub use crate::errors::RETRY_AFTER_HEADER;
+
 /// The header the transcoder puts the path (and query) the client called in.
 pub const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
 

@@ -114,16 +114,15 @@ pub(super) fn generic_description(status: u16) -> &'static str {
              the one accepted"
         }
         429 => {
-            "RESOURCE_EXHAUSTED `RATE_LIMITED`: over a quota (RetryInfo, and `Retry-After` from \
-             the rate limiter at admission, say when to retry; docs/rate-limits.md)"
+            "RESOURCE_EXHAUSTED `RATE_LIMITED`: over a quota (RetryInfo and `Retry-After` say \
+             when to retry; docs/rate-limits.md)"
         }
         431 => "RESOURCE_EXHAUSTED `HEADERS_TOO_LARGE` (Envoy): headers over 32 KiB",
         499 => "CANCELLED: the client's own `grpc-timeout` ran out at the service",
         500 => "INTERNAL (logged with the request id, answered generically)",
         503 => {
-            "UNAVAILABLE: `DATABASE_UNAVAILABLE`, `REDIS_UNAVAILABLE` (service, with RetryInfo; \
-             the rate limiter's `REDIS_UNAVAILABLE` with `Retry-After` too), \
-             `BACKEND_UNAVAILABLE` (Envoy)"
+            "UNAVAILABLE: `DATABASE_UNAVAILABLE`, `REDIS_UNAVAILABLE` (service, with RetryInfo \
+             and `Retry-After`), `BACKEND_UNAVAILABLE` (Envoy)"
         }
         504 => "DEADLINE_EXCEEDED `DEADLINE_EXCEEDED`: no answer within the deadline",
         _ => "an error",
@@ -437,13 +436,10 @@ pub(super) fn headers(cors: &Cors) -> Json {
             "schema": { "type": "string", "pattern": "^/v1/[A-Za-z0-9/_.-]+$", "maxLength": 64 },
         },
         RETRY_AFTER: {
-            "description": "Whole seconds to wait before retrying (at least 1). Sent with the \
-                rate limiter's refusals at admission: a spent quota (429 `RATE_LIMITED`), and \
-                Redis unable to decide under `RATE_LIMIT_ON_REDIS_FAILURE=closed` (503 \
-                `REDIS_UNAVAILABLE`). Other 429s and 503s (the login quotas checked with the \
-                password, a password reset's, `IMPORT_LIMIT`, an unavailable database, store or \
-                provider, Envoy's `BACKEND_UNAVAILABLE`) give the delay in the body's RetryInfo \
-                only.",
+            "description": "Whole seconds to wait before retrying (at least 1): sent with every \
+                answer whose body carries a RetryInfo, the same delay rounded up (every 429 of \
+                the service, and its 503s that say when to come back). Envoy's own \
+                `BACKEND_UNAVAILABLE` has none.",
             "schema": { "type": "string", "pattern": "^[1-9][0-9]*$", "maxLength": 20 },
         },
         RATE_LIMIT: {

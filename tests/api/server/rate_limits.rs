@@ -250,9 +250,16 @@ async fn log_in_from(app: &TestApp, ip: &str, email: &str, password: &str) -> (C
                 .error_info()
                 .and_then(|info| info.metadata.get("policy").cloned())
                 .unwrap_or_default();
-            assert!(
-                details(&status).retry_info().is_some(),
-                "a refused login says when to retry"
+            let delay = details(&status)
+                .retry_info()
+                .and_then(|info| info.retry_delay)
+                .expect("a refused login says when to retry");
+            assert_eq!(
+                header(status.metadata(), "retry-after"),
+                (delay.as_secs() + u64::from(delay.subsec_nanos() > 0))
+                    .max(1)
+                    .to_string(),
+                "and says it as HTTP does, in retry-after"
             );
             (status.code(), policy)
         }
