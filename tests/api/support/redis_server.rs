@@ -1,5 +1,4 @@
-//! A Redis server of a test's own (`redis-server` from the PATH, which `deploy/local/setup test`
-//! installs), for faults the shared one must not suffer: a restart that loses every key, and a
+//! A Redis server of a test's own (`REDIS_SERVER_BIN`, which `deploy/local/setup test` installs), for faults the shared one must not suffer: a restart that loses every key, and a
 //! pause (`CLIENT PAUSE`) that holds every client's commands. It keeps nothing on disk, and dies
 //! with the test binary.
 
@@ -9,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::ClosedPort;
+use crate::support::{ClosedPort, tool};
 
 pub(crate) struct RedisServer {
     pub(crate) port: u16,
@@ -32,9 +31,10 @@ impl RedisServer {
     fn launch(&mut self) {
         // Redis, then a watch on the test binary: when it is gone, the group goes too.
         let script = format!(
-            "redis-server --bind 127.0.0.1 --port {} --save '' --appendonly no --dir /tmp \
+            "'{}' --bind 127.0.0.1 --port {} --save '' --appendonly no --dir /tmp \
              --logfile '' >/dev/null 2>&1 &\n\
              while kill -0 {} 2>/dev/null; do sleep 0.5; done\nkill -KILL 0\n",
+            tool("REDIS_SERVER_BIN").display(),
             self.port,
             std::process::id()
         );
