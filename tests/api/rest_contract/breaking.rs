@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::{buf, repository_root};
+use crate::support::{buf, repository_root, without_declaration};
 
 /// The stored contract, as `buf build` wrote it.
 fn stored_contract() -> std::path::PathBuf {
@@ -72,22 +72,11 @@ fn removing_a_field_in_a_scratch_copy_fails_buf_breaking() {
 
     let ticket_proto = scratch.path().join("proto/supportdesk/v1/ticket.proto");
     let text = std::fs::read_to_string(&ticket_proto).expect("ticket.proto");
-    // The declaration, options included: from its first line to the one ending it.
-    let mut inside = false;
-    let edited: Vec<&str> = text
-        .lines()
-        .filter(|line| {
-            inside = inside || line.trim_start().starts_with("string requester_email = ");
-            let removed = inside;
-            inside = inside && !line.trim_end().ends_with(';');
-            !removed
-        })
-        .collect();
-    assert!(
-        edited.len() < text.lines().count(),
-        "ticket.proto declares requester_email"
-    );
-    std::fs::write(&ticket_proto, edited.join("\n")).expect("write the edit");
+    std::fs::write(
+        &ticket_proto,
+        without_declaration(&text, "string requester_email = "),
+    )
+    .expect("write the edit");
 
     let output = buf_breaking(scratch.path());
     assert!(

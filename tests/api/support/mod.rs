@@ -626,6 +626,26 @@ pub(crate) fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `proto_text` without the field declaration that starts with `start` (its options included,
+/// from that line to the one ending in `;`): a breaking change for the buf tests to catch.
+pub(crate) fn without_declaration(proto_text: &str, start: &str) -> String {
+    let mut inside = false;
+    let kept: Vec<&str> = proto_text
+        .lines()
+        .filter(|line| {
+            inside = inside || line.trim_start().starts_with(start);
+            let removed = inside;
+            inside = inside && !line.trim_end().ends_with(';');
+            !removed
+        })
+        .collect();
+    assert!(
+        kept.len() < proto_text.lines().count(),
+        "no declaration starts with {start:?}"
+    );
+    kept.join("\n")
+}
+
 /// The repository root: tools and configuration are found relative to it.
 pub(crate) fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
