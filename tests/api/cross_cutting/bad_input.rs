@@ -12,7 +12,9 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::support::envoy::Envoy;
-use crate::support::{RawBytes, TestApp, assert_reason, valid_create_request, violated_fields};
+use crate::support::{
+    RawBytes, TestApp, assert_reason, raw_client, valid_create_request, violated_fields,
+};
 
 /// Calls `path` with `message` as the request's bytes, as `token` if given.
 async fn call_with_bytes(
@@ -21,13 +23,7 @@ async fn call_with_bytes(
     token: Option<&str>,
     message: Vec<u8>,
 ) -> tonic::Status {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.address))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect");
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.expect("ready");
+    let mut grpc = raw_client(app.address).await;
     let mut request = tonic::Request::new(message);
     if let Some(token) = token {
         request

@@ -18,7 +18,7 @@ use tonic::Code;
 
 use crate::support::attachments::upload_request;
 use crate::support::{
-    RawBytes, TestApp, TestUser, details, repository_root, tool, valid_create_request,
+    RawBytes, TestApp, TestUser, details, raw_client, repository_root, tool, valid_create_request,
 };
 
 /// One annotated field, at its dotted proto path from the request.
@@ -605,13 +605,7 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
 /// Sends `message` to `path` as the admin; the status it was answered with (OK included). A
 /// server stream is judged by its first answer.
 async fn answer(app: &TestApp, path: &str, streaming: bool, message: Vec<u8>) -> tonic::Status {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.address))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect");
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.expect("ready");
+    let mut grpc = raw_client(app.address).await;
     let mut request = app.as_admin(message);
     request.metadata_mut().insert(
         "idempotency-key",

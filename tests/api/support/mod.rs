@@ -20,6 +20,7 @@ pub(crate) mod replica;
 pub(crate) mod smtp;
 pub(crate) mod source;
 pub(crate) mod storage;
+pub(crate) mod watched;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -966,6 +967,19 @@ pub(crate) fn usd(cents: i64) -> supportdesk::domain::Money {
 /// A deadline `seconds` from now.
 pub(crate) fn in_seconds(seconds: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(seconds)
+}
+
+/// A gRPC client of the server at `address`, ready, sending and receiving message bytes as they
+/// are ([`RawBytes`]).
+pub(crate) async fn raw_client(address: SocketAddr) -> tonic::client::Grpc<Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("an endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    grpc
 }
 
 /// Sends and receives message bytes as they are, so a test can send what no generated client

@@ -1,13 +1,13 @@
 //! A Redis server of a test's own (`REDIS_SERVER_BIN`, which `deploy/local/setup test` installs), for faults the shared one must not suffer: a restart that loses every key, and a
 //! pause (`CLIENT PAUSE`) that holds every client's commands. It keeps nothing on disk, and dies
-//! with the test binary.
+//! with the test binary (`support::watched`).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use crate::support::watched::{kill_group, spawn_watched};
 use crate::support::{ClosedPort, tool};
 
 pub(crate) struct RedisServer {
@@ -29,25 +29,15 @@ impl RedisServer {
     }
 
     fn launch(&mut self) {
-        // Redis, then a watch on the test binary: when it is gone, the group goes too.
-        let script = format!(
-            "'{}' --bind 127.0.0.1 --port {} --save '' --appendonly no --dir /tmp \
-             --logfile '' >/dev/null 2>&1 &\n\
-             while kill -0 {} 2>/dev/null; do sleep 0.5; done\nkill -KILL 0\n",
-            tool("REDIS_SERVER_BIN").display(),
-            self.port,
-            std::process::id()
-        );
-        let child = Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("bash starts redis-server");
-        self.process = Some(child);
+        self.process = Some(spawn_watched(
+            &format!(
+                "'{}' --bind 127.0.0.1 --port {} --save '' --appendonly no --dir /tmp \
+                 --logfile '' >/dev/null 2>&1",
+                tool("REDIS_SERVER_BIN").display(),
+                self.port
+            ),
+            "redis-server",
+        ));
         let started = Instant::now();
         while self.command(&["PING"]).as_deref() != Some("+PONG") {
             assert!(
@@ -72,13 +62,7 @@ impl RedisServer {
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.process.take() {
-            let _ = Command::new("kill")
-                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_group(&mut self.process);
     }
 
     /// Holds every client's commands for `duration` (`CLIENT PAUSE <ms> ALL`): Redis keeps its

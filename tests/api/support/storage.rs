@@ -7,14 +7,14 @@
 //! the test binary, so no store outlives the suite; [`StorageServer::kill`] kills the group.
 
 use std::net::{Ipv4Addr, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use supportdesk::configuration::{Settings, StorageSettings};
 
+use super::watched::{kill_group, spawn_watched};
 use super::{ClosedPort, tool};
 
 /// The bucket every test store has.
@@ -101,23 +101,14 @@ impl StorageServer {
             .chain(arguments)
             .map(|argument| format!("'{argument}'"))
             .collect();
-        // The store, then a watch on the test binary: when it is gone, the group goes too.
-        let script = format!(
-            "{} >>'{}' 2>&1 &\nwhile kill -0 {} 2>/dev/null; do sleep 0.5; done\nkill -KILL 0\n",
-            quoted.join(" "),
-            dir.join("weed.log").display(),
-            std::process::id()
-        );
-        let child = Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("bash starts the store");
-        self.process = Some(child);
+        self.process = Some(spawn_watched(
+            &format!(
+                "{} >>'{}' 2>&1",
+                quoted.join(" "),
+                dir.join("weed.log").display()
+            ),
+            "the store",
+        ));
         let started = Instant::now();
         while !self.bucket_answers() {
             assert!(
@@ -162,13 +153,7 @@ impl StorageServer {
 
     /// Kills the store at once (SIGKILL to its process group), as a crash would.
     pub(crate) fn kill(&mut self) {
-        if let Some(mut child) = self.process.take() {
-            let _ = Command::new("kill")
-                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_group(&mut self.process);
     }
 
     /// Stops the store where it is (SIGSTOP to its process group), as a store that hangs: its
