@@ -4,16 +4,16 @@
 // answer that does not fit the document fails before it runs. The integration test
 // (tests/api/rest_contract/client.rs) runs it against Envoy and reads the JSON it prints.
 //
+// Every request is first checked against the rules the protos declare (validate.ts), with the
+// descriptor set generate-client writes beside dist/ (or SUPPORTDESK_DESCRIPTORS).
+//
 // Reads SUPPORTDESK_URL, SUPPORTDESK_ACCOUNT, SUPPORTDESK_EMAIL and SUPPORTDESK_PASSWORD.
 
+import { readFileSync } from "node:fs";
+import type { JsonValue } from "@bufbuild/protobuf";
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema.js";
-
-// The little of Node the flow uses (no @types/node needed).
-declare const process: {
-  env: Record<string, string | undefined>;
-  exit(code: number): never;
-};
+import { RequestChecker } from "./validate.js";
 
 type Ticket = components["schemas"]["supportdesk.v1.Ticket"];
 
@@ -25,15 +25,30 @@ function setting(name: string): string {
   return value;
 }
 
+const checker = new RequestChecker(
+  readFileSync(
+    process.env["SUPPORTDESK_DESCRIPTORS"] ?? new URL("../supportdesk.binpb", import.meta.url),
+  ),
+);
+
+/** Refuses, before it is sent, a request that breaks a rule its proto declares. */
+function checked<T>(messageName: string, request: T): T {
+  const violations = checker.violations(messageName, request as JsonValue);
+  if (violations.length > 0) {
+    throw new Error(`${messageName} not sent: ${violations.join(", ")} break its declared rules`);
+  }
+  return request;
+}
+
 async function main(): Promise<void> {
   const client = createClient<paths>({ baseUrl: setting("SUPPORTDESK_URL") });
 
   const login = await client.POST("/v1/auth:login", {
-    body: {
+    body: checked("supportdesk.v1.LoginRequest", {
       account: setting("SUPPORTDESK_ACCOUNT"),
       email: setting("SUPPORTDESK_EMAIL"),
       password: setting("SUPPORTDESK_PASSWORD"),
-    },
+    }),
   });
   if (login.data === undefined) {
     throw new Error(`login failed: ${login.response.status} ${JSON.stringify(login.error)}`);
@@ -50,9 +65,13 @@ async function main(): Promise<void> {
     requesterEmail: "jane@example.com",
     priority: "TICKET_PRIORITY_HIGH",
   };
+  // A subject over its 200 characters never leaves the client: the check names the field.
+  const refusedLocally = checker.violations("supportdesk.v1.CreateTicketRequest", {
+    ticket: { ...draft, subject: "x".repeat(201) },
+  } as JsonValue);
   const created = await client.POST("/v1/tickets", {
     headers: { ...headers, "Idempotency-Key": "generated-client-flow-1" },
-    body: draft,
+    body: checked("supportdesk.v1.CreateTicketRequest", { ticket: draft }).ticket,
   });
   if (created.data === undefined) {
     throw new Error(`create failed: ${created.response.status} ${JSON.stringify(created.error)}`);
@@ -83,6 +102,7 @@ async function main(): Promise<void> {
       listedIds: (listed.data.tickets ?? []).map((ticket) => ticket.id),
       missingStatus: missing.response.status,
       missingReason: reason,
+      refusedLocally,
     }),
   );
 }

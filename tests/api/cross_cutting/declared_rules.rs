@@ -4,8 +4,10 @@
 //! is otherwise valid, and sends it to the real service: the first must not be refused for that
 //! field, the second must be INVALID_ARGUMENT with that field named in BadRequest. A new
 //! annotation is covered without a line here; an RPC with rules and no valid request to start
-//! from fails the test until it has one. The same cases then go through protovalidate, as a
-//! Python client checking its requests before sending them would, and it must agree on each.
+//! from fails the test until it has one. The same cases then go through protovalidate in the two
+//! clients that check requests before sending them, a Python client (PyPI `protovalidate`) and
+//! the generated TypeScript client (`clients/typescript/validate.ts`, `@bufbuild/protovalidate`),
+//! and each must agree on every case.
 
 use std::collections::BTreeMap;
 
@@ -13,10 +15,12 @@ use prost::Message;
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
 };
+use supportdesk::domain::Email;
 use supportdesk::wire::proto::{self, v1};
 use tonic::Code;
 
 use crate::support::attachments::upload_request;
+use crate::support::typescript_client::TypescriptClient;
 use crate::support::{
     RawBytes, TestApp, TestUser, details, raw_client, repository_root, tool, valid_create_request,
 };
@@ -60,6 +64,36 @@ const NOT_READ: &[(&str, &str, &str)] = &[
 const PATTERN_SAMPLES: &[(&str, &str, &str)] = &[
     (r"[^\x{09}-\x{0D}\x{85}\p{Z}]", "x", " \t\u{3000}"),
     ("^[!-~]{1,255}$", "evt_1", "evt 1"),
+    (
+        Email::PATTERN,
+        " Jane.Doe+x@Example.COM",
+        "jane..doe@example.com",
+    ),
+];
+
+/// Each CEL rule the protos declare (by its id), with a value it accepts and one it refuses.
+const CEL_SAMPLES: &[(&str, &str, &str)] = &[(
+    "email.local_part",
+    // 64 characters before the @, and 65.
+    "llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll@example.com",
+    "lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll@example.com",
+)];
+
+/// Fields whose rules are skipped when empty (`IGNORE_IF_ZERO_VALUE`) because their message is
+/// shared with an RPC that does not read them, and which this RPC requires anyway, with why: the
+/// declaration cannot say "required here only", so a client's check lets the empty value through
+/// and the service names it.
+const REQUIRED_THOUGH_IGNORED_WHEN_EMPTY: &[(&str, &str, &str)] = &[
+    (
+        "CreateUser",
+        "user.email",
+        "User is UpdateUser's too, which reads no address",
+    ),
+    (
+        "CreateTicket",
+        "ticket.requester_email",
+        "Ticket is UpdateTicket's too; customers leave it empty, agents must not",
+    ),
 ];
 
 fn pool() -> DescriptorPool {
@@ -246,6 +280,27 @@ fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
             cases.push(case(what.into(), text(refused), false));
         }
     }
+    if let Some(Value::List(custom)) = self::rule(rules, "cel") {
+        for cel in custom {
+            let Value::Message(cel) = cel else {
+                panic!("{}: a CEL rule that is no message", rule.path);
+            };
+            let Some(Value::String(id)) = self::rule(&cel, "id") else {
+                panic!("{}: a CEL rule without an id", rule.path);
+            };
+            let (_, accepted, refused) = CEL_SAMPLES
+                .iter()
+                .find(|(declared, _, _)| *declared == id)
+                .unwrap_or_else(|| panic!("{}: no samples for the CEL rule {id}", rule.path));
+            for (value, accepted) in [(accepted, true), (refused, false)] {
+                cases.push(case(
+                    format!("{id}: {value:?}"),
+                    Some(Value::String((*value).into())),
+                    accepted,
+                ));
+            }
+        }
+    }
     if let Some(int32) = sub_rules(rules, "int32")
         && let Some(minimum) = number(&int32, "gte")
     {
@@ -329,20 +384,20 @@ struct ClientCase {
     request: Vec<u8>,
 }
 
-/// The field paths protovalidate (Python, tests/api/support/protovalidate_verdicts.py, over the
-/// service's own descriptor set) refuses in each case's request, in order.
-fn protovalidate_verdicts(cases: &[ClientCase]) -> Vec<Vec<String>> {
+/// The field paths a client validating with protovalidate refuses in each case's request, in
+/// order: `client` reads the service's own descriptor set (its last argument) and the cases as JSON
+/// lines on its standard input, and prints one `{"violations": [...]}` line per case.
+fn client_verdicts(mut client: std::process::Command, cases: &[ClientCase]) -> Vec<Vec<String>> {
     use base64::Engine;
     use std::io::Write;
     let descriptors = tempfile::NamedTempFile::new().expect("a temporary file");
     std::fs::write(descriptors.path(), proto::FILE_DESCRIPTOR_SET).expect("write the descriptors");
-    let mut child = std::process::Command::new(tool("PROTOVALIDATE_PYTHON_BIN"))
-        .arg(repository_root().join("tests/api/support/protovalidate_verdicts.py"))
+    let mut child = client
         .arg(descriptors.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .expect("run protovalidate_verdicts.py");
+        .expect("run the client's validator");
     let mut input = child.stdin.take().expect("its standard input");
     for case in cases {
         let line = serde_json::json!({
@@ -354,8 +409,8 @@ fn protovalidate_verdicts(cases: &[ClientCase]) -> Vec<Vec<String>> {
     drop(input);
     let output = child
         .wait_with_output()
-        .expect("protovalidate_verdicts.py ends");
-    assert!(output.status.success(), "protovalidate_verdicts.py failed");
+        .expect("the client's validator ends");
+    assert!(output.status.success(), "the client's validator failed");
     let verdicts: Vec<Vec<String>> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| {
@@ -370,6 +425,21 @@ fn protovalidate_verdicts(cases: &[ClientCase]) -> Vec<Vec<String>> {
         .collect();
     assert_eq!(verdicts.len(), cases.len(), "one verdict per case");
     verdicts
+}
+
+/// Each client's verdicts on `cases`: Python with PyPI protovalidate, and the generated
+/// TypeScript client (`clients/typescript/validate.ts`, @bufbuild/protovalidate).
+fn verdicts_of_each_client(cases: &[ClientCase]) -> Vec<(&'static str, Vec<Vec<String>>)> {
+    let mut python = std::process::Command::new(tool("PROTOVALIDATE_PYTHON_BIN"));
+    python.arg(repository_root().join("tests/api/support/protovalidate_verdicts.py"));
+    let typescript = TypescriptClient::generate();
+    vec![
+        ("Python's protovalidate", client_verdicts(python, cases)),
+        (
+            "the TypeScript client",
+            client_verdicts(typescript.program("check"), cases),
+        ),
+    ]
 }
 
 /// What the test needs to exist for requests to be otherwise valid.
@@ -683,7 +753,13 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
                 {
                     continue;
                 }
+                let required_anyway = REQUIRED_THOUGH_IGNORED_WHEN_EMPTY
+                    .iter()
+                    .any(|(rpc, field, _)| *rpc == name && *field == rule.path);
                 for case in cases(&rule, fixtures.existing(name, &rule.path)) {
+                    if required_anyway && case.accepted && case.what == "empty" {
+                        continue;
+                    }
                     let mut request = DynamicMessage::decode(
                         method.input(),
                         valid_request(name, &fixtures)
@@ -728,31 +804,133 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
         "the declared rule and the service disagree:\n{}",
         disagreements.join("\n")
     );
-    let client_disagreements: Vec<String> = client_cases
-        .iter()
-        .zip(protovalidate_verdicts(&client_cases))
-        .filter_map(|(case, violations)| {
-            let refused = violations
-                .iter()
-                .any(|field| *field == case.path || field.starts_with(&format!("{}[", case.path)));
-            // Accepted: the client sends it (nothing else in the request is refused either).
-            let agrees = if case.accepted {
-                violations.is_empty()
-            } else {
-                refused
-            };
-            (!agrees).then(|| format!("{}: protovalidate says {violations:?}", case.label))
-        })
-        .collect();
-    assert!(
-        client_disagreements.is_empty(),
-        "a client validating with protovalidate and the declaration disagree:\n{}",
-        client_disagreements.join("\n")
-    );
+    // The same cases through the clients that check requests before sending them.
+    for (client, verdicts) in verdicts_of_each_client(&client_cases) {
+        let client_disagreements: Vec<String> = client_cases
+            .iter()
+            .zip(verdicts)
+            .filter_map(|(case, violations)| {
+                let refused = violations.iter().any(|field| {
+                    *field == case.path || field.starts_with(&format!("{}[", case.path))
+                });
+                // Accepted: the client sends it (nothing else in the request is refused either).
+                let agrees = if case.accepted {
+                    violations.is_empty()
+                } else {
+                    refused
+                };
+                (!agrees).then(|| format!("{}: {client} says {violations:?}", case.label))
+            })
+            .collect();
+        assert!(
+            client_disagreements.is_empty(),
+            "{client} and the declaration disagree:\n{}",
+            client_disagreements.join("\n")
+        );
+    }
     // Every annotation was tried (not one of them skipped by a typo in NOT_READ).
     assert!(
         tried.len() >= 40,
         "only {} declared fields were tried: {tried:?}",
         tried.len()
     );
+}
+
+/// Item by item, the address rule of the service (CreateUser), of both clients' checks (the
+/// declared pattern and CEL rule) and of the mail library the service sends with (lettre, on the
+/// address as stored: trimmed, lower-cased) is one rule; where the declared rule is narrower than
+/// what mail could carry, the case says why.
+#[tokio::test]
+async fn one_address_rule_holds_in_the_service_both_clients_and_the_mail_library() {
+    use std::str::FromStr;
+    let app = TestApp::spawn().await;
+    let local_64 = format!("{}@example.com", "l".repeat(64));
+    let local_65 = format!("{}@example.com", "l".repeat(65));
+    // (address, accepted by the service and its clients, why lettre would take it anyway)
+    let cases: Vec<(String, bool, Option<&str>)> = [
+        ("jane@example.com", true, None),
+        ("Jane.Doe+support@Example.COM", true, None),
+        (" o'brien{x}@mail.example.co.uk\t", true, None),
+        ("jane@bücher.example", true, None),
+        ("jane@xn--bcher-kva.example", true, None),
+        (&local_64, true, None),
+        (&address_of_length(254), true, None),
+        ("a..b@example.com", false, None),
+        (".jane@example.com", false, None),
+        ("jane.@example.com", false, None),
+        ("a,b@example.com", false, None),
+        ("jane(comment)@example.com", false, None),
+        ("jane@-example.com", false, None),
+        ("jane@example-.com", false, None),
+        ("jane@", false, None),
+        (&local_65, false, None),
+        ("\"jane\"@example.com", false, Some("a quoted local part")),
+        ("josé@example.com", false, Some("a local part beyond ASCII")),
+        ("jane@localhost", false, Some("a domain without a dot")),
+        ("jane@[127.0.0.1]", false, Some("an IP literal")),
+        (
+            "jane@exa_mple.com",
+            false,
+            Some("a label beyond letters, digits and hyphens"),
+        ),
+        (
+            &address_of_length(255),
+            false,
+            Some("over RFC 5321's 254 characters"),
+        ),
+    ]
+    .into_iter()
+    .map(|(address, accepted, why)| (address.to_owned(), accepted, why))
+    .collect();
+
+    let mut client_cases = Vec::new();
+    for (address, accepted, lettre_differs) in &cases {
+        let request = v1::CreateUserRequest {
+            user: Some(v1::User {
+                email: address.clone(),
+                role: v1::UserRole::Agent.into(),
+                ..Default::default()
+            }),
+            password: "a password of some length".into(),
+        }
+        .encode_to_vec();
+        let status = answer(
+            &app,
+            "/supportdesk.v1.UserService/CreateUser",
+            false,
+            request.clone(),
+        )
+        .await;
+        assert_eq!(
+            !names(&status, "user.email"),
+            *accepted,
+            "the service on {address:?}: {:?} {:?}",
+            status.code(),
+            status.message()
+        );
+        let stored = address.trim().to_lowercase();
+        let lettre_accepts = lettre::Address::from_str(&stored).is_ok();
+        assert_eq!(
+            lettre_accepts,
+            *accepted || lettre_differs.is_some(),
+            "lettre on {stored:?}"
+        );
+        client_cases.push(ClientCase {
+            label: format!("{address:?}"),
+            message: "supportdesk.v1.CreateUserRequest".into(),
+            path: "user.email".into(),
+            accepted: *accepted,
+            request,
+        });
+    }
+    for (client, verdicts) in verdicts_of_each_client(&client_cases) {
+        for (case, violations) in client_cases.iter().zip(verdicts) {
+            assert_eq!(
+                !violations.iter().any(|field| field == "user.email"),
+                case.accepted,
+                "{client} on {}: {violations:?}",
+                case.label
+            );
+        }
+    }
 }

@@ -1,43 +1,30 @@
 //! A TypeScript client generated from the OpenAPI document (openapi-typescript + openapi-fetch,
 //! `deploy/local/generate-client`) runs one flow against the running stack through real Envoy:
 //! log in, create a ticket, list tickets, read an error's reason. Its example compiles with
-//! `tsc --strict` against the generated types, so a shape the document gets wrong fails here.
-
-use std::process::Command;
+//! `tsc --strict` against the generated types, so a shape the document gets wrong fails here, and
+//! checks each request against the protos' declared rules before sending it.
 
 use serde_json::Value;
 
 use crate::support::envoy::Envoy;
-use crate::support::{TEST_PASSWORD, TestApp, repository_root, tool};
+use crate::support::typescript_client::TypescriptClient;
+use crate::support::{TEST_PASSWORD, TestApp};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_generated_typescript_client_logs_in_creates_and_lists_tickets_through_envoy() {
     let app = TestApp::spawn().await;
     let envoy = Envoy::start_in_front_of(app.address.port()).await;
-    let out = tempfile::tempdir().expect("a temporary directory");
-
-    let generated = Command::new(repository_root().join("deploy/local/generate-client"))
-        .arg(out.path())
-        .env("OPENAPI_TYPESCRIPT_BIN", tool("OPENAPI_TYPESCRIPT_BIN"))
-        .env("TSC_BIN", tool("TSC_BIN"))
-        .output()
-        .expect("run deploy/local/generate-client");
-    assert!(
-        generated.status.success(),
-        "generate-client:\n{}{}",
-        String::from_utf8_lossy(&generated.stdout),
-        String::from_utf8_lossy(&generated.stderr)
-    );
+    let client = TypescriptClient::generate();
 
     let ran = tokio::task::block_in_place(|| {
-        Command::new("node")
-            .arg(out.path().join("dist/flow.js"))
+        client
+            .program("flow")
             .env("SUPPORTDESK_URL", envoy.url(""))
             .env("SUPPORTDESK_ACCOUNT", &app.admin.account_slug)
             .env("SUPPORTDESK_EMAIL", &app.admin.email)
             .env("SUPPORTDESK_PASSWORD", TEST_PASSWORD)
             .output()
-            .expect("run node (Node.js 20)")
+            .expect("run the client's flow with node")
     });
     assert!(
         ran.status.success(),
@@ -59,6 +46,8 @@ async fn the_generated_typescript_client_logs_in_creates_and_lists_tickets_throu
     assert_eq!(saw["listedIds"], serde_json::json!([id]));
     assert_eq!(saw["missingStatus"], 404);
     assert_eq!(saw["missingReason"], "TICKET_NOT_FOUND");
+    // The client checks the declared rules before sending: a 201-character subject never left it.
+    assert_eq!(saw["refusedLocally"], serde_json::json!(["ticket.subject"]));
 
     // Where the ticket lives: the service has it as the client sent it.
     let stored = app.get_ticket(id).await.expect("the ticket exists");

@@ -88,7 +88,7 @@ impl Envoy {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start envoy");
-        let envoy = Self {
+        let mut envoy = Self {
             port,
             admin_port,
             child,
@@ -207,12 +207,16 @@ impl Envoy {
         }
     }
 
-    async fn wait_until_listening(&self) {
+    async fn wait_until_listening(&mut self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .is_err()
         {
+            // Its error, above in the test's output, says why (a port taken, a bad config).
+            if let Some(exit) = self.child.try_wait().expect("Envoy's state") {
+                panic!("envoy exited ({exit}) before listening on {}", self.port);
+            }
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "envoy did not listen on {} within 20 s",

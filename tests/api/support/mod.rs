@@ -20,6 +20,7 @@ pub(crate) mod replica;
 pub(crate) mod smtp;
 pub(crate) mod source;
 pub(crate) mod storage;
+pub(crate) mod typescript_client;
 pub(crate) mod watched;
 
 use std::net::SocketAddr;
@@ -776,17 +777,7 @@ pub(crate) struct ClosedPort {
 
 impl ClosedPort {
     pub(crate) fn new() -> Self {
-        let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("a socket");
-        holder
-            .bind(&std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)).into())
-            .expect("a free port");
-        let port = holder
-            .local_addr()
-            .expect("local address")
-            .as_socket()
-            .expect("an IPv4 address")
-            .port();
+        let (port, holder) = reserve_handed_off_port();
         Self { port, holder }
     }
 
@@ -797,13 +788,49 @@ impl ClosedPort {
     }
 }
 
-/// A free TCP port on the loopback interface.
+/// A free TCP port on the loopback interface, for a server in another process to bind.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local address")
-        .port()
+    reserve_handed_off_port().0
+}
+
+/// A loopback port no one else in this process has been given, bound (not listening) by the
+/// socket returned.
+///
+/// Ports handed to another process are drawn, in turn, from just below the kernel's ephemeral
+/// range (`ip_local_port_range`), never by binding port 0: between the moment a port found that
+/// way is let go and the moment the other process binds it, the kernel may hand the same port to
+/// any bind of port 0 or outgoing connection of the hundreds of tests running at once, and the
+/// server then fails to start (or, worse, the test reaches the other server). The kernel hands
+/// out nothing below its range, and the turn taken here hands out each port once.
+fn reserve_handed_off_port() -> (u16, socket2::Socket) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static RANGE: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    let &(low, size) = RANGE.get_or_init(|| {
+        let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+            .unwrap_or(32_768);
+        let low = ephemeral_low.saturating_sub(12_000).max(1_024);
+        assert!(
+            ephemeral_low > low + 1_000,
+            "the ephemeral port range starts at {ephemeral_low}: too low to leave test ports below it"
+        );
+        // Another test process on the machine starts elsewhere in the range.
+        let start = std::process::id() % (ephemeral_low - low);
+        NEXT.store(start, std::sync::atomic::Ordering::Relaxed);
+        (low, ephemeral_low - low)
+    });
+    for _ in 0..size {
+        let turn = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = u16::try_from(low + turn % size).expect("a port");
+        let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        let address = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+        if holder.bind(&address.into()).is_ok() {
+            return (port, holder);
+        }
+    }
+    panic!("no free loopback port from {low} to {}", low + size - 1);
 }
 
 /// `request` with a fresh `idempotency-key`.
