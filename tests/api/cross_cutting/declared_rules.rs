@@ -37,6 +37,9 @@ struct Case {
     what: String,
     value: Option<Value>,
     accepted: bool,
+    /// Where in the field the value goes: the field itself, or (a CEL rule of a resource about
+    /// one of its fields) that field of it, the rest of the resource left valid.
+    within: Option<String>,
 }
 
 /// Fields an RPC's request carries but does not read (a resource message shared with other
@@ -71,13 +74,81 @@ const PATTERN_SAMPLES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Each CEL rule the protos declare (by its id), with a value it accepts and one it refuses.
-const CEL_SAMPLES: &[(&str, &str, &str)] = &[(
-    "email.local_part",
-    // 64 characters before the @, and 65.
-    "llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll@example.com",
-    "lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll@example.com",
-)];
+/// Each CEL rule the protos declare (by its id), with values it accepts and values it refuses: a
+/// string field's text, or a field mask's paths separated by commas (`""`: a mask naming none).
+const CEL_SAMPLES: &[(&str, &[&str], &[&str])] = &[
+    (
+        "email.local_part",
+        // 64 characters before the @, and 65.
+        &["llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll@example.com"],
+        &["lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll@example.com"],
+    ),
+    (
+        "update_ticket.update_mask",
+        &["subject,priority", "*"],
+        &["", "status", "subject,assignee_id", "subject.text"],
+    ),
+    (
+        "update_user.update_mask",
+        &["display_name"],
+        &["", "email", "display_name,password"],
+    ),
+    (
+        "update_ticket.ticket_id",
+        &["id={existing}", "id={EXISTING}"],
+        &["id=", "id=ticket-1", "id= {existing}", "id={{existing}}"],
+    ),
+    (
+        "update_user.user_id",
+        &["id={existing}", "id={EXISTING}"],
+        &[
+            "id=",
+            "id=user-1",
+            "id={existing} ",
+            "id=urn:uuid:{existing}",
+        ],
+    ),
+    (
+        "update_notification_settings.update_mask",
+        &["comment_notifications"],
+        &["", "email_notifications"],
+    ),
+];
+
+/// A CEL sample (`CEL_SAMPLES`) as a value of `field`, or of the field of it the sample names
+/// (`id=...` of a resource, `{existing}` standing for the one the request names).
+fn cel_sample(
+    field: &FieldDescriptor,
+    sample: &str,
+    existing: Option<uuid::Uuid>,
+) -> (Option<String>, Value) {
+    let value = match field.kind() {
+        Kind::Message(resource) if resource.package_name() == "supportdesk.v1" => {
+            let (inner, text) = sample
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{}: a sample `field=value`", field.name()));
+            let existing =
+                existing.unwrap_or_else(|| panic!("{}: no existing {inner} to name", field.name()));
+            let text = text
+                .replace("{existing}", &existing.to_string())
+                .replace("{EXISTING}", &existing.to_string().to_uppercase());
+            return (Some(inner.to_owned()), Value::String(text));
+        }
+        Kind::String => Value::String(sample.to_owned()),
+        Kind::Message(mask) if mask.full_name() == "google.protobuf.FieldMask" => {
+            let mut value = DynamicMessage::new(mask.clone());
+            let paths = sample
+                .split(',')
+                .filter(|path| !path.is_empty())
+                .map(|path| Value::String(path.to_owned()))
+                .collect();
+            value.set_field_by_name("paths", Value::List(paths));
+            Value::Message(value)
+        }
+        other => panic!("{}: no CEL samples for a field of {other:?}", field.name()),
+    };
+    (None, value)
+}
 
 /// Fields whose rules are skipped when empty (`IGNORE_IF_ZERO_VALUE`) because their message is
 /// shared with an RPC that does not read them, and which this RPC requires anyway, with why: the
@@ -195,6 +266,7 @@ fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
         what,
         value,
         accepted,
+        within: None,
     };
     let mut cases = Vec::new();
     let rules = &rule.rules;
@@ -292,12 +364,16 @@ fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
                 .iter()
                 .find(|(declared, _, _)| *declared == id)
                 .unwrap_or_else(|| panic!("{}: no samples for the CEL rule {id}", rule.path));
-            for (value, accepted) in [(accepted, true), (refused, false)] {
-                cases.push(case(
-                    format!("{id}: {value:?}"),
-                    Some(Value::String((*value).into())),
-                    accepted,
-                ));
+            let samples = accepted
+                .iter()
+                .map(|sample| (sample, true))
+                .chain(refused.iter().map(|sample| (sample, false)));
+            for (sample, accepted) in samples {
+                let (within, value) = cel_sample(&rule.field, sample, existing);
+                cases.push(Case {
+                    within,
+                    ..case(format!("{id}: {sample:?}"), Some(value), accepted)
+                });
             }
         }
     }
@@ -456,6 +532,8 @@ impl Fixtures {
         let id = match (method, path) {
             ("CreateUpload", "comment_id") => self.comment.id.clone(),
             ("CreateTicket", "ticket.assignee_id") => self.agent.id.to_string(),
+            ("UpdateTicket", "ticket") => self.ticket.id.clone(),
+            ("UpdateUser", "user") => self.agent.id.to_string(),
             _ => return None,
         };
         Some(uuid::Uuid::parse_str(&id).expect("a UUID"))
@@ -694,11 +772,15 @@ async fn answer(app: &TestApp, path: &str, streaming: bool, message: Vec<u8>) ->
 }
 
 /// Whether `status` refuses the field at `path` (or an item of it).
+/// Whether `status` refuses the field at `path`: names it, an item of it (`[i]`) or a part of it
+/// (a field mask's `update_mask.paths[i]`).
 fn names(status: &tonic::Status, path: &str) -> bool {
     status.code() == Code::InvalidArgument
         && details(status).bad_request().is_some_and(|bad_request| {
             bad_request.field_violations.iter().any(|violation| {
-                violation.field == path || violation.field.starts_with(&format!("{path}["))
+                violation.field == path
+                    || violation.field.starts_with(&format!("{path}["))
+                    || violation.field.starts_with(&format!("{path}."))
             })
         })
 }
@@ -767,7 +849,11 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
                             .as_slice(),
                     )
                     .expect("the valid request decodes");
-                    set_at(&mut request, &rule.path, case.value);
+                    let at = case.within.as_ref().map_or_else(
+                        || rule.path.clone(),
+                        |inner| format!("{}.{inner}", rule.path),
+                    );
+                    set_at(&mut request, &at, case.value);
                     let bytes = request.encode_to_vec();
                     let status =
                         answer(&app, &path, method.is_server_streaming(), bytes.clone()).await;
