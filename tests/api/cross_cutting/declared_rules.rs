@@ -122,32 +122,38 @@ fn cel_sample(
     sample: &str,
     existing: Option<uuid::Uuid>,
 ) -> (Option<String>, Value) {
-    let value = match field.kind() {
-        Kind::Message(resource) if resource.package_name() == "supportdesk.v1" => {
-            let (inner, text) = sample
-                .split_once('=')
-                .unwrap_or_else(|| panic!("{}: a sample `field=value`", field.name()));
-            let existing =
-                existing.unwrap_or_else(|| panic!("{}: no existing {inner} to name", field.name()));
-            let text = text
-                .replace("{existing}", &existing.to_string())
-                .replace("{EXISTING}", &existing.to_string().to_uppercase());
-            return (Some(inner.to_owned()), Value::String(text));
-        }
-        Kind::String => Value::String(sample.to_owned()),
-        Kind::Message(mask) if mask.full_name() == "google.protobuf.FieldMask" => {
-            let mut value = DynamicMessage::new(mask.clone());
-            let paths = sample
-                .split(',')
-                .filter(|path| !path.is_empty())
-                .map(|path| Value::String(path.to_owned()))
-                .collect();
-            value.set_field_by_name("paths", Value::List(paths));
-            Value::Message(value)
-        }
-        other => panic!("{}: no CEL samples for a field of {other:?}", field.name()),
+    let kind = field.kind();
+    if kind == Kind::String {
+        return (None, Value::String(sample.to_owned()));
+    }
+    let Kind::Message(message) = kind else {
+        panic!("{}: no CEL samples for a field of {kind:?}", field.name());
     };
-    (None, value)
+    if message.package_name() == "supportdesk.v1" {
+        let (inner, text) = sample
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{}: a sample `field=value`", field.name()));
+        let existing =
+            existing.unwrap_or_else(|| panic!("{}: no existing {inner} to name", field.name()));
+        let text = text
+            .replace("{existing}", &existing.to_string())
+            .replace("{EXISTING}", &existing.to_string().to_uppercase());
+        return (Some(inner.to_owned()), Value::String(text));
+    }
+    assert_eq!(
+        message.full_name(),
+        "google.protobuf.FieldMask",
+        "{}: no CEL samples for a field of this message",
+        field.name()
+    );
+    let mut value = DynamicMessage::new(message);
+    let paths = sample
+        .split(',')
+        .filter(|path| !path.is_empty())
+        .map(|path| Value::String(path.to_owned()))
+        .collect();
+    value.set_field_by_name("paths", Value::List(paths));
+    (None, Value::Message(value))
 }
 
 /// Fields whose rules are skipped when empty (`IGNORE_IF_ZERO_VALUE`) because their message is
