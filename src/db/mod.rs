@@ -37,6 +37,40 @@ pub struct PgPool {
     pool: bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>,
     /// Times each checkout once the metrics hand a histogram over ([`Self::time_checkouts_with`]).
     checkout_wait: Arc<OnceLock<Timing>>,
+    refusals: Arc<Refusals>,
+}
+
+/// PostgreSQL refusing the pool's connections (down, restarting, unreachable), as bb8 reports
+/// each failed attempt to connect.
+///
+/// bb8 keeps a checkout waiting for the whole connect timeout while its attempts fail, so with
+/// PostgreSQL down every request would hold its caller that long to answer DATABASE_UNAVAILABLE
+/// (and Envoy's retries of a keyed write three times that). With no connection in the pool, a
+/// checkout fails as soon as an attempt is refused, and while the last refusal is more recent
+/// than the connect timeout, at once; one background checkout at a time keeps trying, so the
+/// first connection made after PostgreSQL is back ends it.
+#[derive(Debug, Default)]
+struct Refusals {
+    /// The pool's connect timeout: how long a refusal answers for.
+    window: Duration,
+    last: std::sync::Mutex<Option<Instant>>,
+    refused: tokio::sync::Notify,
+    probing: std::sync::atomic::AtomicBool,
+}
+
+/// bb8's error sink: where the pool's failed connection attempts are counted as refusals.
+#[derive(Debug, Clone)]
+struct RefusalSink(Arc<Refusals>);
+
+impl bb8::ErrorSink<diesel_async::pooled_connection::PoolError> for RefusalSink {
+    fn sink(&self, _: diesel_async::pooled_connection::PoolError) {
+        *self.0.last.lock().expect("the refusals") = Some(Instant::now());
+        self.0.refused.notify_waiters();
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<diesel_async::pooled_connection::PoolError>> {
+        Box::new(self.clone())
+    }
 }
 
 impl PgPool {
@@ -51,7 +85,64 @@ impl PgPool {
             timing.observe(started.elapsed());
         }
     }
+
+    /// Whether the pool has no connection and PostgreSQL refused one within the connect timeout.
+    fn refusing(&self) -> bool {
+        self.pool.state().connections == 0
+            && self
+                .refusals
+                .last
+                .lock()
+                .expect("the refusals")
+                .is_some_and(|at| at.elapsed() < self.refusals.window)
+    }
+
+    /// Keeps one checkout trying in the background while requests are answered at once.
+    fn probe(&self) {
+        use std::sync::atomic::Ordering;
+        if self.refusals.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let _ = pool.pool.get().await;
+            pool.refusals.probing.store(false, Ordering::Release);
+        });
+    }
+
+    /// `checkout`, unless the pool is empty and PostgreSQL refuses: then DATABASE_UNAVAILABLE
+    /// at once, or as soon as an attempt made meanwhile is refused.
+    async fn checkout_unless_refused<C>(
+        &self,
+        checkout: impl Future<Output = Result<C, PoolRunError>>,
+    ) -> AppResult<C> {
+        if self.refusing() {
+            self.probe();
+            return Err(self.refused());
+        }
+        let refused = async {
+            loop {
+                self.refusals.refused.notified().await;
+                if self.pool.state().connections == 0 {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            checked_out = checkout => checked_out.map_err(|error| checkout_failed(self, error)),
+            () = refused => Err(self.refused()),
+        }
+    }
+
+    fn refused(&self) -> AppError {
+        AppError::Unavailable {
+            dependency: Dependency::Database,
+            source: anyhow::anyhow!("PostgreSQL refuses connections (the pool has none)"),
+        }
+    }
 }
+
+type PoolRunError = bb8::RunError<diesel_async::pooled_connection::PoolError>;
 
 impl std::ops::Deref for PgPool {
     type Target = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
@@ -109,14 +200,20 @@ pub fn build_pool(settings: &DatabaseSettings, longest_statement: Duration) -> P
         settings.url.expose_secret(),
         config,
     );
+    let refusals = Arc::new(Refusals {
+        window: settings.connect_timeout,
+        ..Refusals::default()
+    });
     let pool = bb8::Pool::builder()
         .max_size(settings.pool_size)
         .connection_timeout(settings.connect_timeout)
         .idle_timeout(Some(Duration::from_secs(300)))
+        .error_sink(Box::new(RefusalSink(refusals.clone())))
         .build_unchecked(manager);
     PgPool {
         pool,
         checkout_wait: Arc::default(),
+        refusals,
     }
 }
 
@@ -341,30 +438,28 @@ where
     }
 }
 
-/// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes. The time
-/// the checkout took, waiting included, goes to `supportdesk_db_pool_checkout_duration_seconds`.
+/// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes (at once
+/// while PostgreSQL refuses connections: [`Refusals`]). The time the checkout took, waiting
+/// included, goes to `supportdesk_db_pool_checkout_duration_seconds`.
 pub async fn connection(pool: &PgPool) -> AppResult<PooledConnection<'_>> {
     let started = Instant::now();
-    let checked_out = pool.pool.get().await;
+    let checked_out = pool.checkout_unless_refused(pool.pool.get()).await;
     pool.checked_out_after(started);
-    checked_out.map_err(|error| checkout_failed(pool, error))
+    checked_out
 }
 
 /// [`connection`], owning its pool handle: for work that outlives the request's handler (an
 /// export's stream), which must still end within a bound its caller sets.
 pub async fn owned_connection(pool: &PgPool) -> AppResult<PooledConnection<'static>> {
     let started = Instant::now();
-    let checked_out = pool.pool.get_owned().await;
+    let checked_out = pool.checkout_unless_refused(pool.pool.get_owned()).await;
     pool.checked_out_after(started);
-    checked_out.map_err(|error| checkout_failed(pool, error))
+    checked_out
 }
 
 /// What a failed checkout answers: UNAVAILABLE, saying whether the database or the pool was the
 /// problem.
-fn checkout_failed(
-    pool: &PgPool,
-    error: bb8::RunError<diesel_async::pooled_connection::PoolError>,
-) -> AppError {
+fn checkout_failed(pool: &PgPool, error: PoolRunError) -> AppError {
     let state = pool.state();
     match error {
         // Connections exist and none came free in time: PostgreSQL is up, the service is

@@ -1326,21 +1326,27 @@ async fn fifty_uploads_with_the_store_killed_halfway_answer_unavailable_then_all
     assert_eq!(ready.count, 50);
 }
 
-/// Starts an upload of `png_bytes(seed)` and PUTs it through its URL; not yet completed.
+/// Starts an upload of `png_bytes(seed)` and PUTs it through its URL; not yet completed. Fifty
+/// at once on a loaded machine may find every database connection busy for a moment: the start
+/// is then made again once its RetryInfo delay passed, as a client does.
 async fn png_uploaded_not_completed(app: &TestApp, ticket_id: &str, seed: u8) -> String {
     let bytes = png_bytes(seed);
-    let started = app
-        .attachments
-        .clone()
-        .create_upload(app.as_admin(upload_request(
-            ticket_id,
-            &format!("{seed}.png"),
-            "image/png",
-            &bytes,
-        )))
-        .await
-        .expect("the upload starts")
-        .into_inner();
+    let started = tokio::time::timeout(
+        PATIENCE,
+        retrying(&[Reason::DatabaseBusy], || {
+            let mut attachments = app.attachments.clone();
+            let request = app.as_admin(upload_request(
+                ticket_id,
+                &format!("{seed}.png"),
+                "image/png",
+                &bytes,
+            ));
+            async move { attachments.create_upload(request).await }
+        }),
+    )
+    .await
+    .expect("the upload starts within PATIENCE")
+    .expect("the upload starts");
     assert!(put(&started, bytes).await.status().is_success());
     started.attachment.expect("the attachment").id
 }
@@ -1372,13 +1378,25 @@ async fn complete_retrying(
     id: &str,
     retried: &[Reason],
 ) -> Result<v1::Attachment, tonic::Status> {
+    retrying(retried, || {
+        let mut attachments = app.attachments.clone();
+        let request = app.as_admin(v1::CompleteUploadRequest { id: id.to_owned() });
+        async move { attachments.complete_upload(request).await }
+    })
+    .await
+}
+
+/// Makes `call`, again after each refusal for one of `retried` once its RetryInfo delay passed;
+/// any other answer is returned.
+async fn retrying<T, Call>(
+    retried: &[Reason],
+    mut call: impl FnMut() -> Call,
+) -> Result<T, tonic::Status>
+where
+    Call: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
     loop {
-        match app
-            .attachments
-            .clone()
-            .complete_upload(app.as_admin(v1::CompleteUploadRequest { id: id.to_owned() }))
-            .await
-        {
+        match call().await {
             Ok(done) => return Ok(done.into_inner()),
             Err(status)
                 if details(&status).error_info().is_some_and(|info| {

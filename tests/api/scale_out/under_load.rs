@@ -21,7 +21,7 @@ use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 
 use crate::support::binary::BINARY;
 use crate::support::fleet::{DRAIN_DELAY, Fleet};
-use crate::support::load::{Load, Outcome};
+use crate::support::load::{Call, Load, Outcome};
 use crate::support::proxy::{TcpProxy, socket_address_of};
 use crate::support::redis_server::RedisServer;
 use crate::support::{
@@ -119,13 +119,22 @@ async fn texts(fleet: &Fleet, sql: &str) -> Vec<String> {
     rows
 }
 
-/// Every acknowledged write exactly once where it lives, and nothing the load did not make.
+/// Every acknowledged write exactly once where it lives, and nothing the load did not make,
+/// once nothing is left pending (what a lost answer left, a retry under its key or the completer
+/// settled).
 async fn assert_every_acknowledged_write_exactly_once(fleet: &Fleet, outcome: &Outcome) {
     assert!(
         outcome.unacknowledged.is_empty(),
         "keyed writes never acknowledged: {:?}",
         outcome.unacknowledged
     );
+    for table in ["charges", "refunds"] {
+        let sql = format!("SELECT count(*) AS count FROM {table} WHERE status = 'pending'");
+        wait_until(&format!("no {table} pending"), PATIENCE, || async {
+            count_of(&fleet.database, &sql).await == 0
+        })
+        .await;
+    }
     let sorted = |pairs: &[(String, String)], of: fn(&(String, String)) -> String| {
         let mut values: Vec<String> = pairs.iter().map(of).collect();
         values.sort();
@@ -175,7 +184,59 @@ async fn assert_every_acknowledged_write_exactly_once(fleet: &Fleet, outcome: &O
         outcome.charges.len(),
         "the provider was paid for the acknowledged charges and nothing else"
     );
+    // An acknowledged update recorded its change once; a refused one (a stale etag) none.
+    assert_eq!(
+        texts(
+            fleet,
+            "SELECT changes->'description'->>'new' AS text FROM ticket_activities \
+             WHERE changes->'description'->>'new' LIKE 'update %'"
+        )
+        .await,
+        sorted(&outcome.updates, |(key, _)| format!("update {key}")),
+        "each acknowledged UpdateTicket recorded exactly one change"
+    );
+    // Each worker updated its own tickets in turn: each holds the last update acknowledged.
+    let mut last_update = BTreeMap::new();
+    for (key, ticket) in &outcome.updates {
+        last_update.insert(ticket.clone(), format!("update {key}"));
+    }
+    assert_eq!(
+        texts(
+            fleet,
+            "SELECT description AS text FROM tickets WHERE description LIKE 'update %'"
+        )
+        .await,
+        sorted_values(last_update.into_values()),
+        "each updated ticket holds its last acknowledged update"
+    );
+    // Refunds: one succeeded row of ours and one at the provider per acknowledged RefundCharge.
+    assert_eq!(
+        texts(
+            fleet,
+            "SELECT charge_id::text AS text FROM refunds WHERE status = 'succeeded'"
+        )
+        .await,
+        sorted(&outcome.refunds, |(_, charge)| charge.clone()),
+        "each acknowledged RefundCharge made exactly one refund"
+    );
+    assert_eq!(
+        count_of(&fleet.database, "SELECT count(*) AS count FROM refunds").await,
+        outcome.refunds.len() as i64,
+        "no refund beyond the acknowledged ones"
+    );
+    assert_eq!(
+        fleet.simulator.ledger().refunds.len(),
+        outcome.refunds.len(),
+        "the provider refunded the acknowledged refunds and nothing else"
+    );
     assert!(!outcome.charges.is_empty() && !outcome.tickets.is_empty());
+    assert!(!outcome.updates.is_empty(), "the load updated no ticket");
+}
+
+fn sorted_values(values: impl Iterator<Item = String>) -> Vec<String> {
+    let mut values: Vec<String> = values.collect();
+    values.sort();
+    values
 }
 
 /// What clients were told and what the instances logged, whatever the fault: no answer the API
@@ -450,10 +511,12 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     load.mark("steady");
     load.wait_for_calls(phase(100)).await;
 
-    // The payment provider answers 500 without paying, then pays and drops its answers...
+    // The payment provider answers 500 without paying, then pays and drops its answers, then
+    // answers slowly (within the service's 3 s timeout)...
     for action in [
         FaultAction::ServerError { status: 500 },
         FaultAction::ExecuteThenTimeout { hang_millis: 0 },
+        FaultAction::Latency { millis: 1_500 },
     ] {
         fleet
             .simulator
@@ -507,6 +570,21 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     load.mark("Redis paused 2 s (CLIENT PAUSE)");
     tokio::task::block_in_place(|| redis.pause(Duration::from_secs(2)));
     load.wait_for_calls(phase(100)).await;
+    // PostgreSQL goes away for every instance at once, as in a restart: every connection cut
+    // and new ones refused while the load makes its calls, then it is back.
+    load.mark("PostgreSQL restarted: every connection cut, down for every instance");
+    for proxy in &proxies {
+        proxy.cut();
+    }
+    load.wait_for_calls(phase(50)).await;
+    for proxy in &proxies {
+        proxy.restore();
+    }
+    for index in 0..3 {
+        fleet.wait_serving(index).await;
+    }
+    load.mark("PostgreSQL back: every instance serving");
+    load.wait_for_calls(phase(50)).await;
     // A burst of ten times the callers on top of the steady load, until it made 300 calls.
     load.mark("burst: ten times the callers");
     let burst = start_burst(&fleet, &ticket_id, &load);
@@ -521,17 +599,6 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     }
     fleet.simulator.clear_faults();
 
-    // Nothing is left pending: what a lost answer left, a retry under its key or the
-    // completer settled.
-    wait_until("every charge settled", PATIENCE, || async {
-        count_of(
-            &fleet.database,
-            "SELECT count(*) AS count FROM charges WHERE status = 'pending'",
-        )
-        .await
-            == 0
-    })
-    .await;
     assert_every_acknowledged_write_exactly_once(&fleet, &outcome).await;
     assert_every_answer_documented_and_no_panic(&fleet, &outcome, "faults-together");
     // The faults happened: Redis came back empty and the instances wrote to it again, and the
@@ -545,5 +612,14 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
         requests.iter().any(|request| request.status == Some(500))
             && requests.iter().any(|request| request.status.is_none()),
         "the provider's faults did not happen"
+    );
+    // Updates met the faults too, and some were refused for a stale etag at most.
+    assert!(
+        outcome
+            .refused
+            .iter()
+            .all(|(call, _)| matches!(call, Call::UpdateTicket | Call::RefundCharge)),
+        "refused writes other than updates and refunds: {:?}",
+        outcome.refused
     );
 }

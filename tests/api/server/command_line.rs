@@ -191,7 +191,7 @@ async fn migrate_reports_each_stored_address_the_address_rule_refuses_and_no_oth
     for (user, address) in [
         (&old_rule, "a,b@example.com"),
         // Outside the plain shape the scan skips, and deliverable: looked at, not reported.
-        (&plain_but_unusual, "\"quoted\"@example.com"),
+        (&plain_but_unusual, "o'brien{x}@example.com"),
     ] {
         diesel::sql_query("UPDATE users SET email = $1 WHERE id = $2")
             .bind::<Text, _>(address)

@@ -66,6 +66,63 @@ async fn losing_postgres_flips_health_and_answers_unavailable_fast_then_recovers
 }
 
 #[tokio::test]
+async fn with_postgres_refusing_connections_calls_are_refused_at_once_not_after_the_connect_timeout()
+ {
+    let database_url = crate::support::test_settings("unused").database.url;
+    let proxy = TcpProxy::start(socket_address_of(database_url.expose_secret())).await;
+    let app = TestApp::spawn_with(|settings| {
+        let url = url_through(settings.database.url.expose_secret(), proxy.address);
+        settings.database.url = url.into();
+        // Longer than a request's 10 s deadline: a checkout that waited it out would answer
+        // DEADLINE_EXCEEDED. Two connections, which the first calls after the cut use up.
+        settings.database.connect_timeout = Duration::from_secs(60);
+        settings.database.pool_size = 2;
+    })
+    .await;
+    app.wait_for_health("Serving", PATIENCE).await;
+    app.create_ticket("before the outage").await;
+
+    // PostgreSQL goes away as in a restart: connections cut, new ones refused.
+    proxy.cut();
+    for call in 0..5 {
+        let status = app
+            .tickets
+            .clone()
+            .list_tickets(app.as_admin(v1::ListTicketsRequest::default()))
+            .await
+            .expect_err("no database");
+        assert_eq!(status.code(), Code::Unavailable, "call {call}: {status:?}");
+        assert_reason(&status, Reason::DatabaseUnavailable);
+    }
+
+    // Back: a connection is made again (by a checkout kept trying in the background) and
+    // calls succeed without waiting for anything else.
+    proxy.restore();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let listed = app
+            .tickets
+            .clone()
+            .list_tickets(app.as_admin(v1::ListTicketsRequest::default()))
+            .await;
+        match listed {
+            Ok(page) => {
+                assert_eq!(page.into_inner().tickets.len(), 1);
+                break;
+            }
+            Err(status) => {
+                assert_reason(&status, Reason::DatabaseUnavailable);
+                assert!(
+                    Instant::now() < deadline,
+                    "no call succeeded after PostgreSQL returned"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn losing_redis_flips_health_until_it_returns() {
     let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
     let app = TestApp::spawn_with(|settings| {

@@ -1,7 +1,9 @@
-//! A steady mixed load on the service, as its clients make it: reads (GetTicket), and
-//! CreateTicket, AddComment and CreateCharge, each write with an idempotency key of its own.
-//! Every failed call is recorded (none is hidden by a retry), and a keyed write that failed is
-//! sent again with the same key until it is acknowledged, as a client does; every acknowledged
+//! A steady mixed load on the service, as its clients make it: reads (GetTicket, SearchTickets),
+//! and CreateTicket, AddComment, UpdateTicket (with the etag just read), CreateCharge and
+//! RefundCharge, each write with an idempotency key of its own. Every failed call is recorded
+//! (none is hidden by a retry), and a keyed write that failed is sent again with the same key
+//! until it is acknowledged or definitively refused (a stale etag, a charge that cannot be
+//! refunded: what a client would not send again as it is), as a client does; every acknowledged
 //! write is recorded with its key and the id it was answered, so a test can find each exactly
 //! once where it lives. Every attempt goes into a history (when it was sent, how long it took,
 //! what the client was told), which a failed test writes out beside its assertion, and from which
@@ -26,9 +28,14 @@ use super::{TestUser, charge_request, details, with_key};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Call {
     GetTicket,
+    SearchTickets,
     CreateTicket,
     AddComment,
+    /// A new description, `update <key>`, for the ticket this worker created last.
+    UpdateTicket,
     CreateCharge,
+    /// 1.00 of the charge this worker made last.
+    RefundCharge,
 }
 
 /// One call that failed: what it was, its code and message.
@@ -79,6 +86,11 @@ pub(crate) struct Outcome {
     pub(crate) tickets: Vec<(String, String)>,
     pub(crate) comments: Vec<(String, String)>,
     pub(crate) charges: Vec<(String, String)>,
+    /// Acknowledged updates and refunds: (key, the ticket's or the charge's id).
+    pub(crate) updates: Vec<(String, String)>,
+    pub(crate) refunds: Vec<(String, String)>,
+    /// Keyed writes definitively refused (a stale etag, nothing left to refund): (call, key).
+    pub(crate) refused: Vec<(Call, String)>,
     /// Keyed writes never acknowledged (their retries ran out): should be none.
     pub(crate) unacknowledged: Vec<(Call, String)>,
     /// Every attempt, in the order each worker made them.
@@ -95,6 +107,9 @@ impl Outcome {
         self.tickets.extend(other.tickets);
         self.comments.extend(other.comments);
         self.charges.extend(other.charges);
+        self.updates.extend(other.updates);
+        self.refunds.extend(other.refunds);
+        self.refused.extend(other.refused);
         self.unacknowledged.extend(other.unacknowledged);
         self.history.extend(other.history);
         self.phases.extend(other.phases);
@@ -326,21 +341,21 @@ async fn work(
     let mut turn = worker;
     while !stop.is_cancelled() {
         turn += 1;
-        let call = match turn % 8 {
-            0 => Call::CreateCharge,
-            1 | 5 => Call::CreateTicket,
-            3 => Call::AddComment,
+        // This worker's own latest ticket and charge, what its updates and refunds are about.
+        let own_ticket = outcome.tickets.last().map(|(_, id)| id.clone());
+        let own_charge = outcome.charges.last().map(|(_, id)| id.clone());
+        let call = match (turn % 8, &own_ticket, &own_charge) {
+            (0, ..) => Call::CreateCharge,
+            (1 | 5, ..) => Call::CreateTicket,
+            (2, Some(_), _) => Call::UpdateTicket,
+            (3, ..) => Call::AddComment,
+            (6, ..) => Call::SearchTickets,
+            (7, _, Some(_)) if turn % 16 == 7 => Call::RefundCharge,
             _ => Call::GetTicket,
         };
-        if call == Call::GetTicket {
+        if matches!(call, Call::GetTicket | Call::SearchTickets) {
             let sent = target.started.elapsed();
-            let answer = tickets
-                .get_ticket(target.user.request(v1::GetTicketRequest {
-                    id: target.ticket_id.clone(),
-                    read_mask: None,
-                }))
-                .await
-                .map(|ticket| ticket.into_inner().id);
+            let answer = read(call, &target, &mut tickets).await;
             target.calls.fetch_add(1, Ordering::SeqCst);
             outcome
                 .history
@@ -350,15 +365,75 @@ async fn work(
                 Err(status) => outcome.failures.push(failure(call, None, &status)),
             }
         } else {
-            let key = uuid::Uuid::now_v7().to_string();
+            let subject = match call {
+                Call::UpdateTicket => own_ticket.clone(),
+                Call::RefundCharge => own_charge.clone(),
+                Call::GetTicket
+                | Call::SearchTickets
+                | Call::CreateTicket
+                | Call::AddComment
+                | Call::CreateCharge => None,
+            };
+            // An update names the version it changes: the one read just before.
+            let etag = match (call, &subject) {
+                (Call::UpdateTicket, Some(id)) => {
+                    let sent = target.started.elapsed();
+                    let read = tickets
+                        .get_ticket(target.user.request(v1::GetTicketRequest {
+                            id: id.clone(),
+                            read_mask: None,
+                        }))
+                        .await
+                        .map(|ticket| ticket.into_inner());
+                    target.calls.fetch_add(1, Ordering::SeqCst);
+                    let answer = read
+                        .as_ref()
+                        .map(|ticket| ticket.id.clone())
+                        .map_err(Clone::clone);
+                    outcome.history.push(attempt(
+                        worker,
+                        sent,
+                        &target,
+                        Call::GetTicket,
+                        None,
+                        &answer,
+                    ));
+                    match read {
+                        Ok(ticket) => {
+                            outcome.succeeded += 1;
+                            ticket.etag
+                        }
+                        Err(status) => {
+                            outcome
+                                .failures
+                                .push(failure(Call::GetTicket, None, &status));
+                            tokio::time::sleep(pause).await;
+                            continue;
+                        }
+                    }
+                }
+                _ => String::new(),
+            };
+            let write = Write {
+                call,
+                key: uuid::Uuid::now_v7().to_string(),
+                subject: subject.unwrap_or_default(),
+                etag,
+            };
             let mut acknowledged = None;
+            let mut refused = false;
             for _ in 0..KEYED_ATTEMPTS {
                 let sent = target.started.elapsed();
-                let answer = keyed_write(call, &key, &target, &mut tickets, &mut billing).await;
+                let answer = keyed_write(&write, &target, &mut tickets, &mut billing).await;
                 target.calls.fetch_add(1, Ordering::SeqCst);
-                outcome
-                    .history
-                    .push(attempt(worker, sent, &target, call, Some(&key), &answer));
+                outcome.history.push(attempt(
+                    worker,
+                    sent,
+                    &target,
+                    call,
+                    Some(&write.key),
+                    &answer,
+                ));
                 match answer {
                     Ok(id) => {
                         outcome.succeeded += 1;
@@ -366,16 +441,29 @@ async fn work(
                         break;
                     }
                     Err(status) => {
-                        outcome.failures.push(failure(call, Some(&key), &status));
+                        let definitive = is_definitive_refusal(&status);
+                        outcome
+                            .failures
+                            .push(failure(call, Some(&write.key), &status));
+                        if definitive {
+                            refused = true;
+                            break;
+                        }
                         tokio::time::sleep(KEYED_BACKOFF).await;
                     }
                 }
             }
+            let key = write.key;
             match (acknowledged, call) {
                 (Some(id), Call::CreateTicket) => outcome.tickets.push((key, id)),
                 (Some(id), Call::AddComment) => outcome.comments.push((key, id)),
                 (Some(id), Call::CreateCharge) => outcome.charges.push((key, id)),
-                (Some(_), Call::GetTicket) => unreachable!("reads are not keyed"),
+                (Some(id), Call::UpdateTicket) => outcome.updates.push((key, id)),
+                (Some(id), Call::RefundCharge) => outcome.refunds.push((key, id)),
+                (Some(_), Call::GetTicket | Call::SearchTickets) => {
+                    unreachable!("reads are not keyed")
+                }
+                (None, _) if refused => outcome.refused.push((call, key)),
                 (None, _) => outcome.unacknowledged.push((call, key)),
             }
         }
@@ -384,15 +472,71 @@ async fn work(
     outcome
 }
 
+/// A keyed write as its retries send it again: the same key, the same request.
+struct Write {
+    call: Call,
+    key: String,
+    /// The ticket an update changes, the charge a refund refunds.
+    subject: String,
+    /// The etag an update was read with.
+    etag: String,
+}
+
+/// Whether a client would stop sending a keyed write after `status`: the ticket changed since
+/// its etag was read, or the charge cannot be refunded (again). Everything else is sent again.
+fn is_definitive_refusal(status: &tonic::Status) -> bool {
+    let reason = details(status).error_info().map(|info| info.reason.clone());
+    status.code() == tonic::Code::FailedPrecondition
+        || (status.code() == tonic::Code::Aborted
+            && reason.as_deref() == Some(Reason::EtagMismatch.as_str()))
+}
+
+/// Makes the read `call` once; the id of the ticket read (or found first).
+async fn read(
+    call: Call,
+    target: &Target,
+    tickets: &mut TicketServiceClient<Channel>,
+) -> Result<String, tonic::Status> {
+    match call {
+        Call::SearchTickets => tickets
+            .search_tickets(target.user.request(v1::SearchTicketsRequest {
+                q: "load".to_owned(),
+                page_size: 5,
+                ..Default::default()
+            }))
+            .await
+            .map(|page| {
+                let page = page.into_inner();
+                page.results
+                    .first()
+                    .and_then(|result| result.ticket.as_ref())
+                    .map(|ticket| ticket.id.clone())
+                    .unwrap_or_default()
+            }),
+        Call::GetTicket
+        | Call::CreateTicket
+        | Call::AddComment
+        | Call::UpdateTicket
+        | Call::CreateCharge
+        | Call::RefundCharge => tickets
+            .get_ticket(target.user.request(v1::GetTicketRequest {
+                id: target.ticket_id.clone(),
+                read_mask: None,
+            }))
+            .await
+            .map(|ticket| ticket.into_inner().id),
+    }
+}
+
 /// Sends the keyed write `call` once with `key`; the id of what it made.
 async fn keyed_write(
-    call: Call,
-    key: &str,
+    write: &Write,
     target: &Target,
     tickets: &mut TicketServiceClient<Channel>,
     billing: &mut BillingServiceClient<Channel>,
 ) -> Result<String, tonic::Status> {
-    match call {
+    let key = write.key.as_str();
+    match write.call {
         Call::CreateTicket => tickets
             .create_ticket(with_key(
                 target.user.request(v1::CreateTicketRequest {
@@ -430,7 +574,37 @@ async fn keyed_write(
             ))
             .await
             .map(|answer| answer.into_inner().id),
-        Call::GetTicket => unreachable!("reads are not keyed"),
+        Call::UpdateTicket => tickets
+            .update_ticket(with_key(
+                target.user.request(v1::UpdateTicketRequest {
+                    ticket: Some(v1::Ticket {
+                        id: write.subject.clone(),
+                        description: format!("update {key}"),
+                        etag: write.etag.clone(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["description".to_owned()],
+                    }),
+                }),
+                key,
+            ))
+            .await
+            .map(|answer| answer.into_inner().id),
+        Call::RefundCharge => billing
+            .refund_charge(with_key(
+                target.user.request(v1::RefundChargeRequest {
+                    id: write.subject.clone(),
+                    amount: Some(v1::Money {
+                        amount_minor: 100,
+                        currency_code: "USD".to_owned(),
+                    }),
+                }),
+                key,
+            ))
+            .await
+            .map(|answer| answer.into_inner().id),
+        Call::GetTicket | Call::SearchTickets => unreachable!("reads are not keyed"),
     }
 }
 
