@@ -47,15 +47,15 @@ pub struct PgPool {
 /// PostgreSQL down every request would hold its caller that long to answer DATABASE_UNAVAILABLE
 /// (and Envoy's retries of a keyed write three times that). With no connection in the pool, a
 /// checkout fails as soon as an attempt is refused, and while the last refusal is more recent
-/// than the connect timeout, at once; one background checkout at a time keeps trying, so the
-/// first connection made after PostgreSQL is back ends it.
+/// than the connect timeout, at once. The attempts go on meanwhile (bb8's own retries, the
+/// health probe's checkout every `HEALTH_PROBE_INTERVAL_MS`, the first checkout after the
+/// window), so the first connection made after PostgreSQL is back ends it.
 #[derive(Debug, Default)]
 struct Refusals {
     /// The pool's connect timeout: how long a refusal answers for.
     window: Duration,
     last: std::sync::Mutex<Option<Instant>>,
     refused: tokio::sync::Notify,
-    probing: std::sync::atomic::AtomicBool,
 }
 
 /// bb8's error sink: where the pool's failed connection attempts are counted as refusals.
@@ -86,28 +86,17 @@ impl PgPool {
         }
     }
 
-    /// Whether the pool has no connection and PostgreSQL refused one within the connect timeout.
+    /// Whether PostgreSQL refused a connection within the connect timeout and the pool has
+    /// none. The refusal is looked at first: while there is none (the usual case) a checkout
+    /// pays one uncontended lock for this, not a look at the pool's state.
     fn refusing(&self) -> bool {
-        self.pool.state().connections == 0
-            && self
-                .refusals
-                .last
-                .lock()
-                .expect("the refusals")
-                .is_some_and(|at| at.elapsed() < self.refusals.window)
-    }
-
-    /// Keeps one checkout trying in the background while requests are answered at once.
-    fn probe(&self) {
-        use std::sync::atomic::Ordering;
-        if self.refusals.probing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let pool = self.clone();
-        tokio::spawn(async move {
-            let _ = pool.pool.get().await;
-            pool.refusals.probing.store(false, Ordering::Release);
-        });
+        let refused_recently = self
+            .refusals
+            .last
+            .lock()
+            .expect("the refusals")
+            .is_some_and(|at| at.elapsed() < self.refusals.window);
+        refused_recently && self.pool.state().connections == 0
     }
 
     /// `checkout`, unless the pool is empty and PostgreSQL refuses: then DATABASE_UNAVAILABLE
@@ -117,7 +106,6 @@ impl PgPool {
         checkout: impl Future<Output = Result<C, PoolRunError>>,
     ) -> AppResult<C> {
         if self.refusing() {
-            self.probe();
             return Err(self.refused());
         }
         let refused = async {
@@ -128,7 +116,10 @@ impl PgPool {
                 }
             }
         };
+        // The checkout first: when a connection is free it is ready at once, and the refusals
+        // are never waited on (no registration with their `Notify`, shared by every request).
         tokio::select! {
+            biased;
             checked_out = checkout => checked_out.map_err(|error| checkout_failed(self, error)),
             () = refused => Err(self.refused()),
         }

@@ -21,15 +21,34 @@ async fn health_reports_serving_for_the_server_and_every_service() {
     );
 }
 
-#[tokio::test]
-async fn losing_postgres_flips_health_and_answers_unavailable_fast_then_recovers() {
+/// A proxy in front of the tests' PostgreSQL, and the app reaching it only through that proxy,
+/// its other settings as `configure` leaves them.
+async fn app_behind_a_postgres_proxy(
+    configure: impl FnOnce(&mut supportdesk::configuration::Settings),
+) -> (TcpProxy, TestApp) {
     let database_url = crate::support::test_settings("unused").database.url;
     let proxy = TcpProxy::start(socket_address_of(database_url.expose_secret())).await;
     let app = TestApp::spawn_with(|settings| {
         let url = url_through(settings.database.url.expose_secret(), proxy.address);
         settings.database.url = url.into();
+        configure(settings);
     })
     .await;
+    (proxy, app)
+}
+
+/// ListTickets as the app's admin.
+async fn list_tickets(app: &TestApp) -> Result<v1::ListTicketsResponse, tonic::Status> {
+    app.tickets
+        .clone()
+        .list_tickets(app.as_admin(v1::ListTicketsRequest::default()))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn losing_postgres_flips_health_and_answers_unavailable_fast_then_recovers() {
+    let (proxy, app) = app_behind_a_postgres_proxy(|_| {}).await;
     app.wait_for_health("Serving", PATIENCE).await;
     app.create_ticket("before the outage").await;
 
@@ -40,12 +59,7 @@ async fn losing_postgres_flips_health_and_answers_unavailable_fast_then_recovers
         "NotServing"
     );
     let started = Instant::now();
-    let status = app
-        .tickets
-        .clone()
-        .list_tickets(app.as_admin(v1::ListTicketsRequest::default()))
-        .await
-        .expect_err("no database");
+    let status = list_tickets(&app).await.expect_err("no database");
     assert_eq!(status.code(), Code::Unavailable);
     assert_reason(&status, Reason::DatabaseUnavailable);
     assert!(
@@ -68,11 +82,7 @@ async fn losing_postgres_flips_health_and_answers_unavailable_fast_then_recovers
 #[tokio::test]
 async fn with_postgres_refusing_connections_calls_are_refused_at_once_not_after_the_connect_timeout()
  {
-    let database_url = crate::support::test_settings("unused").database.url;
-    let proxy = TcpProxy::start(socket_address_of(database_url.expose_secret())).await;
-    let app = TestApp::spawn_with(|settings| {
-        let url = url_through(settings.database.url.expose_secret(), proxy.address);
-        settings.database.url = url.into();
+    let (proxy, app) = app_behind_a_postgres_proxy(|settings| {
         // Longer than a request's 10 s deadline: a checkout that waited it out would answer
         // DEADLINE_EXCEEDED. Two connections, which the first calls after the cut use up.
         settings.database.connect_timeout = Duration::from_secs(60);
@@ -85,29 +95,19 @@ async fn with_postgres_refusing_connections_calls_are_refused_at_once_not_after_
     // PostgreSQL goes away as in a restart: connections cut, new ones refused.
     proxy.cut();
     for call in 0..5 {
-        let status = app
-            .tickets
-            .clone()
-            .list_tickets(app.as_admin(v1::ListTicketsRequest::default()))
-            .await
-            .expect_err("no database");
+        let status = list_tickets(&app).await.expect_err("no database");
         assert_eq!(status.code(), Code::Unavailable, "call {call}: {status:?}");
         assert_reason(&status, Reason::DatabaseUnavailable);
     }
 
-    // Back: a connection is made again (by a checkout kept trying in the background) and
-    // calls succeed without waiting for anything else.
+    // Back: a connection is made again (by the health probe's checkout, or the first one after
+    // the refusal window) and calls succeed.
     proxy.restore();
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let listed = app
-            .tickets
-            .clone()
-            .list_tickets(app.as_admin(v1::ListTicketsRequest::default()))
-            .await;
-        match listed {
+        match list_tickets(&app).await {
             Ok(page) => {
-                assert_eq!(page.into_inner().tickets.len(), 1);
+                assert_eq!(page.tickets.len(), 1);
                 break;
             }
             Err(status) => {

@@ -356,14 +356,7 @@ async fn work(
         if matches!(call, Call::GetTicket | Call::SearchTickets) {
             let sent = target.started.elapsed();
             let answer = read(call, &target, &mut tickets).await;
-            target.calls.fetch_add(1, Ordering::SeqCst);
-            outcome
-                .history
-                .push(attempt(worker, sent, &target, call, None, &answer));
-            match answer {
-                Ok(_) => outcome.succeeded += 1,
-                Err(status) => outcome.failures.push(failure(call, None, &status)),
-            }
+            record_read(&mut outcome, worker, sent, &target, call, &answer);
         } else {
             let subject = match call {
                 Call::UpdateTicket => own_ticket.clone(),
@@ -378,39 +371,22 @@ async fn work(
             let etag = match (call, &subject) {
                 (Call::UpdateTicket, Some(id)) => {
                     let sent = target.started.elapsed();
-                    let read = tickets
-                        .get_ticket(target.user.request(v1::GetTicketRequest {
-                            id: id.clone(),
-                            read_mask: None,
-                        }))
-                        .await
-                        .map(|ticket| ticket.into_inner());
-                    target.calls.fetch_add(1, Ordering::SeqCst);
-                    let answer = read
-                        .as_ref()
-                        .map(|ticket| ticket.id.clone())
-                        .map_err(Clone::clone);
-                    outcome.history.push(attempt(
+                    let read = get_ticket(&mut tickets, &target, id).await;
+                    let answer = read.as_ref().map(|ticket| ticket.id.clone());
+                    let answer = answer.map_err(Clone::clone);
+                    record_read(
+                        &mut outcome,
                         worker,
                         sent,
                         &target,
                         Call::GetTicket,
-                        None,
                         &answer,
-                    ));
-                    match read {
-                        Ok(ticket) => {
-                            outcome.succeeded += 1;
-                            ticket.etag
-                        }
-                        Err(status) => {
-                            outcome
-                                .failures
-                                .push(failure(Call::GetTicket, None, &status));
-                            tokio::time::sleep(pause).await;
-                            continue;
-                        }
-                    }
+                    );
+                    let Ok(ticket) = read else {
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    };
+                    ticket.etag
                 }
                 _ => String::new(),
             };
@@ -491,6 +467,40 @@ fn is_definitive_refusal(status: &tonic::Status) -> bool {
             && reason.as_deref() == Some(Reason::EtagMismatch.as_str()))
 }
 
+/// Counts a read made and puts it into the history, its outcome among the successes or failures.
+fn record_read(
+    outcome: &mut Outcome,
+    worker: usize,
+    sent: Duration,
+    target: &Target,
+    call: Call,
+    answer: &Result<String, tonic::Status>,
+) {
+    target.calls.fetch_add(1, Ordering::SeqCst);
+    outcome
+        .history
+        .push(attempt(worker, sent, target, call, None, answer));
+    match answer {
+        Ok(_) => outcome.succeeded += 1,
+        Err(status) => outcome.failures.push(failure(call, None, status)),
+    }
+}
+
+/// GetTicket of `id`, as the load's user.
+async fn get_ticket(
+    tickets: &mut TicketServiceClient<Channel>,
+    target: &Target,
+    id: &str,
+) -> Result<v1::Ticket, tonic::Status> {
+    tickets
+        .get_ticket(target.user.request(v1::GetTicketRequest {
+            id: id.to_owned(),
+            read_mask: None,
+        }))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 /// Makes the read `call` once; the id of the ticket read (or found first).
 async fn read(
     call: Call,
@@ -518,13 +528,9 @@ async fn read(
         | Call::AddComment
         | Call::UpdateTicket
         | Call::CreateCharge
-        | Call::RefundCharge => tickets
-            .get_ticket(target.user.request(v1::GetTicketRequest {
-                id: target.ticket_id.clone(),
-                read_mask: None,
-            }))
+        | Call::RefundCharge => get_ticket(tickets, target, &target.ticket_id)
             .await
-            .map(|ticket| ticket.into_inner().id),
+            .map(|ticket| ticket.id),
     }
 }
 
