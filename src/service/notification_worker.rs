@@ -277,33 +277,31 @@ impl NotificationWorkers {
     ) -> Result<Sent, Failure> {
         let email = self.outgoing(notification).map_err(Failure::Permanent)?;
         let bulkhead = self.sender.bulkhead();
-        let sending = async {
-            let _place = bulkhead
-                .enter(deadline)
-                .await
-                .map_err(|full| Failure::Retry {
-                    reason: full.to_string(),
-                    not_before: None,
-                })?;
-            match tokio::time::timeout_at(deadline, self.sender.send(&email, deadline)).await {
-                Ok(Ok(sent)) => Ok(sent),
-                Ok(Err(SendError::Retry { reason, not_before })) => {
-                    Err(Failure::Retry { reason, not_before })
-                }
-                Ok(Err(SendError::Permanent(reason))) => Err(Failure::Permanent(reason)),
-                Ok(Err(SendError::Refused(reason))) => Err(Failure::Refused(reason)),
-                Ok(Err(SendError::CircuitOpen { .. })) => Err(Failure::Untried(
-                    "the email circuit breaker refused the send",
-                )),
-                Err(_) => Err(Failure::Retry {
-                    reason: "the email provider did not answer within the lease".to_owned(),
-                    not_before: None,
-                }),
-            }
+        // Stopping gives the notification back untried only while nothing was sent: waiting for
+        // a place. Once the send has begun it runs to its end (bounded by `deadline`, inside the
+        // lease) and its outcome is recorded: the provider may already have accepted the
+        // message, and giving it back uncounted would send it again as if it never was.
+        let _place = tokio::select! {
+            place = bulkhead.enter(deadline) => place.map_err(|full| Failure::Retry {
+                reason: full.to_string(),
+                not_before: None,
+            })?,
+            () = stop.cancelled() => return Err(Failure::Untried("stopping")),
         };
-        tokio::select! {
-            sent = sending => sent,
-            () = stop.cancelled() => Err(Failure::Untried("stopping")),
+        match tokio::time::timeout_at(deadline, self.sender.send(&email, deadline)).await {
+            Ok(Ok(sent)) => Ok(sent),
+            Ok(Err(SendError::Retry { reason, not_before })) => {
+                Err(Failure::Retry { reason, not_before })
+            }
+            Ok(Err(SendError::Permanent(reason))) => Err(Failure::Permanent(reason)),
+            Ok(Err(SendError::Refused(reason))) => Err(Failure::Refused(reason)),
+            Ok(Err(SendError::CircuitOpen { .. })) => Err(Failure::Untried(
+                "the email circuit breaker refused the send",
+            )),
+            Err(_) => Err(Failure::Retry {
+                reason: "the email provider did not answer within the lease".to_owned(),
+                not_before: None,
+            }),
         }
     }
 

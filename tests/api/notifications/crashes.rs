@@ -1,6 +1,7 @@
 //! The real binary killed with SIGKILL around a notification's send: after the commit that wrote
 //! it, before any send; and while the SMTP conversation is open. After a restart each is
-//! delivered, once.
+//! delivered, once. And stopped (SIGTERM) while the relay has the message but has not said so:
+//! the send is finished and recorded, never given back to be sent again.
 
 use diesel::sql_types::{Integer, Text};
 use diesel_async::RunQueryDsl;
@@ -142,4 +143,38 @@ async fn an_acknowledgement_whose_smtp_conversation_a_sigkill_cut_is_delivered_o
         }],
         "the cut attempt and the one that sent"
     );
+}
+
+#[tokio::test]
+async fn a_send_under_way_when_the_instance_is_stopped_is_finished_and_recorded_not_sent_again() {
+    let database = TestDatabase::create().await;
+    // The relay keeps the message at once and says so only a second later.
+    let smtp = SmtpServer::start_slow_to_confirm(std::time::Duration::from_secs(1)).await;
+    let settings = sending_to(
+        smtp.port,
+        &format!("supportdesk-test:{}:", uuid::Uuid::now_v7().simple()),
+    );
+    let running = start(&database, &settings);
+    create_a_ticket(&running).await;
+    wait_until(
+        "the relay has the message and has not answered yet",
+        PATIENCE,
+        async || smtp.stalled(),
+    )
+    .await;
+    running.terminate();
+    let (code, _, _) = running.wait();
+    assert_eq!(code, Some(0), "a clean stop");
+
+    // The stopping worker waited for the answer and recorded the send: nothing is left for a
+    // later instance to send again (given back uncounted, it would be).
+    assert_eq!(
+        acknowledgements(&database).await,
+        [Acknowledgement {
+            state: "sent".to_owned(),
+            attempts: 1
+        }],
+        "the send is recorded as the one attempt it was"
+    );
+    assert_eq!(smtp.received().len(), 1, "delivered once");
 }
