@@ -28,7 +28,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::billing::{Billing, Resolution, apply_refunded_at_provider, record_on};
+use super::billing::{
+    Billing, ProviderRefunded, Resolution, apply_refunded_at_provider, changed_since, record_on,
+};
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
 use crate::billing::{LedgerPeriod, Payment, PaymentStatus, Refund};
@@ -102,10 +104,11 @@ struct Finding<'a> {
 }
 
 /// The provider's side of the period.
-#[derive(Default)]
 struct ProviderLedger {
     payments: Vec<Payment>,
     refunds: Vec<Refund>,
+    /// When the reading began: a refund of ours settled since may be missing from it.
+    read_at: DateTime<Utc>,
 }
 
 impl ProviderLedger {
@@ -282,7 +285,7 @@ impl Billing {
             after = Some((last.created_at, last.id.as_uuid()));
             for refund in &batch {
                 report.refunds_checked += 1;
-                self.compare_refund(refund, &provider_refunds, report)
+                self.compare_refund(refund, &provider_refunds, ledger.read_at, report)
                     .await?;
             }
         }
@@ -300,7 +303,11 @@ impl Billing {
             from: period.from - chrono_of(CLOCK_MARGIN),
             until: Utc::now() + chrono_of(CLOCK_MARGIN),
         };
-        let mut ledger = ProviderLedger::default();
+        let mut ledger = ProviderLedger {
+            payments: Vec::new(),
+            refunds: Vec::new(),
+            read_at: Utc::now(),
+        };
         let mut cursor: Option<String> = None;
         loop {
             let deadline = Instant::now() + policy.call_timeout;
@@ -452,7 +459,7 @@ impl Billing {
                 }
                 match payment.amount_refunded {
                     Some(refunded) if refunded != charge.amount_refunded => {
-                        self.repair_refunded(stored, payment, refunded, report)
+                        self.repair_refunded(stored, payment, (refunded, ledger.read_at), report)
                             .await
                     }
                     Some(_) | None => Ok(()),
@@ -603,7 +610,7 @@ impl Billing {
         &self,
         stored: &StoredCharge,
         payment: &Payment,
-        refunded: Money,
+        (refunded, read_at): (Money, DateTime<Utc>),
         report: &mut ReconciliationReport,
     ) -> AppResult<()> {
         let charge = &stored.charge;
@@ -614,7 +621,11 @@ impl Billing {
             let refreshed = apply_refunded_at_provider(
                 conn,
                 (charge.account_id, charge.id),
-                refunded,
+                &ProviderRefunded {
+                    amount: refunded,
+                    read_at,
+                    asked_by: None,
+                },
                 None,
                 Some(run_id),
             )
@@ -648,13 +659,18 @@ impl Billing {
         Ok(())
     }
 
-    /// One of our settled refunds against the provider's refund carrying its id.
+    /// One of our settled refunds against the provider's refund carrying its id, as read at
+    /// `read_at`; one settled since then is left to the next run.
     async fn compare_refund(
         &self,
         refund: &StoredRefund,
         provider_refunds: &HashMap<&str, &Refund>,
+        read_at: DateTime<Utc>,
         report: &mut ReconciliationReport,
     ) -> AppResult<()> {
+        if changed_since(refund, read_at) {
+            return Ok(());
+        }
         let at_provider = provider_refunds.get(refund.id.to_string().as_str());
         let provider_status = at_provider.map(|found| found.status);
         let drift = match (refund.status, provider_status) {

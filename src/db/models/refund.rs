@@ -49,6 +49,9 @@ pub struct StoredRefund {
     pub provider_refund_id: Option<String>,
     pub failure_code: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// When the refund last changed (created, or settled): by the clock of the instance that
+    /// changed it.
+    pub updated_at: DateTime<Utc>,
 }
 
 impl NewRefund<'_> {
@@ -189,6 +192,7 @@ impl RefundRow {
             provider_refund_id: self.provider_refund_id,
             failure_code: self.failure_code,
             created_at: self.created_at,
+            updated_at: self.updated_at,
         })
     }
 }

@@ -66,7 +66,7 @@ mod refunds;
 
 pub use charges::NewChargeRequest;
 pub use completer::{Completed, CompleterPolicy};
-pub(in crate::service) use refunds::apply_refunded_at_provider;
+pub(in crate::service) use refunds::{ProviderRefunded, apply_refunded_at_provider, changed_since};
 
 /// The recovery point of a CreateCharge whose charge is committed, pending.
 pub const CHARGE_CREATED: &str = "charge_created";

@@ -217,16 +217,39 @@ pub(in crate::service) struct RefreshedCharge {
     pub(in crate::service) action: Option<&'static str>,
 }
 
+/// How far apart two instances' clocks may be when one compares the time it read the provider
+/// with the time another settled a refund (`refunds.updated_at`): NTP keeps them within
+/// milliseconds; this leaves room for a clock being corrected.
+pub(in crate::service) const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// Whether `refund` changed after (or too close to tell) `read_at`, the time the provider's
+/// figures were read: they may not count it yet, so they are stale for its charge.
+pub(in crate::service) fn changed_since(refund: &StoredRefund, read_at: DateTime<Utc>) -> bool {
+    refund.updated_at + CLOCK_SKEW >= read_at
+}
+
+/// What the provider counts as refunded of a charge, and when it was read.
+pub(in crate::service) struct ProviderRefunded {
+    pub(in crate::service) amount: Money,
+    pub(in crate::service) read_at: DateTime<Utc>,
+    /// The refund of ours whose refusal (too little left) made us read it: the provider did not
+    /// count it, so its own change does not make the figure stale.
+    pub(in crate::service) asked_by: Option<RefundId>,
+}
+
 /// Sets the charge's refunded amount to the provider's figure (refunds made in its dashboard, or
 /// one that failed there), as a webhook event would, while none of our own refunds of it is in
-/// flight; the audit row names the reconciliation run that found it, if one did.
+/// flight or changed since the figure was read (it may not count that one yet: a reconciliation
+/// run that read the provider before one of our refunds was made there must not take it back);
+/// the audit row names the reconciliation run that found it, if one did.
 pub(in crate::service) async fn apply_refunded_at_provider(
     conn: &mut AsyncPgConnection,
     (account_id, charge_id): (AccountId, ChargeId),
-    amount_refunded: Money,
+    provider: &ProviderRefunded,
     actor: Option<Actor>,
     reconciliation_run: Option<Uuid>,
 ) -> AppResult<RefreshedCharge> {
+    let amount_refunded = provider.amount;
     let locked = ChargeRow::lock(conn, account_id, charge_id)
         .await?
         .ok_or_else(|| gone("charge", charge_id.as_uuid()))?;
@@ -239,7 +262,10 @@ pub(in crate::service) async fn apply_refunded_at_provider(
     let in_flight = RefundRow::list_for_charge(conn, account_id, charge_id)
         .await?
         .iter()
-        .any(|other| other.status == RefundStatus::Pending);
+        .any(|other| {
+            other.status == RefundStatus::Pending
+                || (Some(other.id) != provider.asked_by && changed_since(other, provider.read_at))
+        });
     if in_flight || amount_refunded == before {
         return Ok(unchanged(locked));
     }
@@ -546,15 +572,20 @@ impl Billing {
         if !refresh {
             return Ok(recorded);
         }
+        let read_at = Utc::now();
         let refreshed = self.refresh_refunded(refund, deadline).await;
         let mut connection = crate::db::connection(&self.pool).await?;
         db::transaction(&mut connection, limits, async |conn| {
             let charge = match refreshed {
-                Some(amount_refunded) => {
+                Some(amount) => {
                     apply_refunded_at_provider(
                         conn,
                         (refund.account_id, refund.charge_id),
-                        amount_refunded,
+                        &ProviderRefunded {
+                            amount,
+                            read_at,
+                            asked_by: Some(refund.id),
+                        },
                         actor,
                         None,
                     )

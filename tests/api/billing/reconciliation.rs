@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use payment_simulator::OutsideRefund;
+use payment_simulator::{Endpoint, FaultAction, FaultRule, OutsideRefund};
 use supportdesk::billing::{
     BillingReference, CreatePayment, LedgerPeriod, PaymentProvider, StripeHttpProvider,
 };
@@ -22,7 +22,9 @@ use supportdesk::telemetry::metrics::Metrics;
 use supportdesk::wire::proto::v1;
 use tonic::Code;
 
-use crate::support::{TestApp, TestUser, assert_reason, in_seconds, keyed, usd};
+use crate::support::{
+    PATIENCE, TestApp, TestUser, assert_reason, in_seconds, keyed, usd, wait_until,
+};
 
 /// A test app whose own completer and reconciler stay out of the way: the tests run passes.
 async fn app() -> TestApp {
@@ -35,10 +37,24 @@ async fn app() -> TestApp {
 
 /// Another instance's billing on the app's database and simulator, counting into `metrics`.
 fn billing_of(app: &TestApp, metrics: &Metrics) -> (Billing, Arc<StripeHttpProvider>) {
-    let provider = Arc::new(
-        StripeHttpProvider::new(app.settings.payment_provider.as_ref().expect("billing"))
-            .expect("builds"),
-    );
+    let timeout = app
+        .settings
+        .payment_provider
+        .as_ref()
+        .expect("billing")
+        .timeout;
+    billing_waiting(app, metrics, timeout)
+}
+
+/// [`billing_of`], waiting up to `timeout` for each answer of the provider.
+fn billing_waiting(
+    app: &TestApp,
+    metrics: &Metrics,
+    timeout: Duration,
+) -> (Billing, Arc<StripeHttpProvider>) {
+    let mut provider_settings = app.settings.payment_provider.clone().expect("billing");
+    provider_settings.timeout = timeout;
+    let provider = Arc::new(StripeHttpProvider::new(&provider_settings).expect("builds"));
     let pool = supportdesk::db::build_pool(&app.settings.database, Duration::from_secs(5));
     let billing = Billing::new(pool, provider.clone()).counting_into(metrics.clone());
     (billing, provider)
@@ -625,11 +641,14 @@ async fn a_refund_that_stands_otherwise_at_the_provider_is_reported_once() {
         .expect("refunded");
     // The service lost track of it: its row says failed, the provider refunded it.
     let mut conn = app.database.connect().await;
-    diesel::sql_query("UPDATE refunds SET status = 'failed' WHERE charge_id = $1")
-        .bind::<diesel::sql_types::Uuid, _>(charge.as_uuid())
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    diesel::sql_query(
+        "UPDATE refunds SET status = 'failed', updated_at = now() - interval '1 minute' \
+         WHERE charge_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(charge.as_uuid())
+    .execute(&mut conn)
+    .await
+    .unwrap();
 
     let report = reconcile(&billing).await;
 
@@ -656,4 +675,56 @@ async fn charges_younger_than_the_settle_time_are_left_to_the_request_path_and_t
 
     assert_eq!((report.charges_checked, report.findings.len()), (0, 0));
     assert_eq!(row(&app, young).await.status, "pending");
+}
+
+#[tokio::test]
+async fn a_refund_made_while_a_run_reads_the_provider_is_not_taken_back_by_that_run() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (billing, _) = billing_waiting(&app, &Metrics::default(), Duration::from_secs(10));
+    let charge = paid_charge(&app, &customer, 1_000).await;
+    // The run reads the payments, then waits on the refunds list: long enough for a refund.
+    app.simulator
+        .add_fault(FaultRule::new(
+            Endpoint::ListRefunds,
+            FaultAction::Latency { millis: 3_000 },
+            1,
+        ))
+        .expect("a valid fault");
+    let run = tokio::spawn(async move { reconcile(&billing).await });
+    wait_until("the run has read the payments", PATIENCE, async || {
+        app.simulator
+            .requests()
+            .iter()
+            .any(|request| request.method == "GET" && request.path == "/v1/payment_intents")
+    })
+    .await;
+    app.billing
+        .clone()
+        .refund_charge(keyed(app.as_admin(v1::RefundChargeRequest {
+            id: charge.to_string(),
+            amount: Some(v1::Money {
+                amount_minor: 300,
+                currency_code: "USD".to_owned(),
+            }),
+        })))
+        .await
+        .expect("refunded");
+    assert!(
+        !run.is_finished(),
+        "the run ended before the refund: nothing was raced"
+    );
+
+    let report = run.await.expect("the run");
+
+    // The payment it read counted nothing refunded; the refund is ours and newer than that.
+    assert_eq!(report.findings, Vec::new());
+    assert_eq!(row(&app, charge).await.amount_refunded_minor, 300);
+    assert!(
+        trail(&app, charge)
+            .await
+            .iter()
+            .all(|(_, run)| run.is_none()),
+        "the run changed the charge"
+    );
 }
