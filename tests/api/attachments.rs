@@ -1439,29 +1439,10 @@ async fn futures_join_all<F: std::future::Future>(
     outputs.into_iter().map(Option::unwrap).collect()
 }
 
-/// How many objects the store holds under `prefix` (a ListObjectsV2, `GET /<bucket>/?list-type=2`,
-/// signed by the test; the `<Key>` elements of its answer).
+/// How many objects the app's store holds under `prefix`.
 async fn objects_under(app: &TestApp, prefix: &str) -> usize {
-    use rusty_s3::S3Action;
     let endpoint = &app.settings.attachments.storage.as_ref().unwrap().endpoint;
-    let bucket = rusty_s3::Bucket::new(
-        endpoint.clone(),
-        rusty_s3::UrlStyle::Path,
-        TEST_BUCKET,
-        "us-east-1",
-    )
-    .unwrap();
-    let credentials = rusty_s3::Credentials::new(TEST_ACCESS_KEY, TEST_SECRET_KEY);
-    let mut list = rusty_s3::actions::GetObject::new(&bucket, Some(&credentials), "");
-    list.query_mut().insert("list-type", "2");
-    list.query_mut().insert("prefix", prefix);
-    let answer = http()
-        .get(list.sign(Duration::from_secs(60)))
-        .send()
-        .await
-        .expect("the store answers");
-    assert_eq!(answer.status(), 200);
-    answer.text().await.unwrap().matches("<Key>").count()
+    crate::support::storage::objects_under(endpoint, prefix).await
 }
 
 /// The number of attachments of `ticket_id`, and of those pending, as PostgreSQL holds them.

@@ -3,12 +3,15 @@
 //! idempotency keys) that records every acknowledged write and every failure: a rolling restart
 //! (through Envoy, and through the direct round-robin client beside it), the loss of an
 //! instance, a new instance joining, PostgreSQL unreachable for 5 s, and several faults at once
-//! (the payment provider failing and losing answers while one instance is cut off from
-//! PostgreSQL and another is killed; then PostgreSQL stalled for the third, which is then
-//! restarted). Afterwards every
-//! acknowledged write is found exactly once in PostgreSQL, and every charge once in the
-//! simulator's ledger; every answer a client was told is a documented one, and no instance
-//! panicked.
+//! (the chaos run's steps: the payment provider failing, losing answers and slow while one
+//! instance is cut off from PostgreSQL and another is killed; PostgreSQL stalled for the third,
+//! which is then restarted; Redis restarted empty and paused; PostgreSQL restarted for every
+//! instance; the SMTP server and the S3 store down; a burst of ten times the callers).
+//! Afterwards, once the queues drained, every acknowledged write is found exactly once in
+//! PostgreSQL, every charge and refund once in the simulator's ledger, a reconciliation run finds
+//! nothing, every notification due was sent and received once, every acknowledged upload is
+//! READY with its object in the store, the login quota held; every answer a client was told is a
+//! documented one, and no instance panicked.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -17,13 +20,16 @@ use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
 use payment_simulator::{Endpoint, FaultAction, FaultRule};
+use supportdesk::errors::Reason;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 
 use crate::support::binary::BINARY;
 use crate::support::fleet::{DRAIN_DELAY, Fleet};
-use crate::support::load::{Call, Load, Outcome};
+use crate::support::load::{Call, Callers, Load, Outcome};
 use crate::support::proxy::{TcpProxy, socket_address_of};
 use crate::support::redis_server::RedisServer;
+use crate::support::smtp::SmtpServer;
+use crate::support::storage::{StorageServer, TEST_ACCESS_KEY, TEST_BUCKET, TEST_SECRET_KEY};
 use crate::support::{
     PATIENCE, admin_database_url, count_of, repository_root, tool, valid_create_request, wait_until,
 };
@@ -54,14 +60,18 @@ fn start_load_paced(
     pause: Duration,
 ) -> Load {
     let channels: Vec<_> = (0..connections).map(|_| fleet.envoy_channel()).collect();
-    Load::start(
-        &channels,
-        fleet.admin(),
-        fleet.customer_id(),
-        ticket_id,
-        workers,
-        pause,
-    )
+    Load::start(&channels, &callers(fleet, ticket_id), workers, pause)
+}
+
+/// The fleet's admin reading `ticket_id`, charging its customer, and uploading attachments when
+/// the fleet has a store.
+fn callers(fleet: &Fleet, ticket_id: &str) -> Callers {
+    Callers {
+        user: fleet.admin().clone(),
+        customer_id: fleet.customer_id().to_owned(),
+        ticket_id: ticket_id.to_owned(),
+        uploads: fleet.has_setting("STORAGE_ENDPOINT"),
+    }
 }
 
 /// Ten times the callers of the steady load `steady`, on connections of their own, with their
@@ -71,9 +81,7 @@ fn start_burst(fleet: &Fleet, ticket_id: &str, steady: &Load) -> Load {
     Load::start_at(
         steady.epoch(),
         &channels,
-        fleet.admin(),
-        fleet.customer_id(),
-        ticket_id,
+        &callers(fleet, ticket_id),
         10 * WORKERS,
         Duration::from_millis(10),
     )
@@ -491,6 +499,355 @@ async fn every_instance_rides_out_five_seconds_without_postgresql_on_its_own() {
     assert_every_answer_documented_and_no_panic(&fleet, &outcome, "postgresql-cut");
 }
 
+/// The login quota of the faults-together run (`RATE_LIMIT_LOGIN_ATTEMPTS`): this many logins
+/// per this many seconds for one address and login name, which the load's logins exceed.
+const LOGIN_QUOTA: (u64, u64) = (20, 60);
+
+/// How long after Redis came back the limiter may still be letting requests through undecided:
+/// the second it gives Redis to decide, and the two seconds it then leaves Redis alone
+/// (docs/rate-limits.md, "When Redis is down").
+const FAIL_OPEN_TAIL_MS: u64 = 3_000;
+
+/// The phases of the faults-together run its checkers look up.
+const REDIS_RESTARTED: &str = "Redis restarted empty; instance 1 restarted (SIGTERM)";
+const REDIS_BACK: &str = "instance 1 serving again";
+const REDIS_PAUSED: &str = "Redis paused 2 s (CLIENT PAUSE)";
+
+/// How long Redis is paused for.
+const REDIS_PAUSE: Duration = Duration::from_secs(2);
+
+/// The settings of the faults-together fleet besides a fleet's own: attachments in `storage`,
+/// mail through `smtp` with
+/// retries a fraction of a second apart, a lease a killed instance's mail waits for of 5 s, the
+/// reconciler every 2 s, and the login quota the run checks.
+fn chaos_settings(smtp: &SmtpServer, storage: &StorageServer) -> Vec<(&'static str, String)> {
+    [
+        ("STORAGE_ENDPOINT", storage.endpoint().as_str()),
+        ("STORAGE_BUCKET", TEST_BUCKET),
+        ("STORAGE_ACCESS_KEY_ID", TEST_ACCESS_KEY),
+        ("STORAGE_SECRET_ACCESS_KEY", TEST_SECRET_KEY),
+        ("STORAGE_TIMEOUT_MS", "2000"),
+        ("STORAGE_PROBE_INTERVAL_MS", "200"),
+        ("STORAGE_BREAKER_FAILURES", "2"),
+        ("STORAGE_BREAKER_COOL_DOWN_MS", "500"),
+        ("ATTACHMENT_SWEEP_INTERVAL_MS", "1000"),
+        ("EMAIL_PROVIDER", "smtp"),
+        ("SMTP_HOST", "127.0.0.1"),
+        ("SMTP_PORT", &smtp.port.to_string()),
+        ("SMTP_TLS", "none"),
+        ("SMTP_TIMEOUT_MS", "2000"),
+        ("EMAIL_FROM", "Example Support <support@desk.example.com>"),
+        ("PUBLIC_BASE_URL", "https://desk.example.com/"),
+        ("EMAIL_BREAKER_FAILURES", "3"),
+        ("EMAIL_BREAKER_COOL_DOWN_MS", "500"),
+        ("NOTIFICATION_LEASE_SECS", "5"),
+        ("NOTIFICATION_MAX_ATTEMPTS", "1000"),
+        ("NOTIFICATION_RETRY_BASE_MS", "100"),
+        ("NOTIFICATION_RETRY_MAX_MS", "1000"),
+        ("NOTIFICATION_POLL_INTERVAL_MS", "200"),
+        ("BILLING_RECONCILIATION_INTERVAL_MS", "2000"),
+        ("BILLING_RECONCILIATION_SETTLE_MS", "1000"),
+        (
+            "RATE_LIMIT_LOGIN_ATTEMPTS",
+            &format!("{}/{}", LOGIN_QUOTA.0, LOGIN_QUOTA.1),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name, value.to_owned()))
+    .collect()
+}
+
+/// Waits until nothing is left to send or settle: no notification waiting to be sent, no charge
+/// or refund pending. Fails after [`PATIENCE`]: the stated bound on draining once every fault
+/// healed.
+async fn wait_for_the_queues_to_drain(fleet: &Fleet) {
+    for (queue, sql) in [
+        (
+            "notifications to send",
+            "SELECT count(*) AS count FROM notifications WHERE state = 'received'",
+        ),
+        (
+            "charges pending",
+            "SELECT count(*) AS count FROM charges WHERE status = 'pending'",
+        ),
+        (
+            "refunds pending",
+            "SELECT count(*) AS count FROM refunds WHERE status = 'pending'",
+        ),
+        (
+            "objects to delete from the store",
+            "SELECT count(*) AS count FROM storage_deletions",
+        ),
+    ] {
+        wait_until(&format!("no {queue}"), PATIENCE, || async {
+            count_of(&fleet.database, sql).await == 0
+        })
+        .await;
+    }
+}
+
+/// Every acknowledged upload READY exactly once, no attachment left in another state (a failed
+/// upload leaves nothing), and the store holding exactly the READY attachments' objects.
+async fn assert_every_acknowledged_upload_ready_once(
+    fleet: &Fleet,
+    storage: &StorageServer,
+    outcome: &Outcome,
+) {
+    assert_eq!(
+        texts(
+            fleet,
+            "SELECT filename || ' ' || state AS text FROM attachments"
+        )
+        .await,
+        sorted_values(
+            outcome
+                .attachments
+                .iter()
+                .map(|(key, _)| format!("load-{key}.png ready"))
+        ),
+        "each acknowledged UploadAttachment made exactly one READY attachment, and nothing else"
+    );
+    assert_eq!(
+        texts(fleet, "SELECT id::text AS text FROM attachments").await,
+        sorted_values(outcome.attachments.iter().map(|(_, id)| id.clone())),
+        "the attachments are the ones acknowledged"
+    );
+    let account = &fleet.admin().account_id;
+    assert_eq!(
+        crate::support::storage::objects_under(&storage.endpoint(), &account.to_string()).await,
+        outcome.attachments.len(),
+        "the store holds one object per READY attachment and nothing else"
+    );
+    assert!(!outcome.attachments.is_empty(), "the load uploaded nothing");
+}
+
+/// Every notice the acknowledged writes were due written once (an acknowledgement per ticket, a
+/// notice per comment to the seeded ticket's requester, a receipt per charge, a notice per
+/// refund), every notification sent, and the SMTP server holding each message once by its
+/// `Message-ID`; a message twice only where a send was interrupted after the server accepted it
+/// (an instance killed, the server stopped: at most one per send in flight, 4 an instance), and
+/// then only for a notification attempted again.
+async fn assert_every_notification_sent_exactly_once(
+    fleet: &Fleet,
+    smtp: &SmtpServer,
+    outcome: &Outcome,
+    interruptions: usize,
+) {
+    let sorted = |values: Vec<String>| sorted_values(values.into_iter());
+    assert_eq!(
+        texts(
+            fleet,
+            "SELECT recipient_address AS text FROM notifications \
+             WHERE kind = 'ticket_created' AND recipient_address LIKE 'requester-%'"
+        )
+        .await,
+        sorted(
+            outcome
+                .tickets
+                .iter()
+                .map(|(key, _)| format!("requester-{key}@example.com"))
+                .collect()
+        ),
+        "one acknowledgement per acknowledged ticket"
+    );
+    assert_eq!(
+        texts(
+            fleet,
+            "SELECT data->>'body' AS text FROM notifications WHERE kind = 'comment_added'"
+        )
+        .await,
+        sorted(
+            outcome
+                .comments
+                .iter()
+                .map(|(key, _)| format!("comment {key}"))
+                .collect()
+        ),
+        "one notice per acknowledged comment"
+    );
+    assert_eq!(
+        texts(
+            fleet,
+            "SELECT dedupe_key AS text FROM notifications WHERE kind = 'charge_receipt'"
+        )
+        .await,
+        sorted(
+            outcome
+                .charges
+                .iter()
+                .map(|(_, id)| format!("charge_receipt:{id}"))
+                .collect()
+        ),
+        "one receipt per acknowledged charge"
+    );
+    assert_eq!(
+        texts(
+            fleet,
+            "SELECT r.charge_id::text AS text FROM notifications n \
+             JOIN refunds r ON n.dedupe_key = 'refund_notice:' || r.id::text \
+             WHERE n.kind = 'refund_notice'"
+        )
+        .await,
+        sorted(
+            outcome
+                .refunds
+                .iter()
+                .map(|(_, charge)| charge.clone())
+                .collect()
+        ),
+        "one notice per acknowledged refund"
+    );
+    assert_eq!(
+        texts(
+            fleet,
+            "SELECT kind || ' ' || state || ': ' || coalesce(last_error, skip_reason, '') AS text \
+             FROM notifications WHERE state <> 'sent'"
+        )
+        .await,
+        Vec::<String>::new(),
+        "every notification sent"
+    );
+    let mut received: BTreeMap<String, usize> = BTreeMap::new();
+    for message in smtp.received() {
+        *received
+            .entry(message.header("Message-ID").trim().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        received.keys().cloned().collect::<Vec<_>>(),
+        texts(fleet, "SELECT message_id AS text FROM notifications").await,
+        "the SMTP server received each notification's message and nothing else"
+    );
+    let twice: Vec<&String> = received
+        .iter()
+        .filter(|(_, count)| **count > 1)
+        .map(|(id, _)| id)
+        .collect();
+    for id in &twice {
+        assert_eq!(received[*id], 2, "{id} received more than twice");
+        assert!(
+            count_of(
+                &fleet.database,
+                &format!(
+                    "SELECT count(*) AS count FROM notifications \
+                     WHERE message_id = '{id}' AND attempts > 1"
+                ),
+            )
+            .await
+                == 1,
+            "{id} was received twice though it was sent in one attempt"
+        );
+    }
+    assert!(
+        twice.len() <= 4 * interruptions,
+        "{} messages received twice after {interruptions} interrupted senders: {twice:?}",
+        twice.len()
+    );
+}
+
+/// No more logins let through than the login quota admits over each life of Redis (its keys,
+/// the quota's state, are lost when it restarts), plus those sent while the limiter could not
+/// ask Redis and let them through (docs/rate-limits.md: it fails open, for at most
+/// [`FAIL_OPEN_TAIL_MS`] after Redis is back). And the quota did refuse logins.
+fn assert_logins_within_their_quota(outcome: &Outcome, ended_ms: u64) {
+    let (count, seconds) = LOGIN_QUOTA;
+    let fail_open = [
+        (
+            outcome.marked(REDIS_RESTARTED),
+            outcome.marked(REDIS_BACK) + FAIL_OPEN_TAIL_MS,
+        ),
+        (
+            outcome.marked(REDIS_PAUSED),
+            outcome.marked(REDIS_PAUSED) + REDIS_PAUSE.as_millis() as u64 + FAIL_OPEN_TAIL_MS,
+        ),
+    ];
+    let lives = [
+        (0, outcome.marked(REDIS_RESTARTED)),
+        (outcome.marked(REDIS_RESTARTED), ended_ms),
+    ];
+    let logins = outcome.successes_of(Call::Login);
+    let undecided = |sent: &u64| {
+        fail_open
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(sent))
+    };
+    for (from, to) in lives {
+        let admitted = logins
+            .iter()
+            .filter(|sent| (from..to).contains(*sent) && !undecided(sent))
+            .count() as u64;
+        // GCRA: a burst of `count`, then one every `seconds / count`.
+        let quota = count + (to - from) * count / (seconds * 1000) + 1;
+        assert!(
+            admitted <= quota,
+            "{admitted} logins admitted between {from} and {to} ms, over the quota's {quota}"
+        );
+    }
+    let refused = outcome
+        .failures
+        .iter()
+        .filter(|failure| {
+            failure.call == Call::Login
+                && failure.reason.as_deref() == Some(Reason::RateLimited.as_str())
+        })
+        .count();
+    assert!(
+        refused > 0 && !logins.is_empty(),
+        "the load's logins never met the quota: {} admitted, {refused} refused",
+        logins.len()
+    );
+}
+
+/// A reconciliation run made after the queues drained completed and found nothing: our ledger
+/// and the provider's agree.
+async fn assert_reconciliation_finds_nothing(fleet: &Fleet) {
+    // A run leaves a refund settled within 5 s of its reading of the provider to the next one
+    // (src/service/billing/refunds.rs, CLOCK_SKEW): the run that counts starts later than that.
+    let drained = texts(fleet, "SELECT now()::text AS text").await.remove(0);
+    let after = format!("started_at > '{drained}'::timestamptz + interval '6 seconds'");
+    wait_until("a reconciliation run after the drain", PATIENCE, || async {
+        count_of(
+            &fleet.database,
+            &format!(
+                "SELECT count(*) AS count FROM reconciliation_runs \
+                     WHERE status = 'completed' AND {after}"
+            ),
+        )
+        .await
+            > 0
+    })
+    .await;
+    assert_eq!(
+        texts(
+            fleet,
+            &format!(
+                "SELECT f.kind || ' ' || coalesce(f.charge_id::text, '') || ' ' || f.details::text \
+                 AS text FROM reconciliation_findings f \
+                 JOIN reconciliation_runs r ON r.id = f.run_id WHERE r.{after}"
+            )
+        )
+        .await,
+        Vec::<String>::new(),
+        "reconciliation after the run found differences; the refunds of each charge ({}) and its \
+         activity ({})",
+        texts(
+            fleet,
+            "SELECT charge_id::text || ': ' || string_agg(status || ' ' || amount_minor || ' ' \
+             || coalesce(provider_refund_id, '-') || ' ' || created_at::text, '; ' ORDER BY created_at) \
+             AS text FROM refunds GROUP BY charge_id"
+        )
+        .await
+        .join(" | "),
+        texts(
+            fleet,
+            "SELECT charge_id::text || ' ' || string_agg(to_jsonb(a)::text, ' ') AS text \
+             FROM charge_activities a GROUP BY charge_id"
+        )
+        .await
+        .join(" | ")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_documented() {
     // Each instance reaches PostgreSQL through a proxy of its own: one can lose it alone.
@@ -503,7 +860,12 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     let through: Vec<Option<&TcpProxy>> = proxies.iter().map(Some).collect();
     // And a Redis of their own, which loses its keys and pauses below.
     let mut redis = tokio::task::block_in_place(RedisServer::start);
-    let mut fleet = Fleet::start_through_with_redis(3, &through, &redis.url()).await;
+    // And an SMTP server and an S3 store, which go away below.
+    let mut smtp = SmtpServer::start_new().await;
+    let mut storage = tokio::task::block_in_place(StorageServer::start);
+    let mut fleet =
+        Fleet::start_through_with(3, &through, &redis.url(), &chaos_settings(&smtp, &storage))
+            .await;
     let ticket_id = seed_ticket(&fleet).await;
     // Calls per phase: `bench/chaos` holds each phase five times longer.
     let phase = |calls: u64| calls * chaos_scale();
@@ -562,14 +924,27 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
         tokio::task::block_in_place(|| redis.key_count()) > 0,
         "the fleet keeps nothing in its Redis"
     );
-    load.mark("Redis restarted empty; instance 1 restarted (SIGTERM)");
+    load.mark(REDIS_RESTARTED);
     tokio::task::block_in_place(|| redis.restart());
     fleet.restart(1).await;
-    load.mark("instance 1 serving again");
+    load.mark(REDIS_BACK);
     load.wait_for_calls(phase(100)).await;
-    load.mark("Redis paused 2 s (CLIENT PAUSE)");
-    tokio::task::block_in_place(|| redis.pause(Duration::from_secs(2)));
+    load.mark(REDIS_PAUSED);
+    tokio::task::block_in_place(|| redis.pause(REDIS_PAUSE));
     load.wait_for_calls(phase(100)).await;
+    // The SMTP server goes away: mail waits in the outbox, nothing else notices.
+    load.mark("SMTP server down");
+    smtp.stop().await;
+    load.wait_for_calls(phase(100)).await;
+    smtp.start().await;
+    load.mark("SMTP server back");
+    // The S3 store crashes: uploads are refused (the client sends them again under their keys),
+    // nothing else notices; then it is started again on its data.
+    load.mark("S3 store down (killed)");
+    storage.kill();
+    load.wait_for_calls(phase(100)).await;
+    tokio::task::block_in_place(|| storage.restart());
+    load.mark("S3 store back");
     // PostgreSQL goes away for every instance at once, as in a restart: every connection cut
     // and new ones refused while the load makes its calls, then it is back.
     load.mark("PostgreSQL restarted: every connection cut, down for every instance");
@@ -592,15 +967,35 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     let burst = burst.stop().await;
     load.mark("steady again");
     load.wait_for_calls(phase(50)).await;
+    let epoch = load.epoch();
     let mut outcome = load.stop().await;
     outcome.merge(burst);
+    let stopped_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap();
+    fleet.simulator.clear_faults();
+    outcome.mark(epoch, "load stopped: draining");
+    if let Some(path) = std::env::var_os("SUPPORTDESK_CHAOS_HISTORY") {
+        // Written now too, so that a failure to drain leaves the history to investigate.
+        outcome.write_history_to(std::path::Path::new(&path));
+    }
+    wait_for_the_queues_to_drain(&fleet).await;
+    outcome.mark(
+        epoch,
+        "drained: every notification sent, no charge or refund pending",
+    );
+    assert_reconciliation_finds_nothing(&fleet).await;
+    outcome.mark(epoch, "reconciled: a run after the drain found nothing");
     if let Some(path) = std::env::var_os("SUPPORTDESK_CHAOS_HISTORY") {
         outcome.write_history_to(std::path::Path::new(&path));
     }
-    fleet.simulator.clear_faults();
 
     assert_every_acknowledged_write_exactly_once(&fleet, &outcome).await;
     assert_every_answer_documented_and_no_panic(&fleet, &outcome, "faults-together");
+    // Senders that may be interrupted after the server accepted a message and before they
+    // recorded it: instance 0 killed, instance 1 stopped, instance 2 cut off from PostgreSQL,
+    // instance 1 stalled, PostgreSQL gone for all three, the SMTP server stopped under all three.
+    assert_every_notification_sent_exactly_once(&fleet, &smtp, &outcome, 10).await;
+    assert_every_acknowledged_upload_ready_once(&fleet, &storage, &outcome).await;
+    assert_logins_within_their_quota(&outcome, stopped_ms);
     // The faults happened: Redis came back empty and the instances wrote to it again, and the
     // provider answered 500s and dropped answers it had paid for.
     assert!(

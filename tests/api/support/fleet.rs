@@ -54,15 +54,17 @@ impl Fleet {
     /// As many instances as `database_proxies`, each reaching PostgreSQL through its own proxy
     /// when given: one instance can be partitioned from PostgreSQL while the others keep it.
     pub(crate) async fn start_through(up: usize, database_proxies: &[Option<&TcpProxy>]) -> Self {
-        Self::start_through_with_redis(up, database_proxies, &redis_url()).await
+        Self::start_through_with(up, database_proxies, &redis_url(), &[]).await
     }
 
     /// As [`Fleet::start_through`], with every instance on the Redis at `redis` (a test's own,
-    /// which it may restart or pause).
-    pub(crate) async fn start_through_with_redis(
+    /// which it may restart or pause) and `more_settings` besides the fleet's own (an SMTP
+    /// server to send through, the reconciler's pace).
+    pub(crate) async fn start_through_with(
         up: usize,
         database_proxies: &[Option<&TcpProxy>],
         redis: &str,
+        more_settings: &[(&str, String)],
     ) -> Self {
         let size = database_proxies.len();
         let database = TestDatabase::create().await;
@@ -94,10 +96,17 @@ impl Fleet {
             // The load's caller is one admin: its quotas must not be what fails a call.
             ("RATE_LIMIT_READ", "1000000/1"),
             ("RATE_LIMIT_WRITE", "1000000/1"),
+            // It logs in again and again: the chaos run alone tests this quota (more_settings).
+            ("RATE_LIMIT_LOGIN_ATTEMPTS", "1000000/1"),
             ("DATABASE_POOL_SIZE", "8"),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .chain(
+            more_settings
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.clone())),
+        )
         .collect();
         let envoy = Envoy::start_in_front_of_all(&ports, DRAIN_DELAY).await;
         let mut fleet = Self {
@@ -139,6 +148,11 @@ impl Fleet {
             .id;
         fleet.account = Some((admin, customer_id));
         fleet
+    }
+
+    /// Whether the instances were given the setting `name`.
+    pub(crate) fn has_setting(&self, name: &str) -> bool {
+        self.settings.iter().any(|(given, _)| given == name)
     }
 
     /// The admin of the account the load runs as.

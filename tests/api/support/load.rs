@@ -1,5 +1,5 @@
-//! A steady mixed load on the service, as its clients make it: reads (GetTicket, SearchTickets),
-//! and CreateTicket, AddComment, UpdateTicket (with the etag just read), CreateCharge and
+//! A steady mixed load on the service, as its clients make it: reads (GetTicket, SearchTickets,
+//! GetDashboard), logins (Login as the load's user, with its password), and CreateTicket, AddComment, UpdateTicket (with the etag just read), CreateCharge and
 //! RefundCharge, each write with an idempotency key of its own. Every failed call is recorded
 //! (none is hidden by a retry), and a keyed write that failed is sent again with the same key
 //! until it is acknowledged or definitively refused (a stale etag, a charge that cannot be
@@ -16,19 +16,25 @@ use std::time::{Duration, Instant};
 
 use supportdesk::errors::{ERROR_DOMAIN, Reason};
 use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::attachment_service_client::AttachmentServiceClient;
+use supportdesk::wire::proto::v1::auth_service_client::AuthServiceClient;
 use supportdesk::wire::proto::v1::billing_service_client::BillingServiceClient;
+use supportdesk::wire::proto::v1::dashboard_service_client::DashboardServiceClient;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use super::{TestUser, charge_request, details, with_key};
+use super::{TEST_PASSWORD, TestUser, charge_request, details, with_key};
 
 /// What a call was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Call {
     GetTicket,
     SearchTickets,
+    GetDashboard,
+    /// The load's user logging in again with its password: what the login quotas count.
+    Login,
     CreateTicket,
     AddComment,
     /// A new description, `update <key>`, for the ticket this worker created last.
@@ -36,6 +42,9 @@ pub(crate) enum Call {
     CreateCharge,
     /// 1.00 of the charge this worker made last.
     RefundCharge,
+    /// A small PNG, `load-<key>.png`, to the ticket this worker created last (a direct upload,
+    /// answered READY).
+    UploadAttachment,
 }
 
 /// One call that failed: what it was, its code and message.
@@ -89,6 +98,8 @@ pub(crate) struct Outcome {
     /// Acknowledged updates and refunds: (key, the ticket's or the charge's id).
     pub(crate) updates: Vec<(String, String)>,
     pub(crate) refunds: Vec<(String, String)>,
+    /// Acknowledged uploads: (key, the attachment's id).
+    pub(crate) attachments: Vec<(String, String)>,
     /// Keyed writes definitively refused (a stale etag, nothing left to refund): (call, key).
     pub(crate) refused: Vec<(Call, String)>,
     /// Keyed writes never acknowledged (their retries ran out): should be none.
@@ -109,11 +120,40 @@ impl Outcome {
         self.charges.extend(other.charges);
         self.updates.extend(other.updates);
         self.refunds.extend(other.refunds);
+        self.attachments.extend(other.attachments);
         self.refused.extend(other.refused);
         self.unacknowledged.extend(other.unacknowledged);
         self.history.extend(other.history);
         self.phases.extend(other.phases);
         self.phases.sort_by_key(|phase| phase.at_ms);
+    }
+
+    /// Marks a phase after the load stopped (the queues drained, a check made), at the time since
+    /// `epoch` (the load's).
+    pub(crate) fn mark(&mut self, epoch: Instant, phase: &str) {
+        self.phases.push(Phase {
+            at_ms: u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX),
+            phase: phase.to_owned(),
+        });
+    }
+
+    /// When each successful call of `call` was sent, in ms from the load's start.
+    pub(crate) fn successes_of(&self, call: Call) -> Vec<u64> {
+        let name = format!("{call:?}");
+        self.history
+            .iter()
+            .filter(|attempt| attempt.call == name && attempt.code == "Ok")
+            .map(|attempt| attempt.sent_ms)
+            .collect()
+    }
+
+    /// When the test marked `phase` (the first time), in ms from the load's start.
+    pub(crate) fn marked(&self, phase: &str) -> u64 {
+        self.phases
+            .iter()
+            .find(|marked| marked.phase == phase)
+            .unwrap_or_else(|| panic!("no phase {phase:?} was marked"))
+            .at_ms
     }
 
     /// The failures whose answer the API does not document: a code that is always a fault of the
@@ -209,36 +249,41 @@ pub(crate) struct Load {
     phases: std::sync::Mutex<Vec<Phase>>,
 }
 
+/// Whom the load calls as and about.
+#[derive(Clone)]
+pub(crate) struct Callers {
+    /// The user every call is made as (an admin).
+    pub(crate) user: TestUser,
+    /// A customer of the user's account, charged.
+    pub(crate) customer_id: String,
+    /// A ticket read and commented on.
+    pub(crate) ticket_id: String,
+    /// Whether the workers also upload attachments (UploadAttachment) to their own tickets:
+    /// only where a store is configured.
+    pub(crate) uploads: bool,
+}
+
 /// What the workers share.
 #[derive(Clone)]
 struct Target {
     user: TestUser,
     customer_id: String,
     ticket_id: String,
+    uploads: bool,
     calls: Arc<AtomicU64>,
     started: Instant,
 }
 
 impl Load {
-    /// `workers` concurrent callers over `channels` (round robin), as `user`, reading and
-    /// commenting on `ticket_id` and charging `customer_id`; each waits `pause` between calls.
+    /// `workers` concurrent callers over `channels` (round robin), as `callers` say; each waits
+    /// `pause` between calls.
     pub(crate) fn start(
         channels: &[Channel],
-        user: &TestUser,
-        customer_id: &str,
-        ticket_id: &str,
+        callers: &Callers,
         workers: usize,
         pause: Duration,
     ) -> Self {
-        Self::start_at(
-            Instant::now(),
-            channels,
-            user,
-            customer_id,
-            ticket_id,
-            workers,
-            pause,
-        )
+        Self::start_at(Instant::now(), channels, callers, workers, pause)
     }
 
     /// As [`Load::start`], with times in the history counted from `epoch` (another load's, so
@@ -246,18 +291,17 @@ impl Load {
     pub(crate) fn start_at(
         epoch: Instant,
         channels: &[Channel],
-        user: &TestUser,
-        customer_id: &str,
-        ticket_id: &str,
+        callers: &Callers,
         workers: usize,
         pause: Duration,
     ) -> Self {
         let stop = CancellationToken::new();
         let calls = Arc::new(AtomicU64::new(0));
         let target = Target {
-            user: user.clone(),
-            customer_id: customer_id.to_owned(),
-            ticket_id: ticket_id.to_owned(),
+            user: callers.user.clone(),
+            customer_id: callers.customer_id.clone(),
+            ticket_id: callers.ticket_id.clone(),
+            uploads: callers.uploads,
             calls: calls.clone(),
             started: epoch,
         };
@@ -336,7 +380,12 @@ async fn work(
     stop: CancellationToken,
 ) -> Outcome {
     let mut tickets = TicketServiceClient::new(channel.clone());
-    let mut billing = BillingServiceClient::new(channel);
+    let mut billing = BillingServiceClient::new(channel.clone());
+    let mut more = MoreClients {
+        auth: AuthServiceClient::new(channel.clone()),
+        dashboard: DashboardServiceClient::new(channel.clone()),
+        attachments: AttachmentServiceClient::new(channel),
+    };
     let mut outcome = Outcome::default();
     let mut turn = worker;
     while !stop.is_cancelled() {
@@ -349,20 +398,25 @@ async fn work(
             (1 | 5, ..) => Call::CreateTicket,
             (2, Some(_), _) => Call::UpdateTicket,
             (3, ..) => Call::AddComment,
-            (6, ..) => Call::SearchTickets,
+            (6, ..) if turn % 16 == 6 => Call::SearchTickets,
+            (6, ..) => Call::GetDashboard,
             (7, _, Some(_)) if turn % 16 == 7 => Call::RefundCharge,
+            (4, ..) if turn % 16 == 4 => Call::Login,
+            (4, Some(_), _) if target.uploads => Call::UploadAttachment,
             _ => Call::GetTicket,
         };
-        if matches!(call, Call::GetTicket | Call::SearchTickets) {
+        if call.is_read() {
             let sent = target.started.elapsed();
-            let answer = read(call, &target, &mut tickets).await;
+            let answer = read(call, &target, &mut tickets, &mut more).await;
             record_read(&mut outcome, worker, sent, &target, call, &answer);
         } else {
             let subject = match call {
-                Call::UpdateTicket => own_ticket.clone(),
+                Call::UpdateTicket | Call::UploadAttachment => own_ticket.clone(),
                 Call::RefundCharge => own_charge.clone(),
                 Call::GetTicket
                 | Call::SearchTickets
+                | Call::GetDashboard
+                | Call::Login
                 | Call::CreateTicket
                 | Call::AddComment
                 | Call::CreateCharge => None,
@@ -400,7 +454,8 @@ async fn work(
             let mut refused = false;
             for _ in 0..KEYED_ATTEMPTS {
                 let sent = target.started.elapsed();
-                let answer = keyed_write(&write, &target, &mut tickets, &mut billing).await;
+                let answer =
+                    keyed_write(&write, &target, &mut tickets, &mut billing, &mut more).await;
                 target.calls.fetch_add(1, Ordering::SeqCst);
                 outcome.history.push(attempt(
                     worker,
@@ -436,7 +491,11 @@ async fn work(
                 (Some(id), Call::CreateCharge) => outcome.charges.push((key, id)),
                 (Some(id), Call::UpdateTicket) => outcome.updates.push((key, id)),
                 (Some(id), Call::RefundCharge) => outcome.refunds.push((key, id)),
-                (Some(_), Call::GetTicket | Call::SearchTickets) => {
+                (Some(id), Call::UploadAttachment) => outcome.attachments.push((key, id)),
+                (
+                    Some(_),
+                    Call::GetTicket | Call::SearchTickets | Call::GetDashboard | Call::Login,
+                ) => {
                     unreachable!("reads are not keyed")
                 }
                 (None, _) if refused => outcome.refused.push((call, key)),
@@ -501,13 +560,58 @@ async fn get_ticket(
         .map(tonic::Response::into_inner)
 }
 
-/// Makes the read `call` once; the id of the ticket read (or found first).
+impl Call {
+    /// Whether the load sends it once, without an idempotency key: reads, and logins (a login a
+    /// client sends again is another login).
+    fn is_read(self) -> bool {
+        match self {
+            Self::GetTicket | Self::SearchTickets | Self::GetDashboard | Self::Login => true,
+            Self::CreateTicket
+            | Self::AddComment
+            | Self::UpdateTicket
+            | Self::CreateCharge
+            | Self::RefundCharge
+            | Self::UploadAttachment => false,
+        }
+    }
+}
+
+/// The clients of the calls a worker makes besides tickets and billing.
+struct MoreClients {
+    auth: AuthServiceClient<Channel>,
+    dashboard: DashboardServiceClient<Channel>,
+    attachments: AttachmentServiceClient<Channel>,
+}
+
+/// Makes the read `call` once; the id of the ticket read (or found first), of the user logged
+/// in, or the dashboard's panels' states.
 async fn read(
     call: Call,
     target: &Target,
     tickets: &mut TicketServiceClient<Channel>,
+    readers: &mut MoreClients,
 ) -> Result<String, tonic::Status> {
     match call {
+        Call::Login => readers
+            .auth
+            .login(v1::LoginRequest {
+                account: target.user.account_slug.clone(),
+                email: target.user.email.clone(),
+                password: TEST_PASSWORD.to_owned(),
+            })
+            .await
+            .map(|answer| {
+                answer
+                    .into_inner()
+                    .user
+                    .map(|user| user.id)
+                    .unwrap_or_default()
+            }),
+        Call::GetDashboard => readers
+            .dashboard
+            .get_dashboard(target.user.request(v1::GetDashboardRequest::default()))
+            .await
+            .map(|answer| format!("{:?}", panel_states(&answer.into_inner()))),
         Call::SearchTickets => tickets
             .search_tickets(target.user.request(v1::SearchTicketsRequest {
                 q: "load".to_owned(),
@@ -528,10 +632,34 @@ async fn read(
         | Call::AddComment
         | Call::UpdateTicket
         | Call::CreateCharge
-        | Call::RefundCharge => get_ticket(tickets, target, &target.ticket_id)
+        | Call::RefundCharge
+        | Call::UploadAttachment => get_ticket(tickets, target, &target.ticket_id)
             .await
             .map(|ticket| ticket.id),
     }
+}
+
+/// Each panel's status code (0: it is there), revenue, ticket stats and recent activity: a
+/// panel whose source failed says so in an answer that is still OK.
+fn panel_states(dashboard: &v1::Dashboard) -> [Option<i32>; 3] {
+    let code = |status: Option<&supportdesk::wire::proto::google::rpc::Status>| {
+        status.map(|status| status.code)
+    };
+    [
+        dashboard
+            .revenue
+            .as_ref()
+            .map(|panel| code(panel.status.as_ref())),
+        dashboard
+            .ticket_stats
+            .as_ref()
+            .map(|panel| code(panel.status.as_ref())),
+        dashboard
+            .recent_activity
+            .as_ref()
+            .map(|panel| code(panel.status.as_ref())),
+    ]
+    .map(Option::flatten)
 }
 
 /// Sends the keyed write `call` once with `key`; the id of what it made.
@@ -540,9 +668,27 @@ async fn keyed_write(
     target: &Target,
     tickets: &mut TicketServiceClient<Channel>,
     billing: &mut BillingServiceClient<Channel>,
+    more: &mut MoreClients,
 ) -> Result<String, tonic::Status> {
     let key = write.key.as_str();
     match write.call {
+        Call::UploadAttachment => {
+            let bytes = super::attachments::png_bytes(key.as_bytes()[key.len() - 1]);
+            let messages = super::attachments::direct_upload(
+                &write.subject,
+                &format!("load-{key}.png"),
+                "image/png",
+                &bytes,
+                bytes.len(),
+            );
+            more.attachments
+                .upload_attachment(with_key(
+                    target.user.request(super::attachments::streamed(messages)),
+                    key,
+                ))
+                .await
+                .map(|answer| answer.into_inner().id)
+        }
         Call::CreateTicket => tickets
             .create_ticket(with_key(
                 target.user.request(v1::CreateTicketRequest {
@@ -562,8 +708,10 @@ async fn keyed_write(
             .add_comment(with_key(
                 target.user.request(v1::AddCommentRequest {
                     ticket_id: target.ticket_id.clone(),
+                    // Public: the ticket's requester is told of it by mail.
                     comment: Some(v1::Comment {
                         body: format!("comment {key}"),
+                        public: true,
                         ..Default::default()
                     }),
                 }),
@@ -610,7 +758,9 @@ async fn keyed_write(
             ))
             .await
             .map(|answer| answer.into_inner().id),
-        Call::GetTicket | Call::SearchTickets => unreachable!("reads are not keyed"),
+        Call::GetTicket | Call::SearchTickets | Call::GetDashboard | Call::Login => {
+            unreachable!("reads are not keyed")
+        }
     }
 }
 

@@ -122,6 +122,37 @@ class Refusing(Mailbox):
         server
     }
 
+    /// A running server on a free port that keeps every message it is sent, writes the file
+    /// [`SmtpServer::stalled`] looks for, and only `confirm_after` later answers that it took
+    /// it: a client stopped in that time has had its message delivered without being told.
+    pub(crate) async fn start_slow_to_confirm(confirm_after: Duration) -> Self {
+        let mut server = Self::reserve();
+        let marker = server.workdir.path().join("stalled");
+        std::fs::write(
+            server.workdir.path().join("slow_to_confirm.py"),
+            format!(
+                r#"import asyncio
+
+from aiosmtpd.handlers import Mailbox
+
+
+class SlowToConfirm(Mailbox):
+    async def handle_DATA(self, server, session, envelope):
+        answer = await super().handle_DATA(server, session, envelope)
+        open({marker:?}, "w").close()
+        await asyncio.sleep({seconds})
+        return answer
+"#,
+                marker = marker.display().to_string(),
+                seconds = confirm_after.as_secs_f64(),
+            ),
+        )
+        .expect("the handler is written");
+        server.handler = "slow_to_confirm.SlowToConfirm";
+        server.start().await;
+        server
+    }
+
     /// A running server on a free port that holds its first conversation open forever, at the
     /// recipient (after writing the file [`SmtpServer::stalled`] looks for), and accepts every
     /// later one: what a client killed in the middle of a conversation leaves behind.
@@ -190,6 +221,14 @@ class Stalling(Mailbox):
             async || tokio::net::TcpStream::connect(address).await.is_ok(),
         )
         .await;
+    }
+
+    /// Stops the server: connections to its port are refused until [`SmtpServer::start`] starts
+    /// it again, with the messages it accepted kept. No other server of this test process is
+    /// given the port meanwhile (ports are handed out once).
+    pub(crate) async fn stop(&mut self) {
+        let mut process = self.process.take().expect("the SMTP server runs");
+        process.kill().await.expect("stop the SMTP server");
     }
 
     /// Where the server writes what it accepts (it creates the directory itself).

@@ -217,6 +217,35 @@ impl StorageServer {
     }
 }
 
+/// How many objects the store at `endpoint` holds under `prefix` (a ListObjectsV2,
+/// `GET /<bucket>/?list-type=2`, signed by the test; the `<Key>` elements of its answer).
+pub(crate) async fn objects_under(endpoint: &url::Url, prefix: &str) -> usize {
+    use rusty_s3::S3Action;
+    let bucket = rusty_s3::Bucket::new(
+        endpoint.clone(),
+        rusty_s3::UrlStyle::Path,
+        TEST_BUCKET,
+        "us-east-1",
+    )
+    .expect("a bucket");
+    let credentials = rusty_s3::Credentials::new(TEST_ACCESS_KEY, TEST_SECRET_KEY);
+    let mut list = rusty_s3::actions::GetObject::new(&bucket, Some(&credentials), "");
+    list.query_mut().insert("list-type", "2");
+    list.query_mut().insert("prefix", prefix);
+    let answer = super::attachments::http()
+        .get(list.sign(Duration::from_secs(60)))
+        .send()
+        .await
+        .expect("the store answers");
+    assert_eq!(answer.status(), 200);
+    answer
+        .text()
+        .await
+        .expect("a listing")
+        .matches("<Key>")
+        .count()
+}
+
 impl Drop for StorageServer {
     fn drop(&mut self) {
         self.kill();
