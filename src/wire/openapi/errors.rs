@@ -2,7 +2,8 @@
 //! contract table documents for its RPC beside the ones every RPC can answer, each with the error
 //! schema and what it means; and the response headers, with which answers carry which (the
 //! rate-limit fields only where the service counted the request, `Retry-After` on 429 and 503,
-//! the CORS headers wherever Envoy's CORS filter answers an allowed origin). An error status an
+//! the CORS headers wherever Envoy's CORS filter answers an allowed origin). Every RPC that reads
+//! an idempotency key can also answer 409 `IDEMPOTENCY_KEY_IN_USE`, with `Retry-After`. An error status an
 //! operation's row says nothing more about is one shared response (`components/responses`).
 
 use super::*;
@@ -255,6 +256,16 @@ impl Generator {
         for (status, texts) in documented_statuses(&row.errors) {
             errors.entry(status).or_default().extend(texts);
         }
+        if declared.idempotency != Idempotency::Ignored {
+            let conflicts = errors.entry(409).or_default();
+            if !conflicts.iter().any(|text| text.contains(KEY_IN_USE)) {
+                conflicts.push(format!(
+                    "409 {KEY_IN_USE} (a retry with the same key while the first request is \
+                     still running; RetryInfo and `Retry-After` say when to retry with that key; \
+                     docs/idempotency.md)"
+                ));
+            }
+        }
         for (status, texts) in errors {
             let documented = !texts.is_empty();
             if !documented && let Some(name) = shared_response_name(status) {
@@ -264,6 +275,7 @@ impl Generator {
                     status,
                     generic_description(status).to_owned(),
                     counted(status, Access::Authenticated, false),
+                    false,
                     false,
                     &self.cors,
                 );
@@ -291,6 +303,7 @@ impl Generator {
                     documented
                         && declared.idempotency != Idempotency::Ignored
                         && replayable(status),
+                    texts.iter().any(|text| text.contains(KEY_IN_USE)),
                     &self.cors,
                 ),
             );
@@ -299,13 +312,17 @@ impl Generator {
     }
 }
 
+/// The reason of the conflict every RPC that reads an idempotency key can answer.
+const KEY_IN_USE: &str = "IDEMPOTENCY_KEY_IN_USE";
+
 /// An error answer of `status`: its description, the `google.rpc.Status` body, and the headers
-/// it can carry.
+/// it can carry (`Retry-After` with every RetryInfo: on 429, 503 and `retry_later` answers).
 fn error_response(
     status: u16,
     description: String,
     counted: bool,
     replayed: bool,
+    retry_later: bool,
     cors: &Cors,
 ) -> Json {
     let mut response = Map::new();
@@ -316,7 +333,7 @@ fn error_response(
         if counted {
             headers.extend(rate_limit_headers());
         }
-        if matches!(status, 429 | 503) {
+        if retry_later || matches!(status, 429 | 503) {
             headers.insert(RETRY_AFTER.to_owned(), header_ref(RETRY_AFTER));
         }
         if status == 401 {

@@ -72,6 +72,11 @@ const PATTERN_SAMPLES: &[(&str, &str, &str)] = &[
         " Jane.Doe+x@Example.COM",
         "jane..doe@example.com",
     ),
+    (
+        r"^[\x{09}-\x{0D}\x{85}\p{Z}]*((create_time|createTime|update_time|updateTime)([\x{09}-\x{0D}\x{85}\p{Z}]+(asc|desc))?)?[\x{09}-\x{0D}\x{85}\p{Z}]*$",
+        " updateTime\u{3000}asc ",
+        "create_time ascending",
+    ),
 ];
 
 /// Each CEL rule the protos declare (by its id), with values it accepts and values it refuses: a
@@ -113,10 +118,46 @@ const CEL_SAMPLES: &[(&str, &[&str], &[&str])] = &[
         &["comment_notifications"],
         &["", "email_notifications"],
     ),
+    (
+        "charge.amount",
+        &[
+            "amount_minor=1,currency_code=USD",
+            "amount_minor=99999999,currency_code=jpy",
+            "amount_minor=1230,currency_code=KWD",
+        ],
+        &[
+            "amount_minor=0,currency_code=USD",
+            "amount_minor=-1250,currency_code=USD",
+            "amount_minor=100000000,currency_code=JPY",
+            "amount_minor=1235,currency_code=kwd",
+            "amount_minor=1250,currency_code=Usd",
+            "amount_minor=1250,currency_code=XTS",
+            "amount_minor=1250,currency_code=",
+        ],
+    ),
+    (
+        "refund_charge.amount",
+        &[
+            "amount_minor=1,currency_code=usd",
+            "amount_minor=1235,currency_code=KWD",
+        ],
+        &[
+            "amount_minor=0,currency_code=USD",
+            "amount_minor=-1,currency_code=USD",
+            "amount_minor=100,currency_code=US",
+        ],
+    ),
+    (
+        "create_user.role",
+        &["role=1", "role=2", "role=3"],
+        &["role=0", "role=4"],
+    ),
 ];
 
-/// A CEL sample (`CEL_SAMPLES`) as a value of `field`, or of the field of it the sample names
-/// (`id=...` of a resource, `{existing}` standing for the one the request names).
+/// A CEL sample (`CEL_SAMPLES`) as a value of `field`: a string field's text; for a message of
+/// ours, `name=value` sets that field of it, the rest left valid (`{existing}` standing for the id
+/// the request names), and `name=value,name=value` is the whole message; for a field mask, its
+/// paths.
 fn cel_sample(
     field: &FieldDescriptor,
     sample: &str,
@@ -130,15 +171,47 @@ fn cel_sample(
         panic!("{}: no CEL samples for a field of {kind:?}", field.name());
     };
     if message.package_name() == "supportdesk.v1" {
-        let (inner, text) = sample
-            .split_once('=')
-            .unwrap_or_else(|| panic!("{}: a sample `field=value`", field.name()));
-        let existing =
-            existing.unwrap_or_else(|| panic!("{}: no existing {inner} to name", field.name()));
-        let text = text
-            .replace("{existing}", &existing.to_string())
-            .replace("{EXISTING}", &existing.to_string().to_uppercase());
-        return (Some(inner.to_owned()), Value::String(text));
+        let typed = |name: &str, text: &str| {
+            let inner = message
+                .get_field_by_name(name)
+                .unwrap_or_else(|| panic!("{}: no field {name}", message.full_name()));
+            let text = if text.contains("{existing}") || text.contains("{EXISTING}") {
+                let existing = existing
+                    .unwrap_or_else(|| panic!("{}: no existing {name} to name", field.name()));
+                text.replace("{existing}", &existing.to_string())
+                    .replace("{EXISTING}", &existing.to_string().to_uppercase())
+            } else {
+                text.to_owned()
+            };
+            let number = || -> i64 { text.parse().expect("a number") };
+            let kind = inner.kind();
+            if kind == Kind::String {
+                Value::String(text)
+            } else if kind == Kind::Int64 {
+                Value::I64(number())
+            } else if kind == Kind::Int32 {
+                Value::I32(i32::try_from(number()).expect("an int32"))
+            } else if let Kind::Enum(_) = kind {
+                Value::EnumNumber(i32::try_from(number()).expect("an enum number"))
+            } else {
+                panic!("{}: no CEL samples for a {kind:?}", inner.full_name())
+            }
+        };
+        let pairs: Vec<(&str, &str)> = sample
+            .split(',')
+            .map(|pair| {
+                pair.split_once('=')
+                    .unwrap_or_else(|| panic!("{}: a sample `field=value`", field.name()))
+            })
+            .collect();
+        if let [(inner, text)] = pairs.as_slice() {
+            return (Some((*inner).to_owned()), typed(inner, text));
+        }
+        let mut value = DynamicMessage::new(message.clone());
+        for (inner, text) in pairs {
+            value.set_field_by_name(inner, typed(inner, text));
+        }
+        return (None, Value::Message(value));
     }
     assert_eq!(
         message.full_name(),
@@ -424,6 +497,84 @@ fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
     {
         let one = |number: i32| Value::List(vec![Value::EnumNumber(number)]);
         cases.extend(enum_cases(&enum_rules, &one));
+    }
+    if let Some(repeated) = sub_rules(rules, "repeated")
+        && let Some(minimum) = number(&repeated, "min_items")
+    {
+        // As many items as the minimum, each one the items' rules allow, and one fewer.
+        let item = sub_rules(&repeated, "items")
+            .and_then(|items| sub_rules(&items, "enum"))
+            .and_then(|enum_rules| numbers(&enum_rules, "in").first().copied())
+            .unwrap_or_else(|| panic!("{}: no item to make a list of", rule.path));
+        let list = |count: i64| {
+            Some(Value::List(
+                (0..count).map(|_| Value::EnumNumber(item)).collect(),
+            ))
+        };
+        cases.push(case(format!("{minimum} items"), list(minimum), true));
+        if minimum > 0 {
+            cases.push(case(
+                format!("{} items", minimum - 1),
+                list(minimum - 1),
+                false,
+            ));
+        }
+    }
+    if let Some(timestamp) = sub_rules(rules, "timestamp") {
+        let Kind::Message(descriptor) = rule.field.kind() else {
+            panic!(
+                "{}: timestamp rules on a field that is no Timestamp",
+                rule.path
+            );
+        };
+        let at = |(seconds, nanos): (i64, i64)| {
+            let mut value = DynamicMessage::new(descriptor.clone());
+            value.set_field_by_name("seconds", Value::I64(seconds));
+            value.set_field_by_name("nanos", Value::I32(i32::try_from(nanos).unwrap()));
+            Some(Value::Message(value))
+        };
+        let bound = |name: &str| {
+            sub_rules(&timestamp, name).map(|bound| {
+                (
+                    number(&bound, "seconds").unwrap_or(0),
+                    number(&bound, "nanos").unwrap_or(0),
+                )
+            })
+        };
+        const LAST_NANO: i64 = 999_999_999;
+        let earlier = |(seconds, nanos): (i64, i64)| {
+            if nanos > 0 {
+                (seconds, nanos - 1)
+            } else {
+                (seconds - 1, LAST_NANO)
+            }
+        };
+        let later = |(seconds, nanos): (i64, i64)| {
+            if nanos < LAST_NANO {
+                (seconds, nanos + 1)
+            } else {
+                (seconds + 1, 0)
+            }
+        };
+        let mut push = |time: (i64, i64), accepted: bool| {
+            cases.push(case(
+                format!("{}.{:09} s", time.0, time.1),
+                at(time),
+                accepted,
+            ));
+        };
+        if let Some(lowest) = bound("gte") {
+            push(lowest, true);
+            push(earlier(lowest), false);
+        }
+        if let Some(highest) = bound("lte") {
+            push(highest, true);
+            push(later(highest), false);
+        }
+        if let Some(beyond) = bound("lt") {
+            push(earlier(beyond), true);
+            push(beyond, false);
+        }
     }
     assert!(
         !cases.is_empty(),
@@ -925,6 +1076,84 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
         tried.len() >= 40,
         "only {} declared fields were tried: {tried:?}",
         tried.len()
+    );
+}
+
+/// The names of the rules `rules` declares, as docs/errors.md's catalogue names them: a CEL rule
+/// by its id, any other by its kind and the rule within it (`string.max_len`, `enum.in`,
+/// `repeated.items.enum`).
+fn rule_names(rules: &DynamicMessage, prefix: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (field, value) in rules.fields() {
+        let name = format!("{prefix}{}", field.name());
+        match (field.name(), value) {
+            ("ignore", _) => {}
+            ("cel", Value::List(custom)) => {
+                for cel in custom {
+                    if let Value::Message(cel) = cel
+                        && let Some(Value::String(id)) = rule(cel, "id")
+                    {
+                        names.push(id);
+                    }
+                }
+            }
+            ("items", Value::Message(items)) => {
+                for (kind, _) in items.fields() {
+                    names.push(format!("{name}.{}", kind.name()));
+                }
+            }
+            (_, Value::Message(within)) if prefix.is_empty() => {
+                names.extend(rule_names(within, &format!("{name}.")));
+            }
+            _ => names.push(name),
+        }
+    }
+    names
+}
+
+/// The rules docs/errors.md's catalogue ("Which declared rule refuses what") names, in the first
+/// column of its table.
+fn catalogued_rules() -> std::collections::BTreeSet<String> {
+    let catalogue =
+        std::fs::read_to_string(repository_root().join("docs/errors.md")).expect("docs/errors.md");
+    let table = catalogue
+        .split("<!-- rules:start -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- rules:end -->").next())
+        .expect("docs/errors.md has the rules table");
+    table
+        .lines()
+        .skip(3)
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_error_catalogue_names_every_declared_rule_and_no_other() {
+    let pool = pool();
+    let mut declared = std::collections::BTreeSet::new();
+    for service in pool
+        .services()
+        .filter(|service| service.package_name() == "supportdesk.v1")
+    {
+        for method in service.methods() {
+            for rule in declared_rules(&method.input(), "", 0) {
+                declared.extend(rule_names(&rule.rules, ""));
+            }
+        }
+    }
+    assert!(declared.contains("string.max_len") && declared.contains("charge.amount"));
+    assert_eq!(
+        catalogued_rules(),
+        declared,
+        "docs/errors.md (\"Which declared rule refuses what\") and the protos' rules differ"
     );
 }
 
