@@ -429,6 +429,17 @@ where
     }
 }
 
+/// PostgreSQL's clock, now: the one clock every instance shares, for a time to compare with
+/// times the database wrote (`now()`, the time its transaction began).
+pub async fn now(pool: &PgPool) -> AppResult<chrono::DateTime<chrono::Utc>> {
+    let mut connection = connection(pool).await?;
+    Ok(
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Timestamptz>("now()"))
+            .get_result(&mut connection)
+            .await?,
+    )
+}
+
 /// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes (at once
 /// while PostgreSQL refuses connections: [`Refusals`]). The time the checkout took, waiting
 /// included, goes to `supportdesk_db_pool_checkout_duration_seconds`.

@@ -306,7 +306,7 @@ impl Billing {
         let mut ledger = ProviderLedger {
             payments: Vec::new(),
             refunds: Vec::new(),
-            read_at: Utc::now(),
+            read_at: crate::db::now(&self.pool).await?,
         };
         let mut cursor: Option<String> = None;
         loop {

@@ -118,6 +118,9 @@ impl From<AppError> for Failure {
 struct ProviderState {
     payment: Payment,
     charge: Option<ProviderCharge>,
+    /// When the reading began, by PostgreSQL's clock: a refund of ours settled since may not
+    /// be counted in it.
+    read_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl WebhookWorkers {
@@ -282,8 +285,9 @@ impl WebhookWorkers {
                     .to_owned(),
             ));
         };
+        let read_at = crate::db::now(&self.pool).await?;
         let state = tokio::select! {
-            state = read_provider(provider, &parsed.payment_id, deadline) => state?,
+            state = read_provider(provider, &parsed.payment_id, deadline, read_at) => state?,
             () = stop.cancelled() => return Err(Failure::Stopping),
         };
         self.complete(event, Some((&state, &parsed))).await
@@ -307,11 +311,13 @@ impl WebhookWorkers {
     }
 }
 
-/// The payment and its card charge, as the provider holds them now.
+/// The payment and its card charge, as the provider holds them now; `read_at` is PostgreSQL's
+/// time just before the reading.
 async fn read_provider(
     provider: &dyn PaymentProvider,
     payment_id: &str,
     deadline: Instant,
+    read_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<ProviderState, Failure> {
     let provider_failure = |error: crate::billing::ProviderError| {
         Failure::Attempt(format!("reading the payment from the provider: {error}"))
@@ -329,7 +335,11 @@ async fn read_provider(
         ),
         None => None,
     };
-    Ok(ProviderState { payment, charge })
+    Ok(ProviderState {
+        payment,
+        charge,
+        read_at,
+    })
 }
 
 /// Makes our charge agree with the provider's state, inside the completing transaction; an event
@@ -414,13 +424,18 @@ async fn apply(
         let in_flight = RefundRow::list_for_charge(conn, charge.account_id, charge.id)
             .await?
             .into_iter()
-            .filter(|refund| refund.status == RefundStatus::Pending)
+            .filter(|refund| {
+                refund.status == RefundStatus::Pending
+                    || crate::service::billing::changed_since(refund, state.read_at)
+            })
             .count();
         if in_flight > 0 {
-            // Our figure counts the refund, the provider's may or may not yet: comparing now
-            // could count it twice or drop it. Once it settles the figures are comparable.
+            // Our figure counts the refund, the provider's may or may not yet (in flight, or
+            // settled after we read the provider): comparing now could count it twice or drop
+            // it. Once it settles, and the provider is read again, the figures are comparable.
             return Err(Failure::Attempt(format!(
-                "{in_flight} refund(s) of charge {} in flight; retried once they settle",
+                "{in_flight} refund(s) of charge {} in flight or settled since the provider was \
+                 read; retried once they settle",
                 charge.id
             )));
         }

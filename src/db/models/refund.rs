@@ -49,8 +49,7 @@ pub struct StoredRefund {
     pub provider_refund_id: Option<String>,
     pub failure_code: Option<String>,
     pub created_at: DateTime<Utc>,
-    /// When the refund last changed (created, or settled): by the clock of the instance that
-    /// changed it.
+    /// When the refund last changed (created, or settled), by PostgreSQL's clock.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -166,7 +165,10 @@ impl RefundRow {
                     refunds::status.eq(status.as_str()),
                     refunds::provider_refund_id.eq(provider_refund_id),
                     refunds::failure_code.eq(failure_code),
-                    refunds::updated_at.eq(Utc::now()),
+                    // PostgreSQL's clock, which a reading of the provider is compared with
+                    // (`changed_since`): the time this transaction began, after the provider
+                    // answered.
+                    refunds::updated_at.eq(diesel::dsl::now),
                     // Finished: no send is in flight any more.
                     refunds::send_lease_token.eq(None::<Uuid>),
                     refunds::send_lease_until.eq(None::<DateTime<Utc>>),

@@ -217,15 +217,12 @@ pub(in crate::service) struct RefreshedCharge {
     pub(in crate::service) action: Option<&'static str>,
 }
 
-/// How far apart two instances' clocks may be when one compares the time it read the provider
-/// with the time another settled a refund (`refunds.updated_at`): NTP keeps them within
-/// milliseconds; this leaves room for a clock being corrected.
-pub(in crate::service) const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
-
-/// Whether `refund` changed after (or too close to tell) `read_at`, the time the provider's
-/// figures were read: they may not count it yet, so they are stale for its charge.
+/// Whether `refund` changed at or after `read_at` (PostgreSQL's clock, [`crate::db::now`],
+/// taken before the provider was read): the provider's figures may not count it yet, so they are
+/// stale for its charge. A refund settled before it was settled in a transaction that began after
+/// the provider answered, so the reading counts it.
 pub(in crate::service) fn changed_since(refund: &StoredRefund, read_at: DateTime<Utc>) -> bool {
-    refund.updated_at + CLOCK_SKEW >= read_at
+    refund.updated_at >= read_at
 }
 
 /// What the provider counts as refunded of a charge, and when it was read.
@@ -572,7 +569,7 @@ impl Billing {
         if !refresh {
             return Ok(recorded);
         }
-        let read_at = Utc::now();
+        let read_at = crate::db::now(&self.pool).await?;
         let refreshed = self.refresh_refunded(refund, deadline).await;
         let mut connection = crate::db::connection(&self.pool).await?;
         db::transaction(&mut connection, limits, async |conn| {
