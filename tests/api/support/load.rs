@@ -619,13 +619,15 @@ async fn read(
                 ..Default::default()
             }))
             .await
+            // Every ticket of the page: a test checks none is another account's.
             .map(|page| {
-                let page = page.into_inner();
-                page.results
-                    .first()
-                    .and_then(|result| result.ticket.as_ref())
-                    .map(|ticket| ticket.id.clone())
-                    .unwrap_or_default()
+                page.into_inner()
+                    .results
+                    .iter()
+                    .filter_map(|result| result.ticket.as_ref())
+                    .map(|ticket| ticket.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             }),
         Call::GetTicket
         | Call::CreateTicket
