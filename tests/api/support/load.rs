@@ -45,6 +45,9 @@ pub(crate) enum Call {
     /// A small PNG, `load-<key>.png`, to the ticket this worker created last (a direct upload,
     /// answered READY).
     UploadAttachment,
+    /// ImportTickets of a CSV of two tickets, `import <key> 1` and `2` (answered with the
+    /// operation's name).
+    ImportTickets,
 }
 
 /// One call that failed: what it was, its code and message.
@@ -98,6 +101,8 @@ pub(crate) struct Outcome {
     /// Acknowledged updates and refunds: (key, the ticket's or the charge's id).
     pub(crate) updates: Vec<(String, String)>,
     pub(crate) refunds: Vec<(String, String)>,
+    /// Acknowledged imports: (key, the operation's name).
+    pub(crate) imports: Vec<(String, String)>,
     /// Acknowledged uploads: (key, the attachment's id).
     pub(crate) attachments: Vec<(String, String)>,
     /// Keyed writes definitively refused (a stale etag, nothing left to refund): (call, key).
@@ -121,6 +126,7 @@ impl Outcome {
         self.updates.extend(other.updates);
         self.refunds.extend(other.refunds);
         self.attachments.extend(other.attachments);
+        self.imports.extend(other.imports);
         self.refused.extend(other.refused);
         self.unacknowledged.extend(other.unacknowledged);
         self.history.extend(other.history);
@@ -261,6 +267,8 @@ pub(crate) struct Callers {
     /// Whether the workers also upload attachments (UploadAttachment) to their own tickets:
     /// only where a store is configured.
     pub(crate) uploads: bool,
+    /// Whether the workers also import tickets now and then (ImportTickets).
+    pub(crate) imports: bool,
 }
 
 /// What the workers share.
@@ -270,6 +278,7 @@ struct Target {
     customer_id: String,
     ticket_id: String,
     uploads: bool,
+    imports: bool,
     calls: Arc<AtomicU64>,
     started: Instant,
 }
@@ -302,6 +311,7 @@ impl Load {
             customer_id: callers.customer_id.clone(),
             ticket_id: callers.ticket_id.clone(),
             uploads: callers.uploads,
+            imports: callers.imports,
             calls: calls.clone(),
             started: epoch,
         };
@@ -395,6 +405,7 @@ async fn work(
         let own_charge = outcome.charges.last().map(|(_, id)| id.clone());
         let call = match (turn % 8, &own_ticket, &own_charge) {
             (0, ..) => Call::CreateCharge,
+            (5, ..) if turn % 32 == 5 && target.imports => Call::ImportTickets,
             (1 | 5, ..) => Call::CreateTicket,
             (2, Some(_), _) => Call::UpdateTicket,
             (3, ..) => Call::AddComment,
@@ -419,7 +430,8 @@ async fn work(
                 | Call::Login
                 | Call::CreateTicket
                 | Call::AddComment
-                | Call::CreateCharge => None,
+                | Call::CreateCharge
+                | Call::ImportTickets => None,
             };
             // An update names the version it changes: the one read just before.
             let etag = match (call, &subject) {
@@ -492,6 +504,7 @@ async fn work(
                 (Some(id), Call::UpdateTicket) => outcome.updates.push((key, id)),
                 (Some(id), Call::RefundCharge) => outcome.refunds.push((key, id)),
                 (Some(id), Call::UploadAttachment) => outcome.attachments.push((key, id)),
+                (Some(name), Call::ImportTickets) => outcome.imports.push((key, name)),
                 (
                     Some(_),
                     Call::GetTicket | Call::SearchTickets | Call::GetDashboard | Call::Login,
@@ -571,7 +584,8 @@ impl Call {
             | Self::UpdateTicket
             | Self::CreateCharge
             | Self::RefundCharge
-            | Self::UploadAttachment => false,
+            | Self::UploadAttachment
+            | Self::ImportTickets => false,
         }
     }
 }
@@ -635,7 +649,8 @@ async fn read(
         | Call::UpdateTicket
         | Call::CreateCharge
         | Call::RefundCharge
-        | Call::UploadAttachment => get_ticket(tickets, target, &target.ticket_id)
+        | Call::UploadAttachment
+        | Call::ImportTickets => get_ticket(tickets, target, &target.ticket_id)
             .await
             .map(|ticket| ticket.id),
     }
@@ -691,6 +706,20 @@ async fn keyed_write(
                 .await
                 .map(|answer| answer.into_inner().id)
         }
+        Call::ImportTickets => tickets
+            .import_tickets(with_key(
+                target.user.request(v1::ImportTicketsRequest {
+                    format: v1::ImportFormat::Csv.into(),
+                    content: format!(
+                        "subject,description,requester_email\n\
+                         import {key} 1,Imported by the load.,imported-{key}@example.com\n\
+                         import {key} 2,Imported by the load.,imported-{key}@example.com\n"
+                    ),
+                }),
+                key,
+            ))
+            .await
+            .map(|answer| answer.into_inner().name),
         Call::CreateTicket => tickets
             .create_ticket(with_key(
                 target.user.request(v1::CreateTicketRequest {
