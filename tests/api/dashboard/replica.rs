@@ -7,23 +7,13 @@ use std::time::Duration;
 use diesel_async::RunQueryDsl;
 use secrecy::SecretString;
 use supportdesk::wire::proto::v1;
-use uuid::Uuid;
 
 use crate::support::replica::{REPLICA_PAIR, connect};
 use crate::support::{Scrape, TestApp, with_metrics};
 
 /// A migrated database of its own on the pair's primary.
 async fn database_on_the_primary() -> String {
-    let name = format!("dash_replica_{}", Uuid::now_v7().simple());
-    let mut admin = connect(&REPLICA_PAIR.primary_url("postgres")).await;
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create the database");
-    supportdesk::db::run_migrations(SecretString::from(REPLICA_PAIR.primary_url(&name)))
-        .await
-        .expect("migrate it");
-    name
+    REPLICA_PAIR.migrated_database("dash_replica").await
 }
 
 async fn app_on_the_pair(database: &str, max_lag: Duration) -> TestApp {

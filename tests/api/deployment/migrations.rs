@@ -25,7 +25,10 @@ pub(crate) async fn empty_database() -> TestDatabase {
         .execute(&mut admin)
         .await
         .expect("create an empty database");
-    TestDatabase { name }
+    TestDatabase {
+        name,
+        elsewhere: None,
+    }
 }
 
 /// The migrations of the repository (`migrations/*/up.sql`).

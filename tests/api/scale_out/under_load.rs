@@ -5,13 +5,15 @@
 //! instance, a new instance joining, PostgreSQL unreachable for 5 s, and several faults at once
 //! (the chaos run's steps: the payment provider failing, losing answers and slow while one
 //! instance is cut off from PostgreSQL and another is killed; PostgreSQL stalled for the third,
-//! which is then restarted; Redis restarted empty and paused; PostgreSQL restarted for every
-//! instance; the SMTP server and the S3 store down; a burst of ten times the callers, held 2 s).
-//! Afterwards, once the queues drained, every acknowledged write is found exactly once in
-//! PostgreSQL, every charge and refund once in the simulator's ledger, a reconciliation run finds
-//! nothing, every notification due was sent and received once, every acknowledged upload is
-//! READY with its object in the store, the login quota held; every answer a client was told is a
-//! documented one, and no instance panicked.
+//! which is then restarted; Redis restarted empty and paused; the SMTP server, the S3 store and
+//! the PostgreSQL replica down in turn; PostgreSQL crashed and restarted; a burst of ten times
+//! the callers, held 2 s; all of it on a PostgreSQL of the run's own, with payment events
+//! delivered and imports run). Afterwards, once the queues drained, every acknowledged write is
+//! found exactly once in PostgreSQL, every charge and refund once in the simulator's ledger, a
+//! reconciliation run finds nothing, every notification due was sent and received once, every
+//! acknowledged upload is READY with its object in the store, every import done once, every
+//! acknowledged payment event applied, no read crossed accounts, the login quota held; every
+//! answer a client was told is a documented one, and no instance panicked.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use diesel_async::RunQueryDsl;
 use payment_simulator::webhooks::WebhookEndpoint;
 use payment_simulator::{Endpoint, FaultAction, FaultRule};
+use secrecy::SecretString;
 use supportdesk::errors::Reason;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 
@@ -30,10 +33,11 @@ use crate::support::fleet::{DRAIN_DELAY, Fleet};
 use crate::support::load::{Call, Callers, Load, Outcome};
 use crate::support::proxy::{TcpProxy, socket_address_of};
 use crate::support::redis_server::RedisServer;
+use crate::support::replica::ReplicaPair;
 use crate::support::smtp::SmtpServer;
 use crate::support::storage::{StorageServer, TEST_ACCESS_KEY, TEST_BUCKET, TEST_SECRET_KEY};
 use crate::support::{
-    PATIENCE, TEST_WEBHOOK_SECRET, admin_database_url, count_of, repository_root, tool,
+    PATIENCE, TEST_WEBHOOK_SECRET, TestDatabase, count_of, repository_root, tool,
     valid_create_request, wait_until,
 };
 
@@ -518,6 +522,9 @@ const REDIS_RESTARTED: &str = "Redis restarted empty; instance 1 restarted (SIGT
 const REDIS_BACK: &str = "instance 1 serving again";
 const REDIS_PAUSED: &str = "Redis paused 2 s (CLIENT PAUSE)";
 
+/// The phase the dashboard has no replica in.
+const REPLICA_STOPPED: &str = "PostgreSQL replica stopped";
+
 /// How long Redis is paused for.
 const REDIS_PAUSE: Duration = Duration::from_secs(2);
 
@@ -557,7 +564,10 @@ fn chaos_settings(smtp: &SmtpServer, storage: &StorageServer) -> Vec<(&'static s
         ("WEBHOOK_MAX_ATTEMPTS", "1000"),
         ("WEBHOOK_LEASE_SECS", "5"),
         ("BILLING_RECONCILIATION_INTERVAL_MS", "2000"),
-        ("IMPORT_MAX_CONCURRENT", "4"),
+        // Imports run at once, and one a killed instance held is taken over within 5 s.
+        ("IMPORT_MAX_CONCURRENT", "8"),
+        ("OPERATION_POLL_INTERVAL_MS", "100"),
+        ("OPERATION_LEASE_MS", "5000"),
         ("BILLING_RECONCILIATION_SETTLE_MS", "1000"),
         (
             "RATE_LIMIT_LOGIN_ATTEMPTS",
@@ -818,6 +828,22 @@ fn assert_logins_within_their_quota(outcome: &Outcome, ended_ms: u64) {
     );
 }
 
+/// The dashboard kept answering while its replica was down: every GetDashboard of that phase
+/// answered OK (from the primary), and there were some.
+fn assert_the_dashboard_rode_out_its_replica(outcome: &Outcome) {
+    let (from, to) = outcome.phase_bounds(REPLICA_STOPPED);
+    let dashboards: Vec<&str> = outcome
+        .history
+        .iter()
+        .filter(|attempt| attempt.call == "GetDashboard" && (from..to).contains(&attempt.sent_ms))
+        .map(|attempt| attempt.code.as_str())
+        .collect();
+    assert!(
+        !dashboards.is_empty() && dashboards.iter().all(|code| *code == "Ok"),
+        "GetDashboard while the replica was down: {dashboards:?}"
+    );
+}
+
 /// Every acknowledged import succeeded once and made its two tickets exactly once; no other
 /// import ran.
 async fn assert_every_acknowledged_import_done_once(fleet: &Fleet, outcome: &Outcome) {
@@ -1014,8 +1040,16 @@ async fn assert_reconciliation_finds_nothing(fleet: &Fleet) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_documented() {
-    // Each instance reaches PostgreSQL through a proxy of its own: one can lose it alone.
-    let postgres = socket_address_of(&admin_database_url());
+    // A PostgreSQL of the test's own with a streaming replica the dashboard reads from: the
+    // replica is stopped below, which the suite's shared pair cannot be.
+    let pair = tokio::task::block_in_place(|| ReplicaPair::start("chaos"));
+    let database_name = pair.migrated_database("chaos").await;
+    let database = TestDatabase {
+        elsewhere: Some(SecretString::from(pair.primary_url(&database_name))),
+        name: database_name,
+    };
+    // Each instance reaches the primary through a proxy of its own: one can lose it alone.
+    let postgres = socket_address_of(&pair.primary_url("postgres"));
     let proxies = [
         TcpProxy::start(postgres).await,
         TcpProxy::start(postgres).await,
@@ -1027,9 +1061,18 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     // And an SMTP server and an S3 store, which go away below.
     let mut smtp = SmtpServer::start_new().await;
     let mut storage = tokio::task::block_in_place(StorageServer::start);
-    let mut fleet =
-        Fleet::start_through_with(3, &through, &redis.url(), &chaos_settings(&smtp, &storage))
-            .await;
+    let mut settings = chaos_settings(&smtp, &storage);
+    settings.extend([
+        (
+            "DATABASE_READ_REPLICA_URL",
+            pair.replica_url(&database.name),
+        ),
+        (
+            "DATABASE_READ_REPLICA_LAG_SAMPLE_INTERVAL_MS",
+            "200".to_owned(),
+        ),
+    ]);
+    let mut fleet = Fleet::start_on(database, 3, &through, &redis.url(), &settings).await;
     let ticket_id = seed_ticket(&fleet).await;
     let neighbours = a_neighbouring_account(&fleet).await;
     // The provider tells the fleet of every payment and refund through Envoy, signed.
@@ -1117,16 +1160,20 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     tokio::task::block_in_place(|| storage.restart());
     load.mark("S3 store back");
     load.wait_for_calls(phase(50)).await;
-    // PostgreSQL goes away for every instance at once, as in a restart: every connection cut
-    // and new ones refused while the load makes its calls, then it is back.
-    load.mark("PostgreSQL restarted: every connection cut, down for every instance");
-    for proxy in &proxies {
-        proxy.cut();
-    }
+    // The replica crashes: the dashboard reads the primary instead, and nothing else notices;
+    // then it is started again and catches up.
+    load.mark(REPLICA_STOPPED);
+    tokio::task::block_in_place(|| pair.stop_replica());
+    load.wait_for_calls(phase(100)).await;
+    tokio::task::block_in_place(|| pair.start_replica());
+    load.mark("PostgreSQL replica back");
     load.wait_for_calls(phase(50)).await;
-    for proxy in &proxies {
-        proxy.restore();
-    }
+    // PostgreSQL crashes and is restarted (crash recovery), for every instance at once, while
+    // the load makes its calls; the replica reconnects to it by itself.
+    load.mark("PostgreSQL restarted: crashed, down for every instance");
+    tokio::task::block_in_place(|| pair.stop_primary());
+    load.wait_for_calls(phase(50)).await;
+    tokio::task::block_in_place(|| pair.start_primary());
     for index in 0..3 {
         fleet.wait_serving(index).await;
     }
@@ -1172,6 +1219,7 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     assert_logins_within_their_quota(&outcome, stopped_ms);
     assert_every_acknowledged_payment_event_applied(&fleet).await;
     assert_every_acknowledged_import_done_once(&fleet, &outcome).await;
+    assert_the_dashboard_rode_out_its_replica(&outcome);
     assert_no_read_crossed_accounts(&fleet, &outcome, &neighbours).await;
     // The faults happened: Redis came back empty and the instances wrote to it again, and the
     // provider answered 500s and dropped answers it had paid for.

@@ -46,6 +46,7 @@ async fn migrate_creates_a_missing_database_once_and_migrates_it() {
     // Not created yet: dropping it at the end cleans up after the command.
     let database = TestDatabase {
         name: format!("supportdesk_cli_{}", uuid::Uuid::now_v7().simple()),
+        elsewhere: None,
     };
     let url = database.url();
     let settings = [

@@ -66,8 +66,20 @@ impl Fleet {
         redis: &str,
         more_settings: &[(&str, String)],
     ) -> Self {
-        let size = database_proxies.len();
         let database = TestDatabase::create().await;
+        Self::start_on(database, up, database_proxies, redis, more_settings).await
+    }
+
+    /// As [`Fleet::start_through_with`], on `database` (one on a server of the test's own, whose
+    /// proxies `database_proxies` lead to).
+    pub(crate) async fn start_on(
+        database: TestDatabase,
+        up: usize,
+        database_proxies: &[Option<&TcpProxy>],
+        redis: &str,
+        more_settings: &[(&str, String)],
+    ) -> Self {
+        let size = database_proxies.len();
         let simulator = Simulator::start(SimulatorConfig::default())
             .await
             .expect("the simulator starts");

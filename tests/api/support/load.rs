@@ -162,6 +162,24 @@ impl Outcome {
             .at_ms
     }
 
+    /// When the phase named `phase` began and when the next one did (or the last attempt ended).
+    pub(crate) fn phase_bounds(&self, phase: &str) -> (u64, u64) {
+        let from = self.marked(phase);
+        let next = self
+            .phases
+            .iter()
+            .map(|marked| marked.at_ms)
+            .filter(|at| *at > from)
+            .min();
+        let last = self
+            .history
+            .iter()
+            .map(|attempt| attempt.sent_ms + attempt.took_ms)
+            .max()
+            .unwrap_or(from);
+        (from, next.unwrap_or(last.max(from)))
+    }
+
     /// The failures whose answer the API does not document: a code that is always a fault of the
     /// server (INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED), or no documented ErrorInfo reason.
     pub(crate) fn undocumented_answers(&self) -> Vec<&Failure> {
@@ -405,7 +423,7 @@ async fn work(
         let own_charge = outcome.charges.last().map(|(_, id)| id.clone());
         let call = match (turn % 8, &own_ticket, &own_charge) {
             (0, ..) => Call::CreateCharge,
-            (5, ..) if turn % 32 == 5 && target.imports => Call::ImportTickets,
+            (5, ..) if turn % 64 == 5 && target.imports => Call::ImportTickets,
             (1 | 5, ..) => Call::CreateTicket,
             (2, Some(_), _) => Call::UpdateTicket,
             (3, ..) => Call::AddComment,

@@ -204,6 +204,9 @@ async fn template_database() -> String {
 /// A database of one test, dropped when the test ends (pass or fail).
 pub(crate) struct TestDatabase {
     pub(crate) name: String,
+    /// Its URL when it lives on a server of the test's own (a replica pair's primary), which
+    /// goes away with it; `None`: on the suite's PostgreSQL.
+    pub(crate) elsewhere: Option<SecretString>,
 }
 
 impl TestDatabase {
@@ -215,11 +218,16 @@ impl TestDatabase {
             .execute(&mut admin)
             .await
             .expect("clone the template");
-        Self { name }
+        Self {
+            name,
+            elsewhere: None,
+        }
     }
 
     pub(crate) fn url(&self) -> SecretString {
-        test_settings(&self.name).database.url
+        self.elsewhere
+            .clone()
+            .unwrap_or_else(|| test_settings(&self.name).database.url)
     }
 
     pub(crate) async fn connect(&self) -> AsyncPgConnection {
@@ -231,6 +239,9 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if self.elsewhere.is_some() {
+            return;
+        }
         let name = self.name.clone();
         // Drop runs inside the test's runtime, which cannot be blocked on: use a thread of its own.
         let dropped = std::thread::spawn(move || {

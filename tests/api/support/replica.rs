@@ -21,11 +21,14 @@ pub(crate) struct ReplicaPair {
     dir: PathBuf,
 }
 
-pub(crate) static REPLICA_PAIR: LazyLock<ReplicaPair> = LazyLock::new(ReplicaPair::start);
+pub(crate) static REPLICA_PAIR: LazyLock<ReplicaPair> =
+    LazyLock::new(|| ReplicaPair::start("replica"));
 
 impl ReplicaPair {
-    fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("supportdesk-replica-{}", std::process::id()));
+    /// A pair of its own (`label` names its directory), for a test that stops its replica while
+    /// others use [`REPLICA_PAIR`]. Blocks until both servers answer.
+    pub(crate) fn start(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("supportdesk-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("the pair's directory");
         let chowned = Command::new("chown")
@@ -99,16 +102,72 @@ impl ReplicaPair {
         )
     }
 
+    /// A migrated database of its own on the primary (and so on the replica): its name.
+    pub(crate) async fn migrated_database(&self, prefix: &str) -> String {
+        let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = connect(&self.primary_url("postgres")).await;
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create the database");
+        supportdesk::db::run_migrations(secrecy::SecretString::from(self.primary_url(&name)))
+            .await
+            .expect("migrate it");
+        name
+    }
+
+    /// Starts the replica again after [`ReplicaPair::stop_replica`]: it catches up by streaming.
+    pub(crate) fn start_replica(&self) {
+        self.start_server("replica", self.replica_port);
+    }
+
     /// Stops the replica at once, as a crash would.
     pub(crate) fn stop_replica(&self) {
+        self.stop_server("replica");
+    }
+
+    /// Stops the primary at once, as a crash would: every connection cut, new ones refused.
+    pub(crate) fn stop_primary(&self) {
+        self.stop_server("primary");
+    }
+
+    /// Starts the primary again after [`ReplicaPair::stop_primary`] (crash recovery first); the
+    /// replica reconnects to it by itself.
+    pub(crate) fn start_primary(&self) {
+        self.start_server("primary", self.primary_port);
+    }
+
+    fn start_server(&self, server: &str, port: u16) {
+        let started = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{BIN}/pg_ctl")])
+            .args(["-D", &self.dir.join(server).display().to_string()])
+            .args([
+                "-o",
+                &format!(
+                    "-p {port} -k {} -c listen_addresses=127.0.0.1",
+                    self.dir.display()
+                ),
+            ])
+            .args([
+                "-l",
+                &self.dir.join(format!("{server}.log")).display().to_string(),
+            ])
+            .args(["-w", "start"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_ctl runs");
+        assert!(started.success(), "the {server} starts again");
+    }
+
+    fn stop_server(&self, server: &str) {
         let stopped = Command::new("runuser")
             .args(["-u", "postgres", "--", &format!("{BIN}/pg_ctl")])
-            .args(["-D", &self.dir.join("replica").display().to_string()])
+            .args(["-D", &self.dir.join(server).display().to_string()])
             .args(["-m", "immediate", "stop"])
             .stdout(Stdio::null())
             .status()
             .expect("pg_ctl runs");
-        assert!(stopped.success(), "the replica stops");
+        assert!(stopped.success(), "the {server} stops");
     }
 
     /// Waits until the replica has replayed everything the primary has written.
