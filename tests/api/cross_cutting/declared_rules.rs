@@ -73,6 +73,21 @@ const PATTERN_SAMPLES: &[(&str, &str, &str)] = &[
         "jane..doe@example.com",
     ),
     (
+        r"^[\x{09}-\x{0D}\x{85}\p{Z}]*[a-z0-9][a-z0-9-]{0,62}[\x{09}-\x{0D}\x{85}\p{Z}]*$",
+        " acme-2\u{3000}",
+        "-acme",
+    ),
+    (
+        r"^[\x{09}-\x{0D}\x{85}\p{Z}]*[0-9a-fA-F]{64}[\x{09}-\x{0D}\x{85}\p{Z}]*$",
+        " 00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff\t",
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeef",
+    ),
+    (
+        r"^[\x{09}-\x{0D}\x{85}\p{Z}]*pm_[A-Za-z0-9_]{1,250}[\x{09}-\x{0D}\x{85}\p{Z}]*$",
+        " pm_card_visa ",
+        "pm_card-visa",
+    ),
+    (
         r"^[\x{09}-\x{0D}\x{85}\p{Z}]*((create_time|createTime|update_time|updateTime)([\x{09}-\x{0D}\x{85}\p{Z}]+(asc|desc))?)?[\x{09}-\x{0D}\x{85}\p{Z}]*$",
         " updateTime\u{3000}asc ",
         "create_time ascending",
@@ -456,12 +471,25 @@ fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
             }
         }
     }
-    if let Some(int32) = sub_rules(rules, "int32")
-        && let Some(minimum) = number(&int32, "gte")
-    {
-        let value = |n: i64| Some(Value::I32(i32::try_from(n).unwrap()));
-        cases.push(case(minimum.to_string(), value(minimum), true));
-        cases.push(case((minimum - 1).to_string(), value(minimum - 1), false));
+    for kind in ["int32", "int64"] {
+        let Some(bounds) = sub_rules(rules, kind) else {
+            continue;
+        };
+        let value = |n: i64| {
+            Some(if kind == "int32" {
+                Value::I32(i32::try_from(n).unwrap())
+            } else {
+                Value::I64(n)
+            })
+        };
+        if let Some(minimum) = number(&bounds, "gte") {
+            cases.push(case(minimum.to_string(), value(minimum), true));
+            cases.push(case((minimum - 1).to_string(), value(minimum - 1), false));
+        }
+        if let Some(beyond) = number(&bounds, "gt") {
+            cases.push(case((beyond + 1).to_string(), value(beyond + 1), true));
+            cases.push(case(beyond.to_string(), value(beyond), false));
+        }
     }
     let enum_cases = |enum_rules: &DynamicMessage, wrap: &dyn Fn(i32) -> Value| {
         let Kind::Enum(descriptor) = rule.field.kind() else {
@@ -712,6 +740,11 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
             account: "no-such-account".into(),
             email: "nobody@example.com".into(),
             password: "not the password".into(),
+        }
+        .encode_to_vec(),
+        "RequestPasswordReset" => v1::RequestPasswordResetRequest {
+            account: "no-such-account".into(),
+            email: "nobody@example.com".into(),
         }
         .encode_to_vec(),
         "RefreshToken" => v1::RefreshTokenRequest {
