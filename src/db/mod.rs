@@ -515,12 +515,21 @@ impl Limits {
     /// dashes, checked) when traces are on: the transaction-local `supportdesk.traceparent`,
     /// which a notification the transaction queues keeps as its `trace_context` (the column's
     /// default), so that its send joins this trace (docs/observability.md, "Traces").
+    /// The transaction is also bounded while idle between its statements, by the same budget
+    /// (`idle_in_transaction_session_timeout`): an instance cut off from PostgreSQL mid-transaction
+    /// (its bytes held by a stalled network) would otherwise keep the transaction's row locks,
+    /// and every other instance would be refused the same idempotency key or row, until the
+    /// network healed; PostgreSQL ends such a session and releases them (found by the chaos run).
     fn begin_sql(&self) -> AppResult<String> {
         let statements = statement_timeout_ms(self.statements)?;
         let mut sql = match self.lock_wait {
-            None => format!("BEGIN; SELECT set_config('statement_timeout', '{statements}', true)"),
+            None => format!(
+                "BEGIN; SELECT set_config('statement_timeout', '{statements}', true), \
+                 set_config('idle_in_transaction_session_timeout', '{statements}', true)"
+            ),
             Some(wait) => format!(
                 "BEGIN; SELECT set_config('statement_timeout', '{statements}', true), \
+                 set_config('idle_in_transaction_session_timeout', '{statements}', true), \
                  set_config('lock_timeout', '{}', true)",
                 wait.as_millis()
             ),

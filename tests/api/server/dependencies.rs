@@ -211,3 +211,46 @@ async fn with_a_closed_limiter_requests_are_admitted_as_soon_as_health_sees_redi
         .await
         .expect("admitted: health's probe ended the limiter's pause");
 }
+
+#[tokio::test]
+async fn a_transaction_whose_instance_goes_silent_gives_its_locks_back_within_its_budget() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+    let database = crate::support::TestDatabase::create().await;
+    let url = database.url();
+    // An instance's connection through a network that will stop carrying its bytes.
+    let proxy = TcpProxy::start(socket_address_of(url.expose_secret())).await;
+    let mut silent = AsyncPgConnection::establish(&url_through(url.expose_secret(), proxy.address))
+        .await
+        .expect("connect through the proxy");
+    supportdesk::db::begin(
+        &mut silent,
+        supportdesk::db::Limits::within(Duration::from_secs(1)),
+    )
+    .await
+    .expect("begin");
+    diesel::sql_query("SELECT pg_advisory_xact_lock(4747)")
+        .execute(&mut silent)
+        .await
+        .expect("the lock");
+    proxy.stall();
+
+    // Another instance wants the same lock, and would wait up to 10 s for it: a transaction
+    // left open by a silent instance holds it for as long as the silence lasts, unless
+    // PostgreSQL ends the session once it has been idle for its budget.
+    let mut other = database.connect().await;
+    diesel::sql_query("SET lock_timeout = '10s'")
+        .execute(&mut other)
+        .await
+        .expect("set the wait");
+    let waited = Instant::now();
+    diesel::sql_query("SELECT pg_advisory_xact_lock(4747)")
+        .execute(&mut other)
+        .await
+        .expect("the lock is given back within the silent transaction's budget");
+    assert!(
+        waited.elapsed() < Duration::from_secs(10),
+        "the lock came only after the wait's own limit"
+    );
+    proxy.unstall();
+}
