@@ -162,6 +162,8 @@ impl NotificationWorkers {
         let Some(notification) = claimed else {
             return Ok(false);
         };
+        tracing::debug!(notification_id = %notification.id, attempt = notification.attempts,
+            "notification claimed");
         if let Some(skip) = &notification.skip {
             let reason = SkipReason::parse(skip).map_err(|problem| {
                 AppError::internal(anyhow::anyhow!(

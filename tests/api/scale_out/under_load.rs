@@ -557,6 +557,11 @@ fn chaos_settings(smtp: &SmtpServer, storage: &StorageServer) -> Vec<(&'static s
         ("NOTIFICATION_RETRY_BASE_MS", "100"),
         ("NOTIFICATION_RETRY_MAX_MS", "1000"),
         ("NOTIFICATION_POLL_INTERVAL_MS", "200"),
+        // Each send and its outcome in the instances' logs, for an investigation.
+        (
+            "RUST_LOG",
+            "warn,supportdesk::service::notification_worker=debug",
+        ),
         ("PAYMENT_WEBHOOK_SECRET", TEST_WEBHOOK_SECRET),
         ("WEBHOOK_POLL_INTERVAL_MS", "200"),
         ("WEBHOOK_RETRY_BASE_MS", "100"),
@@ -755,18 +760,47 @@ async fn assert_every_notification_sent_exactly_once(
         .collect();
     for id in &twice {
         assert_eq!(received[*id], 2, "{id} received more than twice");
-        assert!(
-            count_of(
-                &fleet.database,
+        let attempted_again = count_of(
+            &fleet.database,
+            &format!(
+                "SELECT count(*) AS count FROM notifications \
+                 WHERE message_id = '{id}' AND attempts > 1"
+            ),
+        )
+        .await
+            == 1;
+        if !attempted_again {
+            // What to investigate with: the row, and every instance's lines about it.
+            let row = texts(
+                fleet,
                 &format!(
-                    "SELECT count(*) AS count FROM notifications \
-                     WHERE message_id = '{id}' AND attempts > 1"
+                    "SELECT to_jsonb(n)::text AS text FROM notifications n \
+                     WHERE message_id = '{id}'"
                 ),
             )
-            .await
-                == 1,
-            "{id} was received twice though it was sent in one attempt"
-        );
+            .await;
+            let notification = id.trim_matches(['<', '>']).split('@').next().unwrap_or("");
+            let lines: Vec<String> = (0..3)
+                .flat_map(|index| {
+                    fleet
+                        .log_of(index)
+                        .lines()
+                        .filter(|line| line.contains(notification))
+                        .map(|line| format!("instance {index}: {line}"))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let copies: Vec<String> = smtp
+                .received()
+                .iter()
+                .filter(|message| message.header("Message-ID").trim() == id.as_str())
+                .map(|message| format!("X-Peer {}", message.header("X-Peer")))
+                .collect();
+            panic!(
+                "{id} was received twice though it was sent in one attempt: {row:?}\n{copies:?}\n{}",
+                lines.join("\n")
+            );
+        }
     }
     assert!(
         twice.len() <= 4 * interruptions,
