@@ -94,6 +94,28 @@ const PATTERN_SAMPLES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The rules [`cases`] derives a value at the limit and one past it for, as [`rule_names`]
+/// names them (`ignore`, which only lets the empty value through, is tried beside the others).
+const TRIED: &[&str] = &[
+    "required",
+    "string.min_len",
+    "string.max_len",
+    "string.pattern",
+    "string.uuid",
+    "int32.gte",
+    "int32.gt",
+    "int64.gte",
+    "int64.gt",
+    "enum.defined_only",
+    "enum.in",
+    "enum.not_in",
+    "repeated.items.enum",
+    "repeated.min_items",
+    "timestamp.gte",
+    "timestamp.lte",
+    "timestamp.lt",
+];
+
 /// Each CEL rule the protos declare (by its id), with values it accepts and values it refuses: a
 /// string field's text, or a field mask's paths separated by commas (`""`: a mask naming none).
 const CEL_SAMPLES: &[(&str, &[&str], &[&str])] = &[
@@ -1019,6 +1041,15 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
             }
             let path = format!("/{}/{}", service.full_name(), name);
             for rule in rules {
+                // A rule this test derives no case for would be declared and never tried.
+                for kind in rule_names(&rule.rules, "") {
+                    assert!(
+                        TRIED.contains(&kind.as_str())
+                            || CEL_SAMPLES.iter().any(|(id, _, _)| *id == kind),
+                        "{name} {}: the test derives no case for the rule {kind}",
+                        rule.path
+                    );
+                }
                 if NOT_READ
                     .iter()
                     .any(|(rpc, field, _)| *rpc == name && *field == rule.path)
