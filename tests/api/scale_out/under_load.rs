@@ -21,6 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
+use payment_simulator::email::{EmailFaultAction, EmailFaultRule, EmailSimulatorHandle};
 use payment_simulator::webhooks::WebhookEndpoint;
 use payment_simulator::{Endpoint, FaultAction, FaultRule};
 use secrecy::SecretString;
@@ -29,6 +30,7 @@ use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 
 use crate::support::binary::BINARY;
 use crate::support::binary::sign_up_through;
+use crate::support::email_api::start_email_api;
 use crate::support::fleet::{DRAIN_DELAY, Fleet};
 use crate::support::load::{Call, Callers, Load, Outcome};
 use crate::support::proxy::{TcpProxy, socket_address_of};
@@ -187,7 +189,28 @@ async fn assert_every_acknowledged_write_exactly_once(fleet: &Fleet, outcome: &O
     assert_eq!(
         texts(fleet, "SELECT id::text AS text FROM charges").await,
         sorted(&outcome.charges, |(_, id)| id.clone()),
-        "each acknowledged CreateCharge made exactly one charge"
+        "each acknowledged CreateCharge made exactly one charge; the charges no client was \
+         told of: {:?}; the CreateCharge keys refused or never acknowledged: {:?}",
+        texts(
+            fleet,
+            &format!(
+                "SELECT to_jsonb(c)::text AS text FROM charges c WHERE id::text NOT IN ({})",
+                outcome
+                    .charges
+                    .iter()
+                    .map(|(_, id)| format!("'{id}'"))
+                    .chain(std::iter::once("''".to_owned()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        )
+        .await,
+        outcome
+            .refused
+            .iter()
+            .chain(&outcome.unacknowledged)
+            .filter(|(call, _)| *call == Call::CreateCharge)
+            .collect::<Vec<_>>()
     );
     for (_, id) in &outcome.charges {
         assert_eq!(
@@ -658,13 +681,15 @@ async fn assert_every_acknowledged_upload_ready_once(
 
 /// Every notice the acknowledged writes were due written once (an acknowledgement per ticket, a
 /// notice per comment to the seeded ticket's requester, a receipt per charge, a notice per
-/// refund), every notification sent, and the SMTP server holding each message once by its
-/// `Message-ID`; a message twice only where a send was interrupted after the server accepted it
+/// refund), every notification sent, and the SMTP server's maildir and the email API's accepted
+/// emails together holding each message once by its `Message-ID` (the API keeps a retried send
+/// under its idempotency key once); a message twice only where a send was interrupted after the
+/// server accepted it
 /// (an instance killed, the server stopped: at most one per send in flight, 4 an instance), and
 /// then only for a notification attempted again.
 async fn assert_every_notification_sent_exactly_once(
     fleet: &Fleet,
-    smtp: &SmtpServer,
+    (smtp, email_api): (&SmtpServer, &EmailSimulatorHandle),
     outcome: &Outcome,
     interruptions: usize,
 ) {
@@ -748,6 +773,16 @@ async fn assert_every_notification_sent_exactly_once(
             .entry(message.header("Message-ID").trim().to_owned())
             .or_default() += 1;
     }
+    let through_the_api = email_api.emails();
+    for email in &through_the_api {
+        *received
+            .entry(email.headers.get("Message-ID").cloned().unwrap_or_default())
+            .or_default() += 1;
+    }
+    assert!(
+        !smtp.received().is_empty() && !through_the_api.is_empty(),
+        "mail went through one provider only"
+    );
     assert_eq!(
         received.keys().cloned().collect::<Vec<_>>(),
         texts(fleet, "SELECT message_id AS text FROM notifications").await,
@@ -1106,7 +1141,23 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
             "200".to_owned(),
         ),
     ]);
-    let mut fleet = Fleet::start_on(database, 3, &through, &redis.url(), &settings).await;
+    // Instance 2 sends its mail through the email API (the provider's simulator) instead of the
+    // SMTP server: a notification is sent by whichever instance claims it, through either.
+    let email_api = start_email_api().await;
+    let through_the_api = [
+        (2, "EMAIL_PROVIDER", "http".to_owned()),
+        (2, "EMAIL_API_URL", email_api.base_url()),
+        (2, "EMAIL_API_KEY", email_api.api_key().to_owned()),
+    ];
+    let mut fleet = Fleet::start_on(
+        database,
+        3,
+        &through,
+        &redis.url(),
+        &settings,
+        &through_the_api,
+    )
+    .await;
     let ticket_id = seed_ticket(&fleet).await;
     let neighbours = a_neighbouring_account(&fleet).await;
     // The provider tells the fleet of every payment and refund through Envoy, signed.
@@ -1186,6 +1237,32 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     smtp.start().await;
     load.mark("SMTP server back");
     load.wait_for_calls(phase(50)).await;
+    // The email API answers 500s, then accepts and drops its answers: instance 2's mail is
+    // retried under its idempotency keys, and the API accepts each message once.
+    load.mark("email API failing (500s, then answers dropped)");
+    email_api
+        .add_fault(EmailFaultRule::new(
+            EmailFaultAction::ServerError { status: 500 },
+            10,
+        ))
+        .expect("a valid fault");
+    email_api
+        .add_fault(EmailFaultRule::new(EmailFaultAction::AcceptThenDrop, 5))
+        .expect("a valid fault");
+    load.wait_for_calls(phase(100)).await;
+    wait_until(
+        "instance 2's mail met the email API's faults",
+        PATIENCE,
+        || async {
+            email_api
+                .faults()
+                .iter()
+                .all(|fault| fault.remaining == Some(0))
+        },
+    )
+    .await;
+    load.mark("email API back");
+    load.wait_for_calls(phase(50)).await;
     // The S3 store crashes: uploads are refused (the client sends them again under their keys),
     // nothing else notices; then it is started again on its data.
     load.mark("S3 store down (killed)");
@@ -1248,7 +1325,7 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     // Senders that may be interrupted after the server accepted a message and before they
     // recorded it: instance 0 killed, instance 1 stopped, instance 2 cut off from PostgreSQL,
     // instance 1 stalled, PostgreSQL gone for all three, the SMTP server stopped under all three.
-    assert_every_notification_sent_exactly_once(&fleet, &smtp, &outcome, 10).await;
+    assert_every_notification_sent_exactly_once(&fleet, (&smtp, &email_api), &outcome, 10).await;
     assert_every_acknowledged_upload_ready_once(&fleet, &storage, &outcome).await;
     assert_logins_within_their_quota(&outcome, stopped_ms);
     assert_every_acknowledged_payment_event_applied(&fleet).await;
@@ -1266,6 +1343,12 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
         requests.iter().any(|request| request.status == Some(500))
             && requests.iter().any(|request| request.status.is_none()),
         "the provider's faults did not happen"
+    );
+    let sends = email_api.requests();
+    assert!(
+        sends.iter().any(|send| send.status == Some(500))
+            && sends.iter().any(|send| send.status.is_none()),
+        "the email API's faults did not happen: {sends:?}"
     );
     // Updates met the faults too, and some were refused for a stale etag at most.
     assert!(

@@ -33,6 +33,8 @@ pub(crate) struct Fleet {
     pub(crate) ports: Vec<u16>,
     processes: Vec<Option<Child>>,
     settings: Vec<(String, String)>,
+    /// Settings of one instance each over `settings`: (instance, name, value).
+    instance_settings: Vec<(usize, String, String)>,
     /// Each instance's `DATABASE_URL`: straight to PostgreSQL, or through its proxy.
     database_urls: Vec<String>,
     logs: tempfile::TempDir,
@@ -67,17 +69,20 @@ impl Fleet {
         more_settings: &[(&str, String)],
     ) -> Self {
         let database = TestDatabase::create().await;
-        Self::start_on(database, up, database_proxies, redis, more_settings).await
+        Self::start_on(database, up, database_proxies, redis, more_settings, &[]).await
     }
 
     /// As [`Fleet::start_through_with`], on `database` (one on a server of the test's own, whose
-    /// proxies `database_proxies` lead to).
+    /// proxies `database_proxies` lead to), and with `instance_settings` (instance index, name,
+    /// value) over the fleet's for one instance each: one instance sending mail through another
+    /// provider, say.
     pub(crate) async fn start_on(
         database: TestDatabase,
         up: usize,
         database_proxies: &[Option<&TcpProxy>],
         redis: &str,
         more_settings: &[(&str, String)],
+        instance_settings: &[(usize, &str, String)],
     ) -> Self {
         let size = database_proxies.len();
         let simulator = Simulator::start(SimulatorConfig::default())
@@ -127,6 +132,10 @@ impl Fleet {
             processes: (0..size).map(|_| None).collect(),
             ports,
             settings,
+            instance_settings: instance_settings
+                .iter()
+                .map(|(index, name, value)| (*index, (*name).to_owned(), value.clone()))
+                .collect(),
             database_urls,
             logs: tempfile::tempdir().expect("a directory for the logs"),
             envoy,
@@ -189,6 +198,12 @@ impl Fleet {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(self.settings.iter().map(|(name, value)| (name, value)))
+            .envs(
+                self.instance_settings
+                    .iter()
+                    .filter(|(instance, _, _)| *instance == index)
+                    .map(|(_, name, value)| (name, value)),
+            )
             .env("DATABASE_URL", &self.database_urls[index])
             .env(
                 "GRPC_LISTEN_ADDR",
