@@ -5,8 +5,8 @@
 //! instance, a new instance joining, PostgreSQL unreachable for 5 s, and several faults at once
 //! (the chaos run's steps: the payment provider failing, losing answers and slow while one
 //! instance is cut off from PostgreSQL and another is killed; PostgreSQL stalled for the third,
-//! which is then restarted; Redis restarted empty and paused; the SMTP server, the S3 store and
-//! the PostgreSQL replica down in turn; PostgreSQL crashed and restarted; a burst of ten times
+//! which is then restarted; Redis restarted empty and paused; the SMTP server, the email API,
+//! the S3 store and the PostgreSQL replica down in turn; PostgreSQL crashed and restarted; a burst of ten times
 //! the callers, held 2 s; all of it on a PostgreSQL of the run's own, with payment events
 //! delivered and imports run). Afterwards, once the queues drained, every acknowledged write is
 //! found exactly once in PostgreSQL, every charge and refund once in the simulator's ledger, a
