@@ -186,31 +186,38 @@ async fn assert_every_acknowledged_write_exactly_once(fleet: &Fleet, outcome: &O
         sorted(&outcome.comments, |(key, _)| format!("comment {key}")),
         "each acknowledged AddComment made exactly one comment"
     );
+    // A CreateCharge refused for good is one the service gave up on without the provider ever
+    // charging it (CHARGE_ABANDONED: the reconciler found nothing at the provider while the
+    // client was still retrying): its charge stays FAILED and abandoned, and is no one's.
+    let abandoned = abandoned_charge_keys(outcome);
     assert_eq!(
-        texts(fleet, "SELECT id::text AS text FROM charges").await,
-        sorted(&outcome.charges, |(_, id)| id.clone()),
-        "each acknowledged CreateCharge made exactly one charge; the charges no client was \
-         told of: {:?}; the CreateCharge keys refused or never acknowledged: {:?}",
         texts(
             fleet,
-            &format!(
-                "SELECT to_jsonb(c)::text AS text FROM charges c WHERE id::text NOT IN ({})",
-                outcome
-                    .charges
-                    .iter()
-                    .map(|(_, id)| format!("'{id}'"))
-                    .chain(std::iter::once("''".to_owned()))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
+            "SELECT id::text AS text FROM charges \
+             WHERE NOT (status = 'failed' AND failure_kind = 'abandoned' \
+                        AND provider_payment_id IS NULL)"
         )
         .await,
+        sorted(&outcome.charges, |(_, id)| id.clone()),
+        "each acknowledged CreateCharge made exactly one charge; the CreateCharge keys refused \
+         or never acknowledged: {:?}",
         outcome
             .refused
             .iter()
             .chain(&outcome.unacknowledged)
             .filter(|(call, _)| *call == Call::CreateCharge)
             .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        count_of(
+            &fleet.database,
+            "SELECT count(*) AS count FROM charges \
+             WHERE status = 'failed' AND failure_kind = 'abandoned' \
+               AND provider_payment_id IS NULL"
+        )
+        .await,
+        abandoned.len() as i64,
+        "one abandoned charge per CreateCharge refused as abandoned, and no other"
     );
     for (_, id) in &outcome.charges {
         assert_eq!(
@@ -271,6 +278,32 @@ async fn assert_every_acknowledged_write_exactly_once(fleet: &Fleet, outcome: &O
     );
     assert!(!outcome.charges.is_empty() && !outcome.tickets.is_empty());
     assert!(!outcome.updates.is_empty(), "the load updated no ticket");
+}
+
+/// The CreateCharge keys the load stopped sending because the service answered
+/// `CHARGE_ABANDONED` (docs/errors.md): the charge was given up, nothing charged. Fails on a
+/// CreateCharge refused for any other reason.
+fn abandoned_charge_keys(outcome: &Outcome) -> Vec<&str> {
+    let refused: Vec<&str> = outcome
+        .refused
+        .iter()
+        .filter(|(call, _)| *call == Call::CreateCharge)
+        .map(|(_, key)| key.as_str())
+        .collect();
+    for key in &refused {
+        let last = outcome
+            .failures
+            .iter()
+            .rev()
+            .find(|failure| failure.key.as_deref() == Some(*key))
+            .expect("a refused write failed");
+        assert_eq!(
+            last.reason.as_deref(),
+            Some(Reason::ChargeAbandoned.as_str()),
+            "CreateCharge {key} refused for good otherwise than as abandoned: {last:?}"
+        );
+    }
+    refused
 }
 
 fn sorted_values(values: impl Iterator<Item = String>) -> Vec<String> {
@@ -1352,11 +1385,11 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     );
     // Updates met the faults too, and some were refused for a stale etag at most.
     assert!(
-        outcome
-            .refused
-            .iter()
-            .all(|(call, _)| matches!(call, Call::UpdateTicket | Call::RefundCharge)),
-        "refused writes other than updates and refunds: {:?}",
+        outcome.refused.iter().all(|(call, _)| matches!(
+            call,
+            Call::UpdateTicket | Call::RefundCharge | Call::CreateCharge
+        )),
+        "refused writes other than updates, refunds and abandoned charges: {:?}",
         outcome.refused
     );
 }
