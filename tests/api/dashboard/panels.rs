@@ -191,12 +191,18 @@ async fn ticket_stats_count_open_tickets_daily_moves_and_response_percentiles() 
             .await
             .expect("the ticket is solved");
     }
-    // Answered 10 and 30 minutes after creation, solved after 1 and 3 hours.
+    // Answered 10 and 30 minutes after creation, solved after 1 and 3 hours: all of it on
+    // today's UTC date, whatever the hour the test runs at (the panel counts a resolution on the
+    // day of its solving, a first response on the day of creation).
     let mut conn = app.database.connect().await;
     for (ticket, minutes, hours) in [(&first, 10, 1), (&second, 30, 3)] {
         diesel::sql_query(format!(
-            "UPDATE tickets SET first_agent_response_at = created_at + interval '{minutes} minutes', \
-             solved_at = created_at + interval '{hours} hours' WHERE id = '{}'",
+            "UPDATE tickets SET created_at = date_trunc('day', now(), 'UTC') + interval '1 hour', \
+             first_agent_response_at = date_trunc('day', now(), 'UTC') + interval '1 hour' \
+                 + interval '{minutes} minutes', \
+             solved_at = date_trunc('day', now(), 'UTC') + interval '1 hour' \
+                 + interval '{hours} hours' \
+             WHERE id = '{}'",
             ticket.id
         ))
         .execute(&mut conn)
