@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod middleware;
 pub mod notifications;
+pub mod outbound;
 pub mod rate_limit;
 pub mod redis;
 pub mod resilience;

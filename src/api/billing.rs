@@ -358,7 +358,7 @@ fn status_to_wire(status: ChargeStatus) -> v1::ChargeStatus {
     }
 }
 
-fn to_wire(stored: &StoredCharge) -> v1::Charge {
+pub(super) fn to_wire(stored: &StoredCharge) -> v1::Charge {
     let charge = &stored.charge;
     v1::Charge {
         id: charge.id.to_string(),

@@ -8,10 +8,12 @@ pub mod attachments;
 pub mod auth;
 pub mod billing;
 pub mod dashboard;
+pub mod events;
 pub mod notifications;
 pub mod operations;
 pub mod tickets;
 pub mod users;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -263,6 +263,7 @@ fn kind_from_wire(raw: i32) -> Result<Option<NotificationKind>, InvalidValue> {
         Ok(v1::NotificationKind::Invitation) => Ok(Some(NotificationKind::Invitation)),
         Ok(v1::NotificationKind::ChargeReceipt) => Ok(Some(NotificationKind::ChargeReceipt)),
         Ok(v1::NotificationKind::RefundNotice) => Ok(Some(NotificationKind::RefundNotice)),
+        Ok(v1::NotificationKind::EndpointDisabled) => Ok(Some(NotificationKind::EndpointDisabled)),
         Err(_) => Err(InvalidValue::new("is not a notification kind")),
     }
 }
@@ -276,6 +277,7 @@ fn kind_to_wire(kind: NotificationKind) -> v1::NotificationKind {
         NotificationKind::Invitation => v1::NotificationKind::Invitation,
         NotificationKind::ChargeReceipt => v1::NotificationKind::ChargeReceipt,
         NotificationKind::RefundNotice => v1::NotificationKind::RefundNotice,
+        NotificationKind::EndpointDisabled => v1::NotificationKind::EndpointDisabled,
     }
 }
 

@@ -896,7 +896,7 @@ pub(super) fn status_to_wire(status: TicketStatus) -> v1::TicketStatus {
     }
 }
 
-fn to_wire(ticket: Ticket) -> v1::Ticket {
+pub(super) fn to_wire(ticket: Ticket) -> v1::Ticket {
     let etag = ticket.etag().to_string();
     v1::Ticket {
         id: ticket.id.to_string(),
@@ -924,7 +924,7 @@ fn actor_ids(actor: Actor) -> (String, String) {
     }
 }
 
-fn comment_to_wire(comment: domain::Comment) -> v1::Comment {
+pub(super) fn comment_to_wire(comment: domain::Comment) -> v1::Comment {
     let (author_id, _) = actor_ids(comment.author);
     v1::Comment {
         id: comment.id.to_string(),

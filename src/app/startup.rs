@@ -55,9 +55,11 @@ use crate::wire::proto::v1::api_key_service_server::ApiKeyServiceServer;
 use crate::wire::proto::v1::auth_service_server::AuthServiceServer;
 use crate::wire::proto::v1::billing_service_server::BillingServiceServer;
 use crate::wire::proto::v1::dashboard_service_server::DashboardServiceServer;
+use crate::wire::proto::v1::event_service_server::EventServiceServer;
 use crate::wire::proto::v1::notification_service_server::NotificationServiceServer;
 use crate::wire::proto::v1::ticket_service_server::TicketServiceServer;
 use crate::wire::proto::v1::user_service_server::UserServiceServer;
+use crate::wire::proto::v1::webhook_endpoint_service_server::WebhookEndpointServiceServer;
 use crate::wire::proto::v1::webhook_service_server::WebhookServiceServer;
 
 pub struct Application {
@@ -74,6 +76,8 @@ pub struct Application {
     wake_webhook_workers: Arc<Notify>,
     /// Background tasks added with [`Application::with_task`], run beside the service's own.
     extra_tasks: Vec<Task>,
+    /// The last check before a webhook delivery dials an address ([`Application::with_dial_seam`]).
+    dial_seam: Arc<dyn crate::outbound::DialSeam>,
 }
 
 impl Application {
@@ -110,6 +114,7 @@ impl Application {
             methods,
             wake_webhook_workers: Arc::new(Notify::new()),
             extra_tasks: Vec::new(),
+            dial_seam: Arc::new(crate::outbound::DialAsAdmitted),
         })
     }
 
@@ -117,6 +122,14 @@ impl Application {
     /// must differ from theirs: docs/architecture.md, "Background tasks").
     pub fn with_task(mut self, task: Task) -> Self {
         self.extra_tasks.push(task);
+        self
+    }
+
+    /// Replaces the last check before a webhook delivery dials an address: tests put one there
+    /// that records every address and refuses any outside 127.0.0.0/8, so that a broken address
+    /// policy fails the test instead of reaching the network.
+    pub fn with_dial_seam(mut self, seam: Arc<dyn crate::outbound::DialSeam>) -> Self {
+        self.dial_seam = seam;
         self
     }
 
@@ -158,6 +171,10 @@ impl Application {
             .build_v1alpha()?;
 
         let services = Services::build(&self.settings, &self.database, &self.redis);
+        // Cancelled when the instance drains: long-lived streams (WatchEvents) end then, so that
+        // draining waits for none of them; their clients resume elsewhere.
+        let drain = CancellationToken::new();
+        let draining_streams = drain.clone();
         let max_bytes = server_settings.max_request_bytes;
         let accounts = AccountServiceServer::new(AccountApi::new(
             services.accounts,
@@ -270,6 +287,38 @@ impl Application {
         ))
         .max_decoding_message_size(max_bytes)
         .compressed();
+        let endpoint_secrets = Arc::new(crate::outbound::SecretBox::new(
+            self.settings.outbound_webhooks.secrets_key.as_ref(),
+            &self.settings.auth.jwt_secret,
+        ));
+        let wake_delivery_workers = Arc::new(Notify::new());
+        let webhook_endpoint_api = WebhookEndpointServiceServer::new(
+            crate::api::webhook_endpoints::WebhookEndpointApi::new(
+                crate::service::WebhookEndpointAdmin::new(
+                    self.database.clone(),
+                    endpoint_secrets.clone(),
+                    self.settings.outbound_webhooks.clone(),
+                    wake_delivery_workers.clone(),
+                ),
+                services.idempotency.clone(),
+                services.page_tokens.clone(),
+            ),
+        )
+        .max_decoding_message_size(max_bytes)
+        .compressed();
+        let event_api = EventServiceServer::new(crate::api::events::EventApi::new(
+            crate::service::events::EventFeed::new(
+                self.database.clone(),
+                crate::service::events::FeedSettings {
+                    poll_interval: self.settings.outbound_webhooks.watch_poll_interval,
+                    heartbeat: self.settings.outbound_webhooks.watch_heartbeat,
+                    max_duration: self.settings.outbound_webhooks.watch_max_duration,
+                },
+                draining_streams.clone(),
+            ),
+        ))
+        .max_decoding_message_size(max_bytes)
+        .compressed();
         let users = UserServiceServer::new(UserApi::new(
             services.users,
             services.idempotency,
@@ -289,6 +338,8 @@ impl Application {
             served_name(&tickets),
             served_name(&users),
             served_name(&webhook_api),
+            served_name(&webhook_endpoint_api),
+            served_name(&event_api),
         ];
         ensure_served_as_declared(self.methods, &served)?;
 
@@ -507,6 +558,27 @@ impl Application {
                 self.settings.operations.poll_interval,
             ));
         }
+        if self.settings.outbound_webhooks.workers > 0 {
+            let workers = crate::service::WebhookDeliveryWorkers::new(
+                self.database.clone(),
+                crate::outbound::WebhookClient::new(
+                    &self.settings.outbound_webhooks,
+                    self.dial_seam.clone(),
+                )?,
+                endpoint_secrets,
+                Arc::new(crate::api::webhook_endpoints::JsonEvents::new()?),
+                self.settings.outbound_webhooks.clone(),
+                wake_delivery_workers,
+                self.settings.notifications.message_domain().to_owned(),
+            );
+            // Deliveries wait durably in their queue, shared with every instance's workers.
+            jobs.add(Task::new(
+                "webhook-delivery-workers",
+                RestartPolicy::Restart(SERVICE_BACKOFF),
+                HealthEffect::None,
+                move |context| workers.clone().run(context.stop),
+            ));
+        }
         // Entries written while Redis was away stay unsynced until their TTL without it.
         let ticket_cache = services.ticket_cache.clone();
         jobs.add(Task::new(
@@ -520,7 +592,6 @@ impl Application {
         }
         let jobs = jobs.start()?;
 
-        let drain = CancellationToken::new();
         let server = Server::builder()
             .http2_keepalive_interval(Some(server_settings.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(server_settings.http2_keepalive_timeout))
@@ -555,6 +626,8 @@ impl Application {
             .add_service(tickets)
             .add_service(users)
             .add_service(webhook_api)
+            .add_service(webhook_endpoint_api)
+            .add_service(event_api)
             .serve_with_incoming_shutdown(
                 // `Server::tcp_nodelay` applies only to listeners tonic binds itself: without
                 // this, Nagle's algorithm holds each response's last frame until the client's
@@ -805,9 +878,11 @@ compressed!(
     AuthServiceServer,
     BillingServiceServer,
     DashboardServiceServer,
+    EventServiceServer,
     NotificationServiceServer,
     OperationsServer,
     TicketServiceServer,
     UserServiceServer,
+    WebhookEndpointServiceServer,
     WebhookServiceServer,
 );

@@ -14,6 +14,7 @@ mod idempotency;
 mod log;
 mod notifications;
 mod operations;
+mod outbound_webhooks;
 mod password_reset;
 mod rate_limits;
 mod reader;
@@ -40,6 +41,7 @@ pub use self::notifications::{
     NotificationSettings, NotificationWorkerSettings, SmtpSettings, SmtpTls,
 };
 pub use self::operations::OperationSettings;
+pub use self::outbound_webhooks::{DEFAULT_RETRY_SCHEDULE, OutboundWebhookSettings};
 pub use self::password_reset::PasswordResetSettings;
 pub use self::rate_limits::RateLimitSettings;
 use self::reader::Reader;
@@ -86,6 +88,8 @@ pub struct Settings {
     pub operations: OperationSettings,
     /// Password resets and invitations (docs/identity.md).
     pub password_reset: PasswordResetSettings,
+    /// Webhooks sent to customers' endpoints (docs/webhooks.md, "Webhooks we send").
+    pub outbound_webhooks: OutboundWebhookSettings,
 }
 
 /// Every setting that was missing or malformed, so one start-up names them all.
@@ -146,6 +150,7 @@ impl Settings {
             attachments: reader.attachments(),
             operations: reader.operations(),
             password_reset: reader.password_reset(),
+            outbound_webhooks: reader.outbound_webhooks(),
         };
         let problems = reader.into_problems();
         if problems.is_empty() {

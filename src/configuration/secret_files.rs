@@ -13,7 +13,7 @@ use std::collections::HashMap;
 /// The settings that hold secrets (or the half of a credential kept beside one), each also read
 /// from the file `<NAME>_FILE` names. docs/deployment.md lists them; the Kubernetes manifests'
 /// policy test refuses a ConfigMap that sets one of them.
-pub const SECRET_SETTINGS: [&str; 14] = [
+pub const SECRET_SETTINGS: [&str; 15] = [
     "DATABASE_URL",
     "DATABASE_READ_REPLICA_URL",
     "REDIS_URL",
@@ -28,6 +28,7 @@ pub const SECRET_SETTINGS: [&str; 14] = [
     "SMTP_PASSWORD",
     "STORAGE_ACCESS_KEY_ID",
     "STORAGE_SECRET_ACCESS_KEY",
+    "WEBHOOK_ENDPOINT_SECRETS_KEY",
 ];
 
 /// The suffix of the variable naming a secret's file.
@@ -221,6 +222,10 @@ mod tests {
             ("SMTP_PASSWORD", "relay-pass-from-a-file"),
             ("STORAGE_ACCESS_KEY_ID", "AKIAFROMAFILE"),
             ("STORAGE_SECRET_ACCESS_KEY", "storage-secret-from-a-file"),
+            (
+                "WEBHOOK_ENDPOINT_SECRETS_KEY",
+                "endpoint-secrets-key-from-a-file-0123456789",
+            ),
         ];
         assert_eq!(
             values.map(|(name, _)| name),
@@ -325,6 +330,15 @@ mod tests {
         assert_eq!(
             storage.secret_access_key.expose_secret(),
             value("STORAGE_SECRET_ACCESS_KEY")
+        );
+        assert_eq!(
+            settings
+                .outbound_webhooks
+                .secrets_key
+                .as_ref()
+                .map(|key| key.expose_secret().to_owned())
+                .as_deref(),
+            Some(value("WEBHOOK_ENDPOINT_SECRETS_KEY"))
         );
         let email = settings.notifications.email.as_ref().expect("email");
         let super::super::EmailProviderSettings::Smtp(smtp) = &email.provider else {

@@ -440,6 +440,17 @@ pub async fn now(pool: &PgPool) -> AppResult<chrono::DateTime<chrono::Utc>> {
     )
 }
 
+/// [`now`] on a connection already held (in a transaction: the time the transaction began).
+pub async fn now_in(
+    connection: &mut AsyncPgConnection,
+) -> AppResult<chrono::DateTime<chrono::Utc>> {
+    Ok(
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Timestamptz>("now()"))
+            .get_result(connection)
+            .await?,
+    )
+}
+
 /// A pooled connection, or UNAVAILABLE once the pool's short connect timeout passes (at once
 /// while PostgreSQL refuses connections: [`Refusals`]). The time the checkout took, waiting
 /// included, goes to `supportdesk_db_pool_checkout_duration_seconds`.

@@ -134,6 +134,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    events (id) {
+        id -> Uuid,
+        seq -> Int8,
+        account_id -> Uuid,
+        #[sql_name = "type"]
+        type_ -> Text,
+        resource_id -> Uuid,
+        changed_fields -> Array<Nullable<Text>>,
+        snapshot -> Jsonb,
+        endpoint_id -> Nullable<Uuid>,
+        txid -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     idempotency_keys (id) {
         id -> Uuid,
         caller -> Text,
@@ -407,6 +423,65 @@ diesel::table! {
 }
 
 diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        endpoint_id -> Uuid,
+        event_id -> Uuid,
+        event_seq -> Int8,
+        event_type -> Text,
+        state -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_attempt_at -> Nullable<Timestamptz>,
+        last_http_status -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        redrive_count -> Int4,
+        created_at -> Timestamptz,
+        done_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhook_delivery_attempts (delivery_id, attempt) {
+        delivery_id -> Uuid,
+        attempt -> Int4,
+        account_id -> Uuid,
+        endpoint_id -> Uuid,
+        url -> Text,
+        started_at -> Timestamptz,
+        latency_ms -> Int4,
+        http_status -> Nullable<Int4>,
+        error -> Nullable<Text>,
+        response_excerpt -> Text,
+    }
+}
+
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        url -> Text,
+        description -> Text,
+        event_types -> Array<Nullable<Text>>,
+        secret_ciphertext -> Bytea,
+        previous_secret_ciphertext -> Nullable<Bytea>,
+        previous_secret_expires_at -> Nullable<Timestamptz>,
+        state -> Text,
+        disabled_reason -> Nullable<Text>,
+        disabled_at -> Nullable<Timestamptz>,
+        failing_since -> Nullable<Timestamptz>,
+        last_success_at -> Nullable<Timestamptz>,
+        retry_at -> Nullable<Timestamptz>,
+        lease_token -> Nullable<Uuid>,
+        lease_until -> Nullable<Timestamptz>,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     webhook_event_quarantines (event_id) {
         event_id -> Text,
         reason -> Text,
@@ -452,6 +527,7 @@ diesel::joinable!(email_events -> accounts (account_id));
 diesel::joinable!(email_events -> notifications (notification_id));
 diesel::joinable!(email_suppressions -> accounts (account_id));
 diesel::joinable!(email_suppressions -> notifications (notification_id));
+diesel::joinable!(events -> webhook_endpoints (endpoint_id));
 diesel::joinable!(notifications -> accounts (account_id));
 diesel::joinable!(notifications -> tickets (ticket_id));
 diesel::joinable!(operations -> accounts (account_id));
@@ -466,6 +542,10 @@ diesel::joinable!(ticket_counts_open -> accounts (account_id));
 diesel::joinable!(ticket_response_histograms -> accounts (account_id));
 diesel::joinable!(tickets -> accounts (account_id));
 diesel::joinable!(users -> accounts (account_id));
+diesel::joinable!(webhook_deliveries -> events (event_id));
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_delivery_attempts -> webhook_deliveries (delivery_id));
+diesel::joinable!(webhook_endpoints -> accounts (account_id));
 diesel::joinable!(webhook_event_quarantines -> webhook_events (event_id));
 diesel::joinable!(webhook_events -> accounts (account_id));
 
@@ -478,6 +558,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     charges,
     email_events,
     email_suppressions,
+    events,
     idempotency_keys,
     notifications,
     operations,
@@ -496,6 +577,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     ticket_response_histograms,
     tickets,
     users,
+    webhook_deliveries,
+    webhook_delivery_attempts,
+    webhook_endpoints,
     webhook_event_quarantines,
     webhook_events,
 );

@@ -163,7 +163,7 @@ fn parse_signatures(raw: &str) -> Result<Vec<[u8; SIGNATURE_BYTES]>, SignatureRe
 }
 
 /// HMAC-SHA256 under `key` of `"{id}.{timestamp}.{payload}"`, ready to finalize or verify.
-fn signing_mac(key: &[u8], id: &str, timestamp: i64, payload: &[u8]) -> Hmac<Sha256> {
+pub(super) fn signing_mac(key: &[u8], id: &str, timestamp: i64, payload: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(id.as_bytes());
     mac.update(b".");

@@ -15,6 +15,7 @@ mod ids;
 mod money;
 mod notification;
 mod operation;
+mod outbound_webhook;
 mod pagination;
 mod password_token;
 mod payment_event;
@@ -53,12 +54,18 @@ pub use ids::{
 };
 pub use money::{Currency, Money, MoneyArithmeticError};
 pub use notification::{
-    CommentAddedData, NotificationKind, NotificationState, PasswordLinkData, PaymentNoticeData,
-    SkipReason, SuppressionReason, TicketCreatedData, TicketSolvedData,
+    CommentAddedData, EndpointDisabledData, NotificationKind, NotificationState, PasswordLinkData,
+    PaymentNoticeData, SkipReason, SuppressionReason, TicketCreatedData, TicketSolvedData,
 };
 pub use operation::{
     OPERATION_NAME_PREFIX, Operation, OperationFailure, OperationFilter, OperationKind,
     OperationState, RowError,
+};
+pub use outbound_webhook::{
+    AddressPolicy, AddressRefusal, DeliveryAttempt, DeliveryState, DisabledReason, EndpointState,
+    EndpointUrl, EventCursor, EventResource, EventType, RetrySchedule, SIGNING_SECRET_PREFIX,
+    SchemePolicy, SigningSecret, WebhookDelivery, WebhookEndpoint, event_public_id,
+    parse_event_public_id, parse_event_types, webhook_signature_header,
 };
 pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
 pub use password_token::{PasswordToken, PasswordTokenKey, PasswordTokenSeed};

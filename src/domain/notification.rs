@@ -25,6 +25,9 @@ pub enum NotificationKind {
     ChargeReceipt,
     /// A refund succeeded: the notice, to the charged customer.
     RefundNotice,
+    /// A webhook endpoint failed for the whole retry schedule and was disabled: the notice, to
+    /// each of the account's admins.
+    EndpointDisabled,
 }
 
 impl NotificationKind {
@@ -37,6 +40,7 @@ impl NotificationKind {
             Self::Invitation => "invitation",
             Self::ChargeReceipt => "charge_receipt",
             Self::RefundNotice => "refund_notice",
+            Self::EndpointDisabled => "endpoint_disabled",
         }
     }
 
@@ -49,9 +53,10 @@ impl NotificationKind {
             "invitation" => Ok(Self::Invitation),
             "charge_receipt" => Ok(Self::ChargeReceipt),
             "refund_notice" => Ok(Self::RefundNotice),
+            "endpoint_disabled" => Ok(Self::EndpointDisabled),
             _ => Err(InvalidValue::new(
                 "must be ticket_created, comment_added, ticket_solved, password_reset, \
-                 invitation, charge_receipt or refund_notice",
+                 invitation, charge_receipt, refund_notice or endpoint_disabled",
             )),
         }
     }
@@ -69,7 +74,8 @@ impl NotificationKind {
             | Self::PasswordReset
             | Self::Invitation
             | Self::ChargeReceipt
-            | Self::RefundNotice => false,
+            | Self::RefundNotice
+            | Self::EndpointDisabled => false,
         }
     }
 }
@@ -232,6 +238,15 @@ pub struct PaymentNoticeData {
     pub amount_minor: i64,
     /// ISO 4217, upper case.
     pub currency: String,
+}
+
+/// What the notice of a disabled webhook endpoint says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointDisabledData {
+    /// The endpoint's id.
+    pub endpoint_id: String,
+    /// Where its deliveries failed.
+    pub url: String,
 }
 
 #[cfg(test)]

@@ -209,6 +209,9 @@ pub enum Resource {
     Ticket,
     User,
     WebhookEvent,
+    WebhookEndpoint,
+    WebhookDelivery,
+    Event,
     Notification,
     Suppression,
     Operation,
@@ -232,6 +235,17 @@ impl Resource {
                 "supportdesk.v1.WebhookEvent",
                 Reason::WebhookEventNotFound,
                 "webhook event",
+            ),
+            Self::WebhookEndpoint => (
+                "supportdesk.v1.WebhookEndpoint",
+                Reason::WebhookEndpointNotFound,
+                "webhook endpoint",
+            ),
+            Self::Event => ("supportdesk.v1.Event", Reason::EventNotFound, "event"),
+            Self::WebhookDelivery => (
+                "supportdesk.v1.WebhookDelivery",
+                Reason::WebhookDeliveryNotFound,
+                "webhook delivery",
             ),
             Self::Notification => (
                 "supportdesk.v1.Notification",

@@ -93,6 +93,12 @@ reasons! {
     UserNotFound = "USER_NOT_FOUND",
     /// No webhook event with this id in the caller's account.
     WebhookEventNotFound = "WEBHOOK_EVENT_NOT_FOUND",
+    /// No event with this id in the caller's account.
+    EventNotFound = "EVENT_NOT_FOUND",
+    /// No webhook endpoint with this id in the caller's account.
+    WebhookEndpointNotFound = "WEBHOOK_ENDPOINT_NOT_FOUND",
+    /// No delivery with this id to this endpoint of the caller's account.
+    WebhookDeliveryNotFound = "WEBHOOK_DELIVERY_NOT_FOUND",
     /// No notification with this id in the caller's account.
     NotificationNotFound = "NOTIFICATION_NOT_FOUND",
     /// The caller's account does not suppress this address.
@@ -127,6 +133,8 @@ reasons! {
     UploadMismatch = "UPLOAD_MISMATCH",
     /// The ticket has as many attachments as allowed.
     AttachmentLimit = "ATTACHMENT_LIMIT",
+    /// The account already has as many webhook endpoints as allowed.
+    WebhookEndpointLimit = "WEBHOOK_ENDPOINT_LIMIT",
     /// An AttachmentService RPC on a deployment without object storage.
     AttachmentsNotConfigured = "ATTACHMENTS_NOT_CONFIGURED",
     /// The payment provider declined the card.

@@ -10,8 +10,9 @@
 use uuid::Uuid;
 
 use crate::domain::{
-    CommentAddedData, Money, NotificationKind, PasswordLinkData, PasswordTokenKey,
-    PasswordTokenSeed, PaymentNoticeData, TicketCreatedData, TicketSolvedData, html_escape,
+    CommentAddedData, EndpointDisabledData, Money, NotificationKind, PasswordLinkData,
+    PasswordTokenKey, PasswordTokenSeed, PaymentNoticeData, TicketCreatedData, TicketSolvedData,
+    html_escape,
 };
 
 /// A message's content, before it is addressed.
@@ -52,6 +53,13 @@ pub fn render(
             let data: PaymentNoticeData = serde_json::from_value(data.clone())
                 .map_err(|error| format!("the stored data of {kind} is invalid: {error}"))?;
             payment_notice(kind, &data)
+        }
+        NotificationKind::EndpointDisabled => {
+            let data: EndpointDisabledData =
+                serde_json::from_value(data.clone()).map_err(|error| {
+                    format!("the stored data of endpoint_disabled is invalid: {error}")
+                })?;
+            Ok(endpoint_disabled(&data))
         }
         NotificationKind::TicketCreated => {
             let data: TicketCreatedData =
@@ -152,6 +160,38 @@ fn password_link(
     );
     Rendered {
         subject: subject.to_owned(),
+        text,
+        html,
+    }
+}
+
+/// The notice to an account's admins that a webhook endpoint was disabled after failing for the
+/// whole retry schedule (docs/webhooks.md, "Delivery").
+fn endpoint_disabled(data: &EndpointDisabledData) -> Rendered {
+    let url = single_line(&data.url);
+    let endpoint = single_line(&data.endpoint_id);
+    let subject = "A webhook endpoint was disabled".to_owned();
+    let text = format!(
+        "Hello,\n\n\
+         Every delivery to your webhook endpoint {url} failed for the whole retry schedule \
+         (about three days), so it was disabled. Its events are kept: enable the endpoint \
+         (UpdateWebhookEndpoint, disabled: false) once it answers again, and it is sent what \
+         it missed, in order.\n\n\
+         Endpoint: {endpoint}\n",
+    );
+    let html = format!(
+        "<!DOCTYPE html>\n<html><body>\n\
+         <p>Hello,</p>\n\
+         <p>Every delivery to your webhook endpoint <strong>{url}</strong> failed for the whole \
+         retry schedule (about three days), so it was disabled. Its events are kept: enable the \
+         endpoint once it answers again, and it is sent what it missed, in order.</p>\n\
+         <p>Endpoint: {endpoint}</p>\n\
+         </body></html>\n",
+        url = html_escape(&url),
+        endpoint = html_escape(&endpoint),
+    );
+    Rendered {
+        subject,
         text,
         html,
     }

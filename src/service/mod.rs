@@ -8,6 +8,7 @@ pub mod attachments;
 pub mod authentication;
 pub mod billing;
 pub mod dashboard;
+pub mod events;
 pub mod notification_worker;
 pub mod notifications;
 pub mod operation_worker;
@@ -16,6 +17,8 @@ pub mod password_reset;
 pub mod reconciliation;
 pub mod tickets;
 pub mod users;
+pub mod webhook_delivery;
+pub mod webhook_endpoints;
 pub mod webhook_worker;
 pub mod webhooks;
 
@@ -35,6 +38,8 @@ pub use password_reset::PasswordResets;
 pub use reconciliation::{ReconciliationPolicy, ReconciliationReport};
 pub use tickets::{EXPORT_BATCH, ExportBatch, FeedPage, SearchPage, TicketDesk, TicketEdits};
 pub use users::{NewUserRequest, UserChanges, Users};
+pub use webhook_delivery::{RenderEvent, WebhookDeliveryWorkers};
+pub use webhook_endpoints::{EndpointUpdate, NewEndpointRequest, WebhookEndpointAdmin};
 pub use webhook_worker::WebhookWorkers;
 pub use webhooks::{Receipt, Webhooks};
 

@@ -739,9 +739,11 @@ mod tests {
                 "supportdesk.v1.AuthService",
                 "supportdesk.v1.BillingService",
                 "supportdesk.v1.DashboardService",
+                "supportdesk.v1.EventService",
                 "supportdesk.v1.NotificationService",
                 "supportdesk.v1.TicketService",
                 "supportdesk.v1.UserService",
+                "supportdesk.v1.WebhookEndpointService",
                 "supportdesk.v1.WebhookService",
             ]
         );

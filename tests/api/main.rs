@@ -8,6 +8,7 @@ mod deployment;
 mod identity;
 mod notifications;
 mod operations;
+mod outbound_webhooks;
 mod pipeline;
 mod rest_contract;
 mod scale_out;

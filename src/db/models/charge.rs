@@ -16,7 +16,7 @@ use crate::domain::{
 };
 use crate::errors::AppResult;
 
-#[derive(Clone, Debug, Queryable, Selectable)]
+#[derive(Clone, Debug, Queryable, Selectable, serde::Deserialize)]
 #[diesel(table_name = charges, check_for_backend(diesel::pg::Pg))]
 pub struct ChargeRow {
     pub id: Uuid,

@@ -13,7 +13,7 @@ use crate::db::schema::ticket_comments;
 use crate::domain::{self, Actor, ApiKeyId, CommentBody, PageCursor, TicketId, UserId};
 use crate::errors::{AppError, AppResult};
 
-#[derive(Clone, Debug, Queryable, QueryableByName, Selectable)]
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable, serde::Deserialize)]
 #[diesel(table_name = ticket_comments, check_for_backend(diesel::pg::Pg))]
 pub struct CommentRow {
     pub id: Uuid,
@@ -130,7 +130,7 @@ impl CommentRow {
             .collect()
     }
 
-    fn into_domain(self) -> AppResult<domain::Comment> {
+    pub(super) fn into_domain(self) -> AppResult<domain::Comment> {
         Ok(domain::Comment {
             id: self.id,
             ticket_id: TicketId::from_uuid(self.ticket_id),

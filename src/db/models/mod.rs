@@ -12,6 +12,7 @@ pub mod charge_dispute;
 pub mod comment;
 pub mod email_event;
 pub mod email_suppression;
+pub mod event;
 pub mod idempotency;
 pub mod notification;
 pub mod notification_settings;
@@ -30,6 +31,8 @@ pub mod ticket_counts_daily;
 pub mod ticket_counts_open;
 pub mod ticket_response_histogram;
 pub mod user;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
 pub mod webhook_event;
 pub mod webhook_event_quarantine;
 

@@ -23,7 +23,7 @@ use crate::errors::AppResult;
 
 /// Read by position from the DSL's queries; by name (`QueryableByName`) from a statement's
 /// `RETURNING` written as SQL (bench/src/bin/bare.rs).
-#[derive(Clone, Debug, Queryable, QueryableByName, Selectable)]
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable, serde::Deserialize)]
 #[diesel(table_name = tickets, check_for_backend(diesel::pg::Pg))]
 pub struct TicketRow {
     pub id: Uuid,
@@ -632,7 +632,7 @@ impl TicketRow {
     }
 
     /// The domain view of this row, given its requester's email.
-    fn into_domain(self, requester_email: &str) -> AppResult<Ticket> {
+    pub(super) fn into_domain(self, requester_email: &str) -> AppResult<Ticket> {
         Ok(Ticket {
             id: TicketId::from_uuid(self.id),
             account_id: AccountId::from_uuid(self.account_id),

@@ -64,6 +64,19 @@ enum Holds {
     ApiKeyPrefix,
     /// A `Message-ID` (the `notifications.message_id` CHECK).
     MessageId,
+    /// An event's id: `evt_` and the 32 hex digits of its UUID (`domain::event_public_id`).
+    EventId,
+    /// An event type of the catalogue (`domain::EventType`): `resource.what_happened`.
+    EventType,
+    /// The payload version of events: a date (`api::webhook_endpoints::EVENT_API_VERSION`).
+    ApiVersion,
+    /// The field paths a ticket event lists: at most the five fields a change can change.
+    FieldPaths,
+    /// A webhook endpoint's signing secret: `whsec_` and the base64 of 32 random bytes; empty
+    /// when a replay answers (`domain::SigningSecret`).
+    SigningSecretOrEmpty,
+    /// A WatchEvents cursor: `<txid>.<seq>`, two non-negative integers of at most 18 digits.
+    EventCursor,
     /// Text of at most so many characters (a `char_length` CHECK of its column).
     Characters(u64),
     /// A list of at most so many items.
@@ -171,6 +184,54 @@ const FIELDS: &[(&str, Holds)] = &[
     ("supportdesk.v1.Tokens.access_token", Holds::Jwt),
     ("supportdesk.v1.Tokens.refresh_token", Holds::RefreshToken),
     ("supportdesk.v1.WebhookEvent.type", Holds::Characters(255)),
+    ("supportdesk.v1.Event.id", Holds::EventId),
+    ("supportdesk.v1.Event.type", Holds::EventType),
+    ("supportdesk.v1.Event.account_id", Holds::Uuid),
+    ("supportdesk.v1.Event.api_version", Holds::ApiVersion),
+    ("supportdesk.v1.Event.changed_fields", Holds::FieldPaths),
+    (
+        "supportdesk.v1.CreateWebhookEndpointResponse.secret",
+        Holds::SigningSecretOrEmpty,
+    ),
+    (
+        "supportdesk.v1.RotateWebhookEndpointSecretResponse.secret",
+        Holds::SigningSecretOrEmpty,
+    ),
+    (
+        "supportdesk.v1.WatchEventsResponse.cursor",
+        Holds::EventCursor,
+    ),
+    ("supportdesk.v1.WebhookEndpoint.id", Holds::Uuid),
+    // `failing`, `by_admin`, or empty (the `webhook_endpoints.disabled_reason` CHECK).
+    (
+        "supportdesk.v1.WebhookEndpoint.disabled_reason",
+        Holds::Characters(8),
+    ),
+    ("supportdesk.v1.WebhookDelivery.id", Holds::Uuid),
+    ("supportdesk.v1.WebhookDelivery.endpoint_id", Holds::Uuid),
+    ("supportdesk.v1.WebhookDelivery.event_id", Holds::EventId),
+    (
+        "supportdesk.v1.WebhookDelivery.event_type",
+        Holds::EventType,
+    ),
+    (
+        "supportdesk.v1.WebhookDelivery.attempt_log",
+        Holds::AtMostItems(20),
+    ),
+    // The worker keeps 500 characters of an error, the first 2 KiB of an answer (as text, at
+    // most as many characters as bytes), and the URL as the endpoint had it (2048 at most).
+    (
+        "supportdesk.v1.WebhookDeliveryAttempt.error",
+        Holds::Characters(500),
+    ),
+    (
+        "supportdesk.v1.WebhookDeliveryAttempt.response_excerpt",
+        Holds::Characters(2048),
+    ),
+    (
+        "supportdesk.v1.WebhookDeliveryAttempt.url",
+        Holds::Characters(2048),
+    ),
     // At most one of each of google.rpc's ten detail types: tonic's ErrorDetails, and Envoy's
     // replies (ErrorInfo and a BadRequest).
     ("google.rpc.Status.details", Holds::AtMostItems(10)),
@@ -216,6 +277,21 @@ impl Holds {
             }
             // Its host is the deployment's: the document says only its shape.
             Self::MessageId => json!({ "pattern": "^<[^<>\\s]+@[^<>\\s]+>$" }),
+            Self::EventId => json!({ "pattern": "^evt_[0-9a-f]{32}$", "maxLength": 36 }),
+            Self::EventType => json!({ "pattern": "^[a-z]+\\.[a-z_]+$", "maxLength": 32 }),
+            Self::ApiVersion => {
+                json!({ "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "maxLength": 10 })
+            }
+            Self::FieldPaths => json!({
+                "maxItems": 5,
+                "items": { "type": "string", "pattern": "^[a-z_]+$", "maxLength": 32 },
+            }),
+            Self::SigningSecretOrEmpty => {
+                json!({ "pattern": "^(whsec_[A-Za-z0-9+/]{43}=)?$", "maxLength": 50 })
+            }
+            Self::EventCursor => {
+                json!({ "pattern": "^[0-9]{1,18}\\.[0-9]{1,18}$", "maxLength": 37 })
+            }
             Self::Characters(most) => json!({ "maxLength": most }),
             Self::AtMostItems(most) => json!({ "maxItems": most }),
         }

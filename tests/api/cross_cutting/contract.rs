@@ -213,6 +213,41 @@ impl Harness {
         self.app.create_ticket("contract").await.id
     }
 
+    /// A webhook endpoint of the account: the oldest one there is (an account may have only so
+    /// many), or a new one.
+    async fn new_endpoint(&self) -> String {
+        let listed = self
+            .send(call(
+                Method::GET,
+                "/v1/webhookEndpoints",
+                self.admin(),
+                None,
+            ))
+            .await
+            .json();
+        if let Some(id) = listed["webhookEndpoints"][0]["id"].as_str() {
+            return id.to_owned();
+        }
+        self.fresh_endpoint().await
+    }
+
+    /// A new webhook endpoint of the account.
+    async fn fresh_endpoint(&self) -> String {
+        let created = self
+            .send(call(
+                Method::POST,
+                "/v1/webhookEndpoints",
+                self.admin(),
+                Some(json!({"url": "https://hooks.example.com/contract"})),
+            ))
+            .await
+            .json();
+        created["webhookEndpoint"]["id"]
+            .as_str()
+            .expect("an endpoint id")
+            .to_owned()
+    }
+
     async fn assigned_ticket(&self) -> String {
         let id = self.new_ticket().await;
         let answer = self
@@ -1279,6 +1314,214 @@ impl Harness {
                     StatusCode::BAD_REQUEST,
                 )
             }
+            "WebhookEndpointService.CreateWebhookEndpoint" => (
+                call(
+                    Method::POST,
+                    "/v1/webhookEndpoints",
+                    admin,
+                    Some(json!({"url": "https://hooks.example.com/contract"})),
+                ),
+                Some("/v1/webhookEndpoints/".to_owned()),
+                call(
+                    Method::POST,
+                    "/v1/webhookEndpoints",
+                    admin,
+                    Some(json!({"url": "http://hooks.example.com/contract"})),
+                ),
+                StatusCode::BAD_REQUEST,
+            ),
+            "WebhookEndpointService.GetWebhookEndpoint" => {
+                let id = self.new_endpoint().await;
+                (
+                    call(
+                        Method::GET,
+                        format!("/v1/webhookEndpoints/{id}"),
+                        admin,
+                        None,
+                    ),
+                    None,
+                    call(
+                        Method::GET,
+                        format!("/v1/webhookEndpoints/{unknown}"),
+                        admin,
+                        None,
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "WebhookEndpointService.ListWebhookEndpoints" => (
+                call(Method::GET, "/v1/webhookEndpoints", admin, None),
+                None,
+                call(
+                    Method::GET,
+                    "/v1/webhookEndpoints",
+                    Some(&self.agent.access_token),
+                    None,
+                ),
+                StatusCode::FORBIDDEN,
+            ),
+            "WebhookEndpointService.UpdateWebhookEndpoint" => {
+                let id = self.new_endpoint().await;
+                (
+                    call(
+                        Method::PATCH,
+                        format!("/v1/webhookEndpoints/{id}?updateMask=description"),
+                        admin,
+                        Some(json!({"description": "renamed"})),
+                    ),
+                    None,
+                    call(
+                        Method::PATCH,
+                        format!("/v1/webhookEndpoints/{id}?updateMask=secret"),
+                        admin,
+                        Some(json!({"description": "renamed"})),
+                    ),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "WebhookEndpointService.DeleteWebhookEndpoint" => {
+                let id = self.fresh_endpoint().await;
+                (
+                    call(
+                        Method::DELETE,
+                        format!("/v1/webhookEndpoints/{id}"),
+                        admin,
+                        None,
+                    ),
+                    None,
+                    call(
+                        Method::DELETE,
+                        format!("/v1/webhookEndpoints/{unknown}"),
+                        admin,
+                        None,
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "WebhookEndpointService.RotateWebhookEndpointSecret" => {
+                let id = self.new_endpoint().await;
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/webhookEndpoints/{id}:rotateSecret"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        format!("/v1/webhookEndpoints/{unknown}:rotateSecret"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "WebhookEndpointService.SendTestWebhookEvent" => {
+                let id = self.new_endpoint().await;
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/webhookEndpoints/{id}:sendTestEvent"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        format!("/v1/webhookEndpoints/{unknown}:sendTestEvent"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "WebhookEndpointService.ListWebhookDeliveries" => {
+                let id = self.new_endpoint().await;
+                (
+                    call(
+                        Method::GET,
+                        format!("/v1/webhookEndpoints/{id}/deliveries"),
+                        admin,
+                        None,
+                    ),
+                    None,
+                    call(
+                        Method::GET,
+                        format!("/v1/webhookEndpoints/{unknown}/deliveries"),
+                        admin,
+                        None,
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "WebhookEndpointService.RedriveWebhookDelivery" => {
+                let id = self.new_endpoint().await;
+                let delivery = self
+                    .send(call(
+                        Method::POST,
+                        format!("/v1/webhookEndpoints/{id}:sendTestEvent"),
+                        admin,
+                        Some(json!({})),
+                    ))
+                    .await
+                    .json();
+                let delivery = delivery["id"].as_str().expect("a delivery id").to_owned();
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/webhookEndpoints/{id}/deliveries/{delivery}:redrive"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        format!("/v1/webhookEndpoints/{id}/deliveries/{unknown}:redrive"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    StatusCode::NOT_FOUND,
+                )
+            }
+            "WebhookEndpointService.RedriveFailedWebhookDeliveries" => {
+                let id = self.new_endpoint().await;
+                (
+                    call(
+                        Method::POST,
+                        format!("/v1/webhookEndpoints/{id}:redriveFailed"),
+                        admin,
+                        Some(json!({"since": "2026-01-01T00:00:00Z"})),
+                    ),
+                    None,
+                    call(
+                        Method::POST,
+                        format!("/v1/webhookEndpoints/{id}:redriveFailed"),
+                        admin,
+                        Some(json!({})),
+                    ),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+            "EventService.WatchEvents" => {
+                self.new_ticket().await;
+                (
+                    call(
+                        Method::GET,
+                        "/v1/events:watch?cursor=0.0&endWhenCaughtUp=true",
+                        admin,
+                        None,
+                    ),
+                    None,
+                    call(
+                        Method::GET,
+                        "/v1/events:watch?cursor=yesterday",
+                        admin,
+                        None,
+                    ),
+                    StatusCode::BAD_REQUEST,
+                )
+            }
             other => panic!(
                 "{other} has no contract case: add one to tests/api/cross_cutting/contract.rs"
             ),
@@ -1452,15 +1695,19 @@ async fn every_rpc_answers_its_documented_statuses_through_envoy() {
                 answer.body
             ),
             // A server stream: newline-delimited JSON, one object a line.
-            _ if rpc == "TicketService.ExportTickets" => assert!(
-                answer
-                    .body
-                    .lines()
-                    .filter(|line| !line.trim().is_empty())
-                    .all(|line| serde_json::from_str::<Value>(line).is_ok_and(|v| v.is_object())),
-                "{rpc}: newline-delimited JSON objects: {}",
-                answer.body
-            ),
+            _ if rpc == "TicketService.ExportTickets" || rpc == "EventService.WatchEvents" => {
+                assert!(
+                    answer
+                        .body
+                        .lines()
+                        .filter(|line| !line.trim().is_empty())
+                        .all(
+                            |line| serde_json::from_str::<Value>(line).is_ok_and(|v| v.is_object())
+                        ),
+                    "{rpc}: newline-delimited JSON objects: {}",
+                    answer.body
+                )
+            }
             _ => assert!(answer.json().is_object(), "{rpc}: a JSON body"),
         }
         assert!(

@@ -87,6 +87,12 @@ const PATTERN_SAMPLES: &[(&str, &str, &str)] = &[
         " pm_card_visa ",
         "pm_card-visa",
     ),
+    ("^([0-9]{1,18}\\.[0-9]{1,18})?$", "123.456", "yesterday"),
+    (
+        "^(evt_[0-9a-fA-F]{32})?$",
+        "evt_0123456789ABCDEF0123456789abcdef",
+        "evt_nothex",
+    ),
     (
         r"^[\x{09}-\x{0D}\x{85}\p{Z}]*((create_time|createTime|update_time|updateTime)([\x{09}-\x{0D}\x{85}\p{Z}]+(asc|desc))?)?[\x{09}-\x{0D}\x{85}\p{Z}]*$",
         " updateTime\u{3000}asc ",
@@ -110,7 +116,9 @@ const TRIED: &[&str] = &[
     "enum.in",
     "enum.not_in",
     "repeated.items.enum",
+    "repeated.items.string",
     "repeated.min_items",
+    "repeated.max_items",
     "timestamp.gte",
     "timestamp.lte",
     "timestamp.lt",
@@ -149,6 +157,16 @@ const CEL_SAMPLES: &[(&str, &[&str], &[&str])] = &[
             "id={existing} ",
             "id=urn:uuid:{existing}",
         ],
+    ),
+    (
+        "update_webhook_endpoint.id",
+        &["id={existing}", "id={EXISTING}"],
+        &["id=", "id=endpoint-1", "id= {existing}"],
+    ),
+    (
+        "update_webhook_endpoint.update_mask",
+        &["url,description", "disabled"],
+        &["", "secret", "url,state"],
     ),
     (
         "update_notification_settings.update_mask",
@@ -369,6 +387,10 @@ fn address_of_length(length: usize) -> String {
 fn text_of_length(field: &FieldDescriptor, length: usize) -> String {
     if field.name().contains("email") {
         address_of_length(length)
+    } else if field.name() == "url" {
+        // An endpoint URL of that length, on a public name.
+        let start = "https://hooks.example.com/";
+        format!("{start}{}", "a".repeat(length.saturating_sub(start.len())))
     } else {
         "a".repeat(length)
     }
@@ -547,6 +569,49 @@ fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
     {
         let one = |number: i32| Value::List(vec![Value::EnumNumber(number)]);
         cases.extend(enum_cases(&enum_rules, &one));
+    }
+    let string_items = sub_rules(rules, "repeated")
+        .and_then(|repeated| sub_rules(&repeated, "items"))
+        .and_then(|items| sub_rules(&items, "string"));
+    if let Some(string_rules) = &string_items {
+        // Each name the list's items may be, alone, and one they may not.
+        let Some(Value::List(allowed)) = self::rule(string_rules, "in") else {
+            panic!("{}: string items without `in`", rule.path);
+        };
+        for name in allowed {
+            let Value::String(name) = name else {
+                panic!("{}: an `in` that is no string", rule.path);
+            };
+            cases.push(case(
+                format!("[{name:?}]"),
+                Some(Value::List(vec![Value::String(name.clone())])),
+                true,
+            ));
+        }
+        cases.push(case(
+            "[\"not.in.the.list\"]".into(),
+            Some(Value::List(vec![Value::String("not.in.the.list".into())])),
+            false,
+        ));
+    }
+    if let Some(repeated) = sub_rules(rules, "repeated")
+        && let Some(maximum) = number(&repeated, "max_items")
+    {
+        // As many items as the maximum, each the first the items' rules allow, and one more.
+        let item = string_items
+            .as_ref()
+            .and_then(|string_rules| match self::rule(string_rules, "in") {
+                Some(Value::List(allowed)) => allowed.first().cloned(),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{}: no item to make a list of", rule.path));
+        let list = |count: i64| Some(Value::List((0..count).map(|_| item.clone()).collect()));
+        cases.push(case(format!("{maximum} items"), list(maximum), true));
+        cases.push(case(
+            format!("{} items", maximum + 1),
+            list(maximum + 1),
+            false,
+        ));
     }
     if let Some(repeated) = sub_rules(rules, "repeated")
         && let Some(minimum) = number(&repeated, "min_items")
@@ -727,6 +792,7 @@ fn verdicts_of_each_client(cases: &[ClientCase]) -> Vec<(&'static str, Vec<Vec<S
 
 /// What the test needs to exist for requests to be otherwise valid.
 struct Fixtures {
+    endpoint: v1::WebhookEndpoint,
     ticket: v1::Ticket,
     comment: v1::Comment,
     agent: TestUser,
@@ -741,6 +807,7 @@ impl Fixtures {
             ("CreateTicket", "ticket.assignee_id") => self.agent.id.to_string(),
             ("UpdateTicket", "ticket") => self.ticket.id.clone(),
             ("UpdateUser", "user") => self.agent.id.to_string(),
+            ("UpdateWebhookEndpoint", "webhook_endpoint") => self.endpoint.id.clone(),
             _ => return None,
         };
         Some(uuid::Uuid::parse_str(&id).expect("a UUID"))
@@ -814,6 +881,57 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
         }
         .encode_to_vec(),
         "CreateTicket" => valid_create_request("declared rules").encode_to_vec(),
+        "CreateWebhookEndpoint" => v1::CreateWebhookEndpointRequest {
+            webhook_endpoint: Some(v1::WebhookEndpoint {
+                url: "https://hooks.example.com/declared".into(),
+                description: "declared rules".into(),
+                event_types: vec!["ticket.created".into()],
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec(),
+        "GetWebhookEndpoint" => v1::GetWebhookEndpointRequest { id: nothing() }.encode_to_vec(),
+        "ListWebhookEndpoints" => v1::ListWebhookEndpointsRequest::default().encode_to_vec(),
+        "UpdateWebhookEndpoint" => v1::UpdateWebhookEndpointRequest {
+            webhook_endpoint: Some(v1::WebhookEndpoint {
+                id: fixtures.endpoint.id.clone(),
+                url: "https://hooks.example.com/declared".into(),
+                description: "still declared".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["url", "description", "event_types"]),
+        }
+        .encode_to_vec(),
+        "DeleteWebhookEndpoint" => {
+            v1::DeleteWebhookEndpointRequest { id: nothing() }.encode_to_vec()
+        }
+        "RotateWebhookEndpointSecret" => {
+            v1::RotateWebhookEndpointSecretRequest { id: nothing() }.encode_to_vec()
+        }
+        "SendTestWebhookEvent" => v1::SendTestWebhookEventRequest { id: nothing() }.encode_to_vec(),
+        "ListWebhookDeliveries" => v1::ListWebhookDeliveriesRequest {
+            endpoint_id: fixtures.endpoint.id.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "RedriveWebhookDelivery" => v1::RedriveWebhookDeliveryRequest {
+            endpoint_id: fixtures.endpoint.id.clone(),
+            id: nothing(),
+        }
+        .encode_to_vec(),
+        "RedriveFailedWebhookDeliveries" => v1::RedriveFailedWebhookDeliveriesRequest {
+            endpoint_id: fixtures.endpoint.id.clone(),
+            since: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+        }
+        .encode_to_vec(),
+        "WatchEvents" => v1::WatchEventsRequest {
+            end_when_caught_up: true,
+            ..Default::default()
+        }
+        .encode_to_vec(),
         "UpdateTicket" => v1::UpdateTicketRequest {
             ticket: Some(v1::Ticket {
                 id: fixtures.ticket.id.clone(),
@@ -1014,7 +1132,26 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
         .await
         .expect("a comment")
         .into_inner();
+    let endpoint = supportdesk::wire::proto::v1::webhook_endpoint_service_client::WebhookEndpointServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+            .unwrap()
+            .connect_lazy(),
+    )
+    .create_webhook_endpoint(crate::support::keyed(app.as_admin(
+        v1::CreateWebhookEndpointRequest {
+            webhook_endpoint: Some(v1::WebhookEndpoint {
+                url: "https://hooks.example.com/fixture".into(),
+                ..Default::default()
+            }),
+        },
+    )))
+    .await
+    .expect("the fixture endpoint")
+    .into_inner()
+    .webhook_endpoint
+    .expect("an endpoint");
     let fixtures = Fixtures {
+        endpoint,
         ticket,
         comment,
         agent: app.add_user(&app.admin, v1::UserRole::Agent).await,

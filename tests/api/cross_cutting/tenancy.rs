@@ -30,6 +30,9 @@ struct Target {
     notification_id: String,
     /// A queued import of the account (the test app runs no operation workers), by name.
     operation: String,
+    /// A webhook endpoint of the account, and the pending delivery of a test event to it.
+    endpoint_id: String,
+    delivery_id: String,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -146,6 +149,17 @@ async fn notifications(
     app: &TestApp,
 ) -> v1::notification_service_client::NotificationServiceClient<tonic::transport::Channel> {
     crate::support::notifications::client(app).await
+}
+
+/// A WebhookEndpointService client to `app`.
+fn endpoints(
+    app: &TestApp,
+) -> v1::webhook_endpoint_service_client::WebhookEndpointServiceClient<tonic::transport::Channel> {
+    v1::webhook_endpoint_service_client::WebhookEndpointServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+            .unwrap()
+            .connect_lazy(),
+    )
 }
 
 const HIDDEN: &[Code] = &[Code::NotFound];
@@ -1079,6 +1093,164 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
                 .await;
             assert_refused(rpc, result, &[Code::InvalidArgument]);
         }
+        "WebhookEndpointService/CreateWebhookEndpoint" => {
+            let result = endpoints(app)
+                .create_webhook_endpoint(keyed(attacker.request(
+                    v1::CreateWebhookEndpointRequest {
+                        webhook_endpoint: Some(v1::WebhookEndpoint {
+                            url: "https://attacker.example.com/hook".to_owned(),
+                            ..Default::default()
+                        }),
+                    },
+                )))
+                .await;
+            if foreign {
+                // Registered in the attacker's own account: the target's events never reach it
+                // (outbound_webhooks::an_endpoint_is_sent_only_..._never_another_accounts_events).
+                let created = result
+                    .expect("created in the attacker's account")
+                    .into_inner();
+                let listed = endpoints(app)
+                    .list_webhook_endpoints(
+                        target
+                            .admin
+                            .request(v1::ListWebhookEndpointsRequest::default()),
+                    )
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(listed.webhook_endpoints.iter().all(|endpoint| {
+                    endpoint.id != created.webhook_endpoint.as_ref().unwrap().id
+                }));
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
+        "WebhookEndpointService/ListWebhookEndpoints" => {
+            let result = endpoints(app)
+                .list_webhook_endpoints(
+                    attacker.request(v1::ListWebhookEndpointsRequest::default()),
+                )
+                .await;
+            if foreign {
+                let listed = result.expect("the attacker's own endpoints").into_inner();
+                assert!(
+                    listed
+                        .webhook_endpoints
+                        .iter()
+                        .all(|endpoint| endpoint.id != target.endpoint_id)
+                );
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
+        "WebhookEndpointService/GetWebhookEndpoint" => {
+            let result = endpoints(app)
+                .get_webhook_endpoint(attacker.request(v1::GetWebhookEndpointRequest {
+                    id: target.endpoint_id.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "WebhookEndpointService/UpdateWebhookEndpoint" => {
+            let result = endpoints(app)
+                .update_webhook_endpoint(attacker.request(v1::UpdateWebhookEndpointRequest {
+                    webhook_endpoint: Some(v1::WebhookEndpoint {
+                        id: target.endpoint_id.clone(),
+                        url: "https://attacker.example.com/stolen".to_owned(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["url".to_owned()],
+                    }),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "WebhookEndpointService/DeleteWebhookEndpoint" => {
+            let result = endpoints(app)
+                .delete_webhook_endpoint(attacker.request(v1::DeleteWebhookEndpointRequest {
+                    id: target.endpoint_id.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "WebhookEndpointService/RotateWebhookEndpointSecret" => {
+            let result = endpoints(app)
+                .rotate_webhook_endpoint_secret(keyed(attacker.request(
+                    v1::RotateWebhookEndpointSecretRequest {
+                        id: target.endpoint_id.clone(),
+                    },
+                )))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "WebhookEndpointService/SendTestWebhookEvent" => {
+            let result = endpoints(app)
+                .send_test_webhook_event(attacker.request(v1::SendTestWebhookEventRequest {
+                    id: target.endpoint_id.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "WebhookEndpointService/ListWebhookDeliveries" => {
+            let result = endpoints(app)
+                .list_webhook_deliveries(attacker.request(v1::ListWebhookDeliveriesRequest {
+                    endpoint_id: target.endpoint_id.clone(),
+                    ..Default::default()
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "WebhookEndpointService/RedriveWebhookDelivery" => {
+            let result = endpoints(app)
+                .redrive_webhook_delivery(attacker.request(v1::RedriveWebhookDeliveryRequest {
+                    endpoint_id: target.endpoint_id.clone(),
+                    id: target.delivery_id.clone(),
+                }))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "WebhookEndpointService/RedriveFailedWebhookDeliveries" => {
+            let result = endpoints(app)
+                .redrive_failed_webhook_deliveries(attacker.request(
+                    v1::RedriveFailedWebhookDeliveriesRequest {
+                        endpoint_id: target.endpoint_id.clone(),
+                        since: Some(prost_types::Timestamp::default()),
+                    },
+                ))
+                .await;
+            assert_refused(rpc, result, HIDDEN_OR_DENIED);
+        }
+        "EventService/WatchEvents" => {
+            // The attacker's stream carries the attacker's account's events only: the target's
+            // changes made meanwhile never appear on it.
+            let result = v1::event_service_client::EventServiceClient::new(
+                tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+                    .unwrap()
+                    .connect_lazy(),
+            )
+            .watch_events(attacker.request(v1::WatchEventsRequest {
+                cursor: "0.0".to_owned(),
+                ..Default::default()
+            }))
+            .await;
+            if foreign {
+                let mut stream = result.expect("the attacker's own stream").into_inner();
+                let target_account = target.admin.account_id.to_string();
+                // Everything of the attacker's account since the beginning, then a heartbeat
+                // or the end of the patience: none of it the target's.
+                while let Ok(Ok(Some(message))) =
+                    tokio::time::timeout(std::time::Duration::from_millis(500), stream.message())
+                        .await
+                {
+                    let Some(event) = message.event else { break };
+                    assert_ne!(event.account_id, target_account, "{rpc}: {event:?}");
+                }
+            } else {
+                assert_refused(rpc, result, DENIED);
+            }
+        }
         other => {
             panic!("{other} has no tenancy probe: add one to tests/api/cross_cutting/tenancy.rs")
         }
@@ -1180,7 +1352,30 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         .expect("the target's import")
         .into_inner()
         .name;
+    let endpoint_id = endpoints(&app)
+        .create_webhook_endpoint(keyed(app.as_admin(v1::CreateWebhookEndpointRequest {
+            webhook_endpoint: Some(v1::WebhookEndpoint {
+                url: "https://target.example.com/hook".to_owned(),
+                ..Default::default()
+            }),
+        })))
+        .await
+        .expect("the target's endpoint")
+        .into_inner()
+        .webhook_endpoint
+        .unwrap()
+        .id;
+    let delivery_id = endpoints(&app)
+        .send_test_webhook_event(app.as_admin(v1::SendTestWebhookEventRequest {
+            id: endpoint_id.clone(),
+        }))
+        .await
+        .expect("the target's test delivery")
+        .into_inner()
+        .id;
     let target = Target {
+        endpoint_id,
+        delivery_id,
         operation,
         notification_id,
         attachment,

@@ -92,7 +92,11 @@ fn schemathesis(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_nothing_in_any_operation_through_envoy() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|settings| {
+        // The fuzzer reads a WatchEvents stream to its end: let it end at once.
+        settings.outbound_webhooks.watch_max_duration = std::time::Duration::from_millis(200);
+    })
+    .await;
     let envoy = Envoy::start_in_front_of(app.address.port()).await;
     let workdir = tempfile::tempdir().expect("a temporary directory");
 
@@ -129,7 +133,11 @@ async fn schemathesis_finds_nothing_in_any_operation_through_envoy() {
 /// one operation (GetTicket's 404, which any unknown id gets) reports the undocumented status.
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_reports_a_status_the_document_does_not_list() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|settings| {
+        // The fuzzer reads a WatchEvents stream to its end: let it end at once.
+        settings.outbound_webhooks.watch_max_duration = std::time::Duration::from_millis(200);
+    })
+    .await;
     let envoy = Envoy::start_in_front_of(app.address.port()).await;
     let workdir = tempfile::tempdir().expect("a temporary directory");
     let mut document: Value = serde_json::from_str(

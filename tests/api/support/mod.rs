@@ -22,6 +22,7 @@ pub(crate) mod source;
 pub(crate) mod storage;
 pub(crate) mod typescript_client;
 pub(crate) mod watched;
+pub(crate) mod webhook_receiver;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -122,6 +123,12 @@ pub(crate) fn test_settings(database_name: &str) -> Settings {
         // Likewise for operations (tests/api/operations.rs starts them): imports stay queued, and
         // no worker polls PostgreSQL behind the tests that count round trips.
         "OPERATION_WORKERS" => Some("0".to_owned()),
+        // And for outbound webhooks (tests/api/outbound_webhooks/ starts them): deliveries stay
+        // queued.
+        "OUTBOUND_WEBHOOK_WORKERS" => Some("0".to_owned()),
+        // A WatchEvents stream that nobody ends (a contract case, a fuzzer's request, a probe)
+        // ends by itself soon; the stream's own tests set it back.
+        "WATCH_MAX_DURATION_SECS" => Some("2".to_owned()),
         // Queued imports pile up without workers; the limit's own test sets it back.
         "IMPORT_MAX_CONCURRENT" => Some("1000".to_owned()),
         _ => None,
@@ -754,14 +761,24 @@ pub(crate) async fn lock_account(app: &TestApp) -> AsyncPgConnection {
     conn
 }
 
-/// How many of the service's connections to `database` are waiting for a lock.
+/// How many of the service's connections to `database` are waiting for a lock (client backends
+/// only: autovacuum's workers are PostgreSQL's own).
 pub(crate) async fn backends_waiting_on_locks(database: &TestDatabase) -> i64 {
-    backends_where(database, "wait_event_type = 'Lock'").await
+    backends_where(
+        database,
+        "wait_event_type = 'Lock' AND backend_type = 'client backend'",
+    )
+    .await
 }
 
-/// How many of the service's connections to `database` are doing anything (not idle).
+/// How many of the service's connections to `database` are doing anything (not idle; client
+/// backends only).
 pub(crate) async fn busy_backends(database: &TestDatabase) -> i64 {
-    backends_where(database, "state <> 'idle'").await
+    backends_where(
+        database,
+        "state <> 'idle' AND backend_type = 'client backend'",
+    )
+    .await
 }
 
 async fn backends_where(database: &TestDatabase, condition: &str) -> i64 {

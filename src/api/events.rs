@@ -1,0 +1,98 @@
+//! `supportdesk.v1.EventService`: the account's events as a server stream (WatchEvents).
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::request_context;
+use super::webhook_endpoints::event_to_wire;
+use crate::domain::{EventCursor, parse_event_public_id, parse_event_types};
+use crate::errors::{AppError, AppResult, FieldViolations};
+use crate::service::events::{EventFeed, FeedMessage, WatchStart};
+use crate::wire::proto::v1;
+
+pub struct EventApi {
+    feed: EventFeed,
+}
+
+impl EventApi {
+    pub fn new(feed: EventFeed) -> Self {
+        Self { feed }
+    }
+}
+
+#[tonic::async_trait]
+impl v1::event_service_server::EventService for EventApi {
+    type WatchEventsStream = WatchStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<v1::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let (caller, _) = request_context(&request)?;
+        let message = request.into_inner();
+        let mut violations = FieldViolations::new();
+        let cursor = match message.cursor.as_str() {
+            "" => None,
+            raw => violations.check("cursor", EventCursor::parse(raw)),
+        };
+        let after_event = match message.after_event_id.as_str() {
+            "" => None,
+            raw => violations.check("after_event_id", parse_event_public_id(raw)),
+        };
+        let types = violations.check("event_types", parse_event_types(&message.event_types));
+        if !violations.is_empty() {
+            return Err(AppError::InvalidArgument(violations).into());
+        }
+        let start = match (cursor, after_event) {
+            (Some(cursor), _) => WatchStart::Cursor(cursor),
+            (None, Some(event)) => WatchStart::AfterEvent(event),
+            (None, None) => WatchStart::Now,
+        };
+        let messages = self
+            .feed
+            .watch(
+                &caller,
+                start,
+                types.unwrap_or_default(),
+                message.end_when_caught_up,
+            )
+            .await?;
+        let mut response = Response::new(WatchStream { messages });
+        // Over REST the stream is one JSON object a line.
+        response.metadata_mut().insert(
+            crate::wire::headers::HTTP_CONTENT_TYPE_HEADER,
+            tonic::metadata::MetadataValue::from_static("application/x-ndjson"),
+        );
+        Ok(response)
+    }
+}
+
+/// The messages of one stream, as the wire has them.
+pub struct WatchStream {
+    messages: mpsc::Receiver<AppResult<FeedMessage>>,
+}
+
+impl Stream for WatchStream {
+    type Item = Result<v1::WatchEventsResponse, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        Poll::Ready(
+            ready!(this.messages.poll_recv(cx)).map(|message| match message {
+                Ok(FeedMessage::Event(event, cursor)) => Ok(v1::WatchEventsResponse {
+                    event: Some(event_to_wire(&event)),
+                    cursor: cursor.to_string(),
+                }),
+                Ok(FeedMessage::Heartbeat(cursor)) => Ok(v1::WatchEventsResponse {
+                    event: None,
+                    cursor: cursor.to_string(),
+                }),
+                Err(error) => Err(error.into()),
+            }),
+        )
+    }
+}

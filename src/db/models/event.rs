@@ -1,0 +1,235 @@
+//! The `events` table: the outbox of events the desk sends (docs/webhooks.md, "Webhooks we
+//! send"). Rows are written by triggers in the statement of the change they report (migration
+//! 22); here they are read back with the resource they carry, as the domain knows it.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::{OptionalExtension, QueryableByName};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::charge::{ChargeRow, StoredCharge};
+use super::comment::CommentRow;
+use super::corrupt;
+use super::ticket::TicketRow;
+use super::webhook_endpoint::EndpointSnapshot;
+use crate::domain::{self, EventCursor, EventResource, EventType, InvalidValue};
+use crate::errors::AppResult;
+
+/// What an event carries: its resource after the change.
+#[derive(Clone, Debug)]
+pub enum EventData {
+    Ticket(domain::Ticket),
+    Comment(domain::Comment),
+    Charge(Box<StoredCharge>),
+    WebhookEndpoint(domain::WebhookEndpoint),
+}
+
+/// An event as stored, its snapshot read into the domain.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    pub id: Uuid,
+    pub event_type: EventType,
+    pub account_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub changed_fields: Vec<String>,
+    pub data: EventData,
+}
+
+/// An event's row as a statement returns it.
+#[derive(Clone, Debug, diesel::QueryableByName)]
+pub struct EventRow {
+    #[diesel(sql_type = SqlUuid)]
+    pub event_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub event_type: String,
+    #[diesel(sql_type = SqlUuid)]
+    pub event_account_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    pub event_created_at: DateTime<Utc>,
+    #[diesel(sql_type = Array<Nullable<Text>>)]
+    pub changed_fields: Vec<Option<String>>,
+    #[diesel(sql_type = Jsonb)]
+    pub snapshot: serde_json::Value,
+}
+
+/// A ticket's snapshot: its row and its requester's email.
+#[derive(serde::Deserialize)]
+struct TicketSnapshot {
+    #[serde(flatten)]
+    row: TicketRow,
+    requester_email: Option<String>,
+}
+
+impl EventRow {
+    /// The event, its snapshot read as the resource its type carries.
+    pub fn into_domain(self) -> AppResult<StoredEvent> {
+        let event_type = EventType::parse(&self.event_type)
+            .map_err(|problem| corrupt("events.type", problem))?;
+        let unreadable = |error: serde_json::Error| {
+            corrupt(
+                "events.snapshot",
+                InvalidValue::new(format!("not a {event_type} snapshot: {error}")),
+            )
+        };
+        let data = match event_type.resource() {
+            EventResource::Ticket => {
+                let snapshot: TicketSnapshot =
+                    serde_json::from_value(self.snapshot).map_err(unreadable)?;
+                let email = snapshot.requester_email.unwrap_or_default();
+                EventData::Ticket(snapshot.row.into_domain(&email)?)
+            }
+            EventResource::Comment => {
+                let row: CommentRow = serde_json::from_value(self.snapshot).map_err(unreadable)?;
+                EventData::Comment(row.into_domain()?)
+            }
+            EventResource::Charge => {
+                let row: ChargeRow = serde_json::from_value(self.snapshot).map_err(unreadable)?;
+                EventData::Charge(Box::new(row.into_domain()?))
+            }
+            EventResource::WebhookEndpoint => {
+                let snapshot: EndpointSnapshot =
+                    serde_json::from_value(self.snapshot).map_err(unreadable)?;
+                EventData::WebhookEndpoint(snapshot.into_domain()?)
+            }
+        };
+        Ok(StoredEvent {
+            id: self.event_id,
+            event_type,
+            account_id: self.event_account_id,
+            created_at: self.event_created_at,
+            changed_fields: self.changed_fields.into_iter().flatten().collect(),
+            data,
+        })
+    }
+}
+
+/// The queries of the `events` table.
+pub struct Events;
+
+impl Events {
+    /// Records a test event for one endpoint (`endpoint.test`, carrying the endpoint), and so
+    /// (by the fan-out trigger) its one delivery; returns the delivery's id. Two statements:
+    /// the trigger's rows are not visible to the statement whose insert fired it.
+    pub async fn insert_test(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        endpoint_id: Uuid,
+    ) -> AppResult<Option<Uuid>> {
+        #[derive(diesel::QueryableByName)]
+        struct Inserted {
+            #[diesel(sql_type = SqlUuid)]
+            id: Uuid,
+        }
+        let event: Option<Inserted> = diesel::sql_query(
+            "INSERT INTO events (account_id, type, resource_id, snapshot, endpoint_id) \
+             SELECT e.account_id, 'endpoint.test', e.id, \
+                    to_jsonb(e) - 'secret_ciphertext' - 'previous_secret_ciphertext' \
+                        - 'lease_token' - 'lease_until', e.id \
+             FROM webhook_endpoints e WHERE e.account_id = $1 AND e.id = $2 \
+             RETURNING id",
+        )
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<SqlUuid, _>(endpoint_id)
+        .get_result(conn)
+        .await
+        .optional()?;
+        let Some(event) = event else {
+            return Ok(None);
+        };
+        let delivery: Inserted = diesel::sql_query(
+            "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND event_id = $2",
+        )
+        .bind::<SqlUuid, _>(endpoint_id)
+        .bind::<SqlUuid, _>(event.id)
+        .get_result(conn)
+        .await?;
+        Ok(Some(delivery.id))
+    }
+
+    /// The position of event `id` of the account, to resume just after it.
+    pub async fn position_of(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> AppResult<Option<EventCursor>> {
+        let position: Option<Position> = diesel::sql_query(
+            "SELECT txid, seq FROM events WHERE account_id = $1 AND id = $2 AND endpoint_id IS NULL",
+        )
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<SqlUuid, _>(id)
+        .get_result(conn)
+        .await
+        .optional()?;
+        Ok(position.map(Position::cursor))
+    }
+
+    /// The position of "now": after every event of a transaction that can no longer commit.
+    pub async fn horizon(conn: &mut AsyncPgConnection) -> AppResult<EventCursor> {
+        let position: Position = diesel::sql_query(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint - 1 AS txid, \
+                    9223372036854775807::bigint AS seq",
+        )
+        .get_result(conn)
+        .await?;
+        Ok(position.cursor())
+    }
+
+    /// The account's events after `after`, at most `limit`, in the outbox's order; only those of
+    /// transactions older than the oldest still running, so that none committed later can sort
+    /// before the last one returned. Test events (for one endpoint) are not in the feed.
+    pub async fn after(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        after: EventCursor,
+        types: &[String],
+        limit: i64,
+    ) -> AppResult<Vec<(EventCursor, StoredEvent)>> {
+        #[derive(diesel::QueryableByName)]
+        struct FeedRow {
+            #[diesel(embed)]
+            position: Position,
+            #[diesel(embed)]
+            event: EventRow,
+        }
+        let rows: Vec<FeedRow> = diesel::sql_query(
+            "SELECT txid, seq, id AS event_id, type AS event_type, \
+                    account_id AS event_account_id, created_at AS event_created_at, \
+                    changed_fields, snapshot \
+             FROM events \
+             WHERE account_id = $1 AND (txid, seq) > ($2, $3) \
+               AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+               AND endpoint_id IS NULL \
+               AND (cardinality($4::text[]) = 0 OR type = ANY ($4::text[])) \
+             ORDER BY txid, seq LIMIT $5",
+        )
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<BigInt, _>(after.txid)
+        .bind::<BigInt, _>(after.seq)
+        .bind::<Array<Text>, _>(types)
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await?;
+        rows.into_iter()
+            .map(|row| Ok((row.position.cursor(), row.event.into_domain()?)))
+            .collect()
+    }
+}
+
+/// A position in the outbox's order.
+#[derive(diesel::QueryableByName)]
+struct Position {
+    #[diesel(sql_type = BigInt)]
+    txid: i64,
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+}
+
+impl Position {
+    fn cursor(self) -> EventCursor {
+        EventCursor {
+            txid: self.txid,
+            seq: self.seq,
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The `webhook_endpoints` table: where an account's events are sent, the encrypted secrets they
+//! are signed with, and the lease of the one worker delivering to an endpoint at a time
+//! (docs/webhooks.md, "Webhooks we send").
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::corrupt;
+use crate::db::schema::webhook_endpoints;
+use crate::domain::{self, DisabledReason, EndpointState, EventType, PageCursor};
+use crate::errors::AppResult;
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = webhook_endpoints, check_for_backend(diesel::pg::Pg))]
+struct EndpointRow {
+    id: Uuid,
+    account_id: Uuid,
+    url: String,
+    description: String,
+    event_types: Vec<Option<String>>,
+    state: String,
+    disabled_reason: Option<String>,
+    disabled_at: Option<DateTime<Utc>>,
+    previous_secret_expires_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// An endpoint with its encrypted secrets: what a delivery signs with.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = webhook_endpoints, check_for_backend(diesel::pg::Pg))]
+pub struct EndpointSecrets {
+    pub secret_ciphertext: Vec<u8>,
+    pub previous_secret_ciphertext: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = webhook_endpoints)]
+pub struct NewEndpoint<'a> {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub url: &'a str,
+    pub description: &'a str,
+    pub event_types: Vec<Option<&'a str>>,
+    pub secret_ciphertext: &'a [u8],
+}
+
+/// The changes an update makes; `None` leaves a column as it is.
+#[derive(Debug, Default)]
+pub struct EndpointChanges {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub event_types: Option<Vec<EventType>>,
+    /// `Some(true)` disables (by an admin), `Some(false)` enables.
+    pub disabled: Option<bool>,
+}
+
+/// The queries of the `webhook_endpoints` table.
+pub struct WebhookEndpoints;
+
+impl NewEndpoint<'_> {
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<domain::WebhookEndpoint> {
+        diesel::insert_into(webhook_endpoints::table)
+            .values(self)
+            .returning(EndpointRow::as_returning())
+            .get_result(conn)
+            .await?
+            .into_domain()
+    }
+}
+
+impl WebhookEndpoints {
+    /// How many endpoints the account has.
+    pub async fn count_for_account(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+    ) -> AppResult<i64> {
+        Ok(webhook_endpoints::table
+            .filter(webhook_endpoints::account_id.eq(account_id))
+            .count()
+            .get_result(conn)
+            .await?)
+    }
+
+    pub async fn find_in_account(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> AppResult<Option<domain::WebhookEndpoint>> {
+        webhook_endpoints::table
+            .filter(webhook_endpoints::account_id.eq(account_id))
+            .filter(webhook_endpoints::id.eq(id))
+            .select(EndpointRow::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .map(EndpointRow::into_domain)
+            .transpose()
+    }
+
+    /// Locks the endpoint for a change in this transaction.
+    pub async fn lock_in_account(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> AppResult<Option<domain::WebhookEndpoint>> {
+        webhook_endpoints::table
+            .filter(webhook_endpoints::account_id.eq(account_id))
+            .filter(webhook_endpoints::id.eq(id))
+            .select(EndpointRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+            .map(EndpointRow::into_domain)
+            .transpose()
+    }
+
+    /// Oldest first.
+    pub async fn list_for_account(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        after: Option<PageCursor>,
+        limit: i64,
+    ) -> AppResult<Vec<domain::WebhookEndpoint>> {
+        let mut query = webhook_endpoints::table
+            .filter(webhook_endpoints::account_id.eq(account_id))
+            .select(EndpointRow::as_select())
+            .order((
+                webhook_endpoints::created_at.asc(),
+                webhook_endpoints::id.asc(),
+            ))
+            .limit(limit)
+            .into_boxed();
+        if let Some(cursor) = after {
+            query = query
+                .filter(webhook_endpoints::created_at.ge(cursor.at))
+                .filter(
+                    webhook_endpoints::created_at
+                        .gt(cursor.at)
+                        .or(webhook_endpoints::id.gt(cursor.id)),
+                );
+        }
+        query
+            .load::<EndpointRow>(conn)
+            .await?
+            .into_iter()
+            .map(EndpointRow::into_domain)
+            .collect()
+    }
+
+    /// Applies `changes` to a locked endpoint. Disabling by an admin records the time; enabling
+    /// clears the disable and the failing streak, and sends back to the queue the deliveries
+    /// that failed since the endpoint started failing (what it missed).
+    pub async fn update(
+        conn: &mut AsyncPgConnection,
+        current: &domain::WebhookEndpoint,
+        changes: &EndpointChanges,
+    ) -> AppResult<domain::WebhookEndpoint> {
+        let url = changes.url.as_deref().unwrap_or(&current.url);
+        let description = changes
+            .description
+            .as_deref()
+            .unwrap_or(&current.description);
+        let event_types: Vec<Option<&str>> = changes
+            .event_types
+            .as_ref()
+            .unwrap_or(&current.event_types)
+            .iter()
+            .map(|kind| Some(kind.as_str()))
+            .collect();
+        let disabling = changes.disabled == Some(true) && current.state == EndpointState::Enabled;
+        let enabling = changes.disabled == Some(false) && current.state == EndpointState::Disabled;
+        if enabling {
+            // What failed while the endpoint was failing (or after it was disabled) goes back
+            // to the queue with a fresh schedule.
+            diesel::sql_query(
+                "UPDATE webhook_deliveries d SET state = 'pending', attempts = 0, \
+                     next_attempt_at = now(), done_at = NULL, redrive_count = redrive_count + 1 \
+                 FROM webhook_endpoints e \
+                 WHERE e.id = $1 AND d.endpoint_id = e.id AND d.state = 'failed' \
+                   AND d.done_at >= coalesce(e.failing_since, e.disabled_at)",
+            )
+            .bind::<diesel::sql_types::Uuid, _>(current.id)
+            .execute(conn)
+            .await?;
+        }
+        let target = webhook_endpoints::table
+            .filter(webhook_endpoints::account_id.eq(current.account_id))
+            .filter(webhook_endpoints::id.eq(current.id));
+        let updated = if disabling {
+            diesel::update(target)
+                .set((
+                    webhook_endpoints::url.eq(url),
+                    webhook_endpoints::description.eq(description),
+                    webhook_endpoints::event_types.eq(&event_types),
+                    webhook_endpoints::state.eq(EndpointState::Disabled.as_str()),
+                    webhook_endpoints::disabled_reason.eq(DisabledReason::ByAdmin.as_str()),
+                    webhook_endpoints::disabled_at.eq(diesel::dsl::now),
+                    webhook_endpoints::version.eq(webhook_endpoints::version + 1),
+                    webhook_endpoints::updated_at.eq(diesel::dsl::now),
+                ))
+                .returning(EndpointRow::as_returning())
+                .get_result(conn)
+                .await?
+        } else if enabling {
+            diesel::update(target)
+                .set((
+                    webhook_endpoints::url.eq(url),
+                    webhook_endpoints::description.eq(description),
+                    webhook_endpoints::event_types.eq(&event_types),
+                    webhook_endpoints::state.eq(EndpointState::Enabled.as_str()),
+                    webhook_endpoints::disabled_reason.eq(None::<&str>),
+                    webhook_endpoints::disabled_at.eq(None::<DateTime<Utc>>),
+                    webhook_endpoints::failing_since.eq(None::<DateTime<Utc>>),
+                    webhook_endpoints::version.eq(webhook_endpoints::version + 1),
+                    webhook_endpoints::updated_at.eq(diesel::dsl::now),
+                ))
+                .returning(EndpointRow::as_returning())
+                .get_result(conn)
+                .await?
+        } else {
+            diesel::update(target)
+                .set((
+                    webhook_endpoints::url.eq(url),
+                    webhook_endpoints::description.eq(description),
+                    webhook_endpoints::event_types.eq(&event_types),
+                    webhook_endpoints::version.eq(webhook_endpoints::version + 1),
+                    webhook_endpoints::updated_at.eq(diesel::dsl::now),
+                ))
+                .returning(EndpointRow::as_returning())
+                .get_result(conn)
+                .await?
+        };
+        updated.into_domain()
+    }
+
+    /// Deletes the endpoint and (by cascade) its deliveries; false when there was none.
+    pub async fn delete(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> AppResult<bool> {
+        let deleted = diesel::delete(
+            webhook_endpoints::table
+                .filter(webhook_endpoints::account_id.eq(account_id))
+                .filter(webhook_endpoints::id.eq(id)),
+        )
+        .execute(conn)
+        .await?;
+        Ok(deleted > 0)
+    }
+
+    /// Replaces the secret; the old one keeps signing until `previous_until`.
+    pub async fn rotate_secret(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        id: Uuid,
+        new_ciphertext: &[u8],
+        previous_until: DateTime<Utc>,
+    ) -> AppResult<Option<domain::WebhookEndpoint>> {
+        diesel::update(
+            webhook_endpoints::table
+                .filter(webhook_endpoints::account_id.eq(account_id))
+                .filter(webhook_endpoints::id.eq(id)),
+        )
+        .set((
+            webhook_endpoints::previous_secret_ciphertext
+                .eq(webhook_endpoints::secret_ciphertext.nullable()),
+            webhook_endpoints::previous_secret_expires_at.eq(previous_until),
+            webhook_endpoints::secret_ciphertext.eq(new_ciphertext),
+            webhook_endpoints::version.eq(webhook_endpoints::version + 1),
+            webhook_endpoints::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(EndpointRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .map(EndpointRow::into_domain)
+        .transpose()
+    }
+
+    /// The secrets of the endpoint `id`, for signing.
+    pub async fn secrets(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+    ) -> AppResult<Option<EndpointSecrets>> {
+        Ok(webhook_endpoints::table
+            .filter(webhook_endpoints::id.eq(id))
+            .select(EndpointSecrets::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    }
+}
+
+/// An endpoint as an event's snapshot holds it (`to_jsonb` of its row, secrets removed).
+#[derive(Debug, serde::Deserialize)]
+pub struct EndpointSnapshot {
+    id: Uuid,
+    account_id: Uuid,
+    url: String,
+    description: String,
+    event_types: Vec<Option<String>>,
+    state: String,
+    disabled_reason: Option<String>,
+    disabled_at: Option<DateTime<Utc>>,
+    previous_secret_expires_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl EndpointSnapshot {
+    pub fn into_domain(self) -> AppResult<domain::WebhookEndpoint> {
+        EndpointRow {
+            id: self.id,
+            account_id: self.account_id,
+            url: self.url,
+            description: self.description,
+            event_types: self.event_types,
+            state: self.state,
+            disabled_reason: self.disabled_reason,
+            disabled_at: self.disabled_at,
+            previous_secret_expires_at: self.previous_secret_expires_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+        .into_domain()
+    }
+}
+
+impl EndpointRow {
+    fn into_domain(self) -> AppResult<domain::WebhookEndpoint> {
+        Ok(domain::WebhookEndpoint {
+            id: self.id,
+            account_id: self.account_id,
+            url: self.url,
+            description: self.description,
+            event_types: self
+                .event_types
+                .iter()
+                .map(|name| EventType::parse(name.as_deref().unwrap_or_default()))
+                .collect::<Result<_, _>>()
+                .map_err(|problem| corrupt("webhook_endpoints.event_types", problem))?,
+            state: EndpointState::parse(&self.state)
+                .map_err(|problem| corrupt("webhook_endpoints.state", problem))?,
+            disabled_reason: self
+                .disabled_reason
+                .as_deref()
+                .map(DisabledReason::parse)
+                .transpose()
+                .map_err(|problem| corrupt("webhook_endpoints.disabled_reason", problem))?,
+            disabled_at: self.disabled_at,
+            previous_secret_expires_at: self.previous_secret_expires_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}

@@ -1,0 +1,347 @@
+//! The webhook delivery workers: they send each account's events to its endpoints, signed as
+//! Standard Webhooks asks, at least once (docs/webhooks.md, "Webhooks we send").
+//!
+//! A worker takes one endpoint at a time ([`WebhookDeliveries::claim`]): the lease makes it the
+//! only worker of any instance delivering to that endpoint, so an endpoint receives its events
+//! one after the other, in the order they happened, and no attempt is ever made by two
+//! instances. It makes the attempts of the batch it took in order, recording each (one
+//! statement, no connection held while the endpoint answers), and gives the lease back.
+//!
+//! A failed attempt ends the batch: the delivery is due again after the schedule's next delay
+//! (with jitter), and the endpoint rests until then or for [`MAX_ENDPOINT_REST`] at most, so a
+//! failing endpoint costs one attempt at a time, not one per waiting event. At most half of the
+//! workers take endpoints in a failing streak: endpoints that hang, time out or answer 500 cannot
+//! take the workers the healthy ones need. An endpoint that has failed for the whole schedule
+//! (every attempt since its streak began, about three days) is disabled, which records
+//! `endpoint.disabled`; its deliveries wait until an admin enables it.
+//!
+//! A worker that dies mid-attempt leaves the lease to expire; the attempt it made is made again
+//! by the next worker (at least once), and its record, had it been written late, is refused by
+//! the attempt number.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderValue};
+use rand::Rng as _;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::configuration::OutboundWebhookSettings;
+use crate::db::PgPool;
+use crate::db::models::event::StoredEvent;
+use crate::db::models::webhook_delivery::{
+    AttemptRecord, ClaimedDelivery, ClaimedEndpoint, Recorded, WebhookDeliveries,
+};
+use crate::domain::{
+    DeliveryState, EndpointUrl, SigningSecret, event_public_id, webhook_signature_header,
+};
+use crate::errors::AppError;
+use crate::outbound::{AttemptOutcome, SecretBox, WebhookClient};
+
+/// The longest an endpoint rests after a failed attempt before its next due delivery is tried
+/// (a delivery's own retry may be due much later; other deliveries need not wait that long).
+pub const MAX_ENDPOINT_REST: Duration = Duration::from_secs(60);
+
+/// Beyond the attempts of a batch, how long a lease lasts (for the claim and the records).
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// Turns an event into the body of its delivery: the API's `Event` message in proto3 JSON,
+/// rendered by the API layer (which owns the wire conversions).
+pub trait RenderEvent: Send + Sync {
+    fn body(&self, event: &StoredEvent) -> Result<Vec<u8>, String>;
+}
+
+/// The workers of one instance.
+#[derive(Clone)]
+pub struct WebhookDeliveryWorkers {
+    pool: PgPool,
+    client: WebhookClient,
+    secrets: Arc<SecretBox>,
+    renderer: Arc<dyn RenderEvent>,
+    settings: OutboundWebhookSettings,
+    wake: Arc<Notify>,
+    /// Places for workers on endpoints in a failing streak: half of the workers.
+    failing_places: Arc<Semaphore>,
+    /// The domain of the `Message-ID` of the notice a disabled endpoint's admins are sent.
+    message_domain: String,
+}
+
+impl WebhookDeliveryWorkers {
+    pub fn new(
+        pool: PgPool,
+        client: WebhookClient,
+        secrets: Arc<SecretBox>,
+        renderer: Arc<dyn RenderEvent>,
+        settings: OutboundWebhookSettings,
+        wake: Arc<Notify>,
+        message_domain: String,
+    ) -> Self {
+        let failing_places = Arc::new(Semaphore::new(
+            usize::try_from(settings.workers.div_ceil(2)).unwrap_or(1),
+        ));
+        Self {
+            pool,
+            client,
+            secrets,
+            renderer,
+            settings,
+            wake,
+            failing_places,
+            message_domain,
+        }
+    }
+
+    /// Runs `OUTBOUND_WEBHOOK_WORKERS` workers until `stop`.
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let workers = self.settings.workers;
+        crate::resilience::worker_pool::run(
+            "webhook delivery worker",
+            workers,
+            stop,
+            |worker, stop| self.clone().run_worker(worker, stop),
+        )
+        .await
+    }
+
+    async fn run_worker(self, worker: u32, stop: CancellationToken) {
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            match self.work_once(&stop).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(worker, %error, "the webhook delivery queue cannot be read; will retry");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Takes one endpoint's due deliveries and attempts them; false when nothing was due.
+    pub async fn work_once(&self, stop: &CancellationToken) -> Result<bool, AppError> {
+        let failing_place = self.failing_places.clone().try_acquire_owned().ok();
+        let lease = self
+            .settings
+            .attempt_timeout
+            .saturating_mul(self.settings.batch)
+            .saturating_add(LEASE_MARGIN);
+        let claimed = {
+            let mut conn = crate::db::connection(&self.pool).await?;
+            WebhookDeliveries::claim(
+                &mut conn,
+                i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
+                i64::from(self.settings.batch),
+                failing_place.is_some(),
+            )
+            .await?
+        };
+        let Some(claimed) = claimed else {
+            return Ok(false);
+        };
+        let lease_ends = Instant::now() + lease;
+        let result = self.deliver(&claimed, lease_ends, stop).await;
+        let mut conn = crate::db::connection(&self.pool).await?;
+        WebhookDeliveries::release(&mut conn, claimed.endpoint_id, claimed.lease_token).await?;
+        result.map(|()| true)
+    }
+
+    async fn deliver(
+        &self,
+        claimed: &ClaimedEndpoint,
+        lease_ends: Instant,
+        stop: &CancellationToken,
+    ) -> Result<(), AppError> {
+        let url = match EndpointUrl::stored(&claimed.url) {
+            Ok(url) => url,
+            Err(problem) => {
+                return Err(AppError::internal(anyhow::anyhow!(
+                    "endpoint {}: {problem}",
+                    claimed.endpoint_id
+                )));
+            }
+        };
+        let mut signing = Vec::with_capacity(2);
+        signing.push(self.open(&claimed.secret_ciphertext, claimed.endpoint_id)?);
+        if let Some(previous) = &claimed.previous_secret_ciphertext {
+            signing.push(self.open(previous, claimed.endpoint_id)?);
+        }
+        for delivery in &claimed.deliveries {
+            // What is left undone stays due: the next worker takes it in order.
+            if stop.is_cancelled()
+                || Instant::now() + self.settings.attempt_timeout + LEASE_MARGIN / 2 > lease_ends
+            {
+                break;
+            }
+            let outcome = self.attempt(&url, &signing, delivery).await;
+            let delivered = outcome.1.delivered();
+            self.record(claimed, &url, delivery, outcome).await?;
+            if !delivered {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn open(&self, sealed: &[u8], endpoint: uuid::Uuid) -> Result<SigningSecret, AppError> {
+        self.secrets.open(sealed).map_err(|_| {
+            AppError::internal(anyhow::anyhow!(
+                "the secret of endpoint {endpoint} does not open: was WEBHOOK_ENDPOINT_SECRETS_KEY (or JWT_SECRET) changed?"
+            ))
+        })
+    }
+
+    async fn attempt(
+        &self,
+        url: &EndpointUrl,
+        signing: &[SigningSecret],
+        delivery: &ClaimedDelivery,
+    ) -> (DateTime<Utc>, AttemptOutcome) {
+        let started_at = Utc::now();
+        let body = match self.renderer.body(&delivery.event) {
+            Ok(body) => body,
+            Err(problem) => {
+                return (
+                    started_at,
+                    AttemptOutcome {
+                        status: None,
+                        error: Some(format!("the event could not be rendered: {problem}")),
+                        excerpt: String::new(),
+                        latency: Duration::ZERO,
+                    },
+                );
+            }
+        };
+        let id = event_public_id(delivery.event.id);
+        let timestamp = started_at.timestamp();
+        let secrets: Vec<&SigningSecret> = signing.iter().collect();
+        let signature = webhook_signature_header(&secrets, &id, timestamp, &body);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let values = [
+            ("webhook-id", id),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature),
+        ];
+        for (name, value) in values {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        let outcome = self
+            .client
+            .post(url.as_url(), headers, Bytes::from(body))
+            .await;
+        (started_at, outcome)
+    }
+
+    async fn record(
+        &self,
+        claimed: &ClaimedEndpoint,
+        url: &EndpointUrl,
+        delivery: &ClaimedDelivery,
+        (started_at, outcome): (DateTime<Utc>, AttemptOutcome),
+    ) -> Result<(), AppError> {
+        let schedule = &self.settings.retry_schedule;
+        let attempt = u32::try_from(delivery.attempt).unwrap_or(u32::MAX);
+        let now = Utc::now();
+        let (state, next_attempt_at, rests_until) = if outcome.delivered() {
+            (DeliveryState::Succeeded, None, None)
+        } else {
+            match schedule.delay_after(attempt) {
+                None => (
+                    DeliveryState::Failed,
+                    None,
+                    Some(now + to_chrono(MAX_ENDPOINT_REST.min(first_delay(schedule)))),
+                ),
+                Some(delay) => {
+                    let delay = jittered(delay);
+                    (
+                        DeliveryState::Pending,
+                        Some(now + to_chrono(delay)),
+                        Some(now + to_chrono(delay.min(MAX_ENDPOINT_REST))),
+                    )
+                }
+            }
+        };
+        let error = outcome.error.as_deref().map(truncated);
+        let record = AttemptRecord {
+            delivery_id: delivery.id,
+            attempt: delivery.attempt,
+            url: url.as_str(),
+            started_at,
+            latency_ms: i32::try_from(outcome.latency.as_millis()).unwrap_or(i32::MAX),
+            http_status: outcome.status.map(i32::from),
+            error: error.as_deref(),
+            response_excerpt: &outcome.excerpt,
+            state,
+            next_attempt_at,
+            endpoint_rests_until: rests_until,
+        };
+        let mut conn = crate::db::connection(&self.pool).await?;
+        let recorded =
+            WebhookDeliveries::record(&mut conn, claimed.endpoint_id, claimed.lease_token, &record)
+                .await?;
+        match recorded {
+            Recorded::LeaseLost => {
+                tracing::warn!(
+                    endpoint = %claimed.endpoint_id,
+                    delivery = %delivery.id,
+                    "the endpoint's lease ran out during an attempt; its record was not written"
+                );
+            }
+            Recorded::Written {
+                failing_since: Some(since),
+            } if now - since >= to_chrono(schedule.span()) => {
+                if let Some((account, url)) = WebhookDeliveries::disable_if_failing_since(
+                    &mut conn,
+                    claimed.endpoint_id,
+                    now - to_chrono(schedule.span()),
+                    &self.message_domain,
+                )
+                .await?
+                {
+                    tracing::warn!(
+                        endpoint = %claimed.endpoint_id,
+                        %account,
+                        %url,
+                        "the endpoint failed for the whole retry schedule: disabled, and its account's admins notified"
+                    );
+                }
+            }
+            Recorded::Written { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+fn first_delay(schedule: &crate::domain::RetrySchedule) -> Duration {
+    schedule.delay_after(1).unwrap_or(MAX_ENDPOINT_REST)
+}
+
+/// A delay within ±20 % of `delay`, so that endpoints failing together do not retry together.
+fn jittered(delay: Duration) -> Duration {
+    let factor = rand::thread_rng().gen_range(0.8..=1.2);
+    delay.mul_f64(factor)
+}
+
+fn to_chrono(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+/// An error as the log keeps it: at most 500 characters.
+fn truncated(error: &str) -> String {
+    error.chars().take(500).collect()
+}

@@ -1,0 +1,335 @@
+//! Webhook endpoints, as admins manage them (docs/webhooks.md, "Webhooks we send"): register
+//! one (its secret shown once), read, list, change, delete, rotate its secret, send it a test
+//! event, list its deliveries and send failed ones again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel_async::RunQueryDsl;
+
+use super::{Page, paginate, rows_to_fetch};
+use crate::auth::Caller;
+use crate::configuration::OutboundWebhookSettings;
+use crate::db::models::event::Events;
+use crate::db::models::webhook_delivery::{WebhookDeliveries, cursor_seq, delivery_cursor};
+use crate::db::models::webhook_endpoint::{EndpointChanges, NewEndpoint, WebhookEndpoints};
+use crate::db::{self, PgPool};
+use crate::domain::{
+    AddressPolicy, DeliveryState, EndpointUrl, EventType, PageCursor, PageSize, SchemePolicy,
+    SigningSecret, WebhookDelivery, WebhookEndpoint,
+};
+use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
+use crate::idempotency::{self, Idempotent, Outcome, as_is};
+use crate::outbound::SecretBox;
+
+/// What a new endpoint is made of.
+#[derive(Clone, Debug)]
+pub struct NewEndpointRequest {
+    pub url: EndpointUrl,
+    pub description: String,
+    pub event_types: Vec<EventType>,
+}
+
+/// An update, as the mask named its fields.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointUpdate {
+    pub url: Option<EndpointUrl>,
+    pub description: Option<String>,
+    pub event_types: Option<Vec<EventType>>,
+    pub disabled: Option<bool>,
+}
+
+#[derive(Clone)]
+pub struct WebhookEndpointAdmin {
+    pool: PgPool,
+    secrets: Arc<SecretBox>,
+    settings: OutboundWebhookSettings,
+    /// Wakes this instance's delivery workers (a test event is due at once).
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl WebhookEndpointAdmin {
+    pub fn new(
+        pool: PgPool,
+        secrets: Arc<SecretBox>,
+        settings: OutboundWebhookSettings,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        Self {
+            pool,
+            secrets,
+            settings,
+            wake,
+        }
+    }
+
+    /// How endpoint URLs are checked on this deployment.
+    pub fn url_rules(&self) -> (SchemePolicy, AddressPolicy) {
+        let schemes = if self.settings.allow_http {
+            SchemePolicy::HttpAllowed
+        } else {
+            SchemePolicy::HttpsOnly
+        };
+        (
+            schemes,
+            AddressPolicy::allowing(self.settings.allow_networks.clone()),
+        )
+    }
+
+    /// Registers an endpoint with a fresh secret, returned beside the outcome (never stored in
+    /// clear, never replayed).
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        request: NewEndpointRequest,
+        budget: Duration,
+        idempotent: Option<&Idempotent<'_, WebhookEndpoint>>,
+    ) -> AppResult<(Outcome<WebhookEndpoint>, SigningSecret)> {
+        let secret = SigningSecret::generate();
+        let sealed = self.secrets.seal(&secret);
+        let limit = self.settings.max_endpoints_per_account;
+        let account_id = caller.account_id.as_uuid();
+        let outcome =
+            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+                // Endpoints of one account are counted one at a time.
+                diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 46))")
+                    .bind::<diesel::sql_types::Uuid, _>(account_id)
+                    .execute(conn)
+                    .await?;
+                let count = WebhookEndpoints::count_for_account(conn, account_id).await?;
+                if count >= i64::from(limit) {
+                    return Err(AppError::FailedPrecondition {
+                        reason: Reason::WebhookEndpointLimit,
+                        message: format!(
+                            "the account has {count} webhook endpoints, the most it may have; delete one first"
+                        ),
+                        violations: vec![PreconditionViolation {
+                            kind: "WEBHOOK_ENDPOINT_LIMIT".to_owned(),
+                            subject: format!("accounts/{account_id}"),
+                            description: format!("at most {limit} endpoints per account"),
+                        }],
+                    });
+                }
+                NewEndpoint {
+                    id: uuid::Uuid::now_v7(),
+                    account_id,
+                    url: request.url.as_str(),
+                    description: &request.description,
+                    event_types: request
+                        .event_types
+                        .iter()
+                        .map(|kind| Some(kind.as_str()))
+                        .collect(),
+                    secret_ciphertext: &sealed,
+                }
+                .insert(conn)
+                .await
+            })
+            .await?;
+        Ok((outcome, secret))
+    }
+
+    pub async fn get(&self, caller: &Caller, id: uuid::Uuid) -> AppResult<WebhookEndpoint> {
+        db::with_connection(&self.pool, async |conn| {
+            WebhookEndpoints::find_in_account(conn, caller.account_id.as_uuid(), id).await
+        })
+        .await?
+        .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))
+    }
+
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        page_size: PageSize,
+        after: Option<PageCursor>,
+    ) -> AppResult<Page<WebhookEndpoint>> {
+        let rows = db::with_connection(&self.pool, async |conn| {
+            WebhookEndpoints::list_for_account(
+                conn,
+                caller.account_id.as_uuid(),
+                after,
+                rows_to_fetch(page_size),
+            )
+            .await
+        })
+        .await?;
+        Ok(paginate(rows, page_size, |endpoint| {
+            PageCursor::at(endpoint.created_at, endpoint.id)
+        }))
+    }
+
+    /// Changes what `update` names; enabling a disabled endpoint sends again what it missed.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        id: uuid::Uuid,
+        update: EndpointUpdate,
+        budget: Duration,
+        idempotent: Option<&Idempotent<'_, WebhookEndpoint>>,
+    ) -> AppResult<Outcome<WebhookEndpoint>> {
+        let account_id = caller.account_id.as_uuid();
+        let outcome =
+            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+                let current = WebhookEndpoints::lock_in_account(conn, account_id, id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))?;
+                let changes = EndpointChanges {
+                    url: update.url.as_ref().map(|url| url.as_str().to_owned()),
+                    description: update.description.clone(),
+                    event_types: update.event_types.clone(),
+                    disabled: update.disabled,
+                };
+                WebhookEndpoints::update(conn, &current, &changes).await
+            })
+            .await?;
+        if update.disabled == Some(false) {
+            self.wake.notify_waiters();
+        }
+        Ok(outcome)
+    }
+
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        id: uuid::Uuid,
+        budget: Duration,
+        idempotent: Option<&Idempotent<'_, ()>>,
+    ) -> AppResult<Outcome<()>> {
+        let account_id = caller.account_id.as_uuid();
+        idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+            if WebhookEndpoints::delete(conn, account_id, id).await? {
+                Ok(())
+            } else {
+                Err(AppError::not_found(Resource::WebhookEndpoint, id))
+            }
+        })
+        .await
+    }
+
+    /// A new secret; the old one signs beside it for the overlap.
+    pub async fn rotate_secret(
+        &self,
+        caller: &Caller,
+        id: uuid::Uuid,
+        budget: Duration,
+        idempotent: Option<&Idempotent<'_, WebhookEndpoint>>,
+    ) -> AppResult<(Outcome<WebhookEndpoint>, SigningSecret)> {
+        let secret = SigningSecret::generate();
+        let sealed = self.secrets.seal(&secret);
+        let overlap = chrono::Duration::from_std(self.settings.secret_overlap)
+            .unwrap_or(chrono::Duration::days(1));
+        let account_id = caller.account_id.as_uuid();
+        let outcome =
+            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+                let now: DateTime<Utc> = db::now_in(conn).await?;
+                WebhookEndpoints::rotate_secret(conn, account_id, id, &sealed, now + overlap)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))
+            })
+            .await?;
+        Ok((outcome, secret))
+    }
+
+    /// Queues a test event for the endpoint alone.
+    pub async fn send_test(
+        &self,
+        caller: &Caller,
+        id: uuid::Uuid,
+        budget: Duration,
+        idempotent: Option<&Idempotent<'_, WebhookDelivery>>,
+    ) -> AppResult<Outcome<WebhookDelivery>> {
+        let account_id = caller.account_id.as_uuid();
+        let outcome =
+            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+                let delivery = Events::insert_test(conn, account_id, id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))?;
+                WebhookDeliveries::find(conn, account_id, id, delivery)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(Resource::WebhookDelivery, delivery))
+            })
+            .await?;
+        self.wake.notify_waiters();
+        Ok(outcome)
+    }
+
+    /// An endpoint's deliveries, newest event first.
+    pub async fn deliveries(
+        &self,
+        caller: &Caller,
+        endpoint_id: uuid::Uuid,
+        state: Option<DeliveryState>,
+        page_size: PageSize,
+        after: Option<PageCursor>,
+    ) -> AppResult<Page<WebhookDelivery>> {
+        let account_id = caller.account_id.as_uuid();
+        let rows = db::with_connection(&self.pool, async |conn| {
+            WebhookEndpoints::find_in_account(conn, account_id, endpoint_id)
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, endpoint_id))?;
+            WebhookDeliveries::list_for_endpoint(
+                conn,
+                account_id,
+                endpoint_id,
+                state,
+                after.as_ref().map(cursor_seq),
+                rows_to_fetch(page_size),
+            )
+            .await
+        })
+        .await?;
+        let page = paginate(rows, page_size, |(seq, _)| delivery_cursor(*seq));
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|(_, delivery)| delivery)
+                .collect(),
+            next: page.next,
+        })
+    }
+
+    /// Sends one failed delivery again; one that is not failed is answered as it is.
+    pub async fn redrive(
+        &self,
+        caller: &Caller,
+        endpoint_id: uuid::Uuid,
+        id: uuid::Uuid,
+        budget: Duration,
+    ) -> AppResult<WebhookDelivery> {
+        let account_id = caller.account_id.as_uuid();
+        let delivery = db::pooled_transaction(&self.pool, budget, async |conn| {
+            WebhookDeliveries::redrive_failed(conn, account_id, endpoint_id, Some(id), None)
+                .await?;
+            WebhookDeliveries::find(conn, account_id, endpoint_id, id)
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::WebhookDelivery, id))
+        })
+        .await?;
+        self.wake.notify_waiters();
+        Ok(delivery)
+    }
+
+    /// Sends again every failed delivery of the endpoint whose event happened at or after
+    /// `since`; how many.
+    pub async fn redrive_failed_since(
+        &self,
+        caller: &Caller,
+        endpoint_id: uuid::Uuid,
+        since: DateTime<Utc>,
+        budget: Duration,
+    ) -> AppResult<usize> {
+        let account_id = caller.account_id.as_uuid();
+        let redriven = db::pooled_transaction(&self.pool, budget, async |conn| {
+            WebhookEndpoints::find_in_account(conn, account_id, endpoint_id)
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, endpoint_id))?;
+            WebhookDeliveries::redrive_failed(conn, account_id, endpoint_id, None, Some(since))
+                .await
+        })
+        .await?;
+        self.wake.notify_waiters();
+        Ok(redriven)
+    }
+}

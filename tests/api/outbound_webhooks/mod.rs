@@ -1,0 +1,856 @@
+//! Webhooks the desk sends (docs/webhooks.md, "Webhooks we send"), end to end: endpoints
+//! registered through the API, events written by the changes they report, deliveries made by the
+//! workers to a real HTTP receiver that verifies every one with the Standard Webhooks reference
+//! library (PyPI `standardwebhooks`), and the state checked where it lives, in PostgreSQL.
+//!
+//! No test sends a packet outside 127.0.0.0/8: deliveries that must be refused go through the
+//! service's own host table (`OUTBOUND_WEBHOOK_RESOLVE`) to internal addresses, and through a
+//! dial seam that records every address the client was about to dial and refuses any outside
+//! loopback, so a broken policy fails the test instead of reaching the network.
+
+mod watching;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost_types::FieldMask;
+use supportdesk::configuration::Settings;
+use supportdesk::outbound::DialSeam;
+use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::webhook_endpoint_service_client::WebhookEndpointServiceClient;
+use tonic::transport::Channel;
+
+use crate::support::webhook_receiver::{ReceivedAttempt, WebhookReceiver};
+use supportdesk::errors::Reason;
+
+use crate::support::{PATIENCE, TestApp, assert_reason, count_of, keyed, wait_until};
+
+/// A seam that records every address it is asked about and refuses all but loopback.
+#[derive(Debug, Default)]
+struct LoopbackOnly {
+    asked: Mutex<Vec<SocketAddr>>,
+}
+
+impl DialSeam for LoopbackOnly {
+    fn check(&self, address: SocketAddr) -> Result<(), String> {
+        self.asked.lock().unwrap().push(address);
+        if address.ip().is_loopback() {
+            Ok(())
+        } else {
+            Err(format!("the test seam refuses to dial {address}"))
+        }
+    }
+}
+
+impl LoopbackOnly {
+    fn non_loopback_asked(&self) -> Vec<SocketAddr> {
+        self.asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|address| !address.ip().is_loopback())
+            .copied()
+            .collect()
+    }
+}
+
+/// Delivery settings for tests: workers on, http and loopback allowed, quick retries.
+fn delivering(settings: &mut Settings) {
+    let outbound = &mut settings.outbound_webhooks;
+    outbound.workers = 4;
+    outbound.allow_http = true;
+    outbound.allow_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    outbound.poll_interval = Duration::from_millis(50);
+    outbound.attempt_timeout = Duration::from_secs(2);
+    outbound.retry_schedule =
+        supportdesk::domain::RetrySchedule::parse("100ms,100ms,100ms").unwrap();
+}
+
+/// An app that delivers, with the recording seam.
+async fn delivering_app(configure: impl FnOnce(&mut Settings)) -> (TestApp, Arc<LoopbackOnly>) {
+    let seam = Arc::new(LoopbackOnly::default());
+    let installed = seam.clone();
+    let app = TestApp::spawn_with_application(
+        |settings| {
+            delivering(settings);
+            configure(settings);
+        },
+        move |application| application.with_dial_seam(installed),
+    )
+    .await;
+    (app, seam)
+}
+
+fn endpoints(app: &TestApp) -> WebhookEndpointServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .connect_lazy();
+    WebhookEndpointServiceClient::new(channel)
+}
+
+/// Registers `url` for `event_types` and returns the endpoint and its secret.
+async fn register(app: &TestApp, url: &str, event_types: &[&str]) -> (v1::WebhookEndpoint, String) {
+    let created = endpoints(app)
+        .create_webhook_endpoint(keyed(app.as_admin(v1::CreateWebhookEndpointRequest {
+            webhook_endpoint: Some(v1::WebhookEndpoint {
+                url: url.to_owned(),
+                description: "the test receiver".to_owned(),
+                event_types: event_types.iter().map(|kind| (*kind).to_owned()).collect(),
+                ..Default::default()
+            }),
+        })))
+        .await
+        .expect("the endpoint is registered")
+        .into_inner();
+    (created.webhook_endpoint.unwrap(), created.secret)
+}
+
+fn event_type(attempt: &ReceivedAttempt) -> String {
+    attempt.payload["type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn ticket_changes_reach_an_endpoint_in_order_signed_as_the_reference_library_verifies() {
+    let receiver = WebhookReceiver::start().await;
+    let (app, seam) = delivering_app(|_| {}).await;
+    let (endpoint, secret) = register(&app, &receiver.url("desk"), &[]).await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    receiver.configure("desk", &[&secret], "ok").await;
+
+    let ticket = app.create_ticket("Printer on fire").await;
+    app.tickets
+        .clone()
+        .update_ticket(app.as_admin(v1::UpdateTicketRequest {
+            ticket: Some(v1::Ticket {
+                id: ticket.id.clone(),
+                subject: "Printer on fire, again".to_owned(),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["subject".to_owned()],
+            }),
+        }))
+        .await
+        .expect("the ticket is updated");
+    app.tickets
+        .clone()
+        .add_comment(app.as_admin(v1::AddCommentRequest {
+            ticket_id: ticket.id.clone(),
+            comment: Some(v1::Comment {
+                body: "Have you tried water?".to_owned(),
+                public: true,
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("the comment is added");
+
+    let attempts = receiver.wait_for_attempts("desk", 3, PATIENCE).await;
+    assert!(
+        attempts.iter().all(ReceivedAttempt::verified),
+        "every delivery verifies with the endpoint's secret: {attempts:#?}"
+    );
+    assert_eq!(
+        attempts.iter().map(event_type).collect::<Vec<_>>(),
+        ["ticket.created", "ticket.updated", "comment.created"],
+        "in the order the changes happened"
+    );
+    for attempt in &attempts {
+        assert_eq!(attempt.endpoint, "desk");
+        assert_eq!(attempt.method, "POST");
+        assert_eq!(attempt.behaviour, "ok");
+        assert_eq!(
+            attempt.headers.get("content-type").map(String::as_str),
+            Some("application/json")
+        );
+        assert!(
+            attempt
+                .webhook_signature
+                .as_deref()
+                .is_some_and(|signature| signature.starts_with("v1,") && !signature.contains(' ')),
+            "one v1 signature outside a rotation: {:?}",
+            attempt.webhook_signature
+        );
+        let stamped: f64 = attempt
+            .webhook_timestamp
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((attempt.received_at - stamped).abs() < 60.0);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&attempt.body).unwrap(),
+            attempt.payload
+        );
+    }
+    assert_eq!(
+        receiver.delivered("desk").await,
+        attempts
+            .iter()
+            .map(|attempt| attempt.webhook_id.clone().unwrap())
+            .collect::<Vec<_>>(),
+        "each verified and answered 2xx, once"
+    );
+    let updated = &attempts[1].payload;
+    assert_eq!(updated["ticket"]["id"], ticket.id.as_str());
+    assert_eq!(updated["ticket"]["subject"], "Printer on fire, again");
+    assert_eq!(updated["changedFields"], serde_json::json!(["subject"]));
+    assert_eq!(updated["accountId"], app.account_id.to_string());
+    assert_eq!(updated["apiVersion"], "2026-11-28");
+    assert_eq!(
+        attempts[1].webhook_id.as_deref(),
+        updated["id"].as_str(),
+        "webhook-id is the event's id"
+    );
+    assert_eq!(
+        attempts[2].payload["comment"]["body"],
+        "Have you tried water?"
+    );
+    // The state lives in PostgreSQL: three deliveries, each succeeded at its first attempt.
+    wait_until(
+        "the deliveries are recorded as succeeded",
+        PATIENCE,
+        || async {
+            count_of(
+                &app.database,
+                &format!(
+                    "SELECT count(*) AS count FROM webhook_deliveries \
+                 WHERE endpoint_id = '{}' AND state = 'succeeded' AND attempts = 1",
+                    endpoint.id
+                ),
+            )
+            .await
+                == 3
+        },
+    )
+    .await;
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM webhook_delivery_attempts WHERE http_status = 200"
+        )
+        .await,
+        3
+    );
+    assert!(seam.non_loopback_asked().is_empty());
+}
+
+#[tokio::test]
+async fn an_endpoint_is_sent_only_the_types_it_subscribed_to_and_never_another_accounts_events() {
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(|_| {}).await;
+    let (_, comments_secret) =
+        register(&app, &receiver.url("comments"), &["comment.created"]).await;
+    receiver
+        .configure("comments", &[&comments_secret], "ok")
+        .await;
+    let other = app.sign_up_another_account().await;
+    let others = endpoints(&app)
+        .create_webhook_endpoint(keyed(other.request(v1::CreateWebhookEndpointRequest {
+            webhook_endpoint: Some(v1::WebhookEndpoint {
+                url: receiver.url("other-account"),
+                ..Default::default()
+            }),
+        })))
+        .await
+        .unwrap()
+        .into_inner();
+    receiver
+        .configure("other-account", &[&others.secret], "ok")
+        .await;
+
+    let ticket = app.create_ticket("Only comments please").await;
+    app.tickets
+        .clone()
+        .add_comment(app.as_admin(v1::AddCommentRequest {
+            ticket_id: ticket.id.clone(),
+            comment: Some(v1::Comment {
+                body: "Noted.".to_owned(),
+                public: false,
+                ..Default::default()
+            }),
+        }))
+        .await
+        .unwrap();
+
+    let attempts = receiver.wait_for_attempts("comments", 1, PATIENCE).await;
+    assert_eq!(event_type(&attempts[0]), "comment.created");
+    assert!(attempts[0].verified());
+    // The other account's endpoint was never sent this account's events: it has no delivery.
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM webhook_deliveries WHERE endpoint_id = '{}'",
+                others.webhook_endpoint.unwrap().id
+            ),
+        )
+        .await,
+        0
+    );
+    assert!(receiver.attempts(Some("other-account")).await.is_empty());
+    // Nor was the filtered endpoint sent the ticket's creation.
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM webhook_deliveries WHERE event_type = 'ticket.created'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_is_retried_on_schedule_and_every_attempt_is_listed() {
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(|_| {}).await;
+    let (endpoint, secret) = register(&app, &receiver.url("flaky"), &["ticket.created"]).await;
+    receiver
+        .configure("flaky", &[&secret], "fail_first:2")
+        .await;
+
+    app.create_ticket("Retry me").await;
+    let attempts = receiver.wait_for_attempts("flaky", 3, PATIENCE).await;
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|attempt| attempt.status)
+            .collect::<Vec<_>>(),
+        [Some(500), Some(500), Some(200)]
+    );
+    assert!(
+        attempts
+            .iter()
+            .all(|attempt| attempt.webhook_id == attempts[0].webhook_id),
+        "every attempt carries the event's one id"
+    );
+    wait_until(
+        "the delivery is recorded as succeeded",
+        PATIENCE,
+        || async {
+            count_of(
+                &app.database,
+                &format!(
+                    "SELECT count(*) AS count FROM webhook_deliveries \
+                 WHERE endpoint_id = '{}' AND state = 'succeeded'",
+                    endpoint.id
+                ),
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+    let mut listed = endpoints(&app)
+        .list_webhook_deliveries(app.as_admin(v1::ListWebhookDeliveriesRequest {
+            endpoint_id: endpoint.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let delivery = listed.webhook_deliveries.remove(0);
+    assert_eq!(delivery.state, v1::WebhookDeliveryState::Succeeded as i32);
+    assert_eq!(delivery.attempts, 3);
+    assert_eq!(
+        delivery
+            .attempt_log
+            .iter()
+            .map(|attempt| (attempt.attempt, attempt.http_status))
+            .collect::<Vec<_>>(),
+        [(3, 200), (2, 500), (1, 500)],
+        "newest first, each with the status the endpoint answered"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_the_whole_schedule_is_disabled_and_enabling_it_delivers_what_it_missed()
+ {
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(|settings| {
+        settings.outbound_webhooks.retry_schedule =
+            supportdesk::domain::RetrySchedule::parse("50ms,50ms").unwrap();
+    })
+    .await;
+    let (endpoint, secret) = register(&app, &receiver.url("down"), &["ticket.created"]).await;
+    receiver.configure("down", &[&secret], "status:503").await;
+
+    let first = app.create_ticket("While it was down").await;
+    wait_until("the endpoint is disabled", PATIENCE, || async {
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM webhook_endpoints \
+                 WHERE id = '{}' AND state = 'disabled' AND disabled_reason = 'failing'",
+                endpoint.id
+            ),
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM events \
+                 WHERE type = 'endpoint.disabled' AND resource_id = '{}'",
+                endpoint.id
+            ),
+        )
+        .await,
+        1,
+        "endpoint.disabled is recorded"
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM notifications \
+                 WHERE kind = 'endpoint_disabled' AND recipient_user_id = '{}' \
+                   AND data->>'endpoint_id' = '{}'",
+                app.admin.id, endpoint.id
+            ),
+        )
+        .await,
+        1,
+        "the account's admin is sent the notice, through the notifications outbox"
+    );
+    let read = endpoints(&app)
+        .get_webhook_endpoint(app.as_admin(v1::GetWebhookEndpointRequest {
+            id: endpoint.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(read.disabled);
+    assert_eq!(read.disabled_reason, "failing");
+    // While disabled, events wait for it.
+    let second = app.create_ticket("While it was disabled").await;
+    let tried = receiver.attempts(Some("down")).await.len();
+
+    receiver.configure("down", &[&secret], "ok").await;
+    endpoints(&app)
+        .update_webhook_endpoint(app.as_admin(v1::UpdateWebhookEndpointRequest {
+            webhook_endpoint: Some(v1::WebhookEndpoint {
+                id: endpoint.id.clone(),
+                disabled: false,
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["disabled".to_owned()],
+            }),
+        }))
+        .await
+        .expect("the endpoint is enabled");
+    let attempts = receiver
+        .wait_for_attempts("down", tried + 2, PATIENCE)
+        .await;
+    let delivered: Vec<String> = attempts[tried..]
+        .iter()
+        .filter(|attempt| attempt.status == Some(200) && attempt.verified())
+        .map(|attempt| attempt.payload["ticket"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        delivered,
+        [first.id, second.id],
+        "what it missed, in order: {:#?}",
+        attempts
+            .iter()
+            .map(|attempt| (
+                attempt.status,
+                attempt.webhook_id.clone(),
+                attempt.payload["ticket"]["id"].clone()
+            ))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_secret_signs_beside_the_new_one_until_its_overlap_ends() {
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(|settings| {
+        settings.outbound_webhooks.secret_overlap = Duration::from_secs(2);
+    })
+    .await;
+    let (endpoint, old) = register(&app, &receiver.url("rotating"), &["ticket.created"]).await;
+    let rotated = endpoints(&app)
+        .rotate_webhook_endpoint_secret(keyed(app.as_admin(
+            v1::RotateWebhookEndpointSecretRequest {
+                id: endpoint.id.clone(),
+            },
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    let new = rotated.secret;
+    assert_ne!(new, old);
+    assert!(
+        rotated
+            .webhook_endpoint
+            .unwrap()
+            .previous_secret_expire_time
+            .is_some()
+    );
+    receiver.configure("rotating", &[&old, &new], "ok").await;
+
+    app.create_ticket("During the overlap").await;
+    let during = receiver.wait_for_attempts("rotating", 1, PATIENCE).await;
+    assert_eq!(during[0].verified_with, [0, 1], "both secrets verify");
+
+    wait_until("the overlap ends", PATIENCE, || async {
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM webhook_endpoints \
+                 WHERE id = '{}' AND previous_secret_expires_at < now()",
+                endpoint.id
+            ),
+        )
+        .await
+            == 1
+    })
+    .await;
+    app.create_ticket("After the overlap").await;
+    let after = receiver.wait_for_attempts("rotating", 2, PATIENCE).await;
+    assert_eq!(after[1].verified_with, [1], "only the new secret verifies");
+}
+
+#[tokio::test]
+async fn a_host_resolving_to_the_metadata_address_is_refused_before_anything_is_dialled() {
+    let (app, seam) = delivering_app(|settings| {
+        settings.outbound_webhooks.resolve.insert(
+            "metadata.test".to_owned(),
+            vec!["169.254.169.254".parse().unwrap()],
+        );
+        settings.outbound_webhooks.resolve.insert(
+            "private.test".to_owned(),
+            vec![
+                "10.0.0.7".parse().unwrap(),
+                "::ffff:192.168.0.1".parse().unwrap(),
+            ],
+        );
+    })
+    .await;
+    let (metadata, _) = register(
+        &app,
+        "http://metadata.test/latest/meta-data",
+        &["ticket.created"],
+    )
+    .await;
+    let (private, _) = register(&app, "http://private.test:8080/hook", &["ticket.created"]).await;
+
+    app.create_ticket("Reach for the cloud").await;
+    for (endpoint, words) in [
+        (&metadata, "the cloud metadata address"),
+        (&private, "a private address"),
+    ] {
+        wait_until("the refused attempt is recorded", PATIENCE, || async {
+            count_of(
+                &app.database,
+                &format!(
+                    "SELECT count(*) AS count FROM webhook_delivery_attempts \
+                     WHERE endpoint_id = '{}' AND http_status IS NULL \
+                       AND error LIKE '%{words}%'",
+                    endpoint.id
+                ),
+            )
+            .await
+                >= 1
+        })
+        .await;
+    }
+    assert!(
+        seam.non_loopback_asked().is_empty(),
+        "the policy refused before the dial seam was asked: {:?}",
+        seam.non_loopback_asked()
+    );
+}
+
+#[tokio::test]
+async fn an_internal_address_is_refused_when_registered_unless_the_operator_allows_its_network() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.outbound_webhooks.allow_http = true;
+    })
+    .await;
+    for url in [
+        "http://127.0.0.1:9000/hook",
+        "http://[::ffff:169.254.169.254]/",
+        "http://10.1.2.3/",
+        "http://localhost:8080/",
+    ] {
+        let refused = endpoints(&app)
+            .create_webhook_endpoint(keyed(app.as_admin(v1::CreateWebhookEndpointRequest {
+                webhook_endpoint: Some(v1::WebhookEndpoint {
+                    url: url.to_owned(),
+                    ..Default::default()
+                }),
+            })))
+            .await
+            .expect_err(url);
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{url}");
+        assert_eq!(
+            crate::support::violated_fields(&refused),
+            ["webhook_endpoint.url"],
+            "{url}"
+        );
+    }
+    let https_only = TestApp::spawn().await;
+    let refused = endpoints(&https_only)
+        .create_webhook_endpoint(keyed(https_only.as_admin(
+            v1::CreateWebhookEndpointRequest {
+                webhook_endpoint: Some(v1::WebhookEndpoint {
+                    url: "http://hooks.example.com/".to_owned(),
+                    ..Default::default()
+                }),
+            },
+        )))
+        .await
+        .unwrap_err();
+    assert!(refused.message().contains("https"), "{}", refused.message());
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM webhook_endpoints"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_is_never_followed() {
+    let receiver = WebhookReceiver::start().await;
+    let (app, seam) = delivering_app(|_| {}).await;
+    let (endpoint, secret) = register(&app, &receiver.url("moved"), &["ticket.created"]).await;
+    receiver
+        .configure(
+            "moved",
+            &[&secret],
+            "redirect:http://169.254.169.254/latest/meta-data",
+        )
+        .await;
+
+    app.create_ticket("Follow me").await;
+    wait_until(
+        "the redirect is recorded as a failed attempt",
+        PATIENCE,
+        || async {
+            count_of(
+                &app.database,
+                &format!(
+                    "SELECT count(*) AS count FROM webhook_delivery_attempts \
+                 WHERE endpoint_id = '{}' AND http_status = 302",
+                    endpoint.id
+                ),
+            )
+            .await
+                >= 1
+        },
+    )
+    .await;
+    assert!(seam.non_loopback_asked().is_empty());
+}
+
+#[tokio::test]
+async fn a_test_event_goes_to_its_endpoint_alone() {
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(|_| {}).await;
+    let (tested, secret) = register(&app, &receiver.url("tested"), &[]).await;
+    let (_, bystander_secret) = register(&app, &receiver.url("bystander"), &[]).await;
+    receiver.configure("tested", &[&secret], "ok").await;
+    receiver
+        .configure("bystander", &[&bystander_secret], "ok")
+        .await;
+
+    let delivery = endpoints(&app)
+        .send_test_webhook_event(app.as_admin(v1::SendTestWebhookEventRequest {
+            id: tested.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(delivery.event_type, "endpoint.test");
+    let attempts = receiver.wait_for_attempts("tested", 1, PATIENCE).await;
+    assert_eq!(event_type(&attempts[0]), "endpoint.test");
+    assert_eq!(
+        attempts[0].payload["webhookEndpoint"]["id"],
+        tested.id.as_str()
+    );
+    assert!(attempts[0].verified());
+    assert!(receiver.attempts(Some("bystander")).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_paid_charge_and_a_declined_one_are_told_as_charge_succeeded_and_charge_failed() {
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(|_| {}).await;
+    let (_, secret) = register(
+        &app,
+        &receiver.url("billing"),
+        &["charge.succeeded", "charge.failed"],
+    )
+    .await;
+    receiver.configure("billing", &[&secret], "ok").await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+
+    let mut charges = Vec::new();
+    for payment_method in ["pm_card_visa", "pm_card_chargeDeclined"] {
+        let answer = app
+            .billing
+            .clone()
+            .create_charge(keyed(app.as_admin(v1::CreateChargeRequest {
+                charge: Some(v1::Charge {
+                    customer_id: customer.id.to_string(),
+                    amount: Some(v1::Money {
+                        amount_minor: 2500,
+                        currency_code: "EUR".to_owned(),
+                    }),
+                    payment_method: payment_method.to_owned(),
+                    ..Default::default()
+                }),
+            })))
+            .await;
+        charges.push(answer);
+    }
+    let paid = charges.remove(0).expect("the visa card pays").into_inner();
+    assert_eq!(
+        charges.remove(0).expect_err("the card is declined").code(),
+        tonic::Code::FailedPrecondition
+    );
+
+    let attempts = receiver.wait_for_attempts("billing", 2, PATIENCE).await;
+    assert!(attempts.iter().all(ReceivedAttempt::verified));
+    assert_eq!(
+        attempts.iter().map(event_type).collect::<Vec<_>>(),
+        ["charge.succeeded", "charge.failed"]
+    );
+    let succeeded = &attempts[0].payload["charge"];
+    assert_eq!(succeeded["id"], paid.id.as_str());
+    assert_eq!(succeeded["status"], "CHARGE_STATUS_SUCCEEDED");
+    assert_eq!(succeeded["amount"]["amountMinor"], "2500");
+    let failed = &attempts[1].payload["charge"];
+    assert_eq!(failed["status"], "CHARGE_STATUS_FAILED");
+    assert_eq!(failed["failureCode"], "card_declined");
+}
+
+#[tokio::test]
+async fn two_instances_deliver_every_event_to_every_endpoint_and_never_make_one_attempt_twice() {
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(|settings| {
+        settings.outbound_webhooks.batch = 5;
+    })
+    .await;
+    let mut endpoints_made = Vec::new();
+    for index in 0..20 {
+        let name = format!("fleet-{index}");
+        let (endpoint, secret) = register(&app, &receiver.url(&name), &["ticket.created"]).await;
+        receiver.configure(&name, &[&secret], "ok").await;
+        endpoints_made.push((name, endpoint));
+    }
+    let (_channel, second) = crate::support::second_instance(&app.settings).await;
+
+    // 500 events for each of the 20 endpoints: 10,000 deliveries, shared by two instances.
+    let mut conn = app.database.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "INSERT INTO tickets (id, account_id, subject, description, priority, status, requester_id) \
+             SELECT gen_random_uuid(), $1, 'fleet ' || n, 'for every endpoint', 'normal', 'new', $2 \
+             FROM generate_series(1, 500) n",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(app.account_id.as_uuid())
+        .bind::<diesel::sql_types::Uuid, _>(app.admin.id.as_uuid()),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+
+    wait_until(
+        "every delivery succeeds",
+        Duration::from_secs(120),
+        || async {
+            count_of(
+                &app.database,
+                "SELECT count(*) AS count FROM webhook_deliveries WHERE state = 'succeeded'",
+            )
+            .await
+                == 10_000
+        },
+    )
+    .await;
+    second.abort();
+    let attempts = receiver.attempts(None).await;
+    assert_eq!(attempts.len(), 10_000, "no attempt was made twice");
+    assert!(attempts.iter().all(ReceivedAttempt::verified));
+    for (name, _) in &endpoints_made {
+        let ids: Vec<&str> = attempts
+            .iter()
+            .filter(|attempt| &attempt.endpoint == name)
+            .map(|attempt| attempt.webhook_id.as_deref().unwrap())
+            .collect();
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!((ids.len(), unique.len()), (500, 500), "{name}");
+    }
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM webhook_delivery_attempts WHERE attempt = 1"
+        )
+        .await,
+        10_000
+    );
+}
+
+#[tokio::test]
+async fn another_accounts_endpoint_is_not_found_and_an_account_has_at_most_its_endpoints() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.outbound_webhooks.max_endpoints_per_account = 2;
+    })
+    .await;
+    let (first, _) = register(&app, "https://hooks.example.com/one", &[]).await;
+    register(&app, "https://hooks.example.com/two", &[]).await;
+    let over = endpoints(&app)
+        .create_webhook_endpoint(keyed(app.as_admin(v1::CreateWebhookEndpointRequest {
+            webhook_endpoint: Some(v1::WebhookEndpoint {
+                url: "https://hooks.example.com/three".to_owned(),
+                ..Default::default()
+            }),
+        })))
+        .await
+        .unwrap_err();
+    assert_eq!(over.code(), tonic::Code::FailedPrecondition);
+    assert_reason(&over, Reason::WebhookEndpointLimit);
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM webhook_endpoints"
+        )
+        .await,
+        2
+    );
+
+    let other = app.sign_up_another_account().await;
+    let hidden = endpoints(&app)
+        .get_webhook_endpoint(other.request(v1::GetWebhookEndpointRequest {
+            id: first.id.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), tonic::Code::NotFound);
+    assert_reason(&hidden, Reason::WebhookEndpointNotFound);
+    let no_delivery = endpoints(&app)
+        .redrive_webhook_delivery(app.as_admin(v1::RedriveWebhookDeliveryRequest {
+            endpoint_id: first.id.clone(),
+            id: uuid::Uuid::now_v7().to_string(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(no_delivery.code(), tonic::Code::NotFound);
+    assert_reason(&no_delivery, Reason::WebhookDeliveryNotFound);
+}

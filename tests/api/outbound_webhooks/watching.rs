@@ -1,0 +1,258 @@
+//! WatchEvents (docs/webhooks.md, "Watching events over gRPC"): the account's events as a gRPC
+//! stream, resumable from a cursor without gaps or repeats, held back by a reader that stops.
+
+use std::time::Duration;
+
+use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::event_service_client::EventServiceClient;
+use tonic::Streaming;
+use tonic::transport::Channel;
+
+use supportdesk::errors::Reason;
+
+use crate::support::{PATIENCE, TestApp, assert_reason, backends_waiting_on_locks, busy_backends};
+
+/// A client whose HTTP/2 windows are the protocol's default 64 KiB (hyper's client asks for
+/// megabytes), so that a reader that stops holds the service back after that much.
+fn events(app: &TestApp) -> EventServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect_lazy();
+    EventServiceClient::new(channel)
+}
+
+async fn watch(
+    app: &TestApp,
+    request: v1::WatchEventsRequest,
+) -> Streaming<v1::WatchEventsResponse> {
+    events(app)
+        .watch_events(app.as_admin(request))
+        .await
+        .expect("the stream starts")
+        .into_inner()
+}
+
+/// The next `count` events of `stream` (heartbeats skipped), with the cursor after each.
+async fn next_events(
+    stream: &mut Streaming<v1::WatchEventsResponse>,
+    count: usize,
+) -> Vec<(v1::Event, String)> {
+    let mut received = Vec::new();
+    while received.len() < count {
+        let message = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("an event within the patience")
+            .expect("the stream goes on")
+            .expect("the stream is open");
+        if let Some(event) = message.event {
+            received.push((event, message.cursor));
+        }
+    }
+    received
+}
+
+fn ticket_id(event: &v1::Event) -> String {
+    match &event.data {
+        Some(v1::event::Data::Ticket(ticket)) => ticket.id.clone(),
+        other => panic!("not a ticket event: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stream_resumed_from_its_last_cursor_misses_nothing_and_repeats_nothing() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.outbound_webhooks.watch_max_duration = Duration::from_secs(300);
+    })
+    .await;
+    let mut stream = watch(&app, v1::WatchEventsRequest::default()).await;
+    let mut created = Vec::new();
+    for subject in ["one", "two", "three"] {
+        created.push(app.create_ticket(subject).await.id);
+    }
+    let first = next_events(&mut stream, 3).await;
+    assert_eq!(
+        first
+            .iter()
+            .map(|(event, _)| ticket_id(event))
+            .collect::<Vec<_>>(),
+        created
+    );
+    assert!(
+        first
+            .iter()
+            .all(|(event, _)| event.r#type == "ticket.created")
+    );
+    drop(stream);
+
+    // Missed while disconnected.
+    for subject in ["four", "five"] {
+        created.push(app.create_ticket(subject).await.id);
+    }
+    let last_cursor = first.last().unwrap().1.clone();
+    let mut resumed = watch(
+        &app,
+        v1::WatchEventsRequest {
+            cursor: last_cursor,
+            ..Default::default()
+        },
+    )
+    .await;
+    let missed = next_events(&mut resumed, 2).await;
+    assert_eq!(
+        missed
+            .iter()
+            .map(|(event, _)| ticket_id(event))
+            .collect::<Vec<_>>(),
+        created[3..]
+    );
+
+    // From an event id: everything after it.
+    let mut after_first = watch(
+        &app,
+        v1::WatchEventsRequest {
+            after_event_id: first[0].0.id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let after = next_events(&mut after_first, 4).await;
+    assert_eq!(
+        after
+            .iter()
+            .map(|(event, _)| ticket_id(event))
+            .collect::<Vec<_>>(),
+        created[1..]
+    );
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_holds_the_stream_back_and_then_receives_everything_in_order() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.outbound_webhooks.watch_max_duration = Duration::from_secs(300);
+    })
+    .await;
+    let mut stream = watch(&app, v1::WatchEventsRequest::default()).await;
+    // 5,000 events in one statement: far more than the stream's page, buffer and HTTP/2 windows.
+    let mut conn = app.database.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "INSERT INTO tickets (id, account_id, subject, description, priority, status, requester_id) \
+             SELECT gen_random_uuid(), $1, 'bulk ' || n, 'from a backlog', 'normal', 'new', $2 \
+             FROM generate_series(1, 5000) n",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(app.account_id.as_uuid())
+        .bind::<diesel::sql_types::Uuid, _>(app.admin.id.as_uuid()),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let mut received = next_events(&mut stream, 1).await;
+
+    // The reader stops. Once the stream has filled what lies between it and the reader (its
+    // buffer, the HTTP/2 windows) it must go quiet; one that went on reading would soon ask for
+    // its next page (or, caught up, poll), and with the outbox locked that query would wait.
+    let started = tokio::time::Instant::now();
+    let mut quiet_samples = 0;
+    while quiet_samples < 15 {
+        assert!(started.elapsed() < PATIENCE, "the stream never went quiet");
+        if busy_backends(&app.database).await == 0 {
+            quiet_samples += 1;
+        } else {
+            quiet_samples = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("BEGIN"), &mut conn)
+        .await
+        .unwrap();
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    for _ in 0..40 {
+        assert_eq!(
+            backends_waiting_on_locks(&app.database).await,
+            0,
+            "the stream kept reading while its reader did not"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("ROLLBACK"), &mut conn)
+        .await
+        .unwrap();
+
+    received.extend(next_events(&mut stream, 4999).await);
+    let subjects: Vec<String> = received
+        .iter()
+        .map(|(event, _)| match &event.data {
+            Some(v1::event::Data::Ticket(ticket)) => ticket.subject.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let mut unique = subjects.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 5000, "every event once");
+    let cursors: Vec<&String> = received.iter().map(|(_, cursor)| cursor).collect();
+    assert!(
+        cursors.windows(2).all(|pair| {
+            let parse = |cursor: &str| {
+                let (txid, seq) = cursor.split_once('.').unwrap();
+                (txid.parse::<i64>().unwrap(), seq.parse::<i64>().unwrap())
+            };
+            parse(pair[0]) < parse(pair[1])
+        }),
+        "in the outbox's order"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_is_refused_a_cursor_or_event_id_that_is_not_one_of_ours() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.outbound_webhooks.watch_max_duration = Duration::from_secs(300);
+    })
+    .await;
+    for (request, field) in [
+        (
+            v1::WatchEventsRequest {
+                cursor: "yesterday".to_owned(),
+                ..Default::default()
+            },
+            "cursor",
+        ),
+        (
+            v1::WatchEventsRequest {
+                after_event_id: "evt_nothex".to_owned(),
+                ..Default::default()
+            },
+            "after_event_id",
+        ),
+        (
+            v1::WatchEventsRequest {
+                event_types: vec!["ticket.exploded".to_owned()],
+                ..Default::default()
+            },
+            "event_types",
+        ),
+    ] {
+        let refused = events(&app)
+            .watch_events(app.as_admin(request))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert_eq!(crate::support::violated_fields(&refused), [field]);
+    }
+    let unknown = events(&app)
+        .watch_events(app.as_admin(v1::WatchEventsRequest {
+            after_event_id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    assert_reason(&unknown, Reason::EventNotFound);
+}
