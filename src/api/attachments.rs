@@ -341,7 +341,7 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
     }
 }
 
-fn to_wire(attachment: Attachment) -> v1::Attachment {
+pub(super) fn to_wire(attachment: Attachment) -> v1::Attachment {
     v1::Attachment {
         id: attachment.id.to_string(),
         ticket_id: attachment.ticket_id.to_string(),

@@ -309,7 +309,7 @@ fn money_from_wire(money: &v1::Money) -> Result<Money, InvalidValue> {
     Ok(parsed)
 }
 
-fn money_to_wire(money: Money) -> v1::Money {
+pub(super) fn money_to_wire(money: Money) -> v1::Money {
     v1::Money {
         amount_minor: money.amount_minor(),
         currency_code: money.currency().code().to_owned(),

@@ -449,6 +449,7 @@ fn delivery_to_wire(delivery: &WebhookDelivery) -> v1::WebhookDelivery {
 
 /// An event as the API's `Event` message.
 pub fn event_to_wire(event: &StoredEvent) -> v1::Event {
+    let mut refund = None;
     let data = match &event.data {
         EventData::Ticket(ticket) => {
             v1::event::Data::Ticket(super::tickets::to_wire(ticket.clone()))
@@ -456,7 +457,22 @@ pub fn event_to_wire(event: &StoredEvent) -> v1::Event {
         EventData::Comment(comment) => {
             v1::event::Data::Comment(super::tickets::comment_to_wire(comment.clone()))
         }
+        EventData::Attachment(attachment) => {
+            v1::event::Data::Attachment(super::attachments::to_wire(attachment.as_ref().clone()))
+        }
         EventData::Charge(charge) => v1::event::Data::Charge(super::billing::to_wire(charge)),
+        EventData::Refund(charge, refunded) => {
+            refund = Some(v1::EventRefund {
+                id: refunded.id.to_string(),
+                amount: Some(super::billing::money_to_wire(refunded.amount)),
+                create_time: Some(timestamp(refunded.created_at)),
+                provider_refund_id: refunded.provider_refund_id.clone().unwrap_or_default(),
+            });
+            v1::event::Data::Charge(super::billing::to_wire(charge))
+        }
+        EventData::Operation(operation) => {
+            v1::event::Data::Operation(super::operations::to_wire(operation))
+        }
         EventData::WebhookEndpoint(endpoint) => {
             v1::event::Data::WebhookEndpoint(endpoint_to_wire(endpoint))
         }
@@ -468,6 +484,7 @@ pub fn event_to_wire(event: &StoredEvent) -> v1::Event {
         create_time: Some(timestamp(event.created_at)),
         api_version: EVENT_API_VERSION.to_owned(),
         changed_fields: event.changed_fields.clone(),
+        refund,
         data: Some(data),
     }
 }
@@ -504,5 +521,44 @@ impl JsonEvents {
 impl RenderEvent for JsonEvents {
     fn body(&self, event: &StoredEvent) -> Result<Vec<u8>, String> {
         self.json(&event_to_wire(event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::EventType;
+
+    /// The names of the `in:` rule of the first `event_types` field of a proto file.
+    fn declared_event_types(proto: &str) -> Vec<&str> {
+        let field = proto
+            .find("repeated string event_types")
+            .expect("the file declares event_types");
+        let list = &proto[field..];
+        let start = list.find("in: [").expect("event_types has an `in` rule") + "in: [".len();
+        let end = start + list[start..].find(']').expect("the list ends");
+        list[start..end]
+            .split(',')
+            .map(|name| name.trim().trim_matches('"'))
+            .collect()
+    }
+
+    #[test]
+    fn the_protos_event_type_rules_name_the_domains_catalogue_in_its_order() {
+        let catalogue: Vec<&str> = EventType::ALL.iter().map(|kind| kind.as_str()).collect();
+        assert_eq!(
+            declared_event_types(include_str!(
+                "../../proto/supportdesk/v1/webhook_endpoint.proto"
+            )),
+            catalogue
+        );
+        // A test event is sent to one endpoint, never streamed.
+        let streamed: Vec<&str> = catalogue
+            .into_iter()
+            .filter(|name| *name != EventType::EndpointTest.as_str())
+            .collect();
+        assert_eq!(
+            declared_event_types(include_str!("../../proto/supportdesk/v1/event.proto")),
+            streamed
+        );
     }
 }

@@ -455,6 +455,11 @@ impl Application {
             self.database.clone(),
             self.settings.idempotency.sweep_interval,
         ));
+        jobs.add(crate::jobs::event_sweeper::task(
+            self.database.clone(),
+            self.settings.outbound_webhooks.event_retention,
+            self.settings.outbound_webhooks.event_sweep_interval,
+        ));
         if let Some(storage) = storage {
             jobs.add(crate::jobs::storage_probe::task(
                 storage.clone(),

@@ -53,6 +53,11 @@ pub struct OutboundWebhookSettings {
     /// `WATCH_MAX_DURATION_SECS`: how long one WatchEvents stream lasts before it ends and its
     /// client resumes from its cursor.
     pub watch_max_duration: Duration,
+    /// `EVENT_RETENTION_DAYS`: how long events are kept, with their deliveries and attempts,
+    /// once none of their deliveries is pending (as long as Stripe keeps its events).
+    pub event_retention: Duration,
+    /// `EVENT_SWEEP_INTERVAL_SECS`: how often the sweeper deletes events past their retention.
+    pub event_sweep_interval: Duration,
 }
 
 impl Reader<'_> {
@@ -125,7 +130,16 @@ impl Reader<'_> {
             watch_poll_interval: self.millis("WATCH_POLL_INTERVAL_MS", 250),
             watch_heartbeat: Duration::from_secs(self.parsed("WATCH_HEARTBEAT_SECS", 15)),
             watch_max_duration: Duration::from_secs(self.parsed("WATCH_MAX_DURATION_SECS", 3600)),
+            event_retention: Duration::from_secs(
+                self.parsed::<u64>("EVENT_RETENTION_DAYS", 30)
+                    .saturating_mul(86_400),
+            ),
+            event_sweep_interval: Duration::from_secs(
+                self.parsed("EVENT_SWEEP_INTERVAL_SECS", 600),
+            ),
         };
+        self.positive_duration("EVENT_RETENTION_DAYS", settings.event_retention);
+        self.positive_duration("EVENT_SWEEP_INTERVAL_SECS", settings.event_sweep_interval);
         self.positive_duration("WATCH_HEARTBEAT_SECS", settings.watch_heartbeat);
         self.positive_duration("WATCH_MAX_DURATION_SECS", settings.watch_max_duration);
         self.positive("OUTBOUND_WEBHOOK_BATCH", settings.batch);

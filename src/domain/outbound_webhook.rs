@@ -37,23 +37,29 @@ pub enum EventType {
     TicketAssigned,
     TicketDeleted,
     CommentCreated,
+    AttachmentReady,
     ChargeSucceeded,
     ChargeFailed,
+    RefundSucceeded,
+    OperationDone,
     EndpointDisabled,
     EndpointTest,
 }
 
 impl EventType {
     /// Every type, in the catalogue's order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 13] = [
         Self::TicketCreated,
         Self::TicketUpdated,
         Self::TicketStatusChanged,
         Self::TicketAssigned,
         Self::TicketDeleted,
         Self::CommentCreated,
+        Self::AttachmentReady,
         Self::ChargeSucceeded,
         Self::ChargeFailed,
+        Self::RefundSucceeded,
+        Self::OperationDone,
         Self::EndpointDisabled,
         Self::EndpointTest,
     ];
@@ -66,8 +72,11 @@ impl EventType {
             Self::TicketAssigned => "ticket.assigned",
             Self::TicketDeleted => "ticket.deleted",
             Self::CommentCreated => "comment.created",
+            Self::AttachmentReady => "attachment.ready",
             Self::ChargeSucceeded => "charge.succeeded",
             Self::ChargeFailed => "charge.failed",
+            Self::RefundSucceeded => "refund.succeeded",
+            Self::OperationDone => "operation.done",
             Self::EndpointDisabled => "endpoint.disabled",
             Self::EndpointTest => "endpoint.test",
         }
@@ -94,7 +103,10 @@ impl EventType {
             | Self::TicketAssigned
             | Self::TicketDeleted => EventResource::Ticket,
             Self::CommentCreated => EventResource::Comment,
+            Self::AttachmentReady => EventResource::Attachment,
             Self::ChargeSucceeded | Self::ChargeFailed => EventResource::Charge,
+            Self::RefundSucceeded => EventResource::Refund,
+            Self::OperationDone => EventResource::Operation,
             Self::EndpointDisabled | Self::EndpointTest => EventResource::WebhookEndpoint,
         }
     }
@@ -111,7 +123,11 @@ impl fmt::Display for EventType {
 pub enum EventResource {
     Ticket,
     Comment,
+    Attachment,
     Charge,
+    /// The charge after the refund, and the refund.
+    Refund,
+    Operation,
     WebhookEndpoint,
 }
 

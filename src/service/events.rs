@@ -33,6 +33,31 @@ pub const STREAM_BUFFER: usize = 16;
 /// The most events read at once.
 pub const PAGE: i64 = 100;
 
+/// The most events one statement of the retention sweep deletes.
+const SWEEP_BATCH: i64 = 500;
+
+/// The most statements one pass of the sweep runs: a backlog is worked off over several passes.
+const SWEEP_STATEMENTS_PER_PASS: usize = 20;
+
+/// Deletes the events recorded more than `retention` ago none of whose deliveries is pending
+/// (with their deliveries and attempts), in batches; returns how many.
+pub async fn sweep_past_retention(pool: &PgPool, retention: Duration) -> AppResult<usize> {
+    let before = chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|retention| chrono::Utc::now().checked_sub_signed(retention))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let mut conn = db::connection(pool).await?;
+    let mut deleted = 0;
+    for _ in 0..SWEEP_STATEMENTS_PER_PASS {
+        let batch = Events::delete_settled_before(&mut conn, before, SWEEP_BATCH).await?;
+        deleted += batch;
+        if i64::try_from(batch).unwrap_or(i64::MAX) < SWEEP_BATCH {
+            break;
+        }
+    }
+    Ok(deleted)
+}
+
 /// One message of a stream.
 #[derive(Debug)]
 pub enum FeedMessage {

@@ -10,8 +10,9 @@
 //! A failed attempt ends the batch: the delivery is due again after the schedule's next delay
 //! (with jitter), and the endpoint rests until then or for [`MAX_ENDPOINT_REST`] at most, so a
 //! failing endpoint costs one attempt at a time, not one per waiting event. At most half of the
-//! workers take endpoints in a failing streak: endpoints that hang, time out or answer 500 cannot
-//! take the workers the healthy ones need. An endpoint that has failed for the whole schedule
+//! workers take endpoints in a failing streak: endpoints that hang, time out or answer 500
+//! cannot take the workers the healthy ones need. An endpoint that starts hanging holds one
+//! worker for one attempt timeout; from its first failure on it is one of the failing. An endpoint that has failed for the whole schedule
 //! (every attempt since its streak began, about three days) is disabled, which records
 //! `endpoint.disabled`; its deliveries wait until an admin enables it.
 //!
@@ -64,7 +65,8 @@ pub struct WebhookDeliveryWorkers {
     renderer: Arc<dyn RenderEvent>,
     settings: OutboundWebhookSettings,
     wake: Arc<Notify>,
-    /// Places for workers on endpoints in a failing streak: half of the workers.
+    /// Places for workers on endpoints in a failing streak: half of the workers, whichever
+    /// endpoints the others wait on.
     failing_places: Arc<Semaphore>,
     /// The domain of the `Message-ID` of the notice a disabled endpoint's admins are sent.
     message_domain: String,
@@ -148,6 +150,8 @@ impl WebhookDeliveryWorkers {
         let Some(claimed) = claimed else {
             return Ok(false);
         };
+        // An endpoint that is not failing takes none of the places kept for failing ones.
+        let _held_while_delivering = failing_place.filter(|_| claimed.failing);
         let lease_ends = Instant::now() + lease;
         let result = self.deliver(&claimed, lease_ends, stop).await;
         let mut conn = crate::db::connection(&self.pool).await?;

@@ -17,7 +17,8 @@ use crate::domain::{
 };
 use crate::errors::{AppError, AppResult};
 
-#[derive(Clone, Debug, Queryable, Selectable)]
+/// Also read from an `attachment.ready` event's snapshot (migration 23), where `sha256` is hex.
+#[derive(Clone, Debug, Queryable, Selectable, serde::Deserialize)]
 #[diesel(table_name = attachments, check_for_backend(diesel::pg::Pg))]
 pub struct AttachmentRow {
     pub id: Uuid,
@@ -30,6 +31,7 @@ pub struct AttachmentRow {
     pub filename: String,
     pub content_type: String,
     pub size_bytes: i64,
+    #[serde(deserialize_with = "super::hex_bytes")]
     pub sha256: Vec<u8>,
     pub object_key: String,
     pub state: String,
@@ -226,7 +228,7 @@ impl AttachmentRow {
         .await?)
     }
 
-    fn into_domain(self) -> AppResult<Attachment> {
+    pub fn into_domain(self) -> AppResult<Attachment> {
         let sha256: [u8; 32] =
             self.sha256.as_slice().try_into().map_err(|_| {
                 AppError::internal(anyhow::anyhow!("a stored sha256 is not 32 bytes"))

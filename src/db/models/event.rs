@@ -8,9 +8,12 @@ use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::attachment::AttachmentRow;
 use super::charge::{ChargeRow, StoredCharge};
 use super::comment::CommentRow;
 use super::corrupt;
+use super::operation::OperationRow;
+use super::refund::{RefundRow, StoredRefund};
 use super::ticket::TicketRow;
 use super::webhook_endpoint::EndpointSnapshot;
 use crate::domain::{self, EventCursor, EventResource, EventType, InvalidValue};
@@ -21,7 +24,11 @@ use crate::errors::AppResult;
 pub enum EventData {
     Ticket(domain::Ticket),
     Comment(domain::Comment),
+    Attachment(Box<domain::Attachment>),
     Charge(Box<StoredCharge>),
+    /// The charge after the refund, and the refund.
+    Refund(Box<StoredCharge>, Box<StoredRefund>),
+    Operation(Box<domain::Operation>),
     WebhookEndpoint(domain::WebhookEndpoint),
 }
 
@@ -61,6 +68,14 @@ struct TicketSnapshot {
     requester_email: Option<String>,
 }
 
+/// A refund's snapshot: the charge's row, and the refund's under `refund`.
+#[derive(serde::Deserialize)]
+struct RefundSnapshot {
+    #[serde(flatten)]
+    charge: ChargeRow,
+    refund: RefundRow,
+}
+
 impl EventRow {
     /// The event, its snapshot read as the resource its type carries.
     pub fn into_domain(self) -> AppResult<StoredEvent> {
@@ -83,9 +98,27 @@ impl EventRow {
                 let row: CommentRow = serde_json::from_value(self.snapshot).map_err(unreadable)?;
                 EventData::Comment(row.into_domain()?)
             }
+            EventResource::Attachment => {
+                let row: AttachmentRow =
+                    serde_json::from_value(self.snapshot).map_err(unreadable)?;
+                EventData::Attachment(Box::new(row.into_domain()?))
+            }
             EventResource::Charge => {
                 let row: ChargeRow = serde_json::from_value(self.snapshot).map_err(unreadable)?;
                 EventData::Charge(Box::new(row.into_domain()?))
+            }
+            EventResource::Refund => {
+                let snapshot: RefundSnapshot =
+                    serde_json::from_value(self.snapshot).map_err(unreadable)?;
+                EventData::Refund(
+                    Box::new(snapshot.charge.into_domain()?),
+                    Box::new(snapshot.refund.into_domain()?),
+                )
+            }
+            EventResource::Operation => {
+                let row: OperationRow =
+                    serde_json::from_value(self.snapshot).map_err(unreadable)?;
+                EventData::Operation(Box::new(row.into_domain()?))
             }
             EventResource::WebhookEndpoint => {
                 let snapshot: EndpointSnapshot =
@@ -162,6 +195,27 @@ impl Events {
         .await
         .optional()?;
         Ok(position.map(Position::cursor))
+    }
+
+    /// Deletes up to `limit` of the oldest events recorded before `before` none of whose
+    /// deliveries is pending, their deliveries and attempts with them; returns how many.
+    pub async fn delete_settled_before(
+        conn: &mut AsyncPgConnection,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> AppResult<usize> {
+        Ok(diesel::sql_query(
+            "DELETE FROM events WHERE id IN ( \
+                 SELECT e.id FROM events e \
+                 WHERE e.created_at < $1 \
+                   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                                   WHERE d.event_id = e.id AND d.state = 'pending') \
+                 ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind::<Timestamptz, _>(before)
+        .bind::<BigInt, _>(limit)
+        .execute(conn)
+        .await?)
     }
 
     /// The position of "now": after every event of a transaction that can no longer commit.

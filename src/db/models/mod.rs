@@ -69,6 +69,12 @@ pub use webhook_event_quarantine::{NewWebhookEventQuarantine, QuarantinedEvent};
 use crate::domain::InvalidValue;
 use crate::errors::AppError;
 
+/// Bytes a JSON snapshot carries as hex (`encode(column, 'hex')`).
+fn hex_bytes<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+    let text: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(deserializer)?;
+    hex::decode(text.as_ref()).map_err(serde::de::Error::custom)
+}
+
 /// A stored value that no longer parses is a bug or a hand-edited row, never the client's fault.
 pub(crate) fn corrupt(column: &str, problem: InvalidValue) -> AppError {
     AppError::internal(anyhow::anyhow!("stored {column} does not parse: {problem}"))

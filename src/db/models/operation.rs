@@ -22,7 +22,7 @@ use crate::domain::{
 use crate::errors::{AppError, AppResult};
 
 /// The columns every read returns (never the content, which only the worker reads).
-#[derive(Clone, Debug, Queryable, QueryableByName, Selectable)]
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable, serde::Deserialize)]
 #[diesel(table_name = operations, check_for_backend(diesel::pg::Pg))]
 pub struct OperationRow {
     pub id: Uuid,

@@ -12,7 +12,7 @@ use crate::db::schema::refunds;
 use crate::domain::{AccountId, ChargeId, Currency, Money, RefundId, RefundStatus};
 use crate::errors::AppResult;
 
-#[derive(Clone, Debug, Queryable, Selectable)]
+#[derive(Clone, Debug, Queryable, Selectable, serde::Deserialize)]
 #[diesel(table_name = refunds, check_for_backend(diesel::pg::Pg))]
 pub struct RefundRow {
     pub id: Uuid,

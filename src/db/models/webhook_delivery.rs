@@ -40,6 +40,8 @@ pub struct ClaimedEndpoint {
     /// The rotated-out secret, while it still signs.
     pub previous_secret_ciphertext: Option<Vec<u8>>,
     pub deliveries: Vec<ClaimedDelivery>,
+    /// In a failing streak.
+    pub failing: bool,
 }
 
 /// One delivery taken for an attempt.
@@ -65,6 +67,8 @@ struct ClaimRow {
     secret_ciphertext: Vec<u8>,
     #[diesel(sql_type = Nullable<Bytea>)]
     previous_secret_ciphertext: Option<Vec<u8>>,
+    #[diesel(sql_type = Bool)]
+    failing: bool,
     #[diesel(sql_type = Nullable<SqlUuid>)]
     delivery_id: Option<Uuid>,
     #[diesel(sql_type = Nullable<Integer>)]
@@ -139,7 +143,8 @@ impl WebhookDeliveries {
                    AND (e.lease_until IS NULL OR e.lease_until < now()) \
                  RETURNING e.id, e.account_id, e.url, e.lease_token, e.secret_ciphertext, \
                      CASE WHEN e.previous_secret_expires_at > now() \
-                          THEN e.previous_secret_ciphertext END AS previous_secret_ciphertext), \
+                          THEN e.previous_secret_ciphertext END AS previous_secret_ciphertext, \
+                     e.failing_since IS NOT NULL AS failing), \
              taken AS ( \
                  SELECT d.id, d.attempts, d.event_id, d.event_seq \
                  FROM webhook_deliveries d, leased \
@@ -147,7 +152,7 @@ impl WebhookDeliveries {
                    AND d.next_attempt_at <= now() \
                  ORDER BY d.event_seq LIMIT $2) \
              SELECT leased.id AS endpoint_id, leased.account_id, leased.url, leased.lease_token, \
-                 leased.secret_ciphertext, leased.previous_secret_ciphertext, \
+                 leased.secret_ciphertext, leased.previous_secret_ciphertext, leased.failing, \
                  taken.id AS delivery_id, taken.attempts, \
                  ev.id AS event_id, ev.type AS event_type, ev.account_id AS event_account_id, \
                  ev.created_at AS event_created_at, ev.changed_fields, ev.snapshot \
@@ -172,6 +177,7 @@ impl WebhookDeliveries {
             secret_ciphertext: first.secret_ciphertext.clone(),
             previous_secret_ciphertext: first.previous_secret_ciphertext.clone(),
             deliveries: Vec::with_capacity(rows.len()),
+            failing: first.failing,
         };
         for row in rows {
             let (Some(id), Some(attempts), Some(event)) =

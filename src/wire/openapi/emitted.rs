@@ -189,6 +189,7 @@ const FIELDS: &[(&str, Holds)] = &[
     ("supportdesk.v1.Event.account_id", Holds::Uuid),
     ("supportdesk.v1.Event.api_version", Holds::ApiVersion),
     ("supportdesk.v1.Event.changed_fields", Holds::FieldPaths),
+    ("supportdesk.v1.EventRefund.id", Holds::Uuid),
     (
         "supportdesk.v1.CreateWebhookEndpointResponse.secret",
         Holds::SigningSecretOrEmpty,

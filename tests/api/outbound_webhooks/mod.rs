@@ -8,6 +8,7 @@
 //! dial seam that records every address the client was about to dial and refuses any outside
 //! loopback, so a broken policy fails the test instead of reaching the network.
 
+mod outages;
 mod watching;
 
 use std::net::SocketAddr;
@@ -736,6 +737,361 @@ async fn a_paid_charge_and_a_declined_one_are_told_as_charge_succeeded_and_charg
     let failed = &attempts[1].payload["charge"];
     assert_eq!(failed["status"], "CHARGE_STATUS_FAILED");
     assert_eq!(failed["failureCode"], "card_declined");
+}
+
+#[tokio::test]
+async fn a_refund_is_told_as_refund_succeeded_carrying_the_charge_after_it_and_the_refund() {
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(|_| {}).await;
+    let (_, secret) = register(&app, &receiver.url("refunds"), &["refund.succeeded"]).await;
+    receiver.configure("refunds", &[&secret], "ok").await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let paid = app
+        .billing
+        .clone()
+        .create_charge(keyed(app.as_admin(v1::CreateChargeRequest {
+            charge: Some(v1::Charge {
+                customer_id: customer.id.to_string(),
+                amount: Some(v1::Money {
+                    amount_minor: 2500,
+                    currency_code: "EUR".to_owned(),
+                }),
+                payment_method: "pm_card_visa".to_owned(),
+                ..Default::default()
+            }),
+        })))
+        .await
+        .expect("the visa card pays")
+        .into_inner();
+    let refunded = app
+        .billing
+        .clone()
+        .refund_charge(keyed(app.as_admin(v1::RefundChargeRequest {
+            id: paid.id.clone(),
+            amount: Some(v1::Money {
+                amount_minor: 700,
+                currency_code: "EUR".to_owned(),
+            }),
+        })))
+        .await
+        .expect("the refund is made")
+        .into_inner();
+
+    let attempts = receiver.wait_for_attempts("refunds", 1, PATIENCE).await;
+    assert!(attempts[0].verified());
+    assert_eq!(event_type(&attempts[0]), "refund.succeeded");
+    let payload = &attempts[0].payload;
+    assert_eq!(payload["charge"]["id"], paid.id.as_str());
+    assert_eq!(payload["charge"]["amountRefunded"]["amountMinor"], "700");
+    assert_eq!(payload["charge"]["etag"], refunded.etag.as_str());
+    assert_eq!(payload["refund"]["amount"]["amountMinor"], "700");
+    assert_eq!(payload["refund"]["amount"]["currencyCode"], "EUR");
+    let refund_id = payload["refund"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM refunds WHERE id = '{refund_id}' \
+                 AND charge_id = '{}' AND status = 'succeeded' AND amount_minor = 700",
+                paid.id
+            ),
+        )
+        .await,
+        1
+    );
+    assert!(
+        payload["refund"]["providerRefundId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn a_completed_upload_and_a_finished_import_are_told_as_attachment_ready_and_operation_done()
+{
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(|settings| settings.operations.workers = 1).await;
+    let (_, secret) = register(
+        &app,
+        &receiver.url("work"),
+        &["attachment.ready", "operation.done"],
+    )
+    .await;
+    receiver.configure("work", &[&secret], "ok").await;
+
+    let attachment = crate::support::attachments::ready_attachment(&app).await;
+    let attempts = receiver.wait_for_attempts("work", 1, PATIENCE).await;
+    assert_eq!(event_type(&attempts[0]), "attachment.ready");
+    assert_eq!(
+        attempts[0].payload["attachment"]["id"],
+        attachment.id.as_str()
+    );
+    assert_eq!(
+        attempts[0].payload["attachment"]["state"],
+        "ATTACHMENT_STATE_READY"
+    );
+    assert_eq!(
+        attempts[0].payload["attachment"]["sha256"],
+        attachment.sha256.as_str()
+    );
+
+    let started = app
+        .tickets
+        .clone()
+        .import_tickets(app.as_admin(v1::ImportTicketsRequest {
+            format: v1::ImportFormat::Csv.into(),
+            content: format!(
+                "subject,description,requester_email,priority\n\
+                 Imported one,From the old desk,{email},low\n\
+                 ,No subject,{email},low\n",
+                email = app.admin.email
+            ),
+        }))
+        .await
+        .expect("the import is accepted")
+        .into_inner();
+    let attempts = receiver.wait_for_attempts("work", 2, PATIENCE).await;
+    assert!(attempts.iter().all(ReceivedAttempt::verified));
+    assert_eq!(event_type(&attempts[1]), "operation.done");
+    let operation = &attempts[1].payload["operation"];
+    assert_eq!(operation["name"], started.name.as_str());
+    assert_eq!(operation["done"], true);
+    assert_eq!(operation["response"]["rowsImported"], "1");
+    assert_eq!(operation["response"]["rowsFailed"], "1");
+    assert_eq!(operation["response"]["rowErrors"][0]["field"], "subject");
+    assert_eq!(
+        operation["metadata"]["@type"],
+        "type.googleapis.com/supportdesk.v1.ImportTicketsMetadata"
+    );
+    // The import's rows are no part of what is sent.
+    assert!(!attempts[1].body.contains("From the old desk"));
+}
+
+/// The attempts PostgreSQL holds for `endpoint`, as (http status, error, excerpt length).
+async fn recorded_attempts(
+    app: &TestApp,
+    endpoint: &str,
+) -> Vec<(Option<i32>, Option<String>, i32)> {
+    #[derive(diesel::QueryableByName)]
+    struct Attempt {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+        http_status: Option<i32>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        error: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        excerpt_bytes: i32,
+    }
+    let mut conn = app.database.connect().await;
+    let rows: Vec<Attempt> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT http_status, error, octet_length(response_excerpt) AS excerpt_bytes \
+             FROM webhook_delivery_attempts WHERE endpoint_id = $1 ORDER BY started_at",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(uuid::Uuid::parse_str(endpoint).unwrap()),
+        &mut conn,
+    )
+    .await
+    .expect("read the attempts");
+    rows.into_iter()
+        .map(|row| (row.http_status, row.error, row.excerpt_bytes))
+        .collect()
+}
+
+#[tokio::test]
+async fn endpoints_that_hang_reset_fail_or_answer_forever_do_not_hold_back_a_healthy_one() {
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(|settings| {
+        // The attempts that never end outlast the test: nothing the healthy endpoint received can
+        // have waited for one of them to time out.
+        settings.outbound_webhooks.attempt_timeout = Duration::from_secs(120);
+        settings.outbound_webhooks.workers = 6;
+    })
+    .await;
+    let mut troubled = Vec::new();
+    for behaviour in [
+        "hang",
+        "hang_after_headers",
+        "slow:300000",
+        "reset",
+        "status:500",
+        "endless_body",
+    ] {
+        let name = behaviour.replace(':', "-");
+        let (endpoint, secret) = register(&app, &receiver.url(&name), &["ticket.created"]).await;
+        receiver.configure(&name, &[&secret], behaviour).await;
+        troubled.push((behaviour, endpoint.id));
+    }
+    let (_, secret) = register(&app, &receiver.url("healthy"), &["ticket.created"]).await;
+    receiver.configure("healthy", &[&secret], "ok").await;
+
+    let mut subjects = Vec::new();
+    for n in 0..20 {
+        let subject = format!("Isolated {n}");
+        app.create_ticket(&subject).await;
+        subjects.push(subject);
+    }
+
+    let delivered = receiver.wait_for_attempts("healthy", 20, PATIENCE).await;
+    assert!(delivered.iter().all(ReceivedAttempt::verified));
+    assert_eq!(
+        delivered
+            .iter()
+            .map(|attempt| attempt.payload["ticket"]["subject"]
+                .as_str()
+                .unwrap()
+                .to_owned())
+            .collect::<Vec<_>>(),
+        subjects
+    );
+    // The three that never finish answering are still being waited for, each by one worker.
+    for (behaviour, endpoint) in &troubled[..3] {
+        assert_eq!(recorded_attempts(&app, endpoint).await, [], "{behaviour}");
+        assert_eq!(
+            receiver
+                .attempts(Some(&behaviour.replace(':', "-")))
+                .await
+                .len(),
+            1
+        );
+    }
+    // The reset and the 500 failed and wait for their retries; the endless answer was cut at
+    // the bounded read.
+    let (reset, failing, endless) = (&troubled[3].1, &troubled[4].1, &troubled[5].1);
+    wait_until("the reset attempt is recorded", PATIENCE, || async {
+        !recorded_attempts(&app, reset).await.is_empty()
+    })
+    .await;
+    let (status, error, _) = recorded_attempts(&app, reset).await.remove(0);
+    assert_eq!(status, None);
+    assert!(error.is_some_and(|error| !error.is_empty()));
+    wait_until("the 500 is recorded", PATIENCE, || async {
+        !recorded_attempts(&app, failing).await.is_empty()
+    })
+    .await;
+    assert_eq!(recorded_attempts(&app, failing).await[0].0, Some(500));
+    wait_until("the endless answer is recorded", PATIENCE, || async {
+        !recorded_attempts(&app, endless).await.is_empty()
+    })
+    .await;
+    let (status, _, excerpt_bytes) = recorded_attempts(&app, endless).await.remove(0);
+    assert_eq!(status, Some(200));
+    assert!(excerpt_bytes <= 2048, "{excerpt_bytes}");
+}
+
+#[tokio::test]
+async fn events_past_their_retention_are_deleted_once_none_of_their_deliveries_is_pending() {
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(|settings| {
+        settings.outbound_webhooks.event_sweep_interval = Duration::from_millis(100);
+        // A failed attempt is retried an hour later: its delivery stays pending.
+        settings.outbound_webhooks.retry_schedule =
+            supportdesk::domain::RetrySchedule::parse("1h").unwrap();
+    })
+    .await;
+    let (_, secret) = register(
+        &app,
+        &receiver.url("answering"),
+        &["ticket.created", "ticket.updated"],
+    )
+    .await;
+    receiver.configure("answering", &[&secret], "ok").await;
+    let (_, secret) = register(&app, &receiver.url("failing"), &["ticket.updated"]).await;
+    receiver
+        .configure("failing", &[&secret], "status:500")
+        .await;
+
+    let settled = app.create_ticket("Told everyone").await;
+    app.tickets
+        .clone()
+        .update_ticket(app.as_admin(v1::UpdateTicketRequest {
+            ticket: Some(v1::Ticket {
+                id: settled.id.clone(),
+                priority: v1::TicketPriority::High.into(),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["priority".to_owned()],
+            }),
+        }))
+        .await
+        .expect("the ticket is updated");
+    let recent = app.create_ticket("Told just now").await;
+    receiver.wait_for_attempts("answering", 3, PATIENCE).await;
+    receiver.wait_for_attempts("failing", 1, PATIENCE).await;
+    let events_of = |ticket: &str, kind: &str| {
+        format!(
+            "SELECT count(*) AS count FROM events \
+             WHERE resource_id = '{ticket}' AND type = '{kind}'"
+        )
+    };
+    wait_until("the failed attempt is recorded", PATIENCE, || async {
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM webhook_deliveries \
+             WHERE state = 'pending' AND attempts = 1",
+        )
+        .await
+            == 1
+    })
+    .await;
+
+    // Both of the first ticket's events are past the retention of 30 days.
+    let mut conn = app.database.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE events SET created_at = now() - interval '31 days' \
+             WHERE resource_id = '{}'",
+            settled.id
+        )),
+        &mut conn,
+    )
+    .await
+    .expect("the events are backdated");
+
+    wait_until("the settled old event is swept", PATIENCE, || async {
+        count_of(&app.database, &events_of(&settled.id, "ticket.created")).await == 0
+    })
+    .await;
+    // Its delivery and attempt went with it; the old event still owed to an endpoint stays, with
+    // both deliveries; the recent one stays.
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM webhook_deliveries WHERE event_type = 'ticket.created' \
+             AND event_id NOT IN (SELECT id FROM events)",
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count_of(&app.database, &events_of(&settled.id, "ticket.updated")).await,
+        1
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM webhook_deliveries d JOIN events e \
+                 ON e.id = d.event_id WHERE e.resource_id = '{}'",
+                settled.id
+            ),
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count_of(&app.database, &events_of(&recent.id, "ticket.created")).await,
+        1
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM webhook_delivery_attempts a \
+             WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = a.delivery_id)",
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]

@@ -843,8 +843,10 @@ fn reserve_handed_off_port() -> (u16, socket2::Socket) {
             ephemeral_low > low + 1_000,
             "the ephemeral port range starts at {ephemeral_low}: too low to leave test ports below it"
         );
-        // Another test process on the machine starts elsewhere in the range.
-        let start = std::process::id() % (ephemeral_low - low);
+        // Another test process on the machine starts elsewhere in the range, and far away:
+        // nextest starts processes with consecutive pids, which, one port apart, would draw
+        // each other's ports as soon as one let a reserved port go to its server.
+        let start = std::process::id().wrapping_mul(997) % (ephemeral_low - low);
         NEXT.store(start, std::sync::atomic::Ordering::Relaxed);
         (low, ephemeral_low - low)
     });
