@@ -15,6 +15,7 @@ pub mod scenario;
 pub mod setup;
 pub mod table;
 pub mod volume;
+pub mod webhook_lag;
 pub mod wire_bytes;
 
 /// `bench.hello.v1`: the Greeter of `proto/hello.proto`.

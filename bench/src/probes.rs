@@ -233,6 +233,17 @@ impl CpuReading {
     }
 }
 
+/// `NAME=PID`, as `--cpu-of` takes it.
+pub fn parse_named_pid(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAME=PID"))?;
+    let pid = pid
+        .parse()
+        .map_err(|_| format!("{text:?}: {pid:?} is not a process id"))?;
+    Ok((name.to_owned(), pid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::CpuReading;

@@ -187,7 +187,7 @@ pub async fn collect(
     })
 }
 
-async fn log_in(
+pub(crate) async fn log_in(
     channel: &Channel,
     account: &str,
     email: &str,

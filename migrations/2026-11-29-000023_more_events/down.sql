@@ -1,3 +1,4 @@
+DROP INDEX webhook_deliveries_due_idx;
 DROP INDEX webhook_deliveries_event_idx;
 DROP INDEX events_created_idx;
 DROP TRIGGER operations_done_events ON operations;

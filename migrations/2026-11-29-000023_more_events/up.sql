@@ -72,3 +72,8 @@ CREATE INDEX events_created_idx ON events (created_at);
 
 -- An event's deliveries, for the sweep's check and for the cascade when it deletes the event.
 CREATE INDEX webhook_deliveries_event_idx ON webhook_deliveries (event_id);
+
+-- An endpoint's oldest due delivery in one probe: the claim asks it of every endpoint whose
+-- lease is free (one whose deliveries wait for their retries holds many pending rows).
+CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (endpoint_id, next_attempt_at)
+    WHERE state = 'pending';

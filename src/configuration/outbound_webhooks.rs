@@ -17,8 +17,9 @@ pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,14h,20h,20h";
 
 #[derive(Clone, Debug)]
 pub struct OutboundWebhookSettings {
-    /// `OUTBOUND_WEBHOOK_WORKERS`: deliveries this instance makes at once (each to another
-    /// endpoint); 0 makes none (the deliveries wait for another instance's workers).
+    /// `OUTBOUND_WEBHOOK_WORKERS`: endpoints this instance delivers to at once (one attempt
+    /// each, at most half of them failing); 0 makes none (the deliveries wait for another
+    /// instance's workers).
     pub workers: u32,
     /// `OUTBOUND_WEBHOOK_TIMEOUT_MS`: the longest one attempt may take, connection to the end of
     /// the bounded read of the answer.
@@ -114,7 +115,7 @@ impl Reader<'_> {
             .raw("WEBHOOK_ENDPOINT_SECRETS_KEY")
             .map(|_| self.secret_key("WEBHOOK_ENDPOINT_SECRETS_KEY", 32));
         let settings = OutboundWebhookSettings {
-            workers: self.parsed("OUTBOUND_WEBHOOK_WORKERS", 8),
+            workers: self.parsed("OUTBOUND_WEBHOOK_WORKERS", 32),
             attempt_timeout: self.millis("OUTBOUND_WEBHOOK_TIMEOUT_MS", 10_000),
             retry_schedule,
             poll_interval: self.millis("OUTBOUND_WEBHOOK_POLL_INTERVAL_MS", 250),

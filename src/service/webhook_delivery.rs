@@ -1,20 +1,23 @@
 //! The webhook delivery workers: they send each account's events to its endpoints, signed as
 //! Standard Webhooks asks, at least once (docs/webhooks.md, "Webhooks we send").
 //!
-//! A worker takes one endpoint at a time ([`WebhookDeliveries::claim`]): the lease makes it the
-//! only worker of any instance delivering to that endpoint, so an endpoint receives its events
-//! one after the other, in the order they happened, and no attempt is ever made by two
-//! instances. It makes the attempts of the batch it took in order, recording each (one
-//! statement, no connection held while the endpoint answers), and gives the lease back.
+//! One loop per instance leases endpoints with due deliveries ([`WebhookDeliveries::claim`],
+//! those waiting longest first, as many at once as there are free places) and gives each to a
+//! task of its own, up to `OUTBOUND_WEBHOOK_WORKERS` at once: the lease makes that task the only
+//! one of any instance delivering to that endpoint, so an endpoint receives its events one after
+//! the other, in the order they happened, and no attempt is ever made by two instances. The
+//! task makes the attempts of the batch it took in order, recording each (one statement, no
+//! connection held while the endpoint answers), and gives the lease back; its place is claimed
+//! again at once. An idle instance looks for work once per poll interval, whatever its places.
 //!
 //! A failed attempt ends the batch: the delivery is due again after the schedule's next delay
 //! (with jitter), and the endpoint rests until then or for [`MAX_ENDPOINT_REST`] at most, so a
 //! failing endpoint costs one attempt at a time, not one per waiting event. At most half of the
-//! workers take endpoints in a failing streak: endpoints that hang, time out or answer 500
-//! cannot take the workers the healthy ones need. An endpoint that starts hanging holds one
-//! worker for one attempt timeout; from its first failure on it is one of the failing. An endpoint that has failed for the whole schedule
-//! (every attempt since its streak began, about three days) is disabled, which records
-//! `endpoint.disabled`; its deliveries wait until an admin enables it.
+//! places go to endpoints in a failing streak: endpoints that hang, time out or answer 500
+//! cannot take the places the healthy ones need. An endpoint that starts hanging holds one place
+//! for one attempt timeout; from its first failure on it is one of the failing. An endpoint that
+//! has failed for the whole schedule (every attempt since its streak began, about three days) is
+//! disabled, which records `endpoint.disabled`; its deliveries wait until an admin enables it.
 //!
 //! A worker that dies mid-attempt leaves the lease to expire; the attempt it made is made again
 //! by the next worker (at least once), and its record, had it been written late, is refused by
@@ -27,7 +30,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue};
 use rand::Rng as _;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
+use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -65,9 +69,6 @@ pub struct WebhookDeliveryWorkers {
     renderer: Arc<dyn RenderEvent>,
     settings: OutboundWebhookSettings,
     wake: Arc<Notify>,
-    /// Places for workers on endpoints in a failing streak: half of the workers, whichever
-    /// endpoints the others wait on.
-    failing_places: Arc<Semaphore>,
     /// The domain of the `Message-ID` of the notice a disabled endpoint's admins are sent.
     message_domain: String,
 }
@@ -82,9 +83,6 @@ impl WebhookDeliveryWorkers {
         wake: Arc<Notify>,
         message_domain: String,
     ) -> Self {
-        let failing_places = Arc::new(Semaphore::new(
-            usize::try_from(settings.workers.div_ceil(2)).unwrap_or(1),
-        ));
         Self {
             pool,
             client,
@@ -92,71 +90,111 @@ impl WebhookDeliveryWorkers {
             renderer,
             settings,
             wake,
-            failing_places,
             message_domain,
         }
     }
 
-    /// Runs `OUTBOUND_WEBHOOK_WORKERS` workers until `stop`.
+    /// Delivers until `stop`: up to `OUTBOUND_WEBHOOK_WORKERS` endpoints at once, each by a task
+    /// of its own, at most half of them failing. When the instance stops, the attempts under way
+    /// end (each within its timeout) and what is left stays due for the next worker.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
-        let workers = self.settings.workers;
-        crate::resilience::worker_pool::run(
-            "webhook delivery worker",
-            workers,
-            stop,
-            |worker, stop| self.clone().run_worker(worker, stop),
-        )
-        .await
-    }
-
-    async fn run_worker(self, worker: u32, stop: CancellationToken) {
-        loop {
-            if stop.is_cancelled() {
-                return;
+        let places = usize::try_from(self.settings.workers).unwrap_or(usize::MAX);
+        let failing_places = places.div_ceil(2);
+        let mut under_way: JoinSet<bool> = JoinSet::new();
+        let mut failing_under_way = 0_usize;
+        while !stop.is_cancelled() {
+            while let Some(ended) = under_way.try_join_next() {
+                failing_under_way = failing_under_way
+                    .saturating_sub(usize::from(ended_delivering(ended, &mut under_way)?));
             }
-            match self.work_once(&stop).await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(worker, %error, "the webhook delivery queue cannot be read; will retry");
+            let free = places.saturating_sub(under_way.len());
+            let mut full_claim = false;
+            if free > 0 {
+                match self
+                    .claim(free, failing_places.saturating_sub(failing_under_way))
+                    .await
+                {
+                    Ok(claimed) => {
+                        full_claim = claimed.len() == free;
+                        for endpoint in claimed {
+                            let failing = endpoint.failing;
+                            failing_under_way += usize::from(failing);
+                            let workers = self.clone();
+                            let stop = stop.clone();
+                            under_way.spawn(async move {
+                                workers.work_on(endpoint, &stop).await;
+                                failing
+                            });
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "the webhook delivery queue cannot be read; will retry");
+                    }
                 }
             }
+            // After a claim that filled every free place, more may be due: look again as soon
+            // as a place frees up, not after the poll interval.
             tokio::select! {
-                () = stop.cancelled() => return,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
+                () = stop.cancelled() => {}
+                () = self.wake.notified(), if !full_claim => {}
+                () = tokio::time::sleep(self.settings.poll_interval), if !full_claim => {}
+                Some(ended) = under_way.join_next(), if !under_way.is_empty() => {
+                    failing_under_way = failing_under_way
+                    .saturating_sub(usize::from(ended_delivering(ended, &mut under_way)?));
+                }
             }
         }
+        while let Some(ended) = under_way.join_next().await {
+            ended_delivering(ended, &mut under_way)?;
+        }
+        Ok(())
     }
 
-    /// Takes one endpoint's due deliveries and attempts them; false when nothing was due.
-    pub async fn work_once(&self, stop: &CancellationToken) -> Result<bool, AppError> {
-        let failing_place = self.failing_places.clone().try_acquire_owned().ok();
+    /// Leases up to `limit` endpoints with due deliveries, at most `failing_limit` failing.
+    async fn claim(
+        &self,
+        limit: usize,
+        failing_limit: usize,
+    ) -> Result<Vec<ClaimedEndpoint>, AppError> {
         let lease = self
             .settings
             .attempt_timeout
             .saturating_mul(self.settings.batch)
             .saturating_add(LEASE_MARGIN);
-        let claimed = {
-            let mut conn = crate::db::connection(&self.pool).await?;
-            WebhookDeliveries::claim(
-                &mut conn,
-                i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
-                i64::from(self.settings.batch),
-                failing_place.is_some(),
-            )
-            .await?
-        };
-        let Some(claimed) = claimed else {
-            return Ok(false);
-        };
-        // An endpoint that is not failing takes none of the places kept for failing ones.
-        let _held_while_delivering = failing_place.filter(|_| claimed.failing);
-        let lease_ends = Instant::now() + lease;
-        let result = self.deliver(&claimed, lease_ends, stop).await;
         let mut conn = crate::db::connection(&self.pool).await?;
-        WebhookDeliveries::release(&mut conn, claimed.endpoint_id, claimed.lease_token).await?;
-        result.map(|()| true)
+        WebhookDeliveries::claim(
+            &mut conn,
+            i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
+            i64::from(self.settings.batch),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+            i64::try_from(failing_limit).unwrap_or(i64::MAX),
+        )
+        .await
+    }
+
+    /// Makes the attempts of one claimed endpoint, then gives its lease back.
+    async fn work_on(&self, claimed: ClaimedEndpoint, stop: &CancellationToken) {
+        let lease = self
+            .settings
+            .attempt_timeout
+            .saturating_mul(self.settings.batch)
+            .saturating_add(LEASE_MARGIN);
+        // The lease was taken a moment ago, by the database's clock; this bound is a little
+        // later than its end, and the records check the lease anyway.
+        let lease_ends = Instant::now() + lease;
+        if let Err(error) = self.deliver(&claimed, lease_ends, stop).await {
+            tracing::warn!(endpoint = %claimed.endpoint_id, %error, "delivering to an endpoint failed; its deliveries stay due");
+        }
+        let released = match crate::db::connection(&self.pool).await {
+            Ok(mut conn) => {
+                WebhookDeliveries::release(&mut conn, claimed.endpoint_id, claimed.lease_token)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = released {
+            tracing::warn!(endpoint = %claimed.endpoint_id, %error, "an endpoint's lease could not be given back; it runs out by itself");
+        }
     }
 
     async fn deliver(
@@ -348,4 +386,19 @@ fn to_chrono(duration: Duration) -> chrono::Duration {
 /// An error as the log keeps it: at most 500 characters.
 fn truncated(error: &str) -> String {
     error.chars().take(500).collect()
+}
+
+/// Whether a finished delivery task was on a failing endpoint; a task that panicked stops the
+/// others (their endpoints' leases run out) and the runner restarts the workers.
+fn ended_delivering(
+    ended: Result<bool, JoinError>,
+    under_way: &mut JoinSet<bool>,
+) -> anyhow::Result<bool> {
+    match ended {
+        Ok(failing) => Ok(failing),
+        Err(error) => {
+            under_way.abort_all();
+            Err(anyhow::anyhow!("a webhook delivery task died: {error}"))
+        }
+    }
 }

@@ -96,6 +96,9 @@ enum Command {
     /// Bytes on the wire of a page of tickets: gRPC plain, gzip and zstd, and REST through
     /// Envoy with and without Accept-Encoding, each counted through a TCP proxy.
     WireBytes(supportdesk_bench::wire_bytes::WireBytesArgs),
+    /// How late outbound webhooks arrive at a steady rate of events, some endpoints hanging
+    /// (bench/run --webhooks).
+    WebhookLag(supportdesk_bench::webhook_lag::WebhookLagArgs),
 }
 
 #[derive(Args)]
@@ -142,7 +145,7 @@ struct RunArgs {
     /// `NAME=PID`: report the CPU time per call of this process and its descendants over the
     /// measured window (repeatable; several PIDs under one name add up; the load generator's own
     /// is always reported).
-    #[arg(long = "cpu-of", value_parser = parse_named_pid)]
+    #[arg(long = "cpu-of", value_parser = supportdesk_bench::probes::parse_named_pid)]
     cpu_of: Vec<(String, u32)>,
     /// Stop after about this many recorded calls (each worker stops at its next call once the
     /// count is reached; the report has the exact number), or the duration, whichever is first.
@@ -212,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Volume { command } => supportdesk_bench::volume::run(command).await,
         Command::WireBytes(args) => supportdesk_bench::wire_bytes::run(args).await,
+        Command::WebhookLag(args) => supportdesk_bench::webhook_lag::run(args).await,
         Command::CpuTicks { of } => {
             let ticks = cpu_ticks_of_tree(of).ok_or_else(|| anyhow::anyhow!("no process {of}"))?;
             println!("{ticks}");
@@ -305,15 +309,4 @@ async fn measure(
     report.rss = sampler.map(|(pid, sampler)| sampler.finish(pid));
     report.cpu_us_per_call = Some(cpu_after.per_call_since(&cpu_before.await?, report.calls));
     report.emit()
-}
-
-/// `NAME=PID` of `--cpu-of`.
-fn parse_named_pid(text: &str) -> Result<(String, u32), String> {
-    let (name, pid) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?}: expected NAME=PID"))?;
-    let pid = pid
-        .parse()
-        .map_err(|_| format!("{text:?}: {pid:?} is not a process id"))?;
-    Ok((name.to_owned(), pid))
 }

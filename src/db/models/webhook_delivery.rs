@@ -112,86 +112,104 @@ pub enum Recorded {
 pub struct WebhookDeliveries;
 
 impl WebhookDeliveries {
-    /// Takes the lease of the endpoint whose oldest due delivery waited longest, and up to
-    /// `batch` of its due deliveries in event order. With `include_failing` false, endpoints in a
-    /// failing streak are skipped (they may hold only part of the workers).
+    /// Takes the leases of up to `limit` endpoints with due deliveries, those whose oldest due
+    /// delivery waited longest first, at most `failing_limit` of them in a failing streak (they
+    /// may hold only part of the workers), and up to `batch` due deliveries of each in event
+    /// order. Endpoints another instance is claiming at the same moment are skipped, not waited
+    /// for.
     pub async fn claim(
         conn: &mut AsyncPgConnection,
         lease_millis: i64,
         batch: i64,
-        include_failing: bool,
-    ) -> AppResult<Option<ClaimedEndpoint>> {
+        limit: i64,
+        failing_limit: i64,
+    ) -> AppResult<Vec<ClaimedEndpoint>> {
         // `leased` checks the lease again on the endpoint's row as it is now: a worker whose
         // snapshot predates another's lease (taken and committed meanwhile) must not take it too.
         let rows: Vec<ClaimRow> = diesel::sql_query(
-            "WITH endpoint AS ( \
-                 SELECT e.id FROM webhook_endpoints e \
+            "WITH due AS ( \
+                 SELECT e.id, head.due, e.failing_since IS NOT NULL AS failing, \
+                     row_number() OVER (PARTITION BY e.failing_since IS NOT NULL \
+                                        ORDER BY head.due) AS place \
+                 FROM webhook_endpoints e \
                  CROSS JOIN LATERAL ( \
                      SELECT min(d.next_attempt_at) AS due FROM webhook_deliveries d \
                      WHERE d.endpoint_id = e.id AND d.state = 'pending' \
                        AND d.next_attempt_at <= now()) head \
                  WHERE e.state = 'enabled' AND head.due IS NOT NULL \
                    AND (e.lease_until IS NULL OR e.lease_until < now()) \
-                   AND (e.retry_at IS NULL OR e.retry_at <= now()) \
-                   AND ($3 OR e.failing_since IS NULL) \
-                 ORDER BY head.due LIMIT 1 FOR UPDATE OF e SKIP LOCKED), \
+                   AND (e.retry_at IS NULL OR e.retry_at <= now())), \
+             chosen AS ( \
+                 SELECT id FROM due WHERE NOT failing OR place <= $4 \
+                 ORDER BY due LIMIT $3), \
+             locked AS ( \
+                 SELECT e.id FROM webhook_endpoints e WHERE e.id IN (SELECT id FROM chosen) \
+                 FOR UPDATE SKIP LOCKED), \
              leased AS ( \
                  UPDATE webhook_endpoints e \
                  SET lease_token = gen_random_uuid(), \
                      lease_until = now() + make_interval(secs => $1 / 1000.0) \
-                 FROM endpoint WHERE e.id = endpoint.id AND e.state = 'enabled' \
+                 FROM locked WHERE e.id = locked.id AND e.state = 'enabled' \
                    AND (e.lease_until IS NULL OR e.lease_until < now()) \
                  RETURNING e.id, e.account_id, e.url, e.lease_token, e.secret_ciphertext, \
                      CASE WHEN e.previous_secret_expires_at > now() \
                           THEN e.previous_secret_ciphertext END AS previous_secret_ciphertext, \
                      e.failing_since IS NOT NULL AS failing), \
              taken AS ( \
-                 SELECT d.id, d.attempts, d.event_id, d.event_seq \
-                 FROM webhook_deliveries d, leased \
-                 WHERE d.endpoint_id = leased.id AND d.state = 'pending' \
-                   AND d.next_attempt_at <= now() \
-                 ORDER BY d.event_seq LIMIT $2) \
+                 SELECT leased.id AS endpoint_id, d.id, d.attempts, d.event_id, d.event_seq \
+                 FROM leased CROSS JOIN LATERAL ( \
+                     SELECT d.id, d.attempts, d.event_id, d.event_seq \
+                     FROM webhook_deliveries d \
+                     WHERE d.endpoint_id = leased.id AND d.state = 'pending' \
+                       AND d.next_attempt_at <= now() \
+                     ORDER BY d.event_seq LIMIT $2) d) \
              SELECT leased.id AS endpoint_id, leased.account_id, leased.url, leased.lease_token, \
                  leased.secret_ciphertext, leased.previous_secret_ciphertext, leased.failing, \
                  taken.id AS delivery_id, taken.attempts, \
                  ev.id AS event_id, ev.type AS event_type, ev.account_id AS event_account_id, \
                  ev.created_at AS event_created_at, ev.changed_fields, ev.snapshot \
              FROM leased \
-             LEFT JOIN taken ON true \
+             LEFT JOIN taken ON taken.endpoint_id = leased.id \
              LEFT JOIN events ev ON ev.id = taken.event_id \
-             ORDER BY taken.event_seq",
+             ORDER BY leased.id, taken.event_seq",
         )
         .bind::<BigInt, _>(lease_millis)
         .bind::<BigInt, _>(batch)
-        .bind::<Bool, _>(include_failing)
+        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(failing_limit)
         .load(conn)
         .await?;
-        let Some(first) = rows.as_slice().first() else {
-            return Ok(None);
-        };
-        let mut claimed = ClaimedEndpoint {
-            endpoint_id: first.endpoint_id,
-            account_id: first.account_id,
-            url: first.url.clone(),
-            lease_token: first.lease_token,
-            secret_ciphertext: first.secret_ciphertext.clone(),
-            previous_secret_ciphertext: first.previous_secret_ciphertext.clone(),
-            deliveries: Vec::with_capacity(rows.len()),
-            failing: first.failing,
-        };
+        let mut claimed: Vec<ClaimedEndpoint> = Vec::new();
         for row in rows {
+            if claimed
+                .last()
+                .is_none_or(|last| last.endpoint_id != row.endpoint_id)
+            {
+                claimed.push(ClaimedEndpoint {
+                    endpoint_id: row.endpoint_id,
+                    account_id: row.account_id,
+                    url: row.url.clone(),
+                    lease_token: row.lease_token,
+                    secret_ciphertext: row.secret_ciphertext.clone(),
+                    previous_secret_ciphertext: row.previous_secret_ciphertext.clone(),
+                    deliveries: Vec::new(),
+                    failing: row.failing,
+                });
+            }
             let (Some(id), Some(attempts), Some(event)) =
                 (row.delivery_id, row.attempts, row.event)
             else {
                 continue;
             };
-            claimed.deliveries.push(ClaimedDelivery {
-                id,
-                attempt: attempts + 1,
-                event: event.into_domain()?,
-            });
+            if let Some(endpoint) = claimed.last_mut() {
+                endpoint.deliveries.push(ClaimedDelivery {
+                    id,
+                    attempt: attempts + 1,
+                    event: event.into_domain()?,
+                });
+            }
         }
-        Ok(Some(claimed))
+        Ok(claimed)
     }
 
     /// Records one attempt under the lease `lease_token` of `endpoint_id`: the delivery's state,
