@@ -658,7 +658,7 @@ async fn a_redirect_is_never_followed() {
 }
 
 #[tokio::test]
-async fn a_test_event_goes_to_its_endpoint_alone() {
+async fn a_test_event_goes_to_its_endpoint_alone_and_carries_no_secret() {
     let receiver = WebhookReceiver::start().await;
     let (app, _seam) = delivering_app(|_| {}).await;
     let (tested, secret) = register(&app, &receiver.url("tested"), &[]).await;
@@ -684,6 +684,18 @@ async fn a_test_event_goes_to_its_endpoint_alone() {
     );
     assert!(attempts[0].verified());
     assert!(receiver.attempts(Some("bystander")).await.is_empty());
+    // Neither the delivery nor the stored event holds the endpoint's secret in any form.
+    let key = secret.trim_start_matches("whsec_");
+    assert!(!attempts[0].body.contains(key) && !attempts[0].body.contains("whsec_"));
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM events WHERE snapshot ?| \
+             array['secret_ciphertext', 'previous_secret_ciphertext', 'lease_token']",
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]
