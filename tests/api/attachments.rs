@@ -579,7 +579,9 @@ async fn queued_deletions(app: &TestApp) -> i64 {
 #[tokio::test]
 async fn an_upload_never_completed_is_swept_with_its_object_after_its_url_expired() {
     let app = TestApp::spawn_with(|settings| {
-        settings.attachments.upload_url_ttl = Duration::from_secs(1);
+        // Long enough for the PUT below to reach the store before the URL expires on a loaded
+        // machine (1 s was not, once); the sweep then waits for the expiry.
+        settings.attachments.upload_url_ttl = Duration::from_secs(5);
         settings.attachments.abandon_grace = Duration::ZERO;
         settings.attachments.sweep_interval = Duration::from_millis(200);
     })
