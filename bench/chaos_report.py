@@ -2,7 +2,8 @@
 
 The history is the JSON lines `Outcome::write_history_to` writes (tests/api/support/load.rs):
 phase markers `{"at_ms", "phase"}` and attempts `{"sent_ms", "took_ms", "worker", "call", "key",
-"code", "reason", "answer"}`, in time order. Each attempt belongs to the phase marked last before
+"code", "reason", "answer"}`, in time order, then what the checks after the drain counted
+(`{"check", "count"}`; written once they all passed). Each attempt belongs to the phase marked last before
 it was sent. Usage: chaos_report.py HISTORY COMMAND SCALE
 """
 
@@ -39,15 +40,20 @@ def main():
     history_path, command, scale = sys.argv[1], sys.argv[2], sys.argv[3]
     phases = []
     attempts = []
+    counted = []
     with open(history_path) as history:
         for line in history:
             record = json.loads(line)
             if "phase" in record:
                 phases.append(record)
+            elif "check" in record:
+                counted.append(record)
             else:
                 attempts.append(record)
     if not phases or not attempts:
         sys.exit(f"{history_path}: no phases or no attempts")
+    if not counted:
+        sys.exit(f"{history_path}: no counts of the checks: the run's checker did not pass")
     bounds = [phase["at_ms"] for phase in phases] + [
         max(max(a["sent_ms"] + a["took_ms"] for a in attempts), phases[-1]["at_ms"])
     ]
@@ -74,7 +80,11 @@ def main():
         "and keyed writes (CreateTicket, AddComment, UpdateTicket with the etag just read, "
         "CreateCharge, RefundCharge, UploadAttachment, ImportTickets), every failed write sent again under its key as a client "
         "does, until it is acknowledged or definitively refused (a stale etag, nothing left to "
-        "refund), while the provider delivers its signed payment events through Envoy. "
+        "refund), while the provider delivers its signed payment events through Envoy and the "
+        "account's own systems subscribe to its events (one webhook endpoint, registered through "
+        "Envoy, on a receiver that verifies every delivery with the Standard Webhooks reference "
+        "library; it answers 503s, then not at all, for a phase). Instance 1 is sent an import "
+        "of 20,000 rows and stopped with SIGTERM while it runs it. "
         "PostgreSQL is crashed for real (`pg_ctl -m immediate stop`) and restarted. After the last phase the load stops and the run waits for the queues to drain "
         "(the \"draining\" phase's length is that time), then for a reconciliation run. The report "
         "is written only when the run's checker passed: every acknowledged write exactly once in "
@@ -84,8 +94,11 @@ def main():
         "once by its Message-ID (twice only for a send interrupted after the server accepted it, "
         "docs/notifications.md); no more logins admitted than the quota over each life of Redis "
         "plus those sent while the limiter could not reach Redis (it fails open, "
-        "docs/rate-limits.md); no answer the API does not document, no panic in any instance's "
-        "log.\n"
+        "docs/rate-limits.md); every event of the account delivered to its subscriber and "
+        "verified at least once, none given up on, the endpoint still enabled; the import the "
+        "stopped instance held given back unfinished (its log says so), finished by another "
+        "worker, each of its rows a ticket once; no answer the API does not document, no panic "
+        "in any instance's log.\n"
     )
     out.append(
         f"- Command: `{command}`\n"
@@ -176,12 +189,11 @@ def main():
         refused_for_good = {a["key"] for a in rows} - acknowledged
         out.append(f"| {call} | {len(acknowledged)} | {len(refused_for_good)} | {len(rows)} |")
     out.append("")
-    out.append("## Not in this run yet\n")
-    out.append(
-        "Issue 47 asks for more than this run does: the checker does not yet single out the work "
-        "the instance stopped with SIGTERM held (its imports and sends are checked with everyone "
-        "else's)."
-    )
+    out.append("Counted besides, each found as it must be:\n")
+    out.append("| check | count |")
+    out.append("|---|---:|")
+    for record in counted:
+        out.append(f"| {record['check']} | {record['count']} |")
     out.append("")
     print("\n".join(out))
 

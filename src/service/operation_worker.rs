@@ -142,8 +142,13 @@ impl OperationWorkers {
                     OperationRow::release(conn, id, worker).await
                 })
                 .await;
-                if let Err(error) = released {
-                    tracing::warn!(operation = %id.name(), %error, "the lease was not released; it runs out by itself");
+                match released {
+                    Ok(()) => {
+                        tracing::info!(operation = %id.name(), "operation given back unfinished")
+                    }
+                    Err(error) => {
+                        tracing::warn!(operation = %id.name(), %error, "the lease was not released; it runs out by itself")
+                    }
                 }
             }
         }

@@ -217,11 +217,15 @@ impl WebhookDeliveryWorkers {
         if let Some(previous) = &claimed.previous_secret_ciphertext {
             signing.push(self.open(previous, claimed.endpoint_id)?);
         }
-        for delivery in &claimed.deliveries {
+        for (index, delivery) in claimed.deliveries.iter().enumerate() {
             // What is left undone stays due: the next worker takes it in order.
-            if stop.is_cancelled()
-                || Instant::now() + self.settings.attempt_timeout + LEASE_MARGIN / 2 > lease_ends
-            {
+            if stop.is_cancelled() {
+                tracing::info!(endpoint = %claimed.endpoint_id,
+                    left = claimed.deliveries.len() - index,
+                    "stopping: deliveries given back untried");
+                break;
+            }
+            if Instant::now() + self.settings.attempt_timeout + LEASE_MARGIN / 2 > lease_ends {
                 break;
             }
             let outcome = self.attempt(&url, &signing, delivery).await;

@@ -28,6 +28,8 @@ use secrecy::SecretString;
 use supportdesk::errors::Reason;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 
+use super::held_work::an_import_held_by;
+use super::subscriber::{self, subscribe};
 use crate::support::binary::BINARY;
 use crate::support::binary::sign_up_through;
 use crate::support::email_api::start_email_api;
@@ -574,11 +576,13 @@ const LOGIN_QUOTA: (u64, u64) = (20, 60);
 const FAIL_OPEN_TAIL_MS: u64 = 3_000;
 
 /// The phases of the faults-together run its checkers look up.
-const REDIS_RESTARTED: &str = "Redis restarted empty; instance 1 restarted (SIGTERM)";
+const REDIS_RESTARTED: &str =
+    "Redis restarted empty; instance 1 stopped (SIGTERM) while running an import, and replaced";
 const REDIS_BACK: &str = "instance 1 serving again";
 const REDIS_PAUSED: &str = "Redis paused 2 s (CLIENT PAUSE)";
 
 /// The phase the dashboard has no replica in.
+const SUBSCRIBER_FAILING: &str = "subscriber's endpoint failing (503s, then no answer)";
 const REPLICA_STOPPED: &str = "PostgreSQL replica stopped";
 
 /// How long Redis is paused for.
@@ -613,10 +617,13 @@ fn chaos_settings(smtp: &SmtpServer, storage: &StorageServer) -> Vec<(&'static s
         ("NOTIFICATION_RETRY_BASE_MS", "100"),
         ("NOTIFICATION_RETRY_MAX_MS", "1000"),
         ("NOTIFICATION_POLL_INTERVAL_MS", "200"),
-        // Each send and its outcome in the instances' logs, for an investigation.
+        // Each send and its outcome in the instances' logs, for an investigation; each import
+        // claimed, finished or given back, and deliveries given back, for `held_work`'s checks.
         (
             "RUST_LOG",
-            "warn,supportdesk::service::notification_worker=debug",
+            "warn,supportdesk::service::notification_worker=debug,\
+             supportdesk::service::operation_worker=info,\
+             supportdesk::service::webhook_delivery=info",
         ),
         ("PAYMENT_WEBHOOK_SECRET", TEST_WEBHOOK_SECRET),
         ("WEBHOOK_POLL_INTERVAL_MS", "200"),
@@ -637,6 +644,7 @@ fn chaos_settings(smtp: &SmtpServer, storage: &StorageServer) -> Vec<(&'static s
     ]
     .into_iter()
     .map(|(name, value)| (name, value.to_owned()))
+    .chain(subscriber::delivery_settings())
     .collect()
 }
 
@@ -952,7 +960,11 @@ async fn assert_every_acknowledged_import_done_once(fleet: &Fleet, outcome: &Out
     assert_eq!(
         texts(
             fleet,
-            "SELECT 'operations/' || id::text || ' ' || state AS text FROM operations"
+            &format!(
+                "SELECT 'operations/' || id::text || ' ' || state AS text FROM operations \
+                 WHERE account_id = '{}'",
+                fleet.admin().account_id
+            )
         )
         .await,
         sorted_values(
@@ -1191,6 +1203,8 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
         &through_the_api,
     )
     .await;
+    // The account's own systems subscribe to its events before the load writes anything.
+    let subscriber = subscribe(&fleet).await;
     let ticket_id = seed_ticket(&fleet).await;
     let neighbours = a_neighbouring_account(&fleet).await;
     // The provider tells the fleet of every payment and refund through Envoy, signed.
@@ -1255,9 +1269,13 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
         tokio::task::block_in_place(|| redis.key_count()) > 0,
         "the fleet keeps nothing in its Redis"
     );
+    // Instance 1 is sent an import of thousands of rows, and stopped while it runs it.
+    let held = an_import_held_by(&fleet, 1).await;
     load.mark(REDIS_RESTARTED);
     tokio::task::block_in_place(|| redis.restart());
-    fleet.restart(1).await;
+    fleet.stop(1).await;
+    held.assert_given_back_by(&fleet, 1);
+    fleet.start_instance(1).await;
     load.mark(REDIS_BACK);
     load.wait_for_calls(phase(100)).await;
     load.mark(REDIS_PAUSED);
@@ -1295,6 +1313,16 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     )
     .await;
     load.mark("email API back");
+    load.wait_for_calls(phase(50)).await;
+    // The subscriber's endpoint answers 503, then not at all (each attempt cut at its 2 s):
+    // deliveries wait and are retried, nothing else notices.
+    load.mark(SUBSCRIBER_FAILING);
+    subscriber.answer("status:503").await;
+    load.wait_for_calls(phase(100)).await;
+    subscriber.answer("hang").await;
+    load.wait_for_calls(phase(100)).await;
+    subscriber.answer("ok").await;
+    load.mark("subscriber's endpoint back");
     load.wait_for_calls(phase(50)).await;
     // The S3 store crashes: uploads are refused (the client sends them again under their keys),
     // nothing else notices; then it is started again on its data.
@@ -1343,9 +1371,10 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
         outcome.write_history_to(std::path::Path::new(&path));
     }
     wait_for_the_queues_to_drain(&fleet).await;
+    subscriber.wait_for_deliveries(&fleet, PATIENCE).await;
     outcome.mark(
         epoch,
-        "drained: every notification sent, no charge or refund pending",
+        "drained: every notification sent and event delivered, no charge or refund pending",
     );
     assert_reconciliation_finds_nothing(&fleet).await;
     outcome.mark(epoch, "reconciled: a run after the drain found nothing");
@@ -1363,6 +1392,11 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     assert_logins_within_their_quota(&outcome, stopped_ms);
     assert_every_acknowledged_payment_event_applied(&fleet).await;
     assert_every_acknowledged_import_done_once(&fleet, &outcome).await;
+    held.assert_finished_once(&fleet, &mut outcome).await;
+    subscriber.assert_failed_for_a_while().await;
+    subscriber
+        .assert_every_event_delivered(&fleet, &mut outcome)
+        .await;
     assert_the_dashboard_rode_out_its_replica(&outcome);
     assert_no_read_crossed_accounts(&fleet, &outcome, &neighbours).await;
     // The faults happened: Redis came back empty and the instances wrote to it again, and the
@@ -1392,4 +1426,8 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
         "refused writes other than updates, refunds and abandoned charges: {:?}",
         outcome.refused
     );
+    // Every check passed: the history gets what they counted, for the report.
+    if let Some(path) = std::env::var_os("SUPPORTDESK_CHAOS_HISTORY") {
+        outcome.write_history_to(std::path::Path::new(&path));
+    }
 }

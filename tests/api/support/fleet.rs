@@ -220,6 +220,11 @@ impl Fleet {
         self.logs.path().join(format!("instance-{index}.log"))
     }
 
+    /// How many instances the fleet has (running or not).
+    pub(crate) fn size(&self) -> usize {
+        self.ports.len()
+    }
+
     /// What instance `index` has written so far.
     pub(crate) fn log_of(&self, index: usize) -> String {
         std::fs::read_to_string(self.log_path(index)).unwrap_or_default()

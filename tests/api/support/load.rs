@@ -80,7 +80,6 @@ pub(crate) struct Attempt {
     pub(crate) answer: String,
 }
 
-/// Everything the load did.
 /// A moment of the run a test names (a fault injected, healed), in the history's time base.
 #[derive(Clone, Debug, serde::Serialize)]
 pub(crate) struct Phase {
@@ -88,6 +87,14 @@ pub(crate) struct Phase {
     pub(crate) phase: String,
 }
 
+/// What a check after the run counted and found as it must be (`Outcome::counted`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct Counted {
+    pub(crate) check: String,
+    pub(crate) count: usize,
+}
+
+/// Everything the load did.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     /// Calls answered without an error.
@@ -113,6 +120,8 @@ pub(crate) struct Outcome {
     pub(crate) history: Vec<Attempt>,
     /// What the test marked, in order ([`Load::mark`]).
     pub(crate) phases: Vec<Phase>,
+    /// What the checks after the run counted, in the order they passed.
+    pub(crate) counted: Vec<Counted>,
 }
 
 impl Outcome {
@@ -131,6 +140,7 @@ impl Outcome {
         self.unacknowledged.extend(other.unacknowledged);
         self.history.extend(other.history);
         self.phases.extend(other.phases);
+        self.counted.extend(other.counted);
         self.phases.sort_by_key(|phase| phase.at_ms);
     }
 
@@ -140,6 +150,15 @@ impl Outcome {
         self.phases.push(Phase {
             at_ms: u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX),
             phase: phase.to_owned(),
+        });
+    }
+
+    /// Records that a check after the run counted `count` things and found them as they must be
+    /// (the history's last lines, for the report).
+    pub(crate) fn counted(&mut self, check: &str, count: usize) {
+        self.counted.push(Counted {
+            check: check.to_owned(),
+            count,
         });
     }
 
@@ -209,7 +228,7 @@ impl Outcome {
 
     /// Writes the history to `path`: each phase the test marked (`{"at_ms", "phase"}`) and each
     /// attempt, one JSON line each, in time order (a phase before the attempts sent at its
-    /// millisecond).
+    /// millisecond), then what the checks counted (`{"check", "count"}`).
     pub(crate) fn write_history_to(&self, path: &std::path::Path) {
         // Phases first at a tie, and in the order they were marked.
         let mut lines: Vec<(u64, u8, usize, String)> = self
@@ -223,6 +242,10 @@ impl Outcome {
             .chain(self.history.iter().map(|attempt| {
                 let line = serde_json::to_string(attempt).expect("an attempt as JSON");
                 (attempt.sent_ms, 1, 0, line)
+            }))
+            .chain(self.counted.iter().enumerate().map(|(order, counted)| {
+                let line = serde_json::to_string(counted).expect("a count as JSON");
+                (u64::MAX, 2, order, line)
             }))
             .collect();
         lines.sort();
