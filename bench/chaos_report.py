@@ -105,7 +105,8 @@ def main():
         f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}\n"
         f"- Attempts: {len(attempts)}; acknowledged writes: "
         f"{sum(1 for a in attempts if a['call'] in WRITES and a['code'] == 'Ok')}; "
-        f"history: `{history_path}` (kept, for an investigation)\n"
+        f"history: `{history_path}`, the instances' logs in `bench/results/chaos-logs/` (kept, "
+        "for an investigation; not committed)\n"
     )
     out.append("## Per phase\n")
     out.append(

@@ -160,10 +160,30 @@ impl HeldImports {
             rows,
             "no row of the held import is a ticket twice"
         );
+        // Each claim's log line says where it started: the resumed claim starts at the
+        // checkpoint the stopped worker committed last.
+        let resumed_at = (0..fleet.size())
+            .flat_map(|instance| {
+                fleet
+                    .log_of(instance)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|line| line.contains(&self.held) && line.contains("operation claimed"))
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+            .filter_map(|claim| claim["rows_read"].as_u64())
+            .max()
+            .expect("the held import's claims are logged");
         outcome.counted(
             "imports the instance stopped with SIGTERM held, given back unfinished and finished \
              by another worker",
             1,
+        );
+        outcome.counted(
+            "rows of it the stopped instance had committed when it gave it back (where the next \
+             worker resumed)",
+            usize::try_from(resumed_at).unwrap_or(usize::MAX),
         );
         outcome.counted(
             "rows of the imports sent to that instance, each a ticket exactly once",

@@ -373,5 +373,18 @@ impl Drop for Fleet {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // `bench/chaos` keeps every instance's log (each of its lives) beside the run's history,
+        // passed or failed, for an investigation.
+        if let Some(dir) = std::env::var_os("SUPPORTDESK_FLEET_LOGS") {
+            let dir = std::path::PathBuf::from(dir);
+            if std::fs::create_dir_all(&dir).is_ok() {
+                for index in 0..self.ports.len() {
+                    let _ = std::fs::copy(
+                        self.log_path(index),
+                        dir.join(format!("instance-{index}.log")),
+                    );
+                }
+            }
+        }
     }
 }
