@@ -150,17 +150,22 @@ impl WebhookDeliveryWorkers {
         Ok(())
     }
 
+    /// How long a claim holds an endpoint: every attempt of a full batch at its timeout, and a
+    /// margin to record them.
+    fn lease(&self) -> Duration {
+        self.settings
+            .attempt_timeout
+            .saturating_mul(self.settings.batch)
+            .saturating_add(LEASE_MARGIN)
+    }
+
     /// Leases up to `limit` endpoints with due deliveries, at most `failing_limit` failing.
     async fn claim(
         &self,
         limit: usize,
         failing_limit: usize,
     ) -> Result<Vec<ClaimedEndpoint>, AppError> {
-        let lease = self
-            .settings
-            .attempt_timeout
-            .saturating_mul(self.settings.batch)
-            .saturating_add(LEASE_MARGIN);
+        let lease = self.lease();
         let mut conn = crate::db::connection(&self.pool).await?;
         WebhookDeliveries::claim(
             &mut conn,
@@ -174,14 +179,9 @@ impl WebhookDeliveryWorkers {
 
     /// Makes the attempts of one claimed endpoint, then gives its lease back.
     async fn work_on(&self, claimed: ClaimedEndpoint, stop: &CancellationToken) {
-        let lease = self
-            .settings
-            .attempt_timeout
-            .saturating_mul(self.settings.batch)
-            .saturating_add(LEASE_MARGIN);
         // The lease was taken a moment ago, by the database's clock; this bound is a little
         // later than its end, and the records check the lease anyway.
-        let lease_ends = Instant::now() + lease;
+        let lease_ends = Instant::now() + self.lease();
         if let Err(error) = self.deliver(&claimed, lease_ends, stop).await {
             tracing::warn!(endpoint = %claimed.endpoint_id, %error, "delivering to an endpoint failed; its deliveries stay due");
         }
