@@ -374,16 +374,30 @@ impl Drop for Fleet {
             let _ = child.wait();
         }
         // `bench/chaos` keeps every instance's log (each of its lives) beside the run's history,
-        // passed or failed, for an investigation.
-        if let Some(dir) = std::env::var_os("SUPPORTDESK_FLEET_LOGS") {
-            let dir = std::path::PathBuf::from(dir);
-            if std::fs::create_dir_all(&dir).is_ok() {
-                for index in 0..self.ports.len() {
-                    let _ = std::fs::copy(
-                        self.log_path(index),
-                        dir.join(format!("instance-{index}.log")),
-                    );
-                }
+        // passed or failed, for an investigation; a failed test keeps them in the temporary
+        // directory, and says where.
+        let keep = std::env::var_os("SUPPORTDESK_FLEET_LOGS")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::thread::panicking().then(|| {
+                    std::env::temp_dir().join(format!(
+                        "supportdesk-fleet-logs-{}-{}",
+                        std::process::id(),
+                        self.ports.first().copied().unwrap_or_default()
+                    ))
+                })
+            });
+        if let Some(dir) = keep
+            && std::fs::create_dir_all(&dir).is_ok()
+        {
+            if std::thread::panicking() {
+                eprintln!("the fleet's instance logs are kept in {}", dir.display());
+            }
+            for index in 0..self.ports.len() {
+                let _ = std::fs::copy(
+                    self.log_path(index),
+                    dir.join(format!("instance-{index}.log")),
+                );
             }
         }
     }
