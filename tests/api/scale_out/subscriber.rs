@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use supportdesk::wire::proto::v1;
 use supportdesk::wire::proto::v1::webhook_endpoint_service_client::WebhookEndpointServiceClient;
 
+use super::under_load::texts;
 use crate::support::fleet::Fleet;
 use crate::support::load::Outcome;
 use crate::support::webhook_receiver::WebhookReceiver;
@@ -288,27 +289,8 @@ async fn event_ids(fleet: &Fleet, account: &str) -> Vec<String> {
         fleet,
         &format!(
             "SELECT 'evt_' || replace(id::text, '-', '') AS text FROM events \
-             WHERE account_id = '{account}' AND endpoint_id IS NULL ORDER BY seq"
+             WHERE account_id = '{account}' AND endpoint_id IS NULL"
         ),
     )
     .await
-}
-
-/// The first column of `sql`'s rows, as text.
-async fn texts(fleet: &Fleet, sql: &str) -> Vec<String> {
-    use diesel_async::RunQueryDsl;
-
-    #[derive(diesel::QueryableByName)]
-    struct Text {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        text: String,
-    }
-    let mut conn = fleet.database.connect().await;
-    diesel::sql_query(sql)
-        .load::<Text>(&mut conn)
-        .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
-        .into_iter()
-        .map(|row| row.text)
-        .collect()
 }

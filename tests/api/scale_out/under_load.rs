@@ -126,8 +126,8 @@ struct Text {
     text: String,
 }
 
-/// The first column of `sql`'s rows, as text.
-async fn texts(fleet: &Fleet, sql: &str) -> Vec<String> {
+/// The first column of `sql`'s rows, as text, sorted.
+pub(super) async fn texts(fleet: &Fleet, sql: &str) -> Vec<String> {
     let mut conn = fleet.database.connect().await;
     let mut rows: Vec<String> = diesel::sql_query(sql)
         .load::<Text>(&mut conn)
