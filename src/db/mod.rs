@@ -611,6 +611,24 @@ pub async fn roll_back_to_savepoint(conn: &mut AsyncPgConnection) -> AppResult<(
     Ok(())
 }
 
+/// Returns once PostgreSQL has committed the statement `conn` last ran on its own (outside a
+/// transaction): what a claim waits for before its worker acts on the row it took.
+///
+/// The statement's rows and completion do not say so. PostgreSQL sends them with the commit's
+/// answer, except when it is stopped at once (`pg_ctl -m immediate`, or a crash of any of its
+/// processes) while the commit waits for its WAL to reach the disk: the farewell notice each
+/// connection is sent flushes what was pending, rows included, and crash recovery then forgets
+/// the uncommitted claim (found by the chaos run: an email claimed, sent, then claimed and sent
+/// again as the same first attempt; docs/reliability.md). A connection answers its next
+/// statement only after the previous one's commit has ended, so one more round trip on the same
+/// connection settles it: an error here leaves the row to the lease's expiry, untouched.
+pub async fn committed(conn: &mut AsyncPgConnection) -> AppResult<()> {
+    KeepPrepared(diesel::sql_query("SELECT 1"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 diesel::define_sql_function! {
     /// PostgreSQL's `set_config(setting, value, is_local)`.
     fn set_config(setting: Text, value: Text, is_local: diesel::sql_types::Bool) -> Text;

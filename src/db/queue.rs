@@ -8,6 +8,7 @@
 //! 1. **Claim** ([`claim_next`], one statement that commits at once): the due row that waited
 //!    longest and that no live lease holds, its lease started and its attempt counted before any
 //!    outside call (`FOR UPDATE SKIP LOCKED`: the workers of every instance share the queue).
+//!    The worker acts on the row once PostgreSQL confirms the commit ([`claimed`]).
 //! 2. The work, outside any transaction and holding no pooled connection.
 //! 3. **Record** what happened, in one statement matched to the attempt number the claim
 //!    returned: [`mark_done`], [`record_failure`] (due again after a backoff, or dead after the
@@ -71,6 +72,20 @@ struct StateRow {
 /// A statement whose rows the caller reads into its own table's type
 /// (`.get_result::<ClaimedEvent>(conn)`, with [`optional`] for "no row").
 pub type Statement = KeepPrepared<BoxedSqlQuery<'static, Pg, SqlQuery>>;
+
+/// The row a claim ([`claim_next`]) returned, `None` when it took none, answered only once
+/// PostgreSQL has committed the claim ([`crate::db::committed`], one more round trip when a row
+/// was taken): the worker must not act on a claim a crash could forget.
+pub async fn claimed<T>(
+    conn: &mut AsyncPgConnection,
+    result: QueryResult<T>,
+) -> AppResult<Option<T>> {
+    let claimed = optional(result)?;
+    if claimed.is_some() {
+        crate::db::committed(conn).await?;
+    }
+    Ok(claimed)
+}
 
 /// A one-row result, `None` when the statement returned no row.
 pub fn optional<T>(result: QueryResult<T>) -> AppResult<Option<T>> {

@@ -163,7 +163,7 @@ impl NotificationWorkers {
             return Ok(false);
         };
         tracing::debug!(notification_id = %notification.id, attempt = notification.attempts,
-            "notification claimed");
+            claim_transaction = %notification.claim_transaction, "notification claimed");
         if let Some(skip) = &notification.skip {
             let reason = SkipReason::parse(skip).map_err(|problem| {
                 AppError::internal(anyhow::anyhow!(

@@ -35,7 +35,7 @@ pub const NOTIFICATION_QUEUE: QueueTable = QueueTable {
 /// recipient turned this kind off (only the optional kinds, [`NotificationKind::is_optional`]:
 /// `comment_added`), NULL to send.
 const CLAIMED_COLUMNS: &str = "id, kind, recipient_address, data, message_id, ticket_id, attempts, \
-     trace_context, \
+     trace_context, pg_current_xact_id()::text AS claim_transaction, \
      CASE WHEN EXISTS (SELECT 1 FROM email_suppressions AS s \
                        WHERE s.account_id = notifications.account_id \
                          AND s.address = lower(notifications.recipient_address)) \
@@ -154,6 +154,11 @@ pub struct ClaimedNotification {
     /// span joins that trace.
     #[diesel(sql_type = Nullable<Text>)]
     pub trace_context: Option<String>,
+    /// The id of the claim's transaction, logged with the claim: PostgreSQL's
+    /// `pg_xact_status` of it says afterwards whether the claim committed (a notification sent
+    /// twice in one recorded attempt is investigated with it, docs/testing.md).
+    #[diesel(sql_type = Text)]
+    pub claim_transaction: String,
 }
 
 impl NotificationRow {
@@ -370,11 +375,10 @@ pub mod outbox {
         lease_millis: i64,
         max_attempts: i32,
     ) -> AppResult<Option<ClaimedNotification>> {
-        queue::optional(
-            queue::claim_next(&NOTIFICATION_QUEUE, lease_millis, max_attempts)
-                .get_result::<ClaimedNotification>(conn)
-                .await,
-        )
+        let claim = queue::claim_next(&NOTIFICATION_QUEUE, lease_millis, max_attempts)
+            .get_result::<ClaimedNotification>(conn)
+            .await;
+        queue::claimed(conn, claim).await
     }
 
     /// Marks dead the notifications whose worker died during their last attempt.

@@ -385,6 +385,7 @@ impl OperationRow {
         let Some(claimed) = claimed else {
             return Ok(None);
         };
+        crate::db::committed(conn).await?;
         let actor = match (claimed.actor_user_id, claimed.actor_api_key_id) {
             (Some(user), _) => Actor::User(UserId::from_uuid(user)),
             (None, Some(key)) => Actor::ApiKey(ApiKeyId::from_uuid(key)),

@@ -147,7 +147,7 @@ pub async fn claim(
     )
     .get_result::<LeasedRow>(conn)
     .await;
-    leased(claimed, token)
+    leased(conn, claimed, token).await
 }
 
 /// Takes the send lease of the pending row that has been due longest, created at least `min_age`
@@ -171,21 +171,27 @@ pub async fn claim_due(
     )
     .get_result::<LeasedRow>(conn)
     .await;
-    leased(claimed, token)
+    leased(conn, claimed, token).await
 }
 
-fn leased(
+/// The lease a claim took, once PostgreSQL has committed it ([`crate::db::committed`]): the
+/// provider is called on its strength.
+async fn leased(
+    conn: &mut AsyncPgConnection,
     claimed: Result<LeasedRow, diesel::result::Error>,
     token: Uuid,
 ) -> AppResult<Option<SendLease>> {
     match claimed {
-        Ok(row) => Ok(Some(SendLease {
-            account_id: row.account_id,
-            id: row.id,
-            token,
-            attempts: row.attempts,
-            created_at: row.created_at,
-        })),
+        Ok(row) => {
+            crate::db::committed(conn).await?;
+            Ok(Some(SendLease {
+                account_id: row.account_id,
+                id: row.id,
+                token,
+                attempts: row.attempts,
+                created_at: row.created_at,
+            }))
+        }
         Err(diesel::result::Error::NotFound) => Ok(None),
         Err(error) => Err(error.into()),
     }

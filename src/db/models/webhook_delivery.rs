@@ -2,7 +2,8 @@
 //! "Webhooks we send"). Deliveries are written by the fan-out trigger of `events`; workers take
 //! them an endpoint at a time:
 //!
-//! 1. **Claim** ([`WebhookDeliveries::claim`], one statement): the enabled endpoint, leased by no
+//! 1. **Claim** ([`WebhookDeliveries::claim`], one statement, acted on once its commit is
+//!    confirmed: [`crate::db::committed`]): the enabled endpoint, leased by no
 //!    worker and resting after no failure, whose oldest due delivery waited longest; its lease is
 //!    taken and up to a batch of its due deliveries returned, in event order, with their events.
 //! 2. The attempts, one after the other, with no connection held.
@@ -179,6 +180,9 @@ impl WebhookDeliveries {
         .bind::<BigInt, _>(failing_limit)
         .load(conn)
         .await?;
+        if !rows.is_empty() {
+            crate::db::committed(conn).await?;
+        }
         let mut claimed: Vec<ClaimedEndpoint> = Vec::new();
         for row in rows {
             if claimed

@@ -281,11 +281,10 @@ pub async fn claim_next(
     lease_millis: i64,
     max_attempts: i32,
 ) -> AppResult<Option<ClaimedEvent>> {
-    queue::optional(
-        queue::claim_next(&WEBHOOK_QUEUE, lease_millis, max_attempts)
-            .get_result::<ClaimedEvent>(conn)
-            .await,
-    )
+    let claim = queue::claim_next(&WEBHOOK_QUEUE, lease_millis, max_attempts)
+        .get_result::<ClaimedEvent>(conn)
+        .await;
+    queue::claimed(conn, claim).await
 }
 
 /// Marks dead the events whose worker died during their last attempt

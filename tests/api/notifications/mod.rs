@@ -7,10 +7,12 @@
 //!
 //! `http_provider` sends through the email API simulator instead (Resend's dialect);
 //! `resilience` takes a provider down: the breaker, NotificationService's health and the metrics;
-//! `crashes` kills the real binary around a send; `admin` is the admin surface, preferences and
-//! suppression; `identity` the resets, invitations, revocation and billing notices.
+//! `crashes` kills the real binary around a send; `claims` stops PostgreSQL while a claim's commit
+//! waits; `admin` is the admin surface, preferences and suppression; `identity` the resets,
+//! invitations, revocation and billing notices.
 
 pub(crate) mod admin;
+pub(crate) mod claims;
 pub(crate) mod crashes;
 pub(crate) mod http_provider;
 pub(crate) mod identity;

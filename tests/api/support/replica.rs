@@ -137,14 +137,24 @@ impl ReplicaPair {
         self.start_server("primary", self.primary_port);
     }
 
+    /// [`ReplicaPair::start_primary`] with `setting` (`name=value`) given on its command line,
+    /// over whatever its configuration files say (`ALTER SYSTEM` included).
+    pub(crate) fn start_primary_with(&self, setting: &str) {
+        self.start_server_with("primary", self.primary_port, &format!(" -c {setting}"));
+    }
+
     fn start_server(&self, server: &str, port: u16) {
+        self.start_server_with(server, port, "");
+    }
+
+    fn start_server_with(&self, server: &str, port: u16, more_options: &str) {
         let started = Command::new("runuser")
             .args(["-u", "postgres", "--", &format!("{BIN}/pg_ctl")])
             .args(["-D", &self.dir.join(server).display().to_string()])
             .args([
                 "-o",
                 &format!(
-                    "-p {port} -k {} -c listen_addresses=127.0.0.1",
+                    "-p {port} -k {} -c listen_addresses=127.0.0.1{more_options}",
                     self.dir.display()
                 ),
             ])
