@@ -86,7 +86,11 @@ def main():
         "library; it answers 503s, then not at all, for a phase). Instance 1 is sent an import "
         "of 20,000 rows and stopped with SIGTERM while it runs it. "
         "PostgreSQL is crashed for real (`pg_ctl -m immediate stop`) and restarted. After the last phase the load stops and the run waits for the queues to drain "
-        "(the \"draining\" phase's length is that time), then for a reconciliation run. The report "
+        "(the \"draining\" phase's length is that time: the subscriber's deliveries go one "
+        "endpoint lease at a time, in event order, so it grows with the backlog the load left "
+        "and with how busy the machine is; the run fails when a queue stops moving, no "
+        "delivery done for 20 s, longer than a lost lease of 15 s, or after 5 minutes), then "
+        "for a reconciliation run. The report "
         "is written only when the run's checker passed: every acknowledged write exactly once in "
         "PostgreSQL (an update's change record, a refund's row), every charge and refund once in "
         "the simulator's ledger and none left pending, a reconciliation run after the drain "
@@ -98,7 +102,11 @@ def main():
         "verified at least once, none given up on, the endpoint still enabled; the import the "
         "stopped instance held given back unfinished (its log says so), finished by another "
         "worker, each of its rows a ticket once; no answer the API does not document, no panic "
-        "in any instance's log.\n"
+        "in any instance's log. A call in flight on instance 0 when it is killed may be cut "
+        "mid-answer (its answer's headers out, its end not: Envoy can only reset the stream, and "
+        "the client's gRPC library reports the reset as INTERNAL with no status from the server); "
+        "the refusals list it as \"cut mid-answer\", and the checker fails the run on such a "
+        "cut at any other moment.\n"
     )
     out.append(
         f"- Command: `{command}`\n"
@@ -124,7 +132,9 @@ def main():
         logins = [a for a in rows if a["call"] in LOGINS]
         latencies = [a["took_ms"] for a in rows]
         refusals = collections.Counter(
-            f"{a['code']} {a['reason'] or '(none)'}" for a in rows if a["code"] != "Ok"
+            f"{a['code']} {'cut mid-answer' if a.get('cut') else a['reason'] or '(none)'}"
+            for a in rows
+            if a["code"] != "Ok"
         )
         refused = ", ".join(f"{name}: {count}" for name, count in refusals.most_common()) or "none"
         out.append(

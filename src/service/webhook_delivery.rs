@@ -182,6 +182,8 @@ impl WebhookDeliveryWorkers {
         // The lease was taken a moment ago, by the database's clock; this bound is a little
         // later than its end, and the records check the lease anyway.
         let lease_ends = Instant::now() + self.lease();
+        tracing::debug!(endpoint = %claimed.endpoint_id, deliveries = claimed.deliveries.len(),
+            "endpoint claimed");
         if let Err(error) = self.deliver(&claimed, lease_ends, stop).await {
             tracing::warn!(endpoint = %claimed.endpoint_id, %error, "delivering to an endpoint failed; its deliveries stay due");
         }
@@ -230,6 +232,9 @@ impl WebhookDeliveryWorkers {
             }
             let outcome = self.attempt(&url, &signing, delivery).await;
             let delivered = outcome.1.delivered();
+            tracing::debug!(endpoint = %claimed.endpoint_id, delivery = %delivery.id,
+                status = outcome.1.status, error = outcome.1.error.as_deref(), delivered,
+                "delivery attempted");
             self.record(claimed, &url, delivery, outcome).await?;
             if !delivered {
                 break;

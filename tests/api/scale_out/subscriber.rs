@@ -76,9 +76,20 @@ impl Subscriber {
             .await;
     }
 
-    /// Waits until no delivery is pending; fails after `bound`, saying where the queue stands.
-    pub(crate) async fn wait_for_deliveries(&self, fleet: &Fleet, bound: Duration) {
+    /// Waits until no delivery is pending. The endpoint's deliveries go one lease at a time, in
+    /// event order, so the drain takes as long as the backlog the load left, on a machine as busy
+    /// as it is: what must not happen is a queue that stops moving. Fails, saying where the queue
+    /// stands, once no pending delivery has been done for `stalled_for` (a lost lease runs out
+    /// within it), or once the whole drain passed `bound`.
+    pub(crate) async fn wait_for_deliveries(
+        &self,
+        fleet: &Fleet,
+        stalled_for: Duration,
+        bound: Duration,
+    ) {
         let started = Instant::now();
+        let mut fewest = i64::MAX;
+        let mut moved = Instant::now();
         loop {
             let pending = count_of(
                 &fleet.database,
@@ -88,7 +99,11 @@ impl Subscriber {
             if pending == 0 {
                 return;
             }
-            if started.elapsed() > bound {
+            if pending < fewest {
+                fewest = pending;
+                moved = Instant::now();
+            }
+            if moved.elapsed() > stalled_for || started.elapsed() > bound {
                 let state = texts(
                     fleet,
                     "SELECT state || ' ' || count(*) || ' attempts<=' || max(attempts) \
@@ -97,13 +112,20 @@ impl Subscriber {
                      UNION ALL SELECT 'endpoint ' || state || ' failing_since ' \
                      || coalesce(failing_since::text, '-') || ' lease_until ' \
                      || coalesce(lease_until::text, '-') || ' now ' || now()::text \
-                     FROM webhook_endpoints",
+                     FROM webhook_endpoints \
+                     UNION ALL SELECT 'session ' || coalesce(state, '-') || ' ' \
+                     || coalesce(wait_event_type || ':' || wait_event, '-') || ' since ' \
+                     || coalesce(state_change::text, '-') || ' ' || left(query, 100) \
+                     FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
                 )
                 .await;
                 let received = self.receiver.attempts(Some(ENDPOINT)).await.len();
                 panic!(
-                    "{pending} webhook deliveries still pending after {bound:?}; the receiver \
-                     got {received} requests; {state:#?}"
+                    "{pending} webhook deliveries still pending after {:?}, none done in the \
+                     last {:?}; the receiver got {received} requests; {state:#?}",
+                    started.elapsed(),
+                    moved.elapsed()
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

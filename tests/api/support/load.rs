@@ -62,6 +62,13 @@ pub(crate) struct Failure {
     pub(crate) reason: Option<String>,
     /// Whether that is one of this service's documented reasons, in its domain.
     pub(crate) documented: bool,
+    /// No status came from the server or Envoy: the client's own transport ended the call (the
+    /// stream reset mid-answer, tonic's "h2 protocol error"), as when the instance answering it
+    /// is killed after its answer's headers went out and before its end.
+    pub(crate) cut: bool,
+    /// When it was sent and when the client saw it fail, in ms from the load's start.
+    pub(crate) sent_ms: u64,
+    pub(crate) ended_ms: u64,
 }
 
 /// One attempt of a call, as the client saw it: a line of the history.
@@ -78,7 +85,17 @@ pub(crate) struct Attempt {
     pub(crate) reason: Option<String>,
     /// The id it was answered with (a write's), or the error's message.
     pub(crate) answer: String,
+    /// The call was cut mid-answer rather than answered ([`Failure::cut`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) cut: bool,
 }
+
+/// What a phase that kills an instance with SIGKILL says in its name: the calls in flight on it
+/// then may be cut mid-answer ([`Failure::cut`]), and only those.
+pub(crate) const KILLED: &str = "(SIGKILL)";
+
+/// How long after its phase's mark a SIGKILL may still land (the mark is taken just before it).
+const KILL_LANDS_WITHIN_MS: u64 = 1_000;
 
 /// A moment of the run a test names (a fault injected, healed), in the history's time base.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -201,17 +218,41 @@ impl Outcome {
 
     /// The failures whose answer the API does not document: a code that is always a fault of the
     /// server (INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED), or no documented ErrorInfo reason.
+    /// A call cut mid-answer while a [`KILLED`] phase killed an instance was not answered at
+    /// all, and is not among them ([`Outcome::cut_by_kills`]); one cut at any other time is.
     pub(crate) fn undocumented_answers(&self) -> Vec<&Failure> {
         use tonic::Code;
         self.failures
             .iter()
             .filter(|failure| {
-                matches!(
+                (matches!(
                     failure.code,
                     Code::Internal | Code::Unknown | Code::DataLoss | Code::Unimplemented
-                ) || !failure.documented
+                ) || !failure.documented)
+                    && !self.cut_by_a_kill(failure)
             })
             .collect()
+    }
+
+    /// The calls cut mid-answer by an instance's SIGKILL: in flight when a [`KILLED`] phase
+    /// began, cut by the client's transport with no status from the server.
+    pub(crate) fn cut_by_kills(&self) -> usize {
+        self.failures
+            .iter()
+            .filter(|failure| self.cut_by_a_kill(failure))
+            .count()
+    }
+
+    fn cut_by_a_kill(&self, failure: &Failure) -> bool {
+        failure.cut
+            && self
+                .phases
+                .iter()
+                .filter(|marked| marked.phase.contains(KILLED))
+                .any(|killed| {
+                    failure.sent_ms <= killed.at_ms + KILL_LANDS_WITHIN_MS
+                        && failure.ended_ms >= killed.at_ms
+                })
     }
 
     /// Writes the history, one JSON line an attempt in the order they were sent, to a file in
@@ -526,9 +567,13 @@ async fn work(
                     }
                     Err(status) => {
                         let definitive = is_definitive_refusal(&status);
-                        outcome
-                            .failures
-                            .push(failure(call, Some(&write.key), &status));
+                        outcome.failures.push(failure(
+                            call,
+                            Some(&write.key),
+                            &status,
+                            sent,
+                            &target,
+                        ));
                         if definitive {
                             refused = true;
                             break;
@@ -595,7 +640,9 @@ fn record_read(
         .push(attempt(worker, sent, target, call, None, answer));
     match answer {
         Ok(_) => outcome.succeeded += 1,
-        Err(status) => outcome.failures.push(failure(call, None, status)),
+        Err(status) => outcome
+            .failures
+            .push(failure(call, None, status, sent, target)),
     }
 }
 
@@ -836,7 +883,13 @@ async fn keyed_write(
     }
 }
 
-fn failure(call: Call, key: Option<&str>, status: &tonic::Status) -> Failure {
+fn failure(
+    call: Call,
+    key: Option<&str>,
+    status: &tonic::Status,
+    sent: Duration,
+    target: &Target,
+) -> Failure {
     let info = details(status).error_info().cloned();
     let documented = info
         .as_ref()
@@ -848,7 +901,16 @@ fn failure(call: Call, key: Option<&str>, status: &tonic::Status) -> Failure {
         message: status.message().to_owned(),
         reason: info.map(|info| info.reason),
         documented,
+        cut: is_cut(status),
+        sent_ms: sent.as_millis() as u64,
+        ended_ms: target.started.elapsed().as_millis() as u64,
     }
+}
+
+/// Whether the client's transport made `status` (tonic keeps the transport's error as its
+/// source) rather than the server or Envoy (a status read from trailers has none).
+fn is_cut(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some()
 }
 
 fn attempt(
@@ -859,6 +921,7 @@ fn attempt(
     key: Option<&str>,
     answer: &Result<String, tonic::Status>,
 ) -> Attempt {
+    let cut = answer.as_ref().err().is_some_and(is_cut);
     let (code, reason, answer) = match answer {
         Ok(id) => ("Ok".to_owned(), None, id.clone()),
         Err(status) => (
@@ -876,5 +939,6 @@ fn attempt(
         code,
         reason,
         answer,
+        cut,
     }
 }
