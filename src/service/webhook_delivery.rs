@@ -110,6 +110,9 @@ impl WebhookDeliveryWorkers {
             let free = places.saturating_sub(under_way.len());
             let mut full_claim = false;
             if free > 0 {
+                // The leases begin when PostgreSQL runs the claim, after this: counted from here,
+                // a lease's end as the workers reckon it is never later than its real end.
+                let asked = Instant::now();
                 match self
                     .claim(free, failing_places.saturating_sub(failing_under_way))
                     .await
@@ -122,7 +125,7 @@ impl WebhookDeliveryWorkers {
                             let workers = self.clone();
                             let stop = stop.clone();
                             under_way.spawn(async move {
-                                workers.work_on(endpoint, &stop).await;
+                                workers.work_on(endpoint, asked, &stop).await;
                                 failing
                             });
                         }
@@ -177,11 +180,13 @@ impl WebhookDeliveryWorkers {
         .await
     }
 
-    /// Makes the attempts of one claimed endpoint, then gives its lease back.
-    async fn work_on(&self, claimed: ClaimedEndpoint, stop: &CancellationToken) {
-        // The lease was taken a moment ago, by the database's clock; this bound is a little
-        // later than its end, and the records check the lease anyway.
-        let lease_ends = Instant::now() + self.lease();
+    /// Makes the attempts of one claimed endpoint, whose claim was asked for at `asked`, then
+    /// gives its lease back.
+    async fn work_on(&self, claimed: ClaimedEndpoint, asked: Instant, stop: &CancellationToken) {
+        // Reckoned from before the claim, not from its answer: a claim answered late (a busy
+        // machine, the wait for its commit) shortens the work and never lets an attempt start
+        // that could outlive the lease, when another worker may take the same deliveries.
+        let lease_ends = asked + self.lease();
         tracing::debug!(endpoint = %claimed.endpoint_id, deliveries = claimed.deliveries.len(),
             "endpoint claimed");
         if let Err(error) = self.deliver(&claimed, lease_ends, stop).await {
