@@ -13,9 +13,24 @@ variant to stdout. Routes, clusters and listeners stay as they are.
   envoy_variant.py --no-stats           the configuration with every statistic rejected
                                         (stats_matcher reject_all): what Envoy's per-request
                                         counters and histograms cost
+  envoy_variant.py --routes-of-get-ticket
+                                        only the routes GET one ticket takes (its plain GET
+                                        route, GetTicket's gRPC route) and the catch-all: what
+                                        matching the rest of the table costs that GET
+  envoy_variant.py --route-a-path       the plain GET routes as they were before they were
+                                        joined (deploy/envoy/rest_routes.py): one route a path,
+                                        after the gRPC routes, so that a plain GET tries about a
+                                        hundred routes before its own
+  envoy_variant.py --runtime KEY=VALUE  the configuration with that runtime value set (e.g.
+                                        envoy.reloadable_features.http2_use_oghttp2=false)
+  envoy_variant.py --keep-incoming-route
+                                        the transcoder keeps the route the REST request matched
+                                        (match_incoming_request_route) instead of matching again
+                                        on the gRPC path: what the second match costs
 """
 
 import argparse
+import copy
 import sys
 
 import yaml
@@ -42,10 +57,42 @@ def skips_lua(route):
     return "safe_regex" in route.get("match", {}) and lua.get("disabled") is True
 
 
+def route_a_path(routes):
+    """The plain GET routes split into one route per alternative of their regex, moved to just
+    before the catch-all (the last route), where they were before."""
+    plain = [route for route in routes if skips_lua(route)]
+    if not plain:
+        sys.exit("envoy_variant.py: no plain GET route to split")
+    split = []
+    for route in plain:
+        for alternative in route["match"]["safe_regex"]["regex"].split("|"):
+            one = copy.deepcopy(route)
+            one["match"]["safe_regex"]["regex"] = alternative
+            split.append(one)
+    # In the order of their paths, as rest_routes.py wrote them then.
+    split.sort(key=lambda route: route["match"]["safe_regex"]["regex"].replace("\\", ""))
+    others = [route for route in routes if not skips_lua(route)]
+    return others[:-1] + split + others[-1:]
+
+
+def takes_get_ticket(route):
+    """A route GET one ticket takes: its plain GET route, GetTicket's gRPC route, the catch-all."""
+    match = route.get("match", {})
+    return (
+        "/v1/tickets/[^/:]+" in match.get("safe_regex", {}).get("regex", "").split("|")
+        or match.get("path") == "/supportdesk.v1.TicketService/GetTicket"
+        or match.get("prefix") == "/"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--floor", action="store_true")
     parser.add_argument("--no-stats", action="store_true")
+    parser.add_argument("--routes-of-get-ticket", action="store_true")
+    parser.add_argument("--keep-incoming-route", action="store_true")
+    parser.add_argument("--route-a-path", action="store_true")
+    parser.add_argument("--runtime", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(
         "--without", nargs="+", default=[], choices=sorted([*FILTERS, "access_log", "plain_get_routes"])
     )
@@ -53,6 +100,10 @@ def main():
     config = yaml.safe_load(sys.stdin)
     if args.no_stats:
         config.setdefault("stats_config", {})["stats_matcher"] = {"reject_all": True}
+    for setting in args.runtime:
+        key, _, value = setting.partition("=")
+        layer = config["layered_runtime"]["layers"][0]["static_layer"]
+        layer[key] = {"true": True, "false": False}.get(value, value)
     managers = 0
     for listener in config["static_resources"]["listeners"]:
         for chain in listener["filter_chains"]:
@@ -74,7 +125,17 @@ def main():
                     manager.pop("access_log", None)
                 if args.floor:
                     manager.pop("local_reply_config", None)
+                if args.keep_incoming_route:
+                    for http_filter in manager["http_filters"]:
+                        if http_filter["name"] == "envoy.filters.http.grpc_json_transcoder":
+                            http_filter["typed_config"]["match_incoming_request_route"] = True
                 for host in manager["route_config"]["virtual_hosts"]:
+                    if args.route_a_path:
+                        host["routes"] = route_a_path(host["routes"])
+                    if args.routes_of_get_ticket:
+                        host["routes"] = [r for r in host["routes"] if takes_get_ticket(r)]
+                        if len(host["routes"]) != 3:
+                            sys.exit("envoy_variant.py: GET one ticket's routes not found")
                     if "plain_get_routes" in args.without:
                         before = len(host["routes"])
                         host["routes"] = [r for r in host["routes"] if not skips_lua(r)]

@@ -30,8 +30,26 @@ esac
 # runs through each, and the page without the compressor (its answers are over its 1 KiB).
 readonly FILTER_PARTS=(lua access_log buffer cors compressor grpc_web header_mutation header_to_metadata)
 # With --envoy-tuning: Envoy's own floor, varied one knob at a time on the users' configuration:
-# one worker thread instead of one per core (concurrency_1), no statistics (no_stats).
-readonly TUNINGS=(concurrency_1 no_stats)
+# one worker thread instead of one per core (concurrency_1), no statistics (no_stats), the plain
+# GET routes one route a path after the gRPC routes (route_a_path: as before they were joined),
+# only the routes GET one ticket takes (routes_of_get_ticket: what the rest of the table costs),
+# the transcoder keeping the REST request's route instead of matching again on the gRPC path
+# (keep_incoming_route), and each HTTP/2 codec upstream (oghttp2_on, oghttp2_off).
+readonly TUNINGS=(concurrency_1 no_stats route_a_path routes_of_get_ticket keep_incoming_route oghttp2_on oghttp2_off)
+declare -A TUNING_VARIANT=(
+  [concurrency_1]="" [no_stats]="--no-stats" [route_a_path]="--route-a-path"
+  [routes_of_get_ticket]="--routes-of-get-ticket"
+  [keep_incoming_route]="--keep-incoming-route"
+  [oghttp2_on]="--runtime envoy.reloadable_features.http2_use_oghttp2=true"
+  [oghttp2_off]="--runtime envoy.reloadable_features.http2_use_oghttp2=false"
+)
+declare -A TUNING_TITLE=(
+  [concurrency_1]="--concurrency 1" [no_stats]="statistics off"
+  [route_a_path]="its plain GET routes one route a path, after the gRPC routes (before)"
+  [routes_of_get_ticket]="only the routes GET one ticket takes"
+  [keep_incoming_route]="the transcoder keeping the REST route (no second match)"
+  [oghttp2_on]="upstream HTTP/2 codec oghttp2" [oghttp2_off]="upstream HTTP/2 codec nghttp2"
+)
 express_pid=""
 envoy_users_pid="" envoy_floor_pid="" envoy_before_pid=""
 declare -A envoy_without_pid=() envoy_without_port=() envoy_tuned_pid=() envoy_tuned_port=()
@@ -172,8 +190,7 @@ if ((envoy_tuning)); then
   for tuning in "${TUNINGS[@]}"; do
     pick_port && envoy_tuned_port[$tuning]=$picked_port
     pick_port && admin_port=$picked_port
-    variant=()
-    [[ $tuning == no_stats ]] && variant=(--no-stats)
+    read -r -a variant <<<"${TUNING_VARIANT[$tuning]}"
     "$SD_TOOLS/venv/bin/python" "$bench_dir/envoy_variant.py" "${variant[@]}" \
       <"$work/envoy-users.rendered.yaml" >"$work/envoy-$tuning.rendered.yaml"
     ENVOY_ACCESS_LOG=kept envoy_config "${envoy_tuned_port[$tuning]}" "$admin_port" - \
@@ -308,10 +325,10 @@ if ((filter_costs)); then
   done
 fi
 if ((envoy_tuning)); then
-  rest_row rest-get-tuned-concurrency_1 "supportdesk GET one ticket via Envoy as users run it, --concurrency 1" \
-    rest-get-service "errors=0"
-  rest_row rest-get-tuned-no_stats "supportdesk GET one ticket via Envoy as users run it, statistics off" \
-    rest-get-service "errors=0"
+  for tuning in "${TUNINGS[@]}"; do
+    rest_row "rest-get-tuned-$tuning" "supportdesk GET one ticket via Envoy as users run it, ${TUNING_TITLE[$tuning]}" \
+      rest-get-service "errors=0"
+  done
 fi
 rest_row rest-list-express "Express GET a page of 20" - "errors=0"
 rest_row rest-list-service "supportdesk GET a page of 20 via Envoy" rest-list-express "errors=0,undecided=0,ratio>=1.0"

@@ -15,16 +15,18 @@ openapi`, so the table follows the google.api.http rules and is never written by
   what its value may be (Bodies.spec).
 - REST_ENUMS: each enum's values, to name them when the transcoder refuses one.
 
-It also writes, at the line `# PLAIN GET ROUTES`, one route per path of the document that
-serves GET with a JSON answer and only string path variables: a GET of it with no query string
-(or, for a paged read, only pageSize and pageToken in values the transcoder takes) and a plain
-x-request-id (the one Envoy made, or a caller's of at most 128 characters of
-[A-Za-z0-9._:-]) skips the Lua filter and the buffer. Such a request has nothing either could
-act on: no body, no query parameter the transcoder could refuse, no method the path does not
-serve, no request id to drop, and its answer no x-http-status or x-http-content-type to apply
-(only POST and DELETE answers and the streaming export carry those). Every other request takes
-the routes after them, with both filters. docs/performance.md ("REST: the contract paid for only
-where it applies") has the measurements.
+It also writes, at the line `# PLAIN GET ROUTES`, two routes (the paths that are not paged, the
+paged reads) for the paths of the document that serve GET with a JSON answer and only string
+path variables: a GET of one with no query string (or, for a paged read, only pageSize and
+pageToken in values the transcoder takes) and a plain x-request-id (the one Envoy made, or a
+caller's of at most 128 characters of [A-Za-z0-9._:-]) skips the Lua filter and the buffer.
+Such a request has nothing either could act on: no body, no query parameter the transcoder could
+refuse, no method the path does not serve, no request id to drop, and its answer no
+x-http-status or x-http-content-type to apply (only POST and DELETE answers and the streaming
+export carry those). Every other REST request takes the catch-all route, with both filters. The
+two routes come before the gRPC routes, so that a plain GET is routed after a handful of routes,
+not a hundred. docs/performance.md ("REST: the contract paid for only where it applies", "REST:
+the route table") has the measurements.
 """
 
 import json
@@ -249,25 +251,29 @@ def plain_headers(anchor, path_regex, comment):
 
 
 def plain_get_routes(document, indent):
-    """The routes of `plain_get_paths`, the first holding the anchors the others repeat. A paged
-    read's route also takes the plain page query (PLAIN_PAGED_PATH)."""
+    """Two routes for the paths of `plain_get_paths`: one for those that are not paged, one for the
+    paged reads, whose route also takes the plain page query (PLAIN_PAGED_PATH). Each route's
+    regex is its paths' regexes joined in one alternation: Envoy tries a route table's routes one
+    by one, at a few hundred instructions each even when the first matcher turns the request away,
+    so one route a path (32 of them, after the gRPC routes) cost a plain GET as much as its
+    transcoding (docs/performance.md, "REST: the route table")."""
+    groups = {False: [], True: []}
+    for path in plain_get_paths(document):
+        groups[is_paged(document, path)].append(regex(path))
     lines = []
-    anchored = set()
-    for index, path in enumerate(plain_get_paths(document)):
+    first = True
+    for paged, regexes in groups.items():
+        if not regexes:
+            continue
         lines.append("- match:")
-        lines.append(f"    safe_regex: {{ regex: {json.dumps(regex(path))} }}")
-        anchor = "plain_paged_get" if is_paged(document, path) else "plain_get"
-        if anchor not in anchored:
-            anchored.add(anchor)
-            if anchor == "plain_get":
-                lines += plain_headers(anchor, "[^?]*", "No query string: no parameter for the transcoder to refuse.")
-            else:
-                lines += plain_headers(
-                    anchor, PLAIN_PAGED_PATH, "No query but pageSize and pageToken, in values the transcoder takes."
-                )
+        lines.append(f"    safe_regex: {{ regex: {json.dumps('|'.join(regexes))} }}")
+        if paged:
+            lines += plain_headers(
+                "plain_paged_get", PLAIN_PAGED_PATH, "No query but pageSize and pageToken, in values the transcoder takes."
+            )
         else:
-            lines.append(f"    headers: *{anchor}")
-        if index == 0:
+            lines += plain_headers("plain_get", "[^?]*", "No query string: no parameter for the transcoder to refuse.")
+        if first:
             lines += [
                 "  route: &plain_get_route",
                 "    cluster: supportdesk",
@@ -282,6 +288,7 @@ def plain_get_routes(document, indent):
                 "      \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig",
                 "      disabled: true",
             ]
+            first = False
         else:
             lines += [
                 "  route: *plain_get_route",

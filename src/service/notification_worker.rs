@@ -157,9 +157,15 @@ impl NotificationWorkers {
                     "notifications whose worker stopped during their last attempt are dead"
                 );
             }
-            outbox::claim_next(&mut conn, lease_millis, max_attempts).await?
+            // The lease begins when PostgreSQL runs the claim, after this: the deadline below,
+            // counted from here, never ends later than it would from the lease's real start.
+            let asked = Instant::now();
+            (
+                outbox::claim_next(&mut conn, lease_millis, max_attempts).await?,
+                asked,
+            )
         };
-        let Some(notification) = claimed else {
+        let (Some(notification), asked) = claimed else {
             return Ok(false);
         };
         tracing::debug!(notification_id = %notification.id, attempt = notification.attempts,
@@ -179,8 +185,10 @@ impl NotificationWorkers {
             }
             return Ok(true);
         }
-        // The send ends well within the lease, leaving a quarter of it to record the outcome.
-        let deadline = Instant::now() + self.settings.lease * 3 / 4;
+        // The send ends well within the lease, leaving a quarter of it to record the outcome;
+        // reckoned from before the claim, so a claim answered late (a busy machine, the wait for
+        // its commit) shortens the send rather than letting it outlive the lease.
+        let deadline = asked + self.settings.lease * 3 / 4;
         // In the trace of the RPC that queued it, when it stored one.
         let result = self
             .send(&notification, deadline, stop)

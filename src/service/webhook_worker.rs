@@ -201,14 +201,21 @@ impl WebhookWorkers {
                     "webhook events whose worker stopped during their last attempt are dead"
                 );
             }
-            webhook_event::claim_next(&mut conn, lease_millis, max_attempts).await?
+            // The lease begins when PostgreSQL runs the claim, after this: the deadline below,
+            // counted from here, never ends later than it would from the lease's real start.
+            let asked = Instant::now();
+            (
+                webhook_event::claim_next(&mut conn, lease_millis, max_attempts).await?,
+                asked,
+            )
         };
-        let Some(event) = claimed else {
+        let (Some(event), asked) = claimed else {
             return Ok(false);
         };
         // Provider calls end well within the lease, leaving a quarter of it to complete: past
-        // it, another worker may hold the event and this one's work would be rolled back.
-        let deadline = Instant::now() + self.settings.lease * 3 / 4;
+        // it, another worker may hold the event and this one's work would be rolled back. Reckoned
+        // from before the claim, as a claim answered late shortens the time left.
+        let deadline = asked + self.settings.lease * 3 / 4;
         let result = self.process(&event, deadline, stop).await;
         let mut conn = crate::db::connection(&self.pool).await?;
         match result {
