@@ -27,6 +27,13 @@ variant to stdout. Routes, clusters and listeners stay as they are.
                                         the transcoder keeps the route the REST request matched
                                         (match_incoming_request_route) instead of matching again
                                         on the gRPC path: what the second match costs
+  envoy_variant.py --set PART.KEY=VALUE one setting of a part set to a YAML value, and
+  envoy_variant.py --unset PART.KEY     one left out (Envoy's default), each in one of the
+                                        parts hcm (the REST listener's connection manager),
+                                        transcoder, router, cluster (the service's) and
+                                        upstream_http2 (its HTTP/2 options); KEY may
+                                        be a dotted path (e.g. --set router.dynamic_stats=false,
+                                        --unset hcm.stream_idle_timeout): what one setting costs
 """
 
 import argparse
@@ -85,6 +92,40 @@ def takes_get_ticket(route):
     )
 
 
+def settings_of(config, manager):
+    """The parts --set and --unset name, each the mapping its settings are in."""
+    filters = {f["name"]: f.get("typed_config", {}) for f in manager["http_filters"]}
+    clusters = [c for c in config["static_resources"]["clusters"] if c["name"] == "supportdesk"]
+    cluster = clusters[0] if clusters else {}
+    protocol = cluster.get("typed_extension_protocol_options", {}).get(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {}
+    )
+    return {
+        "hcm": manager,
+        "transcoder": filters.get("envoy.filters.http.grpc_json_transcoder"),
+        "router": filters.get("envoy.filters.http.router"),
+        "cluster": cluster or None,
+        "upstream_http2": protocol.get("explicit_http_config", {}).get("http2_protocol_options"),
+    }
+
+
+def change_setting(parts, setting, value=None, unset=False):
+    """Sets PART.KEY (a dotted path) to a YAML value, or removes it."""
+    part, _, path = setting.partition(".")
+    holder = parts.get(part)
+    if holder is None or not path:
+        sys.exit(f"envoy_variant.py: {setting}: no such part (hcm, transcoder, router, cluster, upstream_http2)")
+    *parents, key = path.split(".")
+    for parent in parents:
+        holder = holder.setdefault(parent, {})
+    if unset:
+        if key not in holder:
+            sys.exit(f"envoy_variant.py: {setting} is not set, so it cannot be left out")
+        del holder[key]
+    else:
+        holder[key] = yaml.safe_load(value)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--floor", action="store_true")
@@ -93,6 +134,8 @@ def main():
     parser.add_argument("--keep-incoming-route", action="store_true")
     parser.add_argument("--route-a-path", action="store_true")
     parser.add_argument("--runtime", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--set", action="append", default=[], metavar="PART.KEY=VALUE")
+    parser.add_argument("--unset", action="append", default=[], metavar="PART.KEY")
     parser.add_argument(
         "--without", nargs="+", default=[], choices=sorted([*FILTERS, "access_log", "plain_get_routes"])
     )
@@ -125,6 +168,12 @@ def main():
                     manager.pop("access_log", None)
                 if args.floor:
                     manager.pop("local_reply_config", None)
+                parts = settings_of(config, manager)
+                for setting in args.set:
+                    name, _, value = setting.partition("=")
+                    change_setting(parts, name, value)
+                for setting in args.unset:
+                    change_setting(parts, setting, unset=True)
                 if args.keep_incoming_route:
                     for http_filter in manager["http_filters"]:
                         if http_filter["name"] == "envoy.filters.http.grpc_json_transcoder":
