@@ -1,6 +1,8 @@
 //! HTTP/1.1 keep-alive connections for the REST scenarios (through Envoy) and for reading the
 //! service's `/metrics`: one connection per worker, one request at a time, reconnecting after a
-//! failure, as a browser or a typical REST client does.
+//! failure, as a browser or a typical REST client does. The REST scenarios may speak HTTP/2
+//! instead (cleartext, prior knowledge), to tell what the downstream codec costs Envoy apart from
+//! what the transcoder does.
 
 use std::time::Duration;
 
@@ -8,8 +10,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 /// An answer: its status, body, and Envoy's upstream time when present.
@@ -19,16 +21,38 @@ pub struct Answer {
     pub upstream_time: Option<Duration>,
 }
 
-/// One HTTP/1.1 connection to `addr` (`host:port`), reopened when it fails.
+/// The HTTP version a connection speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum HttpVersion {
+    /// HTTP/1.1 keep-alive, one request at a time.
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext TCP with prior knowledge (h2c), one request at a time.
+    Http2,
+}
+
+enum Sender {
+    Http1(http1::SendRequest<Full<Bytes>>),
+    Http2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// One connection to `addr` (`host:port`), reopened when it fails.
 pub struct HttpConnection {
     addr: String,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    version: HttpVersion,
+    sender: Option<Sender>,
 }
 
 impl HttpConnection {
+    /// An HTTP/1.1 connection.
     pub async fn open(addr: &str) -> anyhow::Result<Self> {
+        Self::open_with(addr, HttpVersion::Http1).await
+    }
+
+    pub async fn open_with(addr: &str, version: HttpVersion) -> anyhow::Result<Self> {
         let mut connection = Self {
             addr: addr.to_owned(),
+            version,
             sender: None,
         };
         connection.reconnect().await?;
@@ -41,14 +65,28 @@ impl HttpConnection {
             .await
             .with_context(|| format!("connect to {}", self.addr))?;
         stream.set_nodelay(true)?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("HTTP/1.1 handshake")?;
-        tokio::spawn(async move {
-            // Ends when the server closes the connection; the next request reconnects.
-            let _ = connection.await;
+        let io = TokioIo::new(stream);
+        // Each connection task ends when the server closes the connection; the next request
+        // reconnects.
+        self.sender = Some(match self.version {
+            HttpVersion::Http1 => {
+                let (sender, connection) =
+                    http1::handshake(io).await.context("HTTP/1.1 handshake")?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                Sender::Http1(sender)
+            }
+            HttpVersion::Http2 => {
+                let (sender, connection) = http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .context("HTTP/2 handshake")?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                Sender::Http2(sender)
+            }
         });
-        self.sender = Some(sender);
         Ok(())
     }
 
@@ -71,24 +109,36 @@ impl HttpConnection {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> anyhow::Result<Answer> {
-        let sender = match self.sender.as_mut() {
-            Some(sender) if !sender.is_closed() => sender,
-            _ => {
-                self.reconnect().await?;
-                self.sender.as_mut().context("just connected")?
-            }
+        let closed = match &self.sender {
+            Some(Sender::Http1(sender)) => sender.is_closed(),
+            Some(Sender::Http2(sender)) => sender.is_closed(),
+            None => true,
         };
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.addr);
+        if closed {
+            self.reconnect().await?;
+        }
+        let sender = self.sender.as_mut().context("just connected")?;
+        // HTTP/2 carries the authority in the URI (`:authority`), HTTP/1.1 in `host`.
+        let mut request = match sender {
+            Sender::Http1(_) => Request::builder().uri(path).header("host", &self.addr),
+            Sender::Http2(_) => Request::builder().uri(format!("http://{}{path}", self.addr)),
+        }
+        .method(method);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
         let request = request.body(Full::new(body))?;
         let result = async {
-            sender.ready().await?;
-            let response = sender.send_request(request).await?;
+            let response = match sender {
+                Sender::Http1(sender) => {
+                    sender.ready().await?;
+                    sender.send_request(request).await?
+                }
+                Sender::Http2(sender) => {
+                    sender.ready().await?;
+                    sender.send_request(request).await?
+                }
+            };
             let status = response.status();
             let upstream_time = response
                 .headers()

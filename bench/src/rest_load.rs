@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 
 use crate::data::BenchData;
 use crate::load::{CALL_TIMEOUT, Label, Outcome, Scenario, Worker};
-use crate::rest::HttpConnection;
+use crate::rest::{HttpConnection, HttpVersion};
 
 /// What a REST scenario asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +41,7 @@ pub enum Dialect {
 
 pub struct RestScenario {
     addr: String,
+    version: HttpVersion,
     call: RestCall,
     dialect: Dialect,
     shared: Arc<Shared>,
@@ -58,7 +59,13 @@ struct Shared {
 }
 
 impl RestScenario {
-    pub fn new(addr: &str, call: RestCall, dialect: Dialect, data: Option<&BenchData>) -> Self {
+    pub fn new(
+        addr: &str,
+        version: HttpVersion,
+        call: RestCall,
+        dialect: Dialect,
+        data: Option<&BenchData>,
+    ) -> Self {
         let prefix = match dialect {
             Dialect::Supportdesk => "/v1/tickets",
             Dialect::Express => "/api/v1/tickets",
@@ -83,6 +90,7 @@ impl RestScenario {
         };
         Self {
             addr: addr.to_owned(),
+            version,
             call,
             dialect,
             shared: Arc::new(shared),
@@ -94,7 +102,7 @@ impl RestScenario {
 impl Scenario for RestScenario {
     async fn worker(&self, _index: usize) -> anyhow::Result<Box<dyn Worker>> {
         Ok(Box::new(RestWorker {
-            connection: HttpConnection::open(&self.addr).await?,
+            connection: HttpConnection::open_with(&self.addr, self.version).await?,
             call: self.call,
             dialect: self.dialect,
             shared: Arc::clone(&self.shared),

@@ -20,6 +20,7 @@ use crate::hello::HelloRequest;
 use crate::hello::greeter_client::GreeterClient;
 use crate::load::{Label, Outcome, Scenario, Worker, bearer, connect_many};
 use crate::read_volume::ReadCall;
+use crate::rest::HttpVersion;
 use crate::rest_load::{Dialect, RestCall, RestScenario};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -142,11 +143,12 @@ impl FromStr for ScenarioName {
 }
 
 /// Builds the scenario's worker factory: gRPC scenarios share `connections` HTTP/2 connections;
-/// REST scenarios open one HTTP/1.1 connection per worker.
+/// REST scenarios open one connection per worker, speaking `rest_version`.
 pub async fn build(
     name: ScenarioName,
     addr: &str,
     connections: usize,
+    rest_version: HttpVersion,
     data: Option<BenchData>,
 ) -> anyhow::Result<Arc<dyn Scenario>> {
     let needs_data = || {
@@ -164,6 +166,7 @@ pub async fn build(
         };
         return Ok(Arc::new(RestScenario::new(
             addr,
+            rest_version,
             call,
             dialect,
             data.as_ref(),

@@ -31,6 +31,7 @@ use crate::data::BenchData;
 use crate::load::{LoadShape, drive, grpc_code_name, with_token};
 use crate::probes::vm_rss_kib;
 use crate::report::Report;
+use crate::rest::HttpVersion;
 use crate::scenario::{self, ScenarioName};
 
 #[derive(Subcommand)]
@@ -359,8 +360,14 @@ async fn import(
     let probing = probe.map(|(probe_data, rate, seconds)| {
         let addr = addr.to_owned();
         tokio::spawn(async move {
-            let scenario =
-                scenario::build(ScenarioName::GetTicket, &addr, 2, Some(probe_data)).await?;
+            let scenario = scenario::build(
+                ScenarioName::GetTicket,
+                &addr,
+                2,
+                HttpVersion::Http1,
+                Some(probe_data),
+            )
+            .await?;
             let shape = LoadShape {
                 workers: 32,
                 warmup: Duration::from_secs(1),

@@ -12,6 +12,7 @@ use supportdesk_bench::data::BenchData;
 use supportdesk_bench::load::{LoadShape, drive};
 use supportdesk_bench::probes::{CounterDelta, CpuReading, RssSampler, cpu_ticks_of_tree, scrape};
 use supportdesk_bench::report::Report;
+use supportdesk_bench::rest::HttpVersion;
 use supportdesk_bench::scenario::{self, ScenarioName};
 use supportdesk_bench::setup::{self, SetupPlan};
 
@@ -114,6 +115,9 @@ struct Target {
     /// The service's metrics address: counters are read before and after the measured window.
     #[arg(long)]
     metrics_addr: Option<String>,
+    /// The HTTP version of the REST scenarios' connections (http2: cleartext, prior knowledge).
+    #[arg(long, value_enum, default_value_t = HttpVersion::Http1)]
+    rest_http: HttpVersion,
 }
 
 #[derive(Args)]
@@ -273,7 +277,14 @@ async fn measure(
         Some(path) => Some(BenchData::read(path)?),
         None => None,
     };
-    let scenario = scenario::build(target.scenario, &target.addr, connections, data).await?;
+    let scenario = scenario::build(
+        target.scenario,
+        &target.addr,
+        connections,
+        target.rest_http,
+        data,
+    )
+    .await?;
     // The "before" counters are read when the warm-up ends, from a task of their own, so the
     // window they bound is the measured one.
     let before = target.metrics_addr.clone().map(|addr| {

@@ -447,20 +447,21 @@ impl TestApp {
             role.as_str_name().to_lowercase(),
             Uuid::now_v7().simple()
         );
-        let user = self
-            .users
-            .clone()
-            .create_user(admin.request(v1::CreateUserRequest {
+        let user = sent_again_while_redis_is_unavailable(|| {
+            let mut users = self.users.clone();
+            let request = admin.request(v1::CreateUserRequest {
                 user: Some(v1::User {
                     email: email.clone(),
                     role: role.into(),
                     ..Default::default()
                 }),
                 password: TEST_PASSWORD.to_owned(),
-            }))
-            .await
-            .expect("the admin adds a user")
-            .into_inner();
+            });
+            async move { users.create_user(request).await }
+        })
+        .await
+        .expect("the admin adds a user")
+        .into_inner();
         let mut logged_in = log_in(&self.auth, &admin.account_slug, &email).await;
         assert_eq!(logged_in.id.to_string(), user.id);
         logged_in.account_slug.clone_from(&admin.account_slug);
@@ -530,42 +531,36 @@ pub(crate) async fn sign_up(
 ) -> TestUser {
     let slug = format!("test-{}", Uuid::now_v7().simple());
     let email = format!("admin@{slug}.example.com");
-    accounts
-        .clone()
-        .create_account(v1::CreateAccountRequest {
+    sent_again_while_redis_is_unavailable(|| {
+        let mut accounts = accounts.clone();
+        let request = v1::CreateAccountRequest {
             name: "Test Account".to_owned(),
             slug: slug.clone(),
             admin_email: email.clone(),
             admin_password: TEST_PASSWORD.to_owned(),
             admin_display_name: "Test Admin".to_owned(),
-        })
-        .await
-        .expect("sign up");
+        };
+        async move { accounts.create_account(request).await }
+    })
+    .await
+    .expect("sign up");
     log_in(auth, &slug, &email).await
 }
 
-/// Logs `email` of account `slug` in with [`TEST_PASSWORD`]. A login answered REDIS_UNAVAILABLE
-/// (a loaded machine's Redis slower than the service's timeout: a retryable answer,
-/// docs/errors.md) is sent again, as a client does, a few times at most.
+/// Logs `email` of account `slug` in with [`TEST_PASSWORD`].
 pub(crate) async fn log_in(auth: &AuthServiceClient<Channel>, slug: &str, email: &str) -> TestUser {
-    let mut sent = 0;
-    let response = loop {
-        sent += 1;
-        let answer = auth
-            .clone()
-            .login(v1::LoginRequest {
-                account: slug.to_owned(),
-                email: email.to_owned(),
-                password: TEST_PASSWORD.to_owned(),
-            })
-            .await;
-        match answer {
-            Err(status) if sent < 4 && error_reason(&status) == Some(Reason::RedisUnavailable) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            answer => break answer.expect("log in").into_inner(),
-        }
-    };
+    let response = sent_again_while_redis_is_unavailable(|| {
+        let mut auth = auth.clone();
+        let request = v1::LoginRequest {
+            account: slug.to_owned(),
+            email: email.to_owned(),
+            password: TEST_PASSWORD.to_owned(),
+        };
+        async move { auth.login(request).await }
+    })
+    .await
+    .expect("log in")
+    .into_inner();
     let user = response.user.expect("the user");
     let tokens = response.tokens.expect("tokens");
     TestUser {
@@ -575,6 +570,30 @@ pub(crate) async fn log_in(auth: &AuthServiceClient<Channel>, slug: &str, email:
         email: email.to_owned(),
         access_token: tokens.access_token,
         refresh_token: tokens.refresh_token,
+    }
+}
+
+/// The answer to `call`, sent again while it is answered REDIS_UNAVAILABLE (a loaded machine's
+/// Redis slower than the service's timeout: a retryable answer, docs/errors.md), as a client
+/// does, three more times at most, 200 ms apart. For the set-up steps of tests about something
+/// else; safe without an idempotency key because that answer comes from admission or the
+/// credentials' lookup, before a handler writes anything.
+pub(crate) async fn sent_again_while_redis_is_unavailable<T, Call, Answer>(
+    mut call: Call,
+) -> Result<T, tonic::Status>
+where
+    Call: FnMut() -> Answer,
+    Answer: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut sent = 0;
+    loop {
+        sent += 1;
+        match call().await {
+            Err(status) if sent < 4 && error_reason(&status) == Some(Reason::RedisUnavailable) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            answer => return answer,
+        }
     }
 }
 
