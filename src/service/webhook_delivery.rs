@@ -240,8 +240,10 @@ impl WebhookDeliveryWorkers {
             tracing::debug!(endpoint = %claimed.endpoint_id, delivery = %delivery.id,
                 status = outcome.1.status, error = outcome.1.error.as_deref(), delivered,
                 "delivery attempted");
-            self.record(claimed, &url, delivery, outcome).await?;
-            if !delivered {
+            let written = self.record(claimed, &url, delivery, outcome).await?;
+            // A record refused means another worker holds the endpoint now, or has made this
+            // attempt already: the rest of the batch is no longer this worker's to make.
+            if !written || !delivered {
                 break;
             }
         }
@@ -303,13 +305,14 @@ impl WebhookDeliveryWorkers {
         (started_at, outcome)
     }
 
+    /// Records the attempt under the claim's lease; `false` when the record was refused.
     async fn record(
         &self,
         claimed: &ClaimedEndpoint,
         url: &EndpointUrl,
         delivery: &ClaimedDelivery,
         (started_at, outcome): (DateTime<Utc>, AttemptOutcome),
-    ) -> Result<(), AppError> {
+    ) -> Result<bool, AppError> {
         let schedule = &self.settings.retry_schedule;
         let attempt = u32::try_from(delivery.attempt).unwrap_or(u32::MAX);
         let now = Utc::now();
@@ -355,8 +358,10 @@ impl WebhookDeliveryWorkers {
                 tracing::warn!(
                     endpoint = %claimed.endpoint_id,
                     delivery = %delivery.id,
-                    "the endpoint's lease ran out during an attempt; its record was not written"
+                    "the endpoint's lease ran out during an attempt, or the attempt was made \
+                     already; its record was not written, and the batch ends here"
                 );
+                return Ok(false);
             }
             Recorded::Written {
                 failing_since: Some(since),
@@ -379,7 +384,7 @@ impl WebhookDeliveryWorkers {
             }
             Recorded::Written { .. } => {}
         }
-        Ok(())
+        Ok(true)
     }
 }
 

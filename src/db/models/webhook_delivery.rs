@@ -125,11 +125,15 @@ impl WebhookDeliveries {
         limit: i64,
         failing_limit: i64,
     ) -> AppResult<Vec<ClaimedEndpoint>> {
-        // `leased` checks the lease again on the endpoint's row as it is now: a worker whose
-        // snapshot predates another's lease (taken and committed meanwhile) must not take it too.
+        // `leased` checks the endpoint's row as it is now against the version this statement's
+        // snapshot saw (`xmin`): a claim whose snapshot predates any change to the row since (a
+        // lease taken, an attempt recorded, a lease given back, all committed meanwhile) takes
+        // nothing. Its snapshot would show as due the deliveries another worker has made in
+        // between; the next claim sees them as they are.
         let rows: Vec<ClaimRow> = diesel::sql_query(
             "WITH due AS ( \
-                 SELECT e.id, head.due, e.failing_since IS NOT NULL AS failing, \
+                 SELECT e.id, e.xmin AS seen_version, head.due, \
+                     e.failing_since IS NOT NULL AS failing, \
                      row_number() OVER (PARTITION BY e.failing_since IS NOT NULL \
                                         ORDER BY head.due) AS place \
                  FROM webhook_endpoints e \
@@ -141,7 +145,7 @@ impl WebhookDeliveries {
                    AND (e.lease_until IS NULL OR e.lease_until < now()) \
                    AND (e.retry_at IS NULL OR e.retry_at <= now())), \
              chosen AS ( \
-                 SELECT id FROM due WHERE NOT failing OR place <= $4 \
+                 SELECT id, seen_version FROM due WHERE NOT failing OR place <= $4 \
                  ORDER BY due LIMIT $3), \
              locked AS ( \
                  SELECT e.id FROM webhook_endpoints e WHERE e.id IN (SELECT id FROM chosen) \
@@ -150,7 +154,9 @@ impl WebhookDeliveries {
                  UPDATE webhook_endpoints e \
                  SET lease_token = gen_random_uuid(), \
                      lease_until = now() + make_interval(secs => $1 / 1000.0) \
-                 FROM locked WHERE e.id = locked.id AND e.state = 'enabled' \
+                 FROM locked JOIN chosen ON chosen.id = locked.id \
+                 WHERE e.id = locked.id AND e.xmin = chosen.seen_version \
+                   AND e.state = 'enabled' \
                    AND (e.lease_until IS NULL OR e.lease_until < now()) \
                  RETURNING e.id, e.account_id, e.url, e.lease_token, e.secret_ciphertext, \
                      CASE WHEN e.previous_secret_expires_at > now() \
