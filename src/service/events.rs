@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::db::models::event::{Events, StoredEvent};
-use crate::db::{self, PgPool};
+use crate::db::{self, Limits, PgPool};
 use crate::domain::{EventCursor, EventType};
 use crate::errors::{AppError, AppResult, Resource};
 
@@ -36,8 +36,11 @@ pub const PAGE: i64 = 100;
 /// The most events one statement of the retention sweep deletes.
 const SWEEP_BATCH: i64 = 500;
 
-/// The most statements one pass of the sweep runs: a backlog is worked off over several passes.
-const SWEEP_STATEMENTS_PER_PASS: usize = 20;
+/// The most batches one pass of the sweep deletes: a backlog is worked off over several passes.
+const SWEEP_BATCHES_PER_PASS: usize = 20;
+
+/// How long one batch's statements may take together.
+const SWEEP_BATCH_BUDGET: Duration = Duration::from_secs(30);
 
 /// Deletes the events recorded more than `retention` ago none of whose deliveries is pending
 /// (with their deliveries and attempts), in batches; returns how many.
@@ -48,10 +51,19 @@ pub async fn sweep_past_retention(pool: &PgPool, retention: Duration) -> AppResu
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     let mut conn = db::connection(pool).await?;
     let mut deleted = 0;
-    for _ in 0..SWEEP_STATEMENTS_PER_PASS {
-        let batch = Events::delete_settled_before(&mut conn, before, SWEEP_BATCH).await?;
+    for _ in 0..SWEEP_BATCHES_PER_PASS {
+        let (locked, batch) = db::transaction(
+            &mut conn,
+            Limits::within(SWEEP_BATCH_BUDGET),
+            async |conn| {
+                let locked = Events::lock_settled_before(conn, before, SWEEP_BATCH).await?;
+                let batch = Events::delete_unowed(conn, &locked).await?;
+                AppResult::Ok((locked.len(), batch))
+            },
+        )
+        .await?;
         deleted += batch;
-        if i64::try_from(batch).unwrap_or(i64::MAX) < SWEEP_BATCH {
+        if i64::try_from(locked).unwrap_or(i64::MAX) < SWEEP_BATCH {
             break;
         }
     }

@@ -197,23 +197,50 @@ impl Events {
         Ok(position.map(Position::cursor))
     }
 
-    /// Deletes up to `limit` of the oldest events recorded before `before` none of whose
-    /// deliveries is pending, their deliveries and attempts with them; returns how many.
-    pub async fn delete_settled_before(
+    /// Locks up to `limit` of the oldest events recorded before `before` none of whose
+    /// deliveries is pending, skipping those another transaction holds; their ids. The first
+    /// half of the retention sweep: [`Self::delete_unowed`], in the same transaction, deletes
+    /// them.
+    pub async fn lock_settled_before(
         conn: &mut AsyncPgConnection,
         before: DateTime<Utc>,
         limit: i64,
-    ) -> AppResult<usize> {
-        Ok(diesel::sql_query(
-            "DELETE FROM events WHERE id IN ( \
-                 SELECT e.id FROM events e \
-                 WHERE e.created_at < $1 \
-                   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                                   WHERE d.event_id = e.id AND d.state = 'pending') \
-                 ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    ) -> AppResult<Vec<Uuid>> {
+        #[derive(QueryableByName)]
+        struct Locked {
+            #[diesel(sql_type = SqlUuid)]
+            id: Uuid,
+        }
+        let locked: Vec<Locked> = diesel::sql_query(
+            "SELECT e.id FROM events e \
+             WHERE e.created_at < $1 \
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                               WHERE d.event_id = e.id AND d.state = 'pending') \
+             ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind::<Timestamptz, _>(before)
         .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await?;
+        Ok(locked.into_iter().map(|event| event.id).collect())
+    }
+
+    /// Deletes those of the events `ids` (locked by [`Self::lock_settled_before`]) none of whose
+    /// deliveries is pending now, their deliveries and attempts with them; how many.
+    ///
+    /// A statement of its own, because its snapshot must be taken after the locks: a delivery
+    /// put back in the queue by a redrive that committed while the locking statement ran is
+    /// pending in this snapshot, and one that had not committed yet is still waiting for its
+    /// event's lock ([`super::webhook_delivery::WebhookDeliveries::redrive_failed`] takes it
+    /// first), so it changes nothing. One statement judging "none pending" from its own start
+    /// would delete a delivery redriven in between, and the redrive with it.
+    pub async fn delete_unowed(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> AppResult<usize> {
+        Ok(diesel::sql_query(
+            "DELETE FROM events e WHERE e.id = ANY ($1) \
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                               WHERE d.event_id = e.id AND d.state = 'pending')",
+        )
+        .bind::<Array<SqlUuid>, _>(ids)
         .execute(conn)
         .await?)
     }

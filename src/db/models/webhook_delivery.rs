@@ -437,6 +437,12 @@ impl WebhookDeliveries {
 
     /// Puts failed deliveries of the endpoint back in the queue with a fresh schedule: the one
     /// `only` names, or every one whose event happened at or after `since`. How many.
+    ///
+    /// Each delivery's event is locked (`FOR KEY SHARE`) before the delivery changes, so that
+    /// the retention sweep, which locks the events it deletes, either skips the event or has
+    /// deleted it before this statement gets to it (then there is nothing to redrive): it never
+    /// deletes a delivery this statement has just put back in the queue
+    /// ([`super::event::Events::delete_unowed`]).
     pub async fn redrive_failed(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
@@ -445,14 +451,18 @@ impl WebhookDeliveries {
         since: Option<DateTime<Utc>>,
     ) -> AppResult<usize> {
         Ok(diesel::sql_query(
-            "UPDATE webhook_deliveries d \
+            "WITH kept AS ( \
+                 SELECT ev.id FROM events ev JOIN webhook_deliveries d ON d.event_id = ev.id \
+                 WHERE d.account_id = $1 AND d.endpoint_id = $2 AND d.state = 'failed' \
+                   AND ($3::uuid IS NULL OR d.id = $3) \
+                   AND ($4::timestamptz IS NULL OR ev.created_at >= $4) \
+                 FOR KEY SHARE OF ev) \
+             UPDATE webhook_deliveries d \
              SET state = 'pending', attempts = 0, next_attempt_at = now(), done_at = NULL, \
                  redrive_count = redrive_count + 1 \
-             FROM events ev \
-             WHERE d.account_id = $1 AND d.endpoint_id = $2 AND d.state = 'failed' \
-               AND ev.id = d.event_id \
-               AND ($3::uuid IS NULL OR d.id = $3) \
-               AND ($4::timestamptz IS NULL OR ev.created_at >= $4)",
+             FROM kept \
+             WHERE d.event_id = kept.id AND d.account_id = $1 AND d.endpoint_id = $2 \
+               AND d.state = 'failed'",
         )
         .bind::<SqlUuid, _>(account_id)
         .bind::<SqlUuid, _>(endpoint_id)

@@ -176,13 +176,20 @@ impl WebhookEndpoints {
         let enabling = changes.disabled == Some(false) && current.state == EndpointState::Disabled;
         if enabling {
             // What failed while the endpoint was failing (or after it was disabled) goes back
-            // to the queue with a fresh schedule.
+            // to the queue with a fresh schedule; each event is locked first, as a redrive
+            // locks it, so that the retention sweep cannot delete it meanwhile.
             diesel::sql_query(
-                "UPDATE webhook_deliveries d SET state = 'pending', attempts = 0, \
+                "WITH kept AS ( \
+                     SELECT ev.id FROM events ev \
+                     JOIN webhook_deliveries d ON d.event_id = ev.id \
+                     JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+                     WHERE e.id = $1 AND d.state = 'failed' \
+                       AND d.done_at >= coalesce(e.failing_since, e.disabled_at) \
+                     FOR KEY SHARE OF ev) \
+                 UPDATE webhook_deliveries d SET state = 'pending', attempts = 0, \
                      next_attempt_at = now(), done_at = NULL, redrive_count = redrive_count + 1 \
-                 FROM webhook_endpoints e \
-                 WHERE e.id = $1 AND d.endpoint_id = e.id AND d.state = 'failed' \
-                   AND d.done_at >= coalesce(e.failing_since, e.disabled_at)",
+                 FROM kept \
+                 WHERE d.event_id = kept.id AND d.endpoint_id = $1 AND d.state = 'failed'",
             )
             .bind::<diesel::sql_types::Uuid, _>(current.id)
             .execute(conn)

@@ -12,7 +12,7 @@ use tonic::Code;
 
 use crate::support::{
     PATIENCE, Scrape, TEST_PASSWORD, TestApp, TestUser, assert_reason, error_reason, redis_url,
-    with_metrics, with_token,
+    sent_again_while_a_dependency_is_unavailable, with_metrics, with_token,
 };
 
 fn login_request(user: &TestUser, password: &str) -> v1::LoginRequest {
@@ -260,28 +260,18 @@ async fn refreshes_at_once(
 ) -> Vec<Result<v1::Tokens, tonic::Status>> {
     let tasks: Vec<_> = (0..tabs)
         .map(|_| {
-            let mut auth = app.auth.clone();
+            let auth = app.auth.clone();
             let refresh_token = token.to_owned();
             tokio::spawn(async move {
-                let mut sent = 0;
-                loop {
-                    sent += 1;
-                    let answer = auth
-                        .refresh_token(v1::RefreshTokenRequest {
-                            refresh_token: refresh_token.clone(),
-                        })
-                        .await
-                        .map(|response| response.into_inner().tokens.expect("tokens"));
-                    match &answer {
-                        Err(status)
-                            if sent < 4
-                                && error_reason(status) == Some(Reason::RedisUnavailable) =>
-                        {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                        _ => return answer,
-                    }
-                }
+                sent_again_while_a_dependency_is_unavailable(|| {
+                    let mut auth = auth.clone();
+                    let request = v1::RefreshTokenRequest {
+                        refresh_token: refresh_token.clone(),
+                    };
+                    async move { auth.refresh_token(request).await }
+                })
+                .await
+                .map(|response| response.into_inner().tokens.expect("tokens"))
             })
         })
         .collect();

@@ -1108,6 +1108,117 @@ async fn events_past_their_retention_are_deleted_once_none_of_their_deliveries_i
 }
 
 #[tokio::test]
+async fn a_redrive_committed_while_the_retention_sweep_runs_is_delivered_not_swept_away() {
+    use diesel_async::RunQueryDsl;
+
+    // No workers and no sweeper of the app's own: the test runs the sweep itself, at the moment
+    // it chooses.
+    let app = TestApp::spawn_with(|settings| {
+        settings.outbound_webhooks.workers = 0;
+        settings.outbound_webhooks.event_sweep_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let (endpoint, _) = register(&app, "https://hooks.example.com/gone", &["ticket.created"]).await;
+    let ticket = app.create_ticket("Failed long ago").await;
+    let mut conn = app.database.connect().await;
+    let delivery: uuid::Uuid = diesel::sql_query(
+        "UPDATE webhook_deliveries SET state = 'failed', attempts = 3, done_at = now() \
+         WHERE endpoint_id = $1 RETURNING id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(endpoint.id.parse::<uuid::Uuid>().unwrap())
+    .get_result::<DeliveryId>(&mut conn)
+    .await
+    .expect("the delivery is marked failed")
+    .id;
+    diesel::sql_query(format!(
+        "UPDATE events SET created_at = now() - interval '31 days' WHERE resource_id = '{}'",
+        ticket.id
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("the event is backdated");
+
+    // The redrive is held at the delivery's row, mid-statement, by a lock of the test's.
+    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+    diesel::sql_query("SELECT id FROM webhook_deliveries WHERE id = $1 FOR UPDATE")
+        .bind::<diesel::sql_types::Uuid, _>(delivery)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let redrive = tokio::spawn({
+        let mut client = endpoints(&app);
+        let request = app.as_admin(v1::RedriveWebhookDeliveryRequest {
+            endpoint_id: endpoint.id.clone(),
+            id: delivery.to_string(),
+        });
+        async move { client.redrive_webhook_delivery(request).await }
+    });
+    wait_until(
+        "the redrive waits for the delivery's row",
+        PATIENCE,
+        || async { crate::support::backends_waiting_on_locks(&app.database).await == 1 },
+    )
+    .await;
+    let pool = supportdesk::db::build_pool(&app.settings.database, Duration::from_secs(5));
+    let sweep = tokio::spawn(async move {
+        supportdesk::service::events::sweep_past_retention(&pool, Duration::from_secs(30 * 86_400))
+            .await
+    });
+    wait_until(
+        "the sweep has finished or waits for a lock",
+        PATIENCE,
+        || async {
+            sweep.is_finished()
+                || crate::support::backends_waiting_on_locks(&app.database).await == 2
+        },
+    )
+    .await;
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let redriven = redrive
+        .await
+        .unwrap()
+        .expect("the delivery is redriven")
+        .into_inner();
+    assert_eq!(redriven.state, v1::WebhookDeliveryState::Pending as i32);
+    assert_eq!(
+        sweep.await.unwrap().expect("the sweep ran"),
+        0,
+        "the sweep skipped the event being redriven"
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM webhook_deliveries \
+                 WHERE id = '{delivery}' AND state = 'pending' AND redrive_count = 1 \
+                   AND event_id IN (SELECT id FROM events)"
+            ),
+        )
+        .await,
+        1,
+        "the redriven delivery and its event are kept, owed to the endpoint"
+    );
+    // Once the redrive has committed, a sweep sees the delivery pending and keeps the event.
+    let pool = supportdesk::db::build_pool(&app.settings.database, Duration::from_secs(5));
+    assert_eq!(
+        supportdesk::service::events::sweep_past_retention(&pool, Duration::from_secs(30 * 86_400))
+            .await
+            .expect("the sweep ran"),
+        0
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct DeliveryId {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: uuid::Uuid,
+}
+
+#[tokio::test]
 async fn two_instances_deliver_every_event_to_every_endpoint_and_never_make_one_attempt_twice() {
     let receiver = WebhookReceiver::start().await;
     let (app, _seam) = delivering_app(|settings| {

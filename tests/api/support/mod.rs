@@ -447,7 +447,7 @@ impl TestApp {
             role.as_str_name().to_lowercase(),
             Uuid::now_v7().simple()
         );
-        let user = sent_again_while_redis_is_unavailable(|| {
+        let user = sent_again_while_a_dependency_is_unavailable(|| {
             let mut users = self.users.clone();
             let request = admin.request(v1::CreateUserRequest {
                 user: Some(v1::User {
@@ -531,7 +531,7 @@ pub(crate) async fn sign_up(
 ) -> TestUser {
     let slug = format!("test-{}", Uuid::now_v7().simple());
     let email = format!("admin@{slug}.example.com");
-    sent_again_while_redis_is_unavailable(|| {
+    sent_again_while_a_dependency_is_unavailable(|| {
         let mut accounts = accounts.clone();
         let request = v1::CreateAccountRequest {
             name: "Test Account".to_owned(),
@@ -549,7 +549,7 @@ pub(crate) async fn sign_up(
 
 /// Logs `email` of account `slug` in with [`TEST_PASSWORD`].
 pub(crate) async fn log_in(auth: &AuthServiceClient<Channel>, slug: &str, email: &str) -> TestUser {
-    let response = sent_again_while_redis_is_unavailable(|| {
+    let response = sent_again_while_a_dependency_is_unavailable(|| {
         let mut auth = auth.clone();
         let request = v1::LoginRequest {
             account: slug.to_owned(),
@@ -573,12 +573,15 @@ pub(crate) async fn log_in(auth: &AuthServiceClient<Channel>, slug: &str, email:
     }
 }
 
-/// The answer to `call`, sent again while it is answered REDIS_UNAVAILABLE (a loaded machine's
-/// Redis slower than the service's timeout: a retryable answer, docs/errors.md), as a client
-/// does, three more times at most, 200 ms apart. For the set-up steps of tests about something
-/// else; safe without an idempotency key because that answer comes from admission or the
-/// credentials' lookup, before a handler writes anything.
-pub(crate) async fn sent_again_while_redis_is_unavailable<T, Call, Answer>(
+/// The answer to `call`, sent again while it is answered UNAVAILABLE for a dependency (a loaded
+/// machine's Redis slower than the service's timeout, a PostgreSQL connection not made or not
+/// free within the pool's: retryable answers, docs/errors.md), as a client does, three more
+/// times at most, 200 ms apart. For the set-up steps of tests about something else. Safe without
+/// an idempotency key: those answers come from admission, the credentials' lookup or the pool's
+/// checkout, before a handler writes anything; the one exception, a connection lost while its
+/// commit is under way, would show as the resend's refusal (the account or user exists, the
+/// refresh token was used), so a test fails visibly rather than passing on a double.
+pub(crate) async fn sent_again_while_a_dependency_is_unavailable<T, Call, Answer>(
     mut call: Call,
 ) -> Result<T, tonic::Status>
 where
@@ -589,7 +592,17 @@ where
     loop {
         sent += 1;
         match call().await {
-            Err(status) if sent < 4 && error_reason(&status) == Some(Reason::RedisUnavailable) => {
+            Err(status)
+                if sent < 4
+                    && matches!(
+                        error_reason(&status),
+                        Some(
+                            Reason::RedisUnavailable
+                                | Reason::DatabaseUnavailable
+                                | Reason::DatabaseBusy
+                        )
+                    ) =>
+            {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             answer => return answer,
