@@ -21,7 +21,8 @@
 //!
 //! A worker that dies mid-attempt leaves the lease to expire; the attempt it made is made again
 //! by the next worker (at least once), and its record, had it been written late, is refused by
-//! the attempt number.
+//! the attempt number. A record that cannot reach PostgreSQL is written again for as long as the
+//! lease lasts, so that a short outage of the database does not repeat an attempt.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,11 @@ pub const MAX_ENDPOINT_REST: Duration = Duration::from_secs(60);
 
 /// Beyond the attempts of a batch, how long a lease lasts (for the claim and the records).
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The first pause before an attempt's record is written again, doubled each time up to
+/// [`RECORD_MAX_PAUSE`].
+const RECORD_FIRST_PAUSE: Duration = Duration::from_millis(100);
+const RECORD_MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// Turns an event into the body of its delivery: the API's `Event` message in proto3 JSON,
 /// rendered by the API layer (which owns the wire conversions).
@@ -240,7 +246,9 @@ impl WebhookDeliveryWorkers {
             tracing::debug!(endpoint = %claimed.endpoint_id, delivery = %delivery.id,
                 status = outcome.1.status, error = outcome.1.error.as_deref(), delivered,
                 "delivery attempted");
-            let written = self.record(claimed, &url, delivery, outcome).await?;
+            let written = self
+                .record(claimed, &url, delivery, outcome, lease_ends, stop)
+                .await?;
             // A record refused means another worker holds the endpoint now, or has made this
             // attempt already: the rest of the batch is no longer this worker's to make.
             if !written || !delivered {
@@ -312,6 +320,8 @@ impl WebhookDeliveryWorkers {
         url: &EndpointUrl,
         delivery: &ClaimedDelivery,
         (started_at, outcome): (DateTime<Utc>, AttemptOutcome),
+        lease_ends: Instant,
+        stop: &CancellationToken,
     ) -> Result<bool, AppError> {
         let schedule = &self.settings.retry_schedule;
         let attempt = u32::try_from(delivery.attempt).unwrap_or(u32::MAX);
@@ -349,10 +359,7 @@ impl WebhookDeliveryWorkers {
             next_attempt_at,
             endpoint_rests_until: rests_until,
         };
-        let mut conn = crate::db::connection(&self.pool).await?;
-        let recorded =
-            WebhookDeliveries::record(&mut conn, claimed.endpoint_id, claimed.lease_token, &record)
-                .await?;
+        let (mut conn, recorded) = self.write(claimed, &record, lease_ends, stop).await?;
         match recorded {
             Recorded::LeaseLost => {
                 tracing::warn!(
@@ -385,6 +392,49 @@ impl WebhookDeliveryWorkers {
             Recorded::Written { .. } => {}
         }
         Ok(true)
+    }
+
+    /// Writes an attempt's record, and writes it again after PostgreSQL could not be reached,
+    /// for as long as the lease lasts (or until the instance stops): a record that is not
+    /// written leaves the attempt to be made again by the next worker, so without this a blip of
+    /// the database would cost the endpoint a second request. Writing again is safe: the record
+    /// is refused once the attempt is recorded or the lease is someone else's.
+    async fn write(
+        &self,
+        claimed: &ClaimedEndpoint,
+        record: &AttemptRecord<'_>,
+        lease_ends: Instant,
+        stop: &CancellationToken,
+    ) -> Result<(crate::db::PooledConnection<'_>, Recorded), AppError> {
+        let mut pause = RECORD_FIRST_PAUSE;
+        loop {
+            let written = async {
+                let mut conn = crate::db::connection(&self.pool).await?;
+                let recorded = WebhookDeliveries::record(
+                    &mut conn,
+                    claimed.endpoint_id,
+                    claimed.lease_token,
+                    record,
+                )
+                .await?;
+                Ok((conn, recorded))
+            }
+            .await;
+            let error = match written {
+                Err(error @ AppError::Unavailable { .. }) => error,
+                written => return written,
+            };
+            if Instant::now() + pause >= lease_ends {
+                return Err(error);
+            }
+            tracing::debug!(endpoint = %claimed.endpoint_id, delivery = %record.delivery_id,
+                %error, "an attempt's record could not be written; writing it again");
+            tokio::select! {
+                () = stop.cancelled() => return Err(error),
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = pause.saturating_mul(2).min(RECORD_MAX_PAUSE);
+        }
     }
 }
 
