@@ -143,7 +143,9 @@ pub struct Events;
 impl Events {
     /// Records a test event for one endpoint (`endpoint.test`, carrying the endpoint), and so
     /// (by the fan-out trigger) its one delivery; returns the delivery's id. Two statements:
-    /// the trigger's rows are not visible to the statement whose insert fired it.
+    /// the trigger's rows are not visible to the statement whose insert fired it. The endpoint
+    /// is locked as it is read (as the fan-out locks it): one whose deletion commits meanwhile
+    /// is not found, rather than failing the event's foreign key.
     pub async fn insert_test(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
@@ -160,6 +162,7 @@ impl Events {
                     to_jsonb(e) - 'secret_ciphertext' - 'previous_secret_ciphertext' \
                         - 'lease_token' - 'lease_until', e.id \
              FROM webhook_endpoints e WHERE e.account_id = $1 AND e.id = $2 \
+             FOR KEY SHARE \
              RETURNING id",
         )
         .bind::<SqlUuid, _>(account_id)

@@ -98,7 +98,8 @@ const FIND: &str = "SELECT t.id, t.user_id, t.account_id, a.slug AS account_slug
 
 /// ResetPassword's write, one statement: uses token `$1` if it is still unused and unexpired,
 /// uses up every other token of its user, sets the user's password hash `$2`, and records the
-/// user's sessions `$3` as revoked until `$4`. Answers whether the password was set.
+/// user's sessions `$3` as revoked until `$4` (as `RevokedSession::record` does: an expired row
+/// of one of them is renewed, not forgotten). Answers whether the password was set.
 const USE_TOKEN: &str = "WITH used AS ( \
          UPDATE password_tokens SET used_at = now() \
          WHERE id = $1 AND used_at IS NULL AND expires_at > now() \
@@ -114,10 +115,12 @@ const USE_TOKEN: &str = "WITH used AS ( \
      ), forgotten AS ( \
          DELETE FROM revoked_sessions \
          WHERE user_id IN (SELECT user_id FROM used) AND expires_at < now() \
+             AND session_id <> ALL ($3::uuid[]) \
      ), revoked AS ( \
          INSERT INTO revoked_sessions (session_id, user_id, expires_at) \
          SELECT unnest($3::uuid[]), used.user_id, $4 FROM used \
-         ON CONFLICT (session_id) DO NOTHING \
+         ON CONFLICT (session_id) DO UPDATE \
+             SET expires_at = greatest(revoked_sessions.expires_at, EXCLUDED.expires_at) \
      ) \
      SELECT EXISTS (SELECT 1 FROM changed) AS changed";
 

@@ -13,14 +13,19 @@ use crate::errors::AppResult;
 /// The queries of the `revoked_sessions` table.
 pub struct RevokedSession;
 
-/// Records sessions `$2` of user `$1` as revoked until `$3`, and forgets the user's rows that no
-/// longer matter: one statement, so the table stays the size of what is live.
+/// Records sessions `$2` of user `$1` as revoked until `$3` (or later, if one already is), and
+/// forgets the user's other rows that no longer matter: one statement, so the table stays the
+/// size of what is live. The sessions being recorded are left out of the forgetting: a session
+/// revoked again after its row expired (a logout sent again) would otherwise have its row kept
+/// by the insert's conflict and deleted by the same statement.
 const RECORD: &str = "WITH forgotten AS ( \
-         DELETE FROM revoked_sessions WHERE user_id = $1 AND expires_at < now() \
+         DELETE FROM revoked_sessions \
+         WHERE user_id = $1 AND expires_at < now() AND session_id <> ALL ($2::uuid[]) \
      ) \
      INSERT INTO revoked_sessions (session_id, user_id, expires_at) \
      SELECT unnest($2::uuid[]), $1, $3 \
-     ON CONFLICT (session_id) DO NOTHING";
+     ON CONFLICT (session_id) DO UPDATE \
+         SET expires_at = greatest(revoked_sessions.expires_at, EXCLUDED.expires_at)";
 
 impl RevokedSession {
     /// Records `sessions` of `user_id` as revoked until `until`. One statement; nothing for an

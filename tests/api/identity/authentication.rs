@@ -11,8 +11,8 @@ use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use crate::support::{
-    PATIENCE, Scrape, TEST_PASSWORD, TestApp, TestUser, assert_reason, error_reason, redis_url,
-    sent_again_while_a_dependency_is_unavailable, with_metrics, with_token,
+    PATIENCE, Scrape, TEST_PASSWORD, TestApp, TestUser, assert_reason, count_of, error_reason,
+    redis_url, sent_again_while_a_dependency_is_unavailable, with_metrics, with_token,
 };
 
 fn login_request(user: &TestUser, password: &str) -> v1::LoginRequest {
@@ -411,6 +411,47 @@ async fn logout_ends_the_session_and_logout_all_every_session() {
     refresh(&app, &third_session.refresh_token)
         .await
         .expect_err("over");
+}
+
+#[tokio::test]
+async fn a_session_revoked_again_after_its_record_expired_is_recorded_again_and_others_forgotten() {
+    use diesel_async::RunQueryDsl;
+    use supportdesk::db::models::RevokedSession;
+
+    let app = TestApp::spawn().await;
+    let mut conn = app.database.connect().await;
+    let user = app.admin.id.as_uuid();
+    let (again, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let until = || chrono::Utc::now() + chrono::Duration::minutes(15);
+    RevokedSession::record(&mut conn, user, &[again, other], until())
+        .await
+        .expect("recorded");
+    // Both records outlive their access tokens; then the first session is revoked again (a
+    // logout sent again after its Redis step failed).
+    diesel::sql_query("UPDATE revoked_sessions SET expires_at = now() - interval '1 minute'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    RevokedSession::record(&mut conn, user, &[again], until())
+        .await
+        .expect("recorded again");
+
+    let live = |session: uuid::Uuid| {
+        format!(
+            "SELECT count(*) AS count FROM revoked_sessions \
+             WHERE session_id = '{session}' AND expires_at > now()"
+        )
+    };
+    assert_eq!(count_of(&app.database, &live(again)).await, 1);
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!("SELECT count(*) AS count FROM revoked_sessions WHERE session_id = '{other}'")
+        )
+        .await,
+        0,
+        "the other expired record is forgotten"
+    );
 }
 
 #[tokio::test]

@@ -1212,6 +1212,74 @@ async fn a_redrive_committed_while_the_retention_sweep_runs_is_delivered_not_swe
     );
 }
 
+#[tokio::test]
+async fn a_ticket_written_while_an_endpoint_is_being_deleted_is_saved_and_owes_that_endpoint_nothing()
+ {
+    use diesel_async::RunQueryDsl;
+
+    let app = TestApp::spawn().await;
+    let (leaving, _) = register(&app, "https://hooks.example.com/leaving", &[]).await;
+    let (staying, _) = register(&app, "https://hooks.example.com/staying", &[]).await;
+    // The endpoint's deletion holds its row until the test commits it.
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+    diesel::sql_query("DELETE FROM webhook_endpoints WHERE id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(leaving.id.parse::<uuid::Uuid>().unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let created = tokio::spawn({
+        let mut tickets = app.tickets.clone();
+        let request = keyed(app.as_admin(crate::support::valid_create_request(
+            "Written during a deletion",
+        )));
+        async move { tickets.create_ticket(request).await }
+    });
+    wait_until(
+        "the ticket's event waits for the endpoint's row",
+        PATIENCE,
+        || async { crate::support::backends_waiting_on_locks(&app.database).await == 1 },
+    )
+    .await;
+    diesel::sql_query("COMMIT")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let ticket = created
+        .await
+        .unwrap()
+        .expect("the ticket is created")
+        .into_inner();
+    let deliveries_to = |endpoint: &str| {
+        format!(
+            "SELECT count(*) AS count FROM webhook_deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE d.endpoint_id = '{endpoint}' AND e.resource_id = '{}' \
+               AND e.type = 'ticket.created'",
+            ticket.id
+        )
+    };
+    assert_eq!(
+        count_of(&app.database, &deliveries_to(&staying.id)).await,
+        1
+    );
+    assert_eq!(
+        count_of(&app.database, &deliveries_to(&leaving.id)).await,
+        0
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM tickets WHERE id = '{}'",
+                ticket.id
+            ),
+        )
+        .await,
+        1
+    );
+}
+
 #[derive(diesel::QueryableByName)]
 struct DeliveryId {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
