@@ -18,7 +18,10 @@ use crate::support::attachments::{
     direct_upload, http, png_bytes, put, put_with, ready_attachment, sha256_hex, streamed,
     upload_request, upload_through, uploaded,
 };
-use crate::support::storage::{StorageServer, TEST_ACCESS_KEY, TEST_BUCKET, TEST_SECRET_KEY};
+use crate::support::storage::{
+    SHARED_STORAGE, StorageServer, TEST_ACCESS_KEY, TEST_BUCKET, TEST_SECRET_KEY,
+};
+use crate::support::store_proxy::StoreProxy;
 use crate::support::{PATIENCE, Scrape, TestApp, assert_reason, details, wait_until};
 
 /// A URL the test signs itself with the store's credentials (a client the service never saw),
@@ -320,6 +323,111 @@ async fn a_checksum_other_than_declared_is_refused_at_completion_and_the_object_
         .await
         .expect_err("a malformed digest");
     assert_reason(&status, Reason::InvalidArgument);
+}
+
+/// A refused upload whose object the store fails to delete stays with its PENDING attachment,
+/// never queued for the sweeper on its own: the client's corrected PUT to the same URL writes
+/// that object again, and a queued deletion would take it from the completed attachment.
+#[tokio::test]
+async fn a_refused_upload_the_store_fails_to_delete_is_not_queued_and_the_corrected_upload_keeps_its_bytes()
+ {
+    let proxy = StoreProxy::start(SHARED_STORAGE.endpoint()).await;
+    let app = TestApp::spawn_with(|settings| {
+        let storage = settings.attachments.storage.as_mut().unwrap();
+        // The service's own calls go through the proxy; the URLs it signs lead to the store.
+        storage.public_endpoint = Some(storage.endpoint.clone());
+        storage.endpoint = proxy.endpoint();
+    })
+    .await;
+    let ticket = app.create_ticket("a delete the store fails").await;
+    let declared = png_bytes(9);
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &declared)))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = started.attachment.clone().unwrap().id;
+    let key = stored(&app, &id).await.unwrap().object_key;
+    let other = png_bytes(10)[..1000].to_vec();
+    let written = http()
+        .put(signed_by_the_test(&SHARED_STORAGE.endpoint(), "PUT", &key))
+        .body(other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 200);
+
+    proxy.refuse_deletes(true);
+    let status = app
+        .attachments
+        .clone()
+        .complete_upload(app.as_admin(v1::CompleteUploadRequest { id: id.clone() }))
+        .await
+        .expect_err("refused");
+    assert_reason(&status, Reason::UploadMismatch);
+    assert_eq!(proxy.deletes_refused(), 1);
+    proxy.refuse_deletes(false);
+    assert_eq!(queued_deletions(&app).await, 0, "nothing is queued");
+    assert_eq!(stored(&app, &id).await.unwrap().state, "pending");
+    assert_eq!(
+        object_status(&app, &key).await,
+        200,
+        "kept under its attachment"
+    );
+
+    let answer = put(&started, declared.clone()).await;
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    let ready = complete_while_the_store_is_up(&app, &id).await;
+    assert_eq!(ready.state(), v1::AttachmentState::Ready);
+    let download = app
+        .attachments
+        .clone()
+        .get_download_url(app.as_admin(v1::GetDownloadUrlRequest { id }))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = http().get(&download.download_url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap().to_vec(), declared);
+}
+
+/// Migration 25 forgets the deletions earlier versions queued for objects an attachment still
+/// holds, and only those.
+#[tokio::test]
+async fn migration_25_forgets_only_the_queued_deletions_of_objects_an_attachment_holds() {
+    let app = TestApp::spawn().await;
+    let attachment = ready_attachment(&app).await;
+    let held = stored(&app, &attachment.id).await.unwrap().object_key;
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("INSERT INTO storage_deletions (object_key) VALUES ($1), ('gone/object')")
+        .bind::<Text, _>(&held)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let migration = std::fs::read_to_string(
+        crate::support::repository_root()
+            .join("migrations/2026-12-01-000025_no_deletion_of_a_held_object/up.sql"),
+    )
+    .unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &migration)
+        .await
+        .unwrap();
+    let left: Vec<String> = diesel::sql_query("SELECT object_key FROM storage_deletions")
+        .load::<QueuedKey>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.object_key)
+        .collect();
+    assert_eq!(left, vec!["gone/object".to_owned()]);
+}
+
+#[derive(diesel::QueryableByName)]
+struct QueuedKey {
+    #[diesel(sql_type = Text)]
+    object_key: String,
 }
 
 #[tokio::test]

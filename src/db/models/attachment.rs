@@ -296,14 +296,4 @@ impl StorageDeletion {
             .await?;
         Ok(())
     }
-
-    /// Queues `key` for deletion now (a failed upload's object the request could not delete).
-    pub async fn queue(conn: &mut AsyncPgConnection, key: &str) -> AppResult<()> {
-        diesel::insert_into(storage_deletions::table)
-            .values(storage_deletions::object_key.eq(key))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
 }

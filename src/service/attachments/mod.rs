@@ -327,12 +327,13 @@ impl Attachments {
         if !differences.is_empty() {
             counters.uploads[UPLOAD_MISMATCH].increment();
             counters.bytes[1].add(stored.size_bytes);
+            // Not queued for the sweeper when the store fails the delete: the attachment still
+            // holds this key, and the client's next PUT to its URL writes the same object, which
+            // a queued deletion would take from a completed attachment. What the attachment's
+            // key holds goes with it (overwritten by that PUT, or deleted with the attachment,
+            // abandoned or not).
             if let Err(error) = storage.delete(&attachment.object_key, deadline).await {
-                tracing::warn!(%error, key = %attachment.object_key, "deleting a refused upload failed; queued");
-                db::with_connection(&self.pool, async |conn| {
-                    StorageDeletion::queue(conn, &attachment.object_key).await
-                })
-                .await?;
+                tracing::warn!(%error, key = %attachment.object_key, "deleting a refused upload failed; it goes with the attachment");
             }
             return Err(mismatch(
                 &format!("attachments/{id}"),

@@ -20,6 +20,7 @@ pub(crate) mod replica;
 pub(crate) mod smtp;
 pub(crate) mod source;
 pub(crate) mod storage;
+pub(crate) mod store_proxy;
 pub(crate) mod typescript_client;
 pub(crate) mod watched;
 pub(crate) mod webhook_receiver;
