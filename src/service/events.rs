@@ -57,6 +57,9 @@ pub async fn sweep_past_retention(pool: &PgPool, retention: Duration) -> AppResu
             Limits::within(SWEEP_BATCH_BUDGET),
             async |conn| {
                 let locked = Events::lock_settled_before(conn, before, SWEEP_BATCH).await?;
+                if locked.is_empty() {
+                    return AppResult::Ok((0, 0));
+                }
                 let batch = Events::delete_unowed(conn, &locked).await?;
                 AppResult::Ok((locked.len(), batch))
             },

@@ -110,12 +110,27 @@ pub enum StorageError {
     /// This instance already has as many calls in flight as the bulkhead allows.
     #[error(transparent)]
     Busy(#[from] BulkheadFull),
+    /// The caller's deadline passed before the store answered, sooner than the store's own
+    /// timeout: nothing is known of the store, and its breaker is told nothing.
+    #[error("the request's deadline passed before object storage answered")]
+    DeadlineExceeded,
     /// The store refused the call (credentials, a missing bucket): a configuration problem.
     #[error("object storage refused {operation}: HTTP {status}")]
     Refused {
         operation: &'static str,
         status: u16,
     },
+}
+
+/// Whose time a call to the store runs on, which decides what running out of it tells the
+/// store's breaker.
+#[derive(Clone, Copy, Debug)]
+enum TimeOf {
+    /// A request's, up to its deadline: a deadline that comes before the store's timeout is
+    /// the client's choice, and running out of it is no failure of the store's.
+    Request,
+    /// The service's own (the health probe): running out of it is the store's failure.
+    Service,
 }
 
 impl From<StorageError> for AppError {
@@ -130,6 +145,7 @@ impl From<StorageError> for AppError {
                 provider: full.provider,
                 retry_after: full.retry_after,
             },
+            StorageError::DeadlineExceeded => AppError::DeadlineExceeded,
             error @ StorageError::Refused { .. } => AppError::internal(error),
         }
     }
@@ -321,7 +337,10 @@ impl ObjectStorage {
                 head,
             })))
         };
-        match self.bounded(permit, read, deadline).await? {
+        match self
+            .bounded(permit, read, deadline, TimeOf::Request)
+            .await?
+        {
             Ok(object) => Ok(object),
             Err(status) => self.refused("GET", status),
         }
@@ -453,6 +472,7 @@ impl ObjectStorage {
                 permit,
                 async { Ok(self.http.delete(url).send().await?.status()) },
                 deadline,
+                TimeOf::Request,
             )
             .await?;
         if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
@@ -472,24 +492,30 @@ impl ObjectStorage {
             permit,
             async { Ok(BucketAnswer(self.http.head(url).send().await?.status())) },
             deadline,
+            TimeOf::Service,
         )
         .await
         .map(|_| ())
     }
 
     /// Runs `call` until the earlier of the store's timeout and `deadline`, and tells the
-    /// breaker how it went: a transport error, a 5xx or running out of time is a failure,
-    /// any other answer a success.
+    /// breaker how it went: a transport error, a 5xx or running out of time is a failure, any
+    /// other answer a success. Running out of a request's deadline before the store's timeout
+    /// (a client's short deadline) says nothing of the store: the breaker counts it as neither,
+    /// or any caller could open it for every account with a few impatient requests.
     async fn bounded<T>(
         &self,
         permit: BreakerPermit,
         call: impl Future<Output = Result<T, reqwest::Error>>,
         deadline: Instant,
+        time_of: TimeOf,
     ) -> Result<T, StorageError>
     where
         T: StatusLike,
     {
-        let deadline = deadline.min(Instant::now() + self.timeout);
+        let stores = Instant::now() + self.timeout;
+        let callers_first = matches!(time_of, TimeOf::Request) && deadline < stores;
+        let deadline = deadline.min(stores);
         self.sent.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let answer = tokio::time::timeout_at(deadline, call).await;
@@ -514,6 +540,10 @@ impl ObjectStorage {
             Ok(Err(error)) => {
                 self.breaker.timed(CallResult::NoAnswer, took);
                 Err(StorageError::Unavailable(error.into()))
+            }
+            Err(_) if callers_first => {
+                permit.record(CallOutcome::Neutral);
+                return Err(StorageError::DeadlineExceeded);
             }
             Err(_) => {
                 self.breaker.timed(CallResult::NoAnswer, took);

@@ -716,6 +716,63 @@ async fn an_upload_never_completed_is_swept_with_its_object_after_its_url_expire
     .await;
 }
 
+/// A PENDING upload deleted while its URL still writes: the object a client PUTs afterwards is
+/// deleted once the URL has expired, not lost to a deletion that ran before the PUT arrived.
+#[tokio::test]
+async fn an_upload_deleted_while_pending_loses_the_object_put_after_its_deletion_once_its_url_expired()
+ {
+    let app = TestApp::spawn_with(|settings| {
+        // Long enough for the PUT below to reach the store before the URL expires on a loaded
+        // machine; the deletion then waits for the expiry.
+        settings.attachments.upload_url_ttl = Duration::from_secs(5);
+        settings.attachments.abandon_grace = Duration::ZERO;
+        settings.attachments.sweep_interval = Duration::from_millis(200);
+    })
+    .await;
+    let ticket = app.create_ticket("deleted while uploading").await;
+    let bytes = png_bytes(12);
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &bytes)))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = started.attachment.clone().unwrap().id;
+    let key = stored(&app, &id).await.unwrap().object_key;
+    app.attachments
+        .clone()
+        .delete_attachment(app.as_admin(v1::DeleteAttachmentRequest { id: id.clone() }))
+        .await
+        .expect("deleted");
+    let expires = started.expire_time.unwrap().seconds;
+    assert_eq!(
+        crate::support::count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM storage_deletions \
+                 WHERE object_key = '{key}' AND due_at >= to_timestamp({expires})"
+            ),
+        )
+        .await,
+        1,
+        "the deletion is due once the URL has expired"
+    );
+
+    assert_eq!(put(&started, bytes).await.status(), 200);
+    assert_eq!(object_status(&app, &key).await, 200);
+    wait_until(
+        "the object put after the deletion is deleted",
+        PATIENCE,
+        || async { object_status(&app, &key).await == 404 },
+    )
+    .await;
+    wait_until("the deletion is forgotten", PATIENCE, || async {
+        queued_deletions(&app).await == 0
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_ticket_takes_at_most_its_limit_of_attachments() {
     let app = TestApp::spawn_with(|settings| {
@@ -871,6 +928,53 @@ async fn when_the_store_dies_attachments_answer_unavailable_and_recover_without_
     )
     .await;
     assert_eq!(again.state(), v1::AttachmentState::Ready);
+}
+
+/// A call cut short by its request's deadline, sooner than the store's own timeout, tells the
+/// breaker nothing: impatient clients cannot open it for every account. The service's own probe,
+/// on its own time, still counts a store that does not answer.
+#[tokio::test]
+async fn a_request_deadline_shorter_than_the_stores_timeout_never_opens_the_breaker() {
+    let store = tokio::task::spawn_blocking(StorageServer::start)
+        .await
+        .unwrap();
+    let settings = supportdesk::configuration::StorageSettings {
+        timeout: Duration::from_secs(5),
+        breaker_failure_threshold: 3,
+        breaker_cool_down: Duration::from_secs(60),
+        ..store.settings()
+    };
+    let storage = supportdesk::storage::ObjectStorage::new(&settings).unwrap();
+    let soon = || tokio::time::Instant::now() + Duration::from_millis(200);
+    storage.probe(soon()).await.expect("the store answers");
+
+    store.pause();
+    for _ in 0..5 {
+        let error = storage
+            .inspect("some/key", 10, soon())
+            .await
+            .expect_err("the store is stopped");
+        assert!(
+            matches!(error, supportdesk::storage::StorageError::DeadlineExceeded),
+            "{error:?}"
+        );
+    }
+    assert!(
+        storage.is_available(),
+        "five impatient requests left it closed"
+    );
+    for _ in 0..3 {
+        let error = storage
+            .probe(soon())
+            .await
+            .expect_err("the store is stopped");
+        assert!(
+            matches!(error, supportdesk::storage::StorageError::Unavailable(_)),
+            "{error:?}"
+        );
+    }
+    assert!(!storage.is_available(), "three probes unanswered opened it");
+    store.resume();
 }
 
 #[tokio::test]

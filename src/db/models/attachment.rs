@@ -187,21 +187,32 @@ impl AttachmentRow {
             .collect()
     }
 
-    /// Deletes the attachment and queues its object's deletion, in one statement.
+    /// Deletes the attachment and queues its object's deletion, in one statement. With
+    /// `url_grace`, a PENDING attachment's object is due no earlier than `url_grace` after its
+    /// upload URL expires, as the abandonment sweep would have it: until then a client may still
+    /// PUT to that URL, and an object written after its deletion ran would be kept by nothing.
+    /// Without it (an upload the service streamed itself, no URL given out), it is due now.
     pub async fn delete_and_queue_object(
         conn: &mut AsyncPgConnection,
         account: AccountId,
         id: AttachmentId,
+        url_grace: Option<std::time::Duration>,
     ) -> AppResult<bool> {
         let queued = KeepPrepared(
             diesel::sql_query(
                 "WITH gone AS (DELETE FROM attachments WHERE account_id = $1 AND id = $2 \
-             RETURNING object_key) \
-             INSERT INTO storage_deletions (object_key) SELECT object_key FROM gone \
-             ON CONFLICT (object_key) DO NOTHING",
+                 RETURNING object_key, state, upload_expires_at) \
+                 INSERT INTO storage_deletions (object_key, due_at) \
+                 SELECT object_key, CASE WHEN state = 'pending' AND $3::float8 IS NOT NULL \
+                   THEN greatest(now(), upload_expires_at + make_interval(secs => $3)) \
+                   ELSE now() END FROM gone \
+                 ON CONFLICT (object_key) DO NOTHING",
             )
             .bind::<sql_types::Uuid, _>(account.as_uuid())
-            .bind::<sql_types::Uuid, _>(id.as_uuid()),
+            .bind::<sql_types::Uuid, _>(id.as_uuid())
+            .bind::<sql_types::Nullable<sql_types::Double>, _>(
+                url_grace.map(|grace| grace.as_secs_f64()),
+            ),
         )
         .execute(conn)
         .await?;

@@ -16,6 +16,7 @@ use super::operation::OperationRow;
 use super::refund::{RefundRow, StoredRefund};
 use super::ticket::TicketRow;
 use super::webhook_endpoint::EndpointSnapshot;
+use crate::db::KeepPrepared;
 use crate::domain::{self, EventCursor, EventResource, EventType, InvalidValue};
 use crate::errors::AppResult;
 
@@ -214,15 +215,17 @@ impl Events {
             #[diesel(sql_type = SqlUuid)]
             id: Uuid,
         }
-        let locked: Vec<Locked> = diesel::sql_query(
-            "SELECT e.id FROM events e \
-             WHERE e.created_at < $1 \
-               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                               WHERE d.event_id = e.id AND d.state = 'pending') \
-             ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        let locked: Vec<Locked> = KeepPrepared(
+            diesel::sql_query(
+                "SELECT e.id FROM events e \
+                 WHERE e.created_at < $1 \
+                   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                                   WHERE d.event_id = e.id AND d.state = 'pending') \
+                 ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            )
+            .bind::<Timestamptz, _>(before)
+            .bind::<BigInt, _>(limit),
         )
-        .bind::<Timestamptz, _>(before)
-        .bind::<BigInt, _>(limit)
         .load(conn)
         .await?;
         Ok(locked.into_iter().map(|event| event.id).collect())
@@ -238,12 +241,14 @@ impl Events {
     /// first), so it changes nothing. One statement judging "none pending" from its own start
     /// would delete a delivery redriven in between, and the redrive with it.
     pub async fn delete_unowed(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> AppResult<usize> {
-        Ok(diesel::sql_query(
-            "DELETE FROM events e WHERE e.id = ANY ($1) \
-               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                               WHERE d.event_id = e.id AND d.state = 'pending')",
+        Ok(KeepPrepared(
+            diesel::sql_query(
+                "DELETE FROM events e WHERE e.id = ANY ($1) \
+                   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                                   WHERE d.event_id = e.id AND d.state = 'pending')",
+            )
+            .bind::<Array<SqlUuid>, _>(ids),
         )
-        .bind::<Array<SqlUuid>, _>(ids)
         .execute(conn)
         .await?)
     }

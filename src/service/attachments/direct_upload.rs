@@ -324,7 +324,7 @@ impl Attachments {
             &mut connection,
             db::Limits::within(remaining(deadline)),
             async |conn| {
-                AttachmentRow::delete_and_queue_object(conn, pending.account_id, pending.id)
+                AttachmentRow::delete_and_queue_object(conn, pending.account_id, pending.id, None)
                     .await?;
                 if let Some((idempotent, key_id)) = key {
                     idempotent.failed(conn, key_id, refusal).await?;

@@ -420,7 +420,14 @@ impl Attachments {
                     message: "customers delete only the files they uploaded".to_owned(),
                 });
             }
-            if AttachmentRow::delete_and_queue_object(conn, account, id).await? {
+            if AttachmentRow::delete_and_queue_object(
+                conn,
+                account,
+                id,
+                Some(self.settings.abandon_grace),
+            )
+            .await?
+            {
                 Ok(())
             } else {
                 Err(AppError::not_found(Resource::Attachment, id))

@@ -444,3 +444,34 @@ async fn a_streamed_direct_upload_costs_its_three_phases_whatever_the_number_of_
         }
     );
 }
+
+/// The events' retention sweep, with nothing past retention, opens its transaction, finds
+/// nothing to lock and commits: the statement that deletes what it locked is not sent.
+#[tokio::test]
+async fn a_retention_sweep_with_nothing_to_delete_sends_only_its_lock() {
+    const RETENTION: Duration = Duration::from_secs(30 * 86_400);
+    let app = TestApp::spawn().await;
+    app.create_ticket("an event within retention").await;
+    // The sweep's own connection, through a proxy of its own: nothing else is counted.
+    let postgres = TcpProxy::start_counting(
+        socket_address_of(&admin_database_url()),
+        Some(Protocol::Postgres),
+    )
+    .await;
+    let mut database = app.settings.database.clone();
+    database.url = url_through(database.url.expose_secret(), postgres.address).into();
+    database.pool_size = 1;
+    let pool = supportdesk::db::build_pool(&database, Duration::from_secs(5));
+    // A warm-up: the connection is opened and the lock's statement prepared.
+    supportdesk::service::events::sweep_past_retention(&pool, RETENTION)
+        .await
+        .expect("the sweep ran");
+
+    let before = postgres.round_trips();
+    let deleted = supportdesk::service::events::sweep_past_retention(&pool, RETENTION)
+        .await
+        .expect("the sweep ran");
+    assert_eq!(deleted, 0);
+    // BEGIN with the transaction's limits, the lock (kept prepared: one round trip), COMMIT.
+    assert_eq!(postgres.round_trips() - before, 3);
+}
