@@ -94,7 +94,7 @@ impl Billing {
                 let deadline = Instant::now() + policy.call_timeout;
                 let settled = match table {
                     Leased::Charges => self.complete_charge(lease, deadline, policy).await,
-                    Leased::Refunds => self.complete_refund(lease, deadline).await,
+                    Leased::Refunds => self.complete_refund(lease, deadline, policy).await,
                 };
                 match settled {
                     Ok(()) => match table {
@@ -250,6 +250,7 @@ impl Billing {
         &self,
         lease: SendLease,
         deadline: Instant,
+        policy: &CompleterPolicy,
     ) -> Result<(), Unsettling> {
         let account_id = AccountId::from_uuid(lease.account_id);
         let (refund, charge) = self
@@ -268,7 +269,20 @@ impl Billing {
                     retry_after: full.retry_after,
                 },
             })?;
-        let answer = self.ask_for_refund(&refund, &charge, deadline).await?;
+        let age = (Utc::now() - refund.created_at)
+            .to_std()
+            .unwrap_or_default();
+        // Past the provider's key retention, a refund it made under the key (whose answer was
+        // lost, or a saved 5xx replayed until now) is looked for before anything is sent.
+        let made = if age >= policy.provider_key_retention {
+            self.find_refund_at_provider(&refund, deadline).await?
+        } else {
+            None
+        };
+        let answer = match made {
+            Some(made) => super::refunds::answer_for_refund(made),
+            None => self.ask_for_refund(&refund, &charge, deadline).await?,
+        };
         self.record_refund(&refund, answer, deadline, None, None)
             .await
             .map(drop)

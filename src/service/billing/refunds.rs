@@ -458,6 +458,42 @@ impl Billing {
         Ok((refund, charge))
     }
 
+    /// The refund the provider made for `refund`, if it made one: among its refunds created
+    /// since shortly before ours was recorded, the one whose metadata names ours. How a refund
+    /// pending past the provider's key retention is settled: sent again under a key the provider
+    /// has forgotten, a refund it made would be made twice.
+    pub(super) async fn find_refund_at_provider(
+        &self,
+        refund: &StoredRefund,
+        deadline: Instant,
+    ) -> Result<Option<crate::billing::Refund>, Unsettling> {
+        let ours = reference(refund.id.as_uuid()).map_err(unsettling_from)?;
+        let margin = chrono::Duration::minutes(5);
+        let period = crate::billing::LedgerPeriod {
+            from: refund.created_at - margin,
+            until: Utc::now() + margin,
+        };
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .provider
+                .list_refunds(&period, cursor.as_deref(), deadline)
+                .await
+                .map_err(Unsettling::from_provider)?;
+            if let Some(made) = page
+                .items
+                .into_iter()
+                .find(|made| made.refund_id.as_deref() == Some(ours.as_str()))
+            {
+                return Ok(Some(made));
+            }
+            cursor = page.next;
+            if cursor.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Sends a pending refund with its derived key; what the provider answered.
     pub(super) async fn ask_for_refund(
         &self,
@@ -477,20 +513,7 @@ impl Billing {
         )
         .map_err(|problem| unsettling_from(AppError::internal(anyhow::anyhow!("{problem}"))))?;
         match self.provider.create_refund(&request, deadline).await {
-            Ok(answer) => Ok(match answer.status {
-                crate::billing::RefundStatus::Succeeded
-                | crate::billing::RefundStatus::Pending
-                | crate::billing::RefundStatus::RequiresAction => RefundAnswer::Refunded {
-                    provider_refund_id: answer.id,
-                },
-                crate::billing::RefundStatus::Failed | crate::billing::RefundStatus::Canceled => {
-                    RefundAnswer::Refused {
-                        provider_refund_id: Some(answer.id),
-                        code: "refund_failed".to_owned(),
-                        refusal: RefundRefusal::FailedAtProvider,
-                    }
-                }
-            }),
+            Ok(made) => Ok(answer_for_refund(made)),
             Err(ProviderError::InvalidRequest {
                 status,
                 code,
@@ -623,6 +646,24 @@ impl Billing {
             Err(error) => {
                 tracing::warn!(%payment_id, %error, "could not refresh a charge from the provider");
                 None
+            }
+        }
+    }
+}
+
+/// What a refund the provider made says of ours.
+pub(super) fn answer_for_refund(made: crate::billing::Refund) -> RefundAnswer {
+    match made.status {
+        crate::billing::RefundStatus::Succeeded
+        | crate::billing::RefundStatus::Pending
+        | crate::billing::RefundStatus::RequiresAction => RefundAnswer::Refunded {
+            provider_refund_id: made.id,
+        },
+        crate::billing::RefundStatus::Failed | crate::billing::RefundStatus::Canceled => {
+            RefundAnswer::Refused {
+                provider_refund_id: Some(made.id),
+                code: "refund_failed".to_owned(),
+                refusal: RefundRefusal::FailedAtProvider,
             }
         }
     }

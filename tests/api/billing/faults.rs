@@ -837,3 +837,81 @@ async fn a_charge_the_provider_never_saw_is_abandoned_after_its_key_retention_an
         i32::from(v1::ChargeFailureKind::Abandoned)
     );
 }
+
+/// A refund the provider made but answered with a 500 (saved under its key and replayed to every
+/// retry) stays pending. Past the provider's key retention (zero here), the completer looks for it
+/// among the provider's refunds, finds it by its metadata and records it, and sends nothing: a
+/// key the provider has forgotten would have made the refund twice.
+#[tokio::test]
+async fn a_refund_pending_past_the_providers_key_retention_is_found_at_the_provider_not_sent_again()
+{
+    let app = TestApp::spawn_with(|settings| {
+        settings
+            .payment_provider
+            .as_mut()
+            .expect("billing")
+            .max_attempts = 1;
+    })
+    .await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let paid = paid_charge(&app, &customer, 1_000).await;
+    let fault = app
+        .simulator
+        .add_fault(FaultRule::always(
+            Endpoint::CreateRefund,
+            FaultAction::ExecuteThenServerError { status: 500 },
+        ))
+        .unwrap();
+    app.billing
+        .clone()
+        .refund_charge(keyed(app.as_admin(refund_request(&paid.id, Some(400)))))
+        .await
+        .expect_err("the provider answered 500");
+    app.simulator.remove_fault(fault.id);
+    let made = app.simulator.ledger().refunds;
+    assert_eq!(made.len(), 1, "the provider made the refund");
+    let refunds_sent = || {
+        app.simulator
+            .requests()
+            .into_iter()
+            .filter(|request| request.method == "POST" && request.path == "/v1/refunds")
+            .count()
+    };
+    assert_eq!(refunds_sent(), 1);
+    let mut conn = app.database.connect().await;
+    let pending: String = refunds::table
+        .select(refunds::status)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending, "pending");
+
+    let metrics = Metrics::default();
+    let (billing, _) = billing_of(&app, &metrics);
+    let completed = billing
+        .complete_pending(&CompleterPolicy {
+            min_age: Duration::ZERO,
+            provider_key_retention: Duration::ZERO,
+            ..CompleterPolicy::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(completed.refunds, 1);
+    let (status, provider_refund_id): (String, Option<String>) = refunds::table
+        .select((refunds::status, refunds::provider_refund_id))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status.as_str(), provider_refund_id.as_deref()),
+        ("succeeded", Some(made[0].id.as_str()))
+    );
+    let refunded: i64 = charges::table
+        .select(charges::amount_refunded_minor)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(refunded, 400);
+    assert_eq!(refunds_sent(), 1, "nothing was sent again");
+    assert_eq!(app.simulator.ledger().refunds.len(), 1);
+}
