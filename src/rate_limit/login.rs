@@ -12,8 +12,13 @@
 //!   `login-attempt` and fail no further.
 //!
 //! Before the password is checked one script (the gate) looks at all three and counts the
-//! attempt; after it, a failure is counted against the name and the address, and a success
-//! remembers the address for the name (one more round trip, only when it was not known yet).
+//! attempt. From an address the name has not logged in from, the gate also counts the attempt
+//! as a failure against the address and the name at once, so that attempts checked at the same
+//! time each see the others (counted after the check, a wave of concurrent guesses would all
+//! pass a gate that has seen none of them fail); a success gives that failure back in the call
+//! that remembers the address, and an attempt that ends without a verdict (the database away)
+//! gives it back too. From a known address a failure is counted after the check, and a success
+//! costs nothing more.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -27,9 +32,10 @@ const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// KEYS: the address's failed logins (GCRA), the (address, name) attempts (GCRA), the name's
 /// failed logins (GCRA), the set of addresses the name logged in from. ARGV: interval and burst
-/// of each quota in that order, then the address. Counts the attempt unless it is refused.
-/// Returns {0 (open) or the refusing quota 1/2/3, ms until it would be admitted, address known
-/// 0/1}.
+/// of each quota in that order, then the address. Counts the attempt unless it is refused, and
+/// from an unknown address counts it as a failure of the address and the name too (given back
+/// by [`LOGIN_SETTLE`] if it is not one). Returns {0 (open) or the refusing quota 1/2/3, ms
+/// until it would be admitted, address known 0/1}.
 const LOGIN_GATE: &str = r"
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
@@ -40,7 +46,8 @@ local function wait(key, interval, burst)
   if over > 0 then return over, tat end
   return 0, tat
 end
-local address_wait = wait(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+local address_interval = tonumber(ARGV[1])
+local address_wait, address_tat = wait(KEYS[1], address_interval, tonumber(ARGV[2]))
 if address_wait > 0 then return {1, address_wait, 0} end
 local attempt_interval = tonumber(ARGV[3])
 local attempt_wait, attempt_tat = wait(KEYS[2], attempt_interval, tonumber(ARGV[4]))
@@ -48,21 +55,44 @@ if attempt_wait > 0 then return {2, attempt_wait, 0} end
 redis.call('SET', KEYS[2], attempt_tat + attempt_interval, 'PX', attempt_tat + attempt_interval - now)
 local known = redis.call('SISMEMBER', KEYS[4], ARGV[7])
 if known == 0 then
-  local name_wait = wait(KEYS[3], tonumber(ARGV[5]), tonumber(ARGV[6]))
+  local name_interval = tonumber(ARGV[5])
+  local name_wait, name_tat = wait(KEYS[3], name_interval, tonumber(ARGV[6]))
   if name_wait > 0 then return {3, name_wait, 0} end
+  redis.call('SET', KEYS[1], address_tat + address_interval, 'PX', address_tat + address_interval - now)
+  redis.call('SET', KEYS[3], name_tat + name_interval, 'PX', name_tat + name_interval - now)
 end
 return {0, 0, known}
 ";
 
-/// After the password was checked. ARGV[1] `failed`: counts a failure against the address's
-/// and the name's quotas (KEYS[1], KEYS[2]; intervals and bursts in ARGV[2..5]). `succeeded`:
-/// adds the address ARGV[2] to the name's known addresses (KEYS[3]) for ARGV[3] ms.
+/// After the password was checked. KEYS: the address's and the name's failed logins (GCRA), the
+/// name's known addresses. ARGV[1] `failed` (from a known address): counts a failure against
+/// both quotas (intervals and bursts in ARGV[2..5]). `succeeded` (from a new address): adds the
+/// address ARGV[2] to the known addresses for ARGV[3] ms and gives back the failure the gate
+/// counted (the intervals in ARGV[4], ARGV[5]). `released` (from a new address, no verdict):
+/// gives that failure back only (the intervals in ARGV[2], ARGV[3]).
 const LOGIN_SETTLE: &str = r"
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local function give_back(key, interval)
+  local tat = tonumber(redis.call('GET', key))
+  if not tat then return end
+  local back = tat - interval
+  if back <= now then
+    redis.call('DEL', key)
+  else
+    redis.call('SET', key, back, 'PX', back - now)
+  end
+end
 if ARGV[1] == 'succeeded' then
   redis.call('SADD', KEYS[3], ARGV[2])
   redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  give_back(KEYS[1], tonumber(ARGV[4]))
+  give_back(KEYS[2], tonumber(ARGV[5]))
+  return 1
+end
+if ARGV[1] == 'released' then
+  give_back(KEYS[1], tonumber(ARGV[2]))
+  give_back(KEYS[2], tonumber(ARGV[3]))
   return 1
 end
 local function count(key, interval, burst)
@@ -129,13 +159,18 @@ impl LoginAttempt {
     }
 }
 
-/// How an attempt the gate let through ended.
+/// How an attempt the gate let through ended, where that changes what the quotas hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoginOutcome {
-    /// A wrong password (or account, or email): a failure for the address and the name.
-    Failed,
-    /// The right password, from an address the name had not logged in from: now known.
+    /// A wrong password (or account, or email) from an address the name has logged in from: a
+    /// failure for the address and the name. (From a new address the gate counted it already.)
+    FailedFromKnownAddress,
+    /// The right password, from an address the name had not logged in from: now known, and the
+    /// failure the gate counted is given back.
     SucceededFromNewAddress,
+    /// No verdict on the password (the database away), from a new address: the failure the gate
+    /// counted is given back.
+    UndecidedFromNewAddress,
 }
 
 /// The gate's answer.
@@ -216,8 +251,7 @@ impl RateLimiter {
         }
     }
 
-    /// Records how the attempt the gate let through ended: a failure counts against the address
-    /// and the name; a success from an address not yet known makes it known. Best effort: a
+    /// Records how the attempt the gate let through ended ([`LoginOutcome`]). Best effort: a
     /// Redis that cannot take it is logged and the login's answer stands.
     pub async fn login_settled(&self, attempt: &LoginAttempt, outcome: LoginOutcome) {
         let address = self.quota(Policy::Login);
@@ -229,19 +263,24 @@ impl RateLimiter {
             invocation
                 .key(self.quota_key(Policy::LoginName, &attempt.name_subject()))
                 .key(self.known_addresses_key(attempt));
-            if outcome == LoginOutcome::SucceededFromNewAddress {
-                invocation
+            match outcome {
+                LoginOutcome::SucceededFromNewAddress => invocation
                     .arg("succeeded")
                     .arg(attempt.client.as_str())
-                    .arg(u64::try_from(KNOWN_ADDRESS_TTL.as_millis()).unwrap_or(u64::MAX));
-            } else {
-                invocation
+                    .arg(u64::try_from(KNOWN_ADDRESS_TTL.as_millis()).unwrap_or(u64::MAX))
+                    .arg(Self::interval_ms(address))
+                    .arg(Self::interval_ms(per_name)),
+                LoginOutcome::UndecidedFromNewAddress => invocation
+                    .arg("released")
+                    .arg(Self::interval_ms(address))
+                    .arg(Self::interval_ms(per_name)),
+                LoginOutcome::FailedFromKnownAddress => invocation
                     .arg("failed")
                     .arg(Self::interval_ms(address))
                     .arg(address.count)
                     .arg(Self::interval_ms(per_name))
-                    .arg(per_name.count);
-            }
+                    .arg(per_name.count),
+            };
             let _: i64 = invocation.invoke_async(&mut connection).await?;
             Ok(())
         })

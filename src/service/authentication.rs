@@ -69,18 +69,35 @@ impl Authentication {
             LoginGate::Open { known_address } => known_address,
             LoginGate::Refused { subject, decision } => return Err(decision.refusal(&subject)),
         };
-        let user = match (AccountSlug::parse(account), Email::lookup(email)) {
-            (Ok(slug), Ok(email)) => self.find_user(&slug, &email).await?,
-            _ => None,
+        let verdict = async {
+            let user = match (AccountSlug::parse(account), Email::lookup(email)) {
+                (Ok(slug), Ok(email)) => self.find_user(&slug, &email).await?,
+                _ => None,
+            };
+            let stored_hash = user
+                .as_ref()
+                .filter(|login| login.user.active)
+                .and_then(|login| login.password_hash.clone());
+            let verified = self.hasher.verify(password, stored_hash).await?;
+            AppResult::Ok((user, verified))
         };
-        let stored_hash = user
-            .as_ref()
-            .filter(|login| login.user.active)
-            .and_then(|login| login.password_hash.clone());
-        if !self.hasher.verify(password, stored_hash).await? {
-            self.limiter
-                .login_settled(&attempt, LoginOutcome::Failed)
-                .await;
+        let (user, verified) = match verdict.await {
+            Ok(verdict) => verdict,
+            Err(error) => {
+                if !known_address {
+                    self.limiter
+                        .login_settled(&attempt, LoginOutcome::UndecidedFromNewAddress)
+                        .await;
+                }
+                return Err(error);
+            }
+        };
+        if !verified {
+            if known_address {
+                self.limiter
+                    .login_settled(&attempt, LoginOutcome::FailedFromKnownAddress)
+                    .await;
+            }
             return Err(wrong_credentials());
         }
         let user = user.ok_or_else(wrong_credentials)?.user;

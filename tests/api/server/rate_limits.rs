@@ -375,6 +375,82 @@ async fn guessing_from_many_addresses_is_stopped_but_not_where_the_owner_logged_
 }
 
 #[tokio::test]
+async fn a_wave_of_concurrent_guesses_from_many_addresses_gets_no_more_checks_than_the_names_quota()
+{
+    let app = TestApp::spawn_with(|settings| {
+        settings.rate_limits.login_attempt = quota(3, 900);
+        settings.rate_limits.login_name = quota(4, 900);
+    })
+    .await;
+    let owner = "owner@example.com";
+    add_user_without_logging_in(&app, owner).await;
+
+    // A botnet's wave: one guess from each of twelve addresses, all at once. Each is counted as
+    // a failure when the gate lets it through, so the ones behind see it before any password is
+    // checked.
+    let mut wave = tokio::task::JoinSet::new();
+    for bot in 1..=12 {
+        let mut auth = app.auth.clone();
+        let request = login_from(
+            &format!("203.0.113.{bot}"),
+            &app.admin.account_slug,
+            owner,
+            "a guess",
+        );
+        wave.spawn(async move { auth.login(request).await });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = wave.join_next().await {
+        let status = answer.unwrap().expect_err("a guess never logs in");
+        let policy = details(&status)
+            .error_info()
+            .and_then(|info| info.metadata.get("policy").cloned())
+            .unwrap_or_default();
+        answers.push((status.code(), policy));
+    }
+    let checked = answers
+        .iter()
+        .filter(|(code, _)| *code == Code::Unauthenticated)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|answer| **answer == refused_by("login-name"))
+        .count();
+    assert_eq!((checked, refused), (4, 8), "{answers:?}");
+}
+
+#[tokio::test]
+async fn the_owner_logging_in_from_new_addresses_spends_none_of_the_names_failures() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.rate_limits.login_name = quota(2, 900);
+    })
+    .await;
+    let owner = "owner@example.com";
+    add_user_without_logging_in(&app, owner).await;
+    for address in [
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.3",
+        "198.51.100.4",
+    ] {
+        assert_eq!(
+            log_in_from(&app, address, owner, TEST_PASSWORD).await,
+            (Code::Ok, String::new()),
+            "from {address}: a success gives back the failure its gate counted"
+        );
+    }
+    for bot in 1..=2 {
+        let address = format!("203.0.113.{bot}");
+        assert!(wrong(&log_in_from(&app, &address, owner, "a guess").await));
+    }
+    assert_eq!(
+        log_in_from(&app, "192.0.2.99", owner, "a guess").await,
+        refused_by("login-name"),
+        "the name's two failures are the guesses'"
+    );
+}
+
+#[tokio::test]
 async fn a_shared_address_is_not_blocked_by_one_attackers_name_but_stops_a_sweep_of_names() {
     let app = TestApp::spawn_with(|settings| {
         settings.rate_limits.login = quota(5, 900);
