@@ -222,10 +222,17 @@ impl Subject {
         Self(subject)
     }
 
-    /// `ip:<address>`; an IPv4 address written without the formatting machinery.
+    /// `ip:<address>` for an IPv4 address (written without the formatting machinery), and
+    /// `ip:<network>/64` for an IPv6 one: one host is routinely given a whole /64, and counted
+    /// address by address it would have 2^64 quotas to rotate through. An IPv4-mapped IPv6
+    /// address counts as its IPv4 address.
     pub fn of_ip(ip: std::net::IpAddr) -> Self {
-        let std::net::IpAddr::V4(v4) = ip else {
-            return Self::new("ip", ip);
+        let v4 = match ip.to_canonical() {
+            std::net::IpAddr::V4(v4) => v4,
+            std::net::IpAddr::V6(v6) => {
+                let network = std::net::Ipv6Addr::from(u128::from(v6) & !(u128::from(u64::MAX)));
+                return Self(format!("ip:{network}/64"));
+            }
         };
         let mut subject = String::with_capacity(18);
         subject.push_str("ip:");
@@ -488,4 +495,29 @@ impl RateLimiter {
 /// Milliseconds from a script's answer as a duration; a negative one (never sent) as zero.
 fn duration_of_millis(value: i64) -> Duration {
     Duration::from_millis(u64::try_from(value).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::Subject;
+
+    fn subject_of(ip: &str) -> String {
+        Subject::of_ip(ip.parse::<IpAddr>().unwrap())
+            .as_str()
+            .to_owned()
+    }
+
+    #[test]
+    fn the_addresses_of_one_ipv6_network_are_one_subject_and_ipv4_ones_each_their_own() {
+        assert_eq!(subject_of("203.0.113.7"), "ip:203.0.113.7");
+        assert_eq!(subject_of("::ffff:203.0.113.7"), "ip:203.0.113.7");
+        assert_eq!(subject_of("2001:db8:1:2:aaaa::1"), "ip:2001:db8:1:2::/64");
+        assert_eq!(
+            subject_of("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "ip:2001:db8:1:2::/64"
+        );
+        assert_eq!(subject_of("2001:db8:1:3::1"), "ip:2001:db8:1:3::/64");
+    }
 }

@@ -451,6 +451,29 @@ async fn the_owner_logging_in_from_new_addresses_spends_none_of_the_names_failur
 }
 
 #[tokio::test]
+async fn an_attacker_rotating_through_the_addresses_of_one_ipv6_network_is_one_address() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.rate_limits.login_attempt = quota(3, 900);
+    })
+    .await;
+    let victim = "victim@example.com";
+    add_user_without_logging_in(&app, victim).await;
+    for host in 1..=3 {
+        let address = format!("2001:db8:7:7::{host}");
+        assert!(wrong(&log_in_from(&app, &address, victim, "a guess").await));
+    }
+    assert_eq!(
+        log_in_from(&app, "2001:db8:7:7:ffff::9", victim, "a guess").await,
+        refused_by("login-attempt"),
+        "another address of the same /64 is the same attacker"
+    );
+    assert!(
+        wrong(&log_in_from(&app, "2001:db8:7:8::1", victim, "a guess").await),
+        "the next /64 is someone else"
+    );
+}
+
+#[tokio::test]
 async fn a_shared_address_is_not_blocked_by_one_attackers_name_but_stops_a_sweep_of_names() {
     let app = TestApp::spawn_with(|settings| {
         settings.rate_limits.login = quota(5, 900);
