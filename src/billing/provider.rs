@@ -100,6 +100,11 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
     /// records anything ([`Bulkhead::try_enter`], refused at once when full); background work
     /// waits for one ([`Bulkhead::enter`]). The provider's own methods take none.
     fn bulkhead(&self) -> &Bulkhead;
+
+    /// How long the provider keeps an idempotency key and its answer. A charge or refund older
+    /// than this is looked for at the provider before it is sent again: sent under a key the
+    /// provider has forgotten, one it made would be made twice.
+    fn key_retention(&self) -> Duration;
 }
 
 /// A stretch of the provider's ledger: what was created from `from` (inclusive) until `until`

@@ -37,6 +37,11 @@ pub struct PaymentProviderSettings {
     /// `PAYMENT_PROVIDER_MAX_CONCURRENCY`: calls this instance may have in flight to the provider
     /// (its bulkhead); a charge or refund over the bound is refused at once, PROVIDER_BUSY.
     pub max_concurrency: usize,
+    /// `PAYMENT_PROVIDER_KEY_RETENTION_SECS` (24 hours, Stripe's): how long the provider keeps
+    /// an idempotency key. A charge or refund still pending this long after it was recorded is
+    /// looked for at the provider before anything is sent again, by a client's retry or the
+    /// completer.
+    pub key_retention: Duration,
 }
 
 /// How often reconciliation runs, over what period, and what it leaves alone
@@ -91,6 +96,10 @@ impl Reader<'_> {
         let breaker_cool_down = self.millis("PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS", 10_000);
         let max_concurrency: u32 = self.parsed("PAYMENT_PROVIDER_MAX_CONCURRENCY", 16);
         self.positive("PAYMENT_PROVIDER_MAX_CONCURRENCY", max_concurrency);
+        let key_retention =
+            Duration::from_secs(self.parsed("PAYMENT_PROVIDER_KEY_RETENTION_SECS", 24 * 60 * 60));
+        // Zero would make every charge older than the provider's keys at once: abandoned unsent.
+        self.positive_duration("PAYMENT_PROVIDER_KEY_RETENTION_SECS", key_retention);
         let ca_file = self
             .raw("PAYMENT_PROVIDER_CA_FILE")
             .map(|path| std::path::PathBuf::from(path.trim()));
@@ -144,6 +153,7 @@ impl Reader<'_> {
             breaker_cool_down,
             ca_file,
             max_concurrency: usize::try_from(max_concurrency).unwrap_or(usize::MAX),
+            key_retention,
         })
     }
 

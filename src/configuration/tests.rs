@@ -504,6 +504,7 @@ fn malformed_payment_provider_settings_are_all_named_together() {
         ("PAYMENT_PROVIDER_RETRY_BUDGET_MIN_PER_SEC", "many"),
         ("PAYMENT_PROVIDER_BREAKER_FAILURES", "0"),
         ("PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS", "-1"),
+        ("PAYMENT_PROVIDER_KEY_RETENTION_SECS", "0"),
     ])))
     .expect_err("invalid settings");
     assert_eq!(
@@ -516,6 +517,7 @@ fn malformed_payment_provider_settings_are_all_named_together() {
             "PAYMENT_PROVIDER_RETRY_BUDGET_MIN_PER_SEC=\"many\" is invalid: invalid digit found in string",
             "PAYMENT_PROVIDER_BREAKER_FAILURES must be greater than 0",
             "PAYMENT_PROVIDER_BREAKER_COOL_DOWN_MS=\"-1\" is invalid: invalid digit found in string",
+            "PAYMENT_PROVIDER_KEY_RETENTION_SECS must be greater than 0",
             "PAYMENT_PROVIDER_URL must be a URL starting with http:// or https://",
         ]
     );

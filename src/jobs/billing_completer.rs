@@ -32,7 +32,10 @@ async fn complete(
     interval: Duration,
     context: TaskContext,
 ) -> anyhow::Result<()> {
-    let policy = CompleterPolicy::default();
+    let policy = CompleterPolicy {
+        provider_key_retention: billing.provider_key_retention(),
+        ..CompleterPolicy::default()
+    };
     loop {
         tokio::select! {
             () = context.stop.cancelled() => return Ok(()),

@@ -398,6 +398,7 @@ async fn apply(
         return mark_processed(conn, event, outcome::UNKNOWN_PAYMENT, None).await;
     };
     let dispute = named.dispute.as_ref();
+    let last_changed_at = stored.updated_at;
     let before = stored.charge;
     if before
         .provider_payment_id
@@ -436,6 +437,14 @@ async fn apply(
                     || crate::service::billing::changed_since(refund, state.read_at)
             })
             .count();
+        if last_changed_at >= state.read_at {
+            // Another event's worker (or a reconciliation run) may have written a newer figure
+            // since this one was read: taking ours would undo it. Read again and compare then.
+            return Err(Failure::Attempt(format!(
+                "charge {} changed since the provider was read; retried with a new reading",
+                charge.id
+            )));
+        }
         if in_flight > 0 {
             // Our figure counts the refund, the provider's may or may not yet (in flight, or
             // settled after we read the provider): comparing now could count it twice or drop

@@ -1802,3 +1802,179 @@ async fn a_direct_upload_retried_with_its_key_stores_one_object_and_answers_the_
         .expect_err("another file under the same key");
     assert_reason(&status, Reason::IdempotencyKeyReused);
 }
+
+/// A direct upload with idempotency key `key` that has sent only its first message; the rest
+/// follow through the sender.
+fn keyed_upload_started(
+    app: &TestApp,
+    messages: &[v1::UploadAttachmentRequest],
+    key: &str,
+) -> (
+    tokio::sync::mpsc::Sender<v1::UploadAttachmentRequest>,
+    tokio::task::JoinHandle<Result<tonic::Response<v1::Attachment>, tonic::Status>>,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(8);
+    sender.try_send(messages[0].clone()).unwrap();
+    let request = crate::support::with_key(
+        app.as_admin(tokio_stream::wrappers::ReceiverStream::new(receiver)),
+        key,
+    );
+    let mut client = app.attachments.clone();
+    let call = tokio::spawn(async move { client.upload_attachment(request).await });
+    (sender, call)
+}
+
+/// Sends the rest of a started upload's messages and ends its stream.
+async fn send_the_rest(
+    sender: tokio::sync::mpsc::Sender<v1::UploadAttachmentRequest>,
+    messages: &[v1::UploadAttachmentRequest],
+) {
+    for message in &messages[1..] {
+        sender.send(message.clone()).await.unwrap();
+    }
+}
+
+/// A file's direct upload in pieces of 1,000 bytes, and the same declaration (so the same key's
+/// request) with a last piece that is not the declared file's.
+fn good_and_bad_uploads(
+    ticket_id: &str,
+    bytes: &[u8],
+) -> (
+    Vec<v1::UploadAttachmentRequest>,
+    Vec<v1::UploadAttachmentRequest>,
+) {
+    let good = direct_upload(ticket_id, "both.png", "image/png", bytes, 1_000);
+    let mut bad = good.clone();
+    bad.last_mut().unwrap().file.as_mut().unwrap().data[0] ^= 0xff;
+    (good, bad)
+}
+
+async fn pieces_checked(app: &TestApp) -> u64 {
+    direct_upload_metrics(&Scrape::of(app).await).0
+}
+
+#[tokio::test]
+async fn a_retry_with_the_key_whose_file_is_refused_leaves_the_upload_a_concurrent_retry_finished()
+{
+    let app = TestApp::spawn_with(crate::support::with_metrics).await;
+    let ticket = app.create_ticket("two retries at once").await;
+    let bytes = png_of_size(5_000, 5);
+    let (good, bad) = good_and_bad_uploads(&ticket.id, &bytes);
+
+    // The first request records the pending attachment and sends its first piece...
+    let (first, first_call) = keyed_upload_started(&app, &good, "both-at-once");
+    wait_until(
+        "the first request's first piece is checked",
+        PATIENCE,
+        async || pieces_checked(&app).await == 1,
+    )
+    .await;
+    // ...a second with the same key resumes that attachment and sends its first piece too...
+    let (second, second_call) = keyed_upload_started(&app, &bad, "both-at-once");
+    wait_until(
+        "the second request's first piece is checked",
+        PATIENCE,
+        async || pieces_checked(&app).await == 2,
+    )
+    .await;
+    // ...the first finishes...
+    send_the_rest(first, &good).await;
+    let finished = first_call.await.unwrap().expect("stored").into_inner();
+    assert_eq!(finished.state(), v1::AttachmentState::Ready);
+    // ...and the second's last piece is not the declared file's.
+    send_the_rest(second, &bad).await;
+    let refused = second_call.await.unwrap().expect_err("another SHA-256");
+    assert_reason(&refused, Reason::UploadMismatch);
+
+    // The finished attachment stands, with its bytes, and the key still answers it.
+    assert_eq!(attachments_of(&app, &ticket.id).await, (1, 0));
+    assert_eq!(stored(&app, &finished.id).await.unwrap().state, "ready");
+    assert_eq!(queued_deletions(&app).await, 0);
+    let download = app
+        .attachments
+        .clone()
+        .get_download_url(app.as_admin(v1::GetDownloadUrlRequest {
+            id: finished.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = http().get(&download.download_url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.bytes().await.unwrap().to_vec() == bytes,
+        "the first request's bytes"
+    );
+    let replayed = app
+        .attachments
+        .clone()
+        .upload_attachment(crate::support::with_key(
+            app.as_admin(streamed(good.clone())),
+            "both-at-once",
+        ))
+        .await
+        .expect("the key's answer");
+    assert_eq!(
+        replayed.metadata().get("idempotent-replayed").unwrap(),
+        "true"
+    );
+    assert_eq!(replayed.into_inner(), finished);
+}
+
+#[tokio::test]
+async fn a_file_stored_after_a_concurrent_retry_discarded_its_attachment_is_deleted_not_orphaned() {
+    let app = TestApp::spawn_with(|settings| {
+        crate::support::with_metrics(settings);
+        // Only the request path may delete the object in this test.
+        settings.attachments.sweep_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let ticket = app.create_ticket("refused while another streams").await;
+    let bytes = png_of_size(5_000, 6);
+    let (good, bad) = good_and_bad_uploads(&ticket.id, &bytes);
+    let (first, first_call) = keyed_upload_started(&app, &good, "one-refused");
+    wait_until(
+        "the first request's first piece is checked",
+        PATIENCE,
+        async || pieces_checked(&app).await == 1,
+    )
+    .await;
+    assert_eq!(attachments_of(&app, &ticket.id).await, (1, 1));
+    let object_key: String = {
+        #[derive(diesel::QueryableByName)]
+        struct Key {
+            #[diesel(sql_type = Text)]
+            object_key: String,
+        }
+        let mut conn = app.database.connect().await;
+        diesel::sql_query("SELECT object_key FROM attachments")
+            .get_result::<Key>(&mut conn)
+            .await
+            .unwrap()
+            .object_key
+    };
+
+    // A second request with the key sends a file that is refused: the attachment is discarded.
+    let refused = app
+        .attachments
+        .clone()
+        .upload_attachment(crate::support::with_key(
+            app.as_admin(streamed(bad)),
+            "one-refused",
+        ))
+        .await
+        .expect_err("another SHA-256");
+    assert_reason(&refused, Reason::UploadMismatch);
+    assert_eq!(attachments_of(&app, &ticket.id).await, (0, 0));
+
+    // The first then stores its whole file under the discarded attachment's key.
+    send_the_rest(first, &good).await;
+    let gone = first_call
+        .await
+        .unwrap()
+        .expect_err("its attachment is gone");
+    assert_eq!(gone.code(), Code::NotFound);
+
+    assert_eq!(object_status(&app, &object_key).await, 404, "no orphan");
+    assert_eq!(queued_deletions(&app).await, 0);
+}

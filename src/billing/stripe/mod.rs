@@ -50,6 +50,7 @@ pub struct StripeHttpProvider {
     budget: TpsBudget,
     breaker: CircuitBreaker,
     bulkhead: Bulkhead,
+    key_retention: Duration,
 }
 
 /// The provider's name in errors, metrics and logs.
@@ -114,6 +115,7 @@ impl StripeHttpProvider {
             ),
             // A refused caller comes back after about one attempt's time, when places free up.
             bulkhead: Bulkhead::new(PROVIDER_NAME, settings.max_concurrency, settings.timeout),
+            key_retention: settings.key_retention,
         })
     }
 
@@ -389,6 +391,10 @@ impl PaymentProvider for StripeHttpProvider {
         &self.bulkhead
     }
 
+    fn key_retention(&self) -> Duration {
+        self.key_retention
+    }
+
     fn get_charge<'a>(
         &'a self,
         charge_id: &'a str,
@@ -614,6 +620,7 @@ mod tests {
             breaker_failure_threshold: 1,
             breaker_cool_down: Duration::from_secs(1),
             max_concurrency: 16,
+            key_retention: Duration::from_secs(24 * 60 * 60),
             ca_file: None,
         };
         assert!(matches!(
@@ -644,5 +651,66 @@ mod tests {
     fn an_unknown_payment_status_is_not_guessed() {
         let body = r#"{"id":"pi_1","amount":1,"currency":"usd","status":"weird"}"#;
         assert!(parse_payment(body.as_bytes()).is_err());
+    }
+
+    fn payments_page(items: &[&str], has_more: bool) -> String {
+        format!(
+            r#"{{"object":"list","has_more":{has_more},"data":[{}]}}"#,
+            items.join(",")
+        )
+    }
+
+    const OURS: &str = r#"{"id":"pi_ours","amount":500,"currency":"usd","status":"succeeded",
+        "metadata":{"charge_id":"0190f8a0-0000-7000-8000-000000000001"}}"#;
+    // Another system's payment on the same account, in a currency the service does not support.
+    const FOREIGN_PESOS: &str =
+        r#"{"id":"pi_pesos","amount":900,"currency":"mxn","status":"succeeded","metadata":{}}"#;
+    // Another system's payment in a shape the service does not read (no amount at all).
+    const FOREIGN_SHAPE: &str = r#"{"id":"pi_odd","status":"requires_capture"}"#;
+
+    #[test]
+    fn a_list_leaves_out_the_objects_other_systems_made_that_it_cannot_read_and_pages_past_them() {
+        let body = payments_page(&[OURS, FOREIGN_PESOS, FOREIGN_SHAPE], true);
+
+        let page = parse_payment_list(body.as_bytes()).expect("the page is read");
+
+        let ids: Vec<&str> = page
+            .items
+            .iter()
+            .map(|payment| payment.id.as_str())
+            .collect();
+        assert_eq!(ids, ["pi_ours"]);
+        assert_eq!(
+            page.items[0].charge_id.as_deref(),
+            Some("0190f8a0-0000-7000-8000-000000000001")
+        );
+        // The next page starts after the last object listed, read or not.
+        assert_eq!(page.next.as_deref(), Some("pi_odd"));
+    }
+
+    #[test]
+    fn a_list_holding_an_object_the_service_made_and_cannot_read_is_refused_naming_it() {
+        let ours_unreadable = r#"{"id":"pi_ours_odd","amount":500,"currency":"mxn",
+            "status":"succeeded","metadata":{"charge_id":"0190f8a0-0000-7000-8000-000000000002"}}"#;
+        let body = payments_page(&[OURS, ours_unreadable], false);
+
+        let problem = parse_payment_list(body.as_bytes()).expect_err("refused");
+
+        assert!(problem.contains("pi_ours_odd"), "{problem}");
+    }
+
+    #[test]
+    fn a_refund_list_leaves_out_another_systems_refund_of_a_charge_without_a_payment_intent() {
+        let ours = r#"{"id":"re_ours","amount":300,"currency":"usd","payment_intent":"pi_ours",
+            "status":"succeeded","metadata":{"refund_id":"0190f8a0-0000-7000-8000-000000000003"}}"#;
+        let legacy = r#"{"id":"re_legacy","amount":300,"currency":"usd","payment_intent":null,
+            "status":"succeeded","metadata":{}}"#;
+        let body = format!(r#"{{"has_more":false,"data":[{ours},{legacy}]}}"#);
+
+        let page = parse_refund_list(body.as_bytes()).expect("the page is read");
+
+        let ids: Vec<&str> = page.items.iter().map(|refund| refund.id.as_str()).collect();
+        assert_eq!(ids, ["re_ours"]);
+        assert_eq!(page.next, None);
     }
 }

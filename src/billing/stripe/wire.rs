@@ -53,10 +53,11 @@ pub(super) struct WireSearchResult {
     pub(super) data: Vec<WirePaymentIntent>,
 }
 
-/// Stripe's list object: a page, newest first.
+/// Stripe's list object: a page, newest first. Its items are read one at a time ([`page_of`]):
+/// the account's objects include ones other systems made, which need not be readable here.
 #[derive(Debug, Deserialize)]
-pub(super) struct WireList<T> {
-    pub(super) data: Vec<T>,
+pub(super) struct WireList {
+    pub(super) data: Vec<serde_json::Value>,
     pub(super) has_more: bool,
 }
 
@@ -100,28 +101,46 @@ pub(super) fn list_query(period: &LedgerPeriod, after: Option<&str>) -> Vec<(Str
     query
 }
 
-/// A page of a list, with the next page's cursor: the last id when more follow.
+/// A page of a list, with the next page's cursor: the last id when more follow. An item carrying
+/// `our_key` in its metadata is one the service made and must read; any other the service cannot
+/// read (a currency it does not support, a status or shape it does not know: another system's
+/// object on the same account) is left out with a warning, so that it does not stop every
+/// reconciliation run that lists it.
 pub(super) fn page_of<W, T>(
     body: &[u8],
+    our_key: &str,
     convert: impl Fn(W) -> Result<T, String>,
-    id: impl Fn(&T) -> &str,
 ) -> Result<LedgerPage<T>, String>
 where
     W: serde::de::DeserializeOwned,
 {
-    let wire: WireList<W> =
+    let wire: WireList =
         serde_json::from_slice(body).map_err(|error| format!("not a list: {error}"))?;
-    let items = wire
+    let last_id = wire
         .data
-        .into_iter()
-        .map(convert)
-        .collect::<Result<Vec<_>, _>>()?;
+        .last()
+        .map(|item| item["id"].as_str().map(str::to_owned));
+    let mut items = Vec::with_capacity(wire.data.len());
+    for item in wire.data {
+        let ours = item["metadata"].get(our_key).is_some();
+        let id = item["id"].as_str().unwrap_or_default().to_owned();
+        let read = serde_json::from_value::<W>(item)
+            .map_err(|error| format!("list item {id:?}: {error}"))
+            .and_then(&convert);
+        match read {
+            Ok(read) => items.push(read),
+            Err(problem) if ours => return Err(problem),
+            Err(problem) => {
+                tracing::warn!(provider_object_id = %id, %problem,
+                    "left out a provider object the service did not make and cannot read");
+            }
+        }
+    }
     let next = if wire.has_more {
         Some(
-            items
-                .last()
-                .map(|item| id(item).to_owned())
-                .ok_or("a list with more to come and nothing in it")?,
+            last_id
+                .ok_or("a list with more to come and nothing in it")?
+                .ok_or("a list whose last item has no id")?,
         )
     } else {
         None
@@ -130,11 +149,15 @@ where
 }
 
 pub(super) fn parse_payment_list(body: &[u8]) -> Result<LedgerPage<Payment>, String> {
-    page_of(body, payment_from_wire, |payment: &Payment| &payment.id)
+    page_of(
+        body,
+        CreatePayment::CHARGE_ID_METADATA_KEY,
+        payment_from_wire,
+    )
 }
 
 pub(super) fn parse_refund_list(body: &[u8]) -> Result<LedgerPage<Refund>, String> {
-    page_of(body, refund_from_wire, |refund: &Refund| &refund.id)
+    page_of(body, CreateRefund::REFUND_ID_METADATA_KEY, refund_from_wire)
 }
 
 pub(super) fn parse_payment(body: &[u8]) -> Result<Payment, String> {

@@ -219,6 +219,30 @@ impl AttachmentRow {
         Ok(queued > 0)
     }
 
+    /// Deletes the attachment if it is still pending and queues its object's deletion, in one
+    /// statement; false when it is not pending (completed or deleted meanwhile by a concurrent
+    /// request), which leaves it and its object as they are.
+    pub async fn discard_pending(
+        conn: &mut AsyncPgConnection,
+        account: AccountId,
+        id: AttachmentId,
+    ) -> AppResult<bool> {
+        let discarded = KeepPrepared(
+            diesel::sql_query(
+                "WITH gone AS (DELETE FROM attachments WHERE account_id = $1 AND id = $2 \
+                 AND state = 'pending' RETURNING object_key), \
+                 queued AS (INSERT INTO storage_deletions (object_key) \
+                 SELECT object_key FROM gone ON CONFLICT (object_key) DO NOTHING) \
+                 SELECT count(*) AS rows FROM gone",
+            )
+            .bind::<sql_types::Uuid, _>(account.as_uuid())
+            .bind::<sql_types::Uuid, _>(id.as_uuid()),
+        )
+        .get_result::<Counted>(conn)
+        .await?;
+        Ok(discarded.rows > 0)
+    }
+
     /// Deletes the uploads still pending `grace` after their URL expired and queues their
     /// objects' deletion, at most `limit` of them; answers how many.
     pub async fn sweep_abandoned(
@@ -272,6 +296,13 @@ struct LeasedKey {
     object_key: String,
 }
 
+/// How many rows a statement touched, as its `rows` column.
+#[derive(QueryableByName)]
+struct Counted {
+    #[diesel(sql_type = sql_types::BigInt)]
+    rows: i64,
+}
+
 /// The queue of objects to delete from storage.
 pub struct StorageDeletion;
 
@@ -298,6 +329,22 @@ impl StorageDeletion {
         .into_iter()
         .map(|row| row.object_key)
         .collect())
+    }
+
+    /// Queues the deletion of `key` unless an attachment holds it (a held key's object goes
+    /// with its attachment); true when none does, whether queued now or already.
+    pub async fn queue_unheld(conn: &mut AsyncPgConnection, key: &str) -> AppResult<bool> {
+        let unheld = diesel::sql_query(
+            "WITH unheld AS (SELECT $1::text AS object_key \
+             WHERE NOT EXISTS (SELECT 1 FROM attachments WHERE object_key = $1)), \
+             queued AS (INSERT INTO storage_deletions (object_key) SELECT object_key FROM unheld \
+             ON CONFLICT (object_key) DO NOTHING) \
+             SELECT count(*) AS rows FROM unheld",
+        )
+        .bind::<sql_types::Text, _>(key)
+        .get_result::<Counted>(conn)
+        .await?;
+        Ok(unheld.rows > 0)
     }
 
     /// The object is gone from storage: forgets its key.

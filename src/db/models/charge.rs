@@ -53,7 +53,8 @@ pub struct NewCharge<'a> {
     pub status: &'a str,
 }
 
-/// The columns a transition writes: all of its mutable state, bumped version and update time.
+/// The columns a transition writes: all of its mutable state and bumped version (the update time
+/// is PostgreSQL's, set beside it).
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = charges, treat_none_as_null = true)]
 struct ChargeState<'a> {
@@ -65,7 +66,6 @@ struct ChargeState<'a> {
     decline_code: Option<&'a str>,
     failure_param: Option<&'a str>,
     version: i64,
-    updated_at: DateTime<Utc>,
     // Every transition leaves PENDING or starts from a final state: no send is in flight after
     // it, so the send lease ends with it.
     send_lease_token: Option<Uuid>,
@@ -283,26 +283,30 @@ impl ChargeRow {
         Ok(marked > 0)
     }
 
-    /// Writes the state of `after` over the locked row.
+    /// Writes the state of `after` over the locked row. Its update time is PostgreSQL's (the
+    /// transaction's start), the clock provider readings are timed by ([`crate::db::now`]): a
+    /// reading taken before a charge last changed may be older than what changed it.
     pub async fn save(conn: &mut AsyncPgConnection, after: &Charge) -> AppResult<StoredCharge> {
         // `treat_none_as_null`: every column is always set, so the statement has one shape.
         KeepPrepared(
             diesel::update(charges::table)
                 .filter(charges::account_id.eq(after.account_id.as_uuid()))
                 .filter(charges::id.eq(after.id.as_uuid()))
-                .set(ChargeState {
-                    amount_refunded_minor: after.amount_refunded.amount_minor(),
-                    status: after.status.as_str(),
-                    provider_payment_id: after.provider_payment_id.as_deref(),
-                    failure_kind: after.failure_kind.map(FailureKind::as_str),
-                    failure_code: after.failure_code.as_deref(),
-                    decline_code: after.decline_code.as_deref(),
-                    failure_param: after.failure_param.as_deref(),
-                    version: after.version,
-                    updated_at: Utc::now(),
-                    send_lease_token: None,
-                    send_lease_until: None,
-                })
+                .set((
+                    ChargeState {
+                        amount_refunded_minor: after.amount_refunded.amount_minor(),
+                        status: after.status.as_str(),
+                        provider_payment_id: after.provider_payment_id.as_deref(),
+                        failure_kind: after.failure_kind.map(FailureKind::as_str),
+                        failure_code: after.failure_code.as_deref(),
+                        decline_code: after.decline_code.as_deref(),
+                        failure_param: after.failure_param.as_deref(),
+                        version: after.version,
+                        send_lease_token: None,
+                        send_lease_until: None,
+                    },
+                    charges::updated_at.eq(diesel::dsl::now),
+                ))
                 .returning(Self::as_returning()),
         )
         .get_result::<Self>(conn)

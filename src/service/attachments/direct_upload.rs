@@ -145,8 +145,13 @@ impl Attachments {
             let ready = db::with_connection(&self.pool, async |conn| {
                 AttachmentRow::mark_ready(conn, caller.account_id, pending.id).await
             })
-            .await?
-            .ok_or_else(|| AppError::not_found(Resource::Attachment, pending.id))?;
+            .await?;
+            let Some(ready) = ready else {
+                // Deleted while its file streamed: the object stored now is nobody's.
+                self.forget_unheld_object(storage, &pending.object_key, deadline)
+                    .await;
+                return Err(AppError::not_found(Resource::Attachment, pending.id));
+            };
             self.count_completed(size_bytes);
             return Ok(Outcome::Done(ready));
         };
@@ -255,8 +260,15 @@ impl Attachments {
                 Ok::<_, AppError>(ready)
             },
         )
-        .await?;
+        .await;
         drop(connection);
+        if stored_now && matches!(ready, Err(AppError::NotFound { .. })) {
+            // Deleted while its file streamed (by its owner, or discarded by a concurrent retry
+            // with the key whose file was refused): the object stored now is nobody's.
+            self.forget_unheld_object(storage, &pending.object_key, deadline)
+                .await;
+        }
+        let ready = ready?;
         if stored_now {
             self.count_completed(size_bytes);
         }
@@ -309,7 +321,9 @@ impl Attachments {
     /// queued for deletion in one statement (with a key: the refusal stored on it in the same
     /// transaction), then the object deleted at once when the store answers (a file cut short
     /// left none; one refused for bytes past its end may have been stored whole), and its queue
-    /// entry with it. A delete that fails stays queued for the sweeper.
+    /// entry with it. A delete that fails stays queued for the sweeper. An attachment no longer
+    /// pending was finished (or deleted) by a concurrent retry with the same key: it, its object
+    /// and the key's stored answer are left as they are, and only this request is refused.
     async fn discard_refused(
         &self,
         storage: &ObjectStorage,
@@ -320,29 +334,66 @@ impl Attachments {
     ) -> AppResult<()> {
         self.metrics.attachments().uploads[UPLOAD_MISMATCH].increment();
         let mut connection = db::connection(&self.pool).await?;
-        db::transaction(
+        let discarded = db::transaction(
             &mut connection,
             db::Limits::within(remaining(deadline)),
             async |conn| {
-                AttachmentRow::delete_and_queue_object(conn, pending.account_id, pending.id, None)
-                    .await?;
-                if let Some((idempotent, key_id)) = key {
+                let discarded =
+                    AttachmentRow::discard_pending(conn, pending.account_id, pending.id).await?;
+                if discarded && let Some((idempotent, key_id)) = key {
                     idempotent.failed(conn, key_id, refusal).await?;
                 }
-                Ok::<_, AppError>(())
+                Ok::<_, AppError>(discarded)
             },
         )
         .await?;
         drop(connection);
-        match storage.delete(&pending.object_key, deadline).await {
+        if !discarded {
+            tracing::info!(attachment_id = %pending.id,
+                "a refused retry's attachment was finished or deleted meanwhile; left as it is");
+            return Ok(());
+        }
+        self.delete_queued_object(storage, &pending.object_key, deadline)
+            .await
+    }
+
+    /// Queues an object no attachment holds any longer and deletes it at once (one that an
+    /// attachment holds again is left to it).
+    async fn forget_unheld_object(&self, storage: &ObjectStorage, key: &str, deadline: Instant) {
+        let queued = db::with_connection(&self.pool, async |conn| {
+            StorageDeletion::queue_unheld(conn, key).await
+        })
+        .await;
+        match queued {
+            Ok(true) => {
+                if let Err(error) = self.delete_queued_object(storage, key, deadline).await {
+                    tracing::warn!(%error, %key, "forgetting an unheld object failed; queued");
+                }
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, %key, "an object no attachment holds could not be queued for deletion");
+            }
+        }
+    }
+
+    /// Deletes a queued object now, and its queue entry once the store has; one the store does
+    /// not delete stays queued for the sweeper.
+    async fn delete_queued_object(
+        &self,
+        storage: &ObjectStorage,
+        key: &str,
+        deadline: Instant,
+    ) -> AppResult<()> {
+        match storage.delete(key, deadline).await {
             Ok(()) => {
                 db::with_connection(&self.pool, async |conn| {
-                    StorageDeletion::done(conn, &pending.object_key).await
+                    StorageDeletion::done(conn, key).await
                 })
                 .await
             }
             Err(error) => {
-                tracing::warn!(%error, key = %pending.object_key, "deleting a refused direct upload failed; queued");
+                tracing::warn!(%error, %key, "deleting an object at once failed; queued for the sweeper");
                 Ok(())
             }
         }

@@ -211,7 +211,11 @@ impl Billing {
             },
         };
         let sent = self
-            .resolve_payment(&stored, call_deadline(deadline), Resolution::Send)
+            .resolve_payment(
+                &stored,
+                call_deadline(deadline),
+                self.resolution_for_request(stored.created_at),
+            )
             .await;
         match sent {
             Ok(event) => {
@@ -223,6 +227,19 @@ impl Billing {
                     .await?;
                 Err(unsettling.answer)
             }
+        }
+    }
+
+    /// How a client's request sends a pending charge recorded at `recorded_at`: at once while
+    /// the provider still keeps its key (it replays a payment it made); past that, a retry
+    /// looks for the payment first, as the completer does, and a charge the provider does not
+    /// have is abandoned rather than sent under a forgotten key.
+    fn resolution_for_request(&self, recorded_at: chrono::DateTime<Utc>) -> Resolution {
+        let retention = self.provider.key_retention();
+        if past(recorded_at, retention) {
+            Resolution::LookUpThenSend { retention }
+        } else {
+            Resolution::Send
         }
     }
 

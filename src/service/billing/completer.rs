@@ -269,20 +269,9 @@ impl Billing {
                     retry_after: full.retry_after,
                 },
             })?;
-        let age = (Utc::now() - refund.created_at)
-            .to_std()
-            .unwrap_or_default();
-        // Past the provider's key retention, a refund it made under the key (whose answer was
-        // lost, or a saved 5xx replayed until now) is looked for before anything is sent.
-        let made = if age >= policy.provider_key_retention {
-            self.find_refund_at_provider(&refund, deadline).await?
-        } else {
-            None
-        };
-        let answer = match made {
-            Some(made) => super::refunds::answer_for_refund(made),
-            None => self.ask_for_refund(&refund, &charge, deadline).await?,
-        };
+        let answer = self
+            .answer_pending_refund(&refund, &charge, deadline, policy.provider_key_retention)
+            .await?;
         self.record_refund(&refund, answer, deadline, None, None)
             .await
             .map(drop)

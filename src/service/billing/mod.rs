@@ -176,6 +176,11 @@ impl std::fmt::Debug for Billing {
 }
 
 impl Billing {
+    /// How long the provider keeps idempotency keys ([`PaymentProvider::key_retention`]).
+    pub fn provider_key_retention(&self) -> Duration {
+        self.provider.key_retention()
+    }
+
     pub fn new(pool: PgPool, provider: Arc<dyn PaymentProvider>) -> Self {
         Self {
             pool,
@@ -527,6 +532,11 @@ fn gone(what: &str, id: Uuid) -> AppError {
 
 /// The deadline of a request's provider call: the request's, less the time kept to record the
 /// answer.
+/// Whether something recorded at `recorded_at` is older than `retention` now.
+fn past(recorded_at: DateTime<Utc>, retention: Duration) -> bool {
+    (Utc::now() - recorded_at).to_std().unwrap_or_default() >= retention
+}
+
 fn call_deadline(deadline: Instant) -> Instant {
     deadline
         .checked_sub(RECORD_RESERVE)

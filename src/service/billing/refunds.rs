@@ -237,7 +237,8 @@ pub(in crate::service) struct ProviderRefunded {
 /// Sets the charge's refunded amount to the provider's figure (refunds made in its dashboard, or
 /// one that failed there), as a webhook event would, while none of our own refunds of it is in
 /// flight or changed since the figure was read (it may not count that one yet: a reconciliation
-/// run that read the provider before one of our refunds was made there must not take it back);
+/// run that read the provider before one of our refunds was made there must not take it back),
+/// and the charge itself has not changed since (a newer figure may have been written meanwhile);
 /// the audit row names the reconciliation run that found it, if one did.
 pub(in crate::service) async fn apply_refunded_at_provider(
     conn: &mut AsyncPgConnection,
@@ -263,7 +264,10 @@ pub(in crate::service) async fn apply_refunded_at_provider(
             other.status == RefundStatus::Pending
                 || (Some(other.id) != provider.asked_by && changed_since(other, provider.read_at))
         });
-    if in_flight || amount_refunded == before {
+    // Changed since the reading: whatever changed it may have known a later figure (another
+    // worker's reading, a newer event's), which this older one must not take back.
+    let changed_since_read = locked.updated_at >= provider.read_at;
+    if in_flight || changed_since_read || amount_refunded == before {
         return Ok(unchanged(locked));
     }
     match locked
@@ -427,8 +431,9 @@ impl Billing {
                 }
             },
         };
+        let retention = self.provider.key_retention();
         match self
-            .ask_for_refund(&refund, &charge, call_deadline(deadline))
+            .answer_pending_refund(&refund, &charge, call_deadline(deadline), retention)
             .await
         {
             Ok(answer) => {
@@ -456,6 +461,27 @@ impl Billing {
             .await?
             .ok_or_else(|| gone("charge", refund.charge_id.as_uuid()))?;
         Ok((refund, charge))
+    }
+
+    /// The provider's answer to a pending refund. Past the provider's key retention, the refund
+    /// it made under the key (whose answer was lost, or a saved 5xx replayed until now) is
+    /// looked for before anything is sent; otherwise, or when it made none, it is asked for.
+    pub(super) async fn answer_pending_refund(
+        &self,
+        refund: &StoredRefund,
+        charge: &StoredCharge,
+        deadline: Instant,
+        retention: Duration,
+    ) -> Result<RefundAnswer, Unsettling> {
+        let made = if past(refund.created_at, retention) {
+            self.find_refund_at_provider(refund, deadline).await?
+        } else {
+            None
+        };
+        match made {
+            Some(made) => Ok(answer_for_refund(made)),
+            None => self.ask_for_refund(refund, charge, deadline).await,
+        }
     }
 
     /// The refund the provider made for `refund`, if it made one: among its refunds created

@@ -915,3 +915,134 @@ async fn a_refund_pending_past_the_providers_key_retention_is_found_at_the_provi
     assert_eq!(refunds_sent(), 1, "nothing was sent again");
     assert_eq!(app.simulator.ledger().refunds.len(), 1);
 }
+
+/// Moves a charge's or refund's recording a day and an hour back: older than the provider keeps
+/// keys (24 hours).
+async fn recorded_25_hours_ago(app: &TestApp, table: &str) {
+    let mut conn = app.database.connect().await;
+    diesel::sql_query(format!(
+        "UPDATE {table} SET created_at = created_at - interval '25 hours'"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+/// An app whose provider calls make one attempt, and whose completer stays out of the way.
+async fn one_attempt_no_completer() -> TestApp {
+    TestApp::spawn_with(|settings| {
+        settings.billing_completer_interval = Duration::from_secs(3600);
+        let provider = settings.payment_provider.as_mut().expect("billing");
+        provider.max_attempts = 1;
+    })
+    .await
+}
+
+/// Every request to `endpoint` is executed by the provider and answered with a 500 it saves
+/// under the key; answers the fault's id.
+fn made_but_answered_500(app: &TestApp, endpoint: Endpoint) -> u64 {
+    app.simulator
+        .add_fault(FaultRule::always(
+            endpoint,
+            FaultAction::ExecuteThenServerError { status: 500 },
+        ))
+        .unwrap()
+        .id
+}
+
+fn posts_to(app: &TestApp, path: &str) -> usize {
+    app.simulator
+        .requests()
+        .into_iter()
+        .filter(|request| request.method == "POST" && request.path == path)
+        .count()
+}
+
+/// A charge the provider made but answered with a 500 (saved under its key, replayed to every
+/// resend) stays pending. A client's retry with the key past the provider's key retention looks
+/// for the payment and records it; sent again, under a key the provider may have forgotten, it
+/// could have been paid twice.
+#[tokio::test]
+async fn a_retry_past_the_providers_key_retention_looks_for_the_payment_instead_of_sending_it_again()
+ {
+    let app = one_attempt_no_completer().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let charge = || async {
+        app.billing
+            .clone()
+            .create_charge(with_key(
+                app.as_admin(charge_paid_with(
+                    &customer.id.to_string(),
+                    1_200,
+                    "USD",
+                    "pm_card_visa",
+                )),
+                "a-day-later",
+            ))
+            .await
+    };
+    let fault = made_but_answered_500(&app, Endpoint::CreatePaymentIntent);
+    let status = charge().await.expect_err("the provider answered 500");
+    assert_reason(&status, Reason::PaymentProviderUnavailable);
+    app.simulator.remove_fault(fault);
+    assert_eq!(app.simulator.ledger().payment_intents.len(), 1, "paid");
+    assert_eq!(count_where_status(&app, "pending").await, 1);
+    recorded_25_hours_ago(&app, "charges").await;
+
+    let answered = charge().await.expect("found at the provider").into_inner();
+
+    assert_eq!(answered.status(), v1::ChargeStatus::Succeeded);
+    assert_eq!(
+        answered.provider_payment_id,
+        app.simulator.ledger().payment_intents[0].id
+    );
+    assert_eq!(
+        posts_to(&app, "/v1/payment_intents"),
+        1,
+        "nothing sent again"
+    );
+    assert_eq!(app.simulator.ledger().payment_intents.len(), 1);
+    assert_eq!(count_where_status(&app, "succeeded").await, 1);
+}
+
+/// The same for a refund: past the provider's key retention, a client's retry finds the refund
+/// the provider made among its refunds and records it, sending nothing.
+#[tokio::test]
+async fn a_refund_retried_past_the_providers_key_retention_is_found_at_the_provider_not_sent_again()
+{
+    let app = one_attempt_no_completer().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let paid = paid_charge(&app, &customer, 1_000).await;
+    let refund = || async {
+        app.billing
+            .clone()
+            .refund_charge(with_key(
+                app.as_admin(refund_request(&paid.id, Some(300))),
+                "refund-a-day-later",
+            ))
+            .await
+    };
+    let fault = made_but_answered_500(&app, Endpoint::CreateRefund);
+    refund().await.expect_err("the provider answered 500");
+    app.simulator.remove_fault(fault);
+    assert_eq!(app.simulator.ledger().refunds.len(), 1, "refunded");
+    recorded_25_hours_ago(&app, "refunds").await;
+
+    let answered = refund().await.expect("found at the provider").into_inner();
+
+    assert_eq!(answered.amount_refunded.unwrap().amount_minor, 300);
+    assert_eq!(posts_to(&app, "/v1/refunds"), 1, "nothing sent again");
+    let mut conn = app.database.connect().await;
+    let (status, provider_refund_id): (String, Option<String>) = refunds::table
+        .select((refunds::status, refunds::provider_refund_id))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status.as_str(), provider_refund_id),
+        (
+            "succeeded",
+            Some(app.simulator.ledger().refunds[0].id.clone())
+        )
+    );
+}

@@ -43,6 +43,7 @@ async fn harness_with(adjust: impl FnOnce(&mut PaymentProviderSettings)) -> Harn
         breaker_failure_threshold: 100,
         breaker_cool_down: Duration::from_secs(1),
         max_concurrency: 16,
+        key_retention: Duration::from_secs(24 * 60 * 60),
         ca_file: None,
     };
     adjust(&mut settings);
@@ -729,6 +730,7 @@ async fn a_provider_that_refuses_connections_is_unavailable_not_an_unknown_outco
         breaker_failure_threshold: 2,
         breaker_cool_down: Duration::from_secs(60),
         max_concurrency: 16,
+        key_retention: Duration::from_secs(24 * 60 * 60),
         ca_file: None,
     };
     let provider = StripeHttpProvider::new(&settings).unwrap();
@@ -848,6 +850,7 @@ async fn an_https_provider_is_paid_through_when_its_certificate_verifies_and_nev
             breaker_failure_threshold: 10,
             breaker_cool_down: Duration::from_secs(1),
             max_concurrency: 16,
+            key_retention: Duration::from_secs(24 * 60 * 60),
             ca_file,
         })
         .expect("an https client")

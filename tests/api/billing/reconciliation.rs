@@ -197,6 +197,19 @@ async fn trail(app: &TestApp, id: ChargeId) -> Vec<(String, Option<uuid::Uuid>)>
         .unwrap()
 }
 
+/// Refunds `amount` of the payment from the provider's dashboard, outside the service.
+fn refunded_in_the_dashboard(app: &TestApp, payment_id: &str, amount: i64) {
+    app.simulator
+        .refund_outside(
+            payment_id,
+            OutsideRefund {
+                amount: Some(amount),
+                reason: None,
+            },
+        )
+        .expect("the dashboard refunds");
+}
+
 fn posts(app: &TestApp) -> usize {
     app.simulator
         .requests()
@@ -216,15 +229,7 @@ async fn drift_made_at_the_provider_or_left_by_lost_answers_is_repaired_once_and
     // Refunded in the provider's dashboard; the webhook never arrived (no endpoint is set).
     let refunded = paid_charge(&app, &customer, 1_000).await;
     let payment_id = row(&app, refunded).await.provider_payment_id.unwrap();
-    app.simulator
-        .refund_outside(
-            &payment_id,
-            OutsideRefund {
-                amount: Some(400),
-                reason: None,
-            },
-        )
-        .unwrap();
+    refunded_in_the_dashboard(&app, &payment_id, 400);
     assert!(
         app.simulator.deliveries().is_empty(),
         "the webhook was lost"
@@ -724,4 +729,96 @@ async fn a_refund_made_while_a_run_reads_the_provider_is_not_taken_back_by_that_
             .all(|(_, run)| run.is_none()),
         "the run changed the charge"
     );
+}
+
+#[tokio::test]
+async fn a_run_whose_reading_is_older_than_the_charge_leaves_the_newer_refunded_figure() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (older_run, _) = billing_waiting(&app, &Metrics::default(), Duration::from_secs(30));
+    let (newer_run, _) = billing_of(&app, &Metrics::default());
+    let charge = paid_charge(&app, &customer, 1_000).await;
+    let payment_id = row(&app, charge).await.provider_payment_id.unwrap();
+    // Refunded in the dashboard; the webhook is lost (no endpoint is set).
+    refunded_in_the_dashboard(&app, &payment_id, 400);
+    // The older run reads the payments (400 refunded), then its answer of the refunds is held.
+    app.simulator
+        .add_fault(FaultRule::new(
+            Endpoint::ListRefunds,
+            FaultAction::ExecuteThenHoldAnswer { max_millis: 60_000 },
+            1,
+        ))
+        .expect("a valid fault");
+    let older = tokio::spawn(async move { reconcile(&older_run).await });
+    wait_until("the older run reads the refunds", PATIENCE, async || {
+        app.simulator.faults().is_empty()
+    })
+    .await;
+    // A second dashboard refund, which a newer run reads and records.
+    refunded_in_the_dashboard(&app, &payment_id, 300);
+    let newer = reconcile(&newer_run).await;
+    assert_eq!(
+        newer.findings,
+        vec![(FindingKind::RefundedAtProvider, true)]
+    );
+    assert_eq!(row(&app, charge).await.amount_refunded_minor, 700);
+
+    app.simulator.release_held_answer();
+    let older = older.await.expect("the run");
+
+    // Its payment counted 400 refunded, read before the charge last changed: it takes nothing back.
+    assert_eq!(older.findings, Vec::new());
+    let charge_now = row(&app, charge).await;
+    assert_eq!(
+        (charge_now.status.as_str(), charge_now.amount_refunded_minor),
+        ("partially_refunded", 700)
+    );
+    assert_eq!(
+        trail(&app, charge).await,
+        vec![
+            ("created".to_owned(), None),
+            ("succeeded".to_owned(), None),
+            ("refunded".to_owned(), Some(newer.run_id)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_payment_another_system_made_in_a_currency_the_service_lacks_is_left_out_of_the_run() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (billing, _) = billing_of(&app, &Metrics::default());
+    let charge = paid_charge(&app, &customer, 1_000).await;
+    let payment_id = row(&app, charge).await.provider_payment_id.unwrap();
+    // Drift for the run to repair: refunded in the dashboard, the webhook lost.
+    refunded_in_the_dashboard(&app, &payment_id, 400);
+    // Another system's payment on the same provider account, in Mexican pesos: no currency of
+    // the service's, and no charge of its in the metadata.
+    let foreign: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/payment_intents", app.simulator.base_url()))
+        .bearer_auth(app.simulator.api_key())
+        .form(&[
+            ("amount", "900"),
+            ("currency", "mxn"),
+            ("payment_method", "pm_card_visa"),
+            ("confirm", "true"),
+        ])
+        .send()
+        .await
+        .expect("the simulator answers")
+        .error_for_status()
+        .expect("the payment is made")
+        .json()
+        .await
+        .expect("a payment intent");
+    assert_eq!(foreign["status"], "succeeded");
+
+    let report = reconcile(&billing).await;
+
+    assert_eq!(report.charges_checked, 1);
+    assert_eq!(
+        report.findings,
+        vec![(FindingKind::RefundedAtProvider, true)]
+    );
+    assert_eq!(row(&app, charge).await.amount_refunded_minor, 400);
 }

@@ -288,6 +288,7 @@ pub(crate) fn test_payment_provider(
         breaker_failure_threshold: 100,
         breaker_cool_down: Duration::from_secs(30),
         max_concurrency: 16,
+        key_retention: Duration::from_secs(24 * 60 * 60),
         ca_file: None,
     }
 }

@@ -387,6 +387,63 @@ async fn a_refund_made_outside_the_service_is_applied_once_even_when_its_event_i
 }
 
 #[tokio::test]
+async fn an_event_read_before_a_newer_event_was_applied_reads_again_instead_of_taking_its_refund_back()
+ {
+    // The held reading must outlast neither the provider call's timeout nor the lease.
+    let workers = WebhookWorkerSettings {
+        lease: PROCESSING,
+        ..quick_workers(2)
+    };
+    let queue = Queue::open_with(workers, PROCESSING).await;
+    let simulator = &queue.app.simulator;
+    let charge = queue.paid(1_000).await;
+    let first = queue.refund_outside(&charge.provider_payment_id, Some(300));
+    // The first event's reading of the provider's charge (300 refunded) is held...
+    simulator
+        .add_fault(FaultRule::new(
+            Endpoint::RetrieveCharge,
+            FaultAction::ExecuteThenHoldAnswer {
+                max_millis: u64::try_from(PROCESSING.as_millis()).unwrap(),
+            },
+            1,
+        ))
+        .unwrap();
+    queue.deliver(&first).await;
+    wait_until(
+        "the first event's worker reads the charge",
+        PROCESSING,
+        || async { simulator.faults().is_empty() },
+    )
+    .await;
+    // ...while a second refund's event is read (500 refunded) and applied by the other worker.
+    let second = queue.refund_outside(&charge.provider_payment_id, Some(200));
+    queue.deliver(&second).await;
+    assert_eq!(
+        queue.processed(&second.id).await.outcome.as_deref(),
+        Some("applied")
+    );
+    assert_eq!(
+        queue.charge(&charge.id).await,
+        ("partially_refunded".to_owned(), 500)
+    );
+
+    simulator.release_held_answer();
+    let row = queue.processed(&first.id).await;
+
+    // Its reading is older than the charge: it reads again, and then has nothing to change.
+    assert_eq!(row.outcome.as_deref(), Some("no_change"));
+    assert_eq!(row.attempts, 2);
+    assert_eq!(
+        queue.charge(&charge.id).await,
+        ("partially_refunded".to_owned(), 500)
+    );
+    assert_eq!(
+        queue.trail(&charge.id).await,
+        paid_then_refunded_by(&second.id)
+    );
+}
+
+#[tokio::test]
 async fn a_refund_event_before_its_payment_event_finishes_a_pending_charge_which_the_retry_answers_and_the_completer_leaves()
  {
     let queue = Queue::open(2).await;
