@@ -103,6 +103,12 @@ pub enum AppError {
         source: anyhow::Error,
     },
 
+    /// The rate limiter could not reach Redis and its policy is to fail closed: the request was
+    /// not counted, so it is refused. `retry_after` is the limiter's pause before it asks Redis
+    /// again (REDIS_UNAVAILABLE with RetryInfo, as the `retry-after` header says).
+    #[error("the rate limiter cannot reach Redis and refuses what it cannot count")]
+    RateLimiterUndecided { retry_after: Duration },
+
     /// Object storage's circuit breaker is not closed: nothing was sent to the store;
     /// `retry_after` is what is left of its cool-down (STORAGE_UNAVAILABLE with RetryInfo).
     #[error("object storage is unavailable (its circuit breaker is open)")]

@@ -62,6 +62,7 @@ impl AppError {
             | Self::ProviderBusy { .. }
             | Self::Unavailable { .. }
             | Self::StorageBreakerOpen { .. }
+            | Self::RateLimiterUndecided { .. }
             | Self::DeadlineExceeded
             | Self::Internal(_) => false,
         }
@@ -224,6 +225,15 @@ impl From<&AppError> for Status {
                         Code::Unavailable,
                         reason,
                         message.to_owned(),
+                        HashMap::new(),
+                    )
+                }
+                AppError::RateLimiterUndecided { retry_after } => {
+                    details.set_retry_info(Some(*retry_after));
+                    (
+                        Code::Unavailable,
+                        Reason::RedisUnavailable,
+                        "Redis is unavailable; retry later".to_owned(),
                         HashMap::new(),
                     )
                 }

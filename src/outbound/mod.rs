@@ -251,8 +251,10 @@ async fn bounded_read(
     }
 }
 
+/// The bytes as text PostgreSQL stores: invalid UTF-8 and NUL (which a `text` column refuses)
+/// become U+FFFD.
 fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
 }
 
 /// A request error as one line: its own words and every cause's (the resolver's refusal is a

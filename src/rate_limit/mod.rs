@@ -149,9 +149,9 @@ impl Decision {
                 retry_after: self.retry_after,
             }
         } else {
-            AppError::Unavailable {
-                dependency: crate::errors::Dependency::Redis,
-                source: anyhow::anyhow!("the rate limiter cannot decide and fails closed"),
+            // The same whole seconds as the `retry-after` header.
+            AppError::RateLimiterUndecided {
+                retry_after: Duration::from_secs(self.retry_after_secs()),
             }
         }
     }

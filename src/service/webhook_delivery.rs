@@ -195,13 +195,26 @@ impl WebhookDeliveryWorkers {
         let lease_ends = asked + self.lease();
         tracing::debug!(endpoint = %claimed.endpoint_id, deliveries = claimed.deliveries.len(),
             "endpoint claimed");
-        if let Err(error) = self.deliver(&claimed, lease_ends, stop).await {
-            tracing::warn!(endpoint = %claimed.endpoint_id, %error, "delivering to an endpoint failed; its deliveries stay due");
-        }
+        // An endpoint its worker could not deliver to (a secret that does not open, a record
+        // PostgreSQL refused) rests before another claim: taken again at once, it would be
+        // failed again at once, by every instance, for as long as the cause lasts.
+        let rest = match self.deliver(&claimed, lease_ends, stop).await {
+            Ok(()) => None,
+            Err(error) => {
+                tracing::warn!(endpoint = %claimed.endpoint_id, %error, rest_secs = MAX_ENDPOINT_REST.as_secs(),
+                    "delivering to an endpoint failed; its deliveries stay due and it rests");
+                Some(MAX_ENDPOINT_REST)
+            }
+        };
         let released = match crate::db::connection(&self.pool).await {
             Ok(mut conn) => {
-                WebhookDeliveries::release(&mut conn, claimed.endpoint_id, claimed.lease_token)
-                    .await
+                WebhookDeliveries::release(
+                    &mut conn,
+                    claimed.endpoint_id,
+                    claimed.lease_token,
+                    rest,
+                )
+                .await
             }
             Err(error) => Err(error),
         };
@@ -236,10 +249,10 @@ impl WebhookDeliveryWorkers {
                 tracing::info!(endpoint = %claimed.endpoint_id,
                     left = claimed.deliveries.len() - index,
                     "stopping: deliveries given back untried");
-                break;
+                return Ok(());
             }
             if Instant::now() + self.settings.attempt_timeout + LEASE_MARGIN / 2 > lease_ends {
-                break;
+                return Ok(());
             }
             let outcome = self.attempt(&url, &signing, delivery).await;
             let delivered = outcome.1.delivered();
@@ -252,10 +265,16 @@ impl WebhookDeliveryWorkers {
             // A record refused means another worker holds the endpoint now, or has made this
             // attempt already: the rest of the batch is no longer this worker's to make.
             if !written || !delivered {
-                break;
+                return Ok(());
             }
         }
-        Ok(())
+        match &claimed.unreadable {
+            Some(problem) => Err(AppError::internal(anyhow::anyhow!(
+                "endpoint {}: the next event does not read here ({problem})",
+                claimed.endpoint_id
+            ))),
+            None => Ok(()),
+        }
     }
 
     fn open(&self, sealed: &[u8], endpoint: uuid::Uuid) -> Result<SigningSecret, AppError> {
@@ -358,6 +377,7 @@ impl WebhookDeliveryWorkers {
             state,
             next_attempt_at,
             endpoint_rests_until: rests_until,
+            claimed_url: &claimed.url,
         };
         let (mut conn, recorded) = self.write(claimed, &record, lease_ends, stop).await?;
         match recorded {

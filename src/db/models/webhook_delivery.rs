@@ -43,6 +43,10 @@ pub struct ClaimedEndpoint {
     pub deliveries: Vec<ClaimedDelivery>,
     /// In a failing streak.
     pub failing: bool,
+    /// Why the delivery after the last of `deliveries` cannot be made by this instance (its
+    /// event does not read: a type or shape of a newer version, a corrupt row): the batch stops
+    /// there, and the endpoint rests instead of failing the other endpoints' claims.
+    pub unreadable: Option<String>,
 }
 
 /// One delivery taken for an attempt.
@@ -95,6 +99,9 @@ pub struct AttemptRecord<'a> {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Until when the endpoint rests (after a failure).
     pub endpoint_rests_until: Option<DateTime<Utc>>,
+    /// The endpoint's URL as the claim read it: once the endpoint has moved (or was disabled),
+    /// the record is refused and the batch ends, so no more of it goes to the old address.
+    pub claimed_url: &'a str,
 }
 
 /// Whether a record was written, and the endpoint's failing streak after it.
@@ -104,8 +111,8 @@ pub enum Recorded {
     Written {
         failing_since: Option<DateTime<Utc>>,
     },
-    /// The lease was no longer this worker's, or the attempt was recorded already: nothing
-    /// written.
+    /// The lease was no longer this worker's (ran out, or taken), the endpoint was disabled or
+    /// moved meanwhile, or the attempt was recorded already: nothing written.
     LeaseLost,
 }
 
@@ -149,7 +156,7 @@ impl WebhookDeliveries {
                  ORDER BY due LIMIT $3), \
              locked AS ( \
                  SELECT e.id FROM webhook_endpoints e WHERE e.id IN (SELECT id FROM chosen) \
-                 FOR UPDATE SKIP LOCKED), \
+                 FOR NO KEY UPDATE SKIP LOCKED), \
              leased AS ( \
                  UPDATE webhook_endpoints e \
                  SET lease_token = gen_random_uuid(), \
@@ -204,6 +211,7 @@ impl WebhookDeliveries {
                     previous_secret_ciphertext: row.previous_secret_ciphertext.clone(),
                     deliveries: Vec::new(),
                     failing: row.failing,
+                    unreadable: None,
                 });
             }
             let (Some(id), Some(attempts), Some(event)) =
@@ -211,12 +219,19 @@ impl WebhookDeliveries {
             else {
                 continue;
             };
-            if let Some(endpoint) = claimed.last_mut() {
-                endpoint.deliveries.push(ClaimedDelivery {
+            let Some(endpoint) = claimed.last_mut() else {
+                continue;
+            };
+            if endpoint.unreadable.is_some() {
+                continue;
+            }
+            match event.into_domain() {
+                Ok(event) => endpoint.deliveries.push(ClaimedDelivery {
                     id,
                     attempt: attempts + 1,
-                    event: event.into_domain()?,
-                });
+                    event,
+                }),
+                Err(error) => endpoint.unreadable = Some(format!("delivery {id}: {error}")),
             }
         }
         Ok(claimed)
@@ -239,7 +254,8 @@ impl WebhookDeliveries {
         let succeeded = record.state == DeliveryState::Succeeded;
         let written: Option<Written> = diesel::sql_query(
             "WITH endpoint AS ( \
-                 SELECT id, account_id FROM webhook_endpoints WHERE id = $1 AND lease_token = $2), \
+                 SELECT id, account_id FROM webhook_endpoints WHERE id = $1 AND lease_token = $2 \
+                   AND lease_until > now() AND state = 'enabled' AND url = $15), \
              delivery AS ( \
                  UPDATE webhook_deliveries d \
                  SET attempts = $4, last_attempt_at = $6, last_http_status = $8, \
@@ -280,6 +296,7 @@ impl WebhookDeliveries {
         .bind::<Nullable<Timestamptz>, _>(record.next_attempt_at)
         .bind::<Nullable<Timestamptz>, _>(record.endpoint_rests_until)
         .bind::<Bool, _>(succeeded)
+        .bind::<Text, _>(record.claimed_url)
         .get_result(conn)
         .await
         .optional()?;
@@ -291,18 +308,21 @@ impl WebhookDeliveries {
         })
     }
 
-    /// Gives the endpoint's lease back.
+    /// Gives the endpoint's lease back; with `rest`, no claim takes it again before that long.
     pub async fn release(
         conn: &mut AsyncPgConnection,
         endpoint_id: Uuid,
         lease_token: Uuid,
+        rest: Option<std::time::Duration>,
     ) -> AppResult<()> {
         diesel::sql_query(
-            "UPDATE webhook_endpoints SET lease_token = NULL, lease_until = NULL \
+            "UPDATE webhook_endpoints SET lease_token = NULL, lease_until = NULL, \
+                 retry_at = coalesce(now() + make_interval(secs => $3), retry_at) \
              WHERE id = $1 AND lease_token = $2",
         )
         .bind::<SqlUuid, _>(endpoint_id)
         .bind::<SqlUuid, _>(lease_token)
+        .bind::<Nullable<diesel::sql_types::Double>, _>(rest.map(|rest| rest.as_secs_f64()))
         .execute(conn)
         .await?;
         Ok(())

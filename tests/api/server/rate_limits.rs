@@ -185,10 +185,11 @@ async fn with_redis_down_the_limiter_fails_open_by_default_and_answers_fast() {
 }
 
 #[tokio::test]
-async fn with_redis_down_a_closed_limiter_refuses_fast_with_unavailable() {
+async fn with_redis_down_a_closed_limiter_refuses_fast_with_unavailable_and_one_retry_delay() {
     let (app, _proxy) = with_redis_cut(|settings| {
         settings.rate_limits.fail_open = false;
         settings.server.request_timeout = REQUEST_DEADLINE;
+        settings.redis.failure_pause = Duration::from_secs(3);
     })
     .await;
     let started = Instant::now();
@@ -200,6 +201,13 @@ async fn with_redis_down_a_closed_limiter_refuses_fast_with_unavailable() {
         .expect_err("refused");
     assert_eq!(status.code(), Code::Unavailable);
     assert!(started.elapsed() < ANSWERED_FAST, "{:?}", started.elapsed());
+    assert_reason(&status, Reason::RedisUnavailable);
+    // The header and RetryInfo say the same: the limiter's pause before it asks Redis again.
+    assert_eq!(status.metadata().get("retry-after").unwrap(), "3");
+    assert_eq!(
+        details(&status).retry_info().unwrap().retry_delay,
+        Some(Duration::from_secs(3))
+    );
 }
 
 fn login_from(

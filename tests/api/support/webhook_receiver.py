@@ -28,6 +28,7 @@ Behaviours (an endpoint never configured has no secrets and behaves "ok"):
                       connection closes, the body unfinished)
   reset               closes the connection with a TCP reset (SO_LINGER 0), answering nothing
   fail_first:<n>      the first <n> requests since it was set answer 500, later ones 200 "ok"
+  nul_body            200 "ok<NUL>done": a body with a NUL byte (UTF-16 text, a binary answer)
 
 Needs standardwebhooks (deploy/local/setup installs it; WEBHOOK_PYTHON_BIN).
 """
@@ -81,7 +82,8 @@ def parse_behaviour(behaviour):
     if not isinstance(behaviour, str):
         raise ValueError("behaviour must be a string")
     kind, _, argument = behaviour.partition(":")
-    if kind in ("ok", "hang", "hang_after_headers", "endless_body", "reset") and not argument:
+    if kind in ("ok", "hang", "hang_after_headers", "endless_body", "reset", "nul_body") \
+            and not argument:
         return kind, None
     if kind == "status" and argument.isdigit() and 200 <= int(argument) <= 599:
         return kind, int(argument)
@@ -290,6 +292,8 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "reset":
             self.reset()
             return False
+        if kind == "nul_body":
+            return self.answer(200, "ok\x00done")
         if status == 200:
             return self.answer(200, "ok")
         return self.answer(status, f"status {status}")

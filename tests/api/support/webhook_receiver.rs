@@ -145,7 +145,8 @@ impl WebhookReceiver {
     /// Gives `endpoint` the secrets (`whsec_` and base64) its deliveries are verified with, any
     /// of which may match, and how it answers from now on (restarting a `fail_first:<n>` count):
     /// `ok`, `status:<code>`, `slow:<ms>`, `hang`, `hang_after_headers`, `redirect:<url>`,
-    /// `endless_body`, `reset` or `fail_first:<n>` (webhook_receiver.py says what each does). An
+    /// `endless_body`, `reset`, `fail_first:<n>` or `nul_body` (webhook_receiver.py says what
+    /// each does). An
     /// endpoint never configured has no secrets and answers 200.
     pub(crate) async fn configure(&self, endpoint: &str, secrets: &[&str], behaviour: &str) {
         let answer = self
