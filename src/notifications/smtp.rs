@@ -171,16 +171,49 @@ impl EmailSender for SmtpSender {
 }
 
 /// What a failed conversation means, from the server's reply `code` (none: no reply at all, a
-/// timeout, a TLS failure): a 5xx answer is final; everything else may pass later. And what it
-/// says of the relay's health, for the breaker.
+/// timeout, a TLS failure) and the enhanced status code in its text (RFC 3463), and what it says
+/// of the relay's health, for the breaker. A 5xx is final, but only an address at fault
+/// suppresses the address: a negative reply to any command is a 5xx (the greeting, AUTH, MAIL
+/// FROM, the end of DATA), and a relay refusing *us* (bad credentials, our address on a
+/// blocklist) would otherwise suppress every recipient of the queue.
 fn classify(code: Option<u16>, message: String) -> (SendError, CallOutcome) {
-    match code {
-        Some(500..=599) => (SendError::Refused(message), CallOutcome::Success),
+    let enhanced = enhanced_status(&message);
+    match (code, enhanced) {
+        // The relay refuses the sender, not the recipient: authentication required or failed,
+        // or its security policy (5.7.x). Its own trouble: tried again later, and counted.
+        (Some(530 | 535), _) | (Some(500..=599), Some((7, _))) => {
+            (SendError::retry(message), CallOutcome::Failure)
+        }
+        // The address at fault: an unknown, disabled or malformed mailbox (5.1.x, 5.2.1), or,
+        // from a relay that says no more, the replies RFC 5321 gives a refused mailbox.
+        (Some(500..=599), Some((1, _) | (2, 1))) | (Some(550 | 551 | 553), None) => {
+            (SendError::Refused(message), CallOutcome::Success)
+        }
+        // Final, and not the address's doing (a message too large, content refused, a
+        // protocol error): this message is dead; the address keeps receiving.
+        (Some(500..=599), _) => (SendError::Permanent(message), CallOutcome::Success),
         // "Service not available, closing transmission channel": the relay itself in trouble.
-        Some(421) => (SendError::retry(message), CallOutcome::Failure),
-        Some(400..=499) => (SendError::retry(message), CallOutcome::Neutral),
-        Some(_) | None => (SendError::retry(message), CallOutcome::Failure),
+        (Some(421), _) => (SendError::retry(message), CallOutcome::Failure),
+        (Some(400..=499), _) => (SendError::retry(message), CallOutcome::Neutral),
+        (Some(_) | None, _) => (SendError::retry(message), CallOutcome::Failure),
     }
+}
+
+/// The subject and detail of the first permanent enhanced status code (`5.x.y`) in a reply's
+/// text, as `(x, y)`.
+fn enhanced_status(text: &str) -> Option<(u16, u16)> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find_map(|word| {
+            let mut parts = word.split('.');
+            let (class, subject, detail) = (parts.next()?, parts.next()?, parts.next()?);
+            let three_digits = |part: &str| (1..=3).contains(&part.len());
+            (class == "5"
+                && parts.next().is_none()
+                && three_digits(subject)
+                && three_digits(detail))
+            .then(|| Some((subject.parse().ok()?, detail.parse().ok()?)))
+            .flatten()
+        })
 }
 
 #[cfg(test)]
@@ -263,6 +296,44 @@ mod tests {
             headers.contains("List-Unsubscribe: <https://desk.example.com/unsubscribe/u1>"),
             "{headers}"
         );
+    }
+
+    #[test]
+    fn only_a_refused_address_suppresses_and_a_relay_refusing_the_sender_is_its_own_trouble() {
+        let verdict = |code, text: &str| classify(Some(code), text.to_owned());
+        let refused = |text: &str| (SendError::Refused(text.to_owned()), CallOutcome::Success);
+        let dead = |text: &str| (SendError::Permanent(text.to_owned()), CallOutcome::Success);
+        let relays = |text: &str| (SendError::retry(text), CallOutcome::Failure);
+        for (code, text) in [
+            (550, "550 5.1.1 No such mailbox here"),
+            (553, "553 5.1.3 Bad recipient address syntax"),
+            (550, "550 5.2.1 Mailbox disabled"),
+            (550, "550 Requested action not taken: mailbox unavailable"),
+        ] {
+            assert_eq!(verdict(code, text), refused(text), "{text}");
+        }
+        for (code, text) in [
+            (535, "535 5.7.8 Authentication credentials invalid"),
+            (530, "530 Authentication required"),
+            (
+                554,
+                "554 5.7.1 Service unavailable; client host blocked using a blocklist",
+            ),
+            (550, "550 5.7.1 Relaying denied"),
+        ] {
+            assert_eq!(verdict(code, text), relays(text), "{text}");
+        }
+        for (code, text) in [
+            (552, "552 5.3.4 Message size exceeds fixed limit"),
+            (554, "554 5.6.0 Message content rejected"),
+            (554, "554 Transaction failed"),
+            (500, "500 Syntax error, command unrecognized"),
+        ] {
+            assert_eq!(verdict(code, text), dead(text), "{text}");
+        }
+        // An address is no status code, nor is a transient one.
+        assert_eq!(enhanced_status("from 10.5.1.1 port 25"), None);
+        assert_eq!(enhanced_status("4.7.1 Try again later"), None);
     }
 
     #[test]

@@ -373,13 +373,29 @@ pub fn idempotency_key(id: uuid::Uuid) -> String {
     format!("notification-{id}")
 }
 
+/// A provider's words as `last_error` stores them: at most [`MAX_ERROR_CHARS`], and a NUL (which
+/// a relay's reply or an API's JSON may carry, and PostgreSQL's `text` refuses, failing the
+/// record and leaving the row leased) as U+FFFD.
 fn truncated(message: &str) -> String {
-    message.chars().take(MAX_ERROR_CHARS).collect()
+    message
+        .chars()
+        .take(MAX_ERROR_CHARS)
+        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_providers_reason_is_stored_without_a_nul_and_at_most_its_limit() {
+        assert_eq!(truncated("550 no\0such box"), "550 no\u{FFFD}such box");
+        assert_eq!(
+            truncated(&"x".repeat(MAX_ERROR_CHARS + 5)).chars().count(),
+            MAX_ERROR_CHARS
+        );
+    }
 
     #[test]
     fn a_tickets_mails_share_one_root_on_the_desks_domain() {

@@ -96,6 +96,18 @@ pub struct StoredObject {
     pub sha256: [u8; 32],
     /// The first [`SNIFF_BYTES`] bytes.
     pub head: Vec<u8>,
+    /// The store's `ETag` of what was read: a delete conditional on it deletes these bytes and
+    /// never an object written over them since.
+    pub etag: Option<String>,
+}
+
+/// What a conditional delete did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    /// The object is gone (or was not there).
+    Deleted,
+    /// The object was written over since its `ETag` was read: it was kept.
+    ChangedSince,
 }
 
 /// Why a storage call failed.
@@ -316,6 +328,11 @@ impl ObjectStorage {
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned);
+            let etag = response
+                .headers()
+                .get(reqwest::header::ETAG)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
             let mut hasher = Sha256::new();
             let mut size_bytes: u64 = 0;
             let mut head = Vec::with_capacity(SNIFF_BYTES);
@@ -335,6 +352,7 @@ impl ObjectStorage {
                 content_type,
                 sha256: hasher.finalize().into(),
                 head,
+                etag,
             })))
         };
         match self
@@ -464,19 +482,43 @@ impl ObjectStorage {
 
     /// Deletes the object `key`; deleting one that is not there succeeds.
     pub async fn delete(&self, key: &str, deadline: Instant) -> Result<(), StorageError> {
+        match self.delete_matching(key, None, deadline).await? {
+            Deletion::Deleted => Ok(()),
+            // Unconditional: the store never answers that the object changed.
+            Deletion::ChangedSince => {
+                self.refused("DELETE", reqwest::StatusCode::PRECONDITION_FAILED)
+            }
+        }
+    }
+
+    /// Deletes the object `key` only while it is still the one whose `ETag` is `etag` (S3's
+    /// conditional delete, `If-Match`): an object written over it since is kept. Without an
+    /// `etag`, deletes whatever is there.
+    pub async fn delete_matching(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Deletion, StorageError> {
         let permit = self.admit()?;
         let _place = self.bulkhead.enter(deadline).await?;
         let url = DeleteObject::new(&self.bucket, Some(&self.credentials), key).sign(OWN_CALL_TTL);
+        let mut request = self.http.delete(url);
+        if let Some(etag) = etag {
+            request = request.header(reqwest::header::IF_MATCH, etag);
+        }
         let status = self
             .bounded(
                 permit,
-                async { Ok(self.http.delete(url).send().await?.status()) },
+                async { Ok(request.send().await?.status()) },
                 deadline,
                 TimeOf::Request,
             )
             .await?;
         if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
-            Ok(())
+            Ok(Deletion::Deleted)
+        } else if status == reqwest::StatusCode::PRECONDITION_FAILED && etag.is_some() {
+            Ok(Deletion::ChangedSince)
         } else {
             self.refused("DELETE", status)
         }

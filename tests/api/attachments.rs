@@ -328,36 +328,68 @@ async fn a_checksum_other_than_declared_is_refused_at_completion_and_the_object_
 /// A refused upload whose object the store fails to delete stays with its PENDING attachment,
 /// never queued for the sweeper on its own: the client's corrected PUT to the same URL writes
 /// that object again, and a queued deletion would take it from the completed attachment.
-#[tokio::test]
-async fn a_refused_upload_the_store_fails_to_delete_is_not_queued_and_the_corrected_upload_keeps_its_bytes()
- {
-    let proxy = StoreProxy::start(SHARED_STORAGE.endpoint()).await;
-    let app = TestApp::spawn_with(|settings| {
+/// Completes attachment `id` READY and downloads exactly `declared` from it.
+async fn completes_with(app: &TestApp, id: String, declared: &[u8]) {
+    let ready = complete_while_the_store_is_up(app, &id).await;
+    assert_eq!(ready.state(), v1::AttachmentState::Ready);
+    let download = app
+        .attachments
+        .clone()
+        .get_download_url(app.as_admin(v1::GetDownloadUrlRequest { id }))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = http().get(&download.download_url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap().to_vec(), declared);
+}
+
+/// An app whose own calls to the store go through `proxy`, while the URLs it signs lead to the
+/// store itself.
+async fn behind_the_proxy(proxy: &StoreProxy) -> TestApp {
+    TestApp::spawn_with(|settings| {
         let storage = settings.attachments.storage.as_mut().unwrap();
-        // The service's own calls go through the proxy; the URLs it signs lead to the store.
         storage.public_endpoint = Some(storage.endpoint.clone());
         storage.endpoint = proxy.endpoint();
     })
-    .await;
-    let ticket = app.create_ticket("a delete the store fails").await;
-    let declared = png_bytes(9);
+    .await
+}
+
+/// An upload declared as `declared` whose object holds other bytes (1,000 of the PNG of `seed`),
+/// written with the store's own credentials: the upload, its attachment's id and object key.
+async fn holding_another_file(
+    app: &TestApp,
+    ticket_id: &str,
+    declared: &[u8],
+    seed: u8,
+) -> (v1::CreateUploadResponse, String, String) {
     let started = app
         .attachments
         .clone()
-        .create_upload(app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &declared)))
+        .create_upload(app.as_admin(upload_request(ticket_id, "a.png", "image/png", declared)))
         .await
         .unwrap()
         .into_inner();
     let id = started.attachment.clone().unwrap().id;
-    let key = stored(&app, &id).await.unwrap().object_key;
-    let other = png_bytes(10)[..1000].to_vec();
+    let key = stored(app, &id).await.unwrap().object_key;
     let written = http()
         .put(signed_by_the_test(&SHARED_STORAGE.endpoint(), "PUT", &key))
-        .body(other)
+        .body(png_bytes(seed)[..1000].to_vec())
         .send()
         .await
         .unwrap();
     assert_eq!(written.status(), 200);
+    (started, id, key)
+}
+
+#[tokio::test]
+async fn a_refused_upload_the_store_fails_to_delete_is_not_queued_and_the_corrected_upload_keeps_its_bytes()
+ {
+    let proxy = StoreProxy::start(SHARED_STORAGE.endpoint()).await;
+    let app = behind_the_proxy(&proxy).await;
+    let ticket = app.create_ticket("a delete the store fails").await;
+    let declared = png_bytes(9);
+    let (started, id, key) = holding_another_file(&app, &ticket.id, &declared, 10).await;
 
     proxy.refuse_deletes(true);
     let status = app
@@ -379,18 +411,46 @@ async fn a_refused_upload_the_store_fails_to_delete_is_not_queued_and_the_correc
 
     let answer = put(&started, declared.clone()).await;
     assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
-    let ready = complete_while_the_store_is_up(&app, &id).await;
-    assert_eq!(ready.state(), v1::AttachmentState::Ready);
-    let download = app
-        .attachments
-        .clone()
-        .get_download_url(app.as_admin(v1::GetDownloadUrlRequest { id }))
+    completes_with(&app, id, &declared).await;
+}
+
+#[tokio::test]
+async fn a_corrected_file_put_while_the_refused_one_is_deleted_is_kept_and_completes() {
+    let proxy = StoreProxy::start(SHARED_STORAGE.endpoint()).await;
+    let app = behind_the_proxy(&proxy).await;
+    let ticket = app.create_ticket("corrected while checked").await;
+    let declared = png_bytes(11);
+    let (started, id, key) = holding_another_file(&app, &ticket.id, &declared, 12).await;
+
+    // The wrong file is checked and refused; its delete is held on its way to the store...
+    proxy.hold_deletes();
+    let mut attachments = app.attachments.clone();
+    let request = app.as_admin(v1::CompleteUploadRequest { id: id.clone() });
+    let completing = tokio::spawn(async move { attachments.complete_upload(request).await });
+    wait_until(
+        "the refused file's delete is on its way",
+        PATIENCE,
+        async || proxy.deletes_held() == 1,
+    )
+    .await;
+    // ...while the client's corrected file lands.
+    let answer = put(&started, declared.clone()).await;
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    proxy.release_a_delete();
+    let refused = completing
         .await
         .unwrap()
-        .into_inner();
-    let response = http().get(&download.download_url).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.bytes().await.unwrap().to_vec(), declared);
+        .expect_err("the first file differs");
+    assert_reason(&refused, Reason::UploadMismatch);
+    assert!(
+        refused.message().contains("the new file was kept"),
+        "{}",
+        refused.message()
+    );
+
+    // The corrected file is still there, and completes.
+    assert_eq!(object_status(&app, &key).await, 200, "kept");
+    completes_with(&app, id, &declared).await;
 }
 
 /// Migration 25 forgets the deletions earlier versions queued for objects an attachment still

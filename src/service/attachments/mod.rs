@@ -34,7 +34,7 @@ use crate::domain::{
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, Idempotent, Outcome};
 use crate::service::{Page, paginate, rows_to_fetch};
-use crate::storage::{ObjectStorage, PresignedRequest, UploadTerms};
+use crate::storage::{Deletion, ObjectStorage, PresignedRequest, UploadTerms};
 use crate::telemetry::metrics::{
     Metrics, UPLOAD_COMPLETED, UPLOAD_MISMATCH, UPLOAD_MISSING, UPLOAD_STARTED,
 };
@@ -331,14 +331,27 @@ impl Attachments {
             // holds this key, and the client's next PUT to its URL writes the same object, which
             // a queued deletion would take from a completed attachment. What the attachment's
             // key holds goes with it (overwritten by that PUT, or deleted with the attachment,
-            // abandoned or not).
-            if let Err(error) = storage.delete(&attachment.object_key, deadline).await {
-                tracing::warn!(%error, key = %attachment.object_key, "deleting a refused upload failed; it goes with the attachment");
-            }
+            // abandoned or not). The delete is conditional on the object checked: a corrected
+            // PUT that landed since (and a concurrent CompleteUpload that made it READY) keeps
+            // its bytes.
+            let deleted = storage
+                .delete_matching(&attachment.object_key, stored.etag.as_deref(), deadline)
+                .await;
+            let outcome = match deleted {
+                Ok(Deletion::Deleted) => "it was deleted: upload it again",
+                Ok(Deletion::ChangedSince) => {
+                    "it was replaced while it was checked, and the new file was kept: complete \
+                     the upload again"
+                }
+                Err(error) => {
+                    tracing::warn!(%error, key = %attachment.object_key, "deleting a refused upload failed; it goes with the attachment");
+                    "it was deleted: upload it again"
+                }
+            };
             return Err(mismatch(
                 &format!("attachments/{id}"),
                 &differences,
-                "it was deleted: upload it again",
+                outcome,
             ));
         }
         let ready = db::with_connection(&self.pool, async |conn| {

@@ -238,6 +238,38 @@ async fn a_450_answer_is_retried_until_accepted_and_a_550_answer_is_dead_with_th
 }
 
 #[tokio::test]
+async fn a_relay_refusing_the_sender_by_policy_is_tried_again_and_suppresses_nobody() {
+    let smtp = SmtpServer::start_refusing(0).await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    app.create_as_admin(request_for(
+        "blocked@example.com",
+        "a relay that refuses us",
+    ))
+    .await;
+
+    // A 554 5.7.1 is the relay's policy about the desk, not the recipient's mailbox.
+    wait_until("tried a second time", PATIENCE, async || {
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM notifications \
+             WHERE attempts >= 2 AND state <> 'dead' AND last_error LIKE '%5.7.1%'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM email_suppressions"
+        )
+        .await,
+        0,
+        "nobody is suppressed"
+    );
+}
+
+#[tokio::test]
 async fn line_breaks_in_a_subject_or_a_name_add_no_header_and_no_recipient() {
     let smtp = SmtpServer::start_new().await;
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;

@@ -92,8 +92,10 @@ impl SmtpServer {
     }
 
     /// A running server on a free port whose handler answers some recipients itself:
-    /// `gone@...` is refused for good (550), and `busy@...` is told to come back later (450)
-    /// `busy_answers` times; everything else is accepted into the maildir.
+    /// `gone@...` is refused for good (550), `busy@...` is told to come back later (450)
+    /// `busy_answers` times, and `blocked@...` meets the relay's policy refusing the sender (554
+    /// 5.7.1, as when the service's address is on a blocklist); everything else is accepted
+    /// into the maildir.
     pub(crate) async fn start_refusing(busy_answers: u32) -> Self {
         let mut server = Self::reserve();
         std::fs::write(
@@ -108,6 +110,8 @@ class Refusing(Mailbox):
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("gone@"):
             return "550 5.1.1 No such mailbox here"
+        if address.startswith("blocked@"):
+            return "554 5.7.1 Service unavailable; client host blocked using a blocklist"
         if address.startswith("busy@") and Refusing.busy_left > 0:
             Refusing.busy_left -= 1
             return "450 4.2.1 Mailbox busy, try again later"

@@ -1,6 +1,6 @@
-//! An HTTP proxy in front of the object store that can refuse deletions while passing every
-//! other call through: a store that answers reads but fails one kind of write, which no switch of
-//! the store itself can produce. Requests go on unchanged, `Host` included, so the store checks
+//! An HTTP proxy in front of the object store that can refuse deletions, or hold them until the
+//! test lets them go, while passing every other call through: a store that answers reads but
+//! fails (or delays) one kind of write, which no switch of the store itself can produce. Requests go on unchanged, `Host` included, so the store checks
 //! the service's signatures as it would without the proxy; the calls it serves are bodiless or
 //! small (inspections, probes, deletions), so each is read whole before it is forwarded.
 
@@ -20,7 +20,15 @@ pub(crate) struct StoreProxy {
     pub(crate) address: SocketAddr,
     refusing_deletes: Arc<AtomicBool>,
     refused: Arc<AtomicUsize>,
+    holding: Arc<Holding>,
     acceptor: JoinHandle<()>,
+}
+
+/// DELETEs held back: while `on`, each waits for a permit the test releases.
+struct Holding {
+    on: AtomicBool,
+    waiting: AtomicUsize,
+    releases: tokio::sync::Semaphore,
 }
 
 /// Hop-by-hop headers, which describe one connection and are not forwarded.
@@ -33,6 +41,11 @@ impl StoreProxy {
         let address = listener.local_addr().expect("proxy address");
         let refusing_deletes = Arc::new(AtomicBool::new(false));
         let refused = Arc::new(AtomicUsize::new(0));
+        let holding = Arc::new(Holding {
+            on: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            releases: tokio::sync::Semaphore::new(0),
+        });
         let forwarder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -40,14 +53,17 @@ impl StoreProxy {
         let acceptor = tokio::spawn({
             let refusing_deletes = refusing_deletes.clone();
             let refused = refused.clone();
+            let holding = holding.clone();
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let (target, forwarder) = (target.clone(), forwarder.clone());
                     let (refusing_deletes, refused) = (refusing_deletes.clone(), refused.clone());
+                    let holding = holding.clone();
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                         let (target, forwarder) = (target.clone(), forwarder.clone());
                         let (refusing_deletes, refused) =
                             (refusing_deletes.clone(), refused.clone());
+                        let holding = holding.clone();
                         async move {
                             if request.method() == Method::DELETE
                                 && refusing_deletes.load(Ordering::SeqCst)
@@ -57,6 +73,15 @@ impl StoreProxy {
                                     StatusCode::SERVICE_UNAVAILABLE,
                                     Bytes::new(),
                                 ));
+                            }
+                            if request.method() == Method::DELETE
+                                && holding.on.load(Ordering::SeqCst)
+                            {
+                                holding.waiting.fetch_add(1, Ordering::SeqCst);
+                                if let Ok(permit) = holding.releases.acquire().await {
+                                    permit.forget();
+                                }
+                                holding.waiting.fetch_sub(1, Ordering::SeqCst);
                             }
                             Ok(forward(&forwarder, &target, request).await)
                         }
@@ -73,6 +98,7 @@ impl StoreProxy {
             address,
             refusing_deletes,
             refused,
+            holding,
             acceptor,
         }
     }
@@ -85,6 +111,21 @@ impl StoreProxy {
     /// From now on, every DELETE is answered 503 without reaching the store (`false`: passed on).
     pub(crate) fn refuse_deletes(&self, refusing: bool) {
         self.refusing_deletes.store(refusing, Ordering::SeqCst);
+    }
+
+    /// From now on, every DELETE waits at the proxy until [`Self::release_a_delete`].
+    pub(crate) fn hold_deletes(&self) {
+        self.holding.on.store(true, Ordering::SeqCst);
+    }
+
+    /// How many DELETEs wait at the proxy now.
+    pub(crate) fn deletes_held(&self) -> usize {
+        self.holding.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Lets one held DELETE go on to the store (one held now, or the next one).
+    pub(crate) fn release_a_delete(&self) {
+        self.holding.releases.add_permits(1);
     }
 
     /// How many DELETEs the proxy has refused.
