@@ -254,6 +254,21 @@ pub enum Cached {
     Unknown,
 }
 
+/// Entries on their way to Redis, kept for repair if they do not get there: those left in
+/// `entries` when it is dropped, whether the store failed or the caller stopped waiting.
+struct KeptUnlessStored<'a> {
+    cache: &'a TicketCache,
+    entries: Vec<(String, Unsynced)>,
+}
+
+impl Drop for KeptUnlessStored<'_> {
+    fn drop(&mut self) {
+        for (key, (version, payload)) in self.entries.drain(..) {
+            self.cache.keep_unsynced(key, version, payload);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct TicketCache {
     pool: Redis,
@@ -303,29 +318,31 @@ impl TicketCache {
     }
 
     /// Stores every entry kept for repair, unless Redis is resting; one that fails again is
-    /// kept, and Redis rests.
+    /// kept, and Redis rests. Cancel-safe: what is not stored yet when the caller stops waiting
+    /// (a request's deadline, a client gone) is kept again.
     async fn repair(&self) {
         if self.unsynced_count.load(Ordering::Relaxed) == 0 || self.resting() {
             return;
         }
-        let pending: Vec<(String, Unsynced)> = {
+        let drained: Vec<(String, Unsynced)> = {
             let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
             self.unsynced_count.store(0, Ordering::Relaxed);
             unsynced.drain().collect()
         };
+        let mut pending = KeptUnlessStored {
+            cache: self,
+            entries: drained,
+        };
         let mut repaired = 0_usize;
-        let mut pending = pending.into_iter();
-        for (key, (version, payload)) in pending.by_ref() {
-            if let Err(error) = self.store_payload(&key, version, &payload).await {
+        while let Some((key, (version, payload))) = pending.entries.last() {
+            if let Err(error) = self.store_payload(key, *version, payload).await {
                 self.failed("repair", &error);
-                self.keep_unsynced(key, version, payload);
                 break;
             }
+            pending.entries.pop();
             repaired += 1;
         }
-        for (key, (version, payload)) in pending {
-            self.keep_unsynced(key, version, payload);
-        }
+        drop(pending);
         if repaired > 0 {
             tracing::info!(
                 repaired,
@@ -445,6 +462,22 @@ impl TicketCache {
             .await;
     }
 
+    /// Caches `ticket` as a read found it, unless a newer version is cached already. Unlike a
+    /// write's [`Self::store`], a fill that does not reach Redis is not kept for repair: nothing
+    /// in Redis is older than a committed write because of it, and while Redis rests, reads
+    /// must not fill the room kept for writes ([`MAX_UNSYNCED`]).
+    pub async fn fill(&self, ticket: &Ticket) {
+        if self.resting() {
+            return;
+        }
+        self.repair().await;
+        let key = self.entry_key(ticket.account_id, ticket.id);
+        let payload = encode_entry(ticket.version, Some(ticket));
+        if let Err(error) = self.store_payload(&key, ticket.version, &payload).await {
+            self.failed("fill", &error);
+        }
+    }
+
     /// Remembers that the ticket is gone, at `version`.
     pub async fn store_deleted(&self, account_id: AccountId, id: TicketId, version: i64) {
         self.store_entry(account_id, id, version, encode_entry(version, None))
@@ -463,10 +496,18 @@ impl TicketCache {
             self.keep_unsynced(key, version, payload);
             return;
         }
+        // Kept for repair unless stored, also when the caller stops waiting first (the write
+        // is committed: a request cut off by its deadline here must not leave the old entry in
+        // Redis until its TTL).
+        let mut entry = KeptUnlessStored {
+            cache: self,
+            entries: vec![(key, (version, payload))],
+        };
         self.repair().await;
-        if let Err(error) = self.store_payload(&key, version, &payload).await {
-            self.failed("store", &error);
-            self.keep_unsynced(key, version, payload);
+        let (key, (version, payload)) = &entry.entries[0];
+        match self.store_payload(key, *version, payload).await {
+            Ok(()) => entry.entries.clear(),
+            Err(error) => self.failed("store", &error),
         }
     }
 

@@ -469,7 +469,7 @@ impl TicketDesk {
         )
         .await?
         .ok_or_else(|| AppError::not_found(Resource::Ticket, id))?;
-        self.cache.store(&ticket).await;
+        self.cache.fill(&ticket).await;
         visible(ticket)
     }
 

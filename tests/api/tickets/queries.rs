@@ -8,13 +8,16 @@ use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::RunQueryDsl;
 use redis::AsyncCommands;
 use secrecy::ExposeSecret;
+use supportdesk::configuration::RedisSettings;
 use supportdesk::db::Explain;
 use supportdesk::db::models::TicketRow;
 use supportdesk::domain::{
-    AccountId, PageCursor, TicketFilter, TicketOrder, TicketOrderField, TicketPriority,
-    TicketStatus, Timestamp, UserId,
+    AccountId, Email, PageCursor, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder,
+    TicketOrderField, TicketPriority, TicketStatus, TicketSubject, Timestamp, UserId,
 };
-use supportdesk::redis::ticket_cache::read_entry;
+use supportdesk::redis::keys::RedisKeys;
+use supportdesk::redis::ticket_cache::{Cached, TicketCache, read_entry};
+use supportdesk::telemetry::metrics::Metrics;
 use supportdesk::wire::proto::v1;
 use tonic::Code;
 
@@ -686,4 +689,119 @@ async fn an_entry_an_earlier_release_wrote_is_a_miss_and_its_version_still_holds
     let (stored_version, stored) = read_entry(&replaced).expect("this release's layout");
     assert_eq!(stored_version, version);
     assert_eq!(stored.unwrap().subject.as_str(), "only in PostgreSQL");
+}
+
+/// A ticket of `account_id` at `version`, as the service would cache it.
+fn ticket_at(account_id: AccountId, id: TicketId, version: i64, subject: &str) -> Ticket {
+    Ticket {
+        id,
+        account_id,
+        subject: TicketSubject::parse(subject).unwrap(),
+        description: TicketDescription::parse("The cache's own test.").unwrap(),
+        priority: TicketPriority::Normal,
+        status: TicketStatus::Open,
+        requester_id: UserId::generate(),
+        requester_email: Email::parse("requester@example.com").unwrap(),
+        assignee_id: None,
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+        version,
+    }
+}
+
+#[tokio::test]
+async fn a_cache_update_its_caller_stops_waiting_for_is_kept_and_reaches_redis_once_it_answers() {
+    let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let settings = RedisSettings {
+        url: url_through(&redis_url(), proxy.address).into(),
+        key_prefix: format!("cut-off-{}:", uuid::Uuid::now_v7()),
+        connect_timeout: Duration::from_secs(2),
+        failure_pause: Duration::from_millis(1),
+    };
+    let cache = TicketCache::new(
+        supportdesk::redis::connection::build_pool(&settings).unwrap(),
+        RedisKeys::new(settings.key_prefix.clone()),
+        Duration::from_secs(300),
+        settings.failure_pause,
+        &Metrics::default(),
+    );
+    let account_id = AccountId::generate();
+    let (read_one, other) = (TicketId::generate(), TicketId::generate());
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cached_version = async |id| {
+        let raw: Vec<u8> = redis.get(cache.entry_key(account_id, id)).await.unwrap();
+        read_entry(&raw).expect("an entry").0
+    };
+    cache
+        .store(&ticket_at(account_id, read_one, 1, "before"))
+        .await;
+    assert_eq!(cached_version(read_one).await, 1);
+
+    // A write made while Redis was cut off is kept for repair...
+    proxy.cut();
+    cache
+        .store(&ticket_at(account_id, other, 1, "while cut off"))
+        .await;
+    proxy.restore();
+    // Past the cache's pause after that failure (1 ms here), so that it asks Redis again.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // ...and Redis then takes connections but answers nothing. A committed write's update is
+    // cut off by its caller (a deadline, a client gone) during the repair it runs first.
+    proxy.stall();
+    let cut_off = Duration::from_millis(300);
+    let updated = tokio::time::timeout(
+        cut_off,
+        cache.store(&ticket_at(account_id, read_one, 2, "after")),
+    )
+    .await;
+    assert!(updated.is_err(), "cut off");
+    proxy.unstall();
+
+    // The next read repairs first: both writes reach Redis, and the read sees the newer one.
+    let Cached::Ticket(read) = cache.get(account_id, read_one, None).await else {
+        panic!("the repaired entry is read");
+    };
+    assert_eq!((read.version, read.subject.as_str()), (2, "after"));
+    assert_eq!(cached_version(read_one).await, 2);
+    assert_eq!(cached_version(other).await, 1);
+}
+
+#[tokio::test]
+async fn while_redis_is_away_only_writes_are_kept_for_repair_not_what_reads_found() {
+    let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let settings = RedisSettings {
+        url: url_through(&redis_url(), proxy.address).into(),
+        key_prefix: format!("fills-{}:", uuid::Uuid::now_v7()),
+        connect_timeout: Duration::from_secs(2),
+        failure_pause: Duration::from_millis(1),
+    };
+    let cache = TicketCache::new(
+        supportdesk::redis::connection::build_pool(&settings).unwrap(),
+        RedisKeys::new(settings.key_prefix.clone()),
+        Duration::from_secs(300),
+        settings.failure_pause,
+        &Metrics::default(),
+    );
+    let account_id = AccountId::generate();
+    let (read, written) = (TicketId::generate(), TicketId::generate());
+
+    proxy.cut();
+    cache.fill(&ticket_at(account_id, read, 3, "read")).await;
+    cache
+        .store(&ticket_at(account_id, written, 4, "written"))
+        .await;
+    proxy.restore();
+    // Past the cache's pause after those failures (1 ms here), so that it asks Redis again.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // The next operation repairs: the write reaches Redis, the read's fill does not.
+    assert!(matches!(
+        cache.get(account_id, written, None).await,
+        Cached::Ticket(ticket) if ticket.version == 4
+    ));
+    assert!(matches!(
+        cache.get(account_id, read, None).await,
+        Cached::Unknown
+    ));
 }
