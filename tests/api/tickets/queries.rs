@@ -691,6 +691,24 @@ async fn an_entry_an_earlier_release_wrote_is_a_miss_and_its_version_still_holds
     assert_eq!(stored.unwrap().subject.as_str(), "only in PostgreSQL");
 }
 
+/// A ticket cache of its own (keys under a fresh prefix) reaching Redis through `proxy`, which
+/// rests 1 ms after a failure.
+fn a_cache_through(proxy: &TcpProxy) -> TicketCache {
+    let settings = RedisSettings {
+        url: url_through(&redis_url(), proxy.address).into(),
+        key_prefix: format!("cache-{}:", uuid::Uuid::now_v7()),
+        connect_timeout: Duration::from_secs(2),
+        failure_pause: Duration::from_millis(1),
+    };
+    TicketCache::new(
+        supportdesk::redis::connection::build_pool(&settings).unwrap(),
+        RedisKeys::new(settings.key_prefix.clone()),
+        Duration::from_secs(300),
+        settings.failure_pause,
+        &Metrics::default(),
+    )
+}
+
 /// A ticket of `account_id` at `version`, as the service would cache it.
 fn ticket_at(account_id: AccountId, id: TicketId, version: i64, subject: &str) -> Ticket {
     Ticket {
@@ -712,19 +730,7 @@ fn ticket_at(account_id: AccountId, id: TicketId, version: i64, subject: &str) -
 #[tokio::test]
 async fn a_cache_update_its_caller_stops_waiting_for_is_kept_and_reaches_redis_once_it_answers() {
     let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
-    let settings = RedisSettings {
-        url: url_through(&redis_url(), proxy.address).into(),
-        key_prefix: format!("cut-off-{}:", uuid::Uuid::now_v7()),
-        connect_timeout: Duration::from_secs(2),
-        failure_pause: Duration::from_millis(1),
-    };
-    let cache = TicketCache::new(
-        supportdesk::redis::connection::build_pool(&settings).unwrap(),
-        RedisKeys::new(settings.key_prefix.clone()),
-        Duration::from_secs(300),
-        settings.failure_pause,
-        &Metrics::default(),
-    );
+    let cache = a_cache_through(&proxy);
     let account_id = AccountId::generate();
     let (read_one, other) = (TicketId::generate(), TicketId::generate());
     let client = redis::Client::open(redis_url()).unwrap();
@@ -770,19 +776,7 @@ async fn a_cache_update_its_caller_stops_waiting_for_is_kept_and_reaches_redis_o
 #[tokio::test]
 async fn while_redis_is_away_only_writes_are_kept_for_repair_not_what_reads_found() {
     let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
-    let settings = RedisSettings {
-        url: url_through(&redis_url(), proxy.address).into(),
-        key_prefix: format!("fills-{}:", uuid::Uuid::now_v7()),
-        connect_timeout: Duration::from_secs(2),
-        failure_pause: Duration::from_millis(1),
-    };
-    let cache = TicketCache::new(
-        supportdesk::redis::connection::build_pool(&settings).unwrap(),
-        RedisKeys::new(settings.key_prefix.clone()),
-        Duration::from_secs(300),
-        settings.failure_pause,
-        &Metrics::default(),
-    );
+    let cache = a_cache_through(&proxy);
     let account_id = AccountId::generate();
     let (read, written) = (TicketId::generate(), TicketId::generate());
 
