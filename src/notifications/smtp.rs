@@ -1,6 +1,11 @@
 //! The SMTP [`EmailSender`] (`EMAIL_PROVIDER=smtp`), on lettre's tokio transport: rustls (ring)
-//! for STARTTLS or implicit TLS, optional authentication, and a pool of connections reused across
-//! messages (at most `EMAIL_MAX_CONCURRENCY`, the bulkhead's bound).
+//! for STARTTLS or implicit TLS, optional authentication, and connections reused across messages
+//! (at most `EMAIL_MAX_CONCURRENCY` kept, the bulkhead's bound).
+//!
+//! A connection is reused only after a conversation that ended. One cut off (its send's deadline
+//! passed, its task aborted at shutdown) is closed with its transport, replies unread: lettre's
+//! shared pool would hand it to the next message, whose every command would then read the reply
+//! to the command before, and a message the relay refused could be recorded sent on a stale `354`.
 //!
 //! The server's answer decides what happens next: a 4xx reply (a full mailbox, greylisting, a
 //! rate limit) and any failure to talk to it at all are worth retrying; a 5xx reply (no such
@@ -14,9 +19,12 @@
 //! The envelope is built from the message's `To` alone, and every header value is typed by
 //! lettre and made single-line before it gets there: a subject or a name cannot add a recipient.
 
+use std::sync::{Mutex, PoisonError};
+
 use anyhow::Context;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -31,7 +39,7 @@ use crate::resilience::bulkhead::Bulkhead;
 
 /// Sends through one SMTP relay.
 pub struct SmtpSender {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    connections: Connections,
     from: Mailbox,
     reply_to: Option<Mailbox>,
     bulkhead: Bulkhead,
@@ -51,8 +59,7 @@ impl std::fmt::Debug for SmtpSender {
 
 impl SmtpSender {
     /// A sender for the relay `smtp` describes; connects lazily (the relay may be down at
-    /// start-up: notifications wait for it). Call it on the tokio runtime: the connection pool
-    /// starts its reaper there.
+    /// start-up: notifications wait for it).
     pub fn new(email: &EmailSettings, smtp: &SmtpSettings) -> anyhow::Result<Self> {
         let from: Mailbox = email
             .from
@@ -71,10 +78,11 @@ impl SmtpSender {
             SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
                 .context("SMTP_HOST cannot be used with implicit TLS")?,
         };
+        // A pool of one per transport: a transport is one connection (see `Connections`).
         let mut builder = builder
             .port(smtp.port)
             .timeout(Some(smtp.timeout))
-            .pool_config(PoolConfig::new().max_size(email.max_concurrency.max(1)));
+            .pool_config(PoolConfig::new().max_size(1));
         if let Some((username, password)) = &smtp.credentials {
             builder = builder.credentials(Credentials::new(
                 username.clone(),
@@ -82,7 +90,11 @@ impl SmtpSender {
             ));
         }
         Ok(Self {
-            transport: builder.build(),
+            connections: Connections {
+                builder,
+                idle: Mutex::new(Vec::new()),
+                keep: usize::try_from(email.max_concurrency.max(1)).unwrap_or(usize::MAX),
+            },
             from,
             reply_to,
             bulkhead: super::bulkhead(email),
@@ -137,7 +149,12 @@ impl EmailSender for SmtpSender {
                     retry_after: refused.retry_after,
                 })?;
             let started = Instant::now();
-            match self.transport.send(message).await {
+            let transport = self.connections.take();
+            let answer = transport.send(message).await;
+            // Only here, after the conversation's end: a send dropped before (see the module's
+            // documentation) drops its transport instead.
+            self.connections.give_back(transport);
+            match answer {
                 Ok(_) => {
                     self.breaker.timed(CallResult::Ok, started.elapsed());
                     permit.record(CallOutcome::Success);
@@ -167,6 +184,37 @@ impl EmailSender for SmtpSender {
 
     fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
+    }
+}
+
+/// The relay's connections, each in a lettre transport of its own (a pool of one) that a
+/// conversation holds from its first command to its last reply and gives back only then.
+struct Connections {
+    builder: AsyncSmtpTransportBuilder,
+    idle: Mutex<Vec<AsyncSmtpTransport<Tokio1Executor>>>,
+    /// The most idle transports kept.
+    keep: usize,
+}
+
+impl Connections {
+    /// An idle transport, or a new one (which connects when first used). Call it on the tokio
+    /// runtime: a new transport starts its idle-connection reaper there.
+    fn take(&self) -> AsyncSmtpTransport<Tokio1Executor> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        idle.unwrap_or_else(|| self.builder.clone().build())
+    }
+
+    /// Keeps `transport`, whose conversation has ended, for the next one; beyond `keep` it is
+    /// dropped, and lettre closes its connection.
+    fn give_back(&self, transport: AsyncSmtpTransport<Tokio1Executor>) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.keep {
+            idle.push(transport);
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! Email notifications, sent to a real SMTP server (aiosmtpd) and read back from its maildir:
 //! the acknowledgement of a new ticket arrives once, with both parts and the threading headers;
 //! a refused creation sends nothing; a server that is down holds the message until it is up; a
-//! 4xx answer is retried and a 5xx answer is final; a public reply from the desk reaches the
-//! requester in the ticket's thread, an internal note never; solving a ticket tells its requester;
-//! header injection adds nobody; two hundred creations over two instances send one message each.
+//! 4xx answer is retried and a 5xx answer is final; a conversation its deadline cut off leaves no
+//! connection behind to answer the next message with stale replies; a public reply from the desk
+//! reaches the requester in the ticket's thread, an internal note never; solving a ticket tells
+//! its requester; header injection adds nobody; two hundred creations over two instances send one
+//! message each.
 //!
 //! `http_provider` sends through the email API simulator instead (Resend's dialect);
 //! `resilience` takes a provider down: the breaker, NotificationService's health and the metrics;
@@ -267,6 +269,87 @@ async fn a_relay_refusing_the_sender_by_policy_is_tried_again_and_suppresses_nob
         0,
         "nobody is suppressed"
     );
+}
+
+#[tokio::test]
+async fn a_conversation_cut_off_by_its_deadline_leaves_no_connection_that_answers_the_next_message_with_stale_replies()
+ {
+    // The relay answers the first message to slow@ two seconds late, long after the send's
+    // deadline (three quarters of a one-second lease) has cut the conversation off.
+    let smtp =
+        SmtpServer::start_slow_once_and_refusing_spam(std::time::Duration::from_secs(2)).await;
+    let app = TestApp::spawn_with(|settings| {
+        send_to(settings, &smtp);
+        // One worker, one attempt each: the next message goes over whatever connection the
+        // cut-off one left behind, and nothing else is sent meanwhile.
+        settings.notifications.workers.workers = 1;
+        settings.notifications.workers.max_attempts = 1;
+        settings.notifications.workers.lease = std::time::Duration::from_secs(1);
+    })
+    .await;
+    app.create_as_admin(request_for("slow@example.com", "a slow relay"))
+        .await;
+    wait_until(
+        "the slow send was cut off, and the relay has answered it since",
+        PATIENCE,
+        async || smtp.answered_late() && notifications_in(&app, "dead").await == 1,
+    )
+    .await;
+    app.create_as_admin(request_for(
+        "spam@example.com",
+        "refused at the end of its data",
+    ))
+    .await;
+
+    wait_until("the second message settled", PATIENCE, async || {
+        notifications_in(&app, "sent").await + notifications_in(&app, "dead").await == 2
+    })
+    .await;
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Outcome {
+        #[diesel(sql_type = Text)]
+        recipient_address: String,
+        #[diesel(sql_type = Text)]
+        state: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        last_error: Option<String>,
+    }
+    let mut conn = app.database.connect().await;
+    let outcomes: Vec<Outcome> = diesel::sql_query(
+        "SELECT recipient_address, state, last_error FROM notifications \
+         ORDER BY recipient_address",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let [slow, spam] = outcomes.as_slice() else {
+        panic!("two notifications: {outcomes:?}");
+    };
+    assert_eq!(
+        (slow.recipient_address.as_str(), slow.state.as_str()),
+        ("slow@example.com", "dead"),
+        "{outcomes:?}"
+    );
+    assert!(
+        slow.last_error
+            .as_deref()
+            .is_some_and(|error| error.contains("did not answer within the lease")),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        (spam.recipient_address.as_str(), spam.state.as_str()),
+        ("spam@example.com", "dead"),
+        "the relay refused it: {outcomes:?}"
+    );
+    assert!(
+        spam.last_error
+            .as_deref()
+            .is_some_and(|error| error.contains("(554): 5.6.0 Message content rejected")),
+        "the relay's own refusal is recorded, not a stale reply to another command: {outcomes:?}"
+    );
+    let received = smtp.received();
+    assert_eq!(received.len(), 1, "only the slow message was delivered");
+    assert_eq!(received[0].envelope_recipients(), ["slow@example.com"]);
 }
 
 #[tokio::test]

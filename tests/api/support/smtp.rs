@@ -157,6 +157,50 @@ class SlowToConfirm(Mailbox):
         server
     }
 
+    /// A running server on a free port that answers the end of the first message to `slow@...`
+    /// only `confirm_after` later (accepting it, then writing the file [`SmtpServer::answered_late`]
+    /// looks for), refuses every message to `spam@...` at the end of its data (554 5.6.0), and
+    /// accepts everything else at once.
+    pub(crate) async fn start_slow_once_and_refusing_spam(confirm_after: Duration) -> Self {
+        let mut server = Self::reserve();
+        let marker = server.workdir.path().join("answered_late");
+        std::fs::write(
+            server.workdir.path().join("slow_once.py"),
+            format!(
+                r#"import asyncio
+
+from aiosmtpd.handlers import Mailbox
+
+
+class SlowOnce(Mailbox):
+    slowed = False
+
+    async def handle_DATA(self, server, session, envelope):
+        if any(rcpt.startswith("spam@") for rcpt in envelope.rcpt_tos):
+            return "554 5.6.0 Message content rejected"
+        answer = await super().handle_DATA(server, session, envelope)
+        if not SlowOnce.slowed and any(rcpt.startswith("slow@") for rcpt in envelope.rcpt_tos):
+            SlowOnce.slowed = True
+            await asyncio.sleep({seconds})
+            open({marker:?}, "w").close()
+        return answer
+"#,
+                marker = marker.display().to_string(),
+                seconds = confirm_after.as_secs_f64(),
+            ),
+        )
+        .expect("the handler is written");
+        server.handler = "slow_once.SlowOnce";
+        server.start().await;
+        server
+    }
+
+    /// Whether a [`SmtpServer::start_slow_once_and_refusing_spam`] server has answered its slow
+    /// message.
+    pub(crate) fn answered_late(&self) -> bool {
+        self.workdir.path().join("answered_late").exists()
+    }
+
     /// A running server on a free port that holds its first conversation open forever, at the
     /// recipient (after writing the file [`SmtpServer::stalled`] looks for), and accepts every
     /// later one: what a client killed in the middle of a conversation leaves behind.
