@@ -105,7 +105,7 @@ impl SmtpSender {
 
     /// The message as sent: typed headers, a text and an HTML part.
     fn message(&self, email: &OutgoingEmail) -> Result<Message, SendError> {
-        let address: Address = email.to_address.parse().map_err(|error| {
+        let address: Address = ascii_domain(&email.to_address).parse().map_err(|error| {
             SendError::Refused(format!("the recipient's address is refused: {error}"))
         })?;
         let name = single_line(&email.to_name);
@@ -159,6 +159,15 @@ impl EmailSender for SmtpSender {
                     self.breaker.timed(CallResult::Ok, started.elapsed());
                     permit.record(CallOutcome::Success);
                     Ok(Sent::default())
+                }
+                Err(error) if needs_smtputf8(&error) => {
+                    // The relay answered; it cannot take this one address. Only a local part
+                    // stored under an earlier release's rule gets here: domains go as IDNA.
+                    self.breaker.timed(CallResult::Refused, started.elapsed());
+                    permit.record(CallOutcome::Success);
+                    Err(SendError::Permanent(format!(
+                        "SMTP: the relay takes no address outside ASCII (no SMTPUTF8): {error}"
+                    )))
                 }
                 Err(error) => {
                     let code = error
@@ -216,6 +225,26 @@ impl Connections {
             idle.push(transport);
         }
     }
+}
+
+/// `address` with its domain in IDNA's ASCII form (`xn--...`), as it goes in the envelope and the
+/// `To` header: a Unicode domain would need SMTPUTF8, which many relays lack, and each refusal
+/// would count against the breaker as the relay's fault. An address whose domain IDNA refuses is
+/// left as it is, for the parse to refuse.
+fn ascii_domain(address: &str) -> std::borrow::Cow<'_, str> {
+    match address.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => idna::domain_to_ascii(domain)
+            .map_or(std::borrow::Cow::Borrowed(address), |domain| {
+                std::borrow::Cow::Owned(format!("{local}@{domain}"))
+            }),
+        _ => std::borrow::Cow::Borrowed(address),
+    }
+}
+
+/// Whether lettre refused to send because the envelope needs SMTPUTF8 and the relay does not
+/// offer it: a client error lettre names only in its text.
+fn needs_smtputf8(error: &lettre::transport::smtp::Error) -> bool {
+    error.is_client() && error.to_string().contains("SMTPUTF8")
 }
 
 /// What a failed conversation means, from the server's reply `code` (none: no reply at all, a
@@ -422,6 +451,16 @@ mod tests {
             matches!(second, SendError::CircuitOpen { .. }),
             "a threshold of one: open after the first failure, {second:?}"
         );
+    }
+
+    #[test]
+    fn an_international_domain_goes_as_idna_and_the_rest_of_the_address_as_it_is() {
+        assert_eq!(
+            ascii_domain("jane@bücher.example"),
+            "jane@xn--bcher-kva.example"
+        );
+        assert_eq!(ascii_domain("jane@example.com"), "jane@example.com");
+        assert_eq!(ascii_domain("jöhn@example.com"), "jöhn@example.com");
     }
 
     #[tokio::test]

@@ -353,6 +353,90 @@ async fn a_conversation_cut_off_by_its_deadline_leaves_no_connection_that_answer
 }
 
 #[tokio::test]
+async fn a_requester_at_an_international_domain_is_sent_to_its_idna_form_by_a_relay_without_smtputf8()
+ {
+    // aiosmtpd, like many relays, does not offer SMTPUTF8.
+    let smtp = SmtpServer::start_new().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    app.create_as_admin(request_for(
+        "jane@bücher.example",
+        "an international domain",
+    ))
+    .await;
+
+    let received = smtp.wait_for(1).await;
+    assert_eq!(
+        received[0].envelope_recipients(),
+        ["jane@xn--bcher-kva.example"]
+    );
+    assert!(
+        received[0]
+            .header("To")
+            .contains("jane@xn--bcher-kva.example"),
+        "{}",
+        received[0].header("To")
+    );
+    wait_until("recorded sent", PATIENCE, async || {
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM notifications WHERE state = 'sent' AND attempts = 1",
+        )
+        .await
+            == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stored_address_outside_ascii_that_the_relay_cannot_take_is_dead_at_once_not_the_relays_fault()
+ {
+    // Queued while no provider is configured, its recipient then set to one an earlier
+    // release's rule admitted: a local part outside ASCII, which needs SMTPUTF8.
+    let app = TestApp::spawn().await;
+    app.create_ticket("for an old address").await;
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("UPDATE notifications SET recipient_address = 'jöhn@example.com'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let smtp = SmtpServer::start_new().await;
+    let mut sending = app.settings.clone();
+    send_to(&mut sending, &smtp);
+    let (_channel, _server) = crate::support::second_instance(&sending).await;
+
+    wait_until("dead, sent or tried again", PATIENCE, async || {
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM notifications \
+             WHERE state IN ('dead', 'sent') OR attempts >= 2",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM notifications \
+             WHERE state = 'dead' AND attempts = 1 AND last_error LIKE '%no SMTPUTF8%'",
+        )
+        .await,
+        1,
+        "dead after its one attempt, with the reason"
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM email_suppressions"
+        )
+        .await,
+        0,
+        "the address is not suppressed: another relay may take it"
+    );
+    assert!(smtp.received().is_empty());
+}
+
+#[tokio::test]
 async fn line_breaks_in_a_subject_or_a_name_add_no_header_and_no_recipient() {
     let smtp = SmtpServer::start_new().await;
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
