@@ -315,10 +315,14 @@ impl SessionStore {
         })
     }
 
-    /// Until when a revocation recorded now must be remembered.
+    /// Until when a revocation recorded now must be remembered in PostgreSQL: as long as the
+    /// session's refresh tokens may live, not only its access tokens. The Redis step that ends
+    /// the session follows the record and may fail (the call answers UNAVAILABLE, and a reset's
+    /// retry finds its link used): the refresh tokens then stay in Redis for their lifetime, and
+    /// only this row refuses them (`RefreshToken` reads it).
     pub fn revoked_until(&self) -> DateTime<Utc> {
-        Utc::now()
-            + chrono::Duration::from_std(self.revocation_lifetime).unwrap_or(chrono::Duration::MAX)
+        let remembered = self.lifetime.max(self.revocation_lifetime) + REVOCATION_MARGIN;
+        Utc::now() + chrono::Duration::from_std(remembered).unwrap_or(chrono::Duration::MAX)
     }
 
     /// Ends one session at once: recorded in PostgreSQL, then (one Redis step) its refresh

@@ -1,6 +1,7 @@
 //! The `revoked_sessions` table: sessions ended before their access tokens expired, the truth
 //! behind Redis's `revoked-session:<sid>` markers (docs/identity.md, "Ending sessions at once").
-//! A row matters until its `expires_at`, when every access token of its session has expired.
+//! A row matters until its `expires_at`, when every token of its session, access and refresh, has
+//! expired.
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};

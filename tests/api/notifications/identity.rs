@@ -9,6 +9,7 @@ use std::time::Duration;
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use prost::Message;
+use secrecy::ExposeSecret;
 use supportdesk::configuration::RateQuota;
 use supportdesk::errors::Reason;
 use supportdesk::wire::proto::v1;
@@ -16,9 +17,10 @@ use tonic::Code;
 
 use crate::support::notifications::token_from_outbox;
 use crate::support::smtp::{Received, SmtpServer, send_to};
+use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
 use crate::support::{
-    PATIENCE, TEST_PASSWORD, TestApp, TestUser, assert_reason, count_of, details, log_in,
-    redis_url, wait_until, with_token,
+    PATIENCE, TEST_PASSWORD, TestApp, TestUser, assert_reason, backends_waiting_on_locks,
+    count_of, details, log_in, redis_url, wait_until, with_token,
 };
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -198,6 +200,87 @@ async fn a_reset_link_from_the_mail_sets_the_password_once_and_ends_every_earlie
         2,
         "both sessions' revocations are recorded in PostgreSQL"
     );
+}
+
+#[tokio::test]
+async fn a_reset_whose_redis_step_failed_after_its_commit_refuses_the_old_refresh_tokens_for_their_whole_life()
+ {
+    let redis_proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.redis.url =
+            url_through(settings.redis.url.expose_secret(), redis_proxy.address).into();
+    })
+    .await;
+    let user = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    request_reset(&app, reset_request(&user))
+        .await
+        .expect("answered");
+    let token = token_from_outbox(&app, &user).await;
+
+    // The reset waits at its commit for the user's row; Redis goes away meanwhile.
+    let mut lock = app.database.connect().await;
+    diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
+    diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+        .bind::<SqlUuid, _>(user.id.as_uuid())
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let reset = tokio::spawn({
+        let app_auth = app.auth.clone();
+        let (account, token) = (user.account_slug.clone(), token.clone());
+        async move {
+            app_auth
+                .clone()
+                .reset_password(tonic::Request::new(v1::ResetPasswordRequest {
+                    account,
+                    token,
+                    new_password: NEW_PASSWORD.to_owned(),
+                }))
+                .await
+        }
+    });
+    wait_until("the reset waits for the user's row", PATIENCE, async || {
+        backends_waiting_on_locks(&app.database).await == 1
+    })
+    .await;
+    redis_proxy.cut();
+    diesel::sql_query("ROLLBACK").execute(&mut lock).await.unwrap();
+    let status = reset
+        .await
+        .unwrap()
+        .expect_err("the sessions could not be ended in Redis");
+    assert_eq!(status.code(), Code::Unavailable);
+    redis_proxy.restore();
+    let status = reset_password(&app, &user.account_slug, &token, NEW_PASSWORD)
+        .await
+        .expect_err("the password did change: the link is used");
+    assert_reason(&status, Reason::PasswordTokenUsed);
+
+    // Redis still has the session and its refresh token; PostgreSQL's record refuses it for as
+    // long as the token may live, not only for the access tokens' fifteen minutes.
+    let lifetime = app.settings.auth.refresh_token_ttl.as_secs();
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT count(*) AS count FROM revoked_sessions WHERE user_id = '{}' \
+                 AND expires_at >= now() + interval '{lifetime} seconds'",
+                user.id.as_uuid()
+            )
+        )
+        .await,
+        1,
+        "the revocation is remembered as long as the session's refresh tokens live"
+    );
+    let status = app
+        .auth
+        .clone()
+        .refresh_token(tonic::Request::new(v1::RefreshTokenRequest {
+            refresh_token: user.refresh_token.clone(),
+        }))
+        .await
+        .expect_err("the session is over");
+    assert_reason(&status, Reason::InvalidCredentials);
 }
 
 #[tokio::test]
