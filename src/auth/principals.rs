@@ -11,6 +11,10 @@
 //!   transaction commits; while the marker is there every reader goes to PostgreSQL. After the
 //!   commit the writer swaps its own marker for the new state. A reader that read PostgreSQL
 //!   before the commit cannot store its (old) answer: the marker replaced its lease.
+//! - Writers at once share the marker (`changing+:<nonce>,<nonce>`): each joins it, and each
+//!   leaves it after its commit. None of them stores its state, since the last to settle need
+//!   not be the last to commit (its state could lack the other's change); the last to leave
+//!   removes the marker, and the next reader stores what PostgreSQL has after both.
 //! - A writer that cannot set the marker (Redis down) fails before its transaction commits, so
 //!   no change is ever committed without the marker in place. A marker whose writer died expires
 //!   after [`ChangeWindow`], longer than any transaction may run; until then readers use
@@ -53,11 +57,52 @@ end
 return 0
 ";
 
+/// Marks KEYS[1] as changing for writer ARGV[1], for ARGV[2] ms: joins the writers already
+/// there (the marker becomes shared) or replaces whatever else is stored.
+const MARK: &str = r"
+local current = redis.call('GET', KEYS[1])
+local writers = current and string.match(current, '^changing%+?:(.+)$')
+if writers then
+  redis.call('SET', KEYS[1], 'changing+:' .. writers .. ',' .. ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], 'changing:' .. ARGV[1], 'PX', ARGV[2])
+end
+return 1
+";
+
+/// Takes writer ARGV[1] off KEYS[1]'s marker after its commit. Others still writing: the marker
+/// stays (2). The last writer: its state ARGV[2] is stored for ARGV[3] ms when it wrote alone,
+/// and the key is removed when it did not or stores nothing (1). Not on the marker: nothing (0).
+const SETTLE: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local shared, writers = string.match(current, '^changing(%+?):(.+)$')
+if not writers then return 0 end
+local others = {}
+local mine = false
+for writer in string.gmatch(writers, '[^,]+') do
+  if writer == ARGV[1] and not mine then mine = true else others[#others + 1] = writer end
+end
+if not mine then return 0 end
+if #others > 0 then
+  redis.call('SET', KEYS[1], 'changing+:' .. table.concat(others, ','), 'KEEPTTL')
+  return 2
+end
+if shared == '+' or ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+";
+
 static SWAP_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SWAP_IF_STILL));
+static MARK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(MARK));
+static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SETTLE));
 
 /// The scripts this module runs, for loading at start-up.
-pub fn scripts() -> [&'static Script; 1] {
-    [&SWAP_SCRIPT]
+pub fn scripts() -> [&'static Script; 3] {
+    [&SWAP_SCRIPT, &MARK_SCRIPT, &SETTLE_SCRIPT]
 }
 
 /// Whose state: a user (from a verified access token) or an API key (by its secret's hash).
@@ -270,15 +315,14 @@ impl PrincipalStates {
     /// Marks `principal` as changing, before the transaction that changes it commits. Fails
     /// (UNAVAILABLE) when Redis cannot take the marker: the caller must not commit then.
     pub async fn changing(&self, principal: PrincipalKey) -> AppResult<ChangeMarker> {
-        let marker = format!("changing:{}", random_nonce());
+        let writer = random_nonce();
         let window = u64::try_from(self.change_window.0.as_millis()).unwrap_or(u64::MAX);
         let mut connection = self.redis.get().await?;
-        redis::cmd("SET")
-            .arg(self.key(&principal))
-            .arg(&marker)
-            .arg("PX")
+        MARK_SCRIPT
+            .key(self.key(&principal))
+            .arg(&writer)
             .arg(window)
-            .query_async::<()>(&mut connection)
+            .invoke_async::<i64>(&mut connection)
             .await
             .map_err(|error| AppError::Unavailable {
                 dependency: Dependency::Redis,
@@ -287,7 +331,7 @@ impl PrincipalStates {
         Ok(ChangeMarker {
             states: self.clone(),
             principal,
-            marker,
+            writer,
         })
     }
 
@@ -309,11 +353,12 @@ impl PrincipalStates {
     }
 }
 
-/// A writer's marker on a principal; settled after the commit.
+/// A writer's place on a principal's change marker; settled after the commit.
 pub struct ChangeMarker {
     states: PrincipalStates,
     principal: PrincipalKey,
-    marker: String,
+    /// This writer's nonce on the marker.
+    writer: String,
 }
 
 impl ChangeMarker {
@@ -322,15 +367,28 @@ impl ChangeMarker {
         &self.principal
     }
 
-    /// After the transaction: stores the committed state (or, when the change did not commit,
-    /// just removes the marker), unless another writer's marker replaced this one. A failure is
-    /// logged: the marker then expires by itself, and readers use PostgreSQL until it does.
+    /// After the transaction: takes this writer off the marker, and stores the committed state
+    /// when it wrote alone (or, when the change did not commit, or other writers shared the
+    /// marker, removes the marker once the last of them has settled). A failure is logged: the
+    /// marker then expires by itself, and readers use PostgreSQL until it does.
     pub async fn settle(self, committed: Option<PrincipalState>) {
-        if let Err(error) = self
-            .states
-            .swap(&self.principal, &self.marker, committed.as_ref())
-            .await
-        {
+        let settled = async {
+            let mut connection = self.states.redis.get().await?;
+            SETTLE_SCRIPT
+                .key(self.states.key(&self.principal))
+                .arg(&self.writer)
+                .arg(
+                    committed
+                        .as_ref()
+                        .map(PrincipalState::encode)
+                        .unwrap_or_default(),
+                )
+                .arg(u64::try_from(STATE_TTL.as_millis()).unwrap_or(u64::MAX))
+                .invoke_async::<i64>(&mut connection)
+                .await?;
+            Ok::<_, AppError>(())
+        };
+        if let Err(error) = settled.await {
             tracing::warn!(%error, "a principal's change marker stays until it expires");
         }
     }

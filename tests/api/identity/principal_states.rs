@@ -125,9 +125,9 @@ async fn app_channel(app: &TestApp) -> tonic::transport::Channel {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_reader_that_read_postgresql_before_a_change_cannot_store_what_it_read() {
-    let app = TestApp::spawn().await;
+/// The app's principal states and the rate limiter whose admission reads them, built apart from
+/// the app so that a test can play the writers and the readers itself.
+fn states_and_admission(app: &TestApp) -> (PrincipalStates, RateLimiter) {
     let redis = connection::build_pool(&app.settings.redis).unwrap();
     let keys = RedisKeys::new(app.settings.redis.key_prefix.clone());
     let states = PrincipalStates::new(
@@ -142,8 +142,40 @@ async fn a_reader_that_read_postgresql_before_a_change_cannot_store_what_it_read
         app.settings.redis.failure_pause,
         &Metrics::default(),
     );
+    (states, limiter)
+}
+
+/// What a call's admission finds for `principal`: a stored state, or nothing (with a lease when
+/// the key was empty).
+async fn admission_finds(
+    states: &PrincipalStates,
+    limiter: &RateLimiter,
+    principal: &PrincipalKey,
+) -> KnownState {
+    let lease = Lease::new();
+    let key = states.key(principal);
+    let (_, read) = limiter
+        .admit(
+            Policy::Read,
+            &Subject::new("user", "reader"),
+            Some(AlsoRead {
+                key: &key,
+                lease: &lease,
+                prefetch: None,
+                barring: None,
+                revocation: None,
+            }),
+        )
+        .await;
+    let read = read.expect("Redis answered");
+    KnownState::from_read(read.value.as_deref(), lease, read.took_lease)
+}
+
+#[tokio::test]
+async fn a_reader_that_read_postgresql_before_a_change_cannot_store_what_it_read() {
+    let app = TestApp::spawn().await;
+    let (states, limiter) = states_and_admission(&app);
     let user = PrincipalKey::User(UserId::from_uuid(uuid::Uuid::now_v7()));
-    let subject = Subject::new("user", "reader");
     let account_id = AccountId::from_uuid(uuid::Uuid::now_v7());
     let as_admin = PrincipalState::User {
         account_id,
@@ -155,25 +187,7 @@ async fn a_reader_that_read_postgresql_before_a_change_cannot_store_what_it_read
         role: Role::Admin,
         active: false,
     };
-    let read = async || {
-        let lease = Lease::new();
-        let key = states.key(&user);
-        let (_, read) = limiter
-            .admit(
-                Policy::Read,
-                &subject,
-                Some(AlsoRead {
-                    key: &key,
-                    lease: &lease,
-                    prefetch: None,
-                    barring: None,
-                    revocation: None,
-                }),
-            )
-            .await;
-        let read = read.expect("Redis answered");
-        KnownState::from_read(read.value.as_deref(), lease, read.took_lease)
-    };
+    let read = async || admission_finds(&states, &limiter, &user).await;
 
     // The reader finds nothing and takes a lease; it reads PostgreSQL (the admin, still active)...
     let KnownState::Unknown { lease: Some(lease) } = read().await else {
@@ -191,6 +205,44 @@ async fn a_reader_that_read_postgresql_before_a_change_cannot_store_what_it_read
     // and what the writer committed is.
     marker.settle(Some(deactivated.clone())).await;
     assert_eq!(read().await, KnownState::Stored(deactivated));
+}
+
+#[tokio::test]
+async fn two_changes_at_once_leave_no_state_that_misses_either_whichever_settles_last() {
+    let app = TestApp::spawn().await;
+    let (states, limiter) = states_and_admission(&app);
+    let user = PrincipalKey::User(UserId::from_uuid(uuid::Uuid::now_v7()));
+    let account_id = AccountId::from_uuid(uuid::Uuid::now_v7());
+    let read = async || admission_finds(&states, &limiter, &user).await;
+
+    // A demotion marks the user, then waits before its commit; a rename marks the user too,
+    // commits (its row still says admin) and settles first; the demotion commits and settles.
+    let demotion = states.changing(user.clone()).await.expect("marked");
+    let rename = states.changing(user.clone()).await.expect("marked");
+    rename
+        .settle(Some(PrincipalState::User {
+            account_id,
+            role: Role::Admin,
+            active: true,
+        }))
+        .await;
+    assert_eq!(
+        read().await,
+        KnownState::Unknown { lease: None },
+        "the demotion is still under way: readers go to PostgreSQL, and none may store"
+    );
+    demotion
+        .settle(Some(PrincipalState::User {
+            account_id,
+            role: Role::Agent,
+            active: true,
+        }))
+        .await;
+
+    // Neither writer's state is the whole truth: the next reader reads PostgreSQL, and may store.
+    let KnownState::Unknown { lease: Some(_) } = read().await else {
+        panic!("the marker is gone and nothing is stored: a reader takes a lease");
+    };
 }
 
 #[tokio::test]

@@ -16,11 +16,11 @@ use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use crate::support::notifications::token_from_outbox;
-use crate::support::smtp::{Received, SmtpServer, send_to};
 use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
+use crate::support::smtp::{Received, SmtpServer, send_to};
 use crate::support::{
-    PATIENCE, TEST_PASSWORD, TestApp, TestUser, assert_reason, backends_waiting_on_locks,
-    count_of, details, log_in, redis_url, wait_until, with_token,
+    PATIENCE, TEST_PASSWORD, TestApp, TestUser, assert_reason, backends_waiting_on_locks, count_of,
+    details, log_in, redis_url, wait_until, with_token,
 };
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -244,7 +244,10 @@ async fn a_reset_whose_redis_step_failed_after_its_commit_refuses_the_old_refres
     })
     .await;
     redis_proxy.cut();
-    diesel::sql_query("ROLLBACK").execute(&mut lock).await.unwrap();
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .unwrap();
     let status = reset
         .await
         .unwrap()
