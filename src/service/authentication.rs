@@ -100,7 +100,8 @@ impl Authentication {
             }
             return Err(wrong_credentials());
         }
-        let user = user.ok_or_else(wrong_credentials)?.user;
+        let login = user.ok_or_else(wrong_credentials)?;
+        let (user, verified_hash) = (login.user, login.password_hash.unwrap_or_default());
         if !known_address {
             self.limiter
                 .login_settled(&attempt, LoginOutcome::SucceededFromNewAddress)
@@ -108,6 +109,18 @@ impl Authentication {
         }
         let (session_id, refresh, refresh_expires_at) =
             self.sessions.start(user.id, user.account_id).await?;
+        // A password reset (or a deactivation) that committed while the password was verified
+        // ended the sessions it found, and this one was not among them yet: now that it is on the
+        // user's list, where any later reset ends it, look at the password again.
+        let still_signs_in = db::with_connection(&self.pool, async |conn| {
+            User::still_signs_in_with(conn, user.id.as_uuid(), &verified_hash).await
+        })
+        .await;
+        if !still_signs_in? {
+            self.sessions.end(session_id, user.id).await?;
+            tracing::info!(user_id = %user.id, "the password changed during the login: refused");
+            return Err(wrong_credentials());
+        }
         let access = self
             .tokens
             .issue(user.id, user.account_id, user.role, session_id)?;

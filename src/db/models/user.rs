@@ -121,6 +121,23 @@ impl User {
         )
     }
 
+    /// Whether user `id` is active and still has the password hash `password_hash`: what a login
+    /// checks again once its session has started (one statement).
+    pub async fn still_signs_in_with(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        password_hash: &str,
+    ) -> AppResult<bool> {
+        Ok(diesel::select(diesel::dsl::exists(
+            users::table
+                .filter(users::id.eq(id))
+                .filter(users::active.eq(true))
+                .filter(users::password_hash.eq(password_hash)),
+        ))
+        .get_result(conn)
+        .await?)
+    }
+
     /// The user `id` if it belongs to `account_id`, and whether `session_id` was revoked (a row
     /// of `revoked_sessions` that still matters): one statement, for a caller Redis knows
     /// nothing of and for a refresh.

@@ -287,6 +287,124 @@ async fn a_reset_whose_redis_step_failed_after_its_commit_refuses_the_old_refres
 }
 
 #[tokio::test]
+async fn a_login_with_the_old_password_that_a_reset_overtook_while_it_verified_gets_no_session() {
+    let app = TestApp::spawn().await;
+    let user = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    // The old password's hash made costly (its parameters travel with it): verifying it takes
+    // long enough for a whole reset to happen meanwhile.
+    let costly = {
+        use argon2::password_hash::{PasswordHasher as _, SaltString, rand_core::OsRng};
+        let params = argon2::Params::new(19 * 1024, 60, 1, None).unwrap();
+        argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(TEST_PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string()
+    };
+    let mut conn = app.database.connect().await;
+    diesel::sql_query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind::<SqlUuid, _>(user.id.as_uuid())
+        .bind::<Text, _>(&costly)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    request_reset(&app, reset_request(&user))
+        .await
+        .expect("answered");
+    let token = token_from_outbox(&app, &user).await;
+
+    // The reset waits at its commit for the user's row...
+    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+    diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+        .bind::<SqlUuid, _>(user.id.as_uuid())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let reset = tokio::spawn({
+        let auth = app.auth.clone();
+        let (account, token) = (user.account_slug.clone(), token.clone());
+        async move {
+            auth.clone()
+                .reset_password(tonic::Request::new(v1::ResetPasswordRequest {
+                    account,
+                    token,
+                    new_password: NEW_PASSWORD.to_owned(),
+                }))
+                .await
+        }
+    });
+    wait_until("the reset waits for the user's row", PATIENCE, async || {
+        backends_waiting_on_locks(&app.database).await == 1
+    })
+    .await;
+    // ...while a login with the old password reads its hash and starts verifying it;
+    let since: String = {
+        #[derive(diesel::QueryableByName)]
+        struct Now {
+            #[diesel(sql_type = Text)]
+            now: String,
+        }
+        diesel::sql_query("SELECT clock_timestamp()::text AS now")
+            .get_result::<Now>(&mut app.database.connect().await)
+            .await
+            .unwrap()
+            .now
+    };
+    let login = tokio::spawn({
+        let auth = app.auth.clone();
+        let (account, email) = (user.account_slug.clone(), user.email.clone());
+        async move {
+            auth.clone()
+                .login(tonic::Request::new(v1::LoginRequest {
+                    account,
+                    email,
+                    password: TEST_PASSWORD.to_owned(),
+                }))
+                .await
+        }
+    });
+    wait_until("the login has read the old hash", PATIENCE, async || {
+        count(
+            &app,
+            &format!(
+                "SELECT count(*) AS count FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query_start > '{since}' \
+                 AND pid <> pg_backend_pid() AND query LIKE '%\"users\".\"email\" = $2%'"
+            ),
+        )
+        .await
+            == 1
+    })
+    .await;
+    // then the reset commits and ends every session the user has, before the login has one.
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    reset.await.unwrap().expect("the password is reset");
+
+    let status = login
+        .await
+        .unwrap()
+        .expect_err("the password the login verified is no longer the user's");
+    assert_reason(&status, Reason::InvalidCredentials);
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    let sessions: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{}user-sessions:{}", app.redis_prefix, user.id))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions,
+        Vec::<String>::new(),
+        "the user has no session left"
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_an_expired_a_used_and_another_accounts_token_each_get_their_reason() {
     let app = TestApp::spawn().await;
     let user = app.add_user(&app.admin, v1::UserRole::Agent).await;
