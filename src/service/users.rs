@@ -219,6 +219,26 @@ impl Users {
         let marker = self.principals.changing(PrincipalKey::User(id)).await?;
         let outcome =
             idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+                // Two admins demoting or deactivating each other at once would each pass
+                // admission and leave the account without an admin: the second to lock both
+                // users finds that its caller no longer is one.
+                if let Some(caller_id) = caller.user_id().filter(|_| demotes || deactivates) {
+                    let still_admin = User::lock_and_check_admin(
+                        conn,
+                        caller.account_id.as_uuid(),
+                        &[caller_id.as_uuid(), id.as_uuid()],
+                        caller_id.as_uuid(),
+                    )
+                    .await?;
+                    if !still_admin {
+                        return Err(AppError::PermissionDenied {
+                            reason: Reason::RoleRequired,
+                            message: "this needs the admin role; the caller has been demoted or \
+                                      deactivated meanwhile"
+                                .to_owned(),
+                        });
+                    }
+                }
                 let changeset = UserChangeset {
                     display_name: changes.display_name.as_ref().map(DisplayName::as_str),
                     role: changes.role.as_ref().map(Role::as_str),

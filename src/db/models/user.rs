@@ -282,6 +282,28 @@ impl User {
             .into_domain()
     }
 
+    /// Locks users `ids` of account `account_id`, in the order of their ids (two changes that
+    /// each lock the other's user then queue instead of deadlocking), and answers whether `check`
+    /// among them is an active admin.
+    pub async fn lock_and_check_admin(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        ids: &[Uuid],
+        check: Uuid,
+    ) -> AppResult<bool> {
+        let locked: Vec<(Uuid, String, bool)> = users::table
+            .filter(users::account_id.eq(account_id))
+            .filter(users::id.eq_any(ids))
+            .order(users::id)
+            .select((users::id, users::role, users::active))
+            .for_update()
+            .load(conn)
+            .await?;
+        Ok(locked.iter().any(|(id, role, active)| {
+            *id == check && *active && role.as_str() == Role::Admin.as_str()
+        }))
+    }
+
     /// Applies `changes` to the user `id` of `account_id`; `None` when there is no such user.
     pub async fn update(
         conn: &mut AsyncPgConnection,

@@ -7,7 +7,8 @@ use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use crate::support::{
-    TEST_PASSWORD, TestApp, assert_reason, details, log_in, valid_create_request, violated_fields,
+    PATIENCE, TEST_PASSWORD, TestApp, assert_reason, backends_waiting_on_locks, count_of, details,
+    log_in, valid_create_request, violated_fields, wait_until,
 };
 
 #[tokio::test]
@@ -261,6 +262,68 @@ async fn a_demotion_applies_to_the_very_next_call() {
         .await
         .expect_err("the same token no longer carries admin rights");
     assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
+    let app = TestApp::spawn().await;
+    let second_admin = app.add_user(&app.admin, v1::UserRole::Admin).await;
+    let admins = async || {
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM users WHERE account_id = '{}' \
+                 AND role = 'admin' AND active",
+                app.account_id.as_uuid()
+            ),
+        )
+        .await
+    };
+    assert_eq!(admins().await, 2);
+
+    // Both demotions pass admission while their targets' rows are held, then race.
+    let mut lock = app.database.connect().await;
+    diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
+    diesel::sql_query("SELECT id FROM users WHERE id IN ($1, $2) FOR UPDATE")
+        .bind::<diesel::sql_types::Uuid, _>(app.admin.id.as_uuid())
+        .bind::<diesel::sql_types::Uuid, _>(second_admin.id.as_uuid())
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let demote = |caller: &crate::support::TestUser, target: &crate::support::TestUser| {
+        let mut users = app.users.clone();
+        let request = caller.request(update(
+            &target.id.to_string(),
+            v1::User {
+                role: v1::UserRole::Agent.into(),
+                ..Default::default()
+            },
+            &["role"],
+        ));
+        tokio::spawn(async move { users.update_user(request).await })
+    };
+    let first = demote(&app.admin, &second_admin);
+    let second = demote(&second_admin, &app.admin);
+    wait_until("both demotions wait", PATIENCE, async || {
+        backends_waiting_on_locks(&app.database).await == 2
+    })
+    .await;
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+
+    let outcomes = [first.await.unwrap(), second.await.unwrap()];
+    let refused: Vec<&tonic::Status> = outcomes
+        .iter()
+        .filter_map(|outcome| outcome.as_ref().err())
+        .collect();
+    let [refused] = refused.as_slice() else {
+        panic!("exactly one demotion is refused: {outcomes:?}");
+    };
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_reason(refused, Reason::RoleRequired);
+    assert_eq!(admins().await, 1, "the account keeps an admin");
 }
 
 #[tokio::test]
