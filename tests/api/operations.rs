@@ -361,6 +361,97 @@ async fn cancelling_mid_import_stops_at_a_batch_boundary_and_reports_it() {
     );
 }
 
+/// A CreateTicket raised for `requester`, so that they exist before an import names them.
+fn ticket_for(requester: &str) -> v1::CreateTicketRequest {
+    v1::CreateTicketRequest {
+        ticket: Some(v1::Ticket {
+            subject: "before".to_owned(),
+            description: "d".to_owned(),
+            requester_email: requester.to_owned(),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The database's clock, in milliseconds since the epoch.
+async fn database_clock_ms(database: &TestDatabase) -> i64 {
+    count_of(
+        database,
+        "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS count",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_batch_that_waited_for_locks_renews_the_lease_for_a_whole_lease_from_its_commit() {
+    const LEASE: Duration = Duration::from_secs(10);
+    let app = TestApp::spawn_with(|settings| {
+        settings.operations.workers = 2;
+        settings.operations.import_batch_rows = BATCH as u32;
+        settings.operations.lease = LEASE;
+    })
+    .await;
+    app.create_as_admin(ticket_for("held@example.com")).await;
+    app.create_as_admin(ticket_for("held-too@example.com"))
+        .await;
+    let held = lock_requester(&app.database, "held@example.com").await;
+    let held_too = lock_requester(&app.database, "held-too@example.com").await;
+    // A batch of free rows, one of the held requester's, one of the other held requester's.
+    let mut csv = csv_blocked_after("renewed", BATCH);
+    for n in 2 * BATCH..3 * BATCH {
+        csv.push_str(&format!(
+            "renewed-{n},Imported history,held-too@example.com,low\n"
+        ));
+    }
+    let accepted = import(&app, v1::ImportFormat::Csv, csv).await;
+    let rows_read =
+        || async { metadata(&get(&app, &app.admin, &accepted.name).await.unwrap()).rows_read };
+
+    wait_until(
+        "the second batch has waited two seconds inside its transaction",
+        PATIENCE,
+        || async {
+            rows_read().await == BATCH as i64
+                && count_of(
+                    &app.database,
+                    "SELECT count(*) AS count FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                     AND clock_timestamp() - xact_start > interval '2 seconds'",
+                )
+                .await
+                    > 0
+        },
+    )
+    .await;
+    let released_at = database_clock_ms(&app.database).await;
+    drop(held);
+    wait_until(
+        "the second batch commits and the third waits",
+        PATIENCE,
+        || async {
+            rows_read().await == 2 * BATCH as i64
+                && backends_waiting_on_locks(&app.database).await > 0
+        },
+    )
+    .await;
+
+    let lease_ends = count_of(
+        &app.database,
+        "SELECT floor(extract(epoch FROM lease_expires_at) * 1000)::bigint AS count \
+         FROM operations",
+    )
+    .await;
+    let lease_ms = i64::try_from(LEASE.as_millis()).unwrap();
+    assert!(
+        lease_ends >= released_at + lease_ms,
+        "the lease ends {} ms after the batch could commit, not a whole lease of {lease_ms} ms",
+        lease_ends - released_at
+    );
+    drop(held_too);
+    let result = response(&done(&app, &app.admin, &accepted.name).await);
+    assert_eq!(result.rows_imported, 3 * BATCH as i64);
+}
+
 /// The open tickets of each requester as the counter `requester_open_tickets` holds them and as
 /// a recount of the tickets finds them, for every requester either side knows of that differs.
 async fn open_ticket_counters_off_a_recount(database: &TestDatabase) -> i64 {

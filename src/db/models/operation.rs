@@ -414,6 +414,10 @@ impl OperationRow {
     /// transaction. `None` when the worker no longer holds the lease at that checkpoint (it
     /// expired and another worker took over): the caller must roll the batch back. Otherwise,
     /// whether a cancellation was asked for.
+    ///
+    /// The lease runs from `clock_timestamp()`, not `now()`: `now()` is when the batch's
+    /// transaction began, and a batch that waited on locks would commit a lease that is already
+    /// (nearly) over, for another worker to claim while this one goes on to the next batch.
     pub async fn checkpoint(
         conn: &mut AsyncPgConnection,
         id: OperationId,
@@ -431,7 +435,8 @@ impl OperationRow {
                    ELSE (SELECT coalesce(jsonb_agg(e ORDER BY n), '[]') FROM \
                      jsonb_array_elements(row_errors || $7) WITH ORDINALITY AS t(e, n) \
                      WHERE n <= $8) END, \
-                 lease_expires_at = now() + $3 * interval '1 millisecond', updated_at = now() \
+                 lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond', \
+                 updated_at = now() \
                  WHERE id = $1 AND lease_owner = $2 AND rows_read = $9 AND state = 'running' \
                  RETURNING cancel_requested",
             )
