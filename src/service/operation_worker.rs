@@ -185,14 +185,16 @@ impl OperationWorkers {
         let mut cancel_requested = operation.cancel_requested;
         let batch_rows = usize::try_from(self.settings.import_batch_rows).unwrap_or(1);
         loop {
-            if cancel_requested {
-                return self
-                    .finish(worker, operation.id, OperationState::Cancelled, None, stop)
-                    .await;
-            }
+            // Every row settled: a cancellation asked for during the last batch came too late to
+            // stop anything, and reporting CANCELLED would hide that the import is whole.
             if position >= rows.len() {
                 return self
                     .finish(worker, operation.id, OperationState::Succeeded, None, stop)
+                    .await;
+            }
+            if cancel_requested {
+                return self
+                    .finish(worker, operation.id, OperationState::Cancelled, None, stop)
                     .await;
             }
             if stop.is_cancelled() {

@@ -361,6 +361,68 @@ async fn cancelling_mid_import_stops_at_a_batch_boundary_and_reports_it() {
     );
 }
 
+#[tokio::test]
+async fn a_cancel_that_lands_during_the_last_batch_leaves_the_whole_import_succeeded() {
+    let app = spawn().await;
+    app.create_as_admin(ticket_for("held@example.com")).await;
+    let held = lock_requester(&app.database, "held@example.com").await;
+
+    // Two batches: the first commits, the second (the last) waits for the held requester.
+    let accepted = import(
+        &app,
+        v1::ImportFormat::Csv,
+        csv_blocked_after("late", BATCH),
+    )
+    .await;
+    wait_until(
+        "the first batch commits and the last waits",
+        PATIENCE,
+        || async {
+            let progress = metadata(&get(&app, &app.admin, &accepted.name).await.unwrap());
+            progress.rows_read == BATCH as i64 && backends_waiting_on_locks(&app.database).await > 0
+        },
+    )
+    .await;
+    operations(&app)
+        .cancel_operation(app.as_admin(CancelOperationRequest {
+            name: accepted.name.clone(),
+        }))
+        .await
+        .expect("CancelOperation");
+    drop(held);
+
+    let finished = done(&app, &app.admin, &accepted.name).await;
+    let progress = metadata(&finished);
+    assert_eq!(
+        (
+            progress.state(),
+            progress.cancel_requested,
+            progress.rows_read,
+            progress.rows_imported
+        ),
+        (
+            v1::OperationState::Succeeded,
+            true,
+            2 * BATCH as i64,
+            2 * BATCH as i64
+        )
+    );
+    assert_eq!(response(&finished).rows_imported, 2 * BATCH as i64);
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM operations WHERE state = 'succeeded' \
+             AND error_code IS NULL AND content IS NULL AND lease_owner IS NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        tickets_named(&app.database, "late").await,
+        (2 * BATCH as i64, 2 * BATCH as i64)
+    );
+}
+
 /// A CreateTicket raised for `requester`, so that they exist before an import names them.
 fn ticket_for(requester: &str) -> v1::CreateTicketRequest {
     v1::CreateTicketRequest {
