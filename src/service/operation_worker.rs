@@ -4,7 +4,14 @@
 //! worker's lease and the checkpoint it started from) commit together or not at all, so an
 //! import that stops anywhere (a crash, a lost lease, a shutdown) resumes at the first row no
 //! committed batch settled, and no row is imported twice. A cancellation is honoured between
-//! batches.
+//! batches, and between the attempts at a batch that failed.
+//!
+//! A failed batch is tried again after a pause that doubles from `OPERATION_POLL_INTERVAL_MS` to
+//! half the lease, the worker holding the operation meanwhile (its lease renewed, the cancel flag
+//! read). A batch that fails [`BATCH_MAX_FAILURES`] times in a row while PostgreSQL answers is
+//! poisoned (a row the database refuses every time): the operation ends FAILED, naming its rows,
+//! and the batches before it stay imported. PostgreSQL out of reach says nothing about the batch:
+//! that is retried for as long as it lasts.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -30,9 +37,19 @@ use crate::errors::AppError;
 /// The google.rpc.Code of a file that is not of its format at all.
 const INVALID_ARGUMENT: i32 = 3;
 
-/// How long a worker waits after a batch failed (the database away, a deadlock) before trying
-/// it again.
-const BATCH_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// The google.rpc.Code of an import stopped by a batch the database refuses every time.
+const INTERNAL: i32 = 13;
+
+/// How many times in a row one batch may fail, PostgreSQL reachable, before its import fails.
+/// Error kinds do not tell a poisoned batch from bad luck: a deadlock with another import and a
+/// check constraint a row violates both arrive as an internal error, and a constraint violated
+/// by a race (an assignee deactivated meanwhile) passes on the next attempt, which validates the
+/// rows again. What marks a poisoned batch is that it fails every time; five attempts over about
+/// fifteen seconds (at the default poll interval) outlast any deadlock or lock queue.
+pub const BATCH_MAX_FAILURES: u32 = 5;
+
+/// How long a worker waits before it tries to finish an operation again (the database away).
+const FINISH_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// How a worker reports progress (a claim looked for, a batch settled): the job runner's
 /// heartbeat, handed down by the task that runs the workers.
@@ -61,6 +78,35 @@ impl From<diesel::result::Error> for BatchError {
     fn from(error: diesel::result::Error) -> Self {
         Self::App(error.into())
     }
+}
+
+/// What a committed batch settled.
+struct Settled {
+    /// The tickets it created.
+    imported: i64,
+    /// Whether a cancellation was asked for, as the checkpoint read it.
+    cancel_requested: bool,
+}
+
+/// Whether a worker still holds its operation, as a renewal of its lease found.
+enum Hold {
+    Held {
+        cancel_requested: bool,
+    },
+    /// Another worker claimed it, or it is no longer running.
+    Lost,
+    /// PostgreSQL did not answer: the next checkpoint tells.
+    Unknown,
+}
+
+/// What the pause between two attempts at a failed batch came to.
+enum Pause {
+    /// Try the batch again.
+    Retry,
+    /// A cancellation was asked for: end the operation CANCELLED.
+    Cancel,
+    /// Shut down, or the operation went to another worker.
+    Stop,
 }
 
 /// What a run of one operation came to.
@@ -182,8 +228,13 @@ impl OperationWorkers {
             }
         };
         let mut position = usize::try_from(operation.rows_read).unwrap_or(usize::MAX);
+        let mut rows_imported = operation.rows_imported;
         let mut cancel_requested = operation.cancel_requested;
         let batch_rows = usize::try_from(self.settings.import_batch_rows).unwrap_or(1);
+        // Failed attempts at the batch at `position`: all of them (they set the pause), and
+        // those PostgreSQL answered (they end the import at `BATCH_MAX_FAILURES`).
+        let mut failed_attempts: u32 = 0;
+        let mut failures_while_reachable: u32 = 0;
         loop {
             // Every row settled: a cancellation asked for during the last batch came too late to
             // stop anything, and reporting CANCELLED would hide that the import is whole.
@@ -212,9 +263,12 @@ impl OperationWorkers {
                 )
                 .await
             {
-                Ok(cancel) => {
+                Ok(settled) => {
                     position += batch.len();
-                    cancel_requested = cancel;
+                    rows_imported += settled.imported;
+                    cancel_requested = settled.cancel_requested;
+                    failed_attempts = 0;
+                    failures_while_reachable = 0;
                     heartbeat();
                 }
                 Err(BatchError::LostLease) => {
@@ -222,12 +276,118 @@ impl OperationWorkers {
                     return Ran::Stopped;
                 }
                 Err(BatchError::App(error)) => {
-                    tracing::warn!(operation = %operation.id.name(), %error, "an import batch failed; will retry it");
-                    tokio::select! {
-                        () = stop.cancelled() => return Ran::Stopped,
-                        () = tokio::time::sleep(BATCH_RETRY_PAUSE) => {}
+                    failed_attempts = failed_attempts.saturating_add(1);
+                    if !matches!(error, AppError::Unavailable { .. }) {
+                        failures_while_reachable += 1;
+                    }
+                    if failures_while_reachable >= BATCH_MAX_FAILURES {
+                        tracing::error!(
+                            operation = %operation.id.name(),
+                            error = ?anyhow::Error::from(error),
+                            attempts = failures_while_reachable,
+                            "an import batch failed every time; the operation fails"
+                        );
+                        let failure =
+                            poisoned_batch(batch, &rows, failures_while_reachable, rows_imported);
+                        return self
+                            .finish(
+                                worker,
+                                operation.id,
+                                OperationState::Failed,
+                                Some(&failure),
+                                stop,
+                            )
+                            .await;
+                    }
+                    let pause = self.retry_pause(failed_attempts);
+                    tracing::warn!(
+                        operation = %operation.id.name(),
+                        %error,
+                        attempt = failed_attempts,
+                        pause_ms = pause.as_millis(),
+                        "an import batch failed; will retry it"
+                    );
+                    match self
+                        .pause_holding(worker, operation.id, pause, stop, heartbeat)
+                        .await
+                    {
+                        Pause::Retry => {}
+                        Pause::Cancel => cancel_requested = true,
+                        Pause::Stop => return Ran::Stopped,
                     }
                 }
+            }
+        }
+    }
+
+    /// The pause before the `attempt`th retry of a batch: the poll interval, doubled at each
+    /// attempt, at most half the lease (so that a lease renewed before the pause outlasts it).
+    fn retry_pause(&self, attempt: u32) -> Duration {
+        let longest = self.settings.lease / 2;
+        let doublings = attempt.saturating_sub(1).min(16);
+        self.settings
+            .poll_interval
+            .saturating_mul(1 << doublings)
+            .min(longest)
+    }
+
+    /// Waits `pause` between two attempts at a failed batch while holding the operation: the
+    /// lease is renewed before the pause (the failed attempt may have used most of it) and after
+    /// it (the next attempt gets a whole lease), and each renewal reads the cancel flag.
+    async fn pause_holding(
+        &self,
+        worker: Uuid,
+        id: OperationId,
+        pause: Duration,
+        stop: &CancellationToken,
+        heartbeat: &Progress,
+    ) -> Pause {
+        match self.renew_lease(worker, id, heartbeat).await {
+            Hold::Held {
+                cancel_requested: true,
+            } => return Pause::Cancel,
+            Hold::Lost => return Pause::Stop,
+            Hold::Held {
+                cancel_requested: false,
+            }
+            | Hold::Unknown => {}
+        }
+        tokio::select! {
+            () = stop.cancelled() => return Pause::Stop,
+            () = tokio::time::sleep(pause) => {}
+        }
+        match self.renew_lease(worker, id, heartbeat).await {
+            Hold::Held {
+                cancel_requested: true,
+            } => Pause::Cancel,
+            Hold::Lost => Pause::Stop,
+            Hold::Held {
+                cancel_requested: false,
+            }
+            | Hold::Unknown => Pause::Retry,
+        }
+    }
+
+    /// Renews `worker`'s lease on `id`; a renewal that PostgreSQL answered is progress (the
+    /// worker is alive and holds its operation) and beats the heartbeat.
+    async fn renew_lease(&self, worker: Uuid, id: OperationId, heartbeat: &Progress) -> Hold {
+        let lease = self.settings.lease;
+        let renewed = db::with_connection(&self.pool, async |conn| {
+            OperationRow::renew_lease(conn, id, worker, lease).await
+        })
+        .await;
+        match renewed {
+            Ok(Some(cancel_requested)) => {
+                heartbeat();
+                Hold::Held { cancel_requested }
+            }
+            Ok(None) => {
+                tracing::warn!(operation = %id.name(), "the operation's lease went to another worker");
+                Hold::Lost
+            }
+            Err(error) => {
+                tracing::warn!(operation = %id.name(), %error, "the operation's lease cannot be renewed");
+                Hold::Unknown
             }
         }
     }
@@ -256,14 +416,14 @@ impl OperationWorkers {
             }
             tokio::select! {
                 () = stop.cancelled() => return Ran::Stopped,
-                () = tokio::time::sleep(BATCH_RETRY_PAUSE) => {}
+                () = tokio::time::sleep(FINISH_RETRY_PAUSE) => {}
             }
         }
     }
 
     /// Settles `batch` (rows from `position` on) in one transaction: every row validated as
     /// CreateTicket validates it, the valid ones inserted, the refused ones reported, and the
-    /// checkpoint moved. Whether a cancellation was asked for.
+    /// checkpoint moved.
     async fn import_batch(
         &self,
         worker: Uuid,
@@ -272,7 +432,7 @@ impl OperationWorkers {
         actor: Actor,
         batch: &[ImportRow],
         position: usize,
-    ) -> Result<bool, BatchError> {
+    ) -> Result<Settled, BatchError> {
         let lease = self.settings.lease;
         let max_open = i64::from(self.max_open_per_requester);
         let max_errors = i64::from(self.settings.import_max_row_errors);
@@ -423,10 +583,36 @@ impl OperationWorkers {
                 errors: &errors,
                 max_errors,
             };
-            OperationRow::checkpoint(conn, id, worker, lease, &progress)
+            let cancel_requested = OperationRow::checkpoint(conn, id, worker, lease, &progress)
                 .await?
-                .ok_or(BatchError::LostLease)
+                .ok_or(BatchError::LostLease)?;
+            Ok(Settled {
+                imported: progress.imported,
+                cancel_requested,
+            })
         })
         .await
+    }
+}
+
+/// How an import stopped by `batch` (of `rows`) fails: its rows named as an editor numbers
+/// them, how often it failed, and what stays imported. The cause is in the log only: it may hold
+/// SQL, which a client never sees.
+fn poisoned_batch(
+    batch: &[ImportRow],
+    rows: &[ImportRow],
+    attempts: u32,
+    rows_imported: i64,
+) -> OperationFailure {
+    let number = |row: Option<&ImportRow>| row.map_or(0, |row| row.number);
+    let (first, last) = (number(batch.first()), number(batch.last()));
+    let end = number(rows.last());
+    OperationFailure {
+        code: INTERNAL,
+        message: format!(
+            "rows {first} to {last} could not be imported: their batch failed {attempts} times \
+             in a row. The import stopped there: the {rows_imported} tickets imported from the \
+             rows before them stay, and rows {first} to {end} were not read"
+        ),
     }
 }

@@ -8,6 +8,7 @@ use prost::Message;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use supportdesk::errors::Reason;
+use supportdesk::service::BATCH_MAX_FAILURES;
 use supportdesk::wire::proto::google::longrunning::operations_client::OperationsClient;
 use supportdesk::wire::proto::google::longrunning::{
     self as lro, CancelOperationRequest, DeleteOperationRequest, GetOperationRequest,
@@ -433,6 +434,138 @@ fn ticket_for(requester: &str) -> v1::CreateTicketRequest {
             ..Default::default()
         }),
     }
+}
+
+/// Makes PostgreSQL refuse a ticket whose subject is `subject`, every time it is inserted: a
+/// CHECK constraint on the test's own database (each test has one, cloned from the template).
+async fn refuse_subject(database: &TestDatabase, subject: &str) {
+    diesel::sql_query(format!(
+        "ALTER TABLE tickets ADD CONSTRAINT refused_subject CHECK (subject <> '{subject}') \
+         NOT VALID"
+    ))
+    .execute(&mut database.connect().await)
+    .await
+    .expect("the constraint is added");
+}
+
+#[tokio::test]
+async fn a_batch_the_database_refuses_every_time_fails_the_import_naming_its_rows_and_the_batches_before_it_stay()
+ {
+    // A lease shorter than the retries take: a worker that did not renew it while retrying
+    // would see the operation claimed by the other worker.
+    let app = TestApp::spawn_with(|settings| {
+        settings.operations.workers = 2;
+        settings.operations.import_batch_rows = BATCH as u32;
+        settings.operations.import_max_concurrent = 1;
+        settings.operations.lease = Duration::from_secs(2);
+        settings.operations.poll_interval = Duration::from_millis(600);
+    })
+    .await;
+    // Row `poison-15` is in the second batch: records 12 to 21 (the header is record 1).
+    refuse_subject(&app.database, "poison-15").await;
+
+    let accepted = import(
+        &app,
+        v1::ImportFormat::Csv,
+        csv_of("poison", 3 * BATCH, "a@example.com"),
+    )
+    .await;
+    let finished = done(&app, &app.admin, &accepted.name).await;
+
+    let status = error(&finished);
+    assert_eq!(
+        (status.code, status.message.as_str()),
+        (
+            tonic::Code::Internal as i32,
+            format!(
+                "rows 12 to 21 could not be imported: their batch failed {BATCH_MAX_FAILURES} \
+                 times in a row. The import stopped there: the 10 tickets imported from the rows \
+                 before them stay, and rows 12 to 31 were not read"
+            )
+            .as_str()
+        )
+    );
+    let progress = metadata(&finished);
+    assert_eq!(
+        (
+            progress.state(),
+            progress.rows_read,
+            progress.rows_imported,
+            progress.rows_failed
+        ),
+        (v1::OperationState::Failed, BATCH as i64, BATCH as i64, 0)
+    );
+    // One claim: the worker held the operation through every retry, and let it go at the end.
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM operations WHERE state = 'failed' AND error_code = 13 \
+             AND attempts = 1 AND lease_owner IS NULL AND content IS NULL AND done_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        tickets_named(&app.database, "poison").await,
+        (BATCH as i64, BATCH as i64)
+    );
+    // The account's only import slot is free again.
+    let next = import(
+        &app,
+        v1::ImportFormat::Csv,
+        csv_of("next", 3, "a@example.com"),
+    )
+    .await;
+    assert_eq!(
+        response(&done(&app, &app.admin, &next.name).await).rows_imported,
+        3
+    );
+}
+
+#[tokio::test]
+async fn cancelling_an_import_whose_batch_keeps_failing_cancels_it_between_the_attempts() {
+    // The default pauses (one second, doubling): the batch would fail the import only after
+    // about fifteen seconds of retries.
+    let app = spawn().await;
+    refuse_subject(&app.database, "stuck-15").await;
+    let accepted = import(
+        &app,
+        v1::ImportFormat::Csv,
+        csv_of("stuck", 3 * BATCH, "a@example.com"),
+    )
+    .await;
+    wait_until("the first batch commits", PATIENCE, || async {
+        metadata(&get(&app, &app.admin, &accepted.name).await.unwrap()).rows_read == BATCH as i64
+    })
+    .await;
+
+    operations(&app)
+        .cancel_operation(app.as_admin(CancelOperationRequest {
+            name: accepted.name.clone(),
+        }))
+        .await
+        .expect("CancelOperation");
+    let finished = done(&app, &app.admin, &accepted.name).await;
+
+    assert_eq!(error(&finished).code, tonic::Code::Cancelled as i32);
+    let progress = metadata(&finished);
+    assert_eq!(
+        (progress.state(), progress.rows_read, progress.rows_imported),
+        (v1::OperationState::Cancelled, BATCH as i64, BATCH as i64)
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM operations WHERE state = 'cancelled' \
+             AND cancel_requested AND lease_owner IS NULL AND content IS NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        tickets_named(&app.database, "stuck").await,
+        (BATCH as i64, BATCH as i64)
+    );
 }
 
 /// The database's clock, in milliseconds since the epoch.

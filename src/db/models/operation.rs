@@ -456,18 +456,31 @@ impl OperationRow {
         .map(|flag| flag.cancel_requested))
     }
 
-    /// Whether a cancellation of `id` was asked for (read between batches).
-    pub async fn cancel_requested(
+    /// Renews `worker`'s lease on the running `id` for `lease` from now without moving its
+    /// checkpoint: for a worker between two attempts at a batch that failed, so that no other
+    /// worker claims the operation meanwhile. `None` when the worker no longer holds it;
+    /// otherwise, whether a cancellation was asked for.
+    pub async fn renew_lease(
         conn: &mut AsyncPgConnection,
         id: OperationId,
-    ) -> AppResult<bool> {
-        Ok(operations::table
-            .filter(operations::id.eq(id.as_uuid()))
-            .select(operations::cancel_requested)
-            .first::<bool>(conn)
-            .await
-            .optional()?
-            .unwrap_or(true))
+        worker: Uuid,
+        lease: std::time::Duration,
+    ) -> AppResult<Option<bool>> {
+        Ok(KeepPrepared(
+            diesel::sql_query(
+                "UPDATE operations \
+                 SET lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond' \
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'running' \
+                 RETURNING cancel_requested",
+            )
+            .bind::<sql_types::Uuid, _>(id.as_uuid())
+            .bind::<sql_types::Uuid, _>(worker)
+            .bind::<sql_types::BigInt, _>(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
+        )
+        .get_result::<CancelFlag>(conn)
+        .await
+        .optional()?
+        .map(|flag| flag.cancel_requested))
     }
 
     /// Gives up `worker`'s lease on `id` without finishing it (a shutdown): the next worker to
