@@ -194,9 +194,11 @@ impl TicketDesk {
                 }
                 Err(error) => {
                     drop(conn);
-                    // A full channel means a client too slow to read it: the channel closes
-                    // without `Finished`, which says the same.
-                    let _ = sender.try_send(Err(error));
+                    // Waited for, as `Finished` is: a slow reader's channel still holds the
+                    // batch before, and an error dropped for want of room would reach them as
+                    // DEADLINE_EXCEEDED, however early the read failed. A reader still behind at
+                    // the deadline gets DEADLINE_EXCEEDED, as it would have anyway.
+                    let _ = tokio::time::timeout_at(deadline, sender.send(Err(error))).await;
                 }
             }
         });

@@ -236,6 +236,52 @@ async fn through_envoy_a_grpc_reader_that_stops_reading_holds_the_service_back_u
     read_the_rest_until_the_limit(&app, &mut stream, first, total).await;
 }
 
+#[tokio::test]
+async fn a_read_that_fails_while_a_slow_reader_lags_reaches_the_reader_as_unavailable_after_the_tickets_before_it()
+ {
+    let app = TestApp::spawn().await;
+    let total = 20 * EXPORT_BATCH;
+    insert_tickets(&app, total, "cut off").await;
+    let (mut stream, first) = export_to_a_slow_reader(&app, &app.address.to_string()).await;
+    // The reading task waits for room in the channel, its snapshot open: its connection is cut
+    // there, so its next read fails while the channel still holds the batch before it.
+    let idle_in_snapshot = "SELECT count(*) AS count FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND state = 'idle in transaction'";
+    wait_until("the export waits for its reader", PATIENCE, || async {
+        count_of(&app.database, idle_in_snapshot).await == 1
+    })
+    .await;
+    assert_eq!(
+        count_of(
+            &app.database,
+            &idle_in_snapshot.replace("count(*)", "count(pg_terminate_backend(pid))")
+        )
+        .await,
+        1
+    );
+
+    let mut received = vec![first];
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(ticket)) => received.push(ticket),
+            Ok(None) => panic!("the export ended as if complete after {}", received.len()),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_reason(&status, Reason::DatabaseUnavailable);
+    let cut_at = received.len();
+    assert!(cut_at < usize::try_from(total).unwrap());
+    assert_eq!(
+        cut_at % usize::try_from(EXPORT_BATCH).unwrap(),
+        0,
+        "whole batches arrive before the error"
+    );
+    let received: Vec<&str> = received.iter().map(|ticket| ticket.id.as_str()).collect();
+    assert_eq!(received, first_in_export_order(&app, cut_at).await);
+}
+
 /// ExportTickets, oldest first, to a reader at `address` (the service, or an Envoy in front of
 /// it) whose HTTP/2 windows hold 16 KiB; its first ticket read, nothing more yet.
 async fn export_to_a_slow_reader(
