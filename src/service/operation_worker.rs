@@ -216,15 +216,7 @@ impl OperationWorkers {
                     code: INVALID_ARGUMENT,
                     message: format!("content {problem}"),
                 };
-                return self
-                    .finish(
-                        worker,
-                        operation.id,
-                        OperationState::Failed,
-                        Some(&failure),
-                        stop,
-                    )
-                    .await;
+                return self.fail(worker, operation.id, &failure, stop).await;
             }
         };
         let mut position = usize::try_from(operation.rows_read).unwrap_or(usize::MAX);
@@ -289,15 +281,7 @@ impl OperationWorkers {
                         );
                         let failure =
                             poisoned_batch(batch, &rows, failures_while_reachable, rows_imported);
-                        return self
-                            .finish(
-                                worker,
-                                operation.id,
-                                OperationState::Failed,
-                                Some(&failure),
-                                stop,
-                            )
-                            .await;
+                        return self.fail(worker, operation.id, &failure, stop).await;
                     }
                     let pause = self.retry_pause(failed_attempts);
                     tracing::warn!(
@@ -390,6 +374,18 @@ impl OperationWorkers {
                 Hold::Unknown
             }
         }
+    }
+
+    /// Ends the operation FAILED with `failure`, as [`Self::finish`] does.
+    async fn fail(
+        &self,
+        worker: Uuid,
+        id: OperationId,
+        failure: &OperationFailure,
+        stop: &CancellationToken,
+    ) -> Ran {
+        self.finish(worker, id, OperationState::Failed, Some(failure), stop)
+            .await
     }
 
     /// Ends the operation, retrying while the database is away; stopped when told to stop or

@@ -114,6 +114,16 @@ async fn done_through(
     }
 }
 
+/// Asks, as the admin, for operation `name` to be cancelled.
+async fn cancel(app: &TestApp, name: &str) {
+    operations(app)
+        .cancel_operation(app.as_admin(CancelOperationRequest {
+            name: name.to_owned(),
+        }))
+        .await
+        .expect("CancelOperation");
+}
+
 fn metadata(operation: &lro::Operation) -> v1::ImportTicketsMetadata {
     let any = operation.metadata.as_ref().expect("typed metadata");
     assert_eq!(
@@ -330,12 +340,7 @@ async fn cancelling_mid_import_stops_at_a_batch_boundary_and_reports_it() {
         },
     )
     .await;
-    operations(&app)
-        .cancel_operation(app.as_admin(CancelOperationRequest {
-            name: accepted.name.clone(),
-        }))
-        .await
-        .expect("CancelOperation");
+    cancel(&app, &accepted.name).await;
     drop(held);
 
     let finished = done(&app, &app.admin, &accepted.name).await;
@@ -384,12 +389,7 @@ async fn a_cancel_that_lands_during_the_last_batch_leaves_the_whole_import_succe
         },
     )
     .await;
-    operations(&app)
-        .cancel_operation(app.as_admin(CancelOperationRequest {
-            name: accepted.name.clone(),
-        }))
-        .await
-        .expect("CancelOperation");
+    cancel(&app, &accepted.name).await;
     drop(held);
 
     let finished = done(&app, &app.admin, &accepted.name).await;
@@ -539,12 +539,7 @@ async fn cancelling_an_import_whose_batch_keeps_failing_cancels_it_between_the_a
     })
     .await;
 
-    operations(&app)
-        .cancel_operation(app.as_admin(CancelOperationRequest {
-            name: accepted.name.clone(),
-        }))
-        .await
-        .expect("CancelOperation");
+    cancel(&app, &accepted.name).await;
     let finished = done(&app, &app.admin, &accepted.name).await;
 
     assert_eq!(error(&finished).code, tonic::Code::Cancelled as i32);

@@ -83,6 +83,37 @@ async fn current_user(app: &TestApp, token: &str) -> Result<v1::User, tonic::Sta
         .map(tonic::Response::into_inner)
 }
 
+/// A ResetPassword of `user` with `token`, under way and waiting at its commit for the user's
+/// row, which the returned connection holds until it rolls back.
+async fn reset_held_at_its_commit(
+    app: &TestApp,
+    user: &TestUser,
+    token: &str,
+) -> (
+    diesel_async::AsyncPgConnection,
+    tokio::task::JoinHandle<Result<tonic::Response<v1::ResetPasswordResponse>, tonic::Status>>,
+) {
+    let mut lock = app.database.connect().await;
+    diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
+    diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+        .bind::<SqlUuid, _>(user.id.as_uuid())
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let mut auth = app.auth.clone();
+    let request = tonic::Request::new(v1::ResetPasswordRequest {
+        account: user.account_slug.clone(),
+        token: token.to_owned(),
+        new_password: NEW_PASSWORD.to_owned(),
+    });
+    let reset = tokio::spawn(async move { auth.reset_password(request).await });
+    wait_until("the reset waits for the user's row", PATIENCE, async || {
+        backends_waiting_on_locks(&app.database).await == 1
+    })
+    .await;
+    (lock, reset)
+}
+
 /// The `token` parameter of the link in a message's text part.
 fn token_in(message: &Received, path: &str) -> String {
     let text = message.part("text/plain");
@@ -218,31 +249,7 @@ async fn a_reset_whose_redis_step_failed_after_its_commit_refuses_the_old_refres
     let token = token_from_outbox(&app, &user).await;
 
     // The reset waits at its commit for the user's row; Redis goes away meanwhile.
-    let mut lock = app.database.connect().await;
-    diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
-    diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
-        .bind::<SqlUuid, _>(user.id.as_uuid())
-        .execute(&mut lock)
-        .await
-        .unwrap();
-    let reset = tokio::spawn({
-        let app_auth = app.auth.clone();
-        let (account, token) = (user.account_slug.clone(), token.clone());
-        async move {
-            app_auth
-                .clone()
-                .reset_password(tonic::Request::new(v1::ResetPasswordRequest {
-                    account,
-                    token,
-                    new_password: NEW_PASSWORD.to_owned(),
-                }))
-                .await
-        }
-    });
-    wait_until("the reset waits for the user's row", PATIENCE, async || {
-        backends_waiting_on_locks(&app.database).await == 1
-    })
-    .await;
+    let (mut lock, reset) = reset_held_at_its_commit(&app, &user, &token).await;
     redis_proxy.cut();
     diesel::sql_query("ROLLBACK")
         .execute(&mut lock)
@@ -313,29 +320,7 @@ async fn a_login_with_the_old_password_that_a_reset_overtook_while_it_verified_g
     let token = token_from_outbox(&app, &user).await;
 
     // The reset waits at its commit for the user's row...
-    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
-    diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
-        .bind::<SqlUuid, _>(user.id.as_uuid())
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let reset = tokio::spawn({
-        let auth = app.auth.clone();
-        let (account, token) = (user.account_slug.clone(), token.clone());
-        async move {
-            auth.clone()
-                .reset_password(tonic::Request::new(v1::ResetPasswordRequest {
-                    account,
-                    token,
-                    new_password: NEW_PASSWORD.to_owned(),
-                }))
-                .await
-        }
-    });
-    wait_until("the reset waits for the user's row", PATIENCE, async || {
-        backends_waiting_on_locks(&app.database).await == 1
-    })
-    .await;
+    let (mut lock, reset) = reset_held_at_its_commit(&app, &user, &token).await;
     // ...while a login with the old password reads its hash and starts verifying it;
     let since: String = {
         #[derive(diesel::QueryableByName)]
@@ -377,7 +362,7 @@ async fn a_login_with_the_old_password_that_a_reset_overtook_while_it_verified_g
     .await;
     // then the reset commits and ends every session the user has, before the login has one.
     diesel::sql_query("ROLLBACK")
-        .execute(&mut conn)
+        .execute(&mut lock)
         .await
         .unwrap();
     reset.await.unwrap().expect("the password is reset");
