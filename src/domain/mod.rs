@@ -67,7 +67,9 @@ pub use outbound_webhook::{
     SchemePolicy, SigningSecret, WebhookDelivery, WebhookEndpoint, event_public_id,
     parse_event_public_id, parse_event_types, webhook_signature_header,
 };
-pub use pagination::{PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor};
+pub use pagination::{
+    ListSnapshot, PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor,
+};
 pub use password_token::{PasswordToken, PasswordTokenKey, PasswordTokenSeed};
 pub use payment_event::{DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent};
 pub use rate_quota::RateQuota;

@@ -45,14 +45,19 @@ impl PageSize {
 
 /// Where the next page of a list starts: the last item already returned. Keyset, not offset:
 /// items created meanwhile do not shift later pages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageCursor {
     /// The sort timestamp of the last item returned (created or updated time).
     pub at: DateTime<Utc>,
     pub id: Uuid,
-    /// The snapshot a list ordered by a changing time is bounded by (see docs/tickets.md): items
-    /// whose sort time moved past it after the first page are left out, so none is listed twice.
+    /// The time a list ordered by a changing time was bounded by in tokens of earlier releases
+    /// (items whose sort time moved past it after the first page were left out); read, and
+    /// honoured, for a token issued before an upgrade.
     pub until: Option<DateTime<Utc>>,
+    /// The snapshot of the first page of a list ordered by a changing time (docs/tickets.md):
+    /// later pages list only items whose last change that snapshot saw, so none that changed
+    /// since, or was changing then, is listed twice.
+    pub snapshot: Option<ListSnapshot>,
 }
 
 impl PageCursor {
@@ -62,7 +67,41 @@ impl PageCursor {
             at,
             id,
             until: None,
+            snapshot: None,
         }
+    }
+}
+
+/// A PostgreSQL snapshot (`pg_snapshot`) as text, `xmin:xmax:xip,...`: which transactions had
+/// committed when a first page was read. Signed into page tokens, so only PostgreSQL makes one;
+/// the parse still keeps to the form and a bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListSnapshot(Arc<str>);
+
+impl ListSnapshot {
+    /// The longest snapshot carried: some four hundred transactions in progress at once, four
+    /// times the default `max_connections`.
+    pub const MAX_BYTES: usize = 8192;
+
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
+        let mut parts = text.split(':');
+        let number = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        let well_formed = text.len() <= Self::MAX_BYTES
+            && parts.next().is_some_and(number)
+            && parts.next().is_some_and(number)
+            && parts
+                .next()
+                .is_some_and(|running| running.is_empty() || running.split(',').all(number))
+            && parts.next().is_none();
+        if well_formed {
+            Ok(Self(Arc::from(text)))
+        } else {
+            Err(InvalidValue::new("is not a snapshot"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -105,6 +144,11 @@ const TAG_BYTES: usize = 16;
 const BODY_BYTES: usize = 1 + 8 + 16 + 1 + 8;
 /// The layout version of a token carrying a [`TextPageCursor`], signed with the rest.
 const TEXT_TOKEN_VERSION: u8 = 2;
+/// The layout version of a [`PageCursor`] with a snapshot: version, position, id, then the
+/// snapshot's text to the tag.
+const SNAPSHOT_TOKEN_VERSION: u8 = 3;
+/// version, position (i64 micros), id (16 bytes).
+const SNAPSHOT_HEAD_BYTES: usize = 1 + 8 + 16;
 /// The longest text key a token carries (event ids are at most 255 bytes).
 const MAX_TEXT_KEY_BYTES: usize = 255;
 
@@ -125,12 +169,19 @@ impl PageTokenKeys {
     /// The opaque `page_token` a client sends back to get the page after `cursor`.
     pub fn encode(&self, cursor: &PageCursor, scope: PageScope<'_>) -> String {
         let mut token = Vec::with_capacity(BODY_BYTES + TAG_BYTES);
-        token.push(TOKEN_VERSION);
-        token.extend_from_slice(&cursor.at.timestamp_micros().to_be_bytes());
-        token.extend_from_slice(cursor.id.as_bytes());
-        let until = cursor.until.map(|until| until.timestamp_micros());
-        token.push(u8::from(until.is_some()));
-        token.extend_from_slice(&until.unwrap_or_default().to_be_bytes());
+        if let Some(snapshot) = &cursor.snapshot {
+            token.push(SNAPSHOT_TOKEN_VERSION);
+            token.extend_from_slice(&cursor.at.timestamp_micros().to_be_bytes());
+            token.extend_from_slice(cursor.id.as_bytes());
+            token.extend_from_slice(snapshot.as_str().as_bytes());
+        } else {
+            token.push(TOKEN_VERSION);
+            token.extend_from_slice(&cursor.at.timestamp_micros().to_be_bytes());
+            token.extend_from_slice(cursor.id.as_bytes());
+            let until = cursor.until.map(|until| until.timestamp_micros());
+            token.push(u8::from(until.is_some()));
+            token.extend_from_slice(&until.unwrap_or_default().to_be_bytes());
+        }
         let tag = Self::mac(&self.keys[0], &token, scope)
             .finalize()
             .into_bytes();
@@ -144,10 +195,10 @@ impl PageTokenKeys {
         let bytes = URL_SAFE_NO_PAD
             .decode(token.trim())
             .map_err(|_| invalid())?;
-        if bytes.len() != BODY_BYTES + TAG_BYTES || bytes[0] != TOKEN_VERSION {
+        if !Self::cursor_form(&bytes) {
             return Err(invalid());
         }
-        let (body, tag) = bytes.split_at(BODY_BYTES);
+        let (body, tag) = bytes.split_at(bytes.len() - TAG_BYTES);
         // Constant-time comparison (`verify_truncated_left`), against every key in turn.
         if !self.keys.iter().any(|key| {
             Self::mac(key, body, scope)
@@ -163,12 +214,42 @@ impl PageTokenKeys {
         };
         let at = micros(1..9)?;
         let id = Uuid::from_slice(&body[9..25]).map_err(|_| invalid())?;
+        if body[0] == SNAPSHOT_TOKEN_VERSION {
+            let snapshot = std::str::from_utf8(&body[SNAPSHOT_HEAD_BYTES..])
+                .ok()
+                .and_then(|text| ListSnapshot::parse(text).ok())
+                .ok_or_else(invalid)?;
+            return Ok(PageCursor {
+                at,
+                id,
+                until: None,
+                snapshot: Some(snapshot),
+            });
+        }
         let until = match body[25] {
             0 => None,
             1 => Some(micros(26..34)?),
             _ => return Err(invalid()),
         };
-        Ok(PageCursor { at, id, until })
+        Ok(PageCursor {
+            at,
+            id,
+            until,
+            snapshot: None,
+        })
+    }
+
+    /// Whether `bytes` (a decoded token) have the form of a [`PageCursor`]'s token, of either
+    /// layout.
+    fn cursor_form(bytes: &[u8]) -> bool {
+        match bytes.first() {
+            Some(&TOKEN_VERSION) => bytes.len() == BODY_BYTES + TAG_BYTES,
+            Some(&SNAPSHOT_TOKEN_VERSION) => bytes
+                .len()
+                .checked_sub(SNAPSHOT_HEAD_BYTES + TAG_BYTES)
+                .is_some_and(|snapshot| (1..=ListSnapshot::MAX_BYTES).contains(&snapshot)),
+            _ => false,
+        }
     }
 
     /// The opaque `page_token` of the page after a text-keyed `cursor`.
@@ -224,7 +305,7 @@ impl PageTokenKeys {
         let bytes = URL_SAFE_NO_PAD
             .decode(token.trim())
             .map_err(|_| invalid())?;
-        let cursor = bytes.first() == Some(&TOKEN_VERSION) && bytes.len() == BODY_BYTES + TAG_BYTES;
+        let cursor = Self::cursor_form(&bytes);
         let text = bytes.first() == Some(&TEXT_TOKEN_VERSION)
             && bytes
                 .len()
@@ -253,6 +334,26 @@ impl PageTokenKeys {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_snapshot_is_postgresqls_text_form_and_nothing_else() {
+        for text in ["100:104:", "100:104:100,102", "5:5:"] {
+            assert_eq!(ListSnapshot::parse(text).unwrap().as_str(), text);
+        }
+        for text in [
+            "",
+            "100:104",
+            "100:104:x",
+            "100:104:1,,2",
+            "a:1:",
+            "1:2:3:4",
+            "-1:2:",
+        ] {
+            assert!(ListSnapshot::parse(text).is_err(), "{text:?}");
+        }
+        let long = format!("1:2:{}", "1,".repeat(ListSnapshot::MAX_BYTES));
+        assert!(ListSnapshot::parse(&long).is_err());
+    }
 
     #[test]
     fn page_size_defaults_clamps_and_refuses_negatives() {
@@ -407,12 +508,24 @@ mod tests {
             micros in -62_135_596_800_000_000i64..253_402_300_799_000_000,
             id in any::<u128>(),
             until in proptest::option::of(0i64..4_000_000_000_000_000),
+            snapshot in proptest::option::of((
+                0u64..1 << 40,
+                0u64..1_000,
+                proptest::collection::vec(0u64..1_000, 0..20),
+            )),
         ) {
             let keys = keys(&["first key"]);
+            let snapshot = snapshot.map(|(xmin, span, running)| {
+                let running: Vec<String> = running.iter().map(|xid| (xmin + xid).to_string()).collect();
+                ListSnapshot::parse(&format!("{xmin}:{}:{}", xmin + span, running.join(","))).unwrap()
+            });
+            // A cursor carries one bound or the other: the snapshot, or an earlier release's time.
+            let until = until.filter(|_| snapshot.is_none());
             let cursor = PageCursor {
                 at: DateTime::from_timestamp_micros(micros).unwrap(),
                 id: Uuid::from_u128(id),
                 until: until.map(|until| DateTime::from_timestamp_micros(until).unwrap()),
+                snapshot,
             };
             prop_assert_eq!(keys.parse(&keys.encode(&cursor, scope(7, "tickets")), scope(7, "tickets")), Ok(cursor));
         }

@@ -483,7 +483,13 @@ impl TicketDesk {
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<Ticket>> {
-        let rows = TicketRow::list(
+        // Ordered by update time, a ticket changed while a client pages would move across the
+        // cursor and be listed again: every page after the first lists only tickets whose last
+        // change the first page's snapshot saw (docs/tickets.md, "Paging while tickets change").
+        let carried = after
+            .as_ref()
+            .map(|cursor| (cursor.until, cursor.snapshot.clone()));
+        let (rows, first_snapshot) = TicketRow::list_page(
             &mut *db::connection(&self.pool).await?,
             caller.account_id,
             caller.restricted_to_user(),
@@ -493,15 +499,19 @@ impl TicketDesk {
         )
         .await?;
         let order = filter.order;
-        // Oldest-updated first, a ticket changed while a client pages would move behind the
-        // cursor and be listed again: every page after the first is bounded by the time the
-        // first was read (docs/tickets.md, "Paging while tickets change").
-        let until = after.and_then(|cursor| cursor.until).or_else(|| {
-            (order.field == TicketOrderField::Updated && !order.descending).then(Utc::now)
+        let (until, snapshot) = carried.unwrap_or_else(|| match first_snapshot {
+            Some(snapshot) => (None, Some(snapshot)),
+            // No snapshot to carry (one too long for a token): oldest-updated first, the later
+            // pages are bounded by the time the first was read, as in earlier releases.
+            None => (
+                (order.field == TicketOrderField::Updated && !order.descending).then(Utc::now),
+                None,
+            ),
         });
         let mut page = paginate(rows, page_size, |ticket| ticket.position(order.field));
         if let Some(next) = &mut page.next {
             next.until = until;
+            next.snapshot = snapshot;
         }
         Ok(page)
     }

@@ -40,11 +40,7 @@ pub struct StoredSuppression {
 impl StoredSuppression {
     /// The keyset position of the suppression in a newest-first list.
     pub fn cursor(&self) -> PageCursor {
-        PageCursor {
-            at: self.created_at,
-            id: self.id,
-            until: None,
-        }
+        PageCursor::at(self.created_at, self.id)
     }
 }
 

@@ -101,11 +101,7 @@ pub struct StoredNotification {
 impl StoredNotification {
     /// The keyset position of the notification in a newest-first list.
     pub fn cursor(&self) -> PageCursor {
-        PageCursor {
-            at: self.created_at,
-            id: self.id,
-            until: None,
-        }
+        PageCursor::at(self.created_at, self.id)
     }
 }
 

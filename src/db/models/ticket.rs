@@ -15,9 +15,10 @@ use super::{NewActivity, NewNotification};
 use crate::db::KeepPrepared;
 use crate::db::schema::{tickets, users};
 use crate::domain::{
-    AccountId, ChangeCursor, Email, FeedEntry, MATCH_END, MATCH_START, PageCursor, SearchCursor,
-    SearchHit, SearchOrder, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrderField,
-    TicketPriority, TicketSearch, TicketStatus, TicketSubject, UserId, marked_snippet,
+    AccountId, ChangeCursor, Email, FeedEntry, ListSnapshot, MATCH_END, MATCH_START, PageCursor,
+    SearchCursor, SearchHit, SearchOrder, Ticket, TicketDescription, TicketFilter, TicketId,
+    TicketOrderField, TicketPriority, TicketSearch, TicketStatus, TicketSubject, UserId,
+    marked_snippet,
 };
 use crate::errors::AppResult;
 
@@ -185,6 +186,16 @@ impl TicketChangeset {
             deleted_at: deletes.then(Utc::now),
         }
     }
+}
+
+diesel::define_sql_function! {
+    /// The snapshot of the statement that calls it, as text (migration 26).
+    fn list_snapshot() -> sql_types::Text;
+}
+
+diesel::define_sql_function! {
+    /// Whether the change of transaction `change_txid` was seen by `snapshot` (migration 26).
+    fn seen_by_snapshot(change_txid: sql_types::BigInt, snapshot: sql_types::Text) -> sql_types::Bool;
 }
 
 impl TicketRow {
@@ -388,6 +399,15 @@ impl TicketRow {
                     if let Some(until) = cursor.until {
                         query = query.filter(tickets::updated_at.le(until));
                     }
+                    // Only tickets whose last change the first page's snapshot saw: one changed
+                    // since, or changing then (its time earlier than the read, its commit later),
+                    // would otherwise move across the cursor and be listed again.
+                    if let Some(snapshot) = &cursor.snapshot {
+                        query = query.filter(seen_by_snapshot(
+                            tickets::change_txid,
+                            snapshot.as_str().to_owned(),
+                        ));
+                    }
                     query = if descending {
                         query.filter(tickets::updated_at.le(cursor.at)).filter(
                             tickets::updated_at
@@ -405,6 +425,44 @@ impl TicketRow {
             }
         }
         query
+    }
+
+    /// A page of ListTickets: [`Self::list`], and with the first page of a list ordered by
+    /// update time, the snapshot it was read in (`pg_current_snapshot()`, from the same
+    /// statement), which bounds the later pages (docs/tickets.md); `None` when the page is
+    /// empty or the snapshot is too long for a token. One query.
+    pub async fn list_page(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        requester: Option<UserId>,
+        filter: &TicketFilter,
+        after: Option<PageCursor>,
+        limit: i64,
+    ) -> AppResult<(Vec<Ticket>, Option<ListSnapshot>)> {
+        if filter.order.field != TicketOrderField::Updated || after.is_some() {
+            let tickets = Self::list(conn, account_id, requester, filter, after, limit).await?;
+            return Ok((tickets, None));
+        }
+        let rows = Self::list_query(account_id, requester, filter, after, limit)
+            .inner_join(users::table.on(users::id.eq(tickets::requester_id)))
+            .select((Self::as_select(), users::email, list_snapshot()))
+            .load::<(Self, String, String)>(conn)
+            .await?;
+        // One too long for a token (thousands of transactions running at once) is left out:
+        // the later pages are then bounded by time, as in earlier releases.
+        let snapshot = rows.as_slice().first().and_then(|(_, _, snapshot)| {
+            ListSnapshot::parse(snapshot)
+                .inspect_err(|problem| {
+                    tracing::warn!(%problem, bytes = snapshot.len(),
+                        "the first page's snapshot does not fit a page token; later pages are bounded by time");
+                })
+                .ok()
+        });
+        let tickets = rows
+            .into_iter()
+            .map(|(row, email, _)| row.into_domain(&email))
+            .collect::<AppResult<Vec<_>>>()?;
+        Ok((tickets, snapshot))
     }
 
     /// A page of tickets with their requesters' emails: one query.

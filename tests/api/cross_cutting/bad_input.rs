@@ -13,7 +13,8 @@ use tonic_types::StatusExt;
 
 use crate::support::envoy::Envoy;
 use crate::support::{
-    RawBytes, TestApp, assert_reason, raw_client, valid_create_request, violated_fields,
+    PATIENCE, RawBytes, TestApp, assert_reason, backends_waiting_on_locks, raw_client,
+    valid_create_request, violated_fields, wait_until,
 };
 
 /// Calls `path` with `message` as the request's bytes, as `token` if given.
@@ -342,6 +343,75 @@ async fn no_ticket_is_listed_twice_in_any_order_when_one_is_updated_between_page
             "{order_by}: a ticket listed twice"
         );
         assert_eq!(seen.len(), 20, "{order_by}: every ticket listed once");
+    }
+}
+
+#[tokio::test]
+async fn no_ticket_is_listed_twice_by_update_time_when_its_update_was_in_flight_as_the_first_page_was_read()
+ {
+    use diesel_async::RunQueryDsl;
+    let app = TestApp::spawn().await;
+    for number in 0..20 {
+        app.create_ticket(&format!("ticket {number}")).await;
+    }
+    for order_by in ["update_time asc", "update_time desc"] {
+        // The update of the ticket listed first (the oldest-updated, or the newest) begins, and
+        // waits for the ticket's lock: its update time will be earlier than the first page's
+        // read, and its commit later.
+        let first = list_tickets(&app, order_by, String::new()).await.tickets[0]
+            .id
+            .clone();
+        let mut lock = app.database.connect().await;
+        diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
+        diesel::sql_query("SELECT id FROM tickets WHERE id = $1::uuid FOR UPDATE")
+            .bind::<diesel::sql_types::Text, _>(&first)
+            .execute(&mut lock)
+            .await
+            .unwrap();
+        let mut tickets = app.tickets.clone();
+        let update = app.as_admin(v1::UpdateTicketRequest {
+            ticket: Some(v1::Ticket {
+                id: first.clone(),
+                subject: format!("changing as the first page is read ({order_by})"),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["subject".to_owned()],
+            }),
+        });
+        let update = tokio::spawn(async move { tickets.update_ticket(update).await });
+        wait_until("the update waits for the ticket", PATIENCE, async || {
+            backends_waiting_on_locks(&app.database).await == 1
+        })
+        .await;
+
+        let page = list_tickets(&app, order_by, String::new()).await;
+        let mut seen: Vec<String> = page
+            .tickets
+            .iter()
+            .map(|ticket| ticket.id.clone())
+            .collect();
+        assert_eq!(seen[0], first, "{order_by}: listed at its old place");
+        diesel::sql_query("ROLLBACK")
+            .execute(&mut lock)
+            .await
+            .unwrap();
+        update
+            .await
+            .unwrap()
+            .expect("updated once the lock is free");
+        let mut token = page.next_page_token;
+        while !token.is_empty() {
+            let page = list_tickets(&app, order_by, token).await;
+            seen.extend(page.tickets.iter().map(|ticket| ticket.id.clone()));
+            token = page.next_page_token;
+        }
+        let unique: HashSet<&String> = seen.iter().collect();
+        assert_eq!(
+            (unique.len(), seen.len()),
+            (20, 20),
+            "{order_by}: every ticket listed once"
+        );
     }
 }
 
