@@ -448,7 +448,7 @@ impl TicketRow {
             .select((Self::as_select(), users::email, list_snapshot()))
             .load::<(Self, String, String)>(conn)
             .await?;
-        // One too long for a token (thousands of transactions running at once) is left out:
+        // One too long for a token (hundreds of transactions running at once) is left out:
         // the later pages are then bounded by time, as in earlier releases.
         let snapshot = rows.as_slice().first().and_then(|(_, _, snapshot)| {
             ListSnapshot::parse(snapshot)
