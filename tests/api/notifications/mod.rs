@@ -53,6 +53,30 @@ async fn all_notifications(app: &TestApp) -> i64 {
     .await
 }
 
+/// A notification's outcome, as PostgreSQL has it.
+#[derive(diesel::QueryableByName, Debug)]
+struct Outcome {
+    #[diesel(sql_type = Text)]
+    recipient_address: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempts: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    last_error: Option<String>,
+}
+
+/// Every notification's outcome, by recipient.
+async fn outcomes(app: &TestApp) -> Vec<Outcome> {
+    diesel::sql_query(
+        "SELECT recipient_address, state, attempts, last_error FROM notifications \
+         ORDER BY recipient_address",
+    )
+    .load(&mut app.database.connect().await)
+    .await
+    .unwrap()
+}
+
 fn request_for(requester: &str, subject: &str) -> v1::CreateTicketRequest {
     let mut request = valid_create_request(subject);
     request.ticket.as_mut().unwrap().requester_email = requester.to_owned();
@@ -198,25 +222,9 @@ async fn a_450_answer_is_retried_until_accepted_and_a_550_answer_is_dead_with_th
         notifications_in(&app, "sent").await == 1 && notifications_in(&app, "dead").await == 1
     })
     .await;
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Text)]
-        recipient_address: String,
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        attempts: i32,
-        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
-        last_error: Option<String>,
-    }
-    let mut conn = app.database.connect().await;
-    let rows: Vec<Row> = diesel::sql_query(
-        "SELECT recipient_address, attempts, last_error FROM notifications \
-         ORDER BY recipient_address",
-    )
-    .load(&mut conn)
-    .await
-    .unwrap();
+    let rows = outcomes(&app).await;
     let [busy, gone] = rows.as_slice() else {
-        panic!("two notifications");
+        panic!("two notifications: {rows:?}");
     };
     assert_eq!(busy.recipient_address, "busy@example.com");
     assert_eq!(busy.attempts, 3, "two 450 answers, then accepted");
@@ -305,23 +313,7 @@ async fn a_conversation_cut_off_by_its_deadline_leaves_no_connection_that_answer
         notifications_in(&app, "sent").await + notifications_in(&app, "dead").await == 2
     })
     .await;
-    #[derive(diesel::QueryableByName, Debug)]
-    struct Outcome {
-        #[diesel(sql_type = Text)]
-        recipient_address: String,
-        #[diesel(sql_type = Text)]
-        state: String,
-        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
-        last_error: Option<String>,
-    }
-    let mut conn = app.database.connect().await;
-    let outcomes: Vec<Outcome> = diesel::sql_query(
-        "SELECT recipient_address, state, last_error FROM notifications \
-         ORDER BY recipient_address",
-    )
-    .load(&mut conn)
-    .await
-    .unwrap();
+    let outcomes = outcomes(&app).await;
     let [slow, spam] = outcomes.as_slice() else {
         panic!("two notifications: {outcomes:?}");
     };
