@@ -1,7 +1,8 @@
 //! Failures of the libraries every layer uses, classified once (the module's policy): a lost or
 //! unreachable PostgreSQL or Redis is UNAVAILABLE, a statement cut short by the request's deadline
 //! is DEADLINE_EXCEEDED, a lock not granted within a transaction's lock wait is ABORTED
-//! IDEMPOTENCY_KEY_IN_USE, anything unexpected is INTERNAL.
+//! IDEMPOTENCY_KEY_IN_USE, a transaction PostgreSQL rolled back to end a deadlock or a
+//! serialization failure is ABORTED TRANSACTION_CONFLICT, anything unexpected is INTERNAL.
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::PoolError;
@@ -42,9 +43,15 @@ impl From<DieselError> for AppError {
                 {
                     Self::idempotency_key_in_use()
                 }
+                // SQLSTATE 40001 and 40P01 (the latter, again, has no kind in diesel): PostgreSQL
+                // chose this transaction to end a conflict with another and rolled it back, so
+                // the request is safe to send again, and a client that retries ABORTED does.
+                DatabaseErrorKind::SerializationFailure => Self::TransactionConflict(error.into()),
+                DatabaseErrorKind::Unknown if info.message().contains("deadlock detected") => {
+                    Self::TransactionConflict(error.into())
+                }
                 DatabaseErrorKind::UniqueViolation
                 | DatabaseErrorKind::ForeignKeyViolation
-                | DatabaseErrorKind::SerializationFailure
                 | DatabaseErrorKind::ReadOnlyTransaction
                 | DatabaseErrorKind::RestrictViolation
                 | DatabaseErrorKind::NotNullViolation

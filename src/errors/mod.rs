@@ -91,6 +91,14 @@ pub enum AppError {
     #[error("{message}")]
     Aborted { reason: Reason, message: String },
 
+    /// PostgreSQL rolled the request's transaction back to end a deadlock or a serialization
+    /// failure with another transaction running at the same time: nothing was written, and the
+    /// same request sent again will most likely succeed.
+    #[error(
+        "the request conflicted with another one running at the same time and nothing was written; retry it"
+    )]
+    TransactionConflict(#[source] anyhow::Error),
+
     /// No such resource in the caller's account (which includes: it exists in another one).
     #[error("{resource} {id} not found")]
     NotFound { resource: Resource, id: String },

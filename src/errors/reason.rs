@@ -119,6 +119,9 @@ reasons! {
     EtagMismatch = "ETAG_MISMATCH",
     /// The first request with this idempotency key is still running.
     IdempotencyKeyInUse = "IDEMPOTENCY_KEY_IN_USE",
+    /// PostgreSQL rolled the request's transaction back to end a deadlock or a serialization
+    /// failure with another one; nothing was written (ABORTED, with RetryInfo).
+    TransactionConflict = "TRANSACTION_CONFLICT",
     /// The requester has as many open tickets as allowed.
     OpenTicketLimit = "OPEN_TICKET_LIMIT",
     /// The ticket is closed, which is final.

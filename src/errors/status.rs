@@ -25,6 +25,10 @@ pub const RETRY_AFTER_HEADER: &str = "retry-after";
 /// How long a client should wait before retrying a request whose idempotency key is in use.
 const IN_USE_RETRY_DELAY: Duration = Duration::from_millis(200);
 
+/// How long a client should wait before sending again a request PostgreSQL rolled back in a
+/// conflict: the transaction it conflicted with has usually committed by then.
+const CONFLICT_RETRY_DELAY: Duration = Duration::from_millis(100);
+
 /// How long a client should wait before retrying an import refused for the account's limit.
 const IMPORT_LIMIT_RETRY_DELAY: Duration = Duration::from_secs(5);
 
@@ -64,6 +68,7 @@ impl AppError {
             | Self::StorageBreakerOpen { .. }
             | Self::RateLimiterUndecided { .. }
             | Self::DeadlineExceeded
+            | Self::TransactionConflict(_)
             | Self::Internal(_) => false,
         }
     }
@@ -189,6 +194,16 @@ impl From<&AppError> for Status {
                         details.set_retry_info(Some(IN_USE_RETRY_DELAY));
                     }
                     (Code::Aborted, *reason, message.clone(), HashMap::new())
+                }
+                AppError::TransactionConflict(source) => {
+                    tracing::warn!(error = ?source, "the transaction was rolled back in a conflict");
+                    details.set_retry_info(Some(CONFLICT_RETRY_DELAY));
+                    (
+                        Code::Aborted,
+                        Reason::TransactionConflict,
+                        error.to_string(),
+                        HashMap::new(),
+                    )
                 }
                 AppError::NotFound { resource, id } => {
                     details.set_resource_info(resource.type_name(), id, "", "");

@@ -105,12 +105,13 @@ impl Users {
         let invitation = invitation.as_ref();
         idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
             let account_id = caller.account_id.as_uuid();
+            let email_taken = || AppError::AlreadyExists {
+                reason: Reason::UserEmailTaken,
+                message: format!("the account already has a user {email}"),
+            };
             if let Some(existing) = User::find_login(conn, account_id, email.as_str()).await? {
                 if existing.password_hash.is_some() {
-                    return Err(AppError::AlreadyExists {
-                        reason: Reason::UserEmailTaken,
-                        message: format!("the account already has a user {email}"),
-                    });
+                    return Err(email_taken());
                 }
                 let user = User::claim_without_password(
                     conn,
@@ -120,7 +121,8 @@ impl Users {
                     role.as_str(),
                     password_hash.as_deref(),
                 )
-                .await?;
+                .await?
+                .ok_or_else(email_taken)?;
                 return invite(conn, user, invitation).await;
             }
             let user = NewUser {
@@ -134,14 +136,7 @@ impl Users {
             .insert(conn)
             .await
             .map_err(|error| {
-                on_unique_violation(
-                    error,
-                    "users_account_email_key",
-                    AppError::AlreadyExists {
-                        reason: Reason::UserEmailTaken,
-                        message: format!("the account already has a user {email}"),
-                    },
-                )
+                on_unique_violation(error, "users_account_email_key", email_taken())
             })??;
             invite(conn, user, invitation).await
         })

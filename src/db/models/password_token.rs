@@ -100,9 +100,19 @@ const FIND: &str = "SELECT t.id, t.user_id, t.account_id, a.slug AS account_slug
 /// uses up every other token of its user, sets the user's password hash `$2`, and records the
 /// user's sessions `$3` as revoked until `$4` (as `RevokedSession::record` does: an expired row
 /// of one of them is renewed, not forgotten). Answers whether the password was set.
-const USE_TOKEN: &str = "WITH used AS ( \
+///
+/// The user's row is locked first (`owner`, an InitPlan run before any token is touched): two
+/// resets of one user with two links then queue there, and the second finds its token used by
+/// the first, where each locking its own token and then the other's deadlocked.
+const USE_TOKEN: &str = "WITH owner AS MATERIALIZED ( \
+         SELECT u.id FROM users u \
+         JOIN password_tokens t ON t.account_id = u.account_id AND t.user_id = u.id \
+         WHERE t.id = $1 \
+         FOR UPDATE OF u \
+     ), used AS ( \
          UPDATE password_tokens SET used_at = now() \
          WHERE id = $1 AND used_at IS NULL AND expires_at > now() \
+             AND EXISTS (SELECT 1 FROM owner) \
          RETURNING account_id, user_id \
      ), others AS ( \
          UPDATE password_tokens SET used_at = now() \

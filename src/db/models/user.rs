@@ -258,6 +258,7 @@ impl User {
 
     /// Gives a user who never had a password one (or still none: they are invited to choose
     /// it), with a role and display name: inviting a requester the account knows from a ticket.
+    /// `None` when the user has a password by now (another CreateUser gave it one meanwhile).
     pub async fn claim_without_password(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
@@ -265,7 +266,7 @@ impl User {
         display_name: &str,
         role: &str,
         password_hash: Option<&str>,
-    ) -> AppResult<domain::User> {
+    ) -> AppResult<Option<domain::User>> {
         diesel::update(users::table)
             .filter(users::account_id.eq(account_id))
             .filter(users::id.eq(id))
@@ -278,8 +279,10 @@ impl User {
             ))
             .returning(UserRow::as_returning())
             .get_result(conn)
-            .await?
-            .into_domain()
+            .await
+            .optional()?
+            .map(UserRow::into_domain)
+            .transpose()
     }
 
     /// Locks users `ids` of account `account_id`, in the order of their ids (two changes that

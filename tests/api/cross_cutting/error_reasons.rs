@@ -13,7 +13,8 @@ use tonic::Code;
 use crate::support::envoy::Envoy;
 use crate::support::source::{code_only, rust_files};
 use crate::support::{
-    ClosedPort, TestApp, assert_json_reason, assert_reason, repository_root, with_token,
+    ClosedPort, PATIENCE, TestApp, assert_json_reason, assert_reason, backends_waiting_on_locks,
+    details, repository_root, wait_until, with_token,
 };
 
 /// The reasons of the table in docs/errors.md, in its order.
@@ -202,6 +203,98 @@ fn only_an_assertion_naming_the_variant_counts_as_a_test_of_a_reason() {
     ] {
         assert!(counted(source).is_empty(), "{source}");
     }
+}
+
+#[tokio::test]
+async fn a_change_postgresql_rolls_back_to_end_a_deadlock_is_aborted_and_the_same_change_sent_again_succeeds()
+ {
+    use diesel_async::RunQueryDsl as _;
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("before").await;
+    // With an idempotency key: the conflict must not be stored as the key's answer.
+    let change = || {
+        let mut request = app.as_admin(v1::UpdateTicketRequest {
+            ticket: Some(v1::Ticket {
+                id: ticket.id.clone(),
+                subject: "after".to_owned(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["subject".to_owned()],
+            }),
+        });
+        request
+            .metadata_mut()
+            .insert("idempotency-key", "a-deadlocked-change".parse().unwrap());
+        request
+    };
+    // Another transaction holds the caller's user row, which the change's audit record (naming
+    // its actor) must share-lock once the change holds its ticket...
+    let mut other = app.database.connect().await;
+    for statement in ["BEGIN", "SET LOCAL deadlock_timeout = '1min'"] {
+        diesel::sql_query(statement)
+            .execute(&mut other)
+            .await
+            .unwrap();
+    }
+    diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+        .bind::<diesel::sql_types::Uuid, _>(app.admin.id.as_uuid())
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let sent = tokio::spawn({
+        let mut tickets = app.tickets.clone();
+        let request = change();
+        async move { tickets.update_ticket(request).await }
+    });
+    wait_until(
+        "the change waits for the caller's row",
+        PATIENCE,
+        async || backends_waiting_on_locks(&app.database).await == 1,
+    )
+    .await;
+    // ...and then asks for the ticket: each waits for the other, and PostgreSQL ends the change's
+    // transaction (the one that has waited past its deadlock_timeout).
+    diesel::sql_query("SELECT id FROM tickets WHERE id = $1::uuid FOR UPDATE")
+        .bind::<diesel::sql_types::Text, _>(&ticket.id)
+        .execute(&mut other)
+        .await
+        .expect("the other transaction gets the ticket once the change is rolled back");
+    let status = sent.await.unwrap().expect_err("rolled back");
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert_reason(&status, Reason::TransactionConflict);
+    assert_eq!(
+        details(&status).retry_info().unwrap().retry_delay,
+        Some(std::time::Duration::from_millis(100))
+    );
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let changed = app
+        .tickets
+        .clone()
+        .update_ticket(change())
+        .await
+        .expect("sent again with the same key, it runs and succeeds");
+    assert!(
+        changed.metadata().get("idempotent-replayed").is_none(),
+        "it ran"
+    );
+    assert_eq!(changed.into_inner().subject, "after");
+    assert_eq!(
+        crate::support::count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM ticket_activities WHERE ticket_id = '{}'",
+                ticket.id
+            ),
+        )
+        .await,
+        2,
+        "the creation and one change: the rolled back attempt left no record"
+    );
 }
 
 #[tokio::test]

@@ -7,8 +7,8 @@ use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use crate::support::{
-    PATIENCE, TEST_PASSWORD, TestApp, assert_reason, backends_waiting_on_locks, count_of, details,
-    log_in, valid_create_request, violated_fields, wait_until,
+    TEST_PASSWORD, TestApp, assert_reason, count_of, details, log_in, release_once_waiting,
+    valid_create_request, violated_fields,
 };
 
 #[tokio::test]
@@ -154,6 +154,69 @@ async fn a_requester_known_from_a_ticket_can_be_invited_to_log_in() {
         listed.tickets.len(),
         1,
         "she sees the ticket she raised by email"
+    );
+}
+
+#[tokio::test]
+async fn two_admins_inviting_one_requester_at_once_give_her_one_login_and_tell_the_other_it_is_taken()
+ {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("from an email").await;
+    let mut lock = app.database.connect().await;
+    diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
+    diesel::sql_query("SELECT id FROM users WHERE email = $1 FOR UPDATE")
+        .bind::<diesel::sql_types::Text, _>(&ticket.requester_email)
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let names = [
+        "Jane as the first admin knows her",
+        "Jane as the second does",
+    ];
+    let invitations: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let mut users = app.users.clone();
+            let request = app.as_admin(v1::CreateUserRequest {
+                user: Some(v1::User {
+                    email: ticket.requester_email.clone(),
+                    role: v1::UserRole::Customer.into(),
+                    display_name: (*name).to_owned(),
+                    ..Default::default()
+                }),
+                password: TEST_PASSWORD.to_owned(),
+            });
+            tokio::spawn(async move { users.create_user(request).await })
+        })
+        .collect();
+    release_once_waiting(&app.database, lock, 2, "both invitations wait for her row").await;
+
+    let mut invited = Vec::new();
+    for invitation in invitations {
+        match invitation.await.unwrap() {
+            Ok(user) => invited.push(user.into_inner()),
+            Err(status) => {
+                assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+                assert_reason(&status, Reason::UserEmailTaken);
+            }
+        }
+    }
+    let [jane] = invited.as_slice() else {
+        panic!("one invitation gives her a login, not {invited:?}");
+    };
+    assert_eq!(jane.id, ticket.requester_id);
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM users WHERE id = '{}' \
+                 AND display_name = '{}' AND password_hash IS NOT NULL",
+                jane.id, jane.display_name
+            ),
+        )
+        .await,
+        1,
+        "PostgreSQL has the invitation that answered OK"
     );
 }
 
@@ -304,14 +367,7 @@ async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
     };
     let first = demote(&app.admin, &second_admin);
     let second = demote(&second_admin, &app.admin);
-    wait_until("both demotions wait", PATIENCE, async || {
-        backends_waiting_on_locks(&app.database).await == 2
-    })
-    .await;
-    diesel::sql_query("ROLLBACK")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    release_once_waiting(&app.database, lock, 2, "both demotions wait").await;
 
     let outcomes = [first.await.unwrap(), second.await.unwrap()];
     let refused: Vec<&tonic::Status> = outcomes

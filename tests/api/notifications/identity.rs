@@ -20,7 +20,7 @@ use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
 use crate::support::smtp::{Received, SmtpServer, send_to};
 use crate::support::{
     Count, PATIENCE, TEST_PASSWORD, TestApp, TestUser, assert_reason, backends_waiting_on_locks,
-    count_of, details, log_in, redis_url, wait_until, with_token,
+    count_of, details, log_in, redis_url, release_once_waiting, wait_until, with_token,
 };
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -83,9 +83,9 @@ async fn current_user(app: &TestApp, token: &str) -> Result<v1::User, tonic::Sta
         .map(tonic::Response::into_inner)
 }
 
-/// A ResetPassword of `user` with `token`, under way and waiting at its commit for the user's
+/// A ResetPassword of `user` with `token`, under way and waiting at its write for the user's
 /// row, which the returned connection holds until it rolls back.
-async fn reset_held_at_its_commit(
+async fn reset_held_at_its_write(
     app: &TestApp,
     user: &TestUser,
     token: &str,
@@ -93,6 +93,17 @@ async fn reset_held_at_its_commit(
     diesel_async::AsyncPgConnection,
     tokio::task::JoinHandle<Result<tonic::Response<v1::ResetPasswordResponse>, tonic::Status>>,
 ) {
+    let lock = hold_row_of(app, user).await;
+    let reset = spawn_reset(app, user, token, NEW_PASSWORD);
+    wait_until("the reset waits for the user's row", PATIENCE, async || {
+        backends_waiting_on_locks(&app.database).await == 1
+    })
+    .await;
+    (lock, reset)
+}
+
+/// A connection holding `user`'s row locked until it rolls back.
+async fn hold_row_of(app: &TestApp, user: &TestUser) -> diesel_async::AsyncPgConnection {
     let mut lock = app.database.connect().await;
     diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
     diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
@@ -100,18 +111,23 @@ async fn reset_held_at_its_commit(
         .execute(&mut lock)
         .await
         .unwrap();
+    lock
+}
+
+/// A ResetPassword of `user` with `token` to `password`, sent on a task of its own.
+fn spawn_reset(
+    app: &TestApp,
+    user: &TestUser,
+    token: &str,
+    password: &str,
+) -> tokio::task::JoinHandle<Result<tonic::Response<v1::ResetPasswordResponse>, tonic::Status>> {
     let mut auth = app.auth.clone();
     let request = tonic::Request::new(v1::ResetPasswordRequest {
         account: user.account_slug.clone(),
         token: token.to_owned(),
-        new_password: NEW_PASSWORD.to_owned(),
+        new_password: password.to_owned(),
     });
-    let reset = tokio::spawn(async move { auth.reset_password(request).await });
-    wait_until("the reset waits for the user's row", PATIENCE, async || {
-        backends_waiting_on_locks(&app.database).await == 1
-    })
-    .await;
-    (lock, reset)
+    tokio::spawn(async move { auth.reset_password(request).await })
 }
 
 /// The `token` parameter of the link in a message's text part.
@@ -248,8 +264,8 @@ async fn a_reset_whose_redis_step_failed_after_its_commit_refuses_the_old_refres
         .expect("answered");
     let token = token_from_outbox(&app, &user).await;
 
-    // The reset waits at its commit for the user's row; Redis goes away meanwhile.
-    let (mut lock, reset) = reset_held_at_its_commit(&app, &user, &token).await;
+    // The reset waits at its write for the user's row; Redis goes away meanwhile.
+    let (mut lock, reset) = reset_held_at_its_write(&app, &user, &token).await;
     redis_proxy.cut();
     diesel::sql_query("ROLLBACK")
         .execute(&mut lock)
@@ -321,8 +337,8 @@ async fn a_login_with_the_old_password_that_a_reset_overtook_while_it_verified_g
         .expect("answered");
     let token = token_from_outbox(&app, &user).await;
 
-    // The reset waits at its commit for the user's row...
-    let (mut lock, reset) = reset_held_at_its_commit(&app, &user, &token).await;
+    // The reset waits at its write for the user's row...
+    let (mut lock, reset) = reset_held_at_its_write(&app, &user, &token).await;
     // ...while a login with the old password reads its hash and starts verifying it;
     let since: String = {
         #[derive(diesel::QueryableByName)]
@@ -451,6 +467,63 @@ async fn a_wrong_an_expired_a_used_and_another_accounts_token_each_get_their_rea
         .expect_err("the password policy applies");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(crate::support::violated_fields(&status), ["new_password"]);
+}
+
+#[tokio::test]
+async fn two_resets_of_one_user_with_two_links_at_once_set_one_password_and_tell_the_other_its_link_is_used()
+ {
+    let app = TestApp::spawn().await;
+    let user = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let mut links = Vec::new();
+    for _ in 0..2 {
+        request_reset(&app, reset_request(&user))
+            .await
+            .expect("answered");
+        links.push(token_from_outbox(&app, &user).await);
+    }
+    assert_ne!(links[0], links[1], "two links");
+
+    // Each link's reset reaches the user's row while the other's is under way.
+    let lock = hold_row_of(&app, &user).await;
+    let passwords = [
+        "the first link's passphrase",
+        "the second link's passphrase",
+    ];
+    let resets: Vec<_> = links
+        .iter()
+        .zip(passwords)
+        .map(|(link, password)| spawn_reset(&app, &user, link, password))
+        .collect();
+    release_once_waiting(
+        &app.database,
+        lock,
+        2,
+        "both resets wait for the user's row",
+    )
+    .await;
+
+    let mut set = Vec::new();
+    for (reset, password) in resets.into_iter().zip(passwords) {
+        match reset.await.unwrap() {
+            Ok(_) => set.push(password),
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                assert_reason(&status, Reason::PasswordTokenUsed);
+            }
+        }
+    }
+    let [password] = set.as_slice() else {
+        panic!("one reset sets the password, not {set:?}");
+    };
+    login(&app, &user, password)
+        .await
+        .expect("the password the reset set");
+    for other in passwords.iter().filter(|other| *other != password) {
+        let status = login(&app, &user, other)
+            .await
+            .expect_err("the other link set nothing");
+        assert_reason(&status, Reason::InvalidCredentials);
+    }
 }
 
 #[tokio::test]

@@ -805,6 +805,25 @@ pub(crate) async fn lock_account(app: &TestApp) -> AsyncPgConnection {
     conn
 }
 
+/// Rolls `lock`'s transaction back once `waiting` of the service's connections to `database` wait
+/// for a lock (the calls a test lined up behind the rows `lock` holds), failing the test naming
+/// `what` if they do not.
+pub(crate) async fn release_once_waiting(
+    database: &TestDatabase,
+    mut lock: AsyncPgConnection,
+    waiting: i64,
+    what: &str,
+) {
+    wait_until(what, PATIENCE, async || {
+        backends_waiting_on_locks(database).await == waiting
+    })
+    .await;
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("roll the lock back");
+}
+
 /// How many of the service's connections to `database` are waiting for a lock (client backends
 /// only: autovacuum's workers are PostgreSQL's own).
 pub(crate) async fn backends_waiting_on_locks(database: &TestDatabase) -> i64 {

@@ -366,7 +366,10 @@ fn start_binary(
             ("PAYMENT_PROVIDER_SECRET_KEY", simulator.api_key()),
             ("PAYMENT_PROVIDER_TIMEOUT_MS", "30000"),
             ("PAYMENT_WEBHOOK_SECRET", TEST_WEBHOOK_SECRET),
-            ("WEBHOOK_LEASE_SECS", "3"),
+            // The worker gives its provider call up at three quarters of the lease, then tries
+            // again: 6 s in which the test sees it hold the event (3 s were too few on a loaded
+            // 2-core run, which saw the second attempt already claimed).
+            ("WEBHOOK_LEASE_SECS", "8"),
             ("WEBHOOK_POLL_INTERVAL_MS", "50"),
             ("BILLING_COMPLETER_INTERVAL_MS", "3600000"),
             ("SHUTDOWN_DELAY_MS", "0"),
