@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::password_reset::{INVITATION_TOKEN_LIFETIME, IssuedPasswordToken};
-use super::{Page, on_unique_violation, paginate, rows_to_fetch};
+use super::{Page, paginate, rows_to_fetch};
 use crate::auth::principals::{PrincipalKey, PrincipalState, PrincipalStates};
 use crate::auth::{Caller, PasswordHasher, SessionStore};
 use crate::db::models::{NewUser, PasswordTokens, User, UserChangeset};
@@ -104,40 +104,20 @@ impl Users {
             });
         let invitation = invitation.as_ref();
         idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
-            let account_id = caller.account_id.as_uuid();
-            let email_taken = || AppError::AlreadyExists {
-                reason: Reason::UserEmailTaken,
-                message: format!("the account already has a user {email}"),
-            };
-            if let Some(existing) = User::find_login(conn, account_id, email.as_str()).await? {
-                if existing.password_hash.is_some() {
-                    return Err(email_taken());
-                }
-                let user = User::claim_without_password(
-                    conn,
-                    account_id,
-                    existing.user.id.as_uuid(),
-                    display_name.as_str(),
-                    role.as_str(),
-                    password_hash.as_deref(),
-                )
-                .await?
-                .ok_or_else(email_taken)?;
-                return invite(conn, user, invitation).await;
-            }
             let user = NewUser {
                 id: UserId::generate().as_uuid(),
-                account_id,
+                account_id: caller.account_id.as_uuid(),
                 email: email.as_str(),
                 display_name: display_name.as_str(),
                 role: role.as_str(),
                 password_hash: password_hash.as_deref(),
             }
-            .insert(conn)
-            .await
-            .map_err(|error| {
-                on_unique_violation(error, "users_account_email_key", email_taken())
-            })??;
+            .insert_or_claim(conn)
+            .await?
+            .ok_or_else(|| AppError::AlreadyExists {
+                reason: Reason::UserEmailTaken,
+                message: format!("the account already has a user {email}"),
+            })?;
             invite(conn, user, invitation).await
         })
         .await

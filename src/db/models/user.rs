@@ -3,7 +3,9 @@
 //! row type stays inside this module.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -256,35 +258,6 @@ impl User {
             .map(|_| ())
     }
 
-    /// Gives a user who never had a password one (or still none: they are invited to choose
-    /// it), with a role and display name: inviting a requester the account knows from a ticket.
-    /// `None` when the user has a password by now (another CreateUser gave it one meanwhile).
-    pub async fn claim_without_password(
-        conn: &mut AsyncPgConnection,
-        account_id: Uuid,
-        id: Uuid,
-        display_name: &str,
-        role: &str,
-        password_hash: Option<&str>,
-    ) -> AppResult<Option<domain::User>> {
-        diesel::update(users::table)
-            .filter(users::account_id.eq(account_id))
-            .filter(users::id.eq(id))
-            .filter(users::password_hash.is_null())
-            .set((
-                users::display_name.eq(display_name),
-                users::role.eq(role),
-                users::password_hash.eq(password_hash),
-                users::updated_at.eq(diesel::dsl::now),
-            ))
-            .returning(UserRow::as_returning())
-            .get_result(conn)
-            .await
-            .optional()?
-            .map(UserRow::into_domain)
-            .transpose()
-    }
-
     /// Locks users `ids` of account `account_id`, in the order of their ids (two changes that
     /// each lock the other's user then queue instead of deadlocking), and answers whether `check`
     /// among them is an active admin.
@@ -343,6 +316,32 @@ impl NewUser<'_> {
         .map(UserRow::into_domain)
     }
 
+    /// CreateUser's write, one statement: inserts the user, or, when the account already has a
+    /// user with this email who never had a password (a requester known from a ticket, an
+    /// invitee who has not chosen one yet), gives them this user's display name, role and
+    /// password (or still none: they are invited). `None` when that user has a password. One
+    /// statement, so a ticket adding the same requester at the same moment is waited for and
+    /// claimed, where a look and then an insert found no one and then hit the unique key.
+    pub async fn insert_or_claim(
+        &self,
+        conn: &mut AsyncPgConnection,
+    ) -> AppResult<Option<domain::User>> {
+        KeepPrepared(self.bound(
+            "INSERT INTO users (id, account_id, email, display_name, role, password_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, email) \
+                 DO UPDATE SET display_name = excluded.display_name, role = excluded.role, \
+                     password_hash = excluded.password_hash, updated_at = now() \
+                 WHERE users.password_hash IS NULL \
+                 RETURNING id, account_id, email, display_name, role, created_at, updated_at, \
+                 password_hash, active",
+        ))
+        .get_result::<UserRow>(conn)
+        .await
+        .optional()?
+        .map(UserRow::into_domain)
+        .transpose()
+    }
+
     /// Inserts the user, or gives the one the account already has with this email this user's
     /// role, password and active flag: an operator restoring a login.
     pub async fn upsert_login(&self, conn: &mut AsyncPgConnection) -> AppResult<domain::User> {
@@ -373,24 +372,29 @@ impl NewUser<'_> {
         &self,
         conn: &mut AsyncPgConnection,
     ) -> AppResult<domain::User> {
-        KeepPrepared(
-            diesel::sql_query(
-                "INSERT INTO users (id, account_id, email, display_name, role, password_hash) \
+        KeepPrepared(self.bound(
+            "INSERT INTO users (id, account_id, email, display_name, role, password_hash) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, email) \
                  DO UPDATE SET email = excluded.email \
                  RETURNING id, account_id, email, display_name, role, created_at, updated_at, \
                  password_hash, active",
-            )
+        ))
+        .get_result::<UserRow>(conn)
+        .await?
+        .into_domain()
+    }
+
+    /// `sql`, a statement whose `$1` to `$6` are this user's id, account, email, display name,
+    /// role and password hash, with them bound.
+    fn bound(&self, sql: &'static str) -> BoxedSqlQuery<'_, Pg, SqlQuery> {
+        diesel::sql_query(sql)
+            .into_boxed()
             .bind::<sql_types::Uuid, _>(self.id)
             .bind::<sql_types::Uuid, _>(self.account_id)
             .bind::<sql_types::Text, _>(self.email)
             .bind::<sql_types::Text, _>(self.display_name)
             .bind::<sql_types::Text, _>(self.role)
-            .bind::<sql_types::Nullable<sql_types::Text>, _>(self.password_hash),
-        )
-        .get_result::<UserRow>(conn)
-        .await?
-        .into_domain()
+            .bind::<sql_types::Nullable<sql_types::Text>, _>(self.password_hash)
     }
 }
 

@@ -7,8 +7,8 @@ use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use crate::support::{
-    TEST_PASSWORD, TestApp, assert_reason, count_of, details, log_in, release_once_waiting,
-    valid_create_request, violated_fields,
+    TEST_PASSWORD, TestApp, assert_reason, commit_once_waiting, count_of, details, log_in,
+    release_once_waiting, valid_create_request, violated_fields,
 };
 
 #[tokio::test]
@@ -218,6 +218,77 @@ async fn two_admins_inviting_one_requester_at_once_give_her_one_login_and_tell_t
         1,
         "PostgreSQL has the invitation that answered OK"
     );
+}
+
+#[tokio::test]
+async fn an_invitation_sent_while_a_ticket_adds_the_same_requester_waits_for_it_and_gives_her_the_login()
+ {
+    let app = TestApp::spawn().await;
+    let email = format!("jane-{}@example.com", uuid::Uuid::now_v7().simple());
+    // A ticket's transaction has added her as a customer and not committed yet...
+    let mut ticket = app.database.connect().await;
+    diesel::sql_query("BEGIN")
+        .execute(&mut ticket)
+        .await
+        .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Added {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    let requester: Added = diesel::sql_query(
+        "INSERT INTO users (id, account_id, email, display_name, role) \
+         VALUES (gen_random_uuid(), $1, $2, '', 'customer') RETURNING id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(app.account_id.as_uuid())
+    .bind::<diesel::sql_types::Text, _>(&email)
+    .get_result(&mut ticket)
+    .await
+    .unwrap();
+    // ...when an admin invites her, with a key.
+    let mut request = app.as_admin(v1::CreateUserRequest {
+        user: Some(v1::User {
+            email: email.clone(),
+            role: v1::UserRole::Customer.into(),
+            display_name: "Jane".to_owned(),
+            ..Default::default()
+        }),
+        password: TEST_PASSWORD.to_owned(),
+    });
+    request
+        .metadata_mut()
+        .insert("idempotency-key", "invite-jane".parse().unwrap());
+    let invitation = tokio::spawn({
+        let mut users = app.users.clone();
+        async move { users.create_user(request).await }
+    });
+    commit_once_waiting(
+        &app.database,
+        ticket,
+        1,
+        "the invitation waits for the ticket's",
+    )
+    .await;
+
+    let invited = invitation
+        .await
+        .unwrap()
+        .expect("she is given the login, as when the ticket came first")
+        .into_inner();
+    assert_eq!(invited.id, requester.id.to_string());
+    assert_eq!(invited.display_name, "Jane");
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM users WHERE email = '{email}' \
+                 AND display_name = 'Jane' AND password_hash IS NOT NULL"
+            ),
+        )
+        .await,
+        1
+    );
+    log_in(&app.auth, &app.admin.account_slug, &email).await;
 }
 
 #[tokio::test]

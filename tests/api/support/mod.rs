@@ -810,18 +810,38 @@ pub(crate) async fn lock_account(app: &TestApp) -> AsyncPgConnection {
 /// `what` if they do not.
 pub(crate) async fn release_once_waiting(
     database: &TestDatabase,
+    lock: AsyncPgConnection,
+    waiting: i64,
+    what: &str,
+) {
+    end_once_waiting(database, lock, waiting, what, "ROLLBACK").await;
+}
+
+/// The same, committing what `lock`'s transaction wrote.
+pub(crate) async fn commit_once_waiting(
+    database: &TestDatabase,
+    lock: AsyncPgConnection,
+    waiting: i64,
+    what: &str,
+) {
+    end_once_waiting(database, lock, waiting, what, "COMMIT").await;
+}
+
+async fn end_once_waiting(
+    database: &TestDatabase,
     mut lock: AsyncPgConnection,
     waiting: i64,
     what: &str,
+    end: &str,
 ) {
     wait_until(what, PATIENCE, async || {
         backends_waiting_on_locks(database).await == waiting
     })
     .await;
-    diesel::sql_query("ROLLBACK")
+    diesel::sql_query(end)
         .execute(&mut lock)
         .await
-        .expect("roll the lock back");
+        .unwrap_or_else(|error| panic!("{end}: {error}"));
 }
 
 /// How many of the service's connections to `database` are waiting for a lock (client backends
