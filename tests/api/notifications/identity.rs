@@ -311,7 +311,12 @@ async fn a_reset_whose_redis_step_failed_after_its_commit_refuses_the_old_refres
 
 #[tokio::test]
 async fn a_login_with_the_old_password_that_a_reset_overtook_while_it_verified_gets_no_session() {
-    let app = TestApp::spawn().await;
+    // A pool connection made on a loaded machine may take more than the suite's 2 s: the login
+    // must not be refused for want of one.
+    let app = TestApp::spawn_with(|settings| {
+        settings.database.connect_timeout = Duration::from_secs(20);
+    })
+    .await;
     let user = app.add_user(&app.admin, v1::UserRole::Agent).await;
     // The old password's hash made costly (its parameters travel with it): verifying it takes
     // long enough for a whole reset to happen meanwhile.
@@ -340,6 +345,7 @@ async fn a_login_with_the_old_password_that_a_reset_overtook_while_it_verified_g
     // The reset waits at its write for the user's row...
     let (mut lock, reset) = reset_held_at_its_write(&app, &user, &token).await;
     // ...while a login with the old password reads its hash and starts verifying it;
+    let mut watcher = app.database.connect().await;
     let since: String = {
         #[derive(diesel::QueryableByName)]
         struct Now {
@@ -366,23 +372,33 @@ async fn a_login_with_the_old_password_that_a_reset_overtook_while_it_verified_g
         }
     });
     // The login's connection shows its read in pg_stat_activity only until the pool lends it
-    // to another query, so one connection of the test's own looks often, and polls (which
-    // quote the read's text) do not count.
-    let watcher = tokio::sync::Mutex::new(app.database.connect().await);
-    wait_until("the login has read the old hash", PATIENCE, || async {
-        diesel::sql_query(format!(
-            "SELECT count(*) AS count FROM pg_stat_activity \
-             WHERE datname = current_database() AND query_start > '{since}' \
-             AND query LIKE '%\"users\".\"email\" = $2%' \
-             AND query NOT LIKE '%pg_stat_activity%'"
-        ))
-        .get_result::<Count>(&mut *watcher.lock().await)
+    // to another query, so a connection of the test's own, made before the login starts, looks
+    // every few milliseconds; polls (which quote the read's text) do not count.
+    let seen = format!(
+        "SELECT count(*) AS count FROM pg_stat_activity \
+         WHERE datname = current_database() AND query_start > '{since}' \
+         AND query LIKE '%\"users\".\"email\" = $2%' \
+         AND query NOT LIKE '%pg_stat_activity%'"
+    );
+    let started = tokio::time::Instant::now();
+    while diesel::sql_query(&seen)
+        .get_result::<Count>(&mut watcher)
         .await
         .expect("pg_stat_activity")
         .count
-            > 0
-    })
-    .await;
+        == 0
+    {
+        assert!(
+            !login.is_finished(),
+            "the login ended before its read was seen: {:?}",
+            login.await
+        );
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the login's read was not seen"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     // then the reset commits and ends every session the user has, before the login has one.
     diesel::sql_query("ROLLBACK")
         .execute(&mut lock)
