@@ -283,7 +283,9 @@ impl<D> Idempotent<'_, D> {
             else {
                 continue; // swept meanwhile: claim again
             };
-            if existing.expires_at < Utc::now() {
+            // A key with a recovery point names a charge or refund whose outcome is not known
+            // yet: it never expires, or a late retry would pay or refund a second time.
+            if existing.expires_at < Utc::now() && existing.recovery_point.is_none() {
                 IdempotencyRow::delete(conn, existing.id).await?;
                 continue;
             }

@@ -41,7 +41,7 @@ async fn complete(
             () = context.stop.cancelled() => return Ok(()),
             () = tokio::time::sleep(interval) => {}
         }
-        match billing.complete_pending(&policy).await {
+        match billing.complete_pending_until(&policy, &context.stop).await {
             Ok(completed) => {
                 context.heartbeat.beat();
                 if completed != Completed::default() {

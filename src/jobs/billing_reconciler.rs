@@ -40,13 +40,27 @@ async fn reconcile(
         ..ReconciliationPolicy::default()
     };
     let period: Duration = settings.period;
+    // The first run comes when the fleet's last one is an interval old, so that instances
+    // restarted more often than the interval still reconcile; before any run, an interval in.
+    let mut pause = match billing.next_reconciliation_in(settings.interval).await {
+        Ok(due_in) => due_in.unwrap_or(settings.interval),
+        Err(error) => {
+            tracing::warn!(%error, "when the last reconciliation ran is unknown; waiting an interval");
+            settings.interval
+        }
+    };
     loop {
         tokio::select! {
             () = context.stop.cancelled() => return Ok(()),
-            () = tokio::time::sleep(settings.interval) => {}
+            () = tokio::time::sleep(pause) => {}
         }
-        match billing.reconcile(period_ending_now(period), &policy).await {
-            Ok(report) => {
+        pause = settings.interval;
+        match billing
+            .reconcile_until(period_ending_now(period), &policy, &context.stop)
+            .await
+        {
+            Ok(None) => return Ok(()),
+            Ok(Some(report)) => {
                 context.heartbeat.beat();
                 tracing::info!(run_id = %report.run_id, charges = report.charges_checked,
                     refunds = report.refunds_checked, findings = report.findings.len(),

@@ -165,7 +165,7 @@ impl Operations {
             OperationRow::delete_done(conn, caller.account_id, id).await
         })
         .await?
-        .map(|_| ())
+        .then_some(())
         .ok_or_else(|| AppError::not_found(Resource::Operation, id.name()))
     }
 

@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::billing::{
@@ -71,6 +72,17 @@ impl Default for ReconciliationPolicy {
             call_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// What a run whose instance shut down before it finished records as its error.
+pub const STOPPED_BEFORE_FINISHING: &str =
+    "stopped: the instance shut down before the run finished; the next run reads the period again";
+
+/// How far a run's comparison got.
+enum Compared {
+    Whole,
+    /// Stopped between two rows or two pages: what was repaired so far stays repaired.
+    Stopped,
 }
 
 /// What one run found and did.
@@ -128,6 +140,28 @@ impl Billing {
         period: LedgerPeriod,
         policy: &ReconciliationPolicy,
     ) -> AppResult<ReconciliationReport> {
+        self.reconcile_until(period, policy, &CancellationToken::new())
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("a run nobody stopped stopped")))
+    }
+
+    /// How long until a run is due, `interval` after the latest run of any instance began (zero
+    /// when overdue); `None` before the first run. An instance restarted more often than
+    /// `interval` would otherwise never run one.
+    pub async fn next_reconciliation_in(&self, interval: Duration) -> AppResult<Option<Duration>> {
+        let mut connection = crate::db::connection(&self.pool).await?;
+        ReconciliationRunRow::next_due_in(&mut connection, interval).await
+    }
+
+    /// [`Self::reconcile`] until `stop` is cancelled: the run then ends between two rows or two
+    /// provider pages, recorded `failed` with [`STOPPED_BEFORE_FINISHING`] (never left
+    /// `running`), and answers `None`.
+    pub async fn reconcile_until(
+        &self,
+        period: LedgerPeriod,
+        policy: &ReconciliationPolicy,
+        stop: &CancellationToken,
+    ) -> AppResult<Option<ReconciliationReport>> {
         let run_id = Uuid::now_v7();
         {
             let mut connection = crate::db::connection(&self.pool).await?;
@@ -146,7 +180,7 @@ impl Billing {
             payments_listed: 0,
             findings: Vec::new(),
         };
-        let outcome = self.compare(period, policy, &mut report).await;
+        let outcome = self.compare(period, policy, stop, &mut report).await;
         let counts = RunCounts {
             charges_checked: count(report.charges_checked),
             refunds_checked: count(report.refunds_checked),
@@ -160,22 +194,33 @@ impl Billing {
                     .count(),
             ),
         };
-        let error = outcome.as_ref().err().map(ToString::to_string);
+        let error = match &outcome {
+            Ok(Compared::Whole) => None,
+            Ok(Compared::Stopped) => Some(STOPPED_BEFORE_FINISHING.to_owned()),
+            Err(error) => Some(error.to_string()),
+        };
         let mut connection = crate::db::connection(&self.pool).await?;
         ReconciliationRunRow::finish(&mut connection, run_id, counts, error.as_deref()).await?;
+        let failed = || {
+            self.metrics
+                .billing()
+                .reconciliation_runs_failed
+                .increment();
+        };
         match outcome {
-            Ok(()) => {
+            Ok(Compared::Whole) => {
                 self.metrics
                     .billing()
                     .reconciliation_runs_completed
                     .increment();
-                Ok(report)
+                Ok(Some(report))
+            }
+            Ok(Compared::Stopped) => {
+                failed();
+                Ok(None)
             }
             Err(error) => {
-                self.metrics
-                    .billing()
-                    .reconciliation_runs_failed
-                    .increment();
+                failed();
                 Err(error)
             }
         }
@@ -207,14 +252,17 @@ impl Billing {
         &self,
         period: LedgerPeriod,
         policy: &ReconciliationPolicy,
+        stop: &CancellationToken,
         report: &mut ReconciliationReport,
-    ) -> AppResult<()> {
+    ) -> AppResult<Compared> {
         let settled_before = Utc::now() - chrono_of(policy.settle);
         let until = period.until.min(settled_before);
         if until <= period.from {
-            return Ok(());
+            return Ok(Compared::Whole);
         }
-        let ledger = self.read_provider(period, policy).await?;
+        let Some(ledger) = self.read_provider(period, policy, stop).await? else {
+            return Ok(Compared::Stopped);
+        };
         report.payments_listed = ledger.payments.len();
         let by_id = ledger.payment_by_id();
         let mut ours: HashSet<String> = HashSet::new();
@@ -229,6 +277,9 @@ impl Billing {
             let Some(last) = batch.last() else { break };
             after = Some(last.cursor());
             for stored in &batch {
+                if stop.is_cancelled() {
+                    return Ok(Compared::Stopped);
+                }
                 report.charges_checked += 1;
                 ours.insert(stored.charge.id.to_string());
                 self.compare_charge(stored, &ledger, &by_id, policy, report)
@@ -238,6 +289,9 @@ impl Billing {
 
         // Payments carrying a charge id of ours that no charge of ours has.
         for payment in &ledger.payments {
+            if stop.is_cancelled() {
+                return Ok(Compared::Stopped);
+            }
             let Some(charge_id) = payment.charge_id.as_deref() else {
                 continue;
             };
@@ -284,21 +338,26 @@ impl Billing {
             let Some(last) = batch.last() else { break };
             after = Some((last.created_at, last.id.as_uuid()));
             for refund in &batch {
+                if stop.is_cancelled() {
+                    return Ok(Compared::Stopped);
+                }
                 report.refunds_checked += 1;
                 self.compare_refund(refund, &provider_refunds, ledger.read_at, report)
                     .await?;
             }
         }
-        Ok(())
+        Ok(Compared::Whole)
     }
 
     /// Every payment and refund the provider made since the period began (later ones included:
-    /// a charge of the period may have been sent late), page by page, no connection held.
+    /// a charge of the period may have been sent late), page by page, no connection held;
+    /// `None` once `stop` is cancelled.
     async fn read_provider(
         &self,
         period: LedgerPeriod,
         policy: &ReconciliationPolicy,
-    ) -> AppResult<ProviderLedger> {
+        stop: &CancellationToken,
+    ) -> AppResult<Option<ProviderLedger>> {
         let wide = LedgerPeriod {
             from: period.from - chrono_of(CLOCK_MARGIN),
             until: Utc::now() + chrono_of(CLOCK_MARGIN),
@@ -310,6 +369,9 @@ impl Billing {
         };
         let mut cursor: Option<String> = None;
         loop {
+            if stop.is_cancelled() {
+                return Ok(None);
+            }
             let deadline = Instant::now() + policy.call_timeout;
             let _place = self.wait_for_place(deadline).await?;
             let page = self
@@ -324,6 +386,9 @@ impl Billing {
             }
         }
         loop {
+            if stop.is_cancelled() {
+                return Ok(None);
+            }
             let deadline = Instant::now() + policy.call_timeout;
             let _place = self.wait_for_place(deadline).await?;
             let page = self
@@ -337,7 +402,7 @@ impl Billing {
                 break;
             }
         }
-        Ok(ledger)
+        Ok(Some(ledger))
     }
 
     async fn wait_for_place(
@@ -511,7 +576,8 @@ impl Billing {
         let deadline = Instant::now() + policy.call_timeout;
         let resolved = match self.wait_for_place(deadline).await {
             Ok(_place) => {
-                self.resolve_payment(stored, deadline, Resolution::LookUpOnly)
+                let retention = self.provider_key_retention();
+                self.resolve_payment(stored, deadline, Resolution::LookUpOnly { retention })
                     .await
             }
             Err(busy) => Err(super::billing::Unsettling {

@@ -22,7 +22,7 @@ use crate::support::binary::{Running, sign_up_through};
 use crate::support::envoy::Envoy;
 use crate::support::{
     PATIENCE, TestApp, TestDatabase, TestUser, assert_reason, backends_waiting_on_locks, count_of,
-    details, wait_until, with_key,
+    details, release_once_waiting, wait_until, with_key,
 };
 
 /// The batch size every test here runs with: small, so a few dozen rows make several batches.
@@ -966,6 +966,61 @@ async fn a_queued_operation_is_cancelled_at_once_and_only_a_finished_one_can_be_
         .await
         .expect_err("deleted");
     assert_reason(&status, Reason::OperationNotFound);
+}
+
+#[tokio::test]
+async fn of_two_deletes_of_one_finished_operation_at_once_one_deletes_it_and_the_other_is_told_it_is_gone()
+ {
+    let app = TestApp::spawn_with(|settings| settings.operations.workers = 0).await;
+    let accepted = import(
+        &app,
+        v1::ImportFormat::Csv,
+        csv_of("twice", 2, "a@example.com"),
+    )
+    .await;
+    cancel(&app, &accepted.name).await;
+    let id = accepted
+        .name
+        .strip_prefix("operations/")
+        .expect("operations/{id}")
+        .parse::<uuid::Uuid>()
+        .expect("a uuid");
+
+    // Both deletes line up behind a lock on the operation's row, so that each has read the
+    // finished operation before either deletes it.
+    let mut lock = app.database.connect().await;
+    diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
+    diesel::sql_query("SELECT id FROM operations WHERE id = $1 FOR UPDATE")
+        .bind::<diesel::sql_types::Uuid, _>(id)
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let delete = || {
+        let mut client = operations(&app);
+        let request = app.as_admin(DeleteOperationRequest {
+            name: accepted.name.clone(),
+        });
+        tokio::spawn(async move { client.delete_operation(request).await })
+    };
+    let (first, second) = (delete(), delete());
+    release_once_waiting(&app.database, lock, 2, "both deletes waiting for the row").await;
+
+    let outcomes = [first.await.unwrap(), second.await.unwrap()];
+    assert_eq!(
+        outcomes.iter().filter(|outcome| outcome.is_ok()).count(),
+        1,
+        "exactly one delete deletes it: {outcomes:?}"
+    );
+    let gone = outcomes
+        .into_iter()
+        .find_map(Result::err)
+        .expect("the other delete is refused");
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    assert_reason(&gone, Reason::OperationNotFound);
+    assert_eq!(
+        count_of(&app.database, "SELECT count(*) AS count FROM operations").await,
+        0
+    );
 }
 
 #[tokio::test]

@@ -151,10 +151,12 @@ impl IdempotencyRow {
         .await
     }
 
-    /// Deletes up to `batch` expired keys, oldest first; returns how many.
+    /// Deletes up to `batch` expired keys, oldest first; returns how many. A key with a
+    /// recovery point stays: its charge or refund has no outcome yet, and a retry must resume it.
     pub async fn sweep(conn: &mut AsyncPgConnection, batch: i64) -> QueryResult<usize> {
         let expired: Vec<Uuid> = idempotency_keys::table
             .filter(idempotency_keys::expires_at.lt(diesel::dsl::now))
+            .filter(idempotency_keys::recovery_point.is_null())
             .order(idempotency_keys::expires_at.asc())
             .select(idempotency_keys::id)
             .limit(batch)

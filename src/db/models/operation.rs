@@ -305,16 +305,37 @@ impl OperationRow {
     }
 
     /// Deletes the account's finished operation `id`; an unfinished one is refused
-    /// (`OPERATION_NOT_DONE`), a missing one is `Ok(None)`.
+    /// (`OPERATION_NOT_DONE`); `false` when there is no such operation. The delete itself
+    /// requires a finished state, so that of two deletes at once only one deletes the row and
+    /// the other is told it is not there.
     pub async fn delete_done(
         conn: &mut AsyncPgConnection,
         account_id: AccountId,
         id: OperationId,
-    ) -> AppResult<Option<OperationState>> {
-        let Some(operation) = Self::find(conn, account_id, id).await? else {
-            return Ok(None);
-        };
-        if !operation.state.is_done() {
+    ) -> AppResult<bool> {
+        let unfinished = [
+            OperationState::Queued.as_str(),
+            OperationState::Running.as_str(),
+        ];
+        loop {
+            let deleted = diesel::delete(
+                operations::table
+                    .filter(operations::account_id.eq(account_id.as_uuid()))
+                    .filter(operations::id.eq(id.as_uuid()))
+                    .filter(operations::state.ne_all(unfinished)),
+            )
+            .execute(conn)
+            .await?;
+            if deleted == 1 {
+                return Ok(true);
+            }
+            let Some(operation) = Self::find(conn, account_id, id).await? else {
+                return Ok(false);
+            };
+            // Finished between the delete and the read: the next delete takes it.
+            if operation.state.is_done() {
+                continue;
+            }
             return Err(AppError::FailedPrecondition {
                 reason: crate::errors::Reason::OperationNotDone,
                 message: format!(
@@ -331,14 +352,6 @@ impl OperationRow {
                 }],
             });
         }
-        diesel::delete(
-            operations::table
-                .filter(operations::account_id.eq(account_id.as_uuid()))
-                .filter(operations::id.eq(id.as_uuid())),
-        )
-        .execute(conn)
-        .await?;
-        Ok(Some(operation.state))
     }
 
     /// The operations queue as the queue sampler reads it ([`QueueStats`]): every unfinished
@@ -484,7 +497,7 @@ impl OperationRow {
     }
 
     /// Gives up `worker`'s lease on `id` without finishing it (a shutdown): the next worker to
-    /// look may take it over at once.
+    /// look may take it over at once (by the database's clock, which the claim reads).
     pub async fn release(
         conn: &mut AsyncPgConnection,
         id: OperationId,
@@ -495,7 +508,9 @@ impl OperationRow {
                 .filter(operations::id.eq(id.as_uuid()))
                 .filter(operations::lease_owner.eq(worker)),
         )
-        .set(operations::lease_expires_at.eq(Some(Utc::now())))
+        .set(operations::lease_expires_at.eq(diesel::dsl::sql::<
+            sql_types::Nullable<sql_types::Timestamptz>,
+        >("now()")))
         .execute(conn)
         .await?;
         Ok(())

@@ -79,6 +79,31 @@ impl ReconciliationRunRow {
         Ok(())
     }
 
+    /// How long until a run is due, `interval` after the latest run of any instance began
+    /// (zero when overdue); `None` before the first run.
+    pub async fn next_due_in(
+        conn: &mut AsyncPgConnection,
+        interval: std::time::Duration,
+    ) -> AppResult<Option<std::time::Duration>> {
+        #[derive(QueryableByName)]
+        struct DueIn {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+            seconds: Option<f64>,
+        }
+        let due: DueIn = crate::db::KeepPrepared(
+            diesel::sql_query(
+                "SELECT EXTRACT(EPOCH FROM max(started_at) + make_interval(secs => $1) - now())\
+                 ::float8 AS seconds FROM reconciliation_runs",
+            )
+            .bind::<diesel::sql_types::Double, _>(interval.as_secs_f64()),
+        )
+        .get_result(conn)
+        .await?;
+        Ok(due
+            .seconds
+            .map(|seconds| std::time::Duration::from_secs_f64(seconds.clamp(0.0, 1e9))))
+    }
+
     pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<Option<Self>> {
         Ok(reconciliation_runs::table
             .find(id)

@@ -319,7 +319,7 @@ impl Billing {
     ) -> Result<ChargeEvent, Unsettling> {
         let charge = &stored.charge;
         let reference = reference(charge.id.as_uuid()).map_err(unsettling_from)?;
-        if let Resolution::LookUpThenSend { .. } | Resolution::LookUpOnly = resolution {
+        if let Resolution::LookUpThenSend { .. } | Resolution::LookUpOnly { .. } = resolution {
             let found = self
                 .provider
                 .find_payments_by_charge_id(&reference, deadline)
@@ -340,16 +340,22 @@ impl Billing {
             let age = (Utc::now() - stored.created_at)
                 .to_std()
                 .unwrap_or_default();
-            let give_up = match resolution {
-                Resolution::LookUpThenSend { retention } => age >= retention,
-                Resolution::LookUpOnly => true,
-                Resolution::Send => false,
+            let (give_up, may_send) = match resolution {
+                Resolution::LookUpThenSend { retention } => (age >= retention, true),
+                Resolution::LookUpOnly { retention } => (age >= retention, false),
+                Resolution::Send => (false, true),
             };
             if give_up {
                 // The provider has no payment and may have forgotten the key: sending now could
                 // make a second payment if the first is merely late. Nothing was charged.
                 return Ok(ChargeEvent::Abandoned {
                     reason: "not_at_provider".to_owned(),
+                });
+            }
+            if !may_send {
+                return Err(Unsettling {
+                    answer: AppError::internal(anyhow::anyhow!(NOT_FOUND_YET)),
+                    detail: NOT_FOUND_YET.to_owned(),
                 });
             }
         }

@@ -2,6 +2,8 @@
 //! with its own attempts and backoff, at a bounded rate, marking for attention what it cannot
 //! settle in time.
 
+use tokio_util::sync::CancellationToken;
+
 use super::*;
 
 /// What the completer does.
@@ -77,14 +79,31 @@ impl Billing {
     /// (the provider is down, the payment still processing) is due again after its backoff, and
     /// marked for attention once older than `policy.attention_after`.
     pub async fn complete_pending(&self, policy: &CompleterPolicy) -> AppResult<Completed> {
+        self.complete_pending_until(policy, &CancellationToken::new())
+            .await
+    }
+
+    /// [`Self::complete_pending`] until `stop` is cancelled: from then on it claims nothing
+    /// more, and finishes only the row it holds (within `policy.call_timeout`, well inside the
+    /// drain), so that a shutdown leaves no lease to run out and no attempt counted for a call
+    /// never made.
+    pub async fn complete_pending_until(
+        &self,
+        policy: &CompleterPolicy,
+        stop: &CancellationToken,
+    ) -> AppResult<Completed> {
         let mut completed = Completed::default();
         let pace = Duration::from_secs(1) / policy.attempts_per_second.max(1);
         let mut next_slot = Instant::now();
         let started = Utc::now();
-        for table in [Leased::Charges, Leased::Refunds] {
+        'tables: for table in [Leased::Charges, Leased::Refunds] {
             let mut attempted = 0;
             while attempted < policy.batch {
-                tokio::time::sleep_until(next_slot).await;
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break 'tables,
+                    () = tokio::time::sleep_until(next_slot) => {}
+                }
                 next_slot = Instant::now() + pace;
                 let Some(lease) = self.claim_due(table, policy, started).await? else {
                     break;

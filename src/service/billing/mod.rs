@@ -104,10 +104,16 @@ pub(super) enum Resolution {
     /// The completer: read the payment back by charge id; send only when the provider has none
     /// and its key is still kept.
     LookUpThenSend { retention: Duration },
-    /// Reconciliation: read the payment back by charge id and never send; when the provider has
-    /// none, the charge is abandoned (it never moved money).
-    LookUpOnly,
+    /// Reconciliation: read the payment back by charge id and never send. When the provider has
+    /// none and no longer keeps its key, the charge is abandoned (it never moved money); while it
+    /// keeps the key, "none" may be its search lagging behind a send whose answer was lost, and
+    /// a send under the key is still safe, so the charge is left to the completer.
+    LookUpOnly { retention: Duration },
 }
+
+/// Why a look-up that found no payment, under a key the provider still keeps, settles nothing.
+const NOT_FOUND_YET: &str = "no payment found at the provider yet; its search may lag a send whose \
+     answer was lost, and the provider still keeps the charge's key: left to the completer";
 
 /// A provider call that settled nothing: the error the request answers, and the attempt's
 /// error as recorded on the row.

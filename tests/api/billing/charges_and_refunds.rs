@@ -27,8 +27,8 @@ use supportdesk::wire::proto::v1;
 use tokio::time::Instant;
 
 use crate::support::{
-    PATIENCE, TestApp, TestUser, assert_json_reason, assert_reason, charge_request, in_seconds,
-    test_payment_provider, usd, violated_fields, with_key,
+    PATIENCE, TestApp, TestUser, assert_json_reason, assert_reason, charge_request, count_of,
+    in_seconds, test_payment_provider, usd, violated_fields, with_key,
 };
 
 struct Desk {
@@ -401,6 +401,56 @@ async fn the_completer_finishes_charges_left_pending_by_a_crash_with_one_payment
 }
 
 #[tokio::test]
+async fn a_completer_told_to_stop_claims_nothing_more_and_leaves_the_rest_unattempted() {
+    let desk = Desk::open().await;
+    let charges = [
+        crashed_charge(&desk, 100).await,
+        crashed_charge(&desk, 200).await,
+        crashed_charge(&desk, 300).await,
+    ];
+    let policy = CompleterPolicy {
+        min_age: Duration::ZERO,
+        attempts_per_second: 1,
+        ..CompleterPolicy::default()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let billing = desk.billing.clone();
+    let run = tokio::spawn({
+        let stop = stop.clone();
+        async move { billing.complete_pending_until(&policy, &stop).await }
+    });
+    crate::support::wait_until("the first charge settled", PATIENCE, async || {
+        count_of(
+            &desk.app.database,
+            "SELECT count(*) AS count FROM charges WHERE status = 'succeeded'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    // The shutdown comes while the run waits for its next slot, a second after the first.
+    stop.cancel();
+
+    let completed = run.await.unwrap().unwrap();
+    assert_eq!(completed.charges, 1);
+    assert_eq!(
+        count_of(
+            &desk.app.database,
+            "SELECT count(*) AS count FROM charges WHERE status = 'pending' AND attempts = 0 \
+             AND send_lease_until IS NULL"
+        )
+        .await,
+        2,
+        "claimed after the stop"
+    );
+    let paid: usize = charges
+        .iter()
+        .map(|charge| desk.payments_at_provider(*charge))
+        .sum();
+    assert_eq!(paid, 1);
+}
+
+#[tokio::test]
 async fn the_completer_leaves_young_pending_charges_to_their_requests() {
     let desk = Desk::open().await;
     let young = crashed_charge(&desk, 400).await;
@@ -412,6 +462,64 @@ async fn the_completer_leaves_young_pending_charges_to_their_requests() {
     assert_eq!(completed.charges, 0);
     assert_eq!(desk.stored(young).await.0, "pending");
     assert_eq!(desk.payments_at_provider(young), 0);
+}
+
+#[tokio::test]
+async fn a_retry_after_the_keys_day_of_a_charge_still_pending_resumes_it_instead_of_charging_again()
+{
+    let desk = Desk::open().await;
+    let outage = desk
+        .simulator
+        .add_fault(FaultRule::always(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ServerError { status: 503 },
+        ))
+        .unwrap();
+    let key = key_for(&desk, CREATE, "a-day-later", CHARGE_PHASES);
+    let first = desk
+        .charge(700, "pm_card_visa", Some(&key))
+        .await
+        .expect_err("the provider is down");
+    assert_reason(
+        &tonic::Status::from(&first),
+        Reason::PaymentProviderUnavailable,
+    );
+    desk.simulator.remove_fault(outage.id);
+    // The key's retention is over, and the sweeper has run.
+    let mut conn = desk.app.database.connect().await;
+    diesel::sql_query("UPDATE idempotency_keys SET expires_at = now() - interval '1 minute'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    supportdesk::idempotency::sweep_expired(&Desk::pool(&desk.app), 500)
+        .await
+        .unwrap();
+    assert_eq!(
+        count_of(
+            &desk.app.database,
+            "SELECT count(*) AS count FROM idempotency_keys WHERE recovery_point IS NOT NULL"
+        )
+        .await,
+        1,
+        "the key of the pending charge is kept"
+    );
+
+    let retried = desk
+        .charge(700, "pm_card_visa", Some(&key))
+        .await
+        .expect("the retry resumes the charge");
+    let pending: uuid::Uuid = charges::table
+        .select(charges::id)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(answered_charge(&retried), Some(pending.to_string()));
+    assert_eq!(desk.charge_count().await, 1);
+    assert_eq!(
+        desk.stored(ChargeId::from_uuid(pending)).await.0,
+        "succeeded"
+    );
+    assert_eq!(desk.payments_at_provider(ChargeId::from_uuid(pending)), 1);
 }
 
 #[tokio::test]

@@ -26,13 +26,26 @@ use crate::support::{
     PATIENCE, TestApp, TestUser, assert_reason, in_seconds, keyed, usd, wait_until,
 };
 
+/// How long the tests' provider keeps idempotency keys: a charge recorded before that is one
+/// nobody may send any more ([`forgotten_charge`]).
+const KEY_RETENTION: Duration = Duration::from_secs(60);
+
 /// A test app whose own completer and reconciler stay out of the way: the tests run passes.
 async fn app() -> TestApp {
     TestApp::spawn_with(|settings| {
         settings.billing_completer_interval = Duration::from_secs(3600);
         settings.reconciliation.interval = Duration::from_secs(3600);
+        keeping_keys_a_minute(settings);
     })
     .await
+}
+
+fn keeping_keys_a_minute(settings: &mut supportdesk::configuration::Settings) {
+    settings
+        .payment_provider
+        .as_mut()
+        .expect("billing")
+        .key_retention = KEY_RETENTION;
 }
 
 /// Another instance's billing on the app's database and simulator, counting into `metrics`.
@@ -124,6 +137,44 @@ async fn pending_charge(app: &TestApp, customer: &TestUser, amount_minor: i64) -
     .await
     .unwrap();
     id
+}
+
+/// A charge pending here since before the provider's key retention ([`KEY_RETENTION`]), which
+/// the provider never saw: nobody may send it any more, so reconciliation abandons it.
+async fn forgotten_charge(app: &TestApp, customer: &TestUser, amount_minor: i64) -> ChargeId {
+    let id = pending_charge(app, customer, amount_minor).await;
+    let mut conn = app.database.connect().await;
+    diesel::sql_query(
+        "UPDATE charges SET created_at = now() - $1 * interval '2 seconds' WHERE id = $2",
+    )
+    .bind::<diesel::sql_types::Double, _>(KEY_RETENTION.as_secs_f64())
+    .bind::<diesel::sql_types::Uuid, _>(id.as_uuid())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    id
+}
+
+/// The provider's next refunds list answers `millis` late: a run waits there, having read the
+/// payments.
+fn slow_refunds_list(app: &TestApp, millis: u64) {
+    app.simulator
+        .add_fault(FaultRule::new(
+            Endpoint::ListRefunds,
+            FaultAction::Latency { millis },
+            1,
+        ))
+        .expect("a valid fault");
+}
+
+async fn until_the_run_has_read_the_payments(app: &TestApp) {
+    wait_until("the run has read the payments", PATIENCE, async || {
+        app.simulator
+            .requests()
+            .iter()
+            .any(|request| request.method == "GET" && request.path == "/v1/payment_intents")
+    })
+    .await;
 }
 
 /// The payment the lost request made at the provider, with `card`.
@@ -237,8 +288,8 @@ async fn drift_made_at_the_provider_or_left_by_lost_answers_is_repaired_once_and
     // Pending here, paid there: the answer was lost.
     let paid = pending_charge(&app, &customer, 700).await;
     pay_at_provider(&app, &provider, &customer, paid, 700, "pm_card_visa").await;
-    // Pending here, never seen there.
-    let unseen = pending_charge(&app, &customer, 300).await;
+    // Pending here since before the provider forgot its key, never seen there.
+    let unseen = forgotten_charge(&app, &customer, 300).await;
     let posts_before = posts(&app);
 
     let first = reconcile(&billing).await;
@@ -344,7 +395,7 @@ async fn two_instances_reconciling_at_once_repair_each_charge_once() {
         let paid = pending_charge(&app, &customer, 500).await;
         pay_at_provider(&app, &provider, &customer, paid, 500, "pm_card_visa").await;
         charges.push(paid);
-        charges.push(pending_charge(&app, &customer, 200).await);
+        charges.push(forgotten_charge(&app, &customer, 200).await);
     }
 
     let (first, second) = tokio::join!(reconcile(&one), reconcile(&two));
@@ -500,9 +551,9 @@ async fn admins_list_their_accounts_findings_and_others_are_refused() {
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
     let (billing, _) = billing_of(&app, &Metrics::default());
-    let unseen = pending_charge(&app, &customer, 300).await;
+    let unseen = forgotten_charge(&app, &customer, 300).await;
     let first = reconcile(&billing).await;
-    let later = pending_charge(&app, &customer, 200).await;
+    let later = forgotten_charge(&app, &customer, 200).await;
     let second = reconcile(&billing).await;
     assert_eq!(first.findings.len() + second.findings.len(), 2);
 
@@ -593,10 +644,11 @@ async fn the_reconciler_task_runs_on_its_interval_and_repairs_what_it_finds() {
         settings.billing_completer_interval = Duration::from_secs(3600);
         settings.reconciliation.interval = Duration::from_millis(200);
         settings.reconciliation.settle = Duration::ZERO;
+        keeping_keys_a_minute(settings);
     })
     .await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let unseen = pending_charge(&app, &customer, 300).await;
+    let unseen = forgotten_charge(&app, &customer, 300).await;
 
     crate::support::wait_until(
         "the reconciler abandons the charge the provider never saw",
@@ -686,21 +738,9 @@ async fn a_refund_made_while_a_run_reads_the_provider_is_not_taken_back_by_that_
     let (billing, _) = billing_waiting(&app, &Metrics::default(), Duration::from_secs(10));
     let charge = paid_charge(&app, &customer, 1_000).await;
     // The run reads the payments, then waits on the refunds list: long enough for a refund.
-    app.simulator
-        .add_fault(FaultRule::new(
-            Endpoint::ListRefunds,
-            FaultAction::Latency { millis: 3_000 },
-            1,
-        ))
-        .expect("a valid fault");
+    slow_refunds_list(&app, 3_000);
     let run = tokio::spawn(async move { reconcile(&billing).await });
-    wait_until("the run has read the payments", PATIENCE, async || {
-        app.simulator
-            .requests()
-            .iter()
-            .any(|request| request.method == "GET" && request.path == "/v1/payment_intents")
-    })
-    .await;
+    until_the_run_has_read_the_payments(&app).await;
     app.billing
         .clone()
         .refund_charge(keyed(app.as_admin(v1::RefundChargeRequest {
@@ -821,4 +861,102 @@ async fn a_payment_another_system_made_in_a_currency_the_service_lacks_is_left_o
         vec![(FindingKind::RefundedAtProvider, true)]
     );
     assert_eq!(row(&app, charge).await.amount_refunded_minor, 400);
+}
+
+#[tokio::test]
+async fn a_run_stopped_by_a_shutdown_ends_between_two_pages_recorded_failed_and_leaves_the_rest() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (billing, _) = billing_waiting(&app, &Metrics::default(), Duration::from_secs(10));
+    let unseen = forgotten_charge(&app, &customer, 300).await;
+    slow_refunds_list(&app, 2_000);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn({
+        let stop = stop.clone();
+        async move { billing.reconcile_until(last_hour(), &policy(), &stop).await }
+    });
+    until_the_run_has_read_the_payments(&app).await;
+    stop.cancel();
+
+    let stopped = run.await.expect("the run").expect("no error");
+    assert_eq!(stopped, None, "the run went on after the stop");
+    let mut conn = app.database.connect().await;
+    let (status, error): (String, Option<String>) = reconciliation_runs::table
+        .select((reconciliation_runs::status, reconciliation_runs::error))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        (
+            "failed",
+            Some(supportdesk::service::reconciliation::STOPPED_BEFORE_FINISHING)
+        )
+    );
+    assert_eq!(row(&app, unseen).await.status, "pending");
+    assert_eq!(trail(&app, unseen).await, Vec::new());
+}
+
+#[tokio::test]
+async fn an_instance_started_after_the_last_run_is_an_interval_old_reconciles_at_once() {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let unseen = forgotten_charge(&app, &customer, 300).await;
+    let mut conn = app.database.connect().await;
+    diesel::sql_query(
+        "INSERT INTO reconciliation_runs (id, period_start, period_end, started_at, finished_at, \
+         status) VALUES ($1, now() - interval '3 hours', now() - interval '2 hours', \
+         now() - interval '2 hours', now() - interval '2 hours', 'completed')",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(uuid::Uuid::now_v7())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    // Another instance of the fleet starts (its interval an hour, like the first's).
+    let mut settings = app.settings.clone();
+    settings.reconciliation.settle = Duration::ZERO;
+    let (_channel, instance) = crate::support::second_instance(&settings).await;
+
+    wait_until(
+        "the new instance's first run, due since an hour",
+        PATIENCE,
+        async || row(&app, unseen).await.status == "failed",
+    )
+    .await;
+    instance.abort();
+}
+
+#[tokio::test]
+async fn a_pending_charge_the_providers_search_does_not_show_while_it_keeps_the_key_is_left_to_the_completer()
+ {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (billing, _) = billing_of(&app, &Metrics::default());
+    // Pending here; the provider's search shows nothing, which within its key retention may be
+    // its lag behind a send whose answer was lost.
+    let lagging = pending_charge(&app, &customer, 300).await;
+    let posts_before = posts(&app);
+
+    let run = reconcile(&billing).await;
+
+    assert_eq!(run.findings, Vec::new());
+    assert_eq!(row(&app, lagging).await.status, "pending");
+    assert_eq!(trail(&app, lagging).await, Vec::new());
+    assert_eq!(posts(&app), posts_before, "reconciliation sent something");
+    // The completer then sends it under its key, once.
+    let completed = billing
+        .complete_pending(&supportdesk::service::CompleterPolicy {
+            min_age: Duration::ZERO,
+            ..supportdesk::service::CompleterPolicy::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(completed.charges, 1);
+    assert_eq!(row(&app, lagging).await.status, "succeeded");
+    assert_eq!(
+        app.simulator
+            .payment_intent_count_for_charge_id(&lagging.to_string()),
+        1
+    );
 }
