@@ -306,6 +306,19 @@ impl ChargeRow {
                         send_lease_until: None,
                     },
                     charges::updated_at.eq(diesel::dsl::now),
+                    // A mark the completer set on a pending charge it could not settle ends with
+                    // the pending state (no transition stays PENDING); a mark reconciliation set
+                    // on a settled charge stays.
+                    charges::attention_reason.eq(diesel::dsl::sql::<
+                        diesel::sql_types::Nullable<diesel::sql_types::Text>,
+                    >(
+                        "CASE WHEN status = 'pending' THEN NULL ELSE attention_reason END",
+                    )),
+                    charges::attention_since.eq(diesel::dsl::sql::<
+                        diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+                    >(
+                        "CASE WHEN status = 'pending' THEN NULL ELSE attention_since END",
+                    )),
                 ))
                 .returning(Self::as_returning()),
         )

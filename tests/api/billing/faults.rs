@@ -644,6 +644,62 @@ async fn a_lost_answer_settles_in_the_next_run_behind_a_hundred_and_fifty_charge
 }
 
 #[tokio::test]
+async fn a_charge_marked_for_attention_while_pending_is_unmarked_once_it_settles() {
+    let app = TestApp::spawn().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let metrics = Metrics::default();
+    let (billing, provider) = billing_of(&app, &metrics);
+    app.simulator
+        .add_fault(FaultRule::new(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::SettleLater {
+                after_millis: 1_000,
+                outcome: payment_simulator::SettleOutcome::Succeed,
+            },
+            1,
+        ))
+        .unwrap();
+    pending_with_payment(&app, &customer, &provider).await;
+    let policy = CompleterPolicy {
+        min_age: Duration::ZERO,
+        attention_after: Duration::ZERO,
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(1),
+        ..CompleterPolicy::default()
+    };
+    let first = billing.complete_pending(&policy).await.unwrap();
+    assert_eq!(first.postponed, 1, "still processing at the provider");
+    let needing_attention = || async {
+        app.billing
+            .clone()
+            .list_charges(app.as_admin(v1::ListChargesRequest {
+                needs_attention: true,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .charges
+    };
+    assert_eq!(needing_attention().await.len(), 1);
+
+    // The payment succeeds at the provider; the completer (or its webhook) settles the charge.
+    wait_until("the charge settled", PATIENCE, async || {
+        billing.complete_pending(&policy).await.unwrap();
+        count_where_status(&app, "succeeded").await == 1
+    })
+    .await;
+    let mut conn = app.database.connect().await;
+    let (reason, since): (Option<String>, Option<chrono::DateTime<chrono::Utc>>) = charges::table
+        .select((charges::attention_reason, charges::attention_since))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((reason, since), (None, None));
+    assert_eq!(needing_attention().await, Vec::new());
+}
+
+#[tokio::test]
 async fn a_completer_run_tries_each_pending_charge_once_however_short_its_backoff() {
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
