@@ -542,7 +542,9 @@ impl Application {
                 public_base_url.clone(),
                 password_token_key(&self.settings.auth),
                 services.metrics.clone(),
-            );
+            )
+            // The drain waits for the workers this long; a quarter of it is left to record.
+            .sending_at_most_after_stop(self.settings.server.shutdown_drain_timeout * 3 / 4);
             // Notifications wait durably in the outbox, shared with every instance's workers:
             // nothing to take out of service while they restart.
             jobs.add(Task::new(

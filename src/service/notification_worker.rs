@@ -62,6 +62,9 @@ pub struct NotificationWorkers {
     /// Turns a password link's stored seed into its token.
     token_key: PasswordTokenKey,
     metrics: Metrics,
+    /// How long a send under way when the instance starts stopping may still take: it must end,
+    /// and be recorded, before the drain does, whatever is left of its lease.
+    after_stop: Duration,
 }
 
 impl std::fmt::Debug for NotificationWorkers {
@@ -99,6 +102,7 @@ impl NotificationWorkers {
         token_key: PasswordTokenKey,
         metrics: Metrics,
     ) -> Self {
+        let after_stop = settings.lease;
         Self {
             pool,
             sender,
@@ -106,7 +110,15 @@ impl NotificationWorkers {
             public_base_url,
             token_key,
             metrics,
+            after_stop,
         }
+    }
+
+    /// A send under way when the instance starts stopping ends at most `after_stop` later (the
+    /// rest of the drain, less the time to record it), however much of its lease is left.
+    pub fn sending_at_most_after_stop(mut self, after_stop: Duration) -> Self {
+        self.after_stop = after_stop;
+        self
     }
 
     /// Runs `NOTIFICATION_WORKERS` workers until `stop`, and returns once every one has stopped.
@@ -298,7 +310,16 @@ impl NotificationWorkers {
             })?,
             () = stop.cancelled() => return Err(Failure::Untried("stopping")),
         };
-        match tokio::time::timeout_at(deadline, self.sender.send(&email, deadline)).await {
+        let sending = tokio::time::timeout_at(deadline, self.sender.send(&email, deadline));
+        tokio::pin!(sending);
+        let answered = tokio::select! {
+            answered = &mut sending => answered,
+            () = stop.cancelled() => {
+                let cut = deadline.min(Instant::now() + self.after_stop);
+                tokio::time::timeout_at(cut, &mut sending).await.unwrap_or_else(Err)
+            }
+        };
+        match answered {
             Ok(Ok(sent)) => Ok(sent),
             Ok(Err(SendError::Retry { reason, not_before })) => {
                 Err(Failure::Retry { reason, not_before })
@@ -308,6 +329,10 @@ impl NotificationWorkers {
             Ok(Err(SendError::CircuitOpen { .. })) => Err(Failure::Untried(
                 "the email circuit breaker refused the send",
             )),
+            Err(_) if stop.is_cancelled() => Err(Failure::Retry {
+                reason: "the instance stopped before the email provider answered".to_owned(),
+                not_before: None,
+            }),
             Err(_) => Err(Failure::Retry {
                 reason: "the email provider did not answer within the lease".to_owned(),
                 not_before: None,

@@ -252,3 +252,78 @@ async fn a_422_makes_the_notification_dead_at_once_with_the_providers_reason_and
     assert_eq!(api.requests().len(), 1);
     assert!(api.emails().is_empty());
 }
+
+#[tokio::test]
+async fn a_send_the_provider_holds_past_the_drain_is_cut_and_given_back_before_the_instance_stops()
+{
+    let api = start_email_api().await;
+    // The provider holds the first request far longer than the drain lasts.
+    api.add_fault(EmailFaultRule::new(
+        EmailFaultAction::Latency { millis: 20_000 },
+        1,
+    ))
+    .unwrap();
+    let mut app = TestApp::spawn_with(|settings| {
+        send_through(settings, &api);
+        let provider = crate::support::email_api::api_settings(settings);
+        provider.timeout = Duration::from_secs(30);
+        settings.notifications.workers.lease = Duration::from_secs(60);
+        settings.server.shutdown_delay = Duration::ZERO;
+        settings.server.shutdown_drain_timeout = Duration::from_secs(2);
+    })
+    .await;
+    app.create_as_admin(request_for("di@example.com", "a slow provider"))
+        .await;
+    wait_until(
+        "a worker has claimed the notification",
+        PATIENCE,
+        async || {
+            count_of(
+                &app.database,
+                "SELECT count(*) AS count FROM notifications WHERE lease_expires_at > now()",
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+
+    app.stop().await.expect("a clean stop");
+
+    // Given back within the drain, not left leased for the rest of its minute: another
+    // instance may take it at once.
+    #[derive(diesel::QueryableByName, Debug, PartialEq, Eq)]
+    struct Given {
+        #[diesel(sql_type = Text)]
+        state: String,
+        #[diesel(sql_type = Integer)]
+        attempts: i32,
+        #[diesel(sql_type = Nullable<Text>)]
+        last_error: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        leased: bool,
+    }
+    let mut conn = app.database.connect().await;
+    let given: Given = diesel::sql_query(
+        "SELECT state, attempts, last_error, lease_expires_at IS NOT NULL AS leased \
+         FROM notifications",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    let cut = Given {
+        state: "received".to_owned(),
+        attempts: 1,
+        last_error: Some("the instance stopped before the email provider answered".to_owned()),
+        leased: false,
+    };
+    // Stopped before the send began (between the claim and the bulkhead), it is given back
+    // uncounted instead.
+    let untried = Given {
+        state: "received".to_owned(),
+        attempts: 0,
+        last_error: None,
+        leased: false,
+    };
+    assert!(given == cut || given == untried, "{given:?}");
+}

@@ -432,6 +432,21 @@ impl TestApp {
             .expect("run_until_stopped did not panic")
     }
 
+    /// Stops the service as a SIGTERM would (the shutdown delay, then the drain), and returns
+    /// what `run_until_stopped` returned.
+    pub(crate) async fn stop(&mut self) -> anyhow::Result<()> {
+        let _ = self
+            .shutdown
+            .take()
+            .expect("the service was running")
+            .send(());
+        self.server
+            .take()
+            .expect("the service was running")
+            .await
+            .expect("run_until_stopped did not panic")
+    }
+
     /// A request made as this app's admin.
     pub(crate) fn as_admin<T>(&self, message: T) -> Request<T> {
         self.admin.request(message)
