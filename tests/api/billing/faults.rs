@@ -542,6 +542,20 @@ async fn amounts_over_the_providers_maximum_and_malformed_payment_methods_are_re
     assert!(app.simulator.requests().is_empty());
 }
 
+/// The provider's next `payments` payment intents stay processing for `millis`, then succeed.
+fn payments_settling_after(app: &TestApp, millis: u64, payments: u32) {
+    app.simulator
+        .add_fault(FaultRule::new(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::SettleLater {
+                after_millis: millis,
+                outcome: payment_simulator::SettleOutcome::Succeed,
+            },
+            payments,
+        ))
+        .unwrap();
+}
+
 /// A charge committed pending whose payment the provider holds (made here), as a request that
 /// died after the provider answered leaves it.
 async fn pending_with_payment(app: &TestApp, customer: &TestUser, provider: &StripeHttpProvider) {
@@ -586,16 +600,7 @@ async fn a_lost_answer_settles_in_the_next_run_behind_a_hundred_and_fifty_charge
     let metrics = Metrics::default();
     let (billing, provider) = billing_of(&app, &metrics);
     // 150 payments that stay processing at the provider for an hour.
-    app.simulator
-        .add_fault(FaultRule::new(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::SettleLater {
-                after_millis: 3_600_000,
-                outcome: payment_simulator::SettleOutcome::Succeed,
-            },
-            150,
-        ))
-        .unwrap();
+    payments_settling_after(&app, 3_600_000, 150);
     for _ in 0..150 {
         pending_with_payment(&app, &customer, &provider).await;
     }
@@ -649,16 +654,7 @@ async fn a_charge_marked_for_attention_while_pending_is_unmarked_once_it_settles
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
     let metrics = Metrics::default();
     let (billing, provider) = billing_of(&app, &metrics);
-    app.simulator
-        .add_fault(FaultRule::new(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::SettleLater {
-                after_millis: 1_000,
-                outcome: payment_simulator::SettleOutcome::Succeed,
-            },
-            1,
-        ))
-        .unwrap();
+    payments_settling_after(&app, 1_000, 1);
     pending_with_payment(&app, &customer, &provider).await;
     let policy = CompleterPolicy {
         min_age: Duration::ZERO,
@@ -705,16 +701,7 @@ async fn a_completer_run_tries_each_pending_charge_once_however_short_its_backof
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
     let metrics = Metrics::default();
     let (billing, provider) = billing_of(&app, &metrics);
-    app.simulator
-        .add_fault(FaultRule::new(
-            Endpoint::CreatePaymentIntent,
-            FaultAction::SettleLater {
-                after_millis: 3_600_000,
-                outcome: payment_simulator::SettleOutcome::Succeed,
-            },
-            3,
-        ))
-        .unwrap();
+    payments_settling_after(&app, 3_600_000, 3);
     for _ in 0..3 {
         pending_with_payment(&app, &customer, &provider).await;
     }
