@@ -80,6 +80,22 @@ fn json_response<T: Serialize>(
     bytes_response(status, Bytes::from(bytes), headers)
 }
 
+/// What a proxy in front of the provider answers: its own HTML page, none of Stripe's headers.
+fn proxy_page(status: StatusCode) -> Response {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let page = format!(
+        "<html><head><title>{code} {reason}</title></head>\
+         <body><h1>{code} {reason}</h1><hr><p>proxy</p></body></html>\n",
+        code = status.as_u16()
+    );
+    let mut response = Response::new(Body::from(page));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    response
+}
+
 fn bytes_response(status: StatusCode, body: Bytes, headers: &ResponseHeaders) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
@@ -221,6 +237,10 @@ fn admit(
             Admission::Answer(json_response(failure.status, &failure.body(), &headers))
         }
         Some(FaultAction::ResetConnection) => Admission::Abort(Abort::Reset),
+        Some(FaultAction::ProxyPage { status }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+            Admission::Answer(proxy_page(status))
+        }
         Some(FaultAction::Refuse {
             status,
             error_type,

@@ -5,9 +5,9 @@
 //! one that matches, and uses up one of its `times`. Rules are set through `POST /_sim/faults` or
 //! [`crate::SimulatorHandle::add_fault`].
 //!
-//! Faults that answer before execution (`server_error`, `rate_limit`, `reset_connection`) save
-//! nothing under the request's idempotency key, as Stripe saves results only once an endpoint
-//! began executing; a retry with the same key then runs normally. `execute_then_timeout` is the
+//! Faults that answer before execution (`server_error`, `rate_limit`, `reset_connection`,
+//! `proxy_page`) save nothing under the request's idempotency key, as Stripe saves results only
+//! once an endpoint began executing; a retry with the same key then runs normally. `execute_then_timeout` is the
 //! opposite: the request runs and its result is saved, only the answer is lost. And
 //! `execute_then_server_error` runs the request but saves and answers a 5xx, as Stripe does for
 //! a 500 raised after execution began.
@@ -79,6 +79,13 @@ pub enum FaultAction {
     },
     /// Close the TCP connection with a reset (RST), without executing or answering.
     ResetConnection,
+    /// Answer `status` (4xx or 5xx) with an HTML page of a proxy in front of the provider,
+    /// without the request reaching it: what a wrong base URL, a corporate proxy or a web
+    /// application firewall answers. The body is no error object of Stripe's.
+    ProxyPage {
+        /// The HTTP status; must be 4xx or 5xx.
+        status: u16,
+    },
     /// Answer a 4xx error object of Stripe's, without executing: how tests meet every refusal
     /// the provider documents (`amount_too_large`, `resource_missing`, `charge_disputed`, a
     /// `card_error`, an `idempotency_error`, ...) whatever the request.
@@ -184,6 +191,9 @@ pub enum InvalidFault {
     /// `refuse` needs a 4xx status.
     #[error("refusals need a status between 400 and 499, got {0}")]
     NotARefusal(u16),
+    /// `proxy_page` needs a 4xx or 5xx status.
+    #[error("proxy pages need a status between 400 and 599, got {0}")]
+    NotAnErrorPage(u16),
     /// `times: 0` would never apply.
     #[error("times must be at least 1 (leave it out for \"until cleared\")")]
     ZeroTimes,
@@ -208,6 +218,11 @@ impl FaultBook {
             && !(400..=499).contains(&status)
         {
             return Err(InvalidFault::NotARefusal(status));
+        }
+        if let FaultAction::ProxyPage { status } = rule.action
+            && !(400..=599).contains(&status)
+        {
+            return Err(InvalidFault::NotAnErrorPage(status));
         }
         if rule.times == Some(0) {
             return Err(InvalidFault::ZeroTimes);

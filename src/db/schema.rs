@@ -162,7 +162,7 @@ diesel::table! {
         response_body -> Nullable<Bytea>,
         response_metadata -> Jsonb,
         created_at -> Timestamptz,
-        expires_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
         recovery_point -> Nullable<Text>,
     }
 }

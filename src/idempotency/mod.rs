@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -88,7 +88,7 @@ pub enum StoredResponse {
 }
 
 impl StoredResponse {
-    fn into_outcome(self) -> AppResult<IdempotencyOutcome> {
+    fn into_outcome(self, expires_at: DateTime<Utc>) -> AppResult<IdempotencyOutcome> {
         Ok(match self {
             Self::Success { body, metadata } => IdempotencyOutcome {
                 status_code: 0,
@@ -98,6 +98,7 @@ impl StoredResponse {
                 response_metadata: serde_json::to_value(&metadata)
                     .map_err(|error| AppError::internal(anyhow::anyhow!(error)))?,
                 recovery_point: None,
+                expires_at,
             },
             Self::Failure {
                 code,
@@ -110,6 +111,7 @@ impl StoredResponse {
                 response_body: None,
                 response_metadata: serde_json::json!({}),
                 recovery_point: None,
+                expires_at,
             },
         })
     }
@@ -269,9 +271,7 @@ impl<D> Idempotent<'_, D> {
                 key: self.key.as_str().to_owned(),
                 request_hash: self.request_hash.clone(),
                 status_code: -1,
-                expires_at: Utc::now()
-                    + chrono::Duration::from_std(self.policy.retention)
-                        .unwrap_or(chrono::Duration::days(1)),
+                expires_at: self.expiry(),
             }
             .claim(conn)
             .await?;
@@ -283,9 +283,11 @@ impl<D> Idempotent<'_, D> {
             else {
                 continue; // swept meanwhile: claim again
             };
-            // A key with a recovery point names a charge or refund whose outcome is not known
-            // yet: it never expires, or a late retry would pay or refund a second time.
-            if existing.expires_at < Utc::now() && existing.recovery_point.is_none() {
+            // A key kept until its outcome has no expiry ([`Self::reach_keeping_key`]).
+            if existing
+                .expires_at
+                .is_some_and(|expires_at| expires_at < Utc::now())
+            {
                 IdempotencyRow::delete(conn, existing.id).await?;
                 continue;
             }
@@ -309,6 +311,8 @@ impl<D> Idempotent<'_, D> {
 
     /// Records, in the transaction that claimed key `id`, that its request reached `point`: the
     /// transaction then commits the claim with its first phase, and a retry resumes from there.
+    /// The key keeps its expiry: what the stopped request left behind is swept in time, and a
+    /// retry after the key expired starts afresh.
     pub async fn reach(
         &self,
         conn: &mut AsyncPgConnection,
@@ -316,8 +320,29 @@ impl<D> Idempotent<'_, D> {
         point: &RecoveryPoint,
     ) -> AppResult<()> {
         debug_assert!(self.phases.contains(&point.phase));
-        IdempotencyRow::record_recovery_point(conn, id, &point.to_stored()).await?;
+        IdempotencyRow::record_recovery_point(conn, id, &point.to_stored(), false).await?;
         Ok(())
+    }
+
+    /// [`Self::reach`] for a request whose effect outlives any expiry (a charge, a refund): the
+    /// key stops expiring until its outcome is stored, so that a retry however late resumes the
+    /// request instead of making its effect a second time. The outcome gives it the usual
+    /// retention from then on.
+    pub async fn reach_keeping_key(
+        &self,
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        point: &RecoveryPoint,
+    ) -> AppResult<()> {
+        debug_assert!(self.phases.contains(&point.phase));
+        IdempotencyRow::record_recovery_point(conn, id, &point.to_stored(), true).await?;
+        Ok(())
+    }
+
+    /// When a key claimed (or given its outcome) now expires.
+    fn expiry(&self) -> DateTime<Utc> {
+        Utc::now()
+            + chrono::Duration::from_std(self.policy.retention).unwrap_or(chrono::Duration::days(1))
     }
 
     /// Stores the success of the request that claimed `id`, in its transaction.
@@ -327,7 +352,7 @@ impl<D> Idempotent<'_, D> {
         id: Uuid,
         value: &D,
     ) -> AppResult<()> {
-        let outcome = (self.store_success)(value).into_outcome()?;
+        let outcome = (self.store_success)(value).into_outcome(self.expiry())?;
         IdempotencyRow::record(conn, id, outcome).await?;
         Ok(())
     }
@@ -339,7 +364,7 @@ impl<D> Idempotent<'_, D> {
         id: Uuid,
         error: &AppError,
     ) -> AppResult<()> {
-        let outcome = (self.store_failure)(error).into_outcome()?;
+        let outcome = (self.store_failure)(error).into_outcome(self.expiry())?;
         IdempotencyRow::record(conn, id, outcome).await?;
         Ok(())
     }

@@ -696,6 +696,9 @@ async fn a_customer_sees_files_of_their_own_tickets_but_never_those_of_internal_
 #[tokio::test]
 async fn deleting_an_attachment_hides_it_at_once_and_the_sweeper_deletes_its_object() {
     let app = TestApp::spawn_with(|settings| {
+        // Its object is deleted once its upload URL has expired (a test below).
+        settings.attachments.upload_url_ttl = Duration::from_secs(5);
+        settings.attachments.abandon_grace = Duration::ZERO;
         settings.attachments.sweep_interval = Duration::from_millis(200);
     })
     .await;
@@ -821,6 +824,63 @@ async fn an_upload_deleted_while_pending_loses_the_object_put_after_its_deletion
 
     assert_eq!(put(&started, bytes).await.status(), 200);
     assert_eq!(object_status(&app, &key).await, 200);
+    wait_until(
+        "the object put after the deletion is deleted",
+        PATIENCE,
+        || async { object_status(&app, &key).await == 404 },
+    )
+    .await;
+    wait_until("the deletion is forgotten", PATIENCE, || async {
+        queued_deletions(&app).await == 0
+    })
+    .await;
+}
+
+/// A READY file's upload URL writes until it expires too: deleted before then, its object is
+/// deleted once the URL has expired, so that a PUT after the deletion (a client retrying its
+/// upload, or a CreateUpload replayed with its key) leaves no object that nothing holds.
+#[tokio::test]
+async fn a_file_deleted_while_its_upload_url_still_writes_loses_the_object_put_after_its_deletion()
+{
+    let app = TestApp::spawn_with(|settings| {
+        settings.attachments.upload_url_ttl = Duration::from_secs(5);
+        settings.attachments.abandon_grace = Duration::ZERO;
+        settings.attachments.sweep_interval = Duration::from_millis(200);
+    })
+    .await;
+    let ticket = app.create_ticket("deleted while its URL writes").await;
+    let bytes = png_bytes(13);
+    let started = app
+        .attachments
+        .clone()
+        .create_upload(app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &bytes)))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = started.attachment.clone().unwrap().id;
+    let key = stored(&app, &id).await.unwrap().object_key;
+    assert_eq!(put(&started, bytes.clone()).await.status(), 200);
+    completes_with(&app, id.clone(), &bytes).await;
+    app.attachments
+        .clone()
+        .delete_attachment(app.as_admin(v1::DeleteAttachmentRequest { id: id.clone() }))
+        .await
+        .expect("deleted");
+    let expires = started.expire_time.unwrap().seconds;
+    assert_eq!(
+        crate::support::count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM storage_deletions \
+                 WHERE object_key = '{key}' AND due_at >= to_timestamp({expires})"
+            ),
+        )
+        .await,
+        1,
+        "the deletion is due once the URL has expired"
+    );
+
+    assert_eq!(put(&started, bytes).await.status(), 200);
     wait_until(
         "the object put after the deletion is deleted",
         PATIENCE,
@@ -1861,6 +1921,54 @@ async fn a_direct_upload_retried_with_its_key_stores_one_object_and_answers_the_
         .await
         .expect_err("another file under the same key");
     assert_reason(&status, Reason::IdempotencyKeyReused);
+}
+
+/// A direct upload halfway through has its key at a recovery point; unlike a charge's, the key
+/// keeps its expiry (what a request that stops there leaves behind is swept within the hour), so
+/// once it has expired the sweeper deletes it like any other.
+#[tokio::test]
+async fn the_key_of_a_direct_upload_halfway_through_keeps_its_expiry_and_is_swept_once_it_passed() {
+    let app = TestApp::spawn_with(crate::support::with_metrics).await;
+    let ticket = app.create_ticket("an upload halfway through").await;
+    let bytes = png_of_size(5_000, 6);
+    let (messages, _) = good_and_bad_uploads(&ticket.id, &bytes);
+    let (sender, call) = keyed_upload_started(&app, &messages, "halfway");
+    wait_until(
+        "the upload's first piece is checked",
+        PATIENCE,
+        async || pieces_checked(&app).await == 1,
+    )
+    .await;
+    let halfway = "SELECT count(*) AS count FROM idempotency_keys \
+                   WHERE key = 'halfway' AND recovery_point IS NOT NULL AND expires_at IS NOT NULL";
+    assert_eq!(crate::support::count_of(&app.database, halfway).await, 1);
+
+    let mut conn = app.database.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "UPDATE idempotency_keys SET expires_at = now() - interval '1 minute' \
+             WHERE key = 'halfway'",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let pool = supportdesk::db::build_pool(&app.settings.database, Duration::from_secs(5));
+    supportdesk::idempotency::sweep_expired(&pool, 500)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        crate::support::count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM idempotency_keys WHERE key = 'halfway'"
+        )
+        .await,
+        0,
+        "the expired key is swept"
+    );
+    call.abort();
+    drop(sender);
 }
 
 /// A direct upload with idempotency key `key` that has sent only its first message; the rest

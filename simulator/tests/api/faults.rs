@@ -32,6 +32,47 @@ async fn a_503_fault_answers_once_without_charging_and_the_retry_with_the_same_k
 }
 
 #[tokio::test]
+async fn a_proxy_page_answers_html_without_reaching_the_provider_and_the_retry_charges() {
+    let sim = spawn_simulator().await;
+    sim.handle
+        .add_fault(FaultRule::new(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ProxyPage { status: 403 },
+            1,
+        ))
+        .unwrap();
+    let refused = sim.pay(Some("k"), "c1", "2000", "pm_card_visa").await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(refused.headers()["content-type"], "text/html");
+    assert!(refused.headers().get("request-id").is_none());
+    let page = refused.text().await.unwrap();
+    assert!(page.starts_with("<html>"), "{page}");
+    assert!(serde_json::from_str::<Value>(&page).is_err());
+    assert_eq!(sim.handle.payment_intent_count_for_charge_id("c1"), 0);
+
+    let retry = sim.pay(Some("k"), "c1", "2000", "pm_card_visa").await;
+    assert_eq!(retry.status(), 200);
+    assert_eq!(sim.handle.payment_intent_count_for_charge_id("c1"), 1);
+}
+
+#[tokio::test]
+async fn a_proxy_page_needs_an_error_status() {
+    let sim = spawn_simulator().await;
+    for status in [200, 302, 600] {
+        assert!(
+            sim.handle
+                .add_fault(FaultRule::new(
+                    Endpoint::Any,
+                    FaultAction::ProxyPage { status },
+                    1
+                ))
+                .is_err(),
+            "{status}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_rate_limit_fault_answers_429_with_retry_after() {
     let sim = spawn_simulator().await;
     sim.handle

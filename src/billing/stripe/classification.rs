@@ -72,6 +72,29 @@ pub(super) fn resolve(
     }
 }
 
+/// A 4xx without the provider's error object (see [`classify`]).
+fn not_from_the_provider(status: u16, answer: &Answer) -> ProviderError {
+    let content_type = answer
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("no content type");
+    ProviderError::Unavailable {
+        detail: format!(
+            "HTTP {status} ({content_type}) without the provider's error object: something in front \
+             of the provider answered (check PAYMENT_PROVIDER_URL and any proxy on the way)"
+        ),
+    }
+}
+
+/// Whether a 4xx answer is the provider's own refusal (its error object), not a page of
+/// something in front of it.
+pub(super) fn is_providers_refusal(answer: &Answer) -> bool {
+    answer.status.is_client_error()
+        && serde_json::from_slice::<WireErrorBody>(&answer.body)
+            .is_ok_and(|body| body.error.kind.is_some())
+}
+
 pub(super) fn unexpected(status: u16, detail: String) -> ProviderError {
     ProviderError::UnexpectedResponse { status, detail }
 }
@@ -136,6 +159,24 @@ pub(super) fn classify<T>(
     let code = object.code.clone().unwrap_or_default();
 
     let (error, retryable_by_status, breaker) = match answer.status {
+        // Every error the provider answers is its error object, with a type. A 4xx without one
+        // came from something in front of it (a proxy, a firewall, a wrong base URL): the
+        // request did not reach the provider, so nothing was refused or charged, and what failed
+        // is the way there. Taken for a refusal, it would fail a charge for good, or tell
+        // reconciliation a payment does not exist.
+        _ if answer.status.is_client_error()
+            && object.kind.is_none()
+            && !matches!(
+                answer.status,
+                StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS
+            ) =>
+        {
+            (
+                not_from_the_provider(status, &answer),
+                true,
+                CallOutcome::Failure,
+            )
+        }
         StatusCode::PAYMENT_REQUIRED => (
             ProviderError::Declined {
                 code,

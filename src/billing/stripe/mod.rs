@@ -36,7 +36,9 @@ use crate::telemetry::traces;
 mod classification;
 mod wire;
 
-use classification::{Answer, Failure, classify, error_chain, resolve, unexpected};
+use classification::{
+    Answer, Failure, classify, error_chain, is_providers_refusal, resolve, unexpected,
+};
 use wire::*;
 
 /// The HTTP client of a Stripe-style provider, with its retry budget and circuit breaker.
@@ -197,7 +199,7 @@ impl StripeHttpProvider {
                 Some(answer.status.as_u16()),
                 if answer.status.is_success() {
                     CallResult::Ok
-                } else if answer.status.is_client_error() {
+                } else if is_providers_refusal(answer) {
                     CallResult::Refused
                 } else {
                     CallResult::Failed
@@ -585,6 +587,39 @@ mod tests {
         assert!(!failure(503, &[("stripe-should-retry", "false")], "{}").retryable);
         assert!(failure(503, &[], "{}").retryable);
         assert!(failure(400, &[("stripe-should-retry", "true")], "{}").retryable);
+    }
+
+    #[test]
+    fn a_4xx_page_of_something_in_front_of_the_provider_is_the_way_failing_not_a_refusal() {
+        let page = "<html><body><h1>404 Not Found</h1></body></html>";
+        for status in [400, 402, 403, 404, 407, 413] {
+            let failure = failure(status, &[("content-type", "text/html")], page);
+            assert!(
+                matches!(failure.error, ProviderError::Unavailable { .. }),
+                "{status}: {:?}",
+                failure.error
+            );
+            assert!(failure.retryable, "{status}");
+            assert_eq!(failure.breaker, CallOutcome::Failure, "{status}");
+            assert!(
+                !is_providers_refusal(&answer(status, &[], page)),
+                "{status}"
+            );
+        }
+        let untyped = failure(400, &[], r#"{"error":{"message":"bad"}}"#);
+        assert!(matches!(untyped.error, ProviderError::Unavailable { .. }));
+
+        let missing = r#"{"error":{"type":"invalid_request_error","code":"resource_missing","message":"No such payment_intent"}}"#;
+        assert!(matches!(
+            failure(404, &[], missing).error,
+            ProviderError::InvalidRequest { status: 404, .. }
+        ));
+        assert!(is_providers_refusal(&answer(404, &[], missing)));
+        let declined = r#"{"error":{"type":"card_error","code":"card_declined","message":"no"}}"#;
+        assert!(matches!(
+            failure(402, &[], declined).error,
+            ProviderError::Declined { .. }
+        ));
     }
 
     #[test]

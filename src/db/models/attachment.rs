@@ -188,10 +188,13 @@ impl AttachmentRow {
     }
 
     /// Deletes the attachment and queues its object's deletion, in one statement. With
-    /// `url_grace`, a PENDING attachment's object is due no earlier than `url_grace` after its
-    /// upload URL expires, as the abandonment sweep would have it: until then a client may still
-    /// PUT to that URL, and an object written after its deletion ran would be kept by nothing.
-    /// Without it (an upload the service streamed itself, no URL given out), it is due now.
+    /// `url_grace`, the object of an attachment given an upload URL (PENDING or READY alike) is
+    /// due no earlier than `url_grace` after that URL expires, as the abandonment sweep would
+    /// have it: until then a client may still PUT to that URL (a READY file's URL writes until it
+    /// expires too, and a CreateUpload replayed with its key hands it out again), and an object
+    /// written after its deletion ran would be kept by nothing. A file the service streamed
+    /// itself waits the same (its row does not say that no URL was given out; its object is
+    /// only kept a little longer). Without `url_grace`, it is due now.
     pub async fn delete_and_queue_object(
         conn: &mut AsyncPgConnection,
         account: AccountId,
@@ -201,9 +204,9 @@ impl AttachmentRow {
         let queued = KeepPrepared(
             diesel::sql_query(
                 "WITH gone AS (DELETE FROM attachments WHERE account_id = $1 AND id = $2 \
-                 RETURNING object_key, state, upload_expires_at) \
+                 RETURNING object_key, upload_expires_at) \
                  INSERT INTO storage_deletions (object_key, due_at) \
-                 SELECT object_key, CASE WHEN state = 'pending' AND $3::float8 IS NOT NULL \
+                 SELECT object_key, CASE WHEN $3::float8 IS NOT NULL \
                    THEN greatest(now(), upload_expires_at + make_interval(secs => $3)) \
                    ELSE now() END FROM gone \
                  ON CONFLICT (object_key) DO NOTHING",

@@ -254,10 +254,13 @@ impl Events {
     }
 
     /// The position of "now": after every event of a transaction that can no longer commit.
+    /// It is the oldest running transaction's id before its first event (`seq` starts at 1), a
+    /// cursor of the form clients get with events: a heartbeat sent before the first event
+    /// carries it, and the client resumes from it.
     pub async fn horizon(conn: &mut AsyncPgConnection) -> AppResult<EventCursor> {
         let position: Position = diesel::sql_query(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint - 1 AS txid, \
-                    9223372036854775807::bigint AS seq",
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS txid, \
+                    0::bigint AS seq",
         )
         .get_result(conn)
         .await?;

@@ -24,7 +24,9 @@ pub struct IdempotencyRow {
     pub response_body: Option<Vec<u8>>,
     pub response_metadata: Value,
     pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
+    /// `None` while the key is kept until its outcome: its request stopped at a recovery point
+    /// that must be resumed however late the retry ([`IdempotencyRow::record_recovery_point`]).
+    pub expires_at: Option<DateTime<Utc>>,
     /// Where a request that commits in phases stopped (`None` once its outcome is stored).
     pub recovery_point: Option<String>,
 }
@@ -52,6 +54,9 @@ pub struct IdempotencyOutcome {
     pub response_metadata: Value,
     /// Always `None`: a stored outcome ends the request's phases.
     pub recovery_point: Option<String>,
+    /// When a key kept until its outcome expires, now that it has one; a key that had an expiry
+    /// keeps it.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// The id of a key this request claimed.
@@ -122,7 +127,7 @@ impl IdempotencyRow {
             diesel::sql_query(
                 "UPDATE idempotency_keys SET status_code = $1, status_message = $2, \
                  status_details = $3, response_body = $4, response_metadata = $5, \
-                 recovery_point = $6 WHERE id = $7",
+                 recovery_point = $6, expires_at = coalesce(expires_at, $8) WHERE id = $7",
             )
             .bind::<sql_types::Integer, _>(outcome.status_code)
             .bind::<sql_types::Text, _>(outcome.status_message)
@@ -130,7 +135,8 @@ impl IdempotencyRow {
             .bind::<sql_types::Nullable<sql_types::Bytea>, _>(outcome.response_body)
             .bind::<sql_types::Jsonb, _>(outcome.response_metadata)
             .bind::<sql_types::Nullable<sql_types::Text>, _>(outcome.recovery_point)
-            .bind::<sql_types::Uuid, _>(id),
+            .bind::<sql_types::Uuid, _>(id)
+            .bind::<sql_types::Timestamptz, _>(outcome.expires_at),
         )
         .execute(conn)
         .await
@@ -138,25 +144,35 @@ impl IdempotencyRow {
 
     /// Records, in the transaction that claimed the key, the phase its request reached: the
     /// claim then commits with that phase, before the outcome is known.
+    /// With `kept_until_outcome`, the key stops expiring until the outcome is recorded.
     pub async fn record_recovery_point(
         conn: &mut AsyncPgConnection,
         id: Uuid,
         recovery_point: &str,
+        kept_until_outcome: bool,
     ) -> QueryResult<usize> {
-        KeepPrepared(
-            diesel::update(idempotency_keys::table.find(id))
-                .set(idempotency_keys::recovery_point.eq(recovery_point)),
-        )
-        .execute(conn)
-        .await
+        let key = idempotency_keys::table.find(id);
+        if kept_until_outcome {
+            KeepPrepared(diesel::update(key).set((
+                idempotency_keys::recovery_point.eq(recovery_point),
+                idempotency_keys::expires_at.eq(None::<DateTime<Utc>>),
+            )))
+            .execute(conn)
+            .await
+        } else {
+            KeepPrepared(
+                diesel::update(key).set(idempotency_keys::recovery_point.eq(recovery_point)),
+            )
+            .execute(conn)
+            .await
+        }
     }
 
-    /// Deletes up to `batch` expired keys, oldest first; returns how many. A key with a
-    /// recovery point stays: its charge or refund has no outcome yet, and a retry must resume it.
+    /// Deletes up to `batch` expired keys, oldest first; returns how many. A key kept until its
+    /// outcome (no expiry) stays.
     pub async fn sweep(conn: &mut AsyncPgConnection, batch: i64) -> QueryResult<usize> {
         let expired: Vec<Uuid> = idempotency_keys::table
             .filter(idempotency_keys::expires_at.lt(diesel::dsl::now))
-            .filter(idempotency_keys::recovery_point.is_null())
             .order(idempotency_keys::expires_at.asc())
             .select(idempotency_keys::id)
             .limit(batch)

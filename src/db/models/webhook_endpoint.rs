@@ -177,7 +177,9 @@ impl WebhookEndpoints {
         if enabling {
             // What failed while the endpoint was failing (or after it was disabled) goes back
             // to the queue with a fresh schedule; each event is locked first, as a redrive
-            // locks it, so that the retention sweep cannot delete it meanwhile.
+            // locks it, so that the retention sweep cannot delete it meanwhile. What was still
+            // pending partway through its schedule (its next attempt hours away) gets a fresh
+            // schedule too, so that everything owed goes out now and in order.
             diesel::sql_query(
                 "WITH kept AS ( \
                      SELECT ev.id FROM events ev \
@@ -185,7 +187,11 @@ impl WebhookEndpoints {
                      JOIN webhook_endpoints e ON e.id = d.endpoint_id \
                      WHERE e.id = $1 AND d.state = 'failed' \
                        AND d.done_at >= coalesce(e.failing_since, e.disabled_at) \
-                     FOR KEY SHARE OF ev) \
+                     FOR KEY SHARE OF ev), \
+                 rescheduled AS ( \
+                     UPDATE webhook_deliveries d SET attempts = 0, next_attempt_at = now() \
+                     WHERE d.endpoint_id = $1 AND d.state = 'pending' \
+                       AND d.next_attempt_at > now()) \
                  UPDATE webhook_deliveries d SET state = 'pending', attempts = 0, \
                      next_attempt_at = now(), done_at = NULL, redrive_count = redrive_count + 1 \
                  FROM kept \
@@ -223,6 +229,9 @@ impl WebhookEndpoints {
                     webhook_endpoints::disabled_reason.eq(None::<&str>),
                     webhook_endpoints::disabled_at.eq(None::<DateTime<Utc>>),
                     webhook_endpoints::failing_since.eq(None::<DateTime<Utc>>),
+                    // The rest a failing streak or the receiver's Retry-After asked for is over:
+                    // the admin enabling it says the receiver is back.
+                    webhook_endpoints::retry_at.eq(None::<DateTime<Utc>>),
                     webhook_endpoints::version.eq(webhook_endpoints::version + 1),
                     webhook_endpoints::updated_at.eq(diesel::dsl::now),
                 ))

@@ -342,7 +342,7 @@ async fn close_phase_one<'k, 'a>(
     match (inserted, key) {
         (Ok(resource), Some((idempotent, id))) => {
             idempotent
-                .reach(conn, id, &RecoveryPoint { phase, resource })
+                .reach_keeping_key(conn, id, &RecoveryPoint { phase, resource })
                 .await?;
             Ok(Recorded::Resume { key, resource })
         }

@@ -485,9 +485,9 @@ async fn a_retry_after_the_keys_day_of_a_charge_still_pending_resumes_it_instead
         Reason::PaymentProviderUnavailable,
     );
     desk.simulator.remove_fault(outage.id);
-    // The key's retention is over, and the sweeper has run.
+    // A day later (the key's retention), after the sweeper has run.
     let mut conn = desk.app.database.connect().await;
-    diesel::sql_query("UPDATE idempotency_keys SET expires_at = now() - interval '1 minute'")
+    diesel::sql_query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
         .execute(&mut conn)
         .await
         .unwrap();
@@ -497,11 +497,12 @@ async fn a_retry_after_the_keys_day_of_a_charge_still_pending_resumes_it_instead
     assert_eq!(
         count_of(
             &desk.app.database,
-            "SELECT count(*) AS count FROM idempotency_keys WHERE recovery_point IS NOT NULL"
+            "SELECT count(*) AS count FROM idempotency_keys \
+             WHERE recovery_point IS NOT NULL AND expires_at IS NULL"
         )
         .await,
         1,
-        "the key of the pending charge is kept"
+        "the key of the pending charge is kept, without an expiry"
     );
 
     let retried = desk
@@ -520,6 +521,16 @@ async fn a_retry_after_the_keys_day_of_a_charge_still_pending_resumes_it_instead
         "succeeded"
     );
     assert_eq!(desk.payments_at_provider(ChargeId::from_uuid(pending)), 1);
+    assert_eq!(
+        count_of(
+            &desk.app.database,
+            "SELECT count(*) AS count FROM idempotency_keys WHERE recovery_point IS NULL \
+             AND expires_at > now() + interval '23 hours'"
+        )
+        .await,
+        1,
+        "with its outcome, the key expires like any other"
+    );
 }
 
 #[tokio::test]

@@ -1053,6 +1053,104 @@ async fn a_retry_past_the_providers_key_retention_looks_for_the_payment_instead_
     assert_eq!(count_where_status(&app, "succeeded").await, 1);
 }
 
+/// A proxy, a firewall or a wrong base URL in front of the provider answers a page of its own (a
+/// 404 here: 401 and 403 were never taken for refusals):
+/// the charge never reached the provider, so it was neither refused nor paid. It stays pending,
+/// the client is told to retry with its key, and the retry charges once the way is clear.
+#[tokio::test]
+async fn a_page_from_something_in_front_of_the_provider_leaves_the_charge_pending_and_the_retry_charges_once()
+ {
+    let app = one_attempt_no_completer().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let charge = || async {
+        app.billing
+            .clone()
+            .create_charge(with_key(
+                app.as_admin(charge_paid_with(
+                    &customer.id.to_string(),
+                    1_500,
+                    "USD",
+                    "pm_card_visa",
+                )),
+                "behind-a-proxy",
+            ))
+            .await
+    };
+    let proxy = app
+        .simulator
+        .add_fault(FaultRule::always(
+            Endpoint::CreatePaymentIntent,
+            FaultAction::ProxyPage { status: 404 },
+        ))
+        .unwrap()
+        .id;
+
+    let status = charge().await.expect_err("the proxy answered");
+
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_reason(&status, Reason::PaymentProviderUnavailable);
+    assert_eq!(count_where_status(&app, "pending").await, 1);
+    assert_eq!(count_where_status(&app, "failed").await, 0);
+    assert!(app.simulator.ledger().payment_intents.is_empty());
+
+    app.simulator.remove_fault(proxy);
+    let answered = charge()
+        .await
+        .expect("charged once the way is clear")
+        .into_inner();
+
+    assert_eq!(answered.status(), v1::ChargeStatus::Succeeded);
+    assert_eq!(app.simulator.ledger().payment_intents.len(), 1);
+    assert_eq!(count_where_status(&app, "succeeded").await, 1);
+}
+
+/// The same page in front of a refund leaves the refund pending rather than refused.
+#[tokio::test]
+async fn a_page_from_something_in_front_of_the_provider_leaves_a_refund_pending_not_refused() {
+    let app = one_attempt_no_completer().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let paid = paid_charge(&app, &customer, 2_000).await;
+    let proxy = app
+        .simulator
+        .add_fault(FaultRule::always(
+            Endpoint::CreateRefund,
+            FaultAction::ProxyPage { status: 404 },
+        ))
+        .unwrap()
+        .id;
+    let refund = || async {
+        app.billing
+            .clone()
+            .refund_charge(with_key(
+                app.as_admin(refund_request(&paid.id, Some(500))),
+                "refund-behind-a-proxy",
+            ))
+            .await
+    };
+
+    let status = refund().await.expect_err("the proxy answered");
+
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_reason(&status, Reason::PaymentProviderUnavailable);
+    let mut conn = app.database.connect().await;
+    let states: Vec<String> = refunds::table
+        .select(refunds::status)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(states, ["pending"]);
+
+    app.simulator.remove_fault(proxy);
+    refund().await.expect("refunded once the way is clear");
+    let states: Vec<String> = refunds::table
+        .select(refunds::status)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(states, ["succeeded"]);
+    assert_eq!(app.simulator.ledger().refunds.len(), 1);
+}
+
 /// The same for a refund: past the provider's key retention, a client's retry finds the refund
 /// the provider made among its refunds and records it, sending nothing.
 #[tokio::test]

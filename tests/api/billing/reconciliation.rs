@@ -897,6 +897,54 @@ async fn a_run_stopped_by_a_shutdown_ends_between_two_pages_recorded_failed_and_
     assert_eq!(trail(&app, unseen).await, Vec::new());
 }
 
+/// A not-found page of something in front of the provider (a proxy, a wrong base URL) is not the
+/// provider saying it has no such payment: the run ends failed, for the next run to try again,
+/// and reports nothing about the charge.
+#[tokio::test]
+async fn a_not_found_page_from_something_in_front_of_the_provider_reports_nothing_and_fails_the_run()
+ {
+    let app = app().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let (billing, _) = billing_of(&app, &Metrics::default());
+    let paid = paid_charge(&app, &customer, 700).await;
+    let mut conn = app.database.connect().await;
+    // A payment the period's list does not show: the run reads it by its id.
+    diesel::sql_query(
+        "UPDATE charges SET provider_payment_id = 'pi_outside_the_list' WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(paid.as_uuid())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    app.simulator
+        .add_fault(FaultRule::always(
+            Endpoint::RetrievePaymentIntent,
+            FaultAction::ProxyPage { status: 404 },
+        ))
+        .unwrap();
+
+    billing
+        .reconcile(last_hour(), &policy())
+        .await
+        .expect_err("the way to the provider failed");
+
+    let paid_row = row(&app, paid).await;
+    assert_eq!(
+        (paid_row.status.as_str(), paid_row.attention_reason),
+        ("succeeded", None)
+    );
+    assert!(
+        trail(&app, paid).await.iter().all(|(_, run)| run.is_none()),
+        "a run recorded something on the charge"
+    );
+    let runs: Vec<(String, i32)> = reconciliation_runs::table
+        .select((reconciliation_runs::status, reconciliation_runs::findings))
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(runs, [("failed".to_owned(), 0)]);
+}
+
 #[tokio::test]
 async fn an_instance_started_after_the_last_run_is_an_interval_old_reconciles_at_once() {
     let app = app().await;

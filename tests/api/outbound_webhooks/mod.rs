@@ -473,6 +473,67 @@ async fn an_endpoint_failing_for_the_whole_schedule_is_disabled_and_enabling_it_
     );
 }
 
+/// A delivery that was partway through its schedule when its endpoint was disabled (its next
+/// attempt hours away) goes out at once when the endpoint is enabled, in order with what came
+/// after, not hours later behind it.
+#[tokio::test]
+async fn enabling_an_endpoint_sends_at_once_a_delivery_it_held_partway_through_its_schedule() {
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(|_| {}).await;
+    let (endpoint, secret) = register(&app, &receiver.url("resting"), &["ticket.created"]).await;
+    receiver.configure("resting", &[&secret], "ok").await;
+    let set_disabled = |disabled: bool| {
+        let mut client = endpoints(&app);
+        let request = app.as_admin(v1::UpdateWebhookEndpointRequest {
+            webhook_endpoint: Some(v1::WebhookEndpoint {
+                id: endpoint.id.clone(),
+                disabled,
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["disabled".to_owned()],
+            }),
+        });
+        async move { client.update_webhook_endpoint(request).await }
+    };
+    set_disabled(true).await.expect("disabled");
+    let held = app.create_ticket("Partway through its schedule").await;
+    let mut conn = app.database.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "UPDATE webhook_deliveries SET attempts = 2, \
+                 next_attempt_at = now() + interval '5 hours' WHERE endpoint_id = $1",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(endpoint.id.parse::<uuid::Uuid>().unwrap()),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let later = app.create_ticket("After it").await;
+
+    set_disabled(false).await.expect("enabled");
+
+    let attempts = receiver.wait_for_attempts("resting", 2, PATIENCE).await;
+    let delivered: Vec<&str> = attempts
+        .iter()
+        .filter(|attempt| attempt.status == Some(200) && attempt.verified())
+        .map(|attempt| attempt.payload["ticket"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(delivered, [held.id.as_str(), later.id.as_str()]);
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM webhook_deliveries \
+                 WHERE endpoint_id = '{}' AND state = 'succeeded'",
+                endpoint.id
+            ),
+        )
+        .await,
+        2
+    );
+}
+
 #[tokio::test]
 async fn a_rotated_secret_signs_beside_the_new_one_until_its_overlap_ends() {
     let receiver = WebhookReceiver::start().await;

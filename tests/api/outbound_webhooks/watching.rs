@@ -210,6 +210,42 @@ async fn a_reader_that_stops_reading_holds_the_stream_back_and_then_receives_eve
     );
 }
 
+/// A stream started from now on a quiet account sends only heartbeats; the client that
+/// reconnects with a heartbeat's cursor is taken back and gets what was written since.
+#[tokio::test]
+async fn a_stream_started_from_now_is_resumed_from_the_cursor_of_a_heartbeat_sent_before_any_event()
+{
+    let app = TestApp::spawn_with(|settings| {
+        settings.outbound_webhooks.watch_max_duration = Duration::from_secs(300);
+        settings.outbound_webhooks.watch_heartbeat = Duration::from_millis(200);
+    })
+    .await;
+    let mut stream = watch(&app, v1::WatchEventsRequest::default()).await;
+    let heartbeat = tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .expect("a heartbeat within the patience")
+        .expect("the stream goes on")
+        .expect("the stream is open");
+    assert_eq!(
+        heartbeat.event, None,
+        "a quiet account sends only heartbeats"
+    );
+    drop(stream);
+
+    let created = app.create_ticket("written while disconnected").await.id;
+    let mut resumed = watch(
+        &app,
+        v1::WatchEventsRequest {
+            cursor: heartbeat.cursor.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let missed = next_events(&mut resumed, 1).await;
+    assert_eq!(ticket_id(&missed[0].0), created);
+}
+
 #[tokio::test]
 async fn a_stream_is_refused_a_cursor_or_event_id_that_is_not_one_of_ours() {
     let app = TestApp::spawn_with(|settings| {
