@@ -167,6 +167,16 @@ redis.call('EXPIRE', ARGV[3] .. user, ARGV[2])
 return {'rotated', sid, user, account, now}
 ";
 
+/// KEYS[1]: the presented token's record. ARGV: the session key prefix. Reads, changing nothing,
+/// whose session the token is of: {sid, user, account}, or nothing.
+const OWNER: &str = r"
+local sid = redis.call('HGET', KEYS[1], 'sid')
+if not sid then return {} end
+local fields = redis.call('HMGET', ARGV[1] .. sid, 'user', 'account')
+if not fields[1] or not fields[2] then return {} end
+return {sid, fields[1], fields[2]}
+";
+
 /// KEYS[1]: the user's set of sessions. ARGV: the session key prefix, the revocation marker
 /// prefix, the markers' lifetime (ms). Ends every session of the set and marks it revoked.
 const END_ALL: &str = r"
@@ -185,10 +195,16 @@ pub const REVOKED_SESSION_PREFIX: &str = "revoked-session:";
 static START_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(START));
 static ROTATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ROTATE));
 static END_ALL_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(END_ALL));
+static OWNER_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OWNER));
 
 /// The scripts this module runs, for loading at start-up.
-pub fn scripts() -> [&'static Script; 3] {
-    [&START_SCRIPT, &ROTATE_SCRIPT, &END_ALL_SCRIPT]
+pub fn scripts() -> [&'static Script; 4] {
+    [
+        &START_SCRIPT,
+        &ROTATE_SCRIPT,
+        &END_ALL_SCRIPT,
+        &OWNER_SCRIPT,
+    ]
 }
 
 #[derive(Clone)]
@@ -263,6 +279,25 @@ impl SessionStore {
             .invoke_async::<i64>(&mut connection)
             .await?;
         Ok((session_id, token, self.expires_at()))
+    }
+
+    /// The session `presented` belongs to, if it still exists; uses nothing up.
+    pub async fn owner_of(&self, presented: &RefreshToken) -> AppResult<Option<SessionOwner>> {
+        let mut connection = self.pool.get().await?;
+        let answer: Vec<String> = OWNER_SCRIPT
+            .key(self.keys.key(&format!("refresh:{}", presented.hash())))
+            .arg(self.keys.key("session:"))
+            .invoke_async(&mut connection)
+            .await?;
+        let [sid, user, account] = answer.as_slice() else {
+            return Ok(None);
+        };
+        let corrupt = || AppError::internal(anyhow::anyhow!("malformed session record"));
+        Ok(Some(SessionOwner {
+            session_id: SessionId::parse(sid).map_err(|_| corrupt())?,
+            user_id: UserId::parse(user).map_err(|_| corrupt())?,
+            account_id: AccountId::parse(account).map_err(|_| corrupt())?,
+        }))
     }
 
     /// Uses `presented` up and, if it was live (or rotated within the grace window), returns the

@@ -147,16 +147,44 @@ impl Authentication {
 
     /// Rotates a refresh token. A token presented again within the grace window gets the same
     /// pair; after it, a token presented twice revokes its whole session.
+    ///
+    /// Everything that can fail for want of PostgreSQL (the user and the session's revocation,
+    /// read first) comes before the token is used up: a refresh answered UNAVAILABLE has used
+    /// nothing, so its retries, however late, refresh once PostgreSQL is back, instead of
+    /// finding the token used and revoking the session as a theft.
     pub async fn refresh(&self, presented: &str) -> AppResult<IssuedTokens> {
-        match self
-            .sessions
-            .rotate(&RefreshToken::from_presented(presented))
-            .await?
-        {
-            RefreshTokenOutcome::Invalid => Err(AppError::Unauthenticated {
-                reason: Reason::InvalidCredentials,
-                message: "the refresh token is unknown, expired or revoked".to_owned(),
-            }),
+        let presented = RefreshToken::from_presented(presented);
+        let invalid = || AppError::Unauthenticated {
+            reason: Reason::InvalidCredentials,
+            message: "the refresh token is unknown, expired or revoked".to_owned(),
+        };
+        let Some(owner) = self.sessions.owner_of(&presented).await? else {
+            return Err(invalid());
+        };
+        let found = db::with_connection(&self.pool, async |conn| {
+            User::find_for_session(
+                conn,
+                owner.account_id.as_uuid(),
+                owner.user_id.as_uuid(),
+                owner.session_id.as_uuid(),
+            )
+            .await
+        })
+        .await?;
+        // A session PostgreSQL says was ended (Redis lost the revocation) is over.
+        if found.as_ref().is_some_and(|(_, revoked)| *revoked) {
+            self.sessions.end(owner.session_id, owner.user_id).await?;
+            return Err(invalid());
+        }
+        let Some(user) = found.map(|(user, _)| user).filter(|user| user.active) else {
+            self.sessions.end(owner.session_id, owner.user_id).await?;
+            return Err(AppError::Unauthenticated {
+                reason: Reason::UserDeactivated,
+                message: "this user can no longer sign in".to_owned(),
+            });
+        };
+        match self.sessions.rotate(&presented).await? {
+            RefreshTokenOutcome::Invalid => Err(invalid()),
             RefreshTokenOutcome::Reused { owner } => {
                 // The script ended the session in Redis; record it, and refuse its access
                 // tokens at once too.
@@ -180,31 +208,6 @@ impl Authentication {
                 rotated_at,
                 expires_at,
             } => {
-                let found = db::with_connection(&self.pool, async |conn| {
-                    User::find_for_session(
-                        conn,
-                        owner.account_id.as_uuid(),
-                        owner.user_id.as_uuid(),
-                        owner.session_id.as_uuid(),
-                    )
-                    .await
-                })
-                .await?;
-                // A session PostgreSQL says was ended (Redis lost the revocation) is over.
-                if found.as_ref().is_some_and(|(_, revoked)| *revoked) {
-                    self.sessions.end(owner.session_id, owner.user_id).await?;
-                    return Err(AppError::Unauthenticated {
-                        reason: Reason::InvalidCredentials,
-                        message: "the refresh token is unknown, expired or revoked".to_owned(),
-                    });
-                }
-                let Some(user) = found.map(|(user, _)| user).filter(|user| user.active) else {
-                    self.sessions.end(owner.session_id, owner.user_id).await?;
-                    return Err(AppError::Unauthenticated {
-                        reason: Reason::UserDeactivated,
-                        message: "this user can no longer sign in".to_owned(),
-                    });
-                };
                 let role = user.role;
                 // Issued as of the rotation, with an id derived from the successor: a second
                 // presenter within the grace window gets the very same access token.

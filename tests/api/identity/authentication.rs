@@ -278,6 +278,51 @@ async fn with_the_grace_window_off_reusing_a_refresh_token_revokes_the_whole_ses
     assert_reason(&status, Reason::InvalidCredentials);
 }
 
+/// A refresh answered UNAVAILABLE while PostgreSQL is away has used nothing up: the client's
+/// retries (here with the grace window off, where a second use of a used token revokes the
+/// session) refresh once PostgreSQL is back, and the session goes on.
+#[tokio::test]
+async fn a_refresh_while_postgresql_is_away_uses_nothing_up_and_refreshes_once_it_is_back() {
+    let database_url = crate::support::test_settings("unused").database.url;
+    let proxy = crate::support::proxy::TcpProxy::start(crate::support::proxy::socket_address_of(
+        secrecy::ExposeSecret::expose_secret(&database_url),
+    ))
+    .await;
+    let app = TestApp::spawn_with(|settings| {
+        let url = crate::support::proxy::url_through(
+            secrecy::ExposeSecret::expose_secret(&settings.database.url),
+            proxy.address,
+        );
+        settings.database.url = url.into();
+        settings.auth.refresh_reuse_grace = Duration::ZERO;
+    })
+    .await;
+    let token = app.admin.refresh_token.clone();
+
+    proxy.cut();
+    for _ in 0..2 {
+        let status = refresh(&app, &token).await.expect_err("no database");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+    proxy.restore();
+
+    // The pool finds PostgreSQL again within a few tries.
+    let back = tokio::time::Instant::now();
+    let refreshed = loop {
+        match refresh(&app, &token).await {
+            Err(status) if status.code() == Code::Unavailable && back.elapsed() < PATIENCE => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            answer => break answer,
+        }
+    }
+    .expect("the same token refreshes once PostgreSQL is back");
+    assert_ne!(refreshed.refresh_token, token);
+    sent_again_while_a_dependency_is_unavailable(|| refresh(&app, &refreshed.refresh_token))
+        .await
+        .expect("the session goes on");
+}
+
 /// `tabs` refreshes of `token` at once, each on a task of its own. A tab answered
 /// REDIS_UNAVAILABLE (a loaded machine's Redis slower than the client's timeout: nothing was
 /// done, docs/errors.md) sends its refresh again, as a client does, a few times at most.
