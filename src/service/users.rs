@@ -10,7 +10,7 @@ use super::password_reset::{INVITATION_TOKEN_LIFETIME, IssuedPasswordToken};
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::principals::{PrincipalKey, PrincipalState, PrincipalStates};
 use crate::auth::{Caller, PasswordHasher, SessionStore};
-use crate::db::models::{NewUser, PasswordTokens, User, UserChangeset};
+use crate::db::models::{NewUser, PasswordTokens, RevokedSession, User, UserChangeset};
 use crate::db::{self, PgPool};
 use crate::domain::{
     self, DisplayName, Email, PageCursor, PageSize, Password, PasswordTokenKey, Role, UserId,
@@ -190,6 +190,17 @@ impl Users {
                 }],
             });
         }
+        // A deactivation records its user's sessions revoked in its own transaction (read here,
+        // before it): ending them in Redis comes after the commit and may fail, or be skipped by
+        // a replay of the request, and a session left there must not work again if the user is
+        // reactivated (the refresh reads these records).
+        let ending = if deactivates {
+            self.sessions.sessions_of(id).await?
+        } else {
+            Vec::new()
+        };
+        let ending: Vec<uuid::Uuid> = ending.iter().map(|session| session.as_uuid()).collect();
+        let revoked_until = self.sessions.revoked_until();
         // Before the commit, so that no instance can go on trusting the old state after it.
         let marker = self.principals.changing(PrincipalKey::User(id)).await?;
         let outcome =
@@ -220,9 +231,12 @@ impl Users {
                     active: changes.active,
                     updated_at: Some(Utc::now()),
                 };
-                User::update(conn, caller.account_id.as_uuid(), id.as_uuid(), &changeset)
-                    .await?
-                    .ok_or_else(|| AppError::not_found(Resource::User, id))
+                let user =
+                    User::update(conn, caller.account_id.as_uuid(), id.as_uuid(), &changeset)
+                        .await?
+                        .ok_or_else(|| AppError::not_found(Resource::User, id))?;
+                RevokedSession::record(conn, id.as_uuid(), &ending, revoked_until).await?;
+                Ok(user)
             })
             .await;
         marker
@@ -238,8 +252,9 @@ impl Users {
         let outcome = outcome?;
         if deactivates && matches!(outcome, Outcome::Done(_)) {
             // After the commit: the authenticator already refuses the user's tokens, and a
-            // failure here leaves only refresh tokens that the deactivated user cannot use.
-            self.sessions.end_all(id).await?;
+            // failure here leaves only sessions PostgreSQL has recorded revoked. (Sessions started
+            // since the read above end too: this ends every session Redis has for the user.)
+            self.sessions.end_recorded(id).await?;
         }
         Ok(outcome)
     }

@@ -323,6 +323,103 @@ async fn a_refresh_while_postgresql_is_away_uses_nothing_up_and_refreshes_once_i
         .expect("the session goes on");
 }
 
+/// A deactivation records its user's sessions revoked in its own transaction: when Redis goes
+/// away right after the commit, so that the sessions are never ended there (and a retry of the
+/// request is a replay, which does not end them either), they still do not work again once the
+/// user is reactivated.
+#[tokio::test]
+async fn sessions_a_deactivation_could_not_end_in_redis_stay_ended_after_reactivation() {
+    use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
+    let redis_proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.redis.url = url_through(
+            secrecy::ExposeSecret::expose_secret(&settings.redis.url),
+            redis_proxy.address,
+        )
+        .into();
+    })
+    .await;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    // The deactivation waits for the agent's row, which the test holds.
+    let mut lock = app.database.connect().await;
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("BEGIN"), &mut lock)
+        .await
+        .unwrap();
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+            .bind::<diesel::sql_types::Uuid, _>(agent.id.as_uuid()),
+        &mut lock,
+    )
+    .await
+    .unwrap();
+    let deactivation = tokio::spawn({
+        let mut users = app.users.clone();
+        let request = app.as_admin(v1::UpdateUserRequest {
+            user: Some(v1::User {
+                id: agent.id.to_string(),
+                active: false,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["active".to_owned()],
+            }),
+        });
+        async move { users.update_user(request).await }
+    });
+    crate::support::wait_until("the deactivation waits for the row", PATIENCE, async || {
+        crate::support::backends_waiting_on_locks(&app.database).await == 1
+    })
+    .await;
+    redis_proxy.cut();
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("ROLLBACK"), &mut lock)
+        .await
+        .unwrap();
+    let answered = deactivation.await.expect("the call");
+    assert_eq!(
+        answered.map(|_| ()).map_err(|status| status.code()),
+        Err(Code::Unavailable),
+        "committed, then Redis was gone"
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM users WHERE id = '{}' AND NOT active",
+                agent.id
+            ),
+        )
+        .await,
+        1,
+        "the deactivation committed"
+    );
+    redis_proxy.restore();
+
+    sent_again_while_a_dependency_is_unavailable(|| async {
+        app.users
+            .clone()
+            .update_user(app.as_admin(v1::UpdateUserRequest {
+                user: Some(v1::User {
+                    id: agent.id.to_string(),
+                    active: true,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["active".to_owned()],
+                }),
+            }))
+            .await
+    })
+    .await
+    .expect("reactivated");
+
+    let status =
+        sent_again_while_a_dependency_is_unavailable(|| refresh(&app, &agent.refresh_token))
+            .await
+            .expect_err("the session ended with the deactivation");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_reason(&status, Reason::InvalidCredentials);
+}
+
 /// `tabs` refreshes of `token` at once, each on a task of its own. A tab answered
 /// REDIS_UNAVAILABLE (a loaded machine's Redis slower than the client's timeout: nothing was
 /// done, docs/errors.md) sends its refresh again, as a client does, a few times at most.
