@@ -319,9 +319,7 @@ impl<D> Idempotent<'_, D> {
         id: Uuid,
         point: &RecoveryPoint,
     ) -> AppResult<()> {
-        debug_assert!(self.phases.contains(&point.phase));
-        IdempotencyRow::record_recovery_point(conn, id, &point.to_stored(), false).await?;
-        Ok(())
+        self.record_point(conn, id, point, false).await
     }
 
     /// [`Self::reach`] for a request whose effect outlives any expiry (a charge, a refund): the
@@ -334,8 +332,19 @@ impl<D> Idempotent<'_, D> {
         id: Uuid,
         point: &RecoveryPoint,
     ) -> AppResult<()> {
+        self.record_point(conn, id, point, true).await
+    }
+
+    async fn record_point(
+        &self,
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        point: &RecoveryPoint,
+        kept_until_outcome: bool,
+    ) -> AppResult<()> {
         debug_assert!(self.phases.contains(&point.phase));
-        IdempotencyRow::record_recovery_point(conn, id, &point.to_stored(), true).await?;
+        IdempotencyRow::record_recovery_point(conn, id, &point.to_stored(), kept_until_outcome)
+            .await?;
         Ok(())
     }
 

@@ -257,8 +257,10 @@ fn classify(code: Option<u16>, message: String) -> (SendError, CallOutcome) {
     let enhanced = enhanced_status(&message);
     match (code, enhanced) {
         // The relay refuses the sender, not the recipient: authentication required or failed,
-        // or its security policy (5.7.x). Its own trouble: tried again later, and counted.
-        (Some(530 | 535), _) | (Some(500..=599), Some((7, _))) => {
+        // its security policy (5.7.x), or the desk's own address (5.1.7 bad sender's mailbox
+        // syntax, 5.1.8 bad sender's system address: Exchange's "bad outbound sender", Postfix's
+        // unknown sender domain). Its own trouble: tried again later, and counted.
+        (Some(530 | 535), _) | (Some(500..=599), Some((7, _) | (1, 7 | 8))) => {
             (SendError::retry(message), CallOutcome::Failure)
         }
         // The address at fault: an unknown, disabled or malformed mailbox (5.1.x, 5.2.1), or,
@@ -397,6 +399,15 @@ mod tests {
                 "554 5.7.1 Service unavailable; client host blocked using a blocklist",
             ),
             (550, "550 5.7.1 Relaying denied"),
+            (550, "550 5.1.8 Access denied, bad outbound sender"),
+            (
+                550,
+                "550 5.1.8 <support@desk.example>: Sender address rejected: Domain not found",
+            ),
+            (
+                553,
+                "553 5.1.7 The sender address <support@> is not a valid address",
+            ),
         ] {
             assert_eq!(verdict(code, text), relays(text), "{text}");
         }

@@ -779,11 +779,16 @@ async fn an_upload_never_completed_is_swept_with_its_object_after_its_url_expire
     .await;
 }
 
-/// A PENDING upload deleted while its URL still writes: the object a client PUTs afterwards is
-/// deleted once the URL has expired, not lost to a deletion that ran before the PUT arrived.
-#[tokio::test]
-async fn an_upload_deleted_while_pending_loses_the_object_put_after_its_deletion_once_its_url_expired()
- {
+/// Whether the upload is completed (READY) before it is deleted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DeletedWhen {
+    Pending,
+    Ready,
+}
+
+/// An upload deleted while its URL still writes: the object a client PUTs afterwards is deleted
+/// once the URL has expired, not lost to a deletion that ran before the PUT arrived.
+async fn deleted_while_its_url_writes_loses_the_object_put_after_its_deletion(when: DeletedWhen) {
     let app = TestApp::spawn_with(|settings| {
         // Long enough for the PUT below to reach the store before the URL expires on a loaded
         // machine; the deletion then waits for the expiry.
@@ -792,7 +797,7 @@ async fn an_upload_deleted_while_pending_loses_the_object_put_after_its_deletion
         settings.attachments.sweep_interval = Duration::from_millis(200);
     })
     .await;
-    let ticket = app.create_ticket("deleted while uploading").await;
+    let ticket = app.create_ticket("deleted while its URL writes").await;
     let bytes = png_bytes(12);
     let started = app
         .attachments
@@ -803,6 +808,10 @@ async fn an_upload_deleted_while_pending_loses_the_object_put_after_its_deletion
         .into_inner();
     let id = started.attachment.clone().unwrap().id;
     let key = stored(&app, &id).await.unwrap().object_key;
+    if when == DeletedWhen::Ready {
+        assert_eq!(put(&started, bytes.clone()).await.status(), 200);
+        completes_with(&app, id.clone(), &bytes).await;
+    }
     app.attachments
         .clone()
         .delete_attachment(app.as_admin(v1::DeleteAttachmentRequest { id: id.clone() }))
@@ -836,61 +845,19 @@ async fn an_upload_deleted_while_pending_loses_the_object_put_after_its_deletion
     .await;
 }
 
-/// A READY file's upload URL writes until it expires too: deleted before then, its object is
-/// deleted once the URL has expired, so that a PUT after the deletion (a client retrying its
-/// upload, or a CreateUpload replayed with its key) leaves no object that nothing holds.
+#[tokio::test]
+async fn an_upload_deleted_while_pending_loses_the_object_put_after_its_deletion_once_its_url_expired()
+ {
+    deleted_while_its_url_writes_loses_the_object_put_after_its_deletion(DeletedWhen::Pending)
+        .await;
+}
+
+/// A READY file's upload URL writes until it expires too (a client retrying its upload, or a
+/// CreateUpload replayed with its key, which hands the URL out again).
 #[tokio::test]
 async fn a_file_deleted_while_its_upload_url_still_writes_loses_the_object_put_after_its_deletion()
 {
-    let app = TestApp::spawn_with(|settings| {
-        settings.attachments.upload_url_ttl = Duration::from_secs(5);
-        settings.attachments.abandon_grace = Duration::ZERO;
-        settings.attachments.sweep_interval = Duration::from_millis(200);
-    })
-    .await;
-    let ticket = app.create_ticket("deleted while its URL writes").await;
-    let bytes = png_bytes(13);
-    let started = app
-        .attachments
-        .clone()
-        .create_upload(app.as_admin(upload_request(&ticket.id, "a.png", "image/png", &bytes)))
-        .await
-        .unwrap()
-        .into_inner();
-    let id = started.attachment.clone().unwrap().id;
-    let key = stored(&app, &id).await.unwrap().object_key;
-    assert_eq!(put(&started, bytes.clone()).await.status(), 200);
-    completes_with(&app, id.clone(), &bytes).await;
-    app.attachments
-        .clone()
-        .delete_attachment(app.as_admin(v1::DeleteAttachmentRequest { id: id.clone() }))
-        .await
-        .expect("deleted");
-    let expires = started.expire_time.unwrap().seconds;
-    assert_eq!(
-        crate::support::count_of(
-            &app.database,
-            &format!(
-                "SELECT count(*) AS count FROM storage_deletions \
-                 WHERE object_key = '{key}' AND due_at >= to_timestamp({expires})"
-            ),
-        )
-        .await,
-        1,
-        "the deletion is due once the URL has expired"
-    );
-
-    assert_eq!(put(&started, bytes).await.status(), 200);
-    wait_until(
-        "the object put after the deletion is deleted",
-        PATIENCE,
-        || async { object_status(&app, &key).await == 404 },
-    )
-    .await;
-    wait_until("the deletion is forgotten", PATIENCE, || async {
-        queued_deletions(&app).await == 0
-    })
-    .await;
+    deleted_while_its_url_writes_loses_the_object_put_after_its_deletion(DeletedWhen::Ready).await;
 }
 
 #[tokio::test]

@@ -51,6 +51,27 @@ async fn paid_charge(app: &TestApp, customer: &TestUser, amount_minor: i64) -> v
         .into_inner()
 }
 
+/// CreateCharge of `amount_minor` USD by card for `customer`, under idempotency key `key`.
+async fn card_charge_with_key(
+    app: &TestApp,
+    customer: &TestUser,
+    amount_minor: i64,
+    key: &str,
+) -> Result<tonic::Response<v1::Charge>, tonic::Status> {
+    app.billing
+        .clone()
+        .create_charge(with_key(
+            app.as_admin(charge_paid_with(
+                &customer.id.to_string(),
+                amount_minor,
+                "USD",
+                "pm_card_visa",
+            )),
+            key,
+        ))
+        .await
+}
+
 async fn count_where_status(app: &TestApp, status: &str) -> i64 {
     let mut conn = app.database.connect().await;
     charges::table
@@ -841,20 +862,7 @@ async fn a_charge_the_provider_never_saw_is_abandoned_after_its_key_retention_an
             FaultAction::ServerError { status: 503 },
         ))
         .unwrap();
-    let charge = || async {
-        app.billing
-            .clone()
-            .create_charge(with_key(
-                app.as_admin(charge_paid_with(
-                    &customer.id.to_string(),
-                    800,
-                    "USD",
-                    "pm_card_visa",
-                )),
-                "never-seen",
-            ))
-            .await
-    };
+    let charge = || card_charge_with_key(&app, &customer, 800, "never-seen");
     let status = charge().await.expect_err("the provider is down");
     assert_reason(&status, Reason::PaymentProviderUnavailable);
     app.simulator.remove_fault(fault.id);
@@ -1015,20 +1023,7 @@ async fn a_retry_past_the_providers_key_retention_looks_for_the_payment_instead_
  {
     let app = one_attempt_no_completer().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let charge = || async {
-        app.billing
-            .clone()
-            .create_charge(with_key(
-                app.as_admin(charge_paid_with(
-                    &customer.id.to_string(),
-                    1_200,
-                    "USD",
-                    "pm_card_visa",
-                )),
-                "a-day-later",
-            ))
-            .await
-    };
+    let charge = || card_charge_with_key(&app, &customer, 1_200, "a-day-later");
     let fault = made_but_answered_500(&app, Endpoint::CreatePaymentIntent);
     let status = charge().await.expect_err("the provider answered 500");
     assert_reason(&status, Reason::PaymentProviderUnavailable);
@@ -1062,20 +1057,7 @@ async fn a_page_from_something_in_front_of_the_provider_leaves_the_charge_pendin
  {
     let app = one_attempt_no_completer().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let charge = || async {
-        app.billing
-            .clone()
-            .create_charge(with_key(
-                app.as_admin(charge_paid_with(
-                    &customer.id.to_string(),
-                    1_500,
-                    "USD",
-                    "pm_card_visa",
-                )),
-                "behind-a-proxy",
-            ))
-            .await
-    };
+    let charge = || card_charge_with_key(&app, &customer, 1_500, "behind-a-proxy");
     let proxy = app
         .simulator
         .add_fault(FaultRule::always(

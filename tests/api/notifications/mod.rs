@@ -256,16 +256,24 @@ async fn a_relay_refusing_the_sender_by_policy_is_tried_again_and_suppresses_nob
         "a relay that refuses us",
     ))
     .await;
+    app.create_as_admin(request_for(
+        "sender-refused@example.com",
+        "a relay that refuses our address",
+    ))
+    .await;
 
-    // A 554 5.7.1 is the relay's policy about the desk, not the recipient's mailbox.
-    wait_until("tried a second time", PATIENCE, async || {
+    // A 554 5.7.1 is the relay's policy about the desk, and a 550 5.1.8 ("bad sender's system
+    // address", RFC 3463) its verdict on the desk's own address: neither is the recipient's
+    // mailbox.
+    wait_until("each tried a second time", PATIENCE, async || {
         count_of(
             &app.database,
             "SELECT count(*) AS count FROM notifications \
-             WHERE attempts >= 2 AND state <> 'dead' AND last_error LIKE '%5.7.1%'",
+             WHERE attempts >= 2 AND state <> 'dead' \
+               AND (last_error LIKE '%5.7.1%' OR last_error LIKE '%5.1.8%')",
         )
         .await
-            == 1
+            == 2
     })
     .await;
     assert_eq!(

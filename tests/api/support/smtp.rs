@@ -112,6 +112,8 @@ class Refusing(Mailbox):
             return "550 5.1.1 No such mailbox here"
         if address.startswith("blocked@"):
             return "554 5.7.1 Service unavailable; client host blocked using a blocklist"
+        if address.startswith("sender-refused@"):
+            return "550 5.1.8 Access denied, bad outbound sender"
         if address.startswith("busy@") and Refusing.busy_left > 0:
             Refusing.busy_left -= 1
             return "450 4.2.1 Mailbox busy, try again later"
