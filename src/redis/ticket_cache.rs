@@ -12,6 +12,8 @@
 //! stores them as soon as it reaches Redis again: [`TicketCache::run_repairs`] tries every
 //! [`REPAIR_INTERVAL`], and every cache operation first. Until then, instances that do reach
 //! Redis may serve the previous version; an instance that stops first leaves it at most the TTL.
+//! An entry kept longer than the TTL is dropped instead of stored: the previous version has
+//! expired by then, and a newer one stored since by another instance may have too.
 //!
 //! GetTicket declares `prefetch: PREFETCH_TICKET`: admission reads the entry in the same Redis
 //! round trip as the caller's quota and state, so a hit costs no round trip of its own.
@@ -28,7 +30,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use prost::Message;
@@ -244,7 +246,9 @@ pub struct PrefetchedEntry {
 }
 
 /// An entry kept for repair: its version and its payload.
-type Unsynced = (i64, Vec<u8>);
+/// An entry kept for repair: its version, its payload, and when it was written (its age bounds
+/// how long it may still be stored, [`TicketCache::repair`]).
+type Unsynced = (i64, Vec<u8>, Instant);
 
 /// What the cache knows about a ticket.
 #[derive(Debug)]
@@ -263,8 +267,8 @@ struct KeptUnlessStored<'a> {
 
 impl Drop for KeptUnlessStored<'_> {
     fn drop(&mut self) {
-        for (key, (version, payload)) in self.entries.drain(..) {
-            self.cache.keep_unsynced(key, version, payload);
+        for (key, (version, payload, written)) in self.entries.drain(..) {
+            self.cache.keep_unsynced(key, version, payload, written);
         }
     }
 }
@@ -333,8 +337,23 @@ impl TicketCache {
             cache: self,
             entries: drained,
         };
+        // An entry older than the TTL is dropped: whatever older entry it was to replace has
+        // expired by now, and a newer one another instance stored since may have expired too,
+        // in which case storing this one would bring back an older version (store-if-newer
+        // compares only with what Redis still has).
+        let before = pending.entries.len();
+        pending
+            .entries
+            .retain(|(_, (_, _, written))| written.elapsed() < self.ttl);
+        let outlived = before - pending.entries.len();
+        if outlived > 0 {
+            tracing::info!(
+                outlived,
+                "ticket cache entries kept longer than their TTL are dropped, not stored"
+            );
+        }
         let mut repaired = 0_usize;
-        while let Some((key, (version, payload))) = pending.entries.last() {
+        while let Some((key, (version, payload, _))) = pending.entries.last() {
             if let Err(error) = self.store_payload(key, *version, payload).await {
                 self.failed("repair", &error);
                 break;
@@ -352,9 +371,9 @@ impl TicketCache {
     }
 
     /// Keeps an entry that could not reach Redis, unless a newer one of the key is kept.
-    fn keep_unsynced(&self, key: String, version: i64, payload: Vec<u8>) {
+    fn keep_unsynced(&self, key: String, version: i64, payload: Vec<u8>, written: Instant) {
         let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((kept, _)) = unsynced.get(&key)
+        if let Some((kept, _, _)) = unsynced.get(&key)
             && *kept >= version
         {
             return;
@@ -366,7 +385,7 @@ impl TicketCache {
             );
             return;
         }
-        unsynced.insert(key, (version, payload));
+        unsynced.insert(key, (version, payload, written));
         self.unsynced_count.store(unsynced.len(), Ordering::Relaxed);
     }
 
@@ -492,8 +511,9 @@ impl TicketCache {
         payload: Vec<u8>,
     ) {
         let key = self.entry_key(account_id, id);
+        let written = Instant::now();
         if self.resting() {
-            self.keep_unsynced(key, version, payload);
+            self.keep_unsynced(key, version, payload, written);
             return;
         }
         // Kept for repair unless stored, also when the caller stops waiting first (the write
@@ -501,10 +521,10 @@ impl TicketCache {
         // Redis until its TTL).
         let mut entry = KeptUnlessStored {
             cache: self,
-            entries: vec![(key, (version, payload))],
+            entries: vec![(key, (version, payload, written))],
         };
         self.repair().await;
-        let (key, (version, payload)) = &entry.entries[0];
+        let (key, (version, payload, _)) = &entry.entries[0];
         match self.store_payload(key, *version, payload).await {
             Ok(()) => entry.entries.clear(),
             Err(error) => self.failed("store", &error),

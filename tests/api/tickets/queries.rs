@@ -22,7 +22,9 @@ use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
-use crate::support::{TestApp, TestDatabase, redis_url, valid_create_request, violated_fields};
+use crate::support::{
+    PATIENCE, TestApp, TestDatabase, redis_url, valid_create_request, violated_fields, wait_until,
+};
 
 async fn list(app: &TestApp, request: v1::ListTicketsRequest) -> v1::ListTicketsResponse {
     app.tickets
@@ -700,19 +702,70 @@ async fn an_entry_an_earlier_release_wrote_is_a_miss_and_its_version_still_holds
 /// A ticket cache of its own (keys under a fresh prefix) reaching Redis through `proxy`, which
 /// rests 1 ms after a failure.
 fn a_cache_through(proxy: &TcpProxy) -> TicketCache {
+    a_cache_at(
+        &url_through(&redis_url(), proxy.address),
+        &format!("cache-{}:", uuid::Uuid::now_v7()),
+        Duration::from_secs(300),
+    )
+}
+
+/// A ticket cache reaching Redis at `url`, its keys under `prefix`, its entries kept `ttl`.
+fn a_cache_at(url: &str, prefix: &str, ttl: Duration) -> TicketCache {
     let settings = RedisSettings {
-        url: url_through(&redis_url(), proxy.address).into(),
-        key_prefix: format!("cache-{}:", uuid::Uuid::now_v7()),
+        url: url.to_owned().into(),
+        key_prefix: prefix.to_owned(),
         connect_timeout: Duration::from_secs(2),
         failure_pause: Duration::from_millis(1),
     };
     TicketCache::new(
         supportdesk::redis::connection::build_pool(&settings).unwrap(),
         RedisKeys::new(settings.key_prefix.clone()),
-        Duration::from_secs(300),
+        ttl,
         settings.failure_pause,
         &Metrics::default(),
     )
+}
+
+/// An entry kept for repair longer than the TTL is dropped, not stored: the older entry it was
+/// to replace has expired, and so may have the newer one another instance stored meanwhile,
+/// which storing it would bring back as an older version for a whole TTL.
+#[tokio::test]
+async fn an_entry_kept_for_repair_past_the_ttl_does_not_come_back_over_a_newer_one_that_expired() {
+    let proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let prefix = format!("cache-{}:", uuid::Uuid::now_v7());
+    let ttl = Duration::from_secs(1);
+    let cut_off = a_cache_at(&url_through(&redis_url(), proxy.address), &prefix, ttl);
+    let other_instance = a_cache_at(&redis_url(), &prefix, ttl);
+    let (account_id, id) = (AccountId::generate(), TicketId::generate());
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let key = cut_off.entry_key(account_id, id);
+
+    proxy.cut();
+    cut_off
+        .store(&ticket_at(account_id, id, 2, "kept while cut off"))
+        .await;
+    other_instance
+        .store(&ticket_at(account_id, id, 3, "written after it"))
+        .await;
+    wait_until("the newer entry has expired", PATIENCE, || {
+        let (mut redis, key) = (redis.clone(), key.clone());
+        async move { !redis.exists::<_, bool>(&key).await.unwrap() }
+    })
+    .await;
+    proxy.restore();
+    // Past the cache's pause after the failure (1 ms here), so that it asks Redis again.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // The next operation repairs first.
+    assert!(matches!(
+        cut_off.get(account_id, id, None).await,
+        Cached::Unknown
+    ));
+    assert!(
+        !redis.exists::<_, bool>(&key).await.unwrap(),
+        "the older version came back"
+    );
 }
 
 /// A ticket of `account_id` at `version`, as the service would cache it.
