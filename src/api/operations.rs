@@ -3,15 +3,19 @@
 //! result (`ImportTicketsResponse`) or `google.rpc.Status`, packed in `Any` with
 //! `type.googleapis.com/` type URLs that Envoy resolves through the descriptor set.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use prost::Message;
 use tonic::{Request, Response, Status};
+use tonic_types::StatusExt;
 
 use super::{ListPages, optional_timestamp, request_context, timestamp};
 use crate::domain::{
-    Operation, OperationFilter, OperationId, OperationKind, OperationState, PageTokenKeys,
+    Operation, OperationFailure, OperationFilter, OperationId, OperationKind, OperationState,
+    PageTokenKeys,
 };
-use crate::errors::{AppError, FieldViolations};
+use crate::errors::{AppError, ERROR_DOMAIN, FieldViolations, Reason};
 use crate::service::Operations;
 use crate::wire::proto::google::longrunning as lro;
 use crate::wire::proto::google::rpc;
@@ -136,6 +140,31 @@ impl lro::operations_server::Operations for OperationApi {
     }
 }
 
+/// A failed operation's error with the details every error carries: ErrorInfo with its code's
+/// reason, and for INVALID_ARGUMENT (the only one a failure stores: the content could not be
+/// read) a BadRequest naming `content`. The stored message is kept: it says what failed.
+fn failure_to_wire(failure: OperationFailure) -> rpc::Status {
+    let code = tonic::Code::from_i32(failure.code);
+    let mut details = tonic_types::ErrorDetails::new();
+    let reason = if code == tonic::Code::InvalidArgument {
+        let problem = failure
+            .message
+            .strip_prefix("content ")
+            .unwrap_or(&failure.message);
+        details.set_bad_request(vec![tonic_types::FieldViolation::new("content", problem)]);
+        Reason::InvalidArgument
+    } else {
+        Reason::Internal
+    };
+    details.set_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new());
+    let status = Status::with_error_details(code, failure.message.clone(), details);
+    rpc::Status::decode(status.details()).unwrap_or(rpc::Status {
+        code: failure.code,
+        message: failure.message,
+        details: Vec::new(),
+    })
+}
+
 /// An operation as the API shows it.
 pub(crate) fn to_wire(operation: &Operation) -> lro::Operation {
     let metadata = match operation.kind {
@@ -147,14 +176,9 @@ pub(crate) fn to_wire(operation: &Operation) -> lro::Operation {
         OperationState::Succeeded => prost_types::Any::from_msg(&response)
             .ok()
             .map(lro::operation::Result::Response),
-        OperationState::Failed => {
-            let failure = operation.failure.clone().unwrap_or_default();
-            Some(lro::operation::Result::Error(rpc::Status {
-                code: failure.code,
-                message: failure.message,
-                details: Vec::new(),
-            }))
-        }
+        OperationState::Failed => Some(lro::operation::Result::Error(failure_to_wire(
+            operation.failure.clone().unwrap_or_default(),
+        ))),
         // What the import did before it stopped stays: the counts and row errors ride along.
         OperationState::Cancelled => Some(lro::operation::Result::Error(rpc::Status {
             code: tonic::Code::Cancelled as i32,

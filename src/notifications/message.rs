@@ -342,6 +342,17 @@ fn ticket_created(data: &TicketCreatedData, ticket_id: Uuid, base_url: &url::Url
     }
 }
 
+/// Where a person turns optional mail off (a page of the desk's front end calling
+/// UpdateNotificationSettings), under the public base URL: the `List-Unsubscribe` of optional
+/// mail. Appended to the base's path, as every link is (`Url::join` would replace its last
+/// segment).
+pub fn notification_settings_link(base_url: &url::Url) -> String {
+    format!(
+        "{}/settings/notifications",
+        base_url.as_str().trim_end_matches('/')
+    )
+}
+
 /// The page of ticket `ticket_id` under the public base URL.
 pub fn ticket_link(base_url: &url::Url, ticket_id: Uuid) -> String {
     format!(
@@ -375,6 +386,25 @@ mod tests {
 
     fn base() -> url::Url {
         url::Url::parse("https://desk.example.com/").unwrap()
+    }
+
+    #[test]
+    fn links_stay_under_a_base_url_with_a_path() {
+        for base in ["https://example.com/desk", "https://example.com/desk/"] {
+            let base = url::Url::parse(base).unwrap();
+            assert_eq!(
+                notification_settings_link(&base),
+                "https://example.com/desk/settings/notifications"
+            );
+            assert_eq!(
+                ticket_link(&base, Uuid::nil()),
+                format!("https://example.com/desk/tickets/{}", Uuid::nil())
+            );
+        }
+        assert_eq!(
+            notification_settings_link(&base()),
+            "https://desk.example.com/settings/notifications"
+        );
     }
 
     fn key() -> PasswordTokenKey {

@@ -47,10 +47,6 @@ use crate::telemetry::traces;
 /// The longest `last_error` kept.
 const MAX_ERROR_CHARS: usize = 300;
 
-/// Where a person turns optional mail off (a page of the desk's front end calling
-/// UpdateNotificationSettings), under `PUBLIC_BASE_URL`: the `List-Unsubscribe` of optional mail.
-const SETTINGS_PATH: &str = "settings/notifications";
-
 /// The workers of one instance, sharing its pool and its email sender.
 #[derive(Clone)]
 pub struct NotificationWorkers {
@@ -375,9 +371,7 @@ impl NotificationWorkers {
             list_unsubscribe: kind.is_optional().then(|| {
                 format!(
                     "<{}>",
-                    self.public_base_url
-                        .join(SETTINGS_PATH)
-                        .map_or_else(|_| self.public_base_url.to_string(), |url| url.to_string(),)
+                    message::notification_settings_link(&self.public_base_url)
                 )
             }),
             idempotency_key: idempotency_key(notification.id),

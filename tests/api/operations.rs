@@ -301,6 +301,17 @@ async fn a_file_that_is_not_csv_at_all_fails_the_operation_with_invalid_argument
         "{}",
         status.message
     );
+    // With the details every error carries: its reason, and the field at fault.
+    let as_answered = tonic::Status::with_details(
+        tonic::Code::InvalidArgument,
+        status.message.clone(),
+        prost::Message::encode_to_vec(&status).into(),
+    );
+    assert_eq!(
+        crate::support::error_reason(&as_answered),
+        Some(Reason::InvalidArgument)
+    );
+    assert_eq!(crate::support::violated_fields(&as_answered), ["content"]);
     assert_eq!(metadata(&finished).state(), v1::OperationState::Failed);
     assert_eq!(
         count_of(&app.database, "SELECT count(*) AS count FROM tickets").await,
@@ -484,6 +495,15 @@ async fn a_batch_the_database_refuses_every_time_fails_the_import_naming_its_row
             )
             .as_str()
         )
+    );
+    let as_answered = tonic::Status::with_details(
+        tonic::Code::Internal,
+        status.message.clone(),
+        prost::Message::encode_to_vec(&status).into(),
+    );
+    assert_eq!(
+        crate::support::error_reason(&as_answered),
+        Some(Reason::Internal)
     );
     let progress = metadata(&finished);
     assert_eq!(
