@@ -47,6 +47,10 @@ use crate::telemetry::traces;
 /// The longest `last_error` kept.
 const MAX_ERROR_CHARS: usize = 300;
 
+/// The first pause before recording an attempt's outcome again, doubling up to the next.
+const RECORD_RETRY_FIRST_PAUSE: Duration = Duration::from_millis(50);
+const RECORD_RETRY_MAX_PAUSE: Duration = Duration::from_secs(1);
+
 /// The workers of one instance, sharing its pool and its email sender.
 #[derive(Clone)]
 pub struct NotificationWorkers {
@@ -205,6 +209,36 @@ impl NotificationWorkers {
                 notification.trace_context.as_deref(),
             ))
             .await;
+        // What the attempt did is recorded however briefly PostgreSQL is away: an outcome
+        // thrown away would leave the notification leased, and the next claim would send it
+        // again once the lease ends (to a relay that already delivered it). Tried again until
+        // the lease ends; after that another worker may hold the notification.
+        let lease_ends = asked + self.settings.lease;
+        let mut pause = RECORD_RETRY_FIRST_PAUSE;
+        loop {
+            match self
+                .record_outcome(&notification, &result, max_attempts)
+                .await
+            {
+                Err(error) if !error.is_final() && Instant::now() + pause < lease_ends => {
+                    tracing::warn!(notification_id = %notification.id, %error, ?pause,
+                        "the outcome of a notification's attempt could not be recorded yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RECORD_RETRY_MAX_PAUSE);
+                }
+                recorded => return recorded,
+            }
+        }
+    }
+
+    /// Records what attempt `notification.attempts` of `notification` did: `Ok(false)` when it
+    /// was given back untried (the worker then waits its poll interval).
+    async fn record_outcome(
+        &self,
+        notification: &ClaimedNotification,
+        result: &Result<Sent, Failure>,
+        max_attempts: i32,
+    ) -> Result<bool, AppError> {
         let mut conn = crate::db::connection(&self.pool).await?;
         let (id, attempt) = (notification.id, notification.attempts);
         let kind = notification.kind.as_str();
@@ -226,7 +260,7 @@ impl NotificationWorkers {
                 return Ok(false);
             }
             Err(Failure::Permanent(reason)) => {
-                let reason = truncated(&reason);
+                let reason = truncated(reason);
                 if outbox::record_dead(&mut conn, id, attempt, &reason).await? {
                     self.metrics.notifications().failed(kind, true);
                     tracing::error!(notification_id = %id, kind,
@@ -234,7 +268,7 @@ impl NotificationWorkers {
                 }
             }
             Err(Failure::Refused(reason)) => {
-                let reason = truncated(&reason);
+                let reason = truncated(reason);
                 let refused = outbox::record_refused(&mut conn, id, attempt, &reason).await?;
                 if refused.dead {
                     self.metrics.notifications().failed(kind, true);
@@ -244,7 +278,7 @@ impl NotificationWorkers {
                 }
             }
             Err(Failure::Retry { reason, not_before }) => {
-                let reason = truncated(&reason);
+                let reason = truncated(reason);
                 // No earlier than the provider asked, and never sooner than the backoff.
                 let retry_in = self.backoff(attempt).max(not_before.unwrap_or_default());
                 let state = outbox::record_failure(

@@ -287,6 +287,64 @@ async fn a_relay_refusing_the_sender_by_policy_is_tried_again_and_suppresses_nob
     );
 }
 
+/// A message the relay accepted while PostgreSQL was away is recorded sent once PostgreSQL is
+/// back, within the lease: thrown away, its outcome left the notification leased, and the next
+/// claim sent it again.
+#[tokio::test]
+async fn a_send_answered_while_postgresql_is_away_is_recorded_when_it_is_back_and_never_sent_again()
+{
+    use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
+    let database_url = crate::support::test_settings("unused").database.url;
+    let proxy = TcpProxy::start(socket_address_of(secrecy::ExposeSecret::expose_secret(
+        &database_url,
+    )))
+    .await;
+    // The relay answers the message to slow@ a second after taking it.
+    let smtp =
+        SmtpServer::start_slow_once_and_refusing_spam(std::time::Duration::from_secs(1)).await;
+    let app = TestApp::spawn_with(|settings| {
+        send_to(settings, &smtp);
+        settings.database.url = url_through(
+            secrecy::ExposeSecret::expose_secret(&settings.database.url),
+            proxy.address,
+        )
+        .into();
+        settings.notifications.workers.workers = 1;
+        settings.notifications.workers.lease = std::time::Duration::from_secs(6);
+    })
+    .await;
+    app.create_as_admin(request_for("slow@example.com", "answered during an outage"))
+        .await;
+    wait_until("the relay has the message", PATIENCE, async || {
+        smtp.received().len() == 1
+    })
+    .await;
+
+    proxy.cut();
+    wait_until("the relay has answered", PATIENCE, async || {
+        smtp.answered_late()
+    })
+    .await;
+    // The worker has the answer and no PostgreSQL to record it in, for a while.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    proxy.restore();
+
+    wait_until("the notification is settled", PATIENCE, async || {
+        notifications_in(&app, "sent").await + notifications_in(&app, "dead").await == 1
+    })
+    .await;
+    let outcomes = outcomes(&app).await;
+    let [outcome] = outcomes.as_slice() else {
+        panic!("one notification: {outcomes:?}");
+    };
+    assert_eq!(
+        (outcome.state.as_str(), outcome.attempts),
+        ("sent", 1),
+        "{outcomes:?}"
+    );
+    assert_eq!(smtp.received().len(), 1, "sent once");
+}
+
 #[tokio::test]
 async fn a_conversation_cut_off_by_its_deadline_leaves_no_connection_that_answers_the_next_message_with_stale_replies()
  {
