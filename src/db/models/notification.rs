@@ -393,18 +393,21 @@ pub mod outbox {
         attempt: i32,
         provider_message_id: Option<&str>,
     ) -> AppResult<bool> {
-        let sent =
-            queue::mark_done(conn, &NOTIFICATION_QUEUE, &id.to_string(), attempt, "sent").await?;
-        if sent && let Some(provider_id) = provider_message_id {
-            // A second statement only for a provider that names its messages; an id that does
-            // not fit the column is logged and dropped: the message is sent either way.
+        if let Some(provider_id) = provider_message_id {
+            // Before the state changes, while the row is still this attempt's: a notification
+            // read as sent always has the id its provider gave it (stored after, a reader could
+            // see it sent without one). A second statement only for a provider that names its
+            // messages; an id that does not fit the column is logged and dropped: the message is
+            // sent either way.
             let stored = KeepPrepared(
                 diesel::sql_query(
                     "UPDATE notifications SET provider_message_id = $2 \
-                     WHERE id = $1 AND char_length($2) BETWEEN 1 AND 256",
+                     WHERE id = $1 AND state = 'received' AND attempts = $3 \
+                       AND char_length($2) BETWEEN 1 AND 256",
                 )
                 .bind::<SqlUuid, _>(id)
-                .bind::<Text, _>(provider_id),
+                .bind::<Text, _>(provider_id)
+                .bind::<diesel::sql_types::Integer, _>(attempt),
             )
             .execute(conn)
             .await;
@@ -413,6 +416,8 @@ pub mod outbox {
                     "the provider's id of a sent notification was not stored");
             }
         }
+        let sent =
+            queue::mark_done(conn, &NOTIFICATION_QUEUE, &id.to_string(), attempt, "sent").await?;
         Ok(sent)
     }
 
