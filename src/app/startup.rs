@@ -413,7 +413,6 @@ impl Application {
                 .database
                 .connect_timeout
                 .max(self.settings.redis.connect_timeout),
-            limiter: services.limiter.backoff().clone(),
         };
         // Without the probe, health says nothing true: everything is NOT_SERVING until it runs.
         jobs.add(Task::new(
@@ -749,14 +748,12 @@ impl Services {
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
             settings.tickets.cache_ttl,
-            settings.redis.failure_pause,
             &metrics,
         );
         let limiter = RateLimiter::new(
             redis.clone(),
             RedisKeys::new(settings.redis.key_prefix.clone()),
             settings.rate_limits.clone(),
-            settings.redis.failure_pause,
             &metrics,
         )
         .with_password_reset(settings.password_reset.clone());

@@ -15,9 +15,9 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// `REDIS_CONNECT_TIMEOUT_MS`
     pub connect_timeout: Duration,
-    /// `REDIS_FAILURE_PAUSE_MS`: after a Redis failure, how long the rate limiter and the ticket
-    /// cache leave Redis alone (answering by their failure policies) unless the health probe
-    /// sees it back first.
+    /// `REDIS_FAILURE_PAUSE_MS`: after a Redis failure (of any caller: the instance has one view
+    /// of Redis's health), how long everything that calls Redis leaves it alone (answering by
+    /// its failure policy) unless the health probe sees it back first.
     pub failure_pause: Duration,
 }
 

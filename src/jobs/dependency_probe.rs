@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
 use crate::db::PgPool;
-use crate::redis::backoff::RedisBackoff;
 use crate::redis::connection::Redis;
 use crate::telemetry::health::Health;
 
@@ -22,11 +21,6 @@ pub struct DependencyProbe {
     pub interval: Duration,
     /// How long one probe may take before its dependency counts as down.
     pub timeout: Duration,
-    /// The rate limiter's Redis backoff: a failure of the limiter, or its first success after
-    /// failures, triggers a probe at once, and
-    /// Redis answering the probe ends the limiter's pause, so that health and the limiter agree
-    /// (with `RATE_LIMIT_ON_REDIS_FAILURE=closed`, a resting limiter refuses every request).
-    pub limiter: RedisBackoff,
 }
 
 impl DependencyProbe {
@@ -35,8 +29,11 @@ impl DependencyProbe {
         loop {
             let (database, redis) = tokio::join!(self.database_is_up(), self.redis_is_up());
             let healthy = database && redis;
+            // Redis answering ends the instance's rest after a failure, so that health and every
+            // caller agree (with `RATE_LIMIT_ON_REDIS_FAILURE=closed`, a resting limiter refuses
+            // every request).
             if redis {
-                self.limiter.recovered();
+                self.redis.health().recovered();
             }
             // Checked after the probe so that a shutdown which began meanwhile is not undone.
             if stop.is_cancelled() {
@@ -60,7 +57,8 @@ impl DependencyProbe {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(self.interval) => {}
-                () = self.limiter.next_change() => {}
+                // A caller's failure, or its first success after failures: probe at once.
+                () = self.redis.health().next_change() => {}
             }
         }
     }
@@ -78,7 +76,7 @@ impl DependencyProbe {
 
     async fn redis_is_up(&self) -> bool {
         let probe = async {
-            let mut connection = self.redis.get().await.ok()?;
+            let mut connection = self.redis.get_while_resting().await.ok()?;
             redis::cmd("PING")
                 .query_async::<String>(&mut connection)
                 .await

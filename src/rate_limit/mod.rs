@@ -263,22 +263,21 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter counting its decisions in `metrics`.
+    /// A limiter counting its decisions in `metrics`, on `redis`'s view of Redis's health.
     pub fn new(
         redis: Redis,
         keys: RedisKeys,
         settings: RateLimitSettings,
-        failure_pause: Duration,
         metrics: &Metrics,
     ) -> Self {
         let counters = metrics.rate_limit();
         counters.fail_open.set(u64::from(settings.fail_open));
         Self {
+            backoff: redis.health().counting(counters.redis_failures.clone()),
             redis,
             keys,
             settings,
             password_reset: None,
-            backoff: RedisBackoff::new(failure_pause, counters.redis_failures.clone()),
             metrics: metrics.clone(),
         }
     }
@@ -291,13 +290,6 @@ impl RateLimiter {
 
     pub fn settings(&self) -> &RateLimitSettings {
         &self.settings
-    }
-
-    /// The limiter's Redis backoff, for the health probe: with the closed policy a limiter that
-    /// cannot decide refuses every request, so health must say so as soon as it happens, and
-    /// the limiter must try again as soon as health sees Redis back.
-    pub fn backoff(&self) -> &RedisBackoff {
-        &self.backoff
     }
 
     pub fn quota(&self, policy: Policy) -> RateQuota {

@@ -1,5 +1,10 @@
-//! What a feature that can do without Redis does after a Redis failure: leave Redis alone for a
-//! pause, and tell health when Redis starts or stops failing.
+//! The instance's one view of Redis's health: after a Redis failure, everything that calls
+//! Redis leaves it alone for a pause, and health is told when Redis starts or stops failing.
+//!
+//! One view, not one per feature: a request whose admission waited for a silent Redis (the rate
+//! limiter's timeout) must not wait for it again in the ticket cache, the caller states or the
+//! sessions. Each feature counts its own failures ([`RedisBackoff::counting`]) on the shared
+//! state.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,7 +14,8 @@ use crate::telemetry::metrics::Counter;
 
 /// After a Redis failure, leaves Redis alone for a pause, so that an outage costs the features
 /// that can do without it (the ticket cache, the rate limiter) nothing, and counts failures for
-/// operators (exported by [`crate::telemetry::metrics`]). Cheap to clone: clones share their state.
+/// operators (exported by [`crate::telemetry::metrics`]). Cheap to clone: clones share their
+/// state, and so do the views [`Self::counting`] makes (only the counter differs).
 #[derive(Clone, Debug)]
 pub struct RedisBackoff {
     pause: Duration,
@@ -39,6 +45,15 @@ impl RedisBackoff {
             failures,
             failing: Arc::new(AtomicBool::new(false)),
             changed: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// The same view of Redis's health, counting the failures it notes in `failures`: a
+    /// feature's own count on the instance's shared state.
+    pub fn counting(&self, failures: Counter) -> Self {
+        Self {
+            failures,
+            ..self.clone()
         }
     }
 

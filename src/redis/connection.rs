@@ -3,6 +3,12 @@
 //! exactly its own round trip. bb8-redis makes that connection (with a short connect timeout and a
 //! `PING` before it is handed out); it is taken again only after a failure. Short timeouts
 //! elsewhere make a dead or paused Redis cost a request milliseconds, never a hang.
+//!
+//! The handle carries the instance's one view of Redis's health ([`Redis::health`]): while it
+//! says Redis is resting after a failure, [`Redis::get`] answers UNAVAILABLE at once, so that a
+//! request that already waited for a silent Redis once never waits for it a second time,
+//! whichever feature calls it next. Only the health probe asks Redis anyway
+//! ([`Redis::get_while_resting`]), and ends the rest when Redis answers it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +20,9 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 use secrecy::ExposeSecret;
 
 use crate::configuration::RedisSettings;
-use crate::errors::AppResult;
+use crate::errors::{AppError, AppResult, Dependency};
+use crate::redis::backoff::RedisBackoff;
+use crate::telemetry::metrics::Counter;
 
 /// The service's Redis: a shared multiplexed connection, re-made after a failure. Cheap to clone:
 /// clones share the connection.
@@ -22,6 +30,7 @@ use crate::errors::AppResult;
 pub struct Redis {
     connector: bb8::Pool<RedisConnectionManager>,
     shared: Arc<Mutex<Option<MultiplexedConnection>>>,
+    health: RedisBackoff,
 }
 
 /// Connects lazily, so the service starts while Redis is down.
@@ -37,6 +46,8 @@ pub fn build_pool(settings: &RedisSettings) -> anyhow::Result<Redis> {
     Ok(Redis {
         connector,
         shared: Arc::new(Mutex::new(None)),
+        // Each feature counts its own failures on this state (`RedisBackoff::counting`).
+        health: RedisBackoff::new(settings.failure_pause, Counter::default()),
     })
 }
 
@@ -45,6 +56,18 @@ impl Redis {
     /// abandoned before its answer (a timeout), drops it, so the next caller connects afresh
     /// instead of waiting on a socket that may be dead.
     pub async fn get(&self) -> AppResult<SharedConnection> {
+        if self.health.resting() {
+            return Err(AppError::Unavailable {
+                dependency: Dependency::Redis,
+                source: anyhow::anyhow!("Redis failed less than REDIS_FAILURE_PAUSE_MS ago"),
+            });
+        }
+        self.get_while_resting().await
+    }
+
+    /// The shared connection even while Redis rests after a failure: for the health probe,
+    /// whose answer ends the rest.
+    pub async fn get_while_resting(&self) -> AppResult<SharedConnection> {
         let existing = self.slot().clone();
         let connection = match existing {
             Some(connection) => connection,
@@ -58,6 +81,11 @@ impl Redis {
             connection,
             owner: self.clone(),
         })
+    }
+
+    /// The instance's one view of Redis's health, shared by everything that calls it.
+    pub fn health(&self) -> &RedisBackoff {
+        &self.health
     }
 
     /// Loads `scripts` into Redis's script cache, so that no call pays for a `NOSCRIPT` answer

@@ -287,23 +287,17 @@ pub struct TicketCache {
 }
 
 impl TicketCache {
-    /// A cache counting its hits, misses and failures in `metrics`, leaving Redis alone for
-    /// `failure_pause` after it failed.
-    pub fn new(
-        pool: Redis,
-        keys: RedisKeys,
-        ttl: Duration,
-        failure_pause: Duration,
-        metrics: &Metrics,
-    ) -> Self {
+    /// A cache counting its hits, misses and failures in `metrics`, leaving Redis alone while
+    /// `pool`'s view of Redis's health says it rests after a failure (its own, or any other
+    /// caller's).
+    pub fn new(pool: Redis, keys: RedisKeys, ttl: Duration, metrics: &Metrics) -> Self {
         Self {
+            backoff: pool
+                .health()
+                .counting(metrics.ticket_cache().redis_failures.clone()),
             pool,
             keys,
             ttl,
-            backoff: RedisBackoff::new(
-                failure_pause,
-                metrics.ticket_cache().redis_failures.clone(),
-            ),
             metrics: metrics.clone(),
             unsynced: Arc::new(Mutex::new(HashMap::new())),
             unsynced_count: Arc::new(AtomicUsize::new(0)),

@@ -139,7 +139,6 @@ fn states_and_admission(app: &TestApp) -> (PrincipalStates, RateLimiter) {
         redis,
         keys,
         app.settings.rate_limits.clone(),
-        app.settings.redis.failure_pause,
         &Metrics::default(),
     );
     (states, limiter)

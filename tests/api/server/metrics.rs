@@ -10,6 +10,7 @@ use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
+use crate::support::redis_server::RedisServer;
 use crate::support::{
     PATIENCE, Scrape, TestApp, backends_waiting_on_locks, lock_account, redis_url,
     valid_create_request, wait_until, with_metrics,
@@ -126,7 +127,7 @@ async fn with_redis_cut_every_undecided_call_and_each_failure_is_counted_exactly
     for call in concurrent {
         call.await.expect("joined").expect("let through");
     }
-    // The cache has its own pause: it tries Redis once, then serves from PostgreSQL.
+    // The cache shares the instance's view of Redis: it does not try Redis either.
     let read = app.get_ticket(&ticket.id).await.expect("from PostgreSQL");
     assert_eq!(read.subject, "cached before the cut");
 
@@ -139,7 +140,46 @@ async fn with_redis_cut_every_undecided_call_and_each_failure_is_counted_exactly
             (LIMITER_FAILURES, 1),
             (HITS, 0),
             (MISSES, 0),
-            (CACHE_FAILURES, 1),
+            (CACHE_FAILURES, 0),
+        ])
+    );
+}
+
+/// One view of Redis's health per instance: a call whose admission found Redis silent (the
+/// limiter waited for it) does not wait for it again in the ticket cache, nor does any call
+/// after it while Redis rests.
+#[tokio::test]
+async fn with_redis_paused_a_call_waits_for_it_once_and_the_ticket_cache_does_not_try_it_again() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn_with(|settings| {
+        with_metrics(settings);
+        settings.redis.url = redis.url().into();
+        // Redis rests until the test ends: neither the pause nor the probe (which ends a rest
+        // when Redis answers it) lets the cache try Redis again on its own account.
+        settings.redis.failure_pause = Duration::from_secs(600);
+        settings.server.health_probe_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let ticket = app.create_ticket("cached before the pause").await;
+    let before = Scrape::of(&app).await;
+    // Longer than the test: every command sent from now on waits until the test has ended.
+    redis.pause(Duration::from_secs(600));
+
+    let read = app.get_ticket(&ticket.id).await.expect("from PostgreSQL");
+    assert_eq!(read.subject, "cached before the pause");
+    let again = app.get_ticket(&ticket.id).await.expect("from PostgreSQL");
+    assert_eq!(again.subject, "cached before the pause");
+
+    assert_eq!(
+        Scrape::of(&app).await.since(&before),
+        counts(&[
+            (ALLOWED, 0),
+            (REFUSED, 0),
+            (UNDECIDED, 2),
+            (LIMITER_FAILURES, 1),
+            (HITS, 0),
+            (MISSES, 0),
+            (CACHE_FAILURES, 0),
         ])
     );
 }

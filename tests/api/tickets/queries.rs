@@ -721,7 +721,6 @@ fn a_cache_at(url: &str, prefix: &str, ttl: Duration) -> TicketCache {
         supportdesk::redis::connection::build_pool(&settings).unwrap(),
         RedisKeys::new(settings.key_prefix.clone()),
         ttl,
-        settings.failure_pause,
         &Metrics::default(),
     )
 }
