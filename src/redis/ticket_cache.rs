@@ -15,6 +15,17 @@
 //! An entry kept longer than the TTL is dropped instead of stored: the previous version has
 //! expired by then, and a newer one stored since by another instance may have too.
 //!
+//! A write whose COMMIT was sent but whose answer never came (the connection lost, the caller
+//! gone) may have committed. Whoever wrote it arms an [`Unsettled`] before the COMMIT: unless the
+//! answer settles it, it keeps a *marker* for repair, an entry of layout 0 (`sd0:<version>:`)
+//! that no release decodes (a miss) and that ranks just above the version the write replaced
+//! (below the next one), so that the entry of the version before the write, and any fill of it,
+//! give way to it, and the first read of the committed row replaces it. A write that did not
+//! commit after all costs misses until the marker's TTL or the next write. The replay of such a
+//! write (its client sending it again with its idempotency key, to any instance) reads the
+//! ticket as committed and stores it. A read on the instance prefers the entry it keeps for
+//! repair to an older one admission prefetched.
+//!
 //! GetTicket declares `prefetch: PREFETCH_TICKET`: admission reads the entry in the same Redis
 //! round trip as the caller's quota and state, so a hit costs no round trip of its own.
 //!
@@ -56,22 +67,31 @@ pub const MAX_UNSYNCED: usize = 10_000;
 /// How often the repair of entries that could not be stored is tried.
 pub const REPAIR_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Stores ARGV[1] under KEYS[1] for ARGV[3] seconds unless the entry there has a version at
-/// least ARGV[2]: read from the header of an entry of any layout (`sd<n>:<version>:`), or from a
-/// JSON entry of an earlier release.
+/// Stores ARGV[1] under KEYS[1] for ARGV[2] seconds unless the entry there ranks at least as
+/// high ([`rank`]): its version read from the header of an entry of any layout
+/// (`sd<n>:<version>:`, a marker of layout 0 half a version above), or from a JSON entry of an
+/// earlier release.
 const STORE_IF_NEWER: &str = r"
+local function rank(entry)
+  local layout, version = string.match(entry, '^sd(%d+):(%-?%d+):')
+  if version then
+    if layout == '0' then return tonumber(version) * 2 + 1 end
+    return tonumber(version) * 2
+  end
+  local ok, decoded = pcall(cjson.decode, entry)
+  if ok and type(decoded) == 'table' and tonumber(decoded.version) then
+    return tonumber(decoded.version) * 2
+  end
+  return nil
+end
 local current = redis.call('GET', KEYS[1])
 if current then
-  local version = string.match(current, '^sd%d+:(%-?%d+):')
-  if not version then
-    local ok, decoded = pcall(cjson.decode, current)
-    if ok and type(decoded) == 'table' then version = decoded.version end
-  end
-  if version and tonumber(version) >= tonumber(ARGV[2]) then
+  local held = rank(current)
+  if held and held >= rank(ARGV[1]) then
     return 0
   end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 ";
 
@@ -85,6 +105,27 @@ pub fn scripts() -> [&'static Script; 1] {
 /// The layout of an entry: its header is `sd<SCHEMA>:`. Bump it with any change to
 /// [`CachedTicket`] that an older release would misread. (2 was JSON.)
 const SCHEMA: u32 = 3;
+
+/// The layout of a marker ([`Unsettled`]): a version and no content, read by no release.
+const MARKER: u32 = 0;
+
+/// Where an entry stands among a ticket's entries: by version, a marker just above the version
+/// it names (the one a write that may have committed replaced). The store script ranks alike.
+fn rank(version: i64, marker: bool) -> i64 {
+    version.saturating_mul(2).saturating_add(i64::from(marker))
+}
+
+/// The rank of a stored entry of this release's layout or a marker; `None` for anything else.
+fn rank_of_entry(raw: &[u8]) -> Option<i64> {
+    let rest = raw.strip_prefix(b"sd")?;
+    let (layout, rest) = split_number(rest)?;
+    let (version, _) = split_number(rest)?;
+    match u32::try_from(layout).ok()? {
+        MARKER => Some(rank(version, true)),
+        SCHEMA => Some(rank(version, false)),
+        _ => None,
+    }
+}
 
 /// A ticket as the cache keeps it. Its version is in the entry's header.
 #[derive(Clone, PartialEq, Message)]
@@ -245,10 +286,57 @@ pub struct PrefetchedEntry {
     pub value: Option<Vec<u8>>,
 }
 
-/// An entry kept for repair: its version and its payload.
-/// An entry kept for repair: its version, its payload, and when it was written (its age bounds
+/// An entry kept for repair: its [`rank`], its payload, and when it was written (its age bounds
 /// how long it may still be stored, [`TicketCache::repair`]).
 type Unsynced = (i64, Vec<u8>, Instant);
+
+/// A write of a ticket whose commit may be under way: dropped before [`Unsettled::settled`]
+/// once the write is made, it keeps a marker for repair (module docs), since the COMMIT may have
+/// been sent and its answer lost. Arm it before the transaction; call [`Unsettled::writes`]
+/// when the transaction writes the ticket.
+pub struct Unsettled<'a> {
+    cache: &'a TicketCache,
+    /// The ticket written and the version the write replaced.
+    written: Mutex<Option<(AccountId, TicketId, i64)>>,
+}
+
+impl Unsettled<'_> {
+    /// The transaction writes `id`, replacing `version`.
+    pub fn writes(&self, account_id: AccountId, id: TicketId, version: i64) {
+        *self.written.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((account_id, id, version));
+    }
+
+    /// The transaction's outcome is known: what it committed is cached by the caller (or it
+    /// committed nothing).
+    pub fn settled(self) {
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        let written = self
+            .written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((account_id, id, version)) = written {
+            tracing::info!(
+                ticket = %id,
+                version,
+                "a ticket write may have committed without its answer: its cache entry is invalidated"
+            );
+            let key = self.cache.entry_key(account_id, id);
+            let marker = format!("sd{MARKER}:{version}:").into_bytes();
+            self.cache
+                .keep_unsynced(key, rank(version, true), marker, Instant::now());
+        }
+    }
+}
 
 /// What the cache knows about a ticket.
 #[derive(Debug)]
@@ -347,8 +435,8 @@ impl TicketCache {
             );
         }
         let mut repaired = 0_usize;
-        while let Some((key, (version, payload, _))) = pending.entries.last() {
-            if let Err(error) = self.store_payload(key, *version, payload).await {
+        while let Some((key, (_, payload, _))) = pending.entries.last() {
+            if let Err(error) = self.store_payload(key, payload).await {
                 self.failed("repair", &error);
                 break;
             }
@@ -364,11 +452,12 @@ impl TicketCache {
         }
     }
 
-    /// Keeps an entry that could not reach Redis, unless a newer one of the key is kept.
-    fn keep_unsynced(&self, key: String, version: i64, payload: Vec<u8>, written: Instant) {
+    /// Keeps an entry that could not reach Redis, unless one of the key that ranks as high is
+    /// kept.
+    fn keep_unsynced(&self, key: String, rank: i64, payload: Vec<u8>, written: Instant) {
         let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((kept, _, _)) = unsynced.get(&key)
-            && *kept >= version
+            && *kept >= rank
         {
             return;
         }
@@ -379,7 +468,7 @@ impl TicketCache {
             );
             return;
         }
-        unsynced.insert(key, (version, payload, written));
+        unsynced.insert(key, (rank, payload, written));
         self.unsynced_count.store(unsynced.len(), Ordering::Relaxed);
     }
 
@@ -423,6 +512,10 @@ impl TicketCache {
         if let Some(prefetched) = prefetched
             .filter(|prefetched| prefetched.account_id == account_id && prefetched.ticket == id)
         {
+            // An entry this instance could not store yet is newer than what Redis had.
+            if let Some(kept) = self.kept_newer_than(account_id, id, prefetched.value.as_deref()) {
+                return self.decode(Some(&kept));
+            }
             return self.decode(prefetched.value.as_deref());
         }
         let key = self.entry_key(account_id, id);
@@ -449,6 +542,32 @@ impl TicketCache {
                 self.failed("get", &error);
                 Cached::Unknown
             }
+        }
+    }
+
+    /// The entry of the ticket kept for repair, when it ranks above `than` (an entry read from
+    /// Redis, or none).
+    fn kept_newer_than(
+        &self,
+        account_id: AccountId,
+        id: TicketId,
+        than: Option<&[u8]>,
+    ) -> Option<Vec<u8>> {
+        if self.unsynced_count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let key = self.entry_key(account_id, id);
+        let unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
+        let (kept, payload, _) = unsynced.get(&key)?;
+        let read = than.and_then(rank_of_entry);
+        (read.is_none_or(|read| *kept > read)).then(|| payload.clone())
+    }
+
+    /// Arms an [`Unsettled`] for a write about to run.
+    pub fn unsettled(&self) -> Unsettled<'_> {
+        Unsettled {
+            cache: self,
+            written: Mutex::new(None),
         }
     }
 
@@ -486,7 +605,7 @@ impl TicketCache {
         self.repair().await;
         let key = self.entry_key(ticket.account_id, ticket.id);
         let payload = encode_entry(ticket.version, Some(ticket));
-        if let Err(error) = self.store_payload(&key, ticket.version, &payload).await {
+        if let Err(error) = self.store_payload(&key, &payload).await {
             self.failed("fill", &error);
         }
     }
@@ -506,6 +625,7 @@ impl TicketCache {
     ) {
         let key = self.entry_key(account_id, id);
         let written = Instant::now();
+        let version = rank(version, false);
         if self.resting() {
             self.keep_unsynced(key, version, payload, written);
             return;
@@ -518,20 +638,19 @@ impl TicketCache {
             entries: vec![(key, (version, payload, written))],
         };
         self.repair().await;
-        let (key, (version, payload, _)) = &entry.entries[0];
-        match self.store_payload(key, *version, payload).await {
+        let (key, (_, payload, _)) = &entry.entries[0];
+        match self.store_payload(key, payload).await {
             Ok(()) => entry.entries.clear(),
             Err(error) => self.failed("store", &error),
         }
     }
 
-    async fn store_payload(&self, key: &str, version: i64, payload: &[u8]) -> AppResult<()> {
+    async fn store_payload(&self, key: &str, payload: &[u8]) -> AppResult<()> {
         let mut connection = self.pool.get().await?;
         let started = std::time::Instant::now();
         let stored = STORE_SCRIPT
             .key(key)
             .arg(payload)
-            .arg(version)
             .arg(self.ttl.as_secs().max(1))
             .invoke_async::<i64>(&mut connection)
             .instrument(traces::redis_script("ticket_cache.store"))

@@ -37,7 +37,7 @@ use crate::domain::{
     TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
-use crate::idempotency::{self, Idempotent, Outcome};
+use crate::idempotency::{self, Idempotent, Outcome, StoredResponse};
 use crate::redis::ticket_cache::{Cached, PrefetchedEntry, TicketCache};
 
 /// Who a ticket is for, as the caller may ask.
@@ -591,6 +591,8 @@ impl TicketDesk {
         change: TicketChange,
     ) -> AppResult<Outcome<Ticket>> {
         let account_id = caller.account_id;
+        // Armed before the COMMIT: a lost answer may hide a committed write.
+        let unsettled = self.cache.unsettled();
         let outcome = idempotency::transaction(
             &self.pool,
             budget,
@@ -623,6 +625,7 @@ impl TicketDesk {
                     // Nothing differs: no write, no record, the same etag.
                     return Ok(Written::Stored(current));
                 }
+                unsettled.writes(account_id, id, current.version);
                 let changeset =
                     TicketChangeset::between(&current, &decision.after, decision.deletes);
                 let stored = TicketRow::apply(conn, &current, &changeset).await?;
@@ -643,7 +646,32 @@ impl TicketDesk {
                 })
             }
         ).await?;
+        unsettled.settled();
+        if matches!(outcome, Outcome::Replay(StoredResponse::Success { .. })) {
+            self.refresh(account_id, id).await;
+        }
         Ok(self.finish(outcome).await)
+    }
+
+    /// Brings the cache to ticket `id` as committed, for the replay of a write that succeeded:
+    /// the first attempt's answer may have been lost before it updated the cache (the instance
+    /// stopped, or cut off from Redis). Best effort: a failure leaves the entry to its TTL.
+    async fn refresh(&self, account_id: AccountId, id: TicketId) {
+        let latest = async {
+            TicketRow::find_latest(&mut *db::connection(&self.pool).await?, account_id, id).await
+        };
+        match latest.await {
+            Ok(Some((ticket, false))) => self.cache.store(&ticket).await,
+            Ok(Some((ticket, true))) => {
+                self.cache
+                    .store_deleted(account_id, id, ticket.version)
+                    .await;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, ticket = %id, "a replayed write's ticket was not read to refresh the cache");
+            }
+        }
     }
 
     /// Adds a comment. Customers write public replies on their own tickets only; internal
@@ -661,6 +689,8 @@ impl TicketDesk {
             caller.require(Role::Agent)?;
         }
         let account_id = caller.account_id;
+        // Armed before the COMMIT: a lost answer may hide a committed write.
+        let unsettled = self.cache.unsettled();
         let outcome = idempotency::transaction(
             &self.pool,
             budget,
@@ -675,6 +705,7 @@ impl TicketDesk {
                         public,
                     })
                     .map_err(|rule| refused(&current, rule))?;
+                unsettled.writes(account_id, ticket_id, current.version);
                 let (author_user_id, author_api_key_id) = actor_columns(caller.actor());
                 let comment = NewComment {
                     id: comment_id,
@@ -704,13 +735,19 @@ impl TicketDesk {
             },
         )
         .await?;
+        unsettled.settled();
         Ok(match outcome {
             Outcome::Done((ticket, comment)) => {
                 self.cache.store(&ticket).await;
                 Outcome::Done(comment)
             }
             Outcome::Failed(error) => Outcome::Failed(error),
-            Outcome::Replay(stored) => Outcome::Replay(stored),
+            Outcome::Replay(stored) => {
+                if matches!(stored, StoredResponse::Success { .. }) {
+                    self.refresh(account_id, ticket_id).await;
+                }
+                Outcome::Replay(stored)
+            }
         })
     }
 

@@ -225,6 +225,28 @@ impl TicketRow {
             .transpose()
     }
 
+    /// The ticket `id` of `account_id` as last committed, deleted or not: `(ticket, deleted)`.
+    /// For bringing the cache to what a write committed when the write's own answer was lost.
+    pub async fn find_latest(
+        conn: &mut AsyncPgConnection,
+        account_id: AccountId,
+        id: TicketId,
+    ) -> AppResult<Option<(Ticket, bool)>> {
+        tickets::table
+            .inner_join(users::table.on(users::id.eq(tickets::requester_id)))
+            .filter(tickets::account_id.eq(account_id.as_uuid()))
+            .filter(tickets::id.eq(id.as_uuid()))
+            .select((Self::as_select(), users::email))
+            .first::<(Self, String)>(conn)
+            .await
+            .optional()?
+            .map(|(row, email)| {
+                let deleted = row.deleted_at.is_some();
+                Ok((row.into_domain(&email)?, deleted))
+            })
+            .transpose()
+    }
+
     /// Like [`TicketRow::find`], and locks the row (and its requester's, which the open-ticket
     /// limit also locks) until the transaction ends, so that a change is decided on the state it
     /// will change.

@@ -23,7 +23,9 @@ use tonic::Code;
 
 use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
 use crate::support::{
-    PATIENCE, TestApp, TestDatabase, redis_url, valid_create_request, violated_fields, wait_until,
+    PATIENCE, TestApp, TestDatabase, backends_waiting_on_locks, count_of, redis_url,
+    second_instance, sent_again_while_a_dependency_is_unavailable, valid_create_request,
+    violated_fields, wait_until, with_key,
 };
 
 async fn list(app: &TestApp, request: v1::ListTicketsRequest) -> v1::ListTicketsResponse {
@@ -659,6 +661,193 @@ async fn a_write_made_while_redis_was_cut_off_reaches_the_cache_once_redis_is_ba
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(app.get_ticket(&ticket.id).await.unwrap(), updated);
+}
+
+/// The advisory lock a deferred trigger waits for when a ticket update commits
+/// ([`hold_ticket_commits`]).
+const HELD_AT_COMMIT: i64 = 6_710;
+
+/// Makes every COMMIT of a ticket update in `database` wait until the returned connection lets
+/// go of [`HELD_AT_COMMIT`]: a deferred constraint trigger takes the lock when the transaction
+/// commits, so the update is written and its COMMIT sent, and PostgreSQL holds the answer.
+async fn hold_ticket_commits(database: &TestDatabase) -> diesel_async::AsyncPgConnection {
+    use diesel_async::SimpleAsyncConnection;
+    let mut conn = database.connect().await;
+    conn.batch_execute(&format!(
+        "CREATE FUNCTION held_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_advisory_xact_lock_shared({HELD_AT_COMMIT}); RETURN NULL; END $$; \
+         CREATE CONSTRAINT TRIGGER held_at_commit AFTER UPDATE ON tickets \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION held_at_commit(); \
+         SELECT pg_advisory_lock({HELD_AT_COMMIT})"
+    ))
+    .await
+    .expect("the commits of ticket updates are held");
+    conn
+}
+
+/// An app whose PostgreSQL is reached through the returned proxy.
+async fn with_postgres_through_a_proxy(
+    configure: impl FnOnce(&mut supportdesk::configuration::Settings),
+) -> (TestApp, TcpProxy) {
+    let database_url = crate::support::test_settings("unused").database.url;
+    let proxy = TcpProxy::start(socket_address_of(database_url.expose_secret())).await;
+    let app = TestApp::spawn_with(|settings| {
+        let url = url_through(settings.database.url.expose_secret(), proxy.address);
+        settings.database.url = url.into();
+        configure(settings);
+    })
+    .await;
+    (app, proxy)
+}
+
+/// UpdateTicket of `ticket`'s subject to `subject`.
+fn subject_update(ticket: &v1::Ticket, subject: &str) -> v1::UpdateTicketRequest {
+    v1::UpdateTicketRequest {
+        ticket: Some(v1::Ticket {
+            id: ticket.id.clone(),
+            subject: subject.to_owned(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["subject".to_owned()],
+        }),
+    }
+}
+
+/// Sends `request` (an update of `ticket`'s subject to `subject`) to `app`, whose PostgreSQL is
+/// behind `proxy`, so that its COMMIT reaches PostgreSQL and the answer never comes back: the
+/// connection is cut while PostgreSQL holds the commit, the call fails, and the commit then
+/// completes. Returns the call's status once PostgreSQL holds the change.
+async fn an_update_whose_commit_answer_is_lost(
+    app: &TestApp,
+    proxy: &TcpProxy,
+    request: tonic::Request<v1::UpdateTicketRequest>,
+    ticket: &v1::Ticket,
+    subject: &str,
+) -> tonic::Status {
+    let mut held = hold_ticket_commits(&app.database).await;
+    let mut tickets = app.tickets.clone();
+    let call = tokio::spawn(async move { tickets.update_ticket(request).await });
+    wait_until("the update's COMMIT waits", PATIENCE, async || {
+        backends_waiting_on_locks(&app.database).await == 1
+    })
+    .await;
+    proxy.cut();
+    let status = call
+        .await
+        .expect("joined")
+        .expect_err("the commit's answer was lost");
+    proxy.restore();
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({HELD_AT_COMMIT})"))
+        .execute(&mut held)
+        .await
+        .expect("the commit goes on");
+    let committed = format!(
+        "SELECT count(*) AS count FROM tickets WHERE id = '{}' AND subject = '{subject}'",
+        ticket.id
+    );
+    wait_until("the update is committed", PATIENCE, async || {
+        count_of(&app.database, &committed).await == 1
+    })
+    .await;
+    status
+}
+
+/// A write whose COMMIT answer was lost (the connection cut while PostgreSQL committed) may have
+/// committed: the instance invalidates the ticket's entry rather than leave the version before
+/// it, and its own next read (whose entry admission prefetched from Redis, still the old one)
+/// prefers what the instance knows.
+#[tokio::test]
+async fn an_update_whose_commit_answer_was_lost_is_read_as_committed_not_as_cached_before() {
+    let (app, proxy) = with_postgres_through_a_proxy(|_| {}).await;
+    let ticket = app.create_ticket("before the lost answer").await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let key = cache_key(&app, &ticket);
+    let raw: Vec<u8> = redis.get(&key).await.unwrap();
+    assert!(read_entry(&raw).is_some(), "the create cached the ticket");
+
+    let status = an_update_whose_commit_answer_is_lost(
+        &app,
+        &proxy,
+        app.as_admin(subject_update(&ticket, "after the lost answer")),
+        &ticket,
+        "after the lost answer",
+    )
+    .await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    let read = sent_again_while_a_dependency_is_unavailable(|| app.get_ticket(&ticket.id))
+        .await
+        .expect("read");
+    assert_eq!(read.subject, "after the lost answer");
+    let raw: Vec<u8> = redis.get(&key).await.unwrap();
+    let (_, cached) = read_entry(&raw).expect("an entry of this layout");
+    assert_eq!(
+        cached.expect("not a tombstone").subject.as_str(),
+        "after the lost answer",
+        "what every instance reads"
+    );
+}
+
+/// The client of a write whose answer was lost sends it again with its idempotency key; the
+/// replay, on another instance, brings the cache to the ticket as committed, even when the
+/// instance that wrote it never reaches Redis again (here: cut off from it).
+#[tokio::test]
+async fn the_replay_of_an_update_whose_commit_answer_was_lost_brings_the_cache_to_the_committed_ticket()
+ {
+    let redis_proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
+    let (app, proxy) = with_postgres_through_a_proxy(|settings| {
+        let url = url_through(settings.redis.url.expose_secret(), redis_proxy.address);
+        settings.redis.url = url.into();
+    })
+    .await;
+    let ticket = app.create_ticket("before the lost answer").await;
+    let mut settings = app.settings.clone();
+    settings.redis.url = redis_url().into();
+    settings.database.url = app.database.url();
+    let (channel, _other_instance) = second_instance(&settings).await;
+    let mut other = v1::ticket_service_client::TicketServiceClient::new(channel);
+    let key = uuid::Uuid::now_v7().to_string();
+    let request = || {
+        with_key(
+            app.as_admin(subject_update(&ticket, "after the lost answer")),
+            &key,
+        )
+    };
+    let read_there = async |other: &mut v1::ticket_service_client::TicketServiceClient<
+        tonic::transport::Channel,
+    >| {
+        other
+            .get_ticket(app.as_admin(v1::GetTicketRequest {
+                id: ticket.id.clone(),
+                ..Default::default()
+            }))
+            .await
+            .expect("read")
+            .into_inner()
+    };
+    assert_eq!(
+        read_there(&mut other).await.subject,
+        "before the lost answer"
+    );
+
+    redis_proxy.cut();
+    an_update_whose_commit_answer_is_lost(
+        &app,
+        &proxy,
+        request(),
+        &ticket,
+        "after the lost answer",
+    )
+    .await;
+    let replayed = other.update_ticket(request()).await.expect("replayed");
+    assert_eq!(replayed.into_inner().subject, "after the lost answer");
+
+    assert_eq!(
+        read_there(&mut other).await.subject,
+        "after the lost answer"
+    );
 }
 
 #[tokio::test]
