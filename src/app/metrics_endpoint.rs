@@ -2,20 +2,49 @@
 //! OpenMetrics text of the instance's [`Metrics`], or the classic Prometheus text to a scraper
 //! that asks for `text/plain`. Only the rendering is here; what is measured is
 //! `crate::telemetry::metrics`.
+//!
+//! The listener is bounded so that nothing a client does to it reaches the rest of the process:
+//! at most [`MAX_CONNECTIONS`] connections at once (further ones wait in the kernel's backlog,
+//! costing no descriptor of ours), a request's headers within [`HEADER_READ_TIMEOUT`] (which
+//! also bounds the wait for the next request on a kept-alive connection), and a connection on
+//! which no byte moves either way for [`IDLE_TIMEOUT`] (an answer its client does not read) is
+//! closed. Unbounded, half-sent requests used to hold a descriptor each until the process had
+//! none left and the gRPC port stopped accepting.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::metrics::Metrics;
+
+/// The most connections the listener holds at once: a few scrapers (Prometheus, its HA twin)
+/// and a person with curl, with room to spare, and a bound far below the process's descriptors.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// How long a client has to send a request's headers, counted from the first byte it is
+/// awaited (on a kept-alive connection, from the end of the answer before): a scraper sends
+/// them at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a connection may go with no byte read or written before it is closed: the answer
+/// is rendered in milliseconds, so only a client that stopped reading it waits this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The content type of `GET /metrics`.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -45,12 +74,18 @@ impl MetricsEndpoint {
     /// Answers `GET /metrics` with `metrics` until `stop`. Borrows the listener, so that the job
     /// runner can serve it again after a restart.
     pub async fn serve(&self, metrics: Metrics, stop: CancellationToken) {
+        let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
-            let stream = tokio::select! {
+            // A place first, then the connection: past the cap, clients wait in the backlog.
+            let (place, stream) = tokio::select! {
                 () = stop.cancelled() => return,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
+                accepted = async {
+                    let place = Arc::clone(&places).acquire_owned().await;
+                    (place, self.listener.accept().await)
+                } => match accepted {
+                    (Ok(place), Ok((stream, _))) => (place, stream),
+                    (Err(_closed), _) => return,
+                    (_, Err(error)) => {
                         tracing::warn!(%error, "metrics listener: accept failed");
                         continue;
                     }
@@ -62,13 +97,119 @@ impl MetricsEndpoint {
                 async move { Ok::<_, Infallible>(response) }
             });
             tokio::spawn(async move {
+                let _place = place;
+                let stream = Watched::new(stream);
+                let (accepted, activity) = (stream.accepted, Arc::clone(&stream.last_active));
                 let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), answer);
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, "metrics connection ended with an error");
+                tokio::select! {
+                    ended = connection => {
+                        if let Err(error) = ended {
+                            tracing::debug!(%error, "metrics connection ended with an error");
+                        }
+                    }
+                    () = idle(accepted, &activity) => {
+                        tracing::debug!("metrics connection closed: idle for {IDLE_TIMEOUT:?}");
+                    }
                 }
             });
         }
+    }
+}
+
+/// Returns once no byte has moved for [`IDLE_TIMEOUT`] on the connection accepted at `accepted`
+/// whose activity `last_active` notes.
+async fn idle(accepted: Instant, last_active: &AtomicU64) {
+    loop {
+        let last = accepted + Duration::from_millis(last_active.load(Ordering::Relaxed));
+        let deadline = last + IDLE_TIMEOUT;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// A connection that notes when a byte last moved (milliseconds since it was accepted).
+struct Watched {
+    stream: TcpStream,
+    accepted: Instant,
+    last_active: Arc<AtomicU64>,
+}
+
+impl Watched {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            accepted: Instant::now(),
+            last_active: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn moved(&self) {
+        let since = u64::try_from(self.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_active.store(since, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.moved();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
+            self.moved();
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
+            self.moved();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
     }
 }
 

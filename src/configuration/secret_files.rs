@@ -4,8 +4,9 @@
 //! `/proc/<pid>/environ`, `docker inspect` and crash reports can show it.
 //!
 //! The rules, checked at start-up with every other setting: setting both `NAME` and `NAME_FILE`
-//! is refused naming both; a file that is missing, unreadable, not UTF-8 or empty is refused
-//! naming the setting and the path, never the content; one trailing newline (`\n` or `\r\n`,
+//! is refused naming both; a file that is missing, unreadable, larger than 64 KiB (read no
+//! further: `/dev/zero` by mistake), not UTF-8 or empty is refused naming the setting and the
+//! path, never the content; one trailing newline (`\n` or `\r\n`,
 //! what `echo` and editors add) is trimmed, and nothing else is.
 
 use std::collections::HashMap;
@@ -30,6 +31,10 @@ pub const SECRET_SETTINGS: [&str; 15] = [
     "STORAGE_SECRET_ACCESS_KEY",
     "WEBHOOK_ENDPOINT_SECRETS_KEY",
 ];
+
+/// The largest secret file read: far above any secret (a database URL, a list of page-token
+/// keys), far below what would hurt the process.
+const MAX_SECRET_FILE_BYTES: usize = 64 * 1024;
 
 /// The suffix of the variable naming a secret's file.
 pub const FILE_SUFFIX: &str = "_FILE";
@@ -107,7 +112,23 @@ impl SecretValues {
 /// The secret in the file at `path`: its content less one trailing newline. The error says what
 /// is wrong with the file, never what is in it.
 fn read_secret_file(path: &str) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|error| format!("cannot read the file: {error}"))?;
+    use std::io::Read as _;
+    let cannot_read = |error: std::io::Error| format!("cannot read the file: {error}");
+    let mut bytes = Vec::new();
+    // Read one byte past the cap, never the whole file: a path naming /dev/zero or a log
+    // file by mistake must stop the start with a message, not fill the memory.
+    std::fs::File::open(path)
+        .map_err(cannot_read)?
+        .take(MAX_SECRET_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "the file is larger than {} KiB: a secret is a few hundred bytes at most, so this \
+             is not the secret's file",
+            MAX_SECRET_FILE_BYTES / 1024
+        ));
+    }
     let mut text = String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_owned())?;
     if text.ends_with('\n') {
         text.pop();
@@ -400,6 +421,33 @@ mod tests {
             );
             assert!(!problems[0].contains("secret-bytes"), "{problems:?}");
         }
+    }
+
+    #[test]
+    fn an_oversized_secret_file_is_refused_naming_the_setting_before_it_is_read_whole() {
+        // A regular file a byte over the cap, then a device that never ends: /dev/zero used to
+        // be read until the process ran out of memory at start.
+        const CAP: usize = 64 * 1024;
+        let oversized = secret_file(&vec![b'k'; CAP + 1]);
+        let at_the_cap = secret_file(&vec![b'k'; CAP]);
+        for path in [path_of(&oversized).as_str(), "/dev/zero"] {
+            let problems = settings_with(&["JWT_SECRET"], &[("JWT_SECRET_FILE", path.to_owned())])
+                .expect_err("a secret file over the cap")
+                .problems;
+            assert_eq!(
+                problems,
+                [format!(
+                    "JWT_SECRET_FILE={path:?}: the file is larger than 64 KiB: a secret is a few \
+                     hundred bytes at most, so this is not the secret's file"
+                )]
+            );
+        }
+        let settings = settings_with(
+            &["JWT_SECRET"],
+            &[("JWT_SECRET_FILE", path_of(&at_the_cap))],
+        )
+        .expect("a file of exactly the cap is read");
+        assert_eq!(settings.auth.jwt_secret.expose_secret().len(), CAP);
     }
 
     #[test]

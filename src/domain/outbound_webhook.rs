@@ -267,7 +267,7 @@ impl fmt::Display for AddressRefusal {
 
 /// The addresses a delivery may connect to: every public address, and none of the loopback,
 /// private, link-local, metadata, multicast, unspecified or reserved ones (IPv4, IPv6, and IPv4
-/// written as IPv6) unless an allowed network (`OUTBOUND_WEBHOOK_ALLOW_NETWORKS`, for local runs
+/// written as IPv6 or carried by 6to4 and Teredo) unless an allowed network (`OUTBOUND_WEBHOOK_ALLOW_NETWORKS`, for local runs
 /// and tests) contains it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AddressPolicy {
@@ -296,7 +296,9 @@ impl AddressPolicy {
 }
 
 /// An IPv4 address written as IPv6 (`::ffff:a.b.c.d`, `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`),
-/// as the IPv4 address it reaches.
+/// or carried by a tunnel (6to4 `2002:AABB:CCDD::/48`, whose packets go to that IPv4 address;
+/// Teredo `2001:0::/32`, whose packets go to the client's IPv4 address, stored inverted in the
+/// last 32 bits), as the IPv4 address it reaches.
 fn canonical(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
@@ -317,8 +319,16 @@ fn canonical(address: IpAddr) -> IpAddr {
             let nat64 = segments[0] == 0x64
                 && segments[1] == 0xff9b
                 && segments[2..6].iter().all(|segment| *segment == 0);
+            let six_to_four = segments[0] == 0x2002;
+            let teredo = segments[0] == 0x2001 && segments[1] == 0;
             if compatible || nat64 {
                 IpAddr::V4(embedded)
+            } else if six_to_four {
+                IpAddr::V4(Ipv4Addr::from(
+                    (u32::from(segments[1]) << 16) | u32::from(segments[2]),
+                ))
+            } else if teredo {
+                IpAddr::V4(Ipv4Addr::from(!u32::from(embedded)))
             } else {
                 address
             }
@@ -723,6 +733,44 @@ mod tests {
             "::ffff:10.0.0.1",
         ] {
             assert!(refused(internal), "{internal} should be refused");
+        }
+    }
+
+    #[test]
+    fn six_to_four_and_teredo_addresses_are_judged_by_the_ipv4_address_they_embed() {
+        // 6to4 (2002:AABB:CCDD::/48) carries its IPv4 address in bits 16-47; Teredo
+        // (2001:0::/32) the client's, inverted, in the last 32 bits (RFC 4380).
+        for (internal, refusal) in [
+            (
+                "2002:7f00:1::",
+                AddressRefusal::Loopback("127.0.0.1".parse().unwrap()),
+            ),
+            (
+                "2002:a9fe:a9fe::1",
+                AddressRefusal::Metadata("169.254.169.254".parse().unwrap()),
+            ),
+            (
+                "2002:0a00:0001:ffff::",
+                AddressRefusal::Private("10.0.0.1".parse().unwrap()),
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:80ff:fffe",
+                AddressRefusal::Loopback("127.0.0.1".parse().unwrap()),
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:5601:5601",
+                AddressRefusal::Metadata("169.254.169.254".parse().unwrap()),
+            ),
+        ] {
+            assert_eq!(
+                AddressPolicy::default().admit(internal.parse().unwrap()),
+                Err(refusal),
+                "{internal}"
+            );
+        }
+        // A public IPv4 address behind either form is as public as itself.
+        for public in ["2002:0808:0808::1", "2001:0:4136:e378:8000:63bf:f7f7:f7f7"] {
+            assert!(!refused(public), "{public} should be admitted");
         }
     }
 

@@ -6,8 +6,9 @@
 //!    reflection as infrastructure) counts against the client IP's quota and goes on;
 //! 2. any other call must bring a credential, checked without I/O ([`Authenticator::verify`]):
 //!    a missing, malformed, forged or expired one is UNAUTHENTICATED before any pool is touched;
-//!    every failed authentication but a missing credential costs one Redis round trip, counting
-//!    it against the client IP's `auth-failure` quota: past it, RESOURCE_EXHAUSTED;
+//!    a malformed, forged or unknown one costs one Redis round trip, counting it against the
+//!    client IP's `auth-failure` quota: past it, RESOURCE_EXHAUSTED (a genuine credential that
+//!    expired or was ended is not counted: `failed_authentication`);
 //! 3. one Redis script counts the call against the caller's declared quota and reads the
 //!    caller's state ([`crate::auth::principals`]), and what the RPC declares to prefetch (for
 //!    GetTicket, the ticket's cache entry, found through the request's `id`: the unary request
@@ -15,8 +16,8 @@
 //!    An access token's session revocation marker is read in the same `MGET`: a session that
 //!    has ended (logout, password reset) is UNAUTHENTICATED `SESSION_REVOKED` at once;
 //! 4. the caller is resolved from that state, or from PostgreSQL when Redis had none
-//!    ([`Authenticator::resolve`]): a deactivated user or revoked key is UNAUTHENTICATED (and
-//!    counted as in 2). An API key Redis does not know, from a client over its `auth-failure`
+//!    ([`Authenticator::resolve`]): a deactivated user or revoked key is UNAUTHENTICATED (not
+//!    counted), an unknown key too (counted as in 2). An API key Redis does not know, from a client over its `auth-failure`
 //!    quota, is refused before PostgreSQL is asked (the script of 3 looks at that quota too);
 //! 5. a caller below the RPC's declared least `role` is PERMISSION_DENIED, so each role rule is
 //!    written once, beside its RPC;
@@ -284,20 +285,24 @@ async fn admit(gate: &Gate, presented: Presented) -> Result<Admitted, Response<B
     })
 }
 
-/// The answer to a credential that did not authenticate (malformed, forged, expired, unknown,
-/// revoked, of a deactivated user): counted against the client's failed-authentication quota,
-/// which costs it one Redis round trip and nothing else; past the quota the answer is
-/// RESOURCE_EXHAUSTED instead of UNAUTHENTICATED. A call without any credential is no attempt
-/// to authenticate and is not counted.
+/// The answer to a credential that did not authenticate. Only a guess is counted against the
+/// client's failed-authentication quota (one Redis round trip, nothing else; past the quota the
+/// answer is RESOURCE_EXHAUSTED instead of UNAUTHENTICATED): a malformed or forged credential,
+/// an unknown API key, a token naming no user of its account (`INVALID_CREDENTIALS`). A
+/// genuine credential that no longer lets its holder in (expired, of an ended session, a
+/// revoked key, a deactivated user) is nobody guessing: counted, it would turn its neighbours
+/// behind one NAT into RESOURCE_EXHAUSTED, a client that should refresh into one that stops, and
+/// bar their uncached API keys; its refusal is read from memory or Redis. A call without any
+/// credential is no attempt to authenticate and is not counted either.
 async fn failed_authentication(
     limiter: &RateLimiter,
     client: &Subject,
     error: AppError,
 ) -> Response<Body> {
-    if matches!(
+    if !matches!(
         error,
         AppError::Unauthenticated {
-            reason: Reason::MissingCredentials,
+            reason: Reason::InvalidCredentials,
             ..
         }
     ) {

@@ -2,7 +2,7 @@
 //! against the quota its declaration names (health and reflection against none), per caller
 //! when there is one (user or API key), per client IP otherwise. The client IP is the TCP peer,
 //! or, when the peer is a trusted proxy (Envoy: an address or a network of `TRUSTED_PROXIES`),
-//! the address it appended to `x-forwarded-for`.
+//! the address it appended to `x-forwarded-for`, and nothing before it.
 //! Allowed responses carry the IETF `ratelimit` and `ratelimit-policy` fields so clients can
 //! pace themselves; refused ones are RESOURCE_EXHAUSTED with `retry-after` as well.
 
@@ -29,8 +29,11 @@ pub(super) fn policy_for(method: Option<&Method>) -> Option<Policy> {
 }
 
 /// The client's address: the peer, unless the peer is a trusted proxy (in one of the `trusted`
-/// networks), in which case the right-most address of `x-forwarded-for` that is not itself a
-/// trusted proxy.
+/// networks), in which case the last address of `x-forwarded-for`: the one Envoy appended (its
+/// own TCP peer). Nothing left of it is believed, not even past addresses inside the trusted
+/// networks: a client inside them (the example overlay trusts all of 10.0.0.0/8) would
+/// otherwise be skipped as a proxy, and the address it wrote itself taken as its own. When the
+/// last entry is no address, Envoy did not write it, and the peer is the client.
 pub fn client_ip(
     peer: Option<IpAddr>,
     forwarded_for: Option<&str>,
@@ -46,8 +49,8 @@ pub fn client_ip(
     };
     forwarded_for
         .rsplit(',')
-        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-        .find(|hop| !is_trusted(hop))
+        .next()
+        .and_then(|hop| hop.trim().parse::<IpAddr>().ok())
         .or(Some(peer))
 }
 
@@ -125,7 +128,12 @@ mod tests {
         assert_eq!(
             client_ip(Some(envoy), Some("10.9.9.9, 203.0.113.7"), &trusted),
             Some(client),
-            "the right-most untrusted hop, not a spoofable left-most one"
+            "the hop Envoy appended, not a spoofable left-most one"
+        );
+        assert_eq!(
+            client_ip(Some(envoy), Some("203.0.113.7, not-an-address"), &trusted),
+            Some(envoy),
+            "a last entry Envoy did not write"
         );
         assert_eq!(
             client_ip(Some(stranger), Some("203.0.113.7"), &trusted),
@@ -136,7 +144,7 @@ mod tests {
     }
 
     #[test]
-    fn every_address_of_a_trusted_network_is_a_trusted_proxy() {
+    fn every_address_of_a_trusted_network_is_a_trusted_proxy_and_only_its_last_hop_is_believed() {
         // Envoy's pods in Kubernetes: addresses of the pod network, not known in advance.
         let pods: ipnet::IpNet = "10.0.0.0/8".parse().unwrap();
         let envoy: IpAddr = "10.42.7.19".parse().unwrap();
@@ -145,8 +153,8 @@ mod tests {
         let client: IpAddr = "203.0.113.7".parse().unwrap();
         assert_eq!(
             client_ip(Some(envoy), Some("203.0.113.7, 10.42.3.4"), &[pods]),
-            Some(client),
-            "hops inside the network are proxies too"
+            Some(other_envoy),
+            "a client inside the network is that address, whatever it wrote before it"
         );
         assert_eq!(
             client_ip(Some(other_envoy), Some("203.0.113.7"), &[pods]),

@@ -775,6 +775,84 @@ async fn an_expired_access_token_is_refused_as_expired_so_the_client_refreshes()
 }
 
 #[tokio::test]
+async fn expired_and_ended_sessions_tokens_behind_one_address_never_spend_its_failed_authentications()
+ {
+    let app = TestApp::spawn_with(|settings| {
+        settings.rate_limits.auth_failure = supportdesk::configuration::RateQuota {
+            count: 3,
+            window: Duration::from_secs(3600),
+        };
+    })
+    .await;
+    // A carrier's NAT: every client below comes from this one address.
+    let shared = "203.0.113.77";
+    let from_shared = |token: &str| {
+        let mut request = with_token(token, v1::GetCurrentUserRequest {});
+        request
+            .metadata_mut()
+            .insert("x-forwarded-for", shared.parse().unwrap());
+        request
+    };
+    let account = app.admin.account_id.to_string();
+    let two_hours_ago = chrono::Utc::now().timestamp() - 7200;
+    let ended = crate::support::log_in(&app.auth, &app.admin.account_slug, &app.admin.email).await;
+    app.auth
+        .clone()
+        .logout(ended.request(v1::LogoutRequest {}))
+        .await
+        .expect("logged out");
+    for attempt in 0..10 {
+        // Genuine tokens, each a fresh one, so nothing is remembered of the one before.
+        let expired = signed_token(&claims_for(&app.admin, &account, two_hours_ago - attempt));
+        let status = app
+            .users
+            .clone()
+            .get_current_user(from_shared(&expired))
+            .await
+            .expect_err("expired");
+        assert_eq!(status.code(), Code::Unauthenticated, "attempt {attempt}");
+        assert_reason(&status, Reason::TokenExpired);
+        let status = app
+            .users
+            .clone()
+            .get_current_user(from_shared(&ended.access_token))
+            .await
+            .expect_err("logged out");
+        assert_eq!(status.code(), Code::Unauthenticated, "attempt {attempt}");
+        assert_reason(&status, Reason::SessionRevoked);
+    }
+
+    // Nothing was counted in Redis, where every instance would see it...
+    let mut redis = redis::Client::open(redis_url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    let counted: Option<String> = redis
+        .get(format!("{}rl:auth-failure:ip:{shared}", app.redis_prefix))
+        .await
+        .expect("read");
+    assert_eq!(counted, None, "no failure was counted for the address");
+    // ...so the address still has its whole quota for what is counted: forged tokens.
+    for attempt in 0..3 {
+        let status = app
+            .users
+            .clone()
+            .get_current_user(from_shared(&format!("sd_live_{attempt:0>43}")))
+            .await
+            .expect_err("an unknown key");
+        assert_reason(&status, Reason::InvalidCredentials);
+    }
+    let status = app
+        .users
+        .clone()
+        .get_current_user(from_shared("not-a-token"))
+        .await
+        .expect_err("past the quota");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+}
+
+#[tokio::test]
 async fn a_token_issued_in_the_future_is_refused() {
     let app = TestApp::spawn().await;
     let account = app.admin.account_id.to_string();

@@ -687,6 +687,72 @@ async fn an_internal_address_is_refused_when_registered_unless_the_operator_allo
 }
 
 #[tokio::test]
+async fn a_6to4_or_teredo_address_embedding_an_internal_ipv4_address_is_never_registered_or_dialled()
+ {
+    // 2002:7f00:1:: is 6to4 for 127.0.0.1, 2002:a9fe:a9fe:: for the metadata address; the
+    // Teredo address carries 127.0.0.1 inverted in its last 32 bits.
+    let (app, seam) = delivering_app(|settings| {
+        settings.outbound_webhooks.allow_networks = Vec::new();
+        settings.outbound_webhooks.resolve.insert(
+            "six-to-four.test".to_owned(),
+            vec!["2002:a9fe:a9fe::".parse().unwrap()],
+        );
+    })
+    .await;
+    for url in [
+        "http://[2002:7f00:1::]/",
+        "http://[2002:a9fe:a9fe::1]:8080/latest/meta-data",
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+    ] {
+        let refused = endpoints(&app)
+            .create_webhook_endpoint(keyed(app.as_admin(v1::CreateWebhookEndpointRequest {
+                webhook_endpoint: Some(v1::WebhookEndpoint {
+                    url: url.to_owned(),
+                    ..Default::default()
+                }),
+            })))
+            .await
+            .expect_err(url);
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{url}");
+        assert_eq!(
+            crate::support::violated_fields(&refused),
+            ["webhook_endpoint.url"],
+            "{url}"
+        );
+    }
+    let (endpoint, _) = register(&app, "http://six-to-four.test/hook", &["ticket.created"]).await;
+    app.create_ticket("Tunnel to the metadata").await;
+    wait_until("the refused attempt is recorded", PATIENCE, || async {
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM webhook_delivery_attempts \
+                 WHERE endpoint_id = '{}' AND http_status IS NULL \
+                   AND error LIKE '%the cloud metadata address%'",
+                endpoint.id
+            ),
+        )
+        .await
+            >= 1
+    })
+    .await;
+    assert!(
+        seam.asked.lock().unwrap().is_empty(),
+        "the policy refused before the dial seam was asked: {:?}",
+        seam.asked.lock().unwrap()
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM webhook_endpoints"
+        )
+        .await,
+        1,
+        "only the host name was registered"
+    );
+}
+
+#[tokio::test]
 async fn a_redirect_is_never_followed() {
     let receiver = WebhookReceiver::start().await;
     let (app, seam) = delivering_app(|_| {}).await;

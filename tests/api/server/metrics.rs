@@ -194,6 +194,102 @@ async fn only_get_metrics_is_served_on_the_metrics_listener() {
     assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
 }
 
+/// The connections the metrics listener holds open (accepted: a descriptor of this process,
+/// local port the listener's; those still in the kernel's backlog have none).
+fn metrics_connections_held(port: u16) -> usize {
+    super::transport::established_sockets_on_local_port(port)
+        .iter()
+        .filter(|inode| super::transport::descriptor_of_socket(inode).is_some())
+        .count()
+}
+
+/// What the server sends on `stream` until it closes it, or `None` if it has not within
+/// `PATIENCE`.
+async fn read_until_closed(mut stream: tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut received = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        let mut buffer = [0_u8; 8192];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => received.extend_from_slice(&buffer[..read]),
+            }
+        }
+    })
+    .await
+    .ok()?;
+    Some(received)
+}
+
+#[tokio::test]
+async fn half_sent_scrapes_hold_at_most_the_cap_of_connections_and_are_cut_off() {
+    use tokio::io::AsyncWriteExt as _;
+    const CAP: usize = 32;
+    let app = TestApp::spawn_with(with_metrics).await;
+    let address = app.metrics_address.expect("metrics are on");
+    let mut half_sent = Vec::new();
+    for _ in 0..CAP + 16 {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\n")
+            .await
+            .expect("the first header lines");
+        half_sent.push(stream);
+    }
+    let mut readers = tokio::task::JoinSet::new();
+    for stream in half_sent {
+        readers.spawn(read_until_closed(stream));
+    }
+    let closed = tokio::spawn(readers.join_all());
+    let mut most_held = 0;
+    while !closed.is_finished() {
+        let held = metrics_connections_held(address.port());
+        most_held = most_held.max(held);
+        assert!(
+            held <= CAP,
+            "the metrics listener holds {held} connections, over its cap of {CAP}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let closed = closed.await.expect("the readers");
+    assert!(
+        closed.iter().all(Option::is_some),
+        "{} of {} connections that never finished their headers were left open",
+        closed.iter().filter(|received| received.is_none()).count(),
+        closed.len()
+    );
+    assert_eq!(most_held, CAP, "the cap was reached, and held");
+    let response = reqwest::get(format!("http://{address}/metrics"))
+        .await
+        .expect("a scrape after them");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_kept_alive_metrics_connection_that_goes_quiet_is_closed() {
+    use tokio::io::AsyncWriteExt as _;
+    let app = TestApp::spawn_with(with_metrics).await;
+    let address = app.metrics_address.expect("metrics are on");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\n\r\n")
+        .await
+        .expect("a whole request");
+    let received = read_until_closed(stream)
+        .await
+        .expect("the server closes a connection that stays quiet after its answer");
+    assert!(
+        received.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{}",
+        String::from_utf8_lossy(&received[..received.len().min(200)])
+    );
+}
+
 /// The series of RPC `method` answered with `code`.
 fn rpcs(method: &str, code: &str) -> String {
     format!(r#"supportdesk_rpc_requests_total{{method="/supportdesk.v1.{method}",code="{code}"}}"#)

@@ -481,6 +481,68 @@ async fn an_attacker_rotating_through_the_addresses_of_one_ipv6_network_is_one_a
     );
 }
 
+/// Every address but those of `excluded`: the networks that, together with it, cover the whole
+/// address space (one per bit of its prefix, each the prefix up to that bit with the bit
+/// flipped).
+fn all_but(excluded: ipnet::Ipv6Net) -> Vec<ipnet::IpNet> {
+    let bits = u128::from(excluded.network());
+    (0..excluded.prefix_len())
+        .map(|length| {
+            let flipped = (bits ^ (1u128 << (127 - length))) & !(u128::MAX >> (length + 1));
+            ipnet::IpNet::V6(
+                ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(flipped), length + 1).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_client_inside_the_trusted_network_cannot_choose_its_address_with_x_forwarded_for() {
+    // As in the example overlay, whose TRUSTED_PROXIES (10.0.0.0/8) holds Envoy's pods and
+    // every client inside the cluster: here every IPv4 address (Envoy appends this host's own,
+    // not 127.0.0.1) and every IPv6 address but the documentation network the client claims.
+    let claimed: ipnet::Ipv6Net = "2001:db8::/32".parse().unwrap();
+    let app = TestApp::spawn_with(|settings| {
+        settings.rate_limits.public = quota(3, 3600);
+        settings.rate_limits.trusted_proxies = ["127.0.0.0/8", "::1/128", "0.0.0.0/0"]
+            .into_iter()
+            .map(|network| network.parse().unwrap())
+            .chain(all_but(claimed))
+            .collect();
+    })
+    .await;
+    let envoy = Envoy::start_in_front_of(app.address.port()).await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for network in 1..=6 {
+        // A fresh /64 each time: counted by what it claims, each would be a quota of its own.
+        let response = http
+            .post(envoy.url("/v1/auth:refresh"))
+            .header("x-forwarded-for", format!("2001:db8:{network}::1"))
+            .json(&serde_json::json!({ "refresh_token": "not-a-refresh-token" }))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status());
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let body: serde_json::Value = response.json().await.unwrap();
+            let text = body.to_string();
+            assert!(
+                !text.contains("2001:db8"),
+                "counted against the hop Envoy appended, not the claimed address: {text}"
+            );
+        }
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .map(|status| *status == StatusCode::TOO_MANY_REQUESTS)
+            .collect::<Vec<_>>(),
+        [false, false, false, true, true, true],
+        "one client, one quota of 3, whatever it claims: {statuses:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_shared_address_is_not_blocked_by_one_attackers_name_but_stops_a_sweep_of_names() {
     let app = TestApp::spawn_with(|settings| {

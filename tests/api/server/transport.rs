@@ -6,7 +6,7 @@ use crate::support::TestApp;
 
 /// The inodes of this process's established TCP sockets whose local port is `port`, read from
 /// `/proc/self/net/tcp{,6}` (addresses and ports in hex, state 01 = ESTABLISHED).
-fn established_sockets_on_local_port(port: u16) -> Vec<String> {
+pub(crate) fn established_sockets_on_local_port(port: u16) -> Vec<String> {
     let mut inodes = Vec::new();
     for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
         let text = std::fs::read_to_string(table).unwrap_or_default();
@@ -25,7 +25,7 @@ fn established_sockets_on_local_port(port: u16) -> Vec<String> {
 }
 
 /// The file descriptor of this process that holds the socket `inode`.
-fn descriptor_of_socket(inode: &str) -> Option<i32> {
+pub(crate) fn descriptor_of_socket(inode: &str) -> Option<i32> {
     let wanted = format!("socket:[{inode}]");
     std::fs::read_dir("/proc/self/fd")
         .ok()?
