@@ -219,6 +219,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         done_at -> Nullable<Timestamptz>,
+        batch_failures -> Int4,
+        claims_without_progress -> Int4,
     }
 }
 

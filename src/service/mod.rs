@@ -32,7 +32,7 @@ pub use billing::{Billing, Completed, CompleterPolicy, NewChargeRequest};
 pub use dashboard::Dashboard;
 pub use notification_worker::NotificationWorkers;
 pub use notifications::{EmailEventReceipt, Notifications, SvixHeaders};
-pub use operation_worker::{BATCH_MAX_FAILURES, OperationWorkers};
+pub use operation_worker::{BATCH_MAX_FAILURES, CLAIMS_WITHOUT_PROGRESS_MAX, OperationWorkers};
 pub use operations::Operations;
 pub use password_reset::PasswordResets;
 pub use reconciliation::{ReconciliationPolicy, ReconciliationReport};

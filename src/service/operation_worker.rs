@@ -8,10 +8,18 @@
 //!
 //! A failed batch is tried again after a pause that doubles from `OPERATION_POLL_INTERVAL_MS` to
 //! half the lease, the worker holding the operation meanwhile (its lease renewed, the cancel flag
-//! read). A batch that fails [`BATCH_MAX_FAILURES`] times in a row while PostgreSQL answers is
-//! poisoned (a row the database refuses every time): the operation ends FAILED, naming its rows,
-//! and the batches before it stay imported. PostgreSQL out of reach says nothing about the batch:
-//! that is retried for as long as it lasts.
+//! read). Each failed attempt is recorded on the operation's row by the renewal that follows it,
+//! so the count belongs to the batch, not to the worker that saw it: a worker that stops, crashes
+//! or loses its lease leaves it to the next. A batch whose failures reach [`BATCH_MAX_FAILURES`]
+//! is poisoned (a row the database refuses every time): the operation ends FAILED, naming its
+//! rows, and the batches before it stay imported. An attempt counts whatever its error (an
+//! UNAVAILABLE too) once PostgreSQL answers the renewal after it; PostgreSQL out of reach says
+//! nothing about the batch, and is waited out for as long as it lasts.
+//!
+//! A batch that never fails but never commits either (it crashes its worker, or outlives its
+//! lease every time) is caught at the claim: an operation claimed more than
+//! [`CLAIMS_WITHOUT_PROGRESS_MAX`] times since its last committed batch, by workers that did not
+//! give it back cleanly, fails naming the batch.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -47,6 +55,12 @@ const INTERNAL: i32 = 13;
 /// rows again. What marks a poisoned batch is that it fails every time; five attempts over about
 /// fifteen seconds (at the default poll interval) outlast any deadlock or lock queue.
 pub const BATCH_MAX_FAILURES: u32 = 5;
+
+/// How many claims since the last committed batch may end without that batch committing and
+/// without the operation given back cleanly (a worker killed, hung, or overtaken when its lease
+/// ran out) before the next claim fails the operation instead of running it. A shutdown's
+/// give-back does not count, so rolling deploys never use these up.
+pub const CLAIMS_WITHOUT_PROGRESS_MAX: u32 = 5;
 
 /// How long a worker waits before it tries to finish an operation again (the database away).
 const FINISH_RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -92,6 +106,8 @@ struct Settled {
 enum Hold {
     Held {
         cancel_requested: bool,
+        /// The failed attempts at the current batch recorded on the row, every worker's.
+        batch_failures: u32,
     },
     /// Another worker claimed it, or it is no longer running.
     Lost,
@@ -103,6 +119,8 @@ enum Hold {
 enum Pause {
     /// Try the batch again.
     Retry,
+    /// The batch has failed [`BATCH_MAX_FAILURES`] times in all (this many): fail the import.
+    Poisoned(u32),
     /// A cancellation was asked for: end the operation CANCELLED.
     Cancel,
     /// Shut down, or the operation went to another worker.
@@ -223,10 +241,25 @@ impl OperationWorkers {
         let mut rows_imported = operation.rows_imported;
         let mut cancel_requested = operation.cancel_requested;
         let batch_rows = usize::try_from(self.settings.import_batch_rows).unwrap_or(1);
-        // Failed attempts at the batch at `position`: all of them (they set the pause), and
-        // those PostgreSQL answered (they end the import at `BATCH_MAX_FAILURES`).
-        let mut failed_attempts: u32 = 0;
-        let mut failures_while_reachable: u32 = 0;
+        let batch_at = |position: usize| {
+            &rows[position.min(rows.len())..rows.len().min(position + batch_rows)]
+        };
+        if claimed.claims_without_progress > CLAIMS_WITHOUT_PROGRESS_MAX && position < rows.len() {
+            tracing::error!(
+                operation = %operation.id.name(),
+                claims = claimed.claims_without_progress - 1,
+                "an import batch was taken up again and again and never committed; the operation fails"
+            );
+            let failure = stalled_batch(
+                batch_at(position),
+                &rows,
+                claimed.claims_without_progress - 1,
+                rows_imported,
+            );
+            return self.fail(worker, operation.id, &failure, stop).await;
+        }
+        // Failed attempts at the batch at `position`, every worker's (they set the pause).
+        let mut failed_attempts: u32 = claimed.batch_failures;
         loop {
             // Every row settled: a cancellation asked for during the last batch came too late to
             // stop anything, and reporting CANCELLED would hide that the import is whole.
@@ -243,7 +276,7 @@ impl OperationWorkers {
             if stop.is_cancelled() {
                 return Ran::Stopped;
             }
-            let batch = &rows[position..rows.len().min(position + batch_rows)];
+            let batch = batch_at(position);
             match self
                 .import_batch(
                     worker,
@@ -260,7 +293,6 @@ impl OperationWorkers {
                     rows_imported += settled.imported;
                     cancel_requested = settled.cancel_requested;
                     failed_attempts = 0;
-                    failures_while_reachable = 0;
                     heartbeat();
                 }
                 Err(BatchError::LostLease) => {
@@ -269,20 +301,6 @@ impl OperationWorkers {
                 }
                 Err(BatchError::App(error)) => {
                     failed_attempts = failed_attempts.saturating_add(1);
-                    if !matches!(error, AppError::Unavailable { .. }) {
-                        failures_while_reachable += 1;
-                    }
-                    if failures_while_reachable >= BATCH_MAX_FAILURES {
-                        tracing::error!(
-                            operation = %operation.id.name(),
-                            error = ?anyhow::Error::from(error),
-                            attempts = failures_while_reachable,
-                            "an import batch failed every time; the operation fails"
-                        );
-                        let failure =
-                            poisoned_batch(batch, &rows, failures_while_reachable, rows_imported);
-                        return self.fail(worker, operation.id, &failure, stop).await;
-                    }
                     let pause = self.retry_pause(failed_attempts);
                     tracing::warn!(
                         operation = %operation.id.name(),
@@ -296,6 +314,16 @@ impl OperationWorkers {
                         .await
                     {
                         Pause::Retry => {}
+                        Pause::Poisoned(failures) => {
+                            tracing::error!(
+                                operation = %operation.id.name(),
+                                error = ?anyhow::Error::from(error),
+                                attempts = failures,
+                                "an import batch failed every time; the operation fails"
+                            );
+                            let failure = poisoned_batch(batch, &rows, failures, rows_imported);
+                            return self.fail(worker, operation.id, &failure, stop).await;
+                        }
                         Pause::Cancel => cancel_requested = true,
                         Pause::Stop => return Ran::Stopped,
                     }
@@ -315,9 +343,11 @@ impl OperationWorkers {
             .min(longest)
     }
 
-    /// Waits `pause` between two attempts at a failed batch while holding the operation: the
-    /// lease is renewed before the pause (the failed attempt may have used most of it) and after
-    /// it (the next attempt gets a whole lease), and each renewal reads the cancel flag.
+    /// Waits `pause` after a failed attempt at a batch while holding the operation: the lease is
+    /// renewed before the pause (the failed attempt may have used most of it), recording the
+    /// failure, and after it (the next attempt gets a whole lease); each renewal reads the cancel
+    /// flag. Poisoned instead of a pause once the recorded failures reach
+    /// [`BATCH_MAX_FAILURES`].
     async fn pause_holding(
         &self,
         worker: Uuid,
@@ -326,44 +356,53 @@ impl OperationWorkers {
         stop: &CancellationToken,
         heartbeat: &Progress,
     ) -> Pause {
-        match self.renew_lease(worker, id, heartbeat).await {
+        match self.renew_lease(worker, id, true, heartbeat).await {
             Hold::Held {
                 cancel_requested: true,
+                ..
             } => return Pause::Cancel,
-            Hold::Lost => return Pause::Stop,
-            Hold::Held {
-                cancel_requested: false,
+            Hold::Held { batch_failures, .. } if batch_failures >= BATCH_MAX_FAILURES => {
+                return Pause::Poisoned(batch_failures);
             }
-            | Hold::Unknown => {}
+            Hold::Lost => return Pause::Stop,
+            Hold::Held { .. } | Hold::Unknown => {}
         }
         tokio::select! {
             () = stop.cancelled() => return Pause::Stop,
             () = tokio::time::sleep(pause) => {}
         }
-        match self.renew_lease(worker, id, heartbeat).await {
+        match self.renew_lease(worker, id, false, heartbeat).await {
             Hold::Held {
                 cancel_requested: true,
+                ..
             } => Pause::Cancel,
             Hold::Lost => Pause::Stop,
-            Hold::Held {
-                cancel_requested: false,
-            }
-            | Hold::Unknown => Pause::Retry,
+            Hold::Held { .. } | Hold::Unknown => Pause::Retry,
         }
     }
 
-    /// Renews `worker`'s lease on `id`; a renewal that PostgreSQL answered is progress (the
-    /// worker is alive and holds its operation) and beats the heartbeat.
-    async fn renew_lease(&self, worker: Uuid, id: OperationId, heartbeat: &Progress) -> Hold {
+    /// Renews `worker`'s lease on `id` (recording a failed attempt at its batch with
+    /// `failed_attempt`); a renewal that PostgreSQL answered is progress (the worker is alive and
+    /// holds its operation) and beats the heartbeat.
+    async fn renew_lease(
+        &self,
+        worker: Uuid,
+        id: OperationId,
+        failed_attempt: bool,
+        heartbeat: &Progress,
+    ) -> Hold {
         let lease = self.settings.lease;
         let renewed = db::with_connection(&self.pool, async |conn| {
-            OperationRow::renew_lease(conn, id, worker, lease).await
+            OperationRow::renew_lease(conn, id, worker, lease, failed_attempt).await
         })
         .await;
         match renewed {
-            Ok(Some(cancel_requested)) => {
+            Ok(Some(renewal)) => {
                 heartbeat();
-                Hold::Held { cancel_requested }
+                Hold::Held {
+                    cancel_requested: renewal.cancel_requested,
+                    batch_failures: renewal.batch_failures(),
+                }
             }
             Ok(None) => {
                 tracing::warn!(operation = %id.name(), "the operation's lease went to another worker");
@@ -600,15 +639,50 @@ fn poisoned_batch(
     attempts: u32,
     rows_imported: i64,
 ) -> OperationFailure {
+    stopped_at(
+        batch,
+        rows,
+        &format!("their batch failed {attempts} times in a row"),
+        rows_imported,
+    )
+}
+
+/// How an import fails whose `batch` was taken up `claims` times by workers that neither
+/// committed it nor gave it back (each crashed, hung or lost its lease on it).
+fn stalled_batch(
+    batch: &[ImportRow],
+    rows: &[ImportRow],
+    claims: u32,
+    rows_imported: i64,
+) -> OperationFailure {
+    stopped_at(
+        batch,
+        rows,
+        &format!(
+            "{claims} workers in a row took their batch up and stopped before it committed, \
+             none of them told to"
+        ),
+        rows_imported,
+    )
+}
+
+/// An import stopped at `batch` for `why`: its rows named as an editor numbers them, and what
+/// stays imported.
+fn stopped_at(
+    batch: &[ImportRow],
+    rows: &[ImportRow],
+    why: &str,
+    rows_imported: i64,
+) -> OperationFailure {
     let number = |row: Option<&ImportRow>| row.map_or(0, |row| row.number);
     let (first, last) = (number(batch.first()), number(batch.last()));
     let end = number(rows.last());
     OperationFailure {
         code: INTERNAL,
         message: format!(
-            "rows {first} to {last} could not be imported: their batch failed {attempts} times \
-             in a row. The import stopped there: the {rows_imported} tickets imported from the \
-             rows before them stay, and rows {first} to {end} were not read"
+            "rows {first} to {last} could not be imported: {why}. The import stopped there: the \
+             {rows_imported} tickets imported from the rows before them stay, and rows {first} \
+             to {end} were not read"
         ),
     }
 }

@@ -8,7 +8,7 @@ use prost::Message;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use supportdesk::errors::Reason;
-use supportdesk::service::BATCH_MAX_FAILURES;
+use supportdesk::service::{BATCH_MAX_FAILURES, CLAIMS_WITHOUT_PROGRESS_MAX};
 use supportdesk::wire::proto::google::longrunning::operations_client::OperationsClient;
 use supportdesk::wire::proto::google::longrunning::{
     self as lro, CancelOperationRequest, DeleteOperationRequest, GetOperationRequest,
@@ -539,6 +539,217 @@ async fn a_batch_the_database_refuses_every_time_fails_the_import_naming_its_row
     assert_eq!(
         response(&done(&app, &app.admin, &next.name).await).rows_imported,
         3
+    );
+}
+
+/// Makes PostgreSQL refuse a ticket whose subject is `subject` after `delay`, every time it is
+/// inserted, and count the attempts in the sequence `refused_attempts` (a sequence advances
+/// even when the transaction that advanced it rolls back, so every attempt shows).
+async fn refuse_subject_counting_attempts(database: &TestDatabase, subject: &str, delay: Duration) {
+    let mut conn = database.connect().await;
+    for statement in [
+        "CREATE SEQUENCE refused_attempts".to_owned(),
+        format!(
+            "CREATE FUNCTION refuse_subject() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.subject = '{subject}' THEN \
+               PERFORM nextval('refused_attempts'); PERFORM pg_sleep({}); \
+               RAISE EXCEPTION 'refused'; \
+             END IF; RETURN NEW; END $$",
+            delay.as_secs_f64()
+        ),
+        "CREATE TRIGGER refuse_subject BEFORE INSERT ON tickets FOR EACH ROW \
+         EXECUTE FUNCTION refuse_subject()"
+            .to_owned(),
+    ] {
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .expect("the refusal is installed");
+    }
+}
+
+/// How many times the refused row has been tried, by every worker.
+async fn refused_attempts(database: &TestDatabase) -> i64 {
+    count_of(
+        database,
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS count FROM refused_attempts",
+    )
+    .await
+}
+
+/// Runs an instance with one operation worker on `settings`' database until `until` holds, then
+/// stops it as a SIGTERM would (it gives its operation back).
+async fn run_a_worker_until<F, Fut>(
+    settings: &supportdesk::configuration::Settings,
+    what: &str,
+    until: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut settings = settings.clone();
+    settings.server.listen_addr = "127.0.0.1:0".parse().expect("an address");
+    settings.operations.workers = 1;
+    let application = supportdesk::app::startup::Application::build(settings)
+        .await
+        .expect("the instance builds");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(application.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    wait_until(what, PATIENCE, until).await;
+    let _ = stop.send(());
+    running
+        .await
+        .expect("the instance did not panic")
+        .expect("the instance stopped cleanly");
+}
+
+#[tokio::test]
+async fn a_refused_batch_fails_its_import_after_the_stated_attempts_in_all_though_each_worker_stops_partway()
+ {
+    // The app runs no worker: three instances take turns, each stopped after some attempts.
+    let app = TestApp::spawn_with(|settings| {
+        settings.operations.workers = 0;
+        settings.operations.import_batch_rows = BATCH as u32;
+        settings.operations.poll_interval = Duration::from_millis(100);
+    })
+    .await;
+    refuse_subject_counting_attempts(&app.database, "kept-15", Duration::ZERO).await;
+    let accepted = import(
+        &app,
+        v1::ImportFormat::Csv,
+        csv_of("kept", 3 * BATCH, "a@example.com"),
+    )
+    .await;
+
+    run_a_worker_until(
+        &app.settings,
+        "two attempts at the refused batch",
+        || async { refused_attempts(&app.database).await >= 2 },
+    )
+    .await;
+    run_a_worker_until(&app.settings, "four attempts in all", || async {
+        refused_attempts(&app.database).await >= 4
+    })
+    .await;
+    run_a_worker_until(&app.settings, "the import ends", || async {
+        get(&app, &app.admin, &accepted.name).await.unwrap().done
+    })
+    .await;
+
+    let finished = get(&app, &app.admin, &accepted.name).await.unwrap();
+    assert_eq!(
+        error(&finished).message,
+        format!(
+            "rows 12 to 21 could not be imported: their batch failed {BATCH_MAX_FAILURES} times \
+             in a row. The import stopped there: the 10 tickets imported from the rows before \
+             them stay, and rows 12 to 31 were not read"
+        )
+    );
+    assert_eq!(
+        refused_attempts(&app.database).await,
+        i64::from(BATCH_MAX_FAILURES)
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM operations WHERE state = 'failed' AND attempts = 3"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        tickets_named(&app.database, "kept").await,
+        (BATCH as i64, BATCH as i64)
+    );
+}
+
+#[tokio::test]
+async fn an_import_whose_batch_every_worker_dies_on_fails_once_workers_took_it_up_the_stated_times_without_progress()
+ {
+    let database = TestDatabase::create().await;
+    // The same keys across the restarts: the admin's session stays valid.
+    let redis_prefix = format!("supportdesk-test:{}:", uuid::Uuid::now_v7().simple());
+    let settings = [
+        ("IMPORT_BATCH_ROWS", "10"),
+        ("OPERATION_LEASE_MS", "2000"),
+        ("OPERATION_POLL_INTERVAL_MS", "100"),
+        ("MAX_OPEN_TICKETS_PER_REQUESTER", "1000"),
+        ("REDIS_KEY_PREFIX", redis_prefix.as_str()),
+    ];
+    let first = Running::start(&database, &settings);
+    let channel = first.channel().await;
+    let admin = sign_up_through(&channel).await;
+    let tickets = TicketServiceClient::new(channel.clone());
+    tickets
+        .clone()
+        .create_ticket(admin.request(ticket_for("held@example.com")))
+        .await
+        .expect("the held requester exists");
+    // The second batch waits on this lock for as long as the test holds it: it never commits.
+    let _held = lock_requester(&database, "held@example.com").await;
+    let accepted = import_as(
+        &tickets,
+        &admin,
+        v1::ImportFormat::Csv,
+        csv_blocked_after("stall", BATCH),
+    )
+    .await;
+    let claims = || async {
+        count_of(
+            &database,
+            "SELECT attempts::bigint AS count FROM operations",
+        )
+        .await
+    };
+    wait_until("the first batch commits", PATIENCE, || async {
+        count_of(&database, "SELECT rows_read AS count FROM operations").await == BATCH as i64
+    })
+    .await;
+    // Each process dies holding the second batch (SIGKILL: it gives nothing back), and the
+    // next one takes it up once the lease ran out.
+    first.kill();
+    for claim in 2..=i64::from(CLAIMS_WITHOUT_PROGRESS_MAX) + 1 {
+        let next = Running::start(&database, &settings);
+        wait_until("another worker takes the import up", PATIENCE, || async {
+            claims().await == claim
+        })
+        .await;
+        next.kill();
+    }
+
+    let last = Running::start(&database, &settings);
+    wait_until("the import ends", PATIENCE, || async {
+        count_of(
+            &database,
+            "SELECT count(*) AS count FROM operations WHERE state <> 'running'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    let finished = done_through(
+        &OperationsClient::new(last.channel().await),
+        &admin,
+        &accepted.name,
+    )
+    .await;
+    assert_eq!(
+        error(&finished).message,
+        format!(
+            "rows 12 to 21 could not be imported: {CLAIMS_WITHOUT_PROGRESS_MAX} workers in a row \
+             took their batch up and stopped before it committed, none of them told to. The \
+             import stopped there: the 10 tickets imported from the rows before them stay, and \
+             rows 12 to 21 were not read"
+        )
+    );
+    // The first claim committed the first batch; the next five took the second batch up and
+    // died; the one after them failed the import instead of trying again.
+    assert_eq!(claims().await, i64::from(CLAIMS_WITHOUT_PROGRESS_MAX) + 2);
+    assert_eq!(
+        tickets_named(&database, "stall").await,
+        (BATCH as i64, BATCH as i64)
     );
 }
 

@@ -139,6 +139,11 @@ pub struct ClaimedOperation {
     pub actor: Actor,
     pub format: ImportFormat,
     pub content: String,
+    /// The failed attempts at the batch at the checkpoint that earlier holders recorded.
+    pub batch_failures: u32,
+    /// The claims since the last committed batch, this one included, that did not give the
+    /// operation back cleanly (see [`OperationRow::release`]).
+    pub claims_without_progress: u32,
 }
 
 #[derive(QueryableByName)]
@@ -153,6 +158,10 @@ struct ClaimedRow {
     format: String,
     #[diesel(sql_type = sql_types::Nullable<sql_types::Text>)]
     content: Option<String>,
+    #[diesel(sql_type = sql_types::Integer)]
+    batch_failures: i32,
+    #[diesel(sql_type = sql_types::Integer)]
+    claims_without_progress: i32,
 }
 
 #[derive(QueryableByName)]
@@ -165,6 +174,23 @@ struct Count {
 struct CancelFlag {
     #[diesel(sql_type = sql_types::Bool)]
     cancel_requested: bool,
+}
+
+/// What a renewed lease found: whether a cancellation was asked for, and the failed attempts at
+/// the current batch recorded so far.
+#[derive(Clone, Copy, Debug, QueryableByName)]
+pub struct Renewal {
+    #[diesel(sql_type = sql_types::Bool)]
+    pub cancel_requested: bool,
+    #[diesel(sql_type = sql_types::Integer)]
+    batch_failures: i32,
+}
+
+impl Renewal {
+    /// The failed attempts at the batch at the checkpoint, every holder's.
+    pub fn batch_failures(&self) -> u32 {
+        u32::try_from(self.batch_failures).unwrap_or(0)
+    }
 }
 
 /// What one committed batch adds to an operation.
@@ -380,14 +406,16 @@ impl OperationRow {
             diesel::sql_query(
                 "UPDATE operations SET state = 'running', lease_owner = $1, \
                  lease_expires_at = now() + $2 * interval '1 millisecond', \
-                 attempts = attempts + 1, updated_at = now() \
+                 attempts = attempts + 1, claims_without_progress = claims_without_progress + 1, \
+                 updated_at = now() \
                  WHERE id = (SELECT id FROM operations \
                    WHERE state IN ('queued', 'running') \
                    AND (lease_expires_at IS NULL OR lease_expires_at < now()) \
                    ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
                  RETURNING id, account_id, kind, state, rows_total, rows_read, rows_imported, \
                  rows_failed, row_errors, cancel_requested, error_code, error_message, \
-                 created_at, updated_at, done_at, actor_user_id, actor_api_key_id, format, content",
+                 created_at, updated_at, done_at, actor_user_id, actor_api_key_id, format, content, \
+                 batch_failures, claims_without_progress",
             )
             .bind::<sql_types::Uuid, _>(worker)
             .bind::<sql_types::BigInt, _>(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
@@ -420,6 +448,8 @@ impl OperationRow {
             actor,
             format,
             content: claimed.content.unwrap_or_default(),
+            batch_failures: u32::try_from(claimed.batch_failures).unwrap_or(0),
+            claims_without_progress: u32::try_from(claimed.claims_without_progress).unwrap_or(0),
         }))
     }
 
@@ -449,7 +479,7 @@ impl OperationRow {
                      jsonb_array_elements(row_errors || $7) WITH ORDINALITY AS t(e, n) \
                      WHERE n <= $8) END, \
                  lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond', \
-                 updated_at = now() \
+                 batch_failures = 0, claims_without_progress = 0, updated_at = now() \
                  WHERE id = $1 AND lease_owner = $2 AND rows_read = $9 AND state = 'running' \
                  RETURNING cancel_requested",
             )
@@ -471,33 +501,38 @@ impl OperationRow {
 
     /// Renews `worker`'s lease on the running `id` for `lease` from now without moving its
     /// checkpoint: for a worker between two attempts at a batch that failed, so that no other
-    /// worker claims the operation meanwhile. `None` when the worker no longer holds it;
-    /// otherwise, whether a cancellation was asked for.
+    /// worker claims the operation meanwhile. With `failed_attempt`, the attempt that just failed
+    /// is recorded in the same statement, so the count outlives the worker. `None` when the
+    /// worker no longer holds it.
     pub async fn renew_lease(
         conn: &mut AsyncPgConnection,
         id: OperationId,
         worker: Uuid,
         lease: std::time::Duration,
-    ) -> AppResult<Option<bool>> {
+        failed_attempt: bool,
+    ) -> AppResult<Option<Renewal>> {
         Ok(KeepPrepared(
             diesel::sql_query(
                 "UPDATE operations \
-                 SET lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond' \
+                 SET lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond', \
+                 batch_failures = batch_failures + $4 \
                  WHERE id = $1 AND lease_owner = $2 AND state = 'running' \
-                 RETURNING cancel_requested",
+                 RETURNING cancel_requested, batch_failures",
             )
             .bind::<sql_types::Uuid, _>(id.as_uuid())
             .bind::<sql_types::Uuid, _>(worker)
-            .bind::<sql_types::BigInt, _>(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
+            .bind::<sql_types::BigInt, _>(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+            .bind::<sql_types::Integer, _>(i32::from(failed_attempt)),
         )
-        .get_result::<CancelFlag>(conn)
+        .get_result::<Renewal>(conn)
         .await
-        .optional()?
-        .map(|flag| flag.cancel_requested))
+        .optional()?)
     }
 
     /// Gives up `worker`'s lease on `id` without finishing it (a shutdown): the next worker to
-    /// look may take it over at once (by the database's clock, which the claim reads).
+    /// look may take it over at once (by the database's clock, which the claim reads). A claim
+    /// given back this way does not count as one without progress: the worker stopped because
+    /// it was told to, not because of the batch.
     pub async fn release(
         conn: &mut AsyncPgConnection,
         id: OperationId,
@@ -508,9 +543,14 @@ impl OperationRow {
                 .filter(operations::id.eq(id.as_uuid()))
                 .filter(operations::lease_owner.eq(worker)),
         )
-        .set(operations::lease_expires_at.eq(diesel::dsl::sql::<
-            sql_types::Nullable<sql_types::Timestamptz>,
-        >("now()")))
+        .set((
+            operations::lease_expires_at.eq(diesel::dsl::sql::<
+                sql_types::Nullable<sql_types::Timestamptz>,
+            >("now()")),
+            operations::claims_without_progress.eq(diesel::dsl::sql::<sql_types::Integer>(
+                "greatest(claims_without_progress - 1, 0)",
+            )),
+        ))
         .execute(conn)
         .await?;
         Ok(())

@@ -21,9 +21,15 @@ pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_supportdesk");
 
 /// The binary, started with `serve`; killed (SIGKILL) when dropped. `extra` settings override
 /// the defaults below (`REDIS_KEY_PREFIX` included, to restart on the same keys).
+///
+/// Its output is read as it comes, by a thread per stream: a pipe nobody reads fills up (64 KiB
+/// of log lines, a few seconds of request logs) and then every thread of the binary that logs
+/// blocks, so a long test would hang instead of failing.
 pub(crate) struct Running {
     child: Child,
     pub(crate) port: u16,
+    stdout: Option<std::thread::JoinHandle<Vec<String>>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Running {
@@ -34,7 +40,7 @@ impl Running {
             "postgres://postgres@",
             "postgres://postgres:hunter2-secret@",
         );
-        let child = Command::new(BINARY)
+        let mut child = Command::new(BINARY)
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -54,7 +60,27 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start supportdesk");
-        Self { child, port }
+        let stdout = child.stdout.take().map(|stdout| {
+            std::thread::spawn(move || {
+                BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                    .collect()
+            })
+        });
+        let stderr = child.stderr.take().map(|mut stderr| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut stderr, &mut text).ok();
+                text
+            })
+        });
+        Self {
+            child,
+            port,
+            stdout,
+            stderr,
+        }
     }
 
     /// The process id.
@@ -122,13 +148,17 @@ impl Running {
 
     /// Waits for the exit and returns (exit code, stdout lines, stderr).
     pub(crate) fn wait(mut self) -> (Option<i32>, Vec<String>, String) {
-        let stdout = BufReader::new(self.child.stdout.take().unwrap())
-            .lines()
-            .map_while(Result::ok)
-            .collect();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut stderr).ok();
         let status = self.child.wait().expect("wait for supportdesk");
+        let stdout = self
+            .stdout
+            .take()
+            .map(|reader| reader.join().expect("stdout read"))
+            .unwrap_or_default();
+        let stderr = self
+            .stderr
+            .take()
+            .map(|reader| reader.join().expect("stderr read"))
+            .unwrap_or_default();
         (status.code(), stdout, stderr)
     }
 }

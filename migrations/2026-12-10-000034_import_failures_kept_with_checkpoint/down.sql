@@ -1,0 +1,1 @@
+ALTER TABLE operations DROP COLUMN batch_failures, DROP COLUMN claims_without_progress;
