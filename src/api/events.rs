@@ -1,14 +1,15 @@
 //! `supportdesk.v1.EventService`: the account's events as a server stream (WatchEvents).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::request_context;
 use super::webhook_endpoints::event_to_wire;
+use super::{request_context, valid_until};
 use crate::domain::{EventCursor, parse_event_public_id, parse_event_types};
 use crate::errors::{AppError, AppResult, FieldViolations};
 use crate::service::events::{EventFeed, FeedMessage, WatchStart};
@@ -33,6 +34,7 @@ impl v1::event_service_server::EventService for EventApi {
         request: Request<v1::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let (caller, _) = request_context(&request)?;
+        let valid_until = valid_until(&request);
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let cursor = match message.cursor.as_str() {
@@ -52,16 +54,21 @@ impl v1::event_service_server::EventService for EventApi {
             (None, Some(event)) => WatchStart::AfterEvent(event),
             (None, None) => WatchStart::Now,
         };
-        let messages = self
+        let watch = self
             .feed
             .watch(
                 &caller,
+                valid_until,
                 start,
                 types.unwrap_or_default(),
                 message.end_when_caught_up,
             )
             .await?;
-        let mut response = Response::new(WatchStream { messages });
+        let mut response = Response::new(WatchStream {
+            messages: watch.messages,
+            interrupted: Some(watch.interrupted),
+            ended: false,
+        });
         // Over REST the stream is one JSON object a line.
         response.metadata_mut().insert(
             crate::wire::headers::HTTP_CONTENT_TYPE_HEADER,
@@ -71,9 +78,13 @@ impl v1::event_service_server::EventService for EventApi {
     }
 }
 
-/// The messages of one stream, as the wire has them.
+/// The messages of one stream, as the wire has them; a caller who lost the right to read it
+/// gets the reason next, not the messages still waiting.
 pub struct WatchStream {
     messages: mpsc::Receiver<AppResult<FeedMessage>>,
+    /// `None` once the stream's task has ended without interrupting it.
+    interrupted: Option<oneshot::Receiver<AppError>>,
+    ended: bool,
 }
 
 impl Stream for WatchStream {
@@ -81,18 +92,38 @@ impl Stream for WatchStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        Poll::Ready(
-            ready!(this.messages.poll_recv(cx)).map(|message| match message {
-                Ok(FeedMessage::Event(event, cursor)) => Ok(v1::WatchEventsResponse {
-                    event: Some(event_to_wire(&event)),
-                    cursor: cursor.to_string(),
-                }),
-                Ok(FeedMessage::Heartbeat(cursor)) => Ok(v1::WatchEventsResponse {
-                    event: None,
-                    cursor: cursor.to_string(),
-                }),
-                Err(error) => Err(error.into()),
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(interrupted) = &mut this.interrupted
+            && let Poll::Ready(lost) = Pin::new(interrupted).poll(cx)
+        {
+            this.interrupted = None;
+            if let Ok(lost) = lost {
+                this.ended = true;
+                return Poll::Ready(Some(Err(lost.into())));
+            }
+        }
+        let Some(message) = ready!(this.messages.poll_recv(cx)) else {
+            // The task ended: an interruption told just before counts.
+            this.ended = true;
+            return Poll::Ready(
+                this.interrupted
+                    .take()
+                    .and_then(|mut told| told.try_recv().ok())
+                    .map(|lost| Err(lost.into())),
+            );
+        };
+        Poll::Ready(Some(match message {
+            Ok(FeedMessage::Event(event, cursor)) => Ok(v1::WatchEventsResponse {
+                event: Some(event_to_wire(&event)),
+                cursor: cursor.to_string(),
             }),
-        )
+            Ok(FeedMessage::Heartbeat(cursor)) => Ok(v1::WatchEventsResponse {
+                event: None,
+                cursor: cursor.to_string(),
+            }),
+            Err(error) => Err(error.into()),
+        }))
     }
 }

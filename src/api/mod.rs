@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod events;
 pub mod notifications;
 pub mod operations;
+pub mod ticket_export;
 pub mod tickets;
 pub mod users;
 pub mod webhook_endpoints;
@@ -58,6 +59,16 @@ pub(crate) fn request_context<T>(request: &Request<T>) -> AppResult<(Caller, Dur
             ))
         })?;
     Ok((caller, request_budget(request)?))
+}
+
+/// Until when the call's credential lets its caller in by itself (absent: as long as its
+/// principal stands), for a long stream to end at.
+pub(crate) fn valid_until<T>(request: &Request<T>) -> crate::auth::ValidUntil {
+    request
+        .extensions()
+        .get::<crate::auth::ValidUntil>()
+        .copied()
+        .unwrap_or_default()
 }
 
 /// A chrono instant as a protobuf Timestamp.

@@ -1,14 +1,11 @@
 //! `supportdesk.v1.TicketService`.
 
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-
-use tokio::sync::mpsc;
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::ticket_export::ExportStream;
 use super::{
-    IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as, timestamp,
+    IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as,
+    timestamp, valid_until,
 };
 use crate::domain::{
     self, Actor, ChangeCursor, CommentBody, Email, Etag, ImportFormat, InvalidValue,
@@ -20,7 +17,7 @@ use crate::domain::{
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::redis::ticket_cache::PrefetchedEntry;
-use crate::service::{ExportBatch, Operations, SearchPage, TicketDesk, TicketEdits};
+use crate::service::{Operations, SearchPage, TicketDesk, TicketEdits};
 use crate::wire::proto::v1;
 
 /// Ticket fields UpdateTicket can change.
@@ -202,6 +199,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         request: Request<v1::ExportTicketsRequest>,
     ) -> Result<Response<Self::ExportTicketsStream>, Status> {
         let (caller, _) = request_context(&request)?;
+        let valid_until = valid_until(&request);
         let message = request.into_inner();
         let listed = v1::ListTicketsRequest {
             statuses: message.statuses,
@@ -220,13 +218,9 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (Some(filter), Some(mask)) = (filter, mask) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let batches = self.desk.export(&caller, filter).await?;
-        let mut response = Response::new(ExportStream {
-            batches,
-            pending: Vec::new().into_iter(),
-            mask,
-            ended: false,
-        });
+        let order = filter.order;
+        let export = self.desk.export(&caller, valid_until, filter).await?;
+        let mut response = Response::new(ExportStream::new(export, mask, order));
         // Over REST the stream is one JSON object a line, possibly none: not one JSON document.
         response.metadata_mut().insert(
             crate::wire::headers::HTTP_CONTENT_TYPE_HEADER,
@@ -595,48 +589,6 @@ impl TicketApi {
     }
 }
 
-/// The tickets of an export as the client receives them: each batch from the service's channel
-/// taken only once the previous one was sent, each ticket masked; a channel that closes without
-/// the service's `Finished` ends the stream with DEADLINE_EXCEEDED (the export outlived
-/// `EXPORT_MAX_DURATION_SECS`), never as a complete export.
-pub struct ExportStream {
-    batches: mpsc::Receiver<crate::errors::AppResult<ExportBatch>>,
-    pending: std::vec::IntoIter<Ticket>,
-    mask: ReadMask,
-    ended: bool,
-}
-
-impl Stream for ExportStream {
-    type Item = Result<v1::Ticket, Status>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(ticket) = this.pending.next() {
-                return Poll::Ready(Some(Ok(masked(to_wire(ticket), &this.mask))));
-            }
-            if this.ended {
-                return Poll::Ready(None);
-            }
-            match ready!(this.batches.poll_recv(cx)) {
-                Some(Ok(ExportBatch::Tickets(batch))) => this.pending = batch.into_iter(),
-                Some(Ok(ExportBatch::Finished)) => {
-                    this.ended = true;
-                    return Poll::Ready(None);
-                }
-                Some(Err(error)) => {
-                    this.ended = true;
-                    return Poll::Ready(Some(Err(error.into())));
-                }
-                None => {
-                    this.ended = true;
-                    return Poll::Ready(Some(Err(AppError::DeadlineExceeded.into())));
-                }
-            }
-        }
-    }
-}
-
 /// The read mask of a request (AIP-157): absent or empty, every field.
 fn read_mask(mask: Option<&prost_types::FieldMask>) -> Result<ReadMask, InvalidValue> {
     mask.map_or(Ok(ReadMask::ALL), |mask| {
@@ -646,7 +598,7 @@ fn read_mask(mask: Option<&prost_types::FieldMask>) -> Result<ReadMask, InvalidV
 
 /// `ticket` with the fields `mask` leaves out at their defaults (not sent on the wire, and
 /// printed as empty over REST).
-fn masked(ticket: v1::Ticket, mask: &ReadMask) -> v1::Ticket {
+pub(super) fn masked(ticket: v1::Ticket, mask: &ReadMask) -> v1::Ticket {
     if *mask == ReadMask::ALL {
         return ticket;
     }

@@ -171,8 +171,8 @@ impl Application {
             .build_v1alpha()?;
 
         let services = Services::build(&self.settings, &self.database, &self.redis);
-        // Cancelled when the instance drains: long-lived streams (WatchEvents) end then, so that
-        // draining waits for none of them; their clients resume elsewhere.
+        // Cancelled when the instance drains: long-lived streams (WatchEvents, exports) end then,
+        // so that draining waits for none of them; their clients resume elsewhere.
         let drain = CancellationToken::new();
         let draining_streams = drain.clone();
         let max_bytes = server_settings.max_request_bytes;
@@ -200,7 +200,23 @@ impl Application {
             wake_operation_workers.clone(),
         );
         let tickets = TicketServiceServer::new(TicketApi::new(
-            services.tickets,
+            services
+                .tickets
+                .with_exports(crate::service::ExportSettings {
+                    limit: self.settings.tickets.export_max_duration,
+                    places: crate::resilience::stream_limit::StreamLimits::new(
+                        "exports",
+                        (
+                            self.settings.tickets.export_max_per_account,
+                            "EXPORT_MAX_CONCURRENT_PER_ACCOUNT",
+                        ),
+                        (
+                            self.settings.tickets.export_max_per_instance,
+                            "EXPORT_MAX_CONCURRENT_PER_INSTANCE",
+                        ),
+                    ),
+                    draining: draining_streams.clone(),
+                }),
             services.idempotency.clone(),
             services.page_tokens.clone(),
             operations.clone(),
@@ -313,6 +329,17 @@ impl Application {
                     poll_interval: self.settings.outbound_webhooks.watch_poll_interval,
                     heartbeat: self.settings.outbound_webhooks.watch_heartbeat,
                     max_duration: self.settings.outbound_webhooks.watch_max_duration,
+                    places: crate::resilience::stream_limit::StreamLimits::new(
+                        "event streams",
+                        (
+                            self.settings.outbound_webhooks.watch_max_per_account,
+                            "WATCH_MAX_STREAMS_PER_ACCOUNT",
+                        ),
+                        (
+                            self.settings.outbound_webhooks.watch_max_per_instance,
+                            "WATCH_MAX_STREAMS_PER_INSTANCE",
+                        ),
+                    ),
                 },
                 draining_streams.clone(),
             ),
@@ -788,8 +815,7 @@ impl Services {
                 ticket_cache.clone(),
                 settings.tickets.max_open_per_requester,
                 settings.notifications.message_domain(),
-            )
-            .with_export_limit(settings.tickets.export_max_duration),
+            ),
             ticket_cache,
             users: Users::new(database.clone(), hasher, sessions, principals).with_invitations(
                 password_token_key(&settings.auth),

@@ -181,7 +181,7 @@ impl Authenticator {
 
 /// A validly signed token naming a user its account does not have: never issued as such, so
 /// the credentials are wrong rather than the user deactivated.
-fn unknown_user() -> AppError {
+pub(super) fn unknown_user() -> AppError {
     AppError::Unauthenticated {
         reason: Reason::InvalidCredentials,
         message: "the access token names no user of its account".to_owned(),
@@ -198,7 +198,7 @@ pub fn session_revoked() -> AppError {
     }
 }
 
-fn user_deactivated() -> AppError {
+pub(super) fn user_deactivated() -> AppError {
     AppError::Unauthenticated {
         reason: Reason::UserDeactivated,
         message: "this user can no longer sign in".to_owned(),

@@ -8,6 +8,7 @@ mod caller;
 mod password;
 pub mod principals;
 pub mod sessions;
+mod standing;
 mod tokens;
 
 pub use api_key_secret::{API_KEY_PREFIX, ApiKeySecret};
@@ -15,4 +16,5 @@ pub use authenticator::{Authenticator, Credential, session_revoked};
 pub use caller::{Caller, Principal};
 pub use password::PasswordHasher;
 pub use sessions::{RefreshToken, RefreshTokenOutcome, SessionOwner, SessionStore};
+pub use standing::{RECHECK_EVERY, Standing, ValidUntil};
 pub use tokens::{AccessClaims, AccessToken, TokenIssuer};

@@ -48,6 +48,8 @@ pub struct AccessClaims {
     pub account_id: AccountId,
     pub role: Role,
     pub session_id: SessionId,
+    /// The token's `exp` (Unix seconds): a stream it opened ends then (docs/identity.md).
+    pub expires_at: i64,
 }
 
 /// A freshly signed access token.
@@ -200,6 +202,7 @@ impl TokenIssuer {
             account_id: AccountId::parse(&claims.acct).map_err(|_| invalid_token())?,
             role: Role::parse(&claims.role).map_err(|_| invalid_token())?,
             session_id: SessionId::parse(&claims.sid).map_err(|_| invalid_token())?,
+            expires_at: claims.exp,
         };
         Ok((verified, claims.exp))
     }
@@ -248,7 +251,8 @@ mod tests {
                 user_id: user,
                 account_id: account,
                 role: Role::Agent,
-                session_id: session
+                session_id: session,
+                expires_at: token.expires_at.timestamp(),
             }
         );
     }
@@ -398,6 +402,7 @@ mod tests {
             account_id: AccountId::generate(),
             role: Role::Customer,
             session_id: SessionId::generate(),
+            expires_at: 0,
         };
         // Bytes that could never verify: only the memory can answer for them.
         let remember = |token: &str, expires_at: i64| {

@@ -54,6 +54,12 @@ pub struct OutboundWebhookSettings {
     /// `WATCH_MAX_DURATION_SECS`: how long one WatchEvents stream lasts before it ends and its
     /// client resumes from its cursor.
     pub watch_max_duration: Duration,
+    /// `WATCH_MAX_STREAMS_PER_ACCOUNT`: how many WatchEvents streams of one account may run at
+    /// once on one instance; beyond, RESOURCE_EXHAUSTED `STREAM_LIMIT`.
+    pub watch_max_per_account: u32,
+    /// `WATCH_MAX_STREAMS_PER_INSTANCE`: how many WatchEvents streams may run at once on one
+    /// instance.
+    pub watch_max_per_instance: u32,
     /// `EVENT_RETENTION_DAYS`: how long events are kept, with their deliveries and attempts,
     /// once none of their deliveries is pending (as long as Stripe keeps its events).
     pub event_retention: Duration,
@@ -131,6 +137,8 @@ impl Reader<'_> {
             watch_poll_interval: self.millis("WATCH_POLL_INTERVAL_MS", 250),
             watch_heartbeat: Duration::from_secs(self.parsed("WATCH_HEARTBEAT_SECS", 15)),
             watch_max_duration: Duration::from_secs(self.parsed("WATCH_MAX_DURATION_SECS", 3600)),
+            watch_max_per_account: self.parsed("WATCH_MAX_STREAMS_PER_ACCOUNT", 5),
+            watch_max_per_instance: self.parsed("WATCH_MAX_STREAMS_PER_INSTANCE", 100),
             event_retention: Duration::from_secs(
                 self.parsed::<u64>("EVENT_RETENTION_DAYS", 30)
                     .saturating_mul(86_400),
@@ -144,6 +152,14 @@ impl Reader<'_> {
         self.positive_duration("WATCH_HEARTBEAT_SECS", settings.watch_heartbeat);
         self.positive_duration("WATCH_MAX_DURATION_SECS", settings.watch_max_duration);
         self.positive("OUTBOUND_WEBHOOK_BATCH", settings.batch);
+        self.positive(
+            "WATCH_MAX_STREAMS_PER_ACCOUNT",
+            settings.watch_max_per_account,
+        );
+        self.positive(
+            "WATCH_MAX_STREAMS_PER_INSTANCE",
+            settings.watch_max_per_instance,
+        );
         self.positive(
             "OUTBOUND_WEBHOOK_MAX_ENDPOINTS",
             settings.max_endpoints_per_account,

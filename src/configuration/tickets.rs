@@ -1,5 +1,5 @@
 //! Ticket rules that are settings: the open-ticket limit, the ticket cache's lifetime and how
-//! long an export may run.
+//! long an export may run, and how many may run at once.
 
 use std::time::Duration;
 
@@ -16,6 +16,12 @@ pub struct TicketSettings {
     /// snapshot (and its pooled connection); an export still running then ends with
     /// DEADLINE_EXCEEDED.
     pub export_max_duration: Duration,
+    /// `EXPORT_MAX_CONCURRENT_PER_ACCOUNT`: how many exports of one account may run at once on
+    /// one instance; beyond, RESOURCE_EXHAUSTED `STREAM_LIMIT`.
+    pub export_max_per_account: u32,
+    /// `EXPORT_MAX_CONCURRENT_PER_INSTANCE`: how many exports may run at once on one instance
+    /// (each holds a pooled connection for as long as it runs): well below the pool's size.
+    pub export_max_per_instance: u32,
 }
 
 impl Reader<'_> {
@@ -24,7 +30,17 @@ impl Reader<'_> {
             max_open_per_requester: self.parsed("MAX_OPEN_TICKETS_PER_REQUESTER", 10),
             cache_ttl: Duration::from_secs(self.parsed("TICKET_CACHE_TTL_SECS", 300)),
             export_max_duration: Duration::from_secs(self.parsed("EXPORT_MAX_DURATION_SECS", 600)),
+            export_max_per_account: self.parsed("EXPORT_MAX_CONCURRENT_PER_ACCOUNT", 2),
+            export_max_per_instance: self.parsed("EXPORT_MAX_CONCURRENT_PER_INSTANCE", 3),
         };
+        self.positive(
+            "EXPORT_MAX_CONCURRENT_PER_ACCOUNT",
+            settings.export_max_per_account,
+        );
+        self.positive(
+            "EXPORT_MAX_CONCURRENT_PER_INSTANCE",
+            settings.export_max_per_instance,
+        );
         self.positive_duration("EXPORT_MAX_DURATION_SECS", settings.export_max_duration);
         self.positive_duration("TICKET_CACHE_TTL_SECS", settings.cache_ttl);
         self.positive(

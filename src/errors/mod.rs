@@ -87,6 +87,28 @@ pub enum AppError {
     #[error("the account already has {limit} imports queued or running; at most {limit} at once")]
     ImportLimit { account: String, limit: u32 },
 
+    /// As many streams of this kind (exports, event streams) run as the account or this
+    /// instance allows (`subject`: `accounts/<id>` or `instance`); retry once one has ended.
+    #[error("{subject} already has {limit} {kind} running; at most {limit} at once ({setting})")]
+    StreamLimit {
+        kind: &'static str,
+        subject: String,
+        limit: usize,
+        setting: &'static str,
+    },
+
+    /// This instance began shutting down and ended an export before its end, after `exported`
+    /// tickets: the client starts a new export (another instance takes it) from `resume`, the
+    /// request fields that select what comes after the last ticket it received (none: from the
+    /// start).
+    #[error(
+        "this instance is shutting down: the export ended after {exported} tickets; start a new one from the resume point in the details"
+    )]
+    ExportDrained {
+        exported: u64,
+        resume: Vec<(&'static str, String)>,
+    },
+
     /// A concurrent change got there first (a stale etag); re-read and retry.
     #[error("{message}")]
     Aborted { reason: Reason, message: String },

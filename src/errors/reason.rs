@@ -168,6 +168,8 @@ reasons! {
     RateLimited = "RATE_LIMITED",
     /// The account already has as many imports running or waiting as allowed.
     ImportLimit = "IMPORT_LIMIT",
+    /// The account or the instance already runs as many exports or event streams as allowed.
+    StreamLimit = "STREAM_LIMIT",
     /// The request's headers are over the limit (Envoy's or the service's).
     HeadersTooLarge = "HEADERS_TOO_LARGE",
     /// The request body or message is over the limit (Envoy's or the service's).
@@ -188,6 +190,8 @@ reasons! {
     PaymentProviderUnavailable = "PAYMENT_PROVIDER_UNAVAILABLE",
     /// This instance already has as many calls in flight to the provider as it allows.
     ProviderBusy = "PROVIDER_BUSY",
+    /// The instance began shutting down and ended a running export; resume it elsewhere.
+    InstanceDraining = "INSTANCE_DRAINING",
     /// A webhook delivery on a deployment without a signing secret.
     WebhooksNotConfigured = "WEBHOOKS_NOT_CONFIGURED",
     /// (Envoy) The service cannot be reached.

@@ -32,6 +32,10 @@ const CONFLICT_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// How long a client should wait before retrying an import refused for the account's limit.
 const IMPORT_LIMIT_RETRY_DELAY: Duration = Duration::from_secs(5);
 
+/// When a stream refused for its limit is worth starting again: streams end within their
+/// longest duration, most far sooner.
+const STREAM_LIMIT_RETRY_DELAY: Duration = Duration::from_secs(5);
+
 /// How long a client should wait before retrying after UNAVAILABLE.
 const UNAVAILABLE_RETRY_DELAY: Duration = Duration::from_secs(1);
 
@@ -61,6 +65,8 @@ impl AppError {
             | Self::WebhookSignatureRefused(_) => true,
             Self::RateLimited { .. }
             | Self::ImportLimit { .. }
+            | Self::StreamLimit { .. }
+            | Self::ExportDrained { .. }
             | Self::WebhooksNotConfigured
             | Self::PaymentProviderUnavailable { .. }
             | Self::ProviderBusy { .. }
@@ -162,6 +168,42 @@ impl From<&AppError> for Status {
                         Reason::ImportLimit,
                         error.to_string(),
                         HashMap::from([("limit".to_owned(), limit.to_string())]),
+                    )
+                }
+                AppError::StreamLimit {
+                    subject,
+                    limit,
+                    setting,
+                    ..
+                } => {
+                    details.set_retry_info(Some(STREAM_LIMIT_RETRY_DELAY));
+                    details.set_quota_failure(vec![tonic_types::QuotaViolation::new(
+                        subject,
+                        format!("at most {limit} at once ({setting})"),
+                    )]);
+                    (
+                        Code::ResourceExhausted,
+                        Reason::StreamLimit,
+                        error.to_string(),
+                        HashMap::from([
+                            ("limit".to_owned(), limit.to_string()),
+                            ("setting".to_owned(), (*setting).to_owned()),
+                        ]),
+                    )
+                }
+                AppError::ExportDrained { exported, resume } => {
+                    let mut metadata =
+                        HashMap::from([("exported".to_owned(), exported.to_string())]);
+                    metadata.extend(
+                        resume
+                            .iter()
+                            .map(|(field, value)| ((*field).to_owned(), value.clone())),
+                    );
+                    (
+                        Code::Unavailable,
+                        Reason::InstanceDraining,
+                        error.to_string(),
+                        metadata,
                     )
                 }
                 AppError::FailedPrecondition {

@@ -41,7 +41,7 @@ use super::rate_limit::{ClientAddress, add_headers, client_subject, policy_for, 
 use super::unary_body::Peeked;
 
 use crate::auth::principals::{KnownState, Lease};
-use crate::auth::{Authenticator, Caller, Credential, Principal, session_revoked};
+use crate::auth::{Authenticator, Caller, Credential, Principal, ValidUntil, session_revoked};
 use crate::domain::TicketId;
 use crate::errors::{AppError, Reason};
 use crate::rate_limit::{AlsoRead, Decision, Policy, RateLimiter, Subject};
@@ -99,7 +99,9 @@ pub struct Admit<S> {
 
 /// What admission decided about a request that may go on.
 struct Admitted {
-    caller: Option<Caller>,
+    /// The caller, and until when their credential lets them in by itself (for long streams,
+    /// which re-check the caller while they run: [`crate::auth::Standing`]).
+    caller: Option<(Caller, ValidUntil)>,
     decision: Option<Decision>,
     prefetched: Option<PrefetchedEntry>,
 }
@@ -279,7 +281,7 @@ async fn admit(gate: &Gate, presented: Presented) -> Result<Admitted, Response<B
         return Err(refusal(&subject, decision));
     }
     Ok(Admitted {
-        caller: Some(caller),
+        caller: Some((caller, ValidUntil::of(&credential))),
         decision,
         prefetched,
     })
@@ -364,9 +366,10 @@ where
                 Err(refused) => return Ok(refused),
             };
             request.extensions_mut().insert(client);
-            if let Some(caller) = caller {
+            if let Some((caller, valid_until)) = caller {
                 record_caller(&caller);
                 request.extensions_mut().insert(caller);
+                request.extensions_mut().insert(valid_until);
             }
             if let Some(prefetched) = prefetched {
                 request.extensions_mut().insert(prefetched);

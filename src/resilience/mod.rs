@@ -11,7 +11,9 @@
 //! - spacing the attempts of durable work (the webhook queue's): the same full-jitter backoff,
 //!   [`retry::RetryPolicy::backoff`];
 //! - several identical background workers that must live and die together under the job
-//!   runner: [`worker_pool::run`].
+//!   runner: [`worker_pool::run`];
+//! - a long stream that holds or keeps using a pooled connection (an export, WatchEvents): a
+//!   place of its kind per account and per instance, [`stream_limit::StreamLimits`].
 //!
 //! Nothing here knows a provider: each provider's adapter (`billing/`, `notifications/`,
 //! `storage/`) decides what counts as a failure and what may be repeated.
@@ -19,4 +21,5 @@
 pub mod breaker;
 pub mod bulkhead;
 pub mod retry;
+pub mod stream_limit;
 pub mod worker_pool;

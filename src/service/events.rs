@@ -1,6 +1,10 @@
 //! The event stream of WatchEvents (docs/webhooks.md, "Watching events over gRPC"): an
 //! account's events from a cursor, in the order of the outbox, for as long as the client reads.
 //!
+//! A stream takes one of the places its account and the instance have for streams
+//! (`WATCH_MAX_STREAMS_PER_ACCOUNT`, `WATCH_MAX_STREAMS_PER_INSTANCE`) before it touches the
+//! pool, and its task gives it back when it ends.
+//!
 //! Each stream has a task of its own, per request and bounded in time (so not one of the job
 //! runner's long-lived tasks), that reads a page of events, hands them one by one to a channel
 //! of [`STREAM_BUFFER`] messages and reads the next page only once they are taken: a client that
@@ -8,7 +12,9 @@
 //! stream costs at most a page and the buffer in memory, and no pooled connection while it
 //! waits. Once caught up it looks again every poll interval and sends a heartbeat after a
 //! quiet spell. It ends (without error) after the stream's longest duration or when the
-//! instance drains; the client resumes from the last cursor it received.
+//! instance drains, even while its client reads nothing; the client resumes from the last
+//! cursor it received. Its caller is re-checked while it runs ([`Standing`]): a revoked key,
+//! a deactivated user, an ended session or an expired access token ends it UNAUTHENTICATED.
 //!
 //! Why nothing is skipped: a page holds only events of transactions older than the oldest one
 //! still running (`pg_snapshot_xmin`), which can no longer commit; an event committed later always
@@ -16,16 +22,17 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Standing, ValidUntil};
 use crate::db::models::event::{Events, StoredEvent};
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{EventCursor, EventType};
 use crate::errors::{AppError, AppResult, Resource};
+use crate::resilience::stream_limit::StreamLimits;
 
 /// The most messages waiting in a stream's channel.
 pub const STREAM_BUFFER: usize = 16;
@@ -80,6 +87,13 @@ pub enum FeedMessage {
     Heartbeat(EventCursor),
 }
 
+/// A running stream: its messages, and why it was cut short when its caller lost the right to
+/// read it (taken before any message still waiting, which that caller may no longer see).
+pub struct Watch {
+    pub messages: mpsc::Receiver<AppResult<FeedMessage>>,
+    pub interrupted: oneshot::Receiver<AppError>,
+}
+
 /// Where a stream starts.
 #[derive(Clone, Debug)]
 pub enum WatchStart {
@@ -97,6 +111,8 @@ pub struct FeedSettings {
     pub poll_interval: Duration,
     pub heartbeat: Duration,
     pub max_duration: Duration,
+    /// How many streams may run at once, per account and per instance.
+    pub places: StreamLimits,
 }
 
 #[derive(Clone)]
@@ -118,16 +134,20 @@ impl EventFeed {
     }
 
     /// Starts a stream of the caller's account's events of `types` (empty: all) from `start`;
-    /// with `end_when_caught_up`, it ends once it has sent every event there is.
+    /// with `end_when_caught_up`, it ends once it has sent every event there is. The caller is
+    /// re-checked while it runs ([`Standing`]): once they may no longer read, the stream's task
+    /// ends and [`Watch::interrupted`] says why.
     pub async fn watch(
         &self,
         caller: &Caller,
+        valid_until: ValidUntil,
         start: WatchStart,
         types: Vec<EventType>,
         end_when_caught_up: bool,
-    ) -> AppResult<mpsc::Receiver<AppResult<FeedMessage>>> {
+    ) -> AppResult<Watch> {
+        let place = self.settings.places.take(caller.account_id)?;
         let account_id = caller.account_id.as_uuid();
-        let mut position = {
+        let position = {
             let mut conn = db::connection(&self.pool).await?;
             match start {
                 WatchStart::Cursor(cursor) => cursor,
@@ -139,63 +159,88 @@ impl EventFeed {
         };
         let types: Vec<String> = types.iter().map(|kind| kind.as_str().to_owned()).collect();
         let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        let (interrupt, interrupted) = oneshot::channel();
+        let standing = Standing::new(self.pool.clone(), caller.clone(), valid_until);
         let feed = self.clone();
         tokio::spawn(async move {
-            let ends = Instant::now() + feed.settings.max_duration;
-            let mut quiet_since = Instant::now();
-            loop {
-                let page = match db::connection(&feed.pool).await {
-                    Ok(mut conn) => {
-                        Events::after(&mut conn, account_id, position, &types, PAGE).await
-                    }
-                    Err(error) => Err(error),
+            let _place = place;
+            tokio::select! {
+                () = feed.send_from(account_id, position, types, end_when_caught_up, sender) => {}
+                lost = standing.lost() => {
+                    let _ = interrupt.send(lost);
+                }
+            }
+        });
+        Ok(Watch {
+            messages: receiver,
+            interrupted,
+        })
+    }
+
+    /// Sends the account's events after `position` until the client goes away, the stream's
+    /// longest duration passes or the instance drains. Every wait on the client (an event's or
+    /// a heartbeat's send) is raced against the last two: a client that stops reading holds
+    /// neither past its limit.
+    async fn send_from(
+        &self,
+        account_id: Uuid,
+        mut position: EventCursor,
+        types: Vec<String>,
+        end_when_caught_up: bool,
+        sender: mpsc::Sender<AppResult<FeedMessage>>,
+    ) {
+        let ends = Instant::now() + self.settings.max_duration;
+        let mut quiet_since = Instant::now();
+        loop {
+            let page = match db::connection(&self.pool).await {
+                Ok(mut conn) => Events::after(&mut conn, account_id, position, &types, PAGE).await,
+                Err(error) => Err(error),
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(error) => {
+                    let _ = sender.send(Err(error)).await;
+                    return;
+                }
+            };
+            let caught_up = i64::try_from(page.len()).unwrap_or(i64::MAX) < PAGE;
+            for (cursor, event) in page {
+                position = cursor;
+                let sent = tokio::select! {
+                    sent = sender.send(Ok(FeedMessage::Event(Box::new(event), cursor))) => sent.is_ok(),
+                    () = self.draining.cancelled() => return,
+                    () = tokio::time::sleep_until(ends) => return,
                 };
-                let page = match page {
-                    Ok(page) => page,
-                    Err(error) => {
-                        let _ = sender.send(Err(error)).await;
-                        return;
-                    }
-                };
-                let caught_up = i64::try_from(page.len()).unwrap_or(i64::MAX) < PAGE;
-                for (cursor, event) in page {
-                    position = cursor;
+                if !sent {
+                    // The client went away.
+                    return;
+                }
+                quiet_since = Instant::now();
+            }
+            if caught_up {
+                if end_when_caught_up {
+                    return;
+                }
+                if quiet_since.elapsed() >= self.settings.heartbeat {
                     let sent = tokio::select! {
-                        sent = sender.send(Ok(FeedMessage::Event(Box::new(event), cursor))) => sent.is_ok(),
-                        () = feed.draining.cancelled() => return,
+                        sent = sender.send(Ok(FeedMessage::Heartbeat(position))) => sent.is_ok(),
+                        () = self.draining.cancelled() => return,
                         () = tokio::time::sleep_until(ends) => return,
                     };
                     if !sent {
-                        // The client went away.
                         return;
                     }
                     quiet_since = Instant::now();
                 }
-                if caught_up {
-                    if end_when_caught_up {
-                        return;
-                    }
-                    if quiet_since.elapsed() >= feed.settings.heartbeat {
-                        if sender
-                            .send(Ok(FeedMessage::Heartbeat(position)))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                        quiet_since = Instant::now();
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(feed.settings.poll_interval) => {}
-                        () = feed.draining.cancelled() => return,
-                        () = tokio::time::sleep_until(ends) => return,
-                        () = sender.closed() => return,
-                    }
-                } else if Instant::now() >= ends || feed.draining.is_cancelled() {
-                    return;
+                tokio::select! {
+                    () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    () = self.draining.cancelled() => return,
+                    () = tokio::time::sleep_until(ends) => return,
+                    () = sender.closed() => return,
                 }
+            } else if Instant::now() >= ends || self.draining.is_cancelled() {
+                return;
             }
-        });
-        Ok(receiver)
+        }
     }
 }

@@ -6,17 +6,14 @@
 //! locks the ticket row first and decides on the state it locked: the etag check, the lifecycle
 //! rules and the open-ticket limit all hold under concurrency.
 //!
-//! Reads at volume live here too: the export (one REPEATABLE READ snapshot read by keyset in
-//! batches, handed over through a channel of one batch, bounded by `EXPORT_MAX_DURATION_SECS`),
-//! the change feed and full-text search (docs/export-and-search.md).
+//! Reads at volume live here too: the change feed and full-text search; the export is in
+//! `ticket_export.rs` (docs/export-and-search.md).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use diesel_async::AsyncPgConnection;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Page, paginate, rows_to_fetch};
@@ -57,17 +54,6 @@ pub struct TicketEdits {
     pub priority: Option<TicketPriority>,
 }
 
-/// How many tickets an export reads per statement, and hands over at a time.
-pub const EXPORT_BATCH: i64 = 500;
-
-/// What an export's channel carries: a batch of tickets, then, once every batch was sent and the
-/// snapshot ended well, `Finished`. A channel that closes without `Finished` was cut short.
-#[derive(Debug)]
-pub enum ExportBatch {
-    Tickets(Vec<Ticket>),
-    Finished,
-}
-
 /// A page of search results, and the order they come in (the same on every page of a search).
 #[derive(Debug)]
 pub struct SearchPage {
@@ -89,8 +75,8 @@ pub struct TicketDesk {
     pool: PgPool,
     cache: TicketCache,
     max_open_per_requester: u32,
-    /// How long an export may hold its snapshot (`EXPORT_MAX_DURATION_SECS`).
-    export_limit: Duration,
+    /// How exports run (service/ticket_export.rs).
+    pub(super) exports: super::ticket_export::ExportSettings,
     /// The domain of the notifications' `Message-ID`s (the public base URL's host).
     message_domain: Arc<str>,
 }
@@ -106,103 +92,19 @@ impl TicketDesk {
             pool,
             cache,
             max_open_per_requester,
-            export_limit: Duration::from_secs(600),
+            exports: super::ticket_export::ExportSettings::default(),
             message_domain: Arc::from(message_domain),
         }
     }
 
-    /// Bounds every export to `limit` (`EXPORT_MAX_DURATION_SECS`).
-    pub fn with_export_limit(self, limit: Duration) -> Self {
-        Self {
-            export_limit: limit,
-            ..self
-        }
+    /// Runs exports as `exports` says (their limit, their places, the drain that ends them).
+    pub fn with_exports(self, exports: super::ticket_export::ExportSettings) -> Self {
+        Self { exports, ..self }
     }
 
-    /// Starts an export of every ticket `filter` selects that the caller may see, in the
-    /// filter's order, from one REPEATABLE READ snapshot taken before this returns: tickets
-    /// committed after it are not exported, every one committed before it is, once.
-    ///
-    /// The first batch is read here; the rest by a task that reads the next batch only once the
-    /// previous one was taken from the channel (of one batch): a slow client holds a batch or
-    /// two in memory, never the table. The task holds one pooled connection, for at most the
-    /// export limit (PostgreSQL also ends the transaction when it sits idle that long); then the
-    /// channel closes without [`ExportBatch::Finished`], which the caller reports as
-    /// DEADLINE_EXCEEDED. The task is per request and bounded, so it is not one of the job
-    /// runner's long-lived tasks.
-    pub async fn export(
-        &self,
-        caller: &Caller,
-        filter: TicketFilter,
-    ) -> AppResult<mpsc::Receiver<AppResult<ExportBatch>>> {
-        let deadline = Instant::now() + self.export_limit;
-        let mut conn = db::owned_connection(&self.pool).await?;
-        db::begin_snapshot(&mut conn, self.export_limit).await?;
-        let account_id = caller.account_id;
-        let requester = caller.restricted_to_user();
-        let first = match TicketRow::list(
-            &mut conn,
-            account_id,
-            requester,
-            &filter,
-            None,
-            EXPORT_BATCH,
-        )
-        .await
-        {
-            Ok(first) => first,
-            Err(error) => return db::end(&mut conn, Err(error)).await,
-        };
-        let (sender, receiver) = mpsc::channel(1);
-        tokio::spawn(async move {
-            let reading = async {
-                let mut batch = first;
-                loop {
-                    let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= EXPORT_BATCH;
-                    let after = batch
-                        .last()
-                        .map(|ticket| ticket.position(filter.order.field));
-                    if !batch.is_empty()
-                        && sender.send(Ok(ExportBatch::Tickets(batch))).await.is_err()
-                    {
-                        // The client went away: nothing more to read.
-                        return Ok(());
-                    }
-                    if !full {
-                        return Ok(());
-                    }
-                    batch = TicketRow::list(
-                        &mut conn,
-                        account_id,
-                        requester,
-                        &filter,
-                        after,
-                        EXPORT_BATCH,
-                    )
-                    .await?;
-                }
-            };
-            let read = tokio::time::timeout_at(deadline, reading)
-                .await
-                .unwrap_or(Err(AppError::DeadlineExceeded));
-            match db::end(&mut conn, read).await {
-                Ok(()) => {
-                    drop(conn);
-                    let _ =
-                        tokio::time::timeout_at(deadline, sender.send(Ok(ExportBatch::Finished)))
-                            .await;
-                }
-                Err(error) => {
-                    drop(conn);
-                    // Waited for, as `Finished` is: a slow reader's channel still holds the
-                    // batch before, and an error dropped for want of room would reach them as
-                    // DEADLINE_EXCEEDED, however early the read failed. A reader still behind at
-                    // the deadline gets DEADLINE_EXCEEDED, as it would have anyway.
-                    let _ = tokio::time::timeout_at(deadline, sender.send(Err(error))).await;
-                }
-            }
-        });
-        Ok(receiver)
+    /// The pool exports read from (service/ticket_export.rs).
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// The change feed after `after`: at most `page_size` tickets changed since, oldest change

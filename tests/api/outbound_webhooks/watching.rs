@@ -10,7 +10,10 @@ use tonic::transport::Channel;
 
 use supportdesk::errors::Reason;
 
-use crate::support::{PATIENCE, TestApp, assert_reason, backends_waiting_on_locks, busy_backends};
+use crate::support::{
+    PATIENCE, TestApp, assert_reason, backends_waiting_on_locks, busy_backends, keyed, wait_until,
+    with_token,
+};
 
 /// A client whose HTTP/2 windows are the protocol's default 64 KiB (hyper's client asks for
 /// megabytes), so that a reader that stops holds the service back after that much.
@@ -291,4 +294,133 @@ async fn a_stream_is_refused_a_cursor_or_event_id_that_is_not_one_of_ours() {
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
     assert_reason(&unknown, Reason::EventNotFound);
+}
+
+/// Reads `stream` (heartbeats and all) until it ends with an error, which it returns; fails
+/// when it ends without one or goes on past the patience.
+async fn the_error_ending(stream: &mut Streaming<v1::WatchEventsResponse>) -> tonic::Status {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the stream ended without an error"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stream ended within the patience")
+}
+
+#[tokio::test]
+async fn a_revoked_api_key_ends_its_open_stream_unauthenticated() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.outbound_webhooks.watch_max_duration = Duration::from_secs(300);
+        settings.outbound_webhooks.watch_heartbeat = Duration::from_millis(200);
+    })
+    .await;
+    let key = app
+        .api_keys
+        .clone()
+        .create_api_key(keyed(app.as_admin(v1::CreateApiKeyRequest {
+            api_key: Some(v1::ApiKey {
+                name: "watcher".to_owned(),
+                roles: vec![v1::UserRole::Admin.into()],
+                ..Default::default()
+            }),
+        })))
+        .await
+        .expect("the key is created")
+        .into_inner();
+    let mut stream = events(&app)
+        .watch_events(with_token(&key.secret, v1::WatchEventsRequest::default()))
+        .await
+        .expect("the key's stream starts")
+        .into_inner();
+    stream
+        .message()
+        .await
+        .expect("a heartbeat")
+        .expect("the stream is open");
+    app.api_keys
+        .clone()
+        .revoke_api_key(keyed(app.as_admin(v1::RevokeApiKeyRequest {
+            id: key.api_key.expect("the key").id,
+        })))
+        .await
+        .expect("the key is revoked");
+
+    let status = the_error_ending(&mut stream).await;
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert_reason(&status, Reason::ApiKeyRevoked);
+}
+
+#[tokio::test]
+async fn an_access_tokens_stream_ends_unauthenticated_when_the_token_expires() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.outbound_webhooks.watch_max_duration = Duration::from_secs(300);
+        settings.outbound_webhooks.watch_heartbeat = Duration::from_millis(200);
+        settings.auth.access_token_ttl = Duration::from_secs(6);
+    })
+    .await;
+    let mut stream = watch(&app, v1::WatchEventsRequest::default()).await;
+
+    let status = the_error_ending(&mut stream).await;
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert_reason(&status, Reason::TokenExpired);
+}
+
+/// A stream's place is its task's: a reader that keeps the stream open and reads nothing,
+/// while the service has only heartbeats to send it, still has its stream ended at its longest
+/// duration, and the account's place comes free for another stream.
+#[tokio::test]
+async fn a_stream_whose_reader_stopped_reading_ends_at_its_limit_and_gives_its_place_back() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.outbound_webhooks.watch_max_duration = Duration::from_secs(4);
+        settings.outbound_webhooks.watch_heartbeat = Duration::from_millis(10);
+        settings.outbound_webhooks.watch_poll_interval = Duration::from_millis(10);
+        settings.outbound_webhooks.watch_max_per_account = 1;
+    })
+    .await;
+    // HTTP/2 windows of 1 KiB: heartbeats fill them, and then the stream's buffer, within a
+    // second; from then on the service waits on its heartbeat's send.
+    let channel = Channel::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .initial_stream_window_size(1024)
+        .initial_connection_window_size(1024)
+        .connect_lazy();
+    let mut stalled = EventServiceClient::new(channel)
+        .watch_events(app.as_admin(v1::WatchEventsRequest::default()))
+        .await
+        .expect("the first stream starts")
+        .into_inner();
+    stalled
+        .message()
+        .await
+        .expect("a heartbeat")
+        .expect("the stream is open");
+
+    let refused = events(&app)
+        .watch_events(app.as_admin(v1::WatchEventsRequest::default()))
+        .await
+        .expect_err("a second stream of the account is refused while the first runs");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert_reason(&refused, Reason::StreamLimit);
+
+    wait_until(
+        "the stalled stream's place is free again",
+        PATIENCE,
+        || async {
+            events(&app)
+                .watch_events(app.as_admin(v1::WatchEventsRequest::default()))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    drop(stalled);
 }

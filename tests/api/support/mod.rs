@@ -447,6 +447,17 @@ impl TestApp {
             .expect("run_until_stopped did not panic")
     }
 
+    /// Starts stopping the service as a SIGTERM would, without waiting: what is running meets
+    /// the drain while the test goes on; the handle answers what `run_until_stopped` returned.
+    pub(crate) fn begin_stopping(&mut self) -> JoinHandle<anyhow::Result<()>> {
+        let _ = self
+            .shutdown
+            .take()
+            .expect("the service was running")
+            .send(());
+        self.server.take().expect("the service was running")
+    }
+
     /// A request made as this app's admin.
     pub(crate) fn as_admin<T>(&self, message: T) -> Request<T> {
         self.admin.request(message)

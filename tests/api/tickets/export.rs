@@ -19,7 +19,7 @@ use tonic::transport::Endpoint;
 use crate::support::envoy::Envoy;
 use crate::support::{
     PATIENCE, Scrape, TestApp, assert_json_reason, assert_reason, count_of, lock_account,
-    violated_fields, wait_until, with_metrics,
+    violated_fields, wait_until, with_metrics, with_token,
 };
 
 /// Inserts `count` tickets raised by the app's admin straight into PostgreSQL (the export is
@@ -282,10 +282,203 @@ async fn a_read_that_fails_while_a_slow_reader_lags_reaches_the_reader_as_unavai
     assert_eq!(received, first_in_export_order(&app, cut_at).await);
 }
 
+/// Reads an export its service ended before its end until its error: the tickets that arrived
+/// (exactly the first ones of the export's order, none skipped or repeated) and the status.
+async fn read_until_the_error(
+    app: &TestApp,
+    stream: &mut tonic::Streaming<v1::Ticket>,
+    first: v1::Ticket,
+    total: i64,
+) -> (Vec<v1::Ticket>, tonic::Status) {
+    let mut received = vec![first];
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(ticket)) => received.push(ticket),
+            Ok(None) => panic!(
+                "the export ended as if complete after {} of {total} tickets",
+                received.len()
+            ),
+            Err(status) => break status,
+        }
+    };
+    assert!(received.len() < usize::try_from(total).unwrap());
+    let ids: Vec<&str> = received.iter().map(|ticket| ticket.id.as_str()).collect();
+    assert_eq!(ids, first_in_export_order(app, received.len()).await);
+    (received, status)
+}
+
+#[tokio::test]
+async fn a_logged_out_sessions_export_ends_unauthenticated_and_gives_its_snapshot_back() {
+    let app = TestApp::spawn_with(with_metrics).await;
+    let total = 20 * EXPORT_BATCH;
+    insert_tickets(&app, total, "logged out").await;
+    let (mut stream, first) = export_to_a_slow_reader(&app, &app.address.to_string()).await;
+    app.auth
+        .clone()
+        .logout(app.as_admin(v1::LogoutRequest {}))
+        .await
+        .expect("the admin logs out");
+
+    // The reader reads nothing more: the service itself notices the ended session, ends the
+    // snapshot and gives its connection back (without the check, it held it until the limit,
+    // ten minutes).
+    wait_until(
+        "the logged-out export's snapshot ended",
+        PATIENCE,
+        || async {
+            backends_in_a_transaction(&app).await == 0
+                && Scrape::of(&app).await.get(POOL_IN_USE) == 0
+        },
+    )
+    .await;
+    let (_, status) = read_until_the_error(&app, &mut stream, first, total).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_reason(&status, Reason::SessionRevoked);
+}
+
+#[tokio::test]
+async fn a_draining_instance_ends_a_running_export_unavailable_with_where_a_new_export_resumes() {
+    let mut app = TestApp::spawn_with(|settings| {
+        with_metrics(settings);
+        // Longer than the test waits: only the export's own end can let the drain finish.
+        settings.server.shutdown_drain_timeout = Duration::from_secs(120);
+    })
+    .await;
+    let total = 20 * EXPORT_BATCH;
+    insert_tickets(&app, total, "drained").await;
+    let (mut stream, first) = export_to_a_slow_reader(&app, &app.address.to_string()).await;
+    let stopping = app.begin_stopping();
+
+    // The reader reads nothing more: the drain itself ends the snapshot (without it, the export
+    // held its connection until its limit, ten minutes, and the drain waited for it).
+    wait_until("the drained export's snapshot ended", PATIENCE, || async {
+        backends_in_a_transaction(&app).await == 0
+    })
+    .await;
+    let (received, status) = read_until_the_error(&app, &mut stream, first, total).await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_reason(&status, Reason::InstanceDraining);
+    let info = crate::support::details(&status)
+        .error_info()
+        .cloned()
+        .expect("ErrorInfo");
+    assert_eq!(
+        info.metadata.get("exported"),
+        Some(&received.len().to_string()),
+        "{info:?}"
+    );
+    // Oldest first: a new export from `createdAfter` (inclusive) starts at the last ticket
+    // received, so every ticket not received is in it.
+    let last = received.last().unwrap().create_time.expect("a create time");
+    let resume_at = info
+        .metadata
+        .get("createdAfter")
+        .unwrap_or_else(|| panic!("a resume point: {info:?}"));
+    let resume_at: chrono::DateTime<chrono::Utc> = resume_at.parse().expect("RFC 3339");
+    assert_eq!(
+        (resume_at.timestamp(), resume_at.timestamp_subsec_nanos()),
+        (last.seconds, u32::try_from(last.nanos).unwrap())
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM tickets WHERE account_id = '{}' \
+                 AND deleted_at IS NULL AND created_at < '{}'::timestamptz",
+                app.account_id,
+                resume_at.to_rfc3339()
+            ),
+        )
+        .await,
+        0,
+        "nothing before the resume point was left unsent"
+    );
+    tokio::time::timeout(PATIENCE, stopping)
+        .await
+        .expect("the drain finished once the export ended")
+        .expect("run_until_stopped did not panic")
+        .expect("the service stopped cleanly");
+}
+
+#[tokio::test]
+async fn an_accounts_export_beyond_its_limit_is_refused_resource_exhausted_and_so_is_one_beyond_the_instances()
+ {
+    let app = TestApp::spawn_with(|settings| {
+        settings.tickets.export_max_per_account = 2;
+        settings.tickets.export_max_per_instance = 3;
+    })
+    .await;
+    insert_tickets(&app, 4 * EXPORT_BATCH, "limited").await;
+    let address = app.address.to_string();
+    let first_export = export_to_a_slow_reader(&app, &address).await;
+    let _second = export_to_a_slow_reader(&app, &address).await;
+    let export = |token: String| {
+        let mut tickets = app.tickets.clone();
+        async move {
+            tickets
+                .export_tickets(with_token(&token, v1::ExportTicketsRequest::default()))
+                .await
+                .map(|_| ())
+        }
+    };
+
+    let refused = export(app.admin.access_token.clone())
+        .await
+        .expect_err("a third export of the account is refused");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_reason(&refused, Reason::StreamLimit);
+    let quota = crate::support::details(&refused)
+        .quota_failure()
+        .cloned()
+        .expect("QuotaFailure");
+    assert_eq!(
+        quota.violations[0].subject,
+        format!("accounts/{}", app.account_id)
+    );
+
+    // Another account still has its place, until the instance's last one is taken.
+    let other = app.sign_up_another_account().await;
+    app.tickets
+        .clone()
+        .create_ticket(other.request(crate::support::valid_create_request("theirs")))
+        .await
+        .expect("the other account's ticket");
+    let (_third, _) = export_to_a_slow_reader_as(&other.access_token, &address).await;
+    let refused = export(other.access_token.clone())
+        .await
+        .expect_err("a fourth export on the instance is refused");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_reason(&refused, Reason::StreamLimit);
+    assert_eq!(
+        crate::support::details(&refused)
+            .quota_failure()
+            .expect("QuotaFailure")
+            .violations[0]
+            .subject,
+        "instance"
+    );
+
+    // A place is given back when its export ends.
+    drop(first_export);
+    wait_until("the ended export's place is free again", PATIENCE, || {
+        let again = export(app.admin.access_token.clone());
+        async move { again.await.is_ok() }
+    })
+    .await;
+}
+
 /// ExportTickets, oldest first, to a reader at `address` (the service, or an Envoy in front of
 /// it) whose HTTP/2 windows hold 16 KiB; its first ticket read, nothing more yet.
 async fn export_to_a_slow_reader(
     app: &TestApp,
+    address: &str,
+) -> (tonic::Streaming<v1::Ticket>, v1::Ticket) {
+    export_to_a_slow_reader_as(&app.admin.access_token, address).await
+}
+
+/// [`export_to_a_slow_reader`] as the holder of `token` (an access token or an API key).
+async fn export_to_a_slow_reader_as(
+    token: &str,
     address: &str,
 ) -> (tonic::Streaming<v1::Ticket>, v1::Ticket) {
     let channel = Endpoint::from_shared(format!("http://{address}"))
@@ -296,10 +489,13 @@ async fn export_to_a_slow_reader(
         .await
         .expect("connect");
     let mut stream = TicketServiceClient::new(channel)
-        .export_tickets(app.as_admin(v1::ExportTicketsRequest {
-            order_by: "create_time asc".to_owned(),
-            ..Default::default()
-        }))
+        .export_tickets(with_token(
+            token,
+            v1::ExportTicketsRequest {
+                order_by: "create_time asc".to_owned(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("the export starts")
         .into_inner();
