@@ -319,9 +319,11 @@ impl NewUser<'_> {
     /// CreateUser's write, one statement: inserts the user, or, when the account already has a
     /// user with this email who never had a password (a requester known from a ticket, an
     /// invitee who has not chosen one yet), gives them this user's display name, role and
-    /// password (or still none: they are invited). `None` when that user has a password. One
-    /// statement, so a ticket adding the same requester at the same moment is waited for and
-    /// claimed, where a look and then an insert found no one and then hit the unique key.
+    /// password (or still none: they are invited). `None` when that user has a password, or
+    /// was deactivated (claimed, they stayed inactive with an invitation whose link refuses
+    /// them; the conflicting row stays locked, so the caller may read why). One statement, so a
+    /// ticket adding the same requester at the same moment is waited for and claimed, where a
+    /// look and then an insert found no one and then hit the unique key.
     pub async fn insert_or_claim(
         &self,
         conn: &mut AsyncPgConnection,
@@ -331,7 +333,7 @@ impl NewUser<'_> {
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, email) \
                  DO UPDATE SET display_name = excluded.display_name, role = excluded.role, \
                      password_hash = excluded.password_hash, updated_at = now() \
-                 WHERE users.password_hash IS NULL \
+                 WHERE users.password_hash IS NULL AND users.active \
                  RETURNING id, account_id, email, display_name, role, created_at, updated_at, \
                  password_hash, active",
         ))
