@@ -1,6 +1,11 @@
 //! The `users` table: the people of an account. Queries answer in domain types
 //! ([`domain::User`], and [`domain::UserLogin`] where the stored password hash is needed); the
 //! row type stays inside this module.
+//!
+//! Rows are locked `FOR NO KEY UPDATE`, never `FOR UPDATE`: every ticket, comment or
+//! notification naming a user takes `FOR KEY SHARE` on the user's row (its foreign key), and no
+//! change of ours touches a user's key, so a lock held for a change (the open-ticket count, a
+//! demotion, a password reset) queues the other changes of that user and none of those writes.
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
@@ -173,7 +178,7 @@ impl User {
         found_user(
             user_in_account(account_id, id)
                 .select(UserRow::as_select())
-                .for_update()
+                .for_no_key_update()
                 .first(conn)
                 .await,
         )
@@ -252,7 +257,7 @@ impl User {
     pub async fn lock(conn: &mut AsyncPgConnection, account_id: Uuid, id: Uuid) -> QueryResult<()> {
         user_in_account(account_id, id)
             .select(users::id)
-            .for_update()
+            .for_no_key_update()
             .first::<Uuid>(conn)
             .await
             .map(|_| ())
@@ -272,7 +277,7 @@ impl User {
             .filter(users::id.eq_any(ids))
             .order(users::id)
             .select((users::id, users::role, users::active))
-            .for_update()
+            .for_no_key_update()
             .load(conn)
             .await?;
         Ok(locked.iter().any(|(id, role, active)| {
@@ -443,7 +448,7 @@ impl User {
         Ok(KeepPrepared(
             diesel::sql_query(
                 "SELECT id, email FROM users WHERE account_id = $1 AND email = ANY($2) \
-                 ORDER BY id FOR UPDATE",
+                 ORDER BY id FOR NO KEY UPDATE",
             )
             .bind::<sql_types::Uuid, _>(account_id.as_uuid())
             .bind::<sql_types::Array<sql_types::Text>, _>(emails),

@@ -101,7 +101,11 @@ impl WebhookEndpoints {
             .transpose()
     }
 
-    /// Locks the endpoint for a change in this transaction.
+    /// Locks the endpoint for a change in this transaction: `FOR NO KEY UPDATE`, which queues
+    /// other changes of the endpoint (and its deletion) but not the `FOR KEY SHARE` every event
+    /// of the account takes on it (migration 24). No change of an endpoint touches its key, and
+    /// enabling one reschedules its whole backlog under this lock: with `FOR UPDATE` every ticket,
+    /// comment or charge of the account waited for that.
     pub async fn lock_in_account(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
@@ -111,7 +115,7 @@ impl WebhookEndpoints {
             .filter(webhook_endpoints::account_id.eq(account_id))
             .filter(webhook_endpoints::id.eq(id))
             .select(EndpointRow::as_select())
-            .for_update()
+            .for_no_key_update()
             .first(conn)
             .await
             .optional()?
