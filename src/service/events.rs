@@ -10,7 +10,10 @@
 //! quiet spell. It ends (without error) after the stream's longest duration or when the
 //! instance drains; the client resumes from the last cursor it received.
 //!
-//! Why nothing is skipped: a page holds only events of transactions older than the oldest one
+//! An event this build cannot read (a type or snapshot of another version) is skipped, counted
+//! (`supportdesk_events_unreadable_total{consumer="watch"}`) and logged, and the stream goes on.
+//!
+//! Why nothing else is skipped: a page holds only events of transactions older than the oldest one
 //! still running (`pg_snapshot_xmin`), which can no longer commit; an event committed later always
 //! sorts after the cursor (migration 16 explains the same for the change feed).
 
@@ -26,6 +29,7 @@ use crate::db::models::event::{Events, StoredEvent};
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{EventCursor, EventType};
 use crate::errors::{AppError, AppResult, Resource};
+use crate::telemetry::metrics::{Counter, Metrics};
 
 /// The most messages waiting in a stream's channel.
 pub const STREAM_BUFFER: usize = 16;
@@ -106,6 +110,8 @@ pub struct EventFeed {
     /// Cancelled when the instance drains: every stream ends, and its client reconnects
     /// elsewhere.
     draining: CancellationToken,
+    /// Counts the events a stream skipped because this build cannot read them.
+    unreadable: Counter,
 }
 
 impl EventFeed {
@@ -114,6 +120,15 @@ impl EventFeed {
             pool,
             settings,
             draining,
+            unreadable: Counter::default(),
+        }
+    }
+
+    /// The same, counting the events its streams skip into `metrics`.
+    pub fn counting_into(self, metrics: &Metrics) -> Self {
+        Self {
+            unreadable: metrics.events().unreadable_watched.clone(),
+            ..self
         }
     }
 
@@ -160,6 +175,20 @@ impl EventFeed {
                 let caught_up = i64::try_from(page.len()).unwrap_or(i64::MAX) < PAGE;
                 for (cursor, event) in page {
                     position = cursor;
+                    // One event this build cannot read (a newer type during a mixed deploy, a
+                    // snapshot of a version rolled back) is passed over, so that it cannot end
+                    // every stream of its account at every reconnect; a newer instance's streams
+                    // send it.
+                    let event = match event {
+                        Ok(event) => event,
+                        Err(unreadable) => {
+                            feed.unreadable.increment();
+                            tracing::warn!(%account_id, event_id = %unreadable.event_id,
+                                event_type = %unreadable.event_type, problem = %unreadable.problem,
+                                "WatchEvents skipped an event this build cannot read");
+                            continue;
+                        }
+                    };
                     let sent = tokio::select! {
                         sent = sender.send(Ok(FeedMessage::Event(Box::new(event), cursor))) => sent.is_ok(),
                         () = feed.draining.cancelled() => return,
