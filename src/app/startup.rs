@@ -342,7 +342,8 @@ impl Application {
                     ),
                 },
                 draining_streams.clone(),
-            ),
+            )
+            .counting_into(&services.metrics),
         ))
         .max_decoding_message_size(max_bytes)
         .compressed();
@@ -603,7 +604,8 @@ impl Application {
                 self.settings.outbound_webhooks.clone(),
                 wake_delivery_workers,
                 self.settings.notifications.message_domain().to_owned(),
-            );
+            )
+            .counting_into(&services.metrics);
             // Deliveries wait durably in their queue, shared with every instance's workers.
             jobs.add(Task::new(
                 "webhook-delivery-workers",

@@ -155,6 +155,22 @@ impl Email {
     }
 }
 
+/// `address` as every email provider is sent it (the SMTP relay's envelope and `To` header, the
+/// email API's `to`): its domain in IDNA's ASCII form (`xn--...`), the rest as it is. One form
+/// for every provider, so what a provider reports back (a bounce, a complaint, its logs) names
+/// the address the others would have been given; the stored address keeps the form it was given
+/// in. A Unicode domain would need SMTPUTF8 of every relay on the way. An address whose domain
+/// IDNA refuses is left as it is, for the provider's parse to refuse.
+pub fn idna_form(address: &str) -> std::borrow::Cow<'_, str> {
+    match address.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => idna::domain_to_ascii(domain)
+            .map_or(std::borrow::Cow::Borrowed(address), |domain| {
+                std::borrow::Cow::Owned(format!("{local}@{domain}"))
+            }),
+        _ => std::borrow::Cow::Borrowed(address),
+    }
+}
+
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -165,6 +181,16 @@ impl fmt::Display for Email {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_international_domain_goes_as_idna_and_the_rest_of_the_address_as_it_is() {
+        assert_eq!(
+            idna_form("jane@bücher.example"),
+            "jane@xn--bcher-kva.example"
+        );
+        assert_eq!(idna_form("jane@example.com"), "jane@example.com");
+        assert_eq!(idna_form("jöhn@example.com"), "jöhn@example.com");
+    }
 
     #[test]
     fn addresses_are_trimmed_and_lower_cased() {

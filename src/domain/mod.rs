@@ -40,7 +40,7 @@ pub use comment::{
     Actor, Comment, CommentBody, FieldChange, FieldChanges, TicketAction, TicketActivity,
 };
 pub use dashboard::{DateRange, RangeProblem, RevenueInterval};
-pub use email::Email;
+pub use email::{Email, idna_form};
 pub use email_webhook::{EmailEvent, EmailEventEffect, SvixVerifier, svix_signature};
 pub use html::{html_entity, html_escape, push_html_escaped};
 pub use idempotency_key::IdempotencyKey;

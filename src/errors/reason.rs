@@ -162,6 +162,9 @@ reasons! {
     NotificationNotRedrivable = "NOTIFICATION_NOT_REDRIVABLE",
     /// An admin demoting or deactivating themselves.
     SelfLockout = "SELF_LOCKOUT",
+    /// CreateUser naming a deactivated user of the account who has no password: an admin
+    /// reactivates them first.
+    UserInactive = "USER_INACTIVE",
     /// Deleting a long-running operation that is not done.
     OperationNotDone = "OPERATION_NOT_DONE",
     /// A quota is used up.

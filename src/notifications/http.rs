@@ -35,6 +35,7 @@ use url::Url;
 
 use super::{EmailSender, OutgoingEmail, SendError, SendFuture, Sent};
 use crate::configuration::{EmailSettings, HttpEmailSettings};
+use crate::domain::idna_form;
 use crate::resilience::breaker::{CallOutcome, CallResult, CircuitBreaker};
 use crate::resilience::bulkhead::Bulkhead;
 use crate::resilience::retry::{
@@ -178,14 +179,16 @@ impl HttpSender {
     /// The JSON body of `email`: the same bytes on every attempt (the provider compares them
     /// under the idempotency key).
     fn body(&self, email: &OutgoingEmail) -> Result<Bytes, SendError> {
-        // `Name <address>` quoted as a mail header would be; an address the mail parser refuses
-        // goes as it is, for the provider to judge (it answers 422, and the message is dead).
-        let to = match email.to_address.parse() {
+        // `Name <address>` quoted as a mail header would be, the domain in the IDNA form the
+        // SMTP relay is sent too (`idna_form`); an address the mail parser refuses goes as it
+        // is, for the provider to judge (it answers 422, and the message is dead).
+        let address = idna_form(&email.to_address);
+        let to = match address.parse() {
             Ok(address) => {
                 let name = email.to_name.trim();
                 Mailbox::new((!name.is_empty()).then(|| name.to_owned()), address).to_string()
             }
-            Err(_) => email.to_address.clone(),
+            Err(_) => address.into_owned(),
         };
         let mut headers = BTreeMap::from([("Message-ID", email.message_id.as_str())]);
         if let Some(root) = &email.thread_root {

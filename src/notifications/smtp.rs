@@ -34,6 +34,7 @@ use tokio::time::Instant;
 use super::message::single_line;
 use super::{EmailSender, OutgoingEmail, SendError, SendFuture, Sent};
 use crate::configuration::{EmailSettings, SmtpSettings, SmtpTls};
+use crate::domain::idna_form;
 use crate::resilience::breaker::{CallOutcome, CallResult, CircuitBreaker};
 use crate::resilience::bulkhead::Bulkhead;
 
@@ -105,7 +106,8 @@ impl SmtpSender {
 
     /// The message as sent: typed headers, a text and an HTML part.
     fn message(&self, email: &OutgoingEmail) -> Result<Message, SendError> {
-        let address: Address = ascii_domain(&email.to_address).parse().map_err(|error| {
+        // The same form every provider is sent.
+        let address: Address = idna_form(&email.to_address).parse().map_err(|error| {
             SendError::Refused(format!("the recipient's address is refused: {error}"))
         })?;
         let name = single_line(&email.to_name);
@@ -224,20 +226,6 @@ impl Connections {
         if idle.len() < self.keep {
             idle.push(transport);
         }
-    }
-}
-
-/// `address` with its domain in IDNA's ASCII form (`xn--...`), as it goes in the envelope and the
-/// `To` header: a Unicode domain would need SMTPUTF8, which many relays lack, and each refusal
-/// would count against the breaker as the relay's fault. An address whose domain IDNA refuses is
-/// left as it is, for the parse to refuse.
-fn ascii_domain(address: &str) -> std::borrow::Cow<'_, str> {
-    match address.rsplit_once('@') {
-        Some((local, domain)) if !domain.is_ascii() => idna::domain_to_ascii(domain)
-            .map_or(std::borrow::Cow::Borrowed(address), |domain| {
-                std::borrow::Cow::Owned(format!("{local}@{domain}"))
-            }),
-        _ => std::borrow::Cow::Borrowed(address),
     }
 }
 
@@ -462,16 +450,6 @@ mod tests {
             matches!(second, SendError::CircuitOpen { .. }),
             "a threshold of one: open after the first failure, {second:?}"
         );
-    }
-
-    #[test]
-    fn an_international_domain_goes_as_idna_and_the_rest_of_the_address_as_it_is() {
-        assert_eq!(
-            ascii_domain("jane@bücher.example"),
-            "jane@xn--bcher-kva.example"
-        );
-        assert_eq!(ascii_domain("jane@example.com"), "jane@example.com");
-        assert_eq!(ascii_domain("jöhn@example.com"), "jöhn@example.com");
     }
 
     #[tokio::test]

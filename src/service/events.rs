@@ -16,7 +16,10 @@
 //! cursor it received. Its caller is re-checked while it runs ([`Standing`]): a revoked key,
 //! a deactivated user, an ended session or an expired access token ends it UNAUTHENTICATED.
 //!
-//! Why nothing is skipped: a page holds only events of transactions older than the oldest one
+//! An event this build cannot read (a type or snapshot of another version) is skipped, counted
+//! (`supportdesk_events_unreadable_total{consumer="watch"}`) and logged, and the stream goes on.
+//!
+//! Why nothing else is skipped: a page holds only events of transactions older than the oldest one
 //! still running (`pg_snapshot_xmin`), which can no longer commit; an event committed later always
 //! sorts after the cursor (migration 16 explains the same for the change feed).
 
@@ -33,6 +36,7 @@ use crate::db::{self, Limits, PgPool};
 use crate::domain::{EventCursor, EventType};
 use crate::errors::{AppError, AppResult, Resource};
 use crate::resilience::stream_limit::StreamLimits;
+use crate::telemetry::metrics::{Counter, Metrics};
 
 /// The most messages waiting in a stream's channel.
 pub const STREAM_BUFFER: usize = 16;
@@ -122,6 +126,8 @@ pub struct EventFeed {
     /// Cancelled when the instance drains: every stream ends, and its client reconnects
     /// elsewhere.
     draining: CancellationToken,
+    /// Counts the events a stream skipped because this build cannot read them.
+    unreadable: Counter,
 }
 
 impl EventFeed {
@@ -130,6 +136,15 @@ impl EventFeed {
             pool,
             settings,
             draining,
+            unreadable: Counter::default(),
+        }
+    }
+
+    /// The same, counting the events its streams skip into `metrics`.
+    pub fn counting_into(self, metrics: &Metrics) -> Self {
+        Self {
+            unreadable: metrics.events().unreadable_watched.clone(),
+            ..self
         }
     }
 
@@ -206,6 +221,19 @@ impl EventFeed {
             let caught_up = i64::try_from(page.len()).unwrap_or(i64::MAX) < PAGE;
             for (cursor, event) in page {
                 position = cursor;
+                // One event this build cannot read (a newer type during a mixed deploy, a
+                // snapshot of a version rolled back) is passed over, so that it cannot end every
+                // stream of its account at every reconnect; a newer instance's streams send it.
+                let event = match event {
+                    Ok(event) => event,
+                    Err(unreadable) => {
+                        self.unreadable.increment();
+                        tracing::warn!(%account_id, event_id = %unreadable.event_id,
+                            event_type = %unreadable.event_type, problem = %unreadable.problem,
+                            "WatchEvents skipped an event this build cannot read");
+                        continue;
+                    }
+                };
                 let sent = tokio::select! {
                     sent = sender.send(Ok(FeedMessage::Event(Box::new(event), cursor))) => sent.is_ok(),
                     () = self.draining.cancelled() => return,

@@ -73,7 +73,8 @@ impl Users {
     /// Adds a user who can log in (with the password given, or once they follow the invitation
     /// sent when none is). A customer the account already knows from a ticket, who has
     /// never had a password, is given this one (and the role) instead: that is how a requester
-    /// is invited. Anyone else with the email makes it ALREADY_EXISTS. The new user's
+    /// is invited; if an admin deactivated them, it is FAILED_PRECONDITION until one reactivates
+    /// them. Anyone else with the email makes it ALREADY_EXISTS. The new user's
     /// invitation (a link to choose their own password) is written to the outbox in the same
     /// transaction: one statement more.
     pub async fn create(
@@ -113,11 +114,10 @@ impl Users {
                 password_hash: password_hash.as_deref(),
             }
             .insert_or_claim(conn)
-            .await?
-            .ok_or_else(|| AppError::AlreadyExists {
-                reason: Reason::UserEmailTaken,
-                message: format!("the account already has a user {email}"),
-            })?;
+            .await?;
+            let Some(user) = user else {
+                return Err(taken(conn, caller, &email).await);
+            };
             invite(conn, user, invitation).await
         })
         .await
@@ -257,6 +257,41 @@ impl Users {
             self.sessions.end_recorded(id).await?;
         }
         Ok(outcome)
+    }
+}
+
+/// Why CreateUser could not add or claim `email`, read in its transaction (the claim left the
+/// row locked): a deactivated user without a password is FAILED_PRECONDITION, because a
+/// deactivation is undone only on purpose, by UpdateUser (which also tells every instance);
+/// anyone else is ALREADY_EXISTS.
+async fn taken(
+    conn: &mut diesel_async::AsyncPgConnection,
+    caller: &Caller,
+    email: &Email,
+) -> AppError {
+    let existing = match User::find_login(conn, caller.account_id.as_uuid(), email.as_str()).await {
+        Ok(existing) => existing,
+        Err(error) => return error,
+    };
+    match existing {
+        Some(login) if login.password_hash.is_none() && !login.user.active => {
+            AppError::FailedPrecondition {
+                reason: Reason::UserInactive,
+                message: format!(
+                    "the account's user {email} is deactivated; reactivate them (UpdateUser) \
+                     before inviting them"
+                ),
+                violations: vec![PreconditionViolation {
+                    kind: "USER_STATE".to_owned(),
+                    subject: format!("users/{}", login.user.id),
+                    description: "the user is deactivated".to_owned(),
+                }],
+            }
+        }
+        Some(_) | None => AppError::AlreadyExists {
+            reason: Reason::UserEmailTaken,
+            message: format!("the account already has a user {email}"),
+        },
     }
 }
 

@@ -19,6 +19,11 @@
 //! has failed for the whole schedule (every attempt since its streak began, about three days) is
 //! disabled, which records `endpoint.disabled`; its deliveries wait until an admin enables it.
 //!
+//! A delivery whose event this build cannot read (a type or snapshot of another version, during a
+//! mixed deploy or after a rollback) is not sent: its attempt is recorded failed on the schedule
+//! without blaming the endpoint (no failing streak, no rest), counted and logged, and the batch
+//! goes on to the endpoint's later events. After its last attempt it is `failed`, to be redriven.
+//!
 //! A worker that dies mid-attempt leaves the lease to expire; the attempt it made is made again
 //! by the next worker (at least once), and its record, had it been written late, is refused by
 //! the attempt number. A record that cannot reach PostgreSQL is written again for as long as the
@@ -47,6 +52,7 @@ use crate::domain::{
 };
 use crate::errors::AppError;
 use crate::outbound::{AttemptOutcome, SecretBox, WebhookClient};
+use crate::telemetry::metrics::{Counter, Metrics};
 
 /// The longest an endpoint rests after a failed attempt before its next due delivery is tried
 /// (a delivery's own retry may be due much later; other deliveries need not wait that long).
@@ -77,6 +83,8 @@ pub struct WebhookDeliveryWorkers {
     wake: Arc<Notify>,
     /// The domain of the `Message-ID` of the notice a disabled endpoint's admins are sent.
     message_domain: String,
+    /// Counts the attempts recorded failed because this build cannot read their event.
+    unreadable: Counter,
 }
 
 impl WebhookDeliveryWorkers {
@@ -97,6 +105,15 @@ impl WebhookDeliveryWorkers {
             settings,
             wake,
             message_domain,
+            unreadable: Counter::default(),
+        }
+    }
+
+    /// The same, counting the deliveries whose event does not read here into `metrics`.
+    pub fn counting_into(self, metrics: &Metrics) -> Self {
+        Self {
+            unreadable: metrics.events().unreadable_delivered.clone(),
+            ..self
         }
     }
 
@@ -254,7 +271,43 @@ impl WebhookDeliveryWorkers {
             if Instant::now() + self.settings.attempt_timeout + LEASE_MARGIN / 2 > lease_ends {
                 return Ok(());
             }
-            let outcome = self.attempt(&url, &signing, delivery).await;
+            let outcome = match &delivery.event {
+                Ok(event) => self.attempt(&url, &signing, event).await,
+                Err(unreadable) => {
+                    // Not the endpoint's fault, and no reason to hold back its later events: the
+                    // attempt is recorded failed on the schedule (a newer instance may make one
+                    // of the next; after the last the delivery is `failed`, to be redriven), and
+                    // the batch goes on.
+                    self.unreadable.increment();
+                    tracing::warn!(endpoint = %claimed.endpoint_id, delivery = %delivery.id,
+                        event_id = %unreadable.event_id, event_type = %unreadable.event_type,
+                        problem = %unreadable.problem, attempt = delivery.attempt,
+                        "a delivery's event does not read in this build: attempt recorded failed");
+                    let outcome = AttemptOutcome {
+                        status: None,
+                        error: Some(format!(
+                            "this instance cannot read the event ({}): {}",
+                            unreadable.event_type, unreadable.problem
+                        )),
+                        excerpt: String::new(),
+                        latency: Duration::ZERO,
+                    };
+                    let written = self
+                        .record(
+                            claimed,
+                            &url,
+                            delivery,
+                            (Utc::now(), outcome),
+                            lease_ends,
+                            stop,
+                        )
+                        .await?;
+                    if !written {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
             let delivered = outcome.1.delivered();
             tracing::debug!(endpoint = %claimed.endpoint_id, delivery = %delivery.id,
                 status = outcome.1.status, error = outcome.1.error.as_deref(), delivered,
@@ -268,13 +321,7 @@ impl WebhookDeliveryWorkers {
                 return Ok(());
             }
         }
-        match &claimed.unreadable {
-            Some(problem) => Err(AppError::internal(anyhow::anyhow!(
-                "endpoint {}: the next event does not read here ({problem})",
-                claimed.endpoint_id
-            ))),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     fn open(&self, sealed: &[u8], endpoint: uuid::Uuid) -> Result<SigningSecret, AppError> {
@@ -289,10 +336,10 @@ impl WebhookDeliveryWorkers {
         &self,
         url: &EndpointUrl,
         signing: &[SigningSecret],
-        delivery: &ClaimedDelivery,
+        event: &StoredEvent,
     ) -> (DateTime<Utc>, AttemptOutcome) {
         let started_at = Utc::now();
-        let body = match self.renderer.body(&delivery.event) {
+        let body = match self.renderer.body(event) {
             Ok(body) => body,
             Err(problem) => {
                 return (
@@ -306,7 +353,7 @@ impl WebhookDeliveryWorkers {
                 );
             }
         };
-        let id = event_public_id(delivery.event.id);
+        let id = event_public_id(event.id);
         let timestamp = started_at.timestamp();
         let secrets: Vec<&SigningSecret> = signing.iter().collect();
         let signature = webhook_signature_header(&secrets, &id, timestamp, &body);
@@ -378,6 +425,8 @@ impl WebhookDeliveryWorkers {
             next_attempt_at,
             endpoint_rests_until: rests_until,
             claimed_url: &claimed.url,
+            // An event this instance cannot read says nothing of the endpoint.
+            about_endpoint: delivery.event.is_ok(),
         };
         let (mut conn, recorded) = self.write(claimed, &record, lease_ends, stop).await?;
         match recorded {

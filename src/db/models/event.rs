@@ -77,7 +77,39 @@ struct RefundSnapshot {
     refund: RefundRow,
 }
 
+/// An event this build cannot read: a type it does not know, or a snapshot its domain refuses
+/// (written by another version, during a mixed deploy or after a rollback; or a corrupt row).
+#[derive(Clone, Debug)]
+pub struct Unreadable {
+    pub event_id: Uuid,
+    pub event_type: String,
+    /// Why, as the reading said.
+    pub problem: String,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "event {} ({}): {}",
+            self.event_id, self.event_type, self.problem
+        )
+    }
+}
+
 impl EventRow {
+    /// [`EventRow::into_domain`], or why this build cannot read the event.
+    pub fn read(self) -> Result<StoredEvent, Unreadable> {
+        let (event_id, event_type) = (self.event_id, self.event_type.clone());
+        self.into_domain().map_err(|error| Unreadable {
+            event_id,
+            event_type,
+            // An internal error's own message is generic; its cause says what.
+            problem: std::error::Error::source(&error)
+                .map_or_else(|| error.to_string(), ToString::to_string),
+        })
+    }
+
     /// The event, its snapshot read as the resource its type carries.
     pub fn into_domain(self) -> AppResult<StoredEvent> {
         let event_type = EventType::parse(&self.event_type)
@@ -269,14 +301,16 @@ impl Events {
 
     /// The account's events after `after`, at most `limit`, in the outbox's order; only those of
     /// transactions older than the oldest still running, so that none committed later can sort
-    /// before the last one returned. Test events (for one endpoint) are not in the feed.
+    /// before the last one returned. Test events (for one endpoint) are not in the feed. Each
+    /// event is read on its own: one this build cannot read (a type or snapshot of another
+    /// version) is its row's error, with its id, and the rest of the page reads.
     pub async fn after(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
         after: EventCursor,
         types: &[String],
         limit: i64,
-    ) -> AppResult<Vec<(EventCursor, StoredEvent)>> {
+    ) -> AppResult<Vec<(EventCursor, Result<StoredEvent, Unreadable>)>> {
         #[derive(diesel::QueryableByName)]
         struct FeedRow {
             #[diesel(embed)]
@@ -302,9 +336,10 @@ impl Events {
         .bind::<BigInt, _>(limit)
         .load(conn)
         .await?;
-        rows.into_iter()
-            .map(|row| Ok((row.position.cursor(), row.event.into_domain()?)))
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.position.cursor(), row.event.read()))
+            .collect())
     }
 }
 

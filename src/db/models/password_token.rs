@@ -108,7 +108,7 @@ const USE_TOKEN: &str = "WITH owner AS MATERIALIZED ( \
          SELECT u.id FROM users u \
          JOIN password_tokens t ON t.account_id = u.account_id AND t.user_id = u.id \
          WHERE t.id = $1 \
-         FOR UPDATE OF u \
+         FOR NO KEY UPDATE OF u \
      ), used AS ( \
          UPDATE password_tokens SET used_at = now() \
          WHERE id = $1 AND used_at IS NULL AND expires_at > now() \

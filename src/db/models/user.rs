@@ -1,6 +1,11 @@
 //! The `users` table: the people of an account. Queries answer in domain types
 //! ([`domain::User`], and [`domain::UserLogin`] where the stored password hash is needed); the
 //! row type stays inside this module.
+//!
+//! Rows are locked `FOR NO KEY UPDATE`, never `FOR UPDATE`: every ticket, comment or
+//! notification naming a user takes `FOR KEY SHARE` on the user's row (its foreign key), and no
+//! change of ours touches a user's key, so a lock held for a change (the open-ticket count, a
+//! demotion, a password reset) queues the other changes of that user and none of those writes.
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
@@ -173,7 +178,7 @@ impl User {
         found_user(
             user_in_account(account_id, id)
                 .select(UserRow::as_select())
-                .for_update()
+                .for_no_key_update()
                 .first(conn)
                 .await,
         )
@@ -252,7 +257,7 @@ impl User {
     pub async fn lock(conn: &mut AsyncPgConnection, account_id: Uuid, id: Uuid) -> QueryResult<()> {
         user_in_account(account_id, id)
             .select(users::id)
-            .for_update()
+            .for_no_key_update()
             .first::<Uuid>(conn)
             .await
             .map(|_| ())
@@ -272,7 +277,7 @@ impl User {
             .filter(users::id.eq_any(ids))
             .order(users::id)
             .select((users::id, users::role, users::active))
-            .for_update()
+            .for_no_key_update()
             .load(conn)
             .await?;
         Ok(locked.iter().any(|(id, role, active)| {
@@ -319,9 +324,11 @@ impl NewUser<'_> {
     /// CreateUser's write, one statement: inserts the user, or, when the account already has a
     /// user with this email who never had a password (a requester known from a ticket, an
     /// invitee who has not chosen one yet), gives them this user's display name, role and
-    /// password (or still none: they are invited). `None` when that user has a password. One
-    /// statement, so a ticket adding the same requester at the same moment is waited for and
-    /// claimed, where a look and then an insert found no one and then hit the unique key.
+    /// password (or still none: they are invited). `None` when that user has a password, or
+    /// was deactivated (claimed, they stayed inactive with an invitation whose link refuses
+    /// them; the conflicting row stays locked, so the caller may read why). One statement, so a
+    /// ticket adding the same requester at the same moment is waited for and claimed, where a
+    /// look and then an insert found no one and then hit the unique key.
     pub async fn insert_or_claim(
         &self,
         conn: &mut AsyncPgConnection,
@@ -331,7 +338,7 @@ impl NewUser<'_> {
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, email) \
                  DO UPDATE SET display_name = excluded.display_name, role = excluded.role, \
                      password_hash = excluded.password_hash, updated_at = now() \
-                 WHERE users.password_hash IS NULL \
+                 WHERE users.password_hash IS NULL AND users.active \
                  RETURNING id, account_id, email, display_name, role, created_at, updated_at, \
                  password_hash, active",
         ))
@@ -441,7 +448,7 @@ impl User {
         Ok(KeepPrepared(
             diesel::sql_query(
                 "SELECT id, email FROM users WHERE account_id = $1 AND email = ANY($2) \
-                 ORDER BY id FOR UPDATE",
+                 ORDER BY id FOR NO KEY UPDATE",
             )
             .bind::<sql_types::Uuid, _>(account_id.as_uuid())
             .bind::<sql_types::Array<sql_types::Text>, _>(emails),

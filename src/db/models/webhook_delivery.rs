@@ -22,7 +22,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::corrupt;
-use super::event::{EventRow, StoredEvent};
+use super::event::{EventRow, StoredEvent, Unreadable};
 use crate::db::schema::{webhook_deliveries, webhook_delivery_attempts};
 use crate::domain::{self, DeliveryAttempt, DeliveryState, PageCursor};
 use crate::errors::AppResult;
@@ -43,10 +43,6 @@ pub struct ClaimedEndpoint {
     pub deliveries: Vec<ClaimedDelivery>,
     /// In a failing streak.
     pub failing: bool,
-    /// Why the delivery after the last of `deliveries` cannot be made by this instance (its
-    /// event does not read: a type or shape of a newer version, a corrupt row): the batch stops
-    /// there, and the endpoint rests instead of failing the other endpoints' claims.
-    pub unreadable: Option<String>,
 }
 
 /// One delivery taken for an attempt.
@@ -55,7 +51,9 @@ pub struct ClaimedDelivery {
     pub id: Uuid,
     /// The number of the attempt about to be made (from 1).
     pub attempt: i32,
-    pub event: StoredEvent,
+    /// The event, or why this build cannot read it (a type or snapshot of another version, a
+    /// corrupt row): that delivery's attempt is then recorded failed, and the batch goes on.
+    pub event: Result<StoredEvent, Unreadable>,
 }
 
 #[derive(QueryableByName)]
@@ -102,6 +100,10 @@ pub struct AttemptRecord<'a> {
     /// The endpoint's URL as the claim read it: once the endpoint has moved (or was disabled),
     /// the record is refused and the batch ends, so no more of it goes to the old address.
     pub claimed_url: &'a str,
+    /// Whether the attempt says anything of the endpoint: false for one this instance could not
+    /// make (its event does not read here), which leaves the endpoint's failing streak, its last
+    /// success and its rest as they were.
+    pub about_endpoint: bool,
 }
 
 /// Whether a record was written, and the endpoint's failing streak after it.
@@ -211,7 +213,6 @@ impl WebhookDeliveries {
                     previous_secret_ciphertext: row.previous_secret_ciphertext.clone(),
                     deliveries: Vec::new(),
                     failing: row.failing,
-                    unreadable: None,
                 });
             }
             let (Some(id), Some(attempts), Some(event)) =
@@ -222,17 +223,11 @@ impl WebhookDeliveries {
             let Some(endpoint) = claimed.last_mut() else {
                 continue;
             };
-            if endpoint.unreadable.is_some() {
-                continue;
-            }
-            match event.into_domain() {
-                Ok(event) => endpoint.deliveries.push(ClaimedDelivery {
-                    id,
-                    attempt: attempts + 1,
-                    event,
-                }),
-                Err(error) => endpoint.unreadable = Some(format!("delivery {id}: {error}")),
-            }
+            endpoint.deliveries.push(ClaimedDelivery {
+                id,
+                attempt: attempts + 1,
+                event: event.read(),
+            });
         }
         Ok(claimed)
     }
@@ -276,9 +271,10 @@ impl WebhookDeliveries {
                      delivery.account_id, $1, $5, $6, $7, $8, $9, $10 \
                  FROM delivery) \
              UPDATE webhook_endpoints e \
-             SET failing_since = CASE WHEN $14 THEN NULL ELSE coalesce(e.failing_since, $6) END, \
-                 last_success_at = CASE WHEN $14 THEN now() ELSE e.last_success_at END, \
-                 retry_at = $13 \
+             SET failing_since = CASE WHEN NOT $16 THEN e.failing_since \
+                                      WHEN $14 THEN NULL ELSE coalesce(e.failing_since, $6) END, \
+                 last_success_at = CASE WHEN $16 AND $14 THEN now() ELSE e.last_success_at END, \
+                 retry_at = CASE WHEN $16 THEN $13 ELSE e.retry_at END \
              FROM delivery WHERE e.id = $1 \
              RETURNING e.failing_since",
         )
@@ -297,6 +293,7 @@ impl WebhookDeliveries {
         .bind::<Nullable<Timestamptz>, _>(record.endpoint_rests_until)
         .bind::<Bool, _>(succeeded)
         .bind::<Text, _>(record.claimed_url)
+        .bind::<Bool, _>(record.about_endpoint)
         .get_result(conn)
         .await
         .optional()?;

@@ -101,7 +101,11 @@ impl WebhookEndpoints {
             .transpose()
     }
 
-    /// Locks the endpoint for a change in this transaction.
+    /// Locks the endpoint for a change in this transaction: `FOR NO KEY UPDATE`, which queues
+    /// other changes of the endpoint (and its deletion) but not the `FOR KEY SHARE` every event
+    /// of the account takes on it (migration 24). No change of an endpoint touches its key, and
+    /// enabling one reschedules its whole backlog under this lock: with `FOR UPDATE` every ticket,
+    /// comment or charge of the account waited for that.
     pub async fn lock_in_account(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
@@ -111,7 +115,7 @@ impl WebhookEndpoints {
             .filter(webhook_endpoints::account_id.eq(account_id))
             .filter(webhook_endpoints::id.eq(id))
             .select(EndpointRow::as_select())
-            .for_update()
+            .for_no_key_update()
             .first(conn)
             .await
             .optional()?
@@ -165,13 +169,12 @@ impl WebhookEndpoints {
             .description
             .as_deref()
             .unwrap_or(&current.description);
-        let event_types: Vec<Option<&str>> = changes
+        // Written only when the change names it: the stored filter may name types this build
+        // does not know, which the `current` it read has left out.
+        let event_types: Option<Vec<Option<&str>>> = changes
             .event_types
             .as_ref()
-            .unwrap_or(&current.event_types)
-            .iter()
-            .map(|kind| Some(kind.as_str()))
-            .collect();
+            .map(|types| types.iter().map(|kind| Some(kind.as_str())).collect());
         let disabling = changes.disabled == Some(true) && current.state == EndpointState::Enabled;
         let enabling = changes.disabled == Some(false) && current.state == EndpointState::Disabled;
         if enabling {
@@ -209,7 +212,9 @@ impl WebhookEndpoints {
                 .set((
                     webhook_endpoints::url.eq(url),
                     webhook_endpoints::description.eq(description),
-                    webhook_endpoints::event_types.eq(&event_types),
+                    event_types
+                        .as_ref()
+                        .map(|types| webhook_endpoints::event_types.eq(types)),
                     webhook_endpoints::state.eq(EndpointState::Disabled.as_str()),
                     webhook_endpoints::disabled_reason.eq(DisabledReason::ByAdmin.as_str()),
                     webhook_endpoints::disabled_at.eq(diesel::dsl::now),
@@ -224,7 +229,9 @@ impl WebhookEndpoints {
                 .set((
                     webhook_endpoints::url.eq(url),
                     webhook_endpoints::description.eq(description),
-                    webhook_endpoints::event_types.eq(&event_types),
+                    event_types
+                        .as_ref()
+                        .map(|types| webhook_endpoints::event_types.eq(types)),
                     webhook_endpoints::state.eq(EndpointState::Enabled.as_str()),
                     webhook_endpoints::disabled_reason.eq(None::<&str>),
                     webhook_endpoints::disabled_at.eq(None::<DateTime<Utc>>),
@@ -243,7 +250,9 @@ impl WebhookEndpoints {
                 .set((
                     webhook_endpoints::url.eq(url),
                     webhook_endpoints::description.eq(description),
-                    webhook_endpoints::event_types.eq(&event_types),
+                    event_types
+                        .as_ref()
+                        .map(|types| webhook_endpoints::event_types.eq(types)),
                     webhook_endpoints::version.eq(webhook_endpoints::version + 1),
                     webhook_endpoints::updated_at.eq(diesel::dsl::now),
                 ))
@@ -348,6 +357,25 @@ impl EndpointSnapshot {
     }
 }
 
+/// The types of a stored filter that this build knows. A type it does not (written by a newer
+/// version, during a mixed deploy or after a rollback) is left out of what it reads, and logged,
+/// rather than making the endpoint unreadable; the stored filter keeps it, since a change that
+/// does not name the filter does not write it ([`WebhookEndpoints::update`]).
+fn known_event_types(endpoint: Uuid, stored: &[Option<String>]) -> Vec<EventType> {
+    stored
+        .iter()
+        .filter_map(|name| {
+            let name = name.as_deref().unwrap_or_default();
+            EventType::parse(name)
+                .inspect_err(|problem| {
+                    tracing::warn!(%endpoint, event_type = name, %problem,
+                        "an endpoint's filter names an event type this build does not know: left out");
+                })
+                .ok()
+        })
+        .collect()
+}
+
 impl EndpointRow {
     fn into_domain(self) -> AppResult<domain::WebhookEndpoint> {
         Ok(domain::WebhookEndpoint {
@@ -355,12 +383,7 @@ impl EndpointRow {
             account_id: self.account_id,
             url: self.url,
             description: self.description,
-            event_types: self
-                .event_types
-                .iter()
-                .map(|name| EventType::parse(name.as_deref().unwrap_or_default()))
-                .collect::<Result<_, _>>()
-                .map_err(|problem| corrupt("webhook_endpoints.event_types", problem))?,
+            event_types: known_event_types(self.id, &self.event_types),
             state: EndpointState::parse(&self.state)
                 .map_err(|problem| corrupt("webhook_endpoints.state", problem))?,
             disabled_reason: self

@@ -14,6 +14,7 @@
 mod attachments;
 mod billing;
 mod database;
+mod events;
 mod instruments;
 mod jobs;
 mod notifications;
@@ -32,6 +33,7 @@ pub use attachments::{
 };
 pub use billing::{BillingCounters, WebhookCounters};
 pub use database::{PoolSample, ReplicaMetrics, SaturationMetrics};
+pub use events::EventCounters;
 use instruments::gauge;
 pub use instruments::{Counter, Gauge, SecondsGauge, Timing};
 pub use jobs::{JobRunnerMetrics, QueueGauges, QueueName, TaskMetrics, TaskState};
@@ -54,6 +56,7 @@ struct Inner {
     job_runner: JobRunnerMetrics,
     billing: BillingCounters,
     webhooks: WebhookCounters,
+    events: EventCounters,
     attachments: AttachmentCounters,
     notifications: NotificationCounters,
     queues: QueueGauges,
@@ -75,6 +78,7 @@ impl Default for Metrics {
         let passwords = PasswordCounters::register(&mut registry);
         let billing = BillingCounters::register(&mut registry);
         let webhooks = WebhookCounters::register(&mut registry);
+        let events = EventCounters::register(&mut registry);
         let attachments = AttachmentCounters::register(&mut registry);
         let notifications = NotificationCounters::register(&mut registry);
         let queues = QueueGauges::register(&mut registry);
@@ -97,6 +101,7 @@ impl Default for Metrics {
             job_runner,
             billing,
             webhooks,
+            events,
             attachments,
             notifications,
             queues,
@@ -132,6 +137,10 @@ impl Metrics {
 
     pub fn webhooks(&self) -> &WebhookCounters {
         &self.0.webhooks
+    }
+
+    pub fn events(&self) -> &EventCounters {
+        &self.0.events
     }
 
     pub fn attachments(&self) -> &AttachmentCounters {

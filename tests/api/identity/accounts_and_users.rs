@@ -157,6 +157,82 @@ async fn a_requester_known_from_a_ticket_can_be_invited_to_log_in() {
     );
 }
 
+/// A deactivation is an admin's decision: CreateUser does not quietly claim a deactivated
+/// person who has no password (which left them inactive and mailed an invitation whose link then
+/// refused them). It answers FAILED_PRECONDITION, writes nothing, and once an admin reactivates
+/// them the same call invites them.
+#[tokio::test]
+async fn inviting_a_deactivated_requester_is_refused_until_an_admin_reactivates_her() {
+    let app = TestApp::spawn().await;
+    let ticket = app.create_ticket("from an email").await;
+    app.users
+        .clone()
+        .update_user(app.as_admin(update(
+            &ticket.requester_id,
+            v1::User {
+                active: false,
+                ..Default::default()
+            },
+            &["active"],
+        )))
+        .await
+        .expect("deactivated");
+    let invite = || {
+        let mut users = app.users.clone();
+        let request = app.as_admin(v1::CreateUserRequest {
+            user: Some(v1::User {
+                email: ticket.requester_email.clone(),
+                role: v1::UserRole::Customer.into(),
+                display_name: "Jane".to_owned(),
+                ..Default::default()
+            }),
+            password: String::new(),
+        });
+        async move { users.create_user(request).await }
+    };
+    let invitations = format!(
+        "SELECT count(*) AS count FROM password_tokens WHERE user_id = '{}'",
+        ticket.requester_id
+    );
+
+    let status = invite()
+        .await
+        .expect_err("a deactivated person is not invited behind the admin's back");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_reason(&status, Reason::UserInactive);
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM users WHERE id = '{}' AND NOT active \
+                 AND password_hash IS NULL",
+                ticket.requester_id
+            ),
+        )
+        .await,
+        1,
+        "the user is left as the deactivation left her"
+    );
+    assert_eq!(count_of(&app.database, &invitations).await, 0);
+
+    app.users
+        .clone()
+        .update_user(app.as_admin(update(
+            &ticket.requester_id,
+            v1::User {
+                active: true,
+                ..Default::default()
+            },
+            &["active"],
+        )))
+        .await
+        .expect("reactivated");
+    let invited = invite().await.expect("invited once active").into_inner();
+    assert_eq!(invited.id, ticket.requester_id);
+    assert!(invited.active);
+    assert_eq!(count_of(&app.database, &invitations).await, 1);
+}
+
 #[tokio::test]
 async fn two_admins_inviting_one_requester_at_once_give_her_one_login_and_tell_the_other_it_is_taken()
  {

@@ -98,6 +98,40 @@ async fn a_notification_is_delivered_through_the_api_with_both_parts_its_message
     assert_eq!(stored.attempts, 1);
 }
 
+/// One form of an address for every provider: the email API is sent an international domain as
+/// IDNA, as the SMTP relay is
+/// (`notifications::a_requester_at_an_international_domain_is_sent_to_its_idna_form_by_a_relay_without_smtputf8`),
+/// so what the provider reports back (bounces, complaints, its logs) names the address the relay
+/// would have been given. Before, the API was sent the Unicode form.
+#[tokio::test]
+async fn a_requester_at_an_international_domain_is_sent_through_the_api_to_its_idna_form() {
+    let api = start_email_api().await;
+    let app = TestApp::spawn_with(|settings| send_through(settings, &api)).await;
+    app.create_as_admin(request_for(
+        "jane@bücher.example",
+        "an international domain",
+    ))
+    .await;
+
+    wait_until("the notification is marked sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1
+    })
+    .await;
+    let emails = api.emails();
+    assert_eq!(emails.len(), 1);
+    assert_eq!(emails[0].to, ["jane@xn--bcher-kva.example"]);
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM notifications \
+             WHERE recipient_address = 'jane@bücher.example' AND attempts = 1",
+        )
+        .await,
+        1,
+        "the address is stored as it was given"
+    );
+}
+
 #[tokio::test]
 async fn a_500_then_success_records_one_email_under_one_idempotency_key() {
     let api = start_email_api().await;

@@ -1408,6 +1408,99 @@ async fn a_ticket_written_while_an_endpoint_is_being_deleted_is_saved_and_owes_t
     );
 }
 
+/// Enabling an endpoint after a long outage reschedules its whole backlog while it holds the
+/// endpoint's row; every event its account writes meanwhile locks that row too (`FOR KEY SHARE`,
+/// the fan-out's). The enabling takes the weakest lock that still serialises changes of the
+/// endpoint (`FOR NO KEY UPDATE`), so the account's ticket writes go on beside it. With
+/// `FOR UPDATE` they queued behind it.
+#[tokio::test]
+async fn a_ticket_written_while_an_endpoint_is_being_enabled_does_not_wait_for_the_enabling() {
+    use diesel_async::RunQueryDsl;
+
+    let app = TestApp::spawn().await;
+    let (endpoint, _) = register(&app, "https://hooks.example.com/back", &[]).await;
+    let endpoint_id = endpoint.id.parse::<uuid::Uuid>().unwrap();
+    let set_disabled = |disabled: bool| {
+        let mut client = endpoints(&app);
+        let request = app.as_admin(v1::UpdateWebhookEndpointRequest {
+            webhook_endpoint: Some(v1::WebhookEndpoint {
+                id: endpoint.id.clone(),
+                disabled,
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["disabled".to_owned()],
+            }),
+        });
+        async move { client.update_webhook_endpoint(request).await }
+    };
+    set_disabled(true).await.expect("disabled");
+    app.create_ticket("Owed from the outage").await;
+    // The owed delivery is partway through its schedule, so the enabling reschedules it; the
+    // test holds its row, so the enabling waits there, holding the endpoint's row.
+    let mut conn = app.database.connect().await;
+    diesel::sql_query(
+        "UPDATE webhook_deliveries SET next_attempt_at = now() + interval '5 hours' \
+         WHERE endpoint_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(endpoint_id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+    diesel::sql_query("SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 FOR UPDATE")
+        .bind::<diesel::sql_types::Uuid, _>(endpoint_id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let enabling = tokio::spawn(set_disabled(false));
+    wait_until(
+        "the enabling waits for the delivery's row",
+        PATIENCE,
+        || async { crate::support::backends_waiting_on_locks(&app.database).await == 1 },
+    )
+    .await;
+
+    let mut tickets = app.tickets.clone();
+    let ticket = tokio::time::timeout(
+        PATIENCE,
+        tickets.create_ticket(keyed(app.as_admin(crate::support::valid_create_request(
+            "Written while the endpoint is enabled",
+        )))),
+    )
+    .await
+    .expect("the ticket's write does not wait for the enabling")
+    .expect("the ticket is created")
+    .into_inner();
+    assert!(!enabling.is_finished(), "the enabling still waits");
+    assert_eq!(
+        crate::support::backends_waiting_on_locks(&app.database).await,
+        1
+    );
+
+    diesel::sql_query("COMMIT")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    enabling.await.unwrap().expect("the endpoint is enabled");
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM webhook_deliveries d \
+                 JOIN events e ON e.id = d.event_id \
+                 JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+                 WHERE w.id = '{endpoint_id}' AND w.state = 'enabled' \
+                   AND e.resource_id = '{}' AND d.state = 'pending'",
+                ticket.id
+            ),
+        )
+        .await,
+        1,
+        "the ticket's event is owed to the enabled endpoint"
+    );
+}
+
 #[derive(diesel::QueryableByName)]
 struct DeliveryId {
     #[diesel(sql_type = diesel::sql_types::Uuid)]

@@ -11,7 +11,7 @@ use supportdesk::wire::proto::v1;
 
 use super::{delivering_app, endpoints, register};
 use crate::support::webhook_receiver::WebhookReceiver;
-use crate::support::{PATIENCE, TestApp, count_of, wait_until};
+use crate::support::{PATIENCE, Scrape, TestApp, count_of, wait_until, with_metrics};
 
 async fn count(app: &TestApp, sql: &str) -> i64 {
     count_of(&app.database, sql).await
@@ -117,62 +117,151 @@ async fn an_endpoint_whose_secret_does_not_open_rests_instead_of_being_claimed_a
     assert!(receiver.attempts(Some("sealed")).await.is_empty());
 }
 
-#[tokio::test]
-async fn an_event_this_instance_cannot_read_stops_its_own_endpoint_and_no_other() {
-    let receiver = WebhookReceiver::start().await;
-    let (app, _seam) = delivering_app(|_| {}).await;
-    let blocked = ticket_created_endpoint(&app, &receiver, "blocked", "ok").await;
-    ticket_created_endpoint(&app, &receiver, "other", "ok").await;
-    // Both rest while their deliveries are made, so that one claim takes them together.
+/// Events this instance cannot read, written for the account's endpoint (and by the fan-out, as a
+/// newer version writes them): a type it does not know, and a known type whose snapshot the
+/// domain refuses.
+pub(super) async fn write_unreadable_events(app: &TestApp) {
     execute(
-        &app,
-        "UPDATE webhook_endpoints SET retry_at = now() + interval '1 hour'",
-    )
-    .await;
-    app.create_ticket("read by both").await;
-    // After it, for the first endpoint only: an event of a type a newer version writes.
-    execute(
-        &app,
+        app,
         &format!(
-            "WITH newer AS (INSERT INTO events (account_id, type, resource_id, snapshot) \
-             VALUES ('{account}', 'ticket.teleported', gen_random_uuid(), '{{}}') \
-             RETURNING id, seq, type) \
-             INSERT INTO webhook_deliveries (account_id, endpoint_id, event_id, event_seq, event_type) \
-             SELECT '{account}', '{endpoint}', id, seq, type FROM newer",
-            account = app.account_id,
-            endpoint = blocked.id
+            "INSERT INTO events (account_id, type, resource_id, snapshot) VALUES \
+             ('{account}', 'ticket.teleported', gen_random_uuid(), '{{}}'), \
+             ('{account}', 'ticket.created', gen_random_uuid(), '{{\"id\": \"not a ticket\"}}')",
+            account = app.account_id
         ),
     )
     .await;
-    execute(&app, "UPDATE webhook_endpoints SET retry_at = NULL").await;
+}
 
-    wait_until("both endpoints have the ticket", PATIENCE, async || {
-        receiver.delivered("blocked").await.len() == 1
-            && receiver.delivered("other").await.len() == 1
+/// An event this instance cannot read (a type a newer version writes, during a rolling deploy or
+/// after a rollback; a snapshot the domain now refuses) costs its own delivery a failed attempt on
+/// the retry schedule, counted and logged, and nothing more: the endpoint's later events go out,
+/// its failing streak is not started, and after the last attempt the delivery is `failed` (a
+/// newer instance may still make one of the attempts meanwhile; a redrive sends it again; the
+/// retention sweep may delete it). Before, the endpoint rested a minute at a time, for ever, with
+/// every later event withheld and the delivery never attempted.
+#[tokio::test]
+async fn an_event_this_instance_cannot_read_fails_its_own_delivery_and_the_endpoints_later_events_go_out()
+ {
+    let receiver = WebhookReceiver::start().await;
+    let (app, _seam) = delivering_app(with_metrics).await;
+    let (endpoint, secret) = register(&app, &receiver.url("mixed"), &[]).await;
+    receiver.configure("mixed", &[&secret], "ok").await;
+    write_unreadable_events(&app).await;
+    let after = app.create_ticket("after the unreadable ones").await;
+
+    wait_until("the later ticket is delivered", PATIENCE, async || {
+        receiver.delivered("mixed").await.len() == 1
     })
     .await;
-    wait_until("the blocked endpoint rests", PATIENCE, async || {
-        resting(&app, &blocked.id).await
-    })
+    let sent = receiver.attempts(Some("mixed")).await;
+    assert_eq!(sent[0].payload["ticket"]["id"], after.id.as_str());
+    let unreadable = "SELECT count(*) AS count FROM webhook_deliveries d \
+         JOIN events e ON e.id = d.event_id \
+         WHERE e.type = 'ticket.teleported' OR e.snapshot ->> 'id' = 'not a ticket'";
+    wait_until(
+        "both unreadable deliveries end failed",
+        PATIENCE,
+        async || {
+            count(
+                &app,
+                &format!("{unreadable} AND d.state = 'failed' AND d.attempts = 4"),
+            )
+            .await
+                == 2
+        },
+    )
     .await;
-
     assert_eq!(
         count(
             &app,
-            "SELECT count(*) AS count FROM webhook_deliveries \
-             WHERE event_type = 'ticket.teleported' AND state = 'pending' AND attempts = 0"
+            "SELECT count(*) AS count FROM webhook_delivery_attempts a \
+             JOIN webhook_deliveries d ON d.id = a.delivery_id JOIN events e ON e.id = d.event_id \
+             WHERE (e.type = 'ticket.teleported' OR e.snapshot ->> 'id' = 'not a ticket') \
+               AND a.http_status IS NULL AND a.error LIKE 'this instance cannot read the event%'"
         )
         .await,
-        1
+        8,
+        "four attempts each, recorded with why"
     );
     assert_eq!(
         count(
             &app,
-            "SELECT count(*) AS count FROM webhook_deliveries \
-             WHERE event_type = 'ticket.created' AND state = 'succeeded'"
+            &format!(
+                "SELECT count(*) AS count FROM webhook_endpoints WHERE id = '{}' \
+                 AND state = 'enabled' AND failing_since IS NULL",
+                endpoint.id
+            )
         )
         .await,
-        2
+        1,
+        "the endpoint is not blamed"
+    );
+    assert_eq!(
+        receiver.attempts(Some("mixed")).await.len(),
+        1,
+        "nothing was sent for the unreadable events"
+    );
+    assert_eq!(
+        Scrape::of(&app)
+            .await
+            .get("supportdesk_events_unreadable_total{consumer=\"delivery\"}"),
+        8
+    );
+}
+
+/// An endpoint whose filter names a type of a newer version is read with the types this one
+/// knows, and a change that does not name the filter keeps the stored one whole. Before, every
+/// read of the endpoint answered INTERNAL.
+#[tokio::test]
+async fn an_endpoint_filtering_on_a_type_of_a_newer_version_is_read_and_an_update_keeps_its_filter()
+{
+    let app = TestApp::spawn().await;
+    let (endpoint, _) =
+        register(&app, "https://hooks.example.com/newer", &["ticket.created"]).await;
+    execute(
+        &app,
+        &format!(
+            "UPDATE webhook_endpoints SET event_types = '{{ticket.created,ticket.teleported}}' \
+             WHERE id = '{}'",
+            endpoint.id
+        ),
+    )
+    .await;
+
+    let read = endpoints(&app)
+        .get_webhook_endpoint(app.as_admin(v1::GetWebhookEndpointRequest {
+            id: endpoint.id.clone(),
+        }))
+        .await
+        .expect("the endpoint reads")
+        .into_inner();
+    assert_eq!(read.event_types, ["ticket.created"]);
+    endpoints(&app)
+        .update_webhook_endpoint(app.as_admin(v1::UpdateWebhookEndpointRequest {
+            webhook_endpoint: Some(v1::WebhookEndpoint {
+                id: endpoint.id.clone(),
+                description: "renamed".to_owned(),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["description".to_owned()],
+            }),
+        }))
+        .await
+        .expect("the endpoint is changed");
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT count(*) AS count FROM webhook_endpoints WHERE id = '{}' \
+                 AND description = 'renamed' \
+                 AND event_types = '{{ticket.created,ticket.teleported}}'",
+                endpoint.id
+            )
+        )
+        .await,
+        1
     );
 }
 

@@ -130,6 +130,49 @@ async fn a_stream_resumed_from_its_last_cursor_misses_nothing_and_repeats_nothin
     );
 }
 
+/// An event this build cannot read (a newer type during a mixed deploy or after a rollback, a
+/// snapshot the domain now refuses) is skipped, counted and logged: the stream goes on past it,
+/// and so does every reconnect. Before, every stream of the account ended INTERNAL at that event,
+/// again at every reconnect.
+#[tokio::test]
+async fn an_event_this_build_cannot_read_is_skipped_and_the_stream_and_its_reconnects_go_on() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.outbound_webhooks.watch_max_duration = Duration::from_secs(300);
+        crate::support::with_metrics(settings);
+    })
+    .await;
+    let mut stream = watch(&app, v1::WatchEventsRequest::default()).await;
+    let before = app.create_ticket("before").await.id;
+    super::stuck_endpoints::write_unreadable_events(&app).await;
+    let after = app.create_ticket("after").await.id;
+
+    let received = next_events(&mut stream, 2).await;
+    assert_eq!(
+        received
+            .iter()
+            .map(|(event, _)| ticket_id(event))
+            .collect::<Vec<_>>(),
+        [before, after.clone()]
+    );
+    let mut resumed = watch(
+        &app,
+        v1::WatchEventsRequest {
+            after_event_id: received[0].0.id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let again = next_events(&mut resumed, 1).await;
+    assert_eq!(ticket_id(&again[0].0), after);
+    assert_eq!(
+        crate::support::Scrape::of(&app)
+            .await
+            .get("supportdesk_events_unreadable_total{consumer=\"watch\"}"),
+        4,
+        "each unreadable event once per stream"
+    );
+}
+
 #[tokio::test]
 async fn a_reader_that_stops_reading_holds_the_stream_back_and_then_receives_everything_in_order() {
     let app = TestApp::spawn_with(|settings| {
