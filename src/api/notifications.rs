@@ -286,6 +286,7 @@ fn skip_reason_to_wire(reason: Option<SkipReason>) -> v1::SkipReason {
         None => v1::SkipReason::Unspecified,
         Some(SkipReason::Suppressed) => v1::SkipReason::Suppressed,
         Some(SkipReason::OptedOut) => v1::SkipReason::OptedOut,
+        Some(SkipReason::LinkExpired) => v1::SkipReason::LinkExpired,
     }
 }
 

@@ -234,6 +234,7 @@ diesel::table! {
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
+        notification_id -> Nullable<Uuid>,
     }
 }
 

@@ -133,6 +133,8 @@ pub enum SkipReason {
     Suppressed,
     /// The recipient turned this (optional) kind off.
     OptedOut,
+    /// The password link it carries expired before it could be sent.
+    LinkExpired,
 }
 
 impl SkipReason {
@@ -140,6 +142,7 @@ impl SkipReason {
         match self {
             Self::Suppressed => "suppressed",
             Self::OptedOut => "opted_out",
+            Self::LinkExpired => "link_expired",
         }
     }
 
@@ -147,7 +150,10 @@ impl SkipReason {
         match raw {
             "suppressed" => Ok(Self::Suppressed),
             "opted_out" => Ok(Self::OptedOut),
-            _ => Err(InvalidValue::new("must be suppressed or opted_out")),
+            "link_expired" => Ok(Self::LinkExpired),
+            _ => Err(InvalidValue::new(
+                "must be suppressed, opted_out or link_expired",
+            )),
         }
     }
 }

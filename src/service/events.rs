@@ -54,12 +54,10 @@ const SWEEP_BATCHES_PER_PASS: usize = 20;
 const SWEEP_BATCH_BUDGET: Duration = Duration::from_secs(30);
 
 /// Deletes the events recorded more than `retention` ago none of whose deliveries is pending
-/// (with their deliveries and attempts), in batches; returns how many.
+/// (with their deliveries and attempts), in batches; returns how many. "Ago" by PostgreSQL's
+/// clock, which wrote `created_at`: an instance whose clock ran ahead deleted events still
+/// within their retention.
 pub async fn sweep_past_retention(pool: &PgPool, retention: Duration) -> AppResult<usize> {
-    let before = chrono::Duration::from_std(retention)
-        .ok()
-        .and_then(|retention| chrono::Utc::now().checked_sub_signed(retention))
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     let mut conn = db::connection(pool).await?;
     let mut deleted = 0;
     for _ in 0..SWEEP_BATCHES_PER_PASS {
@@ -67,7 +65,7 @@ pub async fn sweep_past_retention(pool: &PgPool, retention: Duration) -> AppResu
             &mut conn,
             Limits::within(SWEEP_BATCH_BUDGET),
             async |conn| {
-                let locked = Events::lock_settled_before(conn, before, SWEEP_BATCH).await?;
+                let locked = Events::lock_past_retention(conn, retention, SWEEP_BATCH).await?;
                 if locked.is_empty() {
                     return AppResult::Ok((0, 0));
                 }

@@ -16,8 +16,6 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-
 use crate::auth::{PasswordHasher, SessionStore};
 use crate::db::models::{NewNotification, NewPasswordToken, PasswordTokens, StoredPasswordToken};
 use crate::db::{self, PgPool};
@@ -37,7 +35,7 @@ pub struct IssuedPasswordToken {
     pub id: uuid::Uuid,
     pub seed: PasswordTokenSeed,
     pub hash: Vec<u8>,
-    pub expires_at: DateTime<Utc>,
+    pub lifetime: Duration,
     pub notification_id: uuid::Uuid,
     pub message_id: String,
 }
@@ -52,8 +50,7 @@ impl IssuedPasswordToken {
             id: uuid::Uuid::now_v7(),
             seed,
             hash,
-            expires_at: Utc::now()
-                + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX),
+            lifetime,
             notification_id,
             message_id: NewNotification::message_id_for(notification_id, message_domain),
         }
@@ -64,16 +61,11 @@ impl IssuedPasswordToken {
         NewPasswordToken {
             id: self.id,
             token_hash: &self.hash,
-            expires_at: self.expires_at,
+            lifetime: self.lifetime,
             notification_id: self.notification_id,
             message_id: &self.message_id,
             seed: &self.seed,
         }
-    }
-
-    /// The expiry as the message shows it.
-    pub fn expires_shown(&self) -> String {
-        self.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true)
     }
 }
 
@@ -136,14 +128,9 @@ impl PasswordResets {
             &self.message_domain,
         );
         let mut conn = db::connection(&self.pool).await?;
-        let written = PasswordTokens::request_reset(
-            &mut conn,
-            slug.as_str(),
-            email.as_str(),
-            &issued.row(),
-            &issued.expires_shown(),
-        )
-        .await?;
+        let written =
+            PasswordTokens::request_reset(&mut conn, slug.as_str(), email.as_str(), &issued.row())
+                .await?;
         tracing::info!(written, "password reset requested");
         Ok(())
     }
@@ -200,7 +187,7 @@ fn usable(stored: Option<StoredPasswordToken>, slug: &str) -> AppResult<StoredPa
     if stored.used_at.is_some() {
         return Err(token_used());
     }
-    if stored.expires_at <= Utc::now() {
+    if stored.expired {
         return Err(AppError::Unauthenticated {
             reason: Reason::PasswordTokenExpired,
             message: "this link has expired: ask for a new one".to_owned(),

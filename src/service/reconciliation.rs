@@ -30,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::billing::{
-    Billing, ProviderRefunded, Resolution, apply_refunded_at_provider, changed_since, record_on,
+    Billing, ProviderRefunded, Resolution, apply_refunded_at_provider, changed_since, key_kept,
+    record_on,
 };
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
@@ -576,8 +577,8 @@ impl Billing {
         let deadline = Instant::now() + policy.call_timeout;
         let resolved = match self.wait_for_place(deadline).await {
             Ok(_place) => {
-                let retention = self.provider_key_retention();
-                self.resolve_payment(stored, deadline, Resolution::LookUpOnly { retention })
+                let key_kept = key_kept(lease.age, self.provider_key_retention());
+                self.resolve_payment(stored, deadline, Resolution::LookUpOnly { key_kept })
                     .await
             }
             Err(busy) => Err(super::billing::Unsettling {

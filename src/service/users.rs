@@ -309,7 +309,6 @@ async fn invite(
             user.email.as_str(),
             user.display_name.as_str(),
             &invitation.row(),
-            &invitation.expires_shown(),
         )
         .await?;
     }

@@ -233,13 +233,13 @@ impl Events {
         Ok(position.map(Position::cursor))
     }
 
-    /// Locks up to `limit` of the oldest events recorded before `before` none of whose
-    /// deliveries is pending, skipping those another transaction holds; their ids. The first
+    /// Locks up to `limit` of the oldest events recorded more than `retention` ago (PostgreSQL's
+    /// clock, which wrote them) none of whose deliveries is pending, skipping those another transaction holds; their ids. The first
     /// half of the retention sweep: [`Self::delete_unowed`], in the same transaction, deletes
     /// them.
-    pub async fn lock_settled_before(
+    pub async fn lock_past_retention(
         conn: &mut AsyncPgConnection,
-        before: DateTime<Utc>,
+        retention: std::time::Duration,
         limit: i64,
     ) -> AppResult<Vec<Uuid>> {
         #[derive(QueryableByName)]
@@ -250,12 +250,12 @@ impl Events {
         let locked: Vec<Locked> = KeepPrepared(
             diesel::sql_query(
                 "SELECT e.id FROM events e \
-                 WHERE e.created_at < $1 \
+                 WHERE e.created_at < now() - make_interval(secs => $1) \
                    AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
                                    WHERE d.event_id = e.id AND d.state = 'pending') \
                  ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
             )
-            .bind::<Timestamptz, _>(before)
+            .bind::<diesel::sql_types::Double, _>(retention.as_secs_f64())
             .bind::<BigInt, _>(limit),
         )
         .load(conn)
@@ -263,7 +263,7 @@ impl Events {
         Ok(locked.into_iter().map(|event| event.id).collect())
     }
 
-    /// Deletes those of the events `ids` (locked by [`Self::lock_settled_before`]) none of whose
+    /// Deletes those of the events `ids` (locked by [`Self::lock_past_retention`]) none of whose
     /// deliveries is pending now, their deliveries and attempts with them; how many.
     ///
     /// A statement of its own, because its snapshot must be taken after the locks: a delivery

@@ -33,7 +33,9 @@ pub const NOTIFICATION_QUEUE: QueueTable = QueueTable {
 /// instead (`skip`), read in the claim's own statement so that the check costs no round trip:
 /// `suppressed` when the account suppresses the recipient's address, `opted_out` when the
 /// recipient turned this kind off (only the optional kinds, [`NotificationKind::is_optional`]:
-/// `comment_added`), NULL to send.
+/// `comment_added`), `link_expired` when the message carries a password link whose token has
+/// expired by PostgreSQL's clock (the provider was away longer than the link lives: a mail whose
+/// link answers "expired" only confuses), NULL to send.
 const CLAIMED_COLUMNS: &str = "id, kind, recipient_address, data, message_id, ticket_id, attempts, \
      trace_context, pg_current_xact_id()::text AS claim_transaction, \
      CASE WHEN EXISTS (SELECT 1 FROM email_suppressions AS s \
@@ -44,7 +46,11 @@ const CLAIMED_COLUMNS: &str = "id, kind, recipient_address, data, message_id, ti
                 SELECT 1 FROM users AS u \
                 WHERE u.account_id = notifications.account_id \
                   AND u.id = notifications.recipient_user_id AND NOT u.comment_notifications) \
-          THEN 'opted_out' END AS skip";
+          THEN 'opted_out' \
+          WHEN notifications.kind IN ('password_reset', 'invitation') AND EXISTS ( \
+                SELECT 1 FROM password_tokens AS t \
+                WHERE t.notification_id = notifications.id AND t.expires_at <= now()) \
+          THEN 'link_expired' END AS skip";
 
 /// The states an admin can re-drive a notification from, and what re-driving clears.
 const REDRIVABLE_STATES: &str = "'dead', 'skipped'";

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bool, Bytea, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Bool, Bytea, Double, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -18,7 +18,9 @@ use crate::errors::AppResult;
 pub struct NewPasswordToken<'a> {
     pub id: Uuid,
     pub token_hash: &'a [u8],
-    pub expires_at: DateTime<Utc>,
+    /// How long the link works, from PostgreSQL's `now()` when the token is written (its clock
+    /// is the one ResetPassword and the notification claim read the expiry with).
+    pub lifetime: std::time::Duration,
     /// The notification's id and `Message-ID`.
     pub notification_id: Uuid,
     pub message_id: &'a str,
@@ -40,6 +42,9 @@ pub struct StoredPasswordToken {
     pub account_slug: String,
     #[diesel(sql_type = Timestamptz)]
     pub expires_at: DateTime<Utc>,
+    /// Whether it has expired, by PostgreSQL's clock (which wrote `expires_at`).
+    #[diesel(sql_type = Bool)]
+    pub expired: bool,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub used_at: Option<DateTime<Utc>>,
     /// Whether the user may still sign in (a deactivated user's link does nothing).
@@ -50,33 +55,60 @@ pub struct StoredPasswordToken {
 /// The queries of the `password_tokens` table.
 pub struct PasswordTokens;
 
+/// The expiry of a token living `$5` seconds from PostgreSQL's `now()`, and as its message shows
+/// it (RFC 3339, UTC, whole seconds).
+macro_rules! expiry {
+    () => {
+        "(now() + make_interval(secs => $5))"
+    };
+}
+macro_rules! expiry_shown {
+    () => {
+        concat!(
+            "to_char(",
+            expiry!(),
+            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+        )
+    };
+}
+
 /// RequestPasswordReset's one statement, the same whether or not the address is a user's: it
 /// finds the active user with a password of account slug `$1` and email `$2`, and only for such a
-/// user inserts the token and its message. `$3` token id, `$4` hash, `$5` expiry, `$6`
-/// notification id, `$7` seed, `$8` expiry as shown, `$9` Message-ID.
-const REQUEST_RESET: &str = "WITH target AS ( \
+/// user inserts the token and its message. `$3` token id, `$4` hash, `$5` lifetime in seconds,
+/// `$6` notification id, `$7` seed, `$8` Message-ID.
+const REQUEST_RESET: &str = concat!(
+    "WITH target AS ( \
          SELECT u.id AS user_id, u.account_id, u.email, u.display_name, a.slug \
          FROM accounts a JOIN users u ON u.account_id = a.id \
          WHERE a.slug = $1 AND u.email = $2 AND u.active AND u.password_hash IS NOT NULL \
      ), token AS ( \
-         INSERT INTO password_tokens (id, account_id, user_id, purpose, token_hash, expires_at) \
-         SELECT $3, account_id, user_id, 'reset', $4, $5 FROM target \
+         INSERT INTO password_tokens \
+             (id, account_id, user_id, purpose, token_hash, expires_at, notification_id) \
+         SELECT $3, account_id, user_id, 'reset', $4, ",
+    expiry!(),
+    ", $6 FROM target \
          RETURNING user_id \
      ) \
      INSERT INTO notifications \
          (id, account_id, kind, recipient_user_id, recipient_address, data, message_id) \
      SELECT $6, target.account_id, 'password_reset', target.user_id, target.email, \
          jsonb_build_object('seed', $7::text, 'account_slug', target.slug, \
-             'display_name', target.display_name, 'expires_at', $8::text), \
-         $9 \
-     FROM target JOIN token ON token.user_id = target.user_id";
+             'display_name', target.display_name, 'expires_at', ",
+    expiry_shown!(),
+    "), $8 \
+     FROM target JOIN token ON token.user_id = target.user_id"
+);
 
 /// CreateUser's invitation, one statement: the token of user `$3` of account `$2` and its message
-/// to `$7`. `$1` token id, `$4` hash, `$5` expiry, `$6` notification id, `$8` seed, `$9` the
-/// user's display name, `$10` expiry as shown, `$11` Message-ID.
-const INVITE: &str = "WITH token AS ( \
-         INSERT INTO password_tokens (id, account_id, user_id, purpose, token_hash, expires_at) \
-         VALUES ($1, $2, $3, 'invitation', $4, $5) \
+/// to `$7`. `$1` token id, `$4` hash, `$5` lifetime in seconds, `$6` notification id, `$8` seed,
+/// `$9` the user's display name, `$10` Message-ID.
+const INVITE: &str = concat!(
+    "WITH token AS ( \
+         INSERT INTO password_tokens \
+             (id, account_id, user_id, purpose, token_hash, expires_at, notification_id) \
+         VALUES ($1, $2, $3, 'invitation', $4, ",
+    expiry!(),
+    ", $6) \
          RETURNING account_id, user_id \
      ) \
      INSERT INTO notifications \
@@ -84,13 +116,15 @@ const INVITE: &str = "WITH token AS ( \
      SELECT $6, token.account_id, 'invitation', token.user_id, $7, \
          jsonb_build_object('seed', $8::text, \
              'account_slug', (SELECT slug FROM accounts WHERE id = token.account_id), \
-             'display_name', $9::text, 'expires_at', $10::text), \
-         $11 \
-     FROM token";
+             'display_name', $9::text, 'expires_at', ",
+    expiry_shown!(),
+    "), $10 \
+     FROM token"
+);
 
 /// A presented token by its hash `$1`.
 const FIND: &str = "SELECT t.id, t.user_id, t.account_id, a.slug AS account_slug, t.expires_at, \
-         t.used_at, u.active AS user_active \
+         t.expires_at <= now() AS expired, t.used_at, u.active AS user_active \
      FROM password_tokens t \
      JOIN accounts a ON a.id = t.account_id \
      JOIN users u ON u.account_id = t.account_id AND u.id = t.user_id \
@@ -143,13 +177,11 @@ struct Changed {
 impl PasswordTokens {
     /// Issues a reset token for the user `email` of account `slug`, with its message, if there
     /// is such an active user with a password; otherwise does nothing, with the same statement.
-    /// `expires_shown` is the expiry as the message shows it.
     pub async fn request_reset(
         conn: &mut AsyncPgConnection,
         slug: &str,
         email: &str,
         token: &NewPasswordToken<'_>,
-        expires_shown: &str,
     ) -> AppResult<bool> {
         let written = KeepPrepared(
             diesel::sql_query(REQUEST_RESET)
@@ -157,10 +189,9 @@ impl PasswordTokens {
                 .bind::<Text, _>(email)
                 .bind::<SqlUuid, _>(token.id)
                 .bind::<Bytea, _>(token.token_hash)
-                .bind::<Timestamptz, _>(token.expires_at)
+                .bind::<Double, _>(token.lifetime.as_secs_f64())
                 .bind::<SqlUuid, _>(token.notification_id)
                 .bind::<Text, _>(token.seed.as_str())
-                .bind::<Text, _>(expires_shown)
                 .bind::<Text, _>(token.message_id),
         )
         .execute(conn)
@@ -177,7 +208,6 @@ impl PasswordTokens {
         address: &str,
         display_name: &str,
         token: &NewPasswordToken<'_>,
-        expires_shown: &str,
     ) -> AppResult<()> {
         KeepPrepared(
             diesel::sql_query(INVITE)
@@ -185,12 +215,11 @@ impl PasswordTokens {
                 .bind::<SqlUuid, _>(account_id)
                 .bind::<SqlUuid, _>(user_id)
                 .bind::<Bytea, _>(token.token_hash)
-                .bind::<Timestamptz, _>(token.expires_at)
+                .bind::<Double, _>(token.lifetime.as_secs_f64())
                 .bind::<SqlUuid, _>(token.notification_id)
                 .bind::<Text, _>(address)
                 .bind::<Text, _>(token.seed.as_str())
                 .bind::<Text, _>(display_name)
-                .bind::<Text, _>(expires_shown)
                 .bind::<Text, _>(token.message_id),
         )
         .execute(conn)

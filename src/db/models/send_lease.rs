@@ -37,6 +37,11 @@ pub struct SendLease {
     /// Attempts counted so far, this one included.
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
+    /// How long ago the row was created when the lease was taken, by PostgreSQL's clock (the one
+    /// that wrote `created_at`): an instance whose own clock is off would misjudge it.
+    pub age: Duration,
+    /// PostgreSQL's `now()` when the lease was taken.
+    pub claimed_at: DateTime<Utc>,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -49,6 +54,10 @@ struct LeasedRow {
     attempts: i32,
     #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     created_at: DateTime<Utc>,
+    #[diesel(sql_type = Double)]
+    age_seconds: f64,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    claimed_at: DateTime<Utc>,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -72,17 +81,21 @@ macro_rules! statements {
                 "send_lease_until = now() + make_interval(secs => $2), attempts = attempts + 1 ",
                 "WHERE account_id = $3 AND id = $4 AND status = 'pending' ",
                 "AND (send_lease_until IS NULL OR send_lease_until <= now()) ",
-                "RETURNING account_id, id, attempts, created_at"
+                "RETURNING account_id, id, attempts, created_at, ",
+                "GREATEST(EXTRACT(EPOCH FROM now() - created_at), 0)::float8 AS age_seconds, ",
+                "now() AS claimed_at"
             ),
             claim_due: concat!(
                 "UPDATE ", $table, " SET send_lease_token = $1, ",
                 "send_lease_until = now() + make_interval(secs => $2), attempts = attempts + 1 ",
                 "WHERE id = (SELECT id FROM ", $table, " ",
-                "WHERE status = 'pending' AND next_attempt_at <= $4 ",
+                "WHERE status = 'pending' AND next_attempt_at <= COALESCE($4, now()) ",
                 "AND created_at <= now() - make_interval(secs => $3) ",
                 "AND (send_lease_until IS NULL OR send_lease_until <= now()) ",
                 "ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) ",
-                "RETURNING account_id, id, attempts, created_at"
+                "RETURNING account_id, id, attempts, created_at, ",
+                "GREATEST(EXTRACT(EPOCH FROM now() - created_at), 0)::float8 AS age_seconds, ",
+                "now() AS claimed_at"
             ),
             release: concat!(
                 "UPDATE ", $table, " SET send_lease_token = NULL, send_lease_until = NULL, ",
@@ -152,14 +165,16 @@ pub async fn claim(
 
 /// Takes the send lease of the pending row that has been due longest, created at least `min_age`
 /// ago and not leased: the completer's next piece of work. `SKIP LOCKED`, so instances share the
-/// work without waiting on each other. Only rows due by `due_by` (the run's start): a row a run
-/// postponed is not taken again by the same run, however short its backoff.
+/// work without waiting on each other. Only rows due by `due_by` (the run's start, as PostgreSQL
+/// told it: [`SendLease::claimed_at`] of the run's first claim; `None` for that first claim, which
+/// takes PostgreSQL's `now()`): a row a run postponed is not taken again by the same run, however
+/// short its backoff.
 pub async fn claim_due(
     conn: &mut AsyncPgConnection,
     table: Leased,
     min_age: Duration,
     lease: Duration,
-    due_by: DateTime<Utc>,
+    due_by: Option<DateTime<Utc>>,
 ) -> AppResult<Option<SendLease>> {
     let token = Uuid::now_v7();
     let claimed = KeepPrepared(
@@ -167,7 +182,7 @@ pub async fn claim_due(
             .bind::<SqlUuid, _>(token)
             .bind::<Double, _>(lease.as_secs_f64())
             .bind::<Double, _>(min_age.as_secs_f64())
-            .bind::<Timestamptz, _>(due_by),
+            .bind::<Nullable<Timestamptz>, _>(due_by),
     )
     .get_result::<LeasedRow>(conn)
     .await;
@@ -190,6 +205,8 @@ async fn leased(
                 token,
                 attempts: row.attempts,
                 created_at: row.created_at,
+                age: Duration::try_from_secs_f64(row.age_seconds).unwrap_or_default(),
+                claimed_at: row.claimed_at,
             }))
         }
         Err(diesel::result::Error::NotFound) => Ok(None),

@@ -214,7 +214,7 @@ impl Billing {
             .resolve_payment(
                 &stored,
                 call_deadline(deadline),
-                self.resolution_for_request(stored.created_at),
+                self.resolution_for_request(lease.age),
             )
             .await;
         match sent {
@@ -230,16 +230,15 @@ impl Billing {
         }
     }
 
-    /// How a client's request sends a pending charge recorded at `recorded_at`: at once while
-    /// the provider still keeps its key (it replays a payment it made); past that, a retry
-    /// looks for the payment first, as the completer does, and a charge the provider does not
-    /// have is abandoned rather than sent under a forgotten key.
-    fn resolution_for_request(&self, recorded_at: chrono::DateTime<Utc>) -> Resolution {
-        let retention = self.provider.key_retention();
-        if past(recorded_at, retention) {
-            Resolution::LookUpThenSend { retention }
-        } else {
+    /// How a client's request sends a pending charge `age` old (PostgreSQL's clock): at once
+    /// while the provider surely still keeps its key (it replays a payment it made); past that,
+    /// a retry looks for the payment first, as the completer does, and a charge the provider
+    /// does not have is abandoned rather than sent under a forgotten key.
+    fn resolution_for_request(&self, age: Duration) -> Resolution {
+        if key_kept(age, self.provider.key_retention()) {
             Resolution::Send
+        } else {
+            Resolution::LookUpThenSend { key_kept: false }
         }
     }
 
@@ -337,12 +336,9 @@ impl Billing {
                     .map_err(Unsettling::from_provider)?;
                 return event_for_payment(&payment).map_err(unsettling_from);
             }
-            let age = (Utc::now() - stored.created_at)
-                .to_std()
-                .unwrap_or_default();
             let (give_up, may_send) = match resolution {
-                Resolution::LookUpThenSend { retention } => (age >= retention, true),
-                Resolution::LookUpOnly { retention } => (age >= retention, false),
+                Resolution::LookUpThenSend { key_kept } => (!key_kept, true),
+                Resolution::LookUpOnly { key_kept } => (!key_kept, false),
                 Resolution::Send => (false, true),
             };
             if give_up {

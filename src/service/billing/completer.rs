@@ -95,7 +95,8 @@ impl Billing {
         let mut completed = Completed::default();
         let pace = Duration::from_secs(1) / policy.attempts_per_second.max(1);
         let mut next_slot = Instant::now();
-        let started = Utc::now();
+        // The run's start by PostgreSQL's clock, which writes `next_attempt_at`: its first claim's.
+        let mut started = None;
         'tables: for table in [Leased::Charges, Leased::Refunds] {
             let mut attempted = 0;
             while attempted < policy.batch {
@@ -108,6 +109,7 @@ impl Billing {
                 let Some(lease) = self.claim_due(table, policy, started).await? else {
                     break;
                 };
+                started.get_or_insert(lease.claimed_at);
                 attempted += 1;
                 self.metrics.billing().completer_attempts.increment();
                 let deadline = Instant::now() + policy.call_timeout;
@@ -138,7 +140,7 @@ impl Billing {
         &self,
         table: Leased,
         policy: &CompleterPolicy,
-        due_by: DateTime<Utc>,
+        due_by: Option<DateTime<Utc>>,
     ) -> AppResult<Option<SendLease>> {
         let mut connection = crate::db::connection(&self.pool).await?;
         send_lease::claim_due(
@@ -160,7 +162,7 @@ impl Billing {
         detail: &str,
         policy: &CompleterPolicy,
     ) -> AppResult<()> {
-        let age = (Utc::now() - lease.created_at).to_std().unwrap_or_default();
+        let age = lease.age;
         let attention = (age >= policy.attention_after).then(|| {
             format!(
                 "unsettled after {} attempts over {} s: {detail}",
@@ -254,7 +256,7 @@ impl Billing {
                 &stored,
                 deadline,
                 Resolution::LookUpThenSend {
-                    retention: policy.provider_key_retention,
+                    key_kept: key_kept(lease.age, policy.provider_key_retention),
                 },
             )
             .await?;
@@ -289,7 +291,12 @@ impl Billing {
                 },
             })?;
         let answer = self
-            .answer_pending_refund(&refund, &charge, deadline, policy.provider_key_retention)
+            .answer_pending_refund(
+                &refund,
+                &charge,
+                deadline,
+                key_kept(lease.age, policy.provider_key_retention),
+            )
             .await?;
         self.record_refund(&refund, answer, deadline, None, None)
             .await

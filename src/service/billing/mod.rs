@@ -103,12 +103,12 @@ pub(super) enum Resolution {
     Send,
     /// The completer: read the payment back by charge id; send only when the provider has none
     /// and its key is still kept.
-    LookUpThenSend { retention: Duration },
+    LookUpThenSend { key_kept: bool },
     /// Reconciliation: read the payment back by charge id and never send. When the provider has
     /// none and no longer keeps its key, the charge is abandoned (it never moved money); while it
     /// keeps the key, "none" may be its search lagging behind a send whose answer was lost, and
     /// a send under the key is still safe, so the charge is left to the completer.
-    LookUpOnly { retention: Duration },
+    LookUpOnly { key_kept: bool },
 }
 
 /// Why a look-up that found no payment, under a key the provider still keeps, settles nothing.
@@ -538,9 +538,17 @@ fn gone(what: &str, id: Uuid) -> AppError {
 
 /// The deadline of a request's provider call: the request's, less the time kept to record the
 /// answer.
-/// Whether something recorded at `recorded_at` is older than `retention` now.
-fn past(recorded_at: DateTime<Utc>, retention: Duration) -> bool {
-    (Utc::now() - recorded_at).to_std().unwrap_or_default() >= retention
+/// The most by which a key is taken for forgotten before the provider's retention is up.
+const KEY_RETENTION_MARGIN: Duration = Duration::from_secs(60 * 60);
+
+/// Whether the provider surely still keeps the key of a row `age` old (PostgreSQL's clock, from
+/// its send lease: the clock that wrote `created_at`, not this instance's), `retention` being
+/// what the provider states. A margin below it, a twenty-fourth of it and at most an hour (23 h
+/// of Stripe's 24): the call runs after the age was read, the provider's clock is not
+/// PostgreSQL's, and its retention is a minimum it states, not a promise to the second. Judged
+/// kept when it is not, a send makes a second payment; judged forgotten, a look-up goes first.
+pub(super) fn key_kept(age: Duration, retention: Duration) -> bool {
+    age < retention.saturating_sub((retention / 24).min(KEY_RETENTION_MARGIN))
 }
 
 fn call_deadline(deadline: Instant) -> Instant {

@@ -431,9 +431,9 @@ impl Billing {
                 }
             },
         };
-        let retention = self.provider.key_retention();
+        let key_kept = key_kept(lease.age, self.provider.key_retention());
         match self
-            .answer_pending_refund(&refund, &charge, call_deadline(deadline), retention)
+            .answer_pending_refund(&refund, &charge, call_deadline(deadline), key_kept)
             .await
         {
             Ok(answer) => {
@@ -463,20 +463,21 @@ impl Billing {
         Ok((refund, charge))
     }
 
-    /// The provider's answer to a pending refund. Past the provider's key retention, the refund
-    /// it made under the key (whose answer was lost, or a saved 5xx replayed until now) is
-    /// looked for before anything is sent; otherwise, or when it made none, it is asked for.
+    /// The provider's answer to a pending refund. Unless the provider surely still keeps its key
+    /// (`key_kept`, judged from the lease's age: [`key_kept`]), the refund it made under the key
+    /// (whose answer was lost, or a saved 5xx replayed until now) is looked for before anything
+    /// is sent; otherwise, or when it made none, it is asked for.
     pub(super) async fn answer_pending_refund(
         &self,
         refund: &StoredRefund,
         charge: &StoredCharge,
         deadline: Instant,
-        retention: Duration,
+        key_kept: bool,
     ) -> Result<RefundAnswer, Unsettling> {
-        let made = if past(refund.created_at, retention) {
-            self.find_refund_at_provider(refund, deadline).await?
-        } else {
+        let made = if key_kept {
             None
+        } else {
+            self.find_refund_at_provider(refund, deadline).await?
         };
         match made {
             Some(made) => Ok(answer_for_refund(made)),

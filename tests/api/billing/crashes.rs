@@ -51,25 +51,52 @@ const HOLD_LOCK: i64 = 13_013;
 /// machine.
 const COMPLETION: Duration = Duration::from_secs(40);
 
+/// How a deployment's binary is started, beyond [`start`]'s settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Launch {
+    /// Settings that override [`start`]'s.
+    pub(crate) settings: &'static [(&'static str, &'static str)],
+    /// The shift of the binary's clock (libfaketime's relative offset, `"-2h"`), if any.
+    pub(crate) clock_shift: Option<&'static str>,
+}
+
+impl Launch {
+    const PLAIN: Self = Self {
+        settings: &[],
+        clock_shift: None,
+    };
+}
+
 /// One deployment of the binary: its database, the simulator, the accounts made through it.
-struct Deployment {
-    database: TestDatabase,
-    simulator: SimulatorHandle,
+pub(crate) struct Deployment {
+    pub(crate) database: TestDatabase,
+    pub(crate) simulator: SimulatorHandle,
     redis_prefix: String,
     admin: TestUser,
     customer_id: String,
+    launch: Launch,
     running: Option<Running>,
     channel: Channel,
 }
 
 impl Deployment {
     async fn open() -> Self {
+        Self::open_with(Launch::PLAIN).await
+    }
+
+    pub(crate) async fn open_with(launch: Launch) -> Self {
         let database = TestDatabase::create().await;
         let simulator = Simulator::start(SimulatorConfig::default())
             .await
             .expect("the simulator starts");
         let redis_prefix = format!("supportdesk-test:{}:", Uuid::now_v7().simple());
-        let running = start(&database, &redis_prefix, &simulator.base_url(), &simulator);
+        let running = start(
+            &database,
+            &redis_prefix,
+            &simulator.base_url(),
+            &simulator,
+            launch,
+        );
         let channel = running.channel().await;
         running.wait_for_health("Serving").await;
         let admin = sign_up_through(&channel).await;
@@ -91,6 +118,7 @@ impl Deployment {
             redis_prefix,
             admin,
             customer_id: customer.id,
+            launch,
             running: Some(running),
             channel,
         }
@@ -104,6 +132,7 @@ impl Deployment {
             &self.redis_prefix,
             provider_url,
             &self.simulator,
+            self.launch,
         );
         self.channel = running.channel().await;
         running.wait_for_health("Serving").await;
@@ -123,17 +152,22 @@ impl Deployment {
             &self.redis_prefix,
             &self.simulator.base_url(),
             &self.simulator,
+            self.launch,
         );
         self.channel = running.channel().await;
         running.wait_for_health("Serving").await;
         self.running = Some(running);
     }
 
-    fn billing(&self) -> BillingServiceClient<Channel> {
+    pub(crate) fn billing(&self) -> BillingServiceClient<Channel> {
         BillingServiceClient::new(self.channel.clone())
     }
 
-    fn create_request(&self, cents: i64, key: &str) -> tonic::Request<v1::CreateChargeRequest> {
+    pub(crate) fn create_request(
+        &self,
+        cents: i64,
+        key: &str,
+    ) -> tonic::Request<v1::CreateChargeRequest> {
         self.create_request_paying_with(cents, key, "pm_card_visa")
     }
 
@@ -203,7 +237,11 @@ impl Deployment {
     }
 
     /// CreateCharge again with `key`, as a client retries after losing its answer.
-    async fn charge_again(&self, cents: i64, key: &str) -> Result<v1::Charge, tonic::Status> {
+    pub(crate) async fn charge_again(
+        &self,
+        cents: i64,
+        key: &str,
+    ) -> Result<v1::Charge, tonic::Status> {
         self.billing()
             .create_charge(self.create_request(cents, key))
             .await
@@ -288,7 +326,7 @@ impl Deployment {
     }
 
     /// The one charge there is.
-    async fn only_charge(&self) -> (Uuid, String, i64, Option<String>) {
+    pub(crate) async fn only_charge(&self) -> (Uuid, String, i64, Option<String>) {
         let mut all = self.charges().await;
         assert_eq!(all.len(), 1, "one charge row: {all:?}");
         all.remove(0)
@@ -309,18 +347,18 @@ impl Deployment {
             .unwrap()
     }
 
-    async fn actions(&self, charge_id: Uuid) -> Vec<String> {
+    pub(crate) async fn actions(&self, charge_id: Uuid) -> Vec<String> {
         let mut conn = self.database.connect().await;
         actions_of_charge(&mut conn, charge_id).await.unwrap()
     }
 
-    fn payments_at_provider(&self, charge_id: Uuid) -> usize {
+    pub(crate) fn payments_at_provider(&self, charge_id: Uuid) -> usize {
         self.simulator
             .payment_intent_count_for_charge_id(&charge_id.to_string())
     }
 
     /// Polls until no charge and no refund is pending: the completer's work after a restart.
-    async fn wait_until_everything_is_final(&self) {
+    pub(crate) async fn wait_until_everything_is_final(&self) {
         wait_until("every charge and refund final", COMPLETION, || async {
             let mut conn = self.database.connect().await;
             let pending_charges: i64 = charges::table
@@ -409,20 +447,20 @@ fn start(
     redis_prefix: &str,
     provider_url: &str,
     simulator: &SimulatorHandle,
+    launch: Launch,
 ) -> Running {
-    Running::start(
-        database,
-        &[
-            ("REDIS_KEY_PREFIX", redis_prefix),
-            ("PAYMENT_PROVIDER_URL", provider_url),
-            ("PAYMENT_PROVIDER_SECRET_KEY", simulator.api_key()),
-            // One attempt held as long as the test needs; the kill comes first.
-            ("PAYMENT_PROVIDER_TIMEOUT_MS", "30000"),
-            ("REQUEST_TIMEOUT_MS", "30000"),
-            ("BILLING_COMPLETER_INTERVAL_MS", "200"),
-            ("SHUTDOWN_DELAY_MS", "0"),
-        ],
-    )
+    let mut settings = vec![
+        ("REDIS_KEY_PREFIX", redis_prefix),
+        ("PAYMENT_PROVIDER_URL", provider_url),
+        ("PAYMENT_PROVIDER_SECRET_KEY", simulator.api_key()),
+        // One attempt held as long as the test needs; the kill comes first.
+        ("PAYMENT_PROVIDER_TIMEOUT_MS", "30000"),
+        ("REQUEST_TIMEOUT_MS", "30000"),
+        ("BILLING_COMPLETER_INTERVAL_MS", "200"),
+        ("SHUTDOWN_DELAY_MS", "0"),
+    ];
+    settings.extend_from_slice(launch.settings);
+    Running::start_with_clock(database, &settings, launch.clock_shift)
 }
 
 /// Asserts the request killed with the binary got no answer.

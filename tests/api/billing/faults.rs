@@ -975,9 +975,14 @@ async fn a_refund_pending_past_the_providers_key_retention_is_found_at_the_provi
 /// Moves a charge's or refund's recording a day and an hour back: older than the provider keeps
 /// keys (24 hours).
 async fn recorded_25_hours_ago(app: &TestApp, table: &str) {
+    recorded_ago(app, table, "25 hours").await;
+}
+
+/// Moves every row of `table` back by `interval` (PostgreSQL's interval text).
+async fn recorded_ago(app: &TestApp, table: &str, interval: &str) {
     let mut conn = app.database.connect().await;
     diesel::sql_query(format!(
-        "UPDATE {table} SET created_at = created_at - interval '25 hours'"
+        "UPDATE {table} SET created_at = created_at - interval '{interval}'"
     ))
     .execute(&mut conn)
     .await
@@ -1045,6 +1050,38 @@ async fn a_retry_past_the_providers_key_retention_looks_for_the_payment_instead_
         "nothing sent again"
     );
     assert_eq!(app.simulator.ledger().payment_intents.len(), 1);
+    assert_eq!(count_where_status(&app, "succeeded").await, 1);
+}
+
+/// The provider states a minimum of 24 hours for its keys, not a promise to the second, and its
+/// clock is not PostgreSQL's: a retry of a charge pending 23.5 hours, within the last hour of the
+/// provider's retention, looks for the payment rather than trusting the key.
+#[tokio::test]
+async fn a_retry_within_an_hour_of_the_providers_key_retention_looks_for_the_payment_instead_of_sending_it_again()
+ {
+    let app = one_attempt_no_completer().await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let charge = || card_charge_with_key(&app, &customer, 1_300, "nearly-a-day-later");
+    let fault = made_but_answered_500(&app, Endpoint::CreatePaymentIntent);
+    let status = charge().await.expect_err("the provider answered 500");
+    assert_reason(&status, Reason::PaymentProviderUnavailable);
+    app.simulator.remove_fault(fault);
+    assert_eq!(app.simulator.ledger().payment_intents.len(), 1, "paid");
+    recorded_ago(&app, "charges", "23 hours 30 minutes").await;
+
+    let answered = charge().await;
+
+    assert_eq!(
+        posts_to(&app, "/v1/payment_intents"),
+        1,
+        "nothing sent again"
+    );
+    let answered = answered.expect("found at the provider").into_inner();
+    assert_eq!(answered.status(), v1::ChargeStatus::Succeeded);
+    assert_eq!(
+        answered.provider_payment_id,
+        app.simulator.ledger().payment_intents[0].id
+    );
     assert_eq!(count_where_status(&app, "succeeded").await, 1);
 }
 

@@ -13,8 +13,10 @@ use secrecy::ExposeSecret;
 use supportdesk::configuration::RateQuota;
 use supportdesk::errors::Reason;
 use supportdesk::wire::proto::v1;
+use supportdesk::wire::proto::v1::auth_service_client::AuthServiceClient;
 use tonic::Code;
 
+use crate::support::binary::{Running, sign_up_through};
 use crate::support::notifications::token_from_outbox;
 use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
 use crate::support::smtp::{Received, SmtpServer, send_to};
@@ -1009,4 +1011,115 @@ async fn the_completer_and_a_webhook_that_both_see_a_charge_succeed_write_one_re
         1
     );
     assert_eq!(notices(&queue.app, "charge_receipt").await, 1);
+}
+
+/// The mail server is away longer than a reset link lives (its token's expiry is moved to a
+/// second ago, as thirty minutes of outage would leave it): the message, tried and failed while
+/// the link worked, is skipped at its next claim (`link_expired`), not mailed with a link that
+/// answers "expired". A reset asked for once the server is back is sent, alone.
+#[tokio::test]
+async fn a_reset_mail_whose_link_expired_while_the_mail_server_was_away_is_skipped_not_sent() {
+    let mut smtp = SmtpServer::start_new().await;
+    smtp.stop().await;
+    let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
+    let user = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    request_reset(&app, reset_request(&user))
+        .await
+        .expect("answered");
+    wait_until("the reset mail tried and failed", PATIENCE, async || {
+        count(
+            &app,
+            "SELECT count(*) AS count FROM notifications \
+             WHERE kind = 'password_reset' AND state = 'received' AND attempts >= 1",
+        )
+        .await
+            == 1
+    })
+    .await;
+
+    let mut conn = app.database.connect().await;
+    diesel::sql_query(
+        "UPDATE password_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1",
+    )
+    .bind::<SqlUuid, _>(user.id.as_uuid())
+    .execute(&mut conn)
+    .await
+    .expect("expired");
+
+    wait_until("the reset mail skipped", PATIENCE, async || {
+        count(
+            &app,
+            "SELECT count(*) AS count FROM notifications WHERE kind = 'password_reset' \
+             AND state = 'skipped' AND skip_reason = 'link_expired' AND skipped_at IS NOT NULL",
+        )
+        .await
+            == 1
+    })
+    .await;
+    smtp.start().await;
+    request_reset(&app, reset_request(&user))
+        .await
+        .expect("answered");
+    let received = smtp.wait_for(1).await;
+    wait_until(
+        "the second reset mail recorded sent",
+        PATIENCE,
+        async || {
+            count(
+                &app,
+                "SELECT count(*) AS count FROM notifications \
+             WHERE kind = 'password_reset' AND state = 'sent'",
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+    assert_eq!(received.len(), 1, "only the second reset mail");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS count FROM notifications \
+             WHERE kind = 'password_reset' AND state = 'skipped'",
+        )
+        .await,
+        1
+    );
+}
+
+/// An instance whose clock lags two hours (libfaketime) issues a reset link: its expiry is
+/// PostgreSQL's `now()` plus thirty minutes, the clock ResetPassword and the mail's claim read
+/// it with, and the mail shows that expiry. By the instance's own clock the link was dead on
+/// arrival, an hour and a half before it was issued.
+#[tokio::test]
+async fn a_reset_link_issued_by_an_instance_whose_clock_lags_works_for_its_thirty_minutes() {
+    let database = crate::support::TestDatabase::create().await;
+    let running = Running::start_with_clock(&database, &[], Some("-2h"));
+    let channel = running.channel().await;
+    running.wait_for_health("Serving").await;
+    let admin = sign_up_through(&channel).await;
+
+    AuthServiceClient::new(channel)
+        .request_password_reset(tonic::Request::new(v1::RequestPasswordResetRequest {
+            account: admin.account_slug.clone(),
+            email: admin.email.clone(),
+        }))
+        .await
+        .expect("answered");
+
+    assert_eq!(
+        count_of(
+            &database,
+            "SELECT count(*) AS count FROM password_tokens t \
+             JOIN notifications n ON n.recipient_user_id = t.user_id \
+                 AND n.kind = 'password_reset' \
+             WHERE t.expires_at > now() + interval '29 minutes' \
+               AND t.expires_at <= now() + interval '30 minutes' \
+               AND n.data->>'expires_at' = \
+                   to_char(t.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+        )
+        .await,
+        1,
+        "one link living thirty minutes by PostgreSQL's clock, shown as it is stored"
+    );
 }

@@ -1679,3 +1679,49 @@ async fn another_accounts_endpoint_is_not_found_and_an_account_has_at_most_its_e
     assert_eq!(no_delivery.code(), tonic::Code::NotFound);
     assert_reason(&no_delivery, Reason::WebhookDeliveryNotFound);
 }
+
+/// An instance whose clock runs two days ahead (libfaketime) sweeps events past a retention of
+/// one day by PostgreSQL's clock, which wrote them: an event three days old goes, one recorded a
+/// moment ago stays. By its own clock both were past the retention.
+#[tokio::test]
+async fn an_instance_whose_clock_runs_ahead_sweeps_only_the_events_past_their_retention() {
+    let app = TestApp::spawn().await;
+    let old = app.create_ticket("recorded three days ago").await;
+    let fresh = app.create_ticket("recorded a moment ago").await;
+    let mut conn = app.database.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE events SET created_at = now() - interval '3 days' WHERE resource_id = '{}'",
+            old.id
+        )),
+        &mut conn,
+    )
+    .await
+    .expect("the event is backdated");
+    let events_of = |ticket: &v1::Ticket| {
+        format!(
+            "SELECT count(*) AS count FROM events WHERE resource_id = '{}'",
+            ticket.id
+        )
+    };
+    assert_eq!(count_of(&app.database, &events_of(&fresh)).await, 1);
+
+    let _ahead = crate::support::binary::Running::start_with_clock(
+        &app.database,
+        &[
+            ("EVENT_RETENTION_DAYS", "1"),
+            ("EVENT_SWEEP_INTERVAL_SECS", "1"),
+        ],
+        Some("+2d"),
+    );
+    wait_until("the three-day-old event swept", PATIENCE, async || {
+        count_of(&app.database, &events_of(&old)).await == 0
+    })
+    .await;
+
+    assert_eq!(
+        count_of(&app.database, &events_of(&fresh)).await,
+        1,
+        "the event within its retention is kept"
+    );
+}

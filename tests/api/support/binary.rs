@@ -14,7 +14,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use super::{
     PATIENCE, TEST_FINGERPRINT_KEY, TEST_JWT_SECRET, TestDatabase, TestUser, free_port, redis_url,
-    sign_up,
+    sign_up, tool,
 };
 
 pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_supportdesk");
@@ -34,15 +34,32 @@ pub(crate) struct Running {
 
 impl Running {
     pub(crate) fn start(database: &TestDatabase, extra: &[(&str, &str)]) -> Self {
+        Self::start_with_clock(database, extra, None)
+    }
+
+    /// [`Self::start`] with the process's clock shifted by `shift` (libfaketime's relative
+    /// offset, `"-2h"`: two hours behind), `LIBFAKETIME_LIB` preloaded into it alone; its
+    /// monotonic clock, which timeouts run on, is left alone.
+    pub(crate) fn start_with_clock(
+        database: &TestDatabase,
+        extra: &[(&str, &str)],
+        shift: Option<&str>,
+    ) -> Self {
         let port = free_port();
         // trust auth ignores the password: it is there to prove it never reaches a log line.
         let url = database.url().expose_secret().replace(
             "postgres://postgres@",
             "postgres://postgres:hunter2-secret@",
         );
-        let mut child = Command::new(BINARY)
-            .arg("serve")
-            .env_clear()
+        let mut command = Command::new(BINARY);
+        command.arg("serve").env_clear();
+        if let Some(shift) = shift {
+            command
+                .env("LD_PRELOAD", tool("LIBFAKETIME_LIB"))
+                .env("FAKETIME", shift)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        let mut child = command
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DATABASE_URL", url)
             .env("REDIS_URL", redis_url())
