@@ -7,7 +7,9 @@ use super::{
     IdempotencyRequest, ListPages, answer, created, optional_timestamp, request_context, required,
     stored_as, timestamp,
 };
-use crate::domain::{self, ApiKeyId, ApiKeyName, InvalidValue, PageTokenKeys, Role};
+use crate::domain::{
+    self, ApiKeyId, ApiKeyName, InvalidValue, PageTokenKeys, Role, within_list_bound,
+};
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::service::ApiKeys;
@@ -126,6 +128,7 @@ fn key_roles(wire: &[i32]) -> Result<Vec<Role>, InvalidValue> {
             "must name at least one of USER_ROLE_ADMIN, USER_ROLE_AGENT",
         ));
     }
+    within_list_bound(wire, "roles")?;
     let mut roles = Vec::new();
     for value in wire {
         match role_from_wire(*value)? {

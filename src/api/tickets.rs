@@ -12,7 +12,7 @@ use crate::domain::{
     NewTicketRequest, PageScope, PageSize, PageTokenKeys, ReadMask, SearchCursor, SearchOrder,
     SearchText, TICKET_FIELDS, TextPageCursor, Ticket, TicketDescription, TicketFilter, TicketId,
     TicketOrder, TicketPriority, TicketSearch, TicketStatus, TicketSubject, TicketTransition,
-    Timestamp, UserId,
+    Timestamp, UserId, within_list_bound,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -679,18 +679,31 @@ fn parse_filter(
 ) -> Option<TicketFilter> {
     let refused_before = violations.len();
     let mut filter = TicketFilter::default();
-    for (index, value) in message.statuses.iter().enumerate() {
-        if let Some(status) =
-            violations.check(format!("statuses[{index}]"), status_from_wire(*value))
-        {
-            filter.statuses.push(status);
+    if violations
+        .check("statuses", within_list_bound(&message.statuses, "statuses"))
+        .is_some()
+    {
+        for (index, value) in message.statuses.iter().enumerate() {
+            if let Some(status) =
+                violations.check(format!("statuses[{index}]"), status_from_wire(*value))
+            {
+                filter.statuses.push(status);
+            }
         }
     }
-    for (index, value) in message.priorities.iter().enumerate() {
-        if let Some(priority) =
-            violations.check(format!("priorities[{index}]"), strict_priority(*value))
-        {
-            filter.priorities.push(priority);
+    if violations
+        .check(
+            "priorities",
+            within_list_bound(&message.priorities, "priorities"),
+        )
+        .is_some()
+    {
+        for (index, value) in message.priorities.iter().enumerate() {
+            if let Some(priority) =
+                violations.check(format!("priorities[{index}]"), strict_priority(*value))
+            {
+                filter.priorities.push(priority);
+            }
         }
     }
     if !message.assignee_id.is_empty() {

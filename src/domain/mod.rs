@@ -115,6 +115,23 @@ impl fmt::Display for InvalidValue {
 
 impl std::error::Error for InvalidValue {}
 
+/// The most items any list of a request may hold (every `repeated` request field declares it as
+/// `(buf.validate.field).repeated.max_items`). A bound far above what any filter or role list
+/// needs, and low enough that naming each refused item keeps an error small.
+pub const MAX_LIST_ITEMS: usize = 32;
+
+/// Refuses a list of more than [`MAX_LIST_ITEMS`] `what` (`"statuses"`): its items are then not
+/// looked at, so a list of 10,000 refused values costs one violation, not 10,000.
+pub fn within_list_bound<T>(items: &[T], what: &str) -> Result<(), InvalidValue> {
+    if items.len() > MAX_LIST_ITEMS {
+        return Err(InvalidValue::new(format!(
+            "must name at most {MAX_LIST_ITEMS} {what} (got {})",
+            items.len()
+        )));
+    }
+    Ok(())
+}
+
 /// What [`bounded_text`] judges text by.
 #[derive(Debug, PartialEq, Eq)]
 struct TextScan {

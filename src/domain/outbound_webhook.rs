@@ -134,9 +134,7 @@ pub enum EventResource {
 /// An endpoint's event filter: the types it is sent, none meaning every type; at most 32,
 /// duplicates folded.
 pub fn parse_event_types(raw: &[String]) -> Result<Vec<EventType>, InvalidValue> {
-    if raw.len() > 32 {
-        return Err(InvalidValue::new("must name at most 32 event types"));
-    }
+    super::within_list_bound(raw, "event types")?;
     let mut types = Vec::new();
     for name in raw {
         let kind = EventType::parse(name)?;

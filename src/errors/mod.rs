@@ -6,7 +6,9 @@
 //!   until it has a status code, a reason and its details.
 //! - Every status carries `google.rpc.ErrorInfo` with an UPPER_SNAKE_CASE `reason` and the domain
 //!   `supportdesk`; clients branch on the reason, never on the message. Field errors add a
-//!   `BadRequest` naming every offending field; retryable errors add `RetryInfo`.
+//!   `BadRequest` naming every offending field (at most 20 violations, each refused field at
+//!   least once while room lasts, the others counted: an answer stays small enough for any
+//!   proxy or client to carry); retryable errors add `RetryInfo`.
 //! - A reason is a [`Reason`] variant: its text is written once (`errors/reason.rs`), code matches
 //!   variants, and docs/errors.md's catalogue is checked against [`Reason::ALL`].
 //! - This module is a leaf: of the crate it imports only `domain`, so every other module can
@@ -32,7 +34,8 @@ mod status;
 
 pub use reason::Reason;
 pub use status::{
-    HTTP_STATUS_HEADER, RETRY_AFTER_HEADER, WWW_AUTHENTICATE_HEADER, declare_http_status,
+    HTTP_STATUS_HEADER, MAX_LISTED_VIOLATIONS, MORE_VIOLATIONS_KEY, RETRY_AFTER_HEADER,
+    WWW_AUTHENTICATE_HEADER, declare_http_status,
 };
 
 /// The `domain` of every ErrorInfo this service sends.
@@ -421,14 +424,11 @@ impl FieldViolations {
     }
 }
 
+/// The violations the error lists and how many more it found (`status.rs` bounds both): the
+/// same words whether the client reads them or a log line does.
 impl fmt::Display for FieldViolations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .violations
-            .iter()
-            .map(|violation| format!("{} {}", violation.field, violation.description))
-            .collect();
-        f.write_str(&parts.join("; "))
+        f.write_str(&self.summary())
     }
 }
 
@@ -503,6 +503,123 @@ mod tests {
             details.error_info().unwrap().reason,
             Reason::InvalidArgument.as_str()
         );
+    }
+
+    /// The answer's header list as HTTP/2 counts it: name + value + 32 bytes a field.
+    fn header_list_bytes(error: AppError) -> usize {
+        let response = Status::from(error).into_http::<()>();
+        response
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum()
+    }
+
+    #[test]
+    fn an_error_naming_ten_thousand_fields_keeps_its_trailers_under_8_kib() {
+        let mut violations = FieldViolations::new();
+        for index in 0..10_000 {
+            violations.add(
+                format!("statuses[{index}]"),
+                &InvalidValue::new("0 is not a ticket status to filter by"),
+            );
+        }
+        violations.add("page_size", &InvalidValue::new("must not be negative"));
+        let bytes = header_list_bytes(AppError::InvalidArgument(violations.clone()));
+        assert!(bytes < 8 * 1024, "{bytes} bytes");
+        let status = Status::from(AppError::InvalidArgument(violations));
+        let details = status.get_error_details();
+        let fields: Vec<&str> = details
+            .bad_request()
+            .expect("BadRequest")
+            .field_violations
+            .iter()
+            .map(|violation| violation.field.as_str())
+            .collect();
+        // Every refused field is named, the first values of the list fill the rest.
+        let mut expected: Vec<String> = (0..19).map(|index| format!("statuses[{index}]")).collect();
+        expected.push("page_size".to_owned());
+        assert_eq!(fields, expected);
+        assert_eq!(
+            details.error_info().unwrap().metadata["more_violations"],
+            "9981"
+        );
+        assert!(
+            status.message().ends_with("(and 9981 more)"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn an_error_echoing_huge_values_keeps_its_trailers_under_8_kib() {
+        let huge = "\u{202e}x%".repeat(20_000);
+        let mut violations = FieldViolations::new();
+        for index in 0..50 {
+            violations.add(
+                format!("{huge}{index}"),
+                &InvalidValue::new(format!("{huge:?} is not a field that can be read")),
+            );
+        }
+        let errors = [
+            AppError::InvalidArgument(violations),
+            AppError::not_found(Resource::Ticket, &huge),
+            AppError::FailedPrecondition {
+                reason: Reason::IllegalTransition,
+                message: huge.clone(),
+                violations: (0..50)
+                    .map(|_| PreconditionViolation {
+                        kind: huge.clone(),
+                        subject: huge.clone(),
+                        description: huge.clone(),
+                    })
+                    .collect(),
+            },
+            AppError::PaymentRefused {
+                provider_code: huge.clone(),
+                provider_param: Some(huge.clone()),
+                field: Some(huge.clone()),
+                subject: huge.clone(),
+                message: huge.clone(),
+            },
+            AppError::PaymentRefused {
+                provider_code: huge.clone(),
+                provider_param: Some(huge.clone()),
+                field: None,
+                subject: huge.clone(),
+                message: huge.clone(),
+            },
+            AppError::PaymentDeclined {
+                code: huge.clone(),
+                decline_code: Some(huge.clone()),
+            },
+            AppError::MalformedMessage {
+                field: Some(huge.clone()),
+                problem: huge.clone(),
+            },
+            AppError::RateLimited {
+                subject: huge.clone(),
+                policy: "read",
+                quota: RateQuota {
+                    count: 1,
+                    window: Duration::from_secs(1),
+                },
+                retry_after: Duration::from_secs(1),
+            },
+            AppError::ImportLimit {
+                account: huge.clone(),
+                limit: 2,
+            },
+            AppError::Unauthenticated {
+                reason: Reason::InvalidCredentials,
+                message: huge.clone(),
+            },
+        ];
+        for error in errors {
+            let described = format!("{error:?}").chars().take(60).collect::<String>();
+            let bytes = header_list_bytes(error);
+            assert!(bytes < 8 * 1024, "{described}: {bytes} bytes");
+        }
     }
 
     #[test]

@@ -1,7 +1,15 @@
 //! The one mapping of an [`AppError`] to a `tonic::Status`: its code, its ErrorInfo reason, the
 //! details a client acts on (BadRequest, RetryInfo, QuotaFailure, PreconditionFailure), and the
 //! response headers Envoy reads from it.
+//!
+//! Every answer it makes is small enough for any proxy or client to carry: an error travels in
+//! HTTP/2 trailers (or the headers of a trailers-only answer), which Envoy, grpcio and grpc-java
+//! refuse beyond 8 KiB or so, and a refusal they cannot read is retried elsewhere or reported as
+//! RESOURCE_EXHAUSTED instead of the client's mistake. So the message, each value a detail
+//! echoes, and the violations one error lists are bounded here, once, for every error
+//! (docs/errors.md, "How large an error is").
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -21,6 +29,127 @@ pub const WWW_AUTHENTICATE_HEADER: &str = "www-authenticate";
 /// Every answer with a RetryInfo carries its delay in this header too (whole seconds). Listed
 /// with every other header name in `crate::wire::headers`.
 pub const RETRY_AFTER_HEADER: &str = "retry-after";
+
+/// The most violations (BadRequest's or PreconditionFailure's) one error lists; the others are
+/// counted in ErrorInfo's `more_violations` and the message.
+pub const MAX_LISTED_VIOLATIONS: usize = 20;
+
+/// The most bytes the violations one error lists may hold (field paths, descriptions, each as
+/// bounded by [`MAX_TEXT_BYTES`]): 20 short ones fit, a few long ones (a mask's description
+/// listing every field) stop the list earlier.
+const LISTED_VIOLATIONS_BYTES: usize = 2048;
+
+/// The most bytes of an error's message, and of any text a detail carries (a description, a
+/// field path, an id or provider's message it echoes): the message is sent twice (grpc-message,
+/// percent-encoded, and inside grpc-status-details-bin).
+const MAX_TEXT_BYTES: usize = 512;
+
+/// The most bytes of one ErrorInfo metadata value (codes and counts: a provider's code is the
+/// only one not ours).
+const MAX_METADATA_VALUE_BYTES: usize = 128;
+
+/// The ErrorInfo metadata key that says how many violations the error found beyond those it lists.
+pub const MORE_VIOLATIONS_KEY: &str = "more_violations";
+
+/// `text` cut to at most `max` bytes at a character boundary, `…` marking the cut.
+pub(super) fn bounded(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &text[..end]))
+}
+
+/// Which of `violations` (each its group, the field or kind it is about with list indexes
+/// dropped, and its size in bytes) one error lists, by index in their order: the first of each
+/// group, so that every refused field is named while room lasts, then the others in order, at
+/// most [`MAX_LISTED_VIOLATIONS`] within [`LISTED_VIOLATIONS_BYTES`]. Never none of a non-empty
+/// list: each violation alone fits the budget.
+pub(super) fn listed_violations(violations: &[(&str, usize)]) -> Vec<usize> {
+    let mut listed = vec![false; violations.len()];
+    let mut groups = std::collections::HashSet::new();
+    let firsts = violations
+        .iter()
+        .enumerate()
+        .filter(|(_, (group, _))| groups.insert(*group));
+    let (mut count, mut bytes) = (0, 0);
+    for (index, (_, size)) in firsts {
+        if count < MAX_LISTED_VIOLATIONS && bytes + size <= LISTED_VIOLATIONS_BYTES {
+            listed[index] = true;
+            count += 1;
+            bytes += size;
+        }
+    }
+    for (index, (_, size)) in violations.iter().enumerate() {
+        if listed[index] {
+            continue;
+        }
+        if count == MAX_LISTED_VIOLATIONS || bytes + size > LISTED_VIOLATIONS_BYTES {
+            break;
+        }
+        listed[index] = true;
+        count += 1;
+        bytes += size;
+    }
+    (0..violations.len())
+        .filter(|index| listed[*index])
+        .collect()
+}
+
+/// A violation as one error lists it: its field path and description, each bounded.
+pub(super) type ListedViolation<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+impl super::FieldViolations {
+    /// The violations this error lists (bounded as [`listed_violations`] says, each text
+    /// bounded), and how many more it found.
+    pub(super) fn listed(&self) -> (Vec<ListedViolation<'_>>, usize) {
+        let bounded_violations: Vec<ListedViolation<'_>> = self
+            .iter()
+            .map(|violation| {
+                (
+                    bounded(&violation.field, MAX_TEXT_BYTES),
+                    bounded(&violation.description, MAX_TEXT_BYTES),
+                )
+            })
+            .collect();
+        let sizes: Vec<(&str, usize)> = bounded_violations
+            .iter()
+            .map(|(field, description)| {
+                let group = field.split('[').next().unwrap_or_default();
+                (group, field.len() + description.len())
+            })
+            .collect();
+        let chosen = listed_violations(&sizes);
+        let more = bounded_violations.len() - chosen.len();
+        let mut bounded_violations: Vec<Option<_>> =
+            bounded_violations.into_iter().map(Some).collect();
+        let listed = chosen
+            .into_iter()
+            .filter_map(|index| bounded_violations[index].take())
+            .collect();
+        (listed, more)
+    }
+
+    /// The error's message: the listed violations, and how many more there are.
+    pub(super) fn summary(&self) -> String {
+        let (listed, more) = self.listed();
+        let more = if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        };
+        let parts: Vec<String> = listed
+            .iter()
+            .map(|(field, description)| format!("{field} {description}"))
+            .collect();
+        // Room for "invalid request: " and the count, inside the message's bound.
+        let room = MAX_TEXT_BYTES - 32 - more.len();
+        format!("{}{more}", bounded(&parts.join("; "), room))
+    }
+}
 
 /// How long a client should wait before retrying a request whose idempotency key is in use.
 const IN_USE_RETRY_DELAY: Duration = Duration::from_millis(200);
@@ -86,13 +215,14 @@ impl From<&AppError> for Status {
         let (code, reason, message, metadata): (Code, Reason, String, HashMap<String, String>) =
             match error {
                 AppError::InvalidArgument(violations) => {
+                    let (listed, more) = violations.listed();
                     details.set_bad_request(
-                        violations
+                        listed
                             .iter()
-                            .map(|violation| {
+                            .map(|(field, description)| {
                                 tonic_types::FieldViolation::new(
-                                    &violation.field,
-                                    &violation.description,
+                                    field.as_ref(),
+                                    description.as_ref(),
                                 )
                             })
                             .collect::<Vec<_>>(),
@@ -101,13 +231,14 @@ impl From<&AppError> for Status {
                         Code::InvalidArgument,
                         violations.reason(),
                         error.to_string(),
-                        HashMap::new(),
+                        more_violations(more),
                     )
                 }
                 AppError::MalformedMessage { field, problem } => {
                     if let Some(field) = field {
                         details.set_bad_request(vec![tonic_types::FieldViolation::new(
-                            field, problem,
+                            bounded(field, MAX_TEXT_BYTES),
+                            bounded(problem, MAX_TEXT_BYTES),
                         )]);
                     }
                     (
@@ -143,7 +274,7 @@ impl From<&AppError> for Status {
                 } => {
                     details.set_retry_info(Some(*retry_after));
                     details.set_quota_failure(vec![tonic_types::QuotaViolation::new(
-                        subject,
+                        bounded(subject, MAX_TEXT_BYTES),
                         format!(
                             "at most {} requests per {} s ({policy} quota)",
                             quota.count,
@@ -160,7 +291,7 @@ impl From<&AppError> for Status {
                 AppError::ImportLimit { account, limit } => {
                     details.set_retry_info(Some(IMPORT_LIMIT_RETRY_DELAY));
                     details.set_quota_failure(vec![tonic_types::QuotaViolation::new(
-                        account,
+                        bounded(account, MAX_TEXT_BYTES),
                         format!("at most {limit} imports queued or running at once"),
                     )]);
                     (
@@ -211,14 +342,31 @@ impl From<&AppError> for Status {
                     message,
                     violations,
                 } => {
+                    let bounded_violations: Vec<[Cow<'_, str>; 3]> = violations
+                        .iter()
+                        .map(|violation| {
+                            [
+                                bounded(&violation.kind, MAX_TEXT_BYTES),
+                                bounded(&violation.subject, MAX_TEXT_BYTES),
+                                bounded(&violation.description, MAX_TEXT_BYTES),
+                            ]
+                        })
+                        .collect();
+                    let sizes: Vec<(&str, usize)> = bounded_violations
+                        .iter()
+                        .map(|texts| (texts[0].as_ref(), texts.iter().map(|text| text.len()).sum()))
+                        .collect();
+                    let listed = listed_violations(&sizes);
+                    let more = violations.len() - listed.len();
                     details.set_precondition_failure(
-                        violations
-                            .iter()
-                            .map(|violation| {
+                        listed
+                            .into_iter()
+                            .map(|index| {
+                                let [kind, subject, description] = &bounded_violations[index];
                                 tonic_types::PreconditionViolation::new(
-                                    &violation.kind,
-                                    &violation.subject,
-                                    &violation.description,
+                                    kind.as_ref(),
+                                    subject.as_ref(),
+                                    description.as_ref(),
                                 )
                             })
                             .collect::<Vec<_>>(),
@@ -227,7 +375,7 @@ impl From<&AppError> for Status {
                         Code::FailedPrecondition,
                         *reason,
                         message.clone(),
-                        HashMap::new(),
+                        more_violations(more),
                     )
                 }
                 AppError::Aborted { reason, message } => {
@@ -248,7 +396,12 @@ impl From<&AppError> for Status {
                     )
                 }
                 AppError::NotFound { resource, id } => {
-                    details.set_resource_info(resource.type_name(), id, "", "");
+                    details.set_resource_info(
+                        resource.type_name(),
+                        bounded(id, MAX_TEXT_BYTES),
+                        "",
+                        "",
+                    );
                     (
                         Code::NotFound,
                         resource.not_found_reason(),
@@ -346,7 +499,8 @@ impl From<&AppError> for Status {
                     match field {
                         Some(field) => {
                             details.set_bad_request(vec![tonic_types::FieldViolation::new(
-                                field, message,
+                                bounded(field, MAX_TEXT_BYTES),
+                                bounded(message, MAX_TEXT_BYTES),
                             )]);
                             (
                                 Code::InvalidArgument,
@@ -359,8 +513,8 @@ impl From<&AppError> for Status {
                             details.set_precondition_failure(vec![
                                 tonic_types::PreconditionViolation::new(
                                     "PROVIDER_STATE",
-                                    subject,
-                                    message,
+                                    bounded(subject, MAX_TEXT_BYTES),
+                                    bounded(message, MAX_TEXT_BYTES),
                                 ),
                             ]);
                             (
@@ -429,8 +583,16 @@ impl From<&AppError> for Status {
                     )
                 }
             };
+        let metadata: HashMap<String, String> = metadata
+            .into_iter()
+            .map(|(key, value)| {
+                let value = bounded(&value, MAX_METADATA_VALUE_BYTES).into_owned();
+                (key, value)
+            })
+            .collect();
         details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
         let retry_delay = details.retry_info().and_then(|info| info.retry_delay);
+        let message = bounded(&message, MAX_TEXT_BYTES).into_owned();
         let mut status = Status::with_error_details(code, message, details);
         declare_http_status_of(&mut status, reason);
         // What RetryInfo says, also as HTTP says it (RFC 9110 `Retry-After`, whole seconds, at
@@ -448,6 +610,16 @@ impl From<&AppError> for Status {
             );
         }
         status
+    }
+}
+
+/// ErrorInfo's metadata saying how many violations an error found beyond those it lists; none
+/// when it lists them all.
+fn more_violations(more: usize) -> HashMap<String, String> {
+    if more == 0 {
+        HashMap::new()
+    } else {
+        HashMap::from([(MORE_VIOLATIONS_KEY.to_owned(), more.to_string())])
     }
 }
 

@@ -598,12 +598,29 @@ fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
         && let Some(maximum) = number(&repeated, "max_items")
     {
         // As many items as the maximum, each the first the items' rules allow, and one more.
+        let enum_item = || {
+            let enum_rules =
+                sub_rules(&repeated, "items").and_then(|items| sub_rules(&items, "enum"))?;
+            let allowed = numbers(&enum_rules, "in");
+            let refused = numbers(&enum_rules, "not_in");
+            let Kind::Enum(descriptor) = rule.field.kind() else {
+                return None;
+            };
+            descriptor
+                .values()
+                .map(|value| value.number())
+                .find(|number| {
+                    (allowed.is_empty() || allowed.contains(number)) && !refused.contains(number)
+                })
+                .map(Value::EnumNumber)
+        };
         let item = string_items
             .as_ref()
             .and_then(|string_rules| match self::rule(string_rules, "in") {
                 Some(Value::List(allowed)) => allowed.first().cloned(),
                 _ => None,
             })
+            .or_else(enum_item)
             .unwrap_or_else(|| panic!("{}: no item to make a list of", rule.path));
         let list = |count: i64| Some(Value::List((0..count).map(|_| item.clone()).collect()));
         cases.push(case(format!("{maximum} items"), list(maximum), true));
@@ -1455,4 +1472,93 @@ async fn one_address_rule_holds_in_the_service_both_clients_and_the_mail_library
             );
         }
     }
+}
+
+/// The most items a list of a request may hold, whatever the list (docs/http-contract.md,
+/// "Requests").
+const MOST_LIST_ITEMS: i64 = 32;
+
+/// Lists a request may carry that are not ours to declare a bound on (a well-known or vendored
+/// message), with what bounds them instead.
+const LISTS_BOUNDED_ELSEWHERE: &[(&str, &str)] = &[
+    (
+        "google.protobuf.FieldMask.paths",
+        "the service refuses a mask at its first unknown path, in one violation",
+    ),
+    (
+        "google.api.HttpBody.extensions",
+        "never read: the raw body is the request",
+    ),
+];
+
+/// Every list field reachable from `message` (nested messages included, once each), by its
+/// message's full name and its own name.
+fn lists_of(
+    message: &MessageDescriptor,
+    seen: &mut std::collections::BTreeSet<String>,
+) -> Vec<FieldDescriptor> {
+    if !seen.insert(message.full_name().to_owned()) {
+        return Vec::new();
+    }
+    let mut lists = Vec::new();
+    for field in message.fields() {
+        if field.is_list() {
+            lists.push(field.clone());
+        }
+        if let Kind::Message(inner) = field.kind() {
+            lists.extend(lists_of(&inner, seen));
+        }
+    }
+    lists
+}
+
+/// Issue 67, item 19: `statuses` and `priorities` had no bound, and 300 refused values made an
+/// answer too large for Envoy and gRPC clients. Every list a client can send is bounded in the
+/// declared contract, where protovalidate, the OpenAPI document and the service read it.
+#[test]
+fn every_list_a_request_carries_declares_at_most_32_items() {
+    let pool = pool();
+    let extension = pool
+        .get_extension_by_name("buf.validate.field")
+        .expect("the protos import buf/validate/validate.proto");
+    let output_only = pool
+        .get_extension_by_name("google.api.field_behavior")
+        .expect("field_behavior");
+    let mut unbounded = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for service in pool.services() {
+        for method in service.methods() {
+            for field in lists_of(&method.input(), &mut seen) {
+                let name = field.full_name().to_owned();
+                if LISTS_BOUNDED_ELSEWHERE
+                    .iter()
+                    .any(|(list, _)| *list == name)
+                {
+                    continue;
+                }
+                let options = field.options();
+                let behaviours = options.get_extension(&output_only).into_owned();
+                // google.api.FieldBehavior OUTPUT_ONLY is 3.
+                if behaviours.as_list().is_some_and(|values| {
+                    values.iter().any(|value| value.as_enum_number() == Some(3))
+                }) {
+                    // OUTPUT_ONLY: what a client sends there is never read.
+                    continue;
+                }
+                let maximum = options
+                    .has_extension(&extension)
+                    .then(|| options.get_extension(&extension).into_owned())
+                    .and_then(|rules| sub_rules(rules.as_message()?, "repeated"))
+                    .and_then(|repeated| number(&repeated, "max_items"));
+                if maximum != Some(MOST_LIST_ITEMS) {
+                    unbounded.push(format!("{name}: max_items {maximum:?}"));
+                }
+            }
+        }
+    }
+    assert!(
+        unbounded.is_empty(),
+        "lists of requests without `(buf.validate.field).repeated.max_items = {MOST_LIST_ITEMS}`:\n{}",
+        unbounded.join("\n")
+    );
 }

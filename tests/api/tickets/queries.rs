@@ -1046,3 +1046,273 @@ async fn while_redis_is_away_only_writes_are_kept_for_repair_not_what_reads_foun
         Cached::Unknown
     ));
 }
+
+/// What an error's trailers weigh as HTTP/2 counts a header list (name + value + 32 bytes a
+/// field): grpc-status, grpc-message as sent (percent-encoded), grpc-status-details-bin (base64
+/// without padding) and every other field the answer carried.
+fn trailer_bytes(status: &tonic::Status) -> usize {
+    let encoded_message: usize = status
+        .message()
+        .bytes()
+        .map(|byte| {
+            if (0x20..0x7f).contains(&byte) && byte != b'%' {
+                1
+            } else {
+                3
+            }
+        })
+        .sum();
+    let details = status.details().len().div_ceil(3) * 4;
+    let others: usize = status
+        .metadata()
+        .as_ref()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    ("grpc-status".len() + 2 + 32)
+        + ("grpc-message".len() + encoded_message + 32)
+        + ("grpc-status-details-bin".len() + details + 32)
+        + others
+}
+
+/// What a grpcio client on its default settings (an 8 KiB metadata limit) makes of ListTickets
+/// with `request` (encoded) at `address`: `OK` or the status code's name.
+fn grpcio_list_tickets(address: &str, token: &str, request: &[u8]) -> String {
+    const CALL: &str = r#"
+import sys
+import grpc
+channel = grpc.insecure_channel(sys.argv[1])
+list_tickets = channel.unary_unary("/supportdesk.v1.TicketService/ListTickets")
+try:
+    list_tickets(bytes.fromhex(sys.argv[3]), metadata=(("authorization", "Bearer " + sys.argv[2]),), timeout=20)
+    print("OK")
+except grpc.RpcError as error:
+    print(error.code().name)
+"#;
+    let output = std::process::Command::new(crate::support::tool("OTLP_PYTHON_BIN"))
+        .args(["-c", CALL, address, token, &hex::encode(request)])
+        .output()
+        .expect("run the grpcio client");
+    assert!(
+        output.status.success(),
+        "the grpcio client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
+/// Issue 67, item 19: a list filter of hundreds of refused values used to be answered with a
+/// BadRequest naming each one (33 KB of trailers for 300), which Envoy reset and retried on every
+/// instance (503 BACKEND_UNAVAILABLE, and other callers' requests failing with it) and grpcio
+/// refused as RESOURCE_EXHAUSTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_refused_filter_values_are_one_small_400_through_envoy_and_other_callers_never_notice()
+ {
+    use crate::support::fleet::Fleet;
+    use supportdesk::errors::Reason;
+    use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
+
+    let fleet = Fleet::start(3, 3, None).await;
+    let token = fleet.admin().access_token.clone();
+    let ticket = TicketServiceClient::new(fleet.envoy_channel())
+        .create_ticket(fleet.admin().request(valid_create_request("unrelated")))
+        .await
+        .expect("a ticket")
+        .into_inner();
+    let http = reqwest::Client::new();
+    let retries_before = fleet
+        .envoy
+        .stat("cluster.supportdesk.upstream_rq_retry")
+        .await;
+    let resets_before = fleet
+        .envoy
+        .stat("cluster.supportdesk.upstream_cx_destroy_with_active_rq")
+        .await;
+
+    // An unrelated caller reads its ticket through the same Envoy the whole time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = tokio::spawn({
+        let (stop, http, token) = (stop.clone(), http.clone(), token.clone());
+        let url = fleet.envoy.url(&format!("/v1/tickets/{}", ticket.id));
+        async move {
+            let (mut answered, mut failed) = (0_u32, Vec::new());
+            while !std::sync::atomic::AtomicBool::load(&stop, std::sync::atomic::Ordering::Relaxed)
+                || answered == 0
+            {
+                match http.get(&url).bearer_auth(&token).send().await {
+                    Ok(response) if response.status() == reqwest::StatusCode::OK => answered += 1,
+                    Ok(response) => failed.push(format!(
+                        "{} {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
+                    )),
+                    Err(error) => failed.push(error.to_string()),
+                }
+            }
+            (answered, failed)
+        }
+    });
+
+    let fields_of = |body: &serde_json::Value| -> Vec<String> {
+        body["details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|detail| detail["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+            .flat_map(|detail| {
+                detail["fieldViolations"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|violation| violation["field"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    // 300 and 700 values (10.5 and 24.5 KB of query, under the 32 KiB request-line limit).
+    for count in [300, 700] {
+        let query = vec!["statuses=TICKET_STATUS_UNSPECIFIED"; count].join("&");
+        let response = http
+            .get(fleet.envoy.url(&format!("/v1/tickets?{query}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("an answer");
+        let status = response.status();
+        let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap())
+            .unwrap_or(serde_json::Value::Null);
+        assert_eq!(
+            status,
+            reqwest::StatusCode::BAD_REQUEST,
+            "{count} values: {body}"
+        );
+        crate::support::assert_json_reason(&body, Reason::InvalidArgument);
+        assert_eq!(fields_of(&body), ["statuses"], "{count} values: {body}");
+    }
+
+    // Within the lists' bound, a request refused for more than one error names: the first 20
+    // violations, every refused field among them, and how many more there are.
+    let query = [
+        vec!["statuses=TICKET_STATUS_UNSPECIFIED"; 32],
+        vec!["priorities=TICKET_PRIORITY_UNSPECIFIED"; 32],
+        vec![
+            "assigneeId=x",
+            "requesterId=y",
+            "orderBy=colour",
+            "readMask=colour",
+            "pageSize=-1",
+        ],
+    ]
+    .concat()
+    .join("&");
+    let response = http
+        .get(fleet.envoy.url(&format!("/v1/tickets?{query}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = response.json().await.expect("the error JSON");
+    crate::support::assert_json_reason(&body, Reason::InvalidArgument);
+    let mut expected: Vec<String> = (0..14).map(|index| format!("statuses[{index}]")).collect();
+    expected.extend(
+        [
+            "priorities[0]",
+            "assigneeId",
+            "requesterId",
+            "orderBy",
+            "readMask",
+            "pageSize",
+        ]
+        .map(str::to_owned),
+    );
+    assert_eq!(fields_of(&body), expected, "{body}");
+    let info = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|detail| detail["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
+        .unwrap();
+    assert_eq!(info["metadata"]["more_violations"], "49", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().ends_with("(and 49 more)"),
+        "{body}"
+    );
+
+    // Over gRPC, straight to an instance: 10,000 values, one violation, small trailers.
+    let mut direct = TicketServiceClient::new(fleet.direct_channel(0).await);
+    let hostile = v1::ListTicketsRequest {
+        statuses: vec![0; 10_000],
+        ..Default::default()
+    };
+    let status = direct
+        .list_tickets(fleet.admin().request(hostile.clone()))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(&status), ["statuses"]);
+    let many = v1::ListTicketsRequest {
+        statuses: vec![0; 32],
+        priorities: vec![0; 32],
+        assignee_id: "x".repeat(4096),
+        requester_id: "\u{202e}".repeat(2048),
+        order_by: "colour".repeat(1000),
+        read_mask: Some(prost_types::FieldMask {
+            paths: vec!["c".repeat(4096)],
+        }),
+        page_size: -1,
+        ..Default::default()
+    };
+    let status = direct
+        .list_tickets(fleet.admin().request(many.clone()))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    // At most 20 named, within their byte budget; the rest counted.
+    let named = violated_fields(&status).len();
+    let more: usize = crate::support::details(&status)
+        .error_info()
+        .and_then(|info| info.metadata.get("more_violations").cloned())
+        .map_or(0, |more| more.parse().expect("a count"));
+    assert!((1..=20).contains(&named), "{status:?}");
+    assert_eq!(named + more, 69, "{status:?}");
+    assert!(
+        trailer_bytes(&status) < 8 * 1024,
+        "{} bytes of trailers",
+        trailer_bytes(&status)
+    );
+    // A grpcio client on its default settings reads both answers.
+    let address = format!("127.0.0.1:{}", fleet.ports[0]);
+    for request in [&hostile, &many] {
+        assert_eq!(
+            grpcio_list_tickets(&address, &token, &prost::Message::encode_to_vec(request)),
+            "INVALID_ARGUMENT"
+        );
+    }
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answered, failed) = reader.await.expect("the reader");
+    assert!(
+        failed.is_empty(),
+        "the unrelated caller's reads failed ({answered} answered): {failed:?}"
+    );
+    assert_eq!(
+        fleet
+            .envoy
+            .stat("cluster.supportdesk.upstream_rq_retry")
+            .await,
+        retries_before,
+        "Envoy retried a refusal"
+    );
+    assert_eq!(
+        fleet
+            .envoy
+            .stat("cluster.supportdesk.upstream_cx_destroy_with_active_rq")
+            .await,
+        resets_before,
+        "Envoy tore down upstream connections"
+    );
+    assert!(fleet.panics().is_empty(), "{:?}", fleet.panics());
+}
