@@ -392,12 +392,13 @@ async fn refusing_a_logged_out_sessions_token_costs_the_one_admission_round_trip
             assert_reason(&status, Reason::SessionRevoked);
         })
         .await;
-    // Admission (the marker read in its MGET), then the failure counted against the client's
-    // auth-failure quota, as for any refused credential; no PostgreSQL.
+    // Admission (the marker read in its MGET), and nothing else: an ended session is nobody
+    // guessing, so nothing is counted against the client's auth-failure quota
+    // (docs/rate-limits.md); no PostgreSQL.
     assert_eq!(
         cost,
         RoundTrips {
-            redis: 2,
+            redis: 1,
             postgres: 0
         }
     );

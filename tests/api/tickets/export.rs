@@ -26,6 +26,16 @@ use crate::support::{
 /// about reading many; creating them one RPC at a time would only slow the test), returning
 /// their ids.
 async fn insert_tickets(app: &TestApp, count: i64, subject: &str) -> HashSet<String> {
+    insert_tickets_for(app, &app.admin, count, subject).await
+}
+
+/// [`insert_tickets`] into `user`'s account, raised by `user`.
+async fn insert_tickets_for(
+    app: &TestApp,
+    user: &crate::support::TestUser,
+    count: i64,
+    subject: &str,
+) -> HashSet<String> {
     #[derive(diesel::QueryableByName)]
     struct Id {
         #[diesel(sql_type = Text)]
@@ -37,9 +47,9 @@ async fn insert_tickets(app: &TestApp, count: i64, subject: &str) -> HashSet<Str
          requester_id) SELECT gen_random_uuid(), $1, $2 || ' ' || n, 'Exported in bulk', \
          'normal', 'new', $3 FROM generate_series(1, $4) n RETURNING id::text AS id",
     )
-    .bind::<SqlUuid, _>(app.account_id.as_uuid())
+    .bind::<SqlUuid, _>(user.account_id.as_uuid())
     .bind::<Text, _>(subject)
-    .bind::<SqlUuid, _>(app.admin.id.as_uuid())
+    .bind::<SqlUuid, _>(user.id.as_uuid())
     .bind::<diesel::sql_types::BigInt, _>(count)
     .load(&mut conn)
     .await
@@ -437,12 +447,9 @@ async fn an_accounts_export_beyond_its_limit_is_refused_resource_exhausted_and_s
     );
 
     // Another account still has its place, until the instance's last one is taken.
+    // Enough of its own tickets that its export, read slowly, is still running.
     let other = app.sign_up_another_account().await;
-    app.tickets
-        .clone()
-        .create_ticket(other.request(crate::support::valid_create_request("theirs")))
-        .await
-        .expect("the other account's ticket");
+    insert_tickets_for(&app, &other, 4 * EXPORT_BATCH, "theirs").await;
     let (_third, _) = export_to_a_slow_reader_as(&other.access_token, &address).await;
     let refused = export(other.access_token.clone())
         .await
