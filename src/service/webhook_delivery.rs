@@ -391,22 +391,24 @@ impl WebhookDeliveryWorkers {
     ) -> Result<bool, AppError> {
         let schedule = &self.settings.retry_schedule;
         let attempt = u32::try_from(delivery.attempt).unwrap_or(u32::MAX);
-        let now = Utc::now();
-        let (state, next_attempt_at, rests_until) = if outcome.delivered() {
+        // Delays, not instants: the statement adds them to PostgreSQL's `now()`, the clock the
+        // claims compare with, so an instance whose own clock is off schedules nothing early or
+        // late.
+        let (state, next_attempt_in, rests_for) = if outcome.delivered() {
             (DeliveryState::Succeeded, None, None)
         } else {
             match schedule.delay_after(attempt) {
                 None => (
                     DeliveryState::Failed,
                     None,
-                    Some(now + to_chrono(MAX_ENDPOINT_REST.min(first_delay(schedule)))),
+                    Some(MAX_ENDPOINT_REST.min(first_delay(schedule))),
                 ),
                 Some(delay) => {
                     let delay = jittered(delay);
                     (
                         DeliveryState::Pending,
-                        Some(now + to_chrono(delay)),
-                        Some(now + to_chrono(delay.min(MAX_ENDPOINT_REST))),
+                        Some(delay),
+                        Some(delay.min(MAX_ENDPOINT_REST)),
                     )
                 }
             }
@@ -422,8 +424,8 @@ impl WebhookDeliveryWorkers {
             error: error.as_deref(),
             response_excerpt: &outcome.excerpt,
             state,
-            next_attempt_at,
-            endpoint_rests_until: rests_until,
+            next_attempt_in,
+            endpoint_rests_for: rests_for,
             claimed_url: &claimed.url,
             // An event this instance cannot read says nothing of the endpoint.
             about_endpoint: delivery.event.is_ok(),
@@ -440,12 +442,12 @@ impl WebhookDeliveryWorkers {
                 return Ok(false);
             }
             Recorded::Written {
-                failing_since: Some(since),
-            } if now - since >= to_chrono(schedule.span()) => {
-                if let Some((account, url)) = WebhookDeliveries::disable_if_failing_since(
+                failing_for: Some(failing_for),
+            } if failing_for >= schedule.span() => {
+                if let Some((account, url)) = WebhookDeliveries::disable_if_failing_for(
                     &mut conn,
                     claimed.endpoint_id,
-                    now - to_chrono(schedule.span()),
+                    schedule.span(),
                     &self.message_domain,
                 )
                 .await?
@@ -515,10 +517,6 @@ fn first_delay(schedule: &crate::domain::RetrySchedule) -> Duration {
 fn jittered(delay: Duration) -> Duration {
     let factor = rand::thread_rng().gen_range(0.8..=1.2);
     delay.mul_f64(factor)
-}
-
-fn to_chrono(duration: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
 /// An error as the log keeps it: at most 500 characters.

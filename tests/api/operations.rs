@@ -1510,3 +1510,33 @@ async fn an_import_over_rest_answers_202_and_polling_through_envoy_renders_the_t
         .expect("DELETE /v1/operations/{id}");
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
 }
+
+/// An operation run by an instance whose clock runs two hours ahead is dated by PostgreSQL's
+/// clock, as its creation and lease are: done after it was created, not two hours in the future.
+#[tokio::test]
+async fn an_import_finished_by_an_instance_whose_clock_runs_ahead_is_dated_by_postgresqls_clock() {
+    let app = TestApp::spawn().await;
+    let accepted = import(
+        &app,
+        v1::ImportFormat::Csv,
+        csv_of("dated", 3, "a@example.com"),
+    )
+    .await;
+    let _ahead = Running::start_with_clock(
+        &app.database,
+        &[("IMPORT_BATCH_ROWS", "10"), ("OPERATION_POLL_INTERVAL_MS", "100")],
+        Some("+2h"),
+    );
+    let finished = done(&app, &app.admin, &accepted.name).await;
+    assert_eq!(response(&finished).rows_imported, 3);
+    assert_eq!(
+        count_of(
+            &app.database,
+            "SELECT count(*) AS count FROM operations WHERE state = 'succeeded' \
+             AND done_at BETWEEN created_at AND now() AND updated_at = done_at"
+        )
+        .await,
+        1,
+        "done and last updated by PostgreSQL's clock"
+    );
+}

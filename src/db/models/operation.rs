@@ -123,7 +123,15 @@ impl NewOperation<'_> {
                     .failure
                     .as_ref()
                     .map(|failure| failure.message.as_str())),
-                operations::done_at.eq(self.failure.is_some().then(Utc::now)),
+                // PostgreSQL's clock, as every other instant of the row (created_at, the
+                // lease): an instance whose own clock is off would date it before its creation.
+                operations::done_at.eq(diesel::dsl::sql::<
+                    sql_types::Nullable<sql_types::Timestamptz>,
+                >(if self.failure.is_some() {
+                    "now()"
+                } else {
+                    "NULL"
+                })),
             ))
             .returning(OperationRow::as_returning())
             .get_result::<OperationRow>(conn)
@@ -578,8 +586,10 @@ impl OperationRow {
             operations::content.eq(None::<String>),
             operations::lease_owner.eq(None::<Uuid>),
             operations::lease_expires_at.eq(None::<DateTime<Utc>>),
-            operations::done_at.eq(Some(Utc::now())),
-            operations::updated_at.eq(Utc::now()),
+            operations::done_at.eq(diesel::dsl::sql::<
+                sql_types::Nullable<sql_types::Timestamptz>,
+            >("now()")),
+            operations::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
         .await?;

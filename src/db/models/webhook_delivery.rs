@@ -93,10 +93,11 @@ pub struct AttemptRecord<'a> {
     pub response_excerpt: &'a str,
     /// The delivery's state after it.
     pub state: DeliveryState,
-    /// When a pending delivery is due again.
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    /// Until when the endpoint rests (after a failure).
-    pub endpoint_rests_until: Option<DateTime<Utc>>,
+    /// How long from the record (by PostgreSQL's clock, which the claim compares with) a
+    /// pending delivery is due again.
+    pub next_attempt_in: Option<std::time::Duration>,
+    /// How long from the record the endpoint rests (after a failure).
+    pub endpoint_rests_for: Option<std::time::Duration>,
     /// The endpoint's URL as the claim read it: once the endpoint has moved (or was disabled),
     /// the record is refused and the batch ends, so no more of it goes to the old address.
     pub claimed_url: &'a str,
@@ -109,9 +110,10 @@ pub struct AttemptRecord<'a> {
 /// Whether a record was written, and the endpoint's failing streak after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recorded {
-    /// Written; the endpoint has failed since then (`None`: it is not failing).
+    /// Written; the endpoint has been failing for this long, by PostgreSQL's clock, which
+    /// wrote the streak's start (`None`: it is not failing).
     Written {
-        failing_since: Option<DateTime<Utc>>,
+        failing_for: Option<std::time::Duration>,
     },
     /// The lease was no longer this worker's (ran out, or taken), the endpoint was disabled or
     /// moved meanwhile, or the attempt was recorded already: nothing written.
@@ -243,8 +245,8 @@ impl WebhookDeliveries {
     ) -> AppResult<Recorded> {
         #[derive(QueryableByName)]
         struct Written {
-            #[diesel(sql_type = Nullable<Timestamptz>)]
-            failing_since: Option<DateTime<Utc>>,
+            #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+            failing_for_secs: Option<f64>,
         }
         let succeeded = record.state == DeliveryState::Succeeded;
         let written: Option<Written> = diesel::sql_query(
@@ -255,7 +257,8 @@ impl WebhookDeliveries {
                  UPDATE webhook_deliveries d \
                  SET attempts = $4, last_attempt_at = $6, last_http_status = $8, \
                      last_error = $9, state = $11, \
-                     next_attempt_at = coalesce($12, d.next_attempt_at), \
+                     next_attempt_at = coalesce(now() + make_interval(secs => $12), \
+                                                d.next_attempt_at), \
                      done_at = CASE WHEN $11 = 'pending' THEN NULL ELSE now() END \
                  FROM endpoint \
                  WHERE d.id = $3 AND d.endpoint_id = endpoint.id AND d.state = 'pending' \
@@ -272,11 +275,13 @@ impl WebhookDeliveries {
                  FROM delivery) \
              UPDATE webhook_endpoints e \
              SET failing_since = CASE WHEN NOT $16 THEN e.failing_since \
-                                      WHEN $14 THEN NULL ELSE coalesce(e.failing_since, $6) END, \
+                                      WHEN $14 THEN NULL ELSE coalesce(e.failing_since, now()) END, \
                  last_success_at = CASE WHEN $16 AND $14 THEN now() ELSE e.last_success_at END, \
-                 retry_at = CASE WHEN $16 THEN $13 ELSE e.retry_at END \
+                 retry_at = CASE WHEN $16 THEN now() + make_interval(secs => $13) \
+                                 ELSE e.retry_at END \
              FROM delivery WHERE e.id = $1 \
-             RETURNING e.failing_since",
+             RETURNING GREATEST(EXTRACT(EPOCH FROM now() - e.failing_since), 0)::float8 \
+                 AS failing_for_secs",
         )
         .bind::<SqlUuid, _>(endpoint_id)
         .bind::<SqlUuid, _>(lease_token)
@@ -289,8 +294,12 @@ impl WebhookDeliveries {
         .bind::<Nullable<Text>, _>(record.error)
         .bind::<Text, _>(record.response_excerpt)
         .bind::<Text, _>(record.state.as_str())
-        .bind::<Nullable<Timestamptz>, _>(record.next_attempt_at)
-        .bind::<Nullable<Timestamptz>, _>(record.endpoint_rests_until)
+        .bind::<Nullable<diesel::sql_types::Double>, _>(
+            record.next_attempt_in.map(|delay| delay.as_secs_f64()),
+        )
+        .bind::<Nullable<diesel::sql_types::Double>, _>(
+            record.endpoint_rests_for.map(|rest| rest.as_secs_f64()),
+        )
         .bind::<Bool, _>(succeeded)
         .bind::<Text, _>(record.claimed_url)
         .bind::<Bool, _>(record.about_endpoint)
@@ -299,7 +308,9 @@ impl WebhookDeliveries {
         .optional()?;
         Ok(match written {
             Some(written) => Recorded::Written {
-                failing_since: written.failing_since,
+                failing_for: written
+                    .failing_for_secs
+                    .map(|secs| std::time::Duration::try_from_secs_f64(secs).unwrap_or_default()),
             },
             None => Recorded::LeaseLost,
         })
@@ -325,13 +336,14 @@ impl WebhookDeliveries {
         Ok(())
     }
 
-    /// Disables the endpoint when it has been failing since `failing_before` or earlier (the
-    /// whole retry schedule), and queues the notice to each active admin of its account, in one
-    /// statement; its account and URL when it was disabled now.
-    pub async fn disable_if_failing_since(
+    /// Disables the endpoint when it has been failing for `span` or longer (the whole retry
+    /// schedule, by PostgreSQL's clock, which wrote the streak's start), and queues the notice
+    /// to each active admin of its account, in one statement; its account and URL when it was
+    /// disabled now.
+    pub async fn disable_if_failing_for(
         conn: &mut AsyncPgConnection,
         endpoint_id: Uuid,
-        failing_before: DateTime<Utc>,
+        span: std::time::Duration,
         message_domain: &str,
     ) -> AppResult<Option<(Uuid, String)>> {
         #[derive(QueryableByName)]
@@ -347,7 +359,8 @@ impl WebhookDeliveries {
                  SET state = 'disabled', disabled_reason = 'failing', disabled_at = now(), \
                      lease_token = NULL, lease_until = NULL, version = version + 1, \
                      updated_at = now() \
-                 WHERE id = $1 AND state = 'enabled' AND failing_since <= $2 \
+                 WHERE id = $1 AND state = 'enabled' \
+                   AND failing_since <= now() - make_interval(secs => $2) \
                  RETURNING id, account_id, url, disabled_at), \
              notice AS ( \
                  SELECT gen_random_uuid() AS notification_id, u.id AS user_id, u.email, \
@@ -367,7 +380,7 @@ impl WebhookDeliveries {
              SELECT account_id, url FROM disabled",
         )
         .bind::<SqlUuid, _>(endpoint_id)
-        .bind::<Timestamptz, _>(failing_before)
+        .bind::<diesel::sql_types::Double, _>(span.as_secs_f64())
         .bind::<Text, _>(message_domain)
         .get_result(conn)
         .await

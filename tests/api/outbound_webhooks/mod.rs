@@ -1725,3 +1725,68 @@ async fn an_instance_whose_clock_runs_ahead_sweeps_only_the_events_past_their_re
         "the event within its retention is kept"
     );
 }
+
+/// An instance whose clock lags two hours schedules a failed delivery's next attempt, and its
+/// endpoint's rest, by PostgreSQL's clock, which the claims compare with: an hour from the
+/// attempt, not an hour before it (which would have sent it again at once, and again).
+#[tokio::test]
+async fn an_instance_whose_clock_lags_schedules_a_failed_delivery_by_postgresqls_clock() {
+    let receiver = WebhookReceiver::start().await;
+    let app = TestApp::spawn_with(|settings| {
+        delivering(settings);
+        settings.outbound_webhooks.workers = 0;
+    })
+    .await;
+    let (endpoint, secret) = register(&app, &receiver.url("down"), &["ticket.created"]).await;
+    receiver.configure("down", &[&secret], "fail_first:1000").await;
+    app.create_ticket("Deliver me later").await;
+
+    let _lagging = crate::support::binary::Running::start_with_clock(
+        &app.database,
+        &[
+            ("OUTBOUND_WEBHOOK_WORKERS", "1"),
+            ("OUTBOUND_WEBHOOK_ALLOW_HTTP", "true"),
+            ("OUTBOUND_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8"),
+            ("OUTBOUND_WEBHOOK_POLL_INTERVAL_MS", "50"),
+            ("OUTBOUND_WEBHOOK_RETRY_SCHEDULE", "1h,1h"),
+        ],
+        Some("-2h"),
+    );
+    let delivery = format!(
+        "SELECT count(*) AS count FROM webhook_deliveries WHERE endpoint_id = '{}'",
+        endpoint.id
+    );
+    wait_until("the first attempt is recorded", PATIENCE, || async {
+        count_of(&app.database, &format!("{delivery} AND attempts >= 1")).await == 1
+    })
+    .await;
+
+    // The schedule's hour, jittered by at most a fifth, from PostgreSQL's now.
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "{delivery} AND attempts = 1 AND state = 'pending' \
+                 AND next_attempt_at >= now() + interval '47 minutes' \
+                 AND next_attempt_at <= now() + interval '73 minutes'"
+            ),
+        )
+        .await,
+        1,
+        "the next attempt is due an hour after the first, by PostgreSQL's clock"
+    );
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM webhook_endpoints WHERE id = '{}' \
+                 AND retry_at > now() + interval '30 seconds' \
+                 AND failing_since BETWEEN now() - interval '1 minute' AND now()",
+                endpoint.id
+            ),
+        )
+        .await,
+        1,
+        "the endpoint rests from now and has been failing since now, by PostgreSQL's clock"
+    );
+}
