@@ -1524,7 +1524,10 @@ async fn an_import_finished_by_an_instance_whose_clock_runs_ahead_is_dated_by_po
     .await;
     let _ahead = Running::start_with_clock(
         &app.database,
-        &[("IMPORT_BATCH_ROWS", "10"), ("OPERATION_POLL_INTERVAL_MS", "100")],
+        &[
+            ("IMPORT_BATCH_ROWS", "10"),
+            ("OPERATION_POLL_INTERVAL_MS", "100"),
+        ],
         Some("+2h"),
     );
     let finished = done(&app, &app.admin, &accepted.name).await;

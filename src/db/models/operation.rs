@@ -125,13 +125,12 @@ impl NewOperation<'_> {
                     .map(|failure| failure.message.as_str())),
                 // PostgreSQL's clock, as every other instant of the row (created_at, the
                 // lease): an instance whose own clock is off would date it before its creation.
-                operations::done_at.eq(diesel::dsl::sql::<
-                    sql_types::Nullable<sql_types::Timestamptz>,
-                >(if self.failure.is_some() {
-                    "now()"
-                } else {
-                    "NULL"
-                })),
+                // (An expression diesel can keep prepared: raw SQL would be prepared anew on
+                // every insert, a round trip more.)
+                operations::done_at.eq(diesel::dsl::case_when(
+                    self.failure.is_some().into_sql::<sql_types::Bool>(),
+                    diesel::dsl::now.into_sql::<sql_types::Timestamptz>(),
+                )),
             ))
             .returning(OperationRow::as_returning())
             .get_result::<OperationRow>(conn)
@@ -586,9 +585,9 @@ impl OperationRow {
             operations::content.eq(None::<String>),
             operations::lease_owner.eq(None::<Uuid>),
             operations::lease_expires_at.eq(None::<DateTime<Utc>>),
-            operations::done_at.eq(diesel::dsl::sql::<
-                sql_types::Nullable<sql_types::Timestamptz>,
-            >("now()")),
+            operations::done_at.eq(diesel::dsl::now
+                .into_sql::<sql_types::Timestamptz>()
+                .nullable()),
             operations::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)

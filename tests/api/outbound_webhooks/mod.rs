@@ -1738,7 +1738,9 @@ async fn an_instance_whose_clock_lags_schedules_a_failed_delivery_by_postgresqls
     })
     .await;
     let (endpoint, secret) = register(&app, &receiver.url("down"), &["ticket.created"]).await;
-    receiver.configure("down", &[&secret], "fail_first:1000").await;
+    receiver
+        .configure("down", &[&secret], "fail_first:1000")
+        .await;
     app.create_ticket("Deliver me later").await;
 
     let _lagging = crate::support::binary::Running::start_with_clock(
