@@ -23,7 +23,7 @@ async fn health_reports_serving_for_the_server_and_every_service() {
 
 /// A proxy in front of the tests' PostgreSQL, and the app reaching it only through that proxy,
 /// its other settings as `configure` leaves them.
-async fn app_behind_a_postgres_proxy(
+pub(crate) async fn app_behind_a_postgres_proxy(
     configure: impl FnOnce(&mut supportdesk::configuration::Settings),
 ) -> (TcpProxy, TestApp) {
     let database_url = crate::support::test_settings("unused").database.url;

@@ -685,21 +685,6 @@ async fn hold_ticket_commits(database: &TestDatabase) -> diesel_async::AsyncPgCo
     conn
 }
 
-/// An app whose PostgreSQL is reached through the returned proxy.
-async fn with_postgres_through_a_proxy(
-    configure: impl FnOnce(&mut supportdesk::configuration::Settings),
-) -> (TestApp, TcpProxy) {
-    let database_url = crate::support::test_settings("unused").database.url;
-    let proxy = TcpProxy::start(socket_address_of(database_url.expose_secret())).await;
-    let app = TestApp::spawn_with(|settings| {
-        let url = url_through(settings.database.url.expose_secret(), proxy.address);
-        settings.database.url = url.into();
-        configure(settings);
-    })
-    .await;
-    (app, proxy)
-}
-
 /// UpdateTicket of `ticket`'s subject to `subject`.
 fn subject_update(ticket: &v1::Ticket, subject: &str) -> v1::UpdateTicketRequest {
     v1::UpdateTicketRequest {
@@ -759,7 +744,7 @@ async fn an_update_whose_commit_answer_is_lost(
 /// prefers what the instance knows.
 #[tokio::test]
 async fn an_update_whose_commit_answer_was_lost_is_read_as_committed_not_as_cached_before() {
-    let (app, proxy) = with_postgres_through_a_proxy(|_| {}).await;
+    let (proxy, app) = crate::server::dependencies::app_behind_a_postgres_proxy(|_| {}).await;
     let ticket = app.create_ticket("before the lost answer").await;
     let client = redis::Client::open(redis_url()).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
@@ -797,7 +782,7 @@ async fn an_update_whose_commit_answer_was_lost_is_read_as_committed_not_as_cach
 async fn the_replay_of_an_update_whose_commit_answer_was_lost_brings_the_cache_to_the_committed_ticket()
  {
     let redis_proxy = TcpProxy::start(socket_address_of(&redis_url())).await;
-    let (app, proxy) = with_postgres_through_a_proxy(|settings| {
+    let (proxy, app) = crate::server::dependencies::app_behind_a_postgres_proxy(|settings| {
         let url = url_through(settings.redis.url.expose_secret(), redis_proxy.address);
         settings.redis.url = url.into();
     })
