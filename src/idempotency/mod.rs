@@ -20,7 +20,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -88,7 +87,7 @@ pub enum StoredResponse {
 }
 
 impl StoredResponse {
-    fn into_outcome(self, expires_at: DateTime<Utc>) -> AppResult<IdempotencyOutcome> {
+    fn into_outcome(self, kept_for: Duration) -> AppResult<IdempotencyOutcome> {
         Ok(match self {
             Self::Success { body, metadata } => IdempotencyOutcome {
                 status_code: 0,
@@ -98,7 +97,7 @@ impl StoredResponse {
                 response_metadata: serde_json::to_value(&metadata)
                     .map_err(|error| AppError::internal(anyhow::anyhow!(error)))?,
                 recovery_point: None,
-                expires_at,
+                kept_for,
             },
             Self::Failure {
                 code,
@@ -111,7 +110,7 @@ impl StoredResponse {
                 response_body: None,
                 response_metadata: serde_json::json!({}),
                 recovery_point: None,
-                expires_at,
+                kept_for,
             },
         })
     }
@@ -271,23 +270,20 @@ impl<D> Idempotent<'_, D> {
                 key: self.key.as_str().to_owned(),
                 request_hash: self.request_hash.clone(),
                 status_code: -1,
-                expires_at: self.expiry(),
+                kept_for: self.policy.retention,
             }
             .claim(conn)
             .await?;
             if let Some(id) = claimed {
                 return Ok(Claimed::Fresh(id));
             }
-            let Some(existing) =
+            let Some((existing, expired)) =
                 IdempotencyRow::find(conn, &self.caller, self.rpc, self.key.as_str()).await?
             else {
                 continue; // swept meanwhile: claim again
             };
             // A key kept until its outcome has no expiry ([`Self::reach_keeping_key`]).
-            if existing
-                .expires_at
-                .is_some_and(|expires_at| expires_at < Utc::now())
-            {
+            if expired {
                 IdempotencyRow::delete(conn, existing.id).await?;
                 continue;
             }
@@ -348,12 +344,6 @@ impl<D> Idempotent<'_, D> {
         Ok(())
     }
 
-    /// When a key claimed (or given its outcome) now expires.
-    fn expiry(&self) -> DateTime<Utc> {
-        Utc::now()
-            + chrono::Duration::from_std(self.policy.retention).unwrap_or(chrono::Duration::days(1))
-    }
-
     /// Stores the success of the request that claimed `id`, in its transaction.
     pub async fn succeeded(
         &self,
@@ -361,7 +351,7 @@ impl<D> Idempotent<'_, D> {
         id: Uuid,
         value: &D,
     ) -> AppResult<()> {
-        let outcome = (self.store_success)(value).into_outcome(self.expiry())?;
+        let outcome = (self.store_success)(value).into_outcome(self.policy.retention)?;
         IdempotencyRow::record(conn, id, outcome).await?;
         Ok(())
     }
@@ -373,7 +363,7 @@ impl<D> Idempotent<'_, D> {
         id: Uuid,
         error: &AppError,
     ) -> AppResult<()> {
-        let outcome = (self.store_failure)(error).into_outcome(self.expiry())?;
+        let outcome = (self.store_failure)(error).into_outcome(self.policy.retention)?;
         IdempotencyRow::record(conn, id, outcome).await?;
         Ok(())
     }

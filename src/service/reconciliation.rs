@@ -256,7 +256,9 @@ impl Billing {
         stop: &CancellationToken,
         report: &mut ReconciliationReport,
     ) -> AppResult<Compared> {
-        let settled_before = Utc::now() - chrono_of(policy.settle);
+        // Settled by PostgreSQL's clock, the one that wrote the rows' `created_at`: an instance
+        // whose clock ran ahead would compare a charge its request is still making.
+        let settled_before = crate::db::now(&self.pool).await? - chrono_of(policy.settle);
         let until = period.until.min(settled_before);
         if until <= period.from {
             return Ok(Compared::Whole);

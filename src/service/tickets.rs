@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
@@ -21,8 +20,8 @@ use crate::auth::Caller;
 use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::{
-    ActivityRow, CommentRow, NewActivity, NewComment, NewNotification, NewTicket, NewUser,
-    TicketChangeset, TicketRow, User,
+    ActivityRow, CommentRow, FirstPageBound, NewActivity, NewComment, NewNotification, NewTicket,
+    NewUser, TicketChangeset, TicketRow, User,
 };
 use crate::db::{self, PgPool};
 use crate::domain::{
@@ -30,8 +29,8 @@ use crate::domain::{
     FieldChange, FieldChanges, InvalidValue, NewTicketRequest, NotificationKind, PageCursor,
     PageSize, Role, RuleViolation, SearchCursor, SearchHit, SearchOrder, Ticket, TicketAction,
     TicketActivity, TicketChange, TicketCreatedData, TicketDescription, TicketFilter, TicketId,
-    TicketOrderField, TicketPriority, TicketSearch, TicketSolvedData, TicketStatus, TicketSubject,
-    TicketTransition, UserId,
+    TicketPriority, TicketSearch, TicketSolvedData, TicketStatus, TicketSubject, TicketTransition,
+    UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, Idempotent, Outcome, StoredResponse};
@@ -391,7 +390,7 @@ impl TicketDesk {
         let carried = after
             .as_ref()
             .map(|cursor| (cursor.until, cursor.snapshot.clone()));
-        let (rows, first_snapshot) = TicketRow::list_page(
+        let (rows, first_page) = TicketRow::list_page(
             &mut *db::connection(&self.pool).await?,
             caller.account_id,
             caller.restricted_to_user(),
@@ -401,14 +400,19 @@ impl TicketDesk {
         )
         .await?;
         let order = filter.order;
-        let (until, snapshot) = carried.unwrap_or_else(|| match first_snapshot {
-            Some(snapshot) => (None, Some(snapshot)),
+        let (until, snapshot) = carried.unwrap_or_else(|| match first_page {
+            Some(FirstPageBound {
+                snapshot: Some(snapshot),
+                ..
+            }) => (None, Some(snapshot)),
             // No snapshot to carry (one too long for a token): oldest-updated first, the later
-            // pages are bounded by the time the first was read, as in earlier releases.
-            None => (
-                (order.field == TicketOrderField::Updated && !order.descending).then(Utc::now),
-                None,
-            ),
+            // pages are bounded by the time the first was read, as in earlier releases, by the
+            // clock that wrote `updated_at`.
+            Some(FirstPageBound {
+                snapshot: None,
+                read_at,
+            }) => ((!order.descending).then_some(read_at), None),
+            None => (None, None),
         });
         let mut page = paginate(rows, page_size, |ticket| ticket.position(order.field));
         if let Some(next) = &mut page.next {

@@ -2,6 +2,7 @@
 //! [`domain::ApiKey`]; the row type stays inside this module.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl::IntervalDsl;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -72,13 +73,16 @@ impl ApiKey {
     /// Notes that the key was used, at most once a minute: a write on every call would cost
     /// more than the information is worth.
     pub async fn record_use(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
-        let a_minute_ago = Utc::now() - chrono::Duration::minutes(1);
+        // A minute by PostgreSQL's clock, which wrote `last_used_at`.
         diesel::update(api_keys::table)
             .filter(api_keys::id.eq(id))
             .filter(
                 api_keys::last_used_at
                     .is_null()
-                    .or(api_keys::last_used_at.lt(a_minute_ago)),
+                    .or(api_keys::last_used_at.lt((diesel::dsl::now
+                        .into_sql::<diesel::sql_types::Timestamptz>()
+                        - 1.minute())
+                    .nullable())),
             )
             .set(api_keys::last_used_at.eq(diesel::dsl::now))
             .execute(conn)

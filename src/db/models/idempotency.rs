@@ -1,5 +1,7 @@
 //! The `idempotency_keys` table: outcomes of requests sent with an Idempotency-Key.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types;
@@ -41,7 +43,10 @@ pub struct NewIdempotencyKey {
     pub request_hash: Vec<u8>,
     /// Until the outcome is written in the same transaction: never visible to others.
     pub status_code: i32,
-    pub expires_at: DateTime<Utc>,
+    /// How long the key is kept: it expires that long after now by PostgreSQL's clock, the one
+    /// the sweep deletes by (an instance whose clock lagged would otherwise have its keys
+    /// swept early, and a retry inside the promised retention executed again).
+    pub kept_for: Duration,
 }
 
 /// The outcome written over a claimed key: every column, `None` as NULL.
@@ -54,9 +59,9 @@ pub struct IdempotencyOutcome {
     pub response_metadata: Value,
     /// Always `None`: a stored outcome ends the request's phases.
     pub recovery_point: Option<String>,
-    /// When a key kept until its outcome expires, now that it has one; a key that had an expiry
-    /// keeps it.
-    pub expires_at: DateTime<Utc>,
+    /// How long after now (PostgreSQL's clock) a key kept until its outcome expires, now that
+    /// it has one; a key that had an expiry keeps it.
+    pub kept_for: Duration,
 }
 
 /// The id of a key this request claimed.
@@ -78,7 +83,8 @@ impl NewIdempotencyKey {
             diesel::sql_query(
                 "INSERT INTO idempotency_keys \
                  (id, caller, rpc, key, request_hash, status_code, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)) \
+                 ON CONFLICT DO NOTHING RETURNING id",
             )
             .bind::<sql_types::Uuid, _>(self.id)
             .bind::<sql_types::Text, _>(&self.caller)
@@ -86,7 +92,7 @@ impl NewIdempotencyKey {
             .bind::<sql_types::Text, _>(&self.key)
             .bind::<sql_types::Bytea, _>(&self.request_hash)
             .bind::<sql_types::Integer, _>(self.status_code)
-            .bind::<sql_types::Timestamptz, _>(self.expires_at),
+            .bind::<sql_types::Double, _>(self.kept_for.as_secs_f64()),
         )
         .get_result::<ClaimedId>(conn)
         .await
@@ -96,20 +102,27 @@ impl NewIdempotencyKey {
 }
 
 impl IdempotencyRow {
+    /// The key of this scope, and whether it has expired (by PostgreSQL's clock, which set its
+    /// expiry and sweeps it) though not yet swept.
     pub async fn find(
         conn: &mut AsyncPgConnection,
         caller: &str,
         rpc: &str,
         key: &str,
-    ) -> QueryResult<Option<Self>> {
-        idempotency_keys::table
+    ) -> QueryResult<Option<(Self, bool)>> {
+        let found: Option<(Self, Option<bool>)> = idempotency_keys::table
             .filter(idempotency_keys::caller.eq(caller))
             .filter(idempotency_keys::rpc.eq(rpc))
             .filter(idempotency_keys::key.eq(key))
-            .select(Self::as_select())
+            .select((
+                Self::as_select(),
+                idempotency_keys::expires_at.lt(diesel::dsl::now).nullable(),
+            ))
             .first(conn)
             .await
-            .optional()
+            .optional()?;
+        // A key kept until its outcome has no expiry: NULL, never expired.
+        Ok(found.map(|(row, expired)| (row, expired.unwrap_or(false))))
     }
 
     pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
@@ -127,7 +140,8 @@ impl IdempotencyRow {
             diesel::sql_query(
                 "UPDATE idempotency_keys SET status_code = $1, status_message = $2, \
                  status_details = $3, response_body = $4, response_metadata = $5, \
-                 recovery_point = $6, expires_at = coalesce(expires_at, $8) WHERE id = $7",
+                 recovery_point = $6, \
+                 expires_at = coalesce(expires_at, now() + make_interval(secs => $8)) WHERE id = $7",
             )
             .bind::<sql_types::Integer, _>(outcome.status_code)
             .bind::<sql_types::Text, _>(outcome.status_message)
@@ -136,7 +150,7 @@ impl IdempotencyRow {
             .bind::<sql_types::Jsonb, _>(outcome.response_metadata)
             .bind::<sql_types::Nullable<sql_types::Text>, _>(outcome.recovery_point)
             .bind::<sql_types::Uuid, _>(id)
-            .bind::<sql_types::Timestamptz, _>(outcome.expires_at),
+            .bind::<sql_types::Double, _>(outcome.kept_for.as_secs_f64()),
         )
         .execute(conn)
         .await

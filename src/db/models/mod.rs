@@ -58,7 +58,9 @@ pub use refund::{NewRefund, RefundRow, StoredRefund};
 pub use requester_open_tickets::RequesterOpenTickets;
 pub use revenue_daily::RevenueDay;
 pub use revoked_session::RevokedSession;
-pub use ticket::{ImportedTickets, NewTicket, TicketChangeset, TicketListQuery, TicketRow};
+pub use ticket::{
+    FirstPageBound, ImportedTickets, NewTicket, TicketChangeset, TicketListQuery, TicketRow,
+};
 pub use ticket_counts_daily::TicketDay;
 pub use ticket_counts_open::OpenTicketCount;
 pub use ticket_response_histogram::ResponseTimes;

@@ -198,6 +198,16 @@ diesel::define_sql_function! {
     fn seen_by_snapshot(change_txid: sql_types::BigInt, snapshot: sql_types::Text) -> sql_types::Bool;
 }
 
+/// What bounds the later pages of a list ordered by update time, read with its first page.
+#[derive(Debug)]
+pub struct FirstPageBound {
+    /// The snapshot the first page was read in; `None` when too long for a page token.
+    pub snapshot: Option<ListSnapshot>,
+    /// When the first page was read, by PostgreSQL's clock (the one `updated_at` is written
+    /// by): the bound of the later pages when there is no snapshot to carry.
+    pub read_at: DateTime<Utc>,
+}
+
 impl TicketRow {
     /// The ticket `id` of `account_id` with its requester's email; with `requester`, only if
     /// that user raised it.
@@ -450,9 +460,8 @@ impl TicketRow {
     }
 
     /// A page of ListTickets: [`Self::list`], and with the first page of a list ordered by
-    /// update time, the snapshot it was read in (`pg_current_snapshot()`, from the same
-    /// statement), which bounds the later pages (docs/tickets.md); `None` when the page is
-    /// empty or the snapshot is too long for a token. One query.
+    /// update time, what bounds the later pages (docs/tickets.md), from the same statement;
+    /// `None` when the page is empty. One query.
     pub async fn list_page(
         conn: &mut AsyncPgConnection,
         account_id: AccountId,
@@ -460,31 +469,40 @@ impl TicketRow {
         filter: &TicketFilter,
         after: Option<PageCursor>,
         limit: i64,
-    ) -> AppResult<(Vec<Ticket>, Option<ListSnapshot>)> {
+    ) -> AppResult<(Vec<Ticket>, Option<FirstPageBound>)> {
         if filter.order.field != TicketOrderField::Updated || after.is_some() {
             let tickets = Self::list(conn, account_id, requester, filter, after, limit).await?;
             return Ok((tickets, None));
         }
         let rows = Self::list_query(account_id, requester, filter, after, limit)
             .inner_join(users::table.on(users::id.eq(tickets::requester_id)))
-            .select((Self::as_select(), users::email, list_snapshot()))
-            .load::<(Self, String, String)>(conn)
+            .select((
+                Self::as_select(),
+                users::email,
+                list_snapshot(),
+                diesel::dsl::now.into_sql::<sql_types::Timestamptz>(),
+            ))
+            .load::<(Self, String, String, DateTime<Utc>)>(conn)
             .await?;
         // One too long for a token (hundreds of transactions running at once) is left out:
-        // the later pages are then bounded by time, as in earlier releases.
-        let snapshot = rows.as_slice().first().and_then(|(_, _, snapshot)| {
-            ListSnapshot::parse(snapshot)
-                .inspect_err(|problem| {
-                    tracing::warn!(%problem, bytes = snapshot.len(),
-                        "the first page's snapshot does not fit a page token; later pages are bounded by time");
-                })
-                .ok()
-        });
+        // the later pages are then bounded by the time of the read, as in earlier releases.
+        let bound = rows
+            .as_slice()
+            .first()
+            .map(|(_, _, snapshot, read_at)| FirstPageBound {
+                snapshot: ListSnapshot::parse(snapshot)
+                    .inspect_err(|problem| {
+                        tracing::warn!(%problem, bytes = snapshot.len(),
+                            "the first page's snapshot does not fit a page token; later pages are bounded by time");
+                    })
+                    .ok(),
+                read_at: *read_at,
+            });
         let tickets = rows
             .into_iter()
-            .map(|(row, email, _)| row.into_domain(&email))
+            .map(|(row, email, _, _)| row.into_domain(&email))
             .collect::<AppResult<Vec<_>>>()?;
-        Ok((tickets, snapshot))
+        Ok((tickets, bound))
     }
 
     /// A page of tickets with their requesters' emails: one query.

@@ -129,3 +129,61 @@ async fn the_completer_of_an_instance_whose_clock_lags_settles_a_charge_left_pen
     assert_eq!(desk.payments_at_provider(id), 1);
     assert_eq!(desk.actions(id).await, ["created", "succeeded"]);
 }
+
+/// Two hours ahead of PostgreSQL's clock.
+const AHEAD: Option<&str> = Some("+2h");
+
+/// A charge whose answer was lost a moment ago is pending, younger than the reconciler's settle
+/// time (10 minutes): the request path and the completer are still working on it. The reconciler
+/// of an instance whose clock runs two hours ahead judges that age by PostgreSQL's clock, which
+/// wrote the charge, and leaves it: by its own clock the charge would be two hours old, and the
+/// run would settle it under the request path's feet.
+#[tokio::test]
+async fn the_reconciler_of_an_instance_whose_clock_runs_ahead_leaves_a_charge_younger_than_its_settle_time()
+ {
+    let desk = Deployment::open_with(Launch {
+        settings: &[
+            ("PAYMENT_PROVIDER_MAX_ATTEMPTS", "1"),
+            ("BILLING_COMPLETER_INTERVAL_MS", "3600000"),
+            ("BILLING_RECONCILIATION_INTERVAL_MS", "200"),
+        ],
+        clock_shift: AHEAD,
+    })
+    .await;
+    made_but_answered_500(&desk);
+    let status = desk
+        .charge_again(1_300, "just-now")
+        .await
+        .expect_err("the provider answered 500");
+    assert_reason(&status, Reason::PaymentProviderUnavailable);
+    let (id, state, _, _) = desk.only_charge().await;
+    assert_eq!(state, "pending");
+
+    crate::support::wait_until(
+        "two reconciliation runs completed after the charge was made",
+        crate::support::PATIENCE,
+        || async {
+            crate::support::count_of(
+                &desk.database,
+                "SELECT count(*) AS count FROM reconciliation_runs r \
+                 WHERE r.status = 'completed' \
+                   AND r.started_at > (SELECT created_at FROM charges)",
+            )
+            .await
+                >= 2
+        },
+    )
+    .await;
+
+    assert_eq!(
+        crate::support::count_of(
+            &desk.database,
+            "SELECT coalesce(sum(charges_checked), 0)::bigint AS count FROM reconciliation_runs",
+        )
+        .await,
+        0,
+        "no run compared the young charge"
+    );
+    assert_eq!(desk.only_charge().await.1, "pending");
+    assert_eq!(desk.actions(id).await, ["created"]);
+}

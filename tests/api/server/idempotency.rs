@@ -702,3 +702,36 @@ async fn a_lock_held_past_a_keyed_transactions_lock_wait_is_idempotency_key_in_u
     assert_eq!(status.code(), Code::Aborted, "{status:?}");
     assert_reason(&status, Reason::IdempotencyKeyInUse);
 }
+
+/// An instance whose clock lags two hours (libfaketime) takes a keyed request: its key is kept
+/// the whole retention (24 h) after PostgreSQL's `now()`, the clock the sweep deletes by. Kept
+/// by the instance's clock, it would be swept two hours early, and a client's retry within the
+/// promised day would run the request again.
+#[tokio::test]
+async fn a_key_taken_by_an_instance_whose_clock_lags_is_kept_its_whole_retention() {
+    let database = TestDatabase::create().await;
+    let running = crate::support::binary::Running::start_with_clock(&database, &[], Some("-2h"));
+    let channel = running.channel().await;
+    running.wait_for_health("Serving").await;
+    let admin = crate::support::binary::sign_up_through(&channel).await;
+
+    TicketServiceClient::new(channel)
+        .create_ticket(with_key(
+            admin.request(valid_create_request("kept a day")),
+            "lagging-clock",
+        ))
+        .await
+        .expect("created");
+
+    assert_eq!(
+        count_of(
+            &database,
+            "SELECT count(*) AS count FROM idempotency_keys WHERE key = 'lagging-clock' \
+             AND expires_at > now() + interval '23 hours 59 minutes' \
+             AND expires_at <= now() + interval '24 hours'",
+        )
+        .await,
+        1,
+        "one key, expiring 24 hours from now by PostgreSQL's clock"
+    );
+}
