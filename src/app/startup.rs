@@ -322,11 +322,15 @@ impl Application {
         )
         .max_decoding_message_size(max_bytes)
         .compressed();
+        // One reader of new events for all of this instance's caught-up streams.
+        let event_tail = crate::service::event_tail::EventTail::new(
+            self.database.clone(),
+            self.settings.outbound_webhooks.watch_poll_interval,
+        );
         let event_api = EventServiceServer::new(crate::api::events::EventApi::new(
             crate::service::events::EventFeed::new(
                 self.database.clone(),
                 crate::service::events::FeedSettings {
-                    poll_interval: self.settings.outbound_webhooks.watch_poll_interval,
                     heartbeat: self.settings.outbound_webhooks.watch_heartbeat,
                     max_duration: self.settings.outbound_webhooks.watch_max_duration,
                     places: crate::resilience::stream_limit::StreamLimits::new(
@@ -342,6 +346,7 @@ impl Application {
                     ),
                 },
                 draining_streams.clone(),
+                event_tail.clone(),
             )
             .counting_into(&services.metrics),
         ))
@@ -481,6 +486,11 @@ impl Application {
         jobs.add(idempotency_sweeper::task(
             self.database.clone(),
             self.settings.idempotency.sweep_interval,
+        ));
+        jobs.add(crate::jobs::event_tail::task(
+            event_tail,
+            served_name(&event_api),
+            draining_streams.clone(),
         ));
         jobs.add(crate::jobs::event_sweeper::task(
             self.database.clone(),

@@ -25,6 +25,7 @@ pub mod billing_completer;
 pub mod billing_reconciler;
 pub mod dependency_probe;
 pub mod event_sweeper;
+pub mod event_tail;
 pub mod idempotency_sweeper;
 pub mod operation_workers;
 pub mod queue_sampler;
@@ -57,7 +58,7 @@ pub fn periodic_lag_bound(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     /// Every source file of the room, by name.
-    const SOURCES: [(&str, &str); 14] = [
+    const SOURCES: [(&str, &str); 15] = [
         ("mod.rs", include_str!("mod.rs")),
         ("runner.rs", include_str!("runner.rs")),
         ("supervisor.rs", include_str!("supervisor.rs")),
@@ -77,6 +78,7 @@ mod tests {
         ),
         ("storage_probe.rs", include_str!("storage_probe.rs")),
         ("event_sweeper.rs", include_str!("event_sweeper.rs")),
+        ("event_tail.rs", include_str!("event_tail.rs")),
         ("dependency_probe.rs", include_str!("dependency_probe.rs")),
         ("operation_workers.rs", include_str!("operation_workers.rs")),
         ("queue_sampler.rs", include_str!("queue_sampler.rs")),

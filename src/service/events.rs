@@ -10,8 +10,10 @@
 //! of [`STREAM_BUFFER`] messages and reads the next page only once they are taken: a client that
 //! stops reading holds the task at the channel (HTTP/2 flow control holds the channel), so a
 //! stream costs at most a page and the buffer in memory, and no pooled connection while it
-//! waits. Once caught up it looks again every poll interval and sends a heartbeat after a
-//! quiet spell. It ends (without error) after the stream's longest duration or when the
+//! waits. Once caught up it follows the instance's shared tail ([`EventTail`], one read per poll
+//! interval for all streams) and sends a heartbeat after a quiet spell; it reads pages of its own
+//! again only to fill a gap (when it joins the tail, falls behind it, or the tail's read fails).
+//! It ends (without error) after the stream's longest duration or when the
 //! instance drains, even while its client reads nothing; the client resumes from the last
 //! cursor it received. Its caller is re-checked while it runs ([`Standing`]): a revoked key,
 //! a deactivated user, an ended session or an expired access token ends it UNAUTHENTICATED.
@@ -25,17 +27,18 @@
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Standing, ValidUntil};
-use crate::db::models::event::{Events, StoredEvent};
+use crate::db::models::event::{Events, StoredEvent, Unreadable};
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{EventCursor, EventType};
 use crate::errors::{AppError, AppResult, Resource};
 use crate::resilience::stream_limit::StreamLimits;
+use crate::service::event_tail::{EventTail, TailNews};
 use crate::telemetry::metrics::{Counter, Metrics};
 
 /// The most messages waiting in a stream's channel.
@@ -110,7 +113,6 @@ pub enum WatchStart {
 /// How streams behave.
 #[derive(Clone, Debug)]
 pub struct FeedSettings {
-    pub poll_interval: Duration,
     pub heartbeat: Duration,
     pub max_duration: Duration,
     /// How many streams may run at once, per account and per instance.
@@ -126,15 +128,23 @@ pub struct EventFeed {
     draining: CancellationToken,
     /// Counts the events a stream skipped because this build cannot read them.
     unreadable: Counter,
+    /// The instance's shared tail, which caught-up streams follow.
+    tail: EventTail,
 }
 
 impl EventFeed {
-    pub fn new(pool: PgPool, settings: FeedSettings, draining: CancellationToken) -> Self {
+    pub fn new(
+        pool: PgPool,
+        settings: FeedSettings,
+        draining: CancellationToken,
+        tail: EventTail,
+    ) -> Self {
         Self {
             pool,
             settings,
             draining,
             unreadable: Counter::default(),
+            tail,
         }
     }
 
@@ -194,6 +204,12 @@ impl EventFeed {
     /// longest duration passes or the instance drains. Every wait on the client (an event's or
     /// a heartbeat's send) is raced against the last two: a client that stops reading holds
     /// neither past its limit.
+    ///
+    /// It catches up with pages of its own; once one is short it follows the instance's shared
+    /// tail ([`EventTail`]), and reads pages of its own again only to fill a gap: when it joins,
+    /// when it fell behind the tail's broadcast, or when the tail's read failed. `position` is
+    /// how far the stream has sent the account's events: it sends only events past it, so
+    /// nothing is sent twice across a switch.
     async fn send_from(
         &self,
         account_id: Uuid,
@@ -202,71 +218,158 @@ impl EventFeed {
         end_when_caught_up: bool,
         sender: mpsc::Sender<AppResult<FeedMessage>>,
     ) {
-        let ends = Instant::now() + self.settings.max_duration;
-        let mut quiet_since = Instant::now();
+        let mut stream = Stream {
+            feed: self,
+            account_id,
+            types,
+            sender,
+            ends: Instant::now() + self.settings.max_duration,
+            quiet_since: Instant::now(),
+        };
+        if stream.catch_up(&mut position).await == Step::Stop || end_when_caught_up {
+            return;
+        }
+        let mut tail = self.tail.subscribe();
         loop {
-            let page = match db::connection(&self.pool).await {
-                Ok(mut conn) => Events::after(&mut conn, account_id, position, &types, PAGE).await,
+            let heartbeat_due = stream.quiet_since + self.settings.heartbeat;
+            let news = tokio::select! {
+                news = async {
+                    let _waiting = self.tail.waiting();
+                    tail.recv().await
+                } => news,
+                () = tokio::time::sleep_until(heartbeat_due) => {
+                    if stream.send(FeedMessage::Heartbeat(position)).await == Step::Stop {
+                        return;
+                    }
+                    continue;
+                }
+                () = self.draining.cancelled() => return,
+                () = tokio::time::sleep_until(stream.ends) => return,
+                () = stream.sender.closed() => return,
+            };
+            let news = match news {
+                Ok(news) => news,
+                // Fell more than the broadcast keeps behind: the next page starts past this
+                // stream's position, and it reads the gap itself.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            match &*news {
+                TailNews::Page { from, to, events } => {
+                    if *from > position && stream.catch_up(&mut position).await == Step::Stop {
+                        return;
+                    }
+                    for row in events {
+                        if row.cursor <= position
+                            || row.account_id != account_id
+                            || !(stream.types.is_empty() || stream.types.contains(&row.event_type))
+                        {
+                            continue;
+                        }
+                        position = row.cursor;
+                        if stream.send_event(row.event.clone(), row.cursor).await == Step::Stop {
+                            return;
+                        }
+                    }
+                    // Every event of the account up to `to` has been sent: a heartbeat may
+                    // carry it, and a client resuming from it misses nothing.
+                    position = position.max(*to);
+                }
+                // As before the tail: the stream reads for itself, and ends with its error.
+                TailNews::Failed => {
+                    if stream.catch_up(&mut position).await == Step::Stop {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a stream goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Continue,
+    Stop,
+}
+
+/// One running stream's task state.
+struct Stream<'a> {
+    feed: &'a EventFeed,
+    account_id: Uuid,
+    types: Vec<String>,
+    sender: mpsc::Sender<AppResult<FeedMessage>>,
+    ends: Instant,
+    quiet_since: Instant,
+}
+
+impl Stream<'_> {
+    /// Reads and sends pages of the account's own events after `position` until one is short
+    /// (caught up: every event of the account before the read's horizon is sent). A failed read
+    /// is sent to the client and ends the stream.
+    async fn catch_up(&mut self, position: &mut EventCursor) -> Step {
+        loop {
+            let page = match db::connection(&self.feed.pool).await {
+                Ok(mut conn) => {
+                    Events::after(&mut conn, self.account_id, *position, &self.types, PAGE).await
+                }
                 Err(error) => Err(error),
             };
             let page = match page {
                 Ok(page) => page,
                 Err(error) => {
-                    let _ = sender.send(Err(error)).await;
-                    return;
+                    let _ = self.sender.send(Err(error)).await;
+                    return Step::Stop;
                 }
             };
             let caught_up = i64::try_from(page.len()).unwrap_or(i64::MAX) < PAGE;
             for (cursor, event) in page {
-                position = cursor;
-                // One event this build cannot read (a newer type during a mixed deploy, a
-                // snapshot of a version rolled back) is passed over, so that it cannot end every
-                // stream of its account at every reconnect; a newer instance's streams send it.
-                let event = match event {
-                    Ok(event) => event,
-                    Err(unreadable) => {
-                        self.unreadable.increment();
-                        tracing::warn!(%account_id, event_id = %unreadable.event_id,
-                            event_type = %unreadable.event_type, problem = %unreadable.problem,
-                            "WatchEvents skipped an event this build cannot read");
-                        continue;
-                    }
-                };
-                let sent = tokio::select! {
-                    sent = sender.send(Ok(FeedMessage::Event(Box::new(event), cursor))) => sent.is_ok(),
-                    () = self.draining.cancelled() => return,
-                    () = tokio::time::sleep_until(ends) => return,
-                };
-                if !sent {
-                    // The client went away.
-                    return;
+                *position = cursor;
+                if self.send_event(event, cursor).await == Step::Stop {
+                    return Step::Stop;
                 }
-                quiet_since = Instant::now();
             }
             if caught_up {
-                if end_when_caught_up {
-                    return;
-                }
-                if quiet_since.elapsed() >= self.settings.heartbeat {
-                    let sent = tokio::select! {
-                        sent = sender.send(Ok(FeedMessage::Heartbeat(position))) => sent.is_ok(),
-                        () = self.draining.cancelled() => return,
-                        () = tokio::time::sleep_until(ends) => return,
-                    };
-                    if !sent {
-                        return;
-                    }
-                    quiet_since = Instant::now();
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(self.settings.poll_interval) => {}
-                    () = self.draining.cancelled() => return,
-                    () = tokio::time::sleep_until(ends) => return,
-                    () = sender.closed() => return,
-                }
-            } else if Instant::now() >= ends || self.draining.is_cancelled() {
-                return;
+                return Step::Continue;
+            }
+            if Instant::now() >= self.ends || self.feed.draining.is_cancelled() {
+                return Step::Stop;
             }
         }
+    }
+
+    /// Sends one event, or passes over one this build cannot read (a newer type during a mixed
+    /// deploy, a snapshot of a version rolled back), so that it cannot end every stream of its
+    /// account at every reconnect; a newer instance's streams send it.
+    async fn send_event(
+        &mut self,
+        event: Result<StoredEvent, Unreadable>,
+        cursor: EventCursor,
+    ) -> Step {
+        match event {
+            Ok(event) => self.send(FeedMessage::Event(Box::new(event), cursor)).await,
+            Err(unreadable) => {
+                self.feed.unreadable.increment();
+                tracing::warn!(account_id = %self.account_id, event_id = %unreadable.event_id,
+                    event_type = %unreadable.event_type, problem = %unreadable.problem,
+                    "WatchEvents skipped an event this build cannot read");
+                Step::Continue
+            }
+        }
+    }
+
+    /// Sends one message, raced against the drain and the stream's end.
+    async fn send(&mut self, message: FeedMessage) -> Step {
+        let sent = tokio::select! {
+            sent = self.sender.send(Ok(message)) => sent.is_ok(),
+            () = self.feed.draining.cancelled() => false,
+            () = tokio::time::sleep_until(self.ends) => false,
+        };
+        if !sent {
+            // The client went away, the instance drains, or the stream's time is up.
+            return Step::Stop;
+        }
+        self.quiet_since = Instant::now();
+        Step::Continue
     }
 }

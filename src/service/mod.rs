@@ -8,6 +8,7 @@ pub mod attachments;
 pub mod authentication;
 pub mod billing;
 pub mod dashboard;
+pub mod event_tail;
 pub mod events;
 pub mod notification_worker;
 pub mod notifications;

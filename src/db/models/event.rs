@@ -341,6 +341,113 @@ impl Events {
             .map(|row| (row.position.cursor(), row.event.read()))
             .collect())
     }
+
+    /// The feed's events of every account after `after`, at most `limit`, in the outbox's order,
+    /// with the same visibility rule as [`Self::after`] (only events of transactions older than
+    /// the oldest still running, so none committed later can sort before the last one returned),
+    /// and that horizon: one statement, one round trip, kept prepared. The instance's shared
+    /// tail reads this once per poll interval for all its streams.
+    pub async fn tail_after(
+        conn: &mut AsyncPgConnection,
+        after: EventCursor,
+        limit: i64,
+    ) -> AppResult<TailRead> {
+        // The horizon is read once, in the CTE, and both filters and returns it: a row is
+        // returned even when no event is new (the LEFT JOIN), so the tail learns how far it saw.
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            horizon: i64,
+            #[diesel(sql_type = Nullable<BigInt>)]
+            txid: Option<i64>,
+            #[diesel(sql_type = Nullable<BigInt>)]
+            seq: Option<i64>,
+            #[diesel(sql_type = Nullable<SqlUuid>)]
+            event_id: Option<Uuid>,
+            #[diesel(sql_type = Nullable<Text>)]
+            event_type: Option<String>,
+            #[diesel(sql_type = Nullable<SqlUuid>)]
+            event_account_id: Option<Uuid>,
+            #[diesel(sql_type = Nullable<Timestamptz>)]
+            event_created_at: Option<DateTime<Utc>>,
+            #[diesel(sql_type = Nullable<Array<Nullable<Text>>>)]
+            changed_fields: Option<Vec<Option<String>>>,
+            #[diesel(sql_type = Nullable<Jsonb>)]
+            snapshot: Option<serde_json::Value>,
+        }
+        let rows: Vec<Row> = KeepPrepared(
+            diesel::sql_query(
+                "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) \
+                 SELECT h.horizon, e.txid, e.seq, e.id AS event_id, e.type AS event_type, \
+                        e.account_id AS event_account_id, e.created_at AS event_created_at, \
+                        e.changed_fields, e.snapshot \
+                 FROM h LEFT JOIN LATERAL ( \
+                     SELECT txid, seq, id, type, account_id, created_at, changed_fields, snapshot \
+                     FROM events \
+                     WHERE (txid, seq) > ($1, $2) AND txid < h.horizon AND endpoint_id IS NULL \
+                     ORDER BY txid, seq LIMIT $3) e ON true \
+                 ORDER BY e.txid, e.seq",
+            )
+            .bind::<BigInt, _>(after.txid)
+            .bind::<BigInt, _>(after.seq)
+            .bind::<BigInt, _>(limit),
+        )
+        .load(conn)
+        .await?;
+        let horizon = EventCursor {
+            txid: rows
+                .as_slice()
+                .first()
+                .map_or(after.txid, |row| row.horizon),
+            seq: 0,
+        };
+        let events = rows
+            .into_iter()
+            .filter_map(|row| {
+                let cursor = EventCursor {
+                    txid: row.txid?,
+                    seq: row.seq?,
+                };
+                let event = EventRow {
+                    event_id: row.event_id?,
+                    event_type: row.event_type?,
+                    event_account_id: row.event_account_id?,
+                    event_created_at: row.event_created_at?,
+                    changed_fields: row.changed_fields?,
+                    snapshot: row.snapshot?,
+                };
+                Some(TailRow {
+                    cursor,
+                    account_id: event.event_account_id,
+                    event_type: event.event_type.clone(),
+                    event: event.read(),
+                })
+            })
+            .collect();
+        Ok(TailRead { events, horizon })
+    }
+}
+
+/// One read of the instance's shared tail (`service::event_tail`): the feed's events of every
+/// account after a position, and how far the read saw.
+#[derive(Debug)]
+pub struct TailRead {
+    /// The events after the position, at most the limit, in the outbox's order, each with its
+    /// cursor, its account and its type as stored (a stream filters on both).
+    pub events: Vec<TailRow>,
+    /// The oldest transaction still running when the statement ran (`pg_snapshot_xmin`), as
+    /// the cursor just before its first event: every event of the feed before it is either
+    /// in `events` or at or before the position read after (when `events` is not full).
+    pub horizon: EventCursor,
+}
+
+/// An event of the tail, with what a stream filters on.
+#[derive(Clone, Debug)]
+pub struct TailRow {
+    pub cursor: EventCursor,
+    pub account_id: Uuid,
+    pub event_type: String,
+    pub event: Result<StoredEvent, Unreadable>,
 }
 
 /// A position in the outbox's order.

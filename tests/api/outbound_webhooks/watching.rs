@@ -467,3 +467,192 @@ async fn a_stream_whose_reader_stopped_reading_ends_at_its_limit_and_gives_its_p
     .await;
     drop(stalled);
 }
+
+/// What one stream of [`caught_up_streams_cost_postgresql_one_shared_tail_and_each_gets_its_accounts_events_once_in_order`]
+/// received: each event's id and cursor, in order.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, (i64, i64))>>>;
+
+/// Reads `stream` into `received` until it ends.
+fn collect(mut stream: Streaming<v1::WatchEventsResponse>) -> Received {
+    let received = Received::default();
+    tokio::spawn({
+        let received = received.clone();
+        async move {
+            while let Ok(Some(message)) = stream.message().await {
+                if let Some(event) = message.event {
+                    let (txid, seq) = message.cursor.split_once('.').expect("a cursor");
+                    received.lock().unwrap().push((
+                        event.id,
+                        (txid.parse().expect("txid"), seq.parse().expect("seq")),
+                    ));
+                }
+            }
+        }
+    });
+    received
+}
+
+/// The ids of the account's `ticket.created` events, as PostgreSQL orders the feed.
+async fn created_events_of(app: &TestApp, account_id: uuid::Uuid) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    let mut conn = app.database.connect().await;
+    let ids: Vec<Id> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT id FROM events WHERE account_id = $1 AND endpoint_id IS NULL \
+               AND type = 'ticket.created' ORDER BY txid, seq",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(account_id),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    ids.into_iter()
+        .map(|row| supportdesk::domain::event_public_id(row.id))
+        .collect()
+}
+
+/// Issue 67, item 1: each caught-up stream used to read its account's next page itself every
+/// poll interval, so twenty streams cost PostgreSQL twenty reads per interval (and a pooled
+/// connection each time). Now the instance's one tail reads every account's new events once per
+/// interval and the streams share its pages: over rounds of writes to five accounts, the
+/// round trips the service makes are at most those of one tail (one read per poll interval
+/// elapsed, and one per round of slack) plus the callers' re-checks (one per stream and
+/// `RECHECK_EVERY`) and what opening the pool's connections costs, and every stream still receives every event of its account,
+/// exactly once, in the outbox's order. Counted on the wire by a proxy in front of PostgreSQL;
+/// the elapsed time only bounds how many polls one tail may have made.
+#[tokio::test]
+async fn caught_up_streams_cost_postgresql_one_shared_tail_and_each_gets_its_accounts_events_once_in_order()
+ {
+    use secrecy::ExposeSecret;
+
+    use crate::support::admin_database_url;
+    use crate::support::proxy::{Protocol, TcpProxy, socket_address_of, url_through};
+
+    const POLL: Duration = Duration::from_millis(50);
+    const ACCOUNTS: usize = 5;
+    const STREAMS_PER_ACCOUNT: usize = 4;
+    const ROUNDS: usize = 10;
+    const POOL: u32 = 4;
+    let postgres = TcpProxy::start_counting(
+        socket_address_of(&admin_database_url()),
+        Some(Protocol::Postgres),
+    )
+    .await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.database.url =
+            url_through(settings.database.url.expose_secret(), postgres.address).into();
+        settings.outbound_webhooks.watch_max_duration = Duration::from_secs(300);
+        settings.outbound_webhooks.watch_heartbeat = Duration::from_secs(300);
+        settings.outbound_webhooks.watch_poll_interval = POLL;
+        settings.outbound_webhooks.watch_max_per_account = STREAMS_PER_ACCOUNT as u32;
+        settings.outbound_webhooks.watch_max_per_instance = (ACCOUNTS * STREAMS_PER_ACCOUNT) as u32;
+        // Nothing else reads PostgreSQL in the background while the streams are counted.
+        settings.server.health_probe_interval = Duration::from_secs(3600);
+        settings.idempotency.sweep_interval = Duration::from_secs(3600);
+        settings.billing_completer_interval = Duration::from_secs(3600);
+        settings.attachments.sweep_interval = Duration::from_secs(3600);
+        settings.database.pool_size = POOL;
+    })
+    .await;
+    let mut admins = vec![app.admin.clone()];
+    for _ in 1..ACCOUNTS {
+        admins.push(app.sign_up_another_account().await);
+    }
+    let mut streams: Vec<(uuid::Uuid, Received)> = Vec::new();
+    for admin in &admins {
+        for index in 0..STREAMS_PER_ACCOUNT {
+            // Half of them filter on types (which the events written all have).
+            let event_types = if index % 2 == 0 {
+                Vec::new()
+            } else {
+                vec!["ticket.created".to_owned(), "ticket.updated".to_owned()]
+            };
+            let stream = events(&app)
+                .watch_events(admin.request(v1::WatchEventsRequest {
+                    event_types,
+                    ..Default::default()
+                }))
+                .await
+                .expect("the stream starts")
+                .into_inner();
+            streams.push((admin.account_id.as_uuid(), collect(stream)));
+        }
+    }
+
+    let mut conn = app.database.connect().await;
+    let mut write_round = async |round: usize| {
+        for admin in &admins {
+            diesel_async::RunQueryDsl::execute(
+                diesel::sql_query(
+                    "INSERT INTO tickets (id, account_id, subject, description, priority, status, requester_id) \
+                     SELECT gen_random_uuid(), $1, 'round ' || $3 || ' ticket ' || n, 'x', 'normal', 'new', $2 \
+                     FROM generate_series(1, 2) n",
+                )
+                .bind::<diesel::sql_types::Uuid, _>(admin.account_id.as_uuid())
+                .bind::<diesel::sql_types::Uuid, _>(admin.id.as_uuid())
+                .bind::<diesel::sql_types::Integer, _>(i32::try_from(round).unwrap()),
+                &mut conn,
+            )
+            .await
+            .unwrap();
+        }
+        let expected = 2 * (round + 1);
+        wait_until(
+            "every stream received the round's events",
+            PATIENCE,
+            || async {
+                streams
+                    .iter()
+                    .all(|(_, received)| received.lock().unwrap().len() >= expected)
+            },
+        )
+        .await;
+    };
+    // Two first rounds bring every stream to the tail (its catch-up and joining reads are not
+    // counted); the rounds after them are.
+    write_round(0).await;
+    write_round(1).await;
+    let before = postgres.round_trips();
+    let started = tokio::time::Instant::now();
+    for round in 2..ROUNDS + 2 {
+        write_round(round).await;
+    }
+    let round_trips = postgres.round_trips() - before;
+    let elapsed = started.elapsed();
+
+    let polls = u64::try_from(elapsed.as_millis() / POLL.as_millis()).unwrap() + 1;
+    let one_tail = polls + ROUNDS as u64;
+    // A pooled connection opened meanwhile: its setup, and the first preparation of the tail's
+    // statement and of the re-check's.
+    let connections = 3 * u64::from(POOL);
+    let rechecks = (ACCOUNTS * STREAMS_PER_ACCOUNT) as u64
+        * (u64::try_from(elapsed.as_millis() / supportdesk::auth::RECHECK_EVERY.as_millis())
+            .unwrap()
+            + 1);
+    assert!(
+        round_trips <= one_tail + rechecks + connections,
+        "{} caught-up streams made {round_trips} round trips to PostgreSQL in {elapsed:?}; one \
+         tail polling every {POLL:?} makes at most {one_tail}, the callers' re-checks at most \
+         {rechecks}, and opening the pool's {POOL} connections at most {connections}",
+        ACCOUNTS * STREAMS_PER_ACCOUNT
+    );
+
+    for (account_id, received) in &streams {
+        let expected = created_events_of(&app, *account_id).await;
+        assert_eq!(expected.len(), 2 * (ROUNDS + 2));
+        let received = received.lock().unwrap().clone();
+        let ids: Vec<String> = received.iter().map(|(id, _)| id.clone()).collect();
+        assert_eq!(
+            ids, expected,
+            "a stream of account {account_id} received each of its events once, in order"
+        );
+        assert!(
+            received.windows(2).all(|pair| pair[0].1 < pair[1].1),
+            "cursors increase"
+        );
+    }
+}

@@ -419,7 +419,8 @@ fn the_route_timeout_setting_sets_every_routes_deadline_but_the_exports_and_take
     assert!(output.status.success());
     let config = String::from_utf8(output.stdout).expect("UTF-8");
     // Every route's deadline, in the routes' order: UploadAttachment's two routes (REST and
-    // gRPC share one), ExportTickets' (none), the generated retry routes (the keyed writes' and
+    // gRPC share one), ExportTickets' and WatchEvents' (their own, 30 s above the service's
+    // EXPORT_MAX_DURATION_SECS and WATCH_MAX_DURATION_SECS, not this setting), the generated retry routes (the keyed writes' and
     // the reads', each written once and repeated by alias), the plain GET routes (written once,
     // repeated by alias), the catch-all. The clusters (a health check's timeout) are not routes.
     let routes = config.split("\n  clusters:").next().expect("the listeners");
@@ -434,8 +435,10 @@ fn the_route_timeout_setting_sets_every_routes_deadline_but_the_exports_and_take
         [
             "timeout: 7s",
             "max_grpc_timeout: 7s",
-            "timeout: 0s",
-            "max_grpc_timeout: 0s",
+            "timeout: 630s",
+            "max_grpc_timeout: 630s",
+            "timeout: 3630s",
+            "max_grpc_timeout: 3630s",
             "timeout: 7s",
             "max_grpc_timeout: 7s",
             "timeout: 7s",
@@ -455,4 +458,146 @@ fn the_route_timeout_setting_sets_every_routes_deadline_but_the_exports_and_take
             .collect::<Vec<_>>(),
         ["per_try_timeout: 2.333s"]
     );
+}
+
+/// The long streams' limits in Envoy follow the service's settings given to the renderer, and
+/// anything but a whole number stops it naming the setting.
+#[test]
+fn the_long_streams_limits_in_envoy_are_derived_from_the_services_settings() {
+    let render = repository_root().join("deploy/envoy/render");
+    for setting in [
+        "WATCH_MAX_STREAMS_PER_INSTANCE",
+        "EXPORT_MAX_CONCURRENT_PER_INSTANCE",
+        "WATCH_MAX_DURATION_SECS",
+        "EXPORT_MAX_DURATION_SECS",
+        "WATCH_HEARTBEAT_SECS",
+        "STREAM_INSTANCES",
+    ] {
+        let output = std::process::Command::new(&render)
+            .env(setting, "0")
+            .output()
+            .expect("run deploy/envoy/render");
+        assert_eq!(output.status.code(), Some(2), "{setting}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(setting),
+            "{setting}"
+        );
+    }
+    let config = crate::support::envoy::render_with(&[
+        ("UPSTREAM_ADDRESSES", "127.0.0.1:1,127.0.0.1:2".to_owned()),
+        ("WATCH_MAX_STREAMS_PER_INSTANCE", "7".to_owned()),
+        ("EXPORT_MAX_CONCURRENT_PER_INSTANCE", "2".to_owned()),
+        ("WATCH_MAX_DURATION_SECS", "100".to_owned()),
+        ("EXPORT_MAX_DURATION_SECS", "50".to_owned()),
+        ("WATCH_HEARTBEAT_SECS", "4".to_owned()),
+    ]);
+    for expected in [
+        "max_requests: 18   # long streams in flight",
+        "timeout: 80s             # export route deadline",
+        "max_grpc_timeout: 80s    # export route deadline",
+        "timeout: 130s            # watch route deadline",
+        "max_grpc_timeout: 130s   # watch route deadline",
+        "idle_timeout: 12s         # watch idle timeout",
+    ] {
+        assert!(config.contains(expected), "{expected}");
+    }
+}
+
+/// Issue 67, item 1: the long streams (WatchEvents, ExportTickets) had Envoy's catch-all cluster,
+/// circuit breaker and connections in common with every unary call, so enough hour-long streams
+/// would have had Envoy refuse the unary calls too. They now have a cluster of their own whose
+/// circuit breaker admits what the instances admit together (rendered here as one instance of
+/// one stream and one export: two): one more stream is answered UNAVAILABLE over gRPC and 503
+/// BACKEND_UNAVAILABLE over REST by Envoy, while unary calls go on, and a stream that ends
+/// gives its place back.
+#[tokio::test]
+async fn beyond_envoys_limit_of_long_streams_one_more_is_unavailable_while_unary_calls_go_on() {
+    use supportdesk::wire::proto::v1::event_service_client::EventServiceClient;
+    use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
+
+    let app = TestApp::spawn_with(|settings| {
+        // The service itself would admit more: what refuses is Envoy.
+        settings.outbound_webhooks.watch_max_duration = Duration::from_secs(300);
+        settings.outbound_webhooks.watch_max_per_account = 10;
+        settings.outbound_webhooks.watch_max_per_instance = 10;
+    })
+    .await;
+    let envoy = Envoy::start_rendered_with(
+        app.address.port(),
+        &[
+            ("WATCH_MAX_STREAMS_PER_INSTANCE", "1".to_owned()),
+            ("EXPORT_MAX_CONCURRENT_PER_INSTANCE", "1".to_owned()),
+        ],
+    )
+    .await;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", envoy.port))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to Envoy");
+    let mut events = EventServiceClient::new(channel.clone());
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        open.push(
+            events
+                .watch_events(app.as_admin(v1::WatchEventsRequest::default()))
+                .await
+                .expect("a stream within Envoy's limit starts")
+                .into_inner(),
+        );
+    }
+
+    let refused = events
+        .watch_events(app.as_admin(v1::WatchEventsRequest::default()))
+        .await
+        .expect_err("one stream more than Envoy's limit is refused");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    let http = reqwest::Client::new();
+    let response = http
+        .get(envoy.url("/v1/events:watch"))
+        .bearer_auth(&app.admin.access_token)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["code"], 14, "{body}");
+    assert_json_reason(&body, Reason::BackendUnavailable);
+    assert_eq!(
+        envoy
+            .stat("cluster.supportdesk-streams.upstream_rq_active_overflow")
+            .await,
+        2,
+        "both refused by the long streams' own circuit breaker"
+    );
+
+    // Unary calls go on, over gRPC and REST, while the streams hold their limit.
+    TicketServiceClient::new(channel.clone())
+        .list_tickets(app.as_admin(v1::ListTicketsRequest::default()))
+        .await
+        .expect("a unary gRPC call through Envoy succeeds");
+    let listed = http
+        .get(envoy.url("/v1/tickets"))
+        .bearer_auth(&app.admin.access_token)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(listed.status(), StatusCode::OK);
+
+    // A stream that ends gives its place back.
+    drop(open.pop());
+    crate::support::wait_until(
+        "a stream starts once one has ended",
+        crate::support::PATIENCE,
+        || async {
+            events
+                .clone()
+                .watch_events(app.as_admin(v1::WatchEventsRequest::default()))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    drop(open);
 }

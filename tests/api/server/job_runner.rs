@@ -16,12 +16,13 @@ const TICKETS: &str = "supportdesk.v1.TicketService";
 const STATE: &str = "supportdesk_job_runner_task_state";
 
 /// The service's own tasks, as they are named in metrics and logs.
-const SERVICE_TASKS: [&str; 12] = [
+const SERVICE_TASKS: [&str; 13] = [
     "attachment-sweeper",
     "billing-completer",
     "billing-reconciler",
     "dependency-probe",
     "event-sweeper",
+    "event-tail",
     "health-gates",
     "idempotency-sweeper",
     "metrics-endpoint",

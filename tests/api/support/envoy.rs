@@ -52,6 +52,12 @@ impl Envoy {
         Self::start(grpc_port, None, Some(route_timeout)).await
     }
 
+    /// Envoy in front of one instance, rendered with exactly `settings` set (the long streams'
+    /// limits, say: `WATCH_MAX_STREAMS_PER_INSTANCE`, `EXPORT_MAX_CONCURRENT_PER_INSTANCE`).
+    pub(crate) async fn start_rendered_with(grpc_port: u16, settings: &[(&str, String)]) -> Self {
+        Self::launch(render_with(settings), Some(grpc_port)).await
+    }
+
     async fn start(
         grpc_port: u16,
         allowed_origins: Option<String>,
@@ -246,6 +252,11 @@ pub(crate) fn render_with(settings: &[(&str, String)]) -> String {
         "ROUTE_TIMEOUT_SECS",
         "UPSTREAM_ADDRESSES",
         "SHUTDOWN_DELAY_MS",
+        "WATCH_MAX_STREAMS_PER_INSTANCE",
+        "EXPORT_MAX_CONCURRENT_PER_INSTANCE",
+        "WATCH_MAX_DURATION_SECS",
+        "EXPORT_MAX_DURATION_SECS",
+        "WATCH_HEARTBEAT_SECS",
     ] {
         render.env_remove(name);
     }
