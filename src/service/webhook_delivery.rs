@@ -199,6 +199,7 @@ impl WebhookDeliveryWorkers {
             i64::from(self.settings.batch),
             i64::try_from(limit).unwrap_or(i64::MAX),
             i64::try_from(failing_limit).unwrap_or(i64::MAX),
+            super::webhook_endpoints::MOST_RETIRED_SECRETS,
         )
         .await
     }
@@ -255,10 +256,11 @@ impl WebhookDeliveryWorkers {
                 )));
             }
         };
-        let mut signing = Vec::with_capacity(2);
+        // The current secret first, then every retired one still within its overlap.
+        let mut signing = Vec::with_capacity(1 + claimed.retired_secret_ciphertexts.len());
         signing.push(self.open(&claimed.secret_ciphertext, claimed.endpoint_id)?);
-        if let Some(previous) = &claimed.previous_secret_ciphertext {
-            signing.push(self.open(previous, claimed.endpoint_id)?);
+        for retired in &claimed.retired_secret_ciphertexts {
+            signing.push(self.open(retired, claimed.endpoint_id)?);
         }
         for (index, delivery) in claimed.deliveries.iter().enumerate() {
             // What is left undone stays due: the next worker takes it in order.

@@ -16,7 +16,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{
-    BigInt, Bool, Bytea, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    Array, BigInt, Bool, Bytea, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -38,8 +38,9 @@ pub struct ClaimedEndpoint {
     pub url: String,
     pub lease_token: Uuid,
     pub secret_ciphertext: Vec<u8>,
-    /// The rotated-out secret, while it still signs.
-    pub previous_secret_ciphertext: Option<Vec<u8>>,
+    /// The secrets rotations retired that still sign (each until its own expiry, by
+    /// PostgreSQL's clock), the most recently retired first.
+    pub retired_secret_ciphertexts: Vec<Vec<u8>>,
     pub deliveries: Vec<ClaimedDelivery>,
     /// In a failing streak.
     pub failing: bool,
@@ -68,8 +69,8 @@ struct ClaimRow {
     lease_token: Uuid,
     #[diesel(sql_type = Bytea)]
     secret_ciphertext: Vec<u8>,
-    #[diesel(sql_type = Nullable<Bytea>)]
-    previous_secret_ciphertext: Option<Vec<u8>>,
+    #[diesel(sql_type = Array<Bytea>)]
+    retired_secret_ciphertexts: Vec<Vec<u8>>,
     #[diesel(sql_type = Bool)]
     failing: bool,
     #[diesel(sql_type = Nullable<SqlUuid>)]
@@ -128,13 +129,15 @@ impl WebhookDeliveries {
     /// delivery waited longest first, at most `failing_limit` of them in a failing streak (they
     /// may hold only part of the workers), and up to `batch` due deliveries of each in event
     /// order. Endpoints another instance is claiming at the same moment are skipped, not waited
-    /// for.
+    /// for. Each comes with its current secret and up to `most_retired_secrets` retired ones that
+    /// still sign.
     pub async fn claim(
         conn: &mut AsyncPgConnection,
         lease_millis: i64,
         batch: i64,
         limit: i64,
         failing_limit: i64,
+        most_retired_secrets: i64,
     ) -> AppResult<Vec<ClaimedEndpoint>> {
         // `leased` checks the endpoint's row as it is now against the version this statement's
         // snapshot saw (`xmin`): a claim whose snapshot predates any change to the row since (a
@@ -170,8 +173,10 @@ impl WebhookDeliveries {
                    AND e.state = 'enabled' \
                    AND (e.lease_until IS NULL OR e.lease_until < now()) \
                  RETURNING e.id, e.account_id, e.url, e.lease_token, e.secret_ciphertext, \
-                     CASE WHEN e.previous_secret_expires_at > now() \
-                          THEN e.previous_secret_ciphertext END AS previous_secret_ciphertext, \
+                     ARRAY(SELECT s.secret_ciphertext FROM webhook_endpoint_secrets s \
+                           WHERE s.endpoint_id = e.id AND s.expires_at > now() \
+                           ORDER BY s.retired_at DESC, s.id LIMIT $5) \
+                         AS retired_secret_ciphertexts, \
                      e.failing_since IS NOT NULL AS failing), \
              taken AS ( \
                  SELECT leased.id AS endpoint_id, d.id, d.attempts, d.event_id, d.event_seq \
@@ -182,7 +187,7 @@ impl WebhookDeliveries {
                        AND d.next_attempt_at <= now() \
                      ORDER BY d.event_seq LIMIT $2) d) \
              SELECT leased.id AS endpoint_id, leased.account_id, leased.url, leased.lease_token, \
-                 leased.secret_ciphertext, leased.previous_secret_ciphertext, leased.failing, \
+                 leased.secret_ciphertext, leased.retired_secret_ciphertexts, leased.failing, \
                  taken.id AS delivery_id, taken.attempts, \
                  ev.id AS event_id, ev.type AS event_type, ev.account_id AS event_account_id, \
                  ev.created_at AS event_created_at, ev.changed_fields, ev.snapshot \
@@ -195,6 +200,7 @@ impl WebhookDeliveries {
         .bind::<BigInt, _>(batch)
         .bind::<BigInt, _>(limit)
         .bind::<BigInt, _>(failing_limit)
+        .bind::<BigInt, _>(most_retired_secrets)
         .load(conn)
         .await?;
         if !rows.is_empty() {
@@ -212,7 +218,7 @@ impl WebhookDeliveries {
                     url: row.url.clone(),
                     lease_token: row.lease_token,
                     secret_ciphertext: row.secret_ciphertext.clone(),
-                    previous_secret_ciphertext: row.previous_secret_ciphertext.clone(),
+                    retired_secret_ciphertexts: row.retired_secret_ciphertexts.clone(),
                     deliveries: Vec::new(),
                     failing: row.failing,
                 });

@@ -9,6 +9,7 @@
 //! loopback, so a broken policy fails the test instead of reaching the network.
 
 mod outages;
+mod secret_rotation;
 mod stuck_endpoints;
 mod watching;
 
