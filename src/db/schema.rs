@@ -491,6 +491,7 @@ diesel::table! {
         version -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        slow_since -> Nullable<Timestamptz>,
     }
 }
 

@@ -42,7 +42,8 @@ pub struct ClaimedEndpoint {
     /// PostgreSQL's clock), the most recently retired first.
     pub retired_secret_ciphertexts: Vec<Vec<u8>>,
     pub deliveries: Vec<ClaimedDelivery>,
-    /// In a failing streak.
+    /// In the lane of the failing: in a failing streak, or answering slowly (its last success
+    /// took more than half the attempt timeout).
     pub failing: bool,
 }
 
@@ -106,6 +107,9 @@ pub struct AttemptRecord<'a> {
     /// make (its event does not read here), which leaves the endpoint's failing streak, its last
     /// success and its rest as they were.
     pub about_endpoint: bool,
+    /// A success that took more than half the attempt timeout: the endpoint answers slowly and
+    /// is claimed in the lane of the failing until a success comes quicker.
+    pub slow: bool,
 }
 
 /// Whether a record was written, and the endpoint's failing streak after it.
@@ -126,9 +130,12 @@ pub struct WebhookDeliveries;
 
 impl WebhookDeliveries {
     /// Takes the leases of up to `limit` endpoints with due deliveries, those whose oldest due
-    /// delivery waited longest first, at most `failing_limit` of them in a failing streak (they
-    /// may hold only part of the workers), and up to `batch` due deliveries of each in event
-    /// order. Endpoints another instance is claiming at the same moment are skipped, not waited
+    /// delivery waited longest first, at most `failing_limit` of them in the lane of the failing
+    /// (in a failing streak or answering slowly: they may hold only part of the workers), and up
+    /// to `batch` due deliveries of each in event order. No account is given more than
+    /// `per_account` places, counting those `held` (one entry per place this instance's workers
+    /// hold, by account): an account's healthy endpoints take its places before its failing or
+    /// slow ones. Endpoints another instance is claiming at the same moment are skipped, not waited
     /// for. Each comes with its current secret and up to `most_retired_secrets` retired ones that
     /// still sign.
     pub async fn claim(
@@ -138,6 +145,7 @@ impl WebhookDeliveries {
         limit: i64,
         failing_limit: i64,
         most_retired_secrets: i64,
+        (held, per_account): (&[Uuid], i64),
     ) -> AppResult<Vec<ClaimedEndpoint>> {
         // `leased` checks the endpoint's row as it is now against the version this statement's
         // snapshot saw (`xmin`): a claim whose snapshot predates any change to the row since (a
@@ -145,11 +153,15 @@ impl WebhookDeliveries {
         // nothing. Its snapshot would show as due the deliveries another worker has made in
         // between; the next claim sees them as they are.
         let rows: Vec<ClaimRow> = diesel::sql_query(
-            "WITH due AS ( \
-                 SELECT e.id, e.xmin AS seen_version, head.due, \
-                     e.failing_since IS NOT NULL AS failing, \
-                     row_number() OVER (PARTITION BY e.failing_since IS NOT NULL \
-                                        ORDER BY head.due) AS place \
+            "WITH held AS ( \
+                 SELECT account_id, count(*) AS places FROM unnest($6::uuid[]) AS h(account_id) \
+                 GROUP BY account_id), \
+             due AS ( \
+                 SELECT e.id, e.account_id, e.xmin AS seen_version, head.due, \
+                     (e.failing_since IS NOT NULL OR e.slow_since IS NOT NULL) AS failing, \
+                     row_number() OVER (PARTITION BY e.account_id \
+                         ORDER BY (e.failing_since IS NOT NULL OR e.slow_since IS NOT NULL), \
+                                  head.due) AS account_place \
                  FROM webhook_endpoints e \
                  CROSS JOIN LATERAL ( \
                      SELECT min(d.next_attempt_at) AS due FROM webhook_deliveries d \
@@ -158,8 +170,13 @@ impl WebhookDeliveries {
                  WHERE e.state = 'enabled' AND head.due IS NOT NULL \
                    AND (e.lease_until IS NULL OR e.lease_until < now()) \
                    AND (e.retry_at IS NULL OR e.retry_at <= now())), \
+             fair AS ( \
+                 SELECT due.id, due.seen_version, due.due, due.failing, \
+                     row_number() OVER (PARTITION BY due.failing ORDER BY due.due) AS place \
+                 FROM due LEFT JOIN held ON held.account_id = due.account_id \
+                 WHERE due.account_place + coalesce(held.places, 0) <= $7), \
              chosen AS ( \
-                 SELECT id, seen_version FROM due WHERE NOT failing OR place <= $4 \
+                 SELECT id, seen_version FROM fair WHERE NOT failing OR place <= $4 \
                  ORDER BY due LIMIT $3), \
              locked AS ( \
                  SELECT e.id FROM webhook_endpoints e WHERE e.id IN (SELECT id FROM chosen) \
@@ -177,7 +194,7 @@ impl WebhookDeliveries {
                            WHERE s.endpoint_id = e.id AND s.expires_at > now() \
                            ORDER BY s.retired_at DESC, s.id LIMIT $5) \
                          AS retired_secret_ciphertexts, \
-                     e.failing_since IS NOT NULL AS failing), \
+                     (e.failing_since IS NOT NULL OR e.slow_since IS NOT NULL) AS failing), \
              taken AS ( \
                  SELECT leased.id AS endpoint_id, d.id, d.attempts, d.event_id, d.event_seq \
                  FROM leased CROSS JOIN LATERAL ( \
@@ -201,6 +218,8 @@ impl WebhookDeliveries {
         .bind::<BigInt, _>(limit)
         .bind::<BigInt, _>(failing_limit)
         .bind::<BigInt, _>(most_retired_secrets)
+        .bind::<Array<SqlUuid>, _>(held)
+        .bind::<BigInt, _>(per_account)
         .load(conn)
         .await?;
         if !rows.is_empty() {
@@ -283,6 +302,8 @@ impl WebhookDeliveries {
              SET failing_since = CASE WHEN NOT $16 THEN e.failing_since \
                                       WHEN $14 THEN NULL ELSE coalesce(e.failing_since, now()) END, \
                  last_success_at = CASE WHEN $16 AND $14 THEN now() ELSE e.last_success_at END, \
+                 slow_since = CASE WHEN NOT ($16 AND $14) THEN e.slow_since \
+                                   WHEN $17 THEN coalesce(e.slow_since, now()) ELSE NULL END, \
                  retry_at = CASE WHEN $16 THEN now() + make_interval(secs => $13) \
                                  ELSE e.retry_at END \
              FROM delivery WHERE e.id = $1 \
@@ -309,6 +330,7 @@ impl WebhookDeliveries {
         .bind::<Bool, _>(succeeded)
         .bind::<Text, _>(record.claimed_url)
         .bind::<Bool, _>(record.about_endpoint)
+        .bind::<Bool, _>(record.slow)
         .get_result(conn)
         .await
         .optional()?;
