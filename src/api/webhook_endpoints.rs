@@ -17,7 +17,10 @@ use crate::domain::{
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
-use crate::service::{EndpointUpdate, NewEndpointRequest, RenderEvent, WebhookEndpointAdmin};
+use crate::idempotency::Outcome;
+use crate::service::{
+    EndpointUpdate, IssuedSecret, NewEndpointRequest, RenderEvent, WebhookEndpointAdmin,
+};
 use crate::wire::proto::{self, v1};
 
 /// The name page tokens of ListWebhookEndpoints carry.
@@ -107,9 +110,10 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
                 &format!("/v1/webhookEndpoints/{}", endpoint.id),
             )
         };
-        // The secret is never stored in clear, not even for replays.
-        let without_secret = |endpoint: &WebhookEndpoint| respond_with_secret(endpoint, "");
-        let store = stored_as(&without_secret);
+        // The secret is never stored in clear: a keyed answer stores it sealed, and its replay
+        // opens it.
+        let sealed = |issued: &IssuedSecret| respond_with_secret(&issued.endpoint, &issued.sealed);
+        let store = stored_as(&sealed);
         let (outcome, secret) = self
             .endpoints
             .create(
@@ -124,9 +128,15 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
             )
             .await?;
         let revealed = secret.reveal();
-        answer(outcome, &|endpoint: &WebhookEndpoint| {
+        let replayed = matches!(outcome, Outcome::Replay(_));
+        let mut response = answer(outcome, &|endpoint: &WebhookEndpoint| {
             respond_with_secret(endpoint, &revealed)
-        })
+        })?;
+        if replayed {
+            let answer = response.get_mut();
+            answer.secret = self.endpoints.reveal_issued(&answer.secret)?;
+        }
+        Ok(response)
     }
 
     async fn get_webhook_endpoint(
@@ -264,8 +274,9 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
                 secret: secret.to_owned(),
             })
         };
-        let without_secret = |endpoint: &WebhookEndpoint| respond_with_secret(endpoint, "");
-        let store = stored_as(&without_secret);
+        // Stored sealed with the key's outcome; a replay opens it.
+        let sealed = |issued: &IssuedSecret| respond_with_secret(&issued.endpoint, &issued.sealed);
+        let store = stored_as(&sealed);
         let (outcome, secret) = self
             .endpoints
             .rotate_secret(
@@ -276,9 +287,15 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
             )
             .await?;
         let revealed = secret.reveal();
-        answer(outcome, &|endpoint: &WebhookEndpoint| {
+        let replayed = matches!(outcome, Outcome::Replay(_));
+        let mut response = answer(outcome, &|endpoint: &WebhookEndpoint| {
             respond_with_secret(endpoint, &revealed)
-        })
+        })?;
+        if replayed {
+            let answer = response.get_mut();
+            answer.secret = self.endpoints.reveal_issued(&answer.secret)?;
+        }
+        Ok(response)
     }
 
     async fn send_test_webhook_event(

@@ -18,9 +18,13 @@ pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,14h,20h,20h";
 #[derive(Clone, Debug)]
 pub struct OutboundWebhookSettings {
     /// `OUTBOUND_WEBHOOK_WORKERS`: endpoints this instance delivers to at once (one attempt
-    /// each, at most half of them failing); 0 makes none (the deliveries wait for another
+    /// each, at most half of them failing or slow); 0 makes none (the deliveries wait for another
     /// instance's workers).
     pub workers: u32,
+    /// `OUTBOUND_WEBHOOK_MAX_PLACES_PER_ACCOUNT`: how many of this instance's places the
+    /// endpoints of one account may hold at once, so that another account's deliveries find a
+    /// free place while one account's slow endpoints hold theirs.
+    pub max_places_per_account: u32,
     /// `OUTBOUND_WEBHOOK_TIMEOUT_MS`: the longest one attempt may take, connection to the end of
     /// the bounded read of the answer.
     pub attempt_timeout: Duration,
@@ -122,6 +126,7 @@ impl Reader<'_> {
             .map(|_| self.secret_key("WEBHOOK_ENDPOINT_SECRETS_KEY", 32));
         let settings = OutboundWebhookSettings {
             workers: self.parsed("OUTBOUND_WEBHOOK_WORKERS", 32),
+            max_places_per_account: self.parsed("OUTBOUND_WEBHOOK_MAX_PLACES_PER_ACCOUNT", 8),
             attempt_timeout: self.millis("OUTBOUND_WEBHOOK_TIMEOUT_MS", 10_000),
             retry_schedule,
             poll_interval: self.millis("OUTBOUND_WEBHOOK_POLL_INTERVAL_MS", 250),
@@ -159,6 +164,10 @@ impl Reader<'_> {
         self.positive(
             "WATCH_MAX_STREAMS_PER_INSTANCE",
             settings.watch_max_per_instance,
+        );
+        self.positive(
+            "OUTBOUND_WEBHOOK_MAX_PLACES_PER_ACCOUNT",
+            settings.max_places_per_account,
         );
         self.positive(
             "OUTBOUND_WEBHOOK_MAX_ENDPOINTS",

@@ -463,6 +463,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    webhook_endpoint_secrets (id) {
+        id -> Uuid,
+        endpoint_id -> Uuid,
+        secret_ciphertext -> Bytea,
+        retired_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     webhook_endpoints (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -483,6 +493,7 @@ diesel::table! {
         version -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        slow_since -> Nullable<Timestamptz>,
     }
 }
 
@@ -550,6 +561,7 @@ diesel::joinable!(users -> accounts (account_id));
 diesel::joinable!(webhook_deliveries -> events (event_id));
 diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_delivery_attempts -> webhook_deliveries (delivery_id));
+diesel::joinable!(webhook_endpoint_secrets -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_endpoints -> accounts (account_id));
 diesel::joinable!(webhook_event_quarantines -> webhook_events (event_id));
 diesel::joinable!(webhook_events -> accounts (account_id));
@@ -584,6 +596,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     webhook_deliveries,
     webhook_delivery_attempts,
+    webhook_endpoint_secrets,
     webhook_endpoints,
     webhook_event_quarantines,
     webhook_events,

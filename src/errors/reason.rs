@@ -138,6 +138,8 @@ reasons! {
     AttachmentLimit = "ATTACHMENT_LIMIT",
     /// The account already has as many webhook endpoints as allowed.
     WebhookEndpointLimit = "WEBHOOK_ENDPOINT_LIMIT",
+    /// RotateWebhookEndpointSecret while as many retired secrets still sign as may.
+    WebhookSecretRotationLimit = "WEBHOOK_SECRET_ROTATION_LIMIT",
     /// An AttachmentService RPC on a deployment without object storage.
     AttachmentsNotConfigured = "ATTACHMENTS_NOT_CONFIGURED",
     /// The payment provider declined the card.

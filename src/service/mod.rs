@@ -42,7 +42,9 @@ pub use ticket_export::{EXPORT_BATCH, Export, ExportBatch, ExportInterruption, E
 pub use tickets::{FeedPage, SearchPage, TicketDesk, TicketEdits};
 pub use users::{NewUserRequest, UserChanges, Users};
 pub use webhook_delivery::{RenderEvent, WebhookDeliveryWorkers};
-pub use webhook_endpoints::{EndpointUpdate, NewEndpointRequest, WebhookEndpointAdmin};
+pub use webhook_endpoints::{
+    EndpointUpdate, IssuedSecret, NewEndpointRequest, WebhookEndpointAdmin,
+};
 pub use webhook_worker::WebhookWorkers;
 pub use webhooks::{Receipt, Webhooks};
 

@@ -13,9 +13,13 @@
 //! A failed attempt ends the batch: the delivery is due again after the schedule's next delay
 //! (with jitter), and the endpoint rests until then or for [`MAX_ENDPOINT_REST`] at most, so a
 //! failing endpoint costs one attempt at a time, not one per waiting event. At most half of the
-//! places go to endpoints in a failing streak: endpoints that hang, time out or answer 500
-//! cannot take the places the healthy ones need. An endpoint that starts hanging holds one place
-//! for one attempt timeout; from its first failure on it is one of the failing. An endpoint that
+//! places go to endpoints in a failing streak or answering slowly (a 2xx that took more than
+//! half the attempt timeout, until a quicker one): endpoints that hang, time out, answer 500 or
+//! answer 200 just in time cannot take the places the healthy ones need. An endpoint that starts
+//! hanging holds one place for one attempt timeout; from its first failure on it is one of the
+//! failing. And no account holds more than `OUTBOUND_WEBHOOK_MAX_PLACES_PER_ACCOUNT` of this
+//! instance's places (its healthy endpoints first), so one party's endpoints, however many
+//! accounts it holds, leave places to the others' deliveries. An endpoint that
 //! has failed for the whole schedule (every attempt since its streak began, about three days) is
 //! disabled, which records `endpoint.disabled`; its deliveries wait until an admin enables it.
 //!
@@ -123,12 +127,15 @@ impl WebhookDeliveryWorkers {
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let places = usize::try_from(self.settings.workers).unwrap_or(usize::MAX);
         let failing_places = places.div_ceil(2);
-        let mut under_way: JoinSet<bool> = JoinSet::new();
+        let mut under_way: JoinSet<(bool, uuid::Uuid)> = JoinSet::new();
         let mut failing_under_way = 0_usize;
+        // The account of each place held, one entry per place.
+        let mut held: Vec<uuid::Uuid> = Vec::new();
         while !stop.is_cancelled() {
             while let Some(ended) = under_way.try_join_next() {
-                failing_under_way = failing_under_way
-                    .saturating_sub(usize::from(ended_delivering(ended, &mut under_way)?));
+                let (failing, account) = ended_delivering(ended, &mut under_way)?;
+                failing_under_way = failing_under_way.saturating_sub(usize::from(failing));
+                give_back(&mut held, account);
             }
             let free = places.saturating_sub(under_way.len());
             let mut full_claim = false;
@@ -137,19 +144,25 @@ impl WebhookDeliveryWorkers {
                 // a lease's end as the workers reckon it is never later than its real end.
                 let asked = Instant::now();
                 match self
-                    .claim(free, failing_places.saturating_sub(failing_under_way))
+                    .claim(
+                        free,
+                        failing_places.saturating_sub(failing_under_way),
+                        &held,
+                    )
                     .await
                 {
                     Ok(claimed) => {
                         full_claim = claimed.len() == free;
                         for endpoint in claimed {
                             let failing = endpoint.failing;
+                            let account = endpoint.account_id;
                             failing_under_way += usize::from(failing);
+                            held.push(account);
                             let workers = self.clone();
                             let stop = stop.clone();
                             under_way.spawn(async move {
                                 workers.work_on(endpoint, asked, &stop).await;
-                                failing
+                                (failing, account)
                             });
                         }
                     }
@@ -165,8 +178,9 @@ impl WebhookDeliveryWorkers {
                 () = self.wake.notified(), if !full_claim => {}
                 () = tokio::time::sleep(self.settings.poll_interval), if !full_claim => {}
                 Some(ended) = under_way.join_next(), if !under_way.is_empty() => {
-                    failing_under_way = failing_under_way
-                    .saturating_sub(usize::from(ended_delivering(ended, &mut under_way)?));
+                    let (failing, account) = ended_delivering(ended, &mut under_way)?;
+                    failing_under_way = failing_under_way.saturating_sub(usize::from(failing));
+                    give_back(&mut held, account);
                 }
             }
         }
@@ -185,11 +199,14 @@ impl WebhookDeliveryWorkers {
             .saturating_add(LEASE_MARGIN)
     }
 
-    /// Leases up to `limit` endpoints with due deliveries, at most `failing_limit` failing.
+    /// Leases up to `limit` endpoints with due deliveries, at most `failing_limit` failing or
+    /// slow, and no account beyond its places, counting those `held` (by account, one entry per
+    /// place this instance holds).
     async fn claim(
         &self,
         limit: usize,
         failing_limit: usize,
+        held: &[uuid::Uuid],
     ) -> Result<Vec<ClaimedEndpoint>, AppError> {
         let lease = self.lease();
         let mut conn = crate::db::connection(&self.pool).await?;
@@ -199,6 +216,8 @@ impl WebhookDeliveryWorkers {
             i64::from(self.settings.batch),
             i64::try_from(limit).unwrap_or(i64::MAX),
             i64::try_from(failing_limit).unwrap_or(i64::MAX),
+            super::webhook_endpoints::MOST_RETIRED_SECRETS,
+            (held, i64::from(self.settings.max_places_per_account)),
         )
         .await
     }
@@ -255,10 +274,11 @@ impl WebhookDeliveryWorkers {
                 )));
             }
         };
-        let mut signing = Vec::with_capacity(2);
+        // The current secret first, then every retired one still within its overlap.
+        let mut signing = Vec::with_capacity(1 + claimed.retired_secret_ciphertexts.len());
         signing.push(self.open(&claimed.secret_ciphertext, claimed.endpoint_id)?);
-        if let Some(previous) = &claimed.previous_secret_ciphertext {
-            signing.push(self.open(previous, claimed.endpoint_id)?);
+        for retired in &claimed.retired_secret_ciphertexts {
+            signing.push(self.open(retired, claimed.endpoint_id)?);
         }
         for (index, delivery) in claimed.deliveries.iter().enumerate() {
             // What is left undone stays due: the next worker takes it in order.
@@ -429,6 +449,7 @@ impl WebhookDeliveryWorkers {
             claimed_url: &claimed.url,
             // An event this instance cannot read says nothing of the endpoint.
             about_endpoint: delivery.event.is_ok(),
+            slow: outcome.delivered() && outcome.latency > self.settings.attempt_timeout / 2,
         };
         let (mut conn, recorded) = self.write(claimed, &record, lease_ends, stop).await?;
         match recorded {
@@ -524,14 +545,22 @@ fn truncated(error: &str) -> String {
     error.chars().take(500).collect()
 }
 
-/// Whether a finished delivery task was on a failing endpoint; a task that panicked stops the
-/// others (their endpoints' leases run out) and the runner restarts the workers.
+/// Gives back one place `account` held.
+fn give_back(held: &mut Vec<uuid::Uuid>, account: uuid::Uuid) {
+    if let Some(index) = held.iter().position(|holder| *holder == account) {
+        held.swap_remove(index);
+    }
+}
+
+/// Whether a finished delivery task was on a failing (or slow) endpoint, and its account; a task
+/// that panicked stops the others (their endpoints' leases run out) and the runner restarts the
+/// workers.
 fn ended_delivering(
-    ended: Result<bool, JoinError>,
-    under_way: &mut JoinSet<bool>,
-) -> anyhow::Result<bool> {
+    ended: Result<(bool, uuid::Uuid), JoinError>,
+    under_way: &mut JoinSet<(bool, uuid::Uuid)>,
+) -> anyhow::Result<(bool, uuid::Uuid)> {
     match ended {
-        Ok(failing) => Ok(failing),
+        Ok(ended) => Ok(ended),
         Err(error) => {
             under_way.abort_all();
             Err(anyhow::anyhow!("a webhook delivery task died: {error}"))

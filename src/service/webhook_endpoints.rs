@@ -1,10 +1,13 @@
 //! Webhook endpoints, as admins manage them (docs/webhooks.md, "Webhooks we send"): register
-//! one (its secret shown once), read, list, change, delete, rotate its secret, send it a test
-//! event, list its deliveries and send failed ones again.
+//! one (its secret shown once, and again to a replay of the same keyed request), read, list,
+//! change, delete, rotate its secret, send it a test event, list its deliveries and send failed
+//! ones again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use diesel_async::RunQueryDsl;
 
@@ -14,6 +17,7 @@ use crate::configuration::OutboundWebhookSettings;
 use crate::db::models::event::Events;
 use crate::db::models::webhook_delivery::{WebhookDeliveries, cursor_seq, delivery_cursor};
 use crate::db::models::webhook_endpoint::{EndpointChanges, NewEndpoint, WebhookEndpoints};
+use crate::db::models::webhook_endpoint_secret::Retirement;
 use crate::db::{self, PgPool};
 use crate::domain::{
     AddressPolicy, DeliveryState, EndpointUrl, EventType, PageCursor, PageSize, SchemePolicy,
@@ -22,6 +26,23 @@ use crate::domain::{
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, Idempotent, Outcome, as_is};
 use crate::outbound::SecretBox;
+
+/// How many retired secrets may sign beside an endpoint's current one: a rotation while this
+/// many still sign is refused (FAILED_PRECONDITION `WEBHOOK_SECRET_ROTATION_LIMIT`) rather than
+/// dropping the oldest, which would fail every delivery to a receiver still verifying with it,
+/// the very outage the overlap promises against. Six signatures fit any header limit.
+pub const MOST_RETIRED_SECRETS: i64 = 5;
+
+/// An endpoint and the secret just issued for it, sealed as endpoint secrets are at rest
+/// ([`SecretBox`], base64): what a keyed CreateWebhookEndpoint or RotateWebhookEndpointSecret
+/// stores with its key's outcome, so that a replay after a lost answer reveals the secret the
+/// first answer issued ([`WebhookEndpointAdmin::reveal_issued`]) and a copy of the database
+/// still signs nothing.
+#[derive(Clone, Debug)]
+pub struct IssuedSecret {
+    pub endpoint: WebhookEndpoint,
+    pub sealed: String,
+}
 
 /// What a new endpoint is made of.
 #[derive(Clone, Debug)]
@@ -78,20 +99,21 @@ impl WebhookEndpointAdmin {
     }
 
     /// Registers an endpoint with a fresh secret, returned beside the outcome (never stored in
-    /// clear, never replayed).
+    /// clear; stored sealed with a key's outcome, for its replay: [`IssuedSecret`]).
     pub async fn create(
         &self,
         caller: &Caller,
         request: NewEndpointRequest,
         budget: Duration,
-        idempotent: Option<&Idempotent<'_, WebhookEndpoint>>,
+        idempotent: Option<&Idempotent<'_, IssuedSecret>>,
     ) -> AppResult<(Outcome<WebhookEndpoint>, SigningSecret)> {
         let secret = SigningSecret::generate();
         let sealed = self.secrets.seal(&secret);
+        let issued = issued_with(BASE64.encode(&sealed));
         let limit = self.settings.max_endpoints_per_account;
         let account_id = caller.account_id.as_uuid();
         let outcome =
-            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+            idempotency::transaction(&self.pool, budget, idempotent, issued, async |conn| {
                 // Endpoints of one account are counted one at a time.
                 diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 46))")
                     .bind::<diesel::sql_types::Uuid, _>(account_id)
@@ -207,28 +229,65 @@ impl WebhookEndpointAdmin {
         .await
     }
 
-    /// A new secret; the old one signs beside it for the overlap.
+    /// A new secret; the current one is retired and signs beside it for the overlap, as every
+    /// earlier retired secret does until its own expiry (by PostgreSQL's clock). Refused while
+    /// [`MOST_RETIRED_SECRETS`] still sign. The new secret is stored sealed with a key's
+    /// outcome, for its replay ([`IssuedSecret`]).
     pub async fn rotate_secret(
         &self,
         caller: &Caller,
         id: uuid::Uuid,
         budget: Duration,
-        idempotent: Option<&Idempotent<'_, WebhookEndpoint>>,
+        idempotent: Option<&Idempotent<'_, IssuedSecret>>,
     ) -> AppResult<(Outcome<WebhookEndpoint>, SigningSecret)> {
         let secret = SigningSecret::generate();
         let sealed = self.secrets.seal(&secret);
-        let overlap = chrono::Duration::from_std(self.settings.secret_overlap)
-            .unwrap_or(chrono::Duration::days(1));
+        let issued = issued_with(BASE64.encode(&sealed));
+        let overlap = self.settings.secret_overlap;
         let account_id = caller.account_id.as_uuid();
         let outcome =
-            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
-                let now: DateTime<Utc> = db::now_in(conn).await?;
-                WebhookEndpoints::rotate_secret(conn, account_id, id, &sealed, now + overlap)
+            idempotency::transaction(&self.pool, budget, idempotent, issued, async |conn| {
+                let retirement = Retirement::of_current_secret(
+                    conn,
+                    account_id,
+                    id,
+                    overlap,
+                    MOST_RETIRED_SECRETS,
+                )
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))?;
+                let until = match retirement {
+                    Retirement::Retired { until } => until,
+                    Retirement::AtLimit {
+                        signing,
+                        oldest_expires_at,
+                    } => return Err(rotation_limit(id, signing, oldest_expires_at)),
+                };
+                WebhookEndpoints::rotate_secret(conn, account_id, id, &sealed, until)
                     .await?
                     .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))
             })
             .await?;
         Ok((outcome, secret))
+    }
+
+    /// The secret an [`IssuedSecret`] holds sealed, as the customer sees it (`whsec_...`); an
+    /// empty one (an answer stored by an earlier version, which kept no secret) stays empty.
+    pub fn reveal_issued(&self, sealed: &str) -> AppResult<String> {
+        if sealed.is_empty() {
+            return Ok(String::new());
+        }
+        let opened = BASE64
+            .decode(sealed)
+            .ok()
+            .and_then(|bytes| self.secrets.open(&bytes).ok())
+            .ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!(
+                    "the secret a replayed answer holds does not open: was \
+                     WEBHOOK_ENDPOINT_SECRETS_KEY (or JWT_SECRET) changed?"
+                ))
+            })?;
+        Ok(opened.reveal())
     }
 
     /// Queues a test event for the endpoint alone.
@@ -331,5 +390,36 @@ impl WebhookEndpointAdmin {
         .await?;
         self.wake.notify_waiters();
         Ok(redriven)
+    }
+}
+
+/// The projection of an endpoint to what its keyed answer stores: the endpoint and `sealed`.
+fn issued_with(sealed: String) -> impl FnOnce(&WebhookEndpoint) -> AppResult<IssuedSecret> {
+    move |endpoint| {
+        Ok(IssuedSecret {
+            endpoint: endpoint.clone(),
+            sealed,
+        })
+    }
+}
+
+/// The refusal of a rotation while `signing` retired secrets still sign, the oldest until
+/// `oldest_expires_at`.
+fn rotation_limit(id: uuid::Uuid, signing: i64, oldest_expires_at: DateTime<Utc>) -> AppError {
+    let oldest = oldest_expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    AppError::FailedPrecondition {
+        reason: Reason::WebhookSecretRotationLimit,
+        message: format!(
+            "{signing} retired secrets of the endpoint still sign, the most that may; the oldest \
+             stops signing at {oldest}: rotate again after that"
+        ),
+        violations: vec![PreconditionViolation {
+            kind: "WEBHOOK_SECRET_ROTATION_LIMIT".to_owned(),
+            subject: format!("webhookEndpoints/{id}"),
+            description: format!(
+                "at most {MOST_RETIRED_SECRETS} retired secrets sign beside the current one; \
+                 the oldest stops signing at {oldest}"
+            ),
+        }],
     }
 }

@@ -33,6 +33,7 @@ pub mod ticket_response_histogram;
 pub mod user;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;
+pub mod webhook_endpoint_secret;
 pub mod webhook_event;
 pub mod webhook_event_quarantine;
 

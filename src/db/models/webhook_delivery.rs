@@ -16,7 +16,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{
-    BigInt, Bool, Bytea, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    Array, BigInt, Bool, Bytea, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -38,10 +38,12 @@ pub struct ClaimedEndpoint {
     pub url: String,
     pub lease_token: Uuid,
     pub secret_ciphertext: Vec<u8>,
-    /// The rotated-out secret, while it still signs.
-    pub previous_secret_ciphertext: Option<Vec<u8>>,
+    /// The secrets rotations retired that still sign (each until its own expiry, by
+    /// PostgreSQL's clock), the most recently retired first.
+    pub retired_secret_ciphertexts: Vec<Vec<u8>>,
     pub deliveries: Vec<ClaimedDelivery>,
-    /// In a failing streak.
+    /// In the lane of the failing: in a failing streak, or answering slowly (its last success
+    /// took more than half the attempt timeout).
     pub failing: bool,
 }
 
@@ -68,8 +70,8 @@ struct ClaimRow {
     lease_token: Uuid,
     #[diesel(sql_type = Bytea)]
     secret_ciphertext: Vec<u8>,
-    #[diesel(sql_type = Nullable<Bytea>)]
-    previous_secret_ciphertext: Option<Vec<u8>>,
+    #[diesel(sql_type = Array<Bytea>)]
+    retired_secret_ciphertexts: Vec<Vec<u8>>,
     #[diesel(sql_type = Bool)]
     failing: bool,
     #[diesel(sql_type = Nullable<SqlUuid>)]
@@ -105,6 +107,9 @@ pub struct AttemptRecord<'a> {
     /// make (its event does not read here), which leaves the endpoint's failing streak, its last
     /// success and its rest as they were.
     pub about_endpoint: bool,
+    /// A success that took more than half the attempt timeout: the endpoint answers slowly and
+    /// is claimed in the lane of the failing until a success comes quicker.
+    pub slow: bool,
 }
 
 /// Whether a record was written, and the endpoint's failing streak after it.
@@ -125,16 +130,22 @@ pub struct WebhookDeliveries;
 
 impl WebhookDeliveries {
     /// Takes the leases of up to `limit` endpoints with due deliveries, those whose oldest due
-    /// delivery waited longest first, at most `failing_limit` of them in a failing streak (they
-    /// may hold only part of the workers), and up to `batch` due deliveries of each in event
-    /// order. Endpoints another instance is claiming at the same moment are skipped, not waited
-    /// for.
+    /// delivery waited longest first, at most `failing_limit` of them in the lane of the failing
+    /// (in a failing streak or answering slowly: they may hold only part of the workers), and up
+    /// to `batch` due deliveries of each in event order. No account is given more than
+    /// `per_account` places, counting those `held` (one entry per place this instance's workers
+    /// hold, by account): an account's healthy endpoints take its places before its failing or
+    /// slow ones. Endpoints another instance is claiming at the same moment are skipped, not waited
+    /// for. Each comes with its current secret and up to `most_retired_secrets` retired ones that
+    /// still sign.
     pub async fn claim(
         conn: &mut AsyncPgConnection,
         lease_millis: i64,
         batch: i64,
         limit: i64,
         failing_limit: i64,
+        most_retired_secrets: i64,
+        (held, per_account): (&[Uuid], i64),
     ) -> AppResult<Vec<ClaimedEndpoint>> {
         // `leased` checks the endpoint's row as it is now against the version this statement's
         // snapshot saw (`xmin`): a claim whose snapshot predates any change to the row since (a
@@ -142,11 +153,15 @@ impl WebhookDeliveries {
         // nothing. Its snapshot would show as due the deliveries another worker has made in
         // between; the next claim sees them as they are.
         let rows: Vec<ClaimRow> = diesel::sql_query(
-            "WITH due AS ( \
-                 SELECT e.id, e.xmin AS seen_version, head.due, \
-                     e.failing_since IS NOT NULL AS failing, \
-                     row_number() OVER (PARTITION BY e.failing_since IS NOT NULL \
-                                        ORDER BY head.due) AS place \
+            "WITH held AS ( \
+                 SELECT account_id, count(*) AS places FROM unnest($6::uuid[]) AS h(account_id) \
+                 GROUP BY account_id), \
+             due AS ( \
+                 SELECT e.id, e.account_id, e.xmin AS seen_version, head.due, \
+                     (e.failing_since IS NOT NULL OR e.slow_since IS NOT NULL) AS failing, \
+                     row_number() OVER (PARTITION BY e.account_id \
+                         ORDER BY (e.failing_since IS NOT NULL OR e.slow_since IS NOT NULL), \
+                                  head.due) AS account_place \
                  FROM webhook_endpoints e \
                  CROSS JOIN LATERAL ( \
                      SELECT min(d.next_attempt_at) AS due FROM webhook_deliveries d \
@@ -155,8 +170,13 @@ impl WebhookDeliveries {
                  WHERE e.state = 'enabled' AND head.due IS NOT NULL \
                    AND (e.lease_until IS NULL OR e.lease_until < now()) \
                    AND (e.retry_at IS NULL OR e.retry_at <= now())), \
+             fair AS ( \
+                 SELECT due.id, due.seen_version, due.due, due.failing, \
+                     row_number() OVER (PARTITION BY due.failing ORDER BY due.due) AS place \
+                 FROM due LEFT JOIN held ON held.account_id = due.account_id \
+                 WHERE due.account_place + coalesce(held.places, 0) <= $7), \
              chosen AS ( \
-                 SELECT id, seen_version FROM due WHERE NOT failing OR place <= $4 \
+                 SELECT id, seen_version FROM fair WHERE NOT failing OR place <= $4 \
                  ORDER BY due LIMIT $3), \
              locked AS ( \
                  SELECT e.id FROM webhook_endpoints e WHERE e.id IN (SELECT id FROM chosen) \
@@ -170,9 +190,11 @@ impl WebhookDeliveries {
                    AND e.state = 'enabled' \
                    AND (e.lease_until IS NULL OR e.lease_until < now()) \
                  RETURNING e.id, e.account_id, e.url, e.lease_token, e.secret_ciphertext, \
-                     CASE WHEN e.previous_secret_expires_at > now() \
-                          THEN e.previous_secret_ciphertext END AS previous_secret_ciphertext, \
-                     e.failing_since IS NOT NULL AS failing), \
+                     ARRAY(SELECT s.secret_ciphertext FROM webhook_endpoint_secrets s \
+                           WHERE s.endpoint_id = e.id AND s.expires_at > now() \
+                           ORDER BY s.retired_at DESC, s.id LIMIT $5) \
+                         AS retired_secret_ciphertexts, \
+                     (e.failing_since IS NOT NULL OR e.slow_since IS NOT NULL) AS failing), \
              taken AS ( \
                  SELECT leased.id AS endpoint_id, d.id, d.attempts, d.event_id, d.event_seq \
                  FROM leased CROSS JOIN LATERAL ( \
@@ -182,7 +204,7 @@ impl WebhookDeliveries {
                        AND d.next_attempt_at <= now() \
                      ORDER BY d.event_seq LIMIT $2) d) \
              SELECT leased.id AS endpoint_id, leased.account_id, leased.url, leased.lease_token, \
-                 leased.secret_ciphertext, leased.previous_secret_ciphertext, leased.failing, \
+                 leased.secret_ciphertext, leased.retired_secret_ciphertexts, leased.failing, \
                  taken.id AS delivery_id, taken.attempts, \
                  ev.id AS event_id, ev.type AS event_type, ev.account_id AS event_account_id, \
                  ev.created_at AS event_created_at, ev.changed_fields, ev.snapshot \
@@ -195,6 +217,9 @@ impl WebhookDeliveries {
         .bind::<BigInt, _>(batch)
         .bind::<BigInt, _>(limit)
         .bind::<BigInt, _>(failing_limit)
+        .bind::<BigInt, _>(most_retired_secrets)
+        .bind::<Array<SqlUuid>, _>(held)
+        .bind::<BigInt, _>(per_account)
         .load(conn)
         .await?;
         if !rows.is_empty() {
@@ -212,7 +237,7 @@ impl WebhookDeliveries {
                     url: row.url.clone(),
                     lease_token: row.lease_token,
                     secret_ciphertext: row.secret_ciphertext.clone(),
-                    previous_secret_ciphertext: row.previous_secret_ciphertext.clone(),
+                    retired_secret_ciphertexts: row.retired_secret_ciphertexts.clone(),
                     deliveries: Vec::new(),
                     failing: row.failing,
                 });
@@ -277,6 +302,8 @@ impl WebhookDeliveries {
              SET failing_since = CASE WHEN NOT $16 THEN e.failing_since \
                                       WHEN $14 THEN NULL ELSE coalesce(e.failing_since, now()) END, \
                  last_success_at = CASE WHEN $16 AND $14 THEN now() ELSE e.last_success_at END, \
+                 slow_since = CASE WHEN NOT ($16 AND $14) THEN e.slow_since \
+                                   WHEN $17 THEN coalesce(e.slow_since, now()) ELSE NULL END, \
                  retry_at = CASE WHEN $16 THEN now() + make_interval(secs => $13) \
                                  ELSE e.retry_at END \
              FROM delivery WHERE e.id = $1 \
@@ -303,6 +330,7 @@ impl WebhookDeliveries {
         .bind::<Bool, _>(succeeded)
         .bind::<Text, _>(record.claimed_url)
         .bind::<Bool, _>(record.about_endpoint)
+        .bind::<Bool, _>(record.slow)
         .get_result(conn)
         .await
         .optional()?;

@@ -28,15 +28,6 @@ struct EndpointRow {
     updated_at: DateTime<Utc>,
 }
 
-/// An endpoint with its encrypted secrets: what a delivery signs with.
-#[derive(Clone, Debug, Queryable, Selectable)]
-#[diesel(table_name = webhook_endpoints, check_for_backend(diesel::pg::Pg))]
-pub struct EndpointSecrets {
-    pub secret_ciphertext: Vec<u8>,
-    pub previous_secret_ciphertext: Option<Vec<u8>>,
-    pub previous_secret_expires_at: Option<DateTime<Utc>>,
-}
-
 #[derive(Debug, Insertable)]
 #[diesel(table_name = webhook_endpoints)]
 pub struct NewEndpoint<'a> {
@@ -279,7 +270,11 @@ impl WebhookEndpoints {
         Ok(deleted > 0)
     }
 
-    /// Replaces the secret; the old one keeps signing until `previous_until`.
+    /// Replaces the secret of an endpoint whose current secret was just retired
+    /// ([`super::webhook_endpoint_secret::Retirement`]) until `previous_until`, which the API
+    /// shows as the previous secret's expiry. The retired secret is also written to the old
+    /// `previous_secret_*` columns, which the version still serving during a rollout (or after a
+    /// rollback) signs with; this version signs with `webhook_endpoint_secrets`.
     pub async fn rotate_secret(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
@@ -306,19 +301,6 @@ impl WebhookEndpoints {
         .optional()?
         .map(EndpointRow::into_domain)
         .transpose()
-    }
-
-    /// The secrets of the endpoint `id`, for signing.
-    pub async fn secrets(
-        conn: &mut AsyncPgConnection,
-        id: Uuid,
-    ) -> AppResult<Option<EndpointSecrets>> {
-        Ok(webhook_endpoints::table
-            .filter(webhook_endpoints::id.eq(id))
-            .select(EndpointSecrets::as_select())
-            .first(conn)
-            .await
-            .optional()?)
     }
 }
 

@@ -8,7 +8,9 @@
 //! dial seam that records every address the client was about to dial and refuses any outside
 //! loopback, so a broken policy fails the test instead of reaching the network.
 
+mod fairness;
 mod outages;
+mod secret_rotation;
 mod stuck_endpoints;
 mod watching;
 
