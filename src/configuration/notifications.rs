@@ -94,9 +94,18 @@ pub struct SmtpSettings {
     pub tls: SmtpTls,
     /// `SMTP_USERNAME` and `SMTP_PASSWORD`: both or neither.
     pub credentials: Option<(String, SecretString)>,
-    /// `SMTP_TIMEOUT_MS`: how long one SMTP conversation may take.
+    /// `SMTP_TIMEOUT_MS`: how long each step before the message's data may take (the connect,
+    /// the greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA).
     pub timeout: Duration,
+    /// `SMTP_DATA_REPLY_TIMEOUT_SECS`: how long the relay is given to reply to the end of the
+    /// message's data (RFC 5321 §4.5.3.2.6: ten minutes). The relay may deliver a message whose
+    /// reply never came, so giving up sooner is what makes copies; the claim's lease is extended
+    /// for this wait when the data goes.
+    pub data_reply_timeout: Duration,
 }
+
+/// The longest `SMTP_DATA_REPLY_TIMEOUT_SECS`: an hour.
+const MAX_SMTP_DATA_REPLY_TIMEOUT_SECS: u64 = 3600;
 
 /// How the SMTP connection is secured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,12 +304,22 @@ impl Reader<'_> {
                 None
             }
         };
+        // RFC 5321 §4.5.3.2.6's ten minutes by default.
+        let data_reply_secs: u64 = self.parsed("SMTP_DATA_REPLY_TIMEOUT_SECS", 600);
+        if !(1..=MAX_SMTP_DATA_REPLY_TIMEOUT_SECS).contains(&data_reply_secs) {
+            self.problems.push(format!(
+                "SMTP_DATA_REPLY_TIMEOUT_SECS must be between 1 and \
+                 {MAX_SMTP_DATA_REPLY_TIMEOUT_SECS}"
+            ));
+        }
+        let timeout = self.millis("SMTP_TIMEOUT_MS", 10_000);
         SmtpSettings {
             host,
             port,
             tls,
             credentials,
-            timeout: self.millis("SMTP_TIMEOUT_MS", 10_000),
+            timeout,
+            data_reply_timeout: Duration::from_secs(data_reply_secs),
         }
     }
 

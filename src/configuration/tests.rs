@@ -198,6 +198,11 @@ fn email_is_off_by_default_and_smtp_settings_are_read_with_their_defaults() {
         panic!("the SMTP provider");
     };
     assert_eq!((smtp.tls, smtp.port), (SmtpTls::StartTls, 587));
+    assert_eq!(
+        (smtp.timeout, smtp.data_reply_timeout),
+        (Duration::from_secs(10), Duration::from_secs(600)),
+        "RFC 5321 §4.5.3.2.6's ten minutes for the reply to the end of the data"
+    );
     assert!(!format!("{smtp:?}").contains("hunter22"));
 }
 
@@ -295,6 +300,7 @@ fn every_bad_email_setting_is_named_and_the_password_never_echoed() {
         ("EMAIL_FROM", "not an address"),
         ("EMAIL_REPLY_TO", "also\r\nnot"),
         ("NOTIFICATION_MAX_ATTEMPTS", "0"),
+        ("SMTP_DATA_REPLY_TIMEOUT_SECS", "0"),
     ]);
     let text = Settings::from_lookup(lookup_from(&values))
         .expect_err("invalid settings")
@@ -302,6 +308,7 @@ fn every_bad_email_setting_is_named_and_the_password_never_echoed() {
     for key in [
         "SMTP_HOST",
         "SMTP_TLS",
+        "SMTP_DATA_REPLY_TIMEOUT_SECS must be between 1 and 3600",
         "SMTP_PASSWORD is set but SMTP_USERNAME is not",
         "EMAIL_FROM",
         "EMAIL_REPLY_TO",

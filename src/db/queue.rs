@@ -50,6 +50,10 @@ pub struct QueueTable {
     pub claimed_columns: &'static str,
     /// What [`redrive_dead`] returns of the re-driven row.
     pub row_columns: &'static str,
+    /// More of the row that every record of an attempt's outcome ([`mark_done`],
+    /// [`record_failure`], [`record_dead`], [`release`]) sets, as SQL `, column = value` (empty for none):
+    /// the notifications' hand-over bookkeeping.
+    pub record_also_sets: &'static str,
 }
 
 /// Where a failed attempt left its row.
@@ -192,13 +196,14 @@ pub async fn mark_done(
         id_type,
         done_state,
         done_at,
+        record_also_sets,
         ..
     } = *queue;
     let updated = KeepPrepared(
         diesel::sql_query(format!(
             "UPDATE {table} \
              SET state = '{done_state}', {done_at} = now(), outcome = $3, \
-                 lease_expires_at = NULL \
+                 lease_expires_at = NULL{record_also_sets} \
              WHERE id = $1::{id_type} AND state = 'received' AND attempts = $2"
         ))
         .bind::<Text, _>(id)
@@ -221,12 +226,17 @@ pub async fn record_failure(
     retry_in_millis: i64,
     max_attempts: i32,
 ) -> AppResult<AttemptFailed> {
-    let QueueTable { table, id_type, .. } = *queue;
+    let QueueTable {
+        table,
+        id_type,
+        record_also_sets,
+        ..
+    } = *queue;
     let row = optional(
         KeepPrepared(
             diesel::sql_query(format!(
                 "UPDATE {table} \
-                 SET lease_expires_at = NULL, last_error = $3, \
+                 SET lease_expires_at = NULL, last_error = $3{record_also_sets}, \
                      state = CASE WHEN attempts >= $5 THEN 'dead' ELSE 'received' END, \
                      dead_at = CASE WHEN attempts >= $5 THEN now() END, \
                      next_attempt_at = CASE WHEN attempts >= $5 THEN next_attempt_at \
@@ -259,11 +269,17 @@ pub async fn record_dead(
     attempt: i32,
     error: &str,
 ) -> AppResult<bool> {
-    let QueueTable { table, id_type, .. } = *queue;
+    let QueueTable {
+        table,
+        id_type,
+        record_also_sets,
+        ..
+    } = *queue;
     let updated = KeepPrepared(
         diesel::sql_query(format!(
             "UPDATE {table} \
-             SET state = 'dead', dead_at = now(), lease_expires_at = NULL, last_error = $3 \
+             SET state = 'dead', dead_at = now(), lease_expires_at = NULL, last_error = $3\
+                 {record_also_sets} \
              WHERE id = $1::{id_type} AND state = 'received' AND attempts = $2"
         ))
         .bind::<Text, _>(id)
@@ -283,10 +299,16 @@ pub async fn release(
     id: &str,
     attempt: i32,
 ) -> AppResult<()> {
-    let QueueTable { table, id_type, .. } = *queue;
+    let QueueTable {
+        table,
+        id_type,
+        record_also_sets,
+        ..
+    } = *queue;
     KeepPrepared(
         diesel::sql_query(format!(
-            "UPDATE {table} SET lease_expires_at = NULL, attempts = attempts - 1 \
+            "UPDATE {table} \
+             SET lease_expires_at = NULL{record_also_sets}, attempts = attempts - 1 \
              WHERE id = $1::{id_type} AND state = 'received' AND attempts = $2"
         ))
         .bind::<Text, _>(id)

@@ -192,6 +192,8 @@ diesel::table! {
         skipped_at -> Nullable<Timestamptz>,
         dedupe_key -> Nullable<Text>,
         trace_context -> Nullable<Text>,
+        handed_over_attempt -> Nullable<Int4>,
+        unconfirmed_sends -> Int4,
     }
 }
 

@@ -17,7 +17,8 @@
 //! | 429 | due again no earlier than `retry-after` | neutral: the provider is up |
 //! | 400, 413, 422, 409 `invalid_idempotent_request`, other 4xx | dead, with the provider's words | success: it answered |
 //! | 401, 403, 404, 405 | retried later: a key or URL problem is not the message's fault | failure: nothing can be sent until someone fixes it |
-//! | 5xx, timeout, connection refused or cut, lost answer | retried now (same key), then later | failure |
+//! | 5xx, connection refused | retried now (same key), then later | failure |
+//! | no answer in time, connection cut after the request went, lost answer | retried now (same key); when the send's last attempt ends so, an unknown outcome: resent at most once more | failure |
 //! | 409 `concurrent_idempotent_requests` | retried (an earlier attempt is still running) | neutral |
 
 use std::collections::BTreeMap;
@@ -33,7 +34,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use url::Url;
 
-use super::{EmailSender, OutgoingEmail, SendError, SendFuture, Sent};
+use super::{EmailSender, HandOver, OutgoingEmail, SendError, SendFuture, Sent};
 use crate::configuration::{EmailSettings, HttpEmailSettings};
 use crate::domain::idna_form;
 use crate::resilience::breaker::{CallOutcome, CallResult, CircuitBreaker};
@@ -309,8 +310,11 @@ impl HttpSender {
             let body = response.bytes().await?;
             Ok::<_, reqwest::Error>((status, headers, body))
         };
+        // No answer after the request may have arrived: the email may exist (an unknown
+        // outcome). The retry carries the same key, so the provider answers it from what it
+        // recorded.
         let no_answer = |detail: String| Failure {
-            error: SendError::retry(format!("email API: {detail}")),
+            error: SendError::Unknown(format!("email API: {detail}")),
             breaker: CallOutcome::Failure,
             again_now: true,
         };
@@ -320,12 +324,15 @@ impl HttpSender {
                 "no answer within {} ms",
                 timeout.as_millis()
             ))),
-            Ok(Err(error)) if error.is_connect() => Err(no_answer(format!(
-                "cannot connect: {}",
-                error_chain(&error)
-            ))),
-            // Cut after the request may have arrived: the email may exist. The retry carries the
-            // same key, so the provider answers it from what it recorded.
+            // Nothing arrived: a known outcome.
+            Ok(Err(error)) if error.is_connect() => Err(Failure {
+                error: SendError::retry(format!(
+                    "email API: cannot connect: {}",
+                    error_chain(&error)
+                )),
+                breaker: CallOutcome::Failure,
+                again_now: true,
+            }),
             Ok(Err(error)) => Err(no_answer(format!(
                 "the answer was lost: {}",
                 error_chain(&error)
@@ -335,9 +342,25 @@ impl HttpSender {
 }
 
 impl EmailSender for HttpSender {
-    fn send<'a>(&'a self, email: &'a OutgoingEmail, deadline: Instant) -> SendFuture<'a> {
+    /// The send's requests, all with the notification's key and the same body, after the
+    /// hand-over is recorded: from the first request on, the email may exist.
+    fn send<'a>(
+        &'a self,
+        email: &'a OutgoingEmail,
+        deadline: Instant,
+        hand_over: &'a dyn HandOver,
+    ) -> SendFuture<'a> {
         Box::pin(async move {
             let body = self.body(email)?;
+            hand_over
+                .handing_over(deadline.saturating_duration_since(Instant::now()))
+                .await
+                .map_err(|reason| {
+                    SendError::retry(format!(
+                        "the send could not be recorded before the request went, so it did not \
+                         go: {reason}"
+                    ))
+                })?;
             self.call(body, &email.idempotency_key, deadline).await
         })
     }

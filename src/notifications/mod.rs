@@ -7,6 +7,11 @@
 //! the service holds one sender chosen at start-up as `Arc<dyn EmailSender>`, so switching
 //! providers touches the file that implements the new one and [`sender_for`].
 //!
+//! A sender says when the message itself is about to go ([`HandOver`]): from then until the
+//! provider answers, its outcome is unknown, and a send that ends without the answer is
+//! [`SendError::Unknown`], which the workers resend at most once (docs/notifications.md, "A
+//! provider that never answers").
+//!
 //! Every sender sits behind its own circuit breaker ([`EmailSender::breaker`], with
 //! `EMAIL_BREAKER_FAILURES` and `EMAIL_BREAKER_COOL_DOWN_MS`) and its own bulkhead
 //! ([`EmailSender::bulkhead`], `EMAIL_MAX_CONCURRENCY`). What counts against the breaker is the
@@ -92,6 +97,11 @@ pub enum SendError {
     /// an API, or a message the provider cannot take.
     #[error("{0}")]
     Permanent(String),
+    /// The message went to the provider and no answer came (none within the bound, the
+    /// connection lost after it went): the provider may deliver it. The workers resend it at
+    /// most once after this (docs/notifications.md).
+    #[error("{0}")]
+    Unknown(String),
     /// Nothing was sent: the provider's circuit breaker is open (or its one probe is in flight).
     /// Not an attempt: the notification goes back to the queue untried.
     #[error("the email provider's circuit breaker is open; a probe in {retry_after:?}")]
@@ -111,13 +121,44 @@ impl SendError {
 /// The future [`EmailSender::send`] returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Sent, SendError>> + Send + 'a>>;
 
+/// The future [`HandOver::handing_over`] returns: `Err` with why the hand-over could not be
+/// recorded.
+pub type HandOverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// What a sender calls the moment the provider is ready for the message itself, before the
+/// first byte of it goes (an SMTP relay's `354`; an API request about to be sent): the caller
+/// records that the outcome is unknown from here, and extends its claim to cover the wait. A
+/// sender calls it at most once per send, and sends nothing when it fails.
+pub trait HandOver: Send + Sync {
+    /// The message is about to go, and its answer will be awaited at most `wait`.
+    fn handing_over(&self, wait: Duration) -> HandOverFuture<'_>;
+}
+
+/// A hand-over recorded nowhere: for the senders' own tests.
+#[cfg(test)]
+pub(crate) struct NothingRecorded;
+
+#[cfg(test)]
+impl HandOver for NothingRecorded {
+    fn handing_over(&self, _wait: Duration) -> HandOverFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
 /// An email provider. A send either hands the message over (the provider accepted it) or says
 /// whether trying again can help. The caller bounds it in concurrency
 /// ([`EmailSender::bulkhead`]) and holds no database connection across it; the sender asks its
 /// [`EmailSender::breaker`] before each attempt and records how the attempt went.
 pub trait EmailSender: Send + Sync + std::fmt::Debug {
-    /// Sends `email`, giving up by `deadline` (no retry is started that could not end by then).
-    fn send<'a>(&'a self, email: &'a OutgoingEmail, deadline: Instant) -> SendFuture<'a>;
+    /// Sends `email`, giving up by `deadline` (no retry is started that could not end by then),
+    /// calling `hand_over` before the message itself goes; after that the wait for the answer
+    /// is the sender's own bound, which it gave `hand_over`.
+    fn send<'a>(
+        &'a self,
+        email: &'a OutgoingEmail,
+        deadline: Instant,
+        hand_over: &'a dyn HandOver,
+    ) -> SendFuture<'a>;
 
     /// The compartment bounding this instance's concurrent sends.
     fn bulkhead(&self) -> &Bulkhead;

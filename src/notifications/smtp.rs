@@ -1,11 +1,26 @@
-//! The SMTP [`EmailSender`] (`EMAIL_PROVIDER=smtp`), on lettre's tokio transport: rustls (ring)
-//! for STARTTLS or implicit TLS, optional authentication, and connections reused across messages
-//! (at most `EMAIL_MAX_CONCURRENCY` kept, the bulkhead's bound).
+//! The SMTP [`EmailSender`] (`EMAIL_PROVIDER=smtp`), on lettre's tokio SMTP connection: rustls
+//! (ring) for STARTTLS or implicit TLS, optional authentication, and connections reused across
+//! messages (at most `EMAIL_MAX_CONCURRENCY` kept, the bulkhead's bound).
 //!
-//! A connection is reused only after a conversation that ended. One cut off (its send's deadline
-//! passed, its task aborted at shutdown) is closed with its transport, replies unread: lettre's
-//! shared pool would hand it to the next message, whose every command would then read the reply
-//! to the command before, and a message the relay refused could be recorded sent on a stale `354`.
+//! The conversation is driven here, command by command, rather than by lettre's transport,
+//! for two reasons. Every wait is bounded: lettre's transport bounds only the TCP connect
+//! (`SMTP_TIMEOUT_MS`), and waits for every reply, the one to the end of the message's data
+//! included, for ever. And the caller learns the moment the message itself is about to go
+//! ([`HandOver`]): until then a failure delivered nothing; from then until the relay replies to
+//! the end of the data, the relay may deliver it whatever happens to us, so the caller records
+//! that in PostgreSQL first, and a reply that never comes is an unknown outcome
+//! ([`SendError::Unknown`]), not an ordinary failure to retry at will.
+//!
+//! | step | bounded by | no reply means |
+//! |---|---|---|
+//! | connect (TCP, greeting, EHLO), STARTTLS, AUTH, NOOP on a reused connection, MAIL, RCPT, DATA | `SMTP_TIMEOUT_MS` each | nothing was delivered: retried later |
+//! | the message's data and the reply to its end | `SMTP_DATA_REPLY_TIMEOUT_SECS` (RFC 5321 §4.5.3.2.6's ten minutes by default) | the outcome is unknown: sent again at most once |
+//!
+//! A connection is reused only after a conversation that ended with the relay's acceptance.
+//! One cut off (its send's deadline passed, its task aborted at shutdown) or ended by a refusal
+//! is closed, replies unread: reused, its next message would read the reply to the command
+//! before each of its own, and a message the relay refused could be recorded sent on a stale
+//! `354`. A kept connection is asked `NOOP` before its next message.
 //!
 //! The server's answer decides what happens next: a 4xx reply (a full mailbox, greylisting, a
 //! rate limit) and any failure to talk to it at all are worth retrying; a 5xx reply (no such
@@ -19,20 +34,24 @@
 //! The envelope is built from the message's `To` alone, and every header value is typed by
 //! lettre and made single-line before it gets there: a subject or a name cannot add a recipient.
 
+use std::future::Future;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use anyhow::Context;
+use lettre::address::Envelope;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::AsyncSmtpTransportBuilder;
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::{Address, Message};
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
 use super::message::single_line;
-use super::{EmailSender, OutgoingEmail, SendError, SendFuture, Sent};
+use super::{EmailSender, HandOver, OutgoingEmail, SendError, SendFuture, Sent};
 use crate::configuration::{EmailSettings, SmtpSettings, SmtpTls};
 use crate::domain::idna_form;
 use crate::resilience::breaker::{CallOutcome, CallResult, CircuitBreaker};
@@ -40,22 +59,56 @@ use crate::resilience::bulkhead::Bulkhead;
 
 /// Sends through one SMTP relay.
 pub struct SmtpSender {
-    connections: Connections,
+    relay: Relay,
+    /// Connections whose last conversation ended with an acceptance, for the next message.
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    /// The most idle connections kept.
+    keep: usize,
     from: Mailbox,
     reply_to: Option<Mailbox>,
     bulkhead: Bulkhead,
     breaker: CircuitBreaker,
-    /// Where the relay is, for the logs (never the credentials).
-    relay: String,
 }
 
 impl std::fmt::Debug for SmtpSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmtpSender")
-            .field("relay", &self.relay)
+            .field("relay", &format!("{}:{}", self.relay.host, self.relay.port))
             .field("from", &self.from.to_string())
             .finish_non_exhaustive()
     }
+}
+
+/// Where the relay is and how to talk to it (never printed: it holds the credentials).
+struct Relay {
+    host: String,
+    port: u16,
+    tls: SmtpTls,
+    /// For STARTTLS and implicit TLS: the relay's name, checked against its certificate.
+    tls_parameters: Option<TlsParameters>,
+    credentials: Option<Credentials>,
+    /// The name we greet the relay with (this machine's).
+    hello: ClientId,
+    /// `SMTP_TIMEOUT_MS`: each step before the message's data.
+    command_timeout: Duration,
+    /// `SMTP_DATA_REPLY_TIMEOUT_SECS`: the data and the reply to its end.
+    data_reply_timeout: Duration,
+}
+
+/// How a conversation ended, when the relay did not accept the message.
+enum Ending {
+    /// The relay replied no (a 4xx or 5xx), before the data or to its end: what it said is known.
+    Replied(lettre::transport::smtp::Error),
+    /// No reply before the message's data went (no connection, TLS, a timeout, the connection
+    /// cut): nothing was delivered.
+    Unreached(String),
+    /// The relay cannot take this message as it is (an address outside ASCII and no SMTPUTF8):
+    /// nothing was sent.
+    Untakeable(String),
+    /// The hand-over could not be recorded: the data never went.
+    NotHandedOver(String),
+    /// The data went and no reply to its end came: the relay may deliver it.
+    Unknown(String),
 }
 
 impl SmtpSender {
@@ -72,35 +125,33 @@ impl SmtpSender {
             .map(str::parse::<Mailbox>)
             .transpose()
             .context("EMAIL_REPLY_TO is not an email address")?;
-        let builder = match smtp.tls {
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-            SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-                .context("SMTP_HOST cannot be used with STARTTLS")?,
-            SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
-                .context("SMTP_HOST cannot be used with implicit TLS")?,
+        let tls_parameters = match smtp.tls {
+            SmtpTls::None => None,
+            SmtpTls::StartTls | SmtpTls::Implicit => Some(
+                TlsParameters::new(smtp.host.clone())
+                    .context("SMTP_HOST cannot be used with TLS")?,
+            ),
         };
-        // A pool of one per transport: a transport is one connection (see `Connections`).
-        let mut builder = builder
-            .port(smtp.port)
-            .timeout(Some(smtp.timeout))
-            .pool_config(PoolConfig::new().max_size(1));
-        if let Some((username, password)) = &smtp.credentials {
-            builder = builder.credentials(Credentials::new(
-                username.clone(),
-                password.expose_secret().to_owned(),
-            ));
-        }
+        let credentials = smtp.credentials.as_ref().map(|(username, password)| {
+            Credentials::new(username.clone(), password.expose_secret().to_owned())
+        });
         Ok(Self {
-            connections: Connections {
-                builder,
-                idle: Mutex::new(Vec::new()),
-                keep: usize::try_from(email.max_concurrency.max(1)).unwrap_or(usize::MAX),
+            relay: Relay {
+                host: smtp.host.clone(),
+                port: smtp.port,
+                tls: smtp.tls,
+                tls_parameters,
+                credentials,
+                hello: ClientId::default(),
+                command_timeout: smtp.timeout,
+                data_reply_timeout: smtp.data_reply_timeout,
             },
+            idle: Mutex::new(Vec::new()),
+            keep: usize::try_from(email.max_concurrency.max(1)).unwrap_or(usize::MAX),
             from,
             reply_to,
             bulkhead: super::bulkhead(email),
             breaker: super::breaker(email),
-            relay: format!("{}:{}", smtp.host, smtp.port),
         })
     }
 
@@ -136,14 +187,183 @@ impl SmtpSender {
             ))
             .map_err(|error| SendError::Permanent(format!("the message cannot be built: {error}")))
     }
+
+    /// One conversation: a connection (kept or new), the envelope, the hand-over, then the data
+    /// and the reply to its end. The connection goes back to the idle ones only after the relay
+    /// accepted the message.
+    async fn converse(
+        &self,
+        envelope: &Envelope,
+        data: &[u8],
+        hand_over: &dyn HandOver,
+    ) -> Result<(), Ending> {
+        let mut connection = self.connection().await?;
+        let relay = &self.relay;
+        let mut options = Vec::new();
+        let outside_ascii = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|address: &Address| !AsRef::<str>::as_ref(address).is_ascii());
+        if outside_ascii {
+            if !connection
+                .server_info()
+                .supports_feature(Extension::SmtpUtfEight)
+            {
+                // The relay answered; it cannot take this one address. Only a local part stored
+                // under an earlier release's rule gets here: domains go as IDNA.
+                return Err(Ending::Untakeable(
+                    "SMTP: the relay takes no address outside ASCII (no SMTPUTF8)".to_owned(),
+                ));
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if !data.is_ascii() {
+            if !connection
+                .server_info()
+                .supports_feature(Extension::EightBitMime)
+            {
+                return Err(Ending::Untakeable(
+                    "SMTP: the message is not ASCII and the relay offers no 8BITMIME".to_owned(),
+                ));
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let timeout = relay.command_timeout;
+        before_data(
+            "MAIL FROM",
+            timeout,
+            connection.command(Mail::new(envelope.from().cloned(), options)),
+        )
+        .await?;
+        for recipient in envelope.to() {
+            before_data(
+                "RCPT TO",
+                timeout,
+                connection.command(Rcpt::new(recipient.clone(), Vec::new())),
+            )
+            .await?;
+        }
+        before_data("DATA", timeout, connection.command(Data)).await?;
+        // The relay waits for the data: from the first byte of it, the outcome is the relay's.
+        // Recorded first; not recorded, the data does not go (the connection is dropped without
+        // the data's end, and the relay discards what it has).
+        hand_over
+            .handing_over(relay.data_reply_timeout)
+            .await
+            .map_err(Ending::NotHandedOver)?;
+        match tokio::time::timeout(relay.data_reply_timeout, connection.message(data)).await {
+            Ok(Ok(_accepted)) => {
+                self.give_back(connection);
+                Ok(())
+            }
+            Ok(Err(error)) if error.status().is_some() => Err(Ending::Replied(error)),
+            Ok(Err(error)) => Err(Ending::Unknown(format!(
+                "SMTP: the connection failed after the message was sent, before the relay \
+                 replied: {error}"
+            ))),
+            Err(_elapsed) => Err(Ending::Unknown(format!(
+                "SMTP: the relay did not reply to the end of the message within {} s",
+                relay.data_reply_timeout.as_secs_f64()
+            ))),
+        }
+    }
+
+    /// A kept connection that still answers `NOOP`, or a new one: connected, greeted, secured
+    /// and authenticated as configured, each step within `SMTP_TIMEOUT_MS`.
+    async fn connection(&self) -> Result<AsyncSmtpConnection, Ending> {
+        let relay = &self.relay;
+        loop {
+            let kept = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let Some(mut connection) = kept else { break };
+            if !connection.has_broken()
+                && tokio::time::timeout(relay.command_timeout, connection.test_connected())
+                    .await
+                    .unwrap_or(false)
+            {
+                return Ok(connection);
+            }
+        }
+        let implicit = match relay.tls {
+            SmtpTls::Implicit => relay.tls_parameters.clone(),
+            SmtpTls::None | SmtpTls::StartTls => None,
+        };
+        let mut connection = before_data(
+            "connect",
+            relay.command_timeout,
+            AsyncSmtpConnection::connect_tokio1(
+                (relay.host.as_str(), relay.port),
+                Some(relay.command_timeout),
+                &relay.hello,
+                implicit,
+                None,
+            ),
+        )
+        .await?;
+        if let (SmtpTls::StartTls, Some(parameters)) = (relay.tls, &relay.tls_parameters) {
+            before_data(
+                "STARTTLS",
+                relay.command_timeout,
+                connection.starttls(parameters.clone(), &relay.hello),
+            )
+            .await?;
+        }
+        if let Some(credentials) = &relay.credentials {
+            before_data(
+                "AUTH",
+                relay.command_timeout,
+                connection.auth(DEFAULT_MECHANISMS, credentials),
+            )
+            .await?;
+        }
+        Ok(connection)
+    }
+
+    /// Keeps `connection`, whose conversation ended with an acceptance, for the next one; beyond
+    /// `keep` it is dropped, which closes it.
+    fn give_back(&self, connection: AsyncSmtpConnection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.keep {
+            idle.push(connection);
+        }
+    }
+}
+
+/// A step before the message's data, within `timeout`: a negative reply is the relay's answer;
+/// anything else that goes wrong delivered nothing.
+async fn before_data<T>(
+    step: &str,
+    timeout: Duration,
+    future: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<T, Ending> {
+    match tokio::time::timeout(timeout, future).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) if error.status().is_some() => Err(Ending::Replied(error)),
+        Ok(Err(error)) => Err(Ending::Unreached(format!("SMTP: {step}: {error}"))),
+        Err(_elapsed) => Err(Ending::Unreached(format!(
+            "SMTP: {step}: no reply within {} ms",
+            timeout.as_millis()
+        ))),
+    }
 }
 
 impl EmailSender for SmtpSender {
-    /// One SMTP conversation, bounded by `SMTP_TIMEOUT_MS` per command (the caller bounds the
-    /// whole by `deadline`): a relay that answered 4xx is asked again by the queue, later.
-    fn send<'a>(&'a self, email: &'a OutgoingEmail, _deadline: Instant) -> SendFuture<'a> {
+    /// One SMTP conversation, each step before the data within `SMTP_TIMEOUT_MS` and the data
+    /// within `SMTP_DATA_REPLY_TIMEOUT_SECS` of its hand-over (the caller bounds the steps before
+    /// the data by `deadline`): a relay that answered 4xx is asked again by the queue, later.
+    fn send<'a>(
+        &'a self,
+        email: &'a OutgoingEmail,
+        _deadline: Instant,
+        hand_over: &'a dyn HandOver,
+    ) -> SendFuture<'a> {
         Box::pin(async move {
             let message = self.message(email)?;
+            let data = message.formatted();
             let permit = self
                 .breaker
                 .try_acquire()
@@ -151,27 +371,34 @@ impl EmailSender for SmtpSender {
                     retry_after: refused.retry_after,
                 })?;
             let started = Instant::now();
-            let transport = self.connections.take();
-            let answer = transport.send(message).await;
-            // Only here, after the conversation's end: a send dropped before (see the module's
-            // documentation) drops its transport instead.
-            self.connections.give_back(transport);
-            match answer {
-                Ok(_) => {
-                    self.breaker.timed(CallResult::Ok, started.elapsed());
-                    permit.record(CallOutcome::Success);
-                    Ok(Sent::default())
-                }
-                Err(error) if needs_smtputf8(&error) => {
-                    // The relay answered; it cannot take this one address. Only a local part
-                    // stored under an earlier release's rule gets here: domains go as IDNA.
-                    self.breaker.timed(CallResult::Refused, started.elapsed());
-                    permit.record(CallOutcome::Success);
-                    Err(SendError::Permanent(format!(
-                        "SMTP: the relay takes no address outside ASCII (no SMTPUTF8): {error}"
-                    )))
-                }
-                Err(error) => {
+            let ending = self.converse(message.envelope(), &data, hand_over).await;
+            let (result, outcome, answer) = match ending {
+                Ok(()) => (CallResult::Ok, CallOutcome::Success, Ok(Sent::default())),
+                Err(Ending::Untakeable(reason)) => (
+                    CallResult::Refused,
+                    CallOutcome::Success,
+                    Err(SendError::Permanent(reason)),
+                ),
+                // Our own trouble (PostgreSQL), not the relay's.
+                Err(Ending::NotHandedOver(reason)) => (
+                    CallResult::Failed,
+                    CallOutcome::Neutral,
+                    Err(SendError::retry(format!(
+                        "the send could not be recorded before the message went, so it did not \
+                         go: {reason}"
+                    ))),
+                ),
+                Err(Ending::Unreached(reason)) => (
+                    CallResult::NoAnswer,
+                    CallOutcome::Failure,
+                    Err(SendError::retry(reason)),
+                ),
+                Err(Ending::Unknown(reason)) => (
+                    CallResult::NoAnswer,
+                    CallOutcome::Failure,
+                    Err(SendError::Unknown(reason)),
+                ),
+                Err(Ending::Replied(error)) => {
                     let code = error
                         .status()
                         .and_then(|code| code.to_string().parse().ok());
@@ -180,12 +407,13 @@ impl EmailSender for SmtpSender {
                         Some(_) => CallResult::Failed,
                         None => CallResult::NoAnswer,
                     };
-                    self.breaker.timed(result, started.elapsed());
                     let (failure, outcome) = classify(code, format!("SMTP: {error}"));
-                    permit.record(outcome);
-                    Err(failure)
+                    (result, outcome, Err(failure))
                 }
-            }
+            };
+            self.breaker.timed(result, started.elapsed());
+            permit.record(outcome);
+            answer
         })
     }
 
@@ -196,43 +424,6 @@ impl EmailSender for SmtpSender {
     fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
     }
-}
-
-/// The relay's connections, each in a lettre transport of its own (a pool of one) that a
-/// conversation holds from its first command to its last reply and gives back only then.
-struct Connections {
-    builder: AsyncSmtpTransportBuilder,
-    idle: Mutex<Vec<AsyncSmtpTransport<Tokio1Executor>>>,
-    /// The most idle transports kept.
-    keep: usize,
-}
-
-impl Connections {
-    /// An idle transport, or a new one (which connects when first used). Call it on the tokio
-    /// runtime: a new transport starts its idle-connection reaper there.
-    fn take(&self) -> AsyncSmtpTransport<Tokio1Executor> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        idle.unwrap_or_else(|| self.builder.clone().build())
-    }
-
-    /// Keeps `transport`, whose conversation has ended, for the next one; beyond `keep` it is
-    /// dropped, and lettre closes its connection.
-    fn give_back(&self, transport: AsyncSmtpTransport<Tokio1Executor>) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < self.keep {
-            idle.push(transport);
-        }
-    }
-}
-
-/// Whether lettre refused to send because the envelope needs SMTPUTF8 and the relay does not
-/// offer it: a client error lettre names only in its text.
-fn needs_smtputf8(error: &lettre::transport::smtp::Error) -> bool {
-    error.is_client() && error.to_string().contains("SMTPUTF8")
 }
 
 /// What a failed conversation means, from the server's reply `code` (none: no reply at all, a
@@ -287,8 +478,6 @@ fn enhanced_status(text: &str) -> Option<(u16, u16)> {
 mod tests {
     use super::*;
 
-    use std::time::Duration;
-
     fn sender() -> SmtpSender {
         sender_on(2525)
     }
@@ -300,6 +489,7 @@ mod tests {
             tls: SmtpTls::None,
             credentials: None,
             timeout: Duration::from_secs(5),
+            data_reply_timeout: Duration::from_secs(5),
         };
         let email = EmailSettings {
             from: "Support <support@example.com>".to_owned(),
@@ -327,9 +517,8 @@ mod tests {
         }
     }
 
-    // The pooled transport starts its idle-connection reaper on the runtime: a runtime it needs.
-    #[tokio::test]
-    async fn injected_line_breaks_add_no_header_and_no_recipient() {
+    #[test]
+    fn injected_line_breaks_add_no_header_and_no_recipient() {
         let message = sender().message(&outgoing()).unwrap();
         let recipients: Vec<String> = message
             .envelope()
@@ -443,9 +632,15 @@ mod tests {
             .port();
         let sender = sender_on(port);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let first = sender.send(&outgoing(), deadline).await.unwrap_err();
+        let first = sender
+            .send(&outgoing(), deadline, &super::super::NothingRecorded)
+            .await
+            .unwrap_err();
         assert!(matches!(first, SendError::Retry { .. }), "{first:?}");
-        let second = sender.send(&outgoing(), deadline).await.unwrap_err();
+        let second = sender
+            .send(&outgoing(), deadline, &super::super::NothingRecorded)
+            .await
+            .unwrap_err();
         assert!(
             matches!(second, SendError::CircuitOpen { .. }),
             "a threshold of one: open after the first failure, {second:?}"

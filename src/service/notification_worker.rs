@@ -8,6 +8,12 @@
 //!    waited longest, under a lease of `NOTIFICATION_LEASE_SECS`, its attempt counted.
 //! 2. **Send**, with no connection held: render the message from the stored data, take a place
 //!    in the email bulkhead, and hand it to the [`EmailSender`] within what is left of the lease.
+//!    Just before the message itself goes (an SMTP relay's `354`, an API request), the sender
+//!    calls the worker's [`HandOver`]: one statement, matched to the claim's attempt, records in
+//!    PostgreSQL that the attempt handed the message over (its outcome unknown until the provider
+//!    answers) and extends the lease to cover the wait for that answer (the sender's bound:
+//!    `SMTP_DATA_REPLY_TIMEOUT_SECS`; for an API, what is left of the send) and the record after
+//!    it. Not recorded, the message does not go.
 //! 3. **Record** (one statement, matched to the claim's attempt): sent; due again after a
 //!    full-jitter backoff, or no earlier than the provider asked (a 4xx SMTP answer, a 429, the
 //!    provider unreachable); or dead with the provider's reason (a 5xx SMTP answer, a 422, or
@@ -17,10 +23,13 @@
 //! without spending attempts, and only the breaker's probe (one send after each cool-down) is
 //! tried.
 //!
-//! A worker that dies between the send and the record leaves the notification to be claimed again
-//! when its lease expires, and sent again with the same `Message-ID` and idempotency key (at least
-//! once over SMTP, where a mail client shows a duplicate `Message-ID` once; once through an API
-//! that honours the key).
+//! **An unknown outcome** (the message went and no answer came within the bound, the connection
+//! was lost after it went, the instance stopped while waiting, or the worker died and the next
+//! claim finds its hand-over in PostgreSQL) is sent again at most once, with the same
+//! `Message-ID`, the same idempotency key and the same rendered body: after a second unknown
+//! outcome the notification is `dead` (`last_error` `outcome unknown: ...`, `unconfirmed_sends`
+//! 2) and never sent a third time. Giving up on a slow relay and sending again at will is how a
+//! relay got a dozen copies of one message.
 //!
 //! The workers run only while an email provider is configured: without one, notifications stay
 //! queued (`received`), safely, until one is.
@@ -34,12 +43,12 @@ use tracing::Instrument;
 
 use crate::configuration::NotificationWorkerSettings;
 use crate::db::PgPool;
-use crate::db::models::notification::{ClaimedNotification, outbox};
+use crate::db::models::notification::{ClaimedNotification, MAX_UNCONFIRMED_SENDS, outbox};
 use crate::db::queue::AttemptFailed;
 use crate::domain::{NotificationKind, PasswordTokenKey, SkipReason};
 use crate::errors::AppError;
 use crate::notifications::message::{self, single_line};
-use crate::notifications::{EmailSender, OutgoingEmail, SendError, Sent};
+use crate::notifications::{EmailSender, HandOver, HandOverFuture, OutgoingEmail, SendError, Sent};
 use crate::resilience::retry::RetryPolicy;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::traces;
@@ -91,6 +100,81 @@ enum Failure {
     /// Nothing was tried: the instance is stopping, or the provider's breaker refused the send.
     /// The notification is given back untried.
     Untried(&'static str),
+    /// The message was handed over and no answer came: the provider may have it. Sent again
+    /// at most once.
+    Unknown(String),
+}
+
+/// The times a send runs under, which its hand-over moves.
+#[derive(Clone, Copy, Debug)]
+struct Times {
+    /// When the worker stops waiting for the send.
+    deadline: Instant,
+    /// When the claim's lease ends, by this instance's clock (never later than PostgreSQL's).
+    lease_ends: Instant,
+    /// Whether the message was handed over (recorded in PostgreSQL).
+    handed_over: bool,
+}
+
+/// The worker's [`HandOver`] for one claimed notification: it records the hand-over in
+/// PostgreSQL, matched to the claim's attempt, and moves the send's deadline and the lease's end
+/// to cover the wait for the provider's answer.
+struct Recorder<'a> {
+    workers: &'a NotificationWorkers,
+    notification: &'a ClaimedNotification,
+    times: std::sync::Mutex<Times>,
+}
+
+impl Recorder<'_> {
+    fn times(&self) -> Times {
+        *self
+            .times
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl HandOver for Recorder<'_> {
+    fn handing_over(&self, wait: Duration) -> HandOverFuture<'_> {
+        Box::pin(async move {
+            // Beyond the wait: time for the sender's own bound to end the wait, and a quarter of
+            // the lease to record what it learned.
+            let margin = self.workers.settings.lease / 2;
+            let lease = wait + margin;
+            let (id, attempt) = (self.notification.id, self.notification.attempts);
+            // Counted from before the statement: PostgreSQL's lease starts later, never sooner.
+            let asked = Instant::now();
+            let recording = async {
+                let mut conn = crate::db::connection(&self.workers.pool).await?;
+                outbox::hand_over(&mut conn, id, attempt, millis(lease)).await
+            };
+            let recorded = tokio::time::timeout_at(self.times().deadline, recording)
+                .await
+                .map_err(|_elapsed| "PostgreSQL did not answer in time".to_owned())?
+                .map_err(|error| error.to_string())?;
+            if !recorded {
+                return Err(
+                    "the claim is no longer this attempt's, or the message was already \
+                     sent twice without an answer"
+                        .to_owned(),
+                );
+            }
+            let mut times = self
+                .times
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            times.handed_over = true;
+            times.deadline = times.deadline.max(asked + wait + margin / 2);
+            times.lease_ends = times.lease_ends.max(asked + lease);
+            tracing::debug!(notification_id = %id, attempt, ?wait, "notification handed over");
+            Ok(())
+        })
+    }
+}
+
+/// `duration` in whole milliseconds, as PostgreSQL's intervals are given.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl NotificationWorkers {
@@ -197,13 +281,43 @@ impl NotificationWorkers {
             }
             return Ok(true);
         }
+        if notification.unconfirmed_sends >= MAX_UNCONFIRMED_SENDS {
+            // The second unknown outcome, left by a worker that died after handing the message
+            // over (the first one's was counted before): never sent a third time.
+            let mut conn = crate::db::connection(&self.pool).await?;
+            if outbox::record_dead(
+                &mut conn,
+                notification.id,
+                notification.attempts,
+                "outcome unknown: the worker that sent it again stopped before the provider \
+                 answered (a second send whose outcome is unknown: not sent again)",
+            )
+            .await?
+            {
+                self.metrics
+                    .notifications()
+                    .failed(notification.kind.as_str(), true);
+                tracing::error!(notification_id = %notification.id, kind = %notification.kind,
+                    "a notification sent twice without an answer is dead, not sent again");
+            }
+            return Ok(true);
+        }
         // The send ends well within the lease, leaving a quarter of it to record the outcome;
         // reckoned from before the claim, so a claim answered late (a busy machine, the wait for
-        // its commit) shortens the send rather than letting it outlive the lease.
-        let deadline = asked + self.settings.lease * 3 / 4;
+        // its commit) shortens the send rather than letting it outlive the lease. The hand-over
+        // moves both to cover the wait for the provider's answer.
+        let recorder = Recorder {
+            workers: self,
+            notification: &notification,
+            times: std::sync::Mutex::new(Times {
+                deadline: asked + self.settings.lease * 3 / 4,
+                lease_ends: asked + self.settings.lease,
+                handed_over: false,
+            }),
+        };
         // In the trace of the RPC that queued it, when it stored one.
         let result = self
-            .send(&notification, deadline, stop)
+            .send(&notification, &recorder, stop)
             .instrument(traces::resumed(
                 "notification.send",
                 notification.trace_context.as_deref(),
@@ -213,7 +327,7 @@ impl NotificationWorkers {
         // thrown away would leave the notification leased, and the next claim would send it
         // again once the lease ends (to a relay that already delivered it). Tried again until
         // the lease ends; after that another worker may hold the notification.
-        let lease_ends = asked + self.settings.lease;
+        let lease_ends = recorder.times().lease_ends;
         let mut pause = RECORD_RETRY_FIRST_PAUSE;
         loop {
             match self
@@ -277,6 +391,34 @@ impl NotificationWorkers {
                         "the provider refused a recipient for good: dead, and the address suppressed");
                 }
             }
+            Err(Failure::Unknown(reason)) => {
+                let reason = truncated(&format!("outcome unknown: {reason}"));
+                let state = outbox::record_unknown(
+                    &mut conn,
+                    id,
+                    attempt,
+                    &reason,
+                    millis(self.backoff(attempt)),
+                    max_attempts,
+                )
+                .await?;
+                match state {
+                    AttemptFailed::Retrying => {
+                        self.metrics.notifications().failed(kind, false);
+                        tracing::warn!(notification_id = %id, attempt, error = %reason,
+                            "a notification was handed over and no answer came; it will be sent \
+                             once more");
+                    }
+                    AttemptFailed::Dead => {
+                        self.metrics.notifications().failed(kind, true);
+                        tracing::error!(notification_id = %id, attempt, error = %reason,
+                            "a notification sent twice without an answer is dead, not sent again");
+                    }
+                    AttemptFailed::LeaseLost => tracing::warn!(notification_id = %id,
+                        "a notification's unknown outcome came after another worker took it: \
+                         not recorded"),
+                }
+            }
             Err(Failure::Retry { reason, not_before }) => {
                 let reason = truncated(reason);
                 // No earlier than the provider asked, and never sooner than the backoff.
@@ -320,19 +462,23 @@ impl NotificationWorkers {
         .backoff(u32::try_from(attempt).unwrap_or(1))
     }
 
-    /// Renders and sends `notification` by `deadline`, with no database connection held.
+    /// Renders and sends `notification` by the recorder's deadline (which its hand-over moves),
+    /// with no database connection held.
     async fn send(
         &self,
         notification: &ClaimedNotification,
-        deadline: Instant,
+        recorder: &Recorder<'_>,
         stop: &CancellationToken,
     ) -> Result<Sent, Failure> {
+        let deadline = recorder.times().deadline;
         let email = self.outgoing(notification).map_err(Failure::Permanent)?;
         let bulkhead = self.sender.bulkhead();
         // Stopping gives the notification back untried only while nothing was sent: waiting for
-        // a place. Once the send has begun it runs to its end (bounded by `deadline`, inside the
+        // a place. Once the send has begun it runs to its end (bounded by its deadline, inside the
         // lease) and its outcome is recorded: the provider may already have accepted the
-        // message, and giving it back uncounted would send it again as if it never was.
+        // message, and giving it back uncounted would send it again as if it never was. A
+        // stopping instance waits at most `after_stop` for it: a message handed over and not
+        // answered by then is an unknown outcome, recorded as one.
         let _place = tokio::select! {
             place = bulkhead.enter(deadline) => place.map_err(|full| Failure::Retry {
                 reason: full.to_string(),
@@ -340,31 +486,50 @@ impl NotificationWorkers {
             })?,
             () = stop.cancelled() => return Err(Failure::Untried("stopping")),
         };
-        let sending = tokio::time::timeout_at(deadline, self.sender.send(&email, deadline));
+        let sending = self.sender.send(&email, deadline, recorder);
         tokio::pin!(sending);
-        let answered = tokio::select! {
-            answered = &mut sending => answered,
-            () = stop.cancelled() => {
-                let cut = deadline.min(Instant::now() + self.after_stop);
-                tokio::time::timeout_at(cut, &mut sending).await.unwrap_or_else(Err)
+        // Until the send answers, or its deadline (moved by a hand-over) passes, or, once the
+        // instance is stopping, `after_stop` has passed.
+        let mut cut: Option<Instant> = None;
+        let answered = loop {
+            let until = cut.map_or(recorder.times().deadline, |cut| {
+                cut.min(recorder.times().deadline)
+            });
+            tokio::select! {
+                answered = &mut sending => break Some(answered),
+                () = tokio::time::sleep_until(until) => {
+                    // The deadline may have moved meanwhile (a hand-over): wait on if so.
+                    if until >= cut.map_or(recorder.times().deadline, |cut| {
+                        cut.min(recorder.times().deadline)
+                    }) {
+                        break None;
+                    }
+                }
+                () = stop.cancelled(), if cut.is_none() => {
+                    cut = Some(Instant::now() + self.after_stop);
+                }
             }
         };
+        let handed_over = recorder.times().handed_over;
+        let cut_reason = if stop.is_cancelled() {
+            "the instance stopped before the email provider answered"
+        } else {
+            "the email provider did not answer within the lease"
+        };
         match answered {
-            Ok(Ok(sent)) => Ok(sent),
-            Ok(Err(SendError::Retry { reason, not_before })) => {
+            Some(Ok(sent)) => Ok(sent),
+            Some(Err(SendError::Retry { reason, not_before })) => {
                 Err(Failure::Retry { reason, not_before })
             }
-            Ok(Err(SendError::Permanent(reason))) => Err(Failure::Permanent(reason)),
-            Ok(Err(SendError::Refused(reason))) => Err(Failure::Refused(reason)),
-            Ok(Err(SendError::CircuitOpen { .. })) => Err(Failure::Untried(
+            Some(Err(SendError::Permanent(reason))) => Err(Failure::Permanent(reason)),
+            Some(Err(SendError::Refused(reason))) => Err(Failure::Refused(reason)),
+            Some(Err(SendError::Unknown(reason))) => Err(Failure::Unknown(reason)),
+            Some(Err(SendError::CircuitOpen { .. })) => Err(Failure::Untried(
                 "the email circuit breaker refused the send",
             )),
-            Err(_) if stop.is_cancelled() => Err(Failure::Retry {
-                reason: "the instance stopped before the email provider answered".to_owned(),
-                not_before: None,
-            }),
-            Err(_) => Err(Failure::Retry {
-                reason: "the email provider did not answer within the lease".to_owned(),
+            None if handed_over => Err(Failure::Unknown(cut_reason.to_owned())),
+            None => Err(Failure::Retry {
+                reason: cut_reason.to_owned(),
                 not_before: None,
             }),
         }

@@ -146,6 +146,7 @@ async fn send_email(
         status: None,
         replayed: false,
         fault: None,
+        body: String::from_utf8_lossy(&body).into_owned(),
     };
     // Every early answer is logged with its status.
     let answer =

@@ -95,6 +95,10 @@ pub struct EmailRequest {
     pub replayed: bool,
     /// The fault the request met, if any (its `kind`).
     pub fault: Option<String>,
+    /// The request's body as it arrived (UTF-8, lossily): a resend under the same key can be
+    /// compared byte for byte.
+    #[serde(default)]
+    pub body: String,
 }
 
 /// What a request meets instead of (or besides) a normal answer.

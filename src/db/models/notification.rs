@@ -27,7 +27,31 @@ pub const NOTIFICATION_QUEUE: QueueTable = QueueTable {
                   ticket_id, state, attempts, next_attempt_at, last_error, outcome, \
                   redrive_count, created_at, sent_at, dead_at, provider_message_id, \
                   skip_reason, skipped_at",
+    record_also_sets: RECORD_FOLDS,
 };
+
+/// How many of a notification's hand-overs may end with an unknown outcome: the message is sent
+/// again after the first (the provider may not have it), never after the second (docs/notifications.md,
+/// "A provider that never answers").
+pub const MAX_UNCONFIRMED_SENDS: i32 = 2;
+
+/// SQL: 1 when the row's `handed_over_attempt` was left by an earlier attempt whose worker
+/// stopped before recording what became of its message (killed, or cut off from PostgreSQL
+/// until its lease ran out): a hand-over whose outcome is unknown, counted by whatever next
+/// writes the row. An attempt's own hand-over (`= attempts`) is not counted.
+macro_rules! left_over {
+    () => {
+        "(handed_over_attempt IS NOT NULL AND handed_over_attempt < attempts)::int"
+    };
+}
+
+/// What every record of an attempt's outcome also sets: its own hand-over is settled (the
+/// attempt learned what became of the message), and one an earlier attempt left is counted.
+const RECORD_FOLDS: &str = concat!(
+    ", unconfirmed_sends = unconfirmed_sends + ",
+    left_over!(),
+    ", handed_over_attempt = NULL"
+);
 
 /// What the claim returns: what sending needs, and whether the notification must be skipped
 /// instead (`skip`), read in the claim's own statement so that the check costs no round trip:
@@ -36,8 +60,12 @@ pub const NOTIFICATION_QUEUE: QueueTable = QueueTable {
 /// `comment_added`), `link_expired` when the message carries a password link whose token has
 /// expired by PostgreSQL's clock (the provider was away longer than the link lives: a mail whose
 /// link answers "expired" only confuses), NULL to send.
-const CLAIMED_COLUMNS: &str = "id, kind, recipient_address, data, message_id, ticket_id, attempts, \
+const CLAIMED_COLUMNS: &str = concat!(
+    "id, kind, recipient_address, data, message_id, ticket_id, attempts, \
      trace_context, pg_current_xact_id()::text AS claim_transaction, \
+     unconfirmed_sends + ",
+    left_over!(),
+    " AS unconfirmed_sends, \
      CASE WHEN EXISTS (SELECT 1 FROM email_suppressions AS s \
                        WHERE s.account_id = notifications.account_id \
                          AND s.address = lower(notifications.recipient_address)) \
@@ -50,11 +78,15 @@ const CLAIMED_COLUMNS: &str = "id, kind, recipient_address, data, message_id, ti
           WHEN notifications.kind IN ('password_reset', 'invitation') AND EXISTS ( \
                 SELECT 1 FROM password_tokens AS t \
                 WHERE t.notification_id = notifications.id AND t.expires_at <= now()) \
-          THEN 'link_expired' END AS skip";
+          THEN 'link_expired' END AS skip"
+);
 
 /// The states an admin can re-drive a notification from, and what re-driving clears.
 const REDRIVABLE_STATES: &str = "'dead', 'skipped'";
-const REDRIVE_CLEARS: &str = ", skip_reason = NULL, skipped_at = NULL";
+/// A re-driven notification is an operator's decision to send it again: an unknown outcome
+/// counted before no longer stops it.
+const REDRIVE_CLEARS: &str =
+    ", skip_reason = NULL, skipped_at = NULL, unconfirmed_sends = 0, handed_over_attempt = NULL";
 
 /// What [`NotificationRow::send_outcome`] and the operators read of a stored notification (the
 /// message's data and the lease stay in the table).
@@ -161,6 +193,11 @@ pub struct ClaimedNotification {
     /// twice in one recorded attempt is investigated with it, docs/testing.md).
     #[diesel(sql_type = Text)]
     pub claim_transaction: String,
+    /// Earlier hand-overs of the message whose outcome is unknown (the provider may have it),
+    /// one left by a worker that stopped after handing it over included: at
+    /// [`MAX_UNCONFIRMED_SENDS`] it is not sent again.
+    #[diesel(sql_type = Integer)]
+    pub unconfirmed_sends: i32,
 }
 
 impl NotificationRow {
@@ -470,7 +507,9 @@ pub mod outbox {
             diesel::sql_query(
                 "UPDATE notifications \
                  SET state = 'skipped', skip_reason = $3, skipped_at = now(), \
-                     lease_expires_at = NULL \
+                     lease_expires_at = NULL, unconfirmed_sends = unconfirmed_sends + \
+                     (handed_over_attempt IS NOT NULL AND handed_over_attempt < attempts)::int, \
+                     handed_over_attempt = NULL \
                  WHERE id = $1 AND state = 'received' AND attempts = $2",
             )
             .bind::<SqlUuid, _>(id)
@@ -497,7 +536,9 @@ pub mod outbox {
                 "WITH dead AS ( \
                      UPDATE notifications \
                      SET state = 'dead', dead_at = now(), lease_expires_at = NULL, \
-                         last_error = $3 \
+                         last_error = $3, unconfirmed_sends = unconfirmed_sends + \
+                         (handed_over_attempt IS NOT NULL AND handed_over_attempt < attempts)::int, \
+                         handed_over_attempt = NULL \
                      WHERE id = $1 AND state = 'received' AND attempts = $2 \
                      RETURNING id, account_id, lower(recipient_address) AS address), \
                  suppressed AS ( \
@@ -516,6 +557,100 @@ pub mod outbox {
         )
         .get_result::<Refused>(conn)
         .await?)
+    }
+
+    /// Records, before the message's body goes to the provider, that attempt `attempt` hands it
+    /// over: from here until the attempt records what the provider answered, its outcome is
+    /// unknown (the provider may deliver it), and PostgreSQL says so to whoever claims the
+    /// notification next. One statement, matched to the claim's attempt as every record is; it
+    /// also counts a hand-over an earlier attempt left unsettled, and extends the lease to
+    /// `lease_millis` from now (never shortening it) to cover the wait for the answer. False,
+    /// and the body must not go, when the attempt no longer holds the notification or its
+    /// earlier hand-overs of unknown outcome reached [`MAX_UNCONFIRMED_SENDS`].
+    pub async fn hand_over(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        attempt: i32,
+        lease_millis: i64,
+    ) -> AppResult<bool> {
+        let updated = KeepPrepared(
+            diesel::sql_query(concat!(
+                "UPDATE notifications \
+                 SET unconfirmed_sends = unconfirmed_sends + ",
+                left_over!(),
+                ", handed_over_attempt = attempts, \
+                     lease_expires_at = GREATEST(lease_expires_at, \
+                         now() + make_interval(secs => $3::double precision / 1000)) \
+                 WHERE id = $1 AND state = 'received' AND attempts = $2 \
+                   AND unconfirmed_sends + ",
+                left_over!(),
+                " < $4"
+            ))
+            .bind::<SqlUuid, _>(id)
+            .bind::<Integer, _>(attempt)
+            .bind::<diesel::sql_types::BigInt, _>(lease_millis)
+            .bind::<Integer, _>(MAX_UNCONFIRMED_SENDS),
+        )
+        .execute(conn)
+        .await?;
+        Ok(updated == 1)
+    }
+
+    /// Records that attempt `attempt`, which handed the message over ([`hand_over`]), never
+    /// learned what became of it (no answer within the bound, the connection lost after the
+    /// body went, the instance stopping): one more unknown outcome, with `error`. Due again after
+    /// `retry_in_millis` (sent once more, under the same `Message-ID` and idempotency key), or
+    /// dead when that makes [`MAX_UNCONFIRMED_SENDS`] (never sent a third time) or it was
+    /// attempt `max_attempts`. Nothing is written when the attempt no longer holds the
+    /// notification.
+    pub async fn record_unknown(
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        attempt: i32,
+        error: &str,
+        retry_in_millis: i64,
+        max_attempts: i32,
+    ) -> AppResult<AttemptFailed> {
+        #[derive(QueryableByName)]
+        struct State {
+            #[diesel(sql_type = Text)]
+            state: String,
+        }
+        let row = queue::optional(
+            KeepPrepared(
+                diesel::sql_query(
+                    "UPDATE notifications \
+                     SET lease_expires_at = NULL, handed_over_attempt = NULL, \
+                         unconfirmed_sends = unconfirmed_sends + 1, \
+                         last_error = CASE WHEN unconfirmed_sends + 1 >= $6 \
+                             THEN $3 || ' (a second send whose outcome is unknown: not sent again)' \
+                             ELSE $3 END, \
+                         state = CASE WHEN unconfirmed_sends + 1 >= $6 OR attempts >= $5 \
+                             THEN 'dead' ELSE 'received' END, \
+                         dead_at = CASE WHEN unconfirmed_sends + 1 >= $6 OR attempts >= $5 \
+                             THEN now() END, \
+                         next_attempt_at = CASE WHEN unconfirmed_sends + 1 >= $6 OR attempts >= $5 \
+                             THEN next_attempt_at \
+                             ELSE now() + make_interval(secs => $4::double precision / 1000) END \
+                     WHERE id = $1 AND state = 'received' AND attempts = $2 \
+                       AND handed_over_attempt = $2 \
+                     RETURNING state",
+                )
+                .bind::<SqlUuid, _>(id)
+                .bind::<Integer, _>(attempt)
+                .bind::<Text, _>(error)
+                .bind::<diesel::sql_types::BigInt, _>(retry_in_millis)
+                .bind::<Integer, _>(max_attempts)
+                .bind::<Integer, _>(MAX_UNCONFIRMED_SENDS),
+            )
+            .get_result::<State>(conn)
+            .await,
+        )?;
+        Ok(match row {
+            Some(State { state }) if state == "dead" => AttemptFailed::Dead,
+            Some(_) => AttemptFailed::Retrying,
+            None => AttemptFailed::LeaseLost,
+        })
     }
 
     /// Gives a claimed notification back untried ([`queue::release`]).

@@ -259,6 +259,7 @@ pub const WEBHOOK_QUEUE: QueueTable = QueueTable {
     row_columns: "id, event_type, provider_created_at, account_id, charge_id, state, attempts, \
                   next_attempt_at, last_error, outcome, redrive_count, received_at, \
                   processed_at, dead_at",
+    record_also_sets: "",
 };
 
 /// An event a worker holds under a lease.

@@ -178,3 +178,58 @@ async fn a_send_under_way_when_the_instance_is_stopped_is_finished_and_recorded_
     );
     assert_eq!(smtp.received().len(), 1, "delivered once");
 }
+
+#[tokio::test]
+async fn a_message_the_relay_kept_before_a_sigkill_is_sent_again_at_most_once_and_then_ends_dead_as_an_unknown_outcome()
+ {
+    let database = TestDatabase::create().await;
+    // The relay keeps every message at once and answers only after a minute: neither the
+    // killed worker nor the one after it learns what became of its copy.
+    let smtp = SmtpServer::start_slow_to_confirm(std::time::Duration::from_secs(60)).await;
+    let mut settings = sending_to(
+        smtp.port,
+        &format!("supportdesk-test:{}:", uuid::Uuid::now_v7().simple()),
+    );
+    settings.push(("SMTP_DATA_REPLY_TIMEOUT_SECS", "2".to_owned()));
+    let running = start(&database, &settings);
+    create_a_ticket(&running).await;
+    wait_until(
+        "the relay has the message and has not answered yet",
+        PATIENCE,
+        async || smtp.stalled(),
+    )
+    .await;
+    running.kill();
+
+    // The restarted instance finds, in PostgreSQL, that the killed attempt handed the message
+    // over: it sends it once more, and when that outcome is unknown too, no more.
+    let _restarted = start(&database, &settings);
+    wait_until(
+        "the acknowledgement is dead (or the relay got a third copy)",
+        PATIENCE,
+        async || acknowledgements(&database).await[0].state == "dead" || smtp.received().len() > 2,
+    )
+    .await;
+    assert_eq!(
+        smtp.received().len(),
+        2,
+        "the killed attempt's copy and one resend"
+    );
+    assert_eq!(
+        acknowledgements(&database).await,
+        [Acknowledgement {
+            state: "dead".to_owned(),
+            attempts: 2
+        }],
+    );
+    assert_eq!(
+        count_of(
+            &database,
+            "SELECT count(*) AS count FROM notifications \
+             WHERE unconfirmed_sends = 2 AND last_error LIKE 'outcome unknown:%'"
+        )
+        .await,
+        1,
+        "recorded as an unknown outcome"
+    );
+}

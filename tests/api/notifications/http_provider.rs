@@ -1,7 +1,9 @@
 //! The HTTP email provider (`EMAIL_PROVIDER=http`) end to end, against the email API simulator:
 //! a notification delivered with both parts and its identity headers under its own idempotency
 //! key; a 5xx retried with the same key into one email; a 429's `retry-after` honoured by the
-//! queue; an answer lost after the email was accepted retried into one email; a 422 dead at once.
+//! queue; an answer lost after the email was accepted retried into one email; a request left
+//! without an answer recorded as an unknown outcome and sent again with the same key and the same
+//! bytes; a 422 dead at once.
 
 use std::time::Duration;
 
@@ -255,6 +257,70 @@ async fn an_answer_lost_after_the_provider_accepted_is_retried_with_the_same_key
 }
 
 #[tokio::test]
+async fn a_request_left_without_an_answer_is_sent_again_once_with_the_same_key_and_the_same_bytes()
+{
+    let api = start_email_api().await;
+    // The provider holds the first request three seconds, far past the send's one attempt of
+    // half a second: that send ends not knowing whether the email exists.
+    api.add_fault(EmailFaultRule::new(
+        EmailFaultAction::Latency { millis: 3_000 },
+        1,
+    ))
+    .unwrap();
+    let app = TestApp::spawn_with(|settings| {
+        send_through(settings, &api);
+        let provider = crate::support::email_api::api_settings(settings);
+        provider.timeout = Duration::from_millis(500);
+        provider.max_attempts = 1;
+        settings.notifications.workers.lease = Duration::from_secs(2);
+    })
+    .await;
+    app.create_as_admin(request_for("fay@example.com", "an answer that never came"))
+        .await;
+
+    wait_until("the notification is marked sent", PATIENCE, async || {
+        notifications_in(&app, "sent").await == 1
+    })
+    .await;
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Unconfirmed {
+        #[diesel(sql_type = Integer)]
+        unconfirmed_sends: i32,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        handed_over: bool,
+    }
+    let unconfirmed: Unconfirmed = diesel::sql_query(
+        "SELECT unconfirmed_sends, handed_over_attempt IS NOT NULL AS handed_over \
+         FROM notifications",
+    )
+    .get_result(&mut app.database.connect().await)
+    .await
+    .unwrap();
+    assert_eq!(
+        (unconfirmed.unconfirmed_sends, unconfirmed.handed_over),
+        (1, false),
+        "the first send's outcome recorded unknown, the last one's settled: {unconfirmed:?}"
+    );
+    let stored = the_notification(&app).await;
+    let requests = api.requests();
+    assert!(requests.len() >= 2, "{requests:?}");
+    let key = format!("notification-{}", stored.id);
+    for request in &requests {
+        assert_eq!(request.idempotency_key.as_deref(), Some(key.as_str()));
+        assert_eq!(
+            request.body, requests[0].body,
+            "every request carries the same bytes"
+        );
+    }
+    let emails = api.emails();
+    assert_eq!(emails.len(), 1, "one email");
+    assert_eq!(
+        stored.provider_message_id.as_deref(),
+        Some(emails[0].id.as_str())
+    );
+}
+
+#[tokio::test]
 async fn a_422_makes_the_notification_dead_at_once_with_the_providers_reason_and_it_is_not_retried()
 {
     let api = start_email_api().await;
@@ -345,10 +411,13 @@ async fn a_send_the_provider_holds_past_the_drain_is_cut_and_given_back_before_t
     .get_result(&mut conn)
     .await
     .unwrap();
+    // The request went: an unknown outcome, the first (sent again at most once).
     let cut = Given {
         state: "received".to_owned(),
         attempts: 1,
-        last_error: Some("the instance stopped before the email provider answered".to_owned()),
+        last_error: Some(
+            "outcome unknown: the instance stopped before the email provider answered".to_owned(),
+        ),
         leased: false,
     };
     // Stopped before the send began (between the claim and the bulkhead), it is given back

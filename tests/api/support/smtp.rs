@@ -226,7 +226,7 @@ class SlowWhenSwitched(Mailbox):
 
     /// A running server on a free port that answers the end of the first message to `slow@...`
     /// only `confirm_after` later (accepting it, then writing the file [`SmtpServer::answered_late`]
-    /// looks for), refuses every message to `spam@...` at the end of its data (554 5.6.0), and
+    /// looks for, also when the client went away first), refuses every message to `spam@...` at the end of its data (554 5.6.0), and
     /// accepts everything else at once.
     pub(crate) async fn start_slow_once_and_refusing_spam(confirm_after: Duration) -> Self {
         let mut server = Self::reserve();
@@ -248,8 +248,11 @@ class SlowOnce(Mailbox):
         answer = await super().handle_DATA(server, session, envelope)
         if not SlowOnce.slowed and any(rcpt.startswith("slow@") for rcpt in envelope.rcpt_tos):
             SlowOnce.slowed = True
-            await asyncio.sleep({seconds})
-            open({marker:?}, "w").close()
+            try:
+                await asyncio.sleep({seconds})
+            finally:
+                # Answered, or its client went away first (the wait is cancelled then).
+                open({marker:?}, "w").close()
         return answer
 "#,
                 marker = marker.display().to_string(),
@@ -263,7 +266,7 @@ class SlowOnce(Mailbox):
     }
 
     /// Whether a [`SmtpServer::start_slow_once_and_refusing_spam`] server has answered its slow
-    /// message.
+    /// message, or its client closed the connection before the answer was due.
     pub(crate) fn answered_late(&self) -> bool {
         self.workdir.path().join("answered_late").exists()
     }
@@ -395,9 +398,27 @@ pub(crate) fn send_to(settings: &mut supportdesk::configuration::Settings, serve
             tls: SmtpTls::None,
             credentials: None,
             timeout: Duration::from_secs(5),
+            // The default: RFC 5321 §4.5.3.2.6's ten minutes.
+            data_reply_timeout: Duration::from_secs(600),
         }),
     });
     quick_retries(settings);
+}
+
+/// The SMTP provider's settings of `settings`, to adjust.
+pub(crate) fn smtp_settings(
+    settings: &mut supportdesk::configuration::Settings,
+) -> &mut supportdesk::configuration::SmtpSettings {
+    use supportdesk::configuration::EmailProviderSettings;
+    match settings
+        .notifications
+        .email
+        .as_mut()
+        .map(|email| &mut email.provider)
+    {
+        Some(EmailProviderSettings::Smtp(smtp)) => smtp,
+        Some(EmailProviderSettings::Http(_)) | None => panic!("send_to first"),
+    }
 }
 
 /// Notification workers that retry within a fraction of a second, for as long as a test needs.
