@@ -785,10 +785,14 @@ fn assert_the_exporter_was_answered_only_as_documented(outcome: &mut Outcome, mo
                     export.code.as_str(),
                     "Internal" | "Unknown" | "DataLoss" | "Unimplemented"
                 ) || !export.documented)
-                && !(export.cut
-                    && outcome.in_flight_at_a_kill(export.sent_ms, export.sent_ms + export.took_ms))
+                && !(export.cut && cut_by_an_instance_going(outcome, export))
         })
         .collect();
+    let cut = outcome
+        .exports
+        .iter()
+        .filter(|export| export.cut && cut_by_an_instance_going(outcome, export))
+        .count();
     assert!(
         undocumented.is_empty(),
         "the exporting tenant was told what the API does not document: {undocumented:#?}"
@@ -809,9 +813,29 @@ fn assert_the_exporter_was_answered_only_as_documented(outcome: &mut Outcome, mo
         refused,
     );
     outcome.counted(
+        "streams of the exporting tenant cut mid-answer, in flight when an instance was killed \
+         or stopped (SIGTERM)",
+        cut,
+    );
+    outcome.counted(
         "streams of the exporting tenant, ended or stopped",
         outcome.exports.len(),
     );
+}
+
+/// Whether `export` was in flight when an instance was killed (SIGKILL) or stopped (SIGTERM):
+/// a stream Envoy resets, once it has passed on what it held, when the instance under it goes.
+/// A stopping instance ends its exports UNAVAILABLE, but to a reader as slow as this tenant the
+/// status waits behind what its full windows hold, and the instance may exit first (seen in the
+/// chaos run: cut after 122 tickets, about 120 s after the stream began).
+fn cut_by_an_instance_going(outcome: &Outcome, export: &ExportAttempt) -> bool {
+    let ended = export.sent_ms + export.took_ms;
+    outcome.in_flight_at_a_kill(export.sent_ms, ended)
+        || outcome
+            .phases
+            .iter()
+            .filter(|marked| marked.phase.contains("(SIGTERM)"))
+            .any(|stopped| export.sent_ms <= stopped.at_ms && ended >= stopped.at_ms)
 }
 
 /// The settings of the faults-together fleet besides a fleet's own: attachments in `storage`,
@@ -959,7 +983,7 @@ async fn assert_every_acknowledged_upload_ready_once(
 /// under its idempotency key once); a message twice only where a send was interrupted after the
 /// server accepted it
 /// (an instance killed, the server stopped: at most one per send in flight, 4 an instance), and
-/// then only for a notification attempted again.
+/// then only for a notification attempted again whose row records the unknown outcome.
 async fn assert_every_notification_sent_exactly_once(
     fleet: &Fleet,
     sinks: (&SmtpServer, &SmtpServer, &EmailSimulatorHandle),
@@ -1070,14 +1094,15 @@ async fn assert_every_notification_sent_exactly_once(
             &fleet.database,
             &format!(
                 "SELECT count(*) AS count FROM notifications \
-                 WHERE message_id = '{id}' AND attempts > 1"
+                 WHERE message_id = '{id}' AND attempts > 1 AND {OUTCOME_UNKNOWN}"
             ),
         )
         .await
             == 1;
         if !attempted_again {
             panic!(
-                "{id} was received twice though it was sent in one attempt: {}",
+                "{id} was received twice though its row records no send whose outcome the \
+                 service could not know: {}",
                 investigation(fleet, id, sinks).await
             );
         }
@@ -1148,7 +1173,10 @@ async fn investigation(
         }
     }
     let mut copies: Vec<String> = Vec::new();
-    for (relay, server) in [("instance 0's relay", smtp), ("instance 1's relay", slow_relay)] {
+    for (relay, server) in [
+        ("instance 0's relay", smtp),
+        ("instance 1's relay", slow_relay),
+    ] {
         copies.extend(
             server
                 .received()
@@ -1171,8 +1199,9 @@ async fn investigation(
 }
 
 /// The condition on a `notifications` row that it records a send whose outcome the service could
-/// not know (the message handed over, no answer): none on this branch records it yet.
-const OUTCOME_UNKNOWN: &str = "false";
+/// not know (the message handed over, no answer: docs/notifications.md), counted by the attempt
+/// that gave up waiting or by the next claim after a worker that died.
+const OUTCOME_UNKNOWN: &str = "unconfirmed_sends > 0";
 
 /// Each message instance 1's relay received (it answered the end of some messages' data only
 /// after [`slow_relay_delay`]) arrived once in all, through any provider: a message twice only

@@ -257,7 +257,9 @@ impl Outcome {
         self.phases
             .iter()
             .filter(|marked| marked.phase.contains(KILLED))
-            .any(|killed| sent_ms <= killed.at_ms + KILL_LANDS_WITHIN_MS && ended_ms >= killed.at_ms)
+            .any(|killed| {
+                sent_ms <= killed.at_ms + KILL_LANDS_WITHIN_MS && ended_ms >= killed.at_ms
+            })
     }
 
     /// Writes the history, one JSON line an attempt in the order they were sent, to a file in
