@@ -1571,6 +1571,13 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     let mut slow_relay = SmtpServer::start_slow_when_switched(slow_relay_delay()).await;
     let mut storage = tokio::task::block_in_place(StorageServer::start);
     let mut settings = chaos_settings(&smtp, &storage);
+    // A relay's reply to the end of a message waited for twice the slow relay's delay, not the
+    // default ten minutes: long enough for every slow answer, short enough that a send whose
+    // worker died while waiting (its lease extended for the wait) is taken over within the drain.
+    settings.push((
+        "SMTP_DATA_REPLY_TIMEOUT_SECS",
+        (2 * slow_relay_delay().as_secs()).to_string(),
+    ));
     settings.extend([
         (
             "DATABASE_READ_REPLICA_URL",
