@@ -5,12 +5,16 @@
 //! instance, a new instance joining, PostgreSQL unreachable for 5 s, and several faults at once
 //! (the chaos run's steps: the payment provider failing, losing answers and slow while one
 //! instance is cut off from PostgreSQL and another is killed; PostgreSQL stalled for the third,
-//! which is then restarted; Redis restarted empty and paused; the SMTP server, the email API,
-//! the S3 store and the PostgreSQL replica down in turn; PostgreSQL crashed and restarted; a burst of ten times
+//! which is then restarted; Redis restarted empty and paused; the SMTP relays, the email API,
+//! the S3 store and the PostgreSQL replica down in turn; one instance's relay slow to answer the
+//! end of a message; PostgreSQL crashed and restarted; a burst of ten times
 //! the callers, held 2 s; all of it on a PostgreSQL of the run's own, with payment events
-//! delivered and imports run). Afterwards, once the queues drained, every acknowledged write is
+//! delivered and imports run, and a tenant of its own running ten slow exports beside the load,
+//! in alternate windows and then to the end). Afterwards, once the queues drained, every acknowledged write is
 //! found exactly once in PostgreSQL, every charge and refund once in the simulator's ledger, a
-//! reconciliation run finds nothing, every notification due was sent and received once, every
+//! reconciliation run finds nothing, every notification due was sent and received once (the
+//! slow relay's twice only where the service could not know an outcome), the others' calls beside
+//! the slow exports as successful as without them, every
 //! acknowledged upload is READY with its object in the store, every import done once, every
 //! acknowledged payment event applied, no read crossed accounts, the login quota held; every
 //! answer a client was told is a documented one, and no instance panicked.
@@ -33,6 +37,7 @@ use super::subscriber::{self, subscribe};
 use crate::support::binary::BINARY;
 use crate::support::binary::sign_up_through;
 use crate::support::email_api::start_email_api;
+use crate::support::exports::{ExportAttempt, Exporter, SlowExports};
 use crate::support::fleet::{DRAIN_DELAY, Fleet};
 use crate::support::load::{Call, Callers, Load, Outcome};
 use crate::support::proxy::{TcpProxy, socket_address_of};
@@ -589,6 +594,250 @@ const REPLICA_STOPPED: &str = "PostgreSQL replica stopped";
 /// How long Redis is paused for.
 const REDIS_PAUSE: Duration = Duration::from_secs(2);
 
+/// The phase instance 1's relay answers the end of each message's data late in.
+const SLOW_RELAY: &str = "instance 1's relay slow to answer the end of data";
+
+/// How long instance 1's relay keeps a message before it answers that it took it, while slow:
+/// 10 s in the suite (more than the 3.75 s the instances once cut a send at: three quarters of
+/// the run's 5 s lease), 50 s in `bench/chaos` (issue 67's relay).
+fn slow_relay_delay() -> Duration {
+    Duration::from_secs(10 * chaos_scale())
+}
+
+/// The windows of the comparison with and without the exporting tenant (their names carry
+/// their number).
+const WITH_EXPORTS: &str = "with ten slow exports";
+const WITHOUT_EXPORTS: &str = "without the slow exports";
+
+/// The order of those windows (`true`: with the slow exports), ABBAAB: a drift of the machine's
+/// load across the section weighs alike on both sides.
+const WINDOWS: [bool; 6] = [false, true, true, false, false, true];
+
+/// Exports one account may run at once on one instance in the run
+/// (`EXPORT_MAX_CONCURRENT_PER_ACCOUNT`), less than an instance may
+/// (`EXPORT_MAX_CONCURRENT_PER_INSTANCE`, 3): the exporting tenant holds this many on each of
+/// the three instances, and is refused beyond.
+const EXPORTS_PER_ACCOUNT: usize = 2;
+
+/// How long the exporting tenant waits after each kilobyte it reads: 4 s in the suite, 20 s in
+/// `bench/chaos` (issue 67's reader; under Envoy's 30 s `stream_idle_timeout`).
+fn export_pace() -> Duration {
+    Duration::from_secs(4 * chaos_scale())
+}
+
+/// The exporting tenant's streams: those still running, what the stopped ones did, and the
+/// most that ran at once in the comparison's windows (where no fault ends an export: later a
+/// stream the service ended still reads what Envoy and its window hold before it sees the end,
+/// so the client's count is no longer the service's places).
+struct ExportingTenant {
+    running: SlowExports,
+    ended: Vec<ExportAttempt>,
+    most_running: usize,
+}
+
+impl ExportingTenant {
+    /// Stops the streams still running; every stream's record, and the most that ran at once.
+    async fn stop(self) -> (Vec<ExportAttempt>, usize) {
+        let mut attempts = self.ended;
+        attempts.extend(self.running.stop().await);
+        (attempts, self.most_running)
+    }
+}
+
+/// Runs the comparison's [`WINDOWS`], each of `calls` calls of the load: the exporting tenant's
+/// streams started for a window with them and stopped (its client gone) for one without. Waits,
+/// in the first window with them, until the tenant holds every place the caps give it. Returns
+/// its streams, still running after the last window.
+async fn with_and_without_the_slow_exports(
+    load: &Load,
+    exporter: &Exporter,
+    calls: u64,
+) -> ExportingTenant {
+    let mut ended = Vec::new();
+    let mut most_running = 0;
+    let mut running: Option<SlowExports> = None;
+    let mut held_every_place = false;
+    for (index, with) in WINDOWS.into_iter().enumerate() {
+        if with {
+            load.mark(&format!("{WITH_EXPORTS} ({})", index + 1));
+            running.get_or_insert_with(|| exporter.start(load.epoch()));
+        } else {
+            if let Some(exports) = running.take() {
+                most_running = most_running.max(exports.most_running());
+                ended.extend(exports.stop().await);
+            }
+            load.mark(&format!("{WITHOUT_EXPORTS} ({})", index + 1));
+        }
+        load.wait_for_calls(calls).await;
+        if let Some(exports) = running.as_ref().filter(|_| !held_every_place) {
+            wait_until(
+                "the exporting tenant holds every place the export caps give it",
+                PATIENCE,
+                || async { exports.running() == EXPORTS_PER_ACCOUNT * 3 },
+            )
+            .await;
+            held_every_place = true;
+        }
+    }
+    let running = running.expect("the last window runs the exports");
+    ExportingTenant {
+        most_running: most_running.max(running.most_running()),
+        running,
+        ended,
+    }
+}
+
+/// The other tenants' calls (every one but logins, which their quota refuses by design) beside
+/// the exporting tenant's streams against those of the windows without them: the share
+/// answered OK no more than 1 percentage point lower, and, at `bench/chaos`'s scale, the 99th
+/// percentile of their latency no more than 1.5 times higher (issue 67). In the suite each side
+/// has about 500 calls: their p99 is their fifth slowest, which a 2-core machine busy with
+/// something else moves by more than that on its own (docs/testing.md); the ratio is recorded.
+fn assert_the_slow_exports_left_the_others_alone(outcome: &mut Outcome) {
+    let side = |with: bool| -> Vec<(bool, u64)> {
+        let windows: Vec<(u64, u64)> = WINDOWS
+            .iter()
+            .enumerate()
+            .filter(|(_, window)| **window == with)
+            .map(|(index, _)| {
+                let name = if with { WITH_EXPORTS } else { WITHOUT_EXPORTS };
+                outcome.phase_bounds(&format!("{name} ({})", index + 1))
+            })
+            .collect();
+        outcome
+            .history
+            .iter()
+            .filter(|attempt| {
+                attempt.call != "Login"
+                    && windows
+                        .iter()
+                        .any(|(from, to)| (*from..*to).contains(&attempt.sent_ms))
+            })
+            .map(|attempt| (attempt.code == "Ok", attempt.took_ms))
+            .collect()
+    };
+    let (with, without) = (side(true), side(false));
+    let at_least = 400 * chaos_scale() as usize;
+    assert!(
+        with.len() >= at_least && without.len() >= at_least,
+        "too few calls to compare: {} with the slow exports, {} without (at least {at_least} each)",
+        with.len(),
+        without.len()
+    );
+    let ok_share = |calls: &[(bool, u64)]| {
+        calls.iter().filter(|(ok, _)| *ok).count() as f64 / calls.len() as f64
+    };
+    let p99 = |calls: &[(bool, u64)]| {
+        let mut took: Vec<u64> = calls.iter().map(|(_, took)| *took).collect();
+        took.sort_unstable();
+        took[((took.len() - 1) as f64 * 0.99).round() as usize]
+    };
+    let (ok_with, ok_without) = (ok_share(&with), ok_share(&without));
+    let (p99_with, p99_without) = (p99(&with), p99(&without));
+    let ratio = p99_with as f64 / p99_without.max(1) as f64;
+    let compared = format!(
+        "the other tenant's calls with the slow exports: {} calls, {:.2} % OK, p99 {p99_with} ms; \
+         without: {} calls, {:.2} % OK, p99 {p99_without} ms; p99 ratio {ratio:.2}",
+        with.len(),
+        100.0 * ok_with,
+        without.len(),
+        100.0 * ok_without
+    );
+    eprintln!("{compared}");
+    assert!(
+        ok_with >= ok_without - 0.01,
+        "the slow exports cost the others more than 1 percentage point of their successes: \
+         {compared}"
+    );
+    if chaos_scale() >= 5 {
+        assert!(
+            ratio <= 1.5,
+            "the slow exports made the others' p99 more than 1.5 times longer: {compared}"
+        );
+    }
+    outcome.counted(
+        "calls of the other tenant compared beside the slow exports (with, ABBAAB windows)",
+        with.len(),
+    );
+    outcome.counted(
+        "calls of the other tenant compared beside the slow exports (without)",
+        without.len(),
+    );
+}
+
+/// The exporting tenant held every export place the caps give one account on the three
+/// instances and never more, was refused beyond (RESOURCE_EXHAUSTED `STREAM_LIMIT`, a documented
+/// answer for it), and was told nothing the API does not document: a stream ends as it
+/// completes, is stopped by the tenant, or with a documented reason (an instance's drain, a
+/// database gone), or cut mid-answer only when an instance was killed under it.
+fn assert_the_exporter_was_answered_only_as_documented(outcome: &mut Outcome, most_running: usize) {
+    assert_eq!(
+        most_running,
+        EXPORTS_PER_ACCOUNT * 3,
+        "the most exports the tenant ran at once in the comparison's windows, on three instances"
+    );
+    let undocumented: Vec<&ExportAttempt> = outcome
+        .exports
+        .iter()
+        .filter(|export| {
+            export.code != "Ok"
+                && (matches!(
+                    export.code.as_str(),
+                    "Internal" | "Unknown" | "DataLoss" | "Unimplemented"
+                ) || !export.documented)
+                && !(export.cut && cut_by_an_instance_going(outcome, export))
+        })
+        .collect();
+    let cut = outcome
+        .exports
+        .iter()
+        .filter(|export| export.cut && cut_by_an_instance_going(outcome, export))
+        .count();
+    assert!(
+        undocumented.is_empty(),
+        "the exporting tenant was told what the API does not document: {undocumented:#?}"
+    );
+    let refused = outcome
+        .exports
+        .iter()
+        .filter(|export| export.reason.as_deref() == Some(Reason::StreamLimit.as_str()))
+        .count();
+    assert!(
+        refused > 0,
+        "the exporting tenant never met the export caps"
+    );
+    let read: u64 = outcome.exports.iter().map(|export| export.tickets).sum();
+    assert!(read > 0, "the exporting tenant read nothing");
+    outcome.counted(
+        "streams of the exporting tenant refused STREAM_LIMIT (the export caps), retried",
+        refused,
+    );
+    outcome.counted(
+        "streams of the exporting tenant cut mid-answer, in flight when an instance was killed \
+         or stopped (SIGTERM)",
+        cut,
+    );
+    outcome.counted(
+        "streams of the exporting tenant, ended or stopped",
+        outcome.exports.len(),
+    );
+}
+
+/// Whether `export` was in flight when an instance was killed (SIGKILL) or stopped (SIGTERM):
+/// a stream Envoy resets, once it has passed on what it held, when the instance under it goes.
+/// A stopping instance ends its exports UNAVAILABLE, but to a reader as slow as this tenant the
+/// status waits behind what its full windows hold, and the instance may exit first (seen in the
+/// chaos run: cut after 122 tickets, about 120 s after the stream began).
+fn cut_by_an_instance_going(outcome: &Outcome, export: &ExportAttempt) -> bool {
+    let ended = export.sent_ms + export.took_ms;
+    outcome.in_flight_at_a_kill(export.sent_ms, ended)
+        || outcome
+            .phases
+            .iter()
+            .filter(|marked| marked.phase.contains("(SIGTERM)"))
+            .any(|stopped| export.sent_ms <= stopped.at_ms && ended >= stopped.at_ms)
+}
+
 /// The settings of the faults-together fleet besides a fleet's own: attachments in `storage`,
 /// mail through `smtp` with
 /// retries a fraction of a second apart, a lease a killed instance's mail waits for of 5 s, the
@@ -638,6 +887,12 @@ fn chaos_settings(smtp: &SmtpServer, storage: &StorageServer) -> Vec<(&'static s
         ("OPERATION_POLL_INTERVAL_MS", "100"),
         ("OPERATION_LEASE_MS", "5000"),
         ("BILLING_RECONCILIATION_SETTLE_MS", "1000"),
+        // The export caps the exporting tenant meets.
+        (
+            "EXPORT_MAX_CONCURRENT_PER_ACCOUNT",
+            &EXPORTS_PER_ACCOUNT.to_string(),
+        ),
+        ("EXPORT_MAX_CONCURRENT_PER_INSTANCE", "3"),
         (
             "RATE_LIMIT_LOGIN_ATTEMPTS",
             &format!("{}/{}", LOGIN_QUOTA.0, LOGIN_QUOTA.1),
@@ -723,15 +978,15 @@ async fn assert_every_acknowledged_upload_ready_once(
 
 /// Every notice the acknowledged writes were due written once (an acknowledgement per ticket, a
 /// notice per comment to the seeded ticket's requester, a receipt per charge, a notice per
-/// refund), every notification sent, and the SMTP server's maildir and the email API's accepted
+/// refund), every notification sent, and the SMTP servers' maildirs and the email API's accepted
 /// emails together holding each message once by its `Message-ID` (the API keeps a retried send
 /// under its idempotency key once); a message twice only where a send was interrupted after the
 /// server accepted it
 /// (an instance killed, the server stopped: at most one per send in flight, 4 an instance), and
-/// then only for a notification attempted again.
+/// then only for a notification attempted again whose row records the unknown outcome.
 async fn assert_every_notification_sent_exactly_once(
     fleet: &Fleet,
-    (smtp, email_api): (&SmtpServer, &EmailSimulatorHandle),
+    sinks: (&SmtpServer, &SmtpServer, &EmailSimulatorHandle),
     outcome: &Outcome,
     interruptions: usize,
 ) {
@@ -809,20 +1064,12 @@ async fn assert_every_notification_sent_exactly_once(
         Vec::<String>::new(),
         "every notification sent"
     );
-    let mut received: BTreeMap<String, usize> = BTreeMap::new();
-    for message in smtp.received() {
-        *received
-            .entry(message.header("Message-ID").trim().to_owned())
-            .or_default() += 1;
-    }
-    let through_the_api = email_api.emails();
-    for email in &through_the_api {
-        *received
-            .entry(email.headers.get("Message-ID").cloned().unwrap_or_default())
-            .or_default() += 1;
-    }
+    let (smtp, slow_relay, email_api) = sinks;
+    let received = copies_received(sinks);
     assert!(
-        !smtp.received().is_empty() && !through_the_api.is_empty(),
+        !smtp.received().is_empty()
+            && !slow_relay.received().is_empty()
+            && !email_api.emails().is_empty(),
         "mail went through one provider only"
     );
     assert_eq!(
@@ -836,63 +1083,27 @@ async fn assert_every_notification_sent_exactly_once(
         .map(|(id, _)| id)
         .collect();
     for id in &twice {
-        assert_eq!(received[*id], 2, "{id} received more than twice");
+        if received[*id] > 2 {
+            panic!(
+                "{id} was received {} times: {}",
+                received[*id],
+                investigation(fleet, id, sinks).await
+            );
+        }
         let attempted_again = count_of(
             &fleet.database,
             &format!(
                 "SELECT count(*) AS count FROM notifications \
-                 WHERE message_id = '{id}' AND attempts > 1"
+                 WHERE message_id = '{id}' AND attempts > 1 AND {OUTCOME_UNKNOWN}"
             ),
         )
         .await
             == 1;
         if !attempted_again {
-            // What to investigate with: the row, and every instance's lines about it.
-            let row = texts(
-                fleet,
-                &format!(
-                    "SELECT to_jsonb(n)::text AS text FROM notifications n \
-                     WHERE message_id = '{id}'"
-                ),
-            )
-            .await;
-            let notification = id.trim_matches(['<', '>']).split('@').next().unwrap_or("");
-            let lines: Vec<String> = (0..3)
-                .flat_map(|index| {
-                    fleet
-                        .log_of(index)
-                        .lines()
-                        .filter(|line| line.contains(notification))
-                        .map(|line| format!("instance {index}: {line}"))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            // Whether each claim's transaction committed: a claim that reached its worker yet
-            // was rolled back shows `aborted` here, one given back shows `committed`.
-            let mut claims = Vec::new();
-            for line in &lines {
-                if let Some(transaction) = claim_transaction_in(line) {
-                    let status = texts(
-                        fleet,
-                        &format!(
-                            "SELECT coalesce(pg_xact_status('{transaction}'::xid8), 'unknown') \
-                             AS text"
-                        ),
-                    )
-                    .await;
-                    claims.push(format!("claim transaction {transaction}: {status:?}"));
-                }
-            }
-            let copies: Vec<String> = smtp
-                .received()
-                .iter()
-                .filter(|message| message.header("Message-ID").trim() == id.as_str())
-                .map(|message| format!("X-Peer {}", message.header("X-Peer")))
-                .collect();
             panic!(
-                "{id} was received twice though it was sent in one attempt: {row:?}\n{copies:?}\n\
-                 {claims:?}\n{}",
-                lines.join("\n")
+                "{id} was received twice though its row records no send whose outcome the \
+                 service could not know: {}",
+                investigation(fleet, id, sinks).await
             );
         }
     }
@@ -900,6 +1111,159 @@ async fn assert_every_notification_sent_exactly_once(
         twice.len() <= 4 * interruptions,
         "{} messages received twice after {interruptions} interrupted senders: {twice:?}",
         twice.len()
+    );
+}
+
+/// How many copies of each `Message-ID` the two SMTP relays and the email API received
+/// together.
+fn copies_received(
+    (smtp, slow_relay, email_api): (&SmtpServer, &SmtpServer, &EmailSimulatorHandle),
+) -> BTreeMap<String, usize> {
+    let mut received: BTreeMap<String, usize> = BTreeMap::new();
+    for message in smtp.received().into_iter().chain(slow_relay.received()) {
+        *received
+            .entry(message.header("Message-ID").trim().to_owned())
+            .or_default() += 1;
+    }
+    for email in email_api.emails() {
+        *received
+            .entry(email.headers.get("Message-ID").cloned().unwrap_or_default())
+            .or_default() += 1;
+    }
+    received
+}
+
+/// What to investigate a message received more than once with: its notification's row, where
+/// each copy arrived, every instance's log lines about it, and whether each claim's transaction
+/// committed (`pg_xact_status` of the `claim_transaction` its "notification claimed" line
+/// names: a claim that reached its worker yet was rolled back shows `aborted` here, one given
+/// back shows `committed`).
+async fn investigation(
+    fleet: &Fleet,
+    id: &str,
+    (smtp, slow_relay, email_api): (&SmtpServer, &SmtpServer, &EmailSimulatorHandle),
+) -> String {
+    let row = texts(
+        fleet,
+        &format!("SELECT to_jsonb(n)::text AS text FROM notifications n WHERE message_id = '{id}'"),
+    )
+    .await;
+    let notification = id.trim_matches(['<', '>']).split('@').next().unwrap_or("");
+    let lines: Vec<String> = (0..fleet.size())
+        .flat_map(|index| {
+            fleet
+                .log_of(index)
+                .lines()
+                .filter(|line| line.contains(notification))
+                .map(|line| format!("instance {index}: {line}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut claims = Vec::new();
+    for line in &lines {
+        if let Some(transaction) = claim_transaction_in(line) {
+            let status = texts(
+                fleet,
+                &format!(
+                    "SELECT coalesce(pg_xact_status('{transaction}'::xid8), 'unknown') AS text"
+                ),
+            )
+            .await;
+            claims.push(format!("claim transaction {transaction}: {status:?}"));
+        }
+    }
+    let mut copies: Vec<String> = Vec::new();
+    for (relay, server) in [
+        ("instance 0's relay", smtp),
+        ("instance 1's relay", slow_relay),
+    ] {
+        copies.extend(
+            server
+                .received()
+                .iter()
+                .filter(|message| message.header("Message-ID").trim() == id)
+                .map(|message| format!("{relay}, X-Peer {}", message.header("X-Peer"))),
+        );
+    }
+    copies.extend(
+        email_api
+            .emails()
+            .iter()
+            .filter(|email| email.headers.get("Message-ID").map(String::as_str) == Some(id))
+            .map(|_| "the email API".to_owned()),
+    );
+    format!(
+        "notification {notification}, its row {row:?}\ncopies: {copies:?}\n{claims:?}\n{}",
+        lines.join("\n")
+    )
+}
+
+/// The condition on a `notifications` row that it records a send whose outcome the service could
+/// not know (the message handed over, no answer: docs/notifications.md), counted by the attempt
+/// that gave up waiting or by the next claim after a worker that died.
+const OUTCOME_UNKNOWN: &str = "unconfirmed_sends > 0";
+
+/// Each message instance 1's relay received (it answered the end of some messages' data only
+/// after [`slow_relay_delay`]) arrived once in all, through any provider: a message twice only
+/// where the service could not know the outcome of its first send, and then it says so in its
+/// row ([`OUTCOME_UNKNOWN`]); never three times.
+async fn assert_the_slow_relay_got_each_message_once(
+    fleet: &Fleet,
+    sinks: (&SmtpServer, &SmtpServer, &EmailSimulatorHandle),
+    outcome: &mut Outcome,
+) {
+    let received = copies_received(sinks);
+    let through_the_slow_relay: std::collections::BTreeSet<String> = sinks
+        .1
+        .received()
+        .iter()
+        .map(|message| message.header("Message-ID").trim().to_owned())
+        .collect();
+    assert!(
+        !through_the_slow_relay.is_empty(),
+        "instance 1's relay received nothing"
+    );
+    let mut unknown = 0;
+    let mut too_many = Vec::new();
+    for id in &through_the_slow_relay {
+        let copies = received[id];
+        let outcome_unknown = copies == 2
+            && count_of(
+                &fleet.database,
+                &format!(
+                    "SELECT count(*) AS count FROM notifications \
+                     WHERE message_id = '{id}' AND {OUTCOME_UNKNOWN}"
+                ),
+            )
+            .await
+                == 1;
+        if copies != 1 && !outcome_unknown {
+            too_many.push((id, copies));
+        }
+        unknown += usize::from(outcome_unknown);
+    }
+    if let [(id, copies), ..] = too_many.as_slice() {
+        panic!(
+            "{} of the {} messages instance 1's relay received arrived more than once with no \
+             send whose outcome the service could not know recorded in their rows (Message-ID, \
+             copies): {too_many:?}; the first, {id}, arrived {copies} times: {}",
+            too_many.len(),
+            through_the_slow_relay.len(),
+            investigation(fleet, id, sinks).await
+        );
+    }
+    outcome.counted(
+        "messages instance 1's relay received (slow to answer for a phase), each once in all",
+        through_the_slow_relay.len() - unknown,
+    );
+    outcome.counted(
+        "of those, sent twice after a send whose outcome the service could not know (its row says so)",
+        unknown,
+    );
+    let (held, _) = sinks.1.held();
+    outcome.counted(
+        "messages instance 1's relay held while slow before answering",
+        held,
     );
 }
 
@@ -1201,10 +1565,19 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     let through: Vec<Option<&TcpProxy>> = proxies.iter().map(Some).collect();
     // And a Redis of their own, which loses its keys and pauses below.
     let mut redis = tokio::task::block_in_place(RedisServer::start);
-    // And an SMTP server and an S3 store, which go away below.
+    // And an SMTP server and an S3 store, which go away below; instance 1 sends through a relay
+    // of its own, which is slow to answer for a phase.
     let mut smtp = SmtpServer::start_new().await;
+    let mut slow_relay = SmtpServer::start_slow_when_switched(slow_relay_delay()).await;
     let mut storage = tokio::task::block_in_place(StorageServer::start);
     let mut settings = chaos_settings(&smtp, &storage);
+    // A relay's reply to the end of a message waited for twice the slow relay's delay, not the
+    // default ten minutes: long enough for every slow answer, short enough that a send whose
+    // worker died while waiting (its lease extended for the wait) is taken over within the drain.
+    settings.push((
+        "SMTP_DATA_REPLY_TIMEOUT_SECS",
+        (2 * slow_relay_delay().as_secs()).to_string(),
+    ));
     settings.extend([
         (
             "DATABASE_READ_REPLICA_URL",
@@ -1222,6 +1595,7 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
         (2, "EMAIL_PROVIDER", "http".to_owned()),
         (2, "EMAIL_API_URL", email_api.base_url()),
         (2, "EMAIL_API_KEY", email_api.api_key().to_owned()),
+        (1, "SMTP_PORT", slow_relay.port.to_string()),
     ];
     let mut fleet = Fleet::start_on(
         database,
@@ -1236,6 +1610,15 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     let subscriber = subscribe(&fleet).await;
     let ticket_id = seed_ticket(&fleet).await;
     let neighbours = a_neighbouring_account(&fleet).await;
+    // A tenant of its own that exports slowly beside the load, for a part of the run and then to
+    // its end.
+    let exporter = Exporter::with_tickets(
+        &fleet.database,
+        fleet.envoy.url(""),
+        sign_up_through(&fleet.envoy_channel()).await,
+        export_pace(),
+    )
+    .await;
     // The provider tells the fleet of every payment and refund through Envoy, signed.
     fleet.simulator.set_webhook_endpoint(Some(WebhookEndpoint {
         url: fleet.envoy.url("/v1/webhooks/payments"),
@@ -1246,6 +1629,10 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     let load = start_load(&fleet, &ticket_id, WORKERS, 2);
     load.mark("steady");
     load.wait_for_calls(phase(100)).await;
+    // The exporting tenant's ten streams run in some windows and not in others (no fault in
+    // either), so that the others' calls with them are compared with the same run without them;
+    // they then keep running beside every fault to the end of the load.
+    let exporting = with_and_without_the_slow_exports(&load, &exporter, phase(200)).await;
 
     // The payment provider answers 500 without paying, then pays and drops its answers, then
     // answers slowly (within the service's 3 s timeout)...
@@ -1310,12 +1697,14 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     load.mark(REDIS_PAUSED);
     tokio::task::block_in_place(|| redis.pause(REDIS_PAUSE));
     load.wait_for_calls(phase(100)).await;
-    // The SMTP server goes away: mail waits in the outbox, nothing else notices.
-    load.mark("SMTP server down");
+    // The SMTP servers go away: mail waits in the outbox, nothing else notices.
+    load.mark("SMTP servers down");
     smtp.stop().await;
+    slow_relay.stop().await;
     load.wait_for_calls(phase(100)).await;
     smtp.start().await;
-    load.mark("SMTP server back");
+    slow_relay.start().await;
+    load.mark("SMTP servers back");
     load.wait_for_calls(phase(50)).await;
     // The email API answers 500s, then accepts and drops its answers: instance 2's mail is
     // retried under its idempotency keys, and the API accepts each message once.
@@ -1342,6 +1731,27 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     )
     .await;
     load.mark("email API back");
+    load.wait_for_calls(phase(50)).await;
+    // Instance 1's relay answers the end of each message's data only after a delay longer than
+    // the instances once gave a send: it has the message, and has not said so yet.
+    load.mark(SLOW_RELAY);
+    slow_relay.slow(true);
+    load.wait_for_calls(phase(100)).await;
+    wait_until("instance 1's relay held a message", PATIENCE, || async {
+        slow_relay.held().0 > 0
+    })
+    .await;
+    slow_relay.slow(false);
+    load.mark("instance 1's relay answering at once again");
+    wait_until(
+        "instance 1's relay answered every message it held",
+        slow_relay_delay() + PATIENCE,
+        || async {
+            let (held, answered) = slow_relay.held();
+            held == answered
+        },
+    )
+    .await;
     load.wait_for_calls(phase(50)).await;
     // The subscriber's endpoint answers 503, then not at all (each attempt cut at its 2 s):
     // deliveries wait and are retried, nothing else notices.
@@ -1393,6 +1803,8 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     let epoch = load.epoch();
     let mut outcome = load.stop().await;
     outcome.merge(burst);
+    let (exports, most_exports) = exporting.stop().await;
+    outcome.exports.extend(exports);
     let stopped_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap();
     fleet.simulator.clear_faults();
     outcome.mark(epoch, "load stopped: draining");
@@ -1426,7 +1838,22 @@ async fn faults_together_lose_no_write_pay_nothing_twice_and_answer_only_as_docu
     // Senders that may be interrupted after the server accepted a message and before they
     // recorded it: instance 0 killed, instance 1 stopped, instance 2 cut off from PostgreSQL,
     // instance 1 stalled, PostgreSQL gone for all three, the SMTP server stopped under all three.
-    assert_every_notification_sent_exactly_once(&fleet, (&smtp, &email_api), &outcome, 10).await;
+    assert_the_slow_exports_left_the_others_alone(&mut outcome);
+    assert_the_exporter_was_answered_only_as_documented(&mut outcome, most_exports);
+    // The slow relay's messages first: its failure names the notification and its copies.
+    assert_the_slow_relay_got_each_message_once(
+        &fleet,
+        (&smtp, &slow_relay, &email_api),
+        &mut outcome,
+    )
+    .await;
+    assert_every_notification_sent_exactly_once(
+        &fleet,
+        (&smtp, &slow_relay, &email_api),
+        &outcome,
+        10,
+    )
+    .await;
     assert_every_acknowledged_upload_ready_once(&fleet, &storage, &outcome).await;
     assert_logins_within_their_quota(&outcome, stopped_ms);
     assert_every_acknowledged_payment_event_applied(&fleet).await;

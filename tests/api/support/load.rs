@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+use super::exports::ExportAttempt;
 use super::{TEST_PASSWORD, TestUser, charge_request, details, with_key};
 
 /// What a call was.
@@ -139,6 +140,8 @@ pub(crate) struct Outcome {
     pub(crate) phases: Vec<Phase>,
     /// What the checks after the run counted, in the order they passed.
     pub(crate) counted: Vec<Counted>,
+    /// The streams of a tenant exporting slowly beside the load (`support::exports`), if any.
+    pub(crate) exports: Vec<ExportAttempt>,
 }
 
 impl Outcome {
@@ -158,6 +161,7 @@ impl Outcome {
         self.history.extend(other.history);
         self.phases.extend(other.phases);
         self.counted.extend(other.counted);
+        self.exports.extend(other.exports);
         self.phases.sort_by_key(|phase| phase.at_ms);
     }
 
@@ -244,15 +248,18 @@ impl Outcome {
     }
 
     fn cut_by_a_kill(&self, failure: &Failure) -> bool {
-        failure.cut
-            && self
-                .phases
-                .iter()
-                .filter(|marked| marked.phase.contains(KILLED))
-                .any(|killed| {
-                    failure.sent_ms <= killed.at_ms + KILL_LANDS_WITHIN_MS
-                        && failure.ended_ms >= killed.at_ms
-                })
+        failure.cut && self.in_flight_at_a_kill(failure.sent_ms, failure.ended_ms)
+    }
+
+    /// Whether a call sent at `sent_ms` and ended at `ended_ms` was in flight when a [`KILLED`]
+    /// phase killed an instance.
+    pub(crate) fn in_flight_at_a_kill(&self, sent_ms: u64, ended_ms: u64) -> bool {
+        self.phases
+            .iter()
+            .filter(|marked| marked.phase.contains(KILLED))
+            .any(|killed| {
+                sent_ms <= killed.at_ms + KILL_LANDS_WITHIN_MS && ended_ms >= killed.at_ms
+            })
     }
 
     /// Writes the history, one JSON line an attempt in the order they were sent, to a file in
@@ -267,9 +274,10 @@ impl Outcome {
         path
     }
 
-    /// Writes the history to `path`: each phase the test marked (`{"at_ms", "phase"}`) and each
-    /// attempt, one JSON line each, in time order (a phase before the attempts sent at its
-    /// millisecond), then what the checks counted (`{"check", "count"}`).
+    /// Writes the history to `path`: each phase the test marked (`{"at_ms", "phase"}`), each
+    /// attempt and each stream of the exporting tenant (`{"sent_ms", "stream", ...}`), one JSON
+    /// line each, in time order (a phase before the attempts sent at its millisecond), then what
+    /// the checks counted (`{"check", "count"}`).
     pub(crate) fn write_history_to(&self, path: &std::path::Path) {
         // Phases first at a tie, and in the order they were marked.
         let mut lines: Vec<(u64, u8, usize, String)> = self
@@ -283,6 +291,10 @@ impl Outcome {
             .chain(self.history.iter().map(|attempt| {
                 let line = serde_json::to_string(attempt).expect("an attempt as JSON");
                 (attempt.sent_ms, 1, 0, line)
+            }))
+            .chain(self.exports.iter().map(|export| {
+                let line = serde_json::to_string(export).expect("an export as JSON");
+                (export.sent_ms, 1, 1, line)
             }))
             .chain(self.counted.iter().enumerate().map(|(order, counted)| {
                 let line = serde_json::to_string(counted).expect("a count as JSON");

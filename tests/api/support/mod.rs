@@ -10,6 +10,7 @@ pub(crate) mod binary;
 pub(crate) mod browser;
 pub(crate) mod email_api;
 pub(crate) mod envoy;
+pub(crate) mod exports;
 pub(crate) mod fleet;
 pub(crate) mod load;
 pub(crate) mod notifications;

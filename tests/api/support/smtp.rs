@@ -159,6 +159,71 @@ class SlowToConfirm(Mailbox):
         server
     }
 
+    /// A running server on a free port that accepts every message into the maildir and, while
+    /// switched slow ([`SmtpServer::slow`]), answers the end of each message's data only
+    /// `confirm_after` later: a relay that has a message and has not said so. Each message it
+    /// holds and each it then answers is a line of its own in a file ([`SmtpServer::held`]), so a
+    /// test waits for what happened rather than for a time.
+    pub(crate) async fn start_slow_when_switched(confirm_after: Duration) -> Self {
+        let mut server = Self::reserve();
+        let switch = server.workdir.path().join("slow");
+        let held = server.workdir.path().join("held");
+        std::fs::write(
+            server.workdir.path().join("slow_when_switched.py"),
+            format!(
+                r#"import asyncio
+import os
+
+from aiosmtpd.handlers import Mailbox
+
+
+class SlowWhenSwitched(Mailbox):
+    async def handle_DATA(self, server, session, envelope):
+        answer = await super().handle_DATA(server, session, envelope)
+        if os.path.exists({switch:?}):
+            with open({held:?}, "a") as held:
+                held.write("held\n")
+            try:
+                await asyncio.sleep({seconds})
+            finally:
+                # Answered, or its client went away first (the wait is cancelled then).
+                with open({held:?}, "a") as held:
+                    held.write("answered\n")
+        return answer
+"#,
+                switch = switch.display().to_string(),
+                held = held.display().to_string(),
+                seconds = confirm_after.as_secs_f64(),
+            ),
+        )
+        .expect("the handler is written");
+        server.handler = "slow_when_switched.SlowWhenSwitched";
+        server.start().await;
+        server
+    }
+
+    /// Switches a [`SmtpServer::start_slow_when_switched`] server slow (each message's end of
+    /// data answered late from the next one on) or back to answering at once (a message already
+    /// held is still answered late).
+    pub(crate) fn slow(&self, slow: bool) {
+        let switch = self.workdir.path().join("slow");
+        if slow {
+            std::fs::write(switch, b"").expect("switch the relay slow");
+        } else {
+            std::fs::remove_file(switch).expect("switch the relay back");
+        }
+    }
+
+    /// How many messages a [`SmtpServer::start_slow_when_switched`] server has held, and how
+    /// many of them it has answered since (or whose client went away first).
+    pub(crate) fn held(&self) -> (usize, usize) {
+        let lines = std::fs::read_to_string(self.workdir.path().join("held")).unwrap_or_default();
+        (
+            lines.lines().filter(|line| *line == "held").count(),
+            lines.lines().filter(|line| *line == "answered").count(),
+        )
+    }
+
     /// A running server on a free port that answers the end of the first message to `slow@...`
     /// only `confirm_after` later (accepting it, then writing the file [`SmtpServer::answered_late`]
     /// looks for, also when the client went away first), refuses every message to `spam@...` at the end of its data (554 5.6.0), and
