@@ -25,7 +25,7 @@ refuse, no method the path does not serve, no request id to drop, and its answer
 x-http-status or x-http-content-type to apply (only POST and DELETE answers and the streaming
 export carry those). Every other REST request takes the catch-all route, with both filters. The
 two routes come before the gRPC routes, so that a plain GET is routed after a handful of routes,
-not a hundred. docs/performance.md ("REST: the contract paid for only where it applies", "REST:
+not a hundred. docs/performance-history.md ("REST: the contract paid for only where it applies", "REST:
 the route table") has the measurements.
 """
 
@@ -256,7 +256,7 @@ def plain_get_routes(document, indent):
     regex is its paths' regexes joined in one alternation: Envoy tries a route table's routes one
     by one, at a few hundred instructions each even when the first matcher turns the request away,
     so one route a path (32 of them, after the gRPC routes) cost a plain GET as much as its
-    transcoding (docs/performance.md, "REST: the route table")."""
+    transcoding (docs/performance-history.md, "REST: the route table")."""
     groups = {False: [], True: []}
     for path in plain_get_paths(document):
         groups[is_paged(document, path)].append(regex(path))
