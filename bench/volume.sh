@@ -139,7 +139,7 @@ jq -c -n --argjson rows "$volume_rows" --argjson batches "$pg_batches" --argjson
 # foreign key the tickets and their audit records carry: the rows (requesters already added, ids
 # made beforehand, written to files first) loaded by one COPY into tickets and one into
 # ticket_activities, in one transaction, into a fourth fresh account. No importer can go faster
-# without changing what a ticket carries (docs/performance.md, "Tickets at volume").
+# without changing what a ticket carries (docs/performance-history.md, "Tickets at volume").
 say "volume: the ceiling, COPY of the same rows into tickets and their audit records"
 "$loadgen_bin" setup --addr "$service_addr" --users 0 --tickets 0 --out "$work/volume-ceiling.json"
 ceiling_account=$(jq -r .account_slug "$work/volume-ceiling.json")
@@ -184,7 +184,7 @@ jq -c -n --argjson rows "$ceiling_rows" --argjson ms "$ceiling_ms" \
 # requesters, first as it is and then with parts of what a ticket write carries removed: the
 # search document (and its GIN index), the audit records, the list indexes. Each load is two
 # COPYs of half the rows in parallel, one per core. It tells what the import target would cost
-# (docs/performance.md, "What 50× would take"); the service's schema is not changed by it.
+# (docs/performance-history.md, "What 50× would take"); the service's schema is not changed by it.
 say "volume: what the ceiling is made of (a scratch database, parts of a ticket write removed)"
 ceiling_db=supportdesk_bench_ceiling
 psql_ceiling=("$psql_bin" -X -q -w -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SD_PG_PORT" -U postgres -d "$ceiling_db")

@@ -1,8 +1,9 @@
 """Writes the REST routes of the OpenAPI document into Envoy's Lua filter (deploy/envoy/render).
 
-Reads Envoy's configuration on stdin and writes it to stdout with the one line
-`REST_ROUTES, REST_BODIES, REST_ENUMS = {}, {}, {}` replaced by three Lua tables taken from the OpenAPI document
-named by the first argument (docs/openapi.json, generated from the protos by `supportdesk
+Reads Envoy's configuration on stdin and writes it to stdout with the Lua filter's script, which
+the template names (`filename: deploy/envoy/filter.lua`), written inline in its place, and the
+script's one line `REST_ROUTES, REST_BODIES, REST_ENUMS = {}, {}, {}` replaced by three Lua
+tables taken from the OpenAPI document named by the first argument (docs/openapi.json, generated from the protos by `supportdesk
 openapi`, so the table follows the google.api.http rules and is never written by hand):
 
 - REST_ROUTES: one entry per path, `{pattern, {METHOD = body, ...}}`: the Lua pattern of the
@@ -25,15 +26,19 @@ refuse, no method the path does not serve, no request id to drop, and its answer
 x-http-status or x-http-content-type to apply (only POST and DELETE answers and the streaming
 export carry those). Every other REST request takes the catch-all route, with both filters. The
 two routes come before the gRPC routes, so that a plain GET is routed after a handful of routes,
-not a hundred. docs/performance.md ("REST: the contract paid for only where it applies", "REST:
+not a hundred. docs/performance-history.md ("REST: the contract paid for only where it applies", "REST:
 the route table") has the measurements.
 """
 
 import json
+import os
 import re
 import sys
 
 MARKER = "REST_ROUTES, REST_BODIES, REST_ENUMS = {}, {}, {}"
+# The Lua filter's script is a file of its own (deploy/envoy/filter.lua), named by the template's
+# one `filename:` line of that prefix; it is written inline in its place, the tables filled.
+LUA_FILE = "filename: deploy/envoy/filter.lua"
 PLAIN_GET_MARKER = "# PLAIN GET ROUTES"
 # The request ids the Lua filter keeps (its envoy_on_request); any other takes the Lua routes.
 PLAIN_REQUEST_ID = "[A-Za-z0-9._:-]{1,128}"
@@ -256,7 +261,7 @@ def plain_get_routes(document, indent):
     regex is its paths' regexes joined in one alternation: Envoy tries a route table's routes one
     by one, at a few hundred instructions each even when the first matcher turns the request away,
     so one route a path (32 of them, after the gRPC routes) cost a plain GET as much as its
-    transcoding (docs/performance.md, "REST: the route table")."""
+    transcoding (docs/performance-history.md, "REST: the route table")."""
     groups = {False: [], True: []}
     for path in plain_get_paths(document):
         groups[is_paged(document, path)].append(regex(path))
@@ -297,6 +302,24 @@ def plain_get_routes(document, indent):
     return "".join(indent + line + "\n" for line in lines)
 
 
+def lua_script(path, document, indent):
+    """The Lua script at `path` (relative to the repository root) as the block of an
+    `inline_string`, its REST tables written (the one MARKER line), each line under `indent`."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    with open(os.path.join(root, path), encoding="utf-8") as file:
+        script = file.read().splitlines()
+    markers = sum(1 for line in script if line.strip().startswith(MARKER))
+    if markers != 1:
+        sys.exit(f"deploy/envoy/rest_routes.py: {path} has {markers} `{MARKER}` lines, not 1")
+    out = []
+    for line in script:
+        if line.strip().startswith(MARKER):
+            out.append(lua(document, indent + line[: len(line) - len(line.lstrip())]))
+        else:
+            out.append(indent + line + "\n" if line else "\n")
+    return "".join(out)
+
+
 def main():
     with open(sys.argv[1], encoding="utf-8") as file:
         document = json.load(file)
@@ -305,16 +328,17 @@ def main():
     for line in sys.stdin:
         stripped = line.strip()
         indent = line[: len(line) - len(line.lstrip())]
-        if stripped.startswith(MARKER):
+        if stripped == LUA_FILE:
             found += 1
-            sys.stdout.write(lua(document, indent))
+            sys.stdout.write(f"{indent}inline_string: |\n")
+            sys.stdout.write(lua_script(LUA_FILE.split(": ", 1)[1], document, indent + "  "))
         elif stripped == PLAIN_GET_MARKER:
             found_plain += 1
             sys.stdout.write(plain_get_routes(document, indent))
         else:
             sys.stdout.write(line)
     if found != 1:
-        sys.exit(f"deploy/envoy/rest_routes.py: the template has {found} `{MARKER}` lines, not 1")
+        sys.exit(f"deploy/envoy/rest_routes.py: the template has {found} `{LUA_FILE}` lines, not 1")
     if found_plain != 1:
         sys.exit(f"deploy/envoy/rest_routes.py: the template has {found_plain} `{PLAIN_GET_MARKER}` lines, not 1")
 

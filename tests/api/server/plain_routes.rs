@@ -1,10 +1,11 @@
-//! REST's checks paid for only where they apply (docs/performance.md, "REST: the contract paid for
-//! only where it applies"): the routes of Envoy's rendered configuration on which a request skips
-//! the Lua filter or the buffer, checked against the method table and the OpenAPI document rather
-//! than a list kept by hand. Every plain GET skips both, and no request that needs either can skip
-//! it: a body, a query string (but a paged read's plain pageSize and pageToken), an unplain request
-//! id, an answer the Lua filter must reshape (a status other than 200, a stream), a gRPC call. And
-//! through a real Envoy, a paged read answers the same on both kinds of route, whatever its query.
+//! REST's checks paid for only where they apply (docs/performance-history.md, "REST: the contract
+//! paid for only where it applies"): the routes of Envoy's rendered configuration on which a
+//! request skips the Lua filter or the buffer, checked against the method table and the OpenAPI
+//! document rather than a list kept by hand. Every plain GET skips both, and no request that needs
+//! either can skip it: a body, a query string (but a paged read's plain pageSize and pageToken), an
+//! unplain request id, an answer the Lua filter must reshape (a status other than 200, a stream), a
+//! gRPC call. And through a real Envoy, a paged read answers the same on both kinds of route,
+//! whatever its query.
 
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
@@ -208,7 +209,7 @@ fn every_plain_get_of_the_api_skips_the_lua_filter_and_the_buffer() {
 
 /// Envoy tries a route table's routes one at a time, at a few hundred instructions each even when
 /// the first matcher turns the request away: a plain GET behind the hundred gRPC and REST routes
-/// cost Envoy as much as its transcoding (docs/performance.md, "REST: the route table").
+/// cost Envoy as much as its transcoding (docs/performance-history.md, "REST: the route table").
 const MOST_ROUTES_TRIED_BY_A_PLAIN_GET: usize = 8;
 
 #[test]
