@@ -7,4 +7,5 @@ pub(crate) mod declared_rules;
 pub(crate) mod error_reasons;
 pub(crate) mod imports;
 pub(crate) mod round_trips;
+pub(crate) mod rpcs;
 pub(crate) mod tenancy;
