@@ -487,18 +487,7 @@ async fn get_ticket_reads_through_redis_and_no_write_leaves_a_stale_copy() {
         .unwrap()
         .into_inner();
     assert_eq!(get().await.unwrap(), assigned);
-    app.tickets
-        .clone()
-        .add_comment(app.as_admin(v1::AddCommentRequest {
-            ticket_id: ticket.id.clone(),
-            comment: Some(v1::Comment {
-                body: "noted".to_owned(),
-                public: false,
-                ..Default::default()
-            }),
-        }))
-        .await
-        .unwrap();
+    app.comment(&ticket.id, "noted").add().await;
     assert_ne!(
         get().await.unwrap().etag,
         assigned.etag,

@@ -22,18 +22,9 @@ async fn create(app: &TestApp, subject: &str, description: &str) -> v1::Ticket {
 }
 
 async fn comment(app: &TestApp, ticket: &v1::Ticket, body: &str, public: bool) {
-    app.tickets
-        .clone()
-        .add_comment(app.as_admin(v1::AddCommentRequest {
-            ticket_id: ticket.id.clone(),
-            comment: Some(v1::Comment {
-                body: body.to_owned(),
-                public,
-                ..Default::default()
-            }),
-        }))
-        .await
-        .expect("commented");
+    let comment = app.comment(&ticket.id, body);
+    let comment = if public { comment.public() } else { comment };
+    comment.try_add().await.expect("commented");
 }
 
 async fn search(app: &TestApp, caller: &TestUser, q: &str) -> Vec<v1::TicketSearchResult> {
