@@ -10,7 +10,7 @@ use supportdesk::wire::proto::v1;
 use tonic::{Code, Status};
 
 use super::rpcs::{self, Attack};
-use crate::support::{TestApp, TestUser, every_rpc, keyed, valid_create_request};
+use crate::support::{TestApp, TestUser, every_rpc, keyed};
 
 /// What the attack is aimed at: resources of the target account.
 pub(crate) struct Target {
@@ -188,15 +188,11 @@ async fn probe(app: &TestApp, rpc: &str, attacker: &TestUser, target: &Target) {
 async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anything() {
     let app = TestApp::spawn().await;
     let owner = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let mut request = valid_create_request("owned by the customer");
-    request.ticket.as_mut().unwrap().requester_email = owner.email.clone();
     let ticket = app
-        .tickets
-        .clone()
-        .create_ticket(app.as_admin(request))
-        .await
-        .unwrap()
-        .into_inner();
+        .ticket("owned by the customer")
+        .requester(&owner.email)
+        .create()
+        .await;
     let charge = app
         .billing
         .clone()

@@ -56,6 +56,11 @@ impl<'a> TicketBuilder<'a> {
         self
     }
 
+    pub(crate) fn description(mut self, description: &str) -> Self {
+        description.clone_into(&mut self.ticket.description);
+        self
+    }
+
     pub(crate) fn priority(mut self, priority: v1::TicketPriority) -> Self {
         self.ticket.priority = priority.into();
         self
