@@ -624,20 +624,7 @@ async fn a_customer_sees_files_of_their_own_tickets_but_never_those_of_internal_
         .await
         .unwrap()
         .into_inner();
-    let note = app
-        .tickets
-        .clone()
-        .add_comment(app.as_admin(v1::AddCommentRequest {
-            ticket_id: ticket.id.clone(),
-            comment: Some(v1::Comment {
-                body: "internal: see the log".to_owned(),
-                public: false,
-                ..Default::default()
-            }),
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let note = app.comment(&ticket.id, "internal: see the log").add().await;
     let log = b"2026-11-24 error: disk full\n".to_vec();
     let mut on_note = upload_request(&ticket.id, "server.log", "text/plain", &log);
     on_note.comment_id = note.id.clone();

@@ -11,10 +11,11 @@ use supportdesk::errors::Reason;
 use supportdesk::wire::methods::{HttpSuccess, Idempotency, MethodTable};
 use supportdesk::wire::proto::v1;
 
+use super::rpcs::{self, Cases};
 use crate::support::envoy::Envoy;
 use crate::support::{
-    Count, PATIENCE, TEST_EMAIL_WEBHOOK_SECRET, TEST_PASSWORD, TEST_WEBHOOK_SECRET, TestApp,
-    TestUser, assert_json_reason, every_rpc, repository_root,
+    Count, PATIENCE, TEST_WEBHOOK_SECRET, TestApp, TestUser, assert_json_reason, every_rpc,
+    repository_root,
 };
 
 /// A row of the contract table.
@@ -70,7 +71,7 @@ fn the_contract_table_lists_exactly_the_rpcs_of_the_api() {
 }
 
 /// One HTTP call through Envoy.
-struct Call {
+pub(crate) struct Call {
     method: Method,
     path: String,
     token: Option<String>,
@@ -81,7 +82,12 @@ struct Call {
     raw: Option<(&'static str, Vec<u8>)>,
 }
 
-fn call(method: Method, path: impl Into<String>, token: Option<&str>, body: Option<Value>) -> Call {
+pub(crate) fn call(
+    method: Method,
+    path: impl Into<String>,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Call {
     Call {
         method,
         path: path.into(),
@@ -93,12 +99,12 @@ fn call(method: Method, path: impl Into<String>, token: Option<&str>, body: Opti
 }
 
 impl Call {
-    fn with_raw_body(mut self, content_type: &'static str, bytes: Vec<u8>) -> Self {
+    pub(crate) fn with_raw_body(mut self, content_type: &'static str, bytes: Vec<u8>) -> Self {
         self.raw = Some((content_type, bytes));
         self
     }
 
-    fn with_header(mut self, name: &'static str, value: String) -> Self {
+    pub(crate) fn with_header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
         self
     }
@@ -106,7 +112,7 @@ impl Call {
 
 /// A payment webhook delivery of `event` (JSON, sent as reqwest serializes it), signed with
 /// `secret` now.
-fn webhook_delivery(event: Value, secret: &str) -> Call {
+pub(crate) fn webhook_delivery(event: Value, secret: &str) -> Call {
     let body = serde_json::to_vec(&event).expect("JSON");
     let signature =
         crate::webhooks::receiving::signed(&body, &[secret], chrono::Utc::now().timestamp());
@@ -116,7 +122,7 @@ fn webhook_delivery(event: Value, secret: &str) -> Call {
 
 /// An email provider's webhook delivery of `event` (JSON, sent as reqwest serializes it), signed
 /// the Svix way with `secret` now.
-fn email_delivery(event: Value, secret: &str) -> Call {
+pub(crate) fn email_delivery(event: Value, secret: &str) -> Call {
     let body = serde_json::to_vec(&event).expect("JSON");
     let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
     let now = chrono::Utc::now().timestamp();
@@ -127,29 +133,29 @@ fn email_delivery(event: Value, secret: &str) -> Call {
         .with_header("svix-signature", signature)
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
 }
 
-struct Harness {
-    app: TestApp,
+pub(crate) struct Harness {
+    pub(crate) app: TestApp,
     envoy: Envoy,
     http: reqwest::Client,
-    agent: TestUser,
-    customer: TestUser,
-    api_key: String,
+    pub(crate) agent: TestUser,
+    pub(crate) customer: TestUser,
+    pub(crate) api_key: String,
 }
 
 impl Harness {
-    async fn send(&self, call: Call) -> Answer {
+    pub(crate) async fn send(&self, call: Call) -> Answer {
         // On every call: the declaration decides whether the key is ignored or honoured.
         let mut request = self
             .http
@@ -175,13 +181,13 @@ impl Harness {
         }
     }
 
-    fn admin(&self) -> Option<&str> {
+    pub(crate) fn admin(&self) -> Option<&str> {
         Some(&self.app.admin.access_token)
     }
 
     /// An import of the account (queued: the test app runs no operation workers), cancelled
     /// (so finished) when `finished`; its operation's name.
-    async fn import(&self, finished: bool) -> String {
+    pub(crate) async fn import(&self, finished: bool) -> String {
         let answer = self
             .send(call(
                 Method::POST,
@@ -209,13 +215,13 @@ impl Harness {
         name
     }
 
-    async fn new_ticket(&self) -> String {
+    pub(crate) async fn new_ticket(&self) -> String {
         self.app.create_ticket("contract").await.id
     }
 
     /// A webhook endpoint of the account: the oldest one there is (an account may have only so
     /// many), or a new one.
-    async fn new_endpoint(&self) -> String {
+    pub(crate) async fn new_endpoint(&self) -> String {
         let listed = self
             .send(call(
                 Method::GET,
@@ -232,7 +238,7 @@ impl Harness {
     }
 
     /// A new webhook endpoint of the account.
-    async fn fresh_endpoint(&self) -> String {
+    pub(crate) async fn fresh_endpoint(&self) -> String {
         let created = self
             .send(call(
                 Method::POST,
@@ -248,7 +254,7 @@ impl Harness {
             .to_owned()
     }
 
-    async fn assigned_ticket(&self) -> String {
+    pub(crate) async fn assigned_ticket(&self) -> String {
         let id = self.new_ticket().await;
         let answer = self
             .send(call(
@@ -262,7 +268,7 @@ impl Harness {
         id
     }
 
-    async fn solved_ticket(&self) -> String {
+    pub(crate) async fn solved_ticket(&self) -> String {
         let id = self.assigned_ticket().await;
         let answer = self
             .send(call(
@@ -277,7 +283,7 @@ impl Harness {
     }
 
     /// A paid charge of the harness's customer, made over REST.
-    async fn new_charge(&self) -> String {
+    pub(crate) async fn new_charge(&self) -> String {
         let answer = self
             .send(call(
                 Method::POST,
@@ -293,7 +299,7 @@ impl Harness {
             .to_owned()
     }
 
-    fn charge_body(&self) -> Value {
+    pub(crate) fn charge_body(&self) -> Value {
         json!({"customerId": self.customer.id.to_string(),
                "amount": {"amountMinor": "1500", "currencyCode": "USD"},
                "paymentMethod": "pm_card_visa"})
@@ -301,7 +307,7 @@ impl Harness {
 
     /// A webhook event about a new charge of the account, stored through the endpoint; `dead`
     /// puts it in the dead-letter state as the workers would after its last attempt.
-    async fn stored_webhook_event(&self, dead: bool) -> String {
+    pub(crate) async fn stored_webhook_event(&self, dead: bool) -> String {
         let charge = self.new_charge().await;
         let (id, event) = webhook_event(&charge);
         let answer = self
@@ -316,7 +322,7 @@ impl Harness {
 
     /// A session of a user of its own: ending it (LogoutAll ends every session of its user, access
     /// tokens included) leaves the admin's token working.
-    async fn fresh_session(&self) -> TestUser {
+    pub(crate) async fn fresh_session(&self) -> TestUser {
         let user = self
             .app
             .add_user(&self.app.admin, v1::UserRole::Customer)
@@ -332,1205 +338,19 @@ impl Harness {
     }
 
     /// For `rpc`: a call that succeeds, the `location` it must carry, and a call that fails with
-    /// the given status.
-    async fn cases(&self, rpc: &str) -> (Call, Option<String>, Call, StatusCode) {
-        let admin = self.admin();
-        let unknown = "0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c";
-        match rpc {
-            "AccountService.CreateAccount" => {
-                let slug = format!("contract-{}", uuid::Uuid::now_v7().simple());
-                let body = |slug: &str| {
-                    json!({"name": "Contract", "slug": slug, "adminEmail": "c@contract.example",
-                           "adminPassword": TEST_PASSWORD})
-                };
-                (
-                    call(Method::POST, "/v1/accounts", None, Some(body(&slug))),
-                    Some("/v1/account".to_owned()),
-                    call(Method::POST, "/v1/accounts", None, Some(body("Not A Slug"))),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "AttachmentService.CreateUpload" => {
-                let ticket = self.new_ticket().await;
-                let bytes = crate::support::attachments::png_bytes(1);
-                let body = |content_type: &str| {
-                    json!({"filename": "a.png", "contentType": content_type,
-                           "sizeBytes": bytes.len().to_string(),
-                           "sha256": crate::support::attachments::sha256_hex(&bytes)})
-                };
-                let path = format!("/v1/tickets/{ticket}/attachments");
-                (
-                    call(Method::POST, &path, admin, Some(body("image/png"))),
-                    Some("/v1/attachments/".to_owned()),
-                    call(Method::POST, &path, admin, Some(body("text/html"))),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "AttachmentService.UploadAttachment" => {
-                let ticket = self.new_ticket().await;
-                let text = b"the log says: disk full";
-                let path = format!(
-                    "/v1/attachments:upload?ticketId={ticket}&filename=notes.txt&sizeBytes={}\
-                     &sha256={}",
-                    text.len(),
-                    crate::support::attachments::sha256_hex(text)
-                );
-                (
-                    call(Method::POST, &path, admin, None)
-                        .with_raw_body("text/plain", text.to_vec()),
-                    Some("/v1/attachments/".to_owned()),
-                    call(Method::POST, &path, admin, None)
-                        .with_raw_body("text/html", text.to_vec()),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "AttachmentService.CompleteUpload" => {
-                let ticket = self.new_ticket().await;
-                let bytes = crate::support::attachments::png_bytes(2);
-                let started =
-                    self.app
-                        .attachments
-                        .clone()
-                        .create_upload(self.app.as_admin(
-                            crate::support::attachments::upload_request(
-                                &ticket,
-                                "a.png",
-                                "image/png",
-                                &bytes,
-                            ),
-                        ))
-                        .await
-                        .expect("an upload starts")
-                        .into_inner();
-                assert!(
-                    crate::support::attachments::put(&started, bytes)
-                        .await
-                        .status()
-                        .is_success()
-                );
-                let id = started.attachment.unwrap().id;
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/attachments/{id}:complete"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/attachments/{unknown}:complete"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "AttachmentService.GetAttachment" => {
-                let id = crate::support::attachments::ready_attachment(&self.app)
-                    .await
-                    .id;
-                (
-                    call(Method::GET, format!("/v1/attachments/{id}"), admin, None),
-                    None,
-                    call(
-                        Method::GET,
-                        format!("/v1/attachments/{unknown}"),
-                        admin,
-                        None,
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "AttachmentService.ListAttachments" => {
-                let ticket = crate::support::attachments::ready_attachment(&self.app)
-                    .await
-                    .ticket_id;
-                let path = format!("/v1/tickets/{ticket}/attachments");
-                (
-                    call(Method::GET, &path, admin, None),
-                    None,
-                    call(Method::GET, &path, None, None),
-                    StatusCode::UNAUTHORIZED,
-                )
-            }
-            "AttachmentService.DeleteAttachment" => {
-                let id = crate::support::attachments::ready_attachment(&self.app)
-                    .await
-                    .id;
-                (
-                    call(Method::DELETE, format!("/v1/attachments/{id}"), admin, None),
-                    None,
-                    call(
-                        Method::DELETE,
-                        format!("/v1/attachments/{unknown}"),
-                        admin,
-                        None,
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "AttachmentService.GetDownloadUrl" => {
-                let id = crate::support::attachments::ready_attachment(&self.app)
-                    .await
-                    .id;
-                (
-                    call(
-                        Method::GET,
-                        format!("/v1/attachments/{id}:downloadUrl"),
-                        admin,
-                        None,
-                    ),
-                    None,
-                    call(
-                        Method::GET,
-                        format!("/v1/attachments/{unknown}:downloadUrl"),
-                        admin,
-                        None,
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "AccountService.GetAccount" => (
-                call(Method::GET, "/v1/account", admin, None),
-                None,
-                call(Method::GET, "/v1/account", None, None),
-                StatusCode::UNAUTHORIZED,
-            ),
-            "ApiKeyService.CreateApiKey" => {
-                let body = json!({"name": "contract", "roles": ["USER_ROLE_AGENT"]});
-                (
-                    call(Method::POST, "/v1/apiKeys", admin, Some(body.clone())),
-                    Some("/v1/apiKeys".to_owned()),
-                    call(
-                        Method::POST,
-                        "/v1/apiKeys",
-                        Some(&self.agent.access_token),
-                        Some(body),
-                    ),
-                    StatusCode::FORBIDDEN,
-                )
-            }
-            "ApiKeyService.ListApiKeys" => (
-                call(Method::GET, "/v1/apiKeys", admin, None),
-                None,
-                call(
-                    Method::GET,
-                    "/v1/apiKeys",
-                    Some(&self.agent.access_token),
-                    None,
-                ),
-                StatusCode::FORBIDDEN,
-            ),
-            "ApiKeyService.RevokeApiKey" => {
-                let created = self
-                    .send(call(
-                        Method::POST,
-                        "/v1/apiKeys",
-                        admin,
-                        Some(json!({"name": "to revoke", "roles": ["USER_ROLE_AGENT"]})),
-                    ))
-                    .await
-                    .json();
-                let id = created["apiKey"]["id"].as_str().expect("key id").to_owned();
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/apiKeys/{id}:revoke"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/apiKeys/{unknown}:revoke"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "AuthService.Login" => {
-                let body = |password: &str| {
-                    json!({"account": self.app.admin.account_slug, "email": self.app.admin.email,
-                           "password": password})
-                };
-                (
-                    call(
-                        Method::POST,
-                        "/v1/auth:login",
-                        None,
-                        Some(body(TEST_PASSWORD)),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        "/v1/auth:login",
-                        None,
-                        Some(body("wrong, wrong, wrong")),
-                    ),
-                    StatusCode::UNAUTHORIZED,
-                )
-            }
-            "AuthService.RequestPasswordReset" => {
-                let user = self.fresh_session().await;
-                (
-                    call(
-                        Method::POST,
-                        "/v1/auth:requestPasswordReset",
-                        None,
-                        Some(json!({"account": user.account_slug, "email": user.email})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        "/v1/auth:requestPasswordReset",
-                        None,
-                        Some(json!({"account": user.account_slug, "email": "not an email"})),
-                    ),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "AuthService.ResetPassword" => {
-                let user = self.fresh_session().await;
-                self.app
-                    .auth
-                    .clone()
-                    .request_password_reset(tonic::Request::new(v1::RequestPasswordResetRequest {
-                        account: user.account_slug.clone(),
-                        email: user.email.clone(),
-                    }))
-                    .await
-                    .expect("a reset link");
-                let token =
-                    crate::support::notifications::token_from_outbox(&self.app, &user).await;
-                let body = |token: &str| {
-                    json!({"account": user.account_slug, "token": token,
-                           "newPassword": "a brand new passphrase"})
-                };
-                (
-                    call(
-                        Method::POST,
-                        "/v1/auth:resetPassword",
-                        None,
-                        Some(body(&token)),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        "/v1/auth:resetPassword",
-                        None,
-                        Some(body("not-a-token")),
-                    ),
-                    StatusCode::UNAUTHORIZED,
-                )
-            }
-            "AuthService.RefreshToken" => {
-                let session = self.fresh_session().await;
-                (
-                    call(
-                        Method::POST,
-                        "/v1/auth:refresh",
-                        None,
-                        Some(json!({"refreshToken": session.refresh_token})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        "/v1/auth:refresh",
-                        None,
-                        Some(json!({"refreshToken": "not-a-token"})),
-                    ),
-                    StatusCode::UNAUTHORIZED,
-                )
-            }
-            "AuthService.Logout" | "AuthService.LogoutAll" => {
-                let session = self.fresh_session().await;
-                let path = if rpc.ends_with("All") {
-                    "/v1/auth:logoutAll"
-                } else {
-                    "/v1/auth:logout"
-                };
-                (
-                    call(
-                        Method::POST,
-                        path,
-                        Some(&session.access_token),
-                        Some(json!({})),
-                    ),
-                    None,
-                    call(Method::POST, path, Some(&self.api_key), Some(json!({}))),
-                    StatusCode::FORBIDDEN,
-                )
-            }
-            "BillingService.CreateCharge" => (
-                call(Method::POST, "/v1/charges", admin, Some(self.charge_body())),
-                Some("/v1/charges/".to_owned()),
-                call(
-                    Method::POST,
-                    "/v1/charges",
-                    Some(&self.customer.access_token),
-                    Some(self.charge_body()),
-                ),
-                StatusCode::FORBIDDEN,
-            ),
-            "BillingService.GetCharge" => {
-                let id = self.new_charge().await;
-                (
-                    call(Method::GET, format!("/v1/charges/{id}"), admin, None),
-                    None,
-                    call(Method::GET, format!("/v1/charges/{unknown}"), admin, None),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "DashboardService.GetRevenue" => (
-                call(
-                    Method::GET,
-                    "/v1/dashboard/revenue?interval=REVENUE_INTERVAL_MONTH",
-                    admin,
-                    None,
-                ),
-                None,
-                call(
-                    Method::GET,
-                    "/v1/dashboard/revenue?start_date=yesterday",
-                    admin,
-                    None,
-                ),
-                StatusCode::BAD_REQUEST,
-            ),
-            "DashboardService.GetTicketStats" => (
-                call(Method::GET, "/v1/dashboard/ticket-stats", admin, None),
-                None,
-                call(
-                    Method::GET,
-                    "/v1/dashboard/ticket-stats?start_date=2020-01-01&end_date=2026-01-01",
-                    admin,
-                    None,
-                ),
-                StatusCode::BAD_REQUEST,
-            ),
-            "DashboardService.GetRecentActivity" => (
-                call(
-                    Method::GET,
-                    "/v1/dashboard/activity?page_size=5",
-                    admin,
-                    None,
-                ),
-                None,
-                call(
-                    Method::GET,
-                    "/v1/dashboard/activity?page_token=forged",
-                    admin,
-                    None,
-                ),
-                StatusCode::BAD_REQUEST,
-            ),
-            "DashboardService.GetDashboard" => (
-                call(Method::GET, "/v1/dashboard", admin, None),
-                None,
-                call(Method::GET, "/v1/dashboard", None, None),
-                StatusCode::UNAUTHORIZED,
-            ),
-            "BillingService.ListCharges" => (
-                call(Method::GET, "/v1/charges", admin, None),
-                None,
-                call(Method::GET, "/v1/charges", None, None),
-                StatusCode::UNAUTHORIZED,
-            ),
-            "BillingService.RefundCharge" => {
-                let id = self.new_charge().await;
-                let body = json!({"amount": {"amountMinor": "300", "currencyCode": "USD"}});
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/charges/{id}:refund"),
-                        admin,
-                        Some(body.clone()),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/charges/{unknown}:refund"),
-                        admin,
-                        Some(body),
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "WebhookService.ReceivePaymentEvent" => {
-                let (_, event) = webhook_event(&self.new_charge().await);
-                (
-                    webhook_delivery(event.clone(), TEST_WEBHOOK_SECRET),
-                    None,
-                    webhook_delivery(event, "whsec_not_the_endpoint_secret_0123"),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "BillingService.ListReconciliationFindings" => (
-                call(
-                    Method::GET,
-                    "/v1/billing/reconciliation-findings",
-                    admin,
-                    None,
-                ),
-                None,
-                call(
-                    Method::GET,
-                    "/v1/billing/reconciliation-findings",
-                    Some(&self.agent.access_token),
-                    None,
-                ),
-                StatusCode::FORBIDDEN,
-            ),
-            "WebhookService.ListWebhookEvents" => (
-                call(
-                    Method::GET,
-                    "/v1/webhook-events?state=WEBHOOK_EVENT_STATE_RECEIVED",
-                    admin,
-                    None,
-                ),
-                None,
-                call(
-                    Method::GET,
-                    "/v1/webhook-events?state=WEBHOOK_EVENT_STATE_RECEIVED",
-                    Some(&self.agent.access_token),
-                    None,
-                ),
-                StatusCode::FORBIDDEN,
-            ),
-            "WebhookService.GetWebhookEvent" => {
-                let id = self.stored_webhook_event(false).await;
-                (
-                    call(Method::GET, format!("/v1/webhook-events/{id}"), admin, None),
-                    None,
-                    call(Method::GET, "/v1/webhook-events/evt_unknown", admin, None),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "WebhookService.RedriveWebhookEvent" => {
-                let dead = self.stored_webhook_event(true).await;
-                let processed = self.stored_webhook_event(false).await;
-                crate::webhooks::admin::make_processed(&self.app, &processed).await;
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/webhook-events/{dead}:redrive"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/webhook-events/{processed}:redrive"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "TicketService.CreateTicket" => (
-                call(
-                    Method::POST,
-                    "/v1/tickets",
-                    admin,
-                    Some(
-                        json!({"subject": "REST", "description": "Contract", "requesterEmail": "r@example.com"}),
-                    ),
-                ),
-                Some("/v1/tickets/".to_owned()),
-                call(
-                    Method::POST,
-                    "/v1/tickets",
-                    admin,
-                    Some(json!({"subject": ""})),
-                ),
-                StatusCode::BAD_REQUEST,
-            ),
-            "TicketService.GetTicket" => {
-                let id = self.new_ticket().await;
-                (
-                    call(Method::GET, format!("/v1/tickets/{id}"), admin, None),
-                    None,
-                    call(Method::GET, format!("/v1/tickets/{unknown}"), admin, None),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "TicketService.ListTickets" => (
-                call(
-                    Method::GET,
-                    "/v1/tickets?statuses=TICKET_STATUS_NEW&orderBy=update_time%20desc",
-                    admin,
-                    None,
-                ),
-                None,
-                call(Method::GET, "/v1/tickets?pageSize=-1", admin, None),
-                StatusCode::BAD_REQUEST,
-            ),
-            "TicketService.ExportTickets" => {
-                self.new_ticket().await;
-                (
-                    call(
-                        Method::GET,
-                        "/v1/tickets:export?statuses=TICKET_STATUS_NEW&readMask=id,subject",
-                        admin,
-                        None,
-                    ),
-                    None,
-                    call(
-                        Method::GET,
-                        "/v1/tickets:export?readMask=colour",
-                        admin,
-                        None,
-                    ),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "TicketService.SearchTickets" => {
-                self.new_ticket().await;
-                (
-                    call(Method::GET, "/v1/tickets:search?q=contract", admin, None),
-                    None,
-                    call(Method::GET, "/v1/tickets:search?q=%20", admin, None),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "TicketService.ListTicketChanges" => (
-                call(Method::GET, "/v1/tickets:changes?pageSize=5", admin, None),
-                None,
-                call(
-                    Method::GET,
-                    "/v1/tickets:changes",
-                    Some(&self.customer.access_token),
-                    None,
-                ),
-                StatusCode::FORBIDDEN,
-            ),
-            "TicketService.UpdateTicket" => {
-                let id = self.new_ticket().await;
-                (
-                    call(
-                        Method::PATCH,
-                        format!("/v1/tickets/{id}?updateMask=subject"),
-                        admin,
-                        Some(json!({"subject": "renamed"})),
-                    ),
-                    None,
-                    call(
-                        Method::PATCH,
-                        format!("/v1/tickets/{id}?updateMask=subject"),
-                        admin,
-                        Some(json!({"subject": "stale", "etag": "v999"})),
-                    ),
-                    StatusCode::CONFLICT,
-                )
-            }
-            "TicketService.AssignTicket" => {
-                let id = self.new_ticket().await;
-                let body = json!({"assigneeId": self.agent.id.to_string()});
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/tickets/{id}:assign"),
-                        admin,
-                        Some(body.clone()),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/tickets/{id}:assign"),
-                        Some(&self.customer.access_token),
-                        Some(body),
-                    ),
-                    StatusCode::FORBIDDEN,
-                )
-            }
-            "TicketService.ResolveTicket" => {
-                let assigned = self.assigned_ticket().await;
-                let unassigned = self.new_ticket().await;
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/tickets/{assigned}:resolve"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/tickets/{unassigned}:resolve"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "TicketService.ReopenTicket" | "TicketService.CloseTicket" => {
-                let solved = self.solved_ticket().await;
-                let fresh = self.new_ticket().await;
-                let verb = if rpc.ends_with("Reopen") || rpc.contains("Reopen") {
-                    "reopen"
-                } else {
-                    "close"
-                };
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/tickets/{solved}:{verb}"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/tickets/{fresh}:{verb}"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "TicketService.DeleteTicket" => {
-                let id = self.new_ticket().await;
-                (
-                    call(Method::DELETE, format!("/v1/tickets/{id}"), admin, None),
-                    None,
-                    call(
-                        Method::DELETE,
-                        format!("/v1/tickets/{id}"),
-                        Some(&self.agent.access_token),
-                        None,
-                    ),
-                    StatusCode::FORBIDDEN,
-                )
-            }
-            "TicketService.AddComment" => {
-                let id = self.new_ticket().await;
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/tickets/{id}/comments"),
-                        admin,
-                        Some(json!({"body": "hello", "public": true})),
-                    ),
-                    Some(format!("/v1/tickets/{id}/comments")),
-                    call(
-                        Method::POST,
-                        format!("/v1/tickets/{id}/comments"),
-                        admin,
-                        Some(json!({"body": " "})),
-                    ),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "TicketService.ListComments" => {
-                let id = self.new_ticket().await;
-                (
-                    call(
-                        Method::GET,
-                        format!("/v1/tickets/{id}/comments"),
-                        admin,
-                        None,
-                    ),
-                    None,
-                    call(
-                        Method::GET,
-                        format!("/v1/tickets/{unknown}/comments"),
-                        admin,
-                        None,
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "TicketService.ListTicketActivity" => {
-                let id = self.new_ticket().await;
-                (
-                    call(
-                        Method::GET,
-                        format!("/v1/tickets/{id}/activity"),
-                        admin,
-                        None,
-                    ),
-                    None,
-                    call(
-                        Method::GET,
-                        format!("/v1/tickets/{id}/activity"),
-                        Some(&self.customer.access_token),
-                        None,
-                    ),
-                    StatusCode::FORBIDDEN,
-                )
-            }
-            "TicketService.ImportTickets" => (
-                call(
-                    Method::POST,
-                    "/v1/tickets:import",
-                    admin,
-                    Some(json!({"format": "IMPORT_FORMAT_CSV", "content": IMPORT_CSV})),
-                ),
-                None,
-                call(
-                    Method::POST,
-                    "/v1/tickets:import",
-                    admin,
-                    Some(json!({"format": "IMPORT_FORMAT_UNSPECIFIED", "content": IMPORT_CSV})),
-                ),
-                StatusCode::BAD_REQUEST,
-            ),
-            "google.longrunning.Operations.GetOperation" => {
-                let name = self.import(false).await;
-                (
-                    call(Method::GET, format!("/v1/{name}"), admin, None),
-                    None,
-                    call(
-                        Method::GET,
-                        format!("/v1/operations/{unknown}"),
-                        admin,
-                        None,
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "google.longrunning.Operations.ListOperations" => (
-                call(Method::GET, "/v1/operations?pageSize=2", admin, None),
-                None,
-                call(Method::GET, "/v1/operations?filter=owner%3Dme", admin, None),
-                StatusCode::BAD_REQUEST,
-            ),
-            "google.longrunning.Operations.CancelOperation" => {
-                let name = self.import(false).await;
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/{name}:cancel"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/operations/{unknown}:cancel"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "google.longrunning.Operations.DeleteOperation" => {
-                let finished = self.import(true).await;
-                let queued = self.import(false).await;
-                (
-                    call(Method::DELETE, format!("/v1/{finished}"), admin, None),
-                    None,
-                    call(Method::DELETE, format!("/v1/{queued}"), admin, None),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "UserService.CreateUser" => {
-                let body = |email: &str| json!({"user": {"email": email, "role": "USER_ROLE_AGENT"}, "password": TEST_PASSWORD});
-                let email = format!("{}@contract.example", uuid::Uuid::now_v7().simple());
-                (
-                    call(Method::POST, "/v1/users", admin, Some(body(&email))),
-                    Some("/v1/users/".to_owned()),
-                    call(
-                        Method::POST,
-                        "/v1/users",
-                        admin,
-                        Some(body(&self.agent.email)),
-                    ),
-                    StatusCode::CONFLICT,
-                )
-            }
-            "UserService.GetUser" => (
-                call(
-                    Method::GET,
-                    format!("/v1/users/{}", self.agent.id),
-                    admin,
-                    None,
-                ),
-                None,
-                call(Method::GET, format!("/v1/users/{unknown}"), admin, None),
-                StatusCode::NOT_FOUND,
-            ),
-            "UserService.ListUsers" => (
-                call(Method::GET, "/v1/users", admin, None),
-                None,
-                call(
-                    Method::GET,
-                    "/v1/users",
-                    Some(&self.customer.access_token),
-                    None,
-                ),
-                StatusCode::FORBIDDEN,
-            ),
-            "UserService.UpdateUser" => (
-                call(
-                    Method::PATCH,
-                    format!("/v1/users/{}?updateMask=displayName", self.agent.id),
-                    admin,
-                    Some(json!({"displayName": "Renamed"})),
-                ),
-                None,
-                call(
-                    Method::PATCH,
-                    format!("/v1/users/{}?updateMask=role", self.app.admin.id),
-                    admin,
-                    Some(json!({"role": "USER_ROLE_AGENT"})),
-                ),
-                StatusCode::BAD_REQUEST,
-            ),
-            "UserService.GetCurrentUser" => (
-                call(Method::GET, "/v1/me", admin, None),
-                None,
-                call(Method::GET, "/v1/me", Some(&self.api_key), None),
-                StatusCode::FORBIDDEN,
-            ),
-            "NotificationService.ListNotifications" => (
-                call(
-                    Method::GET,
-                    "/v1/notifications?state=NOTIFICATION_STATE_RECEIVED",
-                    admin,
-                    None,
-                ),
-                None,
-                call(
-                    Method::GET,
-                    "/v1/notifications?state=NOTIFICATION_STATE_RECEIVED",
-                    Some(&self.agent.access_token),
-                    None,
-                ),
-                StatusCode::FORBIDDEN,
-            ),
-            "NotificationService.GetNotification" => {
-                let ticket = self.new_ticket().await;
-                let id =
-                    crate::support::notifications::acknowledgement_of(&self.app, &ticket).await;
-                (
-                    call(Method::GET, format!("/v1/notifications/{id}"), admin, None),
-                    None,
-                    call(
-                        Method::GET,
-                        format!("/v1/notifications/{unknown}"),
-                        admin,
-                        None,
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "NotificationService.RedriveNotification" => {
-                use crate::support::notifications::{acknowledgement_of, make_ended};
-                let dead = acknowledgement_of(&self.app, &self.new_ticket().await).await;
-                make_ended(&self.app, &dead, "dead").await;
-                let sent = acknowledgement_of(&self.app, &self.new_ticket().await).await;
-                make_ended(&self.app, &sent, "sent").await;
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/notifications/{dead}:redrive"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/notifications/{sent}:redrive"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "NotificationService.GetNotificationSettings" => (
-                call(Method::GET, "/v1/me/notification-settings", admin, None),
-                None,
-                call(
-                    Method::GET,
-                    "/v1/me/notification-settings",
-                    Some(&self.api_key),
-                    None,
-                ),
-                StatusCode::FORBIDDEN,
-            ),
-            "NotificationService.UpdateNotificationSettings" => (
-                call(
-                    Method::PATCH,
-                    "/v1/me/notification-settings?updateMask=commentNotifications",
-                    Some(&self.customer.access_token),
-                    Some(json!({"commentNotifications": false})),
-                ),
-                None,
-                call(
-                    Method::PATCH,
-                    "/v1/me/notification-settings",
-                    Some(&self.customer.access_token),
-                    Some(json!({"commentNotifications": false})),
-                ),
-                StatusCode::BAD_REQUEST,
-            ),
-            "NotificationService.ListSuppressions" => (
-                call(Method::GET, "/v1/suppressions", admin, None),
-                None,
-                call(
-                    Method::GET,
-                    "/v1/suppressions",
-                    Some(&self.customer.access_token),
-                    None,
-                ),
-                StatusCode::FORBIDDEN,
-            ),
-            "NotificationService.DeleteSuppression" => {
-                let address = format!("gone-{}@example.com", uuid::Uuid::now_v7().simple());
-                crate::support::notifications::suppress(&self.app, &address).await;
-                (
-                    call(
-                        Method::DELETE,
-                        format!("/v1/suppressions/{address}"),
-                        admin,
-                        None,
-                    ),
-                    None,
-                    call(
-                        Method::DELETE,
-                        "/v1/suppressions/never-suppressed@example.com",
-                        admin,
-                        None,
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "NotificationService.ReceiveEmailEvent" => {
-                let ticket = self.new_ticket().await;
-                let id =
-                    crate::support::notifications::acknowledgement_of(&self.app, &ticket).await;
-                let event = json!({
-                    "type": "email.bounced",
-                    "data": {"bounce": {"type": "Permanent", "message": "no such mailbox"},
-                             "tags": {"notification_id": id}}
-                });
-                (
-                    email_delivery(event.clone(), TEST_EMAIL_WEBHOOK_SECRET),
-                    None,
-                    email_delivery(event, "whsec_b3RoZXJfc2VjcmV0X29mXzI0X2J5dGVz"),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "WebhookEndpointService.CreateWebhookEndpoint" => (
-                call(
-                    Method::POST,
-                    "/v1/webhookEndpoints",
-                    admin,
-                    Some(json!({"url": "https://hooks.example.com/contract"})),
-                ),
-                Some("/v1/webhookEndpoints/".to_owned()),
-                call(
-                    Method::POST,
-                    "/v1/webhookEndpoints",
-                    admin,
-                    Some(json!({"url": "http://hooks.example.com/contract"})),
-                ),
-                StatusCode::BAD_REQUEST,
-            ),
-            "WebhookEndpointService.GetWebhookEndpoint" => {
-                let id = self.new_endpoint().await;
-                (
-                    call(
-                        Method::GET,
-                        format!("/v1/webhookEndpoints/{id}"),
-                        admin,
-                        None,
-                    ),
-                    None,
-                    call(
-                        Method::GET,
-                        format!("/v1/webhookEndpoints/{unknown}"),
-                        admin,
-                        None,
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "WebhookEndpointService.ListWebhookEndpoints" => (
-                call(Method::GET, "/v1/webhookEndpoints", admin, None),
-                None,
-                call(
-                    Method::GET,
-                    "/v1/webhookEndpoints",
-                    Some(&self.agent.access_token),
-                    None,
-                ),
-                StatusCode::FORBIDDEN,
-            ),
-            "WebhookEndpointService.UpdateWebhookEndpoint" => {
-                let id = self.new_endpoint().await;
-                (
-                    call(
-                        Method::PATCH,
-                        format!("/v1/webhookEndpoints/{id}?updateMask=description"),
-                        admin,
-                        Some(json!({"description": "renamed"})),
-                    ),
-                    None,
-                    call(
-                        Method::PATCH,
-                        format!("/v1/webhookEndpoints/{id}?updateMask=secret"),
-                        admin,
-                        Some(json!({"description": "renamed"})),
-                    ),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "WebhookEndpointService.DeleteWebhookEndpoint" => {
-                let id = self.fresh_endpoint().await;
-                (
-                    call(
-                        Method::DELETE,
-                        format!("/v1/webhookEndpoints/{id}"),
-                        admin,
-                        None,
-                    ),
-                    None,
-                    call(
-                        Method::DELETE,
-                        format!("/v1/webhookEndpoints/{unknown}"),
-                        admin,
-                        None,
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "WebhookEndpointService.RotateWebhookEndpointSecret" => {
-                let id = self.new_endpoint().await;
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/webhookEndpoints/{id}:rotateSecret"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/webhookEndpoints/{unknown}:rotateSecret"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "WebhookEndpointService.SendTestWebhookEvent" => {
-                let id = self.new_endpoint().await;
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/webhookEndpoints/{id}:sendTestEvent"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/webhookEndpoints/{unknown}:sendTestEvent"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "WebhookEndpointService.ListWebhookDeliveries" => {
-                let id = self.new_endpoint().await;
-                (
-                    call(
-                        Method::GET,
-                        format!("/v1/webhookEndpoints/{id}/deliveries"),
-                        admin,
-                        None,
-                    ),
-                    None,
-                    call(
-                        Method::GET,
-                        format!("/v1/webhookEndpoints/{unknown}/deliveries"),
-                        admin,
-                        None,
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "WebhookEndpointService.RedriveWebhookDelivery" => {
-                let id = self.new_endpoint().await;
-                let delivery = self
-                    .send(call(
-                        Method::POST,
-                        format!("/v1/webhookEndpoints/{id}:sendTestEvent"),
-                        admin,
-                        Some(json!({})),
-                    ))
-                    .await
-                    .json();
-                let delivery = delivery["id"].as_str().expect("a delivery id").to_owned();
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/webhookEndpoints/{id}/deliveries/{delivery}:redrive"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/webhookEndpoints/{id}/deliveries/{unknown}:redrive"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    StatusCode::NOT_FOUND,
-                )
-            }
-            "WebhookEndpointService.RedriveFailedWebhookDeliveries" => {
-                let id = self.new_endpoint().await;
-                (
-                    call(
-                        Method::POST,
-                        format!("/v1/webhookEndpoints/{id}:redriveFailed"),
-                        admin,
-                        Some(json!({"since": "2026-01-01T00:00:00Z"})),
-                    ),
-                    None,
-                    call(
-                        Method::POST,
-                        format!("/v1/webhookEndpoints/{id}:redriveFailed"),
-                        admin,
-                        Some(json!({})),
-                    ),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            "EventService.WatchEvents" => {
-                self.new_ticket().await;
-                (
-                    call(
-                        Method::GET,
-                        "/v1/events:watch?cursor=0.0&endWhenCaughtUp=true",
-                        admin,
-                        None,
-                    ),
-                    None,
-                    call(
-                        Method::GET,
-                        "/v1/events:watch?cursor=yesterday",
-                        admin,
-                        None,
-                    ),
-                    StatusCode::BAD_REQUEST,
-                )
-            }
-            other => panic!(
-                "{other} has no contract case: add one to tests/api/cross_cutting/contract.rs"
-            ),
-        }
+    /// the given status; the RPC's entry in the fixture table builds them.
+    async fn cases(&self, rpc: &str) -> Cases {
+        let case = rpcs::fixture_of(rpc)
+            .and_then(|fixture| fixture.case)
+            .unwrap_or_else(|| {
+                panic!("{rpc} has no contract case: add one to tests/api/cross_cutting/rpcs/")
+            });
+        case(self).await
     }
 }
 
 /// A one-row file of tickets to import.
-const IMPORT_CSV: &str =
+pub(crate) const IMPORT_CSV: &str =
     "subject,description,requester_email\nImported,From the old desk,a@example.com\n";
 
 /// Whether `rpc` has a REST mapping (`google.api.http`); the vendored
@@ -1554,7 +374,7 @@ fn has_rest_mapping(rpc: &str) -> bool {
 }
 
 /// A `payment_intent.succeeded` event about `charge` (our id in its metadata), with a fresh id.
-fn webhook_event(charge: &str) -> (String, Value) {
+pub(crate) fn webhook_event(charge: &str) -> (String, Value) {
     let id = format!("evt_{}", uuid::Uuid::now_v7().simple());
     let event = json!({
         "id": id,

@@ -1137,18 +1137,10 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
     let app = TestApp::spawn().await;
     let ticket = app.create_ticket("declared rules").await;
     let comment = app
-        .tickets
-        .clone()
-        .add_comment(app.as_admin(v1::AddCommentRequest {
-            ticket_id: ticket.id.clone(),
-            comment: Some(v1::Comment {
-                body: "Attachments go here.".into(),
-                ..Default::default()
-            }),
-        }))
+        .comment(&ticket.id, "Attachments go here.")
+        .try_add()
         .await
-        .expect("a comment")
-        .into_inner();
+        .expect("a comment");
     let endpoint = supportdesk::wire::proto::v1::webhook_endpoint_service_client::WebhookEndpointServiceClient::new(
         tonic::transport::Channel::from_shared(format!("http://{}", app.address))
             .unwrap()

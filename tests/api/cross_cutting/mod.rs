@@ -8,4 +8,5 @@ pub(crate) mod error_reasons;
 pub(crate) mod imports;
 pub(crate) mod middleware_order;
 pub(crate) mod round_trips;
+pub(crate) mod rpcs;
 pub(crate) mod tenancy;

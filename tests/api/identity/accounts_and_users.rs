@@ -8,7 +8,7 @@ use tonic::Code;
 
 use crate::support::{
     TEST_PASSWORD, TestApp, assert_reason, commit_once_waiting, count_of, details, log_in,
-    release_once_waiting, valid_create_request, violated_fields,
+    release_once_waiting, violated_fields,
 };
 
 #[tokio::test]
@@ -77,28 +77,20 @@ async fn a_taken_slug_is_already_exists_and_bad_sign_ups_name_every_field() {
 async fn only_admins_add_users_and_a_taken_email_is_already_exists() {
     let app = TestApp::spawn().await;
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
-    let request = |email: &str| v1::CreateUserRequest {
-        user: Some(v1::User {
-            email: email.to_owned(),
-            role: v1::UserRole::Agent.into(),
-            ..Default::default()
-        }),
-        password: TEST_PASSWORD.to_owned(),
-    };
-
     let status = app
-        .users
-        .clone()
-        .create_user(agent.request(request("new@example.com")))
+        .user("new@example.com")
+        .role(v1::UserRole::Agent)
+        .by(&agent)
+        .try_create()
         .await
         .expect_err("agents cannot add users");
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_reason(&status, Reason::RoleRequired);
 
     let status = app
-        .users
-        .clone()
-        .create_user(app.as_admin(request(&agent.email.to_uppercase())))
+        .user(&agent.email.to_uppercase())
+        .role(v1::UserRole::Agent)
+        .try_create()
         .await
         .expect_err("taken, whatever the case");
     assert_eq!(status.code(), Code::AlreadyExists);
@@ -124,20 +116,11 @@ async fn a_requester_known_from_a_ticket_can_be_invited_to_log_in() {
     let app = TestApp::spawn().await;
     let ticket = app.create_ticket("from an email").await;
     let invited = app
-        .users
-        .clone()
-        .create_user(app.as_admin(v1::CreateUserRequest {
-            user: Some(v1::User {
-                email: ticket.requester_email.clone(),
-                role: v1::UserRole::Customer.into(),
-                display_name: "Jane".to_owned(),
-                ..Default::default()
-            }),
-            password: TEST_PASSWORD.to_owned(),
-        }))
+        .user(&ticket.requester_email)
+        .display_name("Jane")
+        .try_create()
         .await
-        .expect("invited")
-        .into_inner();
+        .expect("invited");
     assert_eq!(
         invited.id, ticket.requester_id,
         "the same person, now with a login"
@@ -178,17 +161,10 @@ async fn inviting_a_deactivated_requester_is_refused_until_an_admin_reactivates_
         .await
         .expect("deactivated");
     let invite = || {
-        let mut users = app.users.clone();
-        let request = app.as_admin(v1::CreateUserRequest {
-            user: Some(v1::User {
-                email: ticket.requester_email.clone(),
-                role: v1::UserRole::Customer.into(),
-                display_name: "Jane".to_owned(),
-                ..Default::default()
-            }),
-            password: String::new(),
-        });
-        async move { users.create_user(request).await }
+        app.user(&ticket.requester_email)
+            .display_name("Jane")
+            .without_password()
+            .try_create()
     };
     let invitations = format!(
         "SELECT count(*) AS count FROM password_tokens WHERE user_id = '{}'",
@@ -227,7 +203,7 @@ async fn inviting_a_deactivated_requester_is_refused_until_an_admin_reactivates_
         )))
         .await
         .expect("reactivated");
-    let invited = invite().await.expect("invited once active").into_inner();
+    let invited = invite().await.expect("invited once active");
     assert_eq!(invited.id, ticket.requester_id);
     assert!(invited.active);
     assert_eq!(count_of(&app.database, &invitations).await, 1);
@@ -253,15 +229,11 @@ async fn two_admins_inviting_one_requester_at_once_give_her_one_login_and_tell_t
         .iter()
         .map(|name| {
             let mut users = app.users.clone();
-            let request = app.as_admin(v1::CreateUserRequest {
-                user: Some(v1::User {
-                    email: ticket.requester_email.clone(),
-                    role: v1::UserRole::Customer.into(),
-                    display_name: (*name).to_owned(),
-                    ..Default::default()
-                }),
-                password: TEST_PASSWORD.to_owned(),
-            });
+            let request = app.as_admin(
+                app.user(&ticket.requester_email)
+                    .display_name(name)
+                    .request(),
+            );
             tokio::spawn(async move { users.create_user(request).await })
         })
         .collect();
@@ -322,15 +294,7 @@ async fn an_invitation_sent_while_a_ticket_adds_the_same_requester_waits_for_it_
     .await
     .unwrap();
     // ...when an admin invites her, with a key.
-    let mut request = app.as_admin(v1::CreateUserRequest {
-        user: Some(v1::User {
-            email: email.clone(),
-            role: v1::UserRole::Customer.into(),
-            display_name: "Jane".to_owned(),
-            ..Default::default()
-        }),
-        password: TEST_PASSWORD.to_owned(),
-    });
+    let mut request = app.as_admin(app.user(&email).display_name("Jane").request());
     request
         .metadata_mut()
         .insert("idempotency-key", "invite-jane".parse().unwrap());
@@ -661,15 +625,13 @@ async fn an_address_stored_under_the_looser_rule_stays_readable_and_logs_in_but_
 
     let logged_in = log_in(&app.auth, &app.admin.account_slug, stored).await;
     assert_eq!(logged_in.id, customer.id);
-    let mut own = valid_create_request("raised by an old address");
-    own.ticket.as_mut().unwrap().requester_email = String::new();
     let ticket = app
-        .tickets
-        .clone()
-        .create_ticket(logged_in.request(own))
+        .ticket("raised by an old address")
+        .requester("")
+        .by(&logged_in)
+        .try_create()
         .await
-        .expect("the customer raises a ticket")
-        .into_inner();
+        .expect("the customer raises a ticket");
     assert_eq!(ticket.requester_email, stored);
     for _ in ["from PostgreSQL", "from the cache"] {
         let again = app
@@ -686,26 +648,17 @@ async fn an_address_stored_under_the_looser_rule_stays_readable_and_logs_in_but_
     }
 
     let status = app
-        .users
-        .clone()
-        .create_user(app.as_admin(v1::CreateUserRequest {
-            user: Some(v1::User {
-                email: "john..doe@example.com".to_owned(),
-                role: v1::UserRole::Agent.into(),
-                ..Default::default()
-            }),
-            password: TEST_PASSWORD.to_owned(),
-        }))
+        .user("john..doe@example.com")
+        .role(v1::UserRole::Agent)
+        .try_create()
         .await
         .expect_err("undeliverable");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["user.email"]);
-    let mut for_them = valid_create_request("for an old address");
-    for_them.ticket.as_mut().unwrap().requester_email = stored.to_owned();
     let status = app
-        .tickets
-        .clone()
-        .create_ticket(app.as_admin(for_them))
+        .ticket("for an old address")
+        .requester(stored)
+        .try_create()
         .await
         .expect_err("not as a new requester either");
     assert_eq!(violated_fields(&status), ["ticket.requester_email"]);

@@ -15,14 +15,8 @@ use crate::support::notifications::{client, resend_event, signed_delivery};
 use crate::support::smtp::{SmtpServer, send_to};
 use crate::support::{
     PATIENCE, TEST_EMAIL_WEBHOOK_SECRET, TestApp, TestUser, assert_reason, count_of, details,
-    valid_create_request, wait_until,
+    wait_until,
 };
-
-fn request_for(requester: &str, subject: &str) -> v1::CreateTicketRequest {
-    let mut request = valid_create_request(subject);
-    request.ticket.as_mut().unwrap().requester_email = requester.to_owned();
-    request
-}
 
 #[derive(diesel::QueryableByName)]
 struct Stored {
@@ -123,7 +117,9 @@ async fn a_dead_notification_is_listed_read_and_redriven_and_then_delivered_once
     })
     .await;
     let ticket = app
-        .create_as_admin(request_for("dora@example.com", "nobody answers"))
+        .ticket("nobody answers")
+        .requester("dora@example.com")
+        .create()
         .await;
     let dead = wait_for_state(&app, "dora@example.com", "ticket_created", "dead").await;
     let id = dead.id.to_string();
@@ -202,7 +198,9 @@ async fn a_dead_notification_is_listed_read_and_redriven_and_then_delivered_once
 async fn another_accounts_notification_is_not_found_exactly_like_a_missing_one_and_non_admins_are_refused()
  {
     let app = TestApp::spawn().await;
-    app.create_as_admin(request_for("erin@example.com", "ours"))
+    app.ticket("ours")
+        .requester("erin@example.com")
+        .create()
         .await;
     let ours = stored(&app, "erin@example.com", "ticket_created").await[0]
         .id
@@ -330,18 +328,13 @@ async fn a_requester_who_turned_comment_notices_off_gets_the_acknowledgement_but
     assert_reason(&unmasked, Reason::InvalidArgument);
 
     let ticket = app
-        .create_as_admin(request_for(&customer.email, "comments off"))
+        .ticket("comments off")
+        .requester(&customer.email)
+        .create()
         .await;
-    app.tickets
-        .clone()
-        .add_comment(app.as_admin(v1::AddCommentRequest {
-            ticket_id: ticket.id.clone(),
-            comment: Some(v1::Comment {
-                body: "We are on it".to_owned(),
-                public: true,
-                ..Default::default()
-            }),
-        }))
+    app.comment(&ticket.id, "We are on it")
+        .public()
+        .try_add()
         .await
         .expect("a public reply");
 
@@ -379,7 +372,9 @@ async fn a_550_answer_kills_the_notification_and_suppresses_the_address_so_the_n
 {
     let smtp = SmtpServer::start_refusing(0).await;
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
-    app.create_as_admin(request_for("gone@example.com", "first"))
+    app.ticket("first")
+        .requester("gone@example.com")
+        .create()
         .await;
     let dead = wait_for_state(&app, "gone@example.com", "ticket_created", "dead").await;
     assert_eq!(
@@ -402,7 +397,9 @@ async fn a_550_answer_kills_the_notification_and_suppresses_the_address_so_the_n
     assert_eq!(listed[0].notification_id, dead.id.to_string());
     assert!(listed[0].detail.contains("550"), "{}", listed[0].detail);
 
-    app.create_as_admin(request_for("gone@example.com", "second"))
+    app.ticket("second")
+        .requester("gone@example.com")
+        .create()
         .await;
     wait_until("the second is skipped", PATIENCE, async || {
         stored(&app, "gone@example.com", "ticket_created")
@@ -458,7 +455,9 @@ async fn a_550_answer_kills_the_notification_and_suppresses_the_address_so_the_n
 #[tokio::test]
 async fn a_signed_bounce_suppresses_the_recipient_once_and_a_bad_signature_is_refused() {
     let app = TestApp::spawn().await;
-    app.create_as_admin(request_for("fay@example.com", "bounces"))
+    app.ticket("bounces")
+        .requester("fay@example.com")
+        .create()
         .await;
     let id = stored(&app, "fay@example.com", "ticket_created").await[0]
         .id
@@ -549,7 +548,9 @@ async fn a_signed_bounce_suppresses_the_recipient_once_and_a_bad_signature_is_re
 #[tokio::test]
 async fn the_suppression_list_is_read_through_envoy_as_json() {
     let app = TestApp::spawn().await;
-    app.create_as_admin(request_for("gil@example.com", "rest"))
+    app.ticket("rest")
+        .requester("gil@example.com")
+        .create()
         .await;
     let id = stored(&app, "gil@example.com", "ticket_created").await[0]
         .id

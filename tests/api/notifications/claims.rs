@@ -12,7 +12,6 @@ use diesel_async::RunQueryDsl;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::request_for;
 use crate::support::replica::{ReplicaPair, connect};
 use crate::support::smtp::{SmtpServer, send_to};
 use crate::support::{PATIENCE, TestApp, wait_until};
@@ -44,7 +43,9 @@ async fn a_claim_whose_commit_postgresql_never_confirmed_sends_nothing_and_the_m
     })
     .await;
     app.wait_for_health("Serving", PATIENCE).await;
-    app.create_as_admin(request_for("gil@example.com", "a first ticket"))
+    app.ticket("a first ticket")
+        .requester("gil@example.com")
+        .create()
         .await;
     smtp.wait_for(1).await;
 

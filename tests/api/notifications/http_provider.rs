@@ -12,7 +12,7 @@ use diesel_async::RunQueryDsl;
 use payment_simulator::email::{EmailFaultAction, EmailFaultRule};
 use uuid::Uuid;
 
-use super::{notifications_in, request_for};
+use super::notifications_in;
 use crate::support::email_api::{send_through, start_email_api};
 use crate::support::{PATIENCE, TestApp, count_of, wait_until};
 
@@ -63,7 +63,9 @@ async fn a_notification_is_delivered_through_the_api_with_both_parts_its_message
     let api = start_email_api().await;
     let app = TestApp::spawn_with(|settings| send_through(settings, &api)).await;
     let ticket = app
-        .create_as_admin(request_for("ann@example.com", "Printer <on> fire"))
+        .ticket("Printer <on> fire")
+        .requester("ann@example.com")
+        .create()
         .await;
 
     wait_until("the notification is marked sent", PATIENCE, async || {
@@ -109,11 +111,10 @@ async fn a_notification_is_delivered_through_the_api_with_both_parts_its_message
 async fn a_requester_at_an_international_domain_is_sent_through_the_api_to_its_idna_form() {
     let api = start_email_api().await;
     let app = TestApp::spawn_with(|settings| send_through(settings, &api)).await;
-    app.create_as_admin(request_for(
-        "jane@bücher.example",
-        "an international domain",
-    ))
-    .await;
+    app.ticket("an international domain")
+        .requester("jane@bücher.example")
+        .create()
+        .await;
 
     wait_until("the notification is marked sent", PATIENCE, async || {
         notifications_in(&app, "sent").await == 1
@@ -143,7 +144,9 @@ async fn a_500_then_success_records_one_email_under_one_idempotency_key() {
     ))
     .unwrap();
     let app = TestApp::spawn_with(|settings| send_through(settings, &api)).await;
-    app.create_as_admin(request_for("bo@example.com", "a flaky provider"))
+    app.ticket("a flaky provider")
+        .requester("bo@example.com")
+        .create()
         .await;
 
     wait_until("the notification is marked sent", PATIENCE, async || {
@@ -182,7 +185,9 @@ async fn a_429_makes_the_notification_due_again_no_earlier_than_its_retry_after(
     .unwrap();
     let app = TestApp::spawn_with(|settings| send_through(settings, &api)).await;
     let before = database_now(&app).await;
-    app.create_as_admin(request_for("cy@example.com", "too many requests"))
+    app.ticket("too many requests")
+        .requester("cy@example.com")
+        .create()
         .await;
 
     wait_until("the 429 is recorded", PATIENCE, async || {
@@ -232,7 +237,9 @@ async fn an_answer_lost_after_the_provider_accepted_is_retried_with_the_same_key
     api.add_fault(EmailFaultRule::new(EmailFaultAction::AcceptThenDrop, 1))
         .unwrap();
     let app = TestApp::spawn_with(|settings| send_through(settings, &api)).await;
-    app.create_as_admin(request_for("dee@example.com", "a lost answer"))
+    app.ticket("a lost answer")
+        .requester("dee@example.com")
+        .create()
         .await;
 
     wait_until("the notification is marked sent", PATIENCE, async || {
@@ -275,7 +282,9 @@ async fn a_request_left_without_an_answer_is_sent_again_once_with_the_same_key_a
         settings.notifications.workers.lease = Duration::from_secs(2);
     })
     .await;
-    app.create_as_admin(request_for("fay@example.com", "an answer that never came"))
+    app.ticket("an answer that never came")
+        .requester("fay@example.com")
+        .create()
         .await;
 
     wait_until("the notification is marked sent", PATIENCE, async || {
@@ -334,7 +343,9 @@ async fn a_422_makes_the_notification_dead_at_once_with_the_providers_reason_and
     ))
     .unwrap();
     let app = TestApp::spawn_with(|settings| send_through(settings, &api)).await;
-    app.create_as_admin(request_for("eve@example.com", "refused"))
+    app.ticket("refused")
+        .requester("eve@example.com")
+        .create()
         .await;
 
     wait_until("the notification is dead", PATIENCE, async || {
@@ -372,7 +383,9 @@ async fn a_send_the_provider_holds_past_the_drain_is_cut_and_given_back_before_t
         settings.server.shutdown_drain_timeout = Duration::from_secs(2);
     })
     .await;
-    app.create_as_admin(request_for("di@example.com", "a slow provider"))
+    app.ticket("a slow provider")
+        .requester("di@example.com")
+        .create()
         .await;
     wait_until(
         "a worker has claimed the notification",

@@ -701,20 +701,13 @@ async fn a_user_added_without_a_password_is_invited_by_a_link_that_works_once() 
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
     let email = format!("invitee-{}@example.com", uuid::Uuid::now_v7().simple());
     let created = app
-        .users
-        .clone()
-        .create_user(app.as_admin(v1::CreateUserRequest {
-            user: Some(v1::User {
-                email: email.clone(),
-                display_name: "Ivy <Invitee>".to_owned(),
-                role: v1::UserRole::Agent.into(),
-                ..Default::default()
-            }),
-            password: String::new(),
-        }))
+        .user(&email)
+        .display_name("Ivy <Invitee>")
+        .role(v1::UserRole::Agent)
+        .without_password()
+        .try_create()
         .await
-        .expect("added without a password")
-        .into_inner();
+        .expect("added without a password");
     // An admin who sets the password hands it over: no invitation then.
     app.add_user(&app.admin, v1::UserRole::Agent).await;
 

@@ -30,7 +30,7 @@ use supportdesk::wire::proto::v1;
 use uuid::Uuid;
 
 use crate::support::smtp::{SmtpServer, send_to};
-use crate::support::{PATIENCE, TestApp, count_of, valid_create_request, wait_until};
+use crate::support::{PATIENCE, TestApp, count_of, wait_until};
 
 /// How many notifications of the app's account are in `state`.
 async fn notifications_in(app: &TestApp, state: &str) -> i64 {
@@ -79,19 +79,15 @@ async fn outcomes(app: &TestApp) -> Vec<Outcome> {
     .unwrap()
 }
 
-fn request_for(requester: &str, subject: &str) -> v1::CreateTicketRequest {
-    let mut request = valid_create_request(subject);
-    request.ticket.as_mut().unwrap().requester_email = requester.to_owned();
-    request
-}
-
 #[tokio::test]
 async fn a_created_ticket_sends_its_requester_one_acknowledgement_with_both_parts_and_threading() {
     let smtp = SmtpServer::start_new().await;
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
 
     let ticket = app
-        .create_as_admin(request_for("ann@example.com", "Printer <on> fire & smoke"))
+        .ticket("Printer <on> fire & smoke")
+        .requester("ann@example.com")
+        .create()
         .await;
 
     let received = smtp.wait_for(1).await;
@@ -155,12 +151,14 @@ async fn a_creation_refused_by_the_open_ticket_limit_writes_and_sends_nothing() 
         settings.tickets.max_open_per_requester = 1;
     })
     .await;
-    app.create_as_admin(request_for("bob@example.com", "the one open ticket"))
+    app.ticket("the one open ticket")
+        .requester("bob@example.com")
+        .create()
         .await;
     let refused = app
-        .tickets
-        .clone()
-        .create_ticket(app.as_admin(request_for("bob@example.com", "one too many")))
+        .ticket("one too many")
+        .requester("bob@example.com")
+        .try_create()
         .await
         .expect_err("the limit refuses it");
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
@@ -185,7 +183,9 @@ async fn a_creation_refused_by_the_open_ticket_limit_writes_and_sends_nothing() 
 async fn while_the_smtp_server_is_down_the_message_stays_queued_and_is_delivered_once_it_is_up() {
     let mut smtp = SmtpServer::reserve();
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
-    app.create_as_admin(request_for("cy@example.com", "mail server down"))
+    app.ticket("mail server down")
+        .requester("cy@example.com")
+        .create()
         .await;
 
     wait_until("an attempt fails and is recorded", PATIENCE, async || {
@@ -215,9 +215,13 @@ async fn while_the_smtp_server_is_down_the_message_stays_queued_and_is_delivered
 async fn a_450_answer_is_retried_until_accepted_and_a_550_answer_is_dead_with_the_servers_reason() {
     let smtp = SmtpServer::start_refusing(2).await;
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
-    app.create_as_admin(request_for("busy@example.com", "a busy mailbox"))
+    app.ticket("a busy mailbox")
+        .requester("busy@example.com")
+        .create()
         .await;
-    app.create_as_admin(request_for("gone@example.com", "a mailbox that is gone"))
+    app.ticket("a mailbox that is gone")
+        .requester("gone@example.com")
+        .create()
         .await;
 
     wait_until("one sent and one dead", PATIENCE, async || {
@@ -253,16 +257,14 @@ async fn a_450_answer_is_retried_until_accepted_and_a_550_answer_is_dead_with_th
 async fn a_relay_refusing_the_sender_by_policy_is_tried_again_and_suppresses_nobody() {
     let smtp = SmtpServer::start_refusing(0).await;
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
-    app.create_as_admin(request_for(
-        "blocked@example.com",
-        "a relay that refuses us",
-    ))
-    .await;
-    app.create_as_admin(request_for(
-        "sender-refused@example.com",
-        "a relay that refuses our address",
-    ))
-    .await;
+    app.ticket("a relay that refuses us")
+        .requester("blocked@example.com")
+        .create()
+        .await;
+    app.ticket("a relay that refuses our address")
+        .requester("sender-refused@example.com")
+        .create()
+        .await;
 
     // A 554 5.7.1 is the relay's policy about the desk, and a 550 5.1.8 ("bad sender's system
     // address", RFC 3463) its verdict on the desk's own address: neither is the recipient's
@@ -315,7 +317,9 @@ async fn a_send_answered_while_postgresql_is_away_is_recorded_when_it_is_back_an
         settings.notifications.workers.lease = std::time::Duration::from_secs(6);
     })
     .await;
-    app.create_as_admin(request_for("slow@example.com", "answered during an outage"))
+    app.ticket("answered during an outage")
+        .requester("slow@example.com")
+        .create()
         .await;
     wait_until("the relay has the message", PATIENCE, async || {
         smtp.received().len() == 1
@@ -365,7 +369,9 @@ async fn a_conversation_cut_off_by_its_deadline_leaves_no_connection_that_answer
             std::time::Duration::from_millis(500);
     })
     .await;
-    app.create_as_admin(request_for("slow@example.com", "a slow relay"))
+    app.ticket("a slow relay")
+        .requester("slow@example.com")
+        .create()
         .await;
     wait_until(
         "the slow send was cut off, and the relay's conversation with it has ended since",
@@ -373,11 +379,10 @@ async fn a_conversation_cut_off_by_its_deadline_leaves_no_connection_that_answer
         async || smtp.answered_late() && notifications_in(&app, "dead").await == 1,
     )
     .await;
-    app.create_as_admin(request_for(
-        "spam@example.com",
-        "refused at the end of its data",
-    ))
-    .await;
+    app.ticket("refused at the end of its data")
+        .requester("spam@example.com")
+        .create()
+        .await;
 
     wait_until("the second message settled", PATIENCE, async || {
         notifications_in(&app, "sent").await + notifications_in(&app, "dead").await == 2
@@ -420,11 +425,10 @@ async fn a_requester_at_an_international_domain_is_sent_to_its_idna_form_by_a_re
     // aiosmtpd, like many relays, does not offer SMTPUTF8.
     let smtp = SmtpServer::start_new().await;
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
-    app.create_as_admin(request_for(
-        "jane@bücher.example",
-        "an international domain",
-    ))
-    .await;
+    app.ticket("an international domain")
+        .requester("jane@bücher.example")
+        .create()
+        .await;
 
     let received = smtp.wait_for(1).await;
     assert_eq!(
@@ -505,12 +509,9 @@ async fn line_breaks_in_a_subject_or_a_name_add_no_header_and_no_recipient() {
 
     // The API refuses such a subject outright, and writes nothing.
     let refused = app
-        .tickets
-        .clone()
-        .create_ticket(app.as_admin(request_for(
-            "dee@example.com",
-            "Help\r\nBcc: attacker@example.com",
-        )))
+        .ticket("Help\r\nBcc: attacker@example.com")
+        .requester("dee@example.com")
+        .try_create()
         .await
         .expect_err("a subject of two lines is refused");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
@@ -519,7 +520,9 @@ async fn line_breaks_in_a_subject_or_a_name_add_no_header_and_no_recipient() {
     // Stored data carrying line breaks (a hand-edited row, a kind written elsewhere) still sends
     // one message, to the recipient only.
     let ticket = app
-        .create_as_admin(request_for("dee@example.com", "Help"))
+        .ticket("Help")
+        .requester("dee@example.com")
+        .create()
         .await;
     smtp.wait_for(1).await;
     let mut conn = app.database.connect().await;
@@ -581,10 +584,11 @@ async fn two_hundred_tickets_created_concurrently_over_two_instances_send_two_hu
     let mut creations = tokio::task::JoinSet::new();
     for n in 0..TICKETS {
         let mut tickets = instances[n % 2].clone();
-        let request = app.as_admin(request_for(
-            &format!("requester-{n}@example.com"),
-            &format!("concurrent {n}"),
-        ));
+        let request = app.as_admin(
+            app.ticket(&format!("concurrent {n}"))
+                .requester(&format!("requester-{n}@example.com"))
+                .request(),
+        );
         let room = room.clone();
         creations.spawn(async move {
             let _place = room.acquire_owned().await.expect("open");
@@ -625,36 +629,26 @@ async fn a_public_reply_from_the_desk_reaches_the_requester_in_the_tickets_threa
     let smtp = SmtpServer::start_new().await;
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let mut request = valid_create_request("Printer");
-    request.ticket.as_mut().unwrap().requester_email = String::new();
     let ticket = app
-        .tickets
-        .clone()
-        .create_ticket(customer.request(request))
+        .ticket("Printer")
+        .requester("")
+        .by(&customer)
+        .try_create()
         .await
-        .expect("created")
-        .into_inner();
-    let comment = |body: &str, public: bool| v1::AddCommentRequest {
-        ticket_id: ticket.id.clone(),
-        comment: Some(v1::Comment {
-            body: body.to_owned(),
-            public,
-            ..Default::default()
-        }),
-    };
-    app.tickets
-        .clone()
-        .add_comment(app.as_admin(comment("Try <this>:\nturn it off & on", true)))
+        .expect("created");
+    app.comment(&ticket.id, "Try <this>:\nturn it off & on")
+        .public()
+        .try_add()
         .await
         .expect("public reply");
-    app.tickets
-        .clone()
-        .add_comment(app.as_admin(comment("internal: this printer again", false)))
+    app.comment(&ticket.id, "internal: this printer again")
+        .try_add()
         .await
         .expect("internal note");
-    app.tickets
-        .clone()
-        .add_comment(customer.request(comment("Thanks, that worked", true)))
+    app.comment(&ticket.id, "Thanks, that worked")
+        .public()
+        .by(&customer)
+        .try_add()
         .await
         .expect("the requester replies");
 
@@ -706,9 +700,12 @@ async fn solving_a_ticket_tells_its_requester_once_in_the_tickets_thread() {
     let smtp = SmtpServer::start_new().await;
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
-    let mut request = request_for("eve@example.com", "Paper <jam>");
-    request.ticket.as_mut().unwrap().assignee_id = agent.id.to_string();
-    let ticket = app.create_as_admin(request).await;
+    let ticket = app
+        .ticket("Paper <jam>")
+        .requester("eve@example.com")
+        .assignee(agent.id)
+        .create()
+        .await;
 
     app.tickets
         .clone()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use payment_simulator::email::{EmailFaultAction, EmailFaultRule};
 
-use super::{notifications_in, request_for};
+use super::notifications_in;
 use crate::support::email_api::{api_settings, send_through, start_email_api};
 use crate::support::smtp::{SmtpServer, send_to};
 use crate::support::{PATIENCE, Scrape, TestApp, count_of, wait_until, with_metrics};
@@ -92,7 +92,9 @@ async fn a_failing_email_api_opens_the_breaker_takes_only_notification_service_d
     app.wait_for_health("Serving", PATIENCE).await;
     assert_eq!(app.health_of(NOTIFICATIONS).await, "Serving");
 
-    app.create_as_admin(request_for("gil@example.com", "email is down"))
+    app.ticket("email is down")
+        .requester("gil@example.com")
+        .create()
         .await;
     wait_for_notification_service(&app, "NotServing").await;
     assert_eq!(
@@ -138,7 +140,9 @@ async fn an_smtp_server_that_is_down_opens_the_breaker_and_its_return_closes_it_
     app.wait_for_health("Serving", PATIENCE).await;
     assert_eq!(app.health_of(NOTIFICATIONS).await, "Serving");
 
-    app.create_as_admin(request_for("hal@example.com", "mail server down"))
+    app.ticket("mail server down")
+        .requester("hal@example.com")
+        .create()
         .await;
     wait_for_notification_service(&app, "NotServing").await;
     assert_eq!(attempts(&app).await, 3, "the threshold's three failures");
@@ -170,7 +174,9 @@ async fn sends_and_failures_are_counted_by_kind_and_outcome_and_the_breakers_are
         api_settings(settings).max_attempts = 1;
     })
     .await;
-    app.create_as_admin(request_for("ivy@example.com", "retried once"))
+    app.ticket("retried once")
+        .requester("ivy@example.com")
+        .create()
         .await;
     wait_until("the first is sent", PATIENCE, async || {
         notifications_in(&app, "sent").await == 1
@@ -185,7 +191,9 @@ async fn sends_and_failures_are_counted_by_kind_and_outcome_and_the_breakers_are
         1,
     ))
     .unwrap();
-    app.create_as_admin(request_for("jo@example.com", "refused"))
+    app.ticket("refused")
+        .requester("jo@example.com")
+        .create()
         .await;
     wait_until("the second is dead", PATIENCE, async || {
         notifications_in(&app, "dead").await == 1

@@ -10,7 +10,7 @@ use std::time::Duration;
 use diesel::sql_types::{Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
-use super::{notifications_in, request_for};
+use super::notifications_in;
 use crate::support::smtp::{SmtpServer, send_to, smtp_settings};
 use crate::support::{PATIENCE, TestApp, wait_until};
 
@@ -50,7 +50,9 @@ async fn a_relay_that_answers_the_end_of_the_data_after_the_old_cut_gets_one_cop
         settings.notifications.workers.lease = Duration::from_secs(2);
     })
     .await;
-    app.create_as_admin(request_for("slow@example.com", "a slow relay"))
+    app.ticket("a slow relay")
+        .requester("slow@example.com")
+        .create()
         .await;
 
     wait_until(
@@ -85,11 +87,10 @@ async fn a_relay_that_never_answers_the_end_of_the_data_gets_at_most_two_copies_
         smtp_settings(settings).data_reply_timeout = Duration::from_secs(1);
     })
     .await;
-    app.create_as_admin(request_for(
-        "silent@example.com",
-        "a relay that never answers",
-    ))
-    .await;
+    app.ticket("a relay that never answers")
+        .requester("silent@example.com")
+        .create()
+        .await;
 
     wait_until(
         "the notification is settled (or the relay got a third copy)",

@@ -141,18 +141,10 @@ async fn ticket_changes_reach_an_endpoint_in_order_signed_as_the_reference_libra
         }))
         .await
         .expect("the ticket is updated");
-    app.tickets
-        .clone()
-        .add_comment(app.as_admin(v1::AddCommentRequest {
-            ticket_id: ticket.id.clone(),
-            comment: Some(v1::Comment {
-                body: "Have you tried water?".to_owned(),
-                public: true,
-                ..Default::default()
-            }),
-        }))
-        .await
-        .expect("the comment is added");
+    app.comment(&ticket.id, "Have you tried water?")
+        .public()
+        .add()
+        .await;
 
     let attempts = receiver.wait_for_attempts("desk", 3, PATIENCE).await;
     assert!(
@@ -269,18 +261,7 @@ async fn an_endpoint_is_sent_only_the_types_it_subscribed_to_and_never_another_a
         .await;
 
     let ticket = app.create_ticket("Only comments please").await;
-    app.tickets
-        .clone()
-        .add_comment(app.as_admin(v1::AddCommentRequest {
-            ticket_id: ticket.id.clone(),
-            comment: Some(v1::Comment {
-                body: "Noted.".to_owned(),
-                public: false,
-                ..Default::default()
-            }),
-        }))
-        .await
-        .unwrap();
+    app.comment(&ticket.id, "Noted.").add().await;
 
     let attempts = receiver.wait_for_attempts("comments", 1, PATIENCE).await;
     assert_eq!(event_type(&attempts[0]), "comment.created");

@@ -22,7 +22,9 @@ pub(crate) mod smtp;
 pub(crate) mod source;
 pub(crate) mod storage;
 pub(crate) mod store_proxy;
+pub(crate) mod tickets;
 pub(crate) mod typescript_client;
+pub(crate) mod users;
 pub(crate) mod watched;
 pub(crate) mod webhook_receiver;
 

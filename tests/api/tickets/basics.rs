@@ -66,9 +66,11 @@ async fn text_is_trimmed_the_email_lower_cased_and_output_only_fields_ignored() 
 async fn the_same_requester_email_is_the_same_requester() {
     let app = TestApp::spawn().await;
     let first = app.create_ticket("first").await;
-    let mut request = valid_create_request("second");
-    request.ticket.as_mut().unwrap().requester_email = "JANE@example.com".to_owned();
-    let second = app.create_as_admin(request).await;
+    let second = app
+        .ticket("second")
+        .requester("JANE@example.com")
+        .create()
+        .await;
     assert_eq!(first.requester_id, second.requester_id);
 }
 
@@ -130,21 +132,17 @@ async fn a_create_without_a_ticket_names_the_ticket_field() {
 async fn a_ticket_can_be_assigned_to_an_agent_of_the_account_only() {
     let app = TestApp::spawn().await;
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await.id;
-    let mut request = valid_create_request("assigned");
-    request.ticket.as_mut().unwrap().assignee_id = agent.to_string();
-    let assigned = app.create_as_admin(request).await;
+    let assigned = app.ticket("assigned").assignee(agent).create().await;
     assert_eq!(assigned.assignee_id, agent.to_string());
 
     let other_admin = app.sign_up_another_account().await;
     let stranger = app.add_user(&other_admin, v1::UserRole::Agent).await.id;
     let customer = app.create_ticket("by a customer").await.requester_id;
     for assignee in [stranger.to_string(), customer] {
-        let mut request = valid_create_request("misassigned");
-        request.ticket.as_mut().unwrap().assignee_id = assignee;
         let status = app
-            .tickets
-            .clone()
-            .create_ticket(app.as_admin(request))
+            .ticket("misassigned")
+            .assignee(assignee)
+            .try_create()
             .await
             .expect_err("refused");
         assert_eq!(status.code(), Code::InvalidArgument);
@@ -332,15 +330,12 @@ async fn customers_raise_tickets_for_themselves_and_see_only_their_own() {
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
     let someone_elses = app.create_ticket("not the customer's").await;
 
-    let mut request = valid_create_request("my printer");
-    request.ticket.as_mut().unwrap().requester_email = String::new();
     let own = app
-        .tickets
-        .clone()
-        .create_ticket(customer.request(request))
-        .await
-        .expect("a customer raises a ticket")
-        .into_inner();
+        .ticket("my printer")
+        .requester("")
+        .by(&customer)
+        .create()
+        .await;
     assert_eq!(own.requester_id, customer.id.to_string());
     assert_eq!(own.requester_email, customer.email);
 
@@ -375,23 +370,21 @@ async fn customers_cannot_raise_tickets_for_others_or_assign_them() {
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
     let status = app
-        .tickets
-        .clone()
-        .create_ticket(customer.request(valid_create_request("for jane")))
+        .ticket("for jane")
+        .by(&customer)
+        .try_create()
         .await
         .expect_err("refused");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["ticket.requester_email"]);
 
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
-    let mut request = valid_create_request("assign it");
-    let ticket = request.ticket.as_mut().unwrap();
-    ticket.requester_email = String::new();
-    ticket.assignee_id = agent.id.to_string();
     let status = app
-        .tickets
-        .clone()
-        .create_ticket(customer.request(request))
+        .ticket("assign it")
+        .requester("")
+        .assignee(agent.id)
+        .by(&customer)
+        .try_create()
         .await
         .expect_err("refused");
     assert_eq!(status.code(), Code::PermissionDenied);
@@ -401,58 +394,48 @@ async fn customers_cannot_raise_tickets_for_others_or_assign_them() {
 async fn customers_may_choose_any_priority_but_urgent_which_agents_may_set() {
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let customers_request = |priority: v1::TicketPriority| {
-        let mut request = valid_create_request("how much it matters");
-        let ticket = request.ticket.as_mut().unwrap();
-        ticket.requester_email = String::new();
-        ticket.priority = priority.into();
-        customer.request(request)
+    let customers_ticket = |priority: v1::TicketPriority| {
+        app.ticket("how much it matters")
+            .requester("")
+            .priority(priority)
+            .by(&customer)
     };
     for allowed in [
         v1::TicketPriority::Low,
         v1::TicketPriority::Normal,
         v1::TicketPriority::High,
     ] {
-        let ticket = app
-            .tickets
-            .clone()
-            .create_ticket(customers_request(allowed))
+        let ticket = customers_ticket(allowed)
+            .try_create()
             .await
-            .expect("a customer says how much it matters to them")
-            .into_inner();
+            .expect("a customer says how much it matters to them");
         assert_eq!(ticket.priority(), allowed);
     }
-    let status = app
-        .tickets
-        .clone()
-        .create_ticket(customers_request(v1::TicketPriority::Urgent))
+    let status = customers_ticket(v1::TicketPriority::Urgent)
+        .try_create()
         .await
         .expect_err("urgency is the desk's call");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["ticket.priority"]);
 
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
-    let mut request = valid_create_request("the line is down");
-    request.ticket.as_mut().unwrap().priority = v1::TicketPriority::Urgent.into();
     let ticket = app
-        .tickets
-        .clone()
-        .create_ticket(agent.request(request))
+        .ticket("the line is down")
+        .priority(v1::TicketPriority::Urgent)
+        .by(&agent)
+        .try_create()
         .await
-        .expect("an agent may raise an urgent ticket")
-        .into_inner();
+        .expect("an agent may raise an urgent ticket");
     assert_eq!(ticket.priority(), v1::TicketPriority::Urgent);
 }
 
 #[tokio::test]
 async fn agents_and_admins_must_name_the_requester() {
     let app = TestApp::spawn().await;
-    let mut request = valid_create_request("for whom?");
-    request.ticket.as_mut().unwrap().requester_email = String::new();
     let status = app
-        .tickets
-        .clone()
-        .create_ticket(app.as_admin(request))
+        .ticket("for whom?")
+        .requester("")
+        .try_create()
         .await
         .expect_err("refused");
     assert_eq!(status.code(), Code::InvalidArgument);

@@ -106,12 +106,12 @@ async fn an_update_changes_only_the_masked_fields_and_records_old_and_new_values
 #[tokio::test]
 async fn a_created_ticket_has_one_audit_record_naming_every_value_it_was_created_with() {
     let app = TestApp::spawn().await;
-    let mut request = valid_create_request("Printer jammed");
-    if let Some(ticket) = request.ticket.as_mut() {
-        ticket.priority = v1::TicketPriority::High as i32;
-        ticket.assignee_id = app.admin.id.to_string();
-    }
-    let ticket = app.create_as_admin(request).await;
+    let ticket = app
+        .ticket("Printer jammed")
+        .priority(v1::TicketPriority::High)
+        .assignee(app.admin.id)
+        .create()
+        .await;
 
     let records = activity(&app, &ticket.id).await;
     assert_eq!(records.len(), 1, "{records:?}");
@@ -359,15 +359,12 @@ async fn a_requester_may_reopen_their_ticket_but_not_resolve_it() {
     let app = TestApp::spawn().await;
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let mut request = valid_create_request("mine");
-    request.ticket.as_mut().unwrap().requester_email = String::new();
     let ticket = app
-        .tickets
-        .clone()
-        .create_ticket(customer.request(request))
-        .await
-        .unwrap()
-        .into_inner();
+        .ticket("mine")
+        .requester("")
+        .by(&customer)
+        .create()
+        .await;
     assign(&app, &ticket.id, &agent).await;
 
     let status = app
@@ -443,16 +440,9 @@ async fn only_admins_delete_and_a_deleted_ticket_disappears_from_every_read() {
         .into_inner();
     assert!(listed.tickets.is_empty());
     let status = app
-        .tickets
-        .clone()
-        .add_comment(app.as_admin(v1::AddCommentRequest {
-            ticket_id: ticket.id.clone(),
-            comment: Some(v1::Comment {
-                body: "hello?".to_owned(),
-                public: true,
-                ..Default::default()
-            }),
-        }))
+        .comment(&ticket.id, "hello?")
+        .public()
+        .try_add()
         .await
         .expect_err("gone");
     assert_eq!(status.code(), Code::NotFound);
@@ -462,42 +452,31 @@ async fn only_admins_delete_and_a_deleted_ticket_disappears_from_every_read() {
 async fn customers_see_public_replies_but_never_internal_notes() {
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let mut request = valid_create_request("help");
-    request.ticket.as_mut().unwrap().requester_email = String::new();
     let ticket = app
-        .tickets
-        .clone()
-        .create_ticket(customer.request(request))
-        .await
-        .unwrap()
-        .into_inner();
-    let comment = |body: &str, public: bool| v1::AddCommentRequest {
-        ticket_id: ticket.id.clone(),
-        comment: Some(v1::Comment {
-            body: body.to_owned(),
-            public,
-            ..Default::default()
-        }),
-    };
-    app.tickets
-        .clone()
-        .add_comment(app.as_admin(comment("We are on it.", true)))
+        .ticket("help")
+        .requester("")
+        .by(&customer)
+        .create()
+        .await;
+    app.comment(&ticket.id, "We are on it.")
+        .public()
+        .try_add()
         .await
         .expect("public reply");
-    app.tickets
-        .clone()
-        .add_comment(app.as_admin(comment("This customer again...", false)))
+    app.comment(&ticket.id, "This customer again...")
+        .try_add()
         .await
         .expect("internal note");
-    app.tickets
-        .clone()
-        .add_comment(customer.request(comment("Thanks!", true)))
+    app.comment(&ticket.id, "Thanks!")
+        .public()
+        .by(&customer)
+        .try_add()
         .await
         .expect("the requester replies");
     let status = app
-        .tickets
-        .clone()
-        .add_comment(customer.request(comment("sneaky", false)))
+        .comment(&ticket.id, "sneaky")
+        .by(&customer)
+        .try_add()
         .await
         .expect_err("customers write no internal notes");
     assert_eq!(status.code(), Code::PermissionDenied);

@@ -49,16 +49,12 @@ fn subjects(response: &v1::ListTicketsResponse) -> Vec<&str> {
 async fn tickets_are_filtered_by_status_priority_assignee_requester_and_creation_time() {
     let app = TestApp::spawn().await;
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
-    let mut urgent = valid_create_request("urgent");
-    urgent.ticket.as_mut().unwrap().priority = v1::TicketPriority::Urgent.into();
-    urgent.ticket.as_mut().unwrap().requester_email = "bob@example.com".to_owned();
     let urgent = app
-        .tickets
-        .clone()
-        .create_ticket(app.as_admin(urgent))
-        .await
-        .unwrap()
-        .into_inner();
+        .ticket("urgent")
+        .priority(v1::TicketPriority::Urgent)
+        .requester("bob@example.com")
+        .create()
+        .await;
     let assigned = app.create_ticket("assigned").await;
     app.tickets
         .clone()
@@ -487,18 +483,7 @@ async fn get_ticket_reads_through_redis_and_no_write_leaves_a_stale_copy() {
         .unwrap()
         .into_inner();
     assert_eq!(get().await.unwrap(), assigned);
-    app.tickets
-        .clone()
-        .add_comment(app.as_admin(v1::AddCommentRequest {
-            ticket_id: ticket.id.clone(),
-            comment: Some(v1::Comment {
-                body: "noted".to_owned(),
-                public: false,
-                ..Default::default()
-            }),
-        }))
-        .await
-        .unwrap();
+    app.comment(&ticket.id, "noted").add().await;
     assert_ne!(
         get().await.unwrap().etag,
         assigned.etag,

@@ -10,30 +10,13 @@ use tonic::Code;
 use crate::support::{TestApp, TestUser, count_of, violated_fields};
 
 async fn create(app: &TestApp, subject: &str, description: &str) -> v1::Ticket {
-    app.create_as_admin(v1::CreateTicketRequest {
-        ticket: Some(v1::Ticket {
-            subject: subject.to_owned(),
-            description: description.to_owned(),
-            requester_email: "jane@example.com".to_owned(),
-            ..Default::default()
-        }),
-    })
-    .await
+    app.ticket(subject).description(description).create().await
 }
 
 async fn comment(app: &TestApp, ticket: &v1::Ticket, body: &str, public: bool) {
-    app.tickets
-        .clone()
-        .add_comment(app.as_admin(v1::AddCommentRequest {
-            ticket_id: ticket.id.clone(),
-            comment: Some(v1::Comment {
-                body: body.to_owned(),
-                public,
-                ..Default::default()
-            }),
-        }))
-        .await
-        .expect("commented");
+    let comment = app.comment(&ticket.id, body);
+    let comment = if public { comment.public() } else { comment };
+    comment.try_add().await.expect("commented");
 }
 
 async fn search(app: &TestApp, caller: &TestUser, q: &str) -> Vec<v1::TicketSearchResult> {
@@ -159,18 +142,13 @@ async fn internal_notes_are_never_searched_and_customers_find_only_their_own_tic
     let app = TestApp::spawn().await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
     let own = app
-        .tickets
-        .clone()
-        .create_ticket(customer.request(v1::CreateTicketRequest {
-            ticket: Some(v1::Ticket {
-                subject: "Invoice question".to_owned(),
-                description: "Where is my invoice?".to_owned(),
-                ..Default::default()
-            }),
-        }))
+        .ticket("Invoice question")
+        .description("Where is my invoice?")
+        .requester("")
+        .by(&customer)
+        .try_create()
         .await
-        .expect("raised")
-        .into_inner();
+        .expect("raised");
     comment(
         &app,
         &own,
