@@ -1,4 +1,4 @@
-//! Suites that walk every RPC or the whole source: the contract, the declared field rules, tenancy, declarations, round trips, bad input, imports and error reasons.
+//! Suites that walk every RPC or the whole source: the contract, the declared field rules, tenancy, declarations, round trips, bad input, imports, error reasons and the request scope's rule.
 
 pub(crate) mod bad_input;
 pub(crate) mod contract;
@@ -6,5 +6,6 @@ pub(crate) mod declarations;
 pub(crate) mod declared_rules;
 pub(crate) mod error_reasons;
 pub(crate) mod imports;
+pub(crate) mod request_scope;
 pub(crate) mod round_trips;
 pub(crate) mod tenancy;
