@@ -19,6 +19,7 @@ pub mod outbound;
 pub mod rate_limit;
 pub mod redis;
 pub mod resilience;
+pub mod scope;
 pub mod service;
 pub mod storage;
 pub mod telemetry;

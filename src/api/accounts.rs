@@ -3,9 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::users::user_to_wire;
-use super::{
-    IdempotencyRequest, answer, created, request_budget, request_context, stored_as, timestamp,
-};
+use super::{KeyedRequest, answer, created, scope, stored_as, timestamp};
 use crate::domain::{self, AccountName, AccountSlug, DisplayName, Email, Password};
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -31,13 +29,11 @@ impl AccountApi {
 impl v1::account_service_server::AccountService for AccountApi {
     async fn create_account(
         &self,
-        request: Request<v1::CreateAccountRequest>,
+        mut request: Request<v1::CreateAccountRequest>,
     ) -> Result<Response<v1::CreateAccountResponse>, Status> {
-        let budget = request_budget(&request)?;
-        let idempotency =
-            IdempotencyRequest::of_with_secrets(&request, None, &self.idempotency, |message| {
-                message.admin_password.clear()
-            })?;
+        let keyed = KeyedRequest::of_with_secrets(&mut request, &self.idempotency, |message| {
+            message.admin_password.clear();
+        })?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let name = violations.check("name", AccountName::parse(&message.name));
@@ -66,11 +62,10 @@ impl v1::account_service_server::AccountService for AccountApi {
                 "/v1/account",
             )
         };
-        let store = stored_as(&respond);
-        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .accounts
             .create(
+                &keyed.write(&stored_as(&respond)),
                 NewAccountRequest {
                     name,
                     slug,
@@ -78,8 +73,6 @@ impl v1::account_service_server::AccountService for AccountApi {
                     admin_password,
                     admin_display_name,
                 },
-                budget,
-                idempotent.as_ref(),
             )
             .await?;
         answer(outcome, &respond)
@@ -87,10 +80,10 @@ impl v1::account_service_server::AccountService for AccountApi {
 
     async fn get_account(
         &self,
-        request: Request<v1::GetAccountRequest>,
+        mut request: Request<v1::GetAccountRequest>,
     ) -> Result<Response<v1::Account>, Status> {
-        let (caller, _) = request_context(&request)?;
-        let account = self.accounts.get(&caller).await?;
+        let scope = scope(&mut request)?;
+        let account = self.accounts.get(&scope).await?;
         Ok(Response::new(account_to_wire(account)))
     }
 }

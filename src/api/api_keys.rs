@@ -4,8 +4,8 @@ use tonic::{Request, Response, Status};
 
 use super::users::{role_from_wire, role_to_wire};
 use super::{
-    IdempotencyRequest, ListPages, answer, created, optional_timestamp, request_context, required,
-    stored_as, timestamp,
+    KeyedRequest, ListPages, answer, created, optional_timestamp, required, scope, stored_as,
+    timestamp,
 };
 use crate::domain::{
     self, ApiKeyId, ApiKeyName, InvalidValue, PageTokenKeys, Role, within_list_bound,
@@ -38,12 +38,11 @@ impl ApiKeyApi {
 impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
     async fn create_api_key(
         &self,
-        request: Request<v1::CreateApiKeyRequest>,
+        mut request: Request<v1::CreateApiKeyRequest>,
     ) -> Result<Response<v1::CreateApiKeyResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
         // Declared IDEMPOTENCY_REQUIRED: a retry without a key would leave a second live
         // credential behind.
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let mut violations = FieldViolations::new();
         let Some(key) = request.into_inner().api_key else {
             violations.add("api_key", &required());
@@ -68,16 +67,7 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
         // can be revoked, and carries no secret.
         let without_secret = |key: &domain::ApiKey| respond_with_secret(key, "");
         let store = stored_as(&without_secret);
-        let (outcome, secret) = self
-            .keys
-            .create(
-                &caller,
-                name,
-                roles,
-                budget,
-                idempotency.for_service(&store).as_ref(),
-            )
-            .await?;
+        let (outcome, secret) = self.keys.create(&keyed.write(&store), name, roles).await?;
         answer(outcome, &|key: &domain::ApiKey| {
             respond_with_secret(key, secret.reveal())
         })
@@ -85,13 +75,14 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
 
     async fn list_api_keys(
         &self,
-        request: Request<v1::ListApiKeysRequest>,
+        mut request: Request<v1::ListApiKeysRequest>,
     ) -> Result<Response<v1::ListApiKeysResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.get_ref();
-        let pages = ListPages::new(&self.pages, &caller, LIST);
+        let pages = ListPages::new(&self.pages, caller, LIST);
         let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
-        let page = self.keys.list(&caller, page_size, after).await?;
+        let page = self.keys.list(&scope, page_size, after).await?;
         Ok(Response::new(v1::ListApiKeysResponse {
             api_keys: page.items.into_iter().map(api_key_to_wire).collect(),
             next_page_token: pages.next_token(page.next),
@@ -100,23 +91,14 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
 
     async fn revoke_api_key(
         &self,
-        request: Request<v1::RevokeApiKeyRequest>,
+        mut request: Request<v1::RevokeApiKeyRequest>,
     ) -> Result<Response<v1::ApiKey>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let id = ApiKeyId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
         let respond = |key: &domain::ApiKey| Response::new(api_key_to_wire(key.clone()));
         let store = stored_as(&respond);
-        let outcome = self
-            .keys
-            .revoke(
-                &caller,
-                id,
-                budget,
-                idempotency.for_service(&store).as_ref(),
-            )
-            .await?;
+        let outcome = self.keys.revoke(&keyed.write(&store), id).await?;
         answer(outcome, &respond)
     }
 }

@@ -5,8 +5,7 @@ use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::{
-    IdempotencyRequest, ListPages, answer, created, optional_timestamp, request_context, stored_as,
-    timestamp,
+    KeyedRequest, ListPages, answer, created, optional_timestamp, scope, stored_as, timestamp,
 };
 use crate::domain::{
     Actor, Attachment, AttachmentContentType, AttachmentId, AttachmentState, CommentId, Filename,
@@ -111,10 +110,9 @@ fn optional_comment(violations: &mut FieldViolations, raw: &str) -> Option<Optio
 impl v1::attachment_service_server::AttachmentService for AttachmentApi {
     async fn create_upload(
         &self,
-        request: Request<v1::CreateUploadRequest>,
+        mut request: Request<v1::CreateUploadRequest>,
     ) -> Result<Response<v1::CreateUploadResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
@@ -154,7 +152,7 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
         let outcome = self
             .attachments
             .create_upload(
-                &caller,
+                &keyed.write(&store),
                 NewUpload {
                     ticket_id,
                     comment_id,
@@ -163,8 +161,6 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
                     size_bytes,
                     sha256,
                 },
-                budget,
-                idempotency.for_service(&store).as_ref(),
             )
             .await?;
         answer(outcome, &started_response)
@@ -172,10 +168,10 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
 
     async fn upload_attachment(
         &self,
-        request: Request<Streaming<v1::UploadAttachmentRequest>>,
+        mut request: Request<Streaming<v1::UploadAttachmentRequest>>,
     ) -> Result<Response<v1::Attachment>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let (metadata, extensions, mut stream) = request.into_parts();
+        let scope = scope(&mut request)?;
+        let mut stream = request.into_inner();
         let mut first = stream
             .message()
             .await
@@ -189,9 +185,8 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
             content_type: file.content_type.clone(),
             ..Default::default()
         });
-        let declaration = Request::from_parts(metadata, extensions, first);
-        let idempotency = IdempotencyRequest::of(&declaration, Some(&caller), &self.idempotency)?;
-        let message = declaration.into_inner();
+        let keyed = KeyedRequest::with_scope(scope, &first, &self.idempotency)?;
+        let message = first;
         let mut violations = FieldViolations::new();
         let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
         let comment_id = optional_comment(&mut violations, &message.comment_id);
@@ -236,7 +231,7 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
         let outcome = self
             .attachments
             .upload_direct(
-                &caller,
+                &keyed.phased_write(&store, DIRECT_UPLOAD_PHASES),
                 DirectUpload {
                     ticket_id,
                     comment_id,
@@ -246,10 +241,6 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
                     sha256,
                 },
                 pieces,
-                budget,
-                idempotency
-                    .for_phased_service(&store, DIRECT_UPLOAD_PHASES)
-                    .as_ref(),
             )
             .await?;
         answer(outcome, &ready_response)
@@ -257,33 +248,31 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
 
     async fn complete_upload(
         &self,
-        request: Request<v1::CompleteUploadRequest>,
+        mut request: Request<v1::CompleteUploadRequest>,
     ) -> Result<Response<v1::Attachment>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = attachment_id(&request.get_ref().id)?;
-        let attachment = self
-            .attachments
-            .complete_upload(&caller, id, budget)
-            .await?;
+        let attachment = self.attachments.complete_upload(&scope, id).await?;
         Ok(Response::new(to_wire(attachment)))
     }
 
     async fn get_attachment(
         &self,
-        request: Request<v1::GetAttachmentRequest>,
+        mut request: Request<v1::GetAttachmentRequest>,
     ) -> Result<Response<v1::Attachment>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = attachment_id(&request.get_ref().id)?;
         Ok(Response::new(to_wire(
-            self.attachments.get(&caller, id).await?,
+            self.attachments.get(&scope, id).await?,
         )))
     }
 
     async fn list_attachments(
         &self,
-        request: Request<v1::ListAttachmentsRequest>,
+        mut request: Request<v1::ListAttachmentsRequest>,
     ) -> Result<Response<v1::ListAttachmentsResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
@@ -296,7 +285,7 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
             });
         let page = ListPages::checked(
             &self.pages,
-            &caller,
+            caller,
             list.as_deref(),
             &mut violations,
             message.page_size,
@@ -309,7 +298,7 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
         };
         let page = self
             .attachments
-            .list(&caller, ticket_id, comment_id, page_size, after)
+            .list(&scope, ticket_id, comment_id, page_size, after)
             .await?;
         Ok(Response::new(v1::ListAttachmentsResponse {
             attachments: page.items.into_iter().map(to_wire).collect(),
@@ -319,21 +308,21 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
 
     async fn delete_attachment(
         &self,
-        request: Request<v1::DeleteAttachmentRequest>,
+        mut request: Request<v1::DeleteAttachmentRequest>,
     ) -> Result<Response<v1::DeleteAttachmentResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = attachment_id(&request.get_ref().id)?;
-        self.attachments.delete(&caller, id, budget).await?;
+        self.attachments.delete(&scope, id).await?;
         Ok(Response::new(v1::DeleteAttachmentResponse {}))
     }
 
     async fn get_download_url(
         &self,
-        request: Request<v1::GetDownloadUrlRequest>,
+        mut request: Request<v1::GetDownloadUrlRequest>,
     ) -> Result<Response<v1::GetDownloadUrlResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = attachment_id(&request.get_ref().id)?;
-        let download = self.attachments.download_url(&caller, id).await?;
+        let download = self.attachments.download_url(&scope, id).await?;
         Ok(Response::new(v1::GetDownloadUrlResponse {
             download_url: download.url.to_string(),
             expire_time: Some(timestamp(download.expires_at)),

@@ -3,10 +3,11 @@
 use tonic::{Request, Response, Status};
 
 use super::users::user_to_wire;
-use super::{request_budget, request_context, required, timestamp};
+use super::{required, scope, timestamp};
 use crate::domain::{AccountSlug, Email, Password};
 use crate::errors::{AppError, FieldViolations};
-use crate::middleware::ClientAddress;
+use crate::rate_limit::Subject;
+use crate::scope::{ClientAddress, RequestScope};
 use crate::service::{Authentication, IssuedTokens, PasswordResets};
 use crate::wire::proto::v1;
 
@@ -25,34 +26,22 @@ impl AuthApi {
 }
 
 /// The client address admission found, which public RPCs' own quotas count against.
-fn client_of<T>(request: &Request<T>) -> Result<crate::rate_limit::Subject, AppError> {
-    request
-        .extensions()
-        .get::<ClientAddress>()
-        .map(|client| client.subject().clone())
-        .ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!(
-                "no ClientAddress: is the admission layer in the stack?"
-            ))
-        })
+fn client_of(scope: &RequestScope) -> Result<&Subject, AppError> {
+    scope.client().map(ClientAddress::subject).ok_or_else(|| {
+        AppError::internal(anyhow::anyhow!(
+            "no ClientAddress: is the admission layer in the stack?"
+        ))
+    })
 }
 
 #[tonic::async_trait]
 impl v1::auth_service_server::AuthService for AuthApi {
     async fn login(
         &self,
-        request: Request<v1::LoginRequest>,
+        mut request: Request<v1::LoginRequest>,
     ) -> Result<Response<v1::LoginResponse>, Status> {
-        request_budget(&request)?;
-        let client = request
-            .extensions()
-            .get::<ClientAddress>()
-            .map(|client| client.subject().clone())
-            .ok_or_else(|| {
-                AppError::internal(anyhow::anyhow!(
-                    "no ClientAddress: is the admission layer in the stack?"
-                ))
-            })?;
+        let scope = scope(&mut request)?;
+        let client = client_of(&scope)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         for (field, value) in [
@@ -67,7 +56,7 @@ impl v1::auth_service_server::AuthService for AuthApi {
         violations.into_result()?;
         let (tokens, user) = self
             .authentication
-            .login(&client, &message.account, &message.email, &message.password)
+            .login(client, &message.account, &message.email, &message.password)
             .await?;
         Ok(Response::new(v1::LoginResponse {
             tokens: Some(tokens_to_wire(tokens)),
@@ -77,9 +66,9 @@ impl v1::auth_service_server::AuthService for AuthApi {
 
     async fn refresh_token(
         &self,
-        request: Request<v1::RefreshTokenRequest>,
+        mut request: Request<v1::RefreshTokenRequest>,
     ) -> Result<Response<v1::RefreshTokenResponse>, Status> {
-        request_budget(&request)?;
+        scope(&mut request)?;
         let presented = &request.get_ref().refresh_token;
         if presented.trim().is_empty() {
             return Err(AppError::invalid_field("refresh_token", &required()).into());
@@ -92,10 +81,10 @@ impl v1::auth_service_server::AuthService for AuthApi {
 
     async fn request_password_reset(
         &self,
-        request: Request<v1::RequestPasswordResetRequest>,
+        mut request: Request<v1::RequestPasswordResetRequest>,
     ) -> Result<Response<v1::RequestPasswordResetResponse>, Status> {
-        request_budget(&request)?;
-        let client = client_of(&request)?;
+        let scope = scope(&mut request)?;
+        let client = client_of(&scope)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let slug = violations.check("account", AccountSlug::parse(&message.account));
@@ -104,15 +93,15 @@ impl v1::auth_service_server::AuthService for AuthApi {
         let (Some(slug), Some(email)) = (slug, email) else {
             return Err(AppError::internal(anyhow::anyhow!("checked fields missing")).into());
         };
-        self.resets.request(&client, &slug, &email).await?;
+        self.resets.request(client, &slug, &email).await?;
         Ok(Response::new(v1::RequestPasswordResetResponse {}))
     }
 
     async fn reset_password(
         &self,
-        request: Request<v1::ResetPasswordRequest>,
+        mut request: Request<v1::ResetPasswordRequest>,
     ) -> Result<Response<v1::ResetPasswordResponse>, Status> {
-        request_budget(&request)?;
+        scope(&mut request)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         for (field, value) in [("account", &message.account), ("token", &message.token)] {
@@ -133,19 +122,19 @@ impl v1::auth_service_server::AuthService for AuthApi {
 
     async fn logout(
         &self,
-        request: Request<v1::LogoutRequest>,
+        mut request: Request<v1::LogoutRequest>,
     ) -> Result<Response<v1::LogoutResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
-        self.authentication.logout(&caller).await?;
+        let scope = scope(&mut request)?;
+        self.authentication.logout(&scope).await?;
         Ok(Response::new(v1::LogoutResponse {}))
     }
 
     async fn logout_all(
         &self,
-        request: Request<v1::LogoutAllRequest>,
+        mut request: Request<v1::LogoutAllRequest>,
     ) -> Result<Response<v1::LogoutAllResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
-        let ended = self.authentication.logout_all(&caller).await?;
+        let scope = scope(&mut request)?;
+        let ended = self.authentication.logout_all(&scope).await?;
         Ok(Response::new(v1::LogoutAllResponse {
             ended_sessions: i32::try_from(ended).unwrap_or(i32::MAX),
         }))

@@ -3,12 +3,9 @@
 //! every RPC answers FAILED_PRECONDITION `BILLING_NOT_CONFIGURED`: retrying cannot help, the
 //! deployment must set `PAYMENT_PROVIDER_URL`.
 
-use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
-use super::{
-    IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as, timestamp,
-};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as, timestamp};
 use crate::auth::Caller;
 use crate::db::models::{ChargeListFilter, StoredCharge, StoredFinding};
 use crate::domain::{
@@ -77,11 +74,10 @@ fn charge_response(charge: &StoredCharge) -> Response<v1::Charge> {
 impl v1::billing_service_server::BillingService for BillingApi {
     async fn create_charge(
         &self,
-        request: Request<v1::CreateChargeRequest>,
+        mut request: Request<v1::CreateChargeRequest>,
     ) -> Result<Response<v1::Charge>, Status> {
         let billing = self.billing()?;
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let new_charge = parse_new_charge(request.into_inner().charge)?;
         let respond = |charge: &StoredCharge| {
             created(
@@ -91,36 +87,31 @@ impl v1::billing_service_server::BillingService for BillingApi {
         };
         let store = stored_as(&respond);
         let outcome = billing
-            .create_charge(
-                &caller,
-                new_charge,
-                Instant::now() + budget,
-                idempotency
-                    .for_phased_service(&store, CHARGE_PHASES)
-                    .as_ref(),
-            )
+            .create_charge(&keyed.phased_write(&store, CHARGE_PHASES), new_charge)
             .await?;
         answer(outcome, &respond)
     }
 
     async fn get_charge(
         &self,
-        request: Request<v1::GetChargeRequest>,
+        mut request: Request<v1::GetChargeRequest>,
     ) -> Result<Response<v1::Charge>, Status> {
         let billing = self.billing()?;
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let id = ChargeId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
-        let charge = billing.get(&caller, id).await?;
-        Ok(Response::new(as_seen_by(&caller, to_wire(&charge))))
+        let charge = billing.get(&scope, id).await?;
+        Ok(Response::new(as_seen_by(caller, to_wire(&charge))))
     }
 
     async fn list_reconciliation_findings(
         &self,
-        request: Request<v1::ListReconciliationFindingsRequest>,
+        mut request: Request<v1::ListReconciliationFindingsRequest>,
     ) -> Result<Response<v1::ListReconciliationFindingsResponse>, Status> {
         let billing = self.billing()?;
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let run_id = optional_id(&mut violations, "run_id", &message.run_id, |raw| {
@@ -132,7 +123,7 @@ impl v1::billing_service_server::BillingService for BillingApi {
             (!filters_refused).then(|| format!("reconciliation-findings:{}", message.run_id));
         let page = ListPages::checked(
             &self.pages,
-            &caller,
+            caller,
             list.as_deref(),
             &mut violations,
             message.page_size,
@@ -142,7 +133,7 @@ impl v1::billing_service_server::BillingService for BillingApi {
             return Err(AppError::InvalidArgument(violations).into());
         };
         let page = billing
-            .list_findings(&caller, run_id, page_size, after)
+            .list_findings(&scope, run_id, page_size, after)
             .await?;
         Ok(Response::new(v1::ListReconciliationFindingsResponse {
             findings: page.items.iter().map(finding_to_wire).collect(),
@@ -152,10 +143,11 @@ impl v1::billing_service_server::BillingService for BillingApi {
 
     async fn list_charges(
         &self,
-        request: Request<v1::ListChargesRequest>,
+        mut request: Request<v1::ListChargesRequest>,
     ) -> Result<Response<v1::ListChargesResponse>, Status> {
         let billing = self.billing()?;
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let customer_id = optional_id(
@@ -207,7 +199,7 @@ impl v1::billing_service_server::BillingService for BillingApi {
         });
         let page = ListPages::checked(
             &self.pages,
-            &caller,
+            caller,
             list.as_deref(),
             &mut violations,
             message.page_size,
@@ -216,12 +208,12 @@ impl v1::billing_service_server::BillingService for BillingApi {
         let Some((pages, page_size, after)) = page else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let page = billing.list(&caller, filter, page_size, after).await?;
+        let page = billing.list(&scope, filter, page_size, after).await?;
         Ok(Response::new(v1::ListChargesResponse {
             charges: page
                 .items
                 .iter()
-                .map(|charge| as_seen_by(&caller, to_wire(charge)))
+                .map(|charge| as_seen_by(caller, to_wire(charge)))
                 .collect(),
             next_page_token: pages.next_token(page.next),
         }))
@@ -229,11 +221,10 @@ impl v1::billing_service_server::BillingService for BillingApi {
 
     async fn refund_charge(
         &self,
-        request: Request<v1::RefundChargeRequest>,
+        mut request: Request<v1::RefundChargeRequest>,
     ) -> Result<Response<v1::Charge>, Status> {
         let billing = self.billing()?;
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let id = violations.check("id", ChargeId::parse(&message.id));
@@ -248,15 +239,7 @@ impl v1::billing_service_server::BillingService for BillingApi {
         };
         let store = stored_as(&charge_response);
         let outcome = billing
-            .refund_charge(
-                &caller,
-                id,
-                amount,
-                Instant::now() + budget,
-                idempotency
-                    .for_phased_service(&store, REFUND_PHASES)
-                    .as_ref(),
-            )
+            .refund_charge(&keyed.phased_write(&store, REFUND_PHASES), id, amount)
             .await?;
         answer(outcome, &charge_response)
     }

@@ -9,7 +9,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::tickets::{priority_to_wire, status_to_wire};
-use super::{ListPages, request_context, timestamp};
+use super::{ListPages, scope, timestamp};
 use crate::db::models::{ActivityFeedRow, ResponseTimes};
 use crate::db::read_replica::ReadSource;
 use crate::domain::{DateRange, PageTokenKeys, RangeProblem, RevenueInterval};
@@ -63,9 +63,9 @@ impl DashboardApi {
 impl v1::dashboard_service_server::DashboardService for DashboardApi {
     async fn get_revenue(
         &self,
-        request: Request<v1::GetRevenueRequest>,
+        mut request: Request<v1::GetRevenueRequest>,
     ) -> Result<Response<v1::Revenue>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let interval = violations.check("interval", interval_from_wire(message.interval));
@@ -80,62 +80,59 @@ impl v1::dashboard_service_server::DashboardService for DashboardApi {
         let (Some(interval), Some(range)) = (interval, range) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let read = self
-            .dashboard
-            .revenue(&caller, range, interval, budget)
-            .await?;
+        let read = self.dashboard.revenue(&scope, range, interval).await?;
         Ok(Response::new(revenue_to_wire(&read.value)))
     }
 
     async fn get_ticket_stats(
         &self,
-        request: Request<v1::GetTicketStatsRequest>,
+        mut request: Request<v1::GetTicketStatsRequest>,
     ) -> Result<Response<v1::TicketStats>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let message = request.get_ref();
         let range = requested_range(
             &message.start_date,
             &message.end_date,
             TICKET_STATS_MAX_DAYS,
         )?;
-        let read = self.dashboard.ticket_stats(&caller, range, budget).await?;
+        let read = self.dashboard.ticket_stats(&scope, range).await?;
         Ok(Response::new(ticket_stats_to_wire(&read.value)))
     }
 
     async fn get_recent_activity(
         &self,
-        request: Request<v1::GetRecentActivityRequest>,
+        mut request: Request<v1::GetRecentActivityRequest>,
     ) -> Result<Response<v1::GetRecentActivityResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let message = request.get_ref();
-        let pages = ListPages::new(&self.pages, &caller, ACTIVITY_LIST);
+        let pages = ListPages::new(&self.pages, scope.caller()?, ACTIVITY_LIST);
         let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let read = self
             .dashboard
-            .recent_activity(&caller, page_size, after, budget)
+            .recent_activity(&scope, page_size, after)
             .await?;
         Ok(Response::new(activity_to_wire(&pages, read)))
     }
 
     async fn get_dashboard(
         &self,
-        request: Request<v1::GetDashboardRequest>,
+        mut request: Request<v1::GetDashboardRequest>,
     ) -> Result<Response<v1::Dashboard>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let message = request.get_ref();
         let range = requested_range(
             &message.start_date,
             &message.end_date,
             RevenueInterval::Day.max_days().min(TICKET_STATS_MAX_DAYS),
         )?;
-        let left = budget.saturating_sub(COMPOSITE_MARGIN);
+        let left = scope.remaining().saturating_sub(COMPOSITE_MARGIN);
         let budgets = PanelBudgets {
             revenue: self.panel_deadlines.revenue.min(left),
             ticket_stats: self.panel_deadlines.ticket_stats.min(left),
             recent_activity: self.panel_deadlines.recent_activity.min(left),
         };
-        let panels = self.dashboard.all(&caller, range, budgets).await;
-        let pages = ListPages::new(&self.pages, &caller, ACTIVITY_LIST);
+        let panels = self.dashboard.all(&scope, range, budgets).await?;
+        let pages = ListPages::new(&self.pages, scope.caller()?, ACTIVITY_LIST);
         let (revenue_status, revenue, revenue_source) = panel(panels.revenue, revenue_to_wire);
         let (stats_status, ticket_stats, stats_source) =
             panel(panels.ticket_stats, ticket_stats_to_wire);

@@ -8,8 +8,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::scope;
 use super::webhook_endpoints::event_to_wire;
-use super::{request_context, valid_until};
 use crate::domain::{EventCursor, parse_event_public_id, parse_event_types};
 use crate::errors::{AppError, AppResult, FieldViolations};
 use crate::service::events::{EventFeed, FeedMessage, WatchStart};
@@ -31,10 +31,9 @@ impl v1::event_service_server::EventService for EventApi {
 
     async fn watch_events(
         &self,
-        request: Request<v1::WatchEventsRequest>,
+        mut request: Request<v1::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let (caller, _) = request_context(&request)?;
-        let valid_until = valid_until(&request);
+        let scope = scope(&mut request)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let cursor = match message.cursor.as_str() {
@@ -57,8 +56,7 @@ impl v1::event_service_server::EventService for EventApi {
         let watch = self
             .feed
             .watch(
-                &caller,
-                valid_until,
+                &scope,
                 start,
                 types.unwrap_or_default(),
                 message.end_when_caught_up,

@@ -17,8 +17,6 @@ pub mod users;
 pub mod webhook_endpoints;
 pub mod webhooks;
 
-use std::time::Duration;
-
 use tonic::Request;
 
 use crate::auth::Caller;
@@ -28,47 +26,34 @@ use crate::domain::{
 };
 use crate::errors::{AppError, AppResult, FieldViolations};
 use crate::idempotency::{
-    IdempotencyPolicy, Idempotent, Outcome, StoredResponse, caller_scope, fingerprint,
+    IdempotencyPolicy, Idempotent, KeyedWrite, Outcome, StoredResponse, caller_scope, fingerprint,
 };
-use crate::middleware::{ClientAddress, RequestDeadline};
-use crate::wire::methods::Method;
+use crate::scope::{ClientAddress, RequestScope};
+use crate::wire::methods::Access;
 
-/// How long the work of a public RPC (no caller) may take.
-pub(crate) fn request_budget<T>(request: &Request<T>) -> AppResult<Duration> {
-    request
-        .extensions()
-        .get::<RequestDeadline>()
-        .map(RequestDeadline::remaining)
+/// The request's scope, as the middleware stack established it (the caller, the deadline, the
+/// method, the key, the client, what admission prefetched), taken out of the request rather than
+/// cloned: the handler owns it and lends it to the service. Its absence is a wiring bug, so it
+/// fails closed.
+pub(crate) fn scope<T>(request: &mut Request<T>) -> AppResult<RequestScope> {
+    let scope = request
+        .extensions_mut()
+        .remove::<RequestScope>()
         .ok_or_else(|| {
             AppError::internal(anyhow::anyhow!(
-                "no RequestDeadline: is the deadline layer in the stack?"
-            ))
-        })
-}
-
-/// Who is calling and how long the work may take, as the middleware stack established them.
-/// Their absence is a wiring bug, so it fails closed.
-pub(crate) fn request_context<T>(request: &Request<T>) -> AppResult<(Caller, Duration)> {
-    let caller = request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!(
-                "no Caller: is the auth layer in the stack?"
+                "no RequestScope: is the admission layer in the stack?"
             ))
         })?;
-    Ok((caller, request_budget(request)?))
-}
-
-/// Until when the call's credential lets its caller in by itself (absent: as long as its
-/// principal stands), for a long stream to end at.
-pub(crate) fn valid_until<T>(request: &Request<T>) -> crate::auth::ValidUntil {
-    request
-        .extensions()
-        .get::<crate::auth::ValidUntil>()
-        .copied()
-        .unwrap_or_default()
+    // Before the request is read, as admission would have: an RPC that is not public has a
+    // caller, or the stack is miswired.
+    if scope.optional_caller().is_none()
+        && !scope
+            .method()
+            .is_ok_and(|method| method.access == Access::Public)
+    {
+        scope.caller()?;
+    }
+    Ok(scope)
 }
 
 /// A chrono instant as a protobuf Timestamp.
@@ -260,98 +245,149 @@ pub(crate) fn created<T>(mut response: tonic::Response<T>, location: &str) -> to
     response
 }
 
-/// The idempotency of one request: the key the middleware found (if any), the caller's scope,
-/// the RPC (from its declaration) and the request's fingerprint.
-pub(crate) struct IdempotencyRequest {
-    key: Option<IdempotencyKey>,
+/// A write request as its handler holds it: the request's scope (taken out of the request) and,
+/// when it carries an idempotency key, the key's claim: the caller's scope of keys, the RPC and
+/// the request's fingerprint. The ceremony of every keyed write is written here once (taking the
+/// scope out fails closed as [`scope`] does):
+///
+/// ```text
+/// let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;  // before the message is taken
+/// let outcome = self.service.write(&keyed.write(&stored_as(&respond)), ...).await?;
+/// answer(outcome, &respond)  // a fresh success, a stored failure or a replay
+/// ```
+pub(crate) struct KeyedRequest {
+    scope: RequestScope,
+    claim: Option<KeyClaim>,
+}
+
+/// What a keyed request claims its key with.
+struct KeyClaim {
+    key: IdempotencyKey,
     caller: String,
     rpc: &'static str,
     hash: Vec<u8>,
     policy: IdempotencyPolicy,
 }
 
-impl IdempotencyRequest {
-    /// Reads the key and the RPC's declaration from `request` (put there by the middleware) and
-    /// fingerprints the message, which has no secret fields.
+impl KeyedRequest {
+    /// Takes the scope out of `request` and, when it carries a key, fingerprints the message,
+    /// which has no secret fields.
     pub(crate) fn of<T: prost::Message>(
-        request: &Request<T>,
-        caller: Option<&Caller>,
+        request: &mut Request<T>,
         policy: &IdempotencyPolicy,
     ) -> AppResult<Self> {
-        Self::fingerprinting(request, caller, policy, request.get_ref().encode_to_vec())
+        let scope = scope(request)?;
+        Self::with_scope(scope, request.get_ref(), policy)
+    }
+
+    /// [`Self::of`] for a request whose scope was taken already: a stream, whose first message
+    /// is the one fingerprinted.
+    pub(crate) fn with_scope(
+        scope: RequestScope,
+        message: &impl prost::Message,
+        policy: &IdempotencyPolicy,
+    ) -> AppResult<Self> {
+        let claim = match scope.idempotency_key() {
+            Some(key) => Some(KeyClaim::of(key, &scope, policy, &message.encode_to_vec())?),
+            None => None,
+        };
+        Ok(Self { scope, claim })
     }
 
     /// [`Self::of`] for a message with secret fields (a password), which `clear_secrets` empties
     /// before the message is fingerprinted: a retry that differs only in a secret replays.
     pub(crate) fn of_with_secrets<T: prost::Message + Clone>(
-        request: &Request<T>,
-        caller: Option<&Caller>,
+        request: &mut Request<T>,
         policy: &IdempotencyPolicy,
         clear_secrets: impl FnOnce(&mut T),
     ) -> AppResult<Self> {
-        let mut without_secrets = request.get_ref().clone();
-        clear_secrets(&mut without_secrets);
-        Self::fingerprinting(request, caller, policy, without_secrets.encode_to_vec())
+        let scope = scope(request)?;
+        let claim = match scope.idempotency_key() {
+            Some(key) => {
+                let mut without_secrets = request.get_ref().clone();
+                clear_secrets(&mut without_secrets);
+                Some(KeyClaim::of(
+                    key,
+                    &scope,
+                    policy,
+                    &without_secrets.encode_to_vec(),
+                )?)
+            }
+            None => None,
+        };
+        Ok(Self { scope, claim })
     }
 
-    fn fingerprinting<T>(
-        request: &Request<T>,
-        caller: Option<&Caller>,
+    /// The request's scope.
+    pub(crate) fn scope(&self) -> &RequestScope {
+        &self.scope
+    }
+
+    /// The write as the service takes it: the scope, and with a key, outcomes stored as `store`
+    /// says (usually [`stored_as`] the handler's `respond`: the answer stored is the answer
+    /// given).
+    pub(crate) fn write<'a, D>(&'a self, store: &'a StoreSuccess<'a, D>) -> KeyedWrite<'a, D> {
+        self.phased_write(store, &[])
+    }
+
+    /// [`Self::write`] for an RPC that commits in phases and may stop at `phases`.
+    pub(crate) fn phased_write<'a, D>(
+        &'a self,
+        store: &'a StoreSuccess<'a, D>,
+        phases: &'static [&'static str],
+    ) -> KeyedWrite<'a, D> {
+        KeyedWrite {
+            scope: &self.scope,
+            idempotent: self.claim.as_ref().map(|claim| Idempotent {
+                caller: claim.caller.clone(),
+                rpc: claim.rpc,
+                key: claim.key.clone(),
+                request_hash: claim.hash.clone(),
+                policy: claim.policy.clone(),
+                store_success: store,
+                store_failure: stored_failure,
+                phases,
+            }),
+        }
+    }
+}
+
+impl KeyClaim {
+    fn of(
+        key: &IdempotencyKey,
+        scope: &RequestScope,
         policy: &IdempotencyPolicy,
-        fingerprinted: Vec<u8>,
+        fingerprinted: &[u8],
     ) -> AppResult<Self> {
-        let method = request
-            .extensions()
-            .get::<&'static Method>()
-            .copied()
-            .ok_or_else(|| {
-                AppError::internal(anyhow::anyhow!(
-                    "no Method: is the method layer in the stack?"
-                ))
-            })?;
         Ok(Self {
-            key: request.extensions().get::<IdempotencyKey>().cloned(),
+            key: key.clone(),
             caller: caller_scope(
-                caller,
-                request
-                    .extensions()
-                    .get::<ClientAddress>()
-                    .map_or("unknown", ClientAddress::as_str),
+                scope.optional_caller(),
+                scope.client().map_or("unknown", ClientAddress::as_str),
                 &policy.fingerprint_key,
             ),
-            rpc: &method.path,
-            hash: fingerprint(&policy.fingerprint_key, &fingerprinted),
+            rpc: &scope.method()?.path,
+            hash: fingerprint(&policy.fingerprint_key, fingerprinted),
             policy: policy.clone(),
         })
     }
+}
 
-    /// The service's view: `None` without a key; with one, outcomes stored as `store` says.
-    pub(crate) fn for_service<'a, D>(
-        &'a self,
-        store: &'a (dyn Fn(&D) -> StoredResponse + Send + Sync),
-    ) -> Option<Idempotent<'a, D>> {
-        self.key.clone().map(|key| Idempotent {
-            caller: self.caller.clone(),
-            rpc: self.rpc,
-            key,
-            request_hash: self.hash.clone(),
-            policy: self.policy.clone(),
-            store_success: store,
-            store_failure: stored_failure,
-            phases: &[],
+/// A response as stored for replays: its encoded message and ASCII metadata.
+fn stored_response<R: prost::Message>(response: &tonic::Response<R>) -> StoredResponse {
+    let metadata = response
+        .metadata()
+        .iter()
+        .filter_map(|entry| match entry {
+            tonic::metadata::KeyAndValueRef::Ascii(name, value) => {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            }
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
         })
-    }
-
-    /// [`Self::for_service`] for an RPC that commits in phases and may stop at `phases`.
-    pub(crate) fn for_phased_service<'a, D>(
-        &'a self,
-        store: &'a (dyn Fn(&D) -> StoredResponse + Send + Sync),
-        phases: &'static [&'static str],
-    ) -> Option<Idempotent<'a, D>> {
-        self.for_service(store).map(|idempotent| Idempotent {
-            phases,
-            ..idempotent
-        })
+        .collect();
+    StoredResponse::Success {
+        body: response.get_ref().encode_to_vec(),
+        metadata,
     }
 }
 
@@ -359,24 +395,11 @@ impl IdempotencyRequest {
 pub(crate) fn stored_as<D, R: prost::Message>(
     respond: &(impl Fn(&D) -> tonic::Response<R> + Sync),
 ) -> impl Fn(&D) -> StoredResponse + Send + Sync + '_ {
-    move |value| {
-        let response = respond(value);
-        let metadata = response
-            .metadata()
-            .iter()
-            .filter_map(|entry| match entry {
-                tonic::metadata::KeyAndValueRef::Ascii(name, value) => {
-                    Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-                }
-                tonic::metadata::KeyAndValueRef::Binary(..) => None,
-            })
-            .collect();
-        StoredResponse::Success {
-            body: response.get_ref().encode_to_vec(),
-            metadata,
-        }
-    }
+    move |value| stored_response(&respond(value))
 }
+
+/// How a write's success is stored for replays ([`stored_as`]).
+pub(crate) type StoreSuccess<'a, D> = dyn Fn(&D) -> StoredResponse + Send + Sync + 'a;
 
 /// How a final error is stored: the status it is answered with.
 fn stored_failure(error: &AppError) -> StoredResponse {

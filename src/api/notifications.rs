@@ -6,7 +6,7 @@
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{ListPages, optional_timestamp, request_context, required, timestamp};
+use super::{ListPages, optional_timestamp, required, scope, timestamp};
 use crate::db::models::notification_settings::{NotificationSettings, NotificationSettingsChanges};
 use crate::db::models::{StoredNotification, StoredSuppression};
 use crate::domain::{
@@ -40,9 +40,10 @@ impl NotificationApi {
 impl v1::notification_service_server::NotificationService for NotificationApi {
     async fn list_notifications(
         &self,
-        request: Request<v1::ListNotificationsRequest>,
+        mut request: Request<v1::ListNotificationsRequest>,
     ) -> Result<Response<v1::ListNotificationsResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let state = violations.check("state", state_from_wire(message.state));
@@ -56,7 +57,7 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
         });
         let page = ListPages::checked(
             &self.pages,
-            &caller,
+            caller,
             list.as_deref(),
             &mut violations,
             message.page_size,
@@ -67,7 +68,7 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
         };
         let page = self
             .notifications
-            .list(&caller, state, kind, page_size, after)
+            .list(&scope, state, kind, page_size, after)
             .await?;
         Ok(Response::new(v1::ListNotificationsResponse {
             notifications: page.items.iter().map(to_wire).collect(),
@@ -77,38 +78,38 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
 
     async fn get_notification(
         &self,
-        request: Request<v1::GetNotificationRequest>,
+        mut request: Request<v1::GetNotificationRequest>,
     ) -> Result<Response<v1::Notification>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = notification_id(&request.get_ref().id)?;
-        let notification = self.notifications.get(&caller, id).await?;
+        let notification = self.notifications.get(&scope, id).await?;
         Ok(Response::new(to_wire(&notification)))
     }
 
     async fn redrive_notification(
         &self,
-        request: Request<v1::RedriveNotificationRequest>,
+        mut request: Request<v1::RedriveNotificationRequest>,
     ) -> Result<Response<v1::Notification>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = notification_id(&request.get_ref().id)?;
-        let notification = self.notifications.redrive(&caller, id).await?;
+        let notification = self.notifications.redrive(&scope, id).await?;
         Ok(Response::new(to_wire(&notification)))
     }
 
     async fn get_notification_settings(
         &self,
-        request: Request<v1::GetNotificationSettingsRequest>,
+        mut request: Request<v1::GetNotificationSettingsRequest>,
     ) -> Result<Response<v1::NotificationSettings>, Status> {
-        let (caller, _) = request_context(&request)?;
-        let settings = self.notifications.settings(&caller).await?;
+        let scope = scope(&mut request)?;
+        let settings = self.notifications.settings(&scope).await?;
         Ok(Response::new(settings_to_wire(settings)))
     }
 
     async fn update_notification_settings(
         &self,
-        request: Request<v1::UpdateNotificationSettingsRequest>,
+        mut request: Request<v1::UpdateNotificationSettingsRequest>,
     ) -> Result<Response<v1::NotificationSettings>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let Some(settings) = message.notification_settings else {
@@ -140,21 +141,22 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
             }
         }
         violations.into_result()?;
-        let updated = self.notifications.update_settings(&caller, changes).await?;
+        let updated = self.notifications.update_settings(&scope, changes).await?;
         Ok(Response::new(settings_to_wire(updated)))
     }
 
     async fn list_suppressions(
         &self,
-        request: Request<v1::ListSuppressionsRequest>,
+        mut request: Request<v1::ListSuppressionsRequest>,
     ) -> Result<Response<v1::ListSuppressionsResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.get_ref();
-        let pages = ListPages::new(&self.pages, &caller, "suppressions");
+        let pages = ListPages::new(&self.pages, caller, "suppressions");
         let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self
             .notifications
-            .suppressions(&caller, page_size, after)
+            .suppressions(&scope, page_size, after)
             .await?;
         Ok(Response::new(v1::ListSuppressionsResponse {
             suppressions: page.items.iter().map(suppression_to_wire).collect(),
@@ -164,9 +166,9 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
 
     async fn delete_suppression(
         &self,
-        request: Request<v1::DeleteSuppressionRequest>,
+        mut request: Request<v1::DeleteSuppressionRequest>,
     ) -> Result<Response<v1::DeleteSuppressionResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let raw = &request.get_ref().address;
         if raw.is_empty() {
             return Err(AppError::invalid_field("address", &required()).into());
@@ -175,7 +177,7 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
         let address =
             Email::lookup(raw).map_err(|problem| AppError::invalid_field("address", &problem))?;
         self.notifications
-            .delete_suppression(&caller, &address)
+            .delete_suppression(&scope, &address)
             .await?;
         // The method layer turns the declared success into 204 over REST.
         Ok(Response::new(v1::DeleteSuppressionResponse {}))

@@ -10,7 +10,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 use tonic_types::StatusExt;
 
-use super::{ListPages, optional_timestamp, request_context, timestamp};
+use super::{ListPages, optional_timestamp, scope, timestamp};
 use crate::domain::{
     Operation, OperationFailure, OperationFilter, OperationId, OperationKind, OperationState,
     PageTokenKeys,
@@ -49,9 +49,10 @@ fn parse_name(name: &str) -> Result<OperationId, AppError> {
 impl lro::operations_server::Operations for OperationApi {
     async fn list_operations(
         &self,
-        request: Request<lro::ListOperationsRequest>,
+        mut request: Request<lro::ListOperationsRequest>,
     ) -> Result<Response<lro::ListOperationsResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         if !message.name.is_empty() && message.name != COLLECTION {
@@ -66,7 +67,7 @@ impl lro::operations_server::Operations for OperationApi {
             .map(|filter| format!("operations:{}", filter.fingerprint()));
         let page = ListPages::checked(
             &self.pages,
-            &caller,
+            caller,
             list.as_deref(),
             &mut violations,
             message.page_size,
@@ -79,7 +80,7 @@ impl lro::operations_server::Operations for OperationApi {
         };
         let page = self
             .operations
-            .list(&caller, &filter, page_size, after)
+            .list(&scope, &filter, page_size, after)
             .await?;
         Ok(Response::new(lro::ListOperationsResponse {
             operations: page.items.iter().map(to_wire).collect(),
@@ -90,39 +91,39 @@ impl lro::operations_server::Operations for OperationApi {
 
     async fn get_operation(
         &self,
-        request: Request<lro::GetOperationRequest>,
+        mut request: Request<lro::GetOperationRequest>,
     ) -> Result<Response<lro::Operation>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = parse_name(&request.get_ref().name)?;
-        let operation = self.operations.get(&caller, id).await?;
+        let operation = self.operations.get(&scope, id).await?;
         Ok(Response::new(to_wire(&operation)))
     }
 
     async fn delete_operation(
         &self,
-        request: Request<lro::DeleteOperationRequest>,
+        mut request: Request<lro::DeleteOperationRequest>,
     ) -> Result<Response<()>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = parse_name(&request.get_ref().name)?;
-        self.operations.delete(&caller, id).await?;
+        self.operations.delete(&scope, id).await?;
         Ok(Response::new(()))
     }
 
     async fn cancel_operation(
         &self,
-        request: Request<lro::CancelOperationRequest>,
+        mut request: Request<lro::CancelOperationRequest>,
     ) -> Result<Response<()>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = parse_name(&request.get_ref().name)?;
-        self.operations.cancel(&caller, id).await?;
+        self.operations.cancel(&scope, id).await?;
         Ok(Response::new(()))
     }
 
     async fn wait_operation(
         &self,
-        request: Request<lro::WaitOperationRequest>,
+        mut request: Request<lro::WaitOperationRequest>,
     ) -> Result<Response<lro::Operation>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let message = request.get_ref();
         let id = parse_name(&message.name)?;
         let asked = match &message.timeout {
@@ -134,8 +135,8 @@ impl lro::operations_server::Operations for OperationApi {
                 )
             })?,
         };
-        let timeout = asked.min(budget.saturating_sub(WAIT_MARGIN));
-        let operation = self.operations.wait(&caller, id, timeout).await?;
+        let timeout = asked.min(scope.remaining().saturating_sub(WAIT_MARGIN));
+        let operation = self.operations.wait(&scope, id, timeout).await?;
         Ok(Response::new(to_wire(&operation)))
     }
 }

@@ -3,10 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::ticket_export::ExportStream;
-use super::{
-    IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as,
-    timestamp, valid_until,
-};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as, timestamp};
 use crate::domain::{
     self, Actor, ChangeCursor, CommentBody, Email, Etag, ImportFormat, InvalidValue,
     NewTicketRequest, PageScope, PageSize, PageTokenKeys, ReadMask, SearchCursor, SearchOrder,
@@ -16,7 +13,6 @@ use crate::domain::{
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
-use crate::redis::ticket_cache::PrefetchedEntry;
 use crate::service::{Operations, SearchPage, TicketDesk, TicketEdits};
 use crate::wire::proto::v1;
 
@@ -58,10 +54,9 @@ const CHANGE_FEED: &str = "ticket-changes";
 impl v1::ticket_service_server::TicketService for TicketApi {
     async fn import_tickets(
         &self,
-        request: Request<v1::ImportTicketsRequest>,
+        mut request: Request<v1::ImportTicketsRequest>,
     ) -> Result<Response<crate::wire::proto::google::longrunning::Operation>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let format = match v1::ImportFormat::try_from(message.format) {
@@ -97,16 +92,9 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             }
             response
         };
-        let store = stored_as(&respond);
         let outcome = self
             .operations
-            .start_import(
-                &caller,
-                format,
-                &message.content,
-                budget,
-                idempotency.for_service(&store).as_ref(),
-            )
+            .start_import(&keyed.write(&stored_as(&respond)), format, &message.content)
             .await?;
         answer(outcome, &respond)
     }
@@ -115,13 +103,12 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 
     async fn create_ticket(
         &self,
-        request: Request<v1::CreateTicketRequest>,
+        mut request: Request<v1::CreateTicketRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let new_ticket = parse_new_ticket(
             request.into_inner().ticket,
-            caller.restricted_to_user().is_some(),
+            keyed.scope().caller()?.restricted_to_user().is_some(),
         )?;
         let respond = |ticket: &Ticket| {
             created(
@@ -129,41 +116,35 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                 &format!("/v1/tickets/{}", ticket.id),
             )
         };
-        let store = stored_as(&respond);
         let outcome = self
             .desk
-            .create(
-                &caller,
-                new_ticket,
-                budget,
-                idempotency.for_service(&store).as_ref(),
-            )
+            .create(&keyed.write(&stored_as(&respond)), new_ticket)
             .await?;
         answer(outcome, &respond)
     }
 
     async fn get_ticket(
         &self,
-        request: Request<v1::GetTicketRequest>,
+        mut request: Request<v1::GetTicketRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let mut violations = FieldViolations::new();
         let id = violations.check("id", TicketId::parse(&request.get_ref().id));
         let mask = violations.check("read_mask", read_mask(request.get_ref().read_mask.as_ref()));
         let (Some(id), Some(mask)) = (id, mask) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let prefetched = request.extensions().get::<PrefetchedEntry>();
-        let ticket = self.desk.get(&caller, id, prefetched).await?;
+        let ticket = self.desk.get(&scope, id).await?;
         // After the cache: one entry serves every mask.
         Ok(Response::new(masked(to_wire(ticket), &mask)))
     }
 
     async fn list_tickets(
         &self,
-        request: Request<v1::ListTicketsRequest>,
+        mut request: Request<v1::ListTicketsRequest>,
     ) -> Result<Response<v1::ListTicketsResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let filter = parse_filter(message, &mut violations);
@@ -173,7 +154,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             .map(|filter| format!("tickets:{}", filter.fingerprint()));
         let page = ListPages::checked(
             &self.pages,
-            &caller,
+            caller,
             list.as_deref(),
             &mut violations,
             message.page_size,
@@ -183,7 +164,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let page = self.desk.list(&caller, &filter, page_size, after).await?;
+        let page = self.desk.list(&scope, &filter, page_size, after).await?;
         Ok(Response::new(v1::ListTicketsResponse {
             tickets: page
                 .items
@@ -196,10 +177,9 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 
     async fn export_tickets(
         &self,
-        request: Request<v1::ExportTicketsRequest>,
+        mut request: Request<v1::ExportTicketsRequest>,
     ) -> Result<Response<Self::ExportTicketsStream>, Status> {
-        let (caller, _) = request_context(&request)?;
-        let valid_until = valid_until(&request);
+        let scope = scope(&mut request)?;
         let message = request.into_inner();
         let listed = v1::ListTicketsRequest {
             statuses: message.statuses,
@@ -219,7 +199,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             return Err(AppError::InvalidArgument(violations).into());
         };
         let order = filter.order;
-        let export = self.desk.export(&caller, valid_until, filter).await?;
+        let export = self.desk.export(&scope, filter).await?;
         let mut response = Response::new(ExportStream::new(export, mask, order));
         // Over REST the stream is one JSON object a line, possibly none: not one JSON document.
         response.metadata_mut().insert(
@@ -231,9 +211,10 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 
     async fn search_tickets(
         &self,
-        request: Request<v1::SearchTicketsRequest>,
+        mut request: Request<v1::SearchTicketsRequest>,
     ) -> Result<Response<v1::SearchTicketsResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let text = violations.check("q", SearchText::parse(&message.q));
@@ -255,7 +236,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             .map(|search| format!("search:{}", search.fingerprint()));
         let page = ListPages::checked_text(
             &self.pages,
-            &caller,
+            caller,
             list.as_deref(),
             &mut violations,
             message.page_size,
@@ -269,7 +250,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             .transpose()
             .map_err(|problem| AppError::invalid_field("page_token", &problem))?;
         let SearchPage { order, page } =
-            self.desk.search(&caller, &search, page_size, after).await?;
+            self.desk.search(&scope, &search, page_size, after).await?;
         let next = page.next.map(|cursor| TextPageCursor {
             at: chrono::DateTime::UNIX_EPOCH,
             id: cursor.to_key(),
@@ -295,12 +276,12 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 
     async fn list_ticket_changes(
         &self,
-        request: Request<v1::ListTicketChangesRequest>,
+        mut request: Request<v1::ListTicketChangesRequest>,
     ) -> Result<Response<v1::ListTicketChangesResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let message = request.get_ref();
-        let scope = PageScope {
-            account: caller.account_id,
+        let feed = PageScope {
+            account: scope.caller()?.account_id,
             list: CHANGE_FEED,
         };
         let mut violations = FieldViolations::new();
@@ -310,20 +291,20 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             token => violations.check(
                 "cursor",
                 self.pages
-                    .parse_text(token, scope)
+                    .parse_text(token, feed)
                     .and_then(|cursor| ChangeCursor::from_key(&cursor.id)),
             ),
         };
         let (Some(page_size), Some(after)) = (page_size, after) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let page = self.desk.changes(&caller, after, page_size).await?;
+        let page = self.desk.changes(&scope, after, page_size).await?;
         let next_cursor = self.pages.encode_text(
             &TextPageCursor {
                 at: chrono::DateTime::UNIX_EPOCH,
                 id: page.next.to_key(),
             },
-            scope,
+            feed,
         );
         Ok(Response::new(v1::ListTicketChangesResponse {
             changes: page
@@ -341,10 +322,9 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 
     async fn update_ticket(
         &self,
-        request: Request<v1::UpdateTicketRequest>,
+        mut request: Request<v1::UpdateTicketRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let Some(ticket) = message.ticket else {
@@ -397,21 +377,18 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (Some(id), Some(etag), true) = (id, etag, violations.is_empty()) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let store = stored_as(&ticket_response);
-        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .desk
-            .update(&caller, id, edits, etag, budget, idempotent.as_ref())
+            .update(&keyed.write(&stored_as(&ticket_response)), id, edits, etag)
             .await?;
         answer(outcome, &ticket_response)
     }
 
     async fn assign_ticket(
         &self,
-        request: Request<v1::AssignTicketRequest>,
+        mut request: Request<v1::AssignTicketRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let id = violations.check("id", TicketId::parse(&message.id));
@@ -425,11 +402,14 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let (Some(id), Some(assignee), Some(etag)) = (id, assignee, etag) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let store = stored_as(&ticket_response);
-        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .desk
-            .assign(&caller, id, assignee, etag, budget, idempotent.as_ref())
+            .assign(
+                &keyed.write(&stored_as(&ticket_response)),
+                id,
+                assignee,
+                etag,
+            )
             .await?;
         answer(outcome, &ticket_response)
     }
@@ -463,32 +443,23 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 
     async fn delete_ticket(
         &self,
-        request: Request<v1::DeleteTicketRequest>,
+        mut request: Request<v1::DeleteTicketRequest>,
     ) -> Result<Response<v1::DeleteTicketResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let (id, etag) = id_and_etag(&request.get_ref().id, &request.get_ref().etag)?;
         let respond = |_: &Ticket| Response::new(v1::DeleteTicketResponse {});
-        let store = stored_as(&respond);
         let outcome = self
             .desk
-            .delete(
-                &caller,
-                id,
-                etag,
-                budget,
-                idempotency.for_service(&store).as_ref(),
-            )
+            .delete(&keyed.write(&stored_as(&respond)), id, etag)
             .await?;
         answer(outcome, &respond)
     }
 
     async fn add_comment(
         &self,
-        request: Request<v1::AddCommentRequest>,
+        mut request: Request<v1::AddCommentRequest>,
     ) -> Result<Response<v1::Comment>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let ticket_id = violations.check("ticket_id", TicketId::parse(&message.ticket_id));
@@ -504,17 +475,13 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let respond = |added: &domain::Comment| {
             created(Response::new(comment_to_wire(added.clone())), &location)
         };
-        let store = stored_as(&respond);
-        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .desk
             .add_comment(
-                &caller,
+                &keyed.write(&stored_as(&respond)),
                 ticket_id,
                 body,
                 comment.public,
-                budget,
-                idempotent.as_ref(),
             )
             .await?;
         answer(outcome, &respond)
@@ -522,20 +489,20 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 
     async fn list_comments(
         &self,
-        request: Request<v1::ListCommentsRequest>,
+        mut request: Request<v1::ListCommentsRequest>,
     ) -> Result<Response<v1::ListCommentsResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let message = request.get_ref();
         let (ticket_id, pages, page_size, after) = ListPages::of_parent(
             &self.pages,
-            &caller,
+            scope.caller()?,
             "comments",
             ("ticket_id", TicketId::parse(&message.ticket_id)),
             (message.page_size, &message.page_token),
         )?;
         let page = self
             .desk
-            .list_comments(&caller, ticket_id, page_size, after)
+            .list_comments(&scope, ticket_id, page_size, after)
             .await?;
         Ok(Response::new(v1::ListCommentsResponse {
             comments: page.items.into_iter().map(comment_to_wire).collect(),
@@ -545,20 +512,20 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 
     async fn list_ticket_activity(
         &self,
-        request: Request<v1::ListTicketActivityRequest>,
+        mut request: Request<v1::ListTicketActivityRequest>,
     ) -> Result<Response<v1::ListTicketActivityResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let message = request.get_ref();
         let (ticket_id, pages, page_size, after) = ListPages::of_parent(
             &self.pages,
-            &caller,
+            scope.caller()?,
             "activity",
             ("ticket_id", TicketId::parse(&message.ticket_id)),
             (message.page_size, &message.page_token),
         )?;
         let page = self
             .desk
-            .list_activity(&caller, ticket_id, page_size, after)
+            .list_activity(&scope, ticket_id, page_size, after)
             .await?;
         Ok(Response::new(v1::ListTicketActivityResponse {
             activities: page.items.into_iter().map(activity_to_wire).collect(),
@@ -571,19 +538,21 @@ impl TicketApi {
     /// Resolve, reopen and close: the same request shape, different rules.
     async fn transition<T: prost::Message>(
         &self,
-        request: Request<T>,
+        mut request: Request<T>,
         id: &str,
         etag: &str,
         transition: TicketTransition,
     ) -> Result<Response<v1::Ticket>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let (id, etag) = id_and_etag(id, etag)?;
-        let store = stored_as(&ticket_response);
-        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .desk
-            .transition(&caller, id, transition, etag, budget, idempotent.as_ref())
+            .transition(
+                &keyed.write(&stored_as(&ticket_response)),
+                id,
+                transition,
+                etag,
+            )
             .await?;
         answer(outcome, &ticket_response)
     }

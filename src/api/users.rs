@@ -2,9 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{
-    IdempotencyRequest, ListPages, answer, created, request_context, required, stored_as, timestamp,
-};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as, timestamp};
 use crate::domain::{
     self, DisplayName, Email, InvalidValue, PageTokenKeys, Password, Role, UserId,
 };
@@ -41,15 +39,11 @@ fn user_response(user: &domain::User) -> Response<v1::User> {
 impl v1::user_service_server::UserService for UserApi {
     async fn create_user(
         &self,
-        request: Request<v1::CreateUserRequest>,
+        mut request: Request<v1::CreateUserRequest>,
     ) -> Result<Response<v1::User>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of_with_secrets(
-            &request,
-            Some(&caller),
-            &self.idempotency,
-            |message| message.password.clear(),
-        )?;
+        let keyed = KeyedRequest::of_with_secrets(&mut request, &self.idempotency, |message| {
+            message.password.clear();
+        })?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let Some(user) = message.user else {
@@ -76,20 +70,16 @@ impl v1::user_service_server::UserService for UserApi {
         };
         let respond =
             |user: &domain::User| created(user_response(user), &format!("/v1/users/{}", user.id));
-        let store = stored_as(&respond);
-        let idempotent = idempotency.for_service(&store);
         let outcome = self
             .users
             .create(
-                &caller,
+                &keyed.write(&stored_as(&respond)),
                 NewUserRequest {
                     email,
                     display_name,
                     role,
                     password,
                 },
-                budget,
-                idempotent.as_ref(),
             )
             .await?;
         answer(outcome, &respond)
@@ -97,24 +87,25 @@ impl v1::user_service_server::UserService for UserApi {
 
     async fn get_user(
         &self,
-        request: Request<v1::GetUserRequest>,
+        mut request: Request<v1::GetUserRequest>,
     ) -> Result<Response<v1::User>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = UserId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
-        let user = self.users.get(&caller, id).await?;
+        let user = self.users.get(&scope, id).await?;
         Ok(Response::new(user_to_wire(user)))
     }
 
     async fn list_users(
         &self,
-        request: Request<v1::ListUsersRequest>,
+        mut request: Request<v1::ListUsersRequest>,
     ) -> Result<Response<v1::ListUsersResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.get_ref();
-        let pages = ListPages::new(&self.pages, &caller, LIST);
+        let pages = ListPages::new(&self.pages, caller, LIST);
         let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
-        let page = self.users.list(&caller, page_size, after).await?;
+        let page = self.users.list(&scope, page_size, after).await?;
         Ok(Response::new(v1::ListUsersResponse {
             users: page.items.into_iter().map(user_to_wire).collect(),
             next_page_token: pages.next_token(page.next),
@@ -123,10 +114,9 @@ impl v1::user_service_server::UserService for UserApi {
 
     async fn update_user(
         &self,
-        request: Request<v1::UpdateUserRequest>,
+        mut request: Request<v1::UpdateUserRequest>,
     ) -> Result<Response<v1::User>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let Some(user) = message.user else {
@@ -166,20 +156,16 @@ impl v1::user_service_server::UserService for UserApi {
         };
         violations.into_result()?;
         let store = stored_as(&user_response);
-        let idempotent = idempotency.for_service(&store);
-        let outcome = self
-            .users
-            .update(&caller, id, changes, budget, idempotent.as_ref())
-            .await?;
+        let outcome = self.users.update(&keyed.write(&store), id, changes).await?;
         answer(outcome, &user_response)
     }
 
     async fn get_current_user(
         &self,
-        request: Request<v1::GetCurrentUserRequest>,
+        mut request: Request<v1::GetCurrentUserRequest>,
     ) -> Result<Response<v1::User>, Status> {
-        let (caller, _) = request_context(&request)?;
-        let user = self.users.current(&caller).await?;
+        let scope = scope(&mut request)?;
+        let user = self.users.current(&scope).await?;
         Ok(Response::new(user_to_wire(user)))
     }
 }

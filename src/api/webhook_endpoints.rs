@@ -7,8 +7,8 @@ use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use tonic::{Request, Response, Status};
 
 use super::{
-    IdempotencyRequest, ListPages, answer, created, optional_timestamp, request_context, required,
-    stored_as, timestamp,
+    KeyedRequest, ListPages, answer, created, optional_timestamp, required, scope, stored_as,
+    timestamp,
 };
 use crate::db::models::event::{EventData, StoredEvent};
 use crate::domain::{
@@ -79,10 +79,9 @@ fn description(raw: &str) -> Result<String, InvalidValue> {
 impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndpointApi {
     async fn create_webhook_endpoint(
         &self,
-        request: Request<v1::CreateWebhookEndpointRequest>,
+        mut request: Request<v1::CreateWebhookEndpointRequest>,
     ) -> Result<Response<v1::CreateWebhookEndpointResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let mut violations = FieldViolations::new();
         let Some(endpoint) = request.into_inner().webhook_endpoint else {
             violations.add("webhook_endpoint", &required());
@@ -117,14 +116,12 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         let (outcome, secret) = self
             .endpoints
             .create(
-                &caller,
+                &keyed.write(&store),
                 NewEndpointRequest {
                     url,
                     description,
                     event_types,
                 },
-                budget,
-                idempotency.for_service(&store).as_ref(),
             )
             .await?;
         let revealed = secret.reveal();
@@ -141,24 +138,25 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
 
     async fn get_webhook_endpoint(
         &self,
-        request: Request<v1::GetWebhookEndpointRequest>,
+        mut request: Request<v1::GetWebhookEndpointRequest>,
     ) -> Result<Response<v1::WebhookEndpoint>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = uuid_field(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
-        let endpoint = self.endpoints.get(&caller, id).await?;
+        let endpoint = self.endpoints.get(&scope, id).await?;
         Ok(Response::new(endpoint_to_wire(&endpoint)))
     }
 
     async fn list_webhook_endpoints(
         &self,
-        request: Request<v1::ListWebhookEndpointsRequest>,
+        mut request: Request<v1::ListWebhookEndpointsRequest>,
     ) -> Result<Response<v1::ListWebhookEndpointsResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.get_ref();
-        let pages = ListPages::new(&self.pages, &caller, LIST);
+        let pages = ListPages::new(&self.pages, caller, LIST);
         let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
-        let page = self.endpoints.list(&caller, page_size, after).await?;
+        let page = self.endpoints.list(&scope, page_size, after).await?;
         Ok(Response::new(v1::ListWebhookEndpointsResponse {
             webhook_endpoints: page.items.iter().map(endpoint_to_wire).collect(),
             next_page_token: pages.next_token(page.next),
@@ -167,10 +165,9 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
 
     async fn update_webhook_endpoint(
         &self,
-        request: Request<v1::UpdateWebhookEndpointRequest>,
+        mut request: Request<v1::UpdateWebhookEndpointRequest>,
     ) -> Result<Response<v1::WebhookEndpoint>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let message = request.into_inner();
         let mut violations = FieldViolations::new();
         let Some(endpoint) = message.webhook_endpoint else {
@@ -227,45 +224,29 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         let store = stored_as(&respond);
         let outcome = self
             .endpoints
-            .update(
-                &caller,
-                id,
-                update,
-                budget,
-                idempotency.for_service(&store).as_ref(),
-            )
+            .update(&keyed.write(&store), id, update)
             .await?;
         answer(outcome, &respond)
     }
 
     async fn delete_webhook_endpoint(
         &self,
-        request: Request<v1::DeleteWebhookEndpointRequest>,
+        mut request: Request<v1::DeleteWebhookEndpointRequest>,
     ) -> Result<Response<v1::DeleteWebhookEndpointResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let id = uuid_field(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
         let respond = |(): &()| Response::new(v1::DeleteWebhookEndpointResponse {});
         let store = stored_as(&respond);
-        let outcome = self
-            .endpoints
-            .delete(
-                &caller,
-                id,
-                budget,
-                idempotency.for_service(&store).as_ref(),
-            )
-            .await?;
+        let outcome = self.endpoints.delete(&keyed.write(&store), id).await?;
         answer(outcome, &respond)
     }
 
     async fn rotate_webhook_endpoint_secret(
         &self,
-        request: Request<v1::RotateWebhookEndpointSecretRequest>,
+        mut request: Request<v1::RotateWebhookEndpointSecretRequest>,
     ) -> Result<Response<v1::RotateWebhookEndpointSecretResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let id = uuid_field(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
         let respond_with_secret = |endpoint: &WebhookEndpoint, secret: &str| {
@@ -279,12 +260,7 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         let store = stored_as(&sealed);
         let (outcome, secret) = self
             .endpoints
-            .rotate_secret(
-                &caller,
-                id,
-                budget,
-                idempotency.for_service(&store).as_ref(),
-            )
+            .rotate_secret(&keyed.write(&store), id)
             .await?;
         let revealed = secret.reveal();
         let replayed = matches!(outcome, Outcome::Replay(_));
@@ -300,37 +276,29 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
 
     async fn send_test_webhook_event(
         &self,
-        request: Request<v1::SendTestWebhookEventRequest>,
+        mut request: Request<v1::SendTestWebhookEventRequest>,
     ) -> Result<Response<v1::WebhookDelivery>, Status> {
-        let (caller, budget) = request_context(&request)?;
-        let idempotency = IdempotencyRequest::of(&request, Some(&caller), &self.idempotency)?;
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let id = uuid_field(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
         let respond = |delivery: &WebhookDelivery| Response::new(delivery_to_wire(delivery));
         let store = stored_as(&respond);
-        let outcome = self
-            .endpoints
-            .send_test(
-                &caller,
-                id,
-                budget,
-                idempotency.for_service(&store).as_ref(),
-            )
-            .await?;
+        let outcome = self.endpoints.send_test(&keyed.write(&store), id).await?;
         answer(outcome, &respond)
     }
 
     async fn list_webhook_deliveries(
         &self,
-        request: Request<v1::ListWebhookDeliveriesRequest>,
+        mut request: Request<v1::ListWebhookDeliveriesRequest>,
     ) -> Result<Response<v1::ListWebhookDeliveriesResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let state = violations.check("state", state_from_wire(message.state));
         let (endpoint_id, pages, page_size, after) = ListPages::of_parent(
             &self.pages,
-            &caller,
+            caller,
             DELIVERIES,
             ("endpoint_id", uuid_field(&message.endpoint_id)),
             (message.page_size, &message.page_token),
@@ -340,7 +308,7 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         };
         let page = self
             .endpoints
-            .deliveries(&caller, endpoint_id, state, page_size, after)
+            .deliveries(&scope, endpoint_id, state, page_size, after)
             .await?;
         Ok(Response::new(v1::ListWebhookDeliveriesResponse {
             webhook_deliveries: page.items.iter().map(delivery_to_wire).collect(),
@@ -350,9 +318,9 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
 
     async fn redrive_webhook_delivery(
         &self,
-        request: Request<v1::RedriveWebhookDeliveryRequest>,
+        mut request: Request<v1::RedriveWebhookDeliveryRequest>,
     ) -> Result<Response<v1::WebhookDelivery>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let endpoint_id = violations.check("endpoint_id", uuid_field(&message.endpoint_id));
@@ -360,18 +328,15 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         let (Some(endpoint_id), Some(id)) = (endpoint_id, id) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let delivery = self
-            .endpoints
-            .redrive(&caller, endpoint_id, id, budget)
-            .await?;
+        let delivery = self.endpoints.redrive(&scope, endpoint_id, id).await?;
         Ok(Response::new(delivery_to_wire(&delivery)))
     }
 
     async fn redrive_failed_webhook_deliveries(
         &self,
-        request: Request<v1::RedriveFailedWebhookDeliveriesRequest>,
+        mut request: Request<v1::RedriveFailedWebhookDeliveriesRequest>,
     ) -> Result<Response<v1::RedriveFailedWebhookDeliveriesResponse>, Status> {
-        let (caller, budget) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let endpoint_id = violations.check("endpoint_id", uuid_field(&message.endpoint_id));
@@ -388,7 +353,7 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         };
         let redriven = self
             .endpoints
-            .redrive_failed_since(&caller, endpoint_id, since, budget)
+            .redrive_failed_since(&scope, endpoint_id, since)
             .await?;
         Ok(Response::new(v1::RedriveFailedWebhookDeliveriesResponse {
             redriven: i32::try_from(redriven).unwrap_or(i32::MAX),

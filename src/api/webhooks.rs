@@ -5,7 +5,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{ListPages, optional_timestamp, request_context, required, timestamp};
+use super::{ListPages, optional_timestamp, required, scope, timestamp};
 use crate::db::models::StoredWebhookEvent;
 use crate::domain::{InvalidValue, PageTokenKeys, WebhookEventId, WebhookEventState};
 use crate::errors::{AppError, FieldViolations};
@@ -56,9 +56,10 @@ impl v1::webhook_service_server::WebhookService for WebhookApi {
 
     async fn list_webhook_events(
         &self,
-        request: Request<v1::ListWebhookEventsRequest>,
+        mut request: Request<v1::ListWebhookEventsRequest>,
     ) -> Result<Response<v1::ListWebhookEventsResponse>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
         let state = violations.check("state", state_from_wire(message.state));
@@ -67,7 +68,7 @@ impl v1::webhook_service_server::WebhookService for WebhookApi {
         let list = state.map(|state| format!("webhook-events:{state}"));
         let page = ListPages::checked_text(
             &self.pages,
-            &caller,
+            caller,
             list.as_deref(),
             &mut violations,
             message.page_size,
@@ -76,7 +77,7 @@ impl v1::webhook_service_server::WebhookService for WebhookApi {
         let (Some(state), Some((pages, page_size, after))) = (state, page) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let page = self.webhooks.list(&caller, state, page_size, after).await?;
+        let page = self.webhooks.list(&scope, state, page_size, after).await?;
         Ok(Response::new(v1::ListWebhookEventsResponse {
             events: page.items.iter().map(to_wire).collect(),
             next_page_token: pages.next_text_token(page.next.as_ref()),
@@ -85,21 +86,21 @@ impl v1::webhook_service_server::WebhookService for WebhookApi {
 
     async fn get_webhook_event(
         &self,
-        request: Request<v1::GetWebhookEventRequest>,
+        mut request: Request<v1::GetWebhookEventRequest>,
     ) -> Result<Response<v1::WebhookEvent>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = event_id(&request.get_ref().id)?;
-        let event = self.webhooks.get(&caller, &id).await?;
+        let event = self.webhooks.get(&scope, &id).await?;
         Ok(Response::new(to_wire(&event)))
     }
 
     async fn redrive_webhook_event(
         &self,
-        request: Request<v1::RedriveWebhookEventRequest>,
+        mut request: Request<v1::RedriveWebhookEventRequest>,
     ) -> Result<Response<v1::WebhookEvent>, Status> {
-        let (caller, _) = request_context(&request)?;
+        let scope = scope(&mut request)?;
         let id = event_id(&request.get_ref().id)?;
-        let event = self.webhooks.redrive(&caller, &id).await?;
+        let event = self.webhooks.redrive(&scope, &id).await?;
         Ok(Response::new(to_wire(&event)))
     }
 }

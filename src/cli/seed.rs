@@ -9,6 +9,8 @@ use crate::db::PgPool;
 use crate::db::models::{Account, NewUser};
 use crate::domain::{self, AccountName, AccountSlug, DisplayName, Email, Password, Role, UserId};
 use crate::errors::AppError;
+use crate::idempotency::KeyedWrite;
+use crate::scope::{RequestDeadline, RequestScope};
 use crate::service::Accounts;
 use crate::service::accounts::NewAccountRequest;
 
@@ -61,8 +63,10 @@ pub async fn create_account(
     else {
         anyhow::bail!("{}", problems.join("; "));
     };
+    let scope = RequestScope::without_caller(RequestDeadline::after(COMMAND_BUDGET));
     Accounts::new(pool.clone(), PasswordHasher::default())
         .create(
+            &KeyedWrite::unkeyed(&scope),
             NewAccountRequest {
                 name,
                 slug,
@@ -70,8 +74,6 @@ pub async fn create_account(
                 admin_password,
                 admin_display_name,
             },
-            COMMAND_BUDGET,
-            None,
         )
         .await
         .and_then(crate::idempotency::Outcome::done)

@@ -11,7 +11,8 @@
 //! could test password guesses against.
 //!
 //! The whole mechanism lives here: [`Idempotent`] (one request's scope, key and fingerprint),
-//! [`transaction`] (claim, work in a savepoint, store, in one transaction),
+//! [`KeyedWrite`] (what a service's write takes: the request's scope and, with a key, its
+//! [`Idempotent`]), [`transaction`] (claim, work in a savepoint, store, in one transaction),
 //! [`StoredResponse`] (the one stored form of an outcome, success or final error) and the sweep
 //! of expired keys. It knows nothing of tonic: `api/` turns a response into a
 //! [`StoredResponse`] and a [`StoredResponse`] back into a response or a status, so a handler
@@ -31,6 +32,7 @@ use crate::db::models::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 use crate::db::{self, Limits, PgPool};
 use crate::domain::IdempotencyKey;
 use crate::errors::{AppError, AppResult, Reason};
+use crate::scope::RequestScope;
 
 /// The settings every idempotent request shares.
 #[derive(Clone, Debug)]
@@ -166,6 +168,38 @@ impl<T> Outcome<T> {
     }
 }
 
+/// A write as the service receives it: the request's scope (who calls, until when) and, when
+/// the request carries an idempotency key, that key's [`Idempotent`].
+pub struct KeyedWrite<'a, D> {
+    pub scope: &'a RequestScope,
+    pub idempotent: Option<Idempotent<'a, D>>,
+}
+
+impl<'a, D> KeyedWrite<'a, D> {
+    /// A write without a key (a caller outside a request, or a test).
+    pub fn unkeyed(scope: &'a RequestScope) -> Self {
+        Self {
+            scope,
+            idempotent: None,
+        }
+    }
+
+    /// Who is calling; failing closed where admission found no caller.
+    pub fn caller(&self) -> AppResult<&'a Caller> {
+        self.scope.caller()
+    }
+
+    /// The key's claim, store and replay, when the request carries a key.
+    pub fn idempotent(&self) -> Option<&Idempotent<'a, D>> {
+        self.idempotent.as_ref()
+    }
+
+    /// How long the work may still take.
+    pub fn remaining(&self) -> Duration {
+        self.scope.remaining()
+    }
+}
+
 /// One request's idempotency: its scope, key and fingerprint, and how its outcomes are stored
 /// (given by `api/`, which alone knows the wire form).
 pub struct Idempotent<'a, D> {
@@ -179,6 +213,22 @@ pub struct Idempotent<'a, D> {
     /// The recovery points a request of this RPC may stop at; empty for the RPCs whose key and
     /// effect commit in one transaction.
     pub phases: &'static [&'static str],
+}
+
+// By hand: a derive would ask `D: Clone` of the value it only stores through a reference.
+impl<D> Clone for Idempotent<'_, D> {
+    fn clone(&self) -> Self {
+        Self {
+            caller: self.caller.clone(),
+            rpc: self.rpc,
+            key: self.key.clone(),
+            request_hash: self.request_hash.clone(),
+            policy: self.policy.clone(),
+            store_success: self.store_success,
+            store_failure: self.store_failure,
+            phases: self.phases,
+        }
+    }
 }
 
 /// Whether the request owns its key now, or ran before.
@@ -392,20 +442,19 @@ pub async fn sweep_expired(pool: &PgPool, batch: i64) -> AppResult<usize> {
     }
 }
 
-/// [`db::pooled_transaction`] for a request that may carry an idempotency key. With a key, the
-/// transaction opens with lock waits bounded by the key's wait and first claims it (or finds the
-/// outcome of an earlier request with it, and answers that as [`Outcome::Replay`] without running
-/// `body`); `body` then runs in a savepoint ([`db::savepoint`], which lifts the bound in the same
-/// round trip), and its success (converted by `project`) or final error is stored before the
-/// commit.
+/// [`db::pooled_transaction`] for a write that may carry an idempotency key, within what is left
+/// of its request's deadline. With a key, the transaction opens with lock waits bounded by the
+/// key's wait and first claims it (or finds the outcome of an earlier request with it, and
+/// answers that as [`Outcome::Replay`] without running `body`); `body` then runs in a savepoint
+/// ([`db::savepoint`], which lifts the bound in the same round trip), and its success (converted
+/// by `project`) or final error is stored before the commit.
 #[allow(
     clippy::manual_async_fn,
     reason = "the future is declared `Send` here, where the body's bounds prove it; an `async fn` leaves the proof to each caller, which fails for bodies that borrow (\"Send is not general enough\")"
 )]
 pub fn transaction<'a, 'pool, T, D, P, F>(
     pool: &'pool PgPool,
-    budget: Duration,
-    idempotent: Option<&'a Idempotent<'a, D>>,
+    write: &'a KeyedWrite<'a, D>,
     project: P,
     body: F,
 ) -> impl Future<Output = AppResult<Outcome<T>>> + Send + 'pool
@@ -420,7 +469,8 @@ where
     'a: 'pool,
 {
     async move {
-        let limits = claiming_limits(budget, idempotent);
+        let idempotent = write.idempotent();
+        let limits = claiming_limits(write.remaining(), idempotent);
         let mut connection = db::connection(pool).await?;
         db::transaction(&mut connection, limits, async move |conn| {
             let Some(idempotent) = idempotent else {

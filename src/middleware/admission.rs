@@ -24,8 +24,9 @@
 //! 6. a spent quota is RESOURCE_EXHAUSTED (after the checks above, so a refused credential
 //!    never learns about quotas).
 //!
-//! Handlers get the [`crate::auth::Caller`] as a request extension, never raw metadata. A path
-//! the method table does not know needs a caller too: this layer fails closed.
+//! What it established goes on the request as its one scope ([`RequestScope`]: the caller, the
+//! client, what was prefetched, with the deadline and the method known above), never raw
+//! metadata. A path the method table does not know needs a caller too: this layer fails closed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,7 +38,7 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use super::method::declared_method;
-use super::rate_limit::{ClientAddress, add_headers, client_subject, policy_for, refusal};
+use super::rate_limit::{add_headers, client_subject, policy_for, refusal};
 use super::unary_body::Peeked;
 
 use crate::auth::principals::{KnownState, Lease};
@@ -46,6 +47,7 @@ use crate::domain::TicketId;
 use crate::errors::{AppError, Reason};
 use crate::rate_limit::{AlsoRead, Decision, Policy, RateLimiter, Subject};
 use crate::redis::ticket_cache::{PrefetchedEntry, TicketCache};
+use crate::scope::{self, ClientAddress, RequestDeadline, RequestScope};
 use crate::wire::methods::{Access, Method, Prefetch};
 
 /// What admission works with, shared by every request through one `Arc`: a request clones a
@@ -357,6 +359,7 @@ where
             let mut request = Request::from_parts(parts, body);
             let presented = Presented::of(&request, &gate.limiter, ticket);
             let client = ClientAddress::new(presented.client.clone());
+            let method = presented.method;
             let Admitted {
                 caller,
                 decision,
@@ -365,15 +368,24 @@ where
                 Ok(admitted) => admitted,
                 Err(refused) => return Ok(refused),
             };
-            request.extensions_mut().insert(client);
-            if let Some((caller, valid_until)) = caller {
-                record_caller(&caller);
-                request.extensions_mut().insert(caller);
-                request.extensions_mut().insert(valid_until);
+            if let Some((caller, _)) = &caller {
+                record_caller(caller);
             }
-            if let Some(prefetched) = prefetched {
-                request.extensions_mut().insert(prefetched);
-            }
+            let Some(deadline) = request.extensions_mut().remove::<RequestDeadline>() else {
+                return Ok(answer(AppError::internal(anyhow::anyhow!(
+                    "no RequestDeadline: is the deadline layer in the stack?"
+                ))));
+            };
+            let scope = RequestScope::admitted(
+                scope::Admitted {
+                    caller,
+                    client,
+                    prefetched,
+                },
+                method,
+                deadline,
+            );
+            request.extensions_mut().insert(scope);
             let mut response = inner.call(request).await?;
             if let Some(decision) = decision.filter(|decision| decision.decided) {
                 add_headers(&mut response, &decision);

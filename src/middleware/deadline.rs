@@ -1,7 +1,8 @@
 //! Every RPC runs against a deadline: the caller's `grpc-timeout` when it sends one, capped by the
 //! RPC's own declared deadline (`deadline_ms`, the dashboard's panels) and by the server's
-//! `REQUEST_TIMEOUT_MS`, which is also the default. Handlers read what is left from the
-//! [`RequestDeadline`] extension and hand it to PostgreSQL as `statement_timeout`; a handler still
+//! `REQUEST_TIMEOUT_MS`, which is also the default. Admission moves the [`RequestDeadline`] this
+//! layer puts on the request into the request's scope, from which services read what is left
+//! and hand it to PostgreSQL as `statement_timeout`; a handler still
 //! running at the deadline is dropped and answered DEADLINE_EXCEEDED.
 
 use std::future::Future;
@@ -15,20 +16,10 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use crate::errors::AppError;
+use crate::scope::RequestDeadline;
 use crate::wire::methods::Method;
 
 const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
-
-/// When the current request must be done by.
-#[derive(Clone, Copy, Debug)]
-pub struct RequestDeadline(Instant);
-
-impl RequestDeadline {
-    /// The time left; zero once passed.
-    pub fn remaining(&self) -> Duration {
-        self.0.saturating_duration_since(Instant::now())
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct DeadlineLayer {
@@ -86,7 +77,9 @@ where
             .and_then(|method| method.deadline)
             .map_or(budget, |declared| budget.min(declared));
         let deadline = Instant::now() + budget;
-        request.extensions_mut().insert(RequestDeadline(deadline));
+        request
+            .extensions_mut()
+            .insert(RequestDeadline::at(deadline));
         let response = self.inner.call(request);
         Box::pin(async move {
             match tokio::time::timeout_at(deadline, response).await {

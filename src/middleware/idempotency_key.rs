@@ -1,6 +1,6 @@
 //! Reads the `idempotency-key` metadata entry (the `Idempotency-Key` header through Envoy) and,
-//! for an RPC declared `IDEMPOTENCY_OPTIONAL` or `IDEMPOTENCY_REQUIRED`, hands it to handlers as
-//! an [`IdempotencyKey`] extension. A malformed key is refused before anything runs, whatever
+//! for an RPC declared `IDEMPOTENCY_OPTIONAL` or `IDEMPOTENCY_REQUIRED`, adds it to the request's
+//! scope ([`RequestScope`], which admission built) as an [`IdempotencyKey`]. A malformed key is refused before anything runs, whatever
 //! the RPC; so is a call without a key to an RPC that requires one. What the key means is
 //! decided where the work is done (`idempotency`).
 
@@ -15,6 +15,7 @@ use tower::{Layer, Service};
 use super::method::declared_method;
 use crate::domain::{IdempotencyKey, InvalidValue};
 use crate::errors::AppError;
+use crate::scope::RequestScope;
 use crate::wire::headers::IDEMPOTENCY_KEY_HEADER;
 use crate::wire::methods::Idempotency;
 
@@ -66,7 +67,14 @@ where
                 "this RPC requires an Idempotency-Key (1 to 255 printable ASCII characters)",
             )),
             (Some(Ok(key)), Idempotency::Optional | Idempotency::Required) => {
-                request.extensions_mut().insert(key);
+                let Some(scope) = request.extensions_mut().get_mut::<RequestScope>() else {
+                    let response = tonic::Status::from(AppError::internal(anyhow::anyhow!(
+                        "no RequestScope: is the admission layer in the stack?"
+                    )))
+                    .into_http();
+                    return Box::pin(async move { Ok(response) });
+                };
+                scope.with_idempotency_key(key);
                 None
             }
             (Some(Ok(_)) | None, Idempotency::Ignored) | (None, Idempotency::Optional) => None,

@@ -20,11 +20,13 @@
 //! 8. deadline: the caller's `grpc-timeout` capped by the server's maximum ([`deadline`]);
 //! 9. admission: who is calling (failing closed), with the declared role, within the declared
 //!    quota of the caller (or client IP), in one Redis round trip ([`admission`],
-//!    [`rate_limit`]); handlers get a `Caller` extension;
+//!    [`rate_limit`]); it builds the request's scope ([`crate::scope::RequestScope`]: the
+//!    caller, the deadline, the method, the client, what it prefetched), the one extension
+//!    handlers read;
 //! 10. path binding: a REST request whose body or query names another resource than its path
 //!     is refused as `PATH_BODY_MISMATCH` ([`path_binding`]);
-//! 11. idempotency key: read, checked, and required where declared; the handler decides what it
-//!     means.
+//! 11. idempotency key: read, checked, and required where declared, and added to the scope; the
+//!     handler decides what it means.
 
 mod admission;
 mod deadline;
@@ -39,12 +41,12 @@ mod rpc_metrics;
 mod unary_body;
 
 pub use admission::{AdmissionLayer, Admit};
-pub use deadline::{Deadline, DeadlineLayer, RequestDeadline};
+pub use deadline::{Deadline, DeadlineLayer};
 pub use header_limit::{HeaderLimitLayer, LimitHeaders, header_list_size};
 pub use idempotency_key::{IdempotencyKeyLayer, ReadIdempotencyKey};
 pub use method::{MethodLayer, ResolveMethod, declared_method};
 pub use path_binding::{CheckPathBinding, PathBindingLayer};
-pub use rate_limit::{ClientAddress, client_ip};
+pub use rate_limit::client_ip;
 pub use request_id::{
     MAX_REQUEST_ID_LEN, NewRequestId, PlainRequestId, PlainRequestIdLayer, is_plain_request_id,
 };

@@ -54,25 +54,6 @@ pub fn client_ip(
         .or(Some(peer))
 }
 
-/// The client's address as admission established it (`ip:<address>`), in the request
-/// extensions for handlers that throttle or scope by it: `Login`, anonymous idempotency keys.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientAddress(Subject);
-
-impl ClientAddress {
-    pub fn new(subject: Subject) -> Self {
-        Self(subject)
-    }
-
-    pub fn subject(&self) -> &Subject {
-        &self.0
-    }
-
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
 /// The client-IP subject of a request.
 pub(super) fn client_subject<B>(request: &Request<B>, trusted: &[ipnet::IpNet]) -> Subject {
     let peer = request

@@ -276,14 +276,27 @@ pub fn read_entry(raw: &[u8]) -> Option<(i64, Option<Ticket>)> {
     decode_entry(raw)
 }
 
-/// A ticket cache entry that admission read in its round trip (`PREFETCH_TICKET`), handed to
-/// the handler as a request extension.
+/// A ticket cache entry that admission read in its round trip (`PREFETCH_TICKET`), kept in the
+/// request's scope for [`TicketCache::get`] to read back.
 #[derive(Clone, Debug)]
 pub struct PrefetchedEntry {
     /// Whose ticket: the entry read was this ticket's in this account.
     pub account_id: AccountId,
     pub ticket: TicketId,
     pub value: Option<Vec<u8>>,
+}
+
+/// Where admission may have left an entry of this cache: the request's scope (`None` when the
+/// read is no request's, or nothing was prefetched). The cache reads its own prefetch, so the
+/// entry is no parameter of the services between admission and here.
+pub trait Prefetched {
+    fn prefetched(&self) -> Option<&PrefetchedEntry>;
+}
+
+impl Prefetched for Option<&PrefetchedEntry> {
+    fn prefetched(&self) -> Option<&PrefetchedEntry> {
+        *self
+    }
 }
 
 /// An entry kept for repair: its [`rank`], its payload, and when it was written (its age bounds
@@ -501,15 +514,16 @@ impl TicketCache {
         );
     }
 
-    /// What the cache knows of the ticket: from `prefetched` when admission read its entry
-    /// already (no round trip), else from Redis.
+    /// What the cache knows of the ticket: from the entry admission prefetched for `request`
+    /// when it read this one already (no round trip), else from Redis.
     pub async fn get(
         &self,
         account_id: AccountId,
         id: TicketId,
-        prefetched: Option<&PrefetchedEntry>,
+        request: impl Prefetched,
     ) -> Cached {
-        if let Some(prefetched) = prefetched
+        if let Some(prefetched) = request
+            .prefetched()
             .filter(|prefetched| prefetched.account_id == account_id && prefetched.ticket == id)
         {
             // An entry this instance could not store yet is newer than what Redis had.

@@ -1,16 +1,15 @@
 //! Signing up (an account with its first admin) and reading the caller's account.
 
-use std::time::Duration;
-
 use super::on_unique_violation;
-use crate::auth::{Caller, PasswordHasher};
+use crate::auth::PasswordHasher;
 use crate::db::models::{Account, NewAccount, NewUser};
 use crate::db::{self, PgPool};
 use crate::domain::{
     self, AccountId, AccountName, AccountSlug, DisplayName, Email, Password, Role, UserId,
 };
 use crate::errors::{AppError, AppResult, Reason};
-use crate::idempotency::{self, Idempotent, Outcome, as_is};
+use crate::idempotency::{self, KeyedWrite, Outcome, as_is};
+use crate::scope::RequestScope;
 
 /// What CreateAccount asks for, every part valid.
 #[derive(Debug)]
@@ -36,13 +35,12 @@ impl Accounts {
     /// Creates the account and its first admin together: both or neither.
     pub async fn create(
         &self,
+        write: &KeyedWrite<'_, (domain::Account, domain::User)>,
         request: NewAccountRequest,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, (domain::Account, domain::User)>>,
     ) -> AppResult<Outcome<(domain::Account, domain::User)>> {
         // Hashed before a connection is taken: the pool is not held during argon2.
         let password_hash = self.hasher.hash(&request.admin_password).await?;
-        idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+        idempotency::transaction(&self.pool, write, as_is, async |conn| {
             let account = NewAccount {
                 id: AccountId::generate().as_uuid(),
                 name: request.name.as_str(),
@@ -77,7 +75,8 @@ impl Accounts {
 
     /// The caller's own account. Accounts are never deleted, and a caller was found in it, so
     /// its absence is a broken invariant, not a NOT_FOUND a client could act on.
-    pub async fn get(&self, caller: &Caller) -> AppResult<domain::Account> {
+    pub async fn get(&self, scope: &RequestScope) -> AppResult<domain::Account> {
+        let caller = scope.caller()?;
         db::with_connection(&self.pool, async |conn| {
             Account::find(conn, caller.account_id.as_uuid())
                 .await?

@@ -1,15 +1,14 @@
 //! API keys for internal services: created by an admin, shown once, revocable.
 
-use std::time::Duration;
-
 use super::{Page, paginate, rows_to_fetch};
+use crate::auth::ApiKeySecret;
 use crate::auth::principals::{PrincipalKey, PrincipalState, PrincipalStates};
-use crate::auth::{ApiKeySecret, Caller};
 use crate::db::models::{ApiKey, NewApiKey};
 use crate::db::{self, PgPool};
 use crate::domain::{self, ApiKeyId, ApiKeyName, PageCursor, PageSize, Role};
 use crate::errors::{AppError, AppResult, Resource};
-use crate::idempotency::{self, Idempotent, Outcome, as_is};
+use crate::idempotency::{self, KeyedWrite, Outcome, as_is};
+use crate::scope::RequestScope;
 
 #[derive(Clone)]
 pub struct ApiKeys {
@@ -26,38 +25,37 @@ impl ApiKeys {
     /// created by people, so the creator is on record.
     pub async fn create(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, domain::ApiKey>,
         name: ApiKeyName,
         roles: Vec<Role>,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, domain::ApiKey>>,
     ) -> AppResult<(Outcome<domain::ApiKey>, ApiKeySecret)> {
+        let caller = write.caller()?;
         let creator = caller.require_user()?;
         let secret = ApiKeySecret::generate();
-        let outcome =
-            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
-                NewApiKey {
-                    id: ApiKeyId::generate().as_uuid(),
-                    account_id: caller.account_id.as_uuid(),
-                    name: name.as_str(),
-                    prefix: &secret.shown_prefix(),
-                    secret_hash: &secret.hash(),
-                    roles: roles.iter().map(|role| Some(role.as_str())).collect(),
-                    created_by: creator.as_uuid(),
-                }
-                .insert(conn)
-                .await
-            })
-            .await?;
+        let outcome = idempotency::transaction(&self.pool, write, as_is, async |conn| {
+            NewApiKey {
+                id: ApiKeyId::generate().as_uuid(),
+                account_id: caller.account_id.as_uuid(),
+                name: name.as_str(),
+                prefix: &secret.shown_prefix(),
+                secret_hash: &secret.hash(),
+                roles: roles.iter().map(|role| Some(role.as_str())).collect(),
+                created_by: creator.as_uuid(),
+            }
+            .insert(conn)
+            .await
+        })
+        .await?;
         Ok((outcome, secret))
     }
 
     pub async fn list(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<domain::ApiKey>> {
+        let caller = scope.caller()?;
         let rows = db::with_connection(&self.pool, async |conn| {
             ApiKey::list_for_account(
                 conn,
@@ -76,11 +74,10 @@ impl ApiKeys {
     /// Revokes a key; the next call made with it is refused.
     pub async fn revoke(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, domain::ApiKey>,
         id: ApiKeyId,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, domain::ApiKey>>,
     ) -> AppResult<Outcome<domain::ApiKey>> {
+        let caller = write.caller()?;
         let secret_hash = ApiKey::secret_hash_of(
             &mut *db::connection(&self.pool).await?,
             caller.account_id.as_uuid(),
@@ -93,13 +90,12 @@ impl ApiKeys {
             .principals
             .changing(PrincipalKey::ApiKey { secret_hash })
             .await?;
-        let outcome =
-            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
-                ApiKey::revoke(conn, caller.account_id.as_uuid(), id.as_uuid())
-                    .await?
-                    .ok_or_else(|| AppError::not_found(Resource::ApiKey, id))
-            })
-            .await;
+        let outcome = idempotency::transaction(&self.pool, write, as_is, async |conn| {
+            ApiKey::revoke(conn, caller.account_id.as_uuid(), id.as_uuid())
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::ApiKey, id))
+        })
+        .await;
         marker
             .settle(match &outcome {
                 Ok(Outcome::Done(key)) => Some(PrincipalState::ApiKey {

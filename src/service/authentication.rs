@@ -3,14 +3,15 @@
 use chrono::{DateTime, Utc};
 
 use crate::auth::{
-    AccessToken, Caller, PasswordHasher, Principal, RefreshToken, RefreshTokenOutcome,
-    SessionStore, TokenIssuer,
+    AccessToken, PasswordHasher, Principal, RefreshToken, RefreshTokenOutcome, SessionStore,
+    TokenIssuer,
 };
 use crate::db::models::{Account, User};
 use crate::db::{self, PgPool};
 use crate::domain::{self, AccountSlug, Email, UserLogin};
 use crate::errors::{AppError, AppResult, Reason};
 use crate::rate_limit::{LoginAttempt, LoginGate, LoginOutcome, RateLimiter, Subject};
+use crate::scope::RequestScope;
 
 /// What a successful login or refresh hands out.
 #[derive(Debug)]
@@ -229,7 +230,8 @@ impl Authentication {
     }
 
     /// Ends the session the caller's access token belongs to, at once: its access tokens too.
-    pub async fn logout(&self, caller: &Caller) -> AppResult<()> {
+    pub async fn logout(&self, scope: &RequestScope) -> AppResult<()> {
+        let caller = scope.caller()?;
         let Principal::User {
             user_id,
             session_id,
@@ -245,7 +247,8 @@ impl Authentication {
     }
 
     /// Ends every session of the calling user, at once: their access tokens too.
-    pub async fn logout_all(&self, caller: &Caller) -> AppResult<u32> {
+    pub async fn logout_all(&self, scope: &RequestScope) -> AppResult<u32> {
+        let caller = scope.caller()?;
         let user_id = caller.require_user()?;
         self.sessions.end_all(user_id).await
     }

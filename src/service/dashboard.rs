@@ -17,6 +17,7 @@ use crate::db::read_replica::{ReadPools, ReadSource};
 use crate::db::{self, Limits};
 use crate::domain::{DateRange, PageCursor, PageSize, RevenueInterval, Role};
 use crate::errors::{AppError, AppResult};
+use crate::scope::RequestScope;
 
 /// What a panel read, and where.
 #[derive(Debug)]
@@ -103,9 +104,44 @@ impl Dashboard {
         Self { reads }
     }
 
+    /// The caller's account's revenue over `range`, by `interval`, within the request's
+    /// deadline. Admins.
+    pub async fn revenue(
+        &self,
+        scope: &RequestScope,
+        range: DateRange,
+        interval: RevenueInterval,
+    ) -> AppResult<Read<RevenueReport>> {
+        self.revenue_panel(scope.caller()?, range, interval, scope.remaining())
+            .await
+    }
+
+    /// The caller's account's ticket statistics over `range`, within the request's deadline.
+    /// Agents and admins.
+    pub async fn ticket_stats(
+        &self,
+        scope: &RequestScope,
+        range: DateRange,
+    ) -> AppResult<Read<TicketStatsReport>> {
+        self.ticket_stats_panel(scope.caller()?, range, scope.remaining())
+            .await
+    }
+
+    /// A page of the caller's account's audit feed, newest first, within the request's
+    /// deadline. Agents and admins.
+    pub async fn recent_activity(
+        &self,
+        scope: &RequestScope,
+        page_size: PageSize,
+        after: Option<PageCursor>,
+    ) -> AppResult<Read<Page<ActivityFeedRow>>> {
+        self.recent_activity_panel(scope.caller()?, page_size, after, scope.remaining())
+            .await
+    }
+
     /// The caller's account's revenue over `range`, by `interval`. Admins (the RPC's declared
     /// role; checked again here for the composite).
-    pub async fn revenue(
+    async fn revenue_panel(
         &self,
         caller: &Caller,
         range: DateRange,
@@ -130,7 +166,7 @@ impl Dashboard {
     }
 
     /// The caller's account's ticket statistics over `range`. Agents and admins.
-    pub async fn ticket_stats(
+    async fn ticket_stats_panel(
         &self,
         caller: &Caller,
         range: DateRange,
@@ -164,7 +200,7 @@ impl Dashboard {
     }
 
     /// A page of the caller's account's audit feed, newest first. Agents and admins.
-    pub async fn recent_activity(
+    async fn recent_activity_panel(
         &self,
         caller: &Caller,
         page_size: PageSize,
@@ -195,30 +231,36 @@ impl Dashboard {
     /// Every panel side by side, each within its own budget: a panel that fails or runs out
     /// of time is answered as such, and the others are not waited for longer than their own
     /// budgets. A caller who is not an admin gets the revenue panel's PERMISSION_DENIED.
-    pub async fn all(&self, caller: &Caller, range: DateRange, budgets: PanelBudgets) -> AllPanels {
+    pub async fn all(
+        &self,
+        scope: &RequestScope,
+        range: DateRange,
+        budgets: PanelBudgets,
+    ) -> AppResult<AllPanels> {
+        let caller = scope.caller()?;
         let first_page = PageSize::parse(i32::from(DASHBOARD_ACTIVITY_RECORDS));
         let (revenue, ticket_stats, recent_activity) = tokio::join!(
             within(
                 budgets.revenue,
-                self.revenue(caller, range, RevenueInterval::Day, budgets.revenue)
+                self.revenue_panel(caller, range, RevenueInterval::Day, budgets.revenue)
             ),
             within(
                 budgets.ticket_stats,
-                self.ticket_stats(caller, range, budgets.ticket_stats)
+                self.ticket_stats_panel(caller, range, budgets.ticket_stats)
             ),
             within(budgets.recent_activity, async {
                 let page_size = first_page.map_err(|problem| {
                     AppError::internal(anyhow::anyhow!("the dashboard's page size: {problem}"))
                 })?;
-                self.recent_activity(caller, page_size, None, budgets.recent_activity)
+                self.recent_activity_panel(caller, page_size, None, budgets.recent_activity)
                     .await
             }),
         );
-        AllPanels {
+        Ok(AllPanels {
             revenue,
             ticket_stats,
             recent_activity,
-        }
+        })
     }
 
     /// Runs `body` on a connection of the replica (while fresh) or the primary, in a read

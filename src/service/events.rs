@@ -32,12 +32,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::auth::{Caller, Standing, ValidUntil};
+use crate::auth::Standing;
 use crate::db::models::event::{Events, StoredEvent, Unreadable};
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{EventCursor, EventType};
 use crate::errors::{AppError, AppResult, Resource};
 use crate::resilience::stream_limit::StreamLimits;
+use crate::scope::RequestScope;
 use crate::service::event_tail::{EventTail, TailNews};
 use crate::telemetry::metrics::{Counter, Metrics};
 
@@ -162,12 +163,13 @@ impl EventFeed {
     /// ends and [`Watch::interrupted`] says why.
     pub async fn watch(
         &self,
-        caller: &Caller,
-        valid_until: ValidUntil,
+        scope: &RequestScope,
         start: WatchStart,
         types: Vec<EventType>,
         end_when_caught_up: bool,
     ) -> AppResult<Watch> {
+        let caller = scope.caller()?;
+        let valid_until = scope.valid_until();
         let place = self.settings.places.take(caller.account_id)?;
         let account_id = caller.account_id.as_uuid();
         let position = {

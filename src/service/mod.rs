@@ -1,5 +1,6 @@
 //! The operations behind the RPCs: permissions, business rules and transactions, in domain
-//! types. `api/` calls these after converting the wire request; these call `db/` and `auth/`
+//! types. `api/` calls these after converting the wire request, handing each the request's
+//! scope (`&RequestScope`) or, for a write, its `&KeyedWrite`; these call `db/` and `auth/`
 //! and never see tonic.
 
 pub mod accounts;

@@ -11,7 +11,6 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::{Page, paginate, rows_to_fetch};
-use crate::auth::Caller;
 use crate::db::models::notification_settings::{
     self, NotificationSettings, NotificationSettingsChanges,
 };
@@ -26,6 +25,7 @@ use crate::domain::{
 use crate::errors::{
     AppError, AppResult, PreconditionViolation, Reason, Resource, signature_refusal_reason,
 };
+use crate::scope::RequestScope;
 
 /// The headers of one delivery of the email provider's webhook.
 #[derive(Clone, Copy, Debug, Default)]
@@ -70,12 +70,13 @@ impl Notifications {
     /// newest first. Admins.
     pub async fn list(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         state: NotificationState,
         kind: Option<NotificationKind>,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<StoredNotification>> {
+        let caller = scope.caller()?;
         caller.require(Role::Admin)?;
         let rows = db::with_connection(&self.pool, async |conn| {
             NotificationRow::list_for_account(
@@ -93,7 +94,8 @@ impl Notifications {
     }
 
     /// One notification of the caller's account. Admins.
-    pub async fn get(&self, caller: &Caller, id: Uuid) -> AppResult<StoredNotification> {
+    pub async fn get(&self, scope: &RequestScope, id: Uuid) -> AppResult<StoredNotification> {
+        let caller = scope.caller()?;
         caller.require(Role::Admin)?;
         db::with_connection(&self.pool, async |conn| {
             NotificationRow::find_for_account(conn, caller.account_id, id).await
@@ -105,7 +107,8 @@ impl Notifications {
     /// Puts a dead or skipped notification back in the queue; any other is refused, naming its
     /// state: a sent one has nothing left to send, a received one is already in the queue.
     /// Admins.
-    pub async fn redrive(&self, caller: &Caller, id: Uuid) -> AppResult<StoredNotification> {
+    pub async fn redrive(&self, scope: &RequestScope, id: Uuid) -> AppResult<StoredNotification> {
+        let caller = scope.caller()?;
         caller.require(Role::Admin)?;
         // A notification seen dead or skipped after the conditioned update found none ended
         // (again) between the two statements: the update is simply tried again.
@@ -157,7 +160,8 @@ impl Notifications {
     }
 
     /// The calling user's settings.
-    pub async fn settings(&self, caller: &Caller) -> AppResult<NotificationSettings> {
+    pub async fn settings(&self, scope: &RequestScope) -> AppResult<NotificationSettings> {
+        let caller = scope.caller()?;
         let user = caller.require_user()?;
         db::with_connection(&self.pool, async |conn| {
             notification_settings::find(conn, caller.account_id, user).await
@@ -169,9 +173,10 @@ impl Notifications {
     /// Changes the calling user's settings and returns them.
     pub async fn update_settings(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         changes: NotificationSettingsChanges,
     ) -> AppResult<NotificationSettings> {
+        let caller = scope.caller()?;
         let user = caller.require_user()?;
         db::with_connection(&self.pool, async |conn| {
             notification_settings::update(conn, caller.account_id, user, changes).await
@@ -183,10 +188,11 @@ impl Notifications {
     /// A page of the caller's account's suppressed addresses, newest first. Admins.
     pub async fn suppressions(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<StoredSuppression>> {
+        let caller = scope.caller()?;
         caller.require(Role::Admin)?;
         let rows = db::with_connection(&self.pool, async |conn| {
             SuppressionRow::list_for_account(
@@ -202,7 +208,8 @@ impl Notifications {
     }
 
     /// Takes `address` off the caller's account's suppression list. Admins.
-    pub async fn delete_suppression(&self, caller: &Caller, address: &Email) -> AppResult<()> {
+    pub async fn delete_suppression(&self, scope: &RequestScope, address: &Email) -> AppResult<()> {
+        let caller = scope.caller()?;
         caller.require(Role::Admin)?;
         let deleted = db::with_connection(&self.pool, async |conn| {
             SuppressionRow::delete(conn, caller.account_id, address).await

@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::{Page, paginate, rows_to_fetch};
-use crate::auth::Caller;
 use crate::configuration::OperationSettings;
 use crate::db::models::{NewOperation, OperationRow};
 use crate::db::{self, PgPool};
@@ -17,7 +16,8 @@ use crate::domain::{
     PageCursor, PageSize, read_rows,
 };
 use crate::errors::{AppError, AppResult, Resource};
-use crate::idempotency::{self, Idempotent, Outcome};
+use crate::idempotency::{self, KeyedWrite, Outcome};
+use crate::scope::RequestScope;
 
 /// The google.rpc.Code of a file that is not of its format at all.
 const INVALID_ARGUMENT: i32 = 3;
@@ -54,12 +54,11 @@ impl Operations {
     /// answers the operation the first request started.
     pub async fn start_import(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, Operation>,
         format: ImportFormat,
         content: &str,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, Operation>>,
     ) -> AppResult<Outcome<Operation>> {
+        let caller = write.caller()?;
         let (rows_total, failure) = match read_rows(format, content) {
             Ok(rows) => (i64::try_from(rows.len()).unwrap_or(i64::MAX), None),
             Err(problem) => (
@@ -84,8 +83,7 @@ impl Operations {
         };
         let outcome = idempotency::transaction(
             &self.pool,
-            budget,
-            idempotent,
+            write,
             |operation: &Operation| Ok(operation.clone()),
             async |conn| {
                 if new.failure.is_none() {
@@ -114,7 +112,8 @@ impl Operations {
     }
 
     /// The account's operation `id`; NOT_FOUND for another account's.
-    pub async fn get(&self, caller: &Caller, id: OperationId) -> AppResult<Operation> {
+    pub async fn get(&self, scope: &RequestScope, id: OperationId) -> AppResult<Operation> {
+        let caller = scope.caller()?;
         db::with_connection(&self.pool, async |conn| {
             OperationRow::find(conn, caller.account_id, id).await
         })
@@ -125,11 +124,12 @@ impl Operations {
     /// The account's operations the filter admits, newest first.
     pub async fn list(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         filter: &OperationFilter,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<Operation>> {
+        let caller = scope.caller()?;
         let states = filter.states();
         let rows = db::with_connection(&self.pool, async |conn| {
             OperationRow::list_for_account(
@@ -150,7 +150,8 @@ impl Operations {
 
     /// Asks the account's operation `id` to stop (at its next batch boundary); a finished one
     /// is answered as it is. NOT_FOUND for another account's.
-    pub async fn cancel(&self, caller: &Caller, id: OperationId) -> AppResult<Operation> {
+    pub async fn cancel(&self, scope: &RequestScope, id: OperationId) -> AppResult<Operation> {
+        let caller = scope.caller()?;
         db::with_connection(&self.pool, async |conn| {
             OperationRow::request_cancel(conn, caller.account_id, id).await
         })
@@ -160,7 +161,8 @@ impl Operations {
 
     /// Forgets the account's finished operation `id` (what it imported stays);
     /// FAILED_PRECONDITION for one still queued or running, NOT_FOUND for another account's.
-    pub async fn delete(&self, caller: &Caller, id: OperationId) -> AppResult<()> {
+    pub async fn delete(&self, scope: &RequestScope, id: OperationId) -> AppResult<()> {
+        let caller = scope.caller()?;
         db::with_connection(&self.pool, async |conn| {
             OperationRow::delete_done(conn, caller.account_id, id).await
         })
@@ -172,13 +174,13 @@ impl Operations {
     /// The account's operation `id` once it is done, or as it is when `timeout` has passed.
     pub async fn wait(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         id: OperationId,
         timeout: Duration,
     ) -> AppResult<Operation> {
         let until = tokio::time::Instant::now() + timeout;
         loop {
-            let operation = self.get(caller, id).await?;
+            let operation = self.get(scope, id).await?;
             if operation.state.is_done() || tokio::time::Instant::now() + WAIT_POLL > until {
                 return Ok(operation);
             }

@@ -34,7 +34,6 @@ use super::billing::{
     record_on,
 };
 use super::{Page, paginate, rows_to_fetch};
-use crate::auth::Caller;
 use crate::billing::{LedgerPeriod, Payment, PaymentStatus, Refund};
 use crate::db::models::send_lease::{self, Leased};
 use crate::db::models::{
@@ -46,6 +45,7 @@ use crate::domain::{
     ChargeEvent, ChargeStatus, FindingKind, Money, PageCursor, PageSize, RefundStatus, Role,
 };
 use crate::errors::{AppError, AppResult};
+use crate::scope::RequestScope;
 
 /// How long a repair waits for a row's lock (only short transactions hold it).
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -231,11 +231,12 @@ impl Billing {
     /// only.
     pub async fn list_findings(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         run_id: Option<Uuid>,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<StoredFinding>> {
+        let caller = scope.caller()?;
         caller.require(Role::Admin)?;
         let mut connection = crate::db::connection(&self.pool).await?;
         let rows = ReconciliationFindingRow::list_for_account(

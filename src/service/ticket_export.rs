@@ -10,12 +10,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::TicketDesk;
-use crate::auth::{Caller, Standing, ValidUntil};
+use crate::auth::Standing;
 use crate::db;
 use crate::db::models::TicketRow;
 use crate::domain::{Ticket, TicketFilter};
 use crate::errors::{AppError, AppResult};
 use crate::resilience::stream_limit::StreamLimits;
+use crate::scope::RequestScope;
 
 /// How many tickets an export reads per statement, and hands over at a time.
 pub const EXPORT_BATCH: i64 = 500;
@@ -83,12 +84,9 @@ impl TicketDesk {
     /// said through [`Export::interrupted`], and give its connection back at once. The task
     /// holds one of the export places of its account and instance. It is per request and
     /// bounded, so it is not one of the job runner's long-lived tasks.
-    pub async fn export(
-        &self,
-        caller: &Caller,
-        valid_until: ValidUntil,
-        filter: TicketFilter,
-    ) -> AppResult<Export> {
+    pub async fn export(&self, scope: &RequestScope, filter: TicketFilter) -> AppResult<Export> {
+        let caller = scope.caller()?;
+        let valid_until = scope.valid_until();
         let place = self.exports.places.take(caller.account_id)?;
         let limit = self.exports.limit;
         let deadline = Instant::now() + limit;

@@ -10,7 +10,6 @@
 //! `ticket_export.rs` (docs/export-and-search.md).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
@@ -33,8 +32,9 @@ use crate::domain::{
     UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
-use crate::idempotency::{self, Idempotent, Outcome, StoredResponse};
-use crate::redis::ticket_cache::{Cached, PrefetchedEntry, TicketCache};
+use crate::idempotency::{self, KeyedWrite, Outcome, StoredResponse};
+use crate::redis::ticket_cache::{Cached, TicketCache};
+use crate::scope::RequestScope;
 
 /// Who a ticket is for, as the caller may ask.
 #[derive(Debug)]
@@ -110,10 +110,11 @@ impl TicketDesk {
     /// first (see [`TicketRow::changes`] for why none is ever skipped).
     pub async fn changes(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         after: ChangeCursor,
         page_size: PageSize,
     ) -> AppResult<FeedPage> {
+        let caller = scope.caller()?;
         let mut entries = TicketRow::changes(
             &mut *db::connection(&self.pool).await?,
             caller.account_id,
@@ -135,11 +136,12 @@ impl TicketDesk {
     /// words that match too many tickets to rank in time, newest first (`order` says which).
     pub async fn search(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         search: &TicketSearch,
         page_size: PageSize,
         after: Option<SearchCursor>,
     ) -> AppResult<SearchPage> {
+        let caller = scope.caller()?;
         let (order, hits) = TicketRow::search(
             &mut *db::connection(&self.pool).await?,
             caller.account_id,
@@ -163,11 +165,10 @@ impl TicketDesk {
     /// is created.
     pub async fn create(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, Ticket>,
         request: NewTicketRequest,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, Ticket>>,
     ) -> AppResult<Outcome<Ticket>> {
+        let caller = write.caller()?;
         let requester = match (caller.restricted_to_user(), request.requester_email.clone()) {
             (Some(customer), None) => Requester::Caller(customer),
             (Some(_), Some(_)) => {
@@ -198,88 +199,82 @@ impl TicketDesk {
             ));
         }
         let account_id = caller.account_id;
-        let outcome = idempotency::transaction(
-            &self.pool,
-            budget,
-            idempotent,
-            Written::ticket,
-            async |conn| {
-                if let Some(assignee) = request.assignee {
-                    ensure_agent(conn, account_id, assignee, "ticket.assignee_id").await?;
-                }
-                // Either way the requester's row ends up locked (an upsert locks the row it
-                // inserts or updates), so that concurrent creates for one requester are counted
-                // one after the other.
-                let requester = match requester {
-                    Requester::Caller(user_id) => {
-                        User::lock_in_account(conn, account_id.as_uuid(), user_id.as_uuid())
-                            .await?
-                            .ok_or_else(|| AppError::not_found(Resource::User, user_id))?
-                    }
-                    Requester::ByEmail(email) => {
-                        NewUser {
-                            id: UserId::generate().as_uuid(),
-                            account_id: account_id.as_uuid(),
-                            email: email.as_str(),
-                            display_name: "",
-                            role: Role::Customer.as_str(),
-                            password_hash: None,
-                        }
-                        .find_or_insert_by_email(conn)
+        let outcome = idempotency::transaction(&self.pool, write, Written::ticket, async |conn| {
+            if let Some(assignee) = request.assignee {
+                ensure_agent(conn, account_id, assignee, "ticket.assignee_id").await?;
+            }
+            // Either way the requester's row ends up locked (an upsert locks the row it
+            // inserts or updates), so that concurrent creates for one requester are counted
+            // one after the other.
+            let requester = match requester {
+                Requester::Caller(user_id) => {
+                    User::lock_in_account(conn, account_id.as_uuid(), user_id.as_uuid())
                         .await?
-                    }
-                };
-                self.check_open_limit(conn, account_id, requester.id.as_uuid())
-                    .await?;
-                let requester_email = requester.email.clone();
-                let ticket_id = TicketId::generate();
-                let mut changes = FieldChanges::new();
-                for (field, value) in [
-                    ("subject", Some(request.subject.as_str().to_owned())),
-                    ("priority", Some(request.priority.as_str().to_owned())),
-                    ("status", Some(TicketStatus::New.as_str().to_owned())),
-                    ("requester_id", Some(requester.id.to_string())),
-                    ("assignee_id", request.assignee.map(|id| id.to_string())),
-                ] {
-                    if value.is_some() {
-                        changes.insert(
-                            field.to_owned(),
-                            FieldChange {
-                                old: None,
-                                new: value,
-                            },
-                        );
-                    }
+                        .ok_or_else(|| AppError::not_found(Resource::User, user_id))?
                 }
-                // The audit record goes in the ticket's own statement: its content is known
-                // before the insert, and one round trip fewer is one PostgreSQL wake-up fewer.
-                let record = new_record(
-                    caller.actor(),
-                    account_id,
-                    ticket_id,
-                    TicketAction::Created,
-                    &changes,
-                );
-                let ticket = NewTicket {
-                    id: ticket_id.as_uuid(),
-                    account_id: account_id.as_uuid(),
-                    subject: request.subject.as_str(),
-                    description: request.description.as_str(),
-                    priority: request.priority.as_str(),
-                    status: TicketStatus::New.as_str(),
-                    requester_id: requester.id.as_uuid(),
-                    assignee_id: request.assignee.map(|id| id.as_uuid()),
+                Requester::ByEmail(email) => {
+                    NewUser {
+                        id: UserId::generate().as_uuid(),
+                        account_id: account_id.as_uuid(),
+                        email: email.as_str(),
+                        display_name: "",
+                        role: Role::Customer.as_str(),
+                        password_hash: None,
+                    }
+                    .find_or_insert_by_email(conn)
+                    .await?
                 }
-                .insert_recorded(
-                    conn,
-                    &requester_email,
-                    &record,
-                    &acknowledgement(&requester, &request.subject, &self.message_domain),
-                )
+            };
+            self.check_open_limit(conn, account_id, requester.id.as_uuid())
                 .await?;
-                Ok::<_, AppError>(Written::Stored(ticket))
-            },
-        )
+            let requester_email = requester.email.clone();
+            let ticket_id = TicketId::generate();
+            let mut changes = FieldChanges::new();
+            for (field, value) in [
+                ("subject", Some(request.subject.as_str().to_owned())),
+                ("priority", Some(request.priority.as_str().to_owned())),
+                ("status", Some(TicketStatus::New.as_str().to_owned())),
+                ("requester_id", Some(requester.id.to_string())),
+                ("assignee_id", request.assignee.map(|id| id.to_string())),
+            ] {
+                if value.is_some() {
+                    changes.insert(
+                        field.to_owned(),
+                        FieldChange {
+                            old: None,
+                            new: value,
+                        },
+                    );
+                }
+            }
+            // The audit record goes in the ticket's own statement: its content is known
+            // before the insert, and one round trip fewer is one PostgreSQL wake-up fewer.
+            let record = new_record(
+                caller.actor(),
+                account_id,
+                ticket_id,
+                TicketAction::Created,
+                &changes,
+            );
+            let ticket = NewTicket {
+                id: ticket_id.as_uuid(),
+                account_id: account_id.as_uuid(),
+                subject: request.subject.as_str(),
+                description: request.description.as_str(),
+                priority: request.priority.as_str(),
+                status: TicketStatus::New.as_str(),
+                requester_id: requester.id.as_uuid(),
+                assignee_id: request.assignee.map(|id| id.as_uuid()),
+            }
+            .insert_recorded(
+                conn,
+                &requester_email,
+                &record,
+                &acknowledgement(&requester, &request.subject, &self.message_domain),
+            )
+            .await?;
+            Ok::<_, AppError>(Written::Stored(ticket))
+        })
         .await?;
         Ok(self.finish(outcome).await)
     }
@@ -346,19 +341,15 @@ impl TicketDesk {
     }
 
     /// One ticket, from the cache when it has it; a customer's view is limited to their own.
-    pub async fn get(
-        &self,
-        caller: &Caller,
-        id: TicketId,
-        prefetched: Option<&PrefetchedEntry>,
-    ) -> AppResult<Ticket> {
+    pub async fn get(&self, scope: &RequestScope, id: TicketId) -> AppResult<Ticket> {
+        let caller = scope.caller()?;
         let visible = |ticket: Ticket| match caller.restricted_to_user() {
             Some(user) if ticket.requester_id != user => {
                 Err(AppError::not_found(Resource::Ticket, id))
             }
             Some(_) | None => Ok(ticket),
         };
-        match self.cache.get(caller.account_id, id, prefetched).await {
+        match self.cache.get(caller.account_id, id, scope).await {
             Cached::Ticket(ticket) => return visible(ticket),
             Cached::Deleted => return Err(AppError::not_found(Resource::Ticket, id)),
             Cached::Unknown => {}
@@ -379,11 +370,12 @@ impl TicketDesk {
     /// A page of the tickets the caller may see, as `filter` asks, after `after`.
     pub async fn list(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         filter: &TicketFilter,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<Ticket>> {
+        let caller = scope.caller()?;
         // Ordered by update time, a ticket changed while a client pages would move across the
         // cursor and be listed again: every page after the first lists only tickets whose last
         // change the first page's snapshot saw (docs/tickets.md, "Paging while tickets change").
@@ -425,63 +417,51 @@ impl TicketDesk {
     /// Changes subject, description or priority. Agents and admins; not on closed tickets.
     pub async fn update(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, Ticket>,
         id: TicketId,
         edits: TicketEdits,
         etag: Option<Etag>,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, Ticket>>,
     ) -> AppResult<Outcome<Ticket>> {
         let change = TicketChange::Edit {
             subject: edits.subject,
             description: edits.description,
             priority: edits.priority,
         };
-        self.change(caller, id, etag, budget, idempotent, change)
-            .await
+        self.change(write, id, etag, change).await
     }
 
     /// Assigns the ticket (or unassigns it, with `None`); a new ticket becomes open.
     pub async fn assign(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, Ticket>,
         id: TicketId,
         assignee: Option<UserId>,
         etag: Option<Etag>,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, Ticket>>,
     ) -> AppResult<Outcome<Ticket>> {
         let change = TicketChange::Assign(assignee);
-        self.change(caller, id, etag, budget, idempotent, change)
-            .await
+        self.change(write, id, etag, change).await
     }
 
     /// Resolves, reopens or closes the ticket, if its status allows.
     pub async fn transition(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, Ticket>,
         id: TicketId,
         transition: TicketTransition,
         etag: Option<Etag>,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, Ticket>>,
     ) -> AppResult<Outcome<Ticket>> {
         let change = TicketChange::Transition(transition);
-        self.change(caller, id, etag, budget, idempotent, change)
-            .await
+        self.change(write, id, etag, change).await
     }
 
     /// Soft-deletes the ticket: it disappears from every read. Admins only.
     pub async fn delete(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, Ticket>,
         id: TicketId,
         etag: Option<Etag>,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, Ticket>>,
     ) -> AppResult<Outcome<Ticket>> {
-        self.change(caller, id, etag, budget, idempotent, TicketChange::Delete)
-            .await
+        self.change(write, id, etag, TicketChange::Delete).await
     }
 
     /// The one way a ticket changes: lock it (as the caller may see it), check the etag, let the
@@ -489,20 +469,18 @@ impl TicketDesk {
     /// write the change and its audit record together, then (after the commit) cache it.
     async fn change(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, Ticket>,
         id: TicketId,
         etag: Option<Etag>,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, Ticket>>,
         change: TicketChange,
     ) -> AppResult<Outcome<Ticket>> {
+        let caller = write.caller()?;
         let account_id = caller.account_id;
         // Armed before the COMMIT: a lost answer may hide a committed write.
         let unsettled = self.cache.unsettled();
         let outcome = idempotency::transaction(
             &self.pool,
-            budget,
-            idempotent,
+            write,
             Written::ticket,
             async |conn| {
                 let current = lock_visible(conn, caller, id).await?;
@@ -584,13 +562,12 @@ impl TicketDesk {
     /// notes are for agents. Not on closed tickets.
     pub async fn add_comment(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, Comment>,
         ticket_id: TicketId,
         body: CommentBody,
         public: bool,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, Comment>>,
     ) -> AppResult<Outcome<Comment>> {
+        let caller = write.caller()?;
         if !public {
             caller.require(Role::Agent)?;
         }
@@ -599,8 +576,7 @@ impl TicketDesk {
         let unsettled = self.cache.unsettled();
         let outcome = idempotency::transaction(
             &self.pool,
-            budget,
-            idempotent,
+            write,
             |(_, comment): &(Ticket, Comment)| Ok::<_, AppError>(comment.clone()),
             async |conn| {
                 let current = lock_visible(conn, caller, ticket_id).await?;
@@ -714,11 +690,12 @@ impl TicketDesk {
     /// A page of a ticket's comments, oldest first; customers see public ones only.
     pub async fn list_comments(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         ticket_id: TicketId,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<Comment>> {
+        let caller = scope.caller()?;
         let rows = db::with_connection(&self.pool, async |conn| {
             TicketRow::find(
                 conn,
@@ -747,11 +724,12 @@ impl TicketDesk {
     /// A page of a ticket's audit trail, newest first. Agents and admins.
     pub async fn list_activity(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         ticket_id: TicketId,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<TicketActivity>> {
+        let caller = scope.caller()?;
         let rows = db::with_connection(&self.pool, async |conn| {
             TicketRow::find(conn, caller.account_id, None, ticket_id)
                 .await?

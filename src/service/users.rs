@@ -2,7 +2,6 @@
 //! customer sees only themselves.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 
@@ -16,7 +15,8 @@ use crate::domain::{
     self, DisplayName, Email, PageCursor, PageSize, Password, PasswordTokenKey, Role, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
-use crate::idempotency::{self, Idempotent, Outcome, as_is};
+use crate::idempotency::{self, KeyedWrite, Outcome, as_is};
+use crate::scope::RequestScope;
 
 /// A user CreateUser asks for, every part valid.
 #[derive(Debug)]
@@ -79,11 +79,10 @@ impl Users {
     /// transaction: one statement more.
     pub async fn create(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, domain::User>,
         request: NewUserRequest,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, domain::User>>,
     ) -> AppResult<Outcome<domain::User>> {
+        let caller = write.caller()?;
         let NewUserRequest {
             email,
             display_name,
@@ -104,7 +103,7 @@ impl Users {
                 IssuedPasswordToken::generate(key, INVITATION_TOKEN_LIFETIME, domain)
             });
         let invitation = invitation.as_ref();
-        idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+        idempotency::transaction(&self.pool, write, as_is, async |conn| {
             let user = NewUser {
                 id: UserId::generate().as_uuid(),
                 account_id: caller.account_id.as_uuid(),
@@ -124,14 +123,16 @@ impl Users {
     }
 
     /// One user: agents and admins may read anyone in the account, customers only themselves.
-    pub async fn get(&self, caller: &Caller, id: UserId) -> AppResult<domain::User> {
+    pub async fn get(&self, scope: &RequestScope, id: UserId) -> AppResult<domain::User> {
+        let caller = scope.caller()?;
         if caller.user_id() != Some(id) {
             caller.require(Role::Agent)?;
         }
         self.find(caller, id).await
     }
 
-    pub async fn current(&self, caller: &Caller) -> AppResult<domain::User> {
+    pub async fn current(&self, scope: &RequestScope) -> AppResult<domain::User> {
+        let caller = scope.caller()?;
         let id = caller.require_user()?;
         self.find(caller, id).await
     }
@@ -147,10 +148,11 @@ impl Users {
 
     pub async fn list(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<domain::User>> {
+        let caller = scope.caller()?;
         let rows = db::with_connection(&self.pool, async |conn| {
             User::list_for_account(
                 conn,
@@ -170,12 +172,11 @@ impl Users {
     /// lose its last admin by accident. A deactivated user's sessions all end.
     pub async fn update(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, domain::User>,
         id: UserId,
         changes: UserChanges,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, domain::User>>,
     ) -> AppResult<Outcome<domain::User>> {
+        let caller = write.caller()?;
         let demotes = changes.role.is_some_and(|role| role != Role::Admin);
         let deactivates = changes.active == Some(false);
         if caller.user_id() == Some(id) && (demotes || deactivates) {
@@ -203,42 +204,40 @@ impl Users {
         let revoked_until = self.sessions.revoked_until();
         // Before the commit, so that no instance can go on trusting the old state after it.
         let marker = self.principals.changing(PrincipalKey::User(id)).await?;
-        let outcome =
-            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
-                // Two admins demoting or deactivating each other at once would each pass
-                // admission and leave the account without an admin: the second to lock both
-                // users finds that its caller no longer is one.
-                if let Some(caller_id) = caller.user_id().filter(|_| demotes || deactivates) {
-                    let still_admin = User::lock_and_check_admin(
-                        conn,
-                        caller.account_id.as_uuid(),
-                        &[caller_id.as_uuid(), id.as_uuid()],
-                        caller_id.as_uuid(),
-                    )
-                    .await?;
-                    if !still_admin {
-                        return Err(AppError::PermissionDenied {
-                            reason: Reason::RoleRequired,
-                            message: "this needs the admin role; the caller has been demoted or \
+        let outcome = idempotency::transaction(&self.pool, write, as_is, async |conn| {
+            // Two admins demoting or deactivating each other at once would each pass
+            // admission and leave the account without an admin: the second to lock both
+            // users finds that its caller no longer is one.
+            if let Some(caller_id) = caller.user_id().filter(|_| demotes || deactivates) {
+                let still_admin = User::lock_and_check_admin(
+                    conn,
+                    caller.account_id.as_uuid(),
+                    &[caller_id.as_uuid(), id.as_uuid()],
+                    caller_id.as_uuid(),
+                )
+                .await?;
+                if !still_admin {
+                    return Err(AppError::PermissionDenied {
+                        reason: Reason::RoleRequired,
+                        message: "this needs the admin role; the caller has been demoted or \
                                       deactivated meanwhile"
-                                .to_owned(),
-                        });
-                    }
+                            .to_owned(),
+                    });
                 }
-                let changeset = UserChangeset {
-                    display_name: changes.display_name.as_ref().map(DisplayName::as_str),
-                    role: changes.role.as_ref().map(Role::as_str),
-                    active: changes.active,
-                    updated_at: Some(Utc::now()),
-                };
-                let user =
-                    User::update(conn, caller.account_id.as_uuid(), id.as_uuid(), &changeset)
-                        .await?
-                        .ok_or_else(|| AppError::not_found(Resource::User, id))?;
-                RevokedSession::record(conn, id.as_uuid(), &ending, revoked_until).await?;
-                Ok(user)
-            })
-            .await;
+            }
+            let changeset = UserChangeset {
+                display_name: changes.display_name.as_ref().map(DisplayName::as_str),
+                role: changes.role.as_ref().map(Role::as_str),
+                active: changes.active,
+                updated_at: Some(Utc::now()),
+            };
+            let user = User::update(conn, caller.account_id.as_uuid(), id.as_uuid(), &changeset)
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::User, id))?;
+            RevokedSession::record(conn, id.as_uuid(), &ending, revoked_until).await?;
+            Ok(user)
+        })
+        .await;
         marker
             .settle(match &outcome {
                 Ok(Outcome::Done(user)) => Some(PrincipalState::User {

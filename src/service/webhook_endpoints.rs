@@ -4,7 +4,6 @@
 //! ones again.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -12,7 +11,6 @@ use chrono::{DateTime, Utc};
 use diesel_async::RunQueryDsl;
 
 use super::{Page, paginate, rows_to_fetch};
-use crate::auth::Caller;
 use crate::configuration::OutboundWebhookSettings;
 use crate::db::models::event::Events;
 use crate::db::models::webhook_delivery::{WebhookDeliveries, cursor_seq, delivery_cursor};
@@ -24,8 +22,9 @@ use crate::domain::{
     SigningSecret, WebhookDelivery, WebhookEndpoint,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
-use crate::idempotency::{self, Idempotent, Outcome, as_is};
+use crate::idempotency::{self, KeyedWrite, Outcome, as_is};
 use crate::outbound::SecretBox;
+use crate::scope::RequestScope;
 
 /// How many retired secrets may sign beside an endpoint's current one: a rotation while this
 /// many still sign is refused (FAILED_PRECONDITION `WEBHOOK_SECRET_ROTATION_LIMIT`) rather than
@@ -102,18 +101,17 @@ impl WebhookEndpointAdmin {
     /// clear; stored sealed with a key's outcome, for its replay: [`IssuedSecret`]).
     pub async fn create(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, IssuedSecret>,
         request: NewEndpointRequest,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, IssuedSecret>>,
     ) -> AppResult<(Outcome<WebhookEndpoint>, SigningSecret)> {
+        let caller = write.caller()?;
         let secret = SigningSecret::generate();
         let sealed = self.secrets.seal(&secret);
         let issued = issued_with(BASE64.encode(&sealed));
         let limit = self.settings.max_endpoints_per_account;
         let account_id = caller.account_id.as_uuid();
         let outcome =
-            idempotency::transaction(&self.pool, budget, idempotent, issued, async |conn| {
+            idempotency::transaction(&self.pool, write, issued, async |conn| {
                 // Endpoints of one account are counted one at a time.
                 diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 46))")
                     .bind::<diesel::sql_types::Uuid, _>(account_id)
@@ -152,7 +150,8 @@ impl WebhookEndpointAdmin {
         Ok((outcome, secret))
     }
 
-    pub async fn get(&self, caller: &Caller, id: uuid::Uuid) -> AppResult<WebhookEndpoint> {
+    pub async fn get(&self, scope: &RequestScope, id: uuid::Uuid) -> AppResult<WebhookEndpoint> {
+        let caller = scope.caller()?;
         db::with_connection(&self.pool, async |conn| {
             WebhookEndpoints::find_in_account(conn, caller.account_id.as_uuid(), id).await
         })
@@ -162,10 +161,11 @@ impl WebhookEndpointAdmin {
 
     pub async fn list(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<WebhookEndpoint>> {
+        let caller = scope.caller()?;
         let rows = db::with_connection(&self.pool, async |conn| {
             WebhookEndpoints::list_for_account(
                 conn,
@@ -184,27 +184,25 @@ impl WebhookEndpointAdmin {
     /// Changes what `update` names; enabling a disabled endpoint sends again what it missed.
     pub async fn update(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, WebhookEndpoint>,
         id: uuid::Uuid,
         update: EndpointUpdate,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, WebhookEndpoint>>,
     ) -> AppResult<Outcome<WebhookEndpoint>> {
+        let caller = write.caller()?;
         let account_id = caller.account_id.as_uuid();
-        let outcome =
-            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
-                let current = WebhookEndpoints::lock_in_account(conn, account_id, id)
-                    .await?
-                    .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))?;
-                let changes = EndpointChanges {
-                    url: update.url.as_ref().map(|url| url.as_str().to_owned()),
-                    description: update.description.clone(),
-                    event_types: update.event_types.clone(),
-                    disabled: update.disabled,
-                };
-                WebhookEndpoints::update(conn, &current, &changes).await
-            })
-            .await?;
+        let outcome = idempotency::transaction(&self.pool, write, as_is, async |conn| {
+            let current = WebhookEndpoints::lock_in_account(conn, account_id, id)
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))?;
+            let changes = EndpointChanges {
+                url: update.url.as_ref().map(|url| url.as_str().to_owned()),
+                description: update.description.clone(),
+                event_types: update.event_types.clone(),
+                disabled: update.disabled,
+            };
+            WebhookEndpoints::update(conn, &current, &changes).await
+        })
+        .await?;
         if update.disabled == Some(false) {
             self.wake.notify_waiters();
         }
@@ -213,13 +211,12 @@ impl WebhookEndpointAdmin {
 
     pub async fn delete(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, ()>,
         id: uuid::Uuid,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, ()>>,
     ) -> AppResult<Outcome<()>> {
+        let caller = write.caller()?;
         let account_id = caller.account_id.as_uuid();
-        idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
+        idempotency::transaction(&self.pool, write, as_is, async |conn| {
             if WebhookEndpoints::delete(conn, account_id, id).await? {
                 Ok(())
             } else {
@@ -235,39 +232,32 @@ impl WebhookEndpointAdmin {
     /// outcome, for its replay ([`IssuedSecret`]).
     pub async fn rotate_secret(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, IssuedSecret>,
         id: uuid::Uuid,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, IssuedSecret>>,
     ) -> AppResult<(Outcome<WebhookEndpoint>, SigningSecret)> {
+        let caller = write.caller()?;
         let secret = SigningSecret::generate();
         let sealed = self.secrets.seal(&secret);
         let issued = issued_with(BASE64.encode(&sealed));
         let overlap = self.settings.secret_overlap;
         let account_id = caller.account_id.as_uuid();
-        let outcome =
-            idempotency::transaction(&self.pool, budget, idempotent, issued, async |conn| {
-                let retirement = Retirement::of_current_secret(
-                    conn,
-                    account_id,
-                    id,
-                    overlap,
-                    MOST_RETIRED_SECRETS,
-                )
-                .await?
-                .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))?;
-                let until = match retirement {
-                    Retirement::Retired { until } => until,
-                    Retirement::AtLimit {
-                        signing,
-                        oldest_expires_at,
-                    } => return Err(rotation_limit(id, signing, oldest_expires_at)),
-                };
-                WebhookEndpoints::rotate_secret(conn, account_id, id, &sealed, until)
+        let outcome = idempotency::transaction(&self.pool, write, issued, async |conn| {
+            let retirement =
+                Retirement::of_current_secret(conn, account_id, id, overlap, MOST_RETIRED_SECRETS)
                     .await?
-                    .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))
-            })
-            .await?;
+                    .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))?;
+            let until = match retirement {
+                Retirement::Retired { until } => until,
+                Retirement::AtLimit {
+                    signing,
+                    oldest_expires_at,
+                } => return Err(rotation_limit(id, signing, oldest_expires_at)),
+            };
+            WebhookEndpoints::rotate_secret(conn, account_id, id, &sealed, until)
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))
+        })
+        .await?;
         Ok((outcome, secret))
     }
 
@@ -293,22 +283,20 @@ impl WebhookEndpointAdmin {
     /// Queues a test event for the endpoint alone.
     pub async fn send_test(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, WebhookDelivery>,
         id: uuid::Uuid,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, WebhookDelivery>>,
     ) -> AppResult<Outcome<WebhookDelivery>> {
+        let caller = write.caller()?;
         let account_id = caller.account_id.as_uuid();
-        let outcome =
-            idempotency::transaction(&self.pool, budget, idempotent, as_is, async |conn| {
-                let delivery = Events::insert_test(conn, account_id, id)
-                    .await?
-                    .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))?;
-                WebhookDeliveries::find(conn, account_id, id, delivery)
-                    .await?
-                    .ok_or_else(|| AppError::not_found(Resource::WebhookDelivery, delivery))
-            })
-            .await?;
+        let outcome = idempotency::transaction(&self.pool, write, as_is, async |conn| {
+            let delivery = Events::insert_test(conn, account_id, id)
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))?;
+            WebhookDeliveries::find(conn, account_id, id, delivery)
+                .await?
+                .ok_or_else(|| AppError::not_found(Resource::WebhookDelivery, delivery))
+        })
+        .await?;
         self.wake.notify_waiters();
         Ok(outcome)
     }
@@ -316,12 +304,13 @@ impl WebhookEndpointAdmin {
     /// An endpoint's deliveries, newest event first.
     pub async fn deliveries(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         endpoint_id: uuid::Uuid,
         state: Option<DeliveryState>,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<WebhookDelivery>> {
+        let caller = scope.caller()?;
         let account_id = caller.account_id.as_uuid();
         let rows = db::with_connection(&self.pool, async |conn| {
             WebhookEndpoints::find_in_account(conn, account_id, endpoint_id)
@@ -352,11 +341,12 @@ impl WebhookEndpointAdmin {
     /// Sends one failed delivery again; one that is not failed is answered as it is.
     pub async fn redrive(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         endpoint_id: uuid::Uuid,
         id: uuid::Uuid,
-        budget: Duration,
     ) -> AppResult<WebhookDelivery> {
+        let caller = scope.caller()?;
+        let budget = scope.remaining();
         let account_id = caller.account_id.as_uuid();
         let delivery = db::pooled_transaction(&self.pool, budget, async |conn| {
             WebhookDeliveries::redrive_failed(conn, account_id, endpoint_id, Some(id), None)
@@ -374,11 +364,12 @@ impl WebhookEndpointAdmin {
     /// `since`; how many.
     pub async fn redrive_failed_since(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         endpoint_id: uuid::Uuid,
         since: DateTime<Utc>,
-        budget: Duration,
     ) -> AppResult<usize> {
+        let caller = scope.caller()?;
+        let budget = scope.remaining();
         let account_id = caller.account_id.as_uuid();
         let redriven = db::pooled_transaction(&self.pool, budget, async |conn| {
             WebhookEndpoints::find_in_account(conn, account_id, endpoint_id)

@@ -13,7 +13,6 @@ use chrono::Utc;
 use tokio::sync::Notify;
 
 use super::{Page, paginate, rows_to_fetch};
-use crate::auth::Caller;
 use crate::db::models::{Stored, StoredWebhookEvent, WebhookEventRow};
 use crate::db::{self, PgPool};
 use crate::domain::{
@@ -22,6 +21,7 @@ use crate::domain::{
 use crate::errors::{
     AppError, AppResult, PreconditionViolation, Reason, Resource, signature_refusal_reason,
 };
+use crate::scope::RequestScope;
 
 /// What the service answers a delivery with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,11 +113,12 @@ impl Webhooks {
     /// A page of the caller's account's events in `state`, newest received first.
     pub async fn list(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         state: WebhookEventState,
         page_size: PageSize,
         after: Option<TextPageCursor>,
     ) -> AppResult<Page<StoredWebhookEvent, TextPageCursor>> {
+        let caller = scope.caller()?;
         let rows = db::with_connection(&self.pool, async |conn| {
             WebhookEventRow::list_for_account(
                 conn,
@@ -133,7 +134,12 @@ impl Webhooks {
     }
 
     /// One event of the caller's account.
-    pub async fn get(&self, caller: &Caller, id: &WebhookEventId) -> AppResult<StoredWebhookEvent> {
+    pub async fn get(
+        &self,
+        scope: &RequestScope,
+        id: &WebhookEventId,
+    ) -> AppResult<StoredWebhookEvent> {
+        let caller = scope.caller()?;
         db::with_connection(&self.pool, async |conn| {
             WebhookEventRow::find_for_account(conn, caller.account_id, id).await
         })
@@ -145,9 +151,10 @@ impl Webhooks {
     /// processed one is refused: there is nothing left to do for it.
     pub async fn redrive(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         id: &WebhookEventId,
     ) -> AppResult<StoredWebhookEvent> {
+        let caller = scope.caller()?;
         // A dead event seen after the conditioned update found none died (again) between the two
         // statements: the update is simply tried again.
         for _ in 0..3 {

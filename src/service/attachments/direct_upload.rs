@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -17,7 +16,6 @@ use tokio_stream::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::{Attachments, DirectUpload, FilePieces, NewUpload, mismatch, remaining};
-use crate::auth::Caller;
 use crate::db::models::{AttachmentRow, StorageDeletion, Viewer};
 use crate::db::{self};
 use crate::domain::{
@@ -25,7 +23,9 @@ use crate::domain::{
     UploadDifference, sniff_matches,
 };
 use crate::errors::{AppError, AppResult, Resource};
-use crate::idempotency::{self, Claimed, Idempotent, Outcome, RecoveryPoint, StoredResponse};
+use crate::idempotency::{
+    self, Claimed, Idempotent, KeyedWrite, Outcome, RecoveryPoint, StoredResponse,
+};
 use crate::storage::{ObjectStorage, SNIFF_BYTES};
 use crate::telemetry::metrics::{Metrics, UPLOAD_MISMATCH, UPLOAD_STARTED};
 
@@ -98,13 +98,13 @@ impl Attachments {
     /// otherwise swept).
     pub async fn upload_direct(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, Attachment>,
         upload: DirectUpload,
         mut pieces: FilePieces,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, Attachment>>,
     ) -> AppResult<Outcome<Attachment>> {
-        let deadline = Instant::now() + budget;
+        let caller = write.caller()?;
+        let budget = write.remaining();
+        let deadline = write.scope.deadline();
         let storage = self.reachable_storage()?;
         let limit = self.settings.direct_max_bytes.min(self.settings.max_bytes);
         if upload.size_bytes == 0 || upload.size_bytes > limit {
@@ -126,7 +126,7 @@ impl Attachments {
         };
 
         // Phase 1: the pending attachment recorded (with a key: the key claimed with it).
-        let Some(idempotent) = idempotent else {
+        let Some(idempotent) = write.idempotent() else {
             let pending = db::pooled_transaction(&self.pool, budget, async |conn| {
                 self.insert_pending(conn, caller, &declared).await
             })

@@ -32,7 +32,8 @@ use crate::domain::{
     sniff_matches,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
-use crate::idempotency::{self, Idempotent, Outcome};
+use crate::idempotency::{self, KeyedWrite, Outcome};
+use crate::scope::RequestScope;
 use crate::service::{Page, paginate, rows_to_fetch};
 use crate::storage::{Deletion, ObjectStorage, PresignedRequest, UploadTerms};
 use crate::telemetry::metrics::{
@@ -148,11 +149,10 @@ impl Attachments {
     /// (its URL included) stored on it: a retry answers the same attachment and URL.
     pub async fn create_upload(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, StartedUpload>,
         upload: NewUpload,
-        budget: Duration,
-        idempotent: Option<&Idempotent<'_, StartedUpload>>,
     ) -> AppResult<Outcome<StartedUpload>> {
+        let caller = write.caller()?;
         let storage = self.reachable_storage()?;
         if upload.size_bytes == 0 || upload.size_bytes > self.settings.max_bytes {
             return Err(AppError::invalid_field(
@@ -163,12 +163,8 @@ impl Attachments {
                 )),
             ));
         }
-        let outcome = idempotency::transaction(
-            &self.pool,
-            budget,
-            idempotent,
-            idempotency::as_is,
-            async |conn| {
+        let outcome =
+            idempotency::transaction(&self.pool, write, idempotency::as_is, async |conn| {
                 let attachment = self.insert_pending(conn, caller, &upload).await?;
                 // Presigning is local (no call to the store): it belongs with the row, so the
                 // key stores the URL the client is answered.
@@ -183,9 +179,8 @@ impl Attachments {
                     self.settings.upload_url_ttl,
                 );
                 Ok(StartedUpload { attachment, upload })
-            },
-        )
-        .await?;
+            })
+            .await?;
         if let Outcome::Done(_) = &outcome {
             self.metrics.attachments().uploads[UPLOAD_STARTED].increment();
         }
@@ -259,12 +254,12 @@ impl Attachments {
     /// deletion) and the attachment stays PENDING.
     pub async fn complete_upload(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         id: AttachmentId,
-        budget: Duration,
     ) -> AppResult<Attachment> {
-        let deadline = Instant::now() + budget;
-        let attachment = self.get(caller, id).await?;
+        let caller = scope.caller()?;
+        let deadline = scope.deadline();
+        let attachment = self.get(scope, id).await?;
         if attachment.state == AttachmentState::Ready {
             return Ok(attachment);
         }
@@ -365,12 +360,13 @@ impl Attachments {
                 Ok(ready)
             }
             // Completed (or deleted) by a concurrent request meanwhile.
-            None => self.get(caller, id).await,
+            None => self.get(scope, id).await,
         }
     }
 
     /// One attachment the caller may see, pending or ready.
-    pub async fn get(&self, caller: &Caller, id: AttachmentId) -> AppResult<Attachment> {
+    pub async fn get(&self, scope: &RequestScope, id: AttachmentId) -> AppResult<Attachment> {
+        let caller = scope.caller()?;
         db::with_connection(&self.pool, async |conn| {
             AttachmentRow::find_visible(conn, caller.account_id, viewer(caller), id).await
         })
@@ -382,12 +378,13 @@ impl Attachments {
     /// comments), oldest first; customers never see those of internal notes.
     pub async fn list(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         ticket_id: TicketId,
         comment_id: Option<CommentId>,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<Attachment>> {
+        let caller = scope.caller()?;
         let rows = db::with_connection(&self.pool, async |conn| {
             TicketRow::find(
                 conn,
@@ -416,12 +413,9 @@ impl Attachments {
 
     /// Deletes an attachment now and queues its object's deletion in the same statement.
     /// Agents and admins; a customer only what they uploaded.
-    pub async fn delete(
-        &self,
-        caller: &Caller,
-        id: AttachmentId,
-        budget: Duration,
-    ) -> AppResult<()> {
+    pub async fn delete(&self, scope: &RequestScope, id: AttachmentId) -> AppResult<()> {
+        let caller = scope.caller()?;
+        let budget = scope.remaining();
         let account = caller.account_id;
         db::pooled_transaction(&self.pool, budget, async |conn| {
             let attachment = AttachmentRow::find_visible(conn, account, viewer(caller), id)
@@ -452,10 +446,10 @@ impl Attachments {
     /// A presigned download of a ready attachment.
     pub async fn download_url(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         id: AttachmentId,
     ) -> AppResult<PresignedRequest> {
-        let attachment = self.get(caller, id).await?;
+        let attachment = self.get(scope, id).await?;
         let storage = self.reachable_storage()?;
         if attachment.state != AttachmentState::Ready {
             return Err(AppError::FailedPrecondition {

@@ -111,11 +111,12 @@ impl Billing {
     /// a retry with the same key or for the completer).
     pub async fn create_charge(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, StoredCharge>,
         request: NewChargeRequest,
-        deadline: Instant,
-        idempotent: Option<&Idempotent<'_, StoredCharge>>,
     ) -> AppResult<Outcome<StoredCharge>> {
+        let caller = write.caller()?;
+        let deadline = write.scope.deadline();
+        let idempotent = write.idempotent();
         caller.require(Role::Agent)?;
         check_within_provider_limits(&request)?;
         let actor = caller.actor();

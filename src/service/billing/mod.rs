@@ -56,8 +56,11 @@ use crate::domain::{
 use crate::errors::{
     AppError, AppResult, FieldViolations, PreconditionViolation, Reason, Resource,
 };
-use crate::idempotency::{Claimed, Idempotent, Outcome, RecoveryPoint, claiming_limits};
+use crate::idempotency::{
+    Claimed, Idempotent, KeyedWrite, Outcome, RecoveryPoint, claiming_limits,
+};
 use crate::resilience::bulkhead::BulkheadPlace;
+use crate::scope::RequestScope;
 use crate::telemetry::metrics::Metrics;
 
 mod charges;
@@ -235,7 +238,8 @@ impl Billing {
 
     /// A charge of the caller's account; a customer sees only their own (others are NOT_FOUND,
     /// as if they did not exist).
-    pub async fn get(&self, caller: &Caller, id: ChargeId) -> AppResult<StoredCharge> {
+    pub async fn get(&self, scope: &RequestScope, id: ChargeId) -> AppResult<StoredCharge> {
+        let caller = scope.caller()?;
         let mut connection = crate::db::connection(&self.pool).await?;
         ChargeRow::find(
             &mut connection,
@@ -250,11 +254,12 @@ impl Billing {
     /// A page of the account's charges, newest first; a customer's list holds only their own.
     pub async fn list(
         &self,
-        caller: &Caller,
+        scope: &RequestScope,
         mut filter: ChargeListFilter,
         page_size: PageSize,
         after: Option<PageCursor>,
     ) -> AppResult<Page<StoredCharge>> {
+        let caller = scope.caller()?;
         if let Some(customer) = caller.restricted_to_user() {
             if filter.customer_id.is_some_and(|asked| asked != customer) {
                 return Err(AppError::invalid_field(

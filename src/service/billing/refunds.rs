@@ -342,12 +342,13 @@ impl Billing {
     /// FAILED_PRECONDITION `REFUND_EXCEEDS_CHARGE`; a disputed charge is `CHARGE_DISPUTED`.
     pub async fn refund_charge(
         &self,
-        caller: &Caller,
+        write: &KeyedWrite<'_, StoredCharge>,
         charge_id: ChargeId,
         amount: Option<Money>,
-        deadline: Instant,
-        idempotent: Option<&Idempotent<'_, StoredCharge>>,
     ) -> AppResult<Outcome<StoredCharge>> {
+        let caller = write.caller()?;
+        let deadline = write.scope.deadline();
+        let idempotent = write.idempotent();
         caller.require(Role::Agent)?;
         let actor = caller.actor();
         let account_id = caller.account_id;

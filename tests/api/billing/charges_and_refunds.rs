@@ -19,8 +19,9 @@ use supportdesk::db::schema::{charges, refunds};
 use supportdesk::domain::{ChargeId, ChargeStatus, IdempotencyKey, Role, SessionId};
 use supportdesk::errors::{AppError, Reason};
 use supportdesk::idempotency::{
-    FingerprintKey, IdempotencyPolicy, Idempotent, Outcome, StoredResponse,
+    FingerprintKey, IdempotencyPolicy, Idempotent, KeyedWrite, Outcome, StoredResponse,
 };
+use supportdesk::scope::RequestScope;
 use supportdesk::service::billing::{CHARGE_PHASES, REFUND_PHASES};
 use supportdesk::service::{Billing, CompleterPolicy, NewChargeRequest};
 use supportdesk::wire::proto::v1;
@@ -28,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::support::{
     PATIENCE, TestApp, TestUser, assert_json_reason, assert_reason, charge_request, count_of,
-    in_seconds, test_payment_provider, usd, violated_fields, with_key,
+    in_seconds, scope_of, test_payment_provider, usd, violated_fields, with_key,
 };
 
 struct Desk {
@@ -103,8 +104,9 @@ impl Desk {
         card: &str,
         key: Option<&Idempotent<'_, StoredCharge>>,
     ) -> Result<Outcome<StoredCharge>, AppError> {
+        let scope = scope_of(&self.agent, in_seconds(5));
         self.billing
-            .create_charge(&self.agent, self.charge_of(cents, card), in_seconds(5), key)
+            .create_charge(&write_of(&scope, key), self.charge_of(cents, card))
             .await
     }
 
@@ -164,6 +166,17 @@ fn store_failure(error: &AppError) -> StoredResponse {
         code: status.code() as i32,
         message: status.message().to_owned(),
         details: status.details().to_vec(),
+    }
+}
+
+/// A write of the request `scope`, under `key` when it sent one.
+fn write_of<'a>(
+    scope: &'a RequestScope,
+    key: Option<&Idempotent<'a, StoredCharge>>,
+) -> KeyedWrite<'a, StoredCharge> {
+    KeyedWrite {
+        scope,
+        idempotent: key.cloned(),
     }
 }
 
@@ -237,7 +250,7 @@ async fn a_charge_is_paid_once_and_its_transitions_are_in_the_audit_trail() {
     );
     let read = desk
         .billing
-        .get(&desk.agent, charge.charge.id)
+        .get(&scope_of(&desk.agent, in_seconds(5)), charge.charge.id)
         .await
         .unwrap();
     assert_eq!(read.charge, charge.charge);
@@ -265,7 +278,7 @@ async fn a_declined_card_fails_the_charge_with_card_declined_and_the_decline_cod
     let page = desk
         .billing
         .list(
-            &desk.agent,
+            &scope_of(&desk.agent, in_seconds(5)),
             Default::default(),
             supportdesk::domain::PageSize::parse(10).unwrap(),
             None,
@@ -582,8 +595,10 @@ async fn ten_concurrent_partial_refunds_refund_only_what_fits_in_the_charge() {
         let desk = desk.clone();
         tasks.push(tokio::spawn(async move {
             let key = key_for(&desk, REFUND, &format!("refund-{attempt}"), REFUND_PHASES);
+            let scope = scope_of(&desk.agent, in_seconds(10));
+            let write = write_of(&scope, Some(&key));
             desk.billing
-                .refund_charge(&desk.agent, id, Some(usd(300)), in_seconds(10), Some(&key))
+                .refund_charge(&write, id, Some(usd(300)))
                 .await
                 .unwrap()
         }));
@@ -621,9 +636,10 @@ async fn ten_concurrent_partial_refunds_refund_only_what_fits_in_the_charge() {
         .unwrap();
     assert_eq!(statuses, ["succeeded"; 3]);
     // The rest refunds it fully; then nothing is refundable.
+    let scope = scope_of(&desk.agent, in_seconds(5));
     let rest = desk
         .billing
-        .refund_charge(&desk.agent, id, None, in_seconds(5), None)
+        .refund_charge(&KeyedWrite::unkeyed(&scope), id, None)
         .await
         .unwrap();
     let Outcome::Done(rest) = rest else {
@@ -632,7 +648,7 @@ async fn ten_concurrent_partial_refunds_refund_only_what_fits_in_the_charge() {
     assert_eq!(rest.charge.status, ChargeStatus::Refunded);
     let error = desk
         .billing
-        .refund_charge(&desk.agent, id, Some(usd(1)), in_seconds(5), None)
+        .refund_charge(&KeyedWrite::unkeyed(&scope), id, Some(usd(1)))
         .await
         .expect_err("a refunded charge cannot be refunded again");
     assert_reason(&tonic::Status::from(&error), Reason::ChargeNotRefundable);
@@ -645,7 +661,7 @@ async fn customers_see_only_their_own_charges_and_cannot_charge() {
     let customer = desk.customer_caller();
     assert_eq!(
         desk.billing
-            .get(&customer, charge.charge.id)
+            .get(&scope_of(&customer, in_seconds(5)), charge.charge.id)
             .await
             .unwrap()
             .charge
@@ -666,26 +682,30 @@ async fn customers_see_only_their_own_charges_and_cannot_charge() {
     };
     let hidden = desk
         .billing
-        .get(&stranger, charge.charge.id)
+        .get(&scope_of(&stranger, in_seconds(5)), charge.charge.id)
         .await
         .unwrap_err();
     assert_reason(&tonic::Status::from(&hidden), Reason::ChargeNotFound);
     let page_size = supportdesk::domain::PageSize::parse(10).unwrap();
     assert!(
         desk.billing
-            .list(&stranger, Default::default(), page_size, None)
+            .list(
+                &scope_of(&stranger, in_seconds(5)),
+                Default::default(),
+                page_size,
+                None
+            )
             .await
             .unwrap()
             .items
             .is_empty()
     );
+    let scope = scope_of(&customer, in_seconds(5));
     let refused = desk
         .billing
         .create_charge(
-            &customer,
+            &KeyedWrite::unkeyed(&scope),
             desk.charge_of(100, "pm_card_visa"),
-            in_seconds(5),
-            None,
         )
         .await
         .unwrap_err();

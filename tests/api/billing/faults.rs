@@ -16,6 +16,7 @@ use supportdesk::db::models::NewCharge;
 use supportdesk::db::schema::{charge_activities, charges, refunds};
 use supportdesk::domain::{ChargeId, Role, SessionId};
 use supportdesk::errors::Reason;
+use supportdesk::idempotency::KeyedWrite;
 use supportdesk::service::{Billing, CompleterPolicy};
 use supportdesk::telemetry::metrics::Metrics;
 use supportdesk::wire::proto::v1;
@@ -24,7 +25,7 @@ use tonic::Code;
 
 use crate::support::{
     Count, PATIENCE, TestApp, TestUser, assert_reason, charge_paid_with, details, in_seconds,
-    keyed, usd, violated_fields, wait_until, with_key,
+    keyed, scope_of, usd, violated_fields, wait_until, with_key,
 };
 
 fn refund_request(charge_id: &str, amount_minor: Option<i64>) -> v1::RefundChargeRequest {
@@ -234,8 +235,9 @@ async fn over_its_bulkhead_a_charge_is_refused_at_once_with_provider_busy_and_le
     for _ in 0..2 {
         let (billing, caller, request) = (billing.clone(), caller.clone(), request.clone());
         slow.spawn(async move {
+            let scope = scope_of(&caller, in_seconds(10));
             billing
-                .create_charge(&caller, request, in_seconds(10), None)
+                .create_charge(&KeyedWrite::unkeyed(&scope), request)
                 .await
                 .map(drop)
         });
@@ -244,8 +246,9 @@ async fn over_its_bulkhead_a_charge_is_refused_at_once_with_provider_busy_and_le
         provider.bulkhead().in_flight() == 2
     })
     .await;
+    let scope = scope_of(&caller, in_seconds(10));
     let refused = billing
-        .create_charge(&caller, request.clone(), in_seconds(10), None)
+        .create_charge(&KeyedWrite::unkeyed(&scope), request.clone())
         .await
         .expect_err("the compartment is full");
     let status = tonic::Status::from(&refused);

@@ -1,4 +1,4 @@
-//! Suites that walk every RPC or the whole source: the contract, the declared field rules, tenancy, declarations, round trips, bad input, imports, error reasons and the middleware order as the docs repeat it.
+//! Suites that walk every RPC or the whole source: the contract, the declared field rules, tenancy, declarations, round trips, bad input, imports, error reasons, the middleware order as the docs repeat it, and the request scope's rule.
 
 pub(crate) mod bad_input;
 pub(crate) mod contract;
@@ -7,6 +7,7 @@ pub(crate) mod declared_rules;
 pub(crate) mod error_reasons;
 pub(crate) mod imports;
 pub(crate) mod middleware_order;
+pub(crate) mod request_scope;
 pub(crate) mod round_trips;
 pub(crate) mod rpcs;
 pub(crate) mod tenancy;

@@ -1138,6 +1138,18 @@ pub(crate) fn in_seconds(seconds: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(seconds)
 }
 
+/// The scope a request of `caller` due by `deadline` hands the services, for tests that call a
+/// service directly.
+pub(crate) fn scope_of(
+    caller: &supportdesk::auth::Caller,
+    deadline: tokio::time::Instant,
+) -> supportdesk::scope::RequestScope {
+    supportdesk::scope::RequestScope::for_caller(
+        caller.clone(),
+        supportdesk::scope::RequestDeadline::at(deadline),
+    )
+}
+
 /// A gRPC client of the server at `address`, ready, sending and receiving message bytes as they
 /// are ([`RawBytes`]).
 pub(crate) async fn raw_client(address: SocketAddr) -> tonic::client::Grpc<Channel> {
