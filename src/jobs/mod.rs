@@ -38,8 +38,8 @@ pub mod task;
 use std::time::Duration;
 
 pub use crate::telemetry::metrics::TaskState;
-pub use runner::{JobFailure, JobRunner, RunningJobs};
-pub use task::{Backoff, HealthEffect, Heartbeat, RestartPolicy, Task, TaskContext};
+pub use runner::{JobRunner, RunningJobs};
+pub use task::{Backoff, HealthEffect, Heartbeat, JobFailure, RestartPolicy, Task, TaskContext};
 
 /// The service's own tasks' backoff: 1 s, doubling to 1 min; a sixth death within a minute of
 /// the fifth restart stops the process (after about 31 s of crash-looping).
