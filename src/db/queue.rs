@@ -1,5 +1,8 @@
 //! The durable queue the service's background deliveries share: the payment provider's webhook
-//! events (docs/webhooks.md) and the outgoing email notifications (docs/notifications.md).
+//! events (docs/webhooks.md) and the outgoing email notifications (docs/notifications.md). The
+//! four other leased queues (webhook deliveries, operations, billing's send leases, storage
+//! deletions) differ in what they lease and how a lease ends, and keep their own statements:
+//! docs/architecture.md, "The queues behind the tasks", names each difference.
 //!
 //! A queue is a table with the same queue columns (`state`, `attempts`, `next_attempt_at`,
 //! `lease_expires_at`, `last_error`, `outcome`, `redrive_count` and the times of the end

@@ -1,6 +1,7 @@
 //! The dependency probe: PostgreSQL and Redis asked every `HEALTH_PROBE_INTERVAL_MS`, and the
 //! answer written into the health statuses ([`Health::set_all`]). A dependency that stops
-//! answering flips them to NOT_SERVING within one interval plus the probe's timeout.
+//! answering flips them to NOT_SERVING within one interval plus the probe's timeout. Without the
+//! probe, health says nothing true: everything is NOT_SERVING while it is not running.
 
 use std::time::Duration;
 
@@ -9,8 +10,22 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
 use crate::db::PgPool;
+use crate::jobs::{HealthEffect, RestartPolicy, SERVICE_BACKOFF, Task};
 use crate::redis::connection::Redis;
 use crate::telemetry::health::Health;
+
+/// The task's name in metrics and logs.
+pub const NAME: &str = "dependency-probe";
+
+/// The task of `probe`.
+pub fn task(probe: DependencyProbe) -> Task {
+    Task::new(
+        NAME,
+        RestartPolicy::Restart(SERVICE_BACKOFF),
+        HealthEffect::Everything,
+        move |context| super::returns_ok(probe.clone().run(context.stop)),
+    )
+}
 
 /// Probes the dependencies every `interval` until `stop` is cancelled.
 #[derive(Clone)]

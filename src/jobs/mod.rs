@@ -1,15 +1,20 @@
-//! Background work: one runner, and one file per job.
+//! Background work: one runner, and one file per task. Everything that runs in the background
+//! is declared here: each file below (but the runner's own `runner.rs`, `supervisor.rs` and
+//! `task.rs`) holds one task's `NAME` and the `task(...)` function that declares it.
 //!
 //! The rules:
 //!
 //! 1. **Every long-lived task runs under the [`JobRunner`]**; nothing long-lived is started with
-//!    a bare `tokio::spawn` (`Application::run_until_stopped` adds the service's tasks, and
-//!    `Application::with_task` any other). A task that dies is seen: an ERROR log line with its
-//!    name and cause, the `supportdesk_job_runner_*` metrics, and its declared health effect.
-//! 2. **Each task declares** a name (lower case, words joined by `-`; it labels the metrics),
-//!    a [`RestartPolicy`] (restart after a capped exponential backoff, giving up after a bound;
-//!    or stop the process), a [`HealthEffect`] while it is not running, and optionally a lag
-//!    bound within which it reports progress through its [`Heartbeat`].
+//!    a bare `tokio::spawn` (`Application::build` adds the service's tasks that its settings
+//!    call for, and `ApplicationBuilder::with_task` any other, before it). A task that dies is
+//!    seen: an ERROR log line with its name and cause, the `supportdesk_job_runner_*` metrics,
+//!    and its declared health effect.
+//! 2. **Each task declares**, in its own file here and nowhere else, a name (lower case, words
+//!    joined by `-`; it labels the metrics), a [`RestartPolicy`] (restart after a capped
+//!    exponential backoff, giving up after a bound; or stop the process), a [`HealthEffect`]
+//!    while it is not running, and optionally a lag bound within which it reports progress
+//!    through its [`Heartbeat`]. The work itself may live below, in `service/` (a worker's
+//!    business logic) or wherever its state is (`redis::ticket_cache`'s repairs).
 //! 3. **A run returns `Ok(())` once its [`TaskContext::stop`] is cancelled, and only then.**
 //!    An error in one pass of a periodic job (the database away for a while) is logged and the
 //!    next pass tries again; returning an error, panicking or returning early is dying.
@@ -26,7 +31,10 @@ pub mod billing_reconciler;
 pub mod dependency_probe;
 pub mod event_sweeper;
 pub mod event_tail;
+pub mod health_gates;
 pub mod idempotency_sweeper;
+pub mod metrics_endpoint;
+pub mod notification_workers;
 pub mod operation_workers;
 pub mod queue_sampler;
 pub mod replica_lag_sampler;
@@ -34,12 +42,15 @@ pub mod runner;
 pub mod storage_probe;
 mod supervisor;
 pub mod task;
+pub mod ticket_cache_repair;
+pub mod webhook_delivery_workers;
+pub mod webhook_workers;
 
 use std::time::Duration;
 
 pub use crate::telemetry::metrics::TaskState;
-pub use runner::{JobFailure, JobRunner, RunningJobs};
-pub use task::{Backoff, HealthEffect, Heartbeat, RestartPolicy, Task, TaskContext};
+pub use runner::{JobRunner, RunningJobs};
+pub use task::{Backoff, HealthEffect, Heartbeat, JobFailure, RestartPolicy, Task, TaskContext};
 
 /// The service's own tasks' backoff: 1 s, doubling to 1 min; a sixth death within a minute of
 /// the fifth restart stops the process (after about 31 s of crash-looping).
@@ -55,10 +66,16 @@ pub fn periodic_lag_bound(interval: Duration) -> Duration {
     interval.saturating_mul(3) + Duration::from_secs(5 * 60)
 }
 
+/// A task's run that cannot fail by itself: it returns once stopped.
+async fn returns_ok(run: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    run.await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     /// Every source file of the room, by name.
-    const SOURCES: [(&str, &str); 15] = [
+    const SOURCES: [(&str, &str); 21] = [
         ("mod.rs", include_str!("mod.rs")),
         ("runner.rs", include_str!("runner.rs")),
         ("supervisor.rs", include_str!("supervisor.rs")),
@@ -80,6 +97,21 @@ mod tests {
         ("event_sweeper.rs", include_str!("event_sweeper.rs")),
         ("event_tail.rs", include_str!("event_tail.rs")),
         ("dependency_probe.rs", include_str!("dependency_probe.rs")),
+        ("health_gates.rs", include_str!("health_gates.rs")),
+        ("metrics_endpoint.rs", include_str!("metrics_endpoint.rs")),
+        (
+            "notification_workers.rs",
+            include_str!("notification_workers.rs"),
+        ),
+        (
+            "ticket_cache_repair.rs",
+            include_str!("ticket_cache_repair.rs"),
+        ),
+        (
+            "webhook_delivery_workers.rs",
+            include_str!("webhook_delivery_workers.rs"),
+        ),
+        ("webhook_workers.rs", include_str!("webhook_workers.rs")),
         ("operation_workers.rs", include_str!("operation_workers.rs")),
         ("queue_sampler.rs", include_str!("queue_sampler.rs")),
         (

@@ -21,7 +21,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::supervisor::Supervisor;
-use super::task::Task;
+use super::task::{JobFailure, Task};
 use crate::telemetry::health::{Health, Held};
 use crate::telemetry::metrics::Metrics;
 
@@ -30,36 +30,6 @@ const MAX_LAG_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The shortest lag check interval, however short a bound.
 const MIN_LAG_CHECK_INTERVAL: Duration = Duration::from_millis(10);
-
-/// A task died for good: the process must stop.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum JobFailure {
-    /// A task whose policy is [`RestartPolicy::StopProcess`](crate::jobs::RestartPolicy::StopProcess) died.
-    #[error("background task `{task}` died and is not restarted: {cause}")]
-    Stopped { task: &'static str, cause: String },
-    /// A task died more times in a row than its backoff allows.
-    #[error(
-        "background task `{task}` died {deaths} times in a row; giving up. The last time: {cause}"
-    )]
-    GaveUp {
-        task: &'static str,
-        deaths: u32,
-        cause: String,
-    },
-    /// The runner itself stopped: nothing supervises the tasks any more.
-    #[error("the job runner stopped: {cause}")]
-    Runner { cause: String },
-}
-
-impl JobFailure {
-    /// The task that died, unless the runner itself did.
-    pub fn task(&self) -> Option<&'static str> {
-        match self {
-            Self::Stopped { task, .. } | Self::GaveUp { task, .. } => Some(task),
-            Self::Runner { .. } => None,
-        }
-    }
-}
 
 /// The tasks of one instance, before they start.
 pub struct JobRunner {

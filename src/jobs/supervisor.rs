@@ -11,8 +11,7 @@ use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::runner::JobFailure;
-use super::task::{Heartbeat, RestartPolicy, Task, TaskContext};
+use super::task::{Heartbeat, JobFailure, RestartPolicy, Task, TaskContext};
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::{Metrics, TaskMetrics, TaskState};
 

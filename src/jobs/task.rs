@@ -1,6 +1,7 @@
 //! What a background task declares: its name, how it is started, its [`RestartPolicy`] with its
 //! [`Backoff`], its [`HealthEffect`] while it is not running, and the [`Heartbeat`] through which
-//! it reports progress within its lag bound.
+//! it reports progress within its lag bound; and the [`JobFailure`] it ends in when it dies for
+//! good. The runner and its supervisor both build on these, and this file on neither of them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,7 +24,7 @@ pub struct Backoff {
     /// counts as a recovery: the next death waits `initial` again and counts as a first.
     pub max: Duration,
     /// The restarts in a row after which the runner gives up: the next death is a
-    /// [`JobFailure::GaveUp`](crate::jobs::JobFailure::GaveUp).
+    /// [`JobFailure::GaveUp`].
     pub give_up_after: u32,
 }
 
@@ -163,5 +164,35 @@ impl Task {
 
     pub fn name(&self) -> &'static str {
         self.name
+    }
+}
+
+/// A task died for good: the process must stop.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JobFailure {
+    /// A task whose policy is [`RestartPolicy::StopProcess`](crate::jobs::RestartPolicy::StopProcess) died.
+    #[error("background task `{task}` died and is not restarted: {cause}")]
+    Stopped { task: &'static str, cause: String },
+    /// A task died more times in a row than its backoff allows.
+    #[error(
+        "background task `{task}` died {deaths} times in a row; giving up. The last time: {cause}"
+    )]
+    GaveUp {
+        task: &'static str,
+        deaths: u32,
+        cause: String,
+    },
+    /// The runner itself stopped: nothing supervises the tasks any more.
+    #[error("the job runner stopped: {cause}")]
+    Runner { cause: String },
+}
+
+impl JobFailure {
+    /// The task that died, unless the runner itself did.
+    pub fn task(&self) -> Option<&'static str> {
+        match self {
+            Self::Stopped { task, .. } | Self::GaveUp { task, .. } => Some(task),
+            Self::Runner { .. } => None,
+        }
     }
 }

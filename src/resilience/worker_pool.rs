@@ -1,10 +1,14 @@
 //! A pool of identical workers run as one background task: `count` workers until told to stop,
-//! each with its own number. The job runner supervises the pool as one task, so a worker must
-//! never die alone while the others run on: one that panics (or is cancelled) stops the others,
-//! and its panic goes on to the runner, which restarts the pool as declared.
+//! each with its own number ([`run`]). The job runner supervises the pool as one task, so a worker
+//! must never die alone while the others run on: one that panics (or is cancelled) stops the
+//! others, and its panic goes on to the runner, which restarts the pool as declared. And the one
+//! loop a worker of a queue polls with ([`poll_until_stopped`]): the webhook, notification and
+//! operation workers share it.
 
 use std::future::Future;
+use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +44,44 @@ where
         "the {what}s returned while not told to stop"
     );
     Ok(())
+}
+
+/// One worker's loop over a queue, until `stop`: `work_once` again at once while it found work
+/// (a backlog drains without waiting), otherwise after `poll_interval` or as soon as `wake` (if
+/// any) is notified. An error is handed to `failed`, which logs it in the worker's words, and the
+/// next poll tries again. Nothing new is begun once `stop` is cancelled; the work under way is
+/// `work_once`'s to end.
+pub async fn poll_until_stopped<E, F, Fut>(
+    stop: &CancellationToken,
+    poll_interval: Duration,
+    wake: Option<&Notify>,
+    mut work_once: F,
+    mut failed: impl FnMut(E),
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, E>>,
+{
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        match work_once().await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(error) => failed(error),
+        }
+        let woken = async {
+            match wake {
+                Some(wake) => wake.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = woken => {}
+            () = tokio::time::sleep(poll_interval) => {}
+        }
+    }
 }
 
 #[cfg(test)]

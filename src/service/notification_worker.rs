@@ -50,6 +50,7 @@ use crate::errors::AppError;
 use crate::notifications::message::{self, single_line};
 use crate::notifications::{EmailSender, HandOver, HandOverFuture, OutgoingEmail, SendError, Sent};
 use crate::resilience::retry::RetryPolicy;
+use crate::resilience::worker_pool::poll_until_stopped;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::traces;
 
@@ -217,23 +218,17 @@ impl NotificationWorkers {
     }
 
     async fn run_worker(self, worker: u32, stop: CancellationToken) {
-        loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            match self.work_once(&stop).await {
-                // There may be more: no waiting while a backlog drains.
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(worker, %error, "the notification queue cannot be read; will retry");
-                }
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
-            }
-        }
+        // No wake-up: a notification is found by polling alone.
+        poll_until_stopped(
+            &stop,
+            self.settings.poll_interval,
+            None,
+            || self.work_once(&stop),
+            |error| {
+                tracing::warn!(worker, %error, "the notification queue cannot be read; will retry");
+            },
+        )
+        .await;
     }
 
     /// Claims one due notification and sends it; false when none was due, or when the provider's

@@ -41,6 +41,7 @@ use crate::domain::{
     OperationState, RowError, TicketId, TicketStatus, read_rows,
 };
 use crate::errors::AppError;
+use crate::resilience::worker_pool::poll_until_stopped;
 
 /// The google.rpc.Code of a file that is not of its format at all.
 const INVALID_ARGUMENT: i32 = 3;
@@ -160,25 +161,19 @@ impl OperationWorkers {
     }
 
     async fn run_worker(self, worker: u32, stop: CancellationToken, heartbeat: Progress) {
-        loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            heartbeat();
-            match self.work_once(&stop, &heartbeat).await {
-                // There may be more: no waiting while a backlog drains.
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(worker, %error, "operations cannot be claimed; will retry");
-                }
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
-            }
-        }
+        let (this, stop_ref, beat) = (&self, &stop, &heartbeat);
+        poll_until_stopped(
+            &stop,
+            self.settings.poll_interval,
+            Some(&self.wake),
+            move || async move {
+                // Looking for work is progress: an idle worker is not lagging.
+                beat();
+                this.work_once(stop_ref, beat).await
+            },
+            |error| tracing::warn!(worker, %error, "operations cannot be claimed; will retry"),
+        )
+        .await;
     }
 
     /// Claims one operation and runs it until it finishes or the worker stops; false when none

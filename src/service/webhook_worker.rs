@@ -41,6 +41,7 @@ use crate::db::{self, Limits, PgPool};
 use crate::domain::{ChargeEvent, ChargeStatus, PaymentEvent, QuarantineReason, RefundStatus};
 use crate::errors::AppError;
 use crate::resilience::retry::RetryPolicy;
+use crate::resilience::worker_pool::poll_until_stopped;
 use crate::telemetry::metrics::Metrics;
 
 /// What processing did, as stored in `webhook_events.outcome`.
@@ -168,24 +169,14 @@ impl WebhookWorkers {
     }
 
     async fn run_worker(self, worker: u32, stop: CancellationToken) {
-        loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            match self.work_once(&stop).await {
-                // There may be more: no waiting while a backlog drains.
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(worker, %error, "the webhook queue cannot be read; will retry");
-                }
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
-            }
-        }
+        poll_until_stopped(
+            &stop,
+            self.settings.poll_interval,
+            Some(&self.wake),
+            || self.work_once(&stop),
+            |error| tracing::warn!(worker, %error, "the webhook queue cannot be read; will retry"),
+        )
+        .await;
     }
 
     /// Claims one due event and processes it; false when no event was due.

@@ -81,7 +81,7 @@ async fn delivering_app(configure: impl FnOnce(&mut Settings)) -> (TestApp, Arc<
             delivering(settings);
             configure(settings);
         },
-        move |application| application.with_dial_seam(installed),
+        move |builder| builder.with_dial_seam(installed),
     )
     .await;
     (app, seam)

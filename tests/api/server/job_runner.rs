@@ -1,7 +1,7 @@
 //! The job runner in a running service: every background task supervised and reported, and a
 //! task that dies seen through the real surfaces (gRPC health, `/metrics`, the restart, or the
 //! service stopping with an error that names it). The dying tasks are added the way the
-//! service's next workers will be, through `Application::with_task`.
+//! service's next workers will be, through `ApplicationBuilder::with_task`, before the build.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -140,8 +140,7 @@ async fn app_with_a_task_that_panics(
         panics,
     );
     let app =
-        TestApp::spawn_with_application(with_metrics, |application| application.with_task(task))
-            .await;
+        TestApp::spawn_with_application(with_metrics, |builder| builder.with_task(task)).await;
     (app, trigger, runs)
 }
 
@@ -218,8 +217,7 @@ async fn a_task_that_must_not_die_stops_the_service_with_an_error_naming_it() {
         runs.clone(),
         || Err(anyhow::anyhow!("the operations table cannot be read")),
     );
-    let mut app =
-        TestApp::spawn_with_application(|_| {}, |application| application.with_task(task)).await;
+    let mut app = TestApp::spawn_with_application(|_| {}, |builder| builder.with_task(task)).await;
     app.wait_for_health("Serving", PATIENCE).await;
 
     trigger.notify_one();
@@ -258,8 +256,7 @@ async fn a_task_that_keeps_dying_stops_the_service_once_its_restarts_run_out() {
             }
         },
     );
-    let mut app =
-        TestApp::spawn_with_application(|_| {}, |application| application.with_task(task)).await;
+    let mut app = TestApp::spawn_with_application(|_| {}, |builder| builder.with_task(task)).await;
 
     trigger.notify_one();
 

@@ -36,7 +36,7 @@ use std::time::Duration;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::{ExposeSecret, SecretString};
-use supportdesk::app::startup::Application;
+use supportdesk::app::startup::{Application, ApplicationBuilder};
 use supportdesk::app::telemetry::{get_subscriber, init_subscriber};
 use supportdesk::configuration::{LogFormat, Settings};
 use supportdesk::db::{self, MIGRATIONS_FINGERPRINT};
@@ -364,11 +364,11 @@ impl TestApp {
         Self::spawn_with_application(configure, |application| application).await
     }
 
-    /// Spawns with settings adjusted by `configure` and the built application by `adjust`
-    /// (for example, a background task added with `Application::with_task`).
+    /// Spawns with settings adjusted by `configure` and the application, before it is built, by
+    /// `adjust` (for example, a background task added with `ApplicationBuilder::with_task`).
     pub(crate) async fn spawn_with_application(
         configure: impl FnOnce(&mut Settings),
-        adjust: impl FnOnce(Application) -> Application,
+        adjust: impl FnOnce(ApplicationBuilder) -> ApplicationBuilder,
     ) -> Self {
         LazyLock::force(&TRACING);
         let database = TestDatabase::create().await;
@@ -381,13 +381,13 @@ impl TestApp {
         storage::SHARED_STORAGE.configure(&mut settings);
         configure(&mut settings);
         let redis_prefix = settings.redis.key_prefix.clone();
-        let application = Application::build(settings.clone())
+        let application = adjust(Application::builder(settings.clone()))
+            .build()
             .await
             .expect("the application builds");
         let address = application.local_addr();
         let metrics_address = application.metrics_addr();
         let webhook_wake = application.webhook_wake();
-        let application = adjust(application);
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async {
             let _ = stopped.await;
