@@ -4,7 +4,7 @@
 # and with $root set to the repository's root; it does nothing by itself.
 # shellcheck shell=bash
 
-# Envoy from the production config (or TEMPLATE: one deploy/envoy/render wrote) with only the
+# Envoy from the production config (or TEMPLATE: one `supportdesk envoy-config` wrote) with only the
 # ports, the descriptor and (for hello) the services list substituted, and the upstream's port
 # unless BACKEND is `-` (a rendered config names its upstreams); each substitution must match
 # exactly once. Access log to /dev/null, unless ENVOY_ACCESS_LOG=kept (on stdout, as users run
@@ -20,11 +20,7 @@ envoy_config() {
     "proto_descriptor: deploy/envoy/supportdesk.pb" "proto_descriptor: $descriptor"
   )
   if [[ ${ENVOY_ACCESS_LOG:-null} == null ]]; then
-    pairs+=(
-      "envoy.access_loggers.stdout" "envoy.access_loggers.file"
-      "extensions.access_loggers.stream.v3.StdoutAccessLog" "extensions.access_loggers.file.v3.FileAccessLog
-                      path: /dev/null"
-    )
+    pairs+=("envoy.access_loggers.stdout" "envoy.access_loggers.file")
   fi
   # ENVOY_SERVICE_TIME=shown: answers carry x-envoy-upstream-service-time again, which the
   # "one at a time" REST rows read (the service's time as Envoy saw it); users' Envoy hides it.
@@ -45,5 +41,19 @@ envoy_config() {
     [[ $count == 1 ]] || sd_die "$template should contain '$(printf '%s\n' "$from" | head -n 1)' once, not $count times"
     config=${config/"$from"/"$to"}
   done
+  if [[ ${ENVOY_ACCESS_LOG:-null} == null ]]; then
+    # The file logger's type, and its path beside it at the type's own indentation (the template
+    # and a rendered configuration indent differently).
+    [[ $(grep -c 'extensions.access_loggers.stream.v3.StdoutAccessLog' <<<"$config") == 1 ]] ||
+      sd_die "$template should name StdoutAccessLog once"
+    config=$(awk '/extensions\.access_loggers\.stream\.v3\.StdoutAccessLog/ {
+        sub(/extensions\.access_loggers\.stream\.v3\.StdoutAccessLog/, "extensions.access_loggers.file.v3.FileAccessLog")
+        print
+        indent = $0
+        sub(/[^ ].*/, "", indent)
+        print indent "path: /dev/null"
+        next
+      } { print }' <<<"$config")
+  fi
   printf '%s\n' "$config" >"$out"
 }

@@ -8,7 +8,7 @@ variant to stdout. Routes, clusters and listeners stay as they are.
                                         header_to_metadata (HTTP filters),
                                         access_log, and plain_get_routes: the routes on which a
                                         plain GET skips the Lua filter and the buffer
-                                        (deploy/envoy/rest_routes.py), so that every GET takes
+                                        (src/wire/envoy/rest_routes.rs), so that every GET takes
                                         both, as before those routes
   envoy_variant.py --no-stats           the configuration with every statistic rejected
                                         (stats_matcher reject_all): what Envoy's per-request
@@ -18,7 +18,7 @@ variant to stdout. Routes, clusters and listeners stay as they are.
                                         route, GetTicket's gRPC route) and the catch-all: what
                                         matching the rest of the table costs that GET
   envoy_variant.py --route-a-path       the plain GET routes as they were before they were
-                                        joined (deploy/envoy/rest_routes.py): one route a path,
+                                        joined (src/wire/envoy/rest_routes.rs): one route a path,
                                         after the gRPC routes, so that a plain GET tries about a
                                         hundred routes before its own
   envoy_variant.py --runtime KEY=VALUE  the configuration with that runtime value set (e.g.

@@ -6,7 +6,7 @@
 # or three") says what each row measures.
 #
 #   1. the payment simulator, three release instances of the service (SHUTDOWN_DELAY_MS as in
-#      production) and two Envoys rendered by deploy/envoy/render: one in front of instance 1,
+#      production) and two Envoys rendered by `supportdesk envoy-config`: one in front of instance 1,
 #      one in front of all three
 #   2. the mixed load (loadgen's `mixed` scenario) through each Envoy in turn, ROUNDS times,
 #      interleaved; the median round of each is the row; the spread over the instances from
@@ -16,7 +16,7 @@
 
 readonly FLEET_SIZE=3
 # The service's own default: the instances report NOT_SERVING for this long before they stop
-# listening, and Envoy's health-check interval is a third of it (deploy/envoy/render).
+# listening, and Envoy's health-check interval is a third of it (supportdesk envoy-config).
 readonly FLEET_SHUTDOWN_DELAY_MS=3000
 # The rolling restart's window: three restarts take about 6 s each (the drain delay, the drain,
 # the start, one health check), started once the warm-up is over and 3 s of steady load counted.
@@ -97,13 +97,13 @@ for ((k = 1; k <= FLEET_SIZE; k++)); do
   sd_wait_until 60 fleet_serving "$k" || sd_die "instance $k did not become SERVING"
 done
 
-# Both Envoys from deploy/envoy/render, as a deployment renders its own: the upstreams and the
+# Both Envoys from `supportdesk envoy-config`, as a deployment renders its own: the upstreams and the
 # drain delay set, then only the ports, the descriptor and the access log (/dev/null) substituted.
 "$service_bin" descriptor --out "$work/supportdesk.pb"
 fleet_envoy() {
   local name=$1 listen=$2 admin=$3 upstreams=$4
   UPSTREAM_ADDRESSES=$upstreams SHUTDOWN_DELAY_MS=$FLEET_SHUTDOWN_DELAY_MS \
-    "$root/deploy/envoy/render" >"$work/envoy-$name.rendered.yaml"
+    "$service_bin" envoy-config --out "$work/envoy-$name.rendered.yaml"
   envoy_config "$listen" "$admin" - "$work/supportdesk.pb" "" "$work/envoy-$name.yaml" \
     "$work/envoy-$name.rendered.yaml"
   start_envoy "$work/envoy-$name.yaml" "$listen" "$work/envoy-$name.log"

@@ -5,7 +5,7 @@
 # start_envoy, stop_pid, ...). Writes bench/results/rest-*.json and bench/results/rest.md;
 # bench/README.md ("REST against the seeds' Express stack") says what each row measures.
 #
-#   1. Envoy in front of the service as users run it (deploy/envoy/render, everything on, the
+#   1. Envoy in front of the service as users run it (supportdesk envoy-config, everything on, the
 #      access log on stdout to a file), and the same configuration cut to its floor (only the
 #      transcoder and the router: envoy_variant.py --floor); with --filter-costs, the same
 #      configuration without each of its parts in turn as well (envoy_variant.py --without NAME)
@@ -144,13 +144,13 @@ sd_wait_until 60 express_healthy || sd_die "the Express stack did not answer /he
 
 # --- the two Envoys ------------------------------------------------------------------------------
 
-say "starting Envoy as users run it (deploy/envoy/render), and the same cut to its floor"
+say "starting Envoy as users run it (supportdesk envoy-config), and the same cut to its floor"
 pick_port && envoy_users_port=$picked_port
 pick_port && envoy_users_admin=$picked_port
 pick_port && envoy_floor_port=$picked_port
 pick_port && envoy_floor_admin=$picked_port
 [[ -f $work/supportdesk.pb ]] || "$service_bin" descriptor --out "$work/supportdesk.pb"
-UPSTREAM_ADDRESSES=$service_addr "$root/deploy/envoy/render" >"$work/envoy-users.rendered.yaml"
+UPSTREAM_ADDRESSES=$service_addr "$service_bin" envoy-config --out "$work/envoy-users.rendered.yaml"
 ENVOY_ACCESS_LOG=kept envoy_config "$envoy_users_port" "$envoy_users_admin" - "$work/supportdesk.pb" "" \
   "$work/envoy-users.yaml" "$work/envoy-users.rendered.yaml"
 "$SD_TOOLS/venv/bin/python" "$bench_dir/envoy_variant.py" --floor <"$work/envoy-users.rendered.yaml" \

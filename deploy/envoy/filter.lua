@@ -1,6 +1,6 @@
 -- The script of Envoy's Lua filter in front of supportdesk (the envoy.filters.http.lua entry of
 -- deploy/envoy/envoy.yaml, whose comments say where it sits among the filters and why;
--- docs/http-contract.md is the contract it helps keep). deploy/envoy/render writes it inline
+-- docs/http-contract.md is the contract it helps keep). `supportdesk envoy-config` writes it inline
 -- into the rendered configuration, the REST tables below filled from docs/openapi.json.
 --
 -- Request path: a caller's x-request-id is kept only when it is
@@ -14,8 +14,8 @@
 -- is refused here with the API's error JSON, so the developer sees why
 -- (the browser reports a preflight without an OK status), instead of
 -- going on to the transcoder as an unknown path.
--- The REST routes, written here by deploy/envoy/render from the OpenAPI
--- document (rest_checks below; deploy/envoy/rest_routes.py says what
+-- The REST routes, written here by `supportdesk envoy-config` from the OpenAPI
+-- document (rest_checks below; src/wire/envoy/rest_routes.rs says what
 -- they hold). Left empty, nothing is checked.
 REST_ROUTES, REST_BODIES, REST_ENUMS = {}, {}, {}
 

@@ -1,8 +1,9 @@
 //! The command line: `serve` (the default), `migrate`, `seed-demo`, `create-account`,
-//! `quarantined-webhooks`, `descriptor`, `openapi` and `retry-rule` for operators, and two clients of a running service for scripts (the local run
+//! `quarantined-webhooks`, `descriptor`, `openapi`, `retry-rule` and `envoy-config` for operators, and two clients of a running service for scripts (the local run
 //! command, container health checks): `healthcheck` and `login`.
 
 pub mod client;
+pub mod envoy_config;
 pub mod seed;
 
 use std::path::PathBuf;
@@ -108,16 +109,21 @@ pub enum Command {
     /// Print the retry rule generated from the method table's `retry` declarations
     /// (docs/deployment.md, "Retries"): Envoy's retry routes, or with `--service-config` the gRPC
     /// service config recommended to clients that call the instances directly. Needs no
-    /// settings. `deploy/envoy/envoy.yaml` holds the routes: refresh them with
-    /// `cargo run -- retry-rule --write deploy/envoy/envoy.yaml`.
+    /// settings. `envoy-config` writes the routes into Envoy's configuration.
     RetryRule {
-        /// Replace the generated block of this Envoy template in place instead of printing it.
-        #[arg(long, conflicts_with = "service_config")]
-        write: Option<PathBuf>,
         /// Print the service config (JSON) instead of Envoy's routes.
         #[arg(long)]
         service_config: bool,
     },
+    /// Write Envoy's configuration for a deployment shape: deploy/envoy/envoy.yaml (built into
+    /// the binary) with the settings below, the retry routes of the method table, the plain GET
+    /// routes and the Lua filter's REST tables of the OpenAPI document (docs/deployment.md,
+    /// "Envoy's configuration"). Reads CORS_ALLOWED_ORIGINS, ROUTE_TIMEOUT_SECS,
+    /// SHUTDOWN_DELAY_MS, UPSTREAM_ADDRESSES, STREAM_INSTANCES, WATCH_MAX_STREAMS_PER_INSTANCE,
+    /// EXPORT_MAX_CONCURRENT_PER_INSTANCE, WATCH_MAX_DURATION_SECS, EXPORT_MAX_DURATION_SECS and
+    /// WATCH_HEARTBEAT_SECS from the environment; exits 2 naming a setting it refuses. Needs no
+    /// other settings.
+    EnvoyConfig(envoy_config::EnvoyConfigArgs),
     /// Ask a running service's `grpc.health.v1.Health/Check`; exit 0 when it answers SERVING,
     /// else 1 with what it answered. Needs no settings.
     Healthcheck {
@@ -161,10 +167,8 @@ pub fn run(cli: Cli) -> ExitCode {
             };
         }
         Command::Openapi { out } => return write_openapi(out.as_deref()),
-        Command::RetryRule {
-            write,
-            service_config,
-        } => return retry_rule(write.as_deref(), service_config),
+        Command::RetryRule { service_config } => return retry_rule(service_config),
+        Command::EnvoyConfig(arguments) => return envoy_config::run(&arguments),
         Command::Healthcheck {
             addr,
             service,
@@ -321,6 +325,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Descriptor { .. }
         | Command::Openapi { .. }
         | Command::RetryRule { .. }
+        | Command::EnvoyConfig(_)
         | Command::Healthcheck { .. }
         | Command::Login { .. } => {
             unreachable!("handled before settings are loaded")
@@ -382,9 +387,10 @@ fn write_openapi(out: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
-/// Prints the retry rule, or writes Envoy's routes into the template at `write`.
-fn retry_rule(write: Option<&std::path::Path>, service_config: bool) -> ExitCode {
-    use crate::wire::retry_rule::{RetryRule, splice_envoy_routes};
+/// Prints the retry rule: Envoy's routes (YAML, at the default deadline of 15 s) or the service
+/// config of direct clients (JSON).
+fn retry_rule(service_config: bool) -> ExitCode {
+    use crate::wire::retry_rule::RetryRule;
     let table = match crate::wire::methods::MethodTable::get() {
         Ok(table) => table,
         Err(error) => {
@@ -393,34 +399,17 @@ fn retry_rule(write: Option<&std::path::Path>, service_config: bool) -> ExitCode
         }
     };
     let rule = RetryRule::of(table);
-    let outcome = match (write, service_config) {
-        (_, true) => {
-            println!("{:#}", rule.service_config());
-            Ok(())
+    if service_config {
+        println!("{:#}", rule.service_config());
+        return ExitCode::SUCCESS;
+    }
+    match serde_norway::to_string(&rule.envoy_routes("15s", "5.000s")) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
         }
-        (None, false) => {
-            print!("{}", rule.envoy_routes());
-            Ok(())
-        }
-        (Some(path), false) => std::fs::read_to_string(path)
-            .map_err(|error| format!("cannot read {}: {error}", path.display()))
-            .and_then(|template| {
-                splice_envoy_routes(&template, &rule.envoy_routes()).ok_or_else(|| {
-                    format!(
-                        "{} has no single `# BEGIN retry routes` ... `# END retry routes` block",
-                        path.display()
-                    )
-                })
-            })
-            .and_then(|text| {
-                std::fs::write(path, text)
-                    .map_err(|error| format!("cannot write {}: {error}", path.display()))
-            }),
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("supportdesk: {error}");
+            eprintln!("supportdesk: cannot write the routes: {error}");
             ExitCode::FAILURE
         }
     }

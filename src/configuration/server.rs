@@ -37,7 +37,7 @@ pub struct ServerSettings {
     pub queue_sample_interval: Duration,
     /// `SHUTDOWN_DELAY_MS`: after a signal, how long the server keeps serving while health says
     /// NOT_SERVING, so that load balancers stop sending traffic before it stops listening. Envoy's
-    /// health-check interval is a third of it (deploy/envoy/render): the one setting of the drain.
+    /// health-check interval is a third of it (supportdesk envoy-config): the one setting of the drain.
     pub shutdown_delay: Duration,
     /// `SHUTDOWN_DRAIN_TIMEOUT_MS`: how long in-flight RPCs may then take to finish.
     pub shutdown_drain_timeout: Duration,

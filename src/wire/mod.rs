@@ -2,10 +2,11 @@
 //! sees it. The generated code and the descriptor set ([`proto`]), the codec that reads requests
 //! ([`codec`]), the method table of every RPC's declarations ([`methods`]) with its REST path
 //! templates ([`http_rule`]), the OpenAPI document generated from them ([`openapi`]), the retry rule Envoy and direct clients
-//! follow ([`retry_rule`]), and the names of the headers (gRPC metadata keys) the service reads
+//! follow ([`retry_rule`]), Envoy's configuration rendered from all of these ([`envoy`]), and the names of the headers (gRPC metadata keys) the service reads
 //! and writes ([`headers`]).
 
 pub mod codec;
+pub mod envoy;
 pub mod headers;
 pub mod http_rule;
 pub mod methods;

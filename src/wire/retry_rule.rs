@@ -3,8 +3,8 @@
 //! `retry` declarations (`proto/supportdesk/v1/method_policy.proto`) so that no route or client
 //! configuration names an RPC by hand:
 //!
-//! - [`RetryRule::envoy_routes`]: the routes of `deploy/envoy/envoy.yaml` that retry such
-//!   failures, one per RPC (exact paths: cheaper to match than one pattern, and plain to read):
+//! - [`RetryRule::envoy_routes`]: the routes of Envoy's configuration that retry such failures
+//!   (`supportdesk envoy-config` puts them before the template's catch-all route), one per RPC (exact paths: cheaper to match than one pattern, and plain to read):
 //!   the RPCs declared `RETRY_SAFE` always, the RPCs declared `RETRY_WITH_KEY` when the request
 //!   carries an `idempotency-key`. Every other request falls through to the template's
 //!   catch-all route, which retries only what never reached the service (connection refused,
@@ -19,10 +19,6 @@
 use std::collections::BTreeMap;
 
 use crate::wire::methods::{Method, MethodTable, Retry};
-
-/// The first and last lines of the generated block in Envoy's template.
-pub const ENVOY_BEGIN: &str = "# BEGIN retry routes";
-pub const ENVOY_END: &str = "# END retry routes";
 
 /// How many times Envoy sends a call in all when its outcome is unknown (the first try and two
 /// retries), each time to an instance it has not tried yet.
@@ -52,36 +48,25 @@ impl<'a> RetryRule<'a> {
         Self { safe, with_key }
     }
 
-    /// The block of routes written between [`ENVOY_BEGIN`] and [`ENVOY_END`] in Envoy's
-    /// template, markers included, unindented (the template indents it as its route list).
-    /// Deadlines are the template's (15 s, replaced by `deploy/envoy/render`).
-    pub fn envoy_routes(&self) -> String {
-        let mut out = String::new();
-        out.push_str(ENVOY_BEGIN);
-        out.push_str(
-            ": generated from the method table's `retry` declarations by\n\
-             # `supportdesk retry-rule --write deploy/envoy/envoy.yaml`; do not edit: a test\n\
-             # fails while they differ. A call whose outcome is unknown (reset, UNAVAILABLE, no\n\
-             # answer within the per-try timeout) is sent again, to another instance, only when\n\
-             # running it twice is running it once.\n",
-        );
-        out.push_str(&envoy_route(
-            "retry_with_key",
-            "RETRY_WITH_KEY, with a key: a repeat replays the first outcome. No per-try\n\
-             # timeout: a write that is merely slow must not be raced by its own retry.",
-            &self.with_key,
-            true,
-        ));
-        out.push_str(&envoy_route(
-            "retry_safe",
-            "RETRY_SAFE: running it twice is running it once. A try gets a third of the\n\
-             # deadline, so a hung instance leaves time for two more.",
-            &self.safe,
-            false,
-        ));
-        out.push_str(ENVOY_END);
-        out.push('\n');
-        out
+    /// Envoy's retry routes, in the order Envoy tries them, each named for its class and gRPC
+    /// path: a call whose outcome is unknown (reset, UNAVAILABLE, no answer within the per-try
+    /// timeout) is sent again, to another instance, only when running it twice is running it
+    /// once. `deadline` is the route deadline (`timeout` and `max_grpc_timeout`), `per_try` the
+    /// per-try timeout of the `RETRY_SAFE` routes (Envoy durations, `15s`).
+    pub fn envoy_routes(&self, deadline: &str, per_try: &str) -> Vec<serde_json::Value> {
+        // RETRY_WITH_KEY, with a key: a repeat replays the first outcome. No per-try timeout: a
+        // write that is merely slow must not be raced by its own retry.
+        let with_key = self
+            .with_key
+            .iter()
+            .map(|method| envoy_route("retry_with_key", method, deadline, None));
+        // RETRY_SAFE: running it twice is running it once. A try gets a third of the deadline,
+        // so a hung instance leaves time for two more.
+        let safe = self
+            .safe
+            .iter()
+            .map(|method| envoy_route("retry_safe", method, deadline, Some(per_try)));
+        with_key.chain(safe).collect()
     }
 
     /// The recommended gRPC service config for a client of the instances' addresses.
@@ -123,78 +108,46 @@ impl<'a> RetryRule<'a> {
     }
 }
 
-/// The generated routes of one class: one per RPC of `methods`, matched by its gRPC path (a
-/// REST request is routed again on its gRPC path once the transcoder has rewritten it), the
-/// first one naming the route action (`&anchor`) that the others repeat (`*anchor`).
-fn envoy_route(anchor: &str, why: &str, methods: &[&Method], keyed: bool) -> String {
-    let mut out = format!("# {why}\n");
-    for (index, method) in methods.iter().enumerate() {
-        let first = index == 0;
-        out.push_str(&format!("- match:\n    path: \"{}\"\n", method.path));
-        if keyed {
-            if first {
-                out.push_str(
-                    "    headers: &keyed\n      - name: idempotency-key\n        present_match: true\n",
-                );
-            } else {
-                out.push_str("    headers: *keyed\n");
-            }
-        }
-        if !first {
-            out.push_str(&format!("  route: *{anchor}\n"));
-            continue;
-        }
-        out.push_str(&format!(
-            "  route: &{anchor}\n    cluster: supportdesk\n    timeout: 15s\n    max_grpc_timeout: 15s\n"
-        ));
-        out.push_str(
-            "    retry_policy:\n      retry_on: connect-failure,refused-stream,reset,unavailable\n",
-        );
-        out.push_str(&format!("      num_retries: {}\n", ENVOY_ATTEMPTS - 1));
-        if !keyed {
-            out.push_str("      per_try_timeout: 5s\n");
-        }
-        out.push_str(
-            "      retry_host_predicate:\n\
-             \x20       - name: envoy.retry_host_predicates.previous_hosts\n\
-             \x20         typed_config:\n\
-             \x20           \"@type\": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate\n\
-             \x20     host_selection_retry_max_attempts: 5\n\
-             \x20     retry_back_off: { base_interval: 0.025s, max_interval: 0.25s }\n",
-        );
+/// The route of one RPC of a class (`retry_with_key`, `retry_safe`), matched by its gRPC path (a
+/// REST request is routed again on its gRPC path once the transcoder has rewritten it); a keyed
+/// class (no `per_try`) only when the request carries an `idempotency-key`.
+fn envoy_route(
+    class: &str,
+    method: &Method,
+    deadline: &str,
+    per_try: Option<&str>,
+) -> serde_json::Value {
+    let mut route_match = serde_json::json!({ "path": method.path });
+    if per_try.is_none() {
+        route_match["headers"] =
+            serde_json::json!([{ "name": "idempotency-key", "present_match": true }]);
     }
-    out
-}
-
-/// `template` with the text between [`ENVOY_BEGIN`] and [`ENVOY_END`] (markers included)
-/// replaced by `block`, indented as the begin marker is; `None` unless the template has exactly
-/// one such block.
-pub fn splice_envoy_routes(template: &str, block: &str) -> Option<String> {
-    let begin = template.find(ENVOY_BEGIN)?;
-    if template[begin + 1..].contains(ENVOY_BEGIN) {
-        return None;
+    let mut retry_policy = serde_json::json!({
+        "retry_on": "connect-failure,refused-stream,reset,unavailable",
+        "num_retries": ENVOY_ATTEMPTS - 1,
+    });
+    if let Some(per_try) = per_try {
+        retry_policy["per_try_timeout"] = serde_json::json!(per_try);
     }
-    let line_start = template[..begin].rfind('\n').map_or(0, |index| index + 1);
-    let indent = &template[line_start..begin];
-    if !indent.chars().all(|c| c == ' ') {
-        return None;
-    }
-    let end = begin + template[begin..].find(ENVOY_END)?;
-    let after = end
-        + template[end..]
-            .find('\n')
-            .map_or(template.len() - end, |index| index + 1);
-    let mut out = String::with_capacity(template.len() + block.len());
-    out.push_str(&template[..line_start]);
-    for line in block.lines() {
-        if !line.is_empty() {
-            out.push_str(indent);
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.push_str(&template[after..]);
-    Some(out)
+    retry_policy["retry_host_predicate"] = serde_json::json!([{
+        "name": "envoy.retry_host_predicates.previous_hosts",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+        },
+    }]);
+    retry_policy["host_selection_retry_max_attempts"] = serde_json::json!(5);
+    retry_policy["retry_back_off"] =
+        serde_json::json!({ "base_interval": "0.025s", "max_interval": "0.25s" });
+    serde_json::json!({
+        "name": format!("{class}{}", method.path),
+        "match": route_match,
+        "route": {
+            "cluster": "supportdesk",
+            "timeout": deadline,
+            "max_grpc_timeout": deadline,
+            "retry_policy": retry_policy,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -226,22 +179,6 @@ mod tests {
             assert!(!rule.safe.contains(&get(never)), "{never}");
             assert!(!rule.with_key.contains(&get(never)), "{never}");
         }
-    }
-
-    #[test]
-    fn splicing_replaces_the_one_block_at_its_indentation() {
-        let template = "a:\n  # BEGIN retry routes old\n  - old\n  # END retry routes\nb\n";
-        assert_eq!(
-            splice_envoy_routes(
-                template,
-                "# BEGIN retry routes new\n- new\n\n# END retry routes\n"
-            )
-            .unwrap(),
-            "a:\n  # BEGIN retry routes new\n  - new\n\n  # END retry routes\nb\n"
-        );
-        assert_eq!(splice_envoy_routes("no block\n", "x"), None);
-        let twice = format!("{template}{template}");
-        assert_eq!(splice_envoy_routes(&twice, "x"), None);
     }
 
     #[test]

@@ -315,7 +315,7 @@ impl Generator {
                         let mut body = json_body(self.field_schema(&field));
                         body["required"] = json!(true);
                         // The request field the JSON body fills (`ticket`): Envoy's Lua filter
-                        // reads it (deploy/envoy/render) to name a field the transcoder refused
+                        // reads it (supportdesk envoy-config) to name a field the transcoder refused
                         // by its path in the body (`ticket.priority` is the body's `priority`).
                         body["x-body-field"] = json!(field_name);
                         Some(body)

@@ -4,7 +4,8 @@
 //! the ports, health names and grace period the manifests carry are read back from the
 //! ConfigMap they ship, through the service's own settings reader, and from the constants of
 //! the code, so changing a setting or a default cannot silently break them. Envoy's Kubernetes
-//! configuration is what `deploy/kubernetes/render-envoy` writes, and a real Envoy serves with it.
+//! configuration is what its init container renders (`supportdesk envoy-config --shape
+//! kubernetes` with the environment the manifests give it), and a real Envoy serves with it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::Deserialize as _;
-use serde_json::Value;
+use serde_json::{Value, json};
 use supportdesk::configuration::{FILE_SUFFIX, SECRET_SETTINGS, Settings};
 
 use crate::support::{
@@ -354,19 +355,61 @@ fn the_manifests_agree_with_the_services_own_settings_and_defaults() {
         assert_eq!(port["port"].as_u64(), Some(number), "{port_name}");
         assert_eq!(port["targetPort"], port_name);
     }
-    // Envoy sends to that Service's name and port.
-    let envoy_config = object(&objects, "ConfigMap", "supportdesk-envoy")["data"]["envoy.yaml"]
-        .as_str()
-        .expect("Envoy's configuration");
-    assert!(
-        envoy_config.contains(&format!(
-            "socket_address: {{ address: supportdesk-grpc, port_value: {grpc} }}"
-        )),
-        "Envoy's cluster is the headless Service on the gRPC port"
+    // Envoy sends to that Service's name and port, resolved by DNS; it allows the overlay's
+    // browser origin; its health checks and long-stream limit follow the pods' settings and the
+    // autoscaler.
+    let envoy_config: serde_norway::Value =
+        serde_norway::from_str(&envoy_init_container_output(&objects, &[]))
+            .expect("Envoy's configuration is YAML");
+    let envoy_config: Value =
+        serde_norway::from_value(envoy_config).expect("Envoy's configuration as JSON");
+    let clusters = envoy_config["static_resources"]["clusters"]
+        .as_array()
+        .expect("clusters");
+    let cluster = |wanted: &str| {
+        clusters
+            .iter()
+            .find(|cluster| cluster["name"] == wanted)
+            .unwrap_or_else(|| panic!("the cluster {wanted}"))
+    };
+    for name in ["supportdesk", "supportdesk-streams"] {
+        let cluster = cluster(name);
+        assert_eq!(cluster["type"], "STRICT_DNS", "{name}");
+        assert_eq!(
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"],
+            json!([{ "endpoint": { "address": { "socket_address": {
+                "address": "supportdesk-grpc", "port_value": grpc,
+            } } } }]),
+            "{name}: Envoy's cluster is the headless Service on the gRPC port"
+        );
+        let interval = settings.server.shutdown_delay.as_millis() / 3;
+        assert_eq!(
+            cluster["health_checks"][0]["interval"],
+            format!("{}.{:03}s", interval / 1000, interval % 1000),
+            "{name}: health-checked every third of SHUTDOWN_DELAY_MS"
+        );
+    }
+    let max_replicas =
+        object(&objects, "HorizontalPodAutoscaler", "supportdesk")["spec"]["maxReplicas"]
+            .as_u64()
+            .expect("maxReplicas");
+    let per_instance = u64::from(settings.outbound_webhooks.watch_max_per_instance)
+        + u64::from(settings.tickets.export_max_per_instance);
+    assert_eq!(
+        cluster("supportdesk-streams")["circuit_breakers"]["thresholds"][0]["max_requests"],
+        max_replicas * per_instance,
+        "the long streams' limit counts the autoscaler's maxReplicas"
     );
-    assert!(envoy_config.contains("type: STRICT_DNS"));
-    assert!(
-        envoy_config.contains("- exact: https://desk.example.com\n"),
+    let listener = envoy_config["static_resources"]["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .find(|listener| listener["name"] == "rest")
+        .expect("the rest listener");
+    assert_eq!(
+        listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+            [0]["typed_per_filter_config"]["envoy.filters.http.cors"]["allow_origin_string_match"],
+        json!([{ "exact": "https://desk.example.com" }]),
         "the overlay's Envoy allows the browser origin of its envoy.env"
     );
 
@@ -474,26 +517,118 @@ fn the_image_the_base_deploys_is_the_version_of_cargo_toml() {
     );
 }
 
-#[test]
-fn envoys_kubernetes_configuration_is_what_render_envoy_writes() {
-    let output = Command::new(repository_root().join("deploy/kubernetes/render-envoy"))
-        .arg("--check")
-        .current_dir(repository_root())
+/// The environment the Envoy pod's init container `envoy-config` gets: the ConfigMaps of its
+/// `envFrom` in order, then its `env`, as the kubelet builds it.
+fn envoy_init_environment(objects: &[Value]) -> Vec<(String, String)> {
+    let deployment = object(objects, "Deployment", "supportdesk-envoy");
+    let init = pod_spec(deployment)["initContainers"]
+        .as_array()
+        .expect("init containers")
+        .iter()
+        .find(|container| container["name"] == "envoy-config")
+        .expect("the envoy-config init container");
+    let mut environment = Vec::new();
+    for source in init["envFrom"].as_array().into_iter().flatten() {
+        let name = source["configMapRef"]["name"]
+            .as_str()
+            .expect("envFrom names a ConfigMap");
+        let data = object(objects, "ConfigMap", name)["data"]
+            .as_object()
+            .expect("the ConfigMap's data");
+        for (key, value) in data {
+            environment.push((key.clone(), value.as_str().expect("a string").to_owned()));
+        }
+    }
+    for variable in init["env"].as_array().into_iter().flatten() {
+        environment.push((
+            variable["name"].as_str().expect("a name").to_owned(),
+            variable["value"].as_str().expect("a value").to_owned(),
+        ));
+    }
+    environment
+}
+
+/// What the init container `envoy-config` writes, its command run here with its environment
+/// (`arguments` added to its own).
+fn envoy_init_container_output(objects: &[Value], arguments: &[String]) -> String {
+    let deployment = object(objects, "Deployment", "supportdesk-envoy");
+    let init = pod_spec(deployment)["initContainers"]
+        .as_array()
+        .expect("init containers")
+        .iter()
+        .find(|container| container["name"] == "envoy-config")
+        .expect("the envoy-config init container");
+    let args: Vec<String> = init["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|arg| arg.as_str().expect("an argument").to_owned())
+        .collect();
+    assert_eq!(args[..3], ["envoy-config", "--shape", "kubernetes"]);
+    // It writes where Envoy reads.
+    let out = args
+        .iter()
+        .position(|arg| arg == "--out")
+        .map(|index| args[index + 1].clone())
+        .expect("envoy-config --out");
+    let envoy_args = &container(pod_spec(deployment), "envoy")["args"];
+    assert!(
+        envoy_args
+            .as_array()
+            .expect("Envoy's args")
+            .windows(2)
+            .any(|pair| pair[0] == "--config-path" && pair[1] == out.as_str()),
+        "Envoy reads {out}: {envoy_args}"
+    );
+    let environment = envoy_init_environment(objects);
+    let settings: Vec<(&str, String)> = environment
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.clone()))
+        .collect();
+    let mut arguments: Vec<String> = arguments.to_vec();
+    arguments.splice(0..0, ["--shape".to_owned(), "kubernetes".to_owned()]);
+    let output = crate::support::envoy::envoy_config(&settings, &arguments)
         .output()
-        .expect("run deploy/kubernetes/render-envoy --check");
+        .expect("run supportdesk envoy-config");
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8(output.stdout).expect("UTF-8")
 }
 
-/// Envoy's Kubernetes configuration (the overlay's) with what only a cluster has made local:
-/// the Service's name resolves to this machine, the init containers' files are written here and
-/// the listeners take free ports. Returns the configuration and the REST and probes ports.
+#[test]
+fn the_base_envoy_allows_no_browser_origin_and_the_overlay_changes_only_its_origins() {
+    let base = envoy_init_environment(&rendered(BASE));
+    let overlay = envoy_init_environment(&rendered(OVERLAY));
+    let value = |environment: &[(String, String)], wanted: &str| {
+        environment
+            .iter()
+            .rev()
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.clone())
+    };
+    assert_eq!(value(&base, "CORS_ALLOWED_ORIGINS").as_deref(), Some(""));
+    assert_eq!(
+        value(&overlay, "CORS_ALLOWED_ORIGINS").as_deref(),
+        Some("https://desk.example.com")
+    );
+    for name in [
+        "ROUTE_TIMEOUT_SECS",
+        "STREAM_INSTANCES",
+        "SHUTDOWN_DELAY_MS",
+    ] {
+        assert_eq!(value(&base, name), value(&overlay, name), "{name}");
+        assert!(value(&base, name).is_some(), "{name}");
+    }
+}
+
+/// Envoy's Kubernetes configuration (the overlay's, as its init container renders it) with what
+/// only a cluster has made local: the Service's name resolves to this machine, the init
+/// containers' files are written here and the listeners take free ports. Returns the
+/// configuration and the REST and probes ports.
 fn local_kubernetes_envoy_config(grpc_port: u16, workdir: &Path) -> (String, u16, u16) {
-    let config = std::fs::read_to_string(repository_root().join(OVERLAY).join("envoy.yaml"))
-        .expect("read the overlay's envoy.yaml");
     std::fs::write(
         workdir.join("supportdesk.pb"),
         supportdesk::wire::proto::FILE_DESCRIPTOR_SET,
@@ -505,31 +640,26 @@ fn local_kubernetes_envoy_config(grpc_port: u16, workdir: &Path) -> (String, u16
     )
     .expect("copy the OpenAPI document");
     let (rest, probes) = (free_port(), free_port());
-    let mut config = config;
-    for (old, new) in [
-        (
-            "socket_address: { address: 0.0.0.0, port_value: 8080 }".to_owned(),
-            format!("socket_address: {{ address: 127.0.0.1, port_value: {rest} }}"),
-        ),
-        (
-            "socket_address: { address: 0.0.0.0, port_value: 9902 }".to_owned(),
-            format!("socket_address: {{ address: 127.0.0.1, port_value: {probes} }}"),
-        ),
-        (
-            "address: supportdesk-grpc, port_value: 50051".to_owned(),
-            format!("address: localhost, port_value: {grpc_port}"),
-        ),
-    ] {
-        assert_eq!(config.matches(&old).count(), 1, "{old} appears once");
-        config = config.replace(&old, &new);
-    }
-    // The admin interface: its listener and the probes listener's cluster.
-    assert_eq!(config.matches("port_value: 9901 }").count(), 2);
-    let config = config.replace(
-        "port_value: 9901 }",
-        &format!("port_value: {} }}", free_port()),
+    let config = envoy_init_container_output(
+        &rendered(OVERLAY),
+        &[
+            "--listen-port".to_owned(),
+            rest.to_string(),
+            "--probes-port".to_owned(),
+            probes.to_string(),
+            "--admin-port".to_owned(),
+            free_port().to_string(),
+            "--descriptor".to_owned(),
+            workdir.join("supportdesk.pb").display().to_string(),
+            "--openapi-document".to_owned(),
+            workdir.join("openapi.json").display().to_string(),
+        ],
     );
-    let config = config.replace("/var/run/supportdesk/", &format!("{}/", workdir.display()));
+    // The headless Service's name, made this machine's.
+    assert_eq!(config.matches("address: supportdesk-grpc").count(), 2);
+    let config = config
+        .replace("address: supportdesk-grpc", "address: localhost")
+        .replace("port_value: 50051", &format!("port_value: {grpc_port}"));
     (config, rest, probes)
 }
 

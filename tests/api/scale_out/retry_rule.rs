@@ -9,7 +9,7 @@ use serde_norway::Value;
 use supportdesk::wire::methods::{MethodTable, Retry};
 use supportdesk::wire::proto::v1;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
-use supportdesk::wire::retry_rule::{RetryRule, splice_envoy_routes};
+use supportdesk::wire::retry_rule::RetryRule;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -44,15 +44,28 @@ fn table() -> &'static MethodTable {
 }
 
 #[test]
-fn the_envoy_template_holds_the_retry_routes_the_method_table_generates() {
-    let path = repository_root().join("deploy/envoy/envoy.yaml");
-    let template = std::fs::read_to_string(&path).expect("deploy/envoy/envoy.yaml");
-    let generated = splice_envoy_routes(&template, &RetryRule::of(table()).envoy_routes())
-        .expect("the template has one retry routes block");
-    assert!(
-        template == generated,
-        "deploy/envoy/envoy.yaml's retry routes are not what the method table generates: run \
-         `cargo run -- retry-rule --write deploy/envoy/envoy.yaml` (and deploy/kubernetes/render-envoy)"
+fn the_rendered_configuration_holds_the_retry_routes_the_method_table_generates_before_the_catch_all()
+ {
+    let rendered = routes(&render_with(&[]));
+    let generated: Vec<Value> = RetryRule::of(table())
+        .envoy_routes("15s", "5.000s")
+        .into_iter()
+        .map(|route| serde_norway::to_value(route).expect("JSON is YAML"))
+        .collect();
+    assert!(!generated.is_empty());
+    let first = rendered
+        .iter()
+        .position(|route| route == &generated[0])
+        .expect("the first retry route is rendered");
+    assert_eq!(
+        rendered[first..first + generated.len()],
+        generated[..],
+        "the retry routes are rendered in the method table's order, each as generated"
+    );
+    assert_eq!(
+        rendered[first + generated.len()]["name"].as_str(),
+        Some("catch_all"),
+        "the catch-all route comes right after them"
     );
 }
 
@@ -81,7 +94,7 @@ fn matches(route: &Value, path: &str, keyed: bool) -> bool {
     } else if let Some(prefix) = matcher["prefix"].as_str() {
         path.starts_with(prefix)
     } else if matcher["safe_regex"].is_mapping() {
-        // A regex route (the plain GET routes of deploy/envoy/rest_routes.py) is decided by the
+        // A regex route (the plain GET routes of src/wire/envoy/rest_routes.rs) is decided by the
         // method it requires: a gRPC call is a POST.
         let method = matcher["headers"]
             .as_sequence()

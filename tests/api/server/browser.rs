@@ -167,19 +167,21 @@ async fn a_page_on_an_origin_that_is_not_allowed_reads_nothing_and_its_preflight
 
 #[tokio::test]
 async fn an_allowed_origin_setting_that_is_not_an_origin_is_refused_naming_it() {
-    let render = crate::support::repository_root().join("deploy/envoy/render");
+    use crate::support::envoy::{envoy_config, parsed};
     for bad in [
         "https://desk.example.com/",
         "desk.example.com",
         "https://*.example.com",
     ] {
-        let output = std::process::Command::new(&render)
-            .env(
+        let output = envoy_config(
+            &[(
                 "CORS_ALLOWED_ORIGINS",
                 format!("http://localhost:3000,{bad}"),
-            )
-            .output()
-            .unwrap();
+            )],
+            &[],
+        )
+        .output()
+        .unwrap();
         assert_eq!(output.status.code(), Some(2), "{bad}");
         let message = String::from_utf8_lossy(&output.stderr);
         assert!(
@@ -189,20 +191,30 @@ async fn an_allowed_origin_setting_that_is_not_an_origin_is_refused_naming_it() 
         assert!(output.stdout.is_empty(), "{bad}: a config was written");
     }
 
-    let output = std::process::Command::new(&render)
-        .env(
+    let output = envoy_config(
+        &[(
             "CORS_ALLOWED_ORIGINS",
-            " https://desk.example.com , http://[::1]:8000",
-        )
-        .output()
-        .unwrap();
+            " https://desk.example.com , http://[::1]:8000".to_owned(),
+        )],
+        &[],
+    )
+    .output()
+    .unwrap();
     assert!(output.status.success());
-    let config = String::from_utf8(output.stdout).unwrap();
-    let origins: Vec<&str> = config
-        .lines()
-        .map(str::trim)
-        .filter_map(|line| line.strip_prefix("- exact: "))
-        .filter(|value| value.contains("://"))
-        .collect();
+    let config = parsed(&String::from_utf8(output.stdout).unwrap());
+    let listener = config["static_resources"]["listeners"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|listener| listener["name"].as_str() == Some("rest"))
+        .unwrap();
+    let origins: Vec<&str> =
+        listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+            [0]["typed_per_filter_config"]["envoy.filters.http.cors"]["allow_origin_string_match"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|origin| origin["exact"].as_str().unwrap())
+            .collect();
     assert_eq!(origins, ["https://desk.example.com", "http://[::1]:8000"]);
 }

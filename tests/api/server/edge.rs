@@ -397,12 +397,11 @@ fn envoys_grpc_web_failures_carry_the_documented_status_and_reason() {
 #[test]
 fn the_route_timeout_setting_sets_every_routes_deadline_but_the_exports_and_takes_only_whole_seconds()
  {
-    let render = repository_root().join("deploy/envoy/render");
+    use crate::support::envoy::{envoy_config, parsed, render_with, rest_routes};
     for bad in ["0", "1.5", "15s", "-1", "3601"] {
-        let output = std::process::Command::new(&render)
-            .env("ROUTE_TIMEOUT_SECS", bad)
+        let output = envoy_config(&[("ROUTE_TIMEOUT_SECS", bad.to_owned())], &[])
             .output()
-            .expect("run deploy/envoy/render");
+            .expect("run supportdesk envoy-config");
         assert_eq!(output.status.code(), Some(2), "{bad}");
         let message = String::from_utf8_lossy(&output.stderr);
         assert!(
@@ -412,59 +411,44 @@ fn the_route_timeout_setting_sets_every_routes_deadline_but_the_exports_and_take
         assert!(output.stdout.is_empty(), "{bad}: a config was written");
     }
 
-    let output = std::process::Command::new(&render)
-        .env("ROUTE_TIMEOUT_SECS", "7")
-        .output()
-        .expect("run deploy/envoy/render");
-    assert!(output.status.success());
-    let config = String::from_utf8(output.stdout).expect("UTF-8");
-    // Every route's deadline, in the routes' order: UploadAttachment's two routes (REST and
-    // gRPC share one), ExportTickets' and WatchEvents' (their own, 30 s above the service's
-    // EXPORT_MAX_DURATION_SECS and WATCH_MAX_DURATION_SECS, not this setting), the generated retry routes (the keyed writes' and
-    // the reads', each written once and repeated by alias), the plain GET routes (written once,
-    // repeated by alias), the catch-all. The clusters (a health check's timeout) are not routes.
-    let routes = config.split("\n  clusters:").next().expect("the listeners");
-    let deadlines: Vec<&str> = routes
-        .lines()
-        .map(str::trim)
-        .filter(|line| line.starts_with("timeout: ") || line.starts_with("max_grpc_timeout: "))
-        .map(|line| line.split(" #").next().unwrap_or(line).trim_end())
-        .collect();
-    assert_eq!(
-        deadlines,
-        [
-            "timeout: 7s",
-            "max_grpc_timeout: 7s",
-            "timeout: 630s",
-            "max_grpc_timeout: 630s",
-            "timeout: 3630s",
-            "max_grpc_timeout: 3630s",
-            "timeout: 7s",
-            "max_grpc_timeout: 7s",
-            "timeout: 7s",
-            "max_grpc_timeout: 7s",
-            "timeout: 7s",
-            "max_grpc_timeout: 7s",
-            "timeout: 7s",
-            "max_grpc_timeout: 7s",
-        ]
-    );
+    let config = parsed(&render_with(&[("ROUTE_TIMEOUT_SECS", "7".to_owned())]));
+    // Every route's deadline, by route: ExportTickets' and WatchEvents' are their own (30 s
+    // above the service's EXPORT_MAX_DURATION_SECS and WATCH_MAX_DURATION_SECS, not this
+    // setting); every other route to the instances (UploadAttachment's two, the plain GETs, the
+    // generated retry routes, the catch-all) has this one; the OpenAPI document's has none.
+    let mut per_try = std::collections::BTreeSet::new();
+    for route in rest_routes(&config) {
+        let name = route["name"].as_str().expect("a named route").to_owned();
+        let action = &route["route"];
+        let deadline = match name.as_str() {
+            "openapi_document" => {
+                assert!(action.is_null(), "{name}");
+                continue;
+            }
+            "export_tickets" => "630s",
+            "watch_events" => "3630s",
+            _ => "7s",
+        };
+        assert_eq!(action["timeout"].as_str(), Some(deadline), "{name}");
+        assert_eq!(
+            action["max_grpc_timeout"].as_str(),
+            Some(deadline),
+            "{name}"
+        );
+        if let Some(timeout) = action["retry_policy"]["per_try_timeout"].as_str() {
+            assert!(name.starts_with("retry_safe/"), "{name}");
+            per_try.insert(timeout.to_owned());
+        }
+    }
     // A retried read's tries share the deadline: a third each.
-    assert_eq!(
-        routes
-            .lines()
-            .map(str::trim)
-            .filter(|line| line.starts_with("per_try_timeout: "))
-            .collect::<Vec<_>>(),
-        ["per_try_timeout: 2.333s"]
-    );
+    assert_eq!(per_try.into_iter().collect::<Vec<_>>(), ["2.333s"]);
 }
 
 /// The long streams' limits in Envoy follow the service's settings given to the renderer, and
 /// anything but a whole number stops it naming the setting.
 #[test]
 fn the_long_streams_limits_in_envoy_are_derived_from_the_services_settings() {
-    let render = repository_root().join("deploy/envoy/render");
+    use crate::support::envoy::{envoy_config, parsed, render_with, rest_routes};
     for setting in [
         "WATCH_MAX_STREAMS_PER_INSTANCE",
         "EXPORT_MAX_CONCURRENT_PER_INSTANCE",
@@ -473,34 +457,48 @@ fn the_long_streams_limits_in_envoy_are_derived_from_the_services_settings() {
         "WATCH_HEARTBEAT_SECS",
         "STREAM_INSTANCES",
     ] {
-        let output = std::process::Command::new(&render)
-            .env(setting, "0")
+        let output = envoy_config(&[(setting, "0".to_owned())], &[])
             .output()
-            .expect("run deploy/envoy/render");
+            .expect("run supportdesk envoy-config");
         assert_eq!(output.status.code(), Some(2), "{setting}");
         assert!(
             String::from_utf8_lossy(&output.stderr).contains(setting),
             "{setting}"
         );
     }
-    let config = crate::support::envoy::render_with(&[
+    let config = parsed(&render_with(&[
         ("UPSTREAM_ADDRESSES", "127.0.0.1:1,127.0.0.1:2".to_owned()),
         ("WATCH_MAX_STREAMS_PER_INSTANCE", "7".to_owned()),
         ("EXPORT_MAX_CONCURRENT_PER_INSTANCE", "2".to_owned()),
         ("WATCH_MAX_DURATION_SECS", "100".to_owned()),
         ("EXPORT_MAX_DURATION_SECS", "50".to_owned()),
         ("WATCH_HEARTBEAT_SECS", "4".to_owned()),
-    ]);
-    for expected in [
-        "max_requests: 18   # long streams in flight",
-        "timeout: 80s             # export route deadline",
-        "max_grpc_timeout: 80s    # export route deadline",
-        "timeout: 130s            # watch route deadline",
-        "max_grpc_timeout: 130s   # watch route deadline",
-        "idle_timeout: 12s         # watch idle timeout",
-    ] {
-        assert!(config.contains(expected), "{expected}");
-    }
+    ]));
+    let streams = config["static_resources"]["clusters"]
+        .as_sequence()
+        .expect("clusters")
+        .iter()
+        .find(|cluster| cluster["name"].as_str() == Some("supportdesk-streams"))
+        .expect("the long streams' cluster");
+    assert_eq!(
+        streams["circuit_breakers"]["thresholds"][0]["max_requests"].as_u64(),
+        Some(18)
+    );
+    let routes = rest_routes(&config);
+    let route = |name: &str| {
+        routes
+            .iter()
+            .find(|route| route["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("the route {name}"))["route"]
+            .clone()
+    };
+    let export = route("export_tickets");
+    assert_eq!(export["timeout"].as_str(), Some("80s"));
+    assert_eq!(export["max_grpc_timeout"].as_str(), Some("80s"));
+    let watch = route("watch_events");
+    assert_eq!(watch["timeout"].as_str(), Some("130s"));
+    assert_eq!(watch["max_grpc_timeout"].as_str(), Some("130s"));
+    assert_eq!(watch["idle_timeout"].as_str(), Some("12s"));
 }
 
 /// Issue 67, item 1: the long streams (WatchEvents, ExportTickets) had Envoy's catch-all cluster,

@@ -26,7 +26,7 @@ const PLAIN_GET_HEADERS: [(&str, &str); 3] = [
 ];
 
 /// What a paged read's plain route requires: the same, but for a query of pageSize and pageToken
-/// only, each once, in values the transcoder takes (deploy/envoy/rest_routes.py).
+/// only, each once, in values the transcoder takes (src/wire/envoy/rest_routes.rs).
 const PLAIN_PAGED_GET_HEADERS: [(&str, &str); 3] = [
     (":method", "exact GET"),
     (

@@ -1,9 +1,9 @@
-//! Real Envoy, started from the repository's own `deploy/envoy/envoy.yaml`, rendered by
-//! `deploy/envoy/render` (the browser origins of `CORS_ALLOWED_ORIGINS`, the route deadline of
-//! `ROUTE_TIMEOUT_SECS`) as a deployment renders it, with only its ports and descriptor path
-//! substituted (and the OpenAPI document's path made absolute), in front of a test server.
+//! Real Envoy, started from the configuration `supportdesk envoy-config` renders from the
+//! repository's own `deploy/envoy/envoy.yaml` (the browser origins of `CORS_ALLOWED_ORIGINS`, the
+//! route deadline of `ROUTE_TIMEOUT_SECS`, ...) as a deployment renders it, with only its ports,
+//! its upstream and its descriptor path set by the command's own flags (and the OpenAPI
+//! document's path made absolute), in front of a test server.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -34,11 +34,14 @@ impl Envoy {
             .iter()
             .map(|port| format!("127.0.0.1:{port}"))
             .collect();
-        let rendered = render_with(&[
-            ("UPSTREAM_ADDRESSES", upstreams.join(",")),
-            ("SHUTDOWN_DELAY_MS", shutdown_delay.as_millis().to_string()),
-        ]);
-        Self::launch(rendered, None).await
+        Self::launch(
+            vec![
+                ("UPSTREAM_ADDRESSES", upstreams.join(",")),
+                ("SHUTDOWN_DELAY_MS", shutdown_delay.as_millis().to_string()),
+            ],
+            None,
+        )
+        .await
     }
 
     /// Envoy allowing exactly `origins` (the setting `CORS_ALLOWED_ORIGINS`).
@@ -55,7 +58,7 @@ impl Envoy {
     /// Envoy in front of one instance, rendered with exactly `settings` set (the long streams'
     /// limits, say: `WATCH_MAX_STREAMS_PER_INSTANCE`, `EXPORT_MAX_CONCURRENT_PER_INSTANCE`).
     pub(crate) async fn start_rendered_with(grpc_port: u16, settings: &[(&str, String)]) -> Self {
-        Self::launch(render_with(settings), Some(grpc_port)).await
+        Self::launch(settings.to_vec(), Some(grpc_port)).await
     }
 
     async fn start(
@@ -63,23 +66,48 @@ impl Envoy {
         allowed_origins: Option<String>,
         route_timeout: Option<Duration>,
     ) -> Self {
-        Self::launch(
-            render(allowed_origins.as_deref(), route_timeout),
-            Some(grpc_port),
-        )
-        .await
+        let mut settings = Vec::new();
+        if let Some(origins) = allowed_origins {
+            settings.push(("CORS_ALLOWED_ORIGINS", origins));
+        }
+        if let Some(timeout) = route_timeout {
+            assert!(
+                timeout.subsec_nanos() == 0 && timeout.as_secs() > 0,
+                "ROUTE_TIMEOUT_SECS is whole seconds, not {timeout:?}"
+            );
+            settings.push(("ROUTE_TIMEOUT_SECS", timeout.as_secs().to_string()));
+        }
+        Self::launch(settings, Some(grpc_port)).await
     }
 
-    /// Starts Envoy from `rendered`, its ports and paths substituted (the upstream's too when
-    /// `grpc_port` is given: the rendering has the template's one instance).
-    async fn launch(rendered: String, grpc_port: Option<u16>) -> Self {
+    /// Starts Envoy rendered with `settings` on free ports, the descriptor set written for it
+    /// (and `UPSTREAM_ADDRESSES` the instance on `grpc_port` when it is given).
+    async fn launch(mut settings: Vec<(&str, String)>, grpc_port: Option<u16>) -> Self {
         let workdir = tempfile::tempdir().expect("a temporary directory");
         let descriptor = workdir.path().join("supportdesk.pb");
         std::fs::write(&descriptor, supportdesk::wire::proto::FILE_DESCRIPTOR_SET)
             .expect("write the descriptor set");
         let port = free_port();
         let admin_port = free_port();
-        let config = configure(&rendered, grpc_port, port, admin_port, &descriptor);
+        if let Some(grpc_port) = grpc_port {
+            settings.push(("UPSTREAM_ADDRESSES", format!("127.0.0.1:{grpc_port}")));
+        }
+        let config = render_with_flags(
+            &settings,
+            &[
+                "--listen-port".to_owned(),
+                port.to_string(),
+                "--admin-port".to_owned(),
+                admin_port.to_string(),
+                "--descriptor".to_owned(),
+                descriptor.display().to_string(),
+                "--openapi-document".to_owned(),
+                repository_root()
+                    .join("docs/openapi.json")
+                    .display()
+                    .to_string(),
+            ],
+        );
         let config_path = workdir.path().join("envoy.yaml");
         std::fs::write(&config_path, config).expect("write the Envoy config");
         // stdout is the access log; flushed every 100 ms so tests can read it.
@@ -243,97 +271,65 @@ impl Drop for Envoy {
     }
 }
 
-/// `deploy/envoy/render`'s output with exactly `settings` set (every other setting unset, for
-/// its default).
-pub(crate) fn render_with(settings: &[(&str, String)]) -> String {
-    let mut render = Command::new(repository_root().join("deploy/envoy/render"));
-    for name in [
-        "CORS_ALLOWED_ORIGINS",
-        "ROUTE_TIMEOUT_SECS",
-        "UPSTREAM_ADDRESSES",
-        "SHUTDOWN_DELAY_MS",
-        "WATCH_MAX_STREAMS_PER_INSTANCE",
-        "EXPORT_MAX_CONCURRENT_PER_INSTANCE",
-        "WATCH_MAX_DURATION_SECS",
-        "EXPORT_MAX_DURATION_SECS",
-        "WATCH_HEARTBEAT_SECS",
-    ] {
-        render.env_remove(name);
+/// The settings `supportdesk envoy-config` reads: each is removed from its environment unless
+/// a test gives it, so a developer's exported value never leaks into a test.
+pub(crate) const ENVOY_SETTINGS: [&str; 10] = [
+    "CORS_ALLOWED_ORIGINS",
+    "ROUTE_TIMEOUT_SECS",
+    "UPSTREAM_ADDRESSES",
+    "SHUTDOWN_DELAY_MS",
+    "STREAM_INSTANCES",
+    "WATCH_MAX_STREAMS_PER_INSTANCE",
+    "EXPORT_MAX_CONCURRENT_PER_INSTANCE",
+    "WATCH_MAX_DURATION_SECS",
+    "EXPORT_MAX_DURATION_SECS",
+    "WATCH_HEARTBEAT_SECS",
+];
+
+/// `supportdesk envoy-config` with exactly `settings` set (every other setting unset, for its
+/// default) and `arguments`: the command, before it has run.
+pub(crate) fn envoy_config(settings: &[(&str, String)], arguments: &[String]) -> Command {
+    let mut command = Command::new(super::binary::BINARY);
+    command.arg("envoy-config").args(arguments);
+    for name in ENVOY_SETTINGS {
+        command.env_remove(name);
     }
-    render.envs(settings.iter().map(|(name, value)| (name, value)));
-    let output = render.output().expect("run deploy/envoy/render");
+    command.envs(settings.iter().map(|(name, value)| (name, value)));
+    command
+}
+
+/// `supportdesk envoy-config`'s output (the local shape) with exactly `settings` set.
+pub(crate) fn render_with(settings: &[(&str, String)]) -> String {
+    render_with_flags(settings, &[])
+}
+
+fn render_with_flags(settings: &[(&str, String)], arguments: &[String]) -> String {
+    let output = envoy_config(settings, arguments)
+        .output()
+        .expect("run supportdesk envoy-config");
     assert!(
         output.status.success(),
-        "deploy/envoy/render failed: {}",
+        "supportdesk envoy-config failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("a UTF-8 config")
 }
 
-/// `deploy/envoy/render`'s output: the repository's config with `CORS_ALLOWED_ORIGINS` set to
-/// `allowed_origins` and `ROUTE_TIMEOUT_SECS` to `route_timeout`, each unset for its default.
-fn render(allowed_origins: Option<&str>, route_timeout: Option<Duration>) -> String {
-    let mut settings = Vec::new();
-    if let Some(origins) = allowed_origins {
-        settings.push(("CORS_ALLOWED_ORIGINS", origins.to_owned()));
-    }
-    if let Some(timeout) = route_timeout {
-        assert!(
-            timeout.subsec_nanos() == 0 && timeout.as_secs() > 0,
-            "ROUTE_TIMEOUT_SECS is whole seconds, not {timeout:?}"
-        );
-        settings.push(("ROUTE_TIMEOUT_SECS", timeout.as_secs().to_string()));
-    }
-    render_with(&settings)
+/// `rendered` read as YAML.
+pub(crate) fn parsed(rendered: &str) -> serde_norway::Value {
+    serde_norway::from_str(rendered).expect("the rendered configuration is YAML")
 }
 
-/// `rendered` with the listener, admin and backend ports, the descriptor path and the OpenAPI
-/// document's path replaced; each replacement must hit exactly once, so the config cannot drift
-/// from the test.
-fn configure(
-    rendered: &str,
-    grpc_port: Option<u16>,
-    listen_port: u16,
-    admin_port: u16,
-    descriptor: &Path,
-) -> String {
-    let mut config = rendered.to_owned();
-    let upstream = grpc_port.map(|grpc_port| {
-        (
-            "port_value: 50051".to_owned(),
-            format!("port_value: {grpc_port}"),
-        )
-    });
-    for (from, to) in [
-        (
-            "port_value: 8080".to_owned(),
-            format!("port_value: {listen_port}"),
-        ),
-        (
-            "port_value: 9901".to_owned(),
-            format!("port_value: {admin_port}"),
-        ),
-        (
-            "proto_descriptor: deploy/envoy/supportdesk.pb".to_owned(),
-            format!("proto_descriptor: {}", descriptor.display()),
-        ),
-        (
-            "filename: docs/openapi.json".to_owned(),
-            format!(
-                "filename: {}",
-                repository_root().join("docs/openapi.json").display()
-            ),
-        ),
-    ]
-    .into_iter()
-    .chain(upstream)
-    {
-        assert_eq!(
-            config.matches(&from).count(),
-            1,
-            "deploy/envoy/envoy.yaml should contain `{from}` exactly once"
-        );
-        config = config.replace(&from, &to);
-    }
-    config
+/// The REST listener's routes of the configuration `config`, in Envoy's order.
+pub(crate) fn rest_routes(config: &serde_norway::Value) -> Vec<serde_norway::Value> {
+    config["static_resources"]["listeners"]
+        .as_sequence()
+        .expect("listeners")
+        .iter()
+        .find(|listener| listener["name"].as_str() == Some("rest"))
+        .expect("the rest listener")["filter_chains"][0]["filters"][0]["typed_config"]
+        ["route_config"]["virtual_hosts"][0]["routes"]
+        .as_sequence()
+        .expect("routes")
+        .clone()
 }
