@@ -482,7 +482,7 @@ mod tests {
                 .as_sequence()
                 .unwrap()
                 .iter()
-                .find(|listener| listener["name"] == Value::from("rest"))
+                .find(|listener| listener["name"] == "rest")
                 .unwrap()["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
                 [0]["routes"];
             let mut names = std::collections::BTreeSet::new();

@@ -222,7 +222,7 @@ impl Bodies<'_> {
     }
 }
 
-fn parameters<'a>(item: &'a Value) -> impl Iterator<Item = &'a Value> {
+fn parameters(item: &Value) -> impl Iterator<Item = &Value> {
     item.get("parameters")
         .and_then(Value::as_array)
         .into_iter()

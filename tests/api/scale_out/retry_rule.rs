@@ -16,8 +16,8 @@ use tonic::transport::Channel;
 use crate::support::envoy::{Envoy, render_with};
 use crate::support::proxy::TcpProxy;
 use crate::support::{
-    PATIENCE, TestApp, backends_waiting_on_locks, busy_backends, repository_root,
-    valid_create_request, wait_until, with_key,
+    PATIENCE, TestApp, backends_waiting_on_locks, busy_backends, valid_create_request, wait_until,
+    with_key,
 };
 
 /// The conditions after which a call may or may not have run: a retry on any of them runs it
