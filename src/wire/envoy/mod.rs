@@ -502,7 +502,9 @@ mod tests {
 
     #[test]
     fn the_settings_land_where_envoy_reads_them() {
-        let mut settings = defaults();
+        let mut settings =
+            EnvoySettings::from_lookup(Shape::Kubernetes.default_upstreams(), |_| None)
+                .expect("the default settings");
         settings.route_timeout_secs = 2;
         settings.shutdown_delay_ms = 900;
         settings.origins = vec![];
