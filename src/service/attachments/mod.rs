@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use uuid::Uuid;
