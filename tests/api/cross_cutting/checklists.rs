@@ -163,11 +163,13 @@ fn schema_tables() -> Vec<(String, Vec<String>)> {
     let mut current: Option<(String, Vec<String>)> = None;
     for line in schema.lines() {
         let trimmed = line.trim();
-        if line.starts_with("    ") && !line.starts_with("     ") && trimmed.ends_with('{') {
-            if let Some((name, _)) = trimmed.split_once(" (") {
-                current = Some((name.to_owned(), Vec::new()));
-                continue;
-            }
+        if line.starts_with("    ")
+            && !line.starts_with("     ")
+            && trimmed.ends_with('{')
+            && let Some((name, _)) = trimmed.split_once(" (")
+        {
+            current = Some((name.to_owned(), Vec::new()));
+            continue;
         }
         if let Some((_, columns)) = current.as_mut() {
             if let Some((column, _)) = trimmed.split_once(" -> ") {
