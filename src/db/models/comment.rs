@@ -130,6 +130,24 @@ impl CommentRow {
             .collect()
     }
 
+    /// Whether comment `id` of the account's ticket is public: `None` when the ticket has no
+    /// such comment.
+    pub async fn is_public(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        ticket_id: Uuid,
+        id: Uuid,
+    ) -> AppResult<Option<bool>> {
+        Ok(ticket_comments::table
+            .filter(ticket_comments::account_id.eq(account_id))
+            .filter(ticket_comments::ticket_id.eq(ticket_id))
+            .filter(ticket_comments::id.eq(id))
+            .select(ticket_comments::public)
+            .first(conn)
+            .await
+            .optional()?)
+    }
+
     pub(super) fn into_domain(self) -> AppResult<domain::Comment> {
         Ok(domain::Comment {
             id: self.id,

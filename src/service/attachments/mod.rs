@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use uuid::Uuid;
@@ -23,8 +22,9 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::configuration::AttachmentSettings;
 use crate::db::models::comment::actor_columns;
-use crate::db::models::{AttachmentRow, NewAttachment, StorageDeletion, TicketRow, Viewer};
-use crate::db::schema::ticket_comments;
+use crate::db::models::{
+    AttachmentRow, CommentRow, NewAttachment, StorageDeletion, TicketRow, Viewer,
+};
 use crate::db::{self, PgPool};
 use crate::domain::{
     AccountId, Attachment, AttachmentContentType, AttachmentId, AttachmentState, CommentId,
@@ -558,14 +558,8 @@ async fn comment_is_internal(
     comment: CommentId,
     caller: &Caller,
 ) -> AppResult<bool> {
-    let public: Option<bool> = ticket_comments::table
-        .filter(ticket_comments::account_id.eq(account.as_uuid()))
-        .filter(ticket_comments::ticket_id.eq(ticket.as_uuid()))
-        .filter(ticket_comments::id.eq(comment.as_uuid()))
-        .select(ticket_comments::public)
-        .first(conn)
-        .await
-        .optional()?;
+    let public =
+        CommentRow::is_public(conn, account.as_uuid(), ticket.as_uuid(), comment.as_uuid()).await?;
     match public {
         Some(true) => Ok(false),
         Some(false) if caller.role().works_tickets() => Ok(true),
