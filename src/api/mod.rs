@@ -11,7 +11,6 @@ pub mod dashboard;
 pub mod events;
 pub mod notifications;
 pub mod operations;
-pub mod ticket_export;
 pub mod tickets;
 pub mod users;
 pub mod webhook_endpoints;
