@@ -37,10 +37,10 @@ pub mod webhook_endpoint_secret;
 pub mod webhook_event;
 pub mod webhook_event_quarantine;
 
-pub use account::{Account, NewAccount};
+pub use account::{AccountRow, NewAccount};
 pub use activity::{ActivityRow, NewActivity};
-pub use api_key::{ApiKey, NewApiKey};
-pub use attachment::{AttachmentRow, NewAttachment, StorageDeletion, Viewer};
+pub use api_key::{ApiKeyRow, NewApiKey};
+pub use attachment::{AttachmentRow, NewAttachment, StorageDeletionRow, Viewer};
 pub use charge::{Attention, ChargeListFilter, ChargeRow, NewCharge, StoredCharge};
 pub use charge_activity::NewChargeActivity;
 pub use charge_dispute::NewChargeDispute;
@@ -49,23 +49,23 @@ pub use email_suppression::{StoredSuppression, SuppressionRow};
 pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 pub use notification::{NewNotification, NotificationRow, StoredNotification};
 pub use operation::{BatchProgress, ClaimedOperation, NewOperation, OperationRow};
-pub use password_token::{NewPasswordToken, PasswordTokens, StoredPasswordToken};
+pub use password_token::{NewPasswordToken, PasswordTokenRow};
 pub use recent_activity::ActivityFeedRow;
 pub use reconciliation_finding::{
     NewReconciliationFinding, ReconciliationFindingRow, StoredFinding,
 };
 pub use reconciliation_run::{NewReconciliationRun, ReconciliationRunRow, RunCounts};
 pub use refund::{NewRefund, RefundRow, StoredRefund};
-pub use requester_open_tickets::RequesterOpenTickets;
+pub use requester_open_tickets::RequesterOpenTicketsRow;
 pub use revenue_daily::RevenueDay;
-pub use revoked_session::RevokedSession;
+pub use revoked_session::RevokedSessionRow;
 pub use ticket::{
     FirstPageBound, ImportedTickets, NewTicket, TicketChangeset, TicketListQuery, TicketRow,
 };
 pub use ticket_counts_daily::TicketDay;
 pub use ticket_counts_open::OpenTicketCount;
 pub use ticket_response_histogram::ResponseTimes;
-pub use user::{NewUser, User, UserChangeset};
+pub use user::{NewUser, UserChangeset, UserRow};
 pub use webhook_event::{Stored, StoredWebhookEvent, WebhookEventRow};
 pub use webhook_event_quarantine::{NewWebhookEventQuarantine, QuarantinedEvent};
 

@@ -33,7 +33,7 @@ use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::{
     FirstPageBound, NewActivity, NewNotification, NewTicket, NewUser, TicketChangeset, TicketRow,
-    User,
+    UserRow,
 };
 use crate::db::{self, PgPool};
 use crate::domain::{
@@ -152,7 +152,7 @@ impl TicketDesk {
             // one after the other.
             let requester = match requester {
                 Requester::Caller(user_id) => {
-                    User::lock_in_account(conn, account_id.as_uuid(), user_id.as_uuid())
+                    UserRow::lock_in_account(conn, account_id.as_uuid(), user_id.as_uuid())
                         .await?
                         .ok_or_else(|| AppError::not_found(Resource::User, user_id))?
                 }
@@ -251,7 +251,7 @@ impl TicketDesk {
         account_id: AccountId,
         requester: Uuid,
     ) -> AppResult<()> {
-        User::lock(conn, account_id.as_uuid(), requester).await?;
+        UserRow::lock(conn, account_id.as_uuid(), requester).await?;
         self.check_open_limit(conn, account_id, requester).await
     }
 
@@ -640,7 +640,7 @@ async fn ensure_agent(
     assignee: UserId,
     field: &str,
 ) -> AppResult<()> {
-    match User::find_in_account(conn, account_id.as_uuid(), assignee.as_uuid()).await? {
+    match UserRow::find_in_account(conn, account_id.as_uuid(), assignee.as_uuid()).await? {
         Some(user) if user.active && user.role != Role::Customer => Ok(()),
         Some(_) | None => Err(AppError::invalid_field(
             field,
