@@ -1,6 +1,7 @@
 //! The gRPC surface: one module per proto service, each converting wire messages to domain types
 //! (naming every refused field), calling `service/`, and converting the result back. Nothing here
-//! holds business rules.
+//! holds business rules. Domain → wire conversions are `From` impls on the messages, beside the
+//! service's handlers (or in its folder's `convert.rs`, as `tickets/`), one place per resource.
 
 pub mod accounts;
 pub mod api_keys;

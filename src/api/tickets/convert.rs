@@ -5,6 +5,7 @@ use crate::api::timestamp;
 use crate::domain::{self, Actor, InvalidValue, Ticket, TicketPriority, TicketStatus};
 use crate::wire::proto::v1;
 
+/// A status to filter by; UNSPECIFIED and numbers outside the enum are refused.
 pub(super) fn status_from_wire(value: i32) -> Result<TicketStatus, InvalidValue> {
     match v1::TicketStatus::try_from(value) {
         Ok(v1::TicketStatus::New) => Ok(TicketStatus::New),
