@@ -2,7 +2,6 @@
 
 use tonic::{Request, Response, Status};
 
-use super::users::user_to_wire;
 use super::{KeyedRequest, answer, created, scope, stored_as, timestamp};
 use crate::domain::{self, AccountName, AccountSlug, DisplayName, Email, Password};
 use crate::errors::{AppError, FieldViolations};
@@ -84,22 +83,24 @@ impl v1::account_service_server::AccountService for AccountApi {
     ) -> Result<Response<v1::Account>, Status> {
         let scope = scope(&mut request)?;
         let account = self.accounts.get(&scope).await?;
-        Ok(Response::new(account_to_wire(account)))
+        Ok(Response::new(v1::Account::from(account)))
     }
 }
 
 fn account_response(account: domain::Account, admin: domain::User) -> v1::CreateAccountResponse {
     v1::CreateAccountResponse {
-        account: Some(account_to_wire(account)),
-        admin: Some(user_to_wire(admin)),
+        account: Some(v1::Account::from(account)),
+        admin: Some(v1::User::from(admin)),
     }
 }
 
-fn account_to_wire(account: domain::Account) -> v1::Account {
-    v1::Account {
-        id: account.id.to_string(),
-        name: account.name.as_str().to_owned(),
-        slug: account.slug.as_str().to_owned(),
-        create_time: Some(timestamp(account.created_at)),
+impl From<domain::Account> for v1::Account {
+    fn from(account: domain::Account) -> Self {
+        v1::Account {
+            id: account.id.to_string(),
+            name: account.name.as_str().to_owned(),
+            slug: account.slug.as_str().to_owned(),
+            create_time: Some(timestamp(account.created_at)),
+        }
     }
 }

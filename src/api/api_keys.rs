@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::users::{role_from_wire, role_to_wire};
+use super::users::role_from_wire;
 use super::{
     KeyedRequest, ListPages, answer, created, optional_timestamp, required, scope, stored_as,
     timestamp,
@@ -57,7 +57,7 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
         let respond_with_secret = |key: &domain::ApiKey, secret: &str| {
             created(
                 Response::new(v1::CreateApiKeyResponse {
-                    api_key: Some(api_key_to_wire(key.clone())),
+                    api_key: Some(v1::ApiKey::from(key.clone())),
                     secret: secret.to_owned(),
                 }),
                 "/v1/apiKeys",
@@ -84,7 +84,7 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
         let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self.keys.list(&scope, page_size, after).await?;
         Ok(Response::new(v1::ListApiKeysResponse {
-            api_keys: page.items.into_iter().map(api_key_to_wire).collect(),
+            api_keys: page.items.into_iter().map(v1::ApiKey::from).collect(),
             next_page_token: pages.next_token(page.next),
         }))
     }
@@ -96,7 +96,7 @@ impl v1::api_key_service_server::ApiKeyService for ApiKeyApi {
         let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let id = ApiKeyId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
-        let respond = |key: &domain::ApiKey| Response::new(api_key_to_wire(key.clone()));
+        let respond = |key: &domain::ApiKey| Response::new(v1::ApiKey::from(key.clone()));
         let store = stored_as(&respond);
         let outcome = self.keys.revoke(&keyed.write(&store), id).await?;
         answer(outcome, &respond)
@@ -129,18 +129,20 @@ fn key_roles(wire: &[i32]) -> Result<Vec<Role>, InvalidValue> {
     Ok(roles)
 }
 
-fn api_key_to_wire(key: domain::ApiKey) -> v1::ApiKey {
-    v1::ApiKey {
-        id: key.id.to_string(),
-        name: key.name.as_str().to_owned(),
-        prefix: key.prefix,
-        roles: key
-            .roles
-            .into_iter()
-            .map(|role| role_to_wire(role).into())
-            .collect(),
-        create_time: Some(timestamp(key.created_at)),
-        last_use_time: optional_timestamp(key.last_used_at),
-        revoke_time: optional_timestamp(key.revoked_at),
+impl From<domain::ApiKey> for v1::ApiKey {
+    fn from(key: domain::ApiKey) -> Self {
+        v1::ApiKey {
+            id: key.id.to_string(),
+            name: key.name.as_str().to_owned(),
+            prefix: key.prefix,
+            roles: key
+                .roles
+                .into_iter()
+                .map(|role| v1::UserRole::from(role).into())
+                .collect(),
+            create_time: Some(timestamp(key.created_at)),
+            last_use_time: optional_timestamp(key.last_used_at),
+            revoke_time: optional_timestamp(key.revoked_at),
+        }
     }
 }

@@ -75,7 +75,10 @@ fn stream_error(status: &Status, limit: usize) -> AppError {
 /// The answer of UploadAttachment (201 with the attachment's location), fresh or replayed.
 fn ready_response(attachment: &Attachment) -> Response<v1::Attachment> {
     let location = format!("/v1/attachments/{}", attachment.id);
-    created(Response::new(to_wire(attachment.clone())), &location)
+    created(
+        Response::new(v1::Attachment::from(attachment.clone())),
+        &location,
+    )
 }
 
 /// The answer of CreateUpload (201 with the attachment's location), fresh or replayed.
@@ -83,7 +86,7 @@ fn started_response(started: &StartedUpload) -> Response<v1::CreateUploadRespons
     let location = format!("/v1/attachments/{}", started.attachment.id);
     created(
         Response::new(v1::CreateUploadResponse {
-            attachment: Some(to_wire(started.attachment.clone())),
+            attachment: Some(v1::Attachment::from(started.attachment.clone())),
             upload_url: started.upload.url.to_string(),
             upload_headers: started.upload.headers.iter().cloned().collect(),
             expire_time: Some(timestamp(started.upload.expires_at)),
@@ -253,7 +256,7 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
         let scope = scope(&mut request)?;
         let id = attachment_id(&request.get_ref().id)?;
         let attachment = self.attachments.complete_upload(&scope, id).await?;
-        Ok(Response::new(to_wire(attachment)))
+        Ok(Response::new(v1::Attachment::from(attachment)))
     }
 
     async fn get_attachment(
@@ -262,7 +265,7 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
     ) -> Result<Response<v1::Attachment>, Status> {
         let scope = scope(&mut request)?;
         let id = attachment_id(&request.get_ref().id)?;
-        Ok(Response::new(to_wire(
+        Ok(Response::new(v1::Attachment::from(
             self.attachments.get(&scope, id).await?,
         )))
     }
@@ -301,7 +304,7 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
             .list(&scope, ticket_id, comment_id, page_size, after)
             .await?;
         Ok(Response::new(v1::ListAttachmentsResponse {
-            attachments: page.items.into_iter().map(to_wire).collect(),
+            attachments: page.items.into_iter().map(v1::Attachment::from).collect(),
             next_page_token: pages.next_token(page.next),
         }))
     }
@@ -330,28 +333,30 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
     }
 }
 
-pub(super) fn to_wire(attachment: Attachment) -> v1::Attachment {
-    v1::Attachment {
-        id: attachment.id.to_string(),
-        ticket_id: attachment.ticket_id.to_string(),
-        comment_id: attachment
-            .comment_id
-            .map(|comment| comment.to_string())
-            .unwrap_or_default(),
-        filename: attachment.filename.as_str().to_owned(),
-        content_type: attachment.content_type.as_str().to_owned(),
-        size_bytes: i64::try_from(attachment.size_bytes).unwrap_or(i64::MAX),
-        sha256: attachment.sha256.to_string(),
-        state: match attachment.state {
-            AttachmentState::Pending => v1::AttachmentState::Pending,
-            AttachmentState::Ready => v1::AttachmentState::Ready,
+impl From<Attachment> for v1::Attachment {
+    fn from(attachment: Attachment) -> Self {
+        v1::Attachment {
+            id: attachment.id.to_string(),
+            ticket_id: attachment.ticket_id.to_string(),
+            comment_id: attachment
+                .comment_id
+                .map(|comment| comment.to_string())
+                .unwrap_or_default(),
+            filename: attachment.filename.as_str().to_owned(),
+            content_type: attachment.content_type.as_str().to_owned(),
+            size_bytes: i64::try_from(attachment.size_bytes).unwrap_or(i64::MAX),
+            sha256: attachment.sha256.to_string(),
+            state: match attachment.state {
+                AttachmentState::Pending => v1::AttachmentState::Pending,
+                AttachmentState::Ready => v1::AttachmentState::Ready,
+            }
+            .into(),
+            uploader_id: match attachment.uploader {
+                Actor::User(user) => user.to_string(),
+                Actor::ApiKey(_) => String::new(),
+            },
+            create_time: Some(timestamp(attachment.created_at)),
+            complete_time: optional_timestamp(attachment.completed_at),
         }
-        .into(),
-        uploader_id: match attachment.uploader {
-            Actor::User(user) => user.to_string(),
-            Actor::ApiKey(_) => String::new(),
-        },
-        create_time: Some(timestamp(attachment.created_at)),
-        complete_time: optional_timestamp(attachment.completed_at),
     }
 }

@@ -2,7 +2,6 @@
 
 use tonic::{Request, Response, Status};
 
-use super::users::user_to_wire;
 use super::{required, scope, timestamp};
 use crate::domain::{AccountSlug, Email, Password};
 use crate::errors::{AppError, FieldViolations};
@@ -59,8 +58,8 @@ impl v1::auth_service_server::AuthService for AuthApi {
             .login(client, &message.account, &message.email, &message.password)
             .await?;
         Ok(Response::new(v1::LoginResponse {
-            tokens: Some(tokens_to_wire(tokens)),
-            user: Some(user_to_wire(user)),
+            tokens: Some(v1::Tokens::from(tokens)),
+            user: Some(v1::User::from(user)),
         }))
     }
 
@@ -75,7 +74,7 @@ impl v1::auth_service_server::AuthService for AuthApi {
         }
         let tokens = self.authentication.refresh(presented).await?;
         Ok(Response::new(v1::RefreshTokenResponse {
-            tokens: Some(tokens_to_wire(tokens)),
+            tokens: Some(v1::Tokens::from(tokens)),
         }))
     }
 
@@ -141,11 +140,13 @@ impl v1::auth_service_server::AuthService for AuthApi {
     }
 }
 
-fn tokens_to_wire(tokens: IssuedTokens) -> v1::Tokens {
-    v1::Tokens {
-        access_token_expire_time: Some(timestamp(tokens.access.expires_at)),
-        access_token: tokens.access.token,
-        refresh_token: tokens.refresh.reveal().to_owned(),
-        refresh_token_expire_time: Some(timestamp(tokens.refresh_expires_at)),
+impl From<IssuedTokens> for v1::Tokens {
+    fn from(tokens: IssuedTokens) -> Self {
+        v1::Tokens {
+            access_token_expire_time: Some(timestamp(tokens.access.expires_at)),
+            access_token: tokens.access.token,
+            refresh_token: tokens.refresh.reveal().to_owned(),
+            refresh_token_expire_time: Some(timestamp(tokens.refresh_expires_at)),
+        }
     }
 }

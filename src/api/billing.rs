@@ -50,24 +50,26 @@ impl BillingApi {
     }
 }
 
-fn finding_to_wire(finding: &StoredFinding) -> v1::ReconciliationFinding {
-    let text = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
-    v1::ReconciliationFinding {
-        id: finding.id.to_string(),
-        run_id: finding.run_id.to_string(),
-        kind: finding.kind.as_str().to_owned(),
-        charge_id: text(finding.charge_id),
-        refund_id: text(finding.refund_id),
-        provider_object_id: finding.provider_object_id.clone().unwrap_or_default(),
-        details: finding.details.to_string(),
-        action: finding.action.clone(),
-        repaired: finding.repaired,
-        create_time: Some(timestamp(finding.created_at)),
+impl From<&StoredFinding> for v1::ReconciliationFinding {
+    fn from(finding: &StoredFinding) -> Self {
+        let text = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+        v1::ReconciliationFinding {
+            id: finding.id.to_string(),
+            run_id: finding.run_id.to_string(),
+            kind: finding.kind.as_str().to_owned(),
+            charge_id: text(finding.charge_id),
+            refund_id: text(finding.refund_id),
+            provider_object_id: finding.provider_object_id.clone().unwrap_or_default(),
+            details: finding.details.to_string(),
+            action: finding.action.clone(),
+            repaired: finding.repaired,
+            create_time: Some(timestamp(finding.created_at)),
+        }
     }
 }
 
 fn charge_response(charge: &StoredCharge) -> Response<v1::Charge> {
-    Response::new(to_wire(charge))
+    Response::new(v1::Charge::from(charge))
 }
 
 #[tonic::async_trait]
@@ -102,7 +104,7 @@ impl v1::billing_service_server::BillingService for BillingApi {
         let id = ChargeId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
         let charge = billing.get(&scope, id).await?;
-        Ok(Response::new(as_seen_by(caller, to_wire(&charge))))
+        Ok(Response::new(as_seen_by(caller, v1::Charge::from(&charge))))
     }
 
     async fn list_reconciliation_findings(
@@ -136,7 +138,11 @@ impl v1::billing_service_server::BillingService for BillingApi {
             .list_findings(&scope, run_id, page_size, after)
             .await?;
         Ok(Response::new(v1::ListReconciliationFindingsResponse {
-            findings: page.items.iter().map(finding_to_wire).collect(),
+            findings: page
+                .items
+                .iter()
+                .map(v1::ReconciliationFinding::from)
+                .collect(),
             next_page_token: pages.next_token(page.next),
         }))
     }
@@ -213,7 +219,7 @@ impl v1::billing_service_server::BillingService for BillingApi {
             charges: page
                 .items
                 .iter()
-                .map(|charge| as_seen_by(caller, to_wire(charge)))
+                .map(|charge| as_seen_by(caller, v1::Charge::from(charge)))
                 .collect(),
             next_page_token: pages.next_token(page.next),
         }))
@@ -292,10 +298,12 @@ fn money_from_wire(money: &v1::Money) -> Result<Money, InvalidValue> {
     Ok(parsed)
 }
 
-pub(super) fn money_to_wire(money: Money) -> v1::Money {
-    v1::Money {
-        amount_minor: money.amount_minor(),
-        currency_code: money.currency().code().to_owned(),
+impl From<Money> for v1::Money {
+    fn from(money: Money) -> Self {
+        v1::Money {
+            amount_minor: money.amount_minor(),
+            currency_code: money.currency().code().to_owned(),
+        }
     }
 }
 
@@ -331,57 +339,66 @@ fn status_filter(violations: &mut FieldViolations, raw: i32) -> Option<ChargeSta
     }
 }
 
-fn status_to_wire(status: ChargeStatus) -> v1::ChargeStatus {
-    match status {
-        ChargeStatus::Pending => v1::ChargeStatus::Pending,
-        ChargeStatus::Succeeded => v1::ChargeStatus::Succeeded,
-        ChargeStatus::Failed => v1::ChargeStatus::Failed,
-        ChargeStatus::PartiallyRefunded => v1::ChargeStatus::PartiallyRefunded,
-        ChargeStatus::Refunded => v1::ChargeStatus::Refunded,
+impl From<ChargeStatus> for v1::ChargeStatus {
+    fn from(status: ChargeStatus) -> Self {
+        match status {
+            ChargeStatus::Pending => v1::ChargeStatus::Pending,
+            ChargeStatus::Succeeded => v1::ChargeStatus::Succeeded,
+            ChargeStatus::Failed => v1::ChargeStatus::Failed,
+            ChargeStatus::PartiallyRefunded => v1::ChargeStatus::PartiallyRefunded,
+            ChargeStatus::Refunded => v1::ChargeStatus::Refunded,
+        }
     }
 }
 
-pub(super) fn to_wire(stored: &StoredCharge) -> v1::Charge {
-    let charge = &stored.charge;
-    v1::Charge {
-        id: charge.id.to_string(),
-        account_id: charge.account_id.to_string(),
-        customer_id: charge.customer_id.to_string(),
-        ticket_id: charge
-            .ticket_id
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        amount: Some(money_to_wire(charge.amount)),
-        amount_refunded: Some(money_to_wire(charge.amount_refunded)),
-        status: status_to_wire(charge.status).into(),
-        payment_method: charge.payment_method.clone(),
-        provider_payment_id: charge.provider_payment_id.clone().unwrap_or_default(),
-        failure_code: charge.failure_code.clone().unwrap_or_default(),
-        decline_code: charge.decline_code.clone().unwrap_or_default(),
-        create_time: Some(timestamp(stored.created_at)),
-        update_time: Some(timestamp(stored.updated_at)),
-        etag: charge.etag(),
-        failure_kind: charge
-            .failure_kind
-            .map_or(v1::ChargeFailureKind::Unspecified, failure_kind_to_wire)
-            .into(),
-        attention_reason: stored
-            .attention
-            .as_ref()
-            .map(|attention| attention.reason.clone())
-            .unwrap_or_default(),
-        attention_time: stored
-            .attention
-            .as_ref()
-            .map(|attention| timestamp(attention.since)),
+impl From<&StoredCharge> for v1::Charge {
+    fn from(stored: &StoredCharge) -> Self {
+        let charge = &stored.charge;
+        v1::Charge {
+            id: charge.id.to_string(),
+            account_id: charge.account_id.to_string(),
+            customer_id: charge.customer_id.to_string(),
+            ticket_id: charge
+                .ticket_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            amount: Some(v1::Money::from(charge.amount)),
+            amount_refunded: Some(v1::Money::from(charge.amount_refunded)),
+            status: v1::ChargeStatus::from(charge.status).into(),
+            payment_method: charge.payment_method.clone(),
+            provider_payment_id: charge.provider_payment_id.clone().unwrap_or_default(),
+            failure_code: charge.failure_code.clone().unwrap_or_default(),
+            decline_code: charge.decline_code.clone().unwrap_or_default(),
+            create_time: Some(timestamp(stored.created_at)),
+            update_time: Some(timestamp(stored.updated_at)),
+            etag: charge.etag(),
+            failure_kind: charge
+                .failure_kind
+                .map_or(
+                    v1::ChargeFailureKind::Unspecified,
+                    v1::ChargeFailureKind::from,
+                )
+                .into(),
+            attention_reason: stored
+                .attention
+                .as_ref()
+                .map(|attention| attention.reason.clone())
+                .unwrap_or_default(),
+            attention_time: stored
+                .attention
+                .as_ref()
+                .map(|attention| timestamp(attention.since)),
+        }
     }
 }
 
-fn failure_kind_to_wire(kind: FailureKind) -> v1::ChargeFailureKind {
-    match kind {
-        FailureKind::Declined => v1::ChargeFailureKind::Declined,
-        FailureKind::Refused => v1::ChargeFailureKind::Refused,
-        FailureKind::Abandoned => v1::ChargeFailureKind::Abandoned,
+impl From<FailureKind> for v1::ChargeFailureKind {
+    fn from(kind: FailureKind) -> Self {
+        match kind {
+            FailureKind::Declined => v1::ChargeFailureKind::Declined,
+            FailureKind::Refused => v1::ChargeFailureKind::Refused,
+            FailureKind::Abandoned => v1::ChargeFailureKind::Abandoned,
+        }
     }
 }
 

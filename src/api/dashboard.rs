@@ -8,7 +8,6 @@ use chrono::{NaiveDate, Utc};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::tickets::{priority_to_wire, status_to_wire};
 use super::{ListPages, scope, timestamp};
 use crate::db::models::{ActivityFeedRow, ResponseTimes};
 use crate::db::read_replica::ReadSource;
@@ -81,7 +80,7 @@ impl v1::dashboard_service_server::DashboardService for DashboardApi {
             return Err(AppError::InvalidArgument(violations).into());
         };
         let read = self.dashboard.revenue(&scope, range, interval).await?;
-        Ok(Response::new(revenue_to_wire(&read.value)))
+        Ok(Response::new(v1::Revenue::from(&read.value)))
     }
 
     async fn get_ticket_stats(
@@ -96,7 +95,7 @@ impl v1::dashboard_service_server::DashboardService for DashboardApi {
             TICKET_STATS_MAX_DAYS,
         )?;
         let read = self.dashboard.ticket_stats(&scope, range).await?;
-        Ok(Response::new(ticket_stats_to_wire(&read.value)))
+        Ok(Response::new(v1::TicketStats::from(&read.value)))
     }
 
     async fn get_recent_activity(
@@ -111,7 +110,7 @@ impl v1::dashboard_service_server::DashboardService for DashboardApi {
             .dashboard
             .recent_activity(&scope, page_size, after)
             .await?;
-        Ok(Response::new(activity_to_wire(&pages, read)))
+        Ok(Response::new(activity_response(&pages, read)))
     }
 
     async fn get_dashboard(
@@ -133,16 +132,16 @@ impl v1::dashboard_service_server::DashboardService for DashboardApi {
         };
         let panels = self.dashboard.all(&scope, range, budgets).await?;
         let pages = ListPages::new(&self.pages, scope.caller()?, ACTIVITY_LIST);
-        let (revenue_status, revenue, revenue_source) = panel(panels.revenue, revenue_to_wire);
+        let (revenue_status, revenue, revenue_source) = panel::<_, v1::Revenue>(panels.revenue);
         let (stats_status, ticket_stats, stats_source) =
-            panel(panels.ticket_stats, ticket_stats_to_wire);
+            panel::<_, v1::TicketStats>(panels.ticket_stats);
         let (activity_status, recent_activity, activity_source) = match panels.recent_activity {
             Ok(read) => {
                 let source = read.source;
                 (
                     ok_status(),
-                    Some(activity_to_wire(&pages, read)),
-                    Some(source_to_wire(source)),
+                    Some(activity_response(&pages, read)),
+                    Some(v1::PanelSource::from(source)),
                 )
             }
             Err(error) => (status_of(error), None, None),
@@ -167,16 +166,16 @@ impl v1::dashboard_service_server::DashboardService for DashboardApi {
     }
 }
 
-/// A panel's status, data and source from its outcome.
-fn panel<T, W>(
-    outcome: AppResult<Read<T>>,
-    to_wire: impl FnOnce(&T) -> W,
-) -> (rpc::Status, Option<W>, Option<v1::PanelSource>) {
+/// A panel's status, data (as its message `W`) and source from its outcome.
+fn panel<T, W>(outcome: AppResult<Read<T>>) -> (rpc::Status, Option<W>, Option<v1::PanelSource>)
+where
+    W: for<'a> From<&'a T>,
+{
     match outcome {
         Ok(read) => (
             ok_status(),
-            Some(to_wire(&read.value)),
-            Some(source_to_wire(read.source)),
+            Some(W::from(&read.value)),
+            Some(v1::PanelSource::from(read.source)),
         ),
         Err(error) => (status_of(error), None, None),
     }
@@ -204,10 +203,12 @@ fn status_of(error: AppError) -> rpc::Status {
         })
 }
 
-fn source_to_wire(source: ReadSource) -> v1::PanelSource {
-    v1::PanelSource {
-        replica: source.replica,
-        staleness: Some(duration(source.staleness)),
+impl From<ReadSource> for v1::PanelSource {
+    fn from(source: ReadSource) -> Self {
+        v1::PanelSource {
+            replica: source.replica,
+            staleness: Some(duration(source.staleness)),
+        }
     }
 }
 
@@ -254,10 +255,12 @@ fn interval_from_wire(raw: i32) -> Result<RevenueInterval, crate::domain::Invali
     }
 }
 
-fn interval_to_wire(interval: RevenueInterval) -> v1::RevenueInterval {
-    match interval {
-        RevenueInterval::Day => v1::RevenueInterval::Day,
-        RevenueInterval::Month => v1::RevenueInterval::Month,
+impl From<RevenueInterval> for v1::RevenueInterval {
+    fn from(interval: RevenueInterval) -> Self {
+        match interval {
+            RevenueInterval::Day => v1::RevenueInterval::Day,
+            RevenueInterval::Month => v1::RevenueInterval::Month,
+        }
     }
 }
 
@@ -265,7 +268,8 @@ fn date(day: NaiveDate) -> String {
     day.format("%Y-%m-%d").to_string()
 }
 
-fn bucket_to_wire(start: Option<NaiveDate>, sums: &RevenueSums) -> v1::RevenueBucket {
+/// One bucket of a revenue report: `start` names its first day, `None` for a currency's total.
+fn revenue_bucket(start: Option<NaiveDate>, sums: &RevenueSums) -> v1::RevenueBucket {
     v1::RevenueBucket {
         start_date: start.map(date).unwrap_or_default(),
         charge_count: sums.charge_count,
@@ -275,105 +279,113 @@ fn bucket_to_wire(start: Option<NaiveDate>, sums: &RevenueSums) -> v1::RevenueBu
     }
 }
 
-fn revenue_to_wire(report: &RevenueReport) -> v1::Revenue {
-    v1::Revenue {
-        start_date: date(report.range.start()),
-        end_date: date(report.range.end()),
-        interval: interval_to_wire(report.interval).into(),
-        currencies: report
-            .currencies
-            .iter()
-            .map(|currency| v1::CurrencyRevenue {
-                currency: currency.currency.clone(),
-                buckets: currency
-                    .buckets
-                    .iter()
-                    .map(|(start, sums)| bucket_to_wire(Some(*start), sums))
-                    .collect(),
-                total: Some(bucket_to_wire(None, &currency.total)),
-            })
-            .collect(),
+impl From<&RevenueReport> for v1::Revenue {
+    fn from(report: &RevenueReport) -> Self {
+        v1::Revenue {
+            start_date: date(report.range.start()),
+            end_date: date(report.range.end()),
+            interval: v1::RevenueInterval::from(report.interval).into(),
+            currencies: report
+                .currencies
+                .iter()
+                .map(|currency| v1::CurrencyRevenue {
+                    currency: currency.currency.clone(),
+                    buckets: currency
+                        .buckets
+                        .iter()
+                        .map(|(start, sums)| revenue_bucket(Some(*start), sums))
+                        .collect(),
+                    total: Some(revenue_bucket(None, &currency.total)),
+                })
+                .collect(),
+        }
     }
 }
 
-fn response_times_to_wire(times: &ResponseTimes) -> v1::ResponseTimes {
-    let seconds = |value: Option<f64>| {
-        value
-            .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
-            .map(|seconds| duration(Duration::from_secs_f64(seconds)))
-    };
-    v1::ResponseTimes {
-        tickets: times.tickets,
-        median: seconds(times.median_seconds),
-        p90: seconds(times.p90_seconds),
+impl From<&ResponseTimes> for v1::ResponseTimes {
+    fn from(times: &ResponseTimes) -> Self {
+        let seconds = |value: Option<f64>| {
+            value
+                .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+                .map(|seconds| duration(Duration::from_secs_f64(seconds)))
+        };
+        v1::ResponseTimes {
+            tickets: times.tickets,
+            median: seconds(times.median_seconds),
+            p90: seconds(times.p90_seconds),
+        }
     }
 }
 
-fn ticket_stats_to_wire(report: &TicketStatsReport) -> v1::TicketStats {
-    v1::TicketStats {
-        start_date: date(report.range.start()),
-        end_date: date(report.range.end()),
-        open: report
-            .open
-            .iter()
-            .map(|count| v1::OpenTicketCount {
-                status: status_to_wire(count.status).into(),
-                priority: priority_to_wire(count.priority).into(),
-                tickets: count.tickets,
-            })
-            .collect(),
-        daily: report
-            .daily
-            .iter()
-            .map(|day| v1::DailyTicketCount {
-                date: date(day.day),
-                created: day.created,
-                solved: day.solved,
-            })
-            .collect(),
-        first_response: Some(response_times_to_wire(&report.first_response)),
-        resolution: Some(response_times_to_wire(&report.resolution)),
+impl From<&TicketStatsReport> for v1::TicketStats {
+    fn from(report: &TicketStatsReport) -> Self {
+        v1::TicketStats {
+            start_date: date(report.range.start()),
+            end_date: date(report.range.end()),
+            open: report
+                .open
+                .iter()
+                .map(|count| v1::OpenTicketCount {
+                    status: v1::TicketStatus::from(count.status).into(),
+                    priority: v1::TicketPriority::from(count.priority).into(),
+                    tickets: count.tickets,
+                })
+                .collect(),
+            daily: report
+                .daily
+                .iter()
+                .map(|day| v1::DailyTicketCount {
+                    date: date(day.day),
+                    created: day.created,
+                    solved: day.solved,
+                })
+                .collect(),
+            first_response: Some(v1::ResponseTimes::from(&report.first_response)),
+            resolution: Some(v1::ResponseTimes::from(&report.resolution)),
+        }
     }
 }
 
-fn activity_to_wire(
+fn activity_response(
     pages: &ListPages<'_>,
     read: Read<crate::service::Page<ActivityFeedRow>>,
 ) -> v1::GetRecentActivityResponse {
     let page = read.value;
     v1::GetRecentActivityResponse {
-        records: page.items.iter().map(record_to_wire).collect(),
+        records: page.items.iter().map(v1::ActivityRecord::from).collect(),
         next_page_token: pages.next_token(page.next),
     }
 }
 
-fn record_to_wire(row: &ActivityFeedRow) -> v1::ActivityRecord {
-    let (subject, ticket_id, charge_id) = match row.subject.as_str() {
-        "charge" => (
-            v1::ActivitySubject::Charge,
-            String::new(),
-            row.subject_id.to_string(),
-        ),
-        _ => (
-            v1::ActivitySubject::Ticket,
-            row.subject_id.to_string(),
-            String::new(),
-        ),
-    };
-    v1::ActivityRecord {
-        id: row.id.to_string(),
-        subject: subject.into(),
-        ticket_id,
-        charge_id,
-        actor_user_id: row
-            .actor_user_id
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        actor_api_key_id: row
-            .actor_api_key_id
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        action: row.action.clone(),
-        create_time: Some(timestamp(row.created_at)),
+impl From<&ActivityFeedRow> for v1::ActivityRecord {
+    fn from(row: &ActivityFeedRow) -> Self {
+        let (subject, ticket_id, charge_id) = match row.subject.as_str() {
+            "charge" => (
+                v1::ActivitySubject::Charge,
+                String::new(),
+                row.subject_id.to_string(),
+            ),
+            _ => (
+                v1::ActivitySubject::Ticket,
+                row.subject_id.to_string(),
+                String::new(),
+            ),
+        };
+        v1::ActivityRecord {
+            id: row.id.to_string(),
+            subject: subject.into(),
+            ticket_id,
+            charge_id,
+            actor_user_id: row
+                .actor_user_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            actor_api_key_id: row
+                .actor_api_key_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            action: row.action.clone(),
+            create_time: Some(timestamp(row.created_at)),
+        }
     }
 }

@@ -9,7 +9,6 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::scope;
-use super::webhook_endpoints::event_to_wire;
 use crate::domain::{EventCursor, parse_event_public_id, parse_event_types};
 use crate::errors::{AppError, AppResult, FieldViolations};
 use crate::service::events::{EventFeed, FeedMessage, WatchStart};
@@ -114,7 +113,7 @@ impl Stream for WatchStream {
         };
         Poll::Ready(Some(match message {
             Ok(FeedMessage::Event(event, cursor)) => Ok(v1::WatchEventsResponse {
-                event: Some(event_to_wire(&event)),
+                event: Some(v1::Event::from(event.as_ref())),
                 cursor: cursor.to_string(),
             }),
             Ok(FeedMessage::Heartbeat(cursor)) => Ok(v1::WatchEventsResponse {

@@ -1,6 +1,7 @@
 //! The gRPC surface: one module per proto service, each converting wire messages to domain types
 //! (naming every refused field), calling `service/`, and converting the result back. Nothing here
-//! holds business rules.
+//! holds business rules. Domain → wire conversions are `From` impls on the messages, beside the
+//! service's handlers (or in its folder's `convert.rs`, as `tickets/`), one place per resource.
 
 pub mod accounts;
 pub mod api_keys;
@@ -11,7 +12,6 @@ pub mod dashboard;
 pub mod events;
 pub mod notifications;
 pub mod operations;
-pub mod ticket_export;
 pub mod tickets;
 pub mod users;
 pub mod webhook_endpoints;

@@ -71,7 +71,7 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
             .list(&scope, state, kind, page_size, after)
             .await?;
         Ok(Response::new(v1::ListNotificationsResponse {
-            notifications: page.items.iter().map(to_wire).collect(),
+            notifications: page.items.iter().map(v1::Notification::from).collect(),
             next_page_token: pages.next_token(page.next),
         }))
     }
@@ -83,7 +83,7 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
         let scope = scope(&mut request)?;
         let id = notification_id(&request.get_ref().id)?;
         let notification = self.notifications.get(&scope, id).await?;
-        Ok(Response::new(to_wire(&notification)))
+        Ok(Response::new(v1::Notification::from(&notification)))
     }
 
     async fn redrive_notification(
@@ -93,7 +93,7 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
         let scope = scope(&mut request)?;
         let id = notification_id(&request.get_ref().id)?;
         let notification = self.notifications.redrive(&scope, id).await?;
-        Ok(Response::new(to_wire(&notification)))
+        Ok(Response::new(v1::Notification::from(&notification)))
     }
 
     async fn get_notification_settings(
@@ -102,7 +102,7 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
     ) -> Result<Response<v1::NotificationSettings>, Status> {
         let scope = scope(&mut request)?;
         let settings = self.notifications.settings(&scope).await?;
-        Ok(Response::new(settings_to_wire(settings)))
+        Ok(Response::new(v1::NotificationSettings::from(settings)))
     }
 
     async fn update_notification_settings(
@@ -142,7 +142,7 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
         }
         violations.into_result()?;
         let updated = self.notifications.update_settings(&scope, changes).await?;
-        Ok(Response::new(settings_to_wire(updated)))
+        Ok(Response::new(v1::NotificationSettings::from(updated)))
     }
 
     async fn list_suppressions(
@@ -159,7 +159,7 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
             .suppressions(&scope, page_size, after)
             .await?;
         Ok(Response::new(v1::ListSuppressionsResponse {
-            suppressions: page.items.iter().map(suppression_to_wire).collect(),
+            suppressions: page.items.iter().map(v1::Suppression::from).collect(),
             next_page_token: pages.next_token(page.next),
         }))
     }
@@ -245,12 +245,14 @@ fn state_from_wire(raw: i32) -> Result<NotificationState, InvalidValue> {
     }
 }
 
-fn state_to_wire(state: NotificationState) -> v1::NotificationState {
-    match state {
-        NotificationState::Received => v1::NotificationState::Received,
-        NotificationState::Sent => v1::NotificationState::Sent,
-        NotificationState::Dead => v1::NotificationState::Dead,
-        NotificationState::Skipped => v1::NotificationState::Skipped,
+impl From<NotificationState> for v1::NotificationState {
+    fn from(state: NotificationState) -> Self {
+        match state {
+            NotificationState::Received => v1::NotificationState::Received,
+            NotificationState::Sent => v1::NotificationState::Sent,
+            NotificationState::Dead => v1::NotificationState::Dead,
+            NotificationState::Skipped => v1::NotificationState::Skipped,
+        }
     }
 }
 
@@ -270,76 +272,88 @@ fn kind_from_wire(raw: i32) -> Result<Option<NotificationKind>, InvalidValue> {
     }
 }
 
-fn kind_to_wire(kind: NotificationKind) -> v1::NotificationKind {
-    match kind {
-        NotificationKind::TicketCreated => v1::NotificationKind::TicketCreated,
-        NotificationKind::CommentAdded => v1::NotificationKind::CommentAdded,
-        NotificationKind::TicketSolved => v1::NotificationKind::TicketSolved,
-        NotificationKind::PasswordReset => v1::NotificationKind::PasswordReset,
-        NotificationKind::Invitation => v1::NotificationKind::Invitation,
-        NotificationKind::ChargeReceipt => v1::NotificationKind::ChargeReceipt,
-        NotificationKind::RefundNotice => v1::NotificationKind::RefundNotice,
-        NotificationKind::EndpointDisabled => v1::NotificationKind::EndpointDisabled,
+impl From<NotificationKind> for v1::NotificationKind {
+    fn from(kind: NotificationKind) -> Self {
+        match kind {
+            NotificationKind::TicketCreated => v1::NotificationKind::TicketCreated,
+            NotificationKind::CommentAdded => v1::NotificationKind::CommentAdded,
+            NotificationKind::TicketSolved => v1::NotificationKind::TicketSolved,
+            NotificationKind::PasswordReset => v1::NotificationKind::PasswordReset,
+            NotificationKind::Invitation => v1::NotificationKind::Invitation,
+            NotificationKind::ChargeReceipt => v1::NotificationKind::ChargeReceipt,
+            NotificationKind::RefundNotice => v1::NotificationKind::RefundNotice,
+            NotificationKind::EndpointDisabled => v1::NotificationKind::EndpointDisabled,
+        }
     }
 }
 
-fn skip_reason_to_wire(reason: Option<SkipReason>) -> v1::SkipReason {
-    match reason {
-        None => v1::SkipReason::Unspecified,
-        Some(SkipReason::Suppressed) => v1::SkipReason::Suppressed,
-        Some(SkipReason::OptedOut) => v1::SkipReason::OptedOut,
-        Some(SkipReason::LinkExpired) => v1::SkipReason::LinkExpired,
+impl From<Option<SkipReason>> for v1::SkipReason {
+    fn from(reason: Option<SkipReason>) -> Self {
+        match reason {
+            None => v1::SkipReason::Unspecified,
+            Some(SkipReason::Suppressed) => v1::SkipReason::Suppressed,
+            Some(SkipReason::OptedOut) => v1::SkipReason::OptedOut,
+            Some(SkipReason::LinkExpired) => v1::SkipReason::LinkExpired,
+        }
     }
 }
 
-fn suppression_reason_to_wire(reason: SuppressionReason) -> v1::SuppressionReason {
-    match reason {
-        SuppressionReason::HardBounce => v1::SuppressionReason::HardBounce,
-        SuppressionReason::Complaint => v1::SuppressionReason::Complaint,
-        SuppressionReason::SmtpPermanentFailure => v1::SuppressionReason::SmtpPermanentFailure,
+impl From<SuppressionReason> for v1::SuppressionReason {
+    fn from(reason: SuppressionReason) -> Self {
+        match reason {
+            SuppressionReason::HardBounce => v1::SuppressionReason::HardBounce,
+            SuppressionReason::Complaint => v1::SuppressionReason::Complaint,
+            SuppressionReason::SmtpPermanentFailure => v1::SuppressionReason::SmtpPermanentFailure,
+        }
     }
 }
 
-fn to_wire(notification: &StoredNotification) -> v1::Notification {
-    v1::Notification {
-        id: notification.id.to_string(),
-        kind: kind_to_wire(notification.kind).into(),
-        state: state_to_wire(notification.state).into(),
-        recipient_user_id: notification.recipient_user_id.to_string(),
-        recipient_address: notification.recipient_address.clone(),
-        ticket_id: notification
-            .ticket_id
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        attempts: notification.attempts,
-        last_error: notification.last_error.clone().unwrap_or_default(),
-        skip_reason: skip_reason_to_wire(notification.skip_reason).into(),
-        redrive_count: notification.redrive_count,
-        message_id: notification.message_id.clone(),
-        create_time: Some(timestamp(notification.created_at)),
-        due_time: (notification.state == NotificationState::Received)
-            .then(|| timestamp(notification.next_attempt_at)),
-        send_time: optional_timestamp(notification.sent_at),
-        dead_time: optional_timestamp(notification.dead_at),
-        skip_time: optional_timestamp(notification.skipped_at),
+impl From<&StoredNotification> for v1::Notification {
+    fn from(notification: &StoredNotification) -> Self {
+        v1::Notification {
+            id: notification.id.to_string(),
+            kind: v1::NotificationKind::from(notification.kind).into(),
+            state: v1::NotificationState::from(notification.state).into(),
+            recipient_user_id: notification.recipient_user_id.to_string(),
+            recipient_address: notification.recipient_address.clone(),
+            ticket_id: notification
+                .ticket_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            attempts: notification.attempts,
+            last_error: notification.last_error.clone().unwrap_or_default(),
+            skip_reason: v1::SkipReason::from(notification.skip_reason).into(),
+            redrive_count: notification.redrive_count,
+            message_id: notification.message_id.clone(),
+            create_time: Some(timestamp(notification.created_at)),
+            due_time: (notification.state == NotificationState::Received)
+                .then(|| timestamp(notification.next_attempt_at)),
+            send_time: optional_timestamp(notification.sent_at),
+            dead_time: optional_timestamp(notification.dead_at),
+            skip_time: optional_timestamp(notification.skipped_at),
+        }
     }
 }
 
-fn settings_to_wire(settings: NotificationSettings) -> v1::NotificationSettings {
-    v1::NotificationSettings {
-        comment_notifications: settings.comment_notifications,
+impl From<NotificationSettings> for v1::NotificationSettings {
+    fn from(settings: NotificationSettings) -> Self {
+        v1::NotificationSettings {
+            comment_notifications: settings.comment_notifications,
+        }
     }
 }
 
-fn suppression_to_wire(suppression: &StoredSuppression) -> v1::Suppression {
-    v1::Suppression {
-        address: suppression.address.clone(),
-        reason: suppression_reason_to_wire(suppression.reason).into(),
-        detail: suppression.detail.clone(),
-        notification_id: suppression
-            .notification_id
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        create_time: Some(timestamp(suppression.created_at)),
+impl From<&StoredSuppression> for v1::Suppression {
+    fn from(suppression: &StoredSuppression) -> Self {
+        v1::Suppression {
+            address: suppression.address.clone(),
+            reason: v1::SuppressionReason::from(suppression.reason).into(),
+            detail: suppression.detail.clone(),
+            notification_id: suppression
+                .notification_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            create_time: Some(timestamp(suppression.created_at)),
+        }
     }
 }

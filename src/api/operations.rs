@@ -83,7 +83,7 @@ impl lro::operations_server::Operations for OperationApi {
             .list(&scope, &filter, page_size, after)
             .await?;
         Ok(Response::new(lro::ListOperationsResponse {
-            operations: page.items.iter().map(to_wire).collect(),
+            operations: page.items.iter().map(lro::Operation::from).collect(),
             next_page_token: pages.next_token(page.next),
             unreachable: Vec::new(),
         }))
@@ -96,7 +96,7 @@ impl lro::operations_server::Operations for OperationApi {
         let scope = scope(&mut request)?;
         let id = parse_name(&request.get_ref().name)?;
         let operation = self.operations.get(&scope, id).await?;
-        Ok(Response::new(to_wire(&operation)))
+        Ok(Response::new(lro::Operation::from(&operation)))
     }
 
     async fn delete_operation(
@@ -137,70 +137,74 @@ impl lro::operations_server::Operations for OperationApi {
         };
         let timeout = asked.min(scope.remaining().saturating_sub(WAIT_MARGIN));
         let operation = self.operations.wait(&scope, id, timeout).await?;
-        Ok(Response::new(to_wire(&operation)))
+        Ok(Response::new(lro::Operation::from(&operation)))
     }
 }
 
 /// A failed operation's error with the details every error carries: ErrorInfo with its code's
 /// reason, and for INVALID_ARGUMENT (the only one a failure stores: the content could not be
 /// read) a BadRequest naming `content`. The stored message is kept: it says what failed.
-fn failure_to_wire(failure: OperationFailure) -> rpc::Status {
-    let code = tonic::Code::from_i32(failure.code);
-    let mut details = tonic_types::ErrorDetails::new();
-    let reason = if code == tonic::Code::InvalidArgument {
-        let problem = failure
-            .message
-            .strip_prefix("content ")
-            .unwrap_or(&failure.message);
-        details.set_bad_request(vec![tonic_types::FieldViolation::new("content", problem)]);
-        Reason::InvalidArgument
-    } else {
-        Reason::Internal
-    };
-    details.set_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new());
-    let status = Status::with_error_details(code, failure.message.clone(), details);
-    rpc::Status::decode(status.details()).unwrap_or(rpc::Status {
-        code: failure.code,
-        message: failure.message,
-        details: Vec::new(),
-    })
+impl From<OperationFailure> for rpc::Status {
+    fn from(failure: OperationFailure) -> Self {
+        let code = tonic::Code::from_i32(failure.code);
+        let mut details = tonic_types::ErrorDetails::new();
+        let reason = if code == tonic::Code::InvalidArgument {
+            let problem = failure
+                .message
+                .strip_prefix("content ")
+                .unwrap_or(&failure.message);
+            details.set_bad_request(vec![tonic_types::FieldViolation::new("content", problem)]);
+            Reason::InvalidArgument
+        } else {
+            Reason::Internal
+        };
+        details.set_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new());
+        let status = Status::with_error_details(code, failure.message.clone(), details);
+        rpc::Status::decode(status.details()).unwrap_or(rpc::Status {
+            code: failure.code,
+            message: failure.message,
+            details: Vec::new(),
+        })
+    }
 }
 
 /// An operation as the API shows it.
-pub(crate) fn to_wire(operation: &Operation) -> lro::Operation {
-    let metadata = match operation.kind {
-        OperationKind::ImportTickets => prost_types::Any::from_msg(&import_metadata(operation)),
-    };
-    let response = import_response(operation);
-    let result = match operation.state {
-        OperationState::Queued | OperationState::Running => None,
-        OperationState::Succeeded => prost_types::Any::from_msg(&response)
-            .ok()
-            .map(lro::operation::Result::Response),
-        OperationState::Failed => Some(lro::operation::Result::Error(failure_to_wire(
-            operation.failure.clone().unwrap_or_default(),
-        ))),
-        // What the import did before it stopped stays: the counts and row errors ride along.
-        OperationState::Cancelled => Some(lro::operation::Result::Error(rpc::Status {
-            code: tonic::Code::Cancelled as i32,
-            message: format!(
-                "cancelled after {} of {} rows; {} imported",
-                operation.rows_read, operation.rows_total, operation.rows_imported
-            ),
-            details: prost_types::Any::from_msg(&response).into_iter().collect(),
-        })),
-    };
-    lro::Operation {
-        name: operation.id.name(),
-        metadata: metadata.ok(),
-        done: operation.state.is_done(),
-        result,
+impl From<&Operation> for lro::Operation {
+    fn from(operation: &Operation) -> Self {
+        let metadata = match operation.kind {
+            OperationKind::ImportTickets => prost_types::Any::from_msg(&import_metadata(operation)),
+        };
+        let response = import_response(operation);
+        let result = match operation.state {
+            OperationState::Queued | OperationState::Running => None,
+            OperationState::Succeeded => prost_types::Any::from_msg(&response)
+                .ok()
+                .map(lro::operation::Result::Response),
+            OperationState::Failed => Some(lro::operation::Result::Error(rpc::Status::from(
+                operation.failure.clone().unwrap_or_default(),
+            ))),
+            // What the import did before it stopped stays: the counts and row errors ride along.
+            OperationState::Cancelled => Some(lro::operation::Result::Error(rpc::Status {
+                code: tonic::Code::Cancelled as i32,
+                message: format!(
+                    "cancelled after {} of {} rows; {} imported",
+                    operation.rows_read, operation.rows_total, operation.rows_imported
+                ),
+                details: prost_types::Any::from_msg(&response).into_iter().collect(),
+            })),
+        };
+        lro::Operation {
+            name: operation.id.name(),
+            metadata: metadata.ok(),
+            done: operation.state.is_done(),
+            result,
+        }
     }
 }
 
 fn import_metadata(operation: &Operation) -> v1::ImportTicketsMetadata {
     v1::ImportTicketsMetadata {
-        state: state_to_wire(operation.state) as i32,
+        state: v1::OperationState::from(operation.state) as i32,
         rows_total: operation.rows_total,
         rows_read: operation.rows_read,
         rows_imported: operation.rows_imported,
@@ -230,13 +234,15 @@ fn import_response(operation: &Operation) -> v1::ImportTicketsResponse {
     }
 }
 
-fn state_to_wire(state: OperationState) -> v1::OperationState {
-    match state {
-        OperationState::Queued => v1::OperationState::Queued,
-        OperationState::Running => v1::OperationState::Running,
-        OperationState::Succeeded => v1::OperationState::Succeeded,
-        OperationState::Failed => v1::OperationState::Failed,
-        OperationState::Cancelled => v1::OperationState::Cancelled,
+impl From<OperationState> for v1::OperationState {
+    fn from(state: OperationState) -> Self {
+        match state {
+            OperationState::Queued => v1::OperationState::Queued,
+            OperationState::Running => v1::OperationState::Running,
+            OperationState::Succeeded => v1::OperationState::Succeeded,
+            OperationState::Failed => v1::OperationState::Failed,
+            OperationState::Cancelled => v1::OperationState::Cancelled,
+        }
     }
 }
 

@@ -32,7 +32,7 @@ impl UserApi {
 
 /// The answer of every RPC that returns the user it changed.
 fn user_response(user: &domain::User) -> Response<v1::User> {
-    Response::new(user_to_wire(user.clone()))
+    Response::new(v1::User::from(user.clone()))
 }
 
 #[tonic::async_trait]
@@ -93,7 +93,7 @@ impl v1::user_service_server::UserService for UserApi {
         let id = UserId::parse(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
         let user = self.users.get(&scope, id).await?;
-        Ok(Response::new(user_to_wire(user)))
+        Ok(Response::new(v1::User::from(user)))
     }
 
     async fn list_users(
@@ -107,7 +107,7 @@ impl v1::user_service_server::UserService for UserApi {
         let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self.users.list(&scope, page_size, after).await?;
         Ok(Response::new(v1::ListUsersResponse {
-            users: page.items.into_iter().map(user_to_wire).collect(),
+            users: page.items.into_iter().map(v1::User::from).collect(),
             next_page_token: pages.next_token(page.next),
         }))
     }
@@ -166,7 +166,7 @@ impl v1::user_service_server::UserService for UserApi {
     ) -> Result<Response<v1::User>, Status> {
         let scope = scope(&mut request)?;
         let user = self.users.current(&scope).await?;
-        Ok(Response::new(user_to_wire(user)))
+        Ok(Response::new(v1::User::from(user)))
     }
 }
 
@@ -183,23 +183,27 @@ pub(crate) fn role_from_wire(value: i32) -> Result<Role, InvalidValue> {
     }
 }
 
-pub(crate) fn role_to_wire(role: Role) -> v1::UserRole {
-    match role {
-        Role::Admin => v1::UserRole::Admin,
-        Role::Agent => v1::UserRole::Agent,
-        Role::Customer => v1::UserRole::Customer,
+impl From<Role> for v1::UserRole {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Admin => v1::UserRole::Admin,
+            Role::Agent => v1::UserRole::Agent,
+            Role::Customer => v1::UserRole::Customer,
+        }
     }
 }
 
-pub(crate) fn user_to_wire(user: domain::User) -> v1::User {
-    v1::User {
-        id: user.id.to_string(),
-        account_id: user.account_id.to_string(),
-        email: user.email.as_str().to_owned(),
-        display_name: user.display_name.as_str().to_owned(),
-        role: role_to_wire(user.role).into(),
-        active: user.active,
-        create_time: Some(timestamp(user.created_at)),
-        update_time: Some(timestamp(user.updated_at)),
+impl From<domain::User> for v1::User {
+    fn from(user: domain::User) -> Self {
+        v1::User {
+            id: user.id.to_string(),
+            account_id: user.account_id.to_string(),
+            email: user.email.as_str().to_owned(),
+            display_name: user.display_name.as_str().to_owned(),
+            role: v1::UserRole::from(user.role).into(),
+            active: user.active,
+            create_time: Some(timestamp(user.created_at)),
+            update_time: Some(timestamp(user.updated_at)),
+        }
     }
 }

@@ -103,7 +103,7 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         let respond_with_secret = |endpoint: &WebhookEndpoint, secret: &str| {
             created(
                 Response::new(v1::CreateWebhookEndpointResponse {
-                    webhook_endpoint: Some(endpoint_to_wire(endpoint)),
+                    webhook_endpoint: Some(v1::WebhookEndpoint::from(endpoint)),
                     secret: secret.to_owned(),
                 }),
                 &format!("/v1/webhookEndpoints/{}", endpoint.id),
@@ -144,7 +144,7 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         let id = uuid_field(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
         let endpoint = self.endpoints.get(&scope, id).await?;
-        Ok(Response::new(endpoint_to_wire(&endpoint)))
+        Ok(Response::new(v1::WebhookEndpoint::from(&endpoint)))
     }
 
     async fn list_webhook_endpoints(
@@ -158,7 +158,7 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         let (page_size, after) = pages.request(message.page_size, &message.page_token)?;
         let page = self.endpoints.list(&scope, page_size, after).await?;
         Ok(Response::new(v1::ListWebhookEndpointsResponse {
-            webhook_endpoints: page.items.iter().map(endpoint_to_wire).collect(),
+            webhook_endpoints: page.items.iter().map(v1::WebhookEndpoint::from).collect(),
             next_page_token: pages.next_token(page.next),
         }))
     }
@@ -220,7 +220,8 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         if !violations.is_empty() {
             return Err(AppError::InvalidArgument(violations).into());
         }
-        let respond = |endpoint: &WebhookEndpoint| Response::new(endpoint_to_wire(endpoint));
+        let respond =
+            |endpoint: &WebhookEndpoint| Response::new(v1::WebhookEndpoint::from(endpoint));
         let store = stored_as(&respond);
         let outcome = self
             .endpoints
@@ -251,7 +252,7 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
         let respond_with_secret = |endpoint: &WebhookEndpoint, secret: &str| {
             Response::new(v1::RotateWebhookEndpointSecretResponse {
-                webhook_endpoint: Some(endpoint_to_wire(endpoint)),
+                webhook_endpoint: Some(v1::WebhookEndpoint::from(endpoint)),
                 secret: secret.to_owned(),
             })
         };
@@ -281,7 +282,8 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
         let id = uuid_field(&request.get_ref().id)
             .map_err(|problem| AppError::invalid_field("id", &problem))?;
-        let respond = |delivery: &WebhookDelivery| Response::new(delivery_to_wire(delivery));
+        let respond =
+            |delivery: &WebhookDelivery| Response::new(v1::WebhookDelivery::from(delivery));
         let store = stored_as(&respond);
         let outcome = self.endpoints.send_test(&keyed.write(&store), id).await?;
         answer(outcome, &respond)
@@ -311,7 +313,7 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
             .deliveries(&scope, endpoint_id, state, page_size, after)
             .await?;
         Ok(Response::new(v1::ListWebhookDeliveriesResponse {
-            webhook_deliveries: page.items.iter().map(delivery_to_wire).collect(),
+            webhook_deliveries: page.items.iter().map(v1::WebhookDelivery::from).collect(),
             next_page_token: pages.next_token(page.next),
         }))
     }
@@ -329,7 +331,7 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
             return Err(AppError::InvalidArgument(violations).into());
         };
         let delivery = self.endpoints.redrive(&scope, endpoint_id, id).await?;
-        Ok(Response::new(delivery_to_wire(&delivery)))
+        Ok(Response::new(v1::WebhookDelivery::from(&delivery)))
     }
 
     async fn redrive_failed_webhook_deliveries(
@@ -371,103 +373,107 @@ fn state_from_wire(value: i32) -> Result<Option<DeliveryState>, InvalidValue> {
     }
 }
 
-pub(super) fn endpoint_to_wire(endpoint: &WebhookEndpoint) -> v1::WebhookEndpoint {
-    v1::WebhookEndpoint {
-        id: endpoint.id.to_string(),
-        url: endpoint.url.clone(),
-        description: endpoint.description.clone(),
-        event_types: endpoint
-            .event_types
-            .iter()
-            .map(|kind| kind.as_str().to_owned())
-            .collect(),
-        disabled: endpoint.state == EndpointState::Disabled,
-        state: match endpoint.state {
-            EndpointState::Enabled => v1::WebhookEndpointState::Enabled,
-            EndpointState::Disabled => v1::WebhookEndpointState::Disabled,
+impl From<&WebhookEndpoint> for v1::WebhookEndpoint {
+    fn from(endpoint: &WebhookEndpoint) -> Self {
+        v1::WebhookEndpoint {
+            id: endpoint.id.to_string(),
+            url: endpoint.url.clone(),
+            description: endpoint.description.clone(),
+            event_types: endpoint
+                .event_types
+                .iter()
+                .map(|kind| kind.as_str().to_owned())
+                .collect(),
+            disabled: endpoint.state == EndpointState::Disabled,
+            state: match endpoint.state {
+                EndpointState::Enabled => v1::WebhookEndpointState::Enabled,
+                EndpointState::Disabled => v1::WebhookEndpointState::Disabled,
+            }
+            .into(),
+            disabled_reason: endpoint
+                .disabled_reason
+                .map(|reason| reason.as_str().to_owned())
+                .unwrap_or_default(),
+            disable_time: optional_timestamp(endpoint.disabled_at),
+            previous_secret_expire_time: optional_timestamp(endpoint.previous_secret_expires_at),
+            create_time: Some(timestamp(endpoint.created_at)),
+            update_time: Some(timestamp(endpoint.updated_at)),
         }
-        .into(),
-        disabled_reason: endpoint
-            .disabled_reason
-            .map(|reason| reason.as_str().to_owned())
-            .unwrap_or_default(),
-        disable_time: optional_timestamp(endpoint.disabled_at),
-        previous_secret_expire_time: optional_timestamp(endpoint.previous_secret_expires_at),
-        create_time: Some(timestamp(endpoint.created_at)),
-        update_time: Some(timestamp(endpoint.updated_at)),
     }
 }
 
-fn delivery_to_wire(delivery: &WebhookDelivery) -> v1::WebhookDelivery {
-    v1::WebhookDelivery {
-        id: delivery.id.to_string(),
-        endpoint_id: delivery.endpoint_id.to_string(),
-        event_id: event_public_id(delivery.event_id),
-        event_type: delivery.event_type.clone(),
-        state: match delivery.state {
-            DeliveryState::Pending => v1::WebhookDeliveryState::Pending,
-            DeliveryState::Succeeded => v1::WebhookDeliveryState::Succeeded,
-            DeliveryState::Failed => v1::WebhookDeliveryState::Failed,
+impl From<&WebhookDelivery> for v1::WebhookDelivery {
+    fn from(delivery: &WebhookDelivery) -> Self {
+        v1::WebhookDelivery {
+            id: delivery.id.to_string(),
+            endpoint_id: delivery.endpoint_id.to_string(),
+            event_id: event_public_id(delivery.event_id),
+            event_type: delivery.event_type.clone(),
+            state: match delivery.state {
+                DeliveryState::Pending => v1::WebhookDeliveryState::Pending,
+                DeliveryState::Succeeded => v1::WebhookDeliveryState::Succeeded,
+                DeliveryState::Failed => v1::WebhookDeliveryState::Failed,
+            }
+            .into(),
+            attempts: delivery.attempts,
+            next_attempt_time: optional_timestamp(delivery.next_attempt_at),
+            create_time: Some(timestamp(delivery.created_at)),
+            attempt_log: delivery
+                .attempt_log
+                .iter()
+                .map(|attempt| v1::WebhookDeliveryAttempt {
+                    attempt: attempt.attempt,
+                    start_time: Some(timestamp(attempt.started_at)),
+                    latency_ms: attempt.latency_ms,
+                    http_status: attempt.http_status.unwrap_or_default(),
+                    error: attempt.error.clone().unwrap_or_default(),
+                    response_excerpt: attempt.response_excerpt.clone(),
+                    url: attempt.url.clone(),
+                })
+                .collect(),
         }
-        .into(),
-        attempts: delivery.attempts,
-        next_attempt_time: optional_timestamp(delivery.next_attempt_at),
-        create_time: Some(timestamp(delivery.created_at)),
-        attempt_log: delivery
-            .attempt_log
-            .iter()
-            .map(|attempt| v1::WebhookDeliveryAttempt {
-                attempt: attempt.attempt,
-                start_time: Some(timestamp(attempt.started_at)),
-                latency_ms: attempt.latency_ms,
-                http_status: attempt.http_status.unwrap_or_default(),
-                error: attempt.error.clone().unwrap_or_default(),
-                response_excerpt: attempt.response_excerpt.clone(),
-                url: attempt.url.clone(),
-            })
-            .collect(),
     }
 }
 
 /// An event as the API's `Event` message.
-pub fn event_to_wire(event: &StoredEvent) -> v1::Event {
-    let mut refund = None;
-    let data = match &event.data {
-        EventData::Ticket(ticket) => {
-            v1::event::Data::Ticket(super::tickets::to_wire(ticket.clone()))
+impl From<&StoredEvent> for v1::Event {
+    fn from(event: &StoredEvent) -> Self {
+        let mut refund = None;
+        let data = match &event.data {
+            EventData::Ticket(ticket) => v1::event::Data::Ticket(v1::Ticket::from(ticket.clone())),
+            EventData::Comment(comment) => {
+                v1::event::Data::Comment(v1::Comment::from(comment.clone()))
+            }
+            EventData::Attachment(attachment) => {
+                v1::event::Data::Attachment(v1::Attachment::from(attachment.as_ref().clone()))
+            }
+            EventData::Charge(charge) => v1::event::Data::Charge(v1::Charge::from(charge.as_ref())),
+            EventData::Refund(charge, refunded) => {
+                refund = Some(v1::EventRefund {
+                    id: refunded.id.to_string(),
+                    amount: Some(v1::Money::from(refunded.amount)),
+                    create_time: Some(timestamp(refunded.created_at)),
+                    provider_refund_id: refunded.provider_refund_id.clone().unwrap_or_default(),
+                });
+                v1::event::Data::Charge(v1::Charge::from(charge.as_ref()))
+            }
+            EventData::Operation(operation) => v1::event::Data::Operation(
+                crate::wire::proto::google::longrunning::Operation::from(operation.as_ref()),
+            ),
+            EventData::WebhookEndpoint(endpoint) => {
+                v1::event::Data::WebhookEndpoint(v1::WebhookEndpoint::from(endpoint))
+            }
+        };
+        v1::Event {
+            id: event_public_id(event.id),
+            r#type: event.event_type.as_str().to_owned(),
+            account_id: event.account_id.to_string(),
+            create_time: Some(timestamp(event.created_at)),
+            api_version: EVENT_API_VERSION.to_owned(),
+            changed_fields: event.changed_fields.clone(),
+            refund,
+            data: Some(data),
         }
-        EventData::Comment(comment) => {
-            v1::event::Data::Comment(super::tickets::comment_to_wire(comment.clone()))
-        }
-        EventData::Attachment(attachment) => {
-            v1::event::Data::Attachment(super::attachments::to_wire(attachment.as_ref().clone()))
-        }
-        EventData::Charge(charge) => v1::event::Data::Charge(super::billing::to_wire(charge)),
-        EventData::Refund(charge, refunded) => {
-            refund = Some(v1::EventRefund {
-                id: refunded.id.to_string(),
-                amount: Some(super::billing::money_to_wire(refunded.amount)),
-                create_time: Some(timestamp(refunded.created_at)),
-                provider_refund_id: refunded.provider_refund_id.clone().unwrap_or_default(),
-            });
-            v1::event::Data::Charge(super::billing::to_wire(charge))
-        }
-        EventData::Operation(operation) => {
-            v1::event::Data::Operation(super::operations::to_wire(operation))
-        }
-        EventData::WebhookEndpoint(endpoint) => {
-            v1::event::Data::WebhookEndpoint(endpoint_to_wire(endpoint))
-        }
-    };
-    v1::Event {
-        id: event_public_id(event.id),
-        r#type: event.event_type.as_str().to_owned(),
-        account_id: event.account_id.to_string(),
-        create_time: Some(timestamp(event.created_at)),
-        api_version: EVENT_API_VERSION.to_owned(),
-        changed_fields: event.changed_fields.clone(),
-        refund,
-        data: Some(data),
     }
 }
 
@@ -502,7 +508,7 @@ impl JsonEvents {
 
 impl RenderEvent for JsonEvents {
     fn body(&self, event: &StoredEvent) -> Result<Vec<u8>, String> {
-        self.json(&event_to_wire(event))
+        self.json(&v1::Event::from(event))
     }
 }
 

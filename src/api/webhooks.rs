@@ -79,7 +79,7 @@ impl v1::webhook_service_server::WebhookService for WebhookApi {
         };
         let page = self.webhooks.list(&scope, state, page_size, after).await?;
         Ok(Response::new(v1::ListWebhookEventsResponse {
-            events: page.items.iter().map(to_wire).collect(),
+            events: page.items.iter().map(v1::WebhookEvent::from).collect(),
             next_page_token: pages.next_text_token(page.next.as_ref()),
         }))
     }
@@ -91,7 +91,7 @@ impl v1::webhook_service_server::WebhookService for WebhookApi {
         let scope = scope(&mut request)?;
         let id = event_id(&request.get_ref().id)?;
         let event = self.webhooks.get(&scope, &id).await?;
-        Ok(Response::new(to_wire(&event)))
+        Ok(Response::new(v1::WebhookEvent::from(&event)))
     }
 
     async fn redrive_webhook_event(
@@ -101,7 +101,7 @@ impl v1::webhook_service_server::WebhookService for WebhookApi {
         let scope = scope(&mut request)?;
         let id = event_id(&request.get_ref().id)?;
         let event = self.webhooks.redrive(&scope, &id).await?;
-        Ok(Response::new(to_wire(&event)))
+        Ok(Response::new(v1::WebhookEvent::from(&event)))
     }
 }
 
@@ -124,29 +124,33 @@ fn state_from_wire(raw: i32) -> Result<WebhookEventState, InvalidValue> {
     }
 }
 
-fn state_to_wire(state: WebhookEventState) -> v1::WebhookEventState {
-    match state {
-        WebhookEventState::Received => v1::WebhookEventState::Received,
-        WebhookEventState::Processed => v1::WebhookEventState::Processed,
-        WebhookEventState::Dead => v1::WebhookEventState::Dead,
+impl From<WebhookEventState> for v1::WebhookEventState {
+    fn from(state: WebhookEventState) -> Self {
+        match state {
+            WebhookEventState::Received => v1::WebhookEventState::Received,
+            WebhookEventState::Processed => v1::WebhookEventState::Processed,
+            WebhookEventState::Dead => v1::WebhookEventState::Dead,
+        }
     }
 }
 
-fn to_wire(event: &StoredWebhookEvent) -> v1::WebhookEvent {
-    v1::WebhookEvent {
-        id: event.id.to_string(),
-        r#type: event.event_type.clone(),
-        state: state_to_wire(event.state).into(),
-        charge_id: event.charge_id.map(|id| id.to_string()).unwrap_or_default(),
-        attempts: event.attempts,
-        last_error: event.last_error.clone().unwrap_or_default(),
-        outcome: event.outcome.clone().unwrap_or_default(),
-        redrive_count: event.redrive_count,
-        create_time: Some(timestamp(event.provider_created_at)),
-        receive_time: Some(timestamp(event.received_at)),
-        process_time: optional_timestamp(event.processed_at),
-        dead_time: optional_timestamp(event.dead_at),
-        next_attempt_time: (event.state == WebhookEventState::Received)
-            .then(|| timestamp(event.next_attempt_at)),
+impl From<&StoredWebhookEvent> for v1::WebhookEvent {
+    fn from(event: &StoredWebhookEvent) -> Self {
+        v1::WebhookEvent {
+            id: event.id.to_string(),
+            r#type: event.event_type.clone(),
+            state: v1::WebhookEventState::from(event.state).into(),
+            charge_id: event.charge_id.map(|id| id.to_string()).unwrap_or_default(),
+            attempts: event.attempts,
+            last_error: event.last_error.clone().unwrap_or_default(),
+            outcome: event.outcome.clone().unwrap_or_default(),
+            redrive_count: event.redrive_count,
+            create_time: Some(timestamp(event.provider_created_at)),
+            receive_time: Some(timestamp(event.received_at)),
+            process_time: optional_timestamp(event.processed_at),
+            dead_time: optional_timestamp(event.dead_at),
+            next_attempt_time: (event.state == WebhookEventState::Received)
+                .then(|| timestamp(event.next_attempt_at)),
+        }
     }
 }

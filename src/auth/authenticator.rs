@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::principals::{KnownState, PrincipalKey, PrincipalState, PrincipalStates};
 use super::{AccessClaims, ApiKeySecret, Caller, Principal, TokenIssuer};
-use crate::db::models::{ApiKey, User};
+use crate::db::models::{ApiKeyRow, UserRow};
 use crate::db::{self, PgPool};
 use crate::domain::ApiKeyId;
 use crate::errors::{AppError, AppResult, Reason};
@@ -112,7 +112,7 @@ impl Authenticator {
             Credential::AccessToken(claims) => {
                 // The session's revocation in the same statement: Redis knew nothing of the
                 // caller, so it may have lost the session's marker too.
-                let (user, revoked) = User::find_for_session(
+                let (user, revoked) = UserRow::find_for_session(
                     &mut conn,
                     claims.account_id.as_uuid(),
                     claims.user_id.as_uuid(),
@@ -132,7 +132,7 @@ impl Authenticator {
                 })
             }
             Credential::ApiKey(secret) => {
-                let key = ApiKey::find_by_secret_hash(&mut conn, &secret.hash())
+                let key = ApiKeyRow::find_by_secret_hash(&mut conn, &secret.hash())
                     .await?
                     .ok_or_else(|| AppError::Unauthenticated {
                         reason: Reason::InvalidCredentials,
@@ -169,7 +169,7 @@ impl Authenticator {
         tokio::spawn(async move {
             let written = async {
                 let mut conn = db::connection(&pool).await?;
-                ApiKey::record_use(&mut conn, key_id.as_uuid()).await?;
+                ApiKeyRow::record_use(&mut conn, key_id.as_uuid()).await?;
                 Ok::<_, AppError>(())
             };
             if let Err(error) = written.await {

@@ -23,7 +23,7 @@
 //! trip it makes anyway ([`crate::rate_limit::AlsoRead::revocation`]), so the session's access
 //! tokens are refused on the very next call. When Redis has lost the caller's state, the
 //! authenticator reads the user from PostgreSQL with the session's revocation in the same
-//! statement, and a refresh checks it too ([`crate::db::models::User::find_for_session`]).
+//! statement, and a refresh checks it too ([`crate::db::models::UserRow::find_for_session`]).
 //!
 //! Keys, under the configured prefix: `session:<sid>` (hash: user, account),
 //! `refresh:<sha256>` (hash: sid, state live|used), `refresh-grace:<sha256>` (hash: the
@@ -46,7 +46,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::db::models::RevokedSession;
+use crate::db::models::RevokedSessionRow;
 use crate::db::{self, PgPool};
 use crate::domain::{AccountId, SessionId, UserId};
 use crate::errors::{AppError, AppResult};
@@ -365,7 +365,7 @@ impl SessionStore {
     pub async fn end(&self, session_id: SessionId, user_id: UserId) -> AppResult<()> {
         {
             let mut conn = db::connection(&self.database).await?;
-            RevokedSession::record(
+            RevokedSessionRow::record(
                 &mut conn,
                 user_id.as_uuid(),
                 &[session_id.as_uuid()],
@@ -411,7 +411,7 @@ impl SessionStore {
         {
             let mut conn = db::connection(&self.database).await?;
             let ids: Vec<uuid::Uuid> = sessions.iter().map(|sid| sid.as_uuid()).collect();
-            RevokedSession::record(&mut conn, user_id.as_uuid(), &ids, self.revoked_until())
+            RevokedSessionRow::record(&mut conn, user_id.as_uuid(), &ids, self.revoked_until())
                 .await?;
         }
         self.end_recorded(user_id).await

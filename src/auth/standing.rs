@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::authenticator::{session_revoked, unknown_user, user_deactivated};
 use super::{Caller, Credential, Principal};
-use crate::db::models::{ApiKey, User};
+use crate::db::models::{ApiKeyRow, UserRow};
 use crate::db::{self, PgPool};
 use crate::errors::{AppError, AppResult, Reason};
 
@@ -89,7 +89,7 @@ impl Standing {
                 session_id,
                 ..
             } => {
-                let (user, revoked) = User::find_for_session(
+                let (user, revoked) = UserRow::find_for_session(
                     &mut conn,
                     account_id,
                     user_id.as_uuid(),
@@ -106,7 +106,7 @@ impl Standing {
                 user.role
             }
             Principal::ApiKey { key_id, .. } => {
-                let key = ApiKey::find_in_account(&mut conn, account_id, key_id.as_uuid())
+                let key = ApiKeyRow::find_in_account(&mut conn, account_id, key_id.as_uuid())
                     .await?
                     .ok_or_else(api_key_revoked)?;
                 if key.revoked_at.is_some() {

@@ -340,7 +340,7 @@ async fn report_undeliverable_addresses(settings: &Settings) -> anyhow::Result<(
     let pool = db::build_pool(&settings.database, settings.server.request_timeout);
     let mut conn = db::connection(&pool).await?;
     let mut undeliverable = 0usize;
-    for user in db::models::user::User::with_unusual_address(&mut conn).await? {
+    for user in db::models::UserRow::with_unusual_address(&mut conn).await? {
         if let Err(problem) = crate::domain::Email::parse(user.email.as_str()) {
             undeliverable += 1;
             tracing::warn!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::auth::PasswordHasher;
 use crate::db::PgPool;
-use crate::db::models::{Account, NewUser};
+use crate::db::models::{AccountRow, NewUser};
 use crate::domain::{self, AccountName, AccountSlug, DisplayName, Email, Password, Role, UserId};
 use crate::errors::AppError;
 use crate::idempotency::KeyedWrite;
@@ -120,7 +120,7 @@ pub async fn seed_demo(pool: &PgPool) -> anyhow::Result<DemoAccount> {
 /// (restored if someone changed it). Returns the account's id.
 pub async fn seed_demo_account(pool: &PgPool) -> anyhow::Result<domain::AccountId> {
     let mut conn = pool.get().await?;
-    let Some(account) = Account::find_by_slug(&mut conn, DEMO_ACCOUNT_SLUG).await? else {
+    let Some(account) = AccountRow::find_by_slug(&mut conn, DEMO_ACCOUNT_SLUG).await? else {
         drop(conn);
         let (account, _) = create_account(
             pool,

@@ -2,7 +2,7 @@
 
 use super::on_unique_violation;
 use crate::auth::PasswordHasher;
-use crate::db::models::{Account, NewAccount, NewUser};
+use crate::db::models::{AccountRow, NewAccount, NewUser};
 use crate::db::{self, PgPool};
 use crate::domain::{
     self, AccountId, AccountName, AccountSlug, DisplayName, Email, Password, Role, UserId,
@@ -78,7 +78,7 @@ impl Accounts {
     pub async fn get(&self, scope: &RequestScope) -> AppResult<domain::Account> {
         let caller = scope.caller()?;
         db::with_connection(&self.pool, async |conn| {
-            Account::find(conn, caller.account_id.as_uuid())
+            AccountRow::find(conn, caller.account_id.as_uuid())
                 .await?
                 .ok_or_else(|| {
                     AppError::internal(anyhow::anyhow!(

@@ -3,7 +3,7 @@
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::ApiKeySecret;
 use crate::auth::principals::{PrincipalKey, PrincipalState, PrincipalStates};
-use crate::db::models::{ApiKey, NewApiKey};
+use crate::db::models::{ApiKeyRow, NewApiKey};
 use crate::db::{self, PgPool};
 use crate::domain::{self, ApiKeyId, ApiKeyName, PageCursor, PageSize, Role};
 use crate::errors::{AppError, AppResult, Resource};
@@ -57,7 +57,7 @@ impl ApiKeys {
     ) -> AppResult<Page<domain::ApiKey>> {
         let caller = scope.caller()?;
         let rows = db::with_connection(&self.pool, async |conn| {
-            ApiKey::list_for_account(
+            ApiKeyRow::list_for_account(
                 conn,
                 caller.account_id.as_uuid(),
                 after,
@@ -78,7 +78,7 @@ impl ApiKeys {
         id: ApiKeyId,
     ) -> AppResult<Outcome<domain::ApiKey>> {
         let caller = write.caller()?;
-        let secret_hash = ApiKey::secret_hash_of(
+        let secret_hash = ApiKeyRow::secret_hash_of(
             &mut *db::connection(&self.pool).await?,
             caller.account_id.as_uuid(),
             id.as_uuid(),
@@ -91,7 +91,7 @@ impl ApiKeys {
             .changing(PrincipalKey::ApiKey { secret_hash })
             .await?;
         let outcome = idempotency::transaction(&self.pool, write, as_is, async |conn| {
-            ApiKey::revoke(conn, caller.account_id.as_uuid(), id.as_uuid())
+            ApiKeyRow::revoke(conn, caller.account_id.as_uuid(), id.as_uuid())
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::ApiKey, id))
         })

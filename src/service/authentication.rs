@@ -6,7 +6,7 @@ use crate::auth::{
     AccessToken, PasswordHasher, Principal, RefreshToken, RefreshTokenOutcome, SessionStore,
     TokenIssuer,
 };
-use crate::db::models::{Account, User};
+use crate::db::models::{AccountRow, UserRow};
 use crate::db::{self, PgPool};
 use crate::domain::{self, AccountSlug, Email, UserLogin};
 use crate::errors::{AppError, AppResult, Reason};
@@ -114,7 +114,7 @@ impl Authentication {
         // ended the sessions it found, and this one was not among them yet: now that it is on the
         // user's list, where any later reset ends it, look at the password again.
         let still_signs_in = db::with_connection(&self.pool, async |conn| {
-            User::still_signs_in_with(conn, user.id.as_uuid(), &verified_hash).await
+            UserRow::still_signs_in_with(conn, user.id.as_uuid(), &verified_hash).await
         })
         .await;
         if !still_signs_in? {
@@ -138,10 +138,10 @@ impl Authentication {
 
     async fn find_user(&self, slug: &AccountSlug, email: &Email) -> AppResult<Option<UserLogin>> {
         db::with_connection(&self.pool, async |conn| {
-            let Some(account) = Account::find_by_slug(conn, slug.as_str()).await? else {
+            let Some(account) = AccountRow::find_by_slug(conn, slug.as_str()).await? else {
                 return Ok(None);
             };
-            User::find_login(conn, account.id.as_uuid(), email.as_str()).await
+            UserRow::find_login(conn, account.id.as_uuid(), email.as_str()).await
         })
         .await
     }
@@ -163,7 +163,7 @@ impl Authentication {
             return Err(invalid());
         };
         let found = db::with_connection(&self.pool, async |conn| {
-            User::find_for_session(
+            UserRow::find_for_session(
                 conn,
                 owner.account_id.as_uuid(),
                 owner.user_id.as_uuid(),

@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::db::models::event::{Events, TailRow};
+use crate::db::models::event::{EventRow, TailRow};
 use crate::db::{self, PgPool};
 use crate::domain::EventCursor;
 use crate::errors::AppResult;
@@ -160,9 +160,9 @@ impl EventTail {
         let mut conn = db::connection(&self.inner.pool).await?;
         let from = match position {
             Some(position) => position,
-            None => Events::horizon(&mut conn).await?,
+            None => EventRow::horizon(&mut conn).await?,
         };
-        let read = Events::tail_after(&mut conn, from, TAIL_PAGE).await?;
+        let read = EventRow::tail_after(&mut conn, from, TAIL_PAGE).await?;
         let full = i64::try_from(read.events.len()).unwrap_or(i64::MAX) >= TAIL_PAGE;
         let to = match read.events.last() {
             Some(last) if full => last.cursor,

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::auth::Standing;
-use crate::db::models::event::{Events, StoredEvent, Unreadable};
+use crate::db::models::event::{EventRow, StoredEvent, Unreadable};
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{EventCursor, EventType};
 use crate::errors::{AppError, AppResult, Resource};
@@ -69,11 +69,11 @@ pub async fn sweep_past_retention(pool: &PgPool, retention: Duration) -> AppResu
             &mut conn,
             Limits::within(SWEEP_BATCH_BUDGET),
             async |conn| {
-                let locked = Events::lock_past_retention(conn, retention, SWEEP_BATCH).await?;
+                let locked = EventRow::lock_past_retention(conn, retention, SWEEP_BATCH).await?;
                 if locked.is_empty() {
                     return AppResult::Ok((0, 0));
                 }
-                let batch = Events::delete_unowed(conn, &locked).await?;
+                let batch = EventRow::delete_unowed(conn, &locked).await?;
                 AppResult::Ok((locked.len(), batch))
             },
         )
@@ -176,10 +176,10 @@ impl EventFeed {
             let mut conn = db::connection(&self.pool).await?;
             match start {
                 WatchStart::Cursor(cursor) => cursor,
-                WatchStart::AfterEvent(id) => Events::position_of(&mut conn, account_id, id)
+                WatchStart::AfterEvent(id) => EventRow::position_of(&mut conn, account_id, id)
                     .await?
                     .ok_or_else(|| AppError::not_found(Resource::Event, id))?,
-                WatchStart::Now => Events::horizon(&mut conn).await?,
+                WatchStart::Now => EventRow::horizon(&mut conn).await?,
             }
         };
         let types: Vec<String> = types.iter().map(|kind| kind.as_str().to_owned()).collect();
@@ -313,7 +313,7 @@ impl Stream<'_> {
         loop {
             let page = match db::connection(&self.feed.pool).await {
                 Ok(mut conn) => {
-                    Events::after(&mut conn, self.account_id, *position, &self.types, PAGE).await
+                    EventRow::after(&mut conn, self.account_id, *position, &self.types, PAGE).await
                 }
                 Err(error) => Err(error),
             };

@@ -17,7 +17,6 @@ pub mod operation_worker;
 pub mod operations;
 pub mod password_reset;
 pub mod reconciliation;
-pub mod ticket_export;
 pub mod tickets;
 pub mod users;
 pub mod webhook_delivery;
@@ -39,8 +38,10 @@ pub use operation_worker::{BATCH_MAX_FAILURES, CLAIMS_WITHOUT_PROGRESS_MAX, Oper
 pub use operations::Operations;
 pub use password_reset::PasswordResets;
 pub use reconciliation::{ReconciliationPolicy, ReconciliationReport};
-pub use ticket_export::{EXPORT_BATCH, Export, ExportBatch, ExportInterruption, ExportSettings};
-pub use tickets::{FeedPage, SearchPage, TicketDesk, TicketEdits};
+pub use tickets::{
+    EXPORT_BATCH, Export, ExportBatch, ExportInterruption, ExportSettings, FeedPage, SearchPage,
+    TicketDesk, TicketEdits,
+};
 pub use users::{NewUserRequest, UserChanges, Users};
 pub use webhook_delivery::{RenderEvent, WebhookDeliveryWorkers};
 pub use webhook_endpoints::{

@@ -33,7 +33,8 @@ use crate::configuration::OperationSettings;
 use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::{
-    BatchProgress, ClaimedOperation, ImportedTickets, OperationRow, RequesterOpenTickets, User,
+    BatchProgress, ClaimedOperation, ImportedTickets, OperationRow, RequesterOpenTicketsRow,
+    UserRow,
 };
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{
@@ -490,7 +491,7 @@ impl OperationWorkers {
             let agents: HashSet<Uuid> = if named.is_empty() {
                 HashSet::new()
             } else {
-                User::active_agents_among(conn, account_id, &named)
+                UserRow::active_agents_among(conn, account_id, &named)
                     .await?
                     .into_iter()
                     .collect()
@@ -520,7 +521,7 @@ impl OperationWorkers {
             let requesters: BTreeMap<String, Uuid> = if emails.is_empty() {
                 BTreeMap::new()
             } else {
-                User::find_or_insert_customers(conn, account_id, &emails)
+                UserRow::find_or_insert_customers(conn, account_id, &emails)
                     .await?
                     .into_iter()
                     .map(|(id, email)| (email, id))
@@ -533,7 +534,7 @@ impl OperationWorkers {
             let mut open: BTreeMap<Uuid, i64> = if requester_ids.is_empty() {
                 BTreeMap::new()
             } else {
-                RequesterOpenTickets::for_requesters(conn, account_id, &requester_ids)
+                RequesterOpenTicketsRow::for_requesters(conn, account_id, &requester_ids)
                     .await?
                     .into_iter()
                     .collect()

@@ -3,7 +3,7 @@
 //!
 //! **The same answer and the same work whether or not the address is a user's.** A request
 //! passes the same two quota checks (per client IP, per address), derives a token and its hash
-//! from a fresh seed, and runs one statement of the same shape ([`PasswordTokens::request_reset`]):
+//! from a fresh seed, and runs one statement of the same shape ([`PasswordTokenRow::request_reset`]):
 //! it finds the user and, only for one, inserts the token and its message. The answer is the
 //! same empty message either way. What differs is only whether that statement inserts two rows,
 //! inside PostgreSQL (tens of microseconds against a round trip); the email itself is sent later
@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use crate::auth::{PasswordHasher, SessionStore};
-use crate::db::models::{NewNotification, NewPasswordToken, PasswordTokens, StoredPasswordToken};
+use crate::db::models::{NewNotification, NewPasswordToken, PasswordTokenRow};
 use crate::db::{self, PgPool};
 use crate::domain::{
     AccountSlug, Email, Password, PasswordToken, PasswordTokenKey, PasswordTokenSeed, UserId,
@@ -128,9 +128,13 @@ impl PasswordResets {
             &self.message_domain,
         );
         let mut conn = db::connection(&self.pool).await?;
-        let written =
-            PasswordTokens::request_reset(&mut conn, slug.as_str(), email.as_str(), &issued.row())
-                .await?;
+        let written = PasswordTokenRow::request_reset(
+            &mut conn,
+            slug.as_str(),
+            email.as_str(),
+            &issued.row(),
+        )
+        .await?;
         tracing::info!(written, "password reset requested");
         Ok(())
     }
@@ -141,7 +145,7 @@ impl PasswordResets {
         let token = PasswordToken::from_presented(presented);
         let stored = {
             let mut conn = db::connection(&self.pool).await?;
-            PasswordTokens::find(&mut conn, &token.hash()).await?
+            PasswordTokenRow::find(&mut conn, &token.hash()).await?
         };
         let stored = usable(stored, slug)?;
         let password_hash = self.hasher.hash(password).await?;
@@ -151,7 +155,7 @@ impl PasswordResets {
         let session_ids: Vec<uuid::Uuid> = sessions.iter().map(|sid| sid.as_uuid()).collect();
         let changed = {
             let mut conn = db::connection(&self.pool).await?;
-            PasswordTokens::use_token(
+            PasswordTokenRow::use_token(
                 &mut conn,
                 stored.id,
                 &password_hash,
@@ -163,7 +167,7 @@ impl PasswordResets {
         if !changed {
             // Used or expired between the look and the write (another reset with the same link).
             let mut conn = db::connection(&self.pool).await?;
-            let again = PasswordTokens::find(&mut conn, &token.hash()).await?;
+            let again = PasswordTokenRow::find(&mut conn, &token.hash()).await?;
             drop(conn);
             usable(again, slug)?;
             return Err(token_used());
@@ -176,7 +180,7 @@ impl PasswordResets {
 
 /// The stored token, if it may set a password for account `slug` now; otherwise the error
 /// that says why (an unknown token and another account's are the same answer).
-fn usable(stored: Option<StoredPasswordToken>, slug: &str) -> AppResult<StoredPasswordToken> {
+fn usable(stored: Option<PasswordTokenRow>, slug: &str) -> AppResult<PasswordTokenRow> {
     let Some(stored) = stored.filter(|stored| stored.account_slug == slug && stored.user_active)
     else {
         return Err(AppError::Unauthenticated {

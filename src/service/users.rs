@@ -9,7 +9,7 @@ use super::password_reset::{INVITATION_TOKEN_LIFETIME, IssuedPasswordToken};
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::principals::{PrincipalKey, PrincipalState, PrincipalStates};
 use crate::auth::{Caller, PasswordHasher, SessionStore};
-use crate::db::models::{NewUser, PasswordTokens, RevokedSession, User, UserChangeset};
+use crate::db::models::{NewUser, PasswordTokenRow, RevokedSessionRow, UserChangeset, UserRow};
 use crate::db::{self, PgPool};
 use crate::domain::{
     self, DisplayName, Email, PageCursor, PageSize, Password, PasswordTokenKey, Role, UserId,
@@ -139,7 +139,7 @@ impl Users {
 
     async fn find(&self, caller: &Caller, id: UserId) -> AppResult<domain::User> {
         db::with_connection(&self.pool, async |conn| {
-            User::find_in_account(conn, caller.account_id.as_uuid(), id.as_uuid())
+            UserRow::find_in_account(conn, caller.account_id.as_uuid(), id.as_uuid())
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::User, id))
         })
@@ -154,7 +154,7 @@ impl Users {
     ) -> AppResult<Page<domain::User>> {
         let caller = scope.caller()?;
         let rows = db::with_connection(&self.pool, async |conn| {
-            User::list_for_account(
+            UserRow::list_for_account(
                 conn,
                 caller.account_id.as_uuid(),
                 after,
@@ -209,7 +209,7 @@ impl Users {
             // admission and leave the account without an admin: the second to lock both
             // users finds that its caller no longer is one.
             if let Some(caller_id) = caller.user_id().filter(|_| demotes || deactivates) {
-                let still_admin = User::lock_and_check_admin(
+                let still_admin = UserRow::lock_and_check_admin(
                     conn,
                     caller.account_id.as_uuid(),
                     &[caller_id.as_uuid(), id.as_uuid()],
@@ -231,10 +231,10 @@ impl Users {
                 active: changes.active,
                 updated_at: Some(Utc::now()),
             };
-            let user = User::update(conn, caller.account_id.as_uuid(), id.as_uuid(), &changeset)
+            let user = UserRow::update(conn, caller.account_id.as_uuid(), id.as_uuid(), &changeset)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::User, id))?;
-            RevokedSession::record(conn, id.as_uuid(), &ending, revoked_until).await?;
+            RevokedSessionRow::record(conn, id.as_uuid(), &ending, revoked_until).await?;
             Ok(user)
         })
         .await;
@@ -268,10 +268,11 @@ async fn taken(
     caller: &Caller,
     email: &Email,
 ) -> AppError {
-    let existing = match User::find_login(conn, caller.account_id.as_uuid(), email.as_str()).await {
-        Ok(existing) => existing,
-        Err(error) => return error,
-    };
+    let existing =
+        match UserRow::find_login(conn, caller.account_id.as_uuid(), email.as_str()).await {
+            Ok(existing) => existing,
+            Err(error) => return error,
+        };
     match existing {
         Some(login) if login.password_hash.is_none() && !login.user.active => {
             AppError::FailedPrecondition {
@@ -301,7 +302,7 @@ async fn invite(
     invitation: Option<&IssuedPasswordToken>,
 ) -> AppResult<domain::User> {
     if let Some(invitation) = invitation {
-        PasswordTokens::invite(
+        PasswordTokenRow::invite(
             conn,
             user.account_id.as_uuid(),
             user.id.as_uuid(),

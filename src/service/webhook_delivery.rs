@@ -1,7 +1,7 @@
 //! The webhook delivery workers: they send each account's events to its endpoints, signed as
 //! Standard Webhooks asks, at least once (docs/webhooks.md, "Webhooks we send").
 //!
-//! One loop per instance leases endpoints with due deliveries ([`WebhookDeliveries::claim`],
+//! One loop per instance leases endpoints with due deliveries ([`WebhookDeliveryRow::claim`],
 //! those waiting longest first, as many at once as there are free places) and gives each to a
 //! task of its own, up to `OUTBOUND_WEBHOOK_WORKERS` at once: the lease makes that task the only
 //! one of any instance delivering to that endpoint, so an endpoint receives its events one after
@@ -49,7 +49,7 @@ use crate::configuration::OutboundWebhookSettings;
 use crate::db::PgPool;
 use crate::db::models::event::StoredEvent;
 use crate::db::models::webhook_delivery::{
-    AttemptRecord, ClaimedDelivery, ClaimedEndpoint, Recorded, WebhookDeliveries,
+    AttemptRecord, ClaimedDelivery, ClaimedEndpoint, Recorded, WebhookDeliveryRow,
 };
 use crate::domain::{
     DeliveryState, EndpointUrl, SigningSecret, event_public_id, webhook_signature_header,
@@ -210,7 +210,7 @@ impl WebhookDeliveryWorkers {
     ) -> Result<Vec<ClaimedEndpoint>, AppError> {
         let lease = self.lease();
         let mut conn = crate::db::connection(&self.pool).await?;
-        WebhookDeliveries::claim(
+        WebhookDeliveryRow::claim(
             &mut conn,
             i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
             i64::from(self.settings.batch),
@@ -244,7 +244,7 @@ impl WebhookDeliveryWorkers {
         };
         let released = match crate::db::connection(&self.pool).await {
             Ok(mut conn) => {
-                WebhookDeliveries::release(
+                WebhookDeliveryRow::release(
                     &mut conn,
                     claimed.endpoint_id,
                     claimed.lease_token,
@@ -465,7 +465,7 @@ impl WebhookDeliveryWorkers {
             Recorded::Written {
                 failing_for: Some(failing_for),
             } if failing_for >= schedule.span() => {
-                if let Some((account, url)) = WebhookDeliveries::disable_if_failing_for(
+                if let Some((account, url)) = WebhookDeliveryRow::disable_if_failing_for(
                     &mut conn,
                     claimed.endpoint_id,
                     schedule.span(),
@@ -502,7 +502,7 @@ impl WebhookDeliveryWorkers {
         loop {
             let written = async {
                 let mut conn = crate::db::connection(&self.pool).await?;
-                let recorded = WebhookDeliveries::record(
+                let recorded = WebhookDeliveryRow::record(
                     &mut conn,
                     claimed.endpoint_id,
                     claimed.lease_token,

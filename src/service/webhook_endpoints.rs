@@ -12,9 +12,9 @@ use diesel_async::RunQueryDsl;
 
 use super::{Page, paginate, rows_to_fetch};
 use crate::configuration::OutboundWebhookSettings;
-use crate::db::models::event::Events;
-use crate::db::models::webhook_delivery::{WebhookDeliveries, cursor_seq, delivery_cursor};
-use crate::db::models::webhook_endpoint::{EndpointChanges, NewEndpoint, WebhookEndpoints};
+use crate::db::models::event::EventRow;
+use crate::db::models::webhook_delivery::{WebhookDeliveryRow, cursor_seq, delivery_cursor};
+use crate::db::models::webhook_endpoint::{EndpointChanges, NewEndpoint, WebhookEndpointRow};
 use crate::db::models::webhook_endpoint_secret::Retirement;
 use crate::db::{self, PgPool};
 use crate::domain::{
@@ -117,7 +117,7 @@ impl WebhookEndpointAdmin {
                     .bind::<diesel::sql_types::Uuid, _>(account_id)
                     .execute(conn)
                     .await?;
-                let count = WebhookEndpoints::count_for_account(conn, account_id).await?;
+                let count = WebhookEndpointRow::count_for_account(conn, account_id).await?;
                 if count >= i64::from(limit) {
                     return Err(AppError::FailedPrecondition {
                         reason: Reason::WebhookEndpointLimit,
@@ -153,7 +153,7 @@ impl WebhookEndpointAdmin {
     pub async fn get(&self, scope: &RequestScope, id: uuid::Uuid) -> AppResult<WebhookEndpoint> {
         let caller = scope.caller()?;
         db::with_connection(&self.pool, async |conn| {
-            WebhookEndpoints::find_in_account(conn, caller.account_id.as_uuid(), id).await
+            WebhookEndpointRow::find_in_account(conn, caller.account_id.as_uuid(), id).await
         })
         .await?
         .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))
@@ -167,7 +167,7 @@ impl WebhookEndpointAdmin {
     ) -> AppResult<Page<WebhookEndpoint>> {
         let caller = scope.caller()?;
         let rows = db::with_connection(&self.pool, async |conn| {
-            WebhookEndpoints::list_for_account(
+            WebhookEndpointRow::list_for_account(
                 conn,
                 caller.account_id.as_uuid(),
                 after,
@@ -191,7 +191,7 @@ impl WebhookEndpointAdmin {
         let caller = write.caller()?;
         let account_id = caller.account_id.as_uuid();
         let outcome = idempotency::transaction(&self.pool, write, as_is, async |conn| {
-            let current = WebhookEndpoints::lock_in_account(conn, account_id, id)
+            let current = WebhookEndpointRow::lock_in_account(conn, account_id, id)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))?;
             let changes = EndpointChanges {
@@ -200,7 +200,7 @@ impl WebhookEndpointAdmin {
                 event_types: update.event_types.clone(),
                 disabled: update.disabled,
             };
-            WebhookEndpoints::update(conn, &current, &changes).await
+            WebhookEndpointRow::update(conn, &current, &changes).await
         })
         .await?;
         if update.disabled == Some(false) {
@@ -217,7 +217,7 @@ impl WebhookEndpointAdmin {
         let caller = write.caller()?;
         let account_id = caller.account_id.as_uuid();
         idempotency::transaction(&self.pool, write, as_is, async |conn| {
-            if WebhookEndpoints::delete(conn, account_id, id).await? {
+            if WebhookEndpointRow::delete(conn, account_id, id).await? {
                 Ok(())
             } else {
                 Err(AppError::not_found(Resource::WebhookEndpoint, id))
@@ -253,7 +253,7 @@ impl WebhookEndpointAdmin {
                     oldest_expires_at,
                 } => return Err(rotation_limit(id, signing, oldest_expires_at)),
             };
-            WebhookEndpoints::rotate_secret(conn, account_id, id, &sealed, until)
+            WebhookEndpointRow::rotate_secret(conn, account_id, id, &sealed, until)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))
         })
@@ -289,10 +289,10 @@ impl WebhookEndpointAdmin {
         let caller = write.caller()?;
         let account_id = caller.account_id.as_uuid();
         let outcome = idempotency::transaction(&self.pool, write, as_is, async |conn| {
-            let delivery = Events::insert_test(conn, account_id, id)
+            let delivery = EventRow::insert_test(conn, account_id, id)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, id))?;
-            WebhookDeliveries::find(conn, account_id, id, delivery)
+            WebhookDeliveryRow::find(conn, account_id, id, delivery)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::WebhookDelivery, delivery))
         })
@@ -313,10 +313,10 @@ impl WebhookEndpointAdmin {
         let caller = scope.caller()?;
         let account_id = caller.account_id.as_uuid();
         let rows = db::with_connection(&self.pool, async |conn| {
-            WebhookEndpoints::find_in_account(conn, account_id, endpoint_id)
+            WebhookEndpointRow::find_in_account(conn, account_id, endpoint_id)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, endpoint_id))?;
-            WebhookDeliveries::list_for_endpoint(
+            WebhookDeliveryRow::list_for_endpoint(
                 conn,
                 account_id,
                 endpoint_id,
@@ -349,9 +349,9 @@ impl WebhookEndpointAdmin {
         let budget = scope.remaining();
         let account_id = caller.account_id.as_uuid();
         let delivery = db::pooled_transaction(&self.pool, budget, async |conn| {
-            WebhookDeliveries::redrive_failed(conn, account_id, endpoint_id, Some(id), None)
+            WebhookDeliveryRow::redrive_failed(conn, account_id, endpoint_id, Some(id), None)
                 .await?;
-            WebhookDeliveries::find(conn, account_id, endpoint_id, id)
+            WebhookDeliveryRow::find(conn, account_id, endpoint_id, id)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::WebhookDelivery, id))
         })
@@ -372,10 +372,10 @@ impl WebhookEndpointAdmin {
         let budget = scope.remaining();
         let account_id = caller.account_id.as_uuid();
         let redriven = db::pooled_transaction(&self.pool, budget, async |conn| {
-            WebhookEndpoints::find_in_account(conn, account_id, endpoint_id)
+            WebhookEndpointRow::find_in_account(conn, account_id, endpoint_id)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::WebhookEndpoint, endpoint_id))?;
-            WebhookDeliveries::redrive_failed(conn, account_id, endpoint_id, None, Some(since))
+            WebhookDeliveryRow::redrive_failed(conn, account_id, endpoint_id, None, Some(since))
                 .await
         })
         .await?;

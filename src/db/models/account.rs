@@ -14,7 +14,7 @@ use crate::errors::AppResult;
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
-struct AccountRow {
+pub struct AccountRow {
     pub id: Uuid,
     pub name: String,
     pub slug: String,
@@ -29,10 +29,7 @@ pub struct NewAccount<'a> {
     pub slug: &'a str,
 }
 
-/// The queries of the `accounts` table.
-pub struct Account;
-
-impl Account {
+impl AccountRow {
     pub async fn find(
         conn: &mut AsyncPgConnection,
         id: Uuid,

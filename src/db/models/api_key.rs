@@ -15,7 +15,7 @@ use crate::errors::AppResult;
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg))]
-struct ApiKeyRow {
+pub struct ApiKeyRow {
     pub id: Uuid,
     pub account_id: Uuid,
     pub name: String,
@@ -52,10 +52,7 @@ impl NewApiKey<'_> {
     }
 }
 
-/// The queries of the `api_keys` table.
-pub struct ApiKey;
-
-impl ApiKey {
+impl ApiKeyRow {
     pub async fn find_by_secret_hash(
         conn: &mut AsyncPgConnection,
         secret_hash: &[u8],

@@ -294,7 +294,7 @@ impl AttachmentRow {
 }
 
 #[derive(QueryableByName)]
-struct LeasedKey {
+pub struct StorageDeletionRow {
     #[diesel(sql_type = sql_types::Text)]
     object_key: String,
 }
@@ -306,10 +306,7 @@ struct Counted {
     rows: i64,
 }
 
-/// The queue of objects to delete from storage.
-pub struct StorageDeletion;
-
-impl StorageDeletion {
+impl StorageDeletionRow {
     /// Takes up to `limit` due keys, leasing each by moving its due time past `lease` times two
     /// to the power of its attempts (at most an hour): another pass, here or on another
     /// instance, takes it again only if this one did not finish it.
@@ -327,7 +324,7 @@ impl StorageDeletion {
         )
         .bind::<sql_types::BigInt, _>(limit)
         .bind::<sql_types::Double, _>(lease.as_secs_f64())
-        .load::<LeasedKey>(conn)
+        .load::<StorageDeletionRow>(conn)
         .await?
         .into_iter()
         .map(|row| row.object_key)

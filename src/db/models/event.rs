@@ -170,10 +170,7 @@ impl EventRow {
     }
 }
 
-/// The queries of the `events` table.
-pub struct Events;
-
-impl Events {
+impl EventRow {
     /// Records a test event for one endpoint (`endpoint.test`, carrying the endpoint), and so
     /// (by the fan-out trigger) its one delivery; returns the delivery's id. Two statements:
     /// the trigger's rows are not visible to the statement whose insert fired it. The endpoint
@@ -269,7 +266,7 @@ impl Events {
     /// A statement of its own, because its snapshot must be taken after the locks: a delivery
     /// put back in the queue by a redrive that committed while the locking statement ran is
     /// pending in this snapshot, and one that had not committed yet is still waiting for its
-    /// event's lock ([`super::webhook_delivery::WebhookDeliveries::redrive_failed`] takes it
+    /// event's lock ([`super::webhook_delivery::WebhookDeliveryRow::redrive_failed`] takes it
     /// first), so it changes nothing. One statement judging "none pending" from its own start
     /// would delete a delivery redriven in between, and the redrive with it.
     pub async fn delete_unowed(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> AppResult<usize> {

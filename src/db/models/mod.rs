@@ -1,6 +1,26 @@
-//! One file per table: the row as read (`Ticket`), the row as inserted (`NewTicket<'a>`), and the
-//! queries on that table as async methods taking a connection. Rows convert into `domain` types
-//! here, so nothing above this module sees a raw column.
+//! One file per table, one convention (crates.io's `models/keyword.rs`): **the row type holds
+//! its queries.** Each table's file has its row type, `<Table>Row` (`TicketRow`, `UserRow`,
+//! `WebhookDeliveryRow`, ...), whose associated async functions taking a
+//! `&mut AsyncPgConnection` are the table's queries (`TicketRow::find`, `UserRow::find_in_account`),
+//! beside the row as inserted (`NewTicket<'a>`) and, where a statement updates several columns,
+//! its changeset (`TicketChangeset`). No empty struct serves as a namespace: a table whose rows
+//! the service never reads back still has its row type (`RevokedSessionRow`). A few tables keep
+//! statements shared with others as free functions of their file, named for what they share
+//! (`send_lease::claim` for `charges` and `refunds`, `db::queue` for the two durable queues).
+//!
+//! Rows convert into `domain` types here (`into_domain`, a stored value that does not parse being
+//! [`corrupt`]), and the service hands domain types up. The one exception is the **read models**,
+//! `Stored*` and the dashboard's rows, which `api/` may name: read-only views of a row for the
+//! listing and admin RPCs whose message mirrors the row field for field, where a domain type
+//! would be a copy of the row under another name. Each has its enums already parsed here, carries
+//! no secret column and is never written back. They are exactly: `StoredNotification`,
+//! `StoredSuppression`, `NotificationSettings` and its `NotificationSettingsChanges`
+//! (NotificationService), `StoredWebhookEvent`
+//! (WebhookService), `StoredCharge` and `StoredFinding` with the filter `ChargeListFilter`
+//! (BillingService), `StoredEvent` and its `EventData` (EventService and the webhooks we send),
+//! `ActivityFeedRow` and `ResponseTimes` (DashboardService). Any other row stays below
+//! `service/`; a new read model that `api/` needs is added to this list and to
+//! docs/architecture.md.
 
 pub mod account;
 pub mod activity;
@@ -37,10 +57,10 @@ pub mod webhook_endpoint_secret;
 pub mod webhook_event;
 pub mod webhook_event_quarantine;
 
-pub use account::{Account, NewAccount};
+pub use account::{AccountRow, NewAccount};
 pub use activity::{ActivityRow, NewActivity};
-pub use api_key::{ApiKey, NewApiKey};
-pub use attachment::{AttachmentRow, NewAttachment, StorageDeletion, Viewer};
+pub use api_key::{ApiKeyRow, NewApiKey};
+pub use attachment::{AttachmentRow, NewAttachment, StorageDeletionRow, Viewer};
 pub use charge::{Attention, ChargeListFilter, ChargeRow, NewCharge, StoredCharge};
 pub use charge_activity::NewChargeActivity;
 pub use charge_dispute::NewChargeDispute;
@@ -49,23 +69,23 @@ pub use email_suppression::{StoredSuppression, SuppressionRow};
 pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 pub use notification::{NewNotification, NotificationRow, StoredNotification};
 pub use operation::{BatchProgress, ClaimedOperation, NewOperation, OperationRow};
-pub use password_token::{NewPasswordToken, PasswordTokens, StoredPasswordToken};
+pub use password_token::{NewPasswordToken, PasswordTokenRow};
 pub use recent_activity::ActivityFeedRow;
 pub use reconciliation_finding::{
     NewReconciliationFinding, ReconciliationFindingRow, StoredFinding,
 };
 pub use reconciliation_run::{NewReconciliationRun, ReconciliationRunRow, RunCounts};
 pub use refund::{NewRefund, RefundRow, StoredRefund};
-pub use requester_open_tickets::RequesterOpenTickets;
+pub use requester_open_tickets::RequesterOpenTicketsRow;
 pub use revenue_daily::RevenueDay;
-pub use revoked_session::RevokedSession;
+pub use revoked_session::RevokedSessionRow;
 pub use ticket::{
     FirstPageBound, ImportedTickets, NewTicket, TicketChangeset, TicketListQuery, TicketRow,
 };
 pub use ticket_counts_daily::TicketDay;
 pub use ticket_counts_open::OpenTicketCount;
 pub use ticket_response_histogram::ResponseTimes;
-pub use user::{NewUser, User, UserChangeset};
+pub use user::{NewUser, UserChangeset, UserRow};
 pub use webhook_event::{Stored, StoredWebhookEvent, WebhookEventRow};
 pub use webhook_event_quarantine::{NewWebhookEventQuarantine, QuarantinedEvent};
 

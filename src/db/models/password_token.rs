@@ -30,7 +30,7 @@ pub struct NewPasswordToken<'a> {
 
 /// A presented token as stored, with what deciding about it needs.
 #[derive(Clone, Debug, QueryableByName)]
-pub struct StoredPasswordToken {
+pub struct PasswordTokenRow {
     #[diesel(sql_type = SqlUuid)]
     pub id: Uuid,
     #[diesel(sql_type = SqlUuid)]
@@ -51,9 +51,6 @@ pub struct StoredPasswordToken {
     #[diesel(sql_type = Bool)]
     pub user_active: bool,
 }
-
-/// The queries of the `password_tokens` table.
-pub struct PasswordTokens;
 
 /// The expiry of a token living `$5` seconds from PostgreSQL's `now()`, and as its message shows
 /// it (RFC 3339, UTC, whole seconds).
@@ -132,7 +129,7 @@ const FIND: &str = "SELECT t.id, t.user_id, t.account_id, a.slug AS account_slug
 
 /// ResetPassword's write, one statement: uses token `$1` if it is still unused and unexpired,
 /// uses up every other token of its user, sets the user's password hash `$2`, and records the
-/// user's sessions `$3` as revoked until `$4` (as `RevokedSession::record` does: an expired row
+/// user's sessions `$3` as revoked until `$4` (as `RevokedSessionRow::record` does: an expired row
 /// of one of them is renewed, not forgotten). Answers whether the password was set.
 ///
 /// The user's row is locked first (`owner`, an InitPlan run before any token is touched): two
@@ -174,7 +171,7 @@ struct Changed {
     changed: bool,
 }
 
-impl PasswordTokens {
+impl PasswordTokenRow {
     /// Issues a reset token for the user `email` of account `slug`, with its message, if there
     /// is such an active user with a password; otherwise does nothing, with the same statement.
     pub async fn request_reset(
@@ -231,10 +228,10 @@ impl PasswordTokens {
     pub async fn find(
         conn: &mut AsyncPgConnection,
         token_hash: &[u8],
-    ) -> AppResult<Option<StoredPasswordToken>> {
+    ) -> AppResult<Option<PasswordTokenRow>> {
         Ok(
             KeepPrepared(diesel::sql_query(FIND).bind::<Bytea, _>(token_hash))
-                .get_result::<StoredPasswordToken>(conn)
+                .get_result::<PasswordTokenRow>(conn)
                 .await
                 .optional()?,
         )

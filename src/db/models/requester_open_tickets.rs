@@ -12,17 +12,14 @@ use crate::domain::AccountId;
 use crate::errors::AppResult;
 
 #[derive(diesel::QueryableByName)]
-struct RequesterOpenTicketsRow {
+pub struct RequesterOpenTicketsRow {
     #[diesel(sql_type = sql_types::Uuid)]
     requester_id: Uuid,
     #[diesel(sql_type = sql_types::BigInt)]
     tickets: i64,
 }
 
-/// How many open tickets a requester has.
-pub struct RequesterOpenTickets;
-
-impl RequesterOpenTickets {
+impl RequesterOpenTicketsRow {
     /// Each of `requesters`' open tickets in the account; requesters that never had one are left
     /// out. Read after locking the requesters' user rows (as CreateTicket locks its requester),
     /// so no ticket of theirs can be created in between; the counter then includes every

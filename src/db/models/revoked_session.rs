@@ -4,15 +4,26 @@
 //! expired.
 
 use chrono::{DateTime, Utc};
+use diesel::prelude::{Queryable, Selectable};
 use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::KeepPrepared;
+use crate::db::schema::revoked_sessions;
 use crate::errors::AppResult;
 
-/// The queries of the `revoked_sessions` table.
-pub struct RevokedSession;
+/// A row of `revoked_sessions`: a session ended before its tokens expired, and until when that
+/// matters. Its associated functions are the table's queries; the service reads no row back (the
+/// revocation travels as Redis's markers), so nothing builds one yet.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = revoked_sessions, check_for_backend(diesel::pg::Pg))]
+pub struct RevokedSessionRow {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub revoked_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
 
 /// Records sessions `$2` of user `$1` as revoked until `$3` (or later, if one already is), and
 /// forgets the user's other rows that no longer matter: one statement, so the table stays the
@@ -28,7 +39,7 @@ const RECORD: &str = "WITH forgotten AS ( \
      ON CONFLICT (session_id) DO UPDATE \
          SET expires_at = greatest(revoked_sessions.expires_at, EXCLUDED.expires_at)";
 
-impl RevokedSession {
+impl RevokedSessionRow {
     /// Records `sessions` of `user_id` as revoked until `until`. One statement; nothing for an
     /// empty list.
     pub async fn record(

@@ -76,9 +76,6 @@ impl UserRow {
     }
 }
 
-/// The queries of the `users` table.
-pub struct User;
-
 #[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
@@ -113,7 +110,7 @@ fn found_user(found: QueryResult<UserRow>) -> AppResult<Option<domain::User>> {
     found.optional()?.map(UserRow::into_domain).transpose()
 }
 
-impl User {
+impl UserRow {
     /// The user `id` if it belongs to `account_id`.
     pub async fn find_in_account(
         conn: &mut AsyncPgConnection,
@@ -185,7 +182,7 @@ impl User {
     }
 }
 
-impl User {
+impl UserRow {
     /// The user with `email` and their stored password hash, for logging in and inviting.
     pub async fn find_login(
         conn: &mut AsyncPgConnection,
@@ -419,7 +416,7 @@ struct UserIdOnly {
     id: Uuid,
 }
 
-impl User {
+impl UserRow {
     /// The users of the account with `emails` (distinct, sorted), customers added for those it
     /// does not have yet, every one of them locked (in id order): an import's requesters, found
     /// or added as CreateTicket finds or adds one, in two statements for a whole batch.

@@ -2,12 +2,12 @@
 //! "Webhooks we send"). Deliveries are written by the fan-out trigger of `events`; workers take
 //! them an endpoint at a time:
 //!
-//! 1. **Claim** ([`WebhookDeliveries::claim`], one statement, acted on once its commit is
+//! 1. **Claim** ([`WebhookDeliveryRow::claim`], one statement, acted on once its commit is
 //!    confirmed: [`crate::db::committed`]): the enabled endpoint, leased by no
 //!    worker and resting after no failure, whose oldest due delivery waited longest; its lease is
 //!    taken and up to a batch of its due deliveries returned, in event order, with their events.
 //! 2. The attempts, one after the other, with no connection held.
-//! 3. **Record** each attempt ([`WebhookDeliveries::record`], one statement, matched to the
+//! 3. **Record** each attempt ([`WebhookDeliveryRow::record`], one statement, matched to the
 //!    lease and to the attempt number): the delivery's new state, the endpoint's failing streak,
 //!    and the attempt's log row, numbered on from the delivery's earlier attempts (a redrive
 //!    starts a new schedule, not a new log).
@@ -125,10 +125,7 @@ pub enum Recorded {
     LeaseLost,
 }
 
-/// The queries of the delivery queue.
-pub struct WebhookDeliveries;
-
-impl WebhookDeliveries {
+impl WebhookDeliveryRow {
     /// Takes the leases of up to `limit` endpoints with due deliveries, those whose oldest due
     /// delivery waited longest first, at most `failing_limit` of them in the lane of the failing
     /// (in a failing streak or answering slowly: they may hold only part of the workers), and up
@@ -428,7 +425,7 @@ impl WebhookDeliveries {
         let mut query = webhook_deliveries::table
             .filter(webhook_deliveries::account_id.eq(account_id))
             .filter(webhook_deliveries::endpoint_id.eq(endpoint_id))
-            .select(DeliveryRow::as_select())
+            .select(WebhookDeliveryRow::as_select())
             .order(webhook_deliveries::event_seq.desc())
             .limit(limit)
             .into_boxed();
@@ -438,7 +435,7 @@ impl WebhookDeliveries {
         if let Some(seq) = after_seq {
             query = query.filter(webhook_deliveries::event_seq.lt(seq));
         }
-        let rows: Vec<DeliveryRow> = query.load(conn).await?;
+        let rows: Vec<WebhookDeliveryRow> = query.load(conn).await?;
         let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
         let attempts: Vec<AttemptRow> = webhook_delivery_attempts::table
             .filter(webhook_delivery_attempts::delivery_id.eq_any(&ids))
@@ -471,11 +468,11 @@ impl WebhookDeliveries {
         endpoint_id: Uuid,
         id: Uuid,
     ) -> AppResult<Option<domain::WebhookDelivery>> {
-        let row: Option<DeliveryRow> = webhook_deliveries::table
+        let row: Option<WebhookDeliveryRow> = webhook_deliveries::table
             .filter(webhook_deliveries::account_id.eq(account_id))
             .filter(webhook_deliveries::endpoint_id.eq(endpoint_id))
             .filter(webhook_deliveries::id.eq(id))
-            .select(DeliveryRow::as_select())
+            .select(WebhookDeliveryRow::as_select())
             .first(conn)
             .await
             .optional()?;
@@ -500,7 +497,7 @@ impl WebhookDeliveries {
     /// the retention sweep, which locks the events it deletes, either skips the event or has
     /// deleted it before this statement gets to it (then there is nothing to redrive): it never
     /// deletes a delivery this statement has just put back in the queue
-    /// ([`super::event::Events::delete_unowed`]).
+    /// ([`super::event::EventRow::delete_unowed`]).
     pub async fn redrive_failed(
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
@@ -547,7 +544,7 @@ pub fn cursor_seq(cursor: &PageCursor) -> i64 {
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = webhook_deliveries, check_for_backend(diesel::pg::Pg))]
-struct DeliveryRow {
+pub struct WebhookDeliveryRow {
     id: Uuid,
     endpoint_id: Uuid,
     event_id: Uuid,
@@ -559,7 +556,7 @@ struct DeliveryRow {
     created_at: DateTime<Utc>,
 }
 
-impl DeliveryRow {
+impl WebhookDeliveryRow {
     fn into_domain(self, attempt_log: Vec<DeliveryAttempt>) -> AppResult<domain::WebhookDelivery> {
         let state = DeliveryState::parse(&self.state)
             .map_err(|problem| corrupt("webhook_deliveries.state", problem))?;

@@ -14,7 +14,7 @@ use crate::errors::AppResult;
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = webhook_endpoints, check_for_backend(diesel::pg::Pg))]
-struct EndpointRow {
+pub struct WebhookEndpointRow {
     id: Uuid,
     account_id: Uuid,
     url: String,
@@ -49,21 +49,18 @@ pub struct EndpointChanges {
     pub disabled: Option<bool>,
 }
 
-/// The queries of the `webhook_endpoints` table.
-pub struct WebhookEndpoints;
-
 impl NewEndpoint<'_> {
     pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<domain::WebhookEndpoint> {
         diesel::insert_into(webhook_endpoints::table)
             .values(self)
-            .returning(EndpointRow::as_returning())
+            .returning(WebhookEndpointRow::as_returning())
             .get_result(conn)
             .await?
             .into_domain()
     }
 }
 
-impl WebhookEndpoints {
+impl WebhookEndpointRow {
     /// How many endpoints the account has.
     pub async fn count_for_account(
         conn: &mut AsyncPgConnection,
@@ -84,11 +81,11 @@ impl WebhookEndpoints {
         webhook_endpoints::table
             .filter(webhook_endpoints::account_id.eq(account_id))
             .filter(webhook_endpoints::id.eq(id))
-            .select(EndpointRow::as_select())
+            .select(WebhookEndpointRow::as_select())
             .first(conn)
             .await
             .optional()?
-            .map(EndpointRow::into_domain)
+            .map(WebhookEndpointRow::into_domain)
             .transpose()
     }
 
@@ -105,12 +102,12 @@ impl WebhookEndpoints {
         webhook_endpoints::table
             .filter(webhook_endpoints::account_id.eq(account_id))
             .filter(webhook_endpoints::id.eq(id))
-            .select(EndpointRow::as_select())
+            .select(WebhookEndpointRow::as_select())
             .for_no_key_update()
             .first(conn)
             .await
             .optional()?
-            .map(EndpointRow::into_domain)
+            .map(WebhookEndpointRow::into_domain)
             .transpose()
     }
 
@@ -123,7 +120,7 @@ impl WebhookEndpoints {
     ) -> AppResult<Vec<domain::WebhookEndpoint>> {
         let mut query = webhook_endpoints::table
             .filter(webhook_endpoints::account_id.eq(account_id))
-            .select(EndpointRow::as_select())
+            .select(WebhookEndpointRow::as_select())
             .order((
                 webhook_endpoints::created_at.asc(),
                 webhook_endpoints::id.asc(),
@@ -140,10 +137,10 @@ impl WebhookEndpoints {
                 );
         }
         query
-            .load::<EndpointRow>(conn)
+            .load::<WebhookEndpointRow>(conn)
             .await?
             .into_iter()
-            .map(EndpointRow::into_domain)
+            .map(WebhookEndpointRow::into_domain)
             .collect()
     }
 
@@ -212,7 +209,7 @@ impl WebhookEndpoints {
                     webhook_endpoints::version.eq(webhook_endpoints::version + 1),
                     webhook_endpoints::updated_at.eq(diesel::dsl::now),
                 ))
-                .returning(EndpointRow::as_returning())
+                .returning(WebhookEndpointRow::as_returning())
                 .get_result(conn)
                 .await?
         } else if enabling {
@@ -233,7 +230,7 @@ impl WebhookEndpoints {
                     webhook_endpoints::version.eq(webhook_endpoints::version + 1),
                     webhook_endpoints::updated_at.eq(diesel::dsl::now),
                 ))
-                .returning(EndpointRow::as_returning())
+                .returning(WebhookEndpointRow::as_returning())
                 .get_result(conn)
                 .await?
         } else {
@@ -247,7 +244,7 @@ impl WebhookEndpoints {
                     webhook_endpoints::version.eq(webhook_endpoints::version + 1),
                     webhook_endpoints::updated_at.eq(diesel::dsl::now),
                 ))
-                .returning(EndpointRow::as_returning())
+                .returning(WebhookEndpointRow::as_returning())
                 .get_result(conn)
                 .await?
         };
@@ -295,11 +292,11 @@ impl WebhookEndpoints {
             webhook_endpoints::version.eq(webhook_endpoints::version + 1),
             webhook_endpoints::updated_at.eq(diesel::dsl::now),
         ))
-        .returning(EndpointRow::as_returning())
+        .returning(WebhookEndpointRow::as_returning())
         .get_result(conn)
         .await
         .optional()?
-        .map(EndpointRow::into_domain)
+        .map(WebhookEndpointRow::into_domain)
         .transpose()
     }
 }
@@ -322,7 +319,7 @@ pub struct EndpointSnapshot {
 
 impl EndpointSnapshot {
     pub fn into_domain(self) -> AppResult<domain::WebhookEndpoint> {
-        EndpointRow {
+        WebhookEndpointRow {
             id: self.id,
             account_id: self.account_id,
             url: self.url,
@@ -342,7 +339,7 @@ impl EndpointSnapshot {
 /// The types of a stored filter that this build knows. A type it does not (written by a newer
 /// version, during a mixed deploy or after a rollback) is left out of what it reads, and logged,
 /// rather than making the endpoint unreadable; the stored filter keeps it, since a change that
-/// does not name the filter does not write it ([`WebhookEndpoints::update`]).
+/// does not name the filter does not write it ([`WebhookEndpointRow::update`]).
 fn known_event_types(endpoint: Uuid, stored: &[Option<String>]) -> Vec<EventType> {
     stored
         .iter()
@@ -358,7 +355,7 @@ fn known_event_types(endpoint: Uuid, stored: &[Option<String>]) -> Vec<EventType
         .collect()
 }
 
-impl EndpointRow {
+impl WebhookEndpointRow {
     fn into_domain(self) -> AppResult<domain::WebhookEndpoint> {
         Ok(domain::WebhookEndpoint {
             id: self.id,

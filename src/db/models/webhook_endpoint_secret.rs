@@ -1,7 +1,7 @@
 //! The `webhook_endpoint_secrets` table: the secrets rotations retired, each signing beside the
 //! endpoint's current secret until its own expiry, by PostgreSQL's clock (docs/webhooks.md,
 //! "Rotation"). The claim of an endpoint reads those still signing
-//! ([`super::webhook_delivery::WebhookDeliveries::claim`]).
+//! ([`super::webhook_delivery::WebhookDeliveryRow::claim`]).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

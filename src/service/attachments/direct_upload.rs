@@ -16,7 +16,7 @@ use tokio_stream::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::{Attachments, DirectUpload, FilePieces, NewUpload, mismatch, remaining};
-use crate::db::models::{AttachmentRow, StorageDeletion, Viewer};
+use crate::db::models::{AttachmentRow, StorageDeletionRow, Viewer};
 use crate::db::{self};
 use crate::domain::{
     Attachment, AttachmentContentType, AttachmentId, AttachmentState, InvalidValue,
@@ -361,7 +361,7 @@ impl Attachments {
     /// attachment holds again is left to it).
     async fn forget_unheld_object(&self, storage: &ObjectStorage, key: &str, deadline: Instant) {
         let queued = db::with_connection(&self.pool, async |conn| {
-            StorageDeletion::queue_unheld(conn, key).await
+            StorageDeletionRow::queue_unheld(conn, key).await
         })
         .await;
         match queued {
@@ -388,7 +388,7 @@ impl Attachments {
         match storage.delete(key, deadline).await {
             Ok(()) => {
                 db::with_connection(&self.pool, async |conn| {
-                    StorageDeletion::done(conn, key).await
+                    StorageDeletionRow::done(conn, key).await
                 })
                 .await
             }

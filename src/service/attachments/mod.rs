@@ -23,7 +23,7 @@ use crate::auth::Caller;
 use crate::configuration::AttachmentSettings;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::{
-    AttachmentRow, CommentRow, NewAttachment, StorageDeletion, TicketRow, Viewer,
+    AttachmentRow, CommentRow, NewAttachment, StorageDeletionRow, TicketRow, Viewer,
 };
 use crate::db::{self, PgPool};
 use crate::domain::{
@@ -489,7 +489,7 @@ impl Attachments {
             return Ok(report);
         };
         let keys = db::with_connection(&self.pool, async |conn| {
-            StorageDeletion::lease_due(conn, SWEEP_BATCH, DELETION_LEASE).await
+            StorageDeletionRow::lease_due(conn, SWEEP_BATCH, DELETION_LEASE).await
         })
         .await?;
         for key in keys {
@@ -497,7 +497,7 @@ impl Attachments {
             match storage.delete(&key, deadline).await {
                 Ok(()) => {
                     db::with_connection(&self.pool, async |conn| {
-                        StorageDeletion::done(conn, &key).await
+                        StorageDeletionRow::done(conn, &key).await
                     })
                     .await?;
                     report.deleted += 1;

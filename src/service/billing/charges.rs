@@ -71,7 +71,7 @@ pub(super) async fn insert_pending_charge(
     request: &NewChargeRequest,
 ) -> AppResult<StoredCharge> {
     let account_id = caller.account_id;
-    User::find_in_account(conn, account_id.as_uuid(), request.customer_id.as_uuid())
+    UserRow::find_in_account(conn, account_id.as_uuid(), request.customer_id.as_uuid())
         .await?
         .ok_or_else(|| AppError::not_found(Resource::User, request.customer_id))?;
     if let Some(ticket_id) = request.ticket_id {

@@ -46,7 +46,7 @@ use crate::db::models::notification;
 use crate::db::models::send_lease::{self, Leased, SendLease, Unsettled};
 use crate::db::models::{
     ChargeListFilter, ChargeRow, NewCharge, NewChargeActivity, NewRefund, RefundRow, StoredCharge,
-    StoredRefund, User, charge_dispute,
+    StoredRefund, UserRow, charge_dispute,
 };
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{

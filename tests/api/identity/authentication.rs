@@ -572,14 +572,14 @@ async fn logout_ends_the_session_and_logout_all_every_session() {
 #[tokio::test]
 async fn a_session_revoked_again_after_its_record_expired_is_recorded_again_and_others_forgotten() {
     use diesel_async::RunQueryDsl;
-    use supportdesk::db::models::RevokedSession;
+    use supportdesk::db::models::RevokedSessionRow;
 
     let app = TestApp::spawn().await;
     let mut conn = app.database.connect().await;
     let user = app.admin.id.as_uuid();
     let (again, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     let until = || chrono::Utc::now() + chrono::Duration::minutes(15);
-    RevokedSession::record(&mut conn, user, &[again, other], until())
+    RevokedSessionRow::record(&mut conn, user, &[again, other], until())
         .await
         .expect("recorded");
     // Both records outlive their access tokens; then the first session is revoked again (a
@@ -588,7 +588,7 @@ async fn a_session_revoked_again_after_its_record_expired_is_recorded_again_and_
         .execute(&mut conn)
         .await
         .unwrap();
-    RevokedSession::record(&mut conn, user, &[again], until())
+    RevokedSessionRow::record(&mut conn, user, &[again], until())
         .await
         .expect("recorded again");
 

@@ -6,8 +6,21 @@
 //! locks the ticket row first and decides on the state it locked: the etag check, the lifecycle
 //! rules and the open-ticket limit all hold under concurrency.
 //!
-//! Reads at volume live here too: the change feed and full-text search; the export is in
-//! `ticket_export.rs` (docs/export-and-search.md).
+//! This file holds the desk and what every change shares (the lock, the lifecycle's refusals,
+//! the audit record, the cache after the commit); each other topic has its file: `comments.rs`,
+//! `activity.rs` (the audit trail read back), and the reads at volume, `feed.rs` (the change
+//! feed), `search.rs` (full-text search) and `export.rs` (ExportTickets;
+//! docs/export-and-search.md).
+
+mod activity;
+mod comments;
+pub mod export;
+mod feed;
+mod search;
+
+pub use export::{EXPORT_BATCH, Export, ExportBatch, ExportInterruption, ExportSettings};
+pub use feed::FeedPage;
+pub use search::SearchPage;
 
 use std::sync::Arc;
 
@@ -19,17 +32,15 @@ use crate::auth::Caller;
 use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::{
-    ActivityRow, CommentRow, FirstPageBound, NewActivity, NewComment, NewNotification, NewTicket,
-    NewUser, TicketChangeset, TicketRow, User,
+    FirstPageBound, NewActivity, NewNotification, NewTicket, NewUser, TicketChangeset, TicketRow,
+    UserRow,
 };
 use crate::db::{self, PgPool};
 use crate::domain::{
-    AccountId, Actor, ChangeCursor, Comment, CommentAddedData, CommentBody, Email, Etag, FeedEntry,
-    FieldChange, FieldChanges, InvalidValue, NewTicketRequest, NotificationKind, PageCursor,
-    PageSize, Role, RuleViolation, SearchCursor, SearchHit, SearchOrder, Ticket, TicketAction,
-    TicketActivity, TicketChange, TicketCreatedData, TicketDescription, TicketFilter, TicketId,
-    TicketPriority, TicketSearch, TicketSolvedData, TicketStatus, TicketSubject, TicketTransition,
-    UserId,
+    AccountId, Actor, Email, Etag, FieldChange, FieldChanges, InvalidValue, NewTicketRequest,
+    NotificationKind, PageCursor, PageSize, Role, RuleViolation, Ticket, TicketAction,
+    TicketChange, TicketCreatedData, TicketDescription, TicketFilter, TicketId, TicketPriority,
+    TicketSolvedData, TicketStatus, TicketSubject, TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, KeyedWrite, Outcome, StoredResponse};
@@ -53,29 +64,13 @@ pub struct TicketEdits {
     pub priority: Option<TicketPriority>,
 }
 
-/// A page of search results, and the order they come in (the same on every page of a search).
-#[derive(Debug)]
-pub struct SearchPage {
-    pub order: SearchOrder,
-    pub page: Page<SearchHit, SearchCursor>,
-}
-
-/// A page of the change feed: the entries, where the next call starts, and whether the feed had
-/// nothing more to give.
-#[derive(Debug)]
-pub struct FeedPage {
-    pub entries: Vec<FeedEntry>,
-    pub next: ChangeCursor,
-    pub caught_up: bool,
-}
-
 #[derive(Clone)]
 pub struct TicketDesk {
     pool: PgPool,
     cache: TicketCache,
     max_open_per_requester: u32,
-    /// How exports run (service/ticket_export.rs).
-    pub(super) exports: super::ticket_export::ExportSettings,
+    /// How exports run (`export.rs`).
+    exports: ExportSettings,
     /// The domain of the notifications' `Message-ID`s (the public base URL's host).
     message_domain: Arc<str>,
 }
@@ -91,70 +86,19 @@ impl TicketDesk {
             pool,
             cache,
             max_open_per_requester,
-            exports: super::ticket_export::ExportSettings::default(),
+            exports: ExportSettings::default(),
             message_domain: Arc::from(message_domain),
         }
     }
 
     /// Runs exports as `exports` says (their limit, their places, the drain that ends them).
-    pub fn with_exports(self, exports: super::ticket_export::ExportSettings) -> Self {
+    pub fn with_exports(self, exports: ExportSettings) -> Self {
         Self { exports, ..self }
     }
 
-    /// The pool exports read from (service/ticket_export.rs).
-    pub(super) fn pool(&self) -> &PgPool {
+    /// The pool exports read from (`export.rs`).
+    fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// The change feed after `after`: at most `page_size` tickets changed since, oldest change
-    /// first (see [`TicketRow::changes`] for why none is ever skipped).
-    pub async fn changes(
-        &self,
-        scope: &RequestScope,
-        after: ChangeCursor,
-        page_size: PageSize,
-    ) -> AppResult<FeedPage> {
-        let caller = scope.caller()?;
-        let mut entries = TicketRow::changes(
-            &mut *db::connection(&self.pool).await?,
-            caller.account_id,
-            after,
-            rows_to_fetch(page_size),
-        )
-        .await?;
-        let caught_up = entries.len() <= usize::from(page_size.get());
-        entries.truncate(usize::from(page_size.get()));
-        let next = entries.last().map_or(after, |entry| entry.position);
-        Ok(FeedPage {
-            entries,
-            next,
-            caught_up,
-        })
-    }
-
-    /// A page of the tickets the caller may see that match `search`, best match first or, for
-    /// words that match too many tickets to rank in time, newest first (`order` says which).
-    pub async fn search(
-        &self,
-        scope: &RequestScope,
-        search: &TicketSearch,
-        page_size: PageSize,
-        after: Option<SearchCursor>,
-    ) -> AppResult<SearchPage> {
-        let caller = scope.caller()?;
-        let (order, hits) = TicketRow::search(
-            &mut *db::connection(&self.pool).await?,
-            caller.account_id,
-            caller.restricted_to_user(),
-            search,
-            after,
-            rows_to_fetch(page_size),
-        )
-        .await?;
-        Ok(SearchPage {
-            order,
-            page: paginate(hits, page_size, |hit| SearchCursor::after(order, hit)),
-        })
     }
 
     /// Opens a ticket in status NEW. Customers raise tickets for themselves, cannot assign
@@ -208,7 +152,7 @@ impl TicketDesk {
             // one after the other.
             let requester = match requester {
                 Requester::Caller(user_id) => {
-                    User::lock_in_account(conn, account_id.as_uuid(), user_id.as_uuid())
+                    UserRow::lock_in_account(conn, account_id.as_uuid(), user_id.as_uuid())
                         .await?
                         .ok_or_else(|| AppError::not_found(Resource::User, user_id))?
                 }
@@ -307,7 +251,7 @@ impl TicketDesk {
         account_id: AccountId,
         requester: Uuid,
     ) -> AppResult<()> {
-        User::lock(conn, account_id.as_uuid(), requester).await?;
+        UserRow::lock(conn, account_id.as_uuid(), requester).await?;
         self.check_open_limit(conn, account_id, requester).await
     }
 
@@ -558,110 +502,6 @@ impl TicketDesk {
         }
     }
 
-    /// Adds a comment. Customers write public replies on their own tickets only; internal
-    /// notes are for agents. Not on closed tickets.
-    pub async fn add_comment(
-        &self,
-        write: &KeyedWrite<'_, Comment>,
-        ticket_id: TicketId,
-        body: CommentBody,
-        public: bool,
-    ) -> AppResult<Outcome<Comment>> {
-        let caller = write.caller()?;
-        if !public {
-            caller.require(Role::Agent)?;
-        }
-        let account_id = caller.account_id;
-        // Armed before the COMMIT: a lost answer may hide a committed write.
-        let unsettled = self.cache.unsettled();
-        let outcome = idempotency::transaction(
-            &self.pool,
-            write,
-            |(_, comment): &(Ticket, Comment)| Ok::<_, AppError>(comment.clone()),
-            async |conn| {
-                let current = lock_visible(conn, caller, ticket_id).await?;
-                let comment_id = Uuid::now_v7();
-                let decision = current
-                    .apply(&TicketChange::Comment {
-                        comment_id: comment_id.to_string(),
-                        public,
-                    })
-                    .map_err(|rule| refused(&current, rule))?;
-                unsettled.writes(account_id, ticket_id, current.version);
-                let (author_user_id, author_api_key_id) = actor_columns(caller.actor());
-                let comment = NewComment {
-                    id: comment_id,
-                    account_id: account_id.as_uuid(),
-                    ticket_id: current.id.as_uuid(),
-                    author_user_id,
-                    author_api_key_id,
-                    body: body.as_str(),
-                    public,
-                }
-                .insert_notifying(
-                    conn,
-                    self.comment_notice(caller, &current, &body, public)
-                        .as_ref(),
-                )
-                .await?;
-                let stored = TicketRow::touch(conn, &current).await?;
-                record(
-                    conn,
-                    caller.actor(),
-                    &stored,
-                    decision.action,
-                    &decision.changes,
-                )
-                .await?;
-                Ok::<_, AppError>((stored, comment))
-            },
-        )
-        .await?;
-        unsettled.settled();
-        Ok(match outcome {
-            Outcome::Done((ticket, comment)) => {
-                self.cache.store(&ticket).await;
-                Outcome::Done(comment)
-            }
-            Outcome::Failed(error) => Outcome::Failed(error),
-            Outcome::Replay(stored) => {
-                if matches!(stored, StoredResponse::Success { .. }) {
-                    self.refresh(account_id, ticket_id).await;
-                }
-                Outcome::Replay(stored)
-            }
-        })
-    }
-
-    /// The notice of a comment to the ticket's requester: only for a public comment written at
-    /// the desk (an agent, an admin or an API key) by someone other than the requester; internal
-    /// notes never leave the desk, and a requester is not told of their own replies.
-    fn comment_notice<'a>(
-        &self,
-        caller: &Caller,
-        ticket: &'a Ticket,
-        body: &CommentBody,
-        public: bool,
-    ) -> Option<NewNotification<'a>> {
-        let by_requester = caller.actor() == Actor::User(ticket.requester_id);
-        if !public || caller.restricted_to_user().is_some() || by_requester {
-            return None;
-        }
-        let id = Uuid::now_v7();
-        Some(NewNotification {
-            id,
-            kind: NotificationKind::CommentAdded,
-            recipient_user_id: ticket.requester_id.as_uuid(),
-            recipient_address: ticket.requester_email.as_str(),
-            data: serde_json::to_value(CommentAddedData {
-                subject: ticket.subject.as_str().to_owned(),
-                body: body.as_str().to_owned(),
-            })
-            .unwrap_or(serde_json::Value::Null),
-            message_id: NewNotification::message_id_for(id, &self.message_domain),
-        })
-    }
-
     /// The notice of a solved ticket to its requester: when `action` solved it and someone other
     /// than the requester did.
     fn solved_notice<'a>(
@@ -685,68 +525,6 @@ impl TicketDesk {
             .unwrap_or(serde_json::Value::Null),
             message_id: NewNotification::message_id_for(id, &self.message_domain),
         })
-    }
-
-    /// A page of a ticket's comments, oldest first; customers see public ones only.
-    pub async fn list_comments(
-        &self,
-        scope: &RequestScope,
-        ticket_id: TicketId,
-        page_size: PageSize,
-        after: Option<PageCursor>,
-    ) -> AppResult<Page<Comment>> {
-        let caller = scope.caller()?;
-        let rows = db::with_connection(&self.pool, async |conn| {
-            TicketRow::find(
-                conn,
-                caller.account_id,
-                caller.restricted_to_user(),
-                ticket_id,
-            )
-            .await?
-            .ok_or_else(|| AppError::not_found(Resource::Ticket, ticket_id))?;
-            CommentRow::list_for_ticket(
-                conn,
-                caller.account_id.as_uuid(),
-                ticket_id.as_uuid(),
-                caller.role().works_tickets(),
-                after,
-                rows_to_fetch(page_size),
-            )
-            .await
-        })
-        .await?;
-        Ok(paginate(rows, page_size, |comment| {
-            PageCursor::at(comment.created_at, comment.id)
-        }))
-    }
-
-    /// A page of a ticket's audit trail, newest first. Agents and admins.
-    pub async fn list_activity(
-        &self,
-        scope: &RequestScope,
-        ticket_id: TicketId,
-        page_size: PageSize,
-        after: Option<PageCursor>,
-    ) -> AppResult<Page<TicketActivity>> {
-        let caller = scope.caller()?;
-        let rows = db::with_connection(&self.pool, async |conn| {
-            TicketRow::find(conn, caller.account_id, None, ticket_id)
-                .await?
-                .ok_or_else(|| AppError::not_found(Resource::Ticket, ticket_id))?;
-            ActivityRow::list_for_ticket(
-                conn,
-                caller.account_id.as_uuid(),
-                ticket_id.as_uuid(),
-                after,
-                rows_to_fetch(page_size),
-            )
-            .await
-        })
-        .await?;
-        Ok(paginate(rows, page_size, |activity| {
-            PageCursor::at(activity.created_at, activity.id)
-        }))
     }
 }
 
@@ -862,7 +640,7 @@ async fn ensure_agent(
     assignee: UserId,
     field: &str,
 ) -> AppResult<()> {
-    match User::find_in_account(conn, account_id.as_uuid(), assignee.as_uuid()).await? {
+    match UserRow::find_in_account(conn, account_id.as_uuid(), assignee.as_uuid()).await? {
         Some(user) if user.active && user.role != Role::Customer => Ok(()),
         Some(_) | None => Err(AppError::invalid_field(
             field,

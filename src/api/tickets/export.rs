@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tonic::Status;
 
-use super::tickets::{masked, to_wire};
+use super::read_mask::masked;
 use crate::domain::{ReadMask, Ticket, TicketOrder, TicketOrderField};
 use crate::errors::{AppError, AppResult};
 use crate::service::{Export, ExportBatch, ExportInterruption};
@@ -103,7 +103,7 @@ impl Stream for ExportStream {
             if let Some(ticket) = this.pending.next() {
                 this.sent += 1;
                 this.last = Some(ticket.created_at);
-                return Poll::Ready(Some(Ok(masked(to_wire(ticket), &this.mask))));
+                return Poll::Ready(Some(Ok(masked(v1::Ticket::from(ticket), &this.mask))));
             }
             match ready!(this.batches.poll_recv(cx)) {
                 Some(Ok(ExportBatch::Tickets(batch))) => this.pending = batch.into_iter(),

@@ -1,15 +1,22 @@
-//! `supportdesk.v1.TicketService`.
+//! `supportdesk.v1.TicketService`: the handlers, and the parsing of what their requests carry.
+//! The ExportTickets stream is in `export.rs`, read masks in `read_mask.rs`, the conversions
+//! between tickets and their messages in `convert.rs`.
+
+mod convert;
+mod export;
+mod read_mask;
 
 use tonic::{Request, Response, Status};
 
-use super::ticket_export::ExportStream;
-use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as, timestamp};
+use self::convert::{priority_from_wire, status_from_wire, strict_priority};
+use self::export::ExportStream;
+use self::read_mask::{masked, read_mask};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
 use crate::domain::{
-    self, Actor, ChangeCursor, CommentBody, Email, Etag, ImportFormat, InvalidValue,
-    NewTicketRequest, PageScope, PageSize, PageTokenKeys, ReadMask, SearchCursor, SearchOrder,
-    SearchText, TICKET_FIELDS, TextPageCursor, Ticket, TicketDescription, TicketFilter, TicketId,
-    TicketOrder, TicketPriority, TicketSearch, TicketStatus, TicketSubject, TicketTransition,
-    Timestamp, UserId, within_list_bound,
+    self, ChangeCursor, CommentBody, Email, Etag, ImportFormat, InvalidValue, NewTicketRequest,
+    PageScope, PageSize, PageTokenKeys, SearchCursor, SearchOrder, SearchText, TextPageCursor,
+    Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority, TicketSearch,
+    TicketSubject, TicketTransition, Timestamp, UserId, within_list_bound,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -44,7 +51,7 @@ impl TicketApi {
 
 /// The answer of every RPC that returns the ticket it changed.
 fn ticket_response(ticket: &Ticket) -> Response<v1::Ticket> {
-    Response::new(to_wire(ticket.clone()))
+    Response::new(v1::Ticket::from(ticket.clone()))
 }
 
 /// The list the change feed's cursors are signed for.
@@ -86,7 +93,9 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             return Err(AppError::InvalidArgument(violations).into());
         };
         let respond = |operation: &domain::Operation| {
-            let mut response = Response::new(super::operations::to_wire(operation));
+            let mut response = Response::new(
+                crate::wire::proto::google::longrunning::Operation::from(operation),
+            );
             if let Ok(value) = format!("/v1/{}", operation.id.name()).parse() {
                 response.metadata_mut().insert("location", value);
             }
@@ -136,7 +145,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         };
         let ticket = self.desk.get(&scope, id).await?;
         // After the cache: one entry serves every mask.
-        Ok(Response::new(masked(to_wire(ticket), &mask)))
+        Ok(Response::new(masked(v1::Ticket::from(ticket), &mask)))
     }
 
     async fn list_tickets(
@@ -169,7 +178,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             tickets: page
                 .items
                 .into_iter()
-                .map(|ticket| masked(to_wire(ticket), &mask))
+                .map(|ticket| masked(v1::Ticket::from(ticket), &mask))
                 .collect(),
             next_page_token: pages.next_token(page.next),
         }))
@@ -260,7 +269,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                 .items
                 .into_iter()
                 .map(|hit| v1::TicketSearchResult {
-                    ticket: Some(to_wire(hit.ticket)),
+                    ticket: Some(v1::Ticket::from(hit.ticket)),
                     snippet: hit.snippet,
                     relevance: hit.relevance,
                 })
@@ -311,7 +320,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                 .entries
                 .into_iter()
                 .map(|entry| v1::TicketChange {
-                    ticket: Some(to_wire(entry.ticket)),
+                    ticket: Some(v1::Ticket::from(entry.ticket)),
                     deleted: entry.deleted,
                 })
                 .collect(),
@@ -473,7 +482,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         };
         let location = format!("/v1/tickets/{ticket_id}/comments");
         let respond = |added: &domain::Comment| {
-            created(Response::new(comment_to_wire(added.clone())), &location)
+            created(Response::new(v1::Comment::from(added.clone())), &location)
         };
         let outcome = self
             .desk
@@ -505,7 +514,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             .list_comments(&scope, ticket_id, page_size, after)
             .await?;
         Ok(Response::new(v1::ListCommentsResponse {
-            comments: page.items.into_iter().map(comment_to_wire).collect(),
+            comments: page.items.into_iter().map(v1::Comment::from).collect(),
             next_page_token: pages.next_token(page.next),
         }))
     }
@@ -528,7 +537,11 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             .list_activity(&scope, ticket_id, page_size, after)
             .await?;
         Ok(Response::new(v1::ListTicketActivityResponse {
-            activities: page.items.into_iter().map(activity_to_wire).collect(),
+            activities: page
+                .items
+                .into_iter()
+                .map(v1::TicketActivity::from)
+                .collect(),
             next_page_token: pages.next_token(page.next),
         }))
     }
@@ -555,56 +568,6 @@ impl TicketApi {
             )
             .await?;
         answer(outcome, &ticket_response)
-    }
-}
-
-/// The read mask of a request (AIP-157): absent or empty, every field.
-fn read_mask(mask: Option<&prost_types::FieldMask>) -> Result<ReadMask, InvalidValue> {
-    mask.map_or(Ok(ReadMask::ALL), |mask| {
-        ReadMask::parse(&mask.paths, TICKET_FIELDS)
-    })
-}
-
-/// `ticket` with the fields `mask` leaves out at their defaults (not sent on the wire, and
-/// printed as empty over REST).
-pub(super) fn masked(ticket: v1::Ticket, mask: &ReadMask) -> v1::Ticket {
-    if *mask == ReadMask::ALL {
-        return ticket;
-    }
-    fn pick<T: Default>(mask: &ReadMask, field: &str, value: T) -> T {
-        if mask.includes(field) {
-            value
-        } else {
-            T::default()
-        }
-    }
-    let v1::Ticket {
-        id,
-        account_id,
-        subject,
-        description,
-        priority,
-        status,
-        requester_id,
-        requester_email,
-        assignee_id,
-        create_time,
-        update_time,
-        etag,
-    } = ticket;
-    v1::Ticket {
-        id: pick(mask, "id", id),
-        account_id: pick(mask, "account_id", account_id),
-        subject: pick(mask, "subject", subject),
-        description: pick(mask, "description", description),
-        priority: pick(mask, "priority", priority),
-        status: pick(mask, "status", status),
-        requester_id: pick(mask, "requester_id", requester_id),
-        requester_email: pick(mask, "requester_email", requester_email),
-        assignee_id: pick(mask, "assignee_id", assignee_id),
-        create_time: pick(mask, "create_time", create_time),
-        update_time: pick(mask, "update_time", update_time),
-        etag: pick(mask, "etag", etag),
     }
 }
 
@@ -697,29 +660,6 @@ fn instant(at: prost_types::Timestamp) -> Result<Timestamp, InvalidValue> {
     Timestamp::parse(at.seconds, at.nanos)
 }
 
-fn status_from_wire(value: i32) -> Result<TicketStatus, InvalidValue> {
-    match v1::TicketStatus::try_from(value) {
-        Ok(v1::TicketStatus::New) => Ok(TicketStatus::New),
-        Ok(v1::TicketStatus::Open) => Ok(TicketStatus::Open),
-        Ok(v1::TicketStatus::Pending) => Ok(TicketStatus::Pending),
-        Ok(v1::TicketStatus::Solved) => Ok(TicketStatus::Solved),
-        Ok(v1::TicketStatus::Closed) => Ok(TicketStatus::Closed),
-        Ok(v1::TicketStatus::Unspecified) | Err(_) => Err(InvalidValue::new(format!(
-            "{value} is not a ticket status to filter by"
-        ))),
-    }
-}
-
-/// A priority to filter by: UNSPECIFIED means nothing here, so it is refused.
-fn strict_priority(value: i32) -> Result<TicketPriority, InvalidValue> {
-    if value == i32::from(v1::TicketPriority::Unspecified) {
-        return Err(InvalidValue::new(
-            "TICKET_PRIORITY_UNSPECIFIED is not a priority to filter by",
-        ));
-    }
-    priority_from_wire(value)
-}
-
 /// The ticket of a CreateTicket request, with every refused field named at once: the rules
 /// that depend on who calls (a `customer` raises tickets for themselves and may not say URGENT;
 /// anyone else names the requester) included, so that `{}` names the subject, the description
@@ -793,100 +733,5 @@ fn parse_new_ticket(
             assignee,
         }),
         _ => Err(AppError::InvalidArgument(violations)),
-    }
-}
-
-/// UNSPECIFIED means "the default", NORMAL; numbers outside the enum are refused.
-fn priority_from_wire(value: i32) -> Result<TicketPriority, InvalidValue> {
-    match v1::TicketPriority::try_from(value) {
-        Ok(v1::TicketPriority::Unspecified | v1::TicketPriority::Normal) => {
-            Ok(TicketPriority::Normal)
-        }
-        Ok(v1::TicketPriority::Low) => Ok(TicketPriority::Low),
-        Ok(v1::TicketPriority::High) => Ok(TicketPriority::High),
-        Ok(v1::TicketPriority::Urgent) => Ok(TicketPriority::Urgent),
-        Err(_) => Err(InvalidValue::new(format!(
-            "{value} is not a TicketPriority"
-        ))),
-    }
-}
-
-pub(super) fn priority_to_wire(priority: TicketPriority) -> v1::TicketPriority {
-    match priority {
-        TicketPriority::Low => v1::TicketPriority::Low,
-        TicketPriority::Normal => v1::TicketPriority::Normal,
-        TicketPriority::High => v1::TicketPriority::High,
-        TicketPriority::Urgent => v1::TicketPriority::Urgent,
-    }
-}
-
-pub(super) fn status_to_wire(status: TicketStatus) -> v1::TicketStatus {
-    match status {
-        TicketStatus::New => v1::TicketStatus::New,
-        TicketStatus::Open => v1::TicketStatus::Open,
-        TicketStatus::Pending => v1::TicketStatus::Pending,
-        TicketStatus::Solved => v1::TicketStatus::Solved,
-        TicketStatus::Closed => v1::TicketStatus::Closed,
-    }
-}
-
-pub(super) fn to_wire(ticket: Ticket) -> v1::Ticket {
-    let etag = ticket.etag().to_string();
-    v1::Ticket {
-        id: ticket.id.to_string(),
-        account_id: ticket.account_id.to_string(),
-        subject: ticket.subject.into_string(),
-        description: ticket.description.into_string(),
-        priority: priority_to_wire(ticket.priority).into(),
-        status: status_to_wire(ticket.status).into(),
-        requester_id: ticket.requester_id.to_string(),
-        requester_email: ticket.requester_email.into_string(),
-        assignee_id: ticket
-            .assignee_id
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        create_time: Some(timestamp(ticket.created_at)),
-        update_time: Some(timestamp(ticket.updated_at)),
-        etag,
-    }
-}
-
-fn actor_ids(actor: Actor) -> (String, String) {
-    match actor {
-        Actor::User(user) => (user.to_string(), String::new()),
-        Actor::ApiKey(key) => (String::new(), key.to_string()),
-    }
-}
-
-pub(super) fn comment_to_wire(comment: domain::Comment) -> v1::Comment {
-    let (author_id, _) = actor_ids(comment.author);
-    v1::Comment {
-        id: comment.id.to_string(),
-        ticket_id: comment.ticket_id.to_string(),
-        author_id,
-        body: comment.body.as_str().to_owned(),
-        public: comment.public,
-        create_time: Some(timestamp(comment.created_at)),
-    }
-}
-
-fn activity_to_wire(activity: domain::TicketActivity) -> v1::TicketActivity {
-    let (actor_user_id, actor_api_key_id) = actor_ids(activity.actor);
-    v1::TicketActivity {
-        id: activity.id.to_string(),
-        ticket_id: activity.ticket_id.to_string(),
-        actor_user_id,
-        actor_api_key_id,
-        action: activity.action,
-        changes: activity
-            .changes
-            .into_iter()
-            .map(|(field, change)| v1::FieldChange {
-                field,
-                old_value: change.old.unwrap_or_default(),
-                new_value: change.new.unwrap_or_default(),
-            })
-            .collect(),
-        create_time: Some(timestamp(activity.created_at)),
     }
 }
