@@ -8,6 +8,7 @@ mod comment;
 mod dashboard;
 mod email;
 mod email_webhook;
+pub mod filter;
 mod html;
 mod idempotency_key;
 mod identity;
