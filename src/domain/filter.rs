@@ -489,7 +489,11 @@ impl Parser {
                 self.advance();
                 self.restriction(word, token.at)
             }
-            other => Err(FilterError::new(
+            other @ (TokenKind::Word(_)
+            | TokenKind::Close
+            | TokenKind::Comma
+            | TokenKind::Comparator(_)
+            | TokenKind::Quoted(_)) => Err(FilterError::new(
                 token.at,
                 format!(
                     "expected a field name such as status, not {}",
@@ -645,7 +649,11 @@ impl Parser {
                     at: token.at,
                 })
             }
-            other => Err(FilterError::new(
+            other @ (TokenKind::Word(_)
+            | TokenKind::Open
+            | TokenKind::Close
+            | TokenKind::Comma
+            | TokenKind::Comparator(_)) => Err(FilterError::new(
                 token.at,
                 format!("expected a value, not {}", other.describe()),
             )),

@@ -5,6 +5,7 @@
 mod attachment;
 mod charge;
 mod comment;
+pub mod custom_field;
 mod dashboard;
 mod email;
 mod email_webhook;
