@@ -5,9 +5,11 @@
 mod attachment;
 mod charge;
 mod comment;
+pub mod custom_field;
 mod dashboard;
 mod email;
 mod email_webhook;
+pub mod filter;
 mod html;
 mod idempotency_key;
 mod identity;
@@ -21,6 +23,7 @@ mod password_token;
 mod payment_event;
 mod rate_quota;
 mod reconciliation;
+mod tag;
 mod ticket;
 mod ticket_export;
 mod ticket_import;
@@ -74,6 +77,7 @@ pub use password_token::{PasswordToken, PasswordTokenKey, PasswordTokenSeed};
 pub use payment_event::{DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent};
 pub use rate_quota::RateQuota;
 pub use reconciliation::FindingKind;
+pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_TICKET, Tag, TagSet};
 pub use ticket::{
     Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
     TicketPriority, TicketStatus, TicketSubject, TicketTransition,

@@ -1,0 +1,178 @@
+//! Tags: the short labels agents put on tickets to organize them ("refund", "vip"). A tag is
+//! stored as written after normalization, so that "VIP", " vip" and "vip" are one tag: lower
+//! case, letters of any script, digits, `_` and `-`, at most [`MAX_TAG_CHARS`] characters, and a
+//! ticket carries at most [`MAX_TAGS_PER_TICKET`] of them.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use super::InvalidValue;
+
+/// The longest tag, in characters.
+pub const MAX_TAG_CHARS: usize = 64;
+
+/// The most tags one ticket carries.
+pub const MAX_TAGS_PER_TICKET: usize = 20;
+
+/// One normalized tag.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tag(String);
+
+impl Tag {
+    /// Normalizes `raw`: surrounding spaces trimmed, lower case; refuses an empty tag, a space
+    /// inside one, any character but letters, digits, `_` and `-`, and more than
+    /// [`MAX_TAG_CHARS`] characters.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(InvalidValue::new("a tag cannot be empty"));
+        }
+        let normalized = trimmed.to_lowercase();
+        let length = normalized.chars().count();
+        if length > MAX_TAG_CHARS {
+            return Err(InvalidValue::new(format!(
+                "a tag is at most {MAX_TAG_CHARS} characters, this one is {length}"
+            )));
+        }
+        if let Some(refused) = normalized
+            .chars()
+            .find(|c| !(c.is_alphanumeric() || *c == '_' || *c == '-'))
+        {
+            let what = if refused.is_whitespace() {
+                "a space (a tag is one word: send two tags, or join the words with - or _)"
+                    .to_owned()
+            } else {
+                format!("{refused:?}")
+            };
+            return Err(InvalidValue::new(format!(
+                "a tag holds letters, digits, _ and - only, not {what}"
+            )));
+        }
+        Ok(Self(normalized))
+    }
+
+    /// A tag read back from storage, where only [`Tag::parse`]'s output is written.
+    pub fn from_stored(stored: String) -> Self {
+        Self(stored)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A set of tags as a request states it: each normalized, duplicates (after normalization)
+/// merged, at most [`MAX_TAGS_PER_TICKET`]. A refused tag is named by its index in the request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TagSet(BTreeSet<Tag>);
+
+impl TagSet {
+    /// Parses every tag of `raw`; the error names the first refused one by its index.
+    pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<Self, (Option<usize>, InvalidValue)> {
+        let mut tags = BTreeSet::new();
+        for (index, one) in raw.iter().enumerate() {
+            let tag = Tag::parse(one.as_ref()).map_err(|problem| (Some(index), problem))?;
+            tags.insert(tag);
+        }
+        let set = Self(tags);
+        set.within_limit().map_err(|problem| (None, problem))?;
+        Ok(set)
+    }
+
+    /// Refuses a set of more than [`MAX_TAGS_PER_TICKET`] tags.
+    pub fn within_limit(&self) -> Result<(), InvalidValue> {
+        if self.0.len() > MAX_TAGS_PER_TICKET {
+            return Err(InvalidValue::new(format!(
+                "a ticket carries at most {MAX_TAGS_PER_TICKET} tags, this asks for {}",
+                self.0.len()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Tag> {
+        self.0.iter()
+    }
+
+    /// The tags as strings, in their sorted order (how they are stored).
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0.iter().map(|tag| tag.0.clone()).collect()
+    }
+}
+
+impl FromIterator<Tag> for TagSet {
+    fn from_iter<I: IntoIterator<Item = Tag>>(tags: I) -> Self {
+        Self(tags.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tag_is_trimmed_and_lower_cased() {
+        assert_eq!(Tag::parse("  VIP ").unwrap().as_str(), "vip");
+        assert_eq!(Tag::parse("Äpfel-2_b").unwrap().as_str(), "äpfel-2_b");
+    }
+
+    #[test]
+    fn a_tag_refuses_spaces_punctuation_emptiness_and_length() {
+        assert!(
+            Tag::parse("two words")
+                .unwrap_err()
+                .description()
+                .contains("a space")
+        );
+        assert!(Tag::parse("a,b").unwrap_err().description().contains("','"));
+        assert!(
+            Tag::parse("  ")
+                .unwrap_err()
+                .description()
+                .contains("empty")
+        );
+        assert!(Tag::parse(&"x".repeat(MAX_TAG_CHARS)).is_ok());
+        assert!(
+            Tag::parse(&"x".repeat(MAX_TAG_CHARS + 1))
+                .unwrap_err()
+                .description()
+                .contains("at most 64")
+        );
+    }
+
+    #[test]
+    fn a_set_merges_what_normalizes_alike_and_names_a_refused_tag_by_index() {
+        let set = TagSet::parse(&["Refund", "refund", "vip"]).unwrap();
+        assert_eq!(set.to_strings(), ["refund", "vip"]);
+        let (index, problem) = TagSet::parse(&["ok", "not ok"]).unwrap_err();
+        assert_eq!(index, Some(1));
+        assert!(problem.description().contains("a space"));
+    }
+
+    #[test]
+    fn a_set_holds_at_most_the_limit_after_merging() {
+        let at_limit: Vec<String> = (0..MAX_TAGS_PER_TICKET).map(|n| format!("t{n}")).collect();
+        assert_eq!(TagSet::parse(&at_limit).unwrap().len(), MAX_TAGS_PER_TICKET);
+        let mut over = at_limit.clone();
+        over.push("T0".to_owned());
+        assert_eq!(TagSet::parse(&over).unwrap().len(), MAX_TAGS_PER_TICKET);
+        over.push("t-extra".to_owned());
+        let (index, problem) = TagSet::parse(&over).unwrap_err();
+        assert_eq!(index, None);
+        assert!(problem.description().contains("at most 20 tags"));
+    }
+}
