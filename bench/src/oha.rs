@@ -68,8 +68,9 @@ pub struct OhaArgs {
 #[derive(Deserialize)]
 struct OhaOutput {
     summary: OhaSummary,
+    /// `null` where oha had no latency to take it from (NaN in its JSON).
     #[serde(rename = "latencyPercentiles")]
-    latency_percentiles: BTreeMap<String, f64>,
+    latency_percentiles: BTreeMap<String, Option<f64>>,
     #[serde(rename = "statusCodeDistribution")]
     status_code_distribution: BTreeMap<String, u64>,
     #[serde(rename = "errorDistribution")]
@@ -235,6 +236,7 @@ fn report_of(scenario: String, addr: &str, concurrency: usize, output: &OhaOutpu
             .latency_percentiles
             .get(name)
             .copied()
+            .flatten()
             .filter(|v| v.is_finite())
             .map_or(0, micros)
     };
@@ -299,5 +301,18 @@ mod tests {
             (1_000, 5_000, 10_000)
         );
         assert_eq!(latency.max, 20_000);
+    }
+
+    #[test]
+    fn a_run_with_no_answer_is_all_errors_not_a_parse_failure() {
+        let text = r#"{"summary":{"successRate":0.0,"total":1.0,"slowest":null,"fastest":null,
+            "average":null,"requestsPerSec":3.0,"totalData":0,"sizePerRequest":null,"sizePerSec":0.0},
+            "latencyPercentiles":{"p50":null,"p99":null},
+            "statusCodeDistribution":{},"errorDistribution":{"connection refused":3}}"#;
+        let output: OhaOutput = serde_json::from_str(text).unwrap();
+        let report = report_of("RestHello".to_owned(), "127.0.0.1:1", 1, &output);
+        assert_eq!((report.calls, report.errors), (3, 3));
+        assert_eq!(report.mode, "one-at-a-time (oha)");
+        assert_eq!(report.latency_us.map(|l| l.p50), Some(0));
     }
 }
