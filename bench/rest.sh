@@ -260,7 +260,10 @@ if ((envoy_tuning)); then
   done
 fi
 
-rm -f "$results"/rest-*.json "$results/rest.md"
+# Only this file's reports: the default run's own REST rows (rest-hello, rest-get-ticket) were
+# written before it and are in its table.
+rm -f "$results"/rest-get-{service,floor,before,express,without-,tuned-}*.json \
+  "$results"/rest-{list,refused,create}-*.json "$results/rest.md"
 rest_rows=$work/rest-rows
 : >"$rest_rows"
 for ((round = 1; round <= rest_rounds; round++)); do
