@@ -205,7 +205,10 @@ fi
 # --- the runs ----------------------------------------------------------------------------------
 
 # rest_run KEY SCENARIO ADDR DATA SIDE: one run; SIDE `service` or `express` names the processes
-# whose CPU is reported (Envoy's is the one behind ADDR).
+# whose CPU is reported (Envoy's is the one behind ADDR). GET one ticket is a fixed request (the
+# admin's token, a ticket picked from the list) and oha drives it on both sides (`loadgen oha`);
+# the page, the POSTs and the refusal carry a caller or an idempotency key of their own on every
+# request, which loadgen drives (bench/README.md, "Why these drivers").
 rest_run() {
   local key=$1 scenario=$2 addr=$3 data=$4 side=$5 envoy_pid=${6:-}
   local -a cpu=(--cpu-of "redis=$redis_pid" --cpu-of "postgres=$postgres_pid")
@@ -214,7 +217,9 @@ rest_run() {
   else
     cpu+=(--cpu-of "node=$express_pid")
   fi
-  "$loadgen_bin" run --scenario "$scenario" --addr "$addr" --data "$data" \
+  local driver=run
+  [[ $scenario == rest-get-ticket || $scenario == express-get-ticket ]] && driver=oha
+  "$loadgen_bin" "$driver" --scenario "$scenario" --addr "$addr" --data "$data" \
     --concurrency "$REST_CONNECTIONS" --warmup "$rest_warmup" --duration "$rest_seconds" \
     "${cpu[@]}" >"$results/$key.json"
 }
@@ -229,9 +234,9 @@ express_addr=127.0.0.1:$express_port
 # previous round have pushed tickets out of the service's bounded cache).
 rest_settle() {
   "${psql_admin[@]}" -c 'CHECKPOINT' >/dev/null
-  "$loadgen_bin" run --scenario rest-get-ticket --addr "$users_addr" --data "$work/data.json" \
+  "$loadgen_bin" oha --scenario rest-get-ticket --addr "$users_addr" --data "$work/data.json" \
     --concurrency "$REST_CONNECTIONS" --warmup 0 --duration 3 >/dev/null
-  "$loadgen_bin" run --scenario express-get-ticket --addr "$express_addr" --data "$work/express.json" \
+  "$loadgen_bin" oha --scenario express-get-ticket --addr "$express_addr" --data "$work/express.json" \
     --concurrency "$REST_CONNECTIONS" --warmup 0 --duration 3 >/dev/null
 }
 
@@ -255,7 +260,10 @@ if ((envoy_tuning)); then
   done
 fi
 
-rm -f "$results"/rest-*.json "$results/rest.md"
+# Only this file's reports: the default run's own REST rows (rest-hello, rest-get-ticket) were
+# written before it and are in its table.
+rm -f "$results"/rest-get-{service,floor,before,express,without-,tuned-}*.json \
+  "$results"/rest-{list,refused,create}-*.json "$results/rest.md"
 rest_rows=$work/rest-rows
 : >"$rest_rows"
 for ((round = 1; round <= rest_rounds; round++)); do

@@ -1,10 +1,11 @@
 //! The benchmark harness of supportdesk, as a library shared by its two binaries: `hello` (a plain
 //! tonic server, the ceiling every service figure is compared with) and `loadgen` (sets up data
-//! through the public API, then drives gRPC or HTTP/1.1 load and reports throughput, status codes
-//! and latency percentiles).
+//! through the public API, then drives gRPC or HTTP/1.1 load, or has `oha` drive the fixed-request
+//! REST scenarios, and reports throughput, status codes and latency percentiles).
 
 pub mod data;
 pub mod load;
+pub mod oha;
 pub mod probes;
 pub mod profile;
 pub mod read_volume;

@@ -18,8 +18,6 @@ use crate::rest::{HttpConnection, HttpVersion};
 /// What a REST scenario asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RestCall {
-    /// `GET /v1/hello/{name}` of the plain tonic server through its Envoy.
-    Hello,
     /// One ticket, as a caller who may read it.
     GetTicket,
     /// A page of 20 tickets as a random customer.
@@ -140,7 +138,6 @@ impl RestWorker {
             expected: None,
         };
         match self.call {
-            RestCall::Hello => get(format!("/v1/hello/bench-{}", rng.gen_range(0..1000)), None),
             RestCall::GetTicket => {
                 let (path, authorization) = &shared.tickets[rng.gen_range(0..shared.tickets.len())];
                 get(path.clone(), Some(authorization.clone()))

@@ -41,10 +41,10 @@ pub enum ScenarioName {
     /// CreateCharge (as the admin, each with an idempotency key of its own; the charge through the
     /// payment provider).
     Mixed,
-    /// `GET /v1/tickets/{id}` through Envoy, HTTP/1.1, as the ticket's requester.
+    /// `GET /v1/tickets/{id}` through Envoy, HTTP/1.1, as the ticket's requester (the
+    /// one-at-a-time row with Envoy's upstream time, and `bench/instructions --envoy`; the load
+    /// rows run `loadgen oha`).
     RestGetTicket,
-    /// `GET /v1/hello/{name}` through Envoy, HTTP/1.1.
-    RestHello,
     /// `GET /v1/tickets?pageSize=20` through Envoy as a random customer.
     RestListTickets,
     /// `POST /v1/tickets` through Envoy as the admin, a new requester each, with an
@@ -52,8 +52,6 @@ pub enum ScenarioName {
     RestCreateTicket,
     /// `POST /v1/tickets` with a member the Ticket does not have: 400 UNKNOWN_FIELD.
     RestUnknownField,
-    /// The seeds' Express stack: `GET /api/v1/tickets/{id}` (cache-aside in Redis).
-    ExpressGetTicket,
     /// The seeds' Express stack: `GET /api/v1/tickets?pageSize=20`.
     ExpressListTickets,
     /// The seeds' Express stack: `POST /api/v1/tickets` as a random caller.
@@ -81,12 +79,10 @@ impl ScenarioName {
     pub fn rest_call(self) -> Option<(RestCall, Dialect)> {
         use Dialect::{Express, Supportdesk};
         Some(match self {
-            Self::RestHello => (RestCall::Hello, Supportdesk),
             Self::RestGetTicket => (RestCall::GetTicket, Supportdesk),
             Self::RestListTickets => (RestCall::ListTickets, Supportdesk),
             Self::RestCreateTicket => (RestCall::CreateTicket, Supportdesk),
             Self::RestUnknownField => (RestCall::RefusedTicket, Supportdesk),
-            Self::ExpressGetTicket => (RestCall::GetTicket, Express),
             Self::ExpressListTickets => (RestCall::ListTickets, Express),
             Self::ExpressCreateTicket => (RestCall::CreateTicket, Express),
             Self::ExpressInvalidTicket => (RestCall::RefusedTicket, Express),
@@ -119,11 +115,9 @@ impl ScenarioName {
             | Self::CreateTicket
             | Self::Mixed
             | Self::RestGetTicket
-            | Self::RestHello
             | Self::RestListTickets
             | Self::RestCreateTicket
             | Self::RestUnknownField
-            | Self::ExpressGetTicket
             | Self::ExpressListTickets
             | Self::ExpressCreateTicket
             | Self::ExpressInvalidTicket => None,
@@ -131,7 +125,7 @@ impl ScenarioName {
     }
 
     pub fn needs_data(self) -> bool {
-        !matches!(self, Self::Hello | Self::RestHello)
+        self != Self::Hello
     }
 }
 
@@ -397,11 +391,9 @@ impl Worker for GrpcWorker {
                 _ => self.create_charge(rng).await,
             },
             ScenarioName::RestGetTicket
-            | ScenarioName::RestHello
             | ScenarioName::RestListTickets
             | ScenarioName::RestCreateTicket
             | ScenarioName::RestUnknownField
-            | ScenarioName::ExpressGetTicket
             | ScenarioName::ExpressListTickets
             | ScenarioName::ExpressCreateTicket
             | ScenarioName::ExpressInvalidTicket

@@ -1,7 +1,7 @@
 //! `loadgen`: sets up bench data through supportdesk's public API (`setup`, `collect`), then
 //! drives a scenario closed-loop or at a fixed rate (`run`) or one call at a time (`latency`),
-//! and reports req/s, outcomes by status code and HDR latency percentiles as one JSON line on
-//! stdout and one human line on stderr.
+//! or has oha drive a fixed-request REST scenario (`oha`), and reports req/s, outcomes by status
+//! code and HDR latency percentiles as one JSON line on stdout and one human line on stderr.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,6 +60,9 @@ enum Command {
     Run(RunArgs),
     /// One call at a time, for --calls calls after a short warm-up.
     Latency(LatencyArgs),
+    /// A fixed-request REST scenario driven by oha (GET hello, GET a ticket as the admin), with
+    /// the CPU per call and the service's counters read around its measured run.
+    Oha(supportdesk_bench::oha::OhaArgs),
     /// Print the markdown table of a bench/run from its rows file and JSON reports.
     Table {
         /// Lines of `key<TAB>label<TAB>ratio-to key or -<TAB>targets` (comma-separated:
@@ -109,7 +112,7 @@ struct Target {
     /// gRPC address (`host:port`) of the service or hello; for REST scenarios, Envoy's.
     #[arg(long)]
     addr: String,
-    /// The data file of `setup` or `collect` (every scenario but hello and rest-hello).
+    /// The data file of `setup` or `collect` (every scenario but hello).
     #[arg(long)]
     data: Option<PathBuf>,
     /// The service's metrics address: counters are read before and after the measured window.
@@ -220,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Volume { command } => supportdesk_bench::volume::run(command).await,
         Command::WireBytes(args) => supportdesk_bench::wire_bytes::run(args).await,
         Command::WebhookLag(args) => supportdesk_bench::webhook_lag::run(args).await,
+        Command::Oha(args) => supportdesk_bench::oha::run(args).await,
         Command::CpuTicks { of } => {
             let ticks = cpu_ticks_of_tree(of).ok_or_else(|| anyhow::anyhow!("no process {of}"))?;
             println!("{ticks}");
