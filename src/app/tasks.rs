@@ -11,7 +11,7 @@ use crate::configuration::Settings;
 use crate::db::PgPool;
 use crate::jobs::dependency_probe::DependencyProbe;
 use crate::jobs::{self, Task};
-use crate::outbound::{DialSeam, WebhookClient};
+use crate::providers::webhook_client::{DialSeam, WebhookClient};
 use crate::redis::connection::Redis;
 use crate::resilience::breaker::CircuitBreaker;
 use crate::service::{
@@ -118,7 +118,7 @@ pub(super) fn service_tasks(
             services
                 .payment_provider
                 .clone()
-                .map(|provider| provider as Arc<dyn crate::billing::PaymentProvider>),
+                .map(|provider| provider as Arc<dyn crate::providers::payments::PaymentProvider>),
             settings.webhook_workers.clone(),
             // The receiving side notifies it for each new event and each re-drive; the
             // workers also poll, to find events other instances stored.

@@ -15,6 +15,7 @@ pub mod notification_worker;
 pub mod notifications;
 pub mod operation_worker;
 pub mod operations;
+pub mod outbound_webhooks;
 pub mod password_reset;
 pub mod reconciliation;
 pub mod ticket_export;

@@ -34,7 +34,6 @@ use super::billing::{
     record_on,
 };
 use super::{Page, paginate, rows_to_fetch};
-use crate::billing::{LedgerPeriod, Payment, PaymentStatus, Refund};
 use crate::db::models::send_lease::{self, Leased};
 use crate::db::models::{
     ChargeRow, NewReconciliationFinding, NewReconciliationRun, ReconciliationFindingRow,
@@ -45,6 +44,7 @@ use crate::domain::{
     ChargeEvent, ChargeStatus, FindingKind, Money, PageCursor, PageSize, RefundStatus, Role,
 };
 use crate::errors::{AppError, AppResult};
+use crate::providers::payments::{LedgerPeriod, Payment, PaymentStatus, Refund};
 use crate::scope::RequestScope;
 
 /// How long a repair waits for a row's lock (only short transactions hold it).
@@ -548,7 +548,9 @@ impl Billing {
         let _place = self.wait_for_place(deadline).await?;
         match self.provider.get_payment(payment_id, deadline).await {
             Ok(payment) => Ok(Some(payment)),
-            Err(crate::billing::ProviderError::InvalidRequest { status: 404, .. }) => Ok(None),
+            Err(crate::providers::payments::ProviderError::InvalidRequest {
+                status: 404, ..
+            }) => Ok(None),
             Err(error) => Err(provider_failed("reading a payment", &error)),
         }
     }
@@ -748,12 +750,14 @@ impl Billing {
             (RefundStatus::Pending, _) => false,
             (RefundStatus::Succeeded, Some(status)) => !matches!(
                 status,
-                crate::billing::RefundStatus::Succeeded | crate::billing::RefundStatus::Pending
+                crate::providers::payments::RefundStatus::Succeeded
+                    | crate::providers::payments::RefundStatus::Pending
             ),
             (RefundStatus::Succeeded, None) => true,
             (RefundStatus::Failed, Some(status)) => matches!(
                 status,
-                crate::billing::RefundStatus::Succeeded | crate::billing::RefundStatus::Pending
+                crate::providers::payments::RefundStatus::Succeeded
+                    | crate::providers::payments::RefundStatus::Pending
             ),
             (RefundStatus::Failed, None) => false,
         };
@@ -906,7 +910,7 @@ fn money_json(money: Money) -> Value {
     json!({"amount_minor": money.amount_minor(), "currency": money.currency().code()})
 }
 
-fn provider_failed(what: &str, error: &crate::billing::ProviderError) -> AppError {
+fn provider_failed(what: &str, error: &crate::providers::payments::ProviderError) -> AppError {
     AppError::PaymentProviderUnavailable {
         detail: format!("reconciliation could not finish {what}: {error}"),
         retry_after: Duration::from_secs(1),

@@ -55,7 +55,8 @@ use crate::domain::{
     DeliveryState, EndpointUrl, SigningSecret, event_public_id, webhook_signature_header,
 };
 use crate::errors::AppError;
-use crate::outbound::{AttemptOutcome, SecretBox, WebhookClient};
+use crate::providers::webhook_client::{AttemptOutcome, WebhookClient};
+use crate::service::outbound_webhooks::secrets::SecretBox;
 use crate::telemetry::metrics::{Counter, Metrics};
 
 /// The longest an endpoint rests after a failed attempt before its next due delivery is tried

@@ -23,8 +23,8 @@ use crate::domain::{
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, KeyedWrite, Outcome, as_is};
-use crate::outbound::SecretBox;
 use crate::scope::RequestScope;
+use crate::service::outbound_webhooks::secrets::SecretBox;
 
 /// How many retired secrets may sign beside an endpoint's current one: a rotation while this
 /// many still sign is refused (FAILED_PRECONDITION `WEBHOOK_SECRET_ROTATION_LIMIT`) rather than

@@ -31,7 +31,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::billing::{Payment, PaymentProvider, ProviderCharge};
 use crate::configuration::WebhookWorkerSettings;
 use crate::db::models::webhook_event::{self, AttemptFailed, ClaimedEvent};
 use crate::db::models::{
@@ -40,6 +39,7 @@ use crate::db::models::{
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{ChargeEvent, ChargeStatus, PaymentEvent, QuarantineReason, RefundStatus};
 use crate::errors::AppError;
+use crate::providers::payments::{Payment, PaymentProvider, ProviderCharge};
 use crate::resilience::retry::RetryPolicy;
 use crate::resilience::worker_pool::poll_until_stopped;
 use crate::telemetry::metrics::Metrics;
@@ -317,7 +317,7 @@ async fn read_provider(
     deadline: Instant,
     read_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<ProviderState, Failure> {
-    let provider_failure = |error: crate::billing::ProviderError| {
+    let provider_failure = |error: crate::providers::payments::ProviderError| {
         Failure::Attempt(format!("reading the payment from the provider: {error}"))
     };
     let payment = provider

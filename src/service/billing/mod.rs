@@ -37,10 +37,6 @@ use uuid::Uuid;
 
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
-use crate::billing::{
-    BillingReference, CreatePayment, CreateRefund, Payment, PaymentProvider, PaymentStatus,
-    ProviderError,
-};
 use crate::db::models::comment::actor_columns;
 use crate::db::models::notification;
 use crate::db::models::send_lease::{self, Leased, SendLease, Unsettled};
@@ -58,6 +54,10 @@ use crate::errors::{
 };
 use crate::idempotency::{
     Claimed, Idempotent, KeyedWrite, Outcome, RecoveryPoint, claiming_limits,
+};
+use crate::providers::payments::{
+    BillingReference, CreatePayment, CreateRefund, Payment, PaymentProvider, PaymentStatus,
+    ProviderError,
 };
 use crate::resilience::bulkhead::BulkheadPlace;
 use crate::scope::RequestScope;
