@@ -126,7 +126,7 @@ pub(super) fn service_tasks(
             services.metrics.clone(),
         )
         .with_message_domain(settings.notifications.message_domain());
-        tasks.push(jobs::webhook_workers::task(workers));
+        tasks.push(jobs::payment_event_workers::task(workers));
     }
     // Without an email provider there are no workers: notifications wait in the outbox.
     let notifications = &settings.notifications;
@@ -168,7 +168,7 @@ pub(super) fn service_tasks(
             settings.notifications.message_domain().to_owned(),
         )
         .counting_into(&services.metrics);
-        tasks.push(jobs::webhook_delivery_workers::task(workers));
+        tasks.push(jobs::outbound_webhook_workers::task(workers));
     }
     tasks.push(jobs::ticket_cache_repair::task(
         services.ticket_cache.clone(),

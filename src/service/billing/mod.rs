@@ -65,10 +65,12 @@ use crate::telemetry::metrics::Metrics;
 
 mod charges;
 mod completer;
+pub mod reconciliation;
 mod refunds;
 
 pub use charges::NewChargeRequest;
 pub use completer::{Completed, CompleterPolicy};
+pub use reconciliation::{ReconciliationPolicy, ReconciliationReport};
 pub(in crate::service) use refunds::{ProviderRefunded, apply_refunded_at_provider, changed_since};
 
 /// The recovery point of a CreateCharge whose charge is committed, pending.

@@ -890,7 +890,7 @@ async fn a_run_stopped_by_a_shutdown_ends_between_two_pages_recorded_failed_and_
         (status.as_str(), error.as_deref()),
         (
             "failed",
-            Some(supportdesk::service::reconciliation::STOPPED_BEFORE_FINISHING)
+            Some(supportdesk::service::billing::reconciliation::STOPPED_BEFORE_FINISHING)
         )
     );
     assert_eq!(row(&app, unseen).await.status, "pending");

@@ -29,11 +29,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::billing::{
+use super::{
     Billing, ProviderRefunded, Resolution, apply_refunded_at_provider, changed_since, key_kept,
     record_on,
 };
-use super::{Page, paginate, rows_to_fetch};
 use crate::db::models::send_lease::{self, Leased};
 use crate::db::models::{
     ChargeRow, NewReconciliationFinding, NewReconciliationRun, ReconciliationFindingRow,
@@ -46,6 +45,7 @@ use crate::domain::{
 use crate::errors::{AppError, AppResult};
 use crate::providers::payments::{LedgerPeriod, Payment, PaymentStatus, Refund};
 use crate::scope::RequestScope;
+use crate::service::{Page, paginate, rows_to_fetch};
 
 /// How long a repair waits for a row's lock (only short transactions hold it).
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -586,7 +586,7 @@ impl Billing {
                 self.resolve_payment(stored, deadline, Resolution::LookUpOnly { key_kept })
                     .await
             }
-            Err(busy) => Err(super::billing::Unsettling {
+            Err(busy) => Err(super::Unsettling {
                 detail: busy.to_string(),
                 answer: busy,
             }),
@@ -639,7 +639,7 @@ impl Billing {
                 .apply(&event)
                 .map_err(|violation| AppError::internal(anyhow::anyhow!(violation)))?;
             let saved = ChargeRow::save(conn, &decision.after).await?;
-            super::billing::receipt_if_paid_now(
+            super::receipt_if_paid_now(
                 conn,
                 locked.charge.status,
                 &saved.charge,

@@ -217,7 +217,7 @@ impl WebhookDeliveryWorkers {
             i64::from(self.settings.batch),
             i64::try_from(limit).unwrap_or(i64::MAX),
             i64::try_from(failing_limit).unwrap_or(i64::MAX),
-            super::webhook_endpoints::MOST_RETIRED_SECRETS,
+            super::endpoints::MOST_RETIRED_SECRETS,
             (held, i64::from(self.settings.max_places_per_account)),
         )
         .await

@@ -142,7 +142,7 @@ impl WebhookWorkers {
             settings,
             wake,
             metrics,
-            message_domain: Arc::from(super::billing::UNCONFIGURED_MESSAGE_DOMAIN),
+            message_domain: Arc::from(crate::service::billing::UNCONFIGURED_MESSAGE_DOMAIN),
         }
     }
 
@@ -503,7 +503,8 @@ async fn apply(
         ChargeRow::save(conn, &charge).await?;
         // The receipt, when this event is what tells us the charge was paid: once per charge,
         // even if the completer records the same success.
-        super::billing::receipt_if_paid_now(conn, before.status, &charge, message_domain).await?;
+        crate::service::billing::receipt_if_paid_now(conn, before.status, &charge, message_domain)
+            .await?;
     }
     for (action, changes) in audit.iter().cloned() {
         NewChargeActivity {
