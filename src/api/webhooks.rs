@@ -1,6 +1,7 @@
-//! `supportdesk.v1.WebhookService`: wire ↔ domain for the payment provider's deliveries and the
+//! `supportdesk.v1.WebhookService`, incoming: the payment provider's events (the file keeps the
+//! proto service's name; the webhooks we send are `service::outbound_webhooks`). Wire ↔ domain for the payment provider's deliveries and the
 //! admin RPCs over them; verification, storage and the queue's rules live in
-//! `service::webhooks`. ReceivePaymentEvent takes the body as `google.api.HttpBody`, so the bytes
+//! `service::payment_events`. ReceivePaymentEvent takes the body as `google.api.HttpBody`, so the bytes
 //! the provider signed reach the service unchanged through Envoy's transcoder.
 
 use tonic::{Request, Response, Status};

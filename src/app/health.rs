@@ -13,8 +13,8 @@ use crate::wire::proto::v1::{
     attachment_service_server, billing_service_server, webhook_service_server,
 };
 
-/// NotificationService's health name (`crate::notifications::HEALTH_SERVICE_NAME`).
-const NOTIFICATION_SERVICE: &str = crate::notifications::HEALTH_SERVICE_NAME;
+/// NotificationService's health name (`crate::providers::email::HEALTH_SERVICE_NAME`).
+const NOTIFICATION_SERVICE: &str = crate::providers::email::HEALTH_SERVICE_NAME;
 
 /// The health of the API services `served`, reported through `reporter`, gated by what
 /// `services` depend on.
@@ -30,9 +30,9 @@ pub(super) async fn build(
     // BillingService serves only with a provider whose breaker is closed: an open breaker
     // refuses every charge, and load balancers should send billing traffic elsewhere.
     let billing_gate: ServiceGate = match services.payment_provider.clone() {
-        Some(provider) => {
-            Arc::new(move || provider.breaker().state() == crate::billing::BreakerState::Closed)
-        }
+        Some(provider) => Arc::new(move || {
+            provider.breaker().state() == crate::providers::payments::BreakerState::Closed
+        }),
         None => Arc::new(|| false),
     };
     // WebhookService serves only with a signing secret: without one every delivery is

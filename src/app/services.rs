@@ -9,14 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::principals::{ChangeWindow, PrincipalStates};
 use crate::auth::{Authenticator, PasswordHasher, SessionStore, TokenIssuer};
-use crate::billing::StripeHttpProvider;
 use crate::configuration::{AuthSettings, Settings, WebhookReceivingSettings};
 use crate::db::PgPool;
 use crate::db::read_replica::ReadPools;
 use crate::domain::PageTokenKeys;
 use crate::idempotency::{FingerprintKey, IdempotencyPolicy};
-use crate::notifications::EmailSender;
-use crate::outbound::SecretBox;
+use crate::providers::email::EmailSender;
+use crate::providers::payments::StripeHttpProvider;
+use crate::providers::storage::ObjectStorage;
 use crate::rate_limit::RateLimiter;
 use crate::redis::connection::Redis;
 use crate::redis::keys::RedisKeys;
@@ -24,11 +24,11 @@ use crate::redis::ticket_cache::TicketCache;
 use crate::resilience::stream_limit::StreamLimits;
 use crate::service::event_tail::EventTail;
 use crate::service::events::{EventFeed, FeedSettings};
+use crate::service::outbound_webhooks::secrets::SecretBox;
 use crate::service::{
     Accounts, ApiKeys, Attachments, Authentication, Billing, Dashboard, ExportSettings,
     Notifications, Operations, PasswordResets, TicketDesk, Users, WebhookEndpointAdmin, Webhooks,
 };
-use crate::storage::ObjectStorage;
 use crate::telemetry::metrics::{Metrics, PoolSample};
 
 /// The operations behind the RPCs and the background tasks, wired to the pools and to each
@@ -229,7 +229,7 @@ impl Services {
         )
         .counting_into(&metrics);
         let email_sender = match &settings.notifications.email {
-            Some(email) => Some(crate::notifications::sender_for(email)?),
+            Some(email) => Some(crate::providers::email::sender_for(email)?),
             None => None,
         };
         if let Some(provider) = &payment_provider {

@@ -25,7 +25,7 @@ use crate::app::{health, tasks};
 use crate::configuration::{ServerSettings, Settings};
 use crate::db::{self, PgPool};
 use crate::jobs::{JobRunner, Task};
-use crate::outbound::{DialAsAdmitted, DialSeam};
+use crate::providers::webhook_client::{DialAsAdmitted, DialSeam};
 use crate::redis::connection::{self, Redis};
 use crate::redis::ticket_cache;
 use crate::telemetry::health::Health;

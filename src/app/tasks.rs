@@ -11,7 +11,7 @@ use crate::configuration::Settings;
 use crate::db::PgPool;
 use crate::jobs::dependency_probe::DependencyProbe;
 use crate::jobs::{self, Task};
-use crate::outbound::{DialSeam, WebhookClient};
+use crate::providers::webhook_client::{DialSeam, WebhookClient};
 use crate::redis::connection::Redis;
 use crate::resilience::breaker::CircuitBreaker;
 use crate::service::{
@@ -118,7 +118,7 @@ pub(super) fn service_tasks(
             services
                 .payment_provider
                 .clone()
-                .map(|provider| provider as Arc<dyn crate::billing::PaymentProvider>),
+                .map(|provider| provider as Arc<dyn crate::providers::payments::PaymentProvider>),
             settings.webhook_workers.clone(),
             // The receiving side notifies it for each new event and each re-drive; the
             // workers also poll, to find events other instances stored.
@@ -126,7 +126,7 @@ pub(super) fn service_tasks(
             services.metrics.clone(),
         )
         .with_message_domain(settings.notifications.message_domain());
-        tasks.push(jobs::webhook_workers::task(workers));
+        tasks.push(jobs::payment_event_workers::task(workers));
     }
     // Without an email provider there are no workers: notifications wait in the outbox.
     let notifications = &settings.notifications;
@@ -168,7 +168,7 @@ pub(super) fn service_tasks(
             settings.notifications.message_domain().to_owned(),
         )
         .counting_into(&services.metrics);
-        tasks.push(jobs::webhook_delivery_workers::task(workers));
+        tasks.push(jobs::outbound_webhook_workers::task(workers));
     }
     tasks.push(jobs::ticket_cache_repair::task(
         services.ticket_cache.clone(),

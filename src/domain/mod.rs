@@ -16,6 +16,9 @@ mod identity;
 mod ids;
 mod money;
 mod notification;
+// A module of its own, not re-exported: its `render` and `single_line` name what they do to a
+// notification, and would read as something else among the domain types.
+pub mod notification_message;
 mod operation;
 mod outbound_webhook;
 mod pagination;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::configuration::ReconciliationSettings;
 use crate::jobs::{HealthEffect, RestartPolicy, SERVICE_BACKOFF, Task, TaskContext};
-use crate::service::reconciliation::period_ending_now;
+use crate::service::billing::reconciliation::period_ending_now;
 use crate::service::{Billing, ReconciliationPolicy};
 
 /// The task's name in metrics and logs.

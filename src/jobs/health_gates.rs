@@ -17,7 +17,7 @@ pub const NAME: &str = "health-gates";
 /// and NotificationService (email).
 pub const GATED_BY_BREAKERS: [&str; 2] = [
     billing_service_server::SERVICE_NAME,
-    crate::notifications::HEALTH_SERVICE_NAME,
+    crate::providers::email::HEALTH_SERVICE_NAME,
 ];
 
 /// How often the gates are looked at besides each breaker's change: a breaker's open →

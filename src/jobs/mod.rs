@@ -36,6 +36,8 @@ pub mod idempotency_sweeper;
 pub mod metrics_endpoint;
 pub mod notification_workers;
 pub mod operation_workers;
+pub mod outbound_webhook_workers;
+pub mod payment_event_workers;
 pub mod queue_sampler;
 pub mod replica_lag_sampler;
 pub mod runner;
@@ -43,8 +45,6 @@ pub mod storage_probe;
 mod supervisor;
 pub mod task;
 pub mod ticket_cache_repair;
-pub mod webhook_delivery_workers;
-pub mod webhook_workers;
 
 use std::time::Duration;
 
@@ -108,10 +108,13 @@ mod tests {
             include_str!("ticket_cache_repair.rs"),
         ),
         (
-            "webhook_delivery_workers.rs",
-            include_str!("webhook_delivery_workers.rs"),
+            "outbound_webhook_workers.rs",
+            include_str!("outbound_webhook_workers.rs"),
         ),
-        ("webhook_workers.rs", include_str!("webhook_workers.rs")),
+        (
+            "payment_event_workers.rs",
+            include_str!("payment_event_workers.rs"),
+        ),
         ("operation_workers.rs", include_str!("operation_workers.rs")),
         ("queue_sampler.rs", include_str!("queue_sampler.rs")),
         (

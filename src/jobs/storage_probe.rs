@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::jobs::{HealthEffect, RestartPolicy, SERVICE_BACKOFF, Task, TaskContext};
-use crate::storage::ObjectStorage;
+use crate::providers::storage::ObjectStorage;
 
 /// The task's name in metrics and logs.
 pub const NAME: &str = "storage-probe";

@@ -15,14 +15,11 @@ pub mod notification_worker;
 pub mod notifications;
 pub mod operation_worker;
 pub mod operations;
+pub mod outbound_webhooks;
 pub mod password_reset;
-pub mod reconciliation;
+pub mod payment_events;
 pub mod tickets;
 pub mod users;
-pub mod webhook_delivery;
-pub mod webhook_endpoints;
-pub mod webhook_worker;
-pub mod webhooks;
 
 pub use accounts::Accounts;
 pub use api_keys::ApiKeys;
@@ -30,25 +27,27 @@ pub use attachments::{
     Attachments, DirectUpload, FilePieces, NewUpload, StartedUpload, SweepReport,
 };
 pub use authentication::{Authentication, IssuedTokens};
-pub use billing::{Billing, Completed, CompleterPolicy, NewChargeRequest};
+pub use billing::{
+    Billing, Completed, CompleterPolicy, NewChargeRequest, ReconciliationPolicy,
+    ReconciliationReport,
+};
 pub use dashboard::Dashboard;
 pub use notification_worker::NotificationWorkers;
 pub use notifications::{EmailEventReceipt, Notifications, SvixHeaders};
 pub use operation_worker::{BATCH_MAX_FAILURES, CLAIMS_WITHOUT_PROGRESS_MAX, OperationWorkers};
 pub use operations::Operations;
+pub use outbound_webhooks::delivery::{RenderEvent, WebhookDeliveryWorkers};
+pub use outbound_webhooks::endpoints::{
+    EndpointUpdate, IssuedSecret, NewEndpointRequest, WebhookEndpointAdmin,
+};
 pub use password_reset::PasswordResets;
-pub use reconciliation::{ReconciliationPolicy, ReconciliationReport};
+pub use payment_events::worker::WebhookWorkers;
+pub use payment_events::{Receipt, Webhooks};
 pub use tickets::{
     EXPORT_BATCH, Export, ExportBatch, ExportInterruption, ExportSettings, FeedPage, SearchPage,
     TicketDesk, TicketEdits,
 };
 pub use users::{NewUserRequest, UserChanges, Users};
-pub use webhook_delivery::{RenderEvent, WebhookDeliveryWorkers};
-pub use webhook_endpoints::{
-    EndpointUpdate, IssuedSecret, NewEndpointRequest, WebhookEndpointAdmin,
-};
-pub use webhook_worker::WebhookWorkers;
-pub use webhooks::{Receipt, Webhooks};
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 

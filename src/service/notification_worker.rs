@@ -45,10 +45,12 @@ use crate::configuration::NotificationWorkerSettings;
 use crate::db::PgPool;
 use crate::db::models::notification::{ClaimedNotification, MAX_UNCONFIRMED_SENDS, outbox};
 use crate::db::queue::AttemptFailed;
+use crate::domain::notification_message::{self, single_line};
 use crate::domain::{NotificationKind, PasswordTokenKey, SkipReason};
 use crate::errors::AppError;
-use crate::notifications::message::{self, single_line};
-use crate::notifications::{EmailSender, HandOver, HandOverFuture, OutgoingEmail, SendError, Sent};
+use crate::providers::email::{
+    EmailSender, HandOver, HandOverFuture, OutgoingEmail, SendError, Sent,
+};
 use crate::resilience::retry::RetryPolicy;
 use crate::resilience::worker_pool::poll_until_stopped;
 use crate::telemetry::metrics::Metrics;
@@ -534,7 +536,7 @@ impl NotificationWorkers {
     fn outgoing(&self, notification: &ClaimedNotification) -> Result<OutgoingEmail, String> {
         let kind = NotificationKind::parse(&notification.kind)
             .map_err(|problem| format!("stored kind does not parse: {problem}"))?;
-        let rendered = message::render(
+        let rendered = notification_message::render(
             kind,
             &notification.data,
             notification.ticket_id,
@@ -565,7 +567,7 @@ impl NotificationWorkers {
             list_unsubscribe: kind.is_optional().then(|| {
                 format!(
                     "<{}>",
-                    message::notification_settings_link(&self.public_base_url)
+                    notification_message::notification_settings_link(&self.public_base_url)
                 )
             }),
             idempotency_key: idempotency_key(notification.id),

@@ -1018,7 +1018,7 @@ async fn a_request_deadline_shorter_than_the_stores_timeout_never_opens_the_brea
         breaker_cool_down: Duration::from_secs(60),
         ..store.settings()
     };
-    let storage = supportdesk::storage::ObjectStorage::new(&settings).unwrap();
+    let storage = supportdesk::providers::storage::ObjectStorage::new(&settings).unwrap();
     let soon = || tokio::time::Instant::now() + Duration::from_millis(200);
     storage.probe(soon()).await.expect("the store answers");
 
@@ -1029,7 +1029,10 @@ async fn a_request_deadline_shorter_than_the_stores_timeout_never_opens_the_brea
             .await
             .expect_err("the store is stopped");
         assert!(
-            matches!(error, supportdesk::storage::StorageError::DeadlineExceeded),
+            matches!(
+                error,
+                supportdesk::providers::storage::StorageError::DeadlineExceeded
+            ),
             "{error:?}"
         );
     }
@@ -1043,7 +1046,10 @@ async fn a_request_deadline_shorter_than_the_stores_timeout_never_opens_the_brea
             .await
             .expect_err("the store is stopped");
         assert!(
-            matches!(error, supportdesk::storage::StorageError::Unavailable(_)),
+            matches!(
+                error,
+                supportdesk::providers::storage::StorageError::Unavailable(_)
+            ),
             "{error:?}"
         );
     }
@@ -1062,7 +1068,7 @@ async fn the_storage_breaker_opens_after_consecutive_failures_sends_nothing_whil
         breaker_cool_down: Duration::from_millis(300),
         ..store.settings()
     };
-    let storage = supportdesk::storage::ObjectStorage::new(&settings).unwrap();
+    let storage = supportdesk::providers::storage::ObjectStorage::new(&settings).unwrap();
     let deadline = || tokio::time::Instant::now() + Duration::from_secs(2);
     storage.probe(deadline()).await.expect("the store answers");
     assert!(storage.is_available());
@@ -1074,7 +1080,10 @@ async fn the_storage_breaker_opens_after_consecutive_failures_sends_nothing_whil
             .await
             .expect_err("the store is dead");
         assert!(
-            matches!(error, supportdesk::storage::StorageError::Unavailable(_)),
+            matches!(
+                error,
+                supportdesk::providers::storage::StorageError::Unavailable(_)
+            ),
             "{error:?}"
         );
     }
@@ -1085,11 +1094,11 @@ async fn the_storage_breaker_opens_after_consecutive_failures_sends_nothing_whil
     for _ in 0..5 {
         assert!(matches!(
             storage.delete("some/key", deadline()).await,
-            Err(supportdesk::storage::StorageError::Open { .. })
+            Err(supportdesk::providers::storage::StorageError::Open { .. })
         ));
         assert!(matches!(
             storage.inspect("some/key", 10, deadline()).await,
-            Err(supportdesk::storage::StorageError::Open { .. })
+            Err(supportdesk::providers::storage::StorageError::Open { .. })
         ));
     }
     assert_eq!(storage.calls_sent(), sent, "nothing was sent while open");

@@ -26,7 +26,7 @@ use crate::errors::{AppError, AppResult, Resource};
 use crate::idempotency::{
     self, Claimed, Idempotent, KeyedWrite, Outcome, RecoveryPoint, StoredResponse,
 };
-use crate::storage::{ObjectStorage, SNIFF_BYTES};
+use crate::providers::storage::{ObjectStorage, SNIFF_BYTES};
 use crate::telemetry::metrics::{Metrics, UPLOAD_MISMATCH, UPLOAD_STARTED};
 
 /// The most pieces the store connection's writer (hyper 1's HTTP/1.1 write queue) holds: it
@@ -39,7 +39,7 @@ pub const STORE_WRITER_BYTES: usize = 8192 + 4096 * 100;
 
 /// The most pieces of its file a direct upload holds at once when no piece is larger than
 /// `piece_bytes` (at least 1): the one being checked and handed on, those waiting in the channel
-/// to the store ([`crate::storage::PIECES_IN_FLIGHT`]), and what the store connection's writer
+/// to the store ([`crate::providers::storage::PIECES_IN_FLIGHT`]), and what the store connection's writer
 /// has taken and not yet written ([`STORE_WRITER_PIECES`], [`STORE_WRITER_BYTES`]). A store
 /// that stops reading leaves an upload of equal pieces holding this many or one fewer (the
 /// writer's first piece partly written or not): the test measures it.
@@ -50,7 +50,7 @@ pub const fn max_pieces_held(piece_bytes: usize) -> usize {
     } else {
         STORE_WRITER_PIECES
     };
-    1 + crate::storage::PIECES_IN_FLIGHT + writer
+    1 + crate::providers::storage::PIECES_IN_FLIGHT + writer
 }
 
 /// The most pieces of its file a direct upload holds at once, whatever their size (tiny pieces:

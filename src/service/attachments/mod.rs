@@ -33,9 +33,9 @@ use crate::domain::{
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, KeyedWrite, Outcome};
+use crate::providers::storage::{Deletion, ObjectStorage, PresignedRequest, UploadTerms};
 use crate::scope::RequestScope;
 use crate::service::{Page, paginate, rows_to_fetch};
-use crate::storage::{Deletion, ObjectStorage, PresignedRequest, UploadTerms};
 use crate::telemetry::metrics::{
     Metrics, UPLOAD_COMPLETED, UPLOAD_MISMATCH, UPLOAD_MISSING, UPLOAD_STARTED,
 };

@@ -37,10 +37,6 @@ use uuid::Uuid;
 
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
-use crate::billing::{
-    BillingReference, CreatePayment, CreateRefund, Payment, PaymentProvider, PaymentStatus,
-    ProviderError,
-};
 use crate::db::models::comment::actor_columns;
 use crate::db::models::notification;
 use crate::db::models::send_lease::{self, Leased, SendLease, Unsettled};
@@ -59,16 +55,22 @@ use crate::errors::{
 use crate::idempotency::{
     Claimed, Idempotent, KeyedWrite, Outcome, RecoveryPoint, claiming_limits,
 };
+use crate::providers::payments::{
+    BillingReference, CreatePayment, CreateRefund, Payment, PaymentProvider, PaymentStatus,
+    ProviderError,
+};
 use crate::resilience::bulkhead::BulkheadPlace;
 use crate::scope::RequestScope;
 use crate::telemetry::metrics::Metrics;
 
 mod charges;
 mod completer;
+pub mod reconciliation;
 mod refunds;
 
 pub use charges::NewChargeRequest;
 pub use completer::{Completed, CompleterPolicy};
+pub use reconciliation::{ReconciliationPolicy, ReconciliationReport};
 pub(in crate::service) use refunds::{ProviderRefunded, apply_refunded_at_provider, changed_since};
 
 /// The recovery point of a CreateCharge whose charge is committed, pending.

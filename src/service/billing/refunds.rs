@@ -494,10 +494,10 @@ impl Billing {
         &self,
         refund: &StoredRefund,
         deadline: Instant,
-    ) -> Result<Option<crate::billing::Refund>, Unsettling> {
+    ) -> Result<Option<crate::providers::payments::Refund>, Unsettling> {
         let ours = reference(refund.id.as_uuid()).map_err(unsettling_from)?;
         let margin = chrono::Duration::minutes(5);
-        let period = crate::billing::LedgerPeriod {
+        let period = crate::providers::payments::LedgerPeriod {
             from: refund.created_at - margin,
             until: Utc::now() + margin,
         };
@@ -680,19 +680,18 @@ impl Billing {
 }
 
 /// What a refund the provider made says of ours.
-pub(super) fn answer_for_refund(made: crate::billing::Refund) -> RefundAnswer {
+pub(super) fn answer_for_refund(made: crate::providers::payments::Refund) -> RefundAnswer {
     match made.status {
-        crate::billing::RefundStatus::Succeeded
-        | crate::billing::RefundStatus::Pending
-        | crate::billing::RefundStatus::RequiresAction => RefundAnswer::Refunded {
+        crate::providers::payments::RefundStatus::Succeeded
+        | crate::providers::payments::RefundStatus::Pending
+        | crate::providers::payments::RefundStatus::RequiresAction => RefundAnswer::Refunded {
             provider_refund_id: made.id,
         },
-        crate::billing::RefundStatus::Failed | crate::billing::RefundStatus::Canceled => {
-            RefundAnswer::Refused {
-                provider_refund_id: Some(made.id),
-                code: "refund_failed".to_owned(),
-                refusal: RefundRefusal::FailedAtProvider,
-            }
-        }
+        crate::providers::payments::RefundStatus::Failed
+        | crate::providers::payments::RefundStatus::Canceled => RefundAnswer::Refused {
+            provider_refund_id: Some(made.id),
+            code: "refund_failed".to_owned(),
+            refusal: RefundRefusal::FailedAtProvider,
+        },
     }
 }

@@ -11,7 +11,6 @@ use diesel_async::RunQueryDsl;
 use payment_simulator::{Endpoint, FaultAction, FaultRule, Simulator, SimulatorConfig};
 use secrecy::SecretString;
 use supportdesk::auth::{Caller, Principal};
-use supportdesk::billing::{BillingReference, CreatePayment, PaymentProvider, StripeHttpProvider};
 use supportdesk::configuration::PaymentProviderSettings;
 use supportdesk::db::models::charge_activity::actions_of_charge;
 use supportdesk::db::models::{NewCharge, StoredCharge};
@@ -20,6 +19,9 @@ use supportdesk::domain::{ChargeId, ChargeStatus, IdempotencyKey, Role, SessionI
 use supportdesk::errors::{AppError, Reason};
 use supportdesk::idempotency::{
     FingerprintKey, IdempotencyPolicy, Idempotent, KeyedWrite, Outcome, StoredResponse,
+};
+use supportdesk::providers::payments::{
+    BillingReference, CreatePayment, PaymentProvider, StripeHttpProvider,
 };
 use supportdesk::scope::RequestScope;
 use supportdesk::service::billing::{CHARGE_PHASES, REFUND_PHASES};

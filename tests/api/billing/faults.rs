@@ -11,12 +11,14 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use payment_simulator::{DisputeRequest, Endpoint, FaultAction, FaultRule, OutsideRefund};
 use supportdesk::auth::{Caller, Principal};
-use supportdesk::billing::{BillingReference, CreatePayment, PaymentProvider, StripeHttpProvider};
 use supportdesk::db::models::NewCharge;
 use supportdesk::db::schema::{charge_activities, charges, refunds};
 use supportdesk::domain::{ChargeId, Role, SessionId};
 use supportdesk::errors::Reason;
 use supportdesk::idempotency::KeyedWrite;
+use supportdesk::providers::payments::{
+    BillingReference, CreatePayment, PaymentProvider, StripeHttpProvider,
+};
 use supportdesk::service::{Billing, CompleterPolicy};
 use supportdesk::telemetry::metrics::Metrics;
 use supportdesk::wire::proto::v1;

@@ -10,11 +10,11 @@ use payment_simulator::{
     ApiRequest, Endpoint, FaultAction, FaultRule, Simulator, SimulatorConfig, SimulatorHandle,
 };
 use secrecy::SecretString;
-use supportdesk::billing::{
+use supportdesk::configuration::PaymentProviderSettings;
+use supportdesk::providers::payments::{
     BillingReference, BreakerState, CreatePayment, CreateRefund, Payment, PaymentProvider,
     PaymentStatus, ProviderError, Refund, RefundStatus, StripeHttpProvider,
 };
-use supportdesk::configuration::PaymentProviderSettings;
 use tokio::time::Instant;
 use uuid::Uuid;
 

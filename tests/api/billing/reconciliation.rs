@@ -11,12 +11,12 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use payment_simulator::{Endpoint, FaultAction, FaultRule, OutsideRefund};
-use supportdesk::billing::{
-    BillingReference, CreatePayment, LedgerPeriod, PaymentProvider, StripeHttpProvider,
-};
 use supportdesk::db::models::NewCharge;
 use supportdesk::db::schema::{charge_activities, charges, reconciliation_runs};
 use supportdesk::domain::{ChargeId, FindingKind};
+use supportdesk::providers::payments::{
+    BillingReference, CreatePayment, LedgerPeriod, PaymentProvider, StripeHttpProvider,
+};
 use supportdesk::service::{Billing, ReconciliationPolicy, ReconciliationReport};
 use supportdesk::telemetry::metrics::Metrics;
 use supportdesk::wire::proto::v1;
@@ -890,7 +890,7 @@ async fn a_run_stopped_by_a_shutdown_ends_between_two_pages_recorded_failed_and_
         (status.as_str(), error.as_deref()),
         (
             "failed",
-            Some(supportdesk::service::reconciliation::STOPPED_BEFORE_FINISHING)
+            Some(supportdesk::service::billing::reconciliation::STOPPED_BEFORE_FINISHING)
         )
     );
     assert_eq!(row(&app, unseen).await.status, "pending");

@@ -347,7 +347,7 @@ async fn health_answers_for_every_api_service_the_proto_declares() {
     for service in table().api_services() {
         // The test app sends no email: NotificationService says so (docs/notifications.md),
         // every other service serves.
-        let expected = if service == supportdesk::notifications::HEALTH_SERVICE_NAME {
+        let expected = if service == supportdesk::providers::email::HEALTH_SERVICE_NAME {
             "NotServing"
         } else {
             "Serving"

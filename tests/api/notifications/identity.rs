@@ -969,7 +969,7 @@ async fn the_completer_and_a_webhook_that_both_see_a_charge_succeed_write_one_re
     let completer = supportdesk::service::Billing::new(
         supportdesk::db::build_pool(&queue.app.settings.database, Duration::from_secs(5)),
         std::sync::Arc::new(
-            supportdesk::billing::StripeHttpProvider::new(
+            supportdesk::providers::payments::StripeHttpProvider::new(
                 queue.app.settings.payment_provider.as_ref().unwrap(),
             )
             .unwrap(),

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use prost_types::FieldMask;
 use supportdesk::configuration::Settings;
-use supportdesk::outbound::DialSeam;
+use supportdesk::providers::webhook_client::DialSeam;
 use supportdesk::wire::proto::v1;
 use supportdesk::wire::proto::v1::webhook_endpoint_service_client::WebhookEndpointServiceClient;
 use tonic::transport::Channel;

@@ -873,7 +873,7 @@ fn chaos_settings(smtp: &SmtpServer, storage: &StorageServer) -> Vec<(&'static s
             "RUST_LOG",
             "warn,supportdesk::service::notification_worker=debug,\
              supportdesk::service::operation_worker=info,\
-             supportdesk::service::webhook_delivery=debug",
+             supportdesk::service::outbound_webhooks::delivery=debug",
         ),
         ("PAYMENT_WEBHOOK_SECRET", TEST_WEBHOOK_SECRET),
         ("WEBHOOK_POLL_INTERVAL_MS", "200"),

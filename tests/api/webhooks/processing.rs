@@ -504,7 +504,7 @@ async fn a_refund_event_before_its_payment_event_finishes_a_pending_charge_which
     let completer = supportdesk::service::Billing::new(
         supportdesk::db::build_pool(&queue.app.settings.database, Duration::from_secs(5)),
         std::sync::Arc::new(
-            supportdesk::billing::StripeHttpProvider::new(
+            supportdesk::providers::payments::StripeHttpProvider::new(
                 queue.app.settings.payment_provider.as_ref().unwrap(),
             )
             .unwrap(),

@@ -29,12 +29,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::billing::{
+use super::{
     Billing, ProviderRefunded, Resolution, apply_refunded_at_provider, changed_since, key_kept,
     record_on,
 };
-use super::{Page, paginate, rows_to_fetch};
-use crate::billing::{LedgerPeriod, Payment, PaymentStatus, Refund};
 use crate::db::models::send_lease::{self, Leased};
 use crate::db::models::{
     ChargeRow, NewReconciliationFinding, NewReconciliationRun, ReconciliationFindingRow,
@@ -45,7 +43,9 @@ use crate::domain::{
     ChargeEvent, ChargeStatus, FindingKind, Money, PageCursor, PageSize, RefundStatus, Role,
 };
 use crate::errors::{AppError, AppResult};
+use crate::providers::payments::{LedgerPeriod, Payment, PaymentStatus, Refund};
 use crate::scope::RequestScope;
+use crate::service::{Page, paginate, rows_to_fetch};
 
 /// How long a repair waits for a row's lock (only short transactions hold it).
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -548,7 +548,9 @@ impl Billing {
         let _place = self.wait_for_place(deadline).await?;
         match self.provider.get_payment(payment_id, deadline).await {
             Ok(payment) => Ok(Some(payment)),
-            Err(crate::billing::ProviderError::InvalidRequest { status: 404, .. }) => Ok(None),
+            Err(crate::providers::payments::ProviderError::InvalidRequest {
+                status: 404, ..
+            }) => Ok(None),
             Err(error) => Err(provider_failed("reading a payment", &error)),
         }
     }
@@ -584,7 +586,7 @@ impl Billing {
                 self.resolve_payment(stored, deadline, Resolution::LookUpOnly { key_kept })
                     .await
             }
-            Err(busy) => Err(super::billing::Unsettling {
+            Err(busy) => Err(super::Unsettling {
                 detail: busy.to_string(),
                 answer: busy,
             }),
@@ -637,7 +639,7 @@ impl Billing {
                 .apply(&event)
                 .map_err(|violation| AppError::internal(anyhow::anyhow!(violation)))?;
             let saved = ChargeRow::save(conn, &decision.after).await?;
-            super::billing::receipt_if_paid_now(
+            super::receipt_if_paid_now(
                 conn,
                 locked.charge.status,
                 &saved.charge,
@@ -748,12 +750,14 @@ impl Billing {
             (RefundStatus::Pending, _) => false,
             (RefundStatus::Succeeded, Some(status)) => !matches!(
                 status,
-                crate::billing::RefundStatus::Succeeded | crate::billing::RefundStatus::Pending
+                crate::providers::payments::RefundStatus::Succeeded
+                    | crate::providers::payments::RefundStatus::Pending
             ),
             (RefundStatus::Succeeded, None) => true,
             (RefundStatus::Failed, Some(status)) => matches!(
                 status,
-                crate::billing::RefundStatus::Succeeded | crate::billing::RefundStatus::Pending
+                crate::providers::payments::RefundStatus::Succeeded
+                    | crate::providers::payments::RefundStatus::Pending
             ),
             (RefundStatus::Failed, None) => false,
         };
@@ -906,7 +910,7 @@ fn money_json(money: Money) -> Value {
     json!({"amount_minor": money.amount_minor(), "currency": money.currency().code()})
 }
 
-fn provider_failed(what: &str, error: &crate::billing::ProviderError) -> AppError {
+fn provider_failed(what: &str, error: &crate::providers::payments::ProviderError) -> AppError {
     AppError::PaymentProviderUnavailable {
         detail: format!("reconciliation could not finish {what}: {error}"),
         retry_after: Duration::from_secs(1),

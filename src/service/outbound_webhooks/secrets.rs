@@ -2,6 +2,9 @@
 //! `WEBHOOK_ENDPOINT_SECRETS_KEY` (or, when unset, a key derived from `JWT_SECRET` for this use
 //! alone), so that a copy of the database signs nothing. A sealed secret is the 12-byte nonce
 //! followed by the ciphertext and its tag.
+//!
+//! It is outbound webhooks' own business, not the HTTP client's: the endpoints service seals a
+//! secret when an endpoint is made or rotated, and delivery opens it to sign each request.
 
 use hmac::{Hmac, KeyInit, Mac};
 use ring::aead::{CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};

@@ -31,7 +31,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::billing::{Payment, PaymentProvider, ProviderCharge};
 use crate::configuration::WebhookWorkerSettings;
 use crate::db::models::webhook_event::{self, AttemptFailed, ClaimedEvent};
 use crate::db::models::{
@@ -40,6 +39,7 @@ use crate::db::models::{
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{ChargeEvent, ChargeStatus, PaymentEvent, QuarantineReason, RefundStatus};
 use crate::errors::AppError;
+use crate::providers::payments::{Payment, PaymentProvider, ProviderCharge};
 use crate::resilience::retry::RetryPolicy;
 use crate::resilience::worker_pool::poll_until_stopped;
 use crate::telemetry::metrics::Metrics;
@@ -142,7 +142,7 @@ impl WebhookWorkers {
             settings,
             wake,
             metrics,
-            message_domain: Arc::from(super::billing::UNCONFIGURED_MESSAGE_DOMAIN),
+            message_domain: Arc::from(crate::service::billing::UNCONFIGURED_MESSAGE_DOMAIN),
         }
     }
 
@@ -317,7 +317,7 @@ async fn read_provider(
     deadline: Instant,
     read_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<ProviderState, Failure> {
-    let provider_failure = |error: crate::billing::ProviderError| {
+    let provider_failure = |error: crate::providers::payments::ProviderError| {
         Failure::Attempt(format!("reading the payment from the provider: {error}"))
     };
     let payment = provider
@@ -503,7 +503,8 @@ async fn apply(
         ChargeRow::save(conn, &charge).await?;
         // The receipt, when this event is what tells us the charge was paid: once per charge,
         // even if the completer records the same success.
-        super::billing::receipt_if_paid_now(conn, before.status, &charge, message_domain).await?;
+        crate::service::billing::receipt_if_paid_now(conn, before.status, &charge, message_domain)
+            .await?;
     }
     for (action, changes) in audit.iter().cloned() {
         NewChargeActivity {

@@ -55,7 +55,8 @@ use crate::domain::{
     DeliveryState, EndpointUrl, SigningSecret, event_public_id, webhook_signature_header,
 };
 use crate::errors::AppError;
-use crate::outbound::{AttemptOutcome, SecretBox, WebhookClient};
+use crate::providers::webhook_client::{AttemptOutcome, WebhookClient};
+use crate::service::outbound_webhooks::secrets::SecretBox;
 use crate::telemetry::metrics::{Counter, Metrics};
 
 /// The longest an endpoint rests after a failed attempt before its next due delivery is tried
@@ -216,7 +217,7 @@ impl WebhookDeliveryWorkers {
             i64::from(self.settings.batch),
             i64::try_from(limit).unwrap_or(i64::MAX),
             i64::try_from(failing_limit).unwrap_or(i64::MAX),
-            super::webhook_endpoints::MOST_RETIRED_SECRETS,
+            super::endpoints::MOST_RETIRED_SECRETS,
             (held, i64::from(self.settings.max_places_per_account)),
         )
         .await

@@ -10,7 +10,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use diesel_async::RunQueryDsl;
 
-use super::{Page, paginate, rows_to_fetch};
 use crate::configuration::OutboundWebhookSettings;
 use crate::db::models::event::EventRow;
 use crate::db::models::webhook_delivery::{WebhookDeliveryRow, cursor_seq, delivery_cursor};
@@ -23,8 +22,9 @@ use crate::domain::{
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, KeyedWrite, Outcome, as_is};
-use crate::outbound::SecretBox;
 use crate::scope::RequestScope;
+use crate::service::outbound_webhooks::secrets::SecretBox;
+use crate::service::{Page, paginate, rows_to_fetch};
 
 /// How many retired secrets may sign beside an endpoint's current one: a rotation while this
 /// many still sign is refused (FAILED_PRECONDITION `WEBHOOK_SECRET_ROTATION_LIMIT`) rather than

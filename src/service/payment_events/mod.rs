@@ -1,4 +1,5 @@
-//! Payment webhooks, the receiving half (docs/webhooks.md): a delivery is verified (signature,
+//! Incoming webhooks: the payment provider's events, the receiving half (docs/webhooks.md; the
+//! applying half is [`worker`]): a delivery is verified (signature,
 //! then the payload's envelope), stored once by its event id in one statement, and acknowledged;
 //! workers apply it later, woken through the shared [`Notify`]. The admin operations read an
 //! account's events and put a dead one back in the queue.
@@ -6,6 +7,8 @@
 //! Nothing is processed inline: the acknowledgement costs one signature check and one INSERT,
 //! so it stays fast however slow the provider or the workers are, and an event is never lost
 //! between the answer and its processing (it is durable before the answer).
+
+pub mod worker;
 
 use std::sync::Arc;
 

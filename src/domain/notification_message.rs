@@ -6,6 +6,11 @@
 //! HTML-escaped in the HTML part ([`html_escape`]); anything that ends up in a header is one line
 //! ([`single_line`]: CR, LF and other control characters become spaces, so nothing can start a
 //! header of its own); links start with the configured public base URL.
+//!
+//! It lives in `domain/` because it is rendering, not a provider adapter: it needs nothing but
+//! domain values, and both the notification worker (`service::notification_worker`, which
+//! renders) and the SMTP adapter (`providers::email::smtp`, which keeps headers on one line) use
+//! it, so it sits below both.
 
 use uuid::Uuid;
 

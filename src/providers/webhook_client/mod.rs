@@ -22,10 +22,6 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use url::{Host, Url};
 
-pub mod secrets;
-
-pub use secrets::{SecretBox, Unopenable};
-
 use crate::configuration::OutboundWebhookSettings;
 use crate::domain::AddressPolicy;
 

@@ -1,4 +1,4 @@
-//! The webhook workers (docs/webhooks.md): `WEBHOOK_WORKERS` workers that apply the payment
+//! The payment event workers (docs/webhooks.md; the task keeps its name `webhook-workers`): `WEBHOOK_WORKERS` workers that apply the payment
 //! provider's webhook events (`crate::service::WebhookWorkers`); a panicking worker stops its
 //! siblings and the task dies.
 //!

@@ -1,4 +1,5 @@
-//! The webhook delivery workers (docs/webhooks.md, "Webhooks we send"):
+//! The outbound webhook workers (docs/webhooks.md, "Webhooks we send"; the task keeps its name
+//! `webhook-delivery-workers`):
 //! `OUTBOUND_WEBHOOK_WORKERS` workers that deliver the events of the outbox to the endpoints that
 //! subscribed (`crate::service::WebhookDeliveryWorkers`).
 //!

@@ -50,10 +50,10 @@ use lettre::{Address, Message};
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
-use super::message::single_line;
 use super::{EmailSender, HandOver, OutgoingEmail, SendError, SendFuture, Sent};
 use crate::configuration::{EmailSettings, SmtpSettings, SmtpTls};
 use crate::domain::idna_form;
+use crate::domain::notification_message::single_line;
 use crate::resilience::breaker::{CallOutcome, CallResult, CircuitBreaker};
 use crate::resilience::bulkhead::Bulkhead;
 

@@ -1,7 +1,8 @@
-//! Outgoing email: what a notification says ([`message`]), and the [`EmailSender`] adapter that
-//! hands a message to the configured provider (`EMAIL_PROVIDER`: [`smtp`], or [`http`] for an
-//! email API in Resend's dialect). The queue and the workers that call it are `db::queue` and
-//! `service::notification_worker` (docs/notifications.md).
+//! Outgoing email's provider adapter: the [`EmailSender`] that hands a message to the configured
+//! provider (`EMAIL_PROVIDER`: [`smtp`], or [`http`] for an email API in Resend's dialect). What
+//! a notification says is rendered before it gets here (`domain::notification_message`); the
+//! queue and the workers that call the sender are `db::queue` and `service::notification_worker`
+//! (docs/notifications.md).
 //!
 //! The trait is object-safe, like the payment provider's (its method returns a boxed future):
 //! the service holds one sender chosen at start-up as `Arc<dyn EmailSender>`, so switching
@@ -18,7 +19,6 @@
 //! provider's own trouble (no answer, a 5xx, a refused key), never a message it refused.
 
 pub mod http;
-pub mod message;
 pub mod smtp;
 
 use std::future::Future;
@@ -42,7 +42,7 @@ pub const PROVIDER_NAME: &str = "email";
 
 /// A message ready to send, in the provider's terms: the recipient, the rendered parts and the
 /// identity headers. Every value is already single-line where a header needs one
-/// ([`message::single_line`]).
+/// ([`crate::domain::notification_message::single_line`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutgoingEmail {
     /// The recipient's address (the only recipient: the envelope is built from it alone).
