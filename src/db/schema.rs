@@ -150,6 +150,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    group_members (account_id, group_id, user_id) {
+        account_id -> Uuid,
+        group_id -> Uuid,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    groups (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        name -> Text,
+        description -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     idempotency_keys (id) {
         id -> Uuid,
         caller -> Text,
@@ -409,6 +430,9 @@ diesel::table! {
         search_document -> Nullable<Tsvector>,
         first_agent_response_at -> Nullable<Timestamptz>,
         solved_at -> Nullable<Timestamptz>,
+        tags -> Array<Nullable<Text>>,
+        custom_fields -> Jsonb,
+        group_id -> Nullable<Uuid>,
     }
 }
 
@@ -544,6 +568,7 @@ diesel::joinable!(email_events -> notifications (notification_id));
 diesel::joinable!(email_suppressions -> accounts (account_id));
 diesel::joinable!(email_suppressions -> notifications (notification_id));
 diesel::joinable!(events -> webhook_endpoints (endpoint_id));
+diesel::joinable!(groups -> accounts (account_id));
 diesel::joinable!(notifications -> accounts (account_id));
 diesel::joinable!(notifications -> tickets (ticket_id));
 diesel::joinable!(operations -> accounts (account_id));
@@ -576,6 +601,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_events,
     email_suppressions,
     events,
+    group_members,
+    groups,
     idempotency_keys,
     notifications,
     operations,
