@@ -4,12 +4,10 @@ use bytes::Bytes;
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::{
-    KeyedRequest, ListPages, answer, created, optional_timestamp, scope, stored_as, timestamp,
-};
+use super::{KeyedRequest, ListPages, answer, created, scope, stored_as, timestamp};
 use crate::domain::{
-    Actor, Attachment, AttachmentContentType, AttachmentId, AttachmentState, CommentId, Filename,
-    InvalidValue, PageTokenKeys, Sha256Digest, TicketId,
+    Attachment, AttachmentContentType, AttachmentId, CommentId, Filename, InvalidValue,
+    PageTokenKeys, Sha256Digest, TicketId,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -330,33 +328,5 @@ impl v1::attachment_service_server::AttachmentService for AttachmentApi {
             download_url: download.url.to_string(),
             expire_time: Some(timestamp(download.expires_at)),
         }))
-    }
-}
-
-impl From<Attachment> for v1::Attachment {
-    fn from(attachment: Attachment) -> Self {
-        v1::Attachment {
-            id: attachment.id.to_string(),
-            ticket_id: attachment.ticket_id.to_string(),
-            comment_id: attachment
-                .comment_id
-                .map(|comment| comment.to_string())
-                .unwrap_or_default(),
-            filename: attachment.filename.as_str().to_owned(),
-            content_type: attachment.content_type.as_str().to_owned(),
-            size_bytes: i64::try_from(attachment.size_bytes).unwrap_or(i64::MAX),
-            sha256: attachment.sha256.to_string(),
-            state: match attachment.state {
-                AttachmentState::Pending => v1::AttachmentState::Pending,
-                AttachmentState::Ready => v1::AttachmentState::Ready,
-            }
-            .into(),
-            uploader_id: match attachment.uploader {
-                Actor::User(user) => user.to_string(),
-                Actor::ApiKey(_) => String::new(),
-            },
-            create_time: Some(timestamp(attachment.created_at)),
-            complete_time: optional_timestamp(attachment.completed_at),
-        }
     }
 }

@@ -5,17 +5,18 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as, timestamp};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
 use crate::auth::Caller;
-use crate::db::models::{ChargeListFilter, StoredCharge, StoredFinding};
+use crate::db::models::{ChargeListFilter, StoredCharge};
 use crate::domain::{
-    ChargeId, ChargeStatus, FailureKind, InvalidValue, Money, PageTokenKeys, TicketId, Timestamp,
-    UserId, hyphenated_uuid,
+    ChargeId, ChargeStatus, InvalidValue, Money, PageTokenKeys, TicketId, Timestamp, UserId,
+    hyphenated_uuid,
 };
 use crate::errors::{AppError, FieldViolations, Reason};
 use crate::idempotency::IdempotencyPolicy;
 use crate::service::Billing;
 use crate::service::billing::{CHARGE_PHASES, NewChargeRequest, REFUND_PHASES};
+use crate::wire::convert::unless_unspecified;
 use crate::wire::proto::v1;
 
 pub struct BillingApi {
@@ -47,24 +48,6 @@ impl BillingApi {
                     .to_owned(),
                 violations: Vec::new(),
             })
-    }
-}
-
-impl From<&StoredFinding> for v1::ReconciliationFinding {
-    fn from(finding: &StoredFinding) -> Self {
-        let text = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
-        v1::ReconciliationFinding {
-            id: finding.id.to_string(),
-            run_id: finding.run_id.to_string(),
-            kind: finding.kind.as_str().to_owned(),
-            charge_id: text(finding.charge_id),
-            refund_id: text(finding.refund_id),
-            provider_object_id: finding.provider_object_id.clone().unwrap_or_default(),
-            details: finding.details.to_string(),
-            action: finding.action.clone(),
-            repaired: finding.repaired,
-            create_time: Some(timestamp(finding.created_at)),
-        }
     }
 }
 
@@ -168,7 +151,9 @@ impl v1::billing_service_server::BillingService for BillingApi {
             &message.ticket_id,
             TicketId::parse,
         );
-        let status = status_filter(&mut violations, message.status);
+        let status = violations
+            .check("status", unless_unspecified::<ChargeStatus>(message.status))
+            .flatten();
         let created_after = message
             .created_after
             .and_then(|at| violations.check("created_after", instant(at)));
@@ -237,7 +222,7 @@ impl v1::billing_service_server::BillingService for BillingApi {
         let amount = match &message.amount {
             None => Some(None),
             Some(amount) => violations
-                .check("amount", money_from_wire(amount))
+                .check("amount", positive_amount(amount))
                 .map(Some),
         };
         let (Some(id), Some(amount)) = (id, amount) else {
@@ -269,7 +254,7 @@ fn parse_new_charge(charge: Option<v1::Charge>) -> Result<NewChargeRequest, AppE
             violations.add("charge.amount", &required());
             None
         }
-        Some(amount) => violations.check("charge.amount", money_from_wire(amount)),
+        Some(amount) => violations.check("charge.amount", positive_amount(amount)),
     };
     let payment_method = charge.payment_method.trim();
     if payment_method.is_empty() || payment_method.len() > 255 {
@@ -289,22 +274,13 @@ fn parse_new_charge(charge: Option<v1::Charge>) -> Result<NewChargeRequest, AppE
     }
 }
 
-/// A positive amount in a known currency.
-fn money_from_wire(money: &v1::Money) -> Result<Money, InvalidValue> {
-    let parsed = Money::parse(money.amount_minor, &money.currency_code)?;
+/// A positive amount in a known currency: a charge or a refund of nothing is refused.
+fn positive_amount(money: &v1::Money) -> Result<Money, InvalidValue> {
+    let parsed = Money::try_from(money)?;
     if parsed.amount_minor() <= 0 {
         return Err(InvalidValue::new("must be a positive amount"));
     }
     Ok(parsed)
-}
-
-impl From<Money> for v1::Money {
-    fn from(money: Money) -> Self {
-        v1::Money {
-            amount_minor: money.amount_minor(),
-            currency_code: money.currency().code().to_owned(),
-        }
-    }
 }
 
 fn instant(at: prost_types::Timestamp) -> Result<Timestamp, InvalidValue> {
@@ -321,84 +297,6 @@ fn optional_id<T>(
         None
     } else {
         violations.check(field, parse(raw))
-    }
-}
-
-fn status_filter(violations: &mut FieldViolations, raw: i32) -> Option<ChargeStatus> {
-    match v1::ChargeStatus::try_from(raw) {
-        Ok(v1::ChargeStatus::Unspecified) => None,
-        Ok(v1::ChargeStatus::Pending) => Some(ChargeStatus::Pending),
-        Ok(v1::ChargeStatus::Succeeded) => Some(ChargeStatus::Succeeded),
-        Ok(v1::ChargeStatus::Failed) => Some(ChargeStatus::Failed),
-        Ok(v1::ChargeStatus::PartiallyRefunded) => Some(ChargeStatus::PartiallyRefunded),
-        Ok(v1::ChargeStatus::Refunded) => Some(ChargeStatus::Refunded),
-        Err(_) => {
-            violations.add("status", &InvalidValue::new("is not a charge status"));
-            None
-        }
-    }
-}
-
-impl From<ChargeStatus> for v1::ChargeStatus {
-    fn from(status: ChargeStatus) -> Self {
-        match status {
-            ChargeStatus::Pending => v1::ChargeStatus::Pending,
-            ChargeStatus::Succeeded => v1::ChargeStatus::Succeeded,
-            ChargeStatus::Failed => v1::ChargeStatus::Failed,
-            ChargeStatus::PartiallyRefunded => v1::ChargeStatus::PartiallyRefunded,
-            ChargeStatus::Refunded => v1::ChargeStatus::Refunded,
-        }
-    }
-}
-
-impl From<&StoredCharge> for v1::Charge {
-    fn from(stored: &StoredCharge) -> Self {
-        let charge = &stored.charge;
-        v1::Charge {
-            id: charge.id.to_string(),
-            account_id: charge.account_id.to_string(),
-            customer_id: charge.customer_id.to_string(),
-            ticket_id: charge
-                .ticket_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
-            amount: Some(v1::Money::from(charge.amount)),
-            amount_refunded: Some(v1::Money::from(charge.amount_refunded)),
-            status: v1::ChargeStatus::from(charge.status).into(),
-            payment_method: charge.payment_method.clone(),
-            provider_payment_id: charge.provider_payment_id.clone().unwrap_or_default(),
-            failure_code: charge.failure_code.clone().unwrap_or_default(),
-            decline_code: charge.decline_code.clone().unwrap_or_default(),
-            create_time: Some(timestamp(stored.created_at)),
-            update_time: Some(timestamp(stored.updated_at)),
-            etag: charge.etag(),
-            failure_kind: charge
-                .failure_kind
-                .map_or(
-                    v1::ChargeFailureKind::Unspecified,
-                    v1::ChargeFailureKind::from,
-                )
-                .into(),
-            attention_reason: stored
-                .attention
-                .as_ref()
-                .map(|attention| attention.reason.clone())
-                .unwrap_or_default(),
-            attention_time: stored
-                .attention
-                .as_ref()
-                .map(|attention| timestamp(attention.since)),
-        }
-    }
-}
-
-impl From<FailureKind> for v1::ChargeFailureKind {
-    fn from(kind: FailureKind) -> Self {
-        match kind {
-            FailureKind::Declined => v1::ChargeFailureKind::Declined,
-            FailureKind::Refused => v1::ChargeFailureKind::Refused,
-            FailureKind::Abandoned => v1::ChargeFailureKind::Abandoned,
-        }
     }
 }
 

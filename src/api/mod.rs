@@ -1,7 +1,9 @@
 //! The gRPC surface: one module per proto service, each converting wire messages to domain types
 //! (naming every refused field), calling `service/`, and converting the result back. Nothing here
-//! holds business rules. Domain → wire conversions are `From` impls on the messages, beside the
-//! service's handlers (or in its folder's `convert.rs`, as `tickets/`), one place per resource.
+//! holds business rules. Conversions between the messages and the domain are `From`/`TryFrom`
+//! impls in `wire::convert`, one file per resource, which the webhooks we send share; the
+//! conversions of what only one service answers (a service's own report types) stay beside its
+//! handlers.
 
 pub mod accounts;
 pub mod api_keys;
@@ -29,6 +31,7 @@ use crate::idempotency::{
     IdempotencyPolicy, Idempotent, KeyedWrite, Outcome, StoredResponse, caller_scope, fingerprint,
 };
 use crate::scope::{ClientAddress, RequestScope};
+pub(crate) use crate::wire::convert::{optional_timestamp, timestamp};
 use crate::wire::methods::Access;
 
 /// The request's scope, as the middleware stack established it (the caller, the deadline, the
@@ -54,22 +57,6 @@ pub(crate) fn scope<T>(request: &mut Request<T>) -> AppResult<RequestScope> {
         scope.caller()?;
     }
     Ok(scope)
-}
-
-/// A chrono instant as a protobuf Timestamp.
-pub(crate) fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        // Always below 2e9: chrono keeps nanoseconds within the second.
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
-}
-
-/// An optional chrono instant as an optional protobuf Timestamp.
-pub(crate) fn optional_timestamp(
-    at: Option<chrono::DateTime<chrono::Utc>>,
-) -> Option<prost_types::Timestamp> {
-    at.map(timestamp)
 }
 
 /// The page tokens of one list as one caller sees it: tokens are signed with the server's keys

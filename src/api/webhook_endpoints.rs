@@ -1,35 +1,25 @@
-//! `supportdesk.v1.WebhookEndpointService`, and the body of every outbound webhook: the `Event`
-//! message in proto3 JSON, rendered with the same options Envoy's transcoder uses for REST
-//! (lowerCamelCase names, primitive fields always printed, enums by name).
+//! `supportdesk.v1.WebhookEndpointService`: the endpoints customers register for the webhooks we
+//! send, and their deliveries. The body of every outbound webhook is rendered by
+//! `wire::convert::event`.
 
-use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use tonic::{Request, Response, Status};
 
-use super::{
-    KeyedRequest, ListPages, answer, created, optional_timestamp, required, scope, stored_as,
-    timestamp,
-};
-use crate::db::models::event::{EventData, StoredEvent};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
 use crate::domain::{
-    DeliveryState, EndpointState, EndpointUrl, InvalidValue, PageTokenKeys, WebhookDelivery,
-    WebhookEndpoint, event_public_id, hyphenated_uuid, parse_event_types,
+    DeliveryState, EndpointUrl, InvalidValue, PageTokenKeys, WebhookDelivery, WebhookEndpoint,
+    hyphenated_uuid, parse_event_types,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::idempotency::Outcome;
-use crate::service::{
-    EndpointUpdate, IssuedSecret, NewEndpointRequest, RenderEvent, WebhookEndpointAdmin,
-};
-use crate::wire::proto::{self, v1};
+use crate::service::{EndpointUpdate, IssuedSecret, NewEndpointRequest, WebhookEndpointAdmin};
+use crate::wire::convert::unless_unspecified;
+use crate::wire::proto::v1;
 
 /// The name page tokens of ListWebhookEndpoints carry.
 const LIST: &str = "webhook-endpoints";
 /// The same for an endpoint's deliveries (`webhook-deliveries:<endpoint>`).
 const DELIVERIES: &str = "webhook-deliveries";
-
-/// The payload version every event carries.
-pub const EVENT_API_VERSION: &str = "2026-11-28";
 
 /// The longest description.
 const MAX_DESCRIPTION_CHARS: usize = 500;
@@ -297,7 +287,7 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         let caller = scope.caller()?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
-        let state = violations.check("state", state_from_wire(message.state));
+        let state = violations.check("state", unless_unspecified::<DeliveryState>(message.state));
         let (endpoint_id, pages, page_size, after) = ListPages::of_parent(
             &self.pages,
             caller,
@@ -360,193 +350,5 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
         Ok(Response::new(v1::RedriveFailedWebhookDeliveriesResponse {
             redriven: i32::try_from(redriven).unwrap_or(i32::MAX),
         }))
-    }
-}
-
-fn state_from_wire(value: i32) -> Result<Option<DeliveryState>, InvalidValue> {
-    match v1::WebhookDeliveryState::try_from(value) {
-        Ok(v1::WebhookDeliveryState::Unspecified) => Ok(None),
-        Ok(v1::WebhookDeliveryState::Pending) => Ok(Some(DeliveryState::Pending)),
-        Ok(v1::WebhookDeliveryState::Succeeded) => Ok(Some(DeliveryState::Succeeded)),
-        Ok(v1::WebhookDeliveryState::Failed) => Ok(Some(DeliveryState::Failed)),
-        Err(_) => Err(InvalidValue::new(format!("{value} is no delivery state"))),
-    }
-}
-
-impl From<&WebhookEndpoint> for v1::WebhookEndpoint {
-    fn from(endpoint: &WebhookEndpoint) -> Self {
-        v1::WebhookEndpoint {
-            id: endpoint.id.to_string(),
-            url: endpoint.url.clone(),
-            description: endpoint.description.clone(),
-            event_types: endpoint
-                .event_types
-                .iter()
-                .map(|kind| kind.as_str().to_owned())
-                .collect(),
-            disabled: endpoint.state == EndpointState::Disabled,
-            state: match endpoint.state {
-                EndpointState::Enabled => v1::WebhookEndpointState::Enabled,
-                EndpointState::Disabled => v1::WebhookEndpointState::Disabled,
-            }
-            .into(),
-            disabled_reason: endpoint
-                .disabled_reason
-                .map(|reason| reason.as_str().to_owned())
-                .unwrap_or_default(),
-            disable_time: optional_timestamp(endpoint.disabled_at),
-            previous_secret_expire_time: optional_timestamp(endpoint.previous_secret_expires_at),
-            create_time: Some(timestamp(endpoint.created_at)),
-            update_time: Some(timestamp(endpoint.updated_at)),
-        }
-    }
-}
-
-impl From<&WebhookDelivery> for v1::WebhookDelivery {
-    fn from(delivery: &WebhookDelivery) -> Self {
-        v1::WebhookDelivery {
-            id: delivery.id.to_string(),
-            endpoint_id: delivery.endpoint_id.to_string(),
-            event_id: event_public_id(delivery.event_id),
-            event_type: delivery.event_type.clone(),
-            state: match delivery.state {
-                DeliveryState::Pending => v1::WebhookDeliveryState::Pending,
-                DeliveryState::Succeeded => v1::WebhookDeliveryState::Succeeded,
-                DeliveryState::Failed => v1::WebhookDeliveryState::Failed,
-            }
-            .into(),
-            attempts: delivery.attempts,
-            next_attempt_time: optional_timestamp(delivery.next_attempt_at),
-            create_time: Some(timestamp(delivery.created_at)),
-            attempt_log: delivery
-                .attempt_log
-                .iter()
-                .map(|attempt| v1::WebhookDeliveryAttempt {
-                    attempt: attempt.attempt,
-                    start_time: Some(timestamp(attempt.started_at)),
-                    latency_ms: attempt.latency_ms,
-                    http_status: attempt.http_status.unwrap_or_default(),
-                    error: attempt.error.clone().unwrap_or_default(),
-                    response_excerpt: attempt.response_excerpt.clone(),
-                    url: attempt.url.clone(),
-                })
-                .collect(),
-        }
-    }
-}
-
-/// An event as the API's `Event` message.
-impl From<&StoredEvent> for v1::Event {
-    fn from(event: &StoredEvent) -> Self {
-        let mut refund = None;
-        let data = match &event.data {
-            EventData::Ticket(ticket) => v1::event::Data::Ticket(v1::Ticket::from(ticket.clone())),
-            EventData::Comment(comment) => {
-                v1::event::Data::Comment(v1::Comment::from(comment.clone()))
-            }
-            EventData::Attachment(attachment) => {
-                v1::event::Data::Attachment(v1::Attachment::from(attachment.as_ref().clone()))
-            }
-            EventData::Charge(charge) => v1::event::Data::Charge(v1::Charge::from(charge.as_ref())),
-            EventData::Refund(charge, refunded) => {
-                refund = Some(v1::EventRefund {
-                    id: refunded.id.to_string(),
-                    amount: Some(v1::Money::from(refunded.amount)),
-                    create_time: Some(timestamp(refunded.created_at)),
-                    provider_refund_id: refunded.provider_refund_id.clone().unwrap_or_default(),
-                });
-                v1::event::Data::Charge(v1::Charge::from(charge.as_ref()))
-            }
-            EventData::Operation(operation) => v1::event::Data::Operation(
-                crate::wire::proto::google::longrunning::Operation::from(operation.as_ref()),
-            ),
-            EventData::WebhookEndpoint(endpoint) => {
-                v1::event::Data::WebhookEndpoint(v1::WebhookEndpoint::from(endpoint))
-            }
-        };
-        v1::Event {
-            id: event_public_id(event.id),
-            r#type: event.event_type.as_str().to_owned(),
-            account_id: event.account_id.to_string(),
-            create_time: Some(timestamp(event.created_at)),
-            api_version: EVENT_API_VERSION.to_owned(),
-            changed_fields: event.changed_fields.clone(),
-            refund,
-            data: Some(data),
-        }
-    }
-}
-
-/// Renders events as delivery bodies: proto3 JSON of [`v1::Event`].
-pub struct JsonEvents {
-    descriptor: prost_reflect::MessageDescriptor,
-}
-
-impl JsonEvents {
-    pub fn new() -> anyhow::Result<Self> {
-        let pool = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
-        let descriptor = pool
-            .get_message_by_name("supportdesk.v1.Event")
-            .ok_or_else(|| anyhow::anyhow!("supportdesk.v1.Event is not in the descriptor set"))?;
-        Ok(Self { descriptor })
-    }
-
-    /// The JSON of `event`.
-    pub fn json(&self, event: &v1::Event) -> Result<Vec<u8>, String> {
-        let message =
-            DynamicMessage::decode(self.descriptor.clone(), event.encode_to_vec().as_slice())
-                .map_err(|error| error.to_string())?;
-        let options = SerializeOptions::new().skip_default_fields(false);
-        let mut body = Vec::new();
-        let mut serializer = serde_json::Serializer::new(&mut body);
-        message
-            .serialize_with_options(&mut serializer, &options)
-            .map_err(|error| error.to_string())?;
-        Ok(body)
-    }
-}
-
-impl RenderEvent for JsonEvents {
-    fn body(&self, event: &StoredEvent) -> Result<Vec<u8>, String> {
-        self.json(&v1::Event::from(event))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::domain::EventType;
-
-    /// The names of the `in:` rule of the first `event_types` field of a proto file.
-    fn declared_event_types(proto: &str) -> Vec<&str> {
-        let field = proto
-            .find("repeated string event_types")
-            .expect("the file declares event_types");
-        let list = &proto[field..];
-        let start = list.find("in: [").expect("event_types has an `in` rule") + "in: [".len();
-        let end = start + list[start..].find(']').expect("the list ends");
-        list[start..end]
-            .split(',')
-            .map(|name| name.trim().trim_matches('"'))
-            .collect()
-    }
-
-    #[test]
-    fn the_protos_event_type_rules_name_the_domains_catalogue_in_its_order() {
-        let catalogue: Vec<&str> = EventType::ALL.iter().map(|kind| kind.as_str()).collect();
-        assert_eq!(
-            declared_event_types(include_str!(
-                "../../proto/supportdesk/v1/webhook_endpoint.proto"
-            )),
-            catalogue
-        );
-        // A test event is sent to one endpoint, never streamed.
-        let streamed: Vec<&str> = catalogue
-            .into_iter()
-            .filter(|name| *name != EventType::EndpointTest.as_str())
-            .collect();
-        assert_eq!(
-            declared_event_types(include_str!("../../proto/supportdesk/v1/event.proto")),
-            streamed
-        );
     }
 }

@@ -18,6 +18,7 @@ use crate::service::{
     NotificationWorkers, OperationWorkers, WebhookDeliveryWorkers, WebhookWorkers,
 };
 use crate::telemetry::health::Health;
+use crate::wire::convert::event::JsonEvents;
 use crate::wire::proto::v1::{attachment_service_server, event_service_server};
 
 /// The service's own tasks, as its settings call for them.
@@ -162,7 +163,7 @@ pub(super) fn service_tasks(
             database.clone(),
             WebhookClient::new(&settings.outbound_webhooks, dial_seam)?,
             services.endpoint_secrets.clone(),
-            Arc::new(crate::api::webhook_endpoints::JsonEvents::new()?),
+            Arc::new(JsonEvents::new()?),
             settings.outbound_webhooks.clone(),
             services.wake_delivery_workers.clone(),
             settings.notifications.message_domain().to_owned(),

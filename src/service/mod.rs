@@ -36,7 +36,7 @@ pub use notification_worker::NotificationWorkers;
 pub use notifications::{EmailEventReceipt, Notifications, SvixHeaders};
 pub use operation_worker::{BATCH_MAX_FAILURES, CLAIMS_WITHOUT_PROGRESS_MAX, OperationWorkers};
 pub use operations::Operations;
-pub use outbound_webhooks::delivery::{RenderEvent, WebhookDeliveryWorkers};
+pub use outbound_webhooks::delivery::WebhookDeliveryWorkers;
 pub use outbound_webhooks::endpoints::{
     EndpointUpdate, IssuedSecret, NewEndpointRequest, WebhookEndpointAdmin,
 };

@@ -1,14 +1,12 @@
 //! `supportdesk.v1.TicketService`: the handlers, and the parsing of what their requests carry.
-//! The ExportTickets stream is in `export.rs`, read masks in `read_mask.rs`, the conversions
-//! between tickets and their messages in `convert.rs`.
+//! The ExportTickets stream is in `export.rs`, read masks in `read_mask.rs`; the conversions
+//! between tickets and their messages are `wire::convert::ticket`.
 
-mod convert;
 mod export;
 mod read_mask;
 
 use tonic::{Request, Response, Status};
 
-use self::convert::{priority_from_wire, status_from_wire, strict_priority};
 use self::export::ExportStream;
 use self::read_mask::{masked, read_mask};
 use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
@@ -16,11 +14,12 @@ use crate::domain::{
     self, ChangeCursor, CommentBody, Email, Etag, ImportFormat, InvalidValue, NewTicketRequest,
     PageScope, PageSize, PageTokenKeys, SearchCursor, SearchOrder, SearchText, TextPageCursor,
     Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority, TicketSearch,
-    TicketSubject, TicketTransition, Timestamp, UserId, within_list_bound,
+    TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId, within_list_bound,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::service::{Operations, SearchPage, TicketDesk, TicketEdits};
+use crate::wire::convert::unless_unspecified;
 use crate::wire::proto::v1;
 
 /// Ticket fields UpdateTicket can change.
@@ -378,7 +377,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                     }
                     _ => {
                         edits.priority = violations
-                            .check("ticket.priority", priority_from_wire(ticket.priority));
+                            .check("ticket.priority", priority_or_normal(ticket.priority));
                     }
                 }
             }
@@ -617,7 +616,7 @@ fn parse_filter(
     {
         for (index, value) in message.statuses.iter().enumerate() {
             if let Some(status) =
-                violations.check(format!("statuses[{index}]"), status_from_wire(*value))
+                violations.check(format!("statuses[{index}]"), TicketStatus::try_from(*value))
             {
                 filter.statuses.push(status);
             }
@@ -631,9 +630,10 @@ fn parse_filter(
         .is_some()
     {
         for (index, value) in message.priorities.iter().enumerate() {
-            if let Some(priority) =
-                violations.check(format!("priorities[{index}]"), strict_priority(*value))
-            {
+            if let Some(priority) = violations.check(
+                format!("priorities[{index}]"),
+                TicketPriority::try_from(*value),
+            ) {
                 filter.priorities.push(priority);
             }
         }
@@ -654,6 +654,11 @@ fn parse_filter(
         filter.order = order;
     }
     (violations.len() == refused_before).then_some(filter)
+}
+
+/// A new or changed ticket's priority: UNSPECIFIED means the default, NORMAL.
+fn priority_or_normal(value: i32) -> Result<TicketPriority, InvalidValue> {
+    unless_unspecified(value).map(|priority| priority.unwrap_or(TicketPriority::Normal))
 }
 
 fn instant(at: prost_types::Timestamp) -> Result<Timestamp, InvalidValue> {
@@ -679,7 +684,7 @@ fn parse_new_ticket(
         TicketDescription::parse(&ticket.description),
     );
     let priority = violations
-        .check("ticket.priority", priority_from_wire(ticket.priority))
+        .check("ticket.priority", priority_or_normal(ticket.priority))
         .and_then(|priority| {
             if customer && priority == TicketPriority::Urgent {
                 violations.add(

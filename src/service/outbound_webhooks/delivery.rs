@@ -58,6 +58,7 @@ use crate::errors::AppError;
 use crate::providers::webhook_client::{AttemptOutcome, WebhookClient};
 use crate::service::outbound_webhooks::secrets::SecretBox;
 use crate::telemetry::metrics::{Counter, Metrics};
+use crate::wire::convert::event::JsonEvents;
 
 /// The longest an endpoint rests after a failed attempt before its next due delivery is tried
 /// (a delivery's own retry may be due much later; other deliveries need not wait that long).
@@ -71,19 +72,13 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 const RECORD_FIRST_PAUSE: Duration = Duration::from_millis(100);
 const RECORD_MAX_PAUSE: Duration = Duration::from_secs(1);
 
-/// Turns an event into the body of its delivery: the API's `Event` message in proto3 JSON,
-/// rendered by the API layer (which owns the wire conversions).
-pub trait RenderEvent: Send + Sync {
-    fn body(&self, event: &StoredEvent) -> Result<Vec<u8>, String>;
-}
-
 /// The workers of one instance.
 #[derive(Clone)]
 pub struct WebhookDeliveryWorkers {
     pool: PgPool,
     client: WebhookClient,
     secrets: Arc<SecretBox>,
-    renderer: Arc<dyn RenderEvent>,
+    renderer: Arc<JsonEvents>,
     settings: OutboundWebhookSettings,
     wake: Arc<Notify>,
     /// The domain of the `Message-ID` of the notice a disabled endpoint's admins are sent.
@@ -97,7 +92,7 @@ impl WebhookDeliveryWorkers {
         pool: PgPool,
         client: WebhookClient,
         secrets: Arc<SecretBox>,
-        renderer: Arc<dyn RenderEvent>,
+        renderer: Arc<JsonEvents>,
         settings: OutboundWebhookSettings,
         wake: Arc<Notify>,
         message_domain: String,

@@ -68,7 +68,7 @@ enum Holds {
     EventId,
     /// An event type of the catalogue (`domain::EventType`): `resource.what_happened`.
     EventType,
-    /// The payload version of events: a date (`api::webhook_endpoints::EVENT_API_VERSION`).
+    /// The payload version of events: a date (`wire::convert::event::EVENT_API_VERSION`).
     ApiVersion,
     /// The field paths a ticket event lists: at most the five fields a change can change.
     FieldPaths,

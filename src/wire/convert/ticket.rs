@@ -1,46 +1,47 @@
 //! Tickets, comments and their audit trail between the wire and the domain: `From` the domain
-//! types into the messages, and the parsers of the enums a request carries.
+//! types into the messages, and `TryFrom` a request's enum numbers into the domain's enums.
 
-use crate::api::timestamp;
+use super::timestamp;
 use crate::domain::{self, Actor, InvalidValue, Ticket, TicketPriority, TicketStatus};
 use crate::wire::proto::v1;
 
 /// A status to filter by; UNSPECIFIED and numbers outside the enum are refused.
-pub(super) fn status_from_wire(value: i32) -> Result<TicketStatus, InvalidValue> {
-    match v1::TicketStatus::try_from(value) {
-        Ok(v1::TicketStatus::New) => Ok(TicketStatus::New),
-        Ok(v1::TicketStatus::Open) => Ok(TicketStatus::Open),
-        Ok(v1::TicketStatus::Pending) => Ok(TicketStatus::Pending),
-        Ok(v1::TicketStatus::Solved) => Ok(TicketStatus::Solved),
-        Ok(v1::TicketStatus::Closed) => Ok(TicketStatus::Closed),
-        Ok(v1::TicketStatus::Unspecified) | Err(_) => Err(InvalidValue::new(format!(
-            "{value} is not a ticket status to filter by"
-        ))),
-    }
-}
+impl TryFrom<i32> for TicketStatus {
+    type Error = InvalidValue;
 
-/// A priority to filter by: UNSPECIFIED means nothing here, so it is refused.
-pub(super) fn strict_priority(value: i32) -> Result<TicketPriority, InvalidValue> {
-    if value == i32::from(v1::TicketPriority::Unspecified) {
-        return Err(InvalidValue::new(
-            "TICKET_PRIORITY_UNSPECIFIED is not a priority to filter by",
-        ));
-    }
-    priority_from_wire(value)
-}
-
-/// UNSPECIFIED means "the default", NORMAL; numbers outside the enum are refused.
-pub(super) fn priority_from_wire(value: i32) -> Result<TicketPriority, InvalidValue> {
-    match v1::TicketPriority::try_from(value) {
-        Ok(v1::TicketPriority::Unspecified | v1::TicketPriority::Normal) => {
-            Ok(TicketPriority::Normal)
+    fn try_from(value: i32) -> Result<Self, Self::Error> {
+        match v1::TicketStatus::try_from(value) {
+            Ok(v1::TicketStatus::New) => Ok(TicketStatus::New),
+            Ok(v1::TicketStatus::Open) => Ok(TicketStatus::Open),
+            Ok(v1::TicketStatus::Pending) => Ok(TicketStatus::Pending),
+            Ok(v1::TicketStatus::Solved) => Ok(TicketStatus::Solved),
+            Ok(v1::TicketStatus::Closed) => Ok(TicketStatus::Closed),
+            Ok(v1::TicketStatus::Unspecified) | Err(_) => Err(InvalidValue::new(format!(
+                "{value} is not a ticket status to filter by"
+            ))),
         }
-        Ok(v1::TicketPriority::Low) => Ok(TicketPriority::Low),
-        Ok(v1::TicketPriority::High) => Ok(TicketPriority::High),
-        Ok(v1::TicketPriority::Urgent) => Ok(TicketPriority::Urgent),
-        Err(_) => Err(InvalidValue::new(format!(
-            "{value} is not a TicketPriority"
-        ))),
+    }
+}
+
+/// A priority as a filter names it: UNSPECIFIED means nothing there, so it is refused, as is a
+/// number outside the enum. Where UNSPECIFIED means "the default", NORMAL (a new ticket, a
+/// change), read it with [`super::unless_unspecified`].
+impl TryFrom<i32> for TicketPriority {
+    type Error = InvalidValue;
+
+    fn try_from(value: i32) -> Result<Self, Self::Error> {
+        match v1::TicketPriority::try_from(value) {
+            Ok(v1::TicketPriority::Unspecified) => Err(InvalidValue::new(
+                "TICKET_PRIORITY_UNSPECIFIED is not a priority to filter by",
+            )),
+            Ok(v1::TicketPriority::Low) => Ok(TicketPriority::Low),
+            Ok(v1::TicketPriority::Normal) => Ok(TicketPriority::Normal),
+            Ok(v1::TicketPriority::High) => Ok(TicketPriority::High),
+            Ok(v1::TicketPriority::Urgent) => Ok(TicketPriority::Urgent),
+            Err(_) => Err(InvalidValue::new(format!(
+                "{value} is not a TicketPriority"
+            ))),
+        }
     }
 }
 
