@@ -10,19 +10,19 @@ use super::{ListPages, optional_timestamp, required, scope, timestamp};
 use crate::db::models::StoredWebhookEvent;
 use crate::domain::{InvalidValue, PageTokenKeys, WebhookEventId, WebhookEventState};
 use crate::errors::{AppError, FieldViolations};
-use crate::service::Webhooks;
+use crate::service::PaymentEvents;
 use crate::wire::proto::v1;
 
 /// The request header (gRPC metadata) carrying the provider's signature.
 const SIGNATURE_HEADER: &str = "stripe-signature";
 
 pub struct WebhookApi {
-    webhooks: Webhooks,
+    webhooks: PaymentEvents,
     pages: PageTokenKeys,
 }
 
 impl WebhookApi {
-    pub fn new(webhooks: Webhooks, pages: PageTokenKeys) -> Self {
+    pub fn new(webhooks: PaymentEvents, pages: PageTokenKeys) -> Self {
         Self { webhooks, pages }
     }
 }

@@ -37,7 +37,7 @@ pub(super) async fn build(
     };
     // WebhookService serves only with a signing secret: without one every delivery is
     // refused (the provider keeps retrying), so the provider's traffic belongs elsewhere.
-    let webhooks_configured = services.webhooks.is_configured();
+    let webhooks_configured = services.payment_events.is_configured();
     let webhook_gate: ServiceGate = Arc::new(move || webhooks_configured);
     // AttachmentService serves while the store's breaker is closed (docs/attachments.md).
     let storage_gate: ServiceGate = match services.storage.clone() {

@@ -125,7 +125,7 @@ pub(super) fn api_router(
     .max_decoding_message_size(max_bytes)
     .compressed();
     let webhooks = WebhookServiceServer::new(WebhookApi::new(
-        services.webhooks.clone(),
+        services.payment_events.clone(),
         services.page_tokens.clone(),
     ))
     .max_decoding_message_size(max_bytes)

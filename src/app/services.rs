@@ -27,7 +27,8 @@ use crate::service::events::{EventFeed, FeedSettings};
 use crate::service::outbound_webhooks::secrets::SecretBox;
 use crate::service::{
     Accounts, ApiKeys, Attachments, Authentication, Billing, Dashboard, ExportSettings,
-    Notifications, Operations, PasswordResets, TicketDesk, Users, WebhookEndpointAdmin, Webhooks,
+    Notifications, Operations, PasswordResets, PaymentEvents, TicketDesk, Users,
+    WebhookEndpointAdmin,
 };
 use crate::telemetry::metrics::{Metrics, PoolSample};
 
@@ -52,11 +53,11 @@ pub(super) struct Services {
     /// The payment provider, when one is configured; BillingService refuses without it.
     pub(super) payment_provider: Option<Arc<StripeHttpProvider>>,
     pub(super) billing: Option<Billing>,
-    pub(super) webhooks: Webhooks,
+    pub(super) payment_events: PaymentEvents,
     /// Wakes the webhook workers: notified when a delivery stores a new event or an admin
     /// re-drives a dead one, so a worker need not wait for its next poll. Shared by the
     /// receiving service and every worker.
-    pub(super) wake_webhook_workers: Arc<Notify>,
+    pub(super) wake_payment_event_workers: Arc<Notify>,
     pub(super) notifications: Notifications,
     /// The email provider's sender, whenever one is configured (its breaker drives
     /// NotificationService's health even on an instance that runs no worker).
@@ -167,11 +168,11 @@ impl Services {
                 .counting_into(metrics.clone())
                 .with_message_domain(settings.notifications.message_domain())
         });
-        let wake_webhook_workers = Arc::new(Notify::new());
-        let webhooks = Webhooks::new(
+        let wake_payment_event_workers = Arc::new(Notify::new());
+        let payment_events = PaymentEvents::new(
             database.clone(),
             webhook_verifier(&settings.webhook_receiving),
-            wake_webhook_workers.clone(),
+            wake_payment_event_workers.clone(),
         );
         let notifications = Notifications::new(
             database.clone(),
@@ -277,8 +278,8 @@ impl Services {
             wake_operation_workers,
             payment_provider,
             billing,
-            webhooks,
-            wake_webhook_workers,
+            payment_events,
+            wake_payment_event_workers,
             notifications,
             email_sender,
             storage,

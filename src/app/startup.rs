@@ -44,7 +44,7 @@ pub struct Application {
     jobs: JobRunner,
     /// Cancelled when the instance drains: the server stops listening and long-lived streams end.
     drain: CancellationToken,
-    wake_webhook_workers: Arc<Notify>,
+    wake_payment_event_workers: Arc<Notify>,
 }
 
 /// What is given to [`Application`] before it is built, besides its settings: tests add
@@ -134,7 +134,7 @@ impl ApplicationBuilder {
             health,
             jobs,
             drain,
-            wake_webhook_workers: services.wake_webhook_workers,
+            wake_payment_event_workers: services.wake_payment_event_workers,
         })
     }
 }
@@ -166,7 +166,7 @@ impl Application {
     /// What wakes the webhook workers: notified once for each new event stored and each dead
     /// event re-driven.
     pub fn webhook_wake(&self) -> Arc<Notify> {
-        self.wake_webhook_workers.clone()
+        self.wake_payment_event_workers.clone()
     }
 
     /// Starts the background tasks and serves until `shutdown` resolves, then drains and returns.

@@ -15,7 +15,7 @@ use crate::providers::webhook_client::{DialSeam, WebhookClient};
 use crate::redis::connection::Redis;
 use crate::resilience::breaker::CircuitBreaker;
 use crate::service::{
-    NotificationWorkers, OperationWorkers, WebhookDeliveryWorkers, WebhookWorkers,
+    NotificationWorkers, OperationWorkers, PaymentEventWorkers, WebhookDeliveryWorkers,
 };
 use crate::telemetry::health::Health;
 use crate::wire::convert::event::JsonEvents;
@@ -114,7 +114,7 @@ pub(super) fn service_tasks(
         ));
     }
     if settings.webhook_workers.workers > 0 {
-        let workers = WebhookWorkers::new(
+        let workers = PaymentEventWorkers::new(
             database.clone(),
             services
                 .payment_provider
@@ -123,7 +123,7 @@ pub(super) fn service_tasks(
             settings.webhook_workers.clone(),
             // The receiving side notifies it for each new event and each re-drive; the
             // workers also poll, to find events other instances stored.
-            services.wake_webhook_workers.clone(),
+            services.wake_payment_event_workers.clone(),
             services.metrics.clone(),
         )
         .with_message_domain(settings.notifications.message_domain());

@@ -24,6 +24,7 @@ mod outbound_webhook;
 mod pagination;
 mod password_token;
 mod payment_event;
+mod payment_event_signature;
 mod rate_quota;
 mod reconciliation;
 mod tag;
@@ -32,8 +33,6 @@ mod ticket_export;
 mod ticket_import;
 mod ticket_query;
 mod timestamp;
-mod webhook_event;
-mod webhook_signature;
 
 pub use attachment::{
     Attachment, AttachmentContentType, AttachmentState, Filename, Sha256Digest, UploadDifference,
@@ -77,7 +76,13 @@ pub use pagination::{
     ListSnapshot, PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor,
 };
 pub use password_token::{PasswordToken, PasswordTokenKey, PasswordTokenSeed};
-pub use payment_event::{DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent};
+pub use payment_event::{
+    DisputeOpened, HANDLED_EVENT_TYPES, PaymentEvent, ProviderEvent, QuarantineReason,
+    WebhookEventId, WebhookEventState,
+};
+pub use payment_event_signature::{
+    SignatureHeader, SignatureRefusal, SignatureVerifier, signature_header,
+};
 pub use rate_quota::RateQuota;
 pub use reconciliation::FindingKind;
 pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_TICKET, Tag, TagSet};
@@ -92,10 +97,6 @@ pub use ticket_export::{
 pub use ticket_import::{IMPORT_COLUMNS, ImportFormat, ImportRow, ImportTicket, read_rows};
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};
 pub use timestamp::Timestamp;
-pub use webhook_event::{ProviderEvent, QuarantineReason, WebhookEventId, WebhookEventState};
-pub use webhook_signature::{
-    SignatureHeader, SignatureRefusal, SignatureVerifier, signature_header,
-};
 
 use std::fmt;
 

@@ -41,8 +41,8 @@ pub use outbound_webhooks::endpoints::{
     EndpointUpdate, IssuedSecret, NewEndpointRequest, WebhookEndpointAdmin,
 };
 pub use password_reset::PasswordResets;
-pub use payment_events::worker::WebhookWorkers;
-pub use payment_events::{Receipt, Webhooks};
+pub use payment_events::worker::PaymentEventWorkers;
+pub use payment_events::{PaymentEvents, Receipt};
 pub use tickets::{
     EXPORT_BATCH, Export, ExportBatch, ExportInterruption, ExportSettings, FeedPage, SearchPage,
     TicketDesk, TicketEdits,

@@ -35,7 +35,7 @@ pub struct Receipt {
 }
 
 #[derive(Clone)]
-pub struct Webhooks {
+pub struct PaymentEvents {
     pool: PgPool,
     /// `None` when no signing secret is configured: every delivery is refused as unavailable.
     verifier: Option<SignatureVerifier>,
@@ -43,15 +43,15 @@ pub struct Webhooks {
     wake_workers: Arc<Notify>,
 }
 
-impl std::fmt::Debug for Webhooks {
+impl std::fmt::Debug for PaymentEvents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhooks")
+        f.debug_struct("PaymentEvents")
             .field("verifier", &self.verifier)
             .finish_non_exhaustive()
     }
 }
 
-impl Webhooks {
+impl PaymentEvents {
     pub fn new(
         pool: PgPool,
         verifier: Option<SignatureVerifier>,

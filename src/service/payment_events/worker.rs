@@ -68,7 +68,7 @@ const MAX_ERROR_CHARS: usize = 300;
 
 /// The workers of one instance, sharing its pool, its provider client and one wake-up signal.
 #[derive(Clone)]
-pub struct WebhookWorkers {
+pub struct PaymentEventWorkers {
     pool: PgPool,
     provider: Option<Arc<dyn PaymentProvider>>,
     settings: WebhookWorkerSettings,
@@ -78,9 +78,9 @@ pub struct WebhookWorkers {
     message_domain: Arc<str>,
 }
 
-impl std::fmt::Debug for WebhookWorkers {
+impl std::fmt::Debug for PaymentEventWorkers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookWorkers")
+        f.debug_struct("PaymentEventWorkers")
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -124,7 +124,7 @@ struct ProviderState {
     read_at: chrono::DateTime<chrono::Utc>,
 }
 
-impl WebhookWorkers {
+impl PaymentEventWorkers {
     /// Workers over `pool`; `provider` is `None` while billing is unconfigured (handled events
     /// then fail, and end dead, until it is configured and they are re-driven). Each worker waits
     /// on `wake` (the receiving side calls `notify_one` after storing an event) or the poll
