@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{KeyedRequest, answer, created, scope, stored_as, timestamp};
+use super::{KeyedRequest, answer, created, scope, stored_as};
 use crate::domain::{self, AccountName, AccountSlug, DisplayName, Email, Password};
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -91,16 +91,5 @@ fn account_response(account: domain::Account, admin: domain::User) -> v1::Create
     v1::CreateAccountResponse {
         account: Some(v1::Account::from(account)),
         admin: Some(v1::User::from(admin)),
-    }
-}
-
-impl From<domain::Account> for v1::Account {
-    fn from(account: domain::Account) -> Self {
-        v1::Account {
-            id: account.id.to_string(),
-            name: account.name.as_str().to_owned(),
-            slug: account.slug.as_str().to_owned(),
-            create_time: Some(timestamp(account.created_at)),
-        }
     }
 }

@@ -2,11 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::users::role_from_wire;
-use super::{
-    KeyedRequest, ListPages, answer, created, optional_timestamp, required, scope, stored_as,
-    timestamp,
-};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
 use crate::domain::{
     self, ApiKeyId, ApiKeyName, InvalidValue, PageTokenKeys, Role, within_list_bound,
 };
@@ -113,7 +109,7 @@ fn key_roles(wire: &[i32]) -> Result<Vec<Role>, InvalidValue> {
     within_list_bound(wire, "roles")?;
     let mut roles = Vec::new();
     for value in wire {
-        match role_from_wire(*value)? {
+        match Role::try_from(*value)? {
             Role::Customer => {
                 return Err(InvalidValue::new(
                     "USER_ROLE_CUSTOMER is for people; a key may be admin or agent",
@@ -127,22 +123,4 @@ fn key_roles(wire: &[i32]) -> Result<Vec<Role>, InvalidValue> {
         }
     }
     Ok(roles)
-}
-
-impl From<domain::ApiKey> for v1::ApiKey {
-    fn from(key: domain::ApiKey) -> Self {
-        v1::ApiKey {
-            id: key.id.to_string(),
-            name: key.name.as_str().to_owned(),
-            prefix: key.prefix,
-            roles: key
-                .roles
-                .into_iter()
-                .map(|role| v1::UserRole::from(role).into())
-                .collect(),
-            create_time: Some(timestamp(key.created_at)),
-            last_use_time: optional_timestamp(key.last_used_at),
-            revoke_time: optional_timestamp(key.revoked_at),
-        }
-    }
 }

@@ -156,10 +156,10 @@ impl v1::billing_service_server::BillingService for BillingApi {
             .flatten();
         let created_after = message
             .created_after
-            .and_then(|at| violations.check("created_after", instant(at)));
+            .and_then(|at| violations.check("created_after", Timestamp::try_from(at)));
         let created_before = message
             .created_before
-            .and_then(|at| violations.check("created_before", instant(at)));
+            .and_then(|at| violations.check("created_before", Timestamp::try_from(at)));
         if message.needs_attention && caller.restricted_to_user().is_some() {
             violations.add(
                 "needs_attention",
@@ -281,10 +281,6 @@ fn positive_amount(money: &v1::Money) -> Result<Money, InvalidValue> {
         return Err(InvalidValue::new("must be a positive amount"));
     }
     Ok(parsed)
-}
-
-fn instant(at: prost_types::Timestamp) -> Result<Timestamp, InvalidValue> {
-    Timestamp::parse(at.seconds, at.nanos)
 }
 
 fn optional_id<T>(

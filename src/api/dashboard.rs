@@ -67,7 +67,7 @@ impl v1::dashboard_service_server::DashboardService for DashboardApi {
         let scope = scope(&mut request)?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
-        let interval = violations.check("interval", interval_from_wire(message.interval));
+        let interval = violations.check("interval", RevenueInterval::try_from(message.interval));
         let range = interval.and_then(|interval| {
             range_of(
                 &mut violations,
@@ -245,13 +245,20 @@ fn range_of(
     }
 }
 
-fn interval_from_wire(raw: i32) -> Result<RevenueInterval, crate::domain::InvalidValue> {
-    match v1::RevenueInterval::try_from(raw) {
-        Ok(v1::RevenueInterval::Unspecified | v1::RevenueInterval::Day) => Ok(RevenueInterval::Day),
-        Ok(v1::RevenueInterval::Month) => Ok(RevenueInterval::Month),
-        Err(_) => Err(crate::domain::InvalidValue::new(
-            "is not a RevenueInterval (DAY or MONTH)",
-        )),
+/// UNSPECIFIED means the default, DAY; a number outside the enum is refused.
+impl TryFrom<i32> for RevenueInterval {
+    type Error = crate::domain::InvalidValue;
+
+    fn try_from(value: i32) -> Result<Self, Self::Error> {
+        match v1::RevenueInterval::try_from(value) {
+            Ok(v1::RevenueInterval::Unspecified | v1::RevenueInterval::Day) => {
+                Ok(RevenueInterval::Day)
+            }
+            Ok(v1::RevenueInterval::Month) => Ok(RevenueInterval::Month),
+            Err(_) => Err(crate::domain::InvalidValue::new(
+                "is not a RevenueInterval (DAY or MONTH)",
+            )),
+        }
     }
 }
 

@@ -31,7 +31,7 @@ use crate::idempotency::{
     IdempotencyPolicy, Idempotent, KeyedWrite, Outcome, StoredResponse, caller_scope, fingerprint,
 };
 use crate::scope::{ClientAddress, RequestScope};
-pub(crate) use crate::wire::convert::{optional_timestamp, timestamp};
+pub(crate) use crate::wire::convert::timestamp;
 use crate::wire::methods::Access;
 
 /// The request's scope, as the middleware stack established it (the caller, the deadline, the

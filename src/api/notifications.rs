@@ -6,15 +6,14 @@
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{ListPages, optional_timestamp, required, scope, timestamp};
-use crate::db::models::notification_settings::{NotificationSettings, NotificationSettingsChanges};
-use crate::db::models::{StoredNotification, StoredSuppression};
+use super::{ListPages, required, scope};
+use crate::db::models::notification_settings::NotificationSettingsChanges;
 use crate::domain::{
-    Email, InvalidValue, NotificationKind, NotificationState, PageTokenKeys, SkipReason,
-    SuppressionReason, hyphenated_uuid,
+    Email, InvalidValue, NotificationKind, NotificationState, PageTokenKeys, hyphenated_uuid,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::service::{Notifications, SvixHeaders};
+use crate::wire::convert::unless_unspecified;
 use crate::wire::proto::v1;
 
 /// The request headers (gRPC metadata) of a Svix-signed delivery.
@@ -46,8 +45,8 @@ impl v1::notification_service_server::NotificationService for NotificationApi {
         let caller = scope.caller()?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
-        let state = violations.check("state", state_from_wire(message.state));
-        let kind = violations.check("kind", kind_from_wire(message.kind));
+        let state = violations.check("state", NotificationState::try_from(message.state));
+        let kind = violations.check("kind", unless_unspecified::<NotificationKind>(message.kind));
         // Page tokens are bound to the filter: a token of the dead list does not page the sent one.
         let list = state.zip(kind).map(|(state, kind)| {
             format!(
@@ -230,130 +229,4 @@ fn notification_id(raw: &str) -> Result<Uuid, AppError> {
     }
     hyphenated_uuid(raw)
         .ok_or_else(|| AppError::invalid_field("id", &InvalidValue::new("must be a UUID")))
-}
-
-fn state_from_wire(raw: i32) -> Result<NotificationState, InvalidValue> {
-    match v1::NotificationState::try_from(raw) {
-        Ok(v1::NotificationState::Received) => Ok(NotificationState::Received),
-        Ok(v1::NotificationState::Sent) => Ok(NotificationState::Sent),
-        Ok(v1::NotificationState::Dead) => Ok(NotificationState::Dead),
-        Ok(v1::NotificationState::Skipped) => Ok(NotificationState::Skipped),
-        Ok(v1::NotificationState::Unspecified) => Err(InvalidValue::new(
-            "is required: RECEIVED, SENT, DEAD or SKIPPED",
-        )),
-        Err(_) => Err(InvalidValue::new("is not a notification state")),
-    }
-}
-
-impl From<NotificationState> for v1::NotificationState {
-    fn from(state: NotificationState) -> Self {
-        match state {
-            NotificationState::Received => v1::NotificationState::Received,
-            NotificationState::Sent => v1::NotificationState::Sent,
-            NotificationState::Dead => v1::NotificationState::Dead,
-            NotificationState::Skipped => v1::NotificationState::Skipped,
-        }
-    }
-}
-
-/// A kind filter: unspecified means every kind.
-fn kind_from_wire(raw: i32) -> Result<Option<NotificationKind>, InvalidValue> {
-    match v1::NotificationKind::try_from(raw) {
-        Ok(v1::NotificationKind::Unspecified) => Ok(None),
-        Ok(v1::NotificationKind::TicketCreated) => Ok(Some(NotificationKind::TicketCreated)),
-        Ok(v1::NotificationKind::CommentAdded) => Ok(Some(NotificationKind::CommentAdded)),
-        Ok(v1::NotificationKind::TicketSolved) => Ok(Some(NotificationKind::TicketSolved)),
-        Ok(v1::NotificationKind::PasswordReset) => Ok(Some(NotificationKind::PasswordReset)),
-        Ok(v1::NotificationKind::Invitation) => Ok(Some(NotificationKind::Invitation)),
-        Ok(v1::NotificationKind::ChargeReceipt) => Ok(Some(NotificationKind::ChargeReceipt)),
-        Ok(v1::NotificationKind::RefundNotice) => Ok(Some(NotificationKind::RefundNotice)),
-        Ok(v1::NotificationKind::EndpointDisabled) => Ok(Some(NotificationKind::EndpointDisabled)),
-        Err(_) => Err(InvalidValue::new("is not a notification kind")),
-    }
-}
-
-impl From<NotificationKind> for v1::NotificationKind {
-    fn from(kind: NotificationKind) -> Self {
-        match kind {
-            NotificationKind::TicketCreated => v1::NotificationKind::TicketCreated,
-            NotificationKind::CommentAdded => v1::NotificationKind::CommentAdded,
-            NotificationKind::TicketSolved => v1::NotificationKind::TicketSolved,
-            NotificationKind::PasswordReset => v1::NotificationKind::PasswordReset,
-            NotificationKind::Invitation => v1::NotificationKind::Invitation,
-            NotificationKind::ChargeReceipt => v1::NotificationKind::ChargeReceipt,
-            NotificationKind::RefundNotice => v1::NotificationKind::RefundNotice,
-            NotificationKind::EndpointDisabled => v1::NotificationKind::EndpointDisabled,
-        }
-    }
-}
-
-impl From<Option<SkipReason>> for v1::SkipReason {
-    fn from(reason: Option<SkipReason>) -> Self {
-        match reason {
-            None => v1::SkipReason::Unspecified,
-            Some(SkipReason::Suppressed) => v1::SkipReason::Suppressed,
-            Some(SkipReason::OptedOut) => v1::SkipReason::OptedOut,
-            Some(SkipReason::LinkExpired) => v1::SkipReason::LinkExpired,
-        }
-    }
-}
-
-impl From<SuppressionReason> for v1::SuppressionReason {
-    fn from(reason: SuppressionReason) -> Self {
-        match reason {
-            SuppressionReason::HardBounce => v1::SuppressionReason::HardBounce,
-            SuppressionReason::Complaint => v1::SuppressionReason::Complaint,
-            SuppressionReason::SmtpPermanentFailure => v1::SuppressionReason::SmtpPermanentFailure,
-        }
-    }
-}
-
-impl From<&StoredNotification> for v1::Notification {
-    fn from(notification: &StoredNotification) -> Self {
-        v1::Notification {
-            id: notification.id.to_string(),
-            kind: v1::NotificationKind::from(notification.kind).into(),
-            state: v1::NotificationState::from(notification.state).into(),
-            recipient_user_id: notification.recipient_user_id.to_string(),
-            recipient_address: notification.recipient_address.clone(),
-            ticket_id: notification
-                .ticket_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
-            attempts: notification.attempts,
-            last_error: notification.last_error.clone().unwrap_or_default(),
-            skip_reason: v1::SkipReason::from(notification.skip_reason).into(),
-            redrive_count: notification.redrive_count,
-            message_id: notification.message_id.clone(),
-            create_time: Some(timestamp(notification.created_at)),
-            due_time: (notification.state == NotificationState::Received)
-                .then(|| timestamp(notification.next_attempt_at)),
-            send_time: optional_timestamp(notification.sent_at),
-            dead_time: optional_timestamp(notification.dead_at),
-            skip_time: optional_timestamp(notification.skipped_at),
-        }
-    }
-}
-
-impl From<NotificationSettings> for v1::NotificationSettings {
-    fn from(settings: NotificationSettings) -> Self {
-        v1::NotificationSettings {
-            comment_notifications: settings.comment_notifications,
-        }
-    }
-}
-
-impl From<&StoredSuppression> for v1::Suppression {
-    fn from(suppression: &StoredSuppression) -> Self {
-        v1::Suppression {
-            address: suppression.address.clone(),
-            reason: v1::SuppressionReason::from(suppression.reason).into(),
-            detail: suppression.detail.clone(),
-            notification_id: suppression
-                .notification_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
-            create_time: Some(timestamp(suppression.created_at)),
-        }
-    }
 }

@@ -1,8 +1,8 @@
-//! `supportdesk.v1.UserService`, and the user and role conversions other services share.
+//! `supportdesk.v1.UserService`; users and roles on the wire are `wire::convert::user`.
 
 use tonic::{Request, Response, Status};
 
-use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as, timestamp};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
 use crate::domain::{
     self, DisplayName, Email, InvalidValue, PageTokenKeys, Password, Role, UserId,
 };
@@ -54,7 +54,7 @@ impl v1::user_service_server::UserService for UserApi {
         let email = violations.check("user.email", Email::parse(&user.email));
         let display_name =
             violations.check("user.display_name", DisplayName::parse(&user.display_name));
-        let role = violations.check("user.role", role_from_wire(user.role));
+        let role = violations.check("user.role", Role::try_from(user.role));
         // No password: the user is invited to choose one.
         let password = if message.password.is_empty() {
             Some(None)
@@ -141,7 +141,7 @@ impl v1::user_service_server::UserService for UserApi {
                     changes.display_name = violations
                         .check("user.display_name", DisplayName::parse(&user.display_name));
                 }
-                "role" => changes.role = violations.check("user.role", role_from_wire(user.role)),
+                "role" => changes.role = violations.check("user.role", Role::try_from(user.role)),
                 "active" => changes.active = Some(user.active),
                 other => violations.add(
                     format!("update_mask.paths[{index}]"),
@@ -167,43 +167,5 @@ impl v1::user_service_server::UserService for UserApi {
         let scope = scope(&mut request)?;
         let user = self.users.current(&scope).await?;
         Ok(Response::new(v1::User::from(user)))
-    }
-}
-
-/// A role from the wire; UNSPECIFIED is refused, as is a number outside the enum.
-pub(crate) fn role_from_wire(value: i32) -> Result<Role, InvalidValue> {
-    match v1::UserRole::try_from(value) {
-        Ok(v1::UserRole::Admin) => Ok(Role::Admin),
-        Ok(v1::UserRole::Agent) => Ok(Role::Agent),
-        Ok(v1::UserRole::Customer) => Ok(Role::Customer),
-        Ok(v1::UserRole::Unspecified) => Err(InvalidValue::new(
-            "is required: USER_ROLE_ADMIN, USER_ROLE_AGENT or USER_ROLE_CUSTOMER",
-        )),
-        Err(_) => Err(InvalidValue::new(format!("{value} is not a UserRole"))),
-    }
-}
-
-impl From<Role> for v1::UserRole {
-    fn from(role: Role) -> Self {
-        match role {
-            Role::Admin => v1::UserRole::Admin,
-            Role::Agent => v1::UserRole::Agent,
-            Role::Customer => v1::UserRole::Customer,
-        }
-    }
-}
-
-impl From<domain::User> for v1::User {
-    fn from(user: domain::User) -> Self {
-        v1::User {
-            id: user.id.to_string(),
-            account_id: user.account_id.to_string(),
-            email: user.email.as_str().to_owned(),
-            display_name: user.display_name.as_str().to_owned(),
-            role: v1::UserRole::from(user.role).into(),
-            active: user.active,
-            create_time: Some(timestamp(user.created_at)),
-            update_time: Some(timestamp(user.updated_at)),
-        }
     }
 }

@@ -337,7 +337,7 @@ impl v1::webhook_endpoint_service_server::WebhookEndpointService for WebhookEndp
             message
                 .since
                 .ok_or_else(required)
-                .and_then(|since| crate::domain::Timestamp::parse(since.seconds, since.nanos))
+                .and_then(crate::domain::Timestamp::try_from)
                 .map(crate::domain::Timestamp::get),
         );
         let (Some(endpoint_id), Some(since)) = (endpoint_id, since) else {

@@ -6,9 +6,8 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{ListPages, optional_timestamp, required, scope, timestamp};
-use crate::db::models::StoredWebhookEvent;
-use crate::domain::{InvalidValue, PageTokenKeys, WebhookEventId, WebhookEventState};
+use super::{ListPages, required, scope};
+use crate::domain::{PageTokenKeys, WebhookEventId, WebhookEventState};
 use crate::errors::{AppError, FieldViolations};
 use crate::service::PaymentEvents;
 use crate::wire::proto::v1;
@@ -63,7 +62,7 @@ impl v1::webhook_service_server::WebhookService for WebhookApi {
         let caller = scope.caller()?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
-        let state = violations.check("state", state_from_wire(message.state));
+        let state = violations.check("state", WebhookEventState::try_from(message.state));
         // Page tokens are bound to the state listed: a token of the dead list does not page the
         // received one.
         let list = state.map(|state| format!("webhook-events:{state}"));
@@ -111,47 +110,4 @@ fn event_id(raw: &str) -> Result<WebhookEventId, AppError> {
         return Err(AppError::invalid_field("id", &required()));
     }
     WebhookEventId::parse(raw).map_err(|problem| AppError::invalid_field("id", &problem))
-}
-
-fn state_from_wire(raw: i32) -> Result<WebhookEventState, InvalidValue> {
-    match v1::WebhookEventState::try_from(raw) {
-        Ok(v1::WebhookEventState::Received) => Ok(WebhookEventState::Received),
-        Ok(v1::WebhookEventState::Processed) => Ok(WebhookEventState::Processed),
-        Ok(v1::WebhookEventState::Dead) => Ok(WebhookEventState::Dead),
-        Ok(v1::WebhookEventState::Unspecified) => Err(InvalidValue::new(
-            "is required: RECEIVED, PROCESSED or DEAD",
-        )),
-        Err(_) => Err(InvalidValue::new("is not a webhook event state")),
-    }
-}
-
-impl From<WebhookEventState> for v1::WebhookEventState {
-    fn from(state: WebhookEventState) -> Self {
-        match state {
-            WebhookEventState::Received => v1::WebhookEventState::Received,
-            WebhookEventState::Processed => v1::WebhookEventState::Processed,
-            WebhookEventState::Dead => v1::WebhookEventState::Dead,
-        }
-    }
-}
-
-impl From<&StoredWebhookEvent> for v1::WebhookEvent {
-    fn from(event: &StoredWebhookEvent) -> Self {
-        v1::WebhookEvent {
-            id: event.id.to_string(),
-            r#type: event.event_type.clone(),
-            state: v1::WebhookEventState::from(event.state).into(),
-            charge_id: event.charge_id.map(|id| id.to_string()).unwrap_or_default(),
-            attempts: event.attempts,
-            last_error: event.last_error.clone().unwrap_or_default(),
-            outcome: event.outcome.clone().unwrap_or_default(),
-            redrive_count: event.redrive_count,
-            create_time: Some(timestamp(event.provider_created_at)),
-            receive_time: Some(timestamp(event.received_at)),
-            process_time: optional_timestamp(event.processed_at),
-            dead_time: optional_timestamp(event.dead_at),
-            next_attempt_time: (event.state == WebhookEventState::Received)
-                .then(|| timestamp(event.next_attempt_at)),
-        }
-    }
 }

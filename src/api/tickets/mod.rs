@@ -646,10 +646,10 @@ fn parse_filter(
     }
     filter.created_after = message
         .created_after
-        .and_then(|at| violations.check("created_after", instant(at)));
+        .and_then(|at| violations.check("created_after", Timestamp::try_from(at)));
     filter.created_before = message
         .created_before
-        .and_then(|at| violations.check("created_before", instant(at)));
+        .and_then(|at| violations.check("created_before", Timestamp::try_from(at)));
     if let Some(order) = violations.check("order_by", TicketOrder::parse(&message.order_by)) {
         filter.order = order;
     }
@@ -659,10 +659,6 @@ fn parse_filter(
 /// A new or changed ticket's priority: UNSPECIFIED means the default, NORMAL.
 fn priority_or_normal(value: i32) -> Result<TicketPriority, InvalidValue> {
     unless_unspecified(value).map(|priority| priority.unwrap_or(TicketPriority::Normal))
-}
-
-fn instant(at: prost_types::Timestamp) -> Result<Timestamp, InvalidValue> {
-    Timestamp::parse(at.seconds, at.nanos)
 }
 
 /// The ticket of a CreateTicket request, with every refused field named at once: the rules

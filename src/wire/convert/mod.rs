@@ -5,14 +5,19 @@
 //! wire: the outbound webhook workers render every event's body ([`event::JsonEvents`]) from the
 //! same messages the API answers with, so a webhook and a GetTicket show a ticket alike.
 
+pub mod account;
+pub mod api_key;
 pub mod attachment;
 pub mod charge;
 pub mod event;
+pub mod notification;
 pub mod operation;
+pub mod payment_event;
 pub mod ticket;
+pub mod user;
 pub mod webhook_endpoint;
 
-use crate::domain::InvalidValue;
+use crate::domain::{InvalidValue, Timestamp};
 
 /// A chrono instant as a protobuf Timestamp.
 pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
@@ -28,6 +33,15 @@ pub fn optional_timestamp(
     at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Option<prost_types::Timestamp> {
     at.map(timestamp)
+}
+
+/// An instant a request names, within what PostgreSQL stores.
+impl TryFrom<prost_types::Timestamp> for Timestamp {
+    type Error = InvalidValue;
+
+    fn try_from(at: prost_types::Timestamp) -> Result<Self, Self::Error> {
+        Timestamp::parse(at.seconds, at.nanos)
+    }
 }
 
 /// An enum field whose zero value (`*_UNSPECIFIED`, which buf's lint makes every enum start
