@@ -10,8 +10,9 @@
 //!
 //! Rows convert into `domain` types here (`into_domain`, a stored value that does not parse being
 //! [`corrupt`]), and the service hands domain types up. The one exception is the **read models**,
-//! `Stored*` and the dashboard's rows, which `api/` may name: read-only views of a row for the
-//! listing and admin RPCs whose message mirrors the row field for field, where a domain type
+//! `Stored*` and the dashboard's rows, which `api/` may name and `wire/convert/` converts:
+//! read-only views of a row for the listing and admin RPCs whose message mirrors the row field
+//! for field, where a domain type
 //! would be a copy of the row under another name. Each has its enums already parsed here, carries
 //! no secret column and is never written back. They are exactly: `StoredNotification`,
 //! `StoredSuppression`, `NotificationSettings` and its `NotificationSettingsChanges`
@@ -20,7 +21,8 @@
 //! (BillingService), `StoredEvent` and its `EventData` (EventService and the webhooks we send),
 //! `ActivityFeedRow` and `ResponseTimes` (DashboardService). Any other row stays below
 //! `service/`; a new read model that `api/` needs is added to this list and to
-//! docs/architecture.md.
+//! docs/architecture.md (`cross_cutting::imports` reads this list, and fails on any other row that
+//! `api/` or `wire/` names).
 
 pub mod account;
 pub mod activity;

@@ -41,17 +41,7 @@ fn refund_request(charge_id: &str, amount_minor: Option<i64>) -> v1::RefundCharg
 }
 
 async fn paid_charge(app: &TestApp, customer: &TestUser, amount_minor: i64) -> v1::Charge {
-    app.billing
-        .clone()
-        .create_charge(keyed(app.as_admin(charge_paid_with(
-            &customer.id.to_string(),
-            amount_minor,
-            "USD",
-            "pm_card_visa",
-        ))))
-        .await
-        .expect("paid")
-        .into_inner()
+    app.charge(customer.id, amount_minor, "USD").create().await
 }
 
 /// CreateCharge of `amount_minor` USD by card for `customer`, under idempotency key `key`.

@@ -98,23 +98,7 @@ async fn reconcile(billing: &Billing) -> ReconciliationReport {
 }
 
 async fn paid_charge(app: &TestApp, customer: &TestUser, amount_minor: i64) -> ChargeId {
-    let charge = app
-        .billing
-        .clone()
-        .create_charge(keyed(app.as_admin(v1::CreateChargeRequest {
-            charge: Some(v1::Charge {
-                customer_id: customer.id.to_string(),
-                amount: Some(v1::Money {
-                    amount_minor,
-                    currency_code: "USD".to_owned(),
-                }),
-                payment_method: "pm_card_visa".to_owned(),
-                ..Default::default()
-            }),
-        })))
-        .await
-        .expect("paid")
-        .into_inner();
+    let charge = app.charge(customer.id, amount_minor, "USD").create().await;
     assert_eq!(charge.status(), v1::ChargeStatus::Succeeded);
     ChargeId::from_uuid(charge.id.parse().unwrap())
 }

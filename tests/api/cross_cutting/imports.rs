@@ -372,6 +372,103 @@ fn the_errors_import_check_sees_every_way_of_naming_another_module() {
     assert!(paths("fn f<'a>(x: &'a str) -> char { let _ = x; 'c' }").is_empty());
 }
 
+/// The rooms above `db/` whose code may name a row type of `db/models/`: the handlers, and the
+/// conversions beside the messages. They may name only the read models `db/models/mod.rs` lists
+/// (docs/architecture.md, "The layers"); every other row stays below `service/`.
+const ROOMS_NAMING_READ_MODELS: &[&str] = &["api", "wire"];
+
+/// The read models `db/models/mod.rs` lists by name: the names in backquotes between "They are
+/// exactly:" and "Any other row" of its `//!`.
+fn listed_read_models(models_doc: &str) -> BTreeSet<String> {
+    let start = models_doc
+        .find("They are exactly:")
+        .expect("db/models/mod.rs lists its read models after \"They are exactly:\"");
+    let end = start
+        + models_doc[start..]
+            .find("Any other row")
+            .expect("the list of read models ends before \"Any other row\"");
+    models_doc[start..end]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Each name of `db::models` that the files of `rooms` under `src` name and `listed` does not
+/// hold, with the file: a module (`db::models::ticket`) counts as a name, so `models::TicketRow`
+/// through an imported module is seen too.
+fn unlisted_rows(src: &Path, rooms: &[&str], listed: &BTreeSet<String>) -> Vec<String> {
+    let mut unlisted = Vec::new();
+    for room in rooms {
+        let mut files = Vec::new();
+        rust_files(&src.join(room), &mut files);
+        for file in &files {
+            let source = std::fs::read_to_string(file).unwrap();
+            let module = module_of(src, file);
+            for path in crate_paths(&source, &module) {
+                if path.len() < 2 || path[0] != "db" || path[1] != "models" {
+                    continue;
+                }
+                let name = path.last().expect("a path has segments");
+                if !listed.contains(name) {
+                    unlisted.push(format!("{}: crate::{}", file.display(), path.join("::")));
+                }
+            }
+        }
+    }
+    unlisted
+}
+
+#[test]
+fn api_and_wire_name_only_the_read_models_db_models_lists() {
+    let root = repository_root();
+    let doc = std::fs::read_to_string(root.join("src/db/models/mod.rs")).unwrap();
+    let listed = listed_read_models(&doc);
+    assert!(
+        listed.contains("StoredEvent") && listed.contains("StoredCharge"),
+        "the list was read: {listed:?}"
+    );
+    let unlisted = unlisted_rows(&root.join("src"), ROOMS_NAMING_READ_MODELS, &listed);
+    assert!(
+        unlisted.is_empty(),
+        "rows of db/models/ that api/ or wire/ name but db/models/mod.rs does not list as read \
+         models (convert them in service/ into domain types, or list them with the reason): \
+         {unlisted:#?}"
+    );
+}
+
+/// The check itself: a handler that imports a row type not on the list fails it, whichever
+/// way it names it.
+#[test]
+fn the_read_model_check_fails_on_a_row_type_not_on_the_list() {
+    let src = std::env::temp_dir().join(format!("read-models-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&src);
+    std::fs::create_dir_all(src.join("api")).unwrap();
+    std::fs::write(
+        src.join("api/tickets.rs"),
+        "use crate::db::models::{StoredEvent, TicketRow};\n\
+         use crate::db::models::charge::StoredCharge;\n\
+         fn f(row: crate::db::models::user::UserRow) {}\n\
+         // crate::db::models::ApiKeyRow in a comment is no import\n",
+    )
+    .unwrap();
+    let listed = listed_read_models(
+        "//! They are exactly: `StoredEvent`, `StoredCharge`. Any other row stays below.",
+    );
+    let unlisted = unlisted_rows(&src, &["api"], &listed);
+    std::fs::remove_dir_all(&src).unwrap();
+    assert_eq!(unlisted.len(), 2, "{unlisted:?}");
+    assert!(
+        unlisted[0].ends_with("crate::db::models::TicketRow"),
+        "{unlisted:?}"
+    );
+    assert!(
+        unlisted[1].ends_with("crate::db::models::user::UserRow"),
+        "{unlisted:?}"
+    );
+}
+
 /// `src/errors/reason.rs` is the module `errors::reason`.
 fn module_of(src: &Path, file: &Path) -> Vec<String> {
     let mut module: Vec<String> = file

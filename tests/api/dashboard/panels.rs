@@ -6,9 +6,7 @@ use supportdesk::wire::proto::v1;
 use tonic::Code;
 
 use super::histograms::{assert_within_bound, seconds};
-use crate::support::{
-    TestApp, charge_request, count_of, keyed, valid_create_request, violated_fields,
-};
+use crate::support::{TestApp, count_of, keyed, valid_create_request, violated_fields};
 
 /// A ticket assigned to the admin (a ticket needs an assignee to be resolved).
 async fn assigned_ticket(app: &TestApp, subject: &str) -> v1::Ticket {
@@ -26,16 +24,7 @@ fn first_of_month() -> String {
 }
 
 async fn paid(app: &TestApp, customer: &str, amount_minor: i64, currency: &str) -> v1::Charge {
-    app.billing
-        .clone()
-        .create_charge(keyed(app.as_admin(charge_request(
-            customer,
-            amount_minor,
-            currency,
-        ))))
-        .await
-        .expect("the charge is paid")
-        .into_inner()
+    app.charge(customer, amount_minor, currency).create().await
 }
 
 async fn refund(app: &TestApp, charge: &v1::Charge, amount_minor: i64) {

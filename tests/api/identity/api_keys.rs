@@ -6,21 +6,10 @@ use supportdesk::errors::Reason;
 use supportdesk::wire::proto::v1;
 use tonic::Code;
 
-use crate::support::{TestApp, assert_reason, keyed, violated_fields, with_token};
+use crate::support::{TestApp, assert_reason, violated_fields, with_token};
 
 async fn create_key(app: &TestApp, roles: &[v1::UserRole]) -> v1::CreateApiKeyResponse {
-    app.api_keys
-        .clone()
-        .create_api_key(keyed(app.as_admin(v1::CreateApiKeyRequest {
-            api_key: Some(v1::ApiKey {
-                name: "billing sync".to_owned(),
-                roles: roles.iter().map(|role| (*role).into()).collect(),
-                ..Default::default()
-            }),
-        })))
-        .await
-        .expect("created")
-        .into_inner()
+    app.api_key("billing sync").roles(roles).create().await
 }
 
 #[derive(diesel::QueryableByName)]
@@ -136,15 +125,9 @@ async fn a_revoked_key_is_refused_on_its_next_call() {
 async fn keys_need_a_name_and_staff_roles_and_only_admins_manage_them() {
     let app = TestApp::spawn().await;
     let status = app
-        .api_keys
-        .clone()
-        .create_api_key(keyed(app.as_admin(v1::CreateApiKeyRequest {
-            api_key: Some(v1::ApiKey {
-                name: String::new(),
-                roles: vec![v1::UserRole::Customer.into()],
-                ..Default::default()
-            }),
-        })))
+        .api_key("")
+        .roles(&[v1::UserRole::Customer])
+        .try_create()
         .await
         .expect_err("invalid");
     assert_eq!(status.code(), Code::InvalidArgument);

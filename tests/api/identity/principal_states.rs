@@ -20,7 +20,7 @@ use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 use tonic::Code;
 
 use crate::support::proxy::{TcpProxy, socket_address_of, url_through};
-use crate::support::{TestApp, assert_reason, keyed, second_instance, with_token};
+use crate::support::{TestApp, assert_reason, second_instance, with_token};
 
 fn update_user(id: &str, user: v1::User, path: &str) -> v1::UpdateUserRequest {
     v1::UpdateUserRequest {
@@ -43,19 +43,7 @@ async fn a_change_made_on_one_instance_refuses_the_next_call_on_another_that_had
     let mut keys_on_b = ApiKeyServiceClient::new(channel);
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
     let second_admin = app.add_user(&app.admin, v1::UserRole::Admin).await;
-    let key = app
-        .api_keys
-        .clone()
-        .create_api_key(keyed(app.as_admin(v1::CreateApiKeyRequest {
-            api_key: Some(v1::ApiKey {
-                name: "sync".to_owned(),
-                roles: vec![v1::UserRole::Agent.into()],
-                ..Default::default()
-            }),
-        })))
-        .await
-        .unwrap()
-        .into_inner();
+    let key = app.api_key("sync").create().await;
     // Each caller's state is now in Redis, put there by instance B.
     tickets_on_b
         .list_tickets(agent.request(v1::ListTicketsRequest::default()))

@@ -855,25 +855,7 @@ async fn a_paid_charge_sends_one_receipt_and_a_refund_one_notice_with_amounts_in
     let smtp = SmtpServer::start_new().await;
     let app = TestApp::spawn_with(|settings| send_to(settings, &smtp)).await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let charge = app
-        .billing
-        .clone()
-        .create_charge(crate::support::keyed(app.as_admin(
-            v1::CreateChargeRequest {
-                charge: Some(v1::Charge {
-                    customer_id: customer.id.to_string(),
-                    amount: Some(v1::Money {
-                        amount_minor: 123_456,
-                        currency_code: "USD".to_owned(),
-                    }),
-                    payment_method: "pm_card_visa".to_owned(),
-                    ..Default::default()
-                }),
-            },
-        )))
-        .await
-        .expect("charged")
-        .into_inner();
+    let charge = app.charge(customer.id, 123_456, "USD").create().await;
 
     let received = smtp.wait_for(1).await;
     assert_eq!(received.len(), 1);

@@ -96,18 +96,12 @@ fn endpoints(app: &TestApp) -> WebhookEndpointServiceClient<Channel> {
 
 /// Registers `url` for `event_types` and returns the endpoint and its secret.
 async fn register(app: &TestApp, url: &str, event_types: &[&str]) -> (v1::WebhookEndpoint, String) {
-    let created = endpoints(app)
-        .create_webhook_endpoint(keyed(app.as_admin(v1::CreateWebhookEndpointRequest {
-            webhook_endpoint: Some(v1::WebhookEndpoint {
-                url: url.to_owned(),
-                description: "the test receiver".to_owned(),
-                event_types: event_types.iter().map(|kind| (*kind).to_owned()).collect(),
-                ..Default::default()
-            }),
-        })))
-        .await
-        .expect("the endpoint is registered")
-        .into_inner();
+    let created = app
+        .webhook_endpoint(url)
+        .description("the test receiver")
+        .event_types(event_types)
+        .create()
+        .await;
     (created.webhook_endpoint.unwrap(), created.secret)
 }
 
@@ -246,16 +240,11 @@ async fn an_endpoint_is_sent_only_the_types_it_subscribed_to_and_never_another_a
         .configure("comments", &[&comments_secret], "ok")
         .await;
     let other = app.sign_up_another_account().await;
-    let others = endpoints(&app)
-        .create_webhook_endpoint(keyed(other.request(v1::CreateWebhookEndpointRequest {
-            webhook_endpoint: Some(v1::WebhookEndpoint {
-                url: receiver.url("other-account"),
-                ..Default::default()
-            }),
-        })))
-        .await
-        .unwrap()
-        .into_inner();
+    let others = app
+        .webhook_endpoint(&receiver.url("other-account"))
+        .by(&other)
+        .create()
+        .await;
     receiver
         .configure("other-account", &[&others.secret], "ok")
         .await;
@@ -630,15 +619,7 @@ async fn an_internal_address_is_refused_when_registered_unless_the_operator_allo
         "http://10.1.2.3/",
         "http://localhost:8080/",
     ] {
-        let refused = endpoints(&app)
-            .create_webhook_endpoint(keyed(app.as_admin(v1::CreateWebhookEndpointRequest {
-                webhook_endpoint: Some(v1::WebhookEndpoint {
-                    url: url.to_owned(),
-                    ..Default::default()
-                }),
-            })))
-            .await
-            .expect_err(url);
+        let refused = app.webhook_endpoint(url).try_create().await.expect_err(url);
         assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{url}");
         assert_eq!(
             crate::support::violated_fields(&refused),
@@ -647,15 +628,9 @@ async fn an_internal_address_is_refused_when_registered_unless_the_operator_allo
         );
     }
     let https_only = TestApp::spawn().await;
-    let refused = endpoints(&https_only)
-        .create_webhook_endpoint(keyed(https_only.as_admin(
-            v1::CreateWebhookEndpointRequest {
-                webhook_endpoint: Some(v1::WebhookEndpoint {
-                    url: "http://hooks.example.com/".to_owned(),
-                    ..Default::default()
-                }),
-            },
-        )))
+    let refused = https_only
+        .webhook_endpoint("http://hooks.example.com/")
+        .try_create()
         .await
         .unwrap_err();
     assert!(refused.message().contains("https"), "{}", refused.message());
@@ -687,15 +662,7 @@ async fn a_6to4_or_teredo_address_embedding_an_internal_ipv4_address_is_never_re
         "http://[2002:a9fe:a9fe::1]:8080/latest/meta-data",
         "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
     ] {
-        let refused = endpoints(&app)
-            .create_webhook_endpoint(keyed(app.as_admin(v1::CreateWebhookEndpointRequest {
-                webhook_endpoint: Some(v1::WebhookEndpoint {
-                    url: url.to_owned(),
-                    ..Default::default()
-                }),
-            })))
-            .await
-            .expect_err(url);
+        let refused = app.webhook_endpoint(url).try_create().await.expect_err(url);
         assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{url}");
         assert_eq!(
             crate::support::violated_fields(&refused),
@@ -826,23 +793,13 @@ async fn a_paid_charge_and_a_declined_one_are_told_as_charge_succeeded_and_charg
     let mut charges = Vec::new();
     for payment_method in ["pm_card_visa", "pm_card_chargeDeclined"] {
         let answer = app
-            .billing
-            .clone()
-            .create_charge(keyed(app.as_admin(v1::CreateChargeRequest {
-                charge: Some(v1::Charge {
-                    customer_id: customer.id.to_string(),
-                    amount: Some(v1::Money {
-                        amount_minor: 2500,
-                        currency_code: "EUR".to_owned(),
-                    }),
-                    payment_method: payment_method.to_owned(),
-                    ..Default::default()
-                }),
-            })))
+            .charge(customer.id, 2500, "EUR")
+            .paid_with(payment_method)
+            .try_create()
             .await;
         charges.push(answer);
     }
-    let paid = charges.remove(0).expect("the visa card pays").into_inner();
+    let paid = charges.remove(0).expect("the visa card pays");
     assert_eq!(
         charges.remove(0).expect_err("the card is declined").code(),
         tonic::Code::FailedPrecondition
@@ -870,23 +827,7 @@ async fn a_refund_is_told_as_refund_succeeded_carrying_the_charge_after_it_and_t
     let (_, secret) = register(&app, &receiver.url("refunds"), &["refund.succeeded"]).await;
     receiver.configure("refunds", &[&secret], "ok").await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    let paid = app
-        .billing
-        .clone()
-        .create_charge(keyed(app.as_admin(v1::CreateChargeRequest {
-            charge: Some(v1::Charge {
-                customer_id: customer.id.to_string(),
-                amount: Some(v1::Money {
-                    amount_minor: 2500,
-                    currency_code: "EUR".to_owned(),
-                }),
-                payment_method: "pm_card_visa".to_owned(),
-                ..Default::default()
-            }),
-        })))
-        .await
-        .expect("the visa card pays")
-        .into_inner();
+    let paid = app.charge(customer.id, 2500, "EUR").create().await;
     let refunded = app
         .billing
         .clone()
@@ -1623,13 +1564,9 @@ async fn another_accounts_endpoint_is_not_found_and_an_account_has_at_most_its_e
     .await;
     let (first, _) = register(&app, "https://hooks.example.com/one", &[]).await;
     register(&app, "https://hooks.example.com/two", &[]).await;
-    let over = endpoints(&app)
-        .create_webhook_endpoint(keyed(app.as_admin(v1::CreateWebhookEndpointRequest {
-            webhook_endpoint: Some(v1::WebhookEndpoint {
-                url: "https://hooks.example.com/three".to_owned(),
-                ..Default::default()
-            }),
-        })))
+    let over = app
+        .webhook_endpoint("https://hooks.example.com/three")
+        .try_create()
         .await
         .unwrap_err();
     assert_eq!(over.code(), tonic::Code::FailedPrecondition);

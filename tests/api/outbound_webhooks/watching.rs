@@ -363,18 +363,10 @@ async fn a_revoked_api_key_ends_its_open_stream_unauthenticated() {
     })
     .await;
     let key = app
-        .api_keys
-        .clone()
-        .create_api_key(keyed(app.as_admin(v1::CreateApiKeyRequest {
-            api_key: Some(v1::ApiKey {
-                name: "watcher".to_owned(),
-                roles: vec![v1::UserRole::Admin.into()],
-                ..Default::default()
-            }),
-        })))
-        .await
-        .expect("the key is created")
-        .into_inner();
+        .api_key("watcher")
+        .roles(&[v1::UserRole::Admin])
+        .create()
+        .await;
     let mut stream = events(&app)
         .watch_events(with_token(&key.secret, v1::WatchEventsRequest::default()))
         .await

@@ -615,23 +615,12 @@ async fn each_redis_call_and_each_provider_call_is_timed_by_purpose_and_outcome(
     };
 
     // One charge paid, one declined: one call to the provider each.
-    let paid = app
-        .billing
-        .clone()
-        .create_charge(crate::support::keyed(app.as_admin(
-            crate::support::charge_request(&customer.id.to_string(), 1_000, "EUR"),
-        )))
-        .await
-        .expect("charged")
-        .into_inner();
+    let paid = app.charge(customer.id, 1_000, "EUR").create().await;
     assert_eq!(paid.status(), v1::ChargeStatus::Succeeded);
-    let mut declined = crate::support::charge_request(&customer.id.to_string(), 500, "EUR");
-    declined.charge.as_mut().expect("a charge").payment_method =
-        "pm_card_chargeDeclinedInsufficientFunds".to_owned();
     let declined = app
-        .billing
-        .clone()
-        .create_charge(crate::support::keyed(app.as_admin(declined)))
+        .charge(customer.id, 500, "EUR")
+        .paid_with("pm_card_chargeDeclinedInsufficientFunds")
+        .try_create()
         .await;
     assert_eq!(
         declined.expect_err("declined").code(),

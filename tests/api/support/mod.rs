@@ -5,7 +5,9 @@
 //! Components are never optional: a test that cannot reach PostgreSQL, Redis or a tool fails
 //! with a message saying how to provide it.
 
+pub(crate) mod api_keys;
 pub(crate) mod attachments;
+pub(crate) mod billing;
 pub(crate) mod binary;
 pub(crate) mod browser;
 pub(crate) mod email_api;
@@ -26,6 +28,7 @@ pub(crate) mod tickets;
 pub(crate) mod typescript_client;
 pub(crate) mod users;
 pub(crate) mod watched;
+pub(crate) mod webhook_endpoints;
 pub(crate) mod webhook_receiver;
 
 use std::net::SocketAddr;
@@ -51,6 +54,7 @@ use supportdesk::wire::proto::v1::billing_service_client::BillingServiceClient;
 use supportdesk::wire::proto::v1::dashboard_service_client::DashboardServiceClient;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 use supportdesk::wire::proto::v1::user_service_client::UserServiceClient;
+use supportdesk::wire::proto::v1::webhook_endpoint_service_client::WebhookEndpointServiceClient;
 use supportdesk::wire::proto::v1::webhook_service_client::WebhookServiceClient;
 use tokio::sync::{OnceCell, oneshot};
 use tokio::task::JoinHandle;
@@ -340,6 +344,7 @@ pub(crate) struct TestApp {
     pub(crate) attachments: AttachmentServiceClient<Channel>,
     pub(crate) billing: BillingServiceClient<Channel>,
     pub(crate) webhooks: WebhookServiceClient<Channel>,
+    pub(crate) webhook_endpoints: WebhookEndpointServiceClient<Channel>,
     pub(crate) dashboard: DashboardServiceClient<Channel>,
     pub(crate) health: HealthClient<Channel>,
     /// The payment provider every test app charges through: the simulator, in-process.
@@ -413,6 +418,7 @@ impl TestApp {
             attachments: AttachmentServiceClient::new(channel.clone()),
             billing: BillingServiceClient::new(channel.clone()),
             webhooks: WebhookServiceClient::new(channel.clone()),
+            webhook_endpoints: WebhookEndpointServiceClient::new(channel.clone()),
             dashboard: DashboardServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
             simulator,

@@ -11,7 +11,7 @@ use supportdesk::errors::Reason;
 use supportdesk::wire::proto::v1;
 
 use crate::support::envoy::Envoy;
-use crate::support::{PATIENCE, TEST_WEBHOOK_SECRET, TestApp, assert_json_reason, keyed};
+use crate::support::{PATIENCE, TEST_WEBHOOK_SECRET, TestApp, assert_json_reason};
 
 /// The secret being rotated out, in the rotation tests.
 const PREVIOUS_WEBHOOK_SECRET: &str = "whsec_test_previous_0123456789abcdef";
@@ -497,22 +497,7 @@ async fn storing_a_new_event_wakes_a_worker_once_the_row_is_there() {
 /// A paid charge of `app`'s account, made through the API.
 pub(crate) async fn paid_charge(app: &TestApp) -> v1::Charge {
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
-    app.billing
-        .clone()
-        .create_charge(keyed(app.as_admin(v1::CreateChargeRequest {
-            charge: Some(v1::Charge {
-                customer_id: customer.id.to_string(),
-                amount: Some(v1::Money {
-                    amount_minor: 2_500,
-                    currency_code: "USD".to_owned(),
-                }),
-                payment_method: "pm_card_visa".to_owned(),
-                ..Default::default()
-            }),
-        })))
-        .await
-        .expect("a paid charge")
-        .into_inner()
+    app.charge(customer.id, 2_500, "USD").create().await
 }
 
 #[tokio::test]
