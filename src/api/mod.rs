@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod groups;
 pub mod attachments;
 pub mod auth;
 pub mod billing;

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod groups;
 pub mod attachments;
 pub mod authentication;
 pub mod billing;
@@ -23,6 +24,7 @@ pub mod users;
 
 pub use accounts::Accounts;
 pub use api_keys::ApiKeys;
+pub use groups::{GroupUpdate, Groups};
 pub use attachments::{
     Attachments, DirectUpload, FilePieces, NewUpload, StartedUpload, SweepReport,
 };

@@ -33,6 +33,7 @@ pub mod comment;
 pub mod email_event;
 pub mod email_suppression;
 pub mod event;
+pub mod group;
 pub mod idempotency;
 pub mod notification;
 pub mod notification_settings;
@@ -65,6 +66,7 @@ pub use charge::{Attention, ChargeListFilter, ChargeRow, NewCharge, StoredCharge
 pub use charge_activity::NewChargeActivity;
 pub use charge_dispute::NewChargeDispute;
 pub use comment::{CommentRow, NewComment};
+pub use group::{GroupMemberRow, GroupRow};
 pub use email_suppression::{StoredSuppression, SuppressionRow};
 pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 pub use notification::{NewNotification, NotificationRow, StoredNotification};
