@@ -5,12 +5,12 @@
 
 pub mod accounts;
 pub mod api_keys;
-pub mod groups;
 pub mod attachments;
 pub mod auth;
 pub mod billing;
 pub mod dashboard;
 pub mod events;
+pub mod groups;
 pub mod notifications;
 pub mod operations;
 pub mod tickets;

@@ -12,12 +12,12 @@ use tower::layer::util::{Identity, Stack};
 
 use crate::api::accounts::AccountApi;
 use crate::api::api_keys::ApiKeyApi;
-use crate::api::groups::GroupApi;
 use crate::api::attachments::AttachmentApi;
 use crate::api::auth::AuthApi;
 use crate::api::billing::BillingApi;
 use crate::api::dashboard::DashboardApi;
 use crate::api::events::EventApi;
+use crate::api::groups::GroupApi;
 use crate::api::notifications::NotificationApi;
 use crate::api::operations::OperationApi;
 use crate::api::tickets::TicketApi;

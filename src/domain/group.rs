@@ -80,7 +80,10 @@ mod tests {
     #[test]
     fn a_blank_description_is_empty_and_a_long_one_is_refused() {
         assert_eq!(GroupDescription::parse("  ").unwrap().as_str(), "");
-        assert_eq!(GroupDescription::parse("Refunds").unwrap().as_str(), "Refunds");
+        assert_eq!(
+            GroupDescription::parse("Refunds").unwrap().as_str(),
+            "Refunds"
+        );
         assert!(GroupDescription::parse(&"x".repeat(1001)).is_err());
     }
 }

@@ -5,13 +5,13 @@
 
 pub mod accounts;
 pub mod api_keys;
-pub mod groups;
 pub mod attachments;
 pub mod authentication;
 pub mod billing;
 pub mod dashboard;
 pub mod event_tail;
 pub mod events;
+pub mod groups;
 pub mod notification_worker;
 pub mod notifications;
 pub mod operation_worker;
@@ -24,7 +24,6 @@ pub mod users;
 
 pub use accounts::Accounts;
 pub use api_keys::ApiKeys;
-pub use groups::{GroupUpdate, Groups};
 pub use attachments::{
     Attachments, DirectUpload, FilePieces, NewUpload, StartedUpload, SweepReport,
 };
@@ -34,6 +33,7 @@ pub use billing::{
     ReconciliationReport,
 };
 pub use dashboard::Dashboard;
+pub use groups::{GroupUpdate, Groups};
 pub use notification_worker::NotificationWorkers;
 pub use notifications::{EmailEventReceipt, Notifications, SvixHeaders};
 pub use operation_worker::{BATCH_MAX_FAILURES, CLAIMS_WITHOUT_PROGRESS_MAX, OperationWorkers};

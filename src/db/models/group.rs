@@ -55,7 +55,8 @@ impl GroupRow {
     fn into_domain(self) -> AppResult<domain::Group> {
         Ok(domain::Group {
             id: self.id,
-            name: GroupName::parse(&self.name).map_err(|problem| corrupt("groups.name", problem))?,
+            name: GroupName::parse(&self.name)
+                .map_err(|problem| corrupt("groups.name", problem))?,
             description: GroupDescription::parse(&self.description)
                 .map_err(|problem| corrupt("groups.description", problem))?,
             member_count: self.member_count,

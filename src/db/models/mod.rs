@@ -66,8 +66,8 @@ pub use charge::{Attention, ChargeListFilter, ChargeRow, NewCharge, StoredCharge
 pub use charge_activity::NewChargeActivity;
 pub use charge_dispute::NewChargeDispute;
 pub use comment::{CommentRow, NewComment};
-pub use group::{GroupMemberRow, GroupRow};
 pub use email_suppression::{StoredSuppression, SuppressionRow};
+pub use group::{GroupMemberRow, GroupRow};
 pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};
 pub use notification::{NewNotification, NotificationRow, StoredNotification};
 pub use operation::{BatchProgress, ClaimedOperation, NewOperation, OperationRow};

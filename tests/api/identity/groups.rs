@@ -63,13 +63,12 @@ struct Counted {
 
 async fn stored_members(app: &TestApp, group_id: &str) -> i64 {
     let mut conn = app.database.connect().await;
-    let counted: Counted = diesel::sql_query(
-        "SELECT count(*) AS count FROM group_members WHERE group_id = $1::uuid",
-    )
-    .bind::<Text, _>(group_id)
-    .get_result(&mut conn)
-    .await
-    .unwrap();
+    let counted: Counted =
+        diesel::sql_query("SELECT count(*) AS count FROM group_members WHERE group_id = $1::uuid")
+            .bind::<Text, _>(group_id)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
     counted.count
 }
 
@@ -114,7 +113,11 @@ async fn an_admin_creates_renames_and_lists_groups_which_postgresql_holds_as_sen
         .await
         .expect("agents read groups")
         .into_inner();
-    let names: Vec<&str> = listed.groups.iter().map(|group| group.name.as_str()).collect();
+    let names: Vec<&str> = listed
+        .groups
+        .iter()
+        .map(|group| group.name.as_str())
+        .collect();
     assert_eq!(names, ["Billing and refunds", "Tier 2"]);
     let read = groups(&app)
         .get_group(agent.request(v1::GetGroupRequest {
@@ -157,7 +160,9 @@ async fn a_name_taken_by_a_live_group_whatever_its_case_is_refused_and_freed_by_
         }))
         .await
         .expect("deleted");
-    let again = create_group(&app, "billing").await.expect("the name is free");
+    let again = create_group(&app, "billing")
+        .await
+        .expect("the name is free");
     assert_ne!(again.id, first.id);
 }
 
@@ -179,14 +184,22 @@ async fn only_agents_and_admins_can_be_members_and_a_users_groups_are_listed_by_
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
     let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
 
-    let member = add_member(&app, &billing, &agent).await.expect("an agent joins");
+    let member = add_member(&app, &billing, &agent)
+        .await
+        .expect("an agent joins");
     assert_eq!(member.group_id, billing.id);
     assert_eq!(member.user_id, agent.id.to_string());
-    let again = add_member(&app, &billing, &agent).await.expect("answered as it is");
+    let again = add_member(&app, &billing, &agent)
+        .await
+        .expect("answered as it is");
     assert_eq!(again, member);
-    add_member(&app, &tier2, &app.admin).await.expect("an admin joins");
+    add_member(&app, &tier2, &app.admin)
+        .await
+        .expect("an admin joins");
 
-    let refused = add_member(&app, &billing, &customer).await.expect_err("a customer");
+    let refused = add_member(&app, &billing, &customer)
+        .await
+        .expect_err("a customer");
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&refused), ["user_id"]);
     assert_eq!(stored_members(&app, &billing.id).await, 1);
@@ -337,7 +350,9 @@ async fn an_account_has_at_most_500_live_groups() {
         .await
         .unwrap();
     }
-    let refused = create_group(&app, "one too many").await.expect_err("the limit");
+    let refused = create_group(&app, "one too many")
+        .await
+        .expect_err("the limit");
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_reason(&refused, Reason::GroupLimit);
 }

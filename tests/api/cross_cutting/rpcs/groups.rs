@@ -111,7 +111,9 @@ fn create_group_probe(attack: Attack<'_>) -> ProbeFuture<'_> {
             .await;
         if foreign {
             // An admin elsewhere makes a group of their own account, never of the target's.
-            let created = result.expect("created in the attacker's account").into_inner();
+            let created = result
+                .expect("created in the attacker's account")
+                .into_inner();
             let listed = groups(app)
                 .list_groups(target.admin.request(v1::ListGroupsRequest::default()))
                 .await
@@ -128,7 +130,12 @@ fn get_group_case(harness: &Harness) -> CaseFuture<'_> {
     Box::pin(async move {
         let id = fresh_group(harness).await;
         (
-            call(Method::GET, format!("/v1/groups/{id}"), harness.admin(), None),
+            call(
+                Method::GET,
+                format!("/v1/groups/{id}"),
+                harness.admin(),
+                None,
+            ),
             None,
             call(
                 Method::GET,
@@ -197,7 +204,12 @@ fn list_groups_probe(attack: Attack<'_>) -> ProbeFuture<'_> {
                 .await;
             if foreign {
                 let listed = result.expect("the attacker's own groups").into_inner();
-                assert!(listed.groups.iter().all(|group| group.id != target.group_id));
+                assert!(
+                    listed
+                        .groups
+                        .iter()
+                        .all(|group| group.id != target.group_id)
+                );
             } else {
                 assert_refused(rpc, result, DENIED);
             }
