@@ -169,6 +169,16 @@ const CEL_SAMPLES: &[(&str, &[&str], &[&str])] = &[
         &["", "secret", "url,state"],
     ),
     (
+        "update_group.id",
+        &["id={existing}", "id={EXISTING}"],
+        &["id=", "id=group-1", "id= {existing}"],
+    ),
+    (
+        "update_group.update_mask",
+        &["name,description", "description"],
+        &["", "member_count", "name,delete_time"],
+    ),
+    (
         "update_notification_settings.update_mask",
         &["comment_notifications"],
         &["", "email_notifications"],
