@@ -12,6 +12,7 @@ pub mod auth;
 pub mod billing;
 pub mod dashboard;
 pub mod events;
+pub mod groups;
 pub mod notifications;
 pub mod operations;
 pub mod tickets;

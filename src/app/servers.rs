@@ -17,6 +17,7 @@ use crate::api::auth::AuthApi;
 use crate::api::billing::BillingApi;
 use crate::api::dashboard::DashboardApi;
 use crate::api::events::EventApi;
+use crate::api::groups::GroupApi;
 use crate::api::notifications::NotificationApi;
 use crate::api::operations::OperationApi;
 use crate::api::tickets::TicketApi;
@@ -36,6 +37,7 @@ use crate::wire::proto::v1::auth_service_server::AuthServiceServer;
 use crate::wire::proto::v1::billing_service_server::BillingServiceServer;
 use crate::wire::proto::v1::dashboard_service_server::DashboardServiceServer;
 use crate::wire::proto::v1::event_service_server::EventServiceServer;
+use crate::wire::proto::v1::group_service_server::GroupServiceServer;
 use crate::wire::proto::v1::notification_service_server::NotificationServiceServer;
 use crate::wire::proto::v1::ticket_service_server::TicketServiceServer;
 use crate::wire::proto::v1::user_service_server::UserServiceServer;
@@ -68,6 +70,13 @@ pub(super) fn api_router(
     .compressed();
     let api_keys = ApiKeyServiceServer::new(ApiKeyApi::new(
         services.api_keys.clone(),
+        services.idempotency.clone(),
+        services.page_tokens.clone(),
+    ))
+    .max_decoding_message_size(max_bytes)
+    .compressed();
+    let groups = GroupServiceServer::new(GroupApi::new(
+        services.groups.clone(),
         services.idempotency.clone(),
         services.page_tokens.clone(),
     ))
@@ -148,6 +157,7 @@ pub(super) fn api_router(
         served_name(&auth),
         served_name(&billing),
         served_name(&dashboard),
+        served_name(&groups),
         served_name(&notifications),
         served_name(&tickets),
         served_name(&users),
@@ -197,6 +207,7 @@ pub(super) fn api_router(
         .add_service(auth)
         .add_service(billing)
         .add_service(dashboard)
+        .add_service(groups)
         .add_service(notifications)
         .add_service(tickets)
         .add_service(users)
@@ -252,6 +263,7 @@ compressed!(
     BillingServiceServer,
     DashboardServiceServer,
     EventServiceServer,
+    GroupServiceServer,
     NotificationServiceServer,
     OperationsServer,
     TicketServiceServer,

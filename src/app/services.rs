@@ -26,7 +26,7 @@ use crate::service::event_tail::EventTail;
 use crate::service::events::{EventFeed, FeedSettings};
 use crate::service::outbound_webhooks::secrets::SecretBox;
 use crate::service::{
-    Accounts, ApiKeys, Attachments, Authentication, Billing, Dashboard, ExportSettings,
+    Accounts, ApiKeys, Attachments, Authentication, Billing, Dashboard, ExportSettings, Groups,
     Notifications, Operations, PasswordResets, PaymentEvents, TicketDesk, Users,
     WebhookEndpointAdmin,
 };
@@ -42,6 +42,7 @@ pub(super) struct Services {
     pub(super) limiter: RateLimiter,
     pub(super) accounts: Accounts,
     pub(super) api_keys: ApiKeys,
+    pub(super) groups: Groups,
     pub(super) authentication: Authentication,
     pub(super) resets: PasswordResets,
     pub(super) tickets: TicketDesk,
@@ -253,6 +254,7 @@ impl Services {
             limiter: limiter.clone(),
             accounts: Accounts::new(database.clone(), hasher.clone()),
             api_keys: ApiKeys::new(database.clone(), principals.clone()),
+            groups: Groups::new(database.clone()),
             authentication: Authentication::new(
                 database.clone(),
                 hasher.clone(),

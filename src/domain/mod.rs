@@ -10,6 +10,7 @@ mod dashboard;
 mod email;
 mod email_webhook;
 pub mod filter;
+mod group;
 mod html;
 mod idempotency_key;
 mod identity;
@@ -47,6 +48,7 @@ pub use comment::{
 pub use dashboard::{DateRange, RangeProblem, RevenueInterval};
 pub use email::{Email, idna_form};
 pub use email_webhook::{EmailEvent, EmailEventEffect, SvixVerifier, svix_signature};
+pub use group::{Group, GroupDescription, GroupMember, GroupName, MAX_GROUPS_PER_ACCOUNT};
 pub use html::{html_entity, html_escape, push_html_escaped};
 pub use idempotency_key::IdempotencyKey;
 pub use identity::{

@@ -254,6 +254,8 @@ pub enum Resource {
     Notification,
     Suppression,
     Operation,
+    Group,
+    GroupMember,
 }
 
 impl Resource {
@@ -295,6 +297,12 @@ impl Resource {
                 "supportdesk.v1.Suppression",
                 Reason::SuppressionNotFound,
                 "suppressed address",
+            ),
+            Self::Group => ("supportdesk.v1.Group", Reason::GroupNotFound, "group"),
+            Self::GroupMember => (
+                "supportdesk.v1.GroupMember",
+                Reason::GroupMemberNotFound,
+                "group member",
             ),
             Self::Operation => (
                 "google.longrunning.Operation",

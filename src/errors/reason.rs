@@ -107,6 +107,10 @@ reasons! {
     AttachmentNotFound = "ATTACHMENT_NOT_FOUND",
     /// No long-running operation with this name in the caller's account.
     OperationNotFound = "OPERATION_NOT_FOUND",
+    /// No group with this id in the caller's account (or, for a change, no live one).
+    GroupNotFound = "GROUP_NOT_FOUND",
+    /// The user is not a member of the group.
+    GroupMemberNotFound = "GROUP_MEMBER_NOT_FOUND",
     /// (Envoy) No RPC is mapped to this method and path.
     UnknownPath = "UNKNOWN_PATH",
     /// (Envoy) A known path called with a method no RPC maps there; `Allow` lists those that do.
@@ -115,6 +119,8 @@ reasons! {
     AccountSlugTaken = "ACCOUNT_SLUG_TAKEN",
     /// The account has a user with this email.
     UserEmailTaken = "USER_EMAIL_TAKEN",
+    /// A live group of the account has this name, whatever its case.
+    GroupNameTaken = "GROUP_NAME_TAKEN",
     /// The `etag` sent is not the resource's current one.
     EtagMismatch = "ETAG_MISMATCH",
     /// The first request with this idempotency key is still running.
@@ -140,6 +146,10 @@ reasons! {
     WebhookEndpointLimit = "WEBHOOK_ENDPOINT_LIMIT",
     /// RotateWebhookEndpointSecret while as many retired secrets still sign as may.
     WebhookSecretRotationLimit = "WEBHOOK_SECRET_ROTATION_LIMIT",
+    /// The account already has as many live groups as allowed.
+    GroupLimit = "GROUP_LIMIT",
+    /// DeleteGroup while tickets that are not solved or closed are assigned to the group.
+    GroupHasOpenTickets = "GROUP_HAS_OPEN_TICKETS",
     /// An AttachmentService RPC on a deployment without object storage.
     AttachmentsNotConfigured = "ATTACHMENTS_NOT_CONFIGURED",
     /// The payment provider declined the card.

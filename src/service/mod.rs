@@ -11,6 +11,7 @@ pub mod billing;
 pub mod dashboard;
 pub mod event_tail;
 pub mod events;
+pub mod groups;
 pub mod notification_worker;
 pub mod notifications;
 pub mod operation_worker;
@@ -32,6 +33,7 @@ pub use billing::{
     ReconciliationReport,
 };
 pub use dashboard::Dashboard;
+pub use groups::{GroupUpdate, Groups};
 pub use notification_worker::NotificationWorkers;
 pub use notifications::{EmailEventReceipt, Notifications, SvixHeaders};
 pub use operation_worker::{BATCH_MAX_FAILURES, CLAIMS_WITHOUT_PROGRESS_MAX, OperationWorkers};

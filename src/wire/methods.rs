@@ -740,6 +740,7 @@ mod tests {
                 "supportdesk.v1.BillingService",
                 "supportdesk.v1.DashboardService",
                 "supportdesk.v1.EventService",
+                "supportdesk.v1.GroupService",
                 "supportdesk.v1.NotificationService",
                 "supportdesk.v1.TicketService",
                 "supportdesk.v1.UserService",

@@ -10,6 +10,7 @@ pub mod api_key;
 pub mod attachment;
 pub mod charge;
 pub mod event;
+pub mod group;
 pub mod notification;
 pub mod operation;
 pub mod payment_event;

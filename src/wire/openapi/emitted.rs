@@ -203,6 +203,9 @@ const FIELDS: &[(&str, Holds)] = &[
         Holds::EventCursor,
     ),
     ("supportdesk.v1.WebhookEndpoint.id", Holds::Uuid),
+    ("supportdesk.v1.Group.id", Holds::Uuid),
+    ("supportdesk.v1.GroupMember.group_id", Holds::Uuid),
+    ("supportdesk.v1.GroupMember.user_id", Holds::Uuid),
     // `failing`, `by_admin`, or empty (the `webhook_endpoints.disabled_reason` CHECK).
     (
         "supportdesk.v1.WebhookEndpoint.disabled_reason",

@@ -169,6 +169,16 @@ const CEL_SAMPLES: &[(&str, &[&str], &[&str])] = &[
         &["", "secret", "url,state"],
     ),
     (
+        "update_group.id",
+        &["id={existing}", "id={EXISTING}"],
+        &["id=", "id=group-1", "id= {existing}"],
+    ),
+    (
+        "update_group.update_mask",
+        &["name,description", "description"],
+        &["", "member_count", "name,delete_time"],
+    ),
+    (
         "update_notification_settings.update_mask",
         &["comment_notifications"],
         &["", "email_notifications"],
@@ -810,6 +820,7 @@ fn verdicts_of_each_client(cases: &[ClientCase]) -> Vec<(&'static str, Vec<Vec<S
 /// What the test needs to exist for requests to be otherwise valid.
 struct Fixtures {
     endpoint: v1::WebhookEndpoint,
+    group: v1::Group,
     ticket: v1::Ticket,
     comment: v1::Comment,
     agent: TestUser,
@@ -825,6 +836,7 @@ impl Fixtures {
             ("UpdateTicket", "ticket") => self.ticket.id.clone(),
             ("UpdateUser", "user") => self.agent.id.to_string(),
             ("UpdateWebhookEndpoint", "webhook_endpoint") => self.endpoint.id.clone(),
+            ("UpdateGroup", "group") => self.group.id.clone(),
             _ => return None,
         };
         Some(uuid::Uuid::parse_str(&id).expect("a UUID"))
@@ -905,6 +917,42 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
                 event_types: vec!["ticket.created".into()],
                 ..Default::default()
             }),
+        }
+        .encode_to_vec(),
+        "CreateGroup" => v1::CreateGroupRequest {
+            group: Some(v1::Group {
+                name: format!("declared rules {unique}"),
+                description: "declared rules".into(),
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec(),
+        "GetGroup" => v1::GetGroupRequest { id: nothing() }.encode_to_vec(),
+        "ListGroups" => v1::ListGroupsRequest::default().encode_to_vec(),
+        "UpdateGroup" => v1::UpdateGroupRequest {
+            group: Some(v1::Group {
+                id: fixtures.group.id.clone(),
+                name: format!("declared rules {unique}"),
+                description: "still declared".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["name", "description"]),
+        }
+        .encode_to_vec(),
+        "DeleteGroup" => v1::DeleteGroupRequest { id: nothing() }.encode_to_vec(),
+        "AddGroupMember" => v1::AddGroupMemberRequest {
+            group_id: nothing(),
+            user_id: nothing(),
+        }
+        .encode_to_vec(),
+        "RemoveGroupMember" => v1::RemoveGroupMemberRequest {
+            group_id: nothing(),
+            user_id: nothing(),
+        }
+        .encode_to_vec(),
+        "ListGroupMembers" => v1::ListGroupMembersRequest {
+            group_id: nothing(),
+            ..Default::default()
         }
         .encode_to_vec(),
         "GetWebhookEndpoint" => v1::GetWebhookEndpointRequest { id: nothing() }.encode_to_vec(),
@@ -1159,8 +1207,19 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
     .into_inner()
     .webhook_endpoint
     .expect("an endpoint");
+    let group = crate::cross_cutting::tenancy::groups(&app)
+        .create_group(app.as_admin(v1::CreateGroupRequest {
+            group: Some(v1::Group {
+                name: "declared rules fixture".into(),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("the fixture group")
+        .into_inner();
     let fixtures = Fixtures {
         endpoint,
+        group,
         ticket,
         comment,
         agent: app.add_user(&app.admin, v1::UserRole::Agent).await,

@@ -32,6 +32,8 @@ pub(crate) struct Target {
     /// A webhook endpoint of the account, and the pending delivery of a test event to it.
     pub(crate) endpoint_id: String,
     pub(crate) delivery_id: String,
+    /// A group of the account, with `agent` as its member.
+    pub(crate) group_id: String,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -98,6 +100,8 @@ async fn the_snapshot_covers_every_table_that_holds_an_accounts_rows() {
         "charges",
         "email_events",
         "email_suppressions",
+        "group_members",
+        "groups",
         "notifications",
         "operations",
         "refunds",
@@ -159,6 +163,17 @@ pub(crate) fn endpoints(
     app: &TestApp,
 ) -> v1::webhook_endpoint_service_client::WebhookEndpointServiceClient<tonic::transport::Channel> {
     v1::webhook_endpoint_service_client::WebhookEndpointServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+            .unwrap()
+            .connect_lazy(),
+    )
+}
+
+/// A GroupService client to `app`.
+pub(crate) fn groups(
+    app: &TestApp,
+) -> v1::group_service_client::GroupServiceClient<tonic::transport::Channel> {
+    v1::group_service_client::GroupServiceClient::new(
         tonic::transport::Channel::from_shared(format!("http://{}", app.address))
             .unwrap()
             .connect_lazy(),
@@ -296,7 +311,27 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         .expect("the target's test delivery")
         .into_inner()
         .id;
+    let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
+    let group_id = groups(&app)
+        .create_group(app.as_admin(v1::CreateGroupRequest {
+            group: Some(v1::Group {
+                name: "Target team".to_owned(),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("the target's group")
+        .into_inner()
+        .id;
+    groups(&app)
+        .add_group_member(app.as_admin(v1::AddGroupMemberRequest {
+            group_id: group_id.clone(),
+            user_id: agent.id.to_string(),
+        }))
+        .await
+        .expect("the target's member");
     let target = Target {
+        group_id,
         endpoint_id,
         delivery_id,
         operation,
@@ -305,7 +340,7 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         webhook_event,
         charge,
         admin: app.admin.clone(),
-        agent: app.add_user(&app.admin, v1::UserRole::Agent).await,
+        agent,
         owner,
         ticket,
         api_key_id,

@@ -21,6 +21,7 @@ mod auth;
 mod billing;
 mod dashboard;
 mod events;
+mod groups;
 mod notifications;
 mod operations;
 mod tickets;
@@ -66,6 +67,7 @@ fn every_fixture() -> impl Iterator<Item = &'static RpcFixture> {
         billing::FIXTURES,
         dashboard::FIXTURES,
         events::FIXTURES,
+        groups::FIXTURES,
         notifications::FIXTURES,
         operations::FIXTURES,
         tickets::FIXTURES,
