@@ -354,7 +354,10 @@ pub enum TicketChange {
     },
     /// Adds and removes tags (AddTicketTags, RemoveTicketTags), on the tags the ticket has when
     /// it is locked: never a read-modify-write by the client.
-    Tag { add: TagSet, remove: TagSet },
+    Tag {
+        add: TagSet,
+        remove: TagSet,
+    },
     /// Assign to someone, or unassign with `None`.
     Assign(Option<UserId>),
     Transition(TicketTransition),

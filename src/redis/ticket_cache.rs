@@ -702,7 +702,10 @@ mod tests {
             requester_id: UserId::generate(),
             requester_email: Email::parse("jane@example.com").unwrap(),
             assignee_id: assignee,
-            tags: ["refund", "vip"].into_iter().map(|raw| Tag::parse(raw).unwrap()).collect(),
+            tags: ["refund", "vip"]
+                .into_iter()
+                .map(|raw| Tag::parse(raw).unwrap())
+                .collect(),
             created_at: DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap(),
             updated_at: DateTime::from_timestamp(1_700_000_100, 999_999_000).unwrap(),
             version: 7,

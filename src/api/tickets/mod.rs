@@ -15,9 +15,8 @@ use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as
 use crate::domain::{
     self, ChangeCursor, CommentBody, Email, Etag, ImportFormat, InvalidValue, NewTicketRequest,
     PageScope, PageSize, PageTokenKeys, SearchCursor, SearchOrder, SearchText, TagSet,
-    TextPageCursor,
-    Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority, TicketSearch,
-    TicketSubject, TicketTransition, Timestamp, UserId, within_list_bound,
+    TextPageCursor, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority,
+    TicketSearch, TicketSubject, TicketTransition, Timestamp, UserId, within_list_bound,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -771,7 +770,14 @@ fn parse_new_ticket(
     } else {
         parse_tags(&mut violations, "ticket.tags", &ticket.tags)
     };
-    match (subject, description, priority, requester_email, assignee, tags) {
+    match (
+        subject,
+        description,
+        priority,
+        requester_email,
+        assignee,
+        tags,
+    ) {
         (
             Some(subject),
             Some(description),

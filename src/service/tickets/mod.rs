@@ -38,10 +38,9 @@ use crate::db::models::{
 use crate::db::{self, PgPool};
 use crate::domain::{
     AccountId, Actor, Email, Etag, FieldChange, FieldChanges, InvalidValue, MAX_TAGS_PER_TICKET,
-    NewTicketRequest, TagSet,
-    NotificationKind, PageCursor, PageSize, Role, RuleViolation, Ticket, TicketAction,
-    TicketChange, TicketCreatedData, TicketDescription, TicketFilter, TicketId, TicketPriority,
-    TicketSolvedData, TicketStatus, TicketSubject, TicketTransition, UserId,
+    NewTicketRequest, NotificationKind, PageCursor, PageSize, Role, RuleViolation, TagSet, Ticket,
+    TicketAction, TicketChange, TicketCreatedData, TicketDescription, TicketFilter, TicketId,
+    TicketPriority, TicketSolvedData, TicketStatus, TicketSubject, TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, KeyedWrite, Outcome, StoredResponse};

@@ -98,7 +98,11 @@ async fn an_invalid_tag_is_named_by_its_index_and_too_many_tags_by_the_field() {
         .expect_err("a 21st tag is refused");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["tags"]);
-    assert_eq!(stored_tags(&app, &ticket.id).await.len(), 19, "nothing written");
+    assert_eq!(
+        stored_tags(&app, &ticket.id).await.len(),
+        19,
+        "nothing written"
+    );
 
     let status = add(&app, &ticket.id, &["fine", "not,fine"])
         .await
@@ -193,9 +197,10 @@ async fn update_ticket_with_the_tags_mask_replaces_them_all_and_records_old_and_
     assert_eq!(
         tag_changes,
         [
-            (String::new(), "refund,vip".to_owned()),
-            ("refund,vip".to_owned(), "billing".to_owned())
-        ]
+            ("refund,vip".to_owned(), "billing".to_owned()),
+            (String::new(), "refund,vip".to_owned())
+        ],
+        "newest first"
     );
 }
 
@@ -236,7 +241,9 @@ async fn a_customer_neither_sees_nor_sets_tags() {
         .by(&customer)
         .create()
         .await;
-    add(&app, &ticket.id, &["angry"]).await.expect("tagged by the desk");
+    add(&app, &ticket.id, &["angry"])
+        .await
+        .expect("tagged by the desk");
 
     let seen = app
         .tickets
@@ -310,6 +317,23 @@ async fn another_account_cannot_tag_a_ticket() {
 async fn a_closed_ticket_cannot_be_tagged() {
     let app = TestApp::spawn().await;
     let ticket = app.create_ticket("Done").await;
+    app.tickets
+        .clone()
+        .assign_ticket(app.as_admin(v1::AssignTicketRequest {
+            id: ticket.id.clone(),
+            assignee_id: app.admin.id.to_string(),
+            etag: String::new(),
+        }))
+        .await
+        .expect("assigned");
+    app.tickets
+        .clone()
+        .resolve_ticket(app.as_admin(v1::ResolveTicketRequest {
+            id: ticket.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("solved");
     app.tickets
         .clone()
         .close_ticket(app.as_admin(v1::CloseTicketRequest {
