@@ -5,8 +5,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AccountId, Email, FieldChange, FieldChanges, InvalidValue, PageCursor, TicketAction, TicketId,
-    TicketOrderField, UserId, bounded_text, single_line,
+    AccountId, Email, FieldChange, FieldChanges, InvalidValue, MAX_TAGS_PER_TICKET, PageCursor,
+    TagSet, TicketAction, TicketId, TicketOrderField, UserId, bounded_text, single_line,
 };
 
 /// A one-line summary: 1 to 200 characters after trimming.
@@ -127,6 +127,8 @@ pub struct NewTicketRequest {
     /// Who the ticket is for; `None` means the caller (customers only).
     pub requester_email: Option<Email>,
     pub assignee: Option<UserId>,
+    /// The tags to open it with (agents only: customers neither see nor set tags).
+    pub tags: TagSet,
 }
 
 /// A stored ticket.
@@ -141,6 +143,8 @@ pub struct Ticket {
     pub requester_id: UserId,
     pub requester_email: Email,
     pub assignee_id: Option<UserId>,
+    /// Agent-side labels, normalized and sorted (docs/tickets.md, "Tags").
+    pub tags: TagSet,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Grows by one with every change.
@@ -148,6 +152,13 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// The ticket as a customer sees it: tags are the desk's own labels ("angry", "refund-risk")
+    /// and, as in Zendesk, never shown to the requester.
+    pub fn as_seen_by_customer(mut self) -> Self {
+        self.tags = TagSet::default();
+        self
+    }
+
     pub fn etag(&self) -> Etag {
         Etag(self.version)
     }
@@ -181,8 +192,13 @@ impl Ticket {
                 subject,
                 description,
                 priority,
+                tags,
             } => {
                 self.ensure_not_final("update")?;
+                if let Some(tags) = tags.as_ref().filter(|new| **new != self.tags) {
+                    note_tags(&mut changes, &self.tags, tags);
+                    after.tags = tags.clone();
+                }
                 if let Some(subject) = subject.as_ref().filter(|new| **new != self.subject) {
                     note(
                         &mut changes,
@@ -211,6 +227,30 @@ impl Ticket {
                         Some(priority.as_str()),
                     );
                     after.priority = priority;
+                }
+                Ok(TicketDecision {
+                    after,
+                    changes,
+                    ..decision(TicketAction::Updated)
+                })
+            }
+            TicketChange::Tag { add, remove } => {
+                self.ensure_not_final("tag")?;
+                // Decided on the locked row: two agents adding different tags at once are applied
+                // one after the other, and both land.
+                let tags: TagSet = self
+                    .tags
+                    .iter()
+                    .chain(add.iter())
+                    .filter(|tag| !remove.iter().any(|gone| gone == *tag))
+                    .cloned()
+                    .collect();
+                if tags.len() > MAX_TAGS_PER_TICKET {
+                    return Err(RuleViolation::TooManyTags { count: tags.len() });
+                }
+                if tags != self.tags {
+                    note_tags(&mut changes, &self.tags, &tags);
+                    after.tags = tags;
                 }
                 Ok(TicketDecision {
                     after,
@@ -309,6 +349,14 @@ pub enum TicketChange {
         subject: Option<TicketSubject>,
         description: Option<TicketDescription>,
         priority: Option<TicketPriority>,
+        /// The whole set of tags, replacing the ticket's.
+        tags: Option<TagSet>,
+    },
+    /// Adds and removes tags (AddTicketTags, RemoveTicketTags), on the tags the ticket has when
+    /// it is locked: never a read-modify-write by the client.
+    Tag {
+        add: TagSet,
+        remove: TagSet,
     },
     /// Assign to someone, or unassign with `None`.
     Assign(Option<UserId>),
@@ -356,6 +404,15 @@ pub enum RuleViolation {
     },
     /// Only an assigned ticket can be resolved.
     Unassigned,
+    /// Adding the tags would leave the ticket with more than [`MAX_TAGS_PER_TICKET`].
+    TooManyTags { count: usize },
+}
+
+/// Records a change of tags: each side as the sorted tags joined by commas (a tag holds no
+/// comma), no value for none.
+fn note_tags(changes: &mut FieldChanges, old: &TagSet, new: &TagSet) {
+    let text = |tags: &TagSet| (!tags.is_empty()).then(|| tags.to_strings().join(","));
+    note(changes, "tags", text(old).as_deref(), text(new).as_deref());
 }
 
 fn note(changes: &mut FieldChanges, field: &str, old: Option<&str>, new: Option<&str>) {
@@ -542,6 +599,7 @@ mod tests {
             requester_id: UserId::generate(),
             requester_email: Email::parse("jane@example.com").unwrap(),
             assignee_id: assignee,
+            tags: TagSet::default(),
             created_at: Utc::now(),
             updated_at: Utc::now(),
             version: 1,
@@ -556,6 +614,7 @@ mod tests {
                 subject: Some(current.subject.clone()),
                 description: None,
                 priority: Some(TicketPriority::Normal),
+                tags: None,
             })
             .unwrap();
         assert!(!decision.writes());
@@ -570,6 +629,7 @@ mod tests {
                 subject: None,
                 description: None,
                 priority: Some(TicketPriority::Urgent),
+                tags: None,
             })
             .unwrap();
         assert_eq!(decision.after.priority, TicketPriority::Urgent);
@@ -608,6 +668,7 @@ mod tests {
                 subject: None,
                 description: None,
                 priority: Some(TicketPriority::High),
+                tags: None,
             },
             TicketChange::Assign(None),
             TicketChange::Comment {

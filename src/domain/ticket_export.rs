@@ -21,6 +21,7 @@ pub const TICKET_FIELDS: &[&str] = &[
     "create_time",
     "update_time",
     "etag",
+    "tags",
 ];
 
 /// Which fields of a resource a read returns (AIP-157). Empty or `*`: all of them.

@@ -50,7 +50,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::domain::{
-    AccountId, Email, InvalidValue, Ticket, TicketDescription, TicketId, TicketPriority,
+    AccountId, Email, InvalidValue, Tag, Ticket, TicketDescription, TicketId, TicketPriority,
     TicketStatus, TicketSubject, UserId,
 };
 use crate::errors::AppResult;
@@ -103,8 +103,9 @@ pub fn scripts() -> [&'static Script; 1] {
 }
 
 /// The layout of an entry: its header is `sd<SCHEMA>:`. Bump it with any change to
-/// [`CachedTicket`] that an older release would misread. (2 was JSON.)
-const SCHEMA: u32 = 3;
+/// [`CachedTicket`] that an older release would misread. (2 was JSON; 3 had no tags, and an
+/// entry an older release wrote of a tagged ticket would read back without them.)
+const SCHEMA: u32 = 4;
 
 /// The layout of a marker ([`Unsettled`]): a version and no content, read by no release.
 const MARKER: u32 = 0;
@@ -152,6 +153,8 @@ struct CachedTicket {
     created_at: Option<prost_types::Timestamp>,
     #[prost(message, optional, tag = "11")]
     updated_at: Option<prost_types::Timestamp>,
+    #[prost(string, repeated, tag = "12")]
+    tags: Vec<String>,
 }
 
 /// A UUID as two fixed 64-bit halves: no allocation, no text.
@@ -207,6 +210,7 @@ impl From<&Ticket> for CachedTicket {
             assignee_id: ticket.assignee_id.map(|id| id.as_uuid().into()),
             created_at: Some(cached_instant(ticket.created_at)),
             updated_at: Some(cached_instant(ticket.updated_at)),
+            tags: ticket.tags.to_strings(),
         }
     }
 }
@@ -226,6 +230,11 @@ impl CachedTicket {
             assignee_id: self.assignee_id.map(|id| UserId::from_uuid(id.into())),
             created_at: instant(self.created_at)?,
             updated_at: instant(self.updated_at)?,
+            tags: self
+                .tags
+                .iter()
+                .map(|tag| Tag::parse(tag))
+                .collect::<Result<_, _>>()?,
             version,
         })
     }
@@ -693,6 +702,10 @@ mod tests {
             requester_id: UserId::generate(),
             requester_email: Email::parse("jane@example.com").unwrap(),
             assignee_id: assignee,
+            tags: ["refund", "vip"]
+                .into_iter()
+                .map(|raw| Tag::parse(raw).unwrap())
+                .collect(),
             created_at: DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap(),
             updated_at: DateTime::from_timestamp(1_700_000_100, 999_999_000).unwrap(),
             version: 7,
@@ -704,7 +717,7 @@ mod tests {
         for assignee in [None, Some(UserId::generate())] {
             let ticket = ticket(assignee);
             let entry = encode_entry(ticket.version, Some(&ticket));
-            assert!(entry.starts_with(b"sd3:7:"));
+            assert!(entry.starts_with(b"sd4:7:"));
             assert_eq!(decode_entry(&entry), Some((7, Some(ticket))));
         }
     }
@@ -712,7 +725,7 @@ mod tests {
     #[test]
     fn a_tombstone_reads_back_as_deleted_at_its_version() {
         let entry = encode_entry(12, None);
-        assert_eq!(entry, b"sd3:12:");
+        assert_eq!(entry, b"sd4:12:");
         assert_eq!(decode_entry(&entry), Some((12, None)));
     }
 
@@ -721,10 +734,10 @@ mod tests {
         let ticket = ticket(None);
         let stored = encode_entry(7, Some(&ticket));
         let json = br#"{"version":7,"schema":2,"ticket":{"subject":"x"}}"#;
-        let newer = [b"sd4:7:".as_slice(), &stored[6..]].concat();
+        let newer = [b"sd5:7:".as_slice(), &stored[6..]].concat();
         let truncated = &stored[..stored.len() - 3];
-        let no_version = b"sd3::".as_slice();
-        for raw in [json.as_slice(), &newer, truncated, no_version, b"", b"sd3"] {
+        let no_version = b"sd4::".as_slice();
+        for raw in [json.as_slice(), &newer, truncated, no_version, b"", b"sd4"] {
             assert_eq!(decode_entry(raw), None, "{raw:?} was read");
         }
     }
@@ -733,7 +746,7 @@ mod tests {
     fn an_entry_that_no_longer_parses_as_a_ticket_is_a_miss() {
         let mut message = CachedTicket::from(&ticket(None));
         message.subject = "   ".to_owned();
-        let entry = [b"sd3:7:".as_slice(), &message.encode_to_vec()].concat();
+        let entry = [b"sd4:7:".as_slice(), &message.encode_to_vec()].concat();
         assert_eq!(decode_entry(&entry), None);
     }
 }

@@ -12,9 +12,10 @@ use self::read_mask::{masked, read_mask};
 use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
 use crate::domain::{
     self, ChangeCursor, CommentBody, Email, Etag, ImportFormat, InvalidValue, NewTicketRequest,
-    PageScope, PageSize, PageTokenKeys, SearchCursor, SearchOrder, SearchText, TextPageCursor,
-    Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority, TicketSearch,
-    TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId, within_list_bound,
+    PageScope, PageSize, PageTokenKeys, SearchCursor, SearchOrder, SearchText, TagSet,
+    TextPageCursor, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority,
+    TicketSearch, TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId,
+    within_list_bound,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -23,7 +24,7 @@ use crate::wire::convert::unless_unspecified;
 use crate::wire::proto::v1;
 
 /// Ticket fields UpdateTicket can change.
-const EDITABLE: &[&str] = &["subject", "description", "priority"];
+const EDITABLE: &[&str] = &["subject", "description", "priority", "tags"];
 
 pub struct TicketApi {
     desk: TicketDesk,
@@ -349,7 +350,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             violations.add(
                 "update_mask",
                 &InvalidValue::new(
-                    "must name at least one of: subject, description, priority, or *",
+                    "must name at least one of: subject, description, priority, tags, or *",
                 ),
             );
         }
@@ -375,6 +376,9 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                             TicketDescription::parse(&ticket.description),
                         );
                     }
+                    "tags" => {
+                        edits.tags = parse_tags(&mut violations, "ticket.tags", &ticket.tags);
+                    }
                     _ => {
                         edits.priority = violations
                             .check("ticket.priority", priority_or_normal(ticket.priority));
@@ -388,6 +392,46 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let outcome = self
             .desk
             .update(&keyed.write(&stored_as(&ticket_response)), id, edits, etag)
+            .await?;
+        answer(outcome, &ticket_response)
+    }
+
+    async fn add_ticket_tags(
+        &self,
+        mut request: Request<v1::AddTicketTagsRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
+        let message = request.get_ref();
+        let (id, add, etag) = tag_request(&message.id, &message.tags, &message.etag)?;
+        let outcome = self
+            .desk
+            .tag(
+                &keyed.write(&stored_as(&ticket_response)),
+                id,
+                add,
+                TagSet::default(),
+                etag,
+            )
+            .await?;
+        answer(outcome, &ticket_response)
+    }
+
+    async fn remove_ticket_tags(
+        &self,
+        mut request: Request<v1::RemoveTicketTagsRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        let keyed = KeyedRequest::of(&mut request, &self.idempotency)?;
+        let message = request.get_ref();
+        let (id, remove, etag) = tag_request(&message.id, &message.tags, &message.etag)?;
+        let outcome = self
+            .desk
+            .tag(
+                &keyed.write(&stored_as(&ticket_response)),
+                id,
+                TagSet::default(),
+                remove,
+                etag,
+            )
             .await?;
         answer(outcome, &ticket_response)
     }
@@ -598,7 +642,7 @@ fn not_editable(path: &str) -> InvalidValue {
         _ => "it is not a field of Ticket",
     };
     InvalidValue::new(format!(
-        "{path:?} cannot be updated: {hint} (UpdateTicket changes subject, description, priority)"
+        "{path:?} cannot be updated: {hint} (UpdateTicket changes subject, description, priority, tags)"
     ))
 }
 
@@ -719,20 +763,75 @@ fn parse_new_ticket(
             .check("ticket.assignee_id", UserId::parse(raw))
             .map(Some),
     };
-    match (subject, description, priority, requester_email, assignee) {
+    let tags = if customer && !ticket.tags.is_empty() {
+        violations.add(
+            "ticket.tags",
+            &InvalidValue::new("must be empty: tags are set by agents"),
+        );
+        None
+    } else {
+        parse_tags(&mut violations, "ticket.tags", &ticket.tags)
+    };
+    match (
+        subject,
+        description,
+        priority,
+        requester_email,
+        assignee,
+        tags,
+    ) {
         (
             Some(subject),
             Some(description),
             Some(priority),
             Some(requester_email),
             Some(assignee),
+            Some(tags),
         ) if violations.is_empty() => Ok(NewTicketRequest {
             subject,
             description,
             priority,
             requester_email,
             assignee,
+            tags,
         }),
+        _ => Err(AppError::InvalidArgument(violations)),
+    }
+}
+
+/// The tags of a request, each normalized; a refused tag is named `{field}[i]`, too many after
+/// merging the ones that normalize alike `{field}`.
+fn parse_tags(violations: &mut FieldViolations, field: &str, raw: &[String]) -> Option<TagSet> {
+    match TagSet::parse(raw) {
+        Ok(tags) => Some(tags),
+        Err((Some(index), problem)) => {
+            violations.add(format!("{field}[{index}]"), &problem);
+            None
+        }
+        Err((None, problem)) => {
+            violations.add(field, &problem);
+            None
+        }
+    }
+}
+
+/// The id, tags and etag of AddTicketTags and RemoveTicketTags.
+fn tag_request(
+    id: &str,
+    tags: &[String],
+    etag: &str,
+) -> Result<(TicketId, TagSet, Option<Etag>), AppError> {
+    let mut violations = FieldViolations::new();
+    let id = violations.check("id", TicketId::parse(id));
+    let tags = if tags.is_empty() {
+        violations.add("tags", &required());
+        None
+    } else {
+        parse_tags(&mut violations, "tags", tags)
+    };
+    let etag = optional_etag(&mut violations, "etag", etag);
+    match (id, tags, etag) {
+        (Some(id), Some(tags), Some(etag)) if violations.is_empty() => Ok((id, tags, etag)),
         _ => Err(AppError::InvalidArgument(violations)),
     }
 }

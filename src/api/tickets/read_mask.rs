@@ -36,6 +36,7 @@ pub(super) fn masked(ticket: v1::Ticket, mask: &ReadMask) -> v1::Ticket {
         create_time,
         update_time,
         etag,
+        tags,
     } = ticket;
     v1::Ticket {
         id: pick(mask, "id", id),
@@ -50,5 +51,6 @@ pub(super) fn masked(ticket: v1::Ticket, mask: &ReadMask) -> v1::Ticket {
         create_time: pick(mask, "create_time", create_time),
         update_time: pick(mask, "update_time", update_time),
         etag: pick(mask, "etag", etag),
+        tags: pick(mask, "tags", tags),
     }
 }

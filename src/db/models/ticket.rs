@@ -16,7 +16,7 @@ use crate::db::KeepPrepared;
 use crate::db::schema::{tickets, users};
 use crate::domain::{
     AccountId, ChangeCursor, Email, FeedEntry, ListSnapshot, MATCH_END, MATCH_START, PageCursor,
-    SearchCursor, SearchHit, SearchOrder, Ticket, TicketDescription, TicketFilter, TicketId,
+    SearchCursor, SearchHit, SearchOrder, Tag, Ticket, TicketDescription, TicketFilter, TicketId,
     TicketOrderField, TicketPriority, TicketSearch, TicketStatus, TicketSubject, UserId,
     marked_snippet,
 };
@@ -39,6 +39,9 @@ pub struct TicketRow {
     pub updated_at: DateTime<Utc>,
     pub version: i64,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Absent from the event snapshots written before migration 40: no tags then.
+    #[serde(default)]
+    pub tags: Vec<Option<String>>,
 }
 
 /// A ticket to insert ([`NewTicket::insert_recorded`]).
@@ -52,6 +55,8 @@ pub struct NewTicket<'a> {
     pub status: &'a str,
     pub requester_id: Uuid,
     pub assignee_id: Option<Uuid>,
+    /// Normalized and sorted (`TagSet::to_strings`).
+    pub tags: &'a [String],
 }
 
 /// The columns a change may set; `None` leaves a column as it is. Every change bumps the
@@ -64,6 +69,7 @@ pub struct TicketChangeset {
     pub priority: Option<String>,
     pub status: Option<String>,
     pub assignee_id: Option<Option<Uuid>>,
+    pub tags: Option<Vec<Option<String>>>,
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
@@ -96,7 +102,7 @@ struct SearchRow {
 
 /// The columns of a ticket row as the feed and search select them (table alias `t`).
 const TICKET_COLUMNS: &str = "t.id, t.account_id, t.subject, t.description, t.priority, t.status, \
-     t.requester_id, t.assignee_id, t.created_at, t.updated_at, t.version, t.deleted_at";
+     t.requester_id, t.assignee_id, t.created_at, t.updated_at, t.version, t.deleted_at, t.tags";
 
 /// The planner's estimate of the tickets a search's words match.
 #[derive(QueryableByName)]
@@ -140,9 +146,9 @@ impl NewTicket<'_> {
                  ticket_id) VALUES ($16, $9, $17, $18, $19, $20, $21, $8)) \
                  INSERT INTO tickets \
                  (id, account_id, subject, description, priority, status, requester_id, \
-                 assignee_id) VALUES ($8, $9, $10, $11, $12, $13, $14, $15) \
+                 assignee_id, tags) VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $22) \
                  RETURNING id, account_id, subject, description, priority, status, requester_id, \
-                 assignee_id, created_at, updated_at, version, deleted_at",
+                 assignee_id, created_at, updated_at, version, deleted_at, tags",
             )
             .bind::<sql_types::Uuid, _>(record.id)
             .bind::<sql_types::Uuid, _>(record.account_id)
@@ -164,7 +170,8 @@ impl NewTicket<'_> {
             .bind::<sql_types::Uuid, _>(notification.recipient_user_id)
             .bind::<sql_types::Text, _>(notification.recipient_address)
             .bind::<sql_types::Jsonb, _>(&notification.data)
-            .bind::<sql_types::Text, _>(&notification.message_id),
+            .bind::<sql_types::Text, _>(&notification.message_id)
+            .bind::<sql_types::Array<sql_types::Text>, _>(self.tags),
         )
         .get_result::<TicketRow>(conn)
         .await?
@@ -183,6 +190,8 @@ impl TicketChangeset {
             status: differs(before.status.as_str(), after.status.as_str()),
             assignee_id: (before.assignee_id != after.assignee_id)
                 .then(|| after.assignee_id.map(|id| id.as_uuid())),
+            tags: (before.tags != after.tags)
+                .then(|| after.tags.to_strings().into_iter().map(Some).collect()),
             deleted_at: deletes.then(Utc::now),
         }
     }
@@ -301,7 +310,7 @@ impl TicketRow {
         ticket: &Ticket,
         changes: &TicketChangeset,
     ) -> AppResult<Ticket> {
-        // A changeset of six optional columns: at most 64 shapes, each prepared once.
+        // A changeset of seven optional columns: at most 128 shapes, each prepared once.
         KeepPrepared(
             diesel::update(tickets::table.find(ticket.id.as_uuid()))
                 .set((
@@ -745,6 +754,12 @@ impl TicketRow {
             requester_id: UserId::from_uuid(self.requester_id),
             requester_email: Email::from_stored(requester_email),
             assignee_id: self.assignee_id.map(UserId::from_uuid),
+            tags: self
+                .tags
+                .into_iter()
+                .flatten()
+                .map(Tag::from_stored)
+                .collect(),
             created_at: self.created_at,
             updated_at: self.updated_at,
             version: self.version,

@@ -122,8 +122,14 @@ impl TicketDesk {
                     let after = batch
                         .last()
                         .map(|ticket| ticket.position(filter.order.field));
-                    if !batch.is_empty()
-                        && sender.send(Ok(ExportBatch::Tickets(batch))).await.is_err()
+                    // A customer's export, as their reads, leaves out the desk's tags.
+                    let shown = if requester.is_some() {
+                        batch.into_iter().map(Ticket::as_seen_by_customer).collect()
+                    } else {
+                        batch
+                    };
+                    if !shown.is_empty()
+                        && sender.send(Ok(ExportBatch::Tickets(shown))).await.is_err()
                     {
                         // The client went away: nothing more to read.
                         return Ok(());

@@ -37,10 +37,10 @@ use crate::db::models::{
 };
 use crate::db::{self, PgPool};
 use crate::domain::{
-    AccountId, Actor, Email, Etag, FieldChange, FieldChanges, InvalidValue, NewTicketRequest,
-    NotificationKind, PageCursor, PageSize, Role, RuleViolation, Ticket, TicketAction,
-    TicketChange, TicketCreatedData, TicketDescription, TicketFilter, TicketId, TicketPriority,
-    TicketSolvedData, TicketStatus, TicketSubject, TicketTransition, UserId,
+    AccountId, Actor, Email, Etag, FieldChange, FieldChanges, InvalidValue, MAX_TAGS_PER_TICKET,
+    NewTicketRequest, NotificationKind, PageCursor, PageSize, Role, RuleViolation, TagSet, Ticket,
+    TicketAction, TicketChange, TicketCreatedData, TicketDescription, TicketFilter, TicketId,
+    TicketPriority, TicketSolvedData, TicketStatus, TicketSubject, TicketTransition, UserId,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, KeyedWrite, Outcome, StoredResponse};
@@ -62,6 +62,8 @@ pub struct TicketEdits {
     pub subject: Option<TicketSubject>,
     pub description: Option<TicketDescription>,
     pub priority: Option<TicketPriority>,
+    /// The whole set of tags, replacing the ticket's.
+    pub tags: Option<TagSet>,
 }
 
 #[derive(Clone)]
@@ -132,6 +134,12 @@ impl TicketDesk {
         if request.assignee.is_some() {
             caller.require(Role::Agent)?;
         }
+        if caller.restricted_to_user().is_some() && !request.tags.is_empty() {
+            return Err(AppError::invalid_field(
+                "ticket.tags",
+                &InvalidValue::new("must be empty: tags are set by agents"),
+            ));
+        }
         // Urgency is triage, the desk's call: a customer who could say URGENT would jump every
         // queue. They may say how much it matters to them, up to HIGH.
         if caller.restricted_to_user().is_some() && request.priority == TicketPriority::Urgent {
@@ -180,6 +188,10 @@ impl TicketDesk {
                 ("status", Some(TicketStatus::New.as_str().to_owned())),
                 ("requester_id", Some(requester.id.to_string())),
                 ("assignee_id", request.assignee.map(|id| id.to_string())),
+                (
+                    "tags",
+                    (!request.tags.is_empty()).then(|| request.tags.to_strings().join(",")),
+                ),
             ] {
                 if value.is_some() {
                     changes.insert(
@@ -200,6 +212,7 @@ impl TicketDesk {
                 TicketAction::Created,
                 &changes,
             );
+            let tags = request.tags.to_strings();
             let ticket = NewTicket {
                 id: ticket_id.as_uuid(),
                 account_id: account_id.as_uuid(),
@@ -209,6 +222,7 @@ impl TicketDesk {
                 status: TicketStatus::New.as_str(),
                 requester_id: requester.id.as_uuid(),
                 assignee_id: request.assignee.map(|id| id.as_uuid()),
+                tags: &tags,
             }
             .insert_recorded(
                 conn,
@@ -291,7 +305,8 @@ impl TicketDesk {
             Some(user) if ticket.requester_id != user => {
                 Err(AppError::not_found(Resource::Ticket, id))
             }
-            Some(_) | None => Ok(ticket),
+            Some(_) => Ok(ticket.as_seen_by_customer()),
+            None => Ok(ticket),
         };
         match self.cache.get(caller.account_id, id, scope).await {
             Cached::Ticket(ticket) => return visible(ticket),
@@ -355,6 +370,11 @@ impl TicketDesk {
             next.until = until;
             next.snapshot = snapshot;
         }
+        page.items = page
+            .items
+            .into_iter()
+            .map(|ticket| seen_by(caller, ticket))
+            .collect();
         Ok(page)
     }
 
@@ -370,8 +390,24 @@ impl TicketDesk {
             subject: edits.subject,
             description: edits.description,
             priority: edits.priority,
+            tags: edits.tags,
         };
         self.change(write, id, etag, change).await
+    }
+
+    /// Adds `add` to the ticket's tags and takes `remove` off them, on the tags the locked row
+    /// holds (AddTicketTags, RemoveTicketTags): concurrent changes of tags all land. Agents and
+    /// admins; not on closed tickets; at most [`crate::domain::MAX_TAGS_PER_TICKET`] tags.
+    pub async fn tag(
+        &self,
+        write: &KeyedWrite<'_, Ticket>,
+        id: TicketId,
+        add: TagSet,
+        remove: TagSet,
+        etag: Option<Etag>,
+    ) -> AppResult<Outcome<Ticket>> {
+        self.change(write, id, etag, TicketChange::Tag { add, remove })
+            .await
     }
 
     /// Assigns the ticket (or unassigns it, with `None`); a new ticket becomes open.
@@ -425,7 +461,7 @@ impl TicketDesk {
         let outcome = idempotency::transaction(
             &self.pool,
             write,
-            Written::ticket,
+            |written: &Written| written.ticket().map(|ticket| seen_by(caller, ticket)),
             async |conn| {
                 let current = lock_visible(conn, caller, id).await?;
                 if let Some(etag) = etag
@@ -478,7 +514,10 @@ impl TicketDesk {
         if matches!(outcome, Outcome::Replay(StoredResponse::Success { .. })) {
             self.refresh(account_id, id).await;
         }
-        Ok(self.finish(outcome).await)
+        Ok(match self.finish(outcome).await {
+            Outcome::Done(ticket) => Outcome::Done(seen_by(caller, ticket)),
+            other => other,
+        })
     }
 
     /// Brings the cache to ticket `id` as committed, for the replay of a write that succeeded:
@@ -543,6 +582,14 @@ impl Written {
     }
 }
 
+/// The ticket as `caller` may see it: a customer without the desk's tags.
+fn seen_by(caller: &Caller, ticket: Ticket) -> Ticket {
+    match caller.restricted_to_user() {
+        Some(_) => ticket.as_seen_by_customer(),
+        None => ticket,
+    }
+}
+
 /// Locks the ticket `id` as `caller` may see it (a customer: only their own), or NOT_FOUND.
 async fn lock_visible(
     conn: &mut AsyncPgConnection,
@@ -580,6 +627,12 @@ fn refused(ticket: &Ticket, rule: RuleViolation) -> AppError {
             ),
             violations: vec![status_violation(transition.allowed_from())],
         },
+        RuleViolation::TooManyTags { count } => AppError::invalid_field(
+            "tags",
+            &InvalidValue::new(format!(
+                "a ticket carries at most {MAX_TAGS_PER_TICKET} tags; this change would leave it {count}"
+            )),
+        ),
         RuleViolation::Unassigned => AppError::FailedPrecondition {
             reason: Reason::TicketUnassigned,
             message: "a ticket needs an assignee to be resolved".to_owned(),

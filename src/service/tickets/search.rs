@@ -34,6 +34,13 @@ impl TicketDesk {
             rows_to_fetch(page_size),
         )
         .await?;
+        let hits = hits
+            .into_iter()
+            .map(|mut hit| {
+                hit.ticket = super::seen_by(caller, hit.ticket);
+                hit
+            })
+            .collect();
         Ok(SearchPage {
             order,
             page: paginate(hits, page_size, |hit| SearchCursor::after(order, hit)),

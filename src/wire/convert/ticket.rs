@@ -87,6 +87,7 @@ impl From<Ticket> for v1::Ticket {
             create_time: Some(timestamp(ticket.created_at)),
             update_time: Some(timestamp(ticket.updated_at)),
             etag,
+            tags: ticket.tags.to_strings(),
         }
     }
 }

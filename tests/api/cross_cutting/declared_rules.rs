@@ -1093,6 +1093,18 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
             ..Default::default()
         }
         .encode_to_vec(),
+        "AddTicketTags" => v1::AddTicketTagsRequest {
+            id: nothing(),
+            tags: vec!["vip".to_owned()],
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "RemoveTicketTags" => v1::RemoveTicketTagsRequest {
+            id: nothing(),
+            tags: vec!["vip".to_owned()],
+            ..Default::default()
+        }
+        .encode_to_vec(),
         "RevokeApiKey" => v1::RevokeApiKeyRequest { id: nothing() }.encode_to_vec(),
         "ResolveTicket" => v1::ResolveTicketRequest {
             id: nothing(),

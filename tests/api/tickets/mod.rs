@@ -6,3 +6,4 @@ pub(crate) mod export;
 pub(crate) mod lifecycle;
 pub(crate) mod queries;
 pub(crate) mod search;
+pub(crate) mod tags;

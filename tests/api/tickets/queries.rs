@@ -938,6 +938,7 @@ fn ticket_at(account_id: AccountId, id: TicketId, version: i64, subject: &str) -
         requester_id: UserId::generate(),
         requester_email: Email::parse("requester@example.com").unwrap(),
         assignee_id: None,
+        tags: Default::default(),
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
         version,

@@ -56,6 +56,16 @@ pub(super) const FIXTURES: &[RpcFixture] = &[
         probe: assign_ticket_probe,
     },
     RpcFixture {
+        rpc: "TicketService.AddTicketTags",
+        case: Some(add_ticket_tags_case),
+        probe: add_ticket_tags_probe,
+    },
+    RpcFixture {
+        rpc: "TicketService.RemoveTicketTags",
+        case: Some(remove_ticket_tags_case),
+        probe: remove_ticket_tags_probe,
+    },
+    RpcFixture {
         rpc: "TicketService.ResolveTicket",
         case: Some(resolve_ticket_case),
         probe: resolve_ticket_probe,
@@ -451,6 +461,81 @@ fn assign_ticket_probe(attack: Attack<'_>) -> ProbeFuture<'_> {
             .assign_ticket(attacker.request(v1::AssignTicketRequest {
                 id: ticket_id,
                 assignee_id: agent_id,
+                etag: String::new(),
+            }))
+            .await;
+        assert_refused(rpc, result, HIDDEN_OR_DENIED);
+    })
+}
+
+fn add_ticket_tags_case(harness: &Harness) -> CaseFuture<'_> {
+    tag_case(harness, "addTags")
+}
+
+fn remove_ticket_tags_case(harness: &Harness) -> CaseFuture<'_> {
+    tag_case(harness, "removeTags")
+}
+
+/// AddTicketTags and RemoveTicketTags: agents and admins tag, a customer is refused.
+fn tag_case<'a>(harness: &'a Harness, verb: &'static str) -> CaseFuture<'a> {
+    Box::pin(async move {
+        let admin = harness.admin();
+        let id = harness.new_ticket().await;
+        let body = json!({"tags": ["vip"]});
+        (
+            call(
+                Method::POST,
+                format!("/v1/tickets/{id}:{verb}"),
+                admin,
+                Some(body.clone()),
+            ),
+            None,
+            call(
+                Method::POST,
+                format!("/v1/tickets/{id}:{verb}"),
+                Some(&harness.customer.access_token),
+                Some(body),
+            ),
+            StatusCode::FORBIDDEN,
+        )
+    })
+}
+
+fn add_ticket_tags_probe(attack: Attack<'_>) -> ProbeFuture<'_> {
+    Box::pin(async move {
+        let Attack {
+            app,
+            rpc,
+            attacker,
+            target,
+        } = attack;
+        let result = app
+            .tickets
+            .clone()
+            .add_ticket_tags(attacker.request(v1::AddTicketTagsRequest {
+                id: target.ticket.id.clone(),
+                tags: vec!["stolen".to_owned()],
+                etag: String::new(),
+            }))
+            .await;
+        assert_refused(rpc, result, HIDDEN_OR_DENIED);
+    })
+}
+
+fn remove_ticket_tags_probe(attack: Attack<'_>) -> ProbeFuture<'_> {
+    Box::pin(async move {
+        let Attack {
+            app,
+            rpc,
+            attacker,
+            target,
+        } = attack;
+        let result = app
+            .tickets
+            .clone()
+            .remove_ticket_tags(attacker.request(v1::RemoveTicketTagsRequest {
+                id: target.ticket.id.clone(),
+                tags: vec!["vip".to_owned()],
                 etag: String::new(),
             }))
             .await;
