@@ -90,11 +90,11 @@ pub use ticket_export::{
     ChangeCursor, FeedEntry, MATCH_END, MATCH_START, MAX_MATCHES_RANKED, ReadMask, SearchCursor,
     SearchHit, SearchOrder, SearchText, TICKET_FIELDS, TicketSearch, marked_snippet,
 };
-pub use ticket_import::{IMPORT_COLUMNS, ImportFormat, ImportRow, ImportTicket, read_rows};
 pub use ticket_filter_expr::{
     Condition, CustomFieldCatalogue, FILTER_FIELDS, FilterContext, Moment, NoCustomFields, Test,
     TicketFilterExpr, TimeComparator, TimeField,
 };
+pub use ticket_import::{IMPORT_COLUMNS, ImportFormat, ImportRow, ImportTicket, read_rows};
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};
 pub use timestamp::Timestamp;
 pub use webhook_event::{ProviderEvent, QuarantineReason, WebhookEventId, WebhookEventState};

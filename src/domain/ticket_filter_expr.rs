@@ -8,7 +8,9 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use super::filter::{Argument, Comparator, Expr, Filter, FilterError, Position, Restriction, Value};
+use super::filter::{
+    Argument, Comparator, Expr, Filter, FilterError, Position, Restriction, Value,
+};
 use super::{InvalidValue, Tag, TicketPriority, TicketStatus, UserId};
 
 /// The fields a filter may name, as listed in refusals.
@@ -462,8 +464,7 @@ fn restriction_test(
             Ok(Test::Priority { any_of, negated })
         }
         "assignee" | "assignee_id" => {
-            let (any_of, negated) =
-                one_of(restriction, |value| person(value, context, true))?;
+            let (any_of, negated) = one_of(restriction, |value| person(value, context, true))?;
             Ok(Test::Assignee { any_of, negated })
         }
         "requester" | "requester_id" => {
@@ -478,9 +479,9 @@ fn restriction_test(
                 if text == "none" {
                     return Ok(None);
                 }
-                Uuid::parse_str(text)
-                    .map(Some)
-                    .map_err(|_| FilterError::new(value.at(), "expected a group id (a UUID) or none"))
+                Uuid::parse_str(text).map(Some).map_err(|_| {
+                    FilterError::new(value.at(), "expected a group id (a UUID) or none")
+                })
             })?;
             Ok(Test::Group { any_of, negated })
         }
@@ -607,7 +608,10 @@ fn time(restriction: &Restriction, field: TimeField) -> Result<Test, FilterError
         other => {
             return Err(FilterError::new(
                 restriction.member_at,
-                format!("{name} compares with <, <=, > or >=, not {}", other.as_str()),
+                format!(
+                    "{name} compares with <, <=, > or >=, not {}",
+                    other.as_str()
+                ),
             ));
         }
     };
@@ -686,10 +690,14 @@ mod tests {
 
     #[test]
     fn an_or_of_one_field_becomes_one_condition() {
-        let parsed = parse("status = (open OR pending) AND (priority = high OR priority = urgent)")
-            .unwrap();
+        let parsed =
+            parse("status = (open OR pending) AND (priority = high OR priority = urgent)").unwrap();
         assert_eq!(
-            parsed.conditions.iter().map(|c| &c.test).collect::<Vec<_>>(),
+            parsed
+                .conditions
+                .iter()
+                .map(|c| &c.test)
+                .collect::<Vec<_>>(),
             vec![
                 &Test::Status {
                     any_of: vec![TicketStatus::Open, TicketStatus::Pending],
@@ -711,9 +719,15 @@ mod tests {
             ("status < open", "at 1: status compares with =, != or :"),
             ("create_time = now()", "at 1: create_time compares with <"),
             ("status = opne", "at 10: is not a ticket status"),
-            ("custom_fields.plan = pro", "at 1: custom fields cannot be filtered on yet"),
+            (
+                "custom_fields.plan = pro",
+                "at 1: custom fields cannot be filtered on yet",
+            ),
             ("create_time < now(-3x)", "at 19: expected an offset"),
-            ("NOT (status = open AND priority = low)", "at 1: NOT applies to one restriction"),
+            (
+                "NOT (status = open AND priority = low)",
+                "at 1: NOT applies to one restriction",
+            ),
             ("tags = vip", "at 1: tags is a list"),
         ] {
             let refused = parse(text).expect_err(text);

@@ -14,11 +14,11 @@ use self::read_mask::{masked, read_mask};
 use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
 use crate::auth::Caller;
 use crate::domain::{
-    FilterContext, NoCustomFields, TicketFilterExpr,
-    self, ChangeCursor, CommentBody, Email, Etag, ImportFormat, InvalidValue, NewTicketRequest,
-    PageScope, PageSize, PageTokenKeys, SearchCursor, SearchOrder, SearchText, TextPageCursor,
-    Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority, TicketSearch,
-    TicketSubject, TicketTransition, Timestamp, UserId, within_list_bound,
+    self, ChangeCursor, CommentBody, Email, Etag, FilterContext, ImportFormat, InvalidValue,
+    NewTicketRequest, NoCustomFields, PageScope, PageSize, PageTokenKeys, SearchCursor,
+    SearchOrder, SearchText, TextPageCursor, Ticket, TicketDescription, TicketFilter,
+    TicketFilterExpr, TicketId, TicketOrder, TicketPriority, TicketSearch, TicketSubject,
+    TicketTransition, Timestamp, UserId, within_list_bound,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;

@@ -16,10 +16,9 @@ use crate::db::KeepPrepared;
 use crate::db::schema::{tickets, users};
 use crate::domain::{
     AccountId, ChangeCursor, Email, FeedEntry, ListSnapshot, MATCH_END, MATCH_START, PageCursor,
-    SearchCursor, SearchHit, SearchOrder, Ticket, TicketDescription, TicketFilter, TicketId,
-    TicketFilterExpr, TicketOrderField, TicketPriority, TicketSearch, TicketStatus, TicketSubject,
-    Test, TimeField, UserId,
-    marked_snippet,
+    SearchCursor, SearchHit, SearchOrder, Test, Ticket, TicketDescription, TicketFilter,
+    TicketFilterExpr, TicketId, TicketOrderField, TicketPriority, TicketSearch, TicketStatus,
+    TicketSubject, TimeField, UserId, marked_snippet,
 };
 use crate::errors::AppResult;
 
@@ -152,11 +151,21 @@ impl FilterSql {
         match test {
             Test::Status { any_of, negated } => {
                 let values = any_of.iter().map(|v| v.as_str().to_owned()).collect();
-                Self::equality(pieces, &format!("{t}.status"), Piece::Texts(values), *negated);
+                Self::equality(
+                    pieces,
+                    &format!("{t}.status"),
+                    Piece::Texts(values),
+                    *negated,
+                );
             }
             Test::Priority { any_of, negated } => {
                 let values = any_of.iter().map(|v| v.as_str().to_owned()).collect();
-                Self::equality(pieces, &format!("{t}.priority"), Piece::Texts(values), *negated);
+                Self::equality(
+                    pieces,
+                    &format!("{t}.priority"),
+                    Piece::Texts(values),
+                    *negated,
+                );
             }
             Test::Requester { any_of, negated } => {
                 Self::equality(
@@ -275,7 +284,10 @@ impl diesel::query_builder::QueryId for FilterSql {
 }
 
 impl diesel::query_builder::QueryFragment<Pg> for FilterSql {
-    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
         // `TRUE AND ...`: the pieces each open with ` AND `.
         out.push_sql("(TRUE");
         for piece in &self.pieces {
