@@ -400,7 +400,10 @@ async fn search_and_export_take_the_filter_and_the_change_feed_only_on_fields_th
     // tests'): wait until it has caught up with the fixture.
     for (filter, expected) in [
         (format!("requester = {bob}"), set(&["refund"])),
-        ("create_time < now(-24h)".to_owned(), set(&["solved", "spam"])),
+        (
+            "create_time < now(-24h)".to_owned(),
+            set(&["solved", "spam"]),
+        ),
     ] {
         let started = tokio::time::Instant::now();
         loop {
