@@ -362,7 +362,7 @@ fn collect(
         Expr::And(parts) => parts
             .iter()
             .try_for_each(|part| collect(part, context, into)),
-        other => {
+        other @ (Expr::Or(_) | Expr::Not(..) | Expr::Restriction(_)) => {
             into.push(condition(other, context)?);
             Ok(())
         }
@@ -415,7 +415,7 @@ fn or_part(expr: &Expr, context: &FilterContext<'_>) -> Result<Condition, Filter
             first_position(expr),
             "AND inside OR is not served by an index: OR joins values of one field",
         )),
-        other => condition(other, context),
+        other @ (Expr::Not(..) | Expr::Restriction(_)) => condition(other, context),
     }
 }
 
@@ -504,7 +504,10 @@ fn one_of<T>(
     let negated = match restriction.comparator {
         Comparator::Equal | Comparator::Has => false,
         Comparator::NotEqual => true,
-        other => {
+        other @ (Comparator::Less
+        | Comparator::LessOrEqual
+        | Comparator::Greater
+        | Comparator::GreaterOrEqual) => {
             return Err(FilterError::new(
                 restriction.member_at,
                 format!("{field} compares with =, != or :, not {}", other.as_str()),
@@ -605,7 +608,7 @@ fn time(restriction: &Restriction, field: TimeField) -> Result<Test, FilterError
         Comparator::LessOrEqual => TimeComparator::AtOrBefore,
         Comparator::Greater => TimeComparator::After,
         Comparator::GreaterOrEqual => TimeComparator::AtOrAfter,
-        other => {
+        other @ (Comparator::Equal | Comparator::NotEqual | Comparator::Has) => {
             return Err(FilterError::new(
                 restriction.member_at,
                 format!(
