@@ -31,6 +31,7 @@ mod reconciliation;
 mod tag;
 mod ticket;
 mod ticket_export;
+mod ticket_filter_expr;
 mod ticket_import;
 mod ticket_query;
 mod timestamp;
@@ -95,6 +96,10 @@ pub use ticket::{
 pub use ticket_export::{
     ChangeCursor, FeedEntry, MATCH_END, MATCH_START, MAX_MATCHES_RANKED, ReadMask, SearchCursor,
     SearchHit, SearchOrder, SearchText, TICKET_FIELDS, TicketSearch, marked_snippet,
+};
+pub use ticket_filter_expr::{
+    Condition, CustomFieldCatalogue, FILTER_FIELDS, FilterContext, Moment, NoCustomFields, Test,
+    TicketFilterExpr, TimeComparator, TimeField,
 };
 pub use ticket_import::{IMPORT_COLUMNS, ImportFormat, ImportRow, ImportTicket, read_rows};
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};

@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{InvalidValue, TicketPriority, TicketStatus, Timestamp, UserId};
+use super::{InvalidValue, TicketFilterExpr, TicketPriority, TicketStatus, Timestamp, UserId};
 
 /// Which timestamp a ticket list is ordered by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,8 @@ pub struct TicketFilter {
     pub requester: Option<UserId>,
     pub created_after: Option<Timestamp>,
     pub created_before: Option<Timestamp>,
+    /// The request's `filter` (docs/tickets.md, "The filter language"), ANDed with the above.
+    pub expr: TicketFilterExpr,
     pub order: TicketOrder,
 }
 
@@ -70,6 +72,7 @@ impl Default for TicketFilter {
             requester: None,
             created_after: None,
             created_before: None,
+            expr: TicketFilterExpr::default(),
             order: TicketOrder::NEWEST_CREATED_FIRST,
         }
     }
@@ -83,7 +86,7 @@ impl TicketFilter {
         let mut priorities: Vec<&str> =
             self.priorities.iter().map(TicketPriority::as_str).collect();
         priorities.sort_unstable();
-        let canonical = format!(
+        let mut canonical = format!(
             "{statuses:?}|{priorities:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             self.assignee.map(|id| id.to_string()),
             self.requester.map(|id| id.to_string()),
@@ -91,6 +94,11 @@ impl TicketFilter {
             self.created_before.map(Timestamp::micros),
             self.order
         );
+        // Appended only when present: tokens issued before filters existed stay valid.
+        if !self.expr.is_empty() {
+            canonical.push('|');
+            canonical.push_str(&self.expr.canonical());
+        }
         hex::encode(&Sha256::digest(canonical.as_bytes())[..6])
     }
 }

@@ -10,12 +10,13 @@ use tonic::{Request, Response, Status};
 use self::export::ExportStream;
 use self::read_mask::{masked, read_mask};
 use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
+use crate::auth::Caller;
 use crate::domain::{
-    self, ChangeCursor, CommentBody, Email, Etag, ImportFormat, InvalidValue, NewTicketRequest,
-    PageScope, PageSize, PageTokenKeys, SearchCursor, SearchOrder, SearchText, TagSet,
-    TextPageCursor, Ticket, TicketDescription, TicketFilter, TicketId, TicketOrder, TicketPriority,
-    TicketSearch, TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId,
-    within_list_bound,
+    self, ChangeCursor, CommentBody, Email, Etag, FilterContext, ImportFormat, InvalidValue,
+    NewTicketRequest, NoCustomFields, PageScope, PageSize, PageTokenKeys, SearchCursor,
+    SearchOrder, SearchText, TagSet, TextPageCursor, Ticket, TicketDescription, TicketFilter,
+    TicketFilterExpr, TicketId, TicketOrder, TicketPriority, TicketSearch, TicketStatus,
+    TicketSubject, TicketTransition, Timestamp, UserId, within_list_bound,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -156,7 +157,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let caller = scope.caller()?;
         let message = request.get_ref();
         let mut violations = FieldViolations::new();
-        let filter = parse_filter(message, &mut violations);
+        let filter = parse_filter(message, caller, &mut violations);
         let mask = violations.check("read_mask", read_mask(message.read_mask.as_ref()));
         let list = filter
             .as_ref()
@@ -199,10 +200,11 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             created_before: message.created_before,
             order_by: message.order_by,
             read_mask: message.read_mask,
+            filter: message.filter,
             ..Default::default()
         };
         let mut violations = FieldViolations::new();
-        let filter = parse_filter(&listed, &mut violations);
+        let filter = parse_filter(&listed, scope.caller()?, &mut violations);
         let mask = violations.check("read_mask", read_mask(listed.read_mask.as_ref()));
         let (Some(filter), Some(mask)) = (filter, mask) else {
             return Err(AppError::InvalidArgument(violations).into());
@@ -234,9 +236,10 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             requester_id: message.requester_id,
             created_after: message.created_after,
             created_before: message.created_before,
+            filter: message.filter,
             ..Default::default()
         };
-        let filter = parse_filter(&listed, &mut violations);
+        let filter = parse_filter(&listed, caller, &mut violations);
         let search = text
             .zip(filter)
             .map(|(text, filter)| TicketSearch { text, filter });
@@ -304,10 +307,14 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                     .and_then(|cursor| ChangeCursor::from_key(&cursor.id)),
             ),
         };
-        let (Some(page_size), Some(after)) = (page_size, after) else {
+        let filter = violations.check(
+            "filter",
+            filter_expr(&message.filter, scope.caller()?).and_then(feed_filter),
+        );
+        let (Some(page_size), Some(after), Some(filter)) = (page_size, after, filter) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
-        let page = self.desk.changes(&scope, after, page_size).await?;
+        let page = self.desk.changes(&scope, &filter, after, page_size).await?;
         let next_cursor = self.pages.encode_text(
             &TextPageCursor {
                 at: chrono::DateTime::UNIX_EPOCH,
@@ -650,6 +657,7 @@ fn not_editable(path: &str) -> InvalidValue {
 /// (with the request's other fields); `None` when any was refused.
 fn parse_filter(
     message: &v1::ListTicketsRequest,
+    caller: &Caller,
     violations: &mut FieldViolations,
 ) -> Option<TicketFilter> {
     let refused_before = violations.len();
@@ -697,12 +705,41 @@ fn parse_filter(
     if let Some(order) = violations.check("order_by", TicketOrder::parse(&message.order_by)) {
         filter.order = order;
     }
+    if let Some(expr) = violations.check("filter", filter_expr(&message.filter, caller)) {
+        filter.expr = expr;
+    }
     (violations.len() == refused_before).then_some(filter)
 }
 
 /// A new or changed ticket's priority: UNSPECIFIED means the default, NORMAL.
 fn priority_or_normal(value: i32) -> Result<TicketPriority, InvalidValue> {
     unless_unspecified(value).map(|priority| priority.unwrap_or(TicketPriority::Normal))
+}
+
+/// A change feed's filter: only on fields that never change, so that a ticket matches in all
+/// its changes or in none (docs/export-and-search.md, "The change feed").
+fn feed_filter(expr: TicketFilterExpr) -> Result<TicketFilterExpr, InvalidValue> {
+    match expr.first_on_changing_field() {
+        Some(condition) => Err(InvalidValue::new(format!(
+            "at {}: the change feed filters only on fields that never change (requester, \
+             create_time), not on {}: a ticket that stopped matching would leave the feed \
+             unseen",
+            condition.at,
+            condition.test.field()
+        ))),
+        None => Ok(expr),
+    }
+}
+
+/// The request's `filter`, read against the ticket's fields with `me` the calling user.
+fn filter_expr(text: &str, caller: &Caller) -> Result<TicketFilterExpr, InvalidValue> {
+    TicketFilterExpr::parse_field(
+        text,
+        &FilterContext {
+            me: caller.user_id(),
+            custom_fields: &NoCustomFields,
+        },
+    )
 }
 
 /// The ticket of a CreateTicket request, with every refused field named at once: the rules

@@ -52,6 +52,7 @@ pub mod send_lease;
 pub mod ticket;
 pub mod ticket_counts_daily;
 pub mod ticket_counts_open;
+pub mod ticket_filter;
 pub mod ticket_response_histogram;
 pub mod user;
 pub mod webhook_delivery;

@@ -11,14 +11,15 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::corrupt;
+use super::ticket_filter::FilterSql;
 use super::{NewActivity, NewNotification};
 use crate::db::KeepPrepared;
 use crate::db::schema::{tickets, users};
 use crate::domain::{
     AccountId, ChangeCursor, Email, FeedEntry, ListSnapshot, MATCH_END, MATCH_START, PageCursor,
-    SearchCursor, SearchHit, SearchOrder, Tag, Ticket, TicketDescription, TicketFilter, TicketId,
-    TicketOrderField, TicketPriority, TicketSearch, TicketStatus, TicketSubject, UserId,
-    marked_snippet,
+    SearchCursor, SearchHit, SearchOrder, Tag, Ticket, TicketDescription, TicketFilter,
+    TicketFilterExpr, TicketId, TicketOrderField, TicketPriority, TicketSearch, TicketStatus,
+    TicketSubject, UserId, marked_snippet,
 };
 use crate::errors::AppResult;
 
@@ -405,6 +406,9 @@ impl TicketRow {
         if let Some(before) = filter.created_before {
             query = query.filter(tickets::created_at.lt(before.get()));
         }
+        if !filter.expr.is_empty() {
+            query = query.filter(FilterSql::new(&filter.expr, "tickets", Utc::now()));
+        }
         let descending = filter.order.descending;
         match filter.order.field {
             TicketOrderField::Created => {
@@ -542,27 +546,51 @@ impl TicketRow {
     /// has ended, so no row can later appear with a position at or before the last one
     /// returned. A change whose transaction is still open holds back the changes after it; it
     /// never lets them pass (docs/export-and-search.md, "The change feed").
+    ///
+    /// `filter` may only name fields that never change (the service refuses the others): a
+    /// ticket then matches in every change or in none, and no ticket leaves the feed silently.
     pub async fn changes(
         conn: &mut AsyncPgConnection,
         account_id: AccountId,
+        filter: &TicketFilterExpr,
         after: ChangeCursor,
         limit: i64,
     ) -> AppResult<Vec<FeedEntry>> {
-        let rows = KeepPrepared(
-            diesel::sql_query(format!(
-                "SELECT {TICKET_COLUMNS}, u.email, t.change_txid FROM tickets t \
-                 JOIN users u ON u.id = t.requester_id \
-                 WHERE t.account_id = $1 AND (t.change_txid, t.id) > ($2, $3) \
-                 AND t.change_txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
-                 ORDER BY t.change_txid, t.id LIMIT $4"
-            ))
-            .bind::<sql_types::Uuid, _>(account_id.as_uuid())
-            .bind::<sql_types::BigInt, _>(after.txid)
-            .bind::<sql_types::Uuid, _>(after.id)
-            .bind::<sql_types::BigInt, _>(limit),
-        )
-        .load::<FeedRow>(conn)
-        .await?;
+        let select = format!(
+            "SELECT {TICKET_COLUMNS}, u.email, t.change_txid FROM tickets t \
+             JOIN users u ON u.id = t.requester_id \
+             WHERE t.account_id = $1 AND (t.change_txid, t.id) > ($2, $3) \
+             AND t.change_txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+        );
+        let rows = if filter.is_empty() {
+            KeepPrepared(
+                diesel::sql_query(format!("{select} ORDER BY t.change_txid, t.id LIMIT $4"))
+                    .bind::<sql_types::Uuid, _>(account_id.as_uuid())
+                    .bind::<sql_types::BigInt, _>(after.txid)
+                    .bind::<sql_types::Uuid, _>(after.id)
+                    .bind::<sql_types::BigInt, _>(limit),
+            )
+            .load::<FeedRow>(conn)
+            .await?
+        } else {
+            let mut next = 4;
+            let mut param = || {
+                let number = next;
+                next += 1;
+                format!("${number}")
+            };
+            let query = diesel::sql_query(select)
+                .into_boxed()
+                .bind::<sql_types::Uuid, _>(account_id.as_uuid())
+                .bind::<sql_types::BigInt, _>(after.txid)
+                .bind::<sql_types::Uuid, _>(after.id);
+            let query = FilterSql::new(filter, "t", Utc::now()).append_to(query, &mut param);
+            query
+                .sql(format!(" ORDER BY t.change_txid, t.id LIMIT {}", param()))
+                .bind::<sql_types::BigInt, _>(limit)
+                .load::<FeedRow>(conn)
+                .await?
+        };
         rows.into_iter()
             .map(|row| {
                 let deleted = row.ticket.deleted_at.is_some();
@@ -672,6 +700,7 @@ impl TicketRow {
                 .sql(format!(" AND t.created_at < {}", param()))
                 .bind::<sql_types::Timestamptz, _>(created_before.get());
         }
+        query = FilterSql::new(&filter.expr, "t", Utc::now()).append_to(query, &mut param);
         query = query.sql(") s");
         match after {
             Some(SearchCursor::Relevance { relevance, id }) => {

@@ -3,7 +3,7 @@
 
 use super::TicketDesk;
 use crate::db::{self, models::TicketRow};
-use crate::domain::{ChangeCursor, FeedEntry, PageSize};
+use crate::domain::{ChangeCursor, FeedEntry, PageSize, TicketFilterExpr};
 use crate::errors::AppResult;
 use crate::scope::RequestScope;
 use crate::service::rows_to_fetch;
@@ -19,10 +19,12 @@ pub struct FeedPage {
 
 impl TicketDesk {
     /// The change feed after `after`: at most `page_size` tickets changed since, oldest change
-    /// first (see [`TicketRow::changes`] for why none is ever skipped).
+    /// first (see [`TicketRow::changes`] for why none is ever skipped), of the tickets `filter`
+    /// matches (checked by the caller to name no field that changes).
     pub async fn changes(
         &self,
         scope: &RequestScope,
+        filter: &TicketFilterExpr,
         after: ChangeCursor,
         page_size: PageSize,
     ) -> AppResult<FeedPage> {
@@ -30,6 +32,7 @@ impl TicketDesk {
         let mut entries = TicketRow::changes(
             &mut *db::connection(&self.pool).await?,
             caller.account_id,
+            filter,
             after,
             rows_to_fetch(page_size),
         )

@@ -401,6 +401,13 @@ fn text_of_length(field: &FieldDescriptor, length: usize) -> String {
         // An endpoint URL of that length, on a public name.
         let start = "https://hooks.example.com/";
         format!("{start}{}", "a".repeat(length.saturating_sub(start.len())))
+    } else if field.name() == "filter" {
+        // A filter every ticket read accepts (the change feed's included), padded with spaces.
+        let filter = "create_time < now()";
+        format!(
+            "{filter}{}",
+            " ".repeat(length.saturating_sub(filter.len()))
+        )
     } else {
         "a".repeat(length)
     }

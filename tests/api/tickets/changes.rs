@@ -46,6 +46,7 @@ impl Reader {
                 .list_ticket_changes(reader.request(v1::ListTicketChangesRequest {
                     cursor: self.cursor.clone(),
                     page_size: 7,
+                    ..Default::default()
                 }))
                 .await
                 .expect("a page of changes")
@@ -281,6 +282,7 @@ async fn a_cursor_belongs_to_its_account_and_customers_have_no_feed() {
         .list_ticket_changes(app.as_admin(v1::ListTicketChangesRequest {
             cursor: page.next_cursor.clone(),
             page_size: 0,
+            ..Default::default()
         }))
         .await
         .expect("the feed from the cursor")
@@ -295,6 +297,7 @@ async fn a_cursor_belongs_to_its_account_and_customers_have_no_feed() {
         .list_ticket_changes(other.request(v1::ListTicketChangesRequest {
             cursor: page.next_cursor,
             page_size: 0,
+            ..Default::default()
         }))
         .await
         .expect_err("another account's cursor");

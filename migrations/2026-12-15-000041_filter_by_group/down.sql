@@ -1,0 +1,1 @@
+DROP INDEX tickets_account_group_created_idx;

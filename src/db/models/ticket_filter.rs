@@ -1,0 +1,206 @@
+//! A ticket filter (domain `TicketFilterExpr`, docs/tickets.md "The filter language") as SQL
+//! over the `tickets` columns: the one compiler of the filter language, used by the DSL's list
+//! queries and by the written-out SQL of search and the change feed alike.
+
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types;
+use uuid::Uuid;
+
+use crate::domain::{Test, TicketFilterExpr, TimeField};
+
+/// A ticket filter's conditions (domain `TicketFilterExpr`) as SQL over the `tickets` columns,
+/// every value a bind parameter. Built once per query, with relative times (`now(-24h)`)
+/// resolved at `now`; usable in the DSL's queries (`.filter(..)`) and appended to written-out
+/// SQL ([`FilterSql::append_to`]). Every form it writes is served by the indexes of
+/// migrations 3, 38 and 41, which `tests/api/tickets/queries.rs` checks with EXPLAIN.
+#[derive(Clone, Debug)]
+pub struct FilterSql {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Clone, Debug)]
+enum Piece {
+    Sql(String),
+    Texts(Vec<String>),
+    Uuids(Vec<Uuid>),
+    Time(DateTime<Utc>),
+}
+
+impl FilterSql {
+    /// The conditions of `expr` for the columns of `table` (`tickets`, or an alias), each
+    /// preceded by ` AND `; nothing for an empty filter.
+    pub fn new(expr: &TicketFilterExpr, table: &str, now: DateTime<Utc>) -> Self {
+        let mut pieces = Vec::new();
+        for condition in &expr.conditions {
+            pieces.push(Piece::Sql(" AND ".to_owned()));
+            Self::condition(&mut pieces, &condition.test, table, now);
+        }
+        Self { pieces }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn condition(pieces: &mut Vec<Piece>, test: &Test, t: &str, now: DateTime<Utc>) {
+        let sql = |text: String| Piece::Sql(text);
+        match test {
+            Test::Status { any_of, negated } => {
+                let values = any_of.iter().map(|v| v.as_str().to_owned()).collect();
+                Self::equality(
+                    pieces,
+                    &format!("{t}.status"),
+                    Piece::Texts(values),
+                    *negated,
+                );
+            }
+            Test::Priority { any_of, negated } => {
+                let values = any_of.iter().map(|v| v.as_str().to_owned()).collect();
+                Self::equality(
+                    pieces,
+                    &format!("{t}.priority"),
+                    Piece::Texts(values),
+                    *negated,
+                );
+            }
+            Test::Requester { any_of, negated } => {
+                Self::equality(
+                    pieces,
+                    &format!("{t}.requester_id"),
+                    Piece::Uuids(any_of.clone()),
+                    *negated,
+                );
+            }
+            Test::Assignee { any_of, negated } => {
+                Self::nullable_equality(pieces, &format!("{t}.assignee_id"), any_of, *negated);
+            }
+            Test::Group { any_of, negated } => {
+                Self::nullable_equality(pieces, &format!("{t}.group_id"), any_of, *negated);
+            }
+            Test::Tags { tags, all, negated } => {
+                // `@>` and `&&` are what the GIN index on (account_id, tags) serves.
+                let operator = if *all { "@>" } else { "&&" };
+                let not = if *negated { "NOT " } else { "" };
+                pieces.push(sql(format!("{not}{t}.tags {operator} ")));
+                pieces.push(Piece::Texts(tags.clone()));
+            }
+            Test::Time {
+                field,
+                comparator,
+                moment,
+            } => {
+                let column = match field {
+                    TimeField::Created => "created_at",
+                    TimeField::Updated => "updated_at",
+                };
+                pieces.push(sql(format!("{t}.{column} {} ", comparator.operator())));
+                pieces.push(Piece::Time(moment.resolve(now)));
+            }
+        }
+    }
+
+    /// `column = ANY(values)`, or `column <> ALL(values)` negated (the column is NOT NULL).
+    fn equality(pieces: &mut Vec<Piece>, column: &str, values: Piece, negated: bool) {
+        let test = if negated { "<> ALL(" } else { "= ANY(" };
+        pieces.push(Piece::Sql(format!("{column} {test}")));
+        pieces.push(values);
+        pieces.push(Piece::Sql(")".to_owned()));
+    }
+
+    /// Equality on a nullable column, `None` among the values meaning NULL; a negated one
+    /// holds for NULL unless NULL is among the values (`assignee != X` includes unassigned).
+    fn nullable_equality(
+        pieces: &mut Vec<Piece>,
+        column: &str,
+        any_of: &[Option<Uuid>],
+        negated: bool,
+    ) {
+        let ids: Vec<Uuid> = any_of.iter().flatten().copied().collect();
+        let with_null = any_of.iter().any(Option::is_none);
+        match (ids.is_empty(), with_null, negated) {
+            (true, _, false) => pieces.push(Piece::Sql(format!("{column} IS NULL"))),
+            (true, _, true) => pieces.push(Piece::Sql(format!("{column} IS NOT NULL"))),
+            (false, false, false) => {
+                pieces.push(Piece::Sql(format!("{column} = ANY(")));
+                pieces.push(Piece::Uuids(ids));
+                pieces.push(Piece::Sql(")".to_owned()));
+            }
+            (false, true, false) => {
+                pieces.push(Piece::Sql(format!("({column} = ANY(")));
+                pieces.push(Piece::Uuids(ids));
+                pieces.push(Piece::Sql(format!(") OR {column} IS NULL)")));
+            }
+            (false, with_null, true) => {
+                pieces.push(Piece::Sql(format!("({column} <> ALL(")));
+                pieces.push(Piece::Uuids(ids));
+                let null = if with_null { "IS NOT NULL" } else { "IS NULL" };
+                let joiner = if with_null { "AND" } else { "OR" };
+                pieces.push(Piece::Sql(format!(") {joiner} {column} {null})")));
+            }
+        }
+    }
+
+    /// Appends the conditions to written-out SQL, numbering parameters with `param`.
+    pub(crate) fn append_to<'a>(
+        &self,
+        mut query: diesel::query_builder::BoxedSqlQuery<'a, Pg, diesel::query_builder::SqlQuery>,
+        mut param: impl FnMut() -> String,
+    ) -> diesel::query_builder::BoxedSqlQuery<'a, Pg, diesel::query_builder::SqlQuery> {
+        for piece in &self.pieces {
+            query = match piece {
+                Piece::Sql(text) => query.sql(text.clone()),
+                Piece::Texts(values) => query
+                    .sql(param())
+                    .bind::<sql_types::Array<sql_types::Text>, _>(values.clone()),
+                Piece::Uuids(values) => query
+                    .sql(param())
+                    .bind::<sql_types::Array<sql_types::Uuid>, _>(values.clone()),
+                Piece::Time(at) => query.sql(param()).bind::<sql_types::Timestamptz, _>(*at),
+            };
+        }
+        query
+    }
+}
+
+impl diesel::expression::Expression for FilterSql {
+    type SqlType = sql_types::Bool;
+}
+
+impl<QS> diesel::expression::AppearsOnTable<QS> for FilterSql {}
+
+impl<QS> diesel::expression::SelectableExpression<QS> for FilterSql {}
+
+impl diesel::expression::ValidGrouping<()> for FilterSql {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl diesel::query_builder::QueryId for FilterSql {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::QueryFragment<Pg> for FilterSql {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        // `TRUE AND ...`: the pieces each open with ` AND `.
+        out.push_sql("(TRUE");
+        for piece in &self.pieces {
+            match piece {
+                Piece::Sql(text) => out.push_sql(text),
+                Piece::Texts(values) => {
+                    out.push_bind_param::<sql_types::Array<sql_types::Text>, _>(values)?;
+                }
+                Piece::Uuids(values) => {
+                    out.push_bind_param::<sql_types::Array<sql_types::Uuid>, _>(values)?;
+                }
+                Piece::Time(at) => out.push_bind_param::<sql_types::Timestamptz, _>(at)?,
+            }
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}
