@@ -11,8 +11,8 @@ CREATE TABLE custom_fields (
     -- Immutable: changing a field's type would strand the values stored under the old one.
     kind text NOT NULL CHECK (kind IN ('text', 'long_text', 'integer', 'decimal', 'checkbox',
         'date', 'single_choice', 'multiple_choice', 'pattern')),
-    -- The options of a choice kind, in their order; empty for the other kinds. Options are
-    -- only ever added, so values already stored stay options of their field.
+    -- The options of a choice kind, in their order; empty for the other kinds. An option
+    -- removed here stays on the tickets that carry it (readable) and takes no new writes.
     choices text[] NOT NULL DEFAULT '{}' CHECK (cardinality(choices) <= 200),
     -- The regular expression of the pattern kind; NULL for the other kinds.
     pattern text CHECK (char_length(pattern) <= 500),

@@ -254,6 +254,7 @@ pub enum Resource {
     Notification,
     Suppression,
     Operation,
+    CustomField,
 }
 
 impl Resource {
@@ -300,6 +301,11 @@ impl Resource {
                 "google.longrunning.Operation",
                 Reason::OperationNotFound,
                 "operation",
+            ),
+            Self::CustomField => (
+                "supportdesk.v1.CustomField",
+                Reason::CustomFieldNotFound,
+                "custom field",
             ),
         }
     }

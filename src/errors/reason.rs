@@ -107,6 +107,8 @@ reasons! {
     AttachmentNotFound = "ATTACHMENT_NOT_FOUND",
     /// No long-running operation with this name in the caller's account.
     OperationNotFound = "OPERATION_NOT_FOUND",
+    /// No custom field with this id in the caller's account.
+    CustomFieldNotFound = "CUSTOM_FIELD_NOT_FOUND",
     /// (Envoy) No RPC is mapped to this method and path.
     UnknownPath = "UNKNOWN_PATH",
     /// (Envoy) A known path called with a method no RPC maps there; `Allow` lists those that do.
@@ -115,6 +117,8 @@ reasons! {
     AccountSlugTaken = "ACCOUNT_SLUG_TAKEN",
     /// The account has a user with this email.
     UserEmailTaken = "USER_EMAIL_TAKEN",
+    /// The account has a custom field with this key (retired or not).
+    CustomFieldKeyTaken = "CUSTOM_FIELD_KEY_TAKEN",
     /// The `etag` sent is not the resource's current one.
     EtagMismatch = "ETAG_MISMATCH",
     /// The first request with this idempotency key is still running.
@@ -140,6 +144,8 @@ reasons! {
     WebhookEndpointLimit = "WEBHOOK_ENDPOINT_LIMIT",
     /// RotateWebhookEndpointSecret while as many retired secrets still sign as may.
     WebhookSecretRotationLimit = "WEBHOOK_SECRET_ROTATION_LIMIT",
+    /// The account already has as many custom fields as allowed.
+    CustomFieldLimit = "CUSTOM_FIELD_LIMIT",
     /// An AttachmentService RPC on a deployment without object storage.
     AttachmentsNotConfigured = "ATTACHMENTS_NOT_CONFIGURED",
     /// The payment provider declined the card.
