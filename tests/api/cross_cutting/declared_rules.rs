@@ -169,6 +169,16 @@ const CEL_SAMPLES: &[(&str, &[&str], &[&str])] = &[
         &["", "secret", "url,state"],
     ),
     (
+        "update_custom_field.id",
+        &["id={existing}", "id={EXISTING}"],
+        &["id=", "id=field-1", "id= {existing}"],
+    ),
+    (
+        "update_custom_field.update_mask",
+        &["title,description", "position"],
+        &["", "kind", "title,key"],
+    ),
+    (
         "update_notification_settings.update_mask",
         &["comment_notifications"],
         &["", "email_notifications"],
@@ -810,6 +820,7 @@ fn verdicts_of_each_client(cases: &[ClientCase]) -> Vec<(&'static str, Vec<Vec<S
 /// What the test needs to exist for requests to be otherwise valid.
 struct Fixtures {
     endpoint: v1::WebhookEndpoint,
+    custom_field: v1::CustomField,
     ticket: v1::Ticket,
     comment: v1::Comment,
     agent: TestUser,
@@ -825,6 +836,7 @@ impl Fixtures {
             ("UpdateTicket", "ticket") => self.ticket.id.clone(),
             ("UpdateUser", "user") => self.agent.id.to_string(),
             ("UpdateWebhookEndpoint", "webhook_endpoint") => self.endpoint.id.clone(),
+            ("UpdateCustomField", "custom_field") => self.custom_field.id.clone(),
             _ => return None,
         };
         Some(uuid::Uuid::parse_str(&id).expect("a UUID"))
@@ -905,6 +917,27 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
                 event_types: vec!["ticket.created".into()],
                 ..Default::default()
             }),
+        }
+        .encode_to_vec(),
+        "CreateCustomField" => v1::CreateCustomFieldRequest {
+            custom_field: Some(v1::CustomField {
+                key: format!("f{unique}"),
+                title: "Declared rules".into(),
+                kind: v1::CustomFieldKind::SingleChoice.into(),
+                choices: vec!["one".into(), "two".into()],
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec(),
+        "GetCustomField" => v1::GetCustomFieldRequest { id: nothing() }.encode_to_vec(),
+        "RetireCustomField" => v1::RetireCustomFieldRequest { id: nothing() }.encode_to_vec(),
+        "UpdateCustomField" => v1::UpdateCustomFieldRequest {
+            custom_field: Some(v1::CustomField {
+                id: fixtures.custom_field.id.clone(),
+                title: "Renamed".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["title"]),
         }
         .encode_to_vec(),
         "GetWebhookEndpoint" => v1::GetWebhookEndpointRequest { id: nothing() }.encode_to_vec(),
@@ -1159,8 +1192,21 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
     .into_inner()
     .webhook_endpoint
     .expect("an endpoint");
+    let custom_field = crate::cross_cutting::tenancy::custom_fields(&app)
+        .create_custom_field(app.as_admin(v1::CreateCustomFieldRequest {
+            custom_field: Some(v1::CustomField {
+                key: "fixture".into(),
+                title: "Fixture".into(),
+                kind: v1::CustomFieldKind::Text.into(),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("the fixture custom field")
+        .into_inner();
     let fixtures = Fixtures {
         endpoint,
+        custom_field,
         ticket,
         comment,
         agent: app.add_user(&app.admin, v1::UserRole::Agent).await,
@@ -1473,6 +1519,11 @@ const MOST_LIST_ITEMS: i64 = 32;
 /// Lists a request may carry that are not ours to declare a bound on (a well-known or vendored
 /// message), with what bounds them instead.
 const LISTS_BOUNDED_ELSEWHERE: &[(&str, &str)] = &[
+    (
+        "supportdesk.v1.CustomField.choices",
+        "declared at 200 (domain::custom_field::MAX_OPTIONS): a field's options, each a short \
+         key; a refusal names only the first bad one, so the answer stays small",
+    ),
     (
         "google.protobuf.FieldMask.paths",
         "the service refuses a mask at its first unknown path, in one violation",
