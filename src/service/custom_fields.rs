@@ -260,7 +260,7 @@ fn kind_refusal(field: &str, problem: crate::domain::KindProblem) -> AppError {
     match problem {
         KindProblem::Kind(problem) => AppError::invalid_field("custom_field.kind", &problem),
         KindProblem::Choices(Some(index), problem) => {
-            AppError::invalid_field(&format!("custom_field.choices[{index}]"), &problem)
+            AppError::invalid_field(format!("custom_field.choices[{index}]"), &problem)
         }
         KindProblem::Choices(None, problem) | KindProblem::Pattern(problem) => {
             AppError::invalid_field(field, &problem)
