@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod attachments;
 pub mod auth;
 pub mod billing;
+pub mod custom_fields;
 pub mod dashboard;
 pub mod events;
 pub mod groups;

@@ -15,6 +15,7 @@ use crate::api::api_keys::ApiKeyApi;
 use crate::api::attachments::AttachmentApi;
 use crate::api::auth::AuthApi;
 use crate::api::billing::BillingApi;
+use crate::api::custom_fields::CustomFieldApi;
 use crate::api::dashboard::DashboardApi;
 use crate::api::events::EventApi;
 use crate::api::groups::GroupApi;
@@ -35,6 +36,7 @@ use crate::wire::proto::v1::api_key_service_server::ApiKeyServiceServer;
 use crate::wire::proto::v1::attachment_service_server::AttachmentServiceServer;
 use crate::wire::proto::v1::auth_service_server::AuthServiceServer;
 use crate::wire::proto::v1::billing_service_server::BillingServiceServer;
+use crate::wire::proto::v1::custom_field_service_server::CustomFieldServiceServer;
 use crate::wire::proto::v1::dashboard_service_server::DashboardServiceServer;
 use crate::wire::proto::v1::event_service_server::EventServiceServer;
 use crate::wire::proto::v1::group_service_server::GroupServiceServer;
@@ -146,6 +148,12 @@ pub(super) fn api_router(
     ))
     .max_decoding_message_size(max_bytes)
     .compressed();
+    let custom_fields = CustomFieldServiceServer::new(CustomFieldApi::new(
+        services.custom_fields.clone(),
+        services.idempotency.clone(),
+    ))
+    .max_decoding_message_size(max_bytes)
+    .compressed();
     let events = EventServiceServer::new(EventApi::new(services.events.clone()))
         .max_decoding_message_size(max_bytes)
         .compressed();
@@ -156,6 +164,7 @@ pub(super) fn api_router(
         served_name(&attachments),
         served_name(&auth),
         served_name(&billing),
+        served_name(&custom_fields),
         served_name(&dashboard),
         served_name(&groups),
         served_name(&notifications),
@@ -206,6 +215,7 @@ pub(super) fn api_router(
         .add_service(attachments)
         .add_service(auth)
         .add_service(billing)
+        .add_service(custom_fields)
         .add_service(dashboard)
         .add_service(groups)
         .add_service(notifications)
@@ -261,6 +271,7 @@ compressed!(
     AttachmentServiceServer,
     AuthServiceServer,
     BillingServiceServer,
+    CustomFieldServiceServer,
     DashboardServiceServer,
     EventServiceServer,
     GroupServiceServer,

@@ -26,9 +26,9 @@ use crate::service::event_tail::EventTail;
 use crate::service::events::{EventFeed, FeedSettings};
 use crate::service::outbound_webhooks::secrets::SecretBox;
 use crate::service::{
-    Accounts, ApiKeys, Attachments, Authentication, Billing, Dashboard, ExportSettings, Groups,
-    Notifications, Operations, PasswordResets, PaymentEvents, TicketDesk, Users,
-    WebhookEndpointAdmin,
+    Accounts, ApiKeys, Attachments, Authentication, Billing, CustomFields, Dashboard,
+    ExportSettings, Groups, Notifications, Operations, PasswordResets, PaymentEvents, TicketDesk,
+    Users, WebhookEndpointAdmin,
 };
 use crate::telemetry::metrics::{Metrics, PoolSample};
 
@@ -69,6 +69,7 @@ pub(super) struct Services {
     pub(super) dashboard: Dashboard,
     pub(super) endpoint_secrets: Arc<SecretBox>,
     pub(super) webhook_endpoints: WebhookEndpointAdmin,
+    pub(super) custom_fields: CustomFields,
     /// Wakes the webhook delivery workers when an admin re-drives a delivery.
     pub(super) wake_delivery_workers: Arc<Notify>,
     /// One reader of new events for all of this instance's caught-up streams.
@@ -290,6 +291,7 @@ impl Services {
             dashboard,
             endpoint_secrets,
             webhook_endpoints,
+            custom_fields: CustomFields::new(database.clone()),
             wake_delivery_workers,
             event_tail,
             events,

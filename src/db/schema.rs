@@ -112,6 +112,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    custom_fields (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        key -> Text,
+        title -> Text,
+        kind -> Text,
+        choices -> Array<Nullable<Text>>,
+        pattern -> Nullable<Text>,
+        description -> Text,
+        customer_visible -> Bool,
+        customer_editable -> Bool,
+        required_to_solve -> Bool,
+        position -> Int4,
+        retired_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     email_events (id) {
         id -> Text,
         event_type -> Text,
@@ -563,6 +583,7 @@ diesel::joinable!(charge_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(charge_activities -> reconciliation_runs (reconciliation_run_id));
 diesel::joinable!(charge_activities -> webhook_events (webhook_event_id));
 diesel::joinable!(charges -> accounts (account_id));
+diesel::joinable!(custom_fields -> accounts (account_id));
 diesel::joinable!(email_events -> accounts (account_id));
 diesel::joinable!(email_events -> notifications (notification_id));
 diesel::joinable!(email_suppressions -> accounts (account_id));
@@ -598,6 +619,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     charge_activities,
     charge_disputes,
     charges,
+    custom_fields,
     email_events,
     email_suppressions,
     events,

@@ -7,8 +7,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use regex::Regex;
+use uuid::Uuid;
 
 use super::InvalidValue;
 
@@ -24,6 +25,11 @@ pub const MAX_LONG_TEXT_CHARS: usize = 20_000;
 pub const MAX_PATTERN_CHARS: usize = 500;
 /// The most fields an account defines.
 pub const MAX_FIELDS_PER_ACCOUNT: usize = 100;
+/// The longest title and description of a field, in characters.
+pub const MAX_TITLE_CHARS: usize = 100;
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+/// The largest position a field is shown at.
+pub const MAX_POSITION: i32 = 10_000;
 /// The largest integer a field holds: what a JSON number carries exactly (2^53 - 1).
 pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
@@ -90,10 +96,219 @@ impl FieldKind {
         }
     }
 
+    /// The names of the nine kinds, as stored and as the API's enum names them in lower case.
+    pub const NAMES: [&'static str; 9] = [
+        "text",
+        "long_text",
+        "integer",
+        "decimal",
+        "checkbox",
+        "date",
+        "single_choice",
+        "multiple_choice",
+        "pattern",
+    ];
+
+    /// The kind named `type_name`, with its options (choice kinds) or pattern (the pattern
+    /// kind); what a kind does not take must be absent. The error names the part refused:
+    /// `"choices"` (with the index of the option, when one is), `"pattern"` or `"kind"`.
+    pub fn parse(
+        type_name: &str,
+        choices: &[String],
+        pattern: Option<&str>,
+    ) -> Result<Self, KindProblem> {
+        let choice_kind = matches!(type_name, "single_choice" | "multiple_choice");
+        if !choice_kind && !choices.is_empty() {
+            return Err(KindProblem::Choices(
+                None,
+                InvalidValue::new(format!("a {type_name} field has no options")),
+            ));
+        }
+        if type_name != "pattern" && pattern.is_some_and(|pattern| !pattern.is_empty()) {
+            return Err(KindProblem::Pattern(InvalidValue::new(format!(
+                "a {type_name} field has no pattern"
+            ))));
+        }
+        let options =
+            || Choices::parse(choices).map_err(|(at, problem)| KindProblem::Choices(at, problem));
+        Ok(match type_name {
+            "text" => Self::Text,
+            "long_text" => Self::LongText,
+            "integer" => Self::Integer,
+            "decimal" => Self::Decimal,
+            "checkbox" => Self::Checkbox,
+            "date" => Self::Date,
+            "single_choice" => Self::SingleChoice(options()?),
+            "multiple_choice" => Self::MultipleChoice(options()?),
+            "pattern" => Self::Pattern(
+                FieldPattern::parse(pattern.unwrap_or_default()).map_err(KindProblem::Pattern)?,
+            ),
+            other => {
+                return Err(KindProblem::Kind(InvalidValue::new(format!(
+                    "{other:?} is not a kind of field; the kinds are {}",
+                    Self::NAMES.join(", ")
+                ))));
+            }
+        })
+    }
+
+    /// The options of a choice kind (empty for the others).
+    pub fn choices(&self) -> &[String] {
+        match self {
+            Self::SingleChoice(choices) | Self::MultipleChoice(choices) => choices.as_slice(),
+            Self::Text
+            | Self::LongText
+            | Self::Integer
+            | Self::Decimal
+            | Self::Checkbox
+            | Self::Date
+            | Self::Pattern(_) => &[],
+        }
+    }
+
+    /// The pattern of the pattern kind.
+    pub fn pattern(&self) -> Option<&str> {
+        match self {
+            Self::Pattern(pattern) => Some(pattern.as_str()),
+            Self::Text
+            | Self::LongText
+            | Self::Integer
+            | Self::Decimal
+            | Self::Checkbox
+            | Self::Date
+            | Self::SingleChoice(_)
+            | Self::MultipleChoice(_) => None,
+        }
+    }
+
+    /// The same kind with other options (a choice kind) or another pattern (the pattern kind):
+    /// what an update may change of a kind, never its type. Values already stored stay as
+    /// they are, readable; only new writes meet the new options or pattern.
+    pub fn with_choices(&self, choices: &[String]) -> Result<Self, KindProblem> {
+        match self {
+            Self::SingleChoice(_) | Self::MultipleChoice(_) => {
+                Self::parse(self.type_name(), choices, None)
+            }
+            Self::Text
+            | Self::LongText
+            | Self::Integer
+            | Self::Decimal
+            | Self::Checkbox
+            | Self::Date
+            | Self::Pattern(_) => Err(KindProblem::Choices(
+                None,
+                InvalidValue::new(format!("a {} field has no options", self.type_name())),
+            )),
+        }
+    }
+
+    pub fn with_pattern(&self, pattern: &str) -> Result<Self, KindProblem> {
+        match self {
+            Self::Pattern(_) => Self::parse("pattern", &[], Some(pattern)),
+            Self::Text
+            | Self::LongText
+            | Self::Integer
+            | Self::Decimal
+            | Self::Checkbox
+            | Self::Date
+            | Self::SingleChoice(_)
+            | Self::MultipleChoice(_) => Err(KindProblem::Pattern(InvalidValue::new(format!(
+                "a {} field has no pattern",
+                self.type_name()
+            )))),
+        }
+    }
+
     /// Whether values of this kind are ordered (`<`, `>` in a filter, an order by).
     pub fn is_ordered(&self) -> bool {
         matches!(self, Self::Integer | Self::Decimal | Self::Date)
     }
+}
+
+/// Which part of a field's kind was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KindProblem {
+    Kind(InvalidValue),
+    /// The options, and the index of the one refused when one is.
+    Choices(Option<usize>, InvalidValue),
+    Pattern(InvalidValue),
+}
+
+/// A field of an account's catalogue, as its admins defined it.
+#[derive(Clone, Debug)]
+pub struct CustomField {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub key: FieldKey,
+    pub title: String,
+    pub description: String,
+    pub kind: FieldKind,
+    pub customer_visible: bool,
+    pub customer_editable: bool,
+    pub required_to_solve: bool,
+    pub position: i32,
+    pub retired_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl CustomField {
+    pub fn is_retired(&self) -> bool {
+        self.retired_at.is_some()
+    }
+}
+
+/// An account's fields, read once per write that carries values (one query), in the order
+/// they are shown.
+#[derive(Clone, Debug, Default)]
+pub struct Catalogue(Vec<CustomField>);
+
+impl Catalogue {
+    pub fn new(mut fields: Vec<CustomField>) -> Self {
+        fields.sort_by(|a, b| (a.position, &a.key).cmp(&(b.position, &b.key)));
+        Self(fields)
+    }
+
+    /// The field with this key, retired or not.
+    pub fn find(&self, key: &str) -> Option<&CustomField> {
+        self.0.iter().find(|field| field.key.as_str() == key)
+    }
+
+    pub fn fields(&self) -> &[CustomField] {
+        &self.0
+    }
+}
+
+/// A field's title: one line, 1 to [`MAX_TITLE_CHARS`] characters, trimmed.
+pub fn parse_title(raw: &str) -> Result<String, InvalidValue> {
+    let title = raw.trim();
+    if title.is_empty()
+        || title.chars().count() > MAX_TITLE_CHARS
+        || title.chars().any(char::is_control)
+    {
+        return Err(InvalidValue::new(format!(
+            "a title is one line of 1 to {MAX_TITLE_CHARS} characters"
+        )));
+    }
+    Ok(title.to_owned())
+}
+
+/// A field's description (help for whoever fills it in): at most [`MAX_DESCRIPTION_CHARS`].
+pub fn parse_description(raw: &str) -> Result<String, InvalidValue> {
+    if raw.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(InvalidValue::new(format!(
+            "at most {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    Ok(raw.trim().to_owned())
+}
+
+/// Where a field is shown among its account's fields: 0 to [`MAX_POSITION`].
+pub fn parse_position(raw: i32) -> Result<i32, InvalidValue> {
+    if !(0..=MAX_POSITION).contains(&raw) {
+        return Err(InvalidValue::new(format!("must be 0 to {MAX_POSITION}")));
+    }
+    Ok(raw)
 }
 
 /// The options of a choice field: each a value as stored (a key-like word), distinct.
@@ -440,6 +655,50 @@ mod tests {
 
     fn choices(options: &[&str]) -> Choices {
         Choices::parse(options).unwrap()
+    }
+
+    #[test]
+    fn a_kind_takes_options_or_a_pattern_only_when_its_type_has_them() {
+        let options = vec!["free".to_owned(), "pro".to_owned()];
+        assert!(matches!(
+            FieldKind::parse("single_choice", &options, None),
+            Ok(FieldKind::SingleChoice(_))
+        ));
+        assert!(matches!(
+            FieldKind::parse("single_choice", &[], None),
+            Err(KindProblem::Choices(None, _))
+        ));
+        assert!(matches!(
+            FieldKind::parse("text", &options, None),
+            Err(KindProblem::Choices(None, _))
+        ));
+        assert!(matches!(
+            FieldKind::parse("integer", &[], Some("[0-9]+")),
+            Err(KindProblem::Pattern(_))
+        ));
+        assert!(matches!(
+            FieldKind::parse("colour", &[], None),
+            Err(KindProblem::Kind(_))
+        ));
+        let order = FieldKind::parse("pattern", &[], Some("ORD-[0-9]{6}")).unwrap();
+        assert_eq!(order.pattern(), Some("ORD-[0-9]{6}"));
+        assert!(order.with_choices(&options).is_err());
+        let single = FieldKind::parse("single_choice", &options, None).unwrap();
+        let grown = single.with_choices(&["free".into(), "pro".into(), "gold".into()]);
+        assert_eq!(grown.unwrap().choices().len(), 3);
+        for name in FieldKind::NAMES {
+            let kind = FieldKind::parse(
+                name,
+                if name.ends_with("choice") {
+                    &options
+                } else {
+                    &[]
+                },
+                (name == "pattern").then_some("x"),
+            )
+            .unwrap();
+            assert_eq!(kind.type_name(), name);
+        }
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub use charge::{
 pub use comment::{
     Actor, Comment, CommentBody, FieldChange, FieldChanges, TicketAction, TicketActivity,
 };
+pub use custom_field::{
+    Catalogue, CustomField, FieldKey, FieldKind, FieldValue, KindProblem, RawValue,
+};
 pub use dashboard::{DateRange, RangeProblem, RevenueInterval};
 pub use email::{Email, idna_form};
 pub use email_webhook::{EmailEvent, EmailEventEffect, SvixVerifier, svix_signature};

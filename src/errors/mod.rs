@@ -256,6 +256,7 @@ pub enum Resource {
     Operation,
     Group,
     GroupMember,
+    CustomField,
 }
 
 impl Resource {
@@ -308,6 +309,11 @@ impl Resource {
                 "google.longrunning.Operation",
                 Reason::OperationNotFound,
                 "operation",
+            ),
+            Self::CustomField => (
+                "supportdesk.v1.CustomField",
+                Reason::CustomFieldNotFound,
+                "custom field",
             ),
         }
     }

@@ -111,6 +111,8 @@ reasons! {
     GroupNotFound = "GROUP_NOT_FOUND",
     /// The user is not a member of the group.
     GroupMemberNotFound = "GROUP_MEMBER_NOT_FOUND",
+    /// No custom field with this id in the caller's account.
+    CustomFieldNotFound = "CUSTOM_FIELD_NOT_FOUND",
     /// (Envoy) No RPC is mapped to this method and path.
     UnknownPath = "UNKNOWN_PATH",
     /// (Envoy) A known path called with a method no RPC maps there; `Allow` lists those that do.
@@ -121,6 +123,8 @@ reasons! {
     UserEmailTaken = "USER_EMAIL_TAKEN",
     /// A live group of the account has this name, whatever its case.
     GroupNameTaken = "GROUP_NAME_TAKEN",
+    /// The account has a custom field with this key (retired or not).
+    CustomFieldKeyTaken = "CUSTOM_FIELD_KEY_TAKEN",
     /// The `etag` sent is not the resource's current one.
     EtagMismatch = "ETAG_MISMATCH",
     /// The first request with this idempotency key is still running.
@@ -150,6 +154,8 @@ reasons! {
     GroupLimit = "GROUP_LIMIT",
     /// DeleteGroup while tickets that are not solved or closed are assigned to the group.
     GroupHasOpenTickets = "GROUP_HAS_OPEN_TICKETS",
+    /// The account already has as many custom fields as allowed.
+    CustomFieldLimit = "CUSTOM_FIELD_LIMIT",
     /// An AttachmentService RPC on a deployment without object storage.
     AttachmentsNotConfigured = "ATTACHMENTS_NOT_CONFIGURED",
     /// The payment provider declined the card.

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod attachments;
 pub mod authentication;
 pub mod billing;
+pub mod custom_fields;
 pub mod dashboard;
 pub mod event_tail;
 pub mod events;
@@ -32,6 +33,7 @@ pub use billing::{
     Billing, Completed, CompleterPolicy, NewChargeRequest, ReconciliationPolicy,
     ReconciliationReport,
 };
+pub use custom_fields::{CustomFields, FieldUpdate, NewFieldRequest};
 pub use dashboard::Dashboard;
 pub use groups::{GroupUpdate, Groups};
 pub use notification_worker::NotificationWorkers;

@@ -738,6 +738,7 @@ mod tests {
                 "supportdesk.v1.AttachmentService",
                 "supportdesk.v1.AuthService",
                 "supportdesk.v1.BillingService",
+                "supportdesk.v1.CustomFieldService",
                 "supportdesk.v1.DashboardService",
                 "supportdesk.v1.EventService",
                 "supportdesk.v1.GroupService",

@@ -3,6 +3,7 @@
 mod attachments;
 mod billing;
 mod cross_cutting;
+mod custom_fields;
 mod dashboard;
 mod deployment;
 mod identity;

@@ -32,6 +32,7 @@ pub mod charge;
 pub mod charge_activity;
 pub mod charge_dispute;
 pub mod comment;
+pub mod custom_field;
 pub mod email_event;
 pub mod email_suppression;
 pub mod event;
@@ -69,6 +70,7 @@ pub use charge::{Attention, ChargeListFilter, ChargeRow, NewCharge, StoredCharge
 pub use charge_activity::NewChargeActivity;
 pub use charge_dispute::NewChargeDispute;
 pub use comment::{CommentRow, NewComment};
+pub use custom_field::{CustomFieldChangeset, CustomFieldRow, NewCustomField};
 pub use email_suppression::{StoredSuppression, SuppressionRow};
 pub use group::{GroupMemberRow, GroupRow};
 pub use idempotency::{IdempotencyOutcome, IdempotencyRow, NewIdempotencyKey};

@@ -9,6 +9,7 @@ pub mod account;
 pub mod api_key;
 pub mod attachment;
 pub mod charge;
+pub mod custom_field;
 pub mod event;
 pub mod group;
 pub mod notification;

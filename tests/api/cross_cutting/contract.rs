@@ -237,6 +237,24 @@ impl Harness {
         self.fresh_endpoint().await
     }
 
+    /// A new custom field of the account (a text field under a fresh key).
+    pub(crate) async fn fresh_custom_field(&self) -> String {
+        let key = format!("field_{}", uuid::Uuid::now_v7().simple());
+        let created = self
+            .send(call(
+                Method::POST,
+                "/v1/customFields",
+                self.admin(),
+                Some(json!({"key": key, "title": "A field", "kind": "CUSTOM_FIELD_KIND_TEXT"})),
+            ))
+            .await
+            .json();
+        created["id"]
+            .as_str()
+            .expect("a custom field id")
+            .to_owned()
+    }
+
     /// A new webhook endpoint of the account.
     pub(crate) async fn fresh_endpoint(&self) -> String {
         let created = self

@@ -34,6 +34,8 @@ pub(crate) struct Target {
     pub(crate) delivery_id: String,
     /// A group of the account, with `agent` as its member.
     pub(crate) group_id: String,
+    /// A custom field of the account.
+    pub(crate) custom_field_id: String,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -156,6 +158,17 @@ pub(crate) async fn notifications(
     app: &TestApp,
 ) -> v1::notification_service_client::NotificationServiceClient<tonic::transport::Channel> {
     crate::support::notifications::client(app).await
+}
+
+/// A CustomFieldService client to `app`.
+pub(crate) fn custom_fields(
+    app: &TestApp,
+) -> v1::custom_field_service_client::CustomFieldServiceClient<tonic::transport::Channel> {
+    v1::custom_field_service_client::CustomFieldServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+            .unwrap()
+            .connect_lazy(),
+    )
 }
 
 /// A WebhookEndpointService client to `app`.
@@ -311,6 +324,20 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         .expect("the target's test delivery")
         .into_inner()
         .id;
+    let custom_field_id = custom_fields(&app)
+        .create_custom_field(app.as_admin(v1::CreateCustomFieldRequest {
+            custom_field: Some(v1::CustomField {
+                key: "plan".to_owned(),
+                title: "Plan".to_owned(),
+                kind: v1::CustomFieldKind::SingleChoice.into(),
+                choices: vec!["free".to_owned(), "pro".to_owned()],
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("the target's custom field")
+        .into_inner()
+        .id;
     let agent = app.add_user(&app.admin, v1::UserRole::Agent).await;
     let group_id = groups(&app)
         .create_group(app.as_admin(v1::CreateGroupRequest {
@@ -332,6 +359,7 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         .expect("the target's member");
     let target = Target {
         group_id,
+        custom_field_id,
         endpoint_id,
         delivery_id,
         operation,

@@ -19,6 +19,7 @@ mod api_keys;
 mod attachments;
 mod auth;
 mod billing;
+mod custom_fields;
 mod dashboard;
 mod events;
 mod groups;
@@ -65,6 +66,7 @@ fn every_fixture() -> impl Iterator<Item = &'static RpcFixture> {
         attachments::FIXTURES,
         auth::FIXTURES,
         billing::FIXTURES,
+        custom_fields::FIXTURES,
         dashboard::FIXTURES,
         events::FIXTURES,
         groups::FIXTURES,
