@@ -119,14 +119,14 @@ impl FieldKind {
     ) -> Result<Self, KindProblem> {
         let choice_kind = matches!(type_name, "single_choice" | "multiple_choice");
         if !choice_kind && !choices.is_empty() {
-            return Err(KindProblem::Choices(
-                None,
-                InvalidValue::new(format!("a {type_name} field has no options")),
-            ));
+            return Err(KindProblem::Kind(InvalidValue::new(format!(
+                "a {type_name} field has no options: choices go with SINGLE_CHOICE or \
+                 MULTIPLE_CHOICE"
+            ))));
         }
         if type_name != "pattern" && pattern.is_some_and(|pattern| !pattern.is_empty()) {
-            return Err(KindProblem::Pattern(InvalidValue::new(format!(
-                "a {type_name} field has no pattern"
+            return Err(KindProblem::Kind(InvalidValue::new(format!(
+                "a {type_name} field has no pattern: a pattern goes with PATTERN"
             ))));
         }
         let options =
@@ -195,10 +195,10 @@ impl FieldKind {
             | Self::Decimal
             | Self::Checkbox
             | Self::Date
-            | Self::Pattern(_) => Err(KindProblem::Choices(
-                None,
-                InvalidValue::new(format!("a {} field has no options", self.type_name())),
-            )),
+            | Self::Pattern(_) => Err(KindProblem::Kind(InvalidValue::new(format!(
+                "a {} field has no options, and a field's kind never changes",
+                self.type_name()
+            )))),
         }
     }
 
@@ -212,8 +212,8 @@ impl FieldKind {
             | Self::Checkbox
             | Self::Date
             | Self::SingleChoice(_)
-            | Self::MultipleChoice(_) => Err(KindProblem::Pattern(InvalidValue::new(format!(
-                "a {} field has no pattern",
+            | Self::MultipleChoice(_) => Err(KindProblem::Kind(InvalidValue::new(format!(
+                "a {} field has no pattern, and a field's kind never changes",
                 self.type_name()
             )))),
         }
@@ -343,13 +343,10 @@ impl Choices {
                     ),
                 )
             })?;
-            if !seen.insert(option) {
-                return Err((
-                    Some(index),
-                    InvalidValue::new(format!("the option {option} is listed twice")),
-                ));
+            // An option listed twice is kept once, where it first appears: the list is a set.
+            if seen.insert(option) {
+                options.push(option.to_owned());
             }
-            options.push(option.to_owned());
         }
         Ok(Self(options))
     }
@@ -670,12 +667,19 @@ mod tests {
         ));
         assert!(matches!(
             FieldKind::parse("text", &options, None),
-            Err(KindProblem::Choices(None, _))
+            Err(KindProblem::Kind(_))
         ));
         assert!(matches!(
             FieldKind::parse("integer", &[], Some("[0-9]+")),
-            Err(KindProblem::Pattern(_))
+            Err(KindProblem::Kind(_))
         ));
+        let twice = vec!["pro".to_owned(), "free".to_owned(), "pro".to_owned()];
+        assert_eq!(
+            FieldKind::parse("single_choice", &twice, None)
+                .unwrap()
+                .choices(),
+            ["pro", "free"]
+        );
         assert!(matches!(
             FieldKind::parse("colour", &[], None),
             Err(KindProblem::Kind(_))

@@ -14,6 +14,9 @@ pub const MAX_TAG_CHARS: usize = 64;
 /// The most tags one ticket carries.
 pub const MAX_TAGS_PER_TICKET: usize = 20;
 
+/// The most tags one request may list, before duplicates merge (the protos declare it).
+pub const MAX_TAGS_PER_REQUEST: usize = 32;
+
 /// One normalized tag.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Tag(String);
@@ -75,6 +78,15 @@ pub struct TagSet(BTreeSet<Tag>);
 impl TagSet {
     /// Parses every tag of `raw`; the error names the first refused one by its index.
     pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<Self, (Option<usize>, InvalidValue)> {
+        if raw.len() > MAX_TAGS_PER_REQUEST {
+            return Err((
+                None,
+                InvalidValue::new(format!(
+                    "a request lists at most {MAX_TAGS_PER_REQUEST} tags, this one {}",
+                    raw.len()
+                )),
+            ));
+        }
         let mut tags = BTreeSet::new();
         for (index, one) in raw.iter().enumerate() {
             let tag = Tag::parse(one.as_ref()).map_err(|problem| (Some(index), problem))?;

@@ -61,12 +61,33 @@ const NOT_READ: &[(&str, &str, &str)] = &[
         "ticket.assignee_id",
         "a ticket is assigned by AssignTicket",
     ),
+    (
+        "UpdateCustomField",
+        "custom_field.key",
+        "a field's key never changes",
+    ),
+    (
+        "UpdateCustomField",
+        "custom_field.kind",
+        "a field's kind never changes",
+    ),
+    (
+        "UpdateCustomField",
+        "custom_field.choices",
+        "the fixture is a text field; CreateCustomField's cases try the options",
+    ),
+    (
+        "UpdateCustomField",
+        "custom_field.pattern",
+        "the fixture is a text field; CreateCustomField's cases try the pattern",
+    ),
 ];
 
 /// Each pattern the protos declare, with a value it accepts and one it refuses.
 const PATTERN_SAMPLES: &[(&str, &str, &str)] = &[
     (r"[^\x{09}-\x{0D}\x{85}\p{Z}]", "x", " \t\u{3000}"),
     ("^[!-~]{1,255}$", "evt_1", "evt 1"),
+    ("^[a-z][a-z0-9_]*$", "plan_2", "2plan"),
     (
         Email::PATTERN,
         " Jane.Doe+x@Example.COM",
@@ -110,6 +131,7 @@ const TRIED: &[&str] = &[
     "string.uuid",
     "int32.gte",
     "int32.gt",
+    "int32.lte",
     "int64.gte",
     "int64.gt",
     "enum.defined_only",
@@ -561,6 +583,10 @@ fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
             cases.push(case((beyond + 1).to_string(), value(beyond + 1), true));
             cases.push(case(beyond.to_string(), value(beyond), false));
         }
+        if let Some(maximum) = number(&bounds, "lte") {
+            cases.push(case(maximum.to_string(), value(maximum), true));
+            cases.push(case((maximum + 1).to_string(), value(maximum + 1), false));
+        }
     }
     let enum_cases = |enum_rules: &DynamicMessage, wrap: &dyn Fn(i32) -> Value| {
         let Kind::Enum(descriptor) = rule.field.kind() else {
@@ -600,7 +626,56 @@ fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
     let string_items = sub_rules(rules, "repeated")
         .and_then(|repeated| sub_rules(&repeated, "items"))
         .and_then(|items| sub_rules(&items, "string"));
-    if let Some(string_rules) = &string_items {
+    let one_string = |text: String| Some(Value::List(vec![Value::String(text)]));
+    if let Some(string_rules) = &string_items
+        && self::rule(string_rules, "in").is_none()
+    {
+        // Items free-form within limits: one item at each limit, and one just past it.
+        if let Some(maximum) = number(string_rules, "max_len") {
+            let at = usize::try_from(maximum).expect("a length");
+            cases.push(case(
+                format!("[{maximum} characters]"),
+                one_string("a".repeat(at)),
+                true,
+            ));
+            cases.push(case(
+                format!("[{} characters]", maximum + 1),
+                one_string("a".repeat(at + 1)),
+                false,
+            ));
+        }
+        if let Some(minimum) = number(string_rules, "min_len")
+            && minimum > 0
+        {
+            let at = usize::try_from(minimum).expect("a length");
+            cases.push(case(
+                format!("[{minimum} characters]"),
+                one_string("a".repeat(at)),
+                true,
+            ));
+            cases.push(case(
+                format!("[{} characters]", minimum - 1),
+                one_string("a".repeat(at - 1)),
+                false,
+            ));
+        }
+        if let Some(Value::String(pattern)) = self::rule(string_rules, "pattern") {
+            let (_, accepted, refused) = PATTERN_SAMPLES
+                .iter()
+                .find(|(declared, _, _)| *declared == pattern)
+                .unwrap_or_else(|| panic!("{}: no samples for the pattern {pattern}", rule.path));
+            cases.push(case(
+                format!("[{accepted:?}]"),
+                one_string((*accepted).into()),
+                true,
+            ));
+            cases.push(case(
+                format!("[{refused:?}]"),
+                one_string((*refused).into()),
+                false,
+            ));
+        }
+    } else if let Some(string_rules) = &string_items {
         // Each name the list's items may be, alone, and one they may not.
         let Some(Value::List(allowed)) = self::rule(string_rules, "in") else {
             panic!("{}: string items without `in`", rule.path);
@@ -645,9 +720,23 @@ fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
             .as_ref()
             .and_then(|string_rules| match self::rule(string_rules, "in") {
                 Some(Value::List(allowed)) => allowed.first().cloned(),
-                _ => None,
+                // Free-form items: the pattern's accepted sample, else one letter.
+                _ => Some(Value::String(
+                    match self::rule(string_rules, "pattern") {
+                        Some(Value::String(pattern)) => PATTERN_SAMPLES
+                            .iter()
+                            .find(|(declared, _, _)| *declared == pattern)
+                            .map_or("a", |(_, accepted, _)| *accepted),
+                        _ => "a",
+                    }
+                    .to_owned(),
+                )),
             })
             .or_else(enum_item)
+            .or_else(|| {
+                // A list of free-form strings without item rules: one letter each.
+                matches!(rule.field.kind(), Kind::String).then(|| Value::String("a".into()))
+            })
             .unwrap_or_else(|| panic!("{}: no item to make a list of", rule.path));
         let list = |count: i64| Some(Value::List((0..count).map(|_| item.clone()).collect()));
         cases.push(case(format!("{maximum} items"), list(maximum), true));
@@ -664,12 +753,13 @@ fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
         let item = sub_rules(&repeated, "items")
             .and_then(|items| sub_rules(&items, "enum"))
             .and_then(|enum_rules| numbers(&enum_rules, "in").first().copied())
+            .map(Value::EnumNumber)
+            .or_else(|| {
+                // A list of free-form strings: one letter each.
+                matches!(rule.field.kind(), Kind::String).then(|| Value::String("a".into()))
+            })
             .unwrap_or_else(|| panic!("{}: no item to make a list of", rule.path));
-        let list = |count: i64| {
-            Some(Value::List(
-                (0..count).map(|_| Value::EnumNumber(item)).collect(),
-            ))
-        };
+        let list = |count: i64| Some(Value::List((0..count).map(|_| item.clone()).collect()));
         cases.push(case(format!("{minimum} items"), list(minimum), true));
         if minimum > 0 {
             cases.push(case(
@@ -862,6 +952,32 @@ impl Fixtures {
     }
 }
 
+/// The valid request a rule of `path` is tried on: where the parts of a declaration agree only
+/// in some combinations (a custom field's options go with the choice kinds, its pattern with
+/// the pattern kind), the one in which the part tried is read; otherwise [`valid_request`].
+fn valid_request_for(method: &str, path: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
+    let unique = uuid::Uuid::now_v7().simple().to_string();
+    let field = |kind: v1::CustomFieldKind, pattern: &str| {
+        v1::CreateCustomFieldRequest {
+            custom_field: Some(v1::CustomField {
+                key: format!("f{unique}"),
+                title: "Declared rules".into(),
+                kind: kind.into(),
+                pattern: pattern.into(),
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec()
+    };
+    match (method, path) {
+        ("CreateCustomField", "custom_field.kind") => Some(field(v1::CustomFieldKind::Text, "")),
+        ("CreateCustomField", "custom_field.pattern") => {
+            Some(field(v1::CustomFieldKind::Pattern, "[0-9]+"))
+        }
+        _ => valid_request(method, fixtures),
+    }
+}
+
 /// A valid request of each RPC that has declared rules, as bytes (fresh ones each time: some
 /// create something unique).
 fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
@@ -989,10 +1105,16 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
         "UpdateCustomField" => v1::UpdateCustomFieldRequest {
             custom_field: Some(v1::CustomField {
                 id: fixtures.custom_field.id.clone(),
+                // The fixture's own key and kind: never changed, sent so that a client's
+                // check of the whole message passes.
+                key: "fixture".into(),
+                kind: v1::CustomFieldKind::Text.into(),
                 title: "Renamed".into(),
+                description: "Still declared".into(),
+                position: 1,
                 ..Default::default()
             }),
-            update_mask: mask(&["title"]),
+            update_mask: mask(&["title", "description", "position"]),
         }
         .encode_to_vec(),
         "GetWebhookEndpoint" => v1::GetWebhookEndpointRequest { id: nothing() }.encode_to_vec(),
@@ -1045,7 +1167,7 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
                 priority: v1::TicketPriority::High.into(),
                 ..Default::default()
             }),
-            update_mask: mask(&["subject", "description", "priority"]),
+            update_mask: mask(&["subject", "description", "priority", "tags"]),
         }
         .encode_to_vec(),
         "AddComment" => v1::AddCommentRequest {
@@ -1335,7 +1457,7 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
                     }
                     let mut request = DynamicMessage::decode(
                         method.input(),
-                        valid_request(name, &fixtures)
+                        valid_request_for(name, &rule.path, &fixtures)
                             .expect("a valid request")
                             .as_slice(),
                     )
