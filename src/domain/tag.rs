@@ -15,7 +15,7 @@ pub const MAX_TAG_CHARS: usize = 64;
 pub const MAX_TAGS_PER_TICKET: usize = 20;
 
 /// The most tags one request may list, before duplicates merge (the protos declare it).
-pub const MAX_TAGS_PER_REQUEST: usize = 32;
+const MAX_TAGS_PER_REQUEST: usize = 32;
 
 /// One normalized tag.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

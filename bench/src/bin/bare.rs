@@ -193,6 +193,7 @@ fn to_wire((row, requester_email): (TicketRow, String)) -> v1::Ticket {
         create_time: Some(timestamp(row.created_at)),
         update_time: Some(timestamp(row.updated_at)),
         etag: format!("v{}", row.version),
+        tags: row.tags.into_iter().flatten().collect(),
     }
 }
 
@@ -335,6 +336,20 @@ impl TicketService for Bare {
     async fn resolve_ticket(
         &self,
         _: Request<v1::ResolveTicketRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        Err(not_served())
+    }
+
+    async fn add_ticket_tags(
+        &self,
+        _: Request<v1::AddTicketTagsRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        Err(not_served())
+    }
+
+    async fn remove_ticket_tags(
+        &self,
+        _: Request<v1::RemoveTicketTagsRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
         Err(not_served())
     }

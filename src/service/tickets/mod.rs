@@ -516,7 +516,7 @@ impl TicketDesk {
         }
         Ok(match self.finish(outcome).await {
             Outcome::Done(ticket) => Outcome::Done(seen_by(caller, ticket)),
-            other => other,
+            other @ (Outcome::Failed(_) | Outcome::Replay(_)) => other,
         })
     }
 
