@@ -813,7 +813,10 @@ mod tests {
             parse_value(&multiple, &RawValue::List(vec![])).unwrap(),
             None
         );
-        assert_eq!(Choices::parse(&["a", "b", "a"]).unwrap().as_slice(), ["a", "b"]);
+        assert_eq!(
+            Choices::parse(&["a", "b", "a"]).unwrap().as_slice(),
+            ["a", "b"]
+        );
         assert!(Choices::parse::<&str>(&[]).is_err());
     }
 
