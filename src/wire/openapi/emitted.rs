@@ -204,6 +204,12 @@ const FIELDS: &[(&str, Holds)] = &[
     ),
     ("supportdesk.v1.WebhookEndpoint.id", Holds::Uuid),
     ("supportdesk.v1.Group.id", Holds::Uuid),
+    ("supportdesk.v1.CustomField.id", Holds::Uuid),
+    // The whole catalogue in one answer: at most 100 fields an account may define.
+    (
+        "supportdesk.v1.ListCustomFieldsResponse.custom_fields",
+        Holds::AtMostItems(100),
+    ),
     ("supportdesk.v1.GroupMember.group_id", Holds::Uuid),
     ("supportdesk.v1.GroupMember.user_id", Holds::Uuid),
     // `failing`, `by_admin`, or empty (the `webhook_endpoints.disabled_reason` CHECK).
