@@ -562,7 +562,8 @@ async fn create_in_transaction(
              INSERT INTO tickets (id, account_id, subject, description, priority, status, \
              requester_id) VALUES ($3, $2, $6, $7, 'normal', 'new', $8) \
              RETURNING id, account_id, subject, description, priority, status, requester_id, \
-             assignee_id, created_at, updated_at, version, deleted_at, tags",
+             assignee_id, created_at, updated_at, version, deleted_at, tags, custom_fields, \
+             group_id",
         )
         .bind::<SqlUuid, _>(Uuid::now_v7())
         .bind::<SqlUuid, _>(caller.account_id)

@@ -43,6 +43,17 @@ pub struct TicketRow {
     /// Absent from the event snapshots written before migration 40: no tags then.
     #[serde(default)]
     pub tags: Vec<Option<String>>,
+    /// Custom field values by key, as written (a JSON object). Absent from the event snapshots
+    /// written before migration 42: none then.
+    #[serde(default = "no_custom_fields")]
+    pub custom_fields: serde_json::Value,
+    /// Absent from the event snapshots written before migration 42: no group then.
+    #[serde(default)]
+    pub group_id: Option<Uuid>,
+}
+
+fn no_custom_fields() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 /// A ticket to insert ([`NewTicket::insert_recorded`]).
@@ -103,7 +114,8 @@ struct SearchRow {
 
 /// The columns of a ticket row as the feed and search select them (table alias `t`).
 const TICKET_COLUMNS: &str = "t.id, t.account_id, t.subject, t.description, t.priority, t.status, \
-     t.requester_id, t.assignee_id, t.created_at, t.updated_at, t.version, t.deleted_at, t.tags";
+     t.requester_id, t.assignee_id, t.created_at, t.updated_at, t.version, t.deleted_at, t.tags, \
+     t.custom_fields, t.group_id";
 
 /// The planner's estimate of the tickets a search's words match.
 #[derive(QueryableByName)]
@@ -149,7 +161,8 @@ impl NewTicket<'_> {
                  (id, account_id, subject, description, priority, status, requester_id, \
                  assignee_id, tags) VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $22) \
                  RETURNING id, account_id, subject, description, priority, status, requester_id, \
-                 assignee_id, created_at, updated_at, version, deleted_at, tags",
+                 assignee_id, created_at, updated_at, version, deleted_at, tags, custom_fields, \
+                 group_id",
             )
             .bind::<sql_types::Uuid, _>(record.id)
             .bind::<sql_types::Uuid, _>(record.account_id)
