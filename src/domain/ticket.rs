@@ -3,6 +3,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::{
     AccountId, Email, FieldChange, FieldChanges, InvalidValue, MAX_TAGS_PER_TICKET, PageCursor,
@@ -127,6 +128,8 @@ pub struct NewTicketRequest {
     /// Who the ticket is for; `None` means the caller (customers only).
     pub requester_email: Option<Email>,
     pub assignee: Option<UserId>,
+    /// The group to open it in (agents only); with an assignee, one of its members.
+    pub group: Option<Uuid>,
     /// The tags to open it with (agents only: customers neither see nor set tags).
     pub tags: TagSet,
 }
@@ -145,6 +148,8 @@ pub struct Ticket {
     pub assignee_id: Option<UserId>,
     /// Agent-side labels, normalized and sorted (docs/tickets.md, "Tags").
     pub tags: TagSet,
+    /// The group the ticket is assigned to (docs/tickets.md, "Groups").
+    pub group_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Grows by one with every change.
@@ -153,9 +158,10 @@ pub struct Ticket {
 
 impl Ticket {
     /// The ticket as a customer sees it: tags are the desk's own labels ("angry", "refund-risk")
-    /// and, as in Zendesk, never shown to the requester.
+    /// and, as in Zendesk, never shown to the requester; nor is the group that works on it.
     pub fn as_seen_by_customer(mut self) -> Self {
         self.tags = TagSet::default();
+        self.group_id = None;
         self
     }
 
@@ -184,6 +190,8 @@ impl Ticket {
             after: self.clone(),
             changes: FieldChanges::new(),
             assignee_to_check: None,
+            group_to_check: None,
+            membership_to_check: None,
             reopens: false,
             deletes: false,
         };
@@ -258,7 +266,7 @@ impl Ticket {
                     ..decision(TicketAction::Updated)
                 })
             }
-            TicketChange::Assign(assignee) => {
+            TicketChange::Assign { assignee, group } => {
                 self.ensure_not_final("assign")?;
                 if *assignee != self.assignee_id {
                     let text = |id: Option<UserId>| id.map(|id| id.to_string());
@@ -269,6 +277,16 @@ impl Ticket {
                         text(*assignee).as_deref(),
                     );
                     after.assignee_id = *assignee;
+                }
+                if let Some(group) = group.filter(|new| *new != self.group_id) {
+                    let text = |id: Option<Uuid>| id.map(|id| id.to_string());
+                    note(
+                        &mut changes,
+                        "group_id",
+                        text(self.group_id).as_deref(),
+                        text(group).as_deref(),
+                    );
+                    after.group_id = group;
                 }
                 if assignee.is_some() {
                     after.status = self.status.after_assignment();
@@ -281,10 +299,14 @@ impl Ticket {
                         Some(after.status.as_str()),
                     );
                 }
+                let group_to_check = after.group_id.filter(|_| after.group_id != self.group_id);
+                let membership_to_check = after.group_id.zip(after.assignee_id);
                 Ok(TicketDecision {
                     after,
                     changes,
                     assignee_to_check: *assignee,
+                    group_to_check,
+                    membership_to_check,
                     ..decision(TicketAction::Assigned)
                 })
             }
@@ -358,8 +380,12 @@ pub enum TicketChange {
         add: TagSet,
         remove: TagSet,
     },
-    /// Assign to someone, or unassign with `None`.
-    Assign(Option<UserId>),
+    /// Assign to someone, or unassign with `None`; with `group`, move the ticket to a group, or
+    /// (`Some(None)`) out of its group. Without, the ticket keeps its group.
+    Assign {
+        assignee: Option<UserId>,
+        group: Option<Option<Uuid>>,
+    },
     Transition(TicketTransition),
     /// A comment was added: the ticket records it and counts as changed.
     Comment {
@@ -379,6 +405,11 @@ pub struct TicketDecision {
     pub changes: FieldChanges,
     /// An assignee that must be an active agent or admin of the account.
     pub assignee_to_check: Option<UserId>,
+    /// A group the ticket moves to, which must be a live group of the account.
+    pub group_to_check: Option<Uuid>,
+    /// A group and an assignee the change leaves the ticket with together: the assignee must be
+    /// a member of the group.
+    pub membership_to_check: Option<(Uuid, UserId)>,
     /// The ticket is open again, so the requester's open-ticket limit applies.
     pub reopens: bool,
     pub deletes: bool,
@@ -600,6 +631,7 @@ mod tests {
             requester_email: Email::parse("jane@example.com").unwrap(),
             assignee_id: assignee,
             tags: TagSet::default(),
+            group_id: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
             version: 1,
@@ -649,14 +681,75 @@ mod tests {
     fn assigning_a_new_ticket_opens_it_and_names_the_assignee_to_check() {
         let agent = UserId::generate();
         let decision = ticket(TicketStatus::New, None)
-            .apply(&TicketChange::Assign(Some(agent)))
+            .apply(&TicketChange::Assign {
+                assignee: Some(agent),
+                group: None,
+            })
             .unwrap();
         assert_eq!(decision.after.status, TicketStatus::Open);
         assert_eq!(decision.after.assignee_id, Some(agent));
         assert_eq!(decision.assignee_to_check, Some(agent));
+        assert_eq!(decision.membership_to_check, None);
         assert_eq!(
             decision.changes.keys().collect::<Vec<_>>(),
             ["assignee_id", "status"]
+        );
+    }
+
+    #[test]
+    fn assigning_to_a_group_records_it_and_names_the_membership_to_check() {
+        let agent = UserId::generate();
+        let group = Uuid::now_v7();
+        let decision = ticket(TicketStatus::Open, Some(agent))
+            .apply(&TicketChange::Assign {
+                assignee: Some(agent),
+                group: Some(Some(group)),
+            })
+            .unwrap();
+        assert_eq!(decision.after.group_id, Some(group));
+        assert_eq!(decision.group_to_check, Some(group));
+        assert_eq!(decision.membership_to_check, Some((group, agent)));
+        assert_eq!(
+            decision.changes.into_iter().collect::<Vec<_>>(),
+            [(
+                "group_id".to_owned(),
+                FieldChange {
+                    old: None,
+                    new: Some(group.to_string())
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn an_assignment_without_a_group_keeps_the_ticket_in_its_group() {
+        let agent = UserId::generate();
+        let group = Uuid::now_v7();
+        let mut current = ticket(TicketStatus::Open, None);
+        current.group_id = Some(group);
+        let kept = current
+            .apply(&TicketChange::Assign {
+                assignee: Some(agent),
+                group: None,
+            })
+            .unwrap();
+        assert_eq!(kept.after.group_id, Some(group));
+        assert_eq!(kept.group_to_check, None);
+        assert_eq!(kept.membership_to_check, Some((group, agent)));
+        let left = current
+            .apply(&TicketChange::Assign {
+                assignee: Some(agent),
+                group: Some(None),
+            })
+            .unwrap();
+        assert_eq!(left.after.group_id, None);
+        assert_eq!(left.membership_to_check, None);
+        assert_eq!(
+            left.changes.get("group_id"),
+            Some(&FieldChange {
+                old: Some(group.to_string()),
+                new: None
+            })
         );
     }
 
@@ -670,7 +763,10 @@ mod tests {
                 priority: Some(TicketPriority::High),
                 tags: None,
             },
-            TicketChange::Assign(None),
+            TicketChange::Assign {
+                assignee: None,
+                group: None,
+            },
             TicketChange::Comment {
                 comment_id: "c".to_owned(),
                 public: true,

@@ -22,6 +22,7 @@ pub const TICKET_FIELDS: &[&str] = &[
     "update_time",
     "etag",
     "tags",
+    "group_id",
 ];
 
 /// Which fields of a resource a read returns (AIP-157). Empty or `*`: all of them.

@@ -154,6 +154,12 @@ reasons! {
     GroupLimit = "GROUP_LIMIT",
     /// DeleteGroup while tickets that are not solved or closed are assigned to the group.
     GroupHasOpenTickets = "GROUP_HAS_OPEN_TICKETS",
+    /// RemoveGroupMember while the member is the assignee of a ticket of the group that is not
+    /// solved or closed.
+    GroupMemberHasOpenTickets = "GROUP_MEMBER_HAS_OPEN_TICKETS",
+    /// AssignTicket or CreateTicket leaving a ticket with a group and an assignee who is not a
+    /// member of it.
+    AssigneeNotInGroup = "ASSIGNEE_NOT_IN_GROUP",
     /// The account already has as many custom fields as allowed.
     CustomFieldLimit = "CUSTOM_FIELD_LIMIT",
     /// An AttachmentService RPC on a deployment without object storage.

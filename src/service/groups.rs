@@ -185,6 +185,11 @@ impl Groups {
         .await
     }
 
+    /// Removes a member from a live group, unless they are the assignee of a ticket of the
+    /// group that is neither solved nor closed: no open ticket's assignee is ever outside its
+    /// group. The membership is deleted first, which waits for an assignment deciding on it
+    /// (`FOR KEY SHARE`, [`GroupMemberRow::share`]); the count after it, a statement of its
+    /// own, sees the ticket that assignment wrote, and a refusal rolls the deletion back.
     pub async fn remove_member(
         &self,
         write: &KeyedWrite<'_, ()>,
@@ -196,11 +201,26 @@ impl Groups {
             GroupRow::lock_live(conn, account_id, group_id, false)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::Group, group_id))?;
-            if GroupMemberRow::remove(conn, account_id, group_id, user_id).await? {
-                Ok(())
-            } else {
-                Err(AppError::not_found(Resource::GroupMember, user_id))
+            if !GroupMemberRow::remove(conn, account_id, group_id, user_id).await? {
+                return Err(AppError::not_found(Resource::GroupMember, user_id));
             }
+            let open = GroupMemberRow::open_tickets(conn, account_id, group_id, user_id).await?;
+            if open > 0 {
+                return Err(AppError::FailedPrecondition {
+                    reason: Reason::GroupMemberHasOpenTickets,
+                    message: format!(
+                        "the member is the assignee of {open} tickets of the group that are neither solved nor closed; reassign them first"
+                    ),
+                    violations: vec![PreconditionViolation {
+                        kind: "GROUP_MEMBER_HAS_OPEN_TICKETS".to_owned(),
+                        subject: format!("groups/{group_id}"),
+                        description: format!(
+                            "users/{user_id} is the assignee of {open} open tickets of the group"
+                        ),
+                    }],
+                });
+            }
+            Ok(())
         })
         .await
     }

@@ -194,6 +194,7 @@ fn to_wire((row, requester_email): (TicketRow, String)) -> v1::Ticket {
         update_time: Some(timestamp(row.updated_at)),
         etag: format!("v{}", row.version),
         tags: row.tags.into_iter().flatten().collect(),
+        group_id: row.group_id.map(|id| id.to_string()).unwrap_or_default(),
     }
 }
 

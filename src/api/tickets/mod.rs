@@ -16,7 +16,7 @@ use crate::domain::{
     NewTicketRequest, NoCustomFields, PageScope, PageSize, PageTokenKeys, SearchCursor,
     SearchOrder, SearchText, TagSet, TextPageCursor, Ticket, TicketDescription, TicketFilter,
     TicketFilterExpr, TicketId, TicketOrder, TicketPriority, TicketSearch, TicketStatus,
-    TicketSubject, TicketTransition, Timestamp, UserId, within_list_bound,
+    TicketSubject, TicketTransition, Timestamp, UserId, hyphenated_uuid, within_list_bound,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -457,8 +457,13 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                 .check("assignee_id", UserId::parse(raw))
                 .map(Some),
         };
+        let group = match message.group_id.as_deref() {
+            None => Some(None),
+            Some(raw) => optional_group(&mut violations, "group_id", raw).map(Some),
+        };
         let etag = optional_etag(&mut violations, "etag", &message.etag);
-        let (Some(id), Some(assignee), Some(etag)) = (id, assignee, etag) else {
+        let (Some(id), Some(assignee), Some(group), Some(etag)) = (id, assignee, group, etag)
+        else {
             return Err(AppError::InvalidArgument(violations).into());
         };
         let outcome = self
@@ -467,6 +472,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                 &keyed.write(&stored_as(&ticket_response)),
                 id,
                 assignee,
+                group,
                 etag,
             )
             .await?;
@@ -631,6 +637,24 @@ fn id_and_etag(id: &str, etag: &str) -> Result<(TicketId, Option<Etag>), AppErro
     }
 }
 
+/// A group a request names: empty for none, otherwise a UUID in its hyphenated form.
+fn optional_group(
+    violations: &mut FieldViolations,
+    field: &str,
+    raw: &str,
+) -> Option<Option<uuid::Uuid>> {
+    if raw.is_empty() {
+        return Some(None);
+    }
+    violations
+        .check(
+            field,
+            hyphenated_uuid(raw)
+                .ok_or_else(|| InvalidValue::new("must be empty or a UUID in its hyphenated form")),
+        )
+        .map(Some)
+}
+
 /// An empty etag means "unconditionally"; anything else must be one this API issued.
 fn optional_etag(violations: &mut FieldViolations, field: &str, raw: &str) -> Option<Option<Etag>> {
     if raw.trim().is_empty() {
@@ -643,7 +667,7 @@ fn optional_etag(violations: &mut FieldViolations, field: &str, raw: &str) -> Op
 fn not_editable(path: &str) -> InvalidValue {
     let hint = match path {
         "status" => "change it with ResolveTicket, ReopenTicket or CloseTicket",
-        "assignee_id" => "change it with AssignTicket",
+        "assignee_id" | "group_id" => "change it with AssignTicket",
         "id" | "account_id" | "requester_id" | "requester_email" | "create_time"
         | "update_time" | "etag" => "it cannot be changed",
         _ => "it is not a field of Ticket",
@@ -800,6 +824,7 @@ fn parse_new_ticket(
             .check("ticket.assignee_id", UserId::parse(raw))
             .map(Some),
     };
+    let group = optional_group(&mut violations, "ticket.group_id", &ticket.group_id);
     let tags = if customer && !ticket.tags.is_empty() {
         violations.add(
             "ticket.tags",
@@ -815,6 +840,7 @@ fn parse_new_ticket(
         priority,
         requester_email,
         assignee,
+        group,
         tags,
     ) {
         (
@@ -823,6 +849,7 @@ fn parse_new_ticket(
             Some(priority),
             Some(requester_email),
             Some(assignee),
+            Some(group),
             Some(tags),
         ) if violations.is_empty() => Ok(NewTicketRequest {
             subject,
@@ -830,6 +857,7 @@ fn parse_new_ticket(
             priority,
             requester_email,
             assignee,
+            group,
             tags,
         }),
         _ => Err(AppError::InvalidArgument(violations)),

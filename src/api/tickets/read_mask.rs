@@ -37,6 +37,7 @@ pub(super) fn masked(ticket: v1::Ticket, mask: &ReadMask) -> v1::Ticket {
         update_time,
         etag,
         tags,
+        group_id,
     } = ticket;
     v1::Ticket {
         id: pick(mask, "id", id),
@@ -52,5 +53,6 @@ pub(super) fn masked(ticket: v1::Ticket, mask: &ReadMask) -> v1::Ticket {
         update_time: pick(mask, "update_time", update_time),
         etag: pick(mask, "etag", etag),
         tags: pick(mask, "tags", tags),
+        group_id: pick(mask, "group_id", group_id),
     }
 }

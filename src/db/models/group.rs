@@ -222,6 +222,25 @@ impl GroupRow {
         Ok(counted.count)
     }
 
+    /// Whether `id` is a live group of the account, holding it `FOR KEY SHARE` until the
+    /// transaction ends: an assignment to it goes on beside changes of its name and members,
+    /// and its deletion (`FOR UPDATE`) waits for the assignment, then counts its ticket.
+    pub async fn share_live(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> AppResult<bool> {
+        let counted: Counted = diesel::sql_query(
+            "SELECT count(*) AS count FROM (SELECT 1 FROM groups \
+             WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL FOR KEY SHARE) AS live",
+        )
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<SqlUuid, _>(id)
+        .get_result(conn)
+        .await?;
+        Ok(counted.count > 0)
+    }
+
     /// Marks a locked group deleted and removes its members, in one statement.
     pub async fn soft_delete(
         conn: &mut AsyncPgConnection,
@@ -292,6 +311,48 @@ impl GroupMemberRow {
         .execute(conn)
         .await?;
         Ok(deleted > 0)
+    }
+
+    /// Whether `user_id` is a member of the group, holding the membership `FOR KEY SHARE` until
+    /// the transaction ends: its removal ([`GroupMemberRow::remove`]) waits for an assignment
+    /// deciding on it, then sees the ticket the assignment wrote.
+    pub async fn share(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        group_id: Uuid,
+        user_id: Uuid,
+    ) -> AppResult<bool> {
+        let counted: Counted = diesel::sql_query(
+            "SELECT count(*) AS count FROM (SELECT 1 FROM group_members \
+             WHERE account_id = $1 AND group_id = $2 AND user_id = $3 FOR KEY SHARE) AS member",
+        )
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<SqlUuid, _>(group_id)
+        .bind::<SqlUuid, _>(user_id)
+        .get_result(conn)
+        .await?;
+        Ok(counted.count > 0)
+    }
+
+    /// How many tickets of the group that are neither solved nor closed (nor deleted) have
+    /// `user_id` as their assignee.
+    pub async fn open_tickets(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        group_id: Uuid,
+        user_id: Uuid,
+    ) -> AppResult<i64> {
+        let counted: Counted = diesel::sql_query(
+            "SELECT count(*) AS count FROM tickets \
+             WHERE account_id = $1 AND group_id = $2 AND assignee_id = $3 \
+               AND deleted_at IS NULL AND status NOT IN ('solved', 'closed')",
+        )
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<SqlUuid, _>(group_id)
+        .bind::<SqlUuid, _>(user_id)
+        .get_result(conn)
+        .await?;
+        Ok(counted.count)
     }
 
     /// The group's members, longest-standing first.

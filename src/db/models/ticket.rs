@@ -69,6 +69,7 @@ pub struct NewTicket<'a> {
     pub assignee_id: Option<Uuid>,
     /// Normalized and sorted (`TagSet::to_strings`).
     pub tags: &'a [String],
+    pub group_id: Option<Uuid>,
 }
 
 /// The columns a change may set; `None` leaves a column as it is. Every change bumps the
@@ -82,6 +83,7 @@ pub struct TicketChangeset {
     pub status: Option<String>,
     pub assignee_id: Option<Option<Uuid>>,
     pub tags: Option<Vec<Option<String>>>,
+    pub group_id: Option<Option<Uuid>>,
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
@@ -159,7 +161,8 @@ impl NewTicket<'_> {
                  ticket_id) VALUES ($16, $9, $17, $18, $19, $20, $21, $8)) \
                  INSERT INTO tickets \
                  (id, account_id, subject, description, priority, status, requester_id, \
-                 assignee_id, tags) VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $22) \
+                 assignee_id, tags, group_id) \
+                 VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $22, $23) \
                  RETURNING id, account_id, subject, description, priority, status, requester_id, \
                  assignee_id, created_at, updated_at, version, deleted_at, tags, custom_fields, \
                  group_id",
@@ -185,7 +188,8 @@ impl NewTicket<'_> {
             .bind::<sql_types::Text, _>(notification.recipient_address)
             .bind::<sql_types::Jsonb, _>(&notification.data)
             .bind::<sql_types::Text, _>(&notification.message_id)
-            .bind::<sql_types::Array<sql_types::Text>, _>(self.tags),
+            .bind::<sql_types::Array<sql_types::Text>, _>(self.tags)
+            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(self.group_id),
         )
         .get_result::<TicketRow>(conn)
         .await?
@@ -206,6 +210,7 @@ impl TicketChangeset {
                 .then(|| after.assignee_id.map(|id| id.as_uuid())),
             tags: (before.tags != after.tags)
                 .then(|| after.tags.to_strings().into_iter().map(Some).collect()),
+            group_id: (before.group_id != after.group_id).then_some(after.group_id),
             deleted_at: deletes.then(Utc::now),
         }
     }
@@ -324,7 +329,7 @@ impl TicketRow {
         ticket: &Ticket,
         changes: &TicketChangeset,
     ) -> AppResult<Ticket> {
-        // A changeset of seven optional columns: at most 128 shapes, each prepared once.
+        // A changeset of eight optional columns: at most 256 shapes, each prepared once.
         KeepPrepared(
             diesel::update(tickets::table.find(ticket.id.as_uuid()))
                 .set((
@@ -802,6 +807,7 @@ impl TicketRow {
                 .flatten()
                 .map(Tag::from_stored)
                 .collect(),
+            group_id: self.group_id,
             created_at: self.created_at,
             updated_at: self.updated_at,
             version: self.version,

@@ -32,8 +32,8 @@ use crate::auth::Caller;
 use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::{
-    FirstPageBound, NewActivity, NewNotification, NewTicket, NewUser, TicketChangeset, TicketRow,
-    UserRow,
+    FirstPageBound, GroupMemberRow, GroupRow, NewActivity, NewNotification, NewTicket, NewUser,
+    TicketChangeset, TicketRow, UserRow,
 };
 use crate::db::{self, PgPool};
 use crate::domain::{
@@ -131,7 +131,7 @@ impl TicketDesk {
                 ));
             }
         };
-        if request.assignee.is_some() {
+        if request.assignee.is_some() || request.group.is_some() {
             caller.require(Role::Agent)?;
         }
         if caller.restricted_to_user().is_some() && !request.tags.is_empty() {
@@ -154,6 +154,12 @@ impl TicketDesk {
         let outcome = idempotency::transaction(&self.pool, write, Written::ticket, async |conn| {
             if let Some(assignee) = request.assignee {
                 ensure_agent(conn, account_id, assignee, "ticket.assignee_id").await?;
+            }
+            if let Some(group) = request.group {
+                ensure_group(conn, account_id, group, "ticket.group_id").await?;
+                if let Some(assignee) = request.assignee {
+                    ensure_member(conn, account_id, group, assignee).await?;
+                }
             }
             // Either way the requester's row ends up locked (an upsert locks the row it
             // inserts or updates), so that concurrent creates for one requester are counted
@@ -188,6 +194,7 @@ impl TicketDesk {
                 ("status", Some(TicketStatus::New.as_str().to_owned())),
                 ("requester_id", Some(requester.id.to_string())),
                 ("assignee_id", request.assignee.map(|id| id.to_string())),
+                ("group_id", request.group.map(|id| id.to_string())),
                 (
                     "tags",
                     (!request.tags.is_empty()).then(|| request.tags.to_strings().join(",")),
@@ -223,6 +230,7 @@ impl TicketDesk {
                 requester_id: requester.id.as_uuid(),
                 assignee_id: request.assignee.map(|id| id.as_uuid()),
                 tags: &tags,
+                group_id: request.group,
             }
             .insert_recorded(
                 conn,
@@ -410,15 +418,19 @@ impl TicketDesk {
             .await
     }
 
-    /// Assigns the ticket (or unassigns it, with `None`); a new ticket becomes open.
+    /// Assigns the ticket (or unassigns it, with `None`); a new ticket becomes open. With
+    /// `group`, the ticket moves to that group (`Some(None)`: out of its group); without, it
+    /// keeps its group. A ticket left with a group and an assignee has an assignee who is a
+    /// member of the group (docs/tickets.md, "Groups").
     pub async fn assign(
         &self,
         write: &KeyedWrite<'_, Ticket>,
         id: TicketId,
         assignee: Option<UserId>,
+        group: Option<Option<Uuid>>,
         etag: Option<Etag>,
     ) -> AppResult<Outcome<Ticket>> {
-        let change = TicketChange::Assign(assignee);
+        let change = TicketChange::Assign { assignee, group };
         self.change(write, id, etag, change).await
     }
 
@@ -480,6 +492,12 @@ impl TicketDesk {
                     .map_err(|rule| refused(&current, rule))?;
                 if let Some(assignee) = decision.assignee_to_check {
                     ensure_agent(conn, account_id, assignee, "assignee_id").await?;
+                }
+                if let Some(group) = decision.group_to_check {
+                    ensure_group(conn, account_id, group, "group_id").await?;
+                }
+                if let Some((group, assignee)) = decision.membership_to_check {
+                    ensure_member(conn, account_id, group, assignee).await?;
                 }
                 if decision.reopens {
                     self.ensure_below_open_limit(conn, account_id, current.requester_id.as_uuid())
@@ -701,6 +719,49 @@ async fn ensure_agent(
         )),
     }
 }
+/// Fails naming `field` unless `group` is a live group of the account, which it holds
+/// `FOR KEY SHARE` until the transaction ends (its deletion waits, then sees the ticket).
+async fn ensure_group(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    group: Uuid,
+    field: &str,
+) -> AppResult<()> {
+    if GroupRow::share_live(conn, account_id.as_uuid(), group).await? {
+        Ok(())
+    } else {
+        Err(AppError::invalid_field(
+            field,
+            &InvalidValue::new("names no group of this account"),
+        ))
+    }
+}
+
+/// Fails with FAILED_PRECONDITION `ASSIGNEE_NOT_IN_GROUP` unless `assignee` is a member of
+/// `group`; the membership is held `FOR KEY SHARE` until the transaction ends, so that its
+/// removal waits for the assignment and then sees the ticket (RemoveGroupMember refuses).
+async fn ensure_member(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    group: Uuid,
+    assignee: UserId,
+) -> AppResult<()> {
+    if GroupMemberRow::share(conn, account_id.as_uuid(), group, assignee.as_uuid()).await? {
+        return Ok(());
+    }
+    Err(AppError::FailedPrecondition {
+        reason: Reason::AssigneeNotInGroup,
+        message: format!(
+            "users/{assignee} is not a member of groups/{group}; add them to the group or choose a member"
+        ),
+        violations: vec![PreconditionViolation {
+            kind: "ASSIGNEE_NOT_IN_GROUP".to_owned(),
+            subject: format!("groups/{group}"),
+            description: format!("users/{assignee} is not a member of the group"),
+        }],
+    })
+}
+
 /// The acknowledgement of a new ticket to its requester, as the outbox row the ticket's statement
 /// writes.
 fn acknowledgement<'a>(

@@ -88,6 +88,7 @@ impl From<Ticket> for v1::Ticket {
             update_time: Some(timestamp(ticket.updated_at)),
             etag,
             tags: ticket.tags.to_strings(),
+            group_id: ticket.group_id.map(|id| id.to_string()).unwrap_or_default(),
         }
     }
 }

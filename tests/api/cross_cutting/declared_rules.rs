@@ -62,6 +62,11 @@ const NOT_READ: &[(&str, &str, &str)] = &[
         "a ticket is assigned by AssignTicket",
     ),
     (
+        "UpdateTicket",
+        "ticket.group_id",
+        "a ticket is assigned to a group by AssignTicket",
+    ),
+    (
         "UpdateCustomField",
         "custom_field.key",
         "a field's key never changes",
@@ -159,6 +164,16 @@ const CEL_SAMPLES: &[(&str, &[&str], &[&str])] = &[
         "update_ticket.update_mask",
         &["subject,priority", "*"],
         &["", "status", "subject,assignee_id", "subject.text"],
+    ),
+    (
+        "assign_ticket.group_id",
+        &["", "{existing}", "{EXISTING}"],
+        &[
+            "ticket-1",
+            " {existing}",
+            "urn:uuid:{existing}",
+            "{existing}0",
+        ],
     ),
     (
         "update_user.update_mask",
@@ -262,7 +277,13 @@ fn cel_sample(
 ) -> (Option<String>, Value) {
     let kind = field.kind();
     if kind == Kind::String {
-        return (None, Value::String(sample.to_owned()));
+        let text = match existing {
+            Some(existing) => sample
+                .replace("{existing}", &existing.to_string())
+                .replace("{EXISTING}", &existing.to_string().to_uppercase()),
+            None => sample.to_owned(),
+        };
+        return (None, Value::String(text));
     }
     let Kind::Message(message) = kind else {
         panic!("{}: no CEL samples for a field of {kind:?}", field.name());
@@ -941,6 +962,9 @@ impl Fixtures {
         let id = match (method, path) {
             ("CreateUpload", "comment_id") => self.comment.id.clone(),
             ("CreateTicket", "ticket.assignee_id") => self.agent.id.to_string(),
+            ("CreateTicket", "ticket.group_id") | ("AssignTicket", "group_id") => {
+                self.group.id.clone()
+            }
             ("UpdateTicket", "ticket") => self.ticket.id.clone(),
             ("UpdateUser", "user") => self.agent.id.to_string(),
             ("UpdateWebhookEndpoint", "webhook_endpoint") => self.endpoint.id.clone(),

@@ -283,6 +283,7 @@ async fn a_final_error_is_stored_and_replayed_even_after_things_change() {
             id: first.id.clone(),
             assignee_id: agent.id.to_string(),
             etag: String::new(),
+            group_id: None,
         }))
         .await
         .unwrap();

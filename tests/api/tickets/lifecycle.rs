@@ -59,6 +59,7 @@ async fn assign(app: &TestApp, id: &str, agent: &TestUser) -> v1::Ticket {
             id: id.to_owned(),
             assignee_id: agent.id.to_string(),
             etag: String::new(),
+            group_id: None,
         }))
         .await
         .expect("assigned")

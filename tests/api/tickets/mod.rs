@@ -4,6 +4,7 @@ pub(crate) mod basics;
 pub(crate) mod changes;
 pub(crate) mod export;
 pub(crate) mod filter;
+pub(crate) mod groups;
 pub(crate) mod lifecycle;
 pub(crate) mod queries;
 pub(crate) mod search;

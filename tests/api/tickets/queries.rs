@@ -63,6 +63,7 @@ async fn tickets_are_filtered_by_status_priority_assignee_requester_and_creation
             id: assigned.id.clone(),
             assignee_id: agent.id.to_string(),
             etag: String::new(),
+            group_id: None,
         }))
         .await
         .unwrap();
@@ -533,6 +534,7 @@ async fn get_ticket_reads_through_redis_and_no_write_leaves_a_stale_copy() {
             id: ticket.id.clone(),
             assignee_id: agent.id.to_string(),
             etag: String::new(),
+            group_id: None,
         }))
         .await
         .unwrap()
@@ -994,6 +996,7 @@ fn ticket_at(account_id: AccountId, id: TicketId, version: i64, subject: &str) -
         requester_email: Email::parse("requester@example.com").unwrap(),
         assignee_id: None,
         tags: Default::default(),
+        group_id: None,
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
         version,

@@ -323,6 +323,7 @@ async fn a_closed_ticket_cannot_be_tagged() {
             id: ticket.id.clone(),
             assignee_id: app.admin.id.to_string(),
             etag: String::new(),
+            group_id: None,
         }))
         .await
         .expect("assigned");

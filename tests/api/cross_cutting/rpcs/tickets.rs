@@ -462,6 +462,7 @@ fn assign_ticket_probe(attack: Attack<'_>) -> ProbeFuture<'_> {
                 id: ticket_id,
                 assignee_id: agent_id,
                 etag: String::new(),
+                group_id: None,
             }))
             .await;
         assert_refused(rpc, result, HIDDEN_OR_DENIED);
