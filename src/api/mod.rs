@@ -18,6 +18,7 @@ pub mod notifications;
 pub mod operations;
 pub mod tickets;
 pub mod users;
+pub mod views;
 pub mod webhook_endpoints;
 pub mod webhooks;
 

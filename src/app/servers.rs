@@ -23,6 +23,7 @@ use crate::api::notifications::NotificationApi;
 use crate::api::operations::OperationApi;
 use crate::api::tickets::TicketApi;
 use crate::api::users::UserApi;
+use crate::api::views::ViewApi;
 use crate::api::webhook_endpoints::WebhookEndpointApi;
 use crate::api::webhooks::WebhookApi;
 use crate::app::services::Services;
@@ -43,6 +44,7 @@ use crate::wire::proto::v1::group_service_server::GroupServiceServer;
 use crate::wire::proto::v1::notification_service_server::NotificationServiceServer;
 use crate::wire::proto::v1::ticket_service_server::TicketServiceServer;
 use crate::wire::proto::v1::user_service_server::UserServiceServer;
+use crate::wire::proto::v1::view_service_server::ViewServiceServer;
 use crate::wire::proto::v1::webhook_endpoint_service_server::WebhookEndpointServiceServer;
 use crate::wire::proto::v1::webhook_service_server::WebhookServiceServer;
 
@@ -79,6 +81,13 @@ pub(super) fn api_router(
     .compressed();
     let groups = GroupServiceServer::new(GroupApi::new(
         services.groups.clone(),
+        services.idempotency.clone(),
+        services.page_tokens.clone(),
+    ))
+    .max_decoding_message_size(max_bytes)
+    .compressed();
+    let views = ViewServiceServer::new(ViewApi::new(
+        services.views.clone(),
         services.idempotency.clone(),
         services.page_tokens.clone(),
     ))
@@ -170,6 +179,7 @@ pub(super) fn api_router(
         served_name(&notifications),
         served_name(&tickets),
         served_name(&users),
+        served_name(&views),
         served_name(&webhooks),
         served_name(&webhook_endpoints),
         served_name(&events),
@@ -218,6 +228,7 @@ pub(super) fn api_router(
         .add_service(custom_fields)
         .add_service(dashboard)
         .add_service(groups)
+        .add_service(views)
         .add_service(notifications)
         .add_service(tickets)
         .add_service(users)
@@ -275,6 +286,7 @@ compressed!(
     DashboardServiceServer,
     EventServiceServer,
     GroupServiceServer,
+    ViewServiceServer,
     NotificationServiceServer,
     OperationsServer,
     TicketServiceServer,

@@ -472,6 +472,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    views (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        name -> Text,
+        filter -> Text,
+        order_by -> Text,
+        read_mask -> Array<Nullable<Text>>,
+        scope -> Text,
+        group_id -> Nullable<Uuid>,
+        owner_id -> Uuid,
+        position -> Int4,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     webhook_deliveries (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -604,6 +622,7 @@ diesel::joinable!(ticket_counts_open -> accounts (account_id));
 diesel::joinable!(ticket_response_histograms -> accounts (account_id));
 diesel::joinable!(tickets -> accounts (account_id));
 diesel::joinable!(users -> accounts (account_id));
+diesel::joinable!(views -> accounts (account_id));
 diesel::joinable!(webhook_deliveries -> events (event_id));
 diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_delivery_attempts -> webhook_deliveries (delivery_id));
@@ -643,6 +662,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     ticket_response_histograms,
     tickets,
     users,
+    views,
     webhook_deliveries,
     webhook_delivery_attempts,
     webhook_endpoint_secrets,

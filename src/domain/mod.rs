@@ -35,6 +35,7 @@ mod ticket_filter_expr;
 mod ticket_import;
 mod ticket_query;
 mod timestamp;
+mod view;
 
 pub use attachment::{
     Attachment, AttachmentContentType, AttachmentState, Filename, Sha256Digest, UploadDifference,
@@ -107,6 +108,10 @@ pub use ticket_filter_expr::{
 pub use ticket_import::{IMPORT_COLUMNS, ImportFormat, ImportRow, ImportTicket, read_rows};
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};
 pub use timestamp::Timestamp;
+pub use view::{
+    MAX_PERSONAL_VIEWS_PER_USER, MAX_SHARED_VIEWS_PER_ACCOUNT, MAX_VIEWS_COUNTED, VIEW_COUNT_CAP,
+    View, ViewCount, ViewFilter, ViewName, ViewOrder, ViewReadMask, ViewScope,
+};
 
 use std::fmt;
 

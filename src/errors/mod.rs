@@ -257,6 +257,7 @@ pub enum Resource {
     Group,
     GroupMember,
     CustomField,
+    View,
 }
 
 impl Resource {
@@ -315,6 +316,7 @@ impl Resource {
                 Reason::CustomFieldNotFound,
                 "custom field",
             ),
+            Self::View => ("supportdesk.v1.View", Reason::ViewNotFound, "view"),
         }
     }
 

@@ -113,6 +113,8 @@ reasons! {
     GroupMemberNotFound = "GROUP_MEMBER_NOT_FOUND",
     /// No custom field with this id in the caller's account.
     CustomFieldNotFound = "CUSTOM_FIELD_NOT_FOUND",
+    /// No view with this id that the caller may see.
+    ViewNotFound = "VIEW_NOT_FOUND",
     /// (Envoy) No RPC is mapped to this method and path.
     UnknownPath = "UNKNOWN_PATH",
     /// (Envoy) A known path called with a method no RPC maps there; `Allow` lists those that do.
@@ -162,6 +164,9 @@ reasons! {
     AssigneeNotInGroup = "ASSIGNEE_NOT_IN_GROUP",
     /// The account already has as many custom fields as allowed.
     CustomFieldLimit = "CUSTOM_FIELD_LIMIT",
+    /// The account already has as many shared views, or the user as many personal views, as
+    /// allowed.
+    ViewLimit = "VIEW_LIMIT",
     /// An AttachmentService RPC on a deployment without object storage.
     AttachmentsNotConfigured = "ATTACHMENTS_NOT_CONFIGURED",
     /// The payment provider declined the card.

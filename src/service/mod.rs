@@ -22,6 +22,7 @@ pub mod password_reset;
 pub mod payment_events;
 pub mod tickets;
 pub mod users;
+pub mod views;
 
 pub use accounts::Accounts;
 pub use api_keys::ApiKeys;
@@ -52,6 +53,7 @@ pub use tickets::{
     TicketDesk, TicketEdits,
 };
 pub use users::{NewUserRequest, UserChanges, Users};
+pub use views::{NewView, ViewUpdate, Views};
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 

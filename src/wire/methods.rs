@@ -745,6 +745,7 @@ mod tests {
                 "supportdesk.v1.NotificationService",
                 "supportdesk.v1.TicketService",
                 "supportdesk.v1.UserService",
+                "supportdesk.v1.ViewService",
                 "supportdesk.v1.WebhookEndpointService",
                 "supportdesk.v1.WebhookService",
             ]

@@ -56,6 +56,7 @@ pub mod ticket_counts_open;
 pub mod ticket_filter;
 pub mod ticket_response_histogram;
 pub mod user;
+pub mod view;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;
 pub mod webhook_endpoint_secret;
@@ -93,6 +94,7 @@ pub use ticket_counts_daily::TicketDay;
 pub use ticket_counts_open::OpenTicketCount;
 pub use ticket_response_histogram::ResponseTimes;
 pub use user::{NewUser, UserChangeset, UserRow};
+pub use view::{ViewFields, ViewRow, ViewViewer};
 pub use webhook_event::{Stored, StoredWebhookEvent, WebhookEventRow};
 pub use webhook_event_quarantine::{NewWebhookEventQuarantine, QuarantinedEvent};
 

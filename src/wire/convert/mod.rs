@@ -17,6 +17,7 @@ pub mod operation;
 pub mod payment_event;
 pub mod ticket;
 pub mod user;
+pub mod view;
 pub mod webhook_endpoint;
 
 use crate::domain::{InvalidValue, Timestamp};

@@ -193,6 +193,17 @@ pub(crate) fn groups(
     )
 }
 
+/// A ViewService client to `app`.
+pub(crate) fn views(
+    app: &TestApp,
+) -> v1::view_service_client::ViewServiceClient<tonic::transport::Channel> {
+    v1::view_service_client::ViewServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+            .unwrap()
+            .connect_lazy(),
+    )
+}
+
 pub(crate) const HIDDEN: &[Code] = &[Code::NotFound];
 pub(crate) const DENIED: &[Code] = &[Code::PermissionDenied];
 pub(crate) const HIDDEN_OR_DENIED: &[Code] = &[Code::NotFound, Code::PermissionDenied];

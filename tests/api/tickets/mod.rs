@@ -9,3 +9,4 @@ pub(crate) mod lifecycle;
 pub(crate) mod queries;
 pub(crate) mod search;
 pub(crate) mod tags;
+pub(crate) mod views;
