@@ -531,3 +531,37 @@ async fn assign_ticket_with_a_group_over_rest_through_envoy() {
         Some(uuid(&billing.id))
     );
 }
+
+#[tokio::test]
+async fn an_export_carries_the_group_and_a_read_mask_naming_group_id_keeps_it() {
+    let app = TestApp::spawn().await;
+    let billing = create_group(&app, &app.admin, "Billing").await;
+    let grouped = app.create_ticket("Routed").await;
+    let loose = app.create_ticket("Not routed").await;
+    assign(&app, &grouped.id, None, Some(&billing.id))
+        .await
+        .expect("routed");
+    let mut stream = app
+        .tickets
+        .clone()
+        .export_tickets(app.as_admin(v1::ExportTicketsRequest {
+            read_mask: Some(prost_types::FieldMask {
+                paths: vec!["id".to_owned(), "group_id".to_owned()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("the export starts")
+        .into_inner();
+    let mut exported = Vec::new();
+    while let Some(ticket) = stream.message().await.expect("the export streams") {
+        exported.push((ticket.id, ticket.group_id, ticket.subject));
+    }
+    exported.sort();
+    let mut expected = vec![
+        (grouped.id.clone(), billing.id.clone(), String::new()),
+        (loose.id.clone(), String::new(), String::new()),
+    ];
+    expected.sort();
+    assert_eq!(exported, expected);
+}
