@@ -224,6 +224,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_views_of_docs_tickets_md_parse() {
+        for filter in [
+            "assignee = me AND status = open AND priority = urgent",
+            "assignee = none AND tags: billing AND create_time < now(-1d)",
+            "status = pending",
+        ] {
+            assert!(ViewFilter::parse(filter).is_ok(), "{filter}");
+        }
+        assert!(ViewOrder::parse("update_time asc").is_ok());
+    }
+
+    #[test]
     fn a_count_over_the_cap_is_the_cap_and_says_so() {
         let id = Uuid::nil();
         assert_eq!(ViewCount::of_rows_read(id, 3).count, 3);

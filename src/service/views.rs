@@ -49,17 +49,17 @@ pub struct Views {
 }
 
 /// Who `caller` is to views.
-pub fn viewer(caller: &Caller) -> ViewViewer {
+fn viewer(who: &Caller) -> ViewViewer {
     ViewViewer {
-        user: caller.user_id(),
-        admin: caller.role() >= Role::Admin,
+        user: who.user_id(),
+        admin: who.role() >= Role::Admin,
     }
 }
 
 /// Shared views are changed by admins only.
-fn may_change(caller: &Caller, scope: ViewScope) -> AppResult<()> {
+fn may_change(who: &Caller, scope: ViewScope) -> AppResult<()> {
     if scope.is_shared() {
-        caller.require(Role::Admin)
+        who.require(Role::Admin)
     } else {
         Ok(())
     }
@@ -140,11 +140,6 @@ impl Views {
     /// A view the caller may see.
     pub async fn get(&self, scope: &RequestScope, id: Uuid) -> AppResult<View> {
         let caller = scope.caller()?;
-        self.visible(caller, id).await
-    }
-
-    /// The view `id`, if `caller` may see it (ListTickets' `view`).
-    pub async fn visible(&self, caller: &Caller, id: Uuid) -> AppResult<View> {
         let account_id = caller.account_id.as_uuid();
         let viewer = viewer(caller);
         db::with_connection(&self.pool, async |conn| {

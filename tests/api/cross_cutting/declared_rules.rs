@@ -216,6 +216,16 @@ const CEL_SAMPLES: &[(&str, &[&str], &[&str])] = &[
         &["", "member_count", "name,delete_time"],
     ),
     (
+        "update_view.id",
+        &["id={existing}", "id={EXISTING}"],
+        &["id=", "id=view-1", "id= {existing}"],
+    ),
+    (
+        "update_view.update_mask",
+        &["name,filter,order_by,read_mask,position", "position"],
+        &["", "scope", "name,owner_id"],
+    ),
+    (
         "update_custom_field.id",
         &["id={existing}", "id={EXISTING}"],
         &["id=", "id=field-1", "id= {existing}"],
@@ -741,6 +751,10 @@ fn cases(rule: &DeclaredRule, existing: Option<uuid::Uuid>) -> Vec<Case> {
             .as_ref()
             .and_then(|string_rules| match self::rule(string_rules, "in") {
                 Some(Value::List(allowed)) => allowed.first().cloned(),
+                // UUID items (CountViews' ids): one well-formed UUID.
+                _ if matches!(self::rule(string_rules, "uuid"), Some(Value::Bool(true))) => Some(
+                    Value::String("0190a8a4-7c3e-7b2d-9f1a-3c5e7d9b1a2c".to_owned()),
+                ),
                 // Free-form items: the pattern's accepted sample, else one letter.
                 _ => Some(Value::String(
                     match self::rule(string_rules, "pattern") {
@@ -949,6 +963,7 @@ fn verdicts_of_each_client(cases: &[ClientCase]) -> Vec<(&'static str, Vec<Vec<S
 struct Fixtures {
     endpoint: v1::WebhookEndpoint,
     group: v1::Group,
+    view: v1::View,
     custom_field: v1::CustomField,
     ticket: v1::Ticket,
     comment: v1::Comment,
@@ -969,6 +984,8 @@ impl Fixtures {
             ("UpdateUser", "user") => self.agent.id.to_string(),
             ("UpdateWebhookEndpoint", "webhook_endpoint") => self.endpoint.id.clone(),
             ("UpdateGroup", "group") => self.group.id.clone(),
+            ("UpdateView", "view") => self.view.id.clone(),
+            ("CreateView", "view.group_id") => self.group.id.clone(),
             ("UpdateCustomField", "custom_field") => self.custom_field.id.clone(),
             _ => return None,
         };
@@ -1096,6 +1113,30 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
             }),
         }
         .encode_to_vec(),
+        "CreateView" => v1::CreateViewRequest {
+            view: Some(v1::View {
+                name: format!("declared rules {unique}"),
+                filter: "status = open".into(),
+                scope: v1::ViewScope::Group.into(),
+                group_id: fixtures.group.id.clone(),
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec(),
+        "GetView" => v1::GetViewRequest { id: nothing() }.encode_to_vec(),
+        "ListViews" => v1::ListViewsRequest::default().encode_to_vec(),
+        "UpdateView" => v1::UpdateViewRequest {
+            view: Some(v1::View {
+                id: fixtures.view.id.clone(),
+                name: format!("declared rules {unique}"),
+                filter: "status = open".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["name", "filter"]),
+        }
+        .encode_to_vec(),
+        "DeleteView" => v1::DeleteViewRequest { id: nothing() }.encode_to_vec(),
+        "CountViews" => v1::CountViewsRequest::default().encode_to_vec(),
         "GetGroup" => v1::GetGroupRequest { id: nothing() }.encode_to_vec(),
         "ListGroups" => v1::ListGroupsRequest::default().encode_to_vec(),
         "UpdateGroup" => v1::UpdateGroupRequest {
@@ -1415,6 +1456,17 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
         .await
         .expect("the fixture group")
         .into_inner();
+    let view = crate::cross_cutting::tenancy::views(&app)
+        .create_view(app.as_admin(v1::CreateViewRequest {
+            view: Some(v1::View {
+                name: "declared rules fixture".into(),
+                scope: v1::ViewScope::Account.into(),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("the fixture view")
+        .into_inner();
     let custom_field = crate::cross_cutting::tenancy::custom_fields(&app)
         .create_custom_field(app.as_admin(v1::CreateCustomFieldRequest {
             custom_field: Some(v1::CustomField {
@@ -1431,6 +1483,7 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
         endpoint,
         custom_field,
         group,
+        view,
         ticket,
         comment,
         agent: app.add_user(&app.admin, v1::UserRole::Agent).await,
@@ -1747,6 +1800,11 @@ const LISTS_BOUNDED_ELSEWHERE: &[(&str, &str)] = &[
         "supportdesk.v1.CustomField.choices",
         "declared at 200 (domain::custom_field::MAX_OPTIONS): a field's options, each a short \
          key; a refusal names only the first bad one, so the answer stays small",
+    ),
+    (
+        "supportdesk.v1.CountViewsRequest.view_ids",
+        "declared at 50 (domain::view::MAX_VIEWS_COUNTED): a desk's side panel counts its views \
+         in one call; each id is a UUID, so a refusal stays small",
     ),
     (
         "google.protobuf.FieldMask.paths",

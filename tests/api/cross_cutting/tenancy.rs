@@ -36,6 +36,8 @@ pub(crate) struct Target {
     pub(crate) group_id: String,
     /// A custom field of the account.
     pub(crate) custom_field_id: String,
+    /// An account view of the account, whose filter names `me`.
+    pub(crate) view_id: String,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -368,7 +370,21 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         }))
         .await
         .expect("the target's member");
+    let view_id = views(&app)
+        .create_view(app.as_admin(v1::CreateViewRequest {
+            view: Some(v1::View {
+                name: "Target view".to_owned(),
+                filter: "assignee = me".to_owned(),
+                scope: v1::ViewScope::Account.into(),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("the target's view")
+        .into_inner()
+        .id;
     let target = Target {
+        view_id,
         group_id,
         custom_field_id,
         endpoint_id,

@@ -27,6 +27,7 @@ mod notifications;
 mod operations;
 mod tickets;
 mod users;
+mod views;
 mod webhook_endpoints;
 mod webhooks;
 
@@ -74,6 +75,7 @@ fn every_fixture() -> impl Iterator<Item = &'static RpcFixture> {
         operations::FIXTURES,
         tickets::FIXTURES,
         users::FIXTURES,
+        views::FIXTURES,
         webhook_endpoints::FIXTURES,
         webhooks::FIXTURES,
     ]
