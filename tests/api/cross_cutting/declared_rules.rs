@@ -1310,6 +1310,7 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
         | "ListTickets"
         | "ExportTickets"
         | "ListTicketChanges"
+        | "ListTags"
         | "ListCharges"
         | "ListReconciliationFindings"
         | "GetRevenue"

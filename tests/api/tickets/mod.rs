@@ -7,4 +7,5 @@ pub(crate) mod filter;
 pub(crate) mod lifecycle;
 pub(crate) mod queries;
 pub(crate) mod search;
+pub(crate) mod tag_list;
 pub(crate) mod tags;
