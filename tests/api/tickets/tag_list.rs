@@ -225,7 +225,6 @@ async fn a_tag_whose_last_ticket_loses_it_leaves_the_list() {
             update_mask: Some(prost_types::FieldMask {
                 paths: vec!["tags".to_owned()],
             }),
-            ..Default::default()
         }))
         .await
         .expect("tags replaced");
