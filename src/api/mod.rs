@@ -27,7 +27,8 @@ use tonic::Request;
 use crate::auth::Caller;
 use crate::domain::IdempotencyKey;
 use crate::domain::{
-    AccountId, InvalidValue, PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor,
+    AccountId, CountedPageCursor, InvalidValue, PageCursor, PageScope, PageSize, PageTokenKeys,
+    TextPageCursor,
 };
 use crate::errors::{AppError, AppResult, FieldViolations};
 use crate::idempotency::{
@@ -175,6 +176,25 @@ impl<'a> ListPages<'a> {
         )
     }
 
+    /// [`Self::checked`] for a list ordered by a count, then a text key (the account's tags).
+    pub(crate) fn checked_counted(
+        keys: &'a PageTokenKeys,
+        caller: &Caller,
+        list: Option<&str>,
+        violations: &mut FieldViolations,
+        page_size: i32,
+        page_token: &str,
+    ) -> Option<(Self, PageSize, Option<CountedPageCursor>)> {
+        Self::checked_with(
+            keys,
+            caller,
+            list,
+            violations,
+            (page_size, page_token),
+            PageTokenKeys::parse_counted,
+        )
+    }
+
     /// Both of the above, with the token read into the cursor type of the list by `parse`.
     fn checked_with<Cursor>(
         keys: &'a PageTokenKeys,
@@ -203,6 +223,13 @@ impl<'a> ListPages<'a> {
     pub(crate) fn next_token(&self, cursor: Option<PageCursor>) -> String {
         cursor
             .map(|cursor| self.keys.encode(&cursor, self.scope()))
+            .unwrap_or_default()
+    }
+
+    /// [`Self::next_token`] for a list ordered by a count, then a text key.
+    pub(crate) fn next_counted_token(&self, cursor: Option<&CountedPageCursor>) -> String {
+        cursor
+            .map(|cursor| self.keys.encode_counted(cursor, self.scope()))
             .unwrap_or_default()
     }
 

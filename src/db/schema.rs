@@ -7,6 +7,14 @@ pub mod sql_types {
 }
 
 diesel::table! {
+    account_tags (account_id, tag) {
+        account_id -> Uuid,
+        tag -> Text,
+        ticket_count -> Int8,
+    }
+}
+
+diesel::table! {
     accounts (id) {
         id -> Uuid,
         name -> Text,
@@ -593,6 +601,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(account_tags -> accounts (account_id));
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(attachments -> accounts (account_id));
 diesel::joinable!(attachments -> api_keys (uploader_api_key_id));
@@ -632,6 +641,7 @@ diesel::joinable!(webhook_event_quarantines -> webhook_events (event_id));
 diesel::joinable!(webhook_events -> accounts (account_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    account_tags,
     accounts,
     api_keys,
     attachments,

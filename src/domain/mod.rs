@@ -80,7 +80,7 @@ pub use outbound_webhook::{
     parse_event_public_id, parse_event_types, webhook_signature_header,
 };
 pub use pagination::{
-    ListSnapshot, PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor,
+    CountedPageCursor, ListSnapshot, PageCursor, PageScope, PageSize, PageTokenKeys, TextPageCursor,
 };
 pub use password_token::{PasswordToken, PasswordTokenKey, PasswordTokenSeed};
 pub use payment_event::{
@@ -92,7 +92,7 @@ pub use payment_event_signature::{
 };
 pub use rate_quota::RateQuota;
 pub use reconciliation::FindingKind;
-pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_TICKET, Tag, TagSet};
+pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_TICKET, Tag, TagCount, TagPrefix, TagSet};
 pub use ticket::{
     Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
     TicketPriority, TicketStatus, TicketSubject, TicketTransition,

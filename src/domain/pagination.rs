@@ -113,6 +113,14 @@ pub struct TextPageCursor {
     pub id: String,
 }
 
+/// Where the next page of a list ordered by a count, then a text key, starts (ListTags: most used
+/// tags first, then by name): the count and key of the last item already returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CountedPageCursor {
+    pub count: i64,
+    pub key: String,
+}
+
 /// Which list a page token belongs to: the account it was issued in, and the list with its query
 /// (`tickets:<fingerprint of the filters and order>`, `users`, ...). A token answers for exactly
 /// one scope.
@@ -147,6 +155,8 @@ const TEXT_TOKEN_VERSION: u8 = 2;
 /// The layout version of a [`PageCursor`] with a snapshot: version, position, id, then the
 /// snapshot's text to the tag.
 const SNAPSHOT_TOKEN_VERSION: u8 = 3;
+/// The layout version of a token carrying a [`CountedPageCursor`]: version, count (i64), key.
+const COUNTED_TOKEN_VERSION: u8 = 4;
 /// version, position (i64 micros), id (16 bytes).
 const SNAPSHOT_HEAD_BYTES: usize = 1 + 8 + 16;
 /// The longest text key a token carries (event ids are at most 255 bytes).
@@ -254,15 +264,8 @@ impl PageTokenKeys {
 
     /// The opaque `page_token` of the page after a text-keyed `cursor`.
     pub fn encode_text(&self, cursor: &TextPageCursor, scope: PageScope<'_>) -> String {
-        let mut token = Vec::with_capacity(1 + 8 + cursor.id.len() + TAG_BYTES);
-        token.push(TEXT_TOKEN_VERSION);
-        token.extend_from_slice(&cursor.at.timestamp_micros().to_be_bytes());
-        token.extend_from_slice(cursor.id.as_bytes());
-        let tag = Self::mac(&self.keys[0], &token, scope)
-            .finalize()
-            .into_bytes();
-        token.extend_from_slice(&tag[..TAG_BYTES]);
-        URL_SAFE_NO_PAD.encode(token)
+        let number = cursor.at.timestamp_micros();
+        self.encode_keyed(TEXT_TOKEN_VERSION, number, &cursor.id, scope)
     }
 
     /// The text-keyed cursor in `token`, when one of the keys signed it for exactly this `scope`.
@@ -271,15 +274,52 @@ impl PageTokenKeys {
         token: &str,
         scope: PageScope<'_>,
     ) -> Result<TextPageCursor, InvalidValue> {
+        let (micros, id) = self.parse_keyed(TEXT_TOKEN_VERSION, token, scope)?;
+        let at = Timestamp::from_micros(micros)?.get();
+        Ok(TextPageCursor { at, id })
+    }
+
+    /// The opaque `page_token` of the page after a counted `cursor`.
+    pub fn encode_counted(&self, cursor: &CountedPageCursor, scope: PageScope<'_>) -> String {
+        self.encode_keyed(COUNTED_TOKEN_VERSION, cursor.count, &cursor.key, scope)
+    }
+
+    /// The counted cursor in `token`, when one of the keys signed it for exactly this `scope`.
+    pub fn parse_counted(
+        &self,
+        token: &str,
+        scope: PageScope<'_>,
+    ) -> Result<CountedPageCursor, InvalidValue> {
+        let (count, key) = self.parse_keyed(COUNTED_TOKEN_VERSION, token, scope)?;
+        Ok(CountedPageCursor { count, key })
+    }
+
+    /// A token of the layout `version`, a number (i64) and a text key, signed.
+    fn encode_keyed(&self, version: u8, number: i64, key: &str, scope: PageScope<'_>) -> String {
+        let mut token = Vec::with_capacity(1 + 8 + key.len() + TAG_BYTES);
+        token.push(version);
+        token.extend_from_slice(&number.to_be_bytes());
+        token.extend_from_slice(key.as_bytes());
+        let tag = Self::mac(&self.keys[0], &token, scope)
+            .finalize()
+            .into_bytes();
+        token.extend_from_slice(&tag[..TAG_BYTES]);
+        URL_SAFE_NO_PAD.encode(token)
+    }
+
+    /// The number and key of a token of the layout `version`, when one of the keys signed it for
+    /// exactly this `scope`.
+    fn parse_keyed(
+        &self,
+        version: u8,
+        token: &str,
+        scope: PageScope<'_>,
+    ) -> Result<(i64, String), InvalidValue> {
         let invalid = || InvalidValue::new("is not a page token returned by this list");
         let bytes = URL_SAFE_NO_PAD
             .decode(token.trim())
             .map_err(|_| invalid())?;
-        let key_bytes = bytes
-            .len()
-            .checked_sub(1 + 8 + TAG_BYTES)
-            .ok_or_else(invalid)?;
-        if !(1..=MAX_TEXT_KEY_BYTES).contains(&key_bytes) || bytes[0] != TEXT_TOKEN_VERSION {
+        if !Self::keyed_form(version, &bytes) {
             return Err(invalid());
         }
         let (body, tag) = bytes.split_at(bytes.len() - TAG_BYTES);
@@ -290,11 +330,19 @@ impl PageTokenKeys {
         }) {
             return Err(invalid());
         }
-        let mut micros = [0u8; 8];
-        micros.copy_from_slice(&body[1..9]);
-        let at = Timestamp::from_micros(i64::from_be_bytes(micros))?.get();
-        let id = String::from_utf8(body[9..].to_vec()).map_err(|_| invalid())?;
-        Ok(TextPageCursor { at, id })
+        let mut number = [0u8; 8];
+        number.copy_from_slice(&body[1..9]);
+        let key = String::from_utf8(body[9..].to_vec()).map_err(|_| invalid())?;
+        Ok((i64::from_be_bytes(number), key))
+    }
+
+    /// Whether `bytes` (a decoded token) have the form of a keyed token of the layout `version`.
+    fn keyed_form(version: u8, bytes: &[u8]) -> bool {
+        bytes.first() == Some(&version)
+            && bytes
+                .len()
+                .checked_sub(1 + 8 + TAG_BYTES)
+                .is_some_and(|key_bytes| (1..=MAX_TEXT_KEY_BYTES).contains(&key_bytes))
     }
 
     /// Whether `token` has the form of a page token (of either layout), its signature unchecked:
@@ -306,12 +354,9 @@ impl PageTokenKeys {
             .decode(token.trim())
             .map_err(|_| invalid())?;
         let cursor = Self::cursor_form(&bytes);
-        let text = bytes.first() == Some(&TEXT_TOKEN_VERSION)
-            && bytes
-                .len()
-                .checked_sub(1 + 8 + TAG_BYTES)
-                .is_some_and(|key_bytes| (1..=MAX_TEXT_KEY_BYTES).contains(&key_bytes));
-        if cursor || text {
+        let text = Self::keyed_form(TEXT_TOKEN_VERSION, &bytes);
+        let counted = Self::keyed_form(COUNTED_TOKEN_VERSION, &bytes);
+        if cursor || text || counted {
             Ok(())
         } else {
             Err(invalid())
@@ -484,6 +529,28 @@ mod tests {
                     .is_err()
             );
         }
+    }
+
+    #[test]
+    fn a_counted_token_answers_only_for_its_scope_and_is_no_other_kind_of_token() {
+        let keys = keys(&["first key"]);
+        let counted = CountedPageCursor {
+            count: 1_000_000,
+            key: "vip".to_owned(),
+        };
+        let token = keys.encode_counted(&counted, scope(1, "tags"));
+        assert_eq!(keys.parse_counted(&token, scope(1, "tags")), Ok(counted));
+        assert!(keys.parse_counted(&token, scope(1, "tags:v")).is_err());
+        assert!(keys.parse_counted(&token, scope(2, "tags")).is_err());
+        assert!(keys.parse_text(&token, scope(1, "tags")).is_err());
+        assert!(keys.parse(&token, scope(1, "tags")).is_err());
+        assert_eq!(PageTokenKeys::check_form(&token), Ok(()));
+        let text = TextPageCursor {
+            at: DateTime::from_timestamp_micros(5).unwrap(),
+            id: "vip".to_owned(),
+        };
+        let text_token = keys.encode_text(&text, scope(1, "tags"));
+        assert!(keys.parse_counted(&text_token, scope(1, "tags")).is_err());
     }
 
     proptest! {

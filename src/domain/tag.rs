@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use super::InvalidValue;
+use super::{CountedPageCursor, InvalidValue};
 
 /// The longest tag, in characters.
 pub const MAX_TAG_CHARS: usize = 64;
@@ -126,6 +126,57 @@ impl TagSet {
     }
 }
 
+/// One of an account's tags and how many of its live tickets carry it (ListTags).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagCount {
+    pub tag: Tag,
+    pub tickets: i64,
+}
+
+impl TagCount {
+    /// Where the page after this tag starts in the list by count, then name.
+    pub fn position(&self) -> CountedPageCursor {
+        CountedPageCursor {
+            count: self.tickets,
+            key: self.tag.0.clone(),
+        }
+    }
+}
+
+/// The start of the tags ListTags lists (autocomplete): normalized as a tag is, so it matches
+/// what is stored; it holds only what a tag may hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagPrefix(String);
+
+impl TagPrefix {
+    /// `None` for an empty prefix (every tag); otherwise parsed as [`Tag::parse`] parses a tag.
+    pub fn parse(raw: &str) -> Result<Option<Self>, InvalidValue> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        Tag::parse(raw).map(|tag| Some(Self(tag.0)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The least string above every string that starts with the prefix, in byte (code point)
+    /// order: the prefix with its last character raised by one. The tags that start with the
+    /// prefix are those in `[prefix, upper_bound)`, a range of the index.
+    pub fn upper_bound(&self) -> String {
+        let mut chars: Vec<char> = self.0.chars().collect();
+        // Tags hold letters, digits, `_` and `-`: never char::MAX, so the last one can be raised.
+        if let Some(last) = chars.pop() {
+            let raised = (u32::from(last) + 1..=u32::from(char::MAX))
+                .find_map(char::from_u32)
+                .unwrap_or(char::MAX);
+            chars.push(raised);
+        }
+        chars.into_iter().collect()
+    }
+}
+
 impl FromIterator<Tag> for TagSet {
     fn from_iter<I: IntoIterator<Item = Tag>>(tags: I) -> Self {
         Self(tags.into_iter().collect())
@@ -173,6 +224,19 @@ mod tests {
         let (index, problem) = TagSet::parse(&["ok", "not ok"]).unwrap_err();
         assert_eq!(index, Some(1));
         assert!(problem.description().contains("a space"));
+    }
+
+    #[test]
+    fn a_prefix_is_normalized_and_bounds_the_tags_that_start_with_it() {
+        assert_eq!(TagPrefix::parse("").unwrap(), None);
+        let prefix = TagPrefix::parse(" VI").unwrap().unwrap();
+        assert_eq!(prefix.as_str(), "vi");
+        assert_eq!(prefix.upper_bound(), "vj");
+        for tag in ["vi", "vip", "vi-z", "vi\u{10FFFF}"] {
+            assert!(prefix.as_str() <= tag && tag < prefix.upper_bound().as_str());
+        }
+        assert!("vj" >= prefix.upper_bound().as_str());
+        assert!(TagPrefix::parse("v i").is_err());
     }
 
     #[test]

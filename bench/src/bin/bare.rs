@@ -426,6 +426,13 @@ impl TicketService for Bare {
     ) -> Result<Response<v1::ListTicketChangesResponse>, Status> {
         Err(not_served())
     }
+
+    async fn list_tags(
+        &self,
+        _: Request<v1::ListTagsRequest>,
+    ) -> Result<Response<v1::ListTagsResponse>, Status> {
+        Err(not_served())
+    }
 }
 
 /// Caches every ticket of the bench account, as its creates left the service's cache: the

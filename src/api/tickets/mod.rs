@@ -14,9 +14,10 @@ use crate::auth::Caller;
 use crate::domain::{
     self, ChangeCursor, CommentBody, Email, Etag, FilterContext, ImportFormat, InvalidValue,
     NewTicketRequest, NoCustomFields, PageScope, PageSize, PageTokenKeys, SearchCursor,
-    SearchOrder, SearchText, TagSet, TextPageCursor, Ticket, TicketDescription, TicketFilter,
-    TicketFilterExpr, TicketId, TicketOrder, TicketPriority, TicketSearch, TicketStatus,
-    TicketSubject, TicketTransition, Timestamp, UserId, hyphenated_uuid, within_list_bound,
+    SearchOrder, SearchText, TagPrefix, TagSet, TextPageCursor, Ticket, TicketDescription,
+    TicketFilter, TicketFilterExpr, TicketId, TicketOrder, TicketPriority, TicketSearch,
+    TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId, hyphenated_uuid,
+    within_list_bound,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -57,6 +58,8 @@ fn ticket_response(ticket: &Ticket) -> Response<v1::Ticket> {
 
 /// The list the change feed's cursors are signed for.
 const CHANGE_FEED: &str = "ticket-changes";
+/// The name page tokens of ListTags carry (`tags:<prefix>` with a prefix).
+const TAGS: &str = "tags";
 
 #[tonic::async_trait]
 impl v1::ticket_service_server::TicketService for TicketApi {
@@ -599,6 +602,41 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                 .map(v1::TicketActivity::from)
                 .collect(),
             next_page_token: pages.next_token(page.next),
+        }))
+    }
+
+    async fn list_tags(
+        &self,
+        mut request: Request<v1::ListTagsRequest>,
+    ) -> Result<Response<v1::ListTagsResponse>, Status> {
+        let scope = scope(&mut request)?;
+        let caller = scope.caller()?;
+        let message = request.get_ref();
+        let mut violations = FieldViolations::new();
+        let prefix = violations.check("prefix", TagPrefix::parse(&message.prefix));
+        // A token of one prefix's list is no token of another's.
+        let list = prefix.as_ref().map(|prefix| match prefix {
+            Some(prefix) => format!("{TAGS}:{}", prefix.as_str()),
+            None => TAGS.to_owned(),
+        });
+        let page = ListPages::checked_counted(
+            &self.pages,
+            caller,
+            list.as_deref(),
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+        );
+        let (Some(prefix), Some((pages, page_size, after))) = (prefix, page) else {
+            return Err(AppError::InvalidArgument(violations).into());
+        };
+        let page = self
+            .desk
+            .list_tags(&scope, prefix.as_ref(), page_size, after.as_ref())
+            .await?;
+        Ok(Response::new(v1::ListTagsResponse {
+            tags: page.items.iter().map(v1::TagCount::from).collect(),
+            next_page_token: pages.next_counted_token(page.next.as_ref()),
         }))
     }
 }

@@ -25,6 +25,7 @@
 //! `api/` or `wire/` names).
 
 pub mod account;
+pub mod account_tag;
 pub mod activity;
 pub mod api_key;
 pub mod attachment;
@@ -64,6 +65,7 @@ pub mod webhook_event;
 pub mod webhook_event_quarantine;
 
 pub use account::{AccountRow, NewAccount};
+pub use account_tag::AccountTagRow;
 pub use activity::{ActivityRow, NewActivity};
 pub use api_key::{ApiKeyRow, NewApiKey};
 pub use attachment::{AttachmentRow, NewAttachment, StorageDeletionRow, Viewer};

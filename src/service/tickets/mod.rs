@@ -10,13 +10,14 @@
 //! the audit record, the cache after the commit); each other topic has its file: `comments.rs`,
 //! `activity.rs` (the audit trail read back), and the reads at volume, `feed.rs` (the change
 //! feed), `search.rs` (full-text search) and `export.rs` (ExportTickets;
-//! docs/export-and-search.md).
+//! docs/export-and-search.md); `tags.rs` the account's tags with counts (ListTags).
 
 mod activity;
 mod comments;
 pub mod export;
 mod feed;
 mod search;
+mod tags;
 
 pub use export::{EXPORT_BATCH, Export, ExportBatch, ExportInterruption, ExportSettings};
 pub use feed::FeedPage;

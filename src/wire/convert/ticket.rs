@@ -136,3 +136,13 @@ impl From<domain::TicketActivity> for v1::TicketActivity {
         }
     }
 }
+
+/// One of the account's tags with its count (ListTags).
+impl From<&domain::TagCount> for v1::TagCount {
+    fn from(count: &domain::TagCount) -> Self {
+        Self {
+            tag: count.tag.as_str().to_owned(),
+            ticket_count: count.tickets,
+        }
+    }
+}

@@ -204,6 +204,8 @@ const FIELDS: &[(&str, Holds)] = &[
     ),
     ("supportdesk.v1.WebhookEndpoint.id", Holds::Uuid),
     ("supportdesk.v1.Group.id", Holds::Uuid),
+    // A stored tag: `domain::MAX_TAG_CHARS` characters at most.
+    ("supportdesk.v1.TagCount.tag", Holds::Characters(64)),
     ("supportdesk.v1.CustomField.id", Holds::Uuid),
     // The whole catalogue in one answer: at most 100 fields an account may define.
     (

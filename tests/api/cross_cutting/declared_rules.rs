@@ -1375,6 +1375,7 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
         | "ListTickets"
         | "ExportTickets"
         | "ListTicketChanges"
+        | "ListTags"
         | "ListCharges"
         | "ListReconciliationFindings"
         | "GetRevenue"

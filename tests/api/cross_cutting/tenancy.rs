@@ -13,6 +13,9 @@ use super::rpcs::{self, Attack};
 use crate::support::{TestApp, TestUser, every_rpc, keyed};
 
 /// What the attack is aimed at: resources of the target account.
+/// The tag of the target's ticket, which no other account's ListTags may list.
+pub(crate) const TARGET_TAG: &str = "target-only";
+
 pub(crate) struct Target {
     pub(crate) admin: TestUser,
     pub(crate) owner: TestUser,
@@ -232,6 +235,7 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
     let ticket = app
         .ticket("owned by the customer")
         .requester(&owner.email)
+        .tags(&[TARGET_TAG])
         .create()
         .await;
     let charge = app

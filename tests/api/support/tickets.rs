@@ -66,6 +66,12 @@ impl<'a> TicketBuilder<'a> {
         self
     }
 
+    /// Tagged with `tags` from the start.
+    pub(crate) fn tags(mut self, tags: &[&str]) -> Self {
+        self.ticket.tags = tags.iter().map(|tag| (*tag).to_owned()).collect();
+        self
+    }
+
     /// Assigned to the user `id` from the start.
     pub(crate) fn assignee(mut self, id: impl ToString) -> Self {
         self.ticket.assignee_id = id.to_string();

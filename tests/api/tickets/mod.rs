@@ -8,5 +8,6 @@ pub(crate) mod groups;
 pub(crate) mod lifecycle;
 pub(crate) mod queries;
 pub(crate) mod search;
+pub(crate) mod tag_list;
 pub(crate) mod tags;
 pub(crate) mod views;

@@ -11,7 +11,9 @@ use tonic::Code;
 
 use super::{Attack, CaseFuture, Cases, ProbeFuture, RpcFixture};
 use crate::cross_cutting::contract::{Harness, IMPORT_CSV, call};
-use crate::cross_cutting::tenancy::{DENIED, HIDDEN, HIDDEN_OR_DENIED, assert_refused, operations};
+use crate::cross_cutting::tenancy::{
+    DENIED, HIDDEN, HIDDEN_OR_DENIED, TARGET_TAG, assert_refused, operations,
+};
 use crate::support::valid_create_request;
 
 pub(super) const FIXTURES: &[RpcFixture] = &[
@@ -99,6 +101,11 @@ pub(super) const FIXTURES: &[RpcFixture] = &[
         rpc: "TicketService.ListTicketActivity",
         case: Some(list_ticket_activity_case),
         probe: list_ticket_activity_probe,
+    },
+    RpcFixture {
+        rpc: "TicketService.ListTags",
+        case: Some(list_tags_case),
+        probe: list_tags_probe,
     },
     RpcFixture {
         rpc: "TicketService.ImportTickets",
@@ -902,6 +909,50 @@ fn import_tickets_probe(attack: Attack<'_>) -> ProbeFuture<'_> {
             assert!(theirs.is_ok(), "the import is the attacker's own");
         } else {
             assert_refused(rpc, result, DENIED);
+        }
+    })
+}
+
+fn list_tags_case(harness: &Harness) -> CaseFuture<'_> {
+    Box::pin(async move {
+        let admin = harness.admin();
+        (
+            call(Method::GET, "/v1/tags?prefix=v&pageSize=5", admin, None),
+            None,
+            call(
+                Method::GET,
+                "/v1/tags",
+                Some(&harness.customer.access_token),
+                None,
+            ),
+            StatusCode::FORBIDDEN,
+        )
+    })
+}
+
+fn list_tags_probe(attack: Attack<'_>) -> ProbeFuture<'_> {
+    Box::pin(async move {
+        let Attack {
+            app, rpc, attacker, ..
+        } = attack;
+        let result = app
+            .tickets
+            .clone()
+            .list_tags(attacker.request(v1::ListTagsRequest {
+                page_size: 100,
+                ..Default::default()
+            }))
+            .await;
+        match result {
+            Ok(response) => assert!(
+                response
+                    .into_inner()
+                    .tags
+                    .iter()
+                    .all(|tag| tag.tag != TARGET_TAG),
+                "{rpc} leaked the target's tag"
+            ),
+            Err(status) => assert_eq!(status.code(), Code::PermissionDenied, "{rpc}"),
         }
     })
 }
