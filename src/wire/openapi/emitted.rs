@@ -213,6 +213,15 @@ const FIELDS: &[(&str, Holds)] = &[
         Holds::AtMostItems(100),
     ),
     ("supportdesk.v1.GroupMember.group_id", Holds::Uuid),
+    ("supportdesk.v1.View.id", Holds::Uuid),
+    ("supportdesk.v1.View.owner_id", Holds::Uuid),
+    ("supportdesk.v1.ViewCount.view_id", Holds::Uuid),
+    // One count per view asked for: at most 50 (`CountViewsRequest.view_ids`, or the first 50
+    // views the caller sees).
+    (
+        "supportdesk.v1.CountViewsResponse.counts",
+        Holds::AtMostItems(50),
+    ),
     ("supportdesk.v1.GroupMember.user_id", Holds::Uuid),
     // `failing`, `by_admin`, or empty (the `webhook_endpoints.disabled_reason` CHECK).
     (
