@@ -279,6 +279,85 @@ impl Catalogue {
     }
 }
 
+/// The custom field values a ticket carries, by key, as stored (each of
+/// [`FieldValue::to_json`]'s shape when it was written). Read back as stored and never checked
+/// again: a field changed or retired since leaves its values readable.
+pub type StoredValues = serde_json::Map<String, serde_json::Value>;
+
+/// Why a value sent for a key was refused: the key is not a field to write, or the value is
+/// not of its field's type.
+pub type ValueProblems = Vec<(String, InvalidValue)>;
+
+impl Catalogue {
+    /// The values a customer sees: those of fields that are `customer_visible`.
+    pub fn visible_to_customers(&self, values: StoredValues) -> StoredValues {
+        values
+            .into_iter()
+            .filter(|(key, _)| self.find(key).is_some_and(|field| field.customer_visible))
+            .collect()
+    }
+
+    /// The live field `key` a caller may write (a customer: only a `customer_editable` one).
+    pub fn writable(&self, key: &str, customer: bool) -> Result<&CustomField, InvalidValue> {
+        let field = self
+            .find(key)
+            .filter(|field| !customer || field.customer_visible)
+            .ok_or_else(|| {
+                InvalidValue::new(format!("the account has no custom field with the key {key:?}"))
+            })?;
+        if field.is_retired() {
+            return Err(InvalidValue::new(format!(
+                "the custom field {key:?} is retired: its values stay readable, no new ones are \
+                 written"
+            )));
+        }
+        if customer && !field.customer_editable {
+            return Err(InvalidValue::new(format!(
+                "the custom field {key:?} is set by agents"
+            )));
+        }
+        Ok(field)
+    }
+
+    /// Checks each value sent (`raw`, by key) against its field: `Ok` maps each key to its
+    /// stored JSON, `None` for null (no value). Every refused key is reported, by key.
+    pub fn check_values<'a>(
+        &self,
+        raw: impl IntoIterator<Item = (&'a str, &'a RawValue)>,
+        customer: bool,
+    ) -> Result<Vec<(String, Option<serde_json::Value>)>, ValueProblems> {
+        let mut checked = Vec::new();
+        let mut problems = Vec::new();
+        for (key, value) in raw {
+            match self
+                .writable(key, customer)
+                .and_then(|field| parse_value(&field.kind, value))
+            {
+                Ok(value) => checked.push((key.to_owned(), value.map(|value| value.to_json()))),
+                Err(problem) => problems.push((key.to_owned(), problem)),
+            }
+        }
+        if problems.is_empty() {
+            Ok(checked)
+        } else {
+            problems.sort_by(|a, b| a.0.cmp(&b.0));
+            Err(problems)
+        }
+    }
+
+    /// The live fields required to solve a ticket that `values` has no value for.
+    pub fn missing_to_solve(&self, values: &StoredValues) -> Vec<&CustomField> {
+        self.0
+            .iter()
+            .filter(|field| {
+                field.required_to_solve
+                    && !field.is_retired()
+                    && values.get(field.key.as_str()).is_none_or(serde_json::Value::is_null)
+            })
+            .collect()
+    }
+}
+
 /// A field's title: one line, 1 to [`MAX_TITLE_CHARS`] characters, trimmed.
 pub fn parse_title(raw: &str) -> Result<String, InvalidValue> {
     let title = raw.trim();

@@ -48,7 +48,8 @@ pub use comment::{
     Actor, Comment, CommentBody, FieldChange, FieldChanges, TicketAction, TicketActivity,
 };
 pub use custom_field::{
-    Catalogue, CustomField, FieldKey, FieldKind, FieldValue, KindProblem, RawValue,
+    Catalogue, CustomField, FieldKey, FieldKind, FieldValue, KindProblem, RawValue, StoredValues,
+    ValueProblems,
 };
 pub use dashboard::{DateRange, RangeProblem, RevenueInterval};
 pub use email::{Email, idna_form};
@@ -94,7 +95,7 @@ pub use rate_quota::RateQuota;
 pub use reconciliation::FindingKind;
 pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_TICKET, Tag, TagCount, TagPrefix, TagSet};
 pub use ticket::{
-    Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
+    CustomFieldEdit, Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
     TicketPriority, TicketStatus, TicketSubject, TicketTransition,
 };
 pub use ticket_export::{

@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    AccountId, Email, FieldChange, FieldChanges, InvalidValue, MAX_TAGS_PER_TICKET, PageCursor,
-    TagSet, TicketAction, TicketId, TicketOrderField, UserId, bounded_text, single_line,
+    AccountId, Catalogue, RawValue, Email, FieldChange, FieldChanges, InvalidValue, MAX_TAGS_PER_TICKET,
+    PageCursor, StoredValues, TagSet, TicketAction, TicketId, TicketOrderField, UserId,
+    bounded_text, single_line,
 };
 
 /// A one-line summary: 1 to 200 characters after trimming.
@@ -120,7 +121,7 @@ named_enum!(TicketStatus, "ticket status", {
 });
 
 /// A ticket as a client asks for it, every part already valid.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NewTicketRequest {
     pub subject: TicketSubject,
     pub description: TicketDescription,
@@ -132,6 +133,9 @@ pub struct NewTicketRequest {
     pub group: Option<Uuid>,
     /// The tags to open it with (agents only: customers neither see nor set tags).
     pub tags: TagSet,
+    /// The custom field values to open it with, by key, each as sent: the service checks them
+    /// against the account's catalogue.
+    pub custom_fields: Vec<(String, RawValue)>,
 }
 
 /// A stored ticket.
@@ -150,6 +154,8 @@ pub struct Ticket {
     pub tags: TagSet,
     /// The group the ticket is assigned to (docs/tickets.md, "Groups").
     pub group_id: Option<Uuid>,
+    /// Custom field values by key, as stored (docs/tickets.md, "Custom field values").
+    pub custom_fields: StoredValues,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Grows by one with every change.
@@ -158,10 +164,12 @@ pub struct Ticket {
 
 impl Ticket {
     /// The ticket as a customer sees it: tags are the desk's own labels ("angry", "refund-risk")
-    /// and, as in Zendesk, never shown to the requester; nor is the group that works on it.
-    pub fn as_seen_by_customer(mut self) -> Self {
+    /// and, as in Zendesk, never shown to the requester; nor is the group that works on it. Of the
+    /// custom fields, only the values of those `customer_visible` in `catalogue` are.
+    pub fn as_seen_by_customer(mut self, catalogue: &Catalogue) -> Self {
         self.tags = TagSet::default();
         self.group_id = None;
+        self.custom_fields = catalogue.visible_to_customers(std::mem::take(&mut self.custom_fields));
         self
     }
 
@@ -201,11 +209,18 @@ impl Ticket {
                 description,
                 priority,
                 tags,
+                custom_fields,
             } => {
                 self.ensure_not_final("update")?;
                 if let Some(tags) = tags.as_ref().filter(|new| **new != self.tags) {
                     note_tags(&mut changes, &self.tags, tags);
                     after.tags = tags.clone();
+                }
+                if let Some(edit) = custom_fields {
+                    // Decided on the locked row: two agents setting different keys at once are
+                    // applied one after the other, and both land.
+                    after.custom_fields = edit.applied_to(&self.custom_fields);
+                    note_custom_fields(&mut changes, &self.custom_fields, &after.custom_fields);
                 }
                 if let Some(subject) = subject.as_ref().filter(|new| **new != self.subject) {
                     note(
@@ -373,6 +388,8 @@ pub enum TicketChange {
         priority: Option<TicketPriority>,
         /// The whole set of tags, replacing the ticket's.
         tags: Option<TagSet>,
+        /// Custom field values to set, checked against the catalogue.
+        custom_fields: Option<CustomFieldEdit>,
     },
     /// Adds and removes tags (AddTicketTags, RemoveTicketTags), on the tags the ticket has when
     /// it is locked: never a read-modify-write by the client.
@@ -393,6 +410,52 @@ pub enum TicketChange {
         public: bool,
     },
     Delete,
+}
+
+/// A change of custom field values, each value already checked against its field and in its
+/// stored JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CustomFieldEdit {
+    /// All the values (mask `custom_fields`): keys absent are cleared.
+    Replace(StoredValues),
+    /// Some keys (mask `custom_fields.<key>`): each set, or cleared with `None`; other keys stay.
+    Set(Vec<(String, Option<serde_json::Value>)>),
+}
+
+impl CustomFieldEdit {
+    /// The values `current` is left with.
+    pub fn applied_to(&self, current: &StoredValues) -> StoredValues {
+        match self {
+            Self::Replace(values) => values.clone(),
+            Self::Set(keys) => {
+                let mut values = current.clone();
+                for (key, value) in keys {
+                    match value {
+                        Some(value) => values.insert(key.clone(), value.clone()),
+                        None => values.remove(key),
+                    };
+                }
+                values
+            }
+        }
+    }
+}
+
+/// Records a change of custom fields: one change per key that differs, named
+/// `custom_fields.<key>`, each side its compact JSON (no value for none).
+fn note_custom_fields(changes: &mut FieldChanges, old: &StoredValues, new: &StoredValues) {
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for key in keys {
+        let (before, after) = (old.get(key), new.get(key));
+        if before != after {
+            note(
+                changes,
+                &format!("custom_fields.{key}"),
+                before.map(serde_json::Value::to_string).as_deref(),
+                after.map(serde_json::Value::to_string).as_deref(),
+            );
+        }
+    }
 }
 
 /// What [`Ticket::apply`] decided.
@@ -632,6 +695,7 @@ mod tests {
             assignee_id: assignee,
             tags: TagSet::default(),
             group_id: None,
+            custom_fields: StoredValues::new(),
             created_at: Utc::now(),
             updated_at: Utc::now(),
             version: 1,
@@ -647,6 +711,7 @@ mod tests {
                 description: None,
                 priority: Some(TicketPriority::Normal),
                 tags: None,
+                custom_fields: None,
             })
             .unwrap();
         assert!(!decision.writes());
@@ -662,6 +727,7 @@ mod tests {
                 description: None,
                 priority: Some(TicketPriority::Urgent),
                 tags: None,
+                custom_fields: None,
             })
             .unwrap();
         assert_eq!(decision.after.priority, TicketPriority::Urgent);
@@ -762,6 +828,7 @@ mod tests {
                 description: None,
                 priority: Some(TicketPriority::High),
                 tags: None,
+                custom_fields: None,
             },
             TicketChange::Assign {
                 assignee: None,

@@ -23,6 +23,7 @@ pub const TICKET_FIELDS: &[&str] = &[
     "etag",
     "tags",
     "group_id",
+    "custom_fields",
 ];
 
 /// Which fields of a resource a read returns (AIP-157). Empty or `*`: all of them.

@@ -167,6 +167,8 @@ reasons! {
     /// The account already has as many shared views, or the user as many personal views, as
     /// allowed.
     ViewLimit = "VIEW_LIMIT",
+    /// ResolveTicket while a custom field required to solve has no value on the ticket.
+    CustomFieldsRequired = "CUSTOM_FIELDS_REQUIRED",
     /// An AttachmentService RPC on a deployment without object storage.
     AttachmentsNotConfigured = "ATTACHMENTS_NOT_CONFIGURED",
     /// The payment provider declined the card.

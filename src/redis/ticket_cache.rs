@@ -105,8 +105,8 @@ pub fn scripts() -> [&'static Script; 1] {
 /// The layout of an entry: its header is `sd<SCHEMA>:`. Bump it with any change to
 /// [`CachedTicket`] that an older release would misread. (2 was JSON; 3 had no tags, and an
 /// entry an older release wrote of a tagged ticket would read back without them; 4 had no
-/// group, and would read back a grouped ticket without it.)
-const SCHEMA: u32 = 5;
+/// group, and would read back a grouped ticket without it; 5 had no custom field values.)
+const SCHEMA: u32 = 6;
 
 /// The layout of a marker ([`Unsettled`]): a version and no content, read by no release.
 const MARKER: u32 = 0;
@@ -158,6 +158,9 @@ struct CachedTicket {
     tags: Vec<String>,
     #[prost(message, optional, tag = "13")]
     group_id: Option<CachedUuid>,
+    /// The custom field values as their JSON object's text; empty for none.
+    #[prost(string, tag = "14")]
+    custom_fields: String,
 }
 
 /// A UUID as two fixed 64-bit halves: no allocation, no text.
@@ -215,6 +218,11 @@ impl From<&Ticket> for CachedTicket {
             updated_at: Some(cached_instant(ticket.updated_at)),
             tags: ticket.tags.to_strings(),
             group_id: ticket.group_id.map(CachedUuid::from),
+            custom_fields: if ticket.custom_fields.is_empty() {
+                String::new()
+            } else {
+                serde_json::Value::Object(ticket.custom_fields.clone()).to_string()
+            },
         }
     }
 }
@@ -240,6 +248,13 @@ impl CachedTicket {
                 .map(|tag| Tag::parse(tag))
                 .collect::<Result<_, _>>()?,
             group_id: self.group_id.map(Uuid::from),
+            custom_fields: if self.custom_fields.is_empty() {
+                serde_json::Map::new()
+            } else {
+                serde_json::from_str(&self.custom_fields).map_err(|error| {
+                    InvalidValue::new(format!("custom field values that are not an object: {error}"))
+                })?
+            },
             version,
         })
     }
@@ -716,6 +731,10 @@ mod tests {
                 .map(|raw| Tag::parse(raw).unwrap())
                 .collect(),
             group_id: assignee.map(|_| Uuid::now_v7()),
+            custom_fields: serde_json::json!({"plan": "pro", "seats": 12, "areas": ["a", "b"]})
+                .as_object()
+                .unwrap()
+                .clone(),
             created_at: DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap(),
             updated_at: DateTime::from_timestamp(1_700_000_100, 999_999_000).unwrap(),
             version: 7,

@@ -50,7 +50,7 @@ pub use payment_events::worker::PaymentEventWorkers;
 pub use payment_events::{PaymentEvents, Receipt};
 pub use tickets::{
     EXPORT_BATCH, Export, ExportBatch, ExportInterruption, ExportSettings, FeedPage, SearchPage,
-    TicketDesk, TicketEdits,
+    RawFieldEdit, TicketDesk, TicketEdits,
 };
 pub use users::{NewUserRequest, UserChanges, Users};
 pub use views::{NewView, ViewUpdate, Views};

@@ -195,6 +195,16 @@ fn to_wire((row, requester_email): (TicketRow, String)) -> v1::Ticket {
         etag: format!("v{}", row.version),
         tags: row.tags.into_iter().flatten().collect(),
         group_id: row.group_id.map(|id| id.to_string()).unwrap_or_default(),
+        custom_fields: match row.custom_fields {
+            serde_json::Value::Object(values) => {
+                supportdesk::wire::convert::custom_field::json_values(values)
+            }
+            serde_json::Value::Null
+            | serde_json::Value::Bool(_)
+            | serde_json::Value::Number(_)
+            | serde_json::Value::String(_)
+            | serde_json::Value::Array(_) => HashMap::new(),
+        },
     }
 }
 

@@ -12,21 +12,21 @@ use self::read_mask::{masked, read_mask};
 use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
 use crate::auth::Caller;
 use crate::domain::{
-    self, ChangeCursor, CommentBody, Email, Etag, FilterContext, ImportFormat, InvalidValue,
+    self, ChangeCursor, CommentBody, Email, Etag, FieldKey, FilterContext, ImportFormat, InvalidValue,
     NewTicketRequest, NoCustomFields, PageScope, PageSize, PageTokenKeys, SearchCursor,
-    SearchOrder, SearchText, TagPrefix, TagSet, TextPageCursor, Ticket, TicketDescription,
-    TicketFilter, TicketFilterExpr, TicketId, TicketOrder, TicketPriority, TicketSearch,
-    TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId, hyphenated_uuid,
-    within_list_bound,
+    RawValue, SearchOrder, SearchText, TagPrefix, TagSet, TextPageCursor, Ticket,
+    TicketDescription, TicketFilter, TicketFilterExpr, TicketId, TicketOrder, TicketPriority,
+    TicketSearch, TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId,
+    hyphenated_uuid, within_list_bound,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
-use crate::service::{Operations, SearchPage, TicketDesk, TicketEdits};
+use crate::service::{Operations, RawFieldEdit, SearchPage, TicketDesk, TicketEdits};
 use crate::wire::convert::unless_unspecified;
 use crate::wire::proto::v1;
 
 /// Ticket fields UpdateTicket can change.
-const EDITABLE: &[&str] = &["subject", "description", "priority", "tags"];
+const EDITABLE: &[&str] = &["subject", "description", "priority", "tags", "custom_fields"];
 
 pub struct TicketApi {
     desk: TicketDesk,
@@ -360,15 +360,32 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             violations.add(
                 "update_mask",
                 &InvalidValue::new(
-                    "must name at least one of: subject, description, priority, tags, or *",
+                    "must name at least one of: subject, description, priority, tags, \
+                     custom_fields, custom_fields.<key>, or *",
                 ),
             );
         }
         let mut edits = TicketEdits::default();
+        let mut replace_values = false;
+        let mut set_values = Vec::new();
         for (index, path) in paths.iter().enumerate() {
             let fields: Vec<&str> = match path.as_str() {
                 "*" => EDITABLE.to_vec(),
                 other if EDITABLE.contains(&other) => vec![other],
+                other if other.starts_with("custom_fields.") => {
+                    let key = &other["custom_fields.".len()..];
+                    if let Some(key) =
+                        violations.check(format!("update_mask.paths[{index}]"), FieldKey::parse(key))
+                    {
+                        // Named but absent from the request's map: cleared.
+                        let value = ticket
+                            .custom_fields
+                            .get(key.as_str())
+                            .map_or(RawValue::Null, RawValue::from);
+                        set_values.push((key.as_str().to_owned(), value));
+                    }
+                    Vec::new()
+                }
                 other => {
                     violations.add(format!("update_mask.paths[{index}]"), &not_editable(other));
                     Vec::new()
@@ -389,6 +406,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                     "tags" => {
                         edits.tags = parse_tags(&mut violations, "ticket.tags", &ticket.tags);
                     }
+                    "custom_fields" => replace_values = true,
                     _ => {
                         edits.priority = violations
                             .check("ticket.priority", priority_or_normal(ticket.priority));
@@ -396,6 +414,14 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                 }
             }
         }
+        // `custom_fields` (or `*`) replaces them all, which covers any key also named alone.
+        edits.custom_fields = if replace_values {
+            Some(RawFieldEdit::Replace(raw_values(&ticket.custom_fields)))
+        } else if set_values.is_empty() {
+            None
+        } else {
+            Some(RawFieldEdit::Set(set_values))
+        };
         let (Some(id), Some(etag), true) = (id, etag, violations.is_empty()) else {
             return Err(AppError::InvalidArgument(violations).into());
         };
@@ -711,7 +737,8 @@ fn not_editable(path: &str) -> InvalidValue {
         _ => "it is not a field of Ticket",
     };
     InvalidValue::new(format!(
-        "{path:?} cannot be updated: {hint} (UpdateTicket changes subject, description, priority, tags)"
+        "{path:?} cannot be updated: {hint} (UpdateTicket changes subject, description, priority, \
+         tags, custom_fields, custom_fields.<key>)"
     ))
 }
 
@@ -872,6 +899,7 @@ fn parse_new_ticket(
     } else {
         parse_tags(&mut violations, "ticket.tags", &ticket.tags)
     };
+    let custom_fields = raw_values(&ticket.custom_fields);
     match (
         subject,
         description,
@@ -897,9 +925,23 @@ fn parse_new_ticket(
             assignee,
             group,
             tags,
+            custom_fields,
         }),
         _ => Err(AppError::InvalidArgument(violations)),
     }
+}
+
+/// A request's custom field values as sent, by key in key order: the desk checks them against
+/// the account's catalogue.
+fn raw_values(
+    values: &std::collections::HashMap<String, prost_types::Value>,
+) -> Vec<(String, RawValue)> {
+    let mut raw: Vec<(String, RawValue)> = values
+        .iter()
+        .map(|(key, value)| (key.clone(), RawValue::from(value)))
+        .collect();
+    raw.sort_by(|a, b| a.0.cmp(&b.0));
+    raw
 }
 
 /// The tags of a request, each normalized; a refused tag is named `{field}[i]`, too many after

@@ -38,6 +38,7 @@ pub(super) fn masked(ticket: v1::Ticket, mask: &ReadMask) -> v1::Ticket {
         etag,
         tags,
         group_id,
+        custom_fields,
     } = ticket;
     v1::Ticket {
         id: pick(mask, "id", id),
@@ -54,5 +55,6 @@ pub(super) fn masked(ticket: v1::Ticket, mask: &ReadMask) -> v1::Ticket {
         etag: pick(mask, "etag", etag),
         tags: pick(mask, "tags", tags),
         group_id: pick(mask, "group_id", group_id),
+        custom_fields: pick(mask, "custom_fields", custom_fields),
     }
 }

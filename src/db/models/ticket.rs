@@ -70,6 +70,8 @@ pub struct NewTicket<'a> {
     /// Normalized and sorted (`TagSet::to_strings`).
     pub tags: &'a [String],
     pub group_id: Option<Uuid>,
+    /// Checked values by key (a JSON object).
+    pub custom_fields: &'a serde_json::Value,
 }
 
 /// The columns a change may set; `None` leaves a column as it is. Every change bumps the
@@ -84,6 +86,9 @@ pub struct TicketChangeset {
     pub assignee_id: Option<Option<Uuid>>,
     pub tags: Option<Vec<Option<String>>>,
     pub group_id: Option<Option<Uuid>>,
+    /// All the values, as the locked row's values with the change applied: a change is decided
+    /// on the locked row, so concurrent changes of different keys all land.
+    pub custom_fields: Option<serde_json::Value>,
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
@@ -161,8 +166,8 @@ impl NewTicket<'_> {
                  ticket_id) VALUES ($16, $9, $17, $18, $19, $20, $21, $8)) \
                  INSERT INTO tickets \
                  (id, account_id, subject, description, priority, status, requester_id, \
-                 assignee_id, tags, group_id) \
-                 VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $22, $23) \
+                 assignee_id, tags, group_id, custom_fields) \
+                 VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $22, $23, $24) \
                  RETURNING id, account_id, subject, description, priority, status, requester_id, \
                  assignee_id, created_at, updated_at, version, deleted_at, tags, custom_fields, \
                  group_id",
@@ -189,7 +194,8 @@ impl NewTicket<'_> {
             .bind::<sql_types::Jsonb, _>(&notification.data)
             .bind::<sql_types::Text, _>(&notification.message_id)
             .bind::<sql_types::Array<sql_types::Text>, _>(self.tags)
-            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(self.group_id),
+            .bind::<sql_types::Nullable<sql_types::Uuid>, _>(self.group_id)
+            .bind::<sql_types::Jsonb, _>(self.custom_fields),
         )
         .get_result::<TicketRow>(conn)
         .await?
@@ -211,6 +217,8 @@ impl TicketChangeset {
             tags: (before.tags != after.tags)
                 .then(|| after.tags.to_strings().into_iter().map(Some).collect()),
             group_id: (before.group_id != after.group_id).then_some(after.group_id),
+            custom_fields: (before.custom_fields != after.custom_fields)
+                .then(|| serde_json::Value::Object(after.custom_fields.clone())),
             deleted_at: deletes.then(Utc::now),
         }
     }
@@ -808,6 +816,16 @@ impl TicketRow {
                 .map(Tag::from_stored)
                 .collect(),
             group_id: self.group_id,
+            // As stored, never checked again (a field changed or retired since stays readable);
+            // the column's CHECK keeps it an object.
+            custom_fields: match self.custom_fields {
+                serde_json::Value::Object(values) => values,
+                serde_json::Value::Null
+                | serde_json::Value::Bool(_)
+                | serde_json::Value::Number(_)
+                | serde_json::Value::String(_)
+                | serde_json::Value::Array(_) => serde_json::Map::new(),
+            },
             created_at: self.created_at,
             updated_at: self.updated_at,
             version: self.version,

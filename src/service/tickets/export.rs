@@ -13,7 +13,7 @@ use super::TicketDesk;
 use crate::auth::Standing;
 use crate::db;
 use crate::db::models::TicketRow;
-use crate::domain::{Ticket, TicketFilter};
+use crate::domain::{Catalogue, Ticket, TicketFilter};
 use crate::errors::{AppError, AppResult};
 use crate::resilience::stream_limit::StreamLimits;
 use crate::scope::RequestScope;
@@ -88,6 +88,12 @@ impl TicketDesk {
         let caller = scope.caller()?;
         let valid_until = scope.valid_until();
         let place = self.exports.places.take(caller.account_id)?;
+        // A customer's export shows only the custom fields they may see: the catalogue is read
+        // once, before the snapshot (a field's visibility is not part of what is exported).
+        let catalogue = match caller.restricted_to_user() {
+            Some(_) => self.catalogue(caller.account_id).await?,
+            None => Catalogue::default(),
+        };
         let limit = self.exports.limit;
         let deadline = Instant::now() + limit;
         let mut conn = db::owned_connection(self.pool()).await?;
@@ -122,9 +128,13 @@ impl TicketDesk {
                     let after = batch
                         .last()
                         .map(|ticket| ticket.position(filter.order.field));
-                    // A customer's export, as their reads, leaves out the desk's tags.
+                    // A customer's export, as their reads, leaves out the desk's tags and the
+                    // custom fields customers do not see.
                     let shown = if requester.is_some() {
-                        batch.into_iter().map(Ticket::as_seen_by_customer).collect()
+                        batch
+                            .into_iter()
+                            .map(|ticket| ticket.as_seen_by_customer(&catalogue))
+                            .collect()
                     } else {
                         batch
                     };

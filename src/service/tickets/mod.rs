@@ -32,13 +32,14 @@ use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
 use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
+use crate::db::models::custom_field::CustomFieldRow;
 use crate::db::models::{
     FirstPageBound, GroupMemberRow, GroupRow, NewActivity, NewNotification, NewTicket, NewUser,
     TicketChangeset, TicketRow, UserRow,
 };
 use crate::db::{self, PgPool};
 use crate::domain::{
-    AccountId, Actor, Email, Etag, FieldChange, FieldChanges, InvalidValue, MAX_TAGS_PER_TICKET,
+    AccountId, Actor, Catalogue, CustomFieldEdit, Email, RawValue, StoredValues, ValueProblems, Etag, FieldChange, FieldChanges, InvalidValue, MAX_TAGS_PER_TICKET,
     NewTicketRequest, NotificationKind, PageCursor, PageSize, Role, RuleViolation, TagSet, Ticket,
     TicketAction, TicketChange, TicketCreatedData, TicketDescription, TicketFilter, TicketId,
     TicketPriority, TicketSolvedData, TicketStatus, TicketSubject, TicketTransition, UserId,
@@ -65,6 +66,26 @@ pub struct TicketEdits {
     pub priority: Option<TicketPriority>,
     /// The whole set of tags, replacing the ticket's.
     pub tags: Option<TagSet>,
+    /// Custom field values as sent, checked against the catalogue when the change is made.
+    pub custom_fields: Option<RawFieldEdit>,
+}
+
+/// Custom field values an update sends, as sent.
+#[derive(Debug)]
+pub enum RawFieldEdit {
+    /// Mask `custom_fields`: these values, all others cleared.
+    Replace(Vec<(String, RawValue)>),
+    /// Masks `custom_fields.<key>`: each key set (null clears it), the others left as they are.
+    Set(Vec<(String, RawValue)>),
+}
+
+/// The request's refusals of custom field values, each named `ticket.custom_fields.<key>`.
+fn refused_values(problems: ValueProblems) -> AppError {
+    let mut violations = crate::errors::FieldViolations::new();
+    for (key, problem) in problems {
+        violations.add(format!("ticket.custom_fields.{key}"), &problem);
+    }
+    AppError::InvalidArgument(violations)
 }
 
 #[derive(Clone)]
@@ -152,6 +173,24 @@ impl TicketDesk {
             ));
         }
         let account_id = caller.account_id;
+        // The catalogue is read only when values are sent: one query, before any write.
+        let custom_fields = if request.custom_fields.is_empty() {
+            StoredValues::new()
+        } else {
+            let catalogue = self.catalogue(account_id).await?;
+            catalogue
+                .check_values(
+                    request
+                        .custom_fields
+                        .iter()
+                        .map(|(key, value)| (key.as_str(), value)),
+                    caller.restricted_to_user().is_some(),
+                )
+                .map_err(refused_values)?
+                .into_iter()
+                .filter_map(|(key, value)| value.map(|value| (key, value)))
+                .collect()
+        };
         let outcome = idempotency::transaction(&self.pool, write, Written::ticket, async |conn| {
             if let Some(assignee) = request.assignee {
                 ensure_agent(conn, account_id, assignee, "ticket.assignee_id").await?;
@@ -211,6 +250,15 @@ impl TicketDesk {
                     );
                 }
             }
+            for (key, value) in &custom_fields {
+                changes.insert(
+                    format!("custom_fields.{key}"),
+                    FieldChange {
+                        old: None,
+                        new: Some(value.to_string()),
+                    },
+                );
+            }
             // The audit record goes in the ticket's own statement: its content is known
             // before the insert, and one round trip fewer is one PostgreSQL wake-up fewer.
             let record = new_record(
@@ -221,6 +269,7 @@ impl TicketDesk {
                 &changes,
             );
             let tags = request.tags.to_strings();
+            let values = serde_json::Value::Object(custom_fields.clone());
             let ticket = NewTicket {
                 id: ticket_id.as_uuid(),
                 account_id: account_id.as_uuid(),
@@ -232,6 +281,7 @@ impl TicketDesk {
                 assignee_id: request.assignee.map(|id| id.as_uuid()),
                 tags: &tags,
                 group_id: request.group,
+                custom_fields: &values,
             }
             .insert_recorded(
                 conn,
@@ -310,15 +360,20 @@ impl TicketDesk {
     /// One ticket, from the cache when it has it; a customer's view is limited to their own.
     pub async fn get(&self, scope: &RequestScope, id: TicketId) -> AppResult<Ticket> {
         let caller = scope.caller()?;
-        let visible = |ticket: Ticket| match caller.restricted_to_user() {
+        // Agents see every value: only a customer's read of a ticket with values reads the
+        // catalogue, to learn which fields they may see.
+        let visible = async |ticket: Ticket| match caller.restricted_to_user() {
             Some(user) if ticket.requester_id != user => {
                 Err(AppError::not_found(Resource::Ticket, id))
             }
-            Some(_) => Ok(ticket.as_seen_by_customer()),
+            Some(_) => {
+                let catalogue = self.seen_catalogue(caller, [&ticket]).await?;
+                Ok(ticket.as_seen_by_customer(&catalogue))
+            }
             None => Ok(ticket),
         };
         match self.cache.get(caller.account_id, id, scope).await {
-            Cached::Ticket(ticket) => return visible(ticket),
+            Cached::Ticket(ticket) => return visible(ticket).await,
             Cached::Deleted => return Err(AppError::not_found(Resource::Ticket, id)),
             Cached::Unknown => {}
         }
@@ -332,7 +387,35 @@ impl TicketDesk {
         .await?
         .ok_or_else(|| AppError::not_found(Resource::Ticket, id))?;
         self.cache.fill(&ticket).await;
-        visible(ticket)
+        visible(ticket).await
+    }
+
+    /// The account's catalogue of custom fields (one query).
+    async fn catalogue(&self, account_id: AccountId) -> AppResult<Catalogue> {
+        CustomFieldRow::catalogue_for_account(
+            &mut *db::connection(&self.pool).await?,
+            account_id.as_uuid(),
+        )
+        .await
+    }
+
+    /// The catalogue [`seen_by`] needs to show `tickets` to `caller`: read only for a customer
+    /// shown a ticket with custom field values (agents see them all); empty otherwise.
+    async fn seen_catalogue<'a>(
+        &self,
+        caller: &Caller,
+        tickets: impl IntoIterator<Item = &'a Ticket>,
+    ) -> AppResult<Catalogue> {
+        let customer = caller.restricted_to_user().is_some();
+        if customer
+            && tickets
+                .into_iter()
+                .any(|ticket| !ticket.custom_fields.is_empty())
+        {
+            self.catalogue(caller.account_id).await
+        } else {
+            Ok(Catalogue::default())
+        }
     }
 
     /// A page of the tickets the caller may see, as `filter` asks, after `after`.
@@ -379,10 +462,11 @@ impl TicketDesk {
             next.until = until;
             next.snapshot = snapshot;
         }
+        let catalogue = self.seen_catalogue(caller, &page.items).await?;
         page.items = page
             .items
             .into_iter()
-            .map(|ticket| seen_by(caller, ticket))
+            .map(|ticket| seen_by(caller, &catalogue, ticket))
             .collect();
         Ok(page)
     }
@@ -395,11 +479,40 @@ impl TicketDesk {
         edits: TicketEdits,
         etag: Option<Etag>,
     ) -> AppResult<Outcome<Ticket>> {
+        let custom_fields = match edits.custom_fields {
+            None => None,
+            // Clearing them all needs no catalogue.
+            Some(RawFieldEdit::Replace(values)) if values.is_empty() => {
+                Some(CustomFieldEdit::Replace(StoredValues::new()))
+            }
+            Some(edit) => {
+                let caller = write.caller()?;
+                let catalogue = self.catalogue(caller.account_id).await?;
+                let check = |values: &[(String, RawValue)]| {
+                    catalogue
+                        .check_values(
+                            values.iter().map(|(key, value)| (key.as_str(), value)),
+                            caller.restricted_to_user().is_some(),
+                        )
+                        .map_err(refused_values)
+                };
+                Some(match edit {
+                    RawFieldEdit::Replace(values) => CustomFieldEdit::Replace(
+                        check(&values)?
+                            .into_iter()
+                            .filter_map(|(key, value)| value.map(|value| (key, value)))
+                            .collect(),
+                    ),
+                    RawFieldEdit::Set(values) => CustomFieldEdit::Set(check(&values)?),
+                })
+            }
+        };
         let change = TicketChange::Edit {
             subject: edits.subject,
             description: edits.description,
             priority: edits.priority,
             tags: edits.tags,
+            custom_fields,
         };
         self.change(write, id, etag, change).await
     }
@@ -469,12 +582,22 @@ impl TicketDesk {
     ) -> AppResult<Outcome<Ticket>> {
         let caller = write.caller()?;
         let account_id = caller.account_id;
+        // A customer's answer shows only the values of the fields they may see: the catalogue
+        // is read first (customers only; agents see every value).
+        let catalogue = match caller.restricted_to_user() {
+            Some(_) => self.catalogue(account_id).await?,
+            None => Catalogue::default(),
+        };
         // Armed before the COMMIT: a lost answer may hide a committed write.
         let unsettled = self.cache.unsettled();
         let outcome = idempotency::transaction(
             &self.pool,
             write,
-            |written: &Written| written.ticket().map(|ticket| seen_by(caller, ticket)),
+            |written: &Written| {
+                written
+                    .ticket()
+                    .map(|ticket| seen_by(caller, &catalogue, ticket))
+            },
             async |conn| {
                 let current = lock_visible(conn, caller, id).await?;
                 if let Some(etag) = etag
@@ -499,6 +622,9 @@ impl TicketDesk {
                 }
                 if let Some((group, assignee)) = decision.membership_to_check {
                     ensure_member(conn, account_id, group, assignee).await?;
+                }
+                if change == TicketChange::Transition(TicketTransition::Resolve) {
+                    ensure_required_fields(conn, &current).await?;
                 }
                 if decision.reopens {
                     self.ensure_below_open_limit(conn, account_id, current.requester_id.as_uuid())
@@ -534,7 +660,7 @@ impl TicketDesk {
             self.refresh(account_id, id).await;
         }
         Ok(match self.finish(outcome).await {
-            Outcome::Done(ticket) => Outcome::Done(seen_by(caller, ticket)),
+            Outcome::Done(ticket) => Outcome::Done(seen_by(caller, &catalogue, ticket)),
             other @ (Outcome::Failed(_) | Outcome::Replay(_)) => other,
         })
     }
@@ -601,12 +727,40 @@ impl Written {
     }
 }
 
-/// The ticket as `caller` may see it: a customer without the desk's tags.
-fn seen_by(caller: &Caller, ticket: Ticket) -> Ticket {
+/// The ticket as `caller` may see it: a customer without the desk's tags, and with only the
+/// custom field values `catalogue` shows customers ([`TicketDesk::seen_catalogue`]).
+fn seen_by(caller: &Caller, catalogue: &Catalogue, ticket: Ticket) -> Ticket {
     match caller.restricted_to_user() {
-        Some(_) => ticket.as_seen_by_customer(),
+        Some(_) => ticket.as_seen_by_customer(catalogue),
         None => ticket,
     }
+}
+
+/// Fails with FAILED_PRECONDITION `CUSTOM_FIELDS_REQUIRED` while a live field required to
+/// solve has no value on `ticket`, naming each such field.
+async fn ensure_required_fields(conn: &mut AsyncPgConnection, ticket: &Ticket) -> AppResult<()> {
+    let catalogue =
+        CustomFieldRow::catalogue_for_account(conn, ticket.account_id.as_uuid()).await?;
+    let missing = catalogue.missing_to_solve(&ticket.custom_fields);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = missing.iter().map(|field| field.key.as_str()).collect();
+    Err(AppError::FailedPrecondition {
+        reason: Reason::CustomFieldsRequired,
+        message: format!(
+            "the ticket cannot be solved before these custom fields have a value: {}",
+            keys.join(", ")
+        ),
+        violations: missing
+            .iter()
+            .map(|field| PreconditionViolation {
+                kind: "CUSTOM_FIELDS_REQUIRED".to_owned(),
+                subject: format!("custom_fields.{}", field.key),
+                description: format!("{:?} is required to solve a ticket", field.title),
+            })
+            .collect(),
+    })
 }
 
 /// Locks the ticket `id` as `caller` may see it (a customer: only their own), or NOT_FOUND.

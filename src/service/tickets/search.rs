@@ -34,10 +34,13 @@ impl TicketDesk {
             rows_to_fetch(page_size),
         )
         .await?;
+        let catalogue = self
+            .seen_catalogue(caller, hits.iter().map(|hit| &hit.ticket))
+            .await?;
         let hits = hits
             .into_iter()
             .map(|mut hit| {
-                hit.ticket = super::seen_by(caller, hit.ticket);
+                hit.ticket = super::seen_by(caller, &catalogue, hit.ticket);
                 hit
             })
             .collect();

@@ -89,6 +89,7 @@ impl From<Ticket> for v1::Ticket {
             etag,
             tags: ticket.tags.to_strings(),
             group_id: ticket.group_id.map(|id| id.to_string()).unwrap_or_default(),
+            custom_fields: super::custom_field::json_values(ticket.custom_fields),
         }
     }
 }

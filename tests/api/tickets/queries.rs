@@ -997,6 +997,7 @@ fn ticket_at(account_id: AccountId, id: TicketId, version: i64, subject: &str) -
         assignee_id: None,
         tags: Default::default(),
         group_id: None,
+        custom_fields: Default::default(),
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
         version,
