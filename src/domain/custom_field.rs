@@ -303,7 +303,9 @@ impl Catalogue {
             .find(key)
             .filter(|field| !customer || field.customer_visible)
             .ok_or_else(|| {
-                InvalidValue::new(format!("the account has no custom field with the key {key:?}"))
+                InvalidValue::new(format!(
+                    "the account has no custom field with the key {key:?}"
+                ))
             })?;
         if field.is_retired() {
             return Err(InvalidValue::new(format!(
@@ -352,7 +354,9 @@ impl Catalogue {
             .filter(|field| {
                 field.required_to_solve
                     && !field.is_retired()
-                    && values.get(field.key.as_str()).is_none_or(serde_json::Value::is_null)
+                    && values
+                        .get(field.key.as_str())
+                        .is_none_or(serde_json::Value::is_null)
             })
             .collect()
     }

@@ -95,8 +95,8 @@ pub use rate_quota::RateQuota;
 pub use reconciliation::FindingKind;
 pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_TICKET, Tag, TagCount, TagPrefix, TagSet};
 pub use ticket::{
-    CustomFieldEdit, Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision, TicketDescription,
-    TicketPriority, TicketStatus, TicketSubject, TicketTransition,
+    CustomFieldEdit, Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision,
+    TicketDescription, TicketPriority, TicketStatus, TicketSubject, TicketTransition,
 };
 pub use ticket_export::{
     ChangeCursor, FeedEntry, MATCH_END, MATCH_START, MAX_MATCHES_RANKED, ReadMask, SearchCursor,

@@ -252,7 +252,9 @@ impl CachedTicket {
                 serde_json::Map::new()
             } else {
                 serde_json::from_str(&self.custom_fields).map_err(|error| {
-                    InvalidValue::new(format!("custom field values that are not an object: {error}"))
+                    InvalidValue::new(format!(
+                        "custom field values that are not an object: {error}"
+                    ))
                 })?
             },
             version,

@@ -49,8 +49,8 @@ pub use password_reset::PasswordResets;
 pub use payment_events::worker::PaymentEventWorkers;
 pub use payment_events::{PaymentEvents, Receipt};
 pub use tickets::{
-    EXPORT_BATCH, Export, ExportBatch, ExportInterruption, ExportSettings, FeedPage, SearchPage,
-    RawFieldEdit, TicketDesk, TicketEdits,
+    EXPORT_BATCH, Export, ExportBatch, ExportInterruption, ExportSettings, FeedPage, RawFieldEdit,
+    SearchPage, TicketDesk, TicketEdits,
 };
 pub use users::{NewUserRequest, UserChanges, Users};
 pub use views::{NewView, ViewUpdate, Views};

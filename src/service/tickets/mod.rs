@@ -39,10 +39,11 @@ use crate::db::models::{
 };
 use crate::db::{self, PgPool};
 use crate::domain::{
-    AccountId, Actor, Catalogue, CustomFieldEdit, Email, RawValue, StoredValues, ValueProblems, Etag, FieldChange, FieldChanges, InvalidValue, MAX_TAGS_PER_TICKET,
-    NewTicketRequest, NotificationKind, PageCursor, PageSize, Role, RuleViolation, TagSet, Ticket,
-    TicketAction, TicketChange, TicketCreatedData, TicketDescription, TicketFilter, TicketId,
-    TicketPriority, TicketSolvedData, TicketStatus, TicketSubject, TicketTransition, UserId,
+    AccountId, Actor, Catalogue, CustomFieldEdit, Email, Etag, FieldChange, FieldChanges,
+    InvalidValue, MAX_TAGS_PER_TICKET, NewTicketRequest, NotificationKind, PageCursor, PageSize,
+    RawValue, Role, RuleViolation, StoredValues, TagSet, Ticket, TicketAction, TicketChange,
+    TicketCreatedData, TicketDescription, TicketFilter, TicketId, TicketPriority, TicketSolvedData,
+    TicketStatus, TicketSubject, TicketTransition, UserId, ValueProblems,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, KeyedWrite, Outcome, StoredResponse};

@@ -673,9 +673,11 @@ fn read_mask_refusal(path: &str, known: &str) -> String {
 }
 
 const TICKET_FIELDS_OVER_REST: &str = "id, accountId, subject, description, priority, status, \
-     requesterId, requesterEmail, assigneeId, createTime, updateTime, etag, tags, groupId";
+     requesterId, requesterEmail, assigneeId, createTime, updateTime, etag, tags, groupId, \
+     customFields";
 const TICKET_FIELDS_OVER_GRPC: &str = "id, account_id, subject, description, priority, status, \
-     requester_id, requester_email, assignee_id, create_time, update_time, etag, tags, group_id";
+     requester_id, requester_email, assignee_id, create_time, update_time, etag, tags, group_id, \
+     custom_fields";
 
 #[tokio::test]
 async fn a_list_request_with_several_bad_fields_names_every_one_over_rest() {

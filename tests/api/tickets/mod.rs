@@ -2,6 +2,7 @@
 
 pub(crate) mod basics;
 pub(crate) mod changes;
+pub(crate) mod custom_values;
 pub(crate) mod export;
 pub(crate) mod filter;
 pub(crate) mod groups;
