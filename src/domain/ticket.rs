@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    AccountId, Catalogue, RawValue, Email, FieldChange, FieldChanges, InvalidValue, MAX_TAGS_PER_TICKET,
-    PageCursor, StoredValues, TagSet, TicketAction, TicketId, TicketOrderField, UserId,
+    AccountId, Catalogue, Email, FieldChange, FieldChanges, InvalidValue, MAX_TAGS_PER_TICKET,
+    PageCursor, RawValue, StoredValues, TagSet, TicketAction, TicketId, TicketOrderField, UserId,
     bounded_text, single_line,
 };
 
@@ -169,7 +169,8 @@ impl Ticket {
     pub fn as_seen_by_customer(mut self, catalogue: &Catalogue) -> Self {
         self.tags = TagSet::default();
         self.group_id = None;
-        self.custom_fields = catalogue.visible_to_customers(std::mem::take(&mut self.custom_fields));
+        self.custom_fields =
+            catalogue.visible_to_customers(std::mem::take(&mut self.custom_fields));
         self
     }
 

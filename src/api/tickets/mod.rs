@@ -12,9 +12,9 @@ use self::read_mask::{masked, read_mask};
 use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
 use crate::auth::Caller;
 use crate::domain::{
-    self, ChangeCursor, CommentBody, Email, Etag, FieldKey, FilterContext, ImportFormat, InvalidValue,
-    NewTicketRequest, NoCustomFields, PageScope, PageSize, PageTokenKeys, SearchCursor,
-    RawValue, SearchOrder, SearchText, TagPrefix, TagSet, TextPageCursor, Ticket,
+    self, ChangeCursor, CommentBody, Email, Etag, FieldKey, FilterContext, ImportFormat,
+    InvalidValue, NewTicketRequest, NoCustomFields, PageScope, PageSize, PageTokenKeys, RawValue,
+    SearchCursor, SearchOrder, SearchText, TagPrefix, TagSet, TextPageCursor, Ticket,
     TicketDescription, TicketFilter, TicketFilterExpr, TicketId, TicketOrder, TicketPriority,
     TicketSearch, TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId,
     hyphenated_uuid, within_list_bound,
@@ -26,7 +26,13 @@ use crate::wire::convert::unless_unspecified;
 use crate::wire::proto::v1;
 
 /// Ticket fields UpdateTicket can change.
-const EDITABLE: &[&str] = &["subject", "description", "priority", "tags", "custom_fields"];
+const EDITABLE: &[&str] = &[
+    "subject",
+    "description",
+    "priority",
+    "tags",
+    "custom_fields",
+];
 
 pub struct TicketApi {
     desk: TicketDesk,
@@ -374,8 +380,8 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                 other if EDITABLE.contains(&other) => vec![other],
                 other if other.starts_with("custom_fields.") => {
                     let key = &other["custom_fields.".len()..];
-                    if let Some(key) =
-                        violations.check(format!("update_mask.paths[{index}]"), FieldKey::parse(key))
+                    if let Some(key) = violations
+                        .check(format!("update_mask.paths[{index}]"), FieldKey::parse(key))
                     {
                         // Named but absent from the request's map: cleared.
                         let value = ticket

@@ -579,6 +579,7 @@ async fn a_ticket_is_not_solved_while_a_field_required_to_solve_is_empty() {
             id: ticket.id.clone(),
             assignee_id: app.admin.id.to_string(),
             etag: String::new(),
+            group_id: None,
         }))
         .await
         .expect("assigned");
