@@ -1812,6 +1812,11 @@ const LISTS_BOUNDED_ELSEWHERE: &[(&str, &str)] = &[
         "the service refuses a mask at its first unknown path, in one violation",
     ),
     (
+        "google.protobuf.ListValue.values",
+        "a multiple_choice value (Ticket.custom_fields): refused at its first item that is not \
+         one of the field's options (at most 200), in one violation; repeated options collapse",
+    ),
+    (
         "google.api.HttpBody.extensions",
         "never read: the raw body is the request",
     ),

@@ -235,10 +235,7 @@ async fn every_refused_value_of_a_create_is_named_by_its_key_and_nothing_is_writ
     define_catalogue(&app).await;
     let old = define(&app, field("legacy", v1::CustomFieldKind::Text)).await;
     catalogue_client(&app)
-        .retire_custom_field(app.as_admin(v1::RetireCustomFieldRequest {
-            id: old.id.clone(),
-            ..Default::default()
-        }))
+        .retire_custom_field(app.as_admin(v1::RetireCustomFieldRequest { id: old.id.clone() }))
         .await
         .expect("retired");
 
@@ -535,7 +532,6 @@ async fn a_retired_or_changed_field_leaves_its_values_readable() {
     catalogue_client(&app)
         .retire_custom_field(app.as_admin(v1::RetireCustomFieldRequest {
             id: plan.id.clone(),
-            ..Default::default()
         }))
         .await
         .expect("retired");
