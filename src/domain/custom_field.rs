@@ -297,6 +297,16 @@ impl Catalogue {
             .collect()
     }
 
+    /// The fields customers see (`customer_visible`), retired ones included.
+    pub fn seen_by_customers(self) -> Self {
+        Self(
+            self.0
+                .into_iter()
+                .filter(|field| field.customer_visible)
+                .collect(),
+        )
+    }
+
     /// The live field `key` a caller may write (a customer: only a `customer_editable` one).
     pub fn writable(&self, key: &str, customer: bool) -> Result<&CustomField, InvalidValue> {
         let field = self
@@ -539,6 +549,39 @@ impl FieldValue {
             Self::Checkbox(checked) => Json::from(*checked),
             Self::Date(date) => Json::from(date.format("%Y-%m-%d").to_string()),
             Self::Choices(options) => Json::from(options.iter().cloned().collect::<Vec<_>>()),
+        }
+    }
+}
+
+/// A value a filter compares `kind`'s values with, written as text (`custom_fields.seats = 12`),
+/// in the stored shape. Typed by the kind only: a choice or pattern field's current options and
+/// pattern do not restrict it, since tickets keep values written under older definitions.
+pub fn filter_value(kind: &FieldKind, text: &str) -> Result<serde_json::Value, InvalidValue> {
+    let stored = |raw: RawValue| {
+        parse_value(kind, &raw)?
+            .map(|value| value.to_json())
+            .ok_or_else(|| InvalidValue::new("expected a value"))
+    };
+    match kind {
+        FieldKind::Checkbox => match text {
+            "true" => stored(RawValue::Bool(true)),
+            "false" => stored(RawValue::Bool(false)),
+            _ => Err(InvalidValue::new(
+                "this checkbox field compares with true or false",
+            )),
+        },
+        FieldKind::Integer | FieldKind::Decimal | FieldKind::Date => {
+            stored(RawValue::Text(text.to_owned()))
+        }
+        FieldKind::Text
+        | FieldKind::LongText
+        | FieldKind::SingleChoice(_)
+        | FieldKind::MultipleChoice(_)
+        | FieldKind::Pattern(_) => {
+            if text.is_empty() {
+                return Err(InvalidValue::new("expected a value, not an empty text"));
+            }
+            Ok(serde_json::Value::from(text))
         }
     }
 }

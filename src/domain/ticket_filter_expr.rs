@@ -8,6 +8,7 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use super::custom_field::{Catalogue, FieldKind, filter_value};
 use super::filter::{
     Argument, Comparator, Expr, Filter, FilterError, Position, Restriction, Value,
 };
@@ -17,23 +18,99 @@ use super::{InvalidValue, Tag, TicketPriority, TicketStatus, UserId};
 pub const FILTER_FIELDS: &str =
     "status, priority, assignee, requester, group, tags, create_time, update_time";
 
-/// The custom fields of an account, as the filter sees them. ListTickets passes
-/// [`NoCustomFields`] until the catalogue (issue 68, item 2) plugs in here.
+/// The custom fields of an account, as the filter sees them: the account's [`Catalogue`], or
+/// [`NoCustomFields`] where a filter names none (no catalogue is read then).
 pub trait CustomFieldCatalogue {
     /// The condition `restriction` (on `custom_fields.<key>`) stands for, or why it is refused.
     fn condition(&self, key: &str, restriction: &Restriction) -> Result<Test, FilterError>;
 }
 
-/// No custom field is filterable yet.
+/// An account without custom fields: every `custom_fields.<key>` is unknown.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoCustomFields;
 
 impl CustomFieldCatalogue for NoCustomFields {
     fn condition(&self, key: &str, restriction: &Restriction) -> Result<Test, FilterError> {
-        Err(FilterError::new(
-            restriction.member_at,
-            format!("custom fields cannot be filtered on yet (custom_fields.{key})"),
-        ))
+        Catalogue::new(Vec::new()).condition(key, restriction)
+    }
+}
+
+/// A filter on a custom field compares its values with `=` and `!=` (`:` for a multiple
+/// choice: "has"), each served by the GIN index on `(account_id, custom_fields
+/// jsonb_path_ops)` as a containment. The field's kind types the value; its current options
+/// and pattern do not restrict it (tickets keep values written under older definitions), and a
+/// retired field can still be filtered on (its values stay on tickets).
+impl CustomFieldCatalogue for Catalogue {
+    fn condition(&self, key: &str, restriction: &Restriction) -> Result<Test, FilterError> {
+        let at = restriction.member_at;
+        let Some(field) = self.find(key) else {
+            return Err(FilterError::new(
+                at,
+                format!("the account has no custom field with the key \"{key}\""),
+            ));
+        };
+        let value_of = |value: &Value| -> Result<serde_json::Value, FilterError> {
+            if value.is_any() {
+                return Err(FilterError::new(
+                    value.at(),
+                    format!("custom_fields.{key}:* is not served by an index: name a value"),
+                ));
+            }
+            let text = text_of(value, "a value")?;
+            filter_value(&field.kind, text)
+                .map_err(|problem| FilterError::new(value.at(), problem.to_string()))
+        };
+        let contains = |value: serde_json::Value| {
+            let mut object = serde_json::Map::new();
+            object.insert(key.to_owned(), value);
+            serde_json::Value::Object(object)
+        };
+        if let FieldKind::MultipleChoice(_) = field.kind {
+            if restriction.comparator != Comparator::Has {
+                return Err(FilterError::new(
+                    at,
+                    format!(
+                        "custom_fields.{key} is a list of options: write custom_fields.{key}: \
+                         option (has it), not {}",
+                        restriction.comparator.as_str()
+                    ),
+                ));
+            }
+            let option = |value: &Value| {
+                value_of(value).map(|option| serde_json::Value::Array(vec![option]))
+            };
+            let any_of = match &restriction.argument {
+                Argument::One(one) => vec![contains(option(one)?)],
+                Argument::AnyOf(many) => many
+                    .iter()
+                    .map(|value| option(value).map(&contains))
+                    .collect::<Result<_, _>>()?,
+                Argument::AllOf(many) => {
+                    let options = many.iter().map(&value_of).collect::<Result<Vec<_>, _>>()?;
+                    vec![contains(serde_json::Value::Array(options))]
+                }
+            };
+            return Ok(Test::CustomField {
+                key: key.to_owned(),
+                any_of,
+                negated: false,
+            });
+        }
+        if let FieldKind::LongText = field.kind {
+            return Err(FilterError::new(
+                at,
+                format!(
+                    "custom_fields.{key} is long text: it is not filterable (compare a text, \
+                     choice or number field)"
+                ),
+            ));
+        }
+        let (values, negated) = one_of(restriction, &value_of)?;
+        Ok(Test::CustomField {
+            key: key.to_owned(),
+            any_of: values.into_iter().map(contains).collect(),
+            negated,
+        })
     }
 }
 
@@ -135,6 +212,13 @@ pub enum Test {
         comparator: TimeComparator,
         moment: Moment,
     },
+    /// The ticket's values contain one of `any_of` (each `{"<key>": value}` in the stored
+    /// shape: a containment the GIN index serves).
+    CustomField {
+        key: String,
+        any_of: Vec<serde_json::Value>,
+        negated: bool,
+    },
 }
 
 impl Test {
@@ -155,6 +239,7 @@ impl Test {
                 field: TimeField::Updated,
                 ..
             } => "update_time",
+            Self::CustomField { .. } => "custom_fields",
         }
     }
 
@@ -206,6 +291,15 @@ impl Test {
                 comparator: comparator.negated(),
                 moment,
             },
+            Self::CustomField {
+                key,
+                any_of,
+                negated,
+            } => Self::CustomField {
+                key,
+                any_of,
+                negated: !negated,
+            },
         }
     }
 
@@ -216,7 +310,8 @@ impl Test {
             | Self::Assignee { negated, .. }
             | Self::Requester { negated, .. }
             | Self::Group { negated, .. }
-            | Self::Tags { negated, .. } => *negated,
+            | Self::Tags { negated, .. }
+            | Self::CustomField { negated, .. } => *negated,
             Self::Time { .. } => false,
         }
     }
@@ -287,6 +382,23 @@ impl Test {
             }
             (Self::Time { .. }, Self::Time { .. }) => {
                 return refused("OR of time ranges is not served by one index range");
+            }
+            (
+                Self::CustomField {
+                    key, mut any_of, ..
+                },
+                Self::CustomField {
+                    key: other_key,
+                    any_of: more,
+                    ..
+                },
+            ) if key == other_key => {
+                any_of.extend(more);
+                Self::CustomField {
+                    key,
+                    any_of,
+                    negated: false,
+                }
             }
             (one, other) => {
                 return Err(FilterError::new(

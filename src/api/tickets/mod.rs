@@ -12,12 +12,12 @@ use self::read_mask::{masked, read_mask};
 use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
 use crate::auth::Caller;
 use crate::domain::{
-    self, ChangeCursor, CommentBody, Email, Etag, FieldKey, FilterContext, ImportFormat,
-    InvalidValue, NewTicketRequest, NoCustomFields, PageScope, PageSize, PageTokenKeys, RawValue,
-    SearchCursor, SearchOrder, SearchText, TagPrefix, TagSet, TextPageCursor, Ticket,
-    TicketDescription, TicketFilter, TicketFilterExpr, TicketId, TicketOrder, TicketPriority,
-    TicketSearch, TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId,
-    hyphenated_uuid, within_list_bound,
+    self, Catalogue, ChangeCursor, CommentBody, Email, Etag, FieldKey, FilterContext, ImportFormat,
+    InvalidValue, NewTicketRequest, PageScope, PageSize, PageTokenKeys, RawValue, SearchCursor,
+    SearchOrder, SearchText, TagPrefix, TagSet, TextPageCursor, Ticket, TicketDescription,
+    TicketFilter, TicketFilterExpr, TicketId, TicketOrder, TicketPriority, TicketSearch,
+    TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId, hyphenated_uuid,
+    within_list_bound,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -165,8 +165,9 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         let scope = scope(&mut request)?;
         let caller = scope.caller()?;
         let message = request.get_ref();
+        let fields = self.filter_fields(&scope, &message.filter).await?;
         let mut violations = FieldViolations::new();
-        let filter = parse_filter(message, caller, &mut violations);
+        let filter = parse_filter(message, caller, &fields, &mut violations);
         let mask = violations.check("read_mask", read_mask(message.read_mask.as_ref()));
         let list = filter
             .as_ref()
@@ -212,8 +213,9 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             filter: message.filter,
             ..Default::default()
         };
+        let fields = self.filter_fields(&scope, &listed.filter).await?;
         let mut violations = FieldViolations::new();
-        let filter = parse_filter(&listed, scope.caller()?, &mut violations);
+        let filter = parse_filter(&listed, scope.caller()?, &fields, &mut violations);
         let mask = violations.check("read_mask", read_mask(listed.read_mask.as_ref()));
         let (Some(filter), Some(mask)) = (filter, mask) else {
             return Err(AppError::InvalidArgument(violations).into());
@@ -248,7 +250,8 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             filter: message.filter,
             ..Default::default()
         };
-        let filter = parse_filter(&listed, caller, &mut violations);
+        let fields = self.filter_fields(&scope, &listed.filter).await?;
+        let filter = parse_filter(&listed, caller, &fields, &mut violations);
         let search = text
             .zip(filter)
             .map(|(text, filter)| TicketSearch { text, filter });
@@ -316,9 +319,10 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                     .and_then(|cursor| ChangeCursor::from_key(&cursor.id)),
             ),
         };
+        let fields = self.filter_fields(&scope, &message.filter).await?;
         let filter = violations.check(
             "filter",
-            filter_expr(&message.filter, scope.caller()?).and_then(feed_filter),
+            filter_expr(&message.filter, scope.caller()?, &fields).and_then(feed_filter),
         );
         let (Some(page_size), Some(after), Some(filter)) = (page_size, after, filter) else {
             return Err(AppError::InvalidArgument(violations).into());
@@ -674,6 +678,20 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 }
 
 impl TicketApi {
+    /// The custom fields `filter` may name: the catalogue is read only when the filter names a
+    /// custom field, so that other lists cost no statement more.
+    async fn filter_fields(
+        &self,
+        scope: &crate::scope::RequestScope,
+        filter: &str,
+    ) -> Result<Catalogue, Status> {
+        if filter.contains("custom_fields") {
+            Ok(self.desk.filter_catalogue(scope).await?)
+        } else {
+            Ok(Catalogue::new(Vec::new()))
+        }
+    }
+
     /// Resolve, reopen and close: the same request shape, different rules.
     async fn transition<T: prost::Message>(
         &self,
@@ -753,6 +771,7 @@ fn not_editable(path: &str) -> InvalidValue {
 fn parse_filter(
     message: &v1::ListTicketsRequest,
     caller: &Caller,
+    fields: &Catalogue,
     violations: &mut FieldViolations,
 ) -> Option<TicketFilter> {
     let refused_before = violations.len();
@@ -800,7 +819,7 @@ fn parse_filter(
     if let Some(order) = violations.check("order_by", TicketOrder::parse(&message.order_by)) {
         filter.order = order;
     }
-    if let Some(expr) = violations.check("filter", filter_expr(&message.filter, caller)) {
+    if let Some(expr) = violations.check("filter", filter_expr(&message.filter, caller, fields)) {
         filter.expr = expr;
     }
     (violations.len() == refused_before).then_some(filter)
@@ -826,13 +845,18 @@ fn feed_filter(expr: TicketFilterExpr) -> Result<TicketFilterExpr, InvalidValue>
     }
 }
 
-/// The request's `filter`, read against the ticket's fields with `me` the calling user.
-fn filter_expr(text: &str, caller: &Caller) -> Result<TicketFilterExpr, InvalidValue> {
+/// The request's `filter`, read against the ticket's fields and the account's custom `fields`
+/// with `me` the calling user.
+fn filter_expr(
+    text: &str,
+    caller: &Caller,
+    fields: &Catalogue,
+) -> Result<TicketFilterExpr, InvalidValue> {
     TicketFilterExpr::parse_field(
         text,
         &FilterContext {
             me: caller.user_id(),
-            custom_fields: &NoCustomFields,
+            custom_fields: fields,
         },
     )
 }

@@ -26,6 +26,7 @@ enum Piece {
     Texts(Vec<String>),
     Uuids(Vec<Uuid>),
     Time(DateTime<Utc>),
+    Jsons(Vec<serde_json::Value>),
 }
 
 impl FilterSql {
@@ -98,6 +99,16 @@ impl FilterSql {
                 pieces.push(sql(format!("{t}.{column} {} ", comparator.operator())));
                 pieces.push(Piece::Time(moment.resolve(now)));
             }
+            Test::CustomField {
+                any_of, negated, ..
+            } => {
+                // `@> ANY(..)`: one bitmap scan of the GIN index on (account_id, custom_fields
+                // jsonb_path_ops) per value, as for an OR of containments.
+                let not = if *negated { "NOT " } else { "" };
+                pieces.push(sql(format!("{not}({t}.custom_fields @> ANY(")));
+                pieces.push(Piece::Jsons(any_of.clone()));
+                pieces.push(sql("))".to_owned()));
+            }
         }
     }
 
@@ -158,6 +169,9 @@ impl FilterSql {
                     .sql(param())
                     .bind::<sql_types::Array<sql_types::Uuid>, _>(values.clone()),
                 Piece::Time(at) => query.sql(param()).bind::<sql_types::Timestamptz, _>(*at),
+                Piece::Jsons(values) => query
+                    .sql(param())
+                    .bind::<sql_types::Array<sql_types::Jsonb>, _>(values.clone()),
             };
         }
         query
@@ -198,6 +212,9 @@ impl diesel::query_builder::QueryFragment<Pg> for FilterSql {
                     out.push_bind_param::<sql_types::Array<sql_types::Uuid>, _>(values)?;
                 }
                 Piece::Time(at) => out.push_bind_param::<sql_types::Timestamptz, _>(at)?,
+                Piece::Jsons(values) => {
+                    out.push_bind_param::<sql_types::Array<sql_types::Jsonb>, _>(values)?;
+                }
             }
         }
         out.push_sql(")");

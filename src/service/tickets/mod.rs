@@ -392,6 +392,19 @@ impl TicketDesk {
     }
 
     /// The account's catalogue of custom fields (one query).
+    /// The custom fields a filter of the caller's may name: the account's catalogue, of which
+    /// a customer may name only the fields they see (a filter on another would tell them its
+    /// values).
+    pub async fn filter_catalogue(&self, scope: &RequestScope) -> AppResult<Catalogue> {
+        let caller = scope.caller()?;
+        let catalogue = self.catalogue(caller.account_id).await?;
+        Ok(if caller.restricted_to_user().is_some() {
+            catalogue.seen_by_customers()
+        } else {
+            catalogue
+        })
+    }
+
     async fn catalogue(&self, account_id: AccountId) -> AppResult<Catalogue> {
         CustomFieldRow::catalogue_for_account(
             &mut *db::connection(&self.pool).await?,

@@ -619,3 +619,203 @@ async fn a_ticket_is_not_solved_while_a_field_required_to_solve_is_empty() {
         .into_inner();
     assert_eq!(solved.status, i32::from(v1::TicketStatus::Solved));
 }
+
+/// The ids of the tickets ListTickets answers for `filter`, as the admin.
+async fn ids_filtered(app: &TestApp, filter: &str) -> Result<Vec<String>, tonic::Status> {
+    let mut ids: Vec<String> = app
+        .tickets
+        .clone()
+        .list_tickets(app.as_admin(v1::ListTicketsRequest {
+            filter: filter.to_owned(),
+            page_size: 100,
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .tickets
+        .into_iter()
+        .map(|ticket| ticket.id)
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+fn sorted(ids: &[&v1::Ticket]) -> Vec<String> {
+    let mut ids: Vec<String> = ids.iter().map(|ticket| ticket.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_filter_on_custom_fields_lists_exactly_the_tickets_whose_values_match() {
+    let app = TestApp::spawn().await;
+    define_catalogue(&app).await;
+    let pro = create_with(
+        &app,
+        values(&[
+            ("plan", text("pro")),
+            ("seats", number(12.0)),
+            ("vip", boolean(true)),
+            ("areas", list(&["billing", "login"])),
+            ("amount", text("12.50")),
+            ("due", text("2026-12-03")),
+        ]),
+    )
+    .await
+    .expect("created");
+    let free = create_with(
+        &app,
+        values(&[
+            ("plan", text("free")),
+            ("seats", number(3.0)),
+            ("vip", boolean(false)),
+            ("areas", list(&["login"])),
+        ]),
+    )
+    .await
+    .expect("created");
+    let bare = create_with(&app, HashMap::new()).await.expect("created");
+
+    for (filter, expected) in [
+        ("custom_fields.plan = pro", vec![&pro]),
+        ("custom_fields.plan = (pro OR free)", vec![&pro, &free]),
+        ("custom_fields.plan != pro", vec![&free, &bare]),
+        ("NOT custom_fields.plan = free", vec![&pro, &bare]),
+        ("custom_fields.seats = 12", vec![&pro]),
+        ("custom_fields.seats = \"3\"", vec![&free]),
+        ("custom_fields.vip = true", vec![&pro]),
+        ("custom_fields.vip = false", vec![&free]),
+        ("custom_fields.amount = \"12.5\"", vec![&pro]),
+        ("custom_fields.amount = \"12.500\"", vec![&pro]),
+        ("custom_fields.due = \"2026-12-03\"", vec![&pro]),
+        ("custom_fields.areas: login", vec![&pro, &free]),
+        ("custom_fields.areas: (billing AND login)", vec![&pro]),
+        ("custom_fields.areas: (billing OR mobile)", vec![&pro]),
+        (
+            "custom_fields.plan = pro AND custom_fields.vip = false",
+            vec![],
+        ),
+        ("custom_fields.plan: free", vec![&free]),
+    ] {
+        assert_eq!(
+            ids_filtered(&app, filter).await.expect(filter),
+            sorted(&expected),
+            "{filter}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_filter_a_custom_field_cannot_serve_is_refused_with_its_position() {
+    let app = TestApp::spawn().await;
+    define_catalogue(&app).await;
+    define(&app, field("notes", v1::CustomFieldKind::LongText)).await;
+    for (filter, starts) in [
+        (
+            "status = open AND custom_fields.nope = 1",
+            "at 19: the account has no custom field with the key \"nope\"",
+        ),
+        (
+            "custom_fields.seats > 5",
+            "at 1: custom_fields.seats compares with =, != or :, not >",
+        ),
+        (
+            "custom_fields.seats = many",
+            "at 23: \"many\" is not a whole number",
+        ),
+        (
+            "custom_fields.vip = yes",
+            "at 21: this checkbox field compares with true or false",
+        ),
+        (
+            "custom_fields.areas = login",
+            "at 1: custom_fields.areas is a list of options: write custom_fields.areas: option",
+        ),
+        (
+            "custom_fields.notes = x",
+            "at 1: custom_fields.notes is long text",
+        ),
+        (
+            "custom_fields.plan:*",
+            "at 20: custom_fields.plan:* is not served by an index",
+        ),
+        (
+            "custom_fields.plan = pro OR status = open",
+            "at 29: OR across fields (custom_fields and status)",
+        ),
+    ] {
+        let refused = ids_filtered(&app, filter).await.expect_err(filter);
+        assert_eq!(refused.code(), Code::InvalidArgument, "{filter}");
+        assert_eq!(violated_fields(&refused), ["filter"], "{filter}");
+        let description = details(&refused).bad_request().unwrap().field_violations[0]
+            .description
+            .clone();
+        assert!(
+            description.starts_with(starts),
+            "{filter}: {description:?} does not start with {starts:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_customer_filters_only_on_fields_they_see_and_the_change_feed_refuses_custom_fields() {
+    let app = TestApp::spawn().await;
+    define_catalogue(&app).await;
+    let customer = app.add_user(&app.admin, v1::UserRole::Customer).await;
+    let mine = app
+        .tickets
+        .clone()
+        .create_ticket(customer.request(v1::CreateTicketRequest {
+            ticket: Some(v1::Ticket {
+                subject: "Mine".to_owned(),
+                description: "Please".to_owned(),
+                custom_fields: values(&[("plan", text("pro"))]),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("created")
+        .into_inner();
+    update_values(
+        &app,
+        &mine.id,
+        values(&[("seats", number(4.0))]),
+        &["custom_fields.seats"],
+    )
+    .await
+    .expect("the desk sets seats");
+    let list = |filter: &str| {
+        customer.request(v1::ListTicketsRequest {
+            filter: filter.to_owned(),
+            ..Default::default()
+        })
+    };
+    let listed = app
+        .tickets
+        .clone()
+        .list_tickets(list("custom_fields.plan = pro"))
+        .await
+        .expect("plan is the customer's to see")
+        .into_inner();
+    assert_eq!(listed.tickets.len(), 1);
+    let refused = app
+        .tickets
+        .clone()
+        .list_tickets(list("custom_fields.seats = 4"))
+        .await
+        .expect_err("seats is the desk's: a customer probing it learns nothing");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), ["filter"]);
+
+    let refused = app
+        .tickets
+        .clone()
+        .list_ticket_changes(app.as_admin(v1::ListTicketChangesRequest {
+            filter: "custom_fields.plan = pro".to_owned(),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("custom field values change");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), ["filter"]);
+}

@@ -253,7 +253,7 @@ async fn a_refused_filter_names_the_field_filter_and_the_position_of_the_problem
         ("tags:*", "at 6: tags:* is not served by an index"),
         (
             "custom_fields.plan = pro",
-            "at 1: custom fields cannot be filtered on yet",
+            "at 1: the account has no custom field with the key \"plan\"",
         ),
         (
             "NOT (status = open OR status = new)",

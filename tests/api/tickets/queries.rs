@@ -11,10 +11,11 @@ use secrecy::ExposeSecret;
 use supportdesk::configuration::RedisSettings;
 use supportdesk::db::Explain;
 use supportdesk::db::models::TicketRow;
+use supportdesk::db::models::custom_field::CustomFieldRow;
 use supportdesk::domain::{
-    AccountId, Email, FilterContext, NoCustomFields, PageCursor, Ticket, TicketDescription,
-    TicketFilter, TicketFilterExpr, TicketId, TicketOrder, TicketOrderField, TicketPriority,
-    TicketStatus, TicketSubject, Timestamp, UserId,
+    AccountId, Email, FilterContext, PageCursor, Ticket, TicketDescription, TicketFilter,
+    TicketFilterExpr, TicketId, TicketOrder, TicketOrderField, TicketPriority, TicketStatus,
+    TicketSubject, Timestamp, UserId,
 };
 use supportdesk::redis::keys::RedisKeys;
 use supportdesk::redis::ticket_cache::{Cached, TicketCache, read_entry};
@@ -293,12 +294,27 @@ async fn every_ticket_list_query_is_served_by_an_index_over_100000_tickets() {
         .execute(&mut conn)
         .await
         .unwrap();
+    diesel::sql_query(
+        "INSERT INTO custom_fields (id, account_id, key, title, kind, choices) VALUES \
+         (gen_random_uuid(), $1, 'plan', 'Plan', 'single_choice', ARRAY['free', 'pro', 'ent']), \
+         (gen_random_uuid(), $1, 'seats', 'Seats', 'integer', '{}'), \
+         (gen_random_uuid(), $1, 'vip', 'VIP', 'checkbox', '{}'), \
+         (gen_random_uuid(), $1, 'amount', 'Amount', 'decimal', '{}'), \
+         (gen_random_uuid(), $1, 'due', 'Due', 'date', '{}'), \
+         (gen_random_uuid(), $1, 'order_ref', 'Order', 'text', '{}'), \
+         (gen_random_uuid(), $1, 'areas', 'Areas', 'multiple_choice', \
+          ARRAY['billing', 'login', 'mobile'])",
+    )
+    .bind::<SqlUuid, _>(account.as_uuid())
+    .execute(&mut conn)
+    .await
+    .unwrap();
     let started = Instant::now();
     diesel::sql_query(
         "WITH people AS (SELECT array_agg(id) AS ids FROM users WHERE account_id = $1) \
          INSERT INTO tickets (id, account_id, subject, description, priority, status, \
                               requester_id, assignee_id, created_at, updated_at, tags, \
-                              group_id) \
+                              group_id, custom_fields) \
          SELECT gen_random_uuid(), $1, 'ticket ' || n, 'generated', \
                 (ARRAY['low','normal','high','urgent'])[1 + n % 4], \
                 (ARRAY['new','open','pending','solved','closed'])[1 + n % 5], \
@@ -307,7 +323,12 @@ async fn every_ticket_list_query_is_served_by_an_index_over_100000_tickets() {
                 now() - n * interval '1 minute', now() - (n % 997) * interval '1 minute', \
                 CASE WHEN n % 7 = 0 THEN ARRAY['vip'] WHEN n % 11 = 0 THEN ARRAY['spam', 'refund'] \
                      ELSE '{}' END, \
-                CASE WHEN n % 13 = 0 THEN $2::uuid END \
+                CASE WHEN n % 13 = 0 THEN $2::uuid END, \
+                jsonb_build_object('plan', (ARRAY['free', 'pro', 'ent'])[1 + n % 3], \
+                    'seats', n % 50, 'vip', n % 17 = 0, 'amount', (n % 100) || '.5', \
+                    'due', '2026-12-' || lpad((1 + n % 28)::text, 2, '0'), \
+                    'order_ref', 'ORD-' || n, \
+                    'areas', (ARRAY['[\"billing\"]', '[\"login\", \"mobile\"]', '[]'])[1 + n % 3]::jsonb) \
          FROM generate_series(1, 100000) AS n, people",
     )
     .bind::<SqlUuid, _>(account.as_uuid())
@@ -384,9 +405,12 @@ async fn every_ticket_list_query_is_served_by_an_index_over_100000_tickets() {
     ];
     // Every form the filter language accepts (docs/tickets.md, "The filter language"): an
     // accepted filter that no index serves fails here.
+    let catalogue = CustomFieldRow::catalogue_for_account(&mut conn, account.as_uuid())
+        .await
+        .unwrap();
     let context = FilterContext {
         me: Some(agent),
-        custom_fields: &NoCustomFields,
+        custom_fields: &catalogue,
     };
     let mut filters = filters.to_vec();
     for text in [
@@ -416,6 +440,18 @@ async fn every_ticket_list_query_is_served_by_an_index_over_100000_tickets() {
         "assignee = none AND create_time < now(-24h)".to_owned(),
         "status = open AND tags: vip".to_owned(),
         format!("status = (open OR pending) tags: vip group = {group} priority != low"),
+        "custom_fields.plan = pro".to_owned(),
+        "custom_fields.plan = (pro OR ent)".to_owned(),
+        "custom_fields.plan != free".to_owned(),
+        "custom_fields.seats = 12".to_owned(),
+        "custom_fields.vip = true".to_owned(),
+        "custom_fields.amount = \"12.50\"".to_owned(),
+        "custom_fields.due = \"2026-12-03\"".to_owned(),
+        "custom_fields.order_ref = \"ORD-42\"".to_owned(),
+        "custom_fields.areas: login".to_owned(),
+        "custom_fields.areas: (login AND mobile)".to_owned(),
+        "custom_fields.areas: (billing OR mobile)".to_owned(),
+        "status = open AND custom_fields.plan = pro AND custom_fields.vip = true".to_owned(),
     ] {
         let expr = TicketFilterExpr::parse(&text, &context)
             .unwrap_or_else(|error| panic!("{text:?} refused: {error}"));
