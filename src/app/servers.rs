@@ -131,6 +131,7 @@ pub(super) fn api_router(
     .compressed();
     let tickets = TicketServiceServer::new(TicketApi::new(
         services.tickets.clone(),
+        services.views.clone(),
         services.idempotency.clone(),
         services.page_tokens.clone(),
         services.operations.clone(),

@@ -107,7 +107,7 @@ pub use ticket_filter_expr::{
     TicketFilterExpr, TimeComparator, TimeField,
 };
 pub use ticket_import::{IMPORT_COLUMNS, ImportFormat, ImportRow, ImportTicket, read_rows};
-pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField};
+pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField, TotalSize};
 pub use timestamp::Timestamp;
 pub use view::{
     MAX_PERSONAL_VIEWS_PER_USER, MAX_SHARED_VIEWS_PER_ACCOUNT, MAX_VIEWS_COUNTED, VIEW_COUNT_CAP,

@@ -836,7 +836,7 @@ mod tests {
             ("status = opne", "at 10: is not a ticket status"),
             (
                 "custom_fields.plan = pro",
-                "at 1: custom fields cannot be filtered on yet",
+                "at 1: the account has no custom field with the key \"plan\"",
             ),
             ("create_time < now(-3x)", "at 19: expected an offset"),
             (

@@ -3,7 +3,11 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{InvalidValue, TicketFilterExpr, TicketPriority, TicketStatus, Timestamp, UserId};
+use super::filter::Position;
+use super::{
+    Condition, InvalidValue, Moment, Test, TicketFilterExpr, TicketPriority, TicketStatus,
+    TimeComparator, TimeField, Timestamp, UserId,
+};
 
 /// Which timestamp a ticket list is ordered by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,11 +105,132 @@ impl TicketFilter {
         }
         hex::encode(&Sha256::digest(canonical.as_bytes())[..6])
     }
+
+    /// Every condition of the list in the filter language's terms: the typed filters, the
+    /// customer `restricted_to` (who lists only their own tickets), then `expr`. What a count of
+    /// the list compiles; its conditions hold exactly where the list's query does.
+    pub fn as_expr(&self, restricted_to: Option<UserId>) -> TicketFilterExpr {
+        let at = Position(0);
+        let mut tests = Vec::new();
+        if !self.statuses.is_empty() {
+            tests.push(Test::Status {
+                any_of: self.statuses.clone(),
+                negated: false,
+            });
+        }
+        if !self.priorities.is_empty() {
+            tests.push(Test::Priority {
+                any_of: self.priorities.clone(),
+                negated: false,
+            });
+        }
+        if let Some(assignee) = self.assignee {
+            tests.push(Test::Assignee {
+                any_of: vec![Some(assignee.as_uuid())],
+                negated: false,
+            });
+        }
+        // Both when both are set: a customer naming someone else's tickets lists none.
+        for requester in [restricted_to, self.requester].into_iter().flatten() {
+            tests.push(Test::Requester {
+                any_of: vec![requester.as_uuid()],
+                negated: false,
+            });
+        }
+        let created = [
+            (self.created_after, TimeComparator::AtOrAfter),
+            (self.created_before, TimeComparator::Before),
+        ];
+        for (bound, comparator) in created {
+            if let Some(bound) = bound {
+                tests.push(Test::Time {
+                    field: TimeField::Created,
+                    comparator,
+                    moment: Moment::At(bound.get()),
+                });
+            }
+        }
+        let mut conditions: Vec<Condition> = tests
+            .into_iter()
+            .map(|test| Condition { at, test })
+            .collect();
+        conditions.extend(self.expr.conditions.iter().cloned());
+        TicketFilterExpr { conditions }
+    }
+}
+
+/// How many tickets a whole list holds, every page together (ListTickets' `total_size`):
+/// counted up to [`TotalSize::EXACT_UP_TO`], the database planner's estimate beyond, as desks
+/// show "1,000+" rather than count a million rows on every page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TotalSize {
+    /// Counted, at most [`TotalSize::EXACT_UP_TO`].
+    Exact(i64),
+    /// More than [`TotalSize::EXACT_UP_TO`]: the planner's estimate, never less than one more.
+    Estimated(i64),
+}
+
+impl TotalSize {
+    /// The most tickets a list's total is counted to; the count reads at most one more.
+    pub const EXACT_UP_TO: i64 = 1000;
+
+    /// A count that read at most `EXACT_UP_TO + 1` rows: `None` when the list holds more, and
+    /// only an estimate can say how many.
+    pub fn from_capped_count(count: i64) -> Option<Self> {
+        (count <= Self::EXACT_UP_TO).then_some(Self::Exact(count))
+    }
+
+    /// The planner's estimate of a list known to hold more than `EXACT_UP_TO`.
+    pub fn estimated(planner_rows: i64) -> Self {
+        Self::Estimated(planner_rows.max(Self::EXACT_UP_TO + 1))
+    }
+
+    pub fn count(self) -> i64 {
+        match self {
+            Self::Exact(count) | Self::Estimated(count) => count,
+        }
+    }
+
+    pub fn is_estimated(self) -> bool {
+        matches!(self, Self::Estimated(_))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_beyond_the_exact_bound_is_an_estimate_of_at_least_one_more() {
+        assert_eq!(TotalSize::from_capped_count(0), Some(TotalSize::Exact(0)));
+        assert_eq!(
+            TotalSize::from_capped_count(1000),
+            Some(TotalSize::Exact(1000))
+        );
+        assert_eq!(TotalSize::from_capped_count(1001), None);
+        assert_eq!(TotalSize::estimated(40), TotalSize::Estimated(1001));
+        assert_eq!(TotalSize::estimated(250_000).count(), 250_000);
+        assert!(TotalSize::estimated(250_000).is_estimated());
+    }
+
+    #[test]
+    fn a_lists_typed_filters_and_its_customer_become_conditions_before_its_expression() {
+        let customer = UserId::from_uuid(uuid::Uuid::from_u128(1));
+        let named = UserId::from_uuid(uuid::Uuid::from_u128(2));
+        let filter = TicketFilter {
+            statuses: vec![TicketStatus::Open],
+            requester: Some(named),
+            ..TicketFilter::default()
+        };
+        let fields: Vec<&str> = filter
+            .as_expr(Some(customer))
+            .conditions
+            .iter()
+            .map(|condition| condition.test.field())
+            .collect();
+        assert_eq!(fields, ["status", "requester", "requester"]);
+        assert!(TicketFilter::default().as_expr(None).is_empty());
+    }
 
     #[test]
     fn the_order_defaults_to_newest_created_first() {

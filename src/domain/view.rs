@@ -5,9 +5,10 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::filter::{FilterError, Restriction};
 use super::{
-    FilterContext, InvalidValue, NoCustomFields, ReadMask, TICKET_FIELDS, TicketFilterExpr,
-    TicketOrder, UserId, bounded_text, single_line,
+    CustomFieldCatalogue, FilterContext, InvalidValue, ReadMask, TICKET_FIELDS, Test,
+    TicketFilterExpr, TicketOrder, UserId, bounded_text, single_line,
 };
 
 /// The most shared (group and account) views an account may have: Zendesk's admins keep a few
@@ -50,27 +51,61 @@ impl ViewFilter {
                 "must be at most {MAX_VIEW_FILTER_CHARS} characters"
             )));
         }
-        Self::expr(raw, Some(UserId::from_uuid(Uuid::nil())))?;
+        // The custom fields' keys and kinds are the account's: the service checks them against
+        // its catalogue when it saves the view (`for_runner`); here only their form.
+        Self::expr(
+            raw,
+            Some(UserId::from_uuid(Uuid::nil())),
+            &UntypedCustomFields,
+        )?;
         Ok(Self(raw.trim().to_owned()))
     }
 
-    /// The filter as it reads for `me`, the user running the view.
-    pub fn for_runner(&self, me: Option<UserId>) -> Result<TicketFilterExpr, InvalidValue> {
-        Self::expr(&self.0, me)
-    }
-
-    fn expr(text: &str, me: Option<UserId>) -> Result<TicketFilterExpr, InvalidValue> {
-        TicketFilterExpr::parse_field(
-            text,
-            &FilterContext {
-                me,
-                custom_fields: &NoCustomFields,
-            },
-        )
+    /// The filter as it reads for `me`, the user running the view, over the account's custom
+    /// `fields`.
+    pub fn for_runner(
+        &self,
+        me: Option<UserId>,
+        fields: &dyn CustomFieldCatalogue,
+    ) -> Result<TicketFilterExpr, InvalidValue> {
+        Self::expr(&self.0, me, fields)
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the filter names a custom field (and so needs the account's catalogue to run).
+    pub fn names_custom_fields(&self) -> bool {
+        self.0.contains("custom_fields")
+    }
+
+    fn expr(
+        text: &str,
+        me: Option<UserId>,
+        fields: &dyn CustomFieldCatalogue,
+    ) -> Result<TicketFilterExpr, InvalidValue> {
+        TicketFilterExpr::parse_field(
+            text,
+            &FilterContext {
+                me,
+                custom_fields: fields,
+            },
+        )
+    }
+}
+
+/// Custom fields of any key and kind: a view's filter is checked for its form before the
+/// account's catalogue is read.
+struct UntypedCustomFields;
+
+impl CustomFieldCatalogue for UntypedCustomFields {
+    fn condition(&self, key: &str, _: &Restriction) -> Result<Test, FilterError> {
+        Ok(Test::CustomField {
+            key: key.to_owned(),
+            any_of: Vec::new(),
+            negated: false,
+        })
     }
 }
 

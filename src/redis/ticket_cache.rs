@@ -748,7 +748,7 @@ mod tests {
         for assignee in [None, Some(UserId::generate())] {
             let ticket = ticket(assignee);
             let entry = encode_entry(ticket.version, Some(&ticket));
-            assert!(entry.starts_with(b"sd5:7:"));
+            assert!(entry.starts_with(b"sd6:7:"));
             assert_eq!(decode_entry(&entry), Some((7, Some(ticket))));
         }
     }
@@ -756,7 +756,7 @@ mod tests {
     #[test]
     fn a_tombstone_reads_back_as_deleted_at_its_version() {
         let entry = encode_entry(12, None);
-        assert_eq!(entry, b"sd5:12:");
+        assert_eq!(entry, b"sd6:12:");
         assert_eq!(decode_entry(&entry), Some((12, None)));
     }
 
@@ -765,10 +765,10 @@ mod tests {
         let ticket = ticket(None);
         let stored = encode_entry(7, Some(&ticket));
         let json = br#"{"version":7,"schema":2,"ticket":{"subject":"x"}}"#;
-        let newer = [b"sd6:7:".as_slice(), &stored[6..]].concat();
+        let newer = [b"sd7:7:".as_slice(), &stored[6..]].concat();
         let truncated = &stored[..stored.len() - 3];
-        let no_version = b"sd5::".as_slice();
-        for raw in [json.as_slice(), &newer, truncated, no_version, b"", b"sd5"] {
+        let no_version = b"sd6::".as_slice();
+        for raw in [json.as_slice(), &newer, truncated, no_version, b"", b"sd6"] {
             assert_eq!(decode_entry(raw), None, "{raw:?} was read");
         }
     }
@@ -777,7 +777,7 @@ mod tests {
     fn an_entry_that_no_longer_parses_as_a_ticket_is_a_miss() {
         let mut message = CachedTicket::from(&ticket(None));
         message.subject = "   ".to_owned();
-        let entry = [b"sd5:7:".as_slice(), &message.encode_to_vec()].concat();
+        let entry = [b"sd6:7:".as_slice(), &message.encode_to_vec()].concat();
         assert_eq!(decode_entry(&entry), None);
     }
 }

@@ -53,7 +53,7 @@ pub use tickets::{
     SearchPage, TicketDesk, TicketEdits,
 };
 pub use users::{NewUserRequest, UserChanges, Users};
-pub use views::{NewView, ViewUpdate, Views};
+pub use views::{NewView, ViewUpdate, Views, run_filter};
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 

@@ -6,16 +6,19 @@
 //! every shared view. A view another caller may not see is NOT_FOUND, as if it did not exist.
 
 use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
+use crate::db::models::custom_field::CustomFieldRow;
+use crate::db::models::ticket_filter;
 use crate::db::models::{GroupRow, ViewFields, ViewRow, ViewViewer};
 use crate::db::{self, PgPool};
 use crate::domain::{
-    MAX_PERSONAL_VIEWS_PER_USER, MAX_SHARED_VIEWS_PER_ACCOUNT, MAX_VIEWS_COUNTED, PageCursor,
-    PageSize, Role, TicketFilterExpr, VIEW_COUNT_CAP, View, ViewCount, ViewFilter, ViewName,
-    ViewOrder, ViewReadMask, ViewScope,
+    Catalogue, MAX_PERSONAL_VIEWS_PER_USER, MAX_SHARED_VIEWS_PER_ACCOUNT, MAX_VIEWS_COUNTED,
+    PageCursor, PageSize, Role, TicketFilterExpr, VIEW_COUNT_CAP, View, ViewCount, ViewFilter,
+    ViewName, ViewOrder, ViewReadMask, ViewScope,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, KeyedWrite, Outcome, as_is};
@@ -125,6 +128,7 @@ impl Views {
                     }],
                 });
             }
+            check_custom_fields(conn, account_id, &view.filter, owner).await?;
             let fields = ViewFields {
                 name: &view.name,
                 filter: &view.filter,
@@ -199,6 +203,9 @@ impl Views {
                     message: format!("the view changed since: its etag is now {}", current.etag()),
                 });
             }
+            if let Some(filter) = &update.filter {
+                check_custom_fields(conn, account_id, filter, caller.require_user()?).await?;
+            }
             let name = update.name.clone().unwrap_or(current.name);
             let filter = update.filter.clone().unwrap_or(current.filter);
             let order_by = update.order_by.clone().unwrap_or(current.order_by);
@@ -253,11 +260,17 @@ impl Views {
                 }
                 ordered
             };
+            let fields = if views.iter().any(|view| view.filter.names_custom_fields()) {
+                CustomFieldRow::catalogue_for_account(conn, account_id).await?
+            } else {
+                Catalogue::new(Vec::new())
+            };
             let filters = views
                 .iter()
-                .map(|view| run_filter(view, me))
+                .map(|view| run_filter(view, me, &fields))
                 .collect::<AppResult<Vec<TicketFilterExpr>>>()?;
-            let rows = ViewRow::count_tickets(conn, account_id, &filters, VIEW_COUNT_CAP).await?;
+            let rows =
+                ticket_filter::count_tickets(conn, account_id, &filters, VIEW_COUNT_CAP).await?;
             Ok(views
                 .iter()
                 .zip(rows)
@@ -268,12 +281,36 @@ impl Views {
     }
 }
 
-/// A view's filter as it reads for `me`. It parsed when saved; what can still refuse it is `me`
-/// run by an API key (which is no one), named as the request's `view`.
-pub fn run_filter(view: &View, me: Option<crate::domain::UserId>) -> AppResult<TicketFilterExpr> {
-    view.filter.for_runner(me).map_err(|problem| {
+/// Refuses a view's `filter` naming a custom field the account does not have, or a value not
+/// of its field's kind (INVALID_ARGUMENT `view.filter`): the catalogue is read only when the
+/// filter names a custom field.
+async fn check_custom_fields(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    filter: &ViewFilter,
+    owner: crate::domain::UserId,
+) -> AppResult<()> {
+    if !filter.names_custom_fields() {
+        return Ok(());
+    }
+    let catalogue = CustomFieldRow::catalogue_for_account(conn, account_id).await?;
+    filter
+        .for_runner(Some(owner), &catalogue)
+        .map(|_| ())
+        .map_err(|problem| AppError::invalid_field("view.filter", &problem))
+}
+
+/// A view's filter as it reads for `me` over the account's custom `fields`. It parsed when
+/// saved (retired custom fields stay filterable); what can still refuse it is `me` run by an
+/// API key (which is no one), named as the request's `view_id`.
+pub fn run_filter(
+    view: &View,
+    me: Option<crate::domain::UserId>,
+    fields: &Catalogue,
+) -> AppResult<TicketFilterExpr> {
+    view.filter.for_runner(me, fields).map_err(|problem| {
         AppError::invalid_field(
-            "view",
+            "view_id",
             &crate::domain::InvalidValue::new(format!(
                 "the filter of view {} cannot run for this caller: {problem}",
                 view.id

@@ -277,9 +277,17 @@ impl TicketService for Bare {
                 .await
         }
         .map_err(database_error)?;
-        drop(connection);
         let more = rows.len() > PAGE_SIZE as usize;
         rows.truncate(PAGE_SIZE as usize);
+        // total_size as the contract has it: the page itself when it is the whole list, else a
+        // count capped at 1,001, else the planner's estimate.
+        let (total_size, total_size_estimated) = if more {
+            let requester = (!caller.admin).then_some(caller.user_id);
+            total_size(&mut connection, caller.account_id, requester).await?
+        } else {
+            (rows.len() as i64, false)
+        };
+        drop(connection);
         let next_page_token = match (more, rows.last()) {
             (true, Some((last, _))) => {
                 format!("{}.{}", last.created_at.timestamp_micros(), last.id)
@@ -289,6 +297,8 @@ impl TicketService for Bare {
         Ok(Response::new(v1::ListTicketsResponse {
             tickets: rows.into_iter().map(to_wire).collect(),
             next_page_token,
+            total_size: i32::try_from(total_size).unwrap_or(i32::MAX),
+            total_size_estimated,
         }))
     }
 
@@ -750,4 +760,55 @@ mod tests {
         assert!(may_see(as_admin, &ticket(account, someone_else)));
         assert!(!may_see(as_admin, &ticket(other_account, someone_else)));
     }
+}
+
+#[derive(QueryableByName)]
+struct Counted {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Planned {
+    #[diesel(sql_type = diesel::sql_types::Json, column_name = "QUERY PLAN")]
+    plan: serde_json::Value,
+}
+
+/// The size of the list of `account_id` (of `requester`'s tickets only, for a customer): counted
+/// to 1,000, estimated by the planner beyond.
+async fn total_size(
+    connection: &mut AsyncPgConnection,
+    account_id: uuid::Uuid,
+    requester: Option<uuid::Uuid>,
+) -> Result<(i64, bool), Status> {
+    use diesel::sql_types::Uuid as SqlUuid;
+    let conditions = match requester {
+        Some(_) => "account_id = $1 AND deleted_at IS NULL AND requester_id = $2",
+        None => "account_id = $1 AND deleted_at IS NULL AND $2::uuid IS NULL",
+    };
+    let counted: Counted = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM tickets WHERE {conditions} LIMIT 1001) c"
+    ))
+    .bind::<SqlUuid, _>(account_id)
+    .bind::<diesel::sql_types::Nullable<SqlUuid>, _>(requester)
+    .get_result(connection)
+    .await
+    .map_err(database_error)?;
+    if counted.n <= 1000 {
+        return Ok((counted.n, false));
+    }
+    let planned: Planned = diesel::sql_query(format!(
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM tickets WHERE {conditions}"
+    ))
+    .bind::<SqlUuid, _>(account_id)
+    .bind::<diesel::sql_types::Nullable<SqlUuid>, _>(requester)
+    .get_result(connection)
+    .await
+    .map_err(database_error)?;
+    let rows = planned
+        .plan
+        .pointer("/0/Plan/Plan Rows")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or_default();
+    Ok(((rows.round() as i64).max(1001), true))
 }

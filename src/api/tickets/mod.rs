@@ -3,25 +3,24 @@
 //! between tickets and their messages are `wire::convert::ticket`.
 
 mod export;
+mod query;
 mod read_mask;
 
 use tonic::{Request, Response, Status};
 
 use self::export::ExportStream;
+use self::query::{feed_filter, filter_expr, parse_filter};
 use self::read_mask::{masked, read_mask};
 use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
-use crate::auth::Caller;
 use crate::domain::{
-    self, Catalogue, ChangeCursor, CommentBody, Email, Etag, FieldKey, FilterContext, ImportFormat,
-    InvalidValue, NewTicketRequest, PageScope, PageSize, PageTokenKeys, RawValue, SearchCursor,
-    SearchOrder, SearchText, TagPrefix, TagSet, TextPageCursor, Ticket, TicketDescription,
-    TicketFilter, TicketFilterExpr, TicketId, TicketOrder, TicketPriority, TicketSearch,
-    TicketStatus, TicketSubject, TicketTransition, Timestamp, UserId, hyphenated_uuid,
-    within_list_bound,
+    self, ChangeCursor, CommentBody, Email, Etag, FieldKey, ImportFormat, InvalidValue,
+    NewTicketRequest, PageScope, PageSize, PageTokenKeys, RawValue, SearchCursor, SearchOrder,
+    SearchText, TagPrefix, TagSet, TextPageCursor, Ticket, TicketDescription, TicketId,
+    TicketPriority, TicketSearch, TicketSubject, TicketTransition, UserId, hyphenated_uuid,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
-use crate::service::{Operations, RawFieldEdit, SearchPage, TicketDesk, TicketEdits};
+use crate::service::{Operations, RawFieldEdit, SearchPage, TicketDesk, TicketEdits, Views};
 use crate::wire::convert::unless_unspecified;
 use crate::wire::proto::v1;
 
@@ -36,6 +35,7 @@ const EDITABLE: &[&str] = &[
 
 pub struct TicketApi {
     desk: TicketDesk,
+    views: Views,
     idempotency: IdempotencyPolicy,
     pages: PageTokenKeys,
     operations: Operations,
@@ -44,12 +44,14 @@ pub struct TicketApi {
 impl TicketApi {
     pub fn new(
         desk: TicketDesk,
+        views: Views,
         idempotency: IdempotencyPolicy,
         pages: PageTokenKeys,
         operations: Operations,
     ) -> Self {
         Self {
             desk,
+            views,
             idempotency,
             pages,
             operations,
@@ -163,35 +165,20 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         mut request: Request<v1::ListTicketsRequest>,
     ) -> Result<Response<v1::ListTicketsResponse>, Status> {
         let scope = scope(&mut request)?;
-        let caller = scope.caller()?;
-        let message = request.get_ref();
-        let fields = self.filter_fields(&scope, &message.filter).await?;
-        let mut violations = FieldViolations::new();
-        let filter = parse_filter(message, caller, &fields, &mut violations);
-        let mask = violations.check("read_mask", read_mask(message.read_mask.as_ref()));
-        let list = filter
-            .as_ref()
-            .map(|filter| format!("tickets:{}", filter.fingerprint()));
-        let page = ListPages::checked(
-            &self.pages,
-            caller,
-            list.as_deref(),
-            &mut violations,
-            message.page_size,
-            &message.page_token,
-        );
-        let (Some(filter), Some(mask), Some((pages, page_size, after))) = (filter, mask, page)
-        else {
-            return Err(AppError::InvalidArgument(violations).into());
-        };
-        let page = self.desk.list(&scope, &filter, page_size, after).await?;
+        let listed = self.list_query(&scope, request.get_ref()).await?;
+        let (page, total) = self
+            .desk
+            .list(&scope, &listed.filter, listed.page_size, listed.after)
+            .await?;
         Ok(Response::new(v1::ListTicketsResponse {
             tickets: page
                 .items
                 .into_iter()
-                .map(|ticket| masked(v1::Ticket::from(ticket), &mask))
+                .map(|ticket| masked(v1::Ticket::from(ticket), &listed.mask))
                 .collect(),
-            next_page_token: pages.next_token(page.next),
+            next_page_token: listed.pages.next_token(page.next),
+            total_size: i32::try_from(total.count()).unwrap_or(i32::MAX),
+            total_size_estimated: total.is_estimated(),
         }))
     }
 
@@ -213,7 +200,9 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             filter: message.filter,
             ..Default::default()
         };
-        let fields = self.filter_fields(&scope, &listed.filter).await?;
+        let fields = self
+            .filter_fields(&scope, listed.filter.contains("custom_fields"))
+            .await?;
         let mut violations = FieldViolations::new();
         let filter = parse_filter(&listed, scope.caller()?, &fields, &mut violations);
         let mask = violations.check("read_mask", read_mask(listed.read_mask.as_ref()));
@@ -250,7 +239,9 @@ impl v1::ticket_service_server::TicketService for TicketApi {
             filter: message.filter,
             ..Default::default()
         };
-        let fields = self.filter_fields(&scope, &listed.filter).await?;
+        let fields = self
+            .filter_fields(&scope, listed.filter.contains("custom_fields"))
+            .await?;
         let filter = parse_filter(&listed, caller, &fields, &mut violations);
         let search = text
             .zip(filter)
@@ -319,7 +310,9 @@ impl v1::ticket_service_server::TicketService for TicketApi {
                     .and_then(|cursor| ChangeCursor::from_key(&cursor.id)),
             ),
         };
-        let fields = self.filter_fields(&scope, &message.filter).await?;
+        let fields = self
+            .filter_fields(&scope, message.filter.contains("custom_fields"))
+            .await?;
         let filter = violations.check(
             "filter",
             filter_expr(&message.filter, scope.caller()?, &fields).and_then(feed_filter),
@@ -678,20 +671,6 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 }
 
 impl TicketApi {
-    /// The custom fields `filter` may name: the catalogue is read only when the filter names a
-    /// custom field, so that other lists cost no statement more.
-    async fn filter_fields(
-        &self,
-        scope: &crate::scope::RequestScope,
-        filter: &str,
-    ) -> Result<Catalogue, Status> {
-        if filter.contains("custom_fields") {
-            Ok(self.desk.filter_catalogue(scope).await?)
-        } else {
-            Ok(Catalogue::new(Vec::new()))
-        }
-    }
-
     /// Resolve, reopen and close: the same request shape, different rules.
     async fn transition<T: prost::Message>(
         &self,
@@ -766,99 +745,9 @@ fn not_editable(path: &str) -> InvalidValue {
     ))
 }
 
-/// The filters and order of a ListTickets request, every refused one named in `violations`
-/// (with the request's other fields); `None` when any was refused.
-fn parse_filter(
-    message: &v1::ListTicketsRequest,
-    caller: &Caller,
-    fields: &Catalogue,
-    violations: &mut FieldViolations,
-) -> Option<TicketFilter> {
-    let refused_before = violations.len();
-    let mut filter = TicketFilter::default();
-    if violations
-        .check("statuses", within_list_bound(&message.statuses, "statuses"))
-        .is_some()
-    {
-        for (index, value) in message.statuses.iter().enumerate() {
-            if let Some(status) =
-                violations.check(format!("statuses[{index}]"), TicketStatus::try_from(*value))
-            {
-                filter.statuses.push(status);
-            }
-        }
-    }
-    if violations
-        .check(
-            "priorities",
-            within_list_bound(&message.priorities, "priorities"),
-        )
-        .is_some()
-    {
-        for (index, value) in message.priorities.iter().enumerate() {
-            if let Some(priority) = violations.check(
-                format!("priorities[{index}]"),
-                TicketPriority::try_from(*value),
-            ) {
-                filter.priorities.push(priority);
-            }
-        }
-    }
-    if !message.assignee_id.is_empty() {
-        filter.assignee = violations.check("assignee_id", UserId::parse(&message.assignee_id));
-    }
-    if !message.requester_id.is_empty() {
-        filter.requester = violations.check("requester_id", UserId::parse(&message.requester_id));
-    }
-    filter.created_after = message
-        .created_after
-        .and_then(|at| violations.check("created_after", Timestamp::try_from(at)));
-    filter.created_before = message
-        .created_before
-        .and_then(|at| violations.check("created_before", Timestamp::try_from(at)));
-    if let Some(order) = violations.check("order_by", TicketOrder::parse(&message.order_by)) {
-        filter.order = order;
-    }
-    if let Some(expr) = violations.check("filter", filter_expr(&message.filter, caller, fields)) {
-        filter.expr = expr;
-    }
-    (violations.len() == refused_before).then_some(filter)
-}
-
 /// A new or changed ticket's priority: UNSPECIFIED means the default, NORMAL.
 fn priority_or_normal(value: i32) -> Result<TicketPriority, InvalidValue> {
     unless_unspecified(value).map(|priority| priority.unwrap_or(TicketPriority::Normal))
-}
-
-/// A change feed's filter: only on fields that never change, so that a ticket matches in all
-/// its changes or in none (docs/export-and-search.md, "The change feed").
-fn feed_filter(expr: TicketFilterExpr) -> Result<TicketFilterExpr, InvalidValue> {
-    match expr.first_on_changing_field() {
-        Some(condition) => Err(InvalidValue::new(format!(
-            "at {}: the change feed filters only on fields that never change (requester, \
-             create_time), not on {}: a ticket that stopped matching would leave the feed \
-             unseen",
-            condition.at,
-            condition.test.field()
-        ))),
-        None => Ok(expr),
-    }
-}
-
-/// The request's `filter`, read against the ticket's fields and the account's custom `fields`
-/// with `me` the calling user.
-fn filter_expr(
-    text: &str,
-    caller: &Caller,
-    fields: &Catalogue,
-) -> Result<TicketFilterExpr, InvalidValue> {
-    TicketFilterExpr::parse_field(
-        text,
-        &FilterContext {
-            me: caller.user_id(),
-            custom_fields: fields,
-        },
-    )
 }
 
 /// The ticket of a CreateTicket request, with every refused field named at once: the rules

@@ -1,14 +1,32 @@
 //! A ticket filter (domain `TicketFilterExpr`, docs/tickets.md "The filter language") as SQL
 //! over the `tickets` columns: the one compiler of the filter language, used by the DSL's list
-//! queries and by the written-out SQL of search and the change feed alike.
+//! queries and by the written-out SQL of search and the change feed alike; and the two ways
+//! to say how many tickets filters match (views' counts, lists' `total_size`): a capped count
+//! and the planner's estimate.
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::sql_types::{self, Array, BigInt, Json, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::db::KeepPrepared;
 use crate::domain::{Test, TicketFilterExpr, TimeField};
+use crate::errors::{AppError, AppResult};
+
+#[derive(Debug, diesel::QueryableByName)]
+struct Counts {
+    #[diesel(sql_type = Array<BigInt>)]
+    counts: Vec<i64>,
+}
+
+#[derive(Debug, diesel::QueryableByName)]
+struct Plan {
+    #[diesel(sql_type = Json, column_name = "QUERY PLAN")]
+    plan: serde_json::Value,
+}
 
 /// A ticket filter's conditions (domain `TicketFilterExpr`) as SQL over the `tickets` columns,
 /// every value a bind parameter. Built once per query, with relative times (`now(-24h)`)
@@ -156,9 +174,9 @@ impl FilterSql {
     /// Appends the conditions to written-out SQL, numbering parameters with `param`.
     pub(crate) fn append_to<'a>(
         &self,
-        mut query: diesel::query_builder::BoxedSqlQuery<'a, Pg, diesel::query_builder::SqlQuery>,
+        mut query: BoxedSqlQuery<'a, Pg, SqlQuery>,
         mut param: impl FnMut() -> String,
-    ) -> diesel::query_builder::BoxedSqlQuery<'a, Pg, diesel::query_builder::SqlQuery> {
+    ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
         for piece in &self.pieces {
             query = match piece {
                 Piece::Sql(text) => query.sql(text.clone()),
@@ -220,4 +238,104 @@ impl diesel::query_builder::QueryFragment<Pg> for FilterSql {
         out.push_sql(")");
         Ok(())
     }
+}
+
+/// How many live tickets of `account_id` each filter matches, reading at most `cap + 1` of
+/// each: one statement, one scalar subquery per filter
+/// (`SELECT count(*) FROM (SELECT 1 FROM tickets … LIMIT cap + 1)`), in the order given.
+/// Every subquery is a ListTickets query without its order, served by the same indexes
+/// (migrations 3, 38 and 41). Prepared for each call: a combination of many views' filters is
+/// too rarely the same to keep.
+pub async fn count_tickets(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    filters: &[TicketFilterExpr],
+    cap: i64,
+) -> AppResult<Vec<i64>> {
+    if filters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let counts: Counts = capped_counts(account_id, filters, cap)
+        .get_result(conn)
+        .await?;
+    Ok(counts.counts)
+}
+
+/// [`count_tickets`] of one list's filter, kept prepared as the list's own page query is (one
+/// statement per filter shape, every value bound): one round trip.
+pub async fn count_list(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    filter: &TicketFilterExpr,
+    cap: i64,
+) -> AppResult<i64> {
+    let counts: Counts = KeepPrepared(capped_counts(account_id, std::slice::from_ref(filter), cap))
+        .get_result(conn)
+        .await?;
+    Ok(counts.counts.into_iter().next().unwrap_or_default())
+}
+
+fn capped_counts(
+    account_id: Uuid,
+    filters: &[TicketFilterExpr],
+    cap: i64,
+) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+    let now = Utc::now();
+    let mut next = 2;
+    let mut param = || {
+        let name = format!("${next}");
+        next += 1;
+        name
+    };
+    let mut query = diesel::sql_query("SELECT ARRAY[")
+        .into_boxed()
+        .bind::<SqlUuid, _>(account_id);
+    let limit = param();
+    query = query.bind::<BigInt, _>(cap + 1);
+    for (index, filter) in filters.iter().enumerate() {
+        let separator = if index == 0 { "" } else { ", " };
+        query = query.sql(format!(
+            "{separator}(SELECT count(*) FROM (SELECT 1 FROM tickets t \
+             WHERE t.account_id = $1 AND t.deleted_at IS NULL"
+        ));
+        query = FilterSql::new(filter, "t", now).append_to(query, &mut param);
+        query = query.sql(format!(" LIMIT {limit}) c)"));
+    }
+    query.sql("]::bigint[] AS counts")
+}
+
+/// The planner's estimate of how many live tickets of `account_id` `filter` matches: one
+/// `EXPLAIN` (planned with the values bound, never run), read where a count would read too
+/// many rows. As good as the table's statistics; ANALYZE keeps them. Never kept prepared: a
+/// prepared statement may switch to a generic plan, whose estimate ignores the values.
+pub async fn estimate_tickets(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    filter: &TicketFilterExpr,
+) -> AppResult<i64> {
+    let mut next = 2;
+    let param = || {
+        let name = format!("${next}");
+        next += 1;
+        name
+    };
+    let query = diesel::sql_query(
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM tickets t \
+         WHERE t.account_id = $1 AND t.deleted_at IS NULL",
+    )
+    .into_boxed()
+    .bind::<SqlUuid, _>(account_id);
+    let query = FilterSql::new(filter, "t", Utc::now()).append_to(query, param);
+    let plan: Plan = query.get_result(conn).await?;
+    plan.plan
+        .pointer("/0/Plan/Plan Rows")
+        .and_then(serde_json::Value::as_f64)
+        // Rounded as PostgreSQL prints it; a plan's rows are far below i64's bound.
+        .map(|rows| rows.round() as i64)
+        .ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!(
+                "EXPLAIN's plan has no Plan Rows: {}",
+                plan.plan
+            ))
+        })
 }

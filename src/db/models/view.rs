@@ -1,5 +1,5 @@
 //! The `views` table: saved ticket views, personal or shared with a group or the account
-//! (docs/tickets.md, "Views"), and the one statement that counts many views' tickets.
+//! (docs/tickets.md, "Views"). Their counts are `ticket_filter::count_tickets`.
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{
@@ -9,10 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::corrupt;
-use super::ticket_filter::FilterSql;
-use crate::domain::{
-    self, TicketFilterExpr, UserId, ViewFilter, ViewName, ViewOrder, ViewReadMask, ViewScope,
-};
+use crate::domain::{self, UserId, ViewFilter, ViewName, ViewOrder, ViewReadMask, ViewScope};
 use crate::errors::{AppError, AppResult};
 
 const VIEW_COLUMNS: &str = "v.id, v.name, v.filter, v.order_by, v.read_mask, v.scope, v.group_id, \
@@ -67,12 +64,6 @@ pub struct ViewRow {
 struct Counted {
     #[diesel(sql_type = BigInt)]
     count: i64,
-}
-
-#[derive(Debug, diesel::QueryableByName)]
-struct Counts {
-    #[diesel(sql_type = Array<BigInt>)]
-    counts: Vec<i64>,
 }
 
 /// The stored fields of a new or changed view.
@@ -270,45 +261,5 @@ impl ViewRow {
             .execute(conn)
             .await?;
         Ok(())
-    }
-
-    /// How many live tickets of `account_id` each filter matches, reading at most `cap + 1` of
-    /// each: one statement, one scalar subquery per filter
-    /// (`SELECT count(*) FROM (SELECT 1 FROM tickets … LIMIT cap + 1)`), in the order given.
-    /// Every subquery is a ListTickets query without its order, served by the same indexes
-    /// (migrations 3, 38 and 41).
-    pub async fn count_tickets(
-        conn: &mut AsyncPgConnection,
-        account_id: Uuid,
-        filters: &[TicketFilterExpr],
-        cap: i64,
-    ) -> AppResult<Vec<i64>> {
-        if filters.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = Utc::now();
-        let mut next = 2;
-        let mut param = || {
-            let name = format!("${next}");
-            next += 1;
-            name
-        };
-        let mut query = diesel::sql_query("SELECT ARRAY[")
-            .into_boxed()
-            .bind::<SqlUuid, _>(account_id);
-        let limit = param();
-        query = query.bind::<BigInt, _>(cap + 1);
-        for (index, filter) in filters.iter().enumerate() {
-            let separator = if index == 0 { "" } else { ", " };
-            query = query.sql(format!(
-                "{separator}(SELECT count(*) FROM (SELECT 1 FROM tickets t \
-                 WHERE t.account_id = $1 AND t.deleted_at IS NULL"
-            ));
-            query = FilterSql::new(filter, "t", now).append_to(query, &mut param);
-            query = query.sql(format!(" LIMIT {limit}) c)"));
-        }
-        query = query.sql("]::bigint[] AS counts");
-        let counts: Counts = query.get_result(conn).await?;
-        Ok(counts.counts)
     }
 }

@@ -33,6 +33,7 @@ use crate::auth::Caller;
 use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::custom_field::CustomFieldRow;
+use crate::db::models::ticket_filter;
 use crate::db::models::{
     FirstPageBound, GroupMemberRow, GroupRow, NewActivity, NewNotification, NewTicket, NewUser,
     TicketChangeset, TicketRow, UserRow,
@@ -43,7 +44,7 @@ use crate::domain::{
     InvalidValue, MAX_TAGS_PER_TICKET, NewTicketRequest, NotificationKind, PageCursor, PageSize,
     RawValue, Role, RuleViolation, StoredValues, TagSet, Ticket, TicketAction, TicketChange,
     TicketCreatedData, TicketDescription, TicketFilter, TicketId, TicketPriority, TicketSolvedData,
-    TicketStatus, TicketSubject, TicketTransition, UserId, ValueProblems,
+    TicketStatus, TicketSubject, TicketTransition, TotalSize, UserId, ValueProblems,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, KeyedWrite, Outcome, StoredResponse};
@@ -432,15 +433,18 @@ impl TicketDesk {
         }
     }
 
-    /// A page of the tickets the caller may see, as `filter` asks, after `after`.
+    /// A page of the tickets the caller may see, as `filter` asks, after `after`, and how many
+    /// the whole list holds: taken from a first page that is the whole list, counted otherwise
+    /// ([`Self::total_size`]).
     pub async fn list(
         &self,
         scope: &RequestScope,
         filter: &TicketFilter,
         page_size: PageSize,
         after: Option<PageCursor>,
-    ) -> AppResult<Page<Ticket>> {
+    ) -> AppResult<(Page<Ticket>, TotalSize)> {
         let caller = scope.caller()?;
+        let first = after.is_none();
         // Ordered by update time, a ticket changed while a client pages would move across the
         // cursor and be listed again: every page after the first lists only tickets whose last
         // change the first page's snapshot saw (docs/tickets.md, "Paging while tickets change").
@@ -476,13 +480,37 @@ impl TicketDesk {
             next.until = until;
             next.snapshot = snapshot;
         }
+        let total = match (first, &page.next) {
+            (true, None) => TotalSize::Exact(i64::try_from(page.items.len()).unwrap_or(i64::MAX)),
+            (false, _) | (true, Some(_)) => self.total_size(caller, filter).await?,
+        };
         let catalogue = self.seen_catalogue(caller, &page.items).await?;
         page.items = page
             .items
             .into_iter()
             .map(|ticket| seen_by(caller, &catalogue, ticket))
             .collect();
-        Ok(page)
+        Ok((page, total))
+    }
+
+    /// How many tickets the list of `filter` holds for `caller`: a count reading at most
+    /// `TotalSize::EXACT_UP_TO + 1` tickets on the list's own indexes, and beyond that the
+    /// planner's estimate (one `EXPLAIN`, not run). docs/tickets.md, "How many tickets a list
+    /// holds".
+    async fn total_size(&self, caller: &Caller, filter: &TicketFilter) -> AppResult<TotalSize> {
+        let expr = filter.as_expr(caller.restricted_to_user());
+        let account_id = caller.account_id.as_uuid();
+        db::with_connection(&self.pool, async |conn| {
+            let count =
+                ticket_filter::count_list(conn, account_id, &expr, TotalSize::EXACT_UP_TO).await?;
+            match TotalSize::from_capped_count(count) {
+                Some(total) => Ok(total),
+                None => Ok(TotalSize::estimated(
+                    ticket_filter::estimate_tickets(conn, account_id, &expr).await?,
+                )),
+            }
+        })
+        .await
     }
 
     /// Changes subject, description or priority. Agents and admins; not on closed tickets.

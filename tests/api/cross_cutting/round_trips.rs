@@ -150,37 +150,57 @@ async fn a_get_ticket_that_misses_adds_one_query_and_one_cache_fill() {
 }
 
 #[tokio::test]
-async fn a_page_of_tickets_costs_one_query_and_one_redis_round_trip() {
+async fn a_page_of_tickets_costs_one_query_and_a_count_when_the_list_is_longer_than_the_page() {
     let counted = CountedApp::spawn().await;
     for n in 0..25 {
         counted.app.create_ticket(&format!("listed {n}")).await;
     }
-    let list = async || {
+    let list = async |page_size: i32| {
         counted
             .app
             .tickets
             .clone()
             .list_tickets(counted.app.as_admin(v1::ListTicketsRequest {
-                page_size: 20,
+                page_size,
                 ..Default::default()
             }))
             .await
             .expect("a page")
+            .into_inner()
     };
-    list().await;
+    list(20).await;
+    list(30).await;
 
-    let cost = counted
+    // The whole list in one page is its own total_size.
+    let whole = counted
         .cost_of(async || {
             for _ in 0..CALLS {
-                assert_eq!(list().await.into_inner().tickets.len(), 20);
+                let page = list(30).await;
+                assert_eq!((page.tickets.len(), page.total_size), (25, 25));
             }
         })
         .await;
     assert_eq!(
-        cost,
+        whole,
         RoundTrips {
             redis: CALLS,
             postgres: CALLS
+        }
+    );
+    // A page of a longer list: the page, then the capped count (kept prepared).
+    let partial = counted
+        .cost_of(async || {
+            for _ in 0..CALLS {
+                let page = list(20).await;
+                assert_eq!((page.tickets.len(), page.total_size), (20, 25));
+            }
+        })
+        .await;
+    assert_eq!(
+        partial,
+        RoundTrips {
+            redis: CALLS,
+            postgres: 2 * CALLS
         }
     );
 }

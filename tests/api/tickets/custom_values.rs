@@ -15,6 +15,7 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::cross_cutting::tenancy::custom_fields as catalogue_client;
+use crate::cross_cutting::tenancy::views;
 use crate::support::{TestApp, assert_reason, details, violated_fields};
 
 fn text(value: &str) -> prost_types::Value {
@@ -818,4 +819,78 @@ async fn a_customer_filters_only_on_fields_they_see_and_the_change_feed_refuses_
         .expect_err("custom field values change");
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&refused), ["filter"]);
+}
+
+#[tokio::test]
+async fn a_view_filters_on_custom_fields_the_account_has_and_counts_by_them() {
+    let app = TestApp::spawn().await;
+    define_catalogue(&app).await;
+    create_with(&app, values(&[("plan", text("pro"))]))
+        .await
+        .expect("created");
+    create_with(
+        &app,
+        values(&[("plan", text("pro")), ("vip", boolean(true))]),
+    )
+    .await
+    .expect("created");
+    create_with(&app, values(&[("plan", text("free"))]))
+        .await
+        .expect("created");
+    let save = |filter: &str| {
+        app.as_admin(v1::CreateViewRequest {
+            view: Some(v1::View {
+                name: filter.to_owned(),
+                filter: filter.to_owned(),
+                scope: v1::ViewScope::Account.into(),
+                ..Default::default()
+            }),
+        })
+    };
+    let pro = views(&app)
+        .create_view(save("custom_fields.plan = pro"))
+        .await
+        .expect("plan is a field of the account")
+        .into_inner();
+    let vip = views(&app)
+        .create_view(save(
+            "custom_fields.vip = true AND custom_fields.plan != free",
+        ))
+        .await
+        .expect("saved")
+        .into_inner();
+    for (filter, problem) in [
+        (
+            "custom_fields.nope = 1",
+            "at 1: the account has no custom field with the key \"nope\"",
+        ),
+        (
+            "custom_fields.seats = many",
+            "at 23: \"many\" is not a whole number",
+        ),
+    ] {
+        let refused = views(&app)
+            .create_view(save(filter))
+            .await
+            .expect_err(filter);
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&refused), ["view.filter"], "{filter}");
+        let description = details(&refused).bad_request().unwrap().field_violations[0]
+            .description
+            .clone();
+        assert!(description.starts_with(problem), "{filter}: {description}");
+    }
+    let counted = views(&app)
+        .count_views(app.as_admin(v1::CountViewsRequest {
+            view_ids: vec![pro.id.clone(), vip.id.clone()],
+        }))
+        .await
+        .expect("counted")
+        .into_inner();
+    let counts: Vec<(String, i32)> = counted
+        .counts
+        .into_iter()
+        .map(|count| (count.view_id, count.count))
+        .collect();
+    assert_eq!(counts, [(pro.id, 2), (vip.id, 1)]);
 }

@@ -1,6 +1,7 @@
 //! TicketService: tickets, comments, their lifecycle and queries.
 
 pub(crate) mod basics;
+pub(crate) mod by_view;
 pub(crate) mod changes;
 pub(crate) mod custom_values;
 pub(crate) mod export;
