@@ -1132,7 +1132,7 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
                 filter: "status = open".into(),
                 ..Default::default()
             }),
-            update_mask: mask(&["name", "filter"]),
+            update_mask: mask(&["name", "filter", "order_by"]),
         }
         .encode_to_vec(),
         "DeleteView" => v1::DeleteViewRequest { id: nothing() }.encode_to_vec(),
