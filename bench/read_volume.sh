@@ -5,7 +5,12 @@
 # before pgbench running the same statements with one client over the same rows. The account
 # is signed up through the API (an admin and READ_VOLUME_CUSTOMERS customers, logged in), then
 # filled in SQL through the tables' own triggers (bench/sql/read_volume_*.sql), its rollups
-# checked against a recount, VACUUM ANALYZE. Writes bench/results/read-volume.md.
+# checked against a recount, VACUUM ANALYZE. Issue 68: every ticket carries 3 tags and values
+# for 10 of the account's 20 custom fields, a fifth a group and a third an assignee
+# (read_volume_organize.sql); RV_BESIDE_ACCOUNTS accounts beside it define the same fields over
+# READ_VOLUME_BESIDE_TICKETS tickets each; the account's desk has 20 shared views
+# (read_volume_views.sql), whose first pages and counts are two scenarios. Writes
+# bench/results/read-volume.md.
 #   READ_VOLUME_ROWS=N    tickets and charges (default 1,000,000; smaller for a smoke run)
 #   READ_VOLUME_CALLS=N   recorded calls per scenario and pgbench transactions (default: 1,000
 #                         for the customer's searches, GetRevenue and GetTicketStats; 200 for the
@@ -19,6 +24,10 @@ readonly RV_EXTRA_CUSTOMERS=10000  # customers made in SQL: requesters of most t
 readonly RV_SEARCHES=500           # distinct search texts of the query mix
 readonly RV_SEARCH_TARGET_MS=50    # issue 28: SearchTickets p99 over 1,000,000 tickets
 readonly RV_DASHBOARD_TARGET_MS=20 # issue 29: GetRevenue and GetTicketStats p99
+readonly RV_VIEW_PAGE_TARGET_MS=50 # issue 68: a view's first page, p99
+readonly RV_COUNT_VIEWS_TARGET_MS=200 # issue 68: the side panel's 20 counts in one call, p99
+readonly RV_BESIDE_ACCOUNTS=100    # issue 68: accounts beside the bench account
+rv_beside_tickets=${READ_VOLUME_BESIDE_TICKETS:-1000}
 
 rv_rows_file=$work/read-volume-rows
 mkdir -p "$results"
@@ -36,6 +45,8 @@ say "read volume: seeding $rv_rows tickets and $rv_rows charges in SQL"
 rv_seed_start=$(date +%s.%N)
 "${psql_bench[@]}" -v account_id="$rv_account_id" -v extra_customers="$RV_EXTRA_CUSTOMERS" \
   -f "$bench_dir/sql/read_volume_seed.sql" >/dev/null
+"${psql_bench[@]}" -v account_id="$rv_account_id" -v beside_accounts="$RV_BESIDE_ACCOUNTS" \
+  -v beside_tickets="$rv_beside_tickets" -f "$bench_dir/sql/read_volume_organize.sql" >/dev/null
 # Two sessions, one half each: the two cores.
 rv_half=$((rv_rows / 2))
 rv_pids=()
@@ -92,7 +103,10 @@ ALTER TABLE bench_search_customers ADD PRIMARY KEY (n);
 ANALYZE bench_searches, bench_search_customers;
 SQL
 "${psql_bench[@]}" -tA -c 'SELECT q FROM bench_searches ORDER BY n' >"$work/searches.txt"
-jq --rawfile searches "$work/searches.txt" '.searches = ($searches | rtrimstr("\n") | split("\n"))' \
+"${psql_bench[@]}" -tA -v account_id="$rv_account_id" -f "$bench_dir/sql/read_volume_views.sql" \
+  >"$work/views.txt"
+jq --rawfile searches "$work/searches.txt" --rawfile views "$work/views.txt" \
+  '.searches = ($searches | rtrimstr("\n") | split("\n")) | .views = ($views | rtrimstr("\n") | split("\n"))' \
   "$work/data.json" >"$work/read-volume.json"
 rv_search_customers=$("${psql_bench[@]}" -tAc 'SELECT count(*) FROM bench_search_customers')
 # How many tickets each text matches, for the docs: the spread of the mix (a count per text,
@@ -222,11 +236,17 @@ rv_pgbench pg-rv-ticket-stats-year "pgbench: GetTicketStats' SQL, 365 days (1 cl
   -D start_date="$rv_year_ago" -D end_date="$rv_today" -D timeout=2000 \
   -D months_from="$rv_year_months_from" -D months_until="$rv_year_months_until"
 
+rv_service rv-view-page "ListTickets by a view, first page (one of 20 at random, $rv_rows tickets)" \
+  "$RV_VIEW_PAGE_TARGET_MS" list-tickets-by-view
+rv_service rv-count-views "CountViews: the 20 views of the side panel in one call" \
+  "$RV_COUNT_VIEWS_TARGET_MS" count-views
+
 {
   printf '# supportdesk bench, read volume (%s)\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
-  printf 'Machine: %s cores, %s; load average at the end: %s. One call at a time (gRPC, one connection), recorded calls per row: %s (the agent'"'"'s searches: %s), after 2 s of warm-up; pgbench with 1 client, as many transactions (-M extended for the searches, sent unnamed as the service sends them; -M prepared for the dashboard statements it keeps prepared). PostgreSQL: a throwaway instance (fsync off). Data: %s tickets and %s charges in one account, seeded in %s.\n\n' \
+  printf 'Machine: %s cores, %s; load average at the end: %s. One call at a time (gRPC, one connection), recorded calls per row: %s (the agent'"'"'s searches: %s), after 2 s of warm-up; pgbench with 1 client, as many transactions (-M extended for the searches, sent unnamed as the service sends them; -M prepared for the dashboard statements it keeps prepared). PostgreSQL: a throwaway instance (fsync off). Data: %s tickets and %s charges in one account (3 tags and 10 of 20 custom fields a ticket; 20 shared views), %s accounts beside it of %s tickets each, seeded in %s.\n\n' \
     "$(nproc)" "$(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)" \
-    "$(cut -d ' ' -f 1-3 /proc/loadavg)" "$rv_calls" "$rv_slow_calls" "$rv_rows" "$rv_rows" "$rv_seed_times"
+    "$(cut -d ' ' -f 1-3 /proc/loadavg)" "$rv_calls" "$rv_slow_calls" "$rv_rows" "$rv_rows" \
+    "$RV_BESIDE_ACCOUNTS" "$rv_beside_tickets" "$rv_seed_times"
   "$loadgen_bin" table --rows "$rv_rows_file" --results "$results"
   printf '\npgbench rows: ratio = the service'"'"'s calls per second ÷ pgbench'"'"'s transactions per second, one at a time on both sides (the inverse ratio of their mean latencies). The query mix and how many tickets each text matches: bench/results/rv-searches.txt.\n'
 } >"$results/read-volume.md"

@@ -12,16 +12,22 @@ SET synchronous_commit = off;
 -- agent 5 minutes to 24 hours after creation. Priorities: low 1/6, normal 1/2, high 1/6, urgent
 -- 1/6 (roughly). Subject: one of the 50,000 pooled subjects; description: two pooled fragments;
 -- a fifth of the tickets have a public comment (public_comments, as the comment trigger leaves
--- it). Requesters: the account's customers at random.
+-- it). Requesters: the account's customers at random. Issue 68 (read_volume_organize.sql): 3
+-- tags (one of each band), values for 10 of the 20 custom fields, a fifth in the group, a third
+-- assigned to the admin (its only agent).
 INSERT INTO tickets (id, account_id, subject, description, priority, status, requester_id,
-                     created_at, updated_at, public_comments, solved_at, first_agent_response_at)
+                     created_at, updated_at, public_comments, solved_at, first_agent_response_at,
+                     tags, custom_fields, group_id, assignee_id)
 SELECT gen_random_uuid(), :'account_id', subject.text, first.text || ' ' || second.text,
        (ARRAY['low', 'normal', 'normal', 'normal', 'high', 'urgent'])[1 + floor(d.p * 6)::int],
        status, requester.id, created_at, created_at, coalesce(comment.text, ''),
        CASE WHEN status IN ('solved', 'closed')
             THEN created_at + interval '1 hour' + d.solve * interval '95 hours' END,
        CASE WHEN d.answer < 0.8
-            THEN created_at + interval '5 minutes' + d.answer_delay * interval '24 hours' END
+            THEN created_at + interval '5 minutes' + d.answer_delay * interval '24 hours' END,
+       bench_ticket_tags(d.t1, d.t2, d.t3), bench_field_values(d.o),
+       CASE WHEN d.organized < 0.2 THEN organize.group_id END,
+       CASE WHEN d.organized < 0.33 THEN organize.admin_id END
 FROM (
   SELECT g, now() - interval '365 days' * (1 - g::float8 / :tickets) AS created_at,
          random() + 0 * g AS s, random() AS p, random() AS solve, random() AS answer,
@@ -30,7 +36,8 @@ FROM (
          1 + floor(random() * 100000)::int AS first_n,
          1 + floor(random() * 100000)::int AS second_n,
          CASE WHEN random() < 0.2 THEN 1 + floor(random() * 100000)::int END AS comment_n,
-         1 + floor(random() * (SELECT count(*) FROM bench_requesters))::bigint AS requester_n
+         1 + floor(random() * (SELECT count(*) FROM bench_requesters))::bigint AS requester_n,
+         random() AS t1, random() AS t2, random() AS t3, random() AS o, random() AS organized
   FROM generate_series(:first, :last) AS g
   OFFSET 0 -- a fence: each draw is made once per row, never again in a join condition
 ) d
@@ -41,7 +48,8 @@ JOIN bench_subjects subject ON subject.n = d.subject_n
 JOIN bench_fragments first ON first.n = d.first_n
 JOIN bench_fragments second ON second.n = d.second_n
 LEFT JOIN bench_fragments comment ON comment.n = d.comment_n
-JOIN bench_requesters requester ON requester.n = d.requester_n;
+JOIN bench_requesters requester ON requester.n = d.requester_n
+CROSS JOIN bench_organize organize;
 
 -- Charge n is made at now() - 365 days × (1 - n / :charges) by one of the account's customers
 -- at random, in EUR (60 %), USD (30 %) or GBP (10 %), 1.00 to 500.00; 85 % succeeded, 4 %

@@ -32,6 +32,10 @@ pub struct BenchData {
     /// src/read_volume.rs asks them).
     #[serde(default)]
     pub searches: Vec<String>,
+    /// The ids of the bench account's saved views (`bench/run --read-volume` writes them,
+    /// bench/sql/read_volume_views.sql).
+    #[serde(default)]
+    pub views: Vec<String>,
 }
 
 impl BenchData {

@@ -1,6 +1,7 @@
-//! The read-volume scenarios (`bench/run --read-volume`): SearchTickets, GetRevenue and
-//! GetTicketStats over an account that `bench/sql/read_volume_*.sql` filled with a million
-//! tickets and a million charges. They are measured one call at a time (`loadgen latency`):
+//! The read-volume scenarios (`bench/run --read-volume`): SearchTickets, GetRevenue,
+//! GetTicketStats, ListTickets by a saved view and CountViews over an account that
+//! `bench/sql/read_volume_*.sql` filled with a million tickets (tags, custom fields, a group:
+//! issue 68) and a million charges. They are measured one call at a time (`loadgen latency`):
 //! their targets are a lone caller's p99. The searches are the data file's `searches` (the
 //! query mix bench/run drew, bench/README.md), each asked by a caller of the scope the
 //! scenario names: the admin over the whole account, or a customer over their own tickets.
@@ -13,6 +14,7 @@ use rand::rngs::StdRng;
 use supportdesk::wire::proto::v1;
 use supportdesk::wire::proto::v1::dashboard_service_client::DashboardServiceClient;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
+use supportdesk::wire::proto::v1::view_service_client::ViewServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
@@ -35,6 +37,10 @@ pub enum ReadCall {
     TicketStatsMonth,
     /// GetTicketStats over the last 365 days, as the admin.
     TicketStatsYear,
+    /// ListTickets by one of the data's views at random, its first page, as the admin.
+    ListByView,
+    /// CountViews of every view the admin sees, as the admin.
+    CountViews,
 }
 
 /// Builds the scenario of `call` over `connections` connections.
@@ -53,6 +59,10 @@ pub async fn build(
         call != ReadCall::SearchAsCustomer || !data.customers.is_empty(),
         "the bench data has no customers"
     );
+    anyhow::ensure!(
+        call != ReadCall::ListByView || !data.views.is_empty(),
+        "the bench data has no views (bench/run --read-volume adds them)"
+    );
     let admin = bearer(&data.admin.access_token)?;
     let customers = data
         .customers
@@ -66,6 +76,7 @@ pub async fn build(
             admin,
             customers,
             searches: data.searches.clone(),
+            views: data.views.clone(),
         }),
     }))
 }
@@ -74,6 +85,7 @@ struct Callers {
     admin: MetadataValue<Ascii>,
     customers: Vec<MetadataValue<Ascii>>,
     searches: Vec<String>,
+    views: Vec<String>,
 }
 
 struct ReadVolume {
@@ -89,6 +101,7 @@ impl Scenario for ReadVolume {
         Ok(Box::new(ReadWorker {
             call: self.call,
             tickets: TicketServiceClient::new(channel.clone()),
+            views: ViewServiceClient::new(channel.clone()),
             dashboard: DashboardServiceClient::new(channel),
             shared: Arc::clone(&self.shared),
         }))
@@ -98,6 +111,7 @@ impl Scenario for ReadVolume {
 struct ReadWorker {
     call: ReadCall,
     tickets: TicketServiceClient<Channel>,
+    views: ViewServiceClient<Channel>,
     dashboard: DashboardServiceClient<Channel>,
     shared: Arc<Callers>,
 }
@@ -171,6 +185,22 @@ impl Worker for ReadWorker {
                     },
                 );
                 label(self.dashboard.get_ticket_stats(request).await)
+            }
+            ReadCall::ListByView => {
+                let view_id = shared.views[rng.gen_range(0..shared.views.len())].clone();
+                let request = authorized(
+                    &shared.admin,
+                    v1::ListTicketsRequest {
+                        view_id,
+                        page_size: SEARCH_PAGE_SIZE,
+                        ..Default::default()
+                    },
+                );
+                label(self.tickets.list_tickets(request).await)
+            }
+            ReadCall::CountViews => {
+                let request = authorized(&shared.admin, v1::CountViewsRequest::default());
+                label(self.views.count_views(request).await)
             }
         }
     }

@@ -68,6 +68,10 @@ pub enum ScenarioName {
     GetTicketStatsMonth,
     /// GetTicketStats over the last 365 days, as the admin.
     GetTicketStatsYear,
+    /// ListTickets by one of the data's views (the side panel's), its first page, as the admin.
+    ListTicketsByView,
+    /// CountViews of every view the admin sees (the side panel's 20) in one call.
+    CountViews,
 }
 
 impl ScenarioName {
@@ -96,7 +100,9 @@ impl ScenarioName {
             | Self::SearchTicketsCustomer
             | Self::GetRevenueYear
             | Self::GetTicketStatsMonth
-            | Self::GetTicketStatsYear => return None,
+            | Self::GetTicketStatsYear
+            | Self::ListTicketsByView
+            | Self::CountViews => return None,
         })
     }
 
@@ -108,6 +114,8 @@ impl ScenarioName {
             Self::GetRevenueYear => Some(ReadCall::RevenueYear),
             Self::GetTicketStatsMonth => Some(ReadCall::TicketStatsMonth),
             Self::GetTicketStatsYear => Some(ReadCall::TicketStatsYear),
+            Self::ListTicketsByView => Some(ReadCall::ListByView),
+            Self::CountViews => Some(ReadCall::CountViews),
             Self::Hello
             | Self::GetTicket
             | Self::ListTickets
@@ -401,7 +409,9 @@ impl Worker for GrpcWorker {
             | ScenarioName::SearchTicketsCustomer
             | ScenarioName::GetRevenueYear
             | ScenarioName::GetTicketStatsMonth
-            | ScenarioName::GetTicketStatsYear => Outcome::of(Label::Transport),
+            | ScenarioName::GetTicketStatsYear
+            | ScenarioName::ListTicketsByView
+            | ScenarioName::CountViews => Outcome::of(Label::Transport),
         }
     }
 }

@@ -134,6 +134,7 @@ pub async fn populate(addr: &str, plan: &SetupPlan) -> anyhow::Result<BenchData>
         customers,
         tickets: ticket_refs,
         searches: Vec::new(),
+        views: Vec::new(),
     })
 }
 
@@ -184,6 +185,7 @@ pub async fn collect(
         customers: Vec::new(),
         tickets: collected,
         searches: Vec::new(),
+        views: Vec::new(),
     })
 }
 
