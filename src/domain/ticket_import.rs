@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Email, InvalidValue, RowError, TicketDescription, TicketPriority, TicketSubject, UserId,
+    Email, InvalidValue, RowError, TagSet, TicketDescription, TicketPriority, TicketSubject, UserId,
 };
 
 /// The formats an import reads.
@@ -37,12 +37,13 @@ impl ImportFormat {
 }
 
 /// The columns a row may name; the first three are required.
-pub const IMPORT_COLUMNS: [&str; 5] = [
+pub const IMPORT_COLUMNS: [&str; 6] = [
     "subject",
     "description",
     "requester_email",
     "priority",
     "assignee_id",
+    "tags",
 ];
 
 /// How many columns are required (the first of [`IMPORT_COLUMNS`]).
@@ -67,6 +68,7 @@ pub struct ImportTicket {
     pub priority: TicketPriority,
     pub requester_email: Email,
     pub assignee: Option<UserId>,
+    pub tags: TagSet,
 }
 
 /// Reads `content` as `format` into rows. An error means the file is not of the format at all:
@@ -118,6 +120,23 @@ fn ndjson_columns(
         let text = match value {
             serde_json::Value::String(text) => text,
             serde_json::Value::Null => String::new(),
+            // A tag holds no comma or space (domain/tag.rs): joined, the list reads back whole.
+            serde_json::Value::Array(items) if key == "tags" => {
+                let mut tags = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        serde_json::Value::String(tag) => tags.push(tag),
+                        serde_json::Value::Null
+                        | serde_json::Value::Bool(_)
+                        | serde_json::Value::Number(_)
+                        | serde_json::Value::Array(_)
+                        | serde_json::Value::Object(_) => {
+                            return Err(row_error(number, &key, "must be a list of strings"));
+                        }
+                    }
+                }
+                tags.join(",")
+            }
             serde_json::Value::Bool(_)
             | serde_json::Value::Number(_)
             | serde_json::Value::Array(_)
@@ -252,25 +271,89 @@ impl ImportRow {
             "assignee_id",
             assignee.as_ref().map(|_| ()).map_err(Clone::clone),
         );
-        match (subject, description, requester_email, priority, assignee) {
-            (Ok(subject), Ok(description), Ok(requester_email), Ok(priority), Ok(assignee)) => {
-                Ok(ImportTicket {
-                    row: number,
-                    subject,
-                    description,
-                    priority,
-                    requester_email,
-                    assignee,
-                })
-            }
+        let tags = import_tags(text("tags"));
+        check("tags", tags.as_ref().map(|_| ()).map_err(Clone::clone));
+        match (
+            subject,
+            description,
+            requester_email,
+            priority,
+            assignee,
+            tags,
+        ) {
+            (
+                Ok(subject),
+                Ok(description),
+                Ok(requester_email),
+                Ok(priority),
+                Ok(assignee),
+                Ok(tags),
+            ) => Ok(ImportTicket {
+                row: number,
+                subject,
+                description,
+                priority,
+                requester_email,
+                assignee,
+                tags,
+            }),
             _ => Err(errors),
         }
     }
 }
 
+/// A row's `tags`: separated by commas or white space (NDJSON's list arrives joined by commas),
+/// each normalized as AddTicketTags normalizes it, at most as many as a ticket carries.
+fn import_tags(text: &str) -> Result<TagSet, InvalidValue> {
+    let raw: Vec<&str> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .collect();
+    TagSet::parse(&raw).map_err(|(index, problem)| match index {
+        Some(index) => InvalidValue::new(format!("tag {:?}: {problem}", raw[index])),
+        None => problem,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_split_at_commas_or_spaces_and_normalized_in_csv_and_ndjson_alike() {
+        let csv = "subject,description,requester_email,tags\n\
+                   A,a,a@example.com,\"VIP, refund  billing\"\n\
+                   B,b,b@example.com,\n\
+                   C,c,c@example.com,\"ok not!ok\"\n";
+        let rows = read_rows(ImportFormat::Csv, csv).expect("CSV");
+        let tags = |row: &ImportRow| row.validate().map(|ticket| ticket.tags.to_strings());
+        assert_eq!(
+            tags(&rows[0]),
+            Ok(vec!["billing".into(), "refund".into(), "vip".into()])
+        );
+        assert_eq!(tags(&rows[1]), Ok(vec![]));
+        let refused = rows[2].validate().expect_err("a tag with a `!`");
+        assert_eq!((refused[0].row, refused[0].field.as_str()), (4, "tags"));
+        assert!(
+            refused[0].reason.starts_with("tag \"not!ok\""),
+            "{}",
+            refused[0].reason
+        );
+
+        let ndjson = concat!(
+            r#"{"subject":"A","description":"a","requester_email":"a@example.com","tags":["VIP","refund"]}"#,
+            "\n",
+            r#"{"subject":"B","description":"b","requester_email":"b@example.com","tags":"vip bug"}"#,
+            "\n",
+            r#"{"subject":"C","description":"c","requester_email":"c@example.com","tags":[1]}"#,
+            "\n",
+        );
+        let rows = read_rows(ImportFormat::Ndjson, ndjson).expect("NDJSON");
+        assert_eq!(tags(&rows[0]), Ok(vec!["refund".into(), "vip".into()]));
+        assert_eq!(tags(&rows[1]), Ok(vec!["bug".into(), "vip".into()]));
+        let refused = rows[2].validate().expect_err("a number among the tags");
+        assert_eq!(refused[0].field, "tags");
+    }
 
     #[test]
     fn ndjson_rows_are_numbered_by_line_and_blank_lines_are_skipped() {

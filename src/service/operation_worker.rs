@@ -575,6 +575,11 @@ impl OperationWorkers {
                     ("status", Some(TicketStatus::New.as_str().to_owned())),
                     ("requester_id", Some(requester.to_string())),
                     ("assignee_id", ticket.assignee.map(|id| id.to_string())),
+                    // As CreateTicket records them: the sorted tags, joined by commas.
+                    (
+                        "tags",
+                        (!ticket.tags.is_empty()).then(|| ticket.tags.to_strings().join(",")),
+                    ),
                 ] {
                     if value.is_some() {
                         changes.insert(
@@ -597,6 +602,7 @@ impl OperationWorkers {
                     .assignee_ids
                     .push(ticket.assignee.map(|id| id.as_uuid()));
                 tickets.activity_ids.push(Uuid::now_v7());
+                tickets.tags.push(ticket.tags.to_strings().join(","));
                 tickets.changes.push(changes_to_json(&changes));
             }
             let imported = tickets

@@ -845,6 +845,9 @@ pub struct ImportedTickets {
     pub assignee_ids: Vec<Option<Uuid>>,
     pub activity_ids: Vec<Uuid>,
     pub changes: Vec<serde_json::Value>,
+    /// Each ticket's tags joined by commas (a tag holds none): one text per ticket, as unnest
+    /// cannot give a row an array of its own.
+    pub tags: Vec<String>,
 }
 
 impl ImportedTickets {
@@ -869,16 +872,16 @@ impl ImportedTickets {
         Ok(KeepPrepared(
             diesel::sql_query(
                 "WITH input AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], \
-                 $5::text[], $6::uuid[], $7::uuid[], $8::uuid[], $9::jsonb[]) \
+                 $5::text[], $6::uuid[], $7::uuid[], $8::uuid[], $9::jsonb[], $14::text[]) \
                  AS t(id, subject, description, priority, requester_id, assignee_id, \
-                 activity_id, changes)), \
+                 activity_id, changes, tags)), \
                  written AS (INSERT INTO ticket_activities \
                  (id, account_id, ticket_id, actor_user_id, actor_api_key_id, action, changes) \
                  SELECT activity_id, $1, id, $10, $11, $12, changes FROM input) \
                  INSERT INTO tickets (id, account_id, subject, description, priority, status, \
-                 requester_id, assignee_id) \
-                 SELECT id, $1, subject, description, priority, $13, requester_id, assignee_id \
-                 FROM input",
+                 requester_id, assignee_id, tags) \
+                 SELECT id, $1, subject, description, priority, $13, requester_id, assignee_id, \
+                 string_to_array(tags, ',') FROM input",
             )
             .bind::<sql_types::Uuid, _>(account_id.as_uuid())
             .bind::<sql_types::Array<sql_types::Uuid>, _>(&self.ids)
@@ -892,7 +895,8 @@ impl ImportedTickets {
             .bind::<sql_types::Nullable<sql_types::Uuid>, _>(actor.0)
             .bind::<sql_types::Nullable<sql_types::Uuid>, _>(actor.1)
             .bind::<sql_types::Text, _>(crate::domain::TicketAction::Created.as_str())
-            .bind::<sql_types::Text, _>(TicketStatus::New.as_str()),
+            .bind::<sql_types::Text, _>(TicketStatus::New.as_str())
+            .bind::<sql_types::Array<sql_types::Text>, _>(&self.tags),
         )
         .execute(conn)
         .await?)
