@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{ApiKeyId, InvalidValue, TicketId, UserId, bounded_text};
+use super::{
+    ApiKeyId, InvalidValue, StoredValues, TagSet, TicketId, TicketPriority, TicketStatus,
+    TicketSubject, UserId, bounded_text,
+};
 
 /// A comment's text: 1 to 10000 characters after trimming.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +80,51 @@ pub struct FieldChange {
 
 /// The changed fields of one change, by field name.
 pub type FieldChanges = BTreeMap<String, FieldChange>;
+
+/// What a new ticket starts with, as its `created` audit record tells it: CreateTicket's and
+/// an import's tickets are recorded alike.
+#[derive(Debug)]
+pub struct Opening<'a> {
+    pub subject: &'a TicketSubject,
+    pub priority: TicketPriority,
+    pub requester: UserId,
+    pub assignee: Option<UserId>,
+    pub group: Option<uuid::Uuid>,
+    pub tags: &'a TagSet,
+    pub custom_fields: &'a StoredValues,
+}
+
+impl Opening<'_> {
+    /// Every field the ticket starts with, from no value: tags as the sorted tags joined by
+    /// commas, each custom field as `custom_fields.<key>` with its stored JSON as text.
+    pub fn changes(&self) -> FieldChanges {
+        let created = |new: String| FieldChange {
+            old: None,
+            new: Some(new),
+        };
+        let mut changes = FieldChanges::new();
+        for (field, value) in [
+            ("subject", Some(self.subject.as_str().to_owned())),
+            ("priority", Some(self.priority.as_str().to_owned())),
+            ("status", Some(TicketStatus::New.as_str().to_owned())),
+            ("requester_id", Some(self.requester.to_string())),
+            ("assignee_id", self.assignee.map(|id| id.to_string())),
+            ("group_id", self.group.map(|id| id.to_string())),
+            (
+                "tags",
+                (!self.tags.is_empty()).then(|| self.tags.to_strings().join(",")),
+            ),
+        ] {
+            if let Some(value) = value {
+                changes.insert(field.to_owned(), created(value));
+            }
+        }
+        for (key, value) in self.custom_fields {
+            changes.insert(format!("custom_fields.{key}"), created(value.to_string()));
+        }
+        changes
+    }
+}
 
 /// One record of a ticket's audit trail.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{InvalidValue, UserId, bounded_text, single_line};
+use super::{InvalidValue, UserId, bounded_text, hyphenated_uuid, single_line};
 
 /// The most live groups an account may have: far more teams than any support desk runs, and few
 /// enough that a picker lists them all.
@@ -43,6 +43,18 @@ impl GroupDescription {
     }
 }
 
+/// The group a ticket is sent to: empty for none, otherwise a UUID in its hyphenated form
+/// (CreateTicket's and AssignTicket's `group_id`, an import's `group_id` column). Whether it
+/// names a live group of the account is the database's to say.
+pub fn optional_group_id(raw: &str) -> Result<Option<Uuid>, InvalidValue> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    hyphenated_uuid(raw)
+        .map(Some)
+        .ok_or_else(|| InvalidValue::new("must be empty or a UUID in its hyphenated form"))
+}
+
 /// A stored group; a deleted one keeps its row (and its `deleted_at`) so that what names it
 /// stays readable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +87,18 @@ mod tests {
         assert!(GroupName::parse(&"x".repeat(101)).is_err());
         assert!(GroupName::parse("two\nlines").is_err());
         assert!(GroupName::parse(&"x".repeat(100)).is_ok());
+    }
+
+    #[test]
+    fn a_group_id_is_empty_or_a_hyphenated_uuid() {
+        assert_eq!(optional_group_id(""), Ok(None));
+        let id = "0190c2a4-7f3e-7a4b-9c1d-2e3f4a5b6c7d";
+        assert_eq!(
+            optional_group_id(id),
+            Ok(Some(Uuid::parse_str(id).unwrap()))
+        );
+        assert!(optional_group_id("0190c2a47f3e7a4b9c1d2e3f4a5b6c7d").is_err());
+        assert!(optional_group_id(" ").is_err());
     }
 
     #[test]

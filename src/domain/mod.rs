@@ -45,7 +45,7 @@ pub use charge::{
     Charge, ChargeDecision, ChargeEvent, ChargeStatus, ChargeViolation, FailureKind, RefundStatus,
 };
 pub use comment::{
-    Actor, Comment, CommentBody, FieldChange, FieldChanges, TicketAction, TicketActivity,
+    Actor, Comment, CommentBody, FieldChange, FieldChanges, Opening, TicketAction, TicketActivity,
 };
 pub use custom_field::{
     Catalogue, CustomField, FieldKey, FieldKind, FieldValue, KindProblem, RawValue, StoredValues,
@@ -54,7 +54,9 @@ pub use custom_field::{
 pub use dashboard::{DateRange, RangeProblem, RevenueInterval};
 pub use email::{Email, idna_form};
 pub use email_webhook::{EmailEvent, EmailEventEffect, SvixVerifier, svix_signature};
-pub use group::{Group, GroupDescription, GroupMember, GroupName, MAX_GROUPS_PER_ACCOUNT};
+pub use group::{
+    Group, GroupDescription, GroupMember, GroupName, MAX_GROUPS_PER_ACCOUNT, optional_group_id,
+};
 pub use html::{html_entity, html_escape, push_html_escaped};
 pub use idempotency_key::IdempotencyKey;
 pub use identity::{
@@ -106,7 +108,10 @@ pub use ticket_filter_expr::{
     Condition, CustomFieldCatalogue, FILTER_FIELDS, FilterContext, Moment, NoCustomFields, Test,
     TicketFilterExpr, TimeComparator, TimeField,
 };
-pub use ticket_import::{IMPORT_COLUMNS, ImportFormat, ImportRow, ImportTicket, read_rows};
+pub use ticket_import::{
+    FieldCell, IMPORT_COLUMNS, ImportFile, ImportFormat, ImportRow, ImportTicket, RowCells,
+    read_rows,
+};
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField, TotalSize};
 pub use timestamp::Timestamp;
 pub use view::{

@@ -32,14 +32,15 @@ use uuid::Uuid;
 use crate::configuration::OperationSettings;
 use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
+use crate::db::models::custom_field::CustomFieldRow;
 use crate::db::models::{
-    BatchProgress, ClaimedOperation, ImportedTickets, OperationRow, RequesterOpenTicketsRow,
-    UserRow,
+    BatchProgress, ClaimedOperation, GroupMemberRow, GroupRow, ImportedTickets, OperationRow,
+    RequesterOpenTicketsRow, UserRow,
 };
 use crate::db::{self, Limits, PgPool};
 use crate::domain::{
-    AccountId, Actor, FieldChange, FieldChanges, ImportRow, OperationFailure, OperationId,
-    OperationState, RowError, TicketId, TicketStatus, read_rows,
+    AccountId, Actor, Catalogue, ImportFile, ImportRow, ImportTicket, Opening, OperationFailure,
+    OperationId, OperationState, RowError, TicketId, UserId, read_rows,
 };
 use crate::errors::AppError;
 use crate::resilience::worker_pool::poll_until_stopped;
@@ -223,8 +224,8 @@ impl OperationWorkers {
         heartbeat: &Progress,
     ) -> Ran {
         let operation = &claimed.operation;
-        let rows = match read_rows(claimed.format, &claimed.content) {
-            Ok(rows) => rows,
+        let file = match read_rows(claimed.format, &claimed.content) {
+            Ok(file) => file,
             Err(problem) => {
                 let failure = OperationFailure {
                     code: INVALID_ARGUMENT,
@@ -232,6 +233,30 @@ impl OperationWorkers {
                 };
                 return self.fail(worker, operation.id, &failure, stop).await;
             }
+        };
+        // Values are checked against the catalogue as it is when the import is taken up (each
+        // pickup reads it again), as CreateTicket checks against the one it reads first.
+        let catalogue = match self.catalogue_for(operation.account_id, &file).await {
+            Ok(catalogue) => catalogue,
+            Err(error) => {
+                tracing::warn!(operation = %operation.id.name(), %error, "the catalogue of custom fields could not be read; the operation is given back");
+                return Ran::Stopped;
+            }
+        };
+        if let Err(problem) = file.check_field_columns(&catalogue) {
+            let failure = OperationFailure {
+                code: INVALID_ARGUMENT,
+                message: format!("content {problem}"),
+            };
+            return self.fail(worker, operation.id, &failure, stop).await;
+        }
+        let rows = file.rows;
+        let run = ImportRun {
+            worker,
+            id: operation.id,
+            account_id: operation.account_id,
+            actor: claimed.actor,
+            catalogue: &catalogue,
         };
         let mut position = usize::try_from(operation.rows_read).unwrap_or(usize::MAX);
         let mut rows_imported = operation.rows_imported;
@@ -273,17 +298,7 @@ impl OperationWorkers {
                 return Ran::Stopped;
             }
             let batch = batch_at(position);
-            match self
-                .import_batch(
-                    worker,
-                    operation.id,
-                    operation.account_id,
-                    claimed.actor,
-                    batch,
-                    position,
-                )
-                .await
-            {
+            match self.import_batch(&run, batch, position).await {
                 Ok(settled) => {
                     position += batch.len();
                     rows_imported += settled.imported;
@@ -452,18 +467,44 @@ impl OperationWorkers {
         }
     }
 
+    /// The account's catalogue of custom fields when `file` sets any (one query); an empty one
+    /// otherwise.
+    async fn catalogue_for(
+        &self,
+        account_id: AccountId,
+        file: &ImportFile,
+    ) -> Result<Catalogue, AppError> {
+        let sets_values = !file.field_columns.is_empty()
+            || file.rows.iter().any(|row| {
+                row.cells
+                    .as_ref()
+                    .is_ok_and(|cells| !cells.custom_fields.is_empty())
+            });
+        if !sets_values {
+            return Ok(Catalogue::default());
+        }
+        db::with_connection(&self.pool, async |conn| {
+            CustomFieldRow::catalogue_for_account(conn, account_id.as_uuid()).await
+        })
+        .await
+    }
+
     /// Settles `batch` (rows from `position` on) in one transaction: every row validated as
     /// CreateTicket validates it, the valid ones inserted, the refused ones reported, and the
     /// checkpoint moved.
     async fn import_batch(
         &self,
-        worker: Uuid,
-        id: OperationId,
-        account_id: AccountId,
-        actor: Actor,
+        run: &ImportRun<'_>,
         batch: &[ImportRow],
         position: usize,
     ) -> Result<Settled, BatchError> {
+        let ImportRun {
+            worker,
+            id,
+            account_id,
+            actor,
+            catalogue,
+        } = *run;
         let lease = self.settings.lease;
         let max_open = i64::from(self.max_open_per_requester);
         let max_errors = i64::from(self.settings.import_max_row_errors);
@@ -473,7 +514,7 @@ impl OperationWorkers {
             let mut failed_rows: i64 = 0;
             let mut candidates = Vec::new();
             for row in batch {
-                match row.validate() {
+                match row.validate(catalogue) {
                     Ok(ticket) => candidates.push(ticket),
                     Err(row_errors) => {
                         failed_rows += 1;
@@ -511,6 +552,7 @@ impl OperationWorkers {
                 }
                 Some(_) | None => true,
             });
+            refuse_outside_groups(conn, account_id, &mut candidates, &mut refused).await?;
             // Requesters: found or added by email, and locked, as CreateTicket does.
             let emails: Vec<&str> = candidates
                 .iter()
@@ -568,29 +610,16 @@ impl OperationWorkers {
                 }
                 *count += 1;
                 let ticket_id = TicketId::generate();
-                let mut changes = FieldChanges::new();
-                for (field, value) in [
-                    ("subject", Some(ticket.subject.as_str().to_owned())),
-                    ("priority", Some(ticket.priority.as_str().to_owned())),
-                    ("status", Some(TicketStatus::New.as_str().to_owned())),
-                    ("requester_id", Some(requester.to_string())),
-                    ("assignee_id", ticket.assignee.map(|id| id.to_string())),
-                    // As CreateTicket records them: the sorted tags, joined by commas.
-                    (
-                        "tags",
-                        (!ticket.tags.is_empty()).then(|| ticket.tags.to_strings().join(",")),
-                    ),
-                ] {
-                    if value.is_some() {
-                        changes.insert(
-                            field.to_owned(),
-                            FieldChange {
-                                old: None,
-                                new: value,
-                            },
-                        );
-                    }
+                let changes = Opening {
+                    subject: &ticket.subject,
+                    priority: ticket.priority,
+                    requester: UserId::from_uuid(requester),
+                    assignee: ticket.assignee,
+                    group: ticket.group,
+                    tags: &ticket.tags,
+                    custom_fields: &ticket.custom_fields,
                 }
+                .changes();
                 tickets.ids.push(ticket_id.as_uuid());
                 tickets.subjects.push(ticket.subject.as_str().to_owned());
                 tickets
@@ -603,6 +632,10 @@ impl OperationWorkers {
                     .push(ticket.assignee.map(|id| id.as_uuid()));
                 tickets.activity_ids.push(Uuid::now_v7());
                 tickets.tags.push(ticket.tags.to_strings().join(","));
+                tickets.group_ids.push(ticket.group);
+                tickets
+                    .custom_fields
+                    .push(serde_json::Value::Object(ticket.custom_fields));
                 tickets.changes.push(changes_to_json(&changes));
             }
             let imported = tickets
@@ -630,6 +663,89 @@ impl OperationWorkers {
         })
         .await
     }
+}
+
+/// What every batch of one claimed import shares: whose lease it runs under, and what its rows
+/// are checked against.
+#[derive(Clone, Copy)]
+struct ImportRun<'a> {
+    worker: Uuid,
+    id: OperationId,
+    account_id: AccountId,
+    actor: Actor,
+    catalogue: &'a Catalogue,
+}
+
+/// Refuses the `candidates` whose group is no live group of the account (`group_id`) or whose
+/// assignee is not a member of their group (`assignee_id`), as CreateTicket refuses them; the
+/// groups and memberships kept are held `FOR KEY SHARE` until the batch commits, so a group's
+/// deletion or a member's removal waits for the batch and then sees its tickets. Two statements
+/// a batch, only when its rows name groups.
+async fn refuse_outside_groups(
+    conn: &mut diesel_async::AsyncPgConnection,
+    account_id: AccountId,
+    candidates: &mut Vec<ImportTicket>,
+    refused: &mut BTreeMap<i64, RowError>,
+) -> Result<(), AppError> {
+    let named: Vec<Uuid> = candidates
+        .iter()
+        .filter_map(|ticket| ticket.group)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let live: HashSet<Uuid> = GroupRow::share_live_among(conn, account_id.as_uuid(), &named)
+        .await?
+        .into_iter()
+        .collect();
+    candidates.retain(|ticket| match ticket.group {
+        Some(group) if !live.contains(&group) => {
+            refused.insert(
+                ticket.row,
+                RowError {
+                    row: ticket.row,
+                    field: "group_id".to_owned(),
+                    reason: "names no group of this account".to_owned(),
+                },
+            );
+            false
+        }
+        Some(_) | None => true,
+    });
+    let assignments: Vec<(Uuid, Uuid)> = candidates
+        .iter()
+        .filter_map(|ticket| Some((ticket.group?, ticket.assignee?.as_uuid())))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if assignments.is_empty() {
+        return Ok(());
+    }
+    let members: HashSet<(Uuid, Uuid)> =
+        GroupMemberRow::share_among(conn, account_id.as_uuid(), &assignments)
+            .await?
+            .into_iter()
+            .collect();
+    candidates.retain(|ticket| match (ticket.group, ticket.assignee) {
+        (Some(group), Some(assignee)) if !members.contains(&(group, assignee.as_uuid())) => {
+            refused.insert(
+                ticket.row,
+                RowError {
+                    row: ticket.row,
+                    field: "assignee_id".to_owned(),
+                    reason: format!(
+                        "users/{assignee} is not a member of groups/{group}; add them to the \
+                         group or choose a member"
+                    ),
+                },
+            );
+            false
+        }
+        (Some(_) | None, Some(_) | None) => true,
+    });
+    Ok(())
 }
 
 /// How an import stopped by `batch` (of `rows`) fails: its rows named as an editor numbers

@@ -60,7 +60,7 @@ impl Operations {
     ) -> AppResult<Outcome<Operation>> {
         let caller = write.caller()?;
         let (rows_total, failure) = match read_rows(format, content) {
-            Ok(rows) => (i64::try_from(rows.len()).unwrap_or(i64::MAX), None),
+            Ok(file) => (i64::try_from(file.rows.len()).unwrap_or(i64::MAX), None),
             Err(problem) => (
                 0,
                 Some(OperationFailure {

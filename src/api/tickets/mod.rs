@@ -16,7 +16,7 @@ use crate::domain::{
     self, ChangeCursor, CommentBody, Email, Etag, FieldKey, ImportFormat, InvalidValue,
     NewTicketRequest, PageScope, PageSize, PageTokenKeys, RawValue, SearchCursor, SearchOrder,
     SearchText, TagPrefix, TagSet, TextPageCursor, Ticket, TicketDescription, TicketId,
-    TicketPriority, TicketSearch, TicketSubject, TicketTransition, UserId, hyphenated_uuid,
+    TicketPriority, TicketSearch, TicketSubject, TicketTransition, UserId,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -710,16 +710,7 @@ fn optional_group(
     field: &str,
     raw: &str,
 ) -> Option<Option<uuid::Uuid>> {
-    if raw.is_empty() {
-        return Some(None);
-    }
-    violations
-        .check(
-            field,
-            hyphenated_uuid(raw)
-                .ok_or_else(|| InvalidValue::new("must be empty or a UUID in its hyphenated form")),
-        )
-        .map(Some)
+    violations.check(field, domain::optional_group_id(raw))
 }
 
 /// An empty etag means "unconditionally"; anything else must be one this API issued.

@@ -35,6 +35,21 @@ pub struct GroupRow {
     member_count: i64,
 }
 
+/// A group and a user, as the batch checks of an import read them.
+#[derive(Debug, diesel::QueryableByName)]
+struct GroupAndUser {
+    #[diesel(sql_type = SqlUuid)]
+    group_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    user_id: Uuid,
+}
+
+#[derive(Debug, diesel::QueryableByName)]
+struct IdOnly {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
 #[derive(Debug, diesel::QueryableByName)]
 struct Counted {
     #[diesel(sql_type = BigInt)]
@@ -241,6 +256,26 @@ impl GroupRow {
         Ok(counted.count > 0)
     }
 
+    /// Which of `ids` are live groups of the account, each held `FOR KEY SHARE` as
+    /// [`GroupRow::share_live`] holds one: an import batch's groups in one statement.
+    pub async fn share_live_among(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        ids: &[Uuid],
+    ) -> AppResult<Vec<Uuid>> {
+        Ok(diesel::sql_query(
+            "SELECT id FROM groups WHERE account_id = $1 AND id = ANY($2) AND deleted_at IS NULL \
+             FOR KEY SHARE",
+        )
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<diesel::sql_types::Array<SqlUuid>, _>(ids)
+        .load::<IdOnly>(conn)
+        .await?
+        .into_iter()
+        .map(|row| row.id)
+        .collect())
+    }
+
     /// Marks a locked group deleted and removes its members, in one statement.
     pub async fn soft_delete(
         conn: &mut AsyncPgConnection,
@@ -332,6 +367,30 @@ impl GroupMemberRow {
         .get_result(conn)
         .await?;
         Ok(counted.count > 0)
+    }
+
+    /// Which of the `(group, user)` pairs are memberships, each held `FOR KEY SHARE` as
+    /// [`GroupMemberRow::share`] holds one: an import batch's assignments in one statement.
+    pub async fn share_among(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        pairs: &[(Uuid, Uuid)],
+    ) -> AppResult<Vec<(Uuid, Uuid)>> {
+        let (groups, users): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+        Ok(diesel::sql_query(
+            "SELECT m.group_id, m.user_id FROM group_members m \
+             JOIN unnest($2::uuid[], $3::uuid[]) AS wanted(group_id, user_id) \
+             ON m.group_id = wanted.group_id AND m.user_id = wanted.user_id \
+             WHERE m.account_id = $1 FOR KEY SHARE OF m",
+        )
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<diesel::sql_types::Array<SqlUuid>, _>(&groups)
+        .bind::<diesel::sql_types::Array<SqlUuid>, _>(&users)
+        .load::<GroupAndUser>(conn)
+        .await?
+        .into_iter()
+        .map(|row| (row.group_id, row.user_id))
+        .collect())
     }
 
     /// How many tickets of the group that are neither solved nor closed (nor deleted) have

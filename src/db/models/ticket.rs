@@ -848,6 +848,9 @@ pub struct ImportedTickets {
     /// Each ticket's tags joined by commas (a tag holds none): one text per ticket, as unnest
     /// cannot give a row an array of its own.
     pub tags: Vec<String>,
+    pub group_ids: Vec<Option<Uuid>>,
+    /// Each ticket's custom field values, an object of stored values.
+    pub custom_fields: Vec<serde_json::Value>,
 }
 
 impl ImportedTickets {
@@ -872,16 +875,17 @@ impl ImportedTickets {
         Ok(KeepPrepared(
             diesel::sql_query(
                 "WITH input AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], \
-                 $5::text[], $6::uuid[], $7::uuid[], $8::uuid[], $9::jsonb[], $14::text[]) \
+                 $5::text[], $6::uuid[], $7::uuid[], $8::uuid[], $9::jsonb[], $14::text[], \
+                 $15::uuid[], $16::jsonb[]) \
                  AS t(id, subject, description, priority, requester_id, assignee_id, \
-                 activity_id, changes, tags)), \
+                 activity_id, changes, tags, group_id, custom_fields)), \
                  written AS (INSERT INTO ticket_activities \
                  (id, account_id, ticket_id, actor_user_id, actor_api_key_id, action, changes) \
                  SELECT activity_id, $1, id, $10, $11, $12, changes FROM input) \
                  INSERT INTO tickets (id, account_id, subject, description, priority, status, \
-                 requester_id, assignee_id, tags) \
+                 requester_id, assignee_id, tags, group_id, custom_fields) \
                  SELECT id, $1, subject, description, priority, $13, requester_id, assignee_id, \
-                 string_to_array(tags, ',') FROM input",
+                 string_to_array(tags, ','), group_id, custom_fields FROM input",
             )
             .bind::<sql_types::Uuid, _>(account_id.as_uuid())
             .bind::<sql_types::Array<sql_types::Uuid>, _>(&self.ids)
@@ -896,7 +900,9 @@ impl ImportedTickets {
             .bind::<sql_types::Nullable<sql_types::Uuid>, _>(actor.1)
             .bind::<sql_types::Text, _>(crate::domain::TicketAction::Created.as_str())
             .bind::<sql_types::Text, _>(TicketStatus::New.as_str())
-            .bind::<sql_types::Array<sql_types::Text>, _>(&self.tags),
+            .bind::<sql_types::Array<sql_types::Text>, _>(&self.tags)
+            .bind::<sql_types::Array<sql_types::Nullable<sql_types::Uuid>>, _>(&self.group_ids)
+            .bind::<sql_types::Array<sql_types::Jsonb>, _>(&self.custom_fields),
         )
         .execute(conn)
         .await?)

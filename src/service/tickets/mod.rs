@@ -40,8 +40,8 @@ use crate::db::models::{
 };
 use crate::db::{self, PgPool};
 use crate::domain::{
-    AccountId, Actor, Catalogue, CustomFieldEdit, Email, Etag, FieldChange, FieldChanges,
-    InvalidValue, MAX_TAGS_PER_TICKET, NewTicketRequest, NotificationKind, PageCursor, PageSize,
+    AccountId, Actor, Catalogue, CustomFieldEdit, Email, Etag, FieldChanges, InvalidValue,
+    MAX_TAGS_PER_TICKET, NewTicketRequest, NotificationKind, Opening, PageCursor, PageSize,
     RawValue, Role, RuleViolation, StoredValues, TagSet, Ticket, TicketAction, TicketChange,
     TicketCreatedData, TicketDescription, TicketFilter, TicketId, TicketPriority, TicketSolvedData,
     TicketStatus, TicketSubject, TicketTransition, TotalSize, UserId, ValueProblems,
@@ -229,38 +229,16 @@ impl TicketDesk {
                 .await?;
             let requester_email = requester.email.clone();
             let ticket_id = TicketId::generate();
-            let mut changes = FieldChanges::new();
-            for (field, value) in [
-                ("subject", Some(request.subject.as_str().to_owned())),
-                ("priority", Some(request.priority.as_str().to_owned())),
-                ("status", Some(TicketStatus::New.as_str().to_owned())),
-                ("requester_id", Some(requester.id.to_string())),
-                ("assignee_id", request.assignee.map(|id| id.to_string())),
-                ("group_id", request.group.map(|id| id.to_string())),
-                (
-                    "tags",
-                    (!request.tags.is_empty()).then(|| request.tags.to_strings().join(",")),
-                ),
-            ] {
-                if value.is_some() {
-                    changes.insert(
-                        field.to_owned(),
-                        FieldChange {
-                            old: None,
-                            new: value,
-                        },
-                    );
-                }
+            let changes = Opening {
+                subject: &request.subject,
+                priority: request.priority,
+                requester: requester.id,
+                assignee: request.assignee,
+                group: request.group,
+                tags: &request.tags,
+                custom_fields: &custom_fields,
             }
-            for (key, value) in &custom_fields {
-                changes.insert(
-                    format!("custom_fields.{key}"),
-                    FieldChange {
-                        old: None,
-                        new: Some(value.to_string()),
-                    },
-                );
-            }
+            .changes();
             // The audit record goes in the ticket's own statement: its content is known
             // before the insert, and one round trip fewer is one PostgreSQL wake-up fewer.
             let record = new_record(

@@ -58,7 +58,7 @@ fn values(pairs: &[(&str, prost_types::Value)]) -> HashMap<String, prost_types::
 }
 
 /// Defines a field in `app`'s account.
-async fn define(app: &TestApp, field: v1::CustomField) -> v1::CustomField {
+pub(crate) async fn define(app: &TestApp, field: v1::CustomField) -> v1::CustomField {
     catalogue_client(app)
         .create_custom_field(app.as_admin(v1::CreateCustomFieldRequest {
             custom_field: Some(field),
@@ -68,7 +68,7 @@ async fn define(app: &TestApp, field: v1::CustomField) -> v1::CustomField {
         .into_inner()
 }
 
-fn field(key: &str, kind: v1::CustomFieldKind) -> v1::CustomField {
+pub(crate) fn field(key: &str, kind: v1::CustomFieldKind) -> v1::CustomField {
     v1::CustomField {
         key: key.to_owned(),
         title: format!("The {key}"),
@@ -77,7 +77,7 @@ fn field(key: &str, kind: v1::CustomFieldKind) -> v1::CustomField {
     }
 }
 
-fn choices(key: &str, kind: v1::CustomFieldKind, options: &[&str]) -> v1::CustomField {
+pub(crate) fn choices(key: &str, kind: v1::CustomFieldKind, options: &[&str]) -> v1::CustomField {
     v1::CustomField {
         choices: options.iter().map(|option| (*option).to_owned()).collect(),
         ..field(key, kind)

@@ -14,7 +14,7 @@ use crate::cross_cutting::tenancy::groups;
 use crate::support::envoy::Envoy;
 use crate::support::{TestApp, TestUser, assert_reason, details, violated_fields};
 
-async fn create_group(app: &TestApp, admin: &TestUser, name: &str) -> v1::Group {
+pub(crate) async fn create_group(app: &TestApp, admin: &TestUser, name: &str) -> v1::Group {
     groups(app)
         .create_group(admin.request(v1::CreateGroupRequest {
             group: Some(v1::Group {
@@ -27,7 +27,7 @@ async fn create_group(app: &TestApp, admin: &TestUser, name: &str) -> v1::Group 
         .into_inner()
 }
 
-async fn add_member(app: &TestApp, group: &v1::Group, user: &TestUser) {
+pub(crate) async fn add_member(app: &TestApp, group: &v1::Group, user: &TestUser) {
     groups(app)
         .add_group_member(app.as_admin(v1::AddGroupMemberRequest {
             group_id: group.id.clone(),

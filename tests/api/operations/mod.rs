@@ -18,6 +18,8 @@ use supportdesk::wire::proto::v1;
 use supportdesk::wire::proto::v1::ticket_service_client::TicketServiceClient;
 use tonic::transport::Channel;
 
+mod row_fields;
+
 use crate::support::binary::{Running, sign_up_through};
 use crate::support::envoy::Envoy;
 use crate::support::{
@@ -280,90 +282,6 @@ async fn an_ndjson_import_validates_each_row_as_create_ticket_does() {
         .collect();
     assert_eq!(errors, [(3, "subject"), (4, "assignee_id"), (5, "colour")]);
     assert_eq!(tickets_named(&app.database, "nd").await, (2, 2));
-}
-
-#[derive(Debug, PartialEq, diesel::QueryableByName)]
-struct ImportedTags {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    subject: String,
-    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
-    tags: Vec<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    audited: Option<String>,
-}
-
-#[tokio::test]
-async fn imported_rows_carry_their_tags_normalized_into_the_ticket_its_audit_and_the_tag_counts() {
-    let app = spawn().await;
-    let csv = "subject,description,requester_email,tags\n\
-               tag-csv-1,d,a@example.com,\"VIP, Refund\"\n\
-               tag-csv-2,d,a@example.com,\n\
-               tag-csv-3,d,a@example.com,not!a-tag\n"
-        .to_owned();
-    let csv_result = response(
-        &done(
-            &app,
-            &app.admin,
-            &import(&app, v1::ImportFormat::Csv, csv).await.name,
-        )
-        .await,
-    );
-    let ndjson =
-        json!({"subject": "tag-nd-1", "description": "d", "requester_email": "b@example.com",
-                        "tags": ["vip", "bug"]})
-        .to_string();
-    let nd_result = response(
-        &done(
-            &app,
-            &app.admin,
-            &import(&app, v1::ImportFormat::Ndjson, ndjson).await.name,
-        )
-        .await,
-    );
-
-    assert_eq!((csv_result.rows_imported, csv_result.rows_failed), (2, 1));
-    let refused: Vec<(i64, &str)> = csv_result
-        .row_errors
-        .iter()
-        .map(|error| (error.row, error.field.as_str()))
-        .collect();
-    assert_eq!(refused, [(4, "tags")]);
-    assert_eq!((nd_result.rows_imported, nd_result.rows_failed), (1, 0));
-    let mut conn = app.database.connect().await;
-    let stored: Vec<ImportedTags> = diesel::sql_query(
-        "SELECT t.subject, t.tags, a.changes -> 'tags' ->> 'new' AS audited \
-         FROM tickets t JOIN ticket_activities a ON a.ticket_id = t.id AND a.action = 'created' \
-         WHERE t.subject LIKE 'tag-%' ORDER BY t.subject",
-    )
-    .load(&mut conn)
-    .await
-    .unwrap();
-    let row = |subject: &str, tags: &[&str], audited: Option<&str>| ImportedTags {
-        subject: subject.to_owned(),
-        tags: tags.iter().map(|tag| (*tag).to_owned()).collect(),
-        audited: audited.map(str::to_owned),
-    };
-    assert_eq!(
-        stored,
-        [
-            row("tag-csv-1", &["refund", "vip"], Some("refund,vip")),
-            row("tag-csv-2", &[], None),
-            row("tag-nd-1", &["bug", "vip"], Some("bug,vip")),
-        ]
-    );
-    let counted = app
-        .tickets
-        .clone()
-        .list_tags(app.as_admin(v1::ListTagsRequest::default()))
-        .await
-        .expect("tags")
-        .into_inner();
-    let counts: Vec<(&str, i64)> = counted
-        .tags
-        .iter()
-        .map(|count| (count.tag.as_str(), count.ticket_count))
-        .collect();
-    assert_eq!(counts, [("vip", 2), ("bug", 1), ("refund", 1)]);
 }
 
 #[tokio::test]
