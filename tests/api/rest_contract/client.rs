@@ -1,14 +1,16 @@
 //! A TypeScript client generated from the OpenAPI document (openapi-typescript + openapi-fetch,
 //! `deploy/local/generate-client`) runs one flow against the running stack through real Envoy:
-//! log in, create a ticket, list tickets, read an error's reason. Its example compiles with
-//! `tsc --strict` against the generated types, so a shape the document gets wrong fails here, and
-//! checks each request against the protos' declared rules before sending it.
+//! log in, create a ticket, list tickets, read an error's reason; and a second flow organizes the
+//! desk (a custom field, tags, the filter language with the list's size, a view listed and
+//! counted). Its examples compile with `tsc --strict` against the generated types, so a shape the
+//! document gets wrong fails here, and check each request against the protos' declared rules
+//! before sending it.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::envoy::Envoy;
 use crate::support::typescript_client::TypescriptClient;
-use crate::support::{TEST_PASSWORD, TestApp};
+use crate::support::{TEST_PASSWORD, TestApp, count_of};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_generated_typescript_client_logs_in_creates_and_lists_tickets_through_envoy() {
@@ -53,4 +55,48 @@ async fn the_generated_typescript_client_logs_in_creates_and_lists_tickets_throu
     let stored = app.get_ticket(id).await.expect("the ticket exists");
     assert_eq!(stored.subject, "Printer on fire");
     assert_eq!(stored.requester_email, "jane@example.com");
+
+    let organized = tokio::task::block_in_place(|| {
+        client
+            .program("organize")
+            .env("SUPPORTDESK_URL", envoy.url(""))
+            .env("SUPPORTDESK_ACCOUNT", &app.admin.account_slug)
+            .env("SUPPORTDESK_EMAIL", &app.admin.email)
+            .env("SUPPORTDESK_PASSWORD", TEST_PASSWORD)
+            .output()
+            .expect("run the client's organize flow with node")
+    });
+    assert!(
+        organized.status.success(),
+        "the client's organize flow:\n{}{}",
+        String::from_utf8_lossy(&organized.stdout),
+        String::from_utf8_lossy(&organized.stderr)
+    );
+    let saw: Value = serde_json::from_slice(&organized.stdout).expect("the flow prints JSON");
+    let id = saw["createdId"].as_str().expect("the organized ticket's id");
+    assert_eq!(saw["fieldKey"], "plan");
+    assert_eq!(saw["createdTags"], json!(["vip"]));
+    assert_eq!(saw["createdValues"], json!({"plan": "pro"}));
+    assert_eq!(saw["tagsAfterAdding"], json!(["refund", "vip"]));
+    // The first ticket (flow's) has neither the tag nor the value: the filter leaves it out.
+    assert_eq!(saw["filteredIds"], json!([id]));
+    assert_eq!(saw["filteredTotal"], 1);
+    assert_eq!(saw["filteredEstimated"], false);
+    assert_eq!(saw["viewIds"], json!([id]));
+    assert_eq!(
+        saw["counts"],
+        json!([{"viewId": saw["viewId"], "count": 1, "capped": false}])
+    );
+    // Where they live: the ticket's row in PostgreSQL holds the tags and the value.
+    assert_eq!(
+        count_of(
+            &app.database,
+            &format!(
+                "SELECT count(*) AS count FROM tickets WHERE id = '{id}' \
+                 AND tags = ARRAY['refund', 'vip'] AND custom_fields = '{{\"plan\": \"pro\"}}'"
+            )
+        )
+        .await,
+        1
+    );
 }
