@@ -13,7 +13,7 @@ use crate::support::typescript_client::TypescriptClient;
 use crate::support::{TEST_PASSWORD, TestApp, count_of};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_generated_typescript_client_logs_in_creates_and_lists_tickets_through_envoy() {
+async fn the_generated_typescript_client_creates_lists_and_organizes_tickets_through_envoy() {
     let app = TestApp::spawn().await;
     let envoy = Envoy::start_in_front_of(app.address.port()).await;
     let client = TypescriptClient::generate();
@@ -73,7 +73,9 @@ async fn the_generated_typescript_client_logs_in_creates_and_lists_tickets_throu
         String::from_utf8_lossy(&organized.stderr)
     );
     let saw: Value = serde_json::from_slice(&organized.stdout).expect("the flow prints JSON");
-    let id = saw["createdId"].as_str().expect("the organized ticket's id");
+    let id = saw["createdId"]
+        .as_str()
+        .expect("the organized ticket's id");
     assert_eq!(saw["fieldKey"], "plan");
     assert_eq!(saw["createdTags"], json!(["vip"]));
     assert_eq!(saw["createdValues"], json!({"plan": "pro"}));
