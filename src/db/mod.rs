@@ -695,6 +695,40 @@ impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeepPrepa
     type SqlType = Q::SqlType;
 }
 
+/// A diesel statement planned with its values on every call: prepared afresh (one round trip
+/// more than [`KeepPrepared`]) so that PostgreSQL never serves it with a generic plan, one made
+/// without the values. For statements whose best plan depends on them: a list filtered on
+/// `tags: vip` (a tenth of the tickets) walks the newest tickets and stops at the page, one on a
+/// rare tag reads the tag's few rows from its index; a generic plan is one of the two for both,
+/// and the other 100 times slower (docs/tickets.md, "How many tickets a list holds").
+#[derive(Debug, Clone, Copy)]
+pub struct PlannedPerCall<Q>(pub Q);
+
+impl<Q> diesel::query_builder::QueryId for PlannedPerCall<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q> diesel::query_builder::QueryFragment<diesel::pg::Pg> for PlannedPerCall<Q>
+where
+    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &diesel::pg::Pg) -> diesel::QueryResult<bool> {
+        Ok(false)
+    }
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for PlannedPerCall<Q> {
+    type SqlType = Q::SqlType;
+}
+
 /// `EXPLAIN` of a diesel query, with the query's own binds: how tests (and operators) check that
 /// a query the service runs is served by an index.
 #[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]

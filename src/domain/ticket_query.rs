@@ -161,7 +161,7 @@ impl TicketFilter {
 
 /// How many tickets a whole list holds, every page together (ListTickets' `total_size`):
 /// counted up to [`TotalSize::EXACT_UP_TO`], the database planner's estimate beyond, as desks
-/// show "1,000+" rather than count a million rows on every page.
+/// show "100+" rather than count a million rows on every page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TotalSize {
     /// Counted, at most [`TotalSize::EXACT_UP_TO`].
@@ -172,7 +172,7 @@ pub enum TotalSize {
 
 impl TotalSize {
     /// The most tickets a list's total is counted to; the count reads at most one more.
-    pub const EXACT_UP_TO: i64 = 1000;
+    pub const EXACT_UP_TO: i64 = 100;
 
     /// A count that read at most `EXACT_UP_TO + 1` rows: `None` when the list holds more, and
     /// only an estimate can say how many.
@@ -204,11 +204,11 @@ mod tests {
     fn a_count_beyond_the_exact_bound_is_an_estimate_of_at_least_one_more() {
         assert_eq!(TotalSize::from_capped_count(0), Some(TotalSize::Exact(0)));
         assert_eq!(
-            TotalSize::from_capped_count(1000),
-            Some(TotalSize::Exact(1000))
+            TotalSize::from_capped_count(100),
+            Some(TotalSize::Exact(100))
         );
-        assert_eq!(TotalSize::from_capped_count(1001), None);
-        assert_eq!(TotalSize::estimated(40), TotalSize::Estimated(1001));
+        assert_eq!(TotalSize::from_capped_count(101), None);
+        assert_eq!(TotalSize::estimated(40), TotalSize::Estimated(101));
         assert_eq!(TotalSize::estimated(250_000).count(), 250_000);
         assert!(TotalSize::estimated(250_000).is_estimated());
     }

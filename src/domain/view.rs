@@ -16,9 +16,9 @@ use super::{
 pub const MAX_SHARED_VIEWS_PER_ACCOUNT: i64 = 500;
 /// The most personal views one user may have.
 pub const MAX_PERSONAL_VIEWS_PER_USER: i64 = 100;
-/// Counts stop here: a view with more tickets is "1,000+" (CountViews, ListTickets'
+/// Counts stop here: a view with more tickets is "100+" (CountViews, ListTickets'
 /// `total_size`).
-pub const VIEW_COUNT_CAP: i64 = 1000;
+pub const VIEW_COUNT_CAP: i64 = 100;
 /// The most views one CountViews call counts.
 pub const MAX_VIEWS_COUNTED: usize = 50;
 /// The longest filter a view keeps.
@@ -274,9 +274,9 @@ mod tests {
     fn a_count_over_the_cap_is_the_cap_and_says_so() {
         let id = Uuid::nil();
         assert_eq!(ViewCount::of_rows_read(id, 3).count, 3);
-        assert!(!ViewCount::of_rows_read(id, 1000).capped);
-        let over = ViewCount::of_rows_read(id, 1001);
-        assert_eq!((over.count, over.capped), (1000, true));
+        assert!(!ViewCount::of_rows_read(id, 100).capped);
+        let over = ViewCount::of_rows_read(id, 101);
+        assert_eq!((over.count, over.capped), (100, true));
     }
 
     #[test]

@@ -12,12 +12,12 @@ use uuid::Uuid;
 use super::{Page, paginate, rows_to_fetch};
 use crate::auth::Caller;
 use crate::db::models::custom_field::CustomFieldRow;
-use crate::db::models::ticket_filter;
+use crate::db::models::ticket_filter::{self, CountedList};
 use crate::db::models::{GroupRow, ViewFields, ViewRow, ViewViewer};
 use crate::db::{self, PgPool};
 use crate::domain::{
     Catalogue, MAX_PERSONAL_VIEWS_PER_USER, MAX_SHARED_VIEWS_PER_ACCOUNT, MAX_VIEWS_COUNTED,
-    PageCursor, PageSize, Role, TicketFilterExpr, VIEW_COUNT_CAP, View, ViewCount, ViewFilter,
+    PageCursor, PageSize, Role, TicketFilterExpr, TicketOrder, VIEW_COUNT_CAP, View, ViewCount, ViewFilter,
     ViewName, ViewOrder, ViewReadMask, ViewScope,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
@@ -265,12 +265,17 @@ impl Views {
             } else {
                 Catalogue::new(Vec::new())
             };
-            let filters = views
+            let lists = views
                 .iter()
-                .map(|view| run_filter(view, me, &fields))
-                .collect::<AppResult<Vec<TicketFilterExpr>>>()?;
+                .map(|view| {
+                    Ok(CountedList {
+                        filter: run_filter(view, me, &fields)?,
+                        order: view_order(view)?,
+                    })
+                })
+                .collect::<AppResult<Vec<CountedList>>>()?;
             let rows =
-                ticket_filter::count_tickets(conn, account_id, &filters, VIEW_COUNT_CAP).await?;
+                ticket_filter::count_tickets(conn, account_id, &lists, VIEW_COUNT_CAP).await?;
             Ok(views
                 .iter()
                 .zip(rows)
@@ -303,6 +308,20 @@ async fn check_custom_fields(
 /// A view's filter as it reads for `me` over the account's custom `fields`. It parsed when
 /// saved (retired custom fields stay filterable); what can still refuse it is `me` run by an
 /// API key (which is no one), named as the request's `view_id`.
+/// The order a view lists in (the default when it names none), which its count walks too; a
+/// stored order that no longer parses is the view's fault, named as `view_id`.
+pub fn view_order(view: &View) -> AppResult<TicketOrder> {
+    view.order_by.order().map_err(|problem| {
+        AppError::invalid_field(
+            "view_id",
+            &crate::domain::InvalidValue::new(format!(
+                "the order of view {} cannot run: {problem}",
+                view.id
+            )),
+        )
+    })
+}
+
 pub fn run_filter(
     view: &View,
     me: Option<crate::domain::UserId>,

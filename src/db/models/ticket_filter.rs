@@ -12,8 +12,8 @@ use diesel::sql_types::{self, Array, BigInt, Json, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::KeepPrepared;
-use crate::domain::{Test, TicketFilterExpr, TimeField};
+use crate::db::{KeepPrepared, PlannedPerCall};
+use crate::domain::{Test, TicketFilterExpr, TicketOrder, TicketOrderField, TimeField};
 use crate::errors::{AppError, AppResult};
 
 #[derive(Debug, diesel::QueryableByName)]
@@ -240,46 +240,59 @@ impl diesel::query_builder::QueryFragment<Pg> for FilterSql {
     }
 }
 
-/// How many live tickets of `account_id` each filter matches, reading at most `cap + 1` of
-/// each: one statement, one scalar subquery per filter
-/// (`SELECT count(*) FROM (SELECT 1 FROM tickets … ORDER BY created_at DESC LIMIT cap + 1)`),
-/// in the order given.
-/// Every subquery is a ListTickets query without its order, served by the same indexes
-/// (migrations 3, 38 and 41). Prepared for each call: a combination of many views' filters is
-/// too rarely the same to keep.
+/// A list to count: its conditions, and its order, which the count walks as the list's pages do.
+#[derive(Clone, Debug)]
+pub struct CountedList {
+    pub filter: TicketFilterExpr,
+    pub order: TicketOrder,
+}
+
+/// How many live tickets of `account_id` each list holds, reading at most `cap + 1` of each:
+/// one statement, one scalar subquery per list
+/// (`SELECT count(*) FROM (SELECT 1 FROM tickets … ORDER BY <the list's order> LIMIT cap + 1)`),
+/// in the order given. Every subquery is the list's query without its page, served by the
+/// same indexes (migrations 3, 38 and 41). Planned with its values on every call
+/// ([`PlannedPerCall`]): a combination of many views' filters is too rarely the same to keep,
+/// and a generic plan would ignore how many tickets each value matches.
 pub async fn count_tickets(
     conn: &mut AsyncPgConnection,
     account_id: Uuid,
-    filters: &[TicketFilterExpr],
+    lists: &[CountedList],
     cap: i64,
 ) -> AppResult<Vec<i64>> {
-    if filters.is_empty() {
+    if lists.is_empty() {
         return Ok(Vec::new());
     }
-    let counts: Counts = capped_counts(account_id, filters, cap)
+    let counts: Counts = PlannedPerCall(capped_counts(account_id, lists, cap))
         .get_result(conn)
         .await?;
     Ok(counts.counts)
 }
 
-/// [`count_tickets`] of one list's filter, kept prepared as the list's own page query is (one
-/// statement per filter shape, every value bound): one round trip.
+/// [`count_tickets`] of one list: kept prepared when its filter is typed only (each typed
+/// filter has an index of its own, which a generic plan uses as well as a custom one), planned
+/// with its values when it uses the filter language (`tags: vip` and a rare tag need different
+/// plans). One round trip, or two.
 pub async fn count_list(
     conn: &mut AsyncPgConnection,
     account_id: Uuid,
-    filter: &TicketFilterExpr,
+    list: &CountedList,
+    typed_only: bool,
     cap: i64,
 ) -> AppResult<i64> {
-    let counts: Counts = KeepPrepared(capped_counts(account_id, std::slice::from_ref(filter), cap))
-        .get_result(conn)
-        .await?;
+    let query = capped_counts(account_id, std::slice::from_ref(list), cap);
+    let counts: Counts = if typed_only {
+        KeepPrepared(query).get_result(conn).await?
+    } else {
+        PlannedPerCall(query).get_result(conn).await?
+    };
     Ok(counts.counts.into_iter().next().unwrap_or_default())
 }
 
 /// The statement of [`count_tickets`]: public so that the index test can `EXPLAIN` it.
 pub fn capped_counts(
     account_id: Uuid,
-    filters: &[TicketFilterExpr],
+    lists: &[CountedList],
     cap: i64,
 ) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
     let now = Utc::now();
@@ -294,21 +307,34 @@ pub fn capped_counts(
         .bind::<SqlUuid, _>(account_id);
     let limit = param();
     query = query.bind::<BigInt, _>(cap + 1);
-    for (index, filter) in filters.iter().enumerate() {
+    for (index, list) in lists.iter().enumerate() {
         let separator = if index == 0 { "" } else { ", " };
         query = query.sql(format!(
             "{separator}(SELECT count(*) FROM (SELECT 1 FROM tickets t \
              WHERE t.account_id = $1 AND t.deleted_at IS NULL"
         ));
-        query = FilterSql::new(filter, "t", now).append_to(query, &mut param);
-        // The list's default order: the count walks the index a page of the list walks, and
-        // stops at the cap, where without an order the planner may read the table until
-        // `cap + 1` rows match (cheap by its statistics, not when an account's rows cluster).
+        query = FilterSql::new(&list.filter, "t", now).append_to(query, &mut param);
+        // The list's own order: the count walks the index a page of the list walks, and stops
+        // at the cap, where without an order the planner may read the table until `cap + 1`
+        // rows match (cheap by its statistics, not when an account's rows cluster). A view of
+        // tickets pending for a month, oldest update first, finds them at its index's start;
+        // walked newest first it skipped a hundred thousand.
         query = query.sql(format!(
-            " ORDER BY t.created_at DESC, t.id DESC LIMIT {limit}) c)"
+            " ORDER BY {} LIMIT {limit}) c)",
+            order_sql(list.order)
         ));
     }
     query.sql("]::bigint[] AS counts")
+}
+
+/// `ORDER BY` of a list's order over `tickets t`, ties broken by id as the pages break them.
+fn order_sql(order: TicketOrder) -> &'static str {
+    match (order.field, order.descending) {
+        (TicketOrderField::Created, true) => "t.created_at DESC, t.id DESC",
+        (TicketOrderField::Created, false) => "t.created_at ASC, t.id ASC",
+        (TicketOrderField::Updated, true) => "t.updated_at DESC, t.id DESC",
+        (TicketOrderField::Updated, false) => "t.updated_at ASC, t.id ASC",
+    }
 }
 
 /// The planner's estimate of how many live tickets of `account_id` `filter` matches: one

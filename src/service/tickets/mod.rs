@@ -33,7 +33,7 @@ use crate::auth::Caller;
 use crate::db::models::activity::changes_to_json;
 use crate::db::models::comment::actor_columns;
 use crate::db::models::custom_field::CustomFieldRow;
-use crate::db::models::ticket_filter;
+use crate::db::models::ticket_filter::{self, CountedList};
 use crate::db::models::{
     FirstPageBound, GroupMemberRow, GroupRow, NewActivity, NewNotification, NewTicket, NewUser,
     TicketChangeset, TicketRow, UserRow,
@@ -476,15 +476,25 @@ impl TicketDesk {
     /// planner's estimate (one `EXPLAIN`, not run). docs/tickets.md, "How many tickets a list
     /// holds".
     async fn total_size(&self, caller: &Caller, filter: &TicketFilter) -> AppResult<TotalSize> {
-        let expr = filter.as_expr(caller.restricted_to_user());
+        let list = CountedList {
+            filter: filter.as_expr(caller.restricted_to_user()),
+            order: filter.order,
+        };
+        let typed_only = filter.expr.is_empty();
         let account_id = caller.account_id.as_uuid();
         db::with_connection(&self.pool, async |conn| {
-            let count =
-                ticket_filter::count_list(conn, account_id, &expr, TotalSize::EXACT_UP_TO).await?;
+            let count = ticket_filter::count_list(
+                conn,
+                account_id,
+                &list,
+                typed_only,
+                TotalSize::EXACT_UP_TO,
+            )
+            .await?;
             match TotalSize::from_capped_count(count) {
                 Some(total) => Ok(total),
                 None => Ok(TotalSize::estimated(
-                    ticket_filter::estimate_tickets(conn, account_id, &expr).await?,
+                    ticket_filter::estimate_tickets(conn, account_id, &list.filter).await?,
                 )),
             }
         })

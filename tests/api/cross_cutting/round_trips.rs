@@ -150,7 +150,7 @@ async fn a_get_ticket_that_misses_adds_one_query_and_one_cache_fill() {
 }
 
 #[tokio::test]
-async fn a_page_of_tickets_costs_one_query_and_a_count_when_the_list_is_longer_than_the_page() {
+async fn a_page_of_tickets_costs_one_query_and_a_count_when_the_list_is_longer_than_the_page_and_each_is_prepared_too_in_the_filter_language() {
     let counted = CountedApp::spawn().await;
     for n in 0..25 {
         counted.app.create_ticket(&format!("listed {n}")).await;
@@ -201,6 +201,34 @@ async fn a_page_of_tickets_costs_one_query_and_a_count_when_the_list_is_longer_t
         RoundTrips {
             redis: CALLS,
             postgres: 2 * CALLS
+        }
+    );
+    // In the filter language, both are planned with their values on every call: each is
+    // prepared, then run.
+    let filtered = counted
+        .cost_of(async || {
+            for _ in 0..CALLS {
+                let page = counted
+                    .app
+                    .tickets
+                    .clone()
+                    .list_tickets(counted.app.as_admin(v1::ListTicketsRequest {
+                        page_size: 20,
+                        filter: "priority = normal".to_owned(),
+                        ..Default::default()
+                    }))
+                    .await
+                    .expect("a filtered page")
+                    .into_inner();
+                assert_eq!((page.tickets.len(), page.total_size), (20, 25));
+            }
+        })
+        .await;
+    assert_eq!(
+        filtered,
+        RoundTrips {
+            redis: CALLS,
+            postgres: 4 * CALLS
         }
     );
 }

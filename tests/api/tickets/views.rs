@@ -373,9 +373,9 @@ async fn insert_urgent_tickets(app: &TestApp, n: i64) {
 }
 
 #[tokio::test]
-async fn counting_views_is_exact_to_1000_and_capped_beyond() {
+async fn counting_views_is_exact_to_100_and_capped_beyond() {
     let app = TestApp::spawn().await;
-    insert_urgent_tickets(&app, 1005).await;
+    insert_urgent_tickets(&app, 105).await;
     for n in 0..3 {
         app.create_ticket(&format!("normal {n}")).await;
     }
@@ -403,7 +403,7 @@ async fn counting_views_is_exact_to_1000_and_capped_beyond() {
     assert_eq!(
         counted.counts,
         [
-            expected(&many, 1000, true),
+            expected(&many, 100, true),
             expected(&none, 0, false),
             expected(&three, 3, false),
         ]
@@ -417,7 +417,7 @@ async fn counting_views_is_exact_to_1000_and_capped_beyond() {
     assert_eq!(
         all.counts,
         [
-            expected(&many, 1000, true),
+            expected(&many, 100, true),
             expected(&none, 0, false),
             expected(&three, 3, false),
         ]
