@@ -17,8 +17,8 @@ use crate::db::models::{GroupRow, ViewFields, ViewRow, ViewViewer};
 use crate::db::{self, PgPool};
 use crate::domain::{
     Catalogue, MAX_PERSONAL_VIEWS_PER_USER, MAX_SHARED_VIEWS_PER_ACCOUNT, MAX_VIEWS_COUNTED,
-    PageCursor, PageSize, Role, TicketFilterExpr, TicketOrder, VIEW_COUNT_CAP, View, ViewCount, ViewFilter,
-    ViewName, ViewOrder, ViewReadMask, ViewScope,
+    PageCursor, PageSize, Role, TicketFilterExpr, TicketOrder, VIEW_COUNT_CAP, View, ViewCount,
+    ViewFilter, ViewName, ViewOrder, ViewReadMask, ViewScope,
 };
 use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
 use crate::idempotency::{self, KeyedWrite, Outcome, as_is};

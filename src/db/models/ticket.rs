@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::corrupt;
 use super::ticket_filter::FilterSql;
 use super::{NewActivity, NewNotification};
-use crate::db::{KeepPrepared, PlannedPerCall};
 use crate::db::schema::{tickets, users};
+use crate::db::{KeepPrepared, PlannedPerCall};
 use crate::domain::{
     AccountId, ChangeCursor, Email, FeedEntry, ListSnapshot, MATCH_END, MATCH_START, PageCursor,
     SearchCursor, SearchHit, SearchOrder, Tag, Ticket, TicketDescription, TicketFilter,

@@ -150,7 +150,8 @@ async fn a_get_ticket_that_misses_adds_one_query_and_one_cache_fill() {
 }
 
 #[tokio::test]
-async fn a_page_of_tickets_costs_one_query_and_a_count_when_the_list_is_longer_than_the_page_and_each_is_prepared_too_in_the_filter_language() {
+async fn a_page_of_tickets_costs_one_query_and_a_count_when_the_list_is_longer_than_the_page_and_each_is_prepared_too_in_the_filter_language()
+ {
     let counted = CountedApp::spawn().await;
     for n in 0..25 {
         counted.app.create_ticket(&format!("listed {n}")).await;
