@@ -48,7 +48,11 @@ pub enum Clock<'s> {
 
 impl Clock<'_> {
     /// When `minutes` of this clock have elapsed since `start`.
-    pub fn due_at(self, start: DateTime<Utc>, minutes: u32) -> Result<DateTime<Utc>, ScheduleError> {
+    pub fn due_at(
+        self,
+        start: DateTime<Utc>,
+        minutes: u32,
+    ) -> Result<DateTime<Utc>, ScheduleError> {
         match self {
             Self::Calendar => start
                 .checked_add_signed(TimeDelta::minutes(i64::from(minutes)))
@@ -181,10 +185,10 @@ impl Schedule {
                     let open = day * MICROS_PER_DAY + i64::from(start) * MICROS_PER_MINUTE;
                     let close = open + i64::from(length) * MICROS_PER_MINUTE;
                     let (open, close) = (open.max(local_from), close.min(local_until));
-                    if open < close {
-                        if let ControlFlow::Break(answer) = visit(open - offset, close - offset) {
-                            return Ok(Some(answer));
-                        }
+                    if open < close
+                        && let ControlFlow::Break(answer) = visit(open - offset, close - offset)
+                    {
+                        return Ok(Some(answer));
                     }
                 }
             }
@@ -197,5 +201,282 @@ impl Schedule {
 fn out_of_range(micros: i64) -> ScheduleError {
     ScheduleError::OutOfRange {
         instant: DateTime::from_timestamp_micros(micros).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{at, local, office_hours, schedule};
+    use super::*;
+
+    const BERLIN: &str = "Europe/Berlin";
+
+    fn due_locally(schedule: &Schedule, zone: &str, start: &str, minutes: u32) -> String {
+        local(zone, schedule.due_at(at(zone, start), minutes).unwrap())
+    }
+
+    fn minutes_between(schedule: &Schedule, zone: &str, from: &str, to: &str) -> u64 {
+        schedule
+            .business_minutes_between(at(zone, from), at(zone, to))
+            .unwrap()
+    }
+
+    #[test]
+    fn an_hour_from_friday_afternoon_is_due_monday_morning() {
+        let berlin = office_hours(BERLIN, &[]);
+        assert_eq!(
+            due_locally(&berlin, BERLIN, "2024-03-22 16:30", 60),
+            "2024-03-25T09:30:00"
+        );
+    }
+
+    #[test]
+    fn an_hour_from_friday_afternoon_is_due_monday_morning_across_the_spring_change() {
+        let berlin = office_hours(BERLIN, &[]);
+        let due = berlin.due_at(at(BERLIN, "2024-03-29 16:30"), 60).unwrap();
+        assert_eq!(local(BERLIN, due), "2024-04-01T09:30:00");
+        assert_eq!(due.to_rfc3339(), "2024-04-01T07:30:00+00:00");
+    }
+
+    #[test]
+    fn an_hour_from_friday_afternoon_is_due_monday_morning_across_the_autumn_change() {
+        let berlin = office_hours(BERLIN, &[]);
+        let due = berlin.due_at(at(BERLIN, "2024-10-25 16:30"), 60).unwrap();
+        assert_eq!(local(BERLIN, due), "2024-10-28T09:30:00");
+        assert_eq!(due.to_rfc3339(), "2024-10-28T08:30:00+00:00");
+    }
+
+    #[test]
+    fn a_holiday_monday_pushes_the_due_time_to_tuesday() {
+        let berlin = office_hours(BERLIN, &[("2024-03-25", "")]);
+        assert_eq!(
+            due_locally(&berlin, BERLIN, "2024-03-22 16:30", 60),
+            "2024-03-26T09:30:00"
+        );
+    }
+
+    #[test]
+    fn a_target_that_runs_out_at_closing_time_is_due_at_closing_time() {
+        let berlin = office_hours(BERLIN, &[]);
+        assert_eq!(
+            due_locally(&berlin, BERLIN, "2024-03-22 16:00", 60),
+            "2024-03-22T17:00:00"
+        );
+    }
+
+    #[test]
+    fn a_start_outside_business_hours_waits_for_the_opening() {
+        let berlin = office_hours(BERLIN, &[]);
+        assert_eq!(
+            due_locally(&berlin, BERLIN, "2024-03-23 11:00", 30),
+            "2024-03-25T09:30:00"
+        );
+    }
+
+    #[test]
+    fn zero_minutes_are_due_at_the_start_even_when_closed() {
+        let berlin = office_hours(BERLIN, &[]);
+        let saturday = at(BERLIN, "2024-03-23 11:00");
+        assert_eq!(berlin.due_at(saturday, 0).unwrap(), saturday);
+    }
+
+    #[test]
+    fn a_start_between_minutes_keeps_its_seconds() {
+        let berlin = office_hours(BERLIN, &[]);
+        let start = at(BERLIN, "2024-03-22 16:30") + TimeDelta::microseconds(30_500_000);
+        let due = berlin.due_at(start, 60).unwrap();
+        assert_eq!(
+            due,
+            at(BERLIN, "2024-03-25 09:30") + TimeDelta::microseconds(30_500_000)
+        );
+        assert_eq!(
+            berlin.business_time_between(start, due).unwrap(),
+            TimeDelta::minutes(60)
+        );
+    }
+
+    #[test]
+    fn a_night_shift_crosses_midnight_into_saturday() {
+        let nights = schedule(BERLIN, &[(5, "22:00", "02:00")], &[]);
+        assert_eq!(
+            due_locally(&nights, BERLIN, "2024-03-22 23:00", 120),
+            "2024-03-23T01:00:00"
+        );
+        assert_eq!(
+            due_locally(&nights, BERLIN, "2024-03-22 23:00", 180),
+            "2024-03-23T02:00:00"
+        );
+        assert_eq!(
+            due_locally(&nights, BERLIN, "2024-03-22 23:00", 181),
+            "2024-03-29T22:01:00"
+        );
+    }
+
+    #[test]
+    fn a_holiday_on_saturday_leaves_fridays_night_shift_whole() {
+        let nights = schedule(BERLIN, &[(5, "22:00", "02:00")], &[("2024-03-23", "")]);
+        assert_eq!(
+            minutes_between(&nights, BERLIN, "2024-03-22 00:00", "2024-03-24 00:00"),
+            240
+        );
+    }
+
+    #[test]
+    fn a_holiday_on_friday_closes_its_night_shift_past_midnight_too() {
+        let nights = schedule(BERLIN, &[(5, "22:00", "02:00")], &[("2024-03-22", "")]);
+        assert_eq!(
+            minutes_between(&nights, BERLIN, "2024-03-22 00:00", "2024-03-24 00:00"),
+            0
+        );
+    }
+
+    #[test]
+    fn the_hour_skipped_in_spring_is_not_business_time() {
+        let sunday_night = schedule(BERLIN, &[(7, "01:00", "05:00")], &[]);
+        assert_eq!(
+            minutes_between(
+                &sunday_night,
+                BERLIN,
+                "2024-03-31 00:00",
+                "2024-04-01 00:00"
+            ),
+            180
+        );
+    }
+
+    #[test]
+    fn the_hour_repeated_in_autumn_is_business_time_twice() {
+        let sunday_night = schedule(BERLIN, &[(7, "01:00", "05:00")], &[]);
+        assert_eq!(
+            minutes_between(
+                &sunday_night,
+                BERLIN,
+                "2024-10-27 00:00",
+                "2024-10-28 00:00"
+            ),
+            300
+        );
+    }
+
+    #[test]
+    fn lord_howe_skips_and_repeats_half_an_hour() {
+        let zone = "Australia/Lord_Howe";
+        let sunday_night = schedule(zone, &[(7, "01:00", "03:00")], &[]);
+        // 2024-04-07: 02:00 goes back to 01:30; 2024-10-06: 02:00 jumps to 02:30.
+        assert_eq!(
+            minutes_between(&sunday_night, zone, "2024-04-07 00:00", "2024-04-08 00:00"),
+            150
+        );
+        assert_eq!(
+            minutes_between(&sunday_night, zone, "2024-10-06 00:00", "2024-10-07 00:00"),
+            90
+        );
+    }
+
+    #[test]
+    fn sao_paulo_began_summer_time_at_midnight_and_ended_it_at_midnight() {
+        let zone = "America/Sao_Paulo";
+        let around_midnight = schedule(zone, &[(6, "22:00", "24:00"), (7, "00:00", "02:00")], &[]);
+        // 2017-10-15 had no 00:00 to 01:00; 2018-02-17 had 23:00 to 24:00 twice.
+        assert_eq!(
+            minutes_between(
+                &around_midnight,
+                zone,
+                "2017-10-14 12:00",
+                "2017-10-15 12:00"
+            ),
+            180
+        );
+        assert_eq!(
+            minutes_between(
+                &around_midnight,
+                zone,
+                "2018-02-17 12:00",
+                "2018-02-18 12:00"
+            ),
+            300
+        );
+    }
+
+    #[test]
+    fn a_schedule_closed_by_holidays_for_two_years_answers_beyond_the_horizon() {
+        let closed = office_hours(
+            BERLIN,
+            &[
+                ("2024-01-01", "2024-12-31"),
+                ("2025-01-01", "2025-12-31"),
+                ("2026-01-01", "2026-12-31"),
+            ],
+        );
+        let start = at(BERLIN, "2024-03-22 16:30");
+        assert_eq!(
+            closed.due_at(start, 1),
+            Err(ScheduleError::BeyondHorizon {
+                start,
+                business_minutes: 1
+            })
+        );
+    }
+
+    #[test]
+    fn a_target_longer_than_two_years_of_opening_hours_answers_beyond_the_horizon() {
+        let berlin = office_hours(BERLIN, &[]);
+        let start = at(BERLIN, "2024-03-22 16:30");
+        assert!(berlin.due_at(start, 200_000).is_ok());
+        assert!(matches!(
+            berlin.due_at(start, u32::MAX),
+            Err(ScheduleError::BeyondHorizon { .. })
+        ));
+    }
+
+    #[test]
+    fn elapsed_business_time_is_zero_when_the_span_is_empty_or_backwards() {
+        let berlin = office_hours(BERLIN, &[]);
+        let (earlier, later) = (
+            at(BERLIN, "2024-03-22 10:00"),
+            at(BERLIN, "2024-03-22 12:00"),
+        );
+        assert_eq!(berlin.business_minutes_between(later, earlier), Ok(0));
+        assert_eq!(berlin.business_minutes_between(later, later), Ok(0));
+        assert_eq!(berlin.business_minutes_between(earlier, later), Ok(120));
+    }
+
+    #[test]
+    fn a_pause_over_a_holiday_weekend_counts_only_open_hours() {
+        let berlin = office_hours(BERLIN, &[("2024-03-29", ""), ("2024-04-01", "")]);
+        // Easter 2024: Thursday 15:00 to Tuesday 11:00 is Thursday's 2 hours and Tuesday's 2.
+        assert_eq!(
+            minutes_between(&berlin, BERLIN, "2024-03-28 15:00", "2024-04-02 11:00"),
+            240
+        );
+    }
+
+    #[test]
+    fn spans_too_long_or_out_of_the_tz_range_are_errors_not_loops() {
+        let berlin = office_hours(BERLIN, &[]);
+        let start = at(BERLIN, "2024-03-22 16:30");
+        let far = DateTime::from_timestamp(400_000_000_000, 0).unwrap();
+        assert_eq!(
+            berlin.business_minutes_between(start, far),
+            Err(ScheduleError::SpanTooLong)
+        );
+        assert!(matches!(
+            berlin.due_at(far, 1),
+            Err(ScheduleError::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn a_calendar_clock_counts_every_minute() {
+        let berlin = office_hours(BERLIN, &[]);
+        let start = at(BERLIN, "2024-03-22 16:30");
+        let due = Clock::Calendar.due_at(start, 60).unwrap();
+        assert_eq!(local(BERLIN, due), "2024-03-22T17:30:00");
+        assert_eq!(Clock::Calendar.minutes_between(start, due), Ok(60));
+        assert_eq!(
+            local(BERLIN, Clock::Business(&berlin).due_at(start, 60).unwrap()),
+            "2024-03-25T09:30:00"
+        );
+        assert_eq!(Clock::Business(&berlin).minutes_between(start, due), Ok(30));
     }
 }

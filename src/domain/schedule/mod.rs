@@ -314,7 +314,9 @@ impl Schedule {
         holidays: &[RawHoliday<'_>],
     ) -> Result<Self, Vec<ScheduleProblem>> {
         let mut problems = Vec::new();
-        let zone = parse_zone(time_zone).map_err(|problem| problems.push(problem)).ok();
+        let zone = parse_zone(time_zone)
+            .map_err(|problem| problems.push(problem))
+            .ok();
         let intervals = parse_intervals(intervals, &mut problems);
         let holidays = parse_holidays(holidays, &mut problems);
         match zone {
@@ -434,12 +436,15 @@ fn parse_intervals(
     let mut parsed: Vec<(usize, BusinessInterval)> = Vec::with_capacity(raw.len());
     for (index, interval) in raw.iter().enumerate() {
         let field = |part| ScheduleField::Interval(index, part);
-        let weekday = parse_weekday(interval.weekday)
-            .map_err(|problem| problems.push(ScheduleProblem::new(field(IntervalField::Weekday), problem)));
-        let start = WallTime::parse(interval.start, false)
-            .map_err(|problem| problems.push(ScheduleProblem::new(field(IntervalField::Start), problem)));
-        let end = WallTime::parse(interval.end, true)
-            .map_err(|problem| problems.push(ScheduleProblem::new(field(IntervalField::End), problem)));
+        let weekday = parse_weekday(interval.weekday).map_err(|problem| {
+            problems.push(ScheduleProblem::new(field(IntervalField::Weekday), problem))
+        });
+        let start = WallTime::parse(interval.start, false).map_err(|problem| {
+            problems.push(ScheduleProblem::new(field(IntervalField::Start), problem))
+        });
+        let end = WallTime::parse(interval.end, true).map_err(|problem| {
+            problems.push(ScheduleProblem::new(field(IntervalField::End), problem))
+        });
         let (Ok(weekday), Ok(start), Ok(end)) = (weekday, start, end) else {
             continue;
         };
@@ -508,7 +513,8 @@ fn parse_holidays(raw: &[RawHoliday<'_>], problems: &mut Vec<ScheduleProblem>) -
                 problem,
             ));
         };
-        let first = parse_date(holiday.first).map_err(|problem| refuse(HolidayField::First, problem));
+        let first =
+            parse_date(holiday.first).map_err(|problem| refuse(HolidayField::First, problem));
         let last = match holiday.last {
             "" => first,
             last => parse_date(last).map_err(|problem| refuse(HolidayField::Last, problem)),
@@ -555,4 +561,273 @@ fn parse_date(raw: &str) -> Result<NaiveDate, String> {
         ));
     }
     Ok(date)
+}
+
+#[cfg(test)]
+mod reference_tests;
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Building schedules and instants in tests, in the words a reader checks by hand.
+
+    use chrono::{DateTime, Utc};
+    use jiff::civil::DateTime as LocalDateTime;
+    use jiff::tz::TimeZoneDatabase;
+
+    use super::{RawHoliday, RawInterval, Schedule};
+
+    /// A schedule from `(weekday, start, end)` intervals and `(first, last)` holidays.
+    pub(crate) fn schedule(
+        zone: &str,
+        intervals: &[(i32, &str, &str)],
+        holidays: &[(&str, &str)],
+    ) -> Schedule {
+        let intervals: Vec<RawInterval<'_>> = intervals
+            .iter()
+            .map(|&(weekday, start, end)| RawInterval {
+                weekday,
+                start,
+                end,
+            })
+            .collect();
+        let holidays: Vec<RawHoliday<'_>> = holidays
+            .iter()
+            .map(|&(first, last)| RawHoliday { first, last })
+            .collect();
+        Schedule::parse(zone, &intervals, &holidays).unwrap()
+    }
+
+    /// Monday to Friday, 09:00 to 17:00.
+    pub(crate) fn office_hours(zone: &str, holidays: &[(&str, &str)]) -> Schedule {
+        let weekdays: Vec<(i32, &str, &str)> = (1..=5).map(|day| (day, "09:00", "17:00")).collect();
+        schedule(zone, &weekdays, holidays)
+    }
+
+    /// The instant of the local wall time `local` (`2024-03-29 16:30`) in `zone`; in a fold, the
+    /// earlier of the two.
+    pub(crate) fn at(zone: &str, local: &str) -> DateTime<Utc> {
+        let zone = TimeZoneDatabase::bundled().get(zone).unwrap();
+        let local: LocalDateTime = local.parse().unwrap();
+        let instant = zone.to_ambiguous_timestamp(local).compatible().unwrap();
+        DateTime::from_timestamp_micros(instant.as_microsecond()).unwrap()
+    }
+
+    /// The local wall time of `instant` in `zone`, as `2024-04-01T09:30:00`.
+    pub(crate) fn local(zone: &str, instant: DateTime<Utc>) -> String {
+        let zone = TimeZoneDatabase::bundled().get(zone).unwrap();
+        let instant = jiff::Timestamp::from_microsecond(instant.timestamp_micros()).unwrap();
+        zone.to_datetime(instant).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::schedule;
+    use super::*;
+
+    fn problems(
+        zone: &str,
+        intervals: &[(i32, &str, &str)],
+        holidays: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
+        let intervals: Vec<RawInterval<'_>> = intervals
+            .iter()
+            .map(|&(weekday, start, end)| RawInterval {
+                weekday,
+                start,
+                end,
+            })
+            .collect();
+        let holidays: Vec<RawHoliday<'_>> = holidays
+            .iter()
+            .map(|&(first, last)| RawHoliday { first, last })
+            .collect();
+        Schedule::parse(zone, &intervals, &holidays)
+            .unwrap_err()
+            .into_iter()
+            .map(|one| (one.field.path(), one.problem.description().to_owned()))
+            .collect()
+    }
+
+    fn paths(found: &[(String, String)]) -> Vec<&str> {
+        found.iter().map(|(path, _)| path.as_str()).collect()
+    }
+
+    const MONDAY: (i32, &str, &str) = (1, "09:00", "17:00");
+
+    #[test]
+    fn a_zone_is_spelled_as_the_tz_database_spells_it() {
+        let parsed = schedule("europe/berlin", &[MONDAY], &[]);
+        assert_eq!(parsed.time_zone(), "Europe/Berlin");
+    }
+
+    #[test]
+    fn an_unknown_zone_is_refused_naming_it() {
+        let found = problems("Europe/Berln", &[MONDAY], &[]);
+        assert_eq!(paths(&found), ["time_zone"]);
+        assert!(found[0].1.contains("\"Europe/Berln\""), "{}", found[0].1);
+    }
+
+    #[test]
+    fn an_empty_or_unknown_placeholder_zone_is_refused() {
+        assert_eq!(paths(&problems("", &[MONDAY], &[])), ["time_zone"]);
+        assert_eq!(
+            paths(&problems("Etc/Unknown", &[MONDAY], &[])),
+            ["time_zone"]
+        );
+        assert_eq!(
+            paths(&problems(&"A".repeat(5_000), &[MONDAY], &[])),
+            ["time_zone"]
+        );
+    }
+
+    #[test]
+    fn a_schedule_without_intervals_is_refused() {
+        assert_eq!(paths(&problems("UTC", &[], &[])), ["intervals"]);
+    }
+
+    #[test]
+    fn too_many_intervals_are_refused_as_a_list() {
+        let many = vec![MONDAY; MAX_INTERVALS + 1];
+        assert_eq!(paths(&problems("UTC", &many, &[])), ["intervals"]);
+    }
+
+    #[test]
+    fn each_bad_part_of_an_interval_is_named_by_its_index() {
+        let found = problems(
+            "UTC",
+            &[MONDAY, (0, "9:00", "25:00"), (8, "24:00", "17:00")],
+            &[],
+        );
+        assert_eq!(
+            paths(&found),
+            [
+                "intervals[1].weekday",
+                "intervals[1].start",
+                "intervals[1].end",
+                "intervals[2].weekday",
+                "intervals[2].start",
+            ]
+        );
+        assert!(
+            found[4].1.contains("24:00 only ends an interval"),
+            "{}",
+            found[4].1
+        );
+    }
+
+    #[test]
+    fn an_empty_interval_is_refused_at_its_end() {
+        let found = problems("UTC", &[(1, "09:00", "09:00")], &[]);
+        assert_eq!(paths(&found), ["intervals[0].end"]);
+    }
+
+    #[test]
+    fn overlapping_intervals_are_refused_naming_both() {
+        let found = problems("UTC", &[MONDAY, (1, "16:00", "18:00")], &[]);
+        assert_eq!(paths(&found), ["intervals[1]"]);
+        assert!(
+            found[0].1.contains("intervals[0] (Mon 09:00–17:00)"),
+            "{}",
+            found[0].1
+        );
+    }
+
+    #[test]
+    fn sunday_night_overlaps_monday_morning_around_the_week() {
+        let found = problems("UTC", &[(7, "22:00", "02:00"), (1, "01:00", "09:00")], &[]);
+        assert_eq!(paths(&found), ["intervals[1]"]);
+    }
+
+    #[test]
+    fn touching_intervals_and_a_whole_day_are_accepted() {
+        let parsed = schedule(
+            "UTC",
+            &[
+                MONDAY,
+                (1, "17:00", "24:00"),
+                (2, "00:00", "24:00"),
+                (3, "22:00", "00:00"),
+            ],
+            &[],
+        );
+        assert_eq!(parsed.intervals().len(), 4);
+        assert!(!parsed.intervals()[2].crosses_midnight());
+        assert!(parsed.intervals()[3].crosses_midnight());
+        assert_eq!(parsed.intervals()[1].to_string(), "Mon 17:00–24:00");
+    }
+
+    #[test]
+    fn a_holiday_is_a_date_or_an_inclusive_range() {
+        let parsed = schedule(
+            "UTC",
+            &[MONDAY],
+            &[("2026-12-25", ""), ("2026-12-28", "2026-12-31")],
+        );
+        let first = NaiveDate::from_ymd_opt(2026, 12, 25).unwrap();
+        assert_eq!(parsed.holidays()[0].first(), first);
+        assert_eq!(parsed.holidays()[0].last(), first);
+        assert_eq!(
+            parsed.holidays()[1].last(),
+            NaiveDate::from_ymd_opt(2026, 12, 31).unwrap()
+        );
+    }
+
+    #[test]
+    fn each_bad_holiday_is_named_by_its_index_and_bound() {
+        let found = problems(
+            "UTC",
+            &[MONDAY],
+            &[
+                ("2026-12-25", ""),
+                ("25/12/2026", ""),
+                ("2026-12-31", "2026-12-30"),
+                ("2026-01-01", "2027-12-31"),
+                ("1800-01-01", "2026-02-30"),
+            ],
+        );
+        assert_eq!(
+            paths(&found),
+            [
+                "holidays[1].first",
+                "holidays[2].last",
+                "holidays[3].last",
+                "holidays[4].first",
+                "holidays[4].last",
+            ]
+        );
+    }
+
+    #[test]
+    fn too_many_holidays_are_refused_as_a_list() {
+        let many = vec![("2026-12-25", ""); MAX_HOLIDAYS + 1];
+        assert_eq!(paths(&problems("UTC", &[MONDAY], &many)), ["holidays"]);
+    }
+
+    #[test]
+    fn every_problem_of_a_schedule_is_reported_at_once() {
+        let found = problems("Mars/Olympus", &[(1, "09:00", "nine")], &[("soon", "")]);
+        assert_eq!(
+            paths(&found),
+            ["time_zone", "intervals[0].end", "holidays[0].first"]
+        );
+    }
+
+    #[test]
+    fn overlapping_holidays_merge_into_one_calendar() {
+        let parsed = schedule(
+            "UTC",
+            &[MONDAY],
+            &[
+                ("2026-12-24", "2026-12-26"),
+                ("2026-12-26", "2026-12-28"),
+                ("2026-12-29", ""),
+            ],
+        );
+        let day = |date: &str| epoch_day(date.parse().unwrap());
+        assert_eq!(parsed.closed_days, [(day("2026-12-24"), day("2026-12-29"))]);
+        assert!(parsed.is_holiday(day("2026-12-27")));
+        assert!(!parsed.is_holiday(day("2026-12-30")));
+        assert!(!parsed.is_holiday(day("2026-12-23")));
+    }
 }
