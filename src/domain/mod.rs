@@ -28,6 +28,7 @@ mod payment_event;
 mod payment_event_signature;
 mod rate_quota;
 mod reconciliation;
+mod schedule;
 mod tag;
 mod ticket;
 mod ticket_export;
@@ -95,6 +96,11 @@ pub use payment_event_signature::{
 };
 pub use rate_quota::RateQuota;
 pub use reconciliation::FindingKind;
+pub use schedule::{
+    BusinessInterval, Clock, DUE_TIME_HORIZON_DAYS, Holiday, HolidayField, IntervalField,
+    MAX_HOLIDAY_DAYS, MAX_HOLIDAYS, MAX_INTERVALS, MAX_MEASURED_SPAN_DAYS, RawHoliday, RawInterval,
+    Schedule, ScheduleError, ScheduleField, ScheduleProblem, WallTime,
+};
 pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_TICKET, Tag, TagCount, TagPrefix, TagSet};
 pub use ticket::{
     CustomFieldEdit, Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision,
