@@ -1,7 +1,7 @@
 //! `loadgen table`: turns the JSON reports of one `bench/run` into the markdown table people
 //! read. Each row names its report, the row its ratio is taken against, and the targets it is
-//! checked against (`errors=0`, `undecided=0`, `hit>=0.99`, `p99<40ms`), so the table says
-//! what passed, not only what was measured.
+//! checked against (`errors=0`, `undecided=0`, `hit>=0.99`, `p99<40ms`, `p50<=1.1*ratio`, ...),
+//! so the table says what passed, not only what was measured.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -175,6 +175,20 @@ fn notes(report: &Value) -> String {
     if let Some(refused) = report["bulkhead_refusals"].as_u64() {
         notes.push(format!("payment bulkhead refused {refused}"));
     }
+    // `bench/run --baseline`: the current tree's figures over the older commit's (req/s is the
+    // ratio column's).
+    let against = &report["against"];
+    if let Some(name) = against["name"].as_str() {
+        let split: Vec<String> = [
+            ("p50", "p50"),
+            ("p99", "p99"),
+            ("service CPU/call", "service_cpu"),
+        ]
+        .iter()
+        .filter_map(|(label, key)| Some(format!("{label} {:.2}×", against[key].as_f64()?)))
+        .collect();
+        notes.push(format!("÷ {name}: {}", split.join(", ")));
+    }
     if let Some(rounds) = report["rounds_rps"].as_array() {
         let split: Vec<String> = rounds
             .iter()
@@ -203,9 +217,27 @@ fn notes(report: &Value) -> String {
     notes.join("; ")
 }
 
+/// `pNN<=ratio` or `pNN<=X*ratio` (NN: 50 or 99): the report's key of that percentile and the
+/// factor on the other row's.
+fn latency_bound(target: &str) -> Option<(&'static str, f64)> {
+    let (percentile, bound) = target.split_once("<=")?;
+    let percentile = match percentile {
+        "p50" => "p50",
+        "p99" => "p99",
+        _ => return None,
+    };
+    let factor = bound.strip_suffix("ratio")?;
+    let factor = match factor.strip_suffix('*') {
+        Some(factor) => factor.parse().ok()?,
+        None if factor.is_empty() => 1.0,
+        None => return None,
+    };
+    Some((percentile, factor))
+}
+
 /// Checks one target against a report: `✓ target`, or `✗ target (actual)`. Targets that compare
 /// with another row: `ratio>=X` (req/s against the row of the ratio column), `p99<=ratio` (p99 at
-/// most that row's), `cpu.NAME<=X*KEY` (CPU µs per call of process NAME at most X times that of
+/// most that row's; `p50<=1.1*ratio`: p50 at most 1.1 times that row's), `cpu.NAME<=X*KEY` (CPU µs per call of process NAME at most X times that of
 /// row KEY's; `load` reads a row's report).
 fn check(
     target: &str,
@@ -256,11 +288,11 @@ fn check(
                     ratio.map(|r| r >= min),
                     format!("{:.2}", ratio.unwrap_or(0.0)),
                 )
-            } else if target == "p99<=ratio" {
-                let p99 = |r: &Value| r["latency_us"]["p99"].as_f64();
-                let both = p99(report).zip(other.and_then(p99));
+            } else if let Some((percentile, factor)) = latency_bound(target) {
+                let latency = |r: &Value| r["latency_us"][percentile].as_f64();
+                let both = latency(report).zip(other.and_then(latency));
                 verdict(
-                    both.map(|(mine, theirs)| mine <= theirs),
+                    both.map(|(mine, theirs)| mine <= factor * theirs),
                     both.map_or_else(String::new, |(mine, theirs)| {
                         format!("{:.2} ms against {:.2} ms", mine / 1000.0, theirs / 1000.0)
                     }),
@@ -327,6 +359,38 @@ mod tests {
             check("cpu.envoy<=1.25*floor", &slow, None, &load),
             "✗ cpu.envoy<=1.25*floor (1.50×)"
         );
+    }
+
+    #[test]
+    fn latencies_compare_with_the_other_row_by_a_factor() {
+        let report = |p50_us: f64, p99_us: f64| serde_json::json!({"latency_us": {"p50": p50_us, "p99": p99_us}});
+        let load = |_: &str| None;
+        let baseline = report(1_000.0, 10_000.0);
+        let slower = report(1_080.0, 12_000.0);
+        assert_eq!(
+            check("p50<=1.1*ratio", &slower, Some(&baseline), &load),
+            "✓ p50<=1.1*ratio"
+        );
+        assert_eq!(
+            check("p99<=1.1*ratio", &slower, Some(&baseline), &load),
+            "✗ p99<=1.1*ratio (12.00 ms against 10.00 ms)"
+        );
+        assert_eq!(
+            check("p50<=ratio", &slower, Some(&baseline), &load),
+            "✗ p50<=ratio (1.08 ms against 1.00 ms)"
+        );
+        assert_eq!(
+            check("p90<=ratio", &slower, Some(&baseline), &load),
+            "? p90<=ratio"
+        );
+    }
+
+    #[test]
+    fn a_report_against_an_older_commit_says_each_figure_over_its() {
+        let report = serde_json::json!({
+            "against": {"name": "ca81373", "rps": 0.97, "p50": 1.03, "p99": 1.2, "service_cpu": null},
+        });
+        assert_eq!(notes(&report), "÷ ca81373: p50 1.03×, p99 1.20×");
     }
 
     #[test]
