@@ -656,6 +656,41 @@ fn statement_timeout_ms(budget: Duration) -> AppResult<String> {
     Ok(millis.to_string())
 }
 
+/// Makes `$wrapper(query)` run as `query` does, except that the connection keeps its prepared
+/// statement (`true`) or prepares it afresh on every call (`false`).
+macro_rules! statement_caching {
+    ($wrapper:ident, $keep:literal) => {
+        impl<Q> diesel::query_builder::QueryId for $wrapper<Q> {
+            type QueryId = ();
+            // Not static: a kept statement is keyed by its SQL and bind types, not its Rust type.
+            const HAS_STATIC_QUERY_ID: bool = false;
+        }
+
+        impl<Q> diesel::query_builder::QueryFragment<diesel::pg::Pg> for $wrapper<Q>
+        where
+            Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+        {
+            fn walk_ast<'b>(
+                &'b self,
+                out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+            ) -> diesel::QueryResult<()> {
+                self.0.walk_ast(out)
+            }
+
+            fn is_safe_to_cache_prepared(
+                &self,
+                _backend: &diesel::pg::Pg,
+            ) -> diesel::QueryResult<bool> {
+                Ok($keep)
+            }
+        }
+
+        impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for $wrapper<Q> {
+            type SqlType = Q::SqlType;
+        }
+    };
+}
+
 /// A diesel statement that the connection keeps prepared, keyed by its SQL text: one round trip
 /// per call instead of a prepare and an execute.
 ///
@@ -668,32 +703,7 @@ fn statement_timeout_ms(budget: Duration) -> AppResult<String> {
 /// SQL of every statement anyway, so the key costs nothing more.
 #[derive(Debug, Clone, Copy)]
 pub struct KeepPrepared<Q>(pub Q);
-
-impl<Q> diesel::query_builder::QueryId for KeepPrepared<Q> {
-    type QueryId = ();
-    // Not static: the cache keys the statement by its SQL and bind types, not by its Rust type.
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<Q> diesel::query_builder::QueryFragment<diesel::pg::Pg> for KeepPrepared<Q>
-where
-    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
-{
-    fn walk_ast<'b>(
-        &'b self,
-        out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> diesel::QueryResult<()> {
-        self.0.walk_ast(out)
-    }
-
-    fn is_safe_to_cache_prepared(&self, _backend: &diesel::pg::Pg) -> diesel::QueryResult<bool> {
-        Ok(true)
-    }
-}
-
-impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeepPrepared<Q> {
-    type SqlType = Q::SqlType;
-}
+statement_caching!(KeepPrepared, true);
 
 /// A diesel statement planned with its values on every call: prepared afresh (one round trip
 /// more than [`KeepPrepared`]) so that PostgreSQL never serves it with a generic plan, one made
@@ -703,31 +713,7 @@ impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for KeepPrepa
 /// and the other 100 times slower (docs/tickets.md, "How many tickets a list holds").
 #[derive(Debug, Clone, Copy)]
 pub struct PlannedPerCall<Q>(pub Q);
-
-impl<Q> diesel::query_builder::QueryId for PlannedPerCall<Q> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<Q> diesel::query_builder::QueryFragment<diesel::pg::Pg> for PlannedPerCall<Q>
-where
-    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
-{
-    fn walk_ast<'b>(
-        &'b self,
-        out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> diesel::QueryResult<()> {
-        self.0.walk_ast(out)
-    }
-
-    fn is_safe_to_cache_prepared(&self, _backend: &diesel::pg::Pg) -> diesel::QueryResult<bool> {
-        Ok(false)
-    }
-}
-
-impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for PlannedPerCall<Q> {
-    type SqlType = Q::SqlType;
-}
+statement_caching!(PlannedPerCall, false);
 
 /// `EXPLAIN` of a diesel query, with the query's own binds: how tests (and operators) check that
 /// a query the service runs is served by an index.
