@@ -16,6 +16,7 @@ pub mod events;
 pub mod groups;
 pub mod notifications;
 pub mod operations;
+pub mod schedules;
 pub mod tickets;
 pub mod users;
 pub mod views;

@@ -21,6 +21,7 @@ use crate::api::events::EventApi;
 use crate::api::groups::GroupApi;
 use crate::api::notifications::NotificationApi;
 use crate::api::operations::OperationApi;
+use crate::api::schedules::ScheduleApi;
 use crate::api::tickets::TicketApi;
 use crate::api::users::UserApi;
 use crate::api::views::ViewApi;
@@ -42,6 +43,7 @@ use crate::wire::proto::v1::dashboard_service_server::DashboardServiceServer;
 use crate::wire::proto::v1::event_service_server::EventServiceServer;
 use crate::wire::proto::v1::group_service_server::GroupServiceServer;
 use crate::wire::proto::v1::notification_service_server::NotificationServiceServer;
+use crate::wire::proto::v1::schedule_service_server::ScheduleServiceServer;
 use crate::wire::proto::v1::ticket_service_server::TicketServiceServer;
 use crate::wire::proto::v1::user_service_server::UserServiceServer;
 use crate::wire::proto::v1::view_service_server::ViewServiceServer;
@@ -81,6 +83,13 @@ pub(super) fn api_router(
     .compressed();
     let groups = GroupServiceServer::new(GroupApi::new(
         services.groups.clone(),
+        services.idempotency.clone(),
+        services.page_tokens.clone(),
+    ))
+    .max_decoding_message_size(max_bytes)
+    .compressed();
+    let schedules = ScheduleServiceServer::new(ScheduleApi::new(
+        services.schedules.clone(),
         services.idempotency.clone(),
         services.page_tokens.clone(),
     ))
@@ -178,6 +187,7 @@ pub(super) fn api_router(
         served_name(&dashboard),
         served_name(&groups),
         served_name(&notifications),
+        served_name(&schedules),
         served_name(&tickets),
         served_name(&users),
         served_name(&views),
@@ -229,6 +239,7 @@ pub(super) fn api_router(
         .add_service(custom_fields)
         .add_service(dashboard)
         .add_service(groups)
+        .add_service(schedules)
         .add_service(views)
         .add_service(notifications)
         .add_service(tickets)
@@ -287,6 +298,7 @@ compressed!(
     DashboardServiceServer,
     EventServiceServer,
     GroupServiceServer,
+    ScheduleServiceServer,
     ViewServiceServer,
     NotificationServiceServer,
     OperationsServer,

@@ -27,8 +27,8 @@ use crate::service::events::{EventFeed, FeedSettings};
 use crate::service::outbound_webhooks::secrets::SecretBox;
 use crate::service::{
     Accounts, ApiKeys, Attachments, Authentication, Billing, CustomFields, Dashboard,
-    ExportSettings, Groups, Notifications, Operations, PasswordResets, PaymentEvents, TicketDesk,
-    Users, Views, WebhookEndpointAdmin,
+    ExportSettings, Groups, Notifications, Operations, PasswordResets, PaymentEvents, Schedules,
+    TicketDesk, Users, Views, WebhookEndpointAdmin,
 };
 use crate::telemetry::metrics::{Metrics, PoolSample};
 
@@ -43,6 +43,7 @@ pub(super) struct Services {
     pub(super) accounts: Accounts,
     pub(super) api_keys: ApiKeys,
     pub(super) groups: Groups,
+    pub(super) schedules: Schedules,
     pub(super) views: Views,
     pub(super) authentication: Authentication,
     pub(super) resets: PasswordResets,
@@ -257,6 +258,7 @@ impl Services {
             accounts: Accounts::new(database.clone(), hasher.clone()),
             api_keys: ApiKeys::new(database.clone(), principals.clone()),
             groups: Groups::new(database.clone()),
+            schedules: Schedules::new(database.clone()),
             views: Views::new(database.clone()),
             authentication: Authentication::new(
                 database.clone(),

@@ -373,6 +373,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    schedules (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        name -> Text,
+        time_zone -> Text,
+        intervals -> Jsonb,
+        holidays -> Jsonb,
+        revision -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     storage_deletions (object_key) {
         object_key -> Text,
         due_at -> Timestamptz,
@@ -624,6 +639,7 @@ diesel::joinable!(reconciliation_findings -> accounts (account_id));
 diesel::joinable!(reconciliation_findings -> reconciliation_runs (run_id));
 diesel::joinable!(requester_open_tickets -> accounts (account_id));
 diesel::joinable!(revenue_daily -> accounts (account_id));
+diesel::joinable!(schedules -> accounts (account_id));
 diesel::joinable!(ticket_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(ticket_comments -> api_keys (author_api_key_id));
 diesel::joinable!(ticket_counts_daily -> accounts (account_id));
@@ -664,6 +680,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     requester_open_tickets,
     revenue_daily,
     revoked_sessions,
+    schedules,
     storage_deletions,
     ticket_activities,
     ticket_comments,

@@ -98,8 +98,9 @@ pub use rate_quota::RateQuota;
 pub use reconciliation::FindingKind;
 pub use schedule::{
     BusinessInterval, Clock, DUE_TIME_HORIZON_DAYS, Holiday, HolidayField, IntervalField,
-    MAX_HOLIDAY_DAYS, MAX_HOLIDAYS, MAX_INTERVALS, MAX_MEASURED_SPAN_DAYS, RawHoliday, RawInterval,
-    Schedule, ScheduleError, ScheduleField, ScheduleProblem, WallTime,
+    MAX_HOLIDAY_DAYS, MAX_HOLIDAYS, MAX_INTERVALS, MAX_MEASURED_SPAN_DAYS,
+    MAX_SCHEDULES_PER_ACCOUNT, RawHoliday, RawInterval, Schedule, ScheduleError, ScheduleField,
+    ScheduleName, ScheduleProblem, StoredSchedule, WallTime,
 };
 pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_TICKET, Tag, TagCount, TagPrefix, TagSet};
 pub use ticket::{

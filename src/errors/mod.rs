@@ -258,6 +258,7 @@ pub enum Resource {
     GroupMember,
     CustomField,
     View,
+    Schedule,
 }
 
 impl Resource {
@@ -317,6 +318,11 @@ impl Resource {
                 "custom field",
             ),
             Self::View => ("supportdesk.v1.View", Reason::ViewNotFound, "view"),
+            Self::Schedule => (
+                "supportdesk.v1.Schedule",
+                Reason::ScheduleNotFound,
+                "schedule",
+            ),
         }
     }
 

@@ -115,6 +115,8 @@ reasons! {
     CustomFieldNotFound = "CUSTOM_FIELD_NOT_FOUND",
     /// No view with this id that the caller may see.
     ViewNotFound = "VIEW_NOT_FOUND",
+    /// No schedule with this id in the caller's account (or, for a change, no live one).
+    ScheduleNotFound = "SCHEDULE_NOT_FOUND",
     /// (Envoy) No RPC is mapped to this method and path.
     UnknownPath = "UNKNOWN_PATH",
     /// (Envoy) A known path called with a method no RPC maps there; `Allow` lists those that do.
@@ -125,6 +127,8 @@ reasons! {
     UserEmailTaken = "USER_EMAIL_TAKEN",
     /// A live group of the account has this name, whatever its case.
     GroupNameTaken = "GROUP_NAME_TAKEN",
+    /// A live schedule of the account has this name, whatever its case.
+    ScheduleNameTaken = "SCHEDULE_NAME_TAKEN",
     /// The account has a custom field with this key (retired or not).
     CustomFieldKeyTaken = "CUSTOM_FIELD_KEY_TAKEN",
     /// The `etag` sent is not the resource's current one.
@@ -154,6 +158,10 @@ reasons! {
     WebhookSecretRotationLimit = "WEBHOOK_SECRET_ROTATION_LIMIT",
     /// The account already has as many live groups as allowed.
     GroupLimit = "GROUP_LIMIT",
+    /// The account already has as many live schedules as allowed.
+    ScheduleLimit = "SCHEDULE_LIMIT",
+    /// ComputeDueTime: the target is not reached within two years of its start.
+    DueTimeBeyondHorizon = "DUE_TIME_BEYOND_HORIZON",
     /// DeleteGroup while tickets that are not solved or closed are assigned to the group.
     GroupHasOpenTickets = "GROUP_HAS_OPEN_TICKETS",
     /// RemoveGroupMember while the member is the assignee of a ticket of the group that is not

@@ -20,6 +20,7 @@ pub mod operations;
 pub mod outbound_webhooks;
 pub mod password_reset;
 pub mod payment_events;
+pub mod schedules;
 pub mod tickets;
 pub mod users;
 pub mod views;
@@ -48,6 +49,7 @@ pub use outbound_webhooks::endpoints::{
 pub use password_reset::PasswordResets;
 pub use payment_events::worker::PaymentEventWorkers;
 pub use payment_events::{PaymentEvents, Receipt};
+pub use schedules::{DryRunClock, DueTime, ScheduleUpdate, Schedules, name_schedule_problems};
 pub use tickets::{
     EXPORT_BATCH, Export, ExportBatch, ExportInterruption, ExportSettings, FeedPage, RawFieldEdit,
     SearchPage, TicketDesk, TicketEdits,

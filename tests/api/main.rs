@@ -14,6 +14,7 @@ mod pipeline;
 mod rest_contract;
 mod scale_out;
 mod server;
+mod sla;
 mod support;
 mod tickets;
 mod webhooks;

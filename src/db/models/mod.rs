@@ -50,6 +50,7 @@ pub mod refund;
 pub mod requester_open_tickets;
 pub mod revenue_daily;
 pub mod revoked_session;
+pub mod schedule;
 pub mod send_lease;
 pub mod ticket;
 pub mod ticket_counts_daily;
@@ -89,6 +90,7 @@ pub use refund::{NewRefund, RefundRow, StoredRefund};
 pub use requester_open_tickets::RequesterOpenTicketsRow;
 pub use revenue_daily::RevenueDay;
 pub use revoked_session::RevokedSessionRow;
+pub use schedule::ScheduleRow;
 pub use ticket::{
     FirstPageBound, ImportedTickets, NewTicket, TicketChangeset, TicketListQuery, TicketRow,
 };

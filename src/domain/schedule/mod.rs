@@ -51,8 +51,10 @@
 //! rules that change (a country dropping DST) are announced months ahead.
 
 mod business_time;
+mod record;
 
 pub use business_time::{Clock, DUE_TIME_HORIZON_DAYS, MAX_MEASURED_SPAN_DAYS, ScheduleError};
+pub use record::{MAX_SCHEDULES_PER_ACCOUNT, ScheduleName, StoredSchedule};
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -60,7 +62,7 @@ use std::fmt;
 use chrono::{Datelike, NaiveDate, Weekday};
 use jiff::tz::{TimeZone, TimeZoneDatabase};
 
-use super::InvalidValue;
+use super::{InvalidValue, bounded_text, single_line};
 
 /// The most weekly intervals a schedule holds: four shifts a day, every day, and a few to spare.
 pub const MAX_INTERVALS: usize = 32;
@@ -68,6 +70,8 @@ pub const MAX_INTERVALS: usize = 32;
 pub const MAX_HOLIDAYS: usize = 200;
 /// The longest holiday range, in days: a year (a closure longer than that is a schedule change).
 pub const MAX_HOLIDAY_DAYS: i64 = 366;
+/// The longest holiday name: a label in a list ("Christmas Day", "Company offsite").
+const MAX_HOLIDAY_NAME_CHARS: usize = 100;
 /// Holidays are dates in these years.
 const HOLIDAY_YEARS: std::ops::RangeInclusive<i32> = 1900..=2999;
 /// A time zone name longer than any IANA name is refused without being looked up.
@@ -85,10 +89,11 @@ pub struct RawInterval<'a> {
     pub end: &'a str,
 }
 
-/// A holiday as a client sends it: `first` and `last` are dates `YYYY-MM-DD`; an empty `last`
-/// makes it the single date `first`.
+/// A holiday as a client sends it: `name` says what it is (may be empty), `first` and `last` are
+/// dates `YYYY-MM-DD`; an empty `last` makes it the single date `first`.
 #[derive(Clone, Copy, Debug)]
 pub struct RawHoliday<'a> {
+    pub name: &'a str,
     pub first: &'a str,
     pub last: &'a str,
 }
@@ -116,6 +121,7 @@ pub enum IntervalField {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HolidayField {
+    Name,
     First,
     Last,
 }
@@ -139,6 +145,7 @@ impl ScheduleField {
             Self::Holidays => "holidays".to_owned(),
             Self::Holiday(index, part) => {
                 let suffix = match part {
+                    HolidayField::Name => "name",
                     HolidayField::First => "first",
                     HolidayField::Last => "last",
                 };
@@ -263,14 +270,19 @@ impl fmt::Display for BusinessInterval {
     }
 }
 
-/// Local dates on which no interval opens: `first` to `last`, both included.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Local dates on which no interval opens: `first` to `last`, both included, and what they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Holiday {
+    name: String,
     first: NaiveDate,
     last: NaiveDate,
 }
 
 impl Holiday {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn first(&self) -> NaiveDate {
         self.first
     }
@@ -519,7 +531,9 @@ fn parse_holidays(raw: &[RawHoliday<'_>], problems: &mut Vec<ScheduleProblem>) -
             "" => first,
             last => parse_date(last).map_err(|problem| refuse(HolidayField::Last, problem)),
         };
-        let (Ok(first), Ok(last)) = (first, last) else {
+        let name = holiday_name(holiday.name)
+            .map_err(|problem| refuse(HolidayField::Name, problem.to_string()));
+        let (Ok(name), Ok(first), Ok(last)) = (name, first, last) else {
             continue;
         };
         let days = (last - first).num_days() + 1;
@@ -541,10 +555,18 @@ fn parse_holidays(raw: &[RawHoliday<'_>], problems: &mut Vec<ScheduleProblem>) -
         }
         // The same holiday listed twice is kept once: the list is a calendar.
         if seen.insert((first, last)) {
-            holidays.push(Holiday { first, last });
+            holidays.push(Holiday { name, first, last });
         }
     }
     holidays
+}
+
+/// A holiday's label: blank for none, otherwise trimmed text on one line.
+fn holiday_name(raw: &str) -> Result<String, InvalidValue> {
+    if raw.trim().is_empty() && raw.chars().count() <= MAX_HOLIDAY_NAME_CHARS {
+        return Ok(String::new());
+    }
+    bounded_text(raw, 0, MAX_HOLIDAY_NAME_CHARS).and_then(single_line)
 }
 
 /// Parses `YYYY-MM-DD`, a date of [`HOLIDAY_YEARS`].
@@ -592,7 +614,11 @@ pub(crate) mod test_support {
             .collect();
         let holidays: Vec<RawHoliday<'_>> = holidays
             .iter()
-            .map(|&(first, last)| RawHoliday { first, last })
+            .map(|&(first, last)| RawHoliday {
+                name: "",
+                first,
+                last,
+            })
             .collect();
         Schedule::parse(zone, &intervals, &holidays).unwrap()
     }
@@ -640,7 +666,11 @@ mod tests {
             .collect();
         let holidays: Vec<RawHoliday<'_>> = holidays
             .iter()
-            .map(|&(first, last)| RawHoliday { first, last })
+            .map(|&(first, last)| RawHoliday {
+                name: "",
+                first,
+                last,
+            })
             .collect();
         Schedule::parse(zone, &intervals, &holidays)
             .unwrap_err()

@@ -61,7 +61,11 @@ impl Spec {
             .collect();
         let holidays: Vec<RawHoliday<'_>> = dates
             .iter()
-            .map(|(first, last)| RawHoliday { first, last })
+            .map(|(first, last)| RawHoliday {
+                name: "",
+                first,
+                last,
+            })
             .collect();
         Schedule::parse(&self.zone, &intervals, &holidays)
     }

@@ -15,6 +15,7 @@ pub mod group;
 pub mod notification;
 pub mod operation;
 pub mod payment_event;
+pub mod schedule;
 pub mod ticket;
 pub mod user;
 pub mod view;

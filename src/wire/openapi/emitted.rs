@@ -204,6 +204,12 @@ const FIELDS: &[(&str, Holds)] = &[
     ),
     ("supportdesk.v1.WebhookEndpoint.id", Holds::Uuid),
     ("supportdesk.v1.Group.id", Holds::Uuid),
+    ("supportdesk.v1.Schedule.id", Holds::Uuid),
+    // A zone of the tz database, as it spells it (the `schedules.time_zone` CHECK's bound).
+    (
+        "supportdesk.v1.ComputeDueTimeResponse.time_zone",
+        Holds::Characters(64),
+    ),
     // A stored tag: `domain::MAX_TAG_CHARS` characters at most.
     ("supportdesk.v1.TagCount.tag", Holds::Characters(64)),
     ("supportdesk.v1.CustomField.id", Holds::Uuid),

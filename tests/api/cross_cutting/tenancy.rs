@@ -41,6 +41,8 @@ pub(crate) struct Target {
     pub(crate) custom_field_id: String,
     /// An account view of the account, whose filter names `me`.
     pub(crate) view_id: String,
+    /// A schedule (business hours) of the account.
+    pub(crate) schedule_id: String,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -112,6 +114,7 @@ async fn the_snapshot_covers_every_table_that_holds_an_accounts_rows() {
         "notifications",
         "operations",
         "refunds",
+        "schedules",
         "ticket_activities",
         "ticket_comments",
         "tickets",
@@ -196,6 +199,33 @@ pub(crate) fn groups(
             .unwrap()
             .connect_lazy(),
     )
+}
+
+/// A ScheduleService client to `app`.
+pub(crate) fn schedules(
+    app: &TestApp,
+) -> v1::schedule_service_client::ScheduleServiceClient<tonic::transport::Channel> {
+    v1::schedule_service_client::ScheduleServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+            .unwrap()
+            .connect_lazy(),
+    )
+}
+
+/// Monday to Friday, 09:00 to 17:00 in Berlin, named `name`.
+pub(crate) fn office_hours(name: &str) -> v1::Schedule {
+    v1::Schedule {
+        name: name.to_owned(),
+        time_zone: "Europe/Berlin".to_owned(),
+        intervals: (1..=5)
+            .map(|weekday| v1::BusinessInterval {
+                weekday,
+                start: "09:00".to_owned(),
+                end: "17:00".to_owned(),
+            })
+            .collect(),
+        ..Default::default()
+    }
 }
 
 /// A ViewService client to `app`.
@@ -387,7 +417,16 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         .expect("the target's view")
         .into_inner()
         .id;
+    let schedule_id = schedules(&app)
+        .create_schedule(app.as_admin(v1::CreateScheduleRequest {
+            schedule: Some(office_hours("Target hours")),
+        }))
+        .await
+        .expect("the target's schedule")
+        .into_inner()
+        .id;
     let target = Target {
+        schedule_id,
         view_id,
         group_id,
         custom_field_id,

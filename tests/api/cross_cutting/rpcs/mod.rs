@@ -25,6 +25,7 @@ mod events;
 mod groups;
 mod notifications;
 mod operations;
+mod schedules;
 mod tickets;
 mod users;
 mod views;
@@ -73,6 +74,7 @@ fn every_fixture() -> impl Iterator<Item = &'static RpcFixture> {
         groups::FIXTURES,
         notifications::FIXTURES,
         operations::FIXTURES,
+        schedules::FIXTURES,
         tickets::FIXTURES,
         users::FIXTURES,
         views::FIXTURES,
