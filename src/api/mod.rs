@@ -17,6 +17,7 @@ pub mod groups;
 pub mod notifications;
 pub mod operations;
 pub mod schedules;
+pub mod sla_policies;
 pub mod tickets;
 pub mod users;
 pub mod views;

@@ -22,6 +22,7 @@ use crate::api::groups::GroupApi;
 use crate::api::notifications::NotificationApi;
 use crate::api::operations::OperationApi;
 use crate::api::schedules::ScheduleApi;
+use crate::api::sla_policies::SlaPolicyApi;
 use crate::api::tickets::TicketApi;
 use crate::api::users::UserApi;
 use crate::api::views::ViewApi;
@@ -44,6 +45,7 @@ use crate::wire::proto::v1::event_service_server::EventServiceServer;
 use crate::wire::proto::v1::group_service_server::GroupServiceServer;
 use crate::wire::proto::v1::notification_service_server::NotificationServiceServer;
 use crate::wire::proto::v1::schedule_service_server::ScheduleServiceServer;
+use crate::wire::proto::v1::sla_policy_service_server::SlaPolicyServiceServer;
 use crate::wire::proto::v1::ticket_service_server::TicketServiceServer;
 use crate::wire::proto::v1::user_service_server::UserServiceServer;
 use crate::wire::proto::v1::view_service_server::ViewServiceServer;
@@ -90,6 +92,13 @@ pub(super) fn api_router(
     .compressed();
     let schedules = ScheduleServiceServer::new(ScheduleApi::new(
         services.schedules.clone(),
+        services.idempotency.clone(),
+        services.page_tokens.clone(),
+    ))
+    .max_decoding_message_size(max_bytes)
+    .compressed();
+    let sla_policies = SlaPolicyServiceServer::new(SlaPolicyApi::new(
+        services.sla_policies.clone(),
         services.idempotency.clone(),
         services.page_tokens.clone(),
     ))
@@ -188,6 +197,7 @@ pub(super) fn api_router(
         served_name(&groups),
         served_name(&notifications),
         served_name(&schedules),
+        served_name(&sla_policies),
         served_name(&tickets),
         served_name(&users),
         served_name(&views),
@@ -240,6 +250,7 @@ pub(super) fn api_router(
         .add_service(dashboard)
         .add_service(groups)
         .add_service(schedules)
+        .add_service(sla_policies)
         .add_service(views)
         .add_service(notifications)
         .add_service(tickets)
@@ -299,6 +310,7 @@ compressed!(
     EventServiceServer,
     GroupServiceServer,
     ScheduleServiceServer,
+    SlaPolicyServiceServer,
     ViewServiceServer,
     NotificationServiceServer,
     OperationsServer,

@@ -28,7 +28,7 @@ use crate::service::outbound_webhooks::secrets::SecretBox;
 use crate::service::{
     Accounts, ApiKeys, Attachments, Authentication, Billing, CustomFields, Dashboard,
     ExportSettings, Groups, Notifications, Operations, PasswordResets, PaymentEvents, Schedules,
-    TicketDesk, Users, Views, WebhookEndpointAdmin,
+    SlaPolicies, TicketDesk, Users, Views, WebhookEndpointAdmin,
 };
 use crate::telemetry::metrics::{Metrics, PoolSample};
 
@@ -44,6 +44,7 @@ pub(super) struct Services {
     pub(super) api_keys: ApiKeys,
     pub(super) groups: Groups,
     pub(super) schedules: Schedules,
+    pub(super) sla_policies: SlaPolicies,
     pub(super) views: Views,
     pub(super) authentication: Authentication,
     pub(super) resets: PasswordResets,
@@ -259,6 +260,7 @@ impl Services {
             api_keys: ApiKeys::new(database.clone(), principals.clone()),
             groups: Groups::new(database.clone()),
             schedules: Schedules::new(database.clone()),
+            sla_policies: SlaPolicies::new(database.clone()),
             views: Views::new(database.clone()),
             authentication: Authentication::new(
                 database.clone(),

@@ -388,6 +388,38 @@ diesel::table! {
 }
 
 diesel::table! {
+    sla_policies (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        name -> Text,
+        description -> Text,
+        position -> Int4,
+        filter -> Text,
+        schedule_id -> Nullable<Uuid>,
+        targets -> Jsonb,
+        warning_minutes -> Int4,
+        revision -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    sla_policy_revisions (account_id, policy_id, revision) {
+        account_id -> Uuid,
+        policy_id -> Uuid,
+        revision -> Int4,
+        name -> Text,
+        filter -> Text,
+        schedule_id -> Nullable<Uuid>,
+        targets -> Jsonb,
+        warning_minutes -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     storage_deletions (object_key) {
         object_key -> Text,
         due_at -> Timestamptz,
@@ -640,6 +672,7 @@ diesel::joinable!(reconciliation_findings -> reconciliation_runs (run_id));
 diesel::joinable!(requester_open_tickets -> accounts (account_id));
 diesel::joinable!(revenue_daily -> accounts (account_id));
 diesel::joinable!(schedules -> accounts (account_id));
+diesel::joinable!(sla_policies -> accounts (account_id));
 diesel::joinable!(ticket_activities -> api_keys (actor_api_key_id));
 diesel::joinable!(ticket_comments -> api_keys (author_api_key_id));
 diesel::joinable!(ticket_counts_daily -> accounts (account_id));
@@ -681,6 +714,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     revenue_daily,
     revoked_sessions,
     schedules,
+    sla_policies,
+    sla_policy_revisions,
     storage_deletions,
     ticket_activities,
     ticket_comments,

@@ -43,10 +43,10 @@ impl GroupDescription {
     }
 }
 
-/// The group a ticket is sent to: empty for none, otherwise a UUID in its hyphenated form
-/// (CreateTicket's and AssignTicket's `group_id`, an import's `group_id` column). Whether it
-/// names a live group of the account is the database's to say.
-pub fn optional_group_id(raw: &str) -> Result<Option<Uuid>, InvalidValue> {
+/// An optional id a request names: empty for none, otherwise a UUID in its hyphenated form
+/// (CreateTicket's and AssignTicket's `group_id`, an import's `group_id` column, an SLA policy's
+/// `schedule_id`). Whether it names a live row of the account is the database's to say.
+pub fn optional_uuid(raw: &str) -> Result<Option<Uuid>, InvalidValue> {
     if raw.is_empty() {
         return Ok(None);
     }
@@ -91,14 +91,11 @@ mod tests {
 
     #[test]
     fn a_group_id_is_empty_or_a_hyphenated_uuid() {
-        assert_eq!(optional_group_id(""), Ok(None));
+        assert_eq!(optional_uuid(""), Ok(None));
         let id = "0190c2a4-7f3e-7a4b-9c1d-2e3f4a5b6c7d";
-        assert_eq!(
-            optional_group_id(id),
-            Ok(Some(Uuid::parse_str(id).unwrap()))
-        );
-        assert!(optional_group_id("0190c2a47f3e7a4b9c1d2e3f4a5b6c7d").is_err());
-        assert!(optional_group_id(" ").is_err());
+        assert_eq!(optional_uuid(id), Ok(Some(Uuid::parse_str(id).unwrap())));
+        assert!(optional_uuid("0190c2a47f3e7a4b9c1d2e3f4a5b6c7d").is_err());
+        assert!(optional_uuid(" ").is_err());
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod payment_event_signature;
 mod rate_quota;
 mod reconciliation;
 mod schedule;
+mod sla_policy;
 mod tag;
 mod ticket;
 mod ticket_export;
@@ -56,7 +57,7 @@ pub use dashboard::{DateRange, RangeProblem, RevenueInterval};
 pub use email::{Email, idna_form};
 pub use email_webhook::{EmailEvent, EmailEventEffect, SvixVerifier, svix_signature};
 pub use group::{
-    Group, GroupDescription, GroupMember, GroupName, MAX_GROUPS_PER_ACCOUNT, optional_group_id,
+    Group, GroupDescription, GroupMember, GroupName, MAX_GROUPS_PER_ACCOUNT, optional_uuid,
 };
 pub use html::{html_entity, html_escape, push_html_escaped};
 pub use idempotency_key::IdempotencyKey;
@@ -101,6 +102,11 @@ pub use schedule::{
     MAX_HOLIDAY_DAYS, MAX_HOLIDAYS, MAX_INTERVALS, MAX_MEASURED_SPAN_DAYS,
     MAX_SCHEDULES_PER_ACCOUNT, RawHoliday, RawInterval, Schedule, ScheduleError, ScheduleField,
     ScheduleName, ScheduleProblem, StoredSchedule, WallTime,
+};
+pub use sla_policy::{
+    MAX_SLA_POLICIES_PER_ACCOUNT, MAX_TARGETS, SlaCondition, SlaMetric, SlaPolicy,
+    SlaPolicyDescription, SlaPolicyFields, SlaPolicyName, SlaTarget, SlaTargets, TargetProblem,
+    policy_position, warning_minutes,
 };
 pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_TICKET, Tag, TagCount, TagPrefix, TagSet};
 pub use ticket::{

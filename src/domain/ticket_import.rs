@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     Catalogue, Email, FieldKey, FieldKind, InvalidValue, RawValue, RowError, StoredValues, TagSet,
-    TicketDescription, TicketPriority, TicketSubject, UserId, optional_group_id,
+    TicketDescription, TicketPriority, TicketSubject, UserId, optional_uuid,
 };
 
 /// The formats an import reads.
@@ -422,7 +422,7 @@ impl ImportRow {
             "assignee_id",
             assignee.as_ref().map(|_| ()).map_err(Clone::clone),
         );
-        let group = optional_group_id(text("group_id").trim());
+        let group = optional_uuid(text("group_id").trim());
         check("group_id", group.as_ref().map(|_| ()).map_err(Clone::clone));
         let tags = import_tags(text("tags"));
         check("tags", tags.as_ref().map(|_| ()).map_err(Clone::clone));

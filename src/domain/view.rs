@@ -97,7 +97,7 @@ impl ViewFilter {
 
 /// Custom fields of any key and kind: a view's filter is checked for its form before the
 /// account's catalogue is read.
-struct UntypedCustomFields;
+pub(super) struct UntypedCustomFields;
 
 impl CustomFieldCatalogue for UntypedCustomFields {
     fn condition(&self, key: &str, _: &Restriction) -> Result<Test, FilterError> {

@@ -259,6 +259,7 @@ pub enum Resource {
     CustomField,
     View,
     Schedule,
+    SlaPolicy,
 }
 
 impl Resource {
@@ -322,6 +323,11 @@ impl Resource {
                 "supportdesk.v1.Schedule",
                 Reason::ScheduleNotFound,
                 "schedule",
+            ),
+            Self::SlaPolicy => (
+                "supportdesk.v1.SlaPolicy",
+                Reason::SlaPolicyNotFound,
+                "SLA policy",
             ),
         }
     }

@@ -117,6 +117,8 @@ reasons! {
     ViewNotFound = "VIEW_NOT_FOUND",
     /// No schedule with this id in the caller's account (or, for a change, no live one).
     ScheduleNotFound = "SCHEDULE_NOT_FOUND",
+    /// No SLA policy with this id in the caller's account (or, for a change, no live one).
+    SlaPolicyNotFound = "SLA_POLICY_NOT_FOUND",
     /// (Envoy) No RPC is mapped to this method and path.
     UnknownPath = "UNKNOWN_PATH",
     /// (Envoy) A known path called with a method no RPC maps there; `Allow` lists those that do.
@@ -129,6 +131,8 @@ reasons! {
     GroupNameTaken = "GROUP_NAME_TAKEN",
     /// A live schedule of the account has this name, whatever its case.
     ScheduleNameTaken = "SCHEDULE_NAME_TAKEN",
+    /// A live SLA policy of the account has this name, whatever its case.
+    SlaPolicyNameTaken = "SLA_POLICY_NAME_TAKEN",
     /// The account has a custom field with this key (retired or not).
     CustomFieldKeyTaken = "CUSTOM_FIELD_KEY_TAKEN",
     /// The `etag` sent is not the resource's current one.
@@ -160,6 +164,10 @@ reasons! {
     GroupLimit = "GROUP_LIMIT",
     /// The account already has as many live schedules as allowed.
     ScheduleLimit = "SCHEDULE_LIMIT",
+    /// DeleteSchedule while a live SLA policy measures on the schedule.
+    ScheduleInUse = "SCHEDULE_IN_USE",
+    /// The account already has as many live SLA policies as allowed.
+    SlaPolicyLimit = "SLA_POLICY_LIMIT",
     /// ComputeDueTime: the target is not reached within two years of its start.
     DueTimeBeyondHorizon = "DUE_TIME_BEYOND_HORIZON",
     /// DeleteGroup while tickets that are not solved or closed are assigned to the group.

@@ -21,6 +21,7 @@ pub mod outbound_webhooks;
 pub mod password_reset;
 pub mod payment_events;
 pub mod schedules;
+pub mod sla_policies;
 pub mod tickets;
 pub mod users;
 pub mod views;
@@ -50,6 +51,7 @@ pub use password_reset::PasswordResets;
 pub use payment_events::worker::PaymentEventWorkers;
 pub use payment_events::{PaymentEvents, Receipt};
 pub use schedules::{DryRunClock, DueTime, ScheduleUpdate, Schedules, name_schedule_problems};
+pub use sla_policies::{SlaPolicies, SlaPolicyUpdate};
 pub use tickets::{
     EXPORT_BATCH, Export, ExportBatch, ExportInterruption, ExportSettings, FeedPage, RawFieldEdit,
     SearchPage, TicketDesk, TicketEdits,
@@ -74,6 +76,25 @@ pub struct Page<T, C = PageCursor> {
 /// without a count query.
 fn rows_to_fetch(page_size: PageSize) -> i64 {
     i64::from(page_size.get()) + 1
+}
+
+/// The cursor of a list ordered by something other than time (a position): the offset of the
+/// next page, carried as microseconds after the epoch, and the last item's id.
+fn offset_cursor(offset: i64, last: uuid::Uuid) -> PageCursor {
+    PageCursor::at(
+        chrono::DateTime::<chrono::Utc>::UNIX_EPOCH + chrono::Duration::microseconds(offset),
+        last,
+    )
+}
+
+/// The offset an [`offset_cursor`] carries; 0 for the first page.
+fn offset_of(after: Option<PageCursor>) -> i64 {
+    after.map_or(0, |cursor| {
+        (cursor.at - chrono::DateTime::<chrono::Utc>::UNIX_EPOCH)
+            .num_microseconds()
+            .unwrap_or(0)
+            .max(0)
+    })
 }
 
 /// Cuts `rows` (fetched with [`rows_to_fetch`]) to a page and notes where the next one starts.

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Page, on_unique_violation, paginate, rows_to_fetch};
-use crate::db::models::ScheduleRow;
+use crate::db::models::{ScheduleRow, SlaPolicyRow};
 use crate::db::{self, PgPool};
 use crate::domain::{
     Clock, InvalidValue, MAX_SCHEDULES_PER_ACCOUNT, PageCursor, PageSize, RawHoliday, RawInterval,
@@ -177,13 +177,28 @@ impl Schedules {
         .await
     }
 
-    /// Deletes a schedule (its row stays).
+    /// Deletes a schedule (its row stays), unless a live SLA policy measures on it: the lock
+    /// waits for a policy being written against it, whose row the count then sees.
     pub async fn delete(&self, write: &KeyedWrite<'_, ()>, id: Uuid) -> AppResult<Outcome<()>> {
         let account_id = write.caller()?.account_id.as_uuid();
         idempotency::transaction(&self.pool, write, as_is, async |conn| {
             ScheduleRow::lock_live(conn, account_id, id, true)
                 .await?
                 .ok_or_else(|| AppError::not_found(Resource::Schedule, id))?;
+            let policies = SlaPolicyRow::count_using_schedule(conn, account_id, id).await?;
+            if policies > 0 {
+                return Err(AppError::FailedPrecondition {
+                    reason: Reason::ScheduleInUse,
+                    message: format!(
+                        "{policies} SLA policies measure on the schedule; change or delete them first"
+                    ),
+                    violations: vec![PreconditionViolation {
+                        kind: "SCHEDULE_IN_USE".to_owned(),
+                        subject: format!("schedules/{id}"),
+                        description: format!("{policies} live SLA policies measure on it"),
+                    }],
+                });
+            }
             ScheduleRow::soft_delete(conn, account_id, id).await
         })
         .await

@@ -5,11 +5,10 @@
 //! account views; agents see account views and the views of the groups they belong to, admins
 //! every shared view. A view another caller may not see is NOT_FOUND, as if it did not exist.
 
-use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::{Page, paginate, rows_to_fetch};
+use super::{Page, offset_cursor, offset_of, paginate, rows_to_fetch};
 use crate::auth::Caller;
 use crate::db::models::custom_field::CustomFieldRow;
 use crate::db::models::ticket_filter::{self, CountedList};
@@ -66,14 +65,6 @@ fn may_change(who: &Caller, scope: ViewScope) -> AppResult<()> {
     } else {
         Ok(())
     }
-}
-
-/// The epoch a ListViews page token counts its offset from.
-fn offset_cursor(offset: i64, last: Uuid) -> PageCursor {
-    PageCursor::at(
-        DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::microseconds(offset),
-        last,
-    )
 }
 
 impl Views {
@@ -164,12 +155,7 @@ impl Views {
         let caller = scope.caller()?;
         let account_id = caller.account_id.as_uuid();
         let viewer = viewer(caller);
-        let offset = after.map_or(0, |cursor| {
-            (cursor.at - DateTime::<Utc>::UNIX_EPOCH)
-                .num_microseconds()
-                .unwrap_or(0)
-                .max(0)
-        });
+        let offset = offset_of(after);
         let rows = db::with_connection(&self.pool, async |conn| {
             ViewRow::list_visible(conn, account_id, viewer, offset, rows_to_fetch(page_size)).await
         })

@@ -744,6 +744,7 @@ mod tests {
                 "supportdesk.v1.GroupService",
                 "supportdesk.v1.NotificationService",
                 "supportdesk.v1.ScheduleService",
+                "supportdesk.v1.SlaPolicyService",
                 "supportdesk.v1.TicketService",
                 "supportdesk.v1.UserService",
                 "supportdesk.v1.ViewService",

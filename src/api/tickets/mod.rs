@@ -710,7 +710,7 @@ fn optional_group(
     field: &str,
     raw: &str,
 ) -> Option<Option<uuid::Uuid>> {
-    violations.check(field, domain::optional_group_id(raw))
+    violations.check(field, domain::optional_uuid(raw))
 }
 
 /// An empty etag means "unconditionally"; anything else must be one this API issued.

@@ -52,6 +52,7 @@ pub mod revenue_daily;
 pub mod revoked_session;
 pub mod schedule;
 pub mod send_lease;
+pub mod sla_policy;
 pub mod ticket;
 pub mod ticket_counts_daily;
 pub mod ticket_counts_open;
@@ -91,6 +92,7 @@ pub use requester_open_tickets::RequesterOpenTicketsRow;
 pub use revenue_daily::RevenueDay;
 pub use revoked_session::RevokedSessionRow;
 pub use schedule::ScheduleRow;
+pub use sla_policy::SlaPolicyRow;
 pub use ticket::{
     FirstPageBound, ImportedTickets, NewTicket, TicketChangeset, TicketListQuery, TicketRow,
 };

@@ -229,6 +229,25 @@ impl ScheduleRow {
         Ok(Self::all(rows)?.pop())
     }
 
+    /// Whether `id` is a live schedule of the account, holding it `FOR KEY SHARE` until the
+    /// transaction ends: a policy written against it goes on beside its changes, and its
+    /// deletion (`FOR UPDATE`) waits for the policy, then sees it.
+    pub async fn share_live(
+        conn: &mut AsyncPgConnection,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> AppResult<bool> {
+        let counted: Counted = diesel::sql_query(
+            "SELECT count(*) AS count FROM (SELECT 1 FROM schedules \
+             WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL FOR KEY SHARE) AS live",
+        )
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<SqlUuid, _>(id)
+        .get_result(conn)
+        .await?;
+        Ok(counted.count > 0)
+    }
+
     /// The live schedules, oldest first.
     pub async fn list_for_account(
         conn: &mut AsyncPgConnection,

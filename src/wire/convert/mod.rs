@@ -16,6 +16,7 @@ pub mod notification;
 pub mod operation;
 pub mod payment_event;
 pub mod schedule;
+pub mod sla_policy;
 pub mod ticket;
 pub mod user;
 pub mod view;

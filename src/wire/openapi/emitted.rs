@@ -205,6 +205,7 @@ const FIELDS: &[(&str, Holds)] = &[
     ("supportdesk.v1.WebhookEndpoint.id", Holds::Uuid),
     ("supportdesk.v1.Group.id", Holds::Uuid),
     ("supportdesk.v1.Schedule.id", Holds::Uuid),
+    ("supportdesk.v1.SlaPolicy.id", Holds::Uuid),
     // A zone of the tz database, as it spells it (the `schedules.time_zone` CHECK's bound).
     (
         "supportdesk.v1.ComputeDueTimeResponse.time_zone",

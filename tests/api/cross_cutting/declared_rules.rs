@@ -124,6 +124,16 @@ const TRIED_BY_BEHAVIOUR_TESTS: &[(&str, &str, &str)] = &[
         "the same parse as CreateSchedule's, of the parts the mask names",
     ),
     (
+        "CreateSlaPolicy",
+        "sla_policy.targets",
+        "sla::policies::a_policy_takes_twelve_targets_one_per_priority_and_metric",
+    ),
+    (
+        "UpdateSlaPolicy",
+        "sla_policy.targets",
+        "the same parse as CreateSlaPolicy's, when the mask names targets",
+    ),
+    (
         "ComputeDueTime",
         "schedule.time_zone",
         "the same parse as CreateSchedule's",
@@ -275,6 +285,19 @@ const CEL_SAMPLES: &[(&str, &[&str], &[&str])] = &[
     (
         "update_schedule.update_mask",
         &["name,time_zone,intervals,holidays", "time_zone"],
+        &["", "revision", "name,create_time"],
+    ),
+    (
+        "update_sla_policy.id",
+        &["id={existing}", "id={EXISTING}"],
+        &["id=", "id=policy-1", "id= {existing}"],
+    ),
+    (
+        "update_sla_policy.update_mask",
+        &[
+            "name,description,position,filter,schedule_id,targets,warning_minutes",
+            "warning_minutes",
+        ],
         &["", "revision", "name,create_time"],
     ),
     (
@@ -526,6 +549,13 @@ fn text_of_length(field: &FieldDescriptor, length: usize) -> String {
         // An endpoint URL of that length, on a public name.
         let start = "https://hooks.example.com/";
         format!("{start}{}", "a".repeat(length.saturating_sub(start.len())))
+    } else if field.full_name() == "supportdesk.v1.SlaPolicy.filter" {
+        // A policy's condition names what a ticket has, never a time.
+        let filter = "priority = urgent";
+        format!(
+            "{filter}{}",
+            " ".repeat(length.saturating_sub(filter.len()))
+        )
     } else if field.name() == "filter" {
         // A filter every ticket read accepts (the change feed's included), padded with spaces.
         let filter = "create_time < now()";
@@ -1026,6 +1056,7 @@ struct Fixtures {
     endpoint: v1::WebhookEndpoint,
     group: v1::Group,
     schedule: v1::Schedule,
+    sla_policy: v1::SlaPolicy,
     view: v1::View,
     custom_field: v1::CustomField,
     ticket: v1::Ticket,
@@ -1048,6 +1079,10 @@ impl Fixtures {
             ("UpdateWebhookEndpoint", "webhook_endpoint") => self.endpoint.id.clone(),
             ("UpdateGroup", "group") => self.group.id.clone(),
             ("UpdateSchedule", "schedule") => self.schedule.id.clone(),
+            ("UpdateSlaPolicy", "sla_policy") => self.sla_policy.id.clone(),
+            ("CreateSlaPolicy" | "UpdateSlaPolicy", "sla_policy.schedule_id") => {
+                self.schedule.id.clone()
+            }
             ("UpdateView", "view") => self.view.id.clone(),
             ("CreateView", "view.group_id") => self.group.id.clone(),
             ("UpdateCustomField", "custom_field") => self.custom_field.id.clone(),
@@ -1229,6 +1264,36 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
             minutes: 60,
         }
         .encode_to_vec(),
+        "CreateSlaPolicy" => v1::CreateSlaPolicyRequest {
+            // Calendar time, so that the schedule tried may be any or none.
+            sla_policy: Some(crate::cross_cutting::tenancy::urgent_policy(
+                &format!("declared rules {unique}"),
+                "",
+            )),
+        }
+        .encode_to_vec(),
+        "GetSlaPolicy" => v1::GetSlaPolicyRequest { id: nothing() }.encode_to_vec(),
+        "ListSlaPolicies" => v1::ListSlaPoliciesRequest::default().encode_to_vec(),
+        "UpdateSlaPolicy" => v1::UpdateSlaPolicyRequest {
+            sla_policy: Some(v1::SlaPolicy {
+                id: fixtures.sla_policy.id.clone(),
+                description: "still declared".into(),
+                ..crate::cross_cutting::tenancy::urgent_policy(
+                    &format!("declared rules {unique}"),
+                    "",
+                )
+            }),
+            update_mask: mask(&[
+                "name",
+                "description",
+                "position",
+                "filter",
+                "schedule_id",
+                "warning_minutes",
+            ]),
+        }
+        .encode_to_vec(),
+        "DeleteSlaPolicy" => v1::DeleteSlaPolicyRequest { id: nothing() }.encode_to_vec(),
         "GetGroup" => v1::GetGroupRequest { id: nothing() }.encode_to_vec(),
         "ListGroups" => v1::ListGroupsRequest::default().encode_to_vec(),
         "UpdateGroup" => v1::UpdateGroupRequest {
@@ -1581,7 +1646,18 @@ async fn every_declared_rule_accepts_its_limit_and_refuses_just_past_it_as_the_s
         .await
         .expect("the fixture schedule")
         .into_inner();
+    let sla_policy = crate::cross_cutting::tenancy::sla_policies(&app)
+        .create_sla_policy(app.as_admin(v1::CreateSlaPolicyRequest {
+            sla_policy: Some(crate::cross_cutting::tenancy::urgent_policy(
+                "declared rules fixture",
+                "",
+            )),
+        }))
+        .await
+        .expect("the fixture SLA policy")
+        .into_inner();
     let fixtures = Fixtures {
+        sla_policy,
         schedule,
         endpoint,
         custom_field,

@@ -43,6 +43,8 @@ pub(crate) struct Target {
     pub(crate) view_id: String,
     /// A schedule (business hours) of the account.
     pub(crate) schedule_id: String,
+    /// An SLA policy of the account, measured on the schedule.
+    pub(crate) sla_policy_id: String,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -115,6 +117,8 @@ async fn the_snapshot_covers_every_table_that_holds_an_accounts_rows() {
         "operations",
         "refunds",
         "schedules",
+        "sla_policies",
+        "sla_policy_revisions",
         "ticket_activities",
         "ticket_comments",
         "tickets",
@@ -224,6 +228,43 @@ pub(crate) fn office_hours(name: &str) -> v1::Schedule {
                 end: "17:00".to_owned(),
             })
             .collect(),
+        ..Default::default()
+    }
+}
+
+/// An SlaPolicyService client to `app`.
+pub(crate) fn sla_policies(
+    app: &TestApp,
+) -> v1::sla_policy_service_client::SlaPolicyServiceClient<tonic::transport::Channel> {
+    v1::sla_policy_service_client::SlaPolicyServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+            .unwrap()
+            .connect_lazy(),
+    )
+}
+
+/// A policy named `name`: urgent tickets answered within an hour of `schedule_id`'s business
+/// hours (calendar time without one), resolved within a day.
+pub(crate) fn urgent_policy(name: &str, schedule_id: &str) -> v1::SlaPolicy {
+    v1::SlaPolicy {
+        name: name.to_owned(),
+        filter: "priority = urgent".to_owned(),
+        schedule_id: schedule_id.to_owned(),
+        targets: vec![
+            v1::SlaTarget {
+                priority: v1::TicketPriority::Urgent.into(),
+                metric: v1::SlaMetric::FirstReply.into(),
+                minutes: 60,
+                business_hours: !schedule_id.is_empty(),
+            },
+            v1::SlaTarget {
+                priority: v1::TicketPriority::Urgent.into(),
+                metric: v1::SlaMetric::Resolution.into(),
+                minutes: 1440,
+                business_hours: false,
+            },
+        ],
+        warning_minutes: 15,
         ..Default::default()
     }
 }
@@ -425,7 +466,16 @@ async fn no_rpc_lets_another_account_or_a_non_owning_customer_see_or_change_anyt
         .expect("the target's schedule")
         .into_inner()
         .id;
+    let sla_policy_id = sla_policies(&app)
+        .create_sla_policy(app.as_admin(v1::CreateSlaPolicyRequest {
+            sla_policy: Some(urgent_policy("Target promises", &schedule_id)),
+        }))
+        .await
+        .expect("the target's SLA policy")
+        .into_inner()
+        .id;
     let target = Target {
+        sla_policy_id,
         schedule_id,
         view_id,
         group_id,

@@ -26,6 +26,7 @@ mod groups;
 mod notifications;
 mod operations;
 mod schedules;
+mod sla_policies;
 mod tickets;
 mod users;
 mod views;
@@ -75,6 +76,7 @@ fn every_fixture() -> impl Iterator<Item = &'static RpcFixture> {
         notifications::FIXTURES,
         operations::FIXTURES,
         schedules::FIXTURES,
+        sla_policies::FIXTURES,
         tickets::FIXTURES,
         users::FIXTURES,
         views::FIXTURES,

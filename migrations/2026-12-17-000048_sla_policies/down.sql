@@ -1,0 +1,2 @@
+DROP TABLE sla_policy_revisions;
+DROP TABLE sla_policies;
