@@ -54,6 +54,8 @@ pub enum TicketAction {
     Closed,
     Commented,
     Deleted,
+    MarkedPending,
+    PutOnHold,
 }
 
 impl TicketAction {
@@ -67,6 +69,8 @@ impl TicketAction {
             Self::Closed => "closed",
             Self::Commented => "commented",
             Self::Deleted => "deleted",
+            Self::MarkedPending => "marked_pending",
+            Self::PutOnHold => "put_on_hold",
         }
     }
 }

@@ -35,6 +35,8 @@ mod ticket;
 mod ticket_export;
 mod ticket_filter_expr;
 mod ticket_import;
+mod ticket_lifecycle;
+mod ticket_match;
 mod ticket_query;
 mod timestamp;
 mod view;
@@ -111,7 +113,7 @@ pub use sla_policy::{
 pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_TICKET, Tag, TagCount, TagPrefix, TagSet};
 pub use ticket::{
     CustomFieldEdit, Etag, NewTicketRequest, RuleViolation, Ticket, TicketChange, TicketDecision,
-    TicketDescription, TicketPriority, TicketStatus, TicketSubject, TicketTransition,
+    TicketDescription, TicketPriority, TicketStatus, TicketSubject,
 };
 pub use ticket_export::{
     ChangeCursor, FeedEntry, MATCH_END, MATCH_START, MAX_MATCHES_RANKED, ReadMask, SearchCursor,
@@ -125,6 +127,7 @@ pub use ticket_import::{
     FieldCell, IMPORT_COLUMNS, ImportFile, ImportFormat, ImportRow, ImportTicket, RowCells,
     read_rows,
 };
+pub use ticket_lifecycle::TicketTransition;
 pub use ticket_query::{TicketFilter, TicketOrder, TicketOrderField, TotalSize};
 pub use timestamp::Timestamp;
 pub use view::{

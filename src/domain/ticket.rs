@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::{
     AccountId, Catalogue, Email, FieldChange, FieldChanges, InvalidValue, MAX_TAGS_PER_TICKET,
-    PageCursor, RawValue, StoredValues, TagSet, TicketAction, TicketId, TicketOrderField, UserId,
-    bounded_text, single_line,
+    PageCursor, RawValue, StoredValues, TagSet, TicketAction, TicketId, TicketOrderField,
+    TicketTransition, UserId, bounded_text, single_line,
 };
 
 /// A one-line summary: 1 to 200 characters after trimming.
@@ -69,7 +69,10 @@ pub enum TicketPriority {
 pub enum TicketStatus {
     New,
     Open,
+    /// Waiting for the requester.
     Pending,
+    /// Waiting for a third party (a vendor, another team).
+    OnHold,
     Solved,
     Closed,
 }
@@ -116,6 +119,7 @@ named_enum!(TicketStatus, "ticket status", {
     New => "new",
     Open => "open",
     Pending => "pending",
+    OnHold => "on_hold",
     Solved => "solved",
     Closed => "closed",
 });
@@ -343,14 +347,20 @@ impl Ticket {
                     Some(self.status.as_str()),
                     Some(after.status.as_str()),
                 );
+                // A waiting ticket is open already: the requester's count does not move.
+                let reopens = !self.status.is_open() && after.status.is_open();
                 Ok(TicketDecision {
                     after,
                     changes,
-                    reopens: *transition == TicketTransition::Reopen,
+                    reopens,
                     ..decision(transition.action())
                 })
             }
-            TicketChange::Comment { comment_id, public } => {
+            TicketChange::Comment {
+                comment_id,
+                public,
+                by_requester,
+            } => {
                 self.ensure_not_final("comment on")?;
                 note(&mut changes, "comment_id", None, Some(comment_id));
                 note(
@@ -359,7 +369,19 @@ impl Ticket {
                     None,
                     Some(if *public { "public" } else { "internal" }),
                 );
+                // The requester's reply is what a waiting ticket waited for (on hold included:
+                // the desk has something new to read), and the desk's turn again.
+                if *public && *by_requester && self.status.is_waiting() {
+                    after.status = TicketStatus::Open;
+                    note(
+                        &mut changes,
+                        "status",
+                        Some(self.status.as_str()),
+                        Some(after.status.as_str()),
+                    );
+                }
                 Ok(TicketDecision {
+                    after,
                     changes,
                     ..decision(TicketAction::Commented)
                 })
@@ -405,10 +427,12 @@ pub enum TicketChange {
         group: Option<Option<Uuid>>,
     },
     Transition(TicketTransition),
-    /// A comment was added: the ticket records it and counts as changed.
+    /// A comment was added: the ticket records it and counts as changed; the requester's public
+    /// reply moves a waiting ticket back to open.
     Comment {
         comment_id: String,
         public: bool,
+        by_requester: bool,
     },
     Delete,
 }
@@ -547,72 +571,8 @@ impl fmt::Display for Etag {
     }
 }
 
-/// The lifecycle: which action is allowed in which status, and where it leads.
-impl TicketStatus {
-    /// Solved and closed tickets do not count against the open-ticket limit.
-    pub fn is_open(&self) -> bool {
-        matches!(self, Self::New | Self::Open | Self::Pending)
-    }
-
-    /// Closed is final: nothing changes a closed ticket any more.
-    pub fn is_final(&self) -> bool {
-        matches!(self, Self::Closed)
-    }
-
-    /// The status after an assignment: a new ticket someone takes on is open.
-    pub fn after_assignment(&self) -> Self {
-        match self {
-            Self::New => Self::Open,
-            other @ (Self::Open | Self::Pending | Self::Solved | Self::Closed) => *other,
-        }
-    }
-}
-
-/// A state-changing action on a ticket, with the statuses it starts from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TicketTransition {
-    Resolve,
-    Reopen,
-    Close,
-}
-
-impl TicketTransition {
-    /// The statuses the action is allowed in.
-    pub fn allowed_from(&self) -> &'static [TicketStatus] {
-        match self {
-            Self::Resolve => &[TicketStatus::New, TicketStatus::Open, TicketStatus::Pending],
-            Self::Reopen | Self::Close => &[TicketStatus::Solved],
-        }
-    }
-
-    pub fn target(&self) -> TicketStatus {
-        match self {
-            Self::Resolve => TicketStatus::Solved,
-            Self::Reopen => TicketStatus::Open,
-            Self::Close => TicketStatus::Closed,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Resolve => "resolve",
-            Self::Reopen => "reopen",
-            Self::Close => "close",
-        }
-    }
-
-    /// How the audit trail names it.
-    pub fn action(&self) -> TicketAction {
-        match self {
-            Self::Resolve => TicketAction::Resolved,
-            Self::Reopen => TicketAction::Reopened,
-            Self::Close => TicketAction::Closed,
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -654,9 +614,17 @@ mod tests {
     }
 
     #[test]
-    fn only_solved_tickets_reopen_or_close_and_closed_is_final() {
+    fn reopening_starts_from_solved_or_a_wait_closing_from_solved_and_closed_is_final() {
         assert_eq!(
             TicketTransition::Reopen.allowed_from(),
+            [
+                TicketStatus::Pending,
+                TicketStatus::OnHold,
+                TicketStatus::Solved
+            ]
+        );
+        assert_eq!(
+            TicketTransition::Close.allowed_from(),
             [TicketStatus::Solved]
         );
         assert!(
@@ -683,7 +651,8 @@ mod tests {
         assert!(TicketStatus::parse("archived").is_err());
     }
 
-    fn ticket(status: TicketStatus, assignee: Option<UserId>) -> Ticket {
+    /// A valid ticket in `status`, assigned to `assignee`, for the lifecycle's tests.
+    pub(in crate::domain) fn ticket(status: TicketStatus, assignee: Option<UserId>) -> Ticket {
         Ticket {
             id: TicketId::generate(),
             account_id: AccountId::generate(),
@@ -838,8 +807,10 @@ mod tests {
             TicketChange::Comment {
                 comment_id: "c".to_owned(),
                 public: true,
+                by_requester: true,
             },
             TicketChange::Transition(TicketTransition::Reopen),
+            TicketChange::Transition(TicketTransition::Hold),
         ] {
             assert!(closed.apply(&change).is_err(), "{change:?} accepted");
         }
@@ -866,6 +837,8 @@ mod tests {
 
     fn any_transition() -> impl Strategy<Value = TicketTransition> {
         proptest::sample::select(vec![
+            TicketTransition::MarkPending,
+            TicketTransition::Hold,
             TicketTransition::Resolve,
             TicketTransition::Reopen,
             TicketTransition::Close,

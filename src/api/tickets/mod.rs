@@ -511,6 +511,24 @@ impl v1::ticket_service_server::TicketService for TicketApi {
         answer(outcome, &ticket_response)
     }
 
+    async fn mark_ticket_pending(
+        &self,
+        request: Request<v1::MarkTicketPendingRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        let (id, etag) = (request.get_ref().id.clone(), request.get_ref().etag.clone());
+        self.transition(request, &id, &etag, TicketTransition::MarkPending)
+            .await
+    }
+
+    async fn hold_ticket(
+        &self,
+        request: Request<v1::HoldTicketRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        let (id, etag) = (request.get_ref().id.clone(), request.get_ref().etag.clone());
+        self.transition(request, &id, &etag, TicketTransition::Hold)
+            .await
+    }
+
     async fn resolve_ticket(
         &self,
         request: Request<v1::ResolveTicketRequest>,
@@ -671,7 +689,7 @@ impl v1::ticket_service_server::TicketService for TicketApi {
 }
 
 impl TicketApi {
-    /// Resolve, reopen and close: the same request shape, different rules.
+    /// Mark pending, hold, resolve, reopen and close: the same request shape, different rules.
     async fn transition<T: prost::Message>(
         &self,
         mut request: Request<T>,
@@ -724,7 +742,9 @@ fn optional_etag(violations: &mut FieldViolations, field: &str, raw: &str) -> Op
 
 fn not_editable(path: &str) -> InvalidValue {
     let hint = match path {
-        "status" => "change it with ResolveTicket, ReopenTicket or CloseTicket",
+        "status" => {
+            "change it with MarkTicketPending, HoldTicket, ResolveTicket, ReopenTicket or CloseTicket"
+        }
         "assignee_id" | "group_id" => "change it with AssignTicket",
         "id" | "account_id" | "requester_id" | "requester_email" | "create_time"
         | "update_time" | "etag" => "it cannot be changed",

@@ -1,5 +1,5 @@
-//! The `requester_open_tickets` counter: per requester, the unresolved (new, open, pending)
-//! tickets not deleted, kept by the `tickets_roll_up` trigger (migration 000021) in the
+//! The `requester_open_tickets` counter: per requester, the unresolved (new, open, pending, on
+//! hold) tickets not deleted, kept by the `tickets_roll_up` trigger (migration 000021) in the
 //! transaction of every change that moves it. An import batch reads it for the open-ticket rule:
 //! one key per requester, where counting their tickets grew with every batch imported.
 

@@ -352,12 +352,6 @@ impl TicketRow {
         .into_domain(ticket.requester_email.as_str())
     }
 
-    /// Bumps the version and update time only: something about the ticket changed that is not
-    /// a column of it (a comment).
-    pub async fn touch(conn: &mut AsyncPgConnection, ticket: &Ticket) -> AppResult<Ticket> {
-        Self::apply(conn, ticket, &TicketChangeset::default()).await
-    }
-
     /// How many open (not solved, not closed) tickets `requester` has.
     pub async fn count_open_for_requester(
         conn: &mut AsyncPgConnection,

@@ -1,4 +1,4 @@
-//! The `ticket_counts_open` rollup: per account, status (new, open, pending) and priority, the
+//! The `ticket_counts_open` rollup: per account, status (new, open, pending, on hold) and priority, the
 //! tickets not deleted, kept by the `tickets_roll_up` trigger (migration 000017).
 
 use diesel::sql_types;

@@ -6,7 +6,9 @@ use super::{TicketDesk, lock_visible, record, refused};
 use crate::auth::Caller;
 use crate::db::{
     self,
-    models::{CommentRow, NewComment, NewNotification, TicketRow, comment::actor_columns},
+    models::{
+        CommentRow, NewComment, NewNotification, TicketChangeset, TicketRow, comment::actor_columns,
+    },
 };
 use crate::domain::{
     Actor, Comment, CommentAddedData, CommentBody, NotificationKind, PageCursor, PageSize, Role,
@@ -45,6 +47,7 @@ impl TicketDesk {
                     .apply(&TicketChange::Comment {
                         comment_id: comment_id.to_string(),
                         public,
+                        by_requester: caller.actor() == Actor::User(current.requester_id),
                     })
                     .map_err(|rule| refused(&current, rule))?;
                 unsettled.writes(account_id, ticket_id, current.version);
@@ -64,7 +67,10 @@ impl TicketDesk {
                         .as_ref(),
                 )
                 .await?;
-                let stored = TicketRow::touch(conn, &current).await?;
+                // A comment always changes the ticket (its version); a requester's reply may
+                // change its status too.
+                let changeset = TicketChangeset::between(&current, &decision.after, false);
+                let stored = TicketRow::apply(conn, &current, &changeset).await?;
                 record(
                     conn,
                     caller.actor(),

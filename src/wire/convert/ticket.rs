@@ -14,6 +14,7 @@ impl TryFrom<i32> for TicketStatus {
             Ok(v1::TicketStatus::New) => Ok(TicketStatus::New),
             Ok(v1::TicketStatus::Open) => Ok(TicketStatus::Open),
             Ok(v1::TicketStatus::Pending) => Ok(TicketStatus::Pending),
+            Ok(v1::TicketStatus::OnHold) => Ok(TicketStatus::OnHold),
             Ok(v1::TicketStatus::Solved) => Ok(TicketStatus::Solved),
             Ok(v1::TicketStatus::Closed) => Ok(TicketStatus::Closed),
             Ok(v1::TicketStatus::Unspecified) | Err(_) => Err(InvalidValue::new(format!(
@@ -62,6 +63,7 @@ impl From<TicketStatus> for v1::TicketStatus {
             TicketStatus::New => v1::TicketStatus::New,
             TicketStatus::Open => v1::TicketStatus::Open,
             TicketStatus::Pending => v1::TicketStatus::Pending,
+            TicketStatus::OnHold => v1::TicketStatus::OnHold,
             TicketStatus::Solved => v1::TicketStatus::Solved,
             TicketStatus::Closed => v1::TicketStatus::Closed,
         }

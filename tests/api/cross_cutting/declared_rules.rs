@@ -1490,6 +1490,16 @@ fn valid_request(method: &str, fixtures: &Fixtures) -> Option<Vec<u8>> {
         }
         .encode_to_vec(),
         "RevokeApiKey" => v1::RevokeApiKeyRequest { id: nothing() }.encode_to_vec(),
+        "MarkTicketPending" => v1::MarkTicketPendingRequest {
+            id: nothing(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "HoldTicket" => v1::HoldTicketRequest {
+            id: nothing(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
         "ResolveTicket" => v1::ResolveTicketRequest {
             id: nothing(),
             ..Default::default()

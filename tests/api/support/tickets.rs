@@ -3,6 +3,10 @@
 //! `app.comment(&ticket.id, "Have you tried water?").public().add().await`. Anything left unsaid
 //! is valid and made by the account's admin.
 
+use diesel::sql_types::Uuid as SqlUuid;
+use diesel_async::RunQueryDsl;
+use supportdesk::db::models::{CustomFieldRow, TicketRow};
+use supportdesk::domain::{FilterContext, TicketFilterExpr, TicketId};
 use supportdesk::wire::proto::v1;
 use tonic::Status;
 
@@ -136,5 +140,48 @@ impl<'a> CommentBuilder<'a> {
             }))
             .await
             .map(tonic::Response::into_inner)
+    }
+}
+
+impl TestApp {
+    /// The ids (sorted) of the account's live tickets that `filter` matches when read in memory
+    /// against each ticket as PostgreSQL holds it, with the admin as `me`: what an SLA policy's
+    /// condition decides, for comparing with what ListTickets' SQL lists.
+    pub(crate) async fn matched_in_memory(&self, filter: &str) -> Vec<String> {
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = SqlUuid)]
+            id: uuid::Uuid,
+        }
+        let mut conn = self.database.connect().await;
+        let account = self.account_id;
+        let catalogue = CustomFieldRow::catalogue_for_account(&mut conn, account.as_uuid())
+            .await
+            .expect("the catalogue");
+        let context = FilterContext {
+            me: Some(self.admin.id),
+            custom_fields: &catalogue,
+        };
+        let expr = TicketFilterExpr::parse_field(filter, &context)
+            .unwrap_or_else(|error| panic!("{filter}: {error}"));
+        let ids: Vec<Id> = diesel::sql_query("SELECT id FROM tickets WHERE account_id = $1")
+            .bind::<SqlUuid, _>(account.as_uuid())
+            .load(&mut conn)
+            .await
+            .expect("the account's tickets");
+        let now = chrono::Utc::now();
+        let mut matched = Vec::new();
+        for Id { id } in ids {
+            let (ticket, deleted) =
+                TicketRow::find_latest(&mut conn, account, TicketId::from_uuid(id))
+                    .await
+                    .expect("read")
+                    .expect("the ticket");
+            if !deleted && expr.matches(&ticket, now) {
+                matched.push(id.to_string());
+            }
+        }
+        matched.sort();
+        matched
     }
 }

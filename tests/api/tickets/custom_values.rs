@@ -703,6 +703,11 @@ async fn a_filter_on_custom_fields_lists_exactly_the_tickets_whose_values_match(
             sorted(&expected),
             "{filter}"
         );
+        assert_eq!(
+            app.matched_in_memory(filter).await,
+            sorted(&expected),
+            "{filter} read in memory (an SLA policy's condition)"
+        );
     }
 }
 

@@ -107,6 +107,23 @@ async fn listed(app: &TestApp, request: v1::ListTicketsRequest) -> BTreeSet<Stri
         .collect()
 }
 
+/// The first word of each ticket's subject, by ticket id.
+async fn subjects_by_id(app: &TestApp) -> std::collections::HashMap<String, String> {
+    app.tickets
+        .clone()
+        .list_tickets(app.as_admin(v1::ListTicketsRequest {
+            page_size: 100,
+            ..Default::default()
+        }))
+        .await
+        .expect("listed")
+        .into_inner()
+        .tickets
+        .iter()
+        .map(|ticket| (ticket.id.clone(), first_word(&ticket.subject)))
+        .collect()
+}
+
 /// The description of the first field violation of a refusal.
 fn description_of(refused: &tonic::Status) -> String {
     details(refused)
@@ -196,11 +213,23 @@ async fn every_field_and_comparator_matches_exactly_the_tickets_it_should() {
         ("status = open AND tags: vip".into(), &["urgent"]),
         ("tags: vip -status: open".into(), &["refund"]),
     ];
+    let subjects = subjects_by_id(&app).await;
     for (filter, expected) in cases {
         assert_eq!(
             listed(&app, filtered(&filter)).await,
             set(expected),
             "filter {filter:?}"
+        );
+        let in_memory: BTreeSet<String> = app
+            .matched_in_memory(&filter)
+            .await
+            .iter()
+            .map(|id| subjects[id].clone())
+            .collect();
+        assert_eq!(
+            in_memory,
+            set(expected),
+            "filter {filter:?} read in memory (an SLA policy's condition)"
         );
     }
 

@@ -13,3 +13,4 @@ pub(crate) mod search;
 pub(crate) mod tag_list;
 pub(crate) mod tags;
 pub(crate) mod views;
+pub(crate) mod waiting;

@@ -68,6 +68,16 @@ pub(super) const FIXTURES: &[RpcFixture] = &[
         probe: remove_ticket_tags_probe,
     },
     RpcFixture {
+        rpc: "TicketService.MarkTicketPending",
+        case: Some(mark_ticket_pending_case),
+        probe: mark_ticket_pending_probe,
+    },
+    RpcFixture {
+        rpc: "TicketService.HoldTicket",
+        case: Some(hold_ticket_case),
+        probe: hold_ticket_probe,
+    },
+    RpcFixture {
         rpc: "TicketService.ResolveTicket",
         case: Some(resolve_ticket_case),
         probe: resolve_ticket_probe,
@@ -544,6 +554,77 @@ fn remove_ticket_tags_probe(attack: Attack<'_>) -> ProbeFuture<'_> {
             .remove_ticket_tags(attacker.request(v1::RemoveTicketTagsRequest {
                 id: target.ticket.id.clone(),
                 tags: vec!["vip".to_owned()],
+                etag: String::new(),
+            }))
+            .await;
+        assert_refused(rpc, result, HIDDEN_OR_DENIED);
+    })
+}
+
+/// A wait is set on a new ticket and refused on a solved one.
+async fn wait_cases(harness: &Harness, verb: &str) -> Cases {
+    let admin = harness.admin();
+    let fresh = harness.new_ticket().await;
+    let solved = harness.solved_ticket().await;
+    (
+        call(
+            Method::POST,
+            format!("/v1/tickets/{fresh}:{verb}"),
+            admin,
+            Some(json!({})),
+        ),
+        None,
+        call(
+            Method::POST,
+            format!("/v1/tickets/{solved}:{verb}"),
+            admin,
+            Some(json!({})),
+        ),
+        StatusCode::BAD_REQUEST,
+    )
+}
+
+fn mark_ticket_pending_case(harness: &Harness) -> CaseFuture<'_> {
+    Box::pin(wait_cases(harness, "markPending"))
+}
+
+fn mark_ticket_pending_probe(attack: Attack<'_>) -> ProbeFuture<'_> {
+    Box::pin(async move {
+        let Attack {
+            app,
+            rpc,
+            attacker,
+            target,
+        } = attack;
+        let result = app
+            .tickets
+            .clone()
+            .mark_ticket_pending(attacker.request(v1::MarkTicketPendingRequest {
+                id: target.ticket.id.clone(),
+                etag: String::new(),
+            }))
+            .await;
+        assert_refused(rpc, result, HIDDEN_OR_DENIED);
+    })
+}
+
+fn hold_ticket_case(harness: &Harness) -> CaseFuture<'_> {
+    Box::pin(wait_cases(harness, "hold"))
+}
+
+fn hold_ticket_probe(attack: Attack<'_>) -> ProbeFuture<'_> {
+    Box::pin(async move {
+        let Attack {
+            app,
+            rpc,
+            attacker,
+            target,
+        } = attack;
+        let result = app
+            .tickets
+            .clone()
+            .hold_ticket(attacker.request(v1::HoldTicketRequest {
+                id: target.ticket.id.clone(),
                 etag: String::new(),
             }))
             .await;
