@@ -29,6 +29,7 @@ mod payment_event_signature;
 mod rate_quota;
 mod reconciliation;
 mod schedule;
+mod sla_clock;
 mod sla_policy;
 mod tag;
 mod ticket;
@@ -104,6 +105,9 @@ pub use schedule::{
     MAX_HOLIDAY_DAYS, MAX_HOLIDAYS, MAX_INTERVALS, MAX_MEASURED_SPAN_DAYS,
     MAX_SCHEDULES_PER_ACCOUNT, RawHoliday, RawInterval, Schedule, ScheduleError, ScheduleField,
     ScheduleName, ScheduleProblem, StoredSchedule, WallTime,
+};
+pub use sla_clock::{
+    AppliedPolicy, ClockState, MetricClock, SlaClock, SlaClockError, SlaEvent, SlaStamp,
 };
 pub use sla_policy::{
     MAX_SLA_POLICIES_PER_ACCOUNT, MAX_TARGETS, SlaCondition, SlaMetric, SlaPolicy,

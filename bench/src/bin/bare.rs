@@ -172,6 +172,7 @@ fn to_wire((row, requester_email): (TicketRow, String)) -> v1::Ticket {
         Ok(TicketStatus::New) => v1::TicketStatus::New,
         Ok(TicketStatus::Open) => v1::TicketStatus::Open,
         Ok(TicketStatus::Pending) => v1::TicketStatus::Pending,
+        Ok(TicketStatus::OnHold) => v1::TicketStatus::OnHold,
         Ok(TicketStatus::Solved) => v1::TicketStatus::Solved,
         Ok(TicketStatus::Closed) => v1::TicketStatus::Closed,
         Err(_) => v1::TicketStatus::Unspecified,
@@ -350,6 +351,20 @@ impl TicketService for Bare {
     async fn assign_ticket(
         &self,
         _: Request<v1::AssignTicketRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        Err(not_served())
+    }
+
+    async fn mark_ticket_pending(
+        &self,
+        _: Request<v1::MarkTicketPendingRequest>,
+    ) -> Result<Response<v1::Ticket>, Status> {
+        Err(not_served())
+    }
+
+    async fn hold_ticket(
+        &self,
+        _: Request<v1::HoldTicketRequest>,
     ) -> Result<Response<v1::Ticket>, Status> {
         Err(not_served())
     }

@@ -61,6 +61,34 @@ impl Clock<'_> {
         }
     }
 
+    /// When `remaining` of this clock has elapsed since `start`, to the microsecond: what a
+    /// paused clock that resumes at `start` owes (`start` itself when nothing remains).
+    pub fn due_after(
+        self,
+        start: DateTime<Utc>,
+        remaining: TimeDelta,
+    ) -> Result<DateTime<Utc>, ScheduleError> {
+        match self {
+            Self::Calendar => start
+                .checked_add_signed(remaining.max(TimeDelta::zero()))
+                .ok_or(ScheduleError::OutOfRange { instant: start }),
+            Self::Business(schedule) => schedule.due_after(start, remaining),
+        }
+    }
+
+    /// This clock's time elapsed from `from` to `to`, to the microsecond (zero when `to` is not
+    /// after `from`).
+    pub fn elapsed_between(
+        self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<TimeDelta, ScheduleError> {
+        match self {
+            Self::Calendar => Ok((to - from).max(TimeDelta::zero())),
+            Self::Business(schedule) => schedule.business_time_between(from, to),
+        }
+    }
+
     /// Whole minutes of this clock elapsed from `from` to `to` (0 when `to` is not after `from`).
     pub fn minutes_between(
         self,
@@ -83,12 +111,25 @@ impl Schedule {
         start: DateTime<Utc>,
         business_minutes: u32,
     ) -> Result<DateTime<Utc>, ScheduleError> {
-        if business_minutes == 0 {
+        self.due_after(start, TimeDelta::minutes(i64::from(business_minutes)))
+    }
+
+    /// The instant when `remaining` business time has elapsed since `start`, to the microsecond:
+    /// `start` itself when nothing remains, otherwise the earliest such instant.
+    pub fn due_after(
+        &self,
+        start: DateTime<Utc>,
+        remaining: TimeDelta,
+    ) -> Result<DateTime<Utc>, ScheduleError> {
+        let Some(mut remaining) = remaining.num_microseconds().filter(|micros| *micros > 0) else {
             return Ok(start);
-        }
+        };
+        // Named in minutes, rounded up, should the horizon refuse it.
+        let business_minutes =
+            u32::try_from((remaining + MICROS_PER_MINUTE - 1) / MICROS_PER_MINUTE)
+                .unwrap_or(u32::MAX);
         let from = start.timestamp_micros();
         let limit = from.saturating_add(DUE_TIME_HORIZON_DAYS * MICROS_PER_DAY);
-        let mut remaining = i64::from(business_minutes) * MICROS_PER_MINUTE;
         let due = self.walk_open_spans(from, limit, |open, close| {
             let length = close - open;
             if length >= remaining {
