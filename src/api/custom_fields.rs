@@ -3,9 +3,9 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{KeyedRequest, answer, created, required, scope, stored_as};
+use super::{KeyedRequest, answer, created, required, scope, stored_as, uuid_field};
 use crate::domain::custom_field::{parse_description, parse_position, parse_title};
-use crate::domain::{CustomField, FieldKey, FieldKind, InvalidValue, KindProblem, hyphenated_uuid};
+use crate::domain::{CustomField, FieldKey, FieldKind, InvalidValue, KindProblem};
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::service::{CustomFields, FieldUpdate, NewFieldRequest};
@@ -27,13 +27,6 @@ impl CustomFieldApi {
             idempotency,
         }
     }
-}
-
-fn uuid_field(raw: &str) -> Result<uuid::Uuid, InvalidValue> {
-    if raw.is_empty() {
-        return Err(required());
-    }
-    hyphenated_uuid(raw).ok_or_else(|| InvalidValue::new("must be a UUID in its hyphenated form"))
 }
 
 /// The stored name of a kind as the wire numbers it.

@@ -3,10 +3,8 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
-use crate::domain::{
-    Group, GroupDescription, GroupMember, GroupName, InvalidValue, PageTokenKeys, hyphenated_uuid,
-};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as, uuid_field};
+use crate::domain::{Group, GroupDescription, GroupMember, GroupName, InvalidValue, PageTokenKeys};
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
 use crate::service::{GroupUpdate, Groups};
@@ -31,13 +29,6 @@ impl GroupApi {
             pages,
         }
     }
-}
-
-fn uuid_field(raw: &str) -> Result<uuid::Uuid, InvalidValue> {
-    if raw.is_empty() {
-        return Err(required());
-    }
-    hyphenated_uuid(raw).ok_or_else(|| InvalidValue::new("must be a UUID in its hyphenated form"))
 }
 
 fn respond(group: &Group) -> Response<v1::Group> {

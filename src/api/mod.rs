@@ -30,7 +30,7 @@ use crate::auth::Caller;
 use crate::domain::IdempotencyKey;
 use crate::domain::{
     AccountId, CountedPageCursor, InvalidValue, PageCursor, PageScope, PageSize, PageTokenKeys,
-    TextPageCursor,
+    TextPageCursor, hyphenated_uuid,
 };
 use crate::errors::{AppError, AppResult, FieldViolations};
 use crate::idempotency::{
@@ -253,6 +253,14 @@ fn check_token_form(violations: &mut FieldViolations, page_token: &str) {
 /// A required field that was left out.
 pub(crate) fn required() -> InvalidValue {
     InvalidValue::new("is required")
+}
+
+/// A required id: a UUID in its hyphenated form, the one form the service writes.
+pub(crate) fn uuid_field(raw: &str) -> Result<uuid::Uuid, InvalidValue> {
+    if raw.is_empty() {
+        return Err(required());
+    }
+    hyphenated_uuid(raw).ok_or_else(|| InvalidValue::new("must be a UUID in its hyphenated form"))
 }
 
 /// Marks `response` as having created the resource at `location` (HTTP `Location`). The 201

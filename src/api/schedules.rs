@@ -3,9 +3,9 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as, uuid_field};
 use crate::domain::{
-    InvalidValue, PageTokenKeys, Schedule, ScheduleName, StoredSchedule, Timestamp, hyphenated_uuid,
+    InvalidValue, PageTokenKeys, Schedule, ScheduleName, StoredSchedule, Timestamp,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -33,13 +33,6 @@ impl ScheduleApi {
             pages,
         }
     }
-}
-
-fn uuid_field(raw: &str) -> Result<uuid::Uuid, InvalidValue> {
-    if raw.is_empty() {
-        return Err(required());
-    }
-    hyphenated_uuid(raw).ok_or_else(|| InvalidValue::new("must be a UUID in its hyphenated form"))
 }
 
 fn respond(schedule: &StoredSchedule) -> Response<v1::Schedule> {

@@ -3,11 +3,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as, uuid_field};
 use crate::domain::{
     InvalidValue, PageTokenKeys, SlaCondition, SlaMetric, SlaPolicy, SlaPolicyDescription,
-    SlaPolicyFields, SlaPolicyName, SlaTarget, SlaTargets, hyphenated_uuid, optional_uuid,
-    policy_position, warning_minutes,
+    SlaPolicyFields, SlaPolicyName, SlaTarget, SlaTargets, optional_uuid, policy_position,
+    warning_minutes,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -36,13 +36,6 @@ impl SlaPolicyApi {
             pages,
         }
     }
-}
-
-fn uuid_field(raw: &str) -> Result<uuid::Uuid, InvalidValue> {
-    if raw.is_empty() {
-        return Err(required());
-    }
-    hyphenated_uuid(raw).ok_or_else(|| InvalidValue::new("must be a UUID in its hyphenated form"))
 }
 
 fn respond(policy: &SlaPolicy) -> Response<v1::SlaPolicy> {

@@ -3,10 +3,10 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as, uuid_field};
 use crate::domain::{
     Etag, InvalidValue, MAX_VIEWS_COUNTED, PageTokenKeys, View, ViewFilter, ViewName, ViewOrder,
-    ViewReadMask, hyphenated_uuid,
+    ViewReadMask,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -31,13 +31,6 @@ impl ViewApi {
             pages,
         }
     }
-}
-
-fn uuid_field(raw: &str) -> Result<uuid::Uuid, InvalidValue> {
-    if raw.is_empty() {
-        return Err(required());
-    }
-    hyphenated_uuid(raw).ok_or_else(|| InvalidValue::new("must be a UUID in its hyphenated form"))
 }
 
 fn respond(view: &View) -> Response<v1::View> {

@@ -4,10 +4,10 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as};
+use super::{KeyedRequest, ListPages, answer, created, required, scope, stored_as, uuid_field};
 use crate::domain::{
     DeliveryState, EndpointUrl, InvalidValue, PageTokenKeys, WebhookDelivery, WebhookEndpoint,
-    hyphenated_uuid, parse_event_types,
+    parse_event_types,
 };
 use crate::errors::{AppError, FieldViolations};
 use crate::idempotency::IdempotencyPolicy;
@@ -47,13 +47,6 @@ impl WebhookEndpointApi {
         let (schemes, addresses) = self.endpoints.url_rules();
         EndpointUrl::parse(raw, schemes, &addresses)
     }
-}
-
-fn uuid_field(raw: &str) -> Result<uuid::Uuid, InvalidValue> {
-    if raw.is_empty() {
-        return Err(required());
-    }
-    hyphenated_uuid(raw).ok_or_else(|| InvalidValue::new("must be a UUID in its hyphenated form"))
 }
 
 fn description(raw: &str) -> Result<String, InvalidValue> {

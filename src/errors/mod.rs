@@ -485,6 +485,29 @@ impl AppError {
         Self::InvalidArgument(violations)
     }
 
+    /// FAILED_PRECONDITION `reason`: the account `account_id` already has `count` of what
+    /// `plural` names ("groups"), and may have at most `limit`. The violation's type is the
+    /// reason, its subject the account.
+    pub fn account_limit(
+        reason: Reason,
+        account_id: impl fmt::Display,
+        count: i64,
+        limit: i64,
+        plural: &str,
+    ) -> Self {
+        Self::FailedPrecondition {
+            reason,
+            message: format!(
+                "the account has {count} {plural}, the most it may have; delete one first"
+            ),
+            violations: vec![PreconditionViolation {
+                kind: reason.as_str().to_owned(),
+                subject: format!("accounts/{account_id}"),
+                description: format!("at most {limit} {plural} per account"),
+            }],
+        }
+    }
+
     pub fn not_found(resource: Resource, id: impl fmt::Display) -> Self {
         Self::NotFound {
             resource,

@@ -58,17 +58,13 @@ impl Groups {
             GroupRow::lock_account_creations(conn, account_id).await?;
             let count = GroupRow::count_live(conn, account_id).await?;
             if count >= MAX_GROUPS_PER_ACCOUNT {
-                return Err(AppError::FailedPrecondition {
-                    reason: Reason::GroupLimit,
-                    message: format!(
-                        "the account has {count} groups, the most it may have; delete one first"
-                    ),
-                    violations: vec![PreconditionViolation {
-                        kind: "GROUP_LIMIT".to_owned(),
-                        subject: format!("accounts/{account_id}"),
-                        description: format!("at most {MAX_GROUPS_PER_ACCOUNT} groups per account"),
-                    }],
-                });
+                return Err(AppError::account_limit(
+                    Reason::GroupLimit,
+                    account_id,
+                    count,
+                    MAX_GROUPS_PER_ACCOUNT,
+                    "groups",
+                ));
             }
             GroupRow::insert(conn, account_id, &name, &description)
                 .await

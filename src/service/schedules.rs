@@ -96,19 +96,13 @@ impl Schedules {
             ScheduleRow::lock_account_creations(conn, account_id).await?;
             let count = ScheduleRow::count_live(conn, account_id).await?;
             if count >= MAX_SCHEDULES_PER_ACCOUNT {
-                return Err(AppError::FailedPrecondition {
-                    reason: Reason::ScheduleLimit,
-                    message: format!(
-                        "the account has {count} schedules, the most it may have; delete one first"
-                    ),
-                    violations: vec![PreconditionViolation {
-                        kind: "SCHEDULE_LIMIT".to_owned(),
-                        subject: format!("accounts/{account_id}"),
-                        description: format!(
-                            "at most {MAX_SCHEDULES_PER_ACCOUNT} schedules per account"
-                        ),
-                    }],
-                });
+                return Err(AppError::account_limit(
+                    Reason::ScheduleLimit,
+                    account_id,
+                    count,
+                    MAX_SCHEDULES_PER_ACCOUNT,
+                    "schedules",
+                ));
             }
             ScheduleRow::insert(conn, account_id, &name, &hours)
                 .await

@@ -14,7 +14,7 @@ use crate::domain::{
     MAX_SLA_POLICIES_PER_ACCOUNT, PageCursor, PageSize, SlaCondition, SlaPolicy,
     SlaPolicyDescription, SlaPolicyFields, SlaPolicyName, SlaTargets,
 };
-use crate::errors::{AppError, AppResult, PreconditionViolation, Reason, Resource};
+use crate::errors::{AppError, AppResult, Reason, Resource};
 use crate::idempotency::{self, KeyedWrite, Outcome, as_is};
 use crate::scope::RequestScope;
 
@@ -90,19 +90,13 @@ impl SlaPolicies {
             SlaPolicyRow::lock_account_creations(conn, account_id).await?;
             let count = SlaPolicyRow::count_live(conn, account_id).await?;
             if count >= MAX_SLA_POLICIES_PER_ACCOUNT {
-                return Err(AppError::FailedPrecondition {
-                    reason: Reason::SlaPolicyLimit,
-                    message: format!(
-                        "the account has {count} SLA policies, the most it may have; delete one first"
-                    ),
-                    violations: vec![PreconditionViolation {
-                        kind: "SLA_POLICY_LIMIT".to_owned(),
-                        subject: format!("accounts/{account_id}"),
-                        description: format!(
-                            "at most {MAX_SLA_POLICIES_PER_ACCOUNT} SLA policies per account"
-                        ),
-                    }],
-                });
+                return Err(AppError::account_limit(
+                    Reason::SlaPolicyLimit,
+                    account_id,
+                    count,
+                    MAX_SLA_POLICIES_PER_ACCOUNT,
+                    "SLA policies",
+                ));
             }
             check_references(conn, account_id, &fields).await?;
             SlaPolicyRow::insert(conn, account_id, &fields)
