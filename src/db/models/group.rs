@@ -91,11 +91,7 @@ impl GroupRow {
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
     ) -> AppResult<()> {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 68))")
-            .bind::<SqlUuid, _>(account_id)
-            .execute(conn)
-            .await?;
-        Ok(())
+        super::serialize_account_creations(conn, account_id, 68).await
     }
 
     /// How many live groups the account has.

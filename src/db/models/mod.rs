@@ -104,8 +104,11 @@ pub use view::{ViewFields, ViewRow, ViewViewer};
 pub use webhook_event::{Stored, StoredWebhookEvent, WebhookEventRow};
 pub use webhook_event_quarantine::{NewWebhookEventQuarantine, QuarantinedEvent};
 
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
 use crate::domain::InvalidValue;
-use crate::errors::AppError;
+use crate::errors::{AppError, AppResult};
 
 /// Bytes a JSON snapshot carries as hex (`encode(column, 'hex')`).
 fn hex_bytes<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
@@ -116,4 +119,21 @@ fn hex_bytes<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u8
 /// A stored value that no longer parses is a bug or a hand-edited row, never the client's fault.
 pub(crate) fn corrupt(column: &str, problem: InvalidValue) -> AppError {
     AppError::internal(anyhow::anyhow!("stored {column} does not parse: {problem}"))
+}
+
+/// Serializes, until the transaction ends, the creations of one account's rows of the kind
+/// `class` names (one number per table: groups 68, schedules 69, SLA policies 692, views 45), so
+/// that the count a per-account limit reads is not stale by the time the new row commits. An
+/// advisory lock rather than a row lock: nothing else about the account is held.
+pub(crate) async fn serialize_account_creations(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    class: i64,
+) -> AppResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2))")
+        .bind::<diesel::sql_types::Uuid, _>(account_id)
+        .bind::<diesel::sql_types::BigInt, _>(class)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -148,11 +148,7 @@ impl ScheduleRow {
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
     ) -> AppResult<()> {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 69))")
-            .bind::<SqlUuid, _>(account_id)
-            .execute(conn)
-            .await?;
-        Ok(())
+        super::serialize_account_creations(conn, account_id, 69).await
     }
 
     /// How many live schedules the account has.

@@ -130,11 +130,7 @@ impl SlaPolicyRow {
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
     ) -> AppResult<()> {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 692))")
-            .bind::<SqlUuid, _>(account_id)
-            .execute(conn)
-            .await?;
-        Ok(())
+        super::serialize_account_creations(conn, account_id, 692).await
     }
 
     /// How many live policies the account has.

@@ -112,11 +112,7 @@ impl ViewRow {
         conn: &mut AsyncPgConnection,
         account_id: Uuid,
     ) -> AppResult<()> {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 45))")
-            .bind::<SqlUuid, _>(account_id)
-            .execute(conn)
-            .await?;
-        Ok(())
+        super::serialize_account_creations(conn, account_id, 45).await
     }
 
     /// How many views of `scope`'s kind count against its limit: the account's shared views,
